@@ -1,0 +1,70 @@
+// Loop nests over a shape, with each operand's index expression. Size-1 axes are dropped and
+// axes that every operand walks contiguously are merged, so `b1` broadcast over [32, 64] gives
+//   for (let i = 0; i < 32; i++) for (let j = 0; j < 64; j++) out[i * 64 + j] = t1[i * 64 + j] + b1[j];
+// and a same-shape elementwise op gives one flat loop.
+
+/** Loop variables, outermost first (all reserved: no value may be named like them). */
+export const LOOP_VARS = ['i', 'j', 'k', 'l', 'p', 'q', 'r', 's'] as const;
+
+export interface Access {
+  /** Stride of each axis of the nest (0 where the operand is broadcast). */
+  readonly strides: readonly number[];
+  /** Constant offset added to the index. */
+  readonly base?: number;
+}
+
+export interface Collapsed {
+  readonly dims: number[];
+  readonly strides: number[][];
+}
+
+/** Drops size-1 axes and merges axes that are contiguous for every access. */
+export function collapse(dims: readonly number[], accesses: readonly Access[]): Collapsed {
+  const keep = dims.map((d, i) => i).filter((i) => dims[i] !== 1);
+  const out: Collapsed = { dims: [], strides: accesses.map(() => []) };
+  for (const ax of keep) {
+    const last = out.dims.length - 1;
+    const mergeable =
+      last >= 0 && accesses.every((a, k) => out.strides[k]![last] === a.strides[ax]! * dims[ax]!);
+    if (mergeable) {
+      out.dims[last] = out.dims[last]! * dims[ax]!;
+      accesses.forEach((a, k) => (out.strides[k]![last] = a.strides[ax]!));
+    } else {
+      out.dims.push(dims[ax]!);
+      accesses.forEach((a, k) => out.strides[k]!.push(a.strides[ax]!));
+    }
+  }
+  return out;
+}
+
+/** The index expression of an access, given loop variable names. */
+export function indexExpr(vars: readonly string[], strides: readonly number[], base = 0): string {
+  const terms: string[] = [];
+  if (base !== 0) terms.push(String(base));
+  strides.forEach((s, d) => {
+    if (s === 0) return;
+    terms.push(s === 1 ? vars[d]! : `${vars[d]} * ${s}`);
+  });
+  return terms.length ? terms.join(' + ') : '0';
+}
+
+/**
+ * Emits a loop nest over `dims` and calls `body` with each access's index expression in the
+ * innermost loop. `vars` names the loop variables, outermost first.
+ */
+export function nest(
+  dims: readonly number[],
+  accesses: readonly Access[],
+  body: (idx: string[]) => string[],
+  vars: readonly string[] = LOOP_VARS,
+): string[] {
+  const c = collapse(dims, accesses);
+  if (c.dims.length > vars.length) throw new Error(`internal: loop nest of depth ${c.dims.length}`);
+  const v = vars.slice(0, c.dims.length);
+  const idx = accesses.map((a, k) => indexExpr(v, c.strides[k]!, a.base ?? 0));
+  const lines: string[] = [];
+  c.dims.forEach((d, i) => lines.push(`for (let ${v[i]} = 0; ${v[i]} < ${d}; ${v[i]}++) {`));
+  lines.push(...body(idx));
+  c.dims.forEach(() => lines.push('}'));
+  return lines;
+}

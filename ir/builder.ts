@@ -1,0 +1,99 @@
+// Emits instructions into a graph with shape inference from the op table. Used by the DSL
+// tracer, by the gradient rules and by rewriting passes.
+
+import { CompileError } from './errors.js';
+import type { Graph } from './graph.js';
+import type { AttrsOf, Init, OpKind } from './ops.js';
+import { OPS } from './ops.js';
+import type { DType, Loc, Shape, TensorType, ValueId } from './types.js';
+import { numel } from './types.js';
+
+/** A value, or a plain number that becomes an f32 scalar constant. */
+export type Operand = ValueId | number;
+type SourceOp = 'input' | 'param' | 'const' | 'fwd';
+type Name = { raw: string } | { exact: string };
+
+export class Builder {
+  constructor(
+    readonly graph: Graph,
+    /** Location stamped on every emitted instruction. */
+    public loc?: Loc,
+  ) {}
+
+  type(v: ValueId): TensorType {
+    return this.graph.type(v);
+  }
+
+  emit<K extends Exclude<OpKind, SourceOp>>(op: K, args: readonly Operand[], attrs: AttrsOf[K], name?: Name): ValueId {
+    const ids = args.map((a) => (typeof a === 'number' ? this.scalar(a) : a));
+    const def = OPS[op];
+    if (def.arity !== 'variadic' && def.arity !== ids.length)
+      throw new Error(`internal: ${op} takes ${def.arity} operands, got ${ids.length}`);
+    let type: TensorType;
+    try {
+      type = def.shape!(
+        ids.map((v) => this.type(v)),
+        attrs,
+      );
+    } catch (e) {
+      throw e instanceof CompileError ? e.withLoc(this.loc) : e;
+    }
+    return this.graph.append(op, ids, attrs, type, this.loc, name);
+  }
+
+  source<K extends SourceOp>(op: K, attrs: AttrsOf[K], type: TensorType, name?: Name): ValueId {
+    return this.graph.append(op, [], attrs, type, this.loc, name);
+  }
+
+  scalar(v: number): ValueId {
+    return this.source('const', { data: [v] }, { dtype: 'f32', shape: [] });
+  }
+
+  constant(data: readonly number[], shape: Shape, dtype: DType = 'f32'): ValueId {
+    if (data.length !== numel(shape)) throw new Error(`internal: ${data.length} values for shape [${shape}]`);
+    return this.source('const', { data: [...data] }, { dtype, shape });
+  }
+
+  input(name: string, type: TensorType, valueName: Name): ValueId {
+    return this.source('input', { name }, type, valueName);
+  }
+
+  param(name: string, shape: Shape, init: Init, scale: number, valueName: Name): ValueId {
+    return this.source('param', { name, init, scale }, { dtype: 'f32', shape }, valueName);
+  }
+
+  // --- sugar, one method per op -------------------------------------------------------------
+  neg = (x: Operand) => this.emit('neg', [x], {});
+  exp = (x: Operand) => this.emit('exp', [x], {});
+  log = (x: Operand) => this.emit('log', [x], {});
+  tanh = (x: Operand) => this.emit('tanh', [x], {});
+  sigmoid = (x: Operand) => this.emit('sigmoid', [x], {});
+  relu = (x: Operand) => this.emit('relu', [x], {});
+  sqrt = (x: Operand) => this.emit('sqrt', [x], {});
+  square = (x: Operand) => this.emit('square', [x], {});
+  abs = (x: Operand) => this.emit('abs', [x], {});
+  stopGradient = (x: Operand) => this.emit('stop_gradient', [x], {});
+  add = (a: Operand, b: Operand) => this.emit('add', [a, b], {});
+  sub = (a: Operand, b: Operand) => this.emit('sub', [a, b], {});
+  mul = (a: Operand, b: Operand) => this.emit('mul', [a, b], {});
+  div = (a: Operand, b: Operand) => this.emit('div', [a, b], {});
+  pow = (a: Operand, b: Operand) => this.emit('pow', [a, b], {});
+  maximum = (a: Operand, b: Operand) => this.emit('maximum', [a, b], {});
+  minimum = (a: Operand, b: Operand) => this.emit('minimum', [a, b], {});
+  gt = (a: Operand, b: Operand) => this.emit('gt', [a, b], {});
+  ge = (a: Operand, b: Operand) => this.emit('ge', [a, b], {});
+  sum = (x: ValueId, axes: number[], keepDims = false) => this.emit('sum', [x], { axes, keepDims });
+  max = (x: ValueId, axes: number[], keepDims = false) => this.emit('max', [x], { axes, keepDims });
+  argmaxMask = (x: ValueId, axes: number[]) => this.emit('argmax_mask', [x], { axes });
+  matmul = (a: ValueId, b: ValueId, transA = false, transB = false) => this.emit('matmul', [a, b], { transA, transB });
+  transpose = (x: ValueId, perm: number[]) => this.emit('transpose', [x], { perm });
+  reshape = (x: ValueId, shape: readonly number[]) => this.emit('reshape', [x], { shape: [...shape] });
+  broadcast = (x: ValueId, shape: Shape) => this.emit('broadcast', [x], { shape: [...shape] });
+  concat = (xs: ValueId[], axis: number) => this.emit('concat', xs, { axis });
+  slice = (x: ValueId, starts: number[], sizes: number[]) => this.emit('slice', [x], { starts, sizes });
+  pad = (x: ValueId, starts: number[], shape: number[]) => this.emit('pad', [x], { starts, shape });
+  gather = (table: ValueId, idx: ValueId) => this.emit('gather', [table, idx], {});
+  scatterAdd = (idx: ValueId, src: ValueId, shape: number[]) => this.emit('scatter_add', [idx, src], { shape });
+  pick = (x: ValueId, idx: ValueId) => this.emit('pick', [x, idx], {});
+  oneHot = (idx: ValueId, depth: number) => this.emit('one_hot', [idx], { depth });
+}

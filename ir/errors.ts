@@ -1,0 +1,22 @@
+// The one error type a user can cause. Shape rules throw it without a location; the DSL
+// tracer adds the location of the call that made the instruction.
+
+import type { Loc } from './types.js';
+
+export class CompileError extends Error {
+  constructor(
+    message: string,
+    /** How to fix it, in one sentence. */
+    readonly hint?: string,
+    public loc?: Loc,
+    readonly severity: 'error' | 'warning' = 'error',
+  ) {
+    super(message);
+    this.name = 'CompileError';
+  }
+
+  withLoc(loc: Loc | undefined): this {
+    if (!this.loc && loc) this.loc = loc;
+    return this;
+  }
+}

@@ -1,0 +1,532 @@
+// The op table: for every primitive, its shape rule, its gradient rule and its float64
+// reference evaluation, side by side. Adding an op is one entry in `AttrsOf` and one in `OPS`;
+// a missing entry is a type error here and in every emitter's table.
+//
+// Gradient rules return one thunk per operand (null where no gradient flows). The reverse pass
+// calls only the thunks of operands that need a gradient, and sums the result back over
+// broadcast axes itself, so rules are written for same-shape operands.
+
+import type { Builder } from './builder.js';
+import { CompileError } from './errors.js';
+import * as K from './ndarray.js';
+import type { NDArray } from './ndarray.js';
+import { broadcastOrThrow, fmtShape, normalizeAxes, reducedShape, resolveReshape } from './shape.js';
+import type { DType, Shape, TensorType, ValueId } from './types.js';
+import { formatType, numel, sameShape } from './types.js';
+
+export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
+type None = Record<string, never>;
+interface Reduce {
+  axes: number[];
+  keepDims: boolean;
+}
+
+/** Attributes of each op. The keys of this interface are the op kinds. */
+export interface AttrsOf {
+  // sources: their type is declared, not inferred
+  input: { name: string };
+  param: { name: string; init: Init; scale: number };
+  const: { data: number[] };
+  /** In a backward graph: the forward value of that name. */
+  fwd: { name: string };
+  // elementwise, unary
+  neg: None;
+  exp: None;
+  log: None;
+  tanh: None;
+  sigmoid: None;
+  relu: None;
+  sqrt: None;
+  square: None;
+  abs: None;
+  stop_gradient: None;
+  // elementwise, binary with NumPy broadcasting
+  add: None;
+  sub: None;
+  mul: None;
+  div: None;
+  pow: None;
+  maximum: None;
+  minimum: None;
+  /** 1 where a > b, else 0 (f32 mask; no gradient). */
+  gt: None;
+  /** 1 where a >= b, else 0. */
+  ge: None;
+  // reductions
+  sum: Reduce;
+  max: Reduce;
+  /** 1 at the first maximum (row-major) of each reduced slice, 0 elsewhere; shape of x. */
+  argmax_mask: { axes: number[] };
+  // linear algebra and layout
+  /** op(A)·op(B) over the last two axes, where op transposes when the flag is set. */
+  matmul: { transA: boolean; transB: boolean };
+  transpose: { perm: number[] };
+  reshape: { shape: number[] };
+  broadcast: { shape: number[] };
+  concat: { axis: number };
+  slice: { starts: number[]; sizes: number[] };
+  /** x placed at `starts` inside zeros of `shape` (the adjoint of slice). */
+  pad: { starts: number[]; shape: number[] };
+  // indexing
+  /** table[indices]: shape indices.shape + table.shape[1:]. */
+  gather: None;
+  /** The adjoint of gather: zeros of `shape`, then out[indices[i]] += src[i]. */
+  scatter_add: { shape: number[] };
+  /** x[range(n), indices] for x [n, c] and indices [n]. */
+  pick: None;
+  one_hot: { depth: number };
+}
+
+export type OpKind = keyof AttrsOf;
+
+/** What a gradient rule sees of the forward instruction, with values read into the backward graph. */
+export interface GradCtx<A> {
+  /** Emits into the backward graph, stamped with the forward instruction's location. */
+  readonly b: Builder;
+  readonly attrs: A;
+  /** Upstream gradient, typed like the result. */
+  readonly dy: ValueId;
+  /** Forward operand i, read into the backward graph. */
+  x(i: number): ValueId;
+  /** Forward result, read into the backward graph. */
+  y(): ValueId;
+  /** Type of forward operand i. */
+  xt(i: number): TensorType;
+  /** Number of forward operands. */
+  readonly arity: number;
+  readonly yt: TensorType;
+}
+
+export type GradThunk = (() => ValueId) | null;
+
+/**
+ * 'none': no gradient flows through this op (comparisons, indices, stopGradient).
+ * null: differentiating through it is an error (the op has no gradient rule).
+ */
+export type GradRule<A> = ((c: GradCtx<A>) => readonly GradThunk[]) | 'none' | null;
+
+export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index';
+
+/** The kind of each attribute, for the parser and the verifier. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'init';
+export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
+
+export interface OpDef<A> {
+  readonly category: OpCategory;
+  readonly attrs: AttrSchema<A>;
+  /** Number of operands; 'variadic' for concat. */
+  readonly arity: number | 'variadic';
+  /** Result type from operand types (null for sources, whose type is declared). */
+  readonly shape: ((args: readonly TensorType[], attrs: A) => TensorType) | null;
+  readonly grad: GradRule<A>;
+  /** Float64 reference evaluation (sources are bound by the interpreter). */
+  readonly eval: ((args: readonly NDArray[], attrs: A, out: TensorType) => NDArray) | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape-rule helpers
+
+function needF32(op: string, t: TensorType, which: string): void {
+  if (t.dtype !== 'f32')
+    throw new CompileError(
+      `${op}: ${which} is ${formatType(t)} but f32 is needed`,
+      'i32 tensors hold indices and labels; use g.oneHot(indices, depth) to turn class indices into f32, or declare the input with dtype \'f32\'',
+    );
+}
+
+function needI32(op: string, t: TensorType, which: string): void {
+  if (t.dtype !== 'i32')
+    throw new CompileError(
+      `${op}: ${which} is ${formatType(t)} but i32 indices are needed`,
+      "declare the index input with dtype 'i32', e.g. g.input('Yb', [32], 'i32')",
+    );
+}
+
+const f32 = (shape: Shape): TensorType => ({ dtype: 'f32', shape });
+const ORD = ['first', 'second', 'third'];
+
+/** Axes in IR attributes are normalised: sorted, distinct, in range. */
+function checkAxes(axes: readonly number[], x: TensorType): void {
+  const r = x.shape.length;
+  if (!axes.every((a, i) => Number.isInteger(a) && a >= 0 && a < r && (i === 0 || a > axes[i - 1]!)))
+    throw new CompileError(`axes ${fmtShape(axes)} are not sorted distinct axes of ${formatType(x)}`, 'list each axis once, in increasing order');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule helpers grouped by shape (JAX style): unary elementwise, binary broadcasting, reductions.
+
+function unary(f: (x: number) => number, grad: GradRule<None>, op = ''): OpDef<None> {
+  return {
+    category: 'elementwise',
+    attrs: {},
+    arity: 1,
+    shape: ([x]) => {
+      needF32(op, x!, 'the operand');
+      return f32(x!.shape);
+    },
+    grad,
+    eval: ([x], _a, t) => K.map(t.shape, [x!], f),
+  };
+}
+
+function binary(f: (a: number, b: number) => number, grad: GradRule<None>, op = ''): OpDef<None> {
+  return {
+    category: 'elementwise',
+    attrs: {},
+    arity: 2,
+    shape: ([a, b]) => {
+      needF32(op, a!, 'the first operand');
+      needF32(op, b!, 'the second operand');
+      return f32(broadcastOrThrow(op, a!, b!));
+    },
+    grad,
+    eval: ([a, b], _a, t) => K.map(t.shape, [a!, b!], f),
+  };
+}
+
+function reduction(init: number, step: (acc: number, v: number) => number, grad: GradRule<Reduce>): OpDef<Reduce> {
+  return {
+    category: 'reduce',
+    attrs: { axes: 'ints', keepDims: 'bool' },
+    arity: 1,
+    shape: ([x], a) => {
+      needF32('reduction', x!, 'the operand');
+      checkAxes(a.axes, x!);
+      return f32(reducedShape(x!.shape, a.axes, a.keepDims));
+    },
+    grad,
+    eval: ([x], a, t) => K.reduce(x!, a.axes, t.shape, init, step),
+  };
+}
+
+function source<A>(attrs: AttrSchema<A>): OpDef<A> {
+  return { category: 'source', attrs, arity: 0, shape: null, grad: 'none', eval: null };
+}
+
+/** dy of a reduction result, reshaped so that it broadcasts against the operand. */
+function keepDimsOf(c: GradCtx<Reduce>): ValueId {
+  return c.attrs.keepDims ? c.dy : c.b.reshape(c.dy, reducedShape(c.xt(0).shape, c.attrs.axes, true));
+}
+
+function matmulShape(op: string, a: TensorType, b: TensorType, transA: boolean, transB: boolean): TensorType {
+  needF32(op, a, 'the left operand');
+  needF32(op, b, 'the right operand');
+  if (a.shape.length < 2 || b.shape.length < 2)
+    throw new CompileError(
+      `${op}: needs operands of rank 2 or more, got ${formatType(a)} × ${formatType(b)}`,
+      'reshape a vector to [1, n] or [n, 1] first',
+    );
+  const [m, k1] = transA ? [a.shape.at(-1)!, a.shape.at(-2)!] : [a.shape.at(-2)!, a.shape.at(-1)!];
+  const [k2, n] = transB ? [b.shape.at(-1)!, b.shape.at(-2)!] : [b.shape.at(-2)!, b.shape.at(-1)!];
+  if (k1 !== k2)
+    throw new CompileError(
+      `${op}: inner dimensions differ: ${formatType(a)} × ${formatType(b)} (${k1} ≠ ${k2})`,
+      `the left operand's last dimension must equal the right operand's ${b.shape.length > 2 ? 'second-to-last' : 'first'}; transpose or reshape one of them`,
+    );
+  const ba = a.shape.slice(0, -2);
+  const bb = b.shape.slice(0, -2);
+  if (bb.length > 0 && !sameShape(ba, bb))
+    throw new CompileError(
+      `${op}: batch dimensions differ: ${formatType(a)} × ${formatType(b)}`,
+      'batched matmul takes [..., m, k] × [k, n] or [..., m, k] × [..., k, n] with equal batch dimensions',
+    );
+  return f32([...ba, m, n]);
+}
+
+/** The gradient of a matmul operand: dA = dC·Bᵀ, dB = Aᵀ·dC (and their transposed variants). */
+function matmulGrad(c: GradCtx<AttrsOf['matmul']>): readonly GradThunk[] {
+  const { b, dy } = c;
+  const { transA, transB } = c.attrs;
+  const A = () => c.x(0);
+  const B = () => c.x(1);
+  const dA = transA ? () => b.matmul(B(), dy, transB, true) : () => b.matmul(dy, B(), false, !transB);
+  let dB = transB ? () => b.matmul(dy, A(), true, transA) : () => b.matmul(A(), dy, !transA, false);
+  const ra = c.xt(0).shape.length;
+  if (ra > 2 && c.xt(1).shape.length === 2 && !transA) {
+    // [..., m, k] × [k, n]: fold the batch into the rows instead of summing per-batch products.
+    const k = c.xt(0).shape.at(-1)!;
+    const n = c.yt.shape.at(-1)!;
+    const A2 = () => b.reshape(A(), [numel(c.xt(0).shape) / k, k]);
+    const dC2 = () => b.reshape(dy, [numel(c.yt.shape) / n, n]);
+    dB = transB ? () => b.matmul(dC2(), A2(), true, false) : () => b.matmul(A2(), dC2(), true, false);
+  }
+  return [dA, dB];
+}
+
+function concatShape(args: readonly TensorType[], axis: number): TensorType {
+  if (args.length === 0) throw new CompileError('concat: needs at least one tensor', 'pass a non-empty array of tensors');
+  const first = args[0]!;
+  const rank = first.shape.length;
+  if (!Number.isInteger(axis) || axis < 0 || axis >= rank)
+    throw new CompileError(`concat: axis ${axis} is out of range for ${formatType(first)}`, `use an axis in 0..${rank - 1}`);
+  const out = [...first.shape];
+  out[axis] = 0;
+  args.forEach((t, i) => {
+    if (t.dtype !== first.dtype)
+      throw new CompileError(`concat: tensor ${i} is ${formatType(t)} but tensor 0 is ${formatType(first)}`, 'concatenate tensors of one dtype');
+    const ok = t.shape.length === rank && t.shape.every((d, j) => j === axis || d === first.shape[j]);
+    if (!ok)
+      throw new CompileError(
+        `concat: tensor ${i} is ${formatType(t)}, which does not match ${formatType(first)} outside axis ${axis}`,
+        'all tensors must have the same rank and the same size on every axis but the concatenation axis',
+      );
+    out[axis]! += t.shape[axis]!;
+  });
+  return { dtype: first.dtype, shape: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
+
+export const OPS: OpTable = {
+  input: source({ name: 'str' }),
+  param: source({ name: 'str', init: 'init', scale: 'num' }),
+  const: source({ data: 'nums' }),
+  fwd: source({ name: 'str' }),
+
+  neg: unary((x) => -x, (c) => [() => c.b.neg(c.dy)], 'neg'),
+  exp: unary(Math.exp, (c) => [() => c.b.mul(c.dy, c.y())], 'exp'),
+  log: unary(Math.log, (c) => [() => c.b.div(c.dy, c.x(0))], 'log'),
+  tanh: unary(Math.tanh, (c) => [() => c.b.mul(c.dy, c.b.sub(1, c.b.square(c.y())))], 'tanh'),
+  sigmoid: unary((x) => 1 / (1 + Math.exp(-x)), (c) => [() => c.b.mul(c.dy, c.b.mul(c.y(), c.b.sub(1, c.y())))], 'sigmoid'),
+  relu: unary((x) => (x > 0 ? x : 0), (c) => [() => c.b.mul(c.dy, c.b.gt(c.y(), 0))], 'relu'),
+  sqrt: unary(Math.sqrt, (c) => [() => c.b.div(c.b.mul(c.dy, 0.5), c.y())], 'sqrt'),
+  square: unary((x) => x * x, (c) => [() => c.b.mul(c.dy, c.b.mul(c.x(0), 2))], 'square'),
+  abs: unary(Math.abs, (c) => [() => c.b.mul(c.dy, c.b.sub(c.b.gt(c.x(0), 0), c.b.gt(0, c.x(0))))], 'abs'),
+  stop_gradient: { ...unary((x) => x, 'none', 'stopGradient'), shape: ([x]) => x! },
+
+  add: binary((a, b) => a + b, (c) => [() => c.dy, () => c.dy], 'add'),
+  sub: binary((a, b) => a - b, (c) => [() => c.dy, () => c.b.neg(c.dy)], 'sub'),
+  mul: binary((a, b) => a * b, (c) => [() => c.b.mul(c.dy, c.x(1)), () => c.b.mul(c.dy, c.x(0))], 'mul'),
+  div: binary((a, b) => a / b, (c) => [() => c.b.div(c.dy, c.x(1)), () => c.b.neg(c.b.div(c.b.mul(c.dy, c.y()), c.x(1)))], 'div'),
+  pow: binary(
+    Math.pow,
+    (c) => [
+      () => c.b.mul(c.dy, c.b.mul(c.x(1), c.b.pow(c.x(0), c.b.sub(c.x(1), 1)))),
+      () => c.b.mul(c.dy, c.b.mul(c.b.log(c.x(0)), c.y())),
+    ],
+    'pow',
+  ),
+  // Ties go to the first operand; the losing side gets no gradient (as in PyTorch's relu).
+  maximum: binary(Math.max, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(0), c.x(1))), () => c.b.mul(c.dy, c.b.gt(c.x(1), c.x(0)))], 'maximum'),
+  minimum: binary(Math.min, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(1), c.x(0))), () => c.b.mul(c.dy, c.b.gt(c.x(0), c.x(1)))], 'minimum'),
+  gt: binary((a, b) => (a > b ? 1 : 0), 'none', 'gt'),
+  ge: binary((a, b) => (a >= b ? 1 : 0), 'none', 'ge'),
+
+  sum: reduction(0, (acc, v) => acc + v, (c) => [() => c.b.broadcast(keepDimsOf(c), c.xt(0).shape)]),
+  max: reduction(-Infinity, (acc, v) => (v > acc ? v : acc), (c) => [() => c.b.mul(c.b.argmaxMask(c.x(0), c.attrs.axes), keepDimsOf(c))]),
+  argmax_mask: {
+    category: 'reduce',
+    attrs: { axes: 'ints' },
+    arity: 1,
+    shape: ([x], a) => {
+      checkAxes(a.axes, x!);
+      return f32(x!.shape);
+    },
+    grad: 'none',
+    eval: ([x], a) => K.argmaxMask(x!, a.axes),
+  },
+
+  matmul: {
+    category: 'matmul',
+    attrs: { transA: 'bool', transB: 'bool' },
+    arity: 2,
+    shape: ([a, b], at) => matmulShape('matmul', a!, b!, at.transA, at.transB),
+    grad: matmulGrad,
+    eval: ([a, b], at, t) => K.matmul(a!, b!, at.transA, at.transB, t.shape),
+  },
+  transpose: {
+    category: 'layout',
+    attrs: { perm: 'ints' },
+    arity: 1,
+    shape: ([x], a) => {
+      const r = x!.shape.length;
+      const ok = a.perm.length === r && [...a.perm].sort((p, q) => p - q).every((p, i) => p === i);
+      if (!ok)
+        throw new CompileError(
+          `transpose: ${fmtShape(a.perm)} is not a permutation of the ${r} axes of ${formatType(x!)}`,
+          `give each axis 0..${r - 1} exactly once, or omit perm to swap the last two axes`,
+        );
+      return { dtype: x!.dtype, shape: a.perm.map((p) => x!.shape[p]!) };
+    },
+    grad: (c) => [() => c.b.transpose(c.dy, inversePerm(c.attrs.perm))],
+    eval: ([x], a) => K.transpose(x!, a.perm),
+  },
+  reshape: {
+    category: 'layout',
+    attrs: { shape: 'ints' },
+    arity: 1,
+    shape: ([x], a) => ({ dtype: x!.dtype, shape: resolveReshape(x!.shape, a.shape) }),
+    grad: (c) => [() => c.b.reshape(c.dy, c.xt(0).shape)],
+    eval: ([x], _a, t) => K.nd(t.shape, x!.data),
+  },
+  broadcast: {
+    category: 'elementwise',
+    attrs: { shape: 'ints' },
+    arity: 1,
+    shape: ([x], a) => {
+      const s = broadcastOrThrow('broadcast', x!, { dtype: x!.dtype, shape: a.shape });
+      if (!sameShape(s, a.shape))
+        throw new CompileError(`broadcast: cannot broadcast ${formatType(x!)} to ${fmtShape(a.shape)}`, 'the target shape must contain the operand shape');
+      return { dtype: x!.dtype, shape: a.shape };
+    },
+    grad: (c) => [() => c.dy], // the reverse pass sums dy back over the broadcast axes
+    eval: ([x], _a, t) => K.map(t.shape, [x!], (v) => v),
+  },
+  concat: {
+    category: 'layout',
+    attrs: { axis: 'int' },
+    arity: 'variadic',
+    shape: (args, a) => concatShape(args, a.axis),
+    grad: (c) => {
+      let off = 0;
+      return Array.from({ length: c.arity }, (_, i) => {
+        const shape = c.xt(i).shape;
+        const starts = shape.map((_d, j) => (j === c.attrs.axis ? off : 0));
+        off += shape[c.attrs.axis]!;
+        return () => c.b.slice(c.dy, starts, [...shape]);
+      });
+    },
+    eval: (args, a, t) => {
+      let out = K.nd(t.shape);
+      let off = 0;
+      for (const x of args) {
+        out = addInto(out, K.pad(x, t.shape.map((_d, j) => (j === a.axis ? off : 0)), t.shape));
+        off += x.shape[a.axis]!;
+      }
+      return out;
+    },
+  },
+  slice: {
+    category: 'layout',
+    attrs: { starts: 'ints', sizes: 'ints' },
+    arity: 1,
+    shape: ([x], a) => {
+      const ok = a.starts.length === x!.shape.length && a.sizes.length === x!.shape.length &&
+        a.starts.every((s, d) => s >= 0 && a.sizes[d]! >= 0 && s + a.sizes[d]! <= x!.shape[d]!);
+      if (!ok) throw new CompileError(`slice: box ${fmtShape(a.starts)}+${fmtShape(a.sizes)} is outside ${formatType(x!)}`, 'keep the slice inside the tensor');
+      return { dtype: x!.dtype, shape: a.sizes };
+    },
+    grad: (c) => [() => c.b.pad(c.dy, c.attrs.starts, [...c.xt(0).shape])],
+    eval: ([x], a) => K.slice(x!, a.starts, a.sizes),
+  },
+  pad: {
+    category: 'layout',
+    attrs: { starts: 'ints', shape: 'ints' },
+    arity: 1,
+    shape: ([x], a) => {
+      const ok = a.starts.length === x!.shape.length && a.shape.length === x!.shape.length &&
+        a.starts.every((s, d) => s >= 0 && s + x!.shape[d]! <= a.shape[d]!);
+      if (!ok) throw new CompileError(`pad: ${formatType(x!)} at ${fmtShape(a.starts)} does not fit in ${fmtShape(a.shape)}`, 'the padded shape must contain the operand');
+      return { dtype: x!.dtype, shape: a.shape };
+    },
+    grad: (c) => [() => c.b.slice(c.dy, c.attrs.starts, [...c.xt(0).shape])],
+    eval: ([x], a) => K.pad(x!, a.starts, a.shape),
+  },
+
+  gather: {
+    category: 'index',
+    attrs: {},
+    arity: 2,
+    shape: ([table, idx]) => {
+      needF32('gather', table!, 'the table');
+      needI32('gather', idx!, 'the index tensor');
+      if (table!.shape.length < 1) throw new CompileError(`gather: the table is a scalar ${formatType(table!)}`, 'gather rows from a table of rank 1 or more');
+      return f32([...idx!.shape, ...table!.shape.slice(1)]);
+    },
+    grad: (c) => [() => c.b.scatterAdd(c.x(1), c.dy, [...c.xt(0).shape]), null],
+    eval: ([table, idx], _a, t) => {
+      const row = numel(table!.shape.slice(1));
+      const out = K.nd(t.shape);
+      idx!.data.forEach((r, i) => {
+        checkIndex('gather', r, table!.shape[0]!);
+        out.data.set(table!.data.subarray(r * row, r * row + row), i * row);
+      });
+      return out;
+    },
+  },
+  scatter_add: {
+    category: 'index',
+    attrs: { shape: 'ints' },
+    arity: 2,
+    shape: ([idx, src], a) => {
+      needI32('scatter_add', idx!, 'the index tensor');
+      const want = [...idx!.shape, ...a.shape.slice(1)];
+      if (!sameShape(want, src!.shape))
+        throw new CompileError(`scatter_add: source ${formatType(src!)} does not match ${fmtShape(want)}`, 'internal rule error');
+      return f32(a.shape);
+    },
+    grad: (c) => [null, () => c.b.gather(c.dy, c.x(0))],
+    eval: ([idx, src], a) => {
+      const row = numel(a.shape.slice(1));
+      const out = K.nd(a.shape);
+      idx!.data.forEach((r, i) => {
+        checkIndex('scatter_add', r, a.shape[0]!);
+        for (let j = 0; j < row; j++) out.data[r * row + j]! += src!.data[i * row + j]!;
+      });
+      return out;
+    },
+  },
+  pick: {
+    category: 'index',
+    attrs: {},
+    arity: 2,
+    shape: ([x, idx]) => {
+      needF32('pick', x!, 'the first operand');
+      needI32('pick', idx!, 'the index tensor');
+      if (x!.shape.length !== 2 || idx!.shape.length !== 1 || x!.shape[0] !== idx!.shape[0])
+        throw new CompileError(
+          `pick: needs x [n, c] and indices [n], got ${formatType(x!)} and ${formatType(idx!)}`,
+          'pick(x, indices) takes x[range(n), indices]: one index per row of a 2-D x',
+        );
+      return f32([x!.shape[0]!]);
+    },
+    grad: (c) => [() => c.b.mul(c.b.oneHot(c.x(1), c.xt(0).shape[1]!), c.b.reshape(c.dy, [c.yt.shape[0]!, 1])), null],
+    eval: ([x, idx]) => {
+      const cols = x!.shape[1]!;
+      return K.nd([x!.shape[0]!], Array.from(idx!.data, (j, i) => (checkIndex('pick', j, cols), x!.data[i * cols + j]!)));
+    },
+  },
+  one_hot: {
+    category: 'index',
+    attrs: { depth: 'int' },
+    arity: 1,
+    shape: ([idx], a) => {
+      needI32('oneHot', idx!, 'the index tensor');
+      if (!Number.isInteger(a.depth) || a.depth < 1)
+        throw new CompileError(`oneHot: depth ${a.depth} is not a positive integer`, 'pass the number of classes as depth');
+      return f32([...idx!.shape, a.depth]);
+    },
+    grad: 'none',
+    eval: ([idx], a, t) => {
+      const out = K.nd(t.shape);
+      idx!.data.forEach((j, i) => {
+        checkIndex('oneHot', j, a.depth);
+        out.data[i * a.depth + j] = 1;
+      });
+      return out;
+    },
+  },
+};
+
+function checkIndex(op: string, i: number, n: number): void {
+  if (!(Number.isInteger(i) && i >= 0 && i < n)) throw new RangeError(`${op}: index ${i} is out of range [0, ${n})`);
+}
+
+export function inversePerm(perm: readonly number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}
+
+function addInto(a: NDArray, b: NDArray): NDArray {
+  return K.map(a.shape, [a, b], (x, y) => x + y);
+}
+
+export function isF32(t: TensorType): boolean {
+  return t.dtype === 'f32';
+}
+
+export const DTYPES: readonly DType[] = ['f32', 'i32'];

@@ -1,0 +1,287 @@
+// Parser of the IR text format (see print.ts). Every problem is a CompileError located at
+// `file:line:col` of the IR text; no other kind of exception escapes for any input.
+
+import { CompileError } from './errors.js';
+import { Graph, Names } from './graph.js';
+import type { AttrsOf, OpKind } from './ops.js';
+import { OPS } from './ops.js';
+import { checkAttrs, inferType } from './verify.js';
+import type { DType, GraphKind, InstId, Loc, TensorType, ValueId } from './types.js';
+import { formatType, sameShape } from './types.js';
+
+class Cursor {
+  pos = 0;
+  line = 1;
+  col = 1;
+  constructor(
+    readonly text: string,
+    readonly file: string,
+  ) {}
+
+  loc(): Loc {
+    return { file: this.file, line: this.line, col: this.col };
+  }
+
+  error(msg: string, hint = 'see the IR text format in README.md'): never {
+    throw new CompileError(msg, hint, this.loc());
+  }
+
+  peek(): string {
+    return this.text[this.pos] ?? '';
+  }
+
+  advance(): string {
+    const c = this.text[this.pos++] ?? '';
+    if (c === '\n') {
+      this.line++;
+      this.col = 1;
+    } else this.col++;
+    return c;
+  }
+
+  /** Skips spaces and tabs; with `newlines`, also line breaks and `#` comment lines. */
+  skip(newlines = false): void {
+    for (;;) {
+      const c = this.peek();
+      if (c === ' ' || c === '\t' || c === '\r') this.advance();
+      else if (newlines && c === '\n') this.advance();
+      else if (newlines && c === '#') while (this.peek() !== '\n' && this.peek() !== '') this.advance();
+      else return;
+    }
+  }
+
+  eat(s: string): boolean {
+    this.skip();
+    if (this.text.startsWith(s, this.pos)) {
+      for (let i = 0; i < s.length; i++) this.advance();
+      return true;
+    }
+    return false;
+  }
+
+  expect(s: string): void {
+    if (!this.eat(s)) this.error(`expected '${s}' but found ${this.found()}`);
+  }
+
+  found(): string {
+    const c = this.peek();
+    if (c === '') return 'the end of the text';
+    if (c === '\n') return 'the end of the line';
+    const m = /^\S{1,20}/.exec(this.text.slice(this.pos));
+    return `'${m ? m[0] : c}'`;
+  }
+
+  ident(what: string): string {
+    this.skip();
+    const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(this.text.slice(this.pos, this.pos + 256));
+    if (!m) this.error(`expected ${what} but found ${this.found()}`);
+    for (let i = 0; i < m[0].length; i++) this.advance();
+    return m[0];
+  }
+
+  string(): string {
+    this.skip();
+    const start = this.loc();
+    if (this.peek() !== '"') this.error(`expected a string but found ${this.found()}`);
+    let raw = this.advance();
+    for (;;) {
+      const c = this.advance();
+      if (c === '' || c === '\n') throw new CompileError('unterminated string', 'close the string with "', start);
+      raw += c;
+      if (c === '\\') raw += this.advance();
+      else if (c === '"') break;
+    }
+    try {
+      return JSON.parse(raw) as string;
+    } catch {
+      throw new CompileError(`invalid string ${raw}`, 'strings use JSON escapes', start);
+    }
+  }
+
+  /** A name that is an identifier or a quoted string. */
+  name(what: string): string {
+    this.skip();
+    return this.peek() === '"' ? this.string() : this.ident(what);
+  }
+
+  number(): number {
+    this.skip();
+    const m = /^(-?inf|nan|-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)/.exec(this.text.slice(this.pos, this.pos + 64));
+    if (!m) this.error(`expected a number but found ${this.found()}`);
+    for (let i = 0; i < m[0].length; i++) this.advance();
+    const s = m[0];
+    return s === 'inf' ? Infinity : s === '-inf' ? -Infinity : s === 'nan' ? NaN : Number(s);
+  }
+
+  int(what: string): number {
+    const at = this.loc();
+    const n = this.number();
+    if (!Number.isInteger(n) || n < 0) throw new CompileError(`expected ${what} (a non-negative integer), got ${n}`, 'see the IR text format in README.md', at);
+    return n;
+  }
+
+  attrValue(): unknown {
+    this.skip();
+    const c = this.peek();
+    if (c === '"') return this.string();
+    if (c === '[') {
+      this.advance();
+      const items: unknown[] = [];
+      if (this.eat(']')) return items;
+      do items.push(this.attrValue());
+      while (this.eat(','));
+      this.expect(']');
+      return items;
+    }
+    if (this.eat('true')) return true;
+    if (this.eat('false')) return false;
+    return this.number();
+  }
+}
+
+export interface ParseOptions {
+  /** File name for error locations. */
+  readonly file?: string;
+}
+
+/** Parses one graph. */
+export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
+  const c = new Cursor(text, opts.file ?? '<ir>');
+  c.skip(true);
+  if (!c.eat('graph')) c.error(`expected 'graph' but found ${c.found()}`);
+  const kindAt = c.loc();
+  const kind = c.ident("'forward' or 'backward'");
+  if (kind !== 'forward' && kind !== 'backward') throw new CompileError(`unknown graph kind '${kind}'`, "use 'forward' or 'backward'", kindAt);
+  const g = new Graph(c.name('a graph name'), kind as GraphKind, new Names());
+  c.expect('{');
+  const byName = new Map<string, ValueId>();
+  let groupKind: string | undefined;
+  let groupInsts: InstId[] = [];
+  for (;;) {
+    c.skip(true);
+    if (c.eat('return')) break;
+    if (c.peek() === '}' && groupKind !== undefined) {
+      c.advance();
+      g.groups.push({ kind: groupKind, insts: groupInsts });
+      groupKind = undefined;
+      continue;
+    }
+    if (c.eat('group')) {
+      if (groupKind !== undefined) c.error('groups do not nest');
+      c.ident('a group name');
+      groupKind = c.ident('a group kind');
+      groupInsts = [];
+      c.expect('{');
+      continue;
+    }
+    const id = parseInst(c, g, byName);
+    if (groupKind !== undefined) groupInsts.push(g.value(id).def);
+  }
+  if (groupKind !== undefined) c.error('unclosed group before return');
+  c.skip();
+  if (c.peek() !== '\n' && c.peek() !== '}')
+    do {
+      const name = c.name('an output name');
+      c.expect('=');
+      g.outputs.push({ name, value: ref(c, byName) });
+    } while (c.eat(','));
+  c.skip(true);
+  c.expect('}');
+  c.skip(true);
+  if (c.peek() !== '') c.error(`unexpected ${c.found()} after the graph`);
+  return g;
+}
+
+function ref(c: Cursor, byName: Map<string, ValueId>): ValueId {
+  c.skip();
+  const at = c.loc();
+  c.expect('%');
+  const name = c.ident('a value name');
+  const id = byName.get(name);
+  if (id === undefined) throw new CompileError(`%${name} is not defined before this use`, 'values must be defined on an earlier line', at);
+  return id;
+}
+
+function parseType(c: Cursor): TensorType {
+  const at = c.loc();
+  const dtype = c.ident('a dtype');
+  if (dtype !== 'f32' && dtype !== 'i32') throw new CompileError(`unknown dtype '${dtype}'`, 'use f32 or i32', at);
+  c.expect('[');
+  const shape: number[] = [];
+  if (!c.eat(']')) {
+    do shape.push(c.int('a dimension'));
+    while (c.eat(','));
+    c.expect(']');
+  }
+  return { dtype: dtype as DType, shape };
+}
+
+function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
+  const lineAt = c.loc();
+  c.expect('%');
+  const name = c.ident('a value name');
+  if (byName.has(name)) throw new CompileError(`%${name} is defined twice`, 'each value is defined once (SSA)', lineAt);
+  c.expect(':');
+  const type = parseType(c);
+  c.expect('=');
+  const opAt = c.loc();
+  const op = c.ident('an op name');
+  if (!Object.hasOwn(OPS, op)) throw new CompileError(`unknown op '${op}'`, `ops are: ${Object.keys(OPS).join(', ')}`, opAt);
+  const def = OPS[op as OpKind];
+  const args: ValueId[] = [];
+  c.skip();
+  if (c.peek() === '%') {
+    do args.push(ref(c, byName));
+    while (c.eat(','));
+  }
+  if (def.arity === 'variadic' ? args.length === 0 : args.length !== def.arity)
+    throw new CompileError(`${op} takes ${def.arity === 'variadic' ? 'one or more' : def.arity} operands, got ${args.length}`, 'check the operand list', opAt);
+  const attrs: Record<string, unknown> = {};
+  c.skip();
+  if (c.peek() === '{') {
+    c.advance();
+    do {
+      const k = c.ident('an attribute name');
+      c.expect('=');
+      attrs[k] = c.attrValue();
+    } while (c.eat(','));
+    c.expect('}');
+  }
+  const bad = checkAttrs(op, attrs);
+  if (bad) throw new CompileError(bad, 'see the op table in ir/ops.ts', opAt);
+  let loc: Loc | undefined;
+  if (c.eat('@')) {
+    c.skip();
+    const file = c.peek() === '"' ? c.string() : bareFile(c);
+    c.expect(':');
+    const line = c.int('a line number');
+    c.expect(':');
+    loc = { file, line, col: c.int('a column number') };
+  }
+  c.skip();
+  if (c.peek() !== '\n' && c.peek() !== '') c.error(`unexpected ${c.found()} at the end of the instruction`);
+  const id = g.append(op as OpKind, args, attrs as AttrsOf[OpKind], type, loc, { exact: name });
+  byName.set(name, id);
+  const inst = g.def(id);
+  if (def.shape) {
+    let want: TensorType;
+    try {
+      want = inferType(g, inst);
+    } catch (e) {
+      if (e instanceof CompileError) throw new CompileError(e.message, e.hint, opAt);
+      throw e;
+    }
+    if (want.dtype !== type.dtype || !sameShape(want.shape, type.shape))
+      throw new CompileError(`%${name} is declared ${formatType(type)} but ${op} gives ${formatType(want)}`, 'fix the declared type', lineAt);
+  } else if (op === 'const' && (attrs.data as number[]).length !== type.shape.reduce((p, d) => p * d, 1))
+    throw new CompileError(`const has ${(attrs.data as number[]).length} values for ${formatType(type)}`, 'give one value per element', opAt);
+  return id;
+}
+
+function bareFile(c: Cursor): string {
+  c.skip();
+  const m = /^[A-Za-z0-9_./-]+?(?=:\d)/.exec(c.text.slice(c.pos, c.pos + 1024));
+  if (!m) c.error(`expected a file name but found ${c.found()}`);
+  for (let i = 0; i < m[0].length; i++) c.advance();
+  return m[0];
+}

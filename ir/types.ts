@@ -1,0 +1,88 @@
+// Core IR types: typed ids, tensor types, source locations, instructions and graphs.
+//
+// The IR is typed SSA: every value is defined by exactly one instruction, has a dtype and a
+// static shape, and every instruction records the DSL call that made it. Values and
+// instructions have distinct branded id types so one cannot be passed for the other.
+
+import type { AttrsOf, OpKind } from './ops.js';
+
+export type DType = 'f32' | 'i32';
+export type Shape = readonly number[];
+
+export interface TensorType {
+  readonly dtype: DType;
+  readonly shape: Shape;
+}
+
+declare const valueBrand: unique symbol;
+declare const instBrand: unique symbol;
+/**
+ * Handle of an SSA value: an interned object (compare with ===), so that a value can never be
+ * mistaken for a number literal; `index` is its dense index into `Graph.values`.
+ */
+export interface ValueId {
+  readonly index: number;
+  readonly [valueBrand]: true;
+}
+/** Id of an instruction; dense index into `Graph.insts` at creation (stable across passes). */
+export type InstId = number & { readonly [instBrand]: true };
+
+/** Where in the model file a DSL call was made (1-based line and column). */
+export interface Loc {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
+export interface Value {
+  readonly id: ValueId;
+  /** A valid, unique identifier within the graph (and across forward + backward graphs). */
+  name: string;
+  /** A temporary: named `t1`, `t2`, ... in program order by `Graph.numberTemps`. */
+  temp: boolean;
+  readonly type: TensorType;
+  readonly def: InstId;
+}
+
+/** One instruction; `op` discriminates `attrs`. */
+export type Inst = { [K in OpKind]: InstOf<K> }[OpKind];
+
+export interface InstOf<K extends OpKind> {
+  readonly id: InstId;
+  readonly op: K;
+  readonly args: readonly ValueId[];
+  readonly attrs: AttrsOf[K];
+  readonly result: ValueId;
+  readonly loc: Loc | undefined;
+}
+
+export interface Output {
+  readonly name: string;
+  readonly value: ValueId;
+}
+
+/** A fused group: a contiguous run of instructions emitted as one loop nest. */
+export interface Group {
+  readonly kind: string;
+  readonly insts: readonly InstId[];
+}
+
+export type GraphKind = 'forward' | 'backward';
+
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function numel(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function formatType(t: TensorType): string {
+  return `${t.dtype}[${t.shape.join(',')}]`;
+}
+
+export function formatLoc(loc: Loc): string {
+  return `${loc.file}:${loc.line}:${loc.col}`;
+}

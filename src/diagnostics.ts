@@ -1,0 +1,55 @@
+// Renders errors the way compilers do: `file:line:col: error: message`, the source line with a
+// caret under the call, and how to fix it.
+//
+//   examples/bad.ts:12:25: error: matmul: inner dimensions differ: f32[32,30] × f32[20,64] (30 ≠ 20)
+//      12 |   const hprebn = embcat.matmul(W1).add(b1);
+//         |                         ^^^^^^
+//     fix: the left operand's last dimension must equal the right operand's first; ...
+
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { CompileError } from '../ir/errors.js';
+
+export interface SourceAccess {
+  sourceOf(locFile: string): string | undefined;
+  displayPath(locFile: string): string;
+}
+
+export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
+  const sev = e.severity;
+  const lines: string[] = [];
+  if (!e.loc) {
+    lines.push(`${sev}: ${e.message}`);
+  } else {
+    const file = src ? src.displayPath(e.loc.file) : e.loc.file;
+    lines.push(`${file}:${e.loc.line}:${e.loc.col}: ${sev}: ${e.message}`);
+    const text = src?.sourceOf(e.loc.file)?.split(/\r?\n/)[e.loc.line - 1];
+    if (text !== undefined) {
+      const num = String(e.loc.line);
+      const pad = ' '.repeat(num.length);
+      const shown = text.replace(/\t/g, ' ');
+      const start = Math.min(e.loc.col - 1, shown.length);
+      const word = /^[\p{L}\p{N}_$]+/u.exec(shown.slice(start));
+      const width = Math.max(1, word ? word[0].length : 1);
+      lines.push(`  ${num} | ${shown}`);
+      lines.push(`  ${pad} | ${' '.repeat(start)}${'^'.repeat(width)}`);
+    }
+  }
+  if (e.hint) lines.push(`  fix: ${e.hint}`);
+  return lines.join('\n');
+}
+
+/** Reads sources from disk; locations are relative to the model file's folder. */
+export function diskSources(modelFile: string): SourceAccess {
+  const dir = path.dirname(path.resolve(modelFile));
+  return {
+    sourceOf: (f) => {
+      try {
+        return readFileSync(path.resolve(dir, f), 'utf8');
+      } catch {
+        return undefined;
+      }
+    },
+    displayPath: (f) => path.relative(process.cwd(), path.resolve(dir, f)).split(path.sep).join('/') || f,
+  };
+}

@@ -1,0 +1,339 @@
+// The model DSL (public contract). A model file default-exports `model(name, fn)`; `graphc
+// build` calls `fn(g)` with a tracer that records every call as typed SSA instructions.
+
+import { Builder } from '../ir/builder.js';
+import * as C from '../ir/composite.js';
+import { CompileError } from '../ir/errors.js';
+import { Graph } from '../ir/graph.js';
+import type { Init } from '../ir/ops.js';
+import { normalizeAxes } from '../ir/shape.js';
+import type { DType, Loc, ValueId } from '../ir/types.js';
+import { formatLoc, formatType } from '../ir/types.js';
+
+export type { DType } from '../ir/types.js';
+export type TensorLike = Tensor | number;
+export type Axis = number | readonly number[];
+
+export interface ParamOptions {
+  /** Initial values: N(0,1), 0, 1 or U(−1,1), times `scale`. Default 'randn'. */
+  init?: Init;
+  /** Multiplies the initial values. Default 1. */
+  scale?: number;
+}
+
+export interface BatchNormOptions {
+  eps?: number;
+}
+
+export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
+export type ModelFn = (g: GraphBuilder) => ModelOutputs;
+
+const MODEL = Symbol.for('graphc.model');
+
+export interface ModelDef {
+  readonly [MODEL]: true;
+  readonly name: string;
+  readonly fn: ModelFn;
+}
+
+/** Declares a model. The default export of a model file. */
+export function model(name: string, fn: ModelFn): ModelDef {
+  return { [MODEL]: true, name, fn };
+}
+
+export function isModelDef(x: unknown): x is ModelDef {
+  return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[MODEL] === true;
+}
+
+/** Where a DSL call was made, and which `const` it is assigned to (supplied by the loader). */
+export interface CallSites {
+  /** The location of the innermost user frame of the current call stack. */
+  here(): Loc | undefined;
+  /** The variable a call at `loc` is assigned to, if any. */
+  bindingAt(loc: Loc): string | undefined;
+}
+
+const TRACER = Symbol('tracer');
+
+/** A traced tensor: a value of the graph under construction. */
+export class Tensor {
+  /** @internal */
+  readonly [TRACER]: Tracer;
+  /** @internal */
+  readonly id: ValueId;
+
+  /** @internal */
+  constructor(tracer: Tracer, id: ValueId) {
+    this[TRACER] = tracer;
+    this.id = id;
+  }
+
+  get shape(): number[] {
+    return [...this[TRACER].graph.type(this.id).shape];
+  }
+
+  get dtype(): DType {
+    return this[TRACER].graph.type(this.id).dtype;
+  }
+
+  private op(f: (b: Builder, t: Tracer) => ValueId): Tensor {
+    const t = this[TRACER];
+    return t.call(() => f(t.b, t));
+  }
+
+  add(o: TensorLike): Tensor {
+    return this.op((b, t) => b.add(this.id, t.operand(o)));
+  }
+  sub(o: TensorLike): Tensor {
+    return this.op((b, t) => b.sub(this.id, t.operand(o)));
+  }
+  mul(o: TensorLike): Tensor {
+    return this.op((b, t) => b.mul(this.id, t.operand(o)));
+  }
+  div(o: TensorLike): Tensor {
+    return this.op((b, t) => b.div(this.id, t.operand(o)));
+  }
+  pow(o: TensorLike): Tensor {
+    return this.op((b, t) => b.pow(this.id, t.operand(o)));
+  }
+  maximum(o: TensorLike): Tensor {
+    return this.op((b, t) => b.maximum(this.id, t.operand(o)));
+  }
+  minimum(o: TensorLike): Tensor {
+    return this.op((b, t) => b.minimum(this.id, t.operand(o)));
+  }
+
+  neg(): Tensor {
+    return this.op((b) => b.neg(this.id));
+  }
+  exp(): Tensor {
+    return this.op((b) => b.exp(this.id));
+  }
+  log(): Tensor {
+    return this.op((b) => b.log(this.id));
+  }
+  tanh(): Tensor {
+    return this.op((b) => b.tanh(this.id));
+  }
+  sigmoid(): Tensor {
+    return this.op((b) => b.sigmoid(this.id));
+  }
+  relu(): Tensor {
+    return this.op((b) => b.relu(this.id));
+  }
+  sqrt(): Tensor {
+    return this.op((b) => b.sqrt(this.id));
+  }
+  square(): Tensor {
+    return this.op((b) => b.square(this.id));
+  }
+  abs(): Tensor {
+    return this.op((b) => b.abs(this.id));
+  }
+
+  sum(axis?: Axis, keepDims = false): Tensor {
+    return this.op((b) => b.sum(this.id, normalizeAxes('sum', axis, this.shape.length), keepDims));
+  }
+  mean(axis?: Axis, keepDims = false): Tensor {
+    return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.shape.length), keepDims));
+  }
+  max(axis?: Axis, keepDims = false): Tensor {
+    return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.shape.length), keepDims));
+  }
+
+  matmul(o: Tensor): Tensor {
+    return this.op((b, t) => b.matmul(this.id, t.operand(o, 'matmul')));
+  }
+  transpose(perm?: readonly number[]): Tensor {
+    return this.op((b) => {
+      const r = this.shape.length;
+      if (perm === undefined && r < 2)
+        throw new CompileError(`transpose: ${formatType(b.type(this.id))} has fewer than two axes to swap`, 'pass a permutation, or reshape first');
+      const p = perm ? [...perm] : [...Array(r).keys()].map((i) => (i === r - 2 ? r - 1 : i === r - 1 ? r - 2 : i));
+      return b.transpose(this.id, p);
+    });
+  }
+  reshape(shape: readonly number[]): Tensor {
+    return this.op((b) => b.reshape(this.id, checkShape('reshape', shape, true)));
+  }
+  stopGradient(): Tensor {
+    return this.op((b) => b.stopGradient(this.id));
+  }
+}
+
+/** The `g` a model function receives. */
+export interface GraphBuilder {
+  input(name: string, shape: readonly number[], dtype?: DType): Tensor;
+  param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
+  const(value: number | NestedNumbers): Tensor;
+  gather(table: Tensor, indices: Tensor): Tensor;
+  pick(x: Tensor, indices: Tensor): Tensor;
+  oneHot(indices: Tensor, depth: number): Tensor;
+  concat(tensors: readonly Tensor[], axis: number): Tensor;
+  softmax(x: Tensor, axis?: number): Tensor;
+  logSoftmax(x: Tensor, axis?: number): Tensor;
+  crossEntropy(logits: Tensor, targets: Tensor): Tensor;
+  batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
+  hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
+}
+
+export type NestedNumbers = readonly (number | NestedNumbers)[];
+
+function checkShape(op: string, shape: unknown, allowWild = false): number[] {
+  const ok =
+    Array.isArray(shape) &&
+    shape.every((d) => typeof d === 'number' && Number.isInteger(d) && (d >= 0 || (allowWild && d === -1)));
+  if (!ok)
+    throw new CompileError(
+      `${op}: invalid shape ${JSON.stringify(shape)}`,
+      allowWild ? 'a shape is an array of non-negative integers, with at most one -1' : 'a shape is an array of non-negative integers, e.g. [32, 64]',
+    );
+  return [...(shape as number[])];
+}
+
+/** Flattens a nested number array, checking that it is rectangular. */
+function flatten(value: number | NestedNumbers): { data: number[]; shape: number[] } {
+  if (typeof value === 'number') return { data: [value], shape: [] };
+  if (!Array.isArray(value)) throw new CompileError(`const: expected a number or nested arrays of numbers, got ${typeof value}`, 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
+  const parts = value.map((v) => flatten(v as number | NestedNumbers));
+  const inner = parts[0]?.shape ?? [];
+  if (!parts.every((p) => p.shape.length === inner.length && p.shape.every((d, i) => d === inner[i])))
+    throw new CompileError('const: nested arrays are not rectangular', 'every row must have the same length');
+  return { data: parts.flatMap((p) => p.data), shape: [value.length, ...inner] };
+}
+
+const INITS: readonly Init[] = ['randn', 'zeros', 'ones', 'uniform'];
+
+/** Records DSL calls into a forward graph. */
+export class Tracer {
+  readonly graph: Graph;
+  readonly b: Builder;
+  /** Param and input names, with where they were declared. */
+  readonly declared = new Map<string, { kind: 'param' | 'input'; loc: Loc | undefined }>();
+  private depth = 0;
+
+  constructor(
+    name: string,
+    private readonly sites: CallSites,
+  ) {
+    this.graph = new Graph(name, 'forward');
+    this.b = new Builder(this.graph);
+  }
+
+  /**
+   * Runs one public DSL call. The outermost call captures the caller's location once (nested
+   * calls of composite ops inherit it) and names its result after the `const` it is assigned to.
+   */
+  call(f: () => ValueId): Tensor {
+    if (this.depth > 0) return new Tensor(this, f());
+    const loc = this.sites.here();
+    this.depth++;
+    this.b.loc = loc;
+    try {
+      const v = f();
+      const name = loc && this.sites.bindingAt(loc);
+      if (name && this.graph.value(v).temp) this.graph.rename(v, name);
+      return new Tensor(this, v);
+    } catch (e) {
+      throw e instanceof CompileError ? e.withLoc(loc) : e;
+    } finally {
+      this.depth--;
+      this.b.loc = undefined;
+    }
+  }
+
+  /** Names a composite op's intermediate after the lecture's vocabulary. */
+  readonly hint = (v: ValueId, name: string): ValueId => {
+    if (this.graph.value(v).temp) this.graph.rename(v, name);
+    return v;
+  };
+
+  operand(o: unknown, op?: string): ValueId {
+    if (o instanceof Tensor) {
+      if (o[TRACER] !== this) throw new CompileError('this tensor belongs to another model', 'create every tensor inside the model function');
+      return o.id;
+    }
+    if (typeof o === 'number' && op === undefined) return this.b.scalar(o);
+    throw new CompileError(
+      `expected a tensor${op === undefined ? ' or a number' : ''}, got ${describe(o)}`,
+      op === undefined ? 'pass a tensor made by g or a plain number' : `${op} takes a tensor; make constants with g.const(...)`,
+    );
+  }
+
+  private declare(kind: 'param' | 'input', name: unknown): string {
+    if (typeof name !== 'string' || name.length === 0)
+      throw new CompileError(`${kind}: the name must be a non-empty string, got ${describe(name)}`, `give the ${kind} a name, e.g. g.${kind}('W1', ...)`);
+    const prev = this.declared.get(name);
+    if (prev)
+      throw new CompileError(
+        `${kind}: the name '${name}' is already used by ${prev.kind === kind ? 'another' : 'an'} ${prev.kind}${prev.loc ? ` at ${formatLoc(prev.loc)}` : ''}`,
+        'params and inputs need distinct names, because they are the keys of the generated module’s objects',
+      );
+    this.declared.set(name, { kind, loc: this.b.loc });
+    return name;
+  }
+
+  /** The `g` passed to the model function. */
+  api(): GraphBuilder {
+    const t = this;
+    const v = (x: unknown, op?: string) => t.operand(x, op);
+    const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.shape.length)[0]!;
+    return {
+      input(name, shape, dtype = 'f32') {
+        return t.call(() => {
+          const n = t.declare('input', name);
+          const s = checkShape('input', shape);
+          if (dtype !== 'f32' && dtype !== 'i32')
+            throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
+          return t.b.input(n, { dtype, shape: s }, { raw: n });
+        });
+      },
+      param(name, shape, options = {}) {
+        return t.call(() => {
+          const n = t.declare('param', name);
+          const s = checkShape('param', shape);
+          const init = options.init ?? 'randn';
+          const scale = options.scale ?? 1;
+          if (!INITS.includes(init))
+            throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
+          if (typeof scale !== 'number' || !Number.isFinite(scale))
+            throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
+          return t.b.param(n, s, init, scale, { raw: n });
+        });
+      },
+      const(value) {
+        return t.call(() => {
+          const { data, shape } = flatten(value);
+          if (!data.every((x) => typeof x === 'number'))
+            throw new CompileError('const: every element must be a number', 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
+          return t.b.constant(data, shape);
+        });
+      },
+      gather: (table, indices) => t.call(() => t.b.gather(v(table, 'gather'), v(indices, 'gather'))),
+      pick: (x, indices) => t.call(() => t.b.pick(v(x, 'pick'), v(indices, 'pick'))),
+      oneHot: (indices, depth) => t.call(() => t.b.oneHot(v(indices, 'oneHot'), depth)),
+      concat: (tensors, axis) =>
+        t.call(() => {
+          if (!Array.isArray(tensors) || tensors.length === 0)
+            throw new CompileError('concat: expected a non-empty array of tensors', 'pass e.g. g.concat([a, b], 1)');
+          const ids = tensors.map((x) => v(x, 'concat'));
+          return t.b.concat(ids, normalizeAxes('concat', axis, t.graph.type(ids[0]!).shape.length)[0]!);
+        }),
+      softmax: (x, axis = -1) => t.call(() => C.softmax(t.b, t.hint, v(x, 'softmax'), axisOf('softmax', x, axis))),
+      logSoftmax: (x, axis = -1) => t.call(() => C.logSoftmax(t.b, t.hint, v(x, 'logSoftmax'), axisOf('logSoftmax', x, axis))),
+      crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
+      batchNorm: (x, gain, bias, options = {}) =>
+        t.call(() => C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
+      hingeLoss: (scores, targets, margin = 1) =>
+        t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
+    };
+  }
+}
+
+function describe(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'an array';
+  if (typeof x === 'string') return JSON.stringify(x);
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined) return String(x);
+  return `a ${typeof x}`;
+}

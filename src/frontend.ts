@@ -1,0 +1,73 @@
+// Traces a loaded model into a forward graph and checks what only the whole model can tell:
+// the outputs, the loss, params that never reach the loss.
+
+import { activeInsts, lossValue, LOSS } from '../ir/autodiff.js';
+import { CompileError } from '../ir/errors.js';
+import type { Graph } from '../ir/graph.js';
+import type { Loc } from '../ir/types.js';
+import { Tensor, Tracer } from './dsl.js';
+import type { LoadedModel } from './loader.js';
+import { defaultExportAt } from './names.js';
+
+const MODEL_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+export interface Traced {
+  readonly graph: Graph;
+  /** Param and input names with where they were declared. */
+  readonly declared: Tracer['declared'];
+  readonly warnings: CompileError[];
+}
+
+function modelLoc(m: LoadedModel): Loc {
+  const file = m.file.split(/[\\/]/).pop()!;
+  const at = defaultExportAt(m.file, m.sourceOf(file) ?? '');
+  return { file, line: at.line, col: at.col };
+}
+
+export function traceModel(m: LoadedModel): Traced {
+  const name = m.def.name;
+  if (typeof name !== 'string' || !MODEL_NAME.test(name))
+    throw new CompileError(
+      `invalid model name ${JSON.stringify(name)}`,
+      'the model name names the output folder and files: use letters, digits, _ and -, starting with a letter',
+      modelLoc(m),
+    );
+  const tracer = new Tracer(name, m.sites);
+  const result = m.loader.withFrames(() => {
+    try {
+      return m.def.fn(tracer.api());
+    } catch (e) {
+      throw m.loader.located(e);
+    }
+  });
+  const g = tracer.graph;
+  const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' ? Object.entries(result) : [];
+  if (outputs.length === 0)
+    throw new CompileError('the model function returned no tensors', 'return the scalar loss, or an object such as { loss, probs }', modelLoc(m));
+  for (const [key, t] of outputs) {
+    if (!(t instanceof Tensor))
+      throw new CompileError(`the model output '${key}' is not a tensor`, 'return tensors made by g (e.g. { loss, probs })', modelLoc(m));
+    g.outputs.push({ name: key, value: tracer.operand(t) });
+  }
+  try {
+    lossValue(g);
+  } catch (e) {
+    if (e instanceof CompileError) e.withLoc(modelLoc(m));
+    throw e;
+  }
+  g.numberTemps();
+
+  const warnings: CompileError[] = [];
+  const active = activeInsts(g);
+  for (const inst of g.insts)
+    if (inst.op === 'param' && !active.has(inst.result))
+      warnings.push(
+        new CompileError(
+          `param '${inst.attrs.name}' does not reach the loss; its gradient is always zero`,
+          'use it on the way to the loss, remove it, or ignore this warning if that is intended',
+          inst.loc,
+          'warning',
+        ),
+      );
+  return { graph: g, declared: tracer.declared, warnings };
+}

@@ -1,0 +1,14 @@
+// The public entry point: what model files import from 'graphc'.
+export { model, Tensor } from './dsl.js';
+export type {
+  Axis,
+  BatchNormOptions,
+  DType,
+  GraphBuilder,
+  ModelDef,
+  ModelFn,
+  ModelOutputs,
+  NestedNumbers,
+  ParamOptions,
+  TensorLike,
+} from './dsl.js';

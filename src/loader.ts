@@ -1,0 +1,212 @@
+// Loads a model file: transpiles its TypeScript (with a source map), runs it with `graphc`
+// resolved to this compiler's own DSL wherever the file lives, and supplies the call sites
+// (location and assigned variable) of every DSL call.
+
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import * as vm from 'node:vm';
+import { ts } from 'ts-morph';
+import { CompileError } from '../ir/errors.js';
+import type { Loc } from '../ir/types.js';
+import type { CallSites, ModelDef } from './dsl.js';
+import { isModelDef } from './dsl.js';
+import * as publicApi from './index.js';
+import { bindingNames, defaultExportAt } from './names.js';
+import type { LineMap } from './sourcemap.js';
+import { decodeMappings, originalPosition } from './sourcemap.js';
+
+interface SourceFileInfo {
+  readonly text: string;
+  readonly map: LineMap;
+  names?: Map<string, string>;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface LoadedModel {
+  readonly def: ModelDef;
+  readonly loader: Loader;
+  /** Absolute path of the model file. */
+  readonly file: string;
+  readonly sites: CallSites;
+  /** Source text of a file named by a Loc (relative to the model's folder). */
+  sourceOf(locFile: string): string | undefined;
+  /** The path of a Loc's file as the user should see it (relative to the working directory). */
+  displayPath(locFile: string): string;
+}
+
+const FRAMES = Symbol('graphc.frames');
+type Frames = NodeJS.CallSite[];
+
+/** Runs f with structured stack frames recorded on every Error created meanwhile. */
+function withFrames<T>(f: () => T): T {
+  const prevPrepare = Error.prepareStackTrace;
+  const prevLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 64;
+  Error.prepareStackTrace = (err, frames) => {
+    if (err && typeof err === 'object') (err as unknown as Record<symbol, Frames>)[FRAMES] = frames;
+    return `${String(err)}\n${frames.map((c) => `    at ${c.toString()}`).join('\n')}`;
+  };
+  try {
+    return f();
+  } finally {
+    Error.prepareStackTrace = prevPrepare;
+    Error.stackTraceLimit = prevLimit;
+  }
+}
+
+function framesOf(e: unknown): Frames {
+  if (!e || typeof e !== 'object') return [];
+  void (e as { stack?: unknown }).stack; // formatting the stack records the frames
+  return (e as Record<symbol, Frames>)[FRAMES] ?? [];
+}
+
+export class Loader {
+  private readonly files = new Map<string, SourceFileInfo>();
+  private readonly modules = new Map<string, { exports: unknown }>();
+  readonly dir: string;
+
+  constructor(readonly entry: string) {
+    this.dir = path.dirname(entry);
+  }
+
+  /** Display path of an absolute file, relative to the model's folder (stable across machines). */
+  private rel(abs: string): string {
+    return path.relative(this.dir, abs).split(path.sep).join('/');
+  }
+
+  /** Maps a stack frame to the user's source, if it lies in a loaded model file. */
+  locOf(frame: NodeJS.CallSite): Loc | undefined {
+    const file = frame.getFileName();
+    const info = file ? this.files.get(file) : undefined;
+    if (!file || !info) return undefined;
+    const pos = originalPosition(info.map, frame.getLineNumber() ?? 0, frame.getColumnNumber() ?? 0);
+    return pos && { file: this.rel(file), line: pos.line, col: pos.col };
+  }
+
+  firstUserLoc(frames: Frames): Loc | undefined {
+    for (const f of frames) {
+      const loc = this.locOf(f);
+      if (loc) return loc;
+    }
+    return undefined;
+  }
+
+  readonly sites: CallSites = {
+    here: () => {
+      const holder: { stack?: string } = {};
+      Error.captureStackTrace(holder);
+      return this.firstUserLoc(framesOf(holder));
+    },
+    bindingAt: (loc) => {
+      const abs = path.resolve(this.dir, loc.file);
+      const info = this.files.get(abs);
+      if (!info) return undefined;
+      info.names ??= bindingNames(abs, info.text);
+      return info.names.get(`${loc.line}:${loc.col}`);
+    },
+  };
+
+  sourceOf(locFile: string): string | undefined {
+    return this.files.get(path.resolve(this.dir, locFile))?.text;
+  }
+
+  /** Loads (transpiles and runs) a TypeScript or JavaScript module; cached by path. */
+  require(abs: string): unknown {
+    const cached = this.modules.get(abs);
+    if (cached) return cached.exports;
+    const text = readFileSync(abs, 'utf8');
+    const out = ts.transpileModule(text, {
+      fileName: abs,
+      reportDiagnostics: true,
+      compilerOptions: {
+        module: ts.ModuleKind.CommonJS,
+        target: ts.ScriptTarget.ES2022,
+        sourceMap: true,
+        esModuleInterop: true,
+        allowJs: true,
+      },
+    });
+    const diag = out.diagnostics?.find((d) => d.category === ts.DiagnosticCategory.Error);
+    if (diag) throw tsDiagnostic(diag, this.rel(abs));
+    const map = decodeMappings((JSON.parse(out.sourceMapText ?? '{"mappings":""}') as { mappings: string }).mappings);
+    this.files.set(abs, { text, map });
+    const module = { exports: {} as unknown };
+    this.modules.set(abs, module);
+    const code = out.outputText.replace(/\/\/# sourceMappingURL=.*$/m, '');
+    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname'], { filename: abs });
+    const req = (spec: string) => this.resolve(spec, abs);
+    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs));
+    return module.exports;
+  }
+
+  private resolve(spec: string, from: string): unknown {
+    if (spec === 'graphc') return publicApi;
+    if (spec.startsWith('.') || path.isAbsolute(spec)) {
+      const base = path.resolve(path.dirname(from), spec);
+      const candidates = [base, base.replace(/\.js$/, '.ts'), base + '.ts', path.join(base, 'index.ts')];
+      const hit = candidates.find((c) => existsSync(c) && statSync(c).isFile());
+      if (hit && /\.(ts|mts|cts)$/.test(hit)) return this.require(hit);
+    }
+    return createRequire(from)(spec);
+  }
+
+  /** Runs f with structured stack frames recorded on errors (to locate user exceptions). */
+  withFrames<T>(f: () => T): T {
+    return withFrames(f);
+  }
+
+  /** Turns an exception thrown by user code into a located CompileError. */
+  located(e: unknown): CompileError {
+    if (e instanceof CompileError) return e;
+    const loc = this.firstUserLoc(framesOf(e));
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    return new CompileError(`the model threw ${what}`, 'fix the model code at this line', loc);
+  }
+}
+
+export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
+  const msg = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+  let loc: Loc | undefined;
+  if (d.file && d.start !== undefined) {
+    const lc = d.file.getLineAndCharacterOfPosition(d.start);
+    loc = { file, line: lc.line + 1, col: lc.character + 1 };
+  }
+  return new CompileError(`TS${d.code}: ${msg}`, 'fix the TypeScript error in the model file', loc);
+}
+
+/** Loads a model file and returns its default-exported model definition. */
+export function loadModel(file: string): LoadedModel {
+  const abs = path.resolve(file);
+  if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`no such model file: ${file}`);
+  const loader = new Loader(abs);
+  return withFrames(() => {
+    let exports: unknown;
+    try {
+      exports = loader.require(abs);
+    } catch (e) {
+      throw loader.located(e);
+    }
+    const def = (exports as { default?: unknown } | undefined)?.default;
+    if (!isModelDef(def)) {
+      const at = defaultExportAt(abs, loader.sourceOf(path.basename(abs)) ?? '');
+      throw new CompileError(
+        def === undefined ? 'the model file has no default export' : 'the default export of the model file is not model(...)',
+        "end the file with: export default model('name', (g) => { ... })",
+        { file: path.basename(abs), line: at.line, col: at.col },
+      );
+    }
+    return {
+      def,
+      file: abs,
+      sites: loader.sites,
+      sourceOf: (f: string) => loader.sourceOf(f),
+      displayPath: (f: string) => path.relative(process.cwd(), path.resolve(loader.dir, f)).split(path.sep).join('/') || f,
+      loader,
+    };
+  });
+}
+
