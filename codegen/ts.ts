@@ -84,8 +84,8 @@ function matmul(c: Ctx, inst: InstOf<'matmul'>): string[] {
   const a = c.name(A);
   const b = c.name(B);
   const C = c.name(inst.result);
-  const aOff = ta.length > 2 ? `t * ${M * K} + ` : '';
-  const bOff = tb.length > 2 ? `t * ${K * N} + ` : '';
+  const aOff = ta.length > 2 && batch > 1 ? `t * ${M * K} + ` : '';
+  const bOff = tb.length > 2 && batch > 1 ? `t * ${K * N} + ` : '';
   const cOff = batch > 1 ? `t * ${M * N} + ` : '';
   const A_ = (i: string, p: string) => `${a}[${aOff}${transA ? `${p} * ${M} + ${i}` : `${i} * ${K} + ${p}`}]`;
   const B_ = (p: string, j: string) => `${b}[${bOff}${transB ? `${j} * ${K} + ${p}` : `${p} * ${N} + ${j}`}]`;
@@ -300,7 +300,9 @@ function statements(m: ModuleInfo, g: Graph, slots: Slots): string[] {
   for (const inst of g.insts) {
     const code = (TS_SNIPPETS[inst.op] as Snippet<OpKind>)(c, inst as InstOf<OpKind>);
     if (code.length === 0) continue;
-    out.push('', ...stmtComment(m, g, inst), ...code);
+    // a statement that declares locals outside any loop gets a block of its own
+    const scoped = code.some((l) => /^(let|const) /.test(l)) && !code[0]!.startsWith('for ');
+    out.push('', ...stmtComment(m, g, inst), ...(scoped ? ['{', ...code, '}'] : code));
   }
   return out;
 }

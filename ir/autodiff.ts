@@ -59,16 +59,18 @@ export function reverseMode(g: Graph): Graph {
   const gb = new Graph(g.name, 'backward', names);
   const b = new Builder(gb);
 
-  // Forward values are read into the backward graph once, under their forward names.
+  // Forward values are read into the backward graph once, under their forward names; constants
+  // are copied, so that the backward passes can fold them.
   const reads = new Map<ValueId, ValueId>();
   const read = (v: ValueId): ValueId => {
     let r = reads.get(v);
     if (r === undefined) {
       const fv = g.value(v);
-      const saved = b.loc;
-      b.loc = g.def(v).loc;
-      r = gb.append('fwd', [], { name: fv.name }, fv.type, b.loc, { exact: fv.name });
-      b.loc = saved;
+      const def = g.def(v);
+      r =
+        def.op === 'const'
+          ? gb.append('const', [], def.attrs, fv.type, def.loc)
+          : gb.append('fwd', [], { name: fv.name }, fv.type, def.loc, { exact: fv.name });
       reads.set(v, r);
     }
     return r;

@@ -34,12 +34,17 @@ export function broadcastShapes(a: Shape, b: Shape): number[] | undefined {
 
 export function broadcastOrThrow(op: string, a: TensorType, b: TensorType): number[] {
   const s = broadcastShapes(a.shape, b.shape);
-  if (!s)
+  if (!s) {
+    // the first clash, counting from the right as broadcasting aligns them
+    let k = 1;
+    while (a.shape.at(-k) === b.shape.at(-k) || a.shape.at(-k) === 1 || b.shape.at(-k) === 1) k++;
     throw new CompileError(
-      `${op}: cannot broadcast ${formatType(a)} with ${formatType(b)}`,
-      'shapes broadcast when, aligned from the right, each pair of dimensions is equal or one of ' +
-        'them is 1; reshape one operand (e.g. to keep a size-1 axis) so that they line up',
+      `${op}: cannot broadcast ${formatType(a)} with ${formatType(b)}: aligned from the right, ` +
+        `${a.shape.at(-k)} and ${b.shape.at(-k)} differ and neither is 1`,
+      'broadcasting aligns shapes from the right and needs each pair of dimensions to be equal or 1; ' +
+        'reshape an operand (e.g. keep a size-1 axis with keepDims) so that they line up',
     );
+  }
   return s;
 }
 

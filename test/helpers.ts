@@ -1,0 +1,160 @@
+// Test helpers: build a model, import its generated module, and the float64 oracles (the
+// reference interpreter and central finite differences).
+
+import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { expect } from 'vitest';
+import type { Graph } from '../ir/graph.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import type { NDArray } from '../ir/ndarray.js';
+import { numel } from '../ir/types.js';
+import { indexBounds } from '../codegen/module.js';
+import type { Compiled } from '../src/build.js';
+import { compile, emitFiles, lower } from '../src/build.js';
+import { parseGraph } from '../ir/parse.js';
+import { unifiedDiff } from '../src/textdiff.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+
+export type Arrays = Record<string, Float32Array | Int32Array>;
+
+/** The API every generated module exports. */
+export interface GeneratedModule {
+  spec: { name: string; inputs: Record<string, { dtype: string; shape: number[] }>; params: Record<string, { dtype: string; shape: number[] }>; outputs: Record<string, { dtype: string; shape: number[] }> };
+  initParams(seed?: number): Record<string, Float32Array>;
+  forward(params: Arrays, inputs: Arrays): Record<string, number | Float32Array>;
+  valueAndGrad(params: Arrays, inputs: Arrays): { loss: number; grads: Record<string, Float32Array> };
+}
+
+let tmpRoot: string | undefined;
+export function tmp(): string {
+  tmpRoot ??= mkdtempSync(path.join(tmpdir(), 'graphc-test-'));
+  return mkdtempSync(path.join(tmpRoot, 'd'));
+}
+
+/** Writes a model source to a temporary file and returns its path. */
+export function modelFile(source: string, name = 'model.ts'): string {
+  const dir = tmp();
+  const file = path.join(dir, name);
+  writeFileSync(file, source);
+  return file;
+}
+
+/** Compiles a model file and imports the generated JavaScript module. */
+export async function buildAndImport(file: string): Promise<{ c: Compiled; mod: GeneratedModule }> {
+  const c = await compile(file);
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const mod = (await import(pathToFileURL(path.join(dir, `${c.name}.js`)).href)) as GeneratedModule;
+  return { c, mod };
+}
+
+/** A seeded PRNG (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randn(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+
+/** Random params (N(0,1)·scale) and inputs (N(0,1), or indices within their bounds). */
+export function randomArgs(fwd: Graph, seed: number, scale = 1): { params: Arrays; inputs: Arrays } {
+  const r = rng(seed);
+  const bounds = indexBounds(fwd);
+  const params: Arrays = {};
+  const inputs: Arrays = {};
+  for (const inst of fwd.insts) {
+    const t = fwd.type(inst.result);
+    const n = numel(t.shape);
+    if (inst.op === 'param') params[inst.attrs.name] = Float32Array.from({ length: n }, () => scale * randn(r));
+    if (inst.op === 'input') {
+      const b = bounds.get(inst.attrs.name) ?? 10;
+      inputs[inst.attrs.name] =
+        t.dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(r() * b)) : Float32Array.from({ length: n }, () => randn(r));
+    }
+  }
+  return { params, inputs };
+}
+
+/** Float64 reference: outputs and gradients from the interpreter. */
+export function reference(fwd: Graph, bwd: Graph, params: Arrays, inputs: Arrays): { outputs: Record<string, NDArray>; grads: Record<string, Float64Array> } {
+  const vals = interpret(fwd, { params, inputs });
+  const bv = interpret(bwd, { fwd: vals });
+  const grads: Record<string, Float64Array> = {};
+  for (const o of bwd.outputs) grads[o.name] = bv.get(bwd.value(o.value).name)!.data;
+  return { outputs: outputsOf(fwd, vals), grads };
+}
+
+/** The float64 loss at params (for finite differences). */
+export function lossAt(fwd: Graph, params: Record<string, ArrayLike<number>>, inputs: Arrays): number {
+  return outputsOf(fwd, interpret(fwd, { params, inputs })).loss!.data[0]!;
+}
+
+/** Central finite difference of the loss with respect to params[name][i], in float64. */
+export function finiteDiff(fwd: Graph, params: Arrays, inputs: Arrays, name: string, i: number): number {
+  const p64: Record<string, Float64Array> = {};
+  for (const [k, v] of Object.entries(params)) p64[k] = Float64Array.from(v);
+  const x = p64[name]!;
+  const x0 = x[i]!;
+  const h = 1e-6 * Math.max(1, Math.abs(x0));
+  x[i] = x0 + h;
+  const up = lossAt(fwd, p64, inputs);
+  x[i] = x0 - h;
+  const down = lossAt(fwd, p64, inputs);
+  return (up - down) / (2 * h);
+}
+
+/**
+ * Relative error at the scale of the reference tensor: max|a − b| / max(max|b|, 1e-3). Below
+ * 1e-3 the scale is absolute, so that gradients that are zero in exact arithmetic (b1 under
+ * batchnorm) compare by their rounding noise rather than by 0/0.
+ */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 1e-3;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return Number.isNaN(diff) ? Infinity : diff / scale;
+}
+
+/**
+ * Golden-file comparison: fails with a unified diff on mismatch; UPDATE_SNAPSHOTS=1 rewrites the
+ * file instead.
+ */
+export function expectGolden(file: string, actual: string): void {
+  const p = path.join(ROOT, 'test', 'golden', file);
+  if (process.env.UPDATE_SNAPSHOTS === '1') {
+    mkdirSync(path.dirname(p), { recursive: true });
+    writeFileSync(p, actual);
+    return;
+  }
+  if (!existsSync(p)) throw new Error(`golden file test/golden/${file} is missing; run UPDATE_SNAPSHOTS=1 npm test to create it`);
+  const expected = readFileSync(p, 'utf8');
+  if (expected !== actual)
+    throw new Error(`golden file test/golden/${file} differs (run UPDATE_SNAPSHOTS=1 npm test to accept):\n${unifiedDiff(expected, actual, `test/golden/${file}`, 'actual')}`);
+}
+
+/** Compiles a forward graph given as IR text (for ops that have no DSL surface). */
+export async function buildIR(text: string): Promise<{ c: Pick<Compiled, 'fwd' | 'bwd' | 'name'>; mod: GeneratedModule }> {
+  const fwd = parseGraph(text);
+  const bwd = lower(fwd);
+  const info = { name: fwd.name, source: 'test.ir', fwd, bwd, sourceLine: () => undefined };
+  const files = await emitFiles(info);
+  const dir = tmp();
+  for (const f of files) writeFileSync(path.join(dir, f.name), f.content);
+  const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
+  return { c: { fwd, bwd, name: fwd.name }, mod };
+}

@@ -1,0 +1,207 @@
+// Every op of the op table: the generated code's forward values and gradients against the
+// float64 interpreter, and the interpreter's gradients against central finite differences,
+// over random shapes with broadcasting. Ops without a DSL surface are compiled from IR text.
+
+import { describe, expect, it } from 'vitest';
+import type { Graph } from '../ir/graph.js';
+import { OPS } from '../ir/ops.js';
+import type { OpKind } from '../ir/ops.js';
+import type { GeneratedModule } from './helpers.js';
+import { buildAndImport, buildIR, finiteDiff, modelFile, randomArgs, reference, relErr, rng } from './helpers.js';
+
+type Rand = () => number;
+const dim = (r: Rand) => 1 + Math.floor(r() * 5);
+const pickOne = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+const S = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+/** A broadcasting partner for shape s: equal, a suffix, with 1s, or a scalar. */
+function partner(r: Rand, s: number[]): number[] {
+  return pickOne(r, [s, s.slice(1), s.map((d, i) => (i === 0 ? 1 : d)), s.map((d, i) => (i === s.length - 1 ? 1 : d)), []]);
+}
+
+/** DSL model bodies: `y` is the value under test; the loss is sum(y · R) for a random input R. */
+const DSL: Record<string, (r: Rand) => string> = {
+  neg: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.neg();`,
+  exp: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.exp();`,
+  log: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).log();`,
+  tanh: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.tanh();`,
+  sigmoid: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.sigmoid();`,
+  relu: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.relu();`,
+  sqrt: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).sqrt();`,
+  abs: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.abs();`,
+  ...Object.fromEntries(
+    (['add', 'sub', 'mul', 'maximum', 'minimum'] as const).map((op) => [
+      op,
+      (r: Rand) => {
+        const s = [dim(r), dim(r), dim(r)];
+        const [sa, sb] = r() < 0.5 ? [s, partner(r, s)] : [partner(r, s), s];
+        return `const a = g.param('a', ${S(sa)}); const b = g.param('b', ${S(sb)}); const y = a.${op}(b);`;
+      },
+    ]),
+  ),
+  div: (r) => {
+    const s = [dim(r), dim(r)];
+    return `const a = g.param('a', ${S(s)}); const b = g.param('b', ${S(partner(r, s))}); const y = a.div(b.square().add(0.5));`;
+  },
+  pow: (r) => {
+    const s = [dim(r), dim(r)];
+    return `const a = g.param('a', ${S(s)}); const b = g.param('b', ${S(partner(r, s))}); const y = a.square().add(0.5).pow(b);`;
+  },
+  scalar_operand: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mul(3).sub(1).div(2).pow(2);`,
+  sum: (r) => {
+    const s = [dim(r), dim(r), dim(r)];
+    const axis = pickOne(r, ['', '0', '1', '-1', '[0, 2]']);
+    return `const a = g.param('a', ${S(s)}); const y = a.sum(${axis}${axis && r() < 0.5 ? ', true' : ''});`;
+  },
+  mean: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mean(${pickOne(r, ['', '0', '1', '[0, 1]'])});`,
+  max: (r) => `const a = g.param('a', ${S([dim(r), dim(r), dim(r)])}); const y = a.max(${pickOne(r, ['undefined', '0', '1', '2', '[0, 2]'])}, ${r() < 0.5});`,
+  matmul: (r) => {
+    const [m, k, n] = [dim(r), dim(r), dim(r)];
+    return `const a = g.param('a', [${m}, ${k}]); const b = g.param('b', [${k}, ${n}]); const y = a.matmul(b);`;
+  },
+  matmul_batched: (r) => {
+    const [t, m, k, n] = [dim(r), dim(r), dim(r), dim(r)];
+    return `const a = g.param('a', [${t}, ${m}, ${k}]); const b = g.param('b', [${k}, ${n}]); const y = a.matmul(b);`;
+  },
+  matmul_batched_both: (r) => {
+    const [t, m, k, n] = [dim(r), dim(r), dim(r), dim(r)];
+    return `const a = g.param('a', [${t}, ${m}, ${k}]); const b = g.param('b', [${t}, ${k}, ${n}]); const y = a.matmul(b);`;
+  },
+  transpose: (r) => `const a = g.param('a', ${S([dim(r), dim(r), dim(r)])}); const y = a.transpose(${pickOne(r, ['', '[2, 0, 1]', '[1, 0, 2]'])});`,
+  reshape: (r) => {
+    const [p, q] = [dim(r), dim(r)];
+    return `const a = g.param('a', [${p}, ${q}, 2]); const y = a.reshape([-1, ${p * 2}]).tanh();`;
+  },
+  stopGradient: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mul(a.stopGradient());`,
+  const: (r) => `const a = g.param('a', [2, 3]); const y = a.mul(g.const([[1, -2, 3], [0.5, 0, -1]])).add(g.const(${r().toFixed(2)}));`,
+  gather: (r) => `const C = g.param('C', [${dim(r) + 2}, ${dim(r)}]); const ix = g.input('ix', ${S([dim(r), dim(r)])}, 'i32'); const y = g.gather(C, ix);`,
+  pick: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.pick(a, ix);`;
+  },
+  oneHot: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, 4]); const ix = g.input('ix', [${n}], 'i32'); const y = g.oneHot(ix, 4).mul(a);`;
+  },
+  concat: (r) => {
+    const [m, n] = [dim(r), dim(r)];
+    return r() < 0.5
+      ? `const a = g.param('a', [${m}, ${n}]); const b = g.param('b', [${dim(r)}, ${n}]); const y = g.concat([a, b, a], 0);`
+      : `const a = g.param('a', [${m}, ${n}]); const b = g.param('b', [${m}, ${dim(r)}]); const y = g.concat([a, b], 1);`;
+  },
+  softmax: (r) => `const a = g.param('a', ${S([dim(r), dim(r) + 1])}); const y = g.softmax(a, ${pickOne(r, ['-1', '0'])});`,
+  logSoftmax: (r) => `const a = g.param('a', ${S([dim(r), dim(r) + 1])}); const y = g.logSoftmax(a);`,
+  crossEntropy: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.crossEntropy(a, ix);`;
+  },
+  batchNorm: (r) => {
+    const f = dim(r);
+    return `const a = g.param('a', [${dim(r) + 2}, ${f}]); const gain = g.param('gain', [${f}]); const bias = g.param('bias', [1, ${f}]); const y = g.batchNorm(a, gain, bias);`;
+  },
+  hingeLoss: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;
+  },
+};
+
+/** Forward IR of the ops that have no DSL surface of their own. */
+const IR: Record<string, string> = {
+  slice_pad: `graph forward slice_pad {
+  %a: f32[4,5] = param {name="a", init="randn", scale=1}
+  %s: f32[2,3] = slice %a {starts=[1, 2], sizes=[2, 3]}
+  %y: f32[3,6] = pad %s {starts=[1, 2], shape=[3, 6]}
+  %R: f32[3,6] = input {name="R"}
+  %z: f32[3,6] = mul %y, %R
+  %loss: f32[] = sum %z {axes=[0, 1], keepDims=false}
+  return loss=%loss
+}`,
+  scatter_add: `graph forward scatter_add {
+  %a: f32[6,3] = param {name="a", init="randn", scale=1}
+  %ix: i32[6] = input {name="ix"}
+  %C: f32[4,3] = param {name="C", init="randn", scale=1}
+  %g: f32[6,3] = gather %C, %ix
+  %t: f32[6,3] = mul %a, %g
+  %y: f32[4,3] = scatter_add %ix, %t {shape=[4, 3]}
+  %R: f32[4,3] = input {name="R"}
+  %z: f32[4,3] = mul %y, %R
+  %loss: f32[] = sum %z {axes=[0, 1], keepDims=false}
+  return loss=%loss
+}`,
+  masks: `graph forward masks {
+  %a: f32[3,4] = param {name="a", init="randn", scale=1}
+  %b: f32[4] = param {name="b", init="randn", scale=1}
+  %m: f32[3,4] = gt %a, %b
+  %n: f32[3,4] = ge %b, %a
+  %k: f32[3,4] = argmax_mask %a {axes=[1]}
+  %mn: f32[3,4] = add %m, %n
+  %mk: f32[3,4] = add %mn, %k
+  %bb: f32[3,4] = broadcast %b {shape=[3, 4]}
+  %y: f32[3,4] = mul %mk, %bb
+  %u: f32[4,4] = matmul %y, %a {transA=true, transB=false}
+  %v: f32[3,3] = matmul %a, %y {transA=false, transB=true}
+  %q: f32[4,3] = param {name="q", init="randn", scale=1}
+  %w: f32[3,3] = matmul %q, %y {transA=true, transB=true}
+  %s1: f32[] = sum %u {axes=[0, 1], keepDims=false}
+  %s2: f32[] = sum %v {axes=[0, 1], keepDims=false}
+  %s3: f32[] = sum %w {axes=[0, 1], keepDims=false}
+  %s12: f32[] = add %s1, %s2
+  %loss: f32[] = add %s12, %s3
+  return loss=%loss
+}`,
+};
+
+function source(name: string, body: string): string {
+  return `import { model } from 'graphc';
+export default model('${name}', (g) => {
+  ${body}
+  const R = g.input('R', y.shape);
+  return { loss: y.mul(R).sum(), y };
+});
+`;
+}
+
+/**
+ * `fdScale`: what the gradient is relative to the true derivative. stopGradient(a)·a has
+ * gradient a, half the derivative 2a that finite differences see.
+ */
+async function check(c: { fwd: Graph; bwd: Graph }, mod: GeneratedModule, seed: number, fdScale = 1): Promise<void> {
+  const { params, inputs } = randomArgs(c.fwd, seed);
+  const ref = reference(c.fwd, c.bwd, params, inputs);
+  const { loss, grads } = mod.valueAndGrad(params, inputs);
+  expect(relErr([loss], ref.outputs.loss!.data), 'loss').toBeLessThan(1e-5);
+  for (const [k, gr] of Object.entries(grads)) {
+    expect(relErr(gr, ref.grads[k]!), `generated d loss / d ${k}`).toBeLessThan(1e-4);
+    const r = rng(seed);
+    const idx = Array.from({ length: Math.min(6, gr.length) }, (_, i) => (gr.length <= 6 ? i : Math.floor(r() * gr.length)));
+    const fd = idx.map((i) => fdScale * finiteDiff(c.fwd, params, inputs, k, i));
+    expect(relErr(idx.map((i) => ref.grads[k]![i]!), fd), `float64 d loss / d ${k} vs finite differences`).toBeLessThan(1e-5);
+  }
+}
+
+const seen = new Set<OpKind>();
+const note = (g: Graph) => g.insts.forEach((i) => seen.add(i.op));
+
+describe('op table', () => {
+  for (const [name, body] of Object.entries(DSL))
+    it.each([1, 2, 3])(`${name} (shapes from seed %i)`, async (seed) => {
+      const text = source(`op_${name}`, body(rng(seed * 7919 + name.length)));
+      const { c, mod } = await buildAndImport(modelFile(text));
+      note(c.fwd);
+      note(c.bwd);
+      await check(c, mod, seed, name === 'stopGradient' ? 0.5 : 1);
+    });
+
+  for (const [name, text] of Object.entries(IR))
+    it(`${name} (from IR)`, async () => {
+      const { c, mod } = await buildIR(text);
+      note(c.fwd);
+      note(c.bwd);
+      await check(c, mod, 5);
+    });
+
+  it('covers every op of the table', () => {
+    const missing = (Object.keys(OPS) as OpKind[]).filter((k) => !seen.has(k));
+    expect(missing).toEqual([]);
+  });
+});
