@@ -2,9 +2,12 @@
 // types, deterministic parameter initialisation and the argument checks.
 
 import type { Graph } from '../ir/graph.js';
-import type { DType, Loc } from '../ir/types.js';
-import { formatLoc, formatType, numel } from '../ir/types.js';
+import { OPS } from '../ir/ops.js';
+import type { DType, Loc, TensorType, ValueId } from '../ir/types.js';
+import { formatType, numel } from '../ir/types.js';
+import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
+import { formula } from './formula.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
 export function key(name: string): string {
@@ -24,6 +27,8 @@ export function commentText(s: string): string {
 
 export interface ModuleInfo {
   readonly name: string;
+  /** The memory plan, which also fixes the units (fused groups) and their order. */
+  readonly plan: Plan;
   /** The model file as given on the command line (relative, forward slashes). */
   readonly source: string;
   readonly fwd: Graph;
@@ -131,10 +136,10 @@ export function initDecl(m: ModuleInfo): string[] {
   ];
 }
 
-/** Index inputs and the exclusive bound of their values (from the gathers/picks/oneHots that read them). */
+/** Index inputs and the exclusive bound of their values (from the op table's index operands). */
 export function indexBounds(g: Graph): Map<string, number> {
   const bounds = new Map<string, number>();
-  const note = (v: Graph['insts'][number]['result'], bound: number) => {
+  const note = (v: ValueId, bound: number) => {
     // follow layout ops back to the input the indices come from
     let inst = g.def(v);
     while (inst.op === 'reshape' || inst.op === 'transpose' || inst.op === 'stop_gradient') inst = g.def(inst.args[0]!);
@@ -147,9 +152,8 @@ export function indexBounds(g: Graph): Map<string, number> {
     bounds.set(k, Math.min(bounds.get(k) ?? Infinity, bound));
   };
   for (const inst of g.insts) {
-    if (inst.op === 'gather') note(inst.args[1]!, g.type(inst.args[0]!).shape[0]!);
-    if (inst.op === 'pick') note(inst.args[1]!, g.type(inst.args[0]!).shape[1]!);
-    if (inst.op === 'one_hot') note(inst.args[0]!, inst.attrs.depth);
+    const rule = OPS[inst.op].indices as ((t: readonly TensorType[], a: unknown) => readonly { arg: number; bound: number }[]) | undefined;
+    for (const { arg, bound } of rule?.(inst.args.map((a) => g.type(a)), inst.attrs) ?? []) note(inst.args[arg]!, bound);
   }
   return bounds;
 }
@@ -187,13 +191,31 @@ export function checkDecl(m: ModuleInfo): string[] {
   ];
 }
 
-/** The comment lines above an emitted statement: the IR line and the DSL line it comes from. */
-export function stmtComment(m: ModuleInfo, g: Graph, inst: Graph['insts'][number], extra?: string): string[] {
-  const ir = printInst(g, inst).replace(/ @ .*$/, '');
-  const out = [`// ${commentText(ir)}${extra ? `   ${commentText(extra)}` : ''}`];
-  if (inst.loc) {
-    const text = m.sourceLine(inst.loc)?.trim();
-    out.push(`//   ${formatLoc(inst.loc)}${text ? `  ${commentText(text)}` : ''}`);
+/**
+ * The comment above a unit's code: the formula of each value it writes, then each instruction's
+ * IR line with the DSL line it comes from (the source text once per line).
+ */
+export function unitComment(m: ModuleInfo, u: Unit, plan: Plan): string[] {
+  const g = u.graph;
+  const inUnit = new Set(u.insts.map((i) => i.id));
+  const out: string[] = [];
+  for (const inst of u.insts) {
+    const name = g.value(inst.result).name;
+    if (plan.storage.get(name)?.kind !== 'buffer') continue;
+    const f = formula(g, inst.result, (d) => inUnit.has(d.id) && plan.storage.get(g.value(d.result).name)?.kind === 'register');
+    out.push(`// ${commentText(`${name} = ${f}`)}`);
+  }
+  const shown = new Set<string>();
+  for (const inst of u.insts) {
+    const ir = printInst(g, inst).replace(/ @ .*$/, '');
+    let where = '';
+    if (inst.loc) {
+      const at = `${inst.loc.file}:${inst.loc.line}`;
+      const text = shown.has(at) ? undefined : m.sourceLine(inst.loc)?.trim();
+      shown.add(at);
+      where = text ? `   ${at}  ${text}` : `   ${at}`;
+    }
+    out.push(`//   ${commentText(ir + where)}`);
   }
   return out;
 }

@@ -1,147 +1,56 @@
-// The flat TypeScript target: one table of small per-op snippets, and the module around them.
-// The backward statements are the forward statements in reverse, each with a comment that
-// gives its IR line and the DSL line it comes from.
+// The flat TypeScript target. One table of per-op snippets (an expression for elementwise ops,
+// a statement for the others), emitters for the three kinds of fused groups, and the module
+// around them. The backward statements are the forward statements in reverse; each loop nest
+// carries a comment with its IR lines, the formula it computes and the DSL line it comes from.
 
 import type { Graph } from '../ir/graph.js';
+import type { Plan, Unit } from '../ir/memplan.js';
+import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
-import { strides, broadcastStrides, reducedShape } from '../ir/shape.js';
-import type { InstOf, ValueId } from '../ir/types.js';
+import { broadcastStrides, strides } from '../ir/shape.js';
+import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import { numel } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
-import { nest } from './loops.js';
+import { formula } from './formula.js';
+import type { Access } from './loops.js';
+import { collapse, indexExpr, LOOP_VARS } from './loops.js';
 import type { ModuleInfo } from './module.js';
-import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, stmtComment, typeDecls } from './module.js';
-import { Slots } from './storage.js';
+import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, unitComment } from './module.js';
 
-/** What a snippet sees: the graph, and how to name and read values. */
+// ---------------------------------------------------------------------------------------------
+// The snippet table
+
+/** What a statement snippet sees. */
 export interface Ctx {
   readonly g: Graph;
-  /** Identifier of a value's array. */
-  name(v: ValueId): string;
-  /** Element `idx` of a value (a literal for scalar constants, `x[0]` for scalars). */
+  /** The array of a value (its name in the emitted code). */
+  arr(v: ValueId): string;
+  /** Element `idx` of a value: a literal for scalar constants, `x[0]` for scalars. */
   read(v: ValueId, idx: string): Expr;
 }
 
-type Snippet<K extends OpKind> = (c: Ctx, inst: InstOf<K>) => string[];
+type Snippet<K extends OpKind> =
+  /** Elementwise: the value at one position from the operands' values there. */
+  | { readonly expr: (a: readonly Expr[]) => Expr; readonly atoms?: boolean }
+  /** A statement of its own. */
+  | { readonly emit: (c: Ctx, inst: InstOf<K>) => string[] }
+  /** Emitted by the group emitter of that kind. */
+  | { readonly group: 'reduce' | 'matmul' }
+  /** Nothing to emit: a source, or a view of its operand. */
+  | { readonly none: true };
 
-// ---------------------------------------------------------------------------------------------
-// Snippet helpers grouped by shape
-
-/** An elementwise op: one loop over the result, operands indexed through broadcasting. */
-function elementwise<K extends OpKind>(f: (...xs: Expr[]) => Expr): Snippet<K> {
-  return (c, inst) => {
-    const out = c.g.type(inst.result).shape;
-    const accesses = [{ strides: strides(out) }, ...inst.args.map((a) => ({ strides: broadcastStrides(c.g.type(a).shape, out) }))];
-    return nest(out, accesses, ([o, ...idx]) => [`${c.name(inst.result)}[${o}] = ${f(...inst.args.map((a, k) => c.read(a, idx[k]!))).code};`]);
-  };
-}
-
-/** Loops over [kept axes..., reduced axes...] of x; `body` gets (x index, result index). */
-function reduceNest(c: Ctx, x: ValueId, axes: readonly number[], inner: (xi: string) => string[], before: (oi: string) => string[], after: (oi: string) => string[]): string[] {
-  const shape = c.g.type(x).shape;
-  const st = strides(shape);
-  const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
-  const outSt = strides(reducedShape(shape, axes, false));
-  const vars = ['i', 'j', 'k', 'l'];
-  const redVars = ['p', 'q', 'r', 's'];
-  return nest(
-    kept.map((a) => shape[a]!),
-    [{ strides: kept.map((a) => st[a]!) }, { strides: outSt }],
-    ([xo, oi]) => [
-      ...before(oi!),
-      ...nest(axes.map((a) => shape[a]!), [{ strides: axes.map((a) => st[a]!) }], ([xi]) => inner(xo === '0' ? xi! : xi === '0' ? xo! : `${xo} + ${xi}`), redVars),
-      ...after(oi!),
-    ],
-    vars,
-  );
-}
-
-function reduction(init: string, step: (acc: string, v: Expr) => string): Snippet<'sum' | 'max'> {
-  return (c, inst) => {
-    const x = inst.args[0]!;
-    return reduceNest(
-      c,
-      x,
-      inst.attrs.axes,
-      (xi) => [step('acc', c.read(x, xi))],
-      () => [`let acc = ${init};`],
-      (oi) => [`${c.name(inst.result)}[${oi}] = acc;`],
-    );
-  };
-}
-
-function matmul(c: Ctx, inst: InstOf<'matmul'>): string[] {
-  const [A, B] = inst.args as [ValueId, ValueId];
-  const { transA, transB } = inst.attrs;
-  const ta = c.g.type(A).shape;
-  const tb = c.g.type(B).shape;
-  const out = c.g.type(inst.result).shape;
-  const M = out.at(-2)!;
-  const N = out.at(-1)!;
-  const K = transA ? ta.at(-2)! : ta.at(-1)!;
-  const batch = numel(out.slice(0, -2));
-  const a = c.name(A);
-  const b = c.name(B);
-  const C = c.name(inst.result);
-  const aOff = ta.length > 2 && batch > 1 ? `t * ${M * K} + ` : '';
-  const bOff = tb.length > 2 && batch > 1 ? `t * ${K * N} + ` : '';
-  const cOff = batch > 1 ? `t * ${M * N} + ` : '';
-  const A_ = (i: string, p: string) => `${a}[${aOff}${transA ? `${p} * ${M} + ${i}` : `${i} * ${K} + ${p}`}]`;
-  const B_ = (p: string, j: string) => `${b}[${bOff}${transB ? `${j} * ${K} + ${p}` : `${p} * ${N} + ${j}`}]`;
-  const C_ = (i: string, j: string) => `${C}[${cOff}${i} * ${N} + ${j}]`;
-  let body: string[];
-  if (!transB && !transA) {
-    // i-k-j: the inner loop walks rows of B and C contiguously
-    body = [
-      `for (let i = 0; i < ${M}; i++) {`,
-      `for (let j = 0; j < ${N}; j++) ${C_('i', 'j')} = 0;`,
-      `for (let p = 0; p < ${K}; p++) {`,
-      `const aik = ${A_('i', 'p')};`,
-      `for (let j = 0; j < ${N}; j++) ${C_('i', 'j')} += aik * ${B_('p', 'j')};`,
-      '}',
-      '}',
-    ];
-  } else if (transA && !transB) {
-    // k-i-j: rows of Aᵀ are columns of A; accumulate outer products
-    body = [
-      `for (let i = 0; i < ${M * N}; i++) ${C}[${cOff}i] = 0;`,
-      `for (let p = 0; p < ${K}; p++) {`,
-      `for (let i = 0; i < ${M}; i++) {`,
-      `const aik = ${A_('i', 'p')};`,
-      `for (let j = 0; j < ${N}; j++) ${C_('i', 'j')} += aik * ${B_('p', 'j')};`,
-      '}',
-      '}',
-    ];
-  } else {
-    // dot products along contiguous rows
-    body = [
-      `for (let i = 0; i < ${M}; i++) {`,
-      `for (let j = 0; j < ${N}; j++) {`,
-      'let acc = 0;',
-      `for (let p = 0; p < ${K}; p++) acc += ${A_('i', 'p')} * ${B_('p', 'j')};`,
-      `${C_('i', 'j')} = acc;`,
-      '}',
-      '}',
-    ];
-  }
-  return batch > 1 ? [`for (let t = 0; t < ${batch}; t++) {`, ...body, '}'] : body;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The table
-
-const relGt = E.rel('>');
-const relGe = E.rel('>=');
 const one = E.num(1);
 const zero = E.num(0);
+const x1 = (f: (a: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!) });
+const x2 = (f: (a: Expr, b: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!, a[1]!) });
 
 function powExpr(a: Expr, b: Expr): Expr {
   switch (E.literal(b)) {
     case 1:
       return a;
     case 2:
-      return a.prec >= E.P.ATOM ? E.mul(a, a) : E.pow(a, b);
+      return E.mul(a, a);
     case 0.5:
       return E.call('Math.sqrt', a);
     case -0.5:
@@ -153,252 +62,718 @@ function powExpr(a: Expr, b: Expr): Expr {
   }
 }
 
-const nothing = (): string[] => [];
-
 export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
-  input: nothing,
-  param: nothing,
-  const: nothing,
-  fwd: nothing,
-  reshape: nothing,
-  stop_gradient: nothing,
+  input: { none: true },
+  param: { none: true },
+  const: { none: true },
+  fwd: { none: true },
+  reshape: { none: true },
+  stop_gradient: { none: true },
 
-  neg: elementwise((a) => E.neg(a!)),
-  exp: elementwise((a) => E.call('Math.exp', a!)),
-  log: elementwise((a) => E.call('Math.log', a!)),
-  tanh: elementwise((a) => E.call('Math.tanh', a!)),
-  sigmoid: elementwise((a) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a!))))),
-  relu: elementwise((a) => E.cond(relGt(a!, zero), a!, zero)),
-  sqrt: elementwise((a) => E.call('Math.sqrt', a!)),
-  square: elementwise((a) => powExpr(a!, E.num(2))),
-  abs: elementwise((a) => E.call('Math.abs', a!)),
-  add: elementwise((a, b) => E.add(a!, b!)),
-  sub: elementwise((a, b) => E.sub(a!, b!)),
-  mul: elementwise((a, b) => E.mul(a!, b!)),
-  div: elementwise((a, b) => E.div(a!, b!)),
-  pow: elementwise((a, b) => powExpr(a!, b!)),
-  maximum: elementwise((a, b) => E.call('Math.max', a!, b!)),
-  minimum: elementwise((a, b) => E.call('Math.min', a!, b!)),
-  gt: elementwise((a, b) => E.cond(relGt(a!, b!), one, zero)),
-  ge: elementwise((a, b) => E.cond(relGe(a!, b!), one, zero)),
-  broadcast: elementwise((a) => a!),
+  neg: x1(E.neg),
+  exp: x1((a) => E.call('Math.exp', a)),
+  log: x1((a) => E.call('Math.log', a)),
+  tanh: x1((a) => E.call('Math.tanh', a)),
+  sigmoid: x1((a) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a))))),
+  relu: { ...x1((a) => E.cond(E.rel('>')(a, zero), a, zero)), atoms: true },
+  sqrt: x1((a) => E.call('Math.sqrt', a)),
+  square: { ...x1((a) => E.mul(a, a)), atoms: true },
+  abs: x1((a) => E.call('Math.abs', a)),
+  add: x2(E.add),
+  sub: x2(E.sub),
+  mul: x2(E.mul),
+  div: x2(E.div),
+  pow: { ...x2(powExpr), atoms: true },
+  maximum: x2((a, b) => E.call('Math.max', a, b)),
+  minimum: x2((a, b) => E.call('Math.min', a, b)),
+  gt: x2((a, b) => E.cond(E.rel('>')(a, b), one, zero)),
+  ge: x2((a, b) => E.cond(E.rel('>=')(a, b), one, zero)),
+  broadcast: x1((a) => a),
+  // operands: the index at this row, and the coordinate along the class axis
+  one_hot: x2((idx, j) => E.cond(E.rel('===')(idx, j), one, zero)),
+  bn_apply: { expr: ([x, m, s]) => E.mul(E.sub(x!, m!), s!) },
 
-  sum: reduction('0', (acc, v) => `${acc} += ${v.code};`),
-  max: reduction('-Infinity', (acc, v) => `if (${E.wrap(v, E.P.REL + 1)} > ${acc}) ${acc} = ${v.code};`),
-  argmax_mask: (c, inst) => {
-    const x = inst.args[0]!;
-    const out = c.name(inst.result);
-    return [
-      `${out}.fill(0);`,
-      ...reduceNest(
-        c,
-        x,
-        inst.attrs.axes,
-        (xi) => [`if (at < 0 || ${c.read(x, xi).code} > best) {`, `best = ${c.read(x, xi).code};`, `at = ${xi};`, '}'],
-        () => ['let best = -Infinity;', 'let at = -1;'],
-        () => [`${out}[at] = 1;`],
-      ),
-    ];
-  },
+  sum: { group: 'reduce' },
+  max: { group: 'reduce' },
+  matmul: { group: 'matmul' },
 
-  matmul,
-  transpose: (c, inst) => {
-    const x = inst.args[0]!;
-    const out = c.g.type(inst.result).shape;
-    const st = strides(c.g.type(x).shape);
-    return nest(out, [{ strides: strides(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
-      `${c.name(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
-    ]);
+  argmax_mask: {
+    emit: (c, inst) => {
+      const x = inst.args[0]!;
+      const out = c.arr(inst.result);
+      return [
+        `${out}.fill(0);`,
+        ...keptOuterNest(
+          c.g.type(x).shape,
+          inst.attrs.axes,
+          [{ strides: strides(c.g.type(x).shape) }],
+          () => ['let _best = -Infinity;', 'let _at = -1;'],
+          ([xi]) => [`if (_at < 0 || ${c.read(x, xi!).code} > _best) {`, `_best = ${c.read(x, xi!).code};`, `_at = ${xi};`, '}'],
+          () => [`${out}[_at] = 1;`],
+        ),
+      ];
+    },
   },
-  concat: (c, inst) => {
-    const out = c.g.type(inst.result).shape;
-    const ost = strides(out);
-    let off = 0;
-    return inst.args.flatMap((a) => {
-      const s = c.g.type(a).shape;
-      const base = off * ost[inst.attrs.axis]!;
-      off += s[inst.attrs.axis]!;
-      return nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.name(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
-    });
+  transpose: {
+    emit: (c, inst) => {
+      const x = inst.args[0]!;
+      const out = c.g.type(inst.result).shape;
+      const st = strides(c.g.type(x).shape);
+      return loopNest(out, [{ strides: strides(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
+        `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
+      ]);
+    },
   },
-  slice: (c, inst) => {
-    const x = inst.args[0]!;
-    const st = strides(c.g.type(x).shape);
-    const base = inst.attrs.starts.reduce((s, v, d) => s + v * st[d]!, 0);
-    return nest(inst.attrs.sizes, [{ strides: strides(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
-      `${c.name(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
-    ]);
+  concat: {
+    emit: (c, inst) => {
+      const ost = strides(c.g.type(inst.result).shape);
+      let off = 0;
+      return inst.args.flatMap((a) => {
+        const s = c.g.type(a).shape;
+        const base = off * ost[inst.attrs.axis]!;
+        off += s[inst.attrs.axis]!;
+        return loopNest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
+      });
+    },
   },
-  pad: (c, inst) => {
-    const x = inst.args[0]!;
-    const s = c.g.type(x).shape;
-    const ost = strides(inst.attrs.shape);
-    const base = inst.attrs.starts.reduce((acc, v, d) => acc + v * ost[d]!, 0);
-    return [
-      `${c.name(inst.result)}.fill(0);`,
-      ...nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.name(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
-    ];
+  slice: {
+    emit: (c, inst) => {
+      const x = inst.args[0]!;
+      const st = strides(c.g.type(x).shape);
+      const base = inst.attrs.starts.reduce((s, v, d) => s + v * st[d]!, 0);
+      return loopNest(inst.attrs.sizes, [{ strides: strides(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
+        `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
+      ]);
+    },
   },
-
-  gather: (c, inst) => {
-    const [table, idx] = inst.args as [ValueId, ValueId];
-    const n = numel(c.g.type(idx).shape);
-    const row = numel(c.g.type(table).shape.slice(1));
-    const out = c.name(inst.result);
-    if (row === 1) return [`for (let i = 0; i < ${n}; i++) ${out}[i] = ${c.name(table)}[${c.read(idx, 'i').code}];`];
-    return [
-      `for (let i = 0; i < ${n}; i++) {`,
-      `const r = ${c.read(idx, 'i').code} * ${row};`,
-      `for (let j = 0; j < ${row}; j++) ${out}[i * ${row} + j] = ${c.name(table)}[r + j];`,
-      '}',
-    ];
+  pad: {
+    emit: (c, inst) => {
+      const x = inst.args[0]!;
+      const s = c.g.type(x).shape;
+      const ost = strides(inst.attrs.shape);
+      const base = inst.attrs.starts.reduce((acc, v, d) => acc + v * ost[d]!, 0);
+      return [
+        `${c.arr(inst.result)}.fill(0);`,
+        ...loopNest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
+      ];
+    },
   },
-  scatter_add: (c, inst) => {
-    const [idx, src] = inst.args as [ValueId, ValueId];
-    const n = numel(c.g.type(idx).shape);
-    const row = numel(inst.attrs.shape.slice(1));
-    const out = c.name(inst.result);
-    return [
-      `${out}.fill(0);`,
-      `for (let i = 0; i < ${n}; i++) {`,
-      `const r = ${c.read(idx, 'i').code} * ${row};`,
-      `for (let j = 0; j < ${row}; j++) ${out}[r + j] += ${c.read(src, `i * ${row} + j`).code};`,
-      '}',
-    ];
+  gather: {
+    emit: (c, inst) => {
+      const [table, idx] = inst.args as [ValueId, ValueId];
+      const n = numel(c.g.type(idx).shape);
+      const row = numel(c.g.type(table).shape.slice(1));
+      const out = c.arr(inst.result);
+      if (row === 1) return [`for (let i = 0; i < ${n}; i++) ${out}[i] = ${c.arr(table)}[${c.read(idx, 'i').code}];`];
+      return [
+        `for (let i = 0; i < ${n}; i++) {`,
+        `const _row = ${c.read(idx, 'i').code} * ${row};`,
+        `for (let j = 0; j < ${row}; j++) ${out}[i * ${row} + j] = ${c.arr(table)}[_row + j];`,
+        '}',
+      ];
+    },
   },
-  pick: (c, inst) => {
-    const [x, idx] = inst.args as [ValueId, ValueId];
-    const [n, cols] = c.g.type(x).shape as [number, number];
-    return [`for (let i = 0; i < ${n}; i++) ${c.name(inst.result)}[i] = ${c.name(x)}[i * ${cols} + ${c.read(idx, 'i').code}];`];
+  scatter_add: {
+    emit: (c, inst) => {
+      const [idx, src] = inst.args as [ValueId, ValueId];
+      const n = numel(c.g.type(idx).shape);
+      const row = numel(inst.attrs.shape.slice(1));
+      const out = c.arr(inst.result);
+      return [
+        `${out}.fill(0);`,
+        `for (let i = 0; i < ${n}; i++) {`,
+        `const _row = ${c.read(idx, 'i').code} * ${row};`,
+        `for (let j = 0; j < ${row}; j++) ${out}[_row + j] += ${c.read(src, `i * ${row} + j`).code};`,
+        '}',
+      ];
+    },
   },
-  one_hot: (c, inst) => {
-    const idx = inst.args[0]!;
-    const n = numel(c.g.type(idx).shape);
-    const out = c.name(inst.result);
-    return [`${out}.fill(0);`, `for (let i = 0; i < ${n}; i++) ${out}[i * ${inst.attrs.depth} + ${c.read(idx, 'i').code}] = 1;`];
+  pick: {
+    emit: (c, inst) => {
+      const [x, idx] = inst.args as [ValueId, ValueId];
+      const [n, cols] = c.g.type(x).shape as [number, number];
+      return [`for (let i = 0; i < ${n}; i++) ${c.arr(inst.result)}[i] = ${c.arr(x)}[i * ${cols} + ${c.read(idx, 'i').code}];`];
+    },
+  },
+  softmax: { emit: (c, inst) => softmaxLoops(c, inst.args[0]!, inst.result, inst.attrs.axis, false) },
+  log_softmax: { emit: (c, inst) => softmaxLoops(c, inst.args[0]!, inst.result, inst.attrs.axis, true) },
+  xent: {
+    emit: (c, inst) => {
+      const [x, t] = inst.args as [ValueId, ValueId];
+      const [n, cls] = c.g.type(x).shape as [number, number];
+      const xs = c.arr(x);
+      return [
+        'let _total = 0;',
+        `for (let i = 0; i < ${n}; i++) {`,
+        'let _max = -Infinity;',
+        `for (let j = 0; j < ${cls}; j++) if (${xs}[i * ${cls} + j] > _max) _max = ${xs}[i * ${cls} + j];`,
+        'let _sum = 0;',
+        `for (let j = 0; j < ${cls}; j++) _sum += Math.exp(${xs}[i * ${cls} + j] - _max);`,
+        `_total += ${xs}[i * ${cls} + ${c.read(t, 'i').code}] - _max - Math.log(_sum);`,
+        '}',
+        `${c.arr(inst.result)}[0] = -_total / ${n};`,
+      ];
+    },
   },
 };
+
+/** Softmax or log-softmax along one axis: max, Σ exp, normalise. */
+function softmaxLoops(c: Ctx, x: ValueId, y: ValueId, axis: number, log: boolean): string[] {
+  const shape = c.g.type(x).shape;
+  const len = shape[axis]!;
+  const inner = numel(shape.slice(axis + 1));
+  const outer = numel(shape.slice(0, axis));
+  const xs = c.arr(x);
+  const ys = c.arr(y);
+  const at = (k: string) => (inner === 1 ? `_base + ${k}` : `_base + ${k} * ${inner}`);
+  return [
+    `for (let i = 0; i < ${outer * inner}; i++) {`,
+    inner === 1 ? `const _base = i * ${len};` : `const _base = Math.floor(i / ${inner}) * ${len * inner} + (i % ${inner});`,
+    'let _max = -Infinity;',
+    `for (let j = 0; j < ${len}; j++) if (${xs}[${at('j')}] > _max) _max = ${xs}[${at('j')}];`,
+    'let _sum = 0;',
+    ...(log
+      ? [`for (let j = 0; j < ${len}; j++) _sum += Math.exp(${xs}[${at('j')}] - _max);`, 'const _lse = _max + Math.log(_sum);', `for (let j = 0; j < ${len}; j++) ${ys}[${at('j')}] = ${xs}[${at('j')}] - _lse;`]
+      : [
+          `for (let j = 0; j < ${len}; j++) {`,
+          `const _e = Math.exp(${xs}[${at('j')}] - _max);`,
+          `${ys}[${at('j')}] = _e;`,
+          '_sum += _e;',
+          '}',
+          'const _inv = 1 / _sum;',
+          `for (let j = 0; j < ${len}; j++) ${ys}[${at('j')}] *= _inv;`,
+        ]),
+    '}',
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loop nests
+
+/** A loop nest over `dims` (collapsed); `body` gets each access's index expression. */
+function loopNest(dims: Shape, accesses: readonly Access[], body: (idx: string[]) => string[], vars: readonly string[] = LOOP_VARS): string[] {
+  const c = collapse(dims, accesses);
+  const v = vars.slice(0, c.dims.length);
+  const idx = accesses.map((a, k) => indexExpr(v, c.strides[k]!, a.base ?? 0));
+  return [...c.dims.map((d, i) => `for (let ${v[i]} = 0; ${v[i]} < ${d}; ${v[i]}++) {`), ...body(idx), ...c.dims.map(() => '}')];
+}
+
+/** Joins two partial index expressions. */
+function plus(a: string, b: string): string {
+  if (a === '0') return b;
+  if (b === '0') return a;
+  return `${a} + ${b}`;
+}
+
+/**
+ * Loops over the kept axes of `shape` (outer, variables i, j, ...) and its reduced `axes`
+ * (inner, variables p, q, ...). `accesses` are over the full shape.
+ */
+function keptOuterNest(
+  shape: Shape,
+  axes: readonly number[],
+  accesses: readonly Access[],
+  before: (keptIdx: string[]) => string[],
+  inner: (idx: string[]) => string[],
+  after: (keptIdx: string[]) => string[],
+): string[] {
+  const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
+  const pickAxes = (list: number[], a: Access) => ({ strides: list.map((d) => a.strides[d]!), base: a.base });
+  return loopNest(
+    kept.map((d) => shape[d]!),
+    accesses.map((a) => pickAxes(kept, a)),
+    (outerIdx) => [
+      ...before(outerIdx),
+      ...loopNest(
+        axes.map((d) => shape[d]!),
+        accesses.map((a) => ({ strides: axes.map((d) => a.strides[d]!) })),
+        (innerIdx) => inner(outerIdx.map((o, k) => plus(o, innerIdx[k]!))),
+        ['p', 'q', 'r', 's'],
+      ),
+      ...after(outerIdx),
+    ],
+    ['i', 'j', 'k', 'l'],
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emitting units
+
+/** The code of one graph's units, with the names each function must take from `buf`. */
+class Emitter {
+  /** Arrays referenced by the code emitted so far (names taken from `buf`). */
+  readonly used = new Set<string>();
+  /** Module-level kernel functions. */
+  readonly kernels: string[] = [];
+
+  constructor(
+    readonly m: ModuleInfo,
+    readonly plan: Plan,
+    readonly codeName: (base: string) => string,
+  ) {}
+
+  name(g: Graph, v: ValueId): string {
+    return valueName(g, v);
+  }
+
+  ctx(g: Graph): Ctx {
+    return {
+      g,
+      arr: (v) => this.arrOf(g, v),
+      read: (v, idx) => this.read(g, v, idx),
+    };
+  }
+
+  arrOf(g: Graph, v: ValueId): string {
+    const name = this.name(g, v);
+    this.used.add(name);
+    return name;
+  }
+
+  read(g: Graph, v: ValueId, idx: string): Expr {
+    const s = this.plan.storage.get(this.name(g, v));
+    if (s?.kind === 'literal') return E.num(s.value);
+    return E.atom(`${this.arrOf(g, v)}[${g.type(v).shape.length === 0 ? '0' : idx}]`);
+  }
+
+  stored(g: Graph, v: ValueId): boolean {
+    return this.plan.storage.get(this.name(g, v))?.kind === 'buffer';
+  }
+
+  unit(u: Unit): string[] {
+    const comment = unitComment(this.m, u, this.plan);
+    const code = this.code(u);
+    if (code.length === 0) return [];
+    const scoped = code.some((l) => /^(let|const) /.test(l)) && !/^for /.test(code[0]!);
+    return ['', ...comment, ...(scoped ? ['{', ...code, '}'] : code)];
+  }
+
+  private code(u: Unit): string[] {
+    const first = u.insts[0]!;
+    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
+    if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
+    if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
+    const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
+    if ('emit' in snip) return snip.emit(this.ctx(u.graph), first as InstOf<OpKind>);
+    return [];
+  }
+
+  /**
+   * The body of elementwise members at one position. `ext(v)` reads a value computed outside
+   * the members; `slot(v)` is the index to store member v at (when it is stored).
+   */
+  private members(
+    g: Graph,
+    unit: readonly Inst[],
+    members: readonly Inst[],
+    ext: (v: ValueId, user: Inst) => Expr,
+    slot: (v: ValueId) => string,
+    known: Map<ValueId, Expr>,
+    coord: () => Expr = () => {
+      throw new Error('internal: one_hot outside an elementwise loop');
+    },
+  ): string[] {
+    const lines: string[] = [];
+    const inGroup = new Set(members.map((m) => m.result));
+    const usesLeft = new Map<ValueId, number>();
+    for (const m of unit) for (const a of m.args) if (inGroup.has(a)) usesLeft.set(a, (usesLeft.get(a) ?? 0) + 1);
+    const local = (v: ValueId, e: Expr): Expr => {
+      if (e.prec >= E.P.ATOM || E.literal(e) !== undefined) return e;
+      const n = `_${this.name(g, v)}`;
+      lines.push(`const ${n} = ${e.code};`);
+      return E.atom(n);
+    };
+    for (const m of members) {
+      const snip = TS_SNIPPETS[m.op] as { expr: (a: readonly Expr[]) => Expr; atoms?: boolean };
+      let args = m.args.map((a) => known.get(a) ?? ext(a, m));
+      if (m.op === 'one_hot') args.push(coord()); // the coordinate along the class axis
+      if (snip.atoms) args = args.map((e, k) => local(m.args[k]!, e));
+      let e = snip.expr(args);
+      const uses = usesLeft.get(m.result) ?? 0;
+      if (this.stored(g, m.result)) {
+        if (uses > 0) e = local(m.result, e);
+        lines.push(`${this.arrOf(g, m.result)}[${g.type(m.result).shape.length === 0 ? '0' : slot(m.result)}] = ${e.code};`);
+      } else if (uses > 1) e = local(m.result, e);
+      known.set(m.result, e);
+    }
+    return lines;
+  }
+
+  /** Accesses of a loop nest, deduplicated; `at(key)` gives the index expression of one. */
+  private accessSet() {
+    const list: Access[] = [];
+    const keys = new Map<string, number>();
+    return {
+      add: (a: Access): string => {
+        const k = `${a.strides.join(',')}+${a.base ?? 0}`;
+        if (!keys.has(k)) {
+          keys.set(k, list.length);
+          list.push(a);
+        }
+        return k;
+      },
+      list,
+      index: (idx: string[], k: string) => idx[keys.get(k)!]!,
+    };
+  }
+
+  /** The stride pattern of operand a read at the positions of an elementwise member. */
+  private operandStrides(g: Graph, a: ValueId, user: Inst, shape: Shape): number[] {
+    if (user.op === 'one_hot') return [...strides(g.type(a).shape), 0].slice(-shape.length);
+    return broadcastStrides(g.type(a).shape, shape);
+  }
+
+  private elementwise(u: Unit): string[] {
+    const g = u.graph;
+    const shape = g.type(u.insts[0]!.result).shape;
+    const acc = this.accessSet();
+    const out = acc.add({ strides: strides(shape) });
+    const inGroup = new Set(u.insts.map((m) => m.result));
+    const keyOf = new Map<string, string>();
+    const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
+    for (const m of u.insts)
+      for (const a of m.args)
+        if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
+    return loopNest(shape, acc.list, (idx) =>
+      this.members(
+        g,
+        u.insts,
+        u.insts,
+        (v, user) => this.read(g, v, acc.index(idx, keyOf.get(`${user.id}:${v.index}`)!)),
+        () => acc.index(idx, out),
+        new Map(),
+        () => E.atom(acc.index(idx, coord)),
+      ),
+    );
+  }
+
+  private reduce(u: Unit): string[] {
+    const g = u.graph;
+    const reductions = u.insts.filter((m) => m.op === 'sum' || m.op === 'max') as InstOf<'sum' | 'max'>[];
+    const first = reductions[0]!;
+    const shape = g.type(first.args[0]!).shape;
+    const axes = first.attrs.axes;
+    const full = u.insts.filter((m) => m !== first && !reductions.includes(m as InstOf<'sum'>) && sameShape(g.type(m.result).shape, shape));
+    const fullSet = new Set(full);
+    const epilogue = u.insts.filter((m) => !reductions.includes(m as InstOf<'sum'>) && !fullSet.has(m));
+    const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
+    const keptShape = kept.map((d) => shape[d]!);
+    const K = numel(keptShape);
+    const inGroup = new Set(u.insts.map((m) => m.result));
+    const init = (r: InstOf<'sum' | 'max'>) => (r.op === 'sum' ? '0' : '-Infinity');
+
+    // accesses over the full shape (full members and their operands, reduction operands)
+    const acc = this.accessSet();
+    const fullOut = acc.add({ strides: strides(shape) });
+    const keyOf = new Map<string, string>();
+    for (const m of [...full, ...reductions])
+      for (const a of m.args) if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
+    const keptStrides = (() => {
+      const st = strides(keptShape);
+      const out = shape.map(() => 0);
+      kept.forEach((d, k) => (out[d] = st[k]!));
+      return out;
+    })();
+    const keptAt = acc.add({ strides: keptStrides });
+    const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
+
+    // the epilogue runs over the kept positions: operands of a reduced shape (with or without
+    // the reduced axes kept as 1s) are read through their strides over the kept axes
+    const keptView = (v: ValueId): number[] => {
+      const s = g.type(v).shape;
+      if (s.length === shape.length) {
+        const bs = broadcastStrides(s, shape);
+        return kept.map((d) => bs[d]!);
+      }
+      return broadcastStrides(s, keptShape);
+    };
+    const epi = this.accessSet();
+    const accAt = epi.add({ strides: strides(keptShape) });
+    const epiOut = new Map<ValueId, string>();
+    const epiKey = new Map<string, string>();
+    for (const m of [...reductions, ...epilogue]) epiOut.set(m.result, epi.add({ strides: keptView(m.result) }));
+    for (const m of epilogue) for (const a of m.args) if (!inGroup.has(a)) epiKey.set(`${m.id}:${a.index}`, epi.add({ strides: keptView(a) }));
+
+    const fullBody = (idx: string[], accum: (r: InstOf<'sum' | 'max'>, v: Expr) => string[]) => {
+      const known = new Map<ValueId, Expr>();
+      const lines = this.members(
+        g,
+        u.insts,
+        full,
+        (v, user) => this.read(g, v, acc.index(idx, keyOf.get(`${user.id}:${v.index}`)!)),
+        () => acc.index(idx, fullOut),
+        known,
+        () => E.atom(acc.index(idx, coord)),
+      );
+      for (const r of reductions) {
+        const a = r.args[0]!;
+        const v = known.get(a) ?? this.read(g, a, acc.index(idx, keyOf.get(`${r.id}:${a.index}`)!));
+        lines.push(...accum(r, v));
+      }
+      return lines;
+    };
+    const epilogueBody = (idx: string[], value: (r: InstOf<'sum' | 'max'>) => Expr) => {
+      const known = new Map<ValueId, Expr>();
+      const lines: string[] = [];
+      for (const r of reductions) {
+        known.set(r.result, value(r));
+        if (this.stored(g, r.result)) lines.push(`${this.arrOf(g, r.result)}[${epi.index(idx, epiOut.get(r.result)!)}] = ${value(r).code};`);
+      }
+      lines.push(...this.members(g, u.insts, epilogue, (v, user) => this.read(g, v, epi.index(idx, epiKey.get(`${user.id}:${v.index}`)!)), (v) => epi.index(idx, epiOut.get(v)!), known));
+      return lines;
+    };
+    const accName = (k: number) => `_acc${k}`;
+    const leading = kept.length > 0 && axes.every((a, k) => a === k);
+    if (leading) {
+      // reduced axes outermost: walk the operand in memory order, accumulating per kept position
+      reductions.forEach((_r, k) => this.used.add(accName(k)));
+      return [
+        `for (let i = 0; i < ${K}; i++) {`,
+        ...reductions.map((r, k) => `${accName(k)}[i] = ${init(r)};`),
+        '}',
+        ...loopNest(shape, acc.list, (idx) =>
+          fullBody(idx, (r, v) => {
+            const k = reductions.indexOf(r);
+            const a = `${accName(k)}[${acc.index(idx, keptAt)}]`;
+            return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v${k} = ${v.code};`, `if (_v${k} > ${a}) ${a} = _v${k};`];
+          }),
+        ),
+        ...loopNest(keptShape, epi.list, (idx) => epilogueBody(idx, (r) => E.atom(`${accName(reductions.indexOf(r))}[${epi.index(idx, accAt)}]`))),
+      ];
+    }
+    // kept axes outermost: a scalar accumulator per reduction
+    return keptOuterNestMulti(shape, axes, acc.list, epi.list, (keptIdx) => reductions.map((r, k) => `let ${accName(k)} = ${init(r)};`), (idx) =>
+      fullBody(idx, (r, v) => {
+        const a = accName(reductions.indexOf(r));
+        return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v = ${v.code};`, `if (_v > ${a}) ${a} = _v;`];
+      }),
+      (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(accName(reductions.indexOf(r)))),
+    );
+  }
+
+  private matmul(u: Unit): string[] {
+    const g = u.graph;
+    const mm = u.insts[0] as InstOf<'matmul'>;
+    const epilogue = u.insts.slice(1);
+    const [A, B] = mm.args as [ValueId, ValueId];
+    const { transA, transB } = mm.attrs;
+    const ta = g.type(A).shape;
+    const tb = g.type(B).shape;
+    const out = g.type(mm.result).shape;
+    const M = out.at(-2)!;
+    const N = out.at(-1)!;
+    const Kd = transA ? ta.at(-2)! : ta.at(-1)!;
+    const batch = numel(out.slice(0, -2));
+    const last = epilogue.length ? epilogue[epilogue.length - 1]! : mm;
+    const kname = this.codeName(`matmul_${this.name(g, last.result)}`);
+    const inner = new Emitter(this.m, this.plan, this.codeName);
+    const a = inner.arrOf(g, A);
+    const b = inner.arrOf(g, B);
+    const aOff = ta.length > 2 && batch > 1 ? `t * ${M * Kd} + ` : '';
+    const bOff = tb.length > 2 && batch > 1 ? `t * ${Kd * N} + ` : '';
+    const cOff = batch > 1 ? `t * ${M * N} + ` : '';
+    const times = (x: string, k: number) => (x.includes(' ') ? `(${x}) * ${k}` : `${x} * ${k}`);
+    const aAt = (i: string, p: string) => `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
+    const bAt = (p: string, j: string) => `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
+    // tile shapes measured fastest on V8 for each operand layout
+    const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
+    const outStrides = strides(out.slice(-2));
+    const element = (i: string, j: string, c: string): string[] => {
+      const known = new Map<ValueId, Expr>([[mm.result, E.atom(c)]]);
+      const lines: string[] = [];
+      const at = (st: readonly number[]) => {
+        const terms: string[] = [];
+        if (st[0]) terms.push(st[0] === 1 ? i : times(i, st[0]));
+        if (st[1]) terms.push(st[1] === 1 ? j : times(j, st[1]));
+        return terms.join(' + ') || '0';
+      };
+      if (inner.stored(g, mm.result)) lines.push(`${inner.arrOf(g, mm.result)}[${cOff}${at(outStrides)}] = ${c};`);
+      lines.push(
+        ...inner.members(
+          g,
+          u.insts,
+          epilogue,
+          (v) => inner.read(g, v, at(broadcastStrides(g.type(v).shape, out).slice(-2))),
+          () => `${cOff}${at(outStrides)}`,
+          known,
+        ),
+      );
+      // each tile element's epilogue gets a block of its own when it declares locals
+      return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
+    };
+    const tiles = (i0: number, i1: number, ti: number, j0: number, j1: number, tj: number): string[] => {
+      if (i1 <= i0 || j1 <= j0) return [];
+      const rows = [...Array(ti).keys()];
+      const cols = [...Array(tj).keys()];
+      const ii = (r: number) => (r ? `i + ${r}` : 'i');
+      const jj = (c: number) => (c ? `j + ${c}` : 'j');
+      const cv = (r: number, c: number) => `_c${r}${c}`;
+      return [
+        `for (let i = ${i0}; i < ${i1}; i += ${ti}) {`,
+        `for (let j = ${j0}; j < ${j1}; j += ${tj}) {`,
+        `let ${rows.flatMap((r) => cols.map((c) => `${cv(r, c)} = 0`)).join(', ')};`,
+        `for (let p = 0; p < ${Kd}; p++) {`,
+        `const ${rows.map((r) => `_a${r} = ${aAt(ii(r), 'p')}`).join(', ')};`,
+        `const ${cols.map((c) => `_b${c} = ${bAt('p', jj(c))}`).join(', ')};`,
+        ...rows.flatMap((r) => cols.map((c) => `${cv(r, c)} += _a${r} * _b${c};`)),
+        '}',
+        ...rows.flatMap((r) => cols.flatMap((c) => element(ii(r), jj(c), cv(r, c)))),
+        '}',
+        '}',
+      ];
+    };
+    const ti = M >= TI ? TI : 1;
+    const tj = N >= TJ ? TJ : 1;
+    const Mt = M - (M % ti);
+    const Nt = N - (N % tj);
+    const body = [...tiles(0, Mt, ti, 0, Nt, tj), ...tiles(0, Mt, ti, Nt, N, 1), ...tiles(Mt, M, 1, 0, N, 1)];
+    const doc = `/** ${commentText(this.formulaOf(u, last.result))} */`;
+    this.kernels.push(
+      '',
+      doc,
+      `function ${kname}(): void {`,
+      `const { ${[...inner.used].join(', ')} } = buf;`,
+      ...(batch > 1 ? [`for (let t = 0; t < ${batch}; t++) {`, ...body, '}'] : body),
+      '}',
+    );
+    return [`${kname}();`];
+  }
+
+  formulaOf(u: Unit, v: ValueId): string {
+    const set = new Set(u.insts.map((i) => i.id));
+    return `${this.name(u.graph, v)} = ${formula(u.graph, v, (d) => set.has(d.id) && !this.stored(u.graph, d.result))}`;
+  }
+}
+
+function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Kept-outer nest with separate accesses for the full (inner) and kept (outer) parts. */
+function keptOuterNestMulti(
+  shape: Shape,
+  axes: readonly number[],
+  fullAccesses: readonly Access[],
+  keptAccesses: readonly Access[],
+  before: (keptIdx: string[]) => string[],
+  inner: (idx: string[]) => string[],
+  after: (keptIdx: string[]) => string[],
+): string[] {
+  const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
+  const nK = fullAccesses.length;
+  // one nest over the kept axes carries both the full accesses' kept parts and the kept accesses
+  const outerAccesses = [...fullAccesses.map((a) => ({ strides: kept.map((d) => a.strides[d]!), base: a.base })), ...keptAccesses];
+  return loopNest(
+    kept.map((d) => shape[d]!),
+    outerAccesses,
+    (outerIdx) => [
+      ...before(outerIdx.slice(nK)),
+      ...loopNest(
+        axes.map((d) => shape[d]!),
+        fullAccesses.map((a) => ({ strides: axes.map((d) => a.strides[d]!) })),
+        (innerIdx) => inner(outerIdx.slice(0, nK).map((o, k) => plus(o, innerIdx[k]!))),
+        ['p', 'q', 'r', 's'],
+      ),
+      ...after(outerIdx.slice(nK)),
+    ],
+    ['i', 'j', 'k', 'l'],
+  );
+}
 
 // ---------------------------------------------------------------------------------------------
 // The module
 
-function ctxFor(g: Graph, slots: Slots): Ctx {
-  return {
-    g,
-    name: (v) => g.value(v).name,
-    read: (v, idx) => {
-      const s = slots.get(g.value(v).name);
-      if (s.storage.kind === 'literal') return E.num(s.storage.value);
-      return E.atom(`${s.name}[${s.shape.length === 0 ? '0' : idx}]`);
-    },
-  };
-}
-
-function statements(m: ModuleInfo, g: Graph, slots: Slots): string[] {
-  const c = ctxFor(g, slots);
-  const out: string[] = [];
-  for (const inst of g.insts) {
-    const code = (TS_SNIPPETS[inst.op] as Snippet<OpKind>)(c, inst as InstOf<OpKind>);
-    if (code.length === 0) continue;
-    // a statement that declares locals outside any loop gets a block of its own
-    const scoped = code.some((l) => /^(let|const) /.test(l)) && !code[0]!.startsWith('for ');
-    out.push('', ...stmtComment(m, g, inst), ...(scoped ? ['{', ...code, '}'] : code));
-  }
-  return out;
-}
-
-/** Function-local declarations of the params and inputs (and their aliases) that `used` needs. */
-function localDecls(slots: Slots, used: Set<string>): string[] {
-  const out: string[] = [];
-  const declared = new Set<string>();
-  const declare = (name: string) => {
-    if (declared.has(name)) return;
-    const s = slots.get(name);
-    if (s.storage.kind === 'alias') {
-      declare(s.storage.of);
-      out.push(`const ${name} = ${s.storage.of};`);
-    } else if (s.storage.kind === 'param') out.push(`const ${name} = ${member('params', s.storage.key)};`);
-    else if (s.storage.kind === 'input') out.push(`const ${name} = ${member('inputs', s.storage.key)};`);
-    declared.add(name);
-  };
-  for (const s of slots.byName.values()) if (used.has(s.name) && slots.isLocal(s.name)) declare(s.name);
-  return out;
-}
-
-/** Names of values the statements of g mention (operands and results). */
-function mentioned(g: Graph): Set<string> {
-  const s = new Set<string>();
-  for (const inst of g.insts) {
-    if (inst.op === 'reshape' || inst.op === 'stop_gradient' || inst.op === 'fwd') continue;
-    s.add(g.value(inst.result).name);
-    for (const a of inst.args) s.add(g.value(a).name);
-  }
-  return s;
-}
-
 const ARRAY = { f32: 'Float32Array', i32: 'Int32Array' } as const;
 
-function bufferDecls(slots: Slots): string[] {
-  const out: string[] = [];
-  for (const s of slots.byName.values()) {
-    const t = `${s.dtype}[${s.shape.join(',')}]`;
-    if (s.storage.kind === 'buffer') out.push(`const ${s.name} = new ${ARRAY[s.dtype]}(${numel(s.shape)}); // ${t}`);
-    else if (s.storage.kind === 'const') out.push(`const ${s.name} = ${ARRAY[s.dtype]}.from([${s.storage.data.map((x) => E.num(x).code).join(', ')}]); // ${t}`);
-    else if (s.storage.kind === 'alias' && !slots.isLocal(s.name)) out.push(`const ${s.name} = ${s.storage.of}; // ${t}, a view of %${s.storage.of}`);
-  }
-  return out;
-}
-
-/** A value as seen from outside (an output or a gradient): a number for scalars. */
-function valueExpr(g: Graph, v: ValueId, slots: Slots): string {
-  const s = slots.get(g.value(v).name);
-  if (s.storage.kind === 'literal') return E.num(s.storage.value).code;
-  return s.shape.length === 0 ? `${s.name}[0]` : s.name;
-}
-
-/**
- * Gradients get arrays of their own: a gradient that is a forward value, a constant or shared
- * with another param is copied into a fresh buffer `d<param>`.
- */
-function gradSlots(m: ModuleInfo, slots: Slots): { decls: string[]; copies: string[]; names: Map<string, string> } {
-  const decls: string[] = [];
-  const copies: string[] = [];
-  const names = new Map<string, string>();
+/** Identifiers for the module's own helpers that no value name can shadow. */
+function codeNames(m: ModuleInfo): (base: string) => string {
   const taken = new Set<string>();
-  for (const o of m.bwd.outputs) {
-    const v = m.bwd.value(o.value);
-    const root = slots.byName.get(v.name) ? slots.root(v.name) : undefined;
-    const own = root && root.storage.kind === 'buffer' && root.graph === m.bwd && !taken.has(root.name);
-    if (own) {
-      taken.add(root.name);
-      names.set(o.name, v.name);
-      continue;
-    }
-    const name = m.bwd.names.claim(`d${o.name}_grad`);
-    const n = numel(v.type.shape);
-    decls.push(`const ${name} = new Float32Array(${n}); // gradient of ${commentSafe(o.name)}`);
-    const src = slots.byName.get(v.name);
-    if (src?.storage.kind === 'literal') copies.push(`${name}.fill(${E.num(src.storage.value).code});`);
-    else copies.push(`${name}.set(${v.name});`);
-    names.set(o.name, name);
-  }
-  return { decls, copies, names };
-}
-
-function commentSafe(s: string): string {
-  return s.replace(/[\r\n\u2028\u2029]+/g, ' ');
+  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
+  return (base) => {
+    let n = base;
+    for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
+    taken.add(n);
+    return n;
+  };
 }
 
 /** The flat TypeScript module (unformatted; the build formats it with prettier). */
 export function emitTs(m: ModuleInfo): string {
-  const slots = new Slots([m.fwd, m.bwd]);
-  const lossName = m.fwd.outputs.find((o) => o.name === 'loss')!;
-  const grads = gradSlots(m, slots);
-  const fwdUsed = mentioned(m.fwd);
-  for (const o of m.fwd.outputs) fwdUsed.add(m.fwd.value(o.value).name);
-  const bwdUsed = mentioned(m.bwd);
-  for (const o of m.bwd.outputs) bwdUsed.add(m.bwd.value(o.value).name);
-  bwdUsed.add(m.fwd.value(lossName.value).name);
+  const plan = m.plan;
+  const codeName = codeNames(m);
+  const fwd = new Emitter(m, plan, codeName);
+  const fwdCode = plan.units.forward.flatMap((u) => fwd.unit(u));
+  for (const o of m.fwd.outputs) fwd.arrOf(m.fwd, o.value);
+  const bwd = new Emitter(m, plan, codeName);
+  const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
+  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss')!;
+  const lossName = valueName(m.fwd, lossOut.value);
+
+  // gradients need arrays of their own: a gradient that is a forward value, a constant or
+  // shared with another param is copied into a fresh array
+  const gradArrays = new Map<string, string>();
+  const gradCopies: string[] = [];
+  const extraDecls: string[] = [];
+  const ownedBy = new Set<string>();
+  for (const o of m.bwd.outputs) {
+    const name = valueName(m.bwd, o.value);
+    const s = plan.storage.get(name);
+    const own = s?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !ownedBy.has(name);
+    if (own) {
+      ownedBy.add(name);
+      gradArrays.set(o.name, `buf.${name}`);
+      continue;
+    }
+    const copy = codeName(`d${name}_copy`);
+    extraDecls.push(`const ${copy} = new Float32Array(${numel(m.bwd.type(o.value).shape)}); // the gradient of ${commentText(o.name)}`);
+    gradCopies.push(s?.kind === 'literal' ? `${copy}.fill(${E.num(s.value).code});` : `${copy}.set(${bwd.arrOf(m.bwd, o.value)});`);
+    gradArrays.set(o.name, copy);
+  }
+
+  // the arena: every array the steps touch, by value name
+  const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+  const totalBytes = plan.buffers.reduce((s, b) => s + b.size * 4, 0);
+  /** A value's array: its buffer, or an exact-length view of a larger shared one (made once). */
+  const view = (name: string) => {
+    const id = plan.bufferOf.get(name)!;
+    const v = (m.fwd.byName(name) ?? m.bwd.byName(name))!;
+    const n = numel(v.type.shape);
+    return n === plan.buffers[id]!.size ? `buffers[${id}]` : `buffers[${id}].subarray(0, ${n})`;
+  };
+  const describe = (name: string) => {
+    const v = (m.fwd.byName(name) ?? m.bwd.byName(name))!;
+    return `${v.type.dtype}[${v.type.shape.join(',')}]`;
+  };
+  // the arena: the arrays of the memory plan, and an object that names them by value
+  const arrays = plan.buffers.map((b) => `new ${ARRAY[b.dtype]}(${b.size})`);
+  const entries: string[] = [];
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const name = g.value(inst.result).name;
+      const s = plan.storage.get(name);
+      if (!s || inst.op === 'fwd') continue;
+      const root = (n: string): string => {
+        const t = plan.storage.get(n)!;
+        return t.kind === 'alias' ? root(t.of) : n;
+      };
+      if (s.kind === 'buffer' || s.kind === 'param' || s.kind === 'input')
+        entries.push(`${key(name)}: ${view(name)}, // ${describe(name)}${s.kind === 'param' || s.kind === 'input' ? ` (${s.kind} ${commentText(s.key)})` : ''}`);
+      else if (s.kind === 'const') entries.push(`${key(name)}: ${ARRAY[g.type(inst.result).dtype]}.from([${s.data.map((x) => E.num(x).code).join(', ')}]),`);
+      else if (s.kind === 'alias') {
+        const r = root(name);
+        const rs = plan.storage.get(r)!;
+        if (rs.kind === 'buffer' || rs.kind === 'param' || rs.kind === 'input') entries.push(`${key(name)}: ${view(r)}, // a view of ${s.of}`);
+      }
+    }
+  const maxAcc = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
+  const accSlots = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accCount(u)));
+  for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${maxAcc}), // accumulators of column sums`);
+
+  const destructure = (used: Set<string>) => {
+    const names = [...used].filter((n) => n !== '');
+    return names.length ? [`const { ${names.map((n) => key(n)).join(', ')} } = buf;`] : [];
+  };
+  const staged = [...params(m.fwd).map((p) => ['params', p] as const), ...inputsOf(m).map((p) => ['inputs', p] as const)];
   const outs = outputs(m.fwd);
 
   const lines: string[] = [
@@ -408,44 +783,86 @@ export function emitTs(m: ModuleInfo): string {
     '',
     ...typeDecls(m),
     '',
-    '// Buffers, allocated once.',
-    ...bufferDecls(slots),
-    ...grads.decls,
+    `// Memory plan: ${plan.buffers.length} arrays, ${kib(totalBytes)}, shared by values whose lifetimes do not overlap`,
+    `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
+    `const buffers = [${arrays.join(', ')}];`,
+    'const buf = {',
+    ...entries,
+    '};',
+    ...extraDecls,
     '',
     ...initDecl(m),
     '',
     ...checkDecl(m),
     '',
-    'function forwardPass(params: Params, inputs: Inputs): void {',
-    ...localDecls(slots, fwdUsed),
-    ...statements(m, m.fwd, slots),
+    '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
+    'function stage(params: Params, inputs: Inputs): void {',
+    ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),
+    '}',
+    ...fwd.kernels,
+    ...bwd.kernels,
+    '',
+    'function forwardPass(): void {',
+    ...destructure(fwd.used),
+    ...fwdCode,
     '}',
     '',
-    `const outputsObj: Outputs = { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? '0' : 'new ' + ARRAY[o.dtype] + '(0)'}`).join(', ')} };`,
+    `const outputsObj: Outputs = { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? '0' : `buf.${valueName(m.fwd, m.fwd.outputs.find((x) => x.name === o.name)!.value)}`}`).join(', ')} };`,
     '',
     '/** Runs the model forward; scalar outputs are numbers. */',
     'export function forward(params: Params, inputs: Inputs): Outputs {',
     '  checkArgs(params, inputs);',
-    '  forwardPass(params, inputs);',
-    ...localDecls(slots, new Set(m.fwd.outputs.map((o) => m.fwd.value(o.value).name))),
-    ...m.fwd.outputs.map((o) => `${member('outputsObj', o.name)} = ${valueExpr(m.fwd, o.value, slots)};`),
+    '  stage(params, inputs);',
+    '  forwardPass();',
+    ...m.fwd.outputs.map((o) => `${member('outputsObj', o.name)} = ${outputExpr(m.fwd, o.value, plan)};`),
     '  return outputsObj;',
     '}',
     '',
     `const result: { loss: number; grads: Grads } = { loss: 0, grads: { ${params(m.fwd)
-      .map((p) => `${key(p.name)}: ${grads.names.get(p.name)}`)
+      .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
     '',
     '/** The loss and the gradient of the loss with respect to every param. */',
     'export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {',
     '  checkArgs(params, inputs);',
-    '  forwardPass(params, inputs);',
-    ...localDecls(slots, bwdUsed),
-    ...statements(m, m.bwd, slots),
-    ...grads.copies,
-    `  result.loss = ${valueExpr(m.fwd, lossName.value, slots)};`,
+    '  stage(params, inputs);',
+    '  forwardPass();',
+    ...destructure(bwd.used),
+    ...bwdCode,
+    ...gradCopies,
+    `  result.loss = buf.${lossName}[0];`,
     '  return result;',
     '}',
   ];
   return lines.join('\n') + '\n';
+}
+
+function inputsOf(m: ModuleInfo) {
+  return m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name }] : []));
+}
+
+/** The arena name (value name) of a staged param or input. */
+function stagedName(m: ModuleInfo, obj: 'params' | 'inputs', dslName: string): string {
+  const op = obj === 'params' ? 'param' : 'input';
+  const inst = m.fwd.insts.find((i) => i.op === op && i.attrs.name === dslName)!;
+  return m.fwd.value(inst.result).name;
+}
+
+function outputExpr(g: Graph, v: ValueId, plan: Plan): string {
+  const name = valueName(g, v);
+  const s = plan.storage.get(name);
+  if (s?.kind === 'literal') return E.num(s.value).code;
+  return g.type(v).shape.length === 0 ? `buf.${name}[0]` : `buf.${name}`;
+}
+
+/** The accumulator length a reduce unit over leading axes needs. */
+function accNeed(u: Unit): number {
+  const r = u.insts.find((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum'> | undefined;
+  if (!r) return 0;
+  const shape = u.graph.type(r.args[0]!).shape;
+  return numel(shape.filter((_d, i) => !r.attrs.axes.includes(i)));
+}
+
+function accCount(u: Unit): number {
+  return u.insts.filter((i) => i.op === 'sum' || i.op === 'max').length;
 }

@@ -53,6 +53,7 @@ export function activeInsts(g: Graph): Set<ValueId> {
 
 /** Builds the backward graph of g. */
 export function reverseMode(g: Graph): Graph {
+  g.freezeNames();
   const loss = lossValue(g);
   const active = activeInsts(g);
   const names = new Names(g.insts.map((i) => g.value(i.result).name));

@@ -96,4 +96,8 @@ export class Builder {
   scatterAdd = (idx: ValueId, src: ValueId, shape: number[]) => this.emit('scatter_add', [idx, src], { shape });
   pick = (x: ValueId, idx: ValueId) => this.emit('pick', [x, idx], {});
   oneHot = (idx: ValueId, depth: number) => this.emit('one_hot', [idx], { depth });
+  softmax = (x: ValueId, axis: number) => this.emit('softmax', [x], { axis });
+  logSoftmax = (x: ValueId, axis: number) => this.emit('log_softmax', [x], { axis });
+  xent = (logits: ValueId, targets: ValueId) => this.emit('xent', [logits, targets], {});
+  bnApply = (x: ValueId, mean: ValueId, inv: ValueId) => this.emit('bn_apply', [x, mean, inv], {});
 }

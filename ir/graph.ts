@@ -173,6 +173,14 @@ export class Graph {
     return id;
   }
 
+  /**
+   * Makes every current name permanent: temporaries keep their numbers from now on. Done to
+   * the forward graph before the reverse pass, whose `fwd` reads refer to forward values by name.
+   */
+  freezeNames(): void {
+    for (const v of this.values) v.temp = false;
+  }
+
   /** Gives a value a real name (claimed, made unique); it is no longer a temporary. */
   rename(id: ValueId, raw: string): void {
     const v = this.value(id);

@@ -75,6 +75,18 @@ export interface AttrsOf {
   /** x[range(n), indices] for x [n, c] and indices [n]. */
   pick: None;
   one_hot: { depth: number };
+  // fused ops: what the rewrite pass turns the lecture's long forms and the composites into,
+  // because their gradient rules are cheaper than the chain of primitive rules
+  softmax: { axis: number };
+  log_softmax: { axis: number };
+  /** Mean over the batch of −log_softmax(logits)[i, targets[i]], for logits [n, c]. */
+  xent: None;
+  /**
+   * (x − mean) · inv for x [n, f], where mean and inv [1, f] are x's batch mean and its inverse
+   * standard deviation with Bessel's correction (the rewrite guarantees it). Its gradient is the
+   * total derivative through mean and inv: no gradient flows to them separately.
+   */
+  bn_apply: None;
 }
 
 export type OpKind = keyof AttrsOf;
@@ -105,7 +117,7 @@ export type GradThunk = (() => ValueId) | null;
  */
 export type GradRule<A> = ((c: GradCtx<A>) => readonly GradThunk[]) | 'none' | null;
 
-export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index';
+export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused';
 
 /** The kind of each attribute, for the parser and the verifier. */
 export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'init';
@@ -119,6 +131,11 @@ export interface OpDef<A> {
   /** Result type from operand types (null for sources, whose type is declared). */
   readonly shape: ((args: readonly TensorType[], attrs: A) => TensorType) | null;
   readonly grad: GradRule<A>;
+  /**
+   * Operands that hold indices, with their exclusive bound: the generated modules check index
+   * inputs against these before any work.
+   */
+  readonly indices?: (args: readonly TensorType[], attrs: A) => readonly { readonly arg: number; readonly bound: number }[];
   /** Float64 reference evaluation (sources are bound by the interpreter). */
   readonly eval: ((args: readonly NDArray[], attrs: A, out: TensorType) => NDArray) | null;
 }
@@ -437,6 +454,7 @@ export const OPS: OpTable = {
       return f32([...idx!.shape, ...table!.shape.slice(1)]);
     },
     grad: (c) => [() => c.b.scatterAdd(c.x(1), c.dy, [...c.xt(0).shape]), null],
+    indices: ([table]) => [{ arg: 1, bound: table!.shape[0]! }],
     eval: ([table, idx], _a, t) => {
       const row = numel(table!.shape.slice(1));
       const out = K.nd(t.shape);
@@ -459,6 +477,7 @@ export const OPS: OpTable = {
       return f32(a.shape);
     },
     grad: (c) => [null, () => c.b.gather(c.dy, c.x(0))],
+    indices: (_t, a) => [{ arg: 0, bound: a.shape[0]! }],
     eval: ([idx, src], a) => {
       const row = numel(a.shape.slice(1));
       const out = K.nd(a.shape);
@@ -484,6 +503,7 @@ export const OPS: OpTable = {
       return f32([x!.shape[0]!]);
     },
     grad: (c) => [() => c.b.mul(c.b.oneHot(c.x(1), c.xt(0).shape[1]!), c.b.reshape(c.dy, [c.yt.shape[0]!, 1])), null],
+    indices: ([x]) => [{ arg: 1, bound: x!.shape[1]! }],
     eval: ([x, idx]) => {
       const cols = x!.shape[1]!;
       return K.nd([x!.shape[0]!], Array.from(idx!.data, (j, i) => (checkIndex('pick', j, cols), x!.data[i * cols + j]!)));
@@ -500,6 +520,7 @@ export const OPS: OpTable = {
       return f32([...idx!.shape, a.depth]);
     },
     grad: 'none',
+    indices: (_t, a) => [{ arg: 0, bound: a.depth }],
     eval: ([idx], a, t) => {
       const out = K.nd(t.shape);
       idx!.data.forEach((j, i) => {
@@ -509,10 +530,121 @@ export const OPS: OpTable = {
       return out;
     },
   },
+
+  softmax: {
+    category: 'fused',
+    attrs: { axis: 'int' },
+    arity: 1,
+    shape: ([x], a) => {
+      needF32('softmax', x!, 'the operand');
+      checkAxis('softmax', a.axis, x!);
+      return f32(x!.shape);
+    },
+    // dx = y · (dy − Σ dy·y)
+    grad: (c) => [() => c.b.mul(c.y(), c.b.sub(c.dy, c.b.sum(c.b.mul(c.dy, c.y()), [c.attrs.axis], true)))],
+    eval: ([x], a) => softmaxEval(x!, a.axis, false),
+  },
+  log_softmax: {
+    category: 'fused',
+    attrs: { axis: 'int' },
+    arity: 1,
+    shape: ([x], a) => {
+      needF32('logSoftmax', x!, 'the operand');
+      checkAxis('logSoftmax', a.axis, x!);
+      return f32(x!.shape);
+    },
+    // dx = dy − softmax(x) · Σ dy
+    grad: (c) => [() => c.b.sub(c.dy, c.b.mul(c.b.exp(c.y()), c.b.sum(c.dy, [c.attrs.axis], true)))],
+    eval: ([x], a) => softmaxEval(x!, a.axis, true),
+  },
+  xent: {
+    category: 'fused',
+    attrs: {},
+    arity: 2,
+    shape: ([x, t]) => {
+      needF32('crossEntropy', x!, 'the logits');
+      needI32('crossEntropy', t!, 'the targets');
+      if (x!.shape.length !== 2 || t!.shape.length !== 1 || t!.shape[0] !== x!.shape[0])
+        throw new CompileError(`crossEntropy: needs logits [n, c] and targets [n], got ${formatType(x!)} and ${formatType(t!)}`, 'one target class per row of logits');
+      return f32([]);
+    },
+    // dlogits = (softmax(logits) − onehot(targets)) · dy / n
+    grad: (c) => {
+      const [n, cls] = c.xt(0).shape as [number, number];
+      return [() => c.b.mul(c.b.sub(c.b.softmax(c.x(0), 1), c.b.oneHot(c.x(1), cls)), c.b.mul(c.dy, 1 / n)), null];
+    },
+    indices: ([x]) => [{ arg: 1, bound: x!.shape[1]! }],
+    eval: ([x, t]) => {
+      const [n, cls] = x!.shape as [number, number];
+      const lp = softmaxEval(x!, 1, true);
+      let s = 0;
+      t!.data.forEach((j, i) => {
+        checkIndex('crossEntropy', j, cls);
+        s += lp.data[i * cls + j]!;
+      });
+      return K.nd([], [-s / n]);
+    },
+  },
+  bn_apply: {
+    category: 'elementwise',
+    attrs: {},
+    arity: 3,
+    shape: ([x, mean, inv]) => {
+      needF32('batchNorm', x!, 'the operand');
+      const f = x!.shape[1];
+      const stat = (t: TensorType) => t.dtype === 'f32' && ((t.shape.length === 2 && t.shape[0] === 1 && t.shape[1] === f) || (t.shape.length === 1 && t.shape[0] === f));
+      if (x!.shape.length !== 2 || !stat(mean!) || !stat(inv!))
+        throw new CompileError(`bn_apply: needs x [n, f] and statistics [1, f], got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
+      return f32(x!.shape);
+    },
+    // dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y), the total derivative through mean and inv
+    grad: (c) => {
+      const n = c.xt(0).shape[0]!;
+      const { b, dy } = c;
+      const colSum = (v: ValueId) => b.sum(v, [0], true);
+      return [
+        () =>
+          b.mul(
+            b.mul(c.x(2), 1 / n),
+            b.sub(b.sub(b.mul(dy, n), colSum(dy)), b.mul(b.mul(c.y(), n / (n - 1)), colSum(b.mul(dy, c.y())))),
+          ),
+        null,
+        null,
+      ];
+    },
+    eval: ([x, mean, inv], _a, t) => K.map(t.shape, [x!, mean!, inv!], (v, m, s) => (v - m) * s),
+  },
 };
 
 function checkIndex(op: string, i: number, n: number): void {
   if (!(Number.isInteger(i) && i >= 0 && i < n)) throw new RangeError(`${op}: index ${i} is out of range [0, ${n})`);
+}
+
+function checkAxis(op: string, axis: number, x: TensorType): void {
+  if (!Number.isInteger(axis) || axis < 0 || axis >= x.shape.length)
+    throw new CompileError(`${op}: axis ${axis} is not an axis of ${formatType(x)}`, `use an axis in 0..${x.shape.length - 1}`);
+}
+
+/** Row-wise softmax (or log-softmax) along one axis, in float64. */
+function softmaxEval(x: NDArray, axis: number, log: boolean): NDArray {
+  const shape = x.shape;
+  const len = shape[axis]!;
+  const inner = numel(shape.slice(axis + 1));
+  const outer = numel(shape.slice(0, axis));
+  const out = K.nd(shape);
+  for (let o = 0; o < outer; o++)
+    for (let q = 0; q < inner; q++) {
+      const base = o * len * inner + q;
+      let m = -Infinity;
+      for (let k = 0; k < len; k++) m = Math.max(m, x.data[base + k * inner]!);
+      let s = 0;
+      for (let k = 0; k < len; k++) s += Math.exp(x.data[base + k * inner]! - m);
+      for (let k = 0; k < len; k++) {
+        const z = x.data[base + k * inner]! - m;
+        out.data[base + k * inner] = log ? z - Math.log(s) : Math.exp(z) / s;
+      }
+    }
+  return out;
 }
 
 export function inversePerm(perm: readonly number[]): number[] {

@@ -1,6 +1,7 @@
 // Passes: a flat, named list. The runner verifies the graph before and after each pass and
 // numbers the temporaries in program order after it.
 
+import { Builder } from './builder.js';
 import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
@@ -13,6 +14,8 @@ import { verify } from './verify.js';
 export interface PassContext {
   /** Forward values that must survive (read by the backward graph). */
   readonly keep: ReadonlySet<string>;
+  /** For backward passes: the forward graph whose values they read. */
+  readonly forward?: Graph;
 }
 
 export interface Pass {
@@ -58,10 +61,10 @@ export const cse: Pass = {
   run(g) {
     const seen = new Map<string, ValueId>();
     const dead = new Set<InstId>();
-    for (const inst of g.insts) {
+    for (const id of g.insts.map((i) => i.id)) {
+      const inst = g.inst(id);
       if (inst.op === 'input' || inst.op === 'param' || inst.op === 'fwd') continue;
-      const t = g.type(inst.result);
-      const key = `${inst.op} ${t.dtype}[${t.shape}] ${inst.args.map((a) => a.index).join(',')}${fmtAttrs(inst.attrs)}`;
+      const key = instKey(g, inst, (a) => String(a.index));
       const prev = seen.get(key);
       if (prev === undefined) {
         seen.set(key, inst.result);
@@ -72,6 +75,118 @@ export const cse: Pass = {
       dead.add(inst.id);
     }
     g.remove(dead);
+  },
+};
+
+const COMMUTATIVE = new Set(['add', 'mul', 'maximum', 'minimum']);
+
+/** A structural key of an instruction: op, type, attributes and operand keys (sorted when commutative). */
+function instKey(g: Graph, inst: Inst, arg: (v: ValueId) => string): string {
+  const t = g.type(inst.result);
+  const args = inst.args.map(arg);
+  if (COMMUTATIVE.has(inst.op)) args.sort();
+  return `${inst.op} ${t.dtype}[${t.shape}] ${args.join(',')}${fmtAttrs(inst.attrs)}`;
+}
+
+/**
+ * Backward instructions that recompute a forward value (e.g. the softmax of the cross-entropy
+ * rule, when the model outputs `probs = softmax(logits)`) read it instead.
+ */
+export const reuseForward: Pass = {
+  name: 'reuse-forward',
+  run(g, ctx) {
+    const fwd = ctx.forward;
+    if (!fwd) return;
+    const constKey = (gr: Graph, d: Inst) => (d.op === 'const' ? `c${gr.type(d.result).dtype}[${gr.type(d.result).shape}]=${d.attrs.data.join(',')}` : undefined);
+    const known = new Map<string, string>();
+    for (const inst of fwd.insts) {
+      if (inst.op === 'input' || inst.op === 'param' || inst.op === 'const') continue;
+      known.set(instKey(fwd, inst, (a) => constKey(fwd, fwd.def(a)) ?? `%${fwd.value(a).name}`), fwd.value(inst.result).name);
+    }
+    const reads = new Map<string, ValueId>();
+    for (const inst of g.insts) if (inst.op === 'fwd') reads.set(inst.attrs.name, inst.result);
+    const dead = new Set<InstId>();
+    for (const id of g.insts.map((i) => i.id)) {
+      const inst = g.inst(id);
+      if (inst.args.length === 0) continue;
+      const argKey = (a: ValueId) => {
+        const d = g.def(a);
+        return d.op === 'fwd' ? `%${d.attrs.name}` : constKey(g, d);
+      };
+      if (!inst.args.every((a) => argKey(a) !== undefined)) continue;
+      const name = known.get(instKey(g, inst, (a) => argKey(a)!));
+      if (name === undefined) continue;
+      const existing = reads.get(name);
+      if (existing) {
+        g.replaceUses(inst.result, existing);
+        dead.add(inst.id);
+      } else {
+        g.replaceInst(inst, { ...inst, op: 'fwd', args: [], attrs: { name } } as Inst);
+        const v = g.value(inst.result);
+        if (v.name) g.names.release(v.name);
+        g.names.claimExact(name);
+        v.name = name;
+        v.temp = false;
+        reads.set(name, inst.result);
+      }
+    }
+    g.remove(dead);
+  },
+};
+
+/**
+ * Σ over axes of a product moves the factors that are constant along those axes outside, when
+ * the remaining sum is one the graph already takes: Σᵢ dy·gain·x̂ = gain·Σᵢ dy·x̂ = gain·dgain.
+ * This is what leaves batchnorm's backward with only Σdy and Σdy·x̂, i.e. dbias and dgain.
+ */
+export const factorReductions: Pass = {
+  name: 'factor-reductions',
+  run(g) {
+    const b = new Builder(g);
+    const existing = new Map<string, ValueId>();
+    for (const inst of g.insts) existing.set(instKey(g, inst, (a) => String(a.index)), inst.result);
+    for (const id of g.insts.map((i) => i.id)) {
+      const inst = g.inst(id);
+      if (inst.op !== 'sum') continue;
+      const x = inst.args[0]!;
+      const xs = g.type(x).shape;
+      const { axes, keepDims } = inst.attrs;
+      const factors: ValueId[] = [];
+      const flatten = (v: ValueId) => {
+        const d = g.def(v);
+        if (d.op === 'mul' && sameShape(g.type(v).shape, xs)) d.args.forEach(flatten);
+        else factors.push(v);
+      };
+      flatten(x);
+      const constant = (v: ValueId) => {
+        const s = g.type(v).shape;
+        const off = xs.length - s.length;
+        return axes.every((a) => a < off || s[a - off] === 1);
+      };
+      const outer = factors.filter(constant);
+      const inner = factors.filter((v) => !constant(v));
+      if (outer.length === 0 || inner.length === 0 || !inner.every((v) => sameShape(g.type(v).shape, xs))) continue;
+      // the product of the inner factors and its sum must already exist
+      const find = (op: 'mul' | 'sum', args: ValueId[], attrs: object, shape: readonly number[]) =>
+        existing.get(instKey(g, { op, args, attrs, result: inst.result } as unknown as Inst, (a) => String(a.index)).replace(/\[[^\]]*\]/, `[${shape}]`));
+      let prod: ValueId | undefined = inner[0]!;
+      for (const v of inner.slice(1)) prod = prod && find('mul', [prod, v], {}, xs);
+      const s = prod && find('sum', [prod], { axes, keepDims }, g.type(inst.result).shape);
+      if (s === undefined || s === inst.result) continue;
+      b.loc = inst.loc;
+      const before = g.insts.length;
+      const outShape = g.type(inst.result).shape;
+      let k = outer[0]!;
+      for (const v of outer.slice(1)) k = b.mul(k, v);
+      if (!sameShape(g.type(k).shape, outShape) && numel(g.type(k).shape) === numel(outShape)) k = b.reshape(k, outShape);
+      const r = b.mul(s, k);
+      // move the new instructions to just before the sum they replace
+      const added = g.insts.splice(before);
+      g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
+      adoptName(g, r, inst.result);
+      g.replaceUses(inst.result, r);
+      g.remove(new Set([inst.id]));
+    }
   },
 };
 
@@ -177,6 +292,4 @@ function replaceWithConst(g: Graph, inst: Inst, value: NDArray): void {
   g.replaceInst(inst, { ...inst, op: 'const', args: [], attrs: { data: Array.from(value.data) } } as Inst);
 }
 
-/** The standard pipelines. */
-export const FORWARD_PASSES: readonly Pass[] = [simplify, cse, dce];
-export const BACKWARD_PASSES: readonly Pass[] = [simplify, cse, dce];
+

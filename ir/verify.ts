@@ -98,6 +98,12 @@ export function verify(g: Graph, stage = ''): void {
       fail(inst, `declared ${formatType(t)} but the shape rule gives ${formatType(want)}`);
     defined.add(inst.result);
   }
+  const position = new Map(g.insts.map((inst, k) => [inst.id, k] as const));
+  for (const gr of g.groups) {
+    const at = gr.insts.map((id) => position.get(id));
+    if (at.some((k) => k === undefined)) fail(undefined, `group ${gr.kind} lists a removed instruction`);
+    if (at.some((k, i) => i > 0 && k !== at[i - 1]! + 1)) fail(undefined, `group ${gr.kind} is not a contiguous run of instructions`);
+  }
   const outNames = new Set<string>();
   for (const o of g.outputs) {
     if (!defined.has(o.value)) fail(undefined, `output ${o.name} refers to an undefined value`);

@@ -8,7 +8,10 @@ import { ts } from 'ts-morph';
 import { reverseMode } from '../ir/autodiff.js';
 import type { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
-import { BACKWARD_PASSES, FORWARD_PASSES, runPasses } from '../ir/passes.js';
+import { runPasses } from '../ir/passes.js';
+import type { Plan } from '../ir/memplan.js';
+import { describePlan, planMemory } from '../ir/memplan.js';
+import { BACKWARD_PASSES, FORWARD_PASSES, SCHEDULE_PASSES } from '../ir/pipeline.js';
 import { printGraph } from '../ir/print.js';
 import type { ModuleInfo } from '../codegen/module.js';
 import { emitTs } from '../codegen/ts.js';
@@ -27,6 +30,7 @@ export interface Compiled {
   readonly model: LoadedModel;
   readonly fwd: Graph;
   readonly bwd: Graph;
+  readonly plan: Plan;
   readonly warnings: readonly CompileError[];
   readonly files: readonly OutputFile[];
 }
@@ -41,21 +45,27 @@ export function displaySource(file: string): string {
   return path.relative(process.cwd(), path.resolve(file)).split(path.sep).join('/');
 }
 
-/** The middle end: forward passes, reverse mode, backward passes. Mutates fwd. */
-export function lower(fwd: Graph, opts: CompileOptions = {}): Graph {
+/**
+ * The middle end: forward passes, reverse mode, backward passes, then fusion of both graphs and
+ * the memory plan. Mutates fwd.
+ */
+export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan: Plan } {
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
   const bwd = reverseMode(fwd);
-  runPasses(bwd, BACKWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('backward', p, g));
-  return bwd;
+  runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
+  const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
+  runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));
+  runPasses(bwd, SCHEDULE_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
+  return { bwd, plan: planMemory(fwd, bwd) };
 }
 
 /** Front end and middle end: the optimised forward and backward graphs. */
-export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; warnings: CompileError[] } {
+export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[] } {
   const model = loadModel(file);
   const traced = traceModel(model);
   const fwd = traced.graph;
-  const bwd = lower(fwd, opts);
-  return { model, fwd, bwd, warnings: traced.warnings };
+  const { bwd, plan } = lower(fwd, opts);
+  return { model, fwd, bwd, plan, warnings: traced.warnings };
 }
 
 /** The back end: IR files and the flat module of a forward/backward pair. */
@@ -64,8 +74,8 @@ export async function emitFiles(info: ModuleInfo): Promise<OutputFile[]> {
   const tsCode = await format(emitTs(info), 'typescript');
   const jsCode = await format(toJs(tsCode, `${info.name}.ts`), 'babel');
   return [
-    { name: `${info.name}.ir`, content: head + printGraph(info.fwd) },
-    { name: `${info.name}.grad.ir`, content: head + printGraph(info.bwd) },
+    { name: `${info.name}.ir`, content: head + printGraph(info.fwd, { preamble: describePlan(info.plan, info.fwd) }) },
+    { name: `${info.name}.grad.ir`, content: head + printGraph(info.bwd, { preamble: describePlan(info.plan, info.bwd) }) },
     { name: `${info.name}.ts`, content: tsCode },
     { name: `${info.name}.js`, content: jsCode },
   ];
@@ -86,11 +96,12 @@ function toJs(tsCode: string, fileName: string): string {
 }
 
 export async function compile(file: string, opts: CompileOptions = {}): Promise<Compiled> {
-  const { model, fwd, bwd, warnings } = compileGraphs(file, opts);
+  const { model, fwd, bwd, plan, warnings } = compileGraphs(file, opts);
   const name = fwd.name;
   const lines = new Map<string, string[]>();
   const info: ModuleInfo = {
     name,
+    plan,
     source: displaySource(file),
     fwd,
     bwd,
@@ -100,7 +111,7 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
       return l[loc.line - 1];
     },
   };
-  return { name, model, fwd, bwd, warnings, files: await emitFiles(info) };
+  return { name, model, fwd, bwd, plan, warnings, files: await emitFiles(info) };
 }
 
 /** The default output folder of a model: generated/<name>/. */

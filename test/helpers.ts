@@ -150,8 +150,8 @@ export function expectGolden(file: string, actual: string): void {
 /** Compiles a forward graph given as IR text (for ops that have no DSL surface). */
 export async function buildIR(text: string): Promise<{ c: Pick<Compiled, 'fwd' | 'bwd' | 'name'>; mod: GeneratedModule }> {
   const fwd = parseGraph(text);
-  const bwd = lower(fwd);
-  const info = { name: fwd.name, source: 'test.ir', fwd, bwd, sourceLine: () => undefined };
+  const { bwd, plan } = lower(fwd);
+  const info = { name: fwd.name, plan, source: 'test.ir', fwd, bwd, sourceLine: () => undefined };
   const files = await emitFiles(info);
   const dir = tmp();
   for (const f of files) writeFileSync(path.join(dir, f.name), f.content);

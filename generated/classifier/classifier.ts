@@ -36,48 +36,44 @@ export interface Grads {
   b2: Float32Array; // f32[10]
 }
 
-// Buffers, allocated once.
-const t1 = new Float32Array(4096); // f32[64,64]
-const affine1 = new Float32Array(4096); // f32[64,64]
-const relu1 = new Float32Array(4096); // f32[64,64]
-const t2 = new Float32Array(640); // f32[64,10]
-const logits = new Float32Array(640); // f32[64,10]
-const t3 = new Float32Array(64); // f32[64,1]
-const logit_maxes = t3; // f32[64,1], a view of %t3
-const norm_logits = new Float32Array(640); // f32[64,10]
-const counts = new Float32Array(640); // f32[64,10]
-const counts_sum = new Float32Array(64); // f32[64,1]
-const log_counts_sum = new Float32Array(64); // f32[64,1]
-const logprobs = new Float32Array(640); // f32[64,10]
-const t4 = new Float32Array(64); // f32[64]
-const t5 = new Float32Array(1); // f32[]
-const t7 = new Float32Array(1); // f32[]
-const loss = new Float32Array(1); // f32[]
-const t8 = new Float32Array(640); // f32[64,10]
-const t9 = Float32Array.from([
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625, -0.015625,
-  -0.015625,
-]); // f32[64,1]
-const dlogprobs = new Float32Array(640); // f32[64,10]
-const t10 = new Float32Array(640); // f32[64,10]
-const dlog_counts_sum = new Float32Array(64); // f32[64,1]
-const dcounts_sum = new Float32Array(64); // f32[64,1]
-const dcounts = new Float32Array(640); // f32[64,10]
-const t11 = new Float32Array(640); // f32[64,10]
-const dnorm_logits = new Float32Array(640); // f32[64,10]
-const db2 = new Float32Array(10); // f32[10]
-const drelu1 = new Float32Array(4096); // f32[64,64]
-const dW2 = new Float32Array(640); // f32[64,10]
-const t13 = new Float32Array(4096); // f32[64,64]
-const daffine1 = new Float32Array(4096); // f32[64,64]
-const db1 = new Float32Array(64); // f32[64]
-const dW1 = new Float32Array(2048); // f32[32,64]
+// Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
+// (see classifier.grad.ir). Values that live only inside one loop nest are locals.
+const buffers = [
+  new Float32Array(2048),
+  new Float32Array(64),
+  new Float32Array(640),
+  new Float32Array(10),
+  new Float32Array(2048),
+  new Int32Array(64),
+  new Float32Array(4096),
+  new Float32Array(640),
+  new Float32Array(1),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(10),
+  new Float32Array(640),
+  new Float32Array(64),
+];
+const buf = {
+  W1: buffers[0], // f32[32,64] (param W1)
+  b1: buffers[1], // f32[64] (param b1)
+  W2: buffers[2], // f32[64,10] (param W2)
+  b2: buffers[3], // f32[10] (param b2)
+  x: buffers[4], // f32[64,32] (input x)
+  target_classes: buffers[5], // i32[64] (input target_classes)
+  relu1: buffers[6], // f32[64,64]
+  logits: buffers[7], // f32[64,10]
+  loss: buffers[8], // f32[]
+  t5: buffers[9].subarray(0, 640), // f32[64,10]
+  dlogits: buffers[10].subarray(0, 640), // f32[64,10]
+  db2: buffers[11], // f32[10]
+  drelu1: buffers[9], // f32[64,64]
+  dW2: buffers[12], // f32[64,10]
+  daffine1: buffers[10], // f32[64,64]
+  db1: buffers[13], // f32[64]
+  dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+  _acc0: new Float64Array(64), // accumulators of column sums
+};
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -144,264 +140,394 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectIndices('target_classes', inputs.target_classes, 10);
 }
 
-function forwardPass(params: Params, inputs: Inputs): void {
-  const W1 = params.W1;
-  const b1 = params.b1;
-  const W2 = params.W2;
-  const b2 = params.b2;
-  const x = inputs.x;
-  const target_classes = inputs.target_classes;
-
-  // %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}
-  //   classifier.ts:20:21  const affine1 = x.matmul(W1).add(b1);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 64; j++) t1[i * 64 + j] = 0;
-    for (let p = 0; p < 32; p++) {
-      const aik = x[i * 32 + p];
-      for (let j = 0; j < 64; j++) t1[i * 64 + j] += aik * W1[p * 64 + j];
-    }
-  }
-
-  // %affine1: f32[64,64] = add %t1, %b1
-  //   classifier.ts:20:32  const affine1 = x.matmul(W1).add(b1);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 64; j++) {
-      affine1[i * 64 + j] = t1[i * 64 + j] + b1[j];
-    }
-  }
-
-  // %relu1: f32[64,64] = relu %affine1
-  //   classifier.ts:21:25  const relu1 = affine1.relu();
-  for (let i = 0; i < 4096; i++) {
-    relu1[i] = affine1[i] > 0 ? affine1[i] : 0;
-  }
-
-  // %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}
-  //   classifier.ts:22:24  const logits = relu1.matmul(W2).add(b2);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) t2[i * 10 + j] = 0;
-    for (let p = 0; p < 64; p++) {
-      const aik = relu1[i * 64 + p];
-      for (let j = 0; j < 10; j++) t2[i * 10 + j] += aik * W2[p * 10 + j];
-    }
-  }
-
-  // %logits: f32[64,10] = add %t2, %b2
-  //   classifier.ts:22:35  const logits = relu1.matmul(W2).add(b2);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) {
-      logits[i * 10 + j] = t2[i * 10 + j] + b2[j];
-    }
-  }
-
-  // %t3: f32[64,1] = max %logits {axes=[1], keepDims=true}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    let acc = -Infinity;
-    for (let p = 0; p < 10; p++) {
-      if (logits[i * 10 + p] > acc) acc = logits[i * 10 + p];
-    }
-    t3[i] = acc;
-  }
-
-  // %norm_logits: f32[64,10] = sub %logits, %logit_maxes
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) {
-      norm_logits[i * 10 + j] = logits[i * 10 + j] - logit_maxes[i];
-    }
-  }
-
-  // %counts: f32[64,10] = exp %norm_logits
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 640; i++) {
-    counts[i] = Math.exp(norm_logits[i]);
-  }
-
-  // %counts_sum: f32[64,1] = sum %counts {axes=[1], keepDims=true}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 10; p++) {
-      acc += counts[i * 10 + p];
-    }
-    counts_sum[i] = acc;
-  }
-
-  // %log_counts_sum: f32[64,1] = log %counts_sum
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    log_counts_sum[i] = Math.log(counts_sum[i]);
-  }
-
-  // %logprobs: f32[64,10] = sub %norm_logits, %log_counts_sum
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) {
-      logprobs[i * 10 + j] = norm_logits[i * 10 + j] - log_counts_sum[i];
-    }
-  }
-
-  // %t4: f32[64] = pick %logprobs, %target_classes
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) t4[i] = logprobs[i * 10 + target_classes[i]];
-
-  // %t5: f32[] = sum %t4 {axes=[0], keepDims=false}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  {
-    let acc = 0;
-    for (let p = 0; p < 64; p++) {
-      acc += t4[p];
-    }
-    t5[0] = acc;
-  }
-
-  // %t7: f32[] = mul %t5, %t6
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  t7[0] = t5[0] * 0.015625;
-
-  // %loss: f32[] = neg %t7
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  loss[0] = -t7[0];
+/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+function stage(params: Params, inputs: Inputs): void {
+  buf.W1.set(params.W1);
+  buf.b1.set(params.b1);
+  buf.W2.set(params.W2);
+  buf.b2.set(params.b2);
+  buf.x.set(inputs.x);
+  buf.target_classes.set(inputs.target_classes);
 }
 
-const outputsObj: Outputs = { loss: 0, logits: new Float32Array(0) };
+/** relu1 = relu(x @ W1 + b1) */
+function matmul_relu1(): void {
+  const { x, W1, b1, relu1 } = buf;
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 0; j < 64; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = x[i * 32 + p],
+          _a1 = x[(i + 1) * 32 + p];
+        const _b0 = W1[p * 64 + j],
+          _b1 = W1[p * 64 + j + 1],
+          _b2 = W1[p * 64 + j + 2],
+          _b3 = W1[p * 64 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      {
+        const _affine1 = _c00 + b1[j];
+        relu1[i * 64 + j] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c01 + b1[j + 1];
+        relu1[i * 64 + j + 1] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c02 + b1[j + 2];
+        relu1[i * 64 + j + 2] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c03 + b1[j + 3];
+        relu1[i * 64 + j + 3] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c10 + b1[j];
+        relu1[(i + 1) * 64 + j] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c11 + b1[j + 1];
+        relu1[(i + 1) * 64 + j + 1] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c12 + b1[j + 2];
+        relu1[(i + 1) * 64 + j + 2] = _affine1 > 0 ? _affine1 : 0;
+      }
+      {
+        const _affine1 = _c13 + b1[j + 3];
+        relu1[(i + 1) * 64 + j + 3] = _affine1 > 0 ? _affine1 : 0;
+      }
+    }
+  }
+}
+
+/** logits = relu1 @ W2 + b2 */
+function matmul_logits(): void {
+  const { relu1, W2, b2, logits } = buf;
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 0; j < 8; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = relu1[i * 64 + p],
+          _a1 = relu1[(i + 1) * 64 + p];
+        const _b0 = W2[p * 10 + j],
+          _b1 = W2[p * 10 + j + 1],
+          _b2 = W2[p * 10 + j + 2],
+          _b3 = W2[p * 10 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      logits[i * 10 + j] = _c00 + b2[j];
+      logits[i * 10 + j + 1] = _c01 + b2[j + 1];
+      logits[i * 10 + j + 2] = _c02 + b2[j + 2];
+      logits[i * 10 + j + 3] = _c03 + b2[j + 3];
+      logits[(i + 1) * 10 + j] = _c10 + b2[j];
+      logits[(i + 1) * 10 + j + 1] = _c11 + b2[j + 1];
+      logits[(i + 1) * 10 + j + 2] = _c12 + b2[j + 2];
+      logits[(i + 1) * 10 + j + 3] = _c13 + b2[j + 3];
+    }
+  }
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 8; j < 10; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = relu1[i * 64 + p],
+          _a1 = relu1[(i + 1) * 64 + p];
+        const _b0 = W2[p * 10 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      logits[i * 10 + j] = _c00 + b2[j];
+      logits[(i + 1) * 10 + j] = _c10 + b2[j];
+    }
+  }
+}
+
+/** drelu1 = dlogits @ W2.T */
+function matmul_drelu1(): void {
+  const { dlogits, W2, drelu1 } = buf;
+  for (let i = 0; i < 64; i += 4) {
+    for (let j = 0; j < 64; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _a0 = dlogits[i * 10 + p],
+          _a1 = dlogits[(i + 1) * 10 + p],
+          _a2 = dlogits[(i + 2) * 10 + p],
+          _a3 = dlogits[(i + 3) * 10 + p];
+        const _b0 = W2[j * 10 + p],
+          _b1 = W2[(j + 1) * 10 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      drelu1[i * 64 + j] = _c00;
+      drelu1[i * 64 + j + 1] = _c01;
+      drelu1[(i + 1) * 64 + j] = _c10;
+      drelu1[(i + 1) * 64 + j + 1] = _c11;
+      drelu1[(i + 2) * 64 + j] = _c20;
+      drelu1[(i + 2) * 64 + j + 1] = _c21;
+      drelu1[(i + 3) * 64 + j] = _c30;
+      drelu1[(i + 3) * 64 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dW2 = relu1.T @ dlogits */
+function matmul_dW2(): void {
+  const { relu1, dlogits, dW2 } = buf;
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 0; j < 8; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = relu1[p * 64 + i],
+          _a1 = relu1[p * 64 + i + 1];
+        const _b0 = dlogits[p * 10 + j],
+          _b1 = dlogits[p * 10 + j + 1],
+          _b2 = dlogits[p * 10 + j + 2],
+          _b3 = dlogits[p * 10 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW2[i * 10 + j] = _c00;
+      dW2[i * 10 + j + 1] = _c01;
+      dW2[i * 10 + j + 2] = _c02;
+      dW2[i * 10 + j + 3] = _c03;
+      dW2[(i + 1) * 10 + j] = _c10;
+      dW2[(i + 1) * 10 + j + 1] = _c11;
+      dW2[(i + 1) * 10 + j + 2] = _c12;
+      dW2[(i + 1) * 10 + j + 3] = _c13;
+    }
+  }
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 8; j < 10; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = relu1[p * 64 + i],
+          _a1 = relu1[p * 64 + i + 1];
+        const _b0 = dlogits[p * 10 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dW2[i * 10 + j] = _c00;
+      dW2[(i + 1) * 10 + j] = _c10;
+    }
+  }
+}
+
+/** dW1 = x.T @ daffine1 */
+function matmul_dW1(): void {
+  const { x, daffine1, dW1 } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 64; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = x[p * 32 + i],
+          _a1 = x[p * 32 + i + 1];
+        const _b0 = daffine1[p * 64 + j],
+          _b1 = daffine1[p * 64 + j + 1],
+          _b2 = daffine1[p * 64 + j + 2],
+          _b3 = daffine1[p * 64 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW1[i * 64 + j] = _c00;
+      dW1[i * 64 + j + 1] = _c01;
+      dW1[i * 64 + j + 2] = _c02;
+      dW1[i * 64 + j + 3] = _c03;
+      dW1[(i + 1) * 64 + j] = _c10;
+      dW1[(i + 1) * 64 + j + 1] = _c11;
+      dW1[(i + 1) * 64 + j + 2] = _c12;
+      dW1[(i + 1) * 64 + j + 3] = _c13;
+    }
+  }
+}
+
+function forwardPass(): void {
+  const { logits, target_classes, loss } = buf;
+
+  // relu1 = relu(x @ W1 + b1)
+  //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+  //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
+  //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
+  matmul_relu1();
+
+  // logits = relu1 @ W2 + b2
+  //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+  //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
+  matmul_logits();
+
+  // loss = cross_entropy(logits, target_classes)
+  //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+  {
+    let _total = 0;
+    for (let i = 0; i < 64; i++) {
+      let _max = -Infinity;
+      for (let j = 0; j < 10; j++) if (logits[i * 10 + j] > _max) _max = logits[i * 10 + j];
+      let _sum = 0;
+      for (let j = 0; j < 10; j++) _sum += Math.exp(logits[i * 10 + j] - _max);
+      _total += logits[i * 10 + target_classes[i]] - _max - Math.log(_sum);
+    }
+    loss[0] = -_total / 64;
+  }
+}
+
+const outputsObj: Outputs = { loss: 0, logits: buf.logits };
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  outputsObj.loss = loss[0];
-  outputsObj.logits = logits;
+  stage(params, inputs);
+  forwardPass();
+  outputsObj.loss = buf.loss[0];
+  outputsObj.logits = buf.logits;
   return outputsObj;
 }
 
-const result: { loss: number; grads: Grads } = { loss: 0, grads: { W1: dW1, b1: db1, W2: dW2, b2: db2 } };
+const result: { loss: number; grads: Grads } = {
+  loss: 0,
+  grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
+};
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  const W2 = params.W2;
-  const x = inputs.x;
-  const target_classes = inputs.target_classes;
+  stage(params, inputs);
+  forwardPass();
+  const { logits, t5, _acc0, target_classes, dlogits, db2, relu1, drelu1, daffine1, db1 } = buf;
 
-  // %t8: f32[64,10] = one_hot %target_classes {depth=10}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  t8.fill(0);
-  for (let i = 0; i < 64; i++) t8[i * 10 + target_classes[i]] = 1;
-
-  // %dlogprobs: f32[64,10] = mul %t8, %t9
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
+  // t5 = softmax(logits, 1)
+  //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   for (let i = 0; i < 64; i++) {
+    const _base = i * 10;
+    let _max = -Infinity;
+    for (let j = 0; j < 10; j++) if (logits[_base + j] > _max) _max = logits[_base + j];
+    let _sum = 0;
     for (let j = 0; j < 10; j++) {
-      dlogprobs[i * 10 + j] = t8[i * 10 + j] * t9[i];
+      const _e = Math.exp(logits[_base + j] - _max);
+      t5[_base + j] = _e;
+      _sum += _e;
     }
+    const _inv = 1 / _sum;
+    for (let j = 0; j < 10; j++) t5[_base + j] *= _inv;
   }
 
-  // %t10: f32[64,10] = neg %dlogprobs
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 640; i++) {
-    t10[i] = -dlogprobs[i];
-  }
-
-  // %dlog_counts_sum: f32[64,1] = sum %t10 {axes=[1], keepDims=true}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 10; p++) {
-      acc += t10[i * 10 + p];
-    }
-    dlog_counts_sum[i] = acc;
-  }
-
-  // %dcounts_sum: f32[64,1] = div %dlog_counts_sum, %counts_sum
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    dcounts_sum[i] = dlog_counts_sum[i] / counts_sum[i];
-  }
-
-  // %dcounts: f32[64,10] = broadcast %dcounts_sum {shape=[64, 10]}
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) {
-      dcounts[i * 10 + j] = dcounts_sum[i];
-    }
-  }
-
-  // %t11: f32[64,10] = mul %dcounts, %counts
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 640; i++) {
-    t11[i] = dcounts[i] * counts[i];
-  }
-
-  // %dnorm_logits: f32[64,10] = add %dlogprobs, %t11
-  //   classifier.ts:23:18  const loss = g.crossEntropy(logits, target_classes);
-  for (let i = 0; i < 640; i++) {
-    dnorm_logits[i] = dlogprobs[i] + t11[i];
-  }
-
-  // %db2: f32[10] = sum %dnorm_logits {axes=[0], keepDims=false}
-  //   classifier.ts:22:35  const logits = relu1.matmul(W2).add(b2);
+  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625
+  // db2 = dlogits.sum(0)
+  //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+  //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
+  //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
+  //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   for (let i = 0; i < 10; i++) {
-    let acc = 0;
-    for (let p = 0; p < 64; p++) {
-      acc += dnorm_logits[i + p * 10];
+    _acc0[i] = 0;
+  }
+  for (let i = 0; i < 64; i++) {
+    for (let j = 0; j < 10; j++) {
+      const _dlogits = (t5[i * 10 + j] - (target_classes[i] === j ? 1 : 0)) * 0.015625;
+      dlogits[i * 10 + j] = _dlogits;
+      _acc0[j] += _dlogits;
     }
-    db2[i] = acc;
+  }
+  for (let i = 0; i < 10; i++) {
+    db2[i] = _acc0[i];
   }
 
-  // %drelu1: f32[64,64] = matmul %dnorm_logits, %W2 {transA=false, transB=true}
-  //   classifier.ts:22:24  const logits = relu1.matmul(W2).add(b2);
+  // drelu1 = dlogits @ W2.T
+  //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+  matmul_drelu1();
+
+  // dW2 = relu1.T @ dlogits
+  //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+  matmul_dW2();
+
+  // daffine1 = drelu1 * (relu1 > 0)
+  // db1 = daffine1.sum(0)
+  //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
+  //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
+  //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+  for (let i = 0; i < 64; i++) {
+    _acc0[i] = 0;
+  }
   for (let i = 0; i < 64; i++) {
     for (let j = 0; j < 64; j++) {
-      let acc = 0;
-      for (let p = 0; p < 10; p++) acc += dnorm_logits[i * 10 + p] * W2[j * 10 + p];
-      drelu1[i * 64 + j] = acc;
+      const _daffine1 = drelu1[i * 64 + j] * (relu1[i * 64 + j] > 0 ? 1 : 0);
+      daffine1[i * 64 + j] = _daffine1;
+      _acc0[j] += _daffine1;
     }
   }
-
-  // %dW2: f32[64,10] = matmul %relu1, %dnorm_logits {transA=true, transB=false}
-  //   classifier.ts:22:24  const logits = relu1.matmul(W2).add(b2);
-  for (let i = 0; i < 640; i++) dW2[i] = 0;
-  for (let p = 0; p < 64; p++) {
-    for (let i = 0; i < 64; i++) {
-      const aik = relu1[p * 64 + i];
-      for (let j = 0; j < 10; j++) dW2[i * 10 + j] += aik * dnorm_logits[p * 10 + j];
-    }
-  }
-
-  // %t13: f32[64,64] = gt %relu1, %t12
-  //   classifier.ts:21:25  const relu1 = affine1.relu();
-  for (let i = 0; i < 4096; i++) {
-    t13[i] = relu1[i] > 0 ? 1 : 0;
-  }
-
-  // %daffine1: f32[64,64] = mul %drelu1, %t13
-  //   classifier.ts:21:25  const relu1 = affine1.relu();
-  for (let i = 0; i < 4096; i++) {
-    daffine1[i] = drelu1[i] * t13[i];
-  }
-
-  // %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}
-  //   classifier.ts:20:32  const affine1 = x.matmul(W1).add(b1);
   for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 64; p++) {
-      acc += daffine1[i + p * 64];
-    }
-    db1[i] = acc;
+    db1[i] = _acc0[i];
   }
 
-  // %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}
-  //   classifier.ts:20:21  const affine1 = x.matmul(W1).add(b1);
-  for (let i = 0; i < 2048; i++) dW1[i] = 0;
-  for (let p = 0; p < 64; p++) {
-    for (let i = 0; i < 32; i++) {
-      const aik = x[p * 32 + i];
-      for (let j = 0; j < 64; j++) dW1[i * 64 + j] += aik * daffine1[p * 64 + j];
-    }
-  }
-  result.loss = loss[0];
+  // dW1 = x.T @ daffine1
+  //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+  matmul_dW1();
+  result.loss = buf.loss[0];
   return result;
 }

@@ -16,86 +16,73 @@ export const spec = {
   },
   outputs: { loss: { dtype: 'f32', shape: [] }, probs: { dtype: 'f32', shape: [32, 27] } },
 };
-// Buffers, allocated once.
-const emb = new Float32Array(960); // f32[32,3,10]
-const embcat = emb; // f32[32,30], a view of %emb
-const t1 = new Float32Array(2048); // f32[32,64]
-const hprebn = new Float32Array(2048); // f32[32,64]
-const t2 = new Float32Array(64); // f32[1,64]
-const bnmeani = new Float32Array(64); // f32[1,64]
-const bndiff = new Float32Array(2048); // f32[32,64]
-const bndiff2 = new Float32Array(2048); // f32[32,64]
-const t4 = new Float32Array(64); // f32[1,64]
-const bnvar = new Float32Array(64); // f32[1,64]
-const t7 = new Float32Array(64); // f32[1,64]
-const bnvar_inv = new Float32Array(64); // f32[1,64]
-const bnraw = new Float32Array(2048); // f32[32,64]
-const t9 = new Float32Array(2048); // f32[32,64]
-const hpreact = new Float32Array(2048); // f32[32,64]
-const h = new Float32Array(2048); // f32[32,64]
-const t10 = new Float32Array(864); // f32[32,27]
-const logits = new Float32Array(864); // f32[32,27]
-const t11 = new Float32Array(32); // f32[32,1]
-const logit_maxes = t11; // f32[32,1], a view of %t11
-const norm_logits = new Float32Array(864); // f32[32,27]
-const counts = new Float32Array(864); // f32[32,27]
-const counts_sum = new Float32Array(32); // f32[32,1]
-const log_counts_sum = new Float32Array(32); // f32[32,1]
-const logprobs = new Float32Array(864); // f32[32,27]
-const t12 = new Float32Array(32); // f32[32]
-const t13 = new Float32Array(1); // f32[]
-const t14 = new Float32Array(1); // f32[]
-const loss = new Float32Array(1); // f32[]
-const logit_maxes_1 = t11; // f32[32,1], a view of %t11
-const norm_logits_1 = new Float32Array(864); // f32[32,27]
-const counts_1 = new Float32Array(864); // f32[32,27]
-const counts_sum_1 = new Float32Array(32); // f32[32,1]
-const probs = new Float32Array(864); // f32[32,27]
-const t16 = new Float32Array(864); // f32[32,27]
-const t17 = Float32Array.from([
-  -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125,
-  -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125,
-  -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125, -0.03125,
-  -0.03125, -0.03125,
-]); // f32[32,1]
-const dlogprobs = new Float32Array(864); // f32[32,27]
-const t18 = new Float32Array(864); // f32[32,27]
-const dlog_counts_sum = new Float32Array(32); // f32[32,1]
-const dcounts_sum = new Float32Array(32); // f32[32,1]
-const dcounts = new Float32Array(864); // f32[32,27]
-const t19 = new Float32Array(864); // f32[32,27]
-const dnorm_logits = new Float32Array(864); // f32[32,27]
-const db2 = new Float32Array(27); // f32[27]
-const dh = new Float32Array(2048); // f32[32,64]
-const dW2 = new Float32Array(1728); // f32[64,27]
-const t20 = new Float32Array(2048); // f32[32,64]
-const t22 = new Float32Array(2048); // f32[32,64]
-const dhpreact = new Float32Array(2048); // f32[32,64]
-const dbnbias = new Float32Array(64); // f32[1,64]
-const t23 = new Float32Array(2048); // f32[32,64]
-const dbngain = new Float32Array(64); // f32[1,64]
-const dbnraw = new Float32Array(2048); // f32[32,64]
-const t24 = new Float32Array(2048); // f32[32,64]
-const t25 = new Float32Array(2048); // f32[32,64]
-const dbnvar_inv = new Float32Array(64); // f32[1,64]
-const t28 = new Float32Array(64); // f32[1,64]
-const t29 = new Float32Array(64); // f32[1,64]
-const dt7 = new Float32Array(64); // f32[1,64]
-const dt4 = new Float32Array(64); // f32[1,64]
-const dbndiff2 = new Float32Array(2048); // f32[32,64]
-const t32 = new Float32Array(2048); // f32[32,64]
-const t33 = new Float32Array(2048); // f32[32,64]
-const dbndiff = new Float32Array(2048); // f32[32,64]
-const t34 = new Float32Array(2048); // f32[32,64]
-const dbnmeani = new Float32Array(64); // f32[1,64]
-const dt2 = new Float32Array(64); // f32[1,64]
-const t35 = new Float32Array(2048); // f32[32,64]
-const dhprebn = new Float32Array(2048); // f32[32,64]
-const db1 = new Float32Array(64); // f32[64]
-const dembcat = new Float32Array(960); // f32[32,30]
-const dW1 = new Float32Array(1920); // f32[30,64]
-const demb = dembcat; // f32[32,3,10], a view of %dembcat
-const dC = new Float32Array(270); // f32[27,10]
+// Memory plan: 24 arrays, 79.6 KiB, shared by values whose lifetimes do not overlap
+// (see makemore_composite.grad.ir). Values that live only inside one loop nest are locals.
+const buffers = [
+  new Float32Array(270),
+  new Float32Array(1920),
+  new Float32Array(64),
+  new Float32Array(1728),
+  new Float32Array(27),
+  new Float32Array(64),
+  new Float32Array(64),
+  new Int32Array(96),
+  new Int32Array(32),
+  new Float32Array(960),
+  new Float32Array(2048),
+  new Float32Array(864),
+  new Float32Array(64),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(864),
+  new Float32Array(27),
+  new Float32Array(2048),
+  new Float32Array(1728),
+  new Float32Array(64),
+  new Float32Array(2048),
+  new Float32Array(960),
+  new Float32Array(270),
+  new Float32Array(64),
+];
+const buf = {
+  C: buffers[0], // f32[27,10] (param C)
+  W1: buffers[1], // f32[30,64] (param W1)
+  b1: buffers[2], // f32[64] (param b1)
+  W2: buffers[3], // f32[64,27] (param W2)
+  b2: buffers[4], // f32[27] (param b2)
+  bngain: buffers[5], // f32[1,64] (param bngain)
+  bnbias: buffers[6], // f32[1,64] (param bnbias)
+  Xb: buffers[7], // i32[32,3] (input Xb)
+  Yb: buffers[8], // i32[32] (input Yb)
+  emb: buffers[9], // f32[32,3,10]
+  embcat: buffers[9], // a view of emb
+  hprebn: buffers[10], // f32[32,64]
+  bnmeani: buffers[11].subarray(0, 64), // f32[1,64]
+  bnvar_inv: buffers[12], // f32[1,64]
+  bnraw: buffers[13], // f32[32,64]
+  h: buffers[14], // f32[32,64]
+  logits: buffers[11], // f32[32,27]
+  loss: buffers[10].subarray(0, 1), // f32[]
+  probs: buffers[15], // f32[32,27]
+  dlogits: buffers[11], // f32[32,27]
+  db2: buffers[16], // f32[27]
+  dh: buffers[17], // f32[32,64]
+  dW2: buffers[18], // f32[64,27]
+  dbnbias: buffers[11].subarray(0, 64), // f32[1,64]
+  dbngain: buffers[19], // f32[1,64]
+  dbnraw: buffers[20], // f32[32,64]
+  t20: buffers[21].subarray(0, 64), // f32[1,64]
+  t21: buffers[22].subarray(0, 64), // f32[1,64]
+  t22: buffers[23], // f32[1,64]
+  dhprebn: buffers[14], // f32[32,64]
+  db1: buffers[12], // f32[64]
+  dembcat: buffers[21], // f32[32,30]
+  dW1: buffers[13].subarray(0, 1920), // f32[30,64]
+  demb: buffers[21], // a view of dembcat
+  dC: buffers[22], // f32[27,10]
+  _acc0: new Float64Array(64), // accumulators of column sums
+  _acc1: new Float64Array(64), // accumulators of column sums
+};
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
   const a = new Float32Array(n);
@@ -164,490 +151,530 @@ function checkArgs(params, inputs) {
   expectArray('input', 'Yb', inputs.Yb, Int32Array, 32, 'i32[32]');
   expectIndices('Yb', inputs.Yb, 27);
 }
-function forwardPass(params, inputs) {
-  const C = params.C;
-  const W1 = params.W1;
-  const b1 = params.b1;
-  const W2 = params.W2;
-  const b2 = params.b2;
-  const bngain = params.bngain;
-  const bnbias = params.bnbias;
-  const Xb = inputs.Xb;
-  const Yb = inputs.Yb;
-  // %emb: f32[32,3,10] = gather %C, %Xb
-  //   makemore_composite.ts:20:19  const emb = g.gather(C, Xb);
-  for (let i = 0; i < 96; i++) {
-    const r = Xb[i] * 10;
-    for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[r + j];
-  }
-  // %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}
-  //   makemore_composite.ts:22:27  const hprebn = embcat.matmul(W1).add(b1);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) t1[i * 64 + j] = 0;
-    for (let p = 0; p < 30; p++) {
-      const aik = embcat[i * 30 + p];
-      for (let j = 0; j < 64; j++) t1[i * 64 + j] += aik * W1[p * 64 + j];
-    }
-  }
-  // %hprebn: f32[32,64] = add %t1, %b1
-  //   makemore_composite.ts:22:38  const hprebn = embcat.matmul(W1).add(b1);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      hprebn[i * 64 + j] = t1[i * 64 + j] + b1[j];
-    }
-  }
-  // %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += hprebn[i + p * 64];
-    }
-    t2[i] = acc;
-  }
-  // %bnmeani: f32[1,64] = mul %t2, %t3
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    bnmeani[i] = t2[i] * 0.03125;
-  }
-  // %bndiff: f32[32,64] = sub %hprebn, %bnmeani
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      bndiff[i * 64 + j] = hprebn[i * 64 + j] - bnmeani[j];
-    }
-  }
-  // %bndiff2: f32[32,64] = square %bndiff
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    bndiff2[i] = bndiff[i] * bndiff[i];
-  }
-  // %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += bndiff2[i + p * 64];
-    }
-    t4[i] = acc;
-  }
-  // %bnvar: f32[1,64] = mul %t4, %t5
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    bnvar[i] = t4[i] * 0.03225806451612903;
-  }
-  // %t7: f32[1,64] = add %bnvar, %t6
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    t7[i] = bnvar[i] + 0.00001;
-  }
-  // %bnvar_inv: f32[1,64] = pow %t7, %t8
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    bnvar_inv[i] = 1 / Math.sqrt(t7[i]);
-  }
-  // %bnraw: f32[32,64] = mul %bndiff, %bnvar_inv
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      bnraw[i * 64 + j] = bndiff[i * 64 + j] * bnvar_inv[j];
-    }
-  }
-  // %t9: f32[32,64] = mul %bngain, %bnraw
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      t9[i * 64 + j] = bngain[j] * bnraw[i * 64 + j];
-    }
-  }
-  // %hpreact: f32[32,64] = add %t9, %bnbias
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      hpreact[i * 64 + j] = t9[i * 64 + j] + bnbias[j];
-    }
-  }
-  // %h: f32[32,64] = tanh %hpreact
-  //   makemore_composite.ts:24:23  const h = hpreact.tanh();
-  for (let i = 0; i < 2048; i++) {
-    h[i] = Math.tanh(hpreact[i]);
-  }
-  // %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}
-  //   makemore_composite.ts:25:22  const logits = h.matmul(W2).add(b2);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) t10[i * 27 + j] = 0;
-    for (let p = 0; p < 64; p++) {
-      const aik = h[i * 64 + p];
-      for (let j = 0; j < 27; j++) t10[i * 27 + j] += aik * W2[p * 27 + j];
-    }
-  }
-  // %logits: f32[32,27] = add %t10, %b2
-  //   makemore_composite.ts:25:33  const logits = h.matmul(W2).add(b2);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      logits[i * 27 + j] = t10[i * 27 + j] + b2[j];
-    }
-  }
-  // %t11: f32[32,1] = max %logits {axes=[1], keepDims=true}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    let acc = -Infinity;
-    for (let p = 0; p < 27; p++) {
-      if (logits[i * 27 + p] > acc) acc = logits[i * 27 + p];
-    }
-    t11[i] = acc;
-  }
-  // %norm_logits: f32[32,27] = sub %logits, %logit_maxes
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      norm_logits[i * 27 + j] = logits[i * 27 + j] - logit_maxes[i];
-    }
-  }
-  // %counts: f32[32,27] = exp %norm_logits
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 864; i++) {
-    counts[i] = Math.exp(norm_logits[i]);
-  }
-  // %counts_sum: f32[32,1] = sum %counts {axes=[1], keepDims=true}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    let acc = 0;
-    for (let p = 0; p < 27; p++) {
-      acc += counts[i * 27 + p];
-    }
-    counts_sum[i] = acc;
-  }
-  // %log_counts_sum: f32[32,1] = log %counts_sum
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    log_counts_sum[i] = Math.log(counts_sum[i]);
-  }
-  // %logprobs: f32[32,27] = sub %norm_logits, %log_counts_sum
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      logprobs[i * 27 + j] = norm_logits[i * 27 + j] - log_counts_sum[i];
-    }
-  }
-  // %t12: f32[32] = pick %logprobs, %Yb
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) t12[i] = logprobs[i * 27 + Yb[i]];
-  // %t13: f32[] = sum %t12 {axes=[0], keepDims=false}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += t12[p];
-    }
-    t13[0] = acc;
-  }
-  // %t14: f32[] = mul %t13, %t3
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  t14[0] = t13[0] * 0.03125;
-  // %loss: f32[] = neg %t14
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  loss[0] = -t14[0];
-  // %norm_logits_1: f32[32,27] = sub %logits, %logit_maxes_1
-  //   makemore_composite.ts:27:21  const probs = g.softmax(logits);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      norm_logits_1[i * 27 + j] = logits[i * 27 + j] - logit_maxes_1[i];
-    }
-  }
-  // %counts_1: f32[32,27] = exp %norm_logits_1
-  //   makemore_composite.ts:27:21  const probs = g.softmax(logits);
-  for (let i = 0; i < 864; i++) {
-    counts_1[i] = Math.exp(norm_logits_1[i]);
-  }
-  // %counts_sum_1: f32[32,1] = sum %counts_1 {axes=[1], keepDims=true}
-  //   makemore_composite.ts:27:21  const probs = g.softmax(logits);
-  for (let i = 0; i < 32; i++) {
-    let acc = 0;
-    for (let p = 0; p < 27; p++) {
-      acc += counts_1[i * 27 + p];
-    }
-    counts_sum_1[i] = acc;
-  }
-  // %probs: f32[32,27] = div %counts_1, %counts_sum_1
-  //   makemore_composite.ts:27:21  const probs = g.softmax(logits);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      probs[i * 27 + j] = counts_1[i * 27 + j] / counts_sum_1[i];
+/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+function stage(params, inputs) {
+  buf.C.set(params.C);
+  buf.W1.set(params.W1);
+  buf.b1.set(params.b1);
+  buf.W2.set(params.W2);
+  buf.b2.set(params.b2);
+  buf.bngain.set(params.bngain);
+  buf.bnbias.set(params.bnbias);
+  buf.Xb.set(inputs.Xb);
+  buf.Yb.set(inputs.Yb);
+}
+/** hprebn = embcat @ W1 + b1 */
+function matmul_hprebn() {
+  const { embcat, W1, b1, hprebn } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 64; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 30; p++) {
+        const _a0 = embcat[i * 30 + p],
+          _a1 = embcat[(i + 1) * 30 + p];
+        const _b0 = W1[p * 64 + j],
+          _b1 = W1[p * 64 + j + 1],
+          _b2 = W1[p * 64 + j + 2],
+          _b3 = W1[p * 64 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      hprebn[i * 64 + j] = _c00 + b1[j];
+      hprebn[i * 64 + j + 1] = _c01 + b1[j + 1];
+      hprebn[i * 64 + j + 2] = _c02 + b1[j + 2];
+      hprebn[i * 64 + j + 3] = _c03 + b1[j + 3];
+      hprebn[(i + 1) * 64 + j] = _c10 + b1[j];
+      hprebn[(i + 1) * 64 + j + 1] = _c11 + b1[j + 1];
+      hprebn[(i + 1) * 64 + j + 2] = _c12 + b1[j + 2];
+      hprebn[(i + 1) * 64 + j + 3] = _c13 + b1[j + 3];
     }
   }
 }
-const outputsObj = { loss: 0, probs: new Float32Array(0) };
+/** logits = h @ W2 + b2 */
+function matmul_logits() {
+  const { h, W2, b2, logits } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 24; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = h[i * 64 + p],
+          _a1 = h[(i + 1) * 64 + p];
+        const _b0 = W2[p * 27 + j],
+          _b1 = W2[p * 27 + j + 1],
+          _b2 = W2[p * 27 + j + 2],
+          _b3 = W2[p * 27 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      logits[i * 27 + j] = _c00 + b2[j];
+      logits[i * 27 + j + 1] = _c01 + b2[j + 1];
+      logits[i * 27 + j + 2] = _c02 + b2[j + 2];
+      logits[i * 27 + j + 3] = _c03 + b2[j + 3];
+      logits[(i + 1) * 27 + j] = _c10 + b2[j];
+      logits[(i + 1) * 27 + j + 1] = _c11 + b2[j + 1];
+      logits[(i + 1) * 27 + j + 2] = _c12 + b2[j + 2];
+      logits[(i + 1) * 27 + j + 3] = _c13 + b2[j + 3];
+    }
+  }
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 24; j < 27; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = h[i * 64 + p],
+          _a1 = h[(i + 1) * 64 + p];
+        const _b0 = W2[p * 27 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      logits[i * 27 + j] = _c00 + b2[j];
+      logits[(i + 1) * 27 + j] = _c10 + b2[j];
+    }
+  }
+}
+/** dh = dlogits @ W2.T */
+function matmul_dh() {
+  const { dlogits, W2, dh } = buf;
+  for (let i = 0; i < 32; i += 4) {
+    for (let j = 0; j < 64; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 27; p++) {
+        const _a0 = dlogits[i * 27 + p],
+          _a1 = dlogits[(i + 1) * 27 + p],
+          _a2 = dlogits[(i + 2) * 27 + p],
+          _a3 = dlogits[(i + 3) * 27 + p];
+        const _b0 = W2[j * 27 + p],
+          _b1 = W2[(j + 1) * 27 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dh[i * 64 + j] = _c00;
+      dh[i * 64 + j + 1] = _c01;
+      dh[(i + 1) * 64 + j] = _c10;
+      dh[(i + 1) * 64 + j + 1] = _c11;
+      dh[(i + 2) * 64 + j] = _c20;
+      dh[(i + 2) * 64 + j + 1] = _c21;
+      dh[(i + 3) * 64 + j] = _c30;
+      dh[(i + 3) * 64 + j + 1] = _c31;
+    }
+  }
+}
+/** dW2 = h.T @ dlogits */
+function matmul_dW2() {
+  const { h, dlogits, dW2 } = buf;
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 0; j < 24; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = h[p * 64 + i],
+          _a1 = h[p * 64 + i + 1];
+        const _b0 = dlogits[p * 27 + j],
+          _b1 = dlogits[p * 27 + j + 1],
+          _b2 = dlogits[p * 27 + j + 2],
+          _b3 = dlogits[p * 27 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW2[i * 27 + j] = _c00;
+      dW2[i * 27 + j + 1] = _c01;
+      dW2[i * 27 + j + 2] = _c02;
+      dW2[i * 27 + j + 3] = _c03;
+      dW2[(i + 1) * 27 + j] = _c10;
+      dW2[(i + 1) * 27 + j + 1] = _c11;
+      dW2[(i + 1) * 27 + j + 2] = _c12;
+      dW2[(i + 1) * 27 + j + 3] = _c13;
+    }
+  }
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 24; j < 27; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = h[p * 64 + i],
+          _a1 = h[p * 64 + i + 1];
+        const _b0 = dlogits[p * 27 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dW2[i * 27 + j] = _c00;
+      dW2[(i + 1) * 27 + j] = _c10;
+    }
+  }
+}
+/** dembcat = dhprebn @ W1.T */
+function matmul_dembcat() {
+  const { dhprebn, W1, dembcat } = buf;
+  for (let i = 0; i < 32; i += 4) {
+    for (let j = 0; j < 30; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 64; p++) {
+        const _a0 = dhprebn[i * 64 + p],
+          _a1 = dhprebn[(i + 1) * 64 + p],
+          _a2 = dhprebn[(i + 2) * 64 + p],
+          _a3 = dhprebn[(i + 3) * 64 + p];
+        const _b0 = W1[j * 64 + p],
+          _b1 = W1[(j + 1) * 64 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dembcat[i * 30 + j] = _c00;
+      dembcat[i * 30 + j + 1] = _c01;
+      dembcat[(i + 1) * 30 + j] = _c10;
+      dembcat[(i + 1) * 30 + j + 1] = _c11;
+      dembcat[(i + 2) * 30 + j] = _c20;
+      dembcat[(i + 2) * 30 + j + 1] = _c21;
+      dembcat[(i + 3) * 30 + j] = _c30;
+      dembcat[(i + 3) * 30 + j + 1] = _c31;
+    }
+  }
+}
+/** dW1 = embcat.T @ dhprebn */
+function matmul_dW1() {
+  const { embcat, dhprebn, dW1 } = buf;
+  for (let i = 0; i < 30; i += 2) {
+    for (let j = 0; j < 64; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = embcat[p * 30 + i],
+          _a1 = embcat[p * 30 + i + 1];
+        const _b0 = dhprebn[p * 64 + j],
+          _b1 = dhprebn[p * 64 + j + 1],
+          _b2 = dhprebn[p * 64 + j + 2],
+          _b3 = dhprebn[p * 64 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW1[i * 64 + j] = _c00;
+      dW1[i * 64 + j + 1] = _c01;
+      dW1[i * 64 + j + 2] = _c02;
+      dW1[i * 64 + j + 3] = _c03;
+      dW1[(i + 1) * 64 + j] = _c10;
+      dW1[(i + 1) * 64 + j + 1] = _c11;
+      dW1[(i + 1) * 64 + j + 2] = _c12;
+      dW1[(i + 1) * 64 + j + 3] = _c13;
+    }
+  }
+}
+function forwardPass() {
+  const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, Yb, loss, probs } =
+    buf;
+  // emb = C[Xb]
+  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_composite.ts:20  const emb = g.gather(C, Xb);
+  for (let i = 0; i < 96; i++) {
+    const _row = Xb[i] * 10;
+    for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
+  }
+  // hprebn = embcat @ W1 + b1
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_composite.ts:22
+  matmul_hprebn();
+  // bnmeani = hprebn.sum(0) * 0.03125
+  //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore_composite.ts:23
+  for (let i = 0; i < 64; i++) {
+    _acc0[i] = 0;
+  }
+  for (let i = 0; i < 32; i++) {
+    for (let j = 0; j < 64; j++) {
+      _acc0[j] += hprebn[i * 64 + j];
+    }
+  }
+  for (let i = 0; i < 64; i++) {
+    bnmeani[i] = _acc0[i] * 0.03125;
+  }
+  // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
+  //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  //   %bndiff2: f32[32,64] = square %bndiff   makemore_composite.ts:23
+  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore_composite.ts:23
+  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore_composite.ts:23
+  //   %t7: f32[1,64] = add %bnvar, %t6   makemore_composite.ts:23
+  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore_composite.ts:23
+  for (let i = 0; i < 64; i++) {
+    _acc0[i] = 0;
+  }
+  for (let i = 0; i < 32; i++) {
+    for (let j = 0; j < 64; j++) {
+      const _bndiff = hprebn[i * 64 + j] - bnmeani[j];
+      _acc0[j] += _bndiff * _bndiff;
+    }
+  }
+  for (let i = 0; i < 64; i++) {
+    const _t7 = _acc0[i] * 0.03225806451612903 + 0.00001;
+    bnvar_inv[i] = 1 / Math.sqrt(_t7);
+  }
+  // bnraw = (hprebn - bnmeani) * bnvar_inv
+  // h = tanh(bngain * bnraw + bnbias)
+  //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore_composite.ts:23
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore_composite.ts:23
+  //   %h: f32[32,64] = tanh %hpreact   makemore_composite.ts:24  const h = hpreact.tanh();
+  for (let i = 0; i < 32; i++) {
+    for (let j = 0; j < 64; j++) {
+      const _bnraw = (hprebn[i * 64 + j] - bnmeani[j]) * bnvar_inv[j];
+      bnraw[i * 64 + j] = _bnraw;
+      h[i * 64 + j] = Math.tanh(bngain[j] * _bnraw + bnbias[j]);
+    }
+  }
+  // logits = h @ W2 + b2
+  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
+  //   %logits: f32[32,27] = add %t10, %b2   makemore_composite.ts:25
+  matmul_logits();
+  // loss = cross_entropy(logits, Yb)
+  //   %loss: f32[] = xent %logits, %Yb   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
+  {
+    let _total = 0;
+    for (let i = 0; i < 32; i++) {
+      let _max = -Infinity;
+      for (let j = 0; j < 27; j++) if (logits[i * 27 + j] > _max) _max = logits[i * 27 + j];
+      let _sum = 0;
+      for (let j = 0; j < 27; j++) _sum += Math.exp(logits[i * 27 + j] - _max);
+      _total += logits[i * 27 + Yb[i]] - _max - Math.log(_sum);
+    }
+    loss[0] = -_total / 32;
+  }
+  // probs = softmax(logits, 1)
+  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_composite.ts:27  const probs = g.softmax(logits);
+  for (let i = 0; i < 32; i++) {
+    const _base = i * 27;
+    let _max = -Infinity;
+    for (let j = 0; j < 27; j++) if (logits[_base + j] > _max) _max = logits[_base + j];
+    let _sum = 0;
+    for (let j = 0; j < 27; j++) {
+      const _e = Math.exp(logits[_base + j] - _max);
+      probs[_base + j] = _e;
+      _sum += _e;
+    }
+    const _inv = 1 / _sum;
+    for (let j = 0; j < 27; j++) probs[_base + j] *= _inv;
+  }
+}
+const outputsObj = { loss: 0, probs: buf.probs };
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  outputsObj.loss = loss[0];
-  outputsObj.probs = probs;
+  stage(params, inputs);
+  forwardPass();
+  outputsObj.loss = buf.loss[0];
+  outputsObj.probs = buf.probs;
   return outputsObj;
 }
 const result = {
   loss: 0,
-  grads: { C: dC, W1: dW1, b1: db1, W2: dW2, b2: db2, bngain: dbngain, bnbias: dbnbias },
+  grads: {
+    C: buf.dC,
+    W1: buf.dW1,
+    b1: buf.db1,
+    W2: buf.dW2,
+    b2: buf.db2,
+    bngain: buf.dbngain,
+    bnbias: buf.dbnbias,
+  },
 };
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  const W1 = params.W1;
-  const W2 = params.W2;
-  const bngain = params.bngain;
-  const Xb = inputs.Xb;
-  const Yb = inputs.Yb;
-  // %t16: f32[32,27] = one_hot %Yb {depth=27}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  t16.fill(0);
-  for (let i = 0; i < 32; i++) t16[i * 27 + Yb[i]] = 1;
-  // %dlogprobs: f32[32,27] = mul %t16, %t17
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      dlogprobs[i * 27 + j] = t16[i * 27 + j] * t17[i];
-    }
-  }
-  // %t18: f32[32,27] = neg %dlogprobs
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 864; i++) {
-    t18[i] = -dlogprobs[i];
-  }
-  // %dlog_counts_sum: f32[32,1] = sum %t18 {axes=[1], keepDims=true}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    let acc = 0;
-    for (let p = 0; p < 27; p++) {
-      acc += t18[i * 27 + p];
-    }
-    dlog_counts_sum[i] = acc;
-  }
-  // %dcounts_sum: f32[32,1] = div %dlog_counts_sum, %counts_sum
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    dcounts_sum[i] = dlog_counts_sum[i] / counts_sum[i];
-  }
-  // %dcounts: f32[32,27] = broadcast %dcounts_sum {shape=[32, 27]}
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      dcounts[i * 27 + j] = dcounts_sum[i];
-    }
-  }
-  // %t19: f32[32,27] = mul %dcounts, %counts
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 864; i++) {
-    t19[i] = dcounts[i] * counts[i];
-  }
-  // %dnorm_logits: f32[32,27] = add %dlogprobs, %t19
-  //   makemore_composite.ts:26:20  const loss = g.crossEntropy(logits, Yb);
-  for (let i = 0; i < 864; i++) {
-    dnorm_logits[i] = dlogprobs[i] + t19[i];
-  }
-  // %db2: f32[27] = sum %dnorm_logits {axes=[0], keepDims=false}
-  //   makemore_composite.ts:25:33  const logits = h.matmul(W2).add(b2);
+  stage(params, inputs);
+  forwardPass();
+  const {
+    _acc0,
+    Yb,
+    probs,
+    dlogits,
+    db2,
+    _acc1,
+    h,
+    dh,
+    bnraw,
+    bngain,
+    dbnraw,
+    dbnbias,
+    dbngain,
+    bnvar_inv,
+    t20,
+    t21,
+    t22,
+    dhprebn,
+    db1,
+    dC,
+    Xb,
+    demb,
+  } = buf;
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125
+  // db2 = dlogits.sum(0)
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore_composite.ts:26
+  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore_composite.ts:26
+  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   for (let i = 0; i < 27; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += dnorm_logits[i + p * 27];
-    }
-    db2[i] = acc;
+    _acc0[i] = 0;
   }
-  // %dh: f32[32,64] = matmul %dnorm_logits, %W2 {transA=false, transB=true}
-  //   makemore_composite.ts:25:22  const logits = h.matmul(W2).add(b2);
+  for (let i = 0; i < 32; i++) {
+    for (let j = 0; j < 27; j++) {
+      const _dlogits = (probs[i * 27 + j] - (Yb[i] === j ? 1 : 0)) * 0.03125;
+      dlogits[i * 27 + j] = _dlogits;
+      _acc0[j] += _dlogits;
+    }
+  }
+  for (let i = 0; i < 27; i++) {
+    db2[i] = _acc0[i];
+  }
+  // dh = dlogits @ W2.T
+  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
+  matmul_dh();
+  // dW2 = h.T @ dlogits
+  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
+  matmul_dW2();
+  // dbnbias = (dh * (1 - h**2)).sum(0)
+  // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
+  // dbnraw = dh * (1 - h**2) * bngain
+  // t20 = bnvar_inv * 0.03125
+  // t21 = dbnbias * bngain
+  // t22 = dbngain * bngain
+  //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
+  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore_composite.ts:23
+  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore_composite.ts:23
+  //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore_composite.ts:23
+  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore_composite.ts:23
+  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore_composite.ts:23
+  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore_composite.ts:23
+  for (let i = 0; i < 64; i++) {
+    _acc0[i] = 0;
+    _acc1[i] = 0;
+  }
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
-      let acc = 0;
-      for (let p = 0; p < 27; p++) acc += dnorm_logits[i * 27 + p] * W2[j * 27 + p];
-      dh[i * 64 + j] = acc;
+      const _dhpreact = dh[i * 64 + j] * (1 - h[i * 64 + j] * h[i * 64 + j]);
+      dbnraw[i * 64 + j] = _dhpreact * bngain[j];
+      _acc0[j] += _dhpreact;
+      _acc1[j] += _dhpreact * bnraw[i * 64 + j];
     }
   }
-  // %dW2: f32[64,27] = matmul %h, %dnorm_logits {transA=true, transB=false}
-  //   makemore_composite.ts:25:22  const logits = h.matmul(W2).add(b2);
-  for (let i = 0; i < 1728; i++) dW2[i] = 0;
-  for (let p = 0; p < 32; p++) {
-    for (let i = 0; i < 64; i++) {
-      const aik = h[p * 64 + i];
-      for (let j = 0; j < 27; j++) dW2[i * 27 + j] += aik * dnorm_logits[p * 27 + j];
-    }
-  }
-  // %t20: f32[32,64] = square %h
-  //   makemore_composite.ts:24:23  const h = hpreact.tanh();
-  for (let i = 0; i < 2048; i++) {
-    t20[i] = h[i] * h[i];
-  }
-  // %t22: f32[32,64] = sub %t21, %t20
-  //   makemore_composite.ts:24:23  const h = hpreact.tanh();
-  for (let i = 0; i < 2048; i++) {
-    t22[i] = 1 - t20[i];
-  }
-  // %dhpreact: f32[32,64] = mul %dh, %t22
-  //   makemore_composite.ts:24:23  const h = hpreact.tanh();
-  for (let i = 0; i < 2048; i++) {
-    dhpreact[i] = dh[i] * t22[i];
-  }
-  // %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += dhpreact[i + p * 64];
-    }
-    dbnbias[i] = acc;
+    dbnbias[i] = _acc0[i];
+    dbngain[i] = _acc1[i];
+    t20[i] = bnvar_inv[i] * 0.03125;
+    t21[i] = _acc0[i] * bngain[i];
+    t22[i] = _acc1[i] * bngain[i];
   }
-  // %t23: f32[32,64] = mul %dhpreact, %bnraw
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    t23[i] = dhpreact[i] * bnraw[i];
-  }
-  // %dbngain: f32[1,64] = sum %t23 {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)
+  // db1 = dhprebn.sum(0)
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore_composite.ts:23
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore_composite.ts:23
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore_composite.ts:23
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore_composite.ts:23
+  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore_composite.ts:23
+  //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += t23[i + p * 64];
-    }
-    dbngain[i] = acc;
+    _acc0[i] = 0;
   }
-  // %dbnraw: f32[32,64] = mul %dhpreact, %bngain
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
-      dbnraw[i * 64 + j] = dhpreact[i * 64 + j] * bngain[j];
+      const _dhprebn =
+        t20[j] * (dbnraw[i * 64 + j] * 32 - t21[j] - bnraw[i * 64 + j] * 1.032258064516129 * t22[j]);
+      dhprebn[i * 64 + j] = _dhprebn;
+      _acc0[j] += _dhprebn;
     }
   }
-  // %t24: f32[32,64] = mul %dbnraw, %bnvar_inv
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      t24[i * 64 + j] = dbnraw[i * 64 + j] * bnvar_inv[j];
-    }
-  }
-  // %t25: f32[32,64] = mul %dbnraw, %bndiff
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    t25[i] = dbnraw[i] * bndiff[i];
-  }
-  // %dbnvar_inv: f32[1,64] = sum %t25 {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += t25[i + p * 64];
-    }
-    dbnvar_inv[i] = acc;
+    db1[i] = _acc0[i];
   }
-  // %t28: f32[1,64] = pow %t7, %t27
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    t28[i] = t7[i] ** -1.5;
-  }
-  // %t29: f32[1,64] = mul %t26, %t28
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    t29[i] = -0.5 * t28[i];
-  }
-  // %dt7: f32[1,64] = mul %dbnvar_inv, %t29
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    dt7[i] = dbnvar_inv[i] * t29[i];
-  }
-  // %dt4: f32[1,64] = mul %dt7, %t30
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    dt4[i] = dt7[i] * 0.03225806451612903;
-  }
-  // %dbndiff2: f32[32,64] = broadcast %dt4 {shape=[32, 64]}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      dbndiff2[i * 64 + j] = dt4[j];
-    }
-  }
-  // %t32: f32[32,64] = mul %bndiff, %t31
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    t32[i] = bndiff[i] * 2;
-  }
-  // %t33: f32[32,64] = mul %dbndiff2, %t32
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    t33[i] = dbndiff2[i] * t32[i];
-  }
-  // %dbndiff: f32[32,64] = add %t24, %t33
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    dbndiff[i] = t24[i] + t33[i];
-  }
-  // %t34: f32[32,64] = neg %dbndiff
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    t34[i] = -dbndiff[i];
-  }
-  // %dbnmeani: f32[1,64] = sum %t34 {axes=[0], keepDims=true}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += t34[i + p * 64];
-    }
-    dbnmeani[i] = acc;
-  }
-  // %dt2: f32[1,64] = mul %dbnmeani, %t15
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 64; i++) {
-    dt2[i] = dbnmeani[i] * 0.03125;
-  }
-  // %t35: f32[32,64] = broadcast %dt2 {shape=[32, 64]}
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 64; j++) {
-      t35[i * 64 + j] = dt2[j];
-    }
-  }
-  // %dhprebn: f32[32,64] = add %dbndiff, %t35
-  //   makemore_composite.ts:23:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
-  for (let i = 0; i < 2048; i++) {
-    dhprebn[i] = dbndiff[i] + t35[i];
-  }
-  // %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}
-  //   makemore_composite.ts:22:38  const hprebn = embcat.matmul(W1).add(b1);
-  for (let i = 0; i < 64; i++) {
-    let acc = 0;
-    for (let p = 0; p < 32; p++) {
-      acc += dhprebn[i + p * 64];
-    }
-    db1[i] = acc;
-  }
-  // %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}
-  //   makemore_composite.ts:22:27  const hprebn = embcat.matmul(W1).add(b1);
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 30; j++) {
-      let acc = 0;
-      for (let p = 0; p < 64; p++) acc += dhprebn[i * 64 + p] * W1[j * 64 + p];
-      dembcat[i * 30 + j] = acc;
-    }
-  }
-  // %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}
-  //   makemore_composite.ts:22:27  const hprebn = embcat.matmul(W1).add(b1);
-  for (let i = 0; i < 1920; i++) dW1[i] = 0;
-  for (let p = 0; p < 32; p++) {
-    for (let i = 0; i < 30; i++) {
-      const aik = embcat[p * 30 + i];
-      for (let j = 0; j < 64; j++) dW1[i * 64 + j] += aik * dhprebn[p * 64 + j];
-    }
-  }
-  // %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}
-  //   makemore_composite.ts:20:19  const emb = g.gather(C, Xb);
+  // dembcat = dhprebn @ W1.T
+  //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
+  matmul_dembcat();
+  // dW1 = embcat.T @ dhprebn
+  //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
+  matmul_dW1();
+  // dC = scatter_add(Xb, demb)
+  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   {
     dC.fill(0);
     for (let i = 0; i < 96; i++) {
-      const r = Xb[i] * 10;
-      for (let j = 0; j < 10; j++) dC[r + j] += demb[i * 10 + j];
+      const _row = Xb[i] * 10;
+      for (let j = 0; j < 10; j++) dC[_row + j] += demb[i * 10 + j];
     }
   }
-  result.loss = loss[0];
+  result.loss = buf.loss[0];
   return result;
 }

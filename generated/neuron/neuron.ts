@@ -35,18 +35,34 @@ export interface Grads {
   w2: Float32Array; // f32[]
 }
 
-// Buffers, allocated once.
-const s0 = new Float32Array(1); // f32[]
-const s1 = new Float32Array(1); // f32[]
-const s2 = new Float32Array(1); // f32[]
-const s3 = new Float32Array(1); // f32[]
-const L = new Float32Array(1); // f32[]
-const t2 = new Float32Array(1); // f32[]
-const ds3 = new Float32Array(1); // f32[]
-const dw1 = new Float32Array(1); // f32[]
-const dx1 = new Float32Array(1); // f32[]
-const dw0 = new Float32Array(1); // f32[]
-const dx0 = new Float32Array(1); // f32[]
+// Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
+// (see neuron.grad.ir). Values that live only inside one loop nest are locals.
+const buffers = [
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+  new Float32Array(1),
+];
+const buf = {
+  w0: buffers[0], // f32[] (param w0)
+  x0: buffers[1], // f32[] (param x0)
+  w1: buffers[2], // f32[] (param w1)
+  x1: buffers[3], // f32[] (param x1)
+  w2: buffers[4], // f32[] (param w2)
+  L: buffers[5], // f32[]
+  ds3: buffers[6], // f32[]
+  dw1: buffers[7], // f32[]
+  dx1: buffers[8], // f32[]
+  dw0: buffers[9], // f32[]
+  dx0: buffers[10], // f32[]
+};
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -110,32 +126,25 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'w2', params.w2, Float32Array, 1, 'f32[]');
 }
 
-function forwardPass(params: Params, inputs: Inputs): void {
-  const w0 = params.w0;
-  const x0 = params.x0;
-  const w1 = params.w1;
-  const x1 = params.x1;
-  const w2 = params.w2;
+/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+function stage(params: Params, inputs: Inputs): void {
+  buf.w0.set(params.w0);
+  buf.x0.set(params.x0);
+  buf.w1.set(params.w1);
+  buf.x1.set(params.x1);
+  buf.w2.set(params.w2);
+}
 
-  // %s0: f32[] = mul %w0, %x0
-  //   neuron.ts:12:17  const s0 = w0.mul(x0);
-  s0[0] = w0[0] * x0[0];
+function forwardPass(): void {
+  const { w0, x0, w1, x1, w2, L } = buf;
 
-  // %s1: f32[] = mul %w1, %x1
-  //   neuron.ts:13:17  const s1 = w1.mul(x1);
-  s1[0] = w1[0] * x1[0];
-
-  // %s2: f32[] = add %s0, %s1
-  //   neuron.ts:14:17  const s2 = s0.add(s1);
-  s2[0] = s0[0] + s1[0];
-
-  // %s3: f32[] = add %s2, %w2
-  //   neuron.ts:15:17  const s3 = s2.add(w2);
-  s3[0] = s2[0] + w2[0];
-
-  // %L: f32[] = sigmoid %s3
-  //   neuron.ts:16:16  const L = s3.sigmoid();
-  L[0] = 1 / (1 + Math.exp(-s3[0]));
+  // L = sigmoid(w0 * x0 + w1 * x1 + w2)
+  //   %s0: f32[] = mul %w0, %x0   neuron.ts:12  const s0 = w0.mul(x0);
+  //   %s1: f32[] = mul %w1, %x1   neuron.ts:13  const s1 = w1.mul(x1);
+  //   %s2: f32[] = add %s0, %s1   neuron.ts:14  const s2 = s0.add(s1);
+  //   %s3: f32[] = add %s2, %w2   neuron.ts:15  const s3 = s2.add(w2);
+  //   %L: f32[] = sigmoid %s3   neuron.ts:16  const L = s3.sigmoid();
+  L[0] = 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
 }
 
 const outputsObj: Outputs = { loss: 0 };
@@ -143,48 +152,43 @@ const outputsObj: Outputs = { loss: 0 };
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  outputsObj.loss = L[0];
+  stage(params, inputs);
+  forwardPass();
+  outputsObj.loss = buf.L[0];
   return outputsObj;
 }
 
 const result: { loss: number; grads: Grads } = {
   loss: 0,
-  grads: { w0: dw0, x0: dx0, w1: dw1, x1: dx1, w2: ds3 },
+  grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  const w0 = params.w0;
-  const x0 = params.x0;
-  const w1 = params.w1;
-  const x1 = params.x1;
+  stage(params, inputs);
+  forwardPass();
+  const { L, ds3, x1, dw1, w1, dx1, x0, dw0, w0, dx0 } = buf;
 
-  // %t2: f32[] = sub %t1, %L
-  //   neuron.ts:16:16  const L = s3.sigmoid();
-  t2[0] = 1 - L[0];
-
-  // %ds3: f32[] = mul %L, %t2
-  //   neuron.ts:16:16  const L = s3.sigmoid();
-  ds3[0] = L[0] * t2[0];
-
-  // %dw1: f32[] = mul %ds3, %x1
-  //   neuron.ts:13:17  const s1 = w1.mul(x1);
-  dw1[0] = ds3[0] * x1[0];
-
-  // %dx1: f32[] = mul %ds3, %w1
-  //   neuron.ts:13:17  const s1 = w1.mul(x1);
-  dx1[0] = ds3[0] * w1[0];
-
-  // %dw0: f32[] = mul %ds3, %x0
-  //   neuron.ts:12:17  const s0 = w0.mul(x0);
-  dw0[0] = ds3[0] * x0[0];
-
-  // %dx0: f32[] = mul %ds3, %w0
-  //   neuron.ts:12:17  const s0 = w0.mul(x0);
-  dx0[0] = ds3[0] * w0[0];
-  result.loss = L[0];
+  // ds3 = L * (1 - L)
+  // dw1 = ds3 * x1
+  // dx1 = ds3 * w1
+  // dw0 = ds3 * x0
+  // dx0 = ds3 * w0
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
+  //   %ds3: f32[] = mul %L, %t2   neuron.ts:16
+  //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:13  const s1 = w1.mul(x1);
+  //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:13
+  //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:12  const s0 = w0.mul(x0);
+  //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:12
+  {
+    const _ds3 = L[0] * (1 - L[0]);
+    ds3[0] = _ds3;
+    dw1[0] = _ds3 * x1[0];
+    dx1[0] = _ds3 * w1[0];
+    dw0[0] = _ds3 * x0[0];
+    dx0[0] = _ds3 * w0[0];
+  }
+  result.loss = buf.L[0];
   return result;
 }

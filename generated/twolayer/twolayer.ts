@@ -36,61 +36,64 @@ export interface Grads {
   b2: Float32Array; // f32[10]
 }
 
-// Buffers, allocated once.
-const t1 = new Float32Array(512); // f32[16,32]
-const t2 = new Float32Array(512); // f32[16,32]
-const hidden = new Float32Array(512); // f32[16,32]
-const t3 = new Float32Array(160); // f32[16,10]
-const scores = new Float32Array(160); // f32[16,10]
-const t4 = new Float32Array(16); // f32[16]
-const correct_class_score = t4; // f32[16,1], a view of %t4
-const t5 = new Float32Array(160); // f32[16,10]
-const t7 = new Float32Array(160); // f32[16,10]
-const margins = new Float32Array(160); // f32[16,10]
-const t8 = new Float32Array(160); // f32[16,10]
-const t9 = new Float32Array(160); // f32[16,10]
-const margins_masked = new Float32Array(160); // f32[16,10]
-const t10 = new Float32Array(16); // f32[16]
-const t11 = new Float32Array(1); // f32[]
-const data_loss = new Float32Array(1); // f32[]
-const t13 = new Float32Array(640); // f32[20,32]
-const t14 = new Float32Array(1); // f32[]
-const t15 = new Float32Array(320); // f32[32,10]
-const t16 = new Float32Array(1); // f32[]
-const t17 = new Float32Array(1); // f32[]
-const reg_loss = new Float32Array(1); // f32[]
-const loss = new Float32Array(1); // f32[]
-const t19 = Float32Array.from([0.001]); // f32[1,1]
-const dt15 = new Float32Array(320); // f32[32,10]
-const t21 = new Float32Array(320); // f32[32,10]
-const t22 = new Float32Array(320); // f32[32,10]
-const dt13 = new Float32Array(640); // f32[20,32]
-const t23 = new Float32Array(640); // f32[20,32]
-const t24 = new Float32Array(640); // f32[20,32]
-const t25 = Float32Array.from([
-  0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
-  0.0625, 0.0625, 0.0625,
-]); // f32[16,1]
-const dmargins_masked = new Float32Array(160); // f32[16,10]
-const dmargins = new Float32Array(160); // f32[16,10]
-const t27 = new Float32Array(160); // f32[16,10]
-const dt7 = new Float32Array(160); // f32[16,10]
-const t28 = new Float32Array(160); // f32[16,10]
-const dcorrect_class_score = new Float32Array(16); // f32[16,1]
-const dt4 = dcorrect_class_score; // f32[16], a view of %dcorrect_class_score
-const t29 = new Float32Array(160); // f32[16,10]
-const t30 = dt4; // f32[16,1], a view of %dt4
-const t31 = new Float32Array(160); // f32[16,10]
-const dscores = new Float32Array(160); // f32[16,10]
-const db2 = new Float32Array(10); // f32[10]
-const dhidden = new Float32Array(512); // f32[16,32]
-const t32 = new Float32Array(320); // f32[32,10]
-const t33 = new Float32Array(512); // f32[16,32]
-const dt2 = new Float32Array(512); // f32[16,32]
-const db1 = new Float32Array(32); // f32[32]
-const t34 = new Float32Array(640); // f32[20,32]
-const dW1 = new Float32Array(640); // f32[20,32]
-const dW2 = new Float32Array(320); // f32[32,10]
+// Memory plan: 16 arrays, 17.5 KiB, shared by values whose lifetimes do not overlap
+// (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
+const buffers = [
+  new Float32Array(640),
+  new Float32Array(32),
+  new Float32Array(320),
+  new Float32Array(10),
+  new Float32Array(320),
+  new Int32Array(16),
+  new Float32Array(640),
+  new Float32Array(160),
+  new Float32Array(512),
+  new Float32Array(160),
+  new Float32Array(512),
+  new Float32Array(160),
+  new Float32Array(640),
+  new Float32Array(1),
+  new Float32Array(320),
+  new Float32Array(32),
+];
+const buf = {
+  W1: buffers[0], // f32[20,32] (param W1)
+  b1: buffers[1], // f32[32] (param b1)
+  W2: buffers[2], // f32[32,10] (param W2)
+  b2: buffers[3], // f32[10] (param b2)
+  X: buffers[4], // f32[16,20] (input X)
+  y: buffers[5], // i32[16] (input y)
+  hidden: buffers[6].subarray(0, 512), // f32[16,32]
+  scores: buffers[7], // f32[16,10]
+  t4: buffers[8].subarray(0, 16), // f32[16]
+  correct_class_score: buffers[8].subarray(0, 16), // a view of t4
+  margins: buffers[9], // f32[16,10]
+  t8: buffers[10].subarray(0, 160), // f32[16,10]
+  t9: buffers[11], // f32[16,10]
+  t10: buffers[12].subarray(0, 16), // f32[16]
+  data_loss: buffers[8].subarray(0, 1), // f32[]
+  t14: buffers[12].subarray(0, 1), // f32[]
+  loss: buffers[13], // f32[]
+  t19: Float32Array.from([0.001]),
+  t21: Float32Array.from([
+    0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
+    0.0625, 0.0625, 0.0625,
+  ]),
+  t24: buffers[8].subarray(0, 320), // f32[32,10]
+  t26: buffers[12], // f32[20,32]
+  dt7: buffers[14].subarray(0, 160), // f32[16,10]
+  dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
+  dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
+  t29: buffers[15].subarray(0, 16), // a view of dt4
+  dscores: buffers[9], // f32[16,10]
+  db2: buffers[11].subarray(0, 10), // f32[10]
+  dhidden: buffers[10], // f32[16,32]
+  dW2: buffers[14], // f32[32,10]
+  dt2: buffers[8], // f32[16,32]
+  db1: buffers[15], // f32[32]
+  dW1: buffers[6], // f32[20,32]
+  _acc0: new Float64Array(32), // accumulators of column sums
+};
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -157,358 +160,493 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectIndices('y', inputs.y, 10);
 }
 
-function forwardPass(params: Params, inputs: Inputs): void {
-  const W1 = params.W1;
-  const b1 = params.b1;
-  const W2 = params.W2;
-  const b2 = params.b2;
-  const X = inputs.X;
-  const y = inputs.y;
-
-  // %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}
-  //   twolayer.ts:19:20  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 32; j++) t1[i * 32 + j] = 0;
-    for (let p = 0; p < 20; p++) {
-      const aik = X[i * 20 + p];
-      for (let j = 0; j < 32; j++) t1[i * 32 + j] += aik * W1[p * 32 + j];
-    }
-  }
-
-  // %t2: f32[16,32] = add %t1, %b1
-  //   twolayer.ts:19:31  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 32; j++) {
-      t2[i * 32 + j] = t1[i * 32 + j] + b1[j];
-    }
-  }
-
-  // %hidden: f32[16,32] = relu %t2
-  //   twolayer.ts:19:39  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 512; i++) {
-    hidden[i] = t2[i] > 0 ? t2[i] : 0;
-  }
-
-  // %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}
-  //   twolayer.ts:20:25  const scores = hidden.matmul(W2).add(b2);
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 10; j++) t3[i * 10 + j] = 0;
-    for (let p = 0; p < 32; p++) {
-      const aik = hidden[i * 32 + p];
-      for (let j = 0; j < 10; j++) t3[i * 10 + j] += aik * W2[p * 10 + j];
-    }
-  }
-
-  // %scores: f32[16,10] = add %t3, %b2
-  //   twolayer.ts:20:36  const scores = hidden.matmul(W2).add(b2);
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 10; j++) {
-      scores[i * 10 + j] = t3[i * 10 + j] + b2[j];
-    }
-  }
-
-  // %t4: f32[16] = pick %scores, %y
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
-
-  // %t5: f32[16,10] = sub %scores, %correct_class_score
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 10; j++) {
-      t5[i * 10 + j] = scores[i * 10 + j] - correct_class_score[i];
-    }
-  }
-
-  // %t7: f32[16,10] = add %t5, %t6
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    t7[i] = t5[i] + 1;
-  }
-
-  // %margins: f32[16,10] = relu %t7
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    margins[i] = t7[i] > 0 ? t7[i] : 0;
-  }
-
-  // %t8: f32[16,10] = one_hot %y {depth=10}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  t8.fill(0);
-  for (let i = 0; i < 16; i++) t8[i * 10 + y[i]] = 1;
-
-  // %t9: f32[16,10] = sub %t6, %t8
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    t9[i] = 1 - t8[i];
-  }
-
-  // %margins_masked: f32[16,10] = mul %margins, %t9
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    margins_masked[i] = margins[i] * t9[i];
-  }
-
-  // %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) {
-    let acc = 0;
-    for (let p = 0; p < 10; p++) {
-      acc += margins_masked[i * 10 + p];
-    }
-    t10[i] = acc;
-  }
-
-  // %t11: f32[] = sum %t10 {axes=[0], keepDims=false}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  {
-    let acc = 0;
-    for (let p = 0; p < 16; p++) {
-      acc += t10[p];
-    }
-    t11[0] = acc;
-  }
-
-  // %data_loss: f32[] = mul %t11, %t12
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  data_loss[0] = t11[0] * 0.0625;
-
-  // %t13: f32[20,32] = square %W1
-  //   twolayer.ts:22:23  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 640; i++) {
-    t13[i] = W1[i] * W1[i];
-  }
-
-  // %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}
-  //   twolayer.ts:22:32  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  {
-    let acc = 0;
-    for (let p = 0; p < 640; p++) {
-      acc += t13[p];
-    }
-    t14[0] = acc;
-  }
-
-  // %t15: f32[32,10] = square %W2
-  //   twolayer.ts:22:45  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 320; i++) {
-    t15[i] = W2[i] * W2[i];
-  }
-
-  // %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}
-  //   twolayer.ts:22:54  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  {
-    let acc = 0;
-    for (let p = 0; p < 320; p++) {
-      acc += t15[p];
-    }
-    t16[0] = acc;
-  }
-
-  // %t17: f32[] = add %t14, %t16
-  //   twolayer.ts:22:38  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  t17[0] = t14[0] + t16[0];
-
-  // %reg_loss: f32[] = mul %t17, %t18
-  //   twolayer.ts:22:61  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  reg_loss[0] = t17[0] * 0.001;
-
-  // %loss: f32[] = add %data_loss, %reg_loss
-  //   twolayer.ts:23:26  const loss = data_loss.add(reg_loss);
-  loss[0] = data_loss[0] + reg_loss[0];
+/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+function stage(params: Params, inputs: Inputs): void {
+  buf.W1.set(params.W1);
+  buf.b1.set(params.b1);
+  buf.W2.set(params.W2);
+  buf.b2.set(params.b2);
+  buf.X.set(inputs.X);
+  buf.y.set(inputs.y);
 }
 
-const outputsObj: Outputs = { loss: 0, scores: new Float32Array(0) };
+/** hidden = relu(X @ W1 + b1) */
+function matmul_hidden(): void {
+  const { X, W1, b1, hidden } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 20; p++) {
+        const _a0 = X[i * 20 + p],
+          _a1 = X[(i + 1) * 20 + p];
+        const _b0 = W1[p * 32 + j],
+          _b1 = W1[p * 32 + j + 1],
+          _b2 = W1[p * 32 + j + 2],
+          _b3 = W1[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      {
+        const _t2 = _c00 + b1[j];
+        hidden[i * 32 + j] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c01 + b1[j + 1];
+        hidden[i * 32 + j + 1] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c02 + b1[j + 2];
+        hidden[i * 32 + j + 2] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c03 + b1[j + 3];
+        hidden[i * 32 + j + 3] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c10 + b1[j];
+        hidden[(i + 1) * 32 + j] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c11 + b1[j + 1];
+        hidden[(i + 1) * 32 + j + 1] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c12 + b1[j + 2];
+        hidden[(i + 1) * 32 + j + 2] = _t2 > 0 ? _t2 : 0;
+      }
+      {
+        const _t2 = _c13 + b1[j + 3];
+        hidden[(i + 1) * 32 + j + 3] = _t2 > 0 ? _t2 : 0;
+      }
+    }
+  }
+}
+
+/** scores = hidden @ W2 + b2 */
+function matmul_scores(): void {
+  const { hidden, W2, b2, scores } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 8; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = hidden[i * 32 + p],
+          _a1 = hidden[(i + 1) * 32 + p];
+        const _b0 = W2[p * 10 + j],
+          _b1 = W2[p * 10 + j + 1],
+          _b2 = W2[p * 10 + j + 2],
+          _b3 = W2[p * 10 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      scores[i * 10 + j] = _c00 + b2[j];
+      scores[i * 10 + j + 1] = _c01 + b2[j + 1];
+      scores[i * 10 + j + 2] = _c02 + b2[j + 2];
+      scores[i * 10 + j + 3] = _c03 + b2[j + 3];
+      scores[(i + 1) * 10 + j] = _c10 + b2[j];
+      scores[(i + 1) * 10 + j + 1] = _c11 + b2[j + 1];
+      scores[(i + 1) * 10 + j + 2] = _c12 + b2[j + 2];
+      scores[(i + 1) * 10 + j + 3] = _c13 + b2[j + 3];
+    }
+  }
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 8; j < 10; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = hidden[i * 32 + p],
+          _a1 = hidden[(i + 1) * 32 + p];
+        const _b0 = W2[p * 10 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      scores[i * 10 + j] = _c00 + b2[j];
+      scores[(i + 1) * 10 + j] = _c10 + b2[j];
+    }
+  }
+}
+
+/** dhidden = dscores @ W2.T */
+function matmul_dhidden(): void {
+  const { dscores, W2, dhidden } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _a0 = dscores[i * 10 + p],
+          _a1 = dscores[(i + 1) * 10 + p],
+          _a2 = dscores[(i + 2) * 10 + p],
+          _a3 = dscores[(i + 3) * 10 + p];
+        const _b0 = W2[j * 10 + p],
+          _b1 = W2[(j + 1) * 10 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dhidden[i * 32 + j] = _c00;
+      dhidden[i * 32 + j + 1] = _c01;
+      dhidden[(i + 1) * 32 + j] = _c10;
+      dhidden[(i + 1) * 32 + j + 1] = _c11;
+      dhidden[(i + 2) * 32 + j] = _c20;
+      dhidden[(i + 2) * 32 + j + 1] = _c21;
+      dhidden[(i + 3) * 32 + j] = _c30;
+      dhidden[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dW2 = t24 + hidden.T @ dscores */
+function matmul_dW2(): void {
+  const { hidden, dscores, t24, dW2 } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 8; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = hidden[p * 32 + i],
+          _a1 = hidden[p * 32 + i + 1];
+        const _b0 = dscores[p * 10 + j],
+          _b1 = dscores[p * 10 + j + 1],
+          _b2 = dscores[p * 10 + j + 2],
+          _b3 = dscores[p * 10 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW2[i * 10 + j] = t24[i * 10 + j] + _c00;
+      dW2[i * 10 + j + 1] = t24[i * 10 + j + 1] + _c01;
+      dW2[i * 10 + j + 2] = t24[i * 10 + j + 2] + _c02;
+      dW2[i * 10 + j + 3] = t24[i * 10 + j + 3] + _c03;
+      dW2[(i + 1) * 10 + j] = t24[(i + 1) * 10 + j] + _c10;
+      dW2[(i + 1) * 10 + j + 1] = t24[(i + 1) * 10 + j + 1] + _c11;
+      dW2[(i + 1) * 10 + j + 2] = t24[(i + 1) * 10 + j + 2] + _c12;
+      dW2[(i + 1) * 10 + j + 3] = t24[(i + 1) * 10 + j + 3] + _c13;
+    }
+  }
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 8; j < 10; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = hidden[p * 32 + i],
+          _a1 = hidden[p * 32 + i + 1];
+        const _b0 = dscores[p * 10 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dW2[i * 10 + j] = t24[i * 10 + j] + _c00;
+      dW2[(i + 1) * 10 + j] = t24[(i + 1) * 10 + j] + _c10;
+    }
+  }
+}
+
+/** dW1 = t26 + X.T @ dt2 */
+function matmul_dW1(): void {
+  const { X, dt2, t26, dW1 } = buf;
+  for (let i = 0; i < 20; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = X[p * 20 + i],
+          _a1 = X[p * 20 + i + 1];
+        const _b0 = dt2[p * 32 + j],
+          _b1 = dt2[p * 32 + j + 1],
+          _b2 = dt2[p * 32 + j + 2],
+          _b3 = dt2[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dW1[i * 32 + j] = t26[i * 32 + j] + _c00;
+      dW1[i * 32 + j + 1] = t26[i * 32 + j + 1] + _c01;
+      dW1[i * 32 + j + 2] = t26[i * 32 + j + 2] + _c02;
+      dW1[i * 32 + j + 3] = t26[i * 32 + j + 3] + _c03;
+      dW1[(i + 1) * 32 + j] = t26[(i + 1) * 32 + j] + _c10;
+      dW1[(i + 1) * 32 + j + 1] = t26[(i + 1) * 32 + j + 1] + _c11;
+      dW1[(i + 1) * 32 + j + 2] = t26[(i + 1) * 32 + j + 2] + _c12;
+      dW1[(i + 1) * 32 + j + 3] = t26[(i + 1) * 32 + j + 3] + _c13;
+    }
+  }
+}
+
+function forwardPass(): void {
+  const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
+
+  // hidden = relu(X @ W1 + b1)
+  //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
+  //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
+  matmul_hidden();
+
+  // scores = hidden @ W2 + b2
+  //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
+  matmul_scores();
+
+  // t4 = scores[range(n), y]
+  //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
+
+  // margins = relu(scores - correct_class_score + 1)
+  // t8 = onehot(y, 10)
+  // t9 = 1 - t8
+  // t10 = (margins * t9).sum(1)
+  //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
+  //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
+  //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
+  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
+  //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
+  //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
+  for (let i = 0; i < 16; i++) {
+    let _acc0 = 0;
+    for (let p = 0; p < 10; p++) {
+      const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
+      const _margins = _t7 > 0 ? _t7 : 0;
+      margins[i * 10 + p] = _margins;
+      const _t8 = y[i] === p ? 1 : 0;
+      t8[i * 10 + p] = _t8;
+      const _t9 = 1 - _t8;
+      t9[i * 10 + p] = _t9;
+      _acc0 += _margins * _t9;
+    }
+    t10[i] = _acc0;
+  }
+
+  // data_loss = t10.sum(0) * 0.0625
+  //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
+  {
+    let _acc0 = 0;
+    for (let p = 0; p < 16; p++) {
+      _acc0 += t10[p];
+    }
+    data_loss[0] = _acc0 * 0.0625;
+  }
+
+  // t14 = (W1**2).sum((0, 1))
+  //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+  //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+  {
+    let _acc0 = 0;
+    for (let p = 0; p < 20; p++) {
+      for (let q = 0; q < 32; q++) {
+        _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+      }
+    }
+    t14[0] = _acc0;
+  }
+
+  // loss = data_loss + (t14 + (W2**2).sum((0, 1))) * 0.001
+  //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+  //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+  //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
+  //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
+  //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
+  {
+    let _acc0 = 0;
+    for (let p = 0; p < 32; p++) {
+      for (let q = 0; q < 10; q++) {
+        _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+      }
+    }
+    loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+  }
+}
+
+const outputsObj: Outputs = { loss: 0, scores: buf.scores };
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  outputsObj.loss = loss[0];
-  outputsObj.scores = scores;
+  stage(params, inputs);
+  forwardPass();
+  outputsObj.loss = buf.loss[0];
+  outputsObj.scores = buf.scores;
   return outputsObj;
 }
 
-const result: { loss: number; grads: Grads } = { loss: 0, grads: { W1: dW1, b1: db1, W2: dW2, b2: db2 } };
+const result: { loss: number; grads: Grads } = {
+  loss: 0,
+  grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
+};
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
-  forwardPass(params, inputs);
-  const W1 = params.W1;
-  const W2 = params.W2;
-  const X = inputs.X;
-  const y = inputs.y;
+  stage(params, inputs);
+  forwardPass();
+  const {
+    t19,
+    W2,
+    t24,
+    W1,
+    t26,
+    t21,
+    t9,
+    margins,
+    dt7,
+    dcorrect_class_score,
+    _acc0,
+    t8,
+    t29,
+    dscores,
+    db2,
+    hidden,
+    dhidden,
+    dt2,
+    db1,
+  } = buf;
 
-  // %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}
-  //   twolayer.ts:22:54  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 320; i++) {
-    dt15[i] = t19[0];
-  }
-
-  // %t21: f32[32,10] = mul %W2, %t20
-  //   twolayer.ts:22:45  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 320; i++) {
-    t21[i] = W2[i] * 2;
-  }
-
-  // %t22: f32[32,10] = mul %dt15, %t21
-  //   twolayer.ts:22:45  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 320; i++) {
-    t22[i] = dt15[i] * t21[i];
-  }
-
-  // %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}
-  //   twolayer.ts:22:32  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 640; i++) {
-    dt13[i] = t19[0];
-  }
-
-  // %t23: f32[20,32] = mul %W1, %t20
-  //   twolayer.ts:22:23  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 640; i++) {
-    t23[i] = W1[i] * 2;
-  }
-
-  // %t24: f32[20,32] = mul %dt13, %t23
-  //   twolayer.ts:22:23  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  for (let i = 0; i < 640; i++) {
-    t24[i] = dt13[i] * t23[i];
-  }
-
-  // %dmargins_masked: f32[16,10] = broadcast %t25 {shape=[16, 10]}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) {
+  // t24 = 0.001 * (W2 * 2)
+  //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+  //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
+  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 10; j++) {
-      dmargins_masked[i * 10 + j] = t25[i];
+      t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
     }
   }
 
-  // %dmargins: f32[16,10] = mul %dmargins_masked, %t9
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    dmargins[i] = dmargins_masked[i] * t9[i];
+  // t26 = 0.001 * (W1 * 2)
+  //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
+  for (let i = 0; i < 20; i++) {
+    for (let j = 0; j < 32; j++) {
+      t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
+    }
   }
 
-  // %t27: f32[16,10] = gt %margins, %t26
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    t27[i] = margins[i] > 0 ? 1 : 0;
-  }
-
-  // %dt7: f32[16,10] = mul %dmargins, %t27
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    dt7[i] = dmargins[i] * t27[i];
-  }
-
-  // %t28: f32[16,10] = neg %dt7
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    t28[i] = -dt7[i];
-  }
-
-  // %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
+  // dt7 = t21 * t9 * (margins > 0)
+  // dcorrect_class_score = (-dt7).sum(1)
+  //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
+  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
+  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let acc = 0;
+    let _acc0 = 0;
     for (let p = 0; p < 10; p++) {
-      acc += t28[i * 10 + p];
+      const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
+      dt7[i * 10 + p] = _dt7;
+      _acc0 += -_dt7;
     }
-    dcorrect_class_score[i] = acc;
+    dcorrect_class_score[i] = _acc0;
   }
 
-  // %t29: f32[16,10] = one_hot %y {depth=10}
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  t29.fill(0);
-  for (let i = 0; i < 16; i++) t29[i * 10 + y[i]] = 1;
-
-  // %t31: f32[16,10] = mul %t29, %t30
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
+  // dscores = dt7 + t8 * t29
+  // db2 = dscores.sum(0)
+  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:21
+  //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  for (let i = 0; i < 10; i++) {
+    _acc0[i] = 0;
+  }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 10; j++) {
-      t31[i * 10 + j] = t29[i * 10 + j] * t30[i];
+      const _dscores = dt7[i * 10 + j] + t8[i * 10 + j] * t29[i];
+      dscores[i * 10 + j] = _dscores;
+      _acc0[j] += _dscores;
     }
   }
-
-  // %dscores: f32[16,10] = add %dt7, %t31
-  //   twolayer.ts:21:23  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 160; i++) {
-    dscores[i] = dt7[i] + t31[i];
-  }
-
-  // %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}
-  //   twolayer.ts:20:36  const scores = hidden.matmul(W2).add(b2);
   for (let i = 0; i < 10; i++) {
-    let acc = 0;
-    for (let p = 0; p < 16; p++) {
-      acc += dscores[i + p * 10];
-    }
-    db2[i] = acc;
+    db2[i] = _acc0[i];
   }
 
-  // %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}
-  //   twolayer.ts:20:25  const scores = hidden.matmul(W2).add(b2);
+  // dhidden = dscores @ W2.T
+  //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  matmul_dhidden();
+
+  // dW2 = t24 + hidden.T @ dscores
+  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+  matmul_dW2();
+
+  // dt2 = dhidden * (hidden > 0)
+  // db1 = dt2.sum(0)
+  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+  //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
+  for (let i = 0; i < 32; i++) {
+    _acc0[i] = 0;
+  }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 32; j++) {
-      let acc = 0;
-      for (let p = 0; p < 10; p++) acc += dscores[i * 10 + p] * W2[j * 10 + p];
-      dhidden[i * 32 + j] = acc;
+      const _dt2 = dhidden[i * 32 + j] * (hidden[i * 32 + j] > 0 ? 1 : 0);
+      dt2[i * 32 + j] = _dt2;
+      _acc0[j] += _dt2;
     }
   }
-
-  // %t32: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}
-  //   twolayer.ts:20:25  const scores = hidden.matmul(W2).add(b2);
-  for (let i = 0; i < 320; i++) t32[i] = 0;
-  for (let p = 0; p < 16; p++) {
-    for (let i = 0; i < 32; i++) {
-      const aik = hidden[p * 32 + i];
-      for (let j = 0; j < 10; j++) t32[i * 10 + j] += aik * dscores[p * 10 + j];
-    }
-  }
-
-  // %t33: f32[16,32] = gt %hidden, %t26
-  //   twolayer.ts:19:39  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 512; i++) {
-    t33[i] = hidden[i] > 0 ? 1 : 0;
-  }
-
-  // %dt2: f32[16,32] = mul %dhidden, %t33
-  //   twolayer.ts:19:39  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 512; i++) {
-    dt2[i] = dhidden[i] * t33[i];
-  }
-
-  // %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}
-  //   twolayer.ts:19:31  const hidden = X.matmul(W1).add(b1).relu();
   for (let i = 0; i < 32; i++) {
-    let acc = 0;
-    for (let p = 0; p < 16; p++) {
-      acc += dt2[i + p * 32];
-    }
-    db1[i] = acc;
+    db1[i] = _acc0[i];
   }
 
-  // %t34: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}
-  //   twolayer.ts:19:20  const hidden = X.matmul(W1).add(b1).relu();
-  for (let i = 0; i < 640; i++) t34[i] = 0;
-  for (let p = 0; p < 16; p++) {
-    for (let i = 0; i < 20; i++) {
-      const aik = X[p * 20 + i];
-      for (let j = 0; j < 32; j++) t34[i * 32 + j] += aik * dt2[p * 32 + j];
-    }
-  }
-
-  // %dW1: f32[20,32] = add %t24, %t34
-  //   twolayer.ts:12:16  const W1 = g.param('W1', [D, H], { scale: 0.1 });
-  for (let i = 0; i < 640; i++) {
-    dW1[i] = t24[i] + t34[i];
-  }
-
-  // %dW2: f32[32,10] = add %t22, %t32
-  //   twolayer.ts:14:16  const W2 = g.param('W2', [H, C], { scale: 0.1 });
-  for (let i = 0; i < 320; i++) {
-    dW2[i] = t22[i] + t32[i];
-  }
-  result.loss = loss[0];
+  // dW1 = t26 + X.T @ dt2
+  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+  matmul_dW1();
+  result.loss = buf.loss[0];
   return result;
 }

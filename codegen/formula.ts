@@ -1,0 +1,112 @@
+// Formulas for comments, in the lecture's notation: `dhpreact = dh * (1 - h**2)`,
+// `dh = dlogits @ W2.T`. Values of the same fused group are expanded in place; everything
+// else appears by name.
+
+import type { Graph } from '../ir/graph.js';
+import { fmtNumber } from '../ir/print.js';
+import type { Inst, ValueId } from '../ir/types.js';
+
+interface F {
+  readonly s: string;
+  readonly p: number; // precedence: 1 add, 2 mul, 3 unary, 4 power, 5 atom
+}
+
+const atom = (s: string): F => ({ s, p: 5 });
+const par = (f: F, min: number) => (f.p >= min ? f.s : `(${f.s})`);
+const bin = (op: string, p: number) => (a: F, b: F): F => ({ s: `${par(a, p)} ${op} ${par(b, p + 1)}`, p });
+const fn = (name: string) => (a: F): F => atom(`${name}(${a.s})`);
+
+function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
+  const a = () => arg(0);
+  const b = () => arg(1);
+  const axes = (x: readonly number[]) => (x.length === 1 ? String(x[0]) : `(${x.join(', ')})`);
+  switch (inst.op) {
+    case 'add':
+      return bin('+', 1)(a(), b());
+    case 'sub':
+      return bin('-', 1)(a(), b());
+    case 'mul':
+      return bin('*', 2)(a(), b());
+    case 'div':
+      return bin('/', 2)(a(), b());
+    case 'pow':
+      return { s: `${par(a(), 5)}**${par(b(), 5)}`, p: 4 };
+    case 'square':
+      return { s: `${par(a(), 5)}**2`, p: 4 };
+    case 'neg':
+      return { s: `-${par(a(), 3)}`, p: 3 };
+    case 'exp':
+    case 'log':
+    case 'tanh':
+    case 'sigmoid':
+    case 'relu':
+    case 'sqrt':
+    case 'abs':
+      return fn(inst.op)(a());
+    case 'maximum':
+    case 'minimum':
+      return atom(`${inst.op}(${a().s}, ${b().s})`);
+    case 'gt':
+      return atom(`(${a().s} > ${b().s})`);
+    case 'ge':
+      return atom(`(${a().s} >= ${b().s})`);
+    case 'broadcast':
+    case 'stop_gradient':
+    case 'reshape':
+      return a();
+    case 'sum':
+    case 'max':
+      return atom(`${par(a(), 5)}.${inst.op}(${axes(inst.attrs.axes)})`);
+    case 'argmax_mask':
+      return atom(`argmax_mask(${a().s})`);
+    case 'matmul': {
+      const x = inst.attrs.transA ? atom(`${par(a(), 5)}.T`) : a();
+      const y = inst.attrs.transB ? atom(`${par(b(), 5)}.T`) : b();
+      return bin('@', 2)(x, y);
+    }
+    case 'one_hot':
+      return atom(`onehot(${a().s}, ${inst.attrs.depth})`);
+    case 'bn_apply':
+      return bin('*', 2)(bin('-', 1)(a(), b()), arg(2));
+    case 'softmax':
+      return atom(`softmax(${a().s}, ${inst.attrs.axis})`);
+    case 'log_softmax':
+      return atom(`log_softmax(${a().s}, ${inst.attrs.axis})`);
+    case 'xent':
+      return atom(`cross_entropy(${a().s}, ${b().s})`);
+    case 'gather':
+      return atom(`${par(a(), 5)}[${b().s}]`);
+    case 'scatter_add':
+      return atom(`scatter_add(${a().s}, ${b().s})`);
+    case 'pick':
+      return atom(`${par(a(), 5)}[range(n), ${b().s}]`);
+    case 'transpose':
+      return atom(`${par(a(), 5)}.permute(${inst.attrs.perm.join(', ')})`);
+    case 'concat':
+      return atom(`cat([${inst.args.map((_x, i) => arg(i).s).join(', ')}], ${inst.attrs.axis})`);
+    case 'slice':
+      return atom(`${par(a(), 5)}[${inst.attrs.starts.map((s, d) => `${s}:${s + inst.attrs.sizes[d]!}`).join(', ')}]`);
+    case 'pad':
+      return atom(`pad(${a().s})`);
+    case 'input':
+    case 'param':
+    case 'fwd':
+      return atom(g.value(inst.result).name);
+    case 'const':
+      return atom(inst.attrs.data.length === 1 ? fmtNumber(inst.attrs.data[0]!) : g.value(inst.result).name);
+  }
+}
+
+/**
+ * The formula of value v: operands computed by `inline` instructions (and scalar constants)
+ * are expanded, the others are named.
+ */
+export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean): string {
+  const go = (w: ValueId, top: boolean): F => {
+    const d = g.def(w);
+    const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1);
+    if (!expand) return atom(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
+    return render(g, d, (i) => go(d.args[i]!, false));
+  };
+  return go(v, true).s;
+}

@@ -1,0 +1,146 @@
+// Fusion: contiguous runs of instructions become groups, each emitted as one loop nest.
+//
+//   elementwise  a chain of elementwise ops over one shape (operands broadcast into it)
+//   reduce       sums/maxes over the same axes of one shape, with the elementwise ops of that
+//                shape that feed them (computed in the same loop) and an epilogue of
+//                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½)
+//   matmul       a matmul and the elementwise ops of its output that consume it (bias add,
+//                activation, an activation's gradient)
+//
+// Sources (params, inputs, constants, forward reads) are hoisted to the top first, so that they
+// do not break runs; what is left ungrouped is emitted one instruction at a time.
+
+import type { Graph } from './graph.js';
+import { OPS } from './ops.js';
+import type { Pass } from './passes.js';
+import type { Group, Inst, Shape, ValueId } from './types.js';
+import { sameShape } from './types.js';
+
+export type GroupKind = 'elementwise' | 'reduce' | 'matmul';
+
+/** Ops computed one element at a time from operands at (broadcast) positions of the result. */
+export function isElementwise(inst: Inst): boolean {
+  return (OPS[inst.op].category === 'elementwise' && inst.op !== 'stop_gradient') || inst.op === 'one_hot';
+}
+
+const isSource = (inst: Inst) => OPS[inst.op].category === 'source';
+
+interface Open {
+  kind: GroupKind;
+  /** Iteration shape: the result shape (elementwise, matmul) or the reduced operand's shape. */
+  shape: Shape;
+  axes?: readonly number[];
+  members: Inst[];
+  /** Values over the full iteration shape, and over the reduced shape (reductions, epilogue). */
+  full: Set<ValueId>;
+  reduced: Set<ValueId>;
+  /** A reduce group has begun its epilogue: no more reductions or full-shape members. */
+  epilogue: boolean;
+}
+
+function open(g: Graph, inst: Inst): Open | undefined {
+  const shape = g.type(inst.result).shape;
+  const base = { members: [inst], full: new Set([inst.result]), reduced: new Set<ValueId>(), epilogue: false };
+  if (isElementwise(inst)) return { kind: 'elementwise', shape, ...base };
+  if (inst.op === 'matmul') return { kind: 'matmul', shape, ...base };
+  if (inst.op === 'sum' || inst.op === 'max')
+    return { kind: 'reduce', shape: g.type(inst.args[0]!).shape, axes: inst.attrs.axes, members: [inst], full: new Set(), reduced: new Set([inst.result]), epilogue: false };
+  return undefined;
+}
+
+function join(g: Graph, cur: Open, inst: Inst): boolean {
+  const shape = g.type(inst.result).shape;
+  const uses = (set: Set<ValueId>) => inst.args.some((a) => set.has(a));
+  const add = (phase: 'full' | 'reduced') => {
+    cur.members.push(inst);
+    cur[phase].add(inst.result);
+    return true;
+  };
+  const isReduction = inst.op === 'sum' || inst.op === 'max';
+  switch (cur.kind) {
+    case 'elementwise':
+      if (isElementwise(inst) && sameShape(shape, cur.shape)) return add('full');
+      if (isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && cur.full.has(inst.args[0]!)) {
+        cur.kind = 'reduce';
+        cur.axes = inst.attrs.axes;
+        return add('reduced');
+      }
+      return false;
+    case 'reduce': {
+      if (!cur.epilogue && isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && sameAxes(inst.attrs.axes, cur.axes!) && !uses(cur.reduced))
+        return add('reduced');
+      if (!cur.epilogue && isElementwise(inst) && sameShape(shape, cur.shape) && !uses(cur.reduced)) return add('full');
+      const reducedShapes = [...cur.reduced].map((v) => g.type(v).shape);
+      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full)) {
+        cur.epilogue = true;
+        return add('reduced');
+      }
+      return false;
+    }
+    case 'matmul':
+      // epilogues of 2-D matmuls only: the kernel indexes its epilogue operands by (row, column)
+      if (cur.shape.length === 2 && isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && uses(cur.full)) return add('full');
+      return false;
+  }
+}
+
+function sameAxes(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Hoists sources to the top (in their order), keeping the order of everything else. */
+function hoistSources(g: Graph): void {
+  g.insts = [...g.insts.filter(isSource), ...g.insts.filter((i) => !isSource(i))];
+}
+
+/**
+ * List scheduling for fusion: among the instructions whose operands are ready, take the first
+ * (in program order) that joins the open group; when none does, close it and start a new one
+ * with the first ready instruction. Program order is kept wherever fusion does not gain.
+ */
+export const fuse: Pass = {
+  name: 'fuse',
+  run(g) {
+    hoistSources(g);
+    const sources = g.insts.filter(isSource);
+    const rest = g.insts.filter((i) => !isSource(i));
+    const users = g.uses();
+    const pending = new Map<ValueId, number>();
+    for (const inst of rest) pending.set(inst.result, inst.args.filter((a) => !isSource(g.def(a))).length);
+    const ready: Inst[] = rest.filter((i) => pending.get(i.result) === 0);
+    const order = new Map(rest.map((inst, k) => [inst.id, k] as const));
+    const scheduled: Inst[] = [];
+    const groups: Group[] = [];
+    let cur: Open | undefined;
+    const close = () => {
+      if (cur && cur.members.length > 1) groups.push({ kind: cur.kind, insts: cur.members.map((m) => m.id) });
+      cur = undefined;
+    };
+    const take = (k: number) => {
+      const inst = ready.splice(k, 1)[0]!;
+      scheduled.push(inst);
+      for (const u of users.get(inst.result) ?? []) {
+        const left = pending.get(u.result)! - 1;
+        pending.set(u.result, left);
+        if (left === 0) {
+          // keep the ready list in program order
+          const at = ready.findIndex((r) => order.get(r.id)! > order.get(u.id)!);
+          ready.splice(at < 0 ? ready.length : at, 0, u);
+        }
+      }
+      return inst;
+    };
+    while (ready.length > 0) {
+      const k = cur ? ready.findIndex((inst) => join(g, cur!, inst)) : -1;
+      if (k >= 0) {
+        take(k);
+        continue;
+      }
+      close();
+      cur = open(g, take(0));
+    }
+    close();
+    g.insts = [...sources, ...scheduled];
+    g.groups = groups;
+  },
+};

@@ -1,0 +1,177 @@
+// The memory plan: which values need an array, and which arrays they share. Values that live
+// only inside one fused group are loop locals; the others get buffers, assigned by liveness
+// over the forward steps followed by the backward steps, so that dead intermediates share
+// storage. Params and inputs are staged into buffers of their own; forward values the backward
+// reads live until their last backward use; outputs and gradients live to the end.
+
+import type { Graph } from './graph.js';
+import type { DType, Inst, ValueId } from './types.js';
+import { numel } from './types.js';
+
+/** A unit of emission: a fused group or a single instruction. */
+export interface Unit {
+  readonly graph: Graph;
+  readonly kind: 'elementwise' | 'reduce' | 'matmul' | 'single';
+  readonly insts: readonly Inst[];
+}
+
+export type Storage =
+  | { readonly kind: 'param' | 'input'; readonly key: string }
+  | { readonly kind: 'literal'; readonly value: number }
+  | { readonly kind: 'const'; readonly data: readonly number[] }
+  | { readonly kind: 'alias'; readonly of: string }
+  | { readonly kind: 'register' }
+  | { readonly kind: 'buffer' };
+
+export interface Buffer {
+  readonly id: number;
+  readonly dtype: DType;
+  size: number;
+  readonly values: { name: string; from: number; to: number }[];
+}
+
+export interface Plan {
+  readonly units: { readonly forward: Unit[]; readonly backward: Unit[] };
+  /** Storage of every value, by name (backward `fwd` reads are the forward values). */
+  readonly storage: ReadonlyMap<string, Storage>;
+  readonly buffers: readonly Buffer[];
+  /** Buffer of each value with storage 'buffer' (params and inputs included). */
+  readonly bufferOf: ReadonlyMap<string, number>;
+  /** The unit that computes each value. */
+  readonly unitOf: ReadonlyMap<string, Unit>;
+}
+
+export function units(g: Graph): Unit[] {
+  const groupOf = new Map<number, number>();
+  g.groups.forEach((gr, k) => gr.insts.forEach((id) => groupOf.set(id, k)));
+  const out: Unit[] = [];
+  let lastGroup = -1;
+  for (const inst of g.insts) {
+    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'const' || inst.op === 'fwd') continue;
+    const k = groupOf.get(inst.id);
+    if (k === undefined) out.push({ graph: g, kind: 'single', insts: [inst] });
+    else if (k !== lastGroup) out.push({ graph: g, kind: g.groups[k]!.kind as Unit['kind'], insts: g.groups[k]!.insts.map((id) => g.inst(id)) });
+    lastGroup = k ?? -1;
+  }
+  return out;
+}
+
+export function planMemory(fwd: Graph, bwd: Graph): Plan {
+  const forward = units(fwd);
+  const backward = units(bwd);
+  const all = [...forward, ...backward];
+  const storage = new Map<string, Storage>();
+  const unitOf = new Map<string, Unit>();
+  const step = new Map<Unit, number>();
+  all.forEach((u, k) => {
+    step.set(u, k);
+    for (const inst of u.insts) unitOf.set(u.graph.value(inst.result).name, u);
+  });
+  const END = all.length;
+
+  // storage kinds
+  const lastUse = new Map<string, number>();
+  const use = (name: string, at: number) => lastUse.set(name, Math.max(lastUse.get(name) ?? -1, at));
+  for (const g of [fwd, bwd]) {
+    const users = g.uses();
+    for (const inst of g.insts) {
+      const v = g.value(inst.result);
+      const t = v.type;
+      switch (inst.op) {
+        case 'param':
+        case 'input':
+          storage.set(v.name, { kind: inst.op, key: inst.attrs.name });
+          continue;
+        case 'const':
+          storage.set(v.name, t.shape.length === 0 ? { kind: 'literal', value: inst.attrs.data[0]! } : { kind: 'const', data: inst.attrs.data });
+          continue;
+        case 'fwd':
+          continue;
+        case 'reshape':
+        case 'stop_gradient':
+          storage.set(v.name, { kind: 'alias', of: g.value(inst.args[0]!).name });
+          continue;
+      }
+      const u = unitOf.get(v.name)!;
+      const outside = (users.get(inst.result) ?? []).some((x) => unitOf.get(g.value(x.result).name) !== u);
+      const isOutput = g.outputs.some((o) => o.value === inst.result);
+      const readLater = g === fwd && bwd.insts.some((x) => x.op === 'fwd' && x.attrs.name === v.name);
+      storage.set(v.name, u.kind !== 'single' && !outside && !isOutput && !readLater ? { kind: 'register' } : { kind: 'buffer' });
+      void t;
+    }
+  }
+  const root = (name: string): string => {
+    const s = storage.get(name);
+    return s?.kind === 'alias' ? root(s.of) : name;
+  };
+
+  // lifetimes, in steps: uses through aliases and forward reads count for the root
+  for (const g of [fwd, bwd])
+    for (const u of g === fwd ? forward : backward) {
+      const at = step.get(u)!;
+      for (const inst of u.insts) {
+        use(root(g.value(inst.result).name), at);
+        for (const a of inst.args) {
+          const d = g.def(a);
+          use(root(d.op === 'fwd' ? d.attrs.name : g.value(a).name), at);
+        }
+      }
+    }
+  for (const o of fwd.outputs) use(root(fwd.value(o.value).name), END);
+  for (const o of bwd.outputs) {
+    const d = bwd.def(o.value);
+    use(root(d.op === 'fwd' ? d.attrs.name : bwd.value(o.value).name), END);
+  }
+
+  // greedy assignment in step order: a buffer is free once its last value's last use has passed
+  const buffers: Buffer[] = [];
+  const bufferOf = new Map<string, number>();
+  const assign = (name: string, dtype: DType, size: number, from: number, shared: boolean) => {
+    const to = lastUse.get(name) ?? from;
+    let best: Buffer | undefined;
+    if (shared)
+      for (const b of buffers) {
+        const free = b.values.every((x) => x.to < from) && !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer');
+        if (!free || b.dtype !== dtype) continue;
+        const fit = (x: Buffer) => Math.abs(x.size - size);
+        if (!best || fit(b) < fit(best)) best = b;
+      }
+    if (!best) buffers.push((best = { id: buffers.length, dtype, size, values: [] }));
+    best.size = Math.max(best.size, size);
+    best.values.push({ name, from, to });
+    bufferOf.set(name, best.id);
+  };
+  for (const inst of fwd.insts) {
+    const v = fwd.value(inst.result);
+    if (inst.op === 'param' || inst.op === 'input') assign(v.name, v.type.dtype, numel(v.type.shape), 0, false);
+  }
+  for (const u of all) {
+    const at = step.get(u)!;
+    for (const inst of u.insts) {
+      const v = u.graph.value(inst.result);
+      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numel(v.type.shape), at, true);
+    }
+  }
+  return { units: { forward, backward }, storage, buffers, bufferOf, unitOf };
+}
+
+/** The plan as comment lines for a graph's IR file. */
+export function describePlan(plan: Plan, g: Graph): string[] {
+  const mine = new Set(g.insts.map((i) => g.value(i.result).name));
+  const used = plan.buffers.filter((b) => b.values.some((x) => mine.has(x.name)));
+  const bytes = (b: Buffer) => b.size * 4;
+  const total = used.reduce((s, b) => s + bytes(b), 0);
+  const kib = (n: number) => (n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+  const lines = [
+    `memory plan: ${used.length} buffers, ${kib(total)}; values that live only inside a group are loop locals,`,
+    `names in parentheses are values of the ${g.kind === 'forward' ? 'backward' : 'forward'} graph`,
+  ];
+  for (const b of used)
+    lines.push(`buffer ${b.id}: ${b.dtype}[${b.size}] ${kib(bytes(b))}: ${b.values.map((x) => (mine.has(x.name) ? x.name : `(${x.name})`)).join(', ')}`);
+  return lines;
+}
+
+export function valueName(g: Graph, v: ValueId): string {
+  const d = g.def(v);
+  return d.op === 'fwd' ? d.attrs.name : g.value(v).name;
+}
