@@ -68,14 +68,39 @@ function entries(list: Entry[]): string {
   return `{ ${list.map((e) => `${key(e.name)}: { dtype: '${e.dtype}', shape: [${e.shape.join(', ')}] }`).join(', ')} }`;
 }
 
-export function specDecl(m: ModuleInfo): string[] {
+/** Type annotations: kept in the TypeScript module, dropped in the JavaScript one. */
+export type Typed = (annotation: string) => string;
+export const typedAs = (typed: boolean): Typed => (typed ? (s) => s : () => '');
+
+/**
+ * Indents line-based code by its braces (for the JavaScript module, which is not passed through
+ * prettier). Braces in `//` comments do not count.
+ */
+export function indent(code: string): string {
+  let depth = 0;
+  return code
+    .split('\n')
+    .map((raw) => {
+      const line = raw.trim();
+      const code = line.startsWith('//') ? '' : line.replace(/\/\/.*$/, '');
+      const opens = (code.match(/[{[(]/g) ?? []).length;
+      const closes = (code.match(/[}\])]/g) ?? []).length;
+      const lead = /^[}\])]/.test(code) ? 1 : 0;
+      const out = line ? '  '.repeat(Math.max(0, depth - lead)) + line : '';
+      depth += opens - closes;
+      return out;
+    })
+    .join('\n');
+}
+
+export function specDecl(m: ModuleInfo, t: Typed): string[] {
   return [
     'export const spec = {',
     `  name: ${JSON.stringify(m.name)},`,
     `  inputs: ${entries(inputs(m.fwd))},`,
     `  params: ${entries(params(m.fwd))},`,
     `  outputs: ${entries(outputs(m.fwd))},`,
-    '} as const;',
+    `}${t(' as const')};`,
   ];
 }
 
@@ -102,14 +127,14 @@ function fnv1a(s: string): number {
   return h;
 }
 
-export function initDecl(m: ModuleInfo): string[] {
+export function initDecl(m: ModuleInfo, t: Typed): string[] {
   const ps = m.fwd.insts.flatMap((i) => (i.op === 'param' ? [i] : []));
   return [
     '/** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */',
-    'function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {',
+    `function initArray(n${t(': number')}, init${t(': string')}, scale${t(': number')}, seed${t(': number')}, salt${t(': number')})${t(': Float32Array')} {`,
     '  const a = new Float32Array(n);',
     '  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;',
-    '  const next = (): number => {',
+    `  const next = ()${t(': number')} => {`,
     '    state = (state + 0x6d2b79f5) >>> 0;',
     '    let t = state;',
     '    t = Math.imul(t ^ (t >>> 15), t | 1);',
@@ -125,7 +150,7 @@ export function initDecl(m: ModuleInfo): string[] {
     '}',
     '',
     '/** Fresh parameters; the same seed gives the same values. */',
-    'export function initParams(seed = 0): Params {',
+    `export function initParams(seed = 0)${t(': Params')} {`,
     '  return {',
     ...ps.map((p) => {
       const n = numel(m.fwd.type(p.result).shape);
@@ -158,7 +183,7 @@ export function indexBounds(g: Graph): Map<string, number> {
   return bounds;
 }
 
-export function checkDecl(m: ModuleInfo): string[] {
+export function checkDecl(m: ModuleInfo, t: Typed): string[] {
   const bounds = indexBounds(m.fwd);
   const line = (kind: string, obj: string) => (e: Entry) => {
     const t = arrayType(e.dtype);
@@ -167,22 +192,22 @@ export function checkDecl(m: ModuleInfo): string[] {
     return b === undefined ? [call] : [call, `expectIndices(${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${b});`];
   };
   return [
-    `function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {`,
+    `function expectArray(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, n${t(': number')}, type_${t(': string')})${t(': void')} {`,
     '  if (a === undefined || a === null) throw new TypeError(`' + m.name + ': missing ${kind} \'${name}\' (${type_})`);',
     '  if (!(a instanceof type))',
     '    throw new TypeError(`' + m.name + ': ${kind} \'${name}\' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);',
-    '  if ((a as ArrayLike<number>).length !== n)',
-    '    throw new RangeError(`' + m.name + ': ${kind} \'${name}\' must have ${n} elements (${type_}), got ${(a as ArrayLike<number>).length}`);',
+    `  if ((a${t(' as ArrayLike<number>')}).length !== n)`,
+    '    throw new RangeError(`' + m.name + `: \${kind} '\${name}' must have \${n} elements (\${type_}), got \${(a${t(' as ArrayLike<number>')}).length}\`);`,
     '}',
     '',
-    'function expectIndices(name: string, a: Int32Array, bound: number): void {',
+    `function expectIndices(name${t(': string')}, a${t(': Int32Array')}, bound${t(': number')})${t(': void')} {`,
     '  for (let i = 0; i < a.length; i++)',
-    '    if (a[i]! < 0 || a[i]! >= bound)',
+    `    if (a[i]${t('!')} < 0 || a[i]${t('!')} >= bound)`,
     '      throw new RangeError(`' + m.name + ': input \'${name}\' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`);',
     '}',
     '',
     '/** Checks every argument before any work is done. */',
-    'function checkArgs(params: Params, inputs: Inputs): void {',
+    `function checkArgs(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
     "  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('" + m.name + ": inputs must be an object');",
     ...params(m.fwd).flatMap(line('param', 'params')),

@@ -8,7 +8,7 @@ import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
 import { broadcastStrides, strides } from '../ir/shape.js';
-import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
+import type { Inst, InstOf, Shape, Value, ValueId } from '../ir/types.js';
 import { numel } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
@@ -16,7 +16,8 @@ import { formula } from './formula.js';
 import type { Access } from './loops.js';
 import { collapse, indexExpr, LOOP_VARS } from './loops.js';
 import type { ModuleInfo } from './module.js';
-import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, unitComment } from './module.js';
+import type { Typed } from './module.js';
+import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 
 // ---------------------------------------------------------------------------------------------
 // The snippet table
@@ -301,16 +302,21 @@ function keptOuterNest(
 
 /** The code of one graph's units, with the names each function must take from `buf`. */
 class Emitter {
-  /** Arrays referenced by the code emitted so far (names taken from `buf`). */
+  /** Arrays referenced by the code emitted so far (names taken from `buf`), in order of use. */
   readonly used = new Set<string>();
-  /** Module-level kernel functions. */
-  readonly kernels: string[] = [];
+  /** For a shared kernel: the formal parameter name of each array it touches. */
+  readonly formal?: Map<string, string>;
 
   constructor(
     readonly m: ModuleInfo,
     readonly plan: Plan,
     readonly codeName: (base: string) => string,
-  ) {}
+    readonly kernels: Kernels,
+    readonly t: Typed,
+    formal = false,
+  ) {
+    if (formal) this.formal = new Map();
+  }
 
   name(g: Graph, v: ValueId): string {
     return valueName(g, v);
@@ -327,7 +333,9 @@ class Emitter {
   arrOf(g: Graph, v: ValueId): string {
     const name = this.name(g, v);
     this.used.add(name);
-    return name;
+    if (!this.formal) return name;
+    if (!this.formal.has(name)) this.formal.set(name, `X${this.formal.size}`);
+    return this.formal.get(name)!;
   }
 
   read(g: Graph, v: ValueId, idx: string): Expr {
@@ -362,7 +370,7 @@ class Emitter {
    * The body of elementwise members at one position. `ext(v)` reads a value computed outside
    * the members; `slot(v)` is the index to store member v at (when it is stored).
    */
-  private members(
+  members(
     g: Graph,
     unit: readonly Inst[],
     members: readonly Inst[],
@@ -551,89 +559,36 @@ class Emitter {
     );
   }
 
+  /**
+   * A matmul group as a call of a register-tiled kernel. A kernel used once reads its arrays
+   * from `buf` (fastest on V8); matmuls of identical structure (the layers of a deep MLP) share
+   * one kernel that takes its arrays as arguments, which keeps the module small.
+   */
   private matmul(u: Unit): string[] {
-    const g = u.graph;
-    const mm = u.insts[0] as InstOf<'matmul'>;
-    const epilogue = u.insts.slice(1);
-    const [A, B] = mm.args as [ValueId, ValueId];
-    const { transA, transB } = mm.attrs;
-    const ta = g.type(A).shape;
-    const tb = g.type(B).shape;
-    const out = g.type(mm.result).shape;
-    const M = out.at(-2)!;
-    const N = out.at(-1)!;
-    const Kd = transA ? ta.at(-2)! : ta.at(-1)!;
-    const batch = numel(out.slice(0, -2));
-    const last = epilogue.length ? epilogue[epilogue.length - 1]! : mm;
-    const kname = this.codeName(`matmul_${this.name(g, last.result)}`);
-    const inner = new Emitter(this.m, this.plan, this.codeName);
-    const a = inner.arrOf(g, A);
-    const b = inner.arrOf(g, B);
-    const aOff = ta.length > 2 && batch > 1 ? `t * ${M * Kd} + ` : '';
-    const bOff = tb.length > 2 && batch > 1 ? `t * ${Kd * N} + ` : '';
-    const cOff = batch > 1 ? `t * ${M * N} + ` : '';
-    const times = (x: string, k: number) => (x.includes(' ') ? `(${x}) * ${k}` : `${x} * ${k}`);
-    const aAt = (i: string, p: string) => `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
-    const bAt = (p: string, j: string) => `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
-    // tile shapes measured fastest on V8 for each operand layout
-    const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
-    const outStrides = strides(out.slice(-2));
-    const element = (i: string, j: string, c: string): string[] => {
-      const known = new Map<ValueId, Expr>([[mm.result, E.atom(c)]]);
-      const lines: string[] = [];
-      const at = (st: readonly number[]) => {
-        const terms: string[] = [];
-        if (st[0]) terms.push(st[0] === 1 ? i : times(i, st[0]));
-        if (st[1]) terms.push(st[1] === 1 ? j : times(j, st[1]));
-        return terms.join(' + ') || '0';
-      };
-      if (inner.stored(g, mm.result)) lines.push(`${inner.arrOf(g, mm.result)}[${cOff}${at(outStrides)}] = ${c};`);
-      lines.push(
-        ...inner.members(
-          g,
-          u.insts,
-          epilogue,
-          (v) => inner.read(g, v, at(broadcastStrides(g.type(v).shape, out).slice(-2))),
-          () => `${cOff}${at(outStrides)}`,
-          known,
-        ),
-      );
-      // each tile element's epilogue gets a block of its own when it declares locals
-      return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
-    };
-    const tiles = (i0: number, i1: number, ti: number, j0: number, j1: number, tj: number): string[] => {
-      if (i1 <= i0 || j1 <= j0) return [];
-      const rows = [...Array(ti).keys()];
-      const cols = [...Array(tj).keys()];
-      const ii = (r: number) => (r ? `i + ${r}` : 'i');
-      const jj = (c: number) => (c ? `j + ${c}` : 'j');
-      const cv = (r: number, c: number) => `_c${r}${c}`;
-      return [
-        `for (let i = ${i0}; i < ${i1}; i += ${ti}) {`,
-        `for (let j = ${j0}; j < ${j1}; j += ${tj}) {`,
-        `let ${rows.flatMap((r) => cols.map((c) => `${cv(r, c)} = 0`)).join(', ')};`,
-        `for (let p = 0; p < ${Kd}; p++) {`,
-        `const ${rows.map((r) => `_a${r} = ${aAt(ii(r), 'p')}`).join(', ')};`,
-        `const ${cols.map((c) => `_b${c} = ${bAt('p', jj(c))}`).join(', ')};`,
-        ...rows.flatMap((r) => cols.map((c) => `${cv(r, c)} += _a${r} * _b${c};`)),
+    const shared = matmulKernel(new Emitter(this.m, this.plan, this.codeName, this.kernels, this.t, true), u);
+    const key = shared.body.join('\n');
+    const last = u.insts[u.insts.length - 1]!;
+    if (this.kernels.uses(key) > 1) {
+      const params = [...shared.emitter.formal!.values()];
+      const args = [...shared.emitter.formal!.keys()];
+      const name = this.kernels.shared(key, (kname) => [
+        '',
+        `/** ${commentText(shared.doc)} */`,
+        `function ${kname}(${params.map((p) => `${p}${this.t(': Float32Array')}`).join(', ')})${this.t(': void')} {`,
+        ...shared.body,
         '}',
-        ...rows.flatMap((r) => cols.flatMap((c) => element(ii(r), jj(c), cv(r, c)))),
-        '}',
-        '}',
-      ];
-    };
-    const ti = M >= TI ? TI : 1;
-    const tj = N >= TJ ? TJ : 1;
-    const Mt = M - (M % ti);
-    const Nt = N - (N % tj);
-    const body = [...tiles(0, Mt, ti, 0, Nt, tj), ...tiles(0, Mt, ti, Nt, N, 1), ...tiles(Mt, M, 1, 0, N, 1)];
-    const doc = `/** ${commentText(this.formulaOf(u, last.result))} */`;
-    this.kernels.push(
+      ]);
+      for (const a of args) this.used.add(a);
+      return [`${name}(${args.join(', ')});`];
+    }
+    const own = matmulKernel(new Emitter(this.m, this.plan, this.codeName, this.kernels, this.t), u);
+    const kname = this.codeName(`matmul_${this.name(u.graph, last.result)}`);
+    this.kernels.code.push(
       '',
-      doc,
-      `function ${kname}(): void {`,
-      `const { ${[...inner.used].join(', ')} } = buf;`,
-      ...(batch > 1 ? [`for (let t = 0; t < ${batch}; t++) {`, ...body, '}'] : body),
+      `/** ${commentText(this.formulaOf(u, last.result))} */`,
+      `function ${kname}()${this.t(': void')} {`,
+      `const { ${[...own.emitter.used].join(', ')} } = buf;`,
+      ...own.body,
       '}',
     );
     return [`${kname}();`];
@@ -647,6 +602,106 @@ class Emitter {
 
 function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** The register-tiled loops of a matmul group, written by `e` (value names or formal names). */
+function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; doc: string } {
+  const g = u.graph;
+  const mm = u.insts[0] as InstOf<'matmul'>;
+  const epilogue = u.insts.slice(1);
+  const [A, B] = mm.args as [ValueId, ValueId];
+  const { transA, transB } = mm.attrs;
+  const ta = g.type(A).shape;
+  const tb = g.type(B).shape;
+  const out = g.type(mm.result).shape;
+  const M = out.at(-2)!;
+  const N = out.at(-1)!;
+  const Kd = transA ? ta.at(-2)! : ta.at(-1)!;
+  const batch = numel(out.slice(0, -2));
+  const a = e.arrOf(g, A);
+  const b = e.arrOf(g, B);
+  const aOff = ta.length > 2 && batch > 1 ? `t * ${M * Kd} + ` : '';
+  const bOff = tb.length > 2 && batch > 1 ? `t * ${Kd * N} + ` : '';
+  const cOff = batch > 1 ? `t * ${M * N} + ` : '';
+  const times = (x: string, k: number) => (x.includes(' ') ? `(${x}) * ${k}` : `${x} * ${k}`);
+  const aAt = (i: string, p: string) => `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
+  const bAt = (p: string, j: string) => `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
+  // tile shapes measured fastest on V8 for each operand layout
+  const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
+  const outStrides = strides(out.slice(-2));
+  const element = (i: string, j: string, c: string): string[] => {
+    const known = new Map<ValueId, Expr>([[mm.result, E.atom(c)]]);
+    const lines: string[] = [];
+    const at = (st: readonly number[]) => {
+      const terms: string[] = [];
+      if (st[0]) terms.push(st[0] === 1 ? i : times(i, st[0]));
+      if (st[1]) terms.push(st[1] === 1 ? j : times(j, st[1]));
+      return terms.join(' + ') || '0';
+    };
+    if (e.stored(g, mm.result)) lines.push(`${e.arrOf(g, mm.result)}[${cOff}${at(outStrides)}] = ${c};`);
+    lines.push(...e.members(g, u.insts, epilogue, (v) => e.read(g, v, at(broadcastStrides(g.type(v).shape, out).slice(-2))), () => `${cOff}${at(outStrides)}`, known));
+    // each tile element's epilogue gets a block of its own when it declares locals
+    return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
+  };
+  const tiles = (i0: number, i1: number, ti: number, j0: number, j1: number, tj: number): string[] => {
+    if (i1 <= i0 || j1 <= j0) return [];
+    const rows = [...Array(ti).keys()];
+    const cols = [...Array(tj).keys()];
+    const ii = (r: number) => (r ? `i + ${r}` : 'i');
+    const jj = (c: number) => (c ? `j + ${c}` : 'j');
+    const cv = (r: number, c: number) => `_c${r}${c}`;
+    return [
+      `for (let i = ${i0}; i < ${i1}; i += ${ti}) {`,
+      `for (let j = ${j0}; j < ${j1}; j += ${tj}) {`,
+      `let ${rows.flatMap((r) => cols.map((c) => `${cv(r, c)} = 0`)).join(', ')};`,
+      `for (let p = 0; p < ${Kd}; p++) {`,
+      `const ${rows.map((r) => `_a${r} = ${aAt(ii(r), 'p')}`).join(', ')};`,
+      `const ${cols.map((c) => `_b${c} = ${bAt('p', jj(c))}`).join(', ')};`,
+      ...rows.flatMap((r) => cols.map((c) => `${cv(r, c)} += _a${r} * _b${c};`)),
+      '}',
+      ...rows.flatMap((r) => cols.flatMap((c) => element(ii(r), jj(c), cv(r, c)))),
+      '}',
+      '}',
+    ];
+  };
+  const ti = M >= TI ? TI : 1;
+  const tj = N >= TJ ? TJ : 1;
+  const Mt = M - (M % ti);
+  const Nt = N - (N % tj);
+  const loops = [...tiles(0, Mt, ti, 0, Nt, tj), ...tiles(0, Mt, ti, Nt, N, 1), ...tiles(Mt, M, 1, 0, N, 1)];
+  const body = batch > 1 ? [`for (let t = 0; t < ${batch}; t++) {`, ...loops, '}'] : loops;
+  const last = u.insts[u.insts.length - 1]!;
+  const set = new Set(u.insts.map((x) => x.id));
+  const doc = `${e.arrOf(g, last.result)} = ${formula(g, last.result, (d) => set.has(d.id) && !e.stored(g, d.result))}`;
+  return { emitter: e, body, doc };
+}
+
+/** Module-level kernels, and how many matmul groups share each kernel structure. */
+class Kernels {
+  readonly code: string[] = [];
+  private readonly counts = new Map<string, number>();
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly codeName: (base: string) => string) {}
+
+  count(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  uses(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  /** The name of the shared kernel of this structure, emitting it the first time. */
+  shared(key: string, emit: (name: string) => string[]): string {
+    let name = this.names.get(key);
+    if (!name) {
+      name = this.codeName(`matmul_shared${this.names.size + 1}`);
+      this.names.set(key, name);
+      this.code.push(...emit(name));
+    }
+    return name;
+  }
 }
 
 /** Kept-outer nest with separate accesses for the full (inner) and kept (outer) parts. */
@@ -697,14 +752,21 @@ function codeNames(m: ModuleInfo): (base: string) => string {
   };
 }
 
-/** The flat TypeScript module (unformatted; the build formats it with prettier). */
-export function emitTs(m: ModuleInfo): string {
+/**
+ * The flat module: TypeScript (unformatted; the build formats it with prettier), or with
+ * `typed` false the same code as plain JavaScript.
+ */
+export function emitTs(m: ModuleInfo, typed = true): string {
+  const t = typedAs(typed);
   const plan = m.plan;
   const codeName = codeNames(m);
-  const fwd = new Emitter(m, plan, codeName);
+  const kernels = new Kernels(codeName);
+  for (const u of [...plan.units.forward, ...plan.units.backward])
+    if (u.insts[0]!.op === 'matmul') kernels.count(matmulKernel(new Emitter(m, plan, codeName, kernels, t, true), u).body.join('\n'));
+  const fwd = new Emitter(m, plan, codeName, kernels, t);
   const fwdCode = plan.units.forward.flatMap((u) => fwd.unit(u));
   for (const o of m.fwd.outputs) fwd.arrOf(m.fwd, o.value);
-  const bwd = new Emitter(m, plan, codeName);
+  const bwd = new Emitter(m, plan, codeName, kernels, t);
   const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
   const lossOut = m.fwd.outputs.find((o) => o.name === 'loss')!;
   const lossName = valueName(m.fwd, lossOut.value);
@@ -733,15 +795,17 @@ export function emitTs(m: ModuleInfo): string {
   // the arena: every array the steps touch, by value name
   const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
   const totalBytes = plan.buffers.reduce((s, b) => s + b.size * 4, 0);
+  const values = new Map<string, Value>();
+  for (const g of [m.bwd, m.fwd]) for (const inst of g.insts) values.set(g.value(inst.result).name, g.value(inst.result));
   /** A value's array: its buffer, or an exact-length view of a larger shared one (made once). */
   const view = (name: string) => {
     const id = plan.bufferOf.get(name)!;
-    const v = (m.fwd.byName(name) ?? m.bwd.byName(name))!;
+    const v = values.get(name)!;
     const n = numel(v.type.shape);
     return n === plan.buffers[id]!.size ? `buffers[${id}]` : `buffers[${id}].subarray(0, ${n})`;
   };
   const describe = (name: string) => {
-    const v = (m.fwd.byName(name) ?? m.bwd.byName(name))!;
+    const v = values.get(name)!;
     return `${v.type.dtype}[${v.type.shape.join(',')}]`;
   };
   // the arena: the arrays of the memory plan, and an object that names them by value
@@ -779,9 +843,9 @@ export function emitTs(m: ModuleInfo): string {
   const lines: string[] = [
     ...header(m, 'Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.'),
     '',
-    ...specDecl(m),
+    ...specDecl(m, t),
     '',
-    ...typeDecls(m),
+    ...(typed ? typeDecls(m) : []),
     '',
     `// Memory plan: ${plan.buffers.length} arrays, ${kib(totalBytes)}, shared by values whose lifetimes do not overlap`,
     `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
@@ -791,26 +855,25 @@ export function emitTs(m: ModuleInfo): string {
     '};',
     ...extraDecls,
     '',
-    ...initDecl(m),
+    ...initDecl(m, t),
     '',
-    ...checkDecl(m),
+    ...checkDecl(m, t),
     '',
     '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
-    'function stage(params: Params, inputs: Inputs): void {',
+    `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
     ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),
     '}',
-    ...fwd.kernels,
-    ...bwd.kernels,
+    ...kernels.code,
     '',
-    'function forwardPass(): void {',
+    `function forwardPass()${t(': void')} {`,
     ...destructure(fwd.used),
     ...fwdCode,
     '}',
     '',
-    `const outputsObj: Outputs = { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? '0' : `buf.${valueName(m.fwd, m.fwd.outputs.find((x) => x.name === o.name)!.value)}`}`).join(', ')} };`,
+    `const outputsObj${t(': Outputs')} = { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? '0' : `buf.${valueName(m.fwd, m.fwd.outputs.find((x) => x.name === o.name)!.value)}`}`).join(', ')} };`,
     '',
     '/** Runs the model forward; scalar outputs are numbers. */',
-    'export function forward(params: Params, inputs: Inputs): Outputs {',
+    `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
     '  checkArgs(params, inputs);',
     '  stage(params, inputs);',
     '  forwardPass();',
@@ -818,12 +881,12 @@ export function emitTs(m: ModuleInfo): string {
     '  return outputsObj;',
     '}',
     '',
-    `const result: { loss: number; grads: Grads } = { loss: 0, grads: { ${params(m.fwd)
+    `const result${t(': { loss: number; grads: Grads }')} = { loss: 0, grads: { ${params(m.fwd)
       .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
     '',
     '/** The loss and the gradient of the loss with respect to every param. */',
-    'export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {',
+    `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
     '  checkArgs(params, inputs);',
     '  stage(params, inputs);',
     '  forwardPass();',

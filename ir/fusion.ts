@@ -48,9 +48,15 @@ function open(g: Graph, inst: Inst): Open | undefined {
   return undefined;
 }
 
-function join(g: Graph, cur: Open, inst: Inst): boolean {
+/**
+ * Whether inst can join the open group. `inOrder`: inst is the next instruction in program
+ * order; an instruction picked ahead of its turn must consume a value of the group (otherwise
+ * it would only be computed early and kept in memory for longer).
+ */
+function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean): boolean {
   const shape = g.type(inst.result).shape;
   const uses = (set: Set<ValueId>) => inst.args.some((a) => set.has(a));
+  const related = (set: Set<ValueId>) => inOrder || uses(set);
   const add = (phase: 'full' | 'reduced') => {
     cur.members.push(inst);
     cur[phase].add(inst.result);
@@ -59,7 +65,7 @@ function join(g: Graph, cur: Open, inst: Inst): boolean {
   const isReduction = inst.op === 'sum' || inst.op === 'max';
   switch (cur.kind) {
     case 'elementwise':
-      if (isElementwise(inst) && sameShape(shape, cur.shape)) return add('full');
+      if (isElementwise(inst) && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
       if (isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && cur.full.has(inst.args[0]!)) {
         cur.kind = 'reduce';
         cur.axes = inst.attrs.axes;
@@ -67,11 +73,11 @@ function join(g: Graph, cur: Open, inst: Inst): boolean {
       }
       return false;
     case 'reduce': {
-      if (!cur.epilogue && isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && sameAxes(inst.attrs.axes, cur.axes!) && !uses(cur.reduced))
-        return add('reduced');
-      if (!cur.epilogue && isElementwise(inst) && sameShape(shape, cur.shape) && !uses(cur.reduced)) return add('full');
+      const sameSpace = isReduction && sameShape(g.type(inst.args[0]!).shape, cur.shape) && sameAxes(inst.attrs.axes, cur.axes!);
+      if (!cur.epilogue && sameSpace && !uses(cur.reduced) && related(cur.full)) return add('reduced');
+      if (!cur.epilogue && isElementwise(inst) && sameShape(shape, cur.shape) && !uses(cur.reduced) && related(cur.full)) return add('full');
       const reducedShapes = [...cur.reduced].map((v) => g.type(v).shape);
-      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full)) {
+      if (isElementwise(inst) && inst.op !== 'one_hot' && reducedShapes.some((r) => sameShape(r, shape)) && !uses(cur.full) && related(cur.reduced)) {
         cur.epilogue = true;
         return add('reduced');
       }
@@ -79,7 +85,7 @@ function join(g: Graph, cur: Open, inst: Inst): boolean {
     }
     case 'matmul':
       // epilogues of 2-D matmuls only: the kernel indexes its epilogue operands by (row, column)
-      if (cur.shape.length === 2 && isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && uses(cur.full)) return add('full');
+      if (cur.shape.length === 2 && isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
       return false;
   }
 }
@@ -131,7 +137,7 @@ export const fuse: Pass = {
       return inst;
     };
     while (ready.length > 0) {
-      const k = cur ? ready.findIndex((inst) => join(g, cur!, inst)) : -1;
+      const k = cur ? ready.findIndex((inst, at) => join(g, cur!, inst, at === 0)) : -1;
       if (k >= 0) {
         take(k);
         continue;

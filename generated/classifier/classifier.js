@@ -2,35 +2,18 @@
 // Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.
 // Buffers are allocated once, when the module loads: the arrays that forward and valueAndGrad
 // return are reused (overwritten) by the next call; copy them to keep them.
+
 export const spec = {
-  name: 'classifier',
+  name: "classifier",
   inputs: { x: { dtype: 'f32', shape: [64, 32] }, target_classes: { dtype: 'i32', shape: [64] } },
-  params: {
-    W1: { dtype: 'f32', shape: [32, 64] },
-    b1: { dtype: 'f32', shape: [64] },
-    W2: { dtype: 'f32', shape: [64, 10] },
-    b2: { dtype: 'f32', shape: [10] },
-  },
+  params: { W1: { dtype: 'f32', shape: [32, 64] }, b1: { dtype: 'f32', shape: [64] }, W2: { dtype: 'f32', shape: [64, 10] }, b2: { dtype: 'f32', shape: [10] } },
   outputs: { loss: { dtype: 'f32', shape: [] }, logits: { dtype: 'f32', shape: [64, 10] } },
 };
+
+
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [
-  new Float32Array(2048),
-  new Float32Array(64),
-  new Float32Array(640),
-  new Float32Array(10),
-  new Float32Array(2048),
-  new Int32Array(64),
-  new Float32Array(4096),
-  new Float32Array(640),
-  new Float32Array(1),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(10),
-  new Float32Array(640),
-  new Float32Array(64),
-];
+const buffers = [new Float32Array(2048), new Float32Array(64), new Float32Array(640), new Float32Array(10), new Float32Array(2048), new Int32Array(64), new Float32Array(4096), new Float32Array(640), new Float32Array(1), new Float32Array(4096), new Float32Array(4096), new Float32Array(10), new Float32Array(640), new Float32Array(64)];
 const buf = {
   W1: buffers[0], // f32[32,64] (param W1)
   b1: buffers[1], // f32[64] (param b1)
@@ -51,6 +34,7 @@ const buf = {
   dW1: buffers[6].subarray(0, 2048), // f32[32,64]
   _acc0: new Float64Array(64), // accumulators of column sums
 };
+
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
   const a = new Float32Array(n);
@@ -63,13 +47,13 @@ function initArray(n, init, scale, seed, salt) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    if (init === 'randn') a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
     else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
     else a[i] = init === 'ones' ? scale : 0;
   }
   return a;
 }
+
 /** Fresh parameters; the same seed gives the same values. */
 export function initParams(seed = 0) {
   return {
@@ -79,36 +63,34 @@ export function initParams(seed = 0) {
     b2: initArray(10, 'zeros', 1, seed, 0x8f2c2975),
   };
 }
+
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`classifier: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
-    throw new TypeError(
-      `classifier: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if (a.length !== n)
-    throw new RangeError(`classifier: ${kind} '${name}' must have ${n} elements (${type_}), got ${a.length}`);
+  throw new TypeError(`classifier: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
+  if ((a).length !== n)
+  throw new RangeError(`classifier: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
 }
+
 function expectIndices(name, a, bound) {
   for (let i = 0; i < a.length; i++)
-    if (a[i] < 0 || a[i] >= bound)
-      throw new RangeError(
-        `classifier: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
+  if (a[i] < 0 || a[i] >= bound)
+  throw new RangeError(`classifier: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`);
 }
+
 /** Checks every argument before any work is done. */
 function checkArgs(params, inputs) {
-  if (typeof params !== 'object' || params === null)
-    throw new TypeError('classifier: params must be an object');
-  if (typeof inputs !== 'object' || inputs === null)
-    throw new TypeError('classifier: inputs must be an object');
-  expectArray('param', 'W1', params.W1, Float32Array, 2048, 'f32[32,64]');
-  expectArray('param', 'b1', params.b1, Float32Array, 64, 'f32[64]');
-  expectArray('param', 'W2', params.W2, Float32Array, 640, 'f32[64,10]');
-  expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
-  expectArray('input', 'x', inputs.x, Float32Array, 2048, 'f32[64,32]');
-  expectArray('input', 'target_classes', inputs.target_classes, Int32Array, 64, 'i32[64]');
-  expectIndices('target_classes', inputs.target_classes, 10);
+  if (typeof params !== 'object' || params === null) throw new TypeError('classifier: params must be an object');
+  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('classifier: inputs must be an object');
+  expectArray('param', "W1", params.W1, Float32Array, 2048, 'f32[32,64]');
+  expectArray('param', "b1", params.b1, Float32Array, 64, 'f32[64]');
+  expectArray('param', "W2", params.W2, Float32Array, 640, 'f32[64,10]');
+  expectArray('param', "b2", params.b2, Float32Array, 10, 'f32[10]');
+  expectArray('input', "x", inputs.x, Float32Array, 2048, 'f32[64,32]');
+  expectArray('input', "target_classes", inputs.target_classes, Int32Array, 64, 'i32[64]');
+  expectIndices("target_classes", inputs.target_classes, 10);
 }
+
 /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
 function stage(params, inputs) {
   buf.W1.set(params.W1);
@@ -118,26 +100,16 @@ function stage(params, inputs) {
   buf.x.set(inputs.x);
   buf.target_classes.set(inputs.target_classes);
 }
+
 /** relu1 = relu(x @ W1 + b1) */
 function matmul_relu1() {
   const { x, W1, b1, relu1 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 64; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = x[i * 32 + p],
-          _a1 = x[(i + 1) * 32 + p];
-        const _b0 = W1[p * 64 + j],
-          _b1 = W1[p * 64 + j + 1],
-          _b2 = W1[p * 64 + j + 2],
-          _b3 = W1[p * 64 + j + 3];
+        const _a0 = x[i * 32 + p], _a1 = x[(i + 1) * 32 + p];
+        const _b0 = W1[p * 64 + j], _b1 = W1[p * 64 + j + 1], _b2 = W1[p * 64 + j + 2], _b3 = W1[p * 64 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -182,26 +154,16 @@ function matmul_relu1() {
     }
   }
 }
+
 /** logits = relu1 @ W2 + b2 */
 function matmul_logits() {
   const { relu1, W2, b2, logits } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 8; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = relu1[i * 64 + p],
-          _a1 = relu1[(i + 1) * 64 + p];
-        const _b0 = W2[p * 10 + j],
-          _b1 = W2[p * 10 + j + 1],
-          _b2 = W2[p * 10 + j + 2],
-          _b3 = W2[p * 10 + j + 3];
+        const _a0 = relu1[i * 64 + p], _a1 = relu1[(i + 1) * 64 + p];
+        const _b0 = W2[p * 10 + j], _b1 = W2[p * 10 + j + 1], _b2 = W2[p * 10 + j + 2], _b3 = W2[p * 10 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -223,11 +185,9 @@ function matmul_logits() {
   }
   for (let i = 0; i < 64; i += 2) {
     for (let j = 8; j < 10; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = relu1[i * 64 + p],
-          _a1 = relu1[(i + 1) * 64 + p];
+        const _a0 = relu1[i * 64 + p], _a1 = relu1[(i + 1) * 64 + p];
         const _b0 = W2[p * 10 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -237,26 +197,16 @@ function matmul_logits() {
     }
   }
 }
+
 /** drelu1 = dlogits @ W2.T */
 function matmul_drelu1() {
   const { dlogits, W2, drelu1 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 64; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 10; p++) {
-        const _a0 = dlogits[i * 10 + p],
-          _a1 = dlogits[(i + 1) * 10 + p],
-          _a2 = dlogits[(i + 2) * 10 + p],
-          _a3 = dlogits[(i + 3) * 10 + p];
-        const _b0 = W2[j * 10 + p],
-          _b1 = W2[(j + 1) * 10 + p];
+        const _a0 = dlogits[i * 10 + p], _a1 = dlogits[(i + 1) * 10 + p], _a2 = dlogits[(i + 2) * 10 + p], _a3 = dlogits[(i + 3) * 10 + p];
+        const _b0 = W2[j * 10 + p], _b1 = W2[(j + 1) * 10 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -277,26 +227,16 @@ function matmul_drelu1() {
     }
   }
 }
+
 /** dW2 = relu1.T @ dlogits */
 function matmul_dW2() {
   const { relu1, dlogits, dW2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 8; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = relu1[p * 64 + i],
-          _a1 = relu1[p * 64 + i + 1];
-        const _b0 = dlogits[p * 10 + j],
-          _b1 = dlogits[p * 10 + j + 1],
-          _b2 = dlogits[p * 10 + j + 2],
-          _b3 = dlogits[p * 10 + j + 3];
+        const _a0 = relu1[p * 64 + i], _a1 = relu1[p * 64 + i + 1];
+        const _b0 = dlogits[p * 10 + j], _b1 = dlogits[p * 10 + j + 1], _b2 = dlogits[p * 10 + j + 2], _b3 = dlogits[p * 10 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -318,11 +258,9 @@ function matmul_dW2() {
   }
   for (let i = 0; i < 64; i += 2) {
     for (let j = 8; j < 10; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = relu1[p * 64 + i],
-          _a1 = relu1[p * 64 + i + 1];
+        const _a0 = relu1[p * 64 + i], _a1 = relu1[p * 64 + i + 1];
         const _b0 = dlogits[p * 10 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -332,26 +270,16 @@ function matmul_dW2() {
     }
   }
 }
+
 /** dW1 = x.T @ daffine1 */
 function matmul_dW1() {
   const { x, daffine1, dW1 } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 64; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = x[p * 32 + i],
-          _a1 = x[p * 32 + i + 1];
-        const _b0 = daffine1[p * 64 + j],
-          _b1 = daffine1[p * 64 + j + 1],
-          _b2 = daffine1[p * 64 + j + 2],
-          _b3 = daffine1[p * 64 + j + 3];
+        const _a0 = x[p * 32 + i], _a1 = x[p * 32 + i + 1];
+        const _b0 = daffine1[p * 64 + j], _b1 = daffine1[p * 64 + j + 1], _b2 = daffine1[p * 64 + j + 2], _b3 = daffine1[p * 64 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -372,17 +300,21 @@ function matmul_dW1() {
     }
   }
 }
+
 function forwardPass() {
   const { logits, target_classes, loss } = buf;
+
   // relu1 = relu(x @ W1 + b1)
   //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
   //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
   matmul_relu1();
+
   // logits = relu1 @ W2 + b2
   //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
   matmul_logits();
+
   // loss = cross_entropy(logits, target_classes)
   //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   {
@@ -397,7 +329,9 @@ function forwardPass() {
     loss[0] = -_total / 64;
   }
 }
+
 const outputsObj = { loss: 0, logits: buf.logits };
+
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
@@ -407,16 +341,16 @@ export function forward(params, inputs) {
   outputsObj.logits = buf.logits;
   return outputsObj;
 }
-const result = {
-  loss: 0,
-  grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
-};
+
+const result = { loss: 0, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
+
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
   const { logits, t5, _acc0, target_classes, dlogits, db2, relu1, drelu1, daffine1, db1 } = buf;
+
   // t5 = softmax(logits, 1)
   //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   for (let i = 0; i < 64; i++) {
@@ -432,6 +366,7 @@ export function valueAndGrad(params, inputs) {
     const _inv = 1 / _sum;
     for (let j = 0; j < 10; j++) t5[_base + j] *= _inv;
   }
+
   // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625
   // db2 = dlogits.sum(0)
   //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
@@ -451,12 +386,15 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 10; i++) {
     db2[i] = _acc0[i];
   }
+
   // drelu1 = dlogits @ W2.T
   //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   matmul_drelu1();
+
   // dW2 = relu1.T @ dlogits
   //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   matmul_dW2();
+
   // daffine1 = drelu1 * (relu1 > 0)
   // db1 = daffine1.sum(0)
   //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
@@ -475,6 +413,7 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 64; i++) {
     db1[i] = _acc0[i];
   }
+
   // dW1 = x.T @ daffine1
   //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   matmul_dW1();

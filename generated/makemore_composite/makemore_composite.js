@@ -2,48 +2,18 @@
 // Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.
 // Buffers are allocated once, when the module loads: the arrays that forward and valueAndGrad
 // return are reused (overwritten) by the next call; copy them to keep them.
+
 export const spec = {
-  name: 'makemore_composite',
+  name: "makemore_composite",
   inputs: { Xb: { dtype: 'i32', shape: [32, 3] }, Yb: { dtype: 'i32', shape: [32] } },
-  params: {
-    C: { dtype: 'f32', shape: [27, 10] },
-    W1: { dtype: 'f32', shape: [30, 64] },
-    b1: { dtype: 'f32', shape: [64] },
-    W2: { dtype: 'f32', shape: [64, 27] },
-    b2: { dtype: 'f32', shape: [27] },
-    bngain: { dtype: 'f32', shape: [1, 64] },
-    bnbias: { dtype: 'f32', shape: [1, 64] },
-  },
+  params: { C: { dtype: 'f32', shape: [27, 10] }, W1: { dtype: 'f32', shape: [30, 64] }, b1: { dtype: 'f32', shape: [64] }, W2: { dtype: 'f32', shape: [64, 27] }, b2: { dtype: 'f32', shape: [27] }, bngain: { dtype: 'f32', shape: [1, 64] }, bnbias: { dtype: 'f32', shape: [1, 64] } },
   outputs: { loss: { dtype: 'f32', shape: [] }, probs: { dtype: 'f32', shape: [32, 27] } },
 };
+
+
 // Memory plan: 24 arrays, 79.6 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_composite.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [
-  new Float32Array(270),
-  new Float32Array(1920),
-  new Float32Array(64),
-  new Float32Array(1728),
-  new Float32Array(27),
-  new Float32Array(64),
-  new Float32Array(64),
-  new Int32Array(96),
-  new Int32Array(32),
-  new Float32Array(960),
-  new Float32Array(2048),
-  new Float32Array(864),
-  new Float32Array(64),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(864),
-  new Float32Array(27),
-  new Float32Array(2048),
-  new Float32Array(1728),
-  new Float32Array(64),
-  new Float32Array(2048),
-  new Float32Array(960),
-  new Float32Array(270),
-  new Float32Array(64),
-];
+const buffers = [new Float32Array(270), new Float32Array(1920), new Float32Array(64), new Float32Array(1728), new Float32Array(27), new Float32Array(64), new Float32Array(64), new Int32Array(96), new Int32Array(32), new Float32Array(960), new Float32Array(2048), new Float32Array(864), new Float32Array(64), new Float32Array(2048), new Float32Array(2048), new Float32Array(864), new Float32Array(27), new Float32Array(2048), new Float32Array(1728), new Float32Array(64), new Float32Array(2048), new Float32Array(960), new Float32Array(270), new Float32Array(64)];
 const buf = {
   C: buffers[0], // f32[27,10] (param C)
   W1: buffers[1], // f32[30,64] (param W1)
@@ -83,6 +53,7 @@ const buf = {
   _acc0: new Float64Array(64), // accumulators of column sums
   _acc1: new Float64Array(64), // accumulators of column sums
 };
+
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
   const a = new Float32Array(n);
@@ -95,13 +66,13 @@ function initArray(n, init, scale, seed, salt) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    if (init === 'randn') a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
     else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
     else a[i] = init === 'ones' ? scale : 0;
   }
   return a;
 }
+
 /** Fresh parameters; the same seed gives the same values. */
 export function initParams(seed = 0) {
   return {
@@ -114,43 +85,38 @@ export function initParams(seed = 0) {
     bnbias: initArray(64, 'zeros', 1, seed, 0xd0882f20),
   };
 }
+
 function expectArray(kind, name, a, type, n, type_) {
-  if (a === undefined || a === null)
-    throw new TypeError(`makemore_composite: missing ${kind} '${name}' (${type_})`);
+  if (a === undefined || a === null) throw new TypeError(`makemore_composite: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
-    throw new TypeError(
-      `makemore_composite: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if (a.length !== n)
-    throw new RangeError(
-      `makemore_composite: ${kind} '${name}' must have ${n} elements (${type_}), got ${a.length}`,
-    );
+  throw new TypeError(`makemore_composite: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
+  if ((a).length !== n)
+  throw new RangeError(`makemore_composite: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
 }
+
 function expectIndices(name, a, bound) {
   for (let i = 0; i < a.length; i++)
-    if (a[i] < 0 || a[i] >= bound)
-      throw new RangeError(
-        `makemore_composite: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
+  if (a[i] < 0 || a[i] >= bound)
+  throw new RangeError(`makemore_composite: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`);
 }
+
 /** Checks every argument before any work is done. */
 function checkArgs(params, inputs) {
-  if (typeof params !== 'object' || params === null)
-    throw new TypeError('makemore_composite: params must be an object');
-  if (typeof inputs !== 'object' || inputs === null)
-    throw new TypeError('makemore_composite: inputs must be an object');
-  expectArray('param', 'C', params.C, Float32Array, 270, 'f32[27,10]');
-  expectArray('param', 'W1', params.W1, Float32Array, 1920, 'f32[30,64]');
-  expectArray('param', 'b1', params.b1, Float32Array, 64, 'f32[64]');
-  expectArray('param', 'W2', params.W2, Float32Array, 1728, 'f32[64,27]');
-  expectArray('param', 'b2', params.b2, Float32Array, 27, 'f32[27]');
-  expectArray('param', 'bngain', params.bngain, Float32Array, 64, 'f32[1,64]');
-  expectArray('param', 'bnbias', params.bnbias, Float32Array, 64, 'f32[1,64]');
-  expectArray('input', 'Xb', inputs.Xb, Int32Array, 96, 'i32[32,3]');
-  expectIndices('Xb', inputs.Xb, 27);
-  expectArray('input', 'Yb', inputs.Yb, Int32Array, 32, 'i32[32]');
-  expectIndices('Yb', inputs.Yb, 27);
+  if (typeof params !== 'object' || params === null) throw new TypeError('makemore_composite: params must be an object');
+  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('makemore_composite: inputs must be an object');
+  expectArray('param', "C", params.C, Float32Array, 270, 'f32[27,10]');
+  expectArray('param', "W1", params.W1, Float32Array, 1920, 'f32[30,64]');
+  expectArray('param', "b1", params.b1, Float32Array, 64, 'f32[64]');
+  expectArray('param', "W2", params.W2, Float32Array, 1728, 'f32[64,27]');
+  expectArray('param', "b2", params.b2, Float32Array, 27, 'f32[27]');
+  expectArray('param', "bngain", params.bngain, Float32Array, 64, 'f32[1,64]');
+  expectArray('param', "bnbias", params.bnbias, Float32Array, 64, 'f32[1,64]');
+  expectArray('input', "Xb", inputs.Xb, Int32Array, 96, 'i32[32,3]');
+  expectIndices("Xb", inputs.Xb, 27);
+  expectArray('input', "Yb", inputs.Yb, Int32Array, 32, 'i32[32]');
+  expectIndices("Yb", inputs.Yb, 27);
 }
+
 /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
 function stage(params, inputs) {
   buf.C.set(params.C);
@@ -163,26 +129,16 @@ function stage(params, inputs) {
   buf.Xb.set(inputs.Xb);
   buf.Yb.set(inputs.Yb);
 }
+
 /** hprebn = embcat @ W1 + b1 */
 function matmul_hprebn() {
   const { embcat, W1, b1, hprebn } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 64; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 30; p++) {
-        const _a0 = embcat[i * 30 + p],
-          _a1 = embcat[(i + 1) * 30 + p];
-        const _b0 = W1[p * 64 + j],
-          _b1 = W1[p * 64 + j + 1],
-          _b2 = W1[p * 64 + j + 2],
-          _b3 = W1[p * 64 + j + 3];
+        const _a0 = embcat[i * 30 + p], _a1 = embcat[(i + 1) * 30 + p];
+        const _b0 = W1[p * 64 + j], _b1 = W1[p * 64 + j + 1], _b2 = W1[p * 64 + j + 2], _b3 = W1[p * 64 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -203,26 +159,16 @@ function matmul_hprebn() {
     }
   }
 }
+
 /** logits = h @ W2 + b2 */
 function matmul_logits() {
   const { h, W2, b2, logits } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 24; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = h[i * 64 + p],
-          _a1 = h[(i + 1) * 64 + p];
-        const _b0 = W2[p * 27 + j],
-          _b1 = W2[p * 27 + j + 1],
-          _b2 = W2[p * 27 + j + 2],
-          _b3 = W2[p * 27 + j + 3];
+        const _a0 = h[i * 64 + p], _a1 = h[(i + 1) * 64 + p];
+        const _b0 = W2[p * 27 + j], _b1 = W2[p * 27 + j + 1], _b2 = W2[p * 27 + j + 2], _b3 = W2[p * 27 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -244,11 +190,9 @@ function matmul_logits() {
   }
   for (let i = 0; i < 32; i += 2) {
     for (let j = 24; j < 27; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = h[i * 64 + p],
-          _a1 = h[(i + 1) * 64 + p];
+        const _a0 = h[i * 64 + p], _a1 = h[(i + 1) * 64 + p];
         const _b0 = W2[p * 27 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -258,26 +202,16 @@ function matmul_logits() {
     }
   }
 }
+
 /** dh = dlogits @ W2.T */
 function matmul_dh() {
   const { dlogits, W2, dh } = buf;
   for (let i = 0; i < 32; i += 4) {
     for (let j = 0; j < 64; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 27; p++) {
-        const _a0 = dlogits[i * 27 + p],
-          _a1 = dlogits[(i + 1) * 27 + p],
-          _a2 = dlogits[(i + 2) * 27 + p],
-          _a3 = dlogits[(i + 3) * 27 + p];
-        const _b0 = W2[j * 27 + p],
-          _b1 = W2[(j + 1) * 27 + p];
+        const _a0 = dlogits[i * 27 + p], _a1 = dlogits[(i + 1) * 27 + p], _a2 = dlogits[(i + 2) * 27 + p], _a3 = dlogits[(i + 3) * 27 + p];
+        const _b0 = W2[j * 27 + p], _b1 = W2[(j + 1) * 27 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -298,26 +232,16 @@ function matmul_dh() {
     }
   }
 }
+
 /** dW2 = h.T @ dlogits */
 function matmul_dW2() {
   const { h, dlogits, dW2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = h[p * 64 + i],
-          _a1 = h[p * 64 + i + 1];
-        const _b0 = dlogits[p * 27 + j],
-          _b1 = dlogits[p * 27 + j + 1],
-          _b2 = dlogits[p * 27 + j + 2],
-          _b3 = dlogits[p * 27 + j + 3];
+        const _a0 = h[p * 64 + i], _a1 = h[p * 64 + i + 1];
+        const _b0 = dlogits[p * 27 + j], _b1 = dlogits[p * 27 + j + 1], _b2 = dlogits[p * 27 + j + 2], _b3 = dlogits[p * 27 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -339,11 +263,9 @@ function matmul_dW2() {
   }
   for (let i = 0; i < 64; i += 2) {
     for (let j = 24; j < 27; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = h[p * 64 + i],
-          _a1 = h[p * 64 + i + 1];
+        const _a0 = h[p * 64 + i], _a1 = h[p * 64 + i + 1];
         const _b0 = dlogits[p * 27 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -353,26 +275,16 @@ function matmul_dW2() {
     }
   }
 }
+
 /** dembcat = dhprebn @ W1.T */
 function matmul_dembcat() {
   const { dhprebn, W1, dembcat } = buf;
   for (let i = 0; i < 32; i += 4) {
     for (let j = 0; j < 30; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = dhprebn[i * 64 + p],
-          _a1 = dhprebn[(i + 1) * 64 + p],
-          _a2 = dhprebn[(i + 2) * 64 + p],
-          _a3 = dhprebn[(i + 3) * 64 + p];
-        const _b0 = W1[j * 64 + p],
-          _b1 = W1[(j + 1) * 64 + p];
+        const _a0 = dhprebn[i * 64 + p], _a1 = dhprebn[(i + 1) * 64 + p], _a2 = dhprebn[(i + 2) * 64 + p], _a3 = dhprebn[(i + 3) * 64 + p];
+        const _b0 = W1[j * 64 + p], _b1 = W1[(j + 1) * 64 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -393,26 +305,16 @@ function matmul_dembcat() {
     }
   }
 }
+
 /** dW1 = embcat.T @ dhprebn */
 function matmul_dW1() {
   const { embcat, dhprebn, dW1 } = buf;
   for (let i = 0; i < 30; i += 2) {
     for (let j = 0; j < 64; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = embcat[p * 30 + i],
-          _a1 = embcat[p * 30 + i + 1];
-        const _b0 = dhprebn[p * 64 + j],
-          _b1 = dhprebn[p * 64 + j + 1],
-          _b2 = dhprebn[p * 64 + j + 2],
-          _b3 = dhprebn[p * 64 + j + 3];
+        const _a0 = embcat[p * 30 + i], _a1 = embcat[p * 30 + i + 1];
+        const _b0 = dhprebn[p * 64 + j], _b1 = dhprebn[p * 64 + j + 1], _b2 = dhprebn[p * 64 + j + 2], _b3 = dhprebn[p * 64 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -433,19 +335,22 @@ function matmul_dW1() {
     }
   }
 }
+
 function forwardPass() {
-  const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, Yb, loss, probs } =
-    buf;
+  const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, Yb, loss, probs } = buf;
+
   // emb = C[Xb]
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   for (let i = 0; i < 96; i++) {
     const _row = Xb[i] * 10;
     for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
   }
+
   // hprebn = embcat @ W1 + b1
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore_composite.ts:22
   matmul_hprebn();
+
   // bnmeani = hprebn.sum(0) * 0.03125
   //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore_composite.ts:23
@@ -460,6 +365,7 @@ function forwardPass() {
   for (let i = 0; i < 64; i++) {
     bnmeani[i] = _acc0[i] * 0.03125;
   }
+
   // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bndiff2: f32[32,64] = square %bndiff   makemore_composite.ts:23
@@ -480,6 +386,7 @@ function forwardPass() {
     const _t7 = _acc0[i] * 0.03225806451612903 + 0.00001;
     bnvar_inv[i] = 1 / Math.sqrt(_t7);
   }
+
   // bnraw = (hprebn - bnmeani) * bnvar_inv
   // h = tanh(bngain * bnraw + bnbias)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
@@ -493,10 +400,12 @@ function forwardPass() {
       h[i * 64 + j] = Math.tanh(bngain[j] * _bnraw + bnbias[j]);
     }
   }
+
   // logits = h @ W2 + b2
   //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   //   %logits: f32[32,27] = add %t10, %b2   makemore_composite.ts:25
   matmul_logits();
+
   // loss = cross_entropy(logits, Yb)
   //   %loss: f32[] = xent %logits, %Yb   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   {
@@ -510,6 +419,7 @@ function forwardPass() {
     }
     loss[0] = -_total / 32;
   }
+
   // probs = softmax(logits, 1)
   //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_composite.ts:27  const probs = g.softmax(logits);
   for (let i = 0; i < 32; i++) {
@@ -526,7 +436,9 @@ function forwardPass() {
     for (let j = 0; j < 27; j++) probs[_base + j] *= _inv;
   }
 }
+
 const outputsObj = { loss: 0, probs: buf.probs };
+
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
@@ -536,47 +448,16 @@ export function forward(params, inputs) {
   outputsObj.probs = buf.probs;
   return outputsObj;
 }
-const result = {
-  loss: 0,
-  grads: {
-    C: buf.dC,
-    W1: buf.dW1,
-    b1: buf.db1,
-    W2: buf.dW2,
-    b2: buf.db2,
-    bngain: buf.dbngain,
-    bnbias: buf.dbnbias,
-  },
-};
+
+const result = { loss: 0, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
+
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const {
-    _acc0,
-    Yb,
-    probs,
-    dlogits,
-    db2,
-    _acc1,
-    h,
-    dh,
-    bnraw,
-    bngain,
-    dbnraw,
-    dbnbias,
-    dbngain,
-    bnvar_inv,
-    t20,
-    t21,
-    t22,
-    dhprebn,
-    db1,
-    dC,
-    Xb,
-    demb,
-  } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bnvar_inv, t20, t21, t22, dhprebn, db1, dC, Xb, demb } = buf;
+
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125
   // db2 = dlogits.sum(0)
   //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
@@ -596,12 +477,15 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 27; i++) {
     db2[i] = _acc0[i];
   }
+
   // dh = dlogits @ W2.T
   //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   matmul_dh();
+
   // dW2 = h.T @ dlogits
   //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   matmul_dW2();
+
   // dbnbias = (dh * (1 - h**2)).sum(0)
   // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
   // dbnraw = dh * (1 - h**2) * bngain
@@ -637,6 +521,7 @@ export function valueAndGrad(params, inputs) {
     t21[i] = _acc0[i] * bngain[i];
     t22[i] = _acc1[i] * bngain[i];
   }
+
   // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)
   // db1 = dhprebn.sum(0)
   //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
@@ -651,8 +536,7 @@ export function valueAndGrad(params, inputs) {
   }
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
-      const _dhprebn =
-        t20[j] * (dbnraw[i * 64 + j] * 32 - t21[j] - bnraw[i * 64 + j] * 1.032258064516129 * t22[j]);
+      const _dhprebn = t20[j] * (dbnraw[i * 64 + j] * 32 - t21[j] - bnraw[i * 64 + j] * 1.032258064516129 * t22[j]);
       dhprebn[i * 64 + j] = _dhprebn;
       _acc0[j] += _dhprebn;
     }
@@ -660,12 +544,15 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 64; i++) {
     db1[i] = _acc0[i];
   }
+
   // dembcat = dhprebn @ W1.T
   //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dembcat();
+
   // dW1 = embcat.T @ dhprebn
   //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dW1();
+
   // dC = scatter_add(Xb, demb)
   //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   {

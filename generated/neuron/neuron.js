@@ -2,33 +2,18 @@
 // Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.
 // Buffers are allocated once, when the module loads: the arrays that forward and valueAndGrad
 // return are reused (overwritten) by the next call; copy them to keep them.
+
 export const spec = {
-  name: 'neuron',
-  inputs: {},
-  params: {
-    w0: { dtype: 'f32', shape: [] },
-    x0: { dtype: 'f32', shape: [] },
-    w1: { dtype: 'f32', shape: [] },
-    x1: { dtype: 'f32', shape: [] },
-    w2: { dtype: 'f32', shape: [] },
-  },
+  name: "neuron",
+  inputs: {  },
+  params: { w0: { dtype: 'f32', shape: [] }, x0: { dtype: 'f32', shape: [] }, w1: { dtype: 'f32', shape: [] }, x1: { dtype: 'f32', shape: [] }, w2: { dtype: 'f32', shape: [] } },
   outputs: { loss: { dtype: 'f32', shape: [] } },
 };
+
+
 // Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
 // (see neuron.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-  new Float32Array(1),
-];
+const buffers = [new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1), new Float32Array(1)];
 const buf = {
   w0: buffers[0], // f32[] (param w0)
   x0: buffers[1], // f32[] (param x0)
@@ -42,6 +27,7 @@ const buf = {
   dw0: buffers[9], // f32[]
   dx0: buffers[10], // f32[]
 };
+
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
   const a = new Float32Array(n);
@@ -54,13 +40,13 @@ function initArray(n, init, scale, seed, salt) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    if (init === 'randn') a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
     else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
     else a[i] = init === 'ones' ? scale : 0;
   }
   return a;
 }
+
 /** Fresh parameters; the same seed gives the same values. */
 export function initParams(seed = 0) {
   return {
@@ -71,32 +57,32 @@ export function initParams(seed = 0) {
     w2: initArray(1, 'randn', 1, seed, 0xd47334c),
   };
 }
+
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`neuron: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
-    throw new TypeError(
-      `neuron: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if (a.length !== n)
-    throw new RangeError(`neuron: ${kind} '${name}' must have ${n} elements (${type_}), got ${a.length}`);
+  throw new TypeError(`neuron: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
+  if ((a).length !== n)
+  throw new RangeError(`neuron: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
 }
+
 function expectIndices(name, a, bound) {
   for (let i = 0; i < a.length; i++)
-    if (a[i] < 0 || a[i] >= bound)
-      throw new RangeError(
-        `neuron: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
+  if (a[i] < 0 || a[i] >= bound)
+  throw new RangeError(`neuron: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`);
 }
+
 /** Checks every argument before any work is done. */
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('neuron: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('neuron: inputs must be an object');
-  expectArray('param', 'w0', params.w0, Float32Array, 1, 'f32[]');
-  expectArray('param', 'x0', params.x0, Float32Array, 1, 'f32[]');
-  expectArray('param', 'w1', params.w1, Float32Array, 1, 'f32[]');
-  expectArray('param', 'x1', params.x1, Float32Array, 1, 'f32[]');
-  expectArray('param', 'w2', params.w2, Float32Array, 1, 'f32[]');
+  expectArray('param', "w0", params.w0, Float32Array, 1, 'f32[]');
+  expectArray('param', "x0", params.x0, Float32Array, 1, 'f32[]');
+  expectArray('param', "w1", params.w1, Float32Array, 1, 'f32[]');
+  expectArray('param', "x1", params.x1, Float32Array, 1, 'f32[]');
+  expectArray('param', "w2", params.w2, Float32Array, 1, 'f32[]');
 }
+
 /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
 function stage(params, inputs) {
   buf.w0.set(params.w0);
@@ -105,8 +91,10 @@ function stage(params, inputs) {
   buf.x1.set(params.x1);
   buf.w2.set(params.w2);
 }
+
 function forwardPass() {
   const { w0, x0, w1, x1, w2, L } = buf;
+
   // L = sigmoid(w0 * x0 + w1 * x1 + w2)
   //   %s0: f32[] = mul %w0, %x0   neuron.ts:12  const s0 = w0.mul(x0);
   //   %s1: f32[] = mul %w1, %x1   neuron.ts:13  const s1 = w1.mul(x1);
@@ -115,7 +103,9 @@ function forwardPass() {
   //   %L: f32[] = sigmoid %s3   neuron.ts:16  const L = s3.sigmoid();
   L[0] = 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
 }
+
 const outputsObj = { loss: 0 };
+
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
@@ -124,16 +114,16 @@ export function forward(params, inputs) {
   outputsObj.loss = buf.L[0];
   return outputsObj;
 }
-const result = {
-  loss: 0,
-  grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
-};
+
+const result = { loss: 0, grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 } };
+
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
   const { L, ds3, x1, dw1, w1, dx1, x0, dw0, w0, dx0 } = buf;
+
   // ds3 = L * (1 - L)
   // dw1 = ds3 * x1
   // dx1 = ds3 * w1

@@ -2,37 +2,18 @@
 // Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.
 // Buffers are allocated once, when the module loads: the arrays that forward and valueAndGrad
 // return are reused (overwritten) by the next call; copy them to keep them.
+
 export const spec = {
-  name: 'twolayer',
+  name: "twolayer",
   inputs: { X: { dtype: 'f32', shape: [16, 20] }, y: { dtype: 'i32', shape: [16] } },
-  params: {
-    W1: { dtype: 'f32', shape: [20, 32] },
-    b1: { dtype: 'f32', shape: [32] },
-    W2: { dtype: 'f32', shape: [32, 10] },
-    b2: { dtype: 'f32', shape: [10] },
-  },
+  params: { W1: { dtype: 'f32', shape: [20, 32] }, b1: { dtype: 'f32', shape: [32] }, W2: { dtype: 'f32', shape: [32, 10] }, b2: { dtype: 'f32', shape: [10] } },
   outputs: { loss: { dtype: 'f32', shape: [] }, scores: { dtype: 'f32', shape: [16, 10] } },
 };
+
+
 // Memory plan: 16 arrays, 17.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [
-  new Float32Array(640),
-  new Float32Array(32),
-  new Float32Array(320),
-  new Float32Array(10),
-  new Float32Array(320),
-  new Int32Array(16),
-  new Float32Array(640),
-  new Float32Array(160),
-  new Float32Array(512),
-  new Float32Array(160),
-  new Float32Array(512),
-  new Float32Array(160),
-  new Float32Array(640),
-  new Float32Array(1),
-  new Float32Array(320),
-  new Float32Array(32),
-];
+const buffers = [new Float32Array(640), new Float32Array(32), new Float32Array(320), new Float32Array(10), new Float32Array(320), new Int32Array(16), new Float32Array(640), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(640), new Float32Array(1), new Float32Array(320), new Float32Array(32)];
 const buf = {
   W1: buffers[0], // f32[20,32] (param W1)
   b1: buffers[1], // f32[32] (param b1)
@@ -52,10 +33,7 @@ const buf = {
   t14: buffers[12].subarray(0, 1), // f32[]
   loss: buffers[13], // f32[]
   t19: Float32Array.from([0.001]),
-  t21: Float32Array.from([
-    0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
-    0.0625, 0.0625, 0.0625,
-  ]),
+  t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
   t24: buffers[8].subarray(0, 320), // f32[32,10]
   t26: buffers[12], // f32[20,32]
   dt7: buffers[14].subarray(0, 160), // f32[16,10]
@@ -71,6 +49,7 @@ const buf = {
   dW1: buffers[6], // f32[20,32]
   _acc0: new Float64Array(32), // accumulators of column sums
 };
+
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
   const a = new Float32Array(n);
@@ -83,13 +62,13 @@ function initArray(n, init, scale, seed, salt) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    if (init === 'randn') a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
     else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
     else a[i] = init === 'ones' ? scale : 0;
   }
   return a;
 }
+
 /** Fresh parameters; the same seed gives the same values. */
 export function initParams(seed = 0) {
   return {
@@ -99,36 +78,34 @@ export function initParams(seed = 0) {
     b2: initArray(10, 'zeros', 1, seed, 0x8f2c2975),
   };
 }
+
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`twolayer: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
-    throw new TypeError(
-      `twolayer: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if (a.length !== n)
-    throw new RangeError(`twolayer: ${kind} '${name}' must have ${n} elements (${type_}), got ${a.length}`);
+  throw new TypeError(`twolayer: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
+  if ((a).length !== n)
+  throw new RangeError(`twolayer: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
 }
+
 function expectIndices(name, a, bound) {
   for (let i = 0; i < a.length; i++)
-    if (a[i] < 0 || a[i] >= bound)
-      throw new RangeError(
-        `twolayer: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
+  if (a[i] < 0 || a[i] >= bound)
+  throw new RangeError(`twolayer: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`);
 }
+
 /** Checks every argument before any work is done. */
 function checkArgs(params, inputs) {
-  if (typeof params !== 'object' || params === null)
-    throw new TypeError('twolayer: params must be an object');
-  if (typeof inputs !== 'object' || inputs === null)
-    throw new TypeError('twolayer: inputs must be an object');
-  expectArray('param', 'W1', params.W1, Float32Array, 640, 'f32[20,32]');
-  expectArray('param', 'b1', params.b1, Float32Array, 32, 'f32[32]');
-  expectArray('param', 'W2', params.W2, Float32Array, 320, 'f32[32,10]');
-  expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
-  expectArray('input', 'X', inputs.X, Float32Array, 320, 'f32[16,20]');
-  expectArray('input', 'y', inputs.y, Int32Array, 16, 'i32[16]');
-  expectIndices('y', inputs.y, 10);
+  if (typeof params !== 'object' || params === null) throw new TypeError('twolayer: params must be an object');
+  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('twolayer: inputs must be an object');
+  expectArray('param', "W1", params.W1, Float32Array, 640, 'f32[20,32]');
+  expectArray('param', "b1", params.b1, Float32Array, 32, 'f32[32]');
+  expectArray('param', "W2", params.W2, Float32Array, 320, 'f32[32,10]');
+  expectArray('param', "b2", params.b2, Float32Array, 10, 'f32[10]');
+  expectArray('input', "X", inputs.X, Float32Array, 320, 'f32[16,20]');
+  expectArray('input', "y", inputs.y, Int32Array, 16, 'i32[16]');
+  expectIndices("y", inputs.y, 10);
 }
+
 /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
 function stage(params, inputs) {
   buf.W1.set(params.W1);
@@ -138,26 +115,16 @@ function stage(params, inputs) {
   buf.X.set(inputs.X);
   buf.y.set(inputs.y);
 }
+
 /** hidden = relu(X @ W1 + b1) */
 function matmul_hidden() {
   const { X, W1, b1, hidden } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 32; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 20; p++) {
-        const _a0 = X[i * 20 + p],
-          _a1 = X[(i + 1) * 20 + p];
-        const _b0 = W1[p * 32 + j],
-          _b1 = W1[p * 32 + j + 1],
-          _b2 = W1[p * 32 + j + 2],
-          _b3 = W1[p * 32 + j + 3];
+        const _a0 = X[i * 20 + p], _a1 = X[(i + 1) * 20 + p];
+        const _b0 = W1[p * 32 + j], _b1 = W1[p * 32 + j + 1], _b2 = W1[p * 32 + j + 2], _b3 = W1[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -202,26 +169,16 @@ function matmul_hidden() {
     }
   }
 }
+
 /** scores = hidden @ W2 + b2 */
 function matmul_scores() {
   const { hidden, W2, b2, scores } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 8; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = hidden[i * 32 + p],
-          _a1 = hidden[(i + 1) * 32 + p];
-        const _b0 = W2[p * 10 + j],
-          _b1 = W2[p * 10 + j + 1],
-          _b2 = W2[p * 10 + j + 2],
-          _b3 = W2[p * 10 + j + 3];
+        const _a0 = hidden[i * 32 + p], _a1 = hidden[(i + 1) * 32 + p];
+        const _b0 = W2[p * 10 + j], _b1 = W2[p * 10 + j + 1], _b2 = W2[p * 10 + j + 2], _b3 = W2[p * 10 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -243,11 +200,9 @@ function matmul_scores() {
   }
   for (let i = 0; i < 16; i += 2) {
     for (let j = 8; j < 10; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = hidden[i * 32 + p],
-          _a1 = hidden[(i + 1) * 32 + p];
+        const _a0 = hidden[i * 32 + p], _a1 = hidden[(i + 1) * 32 + p];
         const _b0 = W2[p * 10 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -257,26 +212,16 @@ function matmul_scores() {
     }
   }
 }
+
 /** dhidden = dscores @ W2.T */
 function matmul_dhidden() {
   const { dscores, W2, dhidden } = buf;
   for (let i = 0; i < 16; i += 4) {
     for (let j = 0; j < 32; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 10; p++) {
-        const _a0 = dscores[i * 10 + p],
-          _a1 = dscores[(i + 1) * 10 + p],
-          _a2 = dscores[(i + 2) * 10 + p],
-          _a3 = dscores[(i + 3) * 10 + p];
-        const _b0 = W2[j * 10 + p],
-          _b1 = W2[(j + 1) * 10 + p];
+        const _a0 = dscores[i * 10 + p], _a1 = dscores[(i + 1) * 10 + p], _a2 = dscores[(i + 2) * 10 + p], _a3 = dscores[(i + 3) * 10 + p];
+        const _b0 = W2[j * 10 + p], _b1 = W2[(j + 1) * 10 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -297,26 +242,16 @@ function matmul_dhidden() {
     }
   }
 }
+
 /** dW2 = t24 + hidden.T @ dscores */
 function matmul_dW2() {
   const { hidden, dscores, t24, dW2 } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 8; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = hidden[p * 32 + i],
-          _a1 = hidden[p * 32 + i + 1];
-        const _b0 = dscores[p * 10 + j],
-          _b1 = dscores[p * 10 + j + 1],
-          _b2 = dscores[p * 10 + j + 2],
-          _b3 = dscores[p * 10 + j + 3];
+        const _a0 = hidden[p * 32 + i], _a1 = hidden[p * 32 + i + 1];
+        const _b0 = dscores[p * 10 + j], _b1 = dscores[p * 10 + j + 1], _b2 = dscores[p * 10 + j + 2], _b3 = dscores[p * 10 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -338,11 +273,9 @@ function matmul_dW2() {
   }
   for (let i = 0; i < 32; i += 2) {
     for (let j = 8; j < 10; j += 1) {
-      let _c00 = 0,
-        _c10 = 0;
+      let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = hidden[p * 32 + i],
-          _a1 = hidden[p * 32 + i + 1];
+        const _a0 = hidden[p * 32 + i], _a1 = hidden[p * 32 + i + 1];
         const _b0 = dscores[p * 10 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
@@ -352,26 +285,16 @@ function matmul_dW2() {
     }
   }
 }
+
 /** dW1 = t26 + X.T @ dt2 */
 function matmul_dW1() {
   const { X, dt2, t26, dW1 } = buf;
   for (let i = 0; i < 20; i += 2) {
     for (let j = 0; j < 32; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = X[p * 20 + i],
-          _a1 = X[p * 20 + i + 1];
-        const _b0 = dt2[p * 32 + j],
-          _b1 = dt2[p * 32 + j + 1],
-          _b2 = dt2[p * 32 + j + 2],
-          _b3 = dt2[p * 32 + j + 3];
+        const _a0 = X[p * 20 + i], _a1 = X[p * 20 + i + 1];
+        const _b0 = dt2[p * 32 + j], _b1 = dt2[p * 32 + j + 1], _b2 = dt2[p * 32 + j + 2], _b3 = dt2[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -392,20 +315,25 @@ function matmul_dW1() {
     }
   }
 }
+
 function forwardPass() {
   const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
+
   // hidden = relu(X @ W1 + b1)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
   //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
   matmul_hidden();
+
   // scores = hidden @ W2 + b2
   //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
   matmul_scores();
+
   // t4 = scores[range(n), y]
   //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
+
   // margins = relu(scores - correct_class_score + 1)
   // t8 = onehot(y, 10)
   // t9 = 1 - t8
@@ -431,6 +359,7 @@ function forwardPass() {
     }
     t10[i] = _acc0;
   }
+
   // data_loss = t10.sum(0) * 0.0625
   //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
@@ -441,6 +370,7 @@ function forwardPass() {
     }
     data_loss[0] = _acc0 * 0.0625;
   }
+
   // t14 = (W1**2).sum((0, 1))
   //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
@@ -453,6 +383,7 @@ function forwardPass() {
     }
     t14[0] = _acc0;
   }
+
   // loss = data_loss + (t14 + (W2**2).sum((0, 1))) * 0.001
   //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
@@ -469,7 +400,9 @@ function forwardPass() {
     loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
   }
 }
+
 const outputsObj = { loss: 0, scores: buf.scores };
+
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
@@ -479,36 +412,16 @@ export function forward(params, inputs) {
   outputsObj.scores = buf.scores;
   return outputsObj;
 }
-const result = {
-  loss: 0,
-  grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
-};
+
+const result = { loss: 0, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
+
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const {
-    t19,
-    W2,
-    t24,
-    W1,
-    t26,
-    t21,
-    t9,
-    margins,
-    dt7,
-    dcorrect_class_score,
-    _acc0,
-    t8,
-    t29,
-    dscores,
-    db2,
-    hidden,
-    dhidden,
-    dt2,
-    db1,
-  } = buf;
+  const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score, _acc0, t8, t29, dscores, db2, hidden, dhidden, dt2, db1 } = buf;
+
   // t24 = 0.001 * (W2 * 2)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
@@ -518,6 +431,7 @@ export function valueAndGrad(params, inputs) {
       t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
     }
   }
+
   // t26 = 0.001 * (W1 * 2)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
@@ -527,6 +441,7 @@ export function valueAndGrad(params, inputs) {
       t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
     }
   }
+
   // dt7 = t21 * t9 * (margins > 0)
   // dcorrect_class_score = (-dt7).sum(1)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -544,6 +459,7 @@ export function valueAndGrad(params, inputs) {
     }
     dcorrect_class_score[i] = _acc0;
   }
+
   // dscores = dt7 + t8 * t29
   // db2 = dscores.sum(0)
   //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -562,13 +478,16 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 10; i++) {
     db2[i] = _acc0[i];
   }
+
   // dhidden = dscores @ W2.T
   //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   matmul_dhidden();
+
   // dW2 = t24 + hidden.T @ dscores
   //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   matmul_dW2();
+
   // dt2 = dhidden * (hidden > 0)
   // db1 = dt2.sum(0)
   //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
@@ -587,6 +506,7 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 32; i++) {
     db1[i] = _acc0[i];
   }
+
   // dW1 = t26 + X.T @ dt2
   //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
