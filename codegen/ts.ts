@@ -769,6 +769,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
   const bwd = new Emitter(m, plan, codeName, kernels, t);
   const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
   const lossOut = m.fwd.outputs.find((o) => o.name === 'loss')!;
+  const lossSlot = codeName('lossSlot');
   const lossName = valueName(m.fwd, lossOut.value);
 
   // gradients need arrays of their own: a gradient that is a forward value, a constant or
@@ -870,18 +871,24 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     ...fwdCode,
     '}',
     '',
-    `const outputsObj${t(': Outputs')} = { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? '0' : `buf.${valueName(m.fwd, m.fwd.outputs.find((x) => x.name === o.name)!.value)}`}`).join(', ')} };`,
+    '// Scalars are returned through getters: storing a number into an object allocates in V8.',
+    `const outputsObj${t(': Outputs')} = {`,
+    ...m.fwd.outputs.map((o) => {
+      const e = outputExpr(m.fwd, o.value, plan);
+      return m.fwd.type(o.value).shape.length === 0 ? `get ${key(o.name)}() { return ${e}; },` : `${key(o.name)}: ${e},`;
+    }),
+    '};',
     '',
     '/** Runs the model forward; scalar outputs are numbers. */',
     `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
     '  checkArgs(params, inputs);',
     '  stage(params, inputs);',
     '  forwardPass();',
-    ...m.fwd.outputs.map((o) => `${member('outputsObj', o.name)} = ${outputExpr(m.fwd, o.value, plan)};`),
     '  return outputsObj;',
     '}',
     '',
-    `const result${t(': { loss: number; grads: Grads }')} = { loss: 0, grads: { ${params(m.fwd)
+    `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
+    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
       .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
     '',
@@ -893,7 +900,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     ...destructure(bwd.used),
     ...bwdCode,
     ...gradCopies,
-    `  result.loss = buf.${lossName}[0];`,
+    `  ${lossSlot}[0] = buf.${lossName}[0];`,
     '  return result;',
     '}',
   ];

@@ -330,19 +330,22 @@ function forwardPass() {
   }
 }
 
-const outputsObj = { loss: 0, logits: buf.logits };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj = {
+  get loss() { return buf.loss[0]; },
+  logits: buf.logits,
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.loss[0];
-  outputsObj.logits = buf.logits;
   return outputsObj;
 }
 
-const result = { loss: 0, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
@@ -417,6 +420,6 @@ export function valueAndGrad(params, inputs) {
   // dW1 = x.T @ daffine1
   //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   matmul_dW1();
-  result.loss = buf.loss[0];
+  lossSlot[0] = buf.loss[0];
   return result;
 }

@@ -438,20 +438,27 @@ function forwardPass(): void {
   }
 }
 
-const outputsObj: Outputs = { loss: 0, logits: buf.logits };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj: Outputs = {
+  get loss() {
+    return buf.loss[0];
+  },
+  logits: buf.logits,
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.loss[0];
-  outputsObj.logits = buf.logits;
   return outputsObj;
 }
 
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result: { loss: number; grads: Grads } = {
-  loss: 0,
+  get loss() {
+    return lossSlot[0];
+  },
   grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
 };
 
@@ -528,6 +535,6 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dW1 = x.T @ daffine1
   //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   matmul_dW1();
-  result.loss = buf.loss[0];
+  lossSlot[0] = buf.loss[0];
   return result;
 }

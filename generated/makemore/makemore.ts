@@ -576,20 +576,27 @@ function forwardPass(): void {
   }
 }
 
-const outputsObj: Outputs = { loss: 0, probs: buf.probs };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj: Outputs = {
+  get loss() {
+    return buf.loss[0];
+  },
+  probs: buf.probs,
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.loss[0];
-  outputsObj.probs = buf.probs;
   return outputsObj;
 }
 
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result: { loss: number; grads: Grads } = {
-  loss: 0,
+  get loss() {
+    return lossSlot[0];
+  },
   grads: {
     C: buf.dC,
     W1: buf.dW1,
@@ -736,6 +743,6 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
       for (let j = 0; j < 10; j++) dC[_row + j] += demb[i * 10 + j];
     }
   }
-  result.loss = buf.loss[0];
+  lossSlot[0] = buf.loss[0];
   return result;
 }

@@ -437,19 +437,22 @@ function forwardPass() {
   }
 }
 
-const outputsObj = { loss: 0, probs: buf.probs };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj = {
+  get loss() { return buf.loss[0]; },
+  probs: buf.probs,
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.loss[0];
-  outputsObj.probs = buf.probs;
   return outputsObj;
 }
 
-const result = { loss: 0, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
@@ -562,6 +565,6 @@ export function valueAndGrad(params, inputs) {
       for (let j = 0; j < 10; j++) dC[_row + j] += demb[i * 10 + j];
     }
   }
-  result.loss = buf.loss[0];
+  lossSlot[0] = buf.loss[0];
   return result;
 }

@@ -104,18 +104,21 @@ function forwardPass() {
   L[0] = 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
 }
 
-const outputsObj = { loss: 0 };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj = {
+  get loss() { return buf.L[0]; },
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.L[0];
   return outputsObj;
 }
 
-const result = { loss: 0, grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 } };
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+const result = { get loss() { return lossSlot[0]; }, grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs) {
@@ -143,6 +146,6 @@ export function valueAndGrad(params, inputs) {
     dw0[0] = _ds3 * x0[0];
     dx0[0] = _ds3 * w0[0];
   }
-  result.loss = buf.L[0];
+  lossSlot[0] = buf.L[0];
   return result;
 }

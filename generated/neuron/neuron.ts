@@ -147,19 +147,26 @@ function forwardPass(): void {
   L[0] = 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
 }
 
-const outputsObj: Outputs = { loss: 0 };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj: Outputs = {
+  get loss() {
+    return buf.L[0];
+  },
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.L[0];
   return outputsObj;
 }
 
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result: { loss: number; grads: Grads } = {
-  loss: 0,
+  get loss() {
+    return lossSlot[0];
+  },
   grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
 };
 
@@ -189,6 +196,6 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dw0[0] = _ds3 * x0[0];
     dx0[0] = _ds3 * w0[0];
   }
-  result.loss = buf.L[0];
+  lossSlot[0] = buf.L[0];
   return result;
 }

@@ -514,20 +514,27 @@ function forwardPass(): void {
   }
 }
 
-const outputsObj: Outputs = { loss: 0, scores: buf.scores };
+// Scalars are returned through getters: storing a number into an object allocates in V8.
+const outputsObj: Outputs = {
+  get loss() {
+    return buf.loss[0];
+  },
+  scores: buf.scores,
+};
 
 /** Runs the model forward; scalar outputs are numbers. */
 export function forward(params: Params, inputs: Inputs): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  outputsObj.loss = buf.loss[0];
-  outputsObj.scores = buf.scores;
   return outputsObj;
 }
 
+const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result: { loss: number; grads: Grads } = {
-  loss: 0,
+  get loss() {
+    return lossSlot[0];
+  },
   grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
 };
 
@@ -647,6 +654,6 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   matmul_dW1();
-  result.loss = buf.loss[0];
+  lossSlot[0] = buf.loss[0];
   return result;
 }

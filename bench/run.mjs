@@ -1,0 +1,285 @@
+// npm run bench: times one training step (forward + backward, every parameter gradient) of the
+// makemore MLP at two sizes, graphc's generated code against TF.js (cpu and wasm backends) and
+// PyTorch eager, and times `graphc build` itself.
+//
+//   npm run bench [-- --sizes=S,L] [--quick] [--contenders=long,tfjs-cpu,tfjs-wasm,torch] [--rebuild]
+//
+// Each contender runs in a process of its own (so its peak RSS is its own), is warmed up by time
+// (V8 keeps optimising for a few thousand calls), and then the contenders take turns in many
+// short rounds: round 1 of A, B, C, ..., round 2 of A, B, C, ... (short rounds spread any outside
+// load evenly over the contenders). The reported time is the median over every measured step.
+// Before any timing, every contender's loss and gradients must agree with graphc's composite-op
+// model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, REFERENCE_FLOPS, SIZES } from './models.mjs';
+import { fmt, median, relError, table } from './report.mjs';
+import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
+
+const SEED = 42; // parameters: initParams(SEED) of the composite module; inputs: mulberry32(SEED)
+const TOLERANCE = 1e-4;
+const CONTENDERS = [
+  { id: 'composite', label: 'graphc composite', kind: 'graphc', variant: 'composite' },
+  { id: 'long', label: 'graphc long-form', kind: 'graphc', variant: 'long' },
+  { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
+  { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
+  { id: 'torch', label: 'PyTorch eager', kind: 'torch' },
+];
+
+const started = performance.now();
+const opts = parseArgs(process.argv.slice(2));
+const plan = opts.quick
+  ? { warmupMs: 500, rounds: { S: 6, L: 4 }, roundMs: { S: 100, L: 300 }, minSteps: 1, mlpLayers: [10, 100] }
+  : { warmupMs: 2000, rounds: { S: 30, L: 16 }, roundMs: { S: 100, L: 300 }, minSteps: 1, mlpLayers: [10, 100, 1000] };
+
+const workDir = mkdtempSync(path.join(os.tmpdir(), 'graphc-bench-'));
+const workers = [];
+try {
+  process.exitCode = await main();
+} catch (e) {
+  console.error(`\nbench failed: ${e?.stack ?? e}`);
+  process.exitCode = 1;
+} finally {
+  for (const w of workers) w.close();
+  rmSync(workDir, { recursive: true, force: true });
+}
+
+async function main() {
+  console.log(`graphc bench: ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), Node ${process.version}${opts.quick ? ', --quick' : ''}`);
+  loadNote('before the run', 0);
+  const stale = ensureCompilerBuilt(opts);
+  if (stale) console.log(`note: ${stale}`);
+
+  // 1. Build every model with graphc, timing the builds.
+  section('graphc build: wall time of `node bin/graphc.js build` (Node start included)');
+  const builds = {};
+  for (const size of opts.sizes) {
+    for (const variant of ['composite', 'long']) {
+      const b = buildMakemore(workDir, variant, size);
+      builds[`${variant}_${size}`] = b;
+      console.log(`  ${b.name.padEnd(22)} ${b.ok ? `${fmt.ms(b.ms).padStart(8)} ms   ${kb(b.jsBytes)} of JS, ${b.jsLines} lines` : 'FAILED'}`);
+      if (!b.ok) {
+        console.log(indent(b.error));
+        console.log('  graphc could not build the model: if the compiler is mid-change, run `npm run build` and try again');
+        return 1;
+      }
+    }
+  }
+  const mlps = plan.mlpLayers.map((layers) => {
+    const b = buildMlp(workDir, layers);
+    console.log(`  ${b.name.padEnd(22)} ${b.ok ? `${fmt.ms(b.ms).padStart(8)} ms   ${(b.ms / layers).toFixed(1)} ms/layer, ${kb(b.jsBytes)} of JS` : `FAILED: ${firstLine(b.error)}`}`);
+    return b;
+  });
+  const okMlps = mlps.filter((b) => b.ok);
+  for (let i = 1; i < okMlps.length; i++) {
+    const [a, b] = [okMlps[i - 1], okMlps[i]];
+    console.log(`  ${a.name} -> ${b.name}: ${((b.ms - a.ms) / (b.layers - a.layers)).toFixed(2)} ms per added layer`);
+  }
+
+  // 2. Start every contender on the same parameters and inputs; check that they agree.
+  const torchPython = opts.contenders.includes('torch') ? findTorchPython() : undefined;
+  if (opts.contenders.includes('torch') && !torchPython) console.log('\nnote: PyTorch is not importable (tried python3 and /usr/bin/python3): skipping it (on Debian: apt-get install python3-torch)');
+  const runs = {};
+  for (const size of opts.sizes) runs[size] = await startContenders(size, builds, torchPython);
+  let agree = true;
+  for (const size of opts.sizes) agree = checkAgreement(size, runs[size]) && agree;
+  if (!agree) {
+    console.log(`\nFAIL: the contenders disagree (tolerance ${TOLERANCE}); nothing was timed`);
+    return 1;
+  }
+  printVersions(runs[opts.sizes[0]]);
+
+  // 3. Time them, taking turns, and ask each process for its peak RSS.
+  const results = {};
+  for (const size of opts.sizes) {
+    results[size] = await timeContenders(size, runs[size]);
+    printSize(size, results[size]);
+  }
+
+  // 4. The summary and the targets.
+  printSummary(results, builds, mlps);
+  loadNote('at the end', 1); // the bench itself keeps one core busy
+  console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
+  return 0;
+}
+
+async function startContenders(size, builds, torchPython) {
+  const cfg = SIZES[size];
+  const composite = await import(pathToFileURL(builds[`composite_${size}`].module).href);
+  const params = composite.initParams(SEED);
+  const shapes = Object.fromEntries(Object.entries(composite.spec.params).map(([k, p]) => [k, p.shape]));
+  const inputs = makeInputs(cfg, SEED);
+  const chosen = CONTENDERS.filter((c) => opts.contenders.includes(c.id) && (c.kind !== 'torch' || torchPython));
+  const list = chosen.map((c) => {
+    const worker = c.kind === 'torch' ? new PythonWorker(`${c.label} ${size}`, torchPython) : new JsWorker(`${c.label} ${size}`);
+    workers.push(worker);
+    return { ...c, worker };
+  });
+  // start up in parallel (nothing is timed yet); each answers with its first loss and gradients
+  await Promise.all(
+    list.map(async (c) => {
+      const module = c.kind === 'graphc' ? builds[`${c.variant}_${size}`].module : undefined;
+      const reply = await c.worker.request({ cmd: 'init', kind: c.kind, cfg, shapes, params, inputs, module });
+      Object.assign(c, { info: reply.info, loss: reply.loss, grads: reply.grads });
+    }),
+  );
+  return list;
+}
+
+function checkAgreement(size, list) {
+  const ref = list[0];
+  const names = Object.keys(ref.grads);
+  section(`agreement at ${size} with graphc composite: max|a − b| / max(max|b|, 1e-3) per tensor, tolerance ${TOLERANCE}`);
+  let ok = true;
+  const rows = list.map((c) => {
+    const errs = [relError([c.loss], [ref.loss]), ...names.map((n) => (c.grads[n] ? relError(c.grads[n], ref.grads[n]) : Infinity))];
+    const worst = Math.max(...errs);
+    ok &&= worst <= TOLERANCE;
+    return [c.label, c.loss.toFixed(6), ...errs.map(fmt.err), worst <= TOLERANCE ? 'ok' : 'FAIL'];
+  });
+  console.log(indent(table(['contender', 'loss', 'loss err', ...names.map((n) => `d${n}`), ''], rows)));
+  return ok;
+}
+
+async function timeContenders(size, list) {
+  section(`timing ${size}: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds[size]} rounds of ≥ ${plan.roundMs[size]} ms (≥ ${plan.minSteps} step${plan.minSteps === 1 ? '' : 's'}), contenders taking turns`);
+  for (const c of list) {
+    const w = await c.worker.request({ cmd: 'round', ms: plan.warmupMs, minSteps: plan.minSteps, record: false });
+    console.log(`  warm-up ${c.label}: ${w.steps} steps`);
+  }
+  const samples = new Map(list.map((c) => [c, { times: [], roundMedians: [] }]));
+  for (let r = 0; r < plan.rounds[size]; r++) {
+    for (const c of list) {
+      const { times } = await c.worker.request({ cmd: 'round', ms: plan.roundMs[size], minSteps: plan.minSteps });
+      const s = samples.get(c);
+      s.times.push(...times);
+      s.roundMedians.push(median(times));
+    }
+  }
+  const flops = REFERENCE_FLOPS[size];
+  const rows = [];
+  for (const c of list) {
+    const s = samples.get(c);
+    const ms = median(s.times);
+    const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
+    rows.push({ c, ms, steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), gflops: flops / (ms * 1e6), maxRssKb });
+  }
+  for (const row of rows) row.ratio = row.ms / rows[0].ms;
+  return rows;
+}
+
+function printSize(size, rows) {
+  const ours = makemoreFlops(SIZES[size]);
+  const cfg = Object.entries(SIZES[size]).map(([k, v]) => `${k} ${v}`).join(', ');
+  console.log(`\n  ${size} (${cfg}): GFLOP/s at ${fmt.flops(REFERENCE_FLOPS[size])}/step`);
+  console.log(`  (our count: matmuls ${fmt.flops(ours.matmul)} + elementwise ≈ ${fmt.flops(ours.elementwise)} = ${fmt.flops(ours.total)})`);
+  const body = rows.map((r) => [r.c.label, fmt.ms(r.ms), `${fmt.ms(r.lo)}–${fmt.ms(r.hi)}`, r.steps, fmt.ratio(r.ratio), fmt.gflops(r.gflops), fmt.mb(r.maxRssKb)]);
+  console.log(indent(table(['contender', 'median ms/step', 'round medians', 'steps', 'vs composite', 'GFLOP/s', 'peak RSS'], body)));
+}
+
+function printVersions(list) {
+  section('contenders');
+  for (const c of list) {
+    const i = c.info ?? {};
+    let what = `Node ${i.node}`;
+    if (c.kind === 'graphc') what += `, generated JS (${c.variant === 'composite' ? 'makemoreComposite' : 'makemore'})`;
+    if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
+    if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
+    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default)`;
+    console.log(`  ${c.label.padEnd(18)} ${what}`);
+  }
+}
+
+function printSummary(results, builds, mlps) {
+  section('summary: median ms per training step (ratio to graphc composite)');
+  const sizes = Object.keys(results);
+  const labels = results[sizes[0]].map((r) => r.c.label);
+  const body = labels.map((label) => [
+    label,
+    ...sizes.flatMap((size) => {
+      const r = results[size].find((x) => x.c.label === label);
+      return [`${fmt.ms(r.ms)} (${fmt.ratio(r.ratio)})`, fmt.gflops(r.gflops), fmt.mb(r.maxRssKb)];
+    }),
+  ]);
+  console.log(indent(table(['contender', ...sizes.flatMap((s) => [`${s} ms/step`, `${s} GFLOP/s`, `${s} peak RSS`])], body)));
+
+  const ms = (size, id) => results[size]?.find((r) => r.c.id === id)?.ms;
+  const gflops = (size, id) => results[size]?.find((r) => r.c.id === id)?.gflops;
+  const quotient = (a, b) => (a === undefined || b === undefined ? undefined : a / b);
+  const mlp1000 = mlps.find((b) => b.layers === 1000);
+  const targets = [
+    ['S: graphc ≤ 0.5× TF.js wasm', quotient(ms('S', 'composite'), ms('S', 'tfjs-wasm')), (x) => x <= 0.5, fmt.ratio],
+    ['S: graphc ≤ 0.1× TF.js cpu', quotient(ms('S', 'composite'), ms('S', 'tfjs-cpu')), (x) => x <= 0.1, fmt.ratio],
+    ['L: graphc ≤ 2× TF.js wasm', quotient(ms('L', 'composite'), ms('L', 'tfjs-wasm')), (x) => x <= 2, fmt.ratio],
+    ['L: graphc ≥ 1.1 GFLOP/s', gflops('L', 'composite'), (x) => x >= 1.1, (x) => `${fmt.gflops(x)} GFLOP/s`],
+    ['S: long-form within 10% of composite', quotient(ms('S', 'long'), ms('S', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
+    ['L: long-form within 10% of composite', quotient(ms('L', 'long'), ms('L', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
+    ['makemore (S) build < 1.5 s', builds.long_S?.ms, (x) => x < 1500, fmt.s],
+    ['1000-layer MLP build < 20 s', mlp1000?.ok || mlp1000?.timedOut ? mlp1000.ms : undefined, (x) => x < 20_000, (x) => (mlp1000.timedOut ? `> ${fmt.s(x)}` : fmt.s(x))],
+  ];
+  section('targets (reported, not enforced)');
+  const rows = targets.map(([what, value, pass, show]) => [what, value === undefined ? 'n/a' : show(value), value === undefined ? 'n/a' : pass(value) ? 'PASS' : 'FAIL']);
+  console.log(indent(table(['target', 'measured', ''], rows)));
+}
+
+/** Random valid inputs: context indices and targets in [0, vocab), from a fixed seed. */
+function makeInputs({ batch, block, vocab }, seed) {
+  const rand = mulberry32(seed);
+  const Xb = Int32Array.from({ length: batch * block }, () => Math.floor(rand() * vocab));
+  const Yb = Int32Array.from({ length: batch }, () => Math.floor(rand() * vocab));
+  return { Xb, Yb };
+}
+
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function parseArgs(argv) {
+  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id) };
+  for (const a of argv) {
+    const [k, v] = a.split(/=(.*)/s, 2);
+    if (k === '--sizes' && v) o.sizes = v.split(',');
+    else if (k === '--contenders' && v) o.contenders = ['composite', ...v.split(',')];
+    else if (k === '--quick') o.quick = true;
+    else if (k === '--rebuild') o.rebuild = true;
+    else usage(`unknown argument ${a}`);
+  }
+  for (const s of o.sizes) if (!SIZES[s]) usage(`unknown size ${s} (sizes: ${Object.keys(SIZES).join(', ')})`);
+  for (const c of o.contenders) if (!CONTENDERS.some((x) => x.id === c)) usage(`unknown contender ${c} (contenders: ${CONTENDERS.map((x) => x.id).join(', ')})`);
+  return o;
+}
+
+function usage(msg) {
+  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild]`);
+  process.exit(2);
+}
+
+/** Other processes on the machine skew the timings: say so when the load average shows them. */
+function loadNote(when, ownLoad) {
+  const load = os.loadavg()[0];
+  if (load > ownLoad + 0.5) console.log(`note: 1-minute load average ${load.toFixed(2)} ${when} (${os.cpus().length} cores): other processes compete for the CPU, timings are noisy`);
+}
+
+function section(title) {
+  console.log(`\n${title}`);
+}
+
+function indent(s) {
+  return s.replace(/^/gm, '  ');
+}
+
+function firstLine(s) {
+  return String(s).split('\n')[0];
+}
+
+function kb(bytes) {
+  return `${(bytes / 1024).toFixed(0)} KB`;
+}
