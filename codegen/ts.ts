@@ -14,7 +14,7 @@ import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import { formula } from './formula.js';
 import type { Access } from './loops.js';
-import { collapse, indexExpr, LOOP_VARS } from './loops.js';
+import { nest } from './loops.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
 import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
@@ -120,7 +120,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
       const x = inst.args[0]!;
       const out = c.g.type(inst.result).shape;
       const st = strides(c.g.type(x).shape);
-      return loopNest(out, [{ strides: strides(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
+      return nest(out, [{ strides: strides(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
         `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
       ]);
     },
@@ -133,7 +133,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
         const s = c.g.type(a).shape;
         const base = off * ost[inst.attrs.axis]!;
         off += s[inst.attrs.axis]!;
-        return loopNest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
+        return nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
       });
     },
   },
@@ -142,7 +142,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
       const x = inst.args[0]!;
       const st = strides(c.g.type(x).shape);
       const base = inst.attrs.starts.reduce((s, v, d) => s + v * st[d]!, 0);
-      return loopNest(inst.attrs.sizes, [{ strides: strides(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
+      return nest(inst.attrs.sizes, [{ strides: strides(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
         `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
       ]);
     },
@@ -155,7 +155,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
       const base = inst.attrs.starts.reduce((acc, v, d) => acc + v * ost[d]!, 0);
       return [
         `${c.arr(inst.result)}.fill(0);`,
-        ...loopNest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
+        ...nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
       ];
     },
   },
@@ -251,14 +251,6 @@ function softmaxLoops(c: Ctx, x: ValueId, y: ValueId, axis: number, log: boolean
 // ---------------------------------------------------------------------------------------------
 // Loop nests
 
-/** A loop nest over `dims` (collapsed); `body` gets each access's index expression. */
-function loopNest(dims: Shape, accesses: readonly Access[], body: (idx: string[]) => string[], vars: readonly string[] = LOOP_VARS): string[] {
-  const c = collapse(dims, accesses);
-  const v = vars.slice(0, c.dims.length);
-  const idx = accesses.map((a, k) => indexExpr(v, c.strides[k]!, a.base ?? 0));
-  return [...c.dims.map((d, i) => `for (let ${v[i]} = 0; ${v[i]} < ${d}; ${v[i]}++) {`), ...body(idx), ...c.dims.map(() => '}')];
-}
-
 /** Joins two partial index expressions. */
 function plus(a: string, b: string): string {
   if (a === '0') return b;
@@ -280,12 +272,12 @@ function keptOuterNest(
 ): string[] {
   const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
   const pickAxes = (list: number[], a: Access) => ({ strides: list.map((d) => a.strides[d]!), base: a.base });
-  return loopNest(
+  return nest(
     kept.map((d) => shape[d]!),
     accesses.map((a) => pickAxes(kept, a)),
     (outerIdx) => [
       ...before(outerIdx),
-      ...loopNest(
+      ...nest(
         axes.map((d) => shape[d]!),
         accesses.map((a) => ({ strides: axes.map((d) => a.strides[d]!) })),
         (innerIdx) => inner(outerIdx.map((o, k) => plus(o, innerIdx[k]!))),
@@ -442,7 +434,7 @@ class Emitter {
     for (const m of u.insts)
       for (const a of m.args)
         if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
-    return loopNest(shape, acc.list, (idx) =>
+    return nest(shape, acc.list, (idx) =>
       this.members(
         g,
         u.insts,
@@ -539,14 +531,14 @@ class Emitter {
         `for (let i = 0; i < ${K}; i++) {`,
         ...reductions.map((r, k) => `${accName(k)}[i] = ${init(r)};`),
         '}',
-        ...loopNest(shape, acc.list, (idx) =>
+        ...nest(shape, acc.list, (idx) =>
           fullBody(idx, (r, v) => {
             const k = reductions.indexOf(r);
             const a = `${accName(k)}[${acc.index(idx, keptAt)}]`;
             return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v${k} = ${v.code};`, `if (_v${k} > ${a}) ${a} = _v${k};`];
           }),
         ),
-        ...loopNest(keptShape, epi.list, (idx) => epilogueBody(idx, (r) => E.atom(`${accName(reductions.indexOf(r))}[${epi.index(idx, accAt)}]`))),
+        ...nest(keptShape, epi.list, (idx) => epilogueBody(idx, (r) => E.atom(`${accName(reductions.indexOf(r))}[${epi.index(idx, accAt)}]`))),
       ];
     }
     // kept axes outermost: a scalar accumulator per reduction
@@ -718,12 +710,12 @@ function keptOuterNestMulti(
   const nK = fullAccesses.length;
   // one nest over the kept axes carries both the full accesses' kept parts and the kept accesses
   const outerAccesses = [...fullAccesses.map((a) => ({ strides: kept.map((d) => a.strides[d]!), base: a.base })), ...keptAccesses];
-  return loopNest(
+  return nest(
     kept.map((d) => shape[d]!),
     outerAccesses,
     (outerIdx) => [
       ...before(outerIdx.slice(nK)),
-      ...loopNest(
+      ...nest(
         axes.map((d) => shape[d]!),
         fullAccesses.map((a) => ({ strides: axes.map((d) => a.strides[d]!) })),
         (innerIdx) => inner(outerIdx.slice(0, nK).map((o, k) => plus(o, innerIdx[k]!))),
