@@ -842,7 +842,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     '',
     `// Memory plan: ${plan.buffers.length} arrays, ${kib(totalBytes)}, shared by values whose lifetimes do not overlap`,
     `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
-    `const buffers = [${arrays.join(', ')}];`,
+    `const buffers = [${arrays.join(', ')}]${t(' as const')};`,
     'const buf = {',
     ...entries,
     '};',

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
-import { compile, defaultOutDir, staleFiles, writeAtomically } from './build.js';
+import type { Target } from './build.js';
+import { compile, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
 import { diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
@@ -98,24 +99,25 @@ const VERBS: Record<string, Verb> = {
     usage: 'graphc build MODEL.ts... [--out DIR] [--check]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
-      '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM).\n' +
+      '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
+      'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module).\n' +
       'A failed build writes nothing. With --check, writes nothing and exits 1 if the files on disk\n' +
       'differ from what this compiler produces, showing the difference.',
     options: {
       out: { value: 'DIR', help: 'output folder (one model only)' },
-      target: { value: 'LIST', help: 'comma-separated targets: ts (default ts)' },
+      target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
     },
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
-      const targets = typeof opts.target === 'string' ? opts.target.split(',') : ['ts'];
-      for (const t of targets) if (t !== 'ts') throw new UsageError(`graphc build: unknown target '${t}' (known: ts)`);
+      const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...TARGETS];
+      for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);
       let status = 0;
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file);
+          c = await compile(file, { targets: targets as Target[] });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;

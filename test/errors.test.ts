@@ -81,7 +81,11 @@ describe('build errors', () => {
     const out = path.join(tmp(), 'neuron');
     const ok = await run(['build', 'examples/neuron.ts', '--out', out]);
     expect(ok.code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+    expect(readdirSync(out).sort()).toEqual(['neuron.gpu.js', 'neuron.gpu.ts', 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+    const only = path.join(tmp(), 'ts-only');
+    expect((await run(['build', 'examples/neuron.ts', '--out', only, '--target', 'ts'])).code).toBe(0);
+    expect(readdirSync(only).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc: graphc build: unknown target 'cuda' (known: ts, gpu)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
   });
 });

@@ -158,3 +158,23 @@ export async function buildIR(text: string): Promise<{ c: Pick<Compiled, 'fwd' |
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
   return { c: { fwd, bwd, name: fwd.name }, mod };
 }
+
+/** The API of a generated GPU.js module. */
+export interface GpuModule {
+  create(options?: { mode?: string }): Promise<{
+    mode: string;
+    forward(params: Arrays, inputs: Arrays): Promise<Record<string, number | Float32Array>>;
+    valueAndGrad(params: Arrays, inputs: Arrays): Promise<{ loss: number; grads: Record<string, Float32Array> }>;
+    destroy(): void;
+  }>;
+}
+
+/** Compiles a model file with both targets and imports both JavaScript modules. */
+export async function buildBoth(file: string): Promise<{ c: Compiled; flat: GeneratedModule; gpu: GpuModule }> {
+  const c = await compile(file);
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const flat = (await import(pathToFileURL(path.join(dir, `${c.name}.js`)).href)) as GeneratedModule;
+  const gpu = (await import(pathToFileURL(path.join(dir, `${c.name}.gpu.js`)).href)) as GpuModule;
+  return { c, flat, gpu };
+}

@@ -53,7 +53,7 @@ const buffers = [
   new Float32Array(10),
   new Float32Array(640),
   new Float32Array(64),
-];
+] as const;
 const buf = {
   W1: buffers[0], // f32[32,64] (param W1)
   b1: buffers[1], // f32[64] (param b1)

@@ -72,7 +72,7 @@ const buffers = [
   new Float32Array(960),
   new Float32Array(270),
   new Float32Array(64),
-];
+] as const;
 const buf = {
   C: buffers[0], // f32[27,10] (param C)
   W1: buffers[1], // f32[30,64] (param W1)

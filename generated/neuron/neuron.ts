@@ -49,7 +49,7 @@ const buffers = [
   new Float32Array(1),
   new Float32Array(1),
   new Float32Array(1),
-];
+] as const;
 const buf = {
   w0: buffers[0], // f32[] (param w0)
   x0: buffers[1], // f32[] (param x0)

@@ -55,7 +55,7 @@ const buffers = [
   new Float32Array(1),
   new Float32Array(320),
   new Float32Array(32),
-];
+] as const;
 const buf = {
   W1: buffers[0], // f32[20,32] (param W1)
   b1: buffers[1], // f32[32] (param b1)

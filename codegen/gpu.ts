@@ -1,0 +1,599 @@
+// The GPU.js target: the same steps as the flat module, as gpu.js kernels. Each value a fused
+// group writes is one kernel that computes it at the position of its thread (gpu.js's webgpu
+// backend has no kernel maps, so a group that writes two values becomes two kernels); values
+// that live only inside the group are recomputed inline. The kernels are chained by two
+// gpu.js pipelines, compiled once in `create`: `forward`, and `valueAndGrad`, whose backward
+// kernels run in the reverse order of the forward ones. A pipeline call records every kernel
+// into one command encoder on webgpu (one fused pass over one wasm memory on webasm) and reads
+// back only its results: the outputs, or the loss and the gradients.
+
+import type { Graph } from '../ir/graph.js';
+import type { Plan, Unit } from '../ir/memplan.js';
+import { valueName } from '../ir/memplan.js';
+import type { OpKind } from '../ir/ops.js';
+import { inversePerm } from '../ir/ops.js';
+import { strides } from '../ir/shape.js';
+import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
+import { numel } from '../ir/types.js';
+import * as E from './expr.js';
+import type { Expr } from './expr.js';
+import type { ModuleInfo, Typed } from './module.js';
+import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
+
+const one = E.num(1);
+const zero = E.num(0);
+
+function powExpr(a: Expr, b: Expr): Expr {
+  switch (E.literal(b)) {
+    case 1:
+      return a;
+    case 2:
+      return E.mul(a, a);
+    case 0.5:
+      return E.call('Math.sqrt', a);
+    case -0.5:
+      return E.div(one, E.call('Math.sqrt', a));
+    case -1:
+      return E.div(one, a);
+    default:
+      return E.call('Math.pow', a, b);
+  }
+}
+
+type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'broadcast' | 'bn_apply'>;
+
+/** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
+const TWICE = new Set<OpKind>(['relu', 'square', 'pow']);
+
+const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } = {
+  neg: ([a]) => E.neg(a!),
+  exp: ([a]) => E.call('Math.exp', a!),
+  log: ([a]) => E.call('Math.log', a!),
+  tanh: ([a]) => E.call('Math.tanh', a!),
+  sigmoid: ([a]) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a!)))),
+  relu: ([a]) => E.cond(E.rel('>')(a!, zero), a!, zero),
+  sqrt: ([a]) => E.call('Math.sqrt', a!),
+  square: ([a]) => E.mul(a!, a!),
+  abs: ([a]) => E.call('Math.abs', a!),
+  add: ([a, b]) => E.add(a!, b!),
+  sub: ([a, b]) => E.sub(a!, b!),
+  mul: ([a, b]) => E.mul(a!, b!),
+  div: ([a, b]) => E.div(a!, b!),
+  pow: ([a, b]) => powExpr(a!, b!),
+  maximum: ([a, b]) => E.call('Math.max', a!, b!),
+  minimum: ([a, b]) => E.call('Math.min', a!, b!),
+  gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
+  ge: ([a, b]) => E.cond(E.rel('>=')(a!, b!), one, zero),
+  broadcast: ([a]) => a!,
+  bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
+};
+
+// ---------------------------------------------------------------------------------------------
+// A kernel: one value at the position of each thread
+
+/** Flat index of a position in a row-major shape. */
+function flat(pos: readonly string[], shape: Shape): string {
+  const st = strides(shape);
+  const terms = pos.flatMap((p, d) => (p === '0' || shape[d] === 1 ? [] : [st[d] === 1 ? p : `${wrapSum(p)} * ${st[d]}`]));
+  return terms.length ? terms.join(' + ') : '0';
+}
+
+const wrapSum = (p: string) => (/[+-]/.test(p) ? `(${p})` : p);
+
+/** The position of an operand of shape `s` broadcast into a result position. */
+function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string[] {
+  const off = outShape.length - s.length;
+  return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
+}
+
+class KernelWriter {
+  readonly lines: string[] = [];
+  /** The arrays the kernel reads, by value name, in order of first use. */
+  readonly args: string[] = [];
+  /** Values already computed at a position, one map per open scope (loop bodies nest). */
+  private readonly memo: Map<string, Expr>[] = [new Map()];
+  private n = 0;
+
+  constructor(
+    readonly g: Graph,
+    readonly plan: Plan,
+    /** Values computed inside the kernel rather than read from an array. */
+    readonly registers: ReadonlySet<ValueId>,
+  ) {}
+
+  private fresh(base: string): string {
+    return `_${base}${this.n++}`;
+  }
+
+  private name(v: ValueId): string {
+    return valueName(this.g, v);
+  }
+
+  /** Reads an array at a flat index, registering it as an argument. */
+  private array(v: ValueId, index: string): Expr {
+    const s = this.plan.storage.get(this.name(v));
+    if (s?.kind === 'literal') return E.num(s.value);
+    const name = this.name(v);
+    if (!this.args.includes(name)) this.args.push(name);
+    return E.atom(`${name}[${index}]`);
+  }
+
+  private local(e: Expr): Expr {
+    if (e.prec >= E.P.ATOM || E.literal(e) !== undefined) return e;
+    const t = this.fresh('t');
+    this.lines.push(`const ${t} = ${e.code};`);
+    return E.atom(t);
+  }
+
+  /**
+   * A loop accumulating into a fresh variable: `body(vars, acc)` gives the statements of one
+   * iteration at the loop variables `vars`.
+   */
+  private loop(init: string, counts: readonly number[], body: (vars: string[], acc: string) => string[]): string {
+    const acc = this.fresh('acc');
+    const vars = counts.map(() => this.fresh('r'));
+    this.lines.push(`let ${acc} = ${init};`);
+    counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${c}; ${vars[k]}++) {`));
+    const inner = body(vars, acc);
+    this.lines.push(...inner);
+    counts.forEach(() => this.lines.push('}'));
+    return acc;
+  }
+
+  /**
+   * Statements emitted by `f` in a scope of their own (a loop body): they are returned rather
+   * than appended, and what they computed is not visible after it.
+   */
+  private capture(f: () => string): { lines: string[]; value: string } {
+    const before = this.lines.length;
+    this.memo.push(new Map());
+    const value = f();
+    this.memo.pop();
+    const lines = this.lines.splice(before);
+    return { lines, value };
+  }
+
+  /** The value v at position `pos` (one index expression per axis). */
+  at(v: ValueId, pos: readonly string[]): Expr {
+    const shape = this.g.type(v).shape;
+    if (!this.registers.has(v)) return this.array(v, flat(pos, shape));
+    const key = `${v.index}@${pos.join(',')}`;
+    for (const scope of this.memo) {
+      const hit = scope.get(key);
+      if (hit) return hit;
+    }
+    const out = this.local(this.compute(this.g.def(v), pos));
+    this.memo[this.memo.length - 1]!.set(key, out);
+    return out;
+  }
+
+  private compute(inst: Inst, pos: readonly string[]): Expr {
+    const g = this.g;
+    const out = g.type(inst.result).shape;
+    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, g.type(inst.args[k]!).shape)) => this.at(inst.args[k]!, p);
+    switch (inst.op) {
+      case 'one_hot': {
+        const idx = this.at(inst.args[0]!, pos.slice(0, -1));
+        return E.cond(E.rel('===')(idx, E.atom(pos[pos.length - 1]!)), one, zero);
+      }
+      case 'sum':
+      case 'max': {
+        const x = inst.args[0]!;
+        const xs = g.type(x).shape;
+        const { axes, keepDims } = inst.attrs;
+        const kept = keepDims ? pos.filter((_p, d) => !axes.includes(d)) : pos;
+        const isSum = inst.op === 'sum';
+        return E.atom(
+          this.loop(isSum ? '0' : '-Infinity', axes.map((a) => xs[a]!), (vars, acc) => {
+            let k = 0;
+            let r = 0;
+            const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : kept[k++]!));
+            const term = this.capture(() => this.at(x, full).code);
+            return isSum ? [...term.lines, `${acc} += ${term.value};`] : [...term.lines, `if (${term.value} > ${acc}) ${acc} = ${term.value};`];
+          }),
+        );
+      }
+      case 'matmul': {
+        const [A, B] = inst.args as [ValueId, ValueId];
+        const { transA, transB } = inst.attrs;
+        const ta = g.type(A).shape;
+        const tb = g.type(B).shape;
+        const K = transA ? ta.at(-2)! : ta.at(-1)!;
+        const batch = pos.slice(0, -2);
+        const [i, j] = [pos[pos.length - 2]!, pos[pos.length - 1]!];
+        return E.atom(
+          this.loop('0', [K], ([p], acc) => {
+            const aPos = [...batch.slice(batch.length - (ta.length - 2)), ...(transA ? [p!, i] : [i, p!])];
+            const bPos = [...batch.slice(batch.length - (tb.length - 2)), ...(transB ? [j, p!] : [p!, j])];
+            const a = this.capture(() => this.at(A, aPos).code);
+            const b = this.capture(() => this.at(B, bPos).code);
+            return [...a.lines, ...b.lines, `${acc} += ${a.value} * ${b.value};`];
+          }),
+        );
+      }
+      case 'gather': {
+        const [table, idx] = inst.args as [ValueId, ValueId];
+        const ir = g.type(idx).shape.length;
+        const row = numel(g.type(table).shape.slice(1));
+        const r = this.at(idx, pos.slice(0, ir));
+        const rest = flat(pos.slice(ir), g.type(table).shape.slice(1));
+        return this.array(table, row === 1 ? r.code : `${E.wrap(r, E.P.MUL)} * ${row}${rest === '0' ? '' : ` + ${rest}`}`);
+      }
+      case 'scatter_add': {
+        const [idx, src] = inst.args as [ValueId, ValueId];
+        const n = numel(g.type(idx).shape);
+        const row = numel(out.slice(1));
+        const rest = flat(pos.slice(1), out.slice(1));
+        const idxs = this.name(idx);
+        const srcs = this.name(src);
+        this.array(idx, '0');
+        this.array(src, '0');
+        return E.atom(this.loop('0', [n], ([q], acc) => [`if (${idxs}[${q}] === ${pos[0]}) ${acc} += ${srcs}[${q} * ${row}${rest === '0' ? '' : ` + ${rest}`}];`]));
+      }
+      case 'pick': {
+        const [x, idx] = inst.args as [ValueId, ValueId];
+        const c = this.at(idx, [pos[0]!]);
+        return this.at(x, [pos[0]!, c.code]);
+      }
+      case 'softmax':
+      case 'log_softmax':
+        return this.softmax(inst.args[0]!, inst.attrs.axis, pos, inst.op === 'log_softmax');
+      case 'xent': {
+        const [x, t] = inst.args as [ValueId, ValueId];
+        const [n, c] = g.type(x).shape as [number, number];
+        const total = this.loop('0', [n], ([i], acc) => {
+          const body = this.capture(() => {
+            const lse = this.local(this.logSumExp(x, 1, [i!, '0']));
+            const target = this.at(x, [i!, this.at(t, [i!]).code]);
+            return `${acc} += ${target.code} - ${lse.code};`;
+          });
+          return [...body.lines, body.value];
+        });
+        void c;
+        return E.atom(`-${total} / ${n}`);
+      }
+      case 'transpose': {
+        const inv = inversePerm(inst.attrs.perm);
+        return arg(0, inv.map((d) => pos[d]!));
+      }
+      case 'slice':
+        return arg(0, pos.map((p, d) => (inst.attrs.starts[d] ? `${p} + ${inst.attrs.starts[d]}` : p)));
+      case 'pad': {
+        const { starts } = inst.attrs;
+        const inner = g.type(inst.args[0]!).shape;
+        const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${starts[d]! + inner[d]!}`).join(' && ');
+        const val = this.capture(() => this.at(inst.args[0]!, pos.map((p, d) => (starts[d] ? `${p} - ${starts[d]}` : p))).code);
+        const r = this.fresh('pad');
+        this.lines.push(`let ${r} = 0;`, `if (${inside}) {`, ...val.lines, `${r} = ${val.value};`, '}');
+        return E.atom(r);
+      }
+      case 'concat': {
+        const { axis } = inst.attrs;
+        const r = this.fresh('cat');
+        this.lines.push(`let ${r} = 0;`);
+        let off = 0;
+        inst.args.forEach((a, k) => {
+          const size = g.type(a).shape[axis]!;
+          const p = pos.map((q, d) => (d === axis && off ? `${q} - ${off}` : q));
+          const val = this.capture(() => this.at(a, p).code);
+          this.lines.push(`${k ? '} else ' : ''}if (${pos[axis]} < ${off + size}) {`, ...val.lines, `${r} = ${val.value};`);
+          off += size;
+        });
+        this.lines.push('}');
+        return E.atom(r);
+      }
+      case 'argmax_mask': {
+        const x = inst.args[0]!;
+        const xs = g.type(x).shape;
+        const axes = inst.attrs.axes;
+        const best = this.fresh('best');
+        const at = this.fresh('at');
+        const vars = axes.map(() => this.fresh('r'));
+        this.lines.push(`let ${best} = -Infinity;`, `let ${at} = -1;`);
+        axes.forEach((a, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${xs[a]}; ${vars[k]}++) {`));
+        let r = 0;
+        const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : pos[d]!));
+        const val = this.capture(() => this.at(x, full).code);
+        const offset = flat(full, xs);
+        this.lines.push(...val.lines, `if (${at} < 0 || ${val.value} > ${best}) {`, `${best} = ${val.value};`, `${at} = ${offset};`, '}');
+        axes.forEach(() => this.lines.push('}'));
+        return E.cond(E.rel('===')(E.atom(at), E.atom(`(${flat(pos, xs)})`)), one, zero);
+      }
+      default: {
+        if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
+        let args = inst.args.map((_a, k) => arg(k));
+        if (TWICE.has(inst.op)) args = args.map((e) => this.local(e));
+        return GPU_EXPR[inst.op as ElementwiseOp](args);
+      }
+    }
+  }
+
+  /** log Σ exp(x) along `axis` at the position `pos` (whose `axis` entry is ignored). */
+  private logSumExp(x: ValueId, axis: number, pos: readonly string[]): Expr {
+    const len = this.g.type(x).shape[axis]!;
+    const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));
+    const m = this.loop('-Infinity', [len], ([k], acc) => {
+      const v = this.capture(() => this.at(x, along(k!)).code);
+      return [...v.lines, `if (${v.value} > ${acc}) ${acc} = ${v.value};`];
+    });
+    const s = this.loop('0', [len], ([k], acc) => {
+      const v = this.capture(() => this.at(x, along(k!)).code);
+      return [...v.lines, `${acc} += Math.exp(${v.value} - ${m});`];
+    });
+    return E.atom(`(${m} + Math.log(${s}))`);
+  }
+
+  private softmax(x: ValueId, axis: number, pos: readonly string[], log: boolean): Expr {
+    const lse = this.local(this.logSumExp(x, axis, pos));
+    const v = this.at(x, pos);
+    return log ? E.sub(v, lse) : E.call('Math.exp', E.sub(v, lse));
+  }
+}
+
+/** The kernel of one stored value: its source and the arrays it reads. */
+function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; body: string[]; size: number } {
+  const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
+  registers.add(inst.result); // computed here, not read
+  const w = new KernelWriter(g, plan, registers);
+  const shape = g.type(inst.result).shape;
+  const pos: string[] = [];
+  const head: string[] = ['const _x = this.thread.x;'];
+  // the position of this thread, from its flat index
+  let rest = '_x';
+  shape.forEach((d, k) => {
+    const inner = numel(shape.slice(k + 1));
+    if (d === 1) pos.push('0');
+    else if (inner === 1) pos.push(rest);
+    else {
+      const v = `_i${k}`;
+      head.push(`const ${v} = Math.floor(${rest} / ${inner});`);
+      if (shape.slice(k + 1).some((x) => x !== 1)) {
+        head.push(`const _rest${k} = ${rest} - ${v} * ${inner};`);
+        rest = `_rest${k}`;
+      }
+      pos.push(v);
+    }
+  });
+  const value = w.at(inst.result, pos);
+  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: numel(shape) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module
+
+/** Identifiers for the module's own helpers that no value name can shadow. */
+function codeNames(m: ModuleInfo): (base: string) => string {
+  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel']);
+  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
+  return (base) => {
+    let n = base;
+    for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
+    taken.add(n);
+    return n;
+  };
+}
+
+interface Step {
+  readonly unit: Unit;
+  readonly inst: Inst;
+  readonly kernel: string;
+  readonly args: string[];
+}
+
+/** The GPU.js module (unformatted TypeScript, or with `typed` false plain JavaScript). */
+export function emitGpu(m: ModuleInfo, typed = true): string {
+  const t = typedAs(typed);
+  const plan = m.plan;
+  const codeName = codeNames(m);
+  const kernels: string[] = [];
+  const steps = (units: readonly Unit[]): Step[] =>
+    units.flatMap((u) =>
+      u.insts
+        .filter((inst) => plan.storage.get(u.graph.value(inst.result).name)?.kind === 'buffer')
+        .map((inst) => {
+          const k = kernelOf(u.graph, plan, u, inst);
+          const name = valueName(u.graph, inst.result);
+          const kernel = codeName(`kernel_${name}`);
+          const argTypes = k.args.map((a) => `${a}${t(': Float32Array')}`);
+          kernels.push(
+            '',
+            ...unitComment(m, { ...u, insts: u.insts.filter((x) => x === inst || plan.storage.get(u.graph.value(x.result).name)?.kind === 'register') }, plan),
+            `const ${kernel} = kernel(function (${[t('this: IKernelFunctionThis'), ...argTypes].filter(Boolean).join(', ')})${t(': number')} {`,
+            ...k.body,
+            `}, ${k.size});`,
+          );
+          return { unit: u, inst, kernel, args: k.args };
+        }),
+    );
+  const fwdSteps = steps(plan.units.forward);
+  const bwdSteps = steps(plan.units.backward);
+
+  // pipeline arguments: params, inputs and constant arrays, by value name
+  const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: numel(p.shape) }));
+  const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: numel(m.fwd.type(i.result).shape) }] : []));
+  const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' ? [{ name, data: s.data }] : []));
+  const argNames = [...pinfo.map((p) => p.name), ...iinfo.map((p) => p.name), ...consts.map((c) => c.name)];
+
+  // aliases (reshape, stopGradient) are the same handle under another name, declared as soon
+  // as what they view exists (at the top for views of params and inputs)
+  const aliasesOf = new Map<string, string[]>();
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const s = plan.storage.get(g.value(inst.result).name);
+      if (s?.kind === 'alias' && inst.op !== 'fwd') aliasesOf.set(s.of, [...(aliasesOf.get(s.of) ?? []), g.value(inst.result).name]);
+    }
+  const views = (root: string, needed: Set<string>): string[] =>
+    (aliasesOf.get(root) ?? []).flatMap((a) => (needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${root};`, ...views(a, needed)] : []));
+  const plan_ = (list: Step[]) => {
+    const needed = new Set(list.flatMap((s) => s.args));
+    return [...argNames.flatMap((a) => views(a, needed)), ...list.flatMap((s) => [...call(s), ...views(valueName(s.unit.graph, s.inst.result), needed)])];
+  };
+  const call = (s: Step) => [`const ${valueName(s.unit.graph, s.inst.result)} = ${s.kernel}(${s.args.join(', ')});`];
+
+  // results: outputs of the forward plan; loss then every gradient of the backward plan. A result
+  // that no kernel computes (a param, a constant, a value shared by two gradients) gets a copy
+  const copies: string[] = [];
+  const result = (g: Graph, v: ValueId, seen: Set<string>): string => {
+    const name = valueName(g, v);
+    const s = plan.storage.get(name);
+    if (s?.kind === 'buffer' && !seen.has(name) && g.def(v).op !== 'fwd') {
+      seen.add(name);
+      return name;
+    }
+    const copy = codeName(`copy_${name}`);
+    const n = numel(g.type(v).shape);
+    copies.push(
+      '',
+      `const ${copy} = kernel(function (${[t('this: IKernelFunctionThis'), s?.kind === 'literal' ? '' : `src${t(': Float32Array')}`].filter(Boolean).join(', ')})${t(': number')} {`,
+      s?.kind === 'literal' ? `return ${E.num(s.value).code};` : 'return src[this.thread.x];',
+      `}, ${n});`,
+    );
+    return `${copy}(${s?.kind === 'literal' ? '' : name})`;
+  };
+  const fwdSeen = new Set<string>();
+  const fwdResults = m.fwd.outputs.map((o) => `${key(o.name)}: ${result(m.fwd, o.value, fwdSeen)}`);
+  const gradSeen = new Set<string>();
+  const lossName = valueName(m.fwd, m.fwd.outputs.find((o) => o.name === 'loss')!.value);
+  const gradResults = [lossName, ...m.bwd.outputs.map((o) => result(m.bwd, o.value, gradSeen))];
+  const outs = outputs(m.fwd);
+
+  const stagingDecls = iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => `const ${i.name}_f32 = new Float32Array(${i.n});`);
+  const argExprs = [
+    ...pinfo.map((p) => member('params', p.key)),
+    ...iinfo.map((i) => (m.fwd.byName(i.name)?.type.dtype === 'i32' ? `${i.name}_f32` : member('inputs', i.key))),
+    ...consts.map((c) => `${c.name}_data`),
+  ];
+  const stage = iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => `${i.name}_f32.set(${member('inputs', i.key)});`);
+
+  const lines: string[] = [
+    ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.'),
+    `import { GPU } from 'gpu.js';`,
+    ...(typed ? [`import type { IKernelFunctionThis, IPipelineHandle } from 'gpu.js';`] : []),
+    '',
+    ...specDecl(m, t),
+    '',
+    ...(typed ? typeDecls(m) : []),
+    ...(typed ? ["export type Mode = 'gpu' | 'cpu' | 'webasm' | 'webgpu';", ''] : []),
+    ...(typed
+      ? [
+          'export interface Model {',
+          '  /** the gpu.js backend that runs the kernels */',
+          '  readonly mode: string;',
+          '  forward(params: Params, inputs: Inputs): Promise<Outputs>;',
+          '  valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }>;',
+          '  destroy(): void;',
+          '}',
+          '',
+        ]
+      : []),
+    ...initDecl(m, t),
+    '',
+    ...checkDecl(m, t),
+    '',
+    ...webgpuSetup(m, t),
+    '',
+    '/**',
+    ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',
+    " * `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm' or 'webgpu'.",
+    ' */',
+    `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
+    "  const mode = options.mode ?? 'gpu';",
+    "  if (mode === 'webgpu') await setupWebGPU();",
+    '  const gpu = new GPU({ mode });',
+    '  // kernels are only called inside the pipelines, where they take and give handles',
+    `  const kernel = (fn${t(': (this: IKernelFunctionThis, ...args: Float32Array[]) => number')}, n${t(': number')}) =>`,
+    `    gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
+    ...consts.map((c) => `const ${c.name}_data = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
+    ...kernels,
+    ...copies,
+    '',
+    '  // the forward steps',
+    `  const forwardPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
+    ...plan_(fwdSteps),
+    `    return { ${fwdResults.join(', ')} };`,
+    '  });',
+    '',
+    '  // the forward steps, then the backward steps in reverse order',
+    `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
+    ...plan_([...fwdSteps, ...bwdSteps]),
+    `    return [${gradResults.join(', ')}];`,
+    '  });',
+    '',
+    ...stagingDecls,
+    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    '    checkArgs(params, inputs);',
+    ...stage,
+    `    return [${argExprs.join(', ')}];`,
+    '  };',
+    `  const zeros${t(': Params')} = initParams(0);`,
+    `  for (const k of Object.keys(zeros)) zeros[k${t(' as keyof Params')}].fill(0);`,
+    `  const zeroInputs = { ${iinfo.map((i) => `${key(i.key)}: new ${m.fwd.byName(i.name)?.type.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}(${i.n})`).join(', ')} }${t(' as Inputs')};`,
+    '  await gradPlan(...args(zeros, zeroInputs));',
+    '  await forwardPlan(...args(zeros, zeroInputs));',
+    '  return {',
+    '    mode: gradPlan.backend ?? mode,',
+    `    async forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<Outputs>')} {`,
+    `      const r = (await forwardPlan(...args(params, inputs)))${t(' as Record<string, Float32Array>')};`,
+    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
+    '    },',
+    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
+    `      const r = (await gradPlan(...args(params, inputs)))${t(' as Float32Array[]')};`,
+    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
+      .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
+      .join(', ')} } };`,
+    '    },',
+    '    destroy() {',
+    '      void gpu.destroy();',
+    '    },',
+    '  };',
+    '}',
+  ];
+  return lines.join('\n') + '\n';
+}
+
+function stagedName(m: ModuleInfo, op: 'param' | 'input', dslName: string): string {
+  const inst = m.fwd.insts.find((i) => i.op === op && i.attrs.name === dslName)!;
+  return m.fwd.value(inst.result).name;
+}
+
+/**
+ * Node has no navigator.gpu: the `webgpu` package (Dawn) provides one. gpu.js assigns
+ * device.onuncapturederror, which Dawn's binding rejects; giving the device an own writable
+ * property first works around it (see ../shared/gpu/README.md).
+ */
+function webgpuSetup(m: ModuleInfo, t: Typed): string[] {
+  return [
+    '/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */',
+    `async function setupWebGPU()${t(': Promise<void>')} {`,
+    `  const g = globalThis${t(' as { navigator?: { gpu?: unknown } }')};`,
+    '  if (!g.navigator?.gpu) {',
+    `    let dawn${t(': { create(flags: string[]): unknown; globals: object }')};`,
+    '    try {',
+    `      dawn = (await import('webgpu' + ''))${t(' as typeof dawn')};`,
+    '    } catch (e) {',
+    `      throw new Error(\`${m.name}: mode 'webgpu' needs the 'webgpu' package (Dawn) and it could not be loaded: \${(e${t(' as Error')}).message}\`);`,
+    '    }',
+    '    Object.assign(globalThis, dawn.globals);',
+    '    g.navigator = { ...(g.navigator ?? {}), gpu: dawn.create([]) };',
+    `    const gpu = g.navigator.gpu${t(' as { requestAdapter(...a: unknown[]): Promise<{ requestDevice(...a: unknown[]): Promise<object> } | null> }')};`,
+    '    const requestAdapter = gpu.requestAdapter.bind(gpu);',
+    `    gpu.requestAdapter = async (...a${t(': unknown[]')}) => {`,
+    '      const adapter = await requestAdapter(...a);',
+    '      if (!adapter) return adapter;',
+    '      const requestDevice = adapter.requestDevice.bind(adapter);',
+    `      adapter.requestDevice = async (...b${t(': unknown[]')}) => {`,
+    '        const device = await requestDevice(...b);',
+    "        Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });",
+    '        return device;',
+    '      };',
+    '      return adapter;',
+    '    };',
+    '  }',
+    '  if (!(await GPU.isWebGPUAvailable()))',
+    `    throw new Error("${m.name}: mode 'webgpu' found no WebGPU adapter on this machine; use mode 'gpu', 'webasm' or 'cpu'");`,
+    '}',
+  ];
+}
