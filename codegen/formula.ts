@@ -29,10 +29,14 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return bin('*', 2)(a(), b());
     case 'div':
       return bin('/', 2)(a(), b());
-    case 'pow':
+    case 'pow': {
+      const e = b().s;
+      if (e === '2') return { s: `${par(a(), 5)}²`, p: 4 };
+      if (e === '-1') return bin('/', 2)(atom('1'), a());
       return { s: `${par(a(), 5)}**${par(b(), 5)}`, p: 4 };
+    }
     case 'square':
-      return { s: `${par(a(), 5)}**2`, p: 4 };
+      return { s: `${par(a(), 5)}²`, p: 4 };
     case 'neg':
       return { s: `-${par(a(), 3)}`, p: 3 };
     case 'exp':

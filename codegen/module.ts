@@ -216,6 +216,14 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
   ];
 }
 
+/** Which rule made a value, and where: `   tanh'  (makemore.ts:53)` (the chain rule's local factor). */
+function provenance(inst: Graph['insts'][number]): string {
+  const loc = inst.loc;
+  if (!loc) return '';
+  const rule = loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad ? `${loc.grad}'` : '';
+  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line})`;
+}
+
 /**
  * The comment above a unit's code: the formula of each value it writes, then each instruction's
  * IR line with the DSL line it comes from (the source text once per line).
@@ -224,11 +232,12 @@ export function unitComment(m: ModuleInfo, u: Unit, plan: Plan): string[] {
   const g = u.graph;
   const inUnit = new Set(u.insts.map((i) => i.id));
   const out: string[] = [];
+  // named values and stored temporaries get a line; other temporaries are expanded in place
+  const expand = (d: Graph['insts'][number]) => inUnit.has(d.id) && g.value(d.result).temp && plan.storage.get(g.value(d.result).name)?.kind === 'register';
   for (const inst of u.insts) {
-    const name = g.value(inst.result).name;
-    if (plan.storage.get(name)?.kind !== 'buffer') continue;
-    const f = formula(g, inst.result, (d) => inUnit.has(d.id) && plan.storage.get(g.value(d.result).name)?.kind === 'register');
-    out.push(`// ${commentText(`${name} = ${f}`)}`);
+    const v = g.value(inst.result);
+    if (expand(inst) || plan.storage.get(v.name)?.kind === 'alias') continue;
+    out.push(`// ${commentText(`${v.name} = ${formula(g, inst.result, expand)}${provenance(inst)}`)}`);
   }
   const shown = new Set<string>();
   for (const inst of u.insts) {

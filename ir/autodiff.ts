@@ -89,7 +89,12 @@ export function reverseMode(g: Graph): Graph {
     const parts = grads.get(v);
     if (!parts) return undefined;
     let d = parts[0]!;
+    // fan-out: a value used several times gets the sum of its uses' gradients
+    const saved = b.loc;
+    const at = g.def(v).loc;
+    b.loc = at && { ...at, grad: 'fanout' };
     for (const p of parts.slice(1)) d = b.add(d, p);
+    b.loc = saved;
     grads.set(v, [d]);
     const gv = gb.value(d);
     if (gv.temp) gb.rename(d, 'd' + g.value(v).name);
@@ -104,7 +109,7 @@ export function reverseMode(g: Graph): Graph {
     if (!active.has(inst.result) || inst.op === 'param') continue;
     const dy = total(inst.result);
     if (dy === undefined) continue;
-    b.loc = inst.loc;
+    b.loc = inst.loc && { ...inst.loc, grad: inst.op };
     for (const [k, d] of applyRule(g, inst, b, dy, read, active)) contribute(inst.args[k]!, d);
   }
 

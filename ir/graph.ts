@@ -129,6 +129,13 @@ export class Graph {
    * depend on the order in which passes created them. Runs after tracing and after every pass.
    */
   numberTemps(): void {
+    if (this.frozen) {
+      for (const inst of this.insts) {
+        const v = this.value(inst.result);
+        if (v.temp && !v.name) v.name = this.names.claim('t');
+      }
+      return;
+    }
     for (const inst of this.insts) {
       const v = this.value(inst.result);
       if (v.temp && v.name) this.names.release(v.name);
@@ -178,8 +185,11 @@ export class Graph {
    * the forward graph before the reverse pass, whose `fwd` reads refer to forward values by name.
    */
   freezeNames(): void {
-    for (const v of this.values) v.temp = false;
+    this.frozen = true;
   }
+
+  /** Names are permanent (see freezeNames): new temporaries are numbered after the others. */
+  private frozen = false;
 
   /** Gives a value a real name (claimed, made unique); it is no longer a temporary. */
   rename(id: ValueId, raw: string): void {

@@ -256,7 +256,13 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
     c.expect(':');
     const line = c.int('a line number');
     c.expect(':');
-    loc = { file, line, col: c.int('a column number') };
+    const col = c.int('a column number');
+    let grad: string | undefined;
+    if (c.eat('grad(')) {
+      grad = c.ident('an op name');
+      c.expect(')');
+    }
+    loc = grad ? { file, line, col, grad } : { file, line, col };
   }
   c.skip();
   if (c.peek() !== '\n' && c.peek() !== '') c.error(`unexpected ${c.found()} at the end of the instruction`);

@@ -27,11 +27,15 @@ export interface ValueId {
 /** Id of an instruction; dense index into `Graph.insts` at creation (stable across passes). */
 export type InstId = number & { readonly [instBrand]: true };
 
-/** Where in the model file a DSL call was made (1-based line and column). */
+/**
+ * Where in the model file a DSL call was made (1-based line and column). A backward
+ * instruction also names the forward op whose gradient rule produced it (`grad`).
+ */
 export interface Loc {
   readonly file: string;
   readonly line: number;
   readonly col: number;
+  readonly grad?: string;
 }
 
 export interface Value {

@@ -109,7 +109,8 @@ export async function create(options = {}) {
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
 
-  // relu1 = relu(x @ W1 + b1)
+  // affine1 = x @ W1 + b1  (classifier.ts:20)
+  // relu1 = relu(affine1)  (classifier.ts:21)
   //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
   //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
@@ -126,7 +127,7 @@ export async function create(options = {}) {
       return _t3;
     }, 4096);
 
-  // logits = relu1 @ W2 + b2
+  // logits = relu1 @ W2 + b2  (classifier.ts:22)
   //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
   const kernel_logits = kernel(function (relu1, W2, b2) {
@@ -141,7 +142,7 @@ export async function create(options = {}) {
       return _t2;
     }, 640);
 
-  // loss = cross_entropy(logits, target_classes)
+  // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
   //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   const kernel_loss = kernel(function (logits, target_classes) {
       const _x = this.thread.x;
@@ -160,7 +161,7 @@ export async function create(options = {}) {
       return -_acc0 / 64;
     }, 1);
 
-  // t5 = softmax(logits, 1)
+  // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
   //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   const kernel_t5 = kernel(function (logits) {
       const _x = this.thread.x;
@@ -177,7 +178,7 @@ export async function create(options = {}) {
       return Math.exp(logits[_i0 * 10 + _rest0] - (_acc0 + Math.log(_acc2)));
     }, 640);
 
-  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625
+  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
   //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
   //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
@@ -191,7 +192,7 @@ export async function create(options = {}) {
       return _t2;
     }, 640);
 
-  // db2 = dlogits.sum(0)
+  // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
   //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
   //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
@@ -204,7 +205,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 10);
 
-  // drelu1 = dlogits @ W2.T
+  // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
   //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   const kernel_drelu1 = kernel(function (dlogits, W2) {
       const _x = this.thread.x;
@@ -217,7 +218,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 4096);
 
-  // dW2 = relu1.T @ dlogits
+  // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
   //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   const kernel_dW2 = kernel(function (relu1, dlogits) {
       const _x = this.thread.x;
@@ -230,7 +231,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 640);
 
-  // daffine1 = drelu1 * (relu1 > 0)
+  // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
   //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
   //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
   const kernel_daffine1 = kernel(function (drelu1, relu1) {
@@ -242,7 +243,7 @@ export async function create(options = {}) {
       return _t1;
     }, 4096);
 
-  // db1 = daffine1.sum(0)
+  // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
   //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
   //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   const kernel_db1 = kernel(function (daffine1) {
@@ -254,7 +255,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dW1 = x.T @ daffine1
+  // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
   //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   const kernel_dW1 = kernel(function (x, daffine1) {
       const _x = this.thread.x;

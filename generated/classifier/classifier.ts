@@ -412,18 +412,19 @@ function matmul_dW1(): void {
 function forwardPass(): void {
   const { logits, target_classes, loss } = buf;
 
-  // relu1 = relu(x @ W1 + b1)
+  // affine1 = x @ W1 + b1  (classifier.ts:20)
+  // relu1 = relu(affine1)  (classifier.ts:21)
   //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
   //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
   matmul_relu1();
 
-  // logits = relu1 @ W2 + b2
+  // logits = relu1 @ W2 + b2  (classifier.ts:22)
   //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
   matmul_logits();
 
-  // loss = cross_entropy(logits, target_classes)
+  // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
   //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   {
     let _total = 0;
@@ -469,7 +470,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   forwardPass();
   const { logits, t5, _acc0, target_classes, dlogits, db2, relu1, drelu1, daffine1, db1 } = buf;
 
-  // t5 = softmax(logits, 1)
+  // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
   //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   for (let i = 0; i < 64; i++) {
     const _base = i * 10;
@@ -485,8 +486,8 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     for (let j = 0; j < 10; j++) t5[_base + j] *= _inv;
   }
 
-  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625
-  // db2 = dlogits.sum(0)
+  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
+  // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
   //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
   //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
@@ -505,16 +506,16 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db2[i] = _acc0[i];
   }
 
-  // drelu1 = dlogits @ W2.T
+  // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
   //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   matmul_drelu1();
 
-  // dW2 = relu1.T @ dlogits
+  // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
   //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
   matmul_dW2();
 
-  // daffine1 = drelu1 * (relu1 > 0)
-  // db1 = daffine1.sum(0)
+  // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
+  // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
   //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
   //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
   //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
@@ -532,7 +533,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db1[i] = _acc0[i];
   }
 
-  // dW1 = x.T @ daffine1
+  // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
   //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
   matmul_dW1();
   lossSlot[0] = buf.loss[0];

@@ -182,7 +182,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
 
-  // emb = C[Xb]
+  // emb = C[Xb]  (makemore.ts:40)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
   const kernel_emb = kernel(function (this: IKernelFunctionThis, Xb: Float32Array, C: Float32Array): number {
     const _x = this.thread.x;
@@ -193,7 +193,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return C[Xb[_i0 * 3 + _i1] * 10 + _rest1];
   }, 960);
 
-  // hprebn = embcat @ W1 + b1
+  // hprebn = embcat @ W1 + b1  (makemore.ts:43)
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:43
   const kernel_hprebn = kernel(function (
@@ -213,7 +213,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 2048);
 
-  // bnmeani = hprebn.sum(0) * 0.03125
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:45)
   //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:45  const bnmeani = hprebn.sum(0, true).mul(1 / n);
   //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:45
   const kernel_bnmeani = kernel(function (this: IKernelFunctionThis, hprebn: Float32Array): number {
@@ -226,7 +226,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 64);
 
-  // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
+  // bndiff = hprebn - bnmeani  (makemore.ts:46)
+  // bndiff2 = bndiff²  (makemore.ts:47)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
   //   %bndiff2: f32[32,64] = pow %bndiff, %t4   makemore.ts:47  const bndiff2 = bndiff.pow(2);
   //   %t5: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
@@ -251,7 +254,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 64);
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
   //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
@@ -268,7 +272,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 2048);
 
-  // h = tanh(bngain * bnraw + bnbias)
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
+  // h = tanh(hpreact)  (makemore.ts:53)
   //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
   //   %h: f32[32,64] = tanh %hpreact   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
@@ -286,7 +291,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(_t1);
   }, 2048);
 
-  // logits = h @ W2 + b2
+  // logits = h @ W2 + b2  (makemore.ts:55)
   //   %t11: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   //   %logits: f32[32,27] = add %t11, %b2   makemore.ts:55
   const kernel_logits = kernel(function (
@@ -306,7 +311,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 864);
 
-  // probs = softmax(logits, 1)
+  // probs = softmax(logits, 1)  (makemore.ts:62)
   //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:62  const probs = counts.mul(counts_sum_inv);
   const kernel_probs = kernel(function (this: IKernelFunctionThis, logits: Float32Array): number {
     const _x = this.thread.x;
@@ -323,7 +328,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(logits[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
   }, 864);
 
-  // loss = cross_entropy(logits, Yb)
+  // loss = cross_entropy(logits, Yb)  (makemore.ts:64)
   //   %loss: f32[] = xent %logits, %Yb   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
   const kernel_loss = kernel(function (
     this: IKernelFunctionThis,
@@ -346,7 +351,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return -_acc0 / 32;
   }, 1);
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
   //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
   //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
   //   %dlogits: f32[32,27] = mul %t17, %t12   makemore.ts:64
@@ -364,7 +369,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 864);
 
-  // db2 = dlogits.sum(0)
+  // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
   //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
   //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
   //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
@@ -377,7 +382,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 27);
 
-  // dh = dlogits @ W2.T
+  // dh = dlogits @ W2.T   matmul'  (makemore.ts:55)
   //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_dh = kernel(function (
     this: IKernelFunctionThis,
@@ -394,7 +399,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dW2 = h.T @ dlogits
+  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:55)
   //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_dW2 = kernel(function (
     this: IKernelFunctionThis,
@@ -411,7 +416,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1728);
 
-  // dbnbias = (dh * (1 - h**2)).sum(0)
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -433,7 +439,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -457,7 +464,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dbnraw = dh * (1 - h**2) * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -479,7 +487,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 2048);
 
-  // t21 = bnvar_inv * 0.03125
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // t21 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -491,7 +500,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 64);
 
-  // t22 = dbnbias * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // t22 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -507,7 +517,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 64);
 
-  // t23 = dbngain * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // t23 = dbngain * bngain   bn_apply'  (makemore.ts:50)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -523,7 +534,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 64);
 
-  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)
+  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)   bn_apply'  (makemore.ts:50)
   //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
   //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
   //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
@@ -550,7 +561,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t5;
   }, 2048);
 
-  // db1 = dhprebn.sum(0)
+  // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
   //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
   //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
   //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
@@ -566,7 +577,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dembcat = dhprebn @ W1.T
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:43)
   //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_dembcat = kernel(function (
     this: IKernelFunctionThis,
@@ -583,7 +594,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 960);
 
-  // dW1 = embcat.T @ dhprebn
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:43)
   //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_dW1 = kernel(function (
     this: IKernelFunctionThis,
@@ -600,7 +611,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1920);
 
-  // dC = scatter_add(Xb, demb)
+  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)
   //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
   const kernel_dC = kernel(function (
     this: IKernelFunctionThis,

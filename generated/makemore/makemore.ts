@@ -478,19 +478,19 @@ function forwardPass(): void {
   const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, probs, Yb, loss } =
     buf;
 
-  // emb = C[Xb]
+  // emb = C[Xb]  (makemore.ts:40)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
   for (let i = 0; i < 96; i++) {
     const _row = Xb[i] * 10;
     for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
   }
 
-  // hprebn = embcat @ W1 + b1
+  // hprebn = embcat @ W1 + b1  (makemore.ts:43)
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:43
   matmul_hprebn();
 
-  // bnmeani = hprebn.sum(0) * 0.03125
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:45)
   //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:45  const bnmeani = hprebn.sum(0, true).mul(1 / n);
   //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:45
   for (let i = 0; i < 64; i++) {
@@ -505,7 +505,10 @@ function forwardPass(): void {
     bnmeani[i] = _acc0[i] * 0.03125;
   }
 
-  // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
+  // bndiff = hprebn - bnmeani  (makemore.ts:46)
+  // bndiff2 = bndiff²  (makemore.ts:47)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
   //   %bndiff2: f32[32,64] = pow %bndiff, %t4   makemore.ts:47  const bndiff2 = bndiff.pow(2);
   //   %t5: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
@@ -526,8 +529,9 @@ function forwardPass(): void {
     bnvar_inv[i] = 1 / Math.sqrt(_t8);
   }
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv
-  // h = tanh(bngain * bnraw + bnbias)
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
+  // h = tanh(hpreact)  (makemore.ts:53)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
   //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
@@ -540,12 +544,12 @@ function forwardPass(): void {
     }
   }
 
-  // logits = h @ W2 + b2
+  // logits = h @ W2 + b2  (makemore.ts:55)
   //   %t11: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   //   %logits: f32[32,27] = add %t11, %b2   makemore.ts:55
   matmul_logits();
 
-  // probs = softmax(logits, 1)
+  // probs = softmax(logits, 1)  (makemore.ts:62)
   //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:62  const probs = counts.mul(counts_sum_inv);
   for (let i = 0; i < 32; i++) {
     const _base = i * 27;
@@ -561,7 +565,7 @@ function forwardPass(): void {
     for (let j = 0; j < 27; j++) probs[_base + j] *= _inv;
   }
 
-  // loss = cross_entropy(logits, Yb)
+  // loss = cross_entropy(logits, Yb)  (makemore.ts:64)
   //   %loss: f32[] = xent %logits, %Yb   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
   {
     let _total = 0;
@@ -638,8 +642,8 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     demb,
   } = buf;
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125
-  // db2 = dlogits.sum(0)
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
+  // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
   //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
   //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
   //   %dlogits: f32[32,27] = mul %t17, %t12   makemore.ts:64
@@ -658,20 +662,21 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db2[i] = _acc0[i];
   }
 
-  // dh = dlogits @ W2.T
+  // dh = dlogits @ W2.T   matmul'  (makemore.ts:55)
   //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   matmul_dh();
 
-  // dW2 = h.T @ dlogits
+  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:55)
   //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   matmul_dW2();
 
-  // dbnbias = (dh * (1 - h**2)).sum(0)
-  // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
-  // dbnraw = dh * (1 - h**2) * bngain
-  // t21 = bnvar_inv * 0.03125
-  // t22 = dbnbias * bngain
-  // t23 = dbngain * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
+  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
+  // t21 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
+  // t22 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
+  // t23 = dbngain * bngain   bn_apply'  (makemore.ts:50)
   //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
   //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
@@ -702,8 +707,8 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     t23[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)
-  // db1 = dhprebn.sum(0)
+  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)   bn_apply'  (makemore.ts:50)
+  // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
   //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
   //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
   //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
@@ -726,15 +731,15 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db1[i] = _acc0[i];
   }
 
-  // dembcat = dhprebn @ W1.T
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:43)
   //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   matmul_dembcat();
 
-  // dW1 = embcat.T @ dhprebn
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:43)
   //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   matmul_dW1();
 
-  // dC = scatter_add(Xb, demb)
+  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)
   //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
   {
     dC.fill(0);

@@ -116,7 +116,7 @@ export async function create(options = {}) {
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
 
-  // emb = C[Xb]
+  // emb = C[Xb]  (makemore_composite.ts:20)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   const kernel_emb = kernel(function (Xb, C) {
       const _x = this.thread.x;
@@ -127,7 +127,7 @@ export async function create(options = {}) {
       return C[Xb[_i0 * 3 + _i1] * 10 + _rest1];
     }, 960);
 
-  // hprebn = embcat @ W1 + b1
+  // hprebn = embcat @ W1 + b1  (makemore_composite.ts:22)
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore_composite.ts:22
   const kernel_hprebn = kernel(function (embcat, W1, b1) {
@@ -142,7 +142,7 @@ export async function create(options = {}) {
       return _t2;
     }, 2048);
 
-  // bnmeani = hprebn.sum(0) * 0.03125
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore_composite.ts:23)
   //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore_composite.ts:23
   const kernel_bnmeani = kernel(function (hprebn) {
@@ -155,7 +155,10 @@ export async function create(options = {}) {
       return _t2;
     }, 64);
 
-  // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
+  // bndiff = hprebn - bnmeani  (makemore_composite.ts:23)
+  // bndiff2 = bndiff²  (makemore_composite.ts:23)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore_composite.ts:23)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore_composite.ts:23)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bndiff2: f32[32,64] = square %bndiff   makemore_composite.ts:23
   //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore_composite.ts:23
@@ -176,7 +179,8 @@ export async function create(options = {}) {
       return _t6;
     }, 64);
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore_composite.ts:23)
+  // hpreact = bngain * bnraw + bnbias  (makemore_composite.ts:23)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore_composite.ts:23
   //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore_composite.ts:23
@@ -188,7 +192,8 @@ export async function create(options = {}) {
       return _t0;
     }, 2048);
 
-  // h = tanh(bngain * bnraw + bnbias)
+  // hpreact = bngain * bnraw + bnbias  (makemore_composite.ts:23)
+  // h = tanh(hpreact)  (makemore_composite.ts:24)
   //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore_composite.ts:23
   //   %h: f32[32,64] = tanh %hpreact   makemore_composite.ts:24  const h = hpreact.tanh();
@@ -201,7 +206,7 @@ export async function create(options = {}) {
       return Math.tanh(_t1);
     }, 2048);
 
-  // logits = h @ W2 + b2
+  // logits = h @ W2 + b2  (makemore_composite.ts:25)
   //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   //   %logits: f32[32,27] = add %t10, %b2   makemore_composite.ts:25
   const kernel_logits = kernel(function (h, W2, b2) {
@@ -216,7 +221,7 @@ export async function create(options = {}) {
       return _t2;
     }, 864);
 
-  // loss = cross_entropy(logits, Yb)
+  // loss = cross_entropy(logits, Yb)  (makemore_composite.ts:26)
   //   %loss: f32[] = xent %logits, %Yb   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   const kernel_loss = kernel(function (logits, Yb) {
       const _x = this.thread.x;
@@ -235,7 +240,7 @@ export async function create(options = {}) {
       return -_acc0 / 32;
     }, 1);
 
-  // probs = softmax(logits, 1)
+  // probs = softmax(logits, 1)  (makemore_composite.ts:27)
   //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_composite.ts:27  const probs = g.softmax(logits);
   const kernel_probs = kernel(function (logits) {
       const _x = this.thread.x;
@@ -252,7 +257,7 @@ export async function create(options = {}) {
       return Math.exp(logits[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
     }, 864);
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_composite.ts:26)
   //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   //   %t16: f32[32,27] = sub %probs, %t15   makemore_composite.ts:26
   //   %dlogits: f32[32,27] = mul %t16, %t11   makemore_composite.ts:26
@@ -266,7 +271,7 @@ export async function create(options = {}) {
       return _t2;
     }, 864);
 
-  // db2 = dlogits.sum(0)
+  // db2 = dlogits.sum(0)   add'  (makemore_composite.ts:25)
   //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   //   %t16: f32[32,27] = sub %probs, %t15   makemore_composite.ts:26
   //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
@@ -279,7 +284,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 27);
 
-  // dh = dlogits @ W2.T
+  // dh = dlogits @ W2.T   matmul'  (makemore_composite.ts:25)
   //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   const kernel_dh = kernel(function (dlogits, W2) {
       const _x = this.thread.x;
@@ -292,7 +297,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 2048);
 
-  // dW2 = h.T @ dlogits
+  // dW2 = h.T @ dlogits   matmul'  (makemore_composite.ts:25)
   //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   const kernel_dW2 = kernel(function (h, dlogits) {
       const _x = this.thread.x;
@@ -305,7 +310,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 1728);
 
-  // dbnbias = (dh * (1 - h**2)).sum(0)
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -323,7 +329,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -342,7 +349,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dbnraw = dh * (1 - h**2) * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // dbnraw = dhpreact * bngain   mul'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -359,7 +367,8 @@ export async function create(options = {}) {
       return _t3;
     }, 2048);
 
-  // t20 = bnvar_inv * 0.03125
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -371,7 +380,8 @@ export async function create(options = {}) {
       return _t0;
     }, 64);
 
-  // t21 = dbnbias * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // t21 = dbnbias * bngain   bn_apply'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -383,7 +393,8 @@ export async function create(options = {}) {
       return _t0;
     }, 64);
 
-  // t22 = dbngain * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // t22 = dbngain * bngain   bn_apply'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -395,7 +406,7 @@ export async function create(options = {}) {
       return _t0;
     }, 64);
 
-  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore_composite.ts:23)
   //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %t24: f32[32,64] = sub %t23, %t21   makemore_composite.ts:23
   //   %t25: f32[32,64] = mul %bnraw, %t14   makemore_composite.ts:23
@@ -415,7 +426,7 @@ export async function create(options = {}) {
       return _t5;
     }, 2048);
 
-  // db1 = dhprebn.sum(0)
+  // db1 = dhprebn.sum(0)   add'  (makemore_composite.ts:22)
   //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %t24: f32[32,64] = sub %t23, %t21   makemore_composite.ts:23
   //   %t25: f32[32,64] = mul %bnraw, %t14   makemore_composite.ts:23
@@ -431,7 +442,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dembcat = dhprebn @ W1.T
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore_composite.ts:22)
   //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_dembcat = kernel(function (dhprebn, W1) {
       const _x = this.thread.x;
@@ -444,7 +455,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 960);
 
-  // dW1 = embcat.T @ dhprebn
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore_composite.ts:22)
   //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_dW1 = kernel(function (embcat, dhprebn) {
       const _x = this.thread.x;
@@ -457,7 +468,7 @@ export async function create(options = {}) {
       return _acc0;
     }, 1920);
 
-  // dC = scatter_add(Xb, demb)
+  // dC = scatter_add(Xb, demb)   gather'  (makemore_composite.ts:20)
   //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   const kernel_dC = kernel(function (Xb, demb) {
       const _x = this.thread.x;

@@ -339,19 +339,19 @@ function matmul_dW1() {
 function forwardPass() {
   const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, Yb, loss, probs } = buf;
 
-  // emb = C[Xb]
+  // emb = C[Xb]  (makemore_composite.ts:20)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   for (let i = 0; i < 96; i++) {
     const _row = Xb[i] * 10;
     for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
   }
 
-  // hprebn = embcat @ W1 + b1
+  // hprebn = embcat @ W1 + b1  (makemore_composite.ts:22)
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore_composite.ts:22
   matmul_hprebn();
 
-  // bnmeani = hprebn.sum(0) * 0.03125
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore_composite.ts:23)
   //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore_composite.ts:23
   for (let i = 0; i < 64; i++) {
@@ -366,7 +366,10 @@ function forwardPass() {
     bnmeani[i] = _acc0[i] * 0.03125;
   }
 
-  // bnvar_inv = (((hprebn - bnmeani)**2).sum(0) * 0.03225806451612903 + 0.00001)**-0.5
+  // bndiff = hprebn - bnmeani  (makemore_composite.ts:23)
+  // bndiff2 = bndiff²  (makemore_composite.ts:23)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore_composite.ts:23)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore_composite.ts:23)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %bndiff2: f32[32,64] = square %bndiff   makemore_composite.ts:23
   //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore_composite.ts:23
@@ -387,8 +390,9 @@ function forwardPass() {
     bnvar_inv[i] = 1 / Math.sqrt(_t7);
   }
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv
-  // h = tanh(bngain * bnraw + bnbias)
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore_composite.ts:23)
+  // hpreact = bngain * bnraw + bnbias  (makemore_composite.ts:23)
+  // h = tanh(hpreact)  (makemore_composite.ts:24)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore_composite.ts:23
   //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore_composite.ts:23
@@ -401,12 +405,12 @@ function forwardPass() {
     }
   }
 
-  // logits = h @ W2 + b2
+  // logits = h @ W2 + b2  (makemore_composite.ts:25)
   //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   //   %logits: f32[32,27] = add %t10, %b2   makemore_composite.ts:25
   matmul_logits();
 
-  // loss = cross_entropy(logits, Yb)
+  // loss = cross_entropy(logits, Yb)  (makemore_composite.ts:26)
   //   %loss: f32[] = xent %logits, %Yb   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   {
     let _total = 0;
@@ -420,7 +424,7 @@ function forwardPass() {
     loss[0] = -_total / 32;
   }
 
-  // probs = softmax(logits, 1)
+  // probs = softmax(logits, 1)  (makemore_composite.ts:27)
   //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_composite.ts:27  const probs = g.softmax(logits);
   for (let i = 0; i < 32; i++) {
     const _base = i * 27;
@@ -461,8 +465,8 @@ export function valueAndGrad(params, inputs) {
   forwardPass();
   const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bnvar_inv, t20, t21, t22, dhprebn, db1, dC, Xb, demb } = buf;
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125
-  // db2 = dlogits.sum(0)
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_composite.ts:26)
+  // db2 = dlogits.sum(0)   add'  (makemore_composite.ts:25)
   //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore_composite.ts:26  const loss = g.crossEntropy(logits, Yb);
   //   %t16: f32[32,27] = sub %probs, %t15   makemore_composite.ts:26
   //   %dlogits: f32[32,27] = mul %t16, %t11   makemore_composite.ts:26
@@ -481,20 +485,21 @@ export function valueAndGrad(params, inputs) {
     db2[i] = _acc0[i];
   }
 
-  // dh = dlogits @ W2.T
+  // dh = dlogits @ W2.T   matmul'  (makemore_composite.ts:25)
   //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   matmul_dh();
 
-  // dW2 = h.T @ dlogits
+  // dW2 = h.T @ dlogits   matmul'  (makemore_composite.ts:25)
   //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_composite.ts:25  const logits = h.matmul(W2).add(b2);
   matmul_dW2();
 
-  // dbnbias = (dh * (1 - h**2)).sum(0)
-  // dbngain = (dh * (1 - h**2) * bnraw).sum(0)
-  // dbnraw = dh * (1 - h**2) * bngain
-  // t20 = bnvar_inv * 0.03125
-  // t21 = dbnbias * bngain
-  // t22 = dbngain * bngain
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore_composite.ts:23)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore_composite.ts:23)
+  // dbnraw = dhpreact * bngain   mul'  (makemore_composite.ts:23)
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore_composite.ts:23)
+  // t21 = dbnbias * bngain   bn_apply'  (makemore_composite.ts:23)
+  // t22 = dbngain * bngain   bn_apply'  (makemore_composite.ts:23)
   //   %t17: f32[32,64] = square %h   makemore_composite.ts:24  const h = hpreact.tanh();
   //   %t18: f32[32,64] = sub %t12, %t17   makemore_composite.ts:24
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore_composite.ts:24
@@ -525,8 +530,8 @@ export function valueAndGrad(params, inputs) {
     t22[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)
-  // db1 = dhprebn.sum(0)
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore_composite.ts:23)
+  // db1 = dhprebn.sum(0)   add'  (makemore_composite.ts:22)
   //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore_composite.ts:23  const hpreact = g.batchNorm(hprebn, bngain, bnbias);
   //   %t24: f32[32,64] = sub %t23, %t21   makemore_composite.ts:23
   //   %t25: f32[32,64] = mul %bnraw, %t14   makemore_composite.ts:23
@@ -548,15 +553,15 @@ export function valueAndGrad(params, inputs) {
     db1[i] = _acc0[i];
   }
 
-  // dembcat = dhprebn @ W1.T
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore_composite.ts:22)
   //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dembcat();
 
-  // dW1 = embcat.T @ dhprebn
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore_composite.ts:22)
   //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore_composite.ts:22  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dW1();
 
-  // dC = scatter_add(Xb, demb)
+  // dC = scatter_add(Xb, demb)   gather'  (makemore_composite.ts:20)
   //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_composite.ts:20  const emb = g.gather(C, Xb);
   {
     dC.fill(0);

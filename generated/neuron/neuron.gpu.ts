@@ -162,7 +162,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
 
-  // L = sigmoid(w0 * x0 + w1 * x1 + w2)
+  // s0 = w0 * x0  (neuron.ts:12)
+  // s1 = w1 * x1  (neuron.ts:13)
+  // s2 = s0 + s1  (neuron.ts:14)
+  // s3 = s2 + w2  (neuron.ts:15)
+  // L = sigmoid(s3)  (neuron.ts:16)
   //   %s0: f32[] = mul %w0, %x0   neuron.ts:12  const s0 = w0.mul(x0);
   //   %s1: f32[] = mul %w1, %x1   neuron.ts:13  const s1 = w1.mul(x1);
   //   %s2: f32[] = add %s0, %s1   neuron.ts:14  const s2 = s0.add(s1);
@@ -185,7 +189,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t4;
   }, 1);
 
-  // ds3 = L * (1 - L)
+  // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:16)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %ds3: f32[] = mul %L, %t2   neuron.ts:16
   const kernel_ds3 = kernel(function (this: IKernelFunctionThis, L: Float32Array): number {
@@ -195,7 +199,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 1);
 
-  // dw1 = ds3 * x1
+  // dw1 = ds3 * x1   mul'  (neuron.ts:13)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:13  const s1 = w1.mul(x1);
   const kernel_dw1 = kernel(function (
@@ -208,7 +212,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 1);
 
-  // dx1 = ds3 * w1
+  // dx1 = ds3 * w1   mul'  (neuron.ts:13)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:13  const s1 = w1.mul(x1);
   const kernel_dx1 = kernel(function (
@@ -221,7 +225,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 1);
 
-  // dw0 = ds3 * x0
+  // dw0 = ds3 * x0   mul'  (neuron.ts:12)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:12  const s0 = w0.mul(x0);
   const kernel_dw0 = kernel(function (
@@ -234,7 +238,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 1);
 
-  // dx0 = ds3 * w0
+  // dx0 = ds3 * w0   mul'  (neuron.ts:12)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:12  const s0 = w0.mul(x0);
   const kernel_dx0 = kernel(function (

@@ -138,7 +138,11 @@ function stage(params: Params, inputs: Inputs): void {
 function forwardPass(): void {
   const { w0, x0, w1, x1, w2, L } = buf;
 
-  // L = sigmoid(w0 * x0 + w1 * x1 + w2)
+  // s0 = w0 * x0  (neuron.ts:12)
+  // s1 = w1 * x1  (neuron.ts:13)
+  // s2 = s0 + s1  (neuron.ts:14)
+  // s3 = s2 + w2  (neuron.ts:15)
+  // L = sigmoid(s3)  (neuron.ts:16)
   //   %s0: f32[] = mul %w0, %x0   neuron.ts:12  const s0 = w0.mul(x0);
   //   %s1: f32[] = mul %w1, %x1   neuron.ts:13  const s1 = w1.mul(x1);
   //   %s2: f32[] = add %s0, %s1   neuron.ts:14  const s2 = s0.add(s1);
@@ -177,11 +181,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   forwardPass();
   const { L, ds3, x1, dw1, w1, dx1, x0, dw0, w0, dx0 } = buf;
 
-  // ds3 = L * (1 - L)
-  // dw1 = ds3 * x1
-  // dx1 = ds3 * w1
-  // dw0 = ds3 * x0
-  // dx0 = ds3 * w0
+  // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:16)
+  // dw1 = ds3 * x1   mul'  (neuron.ts:13)
+  // dx1 = ds3 * w1   mul'  (neuron.ts:13)
+  // dw0 = ds3 * x0   mul'  (neuron.ts:12)
+  // dx0 = ds3 * w0   mul'  (neuron.ts:12)
   //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
   //   %ds3: f32[] = mul %L, %t2   neuron.ts:16
   //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:13  const s1 = w1.mul(x1);

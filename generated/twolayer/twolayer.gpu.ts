@@ -171,7 +171,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     0.0625, 0.0625, 0.0625,
   ]);
 
-  // hidden = relu(X @ W1 + b1)
+  // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
   //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
@@ -193,7 +193,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 512);
 
-  // scores = hidden @ W2 + b2
+  // scores = hidden @ W2 + b2  (twolayer.ts:20)
   //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
   const kernel_scores = kernel(function (
@@ -213,7 +213,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 160);
 
-  // t4 = scores[range(n), y]
+  // t4 = scores[range(n), y]  (twolayer.ts:21)
   //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   const kernel_t4 = kernel(function (
     this: IKernelFunctionThis,
@@ -224,7 +224,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return scores[_x * 10 + y[_x]];
   }, 16);
 
-  // margins = relu(scores - correct_class_score + 1)
+  // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
+  // margins_masked = margins * t9  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
@@ -243,7 +244,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 160);
 
-  // t8 = onehot(y, 10)
+  // t8 = onehot(y, 10)  (twolayer.ts:21)
+  // margins_masked = margins * t9  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
@@ -256,7 +258,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 160);
 
-  // t9 = 1 - t8
+  // t9 = 1 - t8  (twolayer.ts:21)
+  // margins_masked = margins * t9  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
@@ -269,7 +272,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 160);
 
-  // t10 = (margins * t9).sum(1)
+  // margins_masked = margins * t9  (twolayer.ts:21)
+  // t10 = margins_masked.sum(1)  (twolayer.ts:21)
   //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
@@ -288,7 +292,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16);
 
-  // data_loss = t10.sum(0) * 0.0625
+  // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
   //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
   const kernel_data_loss = kernel(function (this: IKernelFunctionThis, t10: Float32Array): number {
@@ -301,7 +305,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 1);
 
-  // t14 = (W1**2).sum((0, 1))
+  // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
   //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   const kernel_t14 = kernel(function (this: IKernelFunctionThis, W1: Float32Array): number {
@@ -316,7 +320,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1);
 
-  // loss = data_loss + (t14 + (W2**2).sum((0, 1))) * 0.001
+  // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
+  // loss = data_loss + reg_loss  (twolayer.ts:23)
   //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
@@ -342,7 +347,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 1);
 
-  // t24 = 0.001 * (W2 * 2)
+  // dt15 = 0.001   sum'  (twolayer.ts:22)
+  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
   //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
@@ -359,7 +365,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 320);
 
-  // t26 = 0.001 * (W1 * 2)
+  // dt13 = 0.001   sum'  (twolayer.ts:22)
+  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
   //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
@@ -376,7 +383,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 640);
 
-  // dt7 = t21 * t9 * (margins > 0)
+  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+  // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
   //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
@@ -397,7 +406,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 160);
 
-  // dcorrect_class_score = (-dt7).sum(1)
+  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+  // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
   //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
@@ -413,9 +424,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16);
 
-  // dscores = dt7 + t8 * t29
+  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
   //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:21
+  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_dscores = kernel(function (
     this: IKernelFunctionThis,
     dt7: Float32Array,
@@ -430,7 +441,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 160);
 
-  // db2 = dscores.sum(0)
+  // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
   //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_db2 = kernel(function (this: IKernelFunctionThis, dscores: Float32Array): number {
@@ -442,7 +453,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 10);
 
-  // dhidden = dscores @ W2.T
+  // dhidden = dscores @ W2.T   matmul'  (twolayer.ts:20)
   //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_dhidden = kernel(function (
     this: IKernelFunctionThis,
@@ -459,7 +470,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dW2 = t24 + hidden.T @ dscores
+  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
   //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   const kernel_dW2 = kernel(function (
@@ -479,7 +490,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 320);
 
-  // dt2 = dhidden * (hidden > 0)
+  // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
   const kernel_dt2 = kernel(function (
@@ -495,7 +506,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 512);
 
-  // db1 = dt2.sum(0)
+  // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
   //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dt2: Float32Array): number {
@@ -507,7 +518,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dW1 = t26 + X.T @ dt2
+  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
   //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   const kernel_dW1 = kernel(function (
