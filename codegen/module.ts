@@ -2,6 +2,7 @@
 // types, deterministic parameter initialisation and the argument checks.
 
 import type { Graph } from '../ir/graph.js';
+import { fnv1a } from '../ir/init.js';
 import { OPS } from '../ir/ops.js';
 import type { DType, Loc, TensorType, ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
@@ -118,13 +119,6 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
     ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
   ];
-}
-
-/** FNV-1a of a string: each param's random stream is seeded from (seed, its name). */
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (const c of new TextEncoder().encode(s)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
-  return h;
 }
 
 export function initDecl(m: ModuleInfo, t: Typed): string[] {

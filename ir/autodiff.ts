@@ -51,8 +51,11 @@ export function activeInsts(g: Graph): Set<ValueId> {
   return needed;
 }
 
-/** Builds the backward graph of g. */
-export function reverseMode(g: Graph): Graph {
+/**
+ * Builds the backward graph of g. `gradOf`, when given, receives the backward value holding the
+ * gradient of each forward value that has one (for drawing gradients on the graph).
+ */
+export function reverseMode(g: Graph, gradOf?: Map<ValueId, ValueId>): Graph {
   g.freezeNames();
   const loss = lossValue(g);
   const active = activeInsts(g);
@@ -98,6 +101,7 @@ export function reverseMode(g: Graph): Graph {
     grads.set(v, [d]);
     const gv = gb.value(d);
     if (gv.temp) gb.rename(d, 'd' + g.value(v).name);
+    gradOf?.set(v, d);
     return d;
   };
 

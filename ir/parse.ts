@@ -149,6 +149,7 @@ export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
   const c = new Cursor(text, opts.file ?? '<ir>');
   c.skip(true);
   if (!c.eat('graph')) c.error(`expected 'graph' but found ${c.found()}`);
+  c.skip();
   const kindAt = c.loc();
   const kind = c.ident("'forward' or 'backward'");
   if (kind !== 'forward' && kind !== 'backward') throw new CompileError(`unknown graph kind '${kind}'`, "use 'forward' or 'backward'", kindAt);
@@ -203,6 +204,7 @@ function ref(c: Cursor, byName: Map<string, ValueId>): ValueId {
 }
 
 function parseType(c: Cursor): TensorType {
+  c.skip();
   const at = c.loc();
   const dtype = c.ident('a dtype');
   if (dtype !== 'f32' && dtype !== 'i32') throw new CompileError(`unknown dtype '${dtype}'`, 'use f32 or i32', at);
@@ -224,6 +226,7 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
   c.expect(':');
   const type = parseType(c);
   c.expect('=');
+  c.skip();
   const opAt = c.loc();
   const op = c.ident('an op name');
   if (!Object.hasOwn(OPS, op)) throw new CompileError(`unknown op '${op}'`, `ops are: ${Object.keys(OPS).join(', ')}`, opAt);

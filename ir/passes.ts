@@ -235,6 +235,7 @@ export const simplify: Pass = {
       }
       const folded = foldConst(g, inst);
       if (folded) replaceWithConst(g, inst, folded);
+      else canonicalPow(g, inst);
     }
     g.remove(dead);
     dce.run(g, ctx);
@@ -272,6 +273,16 @@ function simplifyInst(g: Graph, inst: Inst): ValueId | undefined {
     default:
       return undefined;
   }
+}
+
+/** x^2 → square(x), x^0.5 → sqrt(x): one spelling for each, so that models written either way agree. */
+function canonicalPow(g: Graph, inst: Inst): void {
+  if (inst.op !== 'pow') return;
+  const [x, e] = inst.args as [ValueId, ValueId];
+  if (!sameShape(g.type(x).shape, g.type(inst.result).shape)) return;
+  const k = constValue(g, e);
+  const op = k === 2 ? 'square' : k === 0.5 ? 'sqrt' : undefined;
+  if (op) g.replaceInst(inst, { ...inst, op, args: [x], attrs: {} } as Inst);
 }
 
 function foldConst(g: Graph, inst: Inst): NDArray | undefined {

@@ -23,7 +23,7 @@ import { loadModel } from './loader.js';
 export interface OutputFile {
   /** File name inside the output folder. */
   readonly name: string;
-  readonly content: string;
+  readonly content: string | Uint8Array;
 }
 
 export interface Compiled {
@@ -56,8 +56,10 @@ export function displaySource(file: string): string {
  * the memory plan. Mutates fwd.
  */
 export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan: Plan } {
+  opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
   const bwd = reverseMode(fwd);
+  opts.afterPass?.('backward', 'reverse-mode', bwd);
   runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
   runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));
@@ -152,7 +154,8 @@ export function staleFiles(dir: string, files: readonly OutputFile[]): { name: s
   for (const f of files) {
     const p = path.join(dir, f.name);
     const old = existsSync(p) ? readFileSync(p, 'utf8') : '';
-    if (old !== f.content) out.push({ name: f.name, old, new: f.content });
+    const now = typeof f.content === 'string' ? f.content : Buffer.from(f.content).toString('utf8');
+    if (old !== now) out.push({ name: f.name, old, new: now });
   }
   return out;
 }

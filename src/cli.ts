@@ -7,9 +7,10 @@ import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
 import { compile, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
-import { diskSources, formatDiagnostic } from './diagnostics.js';
+import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
+import { diffText, gradCheck, graphDot, irText, renderGraph } from './inspect.js';
 import { unifiedDiff } from './textdiff.js';
 
 export interface Io {
@@ -49,8 +50,8 @@ function parseArgs(verb: string, spec: Verb, argv: string[]): Parsed {
       args.push(...argv.slice(i + 1));
       break;
     }
-    if (a.startsWith('--')) {
-      const [k, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (/^--?[A-Za-z]/.test(a)) {
+      const [k, inline] = a.replace(/^--?/, '').split(/=(.*)/s, 2) as [string, string | undefined];
       const o = spec.options[k];
       if (!o) throw new UsageError(`graphc ${verb}: unknown option --${k}`);
       if (o.value) {
@@ -69,14 +70,14 @@ function parseArgs(verb: string, spec: Verb, argv: string[]): Parsed {
 }
 
 function verbHelp(name: string, v: Verb): string {
-  const opts = Object.entries(v.options).map(([k, o]) => `  --${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help);
+  const opts = Object.entries(v.options).map(([k, o]) => `  ${k.length === 1 ? '-' : '--'}${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help);
   return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  --help`.padEnd(28) + `show this help`, ''].join('\n');
 }
 
 /** Prints a compile error with its source line and returns the exit code for it. */
 function report(e: unknown, io: Io, src?: SourceAccess): number {
   if (e instanceof UsageError) {
-    io.err(`graphc: ${e.message}\n`);
+    io.err(`${e.message.startsWith('graphc') ? '' : 'graphc: '}${e.message}\n`);
     return 2;
   }
   if (e instanceof CompileError) {
@@ -140,6 +141,120 @@ const VERBS: Record<string, Verb> = {
     },
   },
 };
+
+const inspectVerbs: Record<string, Verb> = {
+  ir: {
+    usage: 'graphc ir MODEL.ts [--grad] [--after STAGE]',
+    summary:
+      'Prints the forward IR of a model (the backward IR with --grad) with source locations, as the\n' +
+      "build writes it, or as it stands after a stage of the pipeline: 'trace' (forward) or\n" +
+      "'reverse-mode' (backward), or a pass name such as simplify, fuse-composites, cse, dce or\n" +
+      "fuse (cse#2 is the second run of cse). An unknown stage lists the stages.",
+    options: {
+      grad: { help: 'the backward IR' },
+      after: { value: 'STAGE', help: 'the IR after this stage of the pipeline' },
+    },
+    minArgs: 1,
+    maxArgs: 1,
+    async run([file], opts, io) {
+      try {
+        io.out(irText(file!, { grad: opts.grad === true, after: typeof opts.after === 'string' ? opts.after : undefined }));
+        return 0;
+      } catch (e) {
+        return report(e, io, diskSources(file!));
+      }
+    },
+  },
+  diff: {
+    usage: 'graphc diff A B',
+    summary:
+      'An IR-aware diff of two IR files, two model files, or a model file and its generated folder.\n' +
+      'Values match by name and structure, not by number: renaming a temporary or reordering\n' +
+      'independent lines is no change. Prints a unified diff of the instructions that changed\n' +
+      '(coloured on a terminal) and exits 1 when they differ, 0 when they are the same, 2 on error.',
+    options: {},
+    minArgs: 2,
+    maxArgs: 2,
+    async run([a, b], _opts, io) {
+      let text: string;
+      try {
+        text = await diffText(a!, b!, io.color);
+      } catch (e) {
+        // IR parse errors are located in the IR file, models' errors in the model
+        const model = [a!, b!].find((f) => /\.(ts|js|mts)$/.test(f));
+        report(e, io, e instanceof CompileError && e.loc && /\.ir$/.test(e.loc.file) ? cwdSources : model ? diskSources(model) : undefined);
+        return 2;
+      }
+      io.out(text);
+      return text === '' ? 0 : 1;
+    },
+  },
+  check: {
+    usage: 'graphc check MODEL.ts [--seed N] [--samples N]',
+    summary:
+      "Checks the generated module's gradient of every param against central finite differences\n" +
+      'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
+      'exits 1 when a param fails.',
+    options: {
+      seed: { value: 'N', help: 'seed of the params (initParams) and inputs (default 0)' },
+      samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
+    },
+    minArgs: 1,
+    maxArgs: 1,
+    async run([file], opts, io) {
+      const seed = intOption('check', 'seed', opts.seed, 0);
+      const samples = intOption('check', 'samples', opts.samples, 16);
+      try {
+        const { rows, table } = await gradCheck(file!, { seed, samples });
+        io.out(table);
+        return rows.every((r) => r.pass) ? 0 : 1;
+      } catch (e) {
+        return report(e, io, diskSources(file!));
+      }
+    },
+  },
+  graph: {
+    usage: 'graphc graph MODEL.ts [--values] [--seed N] [-o FILE.svg|FILE.png|FILE.dot]',
+    summary:
+      'Draws the computational graph of a model (Graphviz in WebAssembly): one node per op, edges\n' +
+      'with their shapes. With --values, each edge of a small tensor shows its forward value (green)\n' +
+      'and its gradient (red), for the params of initParams(seed) and random inputs. Writes SVG to\n' +
+      'stdout, or to -o FILE (PNG or DOT by its extension).',
+    options: {
+      values: { help: 'label edges with forward values and gradients' },
+      seed: { value: 'N', help: 'seed of the params and inputs (default 0)' },
+      o: { value: 'FILE', help: 'output file (.svg, .png or .dot)' },
+    },
+    minArgs: 1,
+    maxArgs: 1,
+    async run([file], opts, io) {
+      const seed = intOption('graph', 'seed', opts.seed, 0);
+      const out = typeof opts.o === 'string' ? opts.o : undefined;
+      const ext = out ? path.extname(out).toLowerCase() : '.svg';
+      if (!['.svg', '.png', '.dot'].includes(ext)) throw new UsageError(`graphc graph: -o must name a .svg, .png or .dot file, got ${out}`);
+      let dot: string;
+      try {
+        dot = graphDot(file!, { values: opts.values === true, seed });
+      } catch (e) {
+        return report(e, io, diskSources(file!));
+      }
+      const content = ext === '.dot' ? dot : await renderGraph(dot, ext === '.png' ? 'png' : 'svg');
+      if (out) {
+        writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content }]);
+        io.out(`wrote ${out}\n`);
+      } else io.out(typeof content === 'string' ? content : Buffer.from(content).toString('base64'));
+      return 0;
+    },
+  },
+};
+Object.assign(VERBS, inspectVerbs);
+
+function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 0) throw new UsageError(`graphc ${verb}: --${name} needs a non-negative integer, got ${String(v)}`);
+  return n;
+}
 
 const MAIN_HELP = `graphc: a compile-time graph compiler for differentiable models
 

@@ -39,6 +39,18 @@ export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
   return lines.join('\n');
 }
 
+/** Reads sources from disk; locations are paths from the working directory (IR files). */
+export const cwdSources: SourceAccess = {
+  sourceOf: (f) => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch {
+      return undefined;
+    }
+  },
+  displayPath: (f) => f,
+};
+
 /** Reads sources from disk; locations are relative to the model file's folder. */
 export function diskSources(modelFile: string): SourceAccess {
   const dir = path.dirname(path.resolve(modelFile));

@@ -4,21 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../src/cli.js';
-import { ROOT, tmp } from './helpers.js';
-
-export async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const cwd = process.cwd();
-  process.chdir(ROOT);
-  try {
-    const code = await main(argv, { out: (s) => (out += s), err: (s) => (err += s), color: false });
-    return { code, out, err };
-  } finally {
-    process.chdir(cwd);
-  }
-}
+import { run, tmp } from './helpers.js';
 
 const CASES: Record<string, string> = {
   'matmul-inner': `test/fixtures/errors/matmul-inner.ts:5:15: error: matmul: inner dimensions differ: f32[32,30] × f32[20,64] (30 ≠ 20)
@@ -85,7 +71,7 @@ describe('build errors', () => {
     const only = path.join(tmp(), 'ts-only');
     expect((await run(['build', 'examples/neuron.ts', '--out', only, '--target', 'ts'])).code).toBe(0);
     expect(readdirSync(only).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
-    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc: graphc build: unknown target 'cuda' (known: ts, gpu)\n");
+    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
   });
 });

@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { reverseMode } from '../ir/autodiff.js';
+import { initialParams } from '../ir/init.js';
 import { parseGraph } from '../ir/parse.js';
 import { traceModel } from '../src/frontend.js';
 import { loadModel } from '../src/loader.js';
@@ -53,6 +54,15 @@ describe.each(EXAMPLES)('example %s', (name) => {
     const ref = reference(plain, plainBwd, params, inputs);
     expect(relErr(opt.outputs.loss!.data, ref.outputs.loss!.data)).toBeLessThan(1e-12);
     for (const k of Object.keys(ref.grads)) expect(relErr(opt.grads[k]!, ref.grads[k]!), k).toBeLessThan(1e-9);
+  });
+
+  it("initialises params exactly as the compiler's reference (ir/init.ts)", async () => {
+    const { c, mod } = await buildAndImport(file);
+    for (const seed of [0, 7]) {
+      const want = initialParams(c.fwd, seed);
+      const got = mod.initParams(seed);
+      for (const k of Object.keys(want)) expect(got[k], k).toEqual(want[k]);
+    }
   });
 
   it('prints IR that parses back to the same graph', async () => {

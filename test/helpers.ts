@@ -14,6 +14,7 @@ import { indexBounds } from '../codegen/module.js';
 import type { Compiled } from '../src/build.js';
 import { compile, emitFiles, lower } from '../src/build.js';
 import { parseGraph } from '../ir/parse.js';
+import { main } from '../src/cli.js';
 import { unifiedDiff } from '../src/textdiff.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
@@ -178,3 +179,18 @@ export async function buildBoth(file: string): Promise<{ c: Compiled; flat: Gene
   const gpu = (await import(pathToFileURL(path.join(dir, `${c.name}.gpu.js`)).href)) as GpuModule;
   return { c, flat, gpu };
 }
+
+/** Runs the graphc command in-process from the repository root; returns its exit code and output. */
+export async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const cwd = process.cwd();
+  process.chdir(ROOT);
+  try {
+    const code = await main(argv, { out: (s) => (out += s), err: (s) => (err += s), color: false });
+    return { code, out, err };
+  } finally {
+    process.chdir(cwd);
+  }
+}
+

@@ -231,11 +231,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
   // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
-  //   %bndiff2: f32[32,64] = pow %bndiff, %t4   makemore.ts:47  const bndiff2 = bndiff.pow(2);
-  //   %t5: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
-  //   %bnvar: f32[1,64] = mul %t5, %t6   makemore.ts:48
-  //   %t8: f32[1,64] = add %bnvar, %t7   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
-  //   %bnvar_inv: f32[1,64] = pow %t8, %t9   makemore.ts:49
+  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:47  const bndiff2 = bndiff.pow(2);
+  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
+  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:48
+  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
+  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:49
   const kernel_bnvar_inv = kernel(function (
     this: IKernelFunctionThis,
     hprebn: Float32Array,
@@ -257,8 +257,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
   // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
   const kernel_bnraw = kernel(function (
     this: IKernelFunctionThis,
     hprebn: Float32Array,
@@ -274,8 +274,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
   // h = tanh(hpreact)  (makemore.ts:53)
-  //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
   //   %h: f32[32,64] = tanh %hpreact   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   const kernel_h = kernel(function (
     this: IKernelFunctionThis,
@@ -292,8 +292,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 2048);
 
   // logits = h @ W2 + b2  (makemore.ts:55)
-  //   %t11: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
-  //   %logits: f32[32,27] = add %t11, %b2   makemore.ts:55
+  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:55
   const kernel_logits = kernel(function (
     this: IKernelFunctionThis,
     h: Float32Array,
@@ -352,9 +352,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 1);
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
-  //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
-  //   %dlogits: f32[32,27] = mul %t17, %t12   makemore.ts:64
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
+  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:64
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
     probs: Float32Array,
@@ -370,8 +370,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
-  //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
   //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_db2 = kernel(function (this: IKernelFunctionThis, dlogits: Float32Array): number {
     const _x = this.thread.x;
@@ -418,11 +418,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
   // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
   //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
   const kernel_dbnbias = kernel(function (
     this: IKernelFunctionThis,
     dh: Float32Array,
@@ -441,11 +441,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
   // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %dbngain: f32[1,64] = sum %t20 {axes=[0], keepDims=true}   makemore.ts:51
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:51
   const kernel_dbngain = kernel(function (
     this: IKernelFunctionThis,
     dh: Float32Array,
@@ -466,10 +466,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
   // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:51
   const kernel_dbnraw = kernel(function (
     this: IKernelFunctionThis,
@@ -488,26 +488,26 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t21 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t21: f32[1,64] = mul %bnvar_inv, %t12   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  const kernel_t21 = kernel(function (this: IKernelFunctionThis, bnvar_inv: Float32Array): number {
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  const kernel_t20 = kernel(function (this: IKernelFunctionThis, bnvar_inv: Float32Array): number {
     const _x = this.thread.x;
     const _t0 = bnvar_inv[_x] * 0.03125;
     return _t0;
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t22 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t22: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  const kernel_t22 = kernel(function (
+  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  const kernel_t21 = kernel(function (
     this: IKernelFunctionThis,
     dbnbias: Float32Array,
     bngain: Float32Array,
@@ -518,13 +518,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t23 = dbngain * bngain   bn_apply'  (makemore.ts:50)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t23: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  const kernel_t23 = kernel(function (
+  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:50)
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  const kernel_t22 = kernel(function (
     this: IKernelFunctionThis,
     dbngain: Float32Array,
     bngain: Float32Array,
@@ -534,39 +534,39 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 64);
 
-  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)   bn_apply'  (makemore.ts:50)
-  //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
-  //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
-  //   %t27: f32[32,64] = mul %t26, %t23   makemore.ts:50
-  //   %t28: f32[32,64] = sub %t25, %t27   makemore.ts:50
-  //   %dhprebn: f32[32,64] = mul %t21, %t28   makemore.ts:50
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:50)
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
+  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:50
   const kernel_dhprebn = kernel(function (
     this: IKernelFunctionThis,
-    t21: Float32Array,
+    t20: Float32Array,
     dbnraw: Float32Array,
-    t22: Float32Array,
+    t21: Float32Array,
     bnraw: Float32Array,
-    t23: Float32Array,
+    t22: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
     const _t0 = dbnraw[_i0 * 64 + _rest0] * 32;
-    const _t1 = _t0 - t22[_rest0];
+    const _t1 = _t0 - t21[_rest0];
     const _t2 = bnraw[_i0 * 64 + _rest0] * 1.032258064516129;
-    const _t3 = _t2 * t23[_rest0];
+    const _t3 = _t2 * t22[_rest0];
     const _t4 = _t1 - _t3;
-    const _t5 = t21[_rest0] * _t4;
+    const _t5 = t20[_rest0] * _t4;
     return _t5;
   }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
-  //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
-  //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
-  //   %t27: f32[32,64] = mul %t26, %t23   makemore.ts:50
-  //   %t28: f32[32,64] = sub %t25, %t27   makemore.ts:50
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
   //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dhprebn: Float32Array): number {
     const _x = this.thread.x;
@@ -682,10 +682,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dbnbias = kernel_dbnbias(dh, h);
     const dbngain = kernel_dbngain(dh, h, bnraw);
     const dbnraw = kernel_dbnraw(dh, h, bngain);
-    const t21 = kernel_t21(bnvar_inv);
-    const t22 = kernel_t22(dbnbias, bngain);
-    const t23 = kernel_t23(dbngain, bngain);
-    const dhprebn = kernel_dhprebn(t21, dbnraw, t22, bnraw, t23);
+    const t20 = kernel_t20(bnvar_inv);
+    const t21 = kernel_t21(dbnbias, bngain);
+    const t22 = kernel_t22(dbngain, bngain);
+    const dhprebn = kernel_dhprebn(t20, dbnraw, t21, bnraw, t22);
     const db1 = kernel_db1(dhprebn);
     const dembcat = kernel_dembcat(dhprebn, W1);
     const demb = dembcat;

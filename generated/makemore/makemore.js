@@ -41,9 +41,9 @@ const buf = {
   dbnbias: buffers[11].subarray(0, 64), // f32[1,64]
   dbngain: buffers[19], // f32[1,64]
   dbnraw: buffers[20], // f32[32,64]
-  t21: buffers[21].subarray(0, 64), // f32[1,64]
-  t22: buffers[22].subarray(0, 64), // f32[1,64]
-  t23: buffers[23], // f32[1,64]
+  t20: buffers[21].subarray(0, 64), // f32[1,64]
+  t21: buffers[22].subarray(0, 64), // f32[1,64]
+  t22: buffers[23], // f32[1,64]
   dhprebn: buffers[14], // f32[32,64]
   db1: buffers[12], // f32[64]
   dembcat: buffers[21], // f32[32,30]
@@ -371,11 +371,11 @@ function forwardPass() {
   // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
   // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
   //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
-  //   %bndiff2: f32[32,64] = pow %bndiff, %t4   makemore.ts:47  const bndiff2 = bndiff.pow(2);
-  //   %t5: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
-  //   %bnvar: f32[1,64] = mul %t5, %t6   makemore.ts:48
-  //   %t8: f32[1,64] = add %bnvar, %t7   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
-  //   %bnvar_inv: f32[1,64] = pow %t8, %t9   makemore.ts:49
+  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:47  const bndiff2 = bndiff.pow(2);
+  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
+  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:48
+  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
+  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:49
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
@@ -386,16 +386,16 @@ function forwardPass() {
     }
   }
   for (let i = 0; i < 64; i++) {
-    const _t8 = _acc0[i] * 0.03225806451612903 + 0.00001;
-    bnvar_inv[i] = 1 / Math.sqrt(_t8);
+    const _t7 = _acc0[i] * 0.03225806451612903 + 0.00001;
+    bnvar_inv[i] = 1 / Math.sqrt(_t7);
   }
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
   // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
   // h = tanh(hpreact)  (makemore.ts:53)
   //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t10: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t10, %bnbias   makemore.ts:51
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
   //   %h: f32[32,64] = tanh %hpreact   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
@@ -406,8 +406,8 @@ function forwardPass() {
   }
 
   // logits = h @ W2 + b2  (makemore.ts:55)
-  //   %t11: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
-  //   %logits: f32[32,27] = add %t11, %b2   makemore.ts:55
+  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:55
   matmul_logits();
 
   // probs = softmax(logits, 1)  (makemore.ts:62)
@@ -463,13 +463,13 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bnvar_inv, t21, t22, t23, dhprebn, db1, dC, Xb, demb } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bnvar_inv, t20, t21, t22, dhprebn, db1, dC, Xb, demb } = buf;
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
   // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
-  //   %t16: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t17: f32[32,27] = sub %probs, %t16   makemore.ts:64
-  //   %dlogits: f32[32,27] = mul %t17, %t12   makemore.ts:64
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
+  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:64
   //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
   for (let i = 0; i < 27; i++) {
     _acc0[i] = 0;
@@ -497,19 +497,19 @@ export function valueAndGrad(params, inputs) {
   // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
   // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
   // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
-  // t21 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
-  // t22 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
-  // t23 = dbngain * bngain   bn_apply'  (makemore.ts:50)
-  //   %t18: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t19: f32[32,64] = sub %t13, %t18   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t19   makemore.ts:53
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
+  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
+  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:50)
+  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
   //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t20: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
-  //   %dbngain: f32[1,64] = sum %t20 {axes=[0], keepDims=true}   makemore.ts:51
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
+  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:51
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:51
-  //   %t21: f32[1,64] = mul %bnvar_inv, %t12   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t22: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50
-  //   %t23: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50
+  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50
+  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -525,26 +525,26 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 64; i++) {
     dbnbias[i] = _acc0[i];
     dbngain[i] = _acc1[i];
-    t21[i] = bnvar_inv[i] * 0.03125;
-    t22[i] = _acc0[i] * bngain[i];
-    t23[i] = _acc1[i] * bngain[i];
+    t20[i] = bnvar_inv[i] * 0.03125;
+    t21[i] = _acc0[i] * bngain[i];
+    t22[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t21 * (dbnraw * 32 - t22 - bnraw * 1.032258064516129 * t23)   bn_apply'  (makemore.ts:50)
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:50)
   // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
-  //   %t24: f32[32,64] = mul %dbnraw, %t14   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t25: f32[32,64] = sub %t24, %t22   makemore.ts:50
-  //   %t26: f32[32,64] = mul %bnraw, %t15   makemore.ts:50
-  //   %t27: f32[32,64] = mul %t26, %t23   makemore.ts:50
-  //   %t28: f32[32,64] = sub %t25, %t27   makemore.ts:50
-  //   %dhprebn: f32[32,64] = mul %t21, %t28   makemore.ts:50
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
+  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:50
   //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
-      const _dhprebn = t21[j] * (dbnraw[i * 64 + j] * 32 - t22[j] - bnraw[i * 64 + j] * 1.032258064516129 * t23[j]);
+      const _dhprebn = t20[j] * (dbnraw[i * 64 + j] * 32 - t21[j] - bnraw[i * 64 + j] * 1.032258064516129 * t22[j]);
       dhprebn[i * 64 + j] = _dhprebn;
       _acc0[j] += _dhprebn;
     }

@@ -33,11 +33,11 @@ function initArray(n, init, scale, seed, salt) {
 /** Fresh parameters; the same seed gives the same values. */
 export function initParams(seed = 0) {
   return {
-    w0: initArray(1, 'randn', 1, seed, 0xf473672),
-    x0: initArray(1, 'randn', 1, seed, 0x11631015),
-    w1: initArray(1, 'randn', 1, seed, 0x10473805),
-    x1: initArray(1, 'randn', 1, seed, 0x10630e82),
-    w2: initArray(1, 'randn', 1, seed, 0xd47334c),
+    w0: initArray(1, 'ones', 2, seed, 0xf473672),
+    x0: initArray(1, 'ones', -1, seed, 0x11631015),
+    w1: initArray(1, 'ones', -3, seed, 0x10473805),
+    x1: initArray(1, 'ones', -2, seed, 0x10630e82),
+    w2: initArray(1, 'ones', -3, seed, 0xd47334c),
   };
 }
 
@@ -108,16 +108,16 @@ export async function create(options = {}) {
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
 
-  // s0 = w0 * x0  (neuron.ts:12)
-  // s1 = w1 * x1  (neuron.ts:13)
-  // s2 = s0 + s1  (neuron.ts:14)
-  // s3 = s2 + w2  (neuron.ts:15)
-  // L = sigmoid(s3)  (neuron.ts:16)
-  //   %s0: f32[] = mul %w0, %x0   neuron.ts:12  const s0 = w0.mul(x0);
-  //   %s1: f32[] = mul %w1, %x1   neuron.ts:13  const s1 = w1.mul(x1);
-  //   %s2: f32[] = add %s0, %s1   neuron.ts:14  const s2 = s0.add(s1);
-  //   %s3: f32[] = add %s2, %w2   neuron.ts:15  const s3 = s2.add(w2);
-  //   %L: f32[] = sigmoid %s3   neuron.ts:16  const L = s3.sigmoid();
+  // s0 = w0 * x0  (neuron.ts:13)
+  // s1 = w1 * x1  (neuron.ts:14)
+  // s2 = s0 + s1  (neuron.ts:15)
+  // s3 = s2 + w2  (neuron.ts:16)
+  // L = sigmoid(s3)  (neuron.ts:17)
+  //   %s0: f32[] = mul %w0, %x0   neuron.ts:13  const s0 = w0.mul(x0);
+  //   %s1: f32[] = mul %w1, %x1   neuron.ts:14  const s1 = w1.mul(x1);
+  //   %s2: f32[] = add %s0, %s1   neuron.ts:15  const s2 = s0.add(s1);
+  //   %s3: f32[] = add %s2, %w2   neuron.ts:16  const s3 = s2.add(w2);
+  //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
   const kernel_L = kernel(function (w0, x0, w1, x1, w2) {
       const _x = this.thread.x;
       const _t0 = w0[0] * x0[0];
@@ -128,9 +128,9 @@ export async function create(options = {}) {
       return _t4;
     }, 1);
 
-  // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:16)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
-  //   %ds3: f32[] = mul %L, %t2   neuron.ts:16
+  // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+  //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
   const kernel_ds3 = kernel(function (L) {
       const _x = this.thread.x;
       const _t0 = 1 - L[0];
@@ -138,36 +138,36 @@ export async function create(options = {}) {
       return _t1;
     }, 1);
 
-  // dw1 = ds3 * x1   mul'  (neuron.ts:13)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
-  //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:13  const s1 = w1.mul(x1);
+  // dw1 = ds3 * x1   mul'  (neuron.ts:14)
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+  //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
   const kernel_dw1 = kernel(function (ds3, x1) {
       const _x = this.thread.x;
       const _t0 = ds3[0] * x1[0];
       return _t0;
     }, 1);
 
-  // dx1 = ds3 * w1   mul'  (neuron.ts:13)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
-  //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:13  const s1 = w1.mul(x1);
+  // dx1 = ds3 * w1   mul'  (neuron.ts:14)
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+  //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14  const s1 = w1.mul(x1);
   const kernel_dx1 = kernel(function (ds3, w1) {
       const _x = this.thread.x;
       const _t0 = ds3[0] * w1[0];
       return _t0;
     }, 1);
 
-  // dw0 = ds3 * x0   mul'  (neuron.ts:12)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
-  //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:12  const s0 = w0.mul(x0);
+  // dw0 = ds3 * x0   mul'  (neuron.ts:13)
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+  //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
   const kernel_dw0 = kernel(function (ds3, x0) {
       const _x = this.thread.x;
       const _t0 = ds3[0] * x0[0];
       return _t0;
     }, 1);
 
-  // dx0 = ds3 * w0   mul'  (neuron.ts:12)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:16  const L = s3.sigmoid();
-  //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:12  const s0 = w0.mul(x0);
+  // dx0 = ds3 * w0   mul'  (neuron.ts:13)
+  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+  //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13  const s0 = w0.mul(x0);
   const kernel_dx0 = kernel(function (ds3, w0) {
       const _x = this.thread.x;
       const _t0 = ds3[0] * w0[0];

@@ -1,0 +1,43 @@
+// Deterministic parameter initialisation: the reference the generated modules' initParams
+// reproduce exactly (codegen/module.ts emits the same function; a test holds them equal).
+
+import type { Graph } from './graph.js';
+import { numel } from './types.js';
+
+/** FNV-1a of a string: each param's random stream is seeded from (seed, its name). */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (const c of new TextEncoder().encode(s)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  return h;
+}
+
+/** Initial values: N(0,1), 0, 1 or U(−1,1), times the scale, from mulberry32 seeded by (seed, salt). */
+export function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
+  const a = new Float32Array(n);
+  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;
+  const next = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < n; i++) {
+    if (init === 'randn') a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
+    else a[i] = init === 'ones' ? scale : 0;
+  }
+  return a;
+}
+
+
+/** The generated module's initParams(seed), computed the same way (see codegen/module.ts). */
+export function initialParams(g: Graph, seed: number): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const inst of g.insts) {
+    if (inst.op !== 'param') continue;
+    out[inst.attrs.name] = initArray(numel(g.type(inst.result).shape), inst.attrs.init, inst.attrs.scale, seed, fnv1a(inst.attrs.name));
+  }
+  return out;
+}
+

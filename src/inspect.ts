@@ -1,0 +1,282 @@
+// The inspection verbs: `graphc ir`, `graphc diff`, `graphc check` and `graphc graph`.
+
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { reverseMode } from '../ir/autodiff.js';
+import { diffGraphs } from '../ir/diff.js';
+import type { Graph } from '../ir/graph.js';
+import { interpret } from '../ir/interp.js';
+import type { NDArray } from '../ir/ndarray.js';
+import { parseGraph } from '../ir/parse.js';
+import { printGraph } from '../ir/print.js';
+import { describePlan } from '../ir/memplan.js';
+import type { ValueId } from '../ir/types.js';
+import { formatType, numel } from '../ir/types.js';
+import { indexBounds } from '../codegen/module.js';
+import { initialParams } from '../ir/init.js';
+import { compile, compileGraphs } from './build.js';
+import { traceModel } from './frontend.js';
+import { loadModel, UsageError } from './loader.js';
+
+// ---------------------------------------------------------------------------------------------
+// graphc ir
+
+/** The stages `--after` accepts, in order, for each graph. */
+export function stages(file: string): { forward: string[]; backward: string[] } {
+  const out = { forward: [] as string[], backward: [] as string[] };
+  const seen = { forward: new Map<string, number>(), backward: new Map<string, number>() };
+  compileGraphs(file, {
+    afterPass: (kind, pass) => {
+      const n = (seen[kind].get(pass) ?? 0) + 1;
+      seen[kind].set(pass, n);
+      out[kind].push(n === 1 ? pass : `${pass}#${n}`);
+    },
+  });
+  return out;
+}
+
+/**
+ * The forward (or backward) IR of a model, as the build writes it, or as it stands after the
+ * stage `after` (`trace`, `reverse-mode`, or a pass name; `cse#2` is the second run of cse).
+ */
+export function irText(file: string, opts: { grad?: boolean; after?: string } = {}): string {
+  const kind = opts.grad ? 'backward' : 'forward';
+  if (!opts.after) {
+    const { fwd, bwd, plan } = compileGraphs(file);
+    const g = opts.grad ? bwd : fwd;
+    return printGraph(g, { preamble: describePlan(plan, g) });
+  }
+  const want = opts.after;
+  let text: string | undefined;
+  const seen = new Map<string, number>();
+  compileGraphs(file, {
+    afterPass: (k, pass, g) => {
+      if (k !== kind) return;
+      const n = (seen.get(pass) ?? 0) + 1;
+      seen.set(pass, n);
+      if (want === pass ? n === 1 : want === `${pass}#${n}`) text = printGraph(g);
+    },
+  });
+  if (text === undefined) throw new UsageError(`graphc ir: no stage '${want}' in the ${kind} pipeline; the stages are: ${stages(file)[kind].join(', ')}`);
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// graphc diff
+
+/** The graphs an operand of `graphc diff` stands for: an IR file, a model, or a generated folder. */
+export async function graphsOf(p: string): Promise<Graph[]> {
+  if (!existsSync(p)) throw new UsageError(`graphc diff: no such file or folder: ${p}`);
+  if (statSync(p).isDirectory()) {
+    const files = readdirSync(p).filter((f) => f.endsWith('.ir')).sort();
+    if (files.length === 0) throw new UsageError(`graphc diff: ${p} holds no .ir files`);
+    return files.map((f) => parseGraph(readFileSync(path.join(p, f), 'utf8'), { file: path.join(p, f) }));
+  }
+  if (p.endsWith('.ir')) return [parseGraph(readFileSync(p, 'utf8'), { file: p })];
+  const { fwd, bwd } = compileGraphs(p);
+  return [fwd, bwd];
+}
+
+/** The IR-aware diff of two operands; '' when they are the same. */
+export async function diffText(a: string, b: string, color = false): Promise<string> {
+  const ga = await graphsOf(a);
+  const gb = await graphsOf(b);
+  const pairs = ga.flatMap((x) => gb.filter((y) => y.kind === x.kind).map((y) => [x, y] as const));
+  if (pairs.length === 0) throw new UsageError(`graphc diff: ${a} and ${b} have no graph of the same kind (forward or backward) to compare`);
+  const hunks = pairs.map(([x, y]) => diffGraphs(x, y, { color })).filter((h) => h !== '');
+  if (hunks.length === 0) return '';
+  const bold = (s: string) => (color ? `\x1b[1m${s}\x1b[0m` : s);
+  return `${bold(`--- ${a}`)}\n${bold(`+++ ${b}`)}\n${hunks.join('')}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// graphc check
+
+interface CheckRow {
+  readonly param: string;
+  readonly shape: string;
+  readonly checked: number;
+  readonly maxAbs: number;
+  readonly maxRel: number;
+  readonly pass: boolean;
+}
+
+/** Seeded random numbers (mulberry32). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Params from the generated `initParams(seed)` and random inputs (indices within their bounds). */
+function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int32Array> {
+  const r = rng(seed);
+  const bounds = indexBounds(g);
+  const inputs: Record<string, Float32Array | Int32Array> = {};
+  for (const inst of g.insts) {
+    if (inst.op !== 'input') continue;
+    const t = g.type(inst.result);
+    const n = numel(t.shape);
+    inputs[inst.attrs.name] =
+      t.dtype === 'i32'
+        ? Int32Array.from({ length: n }, () => Math.floor(r() * (bounds.get(inst.attrs.name) ?? 10)))
+        : Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));
+  }
+  return inputs;
+}
+
+/**
+ * Checks the generated module's gradients against central finite differences of the float64
+ * interpreter, at `samples` coordinates of every param.
+ */
+export async function gradCheck(file: string, opts: { seed?: number; samples?: number; tolerance?: number } = {}): Promise<{ rows: CheckRow[]; table: string }> {
+  const seed = opts.seed ?? 0;
+  const samples = opts.samples ?? 16;
+  const tolerance = opts.tolerance ?? 1e-3;
+  const c = await compile(file, { targets: ['ts'] });
+  const dir = mkdtempSync(path.join(tmpdir(), 'graphc-check-'));
+  let mod: { initParams(seed: number): Record<string, Float32Array>; valueAndGrad(p: object, i: object): { grads: Record<string, Float32Array> } };
+  try {
+    const js = path.join(dir, `${c.name}.js`);
+    writeFileSync(js, c.files.find((f) => f.name === `${c.name}.js`)!.content);
+    mod = await import(pathToFileURL(js).href);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const params = mod.initParams(seed);
+  const inputs = randomInputs(c.fwd, seed + 1);
+  const grads = mod.valueAndGrad(params, inputs).grads;
+  const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+  const lossAt = () => interpret(c.fwd, { params: p64, inputs }).get(c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name)!.data[0]!;
+  const r = rng(seed + 2);
+  const rows: CheckRow[] = [];
+  for (const inst of c.fwd.insts) {
+    if (inst.op !== 'param') continue;
+    const name = inst.attrs.name;
+    const x = p64[name]!;
+    const g = grads[name]!;
+    const idx = x.length <= samples ? [...x.keys()] : Array.from({ length: samples }, () => Math.floor(r() * x.length));
+    let maxAbs = 0;
+    let scale = 1e-3;
+    for (const i of idx) {
+      const x0 = x[i]!;
+      const h = 1e-6 * Math.max(1, Math.abs(x0));
+      x[i] = x0 + h;
+      const up = lossAt();
+      x[i] = x0 - h;
+      const down = lossAt();
+      x[i] = x0;
+      const fd = (up - down) / (2 * h);
+      maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd));
+      scale = Math.max(scale, Math.abs(fd));
+    }
+    const maxRel = maxAbs / scale;
+    rows.push({ param: name, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance });
+  }
+  const head = ['param', 'shape', 'checked', 'max abs err', 'max rel err', ''];
+  const body = rows.map((x) => [x.param, x.shape, String(x.checked), x.maxAbs.toExponential(2), x.maxRel.toExponential(2), x.pass ? 'PASS' : 'FAIL']);
+  const widths = head.map((h, k) => Math.max(h.length, ...body.map((b) => b[k]!.length)));
+  const fmt = (cells: string[]) => cells.map((s, k) => (k >= 2 && k <= 4 ? s.padStart(widths[k]!) : s.padEnd(widths[k]!))).join('  ').trimEnd();
+  const table = [
+    `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
+    `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
+    fmt(head),
+    ...body.map(fmt),
+  ].join('\n');
+  return { rows, table: table + '\n' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// graphc graph
+
+const SYMBOL: Partial<Record<string, string>> = {
+  add: '+',
+  sub: '−',
+  mul: '×',
+  div: '÷',
+  neg: '−x',
+  pow: 'x^y',
+  square: 'x²',
+  sigmoid: 'σ',
+  matmul: '@',
+  maximum: 'max',
+  minimum: 'min',
+  stop_gradient: 'stop',
+  gather: 'C[X]',
+};
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+function fmtValues(a: NDArray | undefined): string | undefined {
+  if (!a || a.data.length > 3) return undefined;
+  const f = (x: number) => (Math.abs(x) < 0.005 ? 0 : x).toFixed(2);
+  const items = Array.from(a.data, f);
+  return a.shape.length === 0 ? items[0] : `[${items.join(', ')}]`;
+}
+
+/**
+ * The computational graph of the model as Graphviz DOT: the traced program, one node per op,
+ * edges labelled with their shape; with values, each edge of a small tensor shows its forward
+ * value (green) over its gradient (red), as the DeepRob slides draw the sigmoid neuron.
+ */
+export function graphDot(file: string, opts: { values?: boolean; seed?: number } = {}): string {
+  const g = traceModel(loadModel(file)).graph;
+  let vals: Map<string, NDArray> | undefined;
+  let grads: Map<ValueId, NDArray> | undefined;
+  if (opts.values) {
+    const gradOf = new Map<ValueId, ValueId>();
+    const bwd = reverseMode(g, gradOf);
+    const params = initialParams(g, opts.seed ?? 0);
+    vals = interpret(g, { params, inputs: randomInputs(g, (opts.seed ?? 0) + 1) });
+    const bvals = interpret(bwd, { fwd: vals });
+    grads = new Map([...gradOf].map(([v, d]) => [v, bvals.get(bwd.value(d).name)!]));
+  }
+  const lines = ['digraph graphc {', '  rankdir=LR;', '  node [fontname="Helvetica", fontsize=11];', '  edge [fontname="Helvetica", fontsize=10];'];
+  const id = (v: ValueId) => `v${v.index}`;
+  for (const inst of g.insts) {
+    const v = g.value(inst.result);
+    if (inst.op === 'const' && inst.attrs.data.length === 1) continue; // shown on the edge
+    const label =
+      inst.op === 'param' || inst.op === 'input'
+        ? `${inst.attrs.name}\\n${inst.op} ${formatType(v.type)}`
+        : `${v.temp ? '' : `${v.name}\\n`}${SYMBOL[inst.op] ?? inst.op}`;
+    const shape = inst.op === 'param' ? 'box' : inst.op === 'input' ? 'box, style=dashed' : inst.op === 'const' ? 'note' : 'ellipse';
+    lines.push(`  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`);
+  }
+  const edgeLabel = (v: ValueId) => {
+    const value = fmtValues(vals?.get(g.value(v).name));
+    const grad = fmtValues(grads?.get(v));
+    if (value === undefined) return `label="${esc(formatType(g.type(v)))}"`;
+    return `label=<<font color="darkgreen">${esc(value)}</font>${grad !== undefined ? `<br/><font color="red">${esc(grad)}</font>` : ''}>`;
+  };
+  for (const inst of g.insts)
+    inst.args.forEach((a) => {
+      const d = g.def(a);
+      if (d.op === 'const' && d.attrs.data.length === 1) {
+        const c = `c${inst.result.index}_${a.index}`;
+        lines.push(`  ${c} [label="${esc(String(d.attrs.data[0]))}", shape=plaintext];`, `  ${c} -> ${id(inst.result)};`);
+      } else lines.push(`  ${id(a)} -> ${id(inst.result)} [${edgeLabel(a)}];`);
+    });
+  for (const o of g.outputs) {
+    lines.push(`  out_${o.value.index}_${esc(o.name).replace(/\W/g, '_')} [label="${esc(o.name)}", shape=plaintext];`);
+    lines.push(`  ${id(o.value)} -> out_${o.value.index}_${esc(o.name).replace(/\W/g, '_')} [${edgeLabel(o.value)}];`);
+  }
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/** Renders DOT to SVG (Graphviz compiled to WebAssembly), or to PNG through resvg. */
+export async function renderGraph(dot: string, format: 'svg' | 'png'): Promise<string | Uint8Array> {
+  const { Graphviz } = await import('@hpcc-js/wasm-graphviz');
+  const svg = (await Graphviz.load()).dot(dot);
+  if (format === 'svg') return svg;
+  const { Resvg } = await import('@resvg/resvg-js');
+  return new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true } }).render().asPng();
+}

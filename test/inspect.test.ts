@@ -1,0 +1,172 @@
+// The inspection verbs on the examples: `graphc ir`, `diff`, `check`, `graph`, and
+// `build --check`.
+
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { expectGolden, modelFile, ROOT, run, tmp } from './helpers.js';
+
+describe('graphc ir', () => {
+  it.each([
+    ['neuron', []],
+    ['neuron', ['--grad']],
+    ['neuron', ['--after', 'trace']],
+    ['makemore', ['--after', 'fuse-composites']],
+    ['makemore', ['--grad', '--after', 'reverse-mode']],
+    ['makemore', ['--grad']],
+  ])('%s %j', async (name, flags) => {
+    const r = await run(['ir', `examples/${name}.ts`, ...flags]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expectGolden(`cli/ir-${name}${flags.join('').replace(/-+/g, '-')}.txt`, r.out);
+  });
+
+  it('lists the stages when asked for an unknown one', async () => {
+    const r = await run(['ir', 'examples/neuron.ts', '--after', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe("graphc ir: no stage 'nope' in the forward pipeline; the stages are: trace, simplify, fuse-composites, cse, dce, dce#2, fuse\n");
+  });
+});
+
+describe('graphc diff', () => {
+  const ir = readFileSync(path.join(ROOT, 'generated/makemore/makemore.grad.ir'), 'utf8');
+  const write = (text: string) => {
+    const f = path.join(tmp(), 'x.grad.ir');
+    writeFileSync(f, text);
+    return f;
+  };
+
+  it('finds a model the same as its generated folder (exit 0, no output)', async () => {
+    expect(await run(['diff', 'examples/makemore.ts', 'generated/makemore'])).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('finds the long-form and the composite makemore the same program', async () => {
+    expect(await run(['diff', 'examples/makemore.ts', 'examples/makemore_composite.ts'])).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('ignores renamed temporaries and reordered independent lines', async () => {
+    let text = ir.replace(/%t26\b/g, '%t99').replace(/%t14\b/g, '%t1000');
+    const lines = text.split('\n');
+    const a = lines.findIndex((l) => l.includes('%W2: f32[64,27] = fwd'));
+    const b = lines.findIndex((l) => l.includes('%h: f32[32,64] = fwd'));
+    [lines[a], lines[b]] = [lines[b]!, lines[a]!];
+    text = lines.join('\n');
+    expect(text).not.toBe(ir);
+    const r = await run(['diff', 'generated/makemore/makemore.grad.ir', write(text)]);
+    expect(r).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('prints only the instruction that changed (exit 1)', async () => {
+    const a = `graph backward m {
+  %x: f32[4] = fwd {name="x"}
+  %t1: f32[] = const {data=[2]}
+  %t2: f32[] = const {data=[3]}
+  %t3: f32[4] = mul %x, %t1
+  %t4: f32[4] = exp %t3
+  %t5: f32[4] = add %t4, %t2
+  %dx: f32[4] = neg %t5
+  return x=%dx
+}
+`;
+    const fa = write(a);
+    const fb = write(a.replace('mul %x, %t1', 'mul %x, %t2'));
+    const r = await run(['diff', fa, fb]);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(`--- ${fa}
++++ ${fb}
+@@ graph backward m @@
+ %t1: f32[] = const {data=[2]}
+ %t2: f32[] = const {data=[3]}
+-%t3: f32[4] = mul %x, %t1
++%t3: f32[4] = mul %x, %t2
+ %t4: f32[4] = exp %t3
+ %t5: f32[4] = add %t4, %t2
+`);
+  });
+
+  it('exits 2 on errors', async () => {
+    expect(await run(['diff', 'examples/nope.ts', 'generated/makemore'])).toEqual({ code: 2, out: '', err: 'graphc diff: no such file or folder: examples/nope.ts\n' });
+    const bad = write('graph backward x {\n  %a: f32[] = frobnicate\n  return\n}\n');
+    const r = await run(['diff', bad, 'generated/makemore']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`${bad}:2:15: error: unknown op 'frobnicate'\n  2 |   %a: f32[] = frobnicate\n    |               ^^^^^^^^^^\n`);
+  });
+});
+
+describe('graphc build --check', () => {
+  it('fails on a hand-edited generated file, listing it with a diff', async () => {
+    const dir = path.join(tmp(), 'neuron');
+    mkdirSync(dir);
+    for (const f of ['neuron.ir', 'neuron.grad.ir', 'neuron.ts', 'neuron.js', 'neuron.gpu.ts', 'neuron.gpu.js']) copyFileSync(path.join(ROOT, 'generated/neuron', f), path.join(dir, f));
+    expect((await run(['build', 'examples/neuron.ts', '--out', dir, '--check'])).code).toBe(0);
+    const js = path.join(dir, 'neuron.js');
+    writeFileSync(js, readFileSync(js, 'utf8').replace('ds3[0] = ', 'ds3[0] = 0.5 * '));
+    const r = await run(['build', 'examples/neuron.ts', '--out', dir, '--check']);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`graphc build --check: 1 stale file(s) in ${dir}: neuron.js\n  fix: run graphc build examples/neuron.ts\n`);
+    expect(r.out).toContain(`--- ${js} (on disk)\n+++ ${js} (rebuilt)\n`);
+    expect(r.out).toMatch(/^-.*ds3\[0\] = 0\.5 \* /m);
+    expect(r.out).toMatch(/^\+.*ds3\[0\] = (?!0\.5)/m);
+  });
+});
+
+describe('graphc check', () => {
+  const masked = (s: string) => s.replace(/ +\d\.\d\de[-+]\d+/g, ' <err>');
+
+  it.each(['neuron', 'makemore', 'twolayer', 'classifier'])('passes %s', async (name) => {
+    const r = await run(['check', `examples/${name}.ts`, '--seed', '3']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expectGolden(`cli/check-${name}.txt`, masked(r.out));
+    for (const m of r.out.matchAll(/(\d\.\d\de[-+]\d+)\s+PASS/g)) expect(Number(m[1])).toBeLessThanOrEqual(1e-3);
+  });
+
+  it('fails (exit 1) where the gradient is not the derivative (a stopGradient)', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('half', (g) => {
+  const x = g.param('x', [4]);
+  return x.mul(x.stopGradient()).sum();
+});
+`);
+    const r = await run(['check', file]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^x +f32\[4\] +4 +\S+ +5\.00e-1  FAIL$/m);
+  });
+});
+
+describe('graphc graph', () => {
+  it('draws the neuron with the values and gradients of the DeepRob slide', async () => {
+    const r = await run(['graph', 'examples/neuron.ts', '--values', '-o', path.join(tmp(), 'neuron.dot')]);
+    expect(r.code).toBe(0);
+    const svgFile = path.join(tmp(), 'neuron.svg');
+    expect((await run(['graph', 'examples/neuron.ts', '--values', '-o', svgFile])).code).toBe(0);
+    const svg = readFileSync(svgFile, 'utf8');
+    const labels = [...svg.matchAll(/>([^<]*\d\.\d\d)</g)].map((m) => m[1]!.replace('&#45;', '-'));
+    // forward 0.73 out of the sigmoid, gradient 0.20 into it; the inputs' gradients of the slide
+    for (const n of ['0.73', '1.00', '0.20', '-0.20', '0.39', '-0.39', '-0.59']) expect(labels).toContain(n);
+  });
+
+  it('writes DOT (golden) and PNG', async () => {
+    for (const [name, flags] of [['neuron', ['--values']], ['makemore', []]] as const) {
+      const dot = path.join(tmp(), `${name}.dot`);
+      expect((await run(['graph', `examples/${name}.ts`, ...flags, '-o', dot])).code).toBe(0);
+      expectGolden(`cli/graph-${name}.dot`, readFileSync(dot, 'utf8'));
+    }
+    const png = path.join(tmp(), 'neuron.png');
+    expect((await run(['graph', 'examples/neuron.ts', '--values', '-o', png])).code).toBe(0);
+    expect([...readFileSync(png).subarray(0, 4)]).toEqual([0x89, 0x50, 0x4e, 0x47]);
+  });
+});
+
+describe('the emitted gradient code', () => {
+  it('says which chain rule each gradient statement applies, and where', () => {
+    const ts = readFileSync(path.join(ROOT, 'generated/makemore/makemore.ts'), 'utf8');
+    for (const line of [
+      "// dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)",
+      "// dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)",
+      "// dh = dlogits @ W2.T   matmul'  (makemore.ts:55)",
+      "// dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)",
+    ])
+      expect(ts).toContain(line);
+  });
+});
