@@ -30,7 +30,11 @@ function dependsOnParams(g: Graph): Set<ValueId> {
 
 export function lossValue(g: Graph): ValueId {
   const out = g.outputs.find((o) => o.name === LOSS);
-  if (!out) throw new CompileError(`the model has no output named '${LOSS}'`, "return { loss, ... } or return the scalar loss tensor itself");
+  if (!out)
+    throw new CompileError(
+      `the model has no output named '${LOSS}' (its outputs: ${g.outputs.map((o) => o.name).join(', ') || 'none'})`,
+      "return { loss, ... } or return the scalar loss tensor itself",
+    );
   const t = g.type(out.value);
   if (t.dtype !== 'f32' || t.shape.length !== 0)
     throw new CompileError(`the loss must be an f32 scalar, but it is ${formatType(t)}`, 'reduce it to a scalar, e.g. with .mean() or .sum()', g.def(out.value).loc);

@@ -16,6 +16,7 @@ import type { ModuleInfo } from '../codegen/module.js';
 import { indent } from '../codegen/module.js';
 import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
+import type { Traced } from './frontend.js';
 import { traceModel } from './frontend.js';
 import type { LoadedModel } from './loader.js';
 import { loadModel } from './loader.js';
@@ -67,10 +68,15 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   return { bwd, plan: planMemory(fwd, bwd) };
 }
 
+/** Loads and traces a model. */
+export function traceFile(file: string): { model: LoadedModel; traced: Traced } {
+  const model = loadModel(file);
+  return { model, traced: traceModel(model) };
+}
+
 /** Front end and middle end: the optimised forward and backward graphs. */
 export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[] } {
-  const model = loadModel(file);
-  const traced = traceModel(model);
+  const { model, traced } = traceFile(file);
   const fwd = traced.graph;
   const { bwd, plan } = lower(fwd, opts);
   return { model, fwd, bwd, plan, warnings: traced.warnings };

@@ -158,7 +158,7 @@ const inspectVerbs: Record<string, Verb> = {
     maxArgs: 1,
     async run([file], opts, io) {
       try {
-        io.out(irText(file!, { grad: opts.grad === true, after: typeof opts.after === 'string' ? opts.after : undefined }));
+        io.out(await irText(file!, { grad: opts.grad === true, after: typeof opts.after === 'string' ? opts.after : undefined }));
         return 0;
       } catch (e) {
         return report(e, io, diskSources(file!));
@@ -234,7 +234,7 @@ const inspectVerbs: Record<string, Verb> = {
       if (!['.svg', '.png', '.dot'].includes(ext)) throw new UsageError(`graphc graph: -o must name a .svg, .png or .dot file, got ${out}`);
       let dot: string;
       try {
-        dot = graphDot(file!, { values: opts.values === true, seed });
+        dot = await graphDot(file!, { values: opts.values === true, seed });
       } catch (e) {
         return report(e, io, diskSources(file!));
       }

@@ -16,15 +16,14 @@ import type { ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import { initialParams } from '../ir/init.js';
-import { compile, compileGraphs } from './build.js';
-import { traceModel } from './frontend.js';
-import { loadModel, UsageError } from './loader.js';
+import { compile, compileGraphs, traceFile } from './build.js';
+import { UsageError } from './loader.js';
 
 // ---------------------------------------------------------------------------------------------
 // graphc ir
 
 /** The stages `--after` accepts, in order, for each graph. */
-export function stages(file: string): { forward: string[]; backward: string[] } {
+export async function stages(file: string): Promise<{ forward: string[]; backward: string[] }> {
   const out = { forward: [] as string[], backward: [] as string[] };
   const seen = { forward: new Map<string, number>(), backward: new Map<string, number>() };
   compileGraphs(file, {
@@ -41,7 +40,7 @@ export function stages(file: string): { forward: string[]; backward: string[] } 
  * The forward (or backward) IR of a model, as the build writes it, or as it stands after the
  * stage `after` (`trace`, `reverse-mode`, or a pass name; `cse#2` is the second run of cse).
  */
-export function irText(file: string, opts: { grad?: boolean; after?: string } = {}): string {
+export async function irText(file: string, opts: { grad?: boolean; after?: string } = {}): Promise<string> {
   const kind = opts.grad ? 'backward' : 'forward';
   if (!opts.after) {
     const { fwd, bwd, plan } = compileGraphs(file);
@@ -59,7 +58,7 @@ export function irText(file: string, opts: { grad?: boolean; after?: string } = 
       if (want === pass ? n === 1 : want === `${pass}#${n}`) text = printGraph(g);
     },
   });
-  if (text === undefined) throw new UsageError(`graphc ir: no stage '${want}' in the ${kind} pipeline; the stages are: ${stages(file)[kind].join(', ')}`);
+  if (text === undefined) throw new UsageError(`graphc ir: no stage '${want}' in the ${kind} pipeline; the stages are: ${(await stages(file))[kind].join(', ')}`);
   return text;
 }
 
@@ -226,8 +225,8 @@ function fmtValues(a: NDArray | undefined): string | undefined {
  * edges labelled with their shape; with values, each edge of a small tensor shows its forward
  * value (green) over its gradient (red), as the DeepRob slides draw the sigmoid neuron.
  */
-export function graphDot(file: string, opts: { values?: boolean; seed?: number } = {}): string {
-  const g = traceModel(loadModel(file)).graph;
+export async function graphDot(file: string, opts: { values?: boolean; seed?: number } = {}): Promise<string> {
+  const g = traceFile(file).traced.graph;
   let vals: Map<string, NDArray> | undefined;
   let grads: Map<ValueId, NDArray> | undefined;
   if (opts.values) {

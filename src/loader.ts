@@ -13,6 +13,7 @@ import type { CallSites, ModelDef } from './dsl.js';
 import { isModelDef } from './dsl.js';
 import * as publicApi from './index.js';
 import { bindingNames, defaultExportAt } from './names.js';
+import { firstTypeError, typeErrors } from './typecheck.js';
 import type { LineMap } from './sourcemap.js';
 import { decodeMappings, originalPosition } from './sourcemap.js';
 
@@ -114,10 +115,12 @@ export class Loader {
     return this.files.get(path.resolve(this.dir, locFile))?.text;
   }
 
-  /** Loads (transpiles and runs) a TypeScript or JavaScript module; cached by path. */
-  require(abs: string): unknown {
-    const cached = this.modules.get(abs);
-    if (cached) return cached.exports;
+  /** Throws TypeScript's diagnostic for a syntax error in the file. */
+  syntaxCheck(abs: string): void {
+    this.transpile(abs);
+  }
+
+  private transpile(abs: string): { text: string; out: ts.TranspileOutput } {
     const text = readFileSync(abs, 'utf8');
     const out = ts.transpileModule(text, {
       fileName: abs,
@@ -132,6 +135,14 @@ export class Loader {
     });
     const diag = out.diagnostics?.find((d) => d.category === ts.DiagnosticCategory.Error);
     if (diag) throw tsDiagnostic(diag, this.rel(abs));
+    return { text, out };
+  }
+
+  /** Loads (transpiles and runs) a TypeScript or JavaScript module; cached by path. */
+  require(abs: string): unknown {
+    const cached = this.modules.get(abs);
+    if (cached) return cached.exports;
+    const { text, out } = this.transpile(abs);
     const map = decodeMappings((JSON.parse(out.sourceMapText ?? '{"mappings":""}') as { mappings: string }).mappings);
     this.files.set(abs, { text, map });
     const module = { exports: {} as unknown };
@@ -178,35 +189,38 @@ export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
   return new CompileError(`TS${d.code}: ${msg}`, 'fix the TypeScript error in the model file', loc);
 }
 
-/** Loads a model file and returns its default-exported model definition. */
+/**
+ * Loads a model file and returns its default-exported model definition. TypeScript's own
+ * diagnostics come first: a syntax error, then a type error, before the model runs.
+ */
 export function loadModel(file: string): LoadedModel {
   const abs = path.resolve(file);
   if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`no such model file: ${file}`);
   const loader = new Loader(abs);
-  return withFrames(() => {
-    let exports: unknown;
-    try {
-      exports = loader.require(abs);
-    } catch (e) {
-      throw loader.located(e);
-    }
-    const def = (exports as { default?: unknown } | undefined)?.default;
-    if (!isModelDef(def)) {
-      const at = defaultExportAt(abs, loader.sourceOf(path.basename(abs)) ?? '');
-      throw new CompileError(
-        def === undefined ? 'the model file has no default export' : 'the default export of the model file is not model(...)',
-        "end the file with: export default model('name', (g) => { ... })",
-        { file: path.basename(abs), line: at.line, col: at.col },
-      );
-    }
-    return {
-      def,
-      file: abs,
-      sites: loader.sites,
-      sourceOf: (f: string) => loader.sourceOf(f),
-      displayPath: (f: string) => path.relative(process.cwd(), path.resolve(loader.dir, f)).split(path.sep).join('/') || f,
-      loader,
-    };
-  });
+  loader.syntaxCheck(abs);
+  const errors = typeErrors(abs, loader.dir);
+  if (errors.length) throw firstTypeError(errors);
+  let exports: unknown;
+  try {
+    exports = loader.withFrames(() => loader.require(abs));
+  } catch (e) {
+    throw loader.located(e);
+  }
+  const def = (exports as { default?: unknown } | undefined)?.default;
+  if (!isModelDef(def)) {
+    const at = defaultExportAt(abs, loader.sourceOf(path.basename(abs)) ?? '');
+    throw new CompileError(
+      def === undefined ? 'the model file has no default export' : 'the default export of the model file is not model(...)',
+      "end the file with: export default model('name', (g) => { ... })",
+      { file: path.basename(abs), line: at.line, col: at.col },
+    );
+  }
+  return {
+    def,
+    file: abs,
+    sites: loader.sites,
+    sourceOf: (f: string) => loader.sourceOf(f),
+    displayPath: (f: string) => path.relative(process.cwd(), path.resolve(loader.dir, f)).split(path.sep).join('/') || f,
+    loader,
+  };
 }
-

@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run, tmp } from './helpers.js';
+import { OPS } from '../ir/ops.js';
+import { modelFile, ROOT, run, tmp } from './helpers.js';
 
 const CASES: Record<string, string> = {
   'matmul-inner': `test/fixtures/errors/matmul-inner.ts:5:15: error: matmul: inner dimensions differ: f32[32,30] × f32[20,64] (30 ≠ 20)
@@ -37,6 +38,51 @@ const CASES: Record<string, string> = {
     |               ^^^^^
   fix: params and inputs need distinct names, because they are the keys of the generated module’s objects
 `,
+  'reshape-count': `test/fixtures/errors/reshape-count.ts:4:12: error: reshape: cannot reshape [4, 6] (24 elements) to [5, 5] (25 elements)
+  4 |   return x.reshape([5, 5]).sum();
+    |            ^^^^^^^
+  fix: the element count must stay the same; use -1 for one dimension to have it inferred
+`,
+  'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed
+  5 |   return g.gather(C, ix).sum();
+    |            ^^^^^^
+  fix: declare the index input with dtype 'i32', e.g. g.input('Yb', [32], 'i32')
+`,
+  'no-loss': `test/fixtures/errors/no-loss.ts:2:1: error: the model has no output named 'loss' (its outputs: total)
+  2 | export default model('bad', (g) => {
+    | ^^^^^^
+  fix: return { loss, ... } or return the scalar loss tensor itself
+`,
+  'empty-name': `test/fixtures/errors/empty-name.ts:3:15: error: param: the name must be a non-empty string, got ""
+  3 |   const x = g.param('', [4]);
+    |               ^^^^^
+  fix: give the param a name, e.g. g.param('W1', ...)
+`,
+  'no-default': `test/fixtures/errors/no-default.ts:1:1: error: the model file has no default export
+  1 | import { model } from 'graphc';
+    | ^^^^^^
+  fix: end the file with: export default model('name', (g) => { ... })
+`,
+  'not-a-model': `test/fixtures/errors/not-a-model.ts:3:1: error: the default export of the model file is not model(...)
+  3 | export default { name: 'bad' };
+    | ^^^^^^
+  fix: end the file with: export default model('name', (g) => { ... })
+`,
+  'syntax': `test/fixtures/errors/syntax.ts:3:29: error: TS1005: ')' expected.
+  3 |   const x = g.param('x', [4];
+    |                             ^
+  fix: fix the TypeScript error in the model file
+`,
+  'type-error': `test/fixtures/errors/type-error.ts:4:12: error: TS2551: Property 'matmull' does not exist on type 'Tensor'. Did you mean 'matmul'?
+  4 |   return x.matmull(x).sum();
+    |            ^^^^^^^
+  fix: fix the type error: the model must type-check against the graphc DSL
+`,
+  'input-dtype': `test/fixtures/errors/input-dtype.ts:3:15: error: input: dtype must be 'f32' or 'i32', got "f64"
+  3 |   const x = g.input('x', [4], 'f64' as 'f32');
+    |               ^^^^^
+  fix: use 'f32' for data and 'i32' for indices and labels
+`,
 };
 
 describe('build errors', () => {
@@ -46,6 +92,42 @@ describe('build errors', () => {
     expect(r.err).toBe(CASES[name]);
     expect(r.code).toBe(1);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it("reports an op with no gradient rule on the path to the loss, at the op's line", async () => {
+    // no op of the table lacks a rule; take tanh's away for the duration of this test
+    const table = OPS as unknown as Record<string, { grad: unknown }>;
+    const saved = table.tanh!;
+    table.tanh = { ...saved, grad: null };
+    try {
+      const file = modelFile(`import { model } from 'graphc';
+export default model('nograd', (g) => {
+  const x = g.param('x', [4]);
+  const h = x.tanh();
+  return h.sum();
+});
+`);
+      const r = await run(['build', file, '--out', path.join(tmp(), 'out')]);
+      expect(r.code).toBe(1);
+      expect(r.err).toBe(
+        `${path.relative(ROOT, file)}:4:15: error: the op 'tanh' has no gradient rule, but it lies on the path from a param to the loss\n` +
+          '  4 |   const h = x.tanh();\n' +
+          '    |               ^^^^\n' +
+          '  fix: wrap its input in .stopGradient() if no gradient should flow through it, or compute it another way\n',
+      );
+    } finally {
+      table.tanh = saved;
+    }
+  });
+
+  it('warns (and builds) when a param does not reach the loss', async () => {
+    const r = await run(['build', 'test/fixtures/errors/unused-param.ts', '--out', path.join(tmp(), 'out')]);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe(`test/fixtures/errors/unused-param.ts:4:20: warning: param 'unused' does not reach the loss; its gradient is always zero
+  4 |   const unused = g.param('unused', [3]);
+    |                    ^^^^^
+  fix: use it on the way to the loss, remove it, or ignore this warning if that is intended
+`);
   });
 
   it('leaves an existing output folder as it was', async () => {
