@@ -10,6 +10,7 @@
 // load evenly over the contenders). The reported time is the median over every measured step.
 // Before any timing, every contender's loss and gradients must agree with graphc's composite-op
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
+import { checksOverhead } from './checks.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -100,6 +101,13 @@ async function main() {
 
   // 4. The summary and the targets.
   printSummary(results, builds, mlps);
+
+  // 5. What the argument checks of the generated module cost.
+  section('argument checks: graphc composite with and without checkArgs, alternating in this process');
+  for (const size of opts.sizes) {
+    const o = await checksOverhead(builds[`composite_${size}`].module, makeInputs(SIZES[size], SEED), opts.quick ? { rounds: 6, warmupMs: 800 } : {});
+    console.log(`  ${size}: ${fmt.ms(o.checked)} ms checked, ${fmt.ms(o.unchecked)} ms unchecked: ${(100 * o.overhead).toFixed(1)}% of a step`);
+  }
   loadNote('at the end', 1); // the bench itself keeps one core busy
   console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
   return 0;

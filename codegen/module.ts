@@ -28,6 +28,8 @@ export function commentText(s: string): string {
 
 export interface ModuleInfo {
   readonly name: string;
+  /** Emit a check after each step that throws on the first NaN or infinity (--check-finite). */
+  readonly checkFinite?: boolean;
   /** The memory plan, which also fixes the units (fused groups) and their order. */
   readonly plan: Plan;
   /** The model file as given on the command line (relative, forward slashes). */
@@ -155,6 +157,19 @@ export function initDecl(m: ModuleInfo, t: Typed): string[] {
   ];
 }
 
+/** The helper behind --check-finite: throws naming the value and the DSL line that made it. */
+export function checkFiniteDecl(m: ModuleInfo, t: Typed): string[] {
+  if (!m.checkFinite) return [];
+  return [
+    `function checkFinite(name${t(': string')}, a${t(': Float32Array')}, where${t(': string')})${t(': void')} {`,
+    '  for (let i = 0; i < a.length; i++)',
+    `    if (!Number.isFinite(a[i]${t('!')}))`,
+    '      throw new RangeError(`' + m.name + ': ${a[i]} in ${name}[${i}], computed at ${where} (built with --check-finite)`);',
+    '}',
+    '',
+  ];
+}
+
 /** Index inputs and the exclusive bound of their values (from the op table's index operands). */
 export function indexBounds(g: Graph): Map<string, number> {
   const bounds = new Map<string, number>();
@@ -189,7 +204,7 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     `function expectArray(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, n${t(': number')}, type_${t(': string')})${t(': void')} {`,
     '  if (a === undefined || a === null) throw new TypeError(`' + m.name + ': missing ${kind} \'${name}\' (${type_})`);',
     '  if (!(a instanceof type))',
-    '    throw new TypeError(`' + m.name + ': ${kind} \'${name}\' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);',
+    '    throw new TypeError(`' + m.name + ': ${kind} \'${name}\' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);',
     `  if ((a${t(' as ArrayLike<number>')}).length !== n)`,
     '    throw new RangeError(`' + m.name + `: \${kind} '\${name}' must have \${n} elements (\${type_}), got \${(a${t(' as ArrayLike<number>')}).length}\`);`,
     '}',

@@ -17,7 +17,7 @@ import type { Access } from './loops.js';
 import { nest } from './loops.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 
 // ---------------------------------------------------------------------------------------------
 // The snippet table
@@ -345,7 +345,17 @@ class Emitter {
     const code = this.code(u);
     if (code.length === 0) return [];
     const scoped = code.some((l) => /^(let|const) /.test(l)) && !/^for /.test(code[0]!);
-    return ['', ...comment, ...(scoped ? ['{', ...code, '}'] : code)];
+    return ['', ...comment, ...(scoped ? ['{', ...code, '}'] : code), ...this.finiteChecks(u)];
+  }
+
+  /** --check-finite: every f32 value the unit writes is checked for NaN and infinities. */
+  private finiteChecks(u: Unit): string[] {
+    if (!this.m.checkFinite) return [];
+    return u.insts.flatMap((inst) => {
+      if (!this.stored(u.graph, inst.result) || u.graph.type(inst.result).dtype !== 'f32') return [];
+      const where = inst.loc ? `${inst.loc.file}:${inst.loc.line}` : 'an instruction without a location';
+      return [`checkFinite(${JSON.stringify(this.name(u.graph, inst.result))}, ${this.arrOf(u.graph, inst.result)}, ${JSON.stringify(where)});`];
+    });
   }
 
   private code(u: Unit): string[] {
@@ -852,6 +862,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     '',
     ...checkDecl(m, t),
     '',
+    ...checkFiniteDecl(m, t),
     '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
     `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
     ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),

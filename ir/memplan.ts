@@ -56,7 +56,11 @@ export function units(g: Graph): Unit[] {
   return out;
 }
 
-export function planMemory(fwd: Graph, bwd: Graph): Plan {
+/**
+ * `storeAll`: every value gets an array, none lives only in a loop (for --check-finite, which
+ * checks each value where it is made).
+ */
+export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } = {}): Plan {
   const forward = units(fwd);
   const backward = units(bwd);
   const all = [...forward, ...backward];
@@ -96,7 +100,7 @@ export function planMemory(fwd: Graph, bwd: Graph): Plan {
       const outside = (users.get(inst.result) ?? []).some((x) => unitOf.get(g.value(x.result).name) !== u);
       const isOutput = g.outputs.some((o) => o.value === inst.result);
       const readLater = g === fwd && bwd.insts.some((x) => x.op === 'fwd' && x.attrs.name === v.name);
-      storage.set(v.name, u.kind !== 'single' && !outside && !isOutput && !readLater ? { kind: 'register' } : { kind: 'buffer' });
+      storage.set(v.name, u.kind !== 'single' && !outside && !isOutput && !readLater && !opts.storeAll ? { kind: 'register' } : { kind: 'buffer' });
       void t;
     }
   }

@@ -41,6 +41,8 @@ export type Target = 'ts' | 'gpu';
 export const TARGETS: readonly Target[] = ['ts', 'gpu'];
 
 export interface CompileOptions {
+  /** Emit finite checks after every step (--check-finite). */
+  readonly checkFinite?: boolean;
   /** Which modules to emit besides the IR (default: all targets). */
   readonly targets?: readonly Target[];
   /** Called with each pass's name and the graph after it (for `graphc ir --after`). */
@@ -65,7 +67,7 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
   runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));
   runPasses(bwd, SCHEDULE_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
-  return { bwd, plan: planMemory(fwd, bwd) };
+  return { bwd, plan: planMemory(fwd, bwd, { storeAll: opts.checkFinite }) };
 }
 
 /** Loads and traces a model. */
@@ -118,6 +120,7 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
   const info: ModuleInfo = {
     name,
     plan,
+    checkFinite: opts.checkFinite,
     source: displaySource(file),
     fwd,
     bwd,

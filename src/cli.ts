@@ -108,6 +108,7 @@ const VERBS: Record<string, Verb> = {
       out: { value: 'DIR', help: 'output folder (one model only)' },
       target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
+      'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
     },
     minArgs: 1,
     async run(args, opts, io) {
@@ -118,7 +119,7 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[] });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;

@@ -109,7 +109,7 @@ function expectArray(kind: string, name: string, a: unknown, type: Function, n: 
   if (a === undefined || a === null) throw new TypeError(`classifier: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
     throw new TypeError(
-      `classifier: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
+      `classifier: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
     );
   if ((a as ArrayLike<number>).length !== n)
     throw new RangeError(

@@ -150,7 +150,7 @@ function expectArray(kind: string, name: string, a: unknown, type: Function, n: 
   if (a === undefined || a === null) throw new TypeError(`makemore: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
     throw new TypeError(
-      `makemore: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
+      `makemore: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
     );
   if ((a as ArrayLike<number>).length !== n)
     throw new RangeError(

@@ -43,7 +43,7 @@ export function initParams(seed = 0) {
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`twolayer: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
-  throw new TypeError(`twolayer: ${kind} '${name}' must be a ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
+  throw new TypeError(`twolayer: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`twolayer: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
 }

@@ -1,0 +1,69 @@
+// The generated modules at run time: arguments are checked before any work, with errors that
+// name the tensor, what was expected and what came; --check-finite names the first non-finite
+// value and the DSL line that made it.
+
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { modelFile, ROOT, run, tmp } from './helpers.js';
+
+const makemore = (await import(pathToFileURL(path.join(ROOT, 'generated/makemore/makemore.js')).href)) as GeneratedModule;
+
+function args(): { params: Arrays; inputs: Arrays } {
+  return { params: makemore.initParams(1), inputs: { Xb: new Int32Array(96).fill(3), Yb: new Int32Array(32).fill(5) } };
+}
+
+describe('argument checks', () => {
+  const cases: [string, (a: { params: Arrays; inputs: Arrays }) => void, ErrorConstructor, string][] = [
+    ['a missing input', (a) => delete a.inputs.Xb, TypeError, "makemore: missing input 'Xb' (i32[32,3])"],
+    ['a missing param', (a) => delete a.params.W1, TypeError, "makemore: missing param 'W1' (f32[30,64])"],
+    ['a wrong array type', (a) => (a.inputs.Xb = new Float32Array(96) as unknown as Int32Array), TypeError, "makemore: input 'Xb' must be Int32Array (i32[32,3]), got Float32Array"],
+    ['a plain array', (a) => (a.params.b1 = [] as unknown as Float32Array), TypeError, "makemore: param 'b1' must be Float32Array (f32[64]), got Array"],
+    ['a wrong length', (a) => (a.params.C = new Float32Array(269)), RangeError, "makemore: param 'C' must have 270 elements (f32[27,10]), got 269"],
+    ['an index out of range', (a) => (a.inputs.Xb![7] = 27), RangeError, "makemore: input 'Xb' holds 27 at [7], but indices must be in [0, 27)"],
+    ['a negative index', (a) => (a.inputs.Yb![0] = -1), RangeError, "makemore: input 'Yb' holds -1 at [0], but indices must be in [0, 27)"],
+  ];
+  it.each(cases)('reject %s before any work', (_what, spoil, type, message) => {
+    for (const f of [makemore.forward, makemore.valueAndGrad]) {
+      const a = args();
+      const before = f(a.params, a.inputs);
+      const loss = typeof before.loss === 'number' ? before.loss : NaN;
+      spoil(a);
+      expect(() => f(a.params, a.inputs)).toThrow(type);
+      expect(() => f(a.params, a.inputs)).toThrow(message);
+      // nothing ran: the module's results are those of the last good call
+      expect(typeof before.loss === 'number' ? before.loss : NaN).toBe(loss);
+    }
+  });
+});
+
+describe('non-finite values', () => {
+  const source = `import { model } from 'graphc';
+export default model('nan', (g) => {
+  const x = g.param('x', [4]);
+  const y = g.input('y', [4]);
+  const lx = x.log();
+  const z = lx.mul(y).exp();
+  return z.sum();
+});
+`;
+  const params = { x: Float32Array.of(1, 2, -3, 4) };
+  const inputs = { y: Float32Array.of(1, 1, 1, 1) };
+
+  it('pass through by default: the loss is NaN, which Number.isFinite detects', async () => {
+    const out = path.join(tmp(), 'plain');
+    expect((await run(['build', modelFile(source), '--out', out, '--target', 'ts'])).code).toBe(0);
+    const m = (await import(pathToFileURL(path.join(out, 'nan.js')).href)) as GeneratedModule;
+    expect(Number.isFinite(m.valueAndGrad(params, inputs).loss)).toBe(false);
+  });
+
+  it('throw at the first one with --check-finite, naming the value and its line', async () => {
+    const out = path.join(tmp(), 'checked');
+    expect((await run(['build', modelFile(source), '--out', out, '--target', 'ts', '--check-finite'])).code).toBe(0);
+    const m = (await import(pathToFileURL(path.join(out, 'nan.js')).href)) as GeneratedModule;
+    expect(() => m.valueAndGrad(params, inputs)).toThrow(new RangeError('nan: NaN in lx[2], computed at model.ts:5 (built with --check-finite)'));
+    expect(() => m.forward(params, inputs)).toThrow('NaN in lx[2]');
+    expect(m.valueAndGrad({ x: Float32Array.of(1, 2, 3, 4) }, inputs).loss).toBeCloseTo(10, 4);
+  });
+});
