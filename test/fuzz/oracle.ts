@@ -1,0 +1,262 @@
+// The oracles of the graph fuzzer (see graphs.test.ts): the generated module against the
+// float64 interpreter, the interpreter's gradients against finite differences of the traced
+// model (stop_gradient frozen, kinks skipped honestly), and IR round trips.
+
+import { expect } from 'vitest';
+import type { Graph } from '../../ir/graph.js';
+import { interpret, outputsOf } from '../../ir/interp.js';
+import * as K from '../../ir/ndarray.js';
+import type { NDArray } from '../../ir/ndarray.js';
+import { fmtNumber, printGraph } from '../../ir/print.js';
+import { parseGraph } from '../../ir/parse.js';
+import { dce } from '../../ir/passes.js';
+import { OPS } from '../../ir/ops.js';
+import type { TensorType } from '../../ir/types.js';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { OutputFile } from '../../src/build.js';
+import { compileGraphs, displaySource, emitFiles } from '../../src/build.js';
+import type { ModuleInfo } from '../../codegen/module.js';
+import { indent } from '../../codegen/module.js';
+import { emitTs } from '../../codegen/ts.js';
+import type { Arrays, GeneratedModule } from '../helpers.js';
+import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, tmp } from '../helpers.js';
+
+export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, ops: new Map<string, number>() };
+
+/** The traced graph with each stop_gradient replaced by the constant it evaluates to. */
+function freezeStopGradients(traced: Graph, vals: Map<string, NDArray>): Graph {
+  const text = printGraph(traced)
+    .split('\n')
+    .map((line) => {
+      const m = /^(\s*%([A-Za-z_][A-Za-z0-9_]*): \S+ = )stop_gradient %[A-Za-z0-9_]+/.exec(line);
+      if (!m) return line;
+      const data = vals.get(m[2]!)!.data;
+      return line.replace(/= stop_gradient %[A-Za-z0-9_]+/, `= const {data=[${Array.from(data, fmtNumber).join(', ')}]}`);
+    })
+    .join('\n');
+  const g = parseGraph(text, { file: 'frozen.ir' });
+  dce.run(g, { keep: new Set() });
+  return g;
+}
+
+/** Which side of each kink every element is on: signs of relu/abs arguments and of maximum/minimum differences, argmax positions. */
+function kinkSignature(g: Graph, vals: Map<string, NDArray>): string {
+  const parts: string[] = [];
+  const arg = (inst: Graph['insts'][number], i: number) => vals.get(g.value(inst.args[i]!).name)!;
+  for (const inst of g.insts) {
+    if (inst.op === 'relu' || inst.op === 'abs') parts.push(Array.from(arg(inst, 0).data, Math.sign).join());
+    else if (inst.op === 'maximum' || inst.op === 'minimum') {
+      const out = g.type(inst.result).shape;
+      parts.push(Array.from(K.map(out, [arg(inst, 0), arg(inst, 1)], (a, b) => Math.sign(a - b)).data).join());
+    } else if (inst.op === 'max') parts.push(Array.from(K.argmaxMask(arg(inst, 0), inst.attrs.axes).data).join());
+  }
+  return parts.join('|');
+}
+
+/** The smallest non-zero distance of a kink argument from its kink (Infinity when none). */
+function kinkMargin(g: Graph, vals: Map<string, NDArray>): number {
+  let m = Infinity;
+  const arg = (inst: Graph['insts'][number], i: number) => vals.get(g.value(inst.args[i]!).name)!;
+  const note = (x: number) => {
+    if (x !== 0) m = Math.min(m, Math.abs(x));
+  };
+  for (const inst of g.insts) {
+    if (inst.op === 'relu' || inst.op === 'abs') arg(inst, 0).data.forEach(note);
+    else if (inst.op === 'maximum' || inst.op === 'minimum') K.map(g.type(inst.result).shape, [arg(inst, 0), arg(inst, 1)], (a, b) => a - b).data.forEach(note);
+    else if (inst.op === 'max') {
+      const x = arg(inst, 0);
+      const mx = K.reduce(x, inst.attrs.axes, x.shape.map((d, i) => (inst.attrs.axes.includes(i) ? 1 : d)), -Infinity, Math.max);
+      K.map(x.shape, [x, mx], (v, top) => top - v).data.forEach(note);
+    }
+  }
+  return m;
+}
+
+/** Σ|a·b| over the products of a value with a random input R (the loss terms of the generator). */
+function l1OfLossTerms(g: Graph, vals: Map<string, NDArray>): number {
+  let l1 = 0;
+  for (const inst of g.insts) {
+    if (inst.op !== 'mul') continue;
+    const isR = (k: number) => {
+      const d = g.def(inst.args[k]!);
+      return d.op === 'input' && /^R[0-9]+$/.test(d.attrs.name);
+    };
+    if (!isR(0) && !isR(1)) continue;
+    const [a, b] = inst.args.map((v) => vals.get(g.value(v).name)!);
+    K.map(g.type(inst.result).shape, [a!, b!], (x, y) => Math.abs(x * y)).data.forEach((v) => (l1 += v));
+  }
+  return l1;
+}
+
+/**
+ * The gradients from the interpreter with every value rounded to float32 after each op: what a
+ * float32 evaluation of the same graphs gives. Where it is as far from the float64 gradients as
+ * the generated module, the difference is the problem's conditioning, not a code generation bug.
+ */
+function f32Grads(c: Built, params: Arrays, inputs: Arrays): Record<string, Float64Array> {
+  const run = (g: Graph, env: { params?: Arrays; inputs?: Arrays; fwd?: Map<string, NDArray> }) => {
+    const vals = new Map<number, NDArray>();
+    const byName = new Map<string, NDArray>();
+    for (const inst of g.insts) {
+      const t = g.type(inst.result);
+      let out: NDArray;
+      if (inst.op === 'input') out = K.nd(t.shape, env.inputs![inst.attrs.name]!);
+      else if (inst.op === 'param') out = K.nd(t.shape, env.params![inst.attrs.name]!);
+      else if (inst.op === 'const') out = K.nd(t.shape, inst.attrs.data);
+      else if (inst.op === 'fwd') out = env.fwd!.get(inst.attrs.name)!;
+      else {
+        const ev = OPS[inst.op].eval as (a: readonly NDArray[], at: unknown, t: TensorType) => NDArray;
+        out = ev(inst.args.map((a) => vals.get(a.index)!), inst.attrs, t);
+      }
+      out.data.forEach((x, i) => (out.data[i] = Math.fround(x)));
+      vals.set(inst.result.index, out);
+      byName.set(g.value(inst.result).name, out);
+    }
+    return byName;
+  };
+  const bv = run(c.bwd, { fwd: run(c.fwd, { params, inputs }) });
+  return Object.fromEntries(c.bwd.outputs.map((o) => [o.name, bv.get(c.bwd.value(o.value).name)!.data]));
+}
+
+function f64(params: Arrays): Record<string, Float64Array> {
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+}
+
+export async function checkModel(src: string, seed: number, extra: string | undefined): Promise<void> {
+  const file = modelFile(src);
+  const t0 = performance.now();
+  const { c, mod, traced } = await buildTsAndImport(file);
+  const t2 = performance.now();
+  stats.msBuild += t2 - t0;
+  try {
+    await checks(c, mod, traced, seed, extra);
+  } finally {
+    stats.msChecks += performance.now() - t2;
+  }
+}
+
+/** What the checks need of a build. */
+export interface Built {
+  readonly name: string;
+  readonly fwd: Graph;
+  readonly bwd: Graph;
+  /** The .ir and .grad.ir files as the build writes them. */
+  readonly irFiles: readonly OutputFile[];
+}
+
+/**
+ * Like buildAndImport of test/helpers.ts, but (for run time) emits only the plain JavaScript
+ * module that `graphc build` writes as <name>.js, without the prettier-formatted .ts and the GPU
+ * module, which these checks do not execute; and keeps the forward graph as traced, before any
+ * pass, by printing it at the 'trace' stage and parsing it back. (Loading a model type-checks
+ * it, about 150 ms, so loading it a second time just to trace it would double the run time.)
+ */
+export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: GeneratedModule; traced: Graph }> {
+  let tracedText = '';
+  const { model, fwd, bwd, plan } = compileGraphs(file, {
+    afterPass: (graph, pass, g) => {
+      if (graph === 'forward' && pass === 'trace') tracedText = printGraph(g);
+    },
+  });
+  const lines = new Map<string, string[]>();
+  const info: ModuleInfo = {
+    name: fwd.name,
+    plan,
+    source: displaySource(file),
+    fwd,
+    bwd,
+    sourceLine: (loc) => {
+      let l = lines.get(loc.file);
+      if (!l) lines.set(loc.file, (l = (model.sourceOf(loc.file) ?? '').split(/\r?\n/)));
+      return l[loc.line - 1];
+    },
+  };
+  const irFiles = await emitFiles(info, []);
+  const dir = tmp();
+  writeFileSync(path.join(dir, `${fwd.name}.js`), indent(emitTs(info, false)));
+  const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
+  const traced = parseGraph(tracedText, { file: 'traced.ir' });
+  expect(printGraph(traced), 'traced IR round trip').toBe(tracedText);
+  return { c: { name: fwd.name, fwd, bwd, irFiles }, mod, traced };
+}
+
+async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: number, extra: string | undefined): Promise<void> {
+  for (const i of traced.insts) stats.ops.set(i.op, (stats.ops.get(i.op) ?? 0) + 1);
+  for (const i of c.fwd.insts) stats.ops.set(`opt:${i.op}`, (stats.ops.get(`opt:${i.op}`) ?? 0) + 1);
+  stats.graphs++;
+  const { params, inputs } = randomArgs(traced, seed);
+  const ref = reference(c.fwd, c.bwd, params, inputs);
+
+  // (c) printed IR round-trips, groups included; the .ir files parse back to the graphs
+  for (const g of [c.fwd, c.bwd]) {
+    const text = printGraph(g);
+    expect(printGraph(parseGraph(text)), `${g.kind} IR round trip`).toBe(text);
+  }
+  expect(printGraph(parseGraph(String(c.irFiles.find((f) => f.name === `${c.name}.ir`)!.content))), '.ir file').toBe(printGraph(c.fwd));
+  expect(printGraph(parseGraph(String(c.irFiles.find((f) => f.name === `${c.name}.grad.ir`)!.content))), '.grad.ir file').toBe(printGraph(c.bwd));
+
+  // the optimised forward graph computes what the traced one does (float64)
+  const tvals = interpret(traced, { params, inputs });
+  const tout = outputsOf(traced, tvals);
+  expect(relErr(ref.outputs.loss!.data, tout.loss!.data), 'loss: optimised vs traced forward IR (float64)').toBeLessThan(1e-9);
+  if (extra) expect(relErr(ref.outputs.out!.data, tout.out!.data), 'output out: optimised vs traced (float64)').toBeLessThan(1e-9);
+
+  // (a) generated module vs interpreter
+  const frozen = freezeStopGradients(traced, tvals);
+  const base = interpret(frozen, { params, inputs });
+  const nearKink = kinkMargin(frozen, base) < 1e-5;
+  // the module reuses its buffers across calls (README): copy what is compared
+  const vg = mod.valueAndGrad(params, inputs);
+  const got = { loss: vg.loss, grads: Object.fromEntries(Object.entries(vg.grads).map(([k, v]) => [k, Float32Array.from(v)])) };
+  // The loss is Σ leaf·R summed in float32: with cancellation its error is relative to the
+  // summed magnitudes Σ|leaf·R|, not to the (possibly small) result.
+  const lossScale = Math.max(Math.abs(ref.outputs.loss!.data[0]!), l1OfLossTerms(traced, tvals), 1e-3);
+  const lossErr = Math.abs(got.loss - ref.outputs.loss!.data[0]!) / lossScale;
+  expect(lossErr, `generated loss ${got.loss} vs interpreter ${ref.outputs.loss!.data[0]} (scale ${lossScale})`).toBeLessThan(1e-5);
+  const fwdOut = mod.forward(params, inputs);
+  if (extra) expect(relErr(fwdOut.out as Float32Array, ref.outputs.out!.data), 'generated forward output out vs interpreter').toBeLessThan(1e-4);
+  expect(Math.abs((fwdOut.loss as number) - ref.outputs.loss!.data[0]!) / lossScale, 'generated forward loss vs interpreter').toBeLessThan(1e-5);
+  expect(Object.keys(got.grads).sort(), 'gradient keys').toEqual(Object.keys(params).sort());
+  if (nearKink) stats.gradSkippedNearKink++;
+  else {
+    let emu: Record<string, Float64Array> | undefined;
+    for (const [k, gr] of Object.entries(got.grads)) {
+      const err = relErr(gr, ref.grads[k]!);
+      if (err < 1e-4) continue;
+      // Ill-conditioned in float32? Compare with the interpreter rounding every value to float32.
+      emu ??= f32Grads(c, params, inputs);
+      const emuErr = relErr(emu[k]!, ref.grads[k]!);
+      expect(err, `generated d loss / d ${k} vs interpreter (float32-rounding interpreter: ${emuErr.toExponential(2)})`).toBeLessThan(Math.max(1e-4, 10 * emuErr));
+      stats.illConditioned++;
+    }
+  }
+
+  // (b) interpreter gradients vs finite differences of the traced model
+  const sig0 = kinkSignature(frozen, base);
+  const r = rng(seed ^ 0x5eed);
+  for (const [k, p] of Object.entries(params)) {
+    const coords = p.length <= 3 ? [...p.keys()] : [0, 1, 2].map(() => Math.floor(r() * p.length));
+    const want: number[] = [];
+    const fd: number[] = [];
+    for (const i of coords) {
+      const x0 = p[i]!;
+      const h = 1e-6 * Math.max(1, Math.abs(x0));
+      const at = (x: number) => {
+        const q = f64(params);
+        q[k]![i] = x;
+        return kinkSignature(frozen, interpret(frozen, { params: q, inputs }));
+      };
+      if (sig0 !== '' && (at(x0 + h) !== sig0 || at(x0 - h) !== sig0)) {
+        stats.fdSkippedKink++;
+        continue;
+      }
+      stats.fdChecked++;
+      want.push(ref.grads[k]![i]!);
+      fd.push(finiteDiff(frozen, params, inputs, k, i));
+    }
+    expect(relErr(want, fd), `float64 d loss / d ${k} at ${coords} vs finite differences`).toBeLessThan(1e-5);
+  }
+}
+
