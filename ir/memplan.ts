@@ -92,9 +92,13 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
         case 'fwd':
           continue;
         case 'reshape':
-        case 'stop_gradient':
-          storage.set(v.name, { kind: 'alias', of: g.value(inst.args[0]!).name });
+        case 'stop_gradient': {
+          // a view of a constant is the constant (the emitters give constants no buffer to view)
+          const of = storage.get(valueName(g, inst.args[0]!));
+          if (of?.kind === 'const' || of?.kind === 'literal') storage.set(v.name, { kind: 'const', data: of.kind === 'const' ? of.data : [of.value] });
+          else storage.set(v.name, { kind: 'alias', of: g.value(inst.args[0]!).name });
           continue;
+        }
       }
       const u = unitOf.get(v.name)!;
       const outside = (users.get(inst.result) ?? []).some((x) => unitOf.get(g.value(x.result).name) !== u);

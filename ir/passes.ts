@@ -235,7 +235,7 @@ export const simplify: Pass = {
       }
       const folded = foldConst(g, inst);
       if (folded) replaceWithConst(g, inst, folded);
-      else canonicalPow(g, inst);
+      else if (!reductionToReshape(g, inst)) canonicalPow(g, inst);
     }
     g.remove(dead);
     dce.run(g, ctx);
@@ -270,9 +270,22 @@ function simplifyInst(g: Graph, inst: Inst): ValueId | undefined {
       return same(a) ? a : undefined;
     case 'transpose':
       return inst.attrs.perm.every((p, i) => p === i) ? a : undefined;
+    case 'sum':
+    case 'max':
+      // a reduction over no axes, or over axes of size 1 only, keeping its dims: x itself
+      return same(a) ? a : undefined;
     default:
       return undefined;
   }
+}
+
+/** A reduction over size-1 axes only that drops them is a reshape: nothing is summed. */
+function reductionToReshape(g: Graph, inst: Inst): boolean {
+  if (inst.op !== 'sum' && inst.op !== 'max') return false;
+  const xs = g.type(inst.args[0]!).shape;
+  if (!inst.attrs.axes.every((ax) => xs[ax] === 1)) return false;
+  g.replaceInst(inst, { ...inst, op: 'reshape', attrs: { shape: [...g.type(inst.result).shape] } } as Inst);
+  return true;
 }
 
 /** x^2 → square(x), x^0.5 → sqrt(x): one spelling for each, so that models written either way agree. */
@@ -288,7 +301,8 @@ function canonicalPow(g: Graph, inst: Inst): void {
 function foldConst(g: Graph, inst: Inst): NDArray | undefined {
   const def = OPS[inst.op];
   if (def.category === 'source' || inst.args.length === 0 || !def.eval) return undefined;
-  if (numel(g.type(inst.result).shape) > FOLD_LIMIT) return undefined;
+  // a reshape of a constant is a constant of any size: the data stays as it is
+  if (numel(g.type(inst.result).shape) > FOLD_LIMIT && inst.op !== 'reshape' && inst.op !== 'stop_gradient') return undefined;
   const args: NDArray[] = [];
   for (const a of inst.args) {
     const d = g.def(a);

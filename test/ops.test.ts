@@ -205,3 +205,23 @@ describe('op table', () => {
     expect(missing).toEqual([]);
   });
 });
+
+// Regressions the graph fuzzer found: each compiled to a module that read a buffer nothing wrote.
+const EDGE_CASES: Record<string, string> = {
+  // a reduction over no axes, or over size-1 axes only, is x itself (or a reshape of it)
+  emptyAxes: `const x = g.param('x', [3, 2]); const s = g.param('s', []); const y = x.sum([]).mul(s.sum()).add(s.max().mean());`,
+  sizeOneAxes: `const x = g.param('x', [3, 1, 2]); const y = x.sum(1, true).mul(x.max(-2, true)).add(x.mean(1).reshape([3, 1, 2]));`,
+  softmaxSizeOne: `const x = g.param('x', [4, 1]); const y = g.softmax(x).add(g.logSoftmax(x, 1)).mul(x);`,
+  // a reshape of a constant: the backward of batchnorm reshapes a constant gain, and constants
+  // of more than 64 elements are not folded
+  constGain: `const x = g.param('x', [4, 2]); const b = g.param('b', [1, 2]); const y = g.batchNorm(x, g.const([0.5, 2]), b);`,
+  bigConst: `const x = g.param('x', [9, 9]); const y = x.mul(g.const(Array.from({ length: 81 }, (_, i) => i / 81)).reshape([9, 9]));`,
+};
+
+describe('edge cases', () => {
+  for (const [name, body] of Object.entries(EDGE_CASES))
+    it(name, async () => {
+      const { c, mod } = await buildAndImport(modelFile(source(`edge_${name}`, body)));
+      await check(c, mod, 11);
+    });
+});

@@ -136,33 +136,6 @@ export function nestedLiteral(c: Choices, shape: readonly number[], values: read
 
 export const INCLUDE_KNOWN_BUGS = process.env.FUZZ_KNOWN_BUGS === '1';
 
-/**
- * TODO(bug: empty-axes reduction): a sum/mean/max over an empty axis list, i.e. `x.sum([])` or
- * any reduction of a rank-0 tensor such as `scalar.sum()`, compiles to a module that reads a
- * buffer that is never written (TypeError: Cannot read properties of undefined). Excluded:
- * reductions of scalars and explicit `[]` axes.
- */
-export const EXCLUDE_EMPTY_AXES = !INCLUDE_KNOWN_BUGS;
-
-/**
- * TODO(bug: no-op reduction): more generally, any reduction whose result has its operand's
- * shape, i.e. over size-1 axes only with keepDims (`x[3,1].sum(1, true)`, `x.max(-1, true)`),
- * reads an unwritten buffer in the generated module. The backward of softmax/logSoftmax along
- * a size-1 axis contains one (`g.softmax(x[3,1])` crashes valueAndGrad), and so does the
- * forward of the long forms. Excluded: such reductions, and softmax/logSoftmax (and their
- * long forms) along an axis of size 1.
- */
-export const EXCLUDE_NOOP_REDUCTION = !INCLUDE_KNOWN_BUGS;
-
-/**
- * TODO(bug: reshape of a constant): a reshape whose operand is a constant is not materialised
- * in the generated module (its buffer is undefined). It happens in the backward of
- * `g.batchNorm(x, g.const([0.5, 2]), bias[1, 2])` (the factor-reductions pass reshapes the
- * constant gain) and in the forward for constants of more than 64 elements (not folded).
- * Excluded: constant (g.const) gains and biases of batchNorm.
- */
-export const EXCLUDE_RESHAPE_CONST = !INCLUDE_KNOWN_BUGS;
-
 // ---------------------------------------------------------------------------------------------
 // Well-typed DSL programs
 
@@ -492,13 +465,11 @@ export class ModelGen {
   }
 
   reduce(): boolean {
-    const a = this.pickVal((v) => !EXCLUDE_EMPTY_AXES || v.shape.length > 0);
+    const a = this.pickVal();
     if (!a) return false;
     const op = this.c.pick(['sum', 'mean', 'max'] as const);
-    let { text, axes } = this.axisArg(a.shape.length);
-    if (EXCLUDE_EMPTY_AXES && axes.length === 0) ({ text, axes } = { text: '', axes: [...a.shape.keys()] });
-    let keep = this.c.chance(40);
-    if (EXCLUDE_NOOP_REDUCTION && axes.every((i) => a.shape[i] === 1)) keep = false;
+    const { text, axes } = this.axisArg(a.shape.length);
+    const keep = this.c.chance(40);
     const args = keep ? `${text || 'undefined'}, true` : text;
     const shape = a.shape.flatMap((d, i) => (axes.includes(i) ? (keep ? [1] : []) : [d]));
     const count = numel(axes.map((i) => a.shape[i]!));
@@ -633,12 +604,11 @@ export class ModelGen {
   }
 
   softmax(): boolean {
-    const a = this.pickVal((v) => v.shape.length >= 1 && (!EXCLUDE_NOOP_REDUCTION || v.shape.some((d) => d > 1)));
+    const a = this.pickVal((v) => v.shape.length >= 1);
     if (!a) return false;
     const r = a.shape.length;
     const A = this.use(a);
-    let ax = this.c.int(r + 1); // r: the default axis
-    if (EXCLUDE_NOOP_REDUCTION && a.shape[ax === r ? r - 1 : ax] === 1) ax = a.shape.findIndex((d) => d > 1);
+    const ax = this.c.int(r + 1); // r: the default axis
     const axText = ax === r ? '' : `, ${this.c.chance(30) ? ax - r : ax}`;
     if (this.c.chance(50)) this.define(`g.softmax(${A.expr}${axText})`, a.shape, 1, 'softmax');
     else this.define(`g.logSoftmax(${A.expr}${axText})`, a.shape, 2 * A.mag + 2, 'logSoftmax');
@@ -667,7 +637,7 @@ export class ModelGen {
   /** gain or bias of a batchnorm over f features: a value of shape [f] or [1, f], or a number. */
   private bnOperand(f: number): { expr: string; mag: number } {
     if (this.c.chance(20)) return { expr: this.c.pick(['1', '0', '0.5', '-2']), mag: 2 };
-    return this.valueOf(this.c.chance(50) ? [f] : [1, f], !EXCLUDE_RESHAPE_CONST);
+    return this.valueOf(this.c.chance(50) ? [f] : [1, f]);
   }
 
   batchNorm(): boolean {
@@ -682,24 +652,17 @@ export class ModelGen {
     return true;
   }
 
-  /** A random axis (one of size > 1 while size-1 softmax axes are excluded). */
-  private sizedAxis(shape: Shape): number {
-    const ax = this.c.int(shape.length);
-    return EXCLUDE_NOOP_REDUCTION && shape[ax] === 1 ? shape.findIndex((d) => d > 1) : ax;
-  }
-
   /** The lecture's long forms (which the rewrite pass fuses), and near misses of them. */
   longForm(): boolean {
     const which = this.c.int(4);
     if (which === 0) {
       // softmax: exp(x − max x) / Σ exp(x − max x), or · (Σ …)^−1; a near miss sums another axis
-      const a = this.pickVal((v) => v.shape.length >= 1 && (!EXCLUDE_NOOP_REDUCTION || v.shape.some((d) => d > 1)));
+      const a = this.pickVal((v) => v.shape.length >= 1);
       if (!a) return false;
       const r = a.shape.length;
       const A = this.use(a, 1e9); // a name, not an expression: the pattern needs one value
-      const ax = this.sizedAxis(a.shape);
-      let sumAx = r >= 2 && this.c.chance(20) ? (ax + 1) % r : ax;
-      if (EXCLUDE_NOOP_REDUCTION && a.shape[sumAx] === 1) sumAx = ax;
+      const ax = this.c.int(r);
+      const sumAx = r >= 2 && this.c.chance(20) ? (ax + 1) % r : ax;
       const sg = this.c.chance(50) ? '.stopGradient()' : '';
       const e = this.define(`${A.expr}.sub(${A.expr}.max(${ax}, true)${sg}).exp()`, a.shape, 1, 'softmax-long:exp');
       const E = this.use(e, 1e9);
@@ -710,10 +673,10 @@ export class ModelGen {
     }
     if (which === 1) {
       // log-softmax: z − log Σ exp z with z = x − max x
-      const a = this.pickVal((v) => v.shape.length >= 1 && (!EXCLUDE_NOOP_REDUCTION || v.shape.some((d) => d > 1)));
+      const a = this.pickVal((v) => v.shape.length >= 1);
       if (!a) return false;
       const A = this.use(a, 1e9);
-      const ax = this.sizedAxis(a.shape);
+      const ax = this.c.int(a.shape.length);
       const sg = this.c.chance(50) ? '.stopGradient()' : '';
       const z = this.define(`${A.expr}.sub(${A.expr}.max(${ax}, true)${sg})`, a.shape, 2 * A.mag, 'log-softmax-long:z');
       const Z = this.use(z, 1e9);
@@ -785,8 +748,7 @@ export class ModelGen {
       const shapeText = this.c.chance(50) ? `${v.name}.shape` : S(v.shape);
       out.push(`const R${j} = g.input('R${j}', ${shapeText});`);
       const scaled = v.mag > 8 ? `${v.name}.div(${Math.ceil(v.mag / 4)})` : v.name;
-      if (EXCLUDE_EMPTY_AXES && v.shape.length === 0) terms.push(`${scaled}.mul(R${j})`);
-      else terms.push(this.c.chance(20) ? `${scaled}.mul(R${j}).mean()` : `${scaled}.mul(R${j}).sum()`);
+      terms.push(this.c.chance(20) ? `${scaled}.mul(R${j}).mean()` : `${scaled}.mul(R${j}).sum()`);
     });
     out.push(`const loss = ${terms.reduce((acc, t) => `${acc}.add(${t})`)};`);
     return out;

@@ -26,8 +26,7 @@
 //  (c) the traced, optimised forward and backward IR (with fused groups) print and parse back to
 //      the same text, and so do the .ir files the build writes.
 //
-// Known compiler bugs exclude some inputs (see the TODOs in gen.ts); FUZZ_KNOWN_BUGS=1 includes
-// them. FUZZ_SCALE=k runs k times as many models, FUZZ_SEED=k shifts the seeds,
+// FUZZ_SCALE=k runs k times as many models, FUZZ_SEED=k shifts the seeds,
 // FUZZ_NO_SHRINK=1 reports the first failure unshrunk, FUZZ_COLLECT=file logs every failure to
 // the file instead of stopping (triage), FUZZ_SHOW=1 prints which ops were covered.
 
