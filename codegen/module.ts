@@ -250,7 +250,7 @@ export function unitComment(m: ModuleInfo, u: Unit, plan: Plan): string[] {
   }
   const shown = new Set<string>();
   for (const inst of u.insts) {
-    const ir = printInst(g, inst).replace(/ @ .*$/, '');
+    const ir = printInst(g, inst, false);
     let where = '';
     if (inst.loc) {
       const at = `${inst.loc.file}:${inst.loc.line}`;

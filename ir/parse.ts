@@ -5,9 +5,16 @@ import { CompileError } from './errors.js';
 import { Graph, Names } from './graph.js';
 import type { AttrsOf, OpKind } from './ops.js';
 import { OPS } from './ops.js';
+import { fmtName } from './print.js';
 import { checkAttrs, inferType } from './verify.js';
 import type { DType, GraphKind, InstId, Loc, TensorType, ValueId } from './types.js';
 import { formatType, sameShape } from './types.js';
+
+/**
+ * How deep `[` may nest in an attribute value. Attributes are flat arrays at most; the bound keeps
+ * the recursive descent of attrValue from overflowing the stack on text like `[[[[…`.
+ */
+const MAX_ATTR_DEPTH = 32;
 
 class Cursor {
   pos = 0;
@@ -120,15 +127,17 @@ class Cursor {
     return n;
   }
 
-  attrValue(): unknown {
+  /** An attribute value; `depth` counts the arrays it is nested in. */
+  attrValue(depth = 0): unknown {
     this.skip();
     const c = this.peek();
     if (c === '"') return this.string();
     if (c === '[') {
+      if (depth >= MAX_ATTR_DEPTH) this.error(`attribute value nested more than ${MAX_ATTR_DEPTH} arrays deep`, 'attribute values are numbers, booleans, strings or arrays of numbers');
       this.advance();
       const items: unknown[] = [];
       if (this.eat(']')) return items;
-      do items.push(this.attrValue());
+      do items.push(this.attrValue(depth + 1));
       while (this.eat(','));
       this.expect(']');
       return items;
@@ -179,18 +188,28 @@ export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
     if (groupKind !== undefined) groupInsts.push(g.value(id).def);
   }
   if (groupKind !== undefined) c.error('unclosed group before return');
-  c.skip();
-  if (c.peek() !== '\n' && c.peek() !== '}')
-    do {
-      const name = c.name('an output name');
-      c.expect('=');
-      g.outputs.push({ name, value: ref(c, byName) });
-    } while (c.eat(','));
+  parseOutputs(c, g, byName);
   c.skip(true);
   c.expect('}');
   c.skip(true);
   if (c.peek() !== '') c.error(`unexpected ${c.found()} after the graph`);
   return g;
+}
+
+/** The `name=%value` list after `return`, possibly empty; names are unique, as verify() wants. */
+function parseOutputs(c: Cursor, g: Graph, byName: Map<string, ValueId>): void {
+  c.skip();
+  if (c.peek() === '\n' || c.peek() === '}') return;
+  const names = new Set<string>();
+  do {
+    c.skip();
+    const at = c.loc();
+    const name = c.name('an output name');
+    if (names.has(name)) throw new CompileError(`duplicate output name ${fmtName(name)}`, 'each output of a graph has its own name', at);
+    names.add(name);
+    c.expect('=');
+    g.outputs.push({ name, value: ref(c, byName) });
+  } while (c.eat(','));
 }
 
 function ref(c: Cursor, byName: Map<string, ValueId>): ValueId {
@@ -230,6 +249,7 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
   const opAt = c.loc();
   const op = c.ident('an op name');
   if (!Object.hasOwn(OPS, op)) throw new CompileError(`unknown op '${op}'`, `ops are: ${Object.keys(OPS).join(', ')}`, opAt);
+  checkSourceKind(op, g.kind, opAt);
   const def = OPS[op as OpKind];
   const args: ValueId[] = [];
   c.skip();
@@ -285,6 +305,18 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
   } else if (op === 'const' && (attrs.data as number[]).length !== type.shape.reduce((p, d) => p * d, 1))
     throw new CompileError(`const has ${(attrs.data as number[]).length} values for ${formatType(type)}`, 'give one value per element', opAt);
   return id;
+}
+
+/**
+ * Sources belong to one kind of graph: `input` and `param` feed a forward graph, `fwd` reads a
+ * forward value into a backward graph. This is verify()'s rule, checked here too so that a graph
+ * that parses is one that verifies, and the error points at the op in the text.
+ */
+function checkSourceKind(op: string, kind: GraphKind, at: Loc): void {
+  if (op === 'fwd' && kind !== 'backward')
+    throw new CompileError('fwd reads appear only in backward graphs', 'a forward graph reads its data with input and param', at);
+  if ((op === 'input' || op === 'param') && kind !== 'forward')
+    throw new CompileError(`${op} appears only in forward graphs`, 'a backward graph reads forward values with fwd', at);
 }
 
 function bareFile(c: Cursor): string {

@@ -47,11 +47,11 @@ export function fmtLocSuffix(loc: Loc | undefined): string {
   return ` @ ${f}:${loc.line}:${loc.col}${loc.grad ? ` grad(${loc.grad})` : ''}`;
 }
 
-/** The text of one instruction, without indentation. */
-export function printInst(g: Graph, inst: Inst): string {
+/** The text of one instruction, without indentation; with `locs` false, without its location. */
+export function printInst(g: Graph, inst: Inst, locs = true): string {
   const v = g.value(inst.result);
   const args = inst.args.map((a) => `%${g.value(a).name}`).join(', ');
-  return `%${v.name}: ${formatType(v.type)} = ${inst.op}${args ? ' ' + args : ''}${fmtAttrs(inst.attrs)}${fmtLocSuffix(inst.loc)}`;
+  return `%${v.name}: ${formatType(v.type)} = ${inst.op}${args ? ' ' + args : ''}${fmtAttrs(inst.attrs)}${locs ? fmtLocSuffix(inst.loc) : ''}`;
 }
 
 export interface PrintOptions {
@@ -62,11 +62,9 @@ export interface PrintOptions {
 }
 
 export function printGraph(g: Graph, opts: PrintOptions = {}): string {
+  // Locations are left out when printing rather than cut from the printed line afterwards: a
+  // string attribute may itself contain " @ ".
   const locs = opts.locs ?? true;
-  const line = (inst: Inst) => {
-    const text = printInst(g, inst);
-    return locs ? text : text.replace(/ @ .*$/, '');
-  };
   const out: string[] = [`graph ${g.kind} ${fmtName(g.name)} {`];
   for (const c of opts.preamble ?? []) out.push(`  # ${c}`);
   const groupOf = new Map<number, number>();
@@ -79,7 +77,7 @@ export function printGraph(g: Graph, opts: PrintOptions = {}): string {
       if (gi >= 0) out.push(`  group g${gi} ${g.groups[gi]!.kind} {`);
       open = gi;
     }
-    out.push((gi >= 0 ? '    ' : '  ') + line(inst));
+    out.push((gi >= 0 ? '    ' : '  ') + printInst(g, inst, locs));
   }
   if (open >= 0) out.push('  }');
   const outs = g.outputs.map((o) => `${fmtName(o.name)}=%${g.value(o.value).name}`).join(', ');

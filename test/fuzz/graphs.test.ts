@@ -60,6 +60,8 @@ const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
 /** FUZZ_SEED=k shifts every seed (to explore beyond the fixed CI runs). */
 const seed = (s: number) => s + Number(process.env.FUZZ_SEED ?? 0);
 const endOnFailure = process.env.FUZZ_NO_SHRINK === '1';
+/** Each property's time limit grows with its number of runs (about 0.3 s a model, 2 cores). */
+const timeout = 120_000 * Math.max(1, SCALE);
 
 describe('fuzz: random well-typed models', () => {
   it('compiled loss, outputs and gradients match the float64 interpreter, whose gradients match finite differences (no stopGradient)', async () => {
@@ -67,7 +69,7 @@ describe('fuzz: random well-typed models', () => {
       fc.asyncProperty(choicesArb(), fc.integer({ min: 1, max: 1 << 30 }), (xs, seed) => checkGenerated(xs, seed, { maxOps: 8, stopGradient: false })),
       { seed: seed(42), numRuns: runs(50), endOnFailure },
     );
-  });
+  }, timeout);
 
   it('the same with stopGradient (finite differences on the graph with stopped values frozen) and bigger models', async () => {
     await fc.assert(
@@ -80,5 +82,5 @@ describe('fuzz: random well-typed models', () => {
         `${stats.illConditioned} gradients beyond 1e-4 but within 10× the float32-rounding interpreter's error`,
     );
     if (process.env.FUZZ_SHOW) console.log(`ops (traced, and opt: optimised): ${[...stats.ops.entries()].sort().map(([k, n]) => `${k}:${n}`).join(' ')}`);
-  });
+  }, timeout);
 });

@@ -10,8 +10,7 @@
 //     text that parses back to the same graph.
 // (Models of the graph fuzzer round-trip too: see graphs.test.ts, check (c).)
 //
-// Known bugs are excluded where marked TODO; FUZZ_KNOWN_BUGS=1 includes them. FUZZ_SCALE=k runs
-// k times as many inputs, FUZZ_SEED=k shifts the seeds.
+// FUZZ_SCALE=k runs k times as many inputs, FUZZ_SEED=k shifts the seeds.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -27,7 +26,7 @@ import { printGraph } from '../../ir/print.js';
 import type { Loc, TensorType, ValueId } from '../../ir/types.js';
 import { verify } from '../../ir/verify.js';
 import { ROOT } from '../helpers.js';
-import { Choices, choicesArb, factorShape, INCLUDE_KNOWN_BUGS, numel, randShape } from './gen.js';
+import { Choices, choicesArb, factorShape, numel, randShape } from './gen.js';
 
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1);
 const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
@@ -149,13 +148,7 @@ describe('fuzz: IR text', () => {
   it('parseGraph on pathological repetitions (deep nesting, long lines): a located CompileError, no stack overflow', () => {
     const deep = fc
       .tuple(fc.constantFrom('[', '{', '%', '-', '"', '[1,', 'graph ', '\n', 'x', '@ a:1:1 '), fc.integer({ min: 1, max: 20_000 }), fc.constantFrom('data', 'shape', 'axes'))
-      .map(([tok, n, attr]) => {
-        // TODO(bug: parser recursion): a deeply nested attribute array ("[[[[…") overflows the
-        // stack (RangeError) instead of giving a CompileError. Nesting is bounded below 1000
-        // unless FUZZ_KNOWN_BUGS=1.
-        const reps = tok.startsWith('[') && !INCLUDE_KNOWN_BUGS ? Math.min(n, 999) : n;
-        return `graph forward g {\n  %a: f32[] = const {${attr}=${tok.repeat(reps)}`;
-      });
+      .map(([tok, n, attr]) => `graph forward g {\n  %a: f32[] = const {${attr}=${tok.repeat(n)}`);
     fc.assert(fc.property(deep, parsesOrLocatedError), { seed: seed(14), numRuns: runs(60) });
   });
 
@@ -165,17 +158,14 @@ describe('fuzz: IR text', () => {
   });
 
   it('a graph that parses is one the verifier accepts', () => {
-    // TODO(bug: parser accepts unverifiable graphs): parseGraph accepts duplicate output names
-    // (`return loss=%x, loss=%x`), `fwd` reads in a forward graph and `param`/`input` in a
-    // backward graph, which verify() then rejects (lower() reports an internal compiler error).
-    // Those inputs (a swapped graph kind, a duplicated output) are generated only with
-    // FUZZ_KNOWN_BUGS=1; random mutations alone rarely produce them.
+    // Besides random mutations, which rarely produce them: a swapped graph kind (`fwd` reads in a
+    // forward graph, `param`/`input` in a backward one) and a duplicated output list.
     const targeted = fc.tuple(fc.nat(Math.max(0, CORPUS.length - 1)), fc.boolean()).map(([k, swap]) => {
       const t = CORPUS[k] ?? '';
       return swap ? t.replace(/^graph (forward|backward)/m, (_m, kind: string) => `graph ${kind === 'forward' ? 'backward' : 'forward'}`) : t.replace(/^( {2}return )(.*)$/m, (_m, r: string, outs: string) => `${r}${outs}, ${outs}`);
     });
     fc.assert(
-      fc.property(INCLUDE_KNOWN_BUGS ? fc.oneof(mutatedIr, targeted) : mutatedIr, (text) => {
+      fc.property(fc.oneof(mutatedIr, targeted), (text) => {
         let g: Graph;
         try {
           g = parseGraph(text, { file: 'fuzz.ir' });
@@ -200,16 +190,8 @@ const WEIRD_NUMBERS = [0, -0, 1, -1, 0.5, 0.1 + 0.2, 1e-7, 1e21, 1e-300, 5e-324,
 const RAW_NAMES = ['x', 'h', 'x y', '1a', 'class', 't1', 'd', '', 'é', 'loss', 'W1', 'a-b', '$', 'forward', '__', 'dx'];
 const OUT_NAMES = ['loss', 'probs', 'my out', '', 'a"b', 'x\ny', 'é', '1', 'W1', 'back\\slash', 'tab\there'];
 const FILES = ['m.ts', 'dir/m.ts', 'my file.ts', 'a:b.ts', 'é.ts', '"q".ts', '', '../up.ts', 'x\\y.ts', 'line\nbreak.ts'];
-const STRS = ['x', 'W1', 'a b', '', 'quote"q', 'back\\slash', 'é', '\u0000', 'new\nline'];
-/**
- * TODO(bug: printGraph locs:false): printGraph(g, { locs: false }) strips locations with
- * /@ .*$/, which also cuts a string attribute containing " @ " (a param or input named
- * "a @ b"), so the text no longer parses. These names are generated for locs: false only with
- * FUZZ_KNOWN_BUGS=1.
- */
-const AT_STRS = ['a @ b', '} @ m.ts:1:1'];
-
-let strs = [...STRS, ...AT_STRS];
+/** String attributes; the last two contain " @ ", which looks like the start of a location. */
+const STRS = ['x', 'W1', 'a b', '', 'quote"q', 'back\\slash', 'é', '\u0000', 'new\nline', 'a @ b', '} @ m.ts:1:1'];
 
 /** A random attribute value of a kind. */
 function attr(c: Choices, kind: AttrKind): unknown {
@@ -221,7 +203,7 @@ function attr(c: Choices, kind: AttrKind): unknown {
     case 'bool':
       return c.chance(50);
     case 'str':
-      return c.pick(strs);
+      return c.pick(STRS);
     case 'ints':
       return Array.from({ length: c.int(4) }, () => c.range(-1, 4));
     case 'nums':
@@ -295,9 +277,9 @@ export function randomGraph(c: Choices): Graph {
     const t: TensorType = { dtype: c.chance(25) ? 'i32' : 'f32', shape: randShape(c) };
     const which = c.int(3);
     if (which === 0) vals.push(b.constant(Array.from({ length: numel(t.shape) }, () => (t.dtype === 'i32' ? c.int(3) : c.pick(WEIRD_NUMBERS))), t.shape, t.dtype));
-    else if (kind === 'backward') vals.push(b.source('fwd', { name: c.pick(strs) }, t, name()));
-    else if (which === 1) vals.push(b.source('input', { name: c.pick(strs) }, t, name()));
-    else vals.push(b.source('param', { name: c.pick(strs), init: attr(c, 'init') as Init, scale: c.pick(WEIRD_NUMBERS) }, { dtype: 'f32', shape: t.shape }, name()));
+    else if (kind === 'backward') vals.push(b.source('fwd', { name: c.pick(STRS) }, t, name()));
+    else if (which === 1) vals.push(b.source('input', { name: c.pick(STRS) }, t, name()));
+    else vals.push(b.source('param', { name: c.pick(STRS), init: attr(c, 'init') as Init, scale: c.pick(WEIRD_NUMBERS) }, { dtype: 'f32', shape: t.shape }, name()));
   }
   const nOps = c.range(0, 12);
   for (let i = 0, tries = 0; i < nOps && tries < 60; tries++) {
@@ -342,7 +324,6 @@ describe('fuzz: IR round trip', () => {
     const seenOps = new Set<string>();
     fc.assert(
       fc.property(choicesArb(300), fc.boolean(), fc.boolean(), (xs, locs, preamble) => {
-        strs = locs || INCLUDE_KNOWN_BUGS ? [...STRS, ...AT_STRS] : STRS;
         const g = randomGraph(new Choices(xs));
         verify(g);
         g.insts.forEach((i) => seenOps.add(i.op));
