@@ -1,5 +1,5 @@
 // Renders errors the way compilers do: `file:line:col: error: message`, the source line with a
-// caret under the call, and how to fix it.
+// caret under the call, and how to fix it; the message and the fix are one line each.
 //
 //   examples/bad.ts:12:25: error: matmul: inner dimensions differ: f32[32,30] × f32[20,64] (30 ≠ 20)
 //      12 |   const hprebn = embcat.matmul(W1).add(b1);
@@ -15,14 +15,20 @@ export interface SourceAccess {
   displayPath(locFile: string): string;
 }
 
+/** Text on one line: line breaks (and the indentation after them) become one space. */
+function oneLine(s: string): string {
+  return s.replace(/[ \t]*(\r?\n|\r)\s*/g, ' ').trim();
+}
+
 export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
   const sev = e.severity;
+  const message = oneLine(e.message);
   const lines: string[] = [];
   if (!e.loc) {
-    lines.push(`${sev}: ${e.message}`);
+    lines.push(`${sev}: ${message}`);
   } else {
     const file = src ? src.displayPath(e.loc.file) : e.loc.file;
-    lines.push(`${file}:${e.loc.line}:${e.loc.col}: ${sev}: ${e.message}`);
+    lines.push(`${file}:${e.loc.line}:${e.loc.col}: ${sev}: ${message}`);
     const text = src?.sourceOf(e.loc.file)?.split(/\r?\n/)[e.loc.line - 1];
     if (text !== undefined) {
       const num = String(e.loc.line);
@@ -35,7 +41,7 @@ export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
       lines.push(`  ${pad} | ${' '.repeat(start)}${'^'.repeat(width)}`);
     }
   }
-  if (e.hint) lines.push(`  fix: ${e.hint}`);
+  if (e.hint) lines.push(`  fix: ${oneLine(e.hint)}`);
   return lines.join('\n');
 }
 

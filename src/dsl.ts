@@ -38,7 +38,18 @@ export interface ModelDef {
 
 /** Declares a model. The default export of a model file. */
 export function model(name: string, fn: ModelFn): ModelDef {
+  checkModelFn(fn);
   return { [MODEL]: true, name, fn };
+}
+
+/** Throws unless fn can be the function of model(name, fn); model(...) leaves the location to the loader. */
+export function checkModelFn(fn: unknown, loc?: Loc): asserts fn is ModelFn {
+  if (typeof fn !== 'function')
+    throw new CompileError(
+      `model: the second argument must be a function (g) => { ... }, got ${describe(fn)}`,
+      "pass the function that builds the model from g, e.g. export default model('name', (g) => { ...; return { loss }; })",
+      loc,
+    );
 }
 
 export function isModelDef(x: unknown): x is ModelDef {
@@ -335,5 +346,5 @@ function describe(x: unknown): string {
   if (Array.isArray(x)) return 'an array';
   if (typeof x === 'string') return JSON.stringify(x);
   if (typeof x === 'number' || typeof x === 'boolean' || x === undefined) return String(x);
-  return `a ${typeof x}`;
+  return `${/^[aeiou]/.test(typeof x) ? 'an' : 'a'} ${typeof x}`;
 }

@@ -5,7 +5,7 @@ import { activeInsts, lossValue, LOSS } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
 import type { Loc } from '../ir/types.js';
-import { Tensor, Tracer } from './dsl.js';
+import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
 import { defaultExportAt } from './names.js';
 
@@ -32,6 +32,8 @@ export function traceModel(m: LoadedModel): Traced {
       'the model name names the output folder and files: use letters, digits, _ and -, starting with a letter',
       modelLoc(m),
     );
+  // model(...) has checked it already, unless the def was made another way
+  if (typeof m.def.fn !== 'function') checkModelFn(m.def.fn, modelLoc(m));
   const tracer = new Tracer(name, m.sites);
   const result = m.loader.withFrames(() => {
     try {

@@ -12,15 +12,17 @@ import type { Loc } from '../ir/types.js';
 import type { CallSites, ModelDef } from './dsl.js';
 import { isModelDef } from './dsl.js';
 import * as publicApi from './index.js';
-import { bindingNames, defaultExportAt } from './names.js';
-import { firstTypeError, typeErrors } from './typecheck.js';
+import type { CallSite } from './names.js';
+import { defaultExportAt, FileCalls } from './names.js';
+import { firstTypeError, flatTsMessage, typeErrors } from './typecheck.js';
 import type { LineMap } from './sourcemap.js';
 import { decodeMappings, originalPosition } from './sourcemap.js';
 
 interface SourceFileInfo {
   readonly text: string;
   readonly map: LineMap;
-  names?: Map<string, string>;
+  /** The file's calls, by every position V8 may report for them (parsed when first needed). */
+  calls?: FileCalls;
 }
 
 export class UsageError extends Error {
@@ -79,13 +81,40 @@ export class Loader {
     return path.relative(this.dir, abs).split(path.sep).join('/');
   }
 
-  /** Maps a stack frame to the user's source, if it lies in a loaded model file. */
+  private calls(abs: string): FileCalls | undefined {
+    const info = this.files.get(abs);
+    if (!info) return undefined;
+    return (info.calls ??= new FileCalls(abs, info.text));
+  }
+
+  private callAt(abs: string, line: number, col: number): CallSite | undefined {
+    return this.calls(abs)?.at(line, col);
+  }
+
+  /**
+   * Maps a stack frame to the user's source, if it lies in a loaded model file. A frame of a
+   * call is located at the call's method name (V8 reports the '(' of `g.const(...)`).
+   */
   locOf(frame: NodeJS.CallSite): Loc | undefined {
     const file = frame.getFileName();
     const info = file ? this.files.get(file) : undefined;
     if (!file || !info) return undefined;
     const pos = originalPosition(info.map, frame.getLineNumber() ?? 0, frame.getColumnNumber() ?? 0);
-    return pos && { file: this.rel(file), line: pos.line, col: pos.col };
+    if (!pos) return undefined;
+    const call = this.callAt(file, pos.line, pos.col);
+    return { file: this.rel(file), line: call?.line ?? pos.line, col: call?.col ?? pos.col };
+  }
+
+  /**
+   * The user's call that a frame stack leads to, at the call's method name: the frame's position
+   * may lie anywhere in the call's text (V8 reports `model(...)`, compiled to
+   * `(0, graphc_1.model)(...)`, after its '(').
+   */
+  callerLoc(frames: Frames): Loc | undefined {
+    const loc = this.firstUserLoc(frames);
+    if (!loc || this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)) return loc;
+    const call = this.calls(path.resolve(this.dir, loc.file))?.enclosing(loc.line, loc.col);
+    return call ? { file: loc.file, line: call.line, col: call.col } : loc;
   }
 
   firstUserLoc(frames: Frames): Loc | undefined {
@@ -102,13 +131,7 @@ export class Loader {
       Error.captureStackTrace(holder);
       return this.firstUserLoc(framesOf(holder));
     },
-    bindingAt: (loc) => {
-      const abs = path.resolve(this.dir, loc.file);
-      const info = this.files.get(abs);
-      if (!info) return undefined;
-      info.names ??= bindingNames(abs, info.text);
-      return info.names.get(`${loc.line}:${loc.col}`);
-    },
+    bindingAt: (loc) => this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)?.name,
   };
 
   sourceOf(locFile: string): string | undefined {
@@ -170,9 +193,12 @@ export class Loader {
     return withFrames(f);
   }
 
-  /** Turns an exception thrown by user code into a located CompileError. */
+  /**
+   * Turns an exception thrown by user code into a located CompileError; a CompileError without
+   * a location (thrown by a DSL function such as model(...)) is located at the user's call.
+   */
   located(e: unknown): CompileError {
-    if (e instanceof CompileError) return e;
+    if (e instanceof CompileError) return e.loc ? e : e.withLoc(this.callerLoc(framesOf(e)));
     const loc = this.firstUserLoc(framesOf(e));
     const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     return new CompileError(`the model threw ${what}`, 'fix the model code at this line', loc);
@@ -180,7 +206,7 @@ export class Loader {
 }
 
 export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
-  const msg = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+  const msg = flatTsMessage(d.messageText);
   let loc: Loc | undefined;
   if (d.file && d.start !== undefined) {
     const lc = d.file.getLineAndCharacterOfPosition(d.start);
@@ -200,12 +226,14 @@ export function loadModel(file: string): LoadedModel {
   loader.syntaxCheck(abs);
   const errors = typeErrors(abs, loader.dir);
   if (errors.length) throw firstTypeError(errors);
-  let exports: unknown;
-  try {
-    exports = loader.withFrames(() => loader.require(abs));
-  } catch (e) {
-    throw loader.located(e);
-  }
+  // located inside withFrames: the frames of an error are recorded when its stack is first read
+  const exports = loader.withFrames(() => {
+    try {
+      return loader.require(abs);
+    } catch (e) {
+      throw loader.located(e);
+    }
+  });
   const def = (exports as { default?: unknown } | undefined)?.default;
   if (!isModelDef(def)) {
     const at = defaultExportAt(abs, loader.sourceOf(path.basename(abs)) ?? '');

@@ -1,7 +1,9 @@
 // Reads a model file with ts-morph and finds, for every call, the variable it is assigned to:
 // `const hprebn = embcat.matmul(W1).add(b1)` names the value made by the `add` call `hprebn`.
-// Calls are keyed by the position V8 reports for them: the property name of a method call
-// (`add` above) or the start of a plain call's callee.
+// Calls are anchored at the property name of a method call (`add` above) or the start of a plain
+// call's callee, which is the position V8 reports for a call frame, except for a method named by
+// a keyword (`g.const(...)`), where V8 reports the '(' after the name: that position is mapped
+// to the anchor too, so that every call is located (and named) at its method name.
 
 import { Node, Project, SyntaxKind } from 'ts-morph';
 import type { CallExpression, SourceFile } from 'ts-morph';
@@ -46,34 +48,81 @@ function bindingOf(call: CallExpression): string | undefined {
   return undefined;
 }
 
-/** The 1-based (line, col) V8 reports for a call frame of this call. */
-function anchorOf(sf: SourceFile, call: CallExpression): string | undefined {
+/** A call's anchor: the 1-based (line, col) of its method name (or callee), and its variable. */
+export interface CallSite {
+  readonly line: number;
+  readonly col: number;
+  readonly name?: string;
+}
+
+/** The position of a call's method name (or plain callee), if it has one. */
+function anchorPos(call: CallExpression): number | undefined {
   const callee = call.getExpression();
-  let pos: number;
-  if (Node.isPropertyAccessExpression(callee)) pos = callee.getNameNode().getStart();
-  else if (Node.isIdentifier(callee)) pos = callee.getStart();
-  else return undefined;
-  const lc = sf.getLineAndColumnAtPos(pos);
-  return `${lc.line}:${lc.column}`;
+  if (Node.isPropertyAccessExpression(callee)) return callee.getNameNode().getStart();
+  if (Node.isIdentifier(callee)) return callee.getStart();
+  return undefined;
 }
 
-/** Map from "line:col" of each call to the variable it is assigned to. */
-export function bindingNames(file: string, text: string): Map<string, string> {
-  const sf = parse(file, text);
-  const out = new Map<string, string>();
-  sf.forEachDescendant((node) => {
-    if (!Node.isCallExpression(node)) return;
-    const name = bindingOf(node);
-    const at = name && anchorOf(sf, node);
-    if (name && at) out.set(at, name);
-  });
-  return out;
+/** The calls of a file: where each is anchored, and which variable it is assigned to. */
+export class FileCalls {
+  /** By every "line:col" V8 may report for a frame of the call: its anchor, and its '('. */
+  private readonly byPos = new Map<string, CallSite>();
+  /** Each call's extent (offsets from its callee to its ')'), in source order. */
+  private readonly spans: { start: number; end: number; site: CallSite }[] = [];
+  private readonly sf: SourceFile;
+
+  constructor(file: string, text: string) {
+    const sf = (this.sf = parse(file, text));
+    const lineCol = (pos: number) => {
+      const lc = sf.getLineAndColumnAtPos(pos);
+      return { key: `${lc.line}:${lc.column}`, line: lc.line, col: lc.column };
+    };
+    const aliases: [string, CallSite][] = [];
+    sf.forEachDescendant((node) => {
+      if (!Node.isCallExpression(node)) return;
+      const pos = anchorPos(node);
+      if (pos === undefined) return;
+      const at = lineCol(pos);
+      const site: CallSite = { line: at.line, col: at.col, name: bindingOf(node) };
+      this.byPos.set(at.key, site);
+      this.spans.push({ start: node.getExpression().getStart(), end: node.getEnd(), site });
+      const paren = node.getFirstChildByKind(SyntaxKind.OpenParenToken);
+      if (paren) aliases.push([lineCol(paren.getStart()).key, site]);
+    });
+    // an anchor always wins over a '(' at the same place
+    for (const [k, site] of aliases) if (!this.byPos.has(k)) this.byPos.set(k, site);
+  }
+
+  /** The call a frame at this 1-based position belongs to, if the position is one of its own. */
+  at(line: number, col: number): CallSite | undefined {
+    return this.byPos.get(`${line}:${col}`);
+  }
+
+  /** The innermost call whose text contains this 1-based position. */
+  enclosing(line: number, col: number): CallSite | undefined {
+    const lines = this.sf.compilerNode.getLineStarts();
+    if (line < 1 || line > lines.length) return undefined;
+    const pos = lines[line - 1]! + col - 1;
+    let best: { start: number; end: number; site: CallSite } | undefined;
+    for (const s of this.spans) if (s.start <= pos && pos < s.end && (!best || s.end - s.start < best.end - best.start)) best = s;
+    return best?.site;
+  }
 }
 
-/** Where the default export starts (for errors about it); line 1 when there is none. */
+/**
+ * Where the default export starts (for errors about it): `export default <expression>`,
+ * `export default function ...` / `export default class ...`, or `export { m as default }`;
+ * line 1 when there is none.
+ */
 export function defaultExportAt(file: string, text: string): { line: number; col: number } {
   const sf = parse(file, text);
-  const at = sf.getExportAssignment((e) => !e.isExportEquals());
+  let at: Node | undefined;
+  for (const st of sf.getStatements()) {
+    if (Node.isExportAssignment(st) && !st.isExportEquals()) at = st;
+    else if ((Node.isFunctionDeclaration(st) || Node.isClassDeclaration(st)) && st.isDefaultExport()) at = st;
+    else if (Node.isExportDeclaration(st)) at = st.getNamedExports().find((e) => (e.getAliasNode() ?? e.getNameNode()).getText() === 'default') ?? at;
+    if (at) break;
+  }
   if (!at) return { line: 1, col: 1 };
   const lc = sf.getLineAndColumnAtPos(at.getStart());
   return { line: lc.line, col: lc.column };

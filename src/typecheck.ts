@@ -14,6 +14,21 @@ const DSL_TYPES = existsSync(path.join(HERE, 'index.d.ts')) ? path.join(HERE, 'i
 /** The compiler's own folders (src, ir, codegen, or their dist/ builds): never reported. */
 const OWN = [HERE, path.resolve(HERE, '../ir'), path.resolve(HERE, '../codegen')].map((d) => d + path.sep);
 
+/**
+ * TypeScript's message as one line: a chained message ("Argument of type ... is not assignable
+ * to parameter of type 'ModelFn'." then, indented below, "Type 'void' is not assignable to type
+ * 'ModelOutputs'.") has its parts joined with ' ', each ending in punctuation, so that a
+ * diagnostic keeps its one header line.
+ */
+export function flatTsMessage(text: string | ts.DiagnosticMessageChain): string {
+  const parts = ts
+    .flattenDiagnosticMessageText(text, '\n')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  return parts.map((l, i) => (i < parts.length - 1 && !/[.:;!?]$/.test(l) ? `${l}.` : l)).join(' ');
+}
+
 /** The type errors of a model file and its imports, as located CompileErrors (files relative to `dir`). */
 export function typeErrors(entry: string, dir: string): CompileError[] {
   const project = new Project({
@@ -42,7 +57,7 @@ export function typeErrors(entry: string, dir: string): CompileError[] {
     if (!sf || own(sf.getFilePath())) continue;
     const start = d.getStart() ?? 0;
     const lc = sf.getLineAndColumnAtPos(start);
-    const message = ts.flattenDiagnosticMessageText(d.compilerObject.messageText, '\n');
+    const message = flatTsMessage(d.compilerObject.messageText);
     out.push(
       new CompileError(`TS${d.getCode()}: ${message}`, 'fix the type error: the model must type-check against the graphc DSL', {
         file: path.relative(dir, sf.getFilePath()).split(path.sep).join('/'),

@@ -16,16 +16,15 @@
 // sources (a number, a method name, a line, a token, characters) either build (exit 0, files
 // written) or fail in the same clean way.
 //
-// Known compiler bugs are tolerated or excluded where marked TODO; FUZZ_KNOWN_BUGS=1 makes the
-// properties strict again. FUZZ_SCALE=k runs k times as many programs, FUZZ_SEED=k shifts the
-// seeds, FUZZ_NO_SHRINK=1 reports the first failure unshrunk, FUZZ_SHOW=1 prints what ran.
+// FUZZ_SCALE=k runs k times as many programs, FUZZ_SEED=k shifts the seeds, FUZZ_NO_SHRINK=1
+// reports the first failure unshrunk, FUZZ_SHOW=1 prints what ran.
 
 import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { modelFile, ROOT, run, tmp } from '../helpers.js';
-import { BODY_LINE0, Choices, choicesArb, INCLUDE_KNOWN_BUGS, modelSource, ModelGen, S } from './gen.js';
+import { BODY_LINE0, Choices, choicesArb, modelSource, ModelGen, S } from './gen.js';
 
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1);
 const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
@@ -73,11 +72,6 @@ function checkDiagnostic(err: string, modelPath: string, source: string): Diagno
     return { message: lines[0]!.slice('error: '.length) };
   }
   const [, file, l, c, message] = head;
-  // TODO(bug: multi-line TypeScript diagnostics): a chained TS message (e.g. TS2345 "... is not
-  // assignable to parameter of type 'ModelFn'.\n  Type 'void' is not assignable to type
-  // 'ModelOutputs'.") is printed over several lines, between the header and the source line.
-  // Tolerated for TS diagnostics unless FUZZ_KNOWN_BUGS=1.
-  if (!INCLUDE_KNOWN_BUGS && message!.startsWith('TS')) while (lines.length > 4 && !/^ {2}\d+ \| /.test(lines[1]!)) lines.splice(1, 1);
   const line = Number(l);
   const col = Number(c);
   expect(path.resolve(ROOT, file!), 'the path names the model file').toBe(realpathSync(modelPath));
@@ -459,11 +453,7 @@ const FAMILIES: Record<string, Family> = {
     const [expr, method, msg] = c.pick(forms);
     const stmt = `const bad = ${expr};`;
     const line = p.add(stmt);
-    // TODO(bug: g.const location): errors of g.const(...) are located at the '(' after `const`,
-    // not at `const` (and `const c = g.const(...)` does not name the value c). The column is
-    // not checked for g.const unless FUZZ_KNOWN_BUGS=1.
-    const col = method === 'const' && !INCLUDE_KNOWN_BUGS ? undefined : Program.col(stmt, method);
-    return { family: 'argument-kinds', source: p.source(), expect: { code: 1, line, col, msg } };
+    return { family: 'argument-kinds', source: p.source(), expect: { code: 1, line, col: Program.col(stmt, method), msg } };
   },
 
   typeErrors(p) {
@@ -526,11 +516,7 @@ const FAMILIES: Record<string, Family> = {
     const c = p.c;
     const fn = c.pick(['3', 'null', "'fn'", '{}', 'undefined']);
     const src = `import { model } from 'graphc';\n\nexport default model('fz', ${fn} as any);\n`;
-    // TODO(bug: model(name, notAFunction)): reported without a location, as "the model threw
-    // TypeError: m.def.fn is not a function" (a compiler-internal name), with the hint "fix the
-    // model code at this line". The location (the model(...) call, line 3) is required only
-    // with FUZZ_KNOWN_BUGS=1.
-    return { family: 'model-fn', source: src, expect: { code: 1, line: INCLUDE_KNOWN_BUGS ? 3 : undefined } };
+    return { family: 'model-fn', source: src, expect: { code: 1, line: 3 } };
   },
 
   defaultExport(p) {
@@ -541,11 +527,7 @@ const FAMILIES: Record<string, Family> = {
       const src = body.replace('export default model(', 'export const notDefault = model(');
       return { family: 'no-default-export', source: src, expect: { code: 1, line: 1, col: 1, msg: /^the model file has no default export/ } };
     }
-    const forms = ['3', "{ name: 'x' }", 'model', "'model'", 'null', "[model('a', (g) => g.param('p', []))]"];
-    // TODO(bug: default-export location): `export default function ...` / `export default class
-    // ...` is reported at 1:1 instead of at the export on line 3 (names.ts only looks for an
-    // export assignment). Excluded unless FUZZ_KNOWN_BUGS=1.
-    if (INCLUDE_KNOWN_BUGS) forms.push('function (g: unknown) { return g; }', 'class {}');
+    const forms = ['3', "{ name: 'x' }", 'model', "'model'", 'null', "[model('a', (g) => g.param('p', []))]", 'function (g: unknown) { return g; }', 'class {}'];
     const other = c.pick(forms);
     const src = `import { model } from 'graphc';\nvoid model;\nexport default ${other};\n`;
     return { family: 'not-a-model', source: src, expect: { code: 1, line: 3, col: 1, msg: /^the default export of the model file is not model\(\.\.\.\)/ } };
