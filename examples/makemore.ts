@@ -2,7 +2,7 @@
 // ninja"), written out long-form exactly as there: embedding, linear, batchnorm spelled out with
 // Bessel's correction, tanh, linear, logit-max subtraction, softmax by exp/sum/pow(-1), log, pick,
 // mean. graphc derives the backward pass that the lecture writes by hand.
-import { model } from 'graphc';
+import { model, type ModelOutputs } from 'graphc';
 
 export interface MakemoreConfig {
   /** Batch size (the lecture's n). */
@@ -19,7 +19,8 @@ export interface MakemoreConfig {
 
 export const LECTURE: MakemoreConfig = { batch: 32, block: 3, nEmbd: 10, nHidden: 64, vocab: 27 };
 
-export function makemore(cfg: MakemoreConfig = LECTURE, name = 'makemore') {
+/** `bnStats`: also output the batch statistics (calibrating batchnorm on a whole split, as in the lecture). */
+export function makemore(cfg: MakemoreConfig = LECTURE, name = 'makemore', bnStats = false) {
   const { batch: n, block, nEmbd, nHidden, vocab } = cfg;
   return model(name, (g) => {
     const C = g.param('C', [vocab, nEmbd]);
@@ -62,7 +63,8 @@ export function makemore(cfg: MakemoreConfig = LECTURE, name = 'makemore') {
     const probs = counts.mul(counts_sum_inv);
     const logprobs = probs.log();
     const loss = g.pick(logprobs, Yb).mean().neg();
-    return { loss, probs };
+    const outputs: ModelOutputs = bnStats ? { loss, probs, bnmeani, bnvar } : { loss, probs };
+    return outputs;
   });
 }
 

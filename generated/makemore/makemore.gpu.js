@@ -116,8 +116,8 @@ export async function create(options = {}) {
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
 
-  // emb = C[Xb]  (makemore.ts:40)
-  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
+  // emb = C[Xb]  (makemore.ts:41)
+  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:41  const emb = g.gather(C, Xb); // embed the characters into vectors
   const kernel_emb = kernel(function (Xb, C) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 30);
@@ -127,9 +127,9 @@ export async function create(options = {}) {
       return C[Xb[_i0 * 3 + _i1] * 10 + _rest1];
     }, 960);
 
-  // hprebn = embcat @ W1 + b1  (makemore.ts:43)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:43
+  // hprebn = embcat @ W1 + b1  (makemore.ts:44)
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:44
   const kernel_hprebn = kernel(function (embcat, W1, b1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -142,9 +142,9 @@ export async function create(options = {}) {
       return _t2;
     }, 2048);
 
-  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:45)
-  //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:45  const bnmeani = hprebn.sum(0, true).mul(1 / n);
-  //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:45
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:46)
+  //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:46  const bnmeani = hprebn.sum(0, true).mul(1 / n);
+  //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:46
   const kernel_bnmeani = kernel(function (hprebn) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -155,16 +155,16 @@ export async function create(options = {}) {
       return _t2;
     }, 64);
 
-  // bndiff = hprebn - bnmeani  (makemore.ts:46)
-  // bndiff2 = bndiff²  (makemore.ts:47)
-  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
-  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
-  //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
-  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:47  const bndiff2 = bndiff.pow(2);
-  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
-  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:48
-  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
-  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:49
+  // bndiff = hprebn - bnmeani  (makemore.ts:47)
+  // bndiff2 = bndiff²  (makemore.ts:48)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:49)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:50)
+  //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:47  const bndiff = hprebn.sub(bnmeani);
+  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:48  const bndiff2 = bndiff.pow(2);
+  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:49  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
+  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:49
+  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:50  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
+  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:50
   const kernel_bnvar_inv = kernel(function (hprebn, bnmeani) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -179,11 +179,11 @@ export async function create(options = {}) {
       return _t6;
     }, 64);
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
-  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
-  //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:52)
+  //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:52
   const kernel_bnraw = kernel(function (hprebn, bnmeani, bnvar_inv) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -192,11 +192,11 @@ export async function create(options = {}) {
       return _t0;
     }, 2048);
 
-  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
-  // h = tanh(hpreact)  (makemore.ts:53)
-  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
-  //   %h: f32[32,64] = tanh %hpreact   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:52)
+  // h = tanh(hpreact)  (makemore.ts:54)
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:52
+  //   %h: f32[32,64] = tanh %hpreact   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
   const kernel_h = kernel(function (bngain, bnraw, bnbias) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -206,9 +206,9 @@ export async function create(options = {}) {
       return Math.tanh(_t1);
     }, 2048);
 
-  // logits = h @ W2 + b2  (makemore.ts:55)
-  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
-  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:55
+  // logits = h @ W2 + b2  (makemore.ts:56)
+  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
+  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:56
   const kernel_logits = kernel(function (h, W2, b2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
@@ -221,8 +221,8 @@ export async function create(options = {}) {
       return _t2;
     }, 864);
 
-  // probs = softmax(logits, 1)  (makemore.ts:62)
-  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:62  const probs = counts.mul(counts_sum_inv);
+  // probs = softmax(logits, 1)  (makemore.ts:63)
+  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:63  const probs = counts.mul(counts_sum_inv);
   const kernel_probs = kernel(function (logits) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
@@ -238,8 +238,8 @@ export async function create(options = {}) {
       return Math.exp(logits[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
     }, 864);
 
-  // loss = cross_entropy(logits, Yb)  (makemore.ts:64)
-  //   %loss: f32[] = xent %logits, %Yb   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
+  // loss = cross_entropy(logits, Yb)  (makemore.ts:65)
+  //   %loss: f32[] = xent %logits, %Yb   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
   const kernel_loss = kernel(function (logits, Yb) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -257,10 +257,10 @@ export async function create(options = {}) {
       return -_acc0 / 32;
     }, 1);
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
-  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
-  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:64
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:65)
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:65
+  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:65
   const kernel_dlogits = kernel(function (probs, Yb) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
@@ -271,10 +271,10 @@ export async function create(options = {}) {
       return _t2;
     }, 864);
 
-  // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
-  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
-  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // db2 = dlogits.sum(0)   add'  (makemore.ts:56)
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:65
+  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_db2 = kernel(function (dlogits) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -284,8 +284,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 27);
 
-  // dh = dlogits @ W2.T   matmul'  (makemore.ts:55)
-  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // dh = dlogits @ W2.T   matmul'  (makemore.ts:56)
+  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_dh = kernel(function (dlogits, W2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -297,8 +297,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 2048);
 
-  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:55)
-  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:56)
+  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   const kernel_dW2 = kernel(function (h, dlogits) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
@@ -310,13 +310,13 @@ export async function create(options = {}) {
       return _acc0;
     }, 1728);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:52)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52
   const kernel_dbnbias = kernel(function (dh, h) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -329,13 +329,13 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:51
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:52)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:52
   const kernel_dbngain = kernel(function (dh, h, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -349,13 +349,13 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:51
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:52)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:52
   const kernel_dbnraw = kernel(function (dh, h, bngain) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -367,52 +367,52 @@ export async function create(options = {}) {
       return _t3;
     }, 2048);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:51)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t20 = kernel(function (bnvar_inv) {
       const _x = this.thread.x;
       const _t0 = bnvar_inv[_x] * 0.03125;
       return _t0;
     }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:51)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t21 = kernel(function (dbnbias, bngain) {
       const _x = this.thread.x;
       const _t0 = dbnbias[_x] * bngain[_x];
       return _t0;
     }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:50)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:51)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t22 = kernel(function (dbngain, bngain) {
       const _x = this.thread.x;
       const _t0 = dbngain[_x] * bngain[_x];
       return _t0;
     }, 64);
 
-  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:50)
-  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
-  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
-  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
-  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
-  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:50
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:51)
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:51
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:51
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:51
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:51
+  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:51
   const kernel_dhprebn = kernel(function (t20, dbnraw, t21, bnraw, t22) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -426,13 +426,13 @@ export async function create(options = {}) {
       return _t5;
     }, 2048);
 
-  // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
-  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
-  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
-  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
-  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
-  //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // db1 = dhprebn.sum(0)   add'  (makemore.ts:44)
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:51
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:51
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:51
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:51
+  //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_db1 = kernel(function (dhprebn) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -442,8 +442,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 64);
 
-  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:43)
-  //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:44)
+  //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_dembcat = kernel(function (dhprebn, W1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 30);
@@ -455,8 +455,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 960);
 
-  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:43)
-  //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:44)
+  //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   const kernel_dW1 = kernel(function (embcat, dhprebn) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
@@ -468,8 +468,8 @@ export async function create(options = {}) {
       return _acc0;
     }, 1920);
 
-  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)
-  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
+  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:41)
+  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:41  const emb = g.gather(C, Xb); // embed the characters into vectors
   const kernel_dC = kernel(function (Xb, demb) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);

@@ -339,21 +339,21 @@ function matmul_dW1() {
 function forwardPass() {
   const { emb, Xb, C, _acc0, hprebn, bnmeani, bnvar_inv, bnraw, bngain, bnbias, h, logits, probs, Yb, loss } = buf;
 
-  // emb = C[Xb]  (makemore.ts:40)
-  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
+  // emb = C[Xb]  (makemore.ts:41)
+  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:41  const emb = g.gather(C, Xb); // embed the characters into vectors
   for (let i = 0; i < 96; i++) {
     const _row = Xb[i] * 10;
     for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
   }
 
-  // hprebn = embcat @ W1 + b1  (makemore.ts:43)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:43
+  // hprebn = embcat @ W1 + b1  (makemore.ts:44)
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore.ts:44
   matmul_hprebn();
 
-  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:45)
-  //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:45  const bnmeani = hprebn.sum(0, true).mul(1 / n);
-  //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:45
+  // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:46)
+  //   %t2: f32[1,64] = sum %hprebn {axes=[0], keepDims=true}   makemore.ts:46  const bnmeani = hprebn.sum(0, true).mul(1 / n);
+  //   %bnmeani: f32[1,64] = mul %t2, %t3   makemore.ts:46
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
@@ -366,16 +366,16 @@ function forwardPass() {
     bnmeani[i] = _acc0[i] * 0.03125;
   }
 
-  // bndiff = hprebn - bnmeani  (makemore.ts:46)
-  // bndiff2 = bndiff²  (makemore.ts:47)
-  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:48)
-  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:49)
-  //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:46  const bndiff = hprebn.sub(bnmeani);
-  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:47  const bndiff2 = bndiff.pow(2);
-  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:48  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
-  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:48
-  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:49  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
-  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:49
+  // bndiff = hprebn - bnmeani  (makemore.ts:47)
+  // bndiff2 = bndiff²  (makemore.ts:48)
+  // bnvar = bndiff2.sum(0) * 0.03225806451612903  (makemore.ts:49)
+  // bnvar_inv = (bnvar + 0.00001)**-0.5  (makemore.ts:50)
+  //   %bndiff: f32[32,64] = sub %hprebn, %bnmeani   makemore.ts:47  const bndiff = hprebn.sub(bnmeani);
+  //   %bndiff2: f32[32,64] = square %bndiff   makemore.ts:48  const bndiff2 = bndiff.pow(2);
+  //   %t4: f32[1,64] = sum %bndiff2 {axes=[0], keepDims=true}   makemore.ts:49  const bnvar = bndiff2.sum(0, true).mul(1 / (n - 1)); // note: Bessel's correction (dividing by n-1, not n)
+  //   %bnvar: f32[1,64] = mul %t4, %t5   makemore.ts:49
+  //   %t7: f32[1,64] = add %bnvar, %t6   makemore.ts:50  const bnvar_inv = bnvar.add(1e-5).pow(-0.5);
+  //   %bnvar_inv: f32[1,64] = pow %t7, %t8   makemore.ts:50
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
@@ -390,13 +390,13 @@ function forwardPass() {
     bnvar_inv[i] = 1 / Math.sqrt(_t7);
   }
 
-  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:50)
-  // hpreact = bngain * bnraw + bnbias  (makemore.ts:51)
-  // h = tanh(hpreact)  (makemore.ts:53)
-  //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:51
-  //   %h: f32[32,64] = tanh %hpreact   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
+  // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)
+  // hpreact = bngain * bnraw + bnbias  (makemore.ts:52)
+  // h = tanh(hpreact)  (makemore.ts:54)
+  //   %bnraw: f32[32,64] = bn_apply %hprebn, %bnmeani, %bnvar_inv   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:52
+  //   %h: f32[32,64] = tanh %hpreact   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
       const _bnraw = (hprebn[i * 64 + j] - bnmeani[j]) * bnvar_inv[j];
@@ -405,13 +405,13 @@ function forwardPass() {
     }
   }
 
-  // logits = h @ W2 + b2  (makemore.ts:55)
-  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
-  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:55
+  // logits = h @ W2 + b2  (makemore.ts:56)
+  //   %t10: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
+  //   %logits: f32[32,27] = add %t10, %b2   makemore.ts:56
   matmul_logits();
 
-  // probs = softmax(logits, 1)  (makemore.ts:62)
-  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:62  const probs = counts.mul(counts_sum_inv);
+  // probs = softmax(logits, 1)  (makemore.ts:63)
+  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore.ts:63  const probs = counts.mul(counts_sum_inv);
   for (let i = 0; i < 32; i++) {
     const _base = i * 27;
     let _max = -Infinity;
@@ -426,8 +426,8 @@ function forwardPass() {
     for (let j = 0; j < 27; j++) probs[_base + j] *= _inv;
   }
 
-  // loss = cross_entropy(logits, Yb)  (makemore.ts:64)
-  //   %loss: f32[] = xent %logits, %Yb   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
+  // loss = cross_entropy(logits, Yb)  (makemore.ts:65)
+  //   %loss: f32[] = xent %logits, %Yb   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
   {
     let _total = 0;
     for (let i = 0; i < 32; i++) {
@@ -465,12 +465,12 @@ export function valueAndGrad(params, inputs) {
   forwardPass();
   const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bnvar_inv, t20, t21, t22, dhprebn, db1, dC, Xb, demb } = buf;
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:64)
-  // db2 = dlogits.sum(0)   add'  (makemore.ts:55)
-  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:64  const loss = g.pick(logprobs, Yb).mean().neg();
-  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:64
-  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:64
-  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:65)
+  // db2 = dlogits.sum(0)   add'  (makemore.ts:56)
+  //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
+  //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:65
+  //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:65
+  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   for (let i = 0; i < 27; i++) {
     _acc0[i] = 0;
   }
@@ -485,31 +485,31 @@ export function valueAndGrad(params, inputs) {
     db2[i] = _acc0[i];
   }
 
-  // dh = dlogits @ W2.T   matmul'  (makemore.ts:55)
-  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // dh = dlogits @ W2.T   matmul'  (makemore.ts:56)
+  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   matmul_dh();
 
-  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:55)
-  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:55  const logits = h.matmul(W2).add(b2); // output layer
+  // dW2 = h.T @ dlogits   matmul'  (makemore.ts:56)
+  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore.ts:56  const logits = h.matmul(W2).add(b2); // output layer
   matmul_dW2();
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:53)
-  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:51)
-  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:51)
-  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:51)
-  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:50)
-  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:50)
-  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:50)
-  //   %t17: f32[32,64] = square %h   makemore.ts:53  const h = hpreact.tanh(); // hidden layer
-  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:53
-  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:53
-  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:51  const hpreact = bngain.mul(bnraw).add(bnbias);
-  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:51
-  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:51
-  //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:51
-  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:50
-  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:50
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore.ts:52)
+  // dbngain = (dhpreact * bnraw).sum(0)   mul'  (makemore.ts:52)
+  // dbnraw = dhpreact * bngain   mul'  (makemore.ts:52)
+  // t20 = bnvar_inv * 0.03125   bn_apply'  (makemore.ts:51)
+  // t21 = dbnbias * bngain   bn_apply'  (makemore.ts:51)
+  // t22 = dbngain * bngain   bn_apply'  (makemore.ts:51)
+  //   %t17: f32[32,64] = square %h   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
+  //   %t18: f32[32,64] = sub %t12, %t17   makemore.ts:54
+  //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
+  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
+  //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52
+  //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:52
+  //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:52
+  //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:51
+  //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:51
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -530,15 +530,15 @@ export function valueAndGrad(params, inputs) {
     t22[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:50)
-  // db1 = dhprebn.sum(0)   add'  (makemore.ts:43)
-  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:50  const bnraw = bndiff.mul(bnvar_inv);
-  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:50
-  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:50
-  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:50
-  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:50
-  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:50
-  //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:51)
+  // db1 = dhprebn.sum(0)   add'  (makemore.ts:44)
+  //   %t23: f32[32,64] = mul %dbnraw, %t13   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
+  //   %t24: f32[32,64] = sub %t23, %t21   makemore.ts:51
+  //   %t25: f32[32,64] = mul %bnraw, %t14   makemore.ts:51
+  //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:51
+  //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:51
+  //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:51
+  //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
@@ -553,16 +553,16 @@ export function valueAndGrad(params, inputs) {
     db1[i] = _acc0[i];
   }
 
-  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:43)
-  //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // dembcat = dhprebn @ W1.T   matmul'  (makemore.ts:44)
+  //   %dembcat: f32[32,30] = matmul %dhprebn, %W1 {transA=false, transB=true}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   matmul_dembcat();
 
-  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:43)
-  //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:43  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
+  // dW1 = embcat.T @ dhprebn   matmul'  (makemore.ts:44)
+  //   %dW1: f32[30,64] = matmul %embcat, %dhprebn {transA=true, transB=false}   makemore.ts:44  const hprebn = embcat.matmul(W1).add(b1); // hidden layer pre-activation
   matmul_dW1();
 
-  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:40)
-  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:40  const emb = g.gather(C, Xb); // embed the characters into vectors
+  // dC = scatter_add(Xb, demb)   gather'  (makemore.ts:41)
+  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore.ts:41  const emb = g.gather(C, Xb); // embed the characters into vectors
   {
     dC.fill(0);
     for (let i = 0; i < 96; i++) {

@@ -131,12 +131,6 @@ export function nestedLiteral(c: Choices, shape: readonly number[], values: read
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known compiler bugs whose input families are excluded so that the rest of the fuzzers run.
-// FUZZ_KNOWN_BUGS=1 includes them again (to check a fix: the properties must then pass).
-
-export const INCLUDE_KNOWN_BUGS = process.env.FUZZ_KNOWN_BUGS === '1';
-
-// ---------------------------------------------------------------------------------------------
 // Well-typed DSL programs
 
 export interface Val {

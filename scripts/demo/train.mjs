@@ -1,0 +1,110 @@
+// Training with a graphc-generated module: minibatch SGD with the lecture's step decay of the
+// learning rate, and checkpoints from which a run resumes exactly where it stopped (params, step,
+// the random state that draws the minibatches, and the loss history).
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { Rng } from './rng.mjs';
+
+/** The lecture's schedule: 0.1 for the first half of the run, then 0.01. */
+export function learningRate(step, steps) {
+  return step < steps / 2 ? 0.1 : 0.01;
+}
+
+export class Trainer {
+  /**
+   * `mod`: the generated module of the training network (inputs Xb [batch, block], Yb [batch]);
+   * `train`: the training dataset; `steps`: the length of the run (the schedule depends on it).
+   */
+  constructor(mod, train, { steps, seed = 1, params, step = 0, rng, history, window = [0, 0] }) {
+    this.mod = mod;
+    this.train = train;
+    this.steps = steps;
+    this.seed = seed;
+    this.params = params ?? mod.initParams(seed);
+    this.step = step;
+    this.rng = new Rng(rng ?? seed * 2654435761);
+    /** Mean minibatch loss of every `window` steps, and the dev loss at each evaluation. */
+    this.history = history ?? { window: 100, train: [], dev: [] };
+    [this.windowSum, this.windowCount] = window;
+    const [batch, block] = mod.spec.inputs.Xb.shape;
+    this.batch = { Xb: new Int32Array(batch * block), Yb: new Int32Array(batch) };
+  }
+
+  /** One SGD step on a random minibatch; returns its loss. */
+  trainStep() {
+    const { Xb, Yb } = this.batch;
+    const { X, Y, n, block } = this.train;
+    for (let i = 0; i < Yb.length; i++) {
+      const k = this.rng.int(n);
+      for (let j = 0; j < block; j++) Xb[i * block + j] = X[k * block + j];
+      Yb[i] = Y[k];
+    }
+    const { loss, grads } = this.mod.valueAndGrad(this.params, this.batch);
+    const lr = learningRate(this.step, this.steps);
+    for (const name in this.params) {
+      const p = this.params[name];
+      const g = grads[name];
+      for (let i = 0; i < p.length; i++) p[i] -= lr * g[i];
+    }
+    this.step++;
+    this.windowSum += loss;
+    if (++this.windowCount === this.history.window) {
+      this.history.train.push([this.step, this.windowSum / this.windowCount]);
+      this.windowSum = 0;
+      this.windowCount = 0;
+    }
+    return loss;
+  }
+
+  /** What a checkpoint holds (params copied). */
+  state() {
+    return {
+      format: 'graphc-demo-checkpoint',
+      version: 1,
+      model: this.mod.spec.name,
+      steps: this.steps,
+      seed: this.seed,
+      step: this.step,
+      rng: this.rng.state,
+      history: this.history,
+      window: [this.windowSum, this.windowCount],
+      params: Object.fromEntries(Object.entries(this.params).map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')])),
+    };
+  }
+
+  /** A trainer that continues from a checkpoint's state. */
+  static resume(mod, train, state) {
+    if (state.format !== 'graphc-demo-checkpoint' || state.version !== 1) throw new Error('not a graphc demo checkpoint (version 1)');
+    if (state.model !== mod.spec.name) throw new Error(`the checkpoint is of model '${state.model}', not '${mod.spec.name}'`);
+    const params = {};
+    for (const [k, spec] of Object.entries(mod.spec.params)) {
+      if (!(k in state.params)) throw new Error(`the checkpoint has no param '${k}'`);
+      const bytes = Buffer.from(state.params[k], 'base64');
+      const n = spec.shape.reduce((a, b) => a * b, 1);
+      if (bytes.length !== n * 4) throw new Error(`the checkpoint's param '${k}' has ${bytes.length / 4} values, the model wants ${n}`);
+      params[k] = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    }
+    const { steps, seed, step, rng, history, window } = state;
+    return new Trainer(mod, train, { steps, seed, params, step, rng, history, window });
+  }
+}
+
+/** Writes `data` to `file` atomically: a temporary file beside it, synced, then renamed over it. */
+export function writeFileAtomic(file, data) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
+
+export function saveCheckpoint(file, trainer) {
+  writeFileAtomic(file, JSON.stringify(trainer.state()));
+}
+
+export function loadCheckpoint(file) {
+  return JSON.parse(readFileSync(file, 'utf8'));
+}

@@ -1,0 +1,146 @@
+// The training demo (npm run demo): training with the generated module lowers the loss,
+// checkpoints round-trip, a resumed run equals an uninterrupted one bit for bit, calibrated
+// evaluation agrees with the full-batch training pass, and the command itself trains, samples,
+// draws its curve and survives Ctrl-C.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+// @ts-expect-error: plain ESM without type declarations
+import { dataset, loadNames, splits } from '../scripts/demo/data.mjs';
+// @ts-expect-error: plain ESM without type declarations
+import { calibrate, sampleNames, splitLoss } from '../scripts/demo/evaluate.mjs';
+// @ts-expect-error: plain ESM without type declarations
+import { Rng } from '../scripts/demo/rng.mjs';
+// @ts-expect-error: plain ESM without type declarations
+import { loadCheckpoint, saveCheckpoint, Trainer } from '../scripts/demo/train.mjs';
+import type { GeneratedModule } from './helpers.js';
+import { buildAndImport, modelFile, ROOT, tmp } from './helpers.js';
+
+const names: string[] = loadNames(42);
+const data = splits(names);
+const lecture = (): Promise<GeneratedModule> => import(pathToFileURL(path.join(ROOT, 'generated/makemore/makemore.js')).href);
+
+describe('demo data', () => {
+  it('the @stdlib names, lowercased a-z, split 80/10/10 into contexts of 3', () => {
+    expect(names.length).toBeGreaterThan(7000);
+    expect(names.every((n) => /^[a-z]+$/.test(n))).toBe(true);
+    expect(new Set(names).size).toBe(names.length);
+    const chars = (ws: string[]) => ws.reduce((s, w) => s + w.length + 1, 0);
+    const n1 = Math.floor(0.8 * names.length);
+    const n2 = Math.floor(0.9 * names.length);
+    expect([data.train.n, data.dev.n, data.test.n]).toEqual([chars(names.slice(0, n1)), chars(names.slice(n1, n2)), chars(names.slice(n2))]);
+    const emma = dataset(['emma']);
+    expect(Array.from(emma.X)).toEqual([0, 0, 0, 0, 0, 5, 0, 5, 13, 5, 13, 13, 13, 13, 1]);
+    expect(Array.from(emma.Y)).toEqual([5, 13, 13, 1, 0]);
+    expect(loadNames(42)).toEqual(names); // the shuffle is fixed by its seed
+  });
+});
+
+describe('training', () => {
+  it('a short run lowers the loss', async () => {
+    const t = new Trainer(await lecture(), data.train, { steps: 400, seed: 3 });
+    const losses: number[] = [];
+    while (t.step < t.steps) losses.push(t.trainStep());
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(losses.slice(0, 50))).toBeGreaterThan(3);
+    expect(mean(losses.slice(-100))).toBeLessThan(mean(losses.slice(0, 50)) - 0.5);
+    expect(t.history.train).toHaveLength(4);
+  });
+
+  it('a checkpoint round-trips: params bit for bit, step, random state and history', async () => {
+    const mod = await lecture();
+    const t = new Trainer(mod, data.train, { steps: 100, seed: 5 });
+    for (let i = 0; i < 37; i++) t.trainStep();
+    const file = path.join(tmp(), 'ck.json');
+    saveCheckpoint(file, t);
+    const u = Trainer.resume(mod, data.train, loadCheckpoint(file));
+    expect([u.step, u.steps, u.rng.state, u.windowSum, u.windowCount]).toEqual([t.step, t.steps, t.rng.state, t.windowSum, t.windowCount]);
+    for (const k of Object.keys(t.params)) expect(u.params[k]).toEqual(t.params[k]);
+    expect(u.history).toEqual(t.history);
+    expect(readFileSync(file, 'utf8')).toBe(JSON.stringify(t.state()));
+  });
+
+  it('resuming from a checkpoint equals training without a stop', async () => {
+    const mod = await lecture();
+    const straight = new Trainer(mod, data.train, { steps: 300, seed: 7 });
+    while (straight.step < 300) straight.trainStep();
+    const first = new Trainer(mod, data.train, { steps: 300, seed: 7 });
+    while (first.step < 130) first.trainStep();
+    const file = path.join(tmp(), 'ck.json');
+    saveCheckpoint(file, first);
+    const resumed = Trainer.resume(mod, data.train, loadCheckpoint(file));
+    while (resumed.step < 300) resumed.trainStep();
+    for (const k of Object.keys(straight.params)) expect(Buffer.from(resumed.params[k].buffer).equals(Buffer.from(straight.params[k].buffer)), k).toBe(true);
+    expect(resumed.history).toEqual(straight.history);
+  });
+
+  it('a checkpoint of another model is refused', async () => {
+    const mod = await lecture();
+    const state = new Trainer(mod, data.train, { steps: 10 }).state();
+    expect(() => Trainer.resume(mod, data.train, { ...state, model: 'other' })).toThrow("the checkpoint is of model 'other', not 'makemore'");
+  });
+});
+
+describe('evaluation', () => {
+  it('inference with calibrated statistics reproduces the full-batch training pass; sampling gives names', async () => {
+    const small = dataset(names.slice(0, 60));
+    const build = async (fn: string, file: string, args: string) =>
+      (await buildAndImport(modelFile(`import { LECTURE } from '${ROOT}/examples/makemore.ts';\nimport { ${fn} } from '${ROOT}/examples/${file}.ts';\nexport default ${fn}(${args});\n`))).mod;
+    const cal = await build('makemore', 'makemore', `{ ...LECTURE, batch: ${small.n} }, 'cal', true`);
+    const inf = await build('makemoreInference', 'makemore_inference', `{ ...LECTURE, batch: ${small.n} }, 'inf'`);
+    const sampler = await build('makemoreInference', 'makemore_inference', `{ ...LECTURE, batch: 4 }, 'sampler'`);
+    const params = cal.initParams(9);
+    const stats = calibrate(cal, params, small);
+    expect(stats.bnmean).toHaveLength(64);
+    // batchnorm over a batch with that batch's own statistics is inference with them as inputs
+    expect(Math.abs(splitLoss(inf, params, stats, small) - stats.loss)).toBeLessThan(1e-5);
+    const sampled: string[] = sampleNames(sampler, params, stats, new Rng(1), 12);
+    expect(sampled).toHaveLength(4);
+    for (const s of sampled) expect(s).toMatch(/^[a-z]{0,12}$/);
+  });
+});
+
+describe('npm run demo', () => {
+  const demo = path.join(ROOT, 'scripts/demo.mjs');
+
+  it('builds, trains, reports train/dev/test loss, samples 10 names and draws the loss curve', () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [demo, '--steps', '600', '--eval-every', '300', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/train \d\.\d{4} {3}dev \d\.\d{4} {3}test \d\.\d{4}/);
+    const sampled = r.stdout.split('10 names sampled from the trained model:\n')[1]!.split('\n').slice(0, 10);
+    for (const s of sampled) expect(s).toMatch(/^ {2}[a-z]*$/);
+    expect(readFileSync(path.join(out, 'demo-loss.svg'), 'utf8')).toMatch(/^<svg [^]*<polyline [^]*<\/svg>\n$/);
+    expect(existsSync(path.join(out, 'demo-loss.png'))).toBe(true);
+    const ck = JSON.parse(readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
+    expect([ck.step, ck.steps, ck.history.dev.length]).toEqual([600, 600, 2]);
+  });
+
+  it('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async () => {
+    const out = tmp();
+    const child = spawn(process.execPath, [demo, '--steps', '1000000', '--eval-every', '100000', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (/step +\d+\/1000000/.test(text)) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    expect(code, text).toBe(130);
+    expect(text).toMatch(/interrupted at step (\d+): saved .*checkpoint\.json; continue with npm run demo -- --resume/);
+    const ck = JSON.parse(readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
+    const at = Number(/interrupted at step (\d+)/.exec(text)![1]);
+    expect(ck.step).toBe(at);
+    // finish the run quickly: the same checkpoint with a shorter schedule
+    writeFileSync(path.join(out, 'checkpoint.json'), JSON.stringify({ ...ck, steps: at + 200 }));
+    const r = spawnSync(process.execPath, [demo, '--resume', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`resumed from`);
+    expect(r.stdout).toContain(`at step ${at} of ${at + 200}`);
+    expect(JSON.parse(readFileSync(path.join(out, 'checkpoint.json'), 'utf8')).step).toBe(at + 200);
+  });
+});
