@@ -120,6 +120,25 @@ export default model('nograd', (g) => {
     }
   });
 
+  it("reports a type error in a 1000-layer model (TypeScript's checker recurses through every layer)", async () => {
+    const layers = Array.from({ length: 1000 }, (_, i) =>
+      i === 499 ? `  const h${i + 1} = h${i}.add('b');` : `  const h${i + 1} = h${i}.mul(W).tanh();`,
+    );
+    const file = modelFile(`import { model } from 'graphc';
+export default model('deep', (g) => {
+  const W = g.param('W', [4]);
+  const h0 = g.input('x', [4]);
+${layers.join('\n')}
+  return h1000.sum();
+});
+`);
+    const r = await run(['build', file, '--out', path.join(tmp(), 'out')]);
+    expect(r.code).toBe(1);
+    expect(r.err.split('\n')[0]).toBe(
+      `${path.relative(ROOT, file)}:504:25: error: TS2345: Argument of type 'string' is not assignable to parameter of type 'TensorLike'.`,
+    );
+  });
+
   it('warns (and builds) when a param does not reach the loss', async () => {
     const r = await run(['build', 'test/fixtures/errors/unused-param.ts', '--out', path.join(tmp(), 'out')]);
     expect(r.code).toBe(0);
