@@ -45,16 +45,16 @@ export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000 } = {}) {
   return { ok, ms, error, timedOut };
 }
 
-/** Writes the model file of a makemore variant ('composite' or 'long') and builds it. */
+/**
+ * Writes the model file of a makemore variant ('composite', 'long', or 'symbolic': the composite
+ * one built once for any batch, 'B') and builds it.
+ */
 export function buildMakemore(workDir, variant, sizeName) {
   const name = `makemore_${variant}_${sizeName}`;
-  const [fn, file] = variant === 'composite' ? ['makemoreComposite', 'makemore_composite.ts'] : ['makemore', 'makemore.ts'];
+  const [fn, file] = variant === 'long' ? ['makemore', 'makemore.ts'] : ['makemoreComposite', 'makemore_composite.ts'];
+  const cfg = variant === 'symbolic' ? { ...SIZES[sizeName], batch: 'B' } : SIZES[sizeName];
   const src = path.join(workDir, `${name}.ts`);
-  writeFileSync(
-    src,
-    `import { ${fn} } from ${JSON.stringify(path.join(ROOT, 'examples', file))};\n` +
-      `export default ${fn}(${JSON.stringify(SIZES[sizeName])}, '${name}');\n`,
-  );
+  writeFileSync(src, `import { ${fn} } from ${JSON.stringify(path.join(ROOT, 'examples', file))};\n` + `export default ${fn}(${JSON.stringify(cfg)}, '${name}');\n`);
   const outDir = path.join(workDir, name);
   const build = graphcBuild(src, outDir);
   const module = path.join(outDir, `${name}.js`);

@@ -24,6 +24,7 @@ const TOLERANCE = 1e-4;
 const CONTENDERS = [
   { id: 'composite', label: 'graphc composite', kind: 'graphc', variant: 'composite' },
   { id: 'long', label: 'graphc long-form', kind: 'graphc', variant: 'long' },
+  { id: 'symbolic', label: 'graphc batch B', kind: 'graphc', variant: 'symbolic' },
   { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
   { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
   { id: 'torch', label: 'PyTorch eager', kind: 'torch' },
@@ -57,7 +58,7 @@ async function main() {
   section('graphc build: wall time of `node bin/graphc.js build` (Node start included)');
   const builds = {};
   for (const size of opts.sizes) {
-    for (const variant of ['composite', 'long']) {
+    for (const variant of ['composite', 'long', 'symbolic']) {
       const b = buildMakemore(workDir, variant, size);
       builds[`${variant}_${size}`] = b;
       console.log(`  ${b.name.padEnd(22)} ${b.ok ? `${fmt.ms(b.ms).padStart(8)} ms   ${kb(b.jsBytes)} of JS, ${b.jsLines} lines` : 'FAILED'}`);
@@ -192,7 +193,7 @@ function printVersions(list) {
   for (const c of list) {
     const i = c.info ?? {};
     let what = `Node ${i.node}`;
-    if (c.kind === 'graphc') what += `, generated JS (${c.variant === 'composite' ? 'makemoreComposite' : 'makemore'})`;
+    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'" }[c.variant]})`;
     if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
     if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
     if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default)`;
@@ -224,6 +225,7 @@ function printSummary(results, builds, mlps) {
     ['L: graphc ≥ 1.1 GFLOP/s', gflops('L', 'composite'), (x) => x >= 1.1, (x) => `${fmt.gflops(x)} GFLOP/s`],
     ['S: long-form within 10% of composite', quotient(ms('S', 'long'), ms('S', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
     ['L: long-form within 10% of composite', quotient(ms('L', 'long'), ms('L', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
+    ['S: batch B within 10% of static batch', quotient(ms('S', 'symbolic'), ms('S', 'composite')), (x) => x <= 1.1, fmt.ratio],
     ['makemore (S) build < 1.5 s', builds.long_S?.ms, (x) => x < 1500, fmt.s],
     ['1000-layer MLP build < 20 s', mlp1000?.ok || mlp1000?.timedOut ? mlp1000.ms : undefined, (x) => x < 20_000, (x) => (mlp1000.timedOut ? `> ${fmt.s(x)}` : fmt.s(x))],
   ];

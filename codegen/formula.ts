@@ -89,13 +89,15 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
     case 'concat':
       return atom(`cat([${inst.args.map((_x, i) => arg(i).s).join(', ')}], ${inst.attrs.axis})`);
     case 'slice':
-      return atom(`${par(a(), 5)}[${inst.attrs.starts.map((s, d) => `${s}:${s + inst.attrs.sizes[d]!}`).join(', ')}]`);
+      return atom(`${par(a(), 5)}[${inst.attrs.starts.map((s, d) => { const n = inst.attrs.sizes[d]!; return typeof n === 'number' ? `${s}:${s + n}` : ':'; }).join(', ')}]`);
     case 'pad':
       return atom(`pad(${a().s})`);
     case 'input':
     case 'param':
     case 'fwd':
       return atom(g.value(inst.result).name);
+    case 'dim':
+      return atom(inst.attrs.name);
     case 'const':
       return atom(inst.attrs.data.length === 1 ? fmtNumber(inst.attrs.data[0]!) : g.value(inst.result).name);
   }

@@ -7,6 +7,7 @@
 // into one command encoder on webgpu (one fused pass over one wasm memory on webasm) and reads
 // back only its results: the outputs, or the loss and the gradients.
 
+import { staticShape } from '../ir/dims.js';
 import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
@@ -75,7 +76,7 @@ const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } 
 // A kernel: one value at the position of each thread
 
 /** Flat index of a position in a row-major shape. */
-function flat(pos: readonly string[], shape: Shape): string {
+function flat(pos: readonly string[], shape: readonly number[]): string {
   const st = strides(shape);
   const terms = pos.flatMap((p, d) => (p === '0' || shape[d] === 1 ? [] : [st[d] === 1 ? p : `${wrapSum(p)} * ${st[d]}`]));
   return terms.length ? terms.join(' + ') : '0';
@@ -84,7 +85,7 @@ function flat(pos: readonly string[], shape: Shape): string {
 const wrapSum = (p: string) => (/[+-]/.test(p) ? `(${p})` : p);
 
 /** The position of an operand of shape `s` broadcast into a result position. */
-function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string[] {
+function broadcastPos(pos: readonly string[], outShape: readonly number[], s: readonly number[]): string[] {
   const off = outShape.length - s.length;
   return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
 }
@@ -158,7 +159,7 @@ class KernelWriter {
 
   /** The value v at position `pos` (one index expression per axis). */
   at(v: ValueId, pos: readonly string[]): Expr {
-    const shape = this.g.type(v).shape;
+    const shape = staticShape(this.g.type(v).shape);
     if (!this.registers.has(v)) return this.array(v, flat(pos, shape));
     const key = `${v.index}@${pos.join(',')}`;
     for (const scope of this.memo) {
@@ -172,8 +173,8 @@ class KernelWriter {
 
   private compute(inst: Inst, pos: readonly string[]): Expr {
     const g = this.g;
-    const out = g.type(inst.result).shape;
-    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, g.type(inst.args[k]!).shape)) => this.at(inst.args[k]!, p);
+    const out = staticShape(g.type(inst.result).shape);
+    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, staticShape(g.type(inst.args[k]!).shape))) => this.at(inst.args[k]!, p);
     switch (inst.op) {
       case 'one_hot': {
         const idx = this.at(inst.args[0]!, pos.slice(0, -1));
@@ -182,7 +183,7 @@ class KernelWriter {
       case 'sum':
       case 'max': {
         const x = inst.args[0]!;
-        const xs = g.type(x).shape;
+        const xs = staticShape(g.type(x).shape);
         const { axes, keepDims } = inst.attrs;
         const kept = keepDims ? pos.filter((_p, d) => !axes.includes(d)) : pos;
         const isSum = inst.op === 'sum';
@@ -199,8 +200,8 @@ class KernelWriter {
       case 'matmul': {
         const [A, B] = inst.args as [ValueId, ValueId];
         const { transA, transB } = inst.attrs;
-        const ta = g.type(A).shape;
-        const tb = g.type(B).shape;
+        const ta = staticShape(g.type(A).shape);
+        const tb = staticShape(g.type(B).shape);
         const K = transA ? ta.at(-2)! : ta.at(-1)!;
         const batch = pos.slice(0, -2);
         const [i, j] = [pos[pos.length - 2]!, pos[pos.length - 1]!];
@@ -216,15 +217,15 @@ class KernelWriter {
       }
       case 'gather': {
         const [table, idx] = inst.args as [ValueId, ValueId];
-        const ir = g.type(idx).shape.length;
-        const row = numel(g.type(table).shape.slice(1));
+        const ir = staticShape(g.type(idx).shape).length;
+        const row = numel(staticShape(g.type(table).shape).slice(1));
         const r = this.at(idx, pos.slice(0, ir));
-        const rest = flat(pos.slice(ir), g.type(table).shape.slice(1));
+        const rest = flat(pos.slice(ir), staticShape(g.type(table).shape).slice(1));
         return this.array(table, row === 1 ? r.code : `${E.wrap(r, E.P.MUL)} * ${row}${rest === '0' ? '' : ` + ${rest}`}`);
       }
       case 'scatter_add': {
         const [idx, src] = inst.args as [ValueId, ValueId];
-        const n = numel(g.type(idx).shape);
+        const n = numel(staticShape(g.type(idx).shape));
         const row = numel(out.slice(1));
         const rest = flat(pos.slice(1), out.slice(1));
         const idxs = this.name(idx);
@@ -243,7 +244,7 @@ class KernelWriter {
         return this.softmax(inst.args[0]!, inst.attrs.axis, pos, inst.op === 'log_softmax');
       case 'xent': {
         const [x, t] = inst.args as [ValueId, ValueId];
-        const [n, c] = g.type(x).shape as [number, number];
+        const [n, c] = staticShape(g.type(x).shape) as [number, number];
         const total = this.loop('0', [n], ([i], acc) => {
           const body = this.capture(() => {
             const lse = this.local(this.logSumExp(x, 1, [i!, '0']));
@@ -263,7 +264,7 @@ class KernelWriter {
         return arg(0, pos.map((p, d) => (inst.attrs.starts[d] ? `${p} + ${inst.attrs.starts[d]}` : p)));
       case 'pad': {
         const { starts } = inst.attrs;
-        const inner = g.type(inst.args[0]!).shape;
+        const inner = staticShape(g.type(inst.args[0]!).shape);
         const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${starts[d]! + inner[d]!}`).join(' && ');
         const val = this.capture(() => this.at(inst.args[0]!, pos.map((p, d) => (starts[d] ? `${p} - ${starts[d]}` : p))).code);
         const r = this.fresh('pad');
@@ -276,7 +277,7 @@ class KernelWriter {
         this.lines.push(`let ${r} = 0;`);
         let off = 0;
         inst.args.forEach((a, k) => {
-          const size = g.type(a).shape[axis]!;
+          const size = staticShape(g.type(a).shape)[axis]!;
           const p = pos.map((q, d) => (d === axis && off ? `${q} - ${off}` : q));
           const val = this.capture(() => this.at(a, p).code);
           this.lines.push(`${k ? '} else ' : ''}if (${pos[axis]} < ${off + size}) {`, ...val.lines, `${r} = ${val.value};`);
@@ -287,7 +288,7 @@ class KernelWriter {
       }
       case 'argmax_mask': {
         const x = inst.args[0]!;
-        const xs = g.type(x).shape;
+        const xs = staticShape(g.type(x).shape);
         const axes = inst.attrs.axes;
         const best = this.fresh('best');
         const at = this.fresh('at');
@@ -313,7 +314,7 @@ class KernelWriter {
 
   /** log Σ exp(x) along `axis` at the position `pos` (whose `axis` entry is ignored). */
   private logSumExp(x: ValueId, axis: number, pos: readonly string[]): Expr {
-    const len = this.g.type(x).shape[axis]!;
+    const len = staticShape(this.g.type(x).shape)[axis]!;
     const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));
     const m = this.loop('-Infinity', [len], ([k], acc) => {
       const v = this.capture(() => this.at(x, along(k!)).code);
@@ -338,7 +339,7 @@ function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; 
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
   registers.add(inst.result); // computed here, not read
   const w = new KernelWriter(g, plan, registers);
-  const shape = g.type(inst.result).shape;
+  const shape = staticShape(g.type(inst.result).shape);
   const pos: string[] = [];
   const head: string[] = ['const _x = this.thread.x;'];
   // the position of this thread, from its flat index
@@ -412,8 +413,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const bwdSteps = steps(plan.units.backward);
 
   // pipeline arguments: params, inputs and constant arrays, by value name
-  const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: numel(p.shape) }));
-  const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: numel(m.fwd.type(i.result).shape) }] : []));
+  const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: numel(staticShape(p.shape)) }));
+  const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: numel(staticShape(m.fwd.type(i.result).shape)) }] : []));
   const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' ? [{ name, data: s.data }] : []));
   const argNames = [...pinfo.map((p) => p.name), ...iinfo.map((p) => p.name), ...consts.map((c) => c.name)];
 
@@ -444,7 +445,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       return name;
     }
     const copy = codeName(`copy_${name}`);
-    const n = numel(g.type(v).shape);
+    const n = numel(staticShape(g.type(v).shape));
     copies.push(
       '',
       `const ${copy} = kernel(function (${[t('this: IKernelFunctionThis'), s?.kind === 'literal' ? '' : `src${t(': Float32Array')}`].filter(Boolean).join(', ')})${t(': number')} {`,

@@ -3,47 +3,52 @@
 //   for (let i = 0; i < 32; i++) for (let j = 0; j < 64; j++) out[i * 64 + j] = t1[i * 64 + j] + b1[j];
 // and a same-shape elementwise op gives one flat loop.
 
+import type { Dim, Size } from '../ir/dims.js';
+import { mulSize, size, sizeEq, sizeText } from '../ir/dims.js';
+
 /** Loop variables, outermost first (all reserved: no value may be named like them). */
 export const LOOP_VARS = ['i', 'j', 'k', 'l', 'p', 'q', 'r', 's'] as const;
 
+/** Sizes and strides are numbers, or products with symbols bound per call (`B * 64`). */
+type Extent = Dim | Size;
+
 export interface Access {
   /** Stride of each axis of the nest (0 where the operand is broadcast). */
-  readonly strides: readonly number[];
+  readonly strides: readonly Extent[];
   /** Constant offset added to the index. */
-  readonly base?: number;
+  readonly base?: Extent;
 }
 
 export interface Collapsed {
-  readonly dims: number[];
-  readonly strides: number[][];
+  readonly dims: Size[];
+  readonly strides: Size[][];
 }
 
 /** Drops size-1 axes and merges axes that are contiguous for every access. */
-export function collapse(dims: readonly number[], accesses: readonly Access[]): Collapsed {
-  const keep = dims.map((d, i) => i).filter((i) => dims[i] !== 1);
+export function collapse(dims: readonly Extent[], accesses: readonly Access[]): Collapsed {
+  const keep = dims.map((d, i) => i).filter((i) => !sizeEq(dims[i]!, 1));
   const out: Collapsed = { dims: [], strides: accesses.map(() => []) };
   for (const ax of keep) {
     const last = out.dims.length - 1;
-    const mergeable =
-      last >= 0 && accesses.every((a, k) => out.strides[k]![last] === a.strides[ax]! * dims[ax]!);
+    const mergeable = last >= 0 && accesses.every((a, k) => sizeEq(out.strides[k]![last]!, mulSize(a.strides[ax]!, dims[ax]!)));
     if (mergeable) {
-      out.dims[last] = out.dims[last]! * dims[ax]!;
-      accesses.forEach((a, k) => (out.strides[k]![last] = a.strides[ax]!));
+      out.dims[last] = mulSize(out.dims[last]!, dims[ax]!);
+      accesses.forEach((a, k) => (out.strides[k]![last] = size(a.strides[ax]!)));
     } else {
-      out.dims.push(dims[ax]!);
-      accesses.forEach((a, k) => out.strides[k]!.push(a.strides[ax]!));
+      out.dims.push(size(dims[ax]!));
+      accesses.forEach((a, k) => out.strides[k]!.push(size(a.strides[ax]!)));
     }
   }
   return out;
 }
 
 /** The index expression of an access, given loop variable names. */
-export function indexExpr(vars: readonly string[], strides: readonly number[], base = 0): string {
+export function indexExpr(vars: readonly string[], strides: readonly Extent[], base: Extent = 0): string {
   const terms: string[] = [];
-  if (base !== 0) terms.push(String(base));
+  if (!sizeEq(base, 0)) terms.push(sizeText(base));
   strides.forEach((s, d) => {
-    if (s === 0) return;
-    terms.push(s === 1 ? vars[d]! : `${vars[d]} * ${s}`);
+    if (sizeEq(s, 0)) return;
+    terms.push(sizeEq(s, 1) ? vars[d]! : `${vars[d]} * ${sizeText(s)}`);
   });
   return terms.length ? terms.join(' + ') : '0';
 }
@@ -53,7 +58,7 @@ export function indexExpr(vars: readonly string[], strides: readonly number[], b
  * innermost loop. `vars` names the loop variables, outermost first.
  */
 export function nest(
-  dims: readonly number[],
+  dims: readonly Extent[],
   accesses: readonly Access[],
   body: (idx: string[]) => string[],
   vars: readonly string[] = LOOP_VARS,
@@ -63,7 +68,7 @@ export function nest(
   const v = vars.slice(0, c.dims.length);
   const idx = accesses.map((a, k) => indexExpr(v, c.strides[k]!, a.base ?? 0));
   const lines: string[] = [];
-  c.dims.forEach((d, i) => lines.push(`for (let ${v[i]} = 0; ${v[i]} < ${d}; ${v[i]}++) {`));
+  c.dims.forEach((d, i) => lines.push(`for (let ${v[i]} = 0; ${v[i]} < ${sizeText(d)}; ${v[i]}++) {`));
   lines.push(...body(idx));
   c.dims.forEach(() => lines.push('}'));
   return lines;

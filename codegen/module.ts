@@ -4,7 +4,9 @@
 import type { Graph } from '../ir/graph.js';
 import { fnv1a } from '../ir/init.js';
 import { OPS } from '../ir/ops.js';
-import type { DType, Loc, TensorType, ValueId } from '../ir/types.js';
+import type { Size } from '../ir/dims.js';
+import { dimBindings, isSymbol, numelSize, sizeText, staticShape, symbols } from '../ir/dims.js';
+import type { DType, Loc, Shape, TensorType, ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
@@ -43,7 +45,7 @@ export interface ModuleInfo {
 interface Entry {
   readonly name: string;
   readonly dtype: DType;
-  readonly shape: readonly number[];
+  readonly shape: Shape;
 }
 
 export function params(g: Graph): Entry[] {
@@ -68,7 +70,8 @@ export function header(m: ModuleInfo, what: string): string[] {
 }
 
 function entries(list: Entry[]): string {
-  return `{ ${list.map((e) => `${key(e.name)}: { dtype: '${e.dtype}', shape: [${e.shape.join(', ')}] }`).join(', ')} }`;
+  const dim = (d: Shape[number]) => (isSymbol(d) ? `'${d}'` : String(d));
+  return `{ ${list.map((e) => `${key(e.name)}: { dtype: '${e.dtype}', shape: [${e.shape.map(dim).join(', ')}] }`).join(', ')} }`;
 }
 
 /** Type annotations: kept in the TypeScript module, dropped in the JavaScript one. */
@@ -149,7 +152,7 @@ export function initDecl(m: ModuleInfo, t: Typed): string[] {
     `export function initParams(seed = 0)${t(': Params')} {`,
     '  return {',
     ...ps.map((p) => {
-      const n = numel(m.fwd.type(p.result).shape);
+      const n = numel(staticShape(m.fwd.type(p.result).shape));
       return `    ${key(p.attrs.name)}: initArray(${n}, '${p.attrs.init}', ${p.attrs.scale}, seed, 0x${fnv1a(p.attrs.name).toString(16)}),`;
     }),
     '  };',
@@ -192,22 +195,70 @@ export function indexBounds(g: Graph): Map<string, number> {
   return bounds;
 }
 
+/** A size as code over the bound dimensions (`dims.B * 3`). */
+function sizeCode(s: Size): string {
+  return sizeText({ coef: s.coef, syms: s.syms.map((d) => `dims.${d}`) });
+}
+
 export function checkDecl(m: ModuleInfo, t: Typed): string[] {
   const bounds = indexBounds(m.fwd);
+  const binds = dimBindings(m.fwd);
+  const syms = symbols(m.fwd);
   const line = (kind: string, obj: string) => (e: Entry) => {
     const t = arrayType(e.dtype);
     const b = bounds.get(e.name);
-    const call = `expectArray('${kind}', ${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${t}, ${numel(e.shape)}, '${formatType(e)}');`;
+    const binding = [...binds].find(([, x]) => kind === 'input' && x.input === e.name);
+    const call = binding
+      ? `bindDim(${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${t}, '${binding[0]}', ${sizeCode(binding[1].per)}, '${formatType(e)}');`
+      : `expectArray('${kind}', ${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${t}, ${sizeCode(numelSize(e.shape))}, '${formatType(e)}'${e.shape.some(isSymbol) ? ', true' : ''});`;
     return b === undefined ? [call] : [call, `expectIndices(${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${b});`];
   };
-  return [
-    `function expectArray(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, n${t(': number')}, type_${t(': string')})${t(': void')} {`,
+  const typedChecks = [
     '  if (a === undefined || a === null) throw new TypeError(`' + m.name + ': missing ${kind} \'${name}\' (${type_})`);',
     '  if (!(a instanceof type))',
     '    throw new TypeError(`' + m.name + ': ${kind} \'${name}\' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);',
-    `  if ((a${t(' as ArrayLike<number>')}).length !== n)`,
-    '    throw new RangeError(`' + m.name + `: \${kind} '\${name}' must have \${n} elements (\${type_}), got \${(a${t(' as ArrayLike<number>')}).length}\`);`,
+  ];
+  const symbolic = syms.length === 0 ? [] : [
+    '/** The sizes of the symbolic dimensions in this call, bound from the lengths of the inputs. */',
+    `const dims = { ${syms.map((d) => `${d}: 0`).join(', ')} };`,
+    `const boundBy = { ${syms.map((d) => `${d}: ''`).join(', ')} };`,
+    '',
+    `function bindDim(name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, dim${t(": keyof typeof dims")}, per${t(': number')}, type_${t(': string')})${t(': void')} {`,
+    "  expectTyped('input', name, a, type, type_);",
+    `  const n = (a${t(' as ArrayLike<number>')}).length;`,
+    '  if (n === 0 || n % per !== 0)',
+    '    throw new RangeError(`' + m.name + ": input '${name}' has ${n} elements, which is not ${dim} × ${per} (${type_}) for any ${dim} ≥ 1`);",
+    '  dims[dim] = n / per;',
+    '  boundBy[dim] = name;',
     '}',
+    '',
+    `function boundDims()${t(': string')} {`,
+    "  return Object.entries(dims).map(([d, n]) => `${d} = ${n} from input '${boundBy[d" + t(' as keyof typeof dims') + "]}'`).join(', ');",
+    '}',
+    '',
+  ];
+  return [
+    ...symbolic,
+    ...(syms.length
+      ? [
+          `function expectTyped(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, type_${t(': string')})${t(': void')} {`,
+          ...typedChecks,
+          '}',
+          '',
+          '/** `symbolic`: the length depends on bound dimensions, which the message then shows. */',
+          `function expectArray(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, n${t(': number')}, type_${t(': string')}, symbolic = false)${t(': void')} {`,
+          '  expectTyped(kind, name, a, type, type_);',
+          `  if ((a${t(' as ArrayLike<number>')}).length !== n)`,
+          '    throw new RangeError(`' + m.name + `: \${kind} '\${name}' must have \${n} elements (\${type_}\${symbolic ? \`, with \${boundDims()}\` : ''}), got \${(a${t(' as ArrayLike<number>')}).length}\`);`,
+          '}',
+        ]
+      : [
+          `function expectArray(kind${t(': string')}, name${t(': string')}, a${t(': unknown')}, type${t(': Function')}, n${t(': number')}, type_${t(': string')})${t(': void')} {`,
+          ...typedChecks,
+          `  if ((a${t(' as ArrayLike<number>')}).length !== n)`,
+          '    throw new RangeError(`' + m.name + `: \${kind} '\${name}' must have \${n} elements (\${type_}), got \${(a${t(' as ArrayLike<number>')}).length}\`);`,
+          '}',
+        ]),
     '',
     `function expectIndices(name${t(': string')}, a${t(': Int32Array')}, bound${t(': number')})${t(': void')} {`,
     '  for (let i = 0; i < a.length; i++)',
@@ -220,7 +271,9 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
     "  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('" + m.name + ": inputs must be an object');",
     ...params(m.fwd).flatMap(line('param', 'params')),
-    ...inputs(m.fwd).flatMap(line('input', 'inputs')),
+    // the inputs that bind dimensions first, in the order they bind them
+    ...[...binds.values()].map((x) => inputs(m.fwd).find((e) => e.name === x.input)!).flatMap(line('input', 'inputs')),
+    ...inputs(m.fwd).filter((e) => ![...binds.values()].some((x) => x.input === e.name)).flatMap(line('input', 'inputs')),
     '}',
   ];
 }

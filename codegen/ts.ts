@@ -7,9 +7,10 @@ import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
-import { broadcastStrides, strides } from '../ir/shape.js';
+import type { Dim, Size } from '../ir/dims.js';
+import { divSize, isStatic, mulSize, numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
+import { broadcastStridesSize } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, Value, ValueId } from '../ir/types.js';
-import { numel } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import { formula } from './formula.js';
@@ -68,6 +69,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   param: { none: true },
   const: { none: true },
   fwd: { none: true },
+  dim: { none: true },
   reshape: { none: true },
   stop_gradient: { none: true },
 
@@ -107,7 +109,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
         ...keptOuterNest(
           c.g.type(x).shape,
           inst.attrs.axes,
-          [{ strides: strides(c.g.type(x).shape) }],
+          [{ strides: stridesSize(c.g.type(x).shape) }],
           () => ['let _best = -Infinity;', 'let _at = -1;'],
           ([xi]) => [`if (_at < 0 || ${c.read(x, xi!).code} > _best) {`, `_best = ${c.read(x, xi!).code};`, `_at = ${xi};`, '}'],
           () => [`${out}[_at] = 1;`],
@@ -119,30 +121,30 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
     emit: (c, inst) => {
       const x = inst.args[0]!;
       const out = c.g.type(inst.result).shape;
-      const st = strides(c.g.type(x).shape);
-      return nest(out, [{ strides: strides(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
+      const st = stridesSize(c.g.type(x).shape);
+      return nest(out, [{ strides: stridesSize(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
         `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
       ]);
     },
   },
   concat: {
     emit: (c, inst) => {
-      const ost = strides(c.g.type(inst.result).shape);
+      const ost = stridesSize(c.g.type(inst.result).shape);
       let off = 0;
       return inst.args.flatMap((a) => {
         const s = c.g.type(a).shape;
-        const base = off * ost[inst.attrs.axis]!;
-        off += s[inst.attrs.axis]!;
-        return nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
+        const base = mulSize(off, ost[inst.attrs.axis]!);
+        off += s[inst.attrs.axis] as number; // concatenation axes are static
+        return nest(s, [{ strides: ost, base }, { strides: stridesSize(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
       });
     },
   },
   slice: {
     emit: (c, inst) => {
       const x = inst.args[0]!;
-      const st = strides(c.g.type(x).shape);
-      const base = inst.attrs.starts.reduce((s, v, d) => s + v * st[d]!, 0);
-      return nest(inst.attrs.sizes, [{ strides: strides(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
+      const st = stridesSize(c.g.type(x).shape);
+      const base = sumSizes(inst.attrs.starts.map((v, d) => mulSize(v, st[d]!)));
+      return nest(inst.attrs.sizes, [{ strides: stridesSize(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
         `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
       ]);
     },
@@ -151,21 +153,21 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
     emit: (c, inst) => {
       const x = inst.args[0]!;
       const s = c.g.type(x).shape;
-      const ost = strides(inst.attrs.shape);
-      const base = inst.attrs.starts.reduce((acc, v, d) => acc + v * ost[d]!, 0);
+      const ost = stridesSize(inst.attrs.shape);
+      const base = sumSizes(inst.attrs.starts.map((v, d) => mulSize(v, ost[d]!)));
       return [
         `${c.arr(inst.result)}.fill(0);`,
-        ...nest(s, [{ strides: ost, base }, { strides: strides(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
+        ...nest(s, [{ strides: ost, base }, { strides: stridesSize(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
       ];
     },
   },
   gather: {
     emit: (c, inst) => {
       const [table, idx] = inst.args as [ValueId, ValueId];
-      const n = numel(c.g.type(idx).shape);
-      const row = numel(c.g.type(table).shape.slice(1));
+      const n = sizeText(numelSize(c.g.type(idx).shape));
+      const row = sizeText(numelSize(c.g.type(table).shape.slice(1)));
       const out = c.arr(inst.result);
-      if (row === 1) return [`for (let i = 0; i < ${n}; i++) ${out}[i] = ${c.arr(table)}[${c.read(idx, 'i').code}];`];
+      if (row === '1') return [`for (let i = 0; i < ${n}; i++) ${out}[i] = ${c.arr(table)}[${c.read(idx, 'i').code}];`];
       return [
         `for (let i = 0; i < ${n}; i++) {`,
         `const _row = ${c.read(idx, 'i').code} * ${row};`,
@@ -177,8 +179,8 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   scatter_add: {
     emit: (c, inst) => {
       const [idx, src] = inst.args as [ValueId, ValueId];
-      const n = numel(c.g.type(idx).shape);
-      const row = numel(inst.attrs.shape.slice(1));
+      const n = sizeText(numelSize(c.g.type(idx).shape));
+      const row = sizeText(numelSize(inst.attrs.shape.slice(1)));
       const out = c.arr(inst.result);
       return [
         `${out}.fill(0);`,
@@ -192,7 +194,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   pick: {
     emit: (c, inst) => {
       const [x, idx] = inst.args as [ValueId, ValueId];
-      const [n, cols] = c.g.type(x).shape as [number, number];
+      const [n, cols] = c.g.type(x).shape.map(sizeText) as [string, string];
       return [`for (let i = 0; i < ${n}; i++) ${c.arr(inst.result)}[i] = ${c.arr(x)}[i * ${cols} + ${c.read(idx, 'i').code}];`];
     },
   },
@@ -201,7 +203,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   xent: {
     emit: (c, inst) => {
       const [x, t] = inst.args as [ValueId, ValueId];
-      const [n, cls] = c.g.type(x).shape as [number, number];
+      const [n, cls] = c.g.type(x).shape.map(sizeText) as [string, string];
       const xs = c.arr(x);
       return [
         'let _total = 0;',
@@ -221,15 +223,16 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
 /** Softmax or log-softmax along one axis: max, Σ exp, normalise. */
 function softmaxLoops(c: Ctx, x: ValueId, y: ValueId, axis: number, log: boolean): string[] {
   const shape = c.g.type(x).shape;
-  const len = shape[axis]!;
-  const inner = numel(shape.slice(axis + 1));
-  const outer = numel(shape.slice(0, axis));
+  const len = sizeText(shape[axis]!);
+  const innerSize = numelSize(shape.slice(axis + 1));
+  const inner = sizeText(innerSize);
+  const outer = numelSize(shape.slice(0, axis));
   const xs = c.arr(x);
   const ys = c.arr(y);
-  const at = (k: string) => (inner === 1 ? `_base + ${k}` : `_base + ${k} * ${inner}`);
+  const at = (k: string) => (inner === '1' ? `_base + ${k}` : `_base + ${k} * ${inner}`);
   return [
-    `for (let i = 0; i < ${outer * inner}; i++) {`,
-    inner === 1 ? `const _base = i * ${len};` : `const _base = Math.floor(i / ${inner}) * ${len * inner} + (i % ${inner});`,
+    `for (let i = 0; i < ${sizeText(mulSize(outer, innerSize))}; i++) {`,
+    inner === '1' ? `const _base = i * ${len};` : `const _base = Math.floor(i / ${inner}) * ${sizeText(mulSize(shape[axis]!, innerSize))} + (i % ${inner});`,
     'let _max = -Infinity;',
     `for (let j = 0; j < ${len}; j++) if (${xs}[${at('j')}] > _max) _max = ${xs}[${at('j')}];`,
     'let _sum = 0;',
@@ -333,6 +336,7 @@ class Emitter {
   read(g: Graph, v: ValueId, idx: string): Expr {
     const s = this.plan.storage.get(this.name(g, v));
     if (s?.kind === 'literal') return E.num(s.value);
+    if (s?.kind === 'dim') return E.atom(s.name); // the bound size, a local of every function that uses it
     return E.atom(`${this.arrOf(g, v)}[${g.type(v).shape.length === 0 ? '0' : idx}]`);
   }
 
@@ -415,7 +419,7 @@ class Emitter {
     const keys = new Map<string, number>();
     return {
       add: (a: Access): string => {
-        const k = `${a.strides.join(',')}+${a.base ?? 0}`;
+        const k = `${a.strides.map(sizeText).join(',')}+${sizeText(a.base ?? 0)}`;
         if (!keys.has(k)) {
           keys.set(k, list.length);
           list.push(a);
@@ -428,16 +432,16 @@ class Emitter {
   }
 
   /** The stride pattern of operand a read at the positions of an elementwise member. */
-  private operandStrides(g: Graph, a: ValueId, user: Inst, shape: Shape): number[] {
-    if (user.op === 'one_hot') return [...strides(g.type(a).shape), 0].slice(-shape.length);
-    return broadcastStrides(g.type(a).shape, shape);
+  private operandStrides(g: Graph, a: ValueId, user: Inst, shape: Shape): Size[] {
+    if (user.op === 'one_hot') return [...stridesSize(g.type(a).shape), size(0)].slice(-shape.length);
+    return broadcastStridesSize(g.type(a).shape, shape);
   }
 
   private elementwise(u: Unit): string[] {
     const g = u.graph;
     const shape = g.type(u.insts[0]!.result).shape;
     const acc = this.accessSet();
-    const out = acc.add({ strides: strides(shape) });
+    const out = acc.add({ strides: stridesSize(shape) });
     const inGroup = new Set(u.insts.map((m) => m.result));
     const keyOf = new Map<string, string>();
     const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
@@ -468,19 +472,19 @@ class Emitter {
     const epilogue = u.insts.filter((m) => !reductions.includes(m as InstOf<'sum'>) && !fullSet.has(m));
     const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
     const keptShape = kept.map((d) => shape[d]!);
-    const K = numel(keptShape);
+    const K = sizeText(numelSize(keptShape));
     const inGroup = new Set(u.insts.map((m) => m.result));
     const init = (r: InstOf<'sum' | 'max'>) => (r.op === 'sum' ? '0' : '-Infinity');
 
     // accesses over the full shape (full members and their operands, reduction operands)
     const acc = this.accessSet();
-    const fullOut = acc.add({ strides: strides(shape) });
+    const fullOut = acc.add({ strides: stridesSize(shape) });
     const keyOf = new Map<string, string>();
     for (const m of [...full, ...reductions])
       for (const a of m.args) if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
     const keptStrides = (() => {
-      const st = strides(keptShape);
-      const out = shape.map(() => 0);
+      const st = stridesSize(keptShape);
+      const out = shape.map(() => size(0));
       kept.forEach((d, k) => (out[d] = st[k]!));
       return out;
     })();
@@ -489,16 +493,16 @@ class Emitter {
 
     // the epilogue runs over the kept positions: operands of a reduced shape (with or without
     // the reduced axes kept as 1s) are read through their strides over the kept axes
-    const keptView = (v: ValueId): number[] => {
+    const keptView = (v: ValueId): Size[] => {
       const s = g.type(v).shape;
       if (s.length === shape.length) {
-        const bs = broadcastStrides(s, shape);
+        const bs = broadcastStridesSize(s, shape);
         return kept.map((d) => bs[d]!);
       }
-      return broadcastStrides(s, keptShape);
+      return broadcastStridesSize(s, keptShape);
     };
     const epi = this.accessSet();
-    const accAt = epi.add({ strides: strides(keptShape) });
+    const accAt = epi.add({ strides: stridesSize(keptShape) });
     const epiOut = new Map<ValueId, string>();
     const epiKey = new Map<string, string>();
     for (const m of [...reductions, ...epilogue]) epiOut.set(m.result, epi.add({ strides: keptView(m.result) }));
@@ -619,34 +623,37 @@ function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; 
   const M = out.at(-2)!;
   const N = out.at(-1)!;
   const Kd = transA ? ta.at(-2)! : ta.at(-1)!;
-  const batch = numel(out.slice(0, -2));
+  const batch = numelSize(out.slice(0, -2));
+  const batched = !sizeEq(batch, 1);
   const a = e.arrOf(g, A);
   const b = e.arrOf(g, B);
-  const aOff = ta.length > 2 && batch > 1 ? `t * ${M * Kd} + ` : '';
-  const bOff = tb.length > 2 && batch > 1 ? `t * ${Kd * N} + ` : '';
-  const cOff = batch > 1 ? `t * ${M * N} + ` : '';
-  const times = (x: string, k: number) => (x.includes(' ') ? `(${x}) * ${k}` : `${x} * ${k}`);
+  const aOff = ta.length > 2 && batched ? `t * ${sizeText(mulSize(M, Kd))} + ` : '';
+  const bOff = tb.length > 2 && batched ? `t * ${sizeText(mulSize(Kd, N))} + ` : '';
+  const cOff = batched ? `t * ${sizeText(mulSize(M, N))} + ` : '';
+  const times = (x: string, k: Dim | Size) => (x.includes(' ') ? `(${x}) * ${sizeText(k)}` : `${x} * ${sizeText(k)}`);
   const aAt = (i: string, p: string) => `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
   const bAt = (p: string, j: string) => `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
   // tile shapes measured fastest on V8 for each operand layout
   const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
-  const outStrides = strides(out.slice(-2));
+  const outStrides = stridesSize(out.slice(-2));
   const element = (i: string, j: string, c: string): string[] => {
     const known = new Map<ValueId, Expr>([[mm.result, E.atom(c)]]);
     const lines: string[] = [];
-    const at = (st: readonly number[]) => {
+    const at = (st: readonly Size[]) => {
       const terms: string[] = [];
-      if (st[0]) terms.push(st[0] === 1 ? i : times(i, st[0]));
-      if (st[1]) terms.push(st[1] === 1 ? j : times(j, st[1]));
+      if (!sizeEq(st[0]!, 0)) terms.push(sizeEq(st[0]!, 1) ? i : times(i, st[0]!));
+      if (!sizeEq(st[1]!, 0)) terms.push(sizeEq(st[1]!, 1) ? j : times(j, st[1]!));
       return terms.join(' + ') || '0';
     };
     if (e.stored(g, mm.result)) lines.push(`${e.arrOf(g, mm.result)}[${cOff}${at(outStrides)}] = ${c};`);
-    lines.push(...e.members(g, u.insts, epilogue, (v) => e.read(g, v, at(broadcastStrides(g.type(v).shape, out).slice(-2))), () => `${cOff}${at(outStrides)}`, known));
+    lines.push(...e.members(g, u.insts, epilogue, (v) => e.read(g, v, at(broadcastStridesSize(g.type(v).shape, out).slice(-2))), () => `${cOff}${at(outStrides)}`, known));
     // each tile element's epilogue gets a block of its own when it declares locals
     return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
   };
-  const tiles = (i0: number, i1: number, ti: number, j0: number, j1: number, tj: number): string[] => {
-    if (i1 <= i0 || j1 <= j0) return [];
+  // loop bounds are numbers, or code when a dimension is symbolic (`B - B % 2`)
+  const empty = (lo: number | string, hi: number | string) => typeof lo === 'number' && typeof hi === 'number' && hi <= lo;
+  const tiles = (i0: number | string, i1: number | string, ti: number, j0: number | string, j1: number | string, tj: number): string[] => {
+    if (empty(i0, i1) || empty(j0, j1)) return [];
     const rows = [...Array(ti).keys()];
     const cols = [...Array(tj).keys()];
     const ii = (r: number) => (r ? `i + ${r}` : 'i');
@@ -656,7 +663,7 @@ function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; 
       `for (let i = ${i0}; i < ${i1}; i += ${ti}) {`,
       `for (let j = ${j0}; j < ${j1}; j += ${tj}) {`,
       `let ${rows.flatMap((r) => cols.map((c) => `${cv(r, c)} = 0`)).join(', ')};`,
-      `for (let p = 0; p < ${Kd}; p++) {`,
+      `for (let p = 0; p < ${sizeText(Kd)}; p++) {`,
       `const ${rows.map((r) => `_a${r} = ${aAt(ii(r), 'p')}`).join(', ')};`,
       `const ${cols.map((c) => `_b${c} = ${bAt('p', jj(c))}`).join(', ')};`,
       ...rows.flatMap((r) => cols.map((c) => `${cv(r, c)} += _a${r} * _b${c};`)),
@@ -666,12 +673,15 @@ function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; 
       '}',
     ];
   };
-  const ti = M >= TI ? TI : 1;
-  const tj = N >= TJ ? TJ : 1;
-  const Mt = M - (M % ti);
-  const Nt = N - (N % tj);
+  // a symbolic extent gets full tiles and a remainder loop, as a large one does
+  const tileOf = (d: Dim, t: number) => (typeof d === 'string' || d >= t ? t : 1);
+  const fullTiles = (d: Dim, t: number) => (typeof d === 'number' ? d - (d % t) : t === 1 ? d : `${d} - ${d} % ${t}`);
+  const ti = tileOf(M, TI);
+  const tj = tileOf(N, TJ);
+  const Mt = fullTiles(M, ti);
+  const Nt = fullTiles(N, tj);
   const loops = [...tiles(0, Mt, ti, 0, Nt, tj), ...tiles(0, Mt, ti, Nt, N, 1), ...tiles(Mt, M, 1, 0, N, 1)];
-  const body = batch > 1 ? [`for (let t = 0; t < ${batch}; t++) {`, ...loops, '}'] : loops;
+  const body = batched ? [`for (let t = 0; t < ${sizeText(batch)}; t++) {`, ...loops, '}'] : loops;
   const last = u.insts[u.insts.length - 1]!;
   const set = new Set(u.insts.map((x) => x.id));
   const doc = `${e.arrOf(g, last.result)} = ${formula(g, last.result, (d) => set.has(d.id) && !e.stored(g, d.result))}`;
@@ -790,29 +800,38 @@ export function emitTs(m: ModuleInfo, typed = true): string {
       continue;
     }
     const copy = codeName(`d${name}_copy`);
-    extraDecls.push(`const ${copy} = new Float32Array(${numel(m.bwd.type(o.value).shape)}); // the gradient of ${commentText(o.name)}`);
+    extraDecls.push(`const ${copy} = new Float32Array(${sizeText(numelSize(m.bwd.type(o.value).shape))}); // the gradient of ${commentText(o.name)}`);
     gradCopies.push(s?.kind === 'literal' ? `${copy}.fill(${E.num(s.value).code});` : `${copy}.set(${bwd.arrOf(m.bwd, o.value)});`);
     gradArrays.set(o.name, copy);
   }
 
   // the arena: every array the steps touch, by value name
+  const syms = symbols(m.fwd);
   const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
-  const totalBytes = plan.buffers.reduce((s, b) => s + b.size * 4, 0);
+  const staticBytes = plan.buffers.reduce((s, b) => s + (isStatic(b.size) ? b.size.coef * 4 : 0), 0);
+  const perSym = new Map<string, number>();
+  for (const b of plan.buffers) if (!isStatic(b.size)) perSym.set(b.size.syms.join(' × '), (perSym.get(b.size.syms.join(' × ')) ?? 0) + b.size.coef * 4);
+  const bytesText = [kib(staticBytes), ...[...perSym].map(([d, n]) => `${kib(n)} × ${d}`)].join(' + ');
   const values = new Map<string, Value>();
   for (const g of [m.bwd, m.fwd]) for (const inst of g.insts) values.set(g.value(inst.result).name, g.value(inst.result));
-  /** A value's array: its buffer, or an exact-length view of a larger shared one (made once). */
+  /**
+   * A value's array: its buffer, or an exact-length view of a larger shared one (made once, or
+   * when a call changes the sizes of symbolic dimensions: a symbolic buffer may be larger).
+   */
   const view = (name: string) => {
     const id = plan.bufferOf.get(name)!;
     const v = values.get(name)!;
-    const n = numel(v.type.shape);
-    return n === plan.buffers[id]!.size ? `buffers[${id}]` : `buffers[${id}].subarray(0, ${n})`;
+    const n = numelSize(v.type.shape);
+    const b = plan.buffers[id]!.size;
+    return isStatic(b) && sizeEq(n, b) ? `buffers[${id}]` : `buffers[${id}].subarray(0, ${sizeText(n)})`;
   };
   const describe = (name: string) => {
     const v = values.get(name)!;
     return `${v.type.dtype}[${v.type.shape.join(',')}]`;
   };
-  // the arena: the arrays of the memory plan, and an object that names them by value
-  const arrays = plan.buffers.map((b) => `new ${ARRAY[b.dtype]}(${b.size})`);
+  // the arena: the arrays of the memory plan, and an object that names them by value; arrays
+  // whose size has symbols start empty and grow with the largest sizes a call brings
+  const arrays = plan.buffers.map((b) => `new ${ARRAY[b.dtype]}(${isStatic(b.size) ? b.size.coef : 0})`);
   const entries: string[] = [];
   for (const g of [m.fwd, m.bwd])
     for (const inst of g.insts) {
@@ -832,9 +851,9 @@ export function emitTs(m: ModuleInfo, typed = true): string {
         if (rs.kind === 'buffer' || rs.kind === 'param' || rs.kind === 'input') entries.push(`${key(name)}: ${view(r)}, // a view of ${s.of}`);
       }
     }
-  const maxAcc = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
+  const accSize = maxSizeCode(plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
   const accSlots = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accCount(u)));
-  for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${maxAcc}), // accumulators of column sums`);
+  for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${accSize}), // accumulators of column sums`);
 
   const destructure = (used: Set<string>) => {
     const names = [...used].filter((n) => n !== '');
@@ -843,71 +862,196 @@ export function emitTs(m: ModuleInfo, typed = true): string {
   const staged = [...params(m.fwd).map((p) => ['params', p] as const), ...inputsOf(m).map((p) => ['inputs', p] as const)];
   const outs = outputs(m.fwd);
 
-  const lines: string[] = [
+  const stageFn = [
+    '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
+    `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
+    ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),
+    '}',
+  ];
+  const forwardFn = [`function forwardPass()${t(': void')} {`, ...destructure(fwd.used), ...fwdCode, '}'];
+  const backwardFn = [`function backwardPass()${t(': void')} {`, ...destructure(bwd.used), ...bwdCode, ...gradCopies, `  ${lossSlot}[0] = buf.${lossName}[0];`, '}'];
+  const outputsDecl = [
+    syms.length
+      ? '// Outputs are returned through getters: scalars (storing a number into an object allocates in V8) and arrays (the arena is laid out anew when sizes change).'
+      : '// Scalars are returned through getters: storing a number into an object allocates in V8.',
+    `const outputsObj${t(': Outputs')} = {`,
+    ...m.fwd.outputs.map((o) => {
+      const e = outputExpr(m.fwd, o.value, plan);
+      return m.fwd.type(o.value).shape.length === 0 || syms.length ? `get ${key(o.name)}() { return ${e}; },` : `${key(o.name)}: ${e},`;
+    }),
+    '};',
+  ];
+  const resultDecl = [
+    `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
+    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
+      .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
+      .join(', ')} } };`,
+  ];
+  const common = [
     ...header(m, 'Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.'),
     '',
     ...specDecl(m, t),
     '',
     ...(typed ? typeDecls(m) : []),
     '',
-    `// Memory plan: ${plan.buffers.length} arrays, ${kib(totalBytes)}, shared by values whose lifetimes do not overlap`,
+    `// Memory plan: ${plan.buffers.length} arrays, ${syms.length ? bytesText : kib(staticBytes)}, shared by values whose lifetimes do not overlap`,
     `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
-    `const buffers = [${arrays.join(', ')}]${t(' as const')};`,
-    'const buf = {',
-    ...entries,
-    '};',
-    ...extraDecls,
-    '',
-    ...initDecl(m, t),
-    '',
-    ...checkDecl(m, t),
-    '',
-    ...checkFiniteDecl(m, t),
-    '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
-    `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
-    ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),
-    '}',
-    ...kernels.code,
-    '',
-    `function forwardPass()${t(': void')} {`,
-    ...destructure(fwd.used),
-    ...fwdCode,
-    '}',
-    '',
-    '// Scalars are returned through getters: storing a number into an object allocates in V8.',
-    `const outputsObj${t(': Outputs')} = {`,
-    ...m.fwd.outputs.map((o) => {
-      const e = outputExpr(m.fwd, o.value, plan);
-      return m.fwd.type(o.value).shape.length === 0 ? `get ${key(o.name)}() { return ${e}; },` : `${key(o.name)}: ${e},`;
-    }),
-    '};',
-    '',
-    '/** Runs the model forward; scalar outputs are numbers. */',
-    `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
-    '  checkArgs(params, inputs);',
-    '  stage(params, inputs);',
-    '  forwardPass();',
-    '  return outputsObj;',
-    '}',
-    '',
-    `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
-    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
-      .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
-      .join(', ')} } };`,
-    '',
-    '/** The loss and the gradient of the loss with respect to every param. */',
-    `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
-    '  checkArgs(params, inputs);',
-    '  stage(params, inputs);',
-    '  forwardPass();',
-    ...destructure(bwd.used),
-    ...bwdCode,
-    ...gradCopies,
-    `  ${lossSlot}[0] = buf.${lossName}[0];`,
-    '  return result;',
-    '}',
   ];
+  const lines: string[] = syms.length
+    ? [
+        ...common,
+        `const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`,
+        ...extraDecls,
+        '',
+        ...initDecl(m, t),
+        '',
+        ...checkDecl(m, t),
+        '',
+        ...symbolicArena(m, plan, entries, t),
+        ...checkFiniteDecl(m, t),
+        ...outputsDecl,
+        '',
+        ...resultDecl,
+        '',
+        '/**',
+        ' * The steps for the sizes of one call. The arena and the sizes are constants of these closures,',
+        ' * which V8 then compiles as it compiles a static build; a call with other sizes makes a new set.',
+        ' */',
+        `function steps(buf${t(': ReturnType<typeof arena>')}, ${syms.map((d) => `${d}${t(': number')}`).join(', ')}) {`,
+        ...stageFn,
+        ...kernels.code,
+        '',
+        ...forwardFn,
+        '',
+        ...backwardFn,
+        '',
+        '  return { stage, forwardPass, backwardPass };',
+        '}',
+        '',
+        `let current${t(': ReturnType<typeof steps> | undefined')};`,
+        '',
+        '/** Checks the arguments, binds the sizes, lays the arena out when they change and stages the arguments. */',
+        `function prepare(params${t(': Params')}, inputs${t(': Inputs')})${t(': ReturnType<typeof steps>')} {`,
+        '  checkArgs(params, inputs);',
+        `  if (current === undefined || ${syms.map((d) => `dims.${d} !== laidOut.${d}`).join(' || ')}) {`,
+        '    layout();',
+        `    current = steps(buf, ${syms.map((d) => `dims.${d}`).join(', ')});`,
+        '  }',
+        '  current.stage(params, inputs);',
+        '  return current;',
+        '}',
+        '',
+        '/** Runs the model forward; scalar outputs are numbers. */',
+        `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
+        '  prepare(params, inputs).forwardPass();',
+        '  return outputsObj;',
+        '}',
+        '',
+        '/** The loss and the gradient of the loss with respect to every param. */',
+        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
+        '  const s = prepare(params, inputs);',
+        '  s.forwardPass();',
+        '  s.backwardPass();',
+        '  return result;',
+        '}',
+      ]
+    : [
+        ...common,
+        `const buffers = [${arrays.join(', ')}]${t(' as const')};`,
+        'const buf = {',
+        ...entries,
+        '};',
+        ...extraDecls,
+        '',
+        ...initDecl(m, t),
+        '',
+        ...checkDecl(m, t),
+        '',
+        ...checkFiniteDecl(m, t),
+        ...stageFn,
+        ...kernels.code,
+        '',
+        ...forwardFn,
+        '',
+        ...outputsDecl,
+        '',
+        '/** Runs the model forward; scalar outputs are numbers. */',
+        `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
+        '  checkArgs(params, inputs);',
+        '  stage(params, inputs);',
+        '  forwardPass();',
+        '  return outputsObj;',
+        '}',
+        '',
+        ...resultDecl,
+        '',
+        '/** The loss and the gradient of the loss with respect to every param. */',
+        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
+        '  checkArgs(params, inputs);',
+        '  stage(params, inputs);',
+        '  forwardPass();',
+        ...destructure(bwd.used),
+        ...bwdCode,
+        ...gradCopies,
+        `  ${lossSlot}[0] = buf.${lossName}[0];`,
+        '  return result;',
+        '}',
+      ];
   return lines.join('\n') + '\n';
+}
+
+/** `const { B } = dims;` for the symbolic dimensions that code uses. */
+function sizesDecl(syms: readonly string[], code: readonly string[]): string[] {
+  const text = code.filter((l) => !l.trimStart().startsWith('//')).join('\n');
+  const used = syms.filter((d) => new RegExp(`\\b${d}\\b`).test(text));
+  return used.length ? [`const { ${used.join(', ')} } = dims;`] : [];
+}
+
+/**
+ * The arena of a model with symbolic dimensions: `arena()` names the arrays for the sizes in
+ * `dims`, and `layout()`, called when a call brings other sizes, first grows the arrays whose
+ * size has symbols (never shrinking them, so that equal or smaller sizes allocate nothing).
+ */
+function symbolicArena(m: ModuleInfo, plan: Plan, entries: readonly string[], t: Typed): string[] {
+  const syms = symbols(m.fwd);
+  const grow = plan.buffers.flatMap((b) => {
+    if (isStatic(b.size)) return [];
+    const n = sizeText(b.size);
+    return [`if (buffers[${b.id}].length < ${n}) buffers[${b.id}] = new ${ARRAY[b.dtype]}(${n});`];
+  });
+  return [
+    '/** The arrays of the arena, named by value, for the sizes in `dims`. */',
+    `function arena() {`,
+    ...sizesDecl(syms, entries),
+    '  return {',
+    ...entries,
+    '  };',
+    '}',
+    '/** The arena as last laid out: what the outputs and the gradients are read from. */',
+    'let buf = arena();',
+    `const laidOut = { ${syms.map((d) => `${d}: 0`).join(', ')} };`,
+    '',
+    '/** Lays the arena out for the sizes of this call, growing the arrays that are too small. */',
+    `function layout()${t(': void')} {`,
+    `  const { ${syms.join(', ')} } = dims;`,
+    ...grow,
+    ...syms.map((d) => `laidOut.${d} = ${d};`),
+    '  buf = arena();',
+    '}',
+    '',
+  ];
+}
+
+/** Code for the largest of some sizes: a number, or `Math.max(64, B)` when some have symbols. */
+function maxSizeCode(sizes: readonly Size[]): string {
+  const byKey = new Map<string, Size>();
+  for (const s of sizes) {
+    const k = s.syms.join(',');
+    if (!byKey.has(k) || byKey.get(k)!.coef < s.coef) byKey.set(k, s);
+  }
+  const parts = [...byKey.values()].filter((s) => s.coef > 0);
+  if (parts.length === 0) return '0';
+  return parts.length === 1 ? sizeText(parts[0]!) : `Math.max(${parts.map(sizeText).join(', ')})`;
 }
 
 function inputsOf(m: ModuleInfo) {
@@ -929,11 +1073,11 @@ function outputExpr(g: Graph, v: ValueId, plan: Plan): string {
 }
 
 /** The accumulator length a reduce unit over leading axes needs. */
-function accNeed(u: Unit): number {
+function accNeed(u: Unit): Size {
   const r = u.insts.find((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum'> | undefined;
-  if (!r) return 0;
+  if (!r) return size(0);
   const shape = u.graph.type(r.args[0]!).shape;
-  return numel(shape.filter((_d, i) => !r.attrs.axes.includes(i)));
+  return numelSize(shape.filter((_d, i) => !r.attrs.axes.includes(i)));
 }
 
 function accCount(u: Unit): number {

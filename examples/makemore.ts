@@ -2,7 +2,7 @@
 // ninja"), written out long-form exactly as there: embedding, linear, batchnorm spelled out with
 // Bessel's correction, tanh, linear, logit-max subtraction, softmax by exp/sum/pow(-1), log, pick,
 // mean. graphc derives the backward pass that the lecture writes by hand.
-import { model, type ModelOutputs } from 'graphc';
+import { model, type Dim, type ModelOutputs } from 'graphc';
 
 export interface MakemoreConfig {
   /** Batch size (the lecture's n). */
@@ -69,3 +69,7 @@ export function makemore(cfg: MakemoreConfig = LECTURE, name = 'makemore', bnSta
 }
 
 export default makemore();
+
+/** A config whose batch may be a symbolic dimension ('B'), for the networks written with graphc's ops
+ * that take it (g.batchNorm, g.crossEntropy, mean); the long form above divides by its number. */
+export type AnyBatchConfig = Omit<MakemoreConfig, 'batch'> & { readonly batch: Dim };

@@ -2,9 +2,9 @@
 // g.crossEntropy instead of the lecture's step-by-step forward pass.
 import { model } from 'graphc';
 import { LECTURE } from './makemore.ts';
-import type { MakemoreConfig } from './makemore.ts';
+import type { AnyBatchConfig } from './makemore.ts';
 
-export function makemoreComposite(cfg: MakemoreConfig = LECTURE, name = 'makemore_composite') {
+export function makemoreComposite(cfg: AnyBatchConfig = LECTURE, name = 'makemore_composite') {
   const { batch: n, block, nEmbd, nHidden, vocab } = cfg;
   return model(name, (g) => {
     const C = g.param('C', [vocab, nEmbd]);

@@ -5,9 +5,10 @@
 // splits with it and samples names from it.
 import { model } from 'graphc';
 import { LECTURE } from './makemore.ts';
-import type { MakemoreConfig } from './makemore.ts';
+import type { AnyBatchConfig } from './makemore.ts';
 
-export function makemoreInference(cfg: MakemoreConfig = LECTURE, name = 'makemore_inference') {
+/** With a symbolic batch ('B'), one build serves every batch size. */
+export function makemoreInference(cfg: AnyBatchConfig = LECTURE, name = 'makemore_inference') {
   const { batch: n, block, nEmbd, nHidden, vocab } = cfg;
   return model(name, (g) => {
     const C = g.param('C', [vocab, nEmbd]);

@@ -5,12 +5,14 @@ import { CompileError } from './errors.js';
 import type { Graph } from './graph.js';
 import type { AttrsOf, Init, OpKind } from './ops.js';
 import { OPS } from './ops.js';
+import type { Dim } from './dims.js';
+import { numelSize } from './dims.js';
 import type { DType, Loc, Shape, TensorType, ValueId } from './types.js';
 import { numel } from './types.js';
 
 /** A value, or a plain number that becomes an f32 scalar constant. */
 export type Operand = ValueId | number;
-type SourceOp = 'input' | 'param' | 'const' | 'fwd';
+type SourceOp = 'input' | 'param' | 'const' | 'fwd' | 'dim';
 type Name = { raw: string } | { exact: string };
 
 export class Builder {
@@ -49,9 +51,32 @@ export class Builder {
     return this.source('const', { data: [v] }, { dtype: 'f32', shape: [] });
   }
 
-  constant(data: readonly number[], shape: Shape, dtype: DType = 'f32'): ValueId {
+  constant(data: readonly number[], shape: readonly number[], dtype: DType = 'f32'): ValueId {
     if (data.length !== numel(shape)) throw new Error(`internal: ${data.length} values for shape [${shape}]`);
     return this.source('const', { data: [...data] }, { dtype, shape });
+  }
+
+  /** The size of a symbolic dimension in this call, as an f32 scalar. */
+  dim(name: string): ValueId {
+    return this.source('dim', { name }, { dtype: 'f32', shape: [] });
+  }
+
+  /**
+   * How many elements `dims` span, minus `minus`: a number when it is known at build time, else
+   * a scalar computed from the bound dimensions (the n of a mean, the n − 1 of Bessel).
+   */
+  count(dims: readonly Dim[], minus = 0): Operand {
+    const s = numelSize(dims);
+    if (s.syms.length === 0) return s.coef - minus;
+    let v: ValueId = this.dim(s.syms[0]!);
+    for (const d of s.syms.slice(1)) v = this.mul(v, this.dim(d));
+    if (s.coef !== 1) v = this.mul(v, s.coef);
+    return minus ? this.sub(v, minus) : v;
+  }
+
+  /** 1/x, folded when x is a number. */
+  recip(x: Operand): Operand {
+    return typeof x === 'number' ? 1 / x : this.div(1, x);
   }
 
   input(name: string, type: TensorType, valueName: Name): ValueId {
@@ -87,13 +112,13 @@ export class Builder {
   argmaxMask = (x: ValueId, axes: number[]) => this.emit('argmax_mask', [x], { axes });
   matmul = (a: ValueId, b: ValueId, transA = false, transB = false) => this.emit('matmul', [a, b], { transA, transB });
   transpose = (x: ValueId, perm: number[]) => this.emit('transpose', [x], { perm });
-  reshape = (x: ValueId, shape: readonly number[]) => this.emit('reshape', [x], { shape: [...shape] });
+  reshape = (x: ValueId, shape: readonly Dim[]) => this.emit('reshape', [x], { shape: [...shape] });
   broadcast = (x: ValueId, shape: Shape) => this.emit('broadcast', [x], { shape: [...shape] });
   concat = (xs: ValueId[], axis: number) => this.emit('concat', xs, { axis });
-  slice = (x: ValueId, starts: number[], sizes: number[]) => this.emit('slice', [x], { starts, sizes });
-  pad = (x: ValueId, starts: number[], shape: number[]) => this.emit('pad', [x], { starts, shape });
+  slice = (x: ValueId, starts: number[], sizes: Dim[]) => this.emit('slice', [x], { starts, sizes });
+  pad = (x: ValueId, starts: number[], shape: Dim[]) => this.emit('pad', [x], { starts, shape });
   gather = (table: ValueId, idx: ValueId) => this.emit('gather', [table, idx], {});
-  scatterAdd = (idx: ValueId, src: ValueId, shape: number[]) => this.emit('scatter_add', [idx, src], { shape });
+  scatterAdd = (idx: ValueId, src: ValueId, shape: Dim[]) => this.emit('scatter_add', [idx, src], { shape });
   pick = (x: ValueId, idx: ValueId) => this.emit('pick', [x, idx], {});
   oneHot = (idx: ValueId, depth: number) => this.emit('one_hot', [idx], { depth });
   softmax = (x: ValueId, axis: number) => this.emit('softmax', [x], { axis });

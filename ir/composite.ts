@@ -4,19 +4,20 @@
 
 import type { Builder } from './builder.js';
 import { CompileError } from './errors.js';
+import type { Dim } from './dims.js';
 import type { ValueId } from './types.js';
-import { formatType, numel } from './types.js';
+import { formatType } from './types.js';
 
 export type Hint = (v: ValueId, name: string) => ValueId;
 
-function rank2(op: string, b: Builder, x: ValueId, what: string): [number, number] {
+function rank2(op: string, b: Builder, x: ValueId, what: string): [Dim, Dim] {
   const t = b.type(x);
   if (t.shape.length !== 2)
     throw new CompileError(`${op}: ${what} must be 2-D [n, classes], got ${formatType(t)}`, 'reshape it to [n, c] first').withLoc(b.loc);
   return [t.shape[0]!, t.shape[1]!];
 }
 
-function targetsOf(op: string, b: Builder, targets: ValueId, n: number): void {
+function targetsOf(op: string, b: Builder, targets: ValueId, n: Dim): void {
   const t = b.type(targets);
   if (t.dtype !== 'i32' || t.shape.length !== 1 || t.shape[0] !== n)
     throw new CompileError(
@@ -25,11 +26,10 @@ function targetsOf(op: string, b: Builder, targets: ValueId, n: number): void {
     ).withLoc(b.loc);
 }
 
-/** mean over `axes` = sum · (1/count). */
+/** mean over `axes` = sum · (1/count), the count bound per call where an axis is symbolic. */
 export function mean(b: Builder, x: ValueId, axes: number[], keepDims: boolean): ValueId {
   const shape = b.type(x).shape;
-  const count = numel(axes.map((a) => shape[a]!));
-  return b.mul(b.sum(x, axes, keepDims), 1 / count);
+  return b.mul(b.sum(x, axes, keepDims), b.recip(b.count(axes.map((a) => shape[a]!))));
 }
 
 /** x − max(x) along `axis`, with the max held constant (the numerical-stability shift). */
@@ -67,12 +67,12 @@ export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   if (t.shape.length !== 2)
     throw new CompileError(`batchNorm: x must be 2-D [n, features], got ${formatType(t)}`, 'reshape it to [n, features] first').withLoc(b.loc);
   const n = t.shape[0]!;
-  if (n < 2)
+  if (typeof n === 'number' && n < 2)
     throw new CompileError(`batchNorm: needs a batch of 2 or more rows, got ${formatType(t)}`, "Bessel's correction divides by n − 1").withLoc(b.loc);
   const bnmeani = hint(mean(b, x, [0], true), 'bnmeani');
   const bndiff = hint(b.sub(x, bnmeani), 'bndiff');
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');
-  const bnvar = hint(b.mul(b.sum(bndiff2, [0], true), 1 / (n - 1)), 'bnvar');
+  const bnvar = hint(b.mul(b.sum(bndiff2, [0], true), b.recip(b.count([n], 1))), 'bnvar');
   const bnvarInv = hint(b.pow(b.add(bnvar, eps), -0.5), 'bnvar_inv');
   const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
   return b.add(b.mul(gain, bnraw), bias);
@@ -84,6 +84,6 @@ export function hingeLoss(b: Builder, hint: Hint, scores: ValueId, targets: Valu
   targetsOf('hingeLoss', b, targets, n);
   const correct = hint(b.reshape(b.pick(scores, targets), [n, 1]), 'correct_class_score');
   const margins = hint(b.relu(b.add(b.sub(scores, correct), margin)), 'margins');
-  const masked = hint(b.mul(margins, b.sub(1, b.oneHot(targets, c))), 'margins_masked');
+  const masked = hint(b.mul(margins, b.sub(1, b.oneHot(targets, c as number))), 'margins_masked');
   return mean(b, b.sum(masked, [1]), [0], false);
 }

@@ -28,7 +28,7 @@ const RESERVED = new Set(
     'Int32Array Array Object Number String Error TypeError RangeError globalThis spec forward ' +
     'valueAndGrad initParams params inputs grads outputs Params Inputs Outputs Grads ' +
     'i j k l m n p q r s t acc aik at best rng checkArgs forwardPass initArray expectArray expectIndices ' +
-    'outputsObj result'
+    'outputsObj result dims boundBy bindDim boundDims laidOut layout arena'
   ).split(' '),
 );
 
@@ -190,6 +190,19 @@ export class Graph {
 
   /** Names are permanent (see freezeNames): new temporaries are numbered after the others. */
   private frozen = false;
+
+  /**
+   * Takes `name` for something that is not a value (a symbolic dimension, which the emitted code
+   * names as it is): a value that holds it moves to a fresh name.
+   */
+  reserveName(name: string): void {
+    const holder = this.byName(name);
+    if (holder) {
+      holder.name = this.names.claim(name);
+      this.names.release(name);
+    }
+    if (!this.names.has(name)) this.names.claimExact(name);
+  }
 
   /** Gives a value a real name (claimed, made unique); it is no longer a temporary. */
   rename(id: ValueId, raw: string): void {

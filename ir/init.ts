@@ -1,6 +1,7 @@
 // Deterministic parameter initialisation: the reference the generated modules' initParams
 // reproduce exactly (codegen/module.ts emits the same function; a test holds them equal).
 
+import { staticShape } from './dims.js';
 import type { Graph } from './graph.js';
 import { numel } from './types.js';
 
@@ -36,7 +37,7 @@ export function initialParams(g: Graph, seed: number): Record<string, Float32Arr
   const out: Record<string, Float32Array> = {};
   for (const inst of g.insts) {
     if (inst.op !== 'param') continue;
-    out[inst.attrs.name] = initArray(numel(g.type(inst.result).shape), inst.attrs.init, inst.attrs.scale, seed, fnv1a(inst.attrs.name));
+    out[inst.attrs.name] = initArray(numel(staticShape(g.type(inst.result).shape)), inst.attrs.init, inst.attrs.scale, seed, fnv1a(inst.attrs.name));
   }
   return out;
 }

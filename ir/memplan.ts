@@ -6,7 +6,8 @@
 
 import type { Graph } from './graph.js';
 import type { DType, Inst, ValueId } from './types.js';
-import { numel } from './types.js';
+import type { Size } from './dims.js';
+import { numelSize, sizeText } from './dims.js';
 
 /** A unit of emission: a fused group or a single instruction. */
 export interface Unit {
@@ -19,6 +20,8 @@ export type Storage =
   | { readonly kind: 'param' | 'input'; readonly key: string }
   | { readonly kind: 'literal'; readonly value: number }
   | { readonly kind: 'const'; readonly data: readonly number[] }
+  /** The bound size of a symbolic dimension. */
+  | { readonly kind: 'dim'; readonly name: string }
   | { readonly kind: 'alias'; readonly of: string }
   | { readonly kind: 'register' }
   | { readonly kind: 'buffer' };
@@ -26,7 +29,8 @@ export type Storage =
 export interface Buffer {
   readonly id: number;
   readonly dtype: DType;
-  size: number;
+  /** Elements; a buffer with symbols in its size is allocated when a call binds them. */
+  size: Size;
   readonly values: { name: string; from: number; to: number }[];
 }
 
@@ -47,7 +51,7 @@ export function units(g: Graph): Unit[] {
   const out: Unit[] = [];
   let lastGroup = -1;
   for (const inst of g.insts) {
-    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'const' || inst.op === 'fwd') continue;
+    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'const' || inst.op === 'fwd' || inst.op === 'dim') continue;
     const k = groupOf.get(inst.id);
     if (k === undefined) out.push({ graph: g, kind: 'single', insts: [inst] });
     else if (k !== lastGroup) out.push({ graph: g, kind: g.groups[k]!.kind as Unit['kind'], insts: g.groups[k]!.insts.map((id) => g.inst(id)) });
@@ -88,6 +92,9 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
           continue;
         case 'const':
           storage.set(v.name, t.shape.length === 0 ? { kind: 'literal', value: inst.attrs.data[0]! } : { kind: 'const', data: inst.attrs.data });
+          continue;
+        case 'dim':
+          storage.set(v.name, { kind: 'dim', name: inst.attrs.name });
           continue;
         case 'fwd':
           continue;
@@ -134,30 +141,32 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   // greedy assignment in step order: a buffer is free once its last value's last use has passed
   const buffers: Buffer[] = [];
   const bufferOf = new Map<string, number>();
-  const assign = (name: string, dtype: DType, size: number, from: number, shared: boolean) => {
+  // buffers are shared between sizes with the same symbols (64·B and 27·B, or 64 and 27)
+  const sameSyms = (a: Size, b: Size) => a.syms.length === b.syms.length && a.syms.every((x, i) => x === b.syms[i]);
+  const assign = (name: string, dtype: DType, size: Size, from: number, shared: boolean) => {
     const to = lastUse.get(name) ?? from;
     let best: Buffer | undefined;
     if (shared)
       for (const b of buffers) {
         const free = b.values.every((x) => x.to < from) && !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer');
-        if (!free || b.dtype !== dtype) continue;
-        const fit = (x: Buffer) => Math.abs(x.size - size);
+        if (!free || b.dtype !== dtype || !sameSyms(b.size, size)) continue;
+        const fit = (x: Buffer) => Math.abs(x.size.coef - size.coef);
         if (!best || fit(b) < fit(best)) best = b;
       }
     if (!best) buffers.push((best = { id: buffers.length, dtype, size, values: [] }));
-    best.size = Math.max(best.size, size);
+    best.size = { coef: Math.max(best.size.coef, size.coef), syms: size.syms };
     best.values.push({ name, from, to });
     bufferOf.set(name, best.id);
   };
   for (const inst of fwd.insts) {
     const v = fwd.value(inst.result);
-    if (inst.op === 'param' || inst.op === 'input') assign(v.name, v.type.dtype, numel(v.type.shape), 0, false);
+    if (inst.op === 'param' || inst.op === 'input') assign(v.name, v.type.dtype, numelSize(v.type.shape), 0, false);
   }
   for (const u of all) {
     const at = step.get(u)!;
     for (const inst of u.insts) {
       const v = u.graph.value(inst.result);
-      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numel(v.type.shape), at, true);
+      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numelSize(v.type.shape), at, true);
     }
   }
   return { units: { forward, backward }, storage, buffers, bufferOf, unitOf };
@@ -167,15 +176,21 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
 export function describePlan(plan: Plan, g: Graph): string[] {
   const mine = new Set(g.insts.map((i) => g.value(i.result).name));
   const used = plan.buffers.filter((b) => b.values.some((x) => mine.has(x.name)));
-  const bytes = (b: Buffer) => b.size * 4;
-  const total = used.reduce((s, b) => s + bytes(b), 0);
   const kib = (n: number) => (n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+  // bytes, with the symbols of symbolic sizes as factors: `256 B × B`
+  const bytes = (s: Size) => (s.syms.length ? `${kib(s.coef * 4)} × ${s.syms.join(' × ')}` : kib(s.coef * 4));
+  const totals = new Map<string, Size>();
+  for (const b of used) {
+    const k = b.size.syms.join(',');
+    totals.set(k, { coef: (totals.get(k)?.coef ?? 0) + b.size.coef, syms: b.size.syms });
+  }
+  const total = [...totals.values()].map(bytes).join(' + ') || kib(0);
   const lines = [
-    `memory plan: ${used.length} buffers, ${kib(total)}; values that live only inside a group are loop locals,`,
+    `memory plan: ${used.length} buffers, ${total}; values that live only inside a group are loop locals,`,
     `names in parentheses are values of the ${g.kind === 'forward' ? 'backward' : 'forward'} graph`,
   ];
   for (const b of used)
-    lines.push(`buffer ${b.id}: ${b.dtype}[${b.size}] ${kib(bytes(b))}: ${b.values.map((x) => (mine.has(x.name) ? x.name : `(${x.name})`)).join(', ')}`);
+    lines.push(`buffer ${b.id}: ${b.dtype}[${sizeText(b.size)}] ${bytes(b.size)}: ${b.values.map((x) => (mine.has(x.name) ? x.name : `(${x.name})`)).join(', ')}`);
   return lines;
 }
 

@@ -2,8 +2,10 @@
 // are the oracle the generated code is tested against.
 
 import { broadcastStrides, strides } from './shape.js';
-import type { Shape } from './types.js';
 import { numel } from './types.js';
+
+/** The interpreter works on concrete shapes: symbols are bound before it sees them. */
+type Shape = readonly number[];
 
 export interface NDArray {
   readonly shape: Shape;

@@ -11,7 +11,9 @@ import { CompileError } from './errors.js';
 import * as K from './ndarray.js';
 import type { NDArray } from './ndarray.js';
 import { broadcastOrThrow, fmtShape, normalizeAxes, reducedShape, resolveReshape } from './shape.js';
-import type { DType, Shape, TensorType, ValueId } from './types.js';
+import type { Dim } from './dims.js';
+import { asDim, divSize, isStatic, numelSize, sizeText } from './dims.js';
+import type { ConcreteType, DType, Shape, TensorType, ValueId } from './types.js';
 import { formatType, numel, sameShape } from './types.js';
 
 export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
@@ -29,6 +31,8 @@ export interface AttrsOf {
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
   fwd: { name: string };
+  /** The size a symbolic dimension is bound to in this call, as an f32 scalar. */
+  dim: { name: string };
   // elementwise, unary
   neg: None;
   exp: None;
@@ -61,17 +65,17 @@ export interface AttrsOf {
   /** op(A)·op(B) over the last two axes, where op transposes when the flag is set. */
   matmul: { transA: boolean; transB: boolean };
   transpose: { perm: number[] };
-  reshape: { shape: number[] };
-  broadcast: { shape: number[] };
+  reshape: { shape: Dim[] };
+  broadcast: { shape: Dim[] };
   concat: { axis: number };
-  slice: { starts: number[]; sizes: number[] };
+  slice: { starts: number[]; sizes: Dim[] };
   /** x placed at `starts` inside zeros of `shape` (the adjoint of slice). */
-  pad: { starts: number[]; shape: number[] };
+  pad: { starts: number[]; shape: Dim[] };
   // indexing
   /** table[indices]: shape indices.shape + table.shape[1:]. */
   gather: None;
   /** The adjoint of gather: zeros of `shape`, then out[indices[i]] += src[i]. */
-  scatter_add: { shape: number[] };
+  scatter_add: { shape: Dim[] };
   /** x[range(n), indices] for x [n, c] and indices [n]. */
   pick: None;
   one_hot: { depth: number };
@@ -120,7 +124,8 @@ export type GradRule<A> = ((c: GradCtx<A>) => readonly GradThunk[]) | 'none' | n
 export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused';
 
 /** The kind of each attribute, for the parser and the verifier. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'init';
+/** 'dims': a shape, whose entries are integers or symbols. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -136,8 +141,11 @@ export interface OpDef<A> {
    * inputs against these before any work.
    */
   readonly indices?: (args: readonly TensorType[], attrs: A) => readonly { readonly arg: number; readonly bound: number }[];
-  /** Float64 reference evaluation (sources are bound by the interpreter). */
-  readonly eval: ((args: readonly NDArray[], attrs: A, out: TensorType) => NDArray) | null;
+  /**
+   * Float64 reference evaluation (sources are bound by the interpreter), with the result type's
+   * symbols bound; a shape attribute is read from `out`, not from the attributes.
+   */
+  readonly eval: ((args: readonly NDArray[], attrs: A, out: ConcreteType) => NDArray) | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,11 +269,15 @@ function matmulGrad(c: GradCtx<AttrsOf['matmul']>): readonly GradThunk[] {
   const ra = c.xt(0).shape.length;
   if (ra > 2 && c.xt(1).shape.length === 2 && !transA) {
     // [..., m, k] × [k, n]: fold the batch into the rows instead of summing per-batch products.
+    // (with a symbolic batch, only when the rows are one dimension: B·3 rows are not)
     const k = c.xt(0).shape.at(-1)!;
     const n = c.yt.shape.at(-1)!;
-    const A2 = () => b.reshape(A(), [numel(c.xt(0).shape) / k, k]);
-    const dC2 = () => b.reshape(dy, [numel(c.yt.shape) / n, n]);
-    dB = transB ? () => b.matmul(dC2(), A2(), true, false) : () => b.matmul(A2(), dC2(), true, false);
+    const rows = asDim(divSize(numelSize(c.xt(0).shape), k)!);
+    if (rows !== undefined) {
+      const A2 = () => b.reshape(A(), [rows, k]);
+      const dC2 = () => b.reshape(dy, [rows, n]);
+      dB = transB ? () => b.matmul(dC2(), A2(), true, false) : () => b.matmul(A2(), dC2(), true, false);
+    }
   }
   return [dA, dB];
 }
@@ -277,7 +289,7 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
   if (!Number.isInteger(axis) || axis < 0 || axis >= rank)
     throw new CompileError(`concat: axis ${axis} is out of range for ${formatType(first)}`, `use an axis in 0..${rank - 1}`);
   const out = [...first.shape];
-  out[axis] = 0;
+  let along = 0;
   args.forEach((t, i) => {
     if (t.dtype !== first.dtype)
       throw new CompileError(`concat: tensor ${i} is ${formatType(t)} but tensor 0 is ${formatType(first)}`, 'concatenate tensors of one dtype');
@@ -287,8 +299,12 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
         `concat: tensor ${i} is ${formatType(t)}, which does not match ${formatType(first)} outside axis ${axis}`,
         'all tensors must have the same rank and the same size on every axis but the concatenation axis',
       );
-    out[axis]! += t.shape[axis]!;
+    const d = t.shape[axis]!;
+    if (typeof d !== 'number')
+      throw new CompileError(`concat: tensor ${i} is ${formatType(t)}, symbolic along axis ${axis}`, 'concatenate along an axis whose sizes are known at build time');
+    along += d;
   });
+  out[axis] = along;
   return { dtype: first.dtype, shape: out };
 }
 
@@ -302,6 +318,7 @@ export const OPS: OpTable = {
   param: source({ name: 'str', init: 'init', scale: 'num' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),
+  dim: source({ name: 'str' }),
 
   neg: unary((x) => -x, (c) => [() => c.b.neg(c.dy)], 'neg'),
   exp: unary(Math.exp, (c) => [() => c.b.mul(c.dy, c.y())], 'exp'),
@@ -373,7 +390,7 @@ export const OPS: OpTable = {
   },
   reshape: {
     category: 'layout',
-    attrs: { shape: 'ints' },
+    attrs: { shape: 'dims' },
     arity: 1,
     shape: ([x], a) => ({ dtype: x!.dtype, shape: resolveReshape(x!.shape, a.shape) }),
     grad: (c) => [() => c.b.reshape(c.dy, c.xt(0).shape)],
@@ -381,7 +398,7 @@ export const OPS: OpTable = {
   },
   broadcast: {
     category: 'elementwise',
-    attrs: { shape: 'ints' },
+    attrs: { shape: 'dims' },
     arity: 1,
     shape: ([x], a) => {
       const s = broadcastOrThrow('broadcast', x!, { dtype: x!.dtype, shape: a.shape });
@@ -402,7 +419,7 @@ export const OPS: OpTable = {
       return Array.from({ length: c.arity }, (_, i) => {
         const shape = c.xt(i).shape;
         const starts = shape.map((_d, j) => (j === c.attrs.axis ? off : 0));
-        off += shape[c.attrs.axis]!;
+        off += shape[c.attrs.axis] as number; // the shape rule keeps the concatenation axis static
         return () => c.b.slice(c.dy, starts, [...shape]);
       });
     },
@@ -418,29 +435,29 @@ export const OPS: OpTable = {
   },
   slice: {
     category: 'layout',
-    attrs: { starts: 'ints', sizes: 'ints' },
+    attrs: { starts: 'ints', sizes: 'dims' },
     arity: 1,
     shape: ([x], a) => {
       const ok = a.starts.length === x!.shape.length && a.sizes.length === x!.shape.length &&
-        a.starts.every((s, d) => s >= 0 && a.sizes[d]! >= 0 && s + a.sizes[d]! <= x!.shape[d]!);
+        a.starts.every((s, d) => fitsIn(s, a.sizes[d]!, x!.shape[d]!));
       if (!ok) throw new CompileError(`slice: box ${fmtShape(a.starts)}+${fmtShape(a.sizes)} is outside ${formatType(x!)}`, 'keep the slice inside the tensor');
       return { dtype: x!.dtype, shape: a.sizes };
     },
     grad: (c) => [() => c.b.pad(c.dy, c.attrs.starts, [...c.xt(0).shape])],
-    eval: ([x], a) => K.slice(x!, a.starts, a.sizes),
+    eval: ([x], a, t) => K.slice(x!, a.starts, t.shape),
   },
   pad: {
     category: 'layout',
-    attrs: { starts: 'ints', shape: 'ints' },
+    attrs: { starts: 'ints', shape: 'dims' },
     arity: 1,
     shape: ([x], a) => {
       const ok = a.starts.length === x!.shape.length && a.shape.length === x!.shape.length &&
-        a.starts.every((s, d) => s >= 0 && s + x!.shape[d]! <= a.shape[d]!);
+        a.starts.every((s, d) => fitsIn(s, x!.shape[d]!, a.shape[d]!));
       if (!ok) throw new CompileError(`pad: ${formatType(x!)} at ${fmtShape(a.starts)} does not fit in ${fmtShape(a.shape)}`, 'the padded shape must contain the operand');
       return { dtype: x!.dtype, shape: a.shape };
     },
     grad: (c) => [() => c.b.slice(c.dy, c.attrs.starts, [...c.xt(0).shape])],
-    eval: ([x], a) => K.pad(x!, a.starts, a.shape),
+    eval: ([x], a, t) => K.pad(x!, a.starts, t.shape),
   },
 
   gather: {
@@ -451,10 +468,11 @@ export const OPS: OpTable = {
       needF32('gather', table!, 'the table');
       needI32('gather', idx!, 'the index tensor');
       if (table!.shape.length < 1) throw new CompileError(`gather: the table is a scalar ${formatType(table!)}`, 'gather rows from a table of rank 1 or more');
+      staticBound('gather', table!, 0, 'rows');
       return f32([...idx!.shape, ...table!.shape.slice(1)]);
     },
     grad: (c) => [() => c.b.scatterAdd(c.x(1), c.dy, [...c.xt(0).shape]), null],
-    indices: ([table]) => [{ arg: 1, bound: table!.shape[0]! }],
+    indices: ([table]) => [{ arg: 1, bound: table!.shape[0] as number }],
     eval: ([table, idx], _a, t) => {
       const row = numel(table!.shape.slice(1));
       const out = K.nd(t.shape);
@@ -467,22 +485,23 @@ export const OPS: OpTable = {
   },
   scatter_add: {
     category: 'index',
-    attrs: { shape: 'ints' },
+    attrs: { shape: 'dims' },
     arity: 2,
     shape: ([idx, src], a) => {
       needI32('scatter_add', idx!, 'the index tensor');
       const want = [...idx!.shape, ...a.shape.slice(1)];
       if (!sameShape(want, src!.shape))
         throw new CompileError(`scatter_add: source ${formatType(src!)} does not match ${fmtShape(want)}`, 'internal rule error');
+      staticBound('scatter_add', f32(a.shape), 0, 'rows');
       return f32(a.shape);
     },
     grad: (c) => [null, () => c.b.gather(c.dy, c.x(0))],
-    indices: (_t, a) => [{ arg: 0, bound: a.shape[0]! }],
-    eval: ([idx, src], a) => {
-      const row = numel(a.shape.slice(1));
-      const out = K.nd(a.shape);
+    indices: (_t, a) => [{ arg: 0, bound: a.shape[0] as number }],
+    eval: ([idx, src], _a, t) => {
+      const row = numel(t.shape.slice(1));
+      const out = K.nd(t.shape);
       idx!.data.forEach((r, i) => {
-        checkIndex('scatter_add', r, a.shape[0]!);
+        checkIndex('scatter_add', r, t.shape[0]!);
         for (let j = 0; j < row; j++) out.data[r * row + j]! += src!.data[i * row + j]!;
       });
       return out;
@@ -500,10 +519,11 @@ export const OPS: OpTable = {
           `pick: needs x [n, c] and indices [n], got ${formatType(x!)} and ${formatType(idx!)}`,
           'pick(x, indices) takes x[range(n), indices]: one index per row of a 2-D x',
         );
+      staticBound('pick', x!, 1, 'classes');
       return f32([x!.shape[0]!]);
     },
-    grad: (c) => [() => c.b.mul(c.b.oneHot(c.x(1), c.xt(0).shape[1]!), c.b.reshape(c.dy, [c.yt.shape[0]!, 1])), null],
-    indices: ([x]) => [{ arg: 1, bound: x!.shape[1]! }],
+    grad: (c) => [() => c.b.mul(c.b.oneHot(c.x(1), c.xt(0).shape[1] as number), c.b.reshape(c.dy, [c.yt.shape[0]!, 1])), null],
+    indices: ([x]) => [{ arg: 1, bound: x!.shape[1] as number }],
     eval: ([x, idx]) => {
       const cols = x!.shape[1]!;
       return K.nd([x!.shape[0]!], Array.from(idx!.data, (j, i) => (checkIndex('pick', j, cols), x!.data[i * cols + j]!)));
@@ -566,14 +586,16 @@ export const OPS: OpTable = {
       needI32('crossEntropy', t!, 'the targets');
       if (x!.shape.length !== 2 || t!.shape.length !== 1 || t!.shape[0] !== x!.shape[0])
         throw new CompileError(`crossEntropy: needs logits [n, c] and targets [n], got ${formatType(x!)} and ${formatType(t!)}`, 'one target class per row of logits');
+      staticBound('crossEntropy', x!, 1, 'classes');
       return f32([]);
     },
     // dlogits = (softmax(logits) − onehot(targets)) · dy / n
     grad: (c) => {
-      const [n, cls] = c.xt(0).shape as [number, number];
-      return [() => c.b.mul(c.b.sub(c.b.softmax(c.x(0), 1), c.b.oneHot(c.x(1), cls)), c.b.mul(c.dy, 1 / n)), null];
+      const [n, cls] = c.xt(0).shape as [Dim, number];
+      const { b } = c;
+      return [() => b.mul(b.sub(b.softmax(c.x(0), 1), b.oneHot(c.x(1), cls)), b.mul(c.dy, b.recip(b.count([n])))), null];
     },
-    indices: ([x]) => [{ arg: 1, bound: x!.shape[1]! }],
+    indices: ([x]) => [{ arg: 1, bound: x!.shape[1] as number }],
     eval: ([x, t]) => {
       const [n, cls] = x!.shape as [number, number];
       const lp = softmaxEval(x!, 1, true);
@@ -599,14 +621,17 @@ export const OPS: OpTable = {
     },
     // dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y), the total derivative through mean and inv
     grad: (c) => {
-      const n = c.xt(0).shape[0]!;
       const { b, dy } = c;
+      const rows = [c.xt(0).shape[0]!];
       const colSum = (v: ValueId) => b.sum(v, [0], true);
+      const n = () => b.count(rows);
+      // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound size
+      const bessel = () => (isStatic(rows[0]!) ? (rows[0] as number) / ((rows[0] as number) - 1) : b.mul(n(), b.recip(b.count(rows, 1))));
       return [
         () =>
           b.mul(
-            b.mul(c.x(2), 1 / n),
-            b.sub(b.sub(b.mul(dy, n), colSum(dy)), b.mul(b.mul(c.y(), n / (n - 1)), colSum(b.mul(dy, c.y())))),
+            b.mul(c.x(2), b.recip(n())),
+            b.sub(b.sub(b.mul(dy, n()), colSum(dy)), b.mul(b.mul(c.y(), bessel()), colSum(b.mul(dy, c.y())))),
           ),
         null,
         null,
@@ -615,6 +640,18 @@ export const OPS: OpTable = {
     eval: ([x, mean, inv], _a, t) => K.map(t.shape, [x!, mean!, inv!], (v, m, s) => (v - m) * s),
   },
 };
+
+/** Index bounds are checked against sizes known at build time. */
+function staticBound(op: string, t: TensorType, axis: number, what: string): void {
+  if (!isStatic(t.shape[axis]!))
+    throw new CompileError(`${op}: the number of ${what} of ${formatType(t)} is symbolic`, `give axis ${axis} a size known at build time`);
+}
+
+/** Whether [start, start + len) lies inside [0, dim); a symbolic range must be the whole axis. */
+function fitsIn(start: number, len: Dim, dim: Dim): boolean {
+  if (typeof len === 'number' && typeof dim === 'number') return start >= 0 && len >= 0 && start + len <= dim;
+  return start === 0 && len === dim;
+}
 
 function checkIndex(op: string, i: number, n: number): void {
   if (!(Number.isInteger(i) && i >= 0 && i < n)) throw new RangeError(`${op}: index ${i} is out of range [0, ${n})`);

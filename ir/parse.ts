@@ -1,6 +1,8 @@
 // Parser of the IR text format (see print.ts). Every problem is a CompileError located at
 // `file:line:col` of the IR text; no other kind of exception escapes for any input.
 
+import type { Dim } from './dims.js';
+import { numelSize, sizeEq } from './dims.js';
 import { CompileError } from './errors.js';
 import { Graph, Names } from './graph.js';
 import type { AttrsOf, OpKind } from './ops.js';
@@ -228,10 +230,13 @@ function parseType(c: Cursor): TensorType {
   const dtype = c.ident('a dtype');
   if (dtype !== 'f32' && dtype !== 'i32') throw new CompileError(`unknown dtype '${dtype}'`, 'use f32 or i32', at);
   c.expect('[');
-  const shape: number[] = [];
+  const shape: Dim[] = [];
   if (!c.eat(']')) {
-    do shape.push(c.int('a dimension'));
-    while (c.eat(','));
+    // a dimension is a size or a symbol bound per call (`f32[B,30]`)
+    do {
+      c.skip();
+      shape.push(/[A-Za-z_]/.test(c.peek()) ? c.ident('a dimension') : c.int('a dimension'));
+    } while (c.eat(','));
     c.expect(']');
   }
   return { dtype: dtype as DType, shape };
@@ -302,7 +307,7 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
     }
     if (want.dtype !== type.dtype || !sameShape(want.shape, type.shape))
       throw new CompileError(`%${name} is declared ${formatType(type)} but ${op} gives ${formatType(want)}`, 'fix the declared type', lineAt);
-  } else if (op === 'const' && (attrs.data as number[]).length !== type.shape.reduce((p, d) => p * d, 1))
+  } else if (op === 'const' && !sizeEq(numelSize(type.shape), (attrs.data as number[]).length))
     throw new CompileError(`const has ${(attrs.data as number[]).length} values for ${formatType(type)}`, 'give one value per element', opAt);
   return id;
 }

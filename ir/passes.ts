@@ -7,7 +7,8 @@ import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
 import { OPS } from './ops.js';
 import { fmtAttrs } from './print.js';
-import type { Inst, InstId, TensorType, ValueId } from './types.js';
+import { isStatic, numelSize, sizeEq, staticShape } from './dims.js';
+import type { ConcreteType, Inst, InstId, Shape, ValueId } from './types.js';
 import { numel, sameShape } from './types.js';
 import { verify } from './verify.js';
 
@@ -167,7 +168,7 @@ export const factorReductions: Pass = {
       const inner = factors.filter((v) => !constant(v));
       if (outer.length === 0 || inner.length === 0 || !inner.every((v) => sameShape(g.type(v).shape, xs))) continue;
       // the product of the inner factors and its sum must already exist
-      const find = (op: 'mul' | 'sum', args: ValueId[], attrs: object, shape: readonly number[]) =>
+      const find = (op: 'mul' | 'sum', args: ValueId[], attrs: object, shape: Shape) =>
         existing.get(instKey(g, { op, args, attrs, result: inst.result } as unknown as Inst, (a) => String(a.index)).replace(/\[[^\]]*\]/, `[${shape}]`));
       let prod: ValueId | undefined = inner[0]!;
       for (const v of inner.slice(1)) prod = prod && find('mul', [prod, v], {}, xs);
@@ -178,7 +179,7 @@ export const factorReductions: Pass = {
       const outShape = g.type(inst.result).shape;
       let k = outer[0]!;
       for (const v of outer.slice(1)) k = b.mul(k, v);
-      if (!sameShape(g.type(k).shape, outShape) && numel(g.type(k).shape) === numel(outShape)) k = b.reshape(k, outShape);
+      if (!sameShape(g.type(k).shape, outShape) && sizeEq(numelSize(g.type(k).shape), numelSize(outShape))) k = b.reshape(k, outShape);
       const r = b.mul(s, k);
       // move the new instructions to just before the sum they replace
       const added = g.insts.splice(before);
@@ -301,16 +302,19 @@ function canonicalPow(g: Graph, inst: Inst): void {
 function foldConst(g: Graph, inst: Inst): NDArray | undefined {
   const def = OPS[inst.op];
   if (def.category === 'source' || inst.args.length === 0 || !def.eval) return undefined;
+  const t = g.type(inst.result);
+  if (!t.shape.every(isStatic)) return undefined;
+  const shape = staticShape(t.shape);
   // a reshape of a constant is a constant of any size: the data stays as it is
-  if (numel(g.type(inst.result).shape) > FOLD_LIMIT && inst.op !== 'reshape' && inst.op !== 'stop_gradient') return undefined;
+  if (numel(shape) > FOLD_LIMIT && inst.op !== 'reshape' && inst.op !== 'stop_gradient') return undefined;
   const args: NDArray[] = [];
   for (const a of inst.args) {
     const d = g.def(a);
     if (d.op !== 'const') return undefined;
-    args.push(nd(g.type(a).shape, d.attrs.data));
+    args.push(nd(staticShape(g.type(a).shape), d.attrs.data));
   }
-  const ev = def.eval as (a: readonly NDArray[], at: unknown, out: TensorType) => NDArray;
-  return ev(args, inst.attrs, g.type(inst.result));
+  const ev = def.eval as (a: readonly NDArray[], at: unknown, out: ConcreteType) => NDArray;
+  return ev(args, inst.attrs, { dtype: t.dtype, shape });
 }
 
 function replaceWithConst(g: Graph, inst: Inst, value: NDArray): void {

@@ -9,6 +9,7 @@
 // The root instruction is replaced in place (it keeps its name, e.g. `probs`); what it no longer
 // uses is removed by DCE if nothing else needs it.
 
+import type { Dim } from './dims.js';
 import type { Graph } from './graph.js';
 import type { OpKind } from './ops.js';
 import type { Pass } from './passes.js';
@@ -39,6 +40,21 @@ class Matcher {
   near(v: ValueId | undefined, x: number): boolean {
     const s = this.scalar(v);
     return s !== undefined && Math.abs(s - x) <= 1e-9 * Math.max(1, Math.abs(x));
+  }
+
+  /**
+   * sign/(n − minus): a constant when n is known at build time, else sign · (n − minus)⁻¹ with n
+   * the bound size of a symbol, as Builder.count and Builder.recip spell it.
+   */
+  invCount(v: ValueId | undefined, n: Dim, minus = 0, sign = 1): boolean {
+    if (typeof n === 'number') return this.near(v, sign / (n - minus));
+    if (sign !== 1) return false;
+    const d = this.is(v, 'div');
+    if (!d || !this.near(d.args[0], 1)) return false;
+    const count = minus ? this.is(d.args[1], 'sub') : undefined;
+    if (minus && (!count || !this.near(count.args[1], minus))) return false;
+    const dim = this.is(minus ? count!.args[0] : d.args[1], 'dim');
+    return !!dim && dim.attrs.name === n;
   }
 
   /** mul(a, b) in either order, with `pred` true of the second; returns the first. */
@@ -121,7 +137,7 @@ class Matcher {
       for (const [a, b] of [m.args, [...m.args].reverse()] as [ValueId, ValueId][]) {
         const s = this.is(a, 'sum');
         if (!s || s.attrs.keepDims || s.attrs.axes.length !== 1 || s.attrs.axes[0] !== 0) continue;
-        if (this.near(b, sign / this.g.type(s.args[0]!).shape[0]!)) return a;
+        if (this.invCount(b, this.g.type(s.args[0]!).shape[0]!, 0, sign)) return a;
       }
       return undefined;
     };
@@ -140,10 +156,10 @@ class Matcher {
       if (!sub) continue;
       const [x, mu] = sub.args as [ValueId, ValueId];
       const t = this.g.type(x);
-      if (t.shape.length !== 2 || t.shape[0]! < 2) continue;
       const n = t.shape[0]!;
+      if (t.shape.length !== 2 || (typeof n === 'number' && n < 2)) continue;
       const colSum = (v: ValueId | undefined) => (v === undefined ? undefined : this.keptSum(v, 0));
-      const meanOf = this.mulBy(mu, (w) => this.near(w, 1 / n));
+      const meanOf = this.mulBy(mu, (w) => this.invCount(w, n));
       if (meanOf === undefined || colSum(meanOf) !== x) continue;
       const p = this.is(inv, 'pow');
       if (!p || !this.near(p.args[1], -0.5)) continue;
@@ -152,7 +168,7 @@ class Matcher {
       const [va, vb] = plusEps.args as [ValueId, ValueId];
       const variance = this.scalar(vb) !== undefined ? va : this.scalar(va) !== undefined ? vb : undefined;
       if (variance === undefined) continue;
-      const sq = colSum(this.mulBy(variance, (w) => this.near(w, 1 / (n - 1))));
+      const sq = colSum(this.mulBy(variance, (w) => this.invCount(w, n, 1)));
       if (sq === undefined) continue;
       const sqd = this.def(sq);
       const isSquare =

@@ -1,15 +1,17 @@
 // Shape arithmetic shared by the shape rules, the interpreter and the emitters.
 
+import type { Dim, Size } from './dims.js';
+import { divSize, isStatic, numelSize, size, sizeEq, sizeText, stridesSize } from './dims.js';
 import { CompileError } from './errors.js';
 import type { Shape, TensorType } from './types.js';
-import { formatType, numel } from './types.js';
+import { formatType } from './types.js';
 
 export function fmtShape(s: Shape): string {
   return `[${s.join(', ')}]`;
 }
 
-/** Row-major strides. */
-export function strides(shape: Shape): number[] {
+/** Row-major strides of a concrete shape. */
+export function strides(shape: readonly number[]): number[] {
   const st = new Array<number>(shape.length);
   let s = 1;
   for (let d = shape.length - 1; d >= 0; d--) {
@@ -20,9 +22,9 @@ export function strides(shape: Shape): number[] {
 }
 
 /** NumPy broadcasting of two shapes, or undefined when they are incompatible. */
-export function broadcastShapes(a: Shape, b: Shape): number[] | undefined {
+export function broadcastShapes(a: Shape, b: Shape): Dim[] | undefined {
   const n = Math.max(a.length, b.length);
-  const out = new Array<number>(n);
+  const out = new Array<Dim>(n);
   for (let i = 0; i < n; i++) {
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
@@ -32,7 +34,7 @@ export function broadcastShapes(a: Shape, b: Shape): number[] | undefined {
   return out;
 }
 
-export function broadcastOrThrow(op: string, a: TensorType, b: TensorType): number[] {
+export function broadcastOrThrow(op: string, a: TensorType, b: TensorType): Dim[] {
   const s = broadcastShapes(a.shape, b.shape);
   if (!s) {
     // the first clash, counting from the right as broadcasting aligns them
@@ -52,13 +54,24 @@ export function broadcastOrThrow(op: string, a: TensorType, b: TensorType): numb
  * Strides of `shape` seen as broadcast to `outShape`: 0 on broadcast axes. Used to index an
  * operand inside a loop nest over the output.
  */
-export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
   const st = strides(shape);
   const off = outShape.length - shape.length;
   return outShape.map((d, i) => {
     const j = i - off;
     if (j < 0) return 0;
     return shape[j] === 1 && d !== 1 ? 0 : st[j]!;
+  });
+}
+
+/** `broadcastStrides` of shapes that may hold symbols. */
+export function broadcastStridesSize(shape: Shape, outShape: Shape): Size[] {
+  const st = stridesSize(shape);
+  const off = outShape.length - shape.length;
+  return outShape.map((d, i) => {
+    const j = i - off;
+    if (j < 0) return size(0);
+    return shape[j] === 1 && d !== 1 ? size(0) : st[j]!;
   });
 }
 
@@ -81,8 +94,8 @@ export function normalizeAxes(op: string, axis: number | readonly number[] | und
   return out.sort((x, y) => x - y);
 }
 
-export function reducedShape(shape: Shape, axes: readonly number[], keepDims: boolean): number[] {
-  const out: number[] = [];
+export function reducedShape(shape: Shape, axes: readonly number[], keepDims: boolean): Dim[] {
+  const out: Dim[] = [];
   shape.forEach((d, i) => {
     if (!axes.includes(i)) out.push(d);
     else if (keepDims) out.push(1);
@@ -90,27 +103,37 @@ export function reducedShape(shape: Shape, axes: readonly number[], keepDims: bo
   return out;
 }
 
-/** Resolves one -1 in a reshape target. */
-export function resolveReshape(from: Shape, to: readonly number[]): number[] {
-  const total = numel(from);
+/**
+ * Resolves one -1 in a reshape target. A symbolic dimension stays an axis of its own: the target
+ * names every symbol of the source once (or -1 stands for one), and the sizes multiply to the
+ * same count.
+ */
+export function resolveReshape(from: Shape, to: readonly Dim[]): Dim[] {
+  const total = numelSize(from);
   const wild = to.filter((d) => d === -1).length;
   if (wild > 1) throw new CompileError(`reshape: only one -1 is allowed, got ${fmtShape(to)}`, 'give all but one dimension explicitly');
   for (const d of to)
-    if (!Number.isInteger(d) || (d < 0 && d !== -1))
+    if (typeof d === 'number' && (!Number.isInteger(d) || (d < 0 && d !== -1)))
       throw new CompileError(`reshape: invalid dimension ${d} in ${fmtShape(to)}`, 'dimensions are non-negative integers, or -1 for one inferred dimension');
-  const known = to.reduce((p, d) => (d === -1 ? p : p * d), 1);
+  const known = numelSize(to.filter((d) => d !== -1));
+  const count = (s: Size) => `${sizeText(s)} elements`;
   const out = [...to];
   if (wild === 1) {
-    if (known === 0 || total % known !== 0)
+    const rest = known.coef === 0 ? undefined : divSize(total, known);
+    if (rest === undefined || rest.syms.length > 1 || (rest.syms.length === 1 && rest.coef !== 1))
       throw new CompileError(
-        `reshape: cannot reshape ${fmtShape(from)} (${total} elements) to ${fmtShape(to)}`,
-        `the known dimensions multiply to ${known}, which does not divide ${total}`,
+        `reshape: cannot reshape ${fmtShape(from)} (${count(total)}) to ${fmtShape(to)}`,
+        isStatic(total) && isStatic(known)
+          ? `the known dimensions multiply to ${sizeText(known)}, which does not divide ${sizeText(total)}`
+          : 'a symbolic dimension stays an axis of its own: name it in the target shape, or let -1 stand for it',
       );
-    out[out.indexOf(-1)] = total / known;
-  } else if (known !== total)
+    out[out.indexOf(-1)] = rest.syms.length ? rest.syms[0]! : rest.coef;
+  } else if (!sizeEq(known, total))
     throw new CompileError(
-      `reshape: cannot reshape ${fmtShape(from)} (${total} elements) to ${fmtShape(to)} (${known} elements)`,
-      'the element count must stay the same; use -1 for one dimension to have it inferred',
+      `reshape: cannot reshape ${fmtShape(from)} (${count(total)}) to ${fmtShape(to)} (${count(known)})`,
+      isStatic(total) && isStatic(known)
+        ? 'the element count must stay the same; use -1 for one dimension to have it inferred'
+        : 'the element count must stay the same, with each symbolic dimension an axis of its own',
     );
   return out;
 }

@@ -4,14 +4,22 @@
 // static shape, and every instruction records the DSL call that made it. Values and
 // instructions have distinct branded id types so one cannot be passed for the other.
 
+import type { Dim } from './dims.js';
 import type { AttrsOf, OpKind } from './ops.js';
 
 export type DType = 'f32' | 'i32';
-export type Shape = readonly number[];
+/** Dimensions: sizes, or symbols bound per call (see dims.ts). */
+export type Shape = readonly Dim[];
 
 export interface TensorType {
   readonly dtype: DType;
   readonly shape: Shape;
+}
+
+/** A tensor type with its symbols bound (what the interpreter evaluates). */
+export interface ConcreteType {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
 }
 
 declare const valueBrand: unique symbol;
@@ -77,7 +85,8 @@ export function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-export function numel(shape: Shape): number {
+/** The element count of a static shape (`numelSize` in dims.ts counts symbolic ones). */
+export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;

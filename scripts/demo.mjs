@@ -66,13 +66,12 @@ const { train, dev, test } = splits(loadNames(42));
 console.log(`data: ${train.n + dev.n + test.n} examples from the @stdlib first names; train ${train.n}, dev ${dev.n}, test ${test.n}`);
 
 // The training network is examples/makemore.ts as it is (batch 32). Evaluation needs other batch
-// sizes: one build of the training network over the whole training set (calibration), and the
-// inference network over the dev and test sets and over 10 names sampled side by side.
+// sizes: the training network built for the whole training set (calibration: the lecture's
+// long form divides by its batch size, a number), and the inference network built once with a
+// symbolic batch 'B', which serves the dev set, the test set and 10 names sampled side by side.
 const models = {
   calibrate: ['makemore', 'makemore', `{ ...LECTURE, batch: ${train.n} }, 'makemore_calibrate', true`],
-  dev: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: ${dev.n} }, 'makemore_dev'`],
-  test: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: ${test.n} }, 'makemore_test'`],
-  sample: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: 10 }, 'makemore_sample'`],
+  inference: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: 'B' }, 'makemore_any_batch'`],
 };
 const files = [path.join(ROOT, 'examples/makemore.ts')];
 for (const [key, [file, fn, args]] of Object.entries(models)) {
@@ -85,15 +84,11 @@ for (const [key, [file, fn, args]] of Object.entries(models)) {
 const t0 = performance.now();
 const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', ...files], { cwd: OUT, stdio: ['ignore', 'pipe', 'inherit'] });
 if (b.status !== 0) process.exit(b.status ?? 1);
-console.log(`graphc build: examples/makemore.ts and 4 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
+console.log(`graphc build: examples/makemore.ts and 2 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
 const load = (name) => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}.js`)).href);
 const mm = await load('makemore');
-const mods = {
-  calibrate: await load('makemore_calibrate'),
-  dev: await load('makemore_dev'),
-  test: await load('makemore_test'),
-  sample: await load('makemore_sample'),
-};
+const calibrateMod = await load('makemore_calibrate');
+const inference = await load('makemore_any_batch');
 
 // ---------------------------------------------------------------------------------------------
 // Training
@@ -116,8 +111,8 @@ process.on('SIGINT', () => {
 });
 
 const evaluateDev = () => {
-  const stats = calibrate(mods.calibrate, trainer.params, train);
-  return { train: stats.loss, dev: splitLoss(mods.dev, trainer.params, stats, dev), stats };
+  const stats = calibrate(calibrateMod, trainer.params, train);
+  return { train: stats.loss, dev: splitLoss(inference, trainer.params, stats, dev), stats };
 };
 
 const bar = progressBar(trainer.steps);
@@ -146,10 +141,10 @@ if (interrupted) {
 // Report
 
 const final = evaluateDev();
-const testLoss = splitLoss(mods.test, trainer.params, final.stats, test);
+const testLoss = splitLoss(inference, trainer.params, final.stats, test);
 console.log(`\nloss after ${trainer.steps} steps (batchnorm calibrated on the training set):`);
 console.log(`  train ${final.train.toFixed(4)}   dev ${final.dev.toFixed(4)}   test ${testLoss.toFixed(4)}`);
-const names = sampleNames(mods.sample, trainer.params, final.stats, new Rng(seed + 2147483647));
+const names = sampleNames(inference, trainer.params, final.stats, new Rng(seed + 2147483647), 10);
 console.log(`\n10 names sampled from the trained model:\n  ${names.join('\n  ')}\n`);
 
 if (trainer.history.dev.at(-1)?.[0] !== trainer.step) trainer.history.dev.push([trainer.step, final.dev]);

@@ -4,7 +4,8 @@
 import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
 import { CompileError } from '../ir/errors.js';
-import { Graph } from '../ir/graph.js';
+import type { Dim } from '../ir/dims.js';
+import { Graph, sanitizeName } from '../ir/graph.js';
 import type { Init } from '../ir/ops.js';
 import { normalizeAxes } from '../ir/shape.js';
 import type { DType, Loc, ValueId } from '../ir/types.js';
@@ -79,7 +80,8 @@ export class Tensor {
     this.id = id;
   }
 
-  get shape(): number[] {
+  /** The dimensions: sizes, and the names of symbolic ones (`['B', 30]`). */
+  get shape(): Dim[] {
     return [...this[TRACER].graph.type(this.id).shape];
   }
 
@@ -164,8 +166,8 @@ export class Tensor {
       return b.transpose(this.id, p);
     });
   }
-  reshape(shape: readonly number[]): Tensor {
-    return this.op((b) => b.reshape(this.id, checkShape('reshape', shape, true)));
+  reshape(shape: readonly Dim[]): Tensor {
+    return this.op((b) => b.reshape(this.id, checkShape('reshape', shape, { wild: true, symbols: true })));
   }
   stopGradient(): Tensor {
     return this.op((b) => b.stopGradient(this.id));
@@ -174,7 +176,8 @@ export class Tensor {
 
 /** The `g` a model function receives. */
 export interface GraphBuilder {
-  input(name: string, shape: readonly number[], dtype?: DType): Tensor;
+  /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
+  input(name: string, shape: readonly Dim[], dtype?: DType): Tensor;
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   const(value: number | NestedNumbers): Tensor;
   gather(table: Tensor, indices: Tensor): Tensor;
@@ -190,16 +193,28 @@ export interface GraphBuilder {
 
 export type NestedNumbers = readonly (number | NestedNumbers)[];
 
-function checkShape(op: string, shape: unknown, allowWild = false): number[] {
+function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols?: boolean } = {}): Dim[] {
   const ok =
     Array.isArray(shape) &&
-    shape.every((d) => typeof d === 'number' && Number.isInteger(d) && (d >= 0 || (allowWild && d === -1)));
-  if (!ok)
-    throw new CompileError(
-      `${op}: invalid shape ${JSON.stringify(shape)}`,
-      allowWild ? 'a shape is an array of non-negative integers, with at most one -1' : 'a shape is an array of non-negative integers, e.g. [32, 64]',
+    shape.every((d) =>
+      typeof d === 'number' ? Number.isInteger(d) && (d >= 0 || (allow.wild === true && d === -1)) : allow.symbols === true && typeof d === 'string',
     );
-  return [...(shape as number[])];
+  if (!ok) {
+    const symbolic = !allow.symbols && Array.isArray(shape) && shape.some((d) => typeof d === 'string');
+    throw new CompileError(
+      symbolic ? `${op}: a ${op}'s shape is fixed at build time, got ${JSON.stringify(shape)}` : `${op}: invalid shape ${JSON.stringify(shape)}`,
+      symbolic
+        ? 'name dimensions in the shapes of inputs only (g.input(\'Xb\', [\'B\', 3], \'i32\')); params and constants have sizes'
+        : `a shape is an array of non-negative integers${allow.wild ? ', with at most one -1' : ''}${allow.symbols ? ' or names of dimensions' : ''}, e.g. [32, 64]`,
+    );
+  }
+  for (const d of shape as Dim[])
+    if (typeof d === 'string' && sanitizeName(d) !== d)
+      throw new CompileError(
+        `${op}: '${d}' cannot name a dimension`,
+        'a dimension name is an identifier that is not a JavaScript keyword or a name graphc reserves (such as i, n or t), e.g. \'B\'',
+      );
+  return [...(shape as Dim[])];
 }
 
 /** Flattens a nested number array, checking that it is rectangular. */
@@ -293,7 +308,8 @@ export class Tracer {
       input(name, shape, dtype = 'f32') {
         return t.call(() => {
           const n = t.declare('input', name);
-          const s = checkShape('input', shape);
+          const s = checkShape('input', shape, { symbols: true });
+          for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
           return t.b.input(n, { dtype, shape: s }, { raw: n });
@@ -302,7 +318,7 @@ export class Tracer {
       param(name, shape, options = {}) {
         return t.call(() => {
           const n = t.declare('param', name);
-          const s = checkShape('param', shape);
+          const s = checkShape('param', shape) as number[];
           const init = options.init ?? 'randn';
           const scale = options.scale ?? 1;
           if (!INITS.includes(init))

@@ -4,7 +4,9 @@
 import { activeInsts, lossValue, LOSS } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
+import { dimBindings } from '../ir/dims.js';
 import type { Loc } from '../ir/types.js';
+import { formatType } from '../ir/types.js';
 import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
 import { defaultExportAt } from './names.js';
@@ -22,6 +24,21 @@ function modelLoc(m: LoadedModel): Loc {
   const file = m.file.split(/[\\/]/).pop()!;
   const at = defaultExportAt(m.file, m.sourceOf(file) ?? '');
   return { file, line: at.line, col: at.col };
+}
+
+/** Every symbolic dimension must be bound by the length of some input. */
+function checkBindable(g: Graph): void {
+  const bound = dimBindings(g);
+  for (const inst of g.insts) {
+    if (inst.op !== 'input') continue;
+    const open = g.type(inst.result).shape.filter((d) => typeof d === 'string' && !bound.has(d));
+    if (open.length)
+      throw new CompileError(
+        `input '${inst.attrs.name}' ${formatType(g.type(inst.result))}: the size of ${[...new Set(open)].join(' and ')} cannot be bound from the inputs' lengths`,
+        'a call binds a dimension from an input whose other dimensions are known: declare one where it is the only named dimension (e.g. [\'B\', 3])',
+        inst.loc,
+      );
+  }
 }
 
 export function traceModel(m: LoadedModel): Traced {
@@ -58,6 +75,7 @@ export function traceModel(m: LoadedModel): Traced {
     throw e;
   }
   g.numberTemps();
+  checkBindable(g);
 
   const warnings: CompileError[] = [];
   const active = activeInsts(g);

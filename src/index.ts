@@ -1,5 +1,6 @@
 // The public entry point: what model files import from 'graphc'.
 export { model, Tensor } from './dsl.js';
+export type { Dim } from '../ir/dims.js';
 export type {
   Axis,
   BatchNormOptions,

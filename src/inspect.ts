@@ -122,7 +122,8 @@ function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int
   for (const inst of g.insts) {
     if (inst.op !== 'input') continue;
     const t = g.type(inst.result);
-    const n = numel(t.shape);
+    // a symbolic dimension gets a small size of its own
+    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : 3)));
     inputs[inst.attrs.name] =
       t.dtype === 'i32'
         ? Int32Array.from({ length: n }, () => Math.floor(r() * (bounds.get(inst.attrs.name) ?? 10)))

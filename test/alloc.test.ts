@@ -2,21 +2,35 @@
 // no garbage collection at all (V8's --trace-gc prints one line per collection).
 
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './helpers.js';
+import { compile } from '../src/build.js';
+import { modelFile, ROOT, tmp } from './helpers.js';
+
+/** The garbage collections of the steady state of a module (the lines between the fixture's markers). */
+function steadyStateGcs(module: string): string[] {
+  const r = spawnSync(process.execPath, ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), module], { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  const lines = r.stdout.split('\n');
+  expect(lines).toContain('--- end');
+  return lines.slice(lines.indexOf('--- steady state') + 1, lines.indexOf('--- end'));
+}
 
 describe('generated modules', () => {
   it.each(['makemore', 'classifier', 'twolayer'])('%s allocates nothing per call', (name) => {
-    const r = spawnSync(
-      process.execPath,
-      ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), path.join(ROOT, 'generated', name, `${name}.js`)],
-      { encoding: 'utf8' },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.split('\n');
-    const steady = lines.slice(lines.indexOf('--- steady state') + 1, lines.indexOf('--- end'));
-    expect(lines).toContain('--- end');
-    expect(steady).toEqual([]);
+    expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.js`))).toEqual([]);
+  });
+
+  it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
+    const examples = ROOT.split(path.sep).join('/') + '/examples';
+    const file = modelFile(`import { LECTURE } from '${examples}/makemore.ts';
+import { makemoreInference } from '${examples}/makemore_inference.ts';
+export default makemoreInference({ ...LECTURE, batch: 'B' }, 'steady_sym');
+`);
+    const c = await compile(file, { targets: ['ts'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    expect(steadyStateGcs(path.join(dir, 'steady_sym.js'))).toEqual([]);
   });
 });

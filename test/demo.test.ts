@@ -85,19 +85,18 @@ describe('training', () => {
 });
 
 describe('evaluation', () => {
-  it('inference with calibrated statistics reproduces the full-batch training pass; sampling gives names', async () => {
+  it('inference with calibrated statistics reproduces the full-batch training pass; one symbolic build evaluates and samples', async () => {
     const small = dataset(names.slice(0, 60));
     const build = async (fn: string, file: string, args: string) =>
       (await buildAndImport(modelFile(`import { LECTURE } from '${ROOT}/examples/makemore.ts';\nimport { ${fn} } from '${ROOT}/examples/${file}.ts';\nexport default ${fn}(${args});\n`))).mod;
     const cal = await build('makemore', 'makemore', `{ ...LECTURE, batch: ${small.n} }, 'cal', true`);
-    const inf = await build('makemoreInference', 'makemore_inference', `{ ...LECTURE, batch: ${small.n} }, 'inf'`);
-    const sampler = await build('makemoreInference', 'makemore_inference', `{ ...LECTURE, batch: 4 }, 'sampler'`);
+    const inf = await build('makemoreInference', 'makemore_inference', `{ ...LECTURE, batch: 'B' }, 'inf'`);
     const params = cal.initParams(9);
     const stats = calibrate(cal, params, small);
     expect(stats.bnmean).toHaveLength(64);
     // batchnorm over a batch with that batch's own statistics is inference with them as inputs
     expect(Math.abs(splitLoss(inf, params, stats, small) - stats.loss)).toBeLessThan(1e-5);
-    const sampled: string[] = sampleNames(sampler, params, stats, new Rng(1), 12);
+    const sampled: string[] = sampleNames(inf, params, stats, new Rng(1), 4, 12);
     expect(sampled).toHaveLength(4);
     for (const s of sampled) expect(s).toMatch(/^[a-z]{0,12}$/);
   });

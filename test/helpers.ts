@@ -9,6 +9,7 @@ import { expect } from 'vitest';
 import type { Graph } from '../ir/graph.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import type { NDArray } from '../ir/ndarray.js';
+import { bindShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import type { Compiled } from '../src/build.js';
@@ -69,14 +70,14 @@ export function randn(r: () => number): number {
 }
 
 /** Random params (N(0,1)·scale) and inputs (N(0,1), or indices within their bounds). */
-export function randomArgs(fwd: Graph, seed: number, scale = 1): { params: Arrays; inputs: Arrays } {
+export function randomArgs(fwd: Graph, seed: number, scale = 1, dims: Record<string, number> = {}): { params: Arrays; inputs: Arrays } {
   const r = rng(seed);
   const bounds = indexBounds(fwd);
   const params: Arrays = {};
   const inputs: Arrays = {};
   for (const inst of fwd.insts) {
     const t = fwd.type(inst.result);
-    const n = numel(t.shape);
+    const n = numel(bindShape(t.shape, dims));
     if (inst.op === 'param') params[inst.attrs.name] = Float32Array.from({ length: n }, () => scale * randn(r));
     if (inst.op === 'input') {
       const b = bounds.get(inst.attrs.name) ?? 10;

@@ -54,6 +54,8 @@ const DSL: Record<string, (r: Rand) => string> = {
     return `const a = g.param('a', ${S(s)}); const y = a.sum(${axis}${axis && r() < 0.5 ? ', true' : ''});`;
   },
   mean: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mean(${pickOne(r, ['', '0', '1', '[0, 1]'])});`,
+  // a mean over a symbolic dimension divides by its bound size (the dim op); checks bind B = 5
+  dim: (r) => `const x = g.input('x', ['B', ${dim(r)}]); const a = g.param('a', [1, ${dim(r)}]); const y = x.sum(1, true).mul(a).mean(0);`,
   max: (r) => `const a = g.param('a', ${S([dim(r), dim(r), dim(r)])}); const y = a.max(${pickOne(r, ['undefined', '0', '1', '2', '[0, 2]'])}, ${r() < 0.5});`,
   matmul: (r) => {
     const [m, k, n] = [dim(r), dim(r), dim(r)];
@@ -166,7 +168,7 @@ export default model('${name}', (g) => {
  * gradient a, half the derivative 2a that finite differences see.
  */
 async function check(c: { fwd: Graph; bwd: Graph }, mod: GeneratedModule, seed: number, fdScale = 1): Promise<void> {
-  const { params, inputs } = randomArgs(c.fwd, seed);
+  const { params, inputs } = randomArgs(c.fwd, seed, 1, { B: 5 });
   const ref = reference(c.fwd, c.bwd, params, inputs);
   const { loss, grads } = mod.valueAndGrad(params, inputs);
   expect(relErr([loss], ref.outputs.loss!.data), 'loss').toBeLessThan(1e-5);

@@ -192,8 +192,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
 
-  // emb = C[Xb]  (makemore_inference.ts:26)
-  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:26  const emb = g.gather(C, Xb);
+  // emb = C[Xb]  (makemore_inference.ts:27)
+  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:27  const emb = g.gather(C, Xb);
   const kernel_emb = kernel(function (this: IKernelFunctionThis, Xb: Float32Array, C: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 30);
@@ -203,11 +203,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return C[Xb[_i0 * 3 + _i1] * 10 + _rest1];
   }, 960);
 
-  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:28)
-  // t2 = hprebn - bnmean  (makemore_inference.ts:29)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:28
-  //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
+  // t2 = hprebn - bnmean  (makemore_inference.ts:30)
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
+  //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   const kernel_t2 = kernel(function (
     this: IKernelFunctionThis,
     embcat: Float32Array,
@@ -227,11 +227,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 2048);
 
-  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:28)
-  // t3 = bngain * t2  (makemore_inference.ts:29)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:28
-  //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
+  // t3 = bngain * t2  (makemore_inference.ts:30)
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
+  //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   const kernel_t3 = kernel(function (
     this: IKernelFunctionThis,
     bngain: Float32Array,
@@ -244,9 +244,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 2048);
 
-  // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:29)
-  //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:29
+  // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:30)
+  //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
   const kernel_t7 = kernel(function (this: IKernelFunctionThis, bnvar: Float32Array): number {
     const _x = this.thread.x;
     const _t0 = bnvar[_x] + 0.00001;
@@ -254,11 +254,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 64);
 
-  // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:29)
-  // h = tanh(hpreact)  (makemore_inference.ts:30)
-  //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:29
-  //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:30  const h = hpreact.tanh();
+  // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)
+  // h = tanh(hpreact)  (makemore_inference.ts:31)
+  //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:30
+  //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:31  const h = hpreact.tanh();
   const kernel_h = kernel(function (
     this: IKernelFunctionThis,
     t3: Float32Array,
@@ -273,9 +273,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(_t1);
   }, 2048);
 
-  // logits = h @ W2 + b2  (makemore_inference.ts:31)
-  //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
-  //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:31
+  // logits = h @ W2 + b2  (makemore_inference.ts:32)
+  //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+  //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:32
   const kernel_logits = kernel(function (
     this: IKernelFunctionThis,
     h: Float32Array,
@@ -293,8 +293,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 864);
 
-  // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:32)
-  //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:32  const loss = g.crossEntropy(logits, Yb);
+  // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:33)
+  //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
   const kernel_loss = kernel(function (
     this: IKernelFunctionThis,
     logits: Float32Array,
@@ -316,8 +316,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return -_acc0 / 32;
   }, 1);
 
-  // probs = softmax(logits, 1)  (makemore_inference.ts:33)
-  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:33  const probs = g.softmax(logits);
+  // probs = softmax(logits, 1)  (makemore_inference.ts:34)
+  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:34  const probs = g.softmax(logits);
   const kernel_probs = kernel(function (this: IKernelFunctionThis, logits: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
@@ -333,10 +333,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(logits[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
   }, 864);
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:32)
-  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:32  const loss = g.crossEntropy(logits, Yb);
-  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:32
-  //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:32
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:33)
+  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
+  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
+  //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:33
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
     probs: Float32Array,
@@ -351,10 +351,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 864);
 
-  // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:31)
-  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:32  const loss = g.crossEntropy(logits, Yb);
-  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:32
-  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)
+  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
+  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
+  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   const kernel_db2 = kernel(function (this: IKernelFunctionThis, dlogits: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -364,8 +364,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 27);
 
-  // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:31)
-  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:32)
+  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   const kernel_dh = kernel(function (
     this: IKernelFunctionThis,
     dlogits: Float32Array,
@@ -381,8 +381,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:31)
-  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:32)
+  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   const kernel_dW2 = kernel(function (
     this: IKernelFunctionThis,
     h: Float32Array,
@@ -398,15 +398,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1728);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:30)
-  // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:29)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:29)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:30  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:30
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:30
-  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:29
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:29
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:30)
+  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30
+  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
   const kernel_dbnbias = kernel(function (
     this: IKernelFunctionThis,
     dh: Float32Array,
@@ -423,15 +423,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:30)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:29)
-  // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:29)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:30  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:30
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:30
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:29
-  //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:29
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+  // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:30)
+  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
+  //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:30
   const kernel_dbngain = kernel(function (
     this: IKernelFunctionThis,
     dh: Float32Array,
@@ -452,15 +452,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:30)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:29)
-  // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:29)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:30  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:30
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:30
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:29
-  //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:29
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+  // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:30)
+  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
+  //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:30
   const kernel_dt2 = kernel(function (
     this: IKernelFunctionThis,
     dh: Float32Array,
@@ -479,15 +479,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t4;
   }, 2048);
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:30)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:29)
-  // db1 = dt2.sum(0)   add'  (makemore_inference.ts:28)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:30  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:30
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:30
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:29
-  //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+  // db1 = dt2.sum(0)   add'  (makemore_inference.ts:29)
+  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
+  //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dt2: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -497,8 +497,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 64);
 
-  // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:28)
-  //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:29)
+  //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_dembcat = kernel(function (
     this: IKernelFunctionThis,
     dt2: Float32Array,
@@ -514,8 +514,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 960);
 
-  // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:28)
-  //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:29)
+  //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_dW1 = kernel(function (
     this: IKernelFunctionThis,
     embcat: Float32Array,
@@ -531,8 +531,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1920);
 
-  // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:26)
-  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:26  const emb = g.gather(C, Xb);
+  // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:27)
+  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:27  const emb = g.gather(C, Xb);
   const kernel_dC = kernel(function (
     this: IKernelFunctionThis,
     Xb: Float32Array,

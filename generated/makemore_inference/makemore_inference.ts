@@ -519,48 +519,48 @@ function matmul_dW1(): void {
 function forwardPass(): void {
   const { emb, Xb, C, bnvar, t7, t3, bnbias, h, logits, Yb, loss, probs } = buf;
 
-  // emb = C[Xb]  (makemore_inference.ts:26)
-  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:26  const emb = g.gather(C, Xb);
+  // emb = C[Xb]  (makemore_inference.ts:27)
+  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:27  const emb = g.gather(C, Xb);
   for (let i = 0; i < 96; i++) {
     const _row = Xb[i] * 10;
     for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
   }
 
-  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:28)
-  // t2 = hprebn - bnmean  (makemore_inference.ts:29)
-  // t3 = bngain * t2  (makemore_inference.ts:29)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:28
-  //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:29
+  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
+  // t2 = hprebn - bnmean  (makemore_inference.ts:30)
+  // t3 = bngain * t2  (makemore_inference.ts:30)
+  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
+  //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:30
   matmul_t3();
 
-  // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:29)
-  //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:29
+  // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:30)
+  //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
   for (let i = 0; i < 64; i++) {
     const _t5 = bnvar[i] + 0.00001;
     t7[i] = 1 / Math.sqrt(_t5);
   }
 
-  // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:29)
-  // h = tanh(hpreact)  (makemore_inference.ts:30)
-  //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:29
-  //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:30  const h = hpreact.tanh();
+  // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)
+  // h = tanh(hpreact)  (makemore_inference.ts:31)
+  //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:30
+  //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:31  const h = hpreact.tanh();
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
       h[i * 64 + j] = Math.tanh(t3[i * 64 + j] * t7[j] + bnbias[j]);
     }
   }
 
-  // logits = h @ W2 + b2  (makemore_inference.ts:31)
-  //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
-  //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:31
+  // logits = h @ W2 + b2  (makemore_inference.ts:32)
+  //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+  //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:32
   matmul_logits();
 
-  // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:32)
-  //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:32  const loss = g.crossEntropy(logits, Yb);
+  // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:33)
+  //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
   {
     let _total = 0;
     for (let i = 0; i < 32; i++) {
@@ -573,8 +573,8 @@ function forwardPass(): void {
     loss[0] = -_total / 32;
   }
 
-  // probs = softmax(logits, 1)  (makemore_inference.ts:33)
-  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:33  const probs = g.softmax(logits);
+  // probs = softmax(logits, 1)  (makemore_inference.ts:34)
+  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:34  const probs = g.softmax(logits);
   for (let i = 0; i < 32; i++) {
     const _base = i * 27;
     let _max = -Infinity;
@@ -649,12 +649,12 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     demb,
   } = buf;
 
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:32)
-  // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:31)
-  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:32  const loss = g.crossEntropy(logits, Yb);
-  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:32
-  //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:32
-  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:33)
+  // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)
+  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
+  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
+  //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:33
+  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   for (let i = 0; i < 27; i++) {
     _acc0[i] = 0;
   }
@@ -669,29 +669,29 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db2[i] = _acc0[i];
   }
 
-  // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:31)
-  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:32)
+  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   matmul_dh();
 
-  // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:31)
-  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:31  const logits = h.matmul(W2).add(b2);
+  // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:32)
+  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
   matmul_dW2();
 
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:30)
-  // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:29)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:29)
-  // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:29)
-  // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:29)
-  // db1 = dt2.sum(0)   add'  (makemore_inference.ts:28)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:30  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:30
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:30
-  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:29  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:29
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:29
-  //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:29
-  //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:29
-  //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+  // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:30)
+  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+  // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:30)
+  // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:30)
+  // db1 = dt2.sum(0)   add'  (makemore_inference.ts:29)
+  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30
+  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
+  //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:30
+  //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:30
+  //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -714,16 +714,16 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     db1[i] = _acc2[i];
   }
 
-  // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:28)
-  //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:29)
+  //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dembcat();
 
-  // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:28)
-  //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:28  const hprebn = embcat.matmul(W1).add(b1);
+  // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:29)
+  //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   matmul_dW1();
 
-  // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:26)
-  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:26  const emb = g.gather(C, Xb);
+  // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:27)
+  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:27  const emb = g.gather(C, Xb);
   {
     dC.fill(0);
     for (let i = 0; i < 96; i++) {

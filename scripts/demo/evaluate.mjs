@@ -12,14 +12,14 @@ export function calibrate(calibrateMod, params, train) {
   return { loss: out.loss, bnmean: Float32Array.from(out.bnmeani), bnvar: Float32Array.from(out.bnvar) };
 }
 
-/** The mean loss of a split, with an inference network built for exactly its size. */
+/** The mean loss of a split, with the inference network (built with a symbolic batch, or for its size). */
 export function splitLoss(inferenceMod, params, stats, split) {
   return inferenceMod.forward(params, { bnmean: stats.bnmean, bnvar: stats.bnvar, Xb: split.X, Yb: split.Y }).loss;
 }
 
-/** One name per row of the inference network's batch, each character drawn from its probs. */
-export function sampleNames(inferenceMod, params, stats, rng, maxLen = 30) {
-  const [count, block] = inferenceMod.spec.inputs.Xb.shape;
+/** `count` names sampled side by side, each character drawn from the network's probs. */
+export function sampleNames(inferenceMod, params, stats, rng, count, maxLen = 30) {
+  const block = inferenceMod.spec.inputs.Xb.shape[1];
   const vocab = inferenceMod.spec.outputs.probs.shape[1];
   const Xb = new Int32Array(count * block); // contexts start as '...'
   const Yb = new Int32Array(count);

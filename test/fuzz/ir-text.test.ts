@@ -19,6 +19,7 @@ import fc from 'fast-check';
 import { Builder } from '../../ir/builder.js';
 import { CompileError } from '../../ir/errors.js';
 import { Graph } from '../../ir/graph.js';
+import { staticShape } from '../../ir/dims.js';
 import type { AttrKind, Init, OpKind } from '../../ir/ops.js';
 import { OPS } from '../../ir/ops.js';
 import { parseGraph } from '../../ir/parse.js';
@@ -215,7 +216,7 @@ function attr(c: Choices, kind: AttrKind): unknown {
 
 /** Attributes for op with operand types ts: valid by construction where it matters, else random. */
 function attrsFor(c: Choices, op: OpKind, ts: readonly TensorType[]): Record<string, unknown> {
-  const x = ts[0]?.shape ?? [];
+  const x = staticShape(ts[0]?.shape ?? []); // the random graphs have static shapes
   const r = x.length;
   const sortedAxes = () => [...Array(r).keys()].filter(() => c.chance(50));
   switch (op) {
@@ -250,7 +251,7 @@ function attrsFor(c: Choices, op: OpKind, ts: readonly TensorType[]): Record<str
     case 'one_hot':
       return { depth: c.range(1, 4) };
     case 'scatter_add':
-      return { shape: [c.range(1, 4), ...(ts[1]?.shape.slice(ts[0]?.shape.length ?? 0) ?? [])] };
+      return { shape: [c.range(1, 4), ...staticShape(ts[1]?.shape.slice(ts[0]?.shape.length ?? 0) ?? [])] };
     default:
       return Object.fromEntries(Object.entries(OPS[op].attrs as Record<string, AttrKind>).map(([k, kind]) => [k, attr(c, kind)]));
   }
@@ -276,14 +277,14 @@ export function randomGraph(c: Choices): Graph {
     b.loc = randomLoc(c);
     const t: TensorType = { dtype: c.chance(25) ? 'i32' : 'f32', shape: randShape(c) };
     const which = c.int(3);
-    if (which === 0) vals.push(b.constant(Array.from({ length: numel(t.shape) }, () => (t.dtype === 'i32' ? c.int(3) : c.pick(WEIRD_NUMBERS))), t.shape, t.dtype));
+    if (which === 0) vals.push(b.constant(Array.from({ length: numel(staticShape(t.shape)) }, () => (t.dtype === 'i32' ? c.int(3) : c.pick(WEIRD_NUMBERS))), staticShape(t.shape), t.dtype));
     else if (kind === 'backward') vals.push(b.source('fwd', { name: c.pick(STRS) }, t, name()));
     else if (which === 1) vals.push(b.source('input', { name: c.pick(STRS) }, t, name()));
     else vals.push(b.source('param', { name: c.pick(STRS), init: attr(c, 'init') as Init, scale: c.pick(WEIRD_NUMBERS) }, { dtype: 'f32', shape: t.shape }, name()));
   }
   const nOps = c.range(0, 12);
   for (let i = 0, tries = 0; i < nOps && tries < 60; tries++) {
-    const op = c.pick(OP_KINDS) as Exclude<OpKind, 'input' | 'param' | 'const' | 'fwd'>;
+    const op = c.pick(OP_KINDS) as Exclude<OpKind, 'input' | 'param' | 'const' | 'fwd' | 'dim'>;
     const def = OPS[op];
     const arity = def.arity === 'variadic' ? c.range(1, 3) : def.arity;
     const args = Array.from({ length: arity }, () => c.pick(vals));

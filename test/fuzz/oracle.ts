@@ -10,6 +10,7 @@ import type { NDArray } from '../../ir/ndarray.js';
 import { fmtNumber, printGraph } from '../../ir/print.js';
 import { parseGraph } from '../../ir/parse.js';
 import { dce } from '../../ir/passes.js';
+import { staticShape } from '../../ir/dims.js';
 import { OPS } from '../../ir/ops.js';
 import type { TensorType } from '../../ir/types.js';
 import { writeFileSync } from 'node:fs';
@@ -48,7 +49,7 @@ function kinkSignature(g: Graph, vals: Map<string, NDArray>): string {
   for (const inst of g.insts) {
     if (inst.op === 'relu' || inst.op === 'abs') parts.push(Array.from(arg(inst, 0).data, Math.sign).join());
     else if (inst.op === 'maximum' || inst.op === 'minimum') {
-      const out = g.type(inst.result).shape;
+      const out = staticShape(g.type(inst.result).shape);
       parts.push(Array.from(K.map(out, [arg(inst, 0), arg(inst, 1)], (a, b) => Math.sign(a - b)).data).join());
     } else if (inst.op === 'max') parts.push(Array.from(K.argmaxMask(arg(inst, 0), inst.attrs.axes).data).join());
   }
@@ -64,7 +65,7 @@ function kinkMargin(g: Graph, vals: Map<string, NDArray>): number {
   };
   for (const inst of g.insts) {
     if (inst.op === 'relu' || inst.op === 'abs') arg(inst, 0).data.forEach(note);
-    else if (inst.op === 'maximum' || inst.op === 'minimum') K.map(g.type(inst.result).shape, [arg(inst, 0), arg(inst, 1)], (a, b) => a - b).data.forEach(note);
+    else if (inst.op === 'maximum' || inst.op === 'minimum') K.map(staticShape(g.type(inst.result).shape), [arg(inst, 0), arg(inst, 1)], (a, b) => a - b).data.forEach(note);
     else if (inst.op === 'max') {
       const x = arg(inst, 0);
       const mx = K.reduce(x, inst.attrs.axes, x.shape.map((d, i) => (inst.attrs.axes.includes(i) ? 1 : d)), -Infinity, Math.max);
@@ -85,7 +86,7 @@ function l1OfLossTerms(g: Graph, vals: Map<string, NDArray>): number {
     };
     if (!isR(0) && !isR(1)) continue;
     const [a, b] = inst.args.map((v) => vals.get(g.value(v).name)!);
-    K.map(g.type(inst.result).shape, [a!, b!], (x, y) => Math.abs(x * y)).data.forEach((v) => (l1 += v));
+    K.map(staticShape(g.type(inst.result).shape), [a!, b!], (x, y) => Math.abs(x * y)).data.forEach((v) => (l1 += v));
   }
   return l1;
 }
@@ -102,9 +103,9 @@ function f32Grads(c: Built, params: Arrays, inputs: Arrays): Record<string, Floa
     for (const inst of g.insts) {
       const t = g.type(inst.result);
       let out: NDArray;
-      if (inst.op === 'input') out = K.nd(t.shape, env.inputs![inst.attrs.name]!);
-      else if (inst.op === 'param') out = K.nd(t.shape, env.params![inst.attrs.name]!);
-      else if (inst.op === 'const') out = K.nd(t.shape, inst.attrs.data);
+      if (inst.op === 'input') out = K.nd(staticShape(t.shape), env.inputs![inst.attrs.name]!);
+      else if (inst.op === 'param') out = K.nd(staticShape(t.shape), env.params![inst.attrs.name]!);
+      else if (inst.op === 'const') out = K.nd(staticShape(t.shape), inst.attrs.data);
       else if (inst.op === 'fwd') out = env.fwd!.get(inst.attrs.name)!;
       else {
         const ev = OPS[inst.op].eval as (a: readonly NDArray[], at: unknown, t: TensorType) => NDArray;
