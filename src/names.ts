@@ -73,9 +73,10 @@ export class FileCalls {
 
   constructor(file: string, text: string) {
     const sf = (this.sf = parse(file, text));
+    // TypeScript's own line map (ts-morph's getLineAndColumnAtPos scans the text on each call)
     const lineCol = (pos: number) => {
-      const lc = sf.getLineAndColumnAtPos(pos);
-      return { key: `${lc.line}:${lc.column}`, line: lc.line, col: lc.column };
+      const lc = sf.compilerNode.getLineAndCharacterOfPosition(pos);
+      return { key: `${lc.line + 1}:${lc.character + 1}`, line: lc.line + 1, col: lc.character + 1 };
     };
     const aliases: [string, CallSite][] = [];
     sf.forEachDescendant((node) => {
