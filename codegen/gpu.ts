@@ -7,15 +7,14 @@
 // into one command encoder on webgpu (one fused pass over one wasm memory on webasm) and reads
 // back only its results: the outputs, or the loss and the gradients.
 
-import { staticShape } from '../ir/dims.js';
+import type { Dim, Size } from '../ir/dims.js';
+import { numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
 import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
 import { inversePerm } from '../ir/ops.js';
-import { strides } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
-import { numel } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
@@ -76,16 +75,25 @@ const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } 
 // A kernel: one value at the position of each thread
 
 /** Flat index of a position in a row-major shape. */
-function flat(pos: readonly string[], shape: readonly number[]): string {
-  const st = strides(shape);
-  const terms = pos.flatMap((p, d) => (p === '0' || shape[d] === 1 ? [] : [st[d] === 1 ? p : `${wrapSum(p)} * ${st[d]}`]));
+function flat(pos: readonly string[], shape: Shape): string {
+  const st = stridesSize(shape);
+  const terms = pos.flatMap((p, d) => (p === '0' || shape[d] === 1 ? [] : [sizeEq(st[d]!, 1) ? p : `${wrapSum(p)} * ${kdim(st[d]!)}`]));
   return terms.length ? terms.join(' + ') : '0';
+}
+
+/**
+ * A size inside a kernel: a number, or a product with the bound sizes of symbolic dimensions,
+ * which gpu.js kernels read as constants (`this.constants.B * 64`).
+ */
+function kdim(d: Dim | Size): string {
+  const s = size(d);
+  return sizeText({ coef: s.coef, syms: s.syms.map((x) => `this.constants.${x}`) });
 }
 
 const wrapSum = (p: string) => (/[+-]/.test(p) ? `(${p})` : p);
 
 /** The position of an operand of shape `s` broadcast into a result position. */
-function broadcastPos(pos: readonly string[], outShape: readonly number[], s: readonly number[]): string[] {
+function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string[] {
   const off = outShape.length - s.length;
   return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
 }
@@ -117,6 +125,7 @@ class KernelWriter {
   private array(v: ValueId, index: string): Expr {
     const s = this.plan.storage.get(this.name(v));
     if (s?.kind === 'literal') return E.num(s.value);
+    if (s?.kind === 'dim') return E.atom(kdim(s.name)); // the bound size, a constant of the kernel
     const name = this.name(v);
     if (!this.args.includes(name)) this.args.push(name);
     return E.atom(`${name}[${index}]`);
@@ -133,11 +142,11 @@ class KernelWriter {
    * A loop accumulating into a fresh variable: `body(vars, acc)` gives the statements of one
    * iteration at the loop variables `vars`.
    */
-  private loop(init: string, counts: readonly number[], body: (vars: string[], acc: string) => string[]): string {
+  private loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
     const acc = this.fresh('acc');
     const vars = counts.map(() => this.fresh('r'));
     this.lines.push(`let ${acc} = ${init};`);
-    counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${c}; ${vars[k]}++) {`));
+    counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(c)}; ${vars[k]}++) {`));
     const inner = body(vars, acc);
     this.lines.push(...inner);
     counts.forEach(() => this.lines.push('}'));
@@ -159,7 +168,7 @@ class KernelWriter {
 
   /** The value v at position `pos` (one index expression per axis). */
   at(v: ValueId, pos: readonly string[]): Expr {
-    const shape = staticShape(this.g.type(v).shape);
+    const shape = this.g.type(v).shape;
     if (!this.registers.has(v)) return this.array(v, flat(pos, shape));
     const key = `${v.index}@${pos.join(',')}`;
     for (const scope of this.memo) {
@@ -173,8 +182,8 @@ class KernelWriter {
 
   private compute(inst: Inst, pos: readonly string[]): Expr {
     const g = this.g;
-    const out = staticShape(g.type(inst.result).shape);
-    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, staticShape(g.type(inst.args[k]!).shape))) => this.at(inst.args[k]!, p);
+    const out = g.type(inst.result).shape;
+    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, g.type(inst.args[k]!).shape)) => this.at(inst.args[k]!, p);
     switch (inst.op) {
       case 'one_hot': {
         const idx = this.at(inst.args[0]!, pos.slice(0, -1));
@@ -183,7 +192,7 @@ class KernelWriter {
       case 'sum':
       case 'max': {
         const x = inst.args[0]!;
-        const xs = staticShape(g.type(x).shape);
+        const xs = g.type(x).shape;
         const { axes, keepDims } = inst.attrs;
         const kept = keepDims ? pos.filter((_p, d) => !axes.includes(d)) : pos;
         const isSum = inst.op === 'sum';
@@ -200,8 +209,8 @@ class KernelWriter {
       case 'matmul': {
         const [A, B] = inst.args as [ValueId, ValueId];
         const { transA, transB } = inst.attrs;
-        const ta = staticShape(g.type(A).shape);
-        const tb = staticShape(g.type(B).shape);
+        const ta = g.type(A).shape;
+        const tb = g.type(B).shape;
         const K = transA ? ta.at(-2)! : ta.at(-1)!;
         const batch = pos.slice(0, -2);
         const [i, j] = [pos[pos.length - 2]!, pos[pos.length - 1]!];
@@ -217,16 +226,16 @@ class KernelWriter {
       }
       case 'gather': {
         const [table, idx] = inst.args as [ValueId, ValueId];
-        const ir = staticShape(g.type(idx).shape).length;
-        const row = numel(staticShape(g.type(table).shape).slice(1));
+        const ir = g.type(idx).shape.length;
+        const row = numelSize(g.type(table).shape.slice(1));
         const r = this.at(idx, pos.slice(0, ir));
-        const rest = flat(pos.slice(ir), staticShape(g.type(table).shape).slice(1));
-        return this.array(table, row === 1 ? r.code : `${E.wrap(r, E.P.MUL)} * ${row}${rest === '0' ? '' : ` + ${rest}`}`);
+        const rest = flat(pos.slice(ir), g.type(table).shape.slice(1));
+        return this.array(table, sizeEq(row, 1) ? r.code : `${E.wrap(r, E.P.MUL)} * ${kdim(row)}${rest === '0' ? '' : ` + ${rest}`}`);
       }
       case 'scatter_add': {
         const [idx, src] = inst.args as [ValueId, ValueId];
-        const n = numel(staticShape(g.type(idx).shape));
-        const row = numel(out.slice(1));
+        const n = numelSize(g.type(idx).shape);
+        const row = kdim(numelSize(out.slice(1)));
         const rest = flat(pos.slice(1), out.slice(1));
         const idxs = this.name(idx);
         const srcs = this.name(src);
@@ -244,7 +253,7 @@ class KernelWriter {
         return this.softmax(inst.args[0]!, inst.attrs.axis, pos, inst.op === 'log_softmax');
       case 'xent': {
         const [x, t] = inst.args as [ValueId, ValueId];
-        const [n, c] = staticShape(g.type(x).shape) as [number, number];
+        const [n, c] = g.type(x).shape as [Dim, number];
         const total = this.loop('0', [n], ([i], acc) => {
           const body = this.capture(() => {
             const lse = this.local(this.logSumExp(x, 1, [i!, '0']));
@@ -254,7 +263,7 @@ class KernelWriter {
           return [...body.lines, body.value];
         });
         void c;
-        return E.atom(`-${total} / ${n}`);
+        return E.atom(`-${total} / ${kdim(n)}`);
       }
       case 'transpose': {
         const inv = inversePerm(inst.attrs.perm);
@@ -264,8 +273,8 @@ class KernelWriter {
         return arg(0, pos.map((p, d) => (inst.attrs.starts[d] ? `${p} + ${inst.attrs.starts[d]}` : p)));
       case 'pad': {
         const { starts } = inst.attrs;
-        const inner = staticShape(g.type(inst.args[0]!).shape);
-        const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${starts[d]! + inner[d]!}`).join(' && ');
+        const inner = g.type(inst.args[0]!).shape;
+        const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${kdim(sumSizes([size(starts[d]!), size(inner[d]!)]))}`).join(' && ');
         const val = this.capture(() => this.at(inst.args[0]!, pos.map((p, d) => (starts[d] ? `${p} - ${starts[d]}` : p))).code);
         const r = this.fresh('pad');
         this.lines.push(`let ${r} = 0;`, `if (${inside}) {`, ...val.lines, `${r} = ${val.value};`, '}');
@@ -277,7 +286,7 @@ class KernelWriter {
         this.lines.push(`let ${r} = 0;`);
         let off = 0;
         inst.args.forEach((a, k) => {
-          const size = staticShape(g.type(a).shape)[axis]!;
+          const size = g.type(a).shape[axis] as number; // concatenation axes are static
           const p = pos.map((q, d) => (d === axis && off ? `${q} - ${off}` : q));
           const val = this.capture(() => this.at(a, p).code);
           this.lines.push(`${k ? '} else ' : ''}if (${pos[axis]} < ${off + size}) {`, ...val.lines, `${r} = ${val.value};`);
@@ -288,13 +297,13 @@ class KernelWriter {
       }
       case 'argmax_mask': {
         const x = inst.args[0]!;
-        const xs = staticShape(g.type(x).shape);
+        const xs = g.type(x).shape;
         const axes = inst.attrs.axes;
         const best = this.fresh('best');
         const at = this.fresh('at');
         const vars = axes.map(() => this.fresh('r'));
         this.lines.push(`let ${best} = -Infinity;`, `let ${at} = -1;`);
-        axes.forEach((a, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${xs[a]}; ${vars[k]}++) {`));
+        axes.forEach((a, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(xs[a]!)}; ${vars[k]}++) {`));
         let r = 0;
         const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : pos[d]!));
         const val = this.capture(() => this.at(x, full).code);
@@ -314,7 +323,7 @@ class KernelWriter {
 
   /** log Σ exp(x) along `axis` at the position `pos` (whose `axis` entry is ignored). */
   private logSumExp(x: ValueId, axis: number, pos: readonly string[]): Expr {
-    const len = staticShape(this.g.type(x).shape)[axis]!;
+    const len = this.g.type(x).shape[axis]!;
     const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));
     const m = this.loop('-Infinity', [len], ([k], acc) => {
       const v = this.capture(() => this.at(x, along(k!)).code);
@@ -335,31 +344,31 @@ class KernelWriter {
 }
 
 /** The kernel of one stored value: its source and the arrays it reads. */
-function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; body: string[]; size: number } {
+function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; body: string[]; size: Size } {
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
   registers.add(inst.result); // computed here, not read
   const w = new KernelWriter(g, plan, registers);
-  const shape = staticShape(g.type(inst.result).shape);
+  const shape = g.type(inst.result).shape;
   const pos: string[] = [];
   const head: string[] = ['const _x = this.thread.x;'];
   // the position of this thread, from its flat index
   let rest = '_x';
   shape.forEach((d, k) => {
-    const inner = numel(shape.slice(k + 1));
+    const inner = numelSize(shape.slice(k + 1));
     if (d === 1) pos.push('0');
-    else if (inner === 1) pos.push(rest);
+    else if (sizeEq(inner, 1)) pos.push(rest);
     else {
       const v = `_i${k}`;
-      head.push(`const ${v} = Math.floor(${rest} / ${inner});`);
+      head.push(`const ${v} = Math.floor(${rest} / ${kdim(inner)});`);
       if (shape.slice(k + 1).some((x) => x !== 1)) {
-        head.push(`const _rest${k} = ${rest} - ${v} * ${inner};`);
+        head.push(`const _rest${k} = ${rest} - ${v} * ${kdim(inner)};`);
         rest = `_rest${k}`;
       }
       pos.push(v);
     }
   });
   const value = w.at(inst.result, pos);
-  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: numel(shape) };
+  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: numelSize(shape) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,6 +397,9 @@ interface Step {
 export function emitGpu(m: ModuleInfo, typed = true): string {
   const t = typedAs(typed);
   const plan = m.plan;
+  // symbolic dimensions are constants of the kernels, which are compiled for each set of sizes
+  const syms = symbols(m.fwd);
+  const thisType = syms.length ? 'this: IKernelFunctionThis<Sizes>' : 'this: IKernelFunctionThis';
   const codeName = codeNames(m);
   const kernels: string[] = [];
   const steps = (units: readonly Unit[]): Step[] =>
@@ -402,9 +414,9 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           kernels.push(
             '',
             ...unitComment(m, { ...u, insts: u.insts.filter((x) => x === inst || plan.storage.get(u.graph.value(x.result).name)?.kind === 'register') }, plan),
-            `const ${kernel} = kernel(function (${[t('this: IKernelFunctionThis'), ...argTypes].filter(Boolean).join(', ')})${t(': number')} {`,
+            `const ${kernel} = kernel(function (${[t(thisType), ...argTypes].filter(Boolean).join(', ')})${t(': number')} {`,
             ...k.body,
-            `}, ${k.size});`,
+            `}, ${sizeText(k.size)});`,
           );
           return { unit: u, inst, kernel, args: k.args };
         }),
@@ -413,8 +425,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const bwdSteps = steps(plan.units.backward);
 
   // pipeline arguments: params, inputs and constant arrays, by value name
-  const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: numel(staticShape(p.shape)) }));
-  const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: numel(staticShape(m.fwd.type(i.result).shape)) }] : []));
+  const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: sizeText(numelSize(p.shape)) }));
+  const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: sizeText(numelSize(m.fwd.type(i.result).shape)) }] : []));
   const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' ? [{ name, data: s.data }] : []));
   const argNames = [...pinfo.map((p) => p.name), ...iinfo.map((p) => p.name), ...consts.map((c) => c.name)];
 
@@ -445,10 +457,10 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       return name;
     }
     const copy = codeName(`copy_${name}`);
-    const n = numel(staticShape(g.type(v).shape));
+    const n = sizeText(numelSize(g.type(v).shape));
     copies.push(
       '',
-      `const ${copy} = kernel(function (${[t('this: IKernelFunctionThis'), s?.kind === 'literal' ? '' : `src${t(': Float32Array')}`].filter(Boolean).join(', ')})${t(': number')} {`,
+      `const ${copy} = kernel(function (${[t(thisType), s?.kind === 'literal' ? '' : `src${t(': Float32Array')}`].filter(Boolean).join(', ')})${t(': number')} {`,
       s?.kind === 'literal' ? `return ${E.num(s.value).code};` : 'return src[this.thread.x];',
       `}, ${n});`,
     );
@@ -469,6 +481,113 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   ];
   const stage = iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => `${i.name}_f32.set(${member('inputs', i.key)});`);
 
+  const setup = [
+    "  const mode = options.mode ?? 'gpu';",
+    "  if (mode === 'webgpu') await setupWebGPU();",
+    '  const gpu = new GPU({ mode });',
+  ];
+  const pipelines = [
+    ...consts.map((c) => `const ${c.name}_data = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
+    ...kernels,
+    ...copies,
+    '',
+    '  // the forward steps',
+    `  const forwardPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
+    ...plan_(fwdSteps),
+    `    return { ${fwdResults.join(', ')} };`,
+    '  });',
+    '',
+    '  // the forward steps, then the backward steps in reverse order',
+    `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
+    ...plan_([...fwdSteps, ...bwdSteps]),
+    `    return [${gradResults.join(', ')}];`,
+    '  });',
+    '',
+    ...stagingDecls,
+  ];
+  /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
+  const methods = (plans?: string) => [
+    `    async forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<Outputs>')} {`,
+    ...(plans ? [`      const { forwardPlan, args } = ${plans};`] : []),
+    `      const r = (await forwardPlan(...args(params, inputs)))${t(' as Record<string, Float32Array>')};`,
+    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
+    '    },',
+    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
+    ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
+    `      const r = (await gradPlan(...args(params, inputs)))${t(' as Float32Array[]')};`,
+    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
+      .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
+      .join(', ')} } };`,
+    '    },',
+    '    destroy() {',
+    '      void gpu.destroy();',
+    '    },',
+  ];
+  const kernelHelper = (constants: string) => [
+    '  // kernels are only called inside the pipelines, where they take and give handles',
+    `  const kernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}) =>`,
+    `    gpu.createKernel(fn, { output: [n], ${constants}precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
+  ];
+  const staticCreate = () => [
+    '/**',
+    ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',
+    " * `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm' or 'webgpu'.",
+    ' */',
+    `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
+    ...setup,
+    ...kernelHelper(''),
+    ...pipelines,
+    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    '    checkArgs(params, inputs);',
+    ...stage,
+    `    return [${argExprs.join(', ')}];`,
+    '  };',
+    `  const zeros${t(': Params')} = initParams(0);`,
+    `  for (const k of Object.keys(zeros)) zeros[k${t(' as keyof Params')}].fill(0);`,
+    `  const zeroInputs = { ${iinfo.map((i) => `${key(i.key)}: new ${m.fwd.byName(i.name)?.type.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}(${i.n})`).join(', ')} }${t(' as Inputs')};`,
+    '  await gradPlan(...args(zeros, zeroInputs));',
+    '  await forwardPlan(...args(zeros, zeroInputs));',
+    '  return {',
+    '    mode: gradPlan.backend ?? mode,',
+    ...methods(),
+    '  };',
+    '}',
+  ];
+  const symbolicCreate = () => [
+    '/**',
+    " * Sets the backend up that `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm'",
+    " * or 'webgpu'. The kernels take the sizes of the symbolic dimensions as constants: a call compiles",
+    ' * them and both pipelines for its sizes the first time it brings them, and reuses them after.',
+    ' */',
+    `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
+    ...setup,
+    '  /** The kernels and pipelines for one set of sizes. */',
+    `  const build = (${syms.map((d) => `${d}${t(': number')}`).join(', ')}) => {`,
+    ...kernelHelper(`constants: { ${syms.join(', ')} }, `),
+    ...pipelines,
+    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    ...stage,
+    `    return [${argExprs.join(', ')}];`,
+    '  };',
+    '  return { forwardPlan, gradPlan, args };',
+    '  };',
+    `  const built = new Map${t('<string, ReturnType<typeof build>>')}();`,
+    `  const prepare = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    '    checkArgs(params, inputs);',
+    `    const sizes = \`${syms.map((d) => `\${dims.${d}}`).join(',')}\`;`,
+    '    let b = built.get(sizes);',
+    `    if (!b) built.set(sizes, (b = build(${syms.map((d) => `dims.${d}`).join(', ')})));`,
+    '    return b;',
+    '  };',
+    '  return {',
+    `    get mode() {`,
+    '      return [...built.values()].at(-1)?.gradPlan.backend ?? mode;',
+    '    },',
+    ...methods('prepare(params, inputs)'),
+    '  };',
+    '}',
+  ];
+
   const lines: string[] = [
     ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.'),
     `import { GPU } from 'gpu.js';`,
@@ -478,6 +597,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '',
     ...(typed ? typeDecls(m) : []),
     ...(typed ? ["export type Mode = 'gpu' | 'cpu' | 'webasm' | 'webgpu';", ''] : []),
+    ...(typed && syms.length ? ['/** The sizes of the symbolic dimensions: constants of the kernels. */', `type Sizes = { ${syms.map((d) => `${d}: number`).join('; ')} };`, ''] : []),
     ...(typed
       ? [
           'export interface Model {',
@@ -496,61 +616,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '',
     ...webgpuSetup(m, t),
     '',
-    '/**',
-    ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',
-    " * `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm' or 'webgpu'.",
-    ' */',
-    `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
-    "  const mode = options.mode ?? 'gpu';",
-    "  if (mode === 'webgpu') await setupWebGPU();",
-    '  const gpu = new GPU({ mode });',
-    '  // kernels are only called inside the pipelines, where they take and give handles',
-    `  const kernel = (fn${t(': (this: IKernelFunctionThis, ...args: Float32Array[]) => number')}, n${t(': number')}) =>`,
-    `    gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
-    ...consts.map((c) => `const ${c.name}_data = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
-    ...kernels,
-    ...copies,
-    '',
-    '  // the forward steps',
-    `  const forwardPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_(fwdSteps),
-    `    return { ${fwdResults.join(', ')} };`,
-    '  });',
-    '',
-    '  // the forward steps, then the backward steps in reverse order',
-    `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_([...fwdSteps, ...bwdSteps]),
-    `    return [${gradResults.join(', ')}];`,
-    '  });',
-    '',
-    ...stagingDecls,
-    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
-    '    checkArgs(params, inputs);',
-    ...stage,
-    `    return [${argExprs.join(', ')}];`,
-    '  };',
-    `  const zeros${t(': Params')} = initParams(0);`,
-    `  for (const k of Object.keys(zeros)) zeros[k${t(' as keyof Params')}].fill(0);`,
-    `  const zeroInputs = { ${iinfo.map((i) => `${key(i.key)}: new ${m.fwd.byName(i.name)?.type.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}(${i.n})`).join(', ')} }${t(' as Inputs')};`,
-    '  await gradPlan(...args(zeros, zeroInputs));',
-    '  await forwardPlan(...args(zeros, zeroInputs));',
-    '  return {',
-    '    mode: gradPlan.backend ?? mode,',
-    `    async forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<Outputs>')} {`,
-    `      const r = (await forwardPlan(...args(params, inputs)))${t(' as Record<string, Float32Array>')};`,
-    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
-    '    },',
-    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
-    `      const r = (await gradPlan(...args(params, inputs)))${t(' as Float32Array[]')};`,
-    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
-      .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
-      .join(', ')} } };`,
-    '    },',
-    '    destroy() {',
-    '      void gpu.destroy();',
-    '    },',
-    '  };',
-    '}',
+    ...(syms.length ? symbolicCreate() : staticCreate()),
   ];
   return lines.join('\n') + '\n';
 }

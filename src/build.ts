@@ -14,7 +14,6 @@ import { BACKWARD_PASSES, FORWARD_PASSES, SCHEDULE_PASSES } from '../ir/pipeline
 import { printGraph } from '../ir/print.js';
 import type { ModuleInfo } from '../codegen/module.js';
 import { indent } from '../codegen/module.js';
-import { symbols } from '../ir/dims.js';
 import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
 import type { Traced } from './frontend.js';
@@ -131,22 +130,7 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
       return l[loc.line - 1];
     },
   };
-  return { name, model, fwd, bwd, plan, warnings, files: await emitFiles(info, targetsFor(fwd, opts.targets, warnings)) };
-}
-
-/**
- * The targets to emit: those asked for, or all. The GPU.js module needs static shapes: a model
- * with symbolic dimensions is built without it (a warning), or fails when it was asked for.
- */
-function targetsFor(fwd: Graph, asked: readonly Target[] | undefined, warnings: CompileError[]): readonly Target[] {
-  const syms = symbols(fwd);
-  const targets = asked ?? TARGETS;
-  if (syms.length === 0 || !targets.includes('gpu')) return targets;
-  const at = fwd.insts.find((i) => i.op === 'input' && fwd.type(i.result).shape.some((d) => typeof d === 'string'))?.loc;
-  const why = `the GPU.js module does not support symbolic dimensions (${syms.join(', ')}) yet`;
-  if (asked) throw new CompileError(`--target gpu: ${why}`, 'build the flat module (--target ts), or give the dimensions sizes', at);
-  warnings.push(new CompileError(`${why}: building the flat module only`, 'pass --target ts to build just the flat module', at, 'warning'));
-  return targets.filter((t) => t !== 'gpu');
+  return { name, model, fwd, bwd, plan, warnings, files: await emitFiles(info, opts.targets) };
 }
 
 /** The default output folder of a model: generated/<name>/. */

@@ -119,8 +119,7 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
-          // no --target: every target that fits the model (compile leaves gpu out for symbolic shapes)
-          c = await compile(file, { targets: typeof opts.target === 'string' ? (targets as Target[]) : undefined, checkFinite: opts['check-finite'] === true });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;

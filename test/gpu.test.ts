@@ -3,7 +3,7 @@
 
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildBoth, randomArgs, relErr, ROOT } from './helpers.js';
+import { buildBoth, modelFile, randomArgs, relErr, ROOT } from './helpers.js';
 
 const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'twolayer', 'classifier'];
 
@@ -25,6 +25,35 @@ describe.each(EXAMPLES)('GPU.js module of %s', (name) => {
       const flatOuts = flat.forward(params, inputs);
       for (const [k, v] of Object.entries(flatOuts))
         expect(relErr(typeof v === 'number' ? [outs[k] as number] : (outs[k] as Float32Array), typeof v === 'number' ? [v] : v), `output ${k}`).toBeLessThan(1e-4);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+describe('GPU.js module with a symbolic batch', () => {
+  it.each(['cpu', 'webasm'])('compiles its kernels for each batch size a call brings, and agrees with the flat module (%s)', async (mode) => {
+    const examples = ROOT.split(path.sep).join('/') + '/examples';
+    const file = modelFile(`import { LECTURE } from '${examples}/makemore.ts';
+import { makemoreComposite } from '${examples}/makemore_composite.ts';
+export default makemoreComposite({ ...LECTURE, batch: 'B' }, 'gpu_sym');
+`);
+    const { c, flat, gpu } = await buildBoth(file);
+    const model = await gpu.create({ mode });
+    try {
+      for (const n of [7, 32, 7]) {
+        const { params, inputs } = randomArgs(c.fwd, n, 0.5, { B: n });
+        const want = flat.valueAndGrad(params, inputs);
+        const wantLoss = want.loss;
+        const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+        const got = await model.valueAndGrad(params, inputs);
+        expect(relErr([got.loss], [wantLoss]), `B = ${n}: loss`).toBeLessThan(1e-4);
+        for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, wantGrads[k]!), `B = ${n}: gradient of ${k}`).toBeLessThan(1e-4);
+        const probs = (await model.forward(params, inputs)).probs as Float32Array;
+        expect(probs.length).toBe(n * 27);
+        expect(relErr(probs, flat.forward(params, inputs).probs as Float32Array), `B = ${n}: probs`).toBeLessThan(1e-4);
+      }
+      expect(model.mode).toBe(mode);
     } finally {
       model.destroy();
     }
