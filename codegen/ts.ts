@@ -897,16 +897,11 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     `// Memory plan: ${plan.buffers.length} arrays, ${syms.length ? bytesText : kib(staticBytes)}, shared by values whose lifetimes do not overlap`,
     `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
   ];
+  /** The header, the arena (declared by `arena`), params' initialisation and the argument checks. */
+  const preamble = (arena: string[]) => [...common, ...arena, ...extraDecls, '', ...initDecl(m, t), '', ...checkDecl(m, t), ''];
   const lines: string[] = syms.length
     ? [
-        ...common,
-        `const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`,
-        ...extraDecls,
-        '',
-        ...initDecl(m, t),
-        '',
-        ...checkDecl(m, t),
-        '',
+        ...preamble([`const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`]),
         ...symbolicArena(m, plan, entries, t),
         ...checkFiniteDecl(m, t),
         ...outputsDecl,
@@ -956,17 +951,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
         '}',
       ]
     : [
-        ...common,
-        `const buffers = [${arrays.join(', ')}]${t(' as const')};`,
-        'const buf = {',
-        ...entries,
-        '};',
-        ...extraDecls,
-        '',
-        ...initDecl(m, t),
-        '',
-        ...checkDecl(m, t),
-        '',
+        ...preamble([`const buffers = [${arrays.join(', ')}]${t(' as const')};`, 'const buf = {', ...entries, '};']),
         ...checkFiniteDecl(m, t),
         ...stageFn,
         ...kernels.code,

@@ -1,6 +1,6 @@
 // The float64 reference interpreter: the oracle that tests hold generated code against.
 
-import { bindShape, isSymbol } from './dims.js';
+import { bindShape, bindSize, dimBindings, isSymbol } from './dims.js';
 import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
@@ -19,40 +19,25 @@ export interface Env {
 }
 
 /**
- * Binds the symbolic dimensions of g from what it reads: the lengths of its inputs (a symbol is
- * bound by an input in which it is the only unbound one) and the shapes of forward values.
+ * Binds the symbolic dimensions of g from what it reads: a forward graph from the lengths of its
+ * inputs, in the order the generated modules bind them (dimBindings), a backward graph from the
+ * shapes of the forward values it reads.
  */
 export function bindDims(g: Graph, env: Env): Record<string, number> {
   const dims: Record<string, number> = { ...env.dims };
-  const reads: [string, TensorType, ArrayLike<number> | NDArray | undefined][] = [];
-  for (const inst of g.insts) {
-    const t = g.type(inst.result);
-    if (inst.op === 'input') reads.push([`input '${inst.attrs.name}'`, t, env.inputs?.[inst.attrs.name]]);
-    if (inst.op === 'param') reads.push([`param '${inst.attrs.name}'`, t, env.params?.[inst.attrs.name]]);
-    if (inst.op === 'fwd') reads.push([`forward value '${inst.attrs.name}'`, t, env.fwd?.get(inst.attrs.name)]);
+  for (const [d, { input, per }] of dimBindings(g)) {
+    const data = env.inputs?.[input];
+    if (!data || d in dims) continue;
+    const n = data.length / bindSize(per, dims);
+    if (!Number.isInteger(n)) throw new RangeError(`interpreter: input '${input}' has ${data.length} elements, which is not ${d} × ${bindSize(per, dims)}`);
+    dims[d] = n;
   }
-  for (let progress = true; progress; ) {
-    progress = false;
-    for (const [what, t, data] of reads) {
-      if (!data) continue;
-      if ('shape' in data && 'data' in data) {
-        t.shape.forEach((d, i) => {
-          if (isSymbol(d) && dims[d] === undefined) {
-            dims[d] = (data as NDArray).shape[i]!;
-            progress = true;
-          }
-        });
-        continue;
-      }
-      const unbound = [...new Set(t.shape.filter((d) => isSymbol(d) && dims[d] === undefined))] as string[];
-      if (unbound.length !== 1) continue;
-      const rest = t.shape.filter((d) => d !== unbound[0]).map((d) => (isSymbol(d) ? dims[d]! : d));
-      const per = rest.reduce((a, b) => a * b, 1) * t.shape.filter((d) => d === unbound[0]).length;
-      const n = (data as ArrayLike<number>).length / per;
-      if (!Number.isInteger(n)) throw new RangeError(`interpreter: ${what} has ${(data as ArrayLike<number>).length} elements, not a multiple of ${per} (${formatType(t)})`);
-      dims[unbound[0]!] = n;
-      progress = true;
-    }
+  for (const inst of g.insts) {
+    if (inst.op !== 'fwd') continue;
+    const v = env.fwd?.get(inst.attrs.name);
+    g.type(inst.result).shape.forEach((d, i) => {
+      if (isSymbol(d) && v && dims[d] === undefined) dims[d] = v.shape[i]!;
+    });
   }
   return dims;
 }

@@ -80,8 +80,20 @@ export class Tensor {
     this.id = id;
   }
 
+  /** The sizes of the dimensions; a tensor with a symbolic dimension has `dims` instead. */
+  get shape(): number[] {
+    const t = this[TRACER].graph.type(this.id);
+    if (t.shape.some((d) => typeof d === 'string'))
+      throw new CompileError(
+        `shape: ${formatType(t)} has a symbolic dimension, whose size is not known at build time`,
+        "read tensor.dims, whose entries are sizes or the names of symbolic dimensions (['B', 30])",
+        this[TRACER].here(),
+      );
+    return [...(t.shape as number[])];
+  }
+
   /** The dimensions: sizes, and the names of symbolic ones (`['B', 30]`). */
-  get shape(): Dim[] {
+  get dims(): Dim[] {
     return [...this[TRACER].graph.type(this.id).shape];
   }
 
@@ -145,13 +157,13 @@ export class Tensor {
   }
 
   sum(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => b.sum(this.id, normalizeAxes('sum', axis, this.shape.length), keepDims));
+    return this.op((b) => b.sum(this.id, normalizeAxes('sum', axis, this.dims.length), keepDims));
   }
   mean(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.shape.length), keepDims));
+    return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.dims.length), keepDims));
   }
   max(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.shape.length), keepDims));
+    return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.dims.length), keepDims));
   }
 
   matmul(o: Tensor): Tensor {
@@ -159,7 +171,7 @@ export class Tensor {
   }
   transpose(perm?: readonly number[]): Tensor {
     return this.op((b) => {
-      const r = this.shape.length;
+      const r = this.dims.length;
       if (perm === undefined && r < 2)
         throw new CompileError(`transpose: ${formatType(b.type(this.id))} has fewer than two axes to swap`, 'pass a permutation, or reshape first');
       const p = perm ? [...perm] : [...Array(r).keys()].map((i) => (i === r - 2 ? r - 1 : i === r - 1 ? r - 2 : i));
@@ -268,6 +280,11 @@ export class Tracer {
     }
   }
 
+  /** Where the user's code is now (for errors outside DSL calls, such as reading `shape`). */
+  here(): Loc | undefined {
+    return this.sites.here();
+  }
+
   /** Names a composite op's intermediate after the lecture's vocabulary. */
   readonly hint = (v: ValueId, name: string): ValueId => {
     if (this.graph.value(v).temp) this.graph.rename(v, name);
@@ -303,7 +320,7 @@ export class Tracer {
   api(): GraphBuilder {
     const t = this;
     const v = (x: unknown, op?: string) => t.operand(x, op);
-    const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.shape.length)[0]!;
+    const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
       input(name, shape, dtype = 'f32') {
         return t.call(() => {

@@ -152,6 +152,26 @@ ${body}
     );
   });
 
+  it('tensor.dims names symbolic dimensions; tensor.shape, all numbers, is an error on them', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('dims', (g) => {
+  const x = g.input('x', ['B', 2, 3]);
+  const y = x.reshape([x.dims[0]!, -1]);
+  if (JSON.stringify(y.dims) !== '["B",6]') throw new Error(JSON.stringify(y.dims));
+  const n = y.shape[0];
+  return y.sum().mul(n);
+});
+`);
+    const r = await run(['build', file, '--out', path.join(tmp(), 'o')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      `${path.relative(ROOT, file)}:6:15: error: shape: f32[B,6] has a symbolic dimension, whose size is not known at build time\n` +
+        '  6 |   const n = y.shape[0];\n' +
+        '    |               ^^^^^\n' +
+        "  fix: read tensor.dims, whose entries are sizes or the names of symbolic dimensions (['B', 30])\n",
+    );
+  });
+
   it('a value named like a dimension is renamed; the emitted loops use the dimension', async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('named', (g) => {
