@@ -110,7 +110,7 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
 export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean): string {
   const go = (w: ValueId, top: boolean): F => {
     const d = g.def(w);
-    const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1);
+    const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1) || d.op === 'dim';
     if (!expand) return atom(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
     return render(g, d, (i) => go(d.args[i]!, false));
   };
