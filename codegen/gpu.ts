@@ -16,6 +16,7 @@ import type { OpKind } from '../ir/ops.js';
 import { inversePerm } from '../ir/ops.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
+import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
@@ -263,7 +264,7 @@ class KernelWriter {
           return [...body.lines, body.value];
         });
         void c;
-        return E.atom(`-${total} / ${kdim(n)}`);
+        return E.atom(`-${total} / ${factor(kdim(n))}`);
       }
       case 'transpose': {
         const inv = inversePerm(inst.attrs.perm);
@@ -359,7 +360,7 @@ function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; 
     else if (sizeEq(inner, 1)) pos.push(rest);
     else {
       const v = `_i${k}`;
-      head.push(`const ${v} = Math.floor(${rest} / ${kdim(inner)});`);
+      head.push(`const ${v} = Math.floor(${rest} / ${factor(kdim(inner))});`);
       if (shape.slice(k + 1).some((x) => x !== 1)) {
         head.push(`const _rest${k} = ${rest} - ${v} * ${kdim(inner)};`);
         rest = `_rest${k}`;
@@ -376,7 +377,7 @@ function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; 
 
 /** Identifiers for the module's own helpers that no value name can shadow. */
 function codeNames(m: ModuleInfo): (base: string) => string {
-  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel']);
+  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel', ...symbols(m.fwd)]);
   for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
   return (base) => {
     let n = base;
@@ -440,8 +441,9 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     }
   const views = (root: string, needed: Set<string>): string[] =>
     (aliasesOf.get(root) ?? []).flatMap((a) => (needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${root};`, ...views(a, needed)] : []));
-  const plan_ = (list: Step[]) => {
-    const needed = new Set(list.flatMap((s) => s.args));
+  /** The calls of a pipeline, with the views its kernels and its results (`reads`) need. */
+  const plan_ = (list: Step[], reads: readonly string[]) => {
+    const needed = new Set([...list.flatMap((s) => s.args), ...reads]);
     return [...argNames.flatMap((a) => views(a, needed)), ...list.flatMap((s) => [...call(s), ...views(valueName(s.unit.graph, s.inst.result), needed)])];
   };
   const call = (s: Step) => [`const ${valueName(s.unit.graph, s.inst.result)} = ${s.kernel}(${s.args.join(', ')});`];
@@ -473,13 +475,16 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const gradResults = [lossName, ...m.bwd.outputs.map((o) => result(m.bwd, o.value, gradSeen))];
   const outs = outputs(m.fwd);
 
-  const stagingDecls = iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => `const ${i.name}_f32 = new Float32Array(${i.n});`);
+  const constData = new Map(consts.map((c) => [c.name, codeName(`${c.name}_data`)]));
+  // i32 inputs are staged as f32 arrays (gpu.js kernels read floats)
+  const staging = new Map(iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => [i.name, codeName(`${i.name}_f32`)]));
+  const stagingDecls = iinfo.filter((i) => staging.has(i.name)).map((i) => `const ${staging.get(i.name)} = new Float32Array(${i.n});`);
   const argExprs = [
     ...pinfo.map((p) => member('params', p.key)),
-    ...iinfo.map((i) => (m.fwd.byName(i.name)?.type.dtype === 'i32' ? `${i.name}_f32` : member('inputs', i.key))),
-    ...consts.map((c) => `${c.name}_data`),
+    ...iinfo.map((i) => staging.get(i.name) ?? member('inputs', i.key)),
+    ...consts.map((c) => constData.get(c.name)!),
   ];
-  const stage = iinfo.filter((i) => m.fwd.byName(i.name)?.type.dtype === 'i32').map((i) => `${i.name}_f32.set(${member('inputs', i.key)});`);
+  const stage = iinfo.filter((i) => staging.has(i.name)).map((i) => `${staging.get(i.name)}.set(${member('inputs', i.key)});`);
 
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
@@ -487,19 +492,19 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '  const gpu = new GPU({ mode });',
   ];
   const pipelines = [
-    ...consts.map((c) => `const ${c.name}_data = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
+    ...consts.map((c) => `const ${constData.get(c.name)} = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
     ...kernels,
     ...copies,
     '',
     '  // the forward steps',
     `  const forwardPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_(fwdSteps),
+    ...plan_(fwdSteps, m.fwd.outputs.map((o) => valueName(m.fwd, o.value))),
     `    return { ${fwdResults.join(', ')} };`,
     '  });',
     '',
     '  // the forward steps, then the backward steps in reverse order',
     `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_([...fwdSteps, ...bwdSteps]),
+    ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value))]),
     `    return [${gradResults.join(', ')}];`,
     '  });',
     '',

@@ -42,6 +42,11 @@ export function collapse(dims: readonly Extent[], accesses: readonly Access[]): 
   return out;
 }
 
+/** Code for a size as the right operand of / or %: a product (`B * 2`) needs parentheses there. */
+export function factor(code: string): string {
+  return code.includes(' ') ? `(${code})` : code;
+}
+
 /** The index expression of an access, given loop variable names. */
 export function indexExpr(vars: readonly string[], strides: readonly Extent[], base: Extent = 0): string {
   const terms: string[] = [];

@@ -15,7 +15,7 @@ import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import { formula } from './formula.js';
 import type { Access } from './loops.js';
-import { nest } from './loops.js';
+import { factor, nest } from './loops.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
@@ -232,7 +232,7 @@ function softmaxLoops(c: Ctx, x: ValueId, y: ValueId, axis: number, log: boolean
   const at = (k: string) => (inner === '1' ? `_base + ${k}` : `_base + ${k} * ${inner}`);
   return [
     `for (let i = 0; i < ${sizeText(mulSize(outer, innerSize))}; i++) {`,
-    inner === '1' ? `const _base = i * ${len};` : `const _base = Math.floor(i / ${inner}) * ${sizeText(mulSize(shape[axis]!, innerSize))} + (i % ${inner});`,
+    inner === '1' ? `const _base = i * ${len};` : `const _base = Math.floor(i / ${factor(inner)}) * ${sizeText(mulSize(shape[axis]!, innerSize))} + (i % ${factor(inner)});`,
     'let _max = -Infinity;',
     `for (let j = 0; j < ${len}; j++) if (${xs}[${at('j')}] > _max) _max = ${xs}[${at('j')}];`,
     'let _sum = 0;',
@@ -492,10 +492,13 @@ class Emitter {
     const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
 
     // the epilogue runs over the kept positions: operands of a reduced shape (with or without
-    // the reduced axes kept as 1s) are read through their strides over the kept axes
-    const keptView = (v: ValueId): Size[] => {
+    // the reduced axes kept as 1s) are read through their strides over the kept axes. An operand
+    // broadcasts against the shape of the member that reads it: with the reduced axes kept as
+    // 1s (keepDims), it aligns with the full shape; without them, with the kept axes alone.
+    const keptView = (v: ValueId, user?: Inst): Size[] => {
       const s = g.type(v).shape;
-      if (s.length === shape.length) {
+      const fullRank = (user ? g.type(user.result).shape : s).length === shape.length;
+      if (fullRank) {
         const bs = broadcastStridesSize(s, shape);
         return kept.map((d) => bs[d]!);
       }
@@ -506,7 +509,7 @@ class Emitter {
     const epiOut = new Map<ValueId, string>();
     const epiKey = new Map<string, string>();
     for (const m of [...reductions, ...epilogue]) epiOut.set(m.result, epi.add({ strides: keptView(m.result) }));
-    for (const m of epilogue) for (const a of m.args) if (!inGroup.has(a)) epiKey.set(`${m.id}:${a.index}`, epi.add({ strides: keptView(a) }));
+    for (const m of epilogue) for (const a of m.args) if (!inGroup.has(a)) epiKey.set(`${m.id}:${a.index}`, epi.add({ strides: keptView(a, m) }));
 
     const fullBody = (idx: string[], accum: (r: InstOf<'sum' | 'max'>, v: Expr) => string[]) => {
       const known = new Map<ValueId, Expr>();
@@ -754,7 +757,7 @@ const ARRAY = { f32: 'Float32Array', i32: 'Int32Array' } as const;
 
 /** Identifiers for the module's own helpers that no value name can shadow. */
 function codeNames(m: ModuleInfo): (base: string) => string {
-  const taken = new Set<string>();
+  const taken = new Set<string>(symbols(m.fwd));
   for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
   return (base) => {
     let n = base;

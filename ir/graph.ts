@@ -28,7 +28,9 @@ const RESERVED = new Set(
     'Int32Array Array Object Number String Error TypeError RangeError globalThis spec forward ' +
     'valueAndGrad initParams params inputs grads outputs Params Inputs Outputs Grads ' +
     'i j k l m n p q r s t acc aik at best rng checkArgs forwardPass initArray expectArray expectIndices ' +
-    'outputsObj result dims boundBy bindDim boundDims laidOut layout arena'
+    'outputsObj result dims boundBy bindDim boundDims laidOut layout arena buf buffers stage backwardPass expectTyped ' +
+    'checkFinite steps current prepare GPU gpu mode options kernel create setupWebGPU build built args forwardPlan ' +
+    'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model'
   ).split(' '),
 );
 

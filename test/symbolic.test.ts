@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
-import { buildAndImport, finiteDiff, modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './helpers.js';
+import { buildAndImport, buildBoth, finiteDiff, modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './helpers.js';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -187,5 +187,44 @@ export default model('named', (g) => {
     const params = { w: Float32Array.from([1, 2, 3]) };
     expect(m.valueAndGrad(params, { x: Float32Array.from([1, 1, 1, 2, 2, 2]) }).loss).toBeCloseTo(3 * 14, 4);
     expect(Array.from(m.valueAndGrad(params, { x: Float32Array.from([1, 1, 1]) }).grads.w!)).toEqual([2, 4, 6]);
+  });
+
+  // Found by stress-testing symbolic shapes: each was a wrong result, a NaN or a crash.
+  const REGRESSIONS: Record<string, string> = {
+    // softmax along an axis whose inner size is a product with B: i / B * 2 lacked parentheses
+    softmaxInnerSymbolic: `const x = g.input('x', [3, 'B', 2]); const w = g.param('w', [2]); const p = g.softmax(x.mul(w), 0); return { loss: p.mul(x).sum(), p };`,
+    // a GPU kernel over [2, B, 3] found its thread's position with _x / B * 3
+    gpuPositionSymbolic: `const x = g.input('x', ['B', 2, 3]); const w = g.param('w', [3]); const o = x.transpose([1, 0, 2]).mul(w).tanh(); return { loss: o.sum(), o };`,
+    // static too: an operand of lower rank in the epilogue of a keepDims reduction was read along the wrong axis
+    keepDimsEpilogue: `const x = g.input('x', ['B', 2, 3]); const v = g.param('v', [2, 1]); const t = x.sum(2, true).mul(v); return { loss: t.sum(), t };`,
+    // static too: GPU.js results that are views (a reshaped gradient, a reshaped loss) were not declared
+    gpuGradientView: `const x = g.input('x', ['B', 3, 4]); const v = g.param('v', [3, 1]); return { loss: x.mul(v).sum() };`,
+    gpuLossView: `const x = g.input('x', ['B', 3]); const w = g.param('w', [1, 1]); return { loss: x.sum([0, 1], true).mul(w).sum() };`,
+  };
+  it.each(Object.keys(REGRESSIONS))('%s: the flat module matches the interpreter, the GPU.js module (cpu) the flat one', async (name) => {
+    const file = modelFile(`import { model } from 'graphc';\nexport default model('${name}', (g) => {\n  ${REGRESSIONS[name]}\n});\n`);
+    const { c, flat, gpu } = await buildBoth(file);
+    const model = await gpu.create({ mode: 'cpu' });
+    try {
+      for (const n of [1, 3]) {
+        const { params, inputs } = argsFor(c.fwd, n, 20 + n);
+        const ref = reference(c.fwd, c.bwd, params, inputs);
+        const got = flat.valueAndGrad(params, inputs);
+        const copy = { loss: got.loss, grads: Object.fromEntries(Object.entries(got.grads).map(([k, v]) => [k, Float32Array.from(v)])) };
+        expectSame(copy, { loss: ref.outputs.loss!.data[0]!, grads: ref.grads }, `B = ${n} vs the interpreter`);
+        const outs = flat.forward(params, inputs);
+        for (const [k, v] of Object.entries(ref.outputs)) expect(relErr(typeof outs[k] === 'number' ? [outs[k] as number] : (outs[k] as Float32Array), v.data), `B = ${n}: output ${k}`).toBeLessThan(1e-5);
+        expectSame(await model.valueAndGrad(params, inputs), copy, `B = ${n}: GPU.js vs flat`, 1e-4);
+      }
+    } finally {
+      model.destroy();
+    }
+  });
+
+  it('names the generated code uses cannot name a dimension', async () => {
+    for (const d of ['stage', 'kernel', 'buf', 'args', 'gpu']) {
+      const file = modelFile(`import { model } from 'graphc';\nexport default model('m', (g) => {\n  const x = g.input('x', ['${d}', 3]);\n  return x.sum();\n});\n`);
+      expect((await run(['build', file, '--out', path.join(tmp(), 'o')])).err.split('\n')[0]).toBe(`${path.relative(ROOT, file)}:3:15: error: input: '${d}' cannot name a dimension`);
+    }
   });
 });
