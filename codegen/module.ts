@@ -32,6 +32,8 @@ export interface ModuleInfo {
   readonly name: string;
   /** Emit a check after each step that throws on the first NaN or infinity (--check-finite). */
   readonly checkFinite?: boolean;
+  /** Emit `update(params, grads, lr)`, one step of plain SGD (--optimizer sgd). */
+  readonly optimizer?: 'sgd';
   /** The memory plan, which also fixes the units (fused groups) and their order. */
   readonly plan: Plan;
   /** The model file as given on the command line (relative, forward slashes). */

@@ -952,6 +952,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
         '  s.backwardPass();',
         '  return result;',
         '}',
+        ...updateDecl(m, t),
       ]
     : [
         ...preamble([`const buffers = [${arrays.join(', ')}]${t(' as const')};`, 'const buf = {', ...entries, '};']),
@@ -984,8 +985,30 @@ export function emitTs(m: ModuleInfo, typed = true): string {
         `  ${lossSlot}[0] = buf.${lossName}[0];`,
         '  return result;',
         '}',
+        ...updateDecl(m, t),
       ];
   return lines.join('\n') + '\n';
+}
+
+/** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */
+function updateDecl(m: ModuleInfo, t: Typed): string[] {
+  if (m.optimizer !== 'sgd') return [];
+  const ps = params(m.fwd);
+  const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
+    `expectArray('${kind}', ${JSON.stringify(p.name)}, ${member(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;
+  return [
+    '',
+    '/** One step of stochastic gradient descent, in place: each param minus lr times its gradient (--optimizer sgd). */',
+    `export function update(params${t(': Params')}, grads${t(': Grads')}, lr${t(': number')})${t(': void')} {`,
+    `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
+    ...ps.map(check('param', 'params')),
+    ...ps.map(check('gradient', 'grads')),
+    ...ps.map((p) => {
+      const n = sizeText(numelSize(p.shape));
+      return `{ const p = ${member('params', p.name)}, g = ${member('grads', p.name)}; for (let i = 0; i < ${n}; i++) p[i]${t('!')} -= lr * g[i]${t('!')}; }`;
+    }),
+    '}',
+  ];
 }
 
 /** `const { B } = dims;` for the symbolic dimensions that code uses. */

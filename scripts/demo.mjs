@@ -82,7 +82,11 @@ for (const [key, [file, fn, args]] of Object.entries(models)) {
   files.push(f);
 }
 const t0 = performance.now();
-const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', ...files], { cwd: OUT, stdio: ['ignore', 'pipe', 'inherit'] });
+// --optimizer sgd: the training module also exports update(params, grads, lr), the SGD step
+const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', '--optimizer', 'sgd', ...files], {
+  cwd: OUT,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 if (b.status !== 0) process.exit(b.status ?? 1);
 console.log(`graphc build: examples/makemore.ts and 2 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
 const load = (name) => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}.js`)).href);

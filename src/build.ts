@@ -43,6 +43,8 @@ export const TARGETS: readonly Target[] = ['ts', 'gpu'];
 export interface CompileOptions {
   /** Emit finite checks after every step (--check-finite). */
   readonly checkFinite?: boolean;
+  /** Emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr). */
+  readonly optimizer?: 'sgd';
   /** Which modules to emit besides the IR (default: all targets). */
   readonly targets?: readonly Target[];
   /** Called with each pass's name and the graph after it (for `graphc ir --after`). */
@@ -121,6 +123,7 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
     name,
     plan,
     checkFinite: opts.checkFinite,
+    optimizer: opts.optimizer,
     source: displaySource(file),
     fwd,
     bwd,

@@ -109,17 +109,20 @@ const VERBS: Record<string, Verb> = {
       target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
+      optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
     },
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
       const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...TARGETS];
+      const optimizer = typeof opts.optimizer === 'string' ? opts.optimizer : undefined;
+      if (opts.optimizer !== undefined && optimizer !== 'sgd') throw new UsageError(`graphc build: unknown optimizer '${String(opts.optimizer)}' (known: sgd)`);
       for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);
       let status = 0;
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer: optimizer as 'sgd' | undefined });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;

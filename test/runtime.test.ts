@@ -67,3 +67,25 @@ export default model('nan', (g) => {
     expect(m.valueAndGrad({ x: Float32Array.of(1, 2, 3, 4) }, inputs).loss).toBeCloseTo(10, 4);
   });
 });
+
+describe('--optimizer sgd', () => {
+  it('emits update(params, grads, lr): each param minus lr times its gradient, in place, arguments checked', async () => {
+    const out = path.join(tmp(), 'sgd');
+    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--target', 'ts', '--optimizer', 'sgd'])).code).toBe(0);
+    const m = (await import(pathToFileURL(path.join(out, 'makemore.js')).href)) as GeneratedModule & {
+      update(params: Arrays, grads: Record<string, Float32Array>, lr: number): void;
+    };
+    const { params, inputs } = args();
+    const { grads } = m.valueAndGrad(params, inputs);
+    const want = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, Float32Array.from(p, (x, i) => x - 0.1 * grads[k]![i]!)]));
+    const W1 = params.W1;
+    m.update(params, grads, 0.1);
+    expect(params.W1).toBe(W1); // in place
+    for (const k of Object.keys(want)) expect(params[k], k).toEqual(want[k]);
+    expect(() => m.update(params, grads, NaN)).toThrow(new TypeError('makemore: the learning rate must be a finite number, got NaN'));
+    expect(() => m.update(params, { ...grads, b1: new Float32Array(3) }, 0.1)).toThrow(
+      new RangeError("makemore: gradient 'b1' must have 64 elements (f32[64]), got 3"),
+    );
+    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'adam'])).err).toBe("graphc build: unknown optimizer 'adam' (known: sgd)\n");
+  });
+});

@@ -40,11 +40,13 @@ export class Trainer {
     }
     const { loss, grads } = this.mod.valueAndGrad(this.params, this.batch);
     const lr = learningRate(this.step, this.steps);
-    for (const name in this.params) {
-      const p = this.params[name];
-      const g = grads[name];
-      for (let i = 0; i < p.length; i++) p[i] -= lr * g[i];
-    }
+    if (this.mod.update) this.mod.update(this.params, grads, lr); // built with --optimizer sgd
+    else
+      for (const name in this.params) {
+        const p = this.params[name];
+        const g = grads[name];
+        for (let i = 0; i < p.length; i++) p[i] -= lr * g[i];
+      }
     this.step++;
     this.windowSum += loss;
     if (++this.windowCount === this.history.window) {
