@@ -19,7 +19,7 @@ import * as E from './expr.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)

@@ -8,7 +8,7 @@ import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
 import type { Dim, Size } from '../ir/dims.js';
-import { divSize, isStatic, mulSize, numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
+import { isStatic, mulSize, numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
 import { broadcastStridesSize } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
@@ -18,7 +18,7 @@ import type { Access } from './loops.js';
 import { factor, nest } from './loops.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 
 // ---------------------------------------------------------------------------------------------
 // The snippet table
@@ -863,8 +863,6 @@ export function emitTs(m: ModuleInfo, typed = true): string {
     return names.length ? [`const { ${names.map((n) => key(n)).join(', ')} } = buf;`] : [];
   };
   const staged = [...params(m.fwd).map((p) => ['params', p] as const), ...inputsOf(m).map((p) => ['inputs', p] as const)];
-  const outs = outputs(m.fwd);
-
   const stageFn = [
     '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
     `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,

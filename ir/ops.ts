@@ -10,9 +10,9 @@ import type { Builder } from './builder.js';
 import { CompileError } from './errors.js';
 import * as K from './ndarray.js';
 import type { NDArray } from './ndarray.js';
-import { broadcastOrThrow, fmtShape, normalizeAxes, reducedShape, resolveReshape } from './shape.js';
+import { broadcastOrThrow, fmtShape, reducedShape, resolveReshape } from './shape.js';
 import type { Dim } from './dims.js';
-import { asDim, divSize, isStatic, numelSize, sizeText } from './dims.js';
+import { asDim, divSize, isStatic, numelSize } from './dims.js';
 import type { ConcreteType, DType, Shape, TensorType, ValueId } from './types.js';
 import { formatType, numel, sameShape } from './types.js';
 
@@ -168,7 +168,6 @@ function needI32(op: string, t: TensorType, which: string): void {
 }
 
 const f32 = (shape: Shape): TensorType => ({ dtype: 'f32', shape });
-const ORD = ['first', 'second', 'third'];
 
 /** Axes in IR attributes are normalised: sorted, distinct, in range. */
 function checkAxes(axes: readonly number[], x: TensorType): void {
