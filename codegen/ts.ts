@@ -32,6 +32,31 @@ export interface Ctx {
   read(v: ValueId, idx: string): Expr;
 }
 
+/**
+ * What another target changes in the flat module (the wasm target: where the arena lives, and
+ * matmul groups as calls of its kernels). Everything else is the flat module's code.
+ */
+export interface Backend {
+  /** The header's one-line description of the module. */
+  readonly what: string;
+  /** Declarations before the arena, and the arena's `buffers` (given the flat module's arrays). */
+  buffersDecl(arrays: readonly string[], t: Typed): string[];
+  /** More arrays for `buf`: `name: expression, // comment` lines. */
+  readonly entries: readonly string[];
+  /** A matmul group's code, or undefined for the flat module's loops. */
+  matmul(u: Unit, e: UnitEmitter): string[] | undefined;
+}
+
+/** What a backend may ask of the emitter of a unit. */
+export interface UnitEmitter {
+  /** The array of a value, noted as used. */
+  arrOf(g: Graph, v: ValueId): string;
+  /** Marks an extra `buf` array as used by the current function. */
+  use(name: string): void;
+  /** A matmul group's epilogue as a loop of its own, reading the product from `product`. */
+  epilogueLoop(u: Unit, product: string): string[];
+}
+
 type Snippet<K extends OpKind> =
   /** Elementwise: the value at one position from the operands' values there. */
   | { readonly expr: (a: readonly Expr[]) => Expr; readonly atoms?: boolean }
@@ -309,9 +334,13 @@ class Emitter {
     readonly kernels: Kernels,
     readonly t: Typed,
     formal = false,
+    readonly backend?: Backend,
   ) {
     if (formal) this.formal = new Map();
   }
+
+  /** Arrays read under another name (a matmul product in a backend's scratch area). */
+  private readonly renamed = new Map<string, string>();
 
   name(g: Graph, v: ValueId): string {
     return valueName(g, v);
@@ -326,7 +355,7 @@ class Emitter {
   }
 
   arrOf(g: Graph, v: ValueId): string {
-    const name = this.name(g, v);
+    const name = this.renamed.get(this.name(g, v)) ?? this.name(g, v);
     this.used.add(name);
     if (!this.formal) return name;
     if (!this.formal.has(name)) this.formal.set(name, `X${this.formal.size}`);
@@ -364,7 +393,14 @@ class Emitter {
 
   private code(u: Unit): string[] {
     const first = u.insts[0]!;
-    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
+    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) {
+      const own = this.backend?.matmul(u, {
+        arrOf: (g, v) => this.arrOf(g, v),
+        use: (name) => this.used.add(name),
+        epilogueLoop: (mu, product) => this.epilogueLoop(mu, product),
+      });
+      return own ?? this.matmul(u);
+    }
     if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
     if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
     const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
@@ -437,22 +473,33 @@ class Emitter {
     return broadcastStridesSize(g.type(a).shape, shape);
   }
 
-  private elementwise(u: Unit): string[] {
+  /** The epilogue of a matmul group (its members after the matmul) as an elementwise loop. */
+  private epilogueLoop(u: Unit, product: string): string[] {
+    const mm = u.insts[0]!;
+    this.renamed.set(this.name(u.graph, mm.result), product);
+    try {
+      return this.elementwise(u, u.insts.slice(1));
+    } finally {
+      this.renamed.delete(this.name(u.graph, mm.result));
+    }
+  }
+
+  private elementwise(u: Unit, members: readonly Inst[] = u.insts): string[] {
     const g = u.graph;
-    const shape = g.type(u.insts[0]!.result).shape;
+    const shape = g.type(members[0]!.result).shape;
     const acc = this.accessSet();
     const out = acc.add({ strides: stridesSize(shape) });
-    const inGroup = new Set(u.insts.map((m) => m.result));
+    const inGroup = new Set(members.map((m) => m.result));
     const keyOf = new Map<string, string>();
     const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
-    for (const m of u.insts)
+    for (const m of members)
       for (const a of m.args)
         if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
     return nest(shape, acc.list, (idx) =>
       this.members(
         g,
-        u.insts,
-        u.insts,
+        members,
+        members,
         (v, user) => this.read(g, v, acc.index(idx, keyOf.get(`${user.id}:${v.index}`)!)),
         () => acc.index(idx, out),
         new Map(),
@@ -771,17 +818,17 @@ function codeNames(m: ModuleInfo): (base: string) => string {
  * The flat module: TypeScript (unformatted; the build formats it with prettier), or with
  * `typed` false the same code as plain JavaScript.
  */
-export function emitTs(m: ModuleInfo, typed = true): string {
+export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   const t = typedAs(typed);
   const plan = m.plan;
   const codeName = codeNames(m);
   const kernels = new Kernels(codeName);
   for (const u of [...plan.units.forward, ...plan.units.backward])
     if (u.insts[0]!.op === 'matmul') kernels.count(matmulKernel(new Emitter(m, plan, codeName, kernels, t, true), u).body.join('\n'));
-  const fwd = new Emitter(m, plan, codeName, kernels, t);
+  const fwd = new Emitter(m, plan, codeName, kernels, t, false, backend);
   const fwdCode = plan.units.forward.flatMap((u) => fwd.unit(u));
   for (const o of m.fwd.outputs) fwd.arrOf(m.fwd, o.value);
-  const bwd = new Emitter(m, plan, codeName, kernels, t);
+  const bwd = new Emitter(m, plan, codeName, kernels, t, false, backend);
   const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
   const lossOut = m.fwd.outputs.find((o) => o.name === 'loss')!;
   const lossSlot = codeName('lossSlot');
@@ -857,6 +904,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
   const accSize = maxSizeCode(plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
   const accSlots = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accCount(u)));
   for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${accSize}), // accumulators of column sums`);
+  entries.push(...(backend?.entries ?? []));
 
   const destructure = (used: Set<string>) => {
     const names = [...used].filter((n) => n !== '');
@@ -889,7 +937,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
       .join(', ')} } };`,
   ];
   const common = [
-    ...header(m, 'Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.'),
+    ...header(m, backend?.what ?? 'Flat forward and backward code: no imports, no tape; the backward pass is the forward pass in reverse.'),
     '',
     ...specDecl(m, t),
     '',
@@ -953,7 +1001,7 @@ export function emitTs(m: ModuleInfo, typed = true): string {
         ...updateDecl(m, t),
       ]
     : [
-        ...preamble([`const buffers = [${arrays.join(', ')}]${t(' as const')};`, 'const buf = {', ...entries, '};']),
+        ...preamble([...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]), 'const buf = {', ...entries, '};']),
         ...checkFiniteDecl(m, t),
         ...stageFn,
         ...kernels.code,

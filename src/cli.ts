@@ -6,7 +6,7 @@ import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
-import { compile, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
+import { compile, DEFAULT_TARGETS, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
@@ -101,12 +101,13 @@ const VERBS: Record<string, Verb> = {
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
       '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
-      'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module).\n' +
+      'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
+      '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
       'A failed build writes nothing. With --check, writes nothing and exits 1 if the files on disk\n' +
       'differ from what this compiler produces, showing the difference.',
     options: {
       out: { value: 'DIR', help: 'output folder (one model only)' },
-      target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module); default ts,gpu' },
+      target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
       optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
@@ -114,7 +115,7 @@ const VERBS: Record<string, Verb> = {
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
-      const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...TARGETS];
+      const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...DEFAULT_TARGETS];
       const optimizer = typeof opts.optimizer === 'string' ? opts.optimizer : undefined;
       if (opts.optimizer !== undefined && optimizer !== 'sgd') throw new UsageError(`graphc build: unknown optimizer '${String(opts.optimizer)}' (known: sgd)`);
       for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);

@@ -1,0 +1,199 @@
+// A small WebAssembly binary encoder: just what graphc's kernels need (one imported memory,
+// functions of no arguments, i32 and v128 locals, structured loops, loads and stores, and the
+// f32x4 arithmetic of the SIMD proposal). Instructions are appended to a `Body` by name; the
+// module is laid out section by section as the binary format describes.
+
+/** Unsigned LEB128. */
+export function uleb(n: number): number[] {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`internal: uleb(${n})`);
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128 (32-bit range). */
+export function sleb(n: number): number[] {
+  if (!Number.isInteger(n) || n < -(2 ** 31) || n >= 2 ** 32) throw new Error(`internal: sleb(${n})`);
+  n |= 0;
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const utf8 = (s: string) => [...new TextEncoder().encode(s)];
+const vec = (items: readonly number[][]) => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+
+export type LocalType = 'i32' | 'v128';
+const TYPE_CODE: Record<LocalType, number> = { i32: 0x7f, v128: 0x7b };
+
+/** A local variable of the function being written. */
+export interface Local {
+  readonly index: number;
+  readonly type: LocalType;
+}
+
+const SIMD = 0xfd;
+/** The f32x4 operations kernels use, by their opcode after the SIMD prefix. */
+export const F32X4 = {
+  splat: 0x13,
+  gt: 0x44,
+  ge: 0x46,
+  abs: 0xe0,
+  neg: 0xe1,
+  sqrt: 0xe3,
+  add: 0xe4,
+  sub: 0xe5,
+  mul: 0xe6,
+  div: 0xe7,
+  min: 0xe8,
+  max: 0xe9,
+  pmax: 0xeb,
+} as const;
+export type F32x4Op = keyof typeof F32X4;
+
+/** The instructions of one function body. */
+export class Body {
+  private readonly code: number[] = [];
+  private readonly locals: Local[] = [];
+  private depth = 0;
+
+  local(type: LocalType): Local {
+    const l = { index: this.locals.length, type };
+    this.locals.push(l);
+    return l;
+  }
+
+  private op(...bytes: number[]): this {
+    this.code.push(...bytes);
+    return this;
+  }
+
+  get(l: Local): this {
+    return this.op(0x20, ...uleb(l.index));
+  }
+  set(l: Local): this {
+    return this.op(0x21, ...uleb(l.index));
+  }
+  tee(l: Local): this {
+    return this.op(0x22, ...uleb(l.index));
+  }
+  i32(n: number): this {
+    return this.op(0x41, ...sleb(n));
+  }
+  i32Add(): this {
+    return this.op(0x6a);
+  }
+  i32Sub(): this {
+    return this.op(0x6b);
+  }
+  i32Mul(): this {
+    return this.op(0x6c);
+  }
+  /** local += n */
+  bump(l: Local, n: number): this {
+    return n === 0 ? this : this.get(l).i32(n).i32Add().set(l);
+  }
+  /** local = n */
+  assign(l: Local, n: number): this {
+    return this.i32(n).set(l);
+  }
+
+  /** A counted loop: `body` runs `count` times (count ≥ 1) with `counter` going count … 1. */
+  repeat(counter: Local, count: number, body: () => void): this {
+    if (count < 1) throw new Error(`internal: loop of ${count} iterations`);
+    if (count === 1) {
+      body();
+      return this;
+    }
+    this.assign(counter, count);
+    this.op(0x03, 0x40); // loop (no result)
+    this.depth++;
+    body();
+    this.get(counter).i32(1).i32Sub().tee(counter).op(0x0d, 0x00); // br_if 0 while counter ≠ 0
+    this.depth--;
+    return this.op(0x0b);
+  }
+
+  f32Load(offset: number): this {
+    return this.op(0x2a, 0x02, ...uleb(offset));
+  }
+  f32Store(offset: number): this {
+    return this.op(0x38, 0x02, ...uleb(offset));
+  }
+  v128Load(offset: number): this {
+    return this.op(SIMD, ...uleb(0x00), 0x00, ...uleb(offset));
+  }
+  /** Loads one f32 and splats it to four lanes. */
+  v128Load32Splat(offset: number): this {
+    return this.op(SIMD, ...uleb(0x09), 0x00, ...uleb(offset));
+  }
+  v128Store(offset: number): this {
+    return this.op(SIMD, ...uleb(0x0b), 0x00, ...uleb(offset));
+  }
+  /** Stores lane `lane` of a v128 as an f32. */
+  v128Store32Lane(offset: number, lane: number): this {
+    return this.op(SIMD, ...uleb(0x5a), 0x00, ...uleb(offset), lane);
+  }
+  /** A v128 with the same f32 in every lane. */
+  f32x4Const(x: number): this {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    for (let k = 0; k < 4; k++) view.setFloat32(4 * k, x, true);
+    return this.op(SIMD, ...uleb(0x0c), ...bytes);
+  }
+  v128And(): this {
+    return this.op(SIMD, ...uleb(0x4e));
+  }
+  f32x4(op: F32x4Op): this {
+    return this.op(SIMD, ...uleb(F32X4[op]));
+  }
+
+  /** The encoded body: locals (grouped by type) and code. */
+  encode(): number[] {
+    if (this.depth !== 0) throw new Error('internal: unclosed loop');
+    const groups: number[][] = [];
+    for (const l of this.locals) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === TYPE_CODE[l.type]) last[0]!++;
+      else groups.push([1, TYPE_CODE[l.type]]);
+    }
+    const body = [...vec(groups.map(([n, t]) => [...uleb(n!), t!])), ...this.code, 0x0b];
+    return [...uleb(body.length), ...body];
+  }
+}
+
+/**
+ * A module of exported functions `() => void` over one memory imported as `env.memory`
+ * (`pages` 64 KiB pages, not growable: the arrays viewing it stay valid).
+ */
+export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[]): Uint8Array {
+  const type = [0x60, 0x00, 0x00]; // func [] -> []
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x01, ...uleb(pages), ...uleb(pages)];
+  const bytes = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec([type])),
+    ...section(2, vec([memoryImport])),
+    ...section(3, vec(functions.map(() => uleb(0)))),
+    ...section(7, vec(functions.map((f, k) => [...name(f.name), 0x00, ...uleb(k)]))),
+    ...section(10, vec(functions.map((f) => f.body.encode()))),
+  ];
+  return Uint8Array.from(bytes);
+}
+
+function name(s: string): number[] {
+  const b = utf8(s);
+  return [...uleb(b.length), ...b];
+}
