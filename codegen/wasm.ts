@@ -244,6 +244,18 @@ function buffersDecl(
   return [
     `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul group, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${commentText(k.doc)}   ${shape(k.d.kernel)}${k.d.fusedEpilogue ? '' : ', epilogue in JS'}`),
+    ...t(
+      [
+        '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
+        'declare const WebAssembly: {',
+        '  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };',
+        '  Module: new (bytes: Uint8Array) => object;',
+        '  Instance: new (module: object, imports: object) => { readonly exports: object };',
+        '};',
+      ].join('\n'),
+    )
+      .split('\n')
+      .filter(Boolean),
     `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
     'const wasm = [',
     ...chunks.map((c) => `'${c}',`),

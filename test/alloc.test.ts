@@ -22,6 +22,10 @@ describe('generated modules', () => {
     expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.js`))).toEqual([]);
   });
 
+  it.each(['makemore', 'twolayer'])('the wasm module of %s allocates nothing per call', (name) => {
+    expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.wasm.js`))).toEqual([]);
+  });
+
   it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';
     const file = modelFile(`import { LECTURE } from '${examples}/makemore.ts';

@@ -25,6 +25,9 @@
 //      counts are printed.
 //  (c) the traced, optimised forward and backward IR (with fused groups) print and parse back to
 //      the same text, and so do the .ir files the build writes.
+//  (d) the wasm module (--target wasm: matmuls as WebAssembly SIMD kernels) agrees with the flat
+//      module: loss within 1e-5 of the scale above, gradients and the extra output within 1e-4
+//      (or, where float32 conditioning explains it, the allowance of (a) against the interpreter).
 //
 // FUZZ_SCALE=k runs k times as many models, FUZZ_SEED=k shifts the seeds,
 // FUZZ_NO_SHRINK=1 reports the first failure unshrunk, FUZZ_COLLECT=file logs every failure to
@@ -79,7 +82,8 @@ describe('fuzz: random well-typed models', () => {
     console.log(
       `graphs fuzz: ${stats.graphs} models (build ${(stats.msBuild / 1000).toFixed(1)} s, checks ${(stats.msChecks / 1000).toFixed(1)} s), ${stats.fdChecked} finite-difference coordinates checked, ${stats.fdSkippedKink} skipped (x±h straddles a kink), ` +
         `${stats.gradSkippedNearKink} models with a kink argument within 1e-5 (generated-vs-interpreter gradients not compared), ` +
-        `${stats.illConditioned} gradients beyond 1e-4 but within 10× the float32-rounding interpreter's error`,
+        `${stats.illConditioned} gradients beyond 1e-4 but within 10× the float32-rounding interpreter's error; ` +
+        `wasm modules: ${stats.wasmKernels} SIMD matmul kernels, ${stats.wasmIllConditioned} gradients beyond 1e-4 of the flat module's (allowed as above)`,
     );
     if (process.env.FUZZ_SHOW) console.log(`ops (traced, and opt: optimised): ${[...stats.ops.entries()].sort().map(([k, n]) => `${k}:${n}`).join(' ')}`);
   }, timeout);

@@ -21,10 +21,11 @@ import { compileGraphs, displaySource, emitFiles } from '../../src/build.js';
 import type { ModuleInfo } from '../../codegen/module.js';
 import { indent } from '../../codegen/module.js';
 import { emitTs } from '../../codegen/ts.js';
+import { emitWasm } from '../../codegen/wasm.js';
 import type { Arrays, GeneratedModule } from '../helpers.js';
 import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, tmp } from '../helpers.js';
 
-export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, ops: new Map<string, number>() };
+export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: 0, wasmIllConditioned: 0, ops: new Map<string, number>() };
 
 /** The traced graph with each stop_gradient replaced by the constant it evaluates to. */
 function freezeStopGradients(traced: Graph, vals: Map<string, NDArray>): Graph {
@@ -128,11 +129,11 @@ function f64(params: Arrays): Record<string, Float64Array> {
 export async function checkModel(src: string, seed: number, extra: string | undefined): Promise<void> {
   const file = modelFile(src);
   const t0 = performance.now();
-  const { c, mod, traced } = await buildTsAndImport(file);
+  const { c, mod, wasm, traced } = await buildTsAndImport(file);
   const t2 = performance.now();
   stats.msBuild += t2 - t0;
   try {
-    await checks(c, mod, traced, seed, extra);
+    await checks(c, mod, traced, seed, extra, wasm);
   } finally {
     stats.msChecks += performance.now() - t2;
   }
@@ -154,7 +155,7 @@ export interface Built {
  * pass, by printing it at the 'trace' stage and parsing it back. (Loading a model type-checks
  * it, about 150 ms, so loading it a second time just to trace it would double the run time.)
  */
-export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: GeneratedModule; traced: Graph }> {
+export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: GeneratedModule; wasm: GeneratedModule; traced: Graph }> {
   let tracedText = '';
   const { model, fwd, bwd, plan } = compileGraphs(file, {
     afterPass: (graph, pass, g) => {
@@ -177,13 +178,17 @@ export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: G
   const irFiles = await emitFiles(info, []);
   const dir = tmp();
   writeFileSync(path.join(dir, `${fwd.name}.js`), indent(emitTs(info, false)));
+  const wasmCode = emitWasm(info, false);
+  stats.wasmKernels += (wasmCode.match(/^\/\/ {3}matmul_/gm) ?? []).length;
+  writeFileSync(path.join(dir, `${fwd.name}.wasm.js`), indent(wasmCode));
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
+  const wasm = (await import(pathToFileURL(path.join(dir, `${fwd.name}.wasm.js`)).href)) as GeneratedModule;
   const traced = parseGraph(tracedText, { file: 'traced.ir' });
   expect(printGraph(traced), 'traced IR round trip').toBe(tracedText);
-  return { c: { name: fwd.name, fwd, bwd, irFiles }, mod, traced };
+  return { c: { name: fwd.name, fwd, bwd, irFiles }, mod, wasm, traced };
 }
 
-async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: number, extra: string | undefined): Promise<void> {
+async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: number, extra: string | undefined, wasm: GeneratedModule): Promise<void> {
   for (const i of traced.insts) stats.ops.set(i.op, (stats.ops.get(i.op) ?? 0) + 1);
   for (const i of c.fwd.insts) stats.ops.set(`opt:${i.op}`, (stats.ops.get(`opt:${i.op}`) ?? 0) + 1);
   stats.graphs++;
@@ -233,6 +238,23 @@ async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: numbe
       stats.illConditioned++;
     }
   }
+
+  // (d) the wasm module (--target wasm) against the flat module: loss, forward output and
+  // gradients within 1e-4; its matmuls accumulate in float32 where the flat module's use
+  // doubles, so where the flat module itself needed the ill-conditioning allowance above, the
+  // wasm module gets the same allowance against the interpreter
+  const wvg = wasm.valueAndGrad(params, inputs);
+  expect(Math.abs(wvg.loss - got.loss) / lossScale, `wasm loss ${wvg.loss} vs flat ${got.loss}`).toBeLessThan(1e-5);
+  for (const [k, gr] of Object.entries(got.grads)) {
+    const err = relErr(wvg.grads[k]!, gr);
+    if (err < 1e-4 || nearKink) continue;
+    const emuErr = relErr(f32Grads(c, params, inputs)[k]!, ref.grads[k]!);
+    expect(relErr(wvg.grads[k]!, ref.grads[k]!), `wasm d loss / d ${k} vs flat ${err.toExponential(2)} and vs interpreter (float32-rounding interpreter: ${emuErr.toExponential(2)})`).toBeLessThan(Math.max(1e-4, 10 * emuErr));
+    stats.wasmIllConditioned++;
+  }
+  const wout = wasm.forward(params, inputs);
+  if (extra) expect(relErr(wout.out as Float32Array, fwdOut.out as Float32Array), 'wasm forward output out vs flat').toBeLessThan(1e-4);
+  expect(Math.abs((wout.loss as number) - (fwdOut.loss as number)) / lossScale, 'wasm forward loss vs flat').toBeLessThan(1e-5);
 
   // (b) interpreter gradients vs finite differences of the traced model
   const sig0 = kinkSignature(frozen, base);

@@ -1,0 +1,252 @@
+// The wasm target (--target wasm): the encoder, the SIMD matmul kernels on their own against a
+// float64 reference (every operand layout, ragged shapes, batches, register tiles, each
+// epilogue op), and the wasm module of every example against the flat module.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/build.js';
+import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
+import type { EpilogueStep, MatmulKernel } from '../codegen/wasm/matmul.js';
+import { matmulBody } from '../codegen/wasm/matmul.js';
+import type { GeneratedModule } from './helpers.js';
+import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
+
+describe('the encoder', () => {
+  it('writes LEB128 as the binary format defines it', () => {
+    expect(uleb(0)).toEqual([0]);
+    expect(uleb(127)).toEqual([0x7f]);
+    expect(uleb(128)).toEqual([0x80, 0x01]);
+    expect(uleb(624485)).toEqual([0xe5, 0x8e, 0x26]);
+    expect(sleb(-1)).toEqual([0x7f]);
+    expect(sleb(63)).toEqual([0x3f]);
+    expect(sleb(64)).toEqual([0xc0, 0x00]);
+    expect(sleb(-64)).toEqual([0x40]);
+    expect(sleb(-123456)).toEqual([0xc0, 0xbb, 0x78]);
+  });
+
+  it('encodes a module that validates and runs: a loop storing a splatted constant', () => {
+    const f = new Body();
+    const n = f.local('i32');
+    const p = f.local('i32');
+    f.repeat(n, 5, () => {
+      f.get(p).f32x4Const(2.5).v128Store(0);
+      f.bump(p, 16);
+    });
+    const bytes = encodeModule(1, [{ name: 'fill', body: f }]);
+    expect(WebAssembly.validate(bytes)).toBe(true);
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    (inst.exports.fill as () => void)();
+    const out = new Float32Array(memory.buffer, 0, 24);
+    expect([...out]).toEqual([...Array(20).fill(2.5), 0, 0, 0, 0]);
+  });
+});
+
+/** Runs one kernel over random operands placed in a fresh memory; returns C and the float64 reference. */
+function runKernel(k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'name' | 'epilogue'>, epilogue: (addr: { bias: number; col: number }) => EpilogueStep[] = () => [], seed = 1) {
+  const { M, N, K, batch, transA, transB } = k;
+  const aLen = (k.aBatched ? batch : 1) * M * K;
+  const bLen = (k.bBatched ? batch : 1) * K * N;
+  const cLen = batch * M * N;
+  let at = 0;
+  const place = (n: number) => {
+    const o = at;
+    at += Math.ceil((n * 4) / 16) * 16 + 16;
+    return o;
+  };
+  const a = place(aLen);
+  const b = place(bLen);
+  const c = place(cLen);
+  const out = place(cLen);
+  const bias = place(N);
+  const col = place(M);
+  const pack = place(K * N);
+  const pages = Math.ceil((at + 64) / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
+  const r = rng(seed);
+  // fill the whole memory with noise first: columns past N must never reach a stored result
+  new Float32Array(memory.buffer).forEach((_x, i, arr) => (arr[i] = 1e6 * (r() - 0.5)));
+  for (const [o, n] of [[a, aLen], [b, bLen], [bias, N], [col, M]] as const) f32(o, n).forEach((_x, i, arr) => (arr[i] = r() - 0.5));
+  f32(c, cLen).fill(0);
+  const steps = epilogue({ bias, col }).map((s) => ({ ...s, store: s.store === undefined ? undefined : out }));
+  const kernel: MatmulKernel = { ...k, name: 'mm', a, b, c, pack: transB ? pack : undefined, epilogue: steps };
+  const bytes = encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }]);
+  expect(WebAssembly.validate(bytes)).toBe(true);
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+  const want = new Float64Array(cLen);
+  const A = f32(a, aLen);
+  const B = f32(b, bLen);
+  for (let t = 0; t < batch; t++)
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        const ao = k.aBatched ? t * M * K : 0;
+        const bo = k.bBatched ? t * K * N : 0;
+        for (let p = 0; p < K; p++) s += A[ao + (transA ? p * M + i : i * K + p)]! * B[bo + (transB ? j * K + p : p * N + j)]!;
+        want[t * M * N + i * N + j] = s;
+      }
+  (inst.exports.mm as () => void)();
+  return { got: Float32Array.from(f32(c, cLen)), want, epi: Float32Array.from(f32(out, cLen)), bias: f32(bias, N), col: f32(col, M), memory, c, cLen, out };
+}
+
+describe('SIMD matmul kernels against a float64 reference', () => {
+  const layouts = [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const;
+  const shapes = [
+    [1, 1, 1],
+    [3, 5, 2],
+    [4, 8, 7],
+    [5, 9, 3],
+    [9, 27, 16],
+    [13, 3, 30],
+    [32, 64, 30],
+  ] as const;
+  for (const [transA, transB] of layouts)
+    it.each(shapes)(`transA=${transA} transB=${transB}: [%i,K]·[K,%i] with K = %i`, (M, N, K) => {
+      for (const tile of [undefined, { rows: 1, vecs: 1 }, { rows: 3, vecs: 3 }, { rows: 8, vecs: 1 }]) {
+        const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB, aBatched: false, bBatched: false, epilogue: [], tile } as never);
+        expect(relErr(got, want), `tile ${JSON.stringify(tile)}`).toBeLessThan(1e-5);
+      }
+    });
+
+  it.each([
+    [true, true],
+    [true, false],
+    [false, true],
+  ])('batched (aBatched %s, bBatched %s), both transposes', (aBatched, bBatched) => {
+    for (const [transA, transB] of layouts) {
+      const { got, want } = runKernel({ M: 5, N: 6, K: 7, batch: 3, transA, transB, aBatched, bBatched });
+      expect(relErr(got, want), `transA ${transA} transB ${transB}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('writes exactly C and nothing past it (ragged last vector, ragged last row tile)', () => {
+    const { memory, c, cLen, got, want } = runKernel({ M: 5, N: 7, K: 3, batch: 1, transA: false, transB: false, aBatched: false, bBatched: false });
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    const after = new Float32Array(memory.buffer, c + cLen * 4, 3);
+    for (const x of after) expect(Math.abs(x)).toBeGreaterThan(0); // the noise is still there
+  });
+
+  const M = 6;
+  const N = 11;
+  const cases: [string, (a: { bias: number; col: number }) => EpilogueStep[], (c: number, bias: number, col: number) => number][] = [
+    ['+ row bias', ({ bias }) => [{ op: 'add', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => c + b],
+    ['- column', ({ col }) => [{ op: 'sub', args: [{ kind: 'acc' }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, _b, k) => c - k],
+    ['* constant', () => [{ op: 'mul', args: [{ kind: 'acc' }, { kind: 'const', value: 0.25 }], store: 0 }], (c) => c * 0.25],
+    ['/ row', ({ bias }) => [{ op: 'div', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => c / b],
+    ['relu(+ bias)', ({ bias }) => [{ op: 'add', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }] }, { op: 'relu', args: [{ kind: 'step', step: 0 }], store: 0 }], (c, b) => Math.max(c + b, 0)],
+    ['neg', () => [{ op: 'neg', args: [{ kind: 'acc' }], store: 0 }], (c) => -c],
+    ['abs', () => [{ op: 'abs', args: [{ kind: 'acc' }], store: 0 }], (c) => Math.abs(c)],
+    ['sqrt ∘ square', () => [{ op: 'square', args: [{ kind: 'acc' }] }, { op: 'sqrt', args: [{ kind: 'step', step: 0 }], store: 0 }], (c) => Math.abs(c)],
+    ['recip', () => [{ op: 'recip', args: [{ kind: 'acc' }], store: 0 }], (c) => 1 / c],
+    ['rsqrt(square)', () => [{ op: 'square', args: [{ kind: 'acc' }] }, { op: 'rsqrt', args: [{ kind: 'step', step: 0 }], store: 0 }], (c) => 1 / Math.abs(c)],
+    ['max with row', ({ bias }) => [{ op: 'max', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => Math.max(c, b)],
+    ['min with column', ({ col }) => [{ op: 'min', args: [{ kind: 'acc' }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, _b, k) => Math.min(c, k)],
+    ['gt 0', () => [{ op: 'gt', args: [{ kind: 'acc' }, { kind: 'const', value: 0 }], store: 0 }], (c) => (c > 0 ? 1 : 0)],
+    ['ge row', ({ bias }) => [{ op: 'ge', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }], store: 0 }], (c, b) => (c >= b ? 1 : 0)],
+    ['bn_apply', ({ bias, col }) => [{ op: 'bn_apply', args: [{ kind: 'acc' }, { kind: 'mem', addr: bias, si: 0, sj: 1 }, { kind: 'mem', addr: col, si: 1, sj: 0 }], store: 0 }], (c, b, k) => (c - b) * k],
+    ['copy', () => [{ op: 'copy', args: [{ kind: 'acc' }], store: 0 }], (c) => c],
+  ];
+  it.each(cases)('epilogue %s, computed on the accumulators before they are stored', (_name, steps, f) => {
+    const { epi, want, bias, col } = runKernel({ M, N, K: 5, batch: 1, transA: false, transB: true, aBatched: false, bBatched: false }, steps);
+    const expected = Float64Array.from(want, (c, x) => f(Math.fround(c), bias[x % N]!, col[Math.floor(x / N)]!));
+    expect(relErr(epi, expected)).toBeLessThan(1e-5);
+  });
+});
+
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'twolayer', 'classifier'];
+
+async function importGenerated(name: string, suffix: string): Promise<GeneratedModule> {
+  return (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}${suffix}.js`)).href)) as GeneratedModule;
+}
+
+describe.each(EXAMPLES)('the wasm module of %s', (name) => {
+  it('agrees with the flat module: loss, gradients and outputs within 1e-4, call after call', async () => {
+    const flat = await importGenerated(name, '');
+    const wasm = await importGenerated(name, '.wasm');
+    expect(wasm.spec).toEqual(flat.spec);
+    const { compileGraphs } = await import('../src/build.js');
+    const { fwd } = compileGraphs(path.join(ROOT, 'examples', `${name}.ts`));
+    for (const seed of [3, 4]) {
+      const { params, inputs } = randomArgs(fwd, seed, 0.5);
+      if (inputs.bnvar) inputs.bnvar = inputs.bnvar.map((v) => Math.abs(v) + 0.1); // a variance (makemore_inference)
+      const want = flat.valueAndGrad(params, inputs);
+      const wantLoss = want.loss;
+      const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+      const got = wasm.valueAndGrad(params, inputs);
+      expect(relErr([got.loss], [wantLoss]), 'loss').toBeLessThan(1e-4);
+      expect(Object.keys(got.grads).sort()).toEqual(Object.keys(wantGrads).sort());
+      for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, wantGrads[k]!), `gradient of ${k}`).toBeLessThan(1e-4);
+      const outs = wasm.forward(params, inputs);
+      const flatOuts = flat.forward(params, inputs);
+      for (const [k, v] of Object.entries(flatOuts)) expect(relErr(typeof v === 'number' ? [outs[k] as number] : (outs[k] as Float32Array), typeof v === 'number' ? [v] : v), `output ${k}`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('lists its kernels, and its steps are the flat module’s steps with the same comments', () => {
+    const flat = readFileSync(path.join(ROOT, 'generated', name, `${name}.ts`), 'utf8');
+    const wasm = readFileSync(path.join(ROOT, 'generated', name, `${name}.wasm.ts`), 'utf8');
+    const steps = (code: string) => code.slice(code.indexOf('function forwardPass')).split('\n');
+    const calls = (code: string) => steps(code).flatMap((l) => /^\s*(?:kernels\.)?(matmul_\w+)\(\);$/.exec(l)?.[1] ?? []);
+    expect(calls(wasm)).toEqual(calls(flat));
+    const comments = (code: string) => steps(code).filter((l) => /^\s*\/\/ /.test(l));
+    expect(comments(wasm)).toEqual(comments(flat));
+    const listed = [...wasm.matchAll(/^\/\/ {3}(matmul_\w+): /gm)].map((m) => m[1]);
+    expect(listed).toEqual(calls(flat));
+  });
+});
+
+describe('wasm target: builds', () => {
+  it('an epilogue without a SIMD form (tanh) runs as a loop after the kernel, which writes the product to scratch', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('tanh_layer', (g) => {
+  const x = g.input('x', [7, 5]);
+  const W = g.param('W', [5, 6]);
+  const b = g.param('b', [6]);
+  const h = x.matmul(W).add(b).tanh();
+  return { loss: h.square().mean() };
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const code = String(c.files.find((f) => f.name === 'tanh_layer.wasm.ts')!.content);
+    expect(code).toMatch(/^\/\/ {3}matmul_t3: t3 = h² {3}\[7,5\]·\[5,6\], epilogue in JS$/m);
+    expect(code).toContain('_product: new Float32Array(memory.buffer,');
+    const flat = (await import(pathToFileURL(path.join(dir, 'tanh_layer.js')).href)) as GeneratedModule;
+    const wasm = (await import(pathToFileURL(path.join(dir, 'tanh_layer.wasm.js')).href)) as GeneratedModule;
+    const { params, inputs } = randomArgs(c.fwd, 5);
+    const want = flat.valueAndGrad(params, inputs);
+    const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+    const got = wasm.valueAndGrad(params, inputs);
+    for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, wantGrads[k]!), `gradient of ${k}`).toBeLessThan(1e-4);
+  });
+
+  it('a model with a symbolic dimension is a located build error', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('sym', (g) => {
+  const x = g.input('x', ['B', 4]);
+  const W = g.param('W', [4, 3]);
+  return { loss: x.matmul(W).square().mean() };
+});
+`);
+    const r = await run(['build', file, '--target', 'wasm', '--out', tmp()]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      [
+        `${path.relative(ROOT, file).split(path.sep).join('/')}:3:15: error: --target wasm needs static shapes, but dimension B is bound per call`,
+        "  3 |   const x = g.input('x', ['B', 4]);",
+        '    |               ^^^^^',
+        '  fix: build the wasm module for fixed sizes (a number instead of a dimension name), or use --target ts,gpu, which take any size',
+        '',
+      ].join('\n'),
+    );
+  });
+});
