@@ -29,10 +29,10 @@ export function makemoreFlops({ batch: n, block, nEmbd, nHidden: H, vocab: V }) 
   return { matmul, elementwise, total: matmul + elementwise };
 }
 
-/** Runs `graphc build MODEL --out DIR` as a child process; returns its wall time. */
-export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000 } = {}) {
+/** Runs `graphc build MODEL --out DIR [--target LIST]` as a child process; returns its wall time. */
+export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000, target } = {}) {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, 'build', modelFile, '--out', outDir], {
+  const r = spawnSync(process.execPath, [CLI, 'build', modelFile, '--out', outDir, ...(target ? ['--target', target] : [])], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -46,8 +46,9 @@ export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000 } = {}) {
 }
 
 /**
- * Writes the model file of a makemore variant ('composite', 'long', or 'symbolic': the composite
- * one built once for any batch, 'B') and builds it.
+ * Writes the model file of a makemore variant ('composite', 'long', 'symbolic': the composite
+ * one built once for any batch, 'B', or 'wasm': the composite one built with --target wasm) and
+ * builds it.
  */
 export function buildMakemore(workDir, variant, sizeName) {
   const name = `makemore_${variant}_${sizeName}`;
@@ -56,8 +57,8 @@ export function buildMakemore(workDir, variant, sizeName) {
   const src = path.join(workDir, `${name}.ts`);
   writeFileSync(src, `import { ${fn} } from ${JSON.stringify(path.join(ROOT, 'examples', file))};\n` + `export default ${fn}(${JSON.stringify(cfg)}, '${name}');\n`);
   const outDir = path.join(workDir, name);
-  const build = graphcBuild(src, outDir);
-  const module = path.join(outDir, `${name}.js`);
+  const build = graphcBuild(src, outDir, variant === 'wasm' ? { target: 'wasm' } : {});
+  const module = path.join(outDir, `${name}${variant === 'wasm' ? '.wasm' : ''}.js`);
   return { name, module, ...build, ...(build.ok ? fileStats(module) : {}) };
 }
 

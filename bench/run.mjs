@@ -1,8 +1,9 @@
 // npm run bench: times one training step (forward + backward, every parameter gradient) of the
-// makemore MLP at two sizes, graphc's generated code against TF.js (cpu and wasm backends) and
-// PyTorch eager, and times `graphc build` itself.
+// makemore MLP at two sizes, graphc's generated code (the flat module, and the wasm target's
+// SIMD kernels) against TF.js (cpu and wasm backends) and PyTorch eager, times `graphc build`
+// itself, and reports each wasm matmul kernel's GFLOP/s against the machine's SIMD peak.
 //
-//   npm run bench [-- --sizes=S,L] [--quick] [--contenders=long,tfjs-cpu,tfjs-wasm,torch] [--rebuild]
+//   npm run bench [-- --sizes=S,L] [--quick] [--contenders=long,symbolic,wasm,tfjs-cpu,tfjs-wasm,torch] [--rebuild]
 //
 // Each contender runs in a process of its own (so its peak RSS is its own), is warmed up by time
 // (V8 keeps optimising for a few thousand calls), and then the contenders take turns in many
@@ -11,6 +12,7 @@
 // Before any timing, every contender's loss and gradients must agree with graphc's composite-op
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
 import { checksOverhead } from './checks.mjs';
+import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +27,7 @@ const CONTENDERS = [
   { id: 'composite', label: 'graphc composite', kind: 'graphc', variant: 'composite' },
   { id: 'long', label: 'graphc long-form', kind: 'graphc', variant: 'long' },
   { id: 'symbolic', label: 'graphc batch B', kind: 'graphc', variant: 'symbolic' },
+  { id: 'wasm', label: 'graphc wasm', kind: 'graphc', variant: 'wasm' },
   { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
   { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
   { id: 'torch', label: 'PyTorch eager', kind: 'torch' },
@@ -58,7 +61,7 @@ async function main() {
   section('graphc build: wall time of `node bin/graphc.js build` (Node start included)');
   const builds = {};
   for (const size of opts.sizes) {
-    for (const variant of ['composite', 'long', 'symbolic']) {
+    for (const variant of ['composite', 'long', 'symbolic', 'wasm']) {
       const b = buildMakemore(workDir, variant, size);
       builds[`${variant}_${size}`] = b;
       console.log(`  ${b.name.padEnd(22)} ${b.ok ? `${fmt.ms(b.ms).padStart(8)} ms   ${kb(b.jsBytes)} of JS, ${b.jsLines} lines` : 'FAILED'}`);
@@ -103,7 +106,20 @@ async function main() {
   // 4. The summary and the targets.
   printSummary(results, builds, mlps);
 
-  // 5. What the argument checks of the generated module cost.
+  // 5. The wasm kernels, one by one, against the SIMD peak.
+  section('wasm matmul kernels: each run on its own (no epilogue), GFLOP/s against a plain SIMD multiply-add loop');
+  const peak = await simdPeak();
+  console.log(`  SIMD peak (f32x4 mul + add from L1 into ${peak.accumulators} accumulators, one thread): ${fmt.gflops(peak.gflops)} GFLOP/s`);
+  const kernelRows = [];
+  for (const size of opts.sizes)
+    for (const k of kernelShapes(builds[`wasm_${size}`].module)) {
+      const r = await kernelGflops(k);
+      const layout = k.transA || k.transB ? ` (${[k.transA && 'A', k.transB && 'B'].filter(Boolean).join(', ')}ᵀ)` : '';
+      kernelRows.push([size, k.name, `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}`, fmt.ms(r.ms), fmt.gflops(r.gflops), `${((100 * r.gflops) / peak.gflops).toFixed(0)}%`]);
+    }
+  console.log(indent(table(['size', 'kernel', 'shape', 'ms', 'GFLOP/s', 'of peak'], kernelRows)));
+
+  // 6. What the argument checks of the generated module cost.
   section('argument checks: graphc composite with and without checkArgs, alternating in this process');
   for (const size of opts.sizes) {
     const o = await checksOverhead(builds[`composite_${size}`].module, makeInputs(SIZES[size], SEED), opts.quick ? { rounds: 6, warmupMs: 800 } : {});
@@ -193,7 +209,7 @@ function printVersions(list) {
   for (const c of list) {
     const i = c.info ?? {};
     let what = `Node ${i.node}`;
-    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'" }[c.variant]})`;
+    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls' }[c.variant]})`;
     if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
     if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
     if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default)`;
@@ -223,6 +239,8 @@ function printSummary(results, builds, mlps) {
     ['S: graphc ≤ 0.1× TF.js cpu', quotient(ms('S', 'composite'), ms('S', 'tfjs-cpu')), (x) => x <= 0.1, fmt.ratio],
     ['L: graphc ≤ 2× TF.js wasm', quotient(ms('L', 'composite'), ms('L', 'tfjs-wasm')), (x) => x <= 2, fmt.ratio],
     ['L: graphc ≥ 1.1 GFLOP/s', gflops('L', 'composite'), (x) => x >= 1.1, (x) => `${fmt.gflops(x)} GFLOP/s`],
+    ['L: graphc wasm ≤ 0.5× TF.js wasm', quotient(ms('L', 'wasm'), ms('L', 'tfjs-wasm')), (x) => x <= 0.5, fmt.ratio],
+    ['S: graphc wasm faster than PyTorch eager', quotient(ms('S', 'wasm'), ms('S', 'torch')), (x) => x < 1, fmt.ratio],
     ['S: long-form within 10% of composite', quotient(ms('S', 'long'), ms('S', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
     ['L: long-form within 10% of composite', quotient(ms('L', 'long'), ms('L', 'composite')), (x) => Math.abs(x - 1) <= 0.1, fmt.ratio],
     ['S: batch B within 10% of static batch', quotient(ms('S', 'symbolic'), ms('S', 'composite')), (x) => x <= 1.1, fmt.ratio],

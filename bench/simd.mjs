@@ -1,0 +1,100 @@
+// How close the wasm target's matmul kernels come to the machine's limit: the GFLOP/s of a plain
+// WebAssembly SIMD multiply-add loop (what one thread of this machine reaches with f32x4.mul and
+// f32x4.add from L1), and of each matmul kernel of a wasm build run on its own
+// (the same code graphc emits for that shape, on operands in a fresh memory, without its
+// epilogue). Uses the compiled compiler in dist/.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT } from './models.mjs';
+
+const dist = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
+
+/** Runs f repeatedly for about ms milliseconds (after a warm-up); the median ms per call over 5 blocks. */
+function timeCall(f, ms = 200) {
+  for (let t0 = performance.now(); performance.now() - t0 < ms / 2; ) f();
+  const blocks = [];
+  for (let b = 0; b < 5; b++) {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < ms / 5 || n < 1) {
+      f();
+      n++;
+    }
+    blocks.push((performance.now() - t0) / n);
+  }
+  return blocks.sort((a, b) => a - b)[2];
+}
+
+/**
+ * The SIMD peak: a loop of f32x4 multiply-adds acc += a · b into R × V independent accumulators,
+ * a splatted and b loaded from the same few bytes each iteration (L1, so that the loads cost
+ * what they cost a kernel, but nothing is streamed), stored at the end so that nothing is
+ * optimised away. The best of a few accumulator grids.
+ */
+export async function simdPeak() {
+  const { Body, encodeModule } = await dist('codegen/wasm/encode.js');
+  const steps = 1_000_000;
+  let best = { gflops: 0, accumulators: '' };
+  for (const [R, V] of [
+    [4, 2],
+    [3, 4],
+    [4, 3],
+  ]) {
+    const f = new Body();
+    const counter = f.local('i32');
+    const zero = f.local('i32');
+    const accs = Array.from({ length: R * V }, () => f.local('v128'));
+    const bs = Array.from({ length: V }, () => f.local('v128'));
+    const a = f.local('v128');
+    f.repeat(counter, steps, () => {
+      for (let v = 0; v < V; v++) f.get(zero).v128Load(16 * v).set(bs[v]);
+      for (let r = 0; r < R; r++) {
+        f.get(zero).v128Load32Splat(64 + 4 * r).set(a);
+        for (let v = 0; v < V; v++) f.get(accs[r * V + v]).get(a).get(bs[v]).f32x4('mul').f32x4('add').set(accs[r * V + v]);
+      }
+    });
+    accs.forEach((acc, k) => f.get(zero).get(acc).v128Store(128 + 16 * k));
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'peak', body: f }])), { env: { memory } });
+    const ms = timeCall(inst.exports.peak, 300);
+    const gflops = (R * V * 8 * steps) / (ms * 1e6);
+    if (gflops > best.gflops) best = { gflops, accumulators: `${R}×${V}` };
+  }
+  return best;
+}
+
+/** The matmul shapes a wasm module lists (`//   matmul_x: … [M,K]·[K,N] (A transposed)`). */
+export function kernelShapes(moduleFile) {
+  const text = readFileSync(moduleFile, 'utf8');
+  const re = /^\/\/ {3}(matmul_\w+): .* {3}(?:(\d+) × )?\[(\d+),(\d+)\]·\[(\d+),(\d+)\](?: \(([AB, ]+) transposed\))?/gm;
+  return [...text.matchAll(re)].map((m) => ({
+    name: m[1],
+    batch: Number(m[2] ?? 1),
+    M: Number(m[3]),
+    K: Number(m[4]),
+    N: Number(m[6]),
+    transA: /A/.test(m[7] ?? ''),
+    transB: /B/.test(m[7] ?? ''),
+  }));
+}
+
+/** GFLOP/s of graphc's kernel for one matmul shape, run on its own. */
+export async function kernelGflops({ M, N, K, batch, transA, transB }) {
+  const { encodeModule } = await dist('codegen/wasm/encode.js');
+  const { matmulBody } = await dist('codegen/wasm/matmul.js');
+  const floats = [batch * M * K, batch * K * N, batch * M * N, K * N];
+  const at = [];
+  let end = 0;
+  for (const n of floats) {
+    at.push(end);
+    end += Math.ceil((n * 4) / 16) * 16 + 16;
+  }
+  const pages = Math.ceil(end / 65536) + 1;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
+  const body = matmulBody({ name: 'mm', M, N, K, batch, transA, transB, a: at[0], b: at[1], c: at[2], pack: transB ? at[3] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body }])), { env: { memory } });
+  const ms = timeCall(inst.exports.mm);
+  return { ms, gflops: (2 * batch * M * N * K) / (ms * 1e6) };
+}
