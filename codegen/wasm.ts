@@ -19,8 +19,9 @@ import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import type { Body } from './wasm/encode.js';
-import type { EpilogueStep, MatmulKernel, Operand } from './wasm/matmul.js';
+import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
+import type { Operand, Step as EpilogueStep } from './wasm/steps.js';
 
 const PAGE = 65536;
 /** Bytes after the last array: a kernel's last vector may read up to 12 bytes past an array's end. */

@@ -8,10 +8,19 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
 import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
-import type { EpilogueStep, MatmulKernel } from '../codegen/wasm/matmul.js';
+import type { MatmulKernel } from '../codegen/wasm/matmul.js';
+import type { Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody } from '../codegen/wasm/matmul.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
+
+// The part of the WebAssembly API these tests use (TypeScript declares it only with the DOM library).
+declare const WebAssembly: {
+  validate(bytes: Uint8Array): boolean;
+  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
+};
 
 describe('the encoder', () => {
   it('writes LEB128 as the binary format defines it', () => {

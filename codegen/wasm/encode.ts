@@ -49,8 +49,10 @@ const SIMD = 0xfd;
 /** The f32x4 operations kernels use, by their opcode after the SIMD prefix. */
 export const F32X4 = {
   splat: 0x13,
+  lt: 0x43,
   gt: 0x44,
   ge: 0x46,
+  nearest: 0x6a,
   abs: 0xe0,
   neg: 0xe1,
   sqrt: 0xe3,
@@ -154,8 +156,33 @@ export class Body {
     for (let k = 0; k < 4; k++) view.setFloat32(4 * k, x, true);
     return this.op(SIMD, ...uleb(0x0c), ...bytes);
   }
+  /** A v128 with the same i32 in every lane. */
+  i32x4Const(x: number): this {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    for (let k = 0; k < 4; k++) view.setInt32(4 * k, x | 0, true);
+    return this.op(SIMD, ...uleb(0x0c), ...bytes);
+  }
   v128And(): this {
     return this.op(SIMD, ...uleb(0x4e));
+  }
+  v128Or(): this {
+    return this.op(SIMD, ...uleb(0x50));
+  }
+  /** (a & mask) | (b & ~mask), operands a, b, mask. */
+  v128Bitselect(): this {
+    return this.op(SIMD, ...uleb(0x52));
+  }
+  /** f32 lanes to i32, rounding toward zero, saturating. */
+  i32x4TruncSatF32x4(): this {
+    return this.op(SIMD, ...uleb(0xf8));
+  }
+  i32x4Add(): this {
+    return this.op(SIMD, ...uleb(0xae));
+  }
+  /** Shifts each i32 lane left by an i32 operand. */
+  i32x4Shl(): this {
+    return this.op(SIMD, ...uleb(0xab));
   }
   f32x4(op: F32x4Op): this {
     return this.op(SIMD, ...uleb(F32X4[op]));

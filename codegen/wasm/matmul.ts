@@ -9,27 +9,10 @@
 // so that one panel of B (K × 4V) stays in cache while every row of A passes over it. The
 // epilogue (bias add, activation, ...) runs on the accumulators before they are stored.
 
-import type { F32x4Op, Local } from './encode.js';
+import type { Local } from './encode.js';
 import { Body } from './encode.js';
-
-/** An operand of an epilogue step. */
-export type Operand =
-  | { readonly kind: 'acc' }
-  /** The result of an earlier step. */
-  | { readonly kind: 'step'; readonly step: number }
-  /** A broadcast f32 array: element (i, j) at byte `addr + 4·(i·si + j·sj)`. */
-  | { readonly kind: 'mem'; readonly addr: number; readonly si: number; readonly sj: number }
-  | { readonly kind: 'const'; readonly value: number };
-
-/** The elementwise operations an epilogue step can apply. */
-export type EpilogueOp = Extract<F32x4Op, 'add' | 'sub' | 'mul' | 'div' | 'min' | 'max' | 'neg' | 'abs' | 'sqrt'> | 'relu' | 'square' | 'gt' | 'ge' | 'copy' | 'bn_apply' | 'recip' | 'rsqrt';
-
-export interface EpilogueStep {
-  readonly op: EpilogueOp;
-  readonly args: readonly Operand[];
-  /** Where the step's result is stored (an [M,N] array), if it is. */
-  readonly store?: number;
-}
+import type { Step } from './steps.js';
+import { StepWriter } from './steps.js';
 
 export interface MatmulKernel {
   readonly name: string;
@@ -48,7 +31,7 @@ export interface MatmulKernel {
   readonly c?: number;
   /** A scratch area of K·N floats for packing a transposed B. */
   readonly pack?: number;
-  readonly epilogue: readonly EpilogueStep[];
+  readonly epilogue: readonly Step[];
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
 }
@@ -100,19 +83,7 @@ export function matmulBody(k: MatmulKernel): Body {
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
-  const steps = k.epilogue.map(() => f.local('v128'));
-  // pointers of the epilogue's memory operands and stores, set at the start of each tile
-  const memPtrs = new Map<string, Local>();
-  const memKey = (addr: number, si: number, sj: number) => `${addr}:${si}:${sj}`;
-  const memPtr = (addr: number, si: number, sj: number) => {
-    const key = memKey(addr, si, sj);
-    if (!memPtrs.has(key)) memPtrs.set(key, i32());
-    return memPtrs.get(key)!;
-  };
-  for (const s of k.epilogue) {
-    for (const a of s.args) if (a.kind === 'mem') memPtr(a.addr, a.si, a.sj);
-    if (s.store !== undefined) memPtr(s.store, N, 1);
-  }
+  const epilogue = new StepWriter(f, k.epilogue, N);
   const bRows = transB ? k.pack! : k.b; // B as [K,N]
   const aRowStride = transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
   const aStepP = transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
@@ -124,94 +95,6 @@ export function matmulBody(k: MatmulKernel): Body {
     if (si) f.get(i).i32(4 * si).i32Mul().i32Add();
     if (sj) f.get(j).i32(4 * sj).i32Mul().i32Add();
     f.set(ptr);
-  };
-
-  const pushOperand = (o: Operand, r: number, v: number) => {
-    switch (o.kind) {
-      case 'acc':
-        f.get(acc[r * V + v]!);
-        return;
-      case 'step':
-        f.get(steps[o.step]!);
-        return;
-      case 'const':
-        f.f32x4Const(o.value);
-        return;
-      case 'mem': {
-        f.get(memPtr(o.addr, o.si, o.sj));
-        const off = 4 * (r * o.si + 4 * v * o.sj);
-        if (o.sj === 0) f.v128Load32Splat(off);
-        else if (o.sj === 1) f.v128Load(off);
-        else throw new Error(`internal: epilogue operand with column stride ${o.sj}`);
-        return;
-      }
-    }
-  };
-
-  const store = (ptr: Local, value: Local, off: number, lanes: number) => {
-    if (lanes === 4) {
-      f.get(ptr).get(value).v128Store(off);
-      return;
-    }
-    for (let lane = 0; lane < lanes; lane++) f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
-  };
-
-  const epilogueAt = (r: number, v: number, lanes: number) => {
-    k.epilogue.forEach((s, n) => {
-      const [x, y, z] = s.args;
-      const push = (o: Operand | undefined) => pushOperand(o!, r, v);
-      switch (s.op) {
-        case 'copy':
-          push(x);
-          break;
-        case 'neg':
-        case 'abs':
-        case 'sqrt':
-          push(x);
-          f.f32x4(s.op);
-          break;
-        case 'square':
-          push(x);
-          push(x);
-          f.f32x4('mul');
-          break;
-        case 'relu': // x > 0 ? x : 0, as pmax(0, x) = 0 < x ? x : 0
-          f.f32x4Const(0);
-          push(x);
-          f.f32x4('pmax');
-          break;
-        case 'recip':
-          f.f32x4Const(1);
-          push(x);
-          f.f32x4('div');
-          break;
-        case 'rsqrt':
-          f.f32x4Const(1);
-          push(x);
-          f.f32x4('sqrt').f32x4('div');
-          break;
-        case 'gt':
-        case 'ge': // a mask of all-ones lanes, and-ed with 1.0
-          push(x);
-          push(y);
-          f.f32x4(s.op);
-          f.f32x4Const(1).v128And();
-          break;
-        case 'bn_apply': // (x - mean) * scale
-          push(x);
-          push(y);
-          f.f32x4('sub');
-          push(z);
-          f.f32x4('mul');
-          break;
-        default:
-          push(x);
-          push(y);
-          f.f32x4(s.op);
-      }
-      f.set(steps[n]!);
-      if (s.store !== undefined) store(memPtr(s.store, N, 1), steps[n]!, 4 * (r * N + 4 * v), lanes);
-    });
   };
 
   const tile = (rows: number, vecs: number, lastLanes: number) => {
@@ -232,15 +115,12 @@ export function matmulBody(k: MatmulKernel): Body {
         f.bump(aPtr, aStepP).bump(bPtr, 4 * N);
       });
     if (k.c !== undefined) setPtr(cPtr, k.c, N, 1, tC);
-    for (const [key, ptr] of memPtrs) {
-      const [addr, si, sj] = key.split(':').map(Number) as [number, number, number];
-      setPtr(ptr, addr, si, sj);
-    }
+    for (const p of epilogue.pointers) setPtr(p.local, p.addr, p.si, p.sj);
     for (let r = 0; r < rows; r++)
       for (let v = 0; v < vecs; v++) {
         const lanes = v === vecs - 1 ? lastLanes : 4;
-        if (k.c !== undefined) store(cPtr, acc[r * V + v]!, 4 * (r * N + 4 * v), lanes);
-        epilogueAt(r, v, lanes);
+        if (k.c !== undefined) epilogue.store(cPtr, acc[r * V + v]!, 4 * (r * N + 4 * v), lanes);
+        epilogue.at(r, v, lanes, acc[r * V + v]!);
       }
   };
 

@@ -1,0 +1,232 @@
+// Elementwise steps in WebAssembly SIMD: what a matmul kernel's epilogue and an elementwise
+// kernel compute at each position, four columns (one f32x4) at a time. Operands are the matmul's
+// accumulators, earlier steps, constants, or arrays read through broadcast strides; a step's
+// result may be stored. tanh, exp and sigmoid have no SIMD instruction and are computed with
+// the Cephes single-precision approximations (a polynomial on a reduced range; about 2 ulp).
+
+import type { Body, F32x4Op, Local } from './encode.js';
+
+/** An operand of a step. */
+export type Operand =
+  | { readonly kind: 'acc' }
+  /** The result of an earlier step. */
+  | { readonly kind: 'step'; readonly step: number }
+  /** A broadcast f32 array: element (i, j) at byte `addr + 4·(i·si + j·sj)`, sj 0 or 1. */
+  | { readonly kind: 'mem'; readonly addr: number; readonly si: number; readonly sj: number }
+  | { readonly kind: 'const'; readonly value: number };
+
+/** The elementwise operations a step can apply. */
+export type StepOp =
+  | Extract<F32x4Op, 'add' | 'sub' | 'mul' | 'div' | 'min' | 'max' | 'neg' | 'abs' | 'sqrt'>
+  | 'relu'
+  | 'square'
+  | 'gt'
+  | 'ge'
+  | 'copy'
+  | 'bn_apply'
+  | 'recip'
+  | 'rsqrt'
+  | 'exp'
+  | 'tanh'
+  | 'sigmoid';
+
+export interface Step {
+  readonly op: StepOp;
+  readonly args: readonly Operand[];
+  /** Where the step's result is stored (an array of the iteration shape, rows of N), if it is. */
+  readonly store?: number;
+}
+
+/** A pointer local of a kernel: `addr + 4·(i·si + j·sj)` at the position being computed. */
+export interface Pointer {
+  readonly local: Local;
+  readonly addr: number;
+  readonly si: number;
+  readonly sj: number;
+}
+
+const LOG2E = 1.44269504088896341;
+const EXP_HI = 88.0; // exp above this is +Infinity here (the f32 limit is 88.72)
+const EXP_LO = -87.33654475; // exp(EXP_LO) is the smallest normal f32
+const SIGN = -0x80000000;
+
+/** Writes steps at one position; the kernel sets and advances the pointers. */
+export class StepWriter {
+  readonly pointers: Pointer[] = [];
+  private readonly results: Local[];
+  private readonly tmp: Local[];
+  private readonly storePtr = new Map<number, Local>();
+
+  constructor(
+    private readonly f: Body,
+    readonly steps: readonly Step[],
+    /** Row length of the stored arrays. */
+    private readonly N: number,
+  ) {
+    this.results = steps.map(() => f.local('v128'));
+    this.tmp = steps.some((s) => s.op === 'tanh' || s.op === 'exp' || s.op === 'sigmoid') ? Array.from({ length: 8 }, () => f.local('v128')) : [];
+    for (const s of steps) {
+      for (const a of s.args) if (a.kind === 'mem') this.pointer(a.addr, a.si, a.sj);
+      if (s.store !== undefined) this.storePtr.set(s.store, this.pointer(s.store, N, 1));
+    }
+  }
+
+  private pointer(addr: number, si: number, sj: number): Local {
+    if (sj !== 0 && sj !== 1) throw new Error(`internal: operand with column stride ${sj}`);
+    const p = this.pointers.find((q) => q.addr === addr && q.si === si && q.sj === sj);
+    if (p) return p.local;
+    const local = this.f.local('i32');
+    this.pointers.push({ local, addr, si, sj });
+    return local;
+  }
+
+  /**
+   * The steps at row r and vector v past the pointers' position (4 columns; only `lanes` of
+   * them stored), `acc` holding the matmul's accumulator there.
+   */
+  at(r: number, v: number, lanes: number, acc?: Local): void {
+    const f = this.f;
+    this.steps.forEach((s, n) => {
+      const push = (k: number) => this.push(s.args[k]!, r, v, acc);
+      const binary = (op: F32x4Op) => {
+        push(0);
+        push(1);
+        f.f32x4(op);
+      };
+      switch (s.op) {
+        case 'copy':
+          push(0);
+          break;
+        case 'neg':
+        case 'abs':
+        case 'sqrt':
+          push(0);
+          f.f32x4(s.op);
+          break;
+        case 'square':
+          push(0);
+          push(0);
+          f.f32x4('mul');
+          break;
+        case 'relu': // x > 0 ? x : 0, as pmax(0, x) = 0 < x ? x : 0 (NaN gives 0, as in JS)
+          f.f32x4Const(0);
+          push(0);
+          f.f32x4('pmax');
+          break;
+        case 'recip':
+          f.f32x4Const(1);
+          push(0);
+          f.f32x4('div');
+          break;
+        case 'rsqrt':
+          f.f32x4Const(1);
+          push(0);
+          f.f32x4('sqrt').f32x4('div');
+          break;
+        case 'gt':
+        case 'ge': // a mask of all-ones lanes, and-ed with 1.0
+          binary(s.op);
+          f.f32x4Const(1).v128And();
+          break;
+        case 'bn_apply': // (x - mean) * scale
+          binary('sub');
+          push(2);
+          f.f32x4('mul');
+          break;
+        case 'exp':
+          push(0);
+          this.exp();
+          break;
+        case 'sigmoid': // 1 / (1 + exp(-x))
+          f.f32x4Const(1);
+          push(0);
+          f.f32x4('neg');
+          this.exp();
+          f.f32x4Const(1).f32x4('add').f32x4('div');
+          break;
+        case 'tanh':
+          push(0);
+          this.tanh();
+          break;
+        default:
+          binary(s.op);
+      }
+      f.set(this.results[n]!);
+      if (s.store !== undefined) this.store(this.storePtr.get(s.store)!, this.results[n]!, 4 * (r * this.N + 4 * v), lanes);
+    });
+  }
+
+  /** Stores `lanes` lanes of a vector at ptr + off. */
+  store(ptr: Local, value: Local, off: number, lanes: number): void {
+    if (lanes === 4) this.f.get(ptr).get(value).v128Store(off);
+    else for (let lane = 0; lane < lanes; lane++) this.f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
+  }
+
+  private push(o: Operand, r: number, v: number, acc: Local | undefined): void {
+    const f = this.f;
+    switch (o.kind) {
+      case 'acc':
+        if (!acc) throw new Error('internal: no accumulator outside a matmul');
+        f.get(acc);
+        return;
+      case 'step':
+        f.get(this.results[o.step]!);
+        return;
+      case 'const':
+        f.f32x4Const(o.value);
+        return;
+      case 'mem': {
+        f.get(this.pointer(o.addr, o.si, o.sj));
+        const off = 4 * (r * o.si + 4 * v * o.sj);
+        if (o.sj === 0) f.v128Load32Splat(off);
+        else f.v128Load(off);
+        return;
+      }
+    }
+  }
+
+  /** exp of the vector on the stack: 2ⁿ · p(x − n·ln 2), n = round(x·log₂e) (Cephes expf). */
+  private exp(): void {
+    const f = this.f;
+    const [x, xc, n, r, p] = this.tmp as [Local, Local, Local, Local, Local];
+    f.set(x);
+    f.get(x).f32x4Const(EXP_LO).f32x4('max').f32x4Const(EXP_HI).f32x4('min').set(xc);
+    f.get(xc).f32x4Const(LOG2E).f32x4('mul').f32x4('nearest').set(n);
+    // r = xc − n·C1 − n·C2, ln 2 split in two for precision
+    f.get(xc).get(n).f32x4Const(0.693359375).f32x4('mul').f32x4('sub');
+    f.get(n).f32x4Const(-2.12194440e-4).f32x4('mul').f32x4('sub').set(r);
+    // p = ((((c0·r + c1)·r + c2)·r + c3)·r + c4)·r + c5, then p·r² + r + 1
+    f.f32x4Const(1.9875691500e-4);
+    for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) f.get(r).f32x4('mul').f32x4Const(c).f32x4('add');
+    f.get(r).f32x4('mul').get(r).f32x4('mul').get(r).f32x4('add').f32x4Const(1).f32x4('add').set(p);
+    // 2ⁿ from the exponent bits, n in [−126, 127]
+    f.get(p).get(n).i32x4TruncSatF32x4().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4('mul');
+    // above EXP_HI: +Infinity (NaN stays NaN: the comparison is false and p(NaN) is NaN)
+    f.set(p);
+    f.f32x4Const(Infinity).get(p).get(x).f32x4Const(EXP_HI).f32x4('gt').v128Bitselect();
+  }
+
+  /**
+   * tanh of the vector on the stack (Cephes tanhf): for |x| < 0.625 an odd polynomial, else
+   * 1 − 2 / (exp(2|x|) + 1) with the sign of x.
+   */
+  private tanh(): void {
+    const f = this.f;
+    const [x, small, large] = this.tmp.slice(5) as [Local, Local, Local];
+    f.set(x);
+    // small = x + x·z·poly(z), z = x²
+    f.f32x4Const(-5.70498872745e-3);
+    for (const c of [2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1]) f.get(x).get(x).f32x4('mul').f32x4('mul').f32x4Const(c).f32x4('add');
+    f.get(x).get(x).f32x4('mul').f32x4('mul').get(x).f32x4('mul').get(x).f32x4('add').set(small);
+    // large = 1 − 2 / (exp(2|x|) + 1), with the sign of x
+    f.f32x4Const(1).f32x4Const(2);
+    f.get(x).f32x4('abs').f32x4Const(2).f32x4('mul');
+    this.exp();
+    f.f32x4Const(1).f32x4('add').f32x4('div').f32x4('sub');
+    f.get(x).i32x4Const(SIGN).v128And().v128Or().set(large);
+    // |x| < 0.625 ? small : large
+    f.get(small).get(large);
+    f.get(x).f32x4('abs').f32x4Const(0.625).f32x4('lt');
+    f.v128Bitselect();
+  }
+}
