@@ -34,7 +34,7 @@ export interface Ctx {
 
 /**
  * What another target changes in the flat module (the wasm target: where the arena lives, and
- * matmul groups as calls of its kernels). Everything else is the flat module's code.
+ * matmul and elementwise groups as calls of its kernels). Everything else is the flat module's code.
  */
 export interface Backend {
   /** The header's one-line description of the module. */
@@ -43,8 +43,8 @@ export interface Backend {
   buffersDecl(arrays: readonly string[], t: Typed): string[];
   /** More arrays for `buf`: `name: expression, // comment` lines. */
   readonly entries: readonly string[];
-  /** A matmul group's code, or undefined for the flat module's loops. */
-  matmul(u: Unit, e: UnitEmitter): string[] | undefined;
+  /** A unit's code (a kernel call), or undefined for the flat module's loops. */
+  unit(u: Unit, e: UnitEmitter): string[] | undefined;
 }
 
 /** What a backend may ask of the emitter of a unit. */
@@ -393,14 +393,13 @@ class Emitter {
 
   private code(u: Unit): string[] {
     const first = u.insts[0]!;
-    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) {
-      const own = this.backend?.matmul(u, {
-        arrOf: (g, v) => this.arrOf(g, v),
-        use: (name) => this.used.add(name),
-        epilogueLoop: (mu, product) => this.epilogueLoop(mu, product),
-      });
-      return own ?? this.matmul(u);
-    }
+    const own = this.backend?.unit(u, {
+      arrOf: (g, v) => this.arrOf(g, v),
+      use: (name) => this.used.add(name),
+      epilogueLoop: (mu, product) => this.epilogueLoop(mu, product),
+    });
+    if (own) return own;
+    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
     if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
     if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
     const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;

@@ -1,9 +1,9 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
-// WebAssembly.Memory and every matmul group (the matmul and its epilogue: bias add, activation)
-// a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses of its arrays.
-// The kernels are encoded by graphc at build time and embedded in the module, which still
-// imports nothing. Every other step is the flat module's code, with the same comments; the
-// kernels are called in the same places as the flat module's matmul functions.
+// WebAssembly.Memory, every matmul group (the matmul and its epilogue: bias add, activation) and
+// every elementwise group a WebAssembly SIMD kernel specialised to the group's shapes and to the
+// addresses of its arrays. The kernels are encoded by graphc at build time and embedded in the
+// module, which still imports nothing. Every other step (reductions, softmax, gathers) is the
+// flat module's code; all steps keep the flat module's order and comments.
 
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
@@ -11,7 +11,7 @@ import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { isStatic, numelSize, symbols } from '../ir/dims.js';
 import { broadcastStridesSize } from '../ir/shape.js';
-import type { Inst, InstOf, ValueId } from '../ir/types.js';
+import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import { formula } from './formula.js';
 import { commentText, member } from './module.js';
 import type { ModuleInfo, Typed } from './module.js';
@@ -21,21 +21,41 @@ import { encodeModule } from './wasm/encode.js';
 import type { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
-import type { Operand, Step as EpilogueStep } from './wasm/steps.js';
+import type { ElementwiseKernel } from './wasm/elementwise.js';
+import { elementwiseBody } from './wasm/elementwise.js';
+import type { Operand, Step, StepOp } from './wasm/steps.js';
+import { isElementwise } from '../ir/fusion.js';
 
 const PAGE = 65536;
 /** Bytes after the last array: a kernel's last vector may read up to 12 bytes past an array's end. */
 const PADDING = 16;
 const align = (n: number) => Math.ceil(n / 16) * 16;
 
-/** How one matmul group is run. */
-interface Decision {
+/** How a matmul group is run. */
+interface MatmulDecision {
+  readonly kind: 'matmul';
   readonly kernel: Omit<MatmulKernel, 'c' | 'pack'>;
   /** The product is stored in its own buffer (else in the scratch area when the epilogue is JS). */
   readonly productStored: boolean;
   /** The epilogue runs in the kernel (else as a loop of the flat module's code after it). */
   readonly fusedEpilogue: boolean;
   readonly doc: string;
+}
+
+/** An elementwise group (or a single elementwise op) as a kernel over [M,N]. */
+interface ElementwiseDecision {
+  readonly kind: 'elementwise';
+  readonly kernel: ElementwiseKernel;
+  readonly doc: string;
+}
+
+type Decision = MatmulDecision | ElementwiseDecision;
+
+/** A kernel of the module, in call order. */
+interface Kernel {
+  readonly name: string;
+  readonly body: Body;
+  readonly d: Decision;
 }
 
 /** The wasm module: TypeScript, or with `typed` false the same code as plain JavaScript. */
@@ -52,37 +72,46 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
 
   const decisions = new Map<Unit, Decision>();
   for (const u of [...plan.units.forward, ...plan.units.backward]) {
-    if (u.insts[0]!.op !== 'matmul') continue;
-    const d = decide(m, u, address);
+    const d = u.insts[0]!.op === 'matmul' ? decideMatmul(m, u, address) : decideElementwise(m, u, address);
     if (d) decisions.set(u, d);
   }
+  const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
   // scratch areas: B packed as [K,N] for a transposed B, and products the kernel hands to a JS epilogue
   const packAt = end;
-  const packFloats = Math.max(0, ...[...decisions.values()].map((d) => (d.kernel.transB ? d.kernel.K * d.kernel.N : 0)));
+  const packFloats = Math.max(0, ...matmuls.map((d) => (d.kernel.transB ? d.kernel.K * d.kernel.N : 0)));
   end += align(packFloats * 4);
   const productAt = end;
-  const productFloats = Math.max(0, ...[...decisions.values()].map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
+  const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
   const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
 
-  const kernels: { name: string; body: Body; doc: string; d: Decision }[] = [];
+  const kernels: Kernel[] = [];
   const backend: Backend = {
-    what: 'The flat module with its matmuls as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
+    what: 'The flat module with its matmuls and elementwise groups as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => buffersDecl(kernels, pages, offsets, arrays, t),
-    matmul: (u: Unit, e: UnitEmitter) => {
+    unit: (u: Unit, e: UnitEmitter) => {
       const d = decisions.get(u);
       if (!d) return undefined;
       const g = u.graph;
-      const mm = u.insts[0]!;
-      const name = `matmul_${valueName(g, u.insts[u.insts.length - 1]!.result)}`;
-      const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
-      const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
-      kernels.push({ name, body: matmulBody(kernel), doc: d.doc, d });
-      const call = [`${member('kernels', name)}();`];
-      if (d.fusedEpilogue || u.insts.length === 1) {
-        // the kernel writes the arrays it computes: name them, so that checks see them as used
+      const last = valueName(g, u.insts[u.insts.length - 1]!.result);
+      // the kernel writes the arrays the group stores: name them, so that checks see them as used
+      const written = () => {
         for (const inst of u.insts) if (m.plan.storage.get(valueName(g, inst.result))?.kind === 'buffer') e.arrOf(g, inst.result);
+      };
+      if (d.kind === 'elementwise') {
+        const name = `elementwise_${last}`;
+        kernels.push({ name, body: elementwiseBody(d.kernel), d });
+        written();
+        return [`${member('kernels', name)}();`];
+      }
+      const mm = u.insts[0]!;
+      const name = `matmul_${last}`;
+      const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
+      kernels.push({ name, body: matmulBody({ ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined }), d });
+      const call = [`${member('kernels', name)}();`];
+      if (d.fusedEpilogue) {
+        written();
         return call;
       }
       if (!d.productStored) e.use('_product');
@@ -115,8 +144,10 @@ function addresses(plan: Plan, offsets: readonly number[]): (g: Graph, v: ValueI
   };
 }
 
+type Address = (g: Graph, v: ValueId) => number | undefined;
+
 /** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
-function decide(m: ModuleInfo, u: Unit, address: (g: Graph, v: ValueId) => number | undefined): Decision | undefined {
+function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
   const g = u.graph;
   const mm = u.insts[0] as InstOf<'matmul'>;
   const [A, B] = mm.args as [ValueId, ValueId];
@@ -128,11 +159,9 @@ function decide(m: ModuleInfo, u: Unit, address: (g: Graph, v: ValueId) => numbe
   const out = g.type(mm.result).shape as number[];
   const { transA, transB } = mm.attrs;
   const batch = numelSize(out.slice(0, -2)).coef;
-  const epilogue = u.insts.length > 1 && batch === 1 && out.length === 2 ? epilogueSteps(m, u, address) : undefined;
-  const last = u.insts[u.insts.length - 1]!;
-  const inUnit = new Set(u.insts.map((x) => x.id));
-  const doc = `${valueName(g, last.result)} = ${formula(g, last.result, (d) => inUnit.has(d.id) && m.plan.storage.get(valueName(g, d.result))?.kind !== 'buffer')}`;
+  const epilogue = u.insts.length > 1 && batch === 1 && out.length === 2 ? stepsOf(m, u, u.insts.slice(1), [out[0]!, out[1]!], address, mm.result) : undefined;
   return {
+    kind: 'matmul',
     kernel: {
       name: '',
       M: out.at(-2)!,
@@ -149,31 +178,75 @@ function decide(m: ModuleInfo, u: Unit, address: (g: Graph, v: ValueId) => numbe
     },
     productStored: m.plan.storage.get(valueName(g, mm.result))?.kind === 'buffer',
     fusedEpilogue: epilogue !== undefined || u.insts.length === 1,
-    doc,
+    doc: docOf(m, u),
   };
 }
 
-/** A matmul group's epilogue as kernel steps, or undefined when some op has no SIMD form here. */
-function epilogueSteps(m: ModuleInfo, u: Unit, address: (g: Graph, v: ValueId) => number | undefined): EpilogueStep[] | undefined {
+/** The formula of a group's last value, as the flat module's comments write it. */
+function docOf(m: ModuleInfo, u: Unit): string {
   const g = u.graph;
-  const mm = u.insts[0]!;
-  const out = g.type(mm.result).shape;
+  const last = u.insts[u.insts.length - 1]!;
+  const inUnit = new Set(u.insts.map((x) => x.id));
+  return `${valueName(g, last.result)} = ${formula(g, last.result, (d) => inUnit.has(d.id) && m.plan.storage.get(valueName(g, d.result))?.kind !== 'buffer')}`;
+}
+
+/** How to run an elementwise group as a kernel, or undefined for the flat module's loop. */
+function decideElementwise(m: ModuleInfo, u: Unit, address: Address): ElementwiseDecision | undefined {
+  if (!u.insts.every(isElementwise)) return undefined;
+  const shape = u.graph.type(u.insts[0]!.result).shape as number[];
+  const N = shape.length ? shape[shape.length - 1]! : 1;
+  const M = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const steps = stepsOf(m, u, u.insts, shape, address);
+  return steps && { kind: 'elementwise', kernel: { M, N, steps }, doc: docOf(m, u) };
+}
+
+/**
+ * A value read at the positions of an iteration shape collapsed to [M,N] (leading axes as rows):
+ * its row and column strides, or undefined when its leading axes do not collapse (an operand
+ * broadcast along some leading axes and not others).
+ */
+function rowColumnStrides(shape: Shape, out: readonly number[]): { si: number; sj: number } | undefined {
+  const st = broadcastStridesSize(shape, out).map((x) => (isStatic(x) ? x.coef : NaN));
+  if (st.some(Number.isNaN)) return undefined;
+  if (out.length === 0) return { si: 0, sj: 0 };
+  const sj = st[out.length - 1]!;
+  if (sj > 1) return undefined;
+  // leading axes: strides must be si × the row-major strides of the leading shape (axes of size 1 never move)
+  const lead = out.slice(0, -1);
+  let si: number | undefined;
+  let rows = 1;
+  for (let d = lead.length - 1; d >= 0; d--) {
+    if (lead[d] !== 1) {
+      const want = st[d]! / rows;
+      if (si === undefined && Number.isInteger(want)) si = want;
+      if (st[d] !== (si ?? NaN) * rows) return undefined;
+    }
+    rows *= lead[d]!;
+  }
+  return { si: si ?? 0, sj };
+}
+
+/**
+ * Instructions as kernel steps over `out` (a matmul's [M,N], or an elementwise group's shape),
+ * or undefined when an op has no SIMD form here or an operand is not in the memory.
+ */
+function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], out: readonly number[], address: Address, acc?: ValueId): Step[] | undefined {
+  const g = u.graph;
   const stepOf = new Map<ValueId, number>();
   const storage = (v: ValueId) => m.plan.storage.get(valueName(g, v));
   const operand = (v: ValueId): Operand | undefined => {
-    if (v === mm.result) return { kind: 'acc' };
+    if (v === acc) return { kind: 'acc' };
     const step = stepOf.get(v);
     if (step !== undefined) return { kind: 'step', step };
     const s = storage(v);
     if (s?.kind === 'literal') return { kind: 'const', value: s.value };
     const addr = address(g, v);
     if (addr === undefined || g.type(v).dtype !== 'f32') return undefined;
-    const [si, sj] = broadcastStridesSize(g.type(v).shape, out);
-    if (!isStatic(si!) || !isStatic(sj!) || sj!.coef > 1) return undefined;
-    return { kind: 'mem', addr, si: si!.coef, sj: sj!.coef };
+    const strides = rowColumnStrides(g.type(v).shape, out);
+    return strides && { kind: 'mem', addr, ...strides };
   };
-  const steps: EpilogueStep[] = [];
-  for (const inst of u.insts.slice(1)) {
+  const steps: Step[] = [];
+  for (const inst of members) {
     if (g.type(inst.result).dtype !== 'f32') return undefined;
     const op = simdOp(inst, (v) => storage(v));
     if (!op) return undefined;
@@ -189,7 +262,7 @@ function epilogueSteps(m: ModuleInfo, u: Unit, address: (g: Graph, v: ValueId) =
 }
 
 /** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */
-function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: EpilogueStep['op']; args: ValueId[] } | undefined {
+function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: StepOp; args: ValueId[] } | undefined {
   const args = [...inst.args];
   switch (inst.op) {
     case 'add':
@@ -204,6 +277,9 @@ function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage'][
     case 'gt':
     case 'ge':
     case 'bn_apply':
+    case 'exp':
+    case 'tanh':
+    case 'sigmoid':
       return { op: inst.op, args };
     case 'maximum':
       return { op: 'max', args };
@@ -214,7 +290,7 @@ function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage'][
     case 'pow': {
       const e = storage(args[1]!);
       if (e?.kind !== 'literal') return undefined;
-      const byExponent: Record<number, EpilogueStep['op']> = { 1: 'copy', 2: 'square', 0.5: 'sqrt', [-1]: 'recip', [-0.5]: 'rsqrt' };
+      const byExponent: Record<number, StepOp> = { 1: 'copy', 2: 'square', 0.5: 'sqrt', [-1]: 'recip', [-0.5]: 'rsqrt' };
       const op = byExponent[e.value];
       return op ? { op, args: [args[0]!] } : undefined;
     }
@@ -225,7 +301,7 @@ function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage'][
 
 /** The memory, the kernels, and the arena's arrays as views of the memory. */
 function buffersDecl(
-  kernels: readonly { name: string; body: Body; doc: string; d: Decision }[],
+  kernels: readonly Kernel[],
   pages: number,
   offsets: readonly number[],
   arrays: readonly string[],
@@ -237,14 +313,19 @@ function buffersDecl(
   );
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
-  const shape = (k: MatmulKernel) => `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : ''}`;
+  const what = (d: Decision) => {
+    if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
+    const k = d.kernel;
+    const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
+    return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;
+  };
   const views = arrays.map((a, id) => {
     const [, type, n] = /^new (\w+)\((\d+)\)$/.exec(a)!;
     return `new ${type}(memory.buffer, ${offsets[id]}, ${n})`;
   });
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.doc)}   ${shape(k.d.kernel)}${k.d.fusedEpilogue ? '' : ', epilogue in JS'}`),
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul and elementwise group, in the order the steps call them:`,
+    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
     ...t(
       [
         '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',

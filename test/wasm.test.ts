@@ -9,8 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
 import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
-import type { Step as EpilogueStep } from '../codegen/wasm/steps.js';
+import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody } from '../codegen/wasm/matmul.js';
+import { elementwiseBody } from '../codegen/wasm/elementwise.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
 
@@ -170,6 +171,61 @@ describe('SIMD matmul kernels against a float64 reference', () => {
   });
 });
 
+describe('SIMD elementwise kernels', () => {
+  /** Runs steps over [M,N] on x (and a row vector r) in a fresh memory; returns what the last step stored. */
+  function runSteps(M: number, N: number, x: Float32Array, row: Float32Array, steps: (a: { x: number; row: number }) => Step[]) {
+    const at = { x: 0, row: Math.ceil((M * N * 4) / 16) * 16 + 16 };
+    const out = at.row + Math.ceil((N * 4) / 16) * 16 + 16;
+    const pages = Math.ceil((out + M * N * 4 + 64) / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    new Float32Array(memory.buffer).fill(12345);
+    new Float32Array(memory.buffer, at.x, M * N).set(x);
+    new Float32Array(memory.buffer, at.row, N).set(row);
+    const list = steps(at).map((s, k, all) => (k === all.length - 1 ? { ...s, store: out } : s));
+    const bytes = encodeModule(pages, [{ name: 'ew', body: elementwiseBody({ M, N, steps: list }) }]);
+    expect(WebAssembly.validate(bytes)).toBe(true);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    (inst.exports.ew as () => void)();
+    const after = new Float32Array(memory.buffer, out + M * N * 4, 4);
+    expect([...after], 'nothing written past the result').toEqual([12345, 12345, 12345, 12345]);
+    return Float32Array.from(new Float32Array(memory.buffer, out, M * N));
+  }
+
+  const extremes = [0, -0, 1e-30, -1e-7, 1e-4, 0.3, -0.6249, 0.625, 0.6251, -1, 2.5, -5, 9, 9.1, -20, 44, 87, -87, 88, -88, 89, -90, 1e30, -1e30, Infinity, -Infinity, NaN];
+  const grid = [...extremes, ...Array.from({ length: 4001 }, (_x, i) => -20 + i / 100)];
+  const close = (got: number, want: number, rel: number, abs: number) => (Number.isNaN(want) ? Number.isNaN(got) : got === want || Math.abs(got - want) <= rel * Math.abs(want) + abs);
+
+  it.each([
+    ['exp', Math.exp, 3e-7, 2e-38],
+    ['tanh', Math.tanh, 5e-7, 1e-45],
+    ['sigmoid', (v: number) => 1 / (1 + Math.exp(-v)), 5e-7, 2e-38],
+  ] as const)('%s within a few ulp of Math over [-20, 20] and at the extremes (±0, tiny, ±Infinity, NaN, overflow)', (op, ref, rel, abs) => {
+    const x = Float32Array.from(grid);
+    const got = runSteps(1, x.length, x, new Float32Array(x.length), (a) => [{ op, args: [{ kind: 'mem', addr: a.x, si: 0, sj: 1 }] }]);
+    const bad = [...x].flatMap((v, i) => (close(got[i]!, Math.fround(ref(v)), rel, abs) ? [] : [`${op}(${v}) = ${got[i]}, want ${Math.fround(ref(v))}`]));
+    expect(bad).toEqual([]);
+  });
+
+  it.each([
+    [1, 1],
+    [3, 5],
+    [4, 8],
+    [7, 27],
+    [2, 1030],
+  ])('an [%i,%i] group: rows, a broadcast row vector, constants, two stored values', (M, N) => {
+    const r = rng(M * 100 + N);
+    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
+    const row = Float32Array.from({ length: N }, () => r() * 2 - 1);
+    const got = runSteps(M, N, x, row, (a) => [
+      { op: 'bn_apply', args: [{ kind: 'mem', addr: a.x, si: N, sj: 1 }, { kind: 'mem', addr: a.row, si: 0, sj: 1 }, { kind: 'const', value: 1.5 }] },
+      { op: 'tanh', args: [{ kind: 'step', step: 0 }] },
+      { op: 'mul', args: [{ kind: 'step', step: 1 }, { kind: 'mem', addr: a.row, si: 0, sj: 1 }] },
+    ]);
+    const want = Float64Array.from(x, (v, i) => Math.tanh((v - row[i % N]!) * 1.5) * row[i % N]!);
+    expect(relErr(got, want)).toBeLessThan(1e-6);
+  });
+});
+
 const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'twolayer', 'classifier'];
 
 async function importGenerated(name: string, suffix: string): Promise<GeneratedModule> {
@@ -213,24 +269,24 @@ describe.each(EXAMPLES)('the wasm module of %s', (name) => {
 });
 
 describe('wasm target: builds', () => {
-  it('an epilogue without a SIMD form (tanh) runs as a loop after the kernel, which writes the product to scratch', async () => {
+  it('an epilogue without a SIMD form (log) runs as a loop after the kernel, which writes the product to scratch', async () => {
     const file = modelFile(`import { model } from 'graphc';
-export default model('tanh_layer', (g) => {
+export default model('log_layer', (g) => {
   const x = g.input('x', [7, 5]);
   const W = g.param('W', [5, 6]);
   const b = g.param('b', [6]);
-  const h = x.matmul(W).add(b).tanh();
+  const h = x.matmul(W).add(b).abs().add(0.5).log();
   return { loss: h.square().mean() };
 });
 `);
     const c = await compile(file, { targets: ['ts', 'wasm'] });
     const dir = tmp();
     for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-    const code = String(c.files.find((f) => f.name === 'tanh_layer.wasm.ts')!.content);
-    expect(code).toMatch(/^\/\/ {3}matmul_t3: t3 = h² {3}\[7,5\]·\[5,6\], epilogue in JS$/m);
+    const code = String(c.files.find((f) => f.name === 'log_layer.wasm.ts')!.content);
+    expect(code).toMatch(/^\/\/ {3}matmul_\w+: .* {3}\[7,5\]·\[5,6\], epilogue in JS$/m);
     expect(code).toContain('_product: new Float32Array(memory.buffer,');
-    const flat = (await import(pathToFileURL(path.join(dir, 'tanh_layer.js')).href)) as GeneratedModule;
-    const wasm = (await import(pathToFileURL(path.join(dir, 'tanh_layer.wasm.js')).href)) as GeneratedModule;
+    const flat = (await import(pathToFileURL(path.join(dir, 'log_layer.js')).href)) as GeneratedModule;
+    const wasm = (await import(pathToFileURL(path.join(dir, 'log_layer.wasm.js')).href)) as GeneratedModule;
     const { params, inputs } = randomArgs(c.fwd, 5);
     const want = flat.valueAndGrad(params, inputs);
     const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
