@@ -119,6 +119,11 @@ export const reuseForward: Pass = {
       if (name === undefined) continue;
       const existing = reads.get(name);
       if (existing) {
+        // a read of that forward value may come later in the graph: it has no operands, so it moves up
+        const readId = g.def(existing).id;
+        const at = g.insts.findIndex((i) => i.id === inst.id);
+        const readAt = g.insts.findIndex((i) => i.id === readId);
+        if (readAt > at) g.insts.splice(at, 0, ...g.insts.splice(readAt, 1));
         g.replaceUses(inst.result, existing);
         dead.add(inst.id);
       } else {

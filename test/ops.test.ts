@@ -218,6 +218,11 @@ const EDGE_CASES: Record<string, string> = {
   // of more than 64 elements are not folded
   constGain: `const x = g.param('x', [4, 2]); const b = g.param('b', [1, 2]); const y = g.batchNorm(x, g.const([0.5, 2]), b);`,
   bigConst: `const x = g.param('x', [9, 9]); const y = x.mul(g.const(Array.from({ length: 81 }, (_, i) => i / 81)).reshape([9, 9]));`,
+  // the cross-entropy rule's softmax is a forward value (the long-form softmax) whose read comes
+  // later in the backward graph: reusing it must move the read up (found by the graph fuzzer)
+  reuseLaterRead: `const p1 = g.param('p1', [2, 1]); const p2 = g.param('p2', [2, 1]); const v3 = g.concat([p1.div(6), p2, p1], 1);
+  const v5 = v3.sub(v3.max(1, true)).exp(); const v6 = v5.mul(v5.sum(1, true).pow(-1));
+  const i0 = g.input('i0', [2], 'i32'); const y = v6.add(g.crossEntropy(v3, i0).div(3));`,
 };
 
 describe('edge cases', () => {
