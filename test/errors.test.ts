@@ -172,7 +172,10 @@ ${layers.join('\n')}
     const only = path.join(tmp(), 'ts-only');
     expect((await run(['build', 'examples/neuron.ts', '--out', only, '--target', 'ts'])).code).toBe(0);
     expect(readdirSync(only).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
-    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu)\n");
+    const wasmOnly = path.join(tmp(), 'wasm-only');
+    expect((await run(['build', 'examples/neuron.ts', '--out', wasmOnly, '--target', 'wasm'])).code).toBe(0);
+    expect(readdirSync(wasmOnly).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.wasm.js', 'neuron.wasm.ts']);
+    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu, wasm)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
   });
 });
