@@ -13,6 +13,7 @@
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
 import { checksOverhead } from './checks.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
+import { splitMatmul } from './threads.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -119,7 +120,18 @@ async function main() {
     }
   console.log(indent(table(['size', 'kernel', 'shape', 'ms', 'GFLOP/s', 'of peak'], kernelRows)));
 
-  // 6. What the argument checks of the generated module cost.
+  // 6. Would two threads pay? (a measurement; the generated modules stay single-threaded)
+  section('two threads: a wasm matmul kernel split by rows over this thread and a worker (SharedArrayBuffer, Atomics), against one thread; A not transposed');
+  const splitRows = [];
+  for (const size of opts.sizes)
+    for (const k of kernelShapes(builds[`wasm_${size}`].module)) {
+      if (k.transA || k.batch > 1 || k.M < 2) continue;
+      const r = await splitMatmul(k);
+      splitRows.push([size, k.name, `[${k.M},${k.K}]·[${k.K},${k.N}]${k.transB ? ' (Bᵀ)' : ''}`, fmt.ms(r.msOne), fmt.ms(r.msTwo), `${r.speedup.toFixed(2)}×`]);
+    }
+  console.log(indent(table(['size', 'kernel', 'shape', '1 thread ms', '2 threads ms', 'speed-up'], splitRows)));
+
+  // 7. What the argument checks of the generated module cost.
   section('argument checks: graphc composite with and without checkArgs, alternating in this process');
   for (const size of opts.sizes) {
     const o = await checksOverhead(builds[`composite_${size}`].module, makeInputs(SIZES[size], SEED), opts.quick ? { rounds: 6, warmupMs: 800 } : {});

@@ -204,11 +204,13 @@ export class Body {
 
 /**
  * A module of exported functions `() => void` over one memory imported as `env.memory`
- * (`pages` 64 KiB pages, not growable: the arrays viewing it stay valid).
+ * (`pages` 64 KiB pages, not growable: the arrays viewing it stay valid; `shared` for a memory
+ * that worker threads share).
  */
-export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[]): Uint8Array {
+export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[], opts: { shared?: boolean } = {}): Uint8Array {
   const type = [0x60, 0x00, 0x00]; // func [] -> []
-  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x01, ...uleb(pages), ...uleb(pages)];
+  // limits: 0x01 min and max; 0x03 min and max, shared between threads
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, opts.shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)];
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([type])),
