@@ -1,9 +1,10 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
-// WebAssembly.Memory, every matmul group (the matmul and its epilogue: bias add, activation) and
-// every elementwise group a WebAssembly SIMD kernel specialised to the group's shapes and to the
-// addresses of its arrays. The kernels are encoded by graphc at build time and embedded in the
-// module, which still imports nothing. Every other step (reductions, softmax, gathers) is the
-// flat module's code; all steps keep the flat module's order and comments.
+// WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
+// every elementwise group and every reduction over leading axes a WebAssembly SIMD kernel
+// specialised to the group's shapes and to the addresses of its arrays. The kernels are encoded
+// by graphc at build time and embedded in the module, which still imports nothing. Every other
+// step (reductions over trailing axes, softmax, gathers) is the flat module's code; all steps
+// keep the flat module's order and comments.
 
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
@@ -12,6 +13,7 @@ import { valueName } from '../ir/memplan.js';
 import { isStatic, numelSize, symbols } from '../ir/dims.js';
 import { broadcastStridesSize } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
+import { sameShape } from '../ir/types.js';
 import { formula } from './formula.js';
 import { commentText, member } from './module.js';
 import type { ModuleInfo, Typed } from './module.js';
@@ -21,8 +23,8 @@ import { encodeModule } from './wasm/encode.js';
 import type { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
-import type { ElementwiseKernel } from './wasm/elementwise.js';
-import { elementwiseBody } from './wasm/elementwise.js';
+import type { ElementwiseKernel, ReduceKernel } from './wasm/elementwise.js';
+import { elementwiseBody, reduceBody } from './wasm/elementwise.js';
 import type { Operand, Step, StepOp } from './wasm/steps.js';
 import { isElementwise } from '../ir/fusion.js';
 
@@ -49,7 +51,14 @@ interface ElementwiseDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision;
+/** A reduction over leading axes (column sums, with the group's elementwise members and epilogue) as a kernel. */
+interface ReduceDecision {
+  readonly kind: 'reduce';
+  readonly kernel: ReduceKernel;
+  readonly doc: string;
+}
+
+type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -69,10 +78,17 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     end += align(b.size.coef * 4);
   }
   const address = addresses(plan, offsets);
+  const units = [...plan.units.forward, ...plan.units.backward];
+  // scratch area: the accumulators of reductions over leading axes (one row each)
+  const accAt = end;
+  end += Math.max(0, ...units.map((u) => {
+    const r = leadingReduction(u);
+    return r ? r.reductions.length * align(r.N * 4) : 0;
+  }));
 
   const decisions = new Map<Unit, Decision>();
-  for (const u of [...plan.units.forward, ...plan.units.backward]) {
-    const d = u.insts[0]!.op === 'matmul' ? decideMatmul(m, u, address) : decideElementwise(m, u, address);
+  for (const u of units) {
+    const d = u.insts[0]!.op === 'matmul' ? decideMatmul(m, u, address) : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -87,7 +103,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
 
   const kernels: Kernel[] = [];
   const backend: Backend = {
-    what: 'The flat module with its matmuls and elementwise groups as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
+    what: 'The flat module with its matmuls, elementwise groups and column reductions as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => buffersDecl(kernels, pages, offsets, arrays, t),
     unit: (u: Unit, e: UnitEmitter) => {
@@ -99,9 +115,9 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       const written = () => {
         for (const inst of u.insts) if (m.plan.storage.get(valueName(g, inst.result))?.kind === 'buffer') e.arrOf(g, inst.result);
       };
-      if (d.kind === 'elementwise') {
-        const name = `elementwise_${last}`;
-        kernels.push({ name, body: elementwiseBody(d.kernel), d });
+      if (d.kind === 'elementwise' || d.kind === 'reduce') {
+        const name = `${d.kind}_${last}`;
+        kernels.push({ name, body: d.kind === 'elementwise' ? elementwiseBody(d.kernel) : reduceBody(d.kernel), d });
         written();
         return [`${member('kernels', name)}();`];
       }
@@ -126,7 +142,7 @@ function rejectSymbolic(m: ModuleInfo): void {
   if (syms.length === 0) return;
   const input = m.fwd.insts.find((i) => i.op === 'input' && m.fwd.type(i.result).shape.some((d) => typeof d === 'string'));
   throw new CompileError(
-    `--target wasm needs static shapes, but dimension ${syms.join(', ')} is bound per call`,
+    `--target wasm needs static shapes, but ${syms.length === 1 ? `dimension ${syms[0]} is` : `dimensions ${syms.join(', ')} are`} bound per call`,
     'build the wasm module for fixed sizes (a number instead of a dimension name), or use --target ts,gpu, which take any size',
     input?.loc,
   );
@@ -159,7 +175,8 @@ function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision 
   const out = g.type(mm.result).shape as number[];
   const { transA, transB } = mm.attrs;
   const batch = numelSize(out.slice(0, -2)).coef;
-  const epilogue = u.insts.length > 1 && batch === 1 && out.length === 2 ? stepsOf(m, u, u.insts.slice(1), [out[0]!, out[1]!], address, mm.result) : undefined;
+  const epilogue =
+    u.insts.length > 1 && batch === 1 && out.length === 2 ? stepsOf(m, u, u.insts.slice(1), { out, known: new Map([[mm.result, { kind: 'acc' }]]) }, address)?.steps : undefined;
   return {
     kind: 'matmul',
     kernel: {
@@ -196,53 +213,69 @@ function decideElementwise(m: ModuleInfo, u: Unit, address: Address): Elementwis
   const shape = u.graph.type(u.insts[0]!.result).shape as number[];
   const N = shape.length ? shape[shape.length - 1]! : 1;
   const M = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const steps = stepsOf(m, u, u.insts, shape, address);
+  const steps = stepsOf(m, u, u.insts, { out: shape }, address)?.steps;
   return steps && { kind: 'elementwise', kernel: { M, N, steps }, doc: docOf(m, u) };
 }
 
 /**
- * A value read at the positions of an iteration shape collapsed to [M,N] (leading axes as rows):
- * its row and column strides, or undefined when its leading axes do not collapse (an operand
- * broadcast along some leading axes and not others).
+ * A value read at the positions of an iteration shape collapsed to [M,N] (the axes before `split`
+ * as rows, the others as columns): its row and column strides, or undefined when its axes do not
+ * collapse (an operand broadcast along some row axes and not others) or its column stride is
+ * not 0 or 1.
  */
-function rowColumnStrides(shape: Shape, out: readonly number[]): { si: number; sj: number } | undefined {
+function rowColumnStrides(shape: Shape, out: readonly number[], split = out.length - 1): { si: number; sj: number } | undefined {
   const st = broadcastStridesSize(shape, out).map((x) => (isStatic(x) ? x.coef : NaN));
   if (st.some(Number.isNaN)) return undefined;
-  if (out.length === 0) return { si: 0, sj: 0 };
-  const sj = st[out.length - 1]!;
-  if (sj > 1) return undefined;
-  // leading axes: strides must be si × the row-major strides of the leading shape (axes of size 1 never move)
-  const lead = out.slice(0, -1);
-  let si: number | undefined;
-  let rows = 1;
-  for (let d = lead.length - 1; d >= 0; d--) {
-    if (lead[d] !== 1) {
-      const want = st[d]! / rows;
-      if (si === undefined && Number.isInteger(want)) si = want;
-      if (st[d] !== (si ?? NaN) * rows) return undefined;
-    }
-    rows *= lead[d]!;
-  }
-  return { si: si ?? 0, sj };
+  const si = collapse(st.slice(0, Math.max(split, 0)), out.slice(0, Math.max(split, 0)));
+  const sj = collapse(st.slice(Math.max(split, 0)), out.slice(Math.max(split, 0)));
+  return si === undefined || sj === undefined || sj > 1 ? undefined : { si, sj };
 }
 
 /**
- * Instructions as kernel steps over `out` (a matmul's [M,N], or an elementwise group's shape),
- * or undefined when an op has no SIMD form here or an operand is not in the memory.
+ * The stride s of a run of axes read as one: every axis's stride is s × the product of the sizes
+ * after it (axes of size 1 never move); undefined when there is no such s.
  */
-function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], out: readonly number[], address: Address, acc?: ValueId): Step[] | undefined {
+function collapse(strides: readonly number[], dims: readonly number[]): number | undefined {
+  let s: number | undefined;
+  let inner = 1;
+  for (let d = dims.length - 1; d >= 0; d--) {
+    if (dims[d] !== 1) {
+      s ??= strides[d]! / inner;
+      if (strides[d] !== s * inner) return undefined;
+    }
+    inner *= dims[d]!;
+  }
+  return s === undefined || Number.isInteger(s) ? (s ?? 0) : undefined;
+}
+
+/** What the steps of a space read. */
+interface Space {
+  /** The iteration shape, and how many of its leading axes are rows. */
+  readonly out: readonly number[];
+  readonly split?: number;
+  /** Values with operands of their own (the matmul's accumulators, a reduction's running values). */
+  readonly known?: ReadonlyMap<ValueId, Operand>;
+}
+
+/**
+ * Instructions as kernel steps over a space (a matmul's [M,N], an elementwise group's shape, a
+ * reduction's full or kept shape), and the operand of any value they read; undefined when an op
+ * has no SIMD form here or an operand is not in the memory.
+ */
+function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], space: Space, address: Address): { steps: Step[]; operand: (v: ValueId) => Operand | undefined } | undefined {
   const g = u.graph;
   const stepOf = new Map<ValueId, number>();
   const storage = (v: ValueId) => m.plan.storage.get(valueName(g, v));
   const operand = (v: ValueId): Operand | undefined => {
-    if (v === acc) return { kind: 'acc' };
+    const k = space.known?.get(v);
+    if (k) return k;
     const step = stepOf.get(v);
     if (step !== undefined) return { kind: 'step', step };
     const s = storage(v);
     if (s?.kind === 'literal') return { kind: 'const', value: s.value };
     const addr = address(g, v);
     if (addr === undefined || g.type(v).dtype !== 'f32') return undefined;
-    const strides = rowColumnStrides(g.type(v).shape, out);
+    const strides = rowColumnStrides(g.type(v).shape, space.out, space.split);
     return strides && { kind: 'mem', addr, ...strides };
   };
   const steps: Step[] = [];
@@ -258,7 +291,54 @@ function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], out: readonly
     stepOf.set(inst.result, steps.length);
     steps.push({ op: op.op, args: args as Operand[], store });
   }
-  return steps;
+  return { steps, operand };
+}
+
+/** The reductions of a reduce group over leading axes, and how many floats their accumulators take. */
+function leadingReduction(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: number[]; axes: readonly number[]; N: number } | undefined {
+  if (!(u.kind === 'reduce' || (u.kind === 'single' && (u.insts[0]!.op === 'sum' || u.insts[0]!.op === 'max')))) return undefined;
+  const reductions = u.insts.filter((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'>[];
+  const shape = u.graph.type(reductions[0]!.args[0]!).shape as number[];
+  const axes = reductions[0]!.attrs.axes;
+  const leading = axes.length < shape.length && axes.every((a, k) => a === k);
+  if (!leading) return undefined;
+  return { reductions, shape, axes, N: shape.slice(axes.length).reduce((a, b) => a * b, 1) };
+}
+
+/** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
+function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
+  const r = leadingReduction(u);
+  if (!r) return undefined;
+  const g = u.graph;
+  const { reductions, shape, axes, N } = r;
+  const M = shape.slice(0, axes.length).reduce((a, b) => a * b, 1);
+  const inFull = (i: Inst) => !reductions.includes(i as InstOf<'sum'>) && sameShape(g.type(i.result).shape, shape);
+  const full = u.insts.filter(inFull);
+  const epilogue = u.insts.filter((i) => !reductions.includes(i as InstOf<'sum'>) && !inFull(i));
+  const accs = reductions.map((_r, k) => accAt + k * align(N * 4));
+  const rows = stepsOf(m, u, full, { out: shape, split: axes.length }, address);
+  if (!rows) return undefined;
+  const accumulate: Step[] = [];
+  for (const [k, red] of reductions.entries()) {
+    if (g.type(red.result).dtype !== 'f32') return undefined;
+    const x = rows.operand(red.args[0]!);
+    if (!x) return undefined;
+    accumulate.push({ op: red.op === 'sum' ? 'add' : 'pmax', args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }, x], store: accs[k], storeSi: 0 });
+  }
+  // the epilogue: the reductions' results, then its members over the kept positions (one shape)
+  const results: Step[] = [];
+  for (const [k, red] of reductions.entries())
+    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }], store: address(g, red.result) });
+  const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
+  if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
+  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, { kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }]));
+  const epi = stepsOf(m, u, epilogue, { out: epiShape, split: epiShape.length === shape.length ? axes.length : 0, known }, address);
+  if (!epi) return undefined;
+  // an epilogue step refers to earlier epilogue steps by index: shift them past the result copies
+  const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
+  const epilogueSteps = [...results, ...epi.steps.map((s) => ({ ...s, args: s.args.map(shift) }))];
+  const init: Step[] = reductions.map((red, k) => ({ op: 'copy', args: [{ kind: 'const', value: red.op === 'sum' ? 0 : -Infinity }], store: accs[k], storeSi: 0 }));
+  return { kind: 'reduce', kernel: { M, N, init, rows: [...rows.steps, ...accumulate], epilogue: epilogueSteps }, doc: docOf(m, u) };
 }
 
 /** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */
@@ -315,6 +395,7 @@ function buffersDecl(
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision) => {
     if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
+    if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;
@@ -324,7 +405,7 @@ function buffersDecl(
     return `new ${type}(memory.buffer, ${offsets[id]}, ${n})`;
   });
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul and elementwise group, in the order the steps call them:`,
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise and column-reduction group, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
     ...t(
       [

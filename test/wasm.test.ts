@@ -11,7 +11,7 @@ import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody } from '../codegen/wasm/matmul.js';
-import { elementwiseBody } from '../codegen/wasm/elementwise.js';
+import { elementwiseBody, reduceBody } from '../codegen/wasm/elementwise.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
 
@@ -223,6 +223,63 @@ describe('SIMD elementwise kernels', () => {
     ]);
     const want = Float64Array.from(x, (v, i) => Math.tanh((v - row[i % N]!) * 1.5) * row[i % N]!);
     expect(relErr(got, want)).toBeLessThan(1e-6);
+  });
+});
+
+describe('SIMD column reductions', () => {
+  it.each([
+    [1, 1],
+    [5, 3],
+    [32, 64],
+    [7, 27],
+    [3, 1029],
+  ])('[%i,%i]: Σ and max over rows of an elementwise member, and an epilogue reading both', (M, N) => {
+    const r = rng(M * 7 + N);
+    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
+    const y = Float32Array.from(x);
+    if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
+    let at = 0;
+    const place = (n: number) => ((at += Math.ceil((n * 4) / 16) * 16 + 16), at - Math.ceil((n * 4) / 16) * 16 - 16);
+    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = [place(M * N), place(M * N), place(M * N), place(N), place(N), place(N), place(N)];
+    const pages = Math.ceil((at + 64) / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    new Float32Array(memory.buffer).fill(777);
+    new Float32Array(memory.buffer, xa!, M * N).set(x);
+    new Float32Array(memory.buffer, ya!, M * N).set(y);
+    const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
+    const body = reduceBody({
+      M,
+      N,
+      init: [
+        { op: 'copy', args: [{ kind: 'const', value: 0 }], store: sumAcc, storeSi: 0 },
+        { op: 'copy', args: [{ kind: 'const', value: -Infinity }], store: maxAcc, storeSi: 0 },
+      ],
+      rows: [
+        { op: 'square', args: [{ kind: 'mem', addr: xa!, si: N, sj: 1 }], store: sq },
+        { op: 'add', args: [acc(sumAcc!), { kind: 'step', step: 0 }], store: sumAcc, storeSi: 0 },
+        { op: 'pmax', args: [acc(maxAcc!), { kind: 'mem', addr: ya!, si: N, sj: 1 }], store: maxAcc, storeSi: 0 },
+      ],
+      epilogue: [
+        { op: 'copy', args: [acc(sumAcc!)], store: sumOut },
+        { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
+      ],
+    });
+    const bytes = encodeModule(pages, [{ name: 'red', body }]);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    (inst.exports.red as () => void)();
+    const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
+    const wantSum = new Float64Array(N);
+    const wantMax = new Float64Array(N).fill(-Infinity);
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        const v = x[i * N + j]!;
+        wantSum[j] += v * v;
+        if (y[i * N + j]! > wantMax[j]!) wantMax[j] = y[i * N + j]!;
+      }
+    expect(relErr(f32(sq!, M * N), Float64Array.from(x, (v) => v * v)), 'stored member').toBeLessThan(1e-6);
+    expect(relErr(f32(sumOut!, N), wantSum), 'Σ').toBeLessThan(1e-5);
+    expect(relErr(f32(epiOut!, N), wantMax.map((mx, j) => mx - wantSum[j]!)), 'max − Σ').toBeLessThan(1e-5);
+    expect([...f32(epiOut! + 4 * N, 1)], 'nothing written past the result').toEqual([777]);
   });
 });
 

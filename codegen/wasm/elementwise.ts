@@ -14,9 +14,15 @@ export interface ElementwiseKernel {
 }
 
 export function elementwiseBody(k: ElementwiseKernel): Body {
-  const { M, N } = k;
   const f = new Body();
-  if (M * N === 0) return f;
+  elementwiseLoop(f, k);
+  return f;
+}
+
+/** Appends the loops of `k` to a function body. */
+export function elementwiseLoop(f: Body, k: ElementwiseKernel): void {
+  const { M, N } = k;
+  if (M * N === 0) return;
   const rowCounter = f.local('i32');
   const vecCounter = f.local('i32');
   const i = f.local('i32');
@@ -42,5 +48,27 @@ export function elementwiseBody(k: ElementwiseKernel): Body {
     if (rest) w.at(0, 0, rest);
     f.bump(i, 1);
   });
+}
+
+/**
+ * A reduction group over leading axes, as three loops: the accumulators (one row of N per
+ * reduction, in a scratch area) are set to 0 or −∞; every row of the [M,N] space computes the
+ * group's elementwise members and adds (or maxes) into them; one last row computes the epilogue
+ * over the kept positions, reading the accumulators. Accumulation is in f32 (the flat module's
+ * accumulators are f64).
+ */
+export interface ReduceKernel {
+  readonly M: number;
+  readonly N: number;
+  readonly init: readonly Step[];
+  readonly rows: readonly Step[];
+  readonly epilogue: readonly Step[];
+}
+
+export function reduceBody(k: ReduceKernel): Body {
+  const f = new Body();
+  elementwiseLoop(f, { M: 1, N: k.N, steps: k.init });
+  elementwiseLoop(f, { M: k.M, N: k.N, steps: k.rows });
+  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: k.N, steps: k.epilogue });
   return f;
 }

@@ -28,13 +28,17 @@ export type StepOp =
   | 'rsqrt'
   | 'exp'
   | 'tanh'
-  | 'sigmoid';
+  | 'sigmoid'
+  /** a < b ? b : a: a running maximum that, as the flat module's `if (v > a) a = v`, skips NaN. */
+  | 'pmax';
 
 export interface Step {
   readonly op: StepOp;
   readonly args: readonly Operand[];
   /** Where the step's result is stored (an array of the iteration shape, rows of N), if it is. */
   readonly store?: number;
+  /** The row stride of the stored array, if not N (0: one row that every row updates, an accumulator). */
+  readonly storeSi?: number;
 }
 
 /** A pointer local of a kernel: `addr + 4·(i·si + j·sj)` at the position being computed. */
@@ -55,7 +59,7 @@ export class StepWriter {
   readonly pointers: Pointer[] = [];
   private readonly results: Local[];
   private readonly tmp: Local[];
-  private readonly storePtr = new Map<number, Local>();
+  private readonly storePtr = new Map<number, { local: Local; si: number }>();
 
   constructor(
     private readonly f: Body,
@@ -67,7 +71,7 @@ export class StepWriter {
     this.tmp = steps.some((s) => s.op === 'tanh' || s.op === 'exp' || s.op === 'sigmoid') ? Array.from({ length: 8 }, () => f.local('v128')) : [];
     for (const s of steps) {
       for (const a of s.args) if (a.kind === 'mem') this.pointer(a.addr, a.si, a.sj);
-      if (s.store !== undefined) this.storePtr.set(s.store, this.pointer(s.store, N, 1));
+      if (s.store !== undefined) this.storePtr.set(s.store, { local: this.pointer(s.store, s.storeSi ?? N, 1), si: s.storeSi ?? N });
     }
   }
 
@@ -152,7 +156,10 @@ export class StepWriter {
           binary(s.op);
       }
       f.set(this.results[n]!);
-      if (s.store !== undefined) this.store(this.storePtr.get(s.store)!, this.results[n]!, 4 * (r * this.N + 4 * v), lanes);
+      if (s.store !== undefined) {
+        const p = this.storePtr.get(s.store)!;
+        this.store(p.local, this.results[n]!, 4 * (r * p.si + 4 * v), lanes);
+      }
     });
   }
 

@@ -179,7 +179,7 @@ export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: G
   const dir = tmp();
   writeFileSync(path.join(dir, `${fwd.name}.js`), indent(emitTs(info, false)));
   const wasmCode = emitWasm(info, false);
-  stats.wasmKernels += (wasmCode.match(/^\/\/ {3}(matmul|elementwise)_/gm) ?? []).length;
+  stats.wasmKernels += (wasmCode.match(/^\/\/ {3}(matmul|elementwise|reduce)_/gm) ?? []).length;
   writeFileSync(path.join(dir, `${fwd.name}.wasm.js`), indent(wasmCode));
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
   const wasm = (await import(pathToFileURL(path.join(dir, `${fwd.name}.wasm.js`)).href)) as GeneratedModule;
