@@ -34,7 +34,8 @@ export interface Ctx {
 
 /**
  * What another target changes in the flat module (the wasm target: where the arena lives, and
- * matmul and elementwise groups as calls of its kernels). Everything else is the flat module's code.
+ * matmul, elementwise and reduction groups as calls of its kernels). Everything else is the flat
+ * module's code.
  */
 export interface Backend {
   /** The header's one-line description of the module. */
