@@ -7,24 +7,9 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from './models.mjs';
+import { msPerCall } from './timing.mjs';
 
 const dist = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
-
-/** Runs f repeatedly for about ms milliseconds (after a warm-up); the median ms per call over 5 blocks. */
-function timeCall(f, ms = 200) {
-  for (let t0 = performance.now(); performance.now() - t0 < ms / 2; ) f();
-  const blocks = [];
-  for (let b = 0; b < 5; b++) {
-    let n = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < ms / 5 || n < 1) {
-      f();
-      n++;
-    }
-    blocks.push((performance.now() - t0) / n);
-  }
-  return blocks.sort((a, b) => a - b)[2];
-}
 
 /**
  * The SIMD peak: a loop of f32x4 multiply-adds acc += a · b into R × V independent accumulators,
@@ -57,7 +42,7 @@ export async function simdPeak() {
     accs.forEach((acc, k) => f.get(zero).get(acc).v128Store(128 + 16 * k));
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
     const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'peak', body: f }])), { env: { memory } });
-    const ms = timeCall(inst.exports.peak, 300);
+    const ms = msPerCall(inst.exports.peak, 300);
     const gflops = (R * V * 8 * steps) / (ms * 1e6);
     if (gflops > best.gflops) best = { gflops, accumulators: `${R}×${V}` };
   }
@@ -95,6 +80,6 @@ export async function kernelGflops({ M, N, K, batch, transA, transB }) {
   new Float32Array(memory.buffer).forEach((_x, i, a) => (a[i] = Math.sin(i) * 0.5));
   const body = matmulBody({ name: 'mm', M, N, K, batch, transA, transB, a: at[0], b: at[1], c: at[2], pack: transB ? at[3] : undefined, aBatched: batch > 1, bBatched: batch > 1, epilogue: [] });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'mm', body }])), { env: { memory } });
-  const ms = timeCall(inst.exports.mm);
+  const ms = msPerCall(inst.exports.mm);
   return { ms, gflops: (2 * batch * M * N * K) / (ms * 1e6) };
 }

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ROOT } from './models.mjs';
+import { msPerCall } from './timing.mjs';
 
 const dist = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href);
 
@@ -29,20 +30,6 @@ for (;;) {
 }
 `;
 
-function timeCall(f, ms = 300) {
-  for (let t0 = performance.now(); performance.now() - t0 < ms / 2; ) f();
-  const blocks = [];
-  for (let b = 0; b < 5; b++) {
-    let n = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < ms / 5 || n < 1) {
-      f();
-      n++;
-    }
-    blocks.push((performance.now() - t0) / n);
-  }
-  return blocks.sort((a, b) => a - b)[2];
-}
 
 /** ms for C = A·op(B) on one thread and split by rows over two; checks that both give the same C. */
 export async function splitMatmul({ M, N, K, transB }) {
@@ -86,8 +73,8 @@ export async function splitMatmul({ M, N, K, transB }) {
     two();
     const same = f32.subarray(c / 4, c / 4 + M * N).every((x, i) => x === f32[c1 / 4 + i]);
     if (!same) throw new Error('the split matmul differs from the whole one');
-    const msOne = timeCall(one);
-    const msTwo = timeCall(two);
+    const msOne = msPerCall(one, 300);
+    const msTwo = msPerCall(two, 300);
     return { msOne, msTwo, speedup: msOne / msTwo };
   } finally {
     Atomics.store(sync, 0, -1);

@@ -111,14 +111,9 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       if (!d) return undefined;
       const g = u.graph;
       const last = valueName(g, u.insts[u.insts.length - 1]!.result);
-      // the kernel writes the arrays the group stores: name them, so that checks see them as used
-      const written = () => {
-        for (const inst of u.insts) if (m.plan.storage.get(valueName(g, inst.result))?.kind === 'buffer') e.arrOf(g, inst.result);
-      };
       if (d.kind === 'elementwise' || d.kind === 'reduce') {
         const name = `${d.kind}_${last}`;
         kernels.push({ name, body: d.kind === 'elementwise' ? elementwiseBody(d.kernel) : reduceBody(d.kernel), d });
-        written();
         return [`${member('kernels', name)}();`];
       }
       const mm = u.insts[0]!;
@@ -126,10 +121,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
       kernels.push({ name, body: matmulBody({ ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined }), d });
       const call = [`${member('kernels', name)}();`];
-      if (d.fusedEpilogue) {
-        written();
-        return call;
-      }
+      if (d.fusedEpilogue) return call;
       if (!d.productStored) e.use('_product');
       return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
     },
@@ -226,8 +218,9 @@ function decideElementwise(m: ModuleInfo, u: Unit, address: Address): Elementwis
 function rowColumnStrides(shape: Shape, out: readonly number[], split = out.length - 1): { si: number; sj: number } | undefined {
   const st = broadcastStridesSize(shape, out).map((x) => (isStatic(x) ? x.coef : NaN));
   if (st.some(Number.isNaN)) return undefined;
-  const si = collapse(st.slice(0, Math.max(split, 0)), out.slice(0, Math.max(split, 0)));
-  const sj = collapse(st.slice(Math.max(split, 0)), out.slice(Math.max(split, 0)));
+  const rows = Math.max(split, 0); // a scalar space has no axes
+  const si = collapse(st.slice(0, rows), out.slice(0, rows));
+  const sj = collapse(st.slice(rows), out.slice(rows));
   return si === undefined || sj === undefined || sj > 1 ? undefined : { si, sj };
 }
 

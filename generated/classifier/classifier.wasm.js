@@ -177,7 +177,7 @@ function stage(params, inputs) {
 }
 
 function forwardPass() {
-  const { relu1, logits, target_classes, loss } = buf;
+  const { logits, target_classes, loss } = buf;
 
   // affine1 = x @ W1 + b1  (classifier.ts:20)
   // relu1 = relu(affine1)  (classifier.ts:21)
@@ -228,7 +228,7 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits, t5, _acc0, target_classes, dlogits, db2, drelu1, dW2, daffine1, db1, dW1 } = buf;
+  const { logits, t5, _acc0, target_classes, dlogits, db2 } = buf;
 
   // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
   //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);

@@ -242,7 +242,7 @@ function stage(params: Params, inputs: Inputs): void {
 }
 
 function forwardPass(): void {
-  const { relu1, logits, target_classes, loss } = buf;
+  const { logits, target_classes, loss } = buf;
 
   // affine1 = x @ W1 + b1  (classifier.ts:20)
   // relu1 = relu(affine1)  (classifier.ts:21)
@@ -300,7 +300,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits, t5, _acc0, target_classes, dlogits, db2, drelu1, dW2, daffine1, db1, dW1 } = buf;
+  const { logits, t5, _acc0, target_classes, dlogits, db2 } = buf;
 
   // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
   //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);

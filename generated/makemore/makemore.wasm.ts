@@ -354,7 +354,7 @@ function stage(params: Params, inputs: Inputs): void {
 }
 
 function forwardPass(): void {
-  const { emb, Xb, C, hprebn, bnmeani, bnvar_inv, bnraw, h, logits, probs, Yb, loss } = buf;
+  const { emb, Xb, C, logits, probs, Yb, loss } = buf;
 
   // emb = C[Xb]  (makemore.ts:41)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore.ts:41  const emb = g.gather(C, Xb); // embed the characters into vectors
@@ -467,28 +467,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const {
-    _acc0,
-    Yb,
-    probs,
-    dlogits,
-    db2,
-    dh,
-    dW2,
-    dbnbias,
-    dbngain,
-    dbnraw,
-    t20,
-    t21,
-    t22,
-    dhprebn,
-    db1,
-    dembcat,
-    dW1,
-    dC,
-    Xb,
-    demb,
-  } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, dC, Xb, demb } = buf;
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore.ts:65)
   // db2 = dlogits.sum(0)   add'  (makemore.ts:56)

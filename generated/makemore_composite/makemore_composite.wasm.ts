@@ -355,7 +355,7 @@ function stage(params: Params, inputs: Inputs): void {
 }
 
 function forwardPass(): void {
-  const { emb, Xb, C, hprebn, bnmeani, bnvar_inv, bnraw, h, logits, Yb, loss, probs } = buf;
+  const { emb, Xb, C, logits, Yb, loss, probs } = buf;
 
   // emb = C[Xb]  (makemore_composite.ts:20)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_composite.ts:20  const emb = g.gather(C, Xb);
@@ -468,28 +468,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const {
-    _acc0,
-    Yb,
-    probs,
-    dlogits,
-    db2,
-    dh,
-    dW2,
-    dbnbias,
-    dbngain,
-    dbnraw,
-    t20,
-    t21,
-    t22,
-    dhprebn,
-    db1,
-    dembcat,
-    dW1,
-    dC,
-    Xb,
-    demb,
-  } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, dC, Xb, demb } = buf;
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_composite.ts:26)
   // db2 = dlogits.sum(0)   add'  (makemore_composite.ts:25)

@@ -254,7 +254,7 @@ function stage(params, inputs) {
 }
 
 function forwardPass() {
-  const { emb, Xb, C, t2, t3, t7, h, logits, Yb, loss, probs } = buf;
+  const { emb, Xb, C, logits, Yb, loss, probs } = buf;
 
   // emb = C[Xb]  (makemore_inference.ts:27)
   //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:27  const emb = g.gather(C, Xb);
@@ -342,7 +342,7 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { _acc0, Yb, probs, dlogits, db2, dh, dW2, dbnbias, dbngain, dt2, db1, dembcat, dW1, dC, Xb, demb } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, dC, Xb, demb } = buf;
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:33)
   // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)

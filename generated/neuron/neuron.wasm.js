@@ -149,7 +149,6 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { ds3, dw1, dx1, dw0, dx0 } = buf;
 
   // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
   // dw1 = ds3 * x1   mul'  (neuron.ts:14)

@@ -275,8 +275,7 @@ function stage(params: Params, inputs: Inputs): void {
 }
 
 function forwardPass(): void {
-  const { hidden, scores, t4, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } =
-    buf;
+  const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
 
   // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
@@ -391,25 +390,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const {
-    t19,
-    W2,
-    t24,
-    W1,
-    t26,
-    t21,
-    t9,
-    margins,
-    dt7,
-    dcorrect_class_score,
-    dscores,
-    db2,
-    dhidden,
-    dW2,
-    dt2,
-    db1,
-    dW1,
-  } = buf;
+  const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
   // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
