@@ -27,23 +27,6 @@ import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, ty
 const one = E.num(1);
 const zero = E.num(0);
 
-function powExpr(a: Expr, b: Expr): Expr {
-  switch (E.literal(b)) {
-    case 1:
-      return a;
-    case 2:
-      return E.mul(a, a);
-    case 0.5:
-      return E.call('Math.sqrt', a);
-    case -0.5:
-      return E.div(one, E.call('Math.sqrt', a));
-    case -1:
-      return E.div(one, a);
-    default:
-      return E.call('Math.pow', a, b);
-  }
-}
-
 type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'broadcast' | 'bn_apply'>;
 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
@@ -63,7 +46,7 @@ const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } 
   sub: ([a, b]) => E.sub(a!, b!),
   mul: ([a, b]) => E.mul(a!, b!),
   div: ([a, b]) => E.div(a!, b!),
-  pow: ([a, b]) => powExpr(a!, b!),
+  pow: ([a, b]) => E.powOf(a!, b!, (x, y) => E.call('Math.pow', x, y)),
   maximum: ([a, b]) => E.call('Math.max', a!, b!),
   minimum: ([a, b]) => E.call('Math.min', a!, b!),
   gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),

@@ -73,23 +73,6 @@ const zero = E.num(0);
 const x1 = (f: (a: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!) });
 const x2 = (f: (a: Expr, b: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!, a[1]!) });
 
-function powExpr(a: Expr, b: Expr): Expr {
-  switch (E.literal(b)) {
-    case 1:
-      return a;
-    case 2:
-      return E.mul(a, a);
-    case 0.5:
-      return E.call('Math.sqrt', a);
-    case -0.5:
-      return E.div(one, E.call('Math.sqrt', a));
-    case -1:
-      return E.div(one, a);
-    default:
-      return E.pow(a, b);
-  }
-}
-
 export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   input: { none: true },
   param: { none: true },
@@ -112,7 +95,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   sub: x2(E.sub),
   mul: x2(E.mul),
   div: x2(E.div),
-  pow: { ...x2(powExpr), atoms: true },
+  pow: { ...x2((a, b) => E.powOf(a, b)), atoms: true },
   maximum: x2((a, b) => E.call('Math.max', a, b)),
   minimum: x2((a, b) => E.call('Math.min', a, b)),
   gt: x2((a, b) => E.cond(E.rel('>')(a, b), one, zero)),
