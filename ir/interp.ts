@@ -16,6 +16,12 @@ export interface Env {
   readonly fwd?: ReadonlyMap<string, NDArray>;
   /** Sizes of symbolic dimensions; the others are bound from the data the graph reads. */
   readonly dims?: Readonly<Record<string, number>>;
+  /**
+   * Results of `stop_gradient` by value name, taken as they are instead of computed: held fixed,
+   * they make the graph the function whose derivative the backward pass computes (what finite
+   * differences must perturb).
+   */
+  readonly frozen?: ReadonlyMap<string, NDArray>;
 }
 
 /**
@@ -64,9 +70,11 @@ export function interpret(g: Graph, env: Env): Map<string, NDArray> {
   const vals = new Map<ValueId, NDArray>();
   const byName = new Map<string, NDArray>();
   for (const inst of g.insts) {
-    const out = evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env);
+    const name = g.value(inst.result).name;
+    const held = inst.op === 'stop_gradient' ? env.frozen?.get(name) : undefined;
+    const out = held ?? evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env);
     vals.set(inst.result, out);
-    byName.set(g.value(inst.result).name, out);
+    byName.set(name, out);
   }
   return byName;
 }

@@ -5,7 +5,7 @@ import { activeInsts, lossValue, LOSS } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
 import { dimBindings } from '../ir/dims.js';
-import type { Loc } from '../ir/types.js';
+import type { Loc, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
 import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
@@ -79,15 +79,33 @@ export function traceModel(m: LoadedModel): Traced {
 
   const warnings: CompileError[] = [];
   const active = activeInsts(g);
+  const read = readByLoss(g);
   for (const inst of g.insts)
     if (inst.op === 'param' && !active.has(inst.result))
       warnings.push(
-        new CompileError(
-          `param '${inst.attrs.name}' does not reach the loss; its gradient is always zero`,
-          'use it on the way to the loss, remove it, or ignore this warning if that is intended',
-          inst.loc,
-          'warning',
-        ),
+        read.has(inst.result)
+          ? new CompileError(
+              `param '${inst.attrs.name}' reaches the loss only through stopGradient (or ops with no gradient); its gradient is always zero`,
+              'remove the stopGradient on its way to the loss if it should learn, or ignore this warning if it is frozen on purpose',
+              inst.loc,
+              'warning',
+            )
+          : new CompileError(
+              `param '${inst.attrs.name}' does not reach the loss; its gradient is always zero`,
+              'use it on the way to the loss, remove it, or ignore this warning if that is intended',
+              inst.loc,
+              'warning',
+            ),
       );
   return { graph: g, declared: tracer.declared, warnings };
+}
+
+/** The values the loss is computed from, gradient or not. */
+function readByLoss(g: Graph): Set<ValueId> {
+  const read = new Set<ValueId>([lossValue(g)]);
+  for (let i = g.insts.length - 1; i >= 0; i--) {
+    const inst = g.insts[i]!;
+    if (read.has(inst.result)) for (const a of inst.args) read.add(a);
+  }
+  return read;
 }

@@ -154,7 +154,12 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const inputs = randomInputs(c.fwd, seed + 1);
   const grads = mod.valueAndGrad(params, inputs).grads;
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
-  const lossAt = () => interpret(c.fwd, { params: p64, inputs }).get(c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name)!.data[0]!;
+  // what stopGradient stops is held at its value for the unperturbed params
+  const stopped = c.fwd.insts.filter((i) => i.op === 'stop_gradient').map((i) => c.fwd.value(i.result).name);
+  const base = interpret(c.fwd, { params: p64, inputs });
+  const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
+  const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
+  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen }).get(lossName)!.data[0]!;
   const r = rng(seed + 2);
   const rows: CheckRow[] = [];
   for (const inst of c.fwd.insts) {
@@ -187,6 +192,7 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const table = [
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
+    ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stopped.join(', ')})`] : []),
     fmt(head),
     ...body.map(fmt),
   ].join('\n');

@@ -149,6 +149,16 @@ ${layers.join('\n')}
 `);
   });
 
+  it('warns when a param reaches the loss only through stopGradient', async () => {
+    const r = await run(['build', 'test/fixtures/errors/stopped-param.ts', '--out', path.join(tmp(), 'out')]);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe(`test/fixtures/errors/stopped-param.ts:4:20: warning: param 'frozen' reaches the loss only through stopGradient (or ops with no gradient); its gradient is always zero
+  4 |   const frozen = g.param('frozen', [4]);
+    |                    ^^^^^
+  fix: remove the stopGradient on its way to the loss if it should learn, or ignore this warning if it is frozen on purpose
+`);
+  });
+
   it('leaves an existing output folder as it was', async () => {
     const out = path.join(tmp(), 'out');
     mkdirSync(out);

@@ -121,16 +121,31 @@ describe('graphc check', () => {
     for (const m of r.out.matchAll(/(\d\.\d\de[-+]\d+)\s+PASS/g)) expect(Number(m[1])).toBeLessThanOrEqual(1e-3);
   });
 
-  it('fails (exit 1) where the gradient is not the derivative (a stopGradient)', async () => {
+  it('fails (exit 1) where the gradient is not the two-sided derivative (relu at its kink)', async () => {
     const file = modelFile(`import { model } from 'graphc';
-export default model('half', (g) => {
-  const x = g.param('x', [4]);
-  return x.mul(x.stopGradient()).sum();
+export default model('kink', (g) => {
+  const x = g.param('x', [4], { init: 'zeros' });
+  return x.relu().sum();
 });
 `);
     const r = await run(['check', file]);
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(/^x +f32\[4\] +4 +\S+ +5\.00e-1  FAIL$/m);
+    expect(r.out).toMatch(/^x +f32\[4\] +4 +5\.00e-1 +1\.00e\+0  FAIL$/m);
+  });
+
+  it('holds what stopGradient stops at its value, as the backward pass does', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('half', (g) => {
+  const x = g.param('x', [4]);
+  const scale = x.stopGradient();
+  return x.mul(scale).sum();
+});
+`);
+    const r = await run(['check', file]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('(the finite differences hold what stopGradient stops at its value: scale)\n');
+    expect(r.out).toMatch(/^x +f32\[4\] +4 +\S+ +\S+  PASS$/m);
   });
 });
 
