@@ -196,6 +196,53 @@ export const factorReductions: Pass = {
   },
 };
 
+/** A transpose that swaps the last two axes (and nothing else): what matmul's flags express. */
+function swapsLastTwo(inst: Inst): boolean {
+  if (inst.op !== 'transpose') return false;
+  const p = inst.attrs.perm;
+  const r = p.length;
+  return r >= 2 && p[r - 1] === r - 2 && p[r - 2] === r - 1 && p.slice(0, -2).every((x, i) => x === i);
+}
+
+/**
+ * Transposes that a matmul's flags absorb, so that no transposed copy is written:
+ *   matmul(xᵀ, y) → matmul(x, y, transA = ¬transA) (and likewise for y),
+ *   (a·b)ᵀ → bᵀ·aᵀ, one matmul with its operands swapped and flags flipped, when the product
+ *   is used only there and both operands have the same rank.
+ * The first form is a tied output head's `h @ W.T` and attention's `q @ k.T`; the second is their
+ * weight gradient, `dW = (hᵀ·dlogits)ᵀ`.
+ */
+export const foldTransposes: Pass = {
+  name: 'fold-transposes',
+  run(g, ctx) {
+    const uses = g.uses();
+    const outputs = new Set(g.outputs.map((o) => o.value));
+    for (const id of g.insts.map((i) => i.id)) {
+      const inst = g.inst(id);
+      if (inst.op === 'matmul') {
+        const [a, b] = inst.args.map((v) => g.def(v)) as [Inst, Inst];
+        // [..., m, k] × [k, n] has a gradient rule for a transposed B, not for a transposed A
+        const sameRank = g.type(a.result).shape.length === g.type(b.result).shape.length;
+        const foldA = swapsLastTwo(a) && sameRank;
+        const foldB = swapsLastTwo(b) && (sameRank || (!inst.attrs.transA && !foldA));
+        if (!foldA && !foldB) continue;
+        const at = { ...inst.attrs };
+        const args = [...inst.args];
+        if (foldA) [args[0], at.transA] = [a.args[0]!, !at.transA];
+        if (foldB) [args[1], at.transB] = [b.args[0]!, !at.transB];
+        g.replaceInst(inst, { ...inst, args, attrs: at });
+      } else if (swapsLastTwo(inst)) {
+        const mm = g.def(inst.args[0]!);
+        if (mm.op !== 'matmul' || uses.get(mm.result)?.length !== 1 || outputs.has(mm.result) || ctx.keep.has(g.value(mm.result).name)) continue;
+        const [x, y] = mm.args as [ValueId, ValueId];
+        if (g.type(x).shape.length !== g.type(y).shape.length) continue;
+        g.replaceInst(inst, { ...inst, op: 'matmul', args: [y, x], attrs: { transA: !mm.attrs.transB, transB: !mm.attrs.transA } } as Inst);
+      }
+    }
+    dce.run(g, ctx);
+  },
+};
+
 /** When `drop` is replaced by `keep`, a named `drop` lends its name to a temporary `keep`. */
 function adoptName(g: Graph, keep: ValueId, drop: ValueId): void {
   const k = g.value(keep);

@@ -1,15 +1,15 @@
 // The pass pipelines: flat, named lists. `runPasses` verifies before and after each pass.
 
 import type { Pass } from './passes.js';
-import { cse, dce, factorReductions, reuseForward, simplify } from './passes.js';
+import { cse, dce, factorReductions, foldTransposes, reuseForward, simplify } from './passes.js';
 import { fuse } from './fusion.js';
 import { fuseComposites } from './rewrite.js';
 
 /** Forward IR, before the reverse pass. */
-export const FORWARD_PASSES: readonly Pass[] = [simplify, fuseComposites, cse, dce];
+export const FORWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, fuseComposites, cse, dce];
 
 /** Backward IR, right after the reverse pass (the context names the forward graph). */
-export const BACKWARD_PASSES: readonly Pass[] = [simplify, factorReductions, cse, reuseForward, cse, dce];
+export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, cse, reuseForward, cse, dce];
 
 /** Both graphs, once the backward graph exists: forward values it no longer reads go, then fusion. */
 export const SCHEDULE_PASSES: readonly Pass[] = [dce, fuse];

@@ -223,6 +223,13 @@ const EDGE_CASES: Record<string, string> = {
   reuseLaterRead: `const p1 = g.param('p1', [2, 1]); const p2 = g.param('p2', [2, 1]); const v3 = g.concat([p1.div(6), p2, p1], 1);
   const v5 = v3.sub(v3.max(1, true)).exp(); const v6 = v5.mul(v5.sum(1, true).pow(-1));
   const i0 = g.input('i0', [2], 'i32'); const y = v6.add(g.crossEntropy(v3, i0).div(3));`,
+  // transposes that matmul flags absorb (fold-transposes), and the one they must not: a
+  // transposed batched A against a 2-D B
+  tiedHead: `const W = g.param('W', [5, 4]); const h = g.param('h', [3, 4]); const y = h.matmul(W.transpose());`,
+  attention: `const q = g.param('q', [2, 3, 4]); const k = g.param('k', [2, 3, 4]); const y = q.matmul(k.transpose());`,
+  batchedTiedHead: `const W = g.param('W', [5, 4]); const h = g.param('h', [2, 3, 4]); const y = h.matmul(W.transpose());`,
+  productTransposed: `const a = g.param('a', [3, 4]); const b = g.param('b', [4, 2]); const y = a.matmul(b).transpose().add(b.transpose().matmul(a.transpose())).add(a.transpose().matmul(a).sum(1, true).transpose().matmul(b).sum());`,
+  batchedTransposedA: `const x = g.param('x', [2, 4, 3]); const w = g.param('w', [4, 5]); const y = x.transpose().matmul(w);`,
 };
 
 describe('edge cases', () => {
@@ -231,4 +238,13 @@ describe('edge cases', () => {
       const { c, mod } = await buildAndImport(modelFile(source(`edge_${name}`, body)));
       await check(c, mod, 11);
     });
+
+  it('writes no transposed copy for a matmul operand or a matmul result', async () => {
+    for (const name of ['tiedHead', 'attention', 'batchedTiedHead', 'productTransposed']) {
+      const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));
+      const ops = [...c.fwd.insts, ...c.bwd.insts].map((i) => i.op);
+      expect(ops, name).toContain('matmul');
+      expect(ops, name).not.toContain('transpose');
+    }
+  });
 });
