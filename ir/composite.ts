@@ -5,15 +5,17 @@
 import type { Builder } from './builder.js';
 import { CompileError } from './errors.js';
 import type { Dim } from './dims.js';
+import { asDim, isStatic, numelSize } from './dims.js';
 import type { ValueId } from './types.js';
-import { formatType } from './types.js';
+import { formatType, sameShape } from './types.js';
+import { fmtShape } from './shape.js';
 
 export type Hint = (v: ValueId, name: string) => ValueId;
 
 function rank2(op: string, b: Builder, x: ValueId, what: string): [Dim, Dim] {
   const t = b.type(x);
   if (t.shape.length !== 2)
-    throw new CompileError(`${op}: ${what} must be 2-D [n, classes], got ${formatType(t)}`, 'reshape it to [n, c] first').withLoc(b.loc);
+    throw new CompileError(`${op}: ${what} must be 2-D [n, classes]${op === 'crossEntropy' ? ' (or [n, t, classes])' : ''}, got ${formatType(t)}`, 'reshape it to [n, c] first').withLoc(b.loc);
   return [t.shape[0]!, t.shape[1]!];
 }
 
@@ -50,8 +52,31 @@ export function logSoftmax(b: Builder, hint: Hint, x: ValueId, axis: number): Va
   return b.sub(norm, hint(b.log(countsSum), 'log_counts_sum'));
 }
 
-/** mean over the batch of −log softmax(logits)[i, targets[i]]. */
+/**
+ * mean over the batch of −log softmax(logits)[i, targets[i]]; logits [n, t, classes] with
+ * targets [n, t] (a loss at every position of a sequence) average over all n·t positions.
+ */
 export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: ValueId): ValueId {
+  const lt = b.type(logits);
+  if (lt.shape.length > 2) {
+    const positions = lt.shape.slice(0, -1);
+    const classes = lt.shape.at(-1)!;
+    const tt = b.type(targets);
+    if (tt.dtype !== 'i32' || !sameShape(tt.shape, positions))
+      throw new CompileError(
+        `crossEntropy: targets must be i32${fmtShape(positions)} class indices, one per row of logits ${formatType(lt)}, got ${formatType(tt)}`,
+        `declare the targets as g.input(name, ${fmtShape(positions)}, 'i32')`,
+      ).withLoc(b.loc);
+    const n = asDim(numelSize(positions));
+    // the positions as the rows of one [n, classes] matrix: the fused cross-entropy rule
+    if (n !== undefined) return crossEntropy(b, hint, b.reshape(logits, [n, classes]), b.reshape(targets, [n]));
+    // B·t rows are no one axis when B is symbolic: pick each target with a one-hot mask
+    if (typeof classes !== 'number')
+      throw new CompileError(`crossEntropy: the number of classes of ${formatType(lt)} is symbolic`, 'give the last axis a size known at build time').withLoc(b.loc);
+    const logprobs = hint(logSoftmax(b, hint, logits, positions.length), 'logprobs');
+    const picked = b.sum(b.mul(logprobs, b.oneHot(targets, classes)), [positions.length]);
+    return b.neg(mean(b, picked, positions.map((_d, i) => i), false));
+  }
   const [n] = rank2('crossEntropy', b, logits, 'logits');
   targetsOf('crossEntropy', b, targets, n);
   const logprobs = hint(logSoftmax(b, hint, logits, 1), 'logprobs');
@@ -59,20 +84,23 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
 }
 
 /**
- * Batch normalisation over axis 0 with batch statistics, as in the lecture: the variance used
- * for normalisation has Bessel's correction (n − 1).
+ * Batch normalisation with batch statistics, as in the lecture: over axis 0 of [n, features], and
+ * over axes 0 and 1 of [n, t, features] (part 5's BatchNorm1d); the variance used for
+ * normalisation has Bessel's correction (n − 1, with n the number of rows averaged).
  */
 export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number): ValueId {
   const t = b.type(x);
-  if (t.shape.length !== 2)
-    throw new CompileError(`batchNorm: x must be 2-D [n, features], got ${formatType(t)}`, 'reshape it to [n, features] first').withLoc(b.loc);
-  const n = t.shape[0]!;
-  if (typeof n === 'number' && n < 2)
+  if (t.shape.length < 2)
+    throw new CompileError(`batchNorm: x must be [n, features] or [n, ..., features], got ${formatType(t)}`, 'reshape it to [n, features] first').withLoc(b.loc);
+  const rows = t.shape.slice(0, -1);
+  const axes = rows.map((_d, i) => i);
+  const n = numelSize(rows);
+  if (isStatic(n) && n.coef < 2)
     throw new CompileError(`batchNorm: needs a batch of 2 or more rows, got ${formatType(t)}`, "Bessel's correction divides by n − 1").withLoc(b.loc);
-  const bnmeani = hint(mean(b, x, [0], true), 'bnmeani');
+  const bnmeani = hint(mean(b, x, axes, true), 'bnmeani');
   const bndiff = hint(b.sub(x, bnmeani), 'bndiff');
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');
-  const bnvar = hint(b.mul(b.sum(bndiff2, [0], true), b.recip(b.count([n], 1))), 'bnvar');
+  const bnvar = hint(b.mul(b.sum(bndiff2, axes, true), b.recip(b.count(rows, 1))), 'bnvar');
   const bnvarInv = hint(b.pow(b.add(bnvar, eps), -0.5), 'bnvar_inv');
   const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
   return b.add(b.mul(gain, bnraw), bias);

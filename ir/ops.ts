@@ -610,22 +610,26 @@ export const OPS: OpTable = {
     category: 'elementwise',
     attrs: {},
     arity: 3,
+    // statistics over every axis but the last: x [n, f] or [n, t, f], mean and inv [1, f] / [1, 1, f] or [f]
     shape: ([x, mean, inv]) => {
       needF32('batchNorm', x!, 'the operand');
-      const f = x!.shape[1];
-      const stat = (t: TensorType) => t.dtype === 'f32' && ((t.shape.length === 2 && t.shape[0] === 1 && t.shape[1] === f) || (t.shape.length === 1 && t.shape[0] === f));
-      if (x!.shape.length !== 2 || !stat(mean!) || !stat(inv!))
-        throw new CompileError(`bn_apply: needs x [n, f] and statistics [1, f], got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
+      const r = x!.shape.length;
+      const f = x!.shape[r - 1];
+      const stat = (t: TensorType) =>
+        t.dtype === 'f32' && ((t.shape.length === r && t.shape.every((d, i) => (i === r - 1 ? d === f : d === 1))) || (t.shape.length === 1 && t.shape[0] === f));
+      if (r < 2 || !stat(mean!) || !stat(inv!))
+        throw new CompileError(`bn_apply: needs x [n, ..., f] and statistics [1, ..., f], got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
       return f32(x!.shape);
     },
     // dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y), the total derivative through mean and inv
     grad: (c) => {
       const { b, dy } = c;
-      const rows = [c.xt(0).shape[0]!];
-      const colSum = (v: ValueId) => b.sum(v, [0], true);
+      const rows = c.xt(0).shape.slice(0, -1);
+      const colSum = (v: ValueId) => b.sum(v, rows.map((_d, i) => i), true);
       const n = () => b.count(rows);
-      // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound size
-      const bessel = () => (isStatic(rows[0]!) ? (rows[0] as number) / ((rows[0] as number) - 1) : b.mul(n(), b.recip(b.count(rows, 1))));
+      // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
+      const known = numelSize(rows);
+      const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(rows, 1))));
       return [
         () =>
           b.mul(

@@ -9,7 +9,8 @@
 // The root instruction is replaced in place (it keeps its name, e.g. `probs`); what it no longer
 // uses is removed by DCE if nothing else needs it.
 
-import type { Dim } from './dims.js';
+import type { Dim, Size } from './dims.js';
+import { isStatic, mulSize, numelSize, size, sizeEq } from './dims.js';
 import type { Graph } from './graph.js';
 import type { OpKind } from './ops.js';
 import type { Pass } from './passes.js';
@@ -43,18 +44,31 @@ class Matcher {
   }
 
   /**
-   * sign/(n − minus): a constant when n is known at build time, else sign · (n − minus)⁻¹ with n
-   * the bound size of a symbol, as Builder.count and Builder.recip spell it.
+   * sign/(n − minus) with n the number of elements `dims` span: a constant when n is known at
+   * build time, else sign · (n − minus)⁻¹ with n the product of the bound sizes, as Builder.count
+   * and Builder.recip spell it.
    */
-  invCount(v: ValueId | undefined, n: Dim, minus = 0, sign = 1): boolean {
-    if (typeof n === 'number') return this.near(v, sign / (n - minus));
+  invCount(v: ValueId | undefined, dims: readonly Dim[], minus = 0, sign = 1): boolean {
+    const n = numelSize(dims);
+    if (isStatic(n)) return this.near(v, sign / (n.coef - minus));
     if (sign !== 1) return false;
     const d = this.is(v, 'div');
     if (!d || !this.near(d.args[0], 1)) return false;
     const count = minus ? this.is(d.args[1], 'sub') : undefined;
     if (minus && (!count || !this.near(count.args[1], minus))) return false;
-    const dim = this.is(minus ? count!.args[0] : d.args[1], 'dim');
-    return !!dim && dim.attrs.name === n;
+    const spanned = this.countOf(minus ? count!.args[0] : d.args[1]);
+    return spanned !== undefined && sizeEq(spanned, n);
+  }
+
+  /** The size a product of `dim` reads and constants computes (Builder.count's form). */
+  countOf(v: ValueId | undefined): Size | undefined {
+    const dim = this.is(v, 'dim');
+    if (dim) return size(dim.attrs.name);
+    const c = this.scalar(v);
+    if (c !== undefined) return Number.isInteger(c) ? size(c) : undefined;
+    const m = this.is(v, 'mul');
+    const [a, b] = m ? [this.countOf(m.args[0]), this.countOf(m.args[1])] : [];
+    return a && b ? mulSize(a, b) : undefined;
   }
 
   /** mul(a, b) in either order, with `pred` true of the second; returns the first. */
@@ -76,8 +90,14 @@ class Matcher {
 
   /** sum(v, [axis], keepDims: true): returns v. */
   keptSum(s: ValueId, axis: number): ValueId | undefined {
+    return this.keptSumOver(s, [axis]);
+  }
+
+  /** sum(v, axes, keepDims: true), the axes in any order: returns v. */
+  keptSumOver(s: ValueId, axes: readonly number[]): ValueId | undefined {
     const m = this.is(s, 'sum');
-    return m && m.attrs.keepDims && m.attrs.axes.length === 1 && m.attrs.axes[0] === axis ? m.args[0] : undefined;
+    const same = m && m.attrs.axes.length === axes.length && axes.every((a) => m.attrs.axes.includes(a));
+    return m && m.attrs.keepDims && same ? m.args[0] : undefined;
   }
 
   /** z = x − max(x, axis): returns x. */
@@ -137,7 +157,7 @@ class Matcher {
       for (const [a, b] of [m.args, [...m.args].reverse()] as [ValueId, ValueId][]) {
         const s = this.is(a, 'sum');
         if (!s || s.attrs.keepDims || s.attrs.axes.length !== 1 || s.attrs.axes[0] !== 0) continue;
-        if (this.invCount(b, this.g.type(s.args[0]!).shape[0]!, 0, sign)) return a;
+        if (this.invCount(b, [this.g.type(s.args[0]!).shape[0]!], 0, sign)) return a;
       }
       return undefined;
     };
@@ -148,7 +168,10 @@ class Matcher {
     return [ls.args[0]!, pick.args[1]!];
   }
 
-  /** bn_apply: (x − μ)·inv with μ = Σx/n, inv = (Σ(x − μ)²/(n − 1) + ε)^−½, over axis 0. */
+  /**
+   * bn_apply: (x − μ)·inv with μ = Σx/n, inv = (Σ(x − μ)²/(n − 1) + ε)^−½, over every axis but
+   * the last (axis 0 of [n, f]; axes 0 and 1 of the lecture's [n, t, f]).
+   */
   batchNorm(inst: Inst): [ValueId, ValueId, ValueId] | undefined {
     if (inst.op !== 'mul') return undefined;
     for (const [d, inv] of [inst.args, [...inst.args].reverse()] as [ValueId, ValueId][]) {
@@ -156,10 +179,12 @@ class Matcher {
       if (!sub) continue;
       const [x, mu] = sub.args as [ValueId, ValueId];
       const t = this.g.type(x);
-      const n = t.shape[0]!;
-      if (t.shape.length !== 2 || (typeof n === 'number' && n < 2)) continue;
-      const colSum = (v: ValueId | undefined) => (v === undefined ? undefined : this.keptSum(v, 0));
-      const meanOf = this.mulBy(mu, (w) => this.invCount(w, n));
+      const rows = t.shape.slice(0, -1);
+      const n = numelSize(rows);
+      if (t.shape.length < 2 || (isStatic(n) && n.coef < 2)) continue;
+      const axes = rows.map((_d, i) => i);
+      const colSum = (v: ValueId | undefined) => (v === undefined ? undefined : this.keptSumOver(v, axes));
+      const meanOf = this.mulBy(mu, (w) => this.invCount(w, rows));
       if (meanOf === undefined || colSum(meanOf) !== x) continue;
       const p = this.is(inv, 'pow');
       if (!p || !this.near(p.args[1], -0.5)) continue;
@@ -168,7 +193,7 @@ class Matcher {
       const [va, vb] = plusEps.args as [ValueId, ValueId];
       const variance = this.scalar(vb) !== undefined ? va : this.scalar(va) !== undefined ? vb : undefined;
       if (variance === undefined) continue;
-      const sq = colSum(this.mulBy(variance, (w) => this.invCount(w, n, 1)));
+      const sq = colSum(this.mulBy(variance, (w) => this.invCount(w, rows, 1)));
       if (sq === undefined) continue;
       const sqd = this.def(sq);
       const isSquare =

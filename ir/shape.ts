@@ -125,7 +125,9 @@ export function resolveReshape(from: Shape, to: readonly Dim[]): Dim[] {
         `reshape: cannot reshape ${fmtShape(from)} (${count(total)}) to ${fmtShape(to)}`,
         isStatic(total) && isStatic(known)
           ? `the known dimensions multiply to ${sizeText(known)}, which does not divide ${sizeText(total)}`
-          : 'a symbolic dimension stays an axis of its own: name it in the target shape, or let -1 stand for it',
+          : rest
+            ? `-1 would stand for ${sizeText(rest)}, but a symbolic dimension cannot be merged with other axes: keep it an axis of its own, e.g. ${fmtShape(to.flatMap((d) => (d === -1 ? [...rest.syms, -1] : [d])))}; batchNorm and crossEntropy take a [${rest.syms[0]}, T, C] tensor as it is`
+            : 'a symbolic dimension stays an axis of its own: name it in the target shape, or let -1 stand for it',
       );
     out[out.indexOf(-1)] = rest.syms.length ? rest.syms[0]! : rest.coef;
   } else if (!sizeEq(known, total))

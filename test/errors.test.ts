@@ -43,6 +43,11 @@ const CASES: Record<string, string> = {
     |            ^^^^^^^
   fix: the element count must stay the same; use -1 for one dimension to have it inferred
 `,
+  'symbolic-merge': `test/fixtures/errors/symbolic-merge.ts:4:18: error: reshape: cannot reshape [B, 4, 16] (B * 64 elements) to [-1, 16]
+  4 |   const flat = x.reshape([-1, 16]);
+    |                  ^^^^^^^
+  fix: -1 would stand for B * 4, but a symbolic dimension cannot be merged with other axes: keep it an axis of its own, e.g. [B, -1, 16]; batchNorm and crossEntropy take a [B, T, C] tensor as it is
+`,
   'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed
   5 |   return g.gather(C, ix).sum();
     |            ^^^^^^

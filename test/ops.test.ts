@@ -230,6 +230,12 @@ const EDGE_CASES: Record<string, string> = {
   batchedTiedHead: `const W = g.param('W', [5, 4]); const h = g.param('h', [2, 3, 4]); const y = h.matmul(W.transpose());`,
   productTransposed: `const a = g.param('a', [3, 4]); const b = g.param('b', [4, 2]); const y = a.matmul(b).transpose().add(b.transpose().matmul(a.transpose())).add(a.transpose().matmul(a).sum(1, true).transpose().matmul(b).sum());`,
   batchedTransposedA: `const x = g.param('x', [2, 4, 3]); const w = g.param('w', [4, 5]); const y = x.transpose().matmul(w);`,
+  // the lecture's BatchNorm1d on [n, t, f] (statistics over n·t rows), as the composite and
+  // written out; a loss at every position of a sequence
+  batchNorm3d: `const x = g.param('x', [3, 2, 4]); const gain = g.param('gain', [4]); const bias = g.param('bias', [4]); const y = g.batchNorm(x, gain, bias).tanh();`,
+  batchNorm3dLongForm: `const x = g.param('x', [3, 2, 4]); const mu = x.sum([0, 1], true).mul(1 / 6); const d = x.sub(mu);
+  const y = d.mul(d.pow(2).sum([0, 1], true).mul(1 / 5).add(1e-5).pow(-0.5)).tanh();`,
+  crossEntropy3d: `const x = g.param('x', [2, 3, 5]); const t = g.input('t', [2, 3], 'i32'); const y = g.crossEntropy(x, t);`,
 };
 
 describe('edge cases', () => {
@@ -238,6 +244,13 @@ describe('edge cases', () => {
       const { c, mod } = await buildAndImport(modelFile(source(`edge_${name}`, body)));
       await check(c, mod, 11);
     });
+
+  it('recognises batchnorm over the rows of [n, t, f] and cross-entropy over [n, t, classes]', async () => {
+    for (const [name, op] of [['batchNorm3d', 'bn_apply'], ['batchNorm3dLongForm', 'bn_apply'], ['crossEntropy3d', 'xent']] as const) {
+      const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));
+      expect(c.fwd.insts.map((i) => i.op), name).toContain(op);
+    }
+  });
 
   it('writes no transposed copy for a matmul operand or a matmul result', async () => {
     for (const name of ['tiedHead', 'attention', 'batchedTiedHead', 'productTransposed']) {

@@ -903,17 +903,28 @@ export const CASES: Case[] = [
   return { loss, r, o };`,
   },
   {
+    // the lecture's BatchNorm1d on [B, T, C]: statistics over B·T rows (bn_apply over axes 0, 1)
     name: 'bn_3d',
-    error: 'batchNorm: x must be 2-D [n, features], got f32[B,3,4]',
-    Bs: [3, 5, 33],
     body: `
   const x = g.input('x', [BB, 3, 4]);
-  const gain = g.param('gain', [3, 4]);
-  const bias = g.param('bias', [3, 4]);
-  const h = g.batchNorm(x, gain, bias);
+  const W = g.param('W', [4, 4]);
+  const gain = g.param('gain', [4]);
+  const bias = g.param('bias', [4]);
+  const h = g.batchNorm(x.matmul(W), gain, bias);
   const t = g.input('t', [BB, 3, 4]);
   const loss = h.tanh().mul(t).sum();
   return { loss, h };`,
+  },
+  {
+    // a loss at every position of a sequence: B·T rows are no one axis, so a one-hot mask picks
+    name: 'xent_3d',
+    body: `
+  const x = g.input('x', [BB, 3, 4]);
+  const W = g.param('W', [4, 5]);
+  const y = g.input('y', [BB, 3], 'i32');
+  const logits = x.matmul(W);
+  const loss = g.crossEntropy(logits, y);
+  return { loss, logits };`,
   },
   {
     name: 'row_norm',

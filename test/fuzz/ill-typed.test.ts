@@ -344,12 +344,13 @@ const FAMILIES: Record<string, Family> = {
     forms.push(
       [`g.pick(${X}, ${I})`, 'pick', /^pick: needs x \[n, c\] and indices \[n\]/],
       [`g.crossEntropy(${X}, ${I})`, 'crossEntropy', /^crossEntropy: targets must be i32\[\d+\]/],
-      [`g.crossEntropy(${X3}, ${In})`, 'crossEntropy', /^crossEntropy: logits must be 2-D/],
+      [`g.crossEntropy(${X3}, ${In})`, 'crossEntropy', /^crossEntropy: targets must be i32\[\d+, \d+\] class indices, one per row of logits/],
+      [`g.crossEntropy(${Xf}, ${In})`, 'crossEntropy', /^crossEntropy: logits must be 2-D/],
       [`g.hingeLoss(${Xf}, ${In})`, 'hingeLoss', /^hingeLoss: scores must be 2-D/],
       [`g.gather(${S0}, ${In})`, 'gather', /^gather: the table is a scalar/],
       [`g.oneHot(${In}, ${c.pick(['0', '-1', '1.5', 'NaN'])})`, 'oneHot', /^oneHot: depth .* is not a positive integer/],
-      [`g.batchNorm(${X3}, 1, 0)`, 'batchNorm', /^batchNorm: x must be 2-D/],
-      [`g.batchNorm(${p.param([1, k])}, 1, 0)`, 'batchNorm', /^batchNorm: needs a batch of 2 or more rows/],
+      [`g.batchNorm(${Xf}, 1, 0)`, 'batchNorm', /^batchNorm: x must be \[n, features\] or \[n, \.\.\., features\]/],
+      [`g.batchNorm(${p.param(c.pick([[1, k], [1, 1, k]]))}, 1, 0)`, 'batchNorm', /^batchNorm: needs a batch of 2 or more rows/],
     );
     const [expr, method, msg] = c.pick(forms);
     const stmt = `const bad = ${expr};`;
