@@ -15,6 +15,9 @@ export class CompileError extends Error {
     this.name = 'CompileError';
   }
 
+  /** The user's calls that led to `loc`, innermost first (a helper function's callers). */
+  via: readonly Loc[] = [];
+
   withLoc(loc: Loc | undefined): this {
     if (!this.loc && loc) this.loc = loc;
     return this;

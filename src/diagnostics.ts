@@ -5,6 +5,9 @@
 //      12 |   const hprebn = embcat.matmul(W1).add(b1);
 //         |                         ^^^^^^
 //     fix: the left operand's last dimension must equal the right operand's first; ...
+//
+// An error inside a helper function adds a line for each call that led there:
+// `  called from model.ts:11:13: const h = layer(x, 16);`.
 
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -40,6 +43,10 @@ export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
       lines.push(`  ${num} | ${shown}`);
       lines.push(`  ${pad} | ${' '.repeat(start)}${'^'.repeat(width)}`);
     }
+  }
+  for (const loc of e.via) {
+    const text = src?.sourceOf(loc.file)?.split(/\r?\n/)[loc.line - 1]?.trim();
+    lines.push(`  called from ${src ? src.displayPath(loc.file) : loc.file}:${loc.line}:${loc.col}${text ? `: ${text}` : ''}`);
   }
   if (e.hint) lines.push(`  fix: ${oneLine(e.hint)}`);
   return lines.join('\n');

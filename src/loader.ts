@@ -112,7 +112,12 @@ export class Loader {
    */
   callerLoc(frames: Frames): Loc | undefined {
     const loc = this.firstUserLoc(frames);
-    if (!loc || this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)) return loc;
+    return loc && this.atCall(loc);
+  }
+
+  /** A position inside a call's text, moved to the call's method name. */
+  private atCall(loc: Loc): Loc {
+    if (this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)) return loc;
     const call = this.calls(path.resolve(this.dir, loc.file))?.enclosing(loc.line, loc.col);
     return call ? { file: loc.file, line: call.line, col: call.col } : loc;
   }
@@ -198,10 +203,27 @@ export class Loader {
    * a location (thrown by a DSL function such as model(...)) is located at the user's call.
    */
   located(e: unknown): CompileError {
-    if (e instanceof CompileError) return e.loc ? e : e.withLoc(this.callerLoc(framesOf(e)));
-    const loc = this.firstUserLoc(framesOf(e));
-    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-    return new CompileError(`the model threw ${what}`, 'fix the model code at this line', loc);
+    const frames = framesOf(e);
+    let err: CompileError;
+    if (e instanceof CompileError) err = e.loc ? e : e.withLoc(this.callerLoc(frames));
+    else {
+      const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      err = new CompileError(`the model threw ${what}`, 'fix the model code at this line', this.firstUserLoc(frames));
+    }
+    if (err.loc && err.via.length === 0) err.via = this.callChain(frames, err.loc);
+    return err;
+  }
+
+  /** The user's calls that led to `loc` (the frames after the one at loc), one per line. */
+  private callChain(frames: Frames, loc: Loc): Loc[] {
+    const locs = frames.map((f) => this.locOf(f)).filter((l): l is Loc => l !== undefined);
+    const at = locs.findIndex((l) => l.file === loc.file && l.line === loc.line);
+    const chain: Loc[] = [];
+    for (const l of at < 0 ? [] : locs.slice(at + 1)) {
+      const prev = chain.at(-1) ?? loc;
+      if (l.file !== prev.file || l.line !== prev.line) chain.push(this.atCall(l));
+    }
+    return chain;
   }
 }
 

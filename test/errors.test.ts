@@ -48,6 +48,14 @@ const CASES: Record<string, string> = {
     |                  ^^^^^^^
   fix: -1 would stand for B * 4, but a symbolic dimension cannot be merged with other axes: keep it an axis of its own, e.g. [B, -1, 16]; batchNorm and crossEntropy take a [B, T, C] tensor as it is
 `,
+  // an error in a helper function names the calls that led to it
+  'helper-call': `test/fixtures/errors/lib/layers.ts:3:12: error: matmul: inner dimensions differ: f32[4,16] × f32[15,3] (16 ≠ 15)
+  3 |   return x.matmul(W);
+    |            ^^^^^^
+  called from test/fixtures/errors/lib/layers.ts:6:10: return linear(x, W).tanh();
+  called from test/fixtures/errors/helper-call.ts:8:13: const y = block(h, W2);
+  fix: the left operand's last dimension must equal the right operand's first; transpose or reshape one of them
+`,
   'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed
   5 |   return g.gather(C, ix).sum();
     |            ^^^^^^
