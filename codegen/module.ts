@@ -162,14 +162,14 @@ export function initDecl(m: ModuleInfo, t: Typed): string[] {
   ];
 }
 
-/** The helper behind --check-finite: throws naming the value and the DSL line that made it. */
+/** The helper behind --check-finite: throws naming the value and the DSL line that made it (or the argument). */
 export function checkFiniteDecl(m: ModuleInfo, t: Typed): string[] {
   if (!m.checkFinite) return [];
   return [
     `function checkFinite(name${t(': string')}, a${t(': Float32Array')}, where${t(': string')})${t(': void')} {`,
     '  for (let i = 0; i < a.length; i++)',
     `    if (!Number.isFinite(a[i]${t('!')}))`,
-    '      throw new RangeError(`' + m.name + ': ${a[i]} in ${name}[${i}], computed at ${where} (built with --check-finite)`);',
+    '      throw new RangeError(`' + m.name + ': ${a[i]} in ${name}[${i}], ${where} (built with --check-finite)`);',
     '}',
     '',
   ];

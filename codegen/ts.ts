@@ -370,7 +370,7 @@ class Emitter {
     if (!this.m.checkFinite) return [];
     return u.insts.flatMap((inst) => {
       if (!this.stored(u.graph, inst.result) || u.graph.type(inst.result).dtype !== 'f32') return [];
-      const where = inst.loc ? `${inst.loc.file}:${inst.loc.line}` : 'an instruction without a location';
+      const where = inst.loc ? `computed at ${inst.loc.file}:${inst.loc.line}` : 'computed by an instruction without a location';
       return [`checkFinite(${JSON.stringify(this.name(u.graph, inst.result))}, ${this.arrOf(u.graph, inst.result)}, ${JSON.stringify(where)});`];
     });
   }
@@ -898,6 +898,10 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
     '/** Copies the arguments into the arena, so that every loop reads arrays of known length. */',
     `function stage(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
     ...staged.map(([obj, e]) => `buf.${stagedName(m, obj, e.name)}.set(${member(obj, e.name)});`),
+    // --check-finite: a NaN that comes in is named as the argument, not as the first value made from it
+    ...(m.checkFinite ? staged : [])
+      .filter(([obj, e]) => m.fwd.type(m.fwd.byName(stagedName(m, obj, e.name))!.id).dtype === 'f32')
+      .map(([obj, e]) => `checkFinite(${JSON.stringify(`${obj === 'params' ? 'param' : 'input'} '${e.name}'`)}, buf.${stagedName(m, obj, e.name)}, 'passed in');`),
     '}',
   ];
   const forwardFn = [`function forwardPass()${t(': void')} {`, ...destructure(fwd.used), ...fwdCode, '}'];

@@ -65,6 +65,11 @@ export default model('nan', (g) => {
     expect(() => m.valueAndGrad(params, inputs)).toThrow(new RangeError('nan: NaN in lx[2], computed at model.ts:5 (built with --check-finite)'));
     expect(() => m.forward(params, inputs)).toThrow('NaN in lx[2]');
     expect(m.valueAndGrad({ x: Float32Array.of(1, 2, 3, 4) }, inputs).loss).toBeCloseTo(10, 4);
+    // a non-finite argument is named as the argument, before anything is computed from it
+    expect(() => m.valueAndGrad({ x: Float32Array.of(1, NaN, 3, 4) }, inputs)).toThrow(new RangeError("nan: NaN in param 'x'[1], passed in (built with --check-finite)"));
+    expect(() => m.forward({ x: Float32Array.of(1, 2, 3, 4) }, { y: Float32Array.of(1, 1, Infinity, 1) })).toThrow(
+      new RangeError("nan: Infinity in input 'y'[2], passed in (built with --check-finite)"),
+    );
   });
 });
 
