@@ -7,8 +7,9 @@
 //   matmul       a matmul and the elementwise ops of its output that consume it (bias add,
 //                activation, an activation's gradient)
 //
-// Sources (params, inputs, constants, forward reads) are hoisted to the top first, so that they
-// do not break runs; what is left ungrouped is emitted one instruction at a time.
+// Sources (params, inputs, constants, forward reads) and the scalars computed from them alone are
+// hoisted to the top first, so that they do not break runs; what is left ungrouped is emitted one
+// instruction at a time.
 
 import type { Graph } from './graph.js';
 import { OPS } from './ops.js';
@@ -94,9 +95,20 @@ function sameAxes(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** Hoists sources to the top (in their order), keeping the order of everything else. */
-function hoistSources(g: Graph): void {
-  g.insts = [...g.insts.filter(isSource), ...g.insts.filter((i) => !isSource(i))];
+/**
+ * The prelude: sources, and the scalars computed from constants and dimension sizes alone (the
+ * 1/B of a mean over a symbolic batch, Bessel's n/(n − 1)). Computed first, they are ready for
+ * any group's epilogue.
+ */
+function prelude(g: Graph): Set<ValueId> {
+  const pre = new Set<ValueId>();
+  const sizes = new Set<ValueId>();
+  for (const inst of g.insts) {
+    if (inst.op === 'const' || inst.op === 'dim') sizes.add(inst.result);
+    else if (isElementwise(inst) && g.type(inst.result).shape.length === 0 && inst.args.every((a) => sizes.has(a))) sizes.add(inst.result);
+    if (isSource(inst) || sizes.has(inst.result)) pre.add(inst.result);
+  }
+  return pre;
 }
 
 /**
@@ -107,12 +119,12 @@ function hoistSources(g: Graph): void {
 export const fuse: Pass = {
   name: 'fuse',
   run(g) {
-    hoistSources(g);
-    const sources = g.insts.filter(isSource);
-    const rest = g.insts.filter((i) => !isSource(i));
+    const pre = prelude(g);
+    const sources = g.insts.filter((i) => pre.has(i.result));
+    const rest = g.insts.filter((i) => !pre.has(i.result));
     const users = g.uses();
     const pending = new Map<ValueId, number>();
-    for (const inst of rest) pending.set(inst.result, inst.args.filter((a) => !isSource(g.def(a))).length);
+    for (const inst of rest) pending.set(inst.result, inst.args.filter((a) => !pre.has(a)).length);
     const ready: Inst[] = rest.filter((i) => pending.get(i.result) === 0);
     const order = new Map(rest.map((inst, k) => [inst.id, k] as const));
     const scheduled: Inst[] = [];

@@ -22,6 +22,12 @@ export interface Env {
    * differences must perturb).
    */
   readonly frozen?: ReadonlyMap<string, NDArray>;
+  /**
+   * Round every value to float32 after each instruction: what a float32 evaluation of the same
+   * graph gives (the yardstick for gradients that float32 cannot compute better, e.g. ones that
+   * cancel to zero).
+   */
+  readonly float32?: boolean;
 }
 
 /**
@@ -72,7 +78,8 @@ export function interpret(g: Graph, env: Env): Map<string, NDArray> {
   for (const inst of g.insts) {
     const name = g.value(inst.result).name;
     const held = inst.op === 'stop_gradient' ? env.frozen?.get(name) : undefined;
-    const out = held ?? evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env);
+    const exact = held ?? evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env);
+    const out = env.float32 ? nd(exact.shape, exact.data.map(Math.fround)) : exact;
     vals.set(inst.result, out);
     byName.set(name, out);
   }

@@ -56,15 +56,29 @@ export const dce: Pass = {
   },
 };
 
-/** Common-subexpression elimination: one instruction per (op, operands, attributes). */
+/**
+ * Common-subexpression elimination: one instruction per (op, operands, attributes). A reduction
+ * that differs from an earlier one only in keepDims becomes a reshape of it (a bias gradient
+ * `Σdy` and the kept `Σdy` of a batchnorm or a broadcast operand are one sum).
+ */
 export const cse: Pass = {
   name: 'cse',
   run(g) {
     const seen = new Map<string, ValueId>();
+    const reductions = new Map<string, ValueId>();
     const dead = new Set<InstId>();
     for (const id of g.insts.map((i) => i.id)) {
       const inst = g.inst(id);
       if (inst.op === 'input' || inst.op === 'param' || inst.op === 'fwd') continue;
+      if (inst.op === 'sum' || inst.op === 'max') {
+        const rkey = `${inst.op} ${inst.args[0]!.index} [${[...inst.attrs.axes].sort((a, b) => a - b)}]`;
+        const other = reductions.get(rkey);
+        if (other !== undefined && g.type(other).shape.length !== g.type(inst.result).shape.length) {
+          g.replaceInst(inst, { ...inst, op: 'reshape', args: [other], attrs: { shape: [...g.type(inst.result).shape] } } as Inst);
+          continue;
+        }
+        if (other === undefined) reductions.set(rkey, inst.result);
+      }
       const key = instKey(g, inst, (a) => String(a.index));
       const prev = seen.get(key);
       if (prev === undefined) {

@@ -89,12 +89,27 @@ export function randomArgs(fwd: Graph, seed: number, scale = 1, dims: Record<str
 }
 
 /** Float64 reference: outputs and gradients from the interpreter. */
-export function reference(fwd: Graph, bwd: Graph, params: Arrays, inputs: Arrays): { outputs: Record<string, NDArray>; grads: Record<string, Float64Array> } {
-  const vals = interpret(fwd, { params, inputs });
-  const bv = interpret(bwd, { fwd: vals });
+export function reference(
+  fwd: Graph,
+  bwd: Graph,
+  params: Arrays,
+  inputs: Arrays,
+  opts: { float32?: boolean } = {},
+): { outputs: Record<string, NDArray>; grads: Record<string, Float64Array> } {
+  const vals = interpret(fwd, { params, inputs, float32: opts.float32 });
+  const bv = interpret(bwd, { fwd: vals, float32: opts.float32 });
   const grads: Record<string, Float64Array> = {};
   for (const o of bwd.outputs) grads[o.name] = bv.get(bwd.value(o.value).name)!.data;
   return { outputs: outputsOf(fwd, vals), grads };
+}
+
+/**
+ * How far a float32 gradient may be from the float64 reference: 1e-4 (relErr), or, where float32
+ * cannot do better (a gradient that cancels to zero, such as a bias before batchnorm), 10× the
+ * error of the float32-rounding interpreter on the same graphs.
+ */
+export function gradTolerance(ref: ArrayLike<number>, ref32: () => ArrayLike<number>, err: number): number {
+  return err < 1e-4 ? 1e-4 : Math.max(1e-4, 10 * relErr(ref32(), ref));
 }
 
 /** The float64 loss at params (for finite differences). */

@@ -11,8 +11,6 @@ import { fmtNumber, printGraph } from '../../ir/print.js';
 import { parseGraph } from '../../ir/parse.js';
 import { dce } from '../../ir/passes.js';
 import { staticShape } from '../../ir/dims.js';
-import { OPS } from '../../ir/ops.js';
-import type { TensorType } from '../../ir/types.js';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -98,28 +96,7 @@ function l1OfLossTerms(g: Graph, vals: Map<string, NDArray>): number {
  * the generated module, the difference is the problem's conditioning, not a code generation bug.
  */
 function f32Grads(c: Built, params: Arrays, inputs: Arrays): Record<string, Float64Array> {
-  const run = (g: Graph, env: { params?: Arrays; inputs?: Arrays; fwd?: Map<string, NDArray> }) => {
-    const vals = new Map<number, NDArray>();
-    const byName = new Map<string, NDArray>();
-    for (const inst of g.insts) {
-      const t = g.type(inst.result);
-      let out: NDArray;
-      if (inst.op === 'input') out = K.nd(staticShape(t.shape), env.inputs![inst.attrs.name]!);
-      else if (inst.op === 'param') out = K.nd(staticShape(t.shape), env.params![inst.attrs.name]!);
-      else if (inst.op === 'const') out = K.nd(staticShape(t.shape), inst.attrs.data);
-      else if (inst.op === 'fwd') out = env.fwd!.get(inst.attrs.name)!;
-      else {
-        const ev = OPS[inst.op].eval as (a: readonly NDArray[], at: unknown, t: TensorType) => NDArray;
-        out = ev(inst.args.map((a) => vals.get(a.index)!), inst.attrs, t);
-      }
-      out.data.forEach((x, i) => (out.data[i] = Math.fround(x)));
-      vals.set(inst.result.index, out);
-      byName.set(g.value(inst.result).name, out);
-    }
-    return byName;
-  };
-  const bv = run(c.bwd, { fwd: run(c.fwd, { params, inputs }) });
-  return Object.fromEntries(c.bwd.outputs.map((o) => [o.name, bv.get(c.bwd.value(o.value).name)!.data]));
+  return reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads;
 }
 
 function f64(params: Arrays): Record<string, Float64Array> {
