@@ -12,7 +12,7 @@ import { printGraph } from '../ir/print.js';
 import { numel } from '../ir/types.js';
 import { buildAndImport, expectGolden, finiteDiff, randomArgs, reference, relErr, rng, ROOT } from './helpers.js';
 
-const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'twolayer', 'classifier'];
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'twolayer', 'classifier'];
 
 /** Inputs that must lie in a domain: a variance is not negative. */
 const POSITIVE_INPUTS = new Set(['bnvar']);
@@ -102,6 +102,20 @@ describe('the sigmoid neuron of the DeepRob slides', () => {
       x1: '-0.59',
       w2: '0.20',
     });
+  });
+});
+
+describe('the WaveNet of part 5', () => {
+  it("normalises [n, t, c] over the batch and the positions with batchnorm's fused rule", async () => {
+    const { c } = await buildAndImport(path.join(ROOT, 'examples', 'wavenet.ts'));
+    const fwd = printGraph(c.fwd, { locs: false });
+    const bwd = printGraph(c.bwd, { locs: false });
+    expect(fwd.match(/= bn_apply /g)).toHaveLength(3);
+    expect(fwd).toMatch(/%bnmeani: f32\[1,1,128\] = mul %t\d+, %t\d+\n/);
+    expect(fwd).toMatch(/= sum %hpre1 \{axes=\[0, 1\], keepDims=true\}/);
+    // the backward reads bnvar_inv; the chain rule through the variance (a pow of −1.5) is gone
+    expect(bwd).not.toMatch(/= pow /);
+    expect(bwd).toMatch(/%dbias1: f32\[128\] = sum %\w+ \{axes=\[0, 1\], keepDims=false\}/);
   });
 });
 

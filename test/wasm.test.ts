@@ -283,7 +283,7 @@ describe('SIMD column reductions', () => {
   });
 });
 
-const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'twolayer', 'classifier'];
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'twolayer', 'classifier'];
 
 async function importGenerated(name: string, suffix: string): Promise<GeneratedModule> {
   return (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}${suffix}.js`)).href)) as GeneratedModule;
