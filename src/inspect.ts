@@ -155,7 +155,9 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const grads = mod.valueAndGrad(params, inputs).grads;
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params
-  const stopped = c.fwd.insts.filter((i) => i.op === 'stop_gradient').map((i) => c.fwd.value(i.result).name);
+  const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient');
+  const stopped = stops.map((i) => c.fwd.value(i.result).name);
+  const stoppedAt = stops.map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const base = interpret(c.fwd, { params: p64, inputs });
   const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
@@ -192,7 +194,7 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const table = [
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
-    ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stopped.join(', ')})`] : []),
+    ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
     fmt(head),
     ...body.map(fmt),
   ].join('\n');

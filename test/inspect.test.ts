@@ -144,7 +144,7 @@ export default model('half', (g) => {
     const r = await run(['check', file]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toContain('(the finite differences hold what stopGradient stops at its value: scale)\n');
+    expect(r.out).toContain('(the finite differences hold what stopGradient stops at its value: scale (model.ts:4))\n');
     expect(r.out).toMatch(/^x +f32\[4\] +4 +\S+ +\S+  PASS$/m);
   });
 });
