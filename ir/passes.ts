@@ -100,7 +100,9 @@ function instKey(g: Graph, inst: Inst, arg: (v: ValueId) => string): string {
   const t = g.type(inst.result);
   const args = inst.args.map(arg);
   if (COMMUTATIVE.has(inst.op)) args.sort();
-  return `${inst.op} ${t.dtype}[${t.shape}] ${args.join(',')}${fmtAttrs(inst.attrs)}`;
+  // a reduction's axes in any order are the same reduction
+  const attrs = inst.op === 'sum' || inst.op === 'max' ? { ...inst.attrs, axes: [...inst.attrs.axes].sort((a, b) => a - b) } : inst.attrs;
+  return `${inst.op} ${t.dtype}[${t.shape}] ${args.join(',')}${fmtAttrs(attrs)}`;
 }
 
 /**

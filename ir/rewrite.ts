@@ -50,7 +50,9 @@ class Matcher {
    */
   invCount(v: ValueId | undefined, dims: readonly Dim[], minus = 0, sign = 1): boolean {
     const n = numelSize(dims);
-    if (isStatic(n)) return this.near(v, sign / (n.coef - minus));
+    // relative: 1/n and 1/(n − 1) differ by about 1/n², below any absolute tolerance for large n
+    const s = this.scalar(v);
+    if (isStatic(n)) return s !== undefined && Math.abs(s - sign / (n.coef - minus)) <= 1e-12 * Math.abs(sign / (n.coef - minus));
     if (sign !== 1) return false;
     const d = this.is(v, 'div');
     if (!d || !this.near(d.args[0], 1)) return false;

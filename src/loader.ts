@@ -21,6 +21,8 @@ import { decodeMappings, originalPosition } from './sourcemap.js';
 interface SourceFileInfo {
   readonly text: string;
   readonly map: LineMap;
+  /** The transpiled code's lines, as V8 runs them. */
+  readonly code: readonly string[];
   /** The file's calls, by every position V8 may report for them (parsed when first needed). */
   calls?: FileCalls;
 }
@@ -111,14 +113,27 @@ export class Loader {
    * `(0, graphc_1.model)(...)`, after its '(').
    */
   callerLoc(frames: Frames): Loc | undefined {
-    const loc = this.firstUserLoc(frames);
-    return loc && this.atCall(loc);
+    for (const f of frames) {
+      const loc = this.callOf(f);
+      if (loc) return loc;
+    }
+    return undefined;
   }
 
-  /** A position inside a call's text, moved to the call's method name. */
-  private atCall(loc: Loc): Loc {
-    if (this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)) return loc;
-    const call = this.calls(path.resolve(this.dir, loc.file))?.enclosing(loc.line, loc.col);
+  /**
+   * The call a frame of a loaded file is in, at its method name. A call through an import
+   * binding runs as `(0, lib_1.f)(...)`, which V8 reports at its argument list's '(': that maps
+   * into the first argument, which may be a call of its own, so the call is the one whose
+   * argument list holds the position.
+   */
+  private callOf(frame: NodeJS.CallSite): Loc | undefined {
+    const loc = this.locOf(frame);
+    if (!loc) return undefined;
+    const abs = path.resolve(this.dir, loc.file);
+    const code = this.files.get(abs)?.code[(frame.getLineNumber() ?? 0) - 1] ?? '';
+    const throughBinding = /\)\s*$/.test(code.slice(0, (frame.getColumnNumber() ?? 0) - 1)) && code[(frame.getColumnNumber() ?? 0) - 1] === '(';
+    if (!throughBinding && this.callAt(abs, loc.line, loc.col)) return loc;
+    const call = this.calls(abs)?.enclosing(loc.line, loc.col, throughBinding);
     return call ? { file: loc.file, line: call.line, col: call.col } : loc;
   }
 
@@ -172,10 +187,10 @@ export class Loader {
     if (cached) return cached.exports;
     const { text, out } = this.transpile(abs);
     const map = decodeMappings((JSON.parse(out.sourceMapText ?? '{"mappings":""}') as { mappings: string }).mappings);
-    this.files.set(abs, { text, map });
+    const code = out.outputText.replace(/\/\/# sourceMappingURL=.*$/m, '');
+    this.files.set(abs, { text, map, code: code.split('\n') });
     const module = { exports: {} as unknown };
     this.modules.set(abs, module);
-    const code = out.outputText.replace(/\/\/# sourceMappingURL=.*$/m, '');
     const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname'], { filename: abs });
     const req = (spec: string) => this.resolve(spec, abs);
     fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs));
@@ -216,12 +231,12 @@ export class Loader {
 
   /** The user's calls that led to `loc` (the frames after the one at loc), one per line. */
   private callChain(frames: Frames, loc: Loc): Loc[] {
-    const locs = frames.map((f) => this.locOf(f)).filter((l): l is Loc => l !== undefined);
+    const locs = frames.map((f) => this.callOf(f)).filter((l): l is Loc => l !== undefined);
     const at = locs.findIndex((l) => l.file === loc.file && l.line === loc.line);
     const chain: Loc[] = [];
     for (const l of at < 0 ? [] : locs.slice(at + 1)) {
       const prev = chain.at(-1) ?? loc;
-      if (l.file !== prev.file || l.line !== prev.line) chain.push(this.atCall(l));
+      if (l.file !== prev.file || l.line !== prev.line) chain.push(l);
     }
     return chain;
   }

@@ -67,8 +67,8 @@ function anchorPos(call: CallExpression): number | undefined {
 export class FileCalls {
   /** By every "line:col" V8 may report for a frame of the call: its anchor, and its '('. */
   private readonly byPos = new Map<string, CallSite>();
-  /** Each call's extent (offsets from its callee to its ')'), in source order. */
-  private readonly spans: { start: number; end: number; site: CallSite }[] = [];
+  /** Each call's extent (offsets from its callee to its ')') and its '(', in source order. */
+  private readonly spans: { start: number; end: number; paren: number; site: CallSite }[] = [];
   private readonly sf: SourceFile;
 
   constructor(file: string, text: string) {
@@ -86,8 +86,8 @@ export class FileCalls {
       const at = lineCol(pos);
       const site: CallSite = { line: at.line, col: at.col, name: bindingOf(node) };
       this.byPos.set(at.key, site);
-      this.spans.push({ start: node.getExpression().getStart(), end: node.getEnd(), site });
       const paren = node.getFirstChildByKind(SyntaxKind.OpenParenToken);
+      this.spans.push({ start: node.getExpression().getStart(), end: node.getEnd(), paren: paren?.getStart() ?? node.getEnd(), site });
       if (paren) aliases.push([lineCol(paren.getStart()).key, site]);
     });
     // an anchor always wins over a '(' at the same place
@@ -99,13 +99,17 @@ export class FileCalls {
     return this.byPos.get(`${line}:${col}`);
   }
 
-  /** The innermost call whose text contains this 1-based position. */
-  enclosing(line: number, col: number): CallSite | undefined {
+  /**
+   * The innermost call whose text contains this 1-based position; with `inArguments`, the
+   * innermost whose argument list contains it (its '(' comes before the position).
+   */
+  enclosing(line: number, col: number, inArguments = false): CallSite | undefined {
     const lines = this.sf.compilerNode.getLineStarts();
     if (line < 1 || line > lines.length) return undefined;
     const pos = lines[line - 1]! + col - 1;
     let best: { start: number; end: number; site: CallSite } | undefined;
-    for (const s of this.spans) if (s.start <= pos && pos < s.end && (!best || s.end - s.start < best.end - best.start)) best = s;
+    for (const s of this.spans)
+      if (s.start <= pos && pos < s.end && (!inArguments || s.paren < pos) && (!best || s.end - s.start < best.end - best.start)) best = s;
     return best?.site;
   }
 }

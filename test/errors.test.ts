@@ -53,7 +53,7 @@ const CASES: Record<string, string> = {
   3 |   return x.matmul(W);
     |            ^^^^^^
   called from test/fixtures/errors/lib/layers.ts:6:10: return linear(x, W).tanh();
-  called from test/fixtures/errors/helper-call.ts:8:13: const y = block(h, W2);
+  called from test/fixtures/errors/helper-call.ts:8:13: const y = block(block(h, W1), W2); // the outer call fails: its W2 does not fit
   fix: the left operand's last dimension must equal the right operand's first; transpose or reshape one of them
 `,
   'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed

@@ -252,6 +252,20 @@ describe('edge cases', () => {
     }
   });
 
+  it('leaves near misses of batchnorm in long form: the biased variance over 32,768 rows, a variance over other axes', async () => {
+    const nearMisses = {
+      // 1/n and 1/(n − 1) differ by about 1/n²: the Bessel check must not be an absolute tolerance
+      biasedLarge: `const x = g.input('x', [256, 128, 4]); const w = g.param('w', [4, 4]); const h = x.matmul(w);
+  const mu = h.mean([0, 1], true); const d = h.sub(mu); const y = d.mul(d.square().mean([0, 1], true).add(1e-5).pow(-0.5));`,
+      otherAxes: `const x = g.param('x', [3, 2, 4]); const mu = x.mean([0, 1], true); const d = x.sub(mu);
+  const y = d.mul(d.square().sum(0, true).mul(1 / 2).add(1e-5).pow(-0.5));`,
+    };
+    for (const [name, body] of Object.entries(nearMisses)) {
+      const { c } = await buildAndImport(modelFile(source(`near_${name}`, body)));
+      expect(c.fwd.insts.map((i) => i.op), name).not.toContain('bn_apply');
+    }
+  });
+
   it('writes no transposed copy for a matmul operand or a matmul result', async () => {
     for (const name of ['tiedHead', 'attention', 'batchedTiedHead', 'productTransposed']) {
       const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));
