@@ -173,6 +173,8 @@ export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
     c.skip(true);
     if (c.eat('return')) break;
     if (c.peek() === '}' && groupKind !== undefined) {
+      // the printer never writes one, and one would renumber the groups after it
+      if (groupInsts.length === 0) c.error('empty group', 'a group holds at least one instruction: remove the empty group');
       c.advance();
       g.groups.push({ kind: groupKind, insts: groupInsts });
       groupKind = undefined;

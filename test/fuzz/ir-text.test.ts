@@ -153,6 +153,20 @@ describe('fuzz: IR text', () => {
     fc.assert(fc.property(deep, parsesOrLocatedError), { seed: seed(14), numRuns: runs(60) });
   });
 
+  it('rejects an empty group at its closing brace (found by the mutation fuzzer: it renumbered the groups after it)', () => {
+    const text = 'graph forward g {\n  group g0 matmul {\n  }\n  %a: f32[] = const {data=[1]}\n  return loss=%a\n}\n';
+    const err = (() => {
+      try {
+        parseGraph(text, { file: 'empty.ir' });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(CompileError);
+    expect((err as CompileError).message).toBe('empty group');
+    expect((err as CompileError).loc).toEqual({ file: 'empty.ir', line: 3, col: 3 });
+  });
+
   it('parseGraph on mutated IR files of generated/: a round-tripping graph or a located CompileError', () => {
     fc.assert(fc.property(mutatedIr, parsesOrLocatedError), { seed: seed(15), numRuns: runs(3000) });
     console.log(`IR text fuzz: ${stats.parsed} texts parsed (and round-tripped), ${stats.rejected} rejected with a located CompileError`);
