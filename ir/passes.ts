@@ -7,7 +7,7 @@ import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
 import { OPS } from './ops.js';
 import { fmtAttrs } from './print.js';
-import { isStatic, numelSize, sizeEq, staticShape } from './dims.js';
+import { asDim, isStatic, numelSize, sizeEq, staticShape } from './dims.js';
 import type { ConcreteType, Inst, InstId, Shape, ValueId } from './types.js';
 import { numel, sameShape } from './types.js';
 import { verify } from './verify.js';
@@ -256,6 +256,39 @@ export const foldTransposes: Pass = {
       }
     }
     dce.run(g, ctx);
+  },
+};
+
+/**
+ * [..., m, k] · [k, n] is one matmul over the rows of every batch: [b·m, k] · [k, n] between two
+ * reshapes (views). One register-tiled kernel instead of b small ones, and its gradient
+ * dB = A₂ᵀ·dC₂ a single matmul too. Left batched where a symbolic batch makes b·m no one axis.
+ */
+export const flattenMatmuls: Pass = {
+  name: 'flatten-matmuls',
+  run(g) {
+    const b = new Builder(g);
+    for (const id of g.insts.map((i) => i.id)) {
+      const inst = g.inst(id);
+      if (inst.op !== 'matmul' || inst.attrs.transA) continue;
+      const [x, w] = inst.args as [ValueId, ValueId];
+      const xs = g.type(x).shape;
+      const rows = asDim(numelSize(xs.slice(0, -1)));
+      if (xs.length <= 2 || g.type(w).shape.length !== 2 || rows === undefined) continue;
+      b.loc = inst.loc;
+      const before = g.insts.length;
+      const x2 = b.reshape(x, [rows, xs.at(-1)!]);
+      const product = b.matmul(x2, w, false, inst.attrs.transB);
+      const r = b.reshape(product, g.type(inst.result).shape);
+      // the rows read as the values they view: x1_rows, hpre1_rows
+      for (const [v, of] of [[x2, x], [product, inst.result]] as const) if (!g.value(of).temp) g.rename(v, `${g.value(of).name}_rows`);
+      // the new instructions take the matmul's place
+      const added = g.insts.splice(before);
+      g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
+      adoptName(g, r, inst.result);
+      g.replaceUses(inst.result, r);
+      g.remove(new Set([inst.id]));
+    }
   },
 };
 

@@ -1,12 +1,12 @@
 // The pass pipelines: flat, named lists. `runPasses` verifies before and after each pass.
 
 import type { Pass } from './passes.js';
-import { cse, dce, factorReductions, foldTransposes, reuseForward, simplify } from './passes.js';
+import { cse, dce, factorReductions, flattenMatmuls, foldTransposes, reuseForward, simplify } from './passes.js';
 import { fuse } from './fusion.js';
 import { fuseComposites } from './rewrite.js';
 
 /** Forward IR, before the reverse pass. */
-export const FORWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, fuseComposites, cse, dce];
+export const FORWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, flattenMatmuls, fuseComposites, cse, dce];
 
 /** Backward IR, right after the reverse pass (the context names the forward graph). */
 export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, cse, reuseForward, cse, dce];

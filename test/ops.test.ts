@@ -266,6 +266,13 @@ describe('edge cases', () => {
     }
   });
 
+  it('multiplies the rows of every batch by a 2-D matrix in one matmul, forward and backward', async () => {
+    const { c } = await buildAndImport(modelFile(source('edge_batchedTiedHead', EDGE_CASES.batchedTiedHead!)));
+    // h [2, 3, 4] · Wᵀ: the forward product, dh and dW, each of two 2-D operands
+    const ranks = (g: Graph) => g.insts.filter((i) => i.op === 'matmul').map((i) => i.args.map((a) => g.type(a).shape.length).join('×'));
+    expect([...ranks(c.fwd), ...ranks(c.bwd)]).toEqual(['2×2', '2×2', '2×2']);
+  });
+
   it('writes no transposed copy for a matmul operand or a matmul result', async () => {
     for (const name of ['tiedHead', 'attention', 'batchedTiedHead', 'productTransposed']) {
       const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));

@@ -137,17 +137,15 @@ export async function create(options = {}) {
       return C[Xb[_i0 * 8 + _i1] * 24 + _rest1];
     }, 6144);
 
-  // hpre1 = x1 @ W1  (wavenet.ts:37)
-  //   %hpre1: f32[32,4,128] = matmul %x1, %W1 {transA=false, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
-  const kernel_hpre1 = kernel(function (x1, W1) {
+  // hpre1_rows = x1_rows @ W1  (wavenet.ts:37)
+  //   %hpre1_rows: f32[128,128] = matmul %x1_rows, %W1 {transA=false, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  const kernel_hpre1_rows = kernel(function (x1_rows, W1) {
       const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
+      const _i0 = Math.floor(_x / 128);
+      const _rest0 = _x - _i0 * 128;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 48; _r1++) {
-        _acc0 += x1[_i0 * 192 + _i1 * 48 + _r1] * W1[_r1 * 128 + _rest1];
+        _acc0 += x1_rows[_i0 * 48 + _r1] * W1[_r1 * 128 + _rest0];
       }
       return _acc0;
     }, 16384);
@@ -224,17 +222,15 @@ export async function create(options = {}) {
       return Math.tanh(_t1);
     }, 16384);
 
-  // hpre2 = x2 @ W2  (wavenet.ts:41)
-  //   %hpre2: f32[32,2,128] = matmul %x2, %W2 {transA=false, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
-  const kernel_hpre2 = kernel(function (x2, W2) {
+  // hpre2_rows = x2_rows @ W2  (wavenet.ts:41)
+  //   %hpre2_rows: f32[64,128] = matmul %x2_rows, %W2 {transA=false, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  const kernel_hpre2_rows = kernel(function (x2_rows, W2) {
       const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 128);
-      const _rest1 = _rest0 - _i1 * 128;
+      const _i0 = Math.floor(_x / 128);
+      const _rest0 = _x - _i0 * 128;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 256; _r1++) {
-        _acc0 += x2[_i0 * 512 + _i1 * 256 + _r1] * W2[_r1 * 128 + _rest1];
+        _acc0 += x2_rows[_i0 * 256 + _r1] * W2[_r1 * 128 + _rest0];
       }
       return _acc0;
     }, 8192);
@@ -836,41 +832,39 @@ export async function create(options = {}) {
       return _t2;
     }, 8192);
 
-  // dx2 = dhpre2 @ W2.T   matmul'  (wavenet.ts:41)
-  //   %dx2: f32[32,2,256] = matmul %dhpre2, %W2 {transA=false, transB=true}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
-  const kernel_dx2 = kernel(function (dhpre2, W2) {
+  // dx2_rows = dhpre2_rows @ W2.T   matmul'  (wavenet.ts:41)
+  //   %dx2_rows: f32[64,256] = matmul %dhpre2_rows, %W2 {transA=false, transB=true}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  const kernel_dx2_rows = kernel(function (dhpre2_rows, W2) {
       const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 512);
-      const _rest0 = _x - _i0 * 512;
-      const _i1 = Math.floor(_rest0 / 256);
-      const _rest1 = _rest0 - _i1 * 256;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 128; _r1++) {
-        _acc0 += dhpre2[_i0 * 256 + _i1 * 128 + _r1] * W2[_rest1 * 128 + _r1];
+        _acc0 += dhpre2_rows[_i0 * 128 + _r1] * W2[_rest0 * 128 + _r1];
       }
       return _acc0;
     }, 16384);
 
-  // dW2 = t59.T @ t60   matmul'  (wavenet.ts:41)
-  //   %dW2: f32[256,128] = matmul %t59, %t60 {transA=true, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
-  const kernel_dW2 = kernel(function (t59, t60) {
+  // dW2 = x2_rows.T @ dhpre2_rows   matmul'  (wavenet.ts:41)
+  //   %dW2: f32[256,128] = matmul %x2_rows, %dhpre2_rows {transA=true, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  const kernel_dW2 = kernel(function (x2_rows, dhpre2_rows) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 64; _r1++) {
-        _acc0 += t59[_r1 * 256 + _i0] * t60[_r1 * 128 + _rest0];
+        _acc0 += x2_rows[_r1 * 256 + _i0] * dhpre2_rows[_r1 * 128 + _rest0];
       }
       return _acc0;
     }, 32768);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dbias1 = dhbn1.sum((0, 1))   add'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %dbias1: f32[128] = sum %dhbn1 {axes=[0, 1], keepDims=false}   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
   const kernel_dbias1 = kernel(function (dh1, h1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -887,11 +881,11 @@ export async function create(options = {}) {
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dgain1 = (dhbn1 * bnraw).sum((0, 1))   mul'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %dgain1: f32[128] = sum %t63 {axes=[0, 1], keepDims=false}   wavenet.ts:38
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %dgain1: f32[128] = sum %t61 {axes=[0, 1], keepDims=false}   wavenet.ts:38
   const kernel_dgain1 = kernel(function (dh1, h1, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -909,10 +903,10 @@ export async function create(options = {}) {
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
   //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
   const kernel_dbnraw = kernel(function (dh1, h1, gain1) {
       const _x = this.thread.x;
@@ -928,13 +922,13 @@ export async function create(options = {}) {
     }, 16384);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
-  // t64 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t64: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
-  const kernel_t64 = kernel(function (dbnraw) {
+  // t62 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t62: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
+  const kernel_t62 = kernel(function (dbnraw) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
@@ -945,13 +939,13 @@ export async function create(options = {}) {
     }, 16384);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
-  // t65 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t65: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  const kernel_t65 = kernel(function (dbnraw) {
+  // t63 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t63: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  const kernel_t63 = kernel(function (dbnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
@@ -963,35 +957,35 @@ export async function create(options = {}) {
     }, 128);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
-  // t66 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t66: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
-  const kernel_t66 = kernel(function (bnvar_inv) {
+  // t64 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t64: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
+  const kernel_t64 = kernel(function (bnvar_inv) {
       const _x = this.thread.x;
       const _t0 = bnvar_inv[_x] * 0.0078125;
       return _t0;
     }, 128);
 
-  // t67 = t64 - t65   bn_apply'  (wavenet.ts:38)
-  //   %t67: f32[32,4,128] = sub %t64, %t65   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t69: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  const kernel_t67 = kernel(function (t64, t65) {
+  // t65 = t62 - t63   bn_apply'  (wavenet.ts:38)
+  //   %t65: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  const kernel_t65 = kernel(function (t62, t63) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = t64[_i0 * 512 + _i1 * 128 + _rest1] - t65[_rest1];
+      const _t0 = t62[_i0 * 512 + _i1 * 128 + _rest1] - t63[_rest1];
       return _t0;
     }, 16384);
 
-  // t68 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
-  //   %t68: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t69: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  const kernel_t68 = kernel(function (bnraw) {
+  // t66 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
+  //   %t66: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  const kernel_t66 = kernel(function (bnraw) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
@@ -1001,10 +995,10 @@ export async function create(options = {}) {
       return _t0;
     }, 16384);
 
-  // t70 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  //   %t69: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t70: f32[1,1,128] = sum %t69 {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  const kernel_t70 = kernel(function (dbnraw, bnraw) {
+  // t68 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
+  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t68: f32[1,1,128] = sum %t67 {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  const kernel_t68 = kernel(function (dbnraw, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
@@ -1016,46 +1010,44 @@ export async function create(options = {}) {
       return _acc0;
     }, 128);
 
-  // dhpre1 = t66 * (t67 - t68 * t70)   bn_apply'  (wavenet.ts:38)
-  //   %t71: f32[32,4,128] = mul %t68, %t70   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t72: f32[32,4,128] = sub %t67, %t71   wavenet.ts:38
-  //   %dhpre1: f32[32,4,128] = mul %t66, %t72   wavenet.ts:38
-  const kernel_dhpre1 = kernel(function (t66, t67, t68, t70) {
+  // dhpre1 = t64 * (t65 - t66 * t68)   bn_apply'  (wavenet.ts:38)
+  //   %t69: f32[32,4,128] = mul %t66, %t68   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t70: f32[32,4,128] = sub %t65, %t69   wavenet.ts:38
+  //   %dhpre1: f32[32,4,128] = mul %t64, %t70   wavenet.ts:38
+  const kernel_dhpre1 = kernel(function (t64, t65, t66, t68) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 512);
       const _rest0 = _x - _i0 * 512;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = t68[_i0 * 512 + _i1 * 128 + _rest1] * t70[_rest1];
-      const _t1 = t67[_i0 * 512 + _i1 * 128 + _rest1] - _t0;
-      const _t2 = t66[_rest1] * _t1;
+      const _t0 = t66[_i0 * 512 + _i1 * 128 + _rest1] * t68[_rest1];
+      const _t1 = t65[_i0 * 512 + _i1 * 128 + _rest1] - _t0;
+      const _t2 = t64[_rest1] * _t1;
       return _t2;
     }, 16384);
 
-  // dx1 = dhpre1 @ W1.T   matmul'  (wavenet.ts:37)
-  //   %dx1: f32[32,4,48] = matmul %dhpre1, %W1 {transA=false, transB=true}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
-  const kernel_dx1 = kernel(function (dhpre1, W1) {
+  // dx1_rows = dhpre1_rows @ W1.T   matmul'  (wavenet.ts:37)
+  //   %dx1_rows: f32[128,48] = matmul %dhpre1_rows, %W1 {transA=false, transB=true}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  const kernel_dx1_rows = kernel(function (dhpre1_rows, W1) {
       const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 192);
-      const _rest0 = _x - _i0 * 192;
-      const _i1 = Math.floor(_rest0 / 48);
-      const _rest1 = _rest0 - _i1 * 48;
+      const _i0 = Math.floor(_x / 48);
+      const _rest0 = _x - _i0 * 48;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 128; _r1++) {
-        _acc0 += dhpre1[_i0 * 512 + _i1 * 128 + _r1] * W1[_rest1 * 128 + _r1];
+        _acc0 += dhpre1_rows[_i0 * 128 + _r1] * W1[_rest0 * 128 + _r1];
       }
       return _acc0;
     }, 6144);
 
-  // dW1 = t73.T @ t74   matmul'  (wavenet.ts:37)
-  //   %dW1: f32[48,128] = matmul %t73, %t74 {transA=true, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
-  const kernel_dW1 = kernel(function (t73, t74) {
+  // dW1 = x1_rows.T @ dhpre1_rows   matmul'  (wavenet.ts:37)
+  //   %dW1: f32[48,128] = matmul %x1_rows, %dhpre1_rows {transA=true, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  const kernel_dW1 = kernel(function (x1_rows, dhpre1_rows) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 128);
       const _rest0 = _x - _i0 * 128;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 128; _r1++) {
-        _acc0 += t73[_r1 * 48 + _i0] * t74[_r1 * 128 + _rest0];
+        _acc0 += x1_rows[_r1 * 48 + _i0] * dhpre1_rows[_r1 * 128 + _rest0];
       }
       return _acc0;
     }, 6144);
@@ -1077,13 +1069,17 @@ export async function create(options = {}) {
   const forwardPlan = gpu.createPipeline(function (C, W1, W2, W3, gain1, bias1, gain2, bias2, gain3, bias3, W4, b4, Xb, Yb) {
       const emb = kernel_emb(Xb, C);
       const x1 = emb;
-      const hpre1 = kernel_hpre1(x1, W1);
+      const x1_rows = x1;
+      const hpre1_rows = kernel_hpre1_rows(x1_rows, W1);
+      const hpre1 = hpre1_rows;
       const bnmeani = kernel_bnmeani(hpre1);
       const bnvar_inv = kernel_bnvar_inv(hpre1, bnmeani);
       const bnraw = kernel_bnraw(hpre1, bnmeani, bnvar_inv);
       const h1 = kernel_h1(gain1, bnraw, bias1);
       const x2 = h1;
-      const hpre2 = kernel_hpre2(x2, W2);
+      const x2_rows = x2;
+      const hpre2_rows = kernel_hpre2_rows(x2_rows, W2);
+      const hpre2 = hpre2_rows;
       const bnmeani_1 = kernel_bnmeani_1(hpre2);
       const bnvar_inv_1 = kernel_bnvar_inv_1(hpre2, bnmeani_1);
       const bnraw_1 = kernel_bnraw_1(hpre2, bnmeani_1, bnvar_inv_1);
@@ -1103,15 +1099,17 @@ export async function create(options = {}) {
   const gradPlan = gpu.createPipeline(function (C, W1, W2, W3, gain1, bias1, gain2, bias2, gain3, bias3, W4, b4, Xb, Yb) {
       const emb = kernel_emb(Xb, C);
       const x1 = emb;
-      const t73 = x1;
-      const hpre1 = kernel_hpre1(x1, W1);
+      const x1_rows = x1;
+      const hpre1_rows = kernel_hpre1_rows(x1_rows, W1);
+      const hpre1 = hpre1_rows;
       const bnmeani = kernel_bnmeani(hpre1);
       const bnvar_inv = kernel_bnvar_inv(hpre1, bnmeani);
       const bnraw = kernel_bnraw(hpre1, bnmeani, bnvar_inv);
       const h1 = kernel_h1(gain1, bnraw, bias1);
       const x2 = h1;
-      const t59 = x2;
-      const hpre2 = kernel_hpre2(x2, W2);
+      const x2_rows = x2;
+      const hpre2_rows = kernel_hpre2_rows(x2_rows, W2);
+      const hpre2 = hpre2_rows;
       const bnmeani_1 = kernel_bnmeani_1(hpre2);
       const bnvar_inv_1 = kernel_bnvar_inv_1(hpre2, bnmeani_1);
       const bnraw_1 = kernel_bnraw_1(hpre2, bnmeani_1, bnvar_inv_1);
@@ -1152,24 +1150,26 @@ export async function create(options = {}) {
       const t54 = kernel_t54(bnraw_1);
       const t56 = kernel_t56(dbnraw_1, bnraw_1);
       const dhpre2 = kernel_dhpre2(t52, t53, t54, t56);
-      const t60 = dhpre2;
-      const dx2 = kernel_dx2(dhpre2, W2);
+      const dhpre2_rows = dhpre2;
+      const dx2_rows = kernel_dx2_rows(dhpre2_rows, W2);
+      const dx2 = dx2_rows;
       const dh1 = dx2;
-      const dW2 = kernel_dW2(t59, t60);
+      const dW2 = kernel_dW2(x2_rows, dhpre2_rows);
       const dbias1 = kernel_dbias1(dh1, h1);
       const dgain1 = kernel_dgain1(dh1, h1, bnraw);
       const dbnraw = kernel_dbnraw(dh1, h1, gain1);
-      const t64 = kernel_t64(dbnraw);
-      const t65 = kernel_t65(dbnraw);
-      const t66 = kernel_t66(bnvar_inv);
-      const t67 = kernel_t67(t64, t65);
-      const t68 = kernel_t68(bnraw);
-      const t70 = kernel_t70(dbnraw, bnraw);
-      const dhpre1 = kernel_dhpre1(t66, t67, t68, t70);
-      const t74 = dhpre1;
-      const dx1 = kernel_dx1(dhpre1, W1);
+      const t62 = kernel_t62(dbnraw);
+      const t63 = kernel_t63(dbnraw);
+      const t64 = kernel_t64(bnvar_inv);
+      const t65 = kernel_t65(t62, t63);
+      const t66 = kernel_t66(bnraw);
+      const t68 = kernel_t68(dbnraw, bnraw);
+      const dhpre1 = kernel_dhpre1(t64, t65, t66, t68);
+      const dhpre1_rows = dhpre1;
+      const dx1_rows = kernel_dx1_rows(dhpre1_rows, W1);
+      const dx1 = dx1_rows;
       const demb = dx1;
-      const dW1 = kernel_dW1(t73, t74);
+      const dW1 = kernel_dW1(x1_rows, dhpre1_rows);
       const dC = kernel_dC(Xb, demb);
       return [loss, dC, dW1, dW2, dW3, dgain1, dbias1, dgain2, dbias2, dgain3, dbias3, dW4, db4];
     });

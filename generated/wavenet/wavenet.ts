@@ -116,13 +116,17 @@ const buf = {
   Yb: buffers[13], // i32[32] (input Yb)
   emb: buffers[14], // f32[32,8,24]
   x1: buffers[14], // a view of emb
-  hpre1: buffers[15], // f32[32,4,128]
+  x1_rows: buffers[14], // a view of x1
+  hpre1_rows: buffers[15], // f32[128,128]
+  hpre1: buffers[15], // a view of hpre1_rows
   bnmeani: buffers[16].subarray(0, 128), // f32[1,1,128]
   bnvar_inv: buffers[17].subarray(0, 128), // f32[1,1,128]
   bnraw: buffers[18], // f32[32,4,128]
   h1: buffers[19], // f32[32,4,128]
   x2: buffers[19], // a view of h1
-  hpre2: buffers[16], // f32[32,2,128]
+  x2_rows: buffers[19], // a view of x2
+  hpre2_rows: buffers[16], // f32[64,128]
+  hpre2: buffers[16], // a view of hpre2_rows
   bnmeani_1: buffers[15].subarray(0, 128), // f32[1,1,128]
   bnvar_inv_1: buffers[20], // f32[1,1,128]
   bnraw_1: buffers[21].subarray(0, 8192), // f32[32,2,128]
@@ -163,25 +167,25 @@ const buf = {
   t54: buffers[25].subarray(0, 8192), // f32[32,2,128]
   t56: buffers[20], // f32[1,1,128]
   dhpre2: buffers[21].subarray(0, 8192), // f32[32,2,128]
-  dx2: buffers[22], // f32[32,2,256]
-  t59: buffers[19], // a view of x2
-  t60: buffers[21].subarray(0, 8192), // a view of dhpre2
+  dhpre2_rows: buffers[21].subarray(0, 8192), // a view of dhpre2
+  dx2_rows: buffers[22], // f32[64,256]
   dW2: buffers[24], // f32[256,128]
+  dx2: buffers[22], // a view of dx2_rows
   dh1: buffers[22], // a view of dx2
   dbias1: buffers[20], // f32[128]
   dgain1: buffers[34], // f32[128]
   dbnraw: buffers[21], // f32[32,4,128]
-  t64: buffers[25], // f32[32,4,128]
-  t65: buffers[32].subarray(0, 128), // f32[1,1,128]
-  t66: buffers[31].subarray(0, 128), // f32[1,1,128]
-  t67: buffers[19], // f32[32,4,128]
-  t68: buffers[22], // f32[32,4,128]
-  t70: buffers[17].subarray(0, 128), // f32[1,1,128]
+  t62: buffers[25], // f32[32,4,128]
+  t63: buffers[32].subarray(0, 128), // f32[1,1,128]
+  t64: buffers[31].subarray(0, 128), // f32[1,1,128]
+  t65: buffers[19], // f32[32,4,128]
+  t66: buffers[22], // f32[32,4,128]
+  t68: buffers[17].subarray(0, 128), // f32[1,1,128]
   dhpre1: buffers[18], // f32[32,4,128]
-  dx1: buffers[31].subarray(0, 6144), // f32[32,4,48]
-  t73: buffers[14], // a view of x1
-  t74: buffers[18], // a view of dhpre1
+  dhpre1_rows: buffers[18], // a view of dhpre1
+  dx1_rows: buffers[31].subarray(0, 6144), // f32[128,48]
   dW1: buffers[32], // f32[48,128]
+  dx1: buffers[31].subarray(0, 6144), // a view of dx1_rows
   demb: buffers[31].subarray(0, 6144), // a view of dx1
   dC: buffers[17], // f32[27,24]
   _acc0: new Float64Array(128), // accumulators of column sums
@@ -287,88 +291,84 @@ function stage(params: Params, inputs: Inputs): void {
   buf.Yb.set(inputs.Yb);
 }
 
-/** hpre1 = x1 @ W1 */
-function matmul_hpre1(): void {
-  const { x1, W1, hpre1 } = buf;
-  for (let t = 0; t < 32; t++) {
-    for (let i = 0; i < 4; i += 2) {
-      for (let j = 0; j < 128; j += 4) {
-        let _c00 = 0,
-          _c01 = 0,
-          _c02 = 0,
-          _c03 = 0,
-          _c10 = 0,
-          _c11 = 0,
-          _c12 = 0,
-          _c13 = 0;
-        for (let p = 0; p < 48; p++) {
-          const _a0 = x1[t * 192 + i * 48 + p],
-            _a1 = x1[t * 192 + (i + 1) * 48 + p];
-          const _b0 = W1[p * 128 + j],
-            _b1 = W1[p * 128 + j + 1],
-            _b2 = W1[p * 128 + j + 2],
-            _b3 = W1[p * 128 + j + 3];
-          _c00 += _a0 * _b0;
-          _c01 += _a0 * _b1;
-          _c02 += _a0 * _b2;
-          _c03 += _a0 * _b3;
-          _c10 += _a1 * _b0;
-          _c11 += _a1 * _b1;
-          _c12 += _a1 * _b2;
-          _c13 += _a1 * _b3;
-        }
-        hpre1[t * 512 + i * 128 + j] = _c00;
-        hpre1[t * 512 + i * 128 + j + 1] = _c01;
-        hpre1[t * 512 + i * 128 + j + 2] = _c02;
-        hpre1[t * 512 + i * 128 + j + 3] = _c03;
-        hpre1[t * 512 + (i + 1) * 128 + j] = _c10;
-        hpre1[t * 512 + (i + 1) * 128 + j + 1] = _c11;
-        hpre1[t * 512 + (i + 1) * 128 + j + 2] = _c12;
-        hpre1[t * 512 + (i + 1) * 128 + j + 3] = _c13;
+/** hpre1_rows = x1_rows @ W1 */
+function matmul_hpre1_rows(): void {
+  const { x1_rows, W1, hpre1_rows } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 48; p++) {
+        const _a0 = x1_rows[i * 48 + p],
+          _a1 = x1_rows[(i + 1) * 48 + p];
+        const _b0 = W1[p * 128 + j],
+          _b1 = W1[p * 128 + j + 1],
+          _b2 = W1[p * 128 + j + 2],
+          _b3 = W1[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
       }
+      hpre1_rows[i * 128 + j] = _c00;
+      hpre1_rows[i * 128 + j + 1] = _c01;
+      hpre1_rows[i * 128 + j + 2] = _c02;
+      hpre1_rows[i * 128 + j + 3] = _c03;
+      hpre1_rows[(i + 1) * 128 + j] = _c10;
+      hpre1_rows[(i + 1) * 128 + j + 1] = _c11;
+      hpre1_rows[(i + 1) * 128 + j + 2] = _c12;
+      hpre1_rows[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
 
-/** hpre2 = x2 @ W2 */
-function matmul_hpre2(): void {
-  const { x2, W2, hpre2 } = buf;
-  for (let t = 0; t < 32; t++) {
-    for (let i = 0; i < 2; i += 2) {
-      for (let j = 0; j < 128; j += 4) {
-        let _c00 = 0,
-          _c01 = 0,
-          _c02 = 0,
-          _c03 = 0,
-          _c10 = 0,
-          _c11 = 0,
-          _c12 = 0,
-          _c13 = 0;
-        for (let p = 0; p < 256; p++) {
-          const _a0 = x2[t * 512 + i * 256 + p],
-            _a1 = x2[t * 512 + (i + 1) * 256 + p];
-          const _b0 = W2[p * 128 + j],
-            _b1 = W2[p * 128 + j + 1],
-            _b2 = W2[p * 128 + j + 2],
-            _b3 = W2[p * 128 + j + 3];
-          _c00 += _a0 * _b0;
-          _c01 += _a0 * _b1;
-          _c02 += _a0 * _b2;
-          _c03 += _a0 * _b3;
-          _c10 += _a1 * _b0;
-          _c11 += _a1 * _b1;
-          _c12 += _a1 * _b2;
-          _c13 += _a1 * _b3;
-        }
-        hpre2[t * 256 + i * 128 + j] = _c00;
-        hpre2[t * 256 + i * 128 + j + 1] = _c01;
-        hpre2[t * 256 + i * 128 + j + 2] = _c02;
-        hpre2[t * 256 + i * 128 + j + 3] = _c03;
-        hpre2[t * 256 + (i + 1) * 128 + j] = _c10;
-        hpre2[t * 256 + (i + 1) * 128 + j + 1] = _c11;
-        hpre2[t * 256 + (i + 1) * 128 + j + 2] = _c12;
-        hpre2[t * 256 + (i + 1) * 128 + j + 3] = _c13;
+/** hpre2_rows = x2_rows @ W2 */
+function matmul_hpre2_rows(): void {
+  const { x2_rows, W2, hpre2_rows } = buf;
+  for (let i = 0; i < 64; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 256; p++) {
+        const _a0 = x2_rows[i * 256 + p],
+          _a1 = x2_rows[(i + 1) * 256 + p];
+        const _b0 = W2[p * 128 + j],
+          _b1 = W2[p * 128 + j + 1],
+          _b2 = W2[p * 128 + j + 2],
+          _b3 = W2[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
       }
+      hpre2_rows[i * 128 + j] = _c00;
+      hpre2_rows[i * 128 + j + 1] = _c01;
+      hpre2_rows[i * 128 + j + 2] = _c02;
+      hpre2_rows[i * 128 + j + 3] = _c03;
+      hpre2_rows[(i + 1) * 128 + j] = _c10;
+      hpre2_rows[(i + 1) * 128 + j + 1] = _c11;
+      hpre2_rows[(i + 1) * 128 + j + 2] = _c12;
+      hpre2_rows[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
@@ -649,31 +649,50 @@ function matmul_dW3(): void {
   }
 }
 
-/** dx2 = dhpre2 @ W2.T */
-function matmul_dx2(): void {
-  const { dhpre2, W2, dx2 } = buf;
-  for (let t = 0; t < 32; t++) {
-    for (let i = 0; i < 2; i += 1) {
-      for (let j = 0; j < 256; j += 2) {
-        let _c00 = 0,
-          _c01 = 0;
-        for (let p = 0; p < 128; p++) {
-          const _a0 = dhpre2[t * 256 + i * 128 + p];
-          const _b0 = W2[j * 128 + p],
-            _b1 = W2[(j + 1) * 128 + p];
-          _c00 += _a0 * _b0;
-          _c01 += _a0 * _b1;
-        }
-        dx2[t * 512 + i * 256 + j] = _c00;
-        dx2[t * 512 + i * 256 + j + 1] = _c01;
+/** dx2_rows = dhpre2_rows @ W2.T */
+function matmul_dx2_rows(): void {
+  const { dhpre2_rows, W2, dx2_rows } = buf;
+  for (let i = 0; i < 64; i += 4) {
+    for (let j = 0; j < 256; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = dhpre2_rows[i * 128 + p],
+          _a1 = dhpre2_rows[(i + 1) * 128 + p],
+          _a2 = dhpre2_rows[(i + 2) * 128 + p],
+          _a3 = dhpre2_rows[(i + 3) * 128 + p];
+        const _b0 = W2[j * 128 + p],
+          _b1 = W2[(j + 1) * 128 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
       }
+      dx2_rows[i * 256 + j] = _c00;
+      dx2_rows[i * 256 + j + 1] = _c01;
+      dx2_rows[(i + 1) * 256 + j] = _c10;
+      dx2_rows[(i + 1) * 256 + j + 1] = _c11;
+      dx2_rows[(i + 2) * 256 + j] = _c20;
+      dx2_rows[(i + 2) * 256 + j + 1] = _c21;
+      dx2_rows[(i + 3) * 256 + j] = _c30;
+      dx2_rows[(i + 3) * 256 + j + 1] = _c31;
     }
   }
 }
 
-/** dW2 = t59.T @ t60 */
+/** dW2 = x2_rows.T @ dhpre2_rows */
 function matmul_dW2(): void {
-  const { t59, t60, dW2 } = buf;
+  const { x2_rows, dhpre2_rows, dW2 } = buf;
   for (let i = 0; i < 256; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0,
@@ -685,12 +704,12 @@ function matmul_dW2(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = t59[p * 256 + i],
-          _a1 = t59[p * 256 + i + 1];
-        const _b0 = t60[p * 128 + j],
-          _b1 = t60[p * 128 + j + 1],
-          _b2 = t60[p * 128 + j + 2],
-          _b3 = t60[p * 128 + j + 3];
+        const _a0 = x2_rows[p * 256 + i],
+          _a1 = x2_rows[p * 256 + i + 1];
+        const _b0 = dhpre2_rows[p * 128 + j],
+          _b1 = dhpre2_rows[p * 128 + j + 1],
+          _b2 = dhpre2_rows[p * 128 + j + 2],
+          _b3 = dhpre2_rows[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -712,52 +731,50 @@ function matmul_dW2(): void {
   }
 }
 
-/** dx1 = dhpre1 @ W1.T */
-function matmul_dx1(): void {
-  const { dhpre1, W1, dx1 } = buf;
-  for (let t = 0; t < 32; t++) {
-    for (let i = 0; i < 4; i += 4) {
-      for (let j = 0; j < 48; j += 2) {
-        let _c00 = 0,
-          _c01 = 0,
-          _c10 = 0,
-          _c11 = 0,
-          _c20 = 0,
-          _c21 = 0,
-          _c30 = 0,
-          _c31 = 0;
-        for (let p = 0; p < 128; p++) {
-          const _a0 = dhpre1[t * 512 + i * 128 + p],
-            _a1 = dhpre1[t * 512 + (i + 1) * 128 + p],
-            _a2 = dhpre1[t * 512 + (i + 2) * 128 + p],
-            _a3 = dhpre1[t * 512 + (i + 3) * 128 + p];
-          const _b0 = W1[j * 128 + p],
-            _b1 = W1[(j + 1) * 128 + p];
-          _c00 += _a0 * _b0;
-          _c01 += _a0 * _b1;
-          _c10 += _a1 * _b0;
-          _c11 += _a1 * _b1;
-          _c20 += _a2 * _b0;
-          _c21 += _a2 * _b1;
-          _c30 += _a3 * _b0;
-          _c31 += _a3 * _b1;
-        }
-        dx1[t * 192 + i * 48 + j] = _c00;
-        dx1[t * 192 + i * 48 + j + 1] = _c01;
-        dx1[t * 192 + (i + 1) * 48 + j] = _c10;
-        dx1[t * 192 + (i + 1) * 48 + j + 1] = _c11;
-        dx1[t * 192 + (i + 2) * 48 + j] = _c20;
-        dx1[t * 192 + (i + 2) * 48 + j + 1] = _c21;
-        dx1[t * 192 + (i + 3) * 48 + j] = _c30;
-        dx1[t * 192 + (i + 3) * 48 + j + 1] = _c31;
+/** dx1_rows = dhpre1_rows @ W1.T */
+function matmul_dx1_rows(): void {
+  const { dhpre1_rows, W1, dx1_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 48; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = dhpre1_rows[i * 128 + p],
+          _a1 = dhpre1_rows[(i + 1) * 128 + p],
+          _a2 = dhpre1_rows[(i + 2) * 128 + p],
+          _a3 = dhpre1_rows[(i + 3) * 128 + p];
+        const _b0 = W1[j * 128 + p],
+          _b1 = W1[(j + 1) * 128 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
       }
+      dx1_rows[i * 48 + j] = _c00;
+      dx1_rows[i * 48 + j + 1] = _c01;
+      dx1_rows[(i + 1) * 48 + j] = _c10;
+      dx1_rows[(i + 1) * 48 + j + 1] = _c11;
+      dx1_rows[(i + 2) * 48 + j] = _c20;
+      dx1_rows[(i + 2) * 48 + j + 1] = _c21;
+      dx1_rows[(i + 3) * 48 + j] = _c30;
+      dx1_rows[(i + 3) * 48 + j + 1] = _c31;
     }
   }
 }
 
-/** dW1 = t73.T @ t74 */
+/** dW1 = x1_rows.T @ dhpre1_rows */
 function matmul_dW1(): void {
-  const { t73, t74, dW1 } = buf;
+  const { x1_rows, dhpre1_rows, dW1 } = buf;
   for (let i = 0; i < 48; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0,
@@ -769,12 +786,12 @@ function matmul_dW1(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = t73[p * 48 + i],
-          _a1 = t73[p * 48 + i + 1];
-        const _b0 = t74[p * 128 + j],
-          _b1 = t74[p * 128 + j + 1],
-          _b2 = t74[p * 128 + j + 2],
-          _b3 = t74[p * 128 + j + 3];
+        const _a0 = x1_rows[p * 48 + i],
+          _a1 = x1_rows[p * 48 + i + 1];
+        const _b0 = dhpre1_rows[p * 128 + j],
+          _b1 = dhpre1_rows[p * 128 + j + 1],
+          _b2 = dhpre1_rows[p * 128 + j + 2],
+          _b3 = dhpre1_rows[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -835,9 +852,9 @@ function forwardPass(): void {
     for (let j = 0; j < 24; j++) emb[i * 24 + j] = C[_row + j];
   }
 
-  // hpre1 = x1 @ W1  (wavenet.ts:37)
-  //   %hpre1: f32[32,4,128] = matmul %x1, %W1 {transA=false, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
-  matmul_hpre1();
+  // hpre1_rows = x1_rows @ W1  (wavenet.ts:37)
+  //   %hpre1_rows: f32[128,128] = matmul %x1_rows, %W1 {transA=false, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  matmul_hpre1_rows();
 
   // bnmeani = hpre1.sum((0, 1)) * 0.0078125  (wavenet.ts:38)
   //   %t1: f32[1,1,128] = sum %hpre1 {axes=[0, 1], keepDims=true}   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
@@ -893,9 +910,9 @@ function forwardPass(): void {
     }
   }
 
-  // hpre2 = x2 @ W2  (wavenet.ts:41)
-  //   %hpre2: f32[32,2,128] = matmul %x2, %W2 {transA=false, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
-  matmul_hpre2();
+  // hpre2_rows = x2_rows @ W2  (wavenet.ts:41)
+  //   %hpre2_rows: f32[64,128] = matmul %x2_rows, %W2 {transA=false, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  matmul_hpre2_rows();
 
   // bnmeani_1 = hpre2.sum((0, 1)) * 0.015625  (wavenet.ts:42)
   //   %t9: f32[1,1,128] = sum %hpre2 {axes=[0, 1], keepDims=true}   wavenet.ts:42  const hbn2 = g.batchNorm(hpre2, gain2, bias2); // statistics over n·2 rows
@@ -1115,15 +1132,15 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     bnraw,
     gain1,
     dbnraw,
-    t64,
+    t62,
     dbias1,
     dgain1,
-    t65,
+    t63,
     bnvar_inv,
+    t64,
+    t65,
     t66,
-    t67,
     t68,
-    t70,
     dhpre1,
     dC,
     Xb,
@@ -1324,31 +1341,31 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // dx2 = dhpre2 @ W2.T   matmul'  (wavenet.ts:41)
-  //   %dx2: f32[32,2,256] = matmul %dhpre2, %W2 {transA=false, transB=true}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
-  matmul_dx2();
+  // dx2_rows = dhpre2_rows @ W2.T   matmul'  (wavenet.ts:41)
+  //   %dx2_rows: f32[64,256] = matmul %dhpre2_rows, %W2 {transA=false, transB=true}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  matmul_dx2_rows();
 
-  // dW2 = t59.T @ t60   matmul'  (wavenet.ts:41)
-  //   %dW2: f32[256,128] = matmul %t59, %t60 {transA=true, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
+  // dW2 = x2_rows.T @ dhpre2_rows   matmul'  (wavenet.ts:41)
+  //   %dW2: f32[256,128] = matmul %x2_rows, %dhpre2_rows {transA=true, transB=false}   wavenet.ts:41  const hpre2 = x2.matmul(W2); // [n, 2, 128]
   matmul_dW2();
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
   // dbias1 = dhbn1.sum((0, 1))   add'  (wavenet.ts:38)
   // dgain1 = (dhbn1 * bnraw).sum((0, 1))   mul'  (wavenet.ts:38)
   // dbnraw = dhbn1 * gain1   mul'  (wavenet.ts:38)
-  // t64 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
-  // t65 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  // t66 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
-  //   %t61: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
-  //   %t62: f32[32,4,128] = sub %t23, %t61   wavenet.ts:39
-  //   %dhbn1: f32[32,4,128] = mul %dh1, %t62   wavenet.ts:39
+  // t62 = dbnraw * 128   bn_apply'  (wavenet.ts:38)
+  // t63 = dbnraw.sum((0, 1))   bn_apply'  (wavenet.ts:38)
+  // t64 = bnvar_inv * 0.0078125   bn_apply'  (wavenet.ts:38)
+  //   %t59: f32[32,4,128] = square %h1   wavenet.ts:39  const h1 = hbn1.tanh();
+  //   %t60: f32[32,4,128] = sub %t23, %t59   wavenet.ts:39
+  //   %dhbn1: f32[32,4,128] = mul %dh1, %t60   wavenet.ts:39
   //   %dbias1: f32[128] = sum %dhbn1 {axes=[0, 1], keepDims=false}   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t63: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
-  //   %dgain1: f32[128] = sum %t63 {axes=[0, 1], keepDims=false}   wavenet.ts:38
+  //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
+  //   %dgain1: f32[128] = sum %t61 {axes=[0, 1], keepDims=false}   wavenet.ts:38
   //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
-  //   %t64: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
-  //   %t65: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
-  //   %t66: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
+  //   %t62: f32[32,4,128] = mul %dbnraw, %t30   wavenet.ts:38
+  //   %t63: f32[1,1,128] = sum %dbnraw {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  //   %t64: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -1359,7 +1376,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
       const _dhbn1 = dh1[i * 128 + j] * (1 - h1[i * 128 + j] * h1[i * 128 + j]);
       const _dbnraw = _dhbn1 * gain1[j];
       dbnraw[i * 128 + j] = _dbnraw;
-      t64[i * 128 + j] = _dbnraw * 128;
+      t62[i * 128 + j] = _dbnraw * 128;
       _acc0[j] += _dhbn1;
       _acc1[j] += _dhbn1 * bnraw[i * 128 + j];
       _acc2[j] += _dbnraw;
@@ -1368,47 +1385,47 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     dbias1[i] = _acc0[i];
     dgain1[i] = _acc1[i];
-    t65[i] = _acc2[i];
-    t66[i] = bnvar_inv[i] * 0.0078125;
+    t63[i] = _acc2[i];
+    t64[i] = bnvar_inv[i] * 0.0078125;
   }
 
-  // t67 = t64 - t65   bn_apply'  (wavenet.ts:38)
-  // t68 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
-  // t70 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
-  //   %t67: f32[32,4,128] = sub %t64, %t65   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t68: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38
-  //   %t69: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
-  //   %t70: f32[1,1,128] = sum %t69 {axes=[0, 1], keepDims=true}   wavenet.ts:38
+  // t65 = t62 - t63   bn_apply'  (wavenet.ts:38)
+  // t66 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
+  // t68 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
+  //   %t65: f32[32,4,128] = sub %t62, %t63   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t66: f32[32,4,128] = mul %bnraw, %t31   wavenet.ts:38
+  //   %t67: f32[32,4,128] = mul %dbnraw, %bnraw   wavenet.ts:38
+  //   %t68: f32[1,1,128] = sum %t67 {axes=[0, 1], keepDims=true}   wavenet.ts:38
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 128; j++) {
-      t67[i * 128 + j] = t64[i * 128 + j] - t65[j];
-      t68[i * 128 + j] = bnraw[i * 128 + j] * 1.0078740157480315;
+      t65[i * 128 + j] = t62[i * 128 + j] - t63[j];
+      t66[i * 128 + j] = bnraw[i * 128 + j] * 1.0078740157480315;
       _acc0[j] += dbnraw[i * 128 + j] * bnraw[i * 128 + j];
     }
   }
   for (let i = 0; i < 128; i++) {
-    t70[i] = _acc0[i];
+    t68[i] = _acc0[i];
   }
 
-  // dhpre1 = t66 * (t67 - t68 * t70)   bn_apply'  (wavenet.ts:38)
-  //   %t71: f32[32,4,128] = mul %t68, %t70   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
-  //   %t72: f32[32,4,128] = sub %t67, %t71   wavenet.ts:38
-  //   %dhpre1: f32[32,4,128] = mul %t66, %t72   wavenet.ts:38
+  // dhpre1 = t64 * (t65 - t66 * t68)   bn_apply'  (wavenet.ts:38)
+  //   %t69: f32[32,4,128] = mul %t66, %t68   wavenet.ts:38  const hbn1 = g.batchNorm(hpre1, gain1, bias1); // statistics over n·4 rows
+  //   %t70: f32[32,4,128] = sub %t65, %t69   wavenet.ts:38
+  //   %dhpre1: f32[32,4,128] = mul %t64, %t70   wavenet.ts:38
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 128; j++) {
-      dhpre1[i * 128 + j] = t66[j] * (t67[i * 128 + j] - t68[i * 128 + j] * t70[j]);
+      dhpre1[i * 128 + j] = t64[j] * (t65[i * 128 + j] - t66[i * 128 + j] * t68[j]);
     }
   }
 
-  // dx1 = dhpre1 @ W1.T   matmul'  (wavenet.ts:37)
-  //   %dx1: f32[32,4,48] = matmul %dhpre1, %W1 {transA=false, transB=true}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
-  matmul_dx1();
+  // dx1_rows = dhpre1_rows @ W1.T   matmul'  (wavenet.ts:37)
+  //   %dx1_rows: f32[128,48] = matmul %dhpre1_rows, %W1 {transA=false, transB=true}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  matmul_dx1_rows();
 
-  // dW1 = t73.T @ t74   matmul'  (wavenet.ts:37)
-  //   %dW1: f32[48,128] = matmul %t73, %t74 {transA=true, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
+  // dW1 = x1_rows.T @ dhpre1_rows   matmul'  (wavenet.ts:37)
+  //   %dW1: f32[48,128] = matmul %x1_rows, %dhpre1_rows {transA=true, transB=false}   wavenet.ts:37  const hpre1 = x1.matmul(W1); // [n, 4, 128]
   matmul_dW1();
 
   // dC = scatter_add(Xb, demb)   gather'  (wavenet.ts:34)
