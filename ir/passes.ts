@@ -201,13 +201,7 @@ export const factorReductions: Pass = {
       let k = outer[0]!;
       for (const v of outer.slice(1)) k = b.mul(k, v);
       if (!sameShape(g.type(k).shape, outShape) && sizeEq(numelSize(g.type(k).shape), numelSize(outShape))) k = b.reshape(k, outShape);
-      const r = b.mul(s, k);
-      // move the new instructions to just before the sum they replace
-      const added = g.insts.splice(before);
-      g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
-      adoptName(g, r, inst.result);
-      g.replaceUses(inst.result, r);
-      g.remove(new Set([inst.id]));
+      substitute(g, inst, before, b.mul(s, k));
     }
   },
 };
@@ -282,15 +276,22 @@ export const flattenMatmuls: Pass = {
       const r = b.reshape(product, g.type(inst.result).shape);
       // the rows read as the values they view: x1_rows, hpre1_rows
       for (const [v, of] of [[x2, x], [product, inst.result]] as const) if (!g.value(of).temp) g.rename(v, `${g.value(of).name}_rows`);
-      // the new instructions take the matmul's place
-      const added = g.insts.splice(before);
-      g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
-      adoptName(g, r, inst.result);
-      g.replaceUses(inst.result, r);
-      g.remove(new Set([inst.id]));
+      substitute(g, inst, before, r);
     }
   },
 };
+
+/**
+ * Replaces inst by r, computed by the instructions added (at the end) since `before`: they move
+ * to inst's place, and r takes its uses and, if inst was named, its name.
+ */
+function substitute(g: Graph, inst: Inst, before: number, r: ValueId): void {
+  const added = g.insts.splice(before);
+  g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
+  adoptName(g, r, inst.result);
+  g.replaceUses(inst.result, r);
+  g.remove(new Set([inst.id]));
+}
 
 /** When `drop` is replaced by `keep`, a named `drop` lends its name to a temporary `keep`. */
 function adoptName(g: Graph, keep: ValueId, drop: ValueId): void {
