@@ -12,10 +12,11 @@ import { fmtShape } from './shape.js';
 
 export type Hint = (v: ValueId, name: string) => ValueId;
 
-function rank2(op: string, b: Builder, x: ValueId, what: string): [Dim, Dim] {
+/** `also`: the other shapes the op takes, for the message. */
+function rank2(op: string, b: Builder, x: ValueId, what: string, also = ''): [Dim, Dim] {
   const t = b.type(x);
   if (t.shape.length !== 2)
-    throw new CompileError(`${op}: ${what} must be 2-D [n, classes]${op === 'crossEntropy' ? ' (or [n, t, classes])' : ''}, got ${formatType(t)}`, 'reshape it to [n, c] first').withLoc(b.loc);
+    throw new CompileError(`${op}: ${what} must be 2-D [n, classes]${also}, got ${formatType(t)}`, 'reshape it to [n, c] first').withLoc(b.loc);
   return [t.shape[0]!, t.shape[1]!];
 }
 
@@ -77,7 +78,7 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
     const picked = b.sum(b.mul(logprobs, b.oneHot(targets, classes)), [positions.length]);
     return b.neg(mean(b, picked, positions.map((_d, i) => i), false));
   }
-  const [n] = rank2('crossEntropy', b, logits, 'logits');
+  const [n] = rank2('crossEntropy', b, logits, 'logits', ' (or [n, t, classes])');
   targetsOf('crossEntropy', b, targets, n);
   const logprobs = hint(logSoftmax(b, hint, logits, 1), 'logprobs');
   return b.neg(mean(b, b.pick(logprobs, targets), [0], false));

@@ -131,7 +131,8 @@ export class Loader {
     if (!loc) return undefined;
     const abs = path.resolve(this.dir, loc.file);
     const code = this.files.get(abs)?.code[(frame.getLineNumber() ?? 0) - 1] ?? '';
-    const throughBinding = /\)\s*$/.test(code.slice(0, (frame.getColumnNumber() ?? 0) - 1)) && code[(frame.getColumnNumber() ?? 0) - 1] === '(';
+    const at = (frame.getColumnNumber() ?? 0) - 1;
+    const throughBinding = code[at] === '(' && /\)\s*$/.test(code.slice(0, at));
     if (!throughBinding && this.callAt(abs, loc.line, loc.col)) return loc;
     const call = this.calls(abs)?.enclosing(loc.line, loc.col, throughBinding);
     return call ? { file: loc.file, line: call.line, col: call.col } : loc;
