@@ -105,13 +105,14 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
 
 /**
  * The formula of value v: operands computed by `inline` instructions (and scalar constants)
- * are expanded, the others are named.
+ * are expanded, the others are named (by `nameOf`, when given: a shared kernel's formals).
  */
-export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean): string {
+export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean, nameOf?: (name: string) => string): string {
+  const named = (name: string) => atom(nameOf ? nameOf(name) : name);
   const go = (w: ValueId, top: boolean): F => {
     const d = g.def(w);
     const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1) || d.op === 'dim';
-    if (!expand) return atom(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
+    if (!expand) return named(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
     return render(g, d, (i) => go(d.args[i]!, false));
   };
   return go(v, true).s;

@@ -9,7 +9,7 @@ import { valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
 import type { Dim, Size } from '../ir/dims.js';
 import { isStatic, mulSize, numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
-import { broadcastStridesSize } from '../ir/shape.js';
+import { broadcastStridesSize, fmtShape } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
@@ -346,6 +346,12 @@ class Emitter {
     return this.formal.get(name)!;
   }
 
+  /** How the code shows a value name: its formal in a shared kernel, else itself. */
+  shown(name: string): string {
+    const n = this.renamed.get(name) ?? name;
+    return this.formal?.get(n) ?? n;
+  }
+
   read(g: Graph, v: ValueId, idx: string): Expr {
     const s = this.plan.storage.get(this.name(g, v));
     if (s?.kind === 'literal') return E.num(s.value);
@@ -610,9 +616,10 @@ class Emitter {
     if (this.kernels.uses(key) > 1) {
       const params = [...shared.emitter.formal!.values()];
       const args = [...shared.emitter.formal!.keys()];
+      const [A, B] = (u.insts[0] as InstOf<'matmul'>).args.map((v) => fmtShape(u.graph.type(v).shape));
       const name = this.kernels.shared(key, (kname) => [
         '',
-        `/** ${commentText(shared.doc)} */`,
+        `/** ${commentText(shared.doc)}, ${A} @ ${B}: shared by the ${this.kernels.uses(key)} matmuls of this structure */`,
         `function ${kname}(${params.map((p) => `${p}${this.t(': Float32Array')}`).join(', ')})${this.t(': void')} {`,
         ...shared.body,
         '}',
@@ -717,7 +724,7 @@ function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: string[]; 
   const body = batched ? [`for (let t = 0; t < ${sizeText(batch)}; t++) {`, ...loops, '}'] : loops;
   const last = u.insts[u.insts.length - 1]!;
   const set = new Set(u.insts.map((x) => x.id));
-  const doc = `${e.arrOf(g, last.result)} = ${formula(g, last.result, (d) => set.has(d.id) && !e.stored(g, d.result))}`;
+  const doc = `${e.arrOf(g, last.result)} = ${formula(g, last.result, (d) => set.has(d.id) && !e.stored(g, d.result), (n) => e.shown(n))}`;
   return { emitter: e, body, doc };
 }
 

@@ -70,7 +70,11 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
       ).withLoc(b.loc);
     const n = asDim(numelSize(positions));
     // the positions as the rows of one [n, classes] matrix: the fused cross-entropy rule
-    if (n !== undefined) return crossEntropy(b, hint, b.reshape(logits, [n, classes]), b.reshape(targets, [n]));
+    const rows = (v: ValueId, shape: Dim[]) => {
+      const r = b.reshape(v, shape);
+      return b.graph.value(v).temp ? r : hint(r, `${b.graph.value(v).name}_rows`);
+    };
+    if (n !== undefined) return crossEntropy(b, hint, rows(logits, [n, classes]), rows(targets, [n]));
     // B·t rows are no one axis when B is symbolic: pick each target with a one-hot mask
     if (typeof classes !== 'number')
       throw new CompileError(`crossEntropy: the number of classes of ${formatType(lt)} is symbolic`, 'give the last axis a size known at build time').withLoc(b.loc);

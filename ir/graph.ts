@@ -67,10 +67,12 @@ export class Names {
       this.used.add(base);
       return base;
     }
+    // `q_` (a reserved word's escape) continues as q_1, not q__1
+    const stem = base.endsWith('_') ? base : `${base}_`;
     let k = this.next.get(base) ?? 1;
-    while (this.has(`${base}_${k}`)) k++;
+    while (this.has(`${stem}${k}`)) k++;
     this.next.set(base, k + 1);
-    const name = `${base}_${k}`;
+    const name = `${stem}${k}`;
     this.used.add(name);
     return name;
   }

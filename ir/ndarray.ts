@@ -43,15 +43,18 @@ function forEachBroadcast(outShape: Shape, operands: readonly Shape[], f: (o: nu
 
 export function map(outShape: Shape, args: readonly NDArray[], f: (...xs: number[]) => number): NDArray {
   const out = nd(outShape);
-  const xs = new Array<number>(args.length);
-  forEachBroadcast(
-    outShape,
-    args.map((a) => a.shape),
-    (o, offs) => {
+  const shapes = args.map((a) => a.shape);
+  const [a, b] = args.map((x) => x.data);
+  // unary and binary ops (nearly all) without spreading an argument array per element
+  if (args.length === 1) forEachBroadcast(outShape, shapes, (o, offs) => (out.data[o] = f(a![offs[0]!]!)));
+  else if (args.length === 2) forEachBroadcast(outShape, shapes, (o, offs) => (out.data[o] = f(a![offs[0]!]!, b![offs[1]!]!)));
+  else {
+    const xs = new Array<number>(args.length);
+    forEachBroadcast(outShape, shapes, (o, offs) => {
       for (let k = 0; k < args.length; k++) xs[k] = args[k]!.data[offs[k]!]!;
       out.data[o] = f(...xs);
-    },
-  );
+    });
+  }
   return out;
 }
 
@@ -95,19 +98,28 @@ export function matmul(a: NDArray, b: NDArray, transA: boolean, transB: boolean,
   const bMat = b.shape[rb - 2]! * b.shape[rb - 1]!;
   const aBatched = ra > 2;
   const bBatched = rb > 2;
+  // the strides of A[i, p] in its (possibly transposed) layout
+  const [ai, ap] = transA ? [1, m] : [k, 1];
+  const A = a.data;
+  const B = b.data;
   for (let t = 0; t < batch; t++) {
     const ao = aBatched ? t * aMat : 0;
     const bo = bBatched ? t * bMat : 0;
-    for (let i = 0; i < m; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let p = 0; p < k; p++) {
-          const av = transA ? a.data[ao + p * m + i]! : a.data[ao + i * k + p]!;
-          const bv = transB ? b.data[bo + j * k + p]! : b.data[bo + p * n + j]!;
-          s += av * bv;
+    const C = out.data.subarray(t * m * n, (t + 1) * m * n);
+    if (transB)
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += A[ao + i * ai + p * ap]! * B[bo + j * k + p]!;
+          C[i * n + j] = s;
         }
-        out.data[t * m * n + i * n + j] = s;
-      }
+    // B's rows are contiguous: add a[i, p] · B[p, :] into C[i, :] (each sum still in order of p)
+    else
+      for (let i = 0; i < m; i++)
+        for (let p = 0; p < k; p++) {
+          const av = A[ao + i * ai + p * ap]!;
+          for (let j = 0; j < n; j++) C[i * n + j] += av * B[bo + p * n + j]!;
+        }
   }
   return out;
 }

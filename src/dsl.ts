@@ -61,8 +61,12 @@ export function isModelDef(x: unknown): x is ModelDef {
 export interface CallSites {
   /** The location of the innermost user frame of the current call stack. */
   here(): Loc | undefined;
-  /** The variable a call at `loc` is assigned to, if any. */
-  bindingAt(loc: Loc): string | undefined;
+  /**
+   * The current DSL call's location and the variable its value is assigned to: at the call, or,
+   * when its function returns the value, where the function's caller assigns the result (up
+   * through helpers that return it: `const q = heads(query(a))` names what `heads` returns).
+   */
+  current(): { loc?: Loc; name?: string };
 }
 
 const TRACER = Symbol('tracer');
@@ -264,12 +268,11 @@ export class Tracer {
    */
   call(f: () => ValueId): Tensor {
     if (this.depth > 0) return new Tensor(this, f());
-    const loc = this.sites.here();
+    const { loc, name } = this.sites.current();
     this.depth++;
     this.b.loc = loc;
     try {
       const v = f();
-      const name = loc && this.sites.bindingAt(loc);
       if (name && this.graph.value(v).temp) this.graph.rename(v, name);
       return new Tensor(this, v);
     } catch (e) {

@@ -63,6 +63,13 @@ function withFrames<T>(f: () => T): T {
   }
 }
 
+/** The frames of the current call stack. */
+function stackHere(): Frames {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, stackHere);
+  return framesOf(holder);
+}
+
 function framesOf(e: unknown): Frames {
   if (!e || typeof e !== 'object') return [];
   void (e as { stack?: unknown }).stack; // formatting the stack records the frames
@@ -133,7 +140,9 @@ export class Loader {
     const code = this.files.get(abs)?.code[(frame.getLineNumber() ?? 0) - 1] ?? '';
     const at = (frame.getColumnNumber() ?? 0) - 1;
     const throughBinding = code[at] === '(' && /\)\s*$/.test(code.slice(0, at));
-    if (!throughBinding && this.callAt(abs, loc.line, loc.col)) return loc;
+    const site = this.callAt(abs, loc.line, loc.col);
+    // `makeLayer(4)(x)` is reported at its '(' as a call through an import binding is
+    if (site && (!throughBinding || site.atParen)) return loc;
     const call = this.calls(abs)?.enclosing(loc.line, loc.col, throughBinding);
     return call ? { file: loc.file, line: call.line, col: call.col } : loc;
   }
@@ -147,13 +156,31 @@ export class Loader {
   }
 
   readonly sites: CallSites = {
-    here: () => {
-      const holder: { stack?: string } = {};
-      Error.captureStackTrace(holder);
-      return this.firstUserLoc(framesOf(holder));
+    here: () => this.firstUserLoc(stackHere()),
+    current: () => {
+      const frames = stackHere();
+      const i = frames.findIndex((f) => this.locOf(f));
+      if (i < 0) return {};
+      const loc = this.locOf(frames[i]!)!;
+      return { loc, name: this.bindingOf(frames, i, loc) };
     },
-    bindingAt: (loc) => this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col)?.name,
   };
+
+  /**
+   * The variable the value of the call at `loc` (frame i) is assigned to. A value its function
+   * returns is named by the caller's variable, frame by frame while each frame is the user's
+   * direct caller (a frame of the library or the runtime between them, as in `xs.map(f)`, stops
+   * the walk: which call it made cannot be told).
+   */
+  private bindingOf(frames: Frames, i: number, loc: Loc): string | undefined {
+    let site = this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col);
+    for (let j = i + 1; site && !site.name && site.returned && j < frames.length; j++) {
+      const caller = this.callOf(frames[j]!);
+      if (!caller) return undefined;
+      site = this.callAt(path.resolve(this.dir, caller.file), caller.line, caller.col);
+    }
+    return site?.name;
+  }
 
   sourceOf(locFile: string): string | undefined {
     return this.files.get(path.resolve(this.dir, locFile))?.text;

@@ -15,18 +15,32 @@ function parse(file: string, text: string): SourceFile {
   return project.createSourceFile(file, text, { overwrite: true });
 }
 
-/** The expression a call's value flows into, skipping parentheses and type assertions. */
+/**
+ * The expression a call's value flows into, skipping parentheses, type assertions and the
+ * branches of a conditional (`b ? x.matmul(W).add(b) : x.matmul(W)` flows where the `?:` does).
+ */
 function consumer(call: Node): Node | undefined {
   let n: Node = call;
   let p = n.getParent();
   while (
     p &&
-    (Node.isParenthesizedExpression(p) || Node.isAsExpression(p) || Node.isNonNullExpression(p) || Node.isSatisfiesExpression(p) || Node.isTypeAssertion(p))
+    (Node.isParenthesizedExpression(p) ||
+      Node.isAsExpression(p) ||
+      Node.isNonNullExpression(p) ||
+      Node.isSatisfiesExpression(p) ||
+      Node.isTypeAssertion(p) ||
+      (Node.isConditionalExpression(p) && p.getCondition() !== n))
   ) {
     n = p;
     p = n.getParent();
   }
   return p;
+}
+
+/** Whether a call's value is what its function returns (`return ...`, or an arrow's body). */
+function isReturned(call: CallExpression): boolean {
+  const p = consumer(call);
+  return !!p && (Node.isReturnStatement(p) || Node.isArrowFunction(p)); // an arrow's child expression is its body
 }
 
 function bindingOf(call: CallExpression): string | undefined {
@@ -48,19 +62,29 @@ function bindingOf(call: CallExpression): string | undefined {
   return undefined;
 }
 
-/** A call's anchor: the 1-based (line, col) of its method name (or callee), and its variable. */
+/**
+ * A call's anchor: the 1-based (line, col) of its method name (or callee), its variable, and
+ * whether its function returns its value (then the variable its caller assigns the result to
+ * names it).
+ */
 export interface CallSite {
   readonly line: number;
   readonly col: number;
   readonly name?: string;
+  readonly returned?: boolean;
+  /** Anchored at its '(' (the callee is neither a name nor a method). */
+  readonly atParen?: boolean;
 }
 
-/** The position of a call's method name (or plain callee), if it has one. */
+/**
+ * The position of a call's method name or plain callee; for any other callee (`makeLayer(4)(x)`,
+ * `layers[i](x)`), of the '(' of its arguments, which is where V8 reports such a call.
+ */
 function anchorPos(call: CallExpression): number | undefined {
   const callee = call.getExpression();
   if (Node.isPropertyAccessExpression(callee)) return callee.getNameNode().getStart();
   if (Node.isIdentifier(callee)) return callee.getStart();
-  return undefined;
+  return call.getFirstChildByKind(SyntaxKind.OpenParenToken)?.getStart();
 }
 
 /** The calls of a file: where each is anchored, and which variable it is assigned to. */
@@ -84,9 +108,10 @@ export class FileCalls {
       const pos = anchorPos(node);
       if (pos === undefined) return;
       const at = lineCol(pos);
-      const site: CallSite = { line: at.line, col: at.col, name: bindingOf(node) };
-      this.byPos.set(at.key, site);
+      const name = bindingOf(node);
       const paren = node.getFirstChildByKind(SyntaxKind.OpenParenToken);
+      const site: CallSite = { line: at.line, col: at.col, name, returned: !name && isReturned(node), atParen: pos === paren?.getStart() };
+      this.byPos.set(at.key, site);
       this.spans.push({ start: node.getExpression().getStart(), end: node.getEnd(), paren: paren?.getStart() ?? node.getEnd(), site });
       if (paren) aliases.push([lineCol(paren.getStart()).key, site]);
     });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildBoth, modelFile, randomArgs, relErr, ROOT } from './helpers.js';
 
-const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'wavenet', 'twolayer', 'classifier'];
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'wavenet', 'gpt', 'twolayer', 'classifier'];
 
 describe.each(EXAMPLES)('GPU.js module of %s', (name) => {
   it.each(['cpu', 'webasm'])('agrees with the flat module in %s mode', async (mode) => {

@@ -9,7 +9,8 @@ import { expect } from 'vitest';
 import type { Graph } from '../ir/graph.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import type { NDArray } from '../ir/ndarray.js';
-import { bindShape } from '../ir/dims.js';
+import * as K from '../ir/ndarray.js';
+import { bindShape, staticShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import type { Compiled } from '../src/build.js';
@@ -117,19 +118,67 @@ export function lossAt(fwd: Graph, params: Record<string, ArrayLike<number>>, in
   return outputsOf(fwd, interpret(fwd, { params, inputs })).loss!.data[0]!;
 }
 
-/** Central finite difference of the loss with respect to params[name][i], in float64. */
+/**
+ * The step of the finite differences at x0. The five-point stencil's truncation error is
+ * O(h⁴), so a step this large keeps rounding (about ε·|loss| / h) small too: both near 1e-12 on
+ * the examples, where the three-point stencil's best step leaves about 1e-9. The points it reads
+ * lie within ±2h of x0 (FD_SPAN · h): a kink closer than that spoils it.
+ */
+export const fdStep = (x0: number): number => 1e-4 * Math.max(1, Math.abs(x0));
+export const FD_SPAN = 2;
+
+/** The derivative of the loss with respect to params[name][i] by the five-point stencil, in float64. */
 export function finiteDiff(fwd: Graph, params: Arrays, inputs: Arrays, name: string, i: number): number {
   const p64: Record<string, Float64Array> = {};
   for (const [k, v] of Object.entries(params)) p64[k] = Float64Array.from(v);
   const x = p64[name]!;
   const x0 = x[i]!;
-  const h = 1e-6 * Math.max(1, Math.abs(x0));
-  x[i] = x0 + h;
-  const up = lossAt(fwd, p64, inputs);
-  x[i] = x0 - h;
-  const down = lossAt(fwd, p64, inputs);
-  return (up - down) / (2 * h);
+  const h = fdStep(x0);
+  const at = (d: number) => {
+    x[i] = x0 + d * h;
+    return lossAt(fwd, p64, inputs);
+  };
+  return (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * h);
 }
+
+/** Which side of each kink every element is on: signs of relu/abs arguments and of maximum/minimum differences, argmax positions. */
+function kinkSignature(g: Graph, vals: Map<string, NDArray>): string {
+  const parts: string[] = [];
+  const arg = (inst: Graph['insts'][number], i: number) => vals.get(g.value(inst.args[i]!).name)!;
+  for (const inst of g.insts) {
+    if (inst.op === 'relu' || inst.op === 'abs') parts.push(Array.from(arg(inst, 0).data, Math.sign).join());
+    else if (inst.op === 'maximum' || inst.op === 'minimum') {
+      const out = staticShape(g.type(inst.result).shape);
+      parts.push(Array.from(K.map(out, [arg(inst, 0), arg(inst, 1)], (a, b) => Math.sign(a - b)).data).join());
+    } else if (inst.op === 'max') parts.push(Array.from(K.argmaxMask(arg(inst, 0), inst.attrs.axes).data).join());
+  }
+  return parts.join('|');
+}
+
+/**
+ * Whether finiteDiff at params[name][i] reads a smooth loss: no element crosses a kink (relu,
+ * abs, maximum, minimum, an argmax) between the stencil's ends.
+ */
+export function smoothAt(fwd: Graph, params: Arrays, inputs: Arrays, name: string, i: number): boolean {
+  if (!fwd.insts.some((inst) => KINKS.has(inst.op))) return true;
+  const signature = (d: number) => {
+    const p64: Record<string, Float64Array> = {};
+    for (const [k, v] of Object.entries(params)) p64[k] = Float64Array.from(v);
+    p64[name]![i]! += d;
+    return kinkSignature(fwd, interpret(fwd, { params: p64, inputs }));
+  };
+  let at = baseSignatures.get(params)?.get(fwd);
+  if (at === undefined) {
+    at = signature(0);
+    baseSignatures.set(params, (baseSignatures.get(params) ?? new Map()).set(fwd, at));
+  }
+  const span = FD_SPAN * fdStep(params[name]![i]!);
+  return signature(-span) === at && signature(span) === at;
+}
+
+const KINKS = new Set(['relu', 'abs', 'maximum', 'minimum', 'max']);
+/** The kink signature at unperturbed params, by params object and graph. */
+const baseSignatures = new WeakMap<Arrays, Map<Graph, string>>();
 
 /**
  * Relative error at the scale of the reference tensor: max|a − b| / max(max|b|, 1e-3). Below

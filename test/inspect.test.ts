@@ -4,7 +4,8 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectGolden, modelFile, ROOT, run, tmp } from './helpers.js';
+import { printGraph } from '../ir/print.js';
+import { buildAndImport, expectGolden, modelFile, ROOT, run, tmp } from './helpers.js';
 
 describe('graphc ir', () => {
   it.each([
@@ -185,3 +186,36 @@ describe('the emitted gradient code', () => {
       expect(ts).toContain(line);
   });
 });
+
+describe('value names', () => {
+  it('names what a helper returns after the variable its caller assigns it to, through nested helpers and called closures', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+import type { Tensor } from 'graphc';
+export default model('helpers', (g) => {
+  const x = g.param('x', [4, 3]);
+  const W = g.param('W', [3, 3]);
+  const dense = (t: Tensor): Tensor => t.matmul(W).tanh();
+  function twice(t: Tensor): Tensor {
+    return dense(dense(t));
+  }
+  const scaled = (k: number) => (t: Tensor) => (k > 1 ? t.mul(k) : t.mul(0.5));
+  const layers = [dense];
+  const h = twice(x);
+  const hs = scaled(2)(h);
+  const viaIndex = layers[0]!(hs);
+  const mapped = [hs].map((t) => dense(t.neg()));
+  return mapped[0]!.add(viaIndex).sum();
+});
+`);
+    const { c } = await buildAndImport(file);
+    const text = printGraph(c.fwd, { locs: false });
+    // twice(x) returns dense(dense(x)): the outer tanh is h, the inner one a temporary
+    expect(text.match(/%\w+(?=: f32\[4,3\] = tanh )/g)).toEqual([expect.stringMatching(/^%t\d+$/), '%h', '%viaIndex', expect.stringMatching(/^%t\d+$/)]);
+    expect(text).toMatch(/%hs: f32\[4,3\] = mul %h, %t\d+\n/);
+    // a callback that Array.prototype.map calls is not followed back to `mapped`
+    const names = c.fwd.insts.map((i) => c.fwd.value(i.result).name);
+    expect(names.filter((n) => n.startsWith('mapped'))).toEqual([]);
+    expect(names.filter((n) => !/^t\d+$/.test(n)).sort()).toEqual(['W', 'h', 'hs', 'viaIndex', 'x']);
+  });
+});
+
