@@ -143,3 +143,17 @@ describe('npm run demo', () => {
     expect(JSON.parse(readFileSync(path.join(out, 'checkpoint.json'), 'utf8')).step).toBe(at + 200);
   });
 });
+
+describe('npm run demo:gpt', () => {
+  it('builds the tiny GPT, and 300 Adam steps take the dev loss per character from ln 27 (3.30) below 2.5', () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/gpt.mjs'), '--steps', '300', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^graphc build: examples\/gpt\.ts in \d+\.\d s; 27291 params, batch 16 × 8 characters$/m);
+    const [, dev, test] = /loss per character after 300 steps: {2}dev (\d\.\d{4}) {3}test (\d\.\d{4})/.exec(r.stdout)!;
+    expect(Number(dev)).toBeLessThan(2.5);
+    expect(Number(test)).toBeLessThan(2.5);
+    const sampled = r.stdout.split('10 names sampled from the trained model:\n')[1]!.split('\n').slice(0, 10);
+    for (const s of sampled) expect(s).toMatch(/^ {2}[a-z]*$/);
+  });
+});
