@@ -71,6 +71,7 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
     case 'one_hot':
       return atom(`onehot(${a().s}, ${inst.attrs.depth})`);
     case 'bn_apply':
+    case 'ln_apply':
       return bin('*', 2)(bin('-', 1)(a(), b()), arg(2));
     case 'softmax':
       return atom(`softmax(${a().s}, ${inst.attrs.axis})`);

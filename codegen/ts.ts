@@ -104,6 +104,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   // operands: the index at this row, and the coordinate along the class axis
   one_hot: x2((idx, j) => E.cond(E.rel('===')(idx, j), one, zero)),
   bn_apply: { expr: ([x, m, s]) => E.mul(E.sub(x!, m!), s!) },
+  ln_apply: { expr: ([x, m, s]) => E.mul(E.sub(x!, m!), s!) },
 
   sum: { group: 'reduce' },
   max: { group: 'reduce' },

@@ -354,6 +354,8 @@ function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage'][
     case 'tanh':
     case 'sigmoid':
       return { op: inst.op, args };
+    case 'ln_apply': // the same (x − mean) · inv step, broadcast the other way
+      return { op: 'bn_apply', args };
     case 'maximum':
       return { op: 'max', args };
     case 'minimum':

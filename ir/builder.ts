@@ -125,4 +125,5 @@ export class Builder {
   logSoftmax = (x: ValueId, axis: number) => this.emit('log_softmax', [x], { axis });
   xent = (logits: ValueId, targets: ValueId) => this.emit('xent', [logits, targets], {});
   bnApply = (x: ValueId, mean: ValueId, inv: ValueId) => this.emit('bn_apply', [x, mean, inv], {});
+  lnApply = (x: ValueId, mean: ValueId, inv: ValueId) => this.emit('ln_apply', [x, mean, inv], {});
 }

@@ -111,6 +111,24 @@ export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   return b.add(b.mul(gain, bnraw), bias);
 }
 
+/**
+ * Layer norm over the last axis of x [..., c]: each row normalised to mean 0 and variance 1 (the
+ * variance divided by c, as torch.nn.LayerNorm does), then scaled by gain and shifted by bias,
+ * both [c]. The rewrite fuses (x − lnmean) · lnvar_inv into ln_apply.
+ */
+export function layerNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number): ValueId {
+  const t = b.type(x);
+  if (t.shape.length < 1 || t.dtype !== 'f32')
+    throw new CompileError(`layerNorm: x must be an f32 tensor [..., features], got ${formatType(t)}`, 'normalise a tensor of features: [features], [n, features] or [n, t, features]').withLoc(b.loc);
+  const last = t.shape.length - 1;
+  const lnmean = hint(mean(b, x, [last], true), 'lnmean');
+  const lndiff = hint(b.sub(x, lnmean), 'lndiff');
+  const lnvar = hint(mean(b, b.square(lndiff), [last], true), 'lnvar');
+  const lnvarInv = hint(b.pow(b.add(lnvar, eps), -0.5), 'lnvar_inv');
+  const lnraw = hint(b.mul(lndiff, lnvarInv), 'lnraw');
+  return b.add(b.mul(gain, lnraw), bias);
+}
+
 /** Multiclass SVM loss: mean over i of Σ_{j≠yᵢ} max(0, s_ij − s_iyᵢ + margin). */
 export function hingeLoss(b: Builder, hint: Hint, scores: ValueId, targets: ValueId, margin: number): ValueId {
   const [n, c] = rank2('hingeLoss', b, scores, 'scores');

@@ -91,6 +91,12 @@ export interface AttrsOf {
    * total derivative through mean and inv: no gradient flows to them separately.
    */
   bn_apply: None;
+  /**
+   * Layer norm's (x − mean) · inv for x [..., c], where mean and inv [..., 1] are the mean of
+   * each row of c and its inverse standard deviation (divided by c, no correction); its gradient
+   * too is the total derivative through mean and inv.
+   */
+  ln_apply: None;
 }
 
 export type OpKind = keyof AttrsOf;
@@ -606,43 +612,57 @@ export const OPS: OpTable = {
       return K.nd([], [-s / n]);
     },
   },
-  bn_apply: {
+  bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1),
+  ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0),
+};
+
+/**
+ * (x − mean) · inv, normalising over the leading axes (batchnorm: x [n, f] or [n, t, f], mean and
+ * inv [1, f] / [1, 1, f] or [f]) or over the last axis (layer norm: x [..., c], mean and inv
+ * [..., 1]); the variance inside inv divides by n − correction, n the elements averaged.
+ */
+function normalization(dsl: string, op: string, over: 'leading' | 'last', correction: 0 | 1): OpDef<None> {
+  const axesOf = (r: number) => (over === 'leading' ? [...Array(r - 1).keys()] : [r - 1]);
+  return {
     category: 'elementwise',
     attrs: {},
     arity: 3,
-    // statistics over every axis but the last: x [n, f] or [n, t, f], mean and inv [1, f] / [1, 1, f] or [f]
     shape: ([x, mean, inv]) => {
-      needF32('batchNorm', x!, 'the operand');
+      needF32(dsl, x!, 'the operand');
       const r = x!.shape.length;
-      const f = x!.shape[r - 1];
+      const axes = r < (over === 'leading' ? 2 : 1) ? undefined : axesOf(r);
       const stat = (t: TensorType) =>
-        t.dtype === 'f32' && ((t.shape.length === r && t.shape.every((d, i) => (i === r - 1 ? d === f : d === 1))) || (t.shape.length === 1 && t.shape[0] === f));
-      if (r < 2 || !stat(mean!) || !stat(inv!))
-        throw new CompileError(`bn_apply: needs x [n, ..., f] and statistics [1, ..., f], got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
+        t.dtype === 'f32' &&
+        ((t.shape.length === r && t.shape.every((d, i) => (axes!.includes(i) ? d === 1 : d === x!.shape[i]))) ||
+          (over === 'leading' && t.shape.length === 1 && t.shape[0] === x!.shape[r - 1]));
+      if (!axes || !stat(mean!) || !stat(inv!)) {
+        const want = over === 'leading' ? 'x [n, ..., f] and statistics [1, ..., f]' : 'x [..., c] and statistics [..., 1]';
+        throw new CompileError(`${op}: needs ${want}, got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
+      }
       return f32(x!.shape);
     },
-    // dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y), the total derivative through mean and inv
+    // dx = inv/n · (n·dy − Σdy − n/(n − correction) · y · Σ dy·y), sums over the normalised axes:
+    // the total derivative through mean and inv
     grad: (c) => {
       const { b, dy } = c;
-      const rows = c.xt(0).shape.slice(0, -1);
-      const colSum = (v: ValueId) => b.sum(v, rows.map((_d, i) => i), true);
-      const n = () => b.count(rows);
+      const shape = c.xt(0).shape;
+      const axes = axesOf(shape.length);
+      const spanned = axes.map((a) => shape[a]!);
+      const sumOver = (v: ValueId) => b.sum(v, axes, true);
+      const n = () => b.count(spanned);
       // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
-      const known = numelSize(rows);
-      const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(rows, 1))));
+      const known = numelSize(spanned);
+      const ratio = () => (correction === 0 ? 1 : isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
+      const yTimesRatio = () => (correction === 0 ? c.y() : b.mul(c.y(), ratio()));
       return [
-        () =>
-          b.mul(
-            b.mul(c.x(2), b.recip(n())),
-            b.sub(b.sub(b.mul(dy, n()), colSum(dy)), b.mul(b.mul(c.y(), bessel()), colSum(b.mul(dy, c.y())))),
-          ),
+        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(yTimesRatio(), sumOver(b.mul(dy, c.y()))))),
         null,
         null,
       ];
     },
     eval: ([x, mean, inv], _a, t) => K.map(t.shape, [x!, mean!, inv!], (v, m, s) => (v - m) * s),
-  },
-};
+  };
+}
 
 /** Index bounds are checked against sizes known at build time. */
 function staticBound(op: string, t: TensorType, axis: number, what: string): void {

@@ -5,6 +5,7 @@
 //   log(softmax(x)), (x − m) − log Σ exp(x − m)   → log_softmax(x)
 //   −(Σᵢ log_softmax(x)[i, yᵢ]) / n                → xent(x, y)         dx = (softmax(x) − onehot(y)) / n
 //   (x − μ) · (Σ(x − μ)²/(n−1) + ε)^−½            → bn_apply(x, μ, inv) dx = inv/n·(n·dy − Σdy − n/(n−1)·x̂·Σdy·x̂)
+//     over the leading axes; over the last axis, Σ(x − μ)²/n → ln_apply(x, μ, inv)   dx = inv/n·(n·dy − Σdy − x̂·Σdy·x̂)
 //
 // The root instruction is replaced in place (it keeps its name, e.g. `probs`); what it no longer
 // uses is removed by DCE if nothing else needs it.
@@ -172,37 +173,44 @@ class Matcher {
 
   /**
    * bn_apply: (x − μ)·inv with μ = Σx/n, inv = (Σ(x − μ)²/(n − 1) + ε)^−½, over every axis but
-   * the last (axis 0 of [n, f]; axes 0 and 1 of the lecture's [n, t, f]).
+   * the last (axis 0 of [n, f]; axes 0 and 1 of the lecture's [n, t, f]); ln_apply: the same with
+   * Σ(x − μ)²/n over the last axis (layer norm).
    */
-  batchNorm(inst: Inst): [ValueId, ValueId, ValueId] | undefined {
+  normalization(inst: Inst): { op: 'bn_apply' | 'ln_apply'; args: [ValueId, ValueId, ValueId] } | undefined {
     if (inst.op !== 'mul') return undefined;
     for (const [d, inv] of [inst.args, [...inst.args].reverse()] as [ValueId, ValueId][]) {
       const sub = this.is(d, 'sub');
       if (!sub) continue;
       const [x, mu] = sub.args as [ValueId, ValueId];
-      const t = this.g.type(x);
-      const rows = t.shape.slice(0, -1);
-      const n = numelSize(rows);
-      if (t.shape.length < 2 || (isStatic(n) && n.coef < 2)) continue;
-      const axes = rows.map((_d, i) => i);
-      const colSum = (v: ValueId | undefined) => (v === undefined ? undefined : this.keptSumOver(v, axes));
-      const meanOf = this.mulBy(mu, (w) => this.invCount(w, rows));
-      if (meanOf === undefined || colSum(meanOf) !== x) continue;
-      const p = this.is(inv, 'pow');
-      if (!p || !this.near(p.args[1], -0.5)) continue;
-      const plusEps = this.is(p.args[0], 'add');
-      if (!plusEps) continue;
-      const [va, vb] = plusEps.args as [ValueId, ValueId];
-      const variance = this.scalar(vb) !== undefined ? va : this.scalar(va) !== undefined ? vb : undefined;
-      if (variance === undefined) continue;
-      const sq = colSum(this.mulBy(variance, (w) => this.invCount(w, rows, 1)));
-      if (sq === undefined) continue;
-      const sqd = this.def(sq);
-      const isSquare =
-        (sqd.op === 'pow' && sqd.args[0] === d && this.near(sqd.args[1], 2)) ||
-        (sqd.op === 'square' && sqd.args[0] === d) ||
-        (sqd.op === 'mul' && sqd.args[0] === d && sqd.args[1] === d);
-      if (isSquare) return [x, mu, inv];
+      const shape = this.g.type(x).shape;
+      const r = shape.length;
+      if (r === 0) continue;
+      const kinds = [
+        { op: 'bn_apply', axes: [...Array(Math.max(0, r - 1)).keys()], correction: 1 },
+        { op: 'ln_apply', axes: [r - 1], correction: 0 },
+      ] as const;
+      for (const { op, axes, correction } of kinds) {
+        const spanned = axes.map((a) => shape[a]!);
+        const n = numelSize(spanned);
+        if (axes.length === 0 || (isStatic(n) && n.coef < 1 + correction)) continue;
+        const sumKept = (v: ValueId | undefined) => (v === undefined ? undefined : this.keptSumOver(v, axes));
+        if (sumKept(this.mulBy(mu, (w) => this.invCount(w, spanned))) !== x) continue;
+        const p = this.is(inv, 'pow');
+        if (!p || !this.near(p.args[1], -0.5)) continue;
+        const plusEps = this.is(p.args[0], 'add');
+        if (!plusEps) continue;
+        const [va, vb] = plusEps.args as [ValueId, ValueId];
+        const variance = this.scalar(vb) !== undefined ? va : this.scalar(va) !== undefined ? vb : undefined;
+        if (variance === undefined) continue;
+        const sq = sumKept(this.mulBy(variance, (w) => this.invCount(w, spanned, correction)));
+        if (sq === undefined) continue;
+        const sqd = this.def(sq);
+        const isSquare =
+          (sqd.op === 'pow' && sqd.args[0] === d && this.near(sqd.args[1], 2)) ||
+          (sqd.op === 'square' && sqd.args[0] === d) ||
+          (sqd.op === 'mul' && sqd.args[0] === d && sqd.args[1] === d);
+        if (isSquare) return { op, args: [x, mu, inv] };
+      }
     }
     return undefined;
   }
@@ -232,8 +240,8 @@ export const fuseComposites: Pass = {
         replace('xent', xe, {});
         continue;
       }
-      const bn = m.batchNorm(inst);
-      if (bn) replace('bn_apply', bn, {});
+      const norm = m.normalization(inst);
+      if (norm) replace(norm.op, norm.args, {});
     }
     dce.run(g, ctx);
   },

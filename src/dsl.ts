@@ -26,6 +26,10 @@ export interface BatchNormOptions {
   eps?: number;
 }
 
+export interface LayerNormOptions {
+  eps?: number;
+}
+
 export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
 export type ModelFn = (g: GraphBuilder) => ModelOutputs;
 
@@ -204,6 +208,7 @@ export interface GraphBuilder {
   logSoftmax(x: Tensor, axis?: number): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): Tensor;
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
+  layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
 }
 
@@ -371,6 +376,8 @@ export class Tracer {
       crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
       batchNorm: (x, gain, bias, options = {}) =>
         t.call(() => C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
+      layerNorm: (x, gain, bias, options = {}) =>
+        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
     };

@@ -6,6 +6,7 @@ export type {
   BatchNormOptions,
   DType,
   GraphBuilder,
+  LayerNormOptions,
   ModelDef,
   ModelFn,
   ModelOutputs,

@@ -101,6 +101,12 @@ const DSL: Record<string, (r: Rand) => string> = {
     const f = dim(r);
     return `const a = g.param('a', [${dim(r) + 2}, ${f}]); const gain = g.param('gain', [${f}]); const bias = g.param('bias', [1, ${f}]); const y = g.batchNorm(a, gain, bias);`;
   },
+  // layer norm over the last axis, of a [c] vector, an [n, c] matrix or an [n, t, c] tensor
+  layerNorm: (r) => {
+    const c = dim(r) + 1;
+    const shape = pickOne(r, [[c], [dim(r), c], [dim(r), dim(r), c]]);
+    return `const a = g.param('a', ${S(shape)}); const gain = g.param('gain', [${c}]); const bias = g.param('bias', [${c}]); const y = g.layerNorm(a, gain, bias);`;
+  },
   hingeLoss: (r) => {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;
@@ -236,6 +242,10 @@ const EDGE_CASES: Record<string, string> = {
   batchNorm3dLongForm: `const x = g.param('x', [3, 2, 4]); const mu = x.sum([0, 1], true).mul(1 / 6); const d = x.sub(mu);
   const y = d.mul(d.pow(2).sum([0, 1], true).mul(1 / 5).add(1e-5).pow(-0.5)).tanh();`,
   crossEntropy3d: `const x = g.param('x', [2, 3, 5]); const t = g.input('t', [2, 3], 'i32'); const y = g.crossEntropy(x, t);`,
+  // layer norm over the last axis, as the composite and written out as transformers write it
+  layerNorm3d: `const x = g.param('x', [3, 2, 4]); const gain = g.param('gain', [4]); const bias = g.param('bias', [4]); const y = g.layerNorm(x, gain, bias).tanh();`,
+  layerNormLongForm: `const x = g.param('x', [3, 2, 4]); const mu = x.mean(-1, true); const d = x.sub(mu);
+  const y = d.mul(d.square().mean(-1, true).add(1e-5).pow(-0.5)).tanh();`,
 };
 
 describe('edge cases', () => {
@@ -245,14 +255,15 @@ describe('edge cases', () => {
       await check(c, mod, 11);
     });
 
-  it('recognises batchnorm over the rows of [n, t, f] and cross-entropy over [n, t, classes]', async () => {
-    for (const [name, op] of [['batchNorm3d', 'bn_apply'], ['batchNorm3dLongForm', 'bn_apply'], ['crossEntropy3d', 'xent']] as const) {
+  it('recognises batchnorm over the rows of [n, t, f], layer norm over its last axis and cross-entropy over [n, t, classes]', async () => {
+    const cases = [['batchNorm3d', 'bn_apply'], ['batchNorm3dLongForm', 'bn_apply'], ['crossEntropy3d', 'xent'], ['layerNorm3d', 'ln_apply'], ['layerNormLongForm', 'ln_apply']] as const;
+    for (const [name, op] of cases) {
       const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));
       expect(c.fwd.insts.map((i) => i.op), name).toContain(op);
     }
   });
 
-  it('leaves near misses of batchnorm in long form: the biased variance over 32,768 rows, a variance over other axes', async () => {
+  it('leaves near misses of batchnorm and layer norm in long form: the biased variance over 32,768 rows, a variance over other axes, an unbiased one over the last axis', async () => {
     const nearMisses = {
       // 1/n and 1/(n − 1) differ by about 1/n²: the Bessel check must not be an absolute tolerance
       biasedLarge: `const x = g.input('x', [256, 128, 4]); const w = g.param('w', [4, 4]); const h = x.matmul(w);
@@ -264,6 +275,12 @@ describe('edge cases', () => {
       const { c } = await buildAndImport(modelFile(source(`near_${name}`, body)));
       expect(c.fwd.insts.map((i) => i.op), name).not.toContain('bn_apply');
     }
+    // and of layer norm: a variance over the last axis with Bessel's correction is neither
+    const bessel = `const x = g.param('x', [3, 4]); const mu = x.mean(1, true); const d = x.sub(mu);
+  const y = d.mul(d.square().sum(1, true).mul(1 / 3).add(1e-5).pow(-0.5));`;
+    const { c } = await buildAndImport(modelFile(source('near_layerNormBessel', bessel)));
+    expect(c.fwd.insts.map((i) => i.op)).not.toContain('ln_apply');
+    expect(c.fwd.insts.map((i) => i.op)).not.toContain('bn_apply');
   });
 
   it('multiplies the rows of every batch by a 2-D matrix in one matmul, forward and backward', async () => {

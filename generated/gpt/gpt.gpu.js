@@ -208,64 +208,39 @@ export async function create(options = {}) {
 
   // xc = x - mu  (gpt.ts:38)
   // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
+  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:38  const xc = x.sub(mu);
   //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
   //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:39
-  const kernel_xc = kernel(function (x, mu) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = x[_i0 * 256 + _i1 * 32 + _rest1] - mu[_i0 * 8 + _i1];
-      return _t0;
-    }, 4096);
-
-  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
-  // t7 = variance + 0.00001  (gpt.ts:40)
-  //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:39
   //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t7 = kernel(function (xc) {
+  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:40
+  const kernel_t9 = kernel(function (x, mu) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = xc[_i0 * 256 + _rest0 * 32 + _r1] * xc[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        const _t2 = x[_i0 * 256 + _rest0 * 32 + _r1] - mu[_i0 * 8 + _rest0];
+        const _t3 = _t2 * _t2;
+        _acc0 += _t3;
       }
-      const _t3 = _acc0 * 0.03125;
-      const _t4 = _t3 + 0.00001;
-      return _t4;
+      const _t4 = _acc0 * 0.03125;
+      const _t5 = _t4 + 0.00001;
+      const _t6 = 1 / Math.sqrt(_t5);
+      return _t6;
     }, 128);
 
-  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
-  // t9 = t7**-0.5  (gpt.ts:40)
-  //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:39
-  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t9 = kernel(function (t7) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      const _t0 = 1 / Math.sqrt(t7[_i0 * 8 + _rest0]);
-      return _t0;
-    }, 128);
-
-  // t10 = xc * t9  (gpt.ts:40)
-  //   %t10: f32[16,8,32] = mul %xc, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t10 = (x - mu) * t9  (gpt.ts:40)
+  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:40
-  const kernel_t10 = kernel(function (xc, t9) {
+  const kernel_t10 = kernel(function (x, mu, t9) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc[_i0 * 256 + _i1 * 32 + _rest1] * t9[_i0 * 8 + _i1];
+      const _t0 = (x[_i0 * 256 + _i1 * 32 + _rest1] - mu[_i0 * 8 + _i1]) * t9[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
@@ -491,64 +466,39 @@ export async function create(options = {}) {
 
   // xc_1 = x_1 - mu_1  (gpt.ts:38)
   // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
+  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:38  const xc = x.sub(mu);
   //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
   //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:39
-  const kernel_xc_1 = kernel(function (x_1, mu_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = x_1[_i0 * 256 + _i1 * 32 + _rest1] - mu_1[_i0 * 8 + _i1];
-      return _t0;
-    }, 4096);
-
-  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
-  // t32 = variance_1 + 0.00001  (gpt.ts:40)
-  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:39
   //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t32 = kernel(function (xc_1) {
+  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:40
+  const kernel_t33 = kernel(function (x_1, mu_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = xc_1[_i0 * 256 + _rest0 * 32 + _r1] * xc_1[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        const _t2 = x_1[_i0 * 256 + _rest0 * 32 + _r1] - mu_1[_i0 * 8 + _rest0];
+        const _t3 = _t2 * _t2;
+        _acc0 += _t3;
       }
-      const _t3 = _acc0 * 0.03125;
-      const _t4 = _t3 + 0.00001;
-      return _t4;
+      const _t4 = _acc0 * 0.03125;
+      const _t5 = _t4 + 0.00001;
+      const _t6 = 1 / Math.sqrt(_t5);
+      return _t6;
     }, 128);
 
-  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
-  // t33 = t32**-0.5  (gpt.ts:40)
-  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:39
-  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t33 = kernel(function (t32) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      const _t0 = 1 / Math.sqrt(t32[_i0 * 8 + _rest0]);
-      return _t0;
-    }, 128);
-
-  // t34 = xc_1 * t33  (gpt.ts:40)
-  //   %t34: f32[16,8,32] = mul %xc_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t34 = (x_1 - mu_1) * t33  (gpt.ts:40)
+  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:40
-  const kernel_t34 = kernel(function (xc_1, t33) {
+  const kernel_t34 = kernel(function (x_1, mu_1, t33) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_1[_i0 * 256 + _i1 * 32 + _rest1] * t33[_i0 * 8 + _i1];
+      const _t0 = (x_1[_i0 * 256 + _i1 * 32 + _rest1] - mu_1[_i0 * 8 + _i1]) * t33[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
@@ -639,64 +589,39 @@ export async function create(options = {}) {
 
   // xc_2 = x_2 - mu_2  (gpt.ts:38)
   // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
+  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:38  const xc = x.sub(mu);
   //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
   //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:39
-  const kernel_xc_2 = kernel(function (x_2, mu_2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = x_2[_i0 * 256 + _i1 * 32 + _rest1] - mu_2[_i0 * 8 + _i1];
-      return _t0;
-    }, 4096);
-
-  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
-  // t45 = variance_2 + 0.00001  (gpt.ts:40)
-  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:39
   //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t45 = kernel(function (xc_2) {
+  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:40
+  const kernel_t46 = kernel(function (x_2, mu_2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = xc_2[_i0 * 256 + _rest0 * 32 + _r1] * xc_2[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        const _t2 = x_2[_i0 * 256 + _rest0 * 32 + _r1] - mu_2[_i0 * 8 + _rest0];
+        const _t3 = _t2 * _t2;
+        _acc0 += _t3;
       }
-      const _t3 = _acc0 * 0.03125;
-      const _t4 = _t3 + 0.00001;
-      return _t4;
+      const _t4 = _acc0 * 0.03125;
+      const _t5 = _t4 + 0.00001;
+      const _t6 = 1 / Math.sqrt(_t5);
+      return _t6;
     }, 128);
 
-  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
-  // t46 = t45**-0.5  (gpt.ts:40)
-  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:39
-  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t46 = kernel(function (t45) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      const _t0 = 1 / Math.sqrt(t45[_i0 * 8 + _rest0]);
-      return _t0;
-    }, 128);
-
-  // t47 = xc_2 * t46  (gpt.ts:40)
-  //   %t47: f32[16,8,32] = mul %xc_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t47 = (x_2 - mu_2) * t46  (gpt.ts:40)
+  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:40
-  const kernel_t47 = kernel(function (xc_2, t46) {
+  const kernel_t47 = kernel(function (x_2, mu_2, t46) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_2[_i0 * 256 + _i1 * 32 + _rest1] * t46[_i0 * 8 + _i1];
+      const _t0 = (x_2[_i0 * 256 + _i1 * 32 + _rest1] - mu_2[_i0 * 8 + _i1]) * t46[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
@@ -922,64 +847,39 @@ export async function create(options = {}) {
 
   // xc_3 = x_3 - mu_3  (gpt.ts:38)
   // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
+  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:38  const xc = x.sub(mu);
   //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
   //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:39
-  const kernel_xc_3 = kernel(function (x_3, mu_3) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = x_3[_i0 * 256 + _i1 * 32 + _rest1] - mu_3[_i0 * 8 + _i1];
-      return _t0;
-    }, 4096);
-
-  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
-  // t68 = variance_3 + 0.00001  (gpt.ts:40)
-  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:39
   //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t68 = kernel(function (xc_3) {
+  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:40
+  const kernel_t69 = kernel(function (x_3, mu_3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = xc_3[_i0 * 256 + _rest0 * 32 + _r1] * xc_3[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        const _t2 = x_3[_i0 * 256 + _rest0 * 32 + _r1] - mu_3[_i0 * 8 + _rest0];
+        const _t3 = _t2 * _t2;
+        _acc0 += _t3;
       }
-      const _t3 = _acc0 * 0.03125;
-      const _t4 = _t3 + 0.00001;
-      return _t4;
+      const _t4 = _acc0 * 0.03125;
+      const _t5 = _t4 + 0.00001;
+      const _t6 = 1 / Math.sqrt(_t5);
+      return _t6;
     }, 128);
 
-  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
-  // t69 = t68**-0.5  (gpt.ts:40)
-  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:39
-  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t69 = kernel(function (t68) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      const _t0 = 1 / Math.sqrt(t68[_i0 * 8 + _rest0]);
-      return _t0;
-    }, 128);
-
-  // t70 = xc_3 * t69  (gpt.ts:40)
-  //   %t70: f32[16,8,32] = mul %xc_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t70 = (x_3 - mu_3) * t69  (gpt.ts:40)
+  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:40
-  const kernel_t70 = kernel(function (xc_3, t69) {
+  const kernel_t70 = kernel(function (x_3, mu_3, t69) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_3[_i0 * 256 + _i1 * 32 + _rest1] * t69[_i0 * 8 + _i1];
+      const _t0 = (x_3[_i0 * 256 + _i1 * 32 + _rest1] - mu_3[_i0 * 8 + _i1]) * t69[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
@@ -1070,64 +970,39 @@ export async function create(options = {}) {
 
   // xc_4 = x_4 - mu_4  (gpt.ts:38)
   // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
+  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:38  const xc = x.sub(mu);
   //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
   //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:39
-  const kernel_xc_4 = kernel(function (x_4, mu_4) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = x_4[_i0 * 256 + _i1 * 32 + _rest1] - mu_4[_i0 * 8 + _i1];
-      return _t0;
-    }, 4096);
-
-  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
-  // t81 = variance_4 + 0.00001  (gpt.ts:40)
-  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:39
   //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t81 = kernel(function (xc_4) {
+  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:40
+  const kernel_t82 = kernel(function (x_4, mu_4) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = xc_4[_i0 * 256 + _rest0 * 32 + _r1] * xc_4[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        const _t2 = x_4[_i0 * 256 + _rest0 * 32 + _r1] - mu_4[_i0 * 8 + _rest0];
+        const _t3 = _t2 * _t2;
+        _acc0 += _t3;
       }
-      const _t3 = _acc0 * 0.03125;
-      const _t4 = _t3 + 0.00001;
-      return _t4;
+      const _t4 = _acc0 * 0.03125;
+      const _t5 = _t4 + 0.00001;
+      const _t6 = 1 / Math.sqrt(_t5);
+      return _t6;
     }, 128);
 
-  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
-  // t82 = t81**-0.5  (gpt.ts:40)
-  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:39
-  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t82 = kernel(function (t81) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      const _t0 = 1 / Math.sqrt(t81[_i0 * 8 + _rest0]);
-      return _t0;
-    }, 128);
-
-  // t83 = xc_4 * t82  (gpt.ts:40)
-  //   %t83: f32[16,8,32] = mul %xc_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t83 = (x_4 - mu_4) * t82  (gpt.ts:40)
+  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:40
-  const kernel_t83 = kernel(function (xc_4, t82) {
+  const kernel_t83 = kernel(function (x_4, mu_4, t82) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_4[_i0 * 256 + _i1 * 32 + _rest1] * t82[_i0 * 8 + _i1];
+      const _t0 = (x_4[_i0 * 256 + _i1 * 32 + _rest1] - mu_4[_i0 * 8 + _i1]) * t82[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
@@ -1189,9 +1064,9 @@ export async function create(options = {}) {
       return -_acc0 / 128;
     }, 1);
 
-  // t94 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
-  //   %t94: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
-  const kernel_t94 = kernel(function (logits_rows) {
+  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
+  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  const kernel_t92 = kernel(function (logits_rows) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
@@ -1206,16 +1081,16 @@ export async function create(options = {}) {
       return Math.exp(logits_rows[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
     }, 3456);
 
-  // dlogits_rows = (t94 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
-  //   %t95: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
-  //   %t96: f32[128,27] = sub %t94, %t95   gpt.ts:78
-  //   %dlogits_rows: f32[128,27] = mul %t96, %t87   gpt.ts:78
-  const kernel_dlogits_rows = kernel(function (t94, Y_rows) {
+  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
+  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:78
+  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:78
+  const kernel_dlogits_rows = kernel(function (t92, Y_rows) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
       const _t0 = Y_rows[_i0] === _rest0 ? 1 : 0;
-      const _t1 = t94[_i0 * 27 + _rest0] - _t0;
+      const _t1 = t92[_i0 * 27 + _rest0] - _t0;
       const _t2 = _t1 * 0.0078125;
       return _t2;
     }, 3456);
@@ -1260,10 +1135,8 @@ export async function create(options = {}) {
     }, 864);
 
   // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:40)
-  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
   //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40
-  //   %t97: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
   const kernel_dlnf_b = kernel(function (dlnf) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1276,10 +1149,21 @@ export async function create(options = {}) {
     }, 32);
 
   // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
-  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:40)
   //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t97: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
-  //   %dlnf_g: f32[32] = sum %t97 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
+  const kernel_dt83 = kernel(function (dlnf, lnf_g) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dlnf[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
+      return _t0;
+    }, 4096);
+
+  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:40)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:40
   const kernel_dlnf_g = kernel(function (dlnf, t83) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1292,118 +1176,99 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
-  // t98 = dt83 * t82   mul'  (gpt.ts:40)
-  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t97: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
-  //   %t98: f32[16,8,32] = mul %dt83, %t82   gpt.ts:40
-  const kernel_t98 = kernel(function (dlnf, lnf_g, t82) {
+  // t96 = dt83 * 32   ln_apply'  (gpt.ts:40)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:40
+  const kernel_t96 = kernel(function (dt83) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dlnf[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
-      const _t1 = _t0 * t82[_i0 * 8 + _i1];
-      return _t1;
-    }, 4096);
-
-  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
-  // t99 = dt83 * xc_4   mul'  (gpt.ts:40)
-  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t97: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
-  //   %t99: f32[16,8,32] = mul %dt83, %xc_4   gpt.ts:40
-  const kernel_t99 = kernel(function (dlnf, lnf_g, xc_4) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dlnf[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
-      const _t1 = _t0 * xc_4[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t1;
-    }, 4096);
-
-  // dt82 = t99.sum(2)   mul'  (gpt.ts:40)
-  // dt81 = dt82 * (-0.5 * t81**-1.5)   pow'  (gpt.ts:40)
-  // dt80 = dt81 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt82: f32[16,8,1] = sum %t99 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t100: f32[16,8,1] = pow %t81, %t89   gpt.ts:40
-  //   %t101: f32[16,8,1] = mul %t88, %t100   gpt.ts:40
-  //   %dt81: f32[16,8,1] = mul %dt82, %t101   gpt.ts:40
-  //   %dt80: f32[16,8,1] = mul %dt81, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  const kernel_dt80 = kernel(function (t99, t81) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t99[_i0 * 256 + _rest0 * 32 + _r1];
-      }
-      const _t2 = -0.5 * Math.pow(t81[_i0 * 8 + _rest0], -1.5);
-      const _t3 = _acc0 * _t2;
-      const _t4 = _t3 * 0.03125;
-      return _t4;
-    }, 128);
-
-  // dt79 = dt80   sum'  (gpt.ts:39)
-  // dxc_4 = t98 + dt79 * (xc_4 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_4 = (-dxc_4).sum(2)   sub'  (gpt.ts:38)
-  //   %dt79: f32[16,8,32] = broadcast %dt80 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t102: f32[16,8,32] = mul %xc_4, %t91   gpt.ts:39
-  //   %t103: f32[16,8,32] = mul %dt79, %t102   gpt.ts:39
-  //   %dxc_4: f32[16,8,32] = add %t98, %t103   gpt.ts:38  const xc = x.sub(mu);
-  //   %t104: f32[16,8,32] = neg %dxc_4   gpt.ts:38
-  //   %dmu_4: f32[16,8,1] = sum %t104 {axes=[2], keepDims=true}   gpt.ts:38
-  const kernel_dxc_4 = kernel(function (t98, dt80, xc_4) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_4[_i0 * 256 + _i1 * 32 + _rest1] * 2;
-      const _t1 = dt80[_i0 * 8 + _i1] * _t0;
-      const _t2 = t98[_i0 * 256 + _i1 * 32 + _rest1] + _t1;
-      return _t2;
-    }, 4096);
-
-  // dt79 = dt80   sum'  (gpt.ts:39)
-  // dmu_4 = (-dxc_4).sum(2)   sub'  (gpt.ts:38)
-  // dt78 = dmu_4 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt79: f32[16,8,32] = broadcast %dt80 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t102: f32[16,8,32] = mul %xc_4, %t91   gpt.ts:39
-  //   %t103: f32[16,8,32] = mul %dt79, %t102   gpt.ts:39
-  //   %t104: f32[16,8,32] = neg %dxc_4   gpt.ts:38  const xc = x.sub(mu);
-  //   %dmu_4: f32[16,8,1] = sum %t104 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt78: f32[16,8,1] = mul %dmu_4, %t90   gpt.ts:37  const mu = x.mean(-1, true);
-  const kernel_dt78 = kernel(function (dxc_4) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 8);
-      const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = -dxc_4[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
-      }
-      const _t3 = _acc0 * 0.03125;
-      return _t3;
-    }, 128);
-
-  // dx_4 = dxc_4 + dt78   fan-out: the sum over its uses  (gpt.ts:74)
-  //   %t105: f32[16,8,32] = broadcast %dt78 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %dx_4: f32[16,8,32] = add %dxc_4, %t105   gpt.ts:74  x = x.add(fcOut(hidden));
-  const kernel_dx_4 = kernel(function (dxc_4, dt78) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dxc_4[_i0 * 256 + _i1 * 32 + _rest1] + dt78[_i0 * 8 + _i1];
+      const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] * 32;
       return _t0;
     }, 4096);
 
+  // t97 = dt83 * t83   ln_apply'  (gpt.ts:40)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:40
+  const kernel_t97 = kernel(function (dt83, t83) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] * t83[_i0 * 256 + _i1 * 32 + _rest1];
+      return _t0;
+    }, 4096);
+
+  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t98 = kernel(function (t82) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      const _t0 = t82[_i0 * 8 + _rest0] * 0.03125;
+      return _t0;
+    }, 128);
+
+  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t99 = kernel(function (dt83) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += dt83[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // t100 = t96 - t99   ln_apply'  (gpt.ts:40)
+  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t100 = kernel(function (t96, t99) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t96[_i0 * 256 + _i1 * 32 + _rest1] - t99[_i0 * 8 + _i1];
+      return _t0;
+    }, 4096);
+
+  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t101 = kernel(function (t97) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += t97[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:40)
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
+  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:40
+  const kernel_dx_4 = kernel(function (t98, t100, t83, t101) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t83[_i0 * 256 + _i1 * 32 + _rest1] * t101[_i0 * 8 + _i1];
+      const _t1 = t100[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t2 = t98[_i0 * 8 + _i1] * _t1;
+      return _t2;
+    }, 4096);
+
   // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t105: f32[16,8,32] = broadcast %dt78 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
   //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout1_b = kernel(function (dx_4) {
       const _x = this.thread.x;
@@ -1443,8 +1308,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:73)
-  //   %t106: f32[16,8,128] = gt %hidden_1, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t106   gpt.ts:73
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:73
   const kernel_dt74 = kernel(function (dhidden_1, hidden_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
@@ -1457,7 +1322,7 @@ export async function create(options = {}) {
     }, 16384);
 
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t106: f32[16,8,128] = gt %hidden_1, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc1_b = kernel(function (dt74) {
       const _x = this.thread.x;
@@ -1497,10 +1362,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
   //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40
-  //   %t107: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
   const kernel_dln2_1_b = kernel(function (dln2_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1513,10 +1376,21 @@ export async function create(options = {}) {
     }, 32);
 
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
-  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:40)
   //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t107: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
-  //   %dln2_1_g: f32[32] = sum %t107 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
+  const kernel_dt70 = kernel(function (dln2_1, ln2_1_g) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dln2_1[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
+      return _t0;
+    }, 4096);
+
+  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:40)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:40
   const kernel_dln2_1_g = kernel(function (dln2_1, t70) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1529,121 +1403,102 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
-  // t108 = dt70 * t69   mul'  (gpt.ts:40)
-  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t107: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
-  //   %t108: f32[16,8,32] = mul %dt70, %t69   gpt.ts:40
-  const kernel_t108 = kernel(function (dln2_1, ln2_1_g, t69) {
+  // t106 = dt70 * 32   ln_apply'  (gpt.ts:40)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:40
+  const kernel_t106 = kernel(function (dt70) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2_1[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
-      const _t1 = _t0 * t69[_i0 * 8 + _i1];
-      return _t1;
+      const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] * 32;
+      return _t0;
     }, 4096);
 
-  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
-  // t109 = dt70 * xc_3   mul'  (gpt.ts:40)
-  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t107: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
-  //   %t109: f32[16,8,32] = mul %dt70, %xc_3   gpt.ts:40
-  const kernel_t109 = kernel(function (dln2_1, ln2_1_g, xc_3) {
+  // t107 = dt70 * t70   ln_apply'  (gpt.ts:40)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:40
+  const kernel_t107 = kernel(function (dt70, t70) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2_1[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
-      const _t1 = _t0 * xc_3[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t1;
+      const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] * t70[_i0 * 256 + _i1 * 32 + _rest1];
+      return _t0;
     }, 4096);
 
-  // dt69 = t109.sum(2)   mul'  (gpt.ts:40)
-  // dt68 = dt69 * (-0.5 * t68**-1.5)   pow'  (gpt.ts:40)
-  // dt67 = dt68 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt69: f32[16,8,1] = sum %t109 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t110: f32[16,8,1] = pow %t68, %t89   gpt.ts:40
-  //   %t111: f32[16,8,1] = mul %t88, %t110   gpt.ts:40
-  //   %dt68: f32[16,8,1] = mul %dt69, %t111   gpt.ts:40
-  //   %dt67: f32[16,8,1] = mul %dt68, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  const kernel_dt67 = kernel(function (t109, t68) {
+  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t108 = kernel(function (t69) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t109[_i0 * 256 + _rest0 * 32 + _r1];
-      }
-      const _t2 = -0.5 * Math.pow(t68[_i0 * 8 + _rest0], -1.5);
-      const _t3 = _acc0 * _t2;
-      const _t4 = _t3 * 0.03125;
-      return _t4;
+      const _t0 = t69[_i0 * 8 + _rest0] * 0.03125;
+      return _t0;
     }, 128);
 
-  // dt66 = dt67   sum'  (gpt.ts:39)
-  // dxc_3 = t108 + dt66 * (xc_3 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_3 = (-dxc_3).sum(2)   sub'  (gpt.ts:38)
-  //   %dt66: f32[16,8,32] = broadcast %dt67 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t112: f32[16,8,32] = mul %xc_3, %t91   gpt.ts:39
-  //   %t113: f32[16,8,32] = mul %dt66, %t112   gpt.ts:39
-  //   %dxc_3: f32[16,8,32] = add %t108, %t113   gpt.ts:38  const xc = x.sub(mu);
-  //   %t114: f32[16,8,32] = neg %dxc_3   gpt.ts:38
-  //   %dmu_3: f32[16,8,1] = sum %t114 {axes=[2], keepDims=true}   gpt.ts:38
-  const kernel_dxc_3 = kernel(function (t108, dt67, xc_3) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_3[_i0 * 256 + _i1 * 32 + _rest1] * 2;
-      const _t1 = dt67[_i0 * 8 + _i1] * _t0;
-      const _t2 = t108[_i0 * 256 + _i1 * 32 + _rest1] + _t1;
-      return _t2;
-    }, 4096);
-
-  // dt66 = dt67   sum'  (gpt.ts:39)
-  // dmu_3 = (-dxc_3).sum(2)   sub'  (gpt.ts:38)
-  // dt65 = dmu_3 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt66: f32[16,8,32] = broadcast %dt67 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t112: f32[16,8,32] = mul %xc_3, %t91   gpt.ts:39
-  //   %t113: f32[16,8,32] = mul %dt66, %t112   gpt.ts:39
-  //   %t114: f32[16,8,32] = neg %dxc_3   gpt.ts:38  const xc = x.sub(mu);
-  //   %dmu_3: f32[16,8,1] = sum %t114 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt65: f32[16,8,1] = mul %dmu_3, %t90   gpt.ts:37  const mu = x.mean(-1, true);
-  const kernel_dt65 = kernel(function (dxc_3) {
+  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t109 = kernel(function (dt70) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = -dxc_3[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        _acc0 += dt70[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t3 = _acc0 * 0.03125;
+      return _acc0;
+    }, 128);
+
+  // t110 = t106 - t109   ln_apply'  (gpt.ts:40)
+  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t110 = kernel(function (t106, t109) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t106[_i0 * 256 + _i1 * 32 + _rest1] - t109[_i0 * 8 + _i1];
+      return _t0;
+    }, 4096);
+
+  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t111 = kernel(function (t107) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += t107[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:71)
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:71  x = x.add(proj(attOut));
+  const kernel_dx_3 = kernel(function (dx_4, t108, t110, t70, t111) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t70[_i0 * 256 + _i1 * 32 + _rest1] * t111[_i0 * 8 + _i1];
+      const _t1 = t110[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t2 = t108[_i0 * 8 + _i1] * _t1;
+      const _t3 = dx_4[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
-    }, 128);
-
-  // dx_3 = dx_4 + dxc_3 + dt65   fan-out: the sum over its uses  (gpt.ts:71)
-  //   %t115: f32[16,8,32] = broadcast %dt65 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t116: f32[16,8,32] = add %dx_4, %dxc_3   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dx_3: f32[16,8,32] = add %t116, %t115   gpt.ts:71
-  const kernel_dx_3 = kernel(function (dx_4, dxc_3, dt65) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dx_4[_i0 * 256 + _i1 * 32 + _rest1] + dxc_3[_i0 * 256 + _i1 * 32 + _rest1];
-      const _t1 = _t0 + dt65[_i0 * 8 + _i1];
-      return _t1;
     }, 4096);
 
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t115: f32[16,8,32] = broadcast %dt65 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t116: f32[16,8,32] = add %dx_4, %dxc_3   gpt.ts:71  x = x.add(proj(attOut));
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj1_b = kernel(function (dx_3) {
       const _x = this.thread.x;
@@ -1729,10 +1584,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 4096);
 
-  // t118 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
-  //   %t117: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t118: f32[16,4,8,1] = sum %t117 {axes=[3], keepDims=true}   gpt.ts:69
-  const kernel_t118 = kernel(function (datt_1, att_1) {
+  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
+  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:69
+  const kernel_t116 = kernel(function (datt_1, att_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1746,12 +1601,12 @@ export async function create(options = {}) {
       return _acc0;
     }, 512);
 
-  // dscores_1 = att_1 * (datt_1 - t118)   softmax'  (gpt.ts:69)
+  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:69)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t119: f32[16,4,8,8] = sub %datt_1, %t118   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t119   gpt.ts:69
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t93   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  const kernel_dt58 = kernel(function (att_1, datt_1, t118) {
+  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:69
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  const kernel_dt58 = kernel(function (att_1, datt_1, t116) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -1759,7 +1614,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t118[_i0 * 32 + _i1 * 8 + _i2];
+      const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t116[_i0 * 32 + _i1 * 8 + _i2];
       const _t1 = att_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
       const _t2 = _t1 * 0.35355339059327373;
       return _t2;
@@ -1812,9 +1667,9 @@ export async function create(options = {}) {
       return dvalue_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // t120 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
-  //   %t120: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t120 = kernel(function (dt55, v1_W) {
+  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
+  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_t118 = kernel(function (dt55, v1_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1851,10 +1706,10 @@ export async function create(options = {}) {
       return dkey_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // t122 = t120 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t121: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t122: f32[128,32] = add %t120, %t121   gpt.ts:30
-  const kernel_t122 = kernel(function (t120, dt52, k1_W) {
+  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:30
+  const kernel_t120 = kernel(function (t118, dt52, k1_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1862,7 +1717,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt52[_i0 * 32 + _r1] * k1_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t120[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = t118[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -1892,10 +1747,10 @@ export async function create(options = {}) {
       return dquery_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // dln1_1_rows = t122 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t123: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t122, %t123   gpt.ts:30
-  const kernel_dln1_1_rows = kernel(function (t122, dt49, q1_W) {
+  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:30
+  const kernel_dln1_1_rows = kernel(function (t120, dt49, q1_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1903,7 +1758,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt49[_i0 * 32 + _r1] * q1_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t122[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = t120[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -1921,10 +1776,8 @@ export async function create(options = {}) {
     }, 1024);
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40
-  //   %t124: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
   const kernel_dln1_1_b = kernel(function (dln1_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1937,10 +1790,21 @@ export async function create(options = {}) {
     }, 32);
 
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
-  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:40)
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
-  //   %dln1_1_g: f32[32] = sum %t124 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
+  const kernel_dt47 = kernel(function (dln1_1, ln1_1_g) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dln1_1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
+      return _t0;
+    }, 4096);
+
+  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:40)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:40
   const kernel_dln1_1_g = kernel(function (dln1_1, t47) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1953,121 +1817,102 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
-  // t125 = dt47 * t46   mul'  (gpt.ts:40)
-  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
-  //   %t125: f32[16,8,32] = mul %dt47, %t46   gpt.ts:40
-  const kernel_t125 = kernel(function (dln1_1, ln1_1_g, t46) {
+  // t123 = dt47 * 32   ln_apply'  (gpt.ts:40)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:40
+  const kernel_t123 = kernel(function (dt47) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1_1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
-      const _t1 = _t0 * t46[_i0 * 8 + _i1];
-      return _t1;
+      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] * 32;
+      return _t0;
     }, 4096);
 
-  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
-  // t126 = dt47 * xc_2   mul'  (gpt.ts:40)
-  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
-  //   %t126: f32[16,8,32] = mul %dt47, %xc_2   gpt.ts:40
-  const kernel_t126 = kernel(function (dln1_1, ln1_1_g, xc_2) {
+  // t124 = dt47 * t47   ln_apply'  (gpt.ts:40)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:40
+  const kernel_t124 = kernel(function (dt47, t47) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1_1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
-      const _t1 = _t0 * xc_2[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t1;
+      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] * t47[_i0 * 256 + _i1 * 32 + _rest1];
+      return _t0;
     }, 4096);
 
-  // dt46 = t126.sum(2)   mul'  (gpt.ts:40)
-  // dt45 = dt46 * (-0.5 * t45**-1.5)   pow'  (gpt.ts:40)
-  // dt44 = dt45 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt46: f32[16,8,1] = sum %t126 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,1] = pow %t45, %t89   gpt.ts:40
-  //   %t128: f32[16,8,1] = mul %t88, %t127   gpt.ts:40
-  //   %dt45: f32[16,8,1] = mul %dt46, %t128   gpt.ts:40
-  //   %dt44: f32[16,8,1] = mul %dt45, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  const kernel_dt44 = kernel(function (t126, t45) {
+  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t125 = kernel(function (t46) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t126[_i0 * 256 + _rest0 * 32 + _r1];
-      }
-      const _t2 = -0.5 * Math.pow(t45[_i0 * 8 + _rest0], -1.5);
-      const _t3 = _acc0 * _t2;
-      const _t4 = _t3 * 0.03125;
-      return _t4;
+      const _t0 = t46[_i0 * 8 + _rest0] * 0.03125;
+      return _t0;
     }, 128);
 
-  // dt43 = dt44   sum'  (gpt.ts:39)
-  // dxc_2 = t125 + dt43 * (xc_2 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_2 = (-dxc_2).sum(2)   sub'  (gpt.ts:38)
-  //   %dt43: f32[16,8,32] = broadcast %dt44 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t129: f32[16,8,32] = mul %xc_2, %t91   gpt.ts:39
-  //   %t130: f32[16,8,32] = mul %dt43, %t129   gpt.ts:39
-  //   %dxc_2: f32[16,8,32] = add %t125, %t130   gpt.ts:38  const xc = x.sub(mu);
-  //   %t131: f32[16,8,32] = neg %dxc_2   gpt.ts:38
-  //   %dmu_2: f32[16,8,1] = sum %t131 {axes=[2], keepDims=true}   gpt.ts:38
-  const kernel_dxc_2 = kernel(function (t125, dt44, xc_2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_2[_i0 * 256 + _i1 * 32 + _rest1] * 2;
-      const _t1 = dt44[_i0 * 8 + _i1] * _t0;
-      const _t2 = t125[_i0 * 256 + _i1 * 32 + _rest1] + _t1;
-      return _t2;
-    }, 4096);
-
-  // dt43 = dt44   sum'  (gpt.ts:39)
-  // dmu_2 = (-dxc_2).sum(2)   sub'  (gpt.ts:38)
-  // dt42 = dmu_2 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt43: f32[16,8,32] = broadcast %dt44 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t129: f32[16,8,32] = mul %xc_2, %t91   gpt.ts:39
-  //   %t130: f32[16,8,32] = mul %dt43, %t129   gpt.ts:39
-  //   %t131: f32[16,8,32] = neg %dxc_2   gpt.ts:38  const xc = x.sub(mu);
-  //   %dmu_2: f32[16,8,1] = sum %t131 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt42: f32[16,8,1] = mul %dmu_2, %t90   gpt.ts:37  const mu = x.mean(-1, true);
-  const kernel_dt42 = kernel(function (dxc_2) {
+  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t126 = kernel(function (dt47) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = -dxc_2[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        _acc0 += dt47[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t3 = _acc0 * 0.03125;
+      return _acc0;
+    }, 128);
+
+  // t127 = t123 - t126   ln_apply'  (gpt.ts:40)
+  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t127 = kernel(function (t123, t126) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t123[_i0 * 256 + _i1 * 32 + _rest1] - t126[_i0 * 8 + _i1];
+      return _t0;
+    }, 4096);
+
+  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t128 = kernel(function (t124) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += t124[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:74)
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:74  x = x.add(fcOut(hidden));
+  const kernel_dx_2 = kernel(function (dx_3, t125, t127, t47, t128) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t128[_i0 * 8 + _i1];
+      const _t1 = t127[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t2 = t125[_i0 * 8 + _i1] * _t1;
+      const _t3 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
-    }, 128);
-
-  // dx_2 = dx_3 + dxc_2 + dt42   fan-out: the sum over its uses  (gpt.ts:74)
-  //   %t132: f32[16,8,32] = broadcast %dt42 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t133: f32[16,8,32] = add %dx_3, %dxc_2   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %dx_2: f32[16,8,32] = add %t133, %t132   gpt.ts:74
-  const kernel_dx_2 = kernel(function (dx_3, dxc_2, dt42) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + dxc_2[_i0 * 256 + _i1 * 32 + _rest1];
-      const _t1 = _t0 + dt42[_i0 * 8 + _i1];
-      return _t1;
     }, 4096);
 
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t132: f32[16,8,32] = broadcast %dt42 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t133: f32[16,8,32] = add %dx_3, %dxc_2   gpt.ts:74  x = x.add(fcOut(hidden));
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_b = kernel(function (dx_2) {
       const _x = this.thread.x;
@@ -2107,8 +1952,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:73)
-  //   %t134: f32[16,8,128] = gt %hidden, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t134   gpt.ts:73
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:73
   const kernel_dt38 = kernel(function (dhidden, hidden) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
@@ -2121,7 +1966,7 @@ export async function create(options = {}) {
     }, 16384);
 
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t134: f32[16,8,128] = gt %hidden, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_b = kernel(function (dt38) {
       const _x = this.thread.x;
@@ -2161,10 +2006,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:40)
-  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40
-  //   %t135: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
   const kernel_dln2_0_b = kernel(function (dln2) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2177,10 +2020,21 @@ export async function create(options = {}) {
     }, 32);
 
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
-  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:40)
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
-  //   %dln2_0_g: f32[32] = sum %t135 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
+  const kernel_dt34 = kernel(function (dln2, ln2_0_g) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dln2[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
+      return _t0;
+    }, 4096);
+
+  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:40)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:40
   const kernel_dln2_0_g = kernel(function (dln2, t34) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2193,121 +2047,102 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
-  // t136 = dt34 * t33   mul'  (gpt.ts:40)
-  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
-  //   %t136: f32[16,8,32] = mul %dt34, %t33   gpt.ts:40
-  const kernel_t136 = kernel(function (dln2, ln2_0_g, t33) {
+  // t134 = dt34 * 32   ln_apply'  (gpt.ts:40)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:40
+  const kernel_t134 = kernel(function (dt34) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
-      const _t1 = _t0 * t33[_i0 * 8 + _i1];
-      return _t1;
+      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] * 32;
+      return _t0;
     }, 4096);
 
-  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
-  // t137 = dt34 * xc_1   mul'  (gpt.ts:40)
-  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
-  //   %t137: f32[16,8,32] = mul %dt34, %xc_1   gpt.ts:40
-  const kernel_t137 = kernel(function (dln2, ln2_0_g, xc_1) {
+  // t135 = dt34 * t34   ln_apply'  (gpt.ts:40)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:40
+  const kernel_t135 = kernel(function (dt34, t34) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
-      const _t1 = _t0 * xc_1[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t1;
+      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] * t34[_i0 * 256 + _i1 * 32 + _rest1];
+      return _t0;
     }, 4096);
 
-  // dt33 = t137.sum(2)   mul'  (gpt.ts:40)
-  // dt32 = dt33 * (-0.5 * t32**-1.5)   pow'  (gpt.ts:40)
-  // dt31 = dt32 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt33: f32[16,8,1] = sum %t137 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t138: f32[16,8,1] = pow %t32, %t89   gpt.ts:40
-  //   %t139: f32[16,8,1] = mul %t88, %t138   gpt.ts:40
-  //   %dt32: f32[16,8,1] = mul %dt33, %t139   gpt.ts:40
-  //   %dt31: f32[16,8,1] = mul %dt32, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  const kernel_dt31 = kernel(function (t137, t32) {
+  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t136 = kernel(function (t33) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t137[_i0 * 256 + _rest0 * 32 + _r1];
-      }
-      const _t2 = -0.5 * Math.pow(t32[_i0 * 8 + _rest0], -1.5);
-      const _t3 = _acc0 * _t2;
-      const _t4 = _t3 * 0.03125;
-      return _t4;
+      const _t0 = t33[_i0 * 8 + _rest0] * 0.03125;
+      return _t0;
     }, 128);
 
-  // dt30 = dt31   sum'  (gpt.ts:39)
-  // dxc_1 = t136 + dt30 * (xc_1 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_1 = (-dxc_1).sum(2)   sub'  (gpt.ts:38)
-  //   %dt30: f32[16,8,32] = broadcast %dt31 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t140: f32[16,8,32] = mul %xc_1, %t91   gpt.ts:39
-  //   %t141: f32[16,8,32] = mul %dt30, %t140   gpt.ts:39
-  //   %dxc_1: f32[16,8,32] = add %t136, %t141   gpt.ts:38  const xc = x.sub(mu);
-  //   %t142: f32[16,8,32] = neg %dxc_1   gpt.ts:38
-  //   %dmu_1: f32[16,8,1] = sum %t142 {axes=[2], keepDims=true}   gpt.ts:38
-  const kernel_dxc_1 = kernel(function (t136, dt31, xc_1) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc_1[_i0 * 256 + _i1 * 32 + _rest1] * 2;
-      const _t1 = dt31[_i0 * 8 + _i1] * _t0;
-      const _t2 = t136[_i0 * 256 + _i1 * 32 + _rest1] + _t1;
-      return _t2;
-    }, 4096);
-
-  // dt30 = dt31   sum'  (gpt.ts:39)
-  // dmu_1 = (-dxc_1).sum(2)   sub'  (gpt.ts:38)
-  // dt29 = dmu_1 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt30: f32[16,8,32] = broadcast %dt31 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t140: f32[16,8,32] = mul %xc_1, %t91   gpt.ts:39
-  //   %t141: f32[16,8,32] = mul %dt30, %t140   gpt.ts:39
-  //   %t142: f32[16,8,32] = neg %dxc_1   gpt.ts:38  const xc = x.sub(mu);
-  //   %dmu_1: f32[16,8,1] = sum %t142 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt29: f32[16,8,1] = mul %dmu_1, %t90   gpt.ts:37  const mu = x.mean(-1, true);
-  const kernel_dt29 = kernel(function (dxc_1) {
+  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t137 = kernel(function (dt34) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = -dxc_1[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        _acc0 += dt34[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t3 = _acc0 * 0.03125;
+      return _acc0;
+    }, 128);
+
+  // t138 = t134 - t137   ln_apply'  (gpt.ts:40)
+  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t138 = kernel(function (t134, t137) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t134[_i0 * 256 + _i1 * 32 + _rest1] - t137[_i0 * 8 + _i1];
+      return _t0;
+    }, 4096);
+
+  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t139 = kernel(function (t135) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += t135[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:71)
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:71  x = x.add(proj(attOut));
+  const kernel_dx_1 = kernel(function (dx_2, t136, t138, t34, t139) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t139[_i0 * 8 + _i1];
+      const _t1 = t138[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t2 = t136[_i0 * 8 + _i1] * _t1;
+      const _t3 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
-    }, 128);
-
-  // dx_1 = dx_2 + dxc_1 + dt29   fan-out: the sum over its uses  (gpt.ts:71)
-  //   %t143: f32[16,8,32] = broadcast %dt29 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t144: f32[16,8,32] = add %dx_2, %dxc_1   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dx_1: f32[16,8,32] = add %t144, %t143   gpt.ts:71
-  const kernel_dx_1 = kernel(function (dx_2, dxc_1, dt29) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + dxc_1[_i0 * 256 + _i1 * 32 + _rest1];
-      const _t1 = _t0 + dt29[_i0 * 8 + _i1];
-      return _t1;
     }, 4096);
 
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t143: f32[16,8,32] = broadcast %dt29 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t144: f32[16,8,32] = add %dx_2, %dxc_1   gpt.ts:71  x = x.add(proj(attOut));
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_b = kernel(function (dx_1) {
       const _x = this.thread.x;
@@ -2393,10 +2228,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 4096);
 
-  // t146 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
-  //   %t145: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t146: f32[16,4,8,1] = sum %t145 {axes=[3], keepDims=true}   gpt.ts:69
-  const kernel_t146 = kernel(function (datt, att) {
+  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
+  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:69
+  const kernel_t144 = kernel(function (datt, att) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2410,12 +2245,12 @@ export async function create(options = {}) {
       return _acc0;
     }, 512);
 
-  // dscores = att * (datt - t146)   softmax'  (gpt.ts:69)
+  // dscores = att * (datt - t144)   softmax'  (gpt.ts:69)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t147: f32[16,4,8,8] = sub %datt, %t146   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t147   gpt.ts:69
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t93   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  const kernel_dt21 = kernel(function (att, datt, t146) {
+  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:69
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  const kernel_dt21 = kernel(function (att, datt, t144) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -2423,7 +2258,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t146[_i0 * 32 + _i1 * 8 + _i2];
+      const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t144[_i0 * 32 + _i1 * 8 + _i2];
       const _t1 = att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
       const _t2 = _t1 * 0.35355339059327373;
       return _t2;
@@ -2476,9 +2311,9 @@ export async function create(options = {}) {
       return dvalue[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // t148 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
-  //   %t148: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t148 = kernel(function (dt18, v0_W) {
+  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
+  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_t146 = kernel(function (dt18, v0_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2515,10 +2350,10 @@ export async function create(options = {}) {
       return dkey[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // t150 = t148 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t149: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t150: f32[128,32] = add %t148, %t149   gpt.ts:30
-  const kernel_t150 = kernel(function (t148, dt15, k0_W) {
+  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:30
+  const kernel_t148 = kernel(function (t146, dt15, k0_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2526,7 +2361,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt15[_i0 * 32 + _r1] * k0_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t148[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = t146[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -2556,10 +2391,10 @@ export async function create(options = {}) {
       return dquery[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
     }, 4096);
 
-  // dln1_rows = t150 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t151: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t150, %t151   gpt.ts:30
-  const kernel_dln1_rows = kernel(function (t150, dt12, q0_W) {
+  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:30
+  const kernel_dln1_rows = kernel(function (t148, dt12, q0_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2567,7 +2402,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt12[_i0 * 32 + _r1] * q0_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t150[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = t148[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -2585,10 +2420,8 @@ export async function create(options = {}) {
     }, 1024);
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40
-  //   %t152: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
   const kernel_dln1_0_b = kernel(function (dln1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2601,10 +2434,21 @@ export async function create(options = {}) {
     }, 32);
 
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
-  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:40)
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
-  //   %dln1_0_g: f32[32] = sum %t152 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
+  const kernel_dt10 = kernel(function (dln1, ln1_0_g) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = dln1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
+      return _t0;
+    }, 4096);
+
+  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:40)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:40
   const kernel_dln1_0_g = kernel(function (dln1, t10) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2617,122 +2461,103 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
-  // t153 = dt10 * t9   mul'  (gpt.ts:40)
-  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
-  //   %t153: f32[16,8,32] = mul %dt10, %t9   gpt.ts:40
-  const kernel_t153 = kernel(function (dln1, ln1_0_g, t9) {
+  // t151 = dt10 * 32   ln_apply'  (gpt.ts:40)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:40
+  const kernel_t151 = kernel(function (dt10) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
-      const _t1 = _t0 * t9[_i0 * 8 + _i1];
-      return _t1;
+      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] * 32;
+      return _t0;
     }, 4096);
 
-  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
-  // t154 = dt10 * xc   mul'  (gpt.ts:40)
-  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
-  //   %t154: f32[16,8,32] = mul %dt10, %xc   gpt.ts:40
-  const kernel_t154 = kernel(function (dln1, ln1_0_g, xc) {
+  // t152 = dt10 * t10   ln_apply'  (gpt.ts:40)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:40
+  const kernel_t152 = kernel(function (dt10, t10) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
-      const _t1 = _t0 * xc[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t1;
+      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] * t10[_i0 * 256 + _i1 * 32 + _rest1];
+      return _t0;
     }, 4096);
 
-  // dt9 = t154.sum(2)   mul'  (gpt.ts:40)
-  // dt7 = dt9 * (-0.5 * t7**-1.5)   pow'  (gpt.ts:40)
-  // dt5 = dt7 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt9: f32[16,8,1] = sum %t154 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t155: f32[16,8,1] = pow %t7, %t89   gpt.ts:40
-  //   %t156: f32[16,8,1] = mul %t88, %t155   gpt.ts:40
-  //   %dt7: f32[16,8,1] = mul %dt9, %t156   gpt.ts:40
-  //   %dt5: f32[16,8,1] = mul %dt7, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  const kernel_dt5 = kernel(function (t154, t7) {
+  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t153 = kernel(function (t9) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
-      let _acc0 = 0;
-      for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t154[_i0 * 256 + _rest0 * 32 + _r1];
-      }
-      const _t2 = -0.5 * Math.pow(t7[_i0 * 8 + _rest0], -1.5);
-      const _t3 = _acc0 * _t2;
-      const _t4 = _t3 * 0.03125;
-      return _t4;
+      const _t0 = t9[_i0 * 8 + _rest0] * 0.03125;
+      return _t0;
     }, 128);
 
-  // dt4 = dt5   sum'  (gpt.ts:39)
-  // dxc = t153 + dt4 * (xc * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu = (-dxc).sum(2)   sub'  (gpt.ts:38)
-  //   %dt4: f32[16,8,32] = broadcast %dt5 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t157: f32[16,8,32] = mul %xc, %t91   gpt.ts:39
-  //   %t158: f32[16,8,32] = mul %dt4, %t157   gpt.ts:39
-  //   %dxc: f32[16,8,32] = add %t153, %t158   gpt.ts:38  const xc = x.sub(mu);
-  //   %t159: f32[16,8,32] = neg %dxc   gpt.ts:38
-  //   %dmu: f32[16,8,1] = sum %t159 {axes=[2], keepDims=true}   gpt.ts:38
-  const kernel_dxc = kernel(function (t153, dt5, xc) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = xc[_i0 * 256 + _i1 * 32 + _rest1] * 2;
-      const _t1 = dt5[_i0 * 8 + _i1] * _t0;
-      const _t2 = t153[_i0 * 256 + _i1 * 32 + _rest1] + _t1;
-      return _t2;
-    }, 4096);
-
-  // dt4 = dt5   sum'  (gpt.ts:39)
-  // dmu = (-dxc).sum(2)   sub'  (gpt.ts:38)
-  // dt2 = dmu * 0.03125   mul'  (gpt.ts:37)
-  //   %dt4: f32[16,8,32] = broadcast %dt5 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t157: f32[16,8,32] = mul %xc, %t91   gpt.ts:39
-  //   %t158: f32[16,8,32] = mul %dt4, %t157   gpt.ts:39
-  //   %t159: f32[16,8,32] = neg %dxc   gpt.ts:38  const xc = x.sub(mu);
-  //   %dmu: f32[16,8,1] = sum %t159 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt2: f32[16,8,1] = mul %dmu, %t90   gpt.ts:37  const mu = x.mean(-1, true);
-  const kernel_dt2 = kernel(function (dxc) {
+  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t154 = kernel(function (dt10) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = -dxc[_i0 * 256 + _rest0 * 32 + _r1];
-        _acc0 += _t2;
+        _acc0 += dt10[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t3 = _acc0 * 0.03125;
+      return _acc0;
+    }, 128);
+
+  // t155 = t151 - t154   ln_apply'  (gpt.ts:40)
+  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t155 = kernel(function (t151, t154) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t151[_i0 * 256 + _i1 * 32 + _rest1] - t154[_i0 * 8 + _i1];
+      return _t0;
+    }, 4096);
+
+  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t156 = kernel(function (t152) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 8);
+      const _rest0 = _x - _i0 * 8;
+      let _acc0 = 0;
+      for (let _r1 = 0; _r1 < 32; _r1++) {
+        _acc0 += t152[_i0 * 256 + _rest0 * 32 + _r1];
+      }
+      return _acc0;
+    }, 128);
+
+  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:53)
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
+  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  const kernel_dx = kernel(function (dx_1, t153, t155, t10, t156) {
+      const _x = this.thread.x;
+      const _i0 = Math.floor(_x / 256);
+      const _rest0 = _x - _i0 * 256;
+      const _i1 = Math.floor(_rest0 / 32);
+      const _rest1 = _rest0 - _i1 * 32;
+      const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t156[_i0 * 8 + _i1];
+      const _t1 = t155[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t2 = t153[_i0 * 8 + _i1] * _t1;
+      const _t3 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
-    }, 128);
-
-  // dx = dx_1 + dxc + dt2   fan-out: the sum over its uses  (gpt.ts:53)
-  //   %t160: f32[16,8,32] = broadcast %dt2 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t161: f32[16,8,32] = add %dx_1, %dxc   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %dx: f32[16,8,32] = add %t161, %t160   gpt.ts:53
-  const kernel_dx = kernel(function (dx_1, dxc, dt2) {
-      const _x = this.thread.x;
-      const _i0 = Math.floor(_x / 256);
-      const _rest0 = _x - _i0 * 256;
-      const _i1 = Math.floor(_rest0 / 32);
-      const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + dxc[_i0 * 256 + _i1 * 32 + _rest1];
-      const _t1 = _t0 + dt2[_i0 * 8 + _i1];
-      return _t1;
     }, 4096);
 
   // dwpe = dx.sum(0)   add'  (gpt.ts:53)
-  //   %t160: f32[16,8,32] = broadcast %dt2 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t161: f32[16,8,32] = add %dx_1, %dxc   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:53
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
+  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwpe = kernel(function (dx) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
@@ -2763,10 +2588,8 @@ export async function create(options = {}) {
       const t1 = kernel_t1(X, wte);
       const x = kernel_x(t1, wpe);
       const mu = kernel_mu(x);
-      const xc = kernel_xc(x, mu);
-      const t7 = kernel_t7(xc);
-      const t9 = kernel_t9(t7);
-      const t10 = kernel_t10(xc, t9);
+      const t9 = kernel_t9(x, mu);
+      const t10 = kernel_t10(x, mu, t9);
       const ln1 = kernel_ln1(t10, ln1_0_g, ln1_0_b);
       const ln1_rows = ln1;
       const t12 = kernel_t12(ln1_rows, q0_W);
@@ -2792,10 +2615,8 @@ export async function create(options = {}) {
       const t27 = t26;
       const x_1 = kernel_x_1(x, t27, proj0_b);
       const mu_1 = kernel_mu_1(x_1);
-      const xc_1 = kernel_xc_1(x_1, mu_1);
-      const t32 = kernel_t32(xc_1);
-      const t33 = kernel_t33(t32);
-      const t34 = kernel_t34(xc_1, t33);
+      const t33 = kernel_t33(x_1, mu_1);
+      const t34 = kernel_t34(x_1, mu_1, t33);
       const ln2 = kernel_ln2(t34, ln2_0_g, ln2_0_b);
       const ln2_rows = ln2;
       const t36 = kernel_t36(ln2_rows, fc0_W);
@@ -2806,10 +2627,8 @@ export async function create(options = {}) {
       const t40 = t39;
       const x_2 = kernel_x_2(x_1, t40, fcout0_b);
       const mu_2 = kernel_mu_2(x_2);
-      const xc_2 = kernel_xc_2(x_2, mu_2);
-      const t45 = kernel_t45(xc_2);
-      const t46 = kernel_t46(t45);
-      const t47 = kernel_t47(xc_2, t46);
+      const t46 = kernel_t46(x_2, mu_2);
+      const t47 = kernel_t47(x_2, mu_2, t46);
       const ln1_1 = kernel_ln1_1(t47, ln1_1_g, ln1_1_b);
       const ln1_1_rows = ln1_1;
       const t49 = kernel_t49(ln1_1_rows, q1_W);
@@ -2835,10 +2654,8 @@ export async function create(options = {}) {
       const t63 = t62;
       const x_3 = kernel_x_3(x_2, t63, proj1_b);
       const mu_3 = kernel_mu_3(x_3);
-      const xc_3 = kernel_xc_3(x_3, mu_3);
-      const t68 = kernel_t68(xc_3);
-      const t69 = kernel_t69(t68);
-      const t70 = kernel_t70(xc_3, t69);
+      const t69 = kernel_t69(x_3, mu_3);
+      const t70 = kernel_t70(x_3, mu_3, t69);
       const ln2_1 = kernel_ln2_1(t70, ln2_1_g, ln2_1_b);
       const ln2_1_rows = ln2_1;
       const t72 = kernel_t72(ln2_1_rows, fc1_W);
@@ -2849,10 +2666,8 @@ export async function create(options = {}) {
       const t76 = t75;
       const x_4 = kernel_x_4(x_3, t76, fcout1_b);
       const mu_4 = kernel_mu_4(x_4);
-      const xc_4 = kernel_xc_4(x_4, mu_4);
-      const t81 = kernel_t81(xc_4);
-      const t82 = kernel_t82(t81);
-      const t83 = kernel_t83(xc_4, t82);
+      const t82 = kernel_t82(x_4, mu_4);
+      const t83 = kernel_t83(x_4, mu_4, t82);
       const lnf = kernel_lnf(t83, lnf_g, lnf_b);
       const lnf_rows = lnf;
       const t85 = kernel_t85(lnf_rows, head_W);
@@ -2869,10 +2684,8 @@ export async function create(options = {}) {
       const t1 = kernel_t1(X, wte);
       const x = kernel_x(t1, wpe);
       const mu = kernel_mu(x);
-      const xc = kernel_xc(x, mu);
-      const t7 = kernel_t7(xc);
-      const t9 = kernel_t9(t7);
-      const t10 = kernel_t10(xc, t9);
+      const t9 = kernel_t9(x, mu);
+      const t10 = kernel_t10(x, mu, t9);
       const ln1 = kernel_ln1(t10, ln1_0_g, ln1_0_b);
       const ln1_rows = ln1;
       const t12 = kernel_t12(ln1_rows, q0_W);
@@ -2898,10 +2711,8 @@ export async function create(options = {}) {
       const t27 = t26;
       const x_1 = kernel_x_1(x, t27, proj0_b);
       const mu_1 = kernel_mu_1(x_1);
-      const xc_1 = kernel_xc_1(x_1, mu_1);
-      const t32 = kernel_t32(xc_1);
-      const t33 = kernel_t33(t32);
-      const t34 = kernel_t34(xc_1, t33);
+      const t33 = kernel_t33(x_1, mu_1);
+      const t34 = kernel_t34(x_1, mu_1, t33);
       const ln2 = kernel_ln2(t34, ln2_0_g, ln2_0_b);
       const ln2_rows = ln2;
       const t36 = kernel_t36(ln2_rows, fc0_W);
@@ -2912,10 +2723,8 @@ export async function create(options = {}) {
       const t40 = t39;
       const x_2 = kernel_x_2(x_1, t40, fcout0_b);
       const mu_2 = kernel_mu_2(x_2);
-      const xc_2 = kernel_xc_2(x_2, mu_2);
-      const t45 = kernel_t45(xc_2);
-      const t46 = kernel_t46(t45);
-      const t47 = kernel_t47(xc_2, t46);
+      const t46 = kernel_t46(x_2, mu_2);
+      const t47 = kernel_t47(x_2, mu_2, t46);
       const ln1_1 = kernel_ln1_1(t47, ln1_1_g, ln1_1_b);
       const ln1_1_rows = ln1_1;
       const t49 = kernel_t49(ln1_1_rows, q1_W);
@@ -2941,10 +2750,8 @@ export async function create(options = {}) {
       const t63 = t62;
       const x_3 = kernel_x_3(x_2, t63, proj1_b);
       const mu_3 = kernel_mu_3(x_3);
-      const xc_3 = kernel_xc_3(x_3, mu_3);
-      const t68 = kernel_t68(xc_3);
-      const t69 = kernel_t69(t68);
-      const t70 = kernel_t70(xc_3, t69);
+      const t69 = kernel_t69(x_3, mu_3);
+      const t70 = kernel_t70(x_3, mu_3, t69);
       const ln2_1 = kernel_ln2_1(t70, ln2_1_g, ln2_1_b);
       const ln2_1_rows = ln2_1;
       const t72 = kernel_t72(ln2_1_rows, fc1_W);
@@ -2955,10 +2762,8 @@ export async function create(options = {}) {
       const t76 = t75;
       const x_4 = kernel_x_4(x_3, t76, fcout1_b);
       const mu_4 = kernel_mu_4(x_4);
-      const xc_4 = kernel_xc_4(x_4, mu_4);
-      const t81 = kernel_t81(xc_4);
-      const t82 = kernel_t82(t81);
-      const t83 = kernel_t83(xc_4, t82);
+      const t82 = kernel_t82(x_4, mu_4);
+      const t83 = kernel_t83(x_4, mu_4, t82);
       const lnf = kernel_lnf(t83, lnf_g, lnf_b);
       const lnf_rows = lnf;
       const t85 = kernel_t85(lnf_rows, head_W);
@@ -2966,8 +2771,8 @@ export async function create(options = {}) {
       const logits = kernel_logits(t86, head_b);
       const logits_rows = logits;
       const loss = kernel_loss(logits_rows, Y_rows);
-      const t94 = kernel_t94(logits_rows);
-      const dlogits_rows = kernel_dlogits_rows(t94, Y_rows);
+      const t92 = kernel_t92(logits_rows);
+      const dlogits_rows = kernel_dlogits_rows(t92, Y_rows);
       const dlogits = dlogits_rows;
       const dt85 = dlogits;
       const dhead_b = kernel_dhead_b(dlogits);
@@ -2975,13 +2780,15 @@ export async function create(options = {}) {
       const dlnf = dlnf_rows;
       const dhead_W = kernel_dhead_W(lnf_rows, dt85);
       const dlnf_b = kernel_dlnf_b(dlnf);
+      const dt83 = kernel_dt83(dlnf, lnf_g);
       const dlnf_g = kernel_dlnf_g(dlnf, t83);
-      const t98 = kernel_t98(dlnf, lnf_g, t82);
-      const t99 = kernel_t99(dlnf, lnf_g, xc_4);
-      const dt80 = kernel_dt80(t99, t81);
-      const dxc_4 = kernel_dxc_4(t98, dt80, xc_4);
-      const dt78 = kernel_dt78(dxc_4);
-      const dx_4 = kernel_dx_4(dxc_4, dt78);
+      const t96 = kernel_t96(dt83);
+      const t97 = kernel_t97(dt83, t83);
+      const t98 = kernel_t98(t82);
+      const t99 = kernel_t99(dt83);
+      const t100 = kernel_t100(t96, t99);
+      const t101 = kernel_t101(t97);
+      const dx_4 = kernel_dx_4(t98, t100, t83, t101);
       const dt75 = dx_4;
       const dfcout1_b = kernel_dfcout1_b(dx_4);
       const dhidden_1_rows = kernel_dhidden_1_rows(dt75, fcout1_W);
@@ -2994,13 +2801,15 @@ export async function create(options = {}) {
       const dln2_1 = dln2_1_rows;
       const dfc1_W = kernel_dfc1_W(ln2_1_rows, dt72);
       const dln2_1_b = kernel_dln2_1_b(dln2_1);
+      const dt70 = kernel_dt70(dln2_1, ln2_1_g);
       const dln2_1_g = kernel_dln2_1_g(dln2_1, t70);
-      const t108 = kernel_t108(dln2_1, ln2_1_g, t69);
-      const t109 = kernel_t109(dln2_1, ln2_1_g, xc_3);
-      const dt67 = kernel_dt67(t109, t68);
-      const dxc_3 = kernel_dxc_3(t108, dt67, xc_3);
-      const dt65 = kernel_dt65(dxc_3);
-      const dx_3 = kernel_dx_3(dx_4, dxc_3, dt65);
+      const t106 = kernel_t106(dt70);
+      const t107 = kernel_t107(dt70, t70);
+      const t108 = kernel_t108(t69);
+      const t109 = kernel_t109(dt70);
+      const t110 = kernel_t110(t106, t109);
+      const t111 = kernel_t111(t107);
+      const dx_3 = kernel_dx_3(dx_4, t108, t110, t70, t111);
       const dt62 = dx_3;
       const dproj1_b = kernel_dproj1_b(dx_3);
       const dattOut_1_rows = kernel_dattOut_1_rows(dt62, proj1_W);
@@ -3010,34 +2819,36 @@ export async function create(options = {}) {
       const dt60 = kernel_dt60(dt61);
       const datt_1 = kernel_datt_1(dt60, value_1);
       const dvalue_1 = kernel_dvalue_1(att_1, dt60);
-      const t118 = kernel_t118(datt_1, att_1);
-      const dt58 = kernel_dt58(att_1, datt_1, t118);
+      const t116 = kernel_t116(datt_1, att_1);
+      const dt58 = kernel_dt58(att_1, datt_1, t116);
       const dquery_1 = kernel_dquery_1(dt58, key_1);
       const dkey_1 = kernel_dkey_1(dt58, query_1);
       const dt57 = kernel_dt57(dvalue_1);
       const dt56 = dt57;
       const dt55 = dt56;
-      const t120 = kernel_t120(dt55, v1_W);
+      const t118 = kernel_t118(dt55, v1_W);
       const dv1_W = kernel_dv1_W(ln1_1_rows, dt55);
       const dt54 = kernel_dt54(dkey_1);
       const dt53 = dt54;
       const dt52 = dt53;
-      const t122 = kernel_t122(t120, dt52, k1_W);
+      const t120 = kernel_t120(t118, dt52, k1_W);
       const dk1_W = kernel_dk1_W(ln1_1_rows, dt52);
       const dt51 = kernel_dt51(dquery_1);
       const dt50 = dt51;
       const dt49 = dt50;
-      const dln1_1_rows = kernel_dln1_1_rows(t122, dt49, q1_W);
+      const dln1_1_rows = kernel_dln1_1_rows(t120, dt49, q1_W);
       const dln1_1 = dln1_1_rows;
       const dq1_W = kernel_dq1_W(ln1_1_rows, dt49);
       const dln1_1_b = kernel_dln1_1_b(dln1_1);
+      const dt47 = kernel_dt47(dln1_1, ln1_1_g);
       const dln1_1_g = kernel_dln1_1_g(dln1_1, t47);
-      const t125 = kernel_t125(dln1_1, ln1_1_g, t46);
-      const t126 = kernel_t126(dln1_1, ln1_1_g, xc_2);
-      const dt44 = kernel_dt44(t126, t45);
-      const dxc_2 = kernel_dxc_2(t125, dt44, xc_2);
-      const dt42 = kernel_dt42(dxc_2);
-      const dx_2 = kernel_dx_2(dx_3, dxc_2, dt42);
+      const t123 = kernel_t123(dt47);
+      const t124 = kernel_t124(dt47, t47);
+      const t125 = kernel_t125(t46);
+      const t126 = kernel_t126(dt47);
+      const t127 = kernel_t127(t123, t126);
+      const t128 = kernel_t128(t124);
+      const dx_2 = kernel_dx_2(dx_3, t125, t127, t47, t128);
       const dt39 = dx_2;
       const dfcout0_b = kernel_dfcout0_b(dx_2);
       const dhidden_rows = kernel_dhidden_rows(dt39, fcout0_W);
@@ -3050,13 +2861,15 @@ export async function create(options = {}) {
       const dln2 = dln2_rows;
       const dfc0_W = kernel_dfc0_W(ln2_rows, dt36);
       const dln2_0_b = kernel_dln2_0_b(dln2);
+      const dt34 = kernel_dt34(dln2, ln2_0_g);
       const dln2_0_g = kernel_dln2_0_g(dln2, t34);
-      const t136 = kernel_t136(dln2, ln2_0_g, t33);
-      const t137 = kernel_t137(dln2, ln2_0_g, xc_1);
-      const dt31 = kernel_dt31(t137, t32);
-      const dxc_1 = kernel_dxc_1(t136, dt31, xc_1);
-      const dt29 = kernel_dt29(dxc_1);
-      const dx_1 = kernel_dx_1(dx_2, dxc_1, dt29);
+      const t134 = kernel_t134(dt34);
+      const t135 = kernel_t135(dt34, t34);
+      const t136 = kernel_t136(t33);
+      const t137 = kernel_t137(dt34);
+      const t138 = kernel_t138(t134, t137);
+      const t139 = kernel_t139(t135);
+      const dx_1 = kernel_dx_1(dx_2, t136, t138, t34, t139);
       const dt26 = dx_1;
       const dproj0_b = kernel_dproj0_b(dx_1);
       const dattOut_rows = kernel_dattOut_rows(dt26, proj0_W);
@@ -3066,34 +2879,36 @@ export async function create(options = {}) {
       const dt24 = kernel_dt24(dt25);
       const datt = kernel_datt(dt24, value);
       const dvalue = kernel_dvalue(att, dt24);
-      const t146 = kernel_t146(datt, att);
-      const dt21 = kernel_dt21(att, datt, t146);
+      const t144 = kernel_t144(datt, att);
+      const dt21 = kernel_dt21(att, datt, t144);
       const dquery = kernel_dquery(dt21, key);
       const dkey = kernel_dkey(dt21, query);
       const dt20 = kernel_dt20(dvalue);
       const dt19 = dt20;
       const dt18 = dt19;
-      const t148 = kernel_t148(dt18, v0_W);
+      const t146 = kernel_t146(dt18, v0_W);
       const dv0_W = kernel_dv0_W(ln1_rows, dt18);
       const dt17 = kernel_dt17(dkey);
       const dt16 = dt17;
       const dt15 = dt16;
-      const t150 = kernel_t150(t148, dt15, k0_W);
+      const t148 = kernel_t148(t146, dt15, k0_W);
       const dk0_W = kernel_dk0_W(ln1_rows, dt15);
       const dt14 = kernel_dt14(dquery);
       const dt13 = dt14;
       const dt12 = dt13;
-      const dln1_rows = kernel_dln1_rows(t150, dt12, q0_W);
+      const dln1_rows = kernel_dln1_rows(t148, dt12, q0_W);
       const dln1 = dln1_rows;
       const dq0_W = kernel_dq0_W(ln1_rows, dt12);
       const dln1_0_b = kernel_dln1_0_b(dln1);
+      const dt10 = kernel_dt10(dln1, ln1_0_g);
       const dln1_0_g = kernel_dln1_0_g(dln1, t10);
-      const t153 = kernel_t153(dln1, ln1_0_g, t9);
-      const t154 = kernel_t154(dln1, ln1_0_g, xc);
-      const dt5 = kernel_dt5(t154, t7);
-      const dxc = kernel_dxc(t153, dt5, xc);
-      const dt2 = kernel_dt2(dxc);
-      const dx = kernel_dx(dx_1, dxc, dt2);
+      const t151 = kernel_t151(dt10);
+      const t152 = kernel_t152(dt10, t10);
+      const t153 = kernel_t153(t9);
+      const t154 = kernel_t154(dt10);
+      const t155 = kernel_t155(t151, t154);
+      const t156 = kernel_t156(t152);
+      const dx = kernel_dx(dx_1, t153, t155, t10, t156);
       const dwpe = kernel_dwpe(dx);
       const dwte = kernel_dwte(X, dx);
       return [loss, dwte, dwpe, dln1_0_g, dln1_0_b, dq0_W, dk0_W, dv0_W, dproj0_W, dproj0_b, dln2_0_g, dln2_0_b, dfc0_W, dfc0_b, dfcout0_W, dfcout0_b, dln1_1_g, dln1_1_b, dq1_W, dk1_W, dv1_W, dproj1_W, dproj1_b, dln2_1_g, dln2_1_b, dfc1_W, dfc1_b, dfcout1_W, dfcout1_b, dlnf_g, dlnf_b, dhead_W, dhead_b];

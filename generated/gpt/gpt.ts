@@ -120,7 +120,7 @@ export interface Grads {
   head_b: Float32Array; // f32[27]
 }
 
-// Memory plan: 80 arrays, 971.4 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 74 arrays, 935.7 KiB, shared by values whose lifetimes do not overlap
 // (see gpt.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(864),
@@ -160,46 +160,40 @@ const buffers = [
   new Float32Array(4096),
   new Float32Array(4096),
   new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(16384),
+  new Float32Array(4096),
+  new Float32Array(16384),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(4096),
+  new Float32Array(16384),
+  new Float32Array(4096),
+  new Float32Array(16384),
+  new Float32Array(4096),
+  new Float32Array(3456),
+  new Float32Array(16384),
+  new Float32Array(3456),
+  new Float32Array(3456),
+  new Float32Array(4096),
   new Float32Array(864),
-  new Float32Array(256),
+  new Float32Array(32),
   new Float32Array(4096),
   new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(128),
-  new Float32Array(4096),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(128),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(128),
-  new Float32Array(4096),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(4096),
-  new Float32Array(4096),
-  new Float32Array(128),
-  new Float32Array(3456),
-  new Float32Array(3456),
-  new Float32Array(3456),
-  new Float32Array(3456),
-  new Float32Array(16384),
-  new Float32Array(864),
+  new Float32Array(32),
   new Float32Array(4096),
   new Float32Array(4096),
   new Float32Array(4096),
@@ -249,234 +243,234 @@ const buf = {
   t1: buffers[34], // f32[16,8,32]
   x: buffers[35], // f32[16,8,32]
   mu: buffers[36].subarray(0, 128), // f32[16,8,1]
-  xc: buffers[34], // f32[16,8,32]
-  t7: buffers[37].subarray(0, 128), // f32[16,8,1]
-  t9: buffers[38].subarray(0, 128), // f32[16,8,1]
-  t10: buffers[36], // f32[16,8,32]
-  ln1: buffers[39], // f32[16,8,32]
-  ln1_rows: buffers[39], // a view of ln1
-  t12: buffers[40], // f32[128,32]
-  t13: buffers[40], // a view of t12
-  t14: buffers[40], // a view of t13
-  query: buffers[41], // f32[16,4,8,8]
-  t15: buffers[40], // f32[128,32]
-  t16: buffers[40], // a view of t15
-  t17: buffers[40], // a view of t16
-  key: buffers[42], // f32[16,4,8,8]
-  t18: buffers[40], // f32[128,32]
-  t19: buffers[40], // a view of t18
-  t20: buffers[40], // a view of t19
-  value: buffers[43], // f32[16,4,8,8]
-  t21: buffers[40], // f32[16,4,8,8]
-  scores: buffers[44], // f32[16,4,8,8]
-  att: buffers[40], // f32[16,4,8,8]
-  t24: buffers[44], // f32[16,4,8,8]
-  t25: buffers[45], // f32[16,8,4,8]
-  attOut: buffers[45], // a view of t25
-  attOut_rows: buffers[45], // a view of attOut
-  t26: buffers[44], // f32[128,32]
-  t27: buffers[44], // a view of t26
-  x_1: buffers[46], // f32[16,8,32]
-  mu_1: buffers[47].subarray(0, 128), // f32[16,8,1]
-  xc_1: buffers[35], // f32[16,8,32]
-  t32: buffers[44].subarray(0, 128), // f32[16,8,1]
-  t33: buffers[48], // f32[16,8,1]
-  t34: buffers[47], // f32[16,8,32]
-  ln2: buffers[49], // f32[16,8,32]
-  ln2_rows: buffers[49], // a view of ln2
-  t36: buffers[50], // f32[128,128]
-  t37: buffers[50], // a view of t36
-  hidden: buffers[51], // f32[16,8,128]
-  hidden_rows: buffers[51], // a view of hidden
-  t39: buffers[50].subarray(0, 4096), // f32[128,32]
-  t40: buffers[50].subarray(0, 4096), // a view of t39
-  x_2: buffers[52], // f32[16,8,32]
-  mu_2: buffers[53].subarray(0, 128), // f32[16,8,1]
-  xc_2: buffers[46], // f32[16,8,32]
-  t45: buffers[50].subarray(0, 128), // f32[16,8,1]
-  t46: buffers[54], // f32[16,8,1]
-  t47: buffers[53], // f32[16,8,32]
-  ln1_1: buffers[55], // f32[16,8,32]
-  ln1_1_rows: buffers[55], // a view of ln1_1
-  t49: buffers[56], // f32[128,32]
-  t50: buffers[56], // a view of t49
-  t51: buffers[56], // a view of t50
-  query_1: buffers[57], // f32[16,4,8,8]
-  t52: buffers[56], // f32[128,32]
-  t53: buffers[56], // a view of t52
-  t54: buffers[56], // a view of t53
-  key_1: buffers[58], // f32[16,4,8,8]
-  t55: buffers[56], // f32[128,32]
-  t56: buffers[56], // a view of t55
-  t57: buffers[56], // a view of t56
-  value_1: buffers[59], // f32[16,4,8,8]
-  t58: buffers[56], // f32[16,4,8,8]
-  scores_1: buffers[60], // f32[16,4,8,8]
-  att_1: buffers[56], // f32[16,4,8,8]
-  t60: buffers[60], // f32[16,4,8,8]
-  t61: buffers[61], // f32[16,8,4,8]
-  attOut_1: buffers[61], // a view of t61
-  attOut_1_rows: buffers[61], // a view of attOut_1
-  t62: buffers[60], // f32[128,32]
-  t63: buffers[60], // a view of t62
-  x_3: buffers[62], // f32[16,8,32]
-  mu_3: buffers[63].subarray(0, 128), // f32[16,8,1]
-  xc_3: buffers[52], // f32[16,8,32]
-  t68: buffers[60].subarray(0, 128), // f32[16,8,1]
-  t69: buffers[64], // f32[16,8,1]
-  t70: buffers[63], // f32[16,8,32]
-  ln2_1: buffers[65], // f32[16,8,32]
-  ln2_1_rows: buffers[65], // a view of ln2_1
-  t72: buffers[66], // f32[128,128]
-  t73: buffers[66], // a view of t72
-  hidden_1: buffers[67], // f32[16,8,128]
-  hidden_1_rows: buffers[67], // a view of hidden_1
-  t75: buffers[66].subarray(0, 4096), // f32[128,32]
-  t76: buffers[66].subarray(0, 4096), // a view of t75
-  x_4: buffers[68], // f32[16,8,32]
-  mu_4: buffers[69].subarray(0, 128), // f32[16,8,1]
-  xc_4: buffers[62], // f32[16,8,32]
-  t81: buffers[66].subarray(0, 128), // f32[16,8,1]
-  t82: buffers[70], // f32[16,8,1]
-  t83: buffers[68], // f32[16,8,32]
-  lnf: buffers[69], // f32[16,8,32]
-  lnf_rows: buffers[69], // a view of lnf
-  t85: buffers[71], // f32[128,27]
-  t86: buffers[71], // a view of t85
-  logits: buffers[72], // f32[16,8,27]
-  logits_rows: buffers[72], // a view of logits
+  t9: buffers[34].subarray(0, 128), // f32[16,8,1]
+  t10: buffers[37], // f32[16,8,32]
+  ln1: buffers[38], // f32[16,8,32]
+  ln1_rows: buffers[38], // a view of ln1
+  t12: buffers[36], // f32[128,32]
+  t13: buffers[36], // a view of t12
+  t14: buffers[36], // a view of t13
+  query: buffers[39], // f32[16,4,8,8]
+  t15: buffers[36], // f32[128,32]
+  t16: buffers[36], // a view of t15
+  t17: buffers[36], // a view of t16
+  key: buffers[40], // f32[16,4,8,8]
+  t18: buffers[36], // f32[128,32]
+  t19: buffers[36], // a view of t18
+  t20: buffers[36], // a view of t19
+  value: buffers[41], // f32[16,4,8,8]
+  t21: buffers[36], // f32[16,4,8,8]
+  scores: buffers[42], // f32[16,4,8,8]
+  att: buffers[36], // f32[16,4,8,8]
+  t24: buffers[42], // f32[16,4,8,8]
+  t25: buffers[43], // f32[16,8,4,8]
+  attOut: buffers[43], // a view of t25
+  attOut_rows: buffers[43], // a view of attOut
+  t26: buffers[42], // f32[128,32]
+  t27: buffers[42], // a view of t26
+  x_1: buffers[44], // f32[16,8,32]
+  mu_1: buffers[45].subarray(0, 128), // f32[16,8,1]
+  t33: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t34: buffers[42], // f32[16,8,32]
+  ln2: buffers[46], // f32[16,8,32]
+  ln2_rows: buffers[46], // a view of ln2
+  t36: buffers[45], // f32[128,128]
+  t37: buffers[45], // a view of t36
+  hidden: buffers[47], // f32[16,8,128]
+  hidden_rows: buffers[47], // a view of hidden
+  t39: buffers[45].subarray(0, 4096), // f32[128,32]
+  t40: buffers[45].subarray(0, 4096), // a view of t39
+  x_2: buffers[48], // f32[16,8,32]
+  mu_2: buffers[49].subarray(0, 128), // f32[16,8,1]
+  t46: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t47: buffers[45].subarray(0, 4096), // f32[16,8,32]
+  ln1_1: buffers[50], // f32[16,8,32]
+  ln1_1_rows: buffers[50], // a view of ln1_1
+  t49: buffers[49], // f32[128,32]
+  t50: buffers[49], // a view of t49
+  t51: buffers[49], // a view of t50
+  query_1: buffers[51], // f32[16,4,8,8]
+  t52: buffers[49], // f32[128,32]
+  t53: buffers[49], // a view of t52
+  t54: buffers[49], // a view of t53
+  key_1: buffers[52], // f32[16,4,8,8]
+  t55: buffers[49], // f32[128,32]
+  t56: buffers[49], // a view of t55
+  t57: buffers[49], // a view of t56
+  value_1: buffers[53], // f32[16,4,8,8]
+  t58: buffers[49], // f32[16,4,8,8]
+  scores_1: buffers[54], // f32[16,4,8,8]
+  att_1: buffers[49], // f32[16,4,8,8]
+  t60: buffers[54], // f32[16,4,8,8]
+  t61: buffers[55], // f32[16,8,4,8]
+  attOut_1: buffers[55], // a view of t61
+  attOut_1_rows: buffers[55], // a view of attOut_1
+  t62: buffers[54], // f32[128,32]
+  t63: buffers[54], // a view of t62
+  x_3: buffers[56], // f32[16,8,32]
+  mu_3: buffers[57].subarray(0, 128), // f32[16,8,1]
+  t69: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t70: buffers[54], // f32[16,8,32]
+  ln2_1: buffers[58], // f32[16,8,32]
+  ln2_1_rows: buffers[58], // a view of ln2_1
+  t72: buffers[57], // f32[128,128]
+  t73: buffers[57], // a view of t72
+  hidden_1: buffers[59], // f32[16,8,128]
+  hidden_1_rows: buffers[59], // a view of hidden_1
+  t75: buffers[57].subarray(0, 4096), // f32[128,32]
+  t76: buffers[57].subarray(0, 4096), // a view of t75
+  x_4: buffers[60], // f32[16,8,32]
+  mu_4: buffers[61].subarray(0, 128), // f32[16,8,1]
+  t82: buffers[56].subarray(0, 128), // f32[16,8,1]
+  t83: buffers[57].subarray(0, 4096), // f32[16,8,32]
+  lnf: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  lnf_rows: buffers[62].subarray(0, 4096), // a view of lnf
+  t85: buffers[60].subarray(0, 3456), // f32[128,27]
+  t86: buffers[60].subarray(0, 3456), // a view of t85
+  logits: buffers[61], // f32[16,8,27]
+  logits_rows: buffers[61], // a view of logits
   Y_rows: buffers[3], // a view of Y
-  loss: buffers[71].subarray(0, 1), // f32[]
-  t94: buffers[73], // f32[128,27]
-  dlogits_rows: buffers[74], // f32[128,27]
-  dlogits: buffers[74], // a view of dlogits_rows
-  dhead_b: buffers[73].subarray(0, 27), // f32[27]
-  dt85: buffers[74], // a view of dlogits
-  dlnf_rows: buffers[75].subarray(0, 4096), // f32[128,32]
-  dhead_W: buffers[76], // f32[32,27]
-  dlnf: buffers[75].subarray(0, 4096), // a view of dlnf_rows
-  dlnf_b: buffers[74].subarray(0, 32), // f32[32]
-  dlnf_g: buffers[69].subarray(0, 32), // f32[32]
-  t98: buffers[77], // f32[16,8,32]
-  t99: buffers[78], // f32[16,8,32]
-  dt80: buffers[70], // f32[16,8,1]
-  dxc_4: buffers[68], // f32[16,8,32]
-  dt78: buffers[75].subarray(0, 128), // f32[16,8,1]
-  dx_4: buffers[62], // f32[16,8,32]
-  dfcout1_b: buffers[70].subarray(0, 32), // f32[32]
-  dt75: buffers[62], // a view of dx_4
-  dhidden_1_rows: buffers[66], // f32[128,128]
-  dfcout1_W: buffers[68], // f32[128,32]
-  dhidden_1: buffers[66], // a view of dhidden_1_rows
-  dt74: buffers[75], // f32[16,8,128]
-  dfc1_b: buffers[77].subarray(0, 128), // f32[128]
-  dt72: buffers[75], // a view of dt74
-  dln2_1_rows: buffers[78], // f32[128,32]
-  dfc1_W: buffers[66].subarray(0, 4096), // f32[32,128]
-  dln2_1: buffers[78], // a view of dln2_1_rows
-  dln2_1_b: buffers[65].subarray(0, 32), // f32[32]
-  dln2_1_g: buffers[67].subarray(0, 32), // f32[32]
-  t108: buffers[75].subarray(0, 4096), // f32[16,8,32]
-  t109: buffers[79], // f32[16,8,32]
-  dt67: buffers[64], // f32[16,8,1]
-  dxc_3: buffers[60], // f32[16,8,32]
-  dt65: buffers[63].subarray(0, 128), // f32[16,8,1]
-  dx_3: buffers[52], // f32[16,8,32]
-  dproj1_b: buffers[64].subarray(0, 32), // f32[32]
-  dt62: buffers[52], // a view of dx_3
-  dattOut_1_rows: buffers[60], // f32[128,32]
-  dproj1_W: buffers[62].subarray(0, 1024), // f32[32,32]
-  dattOut_1: buffers[60], // a view of dattOut_1_rows
-  dt61: buffers[60], // a view of dattOut_1
-  dt60: buffers[61], // f32[16,4,8,8]
-  datt_1: buffers[60], // f32[16,4,8,8]
-  dvalue_1: buffers[59], // f32[16,4,8,8]
-  t118: buffers[61].subarray(0, 512), // f32[16,4,8,1]
-  dt58: buffers[63], // f32[16,4,8,8]
-  dquery_1: buffers[56], // f32[16,4,8,8]
-  dkey_1: buffers[58], // f32[16,4,8,8]
-  dt57: buffers[57], // f32[16,8,4,8]
-  dt56: buffers[57], // a view of dt57
-  dt55: buffers[57], // a view of dt56
-  t120: buffers[59], // f32[128,32]
-  dv1_W: buffers[60].subarray(0, 1024), // f32[32,32]
-  dt54: buffers[57], // f32[16,8,4,8]
-  dt53: buffers[57], // a view of dt54
-  dt52: buffers[57], // a view of dt53
-  t122: buffers[58], // f32[128,32]
-  dk1_W: buffers[59].subarray(0, 1024), // f32[32,32]
-  dt51: buffers[57], // f32[16,8,4,8]
-  dt50: buffers[57], // a view of dt51
-  dt49: buffers[57], // a view of dt50
-  dln1_1_rows: buffers[56], // f32[128,32]
-  dq1_W: buffers[58].subarray(0, 1024), // f32[32,32]
-  dln1_1: buffers[56], // a view of dln1_1_rows
-  dln1_1_b: buffers[55].subarray(0, 32), // f32[32]
-  dln1_1_g: buffers[57].subarray(0, 32), // f32[32]
-  t125: buffers[61], // f32[16,8,32]
-  t126: buffers[63], // f32[16,8,32]
-  dt44: buffers[54], // f32[16,8,1]
-  dxc_2: buffers[53], // f32[16,8,32]
-  dt42: buffers[56].subarray(0, 128), // f32[16,8,1]
-  dx_2: buffers[46], // f32[16,8,32]
-  dfcout0_b: buffers[54].subarray(0, 32), // f32[32]
-  dt39: buffers[46], // a view of dx_2
-  dhidden_rows: buffers[50], // f32[128,128]
-  dfcout0_W: buffers[52], // f32[128,32]
-  dhidden: buffers[50], // a view of dhidden_rows
-  dt38: buffers[75], // f32[16,8,128]
-  dfc0_b: buffers[53].subarray(0, 128), // f32[128]
-  dt36: buffers[75], // a view of dt38
-  dln2_rows: buffers[56], // f32[128,32]
-  dfc0_W: buffers[61], // f32[32,128]
-  dln2: buffers[56], // a view of dln2_rows
-  dln2_0_b: buffers[49].subarray(0, 32), // f32[32]
-  dln2_0_g: buffers[63].subarray(0, 32), // f32[32]
-  t136: buffers[78], // f32[16,8,32]
-  t137: buffers[79], // f32[16,8,32]
-  dt31: buffers[48], // f32[16,8,1]
-  dxc_1: buffers[44], // f32[16,8,32]
-  dt29: buffers[47].subarray(0, 128), // f32[16,8,1]
-  dx_1: buffers[35], // f32[16,8,32]
-  dproj0_b: buffers[48].subarray(0, 32), // f32[32]
-  dt26: buffers[35], // a view of dx_1
-  dattOut_rows: buffers[44], // f32[128,32]
-  dproj0_W: buffers[46].subarray(0, 1024), // f32[32,32]
-  dattOut: buffers[44], // a view of dattOut_rows
-  dt25: buffers[44], // a view of dattOut
-  dt24: buffers[45], // f32[16,4,8,8]
-  datt: buffers[44], // f32[16,4,8,8]
-  dvalue: buffers[43], // f32[16,4,8,8]
-  t146: buffers[45].subarray(0, 512), // f32[16,4,8,1]
-  dt21: buffers[47], // f32[16,4,8,8]
-  dquery: buffers[40], // f32[16,4,8,8]
-  dkey: buffers[42], // f32[16,4,8,8]
-  dt20: buffers[41], // f32[16,8,4,8]
-  dt19: buffers[41], // a view of dt20
-  dt18: buffers[41], // a view of dt19
-  t148: buffers[43], // f32[128,32]
-  dv0_W: buffers[44].subarray(0, 1024), // f32[32,32]
-  dt17: buffers[41], // f32[16,8,4,8]
-  dt16: buffers[41], // a view of dt17
-  dt15: buffers[41], // a view of dt16
-  t150: buffers[42], // f32[128,32]
-  dk0_W: buffers[43].subarray(0, 1024), // f32[32,32]
-  dt14: buffers[41], // f32[16,8,4,8]
-  dt13: buffers[41], // a view of dt14
-  dt12: buffers[41], // a view of dt13
-  dln1_rows: buffers[40], // f32[128,32]
-  dq0_W: buffers[42].subarray(0, 1024), // f32[32,32]
-  dln1: buffers[40], // a view of dln1_rows
-  dln1_0_b: buffers[39].subarray(0, 32), // f32[32]
-  dln1_0_g: buffers[41].subarray(0, 32), // f32[32]
-  t153: buffers[45], // f32[16,8,32]
-  t154: buffers[47], // f32[16,8,32]
-  dt5: buffers[38].subarray(0, 128), // f32[16,8,1]
-  dxc: buffers[36], // f32[16,8,32]
-  dt2: buffers[37].subarray(0, 128), // f32[16,8,1]
-  dx: buffers[34], // f32[16,8,32]
-  dwpe: buffers[38], // f32[8,32]
-  dwte: buffers[37], // f32[27,32]
+  loss: buffers[60].subarray(0, 1), // f32[]
+  t92: buffers[63], // f32[128,27]
+  dlogits_rows: buffers[64], // f32[128,27]
+  dlogits: buffers[64], // a view of dlogits_rows
+  dhead_b: buffers[63].subarray(0, 27), // f32[27]
+  dt85: buffers[64], // a view of dlogits
+  dlnf_rows: buffers[65], // f32[128,32]
+  dhead_W: buffers[66], // f32[32,27]
+  dlnf: buffers[65], // a view of dlnf_rows
+  dlnf_b: buffers[64].subarray(0, 32), // f32[32]
+  dt83: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  dlnf_g: buffers[67], // f32[32]
+  t96: buffers[68], // f32[16,8,32]
+  t97: buffers[69], // f32[16,8,32]
+  t98: buffers[65].subarray(0, 128), // f32[16,8,1]
+  t99: buffers[56].subarray(0, 128), // f32[16,8,1]
+  t100: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  t101: buffers[56].subarray(0, 128), // f32[16,8,1]
+  dx_4: buffers[68], // f32[16,8,32]
+  dfcout1_b: buffers[69].subarray(0, 32), // f32[32]
+  dt75: buffers[68], // a view of dx_4
+  dhidden_1_rows: buffers[57], // f32[128,128]
+  dfcout1_W: buffers[56], // f32[128,32]
+  dhidden_1: buffers[57], // a view of dhidden_1_rows
+  dt74: buffers[62], // f32[16,8,128]
+  dfc1_b: buffers[65].subarray(0, 128), // f32[128]
+  dt72: buffers[62], // a view of dt74
+  dln2_1_rows: buffers[57].subarray(0, 4096), // f32[128,32]
+  dfc1_W: buffers[59].subarray(0, 4096), // f32[32,128]
+  dln2_1: buffers[57].subarray(0, 4096), // a view of dln2_1_rows
+  dln2_1_b: buffers[58].subarray(0, 32), // f32[32]
+  dt70: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  dln2_1_g: buffers[70], // f32[32]
+  t106: buffers[71], // f32[16,8,32]
+  t107: buffers[72], // f32[16,8,32]
+  t108: buffers[57].subarray(0, 128), // f32[16,8,1]
+  t109: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t110: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  t111: buffers[48].subarray(0, 128), // f32[16,8,1]
+  dx_3: buffers[71], // f32[16,8,32]
+  dproj1_b: buffers[72].subarray(0, 32), // f32[32]
+  dt62: buffers[71], // a view of dx_3
+  dattOut_1_rows: buffers[48], // f32[128,32]
+  dproj1_W: buffers[54].subarray(0, 1024), // f32[32,32]
+  dattOut_1: buffers[48], // a view of dattOut_1_rows
+  dt61: buffers[48], // a view of dattOut_1
+  dt60: buffers[55], // f32[16,4,8,8]
+  datt_1: buffers[48], // f32[16,4,8,8]
+  dvalue_1: buffers[53], // f32[16,4,8,8]
+  t116: buffers[55].subarray(0, 512), // f32[16,4,8,1]
+  dt58: buffers[68], // f32[16,4,8,8]
+  dquery_1: buffers[48], // f32[16,4,8,8]
+  dkey_1: buffers[49], // f32[16,4,8,8]
+  dt57: buffers[51], // f32[16,8,4,8]
+  dt56: buffers[51], // a view of dt57
+  dt55: buffers[51], // a view of dt56
+  t118: buffers[52], // f32[128,32]
+  dv1_W: buffers[53].subarray(0, 1024), // f32[32,32]
+  dt54: buffers[51], // f32[16,8,4,8]
+  dt53: buffers[51], // a view of dt54
+  dt52: buffers[51], // a view of dt53
+  t120: buffers[49], // f32[128,32]
+  dk1_W: buffers[52].subarray(0, 1024), // f32[32,32]
+  dt51: buffers[51], // f32[16,8,4,8]
+  dt50: buffers[51], // a view of dt51
+  dt49: buffers[51], // a view of dt50
+  dln1_1_rows: buffers[48], // f32[128,32]
+  dq1_W: buffers[49].subarray(0, 1024), // f32[32,32]
+  dln1_1: buffers[48], // a view of dln1_1_rows
+  dln1_1_b: buffers[50].subarray(0, 32), // f32[32]
+  dt47: buffers[51], // f32[16,8,32]
+  dln1_1_g: buffers[55].subarray(0, 32), // f32[32]
+  t123: buffers[68], // f32[16,8,32]
+  t124: buffers[57].subarray(0, 4096), // f32[16,8,32]
+  t125: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t126: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t127: buffers[51], // f32[16,8,32]
+  t128: buffers[44].subarray(0, 128), // f32[16,8,1]
+  dx_2: buffers[68], // f32[16,8,32]
+  dfcout0_b: buffers[57].subarray(0, 32), // f32[32]
+  dt39: buffers[68], // a view of dx_2
+  dhidden_rows: buffers[45], // f32[128,128]
+  dfcout0_W: buffers[44], // f32[128,32]
+  dhidden: buffers[45], // a view of dhidden_rows
+  dt38: buffers[62], // f32[16,8,128]
+  dfc0_b: buffers[48].subarray(0, 128), // f32[128]
+  dt36: buffers[62], // a view of dt38
+  dln2_rows: buffers[51], // f32[128,32]
+  dfc0_W: buffers[71], // f32[32,128]
+  dln2: buffers[51], // a view of dln2_rows
+  dln2_0_b: buffers[46].subarray(0, 32), // f32[32]
+  dt34: buffers[45].subarray(0, 4096), // f32[16,8,32]
+  dln2_0_g: buffers[47].subarray(0, 32), // f32[32]
+  t134: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  t135: buffers[73], // f32[16,8,32]
+  t136: buffers[51].subarray(0, 128), // f32[16,8,1]
+  t137: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t138: buffers[45].subarray(0, 4096), // f32[16,8,32]
+  t139: buffers[35].subarray(0, 128), // f32[16,8,1]
+  dx_1: buffers[73], // f32[16,8,32]
+  dproj0_b: buffers[62].subarray(0, 32), // f32[32]
+  dt26: buffers[73], // a view of dx_1
+  dattOut_rows: buffers[35], // f32[128,32]
+  dproj0_W: buffers[42].subarray(0, 1024), // f32[32,32]
+  dattOut: buffers[35], // a view of dattOut_rows
+  dt25: buffers[35], // a view of dattOut
+  dt24: buffers[43], // f32[16,4,8,8]
+  datt: buffers[35], // f32[16,4,8,8]
+  dvalue: buffers[41], // f32[16,4,8,8]
+  t144: buffers[43].subarray(0, 512), // f32[16,4,8,1]
+  dt21: buffers[51], // f32[16,4,8,8]
+  dquery: buffers[35], // f32[16,4,8,8]
+  dkey: buffers[36], // f32[16,4,8,8]
+  dt20: buffers[39], // f32[16,8,4,8]
+  dt19: buffers[39], // a view of dt20
+  dt18: buffers[39], // a view of dt19
+  t146: buffers[40], // f32[128,32]
+  dv0_W: buffers[41].subarray(0, 1024), // f32[32,32]
+  dt17: buffers[39], // f32[16,8,4,8]
+  dt16: buffers[39], // a view of dt17
+  dt15: buffers[39], // a view of dt16
+  t148: buffers[36], // f32[128,32]
+  dk0_W: buffers[40].subarray(0, 1024), // f32[32,32]
+  dt14: buffers[39], // f32[16,8,4,8]
+  dt13: buffers[39], // a view of dt14
+  dt12: buffers[39], // a view of dt13
+  dln1_rows: buffers[35], // f32[128,32]
+  dq0_W: buffers[36].subarray(0, 1024), // f32[32,32]
+  dln1: buffers[35], // a view of dln1_rows
+  dln1_0_b: buffers[38].subarray(0, 32), // f32[32]
+  dt10: buffers[39], // f32[16,8,32]
+  dln1_0_g: buffers[43].subarray(0, 32), // f32[32]
+  t151: buffers[51], // f32[16,8,32]
+  t152: buffers[68], // f32[16,8,32]
+  t153: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t154: buffers[34].subarray(0, 128), // f32[16,8,1]
+  t155: buffers[39], // f32[16,8,32]
+  t156: buffers[34].subarray(0, 128), // f32[16,8,1]
+  dx: buffers[51], // f32[16,8,32]
+  dwpe: buffers[68].subarray(0, 256), // f32[8,32]
+  dwte: buffers[34].subarray(0, 864), // f32[27,32]
   _acc0: new Float64Array(512), // accumulators of column sums
   _acc1: new Float64Array(512), // accumulators of column sums
 };
@@ -1326,8 +1320,6 @@ function forwardPass(): void {
     wpe,
     x,
     mu,
-    xc,
-    t7,
     t9,
     t10,
     ln1_0_g,
@@ -1359,8 +1351,6 @@ function forwardPass(): void {
     proj0_b,
     x_1,
     mu_1,
-    xc_1,
-    t32,
     t33,
     t34,
     ln2_0_g,
@@ -1379,8 +1369,6 @@ function forwardPass(): void {
     fcout0_b,
     x_2,
     mu_2,
-    xc_2,
-    t45,
     t46,
     t47,
     ln1_1_g,
@@ -1411,8 +1399,6 @@ function forwardPass(): void {
     proj1_b,
     x_3,
     mu_3,
-    xc_3,
-    t68,
     t69,
     t70,
     ln2_1_g,
@@ -1431,8 +1417,6 @@ function forwardPass(): void {
     fcout1_b,
     x_4,
     mu_4,
-    xc_4,
-    t81,
     t82,
     t83,
     lnf_g,
@@ -1472,8 +1456,7 @@ function forwardPass(): void {
 
   // xc = x - mu  (gpt.ts:38)
   // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
-  // t7 = variance + 0.00001  (gpt.ts:40)
-  // t9 = t7**-0.5  (gpt.ts:40)
+  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:38  const xc = x.sub(mu);
   //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
@@ -1484,22 +1467,20 @@ function forwardPass(): void {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc = x[i * 32 + p] - mu[i];
-      xc[i * 32 + p] = _xc;
       _acc0 += _xc * _xc;
     }
     const _t7 = _acc0 * 0.03125 + 0.00001;
-    t7[i] = _t7;
     t9[i] = 1 / Math.sqrt(_t7);
   }
 
-  // t10 = xc * t9  (gpt.ts:40)
+  // t10 = (x - mu) * t9  (gpt.ts:40)
   // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:40)
-  //   %t10: f32[16,8,32] = mul %xc, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:40
   //   %ln1: f32[16,8,32] = add %t11, %ln1_0_b   gpt.ts:40
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _t10 = xc[i * 32 + j] * t9[i];
+      const _t10 = (x[i * 32 + j] - mu[i]) * t9[i];
       t10[i * 32 + j] = _t10;
       ln1[i * 32 + j] = _t10 * ln1_0_g[j] + ln1_0_b[j];
     }
@@ -1622,8 +1603,7 @@ function forwardPass(): void {
 
   // xc_1 = x_1 - mu_1  (gpt.ts:38)
   // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
-  // t32 = variance_1 + 0.00001  (gpt.ts:40)
-  // t33 = t32**-0.5  (gpt.ts:40)
+  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:38  const xc = x.sub(mu);
   //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
@@ -1634,22 +1614,20 @@ function forwardPass(): void {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_1 = x_1[i * 32 + p] - mu_1[i];
-      xc_1[i * 32 + p] = _xc_1;
       _acc0 += _xc_1 * _xc_1;
     }
     const _t32 = _acc0 * 0.03125 + 0.00001;
-    t32[i] = _t32;
     t33[i] = 1 / Math.sqrt(_t32);
   }
 
-  // t34 = xc_1 * t33  (gpt.ts:40)
+  // t34 = (x_1 - mu_1) * t33  (gpt.ts:40)
   // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:40)
-  //   %t34: f32[16,8,32] = mul %xc_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:40
   //   %ln2: f32[16,8,32] = add %t35, %ln2_0_b   gpt.ts:40
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _t34 = xc_1[i * 32 + j] * t33[i];
+      const _t34 = (x_1[i * 32 + j] - mu_1[i]) * t33[i];
       t34[i * 32 + j] = _t34;
       ln2[i * 32 + j] = _t34 * ln2_0_g[j] + ln2_0_b[j];
     }
@@ -1691,8 +1669,7 @@ function forwardPass(): void {
 
   // xc_2 = x_2 - mu_2  (gpt.ts:38)
   // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
-  // t45 = variance_2 + 0.00001  (gpt.ts:40)
-  // t46 = t45**-0.5  (gpt.ts:40)
+  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:38  const xc = x.sub(mu);
   //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
@@ -1703,22 +1680,20 @@ function forwardPass(): void {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_2 = x_2[i * 32 + p] - mu_2[i];
-      xc_2[i * 32 + p] = _xc_2;
       _acc0 += _xc_2 * _xc_2;
     }
     const _t45 = _acc0 * 0.03125 + 0.00001;
-    t45[i] = _t45;
     t46[i] = 1 / Math.sqrt(_t45);
   }
 
-  // t47 = xc_2 * t46  (gpt.ts:40)
+  // t47 = (x_2 - mu_2) * t46  (gpt.ts:40)
   // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:40)
-  //   %t47: f32[16,8,32] = mul %xc_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:40
   //   %ln1_1: f32[16,8,32] = add %t48, %ln1_1_b   gpt.ts:40
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _t47 = xc_2[i * 32 + j] * t46[i];
+      const _t47 = (x_2[i * 32 + j] - mu_2[i]) * t46[i];
       t47[i * 32 + j] = _t47;
       ln1_1[i * 32 + j] = _t47 * ln1_1_g[j] + ln1_1_b[j];
     }
@@ -1841,8 +1816,7 @@ function forwardPass(): void {
 
   // xc_3 = x_3 - mu_3  (gpt.ts:38)
   // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
-  // t68 = variance_3 + 0.00001  (gpt.ts:40)
-  // t69 = t68**-0.5  (gpt.ts:40)
+  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:38  const xc = x.sub(mu);
   //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
@@ -1853,22 +1827,20 @@ function forwardPass(): void {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_3 = x_3[i * 32 + p] - mu_3[i];
-      xc_3[i * 32 + p] = _xc_3;
       _acc0 += _xc_3 * _xc_3;
     }
     const _t68 = _acc0 * 0.03125 + 0.00001;
-    t68[i] = _t68;
     t69[i] = 1 / Math.sqrt(_t68);
   }
 
-  // t70 = xc_3 * t69  (gpt.ts:40)
+  // t70 = (x_3 - mu_3) * t69  (gpt.ts:40)
   // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:40)
-  //   %t70: f32[16,8,32] = mul %xc_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:40
   //   %ln2_1: f32[16,8,32] = add %t71, %ln2_1_b   gpt.ts:40
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _t70 = xc_3[i * 32 + j] * t69[i];
+      const _t70 = (x_3[i * 32 + j] - mu_3[i]) * t69[i];
       t70[i * 32 + j] = _t70;
       ln2_1[i * 32 + j] = _t70 * ln2_1_g[j] + ln2_1_b[j];
     }
@@ -1910,8 +1882,7 @@ function forwardPass(): void {
 
   // xc_4 = x_4 - mu_4  (gpt.ts:38)
   // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
-  // t81 = variance_4 + 0.00001  (gpt.ts:40)
-  // t82 = t81**-0.5  (gpt.ts:40)
+  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:40)
   //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:38  const xc = x.sub(mu);
   //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
   //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
@@ -1922,22 +1893,20 @@ function forwardPass(): void {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_4 = x_4[i * 32 + p] - mu_4[i];
-      xc_4[i * 32 + p] = _xc_4;
       _acc0 += _xc_4 * _xc_4;
     }
     const _t81 = _acc0 * 0.03125 + 0.00001;
-    t81[i] = _t81;
     t82[i] = 1 / Math.sqrt(_t81);
   }
 
-  // t83 = xc_4 * t82  (gpt.ts:40)
+  // t83 = (x_4 - mu_4) * t82  (gpt.ts:40)
   // lnf = t83 * lnf_g + lnf_b  (gpt.ts:40)
-  //   %t83: f32[16,8,32] = mul %xc_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:40
   //   %lnf: f32[16,8,32] = add %t84, %lnf_b   gpt.ts:40
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _t83 = xc_4[i * 32 + j] * t82[i];
+      const _t83 = (x_4[i * 32 + j] - mu_4[i]) * t82[i];
       t83[i * 32 + j] = _t83;
       lnf[i * 32 + j] = _t83 * lnf_g[j] + lnf_b[j];
     }
@@ -2034,7 +2003,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   forwardPass();
   const {
     logits_rows,
-    t94,
+    t92,
     Y_rows,
     dlogits_rows,
     _acc0,
@@ -2043,17 +2012,17 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     _acc1,
     dlnf,
     lnf_g,
+    dt83,
     t83,
-    t82,
-    t98,
-    xc_4,
-    t99,
+    t96,
+    t97,
     dlnf_b,
     dlnf_g,
-    t81,
-    dt80,
-    dxc_4,
-    dt78,
+    t82,
+    t98,
+    t99,
+    t100,
+    t101,
     dx_4,
     dfcout1_b,
     dt75,
@@ -2072,17 +2041,17 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dfc1_W,
     dln2_1,
     ln2_1_g,
+    dt70,
     t70,
-    t69,
-    t108,
-    xc_3,
-    t109,
+    t106,
+    t107,
     dln2_1_b,
     dln2_1_g,
-    t68,
-    dt67,
-    dxc_3,
-    dt65,
+    t69,
+    t108,
+    t109,
+    t110,
+    t111,
     dx_3,
     dproj1_b,
     dt62,
@@ -2096,7 +2065,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     datt_1,
     att_1,
     dvalue_1,
-    t118,
+    t116,
     dt58,
     key_1,
     dquery_1,
@@ -2105,13 +2074,13 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dt57,
     dt55,
     v1_W,
-    t120,
+    t118,
     ln1_1_rows,
     dv1_W,
     dt54,
     dt52,
     k1_W,
-    t122,
+    t120,
     dk1_W,
     dt51,
     dt49,
@@ -2120,17 +2089,17 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dq1_W,
     dln1_1,
     ln1_1_g,
+    dt47,
     t47,
-    t46,
-    t125,
-    xc_2,
-    t126,
+    t123,
+    t124,
     dln1_1_b,
     dln1_1_g,
-    t45,
-    dt44,
-    dxc_2,
-    dt42,
+    t46,
+    t125,
+    t126,
+    t127,
+    t128,
     dx_2,
     dfcout0_b,
     dt39,
@@ -2149,17 +2118,17 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dfc0_W,
     dln2,
     ln2_0_g,
+    dt34,
     t34,
-    t33,
-    t136,
-    xc_1,
-    t137,
+    t134,
+    t135,
     dln2_0_b,
     dln2_0_g,
-    t32,
-    dt31,
-    dxc_1,
-    dt29,
+    t33,
+    t136,
+    t137,
+    t138,
+    t139,
     dx_1,
     dproj0_b,
     dt26,
@@ -2173,7 +2142,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     datt,
     att,
     dvalue,
-    t146,
+    t144,
     dt21,
     key,
     dquery,
@@ -2182,13 +2151,13 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dt20,
     dt18,
     v0_W,
-    t148,
+    t146,
     ln1_rows,
     dv0_W,
     dt17,
     dt15,
     k0_W,
-    t150,
+    t148,
     dk0_W,
     dt14,
     dt12,
@@ -2197,25 +2166,25 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dq0_W,
     dln1,
     ln1_0_g,
+    dt10,
     t10,
-    t9,
-    t153,
-    xc,
-    t154,
+    t151,
+    t152,
     dln1_0_b,
     dln1_0_g,
-    t7,
-    dt5,
-    dxc,
-    dt2,
+    t9,
+    t153,
+    t154,
+    t155,
+    t156,
     dx,
     dwpe,
     dwte,
     X,
   } = buf;
 
-  // t94 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
-  //   %t94: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
+  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
   for (let i = 0; i < 128; i++) {
     const _base = i * 27;
     let _max = -Infinity;
@@ -2223,20 +2192,20 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     let _sum = 0;
     for (let j = 0; j < 27; j++) {
       const _e = Math.exp(logits_rows[_base + j] - _max);
-      t94[_base + j] = _e;
+      t92[_base + j] = _e;
       _sum += _e;
     }
     const _inv = 1 / _sum;
-    for (let j = 0; j < 27; j++) t94[_base + j] *= _inv;
+    for (let j = 0; j < 27; j++) t92[_base + j] *= _inv;
   }
 
-  // dlogits_rows = (t94 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
-  //   %t95: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
-  //   %t96: f32[128,27] = sub %t94, %t95   gpt.ts:78
-  //   %dlogits_rows: f32[128,27] = mul %t96, %t87   gpt.ts:78
+  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
+  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:78
+  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:78
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 27; j++) {
-      dlogits_rows[i * 27 + j] = (t94[i * 27 + j] - (Y_rows[i] === j ? 1 : 0)) * 0.0078125;
+      dlogits_rows[i * 27 + j] = (t92[i * 27 + j] - (Y_rows[i] === j ? 1 : 0)) * 0.0078125;
     }
   }
 
@@ -2265,14 +2234,14 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:40)
   // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
   // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:40)
-  // t98 = dt83 * t82   mul'  (gpt.ts:40)
-  // t99 = dt83 * xc_4   mul'  (gpt.ts:40)
+  // t96 = dt83 * 32   ln_apply'  (gpt.ts:40)
+  // t97 = dt83 * t83   ln_apply'  (gpt.ts:40)
   //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40
-  //   %t97: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
-  //   %dlnf_g: f32[32] = sum %t97 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t98: f32[16,8,32] = mul %dt83, %t82   gpt.ts:40
-  //   %t99: f32[16,8,32] = mul %dt83, %xc_4   gpt.ts:40
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
+  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:40
+  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:40
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2280,8 +2249,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
       const _dt83 = dlnf[i * 32 + j] * lnf_g[j];
-      t98[i * 32 + j] = _dt83 * t82[i];
-      t99[i * 32 + j] = _dt83 * xc_4[i * 32 + j];
+      dt83[i * 32 + j] = _dt83;
+      t96[i * 32 + j] = _dt83 * 32;
+      t97[i * 32 + j] = _dt83 * t83[i * 32 + j];
       _acc0[j] += dlnf[i * 32 + j];
       _acc1[j] += dlnf[i * 32 + j] * t83[i * 32 + j];
     }
@@ -2291,54 +2261,52 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dlnf_g[i] = _acc1[i];
   }
 
-  // dt82 = t99.sum(2)   mul'  (gpt.ts:40)
-  // dt81 = dt82 * (-0.5 * t81**-1.5)   pow'  (gpt.ts:40)
-  // dt80 = dt81 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt82: f32[16,8,1] = sum %t99 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t100: f32[16,8,1] = pow %t81, %t89   gpt.ts:40
-  //   %t101: f32[16,8,1] = mul %t88, %t100   gpt.ts:40
-  //   %dt81: f32[16,8,1] = mul %dt82, %t101   gpt.ts:40
-  //   %dt80: f32[16,8,1] = mul %dt81, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
+  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    t98[i] = t82[i] * 0.03125;
+  }
+
+  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t99[i * 32 + p];
+      _acc0 += dt83[i * 32 + p];
     }
-    dt80[i] = _acc0 * (-0.5 * t81[i] ** -1.5) * 0.03125;
+    t99[i] = _acc0;
   }
 
-  // dt79 = dt80   sum'  (gpt.ts:39)
-  // dxc_4 = t98 + dt79 * (xc_4 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_4 = (-dxc_4).sum(2)   sub'  (gpt.ts:38)
-  // dt78 = dmu_4 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt79: f32[16,8,32] = broadcast %dt80 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t102: f32[16,8,32] = mul %xc_4, %t91   gpt.ts:39
-  //   %t103: f32[16,8,32] = mul %dt79, %t102   gpt.ts:39
-  //   %dxc_4: f32[16,8,32] = add %t98, %t103   gpt.ts:38  const xc = x.sub(mu);
-  //   %t104: f32[16,8,32] = neg %dxc_4   gpt.ts:38
-  //   %dmu_4: f32[16,8,1] = sum %t104 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt78: f32[16,8,1] = mul %dmu_4, %t90   gpt.ts:37  const mu = x.mean(-1, true);
+  // t100 = t96 - t99   ln_apply'  (gpt.ts:40)
+  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    for (let j = 0; j < 32; j++) {
+      t100[i * 32 + j] = t96[i * 32 + j] - t99[i];
+    }
+  }
+
+  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      const _dxc_4 = t98[i * 32 + p] + dt80[i] * (xc_4[i * 32 + p] * 2);
-      dxc_4[i * 32 + p] = _dxc_4;
-      _acc0 += -_dxc_4;
+      _acc0 += t97[i * 32 + p];
     }
-    dt78[i] = _acc0 * 0.03125;
+    t101[i] = _acc0;
   }
 
-  // dx_4 = dxc_4 + dt78   fan-out: the sum over its uses  (gpt.ts:74)
+  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:40)
   // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t105: f32[16,8,32] = broadcast %dt78 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %dx_4: f32[16,8,32] = add %dxc_4, %t105   gpt.ts:74  x = x.add(fcOut(hidden));
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
+  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:40
   //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_4 = dxc_4[i * 32 + j] + dt78[i];
+      const _dx_4 = t98[i] * (t100[i * 32 + j] - t83[i * 32 + j] * t101[i]);
       dx_4[i * 32 + j] = _dx_4;
       _acc0[j] += _dx_4;
     }
@@ -2357,8 +2325,8 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:73)
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t106: f32[16,8,128] = gt %hidden_1, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t106   gpt.ts:73
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:73
   //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -2385,14 +2353,14 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:40)
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
   // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:40)
-  // t108 = dt70 * t69   mul'  (gpt.ts:40)
-  // t109 = dt70 * xc_3   mul'  (gpt.ts:40)
+  // t106 = dt70 * 32   ln_apply'  (gpt.ts:40)
+  // t107 = dt70 * t70   ln_apply'  (gpt.ts:40)
   //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40
-  //   %t107: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
-  //   %dln2_1_g: f32[32] = sum %t107 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t108: f32[16,8,32] = mul %dt70, %t69   gpt.ts:40
-  //   %t109: f32[16,8,32] = mul %dt70, %xc_3   gpt.ts:40
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
+  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:40
+  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:40
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2400,8 +2368,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
       const _dt70 = dln2_1[i * 32 + j] * ln2_1_g[j];
-      t108[i * 32 + j] = _dt70 * t69[i];
-      t109[i * 32 + j] = _dt70 * xc_3[i * 32 + j];
+      dt70[i * 32 + j] = _dt70;
+      t106[i * 32 + j] = _dt70 * 32;
+      t107[i * 32 + j] = _dt70 * t70[i * 32 + j];
       _acc0[j] += dln2_1[i * 32 + j];
       _acc1[j] += dln2_1[i * 32 + j] * t70[i * 32 + j];
     }
@@ -2411,55 +2380,53 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dln2_1_g[i] = _acc1[i];
   }
 
-  // dt69 = t109.sum(2)   mul'  (gpt.ts:40)
-  // dt68 = dt69 * (-0.5 * t68**-1.5)   pow'  (gpt.ts:40)
-  // dt67 = dt68 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt69: f32[16,8,1] = sum %t109 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t110: f32[16,8,1] = pow %t68, %t89   gpt.ts:40
-  //   %t111: f32[16,8,1] = mul %t88, %t110   gpt.ts:40
-  //   %dt68: f32[16,8,1] = mul %dt69, %t111   gpt.ts:40
-  //   %dt67: f32[16,8,1] = mul %dt68, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
+  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    t108[i] = t69[i] * 0.03125;
+  }
+
+  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t109[i * 32 + p];
+      _acc0 += dt70[i * 32 + p];
     }
-    dt67[i] = _acc0 * (-0.5 * t68[i] ** -1.5) * 0.03125;
+    t109[i] = _acc0;
   }
 
-  // dt66 = dt67   sum'  (gpt.ts:39)
-  // dxc_3 = t108 + dt66 * (xc_3 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_3 = (-dxc_3).sum(2)   sub'  (gpt.ts:38)
-  // dt65 = dmu_3 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt66: f32[16,8,32] = broadcast %dt67 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t112: f32[16,8,32] = mul %xc_3, %t91   gpt.ts:39
-  //   %t113: f32[16,8,32] = mul %dt66, %t112   gpt.ts:39
-  //   %dxc_3: f32[16,8,32] = add %t108, %t113   gpt.ts:38  const xc = x.sub(mu);
-  //   %t114: f32[16,8,32] = neg %dxc_3   gpt.ts:38
-  //   %dmu_3: f32[16,8,1] = sum %t114 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt65: f32[16,8,1] = mul %dmu_3, %t90   gpt.ts:37  const mu = x.mean(-1, true);
+  // t110 = t106 - t109   ln_apply'  (gpt.ts:40)
+  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    for (let j = 0; j < 32; j++) {
+      t110[i * 32 + j] = t106[i * 32 + j] - t109[i];
+    }
+  }
+
+  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      const _dxc_3 = t108[i * 32 + p] + dt67[i] * (xc_3[i * 32 + p] * 2);
-      dxc_3[i * 32 + p] = _dxc_3;
-      _acc0 += -_dxc_3;
+      _acc0 += t107[i * 32 + p];
     }
-    dt65[i] = _acc0 * 0.03125;
+    t111[i] = _acc0;
   }
 
-  // dx_3 = dx_4 + dxc_3 + dt65   fan-out: the sum over its uses  (gpt.ts:71)
+  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:71)
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t115: f32[16,8,32] = broadcast %dt65 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t116: f32[16,8,32] = add %dx_4, %dxc_3   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dx_3: f32[16,8,32] = add %t116, %t115   gpt.ts:71
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:71  x = x.add(proj(attOut));
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_3 = dx_4[i * 32 + j] + dxc_3[i * 32 + j] + dt65[i];
+      const _dx_3 = dx_4[i * 32 + j] + t108[i] * (t110[i * 32 + j] - t70[i * 32 + j] * t111[i]);
       dx_3[i * 32 + j] = _dx_3;
       _acc0[j] += _dx_3;
     }
@@ -2496,25 +2463,25 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_shared12(att_1, dt60, dvalue_1);
 
-  // t118 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
-  //   %t117: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t118: f32[16,4,8,1] = sum %t117 {axes=[3], keepDims=true}   gpt.ts:69
+  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
+  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:69
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
       _acc0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
     }
-    t118[i] = _acc0;
+    t116[i] = _acc0;
   }
 
-  // dscores_1 = att_1 * (datt_1 - t118)   softmax'  (gpt.ts:69)
+  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:69)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t119: f32[16,4,8,8] = sub %datt_1, %t118   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t119   gpt.ts:69
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t93   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:69
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t118[i]) * 0.35355339059327373;
+      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t116[i]) * 0.35355339059327373;
     }
   }
 
@@ -2538,9 +2505,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // t120 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
-  //   %t120: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt55, v1_W, t120);
+  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
+  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_shared10(dt55, v1_W, t118);
 
   // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:30)
   //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2558,10 +2525,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // t122 = t120 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t121: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t122: f32[128,32] = add %t120, %t121   gpt.ts:30
-  matmul_shared13(dt52, k1_W, t120, t122);
+  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:30
+  matmul_shared13(dt52, k1_W, t118, t120);
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:30)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2579,10 +2546,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // dln1_1_rows = t122 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t123: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t122, %t123   gpt.ts:30
-  matmul_shared13(dt49, q1_W, t122, dln1_1_rows);
+  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:30
+  matmul_shared13(dt49, q1_W, t120, dln1_1_rows);
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:30)
   //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2591,14 +2558,14 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:40)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:40)
-  // t125 = dt47 * t46   mul'  (gpt.ts:40)
-  // t126 = dt47 * xc_2   mul'  (gpt.ts:40)
+  // t123 = dt47 * 32   ln_apply'  (gpt.ts:40)
+  // t124 = dt47 * t47   ln_apply'  (gpt.ts:40)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40
-  //   %t124: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
-  //   %dln1_1_g: f32[32] = sum %t124 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t125: f32[16,8,32] = mul %dt47, %t46   gpt.ts:40
-  //   %t126: f32[16,8,32] = mul %dt47, %xc_2   gpt.ts:40
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
+  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:40
+  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:40
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2606,8 +2573,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
       const _dt47 = dln1_1[i * 32 + j] * ln1_1_g[j];
-      t125[i * 32 + j] = _dt47 * t46[i];
-      t126[i * 32 + j] = _dt47 * xc_2[i * 32 + j];
+      dt47[i * 32 + j] = _dt47;
+      t123[i * 32 + j] = _dt47 * 32;
+      t124[i * 32 + j] = _dt47 * t47[i * 32 + j];
       _acc0[j] += dln1_1[i * 32 + j];
       _acc1[j] += dln1_1[i * 32 + j] * t47[i * 32 + j];
     }
@@ -2617,55 +2585,53 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dln1_1_g[i] = _acc1[i];
   }
 
-  // dt46 = t126.sum(2)   mul'  (gpt.ts:40)
-  // dt45 = dt46 * (-0.5 * t45**-1.5)   pow'  (gpt.ts:40)
-  // dt44 = dt45 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt46: f32[16,8,1] = sum %t126 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,1] = pow %t45, %t89   gpt.ts:40
-  //   %t128: f32[16,8,1] = mul %t88, %t127   gpt.ts:40
-  //   %dt45: f32[16,8,1] = mul %dt46, %t128   gpt.ts:40
-  //   %dt44: f32[16,8,1] = mul %dt45, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
+  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    t125[i] = t46[i] * 0.03125;
+  }
+
+  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t126[i * 32 + p];
+      _acc0 += dt47[i * 32 + p];
     }
-    dt44[i] = _acc0 * (-0.5 * t45[i] ** -1.5) * 0.03125;
+    t126[i] = _acc0;
   }
 
-  // dt43 = dt44   sum'  (gpt.ts:39)
-  // dxc_2 = t125 + dt43 * (xc_2 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_2 = (-dxc_2).sum(2)   sub'  (gpt.ts:38)
-  // dt42 = dmu_2 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt43: f32[16,8,32] = broadcast %dt44 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t129: f32[16,8,32] = mul %xc_2, %t91   gpt.ts:39
-  //   %t130: f32[16,8,32] = mul %dt43, %t129   gpt.ts:39
-  //   %dxc_2: f32[16,8,32] = add %t125, %t130   gpt.ts:38  const xc = x.sub(mu);
-  //   %t131: f32[16,8,32] = neg %dxc_2   gpt.ts:38
-  //   %dmu_2: f32[16,8,1] = sum %t131 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt42: f32[16,8,1] = mul %dmu_2, %t90   gpt.ts:37  const mu = x.mean(-1, true);
+  // t127 = t123 - t126   ln_apply'  (gpt.ts:40)
+  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    for (let j = 0; j < 32; j++) {
+      t127[i * 32 + j] = t123[i * 32 + j] - t126[i];
+    }
+  }
+
+  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      const _dxc_2 = t125[i * 32 + p] + dt44[i] * (xc_2[i * 32 + p] * 2);
-      dxc_2[i * 32 + p] = _dxc_2;
-      _acc0 += -_dxc_2;
+      _acc0 += t124[i * 32 + p];
     }
-    dt42[i] = _acc0 * 0.03125;
+    t128[i] = _acc0;
   }
 
-  // dx_2 = dx_3 + dxc_2 + dt42   fan-out: the sum over its uses  (gpt.ts:74)
+  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:74)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t132: f32[16,8,32] = broadcast %dt42 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t133: f32[16,8,32] = add %dx_3, %dxc_2   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %dx_2: f32[16,8,32] = add %t133, %t132   gpt.ts:74
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:74  x = x.add(fcOut(hidden));
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_2 = dx_3[i * 32 + j] + dxc_2[i * 32 + j] + dt42[i];
+      const _dx_2 = dx_3[i * 32 + j] + t125[i] * (t127[i * 32 + j] - t47[i * 32 + j] * t128[i]);
       dx_2[i * 32 + j] = _dx_2;
       _acc0[j] += _dx_2;
     }
@@ -2684,8 +2650,8 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:73)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t134: f32[16,8,128] = gt %hidden, %t92   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t134   gpt.ts:73
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:73
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -2712,14 +2678,14 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:40)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:40)
-  // t136 = dt34 * t33   mul'  (gpt.ts:40)
-  // t137 = dt34 * xc_1   mul'  (gpt.ts:40)
+  // t134 = dt34 * 32   ln_apply'  (gpt.ts:40)
+  // t135 = dt34 * t34   ln_apply'  (gpt.ts:40)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40
-  //   %t135: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
-  //   %dln2_0_g: f32[32] = sum %t135 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t136: f32[16,8,32] = mul %dt34, %t33   gpt.ts:40
-  //   %t137: f32[16,8,32] = mul %dt34, %xc_1   gpt.ts:40
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
+  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:40
+  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:40
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2727,8 +2693,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
       const _dt34 = dln2[i * 32 + j] * ln2_0_g[j];
-      t136[i * 32 + j] = _dt34 * t33[i];
-      t137[i * 32 + j] = _dt34 * xc_1[i * 32 + j];
+      dt34[i * 32 + j] = _dt34;
+      t134[i * 32 + j] = _dt34 * 32;
+      t135[i * 32 + j] = _dt34 * t34[i * 32 + j];
       _acc0[j] += dln2[i * 32 + j];
       _acc1[j] += dln2[i * 32 + j] * t34[i * 32 + j];
     }
@@ -2738,55 +2705,53 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dln2_0_g[i] = _acc1[i];
   }
 
-  // dt33 = t137.sum(2)   mul'  (gpt.ts:40)
-  // dt32 = dt33 * (-0.5 * t32**-1.5)   pow'  (gpt.ts:40)
-  // dt31 = dt32 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt33: f32[16,8,1] = sum %t137 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t138: f32[16,8,1] = pow %t32, %t89   gpt.ts:40
-  //   %t139: f32[16,8,1] = mul %t88, %t138   gpt.ts:40
-  //   %dt32: f32[16,8,1] = mul %dt33, %t139   gpt.ts:40
-  //   %dt31: f32[16,8,1] = mul %dt32, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
+  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    t136[i] = t33[i] * 0.03125;
+  }
+
+  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t137[i * 32 + p];
+      _acc0 += dt34[i * 32 + p];
     }
-    dt31[i] = _acc0 * (-0.5 * t32[i] ** -1.5) * 0.03125;
+    t137[i] = _acc0;
   }
 
-  // dt30 = dt31   sum'  (gpt.ts:39)
-  // dxc_1 = t136 + dt30 * (xc_1 * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu_1 = (-dxc_1).sum(2)   sub'  (gpt.ts:38)
-  // dt29 = dmu_1 * 0.03125   mul'  (gpt.ts:37)
-  //   %dt30: f32[16,8,32] = broadcast %dt31 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t140: f32[16,8,32] = mul %xc_1, %t91   gpt.ts:39
-  //   %t141: f32[16,8,32] = mul %dt30, %t140   gpt.ts:39
-  //   %dxc_1: f32[16,8,32] = add %t136, %t141   gpt.ts:38  const xc = x.sub(mu);
-  //   %t142: f32[16,8,32] = neg %dxc_1   gpt.ts:38
-  //   %dmu_1: f32[16,8,1] = sum %t142 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt29: f32[16,8,1] = mul %dmu_1, %t90   gpt.ts:37  const mu = x.mean(-1, true);
+  // t138 = t134 - t137   ln_apply'  (gpt.ts:40)
+  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    for (let j = 0; j < 32; j++) {
+      t138[i * 32 + j] = t134[i * 32 + j] - t137[i];
+    }
+  }
+
+  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      const _dxc_1 = t136[i * 32 + p] + dt31[i] * (xc_1[i * 32 + p] * 2);
-      dxc_1[i * 32 + p] = _dxc_1;
-      _acc0 += -_dxc_1;
+      _acc0 += t135[i * 32 + p];
     }
-    dt29[i] = _acc0 * 0.03125;
+    t139[i] = _acc0;
   }
 
-  // dx_1 = dx_2 + dxc_1 + dt29   fan-out: the sum over its uses  (gpt.ts:71)
+  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:71)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t143: f32[16,8,32] = broadcast %dt29 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t144: f32[16,8,32] = add %dx_2, %dxc_1   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dx_1: f32[16,8,32] = add %t144, %t143   gpt.ts:71
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:71  x = x.add(proj(attOut));
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_1 = dx_2[i * 32 + j] + dxc_1[i * 32 + j] + dt29[i];
+      const _dx_1 = dx_2[i * 32 + j] + t136[i] * (t138[i * 32 + j] - t34[i * 32 + j] * t139[i]);
       dx_1[i * 32 + j] = _dx_1;
       _acc0[j] += _dx_1;
     }
@@ -2823,25 +2788,25 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_shared12(att, dt24, dvalue);
 
-  // t146 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
-  //   %t145: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t146: f32[16,4,8,1] = sum %t145 {axes=[3], keepDims=true}   gpt.ts:69
+  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
+  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:69
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
       _acc0 += datt[i * 8 + p] * att[i * 8 + p];
     }
-    t146[i] = _acc0;
+    t144[i] = _acc0;
   }
 
-  // dscores = att * (datt - t146)   softmax'  (gpt.ts:69)
+  // dscores = att * (datt - t144)   softmax'  (gpt.ts:69)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t147: f32[16,4,8,8] = sub %datt, %t146   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t147   gpt.ts:69
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t93   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:69  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:69
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t146[i]) * 0.35355339059327373;
+      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t144[i]) * 0.35355339059327373;
     }
   }
 
@@ -2865,9 +2830,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // t148 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
-  //   %t148: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt18, v0_W, t148);
+  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
+  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_shared10(dt18, v0_W, t146);
 
   // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:30)
   //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2885,10 +2850,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // t150 = t148 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t149: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t150: f32[128,32] = add %t148, %t149   gpt.ts:30
-  matmul_shared13(dt15, k0_W, t148, t150);
+  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:30
+  matmul_shared13(dt15, k0_W, t146, t148);
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:30)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2906,10 +2871,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     }
   }
 
-  // dln1_rows = t150 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t151: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t150, %t151   gpt.ts:30
-  matmul_shared13(dt12, q0_W, t150, dln1_rows);
+  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
+  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:30
+  matmul_shared13(dt12, q0_W, t148, dln1_rows);
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:30)
   //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2918,14 +2883,14 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:40)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:40)
-  // t153 = dt10 * t9   mul'  (gpt.ts:40)
-  // t154 = dt10 * xc   mul'  (gpt.ts:40)
+  // t151 = dt10 * 32   ln_apply'  (gpt.ts:40)
+  // t152 = dt10 * t10   ln_apply'  (gpt.ts:40)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40
-  //   %t152: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
-  //   %dln1_0_g: f32[32] = sum %t152 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t153: f32[16,8,32] = mul %dt10, %t9   gpt.ts:40
-  //   %t154: f32[16,8,32] = mul %dt10, %xc   gpt.ts:40
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
+  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:40
+  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:40
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2933,8 +2898,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
       const _dt10 = dln1[i * 32 + j] * ln1_0_g[j];
-      t153[i * 32 + j] = _dt10 * t9[i];
-      t154[i * 32 + j] = _dt10 * xc[i * 32 + j];
+      dt10[i * 32 + j] = _dt10;
+      t151[i * 32 + j] = _dt10 * 32;
+      t152[i * 32 + j] = _dt10 * t10[i * 32 + j];
       _acc0[j] += dln1[i * 32 + j];
       _acc1[j] += dln1[i * 32 + j] * t10[i * 32 + j];
     }
@@ -2944,48 +2910,46 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     dln1_0_g[i] = _acc1[i];
   }
 
-  // dt9 = t154.sum(2)   mul'  (gpt.ts:40)
-  // dt7 = dt9 * (-0.5 * t7**-1.5)   pow'  (gpt.ts:40)
-  // dt5 = dt7 * 0.03125   mul'  (gpt.ts:39)
-  //   %dt9: f32[16,8,1] = sum %t154 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t155: f32[16,8,1] = pow %t7, %t89   gpt.ts:40
-  //   %t156: f32[16,8,1] = mul %t88, %t155   gpt.ts:40
-  //   %dt7: f32[16,8,1] = mul %dt9, %t156   gpt.ts:40
-  //   %dt5: f32[16,8,1] = mul %dt7, %t90   gpt.ts:39  const variance = xc.square().mean(-1, true);
+  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:40)
+  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    t153[i] = t9[i] * 0.03125;
+  }
+
+  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t154[i * 32 + p];
+      _acc0 += dt10[i * 32 + p];
     }
-    dt5[i] = _acc0 * (-0.5 * t7[i] ** -1.5) * 0.03125;
+    t154[i] = _acc0;
   }
 
-  // dt4 = dt5   sum'  (gpt.ts:39)
-  // dxc = t153 + dt4 * (xc * 2)   fan-out: the sum over its uses  (gpt.ts:38)
-  // dmu = (-dxc).sum(2)   sub'  (gpt.ts:38)
-  // dt2 = dmu * 0.03125   mul'  (gpt.ts:37)
-  //   %dt4: f32[16,8,32] = broadcast %dt5 {shape=[16, 8, 32]}   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t157: f32[16,8,32] = mul %xc, %t91   gpt.ts:39
-  //   %t158: f32[16,8,32] = mul %dt4, %t157   gpt.ts:39
-  //   %dxc: f32[16,8,32] = add %t153, %t158   gpt.ts:38  const xc = x.sub(mu);
-  //   %t159: f32[16,8,32] = neg %dxc   gpt.ts:38
-  //   %dmu: f32[16,8,1] = sum %t159 {axes=[2], keepDims=true}   gpt.ts:38
-  //   %dt2: f32[16,8,1] = mul %dmu, %t90   gpt.ts:37  const mu = x.mean(-1, true);
+  // t155 = t151 - t154   ln_apply'  (gpt.ts:40)
+  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  for (let i = 0; i < 128; i++) {
+    for (let j = 0; j < 32; j++) {
+      t155[i * 32 + j] = t151[i * 32 + j] - t154[i];
+    }
+  }
+
+  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:40)
+  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      const _dxc = t153[i * 32 + p] + dt5[i] * (xc[i * 32 + p] * 2);
-      dxc[i * 32 + p] = _dxc;
-      _acc0 += -_dxc;
+      _acc0 += t152[i * 32 + p];
     }
-    dt2[i] = _acc0 * 0.03125;
+    t156[i] = _acc0;
   }
 
-  // dx = dx_1 + dxc + dt2   fan-out: the sum over its uses  (gpt.ts:53)
+  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:53)
   // dwpe = dx.sum(0)   add'  (gpt.ts:53)
-  //   %t160: f32[16,8,32] = broadcast %dt2 {shape=[16, 8, 32]}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %t161: f32[16,8,32] = add %dx_1, %dxc   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %dx: f32[16,8,32] = add %t161, %t160   gpt.ts:53
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
+  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:53
   for (let i = 0; i < 256; i++) {
     _acc0[i] = 0;
@@ -2993,7 +2957,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 32; k++) {
-        const _dx = dx_1[i * 256 + j * 32 + k] + dxc[i * 256 + j * 32 + k] + dt2[i * 8 + j];
+        const _dx =
+          dx_1[i * 256 + j * 32 + k] +
+          t153[i * 8 + j] * (t155[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t156[i * 8 + j]);
         dx[i * 256 + j * 32 + k] = _dx;
         _acc0[j * 32 + k] += _dx;
       }

@@ -284,6 +284,7 @@ export class ModelGen {
       ['softmax', 3],
       ['crossEntropy', 2],
       ['batchNorm', 2],
+      ['layerNorm', 2],
       ['hingeLoss', 1],
       ['longForm', 3],
       ['const', 1],
@@ -315,6 +316,8 @@ export class ModelGen {
         return this.crossEntropy();
       case 'batchNorm':
         return this.batchNorm();
+      case 'layerNorm':
+        return this.layerNorm();
       case 'hingeLoss':
         return this.hingeLoss();
       case 'longForm':
@@ -643,6 +646,20 @@ export class ModelGen {
     const bias = this.bnOperand(f);
     const eps = this.c.pick(['', ', { eps: 0.1 }', ', { eps: 1 }', ', {}']);
     this.define(`g.batchNorm(${X.expr}, ${gain.expr}, ${bias.expr}${eps})`, x.shape, 3 * gain.mag * Math.sqrt(x.shape[0]!) + bias.mag, 'batchNorm');
+    return true;
+  }
+
+  /** Layer norm over the last axis of a [c], [n, c] or [n, t, c] value; gain and bias [c] or numbers. */
+  layerNorm(): boolean {
+    const x = this.pickVal((v) => v.shape.length >= 1 && v.shape.at(-1)! >= 2);
+    if (!x) return false;
+    const X = this.use(x);
+    const c = x.shape.at(-1)!;
+    const operand = () => (this.c.chance(20) ? { expr: this.c.pick(['1', '0', '0.5', '-2']), mag: 2 } : this.valueOf([c]));
+    const gain = operand();
+    const bias = operand();
+    const eps = this.c.pick(['', ', { eps: 0.1 }', ', {}']);
+    this.define(`g.layerNorm(${X.expr}, ${gain.expr}, ${bias.expr}${eps})`, x.shape, gain.mag * Math.sqrt(c) + bias.mag, 'layerNorm');
     return true;
   }
 
