@@ -12,6 +12,7 @@
 // Before any timing, every contender's loss and gradients must agree with graphc's composite-op
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
 import { checksOverhead } from './checks.mjs';
+import { exampleStep } from './examples.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -137,6 +138,19 @@ async function main() {
     const o = await checksOverhead(builds[`composite_${size}`].module, makeInputs(SIZES[size], SEED), opts.quick ? { rounds: 6, warmupMs: 800 } : {});
     console.log(`  ${size}: ${fmt.ms(o.checked)} ms checked, ${fmt.ms(o.unchecked)} ms unchecked: ${(100 * o.overhead).toFixed(1)}% of a step`);
   }
+  // 8. The sequence models of examples/: flat against wasm.
+  section('examples: one training step of generated/wavenet and generated/gpt, the flat module against the wasm module, alternating in this process');
+  const exampleRows = [];
+  for (const name of ['wavenet', 'gpt']) {
+    const r = await exampleStep(name, opts.quick ? { rounds: 4, warmupMs: 500 } : {});
+    if (r.err > TOLERANCE) {
+      console.log(`  FAIL: ${name}: the wasm module's loss or gradients differ from the flat module's by ${fmt.err(r.err)}`);
+      return 1;
+    }
+    exampleRows.push([name, r.nParams.toLocaleString('en-US'), fmt.ms(r.flat), fmt.ms(r.wasm), `${(r.flat / r.wasm).toFixed(1)}×`, fmt.err(r.err)]);
+  }
+  console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
+
   loadNote('at the end', 1); // the bench itself keeps one core busy
   console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
   return 0;
