@@ -5,10 +5,11 @@
 // Written with helper functions, as such models are: a value a helper returns is named after the
 // variable its caller assigns it to (`const query = heads(wq(ln1))` names the heads `query`).
 import { model } from 'graphc';
-import type { Tensor } from 'graphc';
+import type { Dim, Tensor } from 'graphc';
 
 export interface GptConfig {
-  batch: number;
+  /** A number, or a name ('B') for one build that serves every batch size. */
+  batch: Dim;
   block: number;
   nEmbd: number;
   nHead: number;

@@ -91,6 +91,23 @@ describe('symbolic dimensions', () => {
     expectSame(mod.valueAndGrad(params, inputs), stat.mod.valueAndGrad(params, inputs), 'B = 7 vs the static build');
   });
 
+  it('the tiny GPT with a symbolic batch: attention over [B, heads, t, t], layer norm and a loss at every position, as the static build', async () => {
+    const gpt = (batch: string | number, name: string) =>
+      modelFile(`import { gpt, GPT } from '${EXAMPLES}/gpt.ts';\nexport default gpt({ ...GPT, batch: ${JSON.stringify(batch)} }, '${name}');\n`);
+    const sym = await buildAndImport(gpt('B', 'gpt_sym'));
+    expect(sym.mod.spec.inputs.X!.shape).toEqual(['B', 8]);
+    expect(printGraph(sym.c.fwd)).toMatch(/%att: f32\[B,4,8,8\] = softmax %scores \{axis=3\}/);
+    for (const n of [3, 16]) {
+      const { params, inputs } = argsFor(sym.c.fwd, n, 40 + n);
+      const ref = reference(sym.c.fwd, sym.c.bwd, params, inputs);
+      const got = sym.mod.valueAndGrad(params, inputs);
+      const gotCopy = { loss: got.loss, grads: Object.fromEntries(Object.entries(got.grads).map(([k, v]) => [k, Float32Array.from(v)])) };
+      expectSame(gotCopy, { loss: ref.outputs.loss!.data[0]!, grads: ref.grads }, `B = ${n} vs the interpreter`);
+      const stat = await buildAndImport(gpt(n, `gpt_${n}`));
+      expectSame(gotCopy, stat.mod.valueAndGrad(params, inputs), `B = ${n} vs the static build`);
+    }
+  });
+
   it('grows its buffers for a larger B and reuses them for a smaller one, with the same results', async () => {
     const { c, mod } = await buildAndImport(training('B', 'grow'));
     const loss = (n: number) => {

@@ -312,8 +312,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     -1000000000, 0, 0, 0, 0, 0, 0, 0, -1000000000, 0, 0, 0, 0, 0, 0, 0, 0,
   ]);
 
-  // t1 = wte[X]  (gpt.ts:53)
-  //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // t1 = wte[X]  (gpt.ts:54)
+  //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_t1 = kernel(function (this: IKernelFunctionThis, X: Float32Array, wte: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -323,9 +323,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return wte[X[_i0 * 8 + _i1] * 32 + _rest1];
   }, 4096);
 
-  // x = t1 + wpe  (gpt.ts:53)
-  //   %x: f32[16,8,32] = add %t1, %wpe   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
+  // x = t1 + wpe  (gpt.ts:54)
+  //   %x: f32[16,8,32] = add %t1, %wpe   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   const kernel_x = kernel(function (this: IKernelFunctionThis, t1: Float32Array, wpe: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -336,9 +336,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // mu = x.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:37
+  // mu = x.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:38
   const kernel_mu = kernel(function (this: IKernelFunctionThis, x: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -351,15 +351,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // xc = x - mu  (gpt.ts:38)
-  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
-  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:38  const xc = x.sub(mu);
-  //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:39
-  //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:40
+  // xc = x - mu  (gpt.ts:39)
+  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:40)
+  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:39  const xc = x.sub(mu);
+  //   %t4: f32[16,8,32] = square %xc   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:40
+  //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:41
   const kernel_t9 = kernel(function (this: IKernelFunctionThis, x: Float32Array, mu: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -376,9 +376,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 128);
 
-  // t10 = (x - mu) * t9  (gpt.ts:40)
-  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:40
+  // t10 = (x - mu) * t9  (gpt.ts:41)
+  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:41
   const kernel_t10 = kernel(function (
     this: IKernelFunctionThis,
     x: Float32Array,
@@ -394,9 +394,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:40)
-  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %ln1: f32[16,8,32] = add %t11, %ln1_0_b   gpt.ts:40
+  // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:41)
+  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %ln1: f32[16,8,32] = add %t11, %ln1_0_b   gpt.ts:41
   const kernel_ln1 = kernel(function (
     this: IKernelFunctionThis,
     t10: Float32Array,
@@ -413,8 +413,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // t12 = ln1_rows @ q0_W  (gpt.ts:30)
-  //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t12 = ln1_rows @ q0_W  (gpt.ts:31)
+  //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t12 = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -430,8 +430,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // query = t14.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // query = t14.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_query = kernel(function (this: IKernelFunctionThis, t14: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -443,8 +443,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t14[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t15 = ln1_rows @ k0_W  (gpt.ts:30)
-  //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t15 = ln1_rows @ k0_W  (gpt.ts:31)
+  //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t15 = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -460,8 +460,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // key = t17.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // key = t17.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_key = kernel(function (this: IKernelFunctionThis, t17: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -473,8 +473,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t17[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t18 = ln1_rows @ v0_W  (gpt.ts:30)
-  //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t18 = ln1_rows @ v0_W  (gpt.ts:31)
+  //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t18 = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -490,8 +490,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // value = t20.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // value = t20.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_value = kernel(function (this: IKernelFunctionThis, t20: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -503,8 +503,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t20[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t21 = query @ key.T  (gpt.ts:68)
-  //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // t21 = query @ key.T  (gpt.ts:69)
+  //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_t21 = kernel(function (
     this: IKernelFunctionThis,
     query: Float32Array,
@@ -524,9 +524,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:68)
-  //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:68
+  // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:69)
+  //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
   const kernel_scores = kernel(function (
     this: IKernelFunctionThis,
     t21: Float32Array,
@@ -544,8 +544,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // att = softmax(scores, 3)  (gpt.ts:69)
-  //   %att: f32[16,4,8,8] = softmax %scores {axis=3}   gpt.ts:69  const att = g.softmax(scores, -1);
+  // att = softmax(scores, 3)  (gpt.ts:70)
+  //   %att: f32[16,4,8,8] = softmax %scores {axis=3}   gpt.ts:70  const att = g.softmax(scores, -1);
   const kernel_att = kernel(function (this: IKernelFunctionThis, scores: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -566,8 +566,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(scores[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - (_acc0 + Math.log(_acc2)));
   }, 4096);
 
-  // t24 = att @ value  (gpt.ts:70)
-  //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t24 = att @ value  (gpt.ts:71)
+  //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_t24 = kernel(function (
     this: IKernelFunctionThis,
     att: Float32Array,
@@ -587,8 +587,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:70)
-  //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:71)
+  //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_t25 = kernel(function (this: IKernelFunctionThis, t24: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -600,8 +600,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t24[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t26 = attOut_rows @ proj0_W  (gpt.ts:30)
-  //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t26 = attOut_rows @ proj0_W  (gpt.ts:31)
+  //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t26 = kernel(function (
     this: IKernelFunctionThis,
     attOut_rows: Float32Array,
@@ -617,10 +617,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // x_1 = x + (t27 + proj0_b)  (gpt.ts:71)
-  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:71  x = x.add(proj(attOut));
-  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
+  // x_1 = x + (t27 + proj0_b)  (gpt.ts:72)
+  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   const kernel_x_1 = kernel(function (
     this: IKernelFunctionThis,
     x: Float32Array,
@@ -637,10 +637,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:37
+  // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:38
   const kernel_mu_1 = kernel(function (this: IKernelFunctionThis, x_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -653,15 +653,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // xc_1 = x_1 - mu_1  (gpt.ts:38)
-  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
-  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:38  const xc = x.sub(mu);
-  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:39
-  //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:40
+  // xc_1 = x_1 - mu_1  (gpt.ts:39)
+  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:40)
+  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:39  const xc = x.sub(mu);
+  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:40
+  //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:41
   const kernel_t33 = kernel(function (
     this: IKernelFunctionThis,
     x_1: Float32Array,
@@ -682,9 +682,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 128);
 
-  // t34 = (x_1 - mu_1) * t33  (gpt.ts:40)
-  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:40
+  // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
+  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:41
   const kernel_t34 = kernel(function (
     this: IKernelFunctionThis,
     x_1: Float32Array,
@@ -700,9 +700,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:40)
-  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %ln2: f32[16,8,32] = add %t35, %ln2_0_b   gpt.ts:40
+  // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:41)
+  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %ln2: f32[16,8,32] = add %t35, %ln2_0_b   gpt.ts:41
   const kernel_ln2 = kernel(function (
     this: IKernelFunctionThis,
     t34: Float32Array,
@@ -719,8 +719,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // t36 = ln2_rows @ fc0_W  (gpt.ts:30)
-  //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t36 = ln2_rows @ fc0_W  (gpt.ts:31)
+  //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t36 = kernel(function (
     this: IKernelFunctionThis,
     ln2_rows: Float32Array,
@@ -736,9 +736,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16384);
 
-  // hidden = relu(t37 + fc0_b)  (gpt.ts:73)
-  //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %hidden: f32[16,8,128] = relu %t38   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  // hidden = relu(t37 + fc0_b)  (gpt.ts:74)
+  //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %hidden: f32[16,8,128] = relu %t38   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   const kernel_hidden = kernel(function (
     this: IKernelFunctionThis,
     t37: Float32Array,
@@ -754,8 +754,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 16384);
 
-  // t39 = hidden_rows @ fcout0_W  (gpt.ts:30)
-  //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t39 = hidden_rows @ fcout0_W  (gpt.ts:31)
+  //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t39 = kernel(function (
     this: IKernelFunctionThis,
     hidden_rows: Float32Array,
@@ -771,10 +771,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:74)
-  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
+  // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:75)
+  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   const kernel_x_2 = kernel(function (
     this: IKernelFunctionThis,
     x_1: Float32Array,
@@ -791,10 +791,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:37
+  // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:38
   const kernel_mu_2 = kernel(function (this: IKernelFunctionThis, x_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -807,15 +807,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // xc_2 = x_2 - mu_2  (gpt.ts:38)
-  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
-  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:38  const xc = x.sub(mu);
-  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:39
-  //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:40
+  // xc_2 = x_2 - mu_2  (gpt.ts:39)
+  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:40)
+  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:39  const xc = x.sub(mu);
+  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:40
+  //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:41
   const kernel_t46 = kernel(function (
     this: IKernelFunctionThis,
     x_2: Float32Array,
@@ -836,9 +836,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 128);
 
-  // t47 = (x_2 - mu_2) * t46  (gpt.ts:40)
-  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:40
+  // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
+  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:41
   const kernel_t47 = kernel(function (
     this: IKernelFunctionThis,
     x_2: Float32Array,
@@ -854,9 +854,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:40)
-  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %ln1_1: f32[16,8,32] = add %t48, %ln1_1_b   gpt.ts:40
+  // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:41)
+  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %ln1_1: f32[16,8,32] = add %t48, %ln1_1_b   gpt.ts:41
   const kernel_ln1_1 = kernel(function (
     this: IKernelFunctionThis,
     t47: Float32Array,
@@ -873,8 +873,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // t49 = ln1_1_rows @ q1_W  (gpt.ts:30)
-  //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t49 = ln1_1_rows @ q1_W  (gpt.ts:31)
+  //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t49 = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -890,8 +890,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_query_1 = kernel(function (this: IKernelFunctionThis, t51: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -903,8 +903,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t51[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t52 = ln1_1_rows @ k1_W  (gpt.ts:30)
-  //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
+  //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t52 = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -920,8 +920,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_key_1 = kernel(function (this: IKernelFunctionThis, t54: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -933,8 +933,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t54[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t55 = ln1_1_rows @ v1_W  (gpt.ts:30)
-  //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
+  //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t55 = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -950,8 +950,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_value_1 = kernel(function (this: IKernelFunctionThis, t57: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -963,8 +963,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t57[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t58 = query_1 @ key_1.T  (gpt.ts:68)
-  //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // t58 = query_1 @ key_1.T  (gpt.ts:69)
+  //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_t58 = kernel(function (
     this: IKernelFunctionThis,
     query_1: Float32Array,
@@ -984,9 +984,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:68)
-  //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:68
+  // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:69)
+  //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
   const kernel_scores_1 = kernel(function (
     this: IKernelFunctionThis,
     t58: Float32Array,
@@ -1004,8 +1004,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // att_1 = softmax(scores_1, 3)  (gpt.ts:69)
-  //   %att_1: f32[16,4,8,8] = softmax %scores_1 {axis=3}   gpt.ts:69  const att = g.softmax(scores, -1);
+  // att_1 = softmax(scores_1, 3)  (gpt.ts:70)
+  //   %att_1: f32[16,4,8,8] = softmax %scores_1 {axis=3}   gpt.ts:70  const att = g.softmax(scores, -1);
   const kernel_att_1 = kernel(function (this: IKernelFunctionThis, scores_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -1026,8 +1026,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(scores_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - (_acc0 + Math.log(_acc2)));
   }, 4096);
 
-  // t60 = att_1 @ value_1  (gpt.ts:70)
-  //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t60 = att_1 @ value_1  (gpt.ts:71)
+  //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_t60 = kernel(function (
     this: IKernelFunctionThis,
     att_1: Float32Array,
@@ -1047,8 +1047,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:70)
-  //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:71)
+  //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_t61 = kernel(function (this: IKernelFunctionThis, t60: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -1060,8 +1060,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return t60[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t62 = attOut_1_rows @ proj1_W  (gpt.ts:30)
-  //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t62 = attOut_1_rows @ proj1_W  (gpt.ts:31)
+  //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t62 = kernel(function (
     this: IKernelFunctionThis,
     attOut_1_rows: Float32Array,
@@ -1077,10 +1077,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:71)
-  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:71  x = x.add(proj(attOut));
-  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
+  // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:72)
+  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   const kernel_x_3 = kernel(function (
     this: IKernelFunctionThis,
     x_2: Float32Array,
@@ -1097,10 +1097,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:37
+  // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:38
   const kernel_mu_3 = kernel(function (this: IKernelFunctionThis, x_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1113,15 +1113,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // xc_3 = x_3 - mu_3  (gpt.ts:38)
-  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
-  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:38  const xc = x.sub(mu);
-  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:39
-  //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:40
+  // xc_3 = x_3 - mu_3  (gpt.ts:39)
+  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:40)
+  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:39  const xc = x.sub(mu);
+  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:40
+  //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:41
   const kernel_t69 = kernel(function (
     this: IKernelFunctionThis,
     x_3: Float32Array,
@@ -1142,9 +1142,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 128);
 
-  // t70 = (x_3 - mu_3) * t69  (gpt.ts:40)
-  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:40
+  // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
+  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:41
   const kernel_t70 = kernel(function (
     this: IKernelFunctionThis,
     x_3: Float32Array,
@@ -1160,9 +1160,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:40)
-  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %ln2_1: f32[16,8,32] = add %t71, %ln2_1_b   gpt.ts:40
+  // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:41)
+  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %ln2_1: f32[16,8,32] = add %t71, %ln2_1_b   gpt.ts:41
   const kernel_ln2_1 = kernel(function (
     this: IKernelFunctionThis,
     t70: Float32Array,
@@ -1179,8 +1179,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // t72 = ln2_1_rows @ fc1_W  (gpt.ts:30)
-  //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t72 = ln2_1_rows @ fc1_W  (gpt.ts:31)
+  //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t72 = kernel(function (
     this: IKernelFunctionThis,
     ln2_1_rows: Float32Array,
@@ -1196,9 +1196,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16384);
 
-  // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:73)
-  //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %hidden_1: f32[16,8,128] = relu %t74   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:74)
+  //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %hidden_1: f32[16,8,128] = relu %t74   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   const kernel_hidden_1 = kernel(function (
     this: IKernelFunctionThis,
     t73: Float32Array,
@@ -1214,8 +1214,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 16384);
 
-  // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:30)
-  //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:31)
+  //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t75 = kernel(function (
     this: IKernelFunctionThis,
     hidden_1_rows: Float32Array,
@@ -1231,10 +1231,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:74)
-  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
+  // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:75)
+  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   const kernel_x_4 = kernel(function (
     this: IKernelFunctionThis,
     x_3: Float32Array,
@@ -1251,10 +1251,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:37
+  // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:38
   const kernel_mu_4 = kernel(function (this: IKernelFunctionThis, x_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1267,15 +1267,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // xc_4 = x_4 - mu_4  (gpt.ts:38)
-  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
-  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:38  const xc = x.sub(mu);
-  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:39
-  //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:40
+  // xc_4 = x_4 - mu_4  (gpt.ts:39)
+  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:40)
+  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:39  const xc = x.sub(mu);
+  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:40
+  //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:41
   const kernel_t82 = kernel(function (
     this: IKernelFunctionThis,
     x_4: Float32Array,
@@ -1296,9 +1296,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t6;
   }, 128);
 
-  // t83 = (x_4 - mu_4) * t82  (gpt.ts:40)
-  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:40
+  // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)
+  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:41
   const kernel_t83 = kernel(function (
     this: IKernelFunctionThis,
     x_4: Float32Array,
@@ -1314,9 +1314,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // lnf = t83 * lnf_g + lnf_b  (gpt.ts:40)
-  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %lnf: f32[16,8,32] = add %t84, %lnf_b   gpt.ts:40
+  // lnf = t83 * lnf_g + lnf_b  (gpt.ts:41)
+  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %lnf: f32[16,8,32] = add %t84, %lnf_b   gpt.ts:41
   const kernel_lnf = kernel(function (
     this: IKernelFunctionThis,
     t83: Float32Array,
@@ -1333,8 +1333,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 4096);
 
-  // t85 = lnf_rows @ head_W  (gpt.ts:30)
-  //   %t85: f32[128,27] = matmul %lnf_rows, %head_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t85 = lnf_rows @ head_W  (gpt.ts:31)
+  //   %t85: f32[128,27] = matmul %lnf_rows, %head_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t85 = kernel(function (
     this: IKernelFunctionThis,
     lnf_rows: Float32Array,
@@ -1350,8 +1350,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 3456);
 
-  // logits = t86 + head_b  (gpt.ts:30)
-  //   %logits: f32[16,8,27] = add %t86, %head_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // logits = t86 + head_b  (gpt.ts:31)
+  //   %logits: f32[16,8,27] = add %t86, %head_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_logits = kernel(function (
     this: IKernelFunctionThis,
     t86: Float32Array,
@@ -1366,8 +1366,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 3456);
 
-  // loss = cross_entropy(logits_rows, Y_rows)  (gpt.ts:78)
-  //   %loss: f32[] = xent %logits_rows, %Y_rows   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  // loss = cross_entropy(logits_rows, Y_rows)  (gpt.ts:79)
+  //   %loss: f32[] = xent %logits_rows, %Y_rows   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   const kernel_loss = kernel(function (
     this: IKernelFunctionThis,
     logits_rows: Float32Array,
@@ -1389,8 +1389,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return -_acc0 / 128;
   }, 1);
 
-  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
-  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
+  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   const kernel_t92 = kernel(function (this: IKernelFunctionThis, logits_rows: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
@@ -1406,10 +1406,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(logits_rows[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
   }, 3456);
 
-  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
-  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
-  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:78
-  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:78
+  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
+  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:79
+  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:79
   const kernel_dlogits_rows = kernel(function (
     this: IKernelFunctionThis,
     t92: Float32Array,
@@ -1424,8 +1424,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 3456);
 
-  // dhead_b = dlogits.sum((0, 1))   add'  (gpt.ts:30)
-  //   %dhead_b: f32[27] = sum %dlogits {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhead_b = dlogits.sum((0, 1))   add'  (gpt.ts:31)
+  //   %dhead_b: f32[27] = sum %dlogits {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dhead_b = kernel(function (this: IKernelFunctionThis, dlogits: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1437,8 +1437,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 27);
 
-  // dlnf_rows = dt85 @ head_W.T   matmul'  (gpt.ts:30)
-  //   %dlnf_rows: f32[128,32] = matmul %dt85, %head_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dlnf_rows = dt85 @ head_W.T   matmul'  (gpt.ts:31)
+  //   %dlnf_rows: f32[128,32] = matmul %dt85, %head_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dlnf_rows = kernel(function (
     this: IKernelFunctionThis,
     dt85: Float32Array,
@@ -1454,8 +1454,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dhead_W = lnf_rows.T @ dt85   matmul'  (gpt.ts:30)
-  //   %dhead_W: f32[32,27] = matmul %lnf_rows, %dt85 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhead_W = lnf_rows.T @ dt85   matmul'  (gpt.ts:31)
+  //   %dhead_W: f32[32,27] = matmul %lnf_rows, %dt85 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dhead_W = kernel(function (
     this: IKernelFunctionThis,
     lnf_rows: Float32Array,
@@ -1471,9 +1471,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 864);
 
-  // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:40)
-  //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
+  // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:41)
+  //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
   const kernel_dlnf_b = kernel(function (this: IKernelFunctionThis, dlnf: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1485,9 +1485,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
-  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
+  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:41)
+  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
   const kernel_dt83 = kernel(function (
     this: IKernelFunctionThis,
     dlnf: Float32Array,
@@ -1502,9 +1502,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:40)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:41)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dlnf_g = kernel(function (
     this: IKernelFunctionThis,
     dlnf: Float32Array,
@@ -1521,9 +1521,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t96 = dt83 * 32   ln_apply'  (gpt.ts:40)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:40
+  // t96 = dt83 * 32   ln_apply'  (gpt.ts:41)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:41
   const kernel_t96 = kernel(function (this: IKernelFunctionThis, dt83: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -1534,9 +1534,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t97 = dt83 * t83   ln_apply'  (gpt.ts:40)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:40
+  // t97 = dt83 * t83   ln_apply'  (gpt.ts:41)
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
   const kernel_t97 = kernel(function (
     this: IKernelFunctionThis,
     dt83: Float32Array,
@@ -1551,8 +1551,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t98 = kernel(function (this: IKernelFunctionThis, t82: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1561,8 +1561,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 128);
 
-  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t99 = kernel(function (this: IKernelFunctionThis, dt83: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1574,8 +1574,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // t100 = t96 - t99   ln_apply'  (gpt.ts:40)
-  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t100 = t96 - t99   ln_apply'  (gpt.ts:41)
+  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t100 = kernel(function (
     this: IKernelFunctionThis,
     t96: Float32Array,
@@ -1590,8 +1590,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t101 = kernel(function (this: IKernelFunctionThis, t97: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1603,10 +1603,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:40)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
-  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:40
+  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:41)
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
+  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:41
   const kernel_dx_4 = kernel(function (
     this: IKernelFunctionThis,
     t98: Float32Array,
@@ -1625,10 +1625,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
-  //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
+  //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout1_b = kernel(function (this: IKernelFunctionThis, dx_4: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1640,8 +1640,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:30)
-  //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:31)
+  //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dhidden_1_rows = kernel(function (
     this: IKernelFunctionThis,
     dt75: Float32Array,
@@ -1657,8 +1657,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16384);
 
-  // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:30)
-  //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:31)
+  //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout1_W = kernel(function (
     this: IKernelFunctionThis,
     hidden_1_rows: Float32Array,
@@ -1674,9 +1674,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:73)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:73
+  // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:74
   const kernel_dt74 = kernel(function (
     this: IKernelFunctionThis,
     dhidden_1: Float32Array,
@@ -1692,9 +1692,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 16384);
 
-  // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc1_b = kernel(function (this: IKernelFunctionThis, dt74: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1706,8 +1706,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:30)
-  //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:31)
+  //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dln2_1_rows = kernel(function (
     this: IKernelFunctionThis,
     dt72: Float32Array,
@@ -1723,8 +1723,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:30)
-  //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:31)
+  //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc1_W = kernel(function (
     this: IKernelFunctionThis,
     ln2_1_rows: Float32Array,
@@ -1740,9 +1740,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:40)
-  //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
+  // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
+  //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
   const kernel_dln2_1_b = kernel(function (this: IKernelFunctionThis, dln2_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1754,9 +1754,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
-  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
+  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
+  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
   const kernel_dt70 = kernel(function (
     this: IKernelFunctionThis,
     dln2_1: Float32Array,
@@ -1771,9 +1771,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:40)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:41)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_1_g = kernel(function (
     this: IKernelFunctionThis,
     dln2_1: Float32Array,
@@ -1790,9 +1790,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t106 = dt70 * 32   ln_apply'  (gpt.ts:40)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:40
+  // t106 = dt70 * 32   ln_apply'  (gpt.ts:41)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:41
   const kernel_t106 = kernel(function (this: IKernelFunctionThis, dt70: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -1803,9 +1803,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t107 = dt70 * t70   ln_apply'  (gpt.ts:40)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:40
+  // t107 = dt70 * t70   ln_apply'  (gpt.ts:41)
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
   const kernel_t107 = kernel(function (
     this: IKernelFunctionThis,
     dt70: Float32Array,
@@ -1820,8 +1820,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t108 = kernel(function (this: IKernelFunctionThis, t69: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1830,8 +1830,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 128);
 
-  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t109 = kernel(function (this: IKernelFunctionThis, dt70: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1843,8 +1843,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // t110 = t106 - t109   ln_apply'  (gpt.ts:40)
-  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t110 = t106 - t109   ln_apply'  (gpt.ts:41)
+  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t110 = kernel(function (
     this: IKernelFunctionThis,
     t106: Float32Array,
@@ -1859,8 +1859,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t111 = kernel(function (this: IKernelFunctionThis, t107: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -1872,11 +1872,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:71)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:71  x = x.add(proj(attOut));
+  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:72)
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_3 = kernel(function (
     this: IKernelFunctionThis,
     dx_4: Float32Array,
@@ -1897,11 +1897,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 4096);
 
-  // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
-  //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
+  //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj1_b = kernel(function (this: IKernelFunctionThis, dx_3: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1913,8 +1913,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:30)
-  //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:31)
+  //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dattOut_1_rows = kernel(function (
     this: IKernelFunctionThis,
     dt62: Float32Array,
@@ -1930,8 +1930,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:30)
-  //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:31)
+  //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj1_W = kernel(function (
     this: IKernelFunctionThis,
     attOut_1_rows: Float32Array,
@@ -1947,8 +1947,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:70)
-  //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
+  //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_dt60 = kernel(function (this: IKernelFunctionThis, dt61: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -1960,8 +1960,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dt61[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:70)
-  //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:71)
+  //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_datt_1 = kernel(function (
     this: IKernelFunctionThis,
     dt60: Float32Array,
@@ -1981,8 +1981,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:70)
-  //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:71)
+  //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_dvalue_1 = kernel(function (
     this: IKernelFunctionThis,
     att_1: Float32Array,
@@ -2002,9 +2002,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
-  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:69
+  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:70
   const kernel_t116 = kernel(function (
     this: IKernelFunctionThis,
     datt_1: Float32Array,
@@ -2024,11 +2024,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:69)
-  // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:69
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:70)
+  // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
+  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:70
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt58 = kernel(function (
     this: IKernelFunctionThis,
     att_1: Float32Array,
@@ -2048,8 +2048,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:68)
-  //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:69)
+  //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dquery_1 = kernel(function (
     this: IKernelFunctionThis,
     dt58: Float32Array,
@@ -2069,8 +2069,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:68)
-  //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:69)
+  //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dkey_1 = kernel(function (
     this: IKernelFunctionThis,
     dt58: Float32Array,
@@ -2090,8 +2090,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt57 = kernel(function (this: IKernelFunctionThis, dvalue_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2103,8 +2103,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
-  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t118 = kernel(function (
     this: IKernelFunctionThis,
     dt55: Float32Array,
@@ -2120,8 +2120,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:30)
-  //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
+  //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dv1_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -2137,8 +2137,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt54 = kernel(function (this: IKernelFunctionThis, dkey_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2150,9 +2150,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:30
+  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
   const kernel_t120 = kernel(function (
     this: IKernelFunctionThis,
     t118: Float32Array,
@@ -2170,8 +2170,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:30)
-  //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
+  //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dk1_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -2187,8 +2187,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt51 = kernel(function (this: IKernelFunctionThis, dquery_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2200,9 +2200,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:30
+  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
   const kernel_dln1_1_rows = kernel(function (
     this: IKernelFunctionThis,
     t120: Float32Array,
@@ -2220,8 +2220,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:30)
-  //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
+  //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dq1_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_1_rows: Float32Array,
@@ -2237,9 +2237,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:40)
-  //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
+  // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
+  //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dln1_1_b = kernel(function (this: IKernelFunctionThis, dln1_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2251,9 +2251,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
-  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
+  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
+  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dt47 = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2268,9 +2268,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:40)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_1_g = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2287,9 +2287,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t123 = dt47 * 32   ln_apply'  (gpt.ts:40)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:40
+  // t123 = dt47 * 32   ln_apply'  (gpt.ts:41)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:41
   const kernel_t123 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2300,9 +2300,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t124 = dt47 * t47   ln_apply'  (gpt.ts:40)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:40
+  // t124 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
   const kernel_t124 = kernel(function (
     this: IKernelFunctionThis,
     dt47: Float32Array,
@@ -2317,8 +2317,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t125 = kernel(function (this: IKernelFunctionThis, t46: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2327,8 +2327,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 128);
 
-  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t126 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2340,8 +2340,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // t127 = t123 - t126   ln_apply'  (gpt.ts:40)
-  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t127 = t123 - t126   ln_apply'  (gpt.ts:41)
+  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t127 = kernel(function (
     this: IKernelFunctionThis,
     t123: Float32Array,
@@ -2356,8 +2356,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t128 = kernel(function (this: IKernelFunctionThis, t124: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2369,11 +2369,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:74)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:74  x = x.add(fcOut(hidden));
+  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:75)
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:75  x = x.add(fcOut(hidden));
   const kernel_dx_2 = kernel(function (
     this: IKernelFunctionThis,
     dx_3: Float32Array,
@@ -2394,11 +2394,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 4096);
 
-  // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
-  //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
+  //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_b = kernel(function (this: IKernelFunctionThis, dx_2: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2410,8 +2410,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:30)
-  //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:31)
+  //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dhidden_rows = kernel(function (
     this: IKernelFunctionThis,
     dt39: Float32Array,
@@ -2427,8 +2427,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16384);
 
-  // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:30)
-  //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:31)
+  //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_W = kernel(function (
     this: IKernelFunctionThis,
     hidden_rows: Float32Array,
@@ -2444,9 +2444,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:73)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:73
+  // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:74
   const kernel_dt38 = kernel(function (
     this: IKernelFunctionThis,
     dhidden: Float32Array,
@@ -2462,9 +2462,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 16384);
 
-  // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_b = kernel(function (this: IKernelFunctionThis, dt38: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2476,8 +2476,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:30)
-  //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:31)
+  //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dln2_rows = kernel(function (
     this: IKernelFunctionThis,
     dt36: Float32Array,
@@ -2493,8 +2493,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:30)
-  //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:31)
+  //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_W = kernel(function (
     this: IKernelFunctionThis,
     ln2_rows: Float32Array,
@@ -2510,9 +2510,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:40)
-  //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
+  // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
+  //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dln2_0_b = kernel(function (this: IKernelFunctionThis, dln2: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2524,9 +2524,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
-  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
+  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
+  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dt34 = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2541,9 +2541,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:40)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2560,9 +2560,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t134 = dt34 * 32   ln_apply'  (gpt.ts:40)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:40
+  // t134 = dt34 * 32   ln_apply'  (gpt.ts:41)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:41
   const kernel_t134 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2573,9 +2573,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t135 = dt34 * t34   ln_apply'  (gpt.ts:40)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:40
+  // t135 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
   const kernel_t135 = kernel(function (
     this: IKernelFunctionThis,
     dt34: Float32Array,
@@ -2590,8 +2590,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t136 = kernel(function (this: IKernelFunctionThis, t33: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2600,8 +2600,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 128);
 
-  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t137 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2613,8 +2613,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // t138 = t134 - t137   ln_apply'  (gpt.ts:40)
-  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t138 = t134 - t137   ln_apply'  (gpt.ts:41)
+  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t138 = kernel(function (
     this: IKernelFunctionThis,
     t134: Float32Array,
@@ -2629,8 +2629,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t139 = kernel(function (this: IKernelFunctionThis, t135: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -2642,11 +2642,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:71)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:71  x = x.add(proj(attOut));
+  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:72)
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_1 = kernel(function (
     this: IKernelFunctionThis,
     dx_2: Float32Array,
@@ -2667,11 +2667,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 4096);
 
-  // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
-  //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
+  //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_b = kernel(function (this: IKernelFunctionThis, dx_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2683,8 +2683,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:30)
-  //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:31)
+  //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dattOut_rows = kernel(function (
     this: IKernelFunctionThis,
     dt26: Float32Array,
@@ -2700,8 +2700,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:30)
-  //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:31)
+  //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_W = kernel(function (
     this: IKernelFunctionThis,
     attOut_rows: Float32Array,
@@ -2717,8 +2717,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:70)
-  //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
+  //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_dt24 = kernel(function (this: IKernelFunctionThis, dt25: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2730,8 +2730,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dt25[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // datt = dt24 @ value.T   matmul'  (gpt.ts:70)
-  //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // datt = dt24 @ value.T   matmul'  (gpt.ts:71)
+  //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_datt = kernel(function (
     this: IKernelFunctionThis,
     dt24: Float32Array,
@@ -2751,8 +2751,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dvalue = att.T @ dt24   matmul'  (gpt.ts:70)
-  //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dvalue = att.T @ dt24   matmul'  (gpt.ts:71)
+  //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   const kernel_dvalue = kernel(function (
     this: IKernelFunctionThis,
     att: Float32Array,
@@ -2772,9 +2772,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
-  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:69
+  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:70
   const kernel_t144 = kernel(function (
     this: IKernelFunctionThis,
     datt: Float32Array,
@@ -2794,11 +2794,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores = att * (datt - t144)   softmax'  (gpt.ts:69)
-  // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:69
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dscores = att * (datt - t144)   softmax'  (gpt.ts:70)
+  // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
+  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:70
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt21 = kernel(function (
     this: IKernelFunctionThis,
     att: Float32Array,
@@ -2818,8 +2818,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dquery = dt21 @ key   matmul'  (gpt.ts:68)
-  //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dquery = dt21 @ key   matmul'  (gpt.ts:69)
+  //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dquery = kernel(function (
     this: IKernelFunctionThis,
     dt21: Float32Array,
@@ -2839,8 +2839,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dkey = dt21.T @ query   matmul'  (gpt.ts:68)
-  //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dkey = dt21.T @ query   matmul'  (gpt.ts:69)
+  //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dkey = kernel(function (
     this: IKernelFunctionThis,
     dt21: Float32Array,
@@ -2860,8 +2860,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt20 = kernel(function (this: IKernelFunctionThis, dvalue: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2873,8 +2873,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
-  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_t146 = kernel(function (
     this: IKernelFunctionThis,
     dt18: Float32Array,
@@ -2890,8 +2890,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:30)
-  //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
+  //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dv0_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -2907,8 +2907,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt17 = kernel(function (this: IKernelFunctionThis, dkey: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2920,9 +2920,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:30
+  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
   const kernel_t148 = kernel(function (
     this: IKernelFunctionThis,
     t146: Float32Array,
@@ -2940,8 +2940,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:30)
-  //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
+  //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dk0_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -2957,8 +2957,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   const kernel_dt14 = kernel(function (this: IKernelFunctionThis, dquery: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2970,9 +2970,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:30
+  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
   const kernel_dln1_rows = kernel(function (
     this: IKernelFunctionThis,
     t148: Float32Array,
@@ -2990,8 +2990,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 4096);
 
-  // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:30)
-  //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
+  //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dq0_W = kernel(function (
     this: IKernelFunctionThis,
     ln1_rows: Float32Array,
@@ -3007,9 +3007,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 1024);
 
-  // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:40)
-  //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
+  // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
+  //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dln1_0_b = kernel(function (this: IKernelFunctionThis, dln1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -3021,9 +3021,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
-  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
+  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
+  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dt10 = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3038,9 +3038,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:40)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:40
+  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3057,9 +3057,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t151 = dt10 * 32   ln_apply'  (gpt.ts:40)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:40
+  // t151 = dt10 * 32   ln_apply'  (gpt.ts:41)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:41
   const kernel_t151 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -3070,9 +3070,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t152 = dt10 * t10   ln_apply'  (gpt.ts:40)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:40
+  // t152 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
   const kernel_t152 = kernel(function (
     this: IKernelFunctionThis,
     dt10: Float32Array,
@@ -3087,8 +3087,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t153 = kernel(function (this: IKernelFunctionThis, t9: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -3097,8 +3097,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 128);
 
-  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t154 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -3110,8 +3110,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // t155 = t151 - t154   ln_apply'  (gpt.ts:40)
-  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t155 = t151 - t154   ln_apply'  (gpt.ts:41)
+  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t155 = kernel(function (
     this: IKernelFunctionThis,
     t151: Float32Array,
@@ -3126,8 +3126,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   const kernel_t156 = kernel(function (this: IKernelFunctionThis, t152: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
@@ -3139,11 +3139,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 128);
 
-  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:53)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
-  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:54)
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dx = kernel(function (
     this: IKernelFunctionThis,
     dx_1: Float32Array,
@@ -3164,11 +3164,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 4096);
 
-  // dwpe = dx.sum(0)   add'  (gpt.ts:53)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
-  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dwpe = dx.sum(0)   add'  (gpt.ts:54)
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
+  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwpe = kernel(function (this: IKernelFunctionThis, dx: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 32);
@@ -3180,8 +3180,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dwte = scatter_add(X, dx)   gather'  (gpt.ts:53)
-  //   %dwte: f32[27,32] = scatter_add %X, %dx {shape=[27, 32]}   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dwte = scatter_add(X, dx)   gather'  (gpt.ts:54)
+  //   %dwte: f32[27,32] = scatter_add %X, %dx {shape=[27, 32]}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwte = kernel(function (this: IKernelFunctionThis, X: Float32Array, dx: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 32);

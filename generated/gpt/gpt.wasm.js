@@ -1105,18 +1105,18 @@ function stage(params, inputs) {
 function forwardPass() {
   const { t1, X, wte, wpe, x, mu, t9, query, t14, key, t17, value, t20, t21, mask, scores, att, t25, t24, t27, proj0_b, x_1, mu_1, t33, t40, fcout0_b, x_2, mu_2, t46, query_1, t51, key_1, t54, value_1, t57, t58, scores_1, att_1, t61, t60, t63, proj1_b, x_3, mu_3, t69, t76, fcout1_b, x_4, mu_4, t82, logits_rows, Y_rows, loss, logits } = buf;
 
-  // t1 = wte[X]  (gpt.ts:53)
-  //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // t1 = wte[X]  (gpt.ts:54)
+  //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   for (let i = 0; i < 128; i++) {
     const _row = X[i] * 32;
     for (let j = 0; j < 32; j++) t1[i * 32 + j] = wte[_row + j];
   }
 
-  // x = t1 + wpe  (gpt.ts:53)
-  // mu = x.sum(2) * 0.03125  (gpt.ts:37)
-  //   %x: f32[16,8,32] = add %t1, %wpe   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:37
+  // x = t1 + wpe  (gpt.ts:54)
+  // mu = x.sum(2) * 0.03125  (gpt.ts:38)
+  //   %x: f32[16,8,32] = add %t1, %wpe   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  //   %t2: f32[16,8,1] = sum %x {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:38
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       let _acc0 = 0;
@@ -1129,15 +1129,15 @@ function forwardPass() {
     }
   }
 
-  // xc = x - mu  (gpt.ts:38)
-  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:39)
-  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:38  const xc = x.sub(mu);
-  //   %t4: f32[16,8,32] = square %xc   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:39
-  //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:40
+  // xc = x - mu  (gpt.ts:39)
+  // variance = (xc²).sum(2) * 0.03125  (gpt.ts:40)
+  // t9 = (variance + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc: f32[16,8,32] = sub %x, %mu   gpt.ts:39  const xc = x.sub(mu);
+  //   %t4: f32[16,8,32] = square %xc   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t5: f32[16,8,1] = sum %t4 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance: f32[16,8,1] = mul %t5, %t3   gpt.ts:40
+  //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1148,19 +1148,19 @@ function forwardPass() {
     t9[i] = 1 / Math.sqrt(_t7);
   }
 
-  // t10 = (x - mu) * t9  (gpt.ts:40)
-  // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:40)
-  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:40
-  //   %ln1: f32[16,8,32] = add %t11, %ln1_0_b   gpt.ts:40
+  // t10 = (x - mu) * t9  (gpt.ts:41)
+  // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:41)
+  //   %t10: f32[16,8,32] = ln_apply %x, %mu, %t9   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t11: f32[16,8,32] = mul %t10, %ln1_0_g   gpt.ts:41
+  //   %ln1: f32[16,8,32] = add %t11, %ln1_0_b   gpt.ts:41
   kernels.elementwise_ln1();
 
-  // t12 = ln1_rows @ q0_W  (gpt.ts:30)
-  //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t12 = ln1_rows @ q0_W  (gpt.ts:31)
+  //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t12();
 
-  // query = t14.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // query = t14.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1171,12 +1171,12 @@ function forwardPass() {
     }
   }
 
-  // t15 = ln1_rows @ k0_W  (gpt.ts:30)
-  //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t15 = ln1_rows @ k0_W  (gpt.ts:31)
+  //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t15();
 
-  // key = t17.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // key = t17.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1187,12 +1187,12 @@ function forwardPass() {
     }
   }
 
-  // t18 = ln1_rows @ v0_W  (gpt.ts:30)
-  //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t18 = ln1_rows @ v0_W  (gpt.ts:31)
+  //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t18();
 
-  // value = t20.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // value = t20.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1203,13 +1203,13 @@ function forwardPass() {
     }
   }
 
-  // t21 = query @ key.T  (gpt.ts:68)
-  //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // t21 = query @ key.T  (gpt.ts:69)
+  //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_t21();
 
-  // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:68)
-  //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:68
+  // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:69)
+  //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1218,8 +1218,8 @@ function forwardPass() {
     }
   }
 
-  // att = softmax(scores, 3)  (gpt.ts:69)
-  //   %att: f32[16,4,8,8] = softmax %scores {axis=3}   gpt.ts:69  const att = g.softmax(scores, -1);
+  // att = softmax(scores, 3)  (gpt.ts:70)
+  //   %att: f32[16,4,8,8] = softmax %scores {axis=3}   gpt.ts:70  const att = g.softmax(scores, -1);
   for (let i = 0; i < 512; i++) {
     const _base = i * 8;
     let _max = -Infinity;
@@ -1234,12 +1234,12 @@ function forwardPass() {
     for (let j = 0; j < 8; j++) att[_base + j] *= _inv;
   }
 
-  // t24 = att @ value  (gpt.ts:70)
-  //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t24 = att @ value  (gpt.ts:71)
+  //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_t24();
 
-  // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:70)
-  //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:71)
+  //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -1250,16 +1250,16 @@ function forwardPass() {
     }
   }
 
-  // t26 = attOut_rows @ proj0_W  (gpt.ts:30)
-  //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t26 = attOut_rows @ proj0_W  (gpt.ts:31)
+  //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t26();
 
-  // x_1 = x + (t27 + proj0_b)  (gpt.ts:71)
-  // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:71  x = x.add(proj(attOut));
-  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:37
+  // x_1 = x + (t27 + proj0_b)  (gpt.ts:72)
+  // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1270,15 +1270,15 @@ function forwardPass() {
     mu_1[i] = _acc0 * 0.03125;
   }
 
-  // xc_1 = x_1 - mu_1  (gpt.ts:38)
-  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:39)
-  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:38  const xc = x.sub(mu);
-  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:39
-  //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:40
+  // xc_1 = x_1 - mu_1  (gpt.ts:39)
+  // variance_1 = (xc_1²).sum(2) * 0.03125  (gpt.ts:40)
+  // t33 = (variance_1 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_1: f32[16,8,32] = sub %x_1, %mu_1   gpt.ts:39  const xc = x.sub(mu);
+  //   %t30: f32[16,8,32] = square %xc_1   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t31: f32[16,8,1] = sum %t30 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_1: f32[16,8,1] = mul %t31, %t3   gpt.ts:40
+  //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1289,32 +1289,32 @@ function forwardPass() {
     t33[i] = 1 / Math.sqrt(_t32);
   }
 
-  // t34 = (x_1 - mu_1) * t33  (gpt.ts:40)
-  // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:40)
-  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:40
-  //   %ln2: f32[16,8,32] = add %t35, %ln2_0_b   gpt.ts:40
+  // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
+  // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:41)
+  //   %t34: f32[16,8,32] = ln_apply %x_1, %mu_1, %t33   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t35: f32[16,8,32] = mul %t34, %ln2_0_g   gpt.ts:41
+  //   %ln2: f32[16,8,32] = add %t35, %ln2_0_b   gpt.ts:41
   kernels.elementwise_ln2();
 
-  // t36 = ln2_rows @ fc0_W  (gpt.ts:30)
-  //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t36 = ln2_rows @ fc0_W  (gpt.ts:31)
+  //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t36();
 
-  // hidden = relu(t37 + fc0_b)  (gpt.ts:73)
-  //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %hidden: f32[16,8,128] = relu %t38   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  // hidden = relu(t37 + fc0_b)  (gpt.ts:74)
+  //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %hidden: f32[16,8,128] = relu %t38   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   kernels.elementwise_hidden();
 
-  // t39 = hidden_rows @ fcout0_W  (gpt.ts:30)
-  //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t39 = hidden_rows @ fcout0_W  (gpt.ts:31)
+  //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t39();
 
-  // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:74)
-  // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:37
+  // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:75)
+  // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1325,15 +1325,15 @@ function forwardPass() {
     mu_2[i] = _acc0 * 0.03125;
   }
 
-  // xc_2 = x_2 - mu_2  (gpt.ts:38)
-  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:39)
-  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:38  const xc = x.sub(mu);
-  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:39
-  //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:40
+  // xc_2 = x_2 - mu_2  (gpt.ts:39)
+  // variance_2 = (xc_2²).sum(2) * 0.03125  (gpt.ts:40)
+  // t46 = (variance_2 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_2: f32[16,8,32] = sub %x_2, %mu_2   gpt.ts:39  const xc = x.sub(mu);
+  //   %t43: f32[16,8,32] = square %xc_2   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t44: f32[16,8,1] = sum %t43 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_2: f32[16,8,1] = mul %t44, %t3   gpt.ts:40
+  //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1344,19 +1344,19 @@ function forwardPass() {
     t46[i] = 1 / Math.sqrt(_t45);
   }
 
-  // t47 = (x_2 - mu_2) * t46  (gpt.ts:40)
-  // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:40)
-  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:40
-  //   %ln1_1: f32[16,8,32] = add %t48, %ln1_1_b   gpt.ts:40
+  // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
+  // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:41)
+  //   %t47: f32[16,8,32] = ln_apply %x_2, %mu_2, %t46   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t48: f32[16,8,32] = mul %t47, %ln1_1_g   gpt.ts:41
+  //   %ln1_1: f32[16,8,32] = add %t48, %ln1_1_b   gpt.ts:41
   kernels.elementwise_ln1_1();
 
-  // t49 = ln1_1_rows @ q1_W  (gpt.ts:30)
-  //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t49 = ln1_1_rows @ q1_W  (gpt.ts:31)
+  //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t49();
 
-  // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1367,12 +1367,12 @@ function forwardPass() {
     }
   }
 
-  // t52 = ln1_1_rows @ k1_W  (gpt.ts:30)
-  //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
+  //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t52();
 
-  // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1383,12 +1383,12 @@ function forwardPass() {
     }
   }
 
-  // t55 = ln1_1_rows @ v1_W  (gpt.ts:30)
-  //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
+  //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t55();
 
-  // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:44)
-  //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:45)
+  //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1399,13 +1399,13 @@ function forwardPass() {
     }
   }
 
-  // t58 = query_1 @ key_1.T  (gpt.ts:68)
-  //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // t58 = query_1 @ key_1.T  (gpt.ts:69)
+  //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_t58();
 
-  // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:68)
-  //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:68
+  // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:69)
+  //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1414,8 +1414,8 @@ function forwardPass() {
     }
   }
 
-  // att_1 = softmax(scores_1, 3)  (gpt.ts:69)
-  //   %att_1: f32[16,4,8,8] = softmax %scores_1 {axis=3}   gpt.ts:69  const att = g.softmax(scores, -1);
+  // att_1 = softmax(scores_1, 3)  (gpt.ts:70)
+  //   %att_1: f32[16,4,8,8] = softmax %scores_1 {axis=3}   gpt.ts:70  const att = g.softmax(scores, -1);
   for (let i = 0; i < 512; i++) {
     const _base = i * 8;
     let _max = -Infinity;
@@ -1430,12 +1430,12 @@ function forwardPass() {
     for (let j = 0; j < 8; j++) att_1[_base + j] *= _inv;
   }
 
-  // t60 = att_1 @ value_1  (gpt.ts:70)
-  //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t60 = att_1 @ value_1  (gpt.ts:71)
+  //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_t60();
 
-  // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:70)
-  //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:71)
+  //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -1446,16 +1446,16 @@ function forwardPass() {
     }
   }
 
-  // t62 = attOut_1_rows @ proj1_W  (gpt.ts:30)
-  //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t62 = attOut_1_rows @ proj1_W  (gpt.ts:31)
+  //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t62();
 
-  // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:71)
-  // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:71  x = x.add(proj(attOut));
-  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:37
+  // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:72)
+  // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1466,15 +1466,15 @@ function forwardPass() {
     mu_3[i] = _acc0 * 0.03125;
   }
 
-  // xc_3 = x_3 - mu_3  (gpt.ts:38)
-  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:39)
-  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:38  const xc = x.sub(mu);
-  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:39
-  //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:40
+  // xc_3 = x_3 - mu_3  (gpt.ts:39)
+  // variance_3 = (xc_3²).sum(2) * 0.03125  (gpt.ts:40)
+  // t69 = (variance_3 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_3: f32[16,8,32] = sub %x_3, %mu_3   gpt.ts:39  const xc = x.sub(mu);
+  //   %t66: f32[16,8,32] = square %xc_3   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t67: f32[16,8,1] = sum %t66 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_3: f32[16,8,1] = mul %t67, %t3   gpt.ts:40
+  //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1485,32 +1485,32 @@ function forwardPass() {
     t69[i] = 1 / Math.sqrt(_t68);
   }
 
-  // t70 = (x_3 - mu_3) * t69  (gpt.ts:40)
-  // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:40)
-  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:40
-  //   %ln2_1: f32[16,8,32] = add %t71, %ln2_1_b   gpt.ts:40
+  // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
+  // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:41)
+  //   %t70: f32[16,8,32] = ln_apply %x_3, %mu_3, %t69   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t71: f32[16,8,32] = mul %t70, %ln2_1_g   gpt.ts:41
+  //   %ln2_1: f32[16,8,32] = add %t71, %ln2_1_b   gpt.ts:41
   kernels.elementwise_ln2_1();
 
-  // t72 = ln2_1_rows @ fc1_W  (gpt.ts:30)
-  //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t72 = ln2_1_rows @ fc1_W  (gpt.ts:31)
+  //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t72();
 
-  // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:73)
-  //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %hidden_1: f32[16,8,128] = relu %t74   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:74)
+  //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %hidden_1: f32[16,8,128] = relu %t74   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   kernels.elementwise_hidden_1();
 
-  // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:30)
-  //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:31)
+  //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t75();
 
-  // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:74)
-  // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:37)
-  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:37  const mu = x.mean(-1, true);
-  //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:37
+  // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:75)
+  // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:38)
+  //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
+  //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1521,15 +1521,15 @@ function forwardPass() {
     mu_4[i] = _acc0 * 0.03125;
   }
 
-  // xc_4 = x_4 - mu_4  (gpt.ts:38)
-  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:39)
-  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:40)
-  //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:38  const xc = x.sub(mu);
-  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:39  const variance = xc.square().mean(-1, true);
-  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:39
-  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:39
-  //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:40
+  // xc_4 = x_4 - mu_4  (gpt.ts:39)
+  // variance_4 = (xc_4²).sum(2) * 0.03125  (gpt.ts:40)
+  // t82 = (variance_4 + 0.00001)**-0.5  (gpt.ts:41)
+  //   %xc_4: f32[16,8,32] = sub %x_4, %mu_4   gpt.ts:39  const xc = x.sub(mu);
+  //   %t79: f32[16,8,32] = square %xc_4   gpt.ts:40  const variance = xc.square().mean(-1, true);
+  //   %t80: f32[16,8,1] = sum %t79 {axes=[2], keepDims=true}   gpt.ts:40
+  //   %variance_4: f32[16,8,1] = mul %t80, %t3   gpt.ts:40
+  //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1540,23 +1540,23 @@ function forwardPass() {
     t82[i] = 1 / Math.sqrt(_t81);
   }
 
-  // t83 = (x_4 - mu_4) * t82  (gpt.ts:40)
-  // lnf = t83 * lnf_g + lnf_b  (gpt.ts:40)
-  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:40
-  //   %lnf: f32[16,8,32] = add %t84, %lnf_b   gpt.ts:40
+  // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)
+  // lnf = t83 * lnf_g + lnf_b  (gpt.ts:41)
+  //   %t83: f32[16,8,32] = ln_apply %x_4, %mu_4, %t82   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t84: f32[16,8,32] = mul %t83, %lnf_g   gpt.ts:41
+  //   %lnf: f32[16,8,32] = add %t84, %lnf_b   gpt.ts:41
   kernels.elementwise_lnf();
 
-  // t85 = lnf_rows @ head_W  (gpt.ts:30)
-  //   %t85: f32[128,27] = matmul %lnf_rows, %head_W {transA=false, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t85 = lnf_rows @ head_W  (gpt.ts:31)
+  //   %t85: f32[128,27] = matmul %lnf_rows, %head_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t85();
 
-  // logits = t86 + head_b  (gpt.ts:30)
-  //   %logits: f32[16,8,27] = add %t86, %head_b   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // logits = t86 + head_b  (gpt.ts:31)
+  //   %logits: f32[16,8,27] = add %t86, %head_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.elementwise_logits();
 
-  // loss = cross_entropy(logits_rows, Y_rows)  (gpt.ts:78)
-  //   %loss: f32[] = xent %logits_rows, %Y_rows   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  // loss = cross_entropy(logits_rows, Y_rows)  (gpt.ts:79)
+  //   %loss: f32[] = xent %logits_rows, %Y_rows   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   {
     let _total = 0;
     for (let i = 0; i < 128; i++) {
@@ -1594,8 +1594,8 @@ export function valueAndGrad(params, inputs) {
   forwardPass();
   const { logits_rows, t92, Y_rows, dlogits_rows, dt83, t99, t97, t101, dt70, t109, t107, t111, dt60, dt61, datt_1, att_1, t116, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dt47, t126, t124, t128, dt34, t137, t135, t139, dt24, dt25, datt, att, t144, dt20, dvalue, dt17, dkey, dt14, dquery, dt10, t154, t152, t156, _acc0, t10, t155, t153, dx_1, dx, dwpe, dwte, X } = buf;
 
-  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:78)
-  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
+  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
+  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   for (let i = 0; i < 128; i++) {
     const _base = i * 27;
     let _max = -Infinity;
@@ -1610,47 +1610,47 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 27; j++) t92[_base + j] *= _inv;
   }
 
-  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:78)
-  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:78  const loss = g.crossEntropy(logits, Y);
-  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:78
-  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:78
+  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
+  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:79
+  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:79
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 27; j++) {
       dlogits_rows[i * 27 + j] = (t92[i * 27 + j] - (Y_rows[i] === j ? 1 : 0)) * 0.0078125;
     }
   }
 
-  // dhead_b = dlogits.sum((0, 1))   add'  (gpt.ts:30)
-  //   %dhead_b: f32[27] = sum %dlogits {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhead_b = dlogits.sum((0, 1))   add'  (gpt.ts:31)
+  //   %dhead_b: f32[27] = sum %dlogits {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dhead_b();
 
-  // dlnf_rows = dt85 @ head_W.T   matmul'  (gpt.ts:30)
-  //   %dlnf_rows: f32[128,32] = matmul %dt85, %head_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dlnf_rows = dt85 @ head_W.T   matmul'  (gpt.ts:31)
+  //   %dlnf_rows: f32[128,32] = matmul %dt85, %head_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dlnf_rows();
 
-  // dhead_W = lnf_rows.T @ dt85   matmul'  (gpt.ts:30)
-  //   %dhead_W: f32[32,27] = matmul %lnf_rows, %dt85 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhead_W = lnf_rows.T @ dt85   matmul'  (gpt.ts:31)
+  //   %dhead_W: f32[32,27] = matmul %lnf_rows, %dt85 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dhead_W();
 
-  // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:40)
-  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:40)
-  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:40)
-  // t96 = dt83 * 32   ln_apply'  (gpt.ts:40)
-  // t97 = dt83 * t83   ln_apply'  (gpt.ts:40)
-  //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:40
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:40
-  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:40
-  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:40
+  // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:41)
+  // dt83 = dlnf * lnf_g   mul'  (gpt.ts:41)
+  // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:41)
+  // t96 = dt83 * 32   ln_apply'  (gpt.ts:41)
+  // t97 = dt83 * t83   ln_apply'  (gpt.ts:41)
+  //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:41
+  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
+  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:41
+  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
   kernels.reduce_t97();
 
-  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t98();
 
-  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1659,12 +1659,12 @@ export function valueAndGrad(params, inputs) {
     t99[i] = _acc0;
   }
 
-  // t100 = t96 - t99   ln_apply'  (gpt.ts:40)
-  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t100 = t96 - t99   ln_apply'  (gpt.ts:41)
+  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t100();
 
-  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1673,56 +1673,56 @@ export function valueAndGrad(params, inputs) {
     t101[i] = _acc0;
   }
 
-  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:40)
-  // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:40
-  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:40
-  //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:41)
+  // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
+  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:41
+  //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dfcout1_b();
 
-  // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:30)
-  //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:31)
+  //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dhidden_1_rows();
 
-  // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:30)
-  //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:31)
+  //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dfcout1_W();
 
-  // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:73)
-  // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:73
-  //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
+  // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:74
+  //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dfc1_b();
 
-  // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:30)
-  //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:31)
+  //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dln2_1_rows();
 
-  // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:30)
-  //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:31)
+  //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dfc1_W();
 
-  // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:40)
-  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:40)
-  // t106 = dt70 * 32   ln_apply'  (gpt.ts:40)
-  // t107 = dt70 * t70   ln_apply'  (gpt.ts:40)
-  //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:40
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:40
-  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:40
-  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:40
+  // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
+  // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
+  // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:41)
+  // t106 = dt70 * 32   ln_apply'  (gpt.ts:41)
+  // t107 = dt70 * t70   ln_apply'  (gpt.ts:41)
+  //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:41
+  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
+  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:41
+  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
   kernels.reduce_t107();
 
-  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t108();
 
-  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1731,12 +1731,12 @@ export function valueAndGrad(params, inputs) {
     t109[i] = _acc0;
   }
 
-  // t110 = t106 - t109   ln_apply'  (gpt.ts:40)
-  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t110 = t106 - t109   ln_apply'  (gpt.ts:41)
+  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t110();
 
-  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1745,25 +1745,25 @@ export function valueAndGrad(params, inputs) {
     t111[i] = _acc0;
   }
 
-  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:71)
-  // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:40
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:40
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
+  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:72  x = x.add(proj(attOut));
+  //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dproj1_b();
 
-  // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:30)
-  //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:31)
+  //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dattOut_1_rows();
 
-  // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:30)
-  //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:31)
+  //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dproj1_W();
 
-  // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:70)
-  //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
+  //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -1774,17 +1774,17 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:70)
-  //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:71)
+  //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_datt_1();
 
-  // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:70)
-  //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:71)
+  //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_dvalue_1();
 
-  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:69)
-  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:69
+  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
@@ -1793,23 +1793,23 @@ export function valueAndGrad(params, inputs) {
     t116[i] = _acc0;
   }
 
-  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:69)
-  // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:69
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:70)
+  // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
+  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:70
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.elementwise_dt58();
 
-  // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:68)
-  //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:69)
+  //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_dquery_1();
 
-  // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:68)
-  //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:69)
+  //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_dkey_1();
 
-  // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -1820,16 +1820,16 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:30)
-  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t118();
 
-  // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:30)
-  //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
+  //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dv1_W();
 
-  // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -1840,17 +1840,17 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:30
+  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
   kernels.matmul_t120();
 
-  // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:30)
-  //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
+  //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dk1_W();
 
-  // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -1861,34 +1861,34 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:30
+  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
   kernels.matmul_dln1_1_rows();
 
-  // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:30)
-  //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
+  //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dq1_W();
 
-  // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:40)
-  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:40)
-  // t123 = dt47 * 32   ln_apply'  (gpt.ts:40)
-  // t124 = dt47 * t47   ln_apply'  (gpt.ts:40)
-  //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:40
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:40
-  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:40
-  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:40
+  // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
+  // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
+  // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
+  // t123 = dt47 * 32   ln_apply'  (gpt.ts:41)
+  // t124 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41
+  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:41
+  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
   kernels.reduce_t124();
 
-  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t125();
 
-  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1897,12 +1897,12 @@ export function valueAndGrad(params, inputs) {
     t126[i] = _acc0;
   }
 
-  // t127 = t123 - t126   ln_apply'  (gpt.ts:40)
-  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t127 = t123 - t126   ln_apply'  (gpt.ts:41)
+  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t127();
 
-  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1911,57 +1911,57 @@ export function valueAndGrad(params, inputs) {
     t128[i] = _acc0;
   }
 
-  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:74)
-  // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:40
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:40
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:74  x = x.add(fcOut(hidden));
-  //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:75)
+  // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
+  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dfcout0_b();
 
-  // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:30)
-  //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:31)
+  //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dhidden_rows();
 
-  // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:30)
-  //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:31)
+  //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dfcout0_W();
 
-  // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:73)
-  // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:73  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:73
-  //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
+  // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:74
+  //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dfc0_b();
 
-  // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:30)
-  //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:31)
+  //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dln2_rows();
 
-  // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:30)
-  //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:31)
+  //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dfc0_W();
 
-  // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:40)
-  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:40)
-  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:40)
-  // t134 = dt34 * 32   ln_apply'  (gpt.ts:40)
-  // t135 = dt34 * t34   ln_apply'  (gpt.ts:40)
-  //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:40
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:40
-  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:40
-  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:40
+  // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
+  // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
+  // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
+  // t134 = dt34 * 32   ln_apply'  (gpt.ts:41)
+  // t135 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41
+  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:41
+  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
   kernels.reduce_t135();
 
-  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t136();
 
-  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1970,12 +1970,12 @@ export function valueAndGrad(params, inputs) {
     t137[i] = _acc0;
   }
 
-  // t138 = t134 - t137   ln_apply'  (gpt.ts:40)
-  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t138 = t134 - t137   ln_apply'  (gpt.ts:41)
+  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t138();
 
-  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -1984,25 +1984,25 @@ export function valueAndGrad(params, inputs) {
     t139[i] = _acc0;
   }
 
-  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:71)
-  // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:30)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:40
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:40
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:71  x = x.add(proj(attOut));
-  //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
+  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
+  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:72  x = x.add(proj(attOut));
+  //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.reduce_dproj0_b();
 
-  // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:30)
-  //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:31)
+  //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dattOut_rows();
 
-  // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:30)
-  //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:31)
+  //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dproj0_W();
 
-  // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:70)
-  //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
+  //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 4; j++) {
       for (let k = 0; k < 8; k++) {
@@ -2013,17 +2013,17 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // datt = dt24 @ value.T   matmul'  (gpt.ts:70)
-  //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // datt = dt24 @ value.T   matmul'  (gpt.ts:71)
+  //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_datt();
 
-  // dvalue = att.T @ dt24   matmul'  (gpt.ts:70)
-  //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:70  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
+  // dvalue = att.T @ dt24   matmul'  (gpt.ts:71)
+  //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   kernels.matmul_dvalue();
 
-  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:69)
-  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:69
+  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
@@ -2032,23 +2032,23 @@ export function valueAndGrad(params, inputs) {
     t144[i] = _acc0;
   }
 
-  // dscores = att * (datt - t144)   softmax'  (gpt.ts:69)
-  // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:68)
-  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:69  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:69
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dscores = att * (datt - t144)   softmax'  (gpt.ts:70)
+  // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
+  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:70
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.elementwise_dt21();
 
-  // dquery = dt21 @ key   matmul'  (gpt.ts:68)
-  //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dquery = dt21 @ key   matmul'  (gpt.ts:69)
+  //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_dquery();
 
-  // dkey = dt21.T @ query   matmul'  (gpt.ts:68)
-  //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:68  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  // dkey = dt21.T @ query   matmul'  (gpt.ts:69)
+  //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   kernels.matmul_dkey();
 
-  // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -2059,16 +2059,16 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:30)
-  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_t146();
 
-  // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:30)
-  //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
+  //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dv0_W();
 
-  // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -2079,17 +2079,17 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:30
+  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
   kernels.matmul_t148();
 
-  // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:30)
-  //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
+  //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dk0_W();
 
-  // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:44)
-  //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:44  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
+  // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
+  //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 4; k++) {
@@ -2100,34 +2100,34 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:30)
-  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:30
+  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
   kernels.matmul_dln1_rows();
 
-  // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:30)
-  //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:30  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
+  //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   kernels.matmul_dq0_W();
 
-  // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:40)
-  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:40)
-  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:40)
-  // t151 = dt10 * 32   ln_apply'  (gpt.ts:40)
-  // t152 = dt10 * t10   ln_apply'  (gpt.ts:40)
-  //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:40
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:40
-  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:40
-  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:40
-  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:40
+  // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
+  // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
+  // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
+  // t151 = dt10 * 32   ln_apply'  (gpt.ts:41)
+  // t152 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41
+  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:41
+  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
   kernels.reduce_t152();
 
-  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:40)
-  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t153();
 
-  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -2136,12 +2136,12 @@ export function valueAndGrad(params, inputs) {
     t154[i] = _acc0;
   }
 
-  // t155 = t151 - t154   ln_apply'  (gpt.ts:40)
-  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t155 = t151 - t154   ln_apply'  (gpt.ts:41)
+  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   kernels.elementwise_t155();
 
-  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:40)
-  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:41)
+  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
@@ -2150,13 +2150,13 @@ export function valueAndGrad(params, inputs) {
     t156[i] = _acc0;
   }
 
-  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:53)
-  // dwpe = dx.sum(0)   add'  (gpt.ts:53)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:40  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:40
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:40
-  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:53
+  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:54)
+  // dwpe = dx.sum(0)   add'  (gpt.ts:54)
+  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
+  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54
   for (let i = 0; i < 256; i++) {
     _acc0[i] = 0;
   }
@@ -2173,8 +2173,8 @@ export function valueAndGrad(params, inputs) {
     dwpe[i] = _acc0[i];
   }
 
-  // dwte = scatter_add(X, dx)   gather'  (gpt.ts:53)
-  //   %dwte: f32[27,32] = scatter_add %X, %dx {shape=[27, 32]}   gpt.ts:53  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dwte = scatter_add(X, dx)   gather'  (gpt.ts:54)
+  //   %dwte: f32[27,32] = scatter_add %X, %dx {shape=[27, 32]}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   {
     dwte.fill(0);
     for (let i = 0; i < 128; i++) {
