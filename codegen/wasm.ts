@@ -1,9 +1,10 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
 // WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
-// every elementwise group and every reduction over leading axes a WebAssembly SIMD kernel
-// specialised to the group's shapes and to the addresses of its arrays. The kernels are encoded
-// by graphc at build time and embedded in the module, which still imports nothing. Every other
-// step (reductions over trailing axes, softmax, gathers) is the flat module's code; all steps
+// every elementwise group, every reduction over leading axes and every softmax over the last axis
+// a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses of its arrays.
+// The kernels are encoded by graphc at build time and embedded in the module, which still
+// imports nothing. Every other
+// step (reductions over trailing axes, cross-entropy, gathers) is the flat module's code; all steps
 // keep the flat module's order and comments.
 
 import { CompileError } from '../ir/errors.js';
@@ -25,6 +26,8 @@ import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
 import type { ElementwiseKernel, ReduceKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody } from './wasm/elementwise.js';
+import type { SoftmaxKernel } from './wasm/softmax.js';
+import { softmaxBody } from './wasm/softmax.js';
 import type { Operand, Step, StepOp } from './wasm/steps.js';
 import { isElementwise } from '../ir/fusion.js';
 
@@ -58,7 +61,14 @@ interface ReduceDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision;
+/** A softmax over the last axis as a kernel over its rows. */
+interface SoftmaxDecision {
+  readonly kind: 'softmax';
+  readonly kernel: SoftmaxKernel;
+  readonly doc: string;
+}
+
+type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | SoftmaxDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -88,7 +98,10 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
 
   const decisions = new Map<Unit, Decision>();
   for (const u of units) {
-    const d = u.insts[0]!.op === 'matmul' ? decideMatmul(m, u, address) : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt));
+    const d =
+      u.insts[0]!.op === 'matmul'
+        ? decideMatmul(m, u, address)
+        : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -103,7 +116,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
 
   const kernels: Kernel[] = [];
   const backend: Backend = {
-    what: 'The flat module with its matmuls, elementwise groups and column reductions as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
+    what: 'The flat module with its matmuls, elementwise groups, column reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => buffersDecl(kernels, pages, offsets, arrays, t),
     unit: (u: Unit, e: UnitEmitter) => {
@@ -111,9 +124,10 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       if (!d) return undefined;
       const g = u.graph;
       const last = valueName(g, u.insts[u.insts.length - 1]!.result);
-      if (d.kind === 'elementwise' || d.kind === 'reduce') {
+      if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;
-        kernels.push({ name, body: d.kind === 'elementwise' ? elementwiseBody(d.kernel) : reduceBody(d.kernel), d });
+        const body = d.kind === 'elementwise' ? elementwiseBody(d.kernel) : d.kind === 'reduce' ? reduceBody(d.kernel) : softmaxBody(d.kernel);
+        kernels.push({ name, body, d });
         return [`${member('kernels', name)}();`];
       }
       const mm = u.insts[0]!;
@@ -334,6 +348,18 @@ function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): 
   return { kind: 'reduce', kernel: { M, N, init, rows: [...rows.steps, ...accumulate], epilogue: epilogueSteps }, doc: docOf(m, u) };
 }
 
+/** How to run a softmax over the last axis as a kernel, or undefined for the flat module's loops. */
+function decideSoftmax(m: ModuleInfo, u: Unit, address: Address): SoftmaxDecision | undefined {
+  const inst = u.insts[0]!;
+  if (u.insts.length !== 1 || inst.op !== 'softmax') return undefined;
+  const g = u.graph;
+  const shape = g.type(inst.result).shape as number[];
+  const [x, out] = [address(g, inst.args[0]!), address(g, inst.result)];
+  if (inst.attrs.axis !== shape.length - 1 || x === undefined || out === undefined) return undefined;
+  const N = shape.at(-1)!;
+  return { kind: 'softmax', kernel: { M: shape.slice(0, -1).reduce((a, b) => a * b, 1), N, x, out }, doc: docOf(m, u) };
+}
+
 /** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */
 function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: StepOp; args: ValueId[] } | undefined {
   const args = [...inst.args];
@@ -391,6 +417,7 @@ function buffersDecl(
   const what = (d: Decision) => {
     if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
     if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
+    if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;

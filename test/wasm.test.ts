@@ -1,6 +1,7 @@
 // The wasm target (--target wasm): the encoder, the SIMD matmul kernels on their own against a
 // float64 reference (every operand layout, ragged shapes, batches, register tiles, each
-// epilogue op), and the wasm module of every example against the flat module.
+// epilogue op), the elementwise, column-reduction and softmax kernels, and the wasm module of
+// every example against the flat module.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,7 @@ import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody } from '../codegen/wasm/matmul.js';
 import { elementwiseBody, reduceBody } from '../codegen/wasm/elementwise.js';
+import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
 
@@ -280,6 +282,68 @@ describe('SIMD column reductions', () => {
     expect(relErr(f32(sumOut!, N), wantSum), 'Σ').toBeLessThan(1e-5);
     expect(relErr(f32(epiOut!, N), wantMax.map((mx, j) => mx - wantSum[j]!)), 'max − Σ').toBeLessThan(1e-5);
     expect([...f32(epiOut! + 4 * N, 1)], 'nothing written past the result').toEqual([777]);
+  });
+});
+
+describe('SIMD softmax of each row', () => {
+  /** Runs the kernel on x [M,N] (into out, or in place); returns the result and whether memory past it is untouched. */
+  function runSoftmax(M: number, N: number, x: Float32Array, inPlace: boolean) {
+    const bytesOf = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
+    const at = { x: 0, out: inPlace ? 0 : bytesOf(M * N) };
+    const end = at.out + bytesOf(M * N);
+    const pages = Math.ceil((end + 64) / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    new Float32Array(memory.buffer).fill(777);
+    new Float32Array(memory.buffer, at.x, M * N).set(x);
+    const bytes = encodeModule(pages, [{ name: 'softmax', body: softmaxBody({ M, N, ...at }) }]);
+    expect(WebAssembly.validate(bytes)).toBe(true);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    (inst.exports.softmax as () => void)();
+    const untouched = [...new Float32Array(memory.buffer, at.out + M * N * 4, 4)].every((v) => v === 777);
+    return { got: Float32Array.from(new Float32Array(memory.buffer, at.out, M * N)), untouched };
+  }
+
+  /** The float64 softmax of each row, as the flat module computes it (the maximum skips NaN). */
+  function softmax64(x: Float32Array, N: number): Float64Array {
+    const out = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i += N) {
+      let max = -Infinity;
+      for (let j = 0; j < N; j++) if (x[i + j]! > max) max = x[i + j]!;
+      let sum = 0;
+      for (let j = 0; j < N; j++) sum += out[i + j] = Math.exp(x[i + j]! - max);
+      for (let j = 0; j < N; j++) out[i + j]! /= sum;
+    }
+    return out;
+  }
+
+  it.each([
+    [1, 1],
+    [3, 3],
+    [5, 4],
+    [6, 5],
+    [64, 8],
+    [4, 9],
+    [32, 27],
+  ])('[%i,%i]: against float64, with causal masks of −1e9, large logits and ragged rows, into another array and in place', (M, N) => {
+    const r = rng(M * 31 + N);
+    const x = Float32Array.from({ length: M * N }, (_v, k) => {
+      const [i, j] = [Math.floor(k / N), k % N];
+      if (i % 3 === 1 && j > i % N) return -1e9; // an attention row: later positions masked
+      return i % 3 === 2 ? r() * 160 - 80 : r() * 6 - 3;
+    });
+    const want = softmax64(x, N);
+    for (const inPlace of [false, true]) {
+      const { got, untouched } = runSoftmax(M, N, x, inPlace);
+      expect(relErr(got, want), inPlace ? 'in place' : 'into out').toBeLessThan(2e-6);
+      expect(untouched, 'nothing written past the result').toBe(true);
+    }
+  });
+
+  it('a row holding NaN is NaN throughout, as in the flat module; the other rows are untouched by it', () => {
+    const x = Float32Array.from([1, NaN, 3, 0.5, 2, -1, 0, 4]);
+    const { got } = runSoftmax(2, 4, x, false);
+    expect([...got.slice(0, 4)].every(Number.isNaN)).toBe(true);
+    expect(relErr(got.slice(4), softmax64(x.slice(4), 4))).toBeLessThan(1e-6);
   });
 });
 

@@ -163,6 +163,23 @@ export class Body {
     for (let k = 0; k < 4; k++) view.setInt32(4 * k, x | 0, true);
     return this.op(SIMD, ...uleb(0x0c), ...bytes);
   }
+  /** A v128 of four i32 lanes (a lane mask: −1 where a lane is kept, 0 elsewhere). */
+  i32x4Lanes(lanes: readonly [number, number, number, number]): this {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    lanes.forEach((x, k) => view.setInt32(4 * k, x | 0, true));
+    return this.op(SIMD, ...uleb(0x0c), ...bytes);
+  }
+  /** Lane `lane` of an f32x4, as an f32 on the stack. */
+  f32x4ExtractLane(lane: number): this {
+    return this.op(SIMD, ...uleb(0x1f), lane);
+  }
+  f32Add(): this {
+    return this.op(0x92);
+  }
+  f32Max(): this {
+    return this.op(0x97);
+  }
   v128And(): this {
     return this.op(SIMD, ...uleb(0x4e));
   }

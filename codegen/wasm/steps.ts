@@ -51,7 +51,9 @@ export interface Pointer {
 
 const LOG2E = 1.44269504088896341;
 const EXP_HI = 88.0; // exp above this is +Infinity here (the f32 limit is 88.72)
-const EXP_LO = -87.33654475; // exp(EXP_LO) is the smallest normal f32
+// exp below this is 0 here: it lies just above ln of the smallest normal f32 (−87.3365), so that
+// n = −126 and r > 0 there and 2ⁿ·p(r) stays normal (a subnormal product is slow to compute)
+const EXP_LO = -87.33;
 const SIGN = -0x80000000;
 
 /** Writes steps at one position; the kernel sets and advances the pointers. */
@@ -192,25 +194,8 @@ export class StepWriter {
     }
   }
 
-  /** exp of the vector on the stack: 2ⁿ · p(x − n·ln 2), n = round(x·log₂e) (Cephes expf). */
   private exp(): void {
-    const f = this.f;
-    const [x, xc, n, r, p] = this.tmp as [Local, Local, Local, Local, Local];
-    f.set(x);
-    f.get(x).f32x4Const(EXP_LO).f32x4('max').f32x4Const(EXP_HI).f32x4('min').set(xc);
-    f.get(xc).f32x4Const(LOG2E).f32x4('mul').f32x4('nearest').set(n);
-    // r = xc − n·C1 − n·C2, ln 2 split in two for precision
-    f.get(xc).get(n).f32x4Const(0.693359375).f32x4('mul').f32x4('sub');
-    f.get(n).f32x4Const(-2.12194440e-4).f32x4('mul').f32x4('sub').set(r);
-    // p = ((((c0·r + c1)·r + c2)·r + c3)·r + c4)·r + c5, then p·r² + r + 1
-    f.f32x4Const(1.9875691500e-4);
-    for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) f.get(r).f32x4('mul').f32x4Const(c).f32x4('add');
-    f.get(r).f32x4('mul').get(r).f32x4('mul').get(r).f32x4('add').f32x4Const(1).f32x4('add').set(p);
-    // 2ⁿ from the exponent bits, n in [−126, 127]
-    f.get(p).get(n).i32x4TruncSatF32x4().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4('mul');
-    // above EXP_HI: +Infinity (NaN stays NaN: the comparison is false and p(NaN) is NaN)
-    f.set(p);
-    f.f32x4Const(Infinity).get(p).get(x).f32x4Const(EXP_HI).f32x4('gt').v128Bitselect();
+    f32x4Exp(this.f, this.tmp);
   }
 
   /**
@@ -236,4 +221,30 @@ export class StepWriter {
     f.get(x).f32x4('abs').f32x4Const(0.625).f32x4('lt');
     f.v128Bitselect();
   }
+}
+
+/**
+ * exp of the vector on the stack: 2ⁿ · p(x − n·ln 2), n = round(x·log₂e) (Cephes expf), with five
+ * v128 temporaries.
+ */
+export function f32x4Exp(f: Body, tmp: readonly Local[]): void {
+  const [x, xc, n, r, p] = tmp as [Local, Local, Local, Local, Local];
+  f.set(x);
+  f.get(x).f32x4Const(EXP_LO).f32x4('max').f32x4Const(EXP_HI).f32x4('min').set(xc);
+  f.get(xc).f32x4Const(LOG2E).f32x4('mul').f32x4('nearest').set(n);
+  // r = xc − n·C1 − n·C2, ln 2 split in two for precision
+  f.get(xc).get(n).f32x4Const(0.693359375).f32x4('mul').f32x4('sub');
+  f.get(n).f32x4Const(-2.12194440e-4).f32x4('mul').f32x4('sub').set(r);
+  // p = ((((c0·r + c1)·r + c2)·r + c3)·r + c4)·r + c5, then p·r² + r + 1
+  f.f32x4Const(1.9875691500e-4);
+  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) f.get(r).f32x4('mul').f32x4Const(c).f32x4('add');
+  f.get(r).f32x4('mul').get(r).f32x4('mul').get(r).f32x4('add').f32x4Const(1).f32x4('add').set(p);
+  // 2ⁿ from the exponent bits, n in [−126, 127]
+  f.get(p).get(n).i32x4TruncSatF32x4().i32x4Const(127).i32x4Add().i32(23).i32x4Shl().f32x4('mul');
+  // above EXP_HI: +Infinity; below EXP_LO: 0 (Math.exp gives at most 1.2e-38 there), so that a
+  // masked attention score of −1e9 costs what any other does. NaN stays NaN: the comparisons are
+  // false.
+  f.set(p);
+  f.f32x4Const(Infinity).get(p).get(x).f32x4Const(EXP_HI).f32x4('gt').v128Bitselect().set(p);
+  f.f32x4Const(0).get(p).get(x).f32x4Const(EXP_LO).f32x4('lt').v128Bitselect();
 }

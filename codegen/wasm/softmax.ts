@@ -1,0 +1,92 @@
+// A WebAssembly SIMD kernel for softmax over the last axis of an [M,N] array (attention's rows,
+// a classifier's probabilities). Per row: the maximum; exp(x − max), stored and summed; each
+// element times 1 / sum. Four columns at a time; in the last vector of a ragged row the lanes
+// past N are masked (−∞ for the maximum, 0 for the sum) and the stores go lane by lane. exp is
+// the steps' Cephes approximation; the sum is accumulated in f32 (the flat module's in f64).
+
+import { Body } from './encode.js';
+import type { Local } from './encode.js';
+import { f32x4Exp } from './steps.js';
+
+export interface SoftmaxKernel {
+  readonly M: number;
+  readonly N: number;
+  /** Byte addresses of the input and of the output, both rows of N floats. */
+  readonly x: number;
+  readonly out: number;
+}
+
+type Lanes = [number, number, number, number];
+
+export function softmaxBody(k: SoftmaxKernel): Body {
+  const f = new Body();
+  const { M, N } = k;
+  if (M * N === 0) return f;
+  const full = Math.floor(N / 4);
+  const rest = N % 4;
+  const [rows, vecs, rowX, rowO, px, po] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+  const [max, sum, v] = [f.local('v128'), f.local('v128'), f.local('v128')];
+  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+
+  /** v with the lanes from `lanes` on replaced by `fill` (nothing to do for a whole vector). */
+  const masked = (lanes: number, fill: number) => {
+    if (lanes === 4) return;
+    f.set(v).get(v).f32x4Const(fill);
+    f.i32x4Lanes([0, 1, 2, 3].map((l) => (l < lanes ? -1 : 0)) as Lanes).v128Bitselect();
+  };
+  /** Stores v at po: whole, or its first `lanes` lanes. */
+  const store = (lanes: number) => {
+    if (lanes === 4) f.get(po).get(v).v128Store(0);
+    else for (let l = 0; l < lanes; l++) f.get(po).get(v).v128Store32Lane(4 * l, l);
+  };
+  /** One pass over the row: body(lanes) with px and po at each vector. */
+  const pass = (body: (lanes: number) => void) => {
+    f.get(rowX).set(px).get(rowO).set(po);
+    if (full > 0)
+      f.repeat(vecs, full, () => {
+        body(4);
+        f.bump(px, 16).bump(po, 16);
+      });
+    if (rest) body(rest);
+  };
+  /** The four lanes of a vector combined by op, splatted back to four lanes. */
+  const across = (x: Local, op: 'f32Max' | 'f32Add') => {
+    f.get(x).f32x4ExtractLane(0);
+    for (let l = 1; l < 4; l++) f.get(x).f32x4ExtractLane(l)[op]();
+    f.f32x4('splat');
+  };
+
+  f.assign(rowX, k.x).assign(rowO, k.out);
+  f.repeat(rows, M, () => {
+    // the maximum; pmax skips NaN, as the flat module's `if (v > max) max = v` does
+    f.f32x4Const(-Infinity).set(max);
+    pass((lanes) => {
+      f.get(max).get(px).v128Load(0);
+      masked(lanes, -Infinity);
+      f.f32x4('pmax').set(max);
+    });
+    across(max, 'f32Max');
+    f.set(max);
+    // e = exp(x − max): stored, and summed
+    f.f32x4Const(0).set(sum);
+    pass((lanes) => {
+      f.get(px).v128Load(0).get(max).f32x4('sub');
+      f32x4Exp(f, tmp);
+      f.set(v);
+      store(lanes);
+      f.get(sum).get(v);
+      masked(lanes, 0);
+      f.f32x4('add').set(sum);
+    });
+    // times 1 / Σ
+    f.f32x4Const(1);
+    across(sum, 'f32Add');
+    f.f32x4('div').set(sum);
+    pass((lanes) => {
+      f.get(po).v128Load(0).get(sum).f32x4('mul').set(v);
+      store(lanes);
+    });
+    f.bump(rowX, 4 * N).bump(rowO, 4 * N);
+  });
+  return f;
+}
