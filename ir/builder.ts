@@ -124,6 +124,4 @@ export class Builder {
   softmax = (x: ValueId, axis: number) => this.emit('softmax', [x], { axis });
   logSoftmax = (x: ValueId, axis: number) => this.emit('log_softmax', [x], { axis });
   xent = (logits: ValueId, targets: ValueId) => this.emit('xent', [logits, targets], {});
-  bnApply = (x: ValueId, mean: ValueId, inv: ValueId) => this.emit('bn_apply', [x, mean, inv], {});
-  lnApply = (x: ValueId, mean: ValueId, inv: ValueId) => this.emit('ln_apply', [x, mean, inv], {});
 }

@@ -6,9 +6,9 @@ import type { Builder } from './builder.js';
 import { CompileError } from './errors.js';
 import type { Dim } from './dims.js';
 import { asDim, isStatic, numelSize } from './dims.js';
-import type { ValueId } from './types.js';
+import type { TensorType, ValueId } from './types.js';
 import { formatType, sameShape } from './types.js';
-import { fmtShape } from './shape.js';
+import { broadcastShapes, fmtShape } from './shape.js';
 
 export type Hint = (v: ValueId, name: string) => ValueId;
 
@@ -102,6 +102,7 @@ export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   const n = numelSize(rows);
   if (isStatic(n) && n.coef < 2)
     throw new CompileError(`batchNorm: needs a batch of 2 or more rows, got ${formatType(t)}`, "Bessel's correction divides by n − 1").withLoc(b.loc);
+  for (const [v, what] of [[gain, 'gain'], [bias, 'bias']] as const) scaleShift('batchNorm', b, v, what, t);
   const bnmeani = hint(mean(b, x, axes, true), 'bnmeani');
   const bndiff = hint(b.sub(x, bnmeani), 'bndiff');
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');
@@ -109,6 +110,19 @@ export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   const bnvarInv = hint(b.pow(b.add(bnvar, eps), -0.5), 'bnvar_inv');
   const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
   return b.add(b.mul(gain, bnraw), bias);
+}
+
+/** A normalisation's gain or bias must be a number or hold one value per feature: it broadcasts to x and leaves x's shape. */
+function scaleShift(op: string, b: Builder, v: ValueId, what: string, x: TensorType): void {
+  const t = b.type(v);
+  const out = broadcastShapes(t.shape, x.shape);
+  if (t.dtype !== 'f32' || !out || !sameShape(out, x.shape)) {
+    const f = x.shape.at(-1)!;
+    throw new CompileError(
+      `${op}: ${what} ${formatType(t)} does not fit x ${formatType(x)}: it must hold one value per feature`,
+      `give ${what} the shape [${f}] (or [1, ${f}]), or pass a number`,
+    ).withLoc(b.loc);
+  }
 }
 
 /**
@@ -120,6 +134,7 @@ export function layerNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   const t = b.type(x);
   if (t.shape.length < 1 || t.dtype !== 'f32')
     throw new CompileError(`layerNorm: x must be an f32 tensor [..., features], got ${formatType(t)}`, 'normalise a tensor of features: [features], [n, features] or [n, t, features]').withLoc(b.loc);
+  for (const [v, what] of [[gain, 'gain'], [bias, 'bias']] as const) scaleShift('layerNorm', b, v, what, t);
   const last = t.shape.length - 1;
   const lnmean = hint(mean(b, x, [last], true), 'lnmean');
   const lndiff = hint(b.sub(x, lnmean), 'lndiff');

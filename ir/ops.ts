@@ -652,10 +652,10 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', correc
       const n = () => b.count(spanned);
       // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
       const known = numelSize(spanned);
-      const ratio = () => (correction === 0 ? 1 : isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
-      const yTimesRatio = () => (correction === 0 ? c.y() : b.mul(c.y(), ratio()));
+      const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
+      const yScaled = () => (correction === 0 ? c.y() : b.mul(c.y(), bessel()));
       return [
-        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(yTimesRatio(), sumOver(b.mul(dy, c.y()))))),
+        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(yScaled(), sumOver(b.mul(dy, c.y()))))),
         null,
         null,
       ];

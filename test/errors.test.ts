@@ -56,6 +56,11 @@ const CASES: Record<string, string> = {
   called from test/fixtures/errors/helper-call.ts:8:13: const y = block(block(h, W1), W2); // the outer call fails: its W2 does not fit
   fix: the left operand's last dimension must equal the right operand's first; transpose or reshape one of them
 `,
+  'norm-gain': `test/fixtures/errors/norm-gain.ts:5:12: error: layerNorm: gain f32[4] does not fit x f32[8,4,16]: it must hold one value per feature
+  5 |   return g.layerNorm(x, gain, 0).sum();
+    |            ^^^^^^^^^
+  fix: give gain the shape [16] (or [1, 16]), or pass a number
+`,
   'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed
   5 |   return g.gather(C, ix).sum();
     |            ^^^^^^

@@ -351,6 +351,9 @@ const FAMILIES: Record<string, Family> = {
       [`g.oneHot(${In}, ${c.pick(['0', '-1', '1.5', 'NaN'])})`, 'oneHot', /^oneHot: depth .* is not a positive integer/],
       [`g.batchNorm(${Xf}, 1, 0)`, 'batchNorm', /^batchNorm: x must be \[n, features\] or \[n, \.\.\., features\]/],
       [`g.batchNorm(${p.param(c.pick([[1, k], [1, 1, k]]))}, 1, 0)`, 'batchNorm', /^batchNorm: needs a batch of 2 or more rows/],
+      [`g.layerNorm(${S0}, 1, 0)`, 'layerNorm', /^layerNorm: x must be an f32 tensor \[\.\.\., features\], got f32\[\]/],
+      [`g.layerNorm(${X}, ${p.param([k + 1])}, 0)`, 'layerNorm', /^layerNorm: gain f32\[\d+\] does not fit x f32\[\d+,\d+\]: it must hold one value per feature/],
+      [`g.batchNorm(${p.param([n + 1, k])}, 1, ${p.param([n + 2, k])})`, 'batchNorm', /^batchNorm: bias f32\[\d+,\d+\] does not fit x f32\[\d+,\d+\]/],
     );
     const [expr, method, msg] = c.pick(forms);
     const stmt = `const bad = ${expr};`;
