@@ -134,6 +134,20 @@ export class Loader {
    * argument list holds the position.
    */
   private callOf(frame: NodeJS.CallSite): Loc | undefined {
+    const at = this.frameCall(frame);
+    if (!at) return undefined;
+    const { loc, abs, throughBinding } = at;
+    if (at.site) return { file: loc.file, line: at.site.line, col: at.site.col };
+    const call = this.calls(abs)?.enclosing(loc.line, loc.col, throughBinding);
+    return call ? { file: loc.file, line: call.line, col: call.col } : loc;
+  }
+
+  /**
+   * The call a frame is making, when the frame's position is one V8 reports for a call: its
+   * callee or method name, or the '(' of a call through an import binding or of a callee that is
+   * an expression (`makeLayer(4)(x)`). A getter's or a constructor's frame makes no call here.
+   */
+  private frameCall(frame: NodeJS.CallSite): { loc: Loc; abs: string; throughBinding: boolean; site?: CallSite } | undefined {
     const loc = this.locOf(frame);
     if (!loc) return undefined;
     const abs = path.resolve(this.dir, loc.file);
@@ -141,10 +155,8 @@ export class Loader {
     const at = (frame.getColumnNumber() ?? 0) - 1;
     const throughBinding = code[at] === '(' && /\)\s*$/.test(code.slice(0, at));
     const site = this.callAt(abs, loc.line, loc.col);
-    // `makeLayer(4)(x)` is reported at its '(' as a call through an import binding is
-    if (site && (!throughBinding || site.atParen)) return loc;
-    const call = this.calls(abs)?.enclosing(loc.line, loc.col, throughBinding);
-    return call ? { file: loc.file, line: call.line, col: call.col } : loc;
+    if (site && (!throughBinding || site.atParen)) return { loc, abs, throughBinding, site };
+    return { loc, abs, throughBinding, site: throughBinding ? this.calls(abs)?.enclosing(loc.line, loc.col, true) : undefined };
   }
 
   firstUserLoc(frames: Frames): Loc | undefined {
@@ -169,16 +181,12 @@ export class Loader {
   /**
    * The variable the value of the call at `loc` (frame i) is assigned to. A value its function
    * returns is named by the caller's variable, frame by frame while each frame is the user's
-   * direct caller (a frame of the library or the runtime between them, as in `xs.map(f)`, stops
-   * the walk: which call it made cannot be told).
+   * direct caller making a call (a frame of the library or the runtime between them, as in
+   * `xs.map(f)`, or a getter's frame stops the walk: which call it made cannot be told).
    */
   private bindingOf(frames: Frames, i: number, loc: Loc): string | undefined {
     let site = this.callAt(path.resolve(this.dir, loc.file), loc.line, loc.col);
-    for (let j = i + 1; site && !site.name && site.returned && j < frames.length; j++) {
-      const caller = this.callOf(frames[j]!);
-      if (!caller) return undefined;
-      site = this.callAt(path.resolve(this.dir, caller.file), caller.line, caller.col);
-    }
+    for (let j = i + 1; site && !site.name && site.returned && j < frames.length; j++) site = this.frameCall(frames[j]!)?.site;
     return site?.name;
   }
 

@@ -204,7 +204,14 @@ export default model('helpers', (g) => {
   const hs = scaled(2)(h);
   const viaIndex = layers[0]!(hs);
   const mapped = [hs].map((t) => dense(t.neg()));
-  return mapped[0]!.add(viaIndex).sum();
+  class Layer {
+    constructor(private readonly input: Tensor) {}
+    get out(): Tensor {
+      return this.input.exp();
+    }
+  }
+  const both = g.concat([new Layer(hs).out, viaIndex], 0);
+  return mapped[0]!.add(viaIndex).sum().add(both.sum());
 });
 `);
     const { c } = await buildAndImport(file);
@@ -212,10 +219,11 @@ export default model('helpers', (g) => {
     // twice(x) returns dense(dense(x)): the outer tanh is h, the inner one a temporary
     expect(text.match(/%\w+(?=: f32\[4,3\] = tanh )/g)).toEqual([expect.stringMatching(/^%t\d+$/), '%h', '%viaIndex', expect.stringMatching(/^%t\d+$/)]);
     expect(text).toMatch(/%hs: f32\[4,3\] = mul %h, %t\d+\n/);
-    // a callback that Array.prototype.map calls is not followed back to `mapped`
+    // neither a callback that Array.prototype.map calls nor a getter is followed back to the
+    // variable of the expression around it (`mapped`, `both`)
     const names = c.fwd.insts.map((i) => c.fwd.value(i.result).name);
-    expect(names.filter((n) => n.startsWith('mapped'))).toEqual([]);
-    expect(names.filter((n) => !/^t\d+$/.test(n)).sort()).toEqual(['W', 'h', 'hs', 'viaIndex', 'x']);
+    expect(names.filter((n) => !/^t\d+$/.test(n)).sort()).toEqual(['W', 'both', 'h', 'hs', 'viaIndex', 'x']);
+    expect(text).toMatch(/%both: f32\[8,3\] = concat %t\d+, %viaIndex \{axis=0\}/);
   });
 });
 
