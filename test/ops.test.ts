@@ -290,6 +290,19 @@ describe('edge cases', () => {
     expect([...ranks(c.fwd), ...ranks(c.bwd)]).toEqual(['2×2', '2×2', '2×2']);
   });
 
+  it('a module of many matmuls (a 40-layer MLP: 119) shares one kernel per matmul structure and keeps every gradient; a small one gives each matmul its own', async () => {
+    const layers = Array.from({ length: 40 }, (_x, i) => `const W${i} = g.param('W${i}', [6, 6], { scale: 0.4 }); h = h.matmul(W${i}).tanh();`).join('\n  ');
+    const deep = await buildAndImport(modelFile(source('edge_deep', `let h = g.param('x', [5, 6]);\n  ${layers}\n  const y = h;`)));
+    const flat = (c: { name: string; files: readonly { name: string; content: string | Uint8Array }[] }) => String(c.files.find((f) => f.name === `${c.name}.js`)!.content);
+    const kernelsOf = (code: string) => [...code.matchAll(/^function (matmul_\w+)\(/gm)].map((m) => m[1]!);
+    // forward tanh(h·W), backward dh = dy·Wᵀ and dW = hᵀ·dy: 3 structures shared; the last
+    // layer's forward (its tanh is stored for the loss) is one of a kind and has its own
+    expect(kernelsOf(flat(deep.c)).sort()).toEqual(['matmul_shared1', 'matmul_shared2', 'matmul_shared3', expect.stringMatching(/^matmul_t\d+$/)]);
+    await check(deep.c, deep.mod, 3);
+    const small = await buildAndImport(modelFile(source('edge_tiedHead', EDGE_CASES.tiedHead!)));
+    expect(kernelsOf(flat(small.c)).filter((k) => k.startsWith('matmul_shared'))).toEqual([]);
+  });
+
   it('writes no transposed copy for a matmul operand or a matmul result', async () => {
     for (const name of ['tiedHead', 'attention', 'batchedTiedHead', 'productTransposed']) {
       const { c } = await buildAndImport(modelFile(source(`edge_${name}`, EDGE_CASES[name]!)));

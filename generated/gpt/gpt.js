@@ -436,14 +436,15 @@ function stage(params, inputs) {
   buf.Y.set(inputs.Y);
 }
 
-/** X2 = X0 @ X1, [128, 32] @ [32, 32]: shared by the 8 matmuls of this structure */
-function matmul_shared1(X0, X1, X2) {
+/** t12 = ln1_rows @ q0_W */
+function matmul_t12() {
+  const { ln1_rows, q0_W, t12 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p], _a1 = X0[(i + 1) * 32 + p];
-        const _b0 = X1[p * 32 + j], _b1 = X1[p * 32 + j + 1], _b2 = X1[p * 32 + j + 2], _b3 = X1[p * 32 + j + 3];
+        const _a0 = ln1_rows[i * 32 + p], _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = q0_W[p * 32 + j], _b1 = q0_W[p * 32 + j + 1], _b2 = q0_W[p * 32 + j + 2], _b3 = q0_W[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -453,27 +454,88 @@ function matmul_shared1(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      t12[i * 32 + j] = _c00;
+      t12[i * 32 + j + 1] = _c01;
+      t12[i * 32 + j + 2] = _c02;
+      t12[i * 32 + j + 3] = _c03;
+      t12[(i + 1) * 32 + j] = _c10;
+      t12[(i + 1) * 32 + j + 1] = _c11;
+      t12[(i + 1) * 32 + j + 2] = _c12;
+      t12[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared2(X0, X1, X2) {
+/** t15 = ln1_rows @ k0_W */
+function matmul_t15() {
+  const { ln1_rows, k0_W, t15 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_rows[i * 32 + p], _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = k0_W[p * 32 + j], _b1 = k0_W[p * 32 + j + 1], _b2 = k0_W[p * 32 + j + 2], _b3 = k0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t15[i * 32 + j] = _c00;
+      t15[i * 32 + j + 1] = _c01;
+      t15[i * 32 + j + 2] = _c02;
+      t15[i * 32 + j + 3] = _c03;
+      t15[(i + 1) * 32 + j] = _c10;
+      t15[(i + 1) * 32 + j + 1] = _c11;
+      t15[(i + 1) * 32 + j + 2] = _c12;
+      t15[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t18 = ln1_rows @ v0_W */
+function matmul_t18() {
+  const { ln1_rows, v0_W, t18 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_rows[i * 32 + p], _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = v0_W[p * 32 + j], _b1 = v0_W[p * 32 + j + 1], _b2 = v0_W[p * 32 + j + 2], _b3 = v0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t18[i * 32 + j] = _c00;
+      t18[i * 32 + j + 1] = _c01;
+      t18[i * 32 + j + 2] = _c02;
+      t18[i * 32 + j + 3] = _c03;
+      t18[(i + 1) * 32 + j] = _c10;
+      t18[(i + 1) * 32 + j + 1] = _c11;
+      t18[(i + 1) * 32 + j + 2] = _c12;
+      t18[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t21 = query @ key.T */
+function matmul_t21() {
+  const { query, key, t21 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 4) {
       for (let j = 0; j < 8; j += 2) {
         let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + i * 8 + p], _a1 = X0[t * 64 + (i + 1) * 8 + p], _a2 = X0[t * 64 + (i + 2) * 8 + p], _a3 = X0[t * 64 + (i + 3) * 8 + p];
-          const _b0 = X1[t * 64 + j * 8 + p], _b1 = X1[t * 64 + (j + 1) * 8 + p];
+          const _a0 = query[t * 64 + i * 8 + p], _a1 = query[t * 64 + (i + 1) * 8 + p], _a2 = query[t * 64 + (i + 2) * 8 + p], _a3 = query[t * 64 + (i + 3) * 8 + p];
+          const _b0 = key[t * 64 + j * 8 + p], _b1 = key[t * 64 + (j + 1) * 8 + p];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c10 += _a1 * _b0;
@@ -483,28 +545,29 @@ function matmul_shared2(X0, X1, X2) {
           _c30 += _a3 * _b0;
           _c31 += _a3 * _b1;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 2) * 8 + j] = _c20;
-        X2[t * 64 + (i + 2) * 8 + j + 1] = _c21;
-        X2[t * 64 + (i + 3) * 8 + j] = _c30;
-        X2[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+        t21[t * 64 + i * 8 + j] = _c00;
+        t21[t * 64 + i * 8 + j + 1] = _c01;
+        t21[t * 64 + (i + 1) * 8 + j] = _c10;
+        t21[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t21[t * 64 + (i + 2) * 8 + j] = _c20;
+        t21[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        t21[t * 64 + (i + 3) * 8 + j] = _c30;
+        t21[t * 64 + (i + 3) * 8 + j + 1] = _c31;
       }
     }
   }
 }
 
-/** X2 = X0 @ X1, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared3(X0, X1, X2) {
+/** t24 = att @ value */
+function matmul_t24() {
+  const { att, value, t24 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 2) {
       for (let j = 0; j < 8; j += 4) {
         let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + i * 8 + p], _a1 = X0[t * 64 + (i + 1) * 8 + p];
-          const _b0 = X1[t * 64 + p * 8 + j], _b1 = X1[t * 64 + p * 8 + j + 1], _b2 = X1[t * 64 + p * 8 + j + 2], _b3 = X1[t * 64 + p * 8 + j + 3];
+          const _a0 = att[t * 64 + i * 8 + p], _a1 = att[t * 64 + (i + 1) * 8 + p];
+          const _b0 = value[t * 64 + p * 8 + j], _b1 = value[t * 64 + p * 8 + j + 1], _b2 = value[t * 64 + p * 8 + j + 2], _b3 = value[t * 64 + p * 8 + j + 3];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c02 += _a0 * _b2;
@@ -514,27 +577,58 @@ function matmul_shared3(X0, X1, X2) {
           _c12 += _a1 * _b2;
           _c13 += _a1 * _b3;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + i * 8 + j + 2] = _c02;
-        X2[t * 64 + i * 8 + j + 3] = _c03;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 1) * 8 + j + 2] = _c12;
-        X2[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+        t24[t * 64 + i * 8 + j] = _c00;
+        t24[t * 64 + i * 8 + j + 1] = _c01;
+        t24[t * 64 + i * 8 + j + 2] = _c02;
+        t24[t * 64 + i * 8 + j + 3] = _c03;
+        t24[t * 64 + (i + 1) * 8 + j] = _c10;
+        t24[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t24[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        t24[t * 64 + (i + 1) * 8 + j + 3] = _c13;
       }
     }
   }
 }
 
-/** X2 = X0 @ X1, [128, 32] @ [32, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared4(X0, X1, X2) {
+/** t26 = attOut_rows @ proj0_W */
+function matmul_t26() {
+  const { attOut_rows, proj0_W, t26 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = attOut_rows[i * 32 + p], _a1 = attOut_rows[(i + 1) * 32 + p];
+        const _b0 = proj0_W[p * 32 + j], _b1 = proj0_W[p * 32 + j + 1], _b2 = proj0_W[p * 32 + j + 2], _b3 = proj0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t26[i * 32 + j] = _c00;
+      t26[i * 32 + j + 1] = _c01;
+      t26[i * 32 + j + 2] = _c02;
+      t26[i * 32 + j + 3] = _c03;
+      t26[(i + 1) * 32 + j] = _c10;
+      t26[(i + 1) * 32 + j + 1] = _c11;
+      t26[(i + 1) * 32 + j + 2] = _c12;
+      t26[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t36 = ln2_rows @ fc0_W */
+function matmul_t36() {
+  const { ln2_rows, fc0_W, t36 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p], _a1 = X0[(i + 1) * 32 + p];
-        const _b0 = X1[p * 128 + j], _b1 = X1[p * 128 + j + 1], _b2 = X1[p * 128 + j + 2], _b3 = X1[p * 128 + j + 3];
+        const _a0 = ln2_rows[i * 32 + p], _a1 = ln2_rows[(i + 1) * 32 + p];
+        const _b0 = fc0_W[p * 128 + j], _b1 = fc0_W[p * 128 + j + 1], _b2 = fc0_W[p * 128 + j + 2], _b3 = fc0_W[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -544,26 +638,27 @@ function matmul_shared4(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[i * 128 + j + 2] = _c02;
-      X2[i * 128 + j + 3] = _c03;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 1) * 128 + j + 2] = _c12;
-      X2[(i + 1) * 128 + j + 3] = _c13;
+      t36[i * 128 + j] = _c00;
+      t36[i * 128 + j + 1] = _c01;
+      t36[i * 128 + j + 2] = _c02;
+      t36[i * 128 + j + 3] = _c03;
+      t36[(i + 1) * 128 + j] = _c10;
+      t36[(i + 1) * 128 + j + 1] = _c11;
+      t36[(i + 1) * 128 + j + 2] = _c12;
+      t36[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1, [128, 128] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared5(X0, X1, X2) {
+/** t39 = hidden_rows @ fcout0_W */
+function matmul_t39() {
+  const { hidden_rows, fcout0_W, t39 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[i * 128 + p], _a1 = X0[(i + 1) * 128 + p];
-        const _b0 = X1[p * 32 + j], _b1 = X1[p * 32 + j + 1], _b2 = X1[p * 32 + j + 2], _b3 = X1[p * 32 + j + 3];
+        const _a0 = hidden_rows[i * 128 + p], _a1 = hidden_rows[(i + 1) * 128 + p];
+        const _b0 = fcout0_W[p * 32 + j], _b1 = fcout0_W[p * 32 + j + 1], _b2 = fcout0_W[p * 32 + j + 2], _b3 = fcout0_W[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -573,14 +668,258 @@ function matmul_shared5(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      t39[i * 32 + j] = _c00;
+      t39[i * 32 + j + 1] = _c01;
+      t39[i * 32 + j + 2] = _c02;
+      t39[i * 32 + j + 3] = _c03;
+      t39[(i + 1) * 32 + j] = _c10;
+      t39[(i + 1) * 32 + j + 1] = _c11;
+      t39[(i + 1) * 32 + j + 2] = _c12;
+      t39[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t49 = ln1_1_rows @ q1_W */
+function matmul_t49() {
+  const { ln1_1_rows, q1_W, t49 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p], _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = q1_W[p * 32 + j], _b1 = q1_W[p * 32 + j + 1], _b2 = q1_W[p * 32 + j + 2], _b3 = q1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t49[i * 32 + j] = _c00;
+      t49[i * 32 + j + 1] = _c01;
+      t49[i * 32 + j + 2] = _c02;
+      t49[i * 32 + j + 3] = _c03;
+      t49[(i + 1) * 32 + j] = _c10;
+      t49[(i + 1) * 32 + j + 1] = _c11;
+      t49[(i + 1) * 32 + j + 2] = _c12;
+      t49[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t52 = ln1_1_rows @ k1_W */
+function matmul_t52() {
+  const { ln1_1_rows, k1_W, t52 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p], _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = k1_W[p * 32 + j], _b1 = k1_W[p * 32 + j + 1], _b2 = k1_W[p * 32 + j + 2], _b3 = k1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t52[i * 32 + j] = _c00;
+      t52[i * 32 + j + 1] = _c01;
+      t52[i * 32 + j + 2] = _c02;
+      t52[i * 32 + j + 3] = _c03;
+      t52[(i + 1) * 32 + j] = _c10;
+      t52[(i + 1) * 32 + j + 1] = _c11;
+      t52[(i + 1) * 32 + j + 2] = _c12;
+      t52[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t55 = ln1_1_rows @ v1_W */
+function matmul_t55() {
+  const { ln1_1_rows, v1_W, t55 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p], _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = v1_W[p * 32 + j], _b1 = v1_W[p * 32 + j + 1], _b2 = v1_W[p * 32 + j + 2], _b3 = v1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t55[i * 32 + j] = _c00;
+      t55[i * 32 + j + 1] = _c01;
+      t55[i * 32 + j + 2] = _c02;
+      t55[i * 32 + j + 3] = _c03;
+      t55[(i + 1) * 32 + j] = _c10;
+      t55[(i + 1) * 32 + j + 1] = _c11;
+      t55[(i + 1) * 32 + j + 2] = _c12;
+      t55[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t58 = query_1 @ key_1.T */
+function matmul_t58() {
+  const { query_1, key_1, t58 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = query_1[t * 64 + i * 8 + p], _a1 = query_1[t * 64 + (i + 1) * 8 + p], _a2 = query_1[t * 64 + (i + 2) * 8 + p], _a3 = query_1[t * 64 + (i + 3) * 8 + p];
+          const _b0 = key_1[t * 64 + j * 8 + p], _b1 = key_1[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        t58[t * 64 + i * 8 + j] = _c00;
+        t58[t * 64 + i * 8 + j + 1] = _c01;
+        t58[t * 64 + (i + 1) * 8 + j] = _c10;
+        t58[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t58[t * 64 + (i + 2) * 8 + j] = _c20;
+        t58[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        t58[t * 64 + (i + 3) * 8 + j] = _c30;
+        t58[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** t60 = att_1 @ value_1 */
+function matmul_t60() {
+  const { att_1, value_1, t60 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = att_1[t * 64 + i * 8 + p], _a1 = att_1[t * 64 + (i + 1) * 8 + p];
+          const _b0 = value_1[t * 64 + p * 8 + j], _b1 = value_1[t * 64 + p * 8 + j + 1], _b2 = value_1[t * 64 + p * 8 + j + 2], _b3 = value_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        t60[t * 64 + i * 8 + j] = _c00;
+        t60[t * 64 + i * 8 + j + 1] = _c01;
+        t60[t * 64 + i * 8 + j + 2] = _c02;
+        t60[t * 64 + i * 8 + j + 3] = _c03;
+        t60[t * 64 + (i + 1) * 8 + j] = _c10;
+        t60[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t60[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        t60[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t62 = attOut_1_rows @ proj1_W */
+function matmul_t62() {
+  const { attOut_1_rows, proj1_W, t62 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = attOut_1_rows[i * 32 + p], _a1 = attOut_1_rows[(i + 1) * 32 + p];
+        const _b0 = proj1_W[p * 32 + j], _b1 = proj1_W[p * 32 + j + 1], _b2 = proj1_W[p * 32 + j + 2], _b3 = proj1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t62[i * 32 + j] = _c00;
+      t62[i * 32 + j + 1] = _c01;
+      t62[i * 32 + j + 2] = _c02;
+      t62[i * 32 + j + 3] = _c03;
+      t62[(i + 1) * 32 + j] = _c10;
+      t62[(i + 1) * 32 + j + 1] = _c11;
+      t62[(i + 1) * 32 + j + 2] = _c12;
+      t62[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t72 = ln2_1_rows @ fc1_W */
+function matmul_t72() {
+  const { ln2_1_rows, fc1_W, t72 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln2_1_rows[i * 32 + p], _a1 = ln2_1_rows[(i + 1) * 32 + p];
+        const _b0 = fc1_W[p * 128 + j], _b1 = fc1_W[p * 128 + j + 1], _b2 = fc1_W[p * 128 + j + 2], _b3 = fc1_W[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t72[i * 128 + j] = _c00;
+      t72[i * 128 + j + 1] = _c01;
+      t72[i * 128 + j + 2] = _c02;
+      t72[i * 128 + j + 3] = _c03;
+      t72[(i + 1) * 128 + j] = _c10;
+      t72[(i + 1) * 128 + j + 1] = _c11;
+      t72[(i + 1) * 128 + j + 2] = _c12;
+      t72[(i + 1) * 128 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t75 = hidden_1_rows @ fcout1_W */
+function matmul_t75() {
+  const { hidden_1_rows, fcout1_W, t75 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = hidden_1_rows[i * 128 + p], _a1 = hidden_1_rows[(i + 1) * 128 + p];
+        const _b0 = fcout1_W[p * 32 + j], _b1 = fcout1_W[p * 32 + j + 1], _b2 = fcout1_W[p * 32 + j + 2], _b3 = fcout1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t75[i * 32 + j] = _c00;
+      t75[i * 32 + j + 1] = _c01;
+      t75[i * 32 + j + 2] = _c02;
+      t75[i * 32 + j + 3] = _c03;
+      t75[(i + 1) * 32 + j] = _c10;
+      t75[(i + 1) * 32 + j + 1] = _c11;
+      t75[(i + 1) * 32 + j + 2] = _c12;
+      t75[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
@@ -701,14 +1040,15 @@ function matmul_dhead_W() {
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 32] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared6(X0, X1, X2) {
+/** dhidden_1_rows = dt75 @ fcout1_W.T */
+function matmul_dhidden_1_rows() {
+  const { dt75, fcout1_W, dhidden_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 128; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p], _a1 = X0[(i + 1) * 32 + p], _a2 = X0[(i + 2) * 32 + p], _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p], _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt75[i * 32 + p], _a1 = dt75[(i + 1) * 32 + p], _a2 = dt75[(i + 2) * 32 + p], _a3 = dt75[(i + 3) * 32 + p];
+        const _b0 = fcout1_W[j * 32 + p], _b1 = fcout1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -718,26 +1058,27 @@ function matmul_shared6(X0, X1, X2) {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 2) * 128 + j] = _c20;
-      X2[(i + 2) * 128 + j + 1] = _c21;
-      X2[(i + 3) * 128 + j] = _c30;
-      X2[(i + 3) * 128 + j + 1] = _c31;
+      dhidden_1_rows[i * 128 + j] = _c00;
+      dhidden_1_rows[i * 128 + j + 1] = _c01;
+      dhidden_1_rows[(i + 1) * 128 + j] = _c10;
+      dhidden_1_rows[(i + 1) * 128 + j + 1] = _c11;
+      dhidden_1_rows[(i + 2) * 128 + j] = _c20;
+      dhidden_1_rows[(i + 2) * 128 + j + 1] = _c21;
+      dhidden_1_rows[(i + 3) * 128 + j] = _c30;
+      dhidden_1_rows[(i + 3) * 128 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 128] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared7(X0, X1, X2) {
+/** dfcout1_W = hidden_1_rows.T @ dt75 */
+function matmul_dfcout1_W() {
+  const { hidden_1_rows, dt75, dfcout1_W } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 128 + i], _a1 = X0[p * 128 + i + 1];
-        const _b0 = X1[p * 32 + j], _b1 = X1[p * 32 + j + 1], _b2 = X1[p * 32 + j + 2], _b3 = X1[p * 32 + j + 3];
+        const _a0 = hidden_1_rows[p * 128 + i], _a1 = hidden_1_rows[p * 128 + i + 1];
+        const _b0 = dt75[p * 32 + j], _b1 = dt75[p * 32 + j + 1], _b2 = dt75[p * 32 + j + 2], _b3 = dt75[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -747,26 +1088,27 @@ function matmul_shared7(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      dfcout1_W[i * 32 + j] = _c00;
+      dfcout1_W[i * 32 + j + 1] = _c01;
+      dfcout1_W[i * 32 + j + 2] = _c02;
+      dfcout1_W[i * 32 + j + 3] = _c03;
+      dfcout1_W[(i + 1) * 32 + j] = _c10;
+      dfcout1_W[(i + 1) * 32 + j + 1] = _c11;
+      dfcout1_W[(i + 1) * 32 + j + 2] = _c12;
+      dfcout1_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 128] @ [32, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared8(X0, X1, X2) {
+/** dln2_1_rows = dt72 @ fc1_W.T */
+function matmul_dln2_1_rows() {
+  const { dt72, fc1_W, dln2_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[i * 128 + p], _a1 = X0[(i + 1) * 128 + p], _a2 = X0[(i + 2) * 128 + p], _a3 = X0[(i + 3) * 128 + p];
-        const _b0 = X1[j * 128 + p], _b1 = X1[(j + 1) * 128 + p];
+        const _a0 = dt72[i * 128 + p], _a1 = dt72[(i + 1) * 128 + p], _a2 = dt72[(i + 2) * 128 + p], _a3 = dt72[(i + 3) * 128 + p];
+        const _b0 = fc1_W[j * 128 + p], _b1 = fc1_W[(j + 1) * 128 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -776,26 +1118,27 @@ function matmul_shared8(X0, X1, X2) {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 2) * 32 + j] = _c20;
-      X2[(i + 2) * 32 + j + 1] = _c21;
-      X2[(i + 3) * 32 + j] = _c30;
-      X2[(i + 3) * 32 + j + 1] = _c31;
+      dln2_1_rows[i * 32 + j] = _c00;
+      dln2_1_rows[i * 32 + j + 1] = _c01;
+      dln2_1_rows[(i + 1) * 32 + j] = _c10;
+      dln2_1_rows[(i + 1) * 32 + j + 1] = _c11;
+      dln2_1_rows[(i + 2) * 32 + j] = _c20;
+      dln2_1_rows[(i + 2) * 32 + j + 1] = _c21;
+      dln2_1_rows[(i + 3) * 32 + j] = _c30;
+      dln2_1_rows[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 32] @ [128, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared9(X0, X1, X2) {
+/** dfc1_W = ln2_1_rows.T @ dt72 */
+function matmul_dfc1_W() {
+  const { ln2_1_rows, dt72, dfc1_W } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 32 + i], _a1 = X0[p * 32 + i + 1];
-        const _b0 = X1[p * 128 + j], _b1 = X1[p * 128 + j + 1], _b2 = X1[p * 128 + j + 2], _b3 = X1[p * 128 + j + 3];
+        const _a0 = ln2_1_rows[p * 32 + i], _a1 = ln2_1_rows[p * 32 + i + 1];
+        const _b0 = dt72[p * 128 + j], _b1 = dt72[p * 128 + j + 1], _b2 = dt72[p * 128 + j + 2], _b3 = dt72[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -805,26 +1148,27 @@ function matmul_shared9(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[i * 128 + j + 2] = _c02;
-      X2[i * 128 + j + 3] = _c03;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 1) * 128 + j + 2] = _c12;
-      X2[(i + 1) * 128 + j + 3] = _c13;
+      dfc1_W[i * 128 + j] = _c00;
+      dfc1_W[i * 128 + j + 1] = _c01;
+      dfc1_W[i * 128 + j + 2] = _c02;
+      dfc1_W[i * 128 + j + 3] = _c03;
+      dfc1_W[(i + 1) * 128 + j] = _c10;
+      dfc1_W[(i + 1) * 128 + j + 1] = _c11;
+      dfc1_W[(i + 1) * 128 + j + 2] = _c12;
+      dfc1_W[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 32] @ [32, 32]: shared by the 4 matmuls of this structure */
-function matmul_shared10(X0, X1, X2) {
+/** dattOut_1_rows = dt62 @ proj1_W.T */
+function matmul_dattOut_1_rows() {
+  const { dt62, proj1_W, dattOut_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p], _a1 = X0[(i + 1) * 32 + p], _a2 = X0[(i + 2) * 32 + p], _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p], _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt62[i * 32 + p], _a1 = dt62[(i + 1) * 32 + p], _a2 = dt62[(i + 2) * 32 + p], _a3 = dt62[(i + 3) * 32 + p];
+        const _b0 = proj1_W[j * 32 + p], _b1 = proj1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -834,26 +1178,27 @@ function matmul_shared10(X0, X1, X2) {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 2) * 32 + j] = _c20;
-      X2[(i + 2) * 32 + j + 1] = _c21;
-      X2[(i + 3) * 32 + j] = _c30;
-      X2[(i + 3) * 32 + j + 1] = _c31;
+      dattOut_1_rows[i * 32 + j] = _c00;
+      dattOut_1_rows[i * 32 + j + 1] = _c01;
+      dattOut_1_rows[(i + 1) * 32 + j] = _c10;
+      dattOut_1_rows[(i + 1) * 32 + j + 1] = _c11;
+      dattOut_1_rows[(i + 2) * 32 + j] = _c20;
+      dattOut_1_rows[(i + 2) * 32 + j + 1] = _c21;
+      dattOut_1_rows[(i + 3) * 32 + j] = _c30;
+      dattOut_1_rows[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 32] @ [128, 32]: shared by the 8 matmuls of this structure */
-function matmul_shared11(X0, X1, X2) {
+/** dproj1_W = attOut_1_rows.T @ dt62 */
+function matmul_dproj1_W() {
+  const { attOut_1_rows, dt62, dproj1_W } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 32 + i], _a1 = X0[p * 32 + i + 1];
-        const _b0 = X1[p * 32 + j], _b1 = X1[p * 32 + j + 1], _b2 = X1[p * 32 + j + 2], _b3 = X1[p * 32 + j + 3];
+        const _a0 = attOut_1_rows[p * 32 + i], _a1 = attOut_1_rows[p * 32 + i + 1];
+        const _b0 = dt62[p * 32 + j], _b1 = dt62[p * 32 + j + 1], _b2 = dt62[p * 32 + j + 2], _b3 = dt62[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -863,27 +1208,60 @@ function matmul_shared11(X0, X1, X2) {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      dproj1_W[i * 32 + j] = _c00;
+      dproj1_W[i * 32 + j + 1] = _c01;
+      dproj1_W[i * 32 + j + 2] = _c02;
+      dproj1_W[i * 32 + j + 3] = _c03;
+      dproj1_W[(i + 1) * 32 + j] = _c10;
+      dproj1_W[(i + 1) * 32 + j + 1] = _c11;
+      dproj1_W[(i + 1) * 32 + j + 2] = _c12;
+      dproj1_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared12(X0, X1, X2) {
+/** datt_1 = dt60 @ value_1.T */
+function matmul_datt_1() {
+  const { dt60, value_1, datt_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt60[t * 64 + i * 8 + p], _a1 = dt60[t * 64 + (i + 1) * 8 + p], _a2 = dt60[t * 64 + (i + 2) * 8 + p], _a3 = dt60[t * 64 + (i + 3) * 8 + p];
+          const _b0 = value_1[t * 64 + j * 8 + p], _b1 = value_1[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        datt_1[t * 64 + i * 8 + j] = _c00;
+        datt_1[t * 64 + i * 8 + j + 1] = _c01;
+        datt_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        datt_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        datt_1[t * 64 + (i + 2) * 8 + j] = _c20;
+        datt_1[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        datt_1[t * 64 + (i + 3) * 8 + j] = _c30;
+        datt_1[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** dvalue_1 = att_1.T @ dt60 */
+function matmul_dvalue_1() {
+  const { att_1, dt60, dvalue_1 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 2) {
       for (let j = 0; j < 8; j += 4) {
         let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + p * 8 + i], _a1 = X0[t * 64 + p * 8 + i + 1];
-          const _b0 = X1[t * 64 + p * 8 + j], _b1 = X1[t * 64 + p * 8 + j + 1], _b2 = X1[t * 64 + p * 8 + j + 2], _b3 = X1[t * 64 + p * 8 + j + 3];
+          const _a0 = att_1[t * 64 + p * 8 + i], _a1 = att_1[t * 64 + p * 8 + i + 1];
+          const _b0 = dt60[t * 64 + p * 8 + j], _b1 = dt60[t * 64 + p * 8 + j + 1], _b2 = dt60[t * 64 + p * 8 + j + 2], _b3 = dt60[t * 64 + p * 8 + j + 3];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c02 += _a0 * _b2;
@@ -893,27 +1271,92 @@ function matmul_shared12(X0, X1, X2) {
           _c12 += _a1 * _b2;
           _c13 += _a1 * _b3;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + i * 8 + j + 2] = _c02;
-        X2[t * 64 + i * 8 + j + 3] = _c03;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 1) * 8 + j + 2] = _c12;
-        X2[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+        dvalue_1[t * 64 + i * 8 + j] = _c00;
+        dvalue_1[t * 64 + i * 8 + j + 1] = _c01;
+        dvalue_1[t * 64 + i * 8 + j + 2] = _c02;
+        dvalue_1[t * 64 + i * 8 + j + 3] = _c03;
+        dvalue_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
       }
     }
   }
 }
 
-/** X3 = X2 + X0 @ X1.T, [128, 32] @ [32, 32]: shared by the 4 matmuls of this structure */
-function matmul_shared13(X0, X1, X2, X3) {
+/** dquery_1 = dt58 @ key_1 */
+function matmul_dquery_1() {
+  const { dt58, key_1, dquery_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt58[t * 64 + i * 8 + p], _a1 = dt58[t * 64 + (i + 1) * 8 + p];
+          const _b0 = key_1[t * 64 + p * 8 + j], _b1 = key_1[t * 64 + p * 8 + j + 1], _b2 = key_1[t * 64 + p * 8 + j + 2], _b3 = key_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dquery_1[t * 64 + i * 8 + j] = _c00;
+        dquery_1[t * 64 + i * 8 + j + 1] = _c01;
+        dquery_1[t * 64 + i * 8 + j + 2] = _c02;
+        dquery_1[t * 64 + i * 8 + j + 3] = _c03;
+        dquery_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dkey_1 = dt58.T @ query_1 */
+function matmul_dkey_1() {
+  const { dt58, query_1, dkey_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt58[t * 64 + p * 8 + i], _a1 = dt58[t * 64 + p * 8 + i + 1];
+          const _b0 = query_1[t * 64 + p * 8 + j], _b1 = query_1[t * 64 + p * 8 + j + 1], _b2 = query_1[t * 64 + p * 8 + j + 2], _b3 = query_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dkey_1[t * 64 + i * 8 + j] = _c00;
+        dkey_1[t * 64 + i * 8 + j + 1] = _c01;
+        dkey_1[t * 64 + i * 8 + j + 2] = _c02;
+        dkey_1[t * 64 + i * 8 + j + 3] = _c03;
+        dkey_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t118 = dt55 @ v1_W.T */
+function matmul_t118() {
+  const { dt55, v1_W, t118 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p], _a1 = X0[(i + 1) * 32 + p], _a2 = X0[(i + 2) * 32 + p], _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p], _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt55[i * 32 + p], _a1 = dt55[(i + 1) * 32 + p], _a2 = dt55[(i + 2) * 32 + p], _a3 = dt55[(i + 3) * 32 + p];
+        const _b0 = v1_W[j * 32 + p], _b1 = v1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -923,20 +1366,658 @@ function matmul_shared13(X0, X1, X2, X3) {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X3[i * 32 + j] = X2[i * 32 + j] + _c00;
-      X3[i * 32 + j + 1] = X2[i * 32 + j + 1] + _c01;
-      X3[(i + 1) * 32 + j] = X2[(i + 1) * 32 + j] + _c10;
-      X3[(i + 1) * 32 + j + 1] = X2[(i + 1) * 32 + j + 1] + _c11;
-      X3[(i + 2) * 32 + j] = X2[(i + 2) * 32 + j] + _c20;
-      X3[(i + 2) * 32 + j + 1] = X2[(i + 2) * 32 + j + 1] + _c21;
-      X3[(i + 3) * 32 + j] = X2[(i + 3) * 32 + j] + _c30;
-      X3[(i + 3) * 32 + j + 1] = X2[(i + 3) * 32 + j + 1] + _c31;
+      t118[i * 32 + j] = _c00;
+      t118[i * 32 + j + 1] = _c01;
+      t118[(i + 1) * 32 + j] = _c10;
+      t118[(i + 1) * 32 + j + 1] = _c11;
+      t118[(i + 2) * 32 + j] = _c20;
+      t118[(i + 2) * 32 + j + 1] = _c21;
+      t118[(i + 3) * 32 + j] = _c30;
+      t118[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dv1_W = ln1_1_rows.T @ dt55 */
+function matmul_dv1_W() {
+  const { ln1_1_rows, dt55, dv1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i], _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt55[p * 32 + j], _b1 = dt55[p * 32 + j + 1], _b2 = dt55[p * 32 + j + 2], _b3 = dt55[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dv1_W[i * 32 + j] = _c00;
+      dv1_W[i * 32 + j + 1] = _c01;
+      dv1_W[i * 32 + j + 2] = _c02;
+      dv1_W[i * 32 + j + 3] = _c03;
+      dv1_W[(i + 1) * 32 + j] = _c10;
+      dv1_W[(i + 1) * 32 + j + 1] = _c11;
+      dv1_W[(i + 1) * 32 + j + 2] = _c12;
+      dv1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t120 = t118 + dt52 @ k1_W.T */
+function matmul_t120() {
+  const { dt52, k1_W, t118, t120 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt52[i * 32 + p], _a1 = dt52[(i + 1) * 32 + p], _a2 = dt52[(i + 2) * 32 + p], _a3 = dt52[(i + 3) * 32 + p];
+        const _b0 = k1_W[j * 32 + p], _b1 = k1_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t120[i * 32 + j] = t118[i * 32 + j] + _c00;
+      t120[i * 32 + j + 1] = t118[i * 32 + j + 1] + _c01;
+      t120[(i + 1) * 32 + j] = t118[(i + 1) * 32 + j] + _c10;
+      t120[(i + 1) * 32 + j + 1] = t118[(i + 1) * 32 + j + 1] + _c11;
+      t120[(i + 2) * 32 + j] = t118[(i + 2) * 32 + j] + _c20;
+      t120[(i + 2) * 32 + j + 1] = t118[(i + 2) * 32 + j + 1] + _c21;
+      t120[(i + 3) * 32 + j] = t118[(i + 3) * 32 + j] + _c30;
+      t120[(i + 3) * 32 + j + 1] = t118[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dk1_W = ln1_1_rows.T @ dt52 */
+function matmul_dk1_W() {
+  const { ln1_1_rows, dt52, dk1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i], _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt52[p * 32 + j], _b1 = dt52[p * 32 + j + 1], _b2 = dt52[p * 32 + j + 2], _b3 = dt52[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dk1_W[i * 32 + j] = _c00;
+      dk1_W[i * 32 + j + 1] = _c01;
+      dk1_W[i * 32 + j + 2] = _c02;
+      dk1_W[i * 32 + j + 3] = _c03;
+      dk1_W[(i + 1) * 32 + j] = _c10;
+      dk1_W[(i + 1) * 32 + j + 1] = _c11;
+      dk1_W[(i + 1) * 32 + j + 2] = _c12;
+      dk1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln1_1_rows = t120 + dt49 @ q1_W.T */
+function matmul_dln1_1_rows() {
+  const { dt49, q1_W, t120, dln1_1_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt49[i * 32 + p], _a1 = dt49[(i + 1) * 32 + p], _a2 = dt49[(i + 2) * 32 + p], _a3 = dt49[(i + 3) * 32 + p];
+        const _b0 = q1_W[j * 32 + p], _b1 = q1_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln1_1_rows[i * 32 + j] = t120[i * 32 + j] + _c00;
+      dln1_1_rows[i * 32 + j + 1] = t120[i * 32 + j + 1] + _c01;
+      dln1_1_rows[(i + 1) * 32 + j] = t120[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows[(i + 1) * 32 + j + 1] = t120[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows[(i + 2) * 32 + j] = t120[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows[(i + 2) * 32 + j + 1] = t120[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows[(i + 3) * 32 + j] = t120[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows[(i + 3) * 32 + j + 1] = t120[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dq1_W = ln1_1_rows.T @ dt49 */
+function matmul_dq1_W() {
+  const { ln1_1_rows, dt49, dq1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i], _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt49[p * 32 + j], _b1 = dt49[p * 32 + j + 1], _b2 = dt49[p * 32 + j + 2], _b3 = dt49[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dq1_W[i * 32 + j] = _c00;
+      dq1_W[i * 32 + j + 1] = _c01;
+      dq1_W[i * 32 + j + 2] = _c02;
+      dq1_W[i * 32 + j + 3] = _c03;
+      dq1_W[(i + 1) * 32 + j] = _c10;
+      dq1_W[(i + 1) * 32 + j + 1] = _c11;
+      dq1_W[(i + 1) * 32 + j + 2] = _c12;
+      dq1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dhidden_rows = dt39 @ fcout0_W.T */
+function matmul_dhidden_rows() {
+  const { dt39, fcout0_W, dhidden_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt39[i * 32 + p], _a1 = dt39[(i + 1) * 32 + p], _a2 = dt39[(i + 2) * 32 + p], _a3 = dt39[(i + 3) * 32 + p];
+        const _b0 = fcout0_W[j * 32 + p], _b1 = fcout0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dhidden_rows[i * 128 + j] = _c00;
+      dhidden_rows[i * 128 + j + 1] = _c01;
+      dhidden_rows[(i + 1) * 128 + j] = _c10;
+      dhidden_rows[(i + 1) * 128 + j + 1] = _c11;
+      dhidden_rows[(i + 2) * 128 + j] = _c20;
+      dhidden_rows[(i + 2) * 128 + j + 1] = _c21;
+      dhidden_rows[(i + 3) * 128 + j] = _c30;
+      dhidden_rows[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dfcout0_W = hidden_rows.T @ dt39 */
+function matmul_dfcout0_W() {
+  const { hidden_rows, dt39, dfcout0_W } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = hidden_rows[p * 128 + i], _a1 = hidden_rows[p * 128 + i + 1];
+        const _b0 = dt39[p * 32 + j], _b1 = dt39[p * 32 + j + 1], _b2 = dt39[p * 32 + j + 2], _b3 = dt39[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dfcout0_W[i * 32 + j] = _c00;
+      dfcout0_W[i * 32 + j + 1] = _c01;
+      dfcout0_W[i * 32 + j + 2] = _c02;
+      dfcout0_W[i * 32 + j + 3] = _c03;
+      dfcout0_W[(i + 1) * 32 + j] = _c10;
+      dfcout0_W[(i + 1) * 32 + j + 1] = _c11;
+      dfcout0_W[(i + 1) * 32 + j + 2] = _c12;
+      dfcout0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln2_rows = dt36 @ fc0_W.T */
+function matmul_dln2_rows() {
+  const { dt36, fc0_W, dln2_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = dt36[i * 128 + p], _a1 = dt36[(i + 1) * 128 + p], _a2 = dt36[(i + 2) * 128 + p], _a3 = dt36[(i + 3) * 128 + p];
+        const _b0 = fc0_W[j * 128 + p], _b1 = fc0_W[(j + 1) * 128 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln2_rows[i * 32 + j] = _c00;
+      dln2_rows[i * 32 + j + 1] = _c01;
+      dln2_rows[(i + 1) * 32 + j] = _c10;
+      dln2_rows[(i + 1) * 32 + j + 1] = _c11;
+      dln2_rows[(i + 2) * 32 + j] = _c20;
+      dln2_rows[(i + 2) * 32 + j + 1] = _c21;
+      dln2_rows[(i + 3) * 32 + j] = _c30;
+      dln2_rows[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dfc0_W = ln2_rows.T @ dt36 */
+function matmul_dfc0_W() {
+  const { ln2_rows, dt36, dfc0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln2_rows[p * 32 + i], _a1 = ln2_rows[p * 32 + i + 1];
+        const _b0 = dt36[p * 128 + j], _b1 = dt36[p * 128 + j + 1], _b2 = dt36[p * 128 + j + 2], _b3 = dt36[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dfc0_W[i * 128 + j] = _c00;
+      dfc0_W[i * 128 + j + 1] = _c01;
+      dfc0_W[i * 128 + j + 2] = _c02;
+      dfc0_W[i * 128 + j + 3] = _c03;
+      dfc0_W[(i + 1) * 128 + j] = _c10;
+      dfc0_W[(i + 1) * 128 + j + 1] = _c11;
+      dfc0_W[(i + 1) * 128 + j + 2] = _c12;
+      dfc0_W[(i + 1) * 128 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dattOut_rows = dt26 @ proj0_W.T */
+function matmul_dattOut_rows() {
+  const { dt26, proj0_W, dattOut_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt26[i * 32 + p], _a1 = dt26[(i + 1) * 32 + p], _a2 = dt26[(i + 2) * 32 + p], _a3 = dt26[(i + 3) * 32 + p];
+        const _b0 = proj0_W[j * 32 + p], _b1 = proj0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dattOut_rows[i * 32 + j] = _c00;
+      dattOut_rows[i * 32 + j + 1] = _c01;
+      dattOut_rows[(i + 1) * 32 + j] = _c10;
+      dattOut_rows[(i + 1) * 32 + j + 1] = _c11;
+      dattOut_rows[(i + 2) * 32 + j] = _c20;
+      dattOut_rows[(i + 2) * 32 + j + 1] = _c21;
+      dattOut_rows[(i + 3) * 32 + j] = _c30;
+      dattOut_rows[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dproj0_W = attOut_rows.T @ dt26 */
+function matmul_dproj0_W() {
+  const { attOut_rows, dt26, dproj0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = attOut_rows[p * 32 + i], _a1 = attOut_rows[p * 32 + i + 1];
+        const _b0 = dt26[p * 32 + j], _b1 = dt26[p * 32 + j + 1], _b2 = dt26[p * 32 + j + 2], _b3 = dt26[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dproj0_W[i * 32 + j] = _c00;
+      dproj0_W[i * 32 + j + 1] = _c01;
+      dproj0_W[i * 32 + j + 2] = _c02;
+      dproj0_W[i * 32 + j + 3] = _c03;
+      dproj0_W[(i + 1) * 32 + j] = _c10;
+      dproj0_W[(i + 1) * 32 + j + 1] = _c11;
+      dproj0_W[(i + 1) * 32 + j + 2] = _c12;
+      dproj0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** datt = dt24 @ value.T */
+function matmul_datt() {
+  const { dt24, value, datt } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt24[t * 64 + i * 8 + p], _a1 = dt24[t * 64 + (i + 1) * 8 + p], _a2 = dt24[t * 64 + (i + 2) * 8 + p], _a3 = dt24[t * 64 + (i + 3) * 8 + p];
+          const _b0 = value[t * 64 + j * 8 + p], _b1 = value[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        datt[t * 64 + i * 8 + j] = _c00;
+        datt[t * 64 + i * 8 + j + 1] = _c01;
+        datt[t * 64 + (i + 1) * 8 + j] = _c10;
+        datt[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        datt[t * 64 + (i + 2) * 8 + j] = _c20;
+        datt[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        datt[t * 64 + (i + 3) * 8 + j] = _c30;
+        datt[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** dvalue = att.T @ dt24 */
+function matmul_dvalue() {
+  const { att, dt24, dvalue } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = att[t * 64 + p * 8 + i], _a1 = att[t * 64 + p * 8 + i + 1];
+          const _b0 = dt24[t * 64 + p * 8 + j], _b1 = dt24[t * 64 + p * 8 + j + 1], _b2 = dt24[t * 64 + p * 8 + j + 2], _b3 = dt24[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dvalue[t * 64 + i * 8 + j] = _c00;
+        dvalue[t * 64 + i * 8 + j + 1] = _c01;
+        dvalue[t * 64 + i * 8 + j + 2] = _c02;
+        dvalue[t * 64 + i * 8 + j + 3] = _c03;
+        dvalue[t * 64 + (i + 1) * 8 + j] = _c10;
+        dvalue[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dvalue[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dvalue[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dquery = dt21 @ key */
+function matmul_dquery() {
+  const { dt21, key, dquery } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt21[t * 64 + i * 8 + p], _a1 = dt21[t * 64 + (i + 1) * 8 + p];
+          const _b0 = key[t * 64 + p * 8 + j], _b1 = key[t * 64 + p * 8 + j + 1], _b2 = key[t * 64 + p * 8 + j + 2], _b3 = key[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dquery[t * 64 + i * 8 + j] = _c00;
+        dquery[t * 64 + i * 8 + j + 1] = _c01;
+        dquery[t * 64 + i * 8 + j + 2] = _c02;
+        dquery[t * 64 + i * 8 + j + 3] = _c03;
+        dquery[t * 64 + (i + 1) * 8 + j] = _c10;
+        dquery[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dquery[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dquery[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dkey = dt21.T @ query */
+function matmul_dkey() {
+  const { dt21, query, dkey } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt21[t * 64 + p * 8 + i], _a1 = dt21[t * 64 + p * 8 + i + 1];
+          const _b0 = query[t * 64 + p * 8 + j], _b1 = query[t * 64 + p * 8 + j + 1], _b2 = query[t * 64 + p * 8 + j + 2], _b3 = query[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dkey[t * 64 + i * 8 + j] = _c00;
+        dkey[t * 64 + i * 8 + j + 1] = _c01;
+        dkey[t * 64 + i * 8 + j + 2] = _c02;
+        dkey[t * 64 + i * 8 + j + 3] = _c03;
+        dkey[t * 64 + (i + 1) * 8 + j] = _c10;
+        dkey[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dkey[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dkey[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t146 = dt18 @ v0_W.T */
+function matmul_t146() {
+  const { dt18, v0_W, t146 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt18[i * 32 + p], _a1 = dt18[(i + 1) * 32 + p], _a2 = dt18[(i + 2) * 32 + p], _a3 = dt18[(i + 3) * 32 + p];
+        const _b0 = v0_W[j * 32 + p], _b1 = v0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t146[i * 32 + j] = _c00;
+      t146[i * 32 + j + 1] = _c01;
+      t146[(i + 1) * 32 + j] = _c10;
+      t146[(i + 1) * 32 + j + 1] = _c11;
+      t146[(i + 2) * 32 + j] = _c20;
+      t146[(i + 2) * 32 + j + 1] = _c21;
+      t146[(i + 3) * 32 + j] = _c30;
+      t146[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dv0_W = ln1_rows.T @ dt18 */
+function matmul_dv0_W() {
+  const { ln1_rows, dt18, dv0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i], _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt18[p * 32 + j], _b1 = dt18[p * 32 + j + 1], _b2 = dt18[p * 32 + j + 2], _b3 = dt18[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dv0_W[i * 32 + j] = _c00;
+      dv0_W[i * 32 + j + 1] = _c01;
+      dv0_W[i * 32 + j + 2] = _c02;
+      dv0_W[i * 32 + j + 3] = _c03;
+      dv0_W[(i + 1) * 32 + j] = _c10;
+      dv0_W[(i + 1) * 32 + j + 1] = _c11;
+      dv0_W[(i + 1) * 32 + j + 2] = _c12;
+      dv0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t148 = t146 + dt15 @ k0_W.T */
+function matmul_t148() {
+  const { dt15, k0_W, t146, t148 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt15[i * 32 + p], _a1 = dt15[(i + 1) * 32 + p], _a2 = dt15[(i + 2) * 32 + p], _a3 = dt15[(i + 3) * 32 + p];
+        const _b0 = k0_W[j * 32 + p], _b1 = k0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t148[i * 32 + j] = t146[i * 32 + j] + _c00;
+      t148[i * 32 + j + 1] = t146[i * 32 + j + 1] + _c01;
+      t148[(i + 1) * 32 + j] = t146[(i + 1) * 32 + j] + _c10;
+      t148[(i + 1) * 32 + j + 1] = t146[(i + 1) * 32 + j + 1] + _c11;
+      t148[(i + 2) * 32 + j] = t146[(i + 2) * 32 + j] + _c20;
+      t148[(i + 2) * 32 + j + 1] = t146[(i + 2) * 32 + j + 1] + _c21;
+      t148[(i + 3) * 32 + j] = t146[(i + 3) * 32 + j] + _c30;
+      t148[(i + 3) * 32 + j + 1] = t146[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dk0_W = ln1_rows.T @ dt15 */
+function matmul_dk0_W() {
+  const { ln1_rows, dt15, dk0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i], _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt15[p * 32 + j], _b1 = dt15[p * 32 + j + 1], _b2 = dt15[p * 32 + j + 2], _b3 = dt15[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dk0_W[i * 32 + j] = _c00;
+      dk0_W[i * 32 + j + 1] = _c01;
+      dk0_W[i * 32 + j + 2] = _c02;
+      dk0_W[i * 32 + j + 3] = _c03;
+      dk0_W[(i + 1) * 32 + j] = _c10;
+      dk0_W[(i + 1) * 32 + j + 1] = _c11;
+      dk0_W[(i + 1) * 32 + j + 2] = _c12;
+      dk0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln1_rows = t148 + dt12 @ q0_W.T */
+function matmul_dln1_rows() {
+  const { dt12, q0_W, t148, dln1_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt12[i * 32 + p], _a1 = dt12[(i + 1) * 32 + p], _a2 = dt12[(i + 2) * 32 + p], _a3 = dt12[(i + 3) * 32 + p];
+        const _b0 = q0_W[j * 32 + p], _b1 = q0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln1_rows[i * 32 + j] = t148[i * 32 + j] + _c00;
+      dln1_rows[i * 32 + j + 1] = t148[i * 32 + j + 1] + _c01;
+      dln1_rows[(i + 1) * 32 + j] = t148[(i + 1) * 32 + j] + _c10;
+      dln1_rows[(i + 1) * 32 + j + 1] = t148[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows[(i + 2) * 32 + j] = t148[(i + 2) * 32 + j] + _c20;
+      dln1_rows[(i + 2) * 32 + j + 1] = t148[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows[(i + 3) * 32 + j] = t148[(i + 3) * 32 + j] + _c30;
+      dln1_rows[(i + 3) * 32 + j + 1] = t148[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dq0_W = ln1_rows.T @ dt12 */
+function matmul_dq0_W() {
+  const { ln1_rows, dt12, dq0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i], _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt12[p * 32 + j], _b1 = dt12[p * 32 + j + 1], _b2 = dt12[p * 32 + j + 2], _b3 = dt12[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dq0_W[i * 32 + j] = _c00;
+      dq0_W[i * 32 + j + 1] = _c01;
+      dq0_W[i * 32 + j + 2] = _c02;
+      dq0_W[i * 32 + j + 3] = _c03;
+      dq0_W[(i + 1) * 32 + j] = _c10;
+      dq0_W[(i + 1) * 32 + j + 1] = _c11;
+      dq0_W[(i + 1) * 32 + j + 2] = _c12;
+      dq0_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
 function forwardPass() {
-  const { t1, X, wte, wpe, x, mu, t9, t10, ln1_0_g, ln1_0_b, ln1, ln1_rows, q0_W, t12, query, t14, k0_W, t15, key, t17, v0_W, t18, value, t20, t21, mask, scores, att, t24, t25, attOut_rows, proj0_W, t26, t27, proj0_b, x_1, mu_1, t33, t34, ln2_0_g, ln2_0_b, ln2, ln2_rows, fc0_W, t36, t37, fc0_b, hidden, hidden_rows, fcout0_W, t39, t40, fcout0_b, x_2, mu_2, t46, t47, ln1_1_g, ln1_1_b, ln1_1, ln1_1_rows, q1_W, t49, query_1, t51, k1_W, t52, key_1, t54, v1_W, t55, value_1, t57, t58, scores_1, att_1, t60, t61, attOut_1_rows, proj1_W, t62, t63, proj1_b, x_3, mu_3, t69, t70, ln2_1_g, ln2_1_b, ln2_1, ln2_1_rows, fc1_W, t72, t73, fc1_b, hidden_1, hidden_1_rows, fcout1_W, t75, t76, fcout1_b, x_4, mu_4, t82, t83, lnf_g, lnf_b, lnf, t86, head_b, logits, logits_rows, Y_rows, loss } = buf;
+  const { t1, X, wte, wpe, x, mu, t9, t10, ln1_0_g, ln1_0_b, ln1, query, t14, key, t17, value, t20, t21, mask, scores, att, t25, t24, t27, proj0_b, x_1, mu_1, t33, t34, ln2_0_g, ln2_0_b, ln2, t37, fc0_b, hidden, t40, fcout0_b, x_2, mu_2, t46, t47, ln1_1_g, ln1_1_b, ln1_1, query_1, t51, key_1, t54, value_1, t57, t58, scores_1, att_1, t61, t60, t63, proj1_b, x_3, mu_3, t69, t70, ln2_1_g, ln2_1_b, ln2_1, t73, fc1_b, hidden_1, t76, fcout1_b, x_4, mu_4, t82, t83, lnf_g, lnf_b, lnf, t86, head_b, logits, logits_rows, Y_rows, loss } = buf;
 
   // t1 = wte[X]  (gpt.ts:54)
   //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
@@ -996,7 +2077,7 @@ function forwardPass() {
 
   // t12 = ln1_rows @ q0_W  (gpt.ts:31)
   //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, q0_W, t12);
+  matmul_t12();
 
   // query = t14.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1012,7 +2093,7 @@ function forwardPass() {
 
   // t15 = ln1_rows @ k0_W  (gpt.ts:31)
   //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, k0_W, t15);
+  matmul_t15();
 
   // key = t17.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1028,7 +2109,7 @@ function forwardPass() {
 
   // t18 = ln1_rows @ v0_W  (gpt.ts:31)
   //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, v0_W, t18);
+  matmul_t18();
 
   // value = t20.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1044,7 +2125,7 @@ function forwardPass() {
 
   // t21 = query @ key.T  (gpt.ts:69)
   //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared2(query, key, t21);
+  matmul_t21();
 
   // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:69)
   //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
@@ -1075,7 +2156,7 @@ function forwardPass() {
 
   // t24 = att @ value  (gpt.ts:71)
   //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared3(att, value, t24);
+  matmul_t24();
 
   // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:71)
   //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -1091,7 +2172,7 @@ function forwardPass() {
 
   // t26 = attOut_rows @ proj0_W  (gpt.ts:31)
   //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(attOut_rows, proj0_W, t26);
+  matmul_t26();
 
   // x_1 = x + (t27 + proj0_b)  (gpt.ts:72)
   // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:38)
@@ -1143,7 +2224,7 @@ function forwardPass() {
 
   // t36 = ln2_rows @ fc0_W  (gpt.ts:31)
   //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared4(ln2_rows, fc0_W, t36);
+  matmul_t36();
 
   // hidden = relu(t37 + fc0_b)  (gpt.ts:74)
   //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -1157,7 +2238,7 @@ function forwardPass() {
 
   // t39 = hidden_rows @ fcout0_W  (gpt.ts:31)
   //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared5(hidden_rows, fcout0_W, t39);
+  matmul_t39();
 
   // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:75)
   // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:38)
@@ -1209,7 +2290,7 @@ function forwardPass() {
 
   // t49 = ln1_1_rows @ q1_W  (gpt.ts:31)
   //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, q1_W, t49);
+  matmul_t49();
 
   // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1225,7 +2306,7 @@ function forwardPass() {
 
   // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
   //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, k1_W, t52);
+  matmul_t52();
 
   // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1241,7 +2322,7 @@ function forwardPass() {
 
   // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
   //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, v1_W, t55);
+  matmul_t55();
 
   // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1257,7 +2338,7 @@ function forwardPass() {
 
   // t58 = query_1 @ key_1.T  (gpt.ts:69)
   //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared2(query_1, key_1, t58);
+  matmul_t58();
 
   // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:69)
   //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
@@ -1288,7 +2369,7 @@ function forwardPass() {
 
   // t60 = att_1 @ value_1  (gpt.ts:71)
   //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared3(att_1, value_1, t60);
+  matmul_t60();
 
   // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:71)
   //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -1304,7 +2385,7 @@ function forwardPass() {
 
   // t62 = attOut_1_rows @ proj1_W  (gpt.ts:31)
   //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(attOut_1_rows, proj1_W, t62);
+  matmul_t62();
 
   // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:72)
   // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:38)
@@ -1356,7 +2437,7 @@ function forwardPass() {
 
   // t72 = ln2_1_rows @ fc1_W  (gpt.ts:31)
   //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared4(ln2_1_rows, fc1_W, t72);
+  matmul_t72();
 
   // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:74)
   //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -1370,7 +2451,7 @@ function forwardPass() {
 
   // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:31)
   //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared5(hidden_1_rows, fcout1_W, t75);
+  matmul_t75();
 
   // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:75)
   // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:38)
@@ -1469,7 +2550,7 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits_rows, t92, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t96, t97, dlnf_b, dlnf_g, t82, t98, t99, t100, t101, dx_4, dfcout1_b, dt75, fcout1_W, dhidden_1_rows, hidden_1_rows, dfcout1_W, hidden_1, dhidden_1, dt74, dfc1_b, dt72, fc1_W, dln2_1_rows, ln2_1_rows, dfc1_W, dln2_1, ln2_1_g, dt70, t70, t106, t107, dln2_1_b, dln2_1_g, t69, t108, t109, t110, t111, dx_3, dproj1_b, dt62, proj1_W, dattOut_1_rows, attOut_1_rows, dproj1_W, dt60, dt61, value_1, datt_1, att_1, dvalue_1, t116, dt58, key_1, dquery_1, query_1, dkey_1, dt57, dt55, v1_W, t118, ln1_1_rows, dv1_W, dt54, dt52, k1_W, t120, dk1_W, dt51, dt49, q1_W, dln1_1_rows, dq1_W, dln1_1, ln1_1_g, dt47, t47, t123, t124, dln1_1_b, dln1_1_g, t46, t125, t126, t127, t128, dx_2, dfcout0_b, dt39, fcout0_W, dhidden_rows, hidden_rows, dfcout0_W, hidden, dhidden, dt38, dfc0_b, dt36, fc0_W, dln2_rows, ln2_rows, dfc0_W, dln2, ln2_0_g, dt34, t34, t134, t135, dln2_0_b, dln2_0_g, t33, t136, t137, t138, t139, dx_1, dproj0_b, dt26, proj0_W, dattOut_rows, attOut_rows, dproj0_W, dt24, dt25, value, datt, att, dvalue, t144, dt21, key, dquery, query, dkey, dt20, dt18, v0_W, t146, ln1_rows, dv0_W, dt17, dt15, k0_W, t148, dk0_W, dt14, dt12, q0_W, dln1_rows, dq0_W, dln1, ln1_0_g, dt10, t10, t151, t152, dln1_0_b, dln1_0_g, t9, t153, t154, t155, t156, dx, dwpe, dwte, X } = buf;
+  const { logits_rows, t92, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t96, t97, dlnf_b, dlnf_g, t82, t98, t99, t100, t101, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t106, t107, dln2_1_b, dln2_1_g, t69, t108, t109, t110, t111, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t116, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t123, t124, dln1_1_b, dln1_1_g, t46, t125, t126, t127, t128, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t134, t135, dln2_0_b, dln2_0_g, t33, t136, t137, t138, t139, dx_1, dproj0_b, dt24, dt25, datt, att, t144, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t151, t152, dln1_0_b, dln1_0_g, t9, t153, t154, t155, t156, dx, dwpe, dwte, X } = buf;
 
   // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
   //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
@@ -1605,11 +2686,11 @@ export function valueAndGrad(params, inputs) {
 
   // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:31)
   //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared6(dt75, fcout1_W, dhidden_1_rows);
+  matmul_dhidden_1_rows();
 
   // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:31)
   //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared7(hidden_1_rows, dt75, dfcout1_W);
+  matmul_dfcout1_W();
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
@@ -1632,11 +2713,11 @@ export function valueAndGrad(params, inputs) {
 
   // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:31)
   //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared8(dt72, fc1_W, dln2_1_rows);
+  matmul_dln2_1_rows();
 
   // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:31)
   //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared9(ln2_1_rows, dt72, dfc1_W);
+  matmul_dfc1_W();
 
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
@@ -1725,11 +2806,11 @@ export function valueAndGrad(params, inputs) {
 
   // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:31)
   //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt62, proj1_W, dattOut_1_rows);
+  matmul_dattOut_1_rows();
 
   // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:31)
   //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(attOut_1_rows, dt62, dproj1_W);
+  matmul_dproj1_W();
 
   // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
   //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -1745,11 +2826,11 @@ export function valueAndGrad(params, inputs) {
 
   // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:71)
   //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared2(dt60, value_1, datt_1);
+  matmul_datt_1();
 
   // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:71)
   //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared12(att_1, dt60, dvalue_1);
+  matmul_dvalue_1();
 
   // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
   //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
@@ -1775,11 +2856,11 @@ export function valueAndGrad(params, inputs) {
 
   // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:69)
   //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared3(dt58, key_1, dquery_1);
+  matmul_dquery_1();
 
   // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:69)
   //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared12(dt58, query_1, dkey_1);
+  matmul_dkey_1();
 
   // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1795,11 +2876,11 @@ export function valueAndGrad(params, inputs) {
 
   // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
   //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt55, v1_W, t118);
+  matmul_t118();
 
   // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
   //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt55, dv1_W);
+  matmul_dv1_W();
 
   // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1816,11 +2897,11 @@ export function valueAndGrad(params, inputs) {
   // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
-  matmul_shared13(dt52, k1_W, t118, t120);
+  matmul_t120();
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt52, dk1_W);
+  matmul_dk1_W();
 
   // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1837,11 +2918,11 @@ export function valueAndGrad(params, inputs) {
   // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
-  matmul_shared13(dt49, q1_W, t120, dln1_1_rows);
+  matmul_dln1_1_rows();
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
   //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt49, dq1_W);
+  matmul_dq1_W();
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
@@ -1930,11 +3011,11 @@ export function valueAndGrad(params, inputs) {
 
   // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:31)
   //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared6(dt39, fcout0_W, dhidden_rows);
+  matmul_dhidden_rows();
 
   // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:31)
   //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared7(hidden_rows, dt39, dfcout0_W);
+  matmul_dfcout0_W();
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
@@ -1957,11 +3038,11 @@ export function valueAndGrad(params, inputs) {
 
   // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:31)
   //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared8(dt36, fc0_W, dln2_rows);
+  matmul_dln2_rows();
 
   // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:31)
   //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared9(ln2_rows, dt36, dfc0_W);
+  matmul_dfc0_W();
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
@@ -2050,11 +3131,11 @@ export function valueAndGrad(params, inputs) {
 
   // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:31)
   //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt26, proj0_W, dattOut_rows);
+  matmul_dattOut_rows();
 
   // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:31)
   //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(attOut_rows, dt26, dproj0_W);
+  matmul_dproj0_W();
 
   // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
   //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -2070,11 +3151,11 @@ export function valueAndGrad(params, inputs) {
 
   // datt = dt24 @ value.T   matmul'  (gpt.ts:71)
   //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared2(dt24, value, datt);
+  matmul_datt();
 
   // dvalue = att.T @ dt24   matmul'  (gpt.ts:71)
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared12(att, dt24, dvalue);
+  matmul_dvalue();
 
   // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
   //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
@@ -2100,11 +3181,11 @@ export function valueAndGrad(params, inputs) {
 
   // dquery = dt21 @ key   matmul'  (gpt.ts:69)
   //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared3(dt21, key, dquery);
+  matmul_dquery();
 
   // dkey = dt21.T @ query   matmul'  (gpt.ts:69)
   //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared12(dt21, query, dkey);
+  matmul_dkey();
 
   // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2120,11 +3201,11 @@ export function valueAndGrad(params, inputs) {
 
   // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
   //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt18, v0_W, t146);
+  matmul_t146();
 
   // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
   //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt18, dv0_W);
+  matmul_dv0_W();
 
   // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2141,11 +3222,11 @@ export function valueAndGrad(params, inputs) {
   // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
-  matmul_shared13(dt15, k0_W, t146, t148);
+  matmul_t148();
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt15, dk0_W);
+  matmul_dk0_W();
 
   // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2162,11 +3243,11 @@ export function valueAndGrad(params, inputs) {
   // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
-  matmul_shared13(dt12, q0_W, t148, dln1_rows);
+  matmul_dln1_rows();
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
   //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt12, dq0_W);
+  matmul_dq0_W();
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)

@@ -633,8 +633,9 @@ function stage(params: Params, inputs: Inputs): void {
   buf.Y.set(inputs.Y);
 }
 
-/** X2 = X0 @ X1, [128, 32] @ [32, 32]: shared by the 8 matmuls of this structure */
-function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t12 = ln1_rows @ q0_W */
+function matmul_t12(): void {
+  const { ln1_rows, q0_W, t12 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0,
@@ -646,12 +647,12 @@ function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p],
-          _a1 = X0[(i + 1) * 32 + p];
-        const _b0 = X1[p * 32 + j],
-          _b1 = X1[p * 32 + j + 1],
-          _b2 = X1[p * 32 + j + 2],
-          _b3 = X1[p * 32 + j + 3];
+        const _a0 = ln1_rows[i * 32 + p],
+          _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = q0_W[p * 32 + j],
+          _b1 = q0_W[p * 32 + j + 1],
+          _b2 = q0_W[p * 32 + j + 2],
+          _b3 = q0_W[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -661,20 +662,103 @@ function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      t12[i * 32 + j] = _c00;
+      t12[i * 32 + j + 1] = _c01;
+      t12[i * 32 + j + 2] = _c02;
+      t12[i * 32 + j + 3] = _c03;
+      t12[(i + 1) * 32 + j] = _c10;
+      t12[(i + 1) * 32 + j + 1] = _c11;
+      t12[(i + 1) * 32 + j + 2] = _c12;
+      t12[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared2(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t15 = ln1_rows @ k0_W */
+function matmul_t15(): void {
+  const { ln1_rows, k0_W, t15 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_rows[i * 32 + p],
+          _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = k0_W[p * 32 + j],
+          _b1 = k0_W[p * 32 + j + 1],
+          _b2 = k0_W[p * 32 + j + 2],
+          _b3 = k0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t15[i * 32 + j] = _c00;
+      t15[i * 32 + j + 1] = _c01;
+      t15[i * 32 + j + 2] = _c02;
+      t15[i * 32 + j + 3] = _c03;
+      t15[(i + 1) * 32 + j] = _c10;
+      t15[(i + 1) * 32 + j + 1] = _c11;
+      t15[(i + 1) * 32 + j + 2] = _c12;
+      t15[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t18 = ln1_rows @ v0_W */
+function matmul_t18(): void {
+  const { ln1_rows, v0_W, t18 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_rows[i * 32 + p],
+          _a1 = ln1_rows[(i + 1) * 32 + p];
+        const _b0 = v0_W[p * 32 + j],
+          _b1 = v0_W[p * 32 + j + 1],
+          _b2 = v0_W[p * 32 + j + 2],
+          _b3 = v0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t18[i * 32 + j] = _c00;
+      t18[i * 32 + j + 1] = _c01;
+      t18[i * 32 + j + 2] = _c02;
+      t18[i * 32 + j + 3] = _c03;
+      t18[(i + 1) * 32 + j] = _c10;
+      t18[(i + 1) * 32 + j + 1] = _c11;
+      t18[(i + 1) * 32 + j + 2] = _c12;
+      t18[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t21 = query @ key.T */
+function matmul_t21(): void {
+  const { query, key, t21 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 4) {
       for (let j = 0; j < 8; j += 2) {
@@ -687,12 +771,12 @@ function matmul_shared2(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
           _c30 = 0,
           _c31 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + i * 8 + p],
-            _a1 = X0[t * 64 + (i + 1) * 8 + p],
-            _a2 = X0[t * 64 + (i + 2) * 8 + p],
-            _a3 = X0[t * 64 + (i + 3) * 8 + p];
-          const _b0 = X1[t * 64 + j * 8 + p],
-            _b1 = X1[t * 64 + (j + 1) * 8 + p];
+          const _a0 = query[t * 64 + i * 8 + p],
+            _a1 = query[t * 64 + (i + 1) * 8 + p],
+            _a2 = query[t * 64 + (i + 2) * 8 + p],
+            _a3 = query[t * 64 + (i + 3) * 8 + p];
+          const _b0 = key[t * 64 + j * 8 + p],
+            _b1 = key[t * 64 + (j + 1) * 8 + p];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c10 += _a1 * _b0;
@@ -702,21 +786,22 @@ function matmul_shared2(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
           _c30 += _a3 * _b0;
           _c31 += _a3 * _b1;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 2) * 8 + j] = _c20;
-        X2[t * 64 + (i + 2) * 8 + j + 1] = _c21;
-        X2[t * 64 + (i + 3) * 8 + j] = _c30;
-        X2[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+        t21[t * 64 + i * 8 + j] = _c00;
+        t21[t * 64 + i * 8 + j + 1] = _c01;
+        t21[t * 64 + (i + 1) * 8 + j] = _c10;
+        t21[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t21[t * 64 + (i + 2) * 8 + j] = _c20;
+        t21[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        t21[t * 64 + (i + 3) * 8 + j] = _c30;
+        t21[t * 64 + (i + 3) * 8 + j + 1] = _c31;
       }
     }
   }
 }
 
-/** X2 = X0 @ X1, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t24 = att @ value */
+function matmul_t24(): void {
+  const { att, value, t24 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 2) {
       for (let j = 0; j < 8; j += 4) {
@@ -729,12 +814,12 @@ function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
           _c12 = 0,
           _c13 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + i * 8 + p],
-            _a1 = X0[t * 64 + (i + 1) * 8 + p];
-          const _b0 = X1[t * 64 + p * 8 + j],
-            _b1 = X1[t * 64 + p * 8 + j + 1],
-            _b2 = X1[t * 64 + p * 8 + j + 2],
-            _b3 = X1[t * 64 + p * 8 + j + 3];
+          const _a0 = att[t * 64 + i * 8 + p],
+            _a1 = att[t * 64 + (i + 1) * 8 + p];
+          const _b0 = value[t * 64 + p * 8 + j],
+            _b1 = value[t * 64 + p * 8 + j + 1],
+            _b2 = value[t * 64 + p * 8 + j + 2],
+            _b3 = value[t * 64 + p * 8 + j + 3];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c02 += _a0 * _b2;
@@ -744,21 +829,63 @@ function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
           _c12 += _a1 * _b2;
           _c13 += _a1 * _b3;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + i * 8 + j + 2] = _c02;
-        X2[t * 64 + i * 8 + j + 3] = _c03;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 1) * 8 + j + 2] = _c12;
-        X2[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+        t24[t * 64 + i * 8 + j] = _c00;
+        t24[t * 64 + i * 8 + j + 1] = _c01;
+        t24[t * 64 + i * 8 + j + 2] = _c02;
+        t24[t * 64 + i * 8 + j + 3] = _c03;
+        t24[t * 64 + (i + 1) * 8 + j] = _c10;
+        t24[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t24[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        t24[t * 64 + (i + 1) * 8 + j + 3] = _c13;
       }
     }
   }
 }
 
-/** X2 = X0 @ X1, [128, 32] @ [32, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t26 = attOut_rows @ proj0_W */
+function matmul_t26(): void {
+  const { attOut_rows, proj0_W, t26 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = attOut_rows[i * 32 + p],
+          _a1 = attOut_rows[(i + 1) * 32 + p];
+        const _b0 = proj0_W[p * 32 + j],
+          _b1 = proj0_W[p * 32 + j + 1],
+          _b2 = proj0_W[p * 32 + j + 2],
+          _b3 = proj0_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t26[i * 32 + j] = _c00;
+      t26[i * 32 + j + 1] = _c01;
+      t26[i * 32 + j + 2] = _c02;
+      t26[i * 32 + j + 3] = _c03;
+      t26[(i + 1) * 32 + j] = _c10;
+      t26[(i + 1) * 32 + j + 1] = _c11;
+      t26[(i + 1) * 32 + j + 2] = _c12;
+      t26[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t36 = ln2_rows @ fc0_W */
+function matmul_t36(): void {
+  const { ln2_rows, fc0_W, t36 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0,
@@ -770,12 +897,12 @@ function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p],
-          _a1 = X0[(i + 1) * 32 + p];
-        const _b0 = X1[p * 128 + j],
-          _b1 = X1[p * 128 + j + 1],
-          _b2 = X1[p * 128 + j + 2],
-          _b3 = X1[p * 128 + j + 3];
+        const _a0 = ln2_rows[i * 32 + p],
+          _a1 = ln2_rows[(i + 1) * 32 + p];
+        const _b0 = fc0_W[p * 128 + j],
+          _b1 = fc0_W[p * 128 + j + 1],
+          _b2 = fc0_W[p * 128 + j + 2],
+          _b3 = fc0_W[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -785,20 +912,21 @@ function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[i * 128 + j + 2] = _c02;
-      X2[i * 128 + j + 3] = _c03;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 1) * 128 + j + 2] = _c12;
-      X2[(i + 1) * 128 + j + 3] = _c13;
+      t36[i * 128 + j] = _c00;
+      t36[i * 128 + j + 1] = _c01;
+      t36[i * 128 + j + 2] = _c02;
+      t36[i * 128 + j + 3] = _c03;
+      t36[(i + 1) * 128 + j] = _c10;
+      t36[(i + 1) * 128 + j + 1] = _c11;
+      t36[(i + 1) * 128 + j + 2] = _c12;
+      t36[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1, [128, 128] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t39 = hidden_rows @ fcout0_W */
+function matmul_t39(): void {
+  const { hidden_rows, fcout0_W, t39 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0,
@@ -810,12 +938,12 @@ function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[i * 128 + p],
-          _a1 = X0[(i + 1) * 128 + p];
-        const _b0 = X1[p * 32 + j],
-          _b1 = X1[p * 32 + j + 1],
-          _b2 = X1[p * 32 + j + 2],
-          _b3 = X1[p * 32 + j + 3];
+        const _a0 = hidden_rows[i * 128 + p],
+          _a1 = hidden_rows[(i + 1) * 128 + p];
+        const _b0 = fcout0_W[p * 32 + j],
+          _b1 = fcout0_W[p * 32 + j + 1],
+          _b2 = fcout0_W[p * 32 + j + 2],
+          _b3 = fcout0_W[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -825,14 +953,346 @@ function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      t39[i * 32 + j] = _c00;
+      t39[i * 32 + j + 1] = _c01;
+      t39[i * 32 + j + 2] = _c02;
+      t39[i * 32 + j + 3] = _c03;
+      t39[(i + 1) * 32 + j] = _c10;
+      t39[(i + 1) * 32 + j + 1] = _c11;
+      t39[(i + 1) * 32 + j + 2] = _c12;
+      t39[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t49 = ln1_1_rows @ q1_W */
+function matmul_t49(): void {
+  const { ln1_1_rows, q1_W, t49 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p],
+          _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = q1_W[p * 32 + j],
+          _b1 = q1_W[p * 32 + j + 1],
+          _b2 = q1_W[p * 32 + j + 2],
+          _b3 = q1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t49[i * 32 + j] = _c00;
+      t49[i * 32 + j + 1] = _c01;
+      t49[i * 32 + j + 2] = _c02;
+      t49[i * 32 + j + 3] = _c03;
+      t49[(i + 1) * 32 + j] = _c10;
+      t49[(i + 1) * 32 + j + 1] = _c11;
+      t49[(i + 1) * 32 + j + 2] = _c12;
+      t49[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t52 = ln1_1_rows @ k1_W */
+function matmul_t52(): void {
+  const { ln1_1_rows, k1_W, t52 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p],
+          _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = k1_W[p * 32 + j],
+          _b1 = k1_W[p * 32 + j + 1],
+          _b2 = k1_W[p * 32 + j + 2],
+          _b3 = k1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t52[i * 32 + j] = _c00;
+      t52[i * 32 + j + 1] = _c01;
+      t52[i * 32 + j + 2] = _c02;
+      t52[i * 32 + j + 3] = _c03;
+      t52[(i + 1) * 32 + j] = _c10;
+      t52[(i + 1) * 32 + j + 1] = _c11;
+      t52[(i + 1) * 32 + j + 2] = _c12;
+      t52[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t55 = ln1_1_rows @ v1_W */
+function matmul_t55(): void {
+  const { ln1_1_rows, v1_W, t55 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln1_1_rows[i * 32 + p],
+          _a1 = ln1_1_rows[(i + 1) * 32 + p];
+        const _b0 = v1_W[p * 32 + j],
+          _b1 = v1_W[p * 32 + j + 1],
+          _b2 = v1_W[p * 32 + j + 2],
+          _b3 = v1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t55[i * 32 + j] = _c00;
+      t55[i * 32 + j + 1] = _c01;
+      t55[i * 32 + j + 2] = _c02;
+      t55[i * 32 + j + 3] = _c03;
+      t55[(i + 1) * 32 + j] = _c10;
+      t55[(i + 1) * 32 + j + 1] = _c11;
+      t55[(i + 1) * 32 + j + 2] = _c12;
+      t55[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t58 = query_1 @ key_1.T */
+function matmul_t58(): void {
+  const { query_1, key_1, t58 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c20 = 0,
+          _c21 = 0,
+          _c30 = 0,
+          _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = query_1[t * 64 + i * 8 + p],
+            _a1 = query_1[t * 64 + (i + 1) * 8 + p],
+            _a2 = query_1[t * 64 + (i + 2) * 8 + p],
+            _a3 = query_1[t * 64 + (i + 3) * 8 + p];
+          const _b0 = key_1[t * 64 + j * 8 + p],
+            _b1 = key_1[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        t58[t * 64 + i * 8 + j] = _c00;
+        t58[t * 64 + i * 8 + j + 1] = _c01;
+        t58[t * 64 + (i + 1) * 8 + j] = _c10;
+        t58[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t58[t * 64 + (i + 2) * 8 + j] = _c20;
+        t58[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        t58[t * 64 + (i + 3) * 8 + j] = _c30;
+        t58[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** t60 = att_1 @ value_1 */
+function matmul_t60(): void {
+  const { att_1, value_1, t60 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = att_1[t * 64 + i * 8 + p],
+            _a1 = att_1[t * 64 + (i + 1) * 8 + p];
+          const _b0 = value_1[t * 64 + p * 8 + j],
+            _b1 = value_1[t * 64 + p * 8 + j + 1],
+            _b2 = value_1[t * 64 + p * 8 + j + 2],
+            _b3 = value_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        t60[t * 64 + i * 8 + j] = _c00;
+        t60[t * 64 + i * 8 + j + 1] = _c01;
+        t60[t * 64 + i * 8 + j + 2] = _c02;
+        t60[t * 64 + i * 8 + j + 3] = _c03;
+        t60[t * 64 + (i + 1) * 8 + j] = _c10;
+        t60[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        t60[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        t60[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t62 = attOut_1_rows @ proj1_W */
+function matmul_t62(): void {
+  const { attOut_1_rows, proj1_W, t62 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = attOut_1_rows[i * 32 + p],
+          _a1 = attOut_1_rows[(i + 1) * 32 + p];
+        const _b0 = proj1_W[p * 32 + j],
+          _b1 = proj1_W[p * 32 + j + 1],
+          _b2 = proj1_W[p * 32 + j + 2],
+          _b3 = proj1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t62[i * 32 + j] = _c00;
+      t62[i * 32 + j + 1] = _c01;
+      t62[i * 32 + j + 2] = _c02;
+      t62[i * 32 + j + 3] = _c03;
+      t62[(i + 1) * 32 + j] = _c10;
+      t62[(i + 1) * 32 + j + 1] = _c11;
+      t62[(i + 1) * 32 + j + 2] = _c12;
+      t62[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t72 = ln2_1_rows @ fc1_W */
+function matmul_t72(): void {
+  const { ln2_1_rows, fc1_W, t72 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = ln2_1_rows[i * 32 + p],
+          _a1 = ln2_1_rows[(i + 1) * 32 + p];
+        const _b0 = fc1_W[p * 128 + j],
+          _b1 = fc1_W[p * 128 + j + 1],
+          _b2 = fc1_W[p * 128 + j + 2],
+          _b3 = fc1_W[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t72[i * 128 + j] = _c00;
+      t72[i * 128 + j + 1] = _c01;
+      t72[i * 128 + j + 2] = _c02;
+      t72[i * 128 + j + 3] = _c03;
+      t72[(i + 1) * 128 + j] = _c10;
+      t72[(i + 1) * 128 + j + 1] = _c11;
+      t72[(i + 1) * 128 + j + 2] = _c12;
+      t72[(i + 1) * 128 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t75 = hidden_1_rows @ fcout1_W */
+function matmul_t75(): void {
+  const { hidden_1_rows, fcout1_W, t75 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = hidden_1_rows[i * 128 + p],
+          _a1 = hidden_1_rows[(i + 1) * 128 + p];
+        const _b0 = fcout1_W[p * 32 + j],
+          _b1 = fcout1_W[p * 32 + j + 1],
+          _b2 = fcout1_W[p * 32 + j + 2],
+          _b3 = fcout1_W[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t75[i * 32 + j] = _c00;
+      t75[i * 32 + j + 1] = _c01;
+      t75[i * 32 + j + 2] = _c02;
+      t75[i * 32 + j + 3] = _c03;
+      t75[(i + 1) * 32 + j] = _c10;
+      t75[(i + 1) * 32 + j + 1] = _c11;
+      t75[(i + 1) * 32 + j + 2] = _c12;
+      t75[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
@@ -990,8 +1450,9 @@ function matmul_dhead_W(): void {
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 32] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dhidden_1_rows = dt75 @ fcout1_W.T */
+function matmul_dhidden_1_rows(): void {
+  const { dt75, fcout1_W, dhidden_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 128; j += 2) {
       let _c00 = 0,
@@ -1003,12 +1464,12 @@ function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p],
-          _a1 = X0[(i + 1) * 32 + p],
-          _a2 = X0[(i + 2) * 32 + p],
-          _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p],
-          _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt75[i * 32 + p],
+          _a1 = dt75[(i + 1) * 32 + p],
+          _a2 = dt75[(i + 2) * 32 + p],
+          _a3 = dt75[(i + 3) * 32 + p];
+        const _b0 = fcout1_W[j * 32 + p],
+          _b1 = fcout1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1018,20 +1479,21 @@ function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 2) * 128 + j] = _c20;
-      X2[(i + 2) * 128 + j + 1] = _c21;
-      X2[(i + 3) * 128 + j] = _c30;
-      X2[(i + 3) * 128 + j + 1] = _c31;
+      dhidden_1_rows[i * 128 + j] = _c00;
+      dhidden_1_rows[i * 128 + j + 1] = _c01;
+      dhidden_1_rows[(i + 1) * 128 + j] = _c10;
+      dhidden_1_rows[(i + 1) * 128 + j + 1] = _c11;
+      dhidden_1_rows[(i + 2) * 128 + j] = _c20;
+      dhidden_1_rows[(i + 2) * 128 + j + 1] = _c21;
+      dhidden_1_rows[(i + 3) * 128 + j] = _c30;
+      dhidden_1_rows[(i + 3) * 128 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 128] @ [128, 32]: shared by the 2 matmuls of this structure */
-function matmul_shared7(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dfcout1_W = hidden_1_rows.T @ dt75 */
+function matmul_dfcout1_W(): void {
+  const { hidden_1_rows, dt75, dfcout1_W } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0,
@@ -1043,12 +1505,12 @@ function matmul_shared7(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 128 + i],
-          _a1 = X0[p * 128 + i + 1];
-        const _b0 = X1[p * 32 + j],
-          _b1 = X1[p * 32 + j + 1],
-          _b2 = X1[p * 32 + j + 2],
-          _b3 = X1[p * 32 + j + 3];
+        const _a0 = hidden_1_rows[p * 128 + i],
+          _a1 = hidden_1_rows[p * 128 + i + 1];
+        const _b0 = dt75[p * 32 + j],
+          _b1 = dt75[p * 32 + j + 1],
+          _b2 = dt75[p * 32 + j + 2],
+          _b3 = dt75[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1058,20 +1520,21 @@ function matmul_shared7(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      dfcout1_W[i * 32 + j] = _c00;
+      dfcout1_W[i * 32 + j + 1] = _c01;
+      dfcout1_W[i * 32 + j + 2] = _c02;
+      dfcout1_W[i * 32 + j + 3] = _c03;
+      dfcout1_W[(i + 1) * 32 + j] = _c10;
+      dfcout1_W[(i + 1) * 32 + j + 1] = _c11;
+      dfcout1_W[(i + 1) * 32 + j + 2] = _c12;
+      dfcout1_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 128] @ [32, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared8(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dln2_1_rows = dt72 @ fc1_W.T */
+function matmul_dln2_1_rows(): void {
+  const { dt72, fc1_W, dln2_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -1083,12 +1546,12 @@ function matmul_shared8(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[i * 128 + p],
-          _a1 = X0[(i + 1) * 128 + p],
-          _a2 = X0[(i + 2) * 128 + p],
-          _a3 = X0[(i + 3) * 128 + p];
-        const _b0 = X1[j * 128 + p],
-          _b1 = X1[(j + 1) * 128 + p];
+        const _a0 = dt72[i * 128 + p],
+          _a1 = dt72[(i + 1) * 128 + p],
+          _a2 = dt72[(i + 2) * 128 + p],
+          _a3 = dt72[(i + 3) * 128 + p];
+        const _b0 = fc1_W[j * 128 + p],
+          _b1 = fc1_W[(j + 1) * 128 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1098,20 +1561,21 @@ function matmul_shared8(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 2) * 32 + j] = _c20;
-      X2[(i + 2) * 32 + j + 1] = _c21;
-      X2[(i + 3) * 32 + j] = _c30;
-      X2[(i + 3) * 32 + j + 1] = _c31;
+      dln2_1_rows[i * 32 + j] = _c00;
+      dln2_1_rows[i * 32 + j + 1] = _c01;
+      dln2_1_rows[(i + 1) * 32 + j] = _c10;
+      dln2_1_rows[(i + 1) * 32 + j + 1] = _c11;
+      dln2_1_rows[(i + 2) * 32 + j] = _c20;
+      dln2_1_rows[(i + 2) * 32 + j + 1] = _c21;
+      dln2_1_rows[(i + 3) * 32 + j] = _c30;
+      dln2_1_rows[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 32] @ [128, 128]: shared by the 2 matmuls of this structure */
-function matmul_shared9(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dfc1_W = ln2_1_rows.T @ dt72 */
+function matmul_dfc1_W(): void {
+  const { ln2_1_rows, dt72, dfc1_W } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 128; j += 4) {
       let _c00 = 0,
@@ -1123,12 +1587,12 @@ function matmul_shared9(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 32 + i],
-          _a1 = X0[p * 32 + i + 1];
-        const _b0 = X1[p * 128 + j],
-          _b1 = X1[p * 128 + j + 1],
-          _b2 = X1[p * 128 + j + 2],
-          _b3 = X1[p * 128 + j + 3];
+        const _a0 = ln2_1_rows[p * 32 + i],
+          _a1 = ln2_1_rows[p * 32 + i + 1];
+        const _b0 = dt72[p * 128 + j],
+          _b1 = dt72[p * 128 + j + 1],
+          _b2 = dt72[p * 128 + j + 2],
+          _b3 = dt72[p * 128 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1138,20 +1602,21 @@ function matmul_shared9(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[i * 128 + j + 2] = _c02;
-      X2[i * 128 + j + 3] = _c03;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 1) * 128 + j + 2] = _c12;
-      X2[(i + 1) * 128 + j + 3] = _c13;
+      dfc1_W[i * 128 + j] = _c00;
+      dfc1_W[i * 128 + j + 1] = _c01;
+      dfc1_W[i * 128 + j + 2] = _c02;
+      dfc1_W[i * 128 + j + 3] = _c03;
+      dfc1_W[(i + 1) * 128 + j] = _c10;
+      dfc1_W[(i + 1) * 128 + j + 1] = _c11;
+      dfc1_W[(i + 1) * 128 + j + 2] = _c12;
+      dfc1_W[(i + 1) * 128 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0 @ X1.T, [128, 32] @ [32, 32]: shared by the 4 matmuls of this structure */
-function matmul_shared10(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dattOut_1_rows = dt62 @ proj1_W.T */
+function matmul_dattOut_1_rows(): void {
+  const { dt62, proj1_W, dattOut_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -1163,12 +1628,12 @@ function matmul_shared10(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p],
-          _a1 = X0[(i + 1) * 32 + p],
-          _a2 = X0[(i + 2) * 32 + p],
-          _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p],
-          _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt62[i * 32 + p],
+          _a1 = dt62[(i + 1) * 32 + p],
+          _a2 = dt62[(i + 2) * 32 + p],
+          _a3 = dt62[(i + 3) * 32 + p];
+        const _b0 = proj1_W[j * 32 + p],
+          _b1 = proj1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1178,20 +1643,21 @@ function matmul_shared10(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 2) * 32 + j] = _c20;
-      X2[(i + 2) * 32 + j + 1] = _c21;
-      X2[(i + 3) * 32 + j] = _c30;
-      X2[(i + 3) * 32 + j + 1] = _c31;
+      dattOut_1_rows[i * 32 + j] = _c00;
+      dattOut_1_rows[i * 32 + j + 1] = _c01;
+      dattOut_1_rows[(i + 1) * 32 + j] = _c10;
+      dattOut_1_rows[(i + 1) * 32 + j + 1] = _c11;
+      dattOut_1_rows[(i + 2) * 32 + j] = _c20;
+      dattOut_1_rows[(i + 2) * 32 + j + 1] = _c21;
+      dattOut_1_rows[(i + 3) * 32 + j] = _c30;
+      dattOut_1_rows[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [128, 32] @ [128, 32]: shared by the 8 matmuls of this structure */
-function matmul_shared11(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dproj1_W = attOut_1_rows.T @ dt62 */
+function matmul_dproj1_W(): void {
+  const { attOut_1_rows, dt62, dproj1_W } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0,
@@ -1203,12 +1669,12 @@ function matmul_shared11(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[p * 32 + i],
-          _a1 = X0[p * 32 + i + 1];
-        const _b0 = X1[p * 32 + j],
-          _b1 = X1[p * 32 + j + 1],
-          _b2 = X1[p * 32 + j + 2],
-          _b3 = X1[p * 32 + j + 3];
+        const _a0 = attOut_1_rows[p * 32 + i],
+          _a1 = attOut_1_rows[p * 32 + i + 1];
+        const _b0 = dt62[p * 32 + j],
+          _b1 = dt62[p * 32 + j + 1],
+          _b2 = dt62[p * 32 + j + 2],
+          _b3 = dt62[p * 32 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1218,20 +1684,64 @@ function matmul_shared11(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 32 + j] = _c00;
-      X2[i * 32 + j + 1] = _c01;
-      X2[i * 32 + j + 2] = _c02;
-      X2[i * 32 + j + 3] = _c03;
-      X2[(i + 1) * 32 + j] = _c10;
-      X2[(i + 1) * 32 + j + 1] = _c11;
-      X2[(i + 1) * 32 + j + 2] = _c12;
-      X2[(i + 1) * 32 + j + 3] = _c13;
+      dproj1_W[i * 32 + j] = _c00;
+      dproj1_W[i * 32 + j + 1] = _c01;
+      dproj1_W[i * 32 + j + 2] = _c02;
+      dproj1_W[i * 32 + j + 3] = _c03;
+      dproj1_W[(i + 1) * 32 + j] = _c10;
+      dproj1_W[(i + 1) * 32 + j + 1] = _c11;
+      dproj1_W[(i + 1) * 32 + j + 2] = _c12;
+      dproj1_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
 
-/** X2 = X0.T @ X1, [16, 4, 8, 8] @ [16, 4, 8, 8]: shared by the 4 matmuls of this structure */
-function matmul_shared12(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** datt_1 = dt60 @ value_1.T */
+function matmul_datt_1(): void {
+  const { dt60, value_1, datt_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c20 = 0,
+          _c21 = 0,
+          _c30 = 0,
+          _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt60[t * 64 + i * 8 + p],
+            _a1 = dt60[t * 64 + (i + 1) * 8 + p],
+            _a2 = dt60[t * 64 + (i + 2) * 8 + p],
+            _a3 = dt60[t * 64 + (i + 3) * 8 + p];
+          const _b0 = value_1[t * 64 + j * 8 + p],
+            _b1 = value_1[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        datt_1[t * 64 + i * 8 + j] = _c00;
+        datt_1[t * 64 + i * 8 + j + 1] = _c01;
+        datt_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        datt_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        datt_1[t * 64 + (i + 2) * 8 + j] = _c20;
+        datt_1[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        datt_1[t * 64 + (i + 3) * 8 + j] = _c30;
+        datt_1[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** dvalue_1 = att_1.T @ dt60 */
+function matmul_dvalue_1(): void {
+  const { att_1, dt60, dvalue_1 } = buf;
   for (let t = 0; t < 64; t++) {
     for (let i = 0; i < 8; i += 2) {
       for (let j = 0; j < 8; j += 4) {
@@ -1244,12 +1754,12 @@ function matmul_shared12(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
           _c12 = 0,
           _c13 = 0;
         for (let p = 0; p < 8; p++) {
-          const _a0 = X0[t * 64 + p * 8 + i],
-            _a1 = X0[t * 64 + p * 8 + i + 1];
-          const _b0 = X1[t * 64 + p * 8 + j],
-            _b1 = X1[t * 64 + p * 8 + j + 1],
-            _b2 = X1[t * 64 + p * 8 + j + 2],
-            _b3 = X1[t * 64 + p * 8 + j + 3];
+          const _a0 = att_1[t * 64 + p * 8 + i],
+            _a1 = att_1[t * 64 + p * 8 + i + 1];
+          const _b0 = dt60[t * 64 + p * 8 + j],
+            _b1 = dt60[t * 64 + p * 8 + j + 1],
+            _b2 = dt60[t * 64 + p * 8 + j + 2],
+            _b3 = dt60[t * 64 + p * 8 + j + 3];
           _c00 += _a0 * _b0;
           _c01 += _a0 * _b1;
           _c02 += _a0 * _b2;
@@ -1259,21 +1769,108 @@ function matmul_shared12(X0: Float32Array, X1: Float32Array, X2: Float32Array): 
           _c12 += _a1 * _b2;
           _c13 += _a1 * _b3;
         }
-        X2[t * 64 + i * 8 + j] = _c00;
-        X2[t * 64 + i * 8 + j + 1] = _c01;
-        X2[t * 64 + i * 8 + j + 2] = _c02;
-        X2[t * 64 + i * 8 + j + 3] = _c03;
-        X2[t * 64 + (i + 1) * 8 + j] = _c10;
-        X2[t * 64 + (i + 1) * 8 + j + 1] = _c11;
-        X2[t * 64 + (i + 1) * 8 + j + 2] = _c12;
-        X2[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+        dvalue_1[t * 64 + i * 8 + j] = _c00;
+        dvalue_1[t * 64 + i * 8 + j + 1] = _c01;
+        dvalue_1[t * 64 + i * 8 + j + 2] = _c02;
+        dvalue_1[t * 64 + i * 8 + j + 3] = _c03;
+        dvalue_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dvalue_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
       }
     }
   }
 }
 
-/** X3 = X2 + X0 @ X1.T, [128, 32] @ [32, 32]: shared by the 4 matmuls of this structure */
-function matmul_shared13(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3: Float32Array): void {
+/** dquery_1 = dt58 @ key_1 */
+function matmul_dquery_1(): void {
+  const { dt58, key_1, dquery_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt58[t * 64 + i * 8 + p],
+            _a1 = dt58[t * 64 + (i + 1) * 8 + p];
+          const _b0 = key_1[t * 64 + p * 8 + j],
+            _b1 = key_1[t * 64 + p * 8 + j + 1],
+            _b2 = key_1[t * 64 + p * 8 + j + 2],
+            _b3 = key_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dquery_1[t * 64 + i * 8 + j] = _c00;
+        dquery_1[t * 64 + i * 8 + j + 1] = _c01;
+        dquery_1[t * 64 + i * 8 + j + 2] = _c02;
+        dquery_1[t * 64 + i * 8 + j + 3] = _c03;
+        dquery_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dquery_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dkey_1 = dt58.T @ query_1 */
+function matmul_dkey_1(): void {
+  const { dt58, query_1, dkey_1 } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt58[t * 64 + p * 8 + i],
+            _a1 = dt58[t * 64 + p * 8 + i + 1];
+          const _b0 = query_1[t * 64 + p * 8 + j],
+            _b1 = query_1[t * 64 + p * 8 + j + 1],
+            _b2 = query_1[t * 64 + p * 8 + j + 2],
+            _b3 = query_1[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dkey_1[t * 64 + i * 8 + j] = _c00;
+        dkey_1[t * 64 + i * 8 + j + 1] = _c01;
+        dkey_1[t * 64 + i * 8 + j + 2] = _c02;
+        dkey_1[t * 64 + i * 8 + j + 3] = _c03;
+        dkey_1[t * 64 + (i + 1) * 8 + j] = _c10;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dkey_1[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t118 = dt55 @ v1_W.T */
+function matmul_t118(): void {
+  const { dt55, v1_W, t118 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -1285,12 +1882,12 @@ function matmul_shared13(X0: Float32Array, X1: Float32Array, X2: Float32Array, X
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 32; p++) {
-        const _a0 = X0[i * 32 + p],
-          _a1 = X0[(i + 1) * 32 + p],
-          _a2 = X0[(i + 2) * 32 + p],
-          _a3 = X0[(i + 3) * 32 + p];
-        const _b0 = X1[j * 32 + p],
-          _b1 = X1[(j + 1) * 32 + p];
+        const _a0 = dt55[i * 32 + p],
+          _a1 = dt55[(i + 1) * 32 + p],
+          _a2 = dt55[(i + 2) * 32 + p],
+          _a3 = dt55[(i + 3) * 32 + p];
+        const _b0 = v1_W[j * 32 + p],
+          _b1 = v1_W[(j + 1) * 32 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1300,14 +1897,883 @@ function matmul_shared13(X0: Float32Array, X1: Float32Array, X2: Float32Array, X
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X3[i * 32 + j] = X2[i * 32 + j] + _c00;
-      X3[i * 32 + j + 1] = X2[i * 32 + j + 1] + _c01;
-      X3[(i + 1) * 32 + j] = X2[(i + 1) * 32 + j] + _c10;
-      X3[(i + 1) * 32 + j + 1] = X2[(i + 1) * 32 + j + 1] + _c11;
-      X3[(i + 2) * 32 + j] = X2[(i + 2) * 32 + j] + _c20;
-      X3[(i + 2) * 32 + j + 1] = X2[(i + 2) * 32 + j + 1] + _c21;
-      X3[(i + 3) * 32 + j] = X2[(i + 3) * 32 + j] + _c30;
-      X3[(i + 3) * 32 + j + 1] = X2[(i + 3) * 32 + j + 1] + _c31;
+      t118[i * 32 + j] = _c00;
+      t118[i * 32 + j + 1] = _c01;
+      t118[(i + 1) * 32 + j] = _c10;
+      t118[(i + 1) * 32 + j + 1] = _c11;
+      t118[(i + 2) * 32 + j] = _c20;
+      t118[(i + 2) * 32 + j + 1] = _c21;
+      t118[(i + 3) * 32 + j] = _c30;
+      t118[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dv1_W = ln1_1_rows.T @ dt55 */
+function matmul_dv1_W(): void {
+  const { ln1_1_rows, dt55, dv1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i],
+          _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt55[p * 32 + j],
+          _b1 = dt55[p * 32 + j + 1],
+          _b2 = dt55[p * 32 + j + 2],
+          _b3 = dt55[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dv1_W[i * 32 + j] = _c00;
+      dv1_W[i * 32 + j + 1] = _c01;
+      dv1_W[i * 32 + j + 2] = _c02;
+      dv1_W[i * 32 + j + 3] = _c03;
+      dv1_W[(i + 1) * 32 + j] = _c10;
+      dv1_W[(i + 1) * 32 + j + 1] = _c11;
+      dv1_W[(i + 1) * 32 + j + 2] = _c12;
+      dv1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t120 = t118 + dt52 @ k1_W.T */
+function matmul_t120(): void {
+  const { dt52, k1_W, t118, t120 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt52[i * 32 + p],
+          _a1 = dt52[(i + 1) * 32 + p],
+          _a2 = dt52[(i + 2) * 32 + p],
+          _a3 = dt52[(i + 3) * 32 + p];
+        const _b0 = k1_W[j * 32 + p],
+          _b1 = k1_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t120[i * 32 + j] = t118[i * 32 + j] + _c00;
+      t120[i * 32 + j + 1] = t118[i * 32 + j + 1] + _c01;
+      t120[(i + 1) * 32 + j] = t118[(i + 1) * 32 + j] + _c10;
+      t120[(i + 1) * 32 + j + 1] = t118[(i + 1) * 32 + j + 1] + _c11;
+      t120[(i + 2) * 32 + j] = t118[(i + 2) * 32 + j] + _c20;
+      t120[(i + 2) * 32 + j + 1] = t118[(i + 2) * 32 + j + 1] + _c21;
+      t120[(i + 3) * 32 + j] = t118[(i + 3) * 32 + j] + _c30;
+      t120[(i + 3) * 32 + j + 1] = t118[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dk1_W = ln1_1_rows.T @ dt52 */
+function matmul_dk1_W(): void {
+  const { ln1_1_rows, dt52, dk1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i],
+          _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt52[p * 32 + j],
+          _b1 = dt52[p * 32 + j + 1],
+          _b2 = dt52[p * 32 + j + 2],
+          _b3 = dt52[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dk1_W[i * 32 + j] = _c00;
+      dk1_W[i * 32 + j + 1] = _c01;
+      dk1_W[i * 32 + j + 2] = _c02;
+      dk1_W[i * 32 + j + 3] = _c03;
+      dk1_W[(i + 1) * 32 + j] = _c10;
+      dk1_W[(i + 1) * 32 + j + 1] = _c11;
+      dk1_W[(i + 1) * 32 + j + 2] = _c12;
+      dk1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln1_1_rows = t120 + dt49 @ q1_W.T */
+function matmul_dln1_1_rows(): void {
+  const { dt49, q1_W, t120, dln1_1_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt49[i * 32 + p],
+          _a1 = dt49[(i + 1) * 32 + p],
+          _a2 = dt49[(i + 2) * 32 + p],
+          _a3 = dt49[(i + 3) * 32 + p];
+        const _b0 = q1_W[j * 32 + p],
+          _b1 = q1_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln1_1_rows[i * 32 + j] = t120[i * 32 + j] + _c00;
+      dln1_1_rows[i * 32 + j + 1] = t120[i * 32 + j + 1] + _c01;
+      dln1_1_rows[(i + 1) * 32 + j] = t120[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows[(i + 1) * 32 + j + 1] = t120[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows[(i + 2) * 32 + j] = t120[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows[(i + 2) * 32 + j + 1] = t120[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows[(i + 3) * 32 + j] = t120[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows[(i + 3) * 32 + j + 1] = t120[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dq1_W = ln1_1_rows.T @ dt49 */
+function matmul_dq1_W(): void {
+  const { ln1_1_rows, dt49, dq1_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_1_rows[p * 32 + i],
+          _a1 = ln1_1_rows[p * 32 + i + 1];
+        const _b0 = dt49[p * 32 + j],
+          _b1 = dt49[p * 32 + j + 1],
+          _b2 = dt49[p * 32 + j + 2],
+          _b3 = dt49[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dq1_W[i * 32 + j] = _c00;
+      dq1_W[i * 32 + j + 1] = _c01;
+      dq1_W[i * 32 + j + 2] = _c02;
+      dq1_W[i * 32 + j + 3] = _c03;
+      dq1_W[(i + 1) * 32 + j] = _c10;
+      dq1_W[(i + 1) * 32 + j + 1] = _c11;
+      dq1_W[(i + 1) * 32 + j + 2] = _c12;
+      dq1_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dhidden_rows = dt39 @ fcout0_W.T */
+function matmul_dhidden_rows(): void {
+  const { dt39, fcout0_W, dhidden_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt39[i * 32 + p],
+          _a1 = dt39[(i + 1) * 32 + p],
+          _a2 = dt39[(i + 2) * 32 + p],
+          _a3 = dt39[(i + 3) * 32 + p];
+        const _b0 = fcout0_W[j * 32 + p],
+          _b1 = fcout0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dhidden_rows[i * 128 + j] = _c00;
+      dhidden_rows[i * 128 + j + 1] = _c01;
+      dhidden_rows[(i + 1) * 128 + j] = _c10;
+      dhidden_rows[(i + 1) * 128 + j + 1] = _c11;
+      dhidden_rows[(i + 2) * 128 + j] = _c20;
+      dhidden_rows[(i + 2) * 128 + j + 1] = _c21;
+      dhidden_rows[(i + 3) * 128 + j] = _c30;
+      dhidden_rows[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dfcout0_W = hidden_rows.T @ dt39 */
+function matmul_dfcout0_W(): void {
+  const { hidden_rows, dt39, dfcout0_W } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = hidden_rows[p * 128 + i],
+          _a1 = hidden_rows[p * 128 + i + 1];
+        const _b0 = dt39[p * 32 + j],
+          _b1 = dt39[p * 32 + j + 1],
+          _b2 = dt39[p * 32 + j + 2],
+          _b3 = dt39[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dfcout0_W[i * 32 + j] = _c00;
+      dfcout0_W[i * 32 + j + 1] = _c01;
+      dfcout0_W[i * 32 + j + 2] = _c02;
+      dfcout0_W[i * 32 + j + 3] = _c03;
+      dfcout0_W[(i + 1) * 32 + j] = _c10;
+      dfcout0_W[(i + 1) * 32 + j + 1] = _c11;
+      dfcout0_W[(i + 1) * 32 + j + 2] = _c12;
+      dfcout0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln2_rows = dt36 @ fc0_W.T */
+function matmul_dln2_rows(): void {
+  const { dt36, fc0_W, dln2_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = dt36[i * 128 + p],
+          _a1 = dt36[(i + 1) * 128 + p],
+          _a2 = dt36[(i + 2) * 128 + p],
+          _a3 = dt36[(i + 3) * 128 + p];
+        const _b0 = fc0_W[j * 128 + p],
+          _b1 = fc0_W[(j + 1) * 128 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln2_rows[i * 32 + j] = _c00;
+      dln2_rows[i * 32 + j + 1] = _c01;
+      dln2_rows[(i + 1) * 32 + j] = _c10;
+      dln2_rows[(i + 1) * 32 + j + 1] = _c11;
+      dln2_rows[(i + 2) * 32 + j] = _c20;
+      dln2_rows[(i + 2) * 32 + j + 1] = _c21;
+      dln2_rows[(i + 3) * 32 + j] = _c30;
+      dln2_rows[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dfc0_W = ln2_rows.T @ dt36 */
+function matmul_dfc0_W(): void {
+  const { ln2_rows, dt36, dfc0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 128; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln2_rows[p * 32 + i],
+          _a1 = ln2_rows[p * 32 + i + 1];
+        const _b0 = dt36[p * 128 + j],
+          _b1 = dt36[p * 128 + j + 1],
+          _b2 = dt36[p * 128 + j + 2],
+          _b3 = dt36[p * 128 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dfc0_W[i * 128 + j] = _c00;
+      dfc0_W[i * 128 + j + 1] = _c01;
+      dfc0_W[i * 128 + j + 2] = _c02;
+      dfc0_W[i * 128 + j + 3] = _c03;
+      dfc0_W[(i + 1) * 128 + j] = _c10;
+      dfc0_W[(i + 1) * 128 + j + 1] = _c11;
+      dfc0_W[(i + 1) * 128 + j + 2] = _c12;
+      dfc0_W[(i + 1) * 128 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dattOut_rows = dt26 @ proj0_W.T */
+function matmul_dattOut_rows(): void {
+  const { dt26, proj0_W, dattOut_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt26[i * 32 + p],
+          _a1 = dt26[(i + 1) * 32 + p],
+          _a2 = dt26[(i + 2) * 32 + p],
+          _a3 = dt26[(i + 3) * 32 + p];
+        const _b0 = proj0_W[j * 32 + p],
+          _b1 = proj0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dattOut_rows[i * 32 + j] = _c00;
+      dattOut_rows[i * 32 + j + 1] = _c01;
+      dattOut_rows[(i + 1) * 32 + j] = _c10;
+      dattOut_rows[(i + 1) * 32 + j + 1] = _c11;
+      dattOut_rows[(i + 2) * 32 + j] = _c20;
+      dattOut_rows[(i + 2) * 32 + j + 1] = _c21;
+      dattOut_rows[(i + 3) * 32 + j] = _c30;
+      dattOut_rows[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dproj0_W = attOut_rows.T @ dt26 */
+function matmul_dproj0_W(): void {
+  const { attOut_rows, dt26, dproj0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = attOut_rows[p * 32 + i],
+          _a1 = attOut_rows[p * 32 + i + 1];
+        const _b0 = dt26[p * 32 + j],
+          _b1 = dt26[p * 32 + j + 1],
+          _b2 = dt26[p * 32 + j + 2],
+          _b3 = dt26[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dproj0_W[i * 32 + j] = _c00;
+      dproj0_W[i * 32 + j + 1] = _c01;
+      dproj0_W[i * 32 + j + 2] = _c02;
+      dproj0_W[i * 32 + j + 3] = _c03;
+      dproj0_W[(i + 1) * 32 + j] = _c10;
+      dproj0_W[(i + 1) * 32 + j + 1] = _c11;
+      dproj0_W[(i + 1) * 32 + j + 2] = _c12;
+      dproj0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** datt = dt24 @ value.T */
+function matmul_datt(): void {
+  const { dt24, value, datt } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 4) {
+      for (let j = 0; j < 8; j += 2) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c20 = 0,
+          _c21 = 0,
+          _c30 = 0,
+          _c31 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt24[t * 64 + i * 8 + p],
+            _a1 = dt24[t * 64 + (i + 1) * 8 + p],
+            _a2 = dt24[t * 64 + (i + 2) * 8 + p],
+            _a3 = dt24[t * 64 + (i + 3) * 8 + p];
+          const _b0 = value[t * 64 + j * 8 + p],
+            _b1 = value[t * 64 + (j + 1) * 8 + p];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c20 += _a2 * _b0;
+          _c21 += _a2 * _b1;
+          _c30 += _a3 * _b0;
+          _c31 += _a3 * _b1;
+        }
+        datt[t * 64 + i * 8 + j] = _c00;
+        datt[t * 64 + i * 8 + j + 1] = _c01;
+        datt[t * 64 + (i + 1) * 8 + j] = _c10;
+        datt[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        datt[t * 64 + (i + 2) * 8 + j] = _c20;
+        datt[t * 64 + (i + 2) * 8 + j + 1] = _c21;
+        datt[t * 64 + (i + 3) * 8 + j] = _c30;
+        datt[t * 64 + (i + 3) * 8 + j + 1] = _c31;
+      }
+    }
+  }
+}
+
+/** dvalue = att.T @ dt24 */
+function matmul_dvalue(): void {
+  const { att, dt24, dvalue } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = att[t * 64 + p * 8 + i],
+            _a1 = att[t * 64 + p * 8 + i + 1];
+          const _b0 = dt24[t * 64 + p * 8 + j],
+            _b1 = dt24[t * 64 + p * 8 + j + 1],
+            _b2 = dt24[t * 64 + p * 8 + j + 2],
+            _b3 = dt24[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dvalue[t * 64 + i * 8 + j] = _c00;
+        dvalue[t * 64 + i * 8 + j + 1] = _c01;
+        dvalue[t * 64 + i * 8 + j + 2] = _c02;
+        dvalue[t * 64 + i * 8 + j + 3] = _c03;
+        dvalue[t * 64 + (i + 1) * 8 + j] = _c10;
+        dvalue[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dvalue[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dvalue[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dquery = dt21 @ key */
+function matmul_dquery(): void {
+  const { dt21, key, dquery } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt21[t * 64 + i * 8 + p],
+            _a1 = dt21[t * 64 + (i + 1) * 8 + p];
+          const _b0 = key[t * 64 + p * 8 + j],
+            _b1 = key[t * 64 + p * 8 + j + 1],
+            _b2 = key[t * 64 + p * 8 + j + 2],
+            _b3 = key[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dquery[t * 64 + i * 8 + j] = _c00;
+        dquery[t * 64 + i * 8 + j + 1] = _c01;
+        dquery[t * 64 + i * 8 + j + 2] = _c02;
+        dquery[t * 64 + i * 8 + j + 3] = _c03;
+        dquery[t * 64 + (i + 1) * 8 + j] = _c10;
+        dquery[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dquery[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dquery[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** dkey = dt21.T @ query */
+function matmul_dkey(): void {
+  const { dt21, query, dkey } = buf;
+  for (let t = 0; t < 64; t++) {
+    for (let i = 0; i < 8; i += 2) {
+      for (let j = 0; j < 8; j += 4) {
+        let _c00 = 0,
+          _c01 = 0,
+          _c02 = 0,
+          _c03 = 0,
+          _c10 = 0,
+          _c11 = 0,
+          _c12 = 0,
+          _c13 = 0;
+        for (let p = 0; p < 8; p++) {
+          const _a0 = dt21[t * 64 + p * 8 + i],
+            _a1 = dt21[t * 64 + p * 8 + i + 1];
+          const _b0 = query[t * 64 + p * 8 + j],
+            _b1 = query[t * 64 + p * 8 + j + 1],
+            _b2 = query[t * 64 + p * 8 + j + 2],
+            _b3 = query[t * 64 + p * 8 + j + 3];
+          _c00 += _a0 * _b0;
+          _c01 += _a0 * _b1;
+          _c02 += _a0 * _b2;
+          _c03 += _a0 * _b3;
+          _c10 += _a1 * _b0;
+          _c11 += _a1 * _b1;
+          _c12 += _a1 * _b2;
+          _c13 += _a1 * _b3;
+        }
+        dkey[t * 64 + i * 8 + j] = _c00;
+        dkey[t * 64 + i * 8 + j + 1] = _c01;
+        dkey[t * 64 + i * 8 + j + 2] = _c02;
+        dkey[t * 64 + i * 8 + j + 3] = _c03;
+        dkey[t * 64 + (i + 1) * 8 + j] = _c10;
+        dkey[t * 64 + (i + 1) * 8 + j + 1] = _c11;
+        dkey[t * 64 + (i + 1) * 8 + j + 2] = _c12;
+        dkey[t * 64 + (i + 1) * 8 + j + 3] = _c13;
+      }
+    }
+  }
+}
+
+/** t146 = dt18 @ v0_W.T */
+function matmul_t146(): void {
+  const { dt18, v0_W, t146 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt18[i * 32 + p],
+          _a1 = dt18[(i + 1) * 32 + p],
+          _a2 = dt18[(i + 2) * 32 + p],
+          _a3 = dt18[(i + 3) * 32 + p];
+        const _b0 = v0_W[j * 32 + p],
+          _b1 = v0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t146[i * 32 + j] = _c00;
+      t146[i * 32 + j + 1] = _c01;
+      t146[(i + 1) * 32 + j] = _c10;
+      t146[(i + 1) * 32 + j + 1] = _c11;
+      t146[(i + 2) * 32 + j] = _c20;
+      t146[(i + 2) * 32 + j + 1] = _c21;
+      t146[(i + 3) * 32 + j] = _c30;
+      t146[(i + 3) * 32 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dv0_W = ln1_rows.T @ dt18 */
+function matmul_dv0_W(): void {
+  const { ln1_rows, dt18, dv0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i],
+          _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt18[p * 32 + j],
+          _b1 = dt18[p * 32 + j + 1],
+          _b2 = dt18[p * 32 + j + 2],
+          _b3 = dt18[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dv0_W[i * 32 + j] = _c00;
+      dv0_W[i * 32 + j + 1] = _c01;
+      dv0_W[i * 32 + j + 2] = _c02;
+      dv0_W[i * 32 + j + 3] = _c03;
+      dv0_W[(i + 1) * 32 + j] = _c10;
+      dv0_W[(i + 1) * 32 + j + 1] = _c11;
+      dv0_W[(i + 1) * 32 + j + 2] = _c12;
+      dv0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** t148 = t146 + dt15 @ k0_W.T */
+function matmul_t148(): void {
+  const { dt15, k0_W, t146, t148 } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt15[i * 32 + p],
+          _a1 = dt15[(i + 1) * 32 + p],
+          _a2 = dt15[(i + 2) * 32 + p],
+          _a3 = dt15[(i + 3) * 32 + p];
+        const _b0 = k0_W[j * 32 + p],
+          _b1 = k0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      t148[i * 32 + j] = t146[i * 32 + j] + _c00;
+      t148[i * 32 + j + 1] = t146[i * 32 + j + 1] + _c01;
+      t148[(i + 1) * 32 + j] = t146[(i + 1) * 32 + j] + _c10;
+      t148[(i + 1) * 32 + j + 1] = t146[(i + 1) * 32 + j + 1] + _c11;
+      t148[(i + 2) * 32 + j] = t146[(i + 2) * 32 + j] + _c20;
+      t148[(i + 2) * 32 + j + 1] = t146[(i + 2) * 32 + j + 1] + _c21;
+      t148[(i + 3) * 32 + j] = t146[(i + 3) * 32 + j] + _c30;
+      t148[(i + 3) * 32 + j + 1] = t146[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dk0_W = ln1_rows.T @ dt15 */
+function matmul_dk0_W(): void {
+  const { ln1_rows, dt15, dk0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i],
+          _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt15[p * 32 + j],
+          _b1 = dt15[p * 32 + j + 1],
+          _b2 = dt15[p * 32 + j + 2],
+          _b3 = dt15[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dk0_W[i * 32 + j] = _c00;
+      dk0_W[i * 32 + j + 1] = _c01;
+      dk0_W[i * 32 + j + 2] = _c02;
+      dk0_W[i * 32 + j + 3] = _c03;
+      dk0_W[(i + 1) * 32 + j] = _c10;
+      dk0_W[(i + 1) * 32 + j + 1] = _c11;
+      dk0_W[(i + 1) * 32 + j + 2] = _c12;
+      dk0_W[(i + 1) * 32 + j + 3] = _c13;
+    }
+  }
+}
+
+/** dln1_rows = t148 + dt12 @ q0_W.T */
+function matmul_dln1_rows(): void {
+  const { dt12, q0_W, t148, dln1_rows } = buf;
+  for (let i = 0; i < 128; i += 4) {
+    for (let j = 0; j < 32; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 32; p++) {
+        const _a0 = dt12[i * 32 + p],
+          _a1 = dt12[(i + 1) * 32 + p],
+          _a2 = dt12[(i + 2) * 32 + p],
+          _a3 = dt12[(i + 3) * 32 + p];
+        const _b0 = q0_W[j * 32 + p],
+          _b1 = q0_W[(j + 1) * 32 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dln1_rows[i * 32 + j] = t148[i * 32 + j] + _c00;
+      dln1_rows[i * 32 + j + 1] = t148[i * 32 + j + 1] + _c01;
+      dln1_rows[(i + 1) * 32 + j] = t148[(i + 1) * 32 + j] + _c10;
+      dln1_rows[(i + 1) * 32 + j + 1] = t148[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows[(i + 2) * 32 + j] = t148[(i + 2) * 32 + j] + _c20;
+      dln1_rows[(i + 2) * 32 + j + 1] = t148[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows[(i + 3) * 32 + j] = t148[(i + 3) * 32 + j] + _c30;
+      dln1_rows[(i + 3) * 32 + j + 1] = t148[(i + 3) * 32 + j + 1] + _c31;
+    }
+  }
+}
+
+/** dq0_W = ln1_rows.T @ dt12 */
+function matmul_dq0_W(): void {
+  const { ln1_rows, dt12, dq0_W } = buf;
+  for (let i = 0; i < 32; i += 2) {
+    for (let j = 0; j < 32; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = ln1_rows[p * 32 + i],
+          _a1 = ln1_rows[p * 32 + i + 1];
+        const _b0 = dt12[p * 32 + j],
+          _b1 = dt12[p * 32 + j + 1],
+          _b2 = dt12[p * 32 + j + 2],
+          _b3 = dt12[p * 32 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dq0_W[i * 32 + j] = _c00;
+      dq0_W[i * 32 + j + 1] = _c01;
+      dq0_W[i * 32 + j + 2] = _c02;
+      dq0_W[i * 32 + j + 3] = _c03;
+      dq0_W[(i + 1) * 32 + j] = _c10;
+      dq0_W[(i + 1) * 32 + j + 1] = _c11;
+      dq0_W[(i + 1) * 32 + j + 2] = _c12;
+      dq0_W[(i + 1) * 32 + j + 3] = _c13;
     }
   }
 }
@@ -1325,28 +2791,18 @@ function forwardPass(): void {
     ln1_0_g,
     ln1_0_b,
     ln1,
-    ln1_rows,
-    q0_W,
-    t12,
     query,
     t14,
-    k0_W,
-    t15,
     key,
     t17,
-    v0_W,
-    t18,
     value,
     t20,
     t21,
     mask,
     scores,
     att,
-    t24,
     t25,
-    attOut_rows,
-    proj0_W,
-    t26,
+    t24,
     t27,
     proj0_b,
     x_1,
@@ -1356,15 +2812,9 @@ function forwardPass(): void {
     ln2_0_g,
     ln2_0_b,
     ln2,
-    ln2_rows,
-    fc0_W,
-    t36,
     t37,
     fc0_b,
     hidden,
-    hidden_rows,
-    fcout0_W,
-    t39,
     t40,
     fcout0_b,
     x_2,
@@ -1374,27 +2824,17 @@ function forwardPass(): void {
     ln1_1_g,
     ln1_1_b,
     ln1_1,
-    ln1_1_rows,
-    q1_W,
-    t49,
     query_1,
     t51,
-    k1_W,
-    t52,
     key_1,
     t54,
-    v1_W,
-    t55,
     value_1,
     t57,
     t58,
     scores_1,
     att_1,
-    t60,
     t61,
-    attOut_1_rows,
-    proj1_W,
-    t62,
+    t60,
     t63,
     proj1_b,
     x_3,
@@ -1404,15 +2844,9 @@ function forwardPass(): void {
     ln2_1_g,
     ln2_1_b,
     ln2_1,
-    ln2_1_rows,
-    fc1_W,
-    t72,
     t73,
     fc1_b,
     hidden_1,
-    hidden_1_rows,
-    fcout1_W,
-    t75,
     t76,
     fcout1_b,
     x_4,
@@ -1488,7 +2922,7 @@ function forwardPass(): void {
 
   // t12 = ln1_rows @ q0_W  (gpt.ts:31)
   //   %t12: f32[128,32] = matmul %ln1_rows, %q0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, q0_W, t12);
+  matmul_t12();
 
   // query = t14.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1504,7 +2938,7 @@ function forwardPass(): void {
 
   // t15 = ln1_rows @ k0_W  (gpt.ts:31)
   //   %t15: f32[128,32] = matmul %ln1_rows, %k0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, k0_W, t15);
+  matmul_t15();
 
   // key = t17.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1520,7 +2954,7 @@ function forwardPass(): void {
 
   // t18 = ln1_rows @ v0_W  (gpt.ts:31)
   //   %t18: f32[128,32] = matmul %ln1_rows, %v0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_rows, v0_W, t18);
+  matmul_t18();
 
   // value = t20.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1536,7 +2970,7 @@ function forwardPass(): void {
 
   // t21 = query @ key.T  (gpt.ts:69)
   //   %t21: f32[16,4,8,8] = matmul %query, %key {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared2(query, key, t21);
+  matmul_t21();
 
   // scores = t21 * 0.35355339059327373 + mask  (gpt.ts:69)
   //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
@@ -1567,7 +3001,7 @@ function forwardPass(): void {
 
   // t24 = att @ value  (gpt.ts:71)
   //   %t24: f32[16,4,8,8] = matmul %att, %value {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared3(att, value, t24);
+  matmul_t24();
 
   // t25 = t24.permute(0, 2, 1, 3)  (gpt.ts:71)
   //   %t25: f32[16,8,4,8] = transpose %t24 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -1583,7 +3017,7 @@ function forwardPass(): void {
 
   // t26 = attOut_rows @ proj0_W  (gpt.ts:31)
   //   %t26: f32[128,32] = matmul %attOut_rows, %proj0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(attOut_rows, proj0_W, t26);
+  matmul_t26();
 
   // x_1 = x + (t27 + proj0_b)  (gpt.ts:72)
   // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:38)
@@ -1635,7 +3069,7 @@ function forwardPass(): void {
 
   // t36 = ln2_rows @ fc0_W  (gpt.ts:31)
   //   %t36: f32[128,128] = matmul %ln2_rows, %fc0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared4(ln2_rows, fc0_W, t36);
+  matmul_t36();
 
   // hidden = relu(t37 + fc0_b)  (gpt.ts:74)
   //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -1649,7 +3083,7 @@ function forwardPass(): void {
 
   // t39 = hidden_rows @ fcout0_W  (gpt.ts:31)
   //   %t39: f32[128,32] = matmul %hidden_rows, %fcout0_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared5(hidden_rows, fcout0_W, t39);
+  matmul_t39();
 
   // x_2 = x_1 + (t40 + fcout0_b)  (gpt.ts:75)
   // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:38)
@@ -1701,7 +3135,7 @@ function forwardPass(): void {
 
   // t49 = ln1_1_rows @ q1_W  (gpt.ts:31)
   //   %t49: f32[128,32] = matmul %ln1_1_rows, %q1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, q1_W, t49);
+  matmul_t49();
 
   // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1717,7 +3151,7 @@ function forwardPass(): void {
 
   // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
   //   %t52: f32[128,32] = matmul %ln1_1_rows, %k1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, k1_W, t52);
+  matmul_t52();
 
   // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1733,7 +3167,7 @@ function forwardPass(): void {
 
   // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
   //   %t55: f32[128,32] = matmul %ln1_1_rows, %v1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(ln1_1_rows, v1_W, t55);
+  matmul_t55();
 
   // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -1749,7 +3183,7 @@ function forwardPass(): void {
 
   // t58 = query_1 @ key_1.T  (gpt.ts:69)
   //   %t58: f32[16,4,8,8] = matmul %query_1, %key_1 {transA=false, transB=true}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared2(query_1, key_1, t58);
+  matmul_t58();
 
   // scores_1 = t58 * 0.35355339059327373 + mask  (gpt.ts:69)
   //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
@@ -1780,7 +3214,7 @@ function forwardPass(): void {
 
   // t60 = att_1 @ value_1  (gpt.ts:71)
   //   %t60: f32[16,4,8,8] = matmul %att_1, %value_1 {transA=false, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared3(att_1, value_1, t60);
+  matmul_t60();
 
   // t61 = t60.permute(0, 2, 1, 3)  (gpt.ts:71)
   //   %t61: f32[16,8,4,8] = transpose %t60 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -1796,7 +3230,7 @@ function forwardPass(): void {
 
   // t62 = attOut_1_rows @ proj1_W  (gpt.ts:31)
   //   %t62: f32[128,32] = matmul %attOut_1_rows, %proj1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared1(attOut_1_rows, proj1_W, t62);
+  matmul_t62();
 
   // x_3 = x_2 + (t63 + proj1_b)  (gpt.ts:72)
   // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:38)
@@ -1848,7 +3282,7 @@ function forwardPass(): void {
 
   // t72 = ln2_1_rows @ fc1_W  (gpt.ts:31)
   //   %t72: f32[128,128] = matmul %ln2_1_rows, %fc1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared4(ln2_1_rows, fc1_W, t72);
+  matmul_t72();
 
   // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:74)
   //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -1862,7 +3296,7 @@ function forwardPass(): void {
 
   // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:31)
   //   %t75: f32[128,32] = matmul %hidden_1_rows, %fcout1_W {transA=false, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared5(hidden_1_rows, fcout1_W, t75);
+  matmul_t75();
 
   // x_4 = x_3 + (t76 + fcout1_b)  (gpt.ts:75)
   // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:38)
@@ -2025,20 +3459,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     t101,
     dx_4,
     dfcout1_b,
-    dt75,
-    fcout1_W,
-    dhidden_1_rows,
-    hidden_1_rows,
-    dfcout1_W,
     hidden_1,
     dhidden_1,
     dt74,
     dfc1_b,
-    dt72,
-    fc1_W,
-    dln2_1_rows,
-    ln2_1_rows,
-    dfc1_W,
     dln2_1,
     ln2_1_g,
     dt70,
@@ -2054,39 +3478,18 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     t111,
     dx_3,
     dproj1_b,
-    dt62,
-    proj1_W,
-    dattOut_1_rows,
-    attOut_1_rows,
-    dproj1_W,
     dt60,
     dt61,
-    value_1,
     datt_1,
     att_1,
-    dvalue_1,
     t116,
     dt58,
-    key_1,
-    dquery_1,
-    query_1,
-    dkey_1,
     dt57,
-    dt55,
-    v1_W,
-    t118,
-    ln1_1_rows,
-    dv1_W,
+    dvalue_1,
     dt54,
-    dt52,
-    k1_W,
-    t120,
-    dk1_W,
+    dkey_1,
     dt51,
-    dt49,
-    q1_W,
-    dln1_1_rows,
-    dq1_W,
+    dquery_1,
     dln1_1,
     ln1_1_g,
     dt47,
@@ -2102,20 +3505,10 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     t128,
     dx_2,
     dfcout0_b,
-    dt39,
-    fcout0_W,
-    dhidden_rows,
-    hidden_rows,
-    dfcout0_W,
     hidden,
     dhidden,
     dt38,
     dfc0_b,
-    dt36,
-    fc0_W,
-    dln2_rows,
-    ln2_rows,
-    dfc0_W,
     dln2,
     ln2_0_g,
     dt34,
@@ -2131,39 +3524,18 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
     t139,
     dx_1,
     dproj0_b,
-    dt26,
-    proj0_W,
-    dattOut_rows,
-    attOut_rows,
-    dproj0_W,
     dt24,
     dt25,
-    value,
     datt,
     att,
-    dvalue,
     t144,
     dt21,
-    key,
-    dquery,
-    query,
-    dkey,
     dt20,
-    dt18,
-    v0_W,
-    t146,
-    ln1_rows,
-    dv0_W,
+    dvalue,
     dt17,
-    dt15,
-    k0_W,
-    t148,
-    dk0_W,
+    dkey,
     dt14,
-    dt12,
-    q0_W,
-    dln1_rows,
-    dq0_W,
+    dquery,
     dln1,
     ln1_0_g,
     dt10,
@@ -2317,11 +3689,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dhidden_1_rows = dt75 @ fcout1_W.T   matmul'  (gpt.ts:31)
   //   %dhidden_1_rows: f32[128,128] = matmul %dt75, %fcout1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared6(dt75, fcout1_W, dhidden_1_rows);
+  matmul_dhidden_1_rows();
 
   // dfcout1_W = hidden_1_rows.T @ dt75   matmul'  (gpt.ts:31)
   //   %dfcout1_W: f32[128,32] = matmul %hidden_1_rows, %dt75 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared7(hidden_1_rows, dt75, dfcout1_W);
+  matmul_dfcout1_W();
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
@@ -2344,11 +3716,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dln2_1_rows = dt72 @ fc1_W.T   matmul'  (gpt.ts:31)
   //   %dln2_1_rows: f32[128,32] = matmul %dt72, %fc1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared8(dt72, fc1_W, dln2_1_rows);
+  matmul_dln2_1_rows();
 
   // dfc1_W = ln2_1_rows.T @ dt72   matmul'  (gpt.ts:31)
   //   %dfc1_W: f32[32,128] = matmul %ln2_1_rows, %dt72 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared9(ln2_1_rows, dt72, dfc1_W);
+  matmul_dfc1_W();
 
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
@@ -2437,11 +3809,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dattOut_1_rows = dt62 @ proj1_W.T   matmul'  (gpt.ts:31)
   //   %dattOut_1_rows: f32[128,32] = matmul %dt62, %proj1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt62, proj1_W, dattOut_1_rows);
+  matmul_dattOut_1_rows();
 
   // dproj1_W = attOut_1_rows.T @ dt62   matmul'  (gpt.ts:31)
   //   %dproj1_W: f32[32,32] = matmul %attOut_1_rows, %dt62 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(attOut_1_rows, dt62, dproj1_W);
+  matmul_dproj1_W();
 
   // dt60 = dt61.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
   //   %dt60: f32[16,4,8,8] = transpose %dt61 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -2457,11 +3829,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:71)
   //   %datt_1: f32[16,4,8,8] = matmul %dt60, %value_1 {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared2(dt60, value_1, datt_1);
+  matmul_datt_1();
 
   // dvalue_1 = att_1.T @ dt60   matmul'  (gpt.ts:71)
   //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared12(att_1, dt60, dvalue_1);
+  matmul_dvalue_1();
 
   // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
   //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
@@ -2487,11 +3859,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:69)
   //   %dquery_1: f32[16,4,8,8] = matmul %dt58, %key_1 {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared3(dt58, key_1, dquery_1);
+  matmul_dquery_1();
 
   // dkey_1 = dt58.T @ query_1   matmul'  (gpt.ts:69)
   //   %dkey_1: f32[16,4,8,8] = matmul %dt58, %query_1 {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared12(dt58, query_1, dkey_1);
+  matmul_dkey_1();
 
   // dt57 = dvalue_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt57: f32[16,8,4,8] = transpose %dvalue_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2507,11 +3879,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
   //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt55, v1_W, t118);
+  matmul_t118();
 
   // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
   //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt55, dv1_W);
+  matmul_dv1_W();
 
   // dt54 = dkey_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt54: f32[16,8,4,8] = transpose %dkey_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2528,11 +3900,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
-  matmul_shared13(dt52, k1_W, t118, t120);
+  matmul_t120();
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt52, dk1_W);
+  matmul_dk1_W();
 
   // dt51 = dquery_1.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt51: f32[16,8,4,8] = transpose %dquery_1 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2549,11 +3921,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
-  matmul_shared13(dt49, q1_W, t120, dln1_1_rows);
+  matmul_dln1_1_rows();
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
   //   %dq1_W: f32[32,32] = matmul %ln1_1_rows, %dt49 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_1_rows, dt49, dq1_W);
+  matmul_dq1_W();
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
@@ -2642,11 +4014,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dhidden_rows = dt39 @ fcout0_W.T   matmul'  (gpt.ts:31)
   //   %dhidden_rows: f32[128,128] = matmul %dt39, %fcout0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared6(dt39, fcout0_W, dhidden_rows);
+  matmul_dhidden_rows();
 
   // dfcout0_W = hidden_rows.T @ dt39   matmul'  (gpt.ts:31)
   //   %dfcout0_W: f32[128,32] = matmul %hidden_rows, %dt39 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared7(hidden_rows, dt39, dfcout0_W);
+  matmul_dfcout0_W();
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
@@ -2669,11 +4041,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dln2_rows = dt36 @ fc0_W.T   matmul'  (gpt.ts:31)
   //   %dln2_rows: f32[128,32] = matmul %dt36, %fc0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared8(dt36, fc0_W, dln2_rows);
+  matmul_dln2_rows();
 
   // dfc0_W = ln2_rows.T @ dt36   matmul'  (gpt.ts:31)
   //   %dfc0_W: f32[32,128] = matmul %ln2_rows, %dt36 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared9(ln2_rows, dt36, dfc0_W);
+  matmul_dfc0_W();
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
@@ -2762,11 +4134,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dattOut_rows = dt26 @ proj0_W.T   matmul'  (gpt.ts:31)
   //   %dattOut_rows: f32[128,32] = matmul %dt26, %proj0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt26, proj0_W, dattOut_rows);
+  matmul_dattOut_rows();
 
   // dproj0_W = attOut_rows.T @ dt26   matmul'  (gpt.ts:31)
   //   %dproj0_W: f32[32,32] = matmul %attOut_rows, %dt26 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(attOut_rows, dt26, dproj0_W);
+  matmul_dproj0_W();
 
   // dt24 = dt25.permute(0, 2, 1, 3)   transpose'  (gpt.ts:71)
   //   %dt24: f32[16,4,8,8] = transpose %dt25 {perm=[0, 2, 1, 3]}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
@@ -2782,11 +4154,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // datt = dt24 @ value.T   matmul'  (gpt.ts:71)
   //   %datt: f32[16,4,8,8] = matmul %dt24, %value {transA=false, transB=true}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared2(dt24, value, datt);
+  matmul_datt();
 
   // dvalue = att.T @ dt24   matmul'  (gpt.ts:71)
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
-  matmul_shared12(att, dt24, dvalue);
+  matmul_dvalue();
 
   // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
   //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
@@ -2812,11 +4184,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // dquery = dt21 @ key   matmul'  (gpt.ts:69)
   //   %dquery: f32[16,4,8,8] = matmul %dt21, %key {transA=false, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared3(dt21, key, dquery);
+  matmul_dquery();
 
   // dkey = dt21.T @ query   matmul'  (gpt.ts:69)
   //   %dkey: f32[16,4,8,8] = matmul %dt21, %query {transA=true, transB=false}   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  matmul_shared12(dt21, query, dkey);
+  matmul_dkey();
 
   // dt20 = dvalue.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt20: f32[16,8,4,8] = transpose %dvalue {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2832,11 +4204,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
 
   // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
   //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared10(dt18, v0_W, t146);
+  matmul_t146();
 
   // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
   //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt18, dv0_W);
+  matmul_dv0_W();
 
   // dt17 = dkey.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt17: f32[16,8,4,8] = transpose %dkey {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2853,11 +4225,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
-  matmul_shared13(dt15, k0_W, t146, t148);
+  matmul_t148();
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt15, dk0_W);
+  matmul_dk0_W();
 
   // dt14 = dquery.permute(0, 2, 1, 3)   transpose'  (gpt.ts:45)
   //   %dt14: f32[16,8,4,8] = transpose %dquery {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
@@ -2874,11 +4246,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
   //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
-  matmul_shared13(dt12, q0_W, t148, dln1_rows);
+  matmul_dln1_rows();
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
   //   %dq0_W: f32[32,32] = matmul %ln1_rows, %dt12 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_shared11(ln1_rows, dt12, dq0_W);
+  matmul_dq0_W();
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
