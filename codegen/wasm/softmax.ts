@@ -28,7 +28,7 @@ export function softmaxBody(k: SoftmaxKernel): Body {
   const [max, sum, v] = [f.local('v128'), f.local('v128'), f.local('v128')];
   const tmp = Array.from({ length: 5 }, () => f.local('v128'));
 
-  /** v with the lanes from `lanes` on replaced by `fill` (nothing to do for a whole vector). */
+  /** The vector on the stack (kept in v) with its lanes from `lanes` on replaced by `fill`. */
   const masked = (lanes: number, fill: number) => {
     if (lanes === 4) return;
     f.set(v).get(v).f32x4Const(fill);
