@@ -641,8 +641,9 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', correc
       }
       return f32(x!.shape);
     },
-    // dx = inv/n · (n·dy − Σdy − n/(n − correction) · y · Σ dy·y), sums over the normalised axes:
-    // the total derivative through mean and inv
+    // the total derivative through mean and inv, sums over the normalised axes:
+    //   batchnorm (the lecture's form)  dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y)
+    //   layer norm                      dx = inv · (dy − mean dy − y · mean dy·y)
     grad: (c) => {
       const { b, dy } = c;
       const shape = c.xt(0).shape;
@@ -650,12 +651,15 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', correc
       const spanned = axes.map((a) => shape[a]!);
       const sumOver = (v: ValueId) => b.sum(v, axes, true);
       const n = () => b.count(spanned);
+      if (correction === 0) {
+        const meanOver = (v: ValueId) => b.mul(sumOver(v), b.recip(n()));
+        return [() => b.mul(c.x(2), b.sub(b.sub(dy, meanOver(dy)), b.mul(c.y(), meanOver(b.mul(dy, c.y()))))), null, null];
+      }
       // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
       const known = numelSize(spanned);
       const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
-      const yScaled = () => (correction === 0 ? c.y() : b.mul(c.y(), bessel()));
       return [
-        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(yScaled(), sumOver(b.mul(dy, c.y()))))),
+        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y()))))),
         null,
         null,
       ];

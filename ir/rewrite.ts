@@ -5,7 +5,7 @@
 //   log(softmax(x)), (x − m) − log Σ exp(x − m)   → log_softmax(x)
 //   −(Σᵢ log_softmax(x)[i, yᵢ]) / n                → xent(x, y)         dx = (softmax(x) − onehot(y)) / n
 //   (x − μ) · (Σ(x − μ)²/(n−1) + ε)^−½            → bn_apply(x, μ, inv) dx = inv/n·(n·dy − Σdy − n/(n−1)·x̂·Σdy·x̂)
-//     over the leading axes; over the last axis, Σ(x − μ)²/n → ln_apply(x, μ, inv)   dx = inv/n·(n·dy − Σdy − x̂·Σdy·x̂)
+//     over the leading axes; over the last axis, Σ(x − μ)²/n → ln_apply(x, μ, inv)   dx = inv·(dy − mean dy − x̂·mean dy·x̂)
 //
 // The root instruction is replaced in place (it keeps its name, e.g. `probs`); what it no longer
 // uses is removed by DCE if nothing else needs it.

@@ -1389,9 +1389,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return -_acc0 / 128;
   }, 1);
 
-  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
-  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
-  const kernel_t92 = kernel(function (this: IKernelFunctionThis, logits_rows: Float32Array): number {
+  // t91 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
+  //   %t91: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  const kernel_t91 = kernel(function (this: IKernelFunctionThis, logits_rows: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
@@ -1406,20 +1406,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.exp(logits_rows[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
   }, 3456);
 
-  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
-  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
-  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:79
-  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:79
+  // dlogits_rows = (t91 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
+  //   %t92: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  //   %t93: f32[128,27] = sub %t91, %t92   gpt.ts:79
+  //   %dlogits_rows: f32[128,27] = mul %t93, %t87   gpt.ts:79
   const kernel_dlogits_rows = kernel(function (
     this: IKernelFunctionThis,
-    t92: Float32Array,
+    t91: Float32Array,
     Y_rows: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
     const _t0 = Y_rows[_i0] === _rest0 ? 1 : 0;
-    const _t1 = t92[_i0 * 27 + _rest0] - _t0;
+    const _t1 = t91[_i0 * 27 + _rest0] - _t0;
     const _t2 = _t1 * 0.0078125;
     return _t2;
   }, 3456);
@@ -1473,7 +1473,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:41)
   //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
+  //   %t94: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
   const kernel_dlnf_b = kernel(function (this: IKernelFunctionThis, dlnf: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1487,7 +1487,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt83 = dlnf * lnf_g   mul'  (gpt.ts:41)
   //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
+  //   %t94: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
   const kernel_dt83 = kernel(function (
     this: IKernelFunctionThis,
     dlnf: Float32Array,
@@ -1503,8 +1503,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t94: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dlnf_g: f32[32] = sum %t94 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dlnf_g = kernel(function (
     this: IKernelFunctionThis,
     dlnf: Float32Array,
@@ -1521,23 +1521,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t96 = dt83 * 32   ln_apply'  (gpt.ts:41)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:41
-  const kernel_t96 = kernel(function (this: IKernelFunctionThis, dt83: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
-    const _i1 = Math.floor(_rest0 / 32);
-    const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] * 32;
-    return _t0;
-  }, 4096);
-
-  // t97 = dt83 * t83   ln_apply'  (gpt.ts:41)
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
-  const kernel_t97 = kernel(function (
+  // t95 = dt83 * t83   ln_apply'  (gpt.ts:41)
+  //   %t94: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t95: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
+  const kernel_t95 = kernel(function (
     this: IKernelFunctionThis,
     dt83: Float32Array,
     t83: Float32Array,
@@ -1551,19 +1538,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t98 = kernel(function (this: IKernelFunctionThis, t82: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 8);
-    const _rest0 = _x - _i0 * 8;
-    const _t0 = t82[_i0 * 8 + _rest0] * 0.03125;
-    return _t0;
-  }, 128);
-
-  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t99 = kernel(function (this: IKernelFunctionThis, dt83: Float32Array): number {
+  // t97 = dt83.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t96: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t97: f32[16,8,1] = mul %t96, %t88   gpt.ts:41
+  const kernel_t97 = kernel(function (this: IKernelFunctionThis, dt83: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -1571,63 +1549,66 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt83[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // t100 = t96 - t99   ln_apply'  (gpt.ts:41)
-  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t100 = kernel(function (
+  // t98 = dt83 - t97   ln_apply'  (gpt.ts:41)
+  //   %t98: f32[16,8,32] = sub %dt83, %t97   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t98 = kernel(function (
     this: IKernelFunctionThis,
-    t96: Float32Array,
-    t99: Float32Array,
+    dt83: Float32Array,
+    t97: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t96[_i0 * 256 + _i1 * 32 + _rest1] - t99[_i0 * 8 + _i1];
+    const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] - t97[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t101 = kernel(function (this: IKernelFunctionThis, t97: Float32Array): number {
+  // t100 = t95.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t99: f32[16,8,1] = sum %t95 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t100: f32[16,8,1] = mul %t99, %t88   gpt.ts:41
+  const kernel_t100 = kernel(function (this: IKernelFunctionThis, t95: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t97[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t95[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:41)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
-  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:41
+  // dx_4 = t82 * (t98 - t83 * t100)   ln_apply'  (gpt.ts:41)
+  //   %t101: f32[16,8,32] = mul %t83, %t100   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t102: f32[16,8,32] = sub %t98, %t101   gpt.ts:41
+  //   %dx_4: f32[16,8,32] = mul %t82, %t102   gpt.ts:41
   const kernel_dx_4 = kernel(function (
     this: IKernelFunctionThis,
+    t82: Float32Array,
     t98: Float32Array,
-    t100: Float32Array,
     t83: Float32Array,
-    t101: Float32Array,
+    t100: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t83[_i0 * 256 + _i1 * 32 + _rest1] * t101[_i0 * 8 + _i1];
-    const _t1 = t100[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-    const _t2 = t98[_i0 * 8 + _i1] * _t1;
+    const _t0 = t83[_i0 * 256 + _i1 * 32 + _rest1] * t100[_i0 * 8 + _i1];
+    const _t1 = t98[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t2 = t82[_i0 * 8 + _i1] * _t1;
     return _t2;
   }, 4096);
 
   // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
+  //   %t101: f32[16,8,32] = mul %t83, %t100   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t102: f32[16,8,32] = sub %t98, %t101   gpt.ts:41
   //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout1_b = kernel(function (this: IKernelFunctionThis, dx_4: Float32Array): number {
     const _x = this.thread.x;
@@ -1675,8 +1656,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:74
+  //   %t103: f32[16,8,128] = gt %hidden_1, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t103   gpt.ts:74
   const kernel_dt74 = kernel(function (
     this: IKernelFunctionThis,
     dhidden_1: Float32Array,
@@ -1693,7 +1674,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 16384);
 
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t103: f32[16,8,128] = gt %hidden_1, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc1_b = kernel(function (this: IKernelFunctionThis, dt74: Float32Array): number {
     const _x = this.thread.x;
@@ -1742,7 +1723,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
+  //   %t104: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
   const kernel_dln2_1_b = kernel(function (this: IKernelFunctionThis, dln2_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -1756,7 +1737,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
   //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
+  //   %t104: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
   const kernel_dt70 = kernel(function (
     this: IKernelFunctionThis,
     dln2_1: Float32Array,
@@ -1772,8 +1753,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t104: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_1_g: f32[32] = sum %t104 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_1_g = kernel(function (
     this: IKernelFunctionThis,
     dln2_1: Float32Array,
@@ -1790,23 +1771,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t106 = dt70 * 32   ln_apply'  (gpt.ts:41)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:41
-  const kernel_t106 = kernel(function (this: IKernelFunctionThis, dt70: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
-    const _i1 = Math.floor(_rest0 / 32);
-    const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] * 32;
-    return _t0;
-  }, 4096);
-
-  // t107 = dt70 * t70   ln_apply'  (gpt.ts:41)
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
-  const kernel_t107 = kernel(function (
+  // t105 = dt70 * t70   ln_apply'  (gpt.ts:41)
+  //   %t104: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t105: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
+  const kernel_t105 = kernel(function (
     this: IKernelFunctionThis,
     dt70: Float32Array,
     t70: Float32Array,
@@ -1820,19 +1788,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t108 = kernel(function (this: IKernelFunctionThis, t69: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 8);
-    const _rest0 = _x - _i0 * 8;
-    const _t0 = t69[_i0 * 8 + _rest0] * 0.03125;
-    return _t0;
-  }, 128);
-
-  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t109 = kernel(function (this: IKernelFunctionThis, dt70: Float32Array): number {
+  // t107 = dt70.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t106: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t107: f32[16,8,1] = mul %t106, %t88   gpt.ts:41
+  const kernel_t107 = kernel(function (this: IKernelFunctionThis, dt70: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -1840,67 +1799,70 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt70[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // t110 = t106 - t109   ln_apply'  (gpt.ts:41)
-  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t110 = kernel(function (
+  // t108 = dt70 - t107   ln_apply'  (gpt.ts:41)
+  //   %t108: f32[16,8,32] = sub %dt70, %t107   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t108 = kernel(function (
     this: IKernelFunctionThis,
-    t106: Float32Array,
-    t109: Float32Array,
+    dt70: Float32Array,
+    t107: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t106[_i0 * 256 + _i1 * 32 + _rest1] - t109[_i0 * 8 + _i1];
+    const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] - t107[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t111 = kernel(function (this: IKernelFunctionThis, t107: Float32Array): number {
+  // t110 = t105.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t109: f32[16,8,1] = sum %t105 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t110: f32[16,8,1] = mul %t109, %t88   gpt.ts:41
+  const kernel_t110 = kernel(function (this: IKernelFunctionThis, t105: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t107[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t105[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:72)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:72  x = x.add(proj(attOut));
+  // dx_3 = dx_4 + t69 * (t108 - t70 * t110)   fan-out: the sum over its uses  (gpt.ts:72)
+  //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
+  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t113   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_3 = kernel(function (
     this: IKernelFunctionThis,
     dx_4: Float32Array,
+    t69: Float32Array,
     t108: Float32Array,
-    t110: Float32Array,
     t70: Float32Array,
-    t111: Float32Array,
+    t110: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t70[_i0 * 256 + _i1 * 32 + _rest1] * t111[_i0 * 8 + _i1];
-    const _t1 = t110[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-    const _t2 = t108[_i0 * 8 + _i1] * _t1;
+    const _t0 = t70[_i0 * 256 + _i1 * 32 + _rest1] * t110[_i0 * 8 + _i1];
+    const _t1 = t108[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t2 = t69[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_4[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
+  //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
+  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj1_b = kernel(function (this: IKernelFunctionThis, dx_3: Float32Array): number {
     const _x = this.thread.x;
@@ -2002,10 +1964,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
-  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:70
-  const kernel_t116 = kernel(function (
+  // t115 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t114: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t115: f32[16,4,8,1] = sum %t114 {axes=[3], keepDims=true}   gpt.ts:70
+  const kernel_t115 = kernel(function (
     this: IKernelFunctionThis,
     datt_1: Float32Array,
     att_1: Float32Array,
@@ -2024,16 +1986,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:70)
+  // dscores_1 = att_1 * (datt_1 - t115)   softmax'  (gpt.ts:70)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:70
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t116: f32[16,4,8,8] = sub %datt_1, %t115   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t116   gpt.ts:70
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt58 = kernel(function (
     this: IKernelFunctionThis,
     att_1: Float32Array,
     datt_1: Float32Array,
-    t116: Float32Array,
+    t115: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2042,7 +2004,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t116[_i0 * 32 + _i1 * 8 + _i2];
+    const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t115[_i0 * 32 + _i1 * 8 + _i2];
     const _t1 = att_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
     const _t2 = _t1 * 0.35355339059327373;
     return _t2;
@@ -2103,9 +2065,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
-  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t118 = kernel(function (
+  // t117 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %t117: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_t117 = kernel(function (
     this: IKernelFunctionThis,
     dt55: Float32Array,
     v1_W: Float32Array,
@@ -2150,12 +2112,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
-  const kernel_t120 = kernel(function (
+  // t119 = t117 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t118: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t119: f32[128,32] = add %t117, %t118   gpt.ts:31
+  const kernel_t119 = kernel(function (
     this: IKernelFunctionThis,
-    t118: Float32Array,
+    t117: Float32Array,
     dt52: Float32Array,
     k1_W: Float32Array,
   ): number {
@@ -2166,7 +2128,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt52[_i0 * 32 + _r1] * k1_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t118[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t117[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2200,12 +2162,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
+  // dln1_1_rows = t119 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t120: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t119, %t120   gpt.ts:31
   const kernel_dln1_1_rows = kernel(function (
     this: IKernelFunctionThis,
-    t120: Float32Array,
+    t119: Float32Array,
     dt49: Float32Array,
     q1_W: Float32Array,
   ): number {
@@ -2216,7 +2178,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt49[_i0 * 32 + _r1] * q1_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t120[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t119[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2239,7 +2201,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dln1_1_b = kernel(function (this: IKernelFunctionThis, dln1_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2253,7 +2215,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dt47 = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2269,8 +2231,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_1_g: f32[32] = sum %t121 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_1_g = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2287,23 +2249,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t123 = dt47 * 32   ln_apply'  (gpt.ts:41)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:41
-  const kernel_t123 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
-    const _i1 = Math.floor(_rest0 / 32);
-    const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] * 32;
-    return _t0;
-  }, 4096);
-
-  // t124 = dt47 * t47   ln_apply'  (gpt.ts:41)
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
-  const kernel_t124 = kernel(function (
+  // t122 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t122: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  const kernel_t122 = kernel(function (
     this: IKernelFunctionThis,
     dt47: Float32Array,
     t47: Float32Array,
@@ -2317,19 +2266,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t125 = kernel(function (this: IKernelFunctionThis, t46: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 8);
-    const _rest0 = _x - _i0 * 8;
-    const _t0 = t46[_i0 * 8 + _rest0] * 0.03125;
-    return _t0;
-  }, 128);
-
-  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t126 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
+  // t124 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t123: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,1] = mul %t123, %t88   gpt.ts:41
+  const kernel_t124 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -2337,67 +2277,70 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt47[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // t127 = t123 - t126   ln_apply'  (gpt.ts:41)
-  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t127 = kernel(function (
+  // t125 = dt47 - t124   ln_apply'  (gpt.ts:41)
+  //   %t125: f32[16,8,32] = sub %dt47, %t124   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t125 = kernel(function (
     this: IKernelFunctionThis,
-    t123: Float32Array,
-    t126: Float32Array,
+    dt47: Float32Array,
+    t124: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t123[_i0 * 256 + _i1 * 32 + _rest1] - t126[_i0 * 8 + _i1];
+    const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t124[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t128 = kernel(function (this: IKernelFunctionThis, t124: Float32Array): number {
+  // t127 = t122.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t126: f32[16,8,1] = sum %t122 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t127: f32[16,8,1] = mul %t126, %t88   gpt.ts:41
+  const kernel_t127 = kernel(function (this: IKernelFunctionThis, t122: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t124[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t122[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:75)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:75  x = x.add(fcOut(hidden));
+  // dx_2 = dx_3 + t46 * (t125 - t47 * t127)   fan-out: the sum over its uses  (gpt.ts:75)
+  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
+  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t130   gpt.ts:75  x = x.add(fcOut(hidden));
   const kernel_dx_2 = kernel(function (
     this: IKernelFunctionThis,
     dx_3: Float32Array,
+    t46: Float32Array,
     t125: Float32Array,
-    t127: Float32Array,
     t47: Float32Array,
-    t128: Float32Array,
+    t127: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t128[_i0 * 8 + _i1];
-    const _t1 = t127[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-    const _t2 = t125[_i0 * 8 + _i1] * _t1;
+    const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t127[_i0 * 8 + _i1];
+    const _t1 = t125[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t2 = t46[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
+  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
+  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_b = kernel(function (this: IKernelFunctionThis, dx_2: Float32Array): number {
     const _x = this.thread.x;
@@ -2445,8 +2388,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:74
+  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t131   gpt.ts:74
   const kernel_dt38 = kernel(function (
     this: IKernelFunctionThis,
     dhidden: Float32Array,
@@ -2463,7 +2406,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 16384);
 
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_b = kernel(function (this: IKernelFunctionThis, dt38: Float32Array): number {
     const _x = this.thread.x;
@@ -2512,7 +2455,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dln2_0_b = kernel(function (this: IKernelFunctionThis, dln2: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2526,7 +2469,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dt34 = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2542,8 +2485,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_0_g: f32[32] = sum %t132 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2560,23 +2503,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t134 = dt34 * 32   ln_apply'  (gpt.ts:41)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:41
-  const kernel_t134 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
-    const _i1 = Math.floor(_rest0 / 32);
-    const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] * 32;
-    return _t0;
-  }, 4096);
-
-  // t135 = dt34 * t34   ln_apply'  (gpt.ts:41)
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
-  const kernel_t135 = kernel(function (
+  // t133 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t133: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  const kernel_t133 = kernel(function (
     this: IKernelFunctionThis,
     dt34: Float32Array,
     t34: Float32Array,
@@ -2590,19 +2520,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t136 = kernel(function (this: IKernelFunctionThis, t33: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 8);
-    const _rest0 = _x - _i0 * 8;
-    const _t0 = t33[_i0 * 8 + _rest0] * 0.03125;
-    return _t0;
-  }, 128);
-
-  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t137 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
+  // t135 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t134: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,1] = mul %t134, %t88   gpt.ts:41
+  const kernel_t135 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -2610,67 +2531,70 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt34[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // t138 = t134 - t137   ln_apply'  (gpt.ts:41)
-  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t138 = kernel(function (
+  // t136 = dt34 - t135   ln_apply'  (gpt.ts:41)
+  //   %t136: f32[16,8,32] = sub %dt34, %t135   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t136 = kernel(function (
     this: IKernelFunctionThis,
-    t134: Float32Array,
-    t137: Float32Array,
+    dt34: Float32Array,
+    t135: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t134[_i0 * 256 + _i1 * 32 + _rest1] - t137[_i0 * 8 + _i1];
+    const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t135[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t139 = kernel(function (this: IKernelFunctionThis, t135: Float32Array): number {
+  // t138 = t133.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t137: f32[16,8,1] = sum %t133 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t138: f32[16,8,1] = mul %t137, %t88   gpt.ts:41
+  const kernel_t138 = kernel(function (this: IKernelFunctionThis, t133: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t135[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t133[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:72)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:72  x = x.add(proj(attOut));
+  // dx_1 = dx_2 + t33 * (t136 - t34 * t138)   fan-out: the sum over its uses  (gpt.ts:72)
+  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
+  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t141   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_1 = kernel(function (
     this: IKernelFunctionThis,
     dx_2: Float32Array,
+    t33: Float32Array,
     t136: Float32Array,
-    t138: Float32Array,
     t34: Float32Array,
-    t139: Float32Array,
+    t138: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t139[_i0 * 8 + _i1];
-    const _t1 = t138[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-    const _t2 = t136[_i0 * 8 + _i1] * _t1;
+    const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t138[_i0 * 8 + _i1];
+    const _t1 = t136[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t2 = t33[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
+  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
+  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_b = kernel(function (this: IKernelFunctionThis, dx_1: Float32Array): number {
     const _x = this.thread.x;
@@ -2772,10 +2696,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:70
-  const kernel_t144 = kernel(function (
+  // t143 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t142: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t143: f32[16,4,8,1] = sum %t142 {axes=[3], keepDims=true}   gpt.ts:70
+  const kernel_t143 = kernel(function (
     this: IKernelFunctionThis,
     datt: Float32Array,
     att: Float32Array,
@@ -2794,16 +2718,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores = att * (datt - t144)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t143)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:70
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t144: f32[16,4,8,8] = sub %datt, %t143   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t144   gpt.ts:70
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt21 = kernel(function (
     this: IKernelFunctionThis,
     att: Float32Array,
     datt: Float32Array,
-    t144: Float32Array,
+    t143: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2812,7 +2736,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t144[_i0 * 32 + _i1 * 8 + _i2];
+    const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t143[_i0 * 32 + _i1 * 8 + _i2];
     const _t1 = att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
     const _t2 = _t1 * 0.35355339059327373;
     return _t2;
@@ -2873,9 +2797,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
-  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t146 = kernel(function (
+  // t145 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %t145: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_t145 = kernel(function (
     this: IKernelFunctionThis,
     dt18: Float32Array,
     v0_W: Float32Array,
@@ -2920,12 +2844,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
-  const kernel_t148 = kernel(function (
+  // t147 = t145 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t146: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t147: f32[128,32] = add %t145, %t146   gpt.ts:31
+  const kernel_t147 = kernel(function (
     this: IKernelFunctionThis,
-    t146: Float32Array,
+    t145: Float32Array,
     dt15: Float32Array,
     k0_W: Float32Array,
   ): number {
@@ -2936,7 +2860,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt15[_i0 * 32 + _r1] * k0_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t146[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t145[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2970,12 +2894,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
+  // dln1_rows = t147 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t148: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t147, %t148   gpt.ts:31
   const kernel_dln1_rows = kernel(function (
     this: IKernelFunctionThis,
-    t148: Float32Array,
+    t147: Float32Array,
     dt12: Float32Array,
     q0_W: Float32Array,
   ): number {
@@ -2986,7 +2910,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt12[_i0 * 32 + _r1] * q0_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t148[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t147[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -3009,7 +2933,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dln1_0_b = kernel(function (this: IKernelFunctionThis, dln1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -3023,7 +2947,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dt10 = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3039,8 +2963,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_0_g: f32[32] = sum %t149 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3057,23 +2981,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t151 = dt10 * 32   ln_apply'  (gpt.ts:41)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:41
-  const kernel_t151 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
-    const _i1 = Math.floor(_rest0 / 32);
-    const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] * 32;
-    return _t0;
-  }, 4096);
-
-  // t152 = dt10 * t10   ln_apply'  (gpt.ts:41)
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
-  const kernel_t152 = kernel(function (
+  // t150 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t150: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  const kernel_t150 = kernel(function (
     this: IKernelFunctionThis,
     dt10: Float32Array,
     t10: Float32Array,
@@ -3087,19 +2998,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t153 = kernel(function (this: IKernelFunctionThis, t9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 8);
-    const _rest0 = _x - _i0 * 8;
-    const _t0 = t9[_i0 * 8 + _rest0] * 0.03125;
-    return _t0;
-  }, 128);
-
-  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t154 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
+  // t152 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t151: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t152: f32[16,8,1] = mul %t151, %t88   gpt.ts:41
+  const kernel_t152 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -3107,67 +3009,70 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt10[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // t155 = t151 - t154   ln_apply'  (gpt.ts:41)
-  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t155 = kernel(function (
+  // t153 = dt10 - t152   ln_apply'  (gpt.ts:41)
+  //   %t153: f32[16,8,32] = sub %dt10, %t152   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t153 = kernel(function (
     this: IKernelFunctionThis,
-    t151: Float32Array,
-    t154: Float32Array,
+    dt10: Float32Array,
+    t152: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t151[_i0 * 256 + _i1 * 32 + _rest1] - t154[_i0 * 8 + _i1];
+    const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t152[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t156 = kernel(function (this: IKernelFunctionThis, t152: Float32Array): number {
+  // t155 = t150.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t154: f32[16,8,1] = sum %t150 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t155: f32[16,8,1] = mul %t154, %t88   gpt.ts:41
+  const kernel_t155 = kernel(function (this: IKernelFunctionThis, t150: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t152[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t150[_i0 * 256 + _rest0 * 32 + _r1];
     }
-    return _acc0;
+    const _t2 = _acc0 * 0.03125;
+    return _t2;
   }, 128);
 
-  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:54)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
-  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dx = dx_1 + t9 * (t153 - t10 * t155)   fan-out: the sum over its uses  (gpt.ts:54)
+  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
+  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %t158   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dx = kernel(function (
     this: IKernelFunctionThis,
     dx_1: Float32Array,
+    t9: Float32Array,
     t153: Float32Array,
-    t155: Float32Array,
     t10: Float32Array,
-    t156: Float32Array,
+    t155: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t156[_i0 * 8 + _i1];
-    const _t1 = t155[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-    const _t2 = t153[_i0 * 8 + _i1] * _t1;
+    const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t155[_i0 * 8 + _i1];
+    const _t1 = t153[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t2 = t9[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
+  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
+  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwpe = kernel(function (this: IKernelFunctionThis, dx: Float32Array): number {
     const _x = this.thread.x;
@@ -3454,8 +3359,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const logits = kernel_logits(t86, head_b);
     const logits_rows = logits;
     const loss = kernel_loss(logits_rows, Y_rows);
-    const t92 = kernel_t92(logits_rows);
-    const dlogits_rows = kernel_dlogits_rows(t92, Y_rows);
+    const t91 = kernel_t91(logits_rows);
+    const dlogits_rows = kernel_dlogits_rows(t91, Y_rows);
     const dlogits = dlogits_rows;
     const dt85 = dlogits;
     const dhead_b = kernel_dhead_b(dlogits);
@@ -3465,13 +3370,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dlnf_b = kernel_dlnf_b(dlnf);
     const dt83 = kernel_dt83(dlnf, lnf_g);
     const dlnf_g = kernel_dlnf_g(dlnf, t83);
-    const t96 = kernel_t96(dt83);
-    const t97 = kernel_t97(dt83, t83);
-    const t98 = kernel_t98(t82);
-    const t99 = kernel_t99(dt83);
-    const t100 = kernel_t100(t96, t99);
-    const t101 = kernel_t101(t97);
-    const dx_4 = kernel_dx_4(t98, t100, t83, t101);
+    const t95 = kernel_t95(dt83, t83);
+    const t97 = kernel_t97(dt83);
+    const t98 = kernel_t98(dt83, t97);
+    const t100 = kernel_t100(t95);
+    const dx_4 = kernel_dx_4(t82, t98, t83, t100);
     const dt75 = dx_4;
     const dfcout1_b = kernel_dfcout1_b(dx_4);
     const dhidden_1_rows = kernel_dhidden_1_rows(dt75, fcout1_W);
@@ -3486,13 +3389,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dln2_1_b = kernel_dln2_1_b(dln2_1);
     const dt70 = kernel_dt70(dln2_1, ln2_1_g);
     const dln2_1_g = kernel_dln2_1_g(dln2_1, t70);
-    const t106 = kernel_t106(dt70);
-    const t107 = kernel_t107(dt70, t70);
-    const t108 = kernel_t108(t69);
-    const t109 = kernel_t109(dt70);
-    const t110 = kernel_t110(t106, t109);
-    const t111 = kernel_t111(t107);
-    const dx_3 = kernel_dx_3(dx_4, t108, t110, t70, t111);
+    const t105 = kernel_t105(dt70, t70);
+    const t107 = kernel_t107(dt70);
+    const t108 = kernel_t108(dt70, t107);
+    const t110 = kernel_t110(t105);
+    const dx_3 = kernel_dx_3(dx_4, t69, t108, t70, t110);
     const dt62 = dx_3;
     const dproj1_b = kernel_dproj1_b(dx_3);
     const dattOut_1_rows = kernel_dattOut_1_rows(dt62, proj1_W);
@@ -3502,36 +3403,34 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt60 = kernel_dt60(dt61);
     const datt_1 = kernel_datt_1(dt60, value_1);
     const dvalue_1 = kernel_dvalue_1(att_1, dt60);
-    const t116 = kernel_t116(datt_1, att_1);
-    const dt58 = kernel_dt58(att_1, datt_1, t116);
+    const t115 = kernel_t115(datt_1, att_1);
+    const dt58 = kernel_dt58(att_1, datt_1, t115);
     const dquery_1 = kernel_dquery_1(dt58, key_1);
     const dkey_1 = kernel_dkey_1(dt58, query_1);
     const dt57 = kernel_dt57(dvalue_1);
     const dt56 = dt57;
     const dt55 = dt56;
-    const t118 = kernel_t118(dt55, v1_W);
+    const t117 = kernel_t117(dt55, v1_W);
     const dv1_W = kernel_dv1_W(ln1_1_rows, dt55);
     const dt54 = kernel_dt54(dkey_1);
     const dt53 = dt54;
     const dt52 = dt53;
-    const t120 = kernel_t120(t118, dt52, k1_W);
+    const t119 = kernel_t119(t117, dt52, k1_W);
     const dk1_W = kernel_dk1_W(ln1_1_rows, dt52);
     const dt51 = kernel_dt51(dquery_1);
     const dt50 = dt51;
     const dt49 = dt50;
-    const dln1_1_rows = kernel_dln1_1_rows(t120, dt49, q1_W);
+    const dln1_1_rows = kernel_dln1_1_rows(t119, dt49, q1_W);
     const dln1_1 = dln1_1_rows;
     const dq1_W = kernel_dq1_W(ln1_1_rows, dt49);
     const dln1_1_b = kernel_dln1_1_b(dln1_1);
     const dt47 = kernel_dt47(dln1_1, ln1_1_g);
     const dln1_1_g = kernel_dln1_1_g(dln1_1, t47);
-    const t123 = kernel_t123(dt47);
-    const t124 = kernel_t124(dt47, t47);
-    const t125 = kernel_t125(t46);
-    const t126 = kernel_t126(dt47);
-    const t127 = kernel_t127(t123, t126);
-    const t128 = kernel_t128(t124);
-    const dx_2 = kernel_dx_2(dx_3, t125, t127, t47, t128);
+    const t122 = kernel_t122(dt47, t47);
+    const t124 = kernel_t124(dt47);
+    const t125 = kernel_t125(dt47, t124);
+    const t127 = kernel_t127(t122);
+    const dx_2 = kernel_dx_2(dx_3, t46, t125, t47, t127);
     const dt39 = dx_2;
     const dfcout0_b = kernel_dfcout0_b(dx_2);
     const dhidden_rows = kernel_dhidden_rows(dt39, fcout0_W);
@@ -3546,13 +3445,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dln2_0_b = kernel_dln2_0_b(dln2);
     const dt34 = kernel_dt34(dln2, ln2_0_g);
     const dln2_0_g = kernel_dln2_0_g(dln2, t34);
-    const t134 = kernel_t134(dt34);
-    const t135 = kernel_t135(dt34, t34);
-    const t136 = kernel_t136(t33);
-    const t137 = kernel_t137(dt34);
-    const t138 = kernel_t138(t134, t137);
-    const t139 = kernel_t139(t135);
-    const dx_1 = kernel_dx_1(dx_2, t136, t138, t34, t139);
+    const t133 = kernel_t133(dt34, t34);
+    const t135 = kernel_t135(dt34);
+    const t136 = kernel_t136(dt34, t135);
+    const t138 = kernel_t138(t133);
+    const dx_1 = kernel_dx_1(dx_2, t33, t136, t34, t138);
     const dt26 = dx_1;
     const dproj0_b = kernel_dproj0_b(dx_1);
     const dattOut_rows = kernel_dattOut_rows(dt26, proj0_W);
@@ -3562,36 +3459,34 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt24 = kernel_dt24(dt25);
     const datt = kernel_datt(dt24, value);
     const dvalue = kernel_dvalue(att, dt24);
-    const t144 = kernel_t144(datt, att);
-    const dt21 = kernel_dt21(att, datt, t144);
+    const t143 = kernel_t143(datt, att);
+    const dt21 = kernel_dt21(att, datt, t143);
     const dquery = kernel_dquery(dt21, key);
     const dkey = kernel_dkey(dt21, query);
     const dt20 = kernel_dt20(dvalue);
     const dt19 = dt20;
     const dt18 = dt19;
-    const t146 = kernel_t146(dt18, v0_W);
+    const t145 = kernel_t145(dt18, v0_W);
     const dv0_W = kernel_dv0_W(ln1_rows, dt18);
     const dt17 = kernel_dt17(dkey);
     const dt16 = dt17;
     const dt15 = dt16;
-    const t148 = kernel_t148(t146, dt15, k0_W);
+    const t147 = kernel_t147(t145, dt15, k0_W);
     const dk0_W = kernel_dk0_W(ln1_rows, dt15);
     const dt14 = kernel_dt14(dquery);
     const dt13 = dt14;
     const dt12 = dt13;
-    const dln1_rows = kernel_dln1_rows(t148, dt12, q0_W);
+    const dln1_rows = kernel_dln1_rows(t147, dt12, q0_W);
     const dln1 = dln1_rows;
     const dq0_W = kernel_dq0_W(ln1_rows, dt12);
     const dln1_0_b = kernel_dln1_0_b(dln1);
     const dt10 = kernel_dt10(dln1, ln1_0_g);
     const dln1_0_g = kernel_dln1_0_g(dln1, t10);
-    const t151 = kernel_t151(dt10);
-    const t152 = kernel_t152(dt10, t10);
-    const t153 = kernel_t153(t9);
-    const t154 = kernel_t154(dt10);
-    const t155 = kernel_t155(t151, t154);
-    const t156 = kernel_t156(t152);
-    const dx = kernel_dx(dx_1, t153, t155, t10, t156);
+    const t150 = kernel_t150(dt10, t10);
+    const t152 = kernel_t152(dt10);
+    const t153 = kernel_t153(dt10, t152);
+    const t155 = kernel_t155(t150);
+    const dx = kernel_dx(dx_1, t9, t153, t10, t155);
     const dwpe = kernel_dwpe(dx);
     const dwte = kernel_dwte(X, dx);
     return [

@@ -141,7 +141,7 @@ const buf = {
   logits_rows: buffers[61], // a view of logits
   Y_rows: buffers[3], // a view of Y
   loss: buffers[60].subarray(0, 1), // f32[]
-  t92: buffers[63], // f32[128,27]
+  t91: buffers[63], // f32[128,27]
   dlogits_rows: buffers[64], // f32[128,27]
   dlogits: buffers[64], // a view of dlogits_rows
   dhead_b: buffers[63].subarray(0, 27), // f32[27]
@@ -152,20 +152,18 @@ const buf = {
   dlnf_b: buffers[64].subarray(0, 32), // f32[32]
   dt83: buffers[62].subarray(0, 4096), // f32[16,8,32]
   dlnf_g: buffers[67], // f32[32]
-  t96: buffers[68], // f32[16,8,32]
-  t97: buffers[69], // f32[16,8,32]
-  t98: buffers[65].subarray(0, 128), // f32[16,8,1]
-  t99: buffers[56].subarray(0, 128), // f32[16,8,1]
-  t100: buffers[62].subarray(0, 4096), // f32[16,8,32]
-  t101: buffers[56].subarray(0, 128), // f32[16,8,1]
-  dx_4: buffers[68], // f32[16,8,32]
-  dfcout1_b: buffers[69].subarray(0, 32), // f32[32]
-  dt75: buffers[68], // a view of dx_4
+  t95: buffers[68], // f32[16,8,32]
+  t97: buffers[65].subarray(0, 128), // f32[16,8,1]
+  t98: buffers[69], // f32[16,8,32]
+  t100: buffers[62].subarray(0, 128), // f32[16,8,1]
+  dx_4: buffers[65], // f32[16,8,32]
+  dfcout1_b: buffers[68].subarray(0, 32), // f32[32]
+  dt75: buffers[65], // a view of dx_4
   dhidden_1_rows: buffers[57], // f32[128,128]
   dfcout1_W: buffers[56], // f32[128,32]
   dhidden_1: buffers[57], // a view of dhidden_1_rows
   dt74: buffers[62], // f32[16,8,128]
-  dfc1_b: buffers[65].subarray(0, 128), // f32[128]
+  dfc1_b: buffers[69].subarray(0, 128), // f32[128]
   dt72: buffers[62], // a view of dt74
   dln2_1_rows: buffers[57].subarray(0, 4096), // f32[128,32]
   dfc1_W: buffers[59].subarray(0, 4096), // f32[32,128]
@@ -173,14 +171,12 @@ const buf = {
   dln2_1_b: buffers[58].subarray(0, 32), // f32[32]
   dt70: buffers[62].subarray(0, 4096), // f32[16,8,32]
   dln2_1_g: buffers[70], // f32[32]
-  t106: buffers[71], // f32[16,8,32]
-  t107: buffers[72], // f32[16,8,32]
-  t108: buffers[57].subarray(0, 128), // f32[16,8,1]
-  t109: buffers[48].subarray(0, 128), // f32[16,8,1]
-  t110: buffers[62].subarray(0, 4096), // f32[16,8,32]
-  t111: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t105: buffers[71], // f32[16,8,32]
+  t107: buffers[57].subarray(0, 128), // f32[16,8,1]
+  t108: buffers[72], // f32[16,8,32]
+  t110: buffers[57].subarray(0, 128), // f32[16,8,1]
   dx_3: buffers[71], // f32[16,8,32]
-  dproj1_b: buffers[72].subarray(0, 32), // f32[32]
+  dproj1_b: buffers[62].subarray(0, 32), // f32[32]
   dt62: buffers[71], // a view of dx_3
   dattOut_1_rows: buffers[48], // f32[128,32]
   dproj1_W: buffers[54].subarray(0, 1024), // f32[32,32]
@@ -189,19 +185,19 @@ const buf = {
   dt60: buffers[55], // f32[16,4,8,8]
   datt_1: buffers[48], // f32[16,4,8,8]
   dvalue_1: buffers[53], // f32[16,4,8,8]
-  t116: buffers[55].subarray(0, 512), // f32[16,4,8,1]
-  dt58: buffers[68], // f32[16,4,8,8]
+  t115: buffers[55].subarray(0, 512), // f32[16,4,8,1]
+  dt58: buffers[65], // f32[16,4,8,8]
   dquery_1: buffers[48], // f32[16,4,8,8]
   dkey_1: buffers[49], // f32[16,4,8,8]
   dt57: buffers[51], // f32[16,8,4,8]
   dt56: buffers[51], // a view of dt57
   dt55: buffers[51], // a view of dt56
-  t118: buffers[52], // f32[128,32]
+  t117: buffers[52], // f32[128,32]
   dv1_W: buffers[53].subarray(0, 1024), // f32[32,32]
   dt54: buffers[51], // f32[16,8,4,8]
   dt53: buffers[51], // a view of dt54
   dt52: buffers[51], // a view of dt53
-  t120: buffers[49], // f32[128,32]
+  t119: buffers[49], // f32[128,32]
   dk1_W: buffers[52].subarray(0, 1024), // f32[32,32]
   dt51: buffers[51], // f32[16,8,4,8]
   dt50: buffers[51], // a view of dt51
@@ -212,36 +208,32 @@ const buf = {
   dln1_1_b: buffers[50].subarray(0, 32), // f32[32]
   dt47: buffers[51], // f32[16,8,32]
   dln1_1_g: buffers[55].subarray(0, 32), // f32[32]
-  t123: buffers[68], // f32[16,8,32]
-  t124: buffers[57].subarray(0, 4096), // f32[16,8,32]
-  t125: buffers[48].subarray(0, 128), // f32[16,8,1]
-  t126: buffers[44].subarray(0, 128), // f32[16,8,1]
-  t127: buffers[51], // f32[16,8,32]
-  t128: buffers[44].subarray(0, 128), // f32[16,8,1]
-  dx_2: buffers[68], // f32[16,8,32]
-  dfcout0_b: buffers[57].subarray(0, 32), // f32[32]
-  dt39: buffers[68], // a view of dx_2
+  t122: buffers[65], // f32[16,8,32]
+  t124: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t125: buffers[72], // f32[16,8,32]
+  t127: buffers[48].subarray(0, 128), // f32[16,8,1]
+  dx_2: buffers[51], // f32[16,8,32]
+  dfcout0_b: buffers[65].subarray(0, 32), // f32[32]
+  dt39: buffers[51], // a view of dx_2
   dhidden_rows: buffers[45], // f32[128,128]
   dfcout0_W: buffers[44], // f32[128,32]
   dhidden: buffers[45], // a view of dhidden_rows
-  dt38: buffers[62], // f32[16,8,128]
+  dt38: buffers[57], // f32[16,8,128]
   dfc0_b: buffers[48].subarray(0, 128), // f32[128]
-  dt36: buffers[62], // a view of dt38
-  dln2_rows: buffers[51], // f32[128,32]
-  dfc0_W: buffers[71], // f32[32,128]
-  dln2: buffers[51], // a view of dln2_rows
+  dt36: buffers[57], // a view of dt38
+  dln2_rows: buffers[71], // f32[128,32]
+  dfc0_W: buffers[72], // f32[32,128]
+  dln2: buffers[71], // a view of dln2_rows
   dln2_0_b: buffers[46].subarray(0, 32), // f32[32]
   dt34: buffers[45].subarray(0, 4096), // f32[16,8,32]
   dln2_0_g: buffers[47].subarray(0, 32), // f32[32]
-  t134: buffers[62].subarray(0, 4096), // f32[16,8,32]
-  t135: buffers[73], // f32[16,8,32]
-  t136: buffers[51].subarray(0, 128), // f32[16,8,1]
-  t137: buffers[35].subarray(0, 128), // f32[16,8,1]
-  t138: buffers[45].subarray(0, 4096), // f32[16,8,32]
-  t139: buffers[35].subarray(0, 128), // f32[16,8,1]
-  dx_1: buffers[73], // f32[16,8,32]
-  dproj0_b: buffers[62].subarray(0, 32), // f32[32]
-  dt26: buffers[73], // a view of dx_1
+  t133: buffers[57].subarray(0, 4096), // f32[16,8,32]
+  t135: buffers[71].subarray(0, 128), // f32[16,8,1]
+  t136: buffers[73], // f32[16,8,32]
+  t138: buffers[71].subarray(0, 128), // f32[16,8,1]
+  dx_1: buffers[45].subarray(0, 4096), // f32[16,8,32]
+  dproj0_b: buffers[57].subarray(0, 32), // f32[32]
+  dt26: buffers[45].subarray(0, 4096), // a view of dx_1
   dattOut_rows: buffers[35], // f32[128,32]
   dproj0_W: buffers[42].subarray(0, 1024), // f32[32,32]
   dattOut: buffers[35], // a view of dattOut_rows
@@ -249,19 +241,19 @@ const buf = {
   dt24: buffers[43], // f32[16,4,8,8]
   datt: buffers[35], // f32[16,4,8,8]
   dvalue: buffers[41], // f32[16,4,8,8]
-  t144: buffers[43].subarray(0, 512), // f32[16,4,8,1]
+  t143: buffers[43].subarray(0, 512), // f32[16,4,8,1]
   dt21: buffers[51], // f32[16,4,8,8]
   dquery: buffers[35], // f32[16,4,8,8]
   dkey: buffers[36], // f32[16,4,8,8]
   dt20: buffers[39], // f32[16,8,4,8]
   dt19: buffers[39], // a view of dt20
   dt18: buffers[39], // a view of dt19
-  t146: buffers[40], // f32[128,32]
+  t145: buffers[40], // f32[128,32]
   dv0_W: buffers[41].subarray(0, 1024), // f32[32,32]
   dt17: buffers[39], // f32[16,8,4,8]
   dt16: buffers[39], // a view of dt17
   dt15: buffers[39], // a view of dt16
-  t148: buffers[36], // f32[128,32]
+  t147: buffers[36], // f32[128,32]
   dk0_W: buffers[40].subarray(0, 1024), // f32[32,32]
   dt14: buffers[39], // f32[16,8,4,8]
   dt13: buffers[39], // a view of dt14
@@ -272,14 +264,12 @@ const buf = {
   dln1_0_b: buffers[38].subarray(0, 32), // f32[32]
   dt10: buffers[39], // f32[16,8,32]
   dln1_0_g: buffers[43].subarray(0, 32), // f32[32]
-  t151: buffers[51], // f32[16,8,32]
-  t152: buffers[68], // f32[16,8,32]
-  t153: buffers[35].subarray(0, 128), // f32[16,8,1]
-  t154: buffers[34].subarray(0, 128), // f32[16,8,1]
-  t155: buffers[39], // f32[16,8,32]
-  t156: buffers[34].subarray(0, 128), // f32[16,8,1]
-  dx: buffers[51], // f32[16,8,32]
-  dwpe: buffers[68].subarray(0, 256), // f32[8,32]
+  t150: buffers[51], // f32[16,8,32]
+  t152: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t153: buffers[71], // f32[16,8,32]
+  t155: buffers[35].subarray(0, 128), // f32[16,8,1]
+  dx: buffers[39], // f32[16,8,32]
+  dwpe: buffers[51].subarray(0, 256), // f32[8,32]
   dwte: buffers[34].subarray(0, 864), // f32[27,32]
   _acc0: new Float64Array(512), // accumulators of column sums
   _acc1: new Float64Array(512), // accumulators of column sums
@@ -1348,9 +1338,9 @@ function matmul_dkey_1() {
   }
 }
 
-/** t118 = dt55 @ v1_W.T */
-function matmul_t118() {
-  const { dt55, v1_W, t118 } = buf;
+/** t117 = dt55 @ v1_W.T */
+function matmul_t117() {
+  const { dt55, v1_W, t117 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1366,14 +1356,14 @@ function matmul_t118() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t118[i * 32 + j] = _c00;
-      t118[i * 32 + j + 1] = _c01;
-      t118[(i + 1) * 32 + j] = _c10;
-      t118[(i + 1) * 32 + j + 1] = _c11;
-      t118[(i + 2) * 32 + j] = _c20;
-      t118[(i + 2) * 32 + j + 1] = _c21;
-      t118[(i + 3) * 32 + j] = _c30;
-      t118[(i + 3) * 32 + j + 1] = _c31;
+      t117[i * 32 + j] = _c00;
+      t117[i * 32 + j + 1] = _c01;
+      t117[(i + 1) * 32 + j] = _c10;
+      t117[(i + 1) * 32 + j + 1] = _c11;
+      t117[(i + 2) * 32 + j] = _c20;
+      t117[(i + 2) * 32 + j + 1] = _c21;
+      t117[(i + 3) * 32 + j] = _c30;
+      t117[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
@@ -1408,9 +1398,9 @@ function matmul_dv1_W() {
   }
 }
 
-/** t120 = t118 + dt52 @ k1_W.T */
-function matmul_t120() {
-  const { dt52, k1_W, t118, t120 } = buf;
+/** t119 = t117 + dt52 @ k1_W.T */
+function matmul_t119() {
+  const { dt52, k1_W, t117, t119 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1426,14 +1416,14 @@ function matmul_t120() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t120[i * 32 + j] = t118[i * 32 + j] + _c00;
-      t120[i * 32 + j + 1] = t118[i * 32 + j + 1] + _c01;
-      t120[(i + 1) * 32 + j] = t118[(i + 1) * 32 + j] + _c10;
-      t120[(i + 1) * 32 + j + 1] = t118[(i + 1) * 32 + j + 1] + _c11;
-      t120[(i + 2) * 32 + j] = t118[(i + 2) * 32 + j] + _c20;
-      t120[(i + 2) * 32 + j + 1] = t118[(i + 2) * 32 + j + 1] + _c21;
-      t120[(i + 3) * 32 + j] = t118[(i + 3) * 32 + j] + _c30;
-      t120[(i + 3) * 32 + j + 1] = t118[(i + 3) * 32 + j + 1] + _c31;
+      t119[i * 32 + j] = t117[i * 32 + j] + _c00;
+      t119[i * 32 + j + 1] = t117[i * 32 + j + 1] + _c01;
+      t119[(i + 1) * 32 + j] = t117[(i + 1) * 32 + j] + _c10;
+      t119[(i + 1) * 32 + j + 1] = t117[(i + 1) * 32 + j + 1] + _c11;
+      t119[(i + 2) * 32 + j] = t117[(i + 2) * 32 + j] + _c20;
+      t119[(i + 2) * 32 + j + 1] = t117[(i + 2) * 32 + j + 1] + _c21;
+      t119[(i + 3) * 32 + j] = t117[(i + 3) * 32 + j] + _c30;
+      t119[(i + 3) * 32 + j + 1] = t117[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1468,9 +1458,9 @@ function matmul_dk1_W() {
   }
 }
 
-/** dln1_1_rows = t120 + dt49 @ q1_W.T */
+/** dln1_1_rows = t119 + dt49 @ q1_W.T */
 function matmul_dln1_1_rows() {
-  const { dt49, q1_W, t120, dln1_1_rows } = buf;
+  const { dt49, q1_W, t119, dln1_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1486,14 +1476,14 @@ function matmul_dln1_1_rows() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_1_rows[i * 32 + j] = t120[i * 32 + j] + _c00;
-      dln1_1_rows[i * 32 + j + 1] = t120[i * 32 + j + 1] + _c01;
-      dln1_1_rows[(i + 1) * 32 + j] = t120[(i + 1) * 32 + j] + _c10;
-      dln1_1_rows[(i + 1) * 32 + j + 1] = t120[(i + 1) * 32 + j + 1] + _c11;
-      dln1_1_rows[(i + 2) * 32 + j] = t120[(i + 2) * 32 + j] + _c20;
-      dln1_1_rows[(i + 2) * 32 + j + 1] = t120[(i + 2) * 32 + j + 1] + _c21;
-      dln1_1_rows[(i + 3) * 32 + j] = t120[(i + 3) * 32 + j] + _c30;
-      dln1_1_rows[(i + 3) * 32 + j + 1] = t120[(i + 3) * 32 + j + 1] + _c31;
+      dln1_1_rows[i * 32 + j] = t119[i * 32 + j] + _c00;
+      dln1_1_rows[i * 32 + j + 1] = t119[i * 32 + j + 1] + _c01;
+      dln1_1_rows[(i + 1) * 32 + j] = t119[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows[(i + 1) * 32 + j + 1] = t119[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows[(i + 2) * 32 + j] = t119[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows[(i + 2) * 32 + j + 1] = t119[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows[(i + 3) * 32 + j] = t119[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows[(i + 3) * 32 + j + 1] = t119[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1836,9 +1826,9 @@ function matmul_dkey() {
   }
 }
 
-/** t146 = dt18 @ v0_W.T */
-function matmul_t146() {
-  const { dt18, v0_W, t146 } = buf;
+/** t145 = dt18 @ v0_W.T */
+function matmul_t145() {
+  const { dt18, v0_W, t145 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1854,14 +1844,14 @@ function matmul_t146() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t146[i * 32 + j] = _c00;
-      t146[i * 32 + j + 1] = _c01;
-      t146[(i + 1) * 32 + j] = _c10;
-      t146[(i + 1) * 32 + j + 1] = _c11;
-      t146[(i + 2) * 32 + j] = _c20;
-      t146[(i + 2) * 32 + j + 1] = _c21;
-      t146[(i + 3) * 32 + j] = _c30;
-      t146[(i + 3) * 32 + j + 1] = _c31;
+      t145[i * 32 + j] = _c00;
+      t145[i * 32 + j + 1] = _c01;
+      t145[(i + 1) * 32 + j] = _c10;
+      t145[(i + 1) * 32 + j + 1] = _c11;
+      t145[(i + 2) * 32 + j] = _c20;
+      t145[(i + 2) * 32 + j + 1] = _c21;
+      t145[(i + 3) * 32 + j] = _c30;
+      t145[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
@@ -1896,9 +1886,9 @@ function matmul_dv0_W() {
   }
 }
 
-/** t148 = t146 + dt15 @ k0_W.T */
-function matmul_t148() {
-  const { dt15, k0_W, t146, t148 } = buf;
+/** t147 = t145 + dt15 @ k0_W.T */
+function matmul_t147() {
+  const { dt15, k0_W, t145, t147 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1914,14 +1904,14 @@ function matmul_t148() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t148[i * 32 + j] = t146[i * 32 + j] + _c00;
-      t148[i * 32 + j + 1] = t146[i * 32 + j + 1] + _c01;
-      t148[(i + 1) * 32 + j] = t146[(i + 1) * 32 + j] + _c10;
-      t148[(i + 1) * 32 + j + 1] = t146[(i + 1) * 32 + j + 1] + _c11;
-      t148[(i + 2) * 32 + j] = t146[(i + 2) * 32 + j] + _c20;
-      t148[(i + 2) * 32 + j + 1] = t146[(i + 2) * 32 + j + 1] + _c21;
-      t148[(i + 3) * 32 + j] = t146[(i + 3) * 32 + j] + _c30;
-      t148[(i + 3) * 32 + j + 1] = t146[(i + 3) * 32 + j + 1] + _c31;
+      t147[i * 32 + j] = t145[i * 32 + j] + _c00;
+      t147[i * 32 + j + 1] = t145[i * 32 + j + 1] + _c01;
+      t147[(i + 1) * 32 + j] = t145[(i + 1) * 32 + j] + _c10;
+      t147[(i + 1) * 32 + j + 1] = t145[(i + 1) * 32 + j + 1] + _c11;
+      t147[(i + 2) * 32 + j] = t145[(i + 2) * 32 + j] + _c20;
+      t147[(i + 2) * 32 + j + 1] = t145[(i + 2) * 32 + j + 1] + _c21;
+      t147[(i + 3) * 32 + j] = t145[(i + 3) * 32 + j] + _c30;
+      t147[(i + 3) * 32 + j + 1] = t145[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1956,9 +1946,9 @@ function matmul_dk0_W() {
   }
 }
 
-/** dln1_rows = t148 + dt12 @ q0_W.T */
+/** dln1_rows = t147 + dt12 @ q0_W.T */
 function matmul_dln1_rows() {
-  const { dt12, q0_W, t148, dln1_rows } = buf;
+  const { dt12, q0_W, t147, dln1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1974,14 +1964,14 @@ function matmul_dln1_rows() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_rows[i * 32 + j] = t148[i * 32 + j] + _c00;
-      dln1_rows[i * 32 + j + 1] = t148[i * 32 + j + 1] + _c01;
-      dln1_rows[(i + 1) * 32 + j] = t148[(i + 1) * 32 + j] + _c10;
-      dln1_rows[(i + 1) * 32 + j + 1] = t148[(i + 1) * 32 + j + 1] + _c11;
-      dln1_rows[(i + 2) * 32 + j] = t148[(i + 2) * 32 + j] + _c20;
-      dln1_rows[(i + 2) * 32 + j + 1] = t148[(i + 2) * 32 + j + 1] + _c21;
-      dln1_rows[(i + 3) * 32 + j] = t148[(i + 3) * 32 + j] + _c30;
-      dln1_rows[(i + 3) * 32 + j + 1] = t148[(i + 3) * 32 + j + 1] + _c31;
+      dln1_rows[i * 32 + j] = t147[i * 32 + j] + _c00;
+      dln1_rows[i * 32 + j + 1] = t147[i * 32 + j + 1] + _c01;
+      dln1_rows[(i + 1) * 32 + j] = t147[(i + 1) * 32 + j] + _c10;
+      dln1_rows[(i + 1) * 32 + j + 1] = t147[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows[(i + 2) * 32 + j] = t147[(i + 2) * 32 + j] + _c20;
+      dln1_rows[(i + 2) * 32 + j + 1] = t147[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows[(i + 3) * 32 + j] = t147[(i + 3) * 32 + j] + _c30;
+      dln1_rows[(i + 3) * 32 + j + 1] = t147[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2550,10 +2540,10 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits_rows, t92, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t96, t97, dlnf_b, dlnf_g, t82, t98, t99, t100, t101, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t106, t107, dln2_1_b, dln2_1_g, t69, t108, t109, t110, t111, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t116, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t123, t124, dln1_1_b, dln1_1_g, t46, t125, t126, t127, t128, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t134, t135, dln2_0_b, dln2_0_g, t33, t136, t137, t138, t139, dx_1, dproj0_b, dt24, dt25, datt, att, t144, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t151, t152, dln1_0_b, dln1_0_g, t9, t153, t154, t155, t156, dx, dwpe, dwte, X } = buf;
+  const { logits_rows, t91, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t95, dlnf_b, dlnf_g, t97, t98, t100, t82, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t105, dln2_1_b, dln2_1_g, t107, t108, t110, t69, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t115, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t122, dln1_1_b, dln1_1_g, t124, t125, t127, t46, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t133, dln2_0_b, dln2_0_g, t135, t136, t138, t33, dx_1, dproj0_b, dt24, dt25, datt, att, t143, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t150, dln1_0_b, dln1_0_g, t152, t153, t155, t9, dx, dwpe, dwte, X } = buf;
 
-  // t92 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
-  //   %t92: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  // t91 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
+  //   %t91: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   for (let i = 0; i < 128; i++) {
     const _base = i * 27;
     let _max = -Infinity;
@@ -2561,20 +2551,20 @@ export function valueAndGrad(params, inputs) {
     let _sum = 0;
     for (let j = 0; j < 27; j++) {
       const _e = Math.exp(logits_rows[_base + j] - _max);
-      t92[_base + j] = _e;
+      t91[_base + j] = _e;
       _sum += _e;
     }
     const _inv = 1 / _sum;
-    for (let j = 0; j < 27; j++) t92[_base + j] *= _inv;
+    for (let j = 0; j < 27; j++) t91[_base + j] *= _inv;
   }
 
-  // dlogits_rows = (t92 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
-  //   %t93: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
-  //   %t94: f32[128,27] = sub %t92, %t93   gpt.ts:79
-  //   %dlogits_rows: f32[128,27] = mul %t94, %t87   gpt.ts:79
+  // dlogits_rows = (t91 - onehot(Y_rows, 27)) * 0.0078125   xent'  (gpt.ts:79)
+  //   %t92: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
+  //   %t93: f32[128,27] = sub %t91, %t92   gpt.ts:79
+  //   %dlogits_rows: f32[128,27] = mul %t93, %t87   gpt.ts:79
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 27; j++) {
-      dlogits_rows[i * 27 + j] = (t92[i * 27 + j] - (Y_rows[i] === j ? 1 : 0)) * 0.0078125;
+      dlogits_rows[i * 27 + j] = (t91[i * 27 + j] - (Y_rows[i] === j ? 1 : 0)) * 0.0078125;
     }
   }
 
@@ -2603,14 +2593,12 @@ export function valueAndGrad(params, inputs) {
   // dlnf_b = dlnf.sum((0, 1))   add'  (gpt.ts:41)
   // dt83 = dlnf * lnf_g   mul'  (gpt.ts:41)
   // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:41)
-  // t96 = dt83 * 32   ln_apply'  (gpt.ts:41)
-  // t97 = dt83 * t83   ln_apply'  (gpt.ts:41)
+  // t95 = dt83 * t83   ln_apply'  (gpt.ts:41)
   //   %dlnf_b: f32[32] = sum %dlnf {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt83: f32[16,8,32] = mul %dlnf, %lnf_g   gpt.ts:41
-  //   %t95: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
-  //   %dlnf_g: f32[32] = sum %t95 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t96: f32[16,8,32] = mul %dt83, %t89   gpt.ts:41
-  //   %t97: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
+  //   %t94: f32[16,8,32] = mul %dlnf, %t83   gpt.ts:41
+  //   %dlnf_g: f32[32] = sum %t94 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t95: f32[16,8,32] = mul %dt83, %t83   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2619,8 +2607,7 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 32; j++) {
       const _dt83 = dlnf[i * 32 + j] * lnf_g[j];
       dt83[i * 32 + j] = _dt83;
-      t96[i * 32 + j] = _dt83 * 32;
-      t97[i * 32 + j] = _dt83 * t83[i * 32 + j];
+      t95[i * 32 + j] = _dt83 * t83[i * 32 + j];
       _acc0[j] += dlnf[i * 32 + j];
       _acc1[j] += dlnf[i * 32 + j] * t83[i * 32 + j];
     }
@@ -2630,52 +2617,48 @@ export function valueAndGrad(params, inputs) {
     dlnf_g[i] = _acc1[i];
   }
 
-  // t98 = t82 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t98: f32[16,8,1] = mul %t82, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  for (let i = 0; i < 128; i++) {
-    t98[i] = t82[i] * 0.03125;
-  }
-
-  // t99 = dt83.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t99: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t97 = dt83.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t96: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t97: f32[16,8,1] = mul %t96, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       _acc0 += dt83[i * 32 + p];
     }
-    t99[i] = _acc0;
+    t97[i] = _acc0 * 0.03125;
   }
 
-  // t100 = t96 - t99   ln_apply'  (gpt.ts:41)
-  //   %t100: f32[16,8,32] = sub %t96, %t99   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t98 = dt83 - t97   ln_apply'  (gpt.ts:41)
+  //   %t98: f32[16,8,32] = sub %dt83, %t97   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t100[i * 32 + j] = t96[i * 32 + j] - t99[i];
+      t98[i * 32 + j] = dt83[i * 32 + j] - t97[i];
     }
   }
 
-  // t101 = t97.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t101: f32[16,8,1] = sum %t97 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t100 = t95.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t99: f32[16,8,1] = sum %t95 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t100: f32[16,8,1] = mul %t99, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t97[i * 32 + p];
+      _acc0 += t95[i * 32 + p];
     }
-    t101[i] = _acc0;
+    t100[i] = _acc0 * 0.03125;
   }
 
-  // dx_4 = t98 * (t100 - t83 * t101)   ln_apply'  (gpt.ts:41)
+  // dx_4 = t82 * (t98 - t83 * t100)   ln_apply'  (gpt.ts:41)
   // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t102: f32[16,8,32] = mul %t83, %t101   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t103: f32[16,8,32] = sub %t100, %t102   gpt.ts:41
-  //   %dx_4: f32[16,8,32] = mul %t98, %t103   gpt.ts:41
+  //   %t101: f32[16,8,32] = mul %t83, %t100   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t102: f32[16,8,32] = sub %t98, %t101   gpt.ts:41
+  //   %dx_4: f32[16,8,32] = mul %t82, %t102   gpt.ts:41
   //   %dfcout1_b: f32[32] = sum %dx_4 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_4 = t98[i] * (t100[i * 32 + j] - t83[i * 32 + j] * t101[i]);
+      const _dx_4 = t82[i] * (t98[i * 32 + j] - t83[i * 32 + j] * t100[i]);
       dx_4[i * 32 + j] = _dx_4;
       _acc0[j] += _dx_4;
     }
@@ -2694,8 +2677,8 @@ export function valueAndGrad(params, inputs) {
 
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t104: f32[16,8,128] = gt %hidden_1, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t104   gpt.ts:74
+  //   %t103: f32[16,8,128] = gt %hidden_1, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt74: f32[16,8,128] = mul %dhidden_1, %t103   gpt.ts:74
   //   %dfc1_b: f32[128] = sum %dt74 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -2722,14 +2705,12 @@ export function valueAndGrad(params, inputs) {
   // dln2_1_b = dln2_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt70 = dln2_1 * ln2_1_g   mul'  (gpt.ts:41)
   // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:41)
-  // t106 = dt70 * 32   ln_apply'  (gpt.ts:41)
-  // t107 = dt70 * t70   ln_apply'  (gpt.ts:41)
+  // t105 = dt70 * t70   ln_apply'  (gpt.ts:41)
   //   %dln2_1_b: f32[32] = sum %dln2_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt70: f32[16,8,32] = mul %dln2_1, %ln2_1_g   gpt.ts:41
-  //   %t105: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
-  //   %dln2_1_g: f32[32] = sum %t105 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t106: f32[16,8,32] = mul %dt70, %t89   gpt.ts:41
-  //   %t107: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
+  //   %t104: f32[16,8,32] = mul %dln2_1, %t70   gpt.ts:41
+  //   %dln2_1_g: f32[32] = sum %t104 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t105: f32[16,8,32] = mul %dt70, %t70   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2738,8 +2719,7 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 32; j++) {
       const _dt70 = dln2_1[i * 32 + j] * ln2_1_g[j];
       dt70[i * 32 + j] = _dt70;
-      t106[i * 32 + j] = _dt70 * 32;
-      t107[i * 32 + j] = _dt70 * t70[i * 32 + j];
+      t105[i * 32 + j] = _dt70 * t70[i * 32 + j];
       _acc0[j] += dln2_1[i * 32 + j];
       _acc1[j] += dln2_1[i * 32 + j] * t70[i * 32 + j];
     }
@@ -2749,53 +2729,49 @@ export function valueAndGrad(params, inputs) {
     dln2_1_g[i] = _acc1[i];
   }
 
-  // t108 = t69 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t108: f32[16,8,1] = mul %t69, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  for (let i = 0; i < 128; i++) {
-    t108[i] = t69[i] * 0.03125;
-  }
-
-  // t109 = dt70.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t109: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t107 = dt70.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t106: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t107: f32[16,8,1] = mul %t106, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       _acc0 += dt70[i * 32 + p];
     }
-    t109[i] = _acc0;
+    t107[i] = _acc0 * 0.03125;
   }
 
-  // t110 = t106 - t109   ln_apply'  (gpt.ts:41)
-  //   %t110: f32[16,8,32] = sub %t106, %t109   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t108 = dt70 - t107   ln_apply'  (gpt.ts:41)
+  //   %t108: f32[16,8,32] = sub %dt70, %t107   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t110[i * 32 + j] = t106[i * 32 + j] - t109[i];
+      t108[i * 32 + j] = dt70[i * 32 + j] - t107[i];
     }
   }
 
-  // t111 = t107.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t111: f32[16,8,1] = sum %t107 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t110 = t105.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t109: f32[16,8,1] = sum %t105 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t110: f32[16,8,1] = mul %t109, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t107[i * 32 + p];
+      _acc0 += t105[i * 32 + p];
     }
-    t111[i] = _acc0;
+    t110[i] = _acc0 * 0.03125;
   }
 
-  // dx_3 = dx_4 + t108 * (t110 - t70 * t111)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_3 = dx_4 + t69 * (t108 - t70 * t110)   fan-out: the sum over its uses  (gpt.ts:72)
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t112: f32[16,8,32] = mul %t70, %t111   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t113: f32[16,8,32] = sub %t110, %t112   gpt.ts:41
-  //   %t114: f32[16,8,32] = mul %t108, %t113   gpt.ts:41
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t114   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
+  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %t113   gpt.ts:72  x = x.add(proj(attOut));
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_3 = dx_4[i * 32 + j] + t108[i] * (t110[i * 32 + j] - t70[i * 32 + j] * t111[i]);
+      const _dx_3 = dx_4[i * 32 + j] + t69[i] * (t108[i * 32 + j] - t70[i * 32 + j] * t110[i]);
       dx_3[i * 32 + j] = _dx_3;
       _acc0[j] += _dx_3;
     }
@@ -2832,25 +2808,25 @@ export function valueAndGrad(params, inputs) {
   //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_dvalue_1();
 
-  // t116 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
-  //   %t115: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t116: f32[16,4,8,1] = sum %t115 {axes=[3], keepDims=true}   gpt.ts:70
+  // t115 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t114: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t115: f32[16,4,8,1] = sum %t114 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
       _acc0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
     }
-    t116[i] = _acc0;
+    t115[i] = _acc0;
   }
 
-  // dscores_1 = att_1 * (datt_1 - t116)   softmax'  (gpt.ts:70)
+  // dscores_1 = att_1 * (datt_1 - t115)   softmax'  (gpt.ts:70)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t117: f32[16,4,8,8] = sub %datt_1, %t116   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t117   gpt.ts:70
-  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t116: f32[16,4,8,8] = sub %datt_1, %t115   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t116   gpt.ts:70
+  //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t116[i]) * 0.35355339059327373;
+      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t115[i]) * 0.35355339059327373;
     }
   }
 
@@ -2874,9 +2850,9 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t118 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
-  //   %t118: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_t118();
+  // t117 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %t117: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_t117();
 
   // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
   //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2894,10 +2870,10 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t120 = t118 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t119: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t120: f32[128,32] = add %t118, %t119   gpt.ts:31
-  matmul_t120();
+  // t119 = t117 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t118: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t119: f32[128,32] = add %t117, %t118   gpt.ts:31
+  matmul_t119();
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2915,9 +2891,9 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // dln1_1_rows = t120 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t121: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t120, %t121   gpt.ts:31
+  // dln1_1_rows = t119 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t120: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t119, %t120   gpt.ts:31
   matmul_dln1_1_rows();
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
@@ -2927,14 +2903,12 @@ export function valueAndGrad(params, inputs) {
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  // t123 = dt47 * 32   ln_apply'  (gpt.ts:41)
-  // t124 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  // t122 = dt47 * t47   ln_apply'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41
-  //   %t122: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
-  //   %dln1_1_g: f32[32] = sum %t122 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t123: f32[16,8,32] = mul %dt47, %t89   gpt.ts:41
-  //   %t124: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %dln1_1_g: f32[32] = sum %t121 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t122: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2943,8 +2917,7 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 32; j++) {
       const _dt47 = dln1_1[i * 32 + j] * ln1_1_g[j];
       dt47[i * 32 + j] = _dt47;
-      t123[i * 32 + j] = _dt47 * 32;
-      t124[i * 32 + j] = _dt47 * t47[i * 32 + j];
+      t122[i * 32 + j] = _dt47 * t47[i * 32 + j];
       _acc0[j] += dln1_1[i * 32 + j];
       _acc1[j] += dln1_1[i * 32 + j] * t47[i * 32 + j];
     }
@@ -2954,53 +2927,49 @@ export function valueAndGrad(params, inputs) {
     dln1_1_g[i] = _acc1[i];
   }
 
-  // t125 = t46 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t125: f32[16,8,1] = mul %t46, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  for (let i = 0; i < 128; i++) {
-    t125[i] = t46[i] * 0.03125;
-  }
-
-  // t126 = dt47.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t126: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t124 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t123: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,1] = mul %t123, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       _acc0 += dt47[i * 32 + p];
     }
-    t126[i] = _acc0;
+    t124[i] = _acc0 * 0.03125;
   }
 
-  // t127 = t123 - t126   ln_apply'  (gpt.ts:41)
-  //   %t127: f32[16,8,32] = sub %t123, %t126   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t125 = dt47 - t124   ln_apply'  (gpt.ts:41)
+  //   %t125: f32[16,8,32] = sub %dt47, %t124   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t127[i * 32 + j] = t123[i * 32 + j] - t126[i];
+      t125[i * 32 + j] = dt47[i * 32 + j] - t124[i];
     }
   }
 
-  // t128 = t124.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t128: f32[16,8,1] = sum %t124 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t127 = t122.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t126: f32[16,8,1] = sum %t122 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t127: f32[16,8,1] = mul %t126, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t124[i * 32 + p];
+      _acc0 += t122[i * 32 + p];
     }
-    t128[i] = _acc0;
+    t127[i] = _acc0 * 0.03125;
   }
 
-  // dx_2 = dx_3 + t125 * (t127 - t47 * t128)   fan-out: the sum over its uses  (gpt.ts:75)
+  // dx_2 = dx_3 + t46 * (t125 - t47 * t127)   fan-out: the sum over its uses  (gpt.ts:75)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t129: f32[16,8,32] = mul %t47, %t128   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,32] = sub %t127, %t129   gpt.ts:41
-  //   %t131: f32[16,8,32] = mul %t125, %t130   gpt.ts:41
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t131   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
+  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %t130   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_2 = dx_3[i * 32 + j] + t125[i] * (t127[i * 32 + j] - t47[i * 32 + j] * t128[i]);
+      const _dx_2 = dx_3[i * 32 + j] + t46[i] * (t125[i * 32 + j] - t47[i * 32 + j] * t127[i]);
       dx_2[i * 32 + j] = _dx_2;
       _acc0[j] += _dx_2;
     }
@@ -3019,8 +2988,8 @@ export function valueAndGrad(params, inputs) {
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t132: f32[16,8,128] = gt %hidden, %t90   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t132   gpt.ts:74
+  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t131   gpt.ts:74
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -3047,14 +3016,12 @@ export function valueAndGrad(params, inputs) {
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  // t134 = dt34 * 32   ln_apply'  (gpt.ts:41)
-  // t135 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  // t133 = dt34 * t34   ln_apply'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41
-  //   %t133: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
-  //   %dln2_0_g: f32[32] = sum %t133 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t134: f32[16,8,32] = mul %dt34, %t89   gpt.ts:41
-  //   %t135: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %dln2_0_g: f32[32] = sum %t132 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t133: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -3063,8 +3030,7 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 32; j++) {
       const _dt34 = dln2[i * 32 + j] * ln2_0_g[j];
       dt34[i * 32 + j] = _dt34;
-      t134[i * 32 + j] = _dt34 * 32;
-      t135[i * 32 + j] = _dt34 * t34[i * 32 + j];
+      t133[i * 32 + j] = _dt34 * t34[i * 32 + j];
       _acc0[j] += dln2[i * 32 + j];
       _acc1[j] += dln2[i * 32 + j] * t34[i * 32 + j];
     }
@@ -3074,53 +3040,49 @@ export function valueAndGrad(params, inputs) {
     dln2_0_g[i] = _acc1[i];
   }
 
-  // t136 = t33 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t136: f32[16,8,1] = mul %t33, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  for (let i = 0; i < 128; i++) {
-    t136[i] = t33[i] * 0.03125;
-  }
-
-  // t137 = dt34.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t137: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t135 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t134: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,1] = mul %t134, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       _acc0 += dt34[i * 32 + p];
     }
-    t137[i] = _acc0;
+    t135[i] = _acc0 * 0.03125;
   }
 
-  // t138 = t134 - t137   ln_apply'  (gpt.ts:41)
-  //   %t138: f32[16,8,32] = sub %t134, %t137   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t136 = dt34 - t135   ln_apply'  (gpt.ts:41)
+  //   %t136: f32[16,8,32] = sub %dt34, %t135   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t138[i * 32 + j] = t134[i * 32 + j] - t137[i];
+      t136[i * 32 + j] = dt34[i * 32 + j] - t135[i];
     }
   }
 
-  // t139 = t135.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t139: f32[16,8,1] = sum %t135 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t138 = t133.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t137: f32[16,8,1] = sum %t133 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t138: f32[16,8,1] = mul %t137, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t135[i * 32 + p];
+      _acc0 += t133[i * 32 + p];
     }
-    t139[i] = _acc0;
+    t138[i] = _acc0 * 0.03125;
   }
 
-  // dx_1 = dx_2 + t136 * (t138 - t34 * t139)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_1 = dx_2 + t33 * (t136 - t34 * t138)   fan-out: the sum over its uses  (gpt.ts:72)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t140: f32[16,8,32] = mul %t34, %t139   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = sub %t138, %t140   gpt.ts:41
-  //   %t142: f32[16,8,32] = mul %t136, %t141   gpt.ts:41
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t142   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
+  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %t141   gpt.ts:72  x = x.add(proj(attOut));
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_1 = dx_2[i * 32 + j] + t136[i] * (t138[i * 32 + j] - t34[i * 32 + j] * t139[i]);
+      const _dx_1 = dx_2[i * 32 + j] + t33[i] * (t136[i * 32 + j] - t34[i * 32 + j] * t138[i]);
       dx_1[i * 32 + j] = _dx_1;
       _acc0[j] += _dx_1;
     }
@@ -3157,25 +3119,25 @@ export function valueAndGrad(params, inputs) {
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_dvalue();
 
-  // t144 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t143: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t144: f32[16,4,8,1] = sum %t143 {axes=[3], keepDims=true}   gpt.ts:70
+  // t143 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t142: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t143: f32[16,4,8,1] = sum %t142 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 8; p++) {
       _acc0 += datt[i * 8 + p] * att[i * 8 + p];
     }
-    t144[i] = _acc0;
+    t143[i] = _acc0;
   }
 
-  // dscores = att * (datt - t144)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t143)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t145: f32[16,4,8,8] = sub %datt, %t144   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t145   gpt.ts:70
-  //   %dt21: f32[16,4,8,8] = mul %dscores, %t91   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
+  //   %t144: f32[16,4,8,8] = sub %datt, %t143   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t144   gpt.ts:70
+  //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t144[i]) * 0.35355339059327373;
+      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t143[i]) * 0.35355339059327373;
     }
   }
 
@@ -3199,9 +3161,9 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t146 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
-  //   %t146: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_t146();
+  // t145 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %t145: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_t145();
 
   // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
   //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -3219,10 +3181,10 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // t148 = t146 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t147: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t148: f32[128,32] = add %t146, %t147   gpt.ts:31
-  matmul_t148();
+  // t147 = t145 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t146: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t147: f32[128,32] = add %t145, %t146   gpt.ts:31
+  matmul_t147();
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -3240,9 +3202,9 @@ export function valueAndGrad(params, inputs) {
     }
   }
 
-  // dln1_rows = t148 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t149: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t148, %t149   gpt.ts:31
+  // dln1_rows = t147 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %t148: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t147, %t148   gpt.ts:31
   matmul_dln1_rows();
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
@@ -3252,14 +3214,12 @@ export function valueAndGrad(params, inputs) {
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  // t151 = dt10 * 32   ln_apply'  (gpt.ts:41)
-  // t152 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  // t150 = dt10 * t10   ln_apply'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41
-  //   %t150: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
-  //   %dln1_0_g: f32[32] = sum %t150 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t151: f32[16,8,32] = mul %dt10, %t89   gpt.ts:41
-  //   %t152: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %dln1_0_g: f32[32] = sum %t149 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t150: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -3268,8 +3228,7 @@ export function valueAndGrad(params, inputs) {
     for (let j = 0; j < 32; j++) {
       const _dt10 = dln1[i * 32 + j] * ln1_0_g[j];
       dt10[i * 32 + j] = _dt10;
-      t151[i * 32 + j] = _dt10 * 32;
-      t152[i * 32 + j] = _dt10 * t10[i * 32 + j];
+      t150[i * 32 + j] = _dt10 * t10[i * 32 + j];
       _acc0[j] += dln1[i * 32 + j];
       _acc1[j] += dln1[i * 32 + j] * t10[i * 32 + j];
     }
@@ -3279,46 +3238,42 @@ export function valueAndGrad(params, inputs) {
     dln1_0_g[i] = _acc1[i];
   }
 
-  // t153 = t9 * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t153: f32[16,8,1] = mul %t9, %t88   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  for (let i = 0; i < 128; i++) {
-    t153[i] = t9[i] * 0.03125;
-  }
-
-  // t154 = dt10.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t154: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t152 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t151: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t152: f32[16,8,1] = mul %t151, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
       _acc0 += dt10[i * 32 + p];
     }
-    t154[i] = _acc0;
+    t152[i] = _acc0 * 0.03125;
   }
 
-  // t155 = t151 - t154   ln_apply'  (gpt.ts:41)
-  //   %t155: f32[16,8,32] = sub %t151, %t154   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t153 = dt10 - t152   ln_apply'  (gpt.ts:41)
+  //   %t153: f32[16,8,32] = sub %dt10, %t152   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t155[i * 32 + j] = t151[i * 32 + j] - t154[i];
+      t153[i * 32 + j] = dt10[i * 32 + j] - t152[i];
     }
   }
 
-  // t156 = t152.sum(2)   ln_apply'  (gpt.ts:41)
-  //   %t156: f32[16,8,1] = sum %t152 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t155 = t150.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t154: f32[16,8,1] = sum %t150 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t155: f32[16,8,1] = mul %t154, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _acc0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t152[i * 32 + p];
+      _acc0 += t150[i * 32 + p];
     }
-    t156[i] = _acc0;
+    t155[i] = _acc0 * 0.03125;
   }
 
-  // dx = dx_1 + t153 * (t155 - t10 * t156)   fan-out: the sum over its uses  (gpt.ts:54)
+  // dx = dx_1 + t9 * (t153 - t10 * t155)   fan-out: the sum over its uses  (gpt.ts:54)
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t157: f32[16,8,32] = mul %t10, %t156   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t158: f32[16,8,32] = sub %t155, %t157   gpt.ts:41
-  //   %t159: f32[16,8,32] = mul %t153, %t158   gpt.ts:41
-  //   %dx: f32[16,8,32] = add %dx_1, %t159   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
+  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %t158   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54
   for (let i = 0; i < 256; i++) {
     _acc0[i] = 0;
@@ -3326,7 +3281,7 @@ export function valueAndGrad(params, inputs) {
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 32; k++) {
-        const _dx = dx_1[i * 256 + j * 32 + k] + t153[i * 8 + j] * (t155[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t156[i * 8 + j]);
+        const _dx = dx_1[i * 256 + j * 32 + k] + t9[i * 8 + j] * (t153[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t155[i * 8 + j]);
         dx[i * 256 + j * 32 + k] = _dx;
         _acc0[j * 32 + k] += _dx;
       }
