@@ -186,6 +186,28 @@ export class Tensor {
       return b.transpose(this.id, p);
     });
   }
+  /**
+   * `length` entries of `axis` from `start` (torch.narrow): `x.narrow(1, t, 1)` is x[:, t:t+1].
+   * The rank stays; its gradient puts dy back in place among zeros.
+   */
+  narrow(axis: number, start: number, length: number): Tensor {
+    return this.op((b) => {
+      const t = b.type(this.id);
+      const [a] = normalizeAxes('narrow', axis, t.shape.length) as [number];
+      const d = t.shape[a]!;
+      if (typeof d === 'string')
+        throw new CompileError(`narrow: axis ${a} of ${formatType(t)} has the symbolic size ${d}`, 'narrow an axis whose size is known at build time');
+      if (!Number.isInteger(length) || length < 1) throw new CompileError(`narrow: length ${length} is not a positive integer`, 'take at least one entry');
+      if (!Number.isInteger(start) || start < 0 || start >= d)
+        throw new CompileError(`narrow: start ${start} is not an index of axis ${a} of ${formatType(t)}`, `start at an index in 0..${d - 1}`);
+      if (start + length > d)
+        throw new CompileError(
+          `narrow: start ${start} and length ${length} reach past the end of axis ${a} of ${formatType(t)}, whose size is ${d}`,
+          `start + length must be at most ${d}`,
+        );
+      return b.slice(this.id, t.shape.map((_d, i) => (i === a ? start : 0)), t.shape.map((s, i) => (i === a ? length : s)));
+    });
+  }
   reshape(shape: readonly Dim[]): Tensor {
     return this.op((b) => b.reshape(this.id, checkShape('reshape', shape, { wild: true, symbols: true })));
   }

@@ -61,6 +61,11 @@ const CASES: Record<string, string> = {
     |            ^^^^^^^^^
   fix: give gain the shape [16] (or [1, 16]), or pass a number
 `,
+  'narrow-range': `test/fixtures/errors/narrow-range.ts:4:20: error: narrow: start 6 and length 3 reach past the end of axis 1 of f32[32,8,10], whose size is 8
+  4 |   const last = emb.narrow(1, 6, 3); // positions are 0..7
+    |                    ^^^^^^
+  fix: start + length must be at most 8
+`,
   'f32-indices': `test/fixtures/errors/f32-indices.ts:5:12: error: gather: the index tensor is f32[32] but i32 indices are needed
   5 |   return g.gather(C, ix).sum();
     |            ^^^^^^

@@ -101,6 +101,15 @@ const DSL: Record<string, (r: Rand) => string> = {
     const f = dim(r);
     return `const a = g.param('a', [${dim(r) + 2}, ${f}]); const gain = g.param('gain', [${f}]); const bias = g.param('bias', [1, ${f}]); const y = g.batchNorm(a, gain, bias);`;
   },
+  // a window of one axis (an RNN's timestep, a sequence's last position), fed on to two consumers
+  narrow: (r) => {
+    const s = [dim(r) + 1, dim(r) + 2, dim(r)];
+    const axis = pickOne(r, [0, 1, 2, -1, -2]);
+    const size = s.at(axis)!;
+    const start = Math.floor(r() * size);
+    const length = 1 + Math.floor(r() * (size - start));
+    return `const a = g.param('a', ${S(s)}); const w = a.narrow(${axis}, ${start}, ${length}); const y = w.tanh().add(w.square());`;
+  },
   // layer norm over the last axis, of a [c] vector, an [n, c] matrix or an [n, t, c] tensor
   layerNorm: (r) => {
     const c = dim(r) + 1;

@@ -251,7 +251,28 @@ const FAMILIES: Record<string, Family> = {
     let method: string;
     let msg: RegExp;
     const out = () => (c.chance(50) ? r + c.int(3) : -r - 1 - c.int(3));
-    switch (c.int(6)) {
+    switch (c.int(7)) {
+      case 5: {
+        // narrow: an axis out of range, or a window that leaves the axis
+        method = 'narrow';
+        const shape = dims(c, r);
+        if (r === 0 || c.chance(30)) {
+          stmt = `const bad = ${A}.narrow(${out()}, 0, 1);`;
+          msg = /^narrow: axis -?\d+ is out of range/;
+        } else {
+          const a = c.int(r);
+          const d = shape[a]!;
+          const [start, length, m] = c.pick([
+            [d, 1, /^narrow: start \d+ is not an index of axis/],
+            [-1, 1, /^narrow: start -1 is not an index of axis/],
+            [0, 0, /^narrow: length 0 is not a positive integer/],
+            [0, d + 1, /^narrow: start 0 and length \d+ reach past the end of axis/],
+          ] as [number, number, RegExp][]);
+          stmt = `const bad = ${p.param(shape)}.narrow(${a}, ${start}, ${length});`;
+          msg = m;
+        }
+        break;
+      }
       case 0:
         method = c.pick(['sum', 'mean', 'max']);
         stmt = `const bad = ${A}.${method}(${out()}${c.chance(50) ? ', true' : ''});`;
