@@ -144,7 +144,7 @@ describe('symbolic dimensions', () => {
     );
   });
 
-  it('build errors: a dimension no input binds, a named dimension in a param, an invalid name', async () => {
+  it('build errors: a dimension no input binds, a named dimension in a param, an invalid name, narrowing a symbolic axis', async () => {
     const bad = (body: string) =>
       modelFile(`import { model } from 'graphc';
 export default model('bad', (g) => {
@@ -166,6 +166,10 @@ ${body}
     const name = bad(`  const x = g.input('x', ['n', 3]);\n  return x.sum();`);
     expect((await run(['build', name, '--out', path.join(tmp(), 'o')])).err.split('\n')[0]).toBe(
       `${path.relative(ROOT, name)}:3:15: error: input: 'n' cannot name a dimension`,
+    );
+    const narrowB = bad(`  const x = g.input('x', ['B', 3]);\n  return x.narrow(0, 0, 1).sum();`);
+    expect((await run(['build', narrowB, '--out', path.join(tmp(), 'o')])).err.split('\n')[0]).toBe(
+      `${path.relative(ROOT, narrowB)}:4:12: error: narrow: axis 0 of f32[B,3] has the symbolic size B`,
     );
   });
 
