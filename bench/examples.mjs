@@ -3,21 +3,17 @@
 // this process after checking that their losses and gradients agree.
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT } from './models.mjs';
+import { mulberry32, ROOT } from './models.mjs';
 import { relError } from './report.mjs';
 
-/** Inputs of the spec: i32 indices in [0, vocab), drawn from a mulberry32 stream. */
+/** The examples' inputs are characters: '.' and a–z. */
+const VOCAB = 27;
+
+/** Inputs of the spec: i32 character indices, drawn from a mulberry32 stream. */
 function inputsOf(spec, seed) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   return Object.fromEntries(
-    Object.entries(spec.inputs).map(([k, { shape }]) => [k, Int32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => Math.floor(next() * 27))]),
+    Object.entries(spec.inputs).map(([k, { shape }]) => [k, Int32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => Math.floor(rand() * VOCAB))]),
   );
 }
 

@@ -13,6 +13,17 @@ export const SIZES = {
   L: { batch: 256, block: 3, nEmbd: 64, nHidden: 1024, vocab: 27 },
 };
 
+/** A seeded uniform [0, 1) stream (mulberry32): the inputs every contender gets. */
+export function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** The reference FLOP count per training step that GFLOP/s is computed against. */
 export const REFERENCE_FLOPS = { S: 754e3, L: 350e6 };
 

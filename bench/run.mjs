@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, REFERENCE_FLOPS, SIZES } from './models.mjs';
+import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, SIZES } from './models.mjs';
 import { fmt, median, relError, table } from './report.mjs';
 import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
 
@@ -284,16 +284,6 @@ function makeInputs({ batch, block, vocab }, seed) {
   const Xb = Int32Array.from({ length: batch * block }, () => Math.floor(rand() * vocab));
   const Yb = Int32Array.from({ length: batch }, () => Math.floor(rand() * vocab));
   return { Xb, Yb };
-}
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function parseArgs(argv) {

@@ -3,9 +3,8 @@
 // every elementwise group, every reduction over leading axes and every softmax over the last axis
 // a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses of its arrays.
 // The kernels are encoded by graphc at build time and embedded in the module, which still
-// imports nothing. Every other
-// step (reductions over trailing axes, cross-entropy, gathers) is the flat module's code; all steps
-// keep the flat module's order and comments.
+// imports nothing. Every other step (reductions over trailing axes, cross-entropy, gathers) is
+// the flat module's code; all steps keep the flat module's order and comments.
 
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';

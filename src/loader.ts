@@ -171,10 +171,11 @@ export class Loader {
     here: () => this.firstUserLoc(stackHere()),
     current: () => {
       const frames = stackHere();
-      const i = frames.findIndex((f) => this.locOf(f));
-      if (i < 0) return {};
-      const loc = this.locOf(frames[i]!)!;
-      return { loc, name: this.bindingOf(frames, i, loc) };
+      for (let i = 0; i < frames.length; i++) {
+        const loc = this.locOf(frames[i]!);
+        if (loc) return { loc, name: this.bindingOf(frames, i, loc) };
+      }
+      return {};
     },
   };
 

@@ -158,10 +158,7 @@ export class Body {
   }
   /** A v128 with the same i32 in every lane. */
   i32x4Const(x: number): this {
-    const bytes = new Uint8Array(16);
-    const view = new DataView(bytes.buffer);
-    for (let k = 0; k < 4; k++) view.setInt32(4 * k, x | 0, true);
-    return this.op(SIMD, ...uleb(0x0c), ...bytes);
+    return this.i32x4Lanes([x, x, x, x]);
   }
   /** A v128 of four i32 lanes (a lane mask: −1 where a lane is kept, 0 elsewhere). */
   i32x4Lanes(lanes: readonly [number, number, number, number]): this {
