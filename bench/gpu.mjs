@@ -7,8 +7,11 @@
 //   source .device/on-device.sh; cd .device/app && node gpu.mjs --mode webgpu --models models
 //
 // With --models DIR it loads prebuilt modules (DIR/<size>/makemore_<size>.{js,gpu.js}); without
-// it, it builds them with graphc first.
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+// it, it builds them with graphc first. `--write-ref` (run by pack-device.sh) stores the flat
+// module's loss and gradients beside each model (makemore_<size>.ref.{json,bin}), so the device
+// need not spend ~15 s of its time on the flat XL step; without them the flat module runs there.
+// `--flat-seconds N` also times the flat module on this machine (S and L only).
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -48,6 +51,50 @@ function relErr(a, b) {
   return d / s;
 }
 
+/** Same parameters and inputs on every machine: initParams(1) and an LCG draw of indices. */
+function problem(flat, cfg) {
+  const params = flat.initParams(1);
+  let seed = 7;
+  const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const inputs = { Xb: Int32Array.from({ length: cfg.batch * cfg.block }, () => Math.floor(rand() * cfg.vocab)), Yb: Int32Array.from({ length: cfg.batch }, () => Math.floor(rand() * cfg.vocab)) };
+  return { params, inputs };
+}
+
+function writeRef(base, want) {
+  const keys = Object.keys(want.grads);
+  const lengths = keys.map((k) => want.grads[k].length);
+  const all = new Float32Array(lengths.reduce((a, b) => a + b, 0));
+  let o = 0;
+  for (const k of keys) all.set(want.grads[k], (o += want.grads[k].length) - want.grads[k].length);
+  writeFileSync(`${base}.ref.bin`, Buffer.from(all.buffer));
+  writeFileSync(`${base}.ref.json`, JSON.stringify({ loss: want.loss, keys, lengths }));
+}
+
+function readRef(base) {
+  if (!existsSync(`${base}.ref.json`)) return null;
+  const { loss, keys, lengths } = JSON.parse(readFileSync(`${base}.ref.json`, 'utf8'));
+  const buf = readFileSync(`${base}.ref.bin`);
+  const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  const grads = {};
+  let o = 0;
+  keys.forEach((k, i) => (grads[k] = all.subarray(o, (o += lengths[i]))));
+  return { loss, grads };
+}
+
+async function timeSteps(step, seconds) {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1000 * Math.min(2, seconds)) await step();
+  const times = [];
+  const t1 = performance.now();
+  while (performance.now() - t1 < 1000 * seconds || times.length < 5) {
+    const a = performance.now();
+    await step();
+    times.push(performance.now() - a);
+  }
+  times.sort((x, y) => x - y);
+  return { ms: times[times.length >> 1], lo: times[0], hi: times[times.length - 1], n: times.length };
+}
+
 async function main() {
   const mode = arg('mode', 'webgpu');
   const sizes = arg('sizes', 'S,L,XL').split(',');
@@ -60,42 +107,49 @@ async function main() {
     dir = mkdtempSync(path.join(cache, 'graphc-gpu-'));
     await buildModels(dir, sizes);
   }
+  const flatSeconds = Number(arg('flat-seconds', '0'));
   const rows = [];
   for (const s of sizes) {
     const base = path.join(path.resolve(dir), s, `makemore_${s}`);
-    if (!existsSync(`${base}.gpu.js`)) throw new Error(`missing ${base}.gpu.js`);
-    const flat = await import(pathToFileURL(`${base}.js`).href);
-    const gpuMod = await import(pathToFileURL(`${base}.gpu.js`).href);
-    const model = await gpuMod.create({ mode });
-    const params = flat.initParams(1);
     const cfg = GPU_SIZES[s];
-    let seed = 7;
-    const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);
-    const inputs = { Xb: Int32Array.from({ length: cfg.batch * cfg.block }, () => Math.floor(rand() * cfg.vocab)), Yb: Int32Array.from({ length: cfg.batch }, () => Math.floor(rand() * cfg.vocab)) };
-    // correctness first: the GPU module against the flat module
-    const want = flat.valueAndGrad(params, inputs);
-    const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
-    const got = await model.valueAndGrad(params, inputs);
-    const err = Math.max(relErr([got.loss], [want.loss]), ...Object.keys(wantGrads).map((k) => relErr(got.grads[k], wantGrads[k])));
-    // timing: warm up by time, then median of steps (each awaited: loss and grads read back)
-    const t0 = performance.now();
-    while (performance.now() - t0 < 1000 * Math.min(2, seconds)) await model.valueAndGrad(params, inputs);
-    const times = [];
-    const t1 = performance.now();
-    while (performance.now() - t1 < 1000 * seconds || times.length < 5) {
-      const a = performance.now();
-      await model.valueAndGrad(params, inputs);
-      times.push(performance.now() - a);
+    const flat = await import(pathToFileURL(`${base}.js`).href);
+    const { params, inputs } = problem(flat, cfg);
+    if (process.argv.includes('--write-ref')) {
+      writeRef(base, flat.valueAndGrad(params, inputs));
+      continue;
     }
-    times.sort((x, y) => x - y);
-    const ms = times[times.length >> 1];
-    rows.push({ size: s, mode: model.mode, ms, gflops: flops(cfg) / ms / 1e6, err });
-    model.destroy();
+    try {
+      if (!existsSync(`${base}.gpu.js`)) throw new Error(`missing ${base}.gpu.js`);
+      const gpuMod = await import(pathToFileURL(`${base}.gpu.js`).href);
+      const c0 = performance.now();
+      const model = await gpuMod.create({ mode });
+      const createMs = performance.now() - c0;
+      // correctness first: the GPU module against the flat module
+      const want = readRef(base) ?? flat.valueAndGrad(params, inputs);
+      const got = await model.valueAndGrad(params, inputs);
+      const err = Math.max(relErr([got.loss], [want.loss]), ...Object.keys(want.grads).map((k) => relErr(got.grads[k], want.grads[k])));
+      // timing: warm up by time, then the median of steps (each awaited: loss and grads read back)
+      const t = await timeSteps(() => model.valueAndGrad(params, inputs), seconds);
+      const tf = await timeSteps(() => model.forward(params, inputs), Math.min(seconds, 2));
+      const flatT = flatSeconds > 0 && s !== 'XL' ? await timeSteps(() => flat.valueAndGrad(params, inputs), flatSeconds) : null;
+      rows.push({ size: s, mode: model.mode, ...t, fwd: tf.ms, flat: flatT?.ms, createMs, gflops: flops(cfg) / t.ms / 1e6, err, loss: got.loss });
+      model.destroy();
+    } catch (e) {
+      rows.push({ size: s, error: String(e?.stack ?? e) });
+    }
   }
+  if (process.argv.includes('--write-ref')) return;
   console.log(`date ${new Date().toISOString().slice(0, 10)}, node ${process.version}, mode ${mode}`);
-  console.log('size  backend  ms/step  GFLOP/s  max rel err vs flat TS');
-  for (const r of rows) console.log(`${r.size.padEnd(4)}  ${r.mode.padEnd(7)}  ${r.ms.toFixed(2).padStart(7)}  ${r.gflops.toFixed(1).padStart(7)}  ${r.err.toExponential(1)} ${r.err <= 1e-4 ? 'PASS' : 'FAIL'}`);
-  process.exit(rows.every((r) => r.err <= 1e-4) ? 0 : 1); // a Dawn device keeps the process alive
+  console.log('size  backend  ms/step (min-max, n)       fwd ms  flat ms  GFLOP/s  create ms  loss      max rel err vs flat TS');
+  for (const r of rows) {
+    if (r.error) {
+      console.log(`${r.size.padEnd(4)}  ERROR ${r.error}`);
+      continue;
+    }
+    const range = `(${r.lo.toFixed(2)}-${r.hi.toFixed(2)}, ${r.n})`;
+    console.log(`${r.size.padEnd(4)}  ${r.mode.padEnd(7)}  ${r.ms.toFixed(3).padStart(7)} ${range.padEnd(18)}  ${r.fwd.toFixed(3).padStart(6)}  ${r.flat === undefined ? '      -' : r.flat.toFixed(2).padStart(7)}  ${r.gflops.toFixed(1).padStart(7)}  ${r.createMs.toFixed(0).padStart(9)}  ${r.loss.toFixed(5)}  ${r.err.toExponential(1)} ${r.err <= 1e-4 ? 'PASS' : 'FAIL'}`);
+  }
+  process.exit(rows.every((r) => !r.error && r.err <= 1e-4) ? 0 : 1); // a Dawn device keeps the process alive
 }
 
 await main();

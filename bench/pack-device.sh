@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the makemore modules at S, L and XL and packs them, with bench/gpu.mjs and
-# bench/torch_cuda.py, for the lent GPU machine (see ../shared/gpu/README.md). Then run there:
+# Builds the makemore modules at S, L and XL, stores the flat module's loss and gradients beside
+# them (the reference the GPU module is checked against there), and packs them with bench/gpu.mjs,
+# bench/gpu-matmul.mjs and bench/torch_cuda.py for the lent GPU machine (see ../shared/gpu/README.md).
+# Then run there (carry [".device"]):
 #   source .device/on-device.sh; cd .device/app && node gpu.mjs --mode webgpu --models models; python3 torch_cuda.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +17,5 @@ for (const [s, [batch, block, nEmbd, nHidden, vocab]] of Object.entries(sizes)) 
   const r = spawnSync(process.execPath, ['bin/graphc.js', 'build', src, '--out', '$work/models/' + s], { stdio: 'inherit' });
   if (r.status) process.exit(r.status);
 }"
-../shared/gpu/prepare-device.sh bench/gpu.mjs bench/torch_cuda.py "$work/models"
+node bench/gpu.mjs --write-ref --models "$work/models"
+../shared/gpu/prepare-device.sh bench/gpu.mjs bench/gpu-matmul.mjs bench/torch_cuda.py "$work/models"

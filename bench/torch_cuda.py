@@ -23,9 +23,16 @@ def step(p, Xb, Yb, n):
     return loss
 
 
+def flops(n, block, ne, nh, v):
+    """as bench/gpu.mjs counts them: the three products of each matmul, and the elementwise work"""
+    k = block * ne
+    return 3 * 2 * n * (k * nh + nh * v) + 24 * n * nh + 12 * n * v + n * k
+
+
 def main():
     dev = torch.device('cuda')
-    print('device', torch.cuda.get_device_name(0), 'torch', torch.__version__)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 products, as the GPU.js kernels compute
+    print('device', torch.cuda.get_device_name(0), 'torch', torch.__version__, 'tf32 off')
     for name, (n, block, ne, nh, v) in SIZES.items():
         g = torch.Generator(device='cpu').manual_seed(1)
         shapes = {'C': (v, ne), 'W1': (ne * block, nh), 'b1': (nh,), 'W2': (nh, v), 'b2': (v,), 'bngain': (1, nh), 'bnbias': (1, nh)}
@@ -44,7 +51,9 @@ def main():
             torch.cuda.synchronize()
             times.append((time.perf_counter() - a) * 1000)
         times.sort()
-        print(f'{name:4} {times[len(times) // 2]:8.2f} ms/step')
+        ms = times[len(times) // 2]
+        print(f'{name:4} {ms:8.3f} ms/step  ({times[0]:.3f}-{times[-1]:.3f}, {len(times)} steps)  '
+              f'{flops(n, block, ne, nh, v) / ms / 1e6:9.1f} GFLOP/s')
 
 
 main()
