@@ -1,126 +1,125 @@
-// Which GPU.js matmul formulation pays on a real GPU: the makemore XL products
-// (B 4096, K 384, H 4096) written the way graphc emits them (one output element per thread,
-// 1-D output), with a 2-D output, and with four adjacent columns per thread (Array(4)).
-// Each runs inside a gpu.js pipeline (one command buffer, no readback but one number), once and
-// r times per call; the slope is the time of one product. Every variant is checked first
-// against a float64 product at 256 sampled entries.
+// Where the makemore XL step's time goes on a real GPU, kernel kind by kernel kind, and which
+// GPU.js formulation of a matrix product pays. Each kernel is written the way graphc emits it
+// (one output element per thread, sizes as literals; `_2d`: a 2-D output of 8×8 workgroups with
+// the same row-major flat index; `_u4`: the reduction loop unrolled by 4). Its operands are
+// generated on the device inside the pipeline (an upload of 64 MiB would outweigh the product),
+// and its time is that of a pipeline call generating the operands and running it, less that of
+// one only generating them (medians of 15 calls, each read back as one number). Every product is
+// checked first against a float64 one at 256 sampled entries. `--dawn FEATURES` creates the
+// Dawn instance with `enable-dawn-features=FEATURES` (e.g. disable_robustness).
 //
-//   node bench/gpu-matmul.mjs --mode webasm --scale 8     here, as a check of the script
+//   node bench/gpu-matmul.mjs --mode webasm --scale 16    here, as a check of the script
 //   node gpu-matmul.mjs --mode webgpu                     on the lent GPU machine (packed by pack-device.sh)
 import { GPU } from 'gpu.js';
+import { setupWebGPU } from './dawn.mjs';
 
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
 
-/** Kernel bodies: C[M,N] = A[M,K] B[K,N] (fwd), C[M,N] = A[K,M]ᵀ B[K,N] (transA, like dW1). */
-const variants = {
-  fwd_1d: { out: (M, N) => [M * N], fn: `function (a, b) {
-    const x = this.thread.x; const i = Math.floor(x / this.constants.N); const j = x - i * this.constants.N;
-    let s = 0;
-    for (let k = 0; k < this.constants.K; k++) { s += a[i * this.constants.K + k] * b[k * this.constants.N + j]; }
-    return s; }` },
-  fwd_2d: { out: (M, N) => [N, M], fn: `function (a, b) {
-    const i = this.thread.y; const j = this.thread.x;
-    let s = 0;
-    for (let k = 0; k < this.constants.K; k++) { s += a[i * this.constants.K + k] * b[k * this.constants.N + j]; }
-    return s; }` },
-  fwd_vec4: { out: (M, N) => [(M * N) / 4], vec4: true, fn: `function (a, b) {
-    const x = this.thread.x; const q = this.constants.N / 4; const i = Math.floor(x / q); const j = (x - i * q) * 4;
-    let s0 = 0; let s1 = 0; let s2 = 0; let s3 = 0;
-    for (let k = 0; k < this.constants.K; k++) {
-      const av = a[i * this.constants.K + k]; const o = k * this.constants.N + j;
-      s0 += av * b[o]; s1 += av * b[o + 1]; s2 += av * b[o + 2]; s3 += av * b[o + 3];
-    }
-    return [s0, s1, s2, s3]; }` },
-  tA_1d: { transA: true, out: (M, N) => [M * N], fn: `function (a, b) {
-    const x = this.thread.x; const i = Math.floor(x / this.constants.N); const j = x - i * this.constants.N;
-    let s = 0;
-    for (let k = 0; k < this.constants.K; k++) { s += a[k * this.constants.M + i] * b[k * this.constants.N + j]; }
-    return s; }` },
-  tA_vec4: { transA: true, out: (M, N) => [(M * N) / 4], vec4: true, fn: `function (a, b) {
-    const x = this.thread.x; const q = this.constants.N / 4; const i = Math.floor(x / q); const j = (x - i * q) * 4;
-    let s0 = 0; let s1 = 0; let s2 = 0; let s3 = 0;
-    for (let k = 0; k < this.constants.K; k++) {
-      const av = a[k * this.constants.M + i]; const o = k * this.constants.N + j;
-      s0 += av * b[o]; s1 += av * b[o + 1]; s2 += av * b[o + 2]; s3 += av * b[o + 3];
-    }
-    return [s0, s1, s2, s3]; }` },
+/** The generated operand values (exact in f32 below 2^24 elements), as the kernels compute them. */
+const gen = (x, salt) => ((((x + salt) % 101) * 37) % 97) / 97 - 0.5;
+
+const mm = (kind, a, b, form) => {
+  const index = form === '2d' ? 'this.thread.x + this.thread.y * N' : 'this.thread.x';
+  const step = (d) => (d ? `${a.replace(/k/g, `(k + ${d})`)} * ${b.replace(/k/g, `(k + ${d})`)}` : `${a} * ${b}`);
+  const loop = form === 'u4' ? `for (let k = 0; k < K; k += 4) { s += ${[0, 1, 2, 3].map(step).join(' + ')}; }` : `for (let k = 0; k < K; k++) { s += ${step(0)}; }`;
+  return { kind, form, body: `function (a, b) { const x = ${index}; const i = Math.floor(x / N); const j = x - i * N; let s = 0; ${loop} return s; }` };
 };
+const FWD = ['a[i * K + k]', 'b[k * N + j]'];
+const TA = ['a[k * M + i]', 'b[k * N + j]'];
+const TB = ['a[i * K + k]', 'b[j * K + k]'];
+/** [M, K, N] and operand shapes of the XL step's products: hprebn, dW1, dembcat, dh. */
+// `ref(i, k, j)`: the flat indices of a and b that the term k of output (i, j) multiplies
+const PRODUCTS = {
+  fwd: { mkn: [4096, 384, 4096], sizes: (M, K, N) => [M * K, K * N], ref: (M, K, N) => (i, k, j) => [i * K + k, k * N + j] },
+  tA: { mkn: [384, 4096, 4096], sizes: (M, K, N) => [K * M, K * N], ref: (M, K, N) => (i, k, j) => [k * M + i, k * N + j] },
+  tB: { mkn: [4096, 4096, 384], sizes: (M, K, N) => [M * K, N * K], ref: (M, K, N) => (i, k, j) => [i * K + k, j * K + k] },
+  dh: { mkn: [4096, 27, 4096], sizes: (M, K, N) => [M * K, N * K], ref: (M, K, N) => (i, k, j) => [i * K + k, j * K + k] },
+};
+const CASES = [
+  ...['1d', '2d', 'u4'].map((f) => ({ ...mm('fwd', ...FWD, f), ...PRODUCTS.fwd })),
+  ...['1d', '2d', 'u4'].map((f) => ({ ...mm('tA', ...TA, f), ...PRODUCTS.tA })),
+  ...['1d', '2d', 'u4'].map((f) => ({ ...mm('tB', ...TB, f), ...PRODUCTS.tB })),
+  ...['1d', '2d'].map((f) => ({ ...mm('dh', ...TB, f), ...PRODUCTS.dh })),
+  // a batch reduction (bnmeani, db1, ...): one thread per column, down 4096 rows
+  { kind: 'colsum', form: '1d', mkn: [1, 4096, 4096], sizes: (M, K, N) => [K * N, 1], ref: (M, K, N) => (i, k, j) => [k * N + j, -1], body: 'function (a, b) { const j = this.thread.x; let s = 0; for (let k = 0; k < K; k++) { s += a[k * N + j]; } return s; }' },
+  // an elementwise step over the hidden layer (bnraw, h, dhprebn, ...)
+  { kind: 'ew', form: '1d', mkn: [4096, 1, 4096], sizes: (M, K, N) => [M * N, M * N], body: 'function (a, b) { const x = this.thread.x; return a[x] * b[x] + 1; }' },
+];
+
+async function median(f, n = 15) {
+  for (let w = 0; w < 3; w++) await f();
+  const ts = [];
+  for (let r = 0; r < n; r++) {
+    const t0 = performance.now();
+    await f();
+    ts.push(performance.now() - t0);
+  }
+  return ts.sort((p, q) => p - q)[n >> 1];
+}
 
 async function main() {
   const mode = arg('mode', 'webgpu');
   const scale = Number(arg('scale', '1')); // divide the sizes, for a quick check on a CPU
-  if (mode === 'webgpu') {
-    const { create, globals } = await import('webgpu');
-    Object.assign(globalThis, globals);
-    const gpuApi = create([]);
-    const requestAdapter = gpuApi.requestAdapter.bind(gpuApi);
-    gpuApi.requestAdapter = async (...a) => {
-      const adapter = await requestAdapter(...a);
-      const requestDevice = adapter.requestDevice.bind(adapter);
-      adapter.requestDevice = async (...b) => {
-        const device = await requestDevice(...b);
-        Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });
-        return device;
-      };
-      return adapter;
-    };
-    globalThis.navigator = { gpu: gpuApi };
-  }
+  const features = arg('dawn', '');
+  if (mode === 'webgpu') await setupWebGPU(features);
   const gpu = new GPU({ mode });
-  let seed = 3;
-  const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296) - 0.5;
+  const opts = (output) => ({ output, precision: 'single', tactic: 'precision' });
   const rows = [];
-  for (const [name, v] of Object.entries(variants)) {
-    // fwd: hprebn = embcat W1 (4096×384 · 384×4096); transA: dW1 = embcatᵀ dhprebn (384×4096 · 4096×4096)
-    const [M, K, N] = (v.transA ? [384, 4096, 4096] : [4096, 384, 4096]).map((d) => d / scale);
-    const a = Float32Array.from({ length: M * K }, rand);
-    const b = Float32Array.from({ length: K * N }, rand);
-    const settings = { output: v.out(M, N), precision: 'single', tactic: 'precision', constants: { M, K, N } };
-    if (v.vec4) settings.returnType = 'Array(4)';
-    // eslint-disable-next-line no-new-func
-    const mm = gpu.createKernel(new Function(`return ${v.fn}`)(), settings);
-    const sink1 = gpu.createKernel(function (c) { return c[0] + c[this.constants.L - 1]; }, { output: [1], precision: 'single', constants: { L: M * N } });
-    const sink4 = gpu.createKernel(function (c, d, e, f) { return c[0] + d[1] + e[2] + f[this.constants.L - 1]; }, { output: [1], precision: 'single', constants: { L: M * N } });
-    const full = gpu.createPipeline(function (x, y) { return mm(x, y); });
-    const once = gpu.createPipeline(function (x, y) { return sink1(mm(x, y)); });
-    const four = gpu.createPipeline(function (x, y0, y1, y2, y3) { return sink4(mm(x, y0), mm(x, y1), mm(x, y2), mm(x, y3)); });
-    let err = 0;
+  for (const c of CASES) {
+    const [M, K, N] = c.mkn.map((d) => (d === 1 || d === 27 ? d : d / scale));
+    const [na, nb] = c.sizes(M, K, N);
+    const nOut = c.kind === 'colsum' ? N : M * N;
+    const name = `${c.kind}_${c.form}`;
     try {
-      const c = await full(a, b);
-      const flat = c.length === M * N ? c : Float32Array.from(Array.from(c).flatMap((r) => Array.from(r)));
-      for (let t = 0; t < 256; t++) {
-        const i = (t * 7919) % M;
-        const j = (t * 104729) % N;
-        let s = 0;
-        for (let k = 0; k < K; k++) s += (v.transA ? a[k * M + i] : a[i * K + k]) * b[k * N + j];
-        err = Math.max(err, Math.abs(flat[i * N + j] - s) / Math.max(Math.abs(s), 1));
-      }
-      const b1 = Float32Array.from(b);
-      const b2 = Float32Array.from(b);
-      const b3 = Float32Array.from(b);
-      const time = async (f) => {
-        for (let w = 0; w < 2; w++) await f();
-        const ts = [];
-        for (let r = 0; r < 7; r++) {
-          const t0 = performance.now();
-          await f();
-          ts.push(performance.now() - t0);
+      // eslint-disable-next-line no-new-func
+      const body = new Function(`return ${c.body.replace(/\b([MKN])\b/g, (d) => String({ M, K, N }[d]))}`)();
+      const k = gpu.createKernel(body, opts(c.form === '2d' ? [N, M] : [nOut]));
+      const genA = gpu.createKernel(new Function(`return function () { const x = this.thread.x; return ((((x + 1) % 101) * 37) % 97) / 97 - 0.5; }`)(), opts([na]));
+      const genB = gpu.createKernel(new Function(`return function () { const x = this.thread.x; return ((((x + 2) % 101) * 37) % 97) / 97 - 0.5; }`)(), opts([nb]));
+      const sink = gpu.createKernel(function (p, q) { return p[0] + q[0]; }, opts([1]));
+      const flat = gpu.createKernel(function (p) { return p[this.thread.x]; }, opts([nOut]));
+      const base = gpu.createPipeline(() => sink(genA(), genB()));
+      const one = gpu.createPipeline(() => { const o = k(genA(), genB()); return sink(o, o); });
+      let err = 0;
+      if (c.kind !== 'ew') {
+        const out = await gpu.createPipeline(() => flat(k(genA(), genB())))();
+        const ref = c.ref(M, K, N);
+        for (let t = 0; t < 256; t++) {
+          const i = (t * 7919) % M;
+          const j = (t * 104729) % N;
+          let s = 0;
+          for (let kk = 0; kk < K; kk++) {
+            const [ia, ib] = ref(i, kk, j);
+            s += gen(ia, 1) * (ib < 0 ? 1 : gen(ib, 2));
+          }
+          err = Math.max(err, Math.abs(out[c.kind === 'colsum' ? j : i * N + j] - s) / Math.max(Math.abs(s), 1));
         }
-        return ts.sort((p, q) => p - q)[3];
-      };
-      const t1 = await time(() => once(a, b));
-      const t4 = await time(() => four(a, b, b1, b2, b3));
-      const ms = (t4 - t1) / 3;
-      rows.push({ name, shape: `${M}x${K}x${N}`, t1, ms, gflops: (2 * M * K * N) / ms / 1e6, err });
+      }
+      const tb = await median(() => base());
+      const t1 = await median(() => one());
+      const ms = Math.max(t1 - tb, 1e-6);
+      const flop = c.kind === 'ew' ? 2 * M * N : c.kind === 'colsum' ? K * N : 2 * M * K * N;
+      const bytes = c.kind === 'ew' ? 12 * M * N : c.kind === 'colsum' ? 4 * (K * N + N) : 4 * (na + nb + M * N);
+      rows.push({ name, shape: `${M}x${K}x${N}`, base: tb, ms, gflops: flop / ms / 1e6, gbs: bytes / ms / 1e6, err });
     } catch (e) {
-      rows.push({ name, shape: `${M}x${K}x${N}`, error: String(e?.stack ?? e).split('\n').slice(0, 4).join(' | ') });
+      rows.push({ name, shape: `${M}x${K}x${N}`, error: String(e?.stack ?? e).split('\n').slice(0, 3).join(' | ') });
     }
   }
-  console.log(`gpu-matmul: mode ${mode}, scale 1/${scale}`);
-  console.log('variant    shape            1 call ms  per product ms  GFLOP/s  max rel err');
+  // moving data: a param the size of XL's W1 uploaded, and a gradient that size read back
+  const n = 384 * 4096 / scale;
+  const host = new Float32Array(n).fill(0.5);
+  const take = gpu.createKernel(function (p) { return p[0]; }, opts([1]));
+  const fill = gpu.createKernel(function () { return this.thread.x * 0.5; }, opts([n]));
+  const small = gpu.createKernel(function () { return 1; }, opts([1]));
+  const tNone = await median(gpu.createPipeline(() => small()));
+  const tUp = await median(gpu.createPipeline((p) => take(p)).bind(null, host));
+  const tDown = await median(gpu.createPipeline(() => fill()));
+  console.log(`gpu-matmul: mode ${mode}${features ? `, dawn features ${features}` : ''}, scale 1/${scale}`);
+  console.log(`a pipeline call: ${tNone.toFixed(3)} ms; uploading ${(n * 4) / 2 ** 20} MiB adds ${(tUp - tNone).toFixed(3)} ms; reading it back adds ${(tDown - tNone).toFixed(3)} ms`);
+  console.log('kernel     M x K x N          base ms  kernel ms  GFLOP/s   GB/s  max rel err');
   for (const r of rows) {
     if (r.error) console.log(`${r.name.padEnd(10)} ${r.shape.padEnd(16)} ERROR ${r.error}`);
-    else console.log(`${r.name.padEnd(10)} ${r.shape.padEnd(16)} ${r.t1.toFixed(3).padStart(9)}  ${r.ms.toFixed(3).padStart(14)}  ${r.gflops.toFixed(0).padStart(7)}  ${r.err.toExponential(1)}`);
+    else console.log(`${r.name.padEnd(10)} ${r.shape.padEnd(16)} ${r.base.toFixed(3).padStart(8)}  ${r.ms.toFixed(3).padStart(9)}  ${r.gflops.toFixed(0).padStart(7)}  ${r.gbs.toFixed(0).padStart(5)}  ${r.err.toExponential(1)}`);
   }
   process.exit(0); // a Dawn device keeps the process alive
 }

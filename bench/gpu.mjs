@@ -10,10 +10,12 @@
 // it, it builds them with graphc first. `--write-ref` (run by pack-device.sh) stores the flat
 // module's loss and gradients beside each model (makemore_<size>.ref.{json,bin}), so the device
 // need not spend ~15 s of its time on the flat XL step; without them the flat module runs there.
-// `--flat-seconds N` also times the flat module on this machine (S and L only).
+// `--flat-seconds N` also times the flat module on this machine (S and L only); `--dawn FEATURES`
+// sets navigator.gpu up first with those Dawn features (e.g. disable_robustness).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { setupWebGPU } from './dawn.mjs';
 
 export const GPU_SIZES = {
   S: { batch: 32, block: 3, nEmbd: 10, nHidden: 64, vocab: 27 },
@@ -108,6 +110,8 @@ async function main() {
     await buildModels(dir, sizes);
   }
   const flatSeconds = Number(arg('flat-seconds', '0'));
+  const features = arg('dawn', '');
+  if (features) await setupWebGPU(features);
   const rows = [];
   for (const s of sizes) {
     const base = path.join(path.resolve(dir), s, `makemore_${s}`);
@@ -139,7 +143,7 @@ async function main() {
     }
   }
   if (process.argv.includes('--write-ref')) return;
-  console.log(`date ${new Date().toISOString().slice(0, 10)}, node ${process.version}, mode ${mode}`);
+  console.log(`date ${new Date().toISOString().slice(0, 10)}, node ${process.version}, mode ${mode}${features ? `, dawn features ${features}` : ''}`);
   console.log('size  backend  ms/step (min-max, n)       fwd ms  flat ms  GFLOP/s  create ms  loss      max rel err vs flat TS');
   for (const r of rows) {
     if (r.error) {

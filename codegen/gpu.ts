@@ -90,12 +90,18 @@ class KernelWriter {
   /** Values already computed at a position, one map per open scope (loop bodies nest). */
   private readonly memo: Map<string, Expr>[] = [new Map()];
   private n = 0;
+  /** Whether the kernel computes a matrix product (then a 2-D dispatch pays on a GPU). */
+  hasMatmul = false;
+  /** Arrays this kernel reads transposed (`B` of A·Bᵀ), which a kernel of their own writes first. */
+  readonly transposed: Transposed[] = [];
 
   constructor(
     readonly g: Graph,
     readonly plan: Plan,
     /** Values computed inside the kernel rather than read from an array. */
     readonly registers: ReadonlySet<ValueId>,
+    /** The name of an array's transposed copy, when this kernel's products should read one. */
+    readonly transposedName?: (of: string) => string,
   ) {}
 
   private fresh(base: string): string {
@@ -114,6 +120,23 @@ class KernelWriter {
     const name = this.name(v);
     if (!this.args.includes(name)) this.args.push(name);
     return E.atom(`${name}[${index}]`);
+  }
+
+  /**
+   * `B` of A·Bᵀ read from a transposed copy, row by row as in A·B: where each thread walks a row
+   * of B, neighbouring threads read K floats apart. Only for a 2-D array with K ≥ 64 (and a
+   * large product: `transposedName` is given); else undefined and B is read as it is.
+   */
+  private transposedRead(B: ValueId): ((p: string, j: string) => string) | undefined {
+    const [N, K] = this.g.type(B).shape;
+    const s = this.plan.storage.get(this.name(B));
+    if (!this.transposedName || this.registers.has(B) || s?.kind === 'literal' || s?.kind === 'dim') return undefined;
+    if (this.g.type(B).shape.length !== 2 || typeof N !== 'number' || typeof K !== 'number' || K < MIN_TRANSPOSED_K) return undefined;
+    const of = this.name(B);
+    const name = this.transposedName(of);
+    if (!this.transposed.some((t) => t.name === name)) this.transposed.push({ name, of, rows: K, cols: N });
+    if (!this.args.includes(name)) this.args.push(name);
+    return (p, j) => `${name}[${wrapSum(p)} * ${N} + ${j}]`;
   }
 
   private local(e: Expr): Expr {
@@ -192,6 +215,7 @@ class KernelWriter {
         );
       }
       case 'matmul': {
+        this.hasMatmul = true;
         const [A, B] = inst.args as [ValueId, ValueId];
         const { transA, transB } = inst.attrs;
         const ta = g.type(A).shape;
@@ -199,12 +223,13 @@ class KernelWriter {
         const K = transA ? ta.at(-2)! : ta.at(-1)!;
         const batch = pos.slice(0, -2);
         const [i, j] = [pos[pos.length - 2]!, pos[pos.length - 1]!];
+        const bT = transB ? this.transposedRead(B) : undefined;
         return E.atom(
           this.loop('0', [K], ([p], acc) => {
             const aPos = [...batch.slice(batch.length - (ta.length - 2)), ...(transA ? [p!, i] : [i, p!])];
             const bPos = [...batch.slice(batch.length - (tb.length - 2)), ...(transB ? [j, p!] : [p!, j])];
             const a = this.capture(() => this.at(A, aPos).code);
-            const b = this.capture(() => this.at(B, bPos).code);
+            const b = bT ? { lines: [], value: bT(p!, j) } : this.capture(() => this.at(B, bPos).code);
             return [...a.lines, ...b.lines, `${acc} += ${a.value} * ${b.value};`];
           }),
         );
@@ -328,12 +353,48 @@ class KernelWriter {
   }
 }
 
-/** The kernel of one stored value: its source and the arrays it reads. */
-function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; body: string[]; size: Size } {
+/**
+ * A large matrix product's kernel runs as rows × `width` threads in webgpu mode (8×8 workgroups:
+ * each reads 8 rows of A and 8 columns of B where a 1-D one reads 1 and 64). Measured on an H200
+ * (bench/pack-device.sh): the makemore XL step went from 53.2 to 37.1 ms, but L's (products of
+ * at most 262k outputs) from 1.68 to 2.41 ms, so only products of at least 2^20 outputs run 2-D.
+ * The thread's flat index stays row-major: the kernels that read the output index it as before,
+ * and gpu.js's other modes keep a 1-D output.
+ */
+const MIN_2D_WIDTH = 8;
+const MIN_2D_OUTPUTS = 1 << 20;
+
+/**
+ * In such a product A·Bᵀ with K ≥ 64, B is transposed by a kernel of its own first, and the
+ * product reads the copy as A·B would. On an H200 (bench/gpu-matmul.mjs) a 4096×4096×384 A·Bᵀ
+ * (makemore XL's dembcat) took 26.1 ms 1-D and 9.5 ms 2-D, where A·B of the same size took 4.9.
+ */
+const MIN_TRANSPOSED_K = 64;
+
+/** An array `of` [cols, rows] that a kernel reads as its transpose `name` [rows, cols]. */
+interface Transposed {
+  readonly name: string;
+  readonly of: string;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/**
+ * The kernel of one stored value: its source, the arrays it reads, its row width if 2-D, and the
+ * transposed copies it reads (`transposedName` names them).
+ */
+function kernelOf(
+  g: Graph,
+  plan: Plan,
+  u: Unit,
+  inst: Inst,
+  transposedName: (of: string) => string,
+): { args: string[]; body: string[]; size: Size; width?: number; transposed: Transposed[] } {
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
   registers.add(inst.result); // computed here, not read
-  const w = new KernelWriter(g, plan, registers);
   const shape = g.type(inst.result).shape;
+  const n = numelSize(shape);
+  const w = new KernelWriter(g, plan, registers, n.syms.length === 0 && n.coef >= MIN_2D_OUTPUTS ? transposedName : undefined);
   const pos: string[] = [];
   const head: string[] = ['const _x = this.thread.x;'];
   // the position of this thread, from its flat index
@@ -353,7 +414,11 @@ function kernelOf(g: Graph, plan: Plan, u: Unit, inst: Inst): { args: string[]; 
     }
   });
   const value = w.at(inst.result, pos);
-  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: numelSize(shape) };
+  const last = shape.at(-1);
+  const large = n.syms.length > 0 || n.coef >= MIN_2D_OUTPUTS; // a symbolic size is checked when bound
+  const width = w.hasMatmul && large && shape.length >= 2 && typeof last === 'number' && last >= MIN_2D_WIDTH ? last : undefined;
+  if (width !== undefined) head[0] = `const _x = this.thread.x + this.thread.y * ${width};`;
+  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: n, width, transposed: w.transposed };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,9 +436,9 @@ function codeNames(m: ModuleInfo): (base: string) => string {
   };
 }
 
+/** One kernel call of a pipeline: `const name = kernel(...args);`. */
 interface Step {
-  readonly unit: Unit;
-  readonly inst: Inst;
+  readonly name: string;
   readonly kernel: string;
   readonly args: string[];
 }
@@ -387,23 +452,50 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const thisType = syms.length ? 'this: IKernelFunctionThis<Sizes>' : 'this: IKernelFunctionThis';
   const codeName = codeNames(m);
   const kernels: string[] = [];
+  /** Values whose kernels run 2-D in webgpu mode (read back through a 1-D copy: see `result`). */
+  const twoD = new Set<string>();
+  const transposedNames = new Map<string, string>();
+  const transposedName = (of: string) => transposedNames.get(of) ?? (transposedNames.set(of, codeName(`${of}_T`)), transposedNames.get(of)!);
+  const transposers = new Map<string, Step>();
+  /** The kernel writing the transposed copy `t` (once per module), and its call. */
+  const transposer = (tr: Transposed, user: string): Step => {
+    const known = transposers.get(tr.name);
+    if (known) return known;
+    const kernel = codeName(`kernel_${tr.name}`);
+    kernels.push(
+      '',
+      `// ${tr.name} = ${tr.of}ᵀ, so that ${user}'s product reads it as A·B reads B: neighbouring threads read`,
+      `// neighbouring floats (in A·Bᵀ they would read ${tr.rows} floats apart)`,
+      `const ${kernel} = kernel(function (${[t(thisType), `${tr.of}${t(': Float32Array')}`].filter(Boolean).join(', ')})${t(': number')} {`,
+      'const _x = this.thread.x;',
+      `const _i0 = Math.floor(_x / ${tr.cols});`,
+      `const _rest0 = _x - _i0 * ${tr.cols};`,
+      `return ${tr.of}[_rest0 * ${tr.rows} + _i0];`,
+      `}, ${tr.rows * tr.cols});`,
+    );
+    const step = { name: tr.name, kernel, args: [tr.of] };
+    transposers.set(tr.name, step);
+    return step;
+  };
   const steps = (units: readonly Unit[]): Step[] =>
     units.flatMap((u) =>
       u.insts
         .filter((inst) => plan.storage.get(u.graph.value(inst.result).name)?.kind === 'buffer')
-        .map((inst) => {
-          const k = kernelOf(u.graph, plan, u, inst);
+        .flatMap((inst) => {
+          const k = kernelOf(u.graph, plan, u, inst, transposedName);
           const name = valueName(u.graph, inst.result);
+          const before = k.transposed.map((tr) => transposer(tr, name));
           const kernel = codeName(`kernel_${name}`);
+          if (k.width !== undefined) twoD.add(name);
           const argTypes = k.args.map((a) => `${a}${t(': Float32Array')}`);
           kernels.push(
             '',
             ...unitComment(m, { ...u, insts: u.insts.filter((x) => x === inst || plan.storage.get(u.graph.value(x.result).name)?.kind === 'register') }, plan),
             `const ${kernel} = kernel(function (${[t(thisType), ...argTypes].filter(Boolean).join(', ')})${t(': number')} {`,
             ...k.body,
-            `}, ${sizeText(k.size)});`,
+            `}, ${sizeText(k.size)}${k.width === undefined ? '' : `, ${k.width}`});`,
           );
-          return { unit: u, inst, kernel, args: k.args };
+          return [...before, { name, kernel, args: k.args }];
         }),
     );
   const fwdSteps = steps(plan.units.forward);
@@ -425,20 +517,25 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     }
   const views = (root: string, needed: Set<string>): string[] =>
     (aliasesOf.get(root) ?? []).flatMap((a) => (needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${root};`, ...views(a, needed)] : []));
-  /** The calls of a pipeline, with the views its kernels and its results (`reads`) need. */
+  /**
+   * The calls of a pipeline, with the views its kernels and its results (`reads`) need; a
+   * transposed copy is made once, before its first reader.
+   */
   const plan_ = (list: Step[], reads: readonly string[]) => {
-    const needed = new Set([...list.flatMap((s) => s.args), ...reads]);
-    return [...argNames.flatMap((a) => views(a, needed)), ...list.flatMap((s) => [...call(s), ...views(valueName(s.unit.graph, s.inst.result), needed)])];
+    const once = list.filter((s, k) => list.findIndex((x) => x.name === s.name) === k);
+    const needed = new Set([...once.flatMap((s) => s.args), ...reads]);
+    return [...argNames.flatMap((a) => views(a, needed)), ...once.flatMap((s) => [...call(s), ...views(s.name, needed)])];
   };
-  const call = (s: Step) => [`const ${valueName(s.unit.graph, s.inst.result)} = ${s.kernel}(${s.args.join(', ')});`];
+  const call = (s: Step) => [`const ${s.name} = ${s.kernel}(${s.args.join(', ')});`];
 
   // results: outputs of the forward plan; loss then every gradient of the backward plan. A result
-  // that no kernel computes (a param, a constant, a value shared by two gradients) gets a copy
+  // that no kernel computes (a param, a constant, a value shared by two gradients) gets a copy, and
+  // so does one a 2-D kernel computes (gpu.js would read it back as rows)
   const copies: string[] = [];
   const result = (g: Graph, v: ValueId, seen: Set<string>): string => {
     const name = valueName(g, v);
     const s = plan.storage.get(name);
-    if (s?.kind === 'buffer' && !seen.has(name) && g.def(v).op !== 'fwd') {
+    if (s?.kind === 'buffer' && !seen.has(name) && g.def(v).op !== 'fwd' && !twoD.has(name)) {
       seen.add(name);
       return name;
     }
@@ -512,11 +609,23 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '      void gpu.destroy();',
     '    },',
   ];
-  const kernelHelper = (constants: string) => [
-    '  // kernels are only called inside the pipelines, where they take and give handles',
-    `  const kernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}) =>`,
-    `    gpu.createKernel(fn, { output: [n], ${constants}precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
-  ];
+  const kernelHelper = (constants: string) =>
+    twoD.size === 0
+      ? [
+          '  // kernels are only called inside the pipelines, where they take and give handles',
+          `  const kernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}) =>`,
+          `    gpu.createKernel(fn, { output: [n], ${constants}precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
+        ]
+      : [
+          '  // kernels are only called inside the pipelines, where they take and give handles; a large',
+          "  // matrix product's runs as n / width rows of `width` threads on a GPU (its flat index stays row-major)",
+          `  const kernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}, width${t('?: number')}) =>`,
+          '    gpu.createKernel(fn, {',
+          `      output: width && mode === 'webgpu' && n >= ${MIN_2D_OUTPUTS} ? [width, n / width] : [n],`,
+          `      ${constants}precision: 'single',`,
+          "      tactic: 'precision',",
+          `    })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
+        ];
   const staticCreate = () => [
     '/**',
     ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',

@@ -60,6 +60,47 @@ export default makemoreComposite({ ...LECTURE, batch: 'B' }, 'gpu_sym');
   });
 });
 
+describe('GPU.js module of a large product', () => {
+  // dA = dd·Bᵀ has 2^20 outputs and K = 64: on a GPU it runs 2-D and reads Bᵀ from a transposed
+  // copy (codegen/gpu.ts); here, in the modes without a GPU, the same module must still agree
+  const file = modelFile(`import { model } from 'graphc';
+export default model('large', (g) => {
+  const A = g.param('A', [1024, 1024]);
+  const B = g.param('B', [1024, 64]);
+  const y = g.input('y', [1024, 64]);
+  const d = A.matmul(B).sub(y);
+  return { loss: d.mul(d).mean() };
+});
+`);
+
+  it('transposes B once, runs the product 2-D on webgpu and reads its gradient back through a 1-D copy', async () => {
+    const { c } = await buildBoth(file);
+    const src = c.files.find((f) => f.name === 'large.gpu.ts')!.content;
+    const order = ['const B_T = kernel_B_T(B);', 'const dA = kernel_dA(B_T, dd);', 'return [loss, copy_dA(dA), dB];'].map((l) => src.indexOf(l));
+    expect(order.every((k) => k > 0) && order[0]! < order[1]! && order[1]! < order[2]!, order.join()).toBe(true);
+    expect(src).toContain('return B[_rest0 * 64 + _i0];');
+    expect(src).toContain('_acc0 += dd[_i0 * 64 + _r1] * B_T[_r1 * 1024 + _rest0];');
+    expect(src).toContain('const _x = this.thread.x + this.thread.y * 1024;');
+    expect(src).toContain("output: width && mode === 'webgpu' && n >= 1048576 ? [width, n / width] : [n],");
+    // the forward product has 65,536 outputs: 1-D, and its B is read as it is
+    expect(src.match(/this\.thread\.y/g)).toHaveLength(1);
+  });
+
+  it.each(['cpu', 'webasm'])('agrees with the flat module in %s mode', async (mode) => {
+    const { c, flat, gpu } = await buildBoth(file);
+    const model = await gpu.create({ mode });
+    try {
+      const { params, inputs } = randomArgs(c.fwd, 5, 0.5);
+      const want = flat.valueAndGrad(params, inputs);
+      const got = await model.valueAndGrad(params, inputs);
+      expect(relErr([got.loss], [want.loss])).toBeLessThan(1e-4);
+      for (const k of ['A', 'B']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
 describe('webgpu mode', () => {
   it('says clearly when this machine has no WebGPU adapter', async () => {
     const { gpu } = await buildBoth(path.join(ROOT, 'examples', 'neuron.ts'));
