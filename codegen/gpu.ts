@@ -356,8 +356,9 @@ class KernelWriter {
 /**
  * A large matrix product's kernel runs as rows × `width` threads in webgpu mode (8×8 workgroups:
  * each reads 8 rows of A and 8 columns of B where a 1-D one reads 1 and 64). Measured on an H200
- * (bench/pack-device.sh): the makemore XL step went from 53.2 to 37.1 ms, but L's (products of
- * at most 262k outputs) from 1.68 to 2.41 ms, so only products of at least 2^20 outputs run 2-D.
+ * (bench/pack-device.sh) with every product 2-D: the makemore XL step went from 53.2 to 37.1 ms,
+ * but L's (products of at most 262k outputs) from 1.68 to 2.41 ms; so only products of at least
+ * 2^20 outputs run 2-D (XL: 35.8 ms, L unchanged).
  * The thread's flat index stays row-major: the kernels that read the output index it as before,
  * and gpu.js's other modes keep a 1-D output.
  */
