@@ -75,7 +75,8 @@ export default model('large', (g) => {
 
   it('transposes B once, runs the product 2-D on webgpu and reads its gradient back through a 1-D copy', async () => {
     const { c } = await buildBoth(file);
-    const src = c.files.find((f) => f.name === 'large.gpu.ts')!.content;
+    const content = c.files.find((f) => f.name === 'large.gpu.ts')!.content;
+    const src = typeof content === 'string' ? content : new TextDecoder().decode(content);
     const order = ['const B_T = kernel_B_T(B);', 'const dA = kernel_dA(B_T, dd);', 'return [loss, copy_dA(dA), dB];'].map((l) => src.indexOf(l));
     expect(order.every((k) => k > 0) && order[0]! < order[1]! && order[1]! < order[2]!, order.join()).toBe(true);
     expect(src).toContain('return B[_rest0 * 64 + _i0];');
