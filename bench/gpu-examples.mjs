@@ -9,18 +9,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
-
-function relErr(a, b) {
-  let d = 0;
-  let s = 1e-3;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
-  }
-  return d / s;
-}
+import { arg, relErr } from './device.mjs';
 
 /** Inputs from the module's spec: indices 0 or 1 (valid for every index input), floats in (0.5, 1.5). */
 function inputsOf(spec) {

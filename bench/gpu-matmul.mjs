@@ -11,9 +11,7 @@
 //   node bench/gpu-matmul.mjs --mode webasm --scale 16    here, as a check of the script
 //   node gpu-matmul.mjs --mode webgpu                     on the lent GPU machine (packed by pack-device.sh)
 import { GPU } from 'gpu.js';
-import { setupWebGPU } from './dawn.mjs';
-
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
+import { arg, setupWebGPU } from './device.mjs';
 
 /** The generated operand values (exact in f32 below 2^24 elements), as the kernels compute them. */
 const gen = (x, salt) => ((((x + salt) % 101) * 37) % 97) / 97 - 0.5;

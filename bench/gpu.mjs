@@ -6,16 +6,17 @@
 //   bash bench/pack-device.sh                             then, on the lent GPU machine:
 //   source .device/on-device.sh; cd .device/app && node gpu.mjs --mode webgpu --models models
 //
-// With --models DIR it loads prebuilt modules (DIR/<size>/makemore_<size>.{js,gpu.js}); without
-// it, it builds them with graphc first. `--write-ref` (run by pack-device.sh) stores the flat
-// module's loss and gradients beside each model (makemore_<size>.ref.{json,bin}), so the device
-// need not spend ~15 s of its time on the flat XL step; without them the flat module runs there.
+// With --models DIR it loads the modules from DIR/<size>/makemore_<size>.{js,gpu.js}, and builds
+// with graphc those not there (without it, into a fresh folder). `--write-ref` (how pack-device.sh
+// builds them) then stores the flat module's loss and gradients beside each model
+// (makemore_<size>.ref.{json,bin}) instead of timing, so that the device need not spend its time
+// on the flat XL step (about 28 s here); without them the flat module runs there.
 // `--flat-seconds N` also times the flat module on this machine (S and L only); `--dawn FEATURES`
 // sets navigator.gpu up first with those Dawn features (e.g. disable_robustness).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setupWebGPU } from './dawn.mjs';
+import { arg, relErr, setupWebGPU } from './device.mjs';
 
 export const GPU_SIZES = {
   S: { batch: 32, block: 3, nEmbd: 10, nHidden: 64, vocab: 27 },
@@ -29,28 +30,17 @@ export function flops({ batch: n, block, nEmbd, nHidden: H, vocab: V }) {
   return 3 * 2 * n * (K * H + H * V) + 24 * n * H + 12 * n * V + n * K;
 }
 
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
-
+/** Builds makemore at each size into dir/<size>/ unless it is there (needs the repository). */
 async function buildModels(dir, sizes) {
   const { spawnSync } = await import('node:child_process');
-  const { writeFileSync } = await import('node:fs');
   const root = path.resolve(import.meta.dirname, '..');
   for (const s of sizes) {
+    if (existsSync(path.join(dir, s, `makemore_${s}.gpu.js`))) continue;
     const src = path.join(dir, `makemore_${s}.ts`);
     writeFileSync(src, `import { makemore } from ${JSON.stringify(path.join(root, 'examples/makemore.ts'))};\nexport default makemore(${JSON.stringify(GPU_SIZES[s])}, 'makemore_${s}');\n`);
     const r = spawnSync(process.execPath, [path.join(root, 'bin/graphc.js'), 'build', src, '--out', path.join(dir, s)], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(r.stderr);
   }
-}
-
-function relErr(a, b) {
-  let d = 0;
-  let s = 1e-3;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
-  }
-  return d / s;
 }
 
 /** Same parameters and inputs on every machine: initParams(1) and an LCG draw of indices. */
@@ -107,8 +97,8 @@ async function main() {
     const cache = path.resolve(import.meta.dirname, '..', 'node_modules', '.cache');
     mkdirSync(cache, { recursive: true });
     dir = mkdtempSync(path.join(cache, 'graphc-gpu-'));
-    await buildModels(dir, sizes);
   }
+  await buildModels(path.resolve(dir), sizes);
   const flatSeconds = Number(arg('flat-seconds', '0'));
   const features = arg('dawn', '');
   if (features) await setupWebGPU(features);
