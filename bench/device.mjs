@@ -1,20 +1,10 @@
-// What the GPU scripts of the bench share (gpu.mjs, gpu-matmul.mjs, gpu-examples.mjs; they run
-// on the lent GPU machine, packed by pack-device.sh, so they import nothing of the repository).
+// What the GPU scripts of the bench share (gpu.mjs, gpu-matmul.mjs, gpu-examples.mjs). They run on
+// the lent GPU machine, packed by pack-device.sh with this file and report.mjs and nothing else of
+// the repository.
 
 /** The value of `--name=value` or `--name value` on the command line, else `dflt`. */
 export const arg = (name, dflt) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
-
-/** max |a − b| / max(max |b|, 1e-3): the error measure of every check of the bench. */
-export function relErr(a, b) {
-  let d = 0;
-  let s = 1e-3;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
-  }
-  return d / s;
-}
 
 /**
  * navigator.gpu in Node from the `webgpu` package (Dawn), as a generated GPU.js module sets it up

@@ -9,7 +9,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { arg, relErr } from './device.mjs';
+import { arg } from './device.mjs';
+import { relError } from './report.mjs';
 
 /** Inputs from the module's spec: indices 0 or 1 (valid for every index input), floats in (0.5, 1.5). */
 function inputsOf(spec) {
@@ -54,9 +55,9 @@ async function main() {
       const model = await gpuMod.create({ mode });
       const got = await model.valueAndGrad(params, inputs);
       const outs = await model.forward(params, inputs);
-      let err = relErr([got.loss], [wantLoss]);
-      for (const [k, g] of Object.entries(wantGrads)) err = Math.max(err, relErr(got.grads[k], g));
-      for (const [k, o] of Object.entries(wantOuts)) err = Math.max(err, relErr(typeof outs[k] === 'number' ? [outs[k]] : outs[k], o));
+      let err = relError([got.loss], [wantLoss]);
+      for (const [k, g] of Object.entries(wantGrads)) err = Math.max(err, relError(got.grads[k], g));
+      for (const [k, o] of Object.entries(wantOuts)) err = Math.max(err, relError(typeof outs[k] === 'number' ? [outs[k]] : outs[k], o));
       const gpuMs = await median(() => model.valueAndGrad(params, inputs), 1000);
       const flatMs = await median(() => flat.valueAndGrad(params, inputs), 1000);
       rows.push({ name, mode: model.mode, err, gpuMs, flatMs });

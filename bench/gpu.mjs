@@ -16,7 +16,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { arg, relErr, setupWebGPU } from './device.mjs';
+import { arg, setupWebGPU } from './device.mjs';
+import { relError } from './report.mjs';
 
 export const GPU_SIZES = {
   S: { batch: 32, block: 3, nEmbd: 10, nHidden: 64, vocab: 27 },
@@ -121,7 +122,7 @@ async function main() {
       // correctness first: the GPU module against the flat module
       const want = readRef(base) ?? flat.valueAndGrad(params, inputs);
       const got = await model.valueAndGrad(params, inputs);
-      const err = Math.max(relErr([got.loss], [want.loss]), ...Object.keys(want.grads).map((k) => relErr(got.grads[k], want.grads[k])));
+      const err = Math.max(relError([got.loss], [want.loss]), ...Object.keys(want.grads).map((k) => relError(got.grads[k], want.grads[k])));
       // timing: warm up by time, then the median of steps (each awaited: loss and grads read back)
       const t = await timeSteps(() => model.valueAndGrad(params, inputs), seconds);
       const tf = await timeSteps(() => model.forward(params, inputs), Math.min(seconds, 2));
