@@ -1,10 +1,10 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
 // WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
-// every elementwise group, every reduction over leading axes and every softmax over the last axis
-// a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses of its arrays.
-// The kernels are encoded by graphc at build time and embedded in the module, which still
-// imports nothing. Every other step (reductions over trailing axes, cross-entropy, gathers) is
-// the flat module's code; all steps keep the flat module's order and comments.
+// every elementwise group, every reduction over leading or trailing axes and every softmax over
+// the last axis a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses
+// of its arrays. The kernels are encoded by graphc at build time and embedded in the module, which
+// still imports nothing. Every other step (cross-entropy, gathers, transposes) is the flat
+// module's code; all steps keep the flat module's order and comments.
 
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
@@ -23,8 +23,8 @@ import { encodeModule } from './wasm/encode.js';
 import type { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
-import type { ElementwiseKernel, ReduceKernel } from './wasm/elementwise.js';
-import { elementwiseBody, reduceBody } from './wasm/elementwise.js';
+import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
+import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import type { SoftmaxKernel } from './wasm/softmax.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Operand, Step, StepOp } from './wasm/steps.js';
@@ -60,6 +60,13 @@ interface ReduceDecision {
   readonly doc: string;
 }
 
+/** A reduction over trailing axes (row sums, with the group's members and epilogue) as a kernel. */
+interface RowReduceDecision {
+  readonly kind: 'rowreduce';
+  readonly kernel: RowReduceKernel;
+  readonly doc: string;
+}
+
 /** A softmax over the last axis as a kernel over its rows. */
 interface SoftmaxDecision {
   readonly kind: 'softmax';
@@ -67,7 +74,7 @@ interface SoftmaxDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | SoftmaxDecision;
+type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -88,11 +95,11 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   }
   const address = addresses(plan, offsets);
   const units = [...plan.units.forward, ...plan.units.backward];
-  // scratch area: the accumulators of reductions over leading axes (one row each)
+  // scratch area: the accumulators of reductions (one row of the kept positions each)
   const accAt = end;
   end += Math.max(0, ...units.map((u) => {
-    const r = leadingReduction(u);
-    return r ? r.reductions.length * align(r.N * 4) : 0;
+    const r = reductionOf(u);
+    return r ? r.reductions.length * align((r.leading ? r.N : r.M) * 4) : 0;
   }));
 
   const decisions = new Map<Unit, Decision>();
@@ -100,7 +107,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     const d =
       u.insts[0]!.op === 'matmul'
         ? decideMatmul(m, u, address)
-        : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
+        : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -115,7 +122,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
 
   const kernels: Kernel[] = [];
   const backend: Backend = {
-    what: 'The flat module with its matmuls, elementwise groups, column reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
+    what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => buffersDecl(kernels, pages, offsets, arrays, t),
     unit: (u: Unit, e: UnitEmitter) => {
@@ -125,7 +132,14 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       const last = valueName(g, u.insts[u.insts.length - 1]!.result);
       if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;
-        const body = d.kind === 'elementwise' ? elementwiseBody(d.kernel) : d.kind === 'reduce' ? reduceBody(d.kernel) : softmaxBody(d.kernel);
+        const body =
+          d.kind === 'elementwise'
+            ? elementwiseBody(d.kernel)
+            : d.kind === 'reduce'
+              ? reduceBody(d.kernel)
+              : d.kind === 'rowreduce'
+                ? rowReduceBody(d.kernel)
+                : softmaxBody(d.kernel);
         kernels.push({ name, body, d });
         return [`${member('kernels', name)}();`];
       }
@@ -300,24 +314,29 @@ function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], space: Space,
   return { steps, operand };
 }
 
-/** The reductions of a reduce group over leading axes, and how many floats their accumulators take. */
-function leadingReduction(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: number[]; axes: readonly number[]; N: number } | undefined {
+/**
+ * The reductions of a reduce group, all over the same axes of one shape: leading axes (column
+ * sums, [M,N] with M the reduced positions) or trailing ones (row sums, N the reduced positions).
+ */
+function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: number[]; axes: readonly number[]; leading: boolean; M: number; N: number } | undefined {
   if (!(u.kind === 'reduce' || (u.kind === 'single' && (u.insts[0]!.op === 'sum' || u.insts[0]!.op === 'max')))) return undefined;
   const reductions = u.insts.filter((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'>[];
   const shape = u.graph.type(reductions[0]!.args[0]!).shape as number[];
   const axes = reductions[0]!.attrs.axes;
-  const leading = axes.length < shape.length && axes.every((a, k) => a === k);
-  if (!leading) return undefined;
-  return { reductions, shape, axes, N: shape.slice(axes.length).reduce((a, b) => a * b, 1) };
+  if (axes.length === 0 || axes.length >= shape.length) return undefined;
+  const leading = axes.every((a, k) => a === k);
+  if (!leading && !axes.every((a, k) => a === shape.length - axes.length + k)) return undefined;
+  const split = leading ? axes.length : shape.length - axes.length;
+  const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+  return { reductions, shape, axes, leading, M: size(shape.slice(0, split)), N: size(shape.slice(split)) };
 }
 
 /** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
 function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
-  const r = leadingReduction(u);
-  if (!r) return undefined;
+  const r = reductionOf(u);
+  if (!r?.leading) return undefined;
   const g = u.graph;
-  const { reductions, shape, axes, N } = r;
-  const M = shape.slice(0, axes.length).reduce((a, b) => a * b, 1);
+  const { reductions, shape, axes, M, N } = r;
   const inFull = (i: Inst) => !reductions.includes(i as InstOf<'sum'>) && sameShape(g.type(i.result).shape, shape);
   const full = u.insts.filter(inFull);
   const epilogue = u.insts.filter((i) => !reductions.includes(i as InstOf<'sum'>) && !inFull(i));
@@ -345,6 +364,49 @@ function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): 
   const epilogueSteps = [...results, ...epi.steps.map((s) => ({ ...s, args: s.args.map(shift) }))];
   const init: Step[] = reductions.map((red, k) => ({ op: 'copy', args: [{ kind: 'const', value: red.op === 'sum' ? 0 : -Infinity }], store: accs[k], storeSi: 0 }));
   return { kind: 'reduce', kernel: { M, N, init, rows: [...rows.steps, ...accumulate], epilogue: epilogueSteps }, doc: docOf(m, u) };
+}
+
+/** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
+function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): RowReduceDecision | undefined {
+  const r = reductionOf(u);
+  if (!r || r.leading || r.N === 0) return undefined;
+  const g = u.graph;
+  const { reductions, shape, axes, M, N } = r;
+  const inFull = (i: Inst) => !reductions.includes(i as InstOf<'sum'>) && sameShape(g.type(i.result).shape, shape);
+  const full = u.insts.filter(inFull);
+  const epilogue = u.insts.filter((i) => !reductions.includes(i as InstOf<'sum'>) && !inFull(i));
+  const accs = reductions.map((_r, k) => accAt + k * align(M * 4));
+  const rows = stepsOf(m, u, full, { out: shape, split: shape.length - axes.length }, address);
+  if (!rows) return undefined;
+  // one step per reduction that holds the value it reduces, for the kernel to fold into its vector
+  const taps: Step[] = [];
+  for (const red of reductions) {
+    const x = rows.operand(red.args[0]!);
+    if (g.type(red.result).dtype !== 'f32' || !x) return undefined;
+    taps.push({ op: 'copy', args: [x] });
+  }
+  // the epilogue: the stored reductions' results, then its members over the M kept positions
+  const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
+  const results: Step[] = [];
+  for (const [k, red] of reductions.entries())
+    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [acc(k)], store: address(g, red.result) });
+  const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
+  if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
+  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, acc(k)]));
+  const epi = stepsOf(m, u, epilogue, { out: epiShape, split: 0, known }, address);
+  if (!epi) return undefined;
+  const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
+  return {
+    kind: 'rowreduce',
+    kernel: {
+      M,
+      N,
+      rows: [...rows.steps, ...taps],
+      reductions: reductions.map((red, k) => ({ step: rows.steps.length + k, op: red.op, acc: accs[k]! })),
+      epilogue: [...results, ...epi.steps.map((s) => ({ ...s, args: s.args.map(shift) }))],
+    },
+    doc: docOf(m, u),
+  };
 }
 
 /** How to run a softmax over the last axis as a kernel, or undefined for the flat module's loops. */
@@ -416,6 +478,7 @@ function buffersDecl(
   const what = (d: Decision) => {
     if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
     if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
+    if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
@@ -426,7 +489,7 @@ function buffersDecl(
     return `new ${type}(memory.buffer, ${offsets[id]}, ${n})`;
   });
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise and column-reduction group, in the order the steps call them:`,
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
     ...t(
       [

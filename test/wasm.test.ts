@@ -1,6 +1,6 @@
 // The wasm target (--target wasm): the encoder, the SIMD matmul kernels on their own against a
 // float64 reference (every operand layout, ragged shapes, batches, register tiles, each
-// epilogue op), the elementwise, column-reduction and softmax kernels, and the wasm module of
+// epilogue op), the elementwise, column- and row-reduction and softmax kernels, and the wasm module of
 // every example against the flat module.
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody } from '../codegen/wasm/matmul.js';
-import { elementwiseBody, reduceBody } from '../codegen/wasm/elementwise.js';
+import { elementwiseBody, reduceBody, rowReduceBody } from '../codegen/wasm/elementwise.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
@@ -282,6 +282,63 @@ describe('SIMD column reductions', () => {
     expect(relErr(f32(sumOut!, N), wantSum), 'Σ').toBeLessThan(1e-5);
     expect(relErr(f32(epiOut!, N), wantMax.map((mx, j) => mx - wantSum[j]!)), 'max − Σ').toBeLessThan(1e-5);
     expect([...f32(epiOut! + 4 * N, 1)], 'nothing written past the result').toEqual([777]);
+  });
+});
+
+describe('SIMD row reductions', () => {
+  it.each([
+    [1, 1],
+    [5, 3],
+    [128, 32],
+    [7, 27],
+    [3, 1029],
+    [4, 6],
+  ])('[%i,%i]: Σ and max along each row of an elementwise member, and an epilogue reading both', (M, N) => {
+    const r = rng(M * 11 + N);
+    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
+    const y = Float32Array.from(x, (v) => v - 3); // all negative: a lane past N counted as 0 would win the max
+    if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
+    let at = 0;
+    const place = (n: number) => ((at += Math.ceil((n * 4) / 16) * 16 + 16), at - Math.ceil((n * 4) / 16) * 16 - 16);
+    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = [place(M * N), place(M * N), place(M * N), place(M), place(M), place(M), place(M)];
+    const pages = Math.ceil((at + 64) / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    new Float32Array(memory.buffer).fill(777);
+    new Float32Array(memory.buffer, xa!, M * N).set(x);
+    new Float32Array(memory.buffer, ya!, M * N).set(y);
+    const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
+    const body = rowReduceBody({
+      M,
+      N,
+      rows: [
+        { op: 'square', args: [{ kind: 'mem', addr: xa!, si: N, sj: 1 }], store: sq },
+        { op: 'copy', args: [{ kind: 'mem', addr: ya!, si: N, sj: 1 }] },
+      ],
+      reductions: [
+        { step: 0, op: 'sum', acc: sumAcc! },
+        { step: 1, op: 'max', acc: maxAcc! },
+      ],
+      epilogue: [
+        { op: 'copy', args: [acc(sumAcc!)], store: sumOut },
+        { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
+      ],
+    });
+    const bytes = encodeModule(pages, [{ name: 'red', body }]);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    (inst.exports.red as () => void)();
+    const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
+    const wantSum = new Float64Array(M);
+    const wantMax = new Float64Array(M).fill(-Infinity);
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        const v = x[i * N + j]!;
+        wantSum[i] += v * v;
+        if (y[i * N + j]! > wantMax[i]!) wantMax[i] = y[i * N + j]!;
+      }
+    expect(relErr(f32(sq!, M * N), Float64Array.from(x, (v) => v * v)), 'stored member').toBeLessThan(1e-6);
+    expect(relErr(f32(sumOut!, M), wantSum), 'Σ').toBeLessThan(1e-5);
+    expect(relErr(f32(epiOut!, M), wantMax.map((mx, i) => mx - wantSum[i]!)), 'max − Σ').toBeLessThan(1e-5);
+    expect([...f32(sq! + 4 * M * N, 1), ...f32(epiOut! + 4 * M, 1)], 'nothing written past the results').toEqual([777, 777]);
   });
 });
 

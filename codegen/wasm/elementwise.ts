@@ -72,3 +72,71 @@ export function reduceBody(k: ReduceKernel): Body {
   if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: k.N, steps: k.epilogue });
   return f;
 }
+
+/**
+ * A reduction group over trailing axes (row sums and maxes: layer norm's statistics, the sums of
+ * softmax's and layer norm's gradients). Every row of the [M,N] space computes the group's
+ * elementwise members four columns at a time and adds (or maxes) each reduced value into a vector
+ * of its own; in a ragged last vector the lanes past N count as 0 (−∞ for a maximum). The four
+ * lanes are then combined and stored at the row's place among the accumulators (M floats per
+ * reduction, in a scratch area), and one last row computes the epilogue over the M kept
+ * positions. Accumulation is in f32 (the flat module's accumulators are f64).
+ */
+export interface RowReduceKernel {
+  readonly M: number;
+  readonly N: number;
+  /** The members over [M,N], then one step per reduction that holds the value it reduces. */
+  readonly rows: readonly Step[];
+  /** Per reduction: the step of `rows` it reduces, how, and the address of its M accumulators. */
+  readonly reductions: readonly { readonly step: number; readonly op: 'sum' | 'max'; readonly acc: number }[];
+  readonly epilogue: readonly Step[];
+}
+
+export function rowReduceBody(k: RowReduceKernel): Body {
+  const f = new Body();
+  const { M, N } = k;
+  if (M * N === 0) return f;
+  const [rowCounter, vecCounter, i] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  const w = new StepWriter(f, k.rows, N);
+  const sums = k.reductions.map(() => f.local('v128'));
+  const identity = (op: 'sum' | 'max') => (op === 'sum' ? 0 : -Infinity);
+  /** Each reduced value into its vector; lanes from `lanes` on replaced by the identity. */
+  const fold = (lanes: number) =>
+    k.reductions.forEach((r, n) => {
+      f.get(sums[n]!).get(w.result(r.step));
+      if (lanes < 4) f.f32x4Const(identity(r.op)).i32x4Lanes([0, 1, 2, 3].map((l) => (l < lanes ? -1 : 0)) as [number, number, number, number]).v128Bitselect();
+      f.f32x4(r.op === 'sum' ? 'add' : 'pmax').set(sums[n]!);
+    });
+  const full = Math.floor(N / 4);
+  const rest = N % 4;
+  f.assign(i, 0);
+  f.repeat(rowCounter, M, () => {
+    // pointers at (i, 0)
+    for (const p of w.pointers) {
+      f.i32(p.addr);
+      if (p.si) f.get(i).i32(4 * p.si).i32Mul().i32Add();
+      f.set(p.local);
+    }
+    k.reductions.forEach((r, n) => f.f32x4Const(identity(r.op)).set(sums[n]!));
+    if (full > 0)
+      f.repeat(vecCounter, full, () => {
+        w.at(0, 0, 4);
+        fold(4);
+        for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
+      });
+    if (rest) {
+      w.at(0, 0, rest);
+      fold(rest);
+    }
+    // acc[i] = the four lanes combined
+    k.reductions.forEach((r, n) => {
+      f.get(i).i32(4).i32Mul().i32(r.acc).i32Add();
+      f.get(sums[n]!).f32x4ExtractLane(0);
+      for (let l = 1; l < 4; l++) f.get(sums[n]!).f32x4ExtractLane(l)[r.op === 'sum' ? 'f32Add' : 'f32Max']();
+      f.f32Store(0);
+    });
+    f.bump(i, 1);
+  });
+  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: M, steps: k.epilogue });
+  return f;
+}

@@ -77,6 +77,11 @@ export class StepWriter {
     }
   }
 
+  /** The register holding step n's result at the position last written. */
+  result(n: number): Local {
+    return this.results[n]!;
+  }
+
   private pointer(addr: number, si: number, sj: number): Local {
     if (sj !== 0 && sj !== 1) throw new Error(`internal: operand with column stride ${sj}`);
     const p = this.pointers.find((q) => q.addr === addr && q.si === si && q.sj === sj);

@@ -83,7 +83,7 @@ describe('fuzz: random well-typed models', () => {
       `graphs fuzz: ${stats.graphs} models (build ${(stats.msBuild / 1000).toFixed(1)} s, checks ${(stats.msChecks / 1000).toFixed(1)} s), ${stats.fdChecked} finite-difference coordinates checked, ${stats.fdSkippedKink} skipped (x±h straddles a kink), ` +
         `${stats.gradSkippedNearKink} models with a kink argument within 1e-5 (generated-vs-interpreter gradients not compared), ` +
         `${stats.illConditioned} gradients beyond 1e-4 but within 10× the float32-rounding interpreter's error; ` +
-        `wasm modules: ${stats.wasmKernels} SIMD kernels (matmul, elementwise, column-reduction and softmax), ${stats.wasmIllConditioned} gradients beyond 1e-4 of the flat module's (allowed as above)`,
+        `wasm modules: SIMD kernels ${['matmul', 'elementwise', 'reduce', 'rowreduce', 'softmax'].map((k) => `${k} ${stats.wasmKernels.get(k) ?? 0}`).join(', ')}; ${stats.wasmIllConditioned} gradients beyond 1e-4 of the flat module's (allowed as above)`,
     );
     if (process.env.FUZZ_SHOW) console.log(`ops (traced, and opt: optimised): ${[...stats.ops.entries()].sort().map(([k, n]) => `${k}:${n}`).join(' ')}`);
   }, timeout);

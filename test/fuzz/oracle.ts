@@ -23,7 +23,7 @@ import { emitWasm } from '../../codegen/wasm.js';
 import type { Arrays, GeneratedModule } from '../helpers.js';
 import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, smoothAt, tmp } from '../helpers.js';
 
-export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: 0, wasmIllConditioned: 0, ops: new Map<string, number>() };
+export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: new Map<string, number>(), wasmIllConditioned: 0, ops: new Map<string, number>() };
 
 /** The traced graph with each stop_gradient replaced by the constant it evaluates to. */
 function freezeStopGradients(traced: Graph, vals: Map<string, NDArray>): Graph {
@@ -138,7 +138,7 @@ export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: G
   const dir = tmp();
   writeFileSync(path.join(dir, `${fwd.name}.js`), indent(emitTs(info, false)));
   const wasmCode = emitWasm(info, false);
-  stats.wasmKernels += (wasmCode.match(/^\/\/ {3}(matmul|elementwise|reduce)_/gm) ?? []).length;
+  for (const [, kind] of wasmCode.matchAll(/^\/\/ {3}(matmul|elementwise|reduce|rowreduce|softmax)_/gm)) stats.wasmKernels.set(kind!, (stats.wasmKernels.get(kind!) ?? 0) + 1);
   writeFileSync(path.join(dir, `${fwd.name}.wasm.js`), indent(wasmCode));
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
   const wasm = (await import(pathToFileURL(path.join(dir, `${fwd.name}.wasm.js`)).href)) as GeneratedModule;
