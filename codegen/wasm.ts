@@ -331,79 +331,80 @@ function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: num
   return { reductions, shape, axes, leading, M: size(shape.slice(0, split)), N: size(shape.slice(split)) };
 }
 
-/** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
-function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
-  const r = reductionOf(u);
-  if (!r?.leading) return undefined;
+type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
+
+/**
+ * What a reduce group's kernel computes, whichever its axes: the steps of its members over the
+ * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
+ * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
+ * a copy of each stored reduction's result, then the group's epilogue members. Undefined when a
+ * part has no SIMD form here.
+ */
+function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, accAt: number): { rows: Step[]; reduced: Operand[]; accs: number[]; epilogue: Step[] } | undefined {
   const g = u.graph;
-  const { reductions, shape, axes, M, N } = r;
-  const inFull = (i: Inst) => !reductions.includes(i as InstOf<'sum'>) && sameShape(g.type(i.result).shape, shape);
-  const full = u.insts.filter(inFull);
-  const epilogue = u.insts.filter((i) => !reductions.includes(i as InstOf<'sum'>) && !inFull(i));
-  const accs = reductions.map((_r, k) => accAt + k * align(N * 4));
-  const rows = stepsOf(m, u, full, { out: shape, split: axes.length }, address);
+  const { reductions, shape, axes, leading, M, N } = r;
+  const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
+  const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
+  const accs = reductions.map((_r, k) => accAt + k * align((leading ? N : M) * 4));
+  const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
+  const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
   if (!rows) return undefined;
-  const accumulate: Step[] = [];
-  for (const [k, red] of reductions.entries()) {
-    if (g.type(red.result).dtype !== 'f32') return undefined;
+  const reduced: Operand[] = [];
+  for (const red of reductions) {
     const x = rows.operand(red.args[0]!);
-    if (!x) return undefined;
-    accumulate.push({ op: red.op === 'sum' ? 'add' : 'pmax', args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }, x], store: accs[k], storeSi: 0 });
+    if (g.type(red.result).dtype !== 'f32' || !x) return undefined;
+    reduced.push(x);
   }
-  // the epilogue: the reductions' results, then its members over the kept positions (one shape)
   const results: Step[] = [];
   for (const [k, red] of reductions.entries())
-    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }], store: address(g, red.result) });
+    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [acc(k)], store: address(g, red.result) });
+  const epilogue = u.insts.filter((i) => !isReduction(i) && !inFull(i));
   const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
   if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
-  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, { kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }]));
-  const epi = stepsOf(m, u, epilogue, { out: epiShape, split: epiShape.length === shape.length ? axes.length : 0, known }, address);
+  // over the kept positions as one row (as [1, N] rows of the kept shape for leading axes kept)
+  const split = leading && epiShape.length === shape.length ? axes.length : 0;
+  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, acc(k)]));
+  const epi = stepsOf(m, u, epilogue, { out: epiShape, split, known }, address);
   if (!epi) return undefined;
   // an epilogue step refers to earlier epilogue steps by index: shift them past the result copies
   const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
-  const epilogueSteps = [...results, ...epi.steps.map((s) => ({ ...s, args: s.args.map(shift) }))];
+  return { rows: rows.steps, reduced, accs, epilogue: [...results, ...epi.steps.map((st) => ({ ...st, args: st.args.map(shift) }))] };
+}
+
+/** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
+function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
+  const r = reductionOf(u);
+  const parts = r?.leading ? reduceGroup(m, u, r, address, accAt) : undefined;
+  if (!r || !parts) return undefined;
+  const { reductions, M, N } = r;
+  const { accs } = parts;
   const init: Step[] = reductions.map((red, k) => ({ op: 'copy', args: [{ kind: 'const', value: red.op === 'sum' ? 0 : -Infinity }], store: accs[k], storeSi: 0 }));
-  return { kind: 'reduce', kernel: { M, N, init, rows: [...rows.steps, ...accumulate], epilogue: epilogueSteps }, doc: docOf(m, u) };
+  // every row adds (or maxes) into the accumulators
+  const accumulate: Step[] = reductions.map((red, k) => ({
+    op: red.op === 'sum' ? 'add' : 'pmax',
+    args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }, parts.reduced[k]!],
+    store: accs[k],
+    storeSi: 0,
+  }));
+  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue }, doc: docOf(m, u) };
 }
 
 /** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
 function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): RowReduceDecision | undefined {
   const r = reductionOf(u);
-  if (!r || r.leading || r.N === 0) return undefined;
-  const g = u.graph;
-  const { reductions, shape, axes, M, N } = r;
-  const inFull = (i: Inst) => !reductions.includes(i as InstOf<'sum'>) && sameShape(g.type(i.result).shape, shape);
-  const full = u.insts.filter(inFull);
-  const epilogue = u.insts.filter((i) => !reductions.includes(i as InstOf<'sum'>) && !inFull(i));
-  const accs = reductions.map((_r, k) => accAt + k * align(M * 4));
-  const rows = stepsOf(m, u, full, { out: shape, split: shape.length - axes.length }, address);
-  if (!rows) return undefined;
-  // one step per reduction that holds the value it reduces, for the kernel to fold into its vector
-  const taps: Step[] = [];
-  for (const red of reductions) {
-    const x = rows.operand(red.args[0]!);
-    if (g.type(red.result).dtype !== 'f32' || !x) return undefined;
-    taps.push({ op: 'copy', args: [x] });
-  }
-  // the epilogue: the stored reductions' results, then its members over the M kept positions
-  const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
-  const results: Step[] = [];
-  for (const [k, red] of reductions.entries())
-    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [acc(k)], store: address(g, red.result) });
-  const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
-  if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
-  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, acc(k)]));
-  const epi = stepsOf(m, u, epilogue, { out: epiShape, split: 0, known }, address);
-  if (!epi) return undefined;
-  const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
+  const parts = r && !r.leading && r.N > 0 ? reduceGroup(m, u, r, address, accAt) : undefined;
+  if (!r || !parts) return undefined;
+  const { reductions, M, N } = r;
+  // one step per reduction holding the value it reduces, which the kernel folds into its vector
+  const taps: Step[] = parts.reduced.map((x) => ({ op: 'copy', args: [x] }));
   return {
     kind: 'rowreduce',
     kernel: {
       M,
       N,
-      rows: [...rows.steps, ...taps],
-      reductions: reductions.map((red, k) => ({ step: rows.steps.length + k, op: red.op, acc: accs[k]! })),
-      epilogue: [...results, ...epi.steps.map((s) => ({ ...s, args: s.args.map(shift) }))],
+      rows: [...parts.rows, ...taps],
+      reductions: reductions.map((red, k) => ({ step: parts.rows.length + k, op: red.op, acc: parts.accs[k]! })),
+      epilogue: parts.epilogue,
     },
     doc: docOf(m, u),
   };

@@ -228,6 +228,30 @@ describe('SIMD elementwise kernels', () => {
   });
 });
 
+/**
+ * A memory holding arrays of the given lengths (their addresses: 16-byte aligned, at least 16
+ * bytes apart), every float of it 777 at first, and a runner for one kernel body over it.
+ */
+function arena(lengths: readonly number[]): { addrs: number[]; f32: (addr: number, n: number) => Float32Array; run: (body: Body) => void } {
+  let at = 0;
+  const addrs = lengths.map((n) => {
+    const addr = at;
+    at += Math.ceil((n * 4) / 16) * 16 + 16;
+    return addr;
+  });
+  const pages = Math.ceil((at + 64) / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  new Float32Array(memory.buffer).fill(777);
+  return {
+    addrs,
+    f32: (addr, n) => new Float32Array(memory.buffer, addr, n),
+    run: (body) => {
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'kernel', body }])), { env: { memory } });
+      (inst.exports.kernel as () => void)();
+    },
+  };
+}
+
 describe('SIMD column reductions', () => {
   it.each([
     [1, 1],
@@ -240,14 +264,10 @@ describe('SIMD column reductions', () => {
     const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
     const y = Float32Array.from(x);
     if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
-    let at = 0;
-    const place = (n: number) => ((at += Math.ceil((n * 4) / 16) * 16 + 16), at - Math.ceil((n * 4) / 16) * 16 - 16);
-    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = [place(M * N), place(M * N), place(M * N), place(N), place(N), place(N), place(N)];
-    const pages = Math.ceil((at + 64) / 65536);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    new Float32Array(memory.buffer).fill(777);
-    new Float32Array(memory.buffer, xa!, M * N).set(x);
-    new Float32Array(memory.buffer, ya!, M * N).set(y);
+    const mem = arena([M * N, M * N, M * N, N, N, N, N]);
+    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = mem.addrs;
+    mem.f32(xa!, M * N).set(x);
+    mem.f32(ya!, M * N).set(y);
     const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
     const body = reduceBody({
       M,
@@ -266,10 +286,8 @@ describe('SIMD column reductions', () => {
         { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
       ],
     });
-    const bytes = encodeModule(pages, [{ name: 'red', body }]);
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-    (inst.exports.red as () => void)();
-    const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
+    mem.run(body);
+    const f32 = mem.f32;
     const wantSum = new Float64Array(N);
     const wantMax = new Float64Array(N).fill(-Infinity);
     for (let i = 0; i < M; i++)
@@ -298,14 +316,10 @@ describe('SIMD row reductions', () => {
     const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
     const y = Float32Array.from(x, (v) => v - 3); // all negative: a lane past N counted as 0 would win the max
     if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
-    let at = 0;
-    const place = (n: number) => ((at += Math.ceil((n * 4) / 16) * 16 + 16), at - Math.ceil((n * 4) / 16) * 16 - 16);
-    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = [place(M * N), place(M * N), place(M * N), place(M), place(M), place(M), place(M)];
-    const pages = Math.ceil((at + 64) / 65536);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    new Float32Array(memory.buffer).fill(777);
-    new Float32Array(memory.buffer, xa!, M * N).set(x);
-    new Float32Array(memory.buffer, ya!, M * N).set(y);
+    const mem = arena([M * N, M * N, M * N, M, M, M, M]);
+    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = mem.addrs;
+    mem.f32(xa!, M * N).set(x);
+    mem.f32(ya!, M * N).set(y);
     const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
     const body = rowReduceBody({
       M,
@@ -323,10 +337,8 @@ describe('SIMD row reductions', () => {
         { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
       ],
     });
-    const bytes = encodeModule(pages, [{ name: 'red', body }]);
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-    (inst.exports.red as () => void)();
-    const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
+    mem.run(body);
+    const f32 = mem.f32;
     const wantSum = new Float64Array(M);
     const wantMax = new Float64Array(M).fill(-Infinity);
     for (let i = 0; i < M; i++)

@@ -4,6 +4,7 @@
 // row; a broadcast operand's pointer stays put along the axis it is broadcast over.
 
 import { Body } from './encode.js';
+import type { Local } from './encode.js';
 import type { Step } from './steps.js';
 import { StepWriter } from './steps.js';
 
@@ -31,12 +32,7 @@ export function elementwiseLoop(f: Body, k: ElementwiseKernel): void {
   const rest = N % 4;
   f.assign(i, 0);
   f.repeat(rowCounter, M, () => {
-    // pointers at (i, 0)
-    for (const p of w.pointers) {
-      f.i32(p.addr);
-      if (p.si) f.get(i).i32(4 * p.si).i32Mul().i32Add();
-      f.set(p.local);
-    }
+    pointersAtRow(f, w, i);
     const advance = () => {
       for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
     };
@@ -48,6 +44,15 @@ export function elementwiseLoop(f: Body, k: ElementwiseKernel): void {
     if (rest) w.at(0, 0, rest);
     f.bump(i, 1);
   });
+}
+
+/** Sets every pointer of the steps to its array's position (i, 0). */
+function pointersAtRow(f: Body, w: StepWriter, i: Local): void {
+  for (const p of w.pointers) {
+    f.i32(p.addr);
+    if (p.si) f.get(i).i32(4 * p.si).i32Mul().i32Add();
+    f.set(p.local);
+  }
 }
 
 /**
@@ -111,12 +116,7 @@ export function rowReduceBody(k: RowReduceKernel): Body {
   const rest = N % 4;
   f.assign(i, 0);
   f.repeat(rowCounter, M, () => {
-    // pointers at (i, 0)
-    for (const p of w.pointers) {
-      f.i32(p.addr);
-      if (p.si) f.get(i).i32(4 * p.si).i32Mul().i32Add();
-      f.set(p.local);
-    }
+    pointersAtRow(f, w, i);
     k.reductions.forEach((r, n) => f.f32x4Const(identity(r.op)).set(sums[n]!));
     if (full > 0)
       f.repeat(vecCounter, full, () => {
