@@ -10,7 +10,6 @@ import type { Size } from '../ir/dims.js';
 import { isStatic, numelSize, size, sizeEq, sizeText, symbols } from '../ir/dims.js';
 import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
-import { nest } from './loops.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
