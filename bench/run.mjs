@@ -154,7 +154,13 @@ async function main() {
 
   // 9. The compiled training step against valueAndGrad and the JS update it replaces.
   section('training step: trainStep (--optimizer adamw) against valueAndGrad + a JavaScript AdamW update, alternating in this process');
-  const trainRows = (await trainStepRows({ quick: opts.quick })).map((r) => [r.name, r.nParams.toLocaleString('en-US'), fmt.ms(r.compiled), fmt.ms(r.js), `${(r.compiled / r.js).toFixed(2)}×`, fmt.err(r.err)]);
+  const trained = await trainStepRows({ quick: opts.quick });
+  const disagree = trained.find((r) => r.err > TOLERANCE);
+  if (disagree) {
+    console.log(`  FAIL: ${disagree.name}: trainStep's params differ from valueAndGrad + the JS update's by ${fmt.err(disagree.err)} after 20 steps`);
+    return 1;
+  }
+  const trainRows = trained.map((r) => [r.name, r.nParams.toLocaleString('en-US'), fmt.ms(r.compiled), fmt.ms(r.js), `${(r.compiled / r.js).toFixed(2)}×`, fmt.err(r.err)]);
   console.log(indent(table(['module', 'params', 'trainStep ms', 'valueAndGrad + JS ms', 'ratio', 'max param err (20 steps)'], trainRows)));
 
   loadNote('at the end', 1); // the bench itself keeps one core busy
