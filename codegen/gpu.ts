@@ -27,7 +27,7 @@ import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, ty
 const one = E.num(1);
 const zero = E.num(0);
 
-type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
+type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
 const TWICE = new Set<OpKind>(['relu', 'square', 'pow']);
@@ -51,6 +51,7 @@ const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } 
   minimum: ([a, b]) => E.call('Math.min', a!, b!),
   gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
   ge: ([a, b]) => E.cond(E.rel('>=')(a!, b!), one, zero),
+  select: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!),
   broadcast: ([a]) => a!,
   bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
   ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),

@@ -11,6 +11,7 @@ import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
+import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
 export function key(name: string): string {
@@ -58,8 +59,9 @@ export function inputs(g: Graph): Entry[] {
   return g.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name, ...g.type(i.result) }] : []));
 }
 
+/** The model's outputs (not the next running statistics, which are outputs named after their buffers). */
 export function outputs(g: Graph): Entry[] {
-  return g.outputs.map((o) => ({ name: o.name, ...g.type(o.value) }));
+  return g.outputs.filter((o) => !isBufferOutput(g, o.name)).map((o) => ({ name: o.name, ...g.type(o.value) }));
 }
 
 export function header(m: ModuleInfo, what: string): string[] {
@@ -108,6 +110,7 @@ export function specDecl(m: ModuleInfo, t: Typed): string[] {
     `  inputs: ${entries(inputs(m.fwd))},`,
     `  params: ${entries(params(m.fwd))},`,
     `  outputs: ${entries(outputs(m.fwd))},`,
+    ...specBuffers(m),
     `}${t(' as const')};`,
   ];
 }
@@ -125,6 +128,7 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
     ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
+    ...modeTypes(m),
   ];
 }
 
