@@ -154,12 +154,12 @@ export function optionsDecl(m: ModuleInfo, t: Typed): string[] {
  * array a value lives in), and the ones that copy the next running statistics out after a
  * training forward.
  */
-export function stateCode(m: ModuleInfo, t: Typed, arr: (value: string) => string, opts = 'options', mode = 'callState'): { set: string[]; save: string[] } {
+export function stateCode(m: ModuleInfo, t: Typed, arr: (value: string) => string, opts = 'options', mode = 'callState', stageBuffers = true): { set: string[]; save: string[] } {
   const { buffers, masks, mode: flag } = modesOf(m.fwd);
   if (!hasModes(m.fwd)) return { set: [], save: [] };
   const set = [
     ...(flag ? [`${arr(flag)}[0] = ${mode}.train ? 1 : 0; // the mode flag`] : []),
-    ...buffers.map((b) => `${arr(b.value)}.set(${member(`${opts}.buffers${t('!')}`, b.name)});`),
+    ...(stageBuffers ? buffers : []).map((b) => `${arr(b.value)}.set(${member(`${opts}.buffers${t('!')}`, b.name)});`),
     ...(masks.length
       ? [
           `if (${mode}.train) {`,
