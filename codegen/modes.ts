@@ -72,6 +72,17 @@ export function specBuffers(m: ModuleInfo): string[] {
 /** The `Buffers` and `Options` types. */
 export function modeTypes(m: ModuleInfo): string[] {
   const { buffers, masks } = modesOf(m.fwd);
+  if (!hasModes(m.fwd))
+    return [
+      '/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */',
+      'export interface Buffers {}',
+      '/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */',
+      'export interface Options {',
+      '  train?: boolean;',
+      '  seed?: number;',
+      '  buffers?: Buffers;',
+      '}',
+    ];
   return [
     '/** Module buffers: batchnorm running statistics (torch.nn.BatchNorm1d), updated in place by training calls. */',
     'export interface Buffers {',
@@ -83,7 +94,7 @@ export function modeTypes(m: ModuleInfo): string[] {
     '  train?: boolean;',
     `  /** The seed of the dropout masks (an integer); default: a counter of the module's training calls without one.${masks.length ? '' : ' (No dropout in this model.)'} */`,
     '  seed?: number;',
-    `  /** The running statistics${buffers.length ? ', required' : ' (none in this model)'}: initBuffers() gives fresh ones. */`,
+    `  /** The running statistics${buffers.length ? ', required: initBuffers() gives fresh ones' : ' (none in this model)'}. */`,
     '  buffers?: Buffers;',
     '}',
   ];
