@@ -2525,7 +2525,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -2536,7 +2536,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { wte: buf.dwte, wpe: buf.dwpe, ln1_0_g: buf.dln1_0_g, ln1_0_b: buf.dln1_0_b, q0_W: buf.dq0_W, k0_W: buf.dk0_W, v0_W: buf.dv0_W, proj0_W: buf.dproj0_W, proj0_b: buf.dproj0_b, ln2_0_g: buf.dln2_0_g, ln2_0_b: buf.dln2_0_b, fc0_W: buf.dfc0_W, fc0_b: buf.dfc0_b, fcout0_W: buf.dfcout0_W, fcout0_b: buf.dfcout0_b, ln1_1_g: buf.dln1_1_g, ln1_1_b: buf.dln1_1_b, q1_W: buf.dq1_W, k1_W: buf.dk1_W, v1_W: buf.dv1_W, proj1_W: buf.dproj1_W, proj1_b: buf.dproj1_b, ln2_1_g: buf.dln2_1_g, ln2_1_b: buf.dln2_1_b, fc1_W: buf.dfc1_W, fc1_b: buf.dfc1_b, fcout1_W: buf.dfcout1_W, fcout1_b: buf.dfcout1_b, lnf_g: buf.dlnf_g, lnf_b: buf.dlnf_b, head_W: buf.dhead_W, head_b: buf.dhead_b } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

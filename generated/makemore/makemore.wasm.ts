@@ -44,6 +44,14 @@ export interface Grads {
   bngain: Float32Array; // f32[1,64]
   bnbias: Float32Array; // f32[1,64]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
 // Memory plan: 24 arrays, 80.3 KiB, shared by values whose lifetimes do not overlap
 // (see makemore.grad.ir). Values that live only inside one loop nest are locals.
@@ -450,7 +458,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -474,7 +482,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

@@ -451,7 +451,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -462,7 +462,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

@@ -796,7 +796,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -807,7 +807,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, W2: buf.dW2, W3: buf.dW3, gain1: buf.dgain1, bias1: buf.dbias1, gain2: buf.dgain2, bias2: buf.dbias2, gain3: buf.dgain3, bias3: buf.dbias3, W4: buf.dW4, b4: buf.db4 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

@@ -59,6 +59,14 @@ export interface Grads {
   W4: Float32Array; // f32[128,27]
   b4: Float32Array; // f32[27]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
 // Memory plan: 38 arrays, 1091.3 KiB, shared by values whose lifetimes do not overlap
 // (see wavenet.grad.ir). Values that live only inside one loop nest are locals.
@@ -1058,7 +1066,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -1087,7 +1095,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
