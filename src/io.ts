@@ -148,7 +148,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'the file'): { tenso
     const count = numelOf(shape);
     let data: TensorData;
     if (LE) {
-      const copy = raw.slice().buffer;
+      const copy = new Uint8Array(raw).buffer; // a copy (a Buffer's slice would be a view of its pool)
       data = dtype === 'F32' ? new Float32Array(copy, 0, count) : new Int32Array(copy, 0, count);
     } else {
       const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
