@@ -45,7 +45,7 @@ async function runOnnx(bytes: Uint8Array, mod: GeneratedModule, inputs: Arrays, 
 
 /** The index bounds of an example's i32 inputs (its vocabulary, its classes). */
 const BOUNDS: Record<string, Record<string, number>> = {
-  classifier: { y: 10 },
+  classifier: { target_classes: 10 },
   twolayer: { y: 10 },
   makemore: { Xb: 27, Yb: 27 },
   makemore_composite: { Xb: 27, Yb: 27 },
