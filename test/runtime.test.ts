@@ -91,6 +91,27 @@ describe('--optimizer sgd', () => {
     expect(() => m.update(params, { ...grads, b1: new Float32Array(3) }, 0.1)).toThrow(
       new RangeError("makemore: gradient 'b1' must have 64 elements (f32[64]), got 3"),
     );
-    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'adam'])).err).toBe("graphc build: unknown optimizer 'adam' (known: sgd)\n");
+    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'rmsprop'])).err).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+  });
+});
+
+describe('the lifetime of returned arrays', () => {
+  it('forward() never writes into the gradients valueAndGrad returned (every example, flat and wasm)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { randomArgs } = await import('./helpers.js');
+    const { compile } = await import('../src/build.js');
+    for (const name of readdirSync(path.join(ROOT, 'generated'))) {
+      const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: [] });
+      for (const target of ['', '.wasm']) {
+        const mod = (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}${target}.js`)).href)) as GeneratedModule;
+        const dims = { B: 5 };
+        const a = randomArgs(c.fwd, 1, 0.5, dims);
+        const b = randomArgs(c.fwd, 2, 0.5, dims);
+        const { grads } = mod.valueAndGrad(a.params, a.inputs);
+        const kept = Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, Float32Array.from(v)]));
+        mod.forward(b.params, b.inputs); // another batch, other params
+        for (const k of Object.keys(kept)) expect(grads[k], `${name}${target} d${k}`).toEqual(kept[k]);
+      }
+    }
   });
 });
