@@ -56,6 +56,7 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(`(${a().s} >= ${b().s})`);
     case 'broadcast':
     case 'stop_gradient':
+    case 'custom_grad':
     case 'reshape':
       return a();
     case 'sum':

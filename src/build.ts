@@ -4,7 +4,7 @@
 
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { reverseMode } from '../ir/autodiff.js';
+import { dropCustomGrads, reverseMode } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
 import { runPasses } from '../ir/passes.js';
@@ -68,6 +68,7 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
   const bwd = reverseMode(fwd);
+  dropCustomGrads(fwd);
   opts.afterPass?.('backward', 'reverse-mode', bwd);
   runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
