@@ -284,8 +284,11 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
 function provenance(inst: Graph['insts'][number]): string {
   const loc = inst.loc;
   if (!loc) return '';
-  const rule = loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad ? `${loc.grad}'` : '';
-  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line})`;
+  const rule =
+    loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
+  // an instruction that g.grad emitted into the forward graph names that call
+  const via = loc.via ? `, of g.grad at ${loc.via.file}:${loc.via.line}` : '';
+  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line}${via})`;
 }
 
 /**
