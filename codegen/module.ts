@@ -42,6 +42,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
+  readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
 
 interface Entry {

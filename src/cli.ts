@@ -111,6 +111,8 @@ const VERBS: Record<string, Verb> = {
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
       optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
+      hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
+      jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
@@ -123,7 +125,7 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer: optimizer as 'sgd' | undefined });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer: optimizer as 'sgd' | undefined, hvp: opts.hvp === true, jvp: opts.jvp === true });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;
