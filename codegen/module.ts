@@ -47,6 +47,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
+  readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
 
 interface Entry {
@@ -297,8 +299,11 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
 function provenance(inst: Graph['insts'][number]): string {
   const loc = inst.loc;
   if (!loc) return '';
-  const rule = loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad ? `${loc.grad}'` : '';
-  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line})`;
+  const rule =
+    loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
+  // an instruction that g.grad emitted into the forward graph names that call
+  const via = loc.via ? `, of g.grad at ${loc.via.file}:${loc.via.line}` : '';
+  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line}${via})`;
 }
 
 /**

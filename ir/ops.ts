@@ -113,6 +113,12 @@ export interface AttrsOf {
    * too is the total derivative through mean and inv.
    */
   ln_apply: None;
+  /**
+   * g.customGrad: operand 0 is the forward's result, and this its value; its gradient is the
+   * user's backward, the graph's rule `rule` (Graph.rules), with xs operands 1..inputs and the
+   * values the backward reads besides them after those. Dropped once the reverse passes have run.
+   */
+  custom_grad: { rule: number; inputs: number };
 }
 
 export type OpKind = keyof AttrsOf;
@@ -133,6 +139,8 @@ export interface GradCtx<A> {
   /** Number of forward operands. */
   readonly arity: number;
   readonly yt: TensorType;
+  /** custom_grad only: the user's rule, emitted by the reverse pass (ir/autodiff.ts). */
+  userRule(): readonly GradThunk[];
 }
 
 export type GradThunk = (() => ValueId) | null;
@@ -649,6 +657,16 @@ export const OPS: OpTable = {
   },
   bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1),
   ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0),
+  custom_grad: {
+    category: 'layout',
+    attrs: { rule: 'int', inputs: 'int' },
+    arity: 'variadic',
+    shape: ([y]) => y!,
+    // the user's backward in place of the forward's rules; it is itself differentiable when it is
+    // written with ops that have gradient rules
+    grad: (c) => c.userRule(),
+    eval: ([y]) => y!,
+  },
 };
 
 /**

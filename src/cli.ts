@@ -123,6 +123,8 @@ const VERBS: Record<string, Verb> = {
       beta1: { value: 'B', help: 'adam, adamw: first-moment decay (default 0.9)' },
       beta2: { value: 'B', help: 'adam, adamw: second-moment decay (default 0.999)' },
       eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
+      hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
+      jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
@@ -134,7 +136,7 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;

@@ -81,6 +81,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   dropout_mask: { none: true },
   reshape: { none: true },
   stop_gradient: { none: true },
+  custom_grad: { none: true }, // dropped before emission (ir/passes.ts dropCustomGrads)
 
   neg: x1(E.neg),
   exp: x1((a) => E.call('Math.exp', a)),

@@ -147,6 +147,7 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   fwd: null, // only in backward graphs
   dim: (c) => void c.node('Identity', [c.dimValue(c.inst.attrs.name)], {}, c.out),
   buffer: null, // initializers: the running statistics
+  custom_grad: (c) => void c.node('Identity', [c.arg(0)], {}, c.out), // its value is its forward's; the rule only matters to gradients
   // the exported graph is evaluation mode: the mode flag is 0 and dropout is the identity
   mode: (c) => void c.node('Identity', [c.constant([0], [], DT.FLOAT, 'training')], {}, c.out),
   dropout_mask: (c) => void c.node('Expand', [c.constant([1], [], DT.FLOAT, 'one'), c.shapeTensor(c.g.type(c.inst.result).shape)], {}, c.out),
