@@ -1,0 +1,10 @@
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+const s = http.createServer((q, r) => { r.setHeader('content-type','text/html'); r.end('<p>hi</p>'); }).listen(0, '127.0.0.1');
+await new Promise(r => s.on('listening', r));
+const extra = process.argv.slice(2);
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox','--disable-background-networking','--disable-component-update','--disable-sync','--no-first-run','--enable-unsafe-webgpu','--use-webgpu-adapter=swiftshader', ...extra] });
+const p = await b.newPage();
+await p.goto(`http://127.0.0.1:${s.address().port}/`);
+console.log(await p.evaluate(async () => { if (!navigator.gpu) return 'no navigator.gpu'; const a = await navigator.gpu.requestAdapter(); return a ? JSON.stringify(a.info) : 'no adapter'; }));
+await b.close(); s.close();
