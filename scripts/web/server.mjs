@@ -36,7 +36,7 @@ export const HEADERS = {
 
 /**
  * Starts the server on 127.0.0.1:`port` (0: any free port). Returns its address and a close().
- * `/` redirects to the page, scripts/web/index.html.
+ * `/` redirects to the page, scripts/web/index.html (keeping its query).
  */
 export function startServer({ port = 0, root = ROOT, log = () => {} } = {}) {
   const server = http.createServer((req, res) => {
@@ -46,13 +46,16 @@ export function startServer({ port = 0, root = ROOT, log = () => {} } = {}) {
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
     let pathname;
+    let search;
     try {
-      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      search = url.search;
+      pathname = decodeURIComponent(url.pathname);
     } catch {
       return send(400, 'bad request\n');
     }
     if (pathname === '/') {
-      res.writeHead(302, { ...HEADERS, Location: '/scripts/web/index.html' });
+      res.writeHead(302, { ...HEADERS, Location: `/scripts/web/index.html${search}` });
       return res.end();
     }
     const rel = path.posix.normalize(pathname).replace(/^\/+/, '');
