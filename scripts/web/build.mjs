@@ -71,8 +71,9 @@ export function buildWeb({ log = console.log } = {}) {
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), ...args], { cwd: OUT, stdio: ['ignore', 'pipe', 'inherit'] });
     if (r.status !== 0) throw new Error(`graphc ${args.join(' ')} failed (exit ${r.status})`);
   };
-  // ts: the flat module, whose gradient code the page shows; wasm: the module it trains
-  graphc(['build', '--target', 'ts,wasm', '--optimizer', 'sgd', ...files]);
+  // ts: the flat module, whose gradient code the page shows; wasm: the module it trains, with its
+  // training step compiled in (trainStep: SGD; the page passes the lecture's schedule as options.lr)
+  graphc(['build', '--target', 'ts,wasm', '--optimizer', 'sgd', '--lr', '0.1', ...files]);
   for (const [model, svg] of graphs) graphc(['graph', model, '-o', svg]);
   const seconds = (performance.now() - t0) / 1000;
   log(`graphc: built ${files.map((f) => path.basename(f)).join(', ')} and ${graphs.length} graph picture(s) in ${seconds.toFixed(1)} s → web-out/`);

@@ -7,7 +7,7 @@ export const MODELS = {
   makemore: {
     title: 'makemore MLP',
     blurb:
-      "The lecture's network (Karpathy, makemore part 4), written out long form: embedding, linear, batchnorm with Bessel's correction, tanh, linear, softmax, cross-entropy. Minibatches of 32 names' contexts of 3 characters, SGD at 0.1 then 0.01; every 2,500 steps batchnorm is calibrated on the whole training set and the dev split is evaluated.",
+      "The lecture's network (Karpathy, makemore part 4), written out long form: embedding, linear, batchnorm with Bessel's correction, tanh, linear, softmax, cross-entropy. Minibatches of 32 contexts of 3 characters, trained by the module's compiled trainStep (SGD at 0.1, then 0.01); every 2,500 steps batchnorm is calibrated on the whole training set and the dev split is evaluated.",
     task: './models/makemore.mjs',
     steps: 30000,
     source: { label: 'examples/makemore.ts', url: '/examples/makemore.ts' },

@@ -1,5 +1,6 @@
 // The makemore task in the browser: the names as the Node demo splits them (scripts/demo/), random
-// minibatches of 32, the lecture's learning rate, and the evaluation of the Node demo
+// minibatches of 32 trained by the module's compiled trainStep (SGD) at the lecture's learning
+// rate, and the evaluation of the Node demo
 // (scripts/demo/evaluate.mjs): batchnorm calibrated on the whole training set, the dev split's
 // loss, names sampled from the network.
 import { splits } from '/scripts/demo/dataset.mjs';
@@ -25,6 +26,8 @@ export async function createTask({ moduleUrl, seed = 1 }) {
   const [batch, block] = train.spec.inputs.Xb.shape;
   const inputs = { Xb: new Int32Array(batch * block), Yb: new Int32Array(batch) };
   const params = train.initParams(seed);
+  // the module's compiled training step (built with --optimizer sgd): forward, backward and update
+  const state = train.initOptState(params);
   return {
     info: `${names.length} names: ${data.train.n} training examples, ${data.dev.n} dev`,
     params,
@@ -36,9 +39,7 @@ export async function createTask({ moduleUrl, seed = 1 }) {
         for (let j = 0; j < block; j++) inputs.Xb[i * block + j] = X[k * block + j];
         inputs.Yb[i] = Y[k];
       }
-      const { loss, grads } = train.valueAndGrad(params, inputs);
-      train.update(params, grads, learningRate(step, steps));
-      return loss;
+      return train.trainStep(params, state, inputs, { lr: learningRate(step, steps) }).loss;
     },
     /** Training and dev loss with batchnorm calibrated on the training set, and sampled names. */
     evaluate() {
