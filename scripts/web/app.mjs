@@ -84,6 +84,7 @@ async function showModel(id) {
   const end = code.indexOf('\n}\n', start);
   const firstLine = code.slice(0, start).split('\n').length;
   renderCode($('code'), start < 0 ? code : code.slice(start, end + 2), { firstLine: start < 0 ? 1 : firstLine, linkFile: m.source.label.split('/').pop() });
+  if (m.source.from) scrollTo($('source'), new RegExp(`^\\s*${m.source.from}`)); // the model itself, past the imports and types
   scrollTo($('code'), /^\s*\/\/ d/); // the first gradient, past the argument checks and the arrays
 }
 
