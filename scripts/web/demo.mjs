@@ -2,8 +2,10 @@
 // localhost with the cross-origin isolation headers and prints its address.
 //
 //   npm run demo:web -- [--port N] [--no-build]
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildWeb } from './build.mjs';
+import { buildWeb, OUT } from './build.mjs';
 import { startServer } from './server.mjs';
 
 const USAGE = 'usage: npm run demo:web -- [--port N] [--no-build]';
@@ -24,6 +26,10 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 if (!opts.values['no-build']) buildWeb();
+else if (!existsSync(path.join(OUT, 'names.json'))) {
+  console.error('--no-build: web-out/ holds no build yet; run npm run demo:web once without it');
+  process.exit(2);
+}
 let server;
 try {
   server = await startServer({ port });
