@@ -19,7 +19,7 @@ import * as E from './expr.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
@@ -602,7 +602,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
     ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
     `      const r = (await gradPlan(...args(params, inputs)))${t(' as Float32Array[]')};`,
-    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
+    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
     '    },',

@@ -62,6 +62,11 @@ export function inputs(g: Graph): Entry[] {
   return g.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name, ...g.type(i.result) }] : []));
 }
 
+/** The gradients valueAndGrad returns, keyed as the backward graph's outputs: every param, then inputs with { grad: true }. */
+export function gradEntries(m: { fwd: Graph; bwd: Graph }): Entry[] {
+  return m.bwd.outputs.map((o) => ({ name: o.name, ...m.bwd.type(o.value) }));
+}
+
 export function outputs(g: Graph): Entry[] {
   return g.outputs.map((o) => ({ name: o.name, ...g.type(o.value) }));
 }
@@ -128,7 +133,7 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Params', params(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
-    ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
+    ...iface('Grads', gradEntries(m), (e) => arrayType(e.dtype)),
   ];
 }
 

@@ -12,7 +12,7 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
@@ -159,7 +159,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   ];
   const resultDecl = [
     `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
-    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
+    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${gradEntries(m)
       .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
   ];

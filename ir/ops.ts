@@ -26,7 +26,8 @@ interface Reduce {
 /** Attributes of each op. The keys of this interface are the op kinds. */
 export interface AttrsOf {
   // sources: their type is declared, not inferred
-  input: { name: string };
+  /** `grad`: the model asks for this input's gradient (g.input(..., { grad: true })). */
+  input: { name: string; grad?: true };
   param: { name: string; init: Init; scale: number };
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
@@ -131,7 +132,8 @@ export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layou
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
+/** 'flag': an optional boolean, present (and printed) only when true. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -319,7 +321,7 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
 type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
 
 export const OPS: OpTable = {
-  input: source({ name: 'str' }),
+  input: source<AttrsOf['input']>({ name: 'str', grad: 'flag' }),
   param: source({ name: 'str', init: 'init', scale: 'num' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),

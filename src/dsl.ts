@@ -22,6 +22,11 @@ export interface ParamOptions {
   scale?: number;
 }
 
+export interface InputOptions {
+  /** Also return the loss's gradient with respect to this input, in `grads` under its name. */
+  grad?: boolean;
+}
+
 export interface BatchNormOptions {
   eps?: number;
 }
@@ -219,7 +224,8 @@ export class Tensor {
 /** The `g` a model function receives. */
 export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
-  input(name: string, shape: readonly Dim[], dtype?: DType): Tensor;
+  /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
+  input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   const(value: number | NestedNumbers): Tensor;
   gather(table: Tensor, indices: Tensor): Tensor;
@@ -352,14 +358,18 @@ export class Tracer {
     const v = (x: unknown, op?: string) => t.operand(x, op);
     const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
-      input(name, shape, dtype = 'f32') {
+      input(name, shape, dtype = 'f32', options = {}) {
         return t.call(() => {
           const n = t.declare('input', name);
           const s = checkShape('input', shape, { symbols: true });
           for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
-          return t.b.input(n, { dtype, shape: s }, { raw: n });
+          if (options.grad !== undefined && typeof options.grad !== 'boolean')
+            throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
+          if (options.grad && dtype !== 'f32')
+            throw new CompileError(`input: '${n}' is ${dtype}, which has no gradient`, "ask for the gradient of an f32 input; i32 inputs hold indices and labels");
+          return t.b.input(n, { dtype, shape: s }, { raw: n }, options.grad === true);
         });
       },
       param(name, shape, options = {}) {
