@@ -1,0 +1,103 @@
+// Convolutions and pooling (g.conv2d, g.conv1d, g.maxPool2d, g.avgPool2d, g.maxPool1d,
+// g.avgPool1d): every form (strides, paddings incl. 'same' and causal, dilations, groups incl.
+// depthwise, ragged sizes, 1×1 kernels, kernel = input, a symbolic batch) on every target (flat,
+// wasm, GPU.js in cpu mode) against the float64 interpreter, and the interpreter's gradients
+// against central finite differences.
+
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compileGraphs } from '../src/build.js';
+import { indent } from '../codegen/module.js';
+import { emitGpu } from '../codegen/gpu.js';
+import { emitTs } from '../codegen/ts.js';
+import { emitWasm } from '../codegen/wasm.js';
+import type { GeneratedModule, GpuModule } from './helpers.js';
+import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, tmp } from './helpers.js';
+
+/** Model bodies: `y` is the value under test; the loss is sum(y · R) for a random input R. */
+const FORMS: Record<string, string> = {
+  conv2d_plain: `const x = g.input('x', [2, 3, 6, 5]); const w = g.param('w', [4, 3, 3, 3]); const y = g.conv2d(x, w);`,
+  conv2d_bias_relu: `const x = g.param('x', [2, 2, 5, 5]); const w = g.param('w', [3, 2, 3, 3]); const b = g.param('b', [3]); const y = g.conv2d(x, w, { bias: b }).relu();`,
+  conv2d_stride_pad: `const x = g.param('x', [2, 2, 7, 6]); const w = g.param('w', [3, 2, 3, 2]); const y = g.conv2d(x, w, { stride: [2, 3], padding: [1, 2] });`,
+  conv2d_dilation: `const x = g.param('x', [1, 2, 9, 8]); const w = g.param('w', [2, 2, 3, 3]); const y = g.conv2d(x, w, { dilation: [2, 3], padding: 1 });`,
+  conv2d_same: `const x = g.param('x', [2, 1, 6, 7]); const w = g.param('w', [2, 1, 4, 3]); const y = g.conv2d(x, w, { padding: 'same', dilation: [1, 2] });`,
+  conv2d_groups: `const x = g.param('x', [2, 4, 5, 5]); const w = g.param('w', [6, 2, 2, 3]); const y = g.conv2d(x, w, { groups: 2, stride: 2 });`,
+  conv2d_depthwise: `const x = g.param('x', [2, 3, 6, 6]); const w = g.param('w', [3, 1, 3, 3]); const b = g.param('b', [3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, bias: b });`,
+  conv2d_1x1: `const x = g.param('x', [3, 5, 4, 3]); const w = g.param('w', [2, 5, 1, 1]); const y = g.conv2d(x, w);`,
+  conv2d_kernel_is_input: `const x = g.param('x', [2, 3, 4, 5]); const w = g.param('w', [2, 3, 4, 5]); const y = g.conv2d(x, w);`,
+  conv2d_ragged_stride: `const x = g.param('x', [1, 2, 8, 7]); const w = g.param('w', [3, 2, 3, 3]); const y = g.conv2d(x, w, { stride: 3, padding: [0, 1] });`,
+  conv1d_plain: `const x = g.param('x', [2, 3, 9]); const w = g.param('w', [4, 3, 3]); const b = g.param('b', [4]); const y = g.conv1d(x, w, { bias: b }).tanh();`,
+  conv1d_causal: `const x = g.param('x', [2, 2, 8]); const w = g.param('w', [3, 2, 2]); const y = g.conv1d(x, w, { padding: [(2 - 1) * 4, 0], dilation: 4 });`,
+  conv1d_stride_groups: `const x = g.param('x', [2, 4, 11]); const w = g.param('w', [2, 2, 3]); const y = g.conv1d(x, w, { stride: 2, padding: 1, groups: 2 });`,
+  conv1d_same: `const x = g.param('x', [1, 2, 7]); const w = g.param('w', [2, 2, 4]); const y = g.conv1d(x, w, { padding: 'same' });`,
+  maxpool2d: `const x = g.param('x', [2, 3, 6, 6]); const y = g.maxPool2d(x, 2);`,
+  maxpool2d_stride_pad: `const x = g.param('x', [2, 2, 7, 5]); const y = g.maxPool2d(x, [3, 2], { stride: [2, 1], padding: [1, 1] });`,
+  maxpool2d_overlap_ragged: `const x = g.param('x', [1, 2, 7, 7]); const y = g.maxPool2d(x, 3, { stride: 2 });`,
+  avgpool2d: `const x = g.param('x', [2, 3, 6, 4]); const y = g.avgPool2d(x, 2);`,
+  avgpool2d_pad: `const x = g.param('x', [2, 2, 5, 5]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
+  maxpool1d: `const x = g.param('x', [2, 3, 9]); const y = g.maxPool1d(x, 3, { stride: 2, padding: 1 });`,
+  avgpool1d: `const x = g.param('x', [2, 3, 8]); const y = g.avgPool1d(x, 2);`,
+  pool_kernel_is_input: `const x = g.param('x', [2, 2, 3, 4]); const y = g.maxPool2d(x, [3, 4]).add(g.avgPool2d(x, [3, 4]));`,
+  lenet_stage: `const x = g.input('x', ['B', 1, 8, 8]); const w = g.param('w', [2, 1, 3, 3]); const b = g.param('b', [2]);
+  const h = g.maxPool2d(g.conv2d(x, w, { bias: b }).relu(), 2); const v = g.param('v', [2, 2, 2, 2]); const y = g.conv2d(h, v);`,
+};
+
+function source(name: string, body: string): string {
+  return `import { model } from 'graphc';
+export default model('${name}', (g) => {
+  ${body}
+  const R = g.input('R', y.dims);
+  return { loss: y.mul(R).sum(), y };
+});
+`;
+}
+
+/** The three modules as plain JavaScript (unformatted: prettier would take most of the time). */
+async function build(name: string, body: string) {
+  const file = modelFile(source(name, body));
+  const { fwd, bwd, plan } = compileGraphs(file);
+  const info = { name, plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined };
+  const c = { fwd, bwd };
+  const dir = tmp();
+  // the wasm target takes static shapes only (for now): a symbolic batch is checked on the others
+  const symbolic = fwd.insts.some((i) => fwd.type(i.result).shape.some((d) => typeof d === 'string'));
+  type Emit = (m: typeof info, typed: boolean) => string;
+  const targets: [string, Emit][] = [['', emitTs], ['.gpu', emitGpu], ...(symbolic ? [] : [['.wasm', emitWasm] as [string, Emit]])];
+  for (const [suffix, emit] of targets) writeFileSync(path.join(dir, `${name}${suffix}.js`), indent(emit(info, false)));
+  const load = async <T>(suffix: string) => (await import(pathToFileURL(path.join(dir, `${name}${suffix}.js`)).href)) as T;
+  return { c, flat: await load<GeneratedModule>(''), wasm: symbolic ? undefined : await load<GeneratedModule>('.wasm'), gpu: await load<GpuModule>('.gpu') };
+}
+
+describe.each(Object.entries(FORMS))('%s', (name, body) => {
+  it('agrees with the float64 interpreter on every target; the interpreter with finite differences', async () => {
+    const { c, flat, wasm, gpu } = await build(name, body);
+    const { params, inputs } = randomArgs(c.fwd, 3, 1, { B: 3 });
+    // distinct values, so that no window holds a tie within rounding (ties go to the first)
+    const ref = reference(c.fwd, c.bwd, params, inputs);
+    const gm = await gpu.create({ mode: 'cpu' });
+    try {
+      const runs: [string, { loss: number; grads: Record<string, Float32Array> }][] = [
+        ['flat', flat.valueAndGrad(params, inputs)],
+        ...(wasm ? [['wasm', wasm.valueAndGrad(params, inputs)] as [string, { loss: number; grads: Record<string, Float32Array> }]] : []),
+        ['gpu', await gm.valueAndGrad(params, inputs)],
+      ];
+      for (const [target, got] of runs) {
+        expect(relErr([got.loss], ref.outputs.loss!.data), `${target}: loss`).toBeLessThan(1e-5);
+        for (const [k, gr] of Object.entries(got.grads)) expect(relErr(gr, ref.grads[k]!), `${target}: d loss / d ${k}`).toBeLessThan(1e-4);
+      }
+      expect(relErr(flat.forward(params, inputs).y as Float32Array, ref.outputs.y!.data), 'flat: y').toBeLessThan(1e-5);
+      expect(relErr((await gm.forward(params, inputs)).y as Float32Array, ref.outputs.y!.data), 'gpu: y').toBeLessThan(1e-5);
+    } finally {
+      gm.destroy();
+    }
+    for (const k of Object.keys(ref.grads)) {
+      const r = rng(7);
+      const n = ref.grads[k]!.length;
+      const idx = Array.from({ length: Math.min(6, n) }, (_, i) => (n <= 6 ? i : Math.floor(r() * n)));
+      const fd = idx.map((i) => finiteDiff(c.fwd, params, inputs, k, i));
+      expect(relErr(idx.map((i) => ref.grads[k]![i]!), fd), `float64 d loss / d ${k} vs finite differences`).toBeLessThan(1e-5);
+    }
+  });
+});
