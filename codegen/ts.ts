@@ -16,6 +16,7 @@ import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member,
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
+import { trainDecls } from './ts/train.js';
 
 export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 
@@ -225,6 +226,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
     : [
         ...preamble([...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]), 'const buf = {', ...entries, '};']),
@@ -258,13 +260,14 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ];
   return lines.join('\n') + '\n';
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */
 function updateDecl(m: ModuleInfo, t: Typed): string[] {
-  if (m.optimizer !== 'sgd') return [];
+  if (m.optimizer?.name !== 'sgd') return [];
   const ps = params(m.fwd);
   const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
     `expectArray('${kind}', ${JSON.stringify(p.name)}, ${member(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;

@@ -11,6 +11,7 @@ import type { Expr } from '../expr.js';
 import type { Access } from '../loops.js';
 import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
+import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
 import { convLoops, poolLoops } from './conv.js';
 
@@ -41,6 +42,8 @@ export interface Backend {
   readonly entries: readonly string[];
   /** A unit's code (a kernel call), or undefined for the flat module's loops. */
   unit(u: Unit, e: UnitEmitter): string[] | undefined;
+  /** The optimizer update as a kernel (--optimizer), for the params it covers. */
+  readonly train?: TrainBackend;
 }
 
 /** What a backend may ask of the emitter of a unit. */
