@@ -4,7 +4,7 @@
 // wasm, GPU.js in cpu mode) against the float64 interpreter, and the interpreter's gradients
 // against central finite differences.
 
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
 import { emitWasm } from '../codegen/wasm.js';
 import type { GeneratedModule, GpuModule } from './helpers.js';
-import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, tmp } from './helpers.js';
+import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, run, tmp } from './helpers.js';
 
 /** Model bodies: `y` is the value under test; the loss is sum(y · R) for a random input R. */
 const FORMS: Record<string, string> = {
@@ -99,5 +99,30 @@ describe.each(Object.entries(FORMS))('%s', (name, body) => {
       const fd = idx.map((i) => finiteDiff(c.fwd, params, inputs, k, i));
       expect(relErr(idx.map((i) => ref.grads[k]![i]!), fd), `float64 d loss / d ${k} vs finite differences`).toBeLessThan(1e-5);
     }
+  });
+});
+
+// Located build errors of the conv and pool ops: exact text (file:line:col, the line, the fix).
+const ERRORS: Record<string, string> = {
+  channels: "test/fixtures/errors/conv/channels.ts:4:12: error: conv2d: the weight f32[4,2,3,3] takes 2 input channels per group, but x f32[2,3,8,8] has 3\n  4 |   return g.conv2d(x, W).sum();\n    |            ^^^^^^\n  fix: the weight's second dimension must be C / groups = 3\n",
+  groups_in: "test/fixtures/errors/conv/groups_in.ts:4:12: error: conv2d: the 3 input channels of x f32[2,3,8,8] are not divisible by groups = 2\n  4 |   return g.conv2d(x, W, { groups: 2 }).sum();\n    |            ^^^^^^\n  fix: groups must divide both the input and the output channels\n",
+  groups_out: "test/fixtures/errors/conv/groups_out.ts:4:12: error: conv2d: the 3 output channels of the weight f32[3,2,3,3] are not divisible by groups = 2\n  4 |   return g.conv2d(x, W, { groups: 2 }).sum();\n    |            ^^^^^^\n  fix: groups must divide both the input and the output channels\n",
+  kernel_large: "test/fixtures/errors/conv/kernel_large.ts:4:12: error: conv2d: the kernel (5 along H) is larger than the padded input (4 + padding 0 = 4) of x f32[1,1,4,4]\n  4 |   return g.conv2d(x, W, { padding: [0, 1] }).sum();\n    |            ^^^^^^\n  fix: use a smaller kernel, or pad the input\n",
+  output_empty: "test/fixtures/errors/conv/output_empty.ts:4:12: error: conv2d: the output size along H would be -1: the dilated kernel spans 3·(3 − 1) + 1 = 7, more than the padded input's 5\n  4 |   return g.conv2d(x, W, { dilation: 3 }).sum();\n    |            ^^^^^^\n  fix: use a smaller dilation or kernel, or pad the input\n",
+  pool_large: "test/fixtures/errors/conv/pool_large.ts:4:12: error: maxPool2d: the kernel (4 along H) is larger than the padded input (3 + padding 0 = 3) of x f32[1,2,3,3]\n  4 |   return g.maxPool2d(x, 4).sum();\n    |            ^^^^^^^^^\n  fix: use a smaller kernel, or pad the input\n",
+  pool_padding: "test/fixtures/errors/conv/pool_padding.ts:4:12: error: avgPool1d: padding 2 along L is more than half the kernel 2\n  4 |   return g.avgPool1d(x, 2, { padding: 2 }).sum();\n    |            ^^^^^^^^^\n  fix: as in PyTorch, pooling pads at most half the kernel on each side (so that every window holds an input)\n",
+  rank: "test/fixtures/errors/conv/rank.ts:4:12: error: conv2d: x must be an f32 tensor [N, C, H, W], got f32[1,28,28]\n  4 |   return g.conv2d(x, W).sum();\n    |            ^^^^^^\n  fix: reshape it, e.g. x.reshape([B, 1, 28, 28]) for one channel of 28×28 images\n",
+  same_stride: "test/fixtures/errors/conv/same_stride.ts:4:12: error: conv2d: padding 'same' needs stride 1, got stride 2\n  4 |   return g.conv2d(x, W, { padding: 'same', stride: 2 }).sum();\n    |            ^^^^^^\n  fix: PyTorch defines 'same' padding for stride 1 only; give the padding as a number\n",
+  stride_fraction: "test/fixtures/errors/conv/stride_fraction.ts:4:12: error: conv2d: stride must be a positive integer or a pair [h, w] of them, got 1.5\n  4 |   return g.conv2d(x, W, { stride: 1.5 }).sum();\n    |            ^^^^^^\n  fix: e.g. stride: 2 or [2, 1]\n",
+  weight_rank: "test/fixtures/errors/conv/weight_rank.ts:4:12: error: conv1d: the weight must be an f32 tensor [O, C/groups, k], got f32[4,3,3,3]\n  4 |   return g.conv1d(x, W).sum();\n    |            ^^^^^^\n  fix: declare it as g.param('W', [outChannels, inChannels / groups, k])\n",
+};
+
+describe('conv and pool build errors', () => {
+  it.each(Object.keys(ERRORS))('%s: exact message, exit 1, nothing written', async (name) => {
+    const dir = path.join(tmp(), 'out');
+    const r = await run(['build', `test/fixtures/errors/conv/${name}.ts`, '--out', dir]);
+    expect(r.err).toBe(ERRORS[name]);
+    expect(r.code).toBe(1);
+    expect(existsSync(dir)).toBe(false);
   });
 });
