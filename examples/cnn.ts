@@ -20,8 +20,10 @@ export function cnn(batch: Dim = 64, name = 'cnn') {
     const x = g.input('x', [batch, 1, 28, 28]);
     const labels = g.input('labels', [batch], 'i32');
 
-    const h1 = g.maxPool2d(g.conv2d(x, W1, { bias: b1 }).relu(), 2); // [N, 6, 12, 12]
-    const h2 = g.maxPool2d(g.conv2d(h1, W2, { bias: b2 }).relu(), 2); // [N, 16, 4, 4]
+    const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
+    const h1 = g.maxPool2d(conv1, 2); // [N, 6, 12, 12]
+    const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
+    const h2 = g.maxPool2d(conv2, 2); // [N, 16, 4, 4]
     const flat = h2.reshape([batch, 256]);
     const h3 = flat.matmul(W3).add(b3).relu();
     const logits = h3.matmul(W4).add(b4);

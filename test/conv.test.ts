@@ -14,7 +14,12 @@ import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
 import { emitWasm } from '../codegen/wasm.js';
 import type { GeneratedModule, GpuModule } from './helpers.js';
-import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, run, tmp } from './helpers.js';
+import { reverseMode } from '../ir/autodiff.js';
+import { parseGraph } from '../ir/parse.js';
+import { printGraph } from '../ir/print.js';
+import { traceModel } from '../src/frontend.js';
+import { loadModel } from '../src/loader.js';
+import { expectGolden, ROOT, finiteDiff, modelFile, randomArgs, reference, relErr, rng, run, tmp } from './helpers.js';
 
 /** Model bodies: `y` is the value under test; the loss is sum(y · R) for a random input R. */
 const FORMS: Record<string, string> = {
@@ -124,5 +129,38 @@ describe('conv and pool build errors', () => {
     expect(r.err).toBe(ERRORS[name]);
     expect(r.code).toBe(1);
     expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('examples/cnn.ts (LeNet-style, batch 64)', () => {
+  const file = path.join(ROOT, 'examples', 'cnn.ts');
+  it('matches its golden IR, which parses back to the same graph', () => {
+    const { fwd, bwd } = compileGraphs(file);
+    expectGolden('cnn.ir', printGraph(fwd));
+    expectGolden('cnn.grad.ir', printGraph(bwd));
+    for (const g of [fwd, bwd]) expect(printGraph(parseGraph(printGraph(g)))).toBe(printGraph(g));
+    // the gradients of the convolutions are convolutions, shown in the backward IR
+    expect(printGraph(bwd)).toMatch(/%dh1: f32\[64,6,12,12\] = conv_input_grad %\w+, %W2 /);
+    expect(printGraph(bwd)).toMatch(/%dW1: f32\[6,1,5,5\] = conv_weight_grad %x, %\w+ /);
+  });
+
+  it('flat and wasm modules give the float64 loss and gradients; rewrites change no value', async () => {
+    const { fwd, bwd, plan } = compileGraphs(file);
+    const info = { name: 'cnn', plan, source: 'cnn.ts', fwd, bwd, sourceLine: () => undefined };
+    const dir = tmp();
+    writeFileSync(path.join(dir, 'cnn.js'), indent(emitTs(info, false)));
+    writeFileSync(path.join(dir, 'cnn.wasm.js'), indent(emitWasm(info, false)));
+    const flat = (await import(pathToFileURL(path.join(dir, 'cnn.js')).href)) as GeneratedModule;
+    const wasm = (await import(pathToFileURL(path.join(dir, 'cnn.wasm.js')).href)) as GeneratedModule;
+    const { params, inputs } = randomArgs(fwd, 5, 0.5);
+    const ref = reference(fwd, bwd, params, inputs);
+    const plain = traceModel(loadModel(file)).graph;
+    const plainRef = reference(plain, reverseMode(plain), params, inputs);
+    for (const [target, mod] of [['flat', flat], ['wasm', wasm]] as const) {
+      const got = mod.valueAndGrad(params, inputs);
+      expect(relErr([got.loss], ref.outputs.loss!.data), `${target}: loss`).toBeLessThan(1e-5);
+      for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, ref.grads[k]!), `${target}: gradient of ${k}`).toBeLessThan(1e-4);
+    }
+    for (const k of Object.keys(ref.grads)) expect(relErr(ref.grads[k]!, plainRef.grads[k]!), k).toBeLessThan(1e-9);
   });
 });
