@@ -55,6 +55,8 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(`(${a().s} > ${b().s})`);
     case 'ge':
       return atom(`(${a().s} >= ${b().s})`);
+    case 'select':
+      return atom(`where(${a().s}, ${b().s}, ${arg(2).s})`);
     case 'broadcast':
     case 'stop_gradient':
     case 'reshape':
@@ -116,6 +118,10 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(g.value(inst.result).name);
     case 'dim':
       return atom(inst.attrs.name);
+    case 'buffer':
+    case 'mode':
+    case 'dropout_mask':
+      return atom(g.value(inst.result).name);
     case 'const':
       return atom(inst.attrs.data.length === 1 ? fmtNumber(inst.attrs.data[0]!) : g.value(inst.result).name);
   }

@@ -11,6 +11,7 @@ import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
+import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
 import type { OptimizerSpec } from './optim.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
@@ -62,8 +63,14 @@ export function inputs(g: Graph): Entry[] {
   return g.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name, ...g.type(i.result) }] : []));
 }
 
+/** The gradients valueAndGrad returns, keyed as the backward graph's outputs: every param, then inputs with { grad: true }. */
+export function gradEntries(m: { fwd: Graph; bwd: Graph }): Entry[] {
+  return m.bwd.outputs.map((o) => ({ name: o.name, ...m.bwd.type(o.value) }));
+}
+
+/** The model's outputs (not the next running statistics, which are outputs named after their buffers). */
 export function outputs(g: Graph): Entry[] {
-  return g.outputs.map((o) => ({ name: o.name, ...g.type(o.value) }));
+  return g.outputs.filter((o) => !isBufferOutput(g, o.name)).map((o) => ({ name: o.name, ...g.type(o.value) }));
 }
 
 export function header(m: ModuleInfo, what: string): string[] {
@@ -112,6 +119,7 @@ export function specDecl(m: ModuleInfo, t: Typed): string[] {
     `  inputs: ${entries(inputs(m.fwd))},`,
     `  params: ${entries(params(m.fwd))},`,
     `  outputs: ${entries(outputs(m.fwd))},`,
+    ...specBuffers(m),
     `}${t(' as const')};`,
   ];
 }
@@ -128,7 +136,8 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Params', params(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
-    ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
+    ...iface('Grads', gradEntries(m), (e) => arrayType(e.dtype)),
+    ...modeTypes(m),
   ];
 }
 

@@ -187,7 +187,8 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
   const owned = new Set<string>();
   const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
   for (const o of m.bwd.outputs) {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name)!;
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
+    if (!p) continue; // the gradient of an input: no update
     const n = numelSize(m.fwd.type(p.result).shape).coef;
     const name = valueName(m.bwd, o.value);
     const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);

@@ -4,7 +4,7 @@
 // (`%h: f32[32,64] = fwd {name="h"}`), seeds `dloss = 1`, then walks the forward instructions
 // in reverse, applying each op's gradient rule from the op table. Contributions are summed back
 // over broadcast axes, and fan-out contributions are added up. Its outputs are the gradients of
-// every param, keyed by the param's DSL name.
+// every param, keyed by the param's DSL name, then of every input declared with { grad: true }.
 
 import { Builder } from './builder.js';
 import { CompileError } from './errors.js';
@@ -22,10 +22,15 @@ function dependsOnParams(g: Graph): Set<ValueId> {
   const dep = new Set<ValueId>();
   for (const inst of g.insts) {
     const t = g.type(inst.result);
-    if (inst.op === 'param') dep.add(inst.result);
+    if (wrt(inst)) dep.add(inst.result);
     else if (t.dtype === 'f32' && OPS[inst.op].grad !== 'none' && inst.args.some((a) => dep.has(a))) dep.add(inst.result);
   }
   return dep;
+}
+
+/** The sources the backward graph gives gradients of: params, and inputs declared with { grad: true }. */
+export function wrt(inst: Inst): boolean {
+  return inst.op === 'param' || (inst.op === 'input' && inst.attrs.grad === true);
 }
 
 export function lossValue(g: Graph): ValueId {
@@ -114,15 +119,15 @@ export function reverseMode(g: Graph, gradOf?: Map<ValueId, ValueId>): Graph {
 
   for (let i = g.insts.length - 1; i >= 0; i--) {
     const inst = g.insts[i]!;
-    if (!active.has(inst.result) || inst.op === 'param') continue;
+    if (!active.has(inst.result) || wrt(inst)) continue;
     const dy = total(inst.result);
     if (dy === undefined) continue;
     b.loc = inst.loc && { ...inst.loc, grad: inst.op };
     for (const [k, d] of applyRule(g, inst, b, dy, read, active)) contribute(inst.args[k]!, d);
   }
 
-  for (const inst of g.insts) {
-    if (inst.op !== 'param') continue;
+  for (const inst of [...g.insts.filter((i) => i.op === 'param'), ...g.insts.filter((i) => i.op === 'input' && wrt(i))]) {
+    if (inst.op !== 'param' && inst.op !== 'input') continue;
     b.loc = inst.loc;
     let d = total(inst.result);
     if (d === undefined) {

@@ -30,7 +30,8 @@ const RESERVED = new Set(
     'i j k l m n p q r s t acc aik at best rng checkArgs forwardPass initArray expectArray expectIndices ' +
     'outputsObj result dims boundBy bindDim boundDims laidOut layout arena buf buffers stage backwardPass expectTyped ' +
     'checkFinite steps current prepare GPU gpu mode options kernel create setupWebGPU build built args forwardPlan ' +
-    'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model'
+    'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model ' +
+    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32'
   ).split(' '),
 );
 

@@ -28,13 +28,27 @@ interface Reduce {
 /** Attributes of each op. The keys of this interface are the op kinds. */
 export interface AttrsOf {
   // sources: their type is declared, not inferred
-  input: { name: string };
+  /** `grad`: the model asks for this input's gradient (g.input(..., { grad: true })). */
+  input: { name: string; grad?: true };
   param: { name: string; init: Init; scale: number };
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
   fwd: { name: string };
   /** The size a symbolic dimension is bound to in this call, as an f32 scalar. */
   dim: { name: string };
+  /**
+   * A module buffer (batchnorm's running statistics, `bn1.running_mean`): state that is not a
+   * param, passed in `options.buffers` and updated in place by training calls.
+   */
+  buffer: { name: string };
+  /** 1 in a training call, 0 in evaluation: an f32 scalar the module sets before the forward pass. */
+  mode: None;
+  /**
+   * Dropout site `site`'s mask: each element 0 with probability p, else 1/(1 − p), drawn by the
+   * module from the call's seed before the forward pass (ir/random.ts) in training, all ones in
+   * evaluation. The backward reads the same values: a mask is never drawn twice.
+   */
+  dropout_mask: { p: number; site: number };
   // elementwise, unary
   neg: None;
   exp: None;
@@ -58,6 +72,8 @@ export interface AttrsOf {
   gt: None;
   /** 1 where a >= b, else 0. */
   ge: None;
+  /** Where c ≠ 0, a, else b (the value not taken is never read into the result: no NaN leaks). */
+  select: None;
   // reductions
   sum: Reduce;
   max: Reduce;
@@ -148,7 +164,8 @@ export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layou
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
+/** 'flag': an optional boolean, present (and printed) only when true. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -336,11 +353,14 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
 type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
 
 export const OPS: OpTable = {
-  input: source({ name: 'str' }),
+  input: source<AttrsOf['input']>({ name: 'str', grad: 'flag' }),
   param: source({ name: 'str', init: 'init', scale: 'num' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),
   dim: source({ name: 'str' }),
+  buffer: source({ name: 'str' }),
+  mode: source({}),
+  dropout_mask: source({ p: 'num', site: 'int' }),
 
   neg: unary((x) => -x, (c) => [() => c.b.neg(c.dy)], 'neg'),
   exp: unary(Math.exp, (c) => [() => c.b.mul(c.dy, c.y())], 'exp'),
@@ -370,6 +390,21 @@ export const OPS: OpTable = {
   minimum: binary(Math.min, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(1), c.x(0))), () => c.b.mul(c.dy, c.b.gt(c.x(0), c.x(1)))], 'minimum'),
   gt: binary((a, b) => (a > b ? 1 : 0), 'none', 'gt'),
   ge: binary((a, b) => (a >= b ? 1 : 0), 'none', 'ge'),
+  select: {
+    category: 'elementwise',
+    attrs: {},
+    arity: 3,
+    shape: ([c, a, b]) => {
+      needF32('select', c!, 'the condition');
+      needF32('select', a!, 'the first choice');
+      needF32('select', b!, 'the second choice');
+      const ab = broadcastOrThrow('select', a!, b!);
+      return f32(broadcastOrThrow('select', c!, f32(ab)));
+    },
+    // the gradient goes to the operand that was taken
+    grad: (c) => [null, () => c.b.select(c.x(0), c.dy, 0), () => c.b.select(c.x(0), 0, c.dy)],
+    eval: ([c, a, b], _a, t) => K.map(t.shape, [c!, a!, b!], (w, x, y) => (w !== 0 ? x : y)),
+  },
 
   sum: reduction(0, (acc, v) => acc + v, (c) => [() => c.b.broadcast(keepDimsOf(c), c.xt(0).shape)]),
   max: reduction(-Infinity, (acc, v) => (v > acc ? v : acc), (c) => [() => c.b.mul(c.b.argmaxMask(c.x(0), c.attrs.axes), keepDimsOf(c))]),

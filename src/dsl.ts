@@ -25,8 +25,21 @@ export interface ParamOptions {
   scale?: number;
 }
 
+export interface InputOptions {
+  /** Also return the loss's gradient with respect to this input, in `grads` under its name. */
+  grad?: boolean;
+}
+
 export interface BatchNormOptions {
   eps?: number;
+  /**
+   * Keep running statistics (torch.nn.BatchNorm1d's `momentum`): buffers `<name>.running_mean`
+   * and `<name>.running_var`, new = (1 − momentum)·old + momentum·batch statistic, used by
+   * evaluation calls. Without it batchNorm normalises with batch statistics in every call.
+   */
+  momentum?: number;
+  /** The buffers' prefix (default: the name of the `const` the result is assigned to). */
+  name?: string;
 }
 
 export interface LayerNormOptions {
@@ -222,7 +235,8 @@ export class Tensor {
 /** The `g` a model function receives. */
 export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
-  input(name: string, shape: readonly Dim[], dtype?: DType): Tensor;
+  /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
+  input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   const(value: number | NestedNumbers): Tensor;
   gather(table: Tensor, indices: Tensor): Tensor;
@@ -233,6 +247,11 @@ export interface GraphBuilder {
   logSoftmax(x: Tensor, axis?: number): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): Tensor;
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
+  /**
+   * Inverted dropout (torch.nn.functional.dropout): in a training call each element is zeroed
+   * with probability p and the others scaled by 1/(1 − p); in evaluation it is the identity.
+   */
+  dropout(x: Tensor, p: number): Tensor;
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
   /** x [N, C, H, W], weight [O, C/groups, kH, kW], bias [O] → [N, O, Ho, Wo] (PyTorch's conv2d). */
@@ -290,6 +309,12 @@ export class Tracer {
   readonly b: Builder;
   /** Param and input names, with where they were declared. */
   readonly declared = new Map<string, { kind: 'param' | 'input'; loc: Loc | undefined }>();
+  /** Module buffers (running statistics) by name, with where they were declared. */
+  readonly buffers = new Map<string, Loc | undefined>();
+  /** The next value of each buffer after a training call: extra forward outputs named after the buffer. */
+  readonly bufferUpdates: { name: string; value: ValueId }[] = [];
+  /** Dropout calls so far: each is a site of its own, with a mask of its own. */
+  private dropoutSites = 0;
   private depth = 0;
 
   constructor(
@@ -304,13 +329,13 @@ export class Tracer {
    * Runs one public DSL call. The outermost call captures the caller's location once (nested
    * calls of composite ops inherit it) and names its result after the `const` it is assigned to.
    */
-  call(f: () => ValueId): Tensor {
-    if (this.depth > 0) return new Tensor(this, f());
+  call(f: (name: string | undefined) => ValueId): Tensor {
+    if (this.depth > 0) return new Tensor(this, f(undefined));
     const { loc, name } = this.sites.current();
     this.depth++;
     this.b.loc = loc;
     try {
-      const v = f();
+      const v = f(name);
       if (name && this.graph.value(v).temp) this.graph.rename(v, name);
       return new Tensor(this, v);
     } catch (e) {
@@ -363,14 +388,18 @@ export class Tracer {
     const v = (x: unknown, op?: string) => t.operand(x, op);
     const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
-      input(name, shape, dtype = 'f32') {
+      input(name, shape, dtype = 'f32', options = {}) {
         return t.call(() => {
           const n = t.declare('input', name);
           const s = checkShape('input', shape, { symbols: true });
           for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
-          return t.b.input(n, { dtype, shape: s }, { raw: n });
+          if (options.grad !== undefined && typeof options.grad !== 'boolean')
+            throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
+          if (options.grad && dtype !== 'f32')
+            throw new CompileError(`input: '${n}' is ${dtype}, which has no gradient`, "ask for the gradient of an f32 input; i32 inputs hold indices and labels");
+          return t.b.input(n, { dtype, shape: s }, { raw: n }, options.grad === true);
         });
       },
       param(name, shape, options = {}) {
@@ -408,7 +437,50 @@ export class Tracer {
       logSoftmax: (x, axis = -1) => t.call(() => C.logSoftmax(t.b, t.hint, v(x, 'logSoftmax'), axisOf('logSoftmax', x, axis))),
       crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
       batchNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
+        t.call((name) => {
+          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5);
+          const m = options.momentum;
+          if (typeof m !== 'number' || !(m >= 0 && m <= 1))
+            throw new CompileError(
+              `batchNorm: momentum must be a number in [0, 1], got ${describe(m)}`,
+              "the running statistics move by momentum · (batch statistic − running), as torch's BatchNorm1d: e.g. { momentum: 0.1 }, or 0.001 as the lecture",
+            );
+          const prefix = options.name ?? name;
+          if (typeof prefix !== 'string' || prefix.length === 0)
+            throw new CompileError(
+              `batchNorm: the running statistics need a name, got ${describe(prefix)}`,
+              "assign the result to a const (const bn1 = g.batchNorm(...) keeps 'bn1.running_mean' and 'bn1.running_var') or pass { name: 'bn1' }",
+            );
+          for (const k of [`${prefix}.running_mean`, `${prefix}.running_var`]) {
+            if (!t.buffers.has(k)) continue;
+            const at = t.buffers.get(k);
+            throw new CompileError(
+              `batchNorm: the buffer '${k}' is already kept by another batchNorm${at ? ` at ${formatLoc(at)}` : ''}`,
+              "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
+            );
+          }
+          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5, m, prefix);
+          for (const u of r.updates) {
+            t.buffers.set(u.name, t.b.loc);
+            t.bufferUpdates.push(u);
+          }
+          return r.y;
+        }),
+      dropout: (x, p) =>
+        t.call((name) => {
+          const xv = v(x, 'dropout');
+          const xt = t.graph.type(xv);
+          if (xt.dtype !== 'f32')
+            throw new CompileError(`dropout: x is ${formatType(xt)} but f32 is needed`, 'dropout zeroes elements of an f32 tensor (activations), not indices');
+          if (typeof p !== 'number' || !(p >= 0 && p < 1))
+            throw new CompileError(
+              `dropout: p must be a number in [0, 1), got ${describe(p)}`,
+              'p is the probability that an element is zeroed, e.g. g.dropout(h, 0.1); p = 0 keeps every element',
+            );
+          if (p === 0) return xv;
+          const mask = t.b.dropoutMask(p, t.dropoutSites++, xt.shape, { raw: name ? `${name}_mask` : 'dropout_mask' });
+          return t.b.mul(xv, mask);
+        }),
       layerNorm: (x, gain, bias, options = {}) =>
         t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
       hingeLoss: (scores, targets, margin = 1) =>

@@ -142,7 +142,11 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const tolerance = opts.tolerance ?? 1e-3;
   const c = await compile(file, { targets: ['ts'] });
   const dir = mkdtempSync(path.join(tmpdir(), 'graphc-check-'));
-  let mod: { initParams(seed: number): Record<string, Float32Array>; valueAndGrad(p: object, i: object): { grads: Record<string, Float32Array> } };
+  let mod: {
+    initParams(seed: number): Record<string, Float32Array>;
+    initBuffers?(): Record<string, Float32Array>;
+    valueAndGrad(p: object, i: object, o?: object): { grads: Record<string, Float32Array> };
+  };
   try {
     const js = path.join(dir, `${c.name}.js`);
     writeFileSync(js, c.files.find((f) => f.name === `${c.name}.js`)!.content);
@@ -152,16 +156,22 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   }
   const params = mod.initParams(seed);
   const inputs = randomInputs(c.fwd, seed + 1);
-  const grads = mod.valueAndGrad(params, inputs).grads;
+  // a training call: the dropout masks of this seed, held fixed while the finite differences are
+  // taken (the interpreter draws the same masks from the same seed), and batch statistics
+  const buffers = mod.initBuffers?.();
+  const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
+  const grads = mod.valueAndGrad(params, inputs, { seed, buffers }).grads;
+  const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params
   const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient');
   const stopped = stops.map((i) => c.fwd.value(i.result).name);
   const stoppedAt = stops.map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
-  const base = interpret(c.fwd, { params: p64, inputs });
+  const mode = { train: true, seed, buffers: buffers64 };
+  const base = interpret(c.fwd, { params: p64, inputs, ...mode });
   const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
-  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen }).get(lossName)!.data[0]!;
+  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
   const r = rng(seed + 2);
   const rows: CheckRow[] = [];
   for (const inst of c.fwd.insts) {
@@ -195,6 +205,7 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
     ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
+    ...(masks.length ? [`(a training call with seed ${seed}: the finite differences hold the dropout masks fixed: ${masks.join(', ')})`] : []),
     fmt(head),
     ...body.map(fmt),
   ].join('\n');

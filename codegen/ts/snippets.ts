@@ -77,6 +77,9 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   const: { none: true },
   fwd: { none: true },
   dim: { none: true },
+  buffer: { none: true },
+  mode: { none: true },
+  dropout_mask: { none: true },
   reshape: { none: true },
   stop_gradient: { none: true },
 
@@ -98,6 +101,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   minimum: x2((a, b) => E.call('Math.min', a, b)),
   gt: x2((a, b) => E.cond(E.rel('>')(a, b), one, zero)),
   ge: x2((a, b) => E.cond(E.rel('>=')(a, b), one, zero)),
+  select: { expr: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!) },
   broadcast: x1((a) => a),
   // operands: the index at this row, and the coordinate along the class axis
   one_hot: x2((idx, j) => E.cond(E.rel('===')(idx, j), one, zero)),

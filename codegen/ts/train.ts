@@ -6,6 +6,7 @@
 import { numelSize, sizeText } from '../../ir/dims.js';
 import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, member, params } from '../module.js';
+import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
 import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from '../optim.js';
 
@@ -74,6 +75,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const scalars = scalarNames(spec);
   const perStep = stepScalars(spec);
   const clip = spec.hyper.clipGradNorm;
+  const modes = hasModes(m.fwd);
   const sumSq = c.codeName('sumOfSquares');
   const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
@@ -138,17 +140,24 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
         ]
       : []),
     `const trainResult${t(': { loss: number }')} = { get loss() { return ${c.loss}; } };`,
+    ...(modes ? ['/** The options trainStep passes to valueAndGrad (one object, so that a step allocates nothing). */', `const stepOptions${t(': Options')} = { seed: 0, buffers: undefined };`] : []),
     '',
     '/**',
     ` * One training step, in place: forward, backward and an ${spec.name === 'sgd' ? 'SGD' : spec.name === 'adam' ? 'Adam' : 'AdamW'} update of every param (and of the`,
     ' * optimizer state). options.lr overrides hyper.lr for this call. Allocates nothing.',
     ' */',
-    `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number }')})${t(': { loss: number }')} {`,
+    `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': { loss: number }')} {`,
     '  const lr = options?.lr ?? hyper.lr;',
     `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
     '  checkOptState(state);',
-    '  valueAndGrad(params, inputs);',
     '  const t = state.step + 1; // the step number of this step, from 1',
+    ...(modes
+      ? [
+          '  stepOptions.seed = options?.seed ?? t; // the dropout masks: the seed given, else the step number',
+          '  stepOptions.buffers = options?.buffers;',
+          '  valueAndGrad(params, inputs, stepOptions);',
+        ]
+      : ['  valueAndGrad(params, inputs);']),
     ...perStep.map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [

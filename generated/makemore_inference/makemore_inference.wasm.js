@@ -11,7 +11,7 @@ export const spec = {
 };
 
 
-// Memory plan: 24 arrays, 75.4 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 25 arrays, 68.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_inference.grad.ir). Values that live only inside one loop nest are locals.
 // WebAssembly SIMD kernels (9164 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_t3: t3 = bngain * t2   [32,30]·[30,64]
@@ -93,8 +93,8 @@ const wasm = [
   'AAAAAAAAAAAA/Qz///////////////8AAAAA/VL95AEhB/0MAACAPwAAgD8AAIA/AACAPyAH/R8AIAf9HwGSIAf9HwKSIAf9',
   'HwOS/RP95wEhByACIQQgAyEFQQYhAQNAIAX9AAAAIAf95gEhCCAFIAj9CwAAIARBEGohBCAFQRBqIQUgAUEBayIBDQALIAX9',
   'AAAAIAf95gEhCCAFIAj9WgAAACAFIAj9WgAEASAFIAj9WgAIAiACQewAaiECIANB7ABqIQMgAEEBayIADQALC/4EAg9/C3tB',
-  'ACEAQQAhAUEAIQJBwMYAIAFqIQxBsOEEIQ5BwAAhCQNAIA4hDUEbIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAJqIQ0gC0EB',
-  'ayILDQALIA5BBGohDiAJQQFrIgkNAAtBACEEQQghCQNAQQAhA0EIIQoDQEGw5wEgAGogA0HsAGxqIQVBsOEEIARBBGxqIQb9',
+  'ACEAQQAhAUEAIQJBwMYAIAFqIQxB8KsEIQ5BwAAhCQNAIA4hDUEbIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAJqIQ0gC0EB',
+  'ayILDQALIA5BBGohDiAJQQFrIgkNAAtBACEEQQghCQNAQQAhA0EIIQoDQEGw5wEgAGogA0HsAGxqIQVB8KsEIARBBGxqIQb9',
   'DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
   'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
   'AAAAAAAAAAAAAAAAACEWQRshCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEh',
@@ -115,26 +115,26 @@ const wasm = [
   'EyAZIBf95gH95AEhEyAF/QkADCEZIBUgGSAX/eYB/eQBIRUgBUGAAmohBSAGQewAaiEGIAtBAWsiCw0AC0Gw4QMgAmogA0Hs',
   'AGxqIARBBGxqIQcgByAP/VoAAAAgByAP/VoABAEgByAP/VoACAIgByAR/VoAbAAgByAR/VoAcAEgByAR/VoAdAIgByAT/VoA',
   '2AEAIAcgE/1aANwBASAHIBP9WgDgAQIgByAV/VoAxAIAIAcgFf1aAMgCASAHIBX9WgDMAgIgA0EEaiEDIApBAWsiCg0ACyAE',
-  'QQRqIQQgAkGANmohAgu1BQcDfwN7Bn8Jewx/A3sGf0EAIQJBsNsEIQZBsN0EIQdBsN8EIQhBECEBA0D9DAAAAAAAAAAAAAAA',
+  'QQRqIQQgAkGANmohAgu1BQcDfwN7Bn8Jewx/A3sGf0EAIQJB8KUEIQZB8KcEIQdB8KkEIQhBECEBA0D9DAAAAAAAAAAAAAAA',
   'AAAAAAAhAyAGIAP9CwAA/QwAAAAAAAAAAAAAAAAAAAAAIQQgByAE/QsAAP0MAAAAAAAAAAAAAAAAAAAAACEFIAggBf0LAAAg',
   'BkEQaiEGIAdBEGohByAIQRBqIQggAUEBayIBDQALIAJBAWohAkEAIQtBICEJA0BBsMUCIAtBgAJsaiEVQbChAyALQYACbGoh',
-  'FkGwpwIhF0GwpwEgC0GAAmxqIRhBsP0AIRlBsJkEIAtBgAJsaiEaQbDbBCEbQbDdBCEcQbDfBCEdQRAhCgNAIBX9AAAAIBX9',
+  'FkGwpwIhF0GwpwEgC0GAAmxqIRhBsP0AIRlBsOcBIAtBgAJsaiEaQfClBCEbQfCnBCEcQfCpBCEdQRAhCgNAIBX9AAAAIBX9',
   'AAAA/eYBIQz9DAAAgD8AAIA/AACAPwAAgD8gDP3lASENIBb9AAAAIA395gEhDiAOIBf9AAAA/eYBIQ8gDyAY/QAAAP3mASEQ',
   'IA8gGf0AAAD95gEhESAaIBH9CwAAIBv9AAAAIA795AEhEiAbIBL9CwAAIBz9AAAAIBD95AEhEyAcIBP9CwAAIB39AAAAIBH9',
   '5AEhFCAdIBT9CwAAIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQ',
-  'aiEdIApBAWsiCg0ACyALQQFqIQsgCUEBayIJDQALQQAhIEGw2wQhJEGw5wEgIEGAAmxqISVBsN0EISZBsJcEICBBgAJsaiEn',
-  'QbDfBCEoQbDZBCAgQYACbGohKUEQIR8DQCAk/QAAACEhICUgIf0LAAAgJv0AAAAhIiAnICL9CwAAICj9AAAAISMgKSAj/QsA',
+  'aiEdIApBAWsiCg0ACyALQQFqIQsgCUEBayIJDQALQQAhIEHwpQQhJEGwlwQgIEGAAmxqISVB8KcEISZBsJkEICBBgAJsaiEn',
+  'QfCpBCEoQbCbBCAgQYACbGohKUEQIR8DQCAk/QAAACEhICUgIf0LAAAgJv0AAAAhIiAnICL9CwAAICj9AAAAISMgKSAj/QsA',
   'ACAkQRBqISQgJUEQaiElICZBEGohJiAnQRBqIScgKEEQaiEoIClBEGohKSAfQQFrIh8NAAsgIEEBaiEgC6gJAg9/C3tBACEA',
-  'QQAhAUEAIQJBwAggAWohDEGw4QQhDkEeIQkDQCAOIQ1BwAAhCwNAIA0gDCoCADgCACAMQQRqIQwgDUH4AGohDSALQQFrIgsN',
-  'AAsgDkEEaiEOIAlBAWsiCQ0AC0EAIQRBAyEJA0BBACEDQQghCgNAQbCZBCAAaiADQYACbGohBUGw4QQgBEEEbGohBv0MAAAA',
+  'QQAhAUEAIQJBwAggAWohDEHwqwQhDkEeIQkDQCAOIQ1BwAAhCwNAIA0gDCoCADgCACAMQQRqIQwgDUH4AGohDSALQQFrIgsN',
+  'AAsgDkEEaiEOIAlBAWsiCQ0AC0EAIQRBAyEJA0BBACEDQQghCgNAQbDnASAAaiADQYACbGohBUHwqwQgBEEEbGohBv0MAAAA',
   'AAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
   'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
   'AAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF',
   '/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEU',
   'IAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkH4AGohBiALQQFrIgsNAAtBsKcCIAJqIANB',
   '+ABsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwB4IAcgEv0LAIgBIAcgE/0LAPABIAcgFP0LAIACIAcgFf0LAOgC',
-  'IAcgFv0LAPgCIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0AC0EYIQRBACEDQQghCgNAQbCZBCAAaiADQYACbGoh',
-  'BUGw4QQgBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'IAcgFv0LAPgCIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0AC0EYIQRBACEDQQghCgNAQbDnASAAaiADQYACbGoh',
+  'BUHwqwQgBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAh',
   'Ef0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAA',
   'AAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQB',
   'IQ8gECAZIBj95gH95AEhECAF/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH9',
@@ -142,21 +142,21 @@ const wasm = [
   'QQFrIgsNAAtBsKcCIAJqIANB+ABsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/VoAEAAgByAQ/VoAFAEgByAR/QsAeCAHIBL9WgCI',
   'AQAgByAS/VoAjAEBIAcgE/0LAPABIAcgFP1aAIACACAHIBT9WgCEAgEgByAV/QsA6AIgByAW/VoA+AIAIAcgFv1aAPwCASAD',
   'QQRqIQMgCkEBayIKDQALIARBCGohBCACQYAeaiECC9MGAg9/C3tBACEAQQAhAUEAIQJBACEEQQghCQNAQQAhA0EHIQoDQEGw',
-  'iQEgAGogA0EEbGohBUGwmQQgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAA',
+  'iQEgAGogA0EEbGohBUGw5wEgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAA',
   'AAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAA',
   'AAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBICELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAA',
   'IRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAEIRkgESAZIBf95gH95AEhESASIBkgGP3mAf3kASESIAX9CQAI',
   'IRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQAMIRkgFSAZIBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVB+ABq',
-  'IQUgBkGAAmohBiALQQFrIgsNAAtBsKcBIAJqIANBgAJsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwCAAiAHIBL9',
+  'IQUgBkGAAmohBiALQQFrIgsNAAtBsKEDIAJqIANBgAJsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwCAAiAHIBL9',
   'CwCQAiAHIBP9CwCABCAHIBT9CwCQBCAHIBX9CwCABiAHIBb9CwCQBiADQQRqIQMgCkEBayIKDQALQRwhA0GwiQEgAGogA0EE',
-  'bGohBUGwmQQgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAA',
+  'bGohBUGw5wEgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAA',
   'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACESQSAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8g',
   'ECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH95AEhEiAFQfgAaiEFIAZBgAJqIQYgC0EBayIL',
-  'DQALQbCnASACaiADQYACbGogBEEEbGohByAHIA/9CwAAIAcgEP0LABAgByAR/QsAgAIgByAS/QsAkAIgA0ECaiEDIARBCGoh',
+  'DQALQbChAyACaiADQYACbGogBEEEbGohByAHIA/9CwAAIAcgEP0LABAgByAR/QsAgAIgByAS/QsAkAIgA0ECaiEDIARBCGoh',
   'BCAJQQFrIgkNAAsgAkGAPGohAgs=',
 ].join('');
 const kernels = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))), { env: { memory } }).exports;
-const buffers = [new Float32Array(memory.buffer, 0, 270), new Float32Array(memory.buffer, 1088, 1920), new Float32Array(memory.buffer, 8768, 64), new Float32Array(memory.buffer, 9024, 1728), new Float32Array(memory.buffer, 15936, 27), new Float32Array(memory.buffer, 16048, 64), new Float32Array(memory.buffer, 16304, 64), new Float32Array(memory.buffer, 16560, 64), new Float32Array(memory.buffer, 16816, 64), new Int32Array(memory.buffer, 17072, 96), new Int32Array(memory.buffer, 17456, 32), new Float32Array(memory.buffer, 17584, 960), new Float32Array(memory.buffer, 21424, 2048), new Float32Array(memory.buffer, 29616, 2048), new Float32Array(memory.buffer, 37808, 960), new Float32Array(memory.buffer, 41648, 2048), new Float32Array(memory.buffer, 49840, 1), new Float32Array(memory.buffer, 49856, 864), new Float32Array(memory.buffer, 53312, 27), new Float32Array(memory.buffer, 53424, 2048), new Float32Array(memory.buffer, 61616, 1728), new Float32Array(memory.buffer, 68528, 64), new Float32Array(memory.buffer, 68784, 2048), new Float32Array(memory.buffer, 76976, 64)];
+const buffers = [new Float32Array(memory.buffer, 0, 270), new Float32Array(memory.buffer, 1088, 1920), new Float32Array(memory.buffer, 8768, 64), new Float32Array(memory.buffer, 9024, 1728), new Float32Array(memory.buffer, 15936, 27), new Float32Array(memory.buffer, 16048, 64), new Float32Array(memory.buffer, 16304, 64), new Float32Array(memory.buffer, 16560, 64), new Float32Array(memory.buffer, 16816, 64), new Int32Array(memory.buffer, 17072, 96), new Int32Array(memory.buffer, 17456, 32), new Float32Array(memory.buffer, 17584, 960), new Float32Array(memory.buffer, 21424, 2048), new Float32Array(memory.buffer, 29616, 2048), new Float32Array(memory.buffer, 37808, 960), new Float32Array(memory.buffer, 41648, 2048), new Float32Array(memory.buffer, 49840, 1), new Float32Array(memory.buffer, 49856, 864), new Float32Array(memory.buffer, 53312, 27), new Float32Array(memory.buffer, 53424, 2048), new Float32Array(memory.buffer, 61616, 1728), new Float32Array(memory.buffer, 68528, 64), new Float32Array(memory.buffer, 68784, 64), new Float32Array(memory.buffer, 69040, 64), new Float32Array(memory.buffer, 69296, 270)];
 const buf = {
   C: buffers[0], // f32[27,10] (param C)
   W1: buffers[1], // f32[30,64] (param W1)
@@ -182,14 +182,14 @@ const buf = {
   db2: buffers[18], // f32[27]
   dh: buffers[19], // f32[32,64]
   dW2: buffers[20], // f32[64,27]
-  dbnbias: buffers[13].subarray(0, 64), // f32[1,64]
-  dbngain: buffers[21], // f32[1,64]
-  dt2: buffers[22], // f32[32,64]
+  dbnbias: buffers[21], // f32[1,64]
+  dbngain: buffers[22], // f32[1,64]
+  dt2: buffers[13], // f32[32,64]
   db1: buffers[23], // f32[64]
   dembcat: buffers[14], // f32[32,30]
-  dW1: buffers[12].subarray(0, 1920), // f32[30,64]
+  dW1: buffers[19].subarray(0, 1920), // f32[30,64]
   demb: buffers[14], // a view of dembcat
-  dC: buffers[11].subarray(0, 270), // f32[27,10]
+  dC: buffers[24], // f32[27,10]
   _acc0: new Float64Array(64), // accumulators of column sums
   _acc1: new Float64Array(64), // accumulators of column sums
   _acc2: new Float64Array(64), // accumulators of column sums
@@ -337,7 +337,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -348,7 +348,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
