@@ -7,6 +7,7 @@
 // --before=DIR adds the flat and wasm modules of an earlier build (cnn.js, cnn.wasm.js in DIR).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -44,10 +45,12 @@ const agree = (name, got) => {
 };
 
 /** TF.js (tfjs-core + tfjs-backend-wasm) writing the same network, NHWC as TF.js's convolutions want. */
-async function tfjsContender() {
-  const tf = await import('@tensorflow/tfjs-core');
-  await import('@tensorflow/tfjs-backend-wasm');
-  await tf.setBackend('wasm');
+async function tfjsContender(backend) {
+  // the CommonJS builds: @tensorflow/tfjs registers the gradients, and the wasm backend shares its engine
+  const require = createRequire(import.meta.url);
+  const tf = require('@tensorflow/tfjs');
+  require('@tensorflow/tfjs-backend-wasm');
+  await tf.setBackend(backend);
   await tf.ready();
   // layouts outside the timed step: x NHWC, conv weights [kH, kW, in, out]
   const xt = tf.transpose(tf.tensor4d(x, [64, 1, 28, 28]), [0, 2, 3, 1]);
@@ -86,7 +89,7 @@ async function tfjsContender() {
     for (const g of Object.values(o.grads)) g.dataSync(); // the gradients read back, as graphc's are in arrays
     tf.dispose(Object.values(o.grads));
   };
-  return { name: `TF.js ${tf.version_core} wasm (SIMD, 1 thread)`, run, err };
+  return { name: `TF.js ${tf.version_core} ${backend === 'wasm' ? 'wasm (SIMD, 1 thread)' : backend}`, run, err };
 }
 
 const contenders = [
@@ -99,11 +102,15 @@ if (before) {
   contenders.push({ name: 'before: flat', run: () => bf.valueAndGrad(params, inputs), err: agree('before flat', bf.valueAndGrad(params, inputs)) });
   contenders.push({ name: 'before: wasm', run: () => bw.valueAndGrad(params, inputs), err: agree('before wasm', bw.valueAndGrad(params, inputs)) });
 }
-try {
-  contenders.push(await tfjsContender());
-} catch (e) {
-  console.log(`(no TF.js row: ${e.message.split('\n')[0]})`);
-}
+// TF.js 4.22's wasm backend has no Conv2DBackpropFilter kernel, so it cannot run the step; --tfjs=cpu
+// times its cpu backend instead (about 18 s a step on the shared machine: use a small --reps)
+for (const backend of arg('tfjs', 'wasm').split(','))
+  try {
+    contenders.push(await tfjsContender(backend));
+    break;
+  } catch (e) {
+    console.log(`(no TF.js ${backend} row: ${e.message.split('\n')[0]})`);
+  }
 
 // in alternation: a few warm-up rounds, then `reps` rounds of one step of each contender
 const times = contenders.map(() => []);
