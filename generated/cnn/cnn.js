@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 22 arrays, 3593.2 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 25 arrays, 3603.2 KiB, shared by values whose lifetimes do not overlap
 // (see cnn.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(150), new Float32Array(6), new Float32Array(2400), new Float32Array(16), new Float32Array(30720), new Float32Array(120), new Float32Array(1200), new Float32Array(10), new Float32Array(50176), new Int32Array(64), new Float32Array(221184), new Float32Array(221184), new Float32Array(221184), new Float32Array(65536), new Float32Array(65536), new Float32Array(640), new Float32Array(1), new Float32Array(30720), new Float32Array(7680), new Float32Array(10), new Float32Array(1200), new Float32Array(120)];
+const buffers = [new Float32Array(150), new Float32Array(6), new Float32Array(2400), new Float32Array(16), new Float32Array(30720), new Float32Array(120), new Float32Array(1200), new Float32Array(10), new Float32Array(50176), new Int32Array(64), new Float32Array(221184), new Float32Array(221184), new Float32Array(221184), new Float32Array(65536), new Float32Array(65536), new Float32Array(640), new Float32Array(1), new Float32Array(30720), new Float32Array(7680), new Float32Array(10), new Float32Array(1200), new Float32Array(120), new Float32Array(2400), new Float32Array(6), new Float32Array(150)];
 const buf = {
   W1: buffers[0], // f32[6,1,5,5] (param W1)
   b1: buffers[1], // f32[6] (param b1)
@@ -52,12 +52,12 @@ const buf = {
   dt5: buffers[18].subarray(0, 16), // f32[1,16,1,1]
   db2: buffers[18].subarray(0, 16), // a view of dt5
   dh1: buffers[12].subarray(0, 55296), // f32[64,6,12,12]
-  dW2: buffers[13].subarray(0, 2400), // f32[16,6,5,5]
+  dW2: buffers[22], // f32[16,6,5,5]
   dconv1: buffers[10], // f32[64,6,24,24]
   dt3: buffers[12], // f32[64,6,24,24]
-  dt2: buffers[14].subarray(0, 6), // f32[1,6,1,1]
-  db1: buffers[14].subarray(0, 6), // a view of dt2
-  dW1: buffers[10].subarray(0, 150), // f32[6,1,5,5]
+  dt2: buffers[23], // f32[1,6,1,1]
+  db1: buffers[23], // a view of dt2
+  dW1: buffers[24], // f32[6,1,5,5]
   _acc0: new Float64Array(120), // accumulators of column sums
 };
 const ddb1_copy = new Float32Array(6); // the gradient of b1
@@ -541,7 +541,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -552,7 +552,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: ddb1_copy, W2: buf.dW2, b2: ddb2_copy, W3: buf.dW3, b3: buf.db3, W4: buf.dW4, b4: buf.db4 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
