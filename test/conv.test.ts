@@ -45,6 +45,14 @@ const FORMS: Record<string, string> = {
   maxpool1d: `const x = g.param('x', [2, 3, 9]); const y = g.maxPool1d(x, 3, { stride: 2, padding: 1 });`,
   avgpool1d: `const x = g.param('x', [2, 3, 8]); const y = g.avgPool1d(x, 2);`,
   pool_kernel_is_input: `const x = g.param('x', [2, 2, 3, 4]); const y = g.maxPool2d(x, [3, 4]).add(g.avgPool2d(x, [3, 4]));`,
+  // edge cases of the wasm module's implicit GEMM: rows copied by a loop (over 16 f32x4 chunks) with a
+  // scalar remainder, strided rows by a scalar loop, taps that fall wholly in the padding, groups of
+  // ragged sizes (5 output channels, 18-long rows of the weight), a depthwise multiplier
+  gemm_wide_rows: `const x = g.param('x', [1, 2, 3, 75]); const w = g.param('w', [3, 2, 2, 3]); const y = g.conv2d(x, w, { padding: [0, 1] });`,
+  gemm_wide_strided: `const x = g.param('x', [1, 1, 2, 70]); const w = g.param('w', [2, 1, 1, 3]); const y = g.conv2d(x, w, { stride: [1, 2] });`,
+  gemm_empty_taps: `const x = g.param('x', [1, 1, 2, 2]); const w = g.param('w', [2, 1, 3, 3]); const y = g.conv2d(x, w, { padding: 2, dilation: 2 });`,
+  gemm_groups_ragged: `const x = g.param('x', [2, 6, 9, 8]); const w = g.param('w', [10, 3, 2, 3]); const y = g.conv2d(x, w, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 0] });`,
+  gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
   lenet_stage: `const x = g.input('x', ['B', 1, 8, 8]); const w = g.param('w', [2, 1, 3, 3]); const b = g.param('b', [2]);
   const h = g.maxPool2d(g.conv2d(x, w, { bias: b }).relu(), 2); const v = g.param('v', [2, 2, 2, 2]); const y = g.conv2d(h, v);`,
 };
