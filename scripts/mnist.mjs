@@ -19,7 +19,7 @@ let opts;
 try {
   opts = parseArgs({
     options: {
-      epochs: { type: 'string', default: '6' },
+      epochs: { type: 'string', default: '10' },
       seed: { type: 'string', default: '1' },
       lr: { type: 'string', default: '0.002' },
       out: { type: 'string', default: 'demo-out' },
