@@ -16,6 +16,8 @@ import type { OpKind } from '../ir/ops.js';
 import { inversePerm } from '../ir/ops.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
+import type { PositionWriter } from './gpu-conv.js';
+import { convAt } from './gpu-conv.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
@@ -85,7 +87,7 @@ function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string
   return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
 }
 
-class KernelWriter {
+class KernelWriter implements PositionWriter {
   readonly lines: string[] = [];
   /** The arrays the kernel reads, by value name, in order of first use. */
   readonly args: string[] = [];
@@ -106,7 +108,7 @@ class KernelWriter {
     readonly transposedName?: (of: string) => string,
   ) {}
 
-  private fresh(base: string): string {
+  fresh(base: string): string {
     return `_${base}${this.n++}`;
   }
 
@@ -152,7 +154,7 @@ class KernelWriter {
    * A loop accumulating into a fresh variable: `body(vars, acc)` gives the statements of one
    * iteration at the loop variables `vars`.
    */
-  private loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
+  loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
     const acc = this.fresh('acc');
     const vars = counts.map(() => this.fresh('r'));
     this.lines.push(`let ${acc} = ${init};`);
@@ -167,7 +169,7 @@ class KernelWriter {
    * Statements emitted by `f` in a scope of their own (a loop body): they are returned rather
    * than appended, and what they computed is not visible after it.
    */
-  private capture(f: () => string): { lines: string[]; value: string } {
+  capture(f: () => string): { lines: string[]; value: string } {
     const before = this.lines.length;
     this.memo.push(new Map());
     const value = f();
@@ -307,6 +309,14 @@ class KernelWriter {
         this.lines.push('}');
         return E.atom(r);
       }
+      case 'conv':
+      case 'conv_input_grad':
+      case 'conv_weight_grad':
+      case 'max_pool':
+      case 'max_pool_grad':
+      case 'avg_pool':
+      case 'avg_pool_grad':
+        return convAt(this, inst, pos);
       case 'argmax_mask': {
         const x = inst.args[0]!;
         const xs = g.type(x).shape;

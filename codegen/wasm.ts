@@ -27,6 +27,8 @@ import { encodeModule } from './wasm/encode.js';
 import type { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
 import { matmulBody } from './wasm/matmul.js';
+import type { ConvKernel } from './wasm/conv.js';
+import { convBody, convScratch } from './wasm/conv.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import type { SoftmaxKernel } from './wasm/softmax.js';
@@ -85,7 +87,14 @@ interface UpdateDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+/** A convolution or one of its gradients as an implicit GEMM (im2col and the matmul kernel). */
+interface ConvDecision {
+  readonly kind: 'conv';
+  readonly kernel: Omit<ConvKernel, 'scratch'>;
+  readonly doc: string;
+}
+
+type Decision = ConvDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -118,7 +127,9 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     const d =
       u.insts[0]!.op === 'matmul'
         ? decideMatmul(m, u, address)
-        : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
+        : isConv(u.insts[0]!.op)
+          ? decideConv(m, u, address)
+          : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -129,6 +140,13 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
+  // each convolution's im2col scratch is its own: its padded positions stay zero
+  const convAt = new Map<Unit, number>();
+  for (const [u, d] of decisions)
+    if (d.kind === 'conv') {
+      convAt.set(u, end);
+      end += align(convScratch(d.kernel) * 4);
+    }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
   const training = m.optimizer ? trainLayout(m, address, end) : undefined;
@@ -145,6 +163,11 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       if (!d) return undefined;
       const g = u.graph;
       const last = valueName(g, u.insts[u.insts.length - 1]!.result);
+      if (d.kind === 'conv') {
+        const name = `${d.kernel.op}_${last}`;
+        kernels.push({ name, body: convBody({ ...d.kernel, scratch: convAt.get(u)! }), d });
+        return [`${member('kernels', name)}();`];
+      }
       if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;
         const body =
@@ -291,6 +314,27 @@ function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision 
     },
     productStored: m.plan.storage.get(valueName(g, mm.result))?.kind === 'buffer',
     fusedEpilogue: epilogue !== undefined || u.insts.length === 1,
+    doc: docOf(m, u),
+  };
+}
+
+const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || op === 'conv_input_grad' || op === 'conv_weight_grad';
+
+/** How to run a convolution op, or undefined for the flat module's loops (an operand outside the memory). */
+function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
+  const g = u.graph;
+  const inst = u.insts[0] as InstOf<ConvKernel['op']>;
+  const [a0, a1] = inst.args as [ValueId, ValueId];
+  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const [x, w, y] = [address(g, xv), address(g, wv), address(g, yv)];
+  if (x === undefined || w === undefined || y === undefined) return undefined;
+  const [N, C, H, W] = g.type(xv).shape as number[];
+  const [O, , kH, kW] = g.type(wv).shape as number[];
+  const [, , Ho, Wo] = g.type(yv).shape as number[];
+  const a = inst.attrs;
+  return {
+    kind: 'conv',
+    kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
     doc: docOf(m, u),
   };
 }
@@ -559,6 +603,16 @@ function buffersDecl(
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
+    if (d.kind === 'conv') {
+      const c = d.kernel;
+      const S = c.Ho * c.Wo;
+      const Kg = (c.C / c.groups) * c.kH * c.kW;
+      const Og = c.O / c.groups;
+      const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
+      if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
+      if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}]`;
+    }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;

@@ -139,4 +139,11 @@ export class Builder {
   softmax = (x: ValueId, axis: number) => this.emit('softmax', [x], { axis });
   logSoftmax = (x: ValueId, axis: number) => this.emit('log_softmax', [x], { axis });
   xent = (logits: ValueId, targets: ValueId) => this.emit('xent', [logits, targets], {});
+  conv = (x: ValueId, w: ValueId, a: AttrsOf['conv']) => this.emit('conv', [x, w], a);
+  convInputGrad = (dy: ValueId, w: ValueId, a: AttrsOf['conv_input_grad']) => this.emit('conv_input_grad', [dy, w], a);
+  convWeightGrad = (x: ValueId, dy: ValueId, a: AttrsOf['conv_weight_grad']) => this.emit('conv_weight_grad', [x, dy], a);
+  maxPool = (x: ValueId, a: AttrsOf['max_pool']) => this.emit('max_pool', [x], a);
+  maxPoolGrad = (x: ValueId, dy: ValueId, a: AttrsOf['max_pool_grad']) => this.emit('max_pool_grad', [x, dy], a);
+  avgPool = (x: ValueId, a: AttrsOf['avg_pool']) => this.emit('avg_pool', [x], a);
+  avgPoolGrad = (dy: ValueId, a: AttrsOf['avg_pool_grad']) => this.emit('avg_pool_grad', [dy], a);
 }

@@ -15,6 +15,8 @@ import type { Dim } from './dims.js';
 import { asDim, divSize, isStatic, numelSize } from './dims.js';
 import type { ConcreteType, DType, Shape, TensorType, ValueId } from './types.js';
 import { formatType, numel, sameShape } from './types.js';
+import type { ConvAttrs, ConvInputGradAttrs, ConvWeightGradAttrs, PoolAttrs, PoolGradAttrs } from './conv.js';
+import * as CV from './conv.js';
 
 export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
 type None = Record<string, never>;
@@ -119,6 +121,21 @@ export interface AttrsOf {
    * values the backward reads besides them after those. Dropped once the reverse passes have run.
    */
   custom_grad: { rule: number; inputs: number };
+  // convolutions and pooling over x [N, C, H, W] (ir/conv.ts)
+  /** x [N, C, H, W] ⋆ weight [O, C/groups, kH, kW] → [N, O, Ho, Wo]; padding [top, left, bottom, right]. */
+  conv: ConvAttrs;
+  /** The transposed convolution: dy [N, O, Ho, Wo] and weight → dx [N, C, size]. */
+  conv_input_grad: ConvInputGradAttrs;
+  /** The correlation of x [N, C, H, W] with dy [N, O, Ho, Wo] → dweight [O, C/groups, kernel]. */
+  conv_weight_grad: ConvWeightGradAttrs;
+  /** Max over each window; padding [h, w] on both sides. */
+  max_pool: PoolAttrs;
+  /** (x, dy) → dx: each window's dy added at its first maximum. */
+  max_pool_grad: PoolGradAttrs;
+  /** Mean over each window (padding counted, as PyTorch's default). */
+  avg_pool: PoolAttrs;
+  /** dy → dx: each window's dy/(kH·kW) added over the window. */
+  avg_pool_grad: PoolGradAttrs;
 }
 
 export type OpKind = keyof AttrsOf;
@@ -151,7 +168,7 @@ export type GradThunk = (() => ValueId) | null;
  */
 export type GradRule<A> = ((c: GradCtx<A>) => readonly GradThunk[]) | 'none' | null;
 
-export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused';
+export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused' | 'conv';
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
@@ -666,6 +683,67 @@ export const OPS: OpTable = {
     // written with ops that have gradient rules
     grad: (c) => c.userRule(),
     eval: ([y]) => y!,
+  },
+  conv: {
+    category: 'conv',
+    attrs: CV.CONV_SCHEMA,
+    arity: 2,
+    shape: ([x, w], a) => CV.convShape('conv', x!, w!, a),
+    grad: CV.convGrad,
+    eval: ([x, w], a, t) => CV.convEval(x!, w!, a, t.shape),
+  },
+  conv_input_grad: {
+    category: 'conv',
+    attrs: { ...CV.CONV_SCHEMA, size: 'ints' },
+    arity: 2,
+    shape: ([dy, w], a) => CV.shapes.convInputGradShape('conv_input_grad', dy!, w!, a),
+    grad: CV.convInputGradGrad,
+    eval: ([dy, w], a, t) => CV.convInputGradEval(dy!, w!, a, t.shape),
+  },
+  conv_weight_grad: {
+    category: 'conv',
+    attrs: { ...CV.CONV_SCHEMA, kernel: 'ints' },
+    arity: 2,
+    shape: ([x, dy], a) => CV.shapes.convWeightGradShape('conv_weight_grad', x!, dy!, a),
+    grad: CV.convWeightGradGrad,
+    eval: ([x, dy], a, t) => CV.convWeightGradEval(x!, dy!, a, t.shape),
+  },
+  max_pool: {
+    category: 'conv',
+    attrs: CV.POOL_SCHEMA,
+    arity: 1,
+    shape: ([x], a) => CV.poolShape('max_pool', x!, a),
+    grad: CV.maxPoolGrad,
+    eval: ([x], a, t) => CV.maxPoolEval(x!, a, t.shape),
+  },
+  max_pool_grad: {
+    category: 'conv',
+    attrs: { ...CV.POOL_SCHEMA, size: 'ints' },
+    arity: 2,
+    shape: ([x, dy], a) => {
+      const t = CV.shapes.poolGradShape('max_pool_grad', dy!, a);
+      if (!sameShape(t.shape, x!.shape)) throw new CompileError(`max_pool_grad: dy ${formatType(dy!)} is not the output of x ${formatType(x!)}`, 'internal rule error');
+      return t;
+    },
+    // piecewise linear in dy with a selection that x fixes: a second-order gradient is not supported
+    grad: null,
+    eval: ([x, dy], a) => CV.maxPoolGradEval(x!, dy!, a),
+  },
+  avg_pool: {
+    category: 'conv',
+    attrs: CV.POOL_SCHEMA,
+    arity: 1,
+    shape: ([x], a) => CV.poolShape('avg_pool', x!, a),
+    grad: CV.avgPoolGrad,
+    eval: ([x], a, t) => CV.avgPoolEval(x!, a, t.shape),
+  },
+  avg_pool_grad: {
+    category: 'conv',
+    attrs: { ...CV.POOL_SCHEMA, size: 'ints' },
+    arity: 1,
+    shape: ([dy], a) => CV.shapes.poolGradShape('avg_pool_grad', dy!, a),
+    grad: CV.avgPoolGradGrad,
+    eval: ([dy], a, t) => CV.avgPoolGradEval(dy!, a, t.shape),
   },
 };
 

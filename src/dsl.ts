@@ -4,6 +4,8 @@
 import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
 import { gradInGraph } from '../ir/autodiff.js';
+import * as CV from './conv.js';
+import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph, sanitizeName } from '../ir/graph.js';
@@ -13,6 +15,7 @@ import type { DType, Loc, ValueId } from '../ir/types.js';
 import { formatLoc, formatType } from '../ir/types.js';
 
 export type { DType } from '../ir/types.js';
+export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type TensorLike = Tensor | number;
 export type Axis = number | readonly number[];
 
@@ -268,6 +271,14 @@ export interface GraphBuilder {
     forward: (...xs: Tensor[]) => Tensor,
     backward: (xs: Tensor[], y: Tensor, dy: Tensor) => readonly (Tensor | null | undefined)[],
   ): (...xs: TensorLike[]) => Tensor;
+  /** x [N, C, H, W], weight [O, C/groups, kH, kW], bias [O] → [N, O, Ho, Wo] (PyTorch's conv2d). */
+  conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions<Tensor>): Tensor;
+  /** x [N, C, L], weight [O, C/groups, k], bias [O] → [N, O, Lo] (PyTorch's conv1d). */
+  conv1d(x: Tensor, weight: Tensor, options?: Conv1dOptions<Tensor>): Tensor;
+  maxPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  avgPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
 }
 
 export type NestedNumbers = readonly (number | NestedNumbers)[];
@@ -583,6 +594,14 @@ export class Tracer {
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
       grad: (y, xs) => t.grad(y, xs),
       customGrad: (forward, backward) => t.customGrad(forward, backward),
+      conv2d: (x, weight, options = {}) =>
+        t.call(() => CV.conv(t.b, 'conv2d', v(x, 'conv2d'), v(weight, 'conv2d'), options.bias === undefined ? undefined : v(options.bias, 'conv2d'), options)),
+      conv1d: (x, weight, options = {}) =>
+        t.call(() => CV.conv(t.b, 'conv1d', v(x, 'conv1d'), v(weight, 'conv1d'), options.bias === undefined ? undefined : v(options.bias, 'conv1d'), options)),
+      maxPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool2d', v(x, 'maxPool2d'), kernel, options)),
+      avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, options)),
+      maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, options)),
+      avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, options)),
     };
   }
 }

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
-import { modelFile, ROOT, tmp } from './helpers.js';
+import { modelFile, ROOT, run, tmp } from './helpers.js';
 
 /** The garbage collections of the steady state of a module (the lines between the fixture's markers). */
 function steadyStateGcs(module: string): string[] {
@@ -25,6 +25,15 @@ describe('generated modules', () => {
   it.each(['makemore', 'twolayer'])('the wasm module of %s allocates nothing per call', (name) => {
     expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.wasm.js`))).toEqual([]);
   });
+
+  it('trainStep allocates nothing per call (adamw: the flat module, and the wasm module with clipping)', async () => {
+    const flat = path.join(tmp(), 'trained');
+    const wasm = path.join(tmp(), 'clipped');
+    expect((await run(['build', 'examples/makemore.ts', '--out', flat, '--target', 'ts', '--optimizer', 'adamw'])).code).toBe(0);
+    expect((await run(['build', 'examples/makemore.ts', '--out', wasm, '--target', 'wasm', '--optimizer', 'adamw', '--clip-grad-norm', '1'])).code).toBe(0);
+    expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
+    expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
+  }, 240_000);
 
   it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';

@@ -117,6 +117,11 @@ const DSL: Record<string, (r: Rand) => string> = {
     const shape = pickOne(r, [[c], [dim(r), c], [dim(r), dim(r), c]]);
     return `const a = g.param('a', ${S(shape)}); const gain = g.param('gain', [${c}]); const bias = g.param('bias', [${c}]); const y = g.layerNorm(a, gain, bias);`;
   },
+  // convolutions and pooling (every form on every target: test/conv.test.ts)
+  conv2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 3}, ${dim(r) + 3}]); const w = g.param('w', [3, 2, 3, 2]); const y = g.conv2d(x, w, { stride: ${1 + Math.floor(r() * 2)}, padding: 1 });`,
+  conv1d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 4}]); const w = g.param('w', [2, 1, 3]); const y = g.conv1d(x, w, { groups: 2, dilation: 2 });`,
+  maxPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.maxPool2d(x, 2, { stride: 1 });`,
+  avgPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
   hingeLoss: (r) => {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;

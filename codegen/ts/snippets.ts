@@ -13,6 +13,7 @@ import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
 import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
+import { convLoops, poolLoops } from './conv.js';
 
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +231,13 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
       ];
     },
   },
+  conv: { emit: convLoops },
+  conv_input_grad: { emit: convLoops },
+  conv_weight_grad: { emit: convLoops },
+  max_pool: { emit: poolLoops },
+  max_pool_grad: { emit: poolLoops },
+  avg_pool: { emit: poolLoops },
+  avg_pool_grad: { emit: poolLoops },
 };
 
 /** Softmax or log-softmax along one axis: max, Σ exp, normalise. */

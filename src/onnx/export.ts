@@ -147,6 +147,24 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   fwd: null, // only in backward graphs
   dim: (c) => void c.node('Identity', [c.dimValue(c.inst.attrs.name)], {}, c.out),
   buffer: null, // initializers: the running statistics
+  // convolutions and pooling over [N, C, H, W] (1-D ones are 2-D over [N, C, 1, L] in the IR)
+  conv: (c) => {
+    const { stride, padding, dilation, groups } = c.inst.attrs;
+    c.node('Conv', [c.arg(0), c.arg(1)], { strides: { ints: stride }, pads: { ints: padding }, dilations: { ints: dilation }, group: { i: groups } }, c.out);
+  },
+  conv_input_grad: null, // made by gradient rules only
+  conv_weight_grad: null,
+  max_pool: (c) => {
+    const { kernel, stride, padding } = c.inst.attrs;
+    c.node('MaxPool', [c.arg(0)], { kernel_shape: { ints: kernel }, strides: { ints: stride }, pads: { ints: [...padding, ...padding] } }, c.out);
+  },
+  avg_pool: (c) => {
+    const { kernel, stride, padding } = c.inst.attrs;
+    // padding counted in the average, as torch's default
+    c.node('AveragePool', [c.arg(0)], { kernel_shape: { ints: kernel }, strides: { ints: stride }, pads: { ints: [...padding, ...padding] }, count_include_pad: { i: 1 } }, c.out);
+  },
+  max_pool_grad: null,
+  avg_pool_grad: null,
   custom_grad: (c) => void c.node('Identity', [c.arg(0)], {}, c.out), // its value is its forward's; the rule only matters to gradients
   // the exported graph is evaluation mode: the mode flag is 0 and dropout is the identity
   mode: (c) => void c.node('Identity', [c.constant([0], [], DT.FLOAT, 'training')], {}, c.out),
