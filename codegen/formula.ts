@@ -58,6 +58,7 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(`where(${a().s}, ${b().s}, ${arg(2).s})`);
     case 'broadcast':
     case 'stop_gradient':
+    case 'custom_grad':
     case 'reshape':
       return a();
     case 'sum':

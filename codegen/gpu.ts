@@ -19,7 +19,7 @@ import * as E from './expr.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -625,8 +625,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...checkOptionsCall(true),
     ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
     `      const r = (await gradPlan(...args(params, inputs, options)))${t(' as Float32Array[]')};`,
-    ...saveBuffers((_b, k) => `r[${params(m.fwd).length + 1 + k}]${t('!')}`),
-    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
+    ...saveBuffers((_b, k) => `r[${gradEntries(m).length + 1 + k}]${t('!')}`),
+    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
     '    },',

@@ -12,6 +12,7 @@ import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
 import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
+import type { OptimizerSpec } from './optim.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
 export function key(name: string): string {
@@ -33,8 +34,11 @@ export interface ModuleInfo {
   readonly name: string;
   /** Emit a check after each step that throws on the first NaN or infinity (--check-finite). */
   readonly checkFinite?: boolean;
-  /** Emit `update(params, grads, lr)`, one step of plain SGD (--optimizer sgd). */
-  readonly optimizer?: 'sgd';
+  /**
+   * --optimizer: emit `hyper`, `initOptState` and `trainStep` (codegen/optim.ts), and with sgd also
+   * `update(params, grads, lr)`, one step of plain SGD.
+   */
+  readonly optimizer?: OptimizerSpec;
   /** The memory plan, which also fixes the units (fused groups) and their order. */
   readonly plan: Plan;
   /** The model file as given on the command line (relative, forward slashes). */
@@ -43,6 +47,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
+  readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
 
 interface Entry {
@@ -57,6 +63,11 @@ export function params(g: Graph): Entry[] {
 
 export function inputs(g: Graph): Entry[] {
   return g.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name, ...g.type(i.result) }] : []));
+}
+
+/** The gradients valueAndGrad returns, keyed as the backward graph's outputs: every param, then inputs with { grad: true }. */
+export function gradEntries(m: { fwd: Graph; bwd: Graph }): Entry[] {
+  return m.bwd.outputs.map((o) => ({ name: o.name, ...m.bwd.type(o.value) }));
 }
 
 /** The model's outputs (not the next running statistics, which are outputs named after their buffers). */
@@ -127,7 +138,7 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Params', params(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
-    ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
+    ...iface('Grads', gradEntries(m), (e) => arrayType(e.dtype)),
     ...modeTypes(m),
   ];
 }
@@ -288,8 +299,11 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
 function provenance(inst: Graph['insts'][number]): string {
   const loc = inst.loc;
   if (!loc) return '';
-  const rule = loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad ? `${loc.grad}'` : '';
-  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line})`;
+  const rule =
+    loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
+  // an instruction that g.grad emitted into the forward graph names that call
+  const via = loc.via ? `, of g.grad at ${loc.via.file}:${loc.via.line}` : '';
+  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line}${via})`;
 }
 
 /**

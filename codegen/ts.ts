@@ -12,11 +12,12 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
+import { trainDecls } from './ts/train.js';
 
 export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 
@@ -159,7 +160,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   ];
   const resultDecl = [
     `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
-    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
+    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${gradEntries(m)
       .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
   ];
@@ -234,6 +235,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
     : [
         ...preamble([...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]), 'const buf = {', ...entries, '};']),
@@ -273,13 +275,14 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ];
   return lines.join('\n') + '\n';
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */
 function updateDecl(m: ModuleInfo, t: Typed): string[] {
-  if (m.optimizer !== 'sgd') return [];
+  if (m.optimizer?.name !== 'sgd') return [];
   const ps = params(m.fwd);
   const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
     `expectArray('${kind}', ${JSON.stringify(p.name)}, ${member(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;

@@ -79,8 +79,8 @@ export class Builder {
     return typeof x === 'number' ? 1 / x : this.div(1, x);
   }
 
-  input(name: string, type: TensorType, valueName: Name): ValueId {
-    return this.source('input', { name }, type, valueName);
+  input(name: string, type: TensorType, valueName: Name, grad = false): ValueId {
+    return this.source('input', grad ? { name, grad: true } : { name }, type, valueName);
   }
 
   /** A module buffer, f32 (batchnorm's running statistics). */

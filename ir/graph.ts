@@ -89,6 +89,22 @@ export class Names {
   }
 }
 
+/**
+ * The user's backward of one g.customGrad call, traced once with the model: its instructions
+ * (not part of the graph), the placeholder value that stood for dy, and what it returned for each
+ * x. `args` are the custom_grad operands as they were traced (the forward's result, the xs, the
+ * other values the backward reads), `y` the value the backward received as y.
+ */
+export interface CustomRule {
+  readonly insts: readonly Inst[];
+  readonly values: ReadonlyMap<ValueId, Value>;
+  readonly seed: ValueId;
+  readonly y: ValueId;
+  readonly args: readonly ValueId[];
+  readonly dxs: readonly (ValueId | undefined)[];
+  readonly loc: Loc | undefined;
+}
+
 export class Graph {
   /** Values by id (dense). Values of deleted instructions stay here but are not printed. */
   readonly values: Value[] = [];
@@ -100,6 +116,8 @@ export class Graph {
   /** Fused groups (filled by the fusion pass; empty means one group per instruction). */
   groups: Group[] = [];
   readonly names: Names;
+  /** The rules of the graph's custom_grad instructions, by their `rule` attribute. */
+  readonly rules: CustomRule[] = [];
 
   constructor(
     readonly name: string,

@@ -158,12 +158,20 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   const bufferOf = new Map<string, number>();
   // buffers are shared between sizes with the same symbols (64·B and 27·B, or 64 and 27)
   const sameSyms = (a: Size, b: Size) => a.syms.length === b.syms.length && a.syms.every((x, i) => x === b.syms[i]);
+  // a gradient outlives the call that made it (until the next valueAndGrad): it never shares an
+  // array with a forward value, which a forward() call in between would overwrite
+  const forwardNames = new Set(fwd.insts.map((i) => fwd.value(i.result).name));
+  const gradNames = new Set(bwd.outputs.map((o) => root(valueName(bwd, o.value))));
   const assign = (name: string, dtype: DType, size: Size, from: number, shared: boolean) => {
     const to = lastUse.get(name) ?? from;
+    const grad = gradNames.has(name);
     let best: Buffer | undefined;
     if (shared)
       for (const b of buffers) {
-        const free = b.values.every((x) => x.to < from) && !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer');
+        const free =
+          b.values.every((x) => x.to < from) &&
+          !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer') &&
+          !(grad && b.values.some((x) => forwardNames.has(x.name)));
         if (!free || b.dtype !== dtype || !sameSyms(b.size, size)) continue;
         const fit = (x: Buffer) => Math.abs(x.size.coef - size.coef);
         if (!best || fit(b) < fit(best)) best = b;

@@ -26,7 +26,8 @@ interface Reduce {
 /** Attributes of each op. The keys of this interface are the op kinds. */
 export interface AttrsOf {
   // sources: their type is declared, not inferred
-  input: { name: string };
+  /** `grad`: the model asks for this input's gradient (g.input(..., { grad: true })). */
+  input: { name: string; grad?: true };
   param: { name: string; init: Init; scale: number };
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
@@ -112,6 +113,12 @@ export interface AttrsOf {
    * too is the total derivative through mean and inv.
    */
   ln_apply: None;
+  /**
+   * g.customGrad: operand 0 is the forward's result, and this its value; its gradient is the
+   * user's backward, the graph's rule `rule` (Graph.rules), with xs operands 1..inputs and the
+   * values the backward reads besides them after those. Dropped once the reverse passes have run.
+   */
+  custom_grad: { rule: number; inputs: number };
 }
 
 export type OpKind = keyof AttrsOf;
@@ -132,6 +139,8 @@ export interface GradCtx<A> {
   /** Number of forward operands. */
   readonly arity: number;
   readonly yt: TensorType;
+  /** custom_grad only: the user's rule, emitted by the reverse pass (ir/autodiff.ts). */
+  userRule(): readonly GradThunk[];
 }
 
 export type GradThunk = (() => ValueId) | null;
@@ -146,7 +155,8 @@ export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layou
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
+/** 'flag': an optional boolean, present (and printed) only when true. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -334,7 +344,7 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
 type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
 
 export const OPS: OpTable = {
-  input: source({ name: 'str' }),
+  input: source<AttrsOf['input']>({ name: 'str', grad: 'flag' }),
   param: source({ name: 'str', init: 'init', scale: 'num' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),
@@ -647,6 +657,16 @@ export const OPS: OpTable = {
   },
   bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1),
   ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0),
+  custom_grad: {
+    category: 'layout',
+    attrs: { rule: 'int', inputs: 'int' },
+    arity: 'variadic',
+    shape: ([y]) => y!,
+    // the user's backward in place of the forward's rules; it is itself differentiable when it is
+    // written with ops that have gradient rules
+    grad: (c) => c.userRule(),
+    eval: ([y]) => y!,
+  },
 };
 
 /**

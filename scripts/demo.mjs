@@ -5,7 +5,8 @@
 //   npm run demo -- [--steps N] [--seed N] [--resume [FILE]] [--checkpoint-every N]
 //                   [--eval-every N] [--out DIR]
 //
-// Checkpoints go to DIR/checkpoint.json every N steps, at the end and on Ctrl-C (atomic writes);
+// Checkpoints go to DIR/checkpoint.json (the training state) and DIR/checkpoint.safetensors (the
+// params) every N steps, at the end and on Ctrl-C (atomic writes);
 // --resume continues from one exactly as if the run had not stopped.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -162,7 +163,7 @@ try {
 } catch (e) {
   console.log(`(no PNG: ${e.message})`);
 }
-console.log(`wrote ${path.relative(process.cwd(), OUT) || '.'}/: ${pictures}, checkpoint.json`);
+console.log(`wrote ${path.relative(process.cwd(), OUT) || '.'}/: ${pictures}, checkpoint.json and checkpoint.safetensors`);
 
 /** One line of progress: redrawn in place on a terminal, a line every 10% otherwise. */
 function progressBar(total) {

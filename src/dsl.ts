@@ -3,6 +3,7 @@
 
 import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
+import { gradInGraph } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph, sanitizeName } from '../ir/graph.js';
@@ -20,6 +21,11 @@ export interface ParamOptions {
   init?: Init;
   /** Multiplies the initial values. Default 1. */
   scale?: number;
+}
+
+export interface InputOptions {
+  /** Also return the loss's gradient with respect to this input, in `grads` under its name. */
+  grad?: boolean;
 }
 
 export interface BatchNormOptions {
@@ -227,7 +233,8 @@ export class Tensor {
 /** The `g` a model function receives. */
 export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
-  input(name: string, shape: readonly Dim[], dtype?: DType): Tensor;
+  /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
+  input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   const(value: number | NestedNumbers): Tensor;
   gather(table: Tensor, indices: Tensor): Tensor;
@@ -245,6 +252,22 @@ export interface GraphBuilder {
   dropout(x: Tensor, p: number): Tensor;
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
+  /**
+   * The gradients dy/dx of the f32 scalar y with respect to each x (a param, an input or an
+   * intermediate value), as tensors of the model: usable in the rest of it and in the loss, and
+   * differentiable again (a gradient of a gradient). An x that y does not depend on gets zeros.
+   */
+  grad(y: Tensor, xs: readonly Tensor[]): Tensor[];
+  /**
+   * A function usable like any op whose gradient is `backward` instead of the derivative of
+   * `forward` (torch.autograd.Function, jax.custom_vjp): `backward(xs, y, dy)` returns one
+   * gradient per x, shaped like it (null for none). Both are traced into the IR; the backward is
+   * itself differentiable when it is written with differentiable ops.
+   */
+  customGrad(
+    forward: (...xs: Tensor[]) => Tensor,
+    backward: (xs: Tensor[], y: Tensor, dy: Tensor) => readonly (Tensor | null | undefined)[],
+  ): (...xs: TensorLike[]) => Tensor;
 }
 
 export type NestedNumbers = readonly (number | NestedNumbers)[];
@@ -329,6 +352,96 @@ export class Tracer {
     }
   }
 
+  /** g.grad(y, xs): the reverse pass from y to xs, emitted into the model's graph at the call. */
+  grad(y: unknown, xs: unknown): Tensor[] {
+    const { loc } = this.sites.current();
+    try {
+      if (!(y instanceof Tensor)) throw new CompileError(`g.grad: y must be a tensor, got ${describe(y)}`, 'pass the scalar to differentiate, e.g. g.grad(u.sum(), [x])');
+      const yt = this.graph.type(this.operand(y, 'g.grad'));
+      if (yt.dtype !== 'f32' || yt.shape.length !== 0)
+        throw new CompileError(`g.grad: y must be an f32 scalar, but it is ${formatType(yt)}`, 'reduce it to a scalar first, e.g. g.grad(u.sum(), [x]) for the gradient of every entry of u');
+      if (!Array.isArray(xs) || xs.length === 0)
+        throw new CompileError(`g.grad: the second argument must be a non-empty array of tensors, got ${describe(xs)}`, 'list what to differentiate with respect to, e.g. g.grad(loss, [x])');
+      const ids = xs.map((x, k) => {
+        const id = this.operand(x, 'g.grad');
+        const t = this.graph.type(id);
+        if (t.dtype !== 'f32')
+          throw new CompileError(`g.grad: xs[${k}] is ${formatType(t)}; gradients are taken with respect to f32 tensors`, 'differentiate with respect to f32 params, inputs or values; i32 tensors hold indices');
+        return id;
+      });
+      return gradInGraph(this.graph, y.id, ids, loc).map((d) => new Tensor(this, d));
+    } catch (e) {
+      throw e instanceof CompileError ? e.withLoc(loc) : e;
+    }
+  }
+
+  /** g.customGrad(forward, backward): see GraphBuilder.customGrad. */
+  customGrad(forward: unknown, backward: unknown): (...xs: TensorLike[]) => Tensor {
+    const at = this.sites.current().loc;
+    for (const [what, f] of [['forward', forward], ['backward', backward]] as const)
+      if (typeof f !== 'function')
+        throw new CompileError(
+          `g.customGrad: ${what} must be a function, got ${describe(f)}`,
+          'pass forward (...xs) => y and backward (xs, y, dy) => [dx for each x], e.g. g.customGrad((x) => ..., ([x], y, dy) => [dy])',
+          at,
+        );
+    const fwd = forward as (...xs: Tensor[]) => unknown;
+    const bwd = backward as (xs: Tensor[], y: Tensor, dy: Tensor) => unknown;
+    return (...args: TensorLike[]) => {
+      const g = this.graph;
+      const xs = args.map((a) => (a instanceof Tensor ? (this.operand(a), a) : this.call(() => this.operand(a))));
+      for (const [k, x] of xs.entries())
+        if (x.dtype !== 'f32')
+          throw new CompileError(`g.customGrad: argument ${k} is ${formatType(g.type(x.id))}; a custom gradient takes f32 tensors`, 'pass i32 indices through a closure instead', this.sites.current().loc);
+      const y0 = fwd(...xs);
+      if (!(y0 instanceof Tensor) || y0[TRACER] !== this || y0.dtype !== 'f32')
+        throw new CompileError(`g.customGrad: forward must return an f32 tensor of this model, got ${y0 instanceof Tensor ? formatType(g.type(y0.id)) : describe(y0)}`, 'return the result of DSL calls on its arguments', at);
+      const rule = g.rules.length;
+      const y = this.call(() => this.b.emit('custom_grad', [y0.id, ...xs.map((x) => x.id)], { rule, inputs: xs.length }));
+      const loc = g.def(y.id).loc;
+      // the user's backward, traced once with a placeholder for dy, then taken out of the graph:
+      // the reverse pass emits it again wherever it differentiates y (autodiff.ts)
+      const start = g.insts.length;
+      const seed = g.append('fwd', [], { name: 'dy' }, g.type(y.id), loc);
+      const dxs = bwd([...xs], y, new Tensor(this, seed));
+      const recorded = g.insts.slice(start);
+      const body = recorded.slice(1);
+      const values = new Map(recorded.map((i) => [i.result, { ...g.value(i.result) }] as const));
+      const bad = body.find((i) => i.op === 'param' || i.op === 'input');
+      g.remove(new Set(recorded.map((i) => i.id)));
+      if (bad)
+        throw new CompileError(`g.customGrad: the backward declares ${bad.op} '${(bad.attrs as { name: string }).name}'`, 'declare params and inputs outside the custom gradient and use them in it', bad.loc ?? at);
+      if (!Array.isArray(dxs) || dxs.length !== xs.length)
+        throw new CompileError(
+          `g.customGrad: backward must return an array with one gradient per argument (${xs.length}), got ${Array.isArray(dxs) ? `${dxs.length}` : describe(dxs)}`,
+          'return e.g. [dx] for one argument; null where no gradient flows',
+          loc,
+        );
+      const dxIds = dxs.map((d, k) => {
+        if (d === null || d === undefined) return undefined;
+        const x = xs[k]!;
+        if (!(d instanceof Tensor) || d[TRACER] !== this)
+          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', loc);
+        const dt = values.get(d.id)?.type ?? g.type(d.id);
+        const xt = g.type(x.id);
+        if (dt.dtype !== 'f32' || dt.shape.length !== xt.shape.length || dt.shape.some((n, i) => n !== xt.shape[i]))
+          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', loc);
+        return d.id;
+      });
+      // values the backward reads besides xs, y and dy become operands, so that the passes keep
+      // them (and update them) until the reverse passes have run
+      const inside = new Set(recorded.map((i) => i.result));
+      const known = new Set([y0.id, y.id, ...xs.map((x) => x.id)]);
+      const extras: ValueId[] = [];
+      for (const i of body) for (const a of i.args) if (!inside.has(a) && !known.has(a) && !extras.includes(a)) extras.push(a);
+      for (const d of dxIds) if (d && !inside.has(d) && !known.has(d) && !extras.includes(d)) extras.push(d);
+      const inst = g.def(y.id);
+      g.replaceInst(inst, { ...inst, args: [...inst.args, ...extras] } as typeof inst);
+      g.rules.push({ insts: body, values, seed, y: y.id, args: [y0.id, ...xs.map((x) => x.id), ...extras], dxs: dxIds, loc });
+      return y;
+    };
+  }
+
   /** Where the user's code is now (for errors outside DSL calls, such as reading `shape`). */
   here(): Loc | undefined {
     return this.sites.here();
@@ -371,14 +484,18 @@ export class Tracer {
     const v = (x: unknown, op?: string) => t.operand(x, op);
     const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
-      input(name, shape, dtype = 'f32') {
+      input(name, shape, dtype = 'f32', options = {}) {
         return t.call(() => {
           const n = t.declare('input', name);
           const s = checkShape('input', shape, { symbols: true });
           for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
-          return t.b.input(n, { dtype, shape: s }, { raw: n });
+          if (options.grad !== undefined && typeof options.grad !== 'boolean')
+            throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
+          if (options.grad && dtype !== 'f32')
+            throw new CompileError(`input: '${n}' is ${dtype}, which has no gradient`, "ask for the gradient of an f32 input; i32 inputs hold indices and labels");
+          return t.b.input(n, { dtype, shape: s }, { raw: n }, options.grad === true);
         });
       },
       param(name, shape, options = {}) {
@@ -464,6 +581,8 @@ export class Tracer {
         t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
+      grad: (y, xs) => t.grad(y, xs),
+      customGrad: (forward, backward) => t.customGrad(forward, backward),
     };
   }
 }

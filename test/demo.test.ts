@@ -16,6 +16,7 @@ import { calibrate, sampleNames, splitLoss } from '../scripts/demo/evaluate.mjs'
 import { Rng } from '../scripts/demo/rng.mjs';
 // @ts-expect-error: plain ESM without type declarations
 import { loadCheckpoint, saveCheckpoint, Trainer } from '../scripts/demo/train.mjs';
+import { loadTensors } from '../src/io.js';
 import type { GeneratedModule } from './helpers.js';
 import { buildAndImport, modelFile, ROOT, tmp } from './helpers.js';
 
@@ -58,9 +59,17 @@ describe('training', () => {
     saveCheckpoint(file, t);
     const u = Trainer.resume(mod, data.train, loadCheckpoint(file));
     expect([u.step, u.steps, u.rng.state, u.windowSum, u.windowCount]).toEqual([t.step, t.steps, t.rng.state, t.windowSum, t.windowCount]);
-    for (const k of Object.keys(t.params)) expect(u.params[k]).toEqual(t.params[k]);
+    for (const k of Object.keys(t.params)) expect(Buffer.from(u.params[k].buffer).equals(Buffer.from(t.params[k].buffer)), k).toBe(true);
     expect(u.history).toEqual(t.history);
-    expect(readFileSync(file, 'utf8')).toBe(JSON.stringify(t.state()));
+    // the training state as JSON, naming the params file: the params as safetensors, with their shapes
+    const { params, ...state } = t.state();
+    expect(readFileSync(file, 'utf8')).toBe(JSON.stringify({ ...state, params: 'ck.safetensors' }));
+    const stored = loadTensors(path.join(path.dirname(file), 'ck.safetensors'));
+    expect(stored.metadata).toEqual({ format: 'graphc-demo-checkpoint', model: 'makemore', step: '37' });
+    for (const [k, p] of Object.entries(mod.spec.params)) {
+      expect(stored.tensors[k]!.shape, k).toEqual(p.shape);
+      expect(Buffer.from(stored.tensors[k]!.data.buffer).equals(Buffer.from((params as Record<string, Float32Array>)[k]!.buffer)), k).toBe(true);
+    }
   });
 
   it('resuming from a checkpoint equals training without a stop', async () => {
@@ -81,6 +90,20 @@ describe('training', () => {
     const mod = await lecture();
     const state = new Trainer(mod, data.train, { steps: 10 }).state();
     expect(() => Trainer.resume(mod, data.train, { ...state, model: 'other' })).toThrow("the checkpoint is of model 'other', not 'makemore'");
+    const { W1: _w, ...rest } = state.params;
+    expect(() => Trainer.resume(mod, data.train, { ...state, params: rest, paramsFile: 'ck.safetensors' })).toThrow("ck.safetensors: missing param 'W1' of makemore");
+  });
+
+  it('a params file of another step than the state is refused', async () => {
+    const mod = await lecture();
+    const t = new Trainer(mod, data.train, { steps: 10, seed: 2 });
+    const file = path.join(tmp(), 'checkpoint.json');
+    saveCheckpoint(file, t);
+    const early = readFileSync(file, 'utf8');
+    t.trainStep();
+    saveCheckpoint(file, t);
+    writeFileSync(file, early); // as if the second save had stopped between its two files
+    expect(() => loadCheckpoint(file)).toThrow(/checkpoint\.safetensors holds the params of step 1, but .*checkpoint\.json is the state of step 0 \(was a save interrupted\?\)/);
   });
 });
 

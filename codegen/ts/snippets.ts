@@ -11,6 +11,7 @@ import type { Expr } from '../expr.js';
 import type { Access } from '../loops.js';
 import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
+import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
 
 
@@ -40,6 +41,8 @@ export interface Backend {
   readonly entries: readonly string[];
   /** A unit's code (a kernel call), or undefined for the flat module's loops. */
   unit(u: Unit, e: UnitEmitter): string[] | undefined;
+  /** The optimizer update as a kernel (--optimizer), for the params it covers. */
+  readonly train?: TrainBackend;
 }
 
 /** What a backend may ask of the emitter of a unit. */
@@ -78,6 +81,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   dropout_mask: { none: true },
   reshape: { none: true },
   stop_gradient: { none: true },
+  custom_grad: { none: true }, // dropped before emission (ir/passes.ts dropCustomGrads)
 
   neg: x1(E.neg),
   exp: x1((a) => E.call('Math.exp', a)),

@@ -31,7 +31,7 @@ const buf = {
   dW2: buffers[12], // f32[64,10]
   daffine1: buffers[10], // f32[64,64]
   db1: buffers[13], // f32[64]
-  dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+  dW1: buffers[9].subarray(0, 2048), // f32[32,64]
   _acc0: new Float64Array(64), // accumulators of column sums
 };
 

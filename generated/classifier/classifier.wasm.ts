@@ -143,7 +143,7 @@ const wasm = [
   'AAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQcAAIQsDQCAG/QAAACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3k',
   'ASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAAghGSATIBkgF/3mAf3k',
   'ASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAVIBkgF/3mAf3kASEVIBYgGSAY/eYB/eQBIRYgBUGAAWohBSAGQYACaiEGIAtB',
-  'AWsiCw0AC0GwmAEgAmogA0GAAmxqIARBBGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIACIAcgEv0LAJACIAcgE/0LAIAE',
+  'AWsiCw0AC0HArAIgAmogA0GAAmxqIARBBGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIACIAcgEv0LAJACIAcgE/0LAIAE',
   'IAcgFP0LAJAEIAcgFf0LAIAGIAcgFv0LAJAGIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYDAAGohAgs=',
 ].join('');
 const kernels = new WebAssembly.Instance(
@@ -191,7 +191,7 @@ const buf = {
   dW2: buffers[12], // f32[64,10]
   daffine1: buffers[10], // f32[64,64]
   db1: buffers[13], // f32[64]
-  dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+  dW1: buffers[9].subarray(0, 2048), // f32[32,64]
   _acc0: new Float64Array(64), // accumulators of column sums
 };
 

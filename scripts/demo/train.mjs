@@ -1,7 +1,11 @@
 // Training with a graphc-generated module: minibatch SGD with the lecture's step decay of the
-// learning rate, and checkpoints from which a run resumes exactly where it stopped (params, step,
-// the random state that draws the minibatches, and the loss history).
+// learning rate, and checkpoints from which a run resumes exactly where it stopped: the params in
+// a safetensors file (graphc/io's saveParams, readable by PyTorch and Hugging Face), and beside
+// it a small JSON of the training state (step, the random state that draws the minibatches, the
+// loss history) that names the params file.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import { checkParams, loadTensors, saveParams } from 'graphc/io';
 import { Rng } from './rng.mjs';
 
 /** The lecture's schedule: 0.1 for the first half of the run, then 0.01. */
@@ -61,7 +65,7 @@ export class Trainer {
   state() {
     return {
       format: 'graphc-demo-checkpoint',
-      version: 1,
+      version: 2,
       model: this.mod.spec.name,
       steps: this.steps,
       seed: this.seed,
@@ -69,22 +73,16 @@ export class Trainer {
       rng: this.rng.state,
       history: this.history,
       window: [this.windowSum, this.windowCount],
-      params: Object.fromEntries(Object.entries(this.params).map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')])),
+      params: Object.fromEntries(Object.entries(this.params).map(([k, v]) => [k, Float32Array.from(v)])),
     };
   }
 
-  /** A trainer that continues from a checkpoint's state. */
+  /** A trainer that continues from a checkpoint's state (params as Float32Arrays, as loadCheckpoint gives them). */
   static resume(mod, train, state) {
-    if (state.format !== 'graphc-demo-checkpoint' || state.version !== 1) throw new Error('not a graphc demo checkpoint (version 1)');
+    if (state.format !== 'graphc-demo-checkpoint' || state.version !== 2) throw new Error('not a graphc demo checkpoint (version 2)');
     if (state.model !== mod.spec.name) throw new Error(`the checkpoint is of model '${state.model}', not '${mod.spec.name}'`);
-    const params = {};
-    for (const [k, spec] of Object.entries(mod.spec.params)) {
-      if (!(k in state.params)) throw new Error(`the checkpoint has no param '${k}'`);
-      const bytes = Buffer.from(state.params[k], 'base64');
-      const n = spec.shape.reduce((a, b) => a * b, 1);
-      if (bytes.length !== n * 4) throw new Error(`the checkpoint's param '${k}' has ${bytes.length / 4} values, the model wants ${n}`);
-      params[k] = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-    }
+    checkParams(state.params, mod.spec, { file: state.paramsFile });
+    const params = Object.fromEntries(Object.keys(mod.spec.params).map((k) => [k, Float32Array.from(state.params[k])]));
     const { steps, seed, step, rng, history, window } = state;
     return new Trainer(mod, train, { steps, seed, params, step, rng, history, window });
   }
@@ -103,10 +101,29 @@ export function writeFileAtomic(file, data) {
   renameSync(tmp, file);
 }
 
-export function saveCheckpoint(file, trainer) {
-  writeFileAtomic(file, JSON.stringify(trainer.state()));
+/** The params file of a checkpoint: checkpoint.json's params live in checkpoint.safetensors. */
+export function paramsFileOf(file) {
+  return file.replace(/(\.json)?$/, '.safetensors');
 }
 
+/**
+ * Writes the params to the safetensors file beside `file` (its metadata records the step), then
+ * the training state to `file`, each atomically.
+ */
+export function saveCheckpoint(file, trainer) {
+  const { params, ...state } = trainer.state();
+  const paramsFile = paramsFileOf(file);
+  saveParams(paramsFile, params, { spec: trainer.mod.spec, metadata: { format: state.format, model: state.model, step: String(state.step) } });
+  writeFileAtomic(file, JSON.stringify({ ...state, params: path.basename(paramsFile) }));
+}
+
+/** The state of a checkpoint with its params read from the safetensors file it names. */
 export function loadCheckpoint(file) {
-  return JSON.parse(readFileSync(file, 'utf8'));
+  const state = JSON.parse(readFileSync(file, 'utf8'));
+  if (typeof state.params !== 'string') throw new Error(`${file}: not a graphc demo checkpoint (version 2: the params in a .safetensors file it names)`);
+  const paramsFile = path.resolve(path.dirname(file), state.params);
+  const { tensors, metadata } = loadTensors(paramsFile);
+  if (metadata.step !== String(state.step))
+    throw new Error(`${paramsFile} holds the params of step ${metadata.step}, but ${file} is the state of step ${state.step} (was a save interrupted?)`);
+  return { ...state, paramsFile, params: Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, t.data])) };
 }
