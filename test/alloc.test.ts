@@ -34,6 +34,17 @@ describe('generated modules', () => {
     expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
     expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
   }, 240_000);
+  it('a module with dropout and running statistics allocates nothing per call (flat and wasm)', async () => {
+    const examples = ROOT.split(path.sep).join('/') + '/examples';
+    const file = modelFile(`import { makemoreRunning } from '${examples}/makemore_running.ts';
+export default makemoreRunning(undefined, 'steady_dropout', { dropout: 0.1 });
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    expect(steadyStateGcs(path.join(dir, 'steady_dropout.js'))).toEqual([]);
+    expect(steadyStateGcs(path.join(dir, 'steady_dropout.wasm.js'))).toEqual([]);
+  }, 180_000); // two modules, 20,000 steps each
 
   it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';
