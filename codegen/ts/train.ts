@@ -64,19 +64,12 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
   ];
 }
 
-/** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
-export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
+/** The optimizer state's type, a fresh slot's literal and `checkOptState` (shared with the GPU.js module). */
+export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; freshSlot: () => string; checkState: string[] } {
   const spec = m.optimizer!;
-  const def = OPTIMIZERS[spec.name];
-  const slots = def.slots(spec.hyper);
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const fn = c.codeName(`${spec.name}Step`);
-  const scalars = scalarNames(spec);
-  const perStep = stepScalars(spec);
-  const clip = spec.hyper.clipGradNorm;
-  const modes = hasModes(m.fwd);
-  const sumSq = c.codeName('sumOfSquares');
   const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
   const checkState = [
@@ -90,6 +83,23 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     ]),
     '}',
   ];
+  return { stateType, freshSlot, checkState };
+}
+
+/** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
+export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
+  const spec = m.optimizer!;
+  const def = OPTIMIZERS[spec.name];
+  const slots = def.slots(spec.hyper);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const fn = c.codeName(`${spec.name}Step`);
+  const scalars = scalarNames(spec);
+  const perStep = stepScalars(spec);
+  const clip = spec.hyper.clipGradNorm;
+  const modes = hasModes(m.fwd);
+  const sumSq = c.codeName('sumOfSquares');
+  const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
   // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
