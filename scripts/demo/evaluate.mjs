@@ -1,7 +1,7 @@
 // Evaluation and sampling as in the lecture: calibrate batchnorm on the whole training set (one
 // full-batch pass of the training network, which also gives the training loss), then evaluate a
 // split and sample names with the inference network that normalises with those statistics.
-import { itos } from './data.mjs';
+import { itos } from './dataset.mjs';
 
 /**
  * `calibrate`: the training network built for the whole training set, with the batch statistics
