@@ -23,6 +23,7 @@ import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
+import { gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
@@ -464,6 +465,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const syms = symbols(m.fwd);
   const thisType = syms.length ? 'this: IKernelFunctionThis<Sizes>' : 'this: IKernelFunctionThis';
   const codeName = codeNames(m);
+  const training = trainNames(m, codeName);
   const kernels: string[] = [];
   /** Values whose kernels run 2-D in webgpu mode (read back through a 1-D copy: see `result`). */
   const twoD = new Set<string>();
@@ -623,6 +625,13 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   /** After a training call: the next running statistics into the caller's buffers. */
   const saveBuffers = (from: (b: (typeof modes.buffers)[number], k: number) => string) =>
     modes.buffers.length ? ['      if (train) {', ...modes.buffers.map((b, k) => `        ${member(`options.buffers${t('!')}`, b.name)}.set(${from(b, k)});`), '      }'] : [];
+  /** valueAndGrad's work, with `options` in scope: the gradient pipeline's results in `r`. */
+  const gradBody = (plans?: string) => [
+    ...checkOptionsCall(true),
+    ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
+    `      const r = (await gradPlan(...args(params, inputs, options)))${t(' as Float32Array[]')};`,
+    ...saveBuffers((_b, k) => `r[${gradEntries(m).length + 1 + k}]${t('!')}`),
+  ];
   const methods = (plans?: string) => [
     `    async forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<Outputs>')} {`,
     ...checkOptionsCall(false),
@@ -632,14 +641,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
     '    },',
     `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
-    ...checkOptionsCall(true),
-    ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
-    `      const r = (await gradPlan(...args(params, inputs, options)))${t(' as Float32Array[]')};`,
-    ...saveBuffers((_b, k) => `r[${gradEntries(m).length + 1 + k}]${t('!')}`),
+    ...gradBody(plans),
     `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
     '    },',
+    ...gpuTrainMethods(m, t, training, gradBody(plans)),
     '    destroy() {',
     '      void gpu.destroy();',
     '    },',
@@ -681,6 +688,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...(stateful ? [`  const warm${t(': Options')} = { ${modes.buffers.length ? 'buffers: initBuffers()' : ''} };`] : []),
     `  await gradPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
     `  await forwardPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
+    ...gpuTrainState(m, t),
     '  return {',
     '    mode: gradPlan.backend ?? mode,',
     ...methods(),
@@ -717,6 +725,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '    }',
     '    return current;',
     '  };',
+    ...gpuTrainState(m, t),
     '  return {',
     `    get mode() {`,
     '      return current?.gradPlan.backend ?? mode;',
@@ -743,6 +752,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           '  readonly mode: string;',
           '  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;',
           '  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;',
+          ...gpuTrainInterface(m),
           '  destroy(): void;',
           '}',
           '',
@@ -753,6 +763,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '',
     ...checkDecl(m, t),
     ...optionsDecl(m, t),
+    ...gpuTrainDecls(m, t, training),
     '',
     ...webgpuSetup(m, t),
     '',

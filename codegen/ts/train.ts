@@ -69,6 +69,28 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
   ];
 }
 
+/** The optimizer state's type, a fresh slot's literal and `checkOptState` (shared with the GPU.js module). */
+export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; freshSlot: () => string; checkState: string[] } {
+  const spec = m.optimizer!;
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
+  const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
+  const checkState = [
+    '/** Checks an optimizer state before a step. */',
+    `function checkOptState(state${t(': OptState')})${t(': void')} {`,
+    `  if (typeof state !== 'object' || state === null) throw new TypeError('${m.name}: the optimizer state must be an object from initOptState(params)');`,
+    `  if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(\`${m.name}: state.step must be a non-negative integer, got \${state.step}\`);`,
+    ...slots.flatMap((s) => [
+      `  if (typeof state.${s} !== 'object' || state.${s} === null) throw new TypeError('${m.name}: state.${s} is missing: make the state with initOptState(params)');`,
+      ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`${s}.${p.name}`)}, ${member(`state.${s}`, p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ]),
+    '}',
+  ];
+  return { stateType, freshSlot, checkState };
+}
+
 /** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
 export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const spec = m.optimizer!;
@@ -84,19 +106,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const sumSq = c.codeName('addSquares');
   const scalarArray = c.codeName('stepScalars');
   const normArray = c.codeName('gradNormSq');
-  const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
-  const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
-  const checkState = [
-    '/** Checks an optimizer state before a step. */',
-    `function checkOptState(state${t(': OptState')})${t(': void')} {`,
-    `  if (typeof state !== 'object' || state === null) throw new TypeError('${m.name}: the optimizer state must be an object from initOptState(params)');`,
-    `  if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(\`${m.name}: state.step must be a non-negative integer, got \${state.step}\`);`,
-    ...slots.flatMap((s) => [
-      `  if (typeof state.${s} !== 'object' || state.${s} === null) throw new TypeError('${m.name}: state.${s} is missing: make the state with initOptState(params)');`,
-      ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`${s}.${p.name}`)}, ${member(`state.${s}`, p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
-    ]),
-    '}',
-  ];
+  const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
   // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
