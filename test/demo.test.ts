@@ -220,7 +220,7 @@ describe('npm run demo', () => {
 });
 
 describe('npm run demo:gpt', () => {
-  it('builds the tiny GPT, and 300 Adam steps take the dev loss per character from ln 27 (3.30) below 2.5', () => {
+  it('builds the tiny GPT, and 300 compiled AdamW steps take the dev loss per character from ln 27 (3.30) below 2.5', () => {
     const out = tmp();
     const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/gpt.mjs'), '--steps', '300', '--out', out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
