@@ -17,6 +17,11 @@ export function splitLoss(inferenceMod, params, stats, split) {
   return inferenceMod.forward(params, { bnmean: stats.bnmean, bnvar: stats.bnvar, Xb: split.X, Yb: split.Y }).loss;
 }
 
+/** The mean loss of a split in evaluation mode, normalising with the running statistics in `buffers`. */
+export function runningLoss(runningMod, params, buffers, split) {
+  return runningMod.forward(params, { Xb: split.X, Yb: split.Y }, { buffers }).loss;
+}
+
 /** `count` names sampled side by side, each character drawn from the network's probs. */
 export function sampleNames(inferenceMod, params, stats, rng, count, maxLen = 30) {
   const block = inferenceMod.spec.inputs.Xb.shape[1];
