@@ -2,6 +2,7 @@
 // check), 2 a usage error.
 
 import * as path from 'node:path';
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
@@ -26,7 +27,10 @@ const defaultIo: Io = {
 };
 
 interface OptionSpec {
+  /** The placeholder of the option's value (`DIR`, `N`); absent for a flag. */
   readonly value?: string;
+  /** A one-letter alias (`-o`). */
+  readonly short?: string;
   readonly help: string;
 }
 
@@ -39,39 +43,50 @@ interface Verb {
   run(args: string[], opts: Record<string, string | true>, io: Io): Promise<number>;
 }
 
-type Parsed = { args: string[]; opts: Record<string, string | true> };
+type Parsed = { args: string[]; opts: Record<string, string | true>; help: boolean };
 
-function parseArgs(verb: string, spec: Verb, argv: string[]): Parsed {
+/**
+ * Splits a verb's arguments with Node's `util.parseArgs` (`--opt value`, `--opt=value`, `-o value`,
+ * `-o=value`, grouped short flags, `--`), then checks each option against the verb's table so that
+ * the messages name the verb and the option's value.
+ */
+function parseVerbArgs(verb: string, spec: Verb, argv: string[]): Parsed {
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [k, o] of Object.entries(spec.options)) config[k] = { type: o.value ? 'string' : 'boolean', ...(o.short ? { short: o.short } : {}) };
+  const { tokens } = nodeParseArgs({ args: argv, options: config, strict: false, allowPositionals: true, tokens: true });
   const args: string[] = [];
   const opts: Record<string, string | true> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      args.push(...argv.slice(i + 1));
-      break;
-    }
-    if (/^--?[A-Za-z]/.test(a)) {
-      const [k, inline] = a.replace(/^--?/, '').split(/=(.*)/s, 2) as [string, string | undefined];
-      const o = spec.options[k];
-      if (!o) throw new UsageError(`graphc ${verb}: unknown option --${k}`);
-      if (o.value) {
-        const v = inline ?? argv[++i];
-        if (v === undefined) throw new UsageError(`graphc ${verb}: --${k} needs a value (${o.value})`);
-        opts[k] = v;
-      } else {
-        if (inline !== undefined) throw new UsageError(`graphc ${verb}: --${k} takes no value`);
-        opts[k] = true;
+  let help = false;
+  for (const t of tokens) {
+    if (t.kind === 'positional') args.push(t.value);
+    else if (t.kind === 'option') {
+      if (t.name === 'help') {
+        help = true;
+        continue;
       }
-    } else args.push(a);
+      const o = Object.hasOwn(spec.options, t.name) ? spec.options[t.name] : undefined;
+      if (!o) throw new UsageError(`graphc ${verb}: unknown option ${t.rawName.startsWith('--') ? t.rawName : `-${t.name}`}`);
+      if (o.value) {
+        if (t.value === undefined) throw new UsageError(`graphc ${verb}: --${t.name} needs a value (${o.value})`);
+        // `-o=FILE` as well as `-oFILE` and `-o FILE`
+        opts[t.name] = t.inlineValue && !t.rawName.startsWith('--') && t.value.startsWith('=') ? t.value.slice(1) : t.value;
+      } else {
+        if (t.inlineValue) throw new UsageError(`graphc ${verb}: --${t.name} takes no value`);
+        opts[t.name] = true;
+      }
+    }
   }
+  if (help) return { args, opts, help };
   if (args.length < spec.minArgs) throw new UsageError(`graphc ${verb}: missing argument\nusage: ${spec.usage}`);
   if (spec.maxArgs !== undefined && args.length > spec.maxArgs) throw new UsageError(`graphc ${verb}: too many arguments\nusage: ${spec.usage}`);
-  return { args, opts };
+  return { args, opts, help };
 }
 
 function verbHelp(name: string, v: Verb): string {
-  const opts = Object.entries(v.options).map(([k, o]) => `  ${k.length === 1 ? '-' : '--'}${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help);
-  return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  --help`.padEnd(28) + `show this help`, ''].join('\n');
+  const opts = Object.entries(v.options).map(
+    ([k, o]) => `  ${o.short ? `-${o.short}, ` : ''}${k.length === 1 ? '-' : '--'}${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help,
+  );
+  return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  -h, --help`.padEnd(28) + `show this help`, ''].join('\n');
 }
 
 /** Prints a compile error with its source line and returns the exit code for it. */
@@ -106,8 +121,8 @@ const VERBS: Record<string, Verb> = {
       'A failed build writes nothing. With --check, writes nothing and exits 1 if the files on disk\n' +
       'differ from what this compiler produces, showing the difference.',
     options: {
-      out: { value: 'DIR', help: 'output folder (one model only)' },
-      target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
+      out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
+      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
       optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
@@ -156,7 +171,7 @@ const inspectVerbs: Record<string, Verb> = {
       "'reverse-mode' (backward), or a pass name such as simplify, fuse-composites, cse, dce or\n" +
       "fuse (cse#2 is the second run of cse). An unknown stage lists the stages.",
     options: {
-      grad: { help: 'the backward IR' },
+      grad: { short: 'g', help: 'the backward IR' },
       after: { value: 'STAGE', help: 'the IR after this stage of the pipeline' },
     },
     minArgs: 1,
@@ -201,7 +216,7 @@ const inspectVerbs: Record<string, Verb> = {
       'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
       'exits 1 when a param fails.',
     options: {
-      seed: { value: 'N', help: 'seed of the params (initParams) and inputs (default 0)' },
+      seed: { value: 'N', short: 's', help: 'seed of the params (initParams) and inputs (default 0)' },
       samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
     },
     minArgs: 1,
@@ -226,8 +241,8 @@ const inspectVerbs: Record<string, Verb> = {
       'and its gradient (red), for the params of initParams(seed) and random inputs. Writes SVG to\n' +
       'stdout, or to -o FILE (PNG or DOT by its extension).',
     options: {
-      values: { help: 'label edges with forward values and gradients' },
-      seed: { value: 'N', help: 'seed of the params and inputs (default 0)' },
+      values: { short: 'v', help: 'label edges with forward values and gradients' },
+      seed: { value: 'N', short: 's', help: 'seed of the params and inputs (default 0)' },
       o: { value: 'FILE', help: 'output file (.svg, .png or .dot)' },
     },
     minArgs: 1,
@@ -284,12 +299,12 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
     io.err(`graphc: unknown verb '${verb}'\n\n${MAIN_HELP}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(verbHelp(verb, spec));
-    return 0;
-  }
   try {
-    const { args, opts } = parseArgs(verb, spec, [...rest]);
+    const { args, opts, help } = parseVerbArgs(verb, spec, [...rest]);
+    if (help) {
+      io.out(verbHelp(verb, spec));
+      return 0;
+    }
     return await spec.run(args, opts, io);
   } catch (e) {
     return report(e, io);

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ROOT, tmp } from './helpers.js';
+import { ROOT, run, tmp } from './helpers.js';
 
 const BIN = path.join(ROOT, 'bin', 'graphc.js');
 
@@ -36,5 +36,33 @@ describe('graphc build (the command)', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(existsSync(path.join(ROOT, 'generated', 'makemore', 'makemore.ts'))).toBe(true);
+  });
+});
+
+describe('the argument parser (util.parseArgs)', () => {
+  it('takes --opt=value, --opt value, short flags and -o=value alike', async () => {
+    const dir = tmp();
+    const r = await run(['build', 'examples/neuron.ts', '-t=ts', `-o${path.join(dir, 'n')}`]);
+    expect(r).toEqual({ code: 0, out: `wrote ${path.join(dir, 'n')}/ (neuron.ir, neuron.grad.ir, neuron.ts, neuron.js)\n`, err: '' });
+    const trace = await run(['ir', 'examples/neuron.ts', '--after', 'trace']);
+    expect(trace.out).toMatch(/^graph forward neuron \{/);
+    expect(await run(['ir', 'examples/neuron.ts', '--after=trace'])).toEqual(trace);
+    expect(await run(['ir', '--grad', 'examples/neuron.ts'])).toEqual(await run(['ir', 'examples/neuron.ts', '-g']));
+  });
+
+  it('names unknown options, missing values and values given to flags (exit 2)', async () => {
+    expect(await run(['build', 'examples/neuron.ts', '--bogus'])).toEqual({ code: 2, out: '', err: 'graphc build: unknown option --bogus\n' });
+    expect(await run(['build', 'examples/neuron.ts', '-x'])).toEqual({ code: 2, out: '', err: 'graphc build: unknown option -x\n' });
+    expect(await run(['build', 'examples/neuron.ts', '--out'])).toEqual({ code: 2, out: '', err: 'graphc build: --out needs a value (DIR)\n' });
+    expect(await run(['build', 'examples/neuron.ts', '--check=yes'])).toEqual({ code: 2, out: '', err: 'graphc build: --check takes no value\n' });
+    expect(await run(['ir'])).toEqual({ code: 2, out: '', err: 'graphc ir: missing argument\nusage: graphc ir MODEL.ts [--grad] [--after STAGE]\n' });
+    expect(await run(['ir', 'a.ts', 'b.ts'])).toEqual({ code: 2, out: '', err: 'graphc ir: too many arguments\nusage: graphc ir MODEL.ts [--grad] [--after STAGE]\n' });
+  });
+
+  it('prints a verb\'s help with -h or --help, wherever it stands', async () => {
+    const r = await run(['ir', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('options:\n  -g, --grad                the backward IR\n  --after STAGE             the IR after this stage of the pipeline\n  -h, --help                show this help\n');
+    expect(await run(['ir', 'examples/neuron.ts', '-h'])).toEqual(r);
   });
 });
