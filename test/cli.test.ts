@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { unifiedDiff } from '../src/textdiff.js';
 import { ROOT, run, tmp } from './helpers.js';
 
 const BIN = path.join(ROOT, 'bin', 'graphc.js');
@@ -64,5 +65,18 @@ describe('the argument parser (util.parseArgs)', () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain('options:\n  -g, --grad                the backward IR\n  --after STAGE             the IR after this stage of the pipeline\n  -h, --help                show this help\n');
     expect(await run(['ir', 'examples/neuron.ts', '-h'])).toEqual(r);
+  });
+});
+
+describe('unifiedDiff (the diff package underneath)', () => {
+  it('prints the shortest edit script as unified hunks, merging changes within 2·context lines', () => {
+    // 5 unchanged lines (i..m) between +X and -n are more than 2·2: two hunks
+    const a = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n'].join('\n');
+    const b = ['a', 'B', 'c', 'd', 'e', 'f', 'g', 'h', 'X', 'i', 'j', 'k', 'l', 'm'].join('\n');
+    expect(unifiedDiff(a, b, 'old', 'new', { context: 2 })).toBe(
+      '--- old\n+++ new\n@@ -1,4 +1,4 @@\n a\n-b\n+B\n c\n d\n@@ -7,4 +7,5 @@\n g\n h\n+X\n i\n j\n@@ -12,3 +13,2 @@\n l\n m\n-n\n',
+    );
+    expect(unifiedDiff('a\nb\nc\nd\ne', 'a\nB\nc\nd\nE', 'old', 'new', { context: 1 })).toBe('--- old\n+++ new\n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n-e\n+E\n');
+    expect(unifiedDiff(a, a, 'old', 'new')).toBe('');
   });
 });
