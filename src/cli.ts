@@ -20,6 +20,19 @@ export interface Io {
   readonly color: boolean;
 }
 
+/**
+ * A closed stdout or stderr (`graphc graph m.ts | head -1`) ends the command quietly, as other
+ * CLIs do: nothing more can be shown, so there is nothing to report.
+ */
+function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
+let pipesGuarded = false;
+
 const defaultIo: Io = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
@@ -289,6 +302,11 @@ graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model erro
 `;
 
 export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
+  if (io === defaultIo && !pipesGuarded) {
+    pipesGuarded = true;
+    quietOnClosedPipe(process.stdout);
+    quietOnClosedPipe(process.stderr);
+  }
   const [verb, ...rest] = argv;
   if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
     (verb === undefined ? io.err : io.out)(MAIN_HELP);

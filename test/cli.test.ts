@@ -40,6 +40,18 @@ describe('graphc build (the command)', () => {
   });
 });
 
+describe('a closed stdout', () => {
+  it('ends the command quietly (no EPIPE stack) when the reader goes away: build --check | head -1', () => {
+    const empty = tmp();
+    // the diff of six files against an empty folder is ~115 kB, more than a pipe holds
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${BIN}" build examples/makemore.ts --out "${empty}" --check | head -1`], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.stdout).toBe(`--- ${empty}/makemore.ir (on disk)\n`);
+    expect(r.stderr).toBe(
+      `graphc build --check: 6 stale file(s) in ${empty}: makemore.ir, makemore.grad.ir, makemore.ts, makemore.js, makemore.gpu.ts, makemore.gpu.js\n  fix: run graphc build examples/makemore.ts\n`,
+    );
+  });
+});
+
 describe('the argument parser (util.parseArgs)', () => {
   it('takes --opt=value, --opt value, short flags and -o=value alike', async () => {
     const dir = tmp();
