@@ -81,7 +81,22 @@ const CASES: Record<string, string> = {
     |               ^^^^^
   fix: give the param a name, e.g. g.param('W1', ...)
 `,
-  'no-default': `test/fixtures/errors/no-default.ts:1:1: error: the model file has no default export
+  'no-default': `test/fixtures/errors/no-default.ts:2:18: error: the model file has no default export: this model(...) is exported as 'm'
+  2 | export const m = model('bad', (g) => g.param('x', [4]).sum());
+    |                  ^^^^^
+  fix: graphc builds the default export: write export default in front of model(...) instead of export const m =, or add the line: export default m;
+`,
+  'export-named': `test/fixtures/errors/export-named.ts:2:11: error: the model file has no default export: this model(...) is exported as 'm'
+  2 | const m = model('bad', (g) => g.param('x', [4]).sum());
+    |           ^^^^^
+  fix: graphc builds the default export: write export default in front of model(...) instead of export const m =, or add the line: export default m;
+`,
+  'not-exported': `test/fixtures/errors/not-exported.ts:3:13: error: the model file has no default export: this model(...) is assigned to 'bad' but not exported
+  3 | const bad = model('bad', (g) => g.param('x', [4]).sum());
+    |             ^^^^^
+  fix: graphc builds the default export: add the line: export default bad;
+`,
+  'no-model': `test/fixtures/errors/no-model.ts:1:1: error: the model file has no default export
   1 | import { model } from 'graphc';
     | ^^^^^^
   fix: end the file with: export default model('name', (g) => { ... })
