@@ -125,6 +125,28 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/**
+ * Names the first missing argument; a key of the object that is no argument (a misspelling)
+ * is named with it. Keys that are not arguments are otherwise ignored.
+ */
+function checkKeys(
+  kind: string,
+  obj: object,
+  known: Record<string, string>,
+  note: Record<string, string> = {},
+): void {
+  const given = obj as Record<string, unknown>;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length
+    ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of twolayer (its ${kind}s: ${Object.keys(known).join(', ')})`
+    : '';
+  throw new TypeError(
+    `twolayer: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`,
+  );
+}
+
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`twolayer: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -151,10 +173,19 @@ function checkArgs(params: Params, inputs: Inputs): void {
     throw new TypeError('twolayer: params must be an object');
   if (typeof inputs !== 'object' || inputs === null)
     throw new TypeError('twolayer: inputs must be an object');
+  checkKeys('param', params, { W1: 'f32[20,32]', b1: 'f32[32]', W2: 'f32[32,10]', b2: 'f32[10]' });
   expectArray('param', 'W1', params.W1, Float32Array, 640, 'f32[20,32]');
   expectArray('param', 'b1', params.b1, Float32Array, 32, 'f32[32]');
   expectArray('param', 'W2', params.W2, Float32Array, 320, 'f32[32,10]');
   expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
+  checkKeys(
+    'input',
+    inputs,
+    { X: 'f32[16,20]', y: 'i32[16]' },
+    {
+      y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+    },
+  );
   expectArray('input', 'X', inputs.X, Float32Array, 320, 'f32[16,20]');
   expectArray('input', 'y', inputs.y, Int32Array, 16, 'i32[16]');
   expectIndices('y', inputs.y, 10);
