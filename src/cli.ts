@@ -199,19 +199,23 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   diff: {
-    usage: 'graphc diff A B',
+    usage: 'graphc diff A B [--ignore-names]',
     summary:
       'An IR-aware diff of two IR files, two model files, or a model file and its generated folder.\n' +
       'Values match by name and structure, not by number: renaming a temporary or reordering\n' +
       'independent lines is no change. Prints a unified diff of the instructions that changed\n' +
-      '(coloured on a terminal) and exits 1 when they differ, 0 when they are the same, 2 on error.',
-    options: {},
+      '(coloured on a terminal), forward graph first, and notes under it the values that are only\n' +
+      "renamed; %t7' is a temporary of B that matches none of A. Exits 1 when they differ, 0 when\n" +
+      'they are the same, 2 on error.',
+    options: {
+      'ignore-names': { help: 'compare structure only: a renamed value (hid → hidden) is no change' },
+    },
     minArgs: 2,
     maxArgs: 2,
-    async run([a, b], _opts, io) {
+    async run([a, b], opts, io) {
       let text: string;
       try {
-        text = await diffText(a!, b!, io.color);
+        text = await diffText(a!, b!, io.color, opts['ignore-names'] === true);
       } catch (e) {
         // IR parse errors are located in the IR file, models' errors in the model
         const model = [a!, b!].find((f) => /\.(ts|js|mts)$/.test(f));

@@ -71,7 +71,9 @@ export async function graphsOf(p: string): Promise<Graph[]> {
   if (statSync(p).isDirectory()) {
     const files = readdirSync(p).filter((f) => f.endsWith('.ir')).sort();
     if (files.length === 0) throw new UsageError(`graphc diff: ${p} holds no .ir files`);
-    return files.map((f) => parseGraph(readFileSync(path.join(p, f), 'utf8'), { file: path.join(p, f) }));
+    // forward graphs before backward ones
+    const graphs = files.map((f) => parseGraph(readFileSync(path.join(p, f), 'utf8'), { file: path.join(p, f) }));
+    return [...graphs.filter((g) => g.kind === 'forward'), ...graphs.filter((g) => g.kind !== 'forward')];
   }
   if (p.endsWith('.ir')) return [parseGraph(readFileSync(p, 'utf8'), { file: p })];
   const { fwd, bwd } = compileGraphs(p);
@@ -79,12 +81,12 @@ export async function graphsOf(p: string): Promise<Graph[]> {
 }
 
 /** The IR-aware diff of two operands; '' when they are the same. */
-export async function diffText(a: string, b: string, color = false): Promise<string> {
+export async function diffText(a: string, b: string, color = false, ignoreNames = false): Promise<string> {
   const ga = await graphsOf(a);
   const gb = await graphsOf(b);
   const pairs = ga.flatMap((x) => gb.filter((y) => y.kind === x.kind).map((y) => [x, y] as const));
   if (pairs.length === 0) throw new UsageError(`graphc diff: ${a} and ${b} have no graph of the same kind (forward or backward) to compare`);
-  const hunks = pairs.map(([x, y]) => diffGraphs(x, y, { color })).filter((h) => h !== '');
+  const hunks = pairs.map(([x, y]) => diffGraphs(x, y, { color, ignoreNames })).filter((h) => h !== '');
   if (hunks.length === 0) return '';
   const bold = (s: string) => (color ? `\x1b[1m${s}\x1b[0m` : s);
   return `${bold(`--- ${a}`)}\n${bold(`+++ ${b}`)}\n${hunks.join('')}`;

@@ -85,6 +85,78 @@ describe('graphc diff', () => {
 `);
   });
 
+  it('names each side in the hunk header, notes renames, and compares structure only with --ignore-names', async () => {
+    const a = modelFile(`import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const x = g.input('x', [4, 3]);
+  const W = g.param('W', [3, 5]);
+  const hid = x.matmul(W).tanh();
+  return hid.square().mean();
+});
+`);
+    const b = modelFile(`import { model } from 'graphc';
+export default model('mlp2', (g) => {
+  const x = g.input('x', [4, 3]);
+  const W = g.param('W', [3, 5]);
+  const pre = x.matmul(W);
+  const hidden = pre.tanh();
+  return hidden.square().mean();
+});
+`);
+    const r = await run(['diff', a, b]);
+    expect(r.code).toBe(1);
+    const hunks = r.out.split(/^(?=@@ )/m);
+    expect(hunks[1]!.split('\n')[0]).toBe('@@ -graph forward mlp +graph forward mlp2 @@');
+    expect(hunks[1]).toContain('\n-%hid: f32[4,5] = tanh %t1\n');
+    expect(hunks[1]).toContain('\n+%hidden: f32[4,5] = tanh %pre\n');
+    expect(hunks[1]).toContain(
+      '# renamed (the same structure): %hid → %hidden\n# only names differ: the structure is the same (--ignore-names compares structure only)\n',
+    );
+    expect(hunks[2]!.split('\n')[0]).toBe('@@ -graph backward mlp +graph backward mlp2 @@');
+    expect(hunks[2]).toContain('# renamed (the same structure): %hid → %hidden, %dhid → %dhidden\n');
+    expect(await run(['diff', a, b, '--ignore-names'])).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it("lists a folder's forward graph before its backward one", async () => {
+    const dir = path.join(tmp(), 'neuron');
+    mkdirSync(dir);
+    for (const f of ['neuron.ir', 'neuron.grad.ir']) {
+      const text = readFileSync(path.join(ROOT, 'generated/neuron', f), 'utf8');
+      writeFileSync(path.join(dir, f), text.replace(/^(\s*return .*)$/m, '  %t99: f32[] = const {data=[7]}\n$1'));
+    }
+    const r = await run(['diff', 'generated/neuron', dir]);
+    expect(r.code).toBe(1);
+    expect(r.out.split('\n').filter((l) => l.startsWith('@@ graph'))).toEqual(['@@ graph forward neuron @@', '@@ graph backward neuron @@']);
+  });
+
+  it("explains a primed name: a temporary of B that matches none of A's", async () => {
+    const a = `graph backward m {
+  %x: f32[4] = fwd {name="x"}
+  %t1: f32[] = const {data=[2]}
+  %t2: f32[4] = mul %x, %t1
+  %t3: f32[4] = exp %t2
+  %dx: f32[4] = neg %t3
+  return x=%dx
+}
+`;
+    const fa = write(a);
+    const fb = write(a.replace('exp %t2', 'tanh %t2'));
+    const r = await run(['diff', fa, fb]);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(`--- ${fa}
++++ ${fb}
+@@ graph backward m @@
+ %t1: f32[] = const {data=[2]}
+ %t2: f32[4] = mul %x, %t1
+-%t3: f32[4] = exp %t2
+-%dx: f32[4] = neg %t3
++%t3': f32[4] = tanh %t2
++%dx: f32[4] = neg %t3'
+ return x=%dx
+# %tN' is a temporary of the second graph that matches none of the first; primed so as not to be read as the first's %tN
+`);
+  });
+
   it('exits 2 on errors', async () => {
     expect(await run(['diff', 'examples/nope.ts', 'generated/makemore'])).toEqual({ code: 2, out: '', err: 'graphc diff: no such file or folder: examples/nope.ts\n' });
     const bad = write('graph backward x {\n  %a: f32[] = frobnicate\n  return\n}\n');
