@@ -227,7 +227,7 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   check: {
-    usage: 'graphc check MODEL.ts [--seed N] [--samples N]',
+    usage: 'graphc check MODEL.ts [--seed N] [--samples N] [--dim B=32]',
     summary:
       "Checks the generated module's gradient of every param against central finite differences\n" +
       'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
@@ -235,14 +235,16 @@ const inspectVerbs: Record<string, Verb> = {
     options: {
       seed: { value: 'N', short: 's', help: 'seed of the params (initParams) and inputs (default 0)' },
       samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
+      dim: { value: 'D=N[,D=N]', help: 'the size of a symbolic dimension (default 3; the table says what it used)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
       const seed = intOption('check', 'seed', opts.seed, 0);
       const samples = intOption('check', 'samples', opts.samples, 16);
+      const dims = dimOption('check', opts.dim);
       try {
-        const { rows, table } = await gradCheck(file!, { seed, samples });
+        const { rows, table } = await gradCheck(file!, { seed, samples, dims });
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {
@@ -251,27 +253,38 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   graph: {
-    usage: 'graphc graph MODEL.ts [--values] [--seed N] [-o FILE.svg|FILE.png|FILE.dot]',
+    usage: 'graphc graph MODEL.ts [--values] [--seed N] [--max-values N] [--dim B=32] [--optimized] [-o FILE.svg|FILE.png|FILE.dot]',
     summary:
       'Draws the computational graph of a model (Graphviz in WebAssembly): one node per op, edges\n' +
-      'with their shapes. With --values, each edge of a small tensor shows its forward value (green)\n' +
-      'and its gradient (red), for the params of initParams(seed) and random inputs. Writes SVG to\n' +
-      'stdout, or to -o FILE (PNG or DOT by its extension).',
+      'with their shapes; a graph of more than 30 ops is laid out top to bottom, at most 40 inches wide.\n' +
+      'With --values, each edge shows its forward value (green) and its gradient (red), for the params\n' +
+      'of initParams(seed) and random inputs: the elements of a tensor of up to --max-values elements,\n' +
+      'min/mean/max of a larger one. With --optimized, draws the forward graph as the build leaves it\n' +
+      '(softmax, cross-entropy fused), each fused group a box. A symbolic dimension gets the size of\n' +
+      '--dim (default 3), which the picture states. Writes SVG to stdout, or to -o FILE (PNG or DOT by\n' +
+      'its extension).',
     options: {
       values: { short: 'v', help: 'label edges with forward values and gradients' },
       seed: { value: 'N', short: 's', help: 'seed of the params and inputs (default 0)' },
+      'max-values': { value: 'N', help: 'show the elements of tensors up to N elements (default 3), else min/mean/max' },
+      dim: { value: 'D=N[,D=N]', help: 'the size of a symbolic dimension (default 3)' },
+      optimized: { help: 'the optimised forward graph, fused groups as boxes' },
       o: { value: 'FILE', help: 'output file (.svg, .png or .dot)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
       const seed = intOption('graph', 'seed', opts.seed, 0);
+      const maxValues = intOption('graph', 'max-values', opts['max-values'], 3);
+      const dims = dimOption('graph', opts.dim);
       const out = typeof opts.o === 'string' ? opts.o : undefined;
       const ext = out ? path.extname(out).toLowerCase() : '.svg';
       if (!['.svg', '.png', '.dot'].includes(ext)) throw new UsageError(`graphc graph: -o must name a .svg, .png or .dot file, got ${out}`);
       let dot: string;
       try {
-        dot = await graphDot(file!, { values: opts.values === true, seed });
+        const drawn = await graphDot(file!, { values: opts.values === true, seed, maxValues, dims, optimized: opts.optimized === true });
+        dot = drawn.dot;
+        if (drawn.note) io.err(`graphc graph: ${drawn.note}\n`);
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
@@ -285,6 +298,18 @@ const inspectVerbs: Record<string, Verb> = {
   },
 };
 Object.assign(VERBS, inspectVerbs);
+
+/** `--dim B=32` or `--dim B=32,T=8`: sizes of symbolic dimensions. */
+function dimOption(verb: string, v: string | true | undefined): Record<string, number> {
+  if (v === undefined) return {};
+  const out: Record<string, number> = {};
+  for (const part of String(v).split(',')) {
+    const m = /^([A-Za-z_]\w*)=(\d+)$/.exec(part.trim());
+    if (!m || Number(m[2]) < 1) throw new UsageError(`graphc ${verb}: --dim needs NAME=SIZE with a positive size, e.g. --dim B=32, got ${String(v)}`);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
 
 function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {
   if (v === undefined) return dflt;

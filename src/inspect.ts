@@ -117,7 +117,25 @@ function rng(seed: number): () => number {
 }
 
 /** Params from the generated `initParams(seed)` and random inputs (indices within their bounds). */
-function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int32Array> {
+/** The size each symbolic dimension of g gets: `dims` (--dim B=32), else 3. */
+export function dimSizes(g: Graph, dims: Readonly<Record<string, number>> = {}): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const inst of g.insts)
+    if (inst.op === 'input') for (const d of g.type(inst.result).shape) if (typeof d === 'string') out.set(d, dims[d] ?? out.get(d) ?? 3);
+  for (const d of Object.keys(dims))
+    if (!out.has(d)) throw new UsageError(`--dim ${d}: the model has no symbolic dimension ${d}${out.size ? ` (its dimensions: ${[...out.keys()].join(', ')})` : ''}`);
+  return out;
+}
+
+/** "(B = 3; --dim B=N to choose)" for a model with symbolic dimensions, else ''. */
+function dimNote(sizes: Map<string, number>, given: Readonly<Record<string, number>>): string {
+  if (sizes.size === 0) return '';
+  const used = [...sizes].map(([d, n]) => `${d} = ${n}`).join(', ');
+  const unset = [...sizes.keys()].filter((d) => given[d] === undefined);
+  return `symbolic dimensions bound to ${used}${unset.length ? ` (${unset.map((d) => `--dim ${d}=N`).join(' ')} to choose)` : ''}`;
+}
+
+function randomInputs(g: Graph, seed: number, sizes: Map<string, number> = new Map()): Record<string, Float32Array | Int32Array> {
   const r = rng(seed);
   const bounds = indexBounds(g);
   const inputs: Record<string, Float32Array | Int32Array> = {};
@@ -125,7 +143,7 @@ function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int
     if (inst.op !== 'input') continue;
     const t = g.type(inst.result);
     // a symbolic dimension gets a small size of its own
-    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : 3)));
+    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : (sizes.get(d) ?? 3))));
     inputs[inst.attrs.name] =
       t.dtype === 'i32'
         ? Int32Array.from({ length: n }, () => Math.floor(r() * (bounds.get(inst.attrs.name) ?? 10)))
@@ -138,7 +156,10 @@ function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int
  * Checks the generated module's gradients against central finite differences of the float64
  * interpreter, at `samples` coordinates of every param.
  */
-export async function gradCheck(file: string, opts: { seed?: number; samples?: number; tolerance?: number } = {}): Promise<{ rows: CheckRow[]; table: string }> {
+export async function gradCheck(
+  file: string,
+  opts: { seed?: number; samples?: number; tolerance?: number; dims?: Readonly<Record<string, number>> } = {},
+): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
   const tolerance = opts.tolerance ?? 1e-3;
@@ -153,7 +174,8 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
     rmSync(dir, { recursive: true, force: true });
   }
   const params = mod.initParams(seed);
-  const inputs = randomInputs(c.fwd, seed + 1);
+  const sizes = dimSizes(c.fwd, opts.dims);
+  const inputs = randomInputs(c.fwd, seed + 1, sizes);
   const grads = mod.valueAndGrad(params, inputs).grads;
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params
@@ -196,6 +218,7 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const table = [
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
+    ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
     ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
     fmt(head),
     ...body.map(fmt),
@@ -224,32 +247,90 @@ const SYMBOL: Partial<Record<string, string>> = {
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-function fmtValues(a: NDArray | undefined): string | undefined {
-  if (!a || a.data.length > 3) return undefined;
-  const f = (x: number) => (Math.abs(x) < 0.005 ? 0 : x).toFixed(2);
-  const items = Array.from(a.data, f);
+/**
+ * A number for a label: two decimals from 0.01 up, as the DeepRob slides print them, and two
+ * significant digits below (a gradient of 0.001 reads 0.0010, not 0.00).
+ */
+export function fmtNumber(x: number): string {
+  if (x === 0 || !Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a >= 0.01 && a < 1e4) return x.toFixed(2);
+  return x.toPrecision(2);
+}
+
+/** A constant as written: at most 6 significant digits (1/9 reads 0.111111). */
+export function fmtConstant(x: number): string {
+  return String(Number(x.toPrecision(6)));
+}
+
+function fmtValues(a: NDArray | undefined, limit: number): string | undefined {
+  if (!a) return undefined;
+  if (a.data.length > limit) {
+    let min = Infinity;
+    let max = -Infinity;
+    let sum = 0;
+    for (const x of a.data) {
+      min = Math.min(min, x);
+      max = Math.max(max, x);
+      sum += x;
+    }
+    return `min ${fmtNumber(min)} mean ${fmtNumber(sum / a.data.length)} max ${fmtNumber(max)}`;
+  }
+  const items = Array.from(a.data, fmtNumber);
   return a.shape.length === 0 ? items[0] : `[${items.join(', ')}]`;
 }
 
+export interface GraphOptions {
+  /** Label edges with forward values and gradients. */
+  readonly values?: boolean;
+  readonly seed?: number;
+  /** Tensors of at most this many elements show their values; larger ones min/mean/max (default 3). */
+  readonly maxValues?: number;
+  /** The sizes of symbolic dimensions (default 3 each). */
+  readonly dims?: Readonly<Record<string, number>>;
+  /** Draw the optimised forward graph, fused groups as boxes, instead of the traced program. */
+  readonly optimized?: boolean;
+}
+
+/** Graphs with more op nodes than this are laid out top to bottom (ranks as rows), others left to right. */
+const WIDE = 30;
+/** The widest a drawing gets, in inches (72 px each): Graphviz scales a larger one down. */
+const MAX_WIDTH_IN = 40;
+
 /**
- * The computational graph of the model as Graphviz DOT: the traced program, one node per op,
- * edges labelled with their shape; with values, each edge of a small tensor shows its forward
- * value (green) over its gradient (red), as the DeepRob slides draw the sigmoid neuron.
+ * The computational graph of the model as Graphviz DOT: the traced program (or with `optimized`
+ * the forward graph as the build leaves it, each fused group a box), one node per op, edges
+ * labelled with their shape; with values, each edge shows its forward value (green) over its
+ * gradient (red), as the DeepRob slides draw the sigmoid neuron, or min/mean/max for a large tensor.
  */
-export async function graphDot(file: string, opts: { values?: boolean; seed?: number } = {}): Promise<string> {
-  const g = traceFile(file).traced.graph;
+export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{ dot: string; note: string }> {
+  const g = opts.optimized ? compileGraphs(file).fwd : traceFile(file).traced.graph;
+  const sizes = dimSizes(g, opts.dims);
+  const limit = opts.maxValues ?? 3;
   let vals: Map<string, NDArray> | undefined;
   let grads: Map<ValueId, NDArray> | undefined;
   if (opts.values) {
     const gradOf = new Map<ValueId, ValueId>();
     const bwd = reverseMode(g, gradOf);
     const params = initialParams(g, opts.seed ?? 0);
-    vals = interpret(g, { params, inputs: randomInputs(g, (opts.seed ?? 0) + 1) });
+    vals = interpret(g, { params, inputs: randomInputs(g, (opts.seed ?? 0) + 1, sizes) });
     const bvals = interpret(bwd, { fwd: vals });
     grads = new Map([...gradOf].map(([v, d]) => [v, bvals.get(bwd.value(d).name)!]));
   }
-  const lines = ['digraph graphc {', '  rankdir=LR;', '  node [fontname="Helvetica", fontsize=11];', '  edge [fontname="Helvetica", fontsize=10];'];
+  const ops = g.insts.filter((i) => !(i.op === 'const' && i.attrs.data.length === 1)).length;
+  const note = dimNote(sizes, opts.dims ?? {});
+  const lines = [
+    'digraph graphc {',
+    `  rankdir=${ops > WIDE ? 'TB' : 'LR'};`,
+    ...(ops > WIDE ? [`  size="${MAX_WIDTH_IN},1000";`, '  ranksep=0.3;', '  nodesep=0.2;'] : []),
+    ...(note ? [`  label="${esc(note)}";`, '  labelloc=t;', '  fontname="Helvetica";'] : []),
+    '  node [fontname="Helvetica", fontsize=11];',
+    '  edge [fontname="Helvetica", fontsize=10];',
+  ];
   const id = (v: ValueId) => `v${v.index}`;
+  const groupOf = new Map<number, number>();
+  if (opts.optimized) g.groups.forEach((gr, k) => gr.insts.length > 1 && gr.insts.forEach((i) => groupOf.set(i, k)));
+  const nodes = new Map<number, string[]>();
   for (const inst of g.insts) {
     const v = g.value(inst.result);
     if (inst.op === 'const' && inst.attrs.data.length === 1) continue; // shown on the edge
@@ -258,11 +339,18 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
         ? `${inst.attrs.name}\\n${inst.op} ${formatType(v.type)}`
         : `${v.temp ? '' : `${v.name}\\n`}${SYMBOL[inst.op] ?? inst.op}`;
     const shape = inst.op === 'param' ? 'box' : inst.op === 'input' ? 'box, style=dashed' : inst.op === 'const' ? 'note' : 'ellipse';
-    lines.push(`  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`);
+    const k = groupOf.get(inst.id) ?? -1;
+    nodes.set(k, [...(nodes.get(k) ?? []), `  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`]);
+  }
+  lines.push(...(nodes.get(-1) ?? []));
+  for (const [k, list] of nodes) {
+    if (k < 0) continue;
+    const gr = g.groups[k]!;
+    lines.push(`  subgraph cluster_g${k} {`, `    label="fused ${esc(gr.kind)} group g${k}";`, '    style=rounded;', '    color=gray40;', ...list.map((l) => `  ${l}`), '  }');
   }
   const edgeLabel = (v: ValueId) => {
-    const value = fmtValues(vals?.get(g.value(v).name));
-    const grad = fmtValues(grads?.get(v));
+    const value = fmtValues(vals?.get(g.value(v).name), limit);
+    const grad = fmtValues(grads?.get(v), limit);
     if (value === undefined) return `label="${esc(formatType(g.type(v)))}"`;
     return `label=<<font color="darkgreen">${esc(value)}</font>${grad !== undefined ? `<br/><font color="red">${esc(grad)}</font>` : ''}>`;
   };
@@ -271,7 +359,7 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
       const d = g.def(a);
       if (d.op === 'const' && d.attrs.data.length === 1) {
         const c = `c${inst.result.index}_${a.index}`;
-        lines.push(`  ${c} [label="${esc(String(d.attrs.data[0]))}", shape=plaintext];`, `  ${c} -> ${id(inst.result)};`);
+        lines.push(`  ${c} [label="${esc(fmtConstant(d.attrs.data[0]!))}", shape=plaintext];`, `  ${c} -> ${id(inst.result)};`);
       } else lines.push(`  ${id(a)} -> ${id(inst.result)} [${edgeLabel(a)}];`);
     });
   for (const o of g.outputs) {
@@ -279,7 +367,7 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
     lines.push(`  ${id(o.value)} -> out_${o.value.index}_${esc(o.name).replace(/\W/g, '_')} [${edgeLabel(o.value)}];`);
   }
   lines.push('}');
-  return lines.join('\n') + '\n';
+  return { dot: lines.join('\n') + '\n', note };
 }
 
 /** Renders DOT to SVG (Graphviz compiled to WebAssembly), or to PNG through resvg. */

@@ -246,6 +246,57 @@ describe('graphc graph', () => {
   });
 });
 
+describe('graphc graph and check: sizes, numbers, the optimised graph', () => {
+  const mlp = `import { model } from 'graphc';
+export default model('smlp', (g) => {
+  const x = g.input('x', ['B', 3]);
+  const W = g.param('W', [3, 4], { scale: 0.001 });
+  const h = x.matmul(W).tanh();
+  const p = g.softmax(h);
+  return p.mul(1 / 9).sum();
+});
+`;
+
+  it('states the size a symbolic dimension got, takes --dim, summarises large tensors, prints small numbers with significant digits', async () => {
+    const file = modelFile(mlp);
+    const dot = path.join(tmp(), 'm.dot');
+    const r = await run(['graph', file, '--values', '-o', dot]);
+    expect(r).toEqual({ code: 0, out: `wrote ${dot}\n`, err: 'graphc graph: symbolic dimensions bound to B = 3 (--dim B=N to choose)\n' });
+    let text = readFileSync(dot, 'utf8');
+    expect(text).toContain('  label="symbolic dimensions bound to B = 3 (--dim B=N to choose)";\n');
+    expect(text).toMatch(/label=<<font color="darkgreen">min -?\d\.\d\d mean -?\d\.\d\d max -?\d\.\d\d<\/font>/);
+    // 1/9 as a constant, and W's gradient of about 1e-3 with two significant digits
+    expect(text).toContain('[label="0.111111", shape=plaintext]');
+    const r32 = await run(['graph', file, '--values', '--dim', 'B=32', '--max-values', '12', '-o', dot]);
+    expect(r32.err).toBe('graphc graph: symbolic dimensions bound to B = 32\n');
+    text = readFileSync(dot, 'utf8');
+    // W's 12 values (scale 0.001) with two significant digits
+    const w = /v1 -> v\d+ \[label=<<font color="darkgreen">\[([^\]]*)\]<\/font><br\/><font color="red">\[([^\]]*)\]/.exec(text);
+    expect(w).not.toBeNull();
+    expect(w![1]!.split(', ')).toHaveLength(12);
+    for (const x of w![1]!.split(', ')) expect(x).toMatch(/^-?(\d\.\dde-\d|0\.\d\d+|0)$/);
+    expect(await run(['graph', file, '--dim', 'T=4'])).toEqual({ code: 2, out: '', err: 'graphc: --dim T: the model has no symbolic dimension T (its dimensions: B)\n' });
+    expect((await run(['graph', file, '--dim', 'B=x'])).err).toBe('graphc graph: --dim needs NAME=SIZE with a positive size, e.g. --dim B=32, got B=x\n');
+  });
+
+  it('check says what it bound a symbolic dimension to, and takes --dim', async () => {
+    const file = modelFile(mlp);
+    const r = await run(['check', file, '--dim', 'B=5']);
+    expect(r.code).toBe(0);
+    expect(r.out.split('\n')[2]).toBe('(symbolic dimensions bound to B = 5)');
+    expect((await run(['check', file])).out.split('\n')[2]).toBe('(symbolic dimensions bound to B = 3 (--dim B=N to choose))');
+  });
+
+  it('draws the optimised graph with fused groups as boxes', async () => {
+    const dot = path.join(tmp(), 'm.dot');
+    expect((await run(['graph', 'examples/makemore.ts', '--optimized', '-o', dot])).code).toBe(0);
+    const text = readFileSync(dot, 'utf8');
+    expect(text).toMatch(/subgraph cluster_g\d+ \{\n {4}label="fused \w+ group g\d+";/);
+    expect(text).toContain('\\nsoftmax"');
+    expect(text).not.toContain('\\nexp"');
+  });
+});
+
 describe('the emitted gradient code', () => {
   it('says which chain rule each gradient statement applies, and where', () => {
     const ts = readFileSync(path.join(ROOT, 'generated/makemore/makemore.ts'), 'utf8');
