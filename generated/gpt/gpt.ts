@@ -2930,13 +2930,13 @@ function forwardPass(): void {
   //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:38
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
-      let _acc0 = 0;
+      let _sum0 = 0;
       for (let p = 0; p < 32; p++) {
         const _x = t1[i * 256 + j * 32 + p] + wpe[j * 32 + p];
         x[i * 256 + j * 32 + p] = _x;
-        _acc0 += _x;
+        _sum0 += _x;
       }
-      mu[i * 8 + j] = _acc0 * 0.03125;
+      mu[i * 8 + j] = _sum0 * 0.03125;
     }
   }
 
@@ -2950,12 +2950,12 @@ function forwardPass(): void {
   //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc = x[i * 32 + p] - mu[i];
-      _acc0 += _xc * _xc;
+      _sum0 += _xc * _xc;
     }
-    const _t7 = _acc0 * 0.03125 + 0.00001;
+    const _t7 = _sum0 * 0.03125 + 0.00001;
     t9[i] = 1 / Math.sqrt(_t7);
   }
 
@@ -3078,13 +3078,13 @@ function forwardPass(): void {
   //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_1 = x[i * 32 + p] + (t27[i * 32 + p] + proj0_b[p]);
       x_1[i * 32 + p] = _x_1;
-      _acc0 += _x_1;
+      _sum0 += _x_1;
     }
-    mu_1[i] = _acc0 * 0.03125;
+    mu_1[i] = _sum0 * 0.03125;
   }
 
   // xc_1 = x_1 - mu_1  (gpt.ts:39)
@@ -3097,12 +3097,12 @@ function forwardPass(): void {
   //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_1 = x_1[i * 32 + p] - mu_1[i];
-      _acc0 += _xc_1 * _xc_1;
+      _sum0 += _xc_1 * _xc_1;
     }
-    const _t32 = _acc0 * 0.03125 + 0.00001;
+    const _t32 = _sum0 * 0.03125 + 0.00001;
     t33[i] = 1 / Math.sqrt(_t32);
   }
 
@@ -3144,13 +3144,13 @@ function forwardPass(): void {
   //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_2 = x_1[i * 32 + p] + (t40[i * 32 + p] + fcout0_b[p]);
       x_2[i * 32 + p] = _x_2;
-      _acc0 += _x_2;
+      _sum0 += _x_2;
     }
-    mu_2[i] = _acc0 * 0.03125;
+    mu_2[i] = _sum0 * 0.03125;
   }
 
   // xc_2 = x_2 - mu_2  (gpt.ts:39)
@@ -3163,12 +3163,12 @@ function forwardPass(): void {
   //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_2 = x_2[i * 32 + p] - mu_2[i];
-      _acc0 += _xc_2 * _xc_2;
+      _sum0 += _xc_2 * _xc_2;
     }
-    const _t45 = _acc0 * 0.03125 + 0.00001;
+    const _t45 = _sum0 * 0.03125 + 0.00001;
     t46[i] = 1 / Math.sqrt(_t45);
   }
 
@@ -3291,13 +3291,13 @@ function forwardPass(): void {
   //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_3 = x_2[i * 32 + p] + (t63[i * 32 + p] + proj1_b[p]);
       x_3[i * 32 + p] = _x_3;
-      _acc0 += _x_3;
+      _sum0 += _x_3;
     }
-    mu_3[i] = _acc0 * 0.03125;
+    mu_3[i] = _sum0 * 0.03125;
   }
 
   // xc_3 = x_3 - mu_3  (gpt.ts:39)
@@ -3310,12 +3310,12 @@ function forwardPass(): void {
   //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_3 = x_3[i * 32 + p] - mu_3[i];
-      _acc0 += _xc_3 * _xc_3;
+      _sum0 += _xc_3 * _xc_3;
     }
-    const _t68 = _acc0 * 0.03125 + 0.00001;
+    const _t68 = _sum0 * 0.03125 + 0.00001;
     t69[i] = 1 / Math.sqrt(_t68);
   }
 
@@ -3357,13 +3357,13 @@ function forwardPass(): void {
   //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_4 = x_3[i * 32 + p] + (t76[i * 32 + p] + fcout1_b[p]);
       x_4[i * 32 + p] = _x_4;
-      _acc0 += _x_4;
+      _sum0 += _x_4;
     }
-    mu_4[i] = _acc0 * 0.03125;
+    mu_4[i] = _sum0 * 0.03125;
   }
 
   // xc_4 = x_4 - mu_4  (gpt.ts:39)
@@ -3376,12 +3376,12 @@ function forwardPass(): void {
   //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_4 = x_4[i * 32 + p] - mu_4[i];
-      _acc0 += _xc_4 * _xc_4;
+      _sum0 += _xc_4 * _xc_4;
     }
-    const _t81 = _acc0 * 0.03125 + 0.00001;
+    const _t81 = _sum0 * 0.03125 + 0.00001;
     t82[i] = 1 / Math.sqrt(_t81);
   }
 
@@ -3676,11 +3676,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t96: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t97: f32[16,8,1] = mul %t96, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt83[i * 32 + p];
+      _sum0 += dt83[i * 32 + p];
     }
-    t97[i] = _acc0 * 0.03125;
+    t97[i] = _sum0 * 0.03125;
   }
 
   // t98 = dt83 - t97   ln_apply'  (gpt.ts:41)
@@ -3695,11 +3695,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t99: f32[16,8,1] = sum %t95 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t100: f32[16,8,1] = mul %t99, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t95[i * 32 + p];
+      _sum0 += t95[i * 32 + p];
     }
-    t100[i] = _acc0 * 0.03125;
+    t100[i] = _sum0 * 0.03125;
   }
 
   // dx_4 = t82 * (t98 - t83 * t100)   ln_apply'  (gpt.ts:41)
@@ -3788,11 +3788,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t106: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t107: f32[16,8,1] = mul %t106, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt70[i * 32 + p];
+      _sum0 += dt70[i * 32 + p];
     }
-    t107[i] = _acc0 * 0.03125;
+    t107[i] = _sum0 * 0.03125;
   }
 
   // t108 = dt70 - t107   ln_apply'  (gpt.ts:41)
@@ -3807,11 +3807,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t109: f32[16,8,1] = sum %t105 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t110: f32[16,8,1] = mul %t109, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t105[i * 32 + p];
+      _sum0 += t105[i * 32 + p];
     }
-    t110[i] = _acc0 * 0.03125;
+    t110[i] = _sum0 * 0.03125;
   }
 
   // dx_3 = dx_4 + t69 * (t108 - t70 * t110)   fan-out: the sum over its uses  (gpt.ts:72)
@@ -3867,11 +3867,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t114: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
   //   %t115: f32[16,4,8,1] = sum %t114 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
-      _acc0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
+      _sum0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
     }
-    t115[i] = _acc0;
+    t115[i] = _sum0;
   }
 
   // dscores_1 = att_1 * (datt_1 - t115)   softmax'  (gpt.ts:70)
@@ -3986,11 +3986,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t123: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t124: f32[16,8,1] = mul %t123, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt47[i * 32 + p];
+      _sum0 += dt47[i * 32 + p];
     }
-    t124[i] = _acc0 * 0.03125;
+    t124[i] = _sum0 * 0.03125;
   }
 
   // t125 = dt47 - t124   ln_apply'  (gpt.ts:41)
@@ -4005,11 +4005,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t126: f32[16,8,1] = sum %t122 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t127: f32[16,8,1] = mul %t126, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t122[i * 32 + p];
+      _sum0 += t122[i * 32 + p];
     }
-    t127[i] = _acc0 * 0.03125;
+    t127[i] = _sum0 * 0.03125;
   }
 
   // dx_2 = dx_3 + t46 * (t125 - t47 * t127)   fan-out: the sum over its uses  (gpt.ts:75)
@@ -4099,11 +4099,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t134: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t135: f32[16,8,1] = mul %t134, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt34[i * 32 + p];
+      _sum0 += dt34[i * 32 + p];
     }
-    t135[i] = _acc0 * 0.03125;
+    t135[i] = _sum0 * 0.03125;
   }
 
   // t136 = dt34 - t135   ln_apply'  (gpt.ts:41)
@@ -4118,11 +4118,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t137: f32[16,8,1] = sum %t133 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t138: f32[16,8,1] = mul %t137, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t133[i * 32 + p];
+      _sum0 += t133[i * 32 + p];
     }
-    t138[i] = _acc0 * 0.03125;
+    t138[i] = _sum0 * 0.03125;
   }
 
   // dx_1 = dx_2 + t33 * (t136 - t34 * t138)   fan-out: the sum over its uses  (gpt.ts:72)
@@ -4178,11 +4178,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t142: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
   //   %t143: f32[16,4,8,1] = sum %t142 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
-      _acc0 += datt[i * 8 + p] * att[i * 8 + p];
+      _sum0 += datt[i * 8 + p] * att[i * 8 + p];
     }
-    t143[i] = _acc0;
+    t143[i] = _sum0;
   }
 
   // dscores = att * (datt - t143)   softmax'  (gpt.ts:70)
@@ -4297,11 +4297,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t151: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t152: f32[16,8,1] = mul %t151, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt10[i * 32 + p];
+      _sum0 += dt10[i * 32 + p];
     }
-    t152[i] = _acc0 * 0.03125;
+    t152[i] = _sum0 * 0.03125;
   }
 
   // t153 = dt10 - t152   ln_apply'  (gpt.ts:41)
@@ -4316,11 +4316,11 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %t154: f32[16,8,1] = sum %t150 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t155: f32[16,8,1] = mul %t154, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t150[i * 32 + p];
+      _sum0 += t150[i * 32 + p];
     }
-    t155[i] = _acc0 * 0.03125;
+    t155[i] = _sum0 * 0.03125;
   }
 
   // dx = dx_1 + t9 * (t153 - t10 * t155)   fan-out: the sum over its uses  (gpt.ts:54)

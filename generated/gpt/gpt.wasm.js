@@ -1263,13 +1263,13 @@ function forwardPass() {
   //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:38
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
-      let _acc0 = 0;
+      let _sum0 = 0;
       for (let p = 0; p < 32; p++) {
         const _x = t1[i * 256 + j * 32 + p] + wpe[j * 32 + p];
         x[i * 256 + j * 32 + p] = _x;
-        _acc0 += _x;
+        _sum0 += _x;
       }
-      mu[i * 8 + j] = _acc0 * 0.03125;
+      mu[i * 8 + j] = _sum0 * 0.03125;
     }
   }
 

@@ -249,7 +249,7 @@ function forwardPass() {
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
       const _margins = _t7 > 0 ? _t7 : 0;
@@ -258,33 +258,33 @@ function forwardPass() {
       t8[i * 10 + p] = _t8;
       const _t9 = 1 - _t8;
       t9[i * 10 + p] = _t9;
-      _acc0 += _margins * _t9;
+      _sum0 += _margins * _t9;
     }
-    t10[i] = _acc0;
+    t10[i] = _sum0;
   }
 
   // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
   //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 16; p++) {
-      _acc0 += t10[p];
+      _sum0 += t10[p];
     }
-    data_loss[0] = _acc0 * 0.0625;
+    data_loss[0] = _sum0 * 0.0625;
   }
 
   // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
   //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 20; p++) {
       for (let q = 0; q < 32; q++) {
-        _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+        _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
       }
     }
-    t14[0] = _acc0;
+    t14[0] = _sum0;
   }
 
   // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
@@ -295,13 +295,13 @@ function forwardPass() {
   //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
   //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       for (let q = 0; q < 10; q++) {
-        _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+        _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
       }
     }
-    loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+    loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
   }
 }
 
@@ -362,13 +362,13 @@ export function valueAndGrad(params, inputs) {
   //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
   //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
       dt7[i * 10 + p] = _dt7;
-      _acc0 += -_dt7;
+      _sum0 += -_dt7;
     }
-    dcorrect_class_score[i] = _acc0;
+    dcorrect_class_score[i] = _sum0;
   }
 
   // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
