@@ -95,8 +95,13 @@ export function reverseMode(g: Graph, gradOf?: Map<ValueId, ValueId>): Graph {
   const total = (v: ValueId): ValueId | undefined => {
     const parts = grads.get(v);
     if (!parts) return undefined;
+    // fan-out: a value used several times gets the sum of its uses' gradients, each named after
+    // the gradient and the use, numbered in program order (dh = dh_1 + dh_2, as in `dh += ...`)
+    if (parts.length > 1)
+      parts.forEach((p, k) => {
+        if (gb.value(p).temp) gb.rename(p, `d${g.value(v).name}_${parts.length - k}`);
+      });
     let d = parts[0]!;
-    // fan-out: a value used several times gets the sum of its uses' gradients
     const saved = b.loc;
     const at = g.def(v).loc;
     b.loc = at && { ...at, grad: 'fanout' };

@@ -298,6 +298,17 @@ export default model('smlp', (g) => {
 });
 
 describe('the emitted gradient code', () => {
+  it('names the forms users read (golden): fan-out contributions, constant gradients, reshapes, accumulators', async () => {
+    const { c } = await buildAndImport(path.join(ROOT, 'test/fixtures/naming/forms.ts'));
+    const ts = c.files.find((f) => f.name === 'forms.ts')!.content as string;
+    expectGolden('naming/forms.grad.ir', c.files.find((f) => f.name === 'forms.grad.ir')!.content as string);
+    expectGolden('naming/forms.ts', ts);
+    // h has two uses: its gradient is the sum of one contribution per use, named after it
+    expect(ts).toMatch(/dh = dh_2 \+ dh_1|dh = dh_1 \+ dh_2/);
+    // a loop-local accumulator never shadows the arena's _acc arrays
+    expect(ts).not.toMatch(/let _acc\d/);
+  });
+
   it('says which chain rule each gradient statement applies, and where', () => {
     const ts = readFileSync(path.join(ROOT, 'generated/makemore/makemore.ts'), 'utf8');
     for (const line of [
