@@ -1896,11 +1896,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // dx_3 = dx_4 + t69 * (t108 - t70 * t110)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
+  // dx_3 = dx_4 + dx_3_1   fan-out: the sum over its uses  (gpt.ts:72)
   //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
-  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t113   gpt.ts:72  x = x.add(proj(attOut));
+  //   %dx_3_1: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %dx_3_1   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_3 = kernel(function (
     this: IKernelFunctionThis,
     dx_4: Float32Array,
@@ -1921,10 +1922,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t3;
   }, 4096);
 
+  // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
   //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
-  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
+  //   %dx_3_1: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj1_b = kernel(function (this: IKernelFunctionThis, dx_3: Float32Array): number {
     const _x = this.thread.x;
@@ -2026,10 +2028,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t115 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
-  //   %t114: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t115: f32[16,4,8,1] = sum %t114 {axes=[3], keepDims=true}   gpt.ts:70
-  const kernel_t115 = kernel(function (
+  // t114 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t113: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t114: f32[16,4,8,1] = sum %t113 {axes=[3], keepDims=true}   gpt.ts:70
+  const kernel_t114 = kernel(function (
     this: IKernelFunctionThis,
     datt_1: Float32Array,
     att_1: Float32Array,
@@ -2048,16 +2050,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores_1 = att_1 * (datt_1 - t115)   softmax'  (gpt.ts:70)
+  // dscores_1 = att_1 * (datt_1 - t114)   softmax'  (gpt.ts:70)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t116: f32[16,4,8,8] = sub %datt_1, %t115   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t116   gpt.ts:70
+  //   %t115: f32[16,4,8,8] = sub %datt_1, %t114   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t115   gpt.ts:70
   //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt58 = kernel(function (
     this: IKernelFunctionThis,
     att_1: Float32Array,
     datt_1: Float32Array,
-    t115: Float32Array,
+    t114: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2066,7 +2068,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t115[_i0 * 32 + _i1 * 8 + _i2];
+    const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t114[_i0 * 32 + _i1 * 8 + _i2];
     const _t1 = att_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
     const _t2 = _t1 * 0.35355339059327373;
     return _t2;
@@ -2127,9 +2129,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t117 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
-  //   %t117: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t117 = kernel(function (
+  // dln1_1_rows_3 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %dln1_1_rows_3: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_dln1_1_rows_3 = kernel(function (
     this: IKernelFunctionThis,
     dt55: Float32Array,
     v1_W: Float32Array,
@@ -2174,12 +2176,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t119 = t117 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t118: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t119: f32[128,32] = add %t117, %t118   gpt.ts:31
-  const kernel_t119 = kernel(function (
+  // dln1_1_rows_2 = dt52 @ k1_W.T   matmul'  (gpt.ts:31)
+  // t116 = dln1_1_rows_3 + dln1_1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_1_rows_2: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t116: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
+  const kernel_t116 = kernel(function (
     this: IKernelFunctionThis,
-    t117: Float32Array,
+    dln1_1_rows_3: Float32Array,
     dt52: Float32Array,
     k1_W: Float32Array,
   ): number {
@@ -2190,7 +2193,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt52[_i0 * 32 + _r1] * k1_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t117[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = dln1_1_rows_3[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2224,12 +2227,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_1_rows = t119 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t120: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t119, %t120   gpt.ts:31
+  // dln1_1_rows_1 = dt49 @ q1_W.T   matmul'  (gpt.ts:31)
+  // dln1_1_rows = t116 + dln1_1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_1_rows_1: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t116, %dln1_1_rows_1   gpt.ts:31
   const kernel_dln1_1_rows = kernel(function (
     this: IKernelFunctionThis,
-    t119: Float32Array,
+    t116: Float32Array,
     dt49: Float32Array,
     q1_W: Float32Array,
   ): number {
@@ -2240,7 +2244,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt49[_i0 * 32 + _r1] * q1_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t119[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t116[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2263,7 +2267,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dln1_1_b = kernel(function (this: IKernelFunctionThis, dln1_1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2277,7 +2281,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dt47 = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2293,8 +2297,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_1_g: f32[32] = sum %t121 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_1_g: f32[32] = sum %t117 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_1_g = kernel(function (
     this: IKernelFunctionThis,
     dln1_1: Float32Array,
@@ -2311,10 +2315,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t122 = dt47 * t47   ln_apply'  (gpt.ts:41)
-  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t122: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
-  const kernel_t122 = kernel(function (
+  // t118 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t118: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  const kernel_t118 = kernel(function (
     this: IKernelFunctionThis,
     dt47: Float32Array,
     t47: Float32Array,
@@ -2328,10 +2332,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t124 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t123: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,1] = mul %t123, %t88   gpt.ts:41
-  const kernel_t124 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
+  // t120 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t119: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t120: f32[16,8,1] = mul %t119, %t88   gpt.ts:41
+  const kernel_t120 = kernel(function (this: IKernelFunctionThis, dt47: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -2343,66 +2347,68 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // t125 = dt47 - t124   ln_apply'  (gpt.ts:41)
-  //   %t125: f32[16,8,32] = sub %dt47, %t124   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t125 = kernel(function (
+  // t121 = dt47 - t120   ln_apply'  (gpt.ts:41)
+  //   %t121: f32[16,8,32] = sub %dt47, %t120   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t121 = kernel(function (
     this: IKernelFunctionThis,
     dt47: Float32Array,
-    t124: Float32Array,
+    t120: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t124[_i0 * 8 + _i1];
+    const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t120[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t127 = t122.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t126: f32[16,8,1] = sum %t122 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,1] = mul %t126, %t88   gpt.ts:41
-  const kernel_t127 = kernel(function (this: IKernelFunctionThis, t122: Float32Array): number {
+  // t123 = t118.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t122: f32[16,8,1] = sum %t118 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t123: f32[16,8,1] = mul %t122, %t88   gpt.ts:41
+  const kernel_t123 = kernel(function (this: IKernelFunctionThis, t118: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t122[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t118[_i0 * 256 + _rest0 * 32 + _r1];
     }
     const _t2 = _acc0 * 0.03125;
     return _t2;
   }, 128);
 
-  // dx_2 = dx_3 + t46 * (t125 - t47 * t127)   fan-out: the sum over its uses  (gpt.ts:75)
-  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
-  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t130   gpt.ts:75  x = x.add(fcOut(hidden));
+  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
+  // dx_2 = dx_3 + dx_2_1   fan-out: the sum over its uses  (gpt.ts:75)
+  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %dx_2_1   gpt.ts:75  x = x.add(fcOut(hidden));
   const kernel_dx_2 = kernel(function (
     this: IKernelFunctionThis,
     dx_3: Float32Array,
     t46: Float32Array,
-    t125: Float32Array,
+    t121: Float32Array,
     t47: Float32Array,
-    t127: Float32Array,
+    t123: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t127[_i0 * 8 + _i1];
-    const _t1 = t125[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t123[_i0 * 8 + _i1];
+    const _t1 = t121[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
     const _t2 = t46[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
+  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
-  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
+  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_b = kernel(function (this: IKernelFunctionThis, dx_2: Float32Array): number {
     const _x = this.thread.x;
@@ -2450,8 +2456,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
-  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t131   gpt.ts:74
+  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t126   gpt.ts:74
   const kernel_dt38 = kernel(function (
     this: IKernelFunctionThis,
     dhidden: Float32Array,
@@ -2468,7 +2474,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 16384);
 
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_b = kernel(function (this: IKernelFunctionThis, dt38: Float32Array): number {
     const _x = this.thread.x;
@@ -2517,7 +2523,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dln2_0_b = kernel(function (this: IKernelFunctionThis, dln2: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -2531,7 +2537,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dt34 = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2547,8 +2553,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_0_g: f32[32] = sum %t132 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_0_g: f32[32] = sum %t127 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln2: Float32Array,
@@ -2565,10 +2571,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t133 = dt34 * t34   ln_apply'  (gpt.ts:41)
-  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
-  const kernel_t133 = kernel(function (
+  // t128 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t128: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  const kernel_t128 = kernel(function (
     this: IKernelFunctionThis,
     dt34: Float32Array,
     t34: Float32Array,
@@ -2582,10 +2588,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t135 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t134: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,1] = mul %t134, %t88   gpt.ts:41
-  const kernel_t135 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
+  // t130 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t129: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,1] = mul %t129, %t88   gpt.ts:41
+  const kernel_t130 = kernel(function (this: IKernelFunctionThis, dt34: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -2597,66 +2603,68 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // t136 = dt34 - t135   ln_apply'  (gpt.ts:41)
-  //   %t136: f32[16,8,32] = sub %dt34, %t135   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t136 = kernel(function (
+  // t131 = dt34 - t130   ln_apply'  (gpt.ts:41)
+  //   %t131: f32[16,8,32] = sub %dt34, %t130   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t131 = kernel(function (
     this: IKernelFunctionThis,
     dt34: Float32Array,
-    t135: Float32Array,
+    t130: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t135[_i0 * 8 + _i1];
+    const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t130[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t138 = t133.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t137: f32[16,8,1] = sum %t133 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t138: f32[16,8,1] = mul %t137, %t88   gpt.ts:41
-  const kernel_t138 = kernel(function (this: IKernelFunctionThis, t133: Float32Array): number {
+  // t133 = t128.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t132: f32[16,8,1] = sum %t128 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t133: f32[16,8,1] = mul %t132, %t88   gpt.ts:41
+  const kernel_t133 = kernel(function (this: IKernelFunctionThis, t128: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t133[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t128[_i0 * 256 + _rest0 * 32 + _r1];
     }
     const _t2 = _acc0 * 0.03125;
     return _t2;
   }, 128);
 
-  // dx_1 = dx_2 + t33 * (t136 - t34 * t138)   fan-out: the sum over its uses  (gpt.ts:72)
-  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
-  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t141   gpt.ts:72  x = x.add(proj(attOut));
+  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
+  // dx_1 = dx_2 + dx_1_1   fan-out: the sum over its uses  (gpt.ts:72)
+  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %dx_1_1   gpt.ts:72  x = x.add(proj(attOut));
   const kernel_dx_1 = kernel(function (
     this: IKernelFunctionThis,
     dx_2: Float32Array,
     t33: Float32Array,
-    t136: Float32Array,
+    t131: Float32Array,
     t34: Float32Array,
-    t138: Float32Array,
+    t133: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t138[_i0 * 8 + _i1];
-    const _t1 = t136[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t133[_i0 * 8 + _i1];
+    const _t1 = t131[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
     const _t2 = t33[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
+  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
-  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
+  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_b = kernel(function (this: IKernelFunctionThis, dx_1: Float32Array): number {
     const _x = this.thread.x;
@@ -2758,10 +2766,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 4096);
 
-  // t143 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t142: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t143: f32[16,4,8,1] = sum %t142 {axes=[3], keepDims=true}   gpt.ts:70
-  const kernel_t143 = kernel(function (
+  // t137 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t136: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t137: f32[16,4,8,1] = sum %t136 {axes=[3], keepDims=true}   gpt.ts:70
+  const kernel_t137 = kernel(function (
     this: IKernelFunctionThis,
     datt: Float32Array,
     att: Float32Array,
@@ -2780,16 +2788,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dscores = att * (datt - t143)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t137)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t144: f32[16,4,8,8] = sub %datt, %t143   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t144   gpt.ts:70
+  //   %t138: f32[16,4,8,8] = sub %datt, %t137   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t138   gpt.ts:70
   //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   const kernel_dt21 = kernel(function (
     this: IKernelFunctionThis,
     att: Float32Array,
     datt: Float32Array,
-    t143: Float32Array,
+    t137: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
@@ -2798,7 +2806,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t143[_i0 * 32 + _i1 * 8 + _i2];
+    const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t137[_i0 * 32 + _i1 * 8 + _i2];
     const _t1 = att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
     const _t2 = _t1 * 0.35355339059327373;
     return _t2;
@@ -2859,9 +2867,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dvalue[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t145 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
-  //   %t145: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_t145 = kernel(function (
+  // dln1_rows_3 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %dln1_rows_3: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  const kernel_dln1_rows_3 = kernel(function (
     this: IKernelFunctionThis,
     dt18: Float32Array,
     v0_W: Float32Array,
@@ -2906,12 +2914,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dkey[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // t147 = t145 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t146: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t147: f32[128,32] = add %t145, %t146   gpt.ts:31
-  const kernel_t147 = kernel(function (
+  // dln1_rows_2 = dt15 @ k0_W.T   matmul'  (gpt.ts:31)
+  // t139 = dln1_rows_3 + dln1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_rows_2: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t139: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
+  const kernel_t139 = kernel(function (
     this: IKernelFunctionThis,
-    t145: Float32Array,
+    dln1_rows_3: Float32Array,
     dt15: Float32Array,
     k0_W: Float32Array,
   ): number {
@@ -2922,7 +2931,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt15[_i0 * 32 + _r1] * k0_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t145[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = dln1_rows_3[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2956,12 +2965,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return dquery[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
   }, 4096);
 
-  // dln1_rows = t147 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t148: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t147, %t148   gpt.ts:31
+  // dln1_rows_1 = dt12 @ q0_W.T   matmul'  (gpt.ts:31)
+  // dln1_rows = t139 + dln1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_rows_1: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t139, %dln1_rows_1   gpt.ts:31
   const kernel_dln1_rows = kernel(function (
     this: IKernelFunctionThis,
-    t147: Float32Array,
+    t139: Float32Array,
     dt12: Float32Array,
     q0_W: Float32Array,
   ): number {
@@ -2972,7 +2982,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += dt12[_i0 * 32 + _r1] * q0_W[_rest0 * 32 + _r1];
     }
-    const _t2 = t147[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = t139[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 4096);
 
@@ -2995,7 +3005,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dln1_0_b = kernel(function (this: IKernelFunctionThis, dln1: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -3009,7 +3019,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dt10 = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3025,8 +3035,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 4096);
 
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_0_g: f32[32] = sum %t149 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_0_g: f32[32] = sum %t140 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_0_g = kernel(function (
     this: IKernelFunctionThis,
     dln1: Float32Array,
@@ -3043,10 +3053,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // t150 = dt10 * t10   ln_apply'  (gpt.ts:41)
-  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t150: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
-  const kernel_t150 = kernel(function (
+  // t141 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  const kernel_t141 = kernel(function (
     this: IKernelFunctionThis,
     dt10: Float32Array,
     t10: Float32Array,
@@ -3060,10 +3070,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 4096);
 
-  // t152 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t151: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,1] = mul %t151, %t88   gpt.ts:41
-  const kernel_t152 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
+  // t143 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t142: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t143: f32[16,8,1] = mul %t142, %t88   gpt.ts:41
+  const kernel_t143 = kernel(function (this: IKernelFunctionThis, dt10: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
@@ -3075,66 +3085,68 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t2;
   }, 128);
 
-  // t153 = dt10 - t152   ln_apply'  (gpt.ts:41)
-  //   %t153: f32[16,8,32] = sub %dt10, %t152   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t153 = kernel(function (
+  // t144 = dt10 - t143   ln_apply'  (gpt.ts:41)
+  //   %t144: f32[16,8,32] = sub %dt10, %t143   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t144 = kernel(function (
     this: IKernelFunctionThis,
     dt10: Float32Array,
-    t152: Float32Array,
+    t143: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t152[_i0 * 8 + _i1];
+    const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t143[_i0 * 8 + _i1];
     return _t0;
   }, 4096);
 
-  // t155 = t150.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t154: f32[16,8,1] = sum %t150 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t155: f32[16,8,1] = mul %t154, %t88   gpt.ts:41
-  const kernel_t155 = kernel(function (this: IKernelFunctionThis, t150: Float32Array): number {
+  // t146 = t141.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t145: f32[16,8,1] = sum %t141 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t146: f32[16,8,1] = mul %t145, %t88   gpt.ts:41
+  const kernel_t146 = kernel(function (this: IKernelFunctionThis, t141: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 8);
     const _rest0 = _x - _i0 * 8;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      _acc0 += t150[_i0 * 256 + _rest0 * 32 + _r1];
+      _acc0 += t141[_i0 * 256 + _rest0 * 32 + _r1];
     }
     const _t2 = _acc0 * 0.03125;
     return _t2;
   }, 128);
 
-  // dx = dx_1 + t9 * (t153 - t10 * t155)   fan-out: the sum over its uses  (gpt.ts:54)
-  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
-  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
-  //   %dx: f32[16,8,32] = add %dx_1, %t158   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
+  // dx = dx_1 + dx_1_2   fan-out: the sum over its uses  (gpt.ts:54)
+  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %dx_1_2   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dx = kernel(function (
     this: IKernelFunctionThis,
     dx_1: Float32Array,
     t9: Float32Array,
-    t153: Float32Array,
+    t144: Float32Array,
     t10: Float32Array,
-    t155: Float32Array,
+    t146: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 32);
     const _rest1 = _rest0 - _i1 * 32;
-    const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t155[_i0 * 8 + _i1];
-    const _t1 = t153[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+    const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t146[_i0 * 8 + _i1];
+    const _t1 = t144[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
     const _t2 = t9[_i0 * 8 + _i1] * _t1;
     const _t3 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
     return _t3;
   }, 4096);
 
+  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
-  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
+  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwpe = kernel(function (this: IKernelFunctionThis, dx: Float32Array): number {
     const _x = this.thread.x;
@@ -3465,34 +3477,34 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt60 = kernel_dt60(dt61);
     const datt_1 = kernel_datt_1(dt60, value_1);
     const dvalue_1 = kernel_dvalue_1(att_1, dt60);
-    const t115 = kernel_t115(datt_1, att_1);
-    const dt58 = kernel_dt58(att_1, datt_1, t115);
+    const t114 = kernel_t114(datt_1, att_1);
+    const dt58 = kernel_dt58(att_1, datt_1, t114);
     const dquery_1 = kernel_dquery_1(dt58, key_1);
     const dkey_1 = kernel_dkey_1(dt58, query_1);
     const dt57 = kernel_dt57(dvalue_1);
     const dt56 = dt57;
     const dt55 = dt56;
-    const t117 = kernel_t117(dt55, v1_W);
+    const dln1_1_rows_3 = kernel_dln1_1_rows_3(dt55, v1_W);
     const dv1_W = kernel_dv1_W(ln1_1_rows, dt55);
     const dt54 = kernel_dt54(dkey_1);
     const dt53 = dt54;
     const dt52 = dt53;
-    const t119 = kernel_t119(t117, dt52, k1_W);
+    const t116 = kernel_t116(dln1_1_rows_3, dt52, k1_W);
     const dk1_W = kernel_dk1_W(ln1_1_rows, dt52);
     const dt51 = kernel_dt51(dquery_1);
     const dt50 = dt51;
     const dt49 = dt50;
-    const dln1_1_rows = kernel_dln1_1_rows(t119, dt49, q1_W);
+    const dln1_1_rows = kernel_dln1_1_rows(t116, dt49, q1_W);
     const dln1_1 = dln1_1_rows;
     const dq1_W = kernel_dq1_W(ln1_1_rows, dt49);
     const dln1_1_b = kernel_dln1_1_b(dln1_1);
     const dt47 = kernel_dt47(dln1_1, ln1_1_g);
     const dln1_1_g = kernel_dln1_1_g(dln1_1, t47);
-    const t122 = kernel_t122(dt47, t47);
-    const t124 = kernel_t124(dt47);
-    const t125 = kernel_t125(dt47, t124);
-    const t127 = kernel_t127(t122);
-    const dx_2 = kernel_dx_2(dx_3, t46, t125, t47, t127);
+    const t118 = kernel_t118(dt47, t47);
+    const t120 = kernel_t120(dt47);
+    const t121 = kernel_t121(dt47, t120);
+    const t123 = kernel_t123(t118);
+    const dx_2 = kernel_dx_2(dx_3, t46, t121, t47, t123);
     const dt39 = dx_2;
     const dfcout0_b = kernel_dfcout0_b(dx_2);
     const dhidden_rows = kernel_dhidden_rows(dt39, fcout0_W);
@@ -3507,11 +3519,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dln2_0_b = kernel_dln2_0_b(dln2);
     const dt34 = kernel_dt34(dln2, ln2_0_g);
     const dln2_0_g = kernel_dln2_0_g(dln2, t34);
-    const t133 = kernel_t133(dt34, t34);
-    const t135 = kernel_t135(dt34);
-    const t136 = kernel_t136(dt34, t135);
-    const t138 = kernel_t138(t133);
-    const dx_1 = kernel_dx_1(dx_2, t33, t136, t34, t138);
+    const t128 = kernel_t128(dt34, t34);
+    const t130 = kernel_t130(dt34);
+    const t131 = kernel_t131(dt34, t130);
+    const t133 = kernel_t133(t128);
+    const dx_1 = kernel_dx_1(dx_2, t33, t131, t34, t133);
     const dt26 = dx_1;
     const dproj0_b = kernel_dproj0_b(dx_1);
     const dattOut_rows = kernel_dattOut_rows(dt26, proj0_W);
@@ -3521,34 +3533,34 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt24 = kernel_dt24(dt25);
     const datt = kernel_datt(dt24, value);
     const dvalue = kernel_dvalue(att, dt24);
-    const t143 = kernel_t143(datt, att);
-    const dt21 = kernel_dt21(att, datt, t143);
+    const t137 = kernel_t137(datt, att);
+    const dt21 = kernel_dt21(att, datt, t137);
     const dquery = kernel_dquery(dt21, key);
     const dkey = kernel_dkey(dt21, query);
     const dt20 = kernel_dt20(dvalue);
     const dt19 = dt20;
     const dt18 = dt19;
-    const t145 = kernel_t145(dt18, v0_W);
+    const dln1_rows_3 = kernel_dln1_rows_3(dt18, v0_W);
     const dv0_W = kernel_dv0_W(ln1_rows, dt18);
     const dt17 = kernel_dt17(dkey);
     const dt16 = dt17;
     const dt15 = dt16;
-    const t147 = kernel_t147(t145, dt15, k0_W);
+    const t139 = kernel_t139(dln1_rows_3, dt15, k0_W);
     const dk0_W = kernel_dk0_W(ln1_rows, dt15);
     const dt14 = kernel_dt14(dquery);
     const dt13 = dt14;
     const dt12 = dt13;
-    const dln1_rows = kernel_dln1_rows(t147, dt12, q0_W);
+    const dln1_rows = kernel_dln1_rows(t139, dt12, q0_W);
     const dln1 = dln1_rows;
     const dq0_W = kernel_dq0_W(ln1_rows, dt12);
     const dln1_0_b = kernel_dln1_0_b(dln1);
     const dt10 = kernel_dt10(dln1, ln1_0_g);
     const dln1_0_g = kernel_dln1_0_g(dln1, t10);
-    const t150 = kernel_t150(dt10, t10);
-    const t152 = kernel_t152(dt10);
-    const t153 = kernel_t153(dt10, t152);
-    const t155 = kernel_t155(t150);
-    const dx = kernel_dx(dx_1, t9, t153, t10, t155);
+    const t141 = kernel_t141(dt10, t10);
+    const t143 = kernel_t143(dt10);
+    const t144 = kernel_t144(dt10, t143);
+    const t146 = kernel_t146(t141);
+    const dx = kernel_dx(dx_1, t9, t144, t10, t146);
     const dwpe = kernel_dwpe(dx);
     const dwte = kernel_dwte(X, dx);
     return [

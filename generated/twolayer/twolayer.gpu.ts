@@ -379,11 +379,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 1);
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+  // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  const kernel_t24 = kernel(function (
+  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  const kernel_dW2_2 = kernel(function (
     this: IKernelFunctionThis,
     t19: Float32Array,
     W2: Float32Array,
@@ -397,11 +397,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 320);
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+  // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
-  const kernel_t26 = kernel(function (
+  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
+  const kernel_dW1_2 = kernel(function (
     this: IKernelFunctionThis,
     t19: Float32Array,
     W1: Float32Array,
@@ -419,9 +419,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
+  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
   const kernel_dt7 = kernel(function (
     this: IKernelFunctionThis,
     t21: Float32Array,
@@ -442,9 +442,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
   const kernel_dcorrect_class_score = kernel(function (this: IKernelFunctionThis, dt7: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -455,25 +455,27 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 16);
 
-  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
+  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_dscores = kernel(function (
     this: IKernelFunctionThis,
     dt7: Float32Array,
     t8: Float32Array,
-    t29: Float32Array,
+    t27: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
-    const _t0 = t8[_i0 * 10 + _rest0] * t29[_i0];
+    const _t0 = t8[_i0 * 10 + _rest0] * t27[_i0];
     const _t1 = dt7[_i0 * 10 + _rest0] + _t0;
     return _t1;
   }, 160);
 
+  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_db2 = kernel(function (this: IKernelFunctionThis, dscores: Float32Array): number {
     const _x = this.thread.x;
@@ -501,12 +503,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+  // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
+  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   const kernel_dW2 = kernel(function (
     this: IKernelFunctionThis,
-    t24: Float32Array,
+    dW2_2: Float32Array,
     hidden: Float32Array,
     dscores: Float32Array,
   ): number {
@@ -517,13 +520,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += hidden[_r1 * 32 + _i0] * dscores[_r1 * 10 + _rest0];
     }
-    const _t2 = t24[_i0 * 10 + _rest0] + _acc0;
+    const _t2 = dW2_2[_i0 * 10 + _rest0] + _acc0;
     return _t2;
   }, 320);
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
   const kernel_dt2 = kernel(function (
     this: IKernelFunctionThis,
     dhidden: Float32Array,
@@ -538,7 +541,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 512);
 
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dt2: Float32Array): number {
     const _x = this.thread.x;
@@ -549,12 +552,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 32);
 
-  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+  // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
+  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   const kernel_dW1 = kernel(function (
     this: IKernelFunctionThis,
-    t26: Float32Array,
+    dW1_2: Float32Array,
     X: Float32Array,
     dt2: Float32Array,
   ): number {
@@ -565,7 +569,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += X[_r1 * 20 + _i0] * dt2[_r1 * 32 + _rest0];
     }
-    const _t2 = t26[_i0 * 32 + _rest0] + _acc0;
+    const _t2 = dW1_2[_i0 * 32 + _rest0] + _acc0;
     return _t2;
   }, 640);
 
@@ -616,19 +620,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const data_loss = kernel_data_loss(t10);
     const t14 = kernel_t14(W1);
     const loss = kernel_loss(data_loss, t14, W2);
-    const t24 = kernel_t24(t19, W2);
-    const t26 = kernel_t26(t19, W1);
+    const dW2_2 = kernel_dW2_2(t19, W2);
+    const dW1_2 = kernel_dW1_2(t19, W1);
     const dt7 = kernel_dt7(t21, t9, margins);
     const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
     const dt4 = dcorrect_class_score;
-    const t29 = dt4;
-    const dscores = kernel_dscores(dt7, t8, t29);
+    const t27 = dt4;
+    const dscores = kernel_dscores(dt7, t8, t27);
     const db2 = kernel_db2(dscores);
     const dhidden = kernel_dhidden(dscores, W2);
-    const dW2 = kernel_dW2(t24, hidden, dscores);
+    const dW2 = kernel_dW2(dW2_2, hidden, dscores);
     const dt2 = kernel_dt2(dhidden, hidden);
     const db1 = kernel_db1(dt2);
-    const dW1 = kernel_dW1(t26, X, dt2);
+    const dW1 = kernel_dW1(dW1_2, X, dt2);
     return [loss, dW1, db1, dW2, db2];
   });
 

@@ -18,9 +18,9 @@ export const spec = {
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
 //   reduce_db2: db2 = dscores.sum(0)   [16,10] column reduction
 //   matmul_dhidden: dhidden = dscores @ W2.T   [16,10]·[10,32] (B transposed)
-//   matmul_dW2: dW2 = t24 + hidden.T @ dscores   [32,16]·[16,10] (A transposed)
+//   matmul_dW2: dW2 = dW2_2 + hidden.T @ dscores   [32,16]·[16,10] (A transposed)
 //   reduce_db1: db1 = dt2.sum(0)   [16,32] column reduction
-//   matmul_dW1: dW1 = t26 + X.T @ dt2   [20,16]·[16,32] (A transposed)
+//   matmul_dW1: dW1 = dW1_2 + X.T @ dt2   [20,16]·[16,32] (A transposed)
 const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays below stay valid
 const wasm = [
   'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDCAcAAAAAAAAAB2YHDW1hdG11bF9oaWRkZW4AAA1tYXRtdWxfc2Nv',
@@ -121,12 +121,12 @@ const buf = {
   loss: buffers[13], // f32[]
   t19: Float32Array.from([0.001]),
   t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
-  t24: buffers[8].subarray(0, 320), // f32[32,10]
-  t26: buffers[12], // f32[20,32]
+  dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
+  dW1_2: buffers[12], // f32[20,32]
   dt7: buffers[14].subarray(0, 160), // f32[16,10]
   dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
   dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t29: buffers[15].subarray(0, 16), // a view of dt4
+  t27: buffers[15].subarray(0, 16), // a view of dt4
   dscores: buffers[9], // f32[16,10]
   db2: buffers[11].subarray(0, 10), // f32[10]
   dhidden: buffers[10], // f32[16,32]
@@ -327,27 +327,27 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score } = buf;
+  const { t19, W2, dW2_2, W1, dW1_2, t21, t9, margins, dt7, dcorrect_class_score } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+  // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 10; j++) {
-      t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
+      dW2_2[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
     }
   }
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+  // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
+  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
   for (let i = 0; i < 20; i++) {
     for (let j = 0; j < 32; j++) {
-      t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
+      dW1_2[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
     }
   }
 
@@ -357,10 +357,10 @@ export function valueAndGrad(params, inputs) {
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
+  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
@@ -371,10 +371,11 @@ export function valueAndGrad(params, inputs) {
     dcorrect_class_score[i] = _sum0;
   }
 
-  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
+  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
   kernels.reduce_db2();
 
@@ -382,21 +383,23 @@ export function valueAndGrad(params, inputs) {
   //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   kernels.matmul_dhidden();
 
-  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+  // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
+  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   kernels.matmul_dW2();
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   kernels.reduce_db1();
 
-  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+  // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
+  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   kernels.matmul_dW1();
   lossSlot[0] = buf.loss[0];
   return result;
