@@ -125,19 +125,21 @@ function warn(c: Compiled, io: Io): void {
 
 const VERBS: Record<string, Verb> = {
   build: {
-    usage: 'graphc build MODEL.ts... [--out DIR] [--check]',
+    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
       '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
       'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
       '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
-      'A failed build writes nothing. With --check, writes nothing and exits 1 if the files on disk\n' +
-      'differ from what this compiler produces, showing the difference.',
+      'A failed build writes nothing; among several targets, one that refuses the model (wasm needs\n' +
+      'static shapes) is skipped with a warning and the others are written. With --check, writes\n' +
+      'nothing and exits 1 if the files on disk differ from what this compiler produces, showing the\n' +
+      'difference.',
     options: {
       out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
       target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
-      'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
+      'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
       optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
     },
     minArgs: 1,
