@@ -305,6 +305,9 @@ describe('the emitted gradient code', () => {
     expectGolden('naming/forms.ts', ts);
     // h has two uses: its gradient is the sum of one contribution per use, named after it
     expect(ts).toMatch(/dh = dh_2 \+ dh_1|dh = dh_1 \+ dh_2/);
+    // the mean's constant gradient is a literal in the loop that uses it, not an array of copies
+    expect(ts).toContain('dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);');
+    expect(ts).not.toContain('Float32Array.from([0.0625');
     // a loop-local accumulator never shadows the arena's _acc arrays
     expect(ts).not.toMatch(/let _acc\d/);
   });
