@@ -123,7 +123,6 @@ export async function create(options = {}) {
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
-  const t19_data = Float32Array.from([0.001]);
   const t21_data = Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]);
 
   // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
@@ -280,12 +279,12 @@ export async function create(options = {}) {
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
   //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  const kernel_dW2_2 = kernel(function (t19, W2) {
+  const kernel_dW2_2 = kernel(function (W2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
       const _t0 = W2[_i0 * 10 + _rest0] * 2;
-      const _t1 = t19[0] * _t0;
+      const _t1 = 0.001 * _t0;
       return _t1;
     }, 320);
 
@@ -294,12 +293,12 @@ export async function create(options = {}) {
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
   //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
-  const kernel_dW1_2 = kernel(function (t19, W1) {
+  const kernel_dW1_2 = kernel(function (W1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
       const _t0 = W1[_i0 * 32 + _rest0] * 2;
-      const _t1 = t19[0] * _t0;
+      const _t1 = 0.001 * _t0;
       return _t1;
     }, 640);
 
@@ -435,7 +434,7 @@ export async function create(options = {}) {
     }, 640);
 
   // the forward steps
-  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t19, t21) {
+  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t21) {
       const hidden = kernel_hidden(X, W1, b1);
       const scores = kernel_scores(hidden, W2, b2);
       const t4 = kernel_t4(y, scores);
@@ -451,7 +450,7 @@ export async function create(options = {}) {
     });
 
   // the forward steps, then the backward steps in reverse order
-  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t19, t21) {
+  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t21) {
       const hidden = kernel_hidden(X, W1, b1);
       const scores = kernel_scores(hidden, W2, b2);
       const t4 = kernel_t4(y, scores);
@@ -463,8 +462,8 @@ export async function create(options = {}) {
       const data_loss = kernel_data_loss(t10);
       const t14 = kernel_t14(W1);
       const loss = kernel_loss(data_loss, t14, W2);
-      const dW2_2 = kernel_dW2_2(t19, W2);
-      const dW1_2 = kernel_dW1_2(t19, W1);
+      const dW2_2 = kernel_dW2_2(W2);
+      const dW1_2 = kernel_dW1_2(W1);
       const dt7 = kernel_dt7(t21, t9, margins);
       const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
       const dt4 = dcorrect_class_score;
@@ -483,7 +482,7 @@ export async function create(options = {}) {
   const args = (params, inputs) => {
     checkArgs(params, inputs);
     y_f32.set(inputs.y);
-    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t19_data, t21_data];
+    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t21_data];
   };
   const zeros = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k].fill(0);

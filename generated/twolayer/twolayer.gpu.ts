@@ -196,7 +196,6 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' }) as unknown as (
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
-  const t19_data = Float32Array.from([0.001]);
   const t21_data = Float32Array.from([
     0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
     0.0625, 0.0625, 0.0625,
@@ -383,16 +382,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
   //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  const kernel_dW2_2 = kernel(function (
-    this: IKernelFunctionThis,
-    t19: Float32Array,
-    W2: Float32Array,
-  ): number {
+  const kernel_dW2_2 = kernel(function (this: IKernelFunctionThis, W2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
     const _t0 = W2[_i0 * 10 + _rest0] * 2;
-    const _t1 = t19[0] * _t0;
+    const _t1 = 0.001 * _t0;
     return _t1;
   }, 320);
 
@@ -401,16 +396,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
   //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
-  const kernel_dW1_2 = kernel(function (
-    this: IKernelFunctionThis,
-    t19: Float32Array,
-    W1: Float32Array,
-  ): number {
+  const kernel_dW1_2 = kernel(function (this: IKernelFunctionThis, W1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 32);
     const _rest0 = _x - _i0 * 32;
     const _t0 = W1[_i0 * 32 + _rest0] * 2;
-    const _t1 = t19[0] * _t0;
+    const _t1 = 0.001 * _t0;
     return _t1;
   }, 640);
 
@@ -581,7 +572,6 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     b2: IPipelineHandle,
     X: IPipelineHandle,
     y: IPipelineHandle,
-    t19: IPipelineHandle,
     t21: IPipelineHandle,
   ) {
     const hidden = kernel_hidden(X, W1, b1);
@@ -606,7 +596,6 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     b2: IPipelineHandle,
     X: IPipelineHandle,
     y: IPipelineHandle,
-    t19: IPipelineHandle,
     t21: IPipelineHandle,
   ) {
     const hidden = kernel_hidden(X, W1, b1);
@@ -620,8 +609,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const data_loss = kernel_data_loss(t10);
     const t14 = kernel_t14(W1);
     const loss = kernel_loss(data_loss, t14, W2);
-    const dW2_2 = kernel_dW2_2(t19, W2);
-    const dW1_2 = kernel_dW1_2(t19, W1);
+    const dW2_2 = kernel_dW2_2(W2);
+    const dW1_2 = kernel_dW1_2(W1);
     const dt7 = kernel_dt7(t21, t9, margins);
     const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
     const dt4 = dcorrect_class_score;
@@ -640,7 +629,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const args = (params: Params, inputs: Inputs) => {
     checkArgs(params, inputs);
     y_f32.set(inputs.y);
-    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t19_data, t21_data];
+    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t21_data];
   };
   const zeros: Params = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k as keyof Params].fill(0);

@@ -32,7 +32,6 @@ const buf = {
   data_loss: buffers[8].subarray(0, 1), // f32[]
   t14: buffers[12].subarray(0, 1), // f32[]
   loss: buffers[13], // f32[]
-  t19: Float32Array.from([0.001]),
   t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
   dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
   dW1_2: buffers[12], // f32[20,32]
@@ -440,7 +439,7 @@ export function valueAndGrad(params, inputs) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { t19, W2, dW2_2, W1, dW1_2, t21, t9, margins, dt7, dcorrect_class_score, _acc0, t8, t27, dscores, db2, hidden, dhidden, dt2, db1 } = buf;
+  const { W2, dW2_2, W1, dW1_2, t21, t9, margins, dt7, dcorrect_class_score, _acc0, t8, t27, dscores, db2, hidden, dhidden, dt2, db1 } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
   // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
@@ -449,7 +448,7 @@ export function valueAndGrad(params, inputs) {
   //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 10; j++) {
-      dW2_2[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
+      dW2_2[i * 10 + j] = 0.001 * (W2[i * 10 + j] * 2);
     }
   }
 
@@ -460,7 +459,7 @@ export function valueAndGrad(params, inputs) {
   //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
   for (let i = 0; i < 20; i++) {
     for (let j = 0; j < 32; j++) {
-      dW1_2[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
+      dW1_2[i * 32 + j] = 0.001 * (W1[i * 32 + j] * 2);
     }
   }
 

@@ -74,7 +74,6 @@ const buf = {
   data_loss: buffers[8].subarray(0, 1), // f32[]
   t14: buffers[12].subarray(0, 1), // f32[]
   loss: buffers[13], // f32[]
-  t19: Float32Array.from([0.001]),
   t21: Float32Array.from([
     0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
     0.0625, 0.0625, 0.0625,
@@ -577,7 +576,6 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   stage(params, inputs);
   forwardPass();
   const {
-    t19,
     W2,
     dW2_2,
     W1,
@@ -605,7 +603,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 10; j++) {
-      dW2_2[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
+      dW2_2[i * 10 + j] = 0.001 * (W2[i * 10 + j] * 2);
     }
   }
 
@@ -616,7 +614,7 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
   for (let i = 0; i < 20; i++) {
     for (let j = 0; j < 32; j++) {
-      dW1_2[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
+      dW1_2[i * 32 + j] = 0.001 * (W1[i * 32 + j] * 2);
     }
   }
 

@@ -50,10 +50,6 @@ const buf = {
   t5: buffers[7].subarray(0, 1), // f32[]
   t7: buffers[5].subarray(0, 1), // f32[]
   dz: Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-  dt2: Float32Array.from([
-    0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
-    0.0625, 0.0625, 0.0625,
-  ]),
   dy: buffers[6].subarray(0, 16), // f32[8,2]
   dh_2: buffers[4], // f32[8,3]
   dWh_2: buffers[7], // f32[3,3]
@@ -506,14 +502,16 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { y, dt2, dy, h, dh, dt1 } = buf;
+  const { y, dy, h, dh, dt1 } = buf;
 
+  // dt2 = 0.0625   sum'  (forms.ts:13)
   // dy = dt2 * (y * 2)   square'  (forms.ts:13)
-  //   %t10: f32[8,2] = mul %y, %t8   forms.ts:13  return y.square().mean().add(z.sum());
-  //   %dy: f32[8,2] = mul %dt2, %t10   forms.ts:13
+  //   %dt2: f32[8,2] = broadcast %t8 {shape=[8, 2]}   forms.ts:13  return y.square().mean().add(z.sum());
+  //   %t11: f32[8,2] = mul %y, %t9   forms.ts:13
+  //   %dy: f32[8,2] = mul %dt2, %t11   forms.ts:13
   for (let i = 0; i < 8; i++) {
     for (let j = 0; j < 2; j++) {
-      dy[i * 2 + j] = dt2[i * 2 + j] * (y[i * 2 + j] * 2);
+      dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);
     }
   }
 
@@ -536,9 +534,9 @@ export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; gr
   matmul_dWy();
 
   // dt1 = dh * (1 - h²)   tanh'  (forms.ts:10)
-  //   %t11: f32[8,3] = square %h   forms.ts:10  const h = flat.matmul(Wh).tanh();
-  //   %t12: f32[8,3] = sub %t9, %t11   forms.ts:10
-  //   %dt1: f32[8,3] = mul %dh, %t12   forms.ts:10
+  //   %t12: f32[8,3] = square %h   forms.ts:10  const h = flat.matmul(Wh).tanh();
+  //   %t13: f32[8,3] = sub %t10, %t12   forms.ts:10
+  //   %dt1: f32[8,3] = mul %dh, %t13   forms.ts:10
   for (let i = 0; i < 8; i++) {
     for (let j = 0; j < 3; j++) {
       dt1[i * 3 + j] = dh[i * 3 + j] * (1 - h[i * 3 + j] * h[i * 3 + j]);
