@@ -118,10 +118,11 @@ function collectOnBigStack(entry: string): RawDiagnostic[] {
 }
 
 /**
- * "implicitly has an 'any' type" (a helper's untyped parameter): accepted, as graphc always has,
- * so that strict mode only adds what the user's editor accepts and nothing it would not.
+ * What noImplicitAny alone reports ("implicitly has an 'any' type": a helper's untyped parameter,
+ * an untyped index, an untyped `this`): accepted, as graphc always has, so that strict mode only
+ * adds what the user's editor accepts and nothing it would not.
  */
-const IMPLICIT_ANY = new Set([7005, 7006, 7008, 7010, 7011, 7015, 7018, 7019, 7031, 7034]);
+const IMPLICIT_ANY = new Set([2683, 7005, 7006, 7008, 7010, 7011, 7015, 7017, 7018, 7019, 7022, 7023, 7024, 7031, 7034, 7041, 7052, 7053]);
 
 /** The names the DSL's types offer, for "did you mean" (Tensor's methods, and g's). */
 function dslNames(type: string): readonly string[] | undefined {
