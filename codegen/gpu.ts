@@ -21,7 +21,7 @@ import { convAt } from './gpu-conv.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
@@ -618,6 +618,21 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '',
     ...stagingDecls,
   ];
+  // --check-finite: the values between kernels stay on the device, so the arguments are checked
+  // as they come in and the results as they come back
+  const finiteWhere = (verb: string) =>
+    JSON.stringify(`returned by ${verb} (the GPU.js module checks its arguments and results, not each step: the flat module built with --check-finite names the first value)`);
+  const finiteArgs = m.checkFinite
+    ? [...pinfo, ...iinfo]
+        .filter((a) => a.kind === 'params' || !staging.has(a.name))
+        .map((a) => `    checkFinite(${JSON.stringify(`${a.kind === 'params' ? 'param' : 'input'} '${a.key}'`)}, ${member(a.kind, a.key)}, 'passed in');`)
+    : [];
+  const finiteOutputs = m.checkFinite
+    ? outs.filter((o) => o.dtype === 'f32').map((o) => `      checkFinite(${JSON.stringify(`output '${o.name}'`)}, ${member('r', o.name)}${t('!')}, ${finiteWhere('forward')});`)
+    : [];
+  const finiteGrads = m.checkFinite
+    ? [`      checkFinite('loss', r[0]${t('!')}, ${finiteWhere('valueAndGrad')});`, ...gradEntries(m).map((p, k) => `      checkFinite(${JSON.stringify(`gradient of '${p.name}'`)}, r[${k + 1}]${t('!')}, ${finiteWhere('valueAndGrad')});`)]
+    : [];
   /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
   const stateful = hasModes(m.fwd);
   const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
@@ -637,11 +652,13 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...checkOptionsCall(false),
     ...(plans ? [`      const { forwardPlan, args } = ${plans};`] : []),
     `      const r = (await forwardPlan(...args(params, inputs, options)))${t(' as Record<string, Float32Array>')};`,
+    ...finiteOutputs,
     ...saveBuffers((b) => `${member('r', b.name)}${t('!')}`),
     `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
     '    },',
     `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
     ...gradBody(plans),
+    ...finiteGrads,
     `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
@@ -679,6 +696,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...pipelines,
     `  const args = (params${t(': Params')}, inputs${t(': Inputs')}, options${t(stateful ? ': Options' : '?: Options')}) => {`,
     '    checkArgs(params, inputs);',
+    ...finiteArgs,
     ...stage,
     `    return [${argExprs.join(', ')}];`,
     '  };',
@@ -718,6 +736,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `  let current${t(': ReturnType<typeof build> | undefined')};`,
     `  const prepare = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
     '    checkArgs(params, inputs);',
+    ...finiteArgs,
     `    if (current === undefined || ${syms.map((d) => `current.${d} !== dims.${d}`).join(' || ')}) {`,
     `      const sizes = \`${syms.map((d) => `\${dims.${d}}`).join(',')}\`;`,
     `      current = built.get(sizes) ?? build(${syms.map((d) => `dims.${d}`).join(', ')});`,
@@ -736,7 +755,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   ];
 
   const lines: string[] = [
-    ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.'),
+    ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.', 'fresh'),
     `import { GPU } from 'gpu.js';`,
     ...(typed ? [`import type { IKernelFunctionThis, IPipelineHandle } from 'gpu.js';`] : []),
     '',
@@ -765,6 +784,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...optionsDecl(m, t),
     ...gpuTrainDecls(m, t, training),
     '',
+    ...checkFiniteDecl(m, t),
     ...webgpuSetup(m, t),
     '',
     ...(syms.length ? symbolicCreate() : staticCreate()),

@@ -120,8 +120,13 @@ export function backprop(g: Graph, y: ValueId, wrt: readonly ValueId[], seed: Va
   const total = (v: ValueId): ValueId | undefined => {
     const parts = grads.get(v);
     if (!parts) return undefined;
+    // fan-out: a value used several times gets the sum of its uses' gradients, each named after
+    // the gradient and the use, numbered in program order (dh = dh_1 + dh_2, as in `dh += ...`)
+    if (parts.length > 1)
+      parts.forEach((p, k) => {
+        if (tg.value(p).temp && p.index >= firstNew) tg.rename(p, `d${g.value(v).name || 't'}_${parts.length - k}`);
+      });
     let d = parts[0]!;
-    // fan-out: a value used several times gets the sum of its uses' gradients
     const saved = b.loc;
     b.loc = stamp(g.def(v).loc, 'fanout');
     for (const p of parts.slice(1)) d = b.add(d, p);

@@ -26,30 +26,55 @@ function hash(s: string): string {
  * The identity of every value of g: `%name` for named values; for temporaries, a hash of the
  * structure that computes them (whose operands are identities in turn).
  */
-function identities(g: Graph): Map<ValueId, string> {
+function identities(g: Graph, ignoreNames = false): Map<ValueId, string> {
   const ids = new Map<ValueId, string>();
-  for (const inst of g.insts) {
-    const v = g.value(inst.result);
-    ids.set(inst.result, TEMP.test(v.name) ? hash(structureOf(g, inst, ids)) : `%${v.name}`);
-  }
+  for (const inst of g.insts) ids.set(inst.result, anonymous(g, inst, ignoreNames) ? hash(structureOf(g, inst, ids, ignoreNames)) : `%${g.value(inst.result).name}`);
   return ids;
 }
 
-function structureOf(g: Graph, inst: Inst, ids: Map<ValueId, string>): string {
-  return `${formatType(g.type(inst.result))} = ${inst.op} ${inst.args.map((a) => ids.get(a)!).join(', ')}${fmtAttrs(inst.attrs)}`;
+/**
+ * Whether a value is identified by the structure that computes it rather than by its name: a
+ * temporary, or with `ignoreNames` every value but the params and inputs (the module's keys).
+ */
+function anonymous(g: Graph, inst: Inst, ignoreNames: boolean): boolean {
+  return TEMP.test(g.value(inst.result).name) || (ignoreNames && inst.op !== 'param' && inst.op !== 'input');
+}
+
+function structureOf(g: Graph, inst: Inst, ids: Map<ValueId, string>, ignoreNames = false): string {
+  // a backward graph's view of a forward value names it; with ignoreNames only its type counts
+  const attrs = ignoreNames && inst.op === 'fwd' ? '' : fmtAttrs(inst.attrs);
+  return `${formatType(g.type(inst.result))} = ${inst.op} ${inst.args.map((a) => ids.get(a)!).join(', ')}${attrs}`;
 }
 
 /**
- * Pairs B's temporaries with A's: first those computing the same structure, then, among the
- * rest, those with the same op, type and attributes, in program order. An edited line thus
- * changes only itself, not every temporary downstream of it.
+ * Values of b that are a value of a under another name (the same structure), where at least one
+ * of the two names is not a temporary's: `hid → hidden`, or `t1 → pre` for a newly named one.
  */
-function pairTemps(a: Graph, b: Graph): Map<ValueId, string> {
-  const ia = identities(a);
-  const ib = identities(b);
-  const temps = (g: Graph) => g.insts.filter((i) => TEMP.test(g.value(i.result).name));
+export function renames(a: Graph, b: Graph): { from: string; to: string }[] {
+  const ia = identities(a, true);
+  const ib = identities(b, true);
+  const values = (g: Graph) => g.insts.filter((i) => i.op !== 'param' && i.op !== 'input');
+  const aNames = new Set(values(a).map((i) => a.value(i.result).name));
+  const bNames = new Set(values(b).map((i) => b.value(i.result).name));
+  const byId = new Map<string, string[]>();
+  for (const i of values(a)) if (!bNames.has(a.value(i.result).name)) byId.set(ia.get(i.result)!, [...(byId.get(ia.get(i.result)!) ?? []), a.value(i.result).name]);
+  const out: { from: string; to: string }[] = [];
+  for (const i of values(b)) {
+    const to = b.value(i.result).name;
+    if (aNames.has(to)) continue;
+    const list = byId.get(ib.get(i.result)!);
+    const k = list?.findIndex((from) => !(TEMP.test(from) && TEMP.test(to))) ?? -1;
+    if (k >= 0) out.push({ from: list!.splice(k, 1)[0]!, to });
+  }
+  return out;
+}
+
+function pairTemps(a: Graph, b: Graph, ignoreNames = false): Map<ValueId, string> {
+  const ia = identities(a, ignoreNames);
+  const ib = identities(b, ignoreNames);
+  const temps = (g: Graph) => g.insts.filter((i) => anonymous(g, i, ignoreNames));
   const free = new Map<string, ValueId[]>();
-  const sig = (g: Graph, inst: Inst) => `${inst.op} ${formatType(g.type(inst.result))}${fmtAttrs(inst.attrs)}`;
+  const sig = (g: Graph, inst: Inst) => `${inst.op} ${formatType(g.type(inst.result))}${ignoreNames && inst.op === 'fwd' ? '' : fmtAttrs(inst.attrs)}`;
   const byId = new Map<string, ValueId[]>();
   for (const inst of temps(a)) byId.set(ia.get(inst.result)!, [...(byId.get(ia.get(inst.result)!) ?? []), inst.result]);
   const taken = new Set<ValueId>();
@@ -72,6 +97,8 @@ function pairTemps(a: Graph, b: Graph): Map<ValueId, string> {
 
 export interface DiffOptions {
   readonly color?: boolean;
+  /** Compare structure only: values other than params and inputs match whatever their names. */
+  readonly ignoreNames?: boolean;
   /** Lines of context around each change. */
   readonly context?: number;
 }
@@ -87,15 +114,25 @@ function line(g: Graph, inst: Inst, rename: (v: ValueId) => string): string {
  * B's temporaries are printed under the names of the A temporaries they pair with.
  */
 export function diffGraphs(a: Graph, b: Graph, opts: DiffOptions = {}): string {
-  const pairs = pairTemps(a, b);
+  const ignoreNames = opts.ignoreNames ?? false;
+  const pairs = pairTemps(a, b, ignoreNames);
   const aNames = new Set(a.insts.map((i) => a.value(i.result).name));
   const renameA = (v: ValueId) => a.value(v).name;
+  let primed = false;
   const renameB = (v: ValueId) => {
     const name = b.value(v).name;
-    return pairs.get(v) ?? (TEMP.test(name) && aNames.has(name) ? `${name}'` : name);
+    const paired = pairs.get(v);
+    if (paired !== undefined) return paired;
+    if (!(TEMP.test(name) && aNames.has(name))) return name;
+    primed = true;
+    return `${name}'`;
   };
-  const textA = a.insts.map((inst) => line(a, inst, renameA));
-  const textB = b.insts.map((inst) => line(b, inst, renameB));
+  const line_ = (g: Graph, inst: Inst, rename: (v: ValueId) => string) => {
+    const l = line(g, inst, rename);
+    return ignoreNames && inst.op === 'fwd' ? l.replace(/ \{name=[^}]*\}$/, '') : l;
+  };
+  const textA = a.insts.map((inst) => line_(a, inst, renameA));
+  const textB = b.insts.map((inst) => line_(b, inst, renameB));
   // a line is unchanged when the other graph has the same line (as many times), wherever it is
   const count = (list: string[]) => {
     const m = new Map<string, number>();
@@ -142,7 +179,9 @@ export function diffGraphs(a: Graph, b: Graph, opts: DiffOptions = {}): string {
   if (rows.every((r) => r.op === ' ')) return '';
   const ctx = opts.context ?? 2;
   const paint = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
-  const out: string[] = [paint('36', `@@ graph ${a.kind} ${a.name} @@`)];
+  // each side's model name when they differ
+  const title = a.name === b.name ? `@@ graph ${a.kind} ${a.name} @@` : `@@ -graph ${a.kind} ${a.name} +graph ${b.kind} ${b.name} @@`;
+  const out: string[] = [paint('36', title)];
   let shownTo = -1;
   rows.forEach((r, i) => {
     if (r.op === ' ') return;
@@ -155,5 +194,14 @@ export function diffGraphs(a: Graph, b: Graph, opts: DiffOptions = {}): string {
     for (; j < rows.length && j <= i + ctx && rows[j]!.op === ' '; j++) out.push(` ${rows[j]!.text}`);
     shownTo = j - 1;
   });
-  return out.join('\n') + '\n';
+  // what the reader may wonder about: renamed values, and primed names
+  const notes: string[] = [];
+  if (!ignoreNames) {
+    const moved = renames(a, b);
+    if (moved.length) notes.push(`# renamed (the same structure): ${moved.map((r) => `%${r.from} → %${r.to}`).join(', ')}`);
+    if (diffGraphs(a, b, { ignoreNames: true }) === '') notes.push('# only names differ: the structure is the same (--ignore-names compares structure only)');
+  }
+  if (primed && out.some((l) => /%t\d+'/.test(l)))
+    notes.push("# %tN' is a temporary of the second graph that matches none of the first; primed so as not to be read as the first's %tN");
+  return [...out, ...notes.map((n) => paint('2', n))].join('\n') + '\n';
 }

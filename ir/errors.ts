@@ -18,6 +18,11 @@ export class CompileError extends Error {
   /** The user's calls that led to `loc`, innermost first (a helper function's callers). */
   via: readonly Loc[] = [];
 
+  /** Further errors reported with this one (the other type errors of a model), each in full. */
+  also: readonly CompileError[] = [];
+  /** A last line after them (how many were left out). */
+  trailer?: string;
+
   withLoc(loc: Loc | undefined): this {
     if (!this.loc && loc) this.loc = loc;
     return this;

@@ -337,20 +337,20 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
     throw new CompileError(`concat: axis ${axis} is out of range for ${formatType(first)}`, `use an axis in 0..${rank - 1}`);
   const out = [...first.shape];
   let along = 0;
+  // every problem is named, not only the first: a symbolic concatenation axis can hide that
+  // another axis differs too
+  const symbolic = args.findIndex((t) => typeof t.shape[axis] === 'string');
+  const problems = symbolic >= 0 ? [`tensor ${symbolic} is ${formatType(args[symbolic]!)}, symbolic along axis ${axis}`] : [];
+  const fixes = symbolic >= 0 ? ['concatenate along an axis whose sizes are known at build time'] : [];
   args.forEach((t, i) => {
     if (t.dtype !== first.dtype)
       throw new CompileError(`concat: tensor ${i} is ${formatType(t)} but tensor 0 is ${formatType(first)}`, 'concatenate tensors of one dtype');
     const ok = t.shape.length === rank && t.shape.every((d, j) => j === axis || d === first.shape[j]);
-    if (!ok)
-      throw new CompileError(
-        `concat: tensor ${i} is ${formatType(t)}, which does not match ${formatType(first)} outside axis ${axis}`,
-        'all tensors must have the same rank and the same size on every axis but the concatenation axis',
-      );
-    const d = t.shape[axis]!;
-    if (typeof d !== 'number')
-      throw new CompileError(`concat: tensor ${i} is ${formatType(t)}, symbolic along axis ${axis}`, 'concatenate along an axis whose sizes are known at build time');
-    along += d;
+    if (!ok) problems.push(`tensor ${i} is ${formatType(t)}, which does not match ${formatType(first)} outside axis ${axis}`);
+    else along += t.shape[axis] as number;
   });
+  if (problems.length > fixes.length) fixes.push('all tensors must have the same rank and the same size on every axis but the concatenation axis');
+  if (problems.length) throw new CompileError(`concat: ${problems.join('; also ')}`, fixes.join('; and '));
   out[axis] = along;
   return { dtype: first.dtype, shape: out };
 }

@@ -311,6 +311,8 @@ function adoptName(g: Graph, keep: ValueId, drop: ValueId): void {
 
 function constValue(g: Graph, v: ValueId): number | undefined {
   const inst = g.def(v);
+  // a uniform constant is kept as a broadcast scalar (see foldConst)
+  if (inst.op === 'broadcast') return uniformBroadcast(g, inst);
   if (inst.op !== 'const') return undefined;
   const d = inst.attrs.data;
   return d.length > 0 && d.every((x) => Object.is(x, d[0])) ? d[0] : undefined;
@@ -336,8 +338,21 @@ export const simplify: Pass = {
         if (!ctx.keep.has(g.value(inst.result).name)) dead.add(inst.id);
         continue;
       }
+      // broadcast(scalar constant) is the folded form of a uniform constant, where it fuses
+      const uniform = uniformBroadcast(g, inst);
+      if (uniform !== undefined && fusesIntoUsers(g, inst)) {
+        // broadcast of a rank-0 scalar, which the emitters write as a literal
+        if (g.type(inst.args[0]!).shape.length > 0) replaceWithBroadcast(g, inst, uniform);
+        continue;
+      }
       const folded = foldConst(g, inst);
-      if (folded) replaceWithConst(g, inst, folded);
+      if (folded) {
+        const d = folded.data;
+        // a constant whose elements are all equal stays a scalar, broadcast: emitted code reads
+        // `0.0625`, not an array of 16 copies under a temporary's name
+        if (d.length > 1 && g.type(inst.result).dtype === 'f32' && d.every((x) => Object.is(x, d[0])) && fusesIntoUsers(g, inst)) replaceWithBroadcast(g, inst, d[0]!);
+        else replaceWithConst(g, inst, folded);
+      }
       else if (!reductionToReshape(g, inst)) canonicalPow(g, inst);
     }
     g.remove(dead);
@@ -401,6 +416,13 @@ function canonicalPow(g: Graph, inst: Inst): void {
   if (op) g.replaceInst(inst, { ...inst, op, args: [x], attrs: {} } as Inst);
 }
 
+/** The value of `broadcast(c)` for a one-element constant c, else undefined. */
+function uniformBroadcast(g: Graph, inst: Inst): number | undefined {
+  if (inst.op !== 'broadcast') return undefined;
+  const d = g.def(inst.args[0]!);
+  return d.op === 'const' && d.attrs.data.length === 1 ? d.attrs.data[0] : undefined;
+}
+
 function foldConst(g: Graph, inst: Inst): NDArray | undefined {
   const def = OPS[inst.op];
   if (def.category === 'source' || inst.args.length === 0 || !def.eval) return undefined;
@@ -412,11 +434,40 @@ function foldConst(g: Graph, inst: Inst): NDArray | undefined {
   const args: NDArray[] = [];
   for (const a of inst.args) {
     const d = g.def(a);
-    if (d.op !== 'const') return undefined;
-    args.push(nd(staticShape(g.type(a).shape), d.attrs.data));
+    const at = g.type(a).shape;
+    const u = uniformBroadcast(g, d);
+    if (u !== undefined && at.every(isStatic)) args.push(nd(staticShape(at), new Array<number>(numel(staticShape(at))).fill(u)));
+    else if (d.op !== 'const') return undefined;
+    else args.push(nd(staticShape(at), d.attrs.data));
   }
   const ev = def.eval as (a: readonly NDArray[], at: unknown, out: ConcreteType) => NDArray;
   return ev(args, inst.attrs, { dtype: t.dtype, shape });
+}
+
+/**
+ * Whether every user of inst is an elementwise op of inst's shape, so that fusion inlines a
+ * broadcast there and the constant becomes a literal; elsewhere (a matmul operand, a
+ * broadcasting user) it would be stored and filled, and the array is kept.
+ */
+function fusesIntoUsers(g: Graph, inst: Inst): boolean {
+  const shape = g.type(inst.result).shape;
+  const users = g.insts.filter((u) => u.args.includes(inst.result));
+  return (
+    users.length > 0 &&
+    !g.outputs.some((o) => o.value === inst.result) &&
+    users.every((u) => OPS[u.op].category === 'elementwise' && sameShape(g.type(u.result).shape, shape))
+  );
+}
+
+/** inst becomes broadcast(x) of a new scalar constant placed just before it. */
+function replaceWithBroadcast(g: Graph, inst: Inst, x: number): void {
+  const b = new Builder(g);
+  b.loc = inst.loc;
+  const before = g.insts.length;
+  const c = b.scalar(x);
+  const added = g.insts.splice(before);
+  g.insts.splice(g.insts.findIndex((i) => i.id === inst.id), 0, ...added);
+  g.replaceInst(inst, { ...inst, op: 'broadcast', args: [c], attrs: { shape: [...g.type(inst.result).shape] } } as Inst);
 }
 
 function replaceWithConst(g: Graph, inst: Inst, value: NDArray): void {

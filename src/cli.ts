@@ -2,6 +2,7 @@
 // check), 2 a usage error.
 
 import * as path from 'node:path';
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
@@ -23,6 +24,19 @@ export interface Io {
   readonly color: boolean;
 }
 
+/**
+ * A closed stdout or stderr (`graphc graph m.ts | head -1`) ends the command quietly, as other
+ * CLIs do: nothing more can be shown, so there is nothing to report.
+ */
+function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
+let pipesGuarded = false;
+
 const defaultIo: Io = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
@@ -30,7 +44,10 @@ const defaultIo: Io = {
 };
 
 interface OptionSpec {
+  /** The placeholder of the option's value (`DIR`, `N`); absent for a flag. */
   readonly value?: string;
+  /** A one-letter alias (`-o`). */
+  readonly short?: string;
   readonly help: string;
 }
 
@@ -43,39 +60,50 @@ interface Verb {
   run(args: string[], opts: Record<string, string | true>, io: Io): Promise<number>;
 }
 
-type Parsed = { args: string[]; opts: Record<string, string | true> };
+type Parsed = { args: string[]; opts: Record<string, string | true>; help: boolean };
 
-function parseArgs(verb: string, spec: Verb, argv: string[]): Parsed {
+/**
+ * Splits a verb's arguments with Node's `util.parseArgs` (`--opt value`, `--opt=value`, `-o value`,
+ * `-o=value`, grouped short flags, `--`), then checks each option against the verb's table so that
+ * the messages name the verb and the option's value.
+ */
+function parseVerbArgs(verb: string, spec: Verb, argv: string[]): Parsed {
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [k, o] of Object.entries(spec.options)) config[k] = { type: o.value ? 'string' : 'boolean', ...(o.short ? { short: o.short } : {}) };
+  const { tokens } = nodeParseArgs({ args: argv, options: config, strict: false, allowPositionals: true, tokens: true });
   const args: string[] = [];
   const opts: Record<string, string | true> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      args.push(...argv.slice(i + 1));
-      break;
-    }
-    if (/^--?[A-Za-z]/.test(a)) {
-      const [k, inline] = a.replace(/^--?/, '').split(/=(.*)/s, 2) as [string, string | undefined];
-      const o = spec.options[k];
-      if (!o) throw new UsageError(`graphc ${verb}: unknown option --${k}`);
-      if (o.value) {
-        const v = inline ?? argv[++i];
-        if (v === undefined) throw new UsageError(`graphc ${verb}: --${k} needs a value (${o.value})`);
-        opts[k] = v;
-      } else {
-        if (inline !== undefined) throw new UsageError(`graphc ${verb}: --${k} takes no value`);
-        opts[k] = true;
+  let help = false;
+  for (const t of tokens) {
+    if (t.kind === 'positional') args.push(t.value);
+    else if (t.kind === 'option') {
+      if (t.name === 'help') {
+        help = true;
+        continue;
       }
-    } else args.push(a);
+      const o = Object.hasOwn(spec.options, t.name) ? spec.options[t.name] : undefined;
+      if (!o) throw new UsageError(`graphc ${verb}: unknown option ${t.rawName.startsWith('--') ? t.rawName : `-${t.name}`}`);
+      if (o.value) {
+        if (t.value === undefined) throw new UsageError(`graphc ${verb}: --${t.name} needs a value (${o.value})`);
+        // `-o=FILE` as well as `-oFILE` and `-o FILE`
+        opts[t.name] = t.inlineValue && !t.rawName.startsWith('--') && t.value.startsWith('=') ? t.value.slice(1) : t.value;
+      } else {
+        if (t.inlineValue) throw new UsageError(`graphc ${verb}: --${t.name} takes no value`);
+        opts[t.name] = true;
+      }
+    }
   }
+  if (help) return { args, opts, help };
   if (args.length < spec.minArgs) throw new UsageError(`graphc ${verb}: missing argument\nusage: ${spec.usage}`);
   if (spec.maxArgs !== undefined && args.length > spec.maxArgs) throw new UsageError(`graphc ${verb}: too many arguments\nusage: ${spec.usage}`);
-  return { args, opts };
+  return { args, opts, help };
 }
 
 function verbHelp(name: string, v: Verb): string {
-  const opts = Object.entries(v.options).map(([k, o]) => `  ${k.length === 1 ? '-' : '--'}${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help);
-  return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  --help`.padEnd(28) + `show this help`, ''].join('\n');
+  const opts = Object.entries(v.options).map(
+    ([k, o]) => `  ${o.short ? `-${o.short}, ` : ''}${k.length === 1 ? '-' : '--'}${k}${o.value ? ` ${o.value}` : ''}`.padEnd(28) + o.help,
+  );
+  return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  -h, --help`.padEnd(28) + `show this help`, ''].join('\n');
 }
 
 /** Prints a compile error with its source line and returns the exit code for it. */
@@ -101,19 +129,21 @@ function warn(c: Compiled, io: Io): void {
 
 const VERBS: Record<string, Verb> = {
   build: {
-    usage: 'graphc build MODEL.ts... [--out DIR] [--check]',
+    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
       '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
       'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
       '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
-      'A failed build writes nothing. With --check, writes nothing and exits 1 if the files on disk\n' +
-      'differ from what this compiler produces, showing the difference.',
+      'A failed build writes nothing; among several targets, one that refuses the model (wasm needs\n' +
+      'static shapes) is skipped with a warning and the others are written. With --check, writes\n' +
+      'nothing and exits 1 if the files on disk differ from what this compiler produces, showing the\n' +
+      'difference.',
     options: {
-      out: { value: 'DIR', help: 'output folder (one model only)' },
-      target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
+      out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
+      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
-      'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
+      'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
       optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam or adamw (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
       lr: { value: 'X', help: 'the learning rate trainStep uses unless a call passes options.lr (default 0.001)' },
       momentum: { value: 'M', help: 'sgd: momentum (default 0)' },
@@ -201,7 +231,7 @@ const inspectVerbs: Record<string, Verb> = {
       "'reverse-mode' (backward), or a pass name such as simplify, fuse-composites, cse, dce or\n" +
       "fuse (cse#2 is the second run of cse). An unknown stage lists the stages.",
     options: {
-      grad: { help: 'the backward IR' },
+      grad: { short: 'g', help: 'the backward IR' },
       after: { value: 'STAGE', help: 'the IR after this stage of the pipeline' },
     },
     minArgs: 1,
@@ -216,19 +246,23 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   diff: {
-    usage: 'graphc diff A B',
+    usage: 'graphc diff A B [--ignore-names]',
     summary:
       'An IR-aware diff of two IR files, two model files, or a model file and its generated folder.\n' +
       'Values match by name and structure, not by number: renaming a temporary or reordering\n' +
       'independent lines is no change. Prints a unified diff of the instructions that changed\n' +
-      '(coloured on a terminal) and exits 1 when they differ, 0 when they are the same, 2 on error.',
-    options: {},
+      '(coloured on a terminal), forward graph first, and notes under it the values that are only\n' +
+      "renamed; %t7' is a temporary of B that matches none of A. Exits 1 when they differ, 0 when\n" +
+      'they are the same, 2 on error.',
+    options: {
+      'ignore-names': { help: 'compare structure only: a renamed value (hid → hidden) is no change' },
+    },
     minArgs: 2,
     maxArgs: 2,
-    async run([a, b], _opts, io) {
+    async run([a, b], opts, io) {
       let text: string;
       try {
-        text = await diffText(a!, b!, io.color);
+        text = await diffText(a!, b!, io.color, opts['ignore-names'] === true);
       } catch (e) {
         // IR parse errors are located in the IR file, models' errors in the model
         const model = [a!, b!].find((f) => /\.(ts|js|mts)$/.test(f));
@@ -240,7 +274,7 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   check: {
-    usage: 'graphc check MODEL.ts [--seed N] [--samples N] [--params FILE] [--inputs FILE]',
+    usage: 'graphc check MODEL.ts [--seed N] [--samples N] [--dim B=32] [--params FILE] [--inputs FILE]',
     summary:
       "Checks the generated module's gradient of every param against central finite differences\n" +
       'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
@@ -248,18 +282,20 @@ const inspectVerbs: Record<string, Verb> = {
       'JSON file of flat row-major arrays ({"W1": [0.1, ...]}); names not in the file keep\n' +
       "initParams(seed)'s values and the random inputs.",
     options: {
-      seed: { value: 'N', help: 'seed of the params (initParams) and inputs (default 0)' },
+      seed: { value: 'N', short: 's', help: 'seed of the params (initParams) and inputs (default 0)' },
       samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
       params: { value: 'FILE', help: 'param values (.safetensors or JSON)' },
       inputs: { value: 'FILE', help: 'input values (.safetensors or JSON)' },
+      dim: { value: 'D=N[,D=N]', help: 'the size of a symbolic dimension (default 3; the table says what it used)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
       const seed = intOption('check', 'seed', opts.seed, 0);
       const samples = intOption('check', 'samples', opts.samples, 16);
+      const dims = dimOption('check', opts.dim);
       try {
-        const { rows, table } = await gradCheck(file!, { seed, samples, ...valuesOptions(opts) });
+        const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts) });
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {
@@ -268,31 +304,42 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   graph: {
-    usage: 'graphc graph MODEL.ts [--values] [--seed N] [--params FILE] [--inputs FILE] [-o FILE.svg|FILE.png|FILE.dot]',
+    usage: 'graphc graph MODEL.ts [--values] [--seed N] [--params FILE] [--inputs FILE] [--max-values N] [--dim B=32] [--optimized] [-o FILE.svg|FILE.png|FILE.dot]',
     summary:
       'Draws the computational graph of a model (Graphviz in WebAssembly): one node per op, edges\n' +
-      'with their shapes. With --values, each edge of a small tensor shows its forward value (green)\n' +
-      'and its gradient (red), for the params of initParams(seed) and random inputs, or the values of\n' +
-      '--params FILE and --inputs FILE (.safetensors or JSON; names not in the file keep theirs). Writes SVG to\n' +
-      'stdout, or to -o FILE (PNG or DOT by its extension).',
+      'with their shapes; a graph of more than 30 ops is laid out top to bottom, at most 40 inches wide.\n' +
+      'With --values, each edge shows its forward value (green) and its gradient (red), for the params\n' +
+      'of initParams(seed) and random inputs (or the values of --params FILE and --inputs FILE, .safetensors\n' +
+      'or JSON; names not in the file keep theirs): the elements of a tensor of up to --max-values elements,\n' +
+      'min/mean/max of a larger one. With --optimized, draws the forward graph as the build leaves it\n' +
+      '(softmax, cross-entropy fused), each fused group a box. A symbolic dimension gets the size of\n' +
+      '--dim (default 3), which the picture states. Writes SVG to stdout, or to -o FILE (PNG or DOT by\n' +
+      'its extension).',
     options: {
-      values: { help: 'label edges with forward values and gradients' },
-      seed: { value: 'N', help: 'seed of the params and inputs (default 0)' },
+      values: { short: 'v', help: 'label edges with forward values and gradients' },
+      seed: { value: 'N', short: 's', help: 'seed of the params and inputs (default 0)' },
       params: { value: 'FILE', help: 'param values (.safetensors or JSON), with --values' },
       inputs: { value: 'FILE', help: 'input values (.safetensors or JSON), with --values' },
+      'max-values': { value: 'N', help: 'show the elements of tensors up to N elements (default 3), else min/mean/max' },
+      dim: { value: 'D=N[,D=N]', help: 'the size of a symbolic dimension (default 3)' },
+      optimized: { help: 'the optimised forward graph, fused groups as boxes' },
       o: { value: 'FILE', help: 'output file (.svg, .png or .dot)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
       const seed = intOption('graph', 'seed', opts.seed, 0);
+      const maxValues = intOption('graph', 'max-values', opts['max-values'], 3);
+      const dims = dimOption('graph', opts.dim);
       const out = typeof opts.o === 'string' ? opts.o : undefined;
       const ext = out ? path.extname(out).toLowerCase() : '.svg';
       if (!['.svg', '.png', '.dot'].includes(ext)) throw new UsageError(`graphc graph: -o must name a .svg, .png or .dot file, got ${out}`);
       if ((opts.params || opts.inputs) && opts.values !== true) throw new UsageError('graphc graph: --params and --inputs give the values that --values shows; add --values');
       let dot: string;
       try {
-        dot = await graphDot(file!, { values: opts.values === true, seed, ...valuesOptions(opts) });
+        const drawn = await graphDot(file!, { values: opts.values === true, seed, maxValues, dims, optimized: opts.optimized === true, ...valuesOptions(opts) });
+        dot = drawn.dot;
+        if (drawn.note) io.err(`graphc graph: ${drawn.note}\n`);
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
@@ -347,6 +394,18 @@ function valuesOptions(opts: Record<string, string | true>): { params?: ValuesFi
   };
 }
 
+/** `--dim B=32` or `--dim B=32,T=8`: sizes of symbolic dimensions. */
+function dimOption(verb: string, v: string | true | undefined): Record<string, number> {
+  if (v === undefined) return {};
+  const out: Record<string, number> = {};
+  for (const part of String(v).split(',')) {
+    const m = /^([A-Za-z_]\w*)=(\d+)$/.exec(part.trim());
+    if (!m || Number(m[2]) < 1) throw new UsageError(`graphc ${verb}: --dim needs NAME=SIZE with a positive size, e.g. --dim B=32, got ${String(v)}`);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
 function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -367,6 +426,11 @@ graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model erro
 `;
 
 export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
+  if (io === defaultIo && !pipesGuarded) {
+    pipesGuarded = true;
+    quietOnClosedPipe(process.stdout);
+    quietOnClosedPipe(process.stderr);
+  }
   const [verb, ...rest] = argv;
   if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
     (verb === undefined ? io.err : io.out)(MAIN_HELP);
@@ -377,12 +441,12 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
     io.err(`graphc: unknown verb '${verb}'\n\n${MAIN_HELP}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(verbHelp(verb, spec));
-    return 0;
-  }
   try {
-    const { args, opts } = parseArgs(verb, spec, [...rest]);
+    const { args, opts, help } = parseVerbArgs(verb, spec, [...rest]);
+    if (help) {
+      io.out(verbHelp(verb, spec));
+      return 0;
+    }
     return await spec.run(args, opts, io);
   } catch (e) {
     return report(e, io);

@@ -49,6 +49,8 @@ export function formatDiagnostic(e: CompileError, src?: SourceAccess): string {
     lines.push(`  called from ${src ? src.displayPath(loc.file) : loc.file}:${loc.line}:${loc.col}${text ? `: ${text}` : ''}`);
   }
   if (e.hint) lines.push(`  fix: ${oneLine(e.hint)}`);
+  for (const more of e.also) lines.push(formatDiagnostic(more, src));
+  if (e.trailer) lines.push(e.trailer);
   return lines.join('\n');
 }
 

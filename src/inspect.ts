@@ -73,7 +73,9 @@ export async function graphsOf(p: string): Promise<Graph[]> {
   if (statSync(p).isDirectory()) {
     const files = readdirSync(p).filter((f) => f.endsWith('.ir')).sort();
     if (files.length === 0) throw new UsageError(`graphc diff: ${p} holds no .ir files`);
-    return files.map((f) => parseGraph(readFileSync(path.join(p, f), 'utf8'), { file: path.join(p, f) }));
+    // forward graphs before backward ones
+    const graphs = files.map((f) => parseGraph(readFileSync(path.join(p, f), 'utf8'), { file: path.join(p, f) }));
+    return [...graphs.filter((g) => g.kind === 'forward'), ...graphs.filter((g) => g.kind !== 'forward')];
   }
   if (p.endsWith('.ir')) return [parseGraph(readFileSync(p, 'utf8'), { file: p })];
   const { fwd, bwd } = compileGraphs(p);
@@ -81,12 +83,12 @@ export async function graphsOf(p: string): Promise<Graph[]> {
 }
 
 /** The IR-aware diff of two operands; '' when they are the same. */
-export async function diffText(a: string, b: string, color = false): Promise<string> {
+export async function diffText(a: string, b: string, color = false, ignoreNames = false): Promise<string> {
   const ga = await graphsOf(a);
   const gb = await graphsOf(b);
   const pairs = ga.flatMap((x) => gb.filter((y) => y.kind === x.kind).map((y) => [x, y] as const));
   if (pairs.length === 0) throw new UsageError(`graphc diff: ${a} and ${b} have no graph of the same kind (forward or backward) to compare`);
-  const hunks = pairs.map(([x, y]) => diffGraphs(x, y, { color })).filter((h) => h !== '');
+  const hunks = pairs.map(([x, y]) => diffGraphs(x, y, { color, ignoreNames })).filter((h) => h !== '');
   if (hunks.length === 0) return '';
   const bold = (s: string) => (color ? `\x1b[1m${s}\x1b[0m` : s);
   return `${bold(`--- ${a}`)}\n${bold(`+++ ${b}`)}\n${hunks.join('')}`;
@@ -117,15 +119,33 @@ function rng(seed: number): () => number {
 }
 
 /** Params from the generated `initParams(seed)` and random inputs (indices within their bounds). */
-function randomInputs(g: Graph, seed: number, dims: Readonly<Record<string, number>> = {}): Record<string, Float32Array | Int32Array> {
+/** The size each symbolic dimension of g gets: `dims` (--dim B=32), else 3. */
+export function dimSizes(g: Graph, dims: Readonly<Record<string, number>> = {}): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const inst of g.insts)
+    if (inst.op === 'input') for (const d of g.type(inst.result).shape) if (typeof d === 'string') out.set(d, dims[d] ?? out.get(d) ?? 3);
+  for (const d of Object.keys(dims))
+    if (!out.has(d)) throw new UsageError(`--dim ${d}: the model has no symbolic dimension ${d}${out.size ? ` (its dimensions: ${[...out.keys()].join(', ')})` : ''}`);
+  return out;
+}
+
+/** "(B = 3; --dim B=N to choose)" for a model with symbolic dimensions, else ''. */
+function dimNote(sizes: Map<string, number>, given: Readonly<Record<string, number>>): string {
+  if (sizes.size === 0) return '';
+  const used = [...sizes].map(([d, n]) => `${d} = ${n}`).join(', ');
+  const unset = [...sizes.keys()].filter((d) => given[d] === undefined);
+  return `symbolic dimensions bound to ${used}${unset.length ? ` (${unset.map((d) => `--dim ${d}=N`).join(' ')} to choose)` : ''}`;
+}
+
+function randomInputs(g: Graph, seed: number, sizes: Map<string, number> = new Map()): Record<string, Float32Array | Int32Array> {
   const r = rng(seed);
   const bounds = indexBounds(g);
   const inputs: Record<string, Float32Array | Int32Array> = {};
   for (const inst of g.insts) {
     if (inst.op !== 'input') continue;
     const t = g.type(inst.result);
-    // a symbolic dimension gets a small size of its own, unless a values file fixes it
-    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : dims[d] ?? 3)));
+    // a symbolic dimension gets a small size of its own (--dim, or what a values file binds)
+    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : (sizes.get(d) ?? 3))));
     inputs[inst.attrs.name] =
       t.dtype === 'i32'
         ? Int32Array.from({ length: n }, () => Math.floor(r() * (bounds.get(inst.attrs.name) ?? 10)))
@@ -140,7 +160,7 @@ function randomInputs(g: Graph, seed: number, dims: Readonly<Record<string, numb
  */
 export async function gradCheck(
   file: string,
-  opts: { seed?: number; samples?: number; tolerance?: number; params?: ValuesFile; inputs?: ValuesFile } = {},
+  opts: { seed?: number; samples?: number; tolerance?: number; dims?: Readonly<Record<string, number>>; params?: ValuesFile; inputs?: ValuesFile } = {},
 ): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
@@ -160,8 +180,10 @@ export async function gradCheck(
     rmSync(dir, { recursive: true, force: true });
   }
   const params = withValues(c.fwd, 'param', mod.initParams(seed), opts.params);
-  const dims = bindDims(c.fwd, opts.inputs);
-  const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, dims), opts.inputs, dims);
+  // a symbolic dimension: --dim, else what the inputs file binds, else 3
+  const sizes = dimSizes(c.fwd, { ...bindDims(c.fwd, opts.inputs), ...opts.dims });
+  const dims = Object.fromEntries(sizes);
+  const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, sizes), opts.inputs, dims);
   // a training call: the dropout masks of this seed, held fixed while the finite differences are
   // taken (the interpreter draws the same masks from the same seed), and batch statistics
   const buffers = mod.initBuffers?.();
@@ -211,6 +233,7 @@ export async function gradCheck(
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
     ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
+    ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
     ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
     ...(masks.length ? [`(a training call with seed ${seed}: the finite differences hold the dropout masks fixed: ${masks.join(', ')})`] : []),
     fmt(head),
@@ -240,33 +263,94 @@ const SYMBOL: Partial<Record<string, string>> = {
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-function fmtValues(a: NDArray | undefined): string | undefined {
-  if (!a || a.data.length > 3) return undefined;
-  const f = (x: number) => (Math.abs(x) < 0.005 ? 0 : x).toFixed(2);
-  const items = Array.from(a.data, f);
+/**
+ * A number for a label: two decimals from 0.01 up, as the DeepRob slides print them, and two
+ * significant digits below (a gradient of 0.001 reads 0.0010, not 0.00).
+ */
+export function fmtNumber(x: number): string {
+  if (x === 0 || !Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a >= 0.01 && a < 1e4) return x.toFixed(2);
+  return x.toPrecision(2);
+}
+
+/** A constant as written: at most 6 significant digits (1/9 reads 0.111111). */
+export function fmtConstant(x: number): string {
+  return String(Number(x.toPrecision(6)));
+}
+
+function fmtValues(a: NDArray | undefined, limit: number): string | undefined {
+  if (!a) return undefined;
+  if (a.data.length > limit) {
+    let min = Infinity;
+    let max = -Infinity;
+    let sum = 0;
+    for (const x of a.data) {
+      min = Math.min(min, x);
+      max = Math.max(max, x);
+      sum += x;
+    }
+    return `min ${fmtNumber(min)} mean ${fmtNumber(sum / a.data.length)} max ${fmtNumber(max)}`;
+  }
+  const items = Array.from(a.data, fmtNumber);
   return a.shape.length === 0 ? items[0] : `[${items.join(', ')}]`;
 }
 
+export interface GraphOptions {
+  /** Label edges with forward values and gradients. */
+  readonly values?: boolean;
+  readonly seed?: number;
+  /** Tensors of at most this many elements show their values; larger ones min/mean/max (default 3). */
+  readonly maxValues?: number;
+  /** The sizes of symbolic dimensions (default 3 each). */
+  readonly dims?: Readonly<Record<string, number>>;
+  /** Draw the optimised forward graph, fused groups as boxes, instead of the traced program. */
+  readonly optimized?: boolean;
+  /** Values of params and inputs from files (--params, --inputs); the others as without them. */
+  readonly params?: ValuesFile;
+  readonly inputs?: ValuesFile;
+}
+
+/** Graphs with more op nodes than this are laid out top to bottom (ranks as rows), others left to right. */
+const WIDE = 30;
+/** The widest a drawing gets, in inches (72 px each): Graphviz scales a larger one down. */
+const MAX_WIDTH_IN = 40;
+
 /**
- * The computational graph of the model as Graphviz DOT: the traced program, one node per op,
- * edges labelled with their shape; with values, each edge of a small tensor shows its forward
- * value (green) over its gradient (red), as the DeepRob slides draw the sigmoid neuron.
+ * The computational graph of the model as Graphviz DOT: the traced program (or with `optimized`
+ * the forward graph as the build leaves it, each fused group a box), one node per op, edges
+ * labelled with their shape; with values, each edge shows its forward value (green) over its
+ * gradient (red), as the DeepRob slides draw the sigmoid neuron, or min/mean/max for a large tensor.
  */
-export async function graphDot(file: string, opts: { values?: boolean; seed?: number; params?: ValuesFile; inputs?: ValuesFile } = {}): Promise<string> {
-  const g = traceFile(file).traced.graph;
+export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{ dot: string; note: string }> {
+  const g = opts.optimized ? compileGraphs(file).fwd : traceFile(file).traced.graph;
+  const sizes = dimSizes(g, { ...bindDims(g, opts.inputs), ...opts.dims });
+  const limit = opts.maxValues ?? 3;
   let vals: Map<string, NDArray> | undefined;
   let grads: Map<ValueId, NDArray> | undefined;
   if (opts.values) {
     const gradOf = new Map<ValueId, ValueId>();
     const bwd = reverseMode(g, gradOf);
     const params = withValues(g, 'param', initialParams(g, opts.seed ?? 0), opts.params);
-    const dims = bindDims(g, opts.inputs);
-    vals = interpret(g, { params, inputs: withValues(g, 'input', randomInputs(g, (opts.seed ?? 0) + 1, dims), opts.inputs, dims) });
+    const dims = Object.fromEntries(sizes);
+    vals = interpret(g, { params, inputs: withValues(g, 'input', randomInputs(g, (opts.seed ?? 0) + 1, sizes), opts.inputs, dims) });
     const bvals = interpret(bwd, { fwd: vals });
     grads = new Map([...gradOf].map(([v, d]) => [v, bvals.get(bwd.value(d).name)!]));
   }
-  const lines = ['digraph graphc {', '  rankdir=LR;', '  node [fontname="Helvetica", fontsize=11];', '  edge [fontname="Helvetica", fontsize=10];'];
+  const ops = g.insts.filter((i) => !(i.op === 'const' && i.attrs.data.length === 1)).length;
+  const note = dimNote(sizes, opts.dims ?? {});
+  const lines = [
+    'digraph graphc {',
+    `  rankdir=${ops > WIDE ? 'TB' : 'LR'};`,
+    ...(ops > WIDE ? [`  size="${MAX_WIDTH_IN},1000";`, '  ranksep=0.3;', '  nodesep=0.2;'] : []),
+    ...(note ? [`  label="${esc(note)}";`, '  labelloc=t;', '  fontname="Helvetica";'] : []),
+    '  node [fontname="Helvetica", fontsize=11];',
+    '  edge [fontname="Helvetica", fontsize=10];',
+  ];
   const id = (v: ValueId) => `v${v.index}`;
+  const groupOf = new Map<number, number>();
+  if (opts.optimized) g.groups.forEach((gr, k) => gr.insts.length > 1 && gr.insts.forEach((i) => groupOf.set(i, k)));
+  const nodes = new Map<number, string[]>();
   for (const inst of g.insts) {
     const v = g.value(inst.result);
     if (inst.op === 'const' && inst.attrs.data.length === 1) continue; // shown on the edge
@@ -275,11 +359,18 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
         ? `${inst.attrs.name}\\n${inst.op} ${formatType(v.type)}`
         : `${v.temp ? '' : `${v.name}\\n`}${SYMBOL[inst.op] ?? inst.op}`;
     const shape = inst.op === 'param' ? 'box' : inst.op === 'input' ? 'box, style=dashed' : inst.op === 'const' ? 'note' : 'ellipse';
-    lines.push(`  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`);
+    const k = groupOf.get(inst.id) ?? -1;
+    nodes.set(k, [...(nodes.get(k) ?? []), `  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`]);
+  }
+  lines.push(...(nodes.get(-1) ?? []));
+  for (const [k, list] of nodes) {
+    if (k < 0) continue;
+    const gr = g.groups[k]!;
+    lines.push(`  subgraph cluster_g${k} {`, `    label="fused ${esc(gr.kind)} group g${k}";`, '    style=rounded;', '    color=gray40;', ...list.map((l) => `  ${l}`), '  }');
   }
   const edgeLabel = (v: ValueId) => {
-    const value = fmtValues(vals?.get(g.value(v).name));
-    const grad = fmtValues(grads?.get(v));
+    const value = fmtValues(vals?.get(g.value(v).name), limit);
+    const grad = fmtValues(grads?.get(v), limit);
     if (value === undefined) return `label="${esc(formatType(g.type(v)))}"`;
     return `label=<<font color="darkgreen">${esc(value)}</font>${grad !== undefined ? `<br/><font color="red">${esc(grad)}</font>` : ''}>`;
   };
@@ -288,7 +379,7 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
       const d = g.def(a);
       if (d.op === 'const' && d.attrs.data.length === 1) {
         const c = `c${inst.result.index}_${a.index}`;
-        lines.push(`  ${c} [label="${esc(String(d.attrs.data[0]))}", shape=plaintext];`, `  ${c} -> ${id(inst.result)};`);
+        lines.push(`  ${c} [label="${esc(fmtConstant(d.attrs.data[0]!))}", shape=plaintext];`, `  ${c} -> ${id(inst.result)};`);
       } else lines.push(`  ${id(a)} -> ${id(inst.result)} [${edgeLabel(a)}];`);
     });
   for (const o of g.outputs) {
@@ -296,7 +387,7 @@ export async function graphDot(file: string, opts: { values?: boolean; seed?: nu
     lines.push(`  ${id(o.value)} -> out_${o.value.index}_${esc(o.name).replace(/\W/g, '_')} [${edgeLabel(o.value)}];`);
   }
   lines.push('}');
-  return lines.join('\n') + '\n';
+  return { dot: lines.join('\n') + '\n', note };
 }
 
 /** Renders DOT to SVG (Graphviz compiled to WebAssembly), or to PNG through resvg. */

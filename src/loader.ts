@@ -13,7 +13,7 @@ import type { CallSites, ModelDef } from './dsl.js';
 import { isModelDef } from './dsl.js';
 import * as publicApi from './index.js';
 import type { CallSite } from './names.js';
-import { defaultExportAt, FileCalls } from './names.js';
+import { defaultExportAt, FileCalls, modelCallAt } from './names.js';
 import { firstTypeError, flatTsMessage, typeErrors } from './typecheck.js';
 import type { LineMap } from './sourcemap.js';
 import { decodeMappings, originalPosition } from './sourcemap.js';
@@ -293,6 +293,24 @@ export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
  * Loads a model file and returns its default-exported model definition. TypeScript's own
  * diagnostics come first: a syntax error, then a type error, before the model runs.
  */
+/** The error for a file that calls model(...) but does not export it as the default, at the call. */
+function noDefaultExport(call: NonNullable<ReturnType<typeof modelCallAt>>, file: string): CompileError {
+  const loc = { file, line: call.line, col: call.col };
+  if (call.exportedAs !== undefined)
+    return new CompileError(
+      `the model file has no default export: this model(...) is exported as '${call.exportedAs}'`,
+      `graphc builds the default export: write export default in front of model(...) instead of export const ${call.variable} =, or add the line: export default ${call.variable};`,
+      loc,
+    );
+  if (call.variable !== undefined)
+    return new CompileError(
+      `the model file has no default export: this model(...) is assigned to '${call.variable}' but not exported`,
+      `graphc builds the default export: add the line: export default ${call.variable};`,
+      loc,
+    );
+  return new CompileError('the model file has no default export: this model(...) is not exported', 'graphc builds the default export: write export default in front of model(...)', loc);
+}
+
 export function loadModel(file: string): LoadedModel {
   const abs = path.resolve(file);
   if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`no such model file: ${file}`);
@@ -310,7 +328,10 @@ export function loadModel(file: string): LoadedModel {
   });
   const def = (exports as { default?: unknown } | undefined)?.default;
   if (!isModelDef(def)) {
-    const at = defaultExportAt(abs, loader.sourceOf(path.basename(abs)) ?? '');
+    const text = loader.sourceOf(path.basename(abs)) ?? '';
+    const call = def === undefined ? modelCallAt(abs, text) : undefined;
+    if (call) throw noDefaultExport(call, path.basename(abs));
+    const at = defaultExportAt(abs, text);
     throw new CompileError(
       def === undefined ? 'the model file has no default export' : 'the default export of the model file is not model(...)',
       "end the file with: export default model('name', (g) => { ... })",

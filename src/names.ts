@@ -157,3 +157,28 @@ export function defaultExportAt(file: string, text: string): { line: number; col
   const lc = sf.getLineAndColumnAtPos(at.getStart());
   return { line: lc.line, col: lc.column };
 }
+
+/**
+ * The first `model(...)` call of a file that has no default export, with the name it is
+ * exported under (`export const m = model(...)`, or `const m = model(...)` and `export { m }`)
+ * or the variable it is assigned to, for the error that says how to make it the default.
+ */
+export function modelCallAt(file: string, text: string): { line: number; col: number; exportedAs?: string; variable?: string } | undefined {
+  const sf = parse(file, text);
+  // the local name of graphc's `model` (import { model as m } from 'graphc' too)
+  let local = 'model';
+  for (const imp of sf.getImportDeclarations())
+    if (imp.getModuleSpecifierValue() === 'graphc') for (const n of imp.getNamedImports()) if (n.getName() === 'model') local = n.getAliasNode()?.getText() ?? 'model';
+  const call = sf.getDescendantsOfKind(SyntaxKind.CallExpression).find((c) => c.getExpression().getText() === local);
+  if (!call) return undefined;
+  const lc = sf.getLineAndColumnAtPos(call.getStart());
+  const decl = consumer(call);
+  if (!decl || !Node.isVariableDeclaration(decl)) return { line: lc.line, col: lc.column };
+  const variable = decl.getName();
+  const statement = decl.getVariableStatement();
+  let exportedAs = statement?.isExported() ? variable : undefined;
+  for (const st of sf.getStatements())
+    if (Node.isExportDeclaration(st) && !st.getModuleSpecifier())
+      for (const e of st.getNamedExports()) if (e.getNameNode().getText() === variable) exportedAs ??= (e.getAliasNode() ?? e.getNameNode()).getText();
+  return { line: lc.line, col: lc.column, exportedAs, variable };
+}

@@ -1,49 +1,18 @@
-// Line diffs (Myers' O(ND) algorithm) and unified-diff output, for golden files, `build
+// Line diffs (the `diff` package's Myers diff) and unified-diff output, for golden files, `build
 // --check` and `graphc diff`.
+
+import { diffArrays } from 'diff';
 
 export type Edit = { readonly op: ' ' | '-' | '+'; readonly line: string };
 
-/** The shortest edit script turning a into b. */
+/** The shortest edit script turning a into b (removals before additions within a change). */
 export function diffLines(a: readonly string[], b: readonly string[]): Edit[] {
-  const n = a.length;
-  const m = b.length;
-  const max = n + m;
-  const v = new Int32Array(2 * max + 2);
-  const trace: Int32Array[] = [];
-  outer: for (let d = 0; d <= max; d++) {
-    trace.push(v.slice());
-    for (let k = -d; k <= d; k += 2) {
-      let x = k === -d || (k !== d && v[max + k - 1]! < v[max + k + 1]!) ? v[max + k + 1]! : v[max + k - 1]! + 1;
-      let y = x - k;
-      while (x < n && y < m && a[x] === b[y]) {
-        x++;
-        y++;
-      }
-      v[max + k] = x;
-      if (x >= n && y >= m) break outer;
-    }
-  }
-  // backtrack
   const edits: Edit[] = [];
-  let x = n;
-  let y = m;
-  for (let d = trace.length - 1; d >= 0; d--) {
-    const vd = trace[d]!;
-    const k = x - y;
-    const prevK = k === -d || (k !== d && vd[max + k - 1]! < vd[max + k + 1]!) ? k + 1 : k - 1;
-    const prevX = vd[max + prevK]!;
-    const prevY = prevX - prevK;
-    while (x > prevX && y > prevY) {
-      x--;
-      y--;
-      edits.push({ op: ' ', line: a[x]! });
-    }
-    if (d > 0) {
-      if (x === prevX) edits.push({ op: '+', line: b[--y]! });
-      else edits.push({ op: '-', line: a[--x]! });
-    }
+  for (const c of diffArrays(a as string[], b as string[])) {
+    const op = c.added ? '+' : c.removed ? '-' : ' ';
+    for (const line of c.value) edits.push({ op, line });
   }
-  return edits.reverse();
+  return edits;
 }
 
 export interface UnifiedOptions {

@@ -10,6 +10,7 @@ import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_thread
 import * as tsMorph from 'ts-morph';
 import { ts } from 'ts-morph';
 import { CompileError } from '../ir/errors.js';
+import { Tensor, Tracer } from './dsl.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -33,10 +34,13 @@ export function flatTsMessage(text: string | ts.DiagnosticMessageChain): string 
   return parts.map((l, i) => (i < parts.length - 1 && !/[.:;!?]$/.test(l) ? `${l}.` : l)).join(' ');
 }
 
-/** The compiler options of the check: `graphc` resolves to this compiler's own DSL types. */
+/**
+ * The compiler options of the check: `strict: true` as `tsc --init` writes it (so that code that
+ * type-checks in the user's editor type-checks here: `const outs = []; outs.push(t)` is an
+ * evolving array only under noImplicitAny), and `graphc` resolves to this compiler's own DSL types.
+ */
 const OPTIONS: ts.CompilerOptions = {
   strict: true,
-  noImplicitAny: false,
   target: ts.ScriptTarget.ES2022,
   module: ts.ModuleKind.ESNext,
   moduleResolution: ts.ModuleResolutionKind.Bundler,
@@ -113,6 +117,54 @@ function collectOnBigStack(entry: string): RawDiagnostic[] {
   }
 }
 
+/**
+ * What noImplicitAny alone reports ("implicitly has an 'any' type": a helper's untyped parameter,
+ * an untyped index, an untyped `this`): accepted, as graphc always has, so that strict mode only
+ * adds what the user's editor accepts and nothing it would not.
+ */
+const IMPLICIT_ANY = new Set([2683, 7005, 7006, 7008, 7010, 7011, 7015, 7017, 7018, 7019, 7022, 7023, 7024, 7031, 7034, 7041, 7052, 7053]);
+
+/** The names the DSL's types offer, for "did you mean" (Tensor's methods, and g's). */
+function dslNames(type: string): readonly string[] | undefined {
+  if (type === 'Tensor')
+    return Object.getOwnPropertyNames(Tensor.prototype).filter((n) => n !== 'constructor' && n !== 'op' && !n.startsWith('_'));
+  if (type === 'GraphBuilder') return Object.keys(Tracer.prototype.api.call({} as Tracer));
+  return undefined;
+}
+
+/** The optimal-string-alignment distance (Levenshtein with adjacent transpositions: tahn → tanh is 1). */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  return d[a.length]![b.length]!;
+}
+
+/** The nearest DSL name to a misspelled one, if one is near enough (a third of its letters, at least 1, ignoring case). */
+export function nearestName(name: string, names: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const n of names) {
+    const dist = editDistance(name.toLowerCase(), n.toLowerCase());
+    if (dist < bestD) [best, bestD] = [n, dist];
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/** How to fix a type error: the nearest DSL name for a misspelled method (TS2339 gives none). */
+function fixOf(d: RawDiagnostic): string {
+  const m = d.code === 2339 ? /^Property '([^']+)' does not exist on type '(\w+)'/.exec(d.text) : null;
+  const names = m ? dslNames(m[2]!) : undefined;
+  const near = m && names ? nearestName(m[1]!, names) : undefined;
+  if (near) return `did you mean ${near}? (${m![2] === 'Tensor' ? `x.${near}(...)` : `g.${near}(...)`} is the nearest name the DSL has)`;
+  return 'fix the type error: the model must type-check against the graphc DSL';
+}
+
 /** The type errors of a model file and its imports, as located CompileErrors (files relative to `dir`). */
 export function typeErrors(entry: string, dir: string): CompileError[] {
   let diagnostics: RawDiagnostic[];
@@ -124,10 +176,10 @@ export function typeErrors(entry: string, dir: string): CompileError[] {
   }
   const own = (f: string) => OWN.some((d) => path.resolve(f).startsWith(d)) || f.includes(`${path.sep}node_modules${path.sep}`);
   return diagnostics
-    .filter((d) => !own(d.file))
+    .filter((d) => !own(d.file) && !IMPLICIT_ANY.has(d.code))
     .map(
       (d) =>
-        new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, 'fix the type error: the model must type-check against the graphc DSL', {
+        new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, fixOf(d), {
           file: path.relative(dir, d.file).split(path.sep).join('/'),
           line: d.line,
           col: d.col,
@@ -135,9 +187,15 @@ export function typeErrors(entry: string, dir: string): CompileError[] {
     );
 }
 
-/** The first type error, mentioning how many more there are. */
+/** How many type errors a build shows; the rest are counted. */
+export const MAX_TYPE_ERRORS = 10;
+
+/** The first type error, with the next ones (up to MAX_TYPE_ERRORS in all) shown after it. */
 export function firstTypeError(errors: readonly CompileError[]): CompileError {
   const first = errors[0]!;
-  const more = errors.length - 1;
-  return more ? new CompileError(`${first.message} (and ${more} more type error${more > 1 ? 's' : ''})`, first.hint, first.loc) : first;
+  const hidden = errors.length - MAX_TYPE_ERRORS;
+  const e = hidden > 0 ? new CompileError(first.message, first.hint, first.loc) : first;
+  e.also = errors.slice(1, MAX_TYPE_ERRORS);
+  if (hidden > 0) e.trailer = `(and ${hidden} more type error${hidden > 1 ? 's' : ''} not shown)`;
+  return e;
 }

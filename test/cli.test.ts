@@ -7,7 +7,8 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ROOT, tmp } from './helpers.js';
+import { unifiedDiff } from '../src/textdiff.js';
+import { ROOT, run, tmp } from './helpers.js';
 
 const BIN = path.join(ROOT, 'bin', 'graphc.js');
 
@@ -36,5 +37,58 @@ describe('graphc build (the command)', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(existsSync(path.join(ROOT, 'generated', 'makemore', 'makemore.ts'))).toBe(true);
+  });
+});
+
+describe('a closed stdout', () => {
+  it('ends the command quietly (no EPIPE stack) when the reader goes away: build --check | head -1', () => {
+    const empty = tmp();
+    // the diff of six files against an empty folder is ~115 kB, more than a pipe holds
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${BIN}" build examples/makemore.ts --out "${empty}" --check | head -1`], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.stdout).toBe(`--- ${empty}/makemore.ir (on disk)\n`);
+    expect(r.stderr).toBe(
+      `graphc build --check: 6 stale file(s) in ${empty}: makemore.ir, makemore.grad.ir, makemore.ts, makemore.js, makemore.gpu.ts, makemore.gpu.js\n  fix: run graphc build examples/makemore.ts\n`,
+    );
+  });
+});
+
+describe('the argument parser (util.parseArgs)', () => {
+  it('takes --opt=value, --opt value, short flags and -o=value alike', async () => {
+    const dir = tmp();
+    const r = await run(['build', 'examples/neuron.ts', '-t=ts', `-o${path.join(dir, 'n')}`]);
+    expect(r).toEqual({ code: 0, out: `wrote ${path.join(dir, 'n')}/ (neuron.ir, neuron.grad.ir, neuron.ts, neuron.js)\n`, err: '' });
+    const trace = await run(['ir', 'examples/neuron.ts', '--after', 'trace']);
+    expect(trace.out).toMatch(/^graph forward neuron \{/);
+    expect(await run(['ir', 'examples/neuron.ts', '--after=trace'])).toEqual(trace);
+    expect(await run(['ir', '--grad', 'examples/neuron.ts'])).toEqual(await run(['ir', 'examples/neuron.ts', '-g']));
+  });
+
+  it('names unknown options, missing values and values given to flags (exit 2)', async () => {
+    expect(await run(['build', 'examples/neuron.ts', '--bogus'])).toEqual({ code: 2, out: '', err: 'graphc build: unknown option --bogus\n' });
+    expect(await run(['build', 'examples/neuron.ts', '-x'])).toEqual({ code: 2, out: '', err: 'graphc build: unknown option -x\n' });
+    expect(await run(['build', 'examples/neuron.ts', '--out'])).toEqual({ code: 2, out: '', err: 'graphc build: --out needs a value (DIR)\n' });
+    expect(await run(['build', 'examples/neuron.ts', '--check=yes'])).toEqual({ code: 2, out: '', err: 'graphc build: --check takes no value\n' });
+    expect(await run(['ir'])).toEqual({ code: 2, out: '', err: 'graphc ir: missing argument\nusage: graphc ir MODEL.ts [--grad] [--after STAGE]\n' });
+    expect(await run(['ir', 'a.ts', 'b.ts'])).toEqual({ code: 2, out: '', err: 'graphc ir: too many arguments\nusage: graphc ir MODEL.ts [--grad] [--after STAGE]\n' });
+  });
+
+  it('prints a verb\'s help with -h or --help, wherever it stands', async () => {
+    const r = await run(['ir', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('options:\n  -g, --grad                the backward IR\n  --after STAGE             the IR after this stage of the pipeline\n  -h, --help                show this help\n');
+    expect(await run(['ir', 'examples/neuron.ts', '-h'])).toEqual(r);
+  });
+});
+
+describe('unifiedDiff (the diff package underneath)', () => {
+  it('prints the shortest edit script as unified hunks, merging changes within 2·context lines', () => {
+    // 5 unchanged lines (i..m) between +X and -n are more than 2·2: two hunks
+    const a = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n'].join('\n');
+    const b = ['a', 'B', 'c', 'd', 'e', 'f', 'g', 'h', 'X', 'i', 'j', 'k', 'l', 'm'].join('\n');
+    expect(unifiedDiff(a, b, 'old', 'new', { context: 2 })).toBe(
+      '--- old\n+++ new\n@@ -1,4 +1,4 @@\n a\n-b\n+B\n c\n d\n@@ -7,4 +7,5 @@\n g\n h\n+X\n i\n j\n@@ -12,3 +13,2 @@\n l\n m\n-n\n',
+    );
+    expect(unifiedDiff('a\nb\nc\nd\ne', 'a\nB\nc\nd\nE', 'old', 'new', { context: 1 })).toBe('--- old\n+++ new\n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n-e\n+E\n');
+    expect(unifiedDiff(a, a, 'old', 'new')).toBe('');
   });
 });

@@ -81,7 +81,22 @@ const CASES: Record<string, string> = {
     |               ^^^^^
   fix: give the param a name, e.g. g.param('W1', ...)
 `,
-  'no-default': `test/fixtures/errors/no-default.ts:1:1: error: the model file has no default export
+  'no-default': `test/fixtures/errors/no-default.ts:2:18: error: the model file has no default export: this model(...) is exported as 'm'
+  2 | export const m = model('bad', (g) => g.param('x', [4]).sum());
+    |                  ^^^^^
+  fix: graphc builds the default export: write export default in front of model(...) instead of export const m =, or add the line: export default m;
+`,
+  'export-named': `test/fixtures/errors/export-named.ts:2:11: error: the model file has no default export: this model(...) is exported as 'm'
+  2 | const m = model('bad', (g) => g.param('x', [4]).sum());
+    |           ^^^^^
+  fix: graphc builds the default export: write export default in front of model(...) instead of export const m =, or add the line: export default m;
+`,
+  'not-exported': `test/fixtures/errors/not-exported.ts:3:13: error: the model file has no default export: this model(...) is assigned to 'bad' but not exported
+  3 | const bad = model('bad', (g) => g.param('x', [4]).sum());
+    |             ^^^^^
+  fix: graphc builds the default export: add the line: export default bad;
+`,
+  'no-model': `test/fixtures/errors/no-model.ts:1:1: error: the model file has no default export
   1 | import { model } from 'graphc';
     | ^^^^^^
   fix: end the file with: export default model('name', (g) => { ... })
@@ -210,5 +225,71 @@ ${layers.join('\n')}
     expect(readdirSync(wasmOnly).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.wasm.js', 'neuron.wasm.ts']);
     expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu, wasm)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
+  });
+});
+
+describe('type errors', () => {
+  it('type-checks as strict: true does: an evolving array (const outs = []; outs.push(t)) and an untyped helper parameter build', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+import type { Tensor } from 'graphc';
+export default model('outs', (g) => {
+  const x = g.param('x', [4]);
+  const twice = (t) => t.mul(2);
+  const outs = [];
+  for (let i = 0; i < 3; i++) outs.push(twice(x.mul(i + 1)));
+  const all: Tensor = g.concat(outs, 0);
+  return all.sum();
+});
+`);
+    const r = await run(['build', file, '--out', path.join(tmp(), 'out'), '--target', 'ts']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('shows every type error (up to 10), and suggests the nearest DSL name for a misspelled one', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('typos', (g) => {
+  const x = g.param('x', [4]);
+  const h = x.tahn();
+  const n = g.lyerNorm(h, 1, 0);
+  const s = g.pcik(n, n);
+  return s.sum().add(x.frobnicate());
+});
+`);
+    const r = await run(['build', file, '--out', path.join(tmp(), 'out')]);
+    expect(r.code).toBe(1);
+    const f = path.relative(ROOT, file);
+    expect(r.err).toBe(`${f}:4:15: error: TS2339: Property 'tahn' does not exist on type 'Tensor'.
+  4 |   const h = x.tahn();
+    |               ^^^^
+  fix: did you mean tanh? (x.tanh(...) is the nearest name the DSL has)
+${f}:5:15: error: TS2551: Property 'lyerNorm' does not exist on type 'GraphBuilder'. Did you mean 'layerNorm'?
+  5 |   const n = g.lyerNorm(h, 1, 0);
+    |               ^^^^^^^^
+  fix: fix the type error: the model must type-check against the graphc DSL
+${f}:6:15: error: TS2339: Property 'pcik' does not exist on type 'GraphBuilder'.
+  6 |   const s = g.pcik(n, n);
+    |               ^^^^
+  fix: did you mean pick? (g.pick(...) is the nearest name the DSL has)
+${f}:7:24: error: TS2339: Property 'frobnicate' does not exist on type 'Tensor'.
+  7 |   return s.sum().add(x.frobnicate());
+    |                        ^^^^^^^^^^
+  fix: fix the type error: the model must type-check against the graphc DSL
+`);
+  });
+
+  it('counts the type errors past the 10th', async () => {
+    const lines = Array.from({ length: 12 }, (_, i) => `  const y${i} = x.add('s${i}');`);
+    const file = modelFile(`import { model } from 'graphc';
+export default model('many', (g) => {
+  const x = g.param('x', [4]);
+${lines.join('\n')}
+  return x.sum();
+});
+`);
+    const r = await run(['build', file, '--out', path.join(tmp(), 'out')]);
+    expect(r.code).toBe(1);
+    expect(r.err.match(/error: TS2345/g)).toHaveLength(10);
+    expect(r.err.endsWith("\n(and 2 more type errors not shown)\n")).toBe(true);
   });
 });

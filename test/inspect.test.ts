@@ -85,6 +85,78 @@ describe('graphc diff', () => {
 `);
   });
 
+  it('names each side in the hunk header, notes renames, and compares structure only with --ignore-names', async () => {
+    const a = modelFile(`import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const x = g.input('x', [4, 3]);
+  const W = g.param('W', [3, 5]);
+  const hid = x.matmul(W).tanh();
+  return hid.square().mean();
+});
+`);
+    const b = modelFile(`import { model } from 'graphc';
+export default model('mlp2', (g) => {
+  const x = g.input('x', [4, 3]);
+  const W = g.param('W', [3, 5]);
+  const pre = x.matmul(W);
+  const hidden = pre.tanh();
+  return hidden.square().mean();
+});
+`);
+    const r = await run(['diff', a, b]);
+    expect(r.code).toBe(1);
+    const hunks = r.out.split(/^(?=@@ )/m);
+    expect(hunks[1]!.split('\n')[0]).toBe('@@ -graph forward mlp +graph forward mlp2 @@');
+    expect(hunks[1]).toContain('\n-%hid: f32[4,5] = tanh %t1\n');
+    expect(hunks[1]).toContain('\n+%hidden: f32[4,5] = tanh %pre\n');
+    expect(hunks[1]).toContain(
+      '# renamed (the same structure): %hid → %hidden\n# only names differ: the structure is the same (--ignore-names compares structure only)\n',
+    );
+    expect(hunks[2]!.split('\n')[0]).toBe('@@ -graph backward mlp +graph backward mlp2 @@');
+    expect(hunks[2]).toContain('# renamed (the same structure): %hid → %hidden, %dhid → %dhidden\n');
+    expect(await run(['diff', a, b, '--ignore-names'])).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it("lists a folder's forward graph before its backward one", async () => {
+    const dir = path.join(tmp(), 'neuron');
+    mkdirSync(dir);
+    for (const f of ['neuron.ir', 'neuron.grad.ir']) {
+      const text = readFileSync(path.join(ROOT, 'generated/neuron', f), 'utf8');
+      writeFileSync(path.join(dir, f), text.replace(/^(\s*return .*)$/m, '  %t99: f32[] = const {data=[7]}\n$1'));
+    }
+    const r = await run(['diff', 'generated/neuron', dir]);
+    expect(r.code).toBe(1);
+    expect(r.out.split('\n').filter((l) => l.startsWith('@@ graph'))).toEqual(['@@ graph forward neuron @@', '@@ graph backward neuron @@']);
+  });
+
+  it("explains a primed name: a temporary of B that matches none of A's", async () => {
+    const a = `graph backward m {
+  %x: f32[4] = fwd {name="x"}
+  %t1: f32[] = const {data=[2]}
+  %t2: f32[4] = mul %x, %t1
+  %t3: f32[4] = exp %t2
+  %dx: f32[4] = neg %t3
+  return x=%dx
+}
+`;
+    const fa = write(a);
+    const fb = write(a.replace('exp %t2', 'tanh %t2'));
+    const r = await run(['diff', fa, fb]);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(`--- ${fa}
++++ ${fb}
+@@ graph backward m @@
+ %t1: f32[] = const {data=[2]}
+ %t2: f32[4] = mul %x, %t1
+-%t3: f32[4] = exp %t2
+-%dx: f32[4] = neg %t3
++%t3': f32[4] = tanh %t2
++%dx: f32[4] = neg %t3'
+ return x=%dx
+# %tN' is a temporary of the second graph that matches none of the first; primed so as not to be read as the first's %tN
+`);
+  });
+
   it('exits 2 on errors', async () => {
     expect(await run(['diff', 'examples/nope.ts', 'generated/makemore'])).toEqual({ code: 2, out: '', err: 'graphc diff: no such file or folder: examples/nope.ts\n' });
     const bad = write('graph backward x {\n  %a: f32[] = frobnicate\n  return\n}\n');
@@ -174,7 +246,72 @@ describe('graphc graph', () => {
   });
 });
 
+describe('graphc graph and check: sizes, numbers, the optimised graph', () => {
+  const mlp = `import { model } from 'graphc';
+export default model('smlp', (g) => {
+  const x = g.input('x', ['B', 3]);
+  const W = g.param('W', [3, 4], { scale: 0.001 });
+  const h = x.matmul(W).tanh();
+  const p = g.softmax(h);
+  return p.mul(1 / 9).sum();
+});
+`;
+
+  it('states the size a symbolic dimension got, takes --dim, summarises large tensors, prints small numbers with significant digits', async () => {
+    const file = modelFile(mlp);
+    const dot = path.join(tmp(), 'm.dot');
+    const r = await run(['graph', file, '--values', '-o', dot]);
+    expect(r).toEqual({ code: 0, out: `wrote ${dot}\n`, err: 'graphc graph: symbolic dimensions bound to B = 3 (--dim B=N to choose)\n' });
+    let text = readFileSync(dot, 'utf8');
+    expect(text).toContain('  label="symbolic dimensions bound to B = 3 (--dim B=N to choose)";\n');
+    expect(text).toMatch(/label=<<font color="darkgreen">min -?\d\.\d\d mean -?\d\.\d\d max -?\d\.\d\d<\/font>/);
+    // 1/9 as a constant, and W's gradient of about 1e-3 with two significant digits
+    expect(text).toContain('[label="0.111111", shape=plaintext]');
+    const r32 = await run(['graph', file, '--values', '--dim', 'B=32', '--max-values', '12', '-o', dot]);
+    expect(r32.err).toBe('graphc graph: symbolic dimensions bound to B = 32\n');
+    text = readFileSync(dot, 'utf8');
+    // W's 12 values (scale 0.001) with two significant digits
+    const w = /v1 -> v\d+ \[label=<<font color="darkgreen">\[([^\]]*)\]<\/font><br\/><font color="red">\[([^\]]*)\]/.exec(text);
+    expect(w).not.toBeNull();
+    expect(w![1]!.split(', ')).toHaveLength(12);
+    for (const x of w![1]!.split(', ')) expect(x).toMatch(/^-?(\d\.\dde-\d|0\.\d\d+|0)$/);
+    expect(await run(['graph', file, '--dim', 'T=4'])).toEqual({ code: 2, out: '', err: 'graphc: --dim T: the model has no symbolic dimension T (its dimensions: B)\n' });
+    expect((await run(['graph', file, '--dim', 'B=x'])).err).toBe('graphc graph: --dim needs NAME=SIZE with a positive size, e.g. --dim B=32, got B=x\n');
+  });
+
+  it('check says what it bound a symbolic dimension to, and takes --dim', async () => {
+    const file = modelFile(mlp);
+    const r = await run(['check', file, '--dim', 'B=5']);
+    expect(r.code).toBe(0);
+    expect(r.out.split('\n')[2]).toBe('(symbolic dimensions bound to B = 5)');
+    expect((await run(['check', file])).out.split('\n')[2]).toBe('(symbolic dimensions bound to B = 3 (--dim B=N to choose))');
+  });
+
+  it('draws the optimised graph with fused groups as boxes', async () => {
+    const dot = path.join(tmp(), 'm.dot');
+    expect((await run(['graph', 'examples/makemore.ts', '--optimized', '-o', dot])).code).toBe(0);
+    const text = readFileSync(dot, 'utf8');
+    expect(text).toMatch(/subgraph cluster_g\d+ \{\n {4}label="fused \w+ group g\d+";/);
+    expect(text).toContain('\\nsoftmax"');
+    expect(text).not.toContain('\\nexp"');
+  });
+});
+
 describe('the emitted gradient code', () => {
+  it('names the forms users read (golden): fan-out contributions, constant gradients, reshapes, accumulators', async () => {
+    const { c } = await buildAndImport(path.join(ROOT, 'test/fixtures/naming/forms.ts'));
+    const ts = c.files.find((f) => f.name === 'forms.ts')!.content as string;
+    expectGolden('naming/forms.grad.ir', c.files.find((f) => f.name === 'forms.grad.ir')!.content as string);
+    expectGolden('naming/forms.ts', ts);
+    // h has two uses: its gradient is the sum of one contribution per use, named after it
+    expect(ts).toMatch(/dh = dh_2 \+ dh_1|dh = dh_1 \+ dh_2/);
+    // the mean's constant gradient is a literal in the loop that uses it, not an array of copies
+    expect(ts).toContain('dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);');
+    expect(ts).not.toContain('Float32Array.from([0.0625');
+    // a loop-local accumulator never shadows the arena's _acc arrays
+    expect(ts).not.toMatch(/let _acc\d/);
+  });
+
   it('says which chain rule each gradient statement applies, and where', () => {
     const ts = readFileSync(path.join(ROOT, 'generated/makemore/makemore.ts'), 'utf8');
     for (const line of [

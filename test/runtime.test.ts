@@ -2,6 +2,7 @@
 // name the tensor, what was expected and what came; --check-finite names the first non-finite
 // value and the DSL line that made it.
 
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -38,6 +39,31 @@ describe('argument checks', () => {
   });
 });
 
+describe('argument keys', () => {
+  it('names a misspelled key with the missing one', () => {
+    const a = args();
+    const { Xb, ...rest } = a.inputs;
+    expect(() => makemore.forward(a.params, { ...rest, Xs: Xb! })).toThrow(
+      new TypeError("makemore: missing input 'Xb' (i32[32,3]); the inputs have 'Xs', which is not an input of makemore (its inputs: Xb, Yb)"),
+    );
+    const { W1, ...ps } = a.params;
+    expect(() => makemore.valueAndGrad({ ...ps, w1: W1!, W_1: W1! }, a.inputs)).toThrow(
+      new TypeError("makemore: missing param 'W1' (f32[30,64]); the params have 'w1', 'W_1', which are not a param of makemore (its params: C, W1, b1, W2, b2, bngain, bnbias)"),
+    );
+    // keys that are no argument are otherwise ignored
+    expect(() => makemore.forward(a.params, { ...a.inputs, extra: new Int32Array(1) })).not.toThrow();
+  });
+
+  it('says when a missing input is needed only for some outputs (the labels, for the loss)', () => {
+    const a = args();
+    expect(() => makemore.forward(a.params, { Xb: a.inputs.Xb! })).toThrow(
+      new TypeError(
+        "makemore: missing input 'Yb' (i32[32]); only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+      ),
+    );
+  });
+});
+
 describe('non-finite values', () => {
   const source = `import { model } from 'graphc';
 export default model('nan', (g) => {
@@ -70,6 +96,32 @@ export default model('nan', (g) => {
     expect(() => m.forward({ x: Float32Array.of(1, 2, 3, 4) }, { y: Float32Array.of(1, 1, Infinity, 1) })).toThrow(
       new RangeError("nan: Infinity in input 'y'[2], passed in (built with --check-finite)"),
     );
+  });
+
+  it('throw in the GPU.js module with --check-finite, naming the argument or the result', async () => {
+    const out = path.join(tmp(), 'gpu-checked');
+    expect((await run(['build', modelFile(source), '--out', out, '--target', 'gpu', '--check-finite'])).code).toBe(0);
+    const g = (await import(pathToFileURL(path.join(out, 'nan.gpu.js')).href)) as { create(o: { mode: string }): Promise<GeneratedModule> };
+    const m = await g.create({ mode: 'cpu' });
+    const why = '(the GPU.js module checks its arguments and results, not each step: the flat module built with --check-finite names the first value)';
+    await expect(m.valueAndGrad(params, inputs)).rejects.toThrow(new RangeError(`nan: NaN in loss[0], returned by valueAndGrad ${why} (built with --check-finite)`));
+    await expect(m.forward(params, inputs)).rejects.toThrow(new RangeError(`nan: NaN in output 'loss'[0], returned by forward ${why} (built with --check-finite)`));
+    await expect(m.valueAndGrad({ x: Float32Array.of(1, NaN, 3, 4) }, inputs)).rejects.toThrow(new RangeError("nan: NaN in param 'x'[1], passed in (built with --check-finite)"));
+    expect((await m.valueAndGrad({ x: Float32Array.of(1, 2, 3, 4) }, inputs)).loss).toBeCloseTo(10, 4);
+  });
+
+  it("the GPU.js module's results are new arrays each call, as its header says", async () => {
+    const out = path.join(tmp(), 'gpu-fresh');
+    expect((await run(['build', modelFile(source), '--out', out, '--target', 'gpu'])).code).toBe(0);
+    const file = path.join(out, 'nan.gpu.js');
+    expect(readFileSync(file, 'utf8')).toContain('// The kernels are compiled once, in create(); every call of forward and valueAndGrad returns new\n// arrays (read back from the device), which later calls leave as they are.\n');
+    const g = (await import(pathToFileURL(file).href)) as { create(o: { mode: string }): Promise<GeneratedModule> };
+    const m = await g.create({ mode: 'cpu' });
+    const first = await m.valueAndGrad({ x: Float32Array.of(1, 2, 3, 4) }, inputs);
+    const kept = Float32Array.from(first.grads.x!);
+    const second = await m.valueAndGrad({ x: Float32Array.of(4, 3, 2, 1) }, inputs);
+    expect(second.grads.x).not.toBe(first.grads.x);
+    expect(first.grads.x).toEqual(kept);
   });
 });
 
@@ -107,9 +159,10 @@ describe('the lifetime of returned arrays', () => {
         const dims = { B: 5 };
         const a = randomArgs(c.fwd, 1, 0.5, dims);
         const b = randomArgs(c.fwd, 2, 0.5, dims);
-        const { grads } = mod.valueAndGrad(a.params, a.inputs);
+        const options = { buffers: (mod as { initBuffers?: () => object }).initBuffers?.() };
+        const { grads } = (mod.valueAndGrad as (p: Arrays, i: Arrays, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(a.params, a.inputs, options);
         const kept = Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, Float32Array.from(v)]));
-        mod.forward(b.params, b.inputs); // another batch, other params
+        (mod.forward as (p: Arrays, i: Arrays, o: object) => unknown)(b.params, b.inputs, options); // another batch, other params
         for (const k of Object.keys(kept)) expect(grads[k], `${name}${target} d${k}`).toEqual(kept[k]);
       }
     }

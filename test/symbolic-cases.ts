@@ -595,6 +595,18 @@ export const CASES: Case[] = [
   const loss = c.square().mean();
   return { loss, c };`,
   },
+  {
+    name: 'concat_B_axis_and_width',
+    error: 'concat: tensor 0 is f32[B,3], symbolic along axis 0; also tensor 1 is f32[B,4], which does not match f32[B,3] outside axis 0',
+    // the symbolic axis does not hide that the widths differ too
+    body: `
+  const x = g.input('x', [BB, 3]);
+  const y = g.input('y', [BB, 4]);
+  const w = g.param('w', [3]);
+  const c = g.concat([x.mul(w), y], 0);
+  const loss = c.square().mean();
+  return { loss, c };`,
+  },
   // --- stopGradient
   {
     name: 'stopgrad',

@@ -511,5 +511,19 @@ export default model('sym', (g) => {
         '',
       ].join('\n'),
     );
+    // among several targets, the one that refuses the model is skipped with a warning naming it
+    const out = path.join(tmp(), 'sym');
+    const all = await run(['build', file, '--target', 'ts,gpu,wasm', '--out', out]);
+    expect(all.code).toBe(0);
+    expect(all.out).toBe(`wrote ${out}/ (sym.ir, sym.grad.ir, sym.ts, sym.js, sym.gpu.ts, sym.gpu.js)\n`);
+    expect(all.err).toBe(
+      [
+        `${path.relative(ROOT, file).split(path.sep).join('/')}:3:15: warning: the wasm target is skipped (the other targets are built): --target wasm needs static shapes, but dimension B is bound per call`,
+        "  3 |   const x = g.input('x', ['B', 4]);",
+        '    |               ^^^^^',
+        '  fix: build the wasm module for fixed sizes (a number instead of a dimension name), or use --target ts,gpu, which take any size',
+        '',
+      ].join('\n'),
+    );
   });
 });

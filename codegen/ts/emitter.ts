@@ -317,13 +317,15 @@ export class Emitter {
         ...nest(keptShape, epi.list, (idx) => epilogueBody(idx, (r) => E.atom(`${accName(reductions.indexOf(r))}[${epi.index(idx, accAt)}]`))),
       ];
     }
-    // kept axes outermost: a scalar accumulator per reduction
-    return keptOuterNestMulti(shape, axes, acc.list, epi.list, (keptIdx) => reductions.map((r, k) => `let ${accName(k)} = ${init(r)};`), (idx) =>
+    // kept axes outermost: a scalar accumulator per reduction, named after it (`_sum0`, `_max1`)
+    // so that it cannot collide with the arena's `_acc` arrays
+    const scalarName = (r: InstOf<'sum' | 'max'>) => `_${r.op}${reductions.indexOf(r)}`;
+    return keptOuterNestMulti(shape, axes, acc.list, epi.list, (keptIdx) => reductions.map((r) => `let ${scalarName(r)} = ${init(r)};`), (idx) =>
       fullBody(idx, (r, v) => {
-        const a = accName(reductions.indexOf(r));
+        const a = scalarName(r);
         return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v = ${v.code};`, `if (_v > ${a}) ${a} = _v;`];
       }),
-      (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(accName(reductions.indexOf(r)))),
+      (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(scalarName(r))),
     );
   }
 

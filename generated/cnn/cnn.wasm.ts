@@ -570,6 +570,26 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/**
+ * Names the first missing argument; a key of the object that is no argument (a misspelling)
+ * is named with it. Keys that are not arguments are otherwise ignored.
+ */
+function checkKeys(
+  kind: string,
+  obj: object,
+  known: Record<string, string>,
+  note: Record<string, string> = {},
+): void {
+  const given = obj as Record<string, unknown>;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length
+    ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of cnn (its ${kind}s: ${Object.keys(known).join(', ')})`
+    : '';
+  throw new TypeError(`cnn: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+}
+
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`cnn: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -594,6 +614,16 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('cnn: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('cnn: inputs must be an object');
+  checkKeys('param', params, {
+    W1: 'f32[6,1,5,5]',
+    b1: 'f32[6]',
+    W2: 'f32[16,6,5,5]',
+    b2: 'f32[16]',
+    W3: 'f32[256,120]',
+    b3: 'f32[120]',
+    W4: 'f32[120,10]',
+    b4: 'f32[10]',
+  });
   expectArray('param', 'W1', params.W1, Float32Array, 150, 'f32[6,1,5,5]');
   expectArray('param', 'b1', params.b1, Float32Array, 6, 'f32[6]');
   expectArray('param', 'W2', params.W2, Float32Array, 2400, 'f32[16,6,5,5]');
@@ -602,6 +632,15 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'b3', params.b3, Float32Array, 120, 'f32[120]');
   expectArray('param', 'W4', params.W4, Float32Array, 1200, 'f32[120,10]');
   expectArray('param', 'b4', params.b4, Float32Array, 10, 'f32[10]');
+  checkKeys(
+    'input',
+    inputs,
+    { x: 'f32[64,1,28,28]', labels: 'i32[64]' },
+    {
+      labels:
+        "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+    },
+  );
   expectArray('input', 'x', inputs.x, Float32Array, 50176, 'f32[64,1,28,28]');
   expectArray('input', 'labels', inputs.labels, Int32Array, 64, 'i32[64]');
   expectIndices('labels', inputs.labels, 10);
@@ -879,18 +918,18 @@ export function valueAndGrad(
   //   %dt6: f32[64,16,8,8] = mul %dconv2, %t16   cnn.ts:25
   //   %dt5: f32[1,16,1,1] = sum %dt6 {axes=[0, 2, 3], keepDims=true}   cnn.ts:25
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 64; p++) {
       for (let q = 0; q < 8; q++) {
         for (let r = 0; r < 8; r++) {
           const _dt6 =
             dconv2[i * 64 + p * 1024 + q * 8 + r] * (conv2[i * 64 + p * 1024 + q * 8 + r] > 0 ? 1 : 0);
           dt6[i * 64 + p * 1024 + q * 8 + r] = _dt6;
-          _acc0 += _dt6;
+          _sum0 += _dt6;
         }
       }
     }
-    dt5[i] = _acc0;
+    dt5[i] = _sum0;
   }
 
   // dh1 = conv_transpose2d(dt6: [64, 16, 8, 8], W2: [16, 6, 5, 5]) → [64, 6, 12, 12]   conv'  (cnn.ts:25)
@@ -935,18 +974,18 @@ export function valueAndGrad(
   //   %dt3: f32[64,6,24,24] = mul %dconv1, %t17   cnn.ts:23
   //   %dt2: f32[1,6,1,1] = sum %dt3 {axes=[0, 2, 3], keepDims=true}   cnn.ts:23
   for (let i = 0; i < 6; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 64; p++) {
       for (let q = 0; q < 24; q++) {
         for (let r = 0; r < 24; r++) {
           const _dt3 =
             dconv1[i * 576 + p * 3456 + q * 24 + r] * (conv1[i * 576 + p * 3456 + q * 24 + r] > 0 ? 1 : 0);
           dt3[i * 576 + p * 3456 + q * 24 + r] = _dt3;
-          _acc0 += _dt3;
+          _sum0 += _dt3;
         }
       }
     }
-    dt2[i] = _acc0;
+    dt2[i] = _sum0;
   }
 
   // dW1 = conv2d_weight(x: [64, 1, 28, 28], dt3: [64, 6, 24, 24]) → [6, 1, 5, 5]   conv'  (cnn.ts:23)

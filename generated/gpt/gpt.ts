@@ -404,19 +404,19 @@ const buf = {
   dt60: buffers[54], // f32[16,4,8,8]
   datt_1: buffers[48], // f32[16,4,8,8]
   dvalue_1: buffers[53], // f32[16,4,8,8]
-  t115: buffers[54].subarray(0, 512), // f32[16,4,8,1]
+  t114: buffers[54].subarray(0, 512), // f32[16,4,8,1]
   dt58: buffers[55], // f32[16,4,8,8]
   dquery_1: buffers[48], // f32[16,4,8,8]
   dkey_1: buffers[49], // f32[16,4,8,8]
   dt57: buffers[51], // f32[16,8,4,8]
   dt56: buffers[51], // a view of dt57
   dt55: buffers[51], // a view of dt56
-  t117: buffers[52], // f32[128,32]
+  dln1_1_rows_3: buffers[52], // f32[128,32]
   dv1_W: buffers[75], // f32[32,32]
   dt54: buffers[51], // f32[16,8,4,8]
   dt53: buffers[51], // a view of dt54
   dt52: buffers[51], // a view of dt53
-  t119: buffers[49], // f32[128,32]
+  t116: buffers[49], // f32[128,32]
   dk1_W: buffers[76], // f32[32,32]
   dt51: buffers[51], // f32[16,8,4,8]
   dt50: buffers[51], // a view of dt51
@@ -427,10 +427,10 @@ const buf = {
   dln1_1_b: buffers[78], // f32[32]
   dt47: buffers[49], // f32[16,8,32]
   dln1_1_g: buffers[79], // f32[32]
-  t122: buffers[50], // f32[16,8,32]
-  t124: buffers[48].subarray(0, 128), // f32[16,8,1]
-  t125: buffers[51], // f32[16,8,32]
-  t127: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t118: buffers[50], // f32[16,8,32]
+  t120: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t121: buffers[51], // f32[16,8,32]
+  t123: buffers[48].subarray(0, 128), // f32[16,8,1]
   dx_2: buffers[49], // f32[16,8,32]
   dfcout0_b: buffers[80], // f32[32]
   dt39: buffers[49], // a view of dx_2
@@ -446,10 +446,10 @@ const buf = {
   dln2_0_b: buffers[84], // f32[32]
   dt34: buffers[46], // f32[16,8,32]
   dln2_0_g: buffers[85], // f32[32]
-  t133: buffers[48], // f32[16,8,32]
-  t135: buffers[44].subarray(0, 128), // f32[16,8,1]
-  t136: buffers[50], // f32[16,8,32]
-  t138: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t128: buffers[48], // f32[16,8,32]
+  t130: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t131: buffers[50], // f32[16,8,32]
+  t133: buffers[44].subarray(0, 128), // f32[16,8,1]
   dx_1: buffers[46], // f32[16,8,32]
   dproj0_b: buffers[86], // f32[32]
   dt26: buffers[46], // a view of dx_1
@@ -460,19 +460,19 @@ const buf = {
   dt24: buffers[42], // f32[16,4,8,8]
   datt: buffers[35], // f32[16,4,8,8]
   dvalue: buffers[41], // f32[16,4,8,8]
-  t143: buffers[42].subarray(0, 512), // f32[16,4,8,1]
+  t137: buffers[42].subarray(0, 512), // f32[16,4,8,1]
   dt21: buffers[43], // f32[16,4,8,8]
   dquery: buffers[35], // f32[16,4,8,8]
   dkey: buffers[36], // f32[16,4,8,8]
   dt20: buffers[39], // f32[16,8,4,8]
   dt19: buffers[39], // a view of dt20
   dt18: buffers[39], // a view of dt19
-  t145: buffers[40], // f32[128,32]
+  dln1_rows_3: buffers[40], // f32[128,32]
   dv0_W: buffers[88], // f32[32,32]
   dt17: buffers[39], // f32[16,8,4,8]
   dt16: buffers[39], // a view of dt17
   dt15: buffers[39], // a view of dt16
-  t147: buffers[36], // f32[128,32]
+  t139: buffers[36], // f32[128,32]
   dk0_W: buffers[89], // f32[32,32]
   dt14: buffers[39], // f32[16,8,4,8]
   dt13: buffers[39], // a view of dt14
@@ -483,10 +483,10 @@ const buf = {
   dln1_0_b: buffers[91], // f32[32]
   dt10: buffers[36], // f32[16,8,32]
   dln1_0_g: buffers[92], // f32[32]
-  t150: buffers[38], // f32[16,8,32]
-  t152: buffers[35].subarray(0, 128), // f32[16,8,1]
-  t153: buffers[39], // f32[16,8,32]
-  t155: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t141: buffers[38], // f32[16,8,32]
+  t143: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t144: buffers[39], // f32[16,8,32]
+  t146: buffers[35].subarray(0, 128), // f32[16,8,1]
   dx: buffers[36], // f32[16,8,32]
   dwpe: buffers[93], // f32[8,32]
   dwte: buffers[94], // f32[27,32]
@@ -552,6 +552,26 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/**
+ * Names the first missing argument; a key of the object that is no argument (a misspelling)
+ * is named with it. Keys that are not arguments are otherwise ignored.
+ */
+function checkKeys(
+  kind: string,
+  obj: object,
+  known: Record<string, string>,
+  note: Record<string, string> = {},
+): void {
+  const given = obj as Record<string, unknown>;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length
+    ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of gpt (its ${kind}s: ${Object.keys(known).join(', ')})`
+    : '';
+  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+}
+
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`gpt: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -576,6 +596,40 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('gpt: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('gpt: inputs must be an object');
+  checkKeys('param', params, {
+    wte: 'f32[27,32]',
+    wpe: 'f32[8,32]',
+    ln1_0_g: 'f32[32]',
+    ln1_0_b: 'f32[32]',
+    q0_W: 'f32[32,32]',
+    k0_W: 'f32[32,32]',
+    v0_W: 'f32[32,32]',
+    proj0_W: 'f32[32,32]',
+    proj0_b: 'f32[32]',
+    ln2_0_g: 'f32[32]',
+    ln2_0_b: 'f32[32]',
+    fc0_W: 'f32[32,128]',
+    fc0_b: 'f32[128]',
+    fcout0_W: 'f32[128,32]',
+    fcout0_b: 'f32[32]',
+    ln1_1_g: 'f32[32]',
+    ln1_1_b: 'f32[32]',
+    q1_W: 'f32[32,32]',
+    k1_W: 'f32[32,32]',
+    v1_W: 'f32[32,32]',
+    proj1_W: 'f32[32,32]',
+    proj1_b: 'f32[32]',
+    ln2_1_g: 'f32[32]',
+    ln2_1_b: 'f32[32]',
+    fc1_W: 'f32[32,128]',
+    fc1_b: 'f32[128]',
+    fcout1_W: 'f32[128,32]',
+    fcout1_b: 'f32[32]',
+    lnf_g: 'f32[32]',
+    lnf_b: 'f32[32]',
+    head_W: 'f32[32,27]',
+    head_b: 'f32[27]',
+  });
   expectArray('param', 'wte', params.wte, Float32Array, 864, 'f32[27,32]');
   expectArray('param', 'wpe', params.wpe, Float32Array, 256, 'f32[8,32]');
   expectArray('param', 'ln1_0_g', params.ln1_0_g, Float32Array, 32, 'f32[32]');
@@ -608,6 +662,14 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'lnf_b', params.lnf_b, Float32Array, 32, 'f32[32]');
   expectArray('param', 'head_W', params.head_W, Float32Array, 864, 'f32[32,27]');
   expectArray('param', 'head_b', params.head_b, Float32Array, 27, 'f32[27]');
+  checkKeys(
+    'input',
+    inputs,
+    { X: 'i32[16,8]', Y: 'i32[16,8]' },
+    {
+      Y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+    },
+  );
   expectArray('input', 'X', inputs.X, Int32Array, 128, 'i32[16,8]');
   expectIndices('X', inputs.X, 27);
   expectArray('input', 'Y', inputs.Y, Int32Array, 128, 'i32[16,8]');
@@ -1887,9 +1949,9 @@ function matmul_dkey_1(): void {
   }
 }
 
-/** t117 = dt55 @ v1_W.T */
-function matmul_t117(): void {
-  const { dt55, v1_W, t117 } = buf;
+/** dln1_1_rows_3 = dt55 @ v1_W.T */
+function matmul_dln1_1_rows_3(): void {
+  const { dt55, v1_W, dln1_1_rows_3 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -1916,14 +1978,14 @@ function matmul_t117(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t117[i * 32 + j] = _c00;
-      t117[i * 32 + j + 1] = _c01;
-      t117[(i + 1) * 32 + j] = _c10;
-      t117[(i + 1) * 32 + j + 1] = _c11;
-      t117[(i + 2) * 32 + j] = _c20;
-      t117[(i + 2) * 32 + j + 1] = _c21;
-      t117[(i + 3) * 32 + j] = _c30;
-      t117[(i + 3) * 32 + j + 1] = _c31;
+      dln1_1_rows_3[i * 32 + j] = _c00;
+      dln1_1_rows_3[i * 32 + j + 1] = _c01;
+      dln1_1_rows_3[(i + 1) * 32 + j] = _c10;
+      dln1_1_rows_3[(i + 1) * 32 + j + 1] = _c11;
+      dln1_1_rows_3[(i + 2) * 32 + j] = _c20;
+      dln1_1_rows_3[(i + 2) * 32 + j + 1] = _c21;
+      dln1_1_rows_3[(i + 3) * 32 + j] = _c30;
+      dln1_1_rows_3[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
@@ -1969,9 +2031,9 @@ function matmul_dv1_W(): void {
   }
 }
 
-/** t119 = t117 + dt52 @ k1_W.T */
-function matmul_t119(): void {
-  const { dt52, k1_W, t117, t119 } = buf;
+/** t116 = dln1_1_rows_3 + dt52 @ k1_W.T */
+function matmul_t116(): void {
+  const { dt52, k1_W, dln1_1_rows_3, t116 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -1998,14 +2060,14 @@ function matmul_t119(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t119[i * 32 + j] = t117[i * 32 + j] + _c00;
-      t119[i * 32 + j + 1] = t117[i * 32 + j + 1] + _c01;
-      t119[(i + 1) * 32 + j] = t117[(i + 1) * 32 + j] + _c10;
-      t119[(i + 1) * 32 + j + 1] = t117[(i + 1) * 32 + j + 1] + _c11;
-      t119[(i + 2) * 32 + j] = t117[(i + 2) * 32 + j] + _c20;
-      t119[(i + 2) * 32 + j + 1] = t117[(i + 2) * 32 + j + 1] + _c21;
-      t119[(i + 3) * 32 + j] = t117[(i + 3) * 32 + j] + _c30;
-      t119[(i + 3) * 32 + j + 1] = t117[(i + 3) * 32 + j + 1] + _c31;
+      t116[i * 32 + j] = dln1_1_rows_3[i * 32 + j] + _c00;
+      t116[i * 32 + j + 1] = dln1_1_rows_3[i * 32 + j + 1] + _c01;
+      t116[(i + 1) * 32 + j] = dln1_1_rows_3[(i + 1) * 32 + j] + _c10;
+      t116[(i + 1) * 32 + j + 1] = dln1_1_rows_3[(i + 1) * 32 + j + 1] + _c11;
+      t116[(i + 2) * 32 + j] = dln1_1_rows_3[(i + 2) * 32 + j] + _c20;
+      t116[(i + 2) * 32 + j + 1] = dln1_1_rows_3[(i + 2) * 32 + j + 1] + _c21;
+      t116[(i + 3) * 32 + j] = dln1_1_rows_3[(i + 3) * 32 + j] + _c30;
+      t116[(i + 3) * 32 + j + 1] = dln1_1_rows_3[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2051,9 +2113,9 @@ function matmul_dk1_W(): void {
   }
 }
 
-/** dln1_1_rows = t119 + dt49 @ q1_W.T */
+/** dln1_1_rows = t116 + dt49 @ q1_W.T */
 function matmul_dln1_1_rows(): void {
-  const { dt49, q1_W, t119, dln1_1_rows } = buf;
+  const { dt49, q1_W, t116, dln1_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -2080,14 +2142,14 @@ function matmul_dln1_1_rows(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_1_rows[i * 32 + j] = t119[i * 32 + j] + _c00;
-      dln1_1_rows[i * 32 + j + 1] = t119[i * 32 + j + 1] + _c01;
-      dln1_1_rows[(i + 1) * 32 + j] = t119[(i + 1) * 32 + j] + _c10;
-      dln1_1_rows[(i + 1) * 32 + j + 1] = t119[(i + 1) * 32 + j + 1] + _c11;
-      dln1_1_rows[(i + 2) * 32 + j] = t119[(i + 2) * 32 + j] + _c20;
-      dln1_1_rows[(i + 2) * 32 + j + 1] = t119[(i + 2) * 32 + j + 1] + _c21;
-      dln1_1_rows[(i + 3) * 32 + j] = t119[(i + 3) * 32 + j] + _c30;
-      dln1_1_rows[(i + 3) * 32 + j + 1] = t119[(i + 3) * 32 + j + 1] + _c31;
+      dln1_1_rows[i * 32 + j] = t116[i * 32 + j] + _c00;
+      dln1_1_rows[i * 32 + j + 1] = t116[i * 32 + j + 1] + _c01;
+      dln1_1_rows[(i + 1) * 32 + j] = t116[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows[(i + 1) * 32 + j + 1] = t116[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows[(i + 2) * 32 + j] = t116[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows[(i + 2) * 32 + j + 1] = t116[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows[(i + 3) * 32 + j] = t116[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows[(i + 3) * 32 + j + 1] = t116[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2551,9 +2613,9 @@ function matmul_dkey(): void {
   }
 }
 
-/** t145 = dt18 @ v0_W.T */
-function matmul_t145(): void {
-  const { dt18, v0_W, t145 } = buf;
+/** dln1_rows_3 = dt18 @ v0_W.T */
+function matmul_dln1_rows_3(): void {
+  const { dt18, v0_W, dln1_rows_3 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -2580,14 +2642,14 @@ function matmul_t145(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t145[i * 32 + j] = _c00;
-      t145[i * 32 + j + 1] = _c01;
-      t145[(i + 1) * 32 + j] = _c10;
-      t145[(i + 1) * 32 + j + 1] = _c11;
-      t145[(i + 2) * 32 + j] = _c20;
-      t145[(i + 2) * 32 + j + 1] = _c21;
-      t145[(i + 3) * 32 + j] = _c30;
-      t145[(i + 3) * 32 + j + 1] = _c31;
+      dln1_rows_3[i * 32 + j] = _c00;
+      dln1_rows_3[i * 32 + j + 1] = _c01;
+      dln1_rows_3[(i + 1) * 32 + j] = _c10;
+      dln1_rows_3[(i + 1) * 32 + j + 1] = _c11;
+      dln1_rows_3[(i + 2) * 32 + j] = _c20;
+      dln1_rows_3[(i + 2) * 32 + j + 1] = _c21;
+      dln1_rows_3[(i + 3) * 32 + j] = _c30;
+      dln1_rows_3[(i + 3) * 32 + j + 1] = _c31;
     }
   }
 }
@@ -2633,9 +2695,9 @@ function matmul_dv0_W(): void {
   }
 }
 
-/** t147 = t145 + dt15 @ k0_W.T */
-function matmul_t147(): void {
-  const { dt15, k0_W, t145, t147 } = buf;
+/** t139 = dln1_rows_3 + dt15 @ k0_W.T */
+function matmul_t139(): void {
+  const { dt15, k0_W, dln1_rows_3, t139 } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -2662,14 +2724,14 @@ function matmul_t147(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t147[i * 32 + j] = t145[i * 32 + j] + _c00;
-      t147[i * 32 + j + 1] = t145[i * 32 + j + 1] + _c01;
-      t147[(i + 1) * 32 + j] = t145[(i + 1) * 32 + j] + _c10;
-      t147[(i + 1) * 32 + j + 1] = t145[(i + 1) * 32 + j + 1] + _c11;
-      t147[(i + 2) * 32 + j] = t145[(i + 2) * 32 + j] + _c20;
-      t147[(i + 2) * 32 + j + 1] = t145[(i + 2) * 32 + j + 1] + _c21;
-      t147[(i + 3) * 32 + j] = t145[(i + 3) * 32 + j] + _c30;
-      t147[(i + 3) * 32 + j + 1] = t145[(i + 3) * 32 + j + 1] + _c31;
+      t139[i * 32 + j] = dln1_rows_3[i * 32 + j] + _c00;
+      t139[i * 32 + j + 1] = dln1_rows_3[i * 32 + j + 1] + _c01;
+      t139[(i + 1) * 32 + j] = dln1_rows_3[(i + 1) * 32 + j] + _c10;
+      t139[(i + 1) * 32 + j + 1] = dln1_rows_3[(i + 1) * 32 + j + 1] + _c11;
+      t139[(i + 2) * 32 + j] = dln1_rows_3[(i + 2) * 32 + j] + _c20;
+      t139[(i + 2) * 32 + j + 1] = dln1_rows_3[(i + 2) * 32 + j + 1] + _c21;
+      t139[(i + 3) * 32 + j] = dln1_rows_3[(i + 3) * 32 + j] + _c30;
+      t139[(i + 3) * 32 + j + 1] = dln1_rows_3[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2715,9 +2777,9 @@ function matmul_dk0_W(): void {
   }
 }
 
-/** dln1_rows = t147 + dt12 @ q0_W.T */
+/** dln1_rows = t139 + dt12 @ q0_W.T */
 function matmul_dln1_rows(): void {
-  const { dt12, q0_W, t147, dln1_rows } = buf;
+  const { dt12, q0_W, t139, dln1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0,
@@ -2744,14 +2806,14 @@ function matmul_dln1_rows(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_rows[i * 32 + j] = t147[i * 32 + j] + _c00;
-      dln1_rows[i * 32 + j + 1] = t147[i * 32 + j + 1] + _c01;
-      dln1_rows[(i + 1) * 32 + j] = t147[(i + 1) * 32 + j] + _c10;
-      dln1_rows[(i + 1) * 32 + j + 1] = t147[(i + 1) * 32 + j + 1] + _c11;
-      dln1_rows[(i + 2) * 32 + j] = t147[(i + 2) * 32 + j] + _c20;
-      dln1_rows[(i + 2) * 32 + j + 1] = t147[(i + 2) * 32 + j + 1] + _c21;
-      dln1_rows[(i + 3) * 32 + j] = t147[(i + 3) * 32 + j] + _c30;
-      dln1_rows[(i + 3) * 32 + j + 1] = t147[(i + 3) * 32 + j + 1] + _c31;
+      dln1_rows[i * 32 + j] = t139[i * 32 + j] + _c00;
+      dln1_rows[i * 32 + j + 1] = t139[i * 32 + j + 1] + _c01;
+      dln1_rows[(i + 1) * 32 + j] = t139[(i + 1) * 32 + j] + _c10;
+      dln1_rows[(i + 1) * 32 + j + 1] = t139[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows[(i + 2) * 32 + j] = t139[(i + 2) * 32 + j] + _c20;
+      dln1_rows[(i + 2) * 32 + j + 1] = t139[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows[(i + 3) * 32 + j] = t139[(i + 3) * 32 + j] + _c30;
+      dln1_rows[(i + 3) * 32 + j + 1] = t139[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2897,13 +2959,13 @@ function forwardPass(): void {
   //   %mu: f32[16,8,1] = mul %t2, %t3   gpt.ts:38
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
-      let _acc0 = 0;
+      let _sum0 = 0;
       for (let p = 0; p < 32; p++) {
         const _x = t1[i * 256 + j * 32 + p] + wpe[j * 32 + p];
         x[i * 256 + j * 32 + p] = _x;
-        _acc0 += _x;
+        _sum0 += _x;
       }
-      mu[i * 8 + j] = _acc0 * 0.03125;
+      mu[i * 8 + j] = _sum0 * 0.03125;
     }
   }
 
@@ -2917,12 +2979,12 @@ function forwardPass(): void {
   //   %t7: f32[16,8,1] = add %variance, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t9: f32[16,8,1] = pow %t7, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc = x[i * 32 + p] - mu[i];
-      _acc0 += _xc * _xc;
+      _sum0 += _xc * _xc;
     }
-    const _t7 = _acc0 * 0.03125 + 0.00001;
+    const _t7 = _sum0 * 0.03125 + 0.00001;
     t9[i] = 1 / Math.sqrt(_t7);
   }
 
@@ -3045,13 +3107,13 @@ function forwardPass(): void {
   //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_1: f32[16,8,1] = mul %t29, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_1 = x[i * 32 + p] + (t27[i * 32 + p] + proj0_b[p]);
       x_1[i * 32 + p] = _x_1;
-      _acc0 += _x_1;
+      _sum0 += _x_1;
     }
-    mu_1[i] = _acc0 * 0.03125;
+    mu_1[i] = _sum0 * 0.03125;
   }
 
   // xc_1 = x_1 - mu_1  (gpt.ts:39)
@@ -3064,12 +3126,12 @@ function forwardPass(): void {
   //   %t32: f32[16,8,1] = add %variance_1, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t33: f32[16,8,1] = pow %t32, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_1 = x_1[i * 32 + p] - mu_1[i];
-      _acc0 += _xc_1 * _xc_1;
+      _sum0 += _xc_1 * _xc_1;
     }
-    const _t32 = _acc0 * 0.03125 + 0.00001;
+    const _t32 = _sum0 * 0.03125 + 0.00001;
     t33[i] = 1 / Math.sqrt(_t32);
   }
 
@@ -3111,13 +3173,13 @@ function forwardPass(): void {
   //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_2: f32[16,8,1] = mul %t42, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_2 = x_1[i * 32 + p] + (t40[i * 32 + p] + fcout0_b[p]);
       x_2[i * 32 + p] = _x_2;
-      _acc0 += _x_2;
+      _sum0 += _x_2;
     }
-    mu_2[i] = _acc0 * 0.03125;
+    mu_2[i] = _sum0 * 0.03125;
   }
 
   // xc_2 = x_2 - mu_2  (gpt.ts:39)
@@ -3130,12 +3192,12 @@ function forwardPass(): void {
   //   %t45: f32[16,8,1] = add %variance_2, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t46: f32[16,8,1] = pow %t45, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_2 = x_2[i * 32 + p] - mu_2[i];
-      _acc0 += _xc_2 * _xc_2;
+      _sum0 += _xc_2 * _xc_2;
     }
-    const _t45 = _acc0 * 0.03125 + 0.00001;
+    const _t45 = _sum0 * 0.03125 + 0.00001;
     t46[i] = 1 / Math.sqrt(_t45);
   }
 
@@ -3258,13 +3320,13 @@ function forwardPass(): void {
   //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_3: f32[16,8,1] = mul %t65, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_3 = x_2[i * 32 + p] + (t63[i * 32 + p] + proj1_b[p]);
       x_3[i * 32 + p] = _x_3;
-      _acc0 += _x_3;
+      _sum0 += _x_3;
     }
-    mu_3[i] = _acc0 * 0.03125;
+    mu_3[i] = _sum0 * 0.03125;
   }
 
   // xc_3 = x_3 - mu_3  (gpt.ts:39)
@@ -3277,12 +3339,12 @@ function forwardPass(): void {
   //   %t68: f32[16,8,1] = add %variance_3, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t69: f32[16,8,1] = pow %t68, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_3 = x_3[i * 32 + p] - mu_3[i];
-      _acc0 += _xc_3 * _xc_3;
+      _sum0 += _xc_3 * _xc_3;
     }
-    const _t68 = _acc0 * 0.03125 + 0.00001;
+    const _t68 = _sum0 * 0.03125 + 0.00001;
     t69[i] = 1 / Math.sqrt(_t68);
   }
 
@@ -3324,13 +3386,13 @@ function forwardPass(): void {
   //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
   //   %mu_4: f32[16,8,1] = mul %t78, %t3   gpt.ts:38
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _x_4 = x_3[i * 32 + p] + (t76[i * 32 + p] + fcout1_b[p]);
       x_4[i * 32 + p] = _x_4;
-      _acc0 += _x_4;
+      _sum0 += _x_4;
     }
-    mu_4[i] = _acc0 * 0.03125;
+    mu_4[i] = _sum0 * 0.03125;
   }
 
   // xc_4 = x_4 - mu_4  (gpt.ts:39)
@@ -3343,12 +3405,12 @@ function forwardPass(): void {
   //   %t81: f32[16,8,1] = add %variance_4, %t6   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t82: f32[16,8,1] = pow %t81, %t8   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       const _xc_4 = x_4[i * 32 + p] - mu_4[i];
-      _acc0 += _xc_4 * _xc_4;
+      _sum0 += _xc_4 * _xc_4;
     }
-    const _t81 = _acc0 * 0.03125 + 0.00001;
+    const _t81 = _sum0 * 0.03125 + 0.00001;
     t82[i] = 1 / Math.sqrt(_t81);
   }
 
@@ -3501,7 +3563,7 @@ export function valueAndGrad(
     dt61,
     datt_1,
     att_1,
-    t115,
+    t114,
     dt58,
     dt57,
     dvalue_1,
@@ -3513,12 +3575,12 @@ export function valueAndGrad(
     ln1_1_g,
     dt47,
     t47,
-    t122,
+    t118,
     dln1_1_b,
     dln1_1_g,
-    t124,
-    t125,
-    t127,
+    t120,
+    t121,
+    t123,
     t46,
     dx_2,
     dfcout0_b,
@@ -3530,12 +3592,12 @@ export function valueAndGrad(
     ln2_0_g,
     dt34,
     t34,
-    t133,
+    t128,
     dln2_0_b,
     dln2_0_g,
-    t135,
-    t136,
-    t138,
+    t130,
+    t131,
+    t133,
     t33,
     dx_1,
     dproj0_b,
@@ -3543,7 +3605,7 @@ export function valueAndGrad(
     dt25,
     datt,
     att,
-    t143,
+    t137,
     dt21,
     dt20,
     dvalue,
@@ -3555,12 +3617,12 @@ export function valueAndGrad(
     ln1_0_g,
     dt10,
     t10,
-    t150,
+    t141,
     dln1_0_b,
     dln1_0_g,
-    t152,
-    t153,
-    t155,
+    t143,
+    t144,
+    t146,
     t9,
     dx,
     dwpe,
@@ -3647,11 +3709,11 @@ export function valueAndGrad(
   //   %t96: f32[16,8,1] = sum %dt83 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t97: f32[16,8,1] = mul %t96, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt83[i * 32 + p];
+      _sum0 += dt83[i * 32 + p];
     }
-    t97[i] = _acc0 * 0.03125;
+    t97[i] = _sum0 * 0.03125;
   }
 
   // t98 = dt83 - t97   ln_apply'  (gpt.ts:41)
@@ -3666,11 +3728,11 @@ export function valueAndGrad(
   //   %t99: f32[16,8,1] = sum %t95 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t100: f32[16,8,1] = mul %t99, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t95[i * 32 + p];
+      _sum0 += t95[i * 32 + p];
     }
-    t100[i] = _acc0 * 0.03125;
+    t100[i] = _sum0 * 0.03125;
   }
 
   // dx_4 = t82 * (t98 - t83 * t100)   ln_apply'  (gpt.ts:41)
@@ -3759,11 +3821,11 @@ export function valueAndGrad(
   //   %t106: f32[16,8,1] = sum %dt70 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t107: f32[16,8,1] = mul %t106, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt70[i * 32 + p];
+      _sum0 += dt70[i * 32 + p];
     }
-    t107[i] = _acc0 * 0.03125;
+    t107[i] = _sum0 * 0.03125;
   }
 
   // t108 = dt70 - t107   ln_apply'  (gpt.ts:41)
@@ -3778,19 +3840,20 @@ export function valueAndGrad(
   //   %t109: f32[16,8,1] = sum %t105 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t110: f32[16,8,1] = mul %t109, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t105[i * 32 + p];
+      _sum0 += t105[i * 32 + p];
     }
-    t110[i] = _acc0 * 0.03125;
+    t110[i] = _sum0 * 0.03125;
   }
 
-  // dx_3 = dx_4 + t69 * (t108 - t70 * t110)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
+  // dx_3 = dx_4 + dx_3_1   fan-out: the sum over its uses  (gpt.ts:72)
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
   //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
-  //   %t113: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
-  //   %dx_3: f32[16,8,32] = add %dx_4, %t113   gpt.ts:72  x = x.add(proj(attOut));
+  //   %dx_3_1: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
+  //   %dx_3: f32[16,8,32] = add %dx_4, %dx_3_1   gpt.ts:72  x = x.add(proj(attOut));
   //   %dproj1_b: f32[32] = sum %dx_3 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
@@ -3834,25 +3897,25 @@ export function valueAndGrad(
   //   %dvalue_1: f32[16,4,8,8] = matmul %att_1, %dt60 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_dvalue_1();
 
-  // t115 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
-  //   %t114: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t115: f32[16,4,8,1] = sum %t114 {axes=[3], keepDims=true}   gpt.ts:70
+  // t114 = (datt_1 * att_1).sum(3)   softmax'  (gpt.ts:70)
+  //   %t113: f32[16,4,8,8] = mul %datt_1, %att_1   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t114: f32[16,4,8,1] = sum %t113 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
-      _acc0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
+      _sum0 += datt_1[i * 8 + p] * att_1[i * 8 + p];
     }
-    t115[i] = _acc0;
+    t114[i] = _sum0;
   }
 
-  // dscores_1 = att_1 * (datt_1 - t115)   softmax'  (gpt.ts:70)
+  // dscores_1 = att_1 * (datt_1 - t114)   softmax'  (gpt.ts:70)
   // dt58 = dscores_1 * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t116: f32[16,4,8,8] = sub %datt_1, %t115   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t116   gpt.ts:70
+  //   %t115: f32[16,4,8,8] = sub %datt_1, %t114   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t115   gpt.ts:70
   //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t115[i]) * 0.35355339059327373;
+      dt58[i * 8 + j] = att_1[i * 8 + j] * (datt_1[i * 8 + j] - t114[i]) * 0.35355339059327373;
     }
   }
 
@@ -3876,9 +3939,9 @@ export function valueAndGrad(
     }
   }
 
-  // t117 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
-  //   %t117: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_t117();
+  // dln1_1_rows_3 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
+  //   %dln1_1_rows_3: f32[128,32] = matmul %dt55, %v1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_dln1_1_rows_3();
 
   // dv1_W = ln1_1_rows.T @ dt55   matmul'  (gpt.ts:31)
   //   %dv1_W: f32[32,32] = matmul %ln1_1_rows, %dt55 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -3896,10 +3959,11 @@ export function valueAndGrad(
     }
   }
 
-  // t119 = t117 + dt52 @ k1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t118: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t119: f32[128,32] = add %t117, %t118   gpt.ts:31
-  matmul_t119();
+  // dln1_1_rows_2 = dt52 @ k1_W.T   matmul'  (gpt.ts:31)
+  // t116 = dln1_1_rows_3 + dln1_1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_1_rows_2: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t116: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
+  matmul_t116();
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -3917,9 +3981,10 @@ export function valueAndGrad(
     }
   }
 
-  // dln1_1_rows = t119 + dt49 @ q1_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t120: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t119, %t120   gpt.ts:31
+  // dln1_1_rows_1 = dt49 @ q1_W.T   matmul'  (gpt.ts:31)
+  // dln1_1_rows = t116 + dln1_1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_1_rows_1: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_1_rows: f32[128,32] = add %t116, %dln1_1_rows_1   gpt.ts:31
   matmul_dln1_1_rows();
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
@@ -3929,12 +3994,12 @@ export function valueAndGrad(
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  // t122 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  // t118 = dt47 * t47   ln_apply'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41
-  //   %t121: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
-  //   %dln1_1_g: f32[32] = sum %t121 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t122: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %dln1_1_g: f32[32] = sum %t117 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t118: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -3943,7 +4008,7 @@ export function valueAndGrad(
     for (let j = 0; j < 32; j++) {
       const _dt47 = dln1_1[i * 32 + j] * ln1_1_g[j];
       dt47[i * 32 + j] = _dt47;
-      t122[i * 32 + j] = _dt47 * t47[i * 32 + j];
+      t118[i * 32 + j] = _dt47 * t47[i * 32 + j];
       _acc0[j] += dln1_1[i * 32 + j];
       _acc1[j] += dln1_1[i * 32 + j] * t47[i * 32 + j];
     }
@@ -3953,49 +4018,50 @@ export function valueAndGrad(
     dln1_1_g[i] = _acc1[i];
   }
 
-  // t124 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t123: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t124: f32[16,8,1] = mul %t123, %t88   gpt.ts:41
+  // t120 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t119: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t120: f32[16,8,1] = mul %t119, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt47[i * 32 + p];
+      _sum0 += dt47[i * 32 + p];
     }
-    t124[i] = _acc0 * 0.03125;
+    t120[i] = _sum0 * 0.03125;
   }
 
-  // t125 = dt47 - t124   ln_apply'  (gpt.ts:41)
-  //   %t125: f32[16,8,32] = sub %dt47, %t124   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t121 = dt47 - t120   ln_apply'  (gpt.ts:41)
+  //   %t121: f32[16,8,32] = sub %dt47, %t120   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t125[i * 32 + j] = dt47[i * 32 + j] - t124[i];
+      t121[i * 32 + j] = dt47[i * 32 + j] - t120[i];
     }
   }
 
-  // t127 = t122.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t126: f32[16,8,1] = sum %t122 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,1] = mul %t126, %t88   gpt.ts:41
+  // t123 = t118.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t122: f32[16,8,1] = sum %t118 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t123: f32[16,8,1] = mul %t122, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t122[i * 32 + p];
+      _sum0 += t118[i * 32 + p];
     }
-    t127[i] = _acc0 * 0.03125;
+    t123[i] = _sum0 * 0.03125;
   }
 
-  // dx_2 = dx_3 + t46 * (t125 - t47 * t127)   fan-out: the sum over its uses  (gpt.ts:75)
+  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
+  // dx_2 = dx_3 + dx_2_1   fan-out: the sum over its uses  (gpt.ts:75)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t128: f32[16,8,32] = mul %t47, %t127   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t129: f32[16,8,32] = sub %t125, %t128   gpt.ts:41
-  //   %t130: f32[16,8,32] = mul %t46, %t129   gpt.ts:41
-  //   %dx_2: f32[16,8,32] = add %dx_3, %t130   gpt.ts:75  x = x.add(fcOut(hidden));
+  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
+  //   %dx_2: f32[16,8,32] = add %dx_3, %dx_2_1   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_2 = dx_3[i * 32 + j] + t46[i] * (t125[i * 32 + j] - t47[i * 32 + j] * t127[i]);
+      const _dx_2 = dx_3[i * 32 + j] + t46[i] * (t121[i * 32 + j] - t47[i * 32 + j] * t123[i]);
       dx_2[i * 32 + j] = _dx_2;
       _acc0[j] += _dx_2;
     }
@@ -4014,8 +4080,8 @@ export function valueAndGrad(
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t131: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t131   gpt.ts:74
+  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t126   gpt.ts:74
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -4042,12 +4108,12 @@ export function valueAndGrad(
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  // t133 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  // t128 = dt34 * t34   ln_apply'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41
-  //   %t132: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
-  //   %dln2_0_g: f32[32] = sum %t132 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t133: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %dln2_0_g: f32[32] = sum %t127 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t128: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -4056,7 +4122,7 @@ export function valueAndGrad(
     for (let j = 0; j < 32; j++) {
       const _dt34 = dln2[i * 32 + j] * ln2_0_g[j];
       dt34[i * 32 + j] = _dt34;
-      t133[i * 32 + j] = _dt34 * t34[i * 32 + j];
+      t128[i * 32 + j] = _dt34 * t34[i * 32 + j];
       _acc0[j] += dln2[i * 32 + j];
       _acc1[j] += dln2[i * 32 + j] * t34[i * 32 + j];
     }
@@ -4066,49 +4132,50 @@ export function valueAndGrad(
     dln2_0_g[i] = _acc1[i];
   }
 
-  // t135 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t134: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,1] = mul %t134, %t88   gpt.ts:41
+  // t130 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t129: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t130: f32[16,8,1] = mul %t129, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt34[i * 32 + p];
+      _sum0 += dt34[i * 32 + p];
     }
-    t135[i] = _acc0 * 0.03125;
+    t130[i] = _sum0 * 0.03125;
   }
 
-  // t136 = dt34 - t135   ln_apply'  (gpt.ts:41)
-  //   %t136: f32[16,8,32] = sub %dt34, %t135   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t131 = dt34 - t130   ln_apply'  (gpt.ts:41)
+  //   %t131: f32[16,8,32] = sub %dt34, %t130   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t136[i * 32 + j] = dt34[i * 32 + j] - t135[i];
+      t131[i * 32 + j] = dt34[i * 32 + j] - t130[i];
     }
   }
 
-  // t138 = t133.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t137: f32[16,8,1] = sum %t133 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t138: f32[16,8,1] = mul %t137, %t88   gpt.ts:41
+  // t133 = t128.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t132: f32[16,8,1] = sum %t128 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t133: f32[16,8,1] = mul %t132, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t133[i * 32 + p];
+      _sum0 += t128[i * 32 + p];
     }
-    t138[i] = _acc0 * 0.03125;
+    t133[i] = _sum0 * 0.03125;
   }
 
-  // dx_1 = dx_2 + t33 * (t136 - t34 * t138)   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
+  // dx_1 = dx_2 + dx_1_1   fan-out: the sum over its uses  (gpt.ts:72)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t139: f32[16,8,32] = mul %t34, %t138   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t140: f32[16,8,32] = sub %t136, %t139   gpt.ts:41
-  //   %t141: f32[16,8,32] = mul %t33, %t140   gpt.ts:41
-  //   %dx_1: f32[16,8,32] = add %dx_2, %t141   gpt.ts:72  x = x.add(proj(attOut));
+  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
+  //   %dx_1: f32[16,8,32] = add %dx_2, %dx_1_1   gpt.ts:72  x = x.add(proj(attOut));
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_1 = dx_2[i * 32 + j] + t33[i] * (t136[i * 32 + j] - t34[i * 32 + j] * t138[i]);
+      const _dx_1 = dx_2[i * 32 + j] + t33[i] * (t131[i * 32 + j] - t34[i * 32 + j] * t133[i]);
       dx_1[i * 32 + j] = _dx_1;
       _acc0[j] += _dx_1;
     }
@@ -4145,25 +4212,25 @@ export function valueAndGrad(
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_dvalue();
 
-  // t143 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t142: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t143: f32[16,4,8,1] = sum %t142 {axes=[3], keepDims=true}   gpt.ts:70
+  // t137 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t136: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t137: f32[16,4,8,1] = sum %t136 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
-      _acc0 += datt[i * 8 + p] * att[i * 8 + p];
+      _sum0 += datt[i * 8 + p] * att[i * 8 + p];
     }
-    t143[i] = _acc0;
+    t137[i] = _sum0;
   }
 
-  // dscores = att * (datt - t143)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t137)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t144: f32[16,4,8,8] = sub %datt, %t143   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t144   gpt.ts:70
+  //   %t138: f32[16,4,8,8] = sub %datt, %t137   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t138   gpt.ts:70
   //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t143[i]) * 0.35355339059327373;
+      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t137[i]) * 0.35355339059327373;
     }
   }
 
@@ -4187,9 +4254,9 @@ export function valueAndGrad(
     }
   }
 
-  // t145 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
-  //   %t145: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  matmul_t145();
+  // dln1_rows_3 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
+  //   %dln1_rows_3: f32[128,32] = matmul %dt18, %v0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  matmul_dln1_rows_3();
 
   // dv0_W = ln1_rows.T @ dt18   matmul'  (gpt.ts:31)
   //   %dv0_W: f32[32,32] = matmul %ln1_rows, %dt18 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -4207,10 +4274,11 @@ export function valueAndGrad(
     }
   }
 
-  // t147 = t145 + dt15 @ k0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t146: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t147: f32[128,32] = add %t145, %t146   gpt.ts:31
-  matmul_t147();
+  // dln1_rows_2 = dt15 @ k0_W.T   matmul'  (gpt.ts:31)
+  // t139 = dln1_rows_3 + dln1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_rows_2: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %t139: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
+  matmul_t139();
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -4228,9 +4296,10 @@ export function valueAndGrad(
     }
   }
 
-  // dln1_rows = t147 + dt12 @ q0_W.T   fan-out: the sum over its uses  (gpt.ts:31)
-  //   %t148: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t147, %t148   gpt.ts:31
+  // dln1_rows_1 = dt12 @ q0_W.T   matmul'  (gpt.ts:31)
+  // dln1_rows = t139 + dln1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  //   %dln1_rows_1: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
+  //   %dln1_rows: f32[128,32] = add %t139, %dln1_rows_1   gpt.ts:31
   matmul_dln1_rows();
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
@@ -4240,12 +4309,12 @@ export function valueAndGrad(
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  // t150 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  // t141 = dt10 * t10   ln_apply'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41
-  //   %t149: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
-  //   %dln1_0_g: f32[32] = sum %t149 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t150: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %dln1_0_g: f32[32] = sum %t140 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t141: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -4254,7 +4323,7 @@ export function valueAndGrad(
     for (let j = 0; j < 32; j++) {
       const _dt10 = dln1[i * 32 + j] * ln1_0_g[j];
       dt10[i * 32 + j] = _dt10;
-      t150[i * 32 + j] = _dt10 * t10[i * 32 + j];
+      t141[i * 32 + j] = _dt10 * t10[i * 32 + j];
       _acc0[j] += dln1[i * 32 + j];
       _acc1[j] += dln1[i * 32 + j] * t10[i * 32 + j];
     }
@@ -4264,42 +4333,43 @@ export function valueAndGrad(
     dln1_0_g[i] = _acc1[i];
   }
 
-  // t152 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t151: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t152: f32[16,8,1] = mul %t151, %t88   gpt.ts:41
+  // t143 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t142: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t143: f32[16,8,1] = mul %t142, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += dt10[i * 32 + p];
+      _sum0 += dt10[i * 32 + p];
     }
-    t152[i] = _acc0 * 0.03125;
+    t143[i] = _sum0 * 0.03125;
   }
 
-  // t153 = dt10 - t152   ln_apply'  (gpt.ts:41)
-  //   %t153: f32[16,8,32] = sub %dt10, %t152   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t144 = dt10 - t143   ln_apply'  (gpt.ts:41)
+  //   %t144: f32[16,8,32] = sub %dt10, %t143   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t153[i * 32 + j] = dt10[i * 32 + j] - t152[i];
+      t144[i * 32 + j] = dt10[i * 32 + j] - t143[i];
     }
   }
 
-  // t155 = t150.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t154: f32[16,8,1] = sum %t150 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t155: f32[16,8,1] = mul %t154, %t88   gpt.ts:41
+  // t146 = t141.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t145: f32[16,8,1] = sum %t141 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t146: f32[16,8,1] = mul %t145, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _acc0 += t150[i * 32 + p];
+      _sum0 += t141[i * 32 + p];
     }
-    t155[i] = _acc0 * 0.03125;
+    t146[i] = _sum0 * 0.03125;
   }
 
-  // dx = dx_1 + t9 * (t153 - t10 * t155)   fan-out: the sum over its uses  (gpt.ts:54)
+  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
+  // dx = dx_1 + dx_1_2   fan-out: the sum over its uses  (gpt.ts:54)
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t156: f32[16,8,32] = mul %t10, %t155   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t157: f32[16,8,32] = sub %t153, %t156   gpt.ts:41
-  //   %t158: f32[16,8,32] = mul %t9, %t157   gpt.ts:41
-  //   %dx: f32[16,8,32] = add %dx_1, %t158   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
+  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
+  //   %dx: f32[16,8,32] = add %dx_1, %dx_1_2   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54
   for (let i = 0; i < 256; i++) {
     _acc0[i] = 0;
@@ -4309,7 +4379,7 @@ export function valueAndGrad(
       for (let k = 0; k < 32; k++) {
         const _dx =
           dx_1[i * 256 + j * 32 + k] +
-          t9[i * 8 + j] * (t153[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t155[i * 8 + j]);
+          t9[i * 8 + j] * (t144[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t146[i * 8 + j]);
         dx[i * 256 + j * 32 + k] = _dx;
         _acc0[j * 32 + k] += _dx;
       }

@@ -27,7 +27,7 @@ const buf = {
   t11: buffers[8], // f32[64,24]
   h2: buffers[9], // f32[64,24]
   t7: buffers[10], // f32[64,24]
-  t13: buffers[11], // f32[64,24]
+  t12: buffers[11], // f32[64,24]
   u: buffers[12], // f32[64,1]
   dh2: buffers[13], // f32[64,24]
   dt: buffers[14], // f32[64,24]
@@ -37,55 +37,54 @@ const buf = {
   ddt_1: buffers[18], // f32[64,24]
   ddh1: buffers[19], // f32[64,24]
   dt_3: buffers[20], // f32[64,24]
-  t12: buffers[21], // f32[64,24]
+  dh1_2: buffers[21], // f32[64,24]
   ddt: buffers[22], // f32[64,24]
   dt_5: buffers[23], // f32[64,24]
   dh2_1: buffers[24], // f32[64,24]
   dt_6: buffers[25], // f32[64,24]
-  dh1_1: buffers[26], // f32[64,24]
+  dh1_3: buffers[26], // f32[64,24]
   dt_7: buffers[27], // f32[64,24]
   dx_1: buffers[21].subarray(0, 64), // f32[64,1]
-  t15: buffers[28].subarray(0, 64), // f32[64,1]
-  t16: buffers[29].subarray(0, 64), // f32[64,1]
+  t13: buffers[28].subarray(0, 64), // f32[64,1]
+  t14: buffers[29].subarray(0, 64), // f32[64,1]
   residual: buffers[30].subarray(0, 1), // f32[]
-  t19: buffers[29].subarray(0, 1), // f32[1,1]
-  t20: buffers[31].subarray(0, 1), // f32[1,1]
-  u0: buffers[31].subarray(0, 1), // a view of t20
-  t21: buffers[32], // f32[1,1]
-  t22: buffers[33].subarray(0, 1), // f32[1,1]
-  t23: buffers[34].subarray(0, 1), // f32[1,1]
-  ux0: buffers[34].subarray(0, 1), // a view of t23
+  t17: buffers[29].subarray(0, 1), // f32[1,1]
+  t18: buffers[31].subarray(0, 1), // f32[1,1]
+  u0: buffers[31].subarray(0, 1), // a view of t18
+  t19: buffers[32], // f32[1,1]
+  t20: buffers[33].subarray(0, 1), // f32[1,1]
+  t21: buffers[34].subarray(0, 1), // f32[1,1]
+  ux0: buffers[34].subarray(0, 1), // a view of t21
   loss: buffers[32], // f32[]
-  dt16: Float32Array.from([0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625, 0.015625]),
-  t26: Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-  dt22: buffers[30].subarray(0, 1), // f32[1,1]
+  t25: Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+  dt20: buffers[30].subarray(0, 1), // f32[1,1]
   ddx: buffers[31].subarray(0, 64), // f32[64,1]
-  dt19: buffers[30].subarray(0, 1), // f32[1,1]
-  t27: buffers[29].subarray(0, 64), // f32[64,1]
-  dt15: buffers[30].subarray(0, 64), // f32[64,1]
+  dt17: buffers[30].subarray(0, 1), // f32[1,1]
+  du_2: buffers[29].subarray(0, 64), // f32[64,1]
+  dt13: buffers[30].subarray(0, 64), // f32[64,1]
   du_1: buffers[33], // f32[64,1]
-  ddh1_1: buffers[28], // f32[64,24]
-  t29: buffers[29], // f32[64,24]
-  t30: buffers[34], // f32[64,24]
-  t31: buffers[35], // f32[64,24]
-  t32: buffers[36], // f32[64,24]
-  t33: buffers[20].subarray(0, 24), // f32[1,24]
-  t34: buffers[26], // f32[64,24]
-  t35: buffers[27], // f32[64,24]
+  ddh1_3: buffers[28], // f32[64,24]
+  dt9_3: buffers[29], // f32[64,24]
+  dh1_3_1: buffers[34], // f32[64,24]
+  dddt_1_2: buffers[35], // f32[64,24]
+  ddh1_2: buffers[36], // f32[64,24]
+  dW1_4: buffers[20].subarray(0, 24), // f32[1,24]
+  dt7_2: buffers[26], // f32[64,24]
+  dh2_3: buffers[27], // f32[64,24]
   dddt: buffers[30], // f32[64,24]
-  t36: buffers[37], // f32[64,24]
-  t37: buffers[22].subarray(0, 576), // f32[24,24]
+  ddh2_2: buffers[37], // f32[64,24]
+  dW2_4: buffers[22].subarray(0, 576), // f32[24,24]
   dddt_1: buffers[23], // f32[64,24]
-  t40: buffers[24], // f32[64,24]
-  t42: buffers[18].subarray(0, 576), // f32[24,24]
-  t44: buffers[19].subarray(0, 24), // f32[1,24]
-  ddh1_2: buffers[20], // f32[64,24]
-  t48: buffers[22], // f32[64,24]
-  t50: buffers[8].subarray(0, 24), // f32[1,24]
+  t27: buffers[24], // f32[64,24]
+  t28: buffers[18].subarray(0, 576), // f32[24,24]
+  t29: buffers[19].subarray(0, 24), // f32[1,24]
+  ddh1_4: buffers[20], // f32[64,24]
+  t30: buffers[22], // f32[64,24]
+  t31: buffers[8].subarray(0, 24), // f32[1,24]
   ddh2: buffers[15], // f32[64,24]
-  t54: buffers[16], // f32[64,24]
-  t56: buffers[31], // f32[24,24]
-  t57: buffers[11].subarray(0, 24), // f32[24,1]
+  t32: buffers[16], // f32[64,24]
+  t33: buffers[31], // f32[24,24]
+  dW3_2: buffers[11].subarray(0, 24), // f32[24,1]
   dt4: buffers[13], // f32[64,24]
   dW3: buffers[35].subarray(0, 24), // f32[24,1]
   db2: buffers[36].subarray(0, 24), // f32[24]
@@ -126,6 +125,19 @@ export function initParams(seed = 0) {
   };
 }
 
+/**
+* Names the first missing argument; a key of the object that is no argument (a misspelling)
+* is named with it. Keys that are not arguments are otherwise ignored.
+*/
+function checkKeys(kind, obj, known, note = {}) {
+  const given = obj;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of pinn (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
+  throw new TypeError(`pinn: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+}
+
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`pinn: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -144,11 +156,13 @@ function expectIndices(name, a, bound) {
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('pinn: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('pinn: inputs must be an object');
+  checkKeys('param', params, { W1: 'f32[1,24]', b1: 'f32[24]', W2: 'f32[24,24]', b2: 'f32[24]', W3: 'f32[24,1]' });
   expectArray('param', "W1", params.W1, Float32Array, 24, 'f32[1,24]');
   expectArray('param', "b1", params.b1, Float32Array, 24, 'f32[24]');
   expectArray('param', "W2", params.W2, Float32Array, 576, 'f32[24,24]');
   expectArray('param', "b2", params.b2, Float32Array, 24, 'f32[24]');
   expectArray('param', "W3", params.W3, Float32Array, 24, 'f32[24,1]');
+  checkKeys('input', inputs, { x: 'f32[64,1]' });
   expectArray('input', "x", inputs.x, Float32Array, 64, 'f32[64,1]');
 }
 
@@ -208,9 +222,9 @@ function matmul_t11() {
   }
 }
 
-/** t13 = h2 * 2 */
-function matmul_t13() {
-  const { h1, W2, b2, h2, t7, t13 } = buf;
+/** t12 = h2 * 2 */
+function matmul_t12() {
+  const { h1, W2, b2, h2, t7, t12 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -228,28 +242,28 @@ function matmul_t13() {
       }
       h2[i * 24 + j] = Math.tanh(_c00 + b2[j]);
       t7[i * 24 + j] = 1 - Math.tanh(_c00 + b2[j]) * Math.tanh(_c00 + b2[j]);
-      t13[i * 24 + j] = Math.tanh(_c00 + b2[j]) * 2;
+      t12[i * 24 + j] = Math.tanh(_c00 + b2[j]) * 2;
       h2[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]);
       t7[i * 24 + j + 1] = 1 - Math.tanh(_c01 + b2[j + 1]) * Math.tanh(_c01 + b2[j + 1]);
-      t13[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]) * 2;
+      t12[i * 24 + j + 1] = Math.tanh(_c01 + b2[j + 1]) * 2;
       h2[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]);
       t7[i * 24 + j + 2] = 1 - Math.tanh(_c02 + b2[j + 2]) * Math.tanh(_c02 + b2[j + 2]);
-      t13[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]) * 2;
+      t12[i * 24 + j + 2] = Math.tanh(_c02 + b2[j + 2]) * 2;
       h2[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]);
       t7[i * 24 + j + 3] = 1 - Math.tanh(_c03 + b2[j + 3]) * Math.tanh(_c03 + b2[j + 3]);
-      t13[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]) * 2;
+      t12[i * 24 + j + 3] = Math.tanh(_c03 + b2[j + 3]) * 2;
       h2[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]);
       t7[(i + 1) * 24 + j] = 1 - Math.tanh(_c10 + b2[j]) * Math.tanh(_c10 + b2[j]);
-      t13[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]) * 2;
+      t12[(i + 1) * 24 + j] = Math.tanh(_c10 + b2[j]) * 2;
       h2[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]);
       t7[(i + 1) * 24 + j + 1] = 1 - Math.tanh(_c11 + b2[j + 1]) * Math.tanh(_c11 + b2[j + 1]);
-      t13[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]) * 2;
+      t12[(i + 1) * 24 + j + 1] = Math.tanh(_c11 + b2[j + 1]) * 2;
       h2[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]);
       t7[(i + 1) * 24 + j + 2] = 1 - Math.tanh(_c12 + b2[j + 2]) * Math.tanh(_c12 + b2[j + 2]);
-      t13[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]) * 2;
+      t12[(i + 1) * 24 + j + 2] = Math.tanh(_c12 + b2[j + 2]) * 2;
       h2[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]);
       t7[(i + 1) * 24 + j + 3] = 1 - Math.tanh(_c13 + b2[j + 3]) * Math.tanh(_c13 + b2[j + 3]);
-      t13[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]) * 2;
+      t12[(i + 1) * 24 + j + 3] = Math.tanh(_c13 + b2[j + 3]) * 2;
     }
   }
 }
@@ -370,9 +384,9 @@ function matmul_dx() {
   }
 }
 
-/** t12 = dt_3 * t11 */
-function matmul_t12() {
-  const { du, W1, ddt_1, t9, ddh1, dh1, dt_3, t11, t12 } = buf;
+/** dh1_2 = dt_3 * t11 */
+function matmul_dh1_2() {
+  const { du, W1, ddt_1, t9, ddh1, dh1, dt_3, t11, dh1_2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -393,56 +407,56 @@ function matmul_t12() {
         ddh1[i * 24 + j] = _c00 * t9[i * 24 + j];
         const _dt_3 = -(_c00 * dh1[i * 24 + j]);
         dt_3[i * 24 + j] = _dt_3;
-        t12[i * 24 + j] = _dt_3 * t11[i * 24 + j];
+        dh1_2[i * 24 + j] = _dt_3 * t11[i * 24 + j];
       }
       {
         ddt_1[i * 24 + j + 1] = _c01;
         ddh1[i * 24 + j + 1] = _c01 * t9[i * 24 + j + 1];
         const _dt_3 = -(_c01 * dh1[i * 24 + j + 1]);
         dt_3[i * 24 + j + 1] = _dt_3;
-        t12[i * 24 + j + 1] = _dt_3 * t11[i * 24 + j + 1];
+        dh1_2[i * 24 + j + 1] = _dt_3 * t11[i * 24 + j + 1];
       }
       {
         ddt_1[i * 24 + j + 2] = _c02;
         ddh1[i * 24 + j + 2] = _c02 * t9[i * 24 + j + 2];
         const _dt_3 = -(_c02 * dh1[i * 24 + j + 2]);
         dt_3[i * 24 + j + 2] = _dt_3;
-        t12[i * 24 + j + 2] = _dt_3 * t11[i * 24 + j + 2];
+        dh1_2[i * 24 + j + 2] = _dt_3 * t11[i * 24 + j + 2];
       }
       {
         ddt_1[i * 24 + j + 3] = _c03;
         ddh1[i * 24 + j + 3] = _c03 * t9[i * 24 + j + 3];
         const _dt_3 = -(_c03 * dh1[i * 24 + j + 3]);
         dt_3[i * 24 + j + 3] = _dt_3;
-        t12[i * 24 + j + 3] = _dt_3 * t11[i * 24 + j + 3];
+        dh1_2[i * 24 + j + 3] = _dt_3 * t11[i * 24 + j + 3];
       }
       {
         ddt_1[(i + 1) * 24 + j] = _c10;
         ddh1[(i + 1) * 24 + j] = _c10 * t9[(i + 1) * 24 + j];
         const _dt_3 = -(_c10 * dh1[(i + 1) * 24 + j]);
         dt_3[(i + 1) * 24 + j] = _dt_3;
-        t12[(i + 1) * 24 + j] = _dt_3 * t11[(i + 1) * 24 + j];
+        dh1_2[(i + 1) * 24 + j] = _dt_3 * t11[(i + 1) * 24 + j];
       }
       {
         ddt_1[(i + 1) * 24 + j + 1] = _c11;
         ddh1[(i + 1) * 24 + j + 1] = _c11 * t9[(i + 1) * 24 + j + 1];
         const _dt_3 = -(_c11 * dh1[(i + 1) * 24 + j + 1]);
         dt_3[(i + 1) * 24 + j + 1] = _dt_3;
-        t12[(i + 1) * 24 + j + 1] = _dt_3 * t11[(i + 1) * 24 + j + 1];
+        dh1_2[(i + 1) * 24 + j + 1] = _dt_3 * t11[(i + 1) * 24 + j + 1];
       }
       {
         ddt_1[(i + 1) * 24 + j + 2] = _c12;
         ddh1[(i + 1) * 24 + j + 2] = _c12 * t9[(i + 1) * 24 + j + 2];
         const _dt_3 = -(_c12 * dh1[(i + 1) * 24 + j + 2]);
         dt_3[(i + 1) * 24 + j + 2] = _dt_3;
-        t12[(i + 1) * 24 + j + 2] = _dt_3 * t11[(i + 1) * 24 + j + 2];
+        dh1_2[(i + 1) * 24 + j + 2] = _dt_3 * t11[(i + 1) * 24 + j + 2];
       }
       {
         ddt_1[(i + 1) * 24 + j + 3] = _c13;
         ddh1[(i + 1) * 24 + j + 3] = _c13 * t9[(i + 1) * 24 + j + 3];
         const _dt_3 = -(_c13 * dh1[(i + 1) * 24 + j + 3]);
         dt_3[(i + 1) * 24 + j + 3] = _dt_3;
-        t12[(i + 1) * 24 + j + 3] = _dt_3 * t11[(i + 1) * 24 + j + 3];
+        dh1_2[(i + 1) * 24 + j + 3] = _dt_3 * t11[(i + 1) * 24 + j + 3];
       }
     }
   }
@@ -450,7 +464,7 @@ function matmul_t12() {
 
 /** dt_6 = dh2_1 * t7 */
 function matmul_dt_6() {
-  const { ddh1, W2, ddt, dh2, dt_5, t13, dh2_1, t7, dt_6 } = buf;
+  const { ddh1, W2, ddt, dh2, dt_5, t12, dh2_1, t7, dt_6 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -470,7 +484,7 @@ function matmul_dt_6() {
         ddt[i * 24 + j] = _c00;
         const _dt_5 = -(_c00 * dh2[i * 24 + j]);
         dt_5[i * 24 + j] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[i * 24 + j];
+        const _dh2_1 = _dt_5 * t12[i * 24 + j];
         dh2_1[i * 24 + j] = _dh2_1;
         dt_6[i * 24 + j] = _dh2_1 * t7[i * 24 + j];
       }
@@ -478,7 +492,7 @@ function matmul_dt_6() {
         ddt[i * 24 + j + 1] = _c01;
         const _dt_5 = -(_c01 * dh2[i * 24 + j + 1]);
         dt_5[i * 24 + j + 1] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[i * 24 + j + 1];
+        const _dh2_1 = _dt_5 * t12[i * 24 + j + 1];
         dh2_1[i * 24 + j + 1] = _dh2_1;
         dt_6[i * 24 + j + 1] = _dh2_1 * t7[i * 24 + j + 1];
       }
@@ -486,7 +500,7 @@ function matmul_dt_6() {
         ddt[i * 24 + j + 2] = _c02;
         const _dt_5 = -(_c02 * dh2[i * 24 + j + 2]);
         dt_5[i * 24 + j + 2] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[i * 24 + j + 2];
+        const _dh2_1 = _dt_5 * t12[i * 24 + j + 2];
         dh2_1[i * 24 + j + 2] = _dh2_1;
         dt_6[i * 24 + j + 2] = _dh2_1 * t7[i * 24 + j + 2];
       }
@@ -494,7 +508,7 @@ function matmul_dt_6() {
         ddt[i * 24 + j + 3] = _c03;
         const _dt_5 = -(_c03 * dh2[i * 24 + j + 3]);
         dt_5[i * 24 + j + 3] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[i * 24 + j + 3];
+        const _dh2_1 = _dt_5 * t12[i * 24 + j + 3];
         dh2_1[i * 24 + j + 3] = _dh2_1;
         dt_6[i * 24 + j + 3] = _dh2_1 * t7[i * 24 + j + 3];
       }
@@ -502,7 +516,7 @@ function matmul_dt_6() {
         ddt[(i + 1) * 24 + j] = _c10;
         const _dt_5 = -(_c10 * dh2[(i + 1) * 24 + j]);
         dt_5[(i + 1) * 24 + j] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[(i + 1) * 24 + j];
+        const _dh2_1 = _dt_5 * t12[(i + 1) * 24 + j];
         dh2_1[(i + 1) * 24 + j] = _dh2_1;
         dt_6[(i + 1) * 24 + j] = _dh2_1 * t7[(i + 1) * 24 + j];
       }
@@ -510,7 +524,7 @@ function matmul_dt_6() {
         ddt[(i + 1) * 24 + j + 1] = _c11;
         const _dt_5 = -(_c11 * dh2[(i + 1) * 24 + j + 1]);
         dt_5[(i + 1) * 24 + j + 1] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[(i + 1) * 24 + j + 1];
+        const _dh2_1 = _dt_5 * t12[(i + 1) * 24 + j + 1];
         dh2_1[(i + 1) * 24 + j + 1] = _dh2_1;
         dt_6[(i + 1) * 24 + j + 1] = _dh2_1 * t7[(i + 1) * 24 + j + 1];
       }
@@ -518,7 +532,7 @@ function matmul_dt_6() {
         ddt[(i + 1) * 24 + j + 2] = _c12;
         const _dt_5 = -(_c12 * dh2[(i + 1) * 24 + j + 2]);
         dt_5[(i + 1) * 24 + j + 2] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[(i + 1) * 24 + j + 2];
+        const _dh2_1 = _dt_5 * t12[(i + 1) * 24 + j + 2];
         dh2_1[(i + 1) * 24 + j + 2] = _dh2_1;
         dt_6[(i + 1) * 24 + j + 2] = _dh2_1 * t7[(i + 1) * 24 + j + 2];
       }
@@ -526,7 +540,7 @@ function matmul_dt_6() {
         ddt[(i + 1) * 24 + j + 3] = _c13;
         const _dt_5 = -(_c13 * dh2[(i + 1) * 24 + j + 3]);
         dt_5[(i + 1) * 24 + j + 3] = _dt_5;
-        const _dh2_1 = _dt_5 * t13[(i + 1) * 24 + j + 3];
+        const _dh2_1 = _dt_5 * t12[(i + 1) * 24 + j + 3];
         dh2_1[(i + 1) * 24 + j + 3] = _dh2_1;
         dt_6[(i + 1) * 24 + j + 3] = _dh2_1 * t7[(i + 1) * 24 + j + 3];
       }
@@ -534,9 +548,9 @@ function matmul_dt_6() {
   }
 }
 
-/** dt_7 = dh1_1 * t9 */
+/** dt_7 = dh1_3 * t9 */
 function matmul_dt_7() {
-  const { dt_6, W2, t12, dh1_1, t9, dt_7 } = buf;
+  const { dt_6, W2, dh1_2, dh1_3, t9, dt_7 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -553,52 +567,52 @@ function matmul_dt_7() {
         _c31 += _a3 * _b1;
       }
       {
-        const _dh1_1 = t12[i * 24 + j] + _c00;
-        dh1_1[i * 24 + j] = _dh1_1;
-        dt_7[i * 24 + j] = _dh1_1 * t9[i * 24 + j];
+        const _dh1_3 = dh1_2[i * 24 + j] + _c00;
+        dh1_3[i * 24 + j] = _dh1_3;
+        dt_7[i * 24 + j] = _dh1_3 * t9[i * 24 + j];
       }
       {
-        const _dh1_1 = t12[i * 24 + j + 1] + _c01;
-        dh1_1[i * 24 + j + 1] = _dh1_1;
-        dt_7[i * 24 + j + 1] = _dh1_1 * t9[i * 24 + j + 1];
+        const _dh1_3 = dh1_2[i * 24 + j + 1] + _c01;
+        dh1_3[i * 24 + j + 1] = _dh1_3;
+        dt_7[i * 24 + j + 1] = _dh1_3 * t9[i * 24 + j + 1];
       }
       {
-        const _dh1_1 = t12[(i + 1) * 24 + j] + _c10;
-        dh1_1[(i + 1) * 24 + j] = _dh1_1;
-        dt_7[(i + 1) * 24 + j] = _dh1_1 * t9[(i + 1) * 24 + j];
+        const _dh1_3 = dh1_2[(i + 1) * 24 + j] + _c10;
+        dh1_3[(i + 1) * 24 + j] = _dh1_3;
+        dt_7[(i + 1) * 24 + j] = _dh1_3 * t9[(i + 1) * 24 + j];
       }
       {
-        const _dh1_1 = t12[(i + 1) * 24 + j + 1] + _c11;
-        dh1_1[(i + 1) * 24 + j + 1] = _dh1_1;
-        dt_7[(i + 1) * 24 + j + 1] = _dh1_1 * t9[(i + 1) * 24 + j + 1];
+        const _dh1_3 = dh1_2[(i + 1) * 24 + j + 1] + _c11;
+        dh1_3[(i + 1) * 24 + j + 1] = _dh1_3;
+        dt_7[(i + 1) * 24 + j + 1] = _dh1_3 * t9[(i + 1) * 24 + j + 1];
       }
       {
-        const _dh1_1 = t12[(i + 2) * 24 + j] + _c20;
-        dh1_1[(i + 2) * 24 + j] = _dh1_1;
-        dt_7[(i + 2) * 24 + j] = _dh1_1 * t9[(i + 2) * 24 + j];
+        const _dh1_3 = dh1_2[(i + 2) * 24 + j] + _c20;
+        dh1_3[(i + 2) * 24 + j] = _dh1_3;
+        dt_7[(i + 2) * 24 + j] = _dh1_3 * t9[(i + 2) * 24 + j];
       }
       {
-        const _dh1_1 = t12[(i + 2) * 24 + j + 1] + _c21;
-        dh1_1[(i + 2) * 24 + j + 1] = _dh1_1;
-        dt_7[(i + 2) * 24 + j + 1] = _dh1_1 * t9[(i + 2) * 24 + j + 1];
+        const _dh1_3 = dh1_2[(i + 2) * 24 + j + 1] + _c21;
+        dh1_3[(i + 2) * 24 + j + 1] = _dh1_3;
+        dt_7[(i + 2) * 24 + j + 1] = _dh1_3 * t9[(i + 2) * 24 + j + 1];
       }
       {
-        const _dh1_1 = t12[(i + 3) * 24 + j] + _c30;
-        dh1_1[(i + 3) * 24 + j] = _dh1_1;
-        dt_7[(i + 3) * 24 + j] = _dh1_1 * t9[(i + 3) * 24 + j];
+        const _dh1_3 = dh1_2[(i + 3) * 24 + j] + _c30;
+        dh1_3[(i + 3) * 24 + j] = _dh1_3;
+        dt_7[(i + 3) * 24 + j] = _dh1_3 * t9[(i + 3) * 24 + j];
       }
       {
-        const _dh1_1 = t12[(i + 3) * 24 + j + 1] + _c31;
-        dh1_1[(i + 3) * 24 + j + 1] = _dh1_1;
-        dt_7[(i + 3) * 24 + j + 1] = _dh1_1 * t9[(i + 3) * 24 + j + 1];
+        const _dh1_3 = dh1_2[(i + 3) * 24 + j + 1] + _c31;
+        dh1_3[(i + 3) * 24 + j + 1] = _dh1_3;
+        dt_7[(i + 3) * 24 + j + 1] = _dh1_3 * t9[(i + 3) * 24 + j + 1];
       }
     }
   }
 }
 
-/** t16 = t15² */
-function matmul_t16() {
-  const { dt_7, W1, dx_1, u, t15, t16 } = buf;
+/** t14 = t13² */
+function matmul_t14() {
+  const { dt_7, W1, dx_1, u, t13, t14 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 1; j += 1) {
       let _c00 = 0, _c10 = 0, _c20 = 0, _c30 = 0;
@@ -612,40 +626,40 @@ function matmul_t16() {
       }
       {
         dx_1[i + j] = _c00;
-        const _t15 = _c00 + u[i + j];
-        t15[i + j] = _t15;
-        t16[i + j] = _t15 * _t15;
+        const _t13 = _c00 + u[i + j];
+        t13[i + j] = _t13;
+        t14[i + j] = _t13 * _t13;
       }
       {
         dx_1[i + 1 + j] = _c10;
-        const _t15 = _c10 + u[i + 1 + j];
-        t15[i + 1 + j] = _t15;
-        t16[i + 1 + j] = _t15 * _t15;
+        const _t13 = _c10 + u[i + 1 + j];
+        t13[i + 1 + j] = _t13;
+        t14[i + 1 + j] = _t13 * _t13;
       }
       {
         dx_1[i + 2 + j] = _c20;
-        const _t15 = _c20 + u[i + 2 + j];
-        t15[i + 2 + j] = _t15;
-        t16[i + 2 + j] = _t15 * _t15;
+        const _t13 = _c20 + u[i + 2 + j];
+        t13[i + 2 + j] = _t13;
+        t14[i + 2 + j] = _t13 * _t13;
       }
       {
         dx_1[i + 3 + j] = _c30;
-        const _t15 = _c30 + u[i + 3 + j];
-        t15[i + 3 + j] = _t15;
-        t16[i + 3 + j] = _t15 * _t15;
+        const _t13 = _c30 + u[i + 3 + j];
+        t13[i + 3 + j] = _t13;
+        t14[i + 3 + j] = _t13 * _t13;
       }
     }
   }
 }
 
-/** t32 = -(ddh1_1 * t11) * ddt_1 */
-function matmul_t32() {
-  const { dt15, W1, t9, ddh1_1, dh1_1, t29, t11, dt_3, t30, dh1, t31, ddt_1, t32 } = buf;
+/** ddh1_2 = -(ddh1_3 * t11) * ddt_1 */
+function matmul_ddh1_2() {
+  const { dt13, W1, t9, ddh1_3, dh1_3, dt9_3, t11, dt_3, dh1_3_1, dh1, dddt_1_2, ddt_1, ddh1_2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 1; p++) {
-        const _a0 = dt15[i * 1 + p], _a1 = dt15[(i + 1) * 1 + p];
+        const _a0 = dt13[i * 1 + p], _a1 = dt13[(i + 1) * 1 + p];
         const _b0 = W1[p * 24 + j], _b1 = W1[p * 24 + j + 1], _b2 = W1[p * 24 + j + 2], _b3 = W1[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
@@ -657,111 +671,111 @@ function matmul_t32() {
         _c13 += _a1 * _b3;
       }
       {
-        const _ddh1_1 = _c00 * t9[i * 24 + j];
-        ddh1_1[i * 24 + j] = _ddh1_1;
-        t29[i * 24 + j] = _c00 * dh1_1[i * 24 + j];
-        t30[i * 24 + j] = _ddh1_1 * dt_3[i * 24 + j] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[i * 24 + j]);
-        t31[i * 24 + j] = _ddt_2 * dh1[i * 24 + j];
-        t32[i * 24 + j] = _ddt_2 * ddt_1[i * 24 + j];
+        const _ddh1_3 = _c00 * t9[i * 24 + j];
+        ddh1_3[i * 24 + j] = _ddh1_3;
+        dt9_3[i * 24 + j] = _c00 * dh1_3[i * 24 + j];
+        dh1_3_1[i * 24 + j] = _ddh1_3 * dt_3[i * 24 + j] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j]);
+        dddt_1_2[i * 24 + j] = _ddt_2 * dh1[i * 24 + j];
+        ddh1_2[i * 24 + j] = _ddt_2 * ddt_1[i * 24 + j];
       }
       {
-        const _ddh1_1 = _c01 * t9[i * 24 + j + 1];
-        ddh1_1[i * 24 + j + 1] = _ddh1_1;
-        t29[i * 24 + j + 1] = _c01 * dh1_1[i * 24 + j + 1];
-        t30[i * 24 + j + 1] = _ddh1_1 * dt_3[i * 24 + j + 1] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[i * 24 + j + 1]);
-        t31[i * 24 + j + 1] = _ddt_2 * dh1[i * 24 + j + 1];
-        t32[i * 24 + j + 1] = _ddt_2 * ddt_1[i * 24 + j + 1];
+        const _ddh1_3 = _c01 * t9[i * 24 + j + 1];
+        ddh1_3[i * 24 + j + 1] = _ddh1_3;
+        dt9_3[i * 24 + j + 1] = _c01 * dh1_3[i * 24 + j + 1];
+        dh1_3_1[i * 24 + j + 1] = _ddh1_3 * dt_3[i * 24 + j + 1] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 1]);
+        dddt_1_2[i * 24 + j + 1] = _ddt_2 * dh1[i * 24 + j + 1];
+        ddh1_2[i * 24 + j + 1] = _ddt_2 * ddt_1[i * 24 + j + 1];
       }
       {
-        const _ddh1_1 = _c02 * t9[i * 24 + j + 2];
-        ddh1_1[i * 24 + j + 2] = _ddh1_1;
-        t29[i * 24 + j + 2] = _c02 * dh1_1[i * 24 + j + 2];
-        t30[i * 24 + j + 2] = _ddh1_1 * dt_3[i * 24 + j + 2] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[i * 24 + j + 2]);
-        t31[i * 24 + j + 2] = _ddt_2 * dh1[i * 24 + j + 2];
-        t32[i * 24 + j + 2] = _ddt_2 * ddt_1[i * 24 + j + 2];
+        const _ddh1_3 = _c02 * t9[i * 24 + j + 2];
+        ddh1_3[i * 24 + j + 2] = _ddh1_3;
+        dt9_3[i * 24 + j + 2] = _c02 * dh1_3[i * 24 + j + 2];
+        dh1_3_1[i * 24 + j + 2] = _ddh1_3 * dt_3[i * 24 + j + 2] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 2]);
+        dddt_1_2[i * 24 + j + 2] = _ddt_2 * dh1[i * 24 + j + 2];
+        ddh1_2[i * 24 + j + 2] = _ddt_2 * ddt_1[i * 24 + j + 2];
       }
       {
-        const _ddh1_1 = _c03 * t9[i * 24 + j + 3];
-        ddh1_1[i * 24 + j + 3] = _ddh1_1;
-        t29[i * 24 + j + 3] = _c03 * dh1_1[i * 24 + j + 3];
-        t30[i * 24 + j + 3] = _ddh1_1 * dt_3[i * 24 + j + 3] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[i * 24 + j + 3]);
-        t31[i * 24 + j + 3] = _ddt_2 * dh1[i * 24 + j + 3];
-        t32[i * 24 + j + 3] = _ddt_2 * ddt_1[i * 24 + j + 3];
+        const _ddh1_3 = _c03 * t9[i * 24 + j + 3];
+        ddh1_3[i * 24 + j + 3] = _ddh1_3;
+        dt9_3[i * 24 + j + 3] = _c03 * dh1_3[i * 24 + j + 3];
+        dh1_3_1[i * 24 + j + 3] = _ddh1_3 * dt_3[i * 24 + j + 3] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[i * 24 + j + 3]);
+        dddt_1_2[i * 24 + j + 3] = _ddt_2 * dh1[i * 24 + j + 3];
+        ddh1_2[i * 24 + j + 3] = _ddt_2 * ddt_1[i * 24 + j + 3];
       }
       {
-        const _ddh1_1 = _c10 * t9[(i + 1) * 24 + j];
-        ddh1_1[(i + 1) * 24 + j] = _ddh1_1;
-        t29[(i + 1) * 24 + j] = _c10 * dh1_1[(i + 1) * 24 + j];
-        t30[(i + 1) * 24 + j] = _ddh1_1 * dt_3[(i + 1) * 24 + j] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[(i + 1) * 24 + j]);
-        t31[(i + 1) * 24 + j] = _ddt_2 * dh1[(i + 1) * 24 + j];
-        t32[(i + 1) * 24 + j] = _ddt_2 * ddt_1[(i + 1) * 24 + j];
+        const _ddh1_3 = _c10 * t9[(i + 1) * 24 + j];
+        ddh1_3[(i + 1) * 24 + j] = _ddh1_3;
+        dt9_3[(i + 1) * 24 + j] = _c10 * dh1_3[(i + 1) * 24 + j];
+        dh1_3_1[(i + 1) * 24 + j] = _ddh1_3 * dt_3[(i + 1) * 24 + j] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j]);
+        dddt_1_2[(i + 1) * 24 + j] = _ddt_2 * dh1[(i + 1) * 24 + j];
+        ddh1_2[(i + 1) * 24 + j] = _ddt_2 * ddt_1[(i + 1) * 24 + j];
       }
       {
-        const _ddh1_1 = _c11 * t9[(i + 1) * 24 + j + 1];
-        ddh1_1[(i + 1) * 24 + j + 1] = _ddh1_1;
-        t29[(i + 1) * 24 + j + 1] = _c11 * dh1_1[(i + 1) * 24 + j + 1];
-        t30[(i + 1) * 24 + j + 1] = _ddh1_1 * dt_3[(i + 1) * 24 + j + 1] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[(i + 1) * 24 + j + 1]);
-        t31[(i + 1) * 24 + j + 1] = _ddt_2 * dh1[(i + 1) * 24 + j + 1];
-        t32[(i + 1) * 24 + j + 1] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 1];
+        const _ddh1_3 = _c11 * t9[(i + 1) * 24 + j + 1];
+        ddh1_3[(i + 1) * 24 + j + 1] = _ddh1_3;
+        dt9_3[(i + 1) * 24 + j + 1] = _c11 * dh1_3[(i + 1) * 24 + j + 1];
+        dh1_3_1[(i + 1) * 24 + j + 1] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 1] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 1]);
+        dddt_1_2[(i + 1) * 24 + j + 1] = _ddt_2 * dh1[(i + 1) * 24 + j + 1];
+        ddh1_2[(i + 1) * 24 + j + 1] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 1];
       }
       {
-        const _ddh1_1 = _c12 * t9[(i + 1) * 24 + j + 2];
-        ddh1_1[(i + 1) * 24 + j + 2] = _ddh1_1;
-        t29[(i + 1) * 24 + j + 2] = _c12 * dh1_1[(i + 1) * 24 + j + 2];
-        t30[(i + 1) * 24 + j + 2] = _ddh1_1 * dt_3[(i + 1) * 24 + j + 2] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[(i + 1) * 24 + j + 2]);
-        t31[(i + 1) * 24 + j + 2] = _ddt_2 * dh1[(i + 1) * 24 + j + 2];
-        t32[(i + 1) * 24 + j + 2] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 2];
+        const _ddh1_3 = _c12 * t9[(i + 1) * 24 + j + 2];
+        ddh1_3[(i + 1) * 24 + j + 2] = _ddh1_3;
+        dt9_3[(i + 1) * 24 + j + 2] = _c12 * dh1_3[(i + 1) * 24 + j + 2];
+        dh1_3_1[(i + 1) * 24 + j + 2] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 2] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 2]);
+        dddt_1_2[(i + 1) * 24 + j + 2] = _ddt_2 * dh1[(i + 1) * 24 + j + 2];
+        ddh1_2[(i + 1) * 24 + j + 2] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 2];
       }
       {
-        const _ddh1_1 = _c13 * t9[(i + 1) * 24 + j + 3];
-        ddh1_1[(i + 1) * 24 + j + 3] = _ddh1_1;
-        t29[(i + 1) * 24 + j + 3] = _c13 * dh1_1[(i + 1) * 24 + j + 3];
-        t30[(i + 1) * 24 + j + 3] = _ddh1_1 * dt_3[(i + 1) * 24 + j + 3] * 2;
-        const _ddt_2 = -(_ddh1_1 * t11[(i + 1) * 24 + j + 3]);
-        t31[(i + 1) * 24 + j + 3] = _ddt_2 * dh1[(i + 1) * 24 + j + 3];
-        t32[(i + 1) * 24 + j + 3] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 3];
+        const _ddh1_3 = _c13 * t9[(i + 1) * 24 + j + 3];
+        ddh1_3[(i + 1) * 24 + j + 3] = _ddh1_3;
+        dt9_3[(i + 1) * 24 + j + 3] = _c13 * dh1_3[(i + 1) * 24 + j + 3];
+        dh1_3_1[(i + 1) * 24 + j + 3] = _ddh1_3 * dt_3[(i + 1) * 24 + j + 3] * 2;
+        const _ddt_2 = -(_ddh1_3 * t11[(i + 1) * 24 + j + 3]);
+        dddt_1_2[(i + 1) * 24 + j + 3] = _ddt_2 * dh1[(i + 1) * 24 + j + 3];
+        ddh1_2[(i + 1) * 24 + j + 3] = _ddt_2 * ddt_1[(i + 1) * 24 + j + 3];
       }
     }
   }
 }
 
-/** t33 = dt15.T @ dt_7 */
-function matmul_t33() {
-  const { dt15, dt_7, t33 } = buf;
+/** dW1_4 = dt13.T @ dt_7 */
+function matmul_dW1_4() {
+  const { dt13, dt_7, dW1_4 } = buf;
   for (let i = 0; i < 1; i += 1) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = dt15[p * 1 + i];
+        const _a0 = dt13[p * 1 + i];
         const _b0 = dt_7[p * 24 + j], _b1 = dt_7[p * 24 + j + 1], _b2 = dt_7[p * 24 + j + 2], _b3 = dt_7[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
         _c03 += _a0 * _b3;
       }
-      t33[i * 24 + j] = _c00;
-      t33[i * 24 + j + 1] = _c01;
-      t33[i * 24 + j + 2] = _c02;
-      t33[i * 24 + j + 3] = _c03;
+      dW1_4[i * 24 + j] = _c00;
+      dW1_4[i * 24 + j + 1] = _c01;
+      dW1_4[i * 24 + j + 2] = _c02;
+      dW1_4[i * 24 + j + 3] = _c03;
     }
   }
 }
 
-/** t36 = -(ddh1_1 @ W2 * t7 * t13) * ddt */
-function matmul_t36() {
-  const { ddh1_1, W2, t7, dh2_1, t34, t13, dt_5, t35, dh2, dddt, ddt, t36 } = buf;
+/** ddh2_2 = -(ddh1_3 @ W2 * t7 * t12) * ddt */
+function matmul_ddh2_2() {
+  const { ddh1_3, W2, t7, dh2_1, dt7_2, t12, dt_5, dh2_3, dh2, dddt, ddt, ddh2_2 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 24; p++) {
-        const _a0 = ddh1_1[i * 24 + p], _a1 = ddh1_1[(i + 1) * 24 + p];
+        const _a0 = ddh1_3[i * 24 + p], _a1 = ddh1_3[(i + 1) * 24 + p];
         const _b0 = W2[p * 24 + j], _b1 = W2[p * 24 + j + 1], _b2 = W2[p * 24 + j + 2], _b3 = W2[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
@@ -774,80 +788,80 @@ function matmul_t36() {
       }
       {
         const _ddh2_1 = _c00 * t7[i * 24 + j];
-        t34[i * 24 + j] = _c00 * dh2_1[i * 24 + j];
-        t35[i * 24 + j] = _ddh2_1 * dt_5[i * 24 + j] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[i * 24 + j]);
+        dt7_2[i * 24 + j] = _c00 * dh2_1[i * 24 + j];
+        dh2_3[i * 24 + j] = _ddh2_1 * dt_5[i * 24 + j] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j]);
         dddt[i * 24 + j] = _ddt_4 * dh2[i * 24 + j];
-        t36[i * 24 + j] = _ddt_4 * ddt[i * 24 + j];
+        ddh2_2[i * 24 + j] = _ddt_4 * ddt[i * 24 + j];
       }
       {
         const _ddh2_1 = _c01 * t7[i * 24 + j + 1];
-        t34[i * 24 + j + 1] = _c01 * dh2_1[i * 24 + j + 1];
-        t35[i * 24 + j + 1] = _ddh2_1 * dt_5[i * 24 + j + 1] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[i * 24 + j + 1]);
+        dt7_2[i * 24 + j + 1] = _c01 * dh2_1[i * 24 + j + 1];
+        dh2_3[i * 24 + j + 1] = _ddh2_1 * dt_5[i * 24 + j + 1] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 1]);
         dddt[i * 24 + j + 1] = _ddt_4 * dh2[i * 24 + j + 1];
-        t36[i * 24 + j + 1] = _ddt_4 * ddt[i * 24 + j + 1];
+        ddh2_2[i * 24 + j + 1] = _ddt_4 * ddt[i * 24 + j + 1];
       }
       {
         const _ddh2_1 = _c02 * t7[i * 24 + j + 2];
-        t34[i * 24 + j + 2] = _c02 * dh2_1[i * 24 + j + 2];
-        t35[i * 24 + j + 2] = _ddh2_1 * dt_5[i * 24 + j + 2] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[i * 24 + j + 2]);
+        dt7_2[i * 24 + j + 2] = _c02 * dh2_1[i * 24 + j + 2];
+        dh2_3[i * 24 + j + 2] = _ddh2_1 * dt_5[i * 24 + j + 2] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 2]);
         dddt[i * 24 + j + 2] = _ddt_4 * dh2[i * 24 + j + 2];
-        t36[i * 24 + j + 2] = _ddt_4 * ddt[i * 24 + j + 2];
+        ddh2_2[i * 24 + j + 2] = _ddt_4 * ddt[i * 24 + j + 2];
       }
       {
         const _ddh2_1 = _c03 * t7[i * 24 + j + 3];
-        t34[i * 24 + j + 3] = _c03 * dh2_1[i * 24 + j + 3];
-        t35[i * 24 + j + 3] = _ddh2_1 * dt_5[i * 24 + j + 3] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[i * 24 + j + 3]);
+        dt7_2[i * 24 + j + 3] = _c03 * dh2_1[i * 24 + j + 3];
+        dh2_3[i * 24 + j + 3] = _ddh2_1 * dt_5[i * 24 + j + 3] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[i * 24 + j + 3]);
         dddt[i * 24 + j + 3] = _ddt_4 * dh2[i * 24 + j + 3];
-        t36[i * 24 + j + 3] = _ddt_4 * ddt[i * 24 + j + 3];
+        ddh2_2[i * 24 + j + 3] = _ddt_4 * ddt[i * 24 + j + 3];
       }
       {
         const _ddh2_1 = _c10 * t7[(i + 1) * 24 + j];
-        t34[(i + 1) * 24 + j] = _c10 * dh2_1[(i + 1) * 24 + j];
-        t35[(i + 1) * 24 + j] = _ddh2_1 * dt_5[(i + 1) * 24 + j] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[(i + 1) * 24 + j]);
+        dt7_2[(i + 1) * 24 + j] = _c10 * dh2_1[(i + 1) * 24 + j];
+        dh2_3[(i + 1) * 24 + j] = _ddh2_1 * dt_5[(i + 1) * 24 + j] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j]);
         dddt[(i + 1) * 24 + j] = _ddt_4 * dh2[(i + 1) * 24 + j];
-        t36[(i + 1) * 24 + j] = _ddt_4 * ddt[(i + 1) * 24 + j];
+        ddh2_2[(i + 1) * 24 + j] = _ddt_4 * ddt[(i + 1) * 24 + j];
       }
       {
         const _ddh2_1 = _c11 * t7[(i + 1) * 24 + j + 1];
-        t34[(i + 1) * 24 + j + 1] = _c11 * dh2_1[(i + 1) * 24 + j + 1];
-        t35[(i + 1) * 24 + j + 1] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 1] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[(i + 1) * 24 + j + 1]);
+        dt7_2[(i + 1) * 24 + j + 1] = _c11 * dh2_1[(i + 1) * 24 + j + 1];
+        dh2_3[(i + 1) * 24 + j + 1] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 1] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 1]);
         dddt[(i + 1) * 24 + j + 1] = _ddt_4 * dh2[(i + 1) * 24 + j + 1];
-        t36[(i + 1) * 24 + j + 1] = _ddt_4 * ddt[(i + 1) * 24 + j + 1];
+        ddh2_2[(i + 1) * 24 + j + 1] = _ddt_4 * ddt[(i + 1) * 24 + j + 1];
       }
       {
         const _ddh2_1 = _c12 * t7[(i + 1) * 24 + j + 2];
-        t34[(i + 1) * 24 + j + 2] = _c12 * dh2_1[(i + 1) * 24 + j + 2];
-        t35[(i + 1) * 24 + j + 2] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 2] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[(i + 1) * 24 + j + 2]);
+        dt7_2[(i + 1) * 24 + j + 2] = _c12 * dh2_1[(i + 1) * 24 + j + 2];
+        dh2_3[(i + 1) * 24 + j + 2] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 2] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 2]);
         dddt[(i + 1) * 24 + j + 2] = _ddt_4 * dh2[(i + 1) * 24 + j + 2];
-        t36[(i + 1) * 24 + j + 2] = _ddt_4 * ddt[(i + 1) * 24 + j + 2];
+        ddh2_2[(i + 1) * 24 + j + 2] = _ddt_4 * ddt[(i + 1) * 24 + j + 2];
       }
       {
         const _ddh2_1 = _c13 * t7[(i + 1) * 24 + j + 3];
-        t34[(i + 1) * 24 + j + 3] = _c13 * dh2_1[(i + 1) * 24 + j + 3];
-        t35[(i + 1) * 24 + j + 3] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 3] * 2;
-        const _ddt_4 = -(_ddh2_1 * t13[(i + 1) * 24 + j + 3]);
+        dt7_2[(i + 1) * 24 + j + 3] = _c13 * dh2_1[(i + 1) * 24 + j + 3];
+        dh2_3[(i + 1) * 24 + j + 3] = _ddh2_1 * dt_5[(i + 1) * 24 + j + 3] * 2;
+        const _ddt_4 = -(_ddh2_1 * t12[(i + 1) * 24 + j + 3]);
         dddt[(i + 1) * 24 + j + 3] = _ddt_4 * dh2[(i + 1) * 24 + j + 3];
-        t36[(i + 1) * 24 + j + 3] = _ddt_4 * ddt[(i + 1) * 24 + j + 3];
+        ddh2_2[(i + 1) * 24 + j + 3] = _ddt_4 * ddt[(i + 1) * 24 + j + 3];
       }
     }
   }
 }
 
-/** t37 = ddh1_1.T @ dt_6 */
-function matmul_t37() {
-  const { ddh1_1, dt_6, t37 } = buf;
+/** dW2_4 = ddh1_3.T @ dt_6 */
+function matmul_dW2_4() {
+  const { ddh1_3, dt_6, dW2_4 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = ddh1_1[p * 24 + i], _a1 = ddh1_1[p * 24 + i + 1];
+        const _a0 = ddh1_3[p * 24 + i], _a1 = ddh1_3[p * 24 + i + 1];
         const _b0 = dt_6[p * 24 + j], _b1 = dt_6[p * 24 + j + 1], _b2 = dt_6[p * 24 + j + 2], _b3 = dt_6[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
@@ -858,21 +872,21 @@ function matmul_t37() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      t37[i * 24 + j] = _c00;
-      t37[i * 24 + j + 1] = _c01;
-      t37[i * 24 + j + 2] = _c02;
-      t37[i * 24 + j + 3] = _c03;
-      t37[(i + 1) * 24 + j] = _c10;
-      t37[(i + 1) * 24 + j + 1] = _c11;
-      t37[(i + 1) * 24 + j + 2] = _c12;
-      t37[(i + 1) * 24 + j + 3] = _c13;
+      dW2_4[i * 24 + j] = _c00;
+      dW2_4[i * 24 + j + 1] = _c01;
+      dW2_4[i * 24 + j + 2] = _c02;
+      dW2_4[i * 24 + j + 3] = _c03;
+      dW2_4[(i + 1) * 24 + j] = _c10;
+      dW2_4[(i + 1) * 24 + j + 1] = _c11;
+      dW2_4[(i + 1) * 24 + j + 2] = _c12;
+      dW2_4[(i + 1) * 24 + j + 3] = _c13;
     }
   }
 }
 
-/** t40 = t29 + dddt @ W2.T * ddt_1 */
-function matmul_t40() {
-  const { dddt, W2, t9, ddt_1, t31, dddt_1, t29, t40 } = buf;
+/** t27 = dt9_3 + dddt @ W2.T * ddt_1 */
+function matmul_t27() {
+  const { dddt, W2, t9, ddt_1, dddt_1_2, dddt_1, dt9_3, t27 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -888,29 +902,29 @@ function matmul_t40() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dddt_1[i * 24 + j] = t31[i * 24 + j] + _c00 * t9[i * 24 + j];
-      t40[i * 24 + j] = t29[i * 24 + j] + _c00 * ddt_1[i * 24 + j];
-      dddt_1[i * 24 + j + 1] = t31[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
-      t40[i * 24 + j + 1] = t29[i * 24 + j + 1] + _c01 * ddt_1[i * 24 + j + 1];
-      dddt_1[(i + 1) * 24 + j] = t31[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
-      t40[(i + 1) * 24 + j] = t29[(i + 1) * 24 + j] + _c10 * ddt_1[(i + 1) * 24 + j];
-      dddt_1[(i + 1) * 24 + j + 1] = t31[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
-      t40[(i + 1) * 24 + j + 1] = t29[(i + 1) * 24 + j + 1] + _c11 * ddt_1[(i + 1) * 24 + j + 1];
-      dddt_1[(i + 2) * 24 + j] = t31[(i + 2) * 24 + j] + _c20 * t9[(i + 2) * 24 + j];
-      t40[(i + 2) * 24 + j] = t29[(i + 2) * 24 + j] + _c20 * ddt_1[(i + 2) * 24 + j];
-      dddt_1[(i + 2) * 24 + j + 1] = t31[(i + 2) * 24 + j + 1] + _c21 * t9[(i + 2) * 24 + j + 1];
-      t40[(i + 2) * 24 + j + 1] = t29[(i + 2) * 24 + j + 1] + _c21 * ddt_1[(i + 2) * 24 + j + 1];
-      dddt_1[(i + 3) * 24 + j] = t31[(i + 3) * 24 + j] + _c30 * t9[(i + 3) * 24 + j];
-      t40[(i + 3) * 24 + j] = t29[(i + 3) * 24 + j] + _c30 * ddt_1[(i + 3) * 24 + j];
-      dddt_1[(i + 3) * 24 + j + 1] = t31[(i + 3) * 24 + j + 1] + _c31 * t9[(i + 3) * 24 + j + 1];
-      t40[(i + 3) * 24 + j + 1] = t29[(i + 3) * 24 + j + 1] + _c31 * ddt_1[(i + 3) * 24 + j + 1];
+      dddt_1[i * 24 + j] = dddt_1_2[i * 24 + j] + _c00 * t9[i * 24 + j];
+      t27[i * 24 + j] = dt9_3[i * 24 + j] + _c00 * ddt_1[i * 24 + j];
+      dddt_1[i * 24 + j + 1] = dddt_1_2[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
+      t27[i * 24 + j + 1] = dt9_3[i * 24 + j + 1] + _c01 * ddt_1[i * 24 + j + 1];
+      dddt_1[(i + 1) * 24 + j] = dddt_1_2[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
+      t27[(i + 1) * 24 + j] = dt9_3[(i + 1) * 24 + j] + _c10 * ddt_1[(i + 1) * 24 + j];
+      dddt_1[(i + 1) * 24 + j + 1] = dddt_1_2[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
+      t27[(i + 1) * 24 + j + 1] = dt9_3[(i + 1) * 24 + j + 1] + _c11 * ddt_1[(i + 1) * 24 + j + 1];
+      dddt_1[(i + 2) * 24 + j] = dddt_1_2[(i + 2) * 24 + j] + _c20 * t9[(i + 2) * 24 + j];
+      t27[(i + 2) * 24 + j] = dt9_3[(i + 2) * 24 + j] + _c20 * ddt_1[(i + 2) * 24 + j];
+      dddt_1[(i + 2) * 24 + j + 1] = dddt_1_2[(i + 2) * 24 + j + 1] + _c21 * t9[(i + 2) * 24 + j + 1];
+      t27[(i + 2) * 24 + j + 1] = dt9_3[(i + 2) * 24 + j + 1] + _c21 * ddt_1[(i + 2) * 24 + j + 1];
+      dddt_1[(i + 3) * 24 + j] = dddt_1_2[(i + 3) * 24 + j] + _c30 * t9[(i + 3) * 24 + j];
+      t27[(i + 3) * 24 + j] = dt9_3[(i + 3) * 24 + j] + _c30 * ddt_1[(i + 3) * 24 + j];
+      dddt_1[(i + 3) * 24 + j + 1] = dddt_1_2[(i + 3) * 24 + j + 1] + _c31 * t9[(i + 3) * 24 + j + 1];
+      t27[(i + 3) * 24 + j + 1] = dt9_3[(i + 3) * 24 + j + 1] + _c31 * ddt_1[(i + 3) * 24 + j + 1];
     }
   }
 }
 
-/** t42 = t37 + ddh1.T @ dddt */
-function matmul_t42() {
-  const { ddh1, dddt, t37, t42 } = buf;
+/** t28 = dW2_4 + ddh1.T @ dddt */
+function matmul_t28() {
+  const { ddh1, dddt, dW2_4, t28 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -926,43 +940,43 @@ function matmul_t42() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      t42[i * 24 + j] = t37[i * 24 + j] + _c00;
-      t42[i * 24 + j + 1] = t37[i * 24 + j + 1] + _c01;
-      t42[i * 24 + j + 2] = t37[i * 24 + j + 2] + _c02;
-      t42[i * 24 + j + 3] = t37[i * 24 + j + 3] + _c03;
-      t42[(i + 1) * 24 + j] = t37[(i + 1) * 24 + j] + _c10;
-      t42[(i + 1) * 24 + j + 1] = t37[(i + 1) * 24 + j + 1] + _c11;
-      t42[(i + 1) * 24 + j + 2] = t37[(i + 1) * 24 + j + 2] + _c12;
-      t42[(i + 1) * 24 + j + 3] = t37[(i + 1) * 24 + j + 3] + _c13;
+      t28[i * 24 + j] = dW2_4[i * 24 + j] + _c00;
+      t28[i * 24 + j + 1] = dW2_4[i * 24 + j + 1] + _c01;
+      t28[i * 24 + j + 2] = dW2_4[i * 24 + j + 2] + _c02;
+      t28[i * 24 + j + 3] = dW2_4[i * 24 + j + 3] + _c03;
+      t28[(i + 1) * 24 + j] = dW2_4[(i + 1) * 24 + j] + _c10;
+      t28[(i + 1) * 24 + j + 1] = dW2_4[(i + 1) * 24 + j + 1] + _c11;
+      t28[(i + 1) * 24 + j + 2] = dW2_4[(i + 1) * 24 + j + 2] + _c12;
+      t28[(i + 1) * 24 + j + 3] = dW2_4[(i + 1) * 24 + j + 3] + _c13;
     }
   }
 }
 
-/** t44 = t33 + t26.T @ dddt_1 */
-function matmul_t44() {
-  const { t26, dddt_1, t33, t44 } = buf;
+/** t29 = dW1_4 + t25.T @ dddt_1 */
+function matmul_t29() {
+  const { t25, dddt_1, dW1_4, t29 } = buf;
   for (let i = 0; i < 1; i += 1) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = t26[p * 1 + i];
+        const _a0 = t25[p * 1 + i];
         const _b0 = dddt_1[p * 24 + j], _b1 = dddt_1[p * 24 + j + 1], _b2 = dddt_1[p * 24 + j + 2], _b3 = dddt_1[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
         _c03 += _a0 * _b3;
       }
-      t44[i * 24 + j] = t33[i * 24 + j] + _c00;
-      t44[i * 24 + j + 1] = t33[i * 24 + j + 1] + _c01;
-      t44[i * 24 + j + 2] = t33[i * 24 + j + 2] + _c02;
-      t44[i * 24 + j + 3] = t33[i * 24 + j + 3] + _c03;
+      t29[i * 24 + j] = dW1_4[i * 24 + j] + _c00;
+      t29[i * 24 + j + 1] = dW1_4[i * 24 + j + 1] + _c01;
+      t29[i * 24 + j + 2] = dW1_4[i * 24 + j + 2] + _c02;
+      t29[i * 24 + j + 3] = dW1_4[i * 24 + j + 3] + _c03;
     }
   }
 }
 
-/** t48 = t30 + -(t40 + ddx @ W1 * dh1) * t11 */
-function matmul_t48() {
-  const { ddx, W1, t9, dh1, t40, t11, t32, ddh1_2, t30, t48 } = buf;
+/** t30 = dh1_3_1 + -(t27 + ddx @ W1 * dh1) * t11 */
+function matmul_t30() {
+  const { ddx, W1, t9, dh1, t27, t11, ddh1_2, ddh1_4, dh1_3_1, t30 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -978,29 +992,29 @@ function matmul_t48() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      ddh1_2[i * 24 + j] = t32[i * 24 + j] + _c00 * t9[i * 24 + j];
-      t48[i * 24 + j] = t30[i * 24 + j] + -(t40[i * 24 + j] + _c00 * dh1[i * 24 + j]) * t11[i * 24 + j];
-      ddh1_2[i * 24 + j + 1] = t32[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
-      t48[i * 24 + j + 1] = t30[i * 24 + j + 1] + -(t40[i * 24 + j + 1] + _c01 * dh1[i * 24 + j + 1]) * t11[i * 24 + j + 1];
-      ddh1_2[i * 24 + j + 2] = t32[i * 24 + j + 2] + _c02 * t9[i * 24 + j + 2];
-      t48[i * 24 + j + 2] = t30[i * 24 + j + 2] + -(t40[i * 24 + j + 2] + _c02 * dh1[i * 24 + j + 2]) * t11[i * 24 + j + 2];
-      ddh1_2[i * 24 + j + 3] = t32[i * 24 + j + 3] + _c03 * t9[i * 24 + j + 3];
-      t48[i * 24 + j + 3] = t30[i * 24 + j + 3] + -(t40[i * 24 + j + 3] + _c03 * dh1[i * 24 + j + 3]) * t11[i * 24 + j + 3];
-      ddh1_2[(i + 1) * 24 + j] = t32[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
-      t48[(i + 1) * 24 + j] = t30[(i + 1) * 24 + j] + -(t40[(i + 1) * 24 + j] + _c10 * dh1[(i + 1) * 24 + j]) * t11[(i + 1) * 24 + j];
-      ddh1_2[(i + 1) * 24 + j + 1] = t32[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
-      t48[(i + 1) * 24 + j + 1] = t30[(i + 1) * 24 + j + 1] + -(t40[(i + 1) * 24 + j + 1] + _c11 * dh1[(i + 1) * 24 + j + 1]) * t11[(i + 1) * 24 + j + 1];
-      ddh1_2[(i + 1) * 24 + j + 2] = t32[(i + 1) * 24 + j + 2] + _c12 * t9[(i + 1) * 24 + j + 2];
-      t48[(i + 1) * 24 + j + 2] = t30[(i + 1) * 24 + j + 2] + -(t40[(i + 1) * 24 + j + 2] + _c12 * dh1[(i + 1) * 24 + j + 2]) * t11[(i + 1) * 24 + j + 2];
-      ddh1_2[(i + 1) * 24 + j + 3] = t32[(i + 1) * 24 + j + 3] + _c13 * t9[(i + 1) * 24 + j + 3];
-      t48[(i + 1) * 24 + j + 3] = t30[(i + 1) * 24 + j + 3] + -(t40[(i + 1) * 24 + j + 3] + _c13 * dh1[(i + 1) * 24 + j + 3]) * t11[(i + 1) * 24 + j + 3];
+      ddh1_4[i * 24 + j] = ddh1_2[i * 24 + j] + _c00 * t9[i * 24 + j];
+      t30[i * 24 + j] = dh1_3_1[i * 24 + j] + -(t27[i * 24 + j] + _c00 * dh1[i * 24 + j]) * t11[i * 24 + j];
+      ddh1_4[i * 24 + j + 1] = ddh1_2[i * 24 + j + 1] + _c01 * t9[i * 24 + j + 1];
+      t30[i * 24 + j + 1] = dh1_3_1[i * 24 + j + 1] + -(t27[i * 24 + j + 1] + _c01 * dh1[i * 24 + j + 1]) * t11[i * 24 + j + 1];
+      ddh1_4[i * 24 + j + 2] = ddh1_2[i * 24 + j + 2] + _c02 * t9[i * 24 + j + 2];
+      t30[i * 24 + j + 2] = dh1_3_1[i * 24 + j + 2] + -(t27[i * 24 + j + 2] + _c02 * dh1[i * 24 + j + 2]) * t11[i * 24 + j + 2];
+      ddh1_4[i * 24 + j + 3] = ddh1_2[i * 24 + j + 3] + _c03 * t9[i * 24 + j + 3];
+      t30[i * 24 + j + 3] = dh1_3_1[i * 24 + j + 3] + -(t27[i * 24 + j + 3] + _c03 * dh1[i * 24 + j + 3]) * t11[i * 24 + j + 3];
+      ddh1_4[(i + 1) * 24 + j] = ddh1_2[(i + 1) * 24 + j] + _c10 * t9[(i + 1) * 24 + j];
+      t30[(i + 1) * 24 + j] = dh1_3_1[(i + 1) * 24 + j] + -(t27[(i + 1) * 24 + j] + _c10 * dh1[(i + 1) * 24 + j]) * t11[(i + 1) * 24 + j];
+      ddh1_4[(i + 1) * 24 + j + 1] = ddh1_2[(i + 1) * 24 + j + 1] + _c11 * t9[(i + 1) * 24 + j + 1];
+      t30[(i + 1) * 24 + j + 1] = dh1_3_1[(i + 1) * 24 + j + 1] + -(t27[(i + 1) * 24 + j + 1] + _c11 * dh1[(i + 1) * 24 + j + 1]) * t11[(i + 1) * 24 + j + 1];
+      ddh1_4[(i + 1) * 24 + j + 2] = ddh1_2[(i + 1) * 24 + j + 2] + _c12 * t9[(i + 1) * 24 + j + 2];
+      t30[(i + 1) * 24 + j + 2] = dh1_3_1[(i + 1) * 24 + j + 2] + -(t27[(i + 1) * 24 + j + 2] + _c12 * dh1[(i + 1) * 24 + j + 2]) * t11[(i + 1) * 24 + j + 2];
+      ddh1_4[(i + 1) * 24 + j + 3] = ddh1_2[(i + 1) * 24 + j + 3] + _c13 * t9[(i + 1) * 24 + j + 3];
+      t30[(i + 1) * 24 + j + 3] = dh1_3_1[(i + 1) * 24 + j + 3] + -(t27[(i + 1) * 24 + j + 3] + _c13 * dh1[(i + 1) * 24 + j + 3]) * t11[(i + 1) * 24 + j + 3];
     }
   }
 }
 
-/** t50 = t44 + ddx.T @ dt_1 */
-function matmul_t50() {
-  const { ddx, dt_1, t44, t50 } = buf;
+/** t31 = t29 + ddx.T @ dt_1 */
+function matmul_t31() {
+  const { ddx, dt_1, t29, t31 } = buf;
   for (let i = 0; i < 1; i += 1) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0;
@@ -1012,22 +1026,22 @@ function matmul_t50() {
         _c02 += _a0 * _b2;
         _c03 += _a0 * _b3;
       }
-      t50[i * 24 + j] = t44[i * 24 + j] + _c00;
-      t50[i * 24 + j + 1] = t44[i * 24 + j + 1] + _c01;
-      t50[i * 24 + j + 2] = t44[i * 24 + j + 2] + _c02;
-      t50[i * 24 + j + 3] = t44[i * 24 + j + 3] + _c03;
+      t31[i * 24 + j] = t29[i * 24 + j] + _c00;
+      t31[i * 24 + j + 1] = t29[i * 24 + j + 1] + _c01;
+      t31[i * 24 + j + 2] = t29[i * 24 + j + 2] + _c02;
+      t31[i * 24 + j + 3] = t29[i * 24 + j + 3] + _c03;
     }
   }
 }
 
-/** t54 = t35 + -(t34 + ddh1_2 @ W2 * dh2) * t13 */
-function matmul_t54() {
-  const { ddh1_2, W2, t7, dh2, t34, t13, t36, ddh2, t35, t54 } = buf;
+/** t32 = dh2_3 + -(dt7_2 + ddh1_4 @ W2 * dh2) * t12 */
+function matmul_t32() {
+  const { ddh1_4, W2, t7, dh2, dt7_2, t12, ddh2_2, ddh2, dh2_3, t32 } = buf;
   for (let i = 0; i < 64; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 24; p++) {
-        const _a0 = ddh1_2[i * 24 + p], _a1 = ddh1_2[(i + 1) * 24 + p];
+        const _a0 = ddh1_4[i * 24 + p], _a1 = ddh1_4[(i + 1) * 24 + p];
         const _b0 = W2[p * 24 + j], _b1 = W2[p * 24 + j + 1], _b2 = W2[p * 24 + j + 2], _b3 = W2[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
@@ -1038,34 +1052,34 @@ function matmul_t54() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      ddh2[i * 24 + j] = t36[i * 24 + j] + _c00 * t7[i * 24 + j];
-      t54[i * 24 + j] = t35[i * 24 + j] + -(t34[i * 24 + j] + _c00 * dh2[i * 24 + j]) * t13[i * 24 + j];
-      ddh2[i * 24 + j + 1] = t36[i * 24 + j + 1] + _c01 * t7[i * 24 + j + 1];
-      t54[i * 24 + j + 1] = t35[i * 24 + j + 1] + -(t34[i * 24 + j + 1] + _c01 * dh2[i * 24 + j + 1]) * t13[i * 24 + j + 1];
-      ddh2[i * 24 + j + 2] = t36[i * 24 + j + 2] + _c02 * t7[i * 24 + j + 2];
-      t54[i * 24 + j + 2] = t35[i * 24 + j + 2] + -(t34[i * 24 + j + 2] + _c02 * dh2[i * 24 + j + 2]) * t13[i * 24 + j + 2];
-      ddh2[i * 24 + j + 3] = t36[i * 24 + j + 3] + _c03 * t7[i * 24 + j + 3];
-      t54[i * 24 + j + 3] = t35[i * 24 + j + 3] + -(t34[i * 24 + j + 3] + _c03 * dh2[i * 24 + j + 3]) * t13[i * 24 + j + 3];
-      ddh2[(i + 1) * 24 + j] = t36[(i + 1) * 24 + j] + _c10 * t7[(i + 1) * 24 + j];
-      t54[(i + 1) * 24 + j] = t35[(i + 1) * 24 + j] + -(t34[(i + 1) * 24 + j] + _c10 * dh2[(i + 1) * 24 + j]) * t13[(i + 1) * 24 + j];
-      ddh2[(i + 1) * 24 + j + 1] = t36[(i + 1) * 24 + j + 1] + _c11 * t7[(i + 1) * 24 + j + 1];
-      t54[(i + 1) * 24 + j + 1] = t35[(i + 1) * 24 + j + 1] + -(t34[(i + 1) * 24 + j + 1] + _c11 * dh2[(i + 1) * 24 + j + 1]) * t13[(i + 1) * 24 + j + 1];
-      ddh2[(i + 1) * 24 + j + 2] = t36[(i + 1) * 24 + j + 2] + _c12 * t7[(i + 1) * 24 + j + 2];
-      t54[(i + 1) * 24 + j + 2] = t35[(i + 1) * 24 + j + 2] + -(t34[(i + 1) * 24 + j + 2] + _c12 * dh2[(i + 1) * 24 + j + 2]) * t13[(i + 1) * 24 + j + 2];
-      ddh2[(i + 1) * 24 + j + 3] = t36[(i + 1) * 24 + j + 3] + _c13 * t7[(i + 1) * 24 + j + 3];
-      t54[(i + 1) * 24 + j + 3] = t35[(i + 1) * 24 + j + 3] + -(t34[(i + 1) * 24 + j + 3] + _c13 * dh2[(i + 1) * 24 + j + 3]) * t13[(i + 1) * 24 + j + 3];
+      ddh2[i * 24 + j] = ddh2_2[i * 24 + j] + _c00 * t7[i * 24 + j];
+      t32[i * 24 + j] = dh2_3[i * 24 + j] + -(dt7_2[i * 24 + j] + _c00 * dh2[i * 24 + j]) * t12[i * 24 + j];
+      ddh2[i * 24 + j + 1] = ddh2_2[i * 24 + j + 1] + _c01 * t7[i * 24 + j + 1];
+      t32[i * 24 + j + 1] = dh2_3[i * 24 + j + 1] + -(dt7_2[i * 24 + j + 1] + _c01 * dh2[i * 24 + j + 1]) * t12[i * 24 + j + 1];
+      ddh2[i * 24 + j + 2] = ddh2_2[i * 24 + j + 2] + _c02 * t7[i * 24 + j + 2];
+      t32[i * 24 + j + 2] = dh2_3[i * 24 + j + 2] + -(dt7_2[i * 24 + j + 2] + _c02 * dh2[i * 24 + j + 2]) * t12[i * 24 + j + 2];
+      ddh2[i * 24 + j + 3] = ddh2_2[i * 24 + j + 3] + _c03 * t7[i * 24 + j + 3];
+      t32[i * 24 + j + 3] = dh2_3[i * 24 + j + 3] + -(dt7_2[i * 24 + j + 3] + _c03 * dh2[i * 24 + j + 3]) * t12[i * 24 + j + 3];
+      ddh2[(i + 1) * 24 + j] = ddh2_2[(i + 1) * 24 + j] + _c10 * t7[(i + 1) * 24 + j];
+      t32[(i + 1) * 24 + j] = dh2_3[(i + 1) * 24 + j] + -(dt7_2[(i + 1) * 24 + j] + _c10 * dh2[(i + 1) * 24 + j]) * t12[(i + 1) * 24 + j];
+      ddh2[(i + 1) * 24 + j + 1] = ddh2_2[(i + 1) * 24 + j + 1] + _c11 * t7[(i + 1) * 24 + j + 1];
+      t32[(i + 1) * 24 + j + 1] = dh2_3[(i + 1) * 24 + j + 1] + -(dt7_2[(i + 1) * 24 + j + 1] + _c11 * dh2[(i + 1) * 24 + j + 1]) * t12[(i + 1) * 24 + j + 1];
+      ddh2[(i + 1) * 24 + j + 2] = ddh2_2[(i + 1) * 24 + j + 2] + _c12 * t7[(i + 1) * 24 + j + 2];
+      t32[(i + 1) * 24 + j + 2] = dh2_3[(i + 1) * 24 + j + 2] + -(dt7_2[(i + 1) * 24 + j + 2] + _c12 * dh2[(i + 1) * 24 + j + 2]) * t12[(i + 1) * 24 + j + 2];
+      ddh2[(i + 1) * 24 + j + 3] = ddh2_2[(i + 1) * 24 + j + 3] + _c13 * t7[(i + 1) * 24 + j + 3];
+      t32[(i + 1) * 24 + j + 3] = dh2_3[(i + 1) * 24 + j + 3] + -(dt7_2[(i + 1) * 24 + j + 3] + _c13 * dh2[(i + 1) * 24 + j + 3]) * t12[(i + 1) * 24 + j + 3];
     }
   }
 }
 
-/** t56 = t42 + ddh1_2.T @ dt */
-function matmul_t56() {
-  const { ddh1_2, dt, t42, t56 } = buf;
+/** t33 = t28 + ddh1_4.T @ dt */
+function matmul_t33() {
+  const { ddh1_4, dt, t28, t33 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
       for (let p = 0; p < 64; p++) {
-        const _a0 = ddh1_2[p * 24 + i], _a1 = ddh1_2[p * 24 + i + 1];
+        const _a0 = ddh1_4[p * 24 + i], _a1 = ddh1_4[p * 24 + i + 1];
         const _b0 = dt[p * 24 + j], _b1 = dt[p * 24 + j + 1], _b2 = dt[p * 24 + j + 2], _b3 = dt[p * 24 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
@@ -1076,39 +1090,39 @@ function matmul_t56() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      t56[i * 24 + j] = t42[i * 24 + j] + _c00;
-      t56[i * 24 + j + 1] = t42[i * 24 + j + 1] + _c01;
-      t56[i * 24 + j + 2] = t42[i * 24 + j + 2] + _c02;
-      t56[i * 24 + j + 3] = t42[i * 24 + j + 3] + _c03;
-      t56[(i + 1) * 24 + j] = t42[(i + 1) * 24 + j] + _c10;
-      t56[(i + 1) * 24 + j + 1] = t42[(i + 1) * 24 + j + 1] + _c11;
-      t56[(i + 1) * 24 + j + 2] = t42[(i + 1) * 24 + j + 2] + _c12;
-      t56[(i + 1) * 24 + j + 3] = t42[(i + 1) * 24 + j + 3] + _c13;
+      t33[i * 24 + j] = t28[i * 24 + j] + _c00;
+      t33[i * 24 + j + 1] = t28[i * 24 + j + 1] + _c01;
+      t33[i * 24 + j + 2] = t28[i * 24 + j + 2] + _c02;
+      t33[i * 24 + j + 3] = t28[i * 24 + j + 3] + _c03;
+      t33[(i + 1) * 24 + j] = t28[(i + 1) * 24 + j] + _c10;
+      t33[(i + 1) * 24 + j + 1] = t28[(i + 1) * 24 + j + 1] + _c11;
+      t33[(i + 1) * 24 + j + 2] = t28[(i + 1) * 24 + j + 2] + _c12;
+      t33[(i + 1) * 24 + j + 3] = t28[(i + 1) * 24 + j + 3] + _c13;
     }
   }
 }
 
-/** t57 = ddh2.T @ t26 */
-function matmul_t57() {
-  const { ddh2, t26, t57 } = buf;
+/** dW3_2 = ddh2.T @ t25 */
+function matmul_dW3_2() {
+  const { ddh2, t25, dW3_2 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 1; j += 1) {
       let _c00 = 0, _c10 = 0;
       for (let p = 0; p < 64; p++) {
         const _a0 = ddh2[p * 24 + i], _a1 = ddh2[p * 24 + i + 1];
-        const _b0 = t26[p * 1 + j];
+        const _b0 = t25[p * 1 + j];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
       }
-      t57[i + j] = _c00;
-      t57[i + 1 + j] = _c10;
+      dW3_2[i + j] = _c00;
+      dW3_2[i + 1 + j] = _c10;
     }
   }
 }
 
-/** dt4 = (t54 + du_1 @ W3.T) * t7 */
+/** dt4 = (t32 + du_1 @ W3.T) * t7 */
 function matmul_dt4() {
-  const { du_1, W3, t54, t7, dt4 } = buf;
+  const { du_1, W3, t32, t7, dt4 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1124,21 +1138,21 @@ function matmul_dt4() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dt4[i * 24 + j] = (t54[i * 24 + j] + _c00) * t7[i * 24 + j];
-      dt4[i * 24 + j + 1] = (t54[i * 24 + j + 1] + _c01) * t7[i * 24 + j + 1];
-      dt4[(i + 1) * 24 + j] = (t54[(i + 1) * 24 + j] + _c10) * t7[(i + 1) * 24 + j];
-      dt4[(i + 1) * 24 + j + 1] = (t54[(i + 1) * 24 + j + 1] + _c11) * t7[(i + 1) * 24 + j + 1];
-      dt4[(i + 2) * 24 + j] = (t54[(i + 2) * 24 + j] + _c20) * t7[(i + 2) * 24 + j];
-      dt4[(i + 2) * 24 + j + 1] = (t54[(i + 2) * 24 + j + 1] + _c21) * t7[(i + 2) * 24 + j + 1];
-      dt4[(i + 3) * 24 + j] = (t54[(i + 3) * 24 + j] + _c30) * t7[(i + 3) * 24 + j];
-      dt4[(i + 3) * 24 + j + 1] = (t54[(i + 3) * 24 + j + 1] + _c31) * t7[(i + 3) * 24 + j + 1];
+      dt4[i * 24 + j] = (t32[i * 24 + j] + _c00) * t7[i * 24 + j];
+      dt4[i * 24 + j + 1] = (t32[i * 24 + j + 1] + _c01) * t7[i * 24 + j + 1];
+      dt4[(i + 1) * 24 + j] = (t32[(i + 1) * 24 + j] + _c10) * t7[(i + 1) * 24 + j];
+      dt4[(i + 1) * 24 + j + 1] = (t32[(i + 1) * 24 + j + 1] + _c11) * t7[(i + 1) * 24 + j + 1];
+      dt4[(i + 2) * 24 + j] = (t32[(i + 2) * 24 + j] + _c20) * t7[(i + 2) * 24 + j];
+      dt4[(i + 2) * 24 + j + 1] = (t32[(i + 2) * 24 + j + 1] + _c21) * t7[(i + 2) * 24 + j + 1];
+      dt4[(i + 3) * 24 + j] = (t32[(i + 3) * 24 + j] + _c30) * t7[(i + 3) * 24 + j];
+      dt4[(i + 3) * 24 + j + 1] = (t32[(i + 3) * 24 + j + 1] + _c31) * t7[(i + 3) * 24 + j + 1];
     }
   }
 }
 
-/** dW3 = t57 + h2.T @ du_1 */
+/** dW3 = dW3_2 + h2.T @ du_1 */
 function matmul_dW3() {
-  const { h2, du_1, t57, dW3 } = buf;
+  const { h2, du_1, dW3_2, dW3 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 1; j += 1) {
       let _c00 = 0, _c10 = 0;
@@ -1148,15 +1162,15 @@ function matmul_dW3() {
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
       }
-      dW3[i + j] = t57[i + j] + _c00;
-      dW3[i + 1 + j] = t57[i + 1 + j] + _c10;
+      dW3[i + j] = dW3_2[i + j] + _c00;
+      dW3[i + 1 + j] = dW3_2[i + 1 + j] + _c10;
     }
   }
 }
 
-/** dt2 = (t48 + dt4 @ W2.T) * t9 */
+/** dt2 = (t30 + dt4 @ W2.T) * t9 */
 function matmul_dt2() {
-  const { dt4, W2, t48, t9, dt2 } = buf;
+  const { dt4, W2, t30, t9, dt2 } = buf;
   for (let i = 0; i < 64; i += 4) {
     for (let j = 0; j < 24; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1172,21 +1186,21 @@ function matmul_dt2() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dt2[i * 24 + j] = (t48[i * 24 + j] + _c00) * t9[i * 24 + j];
-      dt2[i * 24 + j + 1] = (t48[i * 24 + j + 1] + _c01) * t9[i * 24 + j + 1];
-      dt2[(i + 1) * 24 + j] = (t48[(i + 1) * 24 + j] + _c10) * t9[(i + 1) * 24 + j];
-      dt2[(i + 1) * 24 + j + 1] = (t48[(i + 1) * 24 + j + 1] + _c11) * t9[(i + 1) * 24 + j + 1];
-      dt2[(i + 2) * 24 + j] = (t48[(i + 2) * 24 + j] + _c20) * t9[(i + 2) * 24 + j];
-      dt2[(i + 2) * 24 + j + 1] = (t48[(i + 2) * 24 + j + 1] + _c21) * t9[(i + 2) * 24 + j + 1];
-      dt2[(i + 3) * 24 + j] = (t48[(i + 3) * 24 + j] + _c30) * t9[(i + 3) * 24 + j];
-      dt2[(i + 3) * 24 + j + 1] = (t48[(i + 3) * 24 + j + 1] + _c31) * t9[(i + 3) * 24 + j + 1];
+      dt2[i * 24 + j] = (t30[i * 24 + j] + _c00) * t9[i * 24 + j];
+      dt2[i * 24 + j + 1] = (t30[i * 24 + j + 1] + _c01) * t9[i * 24 + j + 1];
+      dt2[(i + 1) * 24 + j] = (t30[(i + 1) * 24 + j] + _c10) * t9[(i + 1) * 24 + j];
+      dt2[(i + 1) * 24 + j + 1] = (t30[(i + 1) * 24 + j + 1] + _c11) * t9[(i + 1) * 24 + j + 1];
+      dt2[(i + 2) * 24 + j] = (t30[(i + 2) * 24 + j] + _c20) * t9[(i + 2) * 24 + j];
+      dt2[(i + 2) * 24 + j + 1] = (t30[(i + 2) * 24 + j + 1] + _c21) * t9[(i + 2) * 24 + j + 1];
+      dt2[(i + 3) * 24 + j] = (t30[(i + 3) * 24 + j] + _c30) * t9[(i + 3) * 24 + j];
+      dt2[(i + 3) * 24 + j + 1] = (t30[(i + 3) * 24 + j + 1] + _c31) * t9[(i + 3) * 24 + j + 1];
     }
   }
 }
 
-/** dW2 = t56 + h1.T @ dt4 */
+/** dW2 = t33 + h1.T @ dt4 */
 function matmul_dW2() {
-  const { h1, dt4, t56, dW2 } = buf;
+  const { h1, dt4, t33, dW2 } = buf;
   for (let i = 0; i < 24; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0, _c10 = 0, _c11 = 0, _c12 = 0, _c13 = 0;
@@ -1202,21 +1216,21 @@ function matmul_dW2() {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      dW2[i * 24 + j] = t56[i * 24 + j] + _c00;
-      dW2[i * 24 + j + 1] = t56[i * 24 + j + 1] + _c01;
-      dW2[i * 24 + j + 2] = t56[i * 24 + j + 2] + _c02;
-      dW2[i * 24 + j + 3] = t56[i * 24 + j + 3] + _c03;
-      dW2[(i + 1) * 24 + j] = t56[(i + 1) * 24 + j] + _c10;
-      dW2[(i + 1) * 24 + j + 1] = t56[(i + 1) * 24 + j + 1] + _c11;
-      dW2[(i + 1) * 24 + j + 2] = t56[(i + 1) * 24 + j + 2] + _c12;
-      dW2[(i + 1) * 24 + j + 3] = t56[(i + 1) * 24 + j + 3] + _c13;
+      dW2[i * 24 + j] = t33[i * 24 + j] + _c00;
+      dW2[i * 24 + j + 1] = t33[i * 24 + j + 1] + _c01;
+      dW2[i * 24 + j + 2] = t33[i * 24 + j + 2] + _c02;
+      dW2[i * 24 + j + 3] = t33[i * 24 + j + 3] + _c03;
+      dW2[(i + 1) * 24 + j] = t33[(i + 1) * 24 + j] + _c10;
+      dW2[(i + 1) * 24 + j + 1] = t33[(i + 1) * 24 + j + 1] + _c11;
+      dW2[(i + 1) * 24 + j + 2] = t33[(i + 1) * 24 + j + 2] + _c12;
+      dW2[(i + 1) * 24 + j + 3] = t33[(i + 1) * 24 + j + 3] + _c13;
     }
   }
 }
 
-/** dW1 = t50 + x.T @ dt2 */
+/** dW1 = t31 + x.T @ dt2 */
 function matmul_dW1() {
-  const { x, dt2, t50, dW1 } = buf;
+  const { x, dt2, t31, dW1 } = buf;
   for (let i = 0; i < 1; i += 1) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0, _c01 = 0, _c02 = 0, _c03 = 0;
@@ -1228,16 +1242,16 @@ function matmul_dW1() {
         _c02 += _a0 * _b2;
         _c03 += _a0 * _b3;
       }
-      dW1[i * 24 + j] = t50[i * 24 + j] + _c00;
-      dW1[i * 24 + j + 1] = t50[i * 24 + j + 1] + _c01;
-      dW1[i * 24 + j + 2] = t50[i * 24 + j + 2] + _c02;
-      dW1[i * 24 + j + 3] = t50[i * 24 + j + 3] + _c03;
+      dW1[i * 24 + j] = t31[i * 24 + j] + _c00;
+      dW1[i * 24 + j + 1] = t31[i * 24 + j + 1] + _c01;
+      dW1[i * 24 + j + 2] = t31[i * 24 + j + 2] + _c02;
+      dW1[i * 24 + j + 3] = t31[i * 24 + j + 3] + _c03;
     }
   }
 }
 
 function forwardPass() {
-  const { t16, residual, t19, u, t20, t21, dx, t22, t23, u0, ux0, loss, dx_1 } = buf;
+  const { t14, residual, t17, u, t18, t19, dx, t20, t21, u0, ux0, loss, dx_1 } = buf;
 
   // h1 = tanh(x @ W1 + b1)  (pinn.ts:20)
   // t9 = 1 - h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -1252,14 +1266,14 @@ function forwardPass() {
 
   // h2 = tanh(h1 @ W2 + b2)  (pinn.ts:21)
   // t7 = 1 - h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // t13 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // t12 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %t3: f32[64,24] = matmul %h1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %t4: f32[64,24] = add %t3, %b2   pinn.ts:21
   //   %h2: f32[64,24] = tanh %t4   pinn.ts:21
   //   %t5: f32[64,24] = square %h2   pinn.ts:21
   //   %t7: f32[64,24] = sub %t6, %t5   pinn.ts:21
-  //   %t13: f32[64,24] = mul %h2, %t10   pinn.ts:21
-  matmul_t13();
+  //   %t12: f32[64,24] = mul %h2, %t10   pinn.ts:21
+  matmul_t12();
 
   // u = h2 @ W3  (pinn.ts:22)
   //   %u: f32[64,1] = matmul %h2, %W3 {transA=false, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
@@ -1285,77 +1299,78 @@ function forwardPass() {
   // ddh1 = ddt_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt_2 = ddt_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt_3 = -dt_2   sub'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t12 = dt_3 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dh1_2 = dt_3 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %ddt_1: f32[64,24] = matmul %du, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %ddh1: f32[64,24] = mul %ddt_1, %t9   pinn.ts:20
   //   %dt_2: f32[64,24] = mul %ddt_1, %dh1   pinn.ts:20
   //   %dt_3: f32[64,24] = neg %dt_2   pinn.ts:20
-  //   %t12: f32[64,24] = mul %dt_3, %t11   pinn.ts:20
-  matmul_t12();
+  //   %dh1_2: f32[64,24] = mul %dt_3, %t11   pinn.ts:20
+  matmul_dh1_2();
 
   // ddt = ddh1 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dt_4 = ddt * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dt_5 = -dt_4   sub'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dh2_1 = dt_5 * t13   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dh2_1 = dt_5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dt_6 = dh2_1 * t7   tanh'  (pinn.ts:21, of g.grad at pinn.ts:26)
   //   %ddt: f32[64,24] = matmul %ddh1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dt_4: f32[64,24] = mul %ddt, %dh2   pinn.ts:21
   //   %dt_5: f32[64,24] = neg %dt_4   pinn.ts:21
-  //   %dh2_1: f32[64,24] = mul %dt_5, %t13   pinn.ts:21
+  //   %dh2_1: f32[64,24] = mul %dt_5, %t12   pinn.ts:21
   //   %dt_6: f32[64,24] = mul %dh2_1, %t7   pinn.ts:21
   matmul_dt_6();
 
-  // dh1_1 = t12 + dt_6 @ W2.T   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt_7 = dh1_1 * t9   tanh'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %t14: f32[64,24] = matmul %dt_6, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dh1_1: f32[64,24] = add %t12, %t14   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt_7: f32[64,24] = mul %dh1_1, %t9   pinn.ts:20
+  // dh1_1 = dt_6 @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dh1_3 = dh1_2 + dh1_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt_7 = dh1_3 * t9   tanh'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %dh1_1: f32[64,24] = matmul %dt_6, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %dh1_3: f32[64,24] = add %dh1_2, %dh1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dt_7: f32[64,24] = mul %dh1_3, %t9   pinn.ts:20
   matmul_dt_7();
 
   // dx_1 = dt_7 @ W1.T   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t15 = dx_1 + u  (pinn.ts:28)
-  // t16 = t15²  (pinn.ts:28)
+  // t13 = dx_1 + u  (pinn.ts:28)
+  // t14 = t13²  (pinn.ts:28)
   //   %dx_1: f32[64,1] = matmul %dt_7, %W1 {transA=false, transB=true}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t15: f32[64,1] = add %dx_1, %u   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %t16: f32[64,1] = square %t15   pinn.ts:28
-  matmul_t16();
+  //   %t13: f32[64,1] = add %dx_1, %u   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
+  //   %t14: f32[64,1] = square %t13   pinn.ts:28
+  matmul_t14();
 
-  // residual = t16.sum((0, 1)) * 0.015625  (pinn.ts:28)
-  //   %t17: f32[] = sum %t16 {axes=[0, 1], keepDims=false}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %residual: f32[] = mul %t17, %t18   pinn.ts:28
+  // residual = t14.sum((0, 1)) * 0.015625  (pinn.ts:28)
+  //   %t15: f32[] = sum %t14 {axes=[0, 1], keepDims=false}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
+  //   %residual: f32[] = mul %t15, %t16   pinn.ts:28
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 64; p++) {
-      _acc0 += t16[p];
+      _sum0 += t14[p];
     }
-    residual[0] = _acc0 * 0.015625;
+    residual[0] = _sum0 * 0.015625;
   }
 
-  // t19 = u[0:1, 0:1]  (pinn.ts:29)
-  //   %t19: f32[1,1] = slice %u {starts=[0, 0], sizes=[1, 1]}   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
-  t19[0] = u[0];
+  // t17 = u[0:1, 0:1]  (pinn.ts:29)
+  //   %t17: f32[1,1] = slice %u {starts=[0, 0], sizes=[1, 1]}   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
+  t17[0] = u[0];
 
-  // t20 = t19²  (pinn.ts:29)
-  //   %t20: f32[1,1] = square %t19   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
-  t20[0] = t19[0] * t19[0];
+  // t18 = t17²  (pinn.ts:29)
+  //   %t18: f32[1,1] = square %t17   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
+  t18[0] = t17[0] * t17[0];
 
-  // t21 = dx[0:1, 0:1]  (pinn.ts:30)
-  //   %t21: f32[1,1] = slice %dx {starts=[0, 0], sizes=[1, 1]}   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
-  t21[0] = dx[0];
+  // t19 = dx[0:1, 0:1]  (pinn.ts:30)
+  //   %t19: f32[1,1] = slice %dx {starts=[0, 0], sizes=[1, 1]}   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
+  t19[0] = dx[0];
 
-  // t22 = t21 - 1  (pinn.ts:30)
-  // t23 = t22²  (pinn.ts:30)
-  //   %t22: f32[1,1] = sub %t21, %t6   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
-  //   %t23: f32[1,1] = square %t22   pinn.ts:30
+  // t20 = t19 - 1  (pinn.ts:30)
+  // t21 = t20²  (pinn.ts:30)
+  //   %t20: f32[1,1] = sub %t19, %t6   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
+  //   %t21: f32[1,1] = square %t20   pinn.ts:30
   {
-    const _t22 = t21[0] - 1;
-    t22[0] = _t22;
-    t23[0] = _t22 * _t22;
+    const _t20 = t19[0] - 1;
+    t20[0] = _t20;
+    t21[0] = _t20 * _t20;
   }
 
   // loss = residual + u0 + ux0  (pinn.ts:31)
-  //   %t24: f32[] = add %residual, %u0   pinn.ts:31  const loss = residual.add(u0).add(ux0);
-  //   %loss: f32[] = add %t24, %ux0   pinn.ts:31
+  //   %t22: f32[] = add %residual, %u0   pinn.ts:31  const loss = residual.add(u0).add(ux0);
+  //   %loss: f32[] = add %t22, %ux0   pinn.ts:31
   loss[0] = residual[0] + u0[0] + ux0[0];
 }
 
@@ -1383,159 +1398,175 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { t22, dt22, ddx, t19, dt19, t27, t15, dt16, dt15, du_1, _acc0, dt4, db2, dt2, db1 } = buf;
+  const { t20, dt20, ddx, t17, dt17, du_2, t13, dt13, du_1, _acc0, dt4, db2, dt2, db1 } = buf;
 
-  // dt22 = t22 * 2   square'  (pinn.ts:30)
-  //   %dt22: f32[1,1] = mul %t22, %t25   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
-  dt22[0] = t22[0] * 2;
+  // dt20 = t20 * 2   square'  (pinn.ts:30)
+  //   %dt20: f32[1,1] = mul %t20, %t23   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
+  dt20[0] = t20[0] * 2;
 
-  // ddx = pad(dt22)   slice'  (pinn.ts:30)
-  //   %ddx: f32[64,1] = pad %dt22 {starts=[0, 0], shape=[64, 1]}   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
+  // ddx = pad(dt20)   slice'  (pinn.ts:30)
+  //   %ddx: f32[64,1] = pad %dt20 {starts=[0, 0], shape=[64, 1]}   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
   ddx.fill(0);
-  ddx[0] = dt22[0];
+  ddx[0] = dt20[0];
 
-  // dt19 = t19 * 2   square'  (pinn.ts:29)
-  //   %dt19: f32[1,1] = mul %t19, %t25   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
-  dt19[0] = t19[0] * 2;
+  // dt17 = t17 * 2   square'  (pinn.ts:29)
+  //   %dt17: f32[1,1] = mul %t17, %t23   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
+  dt17[0] = t17[0] * 2;
 
-  // t27 = pad(dt19)   slice'  (pinn.ts:29)
-  //   %t27: f32[64,1] = pad %dt19 {starts=[0, 0], shape=[64, 1]}   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
-  t27.fill(0);
-  t27[0] = dt19[0];
+  // du_2 = pad(dt17)   slice'  (pinn.ts:29)
+  //   %du_2: f32[64,1] = pad %dt17 {starts=[0, 0], shape=[64, 1]}   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
+  du_2.fill(0);
+  du_2[0] = dt17[0];
 
-  // dt15 = dt16 * (t15 * 2)   square'  (pinn.ts:28)
-  // du_1 = t27 + dt15   fan-out: the sum over its uses  (pinn.ts:22)
-  //   %t28: f32[64,1] = mul %t15, %t25   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
-  //   %dt15: f32[64,1] = mul %dt16, %t28   pinn.ts:28
-  //   %du_1: f32[64,1] = add %t27, %dt15   pinn.ts:22  const u = h2.matmul(W3);
+  // dt14 = 0.015625   sum'  (pinn.ts:28)
+  // dt13 = dt14 * (t13 * 2)   square'  (pinn.ts:28)
+  // du_1 = du_2 + dt13   fan-out: the sum over its uses  (pinn.ts:22)
+  //   %dt14: f32[64,1] = broadcast %t24 {shape=[64, 1]}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
+  //   %t26: f32[64,1] = mul %t13, %t23   pinn.ts:28
+  //   %dt13: f32[64,1] = mul %dt14, %t26   pinn.ts:28
+  //   %du_1: f32[64,1] = add %du_2, %dt13   pinn.ts:22  const u = h2.matmul(W3);
   for (let i = 0; i < 64; i++) {
-    const _dt15 = dt16[i] * (t15[i] * 2);
-    dt15[i] = _dt15;
-    du_1[i] = t27[i] + _dt15;
+    const _dt13 = 0.015625 * (t13[i] * 2);
+    dt13[i] = _dt13;
+    du_1[i] = du_2[i] + _dt13;
   }
 
-  // ddt_7 = dt15 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddh1_1 = ddt_7 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t29 = ddt_7 * dh1_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // ddt_3 = ddh1_1 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dt11 = ddh1_1 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t30 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddh1_3 = ddt_7 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt9_3 = ddt_7 * dh1_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddt_3 = ddh1_3 * t11   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt11 = ddh1_3 * dt_3   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dh1_3_1 = dt11 * 2   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // ddt_2 = -ddt_3   neg'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t31 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t32 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %ddt_7: f32[64,24] = matmul %dt15, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %ddh1_1: f32[64,24] = mul %ddt_7, %t9   pinn.ts:20
-  //   %t29: f32[64,24] = mul %ddt_7, %dh1_1   pinn.ts:20
-  //   %ddt_3: f32[64,24] = mul %ddh1_1, %t11   pinn.ts:20
-  //   %dt11: f32[64,24] = mul %ddh1_1, %dt_3   pinn.ts:20
-  //   %t30: f32[64,24] = mul %dt11, %t25   pinn.ts:20
+  // dddt_1_2 = ddt_2 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // ddh1_2 = ddt_2 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %ddt_7: f32[64,24] = matmul %dt13, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %ddh1_3: f32[64,24] = mul %ddt_7, %t9   pinn.ts:20
+  //   %dt9_3: f32[64,24] = mul %ddt_7, %dh1_3   pinn.ts:20
+  //   %ddt_3: f32[64,24] = mul %ddh1_3, %t11   pinn.ts:20
+  //   %dt11: f32[64,24] = mul %ddh1_3, %dt_3   pinn.ts:20
+  //   %dh1_3_1: f32[64,24] = mul %dt11, %t23   pinn.ts:20
   //   %ddt_2: f32[64,24] = neg %ddt_3   pinn.ts:20
-  //   %t31: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
-  //   %t32: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
-  matmul_t32();
+  //   %dddt_1_2: f32[64,24] = mul %ddt_2, %dh1   pinn.ts:20
+  //   %ddh1_2: f32[64,24] = mul %ddt_2, %ddt_1   pinn.ts:20
+  matmul_ddh1_2();
 
-  // t33 = dt15.T @ dt_7   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  //   %t33: f32[1,24] = matmul %dt15, %dt_7 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  matmul_t33();
+  // dW1_4 = dt13.T @ dt_7   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  //   %dW1_4: f32[1,24] = matmul %dt13, %dt_7 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  matmul_dW1_4();
 
-  // ddt_6 = ddh1_1 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // ddh2_1 = ddt_6 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // t34 = ddt_6 * dh2_1   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // ddt_5 = ddh2_1 * t13   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dt13 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // t35 = dt13 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt7_2 = ddt_6 * dh2_1   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // ddt_5 = ddh2_1 * t12   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dt12 = ddh2_1 * dt_5   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // dh2_3 = dt12 * 2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // ddt_4 = -ddt_5   neg'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dddt = ddt_4 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // t36 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %ddt_6: f32[64,24] = matmul %ddh1_1, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  // ddh2_2 = ddt_4 * ddt   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %ddt_6: f32[64,24] = matmul %ddh1_3, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %ddh2_1: f32[64,24] = mul %ddt_6, %t7   pinn.ts:21
-  //   %t34: f32[64,24] = mul %ddt_6, %dh2_1   pinn.ts:21
-  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t13   pinn.ts:21
-  //   %dt13: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
-  //   %t35: f32[64,24] = mul %dt13, %t25   pinn.ts:21
+  //   %dt7_2: f32[64,24] = mul %ddt_6, %dh2_1   pinn.ts:21
+  //   %ddt_5: f32[64,24] = mul %ddh2_1, %t12   pinn.ts:21
+  //   %dt12: f32[64,24] = mul %ddh2_1, %dt_5   pinn.ts:21
+  //   %dh2_3: f32[64,24] = mul %dt12, %t23   pinn.ts:21
   //   %ddt_4: f32[64,24] = neg %ddt_5   pinn.ts:21
   //   %dddt: f32[64,24] = mul %ddt_4, %dh2   pinn.ts:21
-  //   %t36: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
-  matmul_t36();
+  //   %ddh2_2: f32[64,24] = mul %ddt_4, %ddt   pinn.ts:21
+  matmul_ddh2_2();
 
-  // t37 = ddh1_1.T @ dt_6   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  //   %t37: f32[24,24] = matmul %ddh1_1, %dt_6 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  matmul_t37();
+  // dW2_4 = ddh1_3.T @ dt_6   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  //   %dW2_4: f32[24,24] = matmul %ddh1_3, %dt_6 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  matmul_dW2_4();
 
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dddt_1 = t31 + dddh1 * t9   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t40 = t29 + dddh1 * ddt_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // t27 = dt9_3 + dt9_2   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t38: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t39: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
-  //   %dddt_1: f32[64,24] = add %t31, %t38   pinn.ts:20
-  //   %t40: f32[64,24] = add %t29, %t39   pinn.ts:20
-  matmul_t40();
+  //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
+  //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
+  //   %t27: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
+  matmul_t27();
 
-  // t42 = t37 + ddh1.T @ dddt   fan-out: the sum over its uses  (pinn.ts:17)
-  //   %t41: f32[24,24] = matmul %ddh1, %dddt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t42: f32[24,24] = add %t37, %t41   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
-  matmul_t42();
+  // dW2_3 = ddh1.T @ dddt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
+  // t28 = dW2_4 + dW2_3   fan-out: the sum over its uses  (pinn.ts:17)
+  //   %dW2_3: f32[24,24] = matmul %ddh1, %dddt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %t28: f32[24,24] = add %dW2_4, %dW2_3   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  matmul_t28();
 
-  // t44 = t33 + t26.T @ dddt_1   fan-out: the sum over its uses  (pinn.ts:15)
-  //   %t43: f32[1,24] = matmul %t26, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t44: f32[1,24] = add %t33, %t43   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
-  matmul_t44();
+  // dW1_3 = t25.T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // t29 = dW1_4 + dW1_3   fan-out: the sum over its uses  (pinn.ts:15)
+  //   %dW1_3: f32[1,24] = matmul %t25, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %t29: f32[1,24] = add %dW1_4, %dW1_3   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  matmul_t29();
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dt9 = t40 + ddt_1_1 * dh1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt9 = t27 + dt9_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // ddh1_2 = t32 + ddt_1_1 * t9   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // t48 = t30 + dt8 * t11   fan-out: the sum over its uses  (pinn.ts:20)
+  // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // ddh1_4 = ddh1_2 + ddh1_1   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // t30 = dh1_3_1 + dh1_2_1   fan-out: the sum over its uses  (pinn.ts:20)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t45: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
-  //   %t46: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
-  //   %dt9: f32[64,24] = add %t40, %t46   pinn.ts:20
+  //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
+  //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
+  //   %dt9: f32[64,24] = add %t27, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
-  //   %t47: f32[64,24] = mul %dt8, %t11   pinn.ts:20
-  //   %ddh1_2: f32[64,24] = add %t32, %t45   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t48: f32[64,24] = add %t30, %t47   pinn.ts:20
-  matmul_t48();
+  //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
+  //   %ddh1_4: f32[64,24] = add %ddh1_2, %ddh1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %t30: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
+  matmul_t30();
 
-  // t50 = t44 + ddx.T @ dt_1   fan-out: the sum over its uses  (pinn.ts:15)
-  //   %t49: f32[1,24] = matmul %ddx, %dt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t50: f32[1,24] = add %t44, %t49   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
-  matmul_t50();
+  // dW1_2 = ddx.T @ dt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // t31 = t29 + dW1_2   fan-out: the sum over its uses  (pinn.ts:15)
+  //   %dW1_2: f32[1,24] = matmul %ddx, %dt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %t31: f32[1,24] = add %t29, %dW1_2   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  matmul_t31();
 
-  // ddt_8 = ddh1_2 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dt7 = t34 + ddt_8 * dh2   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dt7 = dt7_2 + dt7_1   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // ddh2 = t36 + ddt_8 * t7   fan-out: the sum over its uses  (pinn.ts:22, of g.grad at pinn.ts:25)
-  // t54 = t35 + dt5 * t13   fan-out: the sum over its uses  (pinn.ts:21)
-  //   %ddt_8: f32[64,24] = matmul %ddh1_2, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t51: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
-  //   %t52: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
-  //   %dt7: f32[64,24] = add %t34, %t52   pinn.ts:21
+  // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh2 = ddh2_2 + ddh2_1_1   fan-out: the sum over its uses  (pinn.ts:22, of g.grad at pinn.ts:25)
+  // t32 = dh2_3 + dh2_2   fan-out: the sum over its uses  (pinn.ts:21)
+  //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
+  //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
+  //   %dt7: f32[64,24] = add %dt7_2, %dt7_1   pinn.ts:21
   //   %dt5: f32[64,24] = neg %dt7   pinn.ts:21
-  //   %t53: f32[64,24] = mul %dt5, %t13   pinn.ts:21
-  //   %ddh2: f32[64,24] = add %t36, %t51   pinn.ts:22  const u = h2.matmul(W3);
-  //   %t54: f32[64,24] = add %t35, %t53   pinn.ts:21
-  matmul_t54();
+  //   %dh2_2: f32[64,24] = mul %dt5, %t12   pinn.ts:21
+  //   %ddh2: f32[64,24] = add %ddh2_2, %ddh2_1_1   pinn.ts:22  const u = h2.matmul(W3);
+  //   %t32: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
+  matmul_t32();
 
-  // t56 = t42 + ddh1_2.T @ dt   fan-out: the sum over its uses  (pinn.ts:17)
-  //   %t55: f32[24,24] = matmul %ddh1_2, %dt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t56: f32[24,24] = add %t42, %t55   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
-  matmul_t56();
+  // dW2_2 = ddh1_4.T @ dt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // t33 = t28 + dW2_2   fan-out: the sum over its uses  (pinn.ts:17)
+  //   %dW2_2: f32[24,24] = matmul %ddh1_4, %dt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %t33: f32[24,24] = add %t28, %dW2_2   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  matmul_t33();
 
-  // t57 = ddh2.T @ t26   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
-  //   %t57: f32[24,1] = matmul %ddh2, %t26 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
-  matmul_t57();
+  // dW3_2 = ddh2.T @ t25   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
+  //   %dW3_2: f32[24,1] = matmul %ddh2, %t25 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
+  matmul_dW3_2();
 
-  // dh2_2 = t54 + du_1 @ W3.T   fan-out: the sum over its uses  (pinn.ts:21)
-  // dt4 = dh2_2 * t7   tanh'  (pinn.ts:21)
-  //   %t58: f32[64,24] = matmul %du_1, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
-  //   %dh2_2: f32[64,24] = add %t54, %t58   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dt4: f32[64,24] = mul %dh2_2, %t7   pinn.ts:21
+  // dh2_1_1 = du_1 @ W3.T   matmul'  (pinn.ts:22)
+  // dh2_4 = t32 + dh2_1_1   fan-out: the sum over its uses  (pinn.ts:21)
+  // dt4 = dh2_4 * t7   tanh'  (pinn.ts:21)
+  //   %dh2_1_1: f32[64,24] = matmul %du_1, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
+  //   %dh2_4: f32[64,24] = add %t32, %dh2_1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %dt4: f32[64,24] = mul %dh2_4, %t7   pinn.ts:21
   matmul_dt4();
 
-  // dW3 = t57 + h2.T @ du_1   fan-out: the sum over its uses  (pinn.ts:19)
-  //   %t59: f32[24,1] = matmul %h2, %du_1 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
-  //   %dW3: f32[24,1] = add %t57, %t59   pinn.ts:19  const W3 = g.param('W3', [H, 1], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  // dW3_1 = h2.T @ du_1   matmul'  (pinn.ts:22)
+  // dW3 = dW3_2 + dW3_1   fan-out: the sum over its uses  (pinn.ts:19)
+  //   %dW3_1: f32[24,1] = matmul %h2, %du_1 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
+  //   %dW3: f32[24,1] = add %dW3_2, %dW3_1   pinn.ts:19  const W3 = g.param('W3', [H, 1], { init: 'uniform', scale: Math.sqrt(3 / H) });
   matmul_dW3();
 
   // db2 = dt4.sum(0)   add'  (pinn.ts:21)
@@ -1552,16 +1583,18 @@ export function valueAndGrad(params, inputs, options) {
     db2[i] = _acc0[i];
   }
 
-  // dh1_2 = t48 + dt4 @ W2.T   fan-out: the sum over its uses  (pinn.ts:20)
-  // dt2 = dh1_2 * t9   tanh'  (pinn.ts:20)
-  //   %t60: f32[64,24] = matmul %dt4, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dh1_2: f32[64,24] = add %t48, %t60   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dt2: f32[64,24] = mul %dh1_2, %t9   pinn.ts:20
+  // dh1_1_1 = dt4 @ W2.T   matmul'  (pinn.ts:21)
+  // dh1_4 = t30 + dh1_1_1   fan-out: the sum over its uses  (pinn.ts:20)
+  // dt2 = dh1_4 * t9   tanh'  (pinn.ts:20)
+  //   %dh1_1_1: f32[64,24] = matmul %dt4, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %dh1_4: f32[64,24] = add %t30, %dh1_1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dt2: f32[64,24] = mul %dh1_4, %t9   pinn.ts:20
   matmul_dt2();
 
-  // dW2 = t56 + h1.T @ dt4   fan-out: the sum over its uses  (pinn.ts:17)
-  //   %t61: f32[24,24] = matmul %h1, %dt4 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dW2: f32[24,24] = add %t56, %t61   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  // dW2_1 = h1.T @ dt4   matmul'  (pinn.ts:21)
+  // dW2 = t33 + dW2_1   fan-out: the sum over its uses  (pinn.ts:17)
+  //   %dW2_1: f32[24,24] = matmul %h1, %dt4 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %dW2: f32[24,24] = add %t33, %dW2_1   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
   matmul_dW2();
 
   // db1 = dt2.sum(0)   add'  (pinn.ts:20)
@@ -1578,9 +1611,10 @@ export function valueAndGrad(params, inputs, options) {
     db1[i] = _acc0[i];
   }
 
-  // dW1 = t50 + x.T @ dt2   fan-out: the sum over its uses  (pinn.ts:15)
-  //   %t62: f32[1,24] = matmul %x, %dt2 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dW1: f32[1,24] = add %t50, %t62   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  // dW1_1 = x.T @ dt2   matmul'  (pinn.ts:20)
+  // dW1 = t31 + dW1_1   fan-out: the sum over its uses  (pinn.ts:15)
+  //   %dW1_1: f32[1,24] = matmul %x, %dt2 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dW1: f32[1,24] = add %t31, %dW1_1   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
   matmul_dW1();
   lossSlot[0] = buf.loss[0];
   return result;

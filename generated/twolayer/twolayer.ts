@@ -84,17 +84,16 @@ const buf = {
   data_loss: buffers[8].subarray(0, 1), // f32[]
   t14: buffers[12].subarray(0, 1), // f32[]
   loss: buffers[13], // f32[]
-  t19: Float32Array.from([0.001]),
   t21: Float32Array.from([
     0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
     0.0625, 0.0625, 0.0625,
   ]),
-  t24: buffers[8].subarray(0, 320), // f32[32,10]
-  t26: buffers[12], // f32[20,32]
+  dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
+  dW1_2: buffers[12], // f32[20,32]
   dt7: buffers[14].subarray(0, 160), // f32[16,10]
   dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
   dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t29: buffers[15].subarray(0, 16), // a view of dt4
+  t27: buffers[15].subarray(0, 16), // a view of dt4
   dscores: buffers[9], // f32[16,10]
   db2: buffers[16], // f32[10]
   dhidden: buffers[10], // f32[16,32]
@@ -135,6 +134,28 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/**
+ * Names the first missing argument; a key of the object that is no argument (a misspelling)
+ * is named with it. Keys that are not arguments are otherwise ignored.
+ */
+function checkKeys(
+  kind: string,
+  obj: object,
+  known: Record<string, string>,
+  note: Record<string, string> = {},
+): void {
+  const given = obj as Record<string, unknown>;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length
+    ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of twolayer (its ${kind}s: ${Object.keys(known).join(', ')})`
+    : '';
+  throw new TypeError(
+    `twolayer: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`,
+  );
+}
+
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`twolayer: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -161,10 +182,19 @@ function checkArgs(params: Params, inputs: Inputs): void {
     throw new TypeError('twolayer: params must be an object');
   if (typeof inputs !== 'object' || inputs === null)
     throw new TypeError('twolayer: inputs must be an object');
+  checkKeys('param', params, { W1: 'f32[20,32]', b1: 'f32[32]', W2: 'f32[32,10]', b2: 'f32[10]' });
   expectArray('param', 'W1', params.W1, Float32Array, 640, 'f32[20,32]');
   expectArray('param', 'b1', params.b1, Float32Array, 32, 'f32[32]');
   expectArray('param', 'W2', params.W2, Float32Array, 320, 'f32[32,10]');
   expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
+  checkKeys(
+    'input',
+    inputs,
+    { X: 'f32[16,20]', y: 'i32[16]' },
+    {
+      y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+    },
+  );
   expectArray('input', 'X', inputs.X, Float32Array, 320, 'f32[16,20]');
   expectArray('input', 'y', inputs.y, Int32Array, 16, 'i32[16]');
   expectIndices('y', inputs.y, 10);
@@ -342,9 +372,9 @@ function matmul_dhidden(): void {
   }
 }
 
-/** dW2 = t24 + hidden.T @ dscores */
+/** dW2 = dW2_2 + hidden.T @ dscores */
 function matmul_dW2(): void {
-  const { hidden, dscores, t24, dW2 } = buf;
+  const { hidden, dscores, dW2_2, dW2 } = buf;
   for (let i = 0; i < 32; i += 2) {
     for (let j = 0; j < 8; j += 4) {
       let _c00 = 0,
@@ -371,14 +401,14 @@ function matmul_dW2(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      dW2[i * 10 + j] = t24[i * 10 + j] + _c00;
-      dW2[i * 10 + j + 1] = t24[i * 10 + j + 1] + _c01;
-      dW2[i * 10 + j + 2] = t24[i * 10 + j + 2] + _c02;
-      dW2[i * 10 + j + 3] = t24[i * 10 + j + 3] + _c03;
-      dW2[(i + 1) * 10 + j] = t24[(i + 1) * 10 + j] + _c10;
-      dW2[(i + 1) * 10 + j + 1] = t24[(i + 1) * 10 + j + 1] + _c11;
-      dW2[(i + 1) * 10 + j + 2] = t24[(i + 1) * 10 + j + 2] + _c12;
-      dW2[(i + 1) * 10 + j + 3] = t24[(i + 1) * 10 + j + 3] + _c13;
+      dW2[i * 10 + j] = dW2_2[i * 10 + j] + _c00;
+      dW2[i * 10 + j + 1] = dW2_2[i * 10 + j + 1] + _c01;
+      dW2[i * 10 + j + 2] = dW2_2[i * 10 + j + 2] + _c02;
+      dW2[i * 10 + j + 3] = dW2_2[i * 10 + j + 3] + _c03;
+      dW2[(i + 1) * 10 + j] = dW2_2[(i + 1) * 10 + j] + _c10;
+      dW2[(i + 1) * 10 + j + 1] = dW2_2[(i + 1) * 10 + j + 1] + _c11;
+      dW2[(i + 1) * 10 + j + 2] = dW2_2[(i + 1) * 10 + j + 2] + _c12;
+      dW2[(i + 1) * 10 + j + 3] = dW2_2[(i + 1) * 10 + j + 3] + _c13;
     }
   }
   for (let i = 0; i < 32; i += 2) {
@@ -392,15 +422,15 @@ function matmul_dW2(): void {
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
       }
-      dW2[i * 10 + j] = t24[i * 10 + j] + _c00;
-      dW2[(i + 1) * 10 + j] = t24[(i + 1) * 10 + j] + _c10;
+      dW2[i * 10 + j] = dW2_2[i * 10 + j] + _c00;
+      dW2[(i + 1) * 10 + j] = dW2_2[(i + 1) * 10 + j] + _c10;
     }
   }
 }
 
-/** dW1 = t26 + X.T @ dt2 */
+/** dW1 = dW1_2 + X.T @ dt2 */
 function matmul_dW1(): void {
-  const { X, dt2, t26, dW1 } = buf;
+  const { X, dt2, dW1_2, dW1 } = buf;
   for (let i = 0; i < 20; i += 2) {
     for (let j = 0; j < 32; j += 4) {
       let _c00 = 0,
@@ -427,14 +457,14 @@ function matmul_dW1(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      dW1[i * 32 + j] = t26[i * 32 + j] + _c00;
-      dW1[i * 32 + j + 1] = t26[i * 32 + j + 1] + _c01;
-      dW1[i * 32 + j + 2] = t26[i * 32 + j + 2] + _c02;
-      dW1[i * 32 + j + 3] = t26[i * 32 + j + 3] + _c03;
-      dW1[(i + 1) * 32 + j] = t26[(i + 1) * 32 + j] + _c10;
-      dW1[(i + 1) * 32 + j + 1] = t26[(i + 1) * 32 + j + 1] + _c11;
-      dW1[(i + 1) * 32 + j + 2] = t26[(i + 1) * 32 + j + 2] + _c12;
-      dW1[(i + 1) * 32 + j + 3] = t26[(i + 1) * 32 + j + 3] + _c13;
+      dW1[i * 32 + j] = dW1_2[i * 32 + j] + _c00;
+      dW1[i * 32 + j + 1] = dW1_2[i * 32 + j + 1] + _c01;
+      dW1[i * 32 + j + 2] = dW1_2[i * 32 + j + 2] + _c02;
+      dW1[i * 32 + j + 3] = dW1_2[i * 32 + j + 3] + _c03;
+      dW1[(i + 1) * 32 + j] = dW1_2[(i + 1) * 32 + j] + _c10;
+      dW1[(i + 1) * 32 + j + 1] = dW1_2[(i + 1) * 32 + j + 1] + _c11;
+      dW1[(i + 1) * 32 + j + 2] = dW1_2[(i + 1) * 32 + j + 2] + _c12;
+      dW1[(i + 1) * 32 + j + 3] = dW1_2[(i + 1) * 32 + j + 3] + _c13;
     }
   }
 }
@@ -470,7 +500,7 @@ function forwardPass(): void {
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
       const _margins = _t7 > 0 ? _t7 : 0;
@@ -479,33 +509,33 @@ function forwardPass(): void {
       t8[i * 10 + p] = _t8;
       const _t9 = 1 - _t8;
       t9[i * 10 + p] = _t9;
-      _acc0 += _margins * _t9;
+      _sum0 += _margins * _t9;
     }
-    t10[i] = _acc0;
+    t10[i] = _sum0;
   }
 
   // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
   //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 16; p++) {
-      _acc0 += t10[p];
+      _sum0 += t10[p];
     }
-    data_loss[0] = _acc0 * 0.0625;
+    data_loss[0] = _sum0 * 0.0625;
   }
 
   // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
   //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 20; p++) {
       for (let q = 0; q < 32; q++) {
-        _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+        _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
       }
     }
-    t14[0] = _acc0;
+    t14[0] = _sum0;
   }
 
   // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
@@ -516,13 +546,13 @@ function forwardPass(): void {
   //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
   //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       for (let q = 0; q < 10; q++) {
-        _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+        _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
       }
     }
-    loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+    loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
   }
 }
 
@@ -560,11 +590,10 @@ export function valueAndGrad(
   stage(params, inputs);
   forwardPass();
   const {
-    t19,
     W2,
-    t24,
+    dW2_2,
     W1,
-    t26,
+    dW1_2,
     t21,
     t9,
     margins,
@@ -572,7 +601,7 @@ export function valueAndGrad(
     dcorrect_class_score,
     _acc0,
     t8,
-    t29,
+    t27,
     dscores,
     db2,
     hidden,
@@ -582,24 +611,24 @@ export function valueAndGrad(
   } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+  // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 10; j++) {
-      t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
+      dW2_2[i * 10 + j] = 0.001 * (W2[i * 10 + j] * 2);
     }
   }
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+  // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
+  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
   for (let i = 0; i < 20; i++) {
     for (let j = 0; j < 32; j++) {
-      t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
+      dW1_2[i * 32 + j] = 0.001 * (W1[i * 32 + j] * 2);
     }
   }
 
@@ -609,31 +638,32 @@ export function valueAndGrad(
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
+  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
       dt7[i * 10 + p] = _dt7;
-      _acc0 += -_dt7;
+      _sum0 += -_dt7;
     }
-    dcorrect_class_score[i] = _acc0;
+    dcorrect_class_score[i] = _sum0;
   }
 
-  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
+  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
   for (let i = 0; i < 10; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 10; j++) {
-      const _dscores = dt7[i * 10 + j] + t8[i * 10 + j] * t29[i];
+      const _dscores = dt7[i * 10 + j] + t8[i * 10 + j] * t27[i];
       dscores[i * 10 + j] = _dscores;
       _acc0[j] += _dscores;
     }
@@ -646,15 +676,16 @@ export function valueAndGrad(
   //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   matmul_dhidden();
 
-  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+  // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
+  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   matmul_dW2();
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
@@ -670,9 +701,10 @@ export function valueAndGrad(
     db1[i] = _acc0[i];
   }
 
-  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+  // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
+  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   matmul_dW1();
   lossSlot[0] = buf.loss[0];
   return result;

@@ -46,14 +46,16 @@ export interface Options {
 
 // Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (5349 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (5780 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hidden: hidden = relu(X @ W1 + b1)   [16,20]·[20,32]
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
+//   elementwise_dW2_2: dW2_2 = 0.001 * (W2 * 2)   [32,10] elementwise
+//   elementwise_dW1_2: dW1_2 = 0.001 * (W1 * 2)   [20,32] elementwise
 //   reduce_db2: db2 = dscores.sum(0)   [16,10] column reduction
 //   matmul_dhidden: dhidden = dscores @ W2.T   [16,10]·[10,32] (B transposed)
-//   matmul_dW2: dW2 = t24 + hidden.T @ dscores   [32,16]·[16,10] (A transposed)
+//   matmul_dW2: dW2 = dW2_2 + hidden.T @ dscores   [32,16]·[16,10] (A transposed)
 //   reduce_db1: db1 = dt2.sum(0)   [16,32] column reduction
-//   matmul_dW1: dW1 = t26 + X.T @ dt2   [20,16]·[16,32] (A transposed)
+//   matmul_dW1: dW1 = dW1_2 + X.T @ dt2   [20,16]·[16,32] (A transposed)
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).
 declare const WebAssembly: {
   Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
@@ -62,81 +64,87 @@ declare const WebAssembly: {
 };
 const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays below stay valid
 const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDCAcAAAAAAAAAB2YHDW1hdG11bF9oaWRkZW4AAA1tYXRtdWxfc2Nv',
-  'cmVzAAEKcmVkdWNlX2RiMgACDm1hdG11bF9kaGlkZGVuAAMKbWF0bXVsX2RXMgAECnJlZHVjZV9kYjEABQptYXRtdWxfZFcx',
-  'AAYK0CgH4gYDD38NewJ/QQAhAEEAIQFBACECQQAhBEEEIQkDQEEAIQNBBCEKA0BBsB8gAGogA0HQAGxqIQVBACABaiAEQQRs',
-  'aiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFkEUIQsDQCAG/QAAACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB',
-  '/eQBIRAgBf0JAFAhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAKABIRkgEyAZIBf95gH95AEhEyAUIBkgGP3m',
-  'Af3kASEUIAX9CQDwASEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkGAAWohBiALQQFrIgsNAAtBgBQg',
-  'BEEEbGohHEHwKSADQYABbGogBEEEbGohHSAPIBz9AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAAAg',
-  'ECAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwAQIBEgHP0AAAD95AEhGv0MAAAAAAAAAAAAAAAA',
-  'AAAAACAa/esBIRsgHSAb/QsAgAEgEiAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwCQASATIBz9',
-  'AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAIACIBQgHP0AABD95AEhGv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACAa/esBIRsgHSAb/QsAkAIgFSAc/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwCAAyAWIBz9AAAQ',
-  '/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAJADIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0A',
-  'CyACQYAQaiECC7EIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRBACEDQQQhCgNAQfApIABqIANBgAFsaiEFQYAVIAFqIARBBGxq',
-  'IQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
-  'AAAAAAAAAAAAAAAAAAAAACEWQSAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH9',
-  '5AEhECAF/QkAgAEhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIACIRkgEyAZIBf95gH95AEhEyAUIBkgGP3m',
-  'Af3kASEUIAX9CQCAAyEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkEoaiEGIAtBAWsiCw0AC0GAHyAE',
-  'QQRsaiEbQfA5IANBKGxqIARBBGxqIRwgDyAb/QAAAP3kASEaIBwgGv0LAAAgECAb/QAAEP3kASEaIBwgGv0LABAgESAb/QAA',
-  'AP3kASEaIBwgGv0LACggEiAb/QAAEP3kASEaIBwgGv0LADggEyAb/QAAAP3kASEaIBwgGv0LAFAgFCAb/QAAEP3kASEaIBwg',
-  'Gv0LAGAgFSAb/QAAAP3kASEaIBwgGv0LAHggFiAb/QAAEP3kASEaIBwgGv0LAIgBIANBBGohAyAKQQFrIgoNAAsgBEEIaiEE',
-  'QQghBEEAIQNBBCEKA0BB8CkgAGogA0GAAWxqIQVBgBUgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEVQSAhCwNAIAb9AAAAIRcgBf0JAAAh',
-  'GSAPIBkgF/3mAf3kASEPIAX9CQCAASEZIBEgGSAX/eYB/eQBIREgBf0JAIACIRkgEyAZIBf95gH95AEhEyAF/QkAgAMhGSAV',
-  'IBkgF/3mAf3kASEVIAVBBGohBSAGQShqIQYgC0EBayILDQALQYAfIARBBGxqIRtB8DkgA0EobGogBEEEbGohHCAPIBv9AAAA',
-  '/eQBIRogHCAa/VoAAAAgHCAa/VoABAEgESAb/QAAAP3kASEaIBwgGv1aACgAIBwgGv1aACwBIBMgG/0AAAD95AEhGiAcIBr9',
-  'WgBQACAcIBr9WgBUASAVIBv9AAAA/eQBIRogHCAa/VoAeAAgHCAa/VoAfAEgA0EEaiEDIApBAWsiCg0ACyAEQQRqIQQgAkGA',
-  'BWohAgvmAwcDfwF7BH8Dewh/AXsCf0EAIQJBsJwBIQRBAiEBA0D9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9CwAAIARBEGoh',
-  'BCABQQFrIgENAAv9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9WgAAACAEIAP9WgAEASACQQFqIQJBACEHQRAhBQNAQfDTACAH',
-  'QShsaiELQYCHASAHQQRsaiEMQYD9ACAHQShsaiENQfDOACAHQShsaiEOQbCcASEPQQIhBgNAIAv9AAAAIAz9CQAA/eYBIQgg',
-  'Df0AAAAgCP3kASEJIA4gCf0LAAAgD/0AAAAgCf3kASEKIA8gCv0LAAAgC0EQaiELIA1BEGohDSAOQRBqIQ4gD0EQaiEPIAZB',
-  'AWsiBg0ACyAL/QAAACAM/QkAAP3mASEIIA39AAAAIAj95AEhCSAOIAn9WgAAACAOIAn9WgAEASAP/QAAACAJ/eQBIQogDyAK',
-  '/VoAAAAgDyAK/VoABAEgB0EBaiEHIAVBAWsiBQ0AC0EAIRJBsJwBIRRBgIgBIBJBKGxqIRVBAiERA0AgFP0AAAAhEyAVIBP9',
-  'CwAAIBRBEGohFCAVQRBqIRUgEUEBayIRDQALIBT9AAAAIRMgFSAT/VoAAAAgFSAT/VoABAEgEkEBaiESC/gEAg9/C3tBACEA',
-  'QQAhAUEAIQJBgBUgAWohDEGwnQEhDkEgIQkDQCAOIQ1BCiELA0AgDSAMKgIAOAIAIAxBBGohDCANQYABaiENIAtBAWsiCw0A',
-  'CyAOQQRqIQ4gCUEBayIJDQALQQAhBEEEIQkDQEEAIQNBBCEKA0BB8M4AIABqIANBKGxqIQVBsJ0BIARBBGxqIQb9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ev0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAA',
-  'AAAAAAAAACEWQQohCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkA',
-  'KCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH95AEhEiAF/QkAUCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkA',
-  'eCEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkGAAWohBiALQQFrIgsNAAtB8NMAIAJqIANBgAFsaiAE',
-  'QQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwCAASAHIBL9CwCQASAHIBP9CwCAAiAHIBT9CwCQAiAHIBX9CwCAAyAHIBb9',
-  'CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGohBCAJQQFrIgkNAAsgAkGAEGohAgu8CAMPfwx7An9BACEAQQAhAUEAIQJBACEE',
-  'QQAhA0EIIQoDQEHwKSAAaiADQQRsaiEFQfDOACABaiAEQQRsaiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFkEQIQsDQCAG/QAAACEXIAb9',
-  'AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB',
-  '/eQBIRIgBf0JAAghGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAVIBkgF/3mAf3kASEVIBYgGSAY/eYB',
-  '/eQBIRYgBUGAAWohBSAGQShqIQYgC0EBayILDQALQfA+IANBKGxqIARBBGxqIRtBgP0AIANBKGxqIARBBGxqIRwgG/0AAAAg',
-  'D/3kASEaIBwgGv0LAAAgG/0AABAgEP3kASEaIBwgGv0LABAgG/0AACggEf3kASEaIBwgGv0LACggG/0AADggEv3kASEaIBwg',
-  'Gv0LADggG/0AAFAgE/3kASEaIBwgGv0LAFAgG/0AAGAgFP3kASEaIBwgGv0LAGAgG/0AAHggFf3kASEaIBwgGv0LAHggG/0A',
-  'AIgBIBb95AEhGiAcIBr9CwCIASADQQRqIQMgCkEBayIKDQALIARBCGohBEEIIQRBACEDQQghCgNAQfApIABqIANBBGxqIQVB',
-  '8M4AIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRP9DAAAAAAAAAAAAAAAAAAAAAAhFUEQIQsDQCAG/QAAACEXIAX9CQAAIRkgDyAZIBf95gH95AEhDyAF/QkABCEZIBEgGSAX',
-  '/eYB/eQBIREgBf0JAAghGSATIBkgF/3mAf3kASETIAX9CQAMIRkgFSAZIBf95gH95AEhFSAFQYABaiEFIAZBKGohBiALQQFr',
-  'IgsNAAtB8D4gA0EobGogBEEEbGohG0GA/QAgA0EobGogBEEEbGohHCAb/QAAACAP/eQBIRogHCAa/VoAAAAgHCAa/VoABAEg',
-  'G/0AACggEf3kASEaIBwgGv1aACgAIBwgGv1aACwBIBv9AABQIBP95AEhGiAcIBr9WgBQACAcIBr9WgBUASAb/QAAeCAV/eQB',
-  'IRogHCAa/VoAeAAgHCAa/VoAfAEgA0EEaiEDIApBAWsiCg0ACyAEQQRqIQQgAkGACmohAgvsAgcDfwF7BH8Dewd/AXsCf0EA',
-  'IQJBsJwBIQRBCCEBA0D9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9CwAAIARBEGohBCABQQFrIgENAAsgAkEBaiECQQAhB0EQ',
-  'IQUDQEHwKSAHQYABbGohC0Hw0wAgB0GAAWxqIQxB8D4gB0GAAWxqIQ1BsJwBIQ5BCCEGA0AgC/0AAAD9DAAAAAAAAAAAAAAA',
-  'AAAAAAD9RP0MAACAPwAAgD8AAIA/AACAP/1OIQggDP0AAAAgCP3mASEJIA0gCf0LAAAgDv0AAAAgCf3kASEKIA4gCv0LAAAg',
-  'C0EQaiELIAxBEGohDCANQRBqIQ0gDkEQaiEOIAZBAWsiBg0ACyAHQQFqIQcgBUEBayIFDQALQQAhEUGwnAEhE0GAhwEgEUGA',
-  'AWxqIRRBCCEQA0AgE/0AAAAhEiAUIBL9CwAAIBNBEGohEyAUQRBqIRQgEEEBayIQDQALIBFBAWohEQuoBQMPfwx7An9BACEA',
-  'QQAhAUEAIQJBACEEQQQhCQNAQQAhA0EFIQoDQEGwHyAAaiADQQRsaiEFQfA+IAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAA',
-  'AAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW',
-  'QRAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX',
-  '/eYB/eQBIREgEiAZIBj95gH95AEhEiAF/QkACCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkADCEZIBUgGSAX',
-  '/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQdAAaiEFIAZBgAFqIQYgC0EBayILDQALQfDoACADQYABbGogBEEEbGohG0GwiAEg',
-  'A0GAAWxqIARBBGxqIRwgG/0AAAAgD/3kASEaIBwgGv0LAAAgG/0AABAgEP3kASEaIBwgGv0LABAgG/0AAIABIBH95AEhGiAc',
-  'IBr9CwCAASAb/QAAkAEgEv3kASEaIBwgGv0LAJABIBv9AACAAiAT/eQBIRogHCAa/QsAgAIgG/0AAJACIBT95AEhGiAcIBr9',
-  'CwCQAiAb/QAAgAMgFf3kASEaIBwgGv0LAIADIBv9AACQAyAW/eQBIRogHCAa/QsAkAMgA0EEaiEDIApBAWsiCg0ACyAEQQhq',
-  'IQQgCUEBayIJDQALIAJBgBRqIQIL',
+  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDCgkAAAAAAAAAAAAHjgEJDW1hdG11bF9oaWRkZW4AAA1tYXRtdWxf',
+  'c2NvcmVzAAERZWxlbWVudHdpc2VfZFcyXzIAAhFlbGVtZW50d2lzZV9kVzFfMgADCnJlZHVjZV9kYjIABA5tYXRtdWxfZGhp',
+  'ZGRlbgAFCm1hdG11bF9kVzIABgpyZWR1Y2VfZGIxAAcKbWF0bXVsX2RXMQAICtQrCeIGAw9/DXsCf0EAIQBBACEBQQAhAkEA',
+  'IQRBBCEJA0BBACEDQQQhCgNAQbAfIABqIANB0ABsaiEFQQAgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBFCELA0AgBv0A',
+  'AAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQBQIRkgESAZIBf95gH95AEhESAS',
+  'IBkgGP3mAf3kASESIAX9CQCgASEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkA8AEhGSAVIBkgF/3mAf3kASEV',
+  'IBYgGSAY/eYB/eQBIRYgBUEEaiEFIAZBgAFqIQYgC0EBayILDQALQYAUIARBBGxqIRxB8CkgA0GAAWxqIARBBGxqIR0gDyAc',
+  '/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwAAIBAgHP0AABD95AEhGv0MAAAAAAAAAAAAAAAAAAAA',
+  'ACAa/esBIRsgHSAb/QsAECARIBz9AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAIABIBIgHP0AABD9',
+  '5AEhGv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAkAEgEyAc/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr9',
+  '6wEhGyAdIBv9CwCAAiAUIBz9AAAQ/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAJACIBUgHP0AAAD95AEh',
+  'Gv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAgAMgFiAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEh',
+  'GyAdIBv9CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGohBCAJQQFrIgkNAAsgAkGAEGohAguxCAMPfwx7An9BACEAQQAhAUEA',
+  'IQJBACEEQQAhA0EEIQoDQEHwKSAAaiADQYABbGohBUGAFSABaiAEQQRsaiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'E/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFkEgIQsDQCAG/QAA',
+  'ACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAIABIRkgESAZIBf95gH95AEhESAS',
+  'IBkgGP3mAf3kASESIAX9CQCAAiEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkAgAMhGSAVIBkgF/3mAf3kASEV',
+  'IBYgGSAY/eYB/eQBIRYgBUEEaiEFIAZBKGohBiALQQFrIgsNAAtBgB8gBEEEbGohG0HwOSADQShsaiAEQQRsaiEcIA8gG/0A',
+  'AAD95AEhGiAcIBr9CwAAIBAgG/0AABD95AEhGiAcIBr9CwAQIBEgG/0AAAD95AEhGiAcIBr9CwAoIBIgG/0AABD95AEhGiAc',
+  'IBr9CwA4IBMgG/0AAAD95AEhGiAcIBr9CwBQIBQgG/0AABD95AEhGiAcIBr9CwBgIBUgG/0AAAD95AEhGiAcIBr9CwB4IBYg',
+  'G/0AABD95AEhGiAcIBr9CwCIASADQQRqIQMgCkEBayIKDQALIARBCGohBEEIIQRBACEDQQQhCgNAQfApIABqIANBgAFsaiEF',
+  'QYAVIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRP9DAAAAAAAAAAAAAAAAAAAAAAhFUEgIQsDQCAG/QAAACEXIAX9CQAAIRkgDyAZIBf95gH95AEhDyAF/QkAgAEhGSARIBkg',
+  'F/3mAf3kASERIAX9CQCAAiEZIBMgGSAX/eYB/eQBIRMgBf0JAIADIRkgFSAZIBf95gH95AEhFSAFQQRqIQUgBkEoaiEGIAtB',
+  'AWsiCw0AC0GAHyAEQQRsaiEbQfA5IANBKGxqIARBBGxqIRwgDyAb/QAAAP3kASEaIBwgGv1aAAAAIBwgGv1aAAQBIBEgG/0A',
+  'AAD95AEhGiAcIBr9WgAoACAcIBr9WgAsASATIBv9AAAA/eQBIRogHCAa/VoAUAAgHCAa/VoAVAEgFSAb/QAAAP3kASEaIBwg',
+  'Gv1aAHgAIBwgGv1aAHwBIANBBGohAyAKQQFrIgoNAAsgBEEEaiEEIAJBgAVqIQIL5QEDA38DewJ/QQAhAkEgIQADQEGAFSAC',
+  'QShsaiEGQfA+IAJBKGxqIQdBAiEBA0D9DG8SgzpvEoM6bxKDOm8SgzohAyAG/QAAAP0MAAAAQAAAAEAAAABAAAAAQP3mASEE',
+  'IAMgBP3mASEFIAcgBf0LAAAgBkEQaiEGIAdBEGohByABQQFrIgENAAv9DG8SgzpvEoM6bxKDOm8SgzohAyAG/QAAAP0MAAAA',
+  'QAAAAEAAAABAAAAAQP3mASEEIAMgBP3mASEFIAcgBf1aAAAAIAcgBf1aAAQBIAJBAWohAiAAQQFrIgANAAsLmwEDA38DewJ/',
+  'QQAhAkEUIQADQEEAIAJBgAFsaiEGQfDoACACQYABbGohB0EIIQEDQP0MbxKDOm8SgzpvEoM6bxKDOiEDIAb9AAAA/QwAAABA',
+  'AAAAQAAAAEAAAABA/eYBIQQgAyAE/eYBIQUgByAF/QsAACAGQRBqIQYgB0EQaiEHIAFBAWsiAQ0ACyACQQFqIQIgAEEBayIA',
+  'DQALC+YDBwN/AXsEfwN7CH8BewJ/QQAhAkGwnAEhBEECIQEDQP0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/0LAAAgBEEQaiEE',
+  'IAFBAWsiAQ0AC/0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/1aAAAAIAQgA/1aAAQBIAJBAWohAkEAIQdBECEFA0BB8NMAIAdB',
+  'KGxqIQtBgIcBIAdBBGxqIQxBgP0AIAdBKGxqIQ1B8M4AIAdBKGxqIQ5BsJwBIQ9BAiEGA0AgC/0AAAAgDP0JAAD95gEhCCAN',
+  '/QAAACAI/eQBIQkgDiAJ/QsAACAP/QAAACAJ/eQBIQogDyAK/QsAACALQRBqIQsgDUEQaiENIA5BEGohDiAPQRBqIQ8gBkEB',
+  'ayIGDQALIAv9AAAAIAz9CQAA/eYBIQggDf0AAAAgCP3kASEJIA4gCf1aAAAAIA4gCf1aAAQBIA/9AAAAIAn95AEhCiAPIAr9',
+  'WgAAACAPIAr9WgAEASAHQQFqIQcgBUEBayIFDQALQQAhEkGwnAEhFEGAiAEgEkEobGohFUECIREDQCAU/QAAACETIBUgE/0L',
+  'AAAgFEEQaiEUIBVBEGohFSARQQFrIhENAAsgFP0AAAAhEyAVIBP9WgAAACAVIBP9WgAEASASQQFqIRIL+AQCD38Le0EAIQBB',
+  'ACEBQQAhAkGAFSABaiEMQbCdASEOQSAhCQNAIA4hDUEKIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAFqIQ0gC0EBayILDQAL',
+  'IA5BBGohDiAJQQFrIgkNAAtBACEEQQQhCQNAQQAhA0EEIQoDQEHwzgAgAGogA0EobGohBUGwnQEgBEEEbGohBv0MAAAAAAAA',
+  'AAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIRZBCiELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAo',
+  'IRkgESAZIBf95gH95AEhESASIBkgGP3mAf3kASESIAX9CQBQIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQB4',
+  'IRkgFSAZIBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVBBGohBSAGQYABaiEGIAtBAWsiCw0AC0Hw0wAgAmogA0GAAWxqIARB',
+  'BGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIABIAcgEv0LAJABIAcgE/0LAIACIAcgFP0LAJACIAcgFf0LAIADIAcgFv0L',
+  'AJADIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYAQaiECC7wIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRB',
+  'ACEDQQghCgNAQfApIABqIANBBGxqIQVB8M4AIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQRAhCwNAIAb9AAAAIRcgBv0A',
+  'ABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH9',
+  '5AEhEiAF/QkACCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkADCEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH9',
+  '5AEhFiAFQYABaiEFIAZBKGohBiALQQFrIgsNAAtB8D4gA0EobGogBEEEbGohG0GA/QAgA0EobGogBEEEbGohHCAb/QAAACAP',
+  '/eQBIRogHCAa/QsAACAb/QAAECAQ/eQBIRogHCAa/QsAECAb/QAAKCAR/eQBIRogHCAa/QsAKCAb/QAAOCAS/eQBIRogHCAa',
+  '/QsAOCAb/QAAUCAT/eQBIRogHCAa/QsAUCAb/QAAYCAU/eQBIRogHCAa/QsAYCAb/QAAeCAV/eQBIRogHCAa/QsAeCAb/QAA',
+  'iAEgFv3kASEaIBwgGv0LAIgBIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEQQghBEEAIQNBCCEKA0BB8CkgAGogA0EEbGohBUHw',
+  'zgAgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'E/0MAAAAAAAAAAAAAAAAAAAAACEVQRAhCwNAIAb9AAAAIRcgBf0JAAAhGSAPIBkgF/3mAf3kASEPIAX9CQAEIRkgESAZIBf9',
+  '5gH95AEhESAF/QkACCEZIBMgGSAX/eYB/eQBIRMgBf0JAAwhGSAVIBkgF/3mAf3kASEVIAVBgAFqIQUgBkEoaiEGIAtBAWsi',
+  'Cw0AC0HwPiADQShsaiAEQQRsaiEbQYD9ACADQShsaiAEQQRsaiEcIBv9AAAAIA/95AEhGiAcIBr9WgAAACAcIBr9WgAEASAb',
+  '/QAAKCAR/eQBIRogHCAa/VoAKAAgHCAa/VoALAEgG/0AAFAgE/3kASEaIBwgGv1aAFAAIBwgGv1aAFQBIBv9AAB4IBX95AEh',
+  'GiAcIBr9WgB4ACAcIBr9WgB8ASADQQRqIQMgCkEBayIKDQALIARBBGohBCACQYAKaiECC+wCBwN/AXsEfwN7B38BewJ/QQAh',
+  'AkGwnAEhBEEIIQEDQP0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/0LAAAgBEEQaiEEIAFBAWsiAQ0ACyACQQFqIQJBACEHQRAh',
+  'BQNAQfApIAdBgAFsaiELQfDTACAHQYABbGohDEHwPiAHQYABbGohDUGwnAEhDkEIIQYDQCAL/QAAAP0MAAAAAAAAAAAAAAAA',
+  'AAAAAP1E/QwAAIA/AACAPwAAgD8AAIA//U4hCCAM/QAAACAI/eYBIQkgDSAJ/QsAACAO/QAAACAJ/eQBIQogDiAK/QsAACAL',
+  'QRBqIQsgDEEQaiEMIA1BEGohDSAOQRBqIQ4gBkEBayIGDQALIAdBAWohByAFQQFrIgUNAAtBACERQbCcASETQYCHASARQYAB',
+  'bGohFEEIIRADQCAT/QAAACESIBQgEv0LAAAgE0EQaiETIBRBEGohFCAQQQFrIhANAAsgEUEBaiERC6gFAw9/DHsCf0EAIQBB',
+  'ACEBQQAhAkEAIQRBBCEJA0BBACEDQQUhCgNAQbAfIABqIANBBGxqIQVB8D4gAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZB',
+  'ECELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAEIRkgESAZIBf9',
+  '5gH95AEhESASIBkgGP3mAf3kASESIAX9CQAIIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQAMIRkgFSAZIBf9',
+  '5gH95AEhFSAWIBkgGP3mAf3kASEWIAVB0ABqIQUgBkGAAWohBiALQQFrIgsNAAtB8OgAIANBgAFsaiAEQQRsaiEbQbCIASAD',
+  'QYABbGogBEEEbGohHCAb/QAAACAP/eQBIRogHCAa/QsAACAb/QAAECAQ/eQBIRogHCAa/QsAECAb/QAAgAEgEf3kASEaIBwg',
+  'Gv0LAIABIBv9AACQASAS/eQBIRogHCAa/QsAkAEgG/0AAIACIBP95AEhGiAcIBr9CwCAAiAb/QAAkAIgFP3kASEaIBwgGv0L',
+  'AJACIBv9AACAAyAV/eQBIRogHCAa/QsAgAMgG/0AAJADIBb95AEhGiAcIBr9CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGoh',
+  'BCAJQQFrIgkNAAsgAkGAFGohAgs=',
 ].join('');
 const kernels = new WebAssembly.Instance(
   new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))),
@@ -144,6 +152,8 @@ const kernels = new WebAssembly.Instance(
 ).exports as unknown as {
   matmul_hidden(): void;
   matmul_scores(): void;
+  elementwise_dW2_2(): void;
+  elementwise_dW1_2(): void;
   reduce_db2(): void;
   matmul_dhidden(): void;
   matmul_dW2(): void;
@@ -188,17 +198,16 @@ const buf = {
   data_loss: buffers[8].subarray(0, 1), // f32[]
   t14: buffers[12].subarray(0, 1), // f32[]
   loss: buffers[13], // f32[]
-  t19: Float32Array.from([0.001]),
   t21: Float32Array.from([
     0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
     0.0625, 0.0625, 0.0625,
   ]),
-  t24: buffers[8].subarray(0, 320), // f32[32,10]
-  t26: buffers[12], // f32[20,32]
+  dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
+  dW1_2: buffers[12], // f32[20,32]
   dt7: buffers[14].subarray(0, 160), // f32[16,10]
   dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
   dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t29: buffers[15].subarray(0, 16), // a view of dt4
+  t27: buffers[15].subarray(0, 16), // a view of dt4
   dscores: buffers[9], // f32[16,10]
   db2: buffers[16], // f32[10]
   dhidden: buffers[10], // f32[16,32]
@@ -239,6 +248,28 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/**
+ * Names the first missing argument; a key of the object that is no argument (a misspelling)
+ * is named with it. Keys that are not arguments are otherwise ignored.
+ */
+function checkKeys(
+  kind: string,
+  obj: object,
+  known: Record<string, string>,
+  note: Record<string, string> = {},
+): void {
+  const given = obj as Record<string, unknown>;
+  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  if (missing === undefined) return;
+  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
+  const got = unknown.length
+    ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of twolayer (its ${kind}s: ${Object.keys(known).join(', ')})`
+    : '';
+  throw new TypeError(
+    `twolayer: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`,
+  );
+}
+
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`twolayer: missing ${kind} '${name}' (${type_})`);
   if (!(a instanceof type))
@@ -265,10 +296,19 @@ function checkArgs(params: Params, inputs: Inputs): void {
     throw new TypeError('twolayer: params must be an object');
   if (typeof inputs !== 'object' || inputs === null)
     throw new TypeError('twolayer: inputs must be an object');
+  checkKeys('param', params, { W1: 'f32[20,32]', b1: 'f32[32]', W2: 'f32[32,10]', b2: 'f32[10]' });
   expectArray('param', 'W1', params.W1, Float32Array, 640, 'f32[20,32]');
   expectArray('param', 'b1', params.b1, Float32Array, 32, 'f32[32]');
   expectArray('param', 'W2', params.W2, Float32Array, 320, 'f32[32,10]');
   expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
+  checkKeys(
+    'input',
+    inputs,
+    { X: 'f32[16,20]', y: 'i32[16]' },
+    {
+      y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+    },
+  );
   expectArray('input', 'X', inputs.X, Float32Array, 320, 'f32[16,20]');
   expectArray('input', 'y', inputs.y, Int32Array, 16, 'i32[16]');
   expectIndices('y', inputs.y, 10);
@@ -315,7 +355,7 @@ function forwardPass(): void {
   //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
   //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
       const _margins = _t7 > 0 ? _t7 : 0;
@@ -324,33 +364,33 @@ function forwardPass(): void {
       t8[i * 10 + p] = _t8;
       const _t9 = 1 - _t8;
       t9[i * 10 + p] = _t9;
-      _acc0 += _margins * _t9;
+      _sum0 += _margins * _t9;
     }
-    t10[i] = _acc0;
+    t10[i] = _sum0;
   }
 
   // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
   //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 16; p++) {
-      _acc0 += t10[p];
+      _sum0 += t10[p];
     }
-    data_loss[0] = _acc0 * 0.0625;
+    data_loss[0] = _sum0 * 0.0625;
   }
 
   // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
   //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 20; p++) {
       for (let q = 0; q < 32; q++) {
-        _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+        _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
       }
     }
-    t14[0] = _acc0;
+    t14[0] = _sum0;
   }
 
   // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
@@ -361,13 +401,13 @@ function forwardPass(): void {
   //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
   //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
   {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       for (let q = 0; q < 10; q++) {
-        _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+        _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
       }
     }
-    loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+    loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
   }
 }
 
@@ -404,29 +444,21 @@ export function valueAndGrad(
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score } = buf;
+  const { t21, t9, margins, dt7, dcorrect_class_score } = buf;
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+  // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 10; j++) {
-      t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
-    }
-  }
+  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+  kernels.elementwise_dW2_2();
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+  // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
-  for (let i = 0; i < 20; i++) {
-    for (let j = 0; j < 32; j++) {
-      t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
-    }
-  }
+  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
+  kernels.elementwise_dW1_2();
 
   // dmargins_masked = t21   sum'  (twolayer.ts:21)
   // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
@@ -434,24 +466,25 @@ export function valueAndGrad(
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
+  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
+  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
   for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
+    let _sum0 = 0;
     for (let p = 0; p < 10; p++) {
       const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
       dt7[i * 10 + p] = _dt7;
-      _acc0 += -_dt7;
+      _sum0 += -_dt7;
     }
-    dcorrect_class_score[i] = _acc0;
+    dcorrect_class_score[i] = _sum0;
   }
 
-  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
+  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
   // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+  //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
   kernels.reduce_db2();
 
@@ -459,21 +492,23 @@ export function valueAndGrad(
   //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   kernels.matmul_dhidden();
 
-  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+  // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
+  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+  //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   kernels.matmul_dW2();
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
   //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
   kernels.reduce_db1();
 
-  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+  // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
+  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+  //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   kernels.matmul_dW1();
   lossSlot[0] = buf.loss[0];
   return result;
