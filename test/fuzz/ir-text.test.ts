@@ -279,6 +279,33 @@ function randomLoc(c: Choices): Loc | undefined {
 
 const OP_KINDS = (Object.keys(OPS) as OpKind[]).filter((k) => OPS[k].shape !== null);
 
+/** Operands and attributes of a convolution or pooling op that its shape rule accepts (else undefined). */
+function convOperands(c: Choices, b: Builder, op: OpKind): { args: ValueId[]; attrs: Record<string, unknown> } | undefined {
+  const zeros = (shape: number[]) => b.constant(new Array(numel(shape)).fill(0), shape);
+  const s = c.range(1, 2); // stride
+  const conv = { stride: [s, s], padding: [0, 0, 0, 0], dilation: [1, 1], groups: 1 };
+  const pool = { kernel: [2, 2], stride: [s, s], padding: [0, 0] };
+  const out = s === 1 ? 3 : 2; // (4 − 2) / s + 1
+  const pooled = s === 1 ? 3 : 2;
+  switch (op) {
+    case 'conv':
+      return { args: [zeros([1, 2, 4, 4]), zeros([3, 2, 2, 2])], attrs: conv };
+    case 'conv_input_grad':
+      return { args: [zeros([1, 3, out, out]), zeros([3, 2, 2, 2])], attrs: { ...conv, size: [4, 4] } };
+    case 'conv_weight_grad':
+      return { args: [zeros([1, 2, 4, 4]), zeros([1, 3, out, out])], attrs: { ...conv, kernel: [2, 2] } };
+    case 'max_pool':
+    case 'avg_pool':
+      return { args: [zeros([1, 2, 4, 4])], attrs: pool };
+    case 'max_pool_grad':
+      return { args: [zeros([1, 2, 4, 4]), zeros([1, 2, pooled, pooled])], attrs: { ...pool, size: [4, 4] } };
+    case 'avg_pool_grad':
+      return { args: [zeros([1, 2, pooled, pooled])], attrs: { ...pool, size: [4, 4] } };
+    default:
+      return undefined;
+  }
+}
+
 /** A random well-typed graph: sources, then ops drawn from the whole op table (rejection-sampled). */
 export function randomGraph(c: Choices): Graph {
   const kind = c.chance(50) ? 'backward' : 'forward';
@@ -310,6 +337,15 @@ export function randomGraph(c: Choices): Graph {
         const [n, k] = g.type(args[0]).shape as [number, number];
         args[1] = b.constant(Array.from({ length: n }, () => c.int(k)), [n], 'i32');
       }
+    }
+    // convolutions and pooling need 4-D operands of matching sizes, which random shapes seldom
+    // are: fresh constants of such shapes, with valid attributes
+    const conv = convOperands(c, b, op);
+    if (conv) {
+      b.loc = randomLoc(c);
+      vals.push(b.emit(op, conv.args, conv.attrs as never, name()));
+      i++;
+      continue;
     }
     // operands of matching shapes help concat, bn_apply and the binary ops
     if (op === 'concat' || (c.chance(30) && arity > 1)) for (let k = 1; k < arity; k++) if (c.chance(70)) args[k] = args[0]!;
