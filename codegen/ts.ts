@@ -226,8 +226,14 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '}',
         ...updateDecl(m, t),
       ]
-    : [
-        ...preamble([...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]), 'const buf = {', ...entries, '};']),
+    : instanced(backend?.instance, common, [...initDecl(m, t), '', ...checkDecl(m, t), ''], [
+        ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
+        'const buf = {',
+        ...entries,
+        '};',
+        ...extraDecls,
+        '',
+      ], [
         ...checkFiniteDecl(m, t),
         ...stageFn,
         ...kernels.code,
@@ -258,8 +264,25 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
-      ];
+      ]);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * A static module's lines: the header, the arena, params' initialisation and checks, then the
+ * steps; with a backend's `instance`, the arena and the steps become the body of its function
+ * (exported functions returned from it instead), after the checks.
+ */
+function instanced(inst: Backend['instance'], common: readonly string[], checks: readonly string[], arena: readonly string[], steps: readonly string[]): string[] {
+  if (!inst) return [...common, ...arena, ...checks, ...steps];
+  const names: string[] = [];
+  const body = [...arena, ...steps].map((l) => {
+    const m = /^export function (\w+)/.exec(l);
+    if (!m) return l;
+    names.push(m[1]!);
+    return l.slice('export '.length);
+  });
+  return [...common, ...inst.top, '', ...checks, ...inst.open, ...body, ...inst.close(names)];
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */

@@ -1,0 +1,202 @@
+// Threads under the wasm kernels: the code of the wasm module's `create({ threads })`. It makes a
+// shared WebAssembly.Memory, instantiates the module's kernels (the same bytes, with the memory
+// import marked shared) on the calling thread and on N − 1 workers (Node's worker_threads, a
+// browser's Web Workers), and gives `instance()` (the module's arena and steps, see
+// codegen/wasm.ts) a `kernels` object whose large kernels run split: every kernel that splits is
+// a function of a range of rows (of columns, for a column reduction), and the blocks of a call
+// write disjoint parts of their outputs and add in the order the whole kernel does, so that the
+// results are bit-identical to the single-threaded module's. A kernel below a measured amount
+// of work per thread runs whole on the calling thread.
+//
+// Workers are told of a block through a slot of a SharedArrayBuffer (a generation number, the
+// kernel, the range) and `Atomics.notify`; after a block each spins on its slot for a while
+// before it sleeps in `Atomics.wait`, so that the next kernel of a step finds it awake. The
+// caller runs its own block, then spins (and, where a thread may block, sleeps) until the
+// workers' done generations come back. Nothing is imported at load time: Node's worker_threads
+// is imported by `create` itself.
+
+/** How a kernel splits: its extent (rows, or columns), the block alignment, and its work (multiply-adds or element steps). */
+export interface Split {
+  readonly extent: number;
+  readonly align: number;
+  readonly work: number;
+}
+
+/**
+ * Work a thread must get for a kernel to split (measured by bench/threads-step.mjs on the 2-core
+ * development machine: see docs/threads.md). Below it a block costs more in handing over than
+ * it saves.
+ */
+export const MIN_WORK_PER_THREAD = 1 << 16;
+/** Loads of its slot a worker makes after a block before it sleeps (about 100 µs here). */
+export const SPIN = 20000;
+
+/** The lines of the threaded part of a wasm module. */
+export function threadsDecl(
+  kernels: readonly { name: string; split?: Split & { pack: boolean } }[],
+  pages: number,
+  sharedFlagAt: number,
+  typed: boolean,
+): string[] {
+  const T = (s: string) => (typed ? s : '');
+  const split = kernels.filter((k) => k.split);
+  const table = split.map((k) => `  ${JSON.stringify(k.name)}: [${k.split!.extent}, ${k.split!.align}, ${k.split!.work}, ${k.split!.pack}],`);
+  return [
+    '// ---------------------------------------------------------------------------------------------',
+    '// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).',
+    '',
+    '/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */',
+    `const splits${T(': Record<string, readonly [number, number, number, boolean]>')} = {`,
+    ...table,
+    '};',
+    `const MIN_WORK = ${MIN_WORK_PER_THREAD}; // work a thread must get for a kernel to split`,
+    `const SPIN = ${SPIN}; // loads of its slot a worker makes before it sleeps`,
+    '',
+    '/**',
+    ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
+    ' * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done',
+    ' * generation; [5] set while it sleeps; [6] set while the caller sleeps). Its source is the',
+    ' * code of the worker, so it refers to nothing outside itself.',
+    ' */',
+    `function workerMain(data${T(': any')}, ready${T(': () => void')})${T(': void')} {`,
+    '  const { module, memory, ctl: shared, slot, names, spin } = data;',
+    '  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;'.replace(' as any', T(' as any')),
+    `  const fns${T(': ((start: number, end: number) => void)[]')} = names.map((n${T(': string')}) => exports[n]);`,
+    '  const ctl = new Int32Array(shared);',
+    '  const at = 16 * slot;',
+    '  let seen = 0;',
+    '  ready();',
+    '  for (;;) {',
+    '    let gen = Atomics.load(ctl, at);',
+    '    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);',
+    '    if (gen === seen) {',
+    '      Atomics.store(ctl, at + 5, 1);',
+    '      Atomics.wait(ctl, at, seen);',
+    '      Atomics.store(ctl, at + 5, 0);',
+    '      continue;',
+    '    }',
+    '    if (gen < 0) return;',
+    '    seen = gen;',
+    '    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);'.replace(/!/g, T('!')),
+    '    Atomics.store(ctl, at + 4, gen);',
+    '    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);',
+    '  }',
+    '}',
+    '',
+    '/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */',
+    `async function startWorker(data${T(': object')})${T(': Promise<{ terminate(): unknown }>')} {`,
+    `  const g = globalThis${T(' as any')};`,
+    '  if (g.process?.versions?.node) {',
+    "    const wt = 'node:worker_threads'; // imported only here, and only in Node",
+    `    const { Worker } = await import(wt)${T(' as any')};`,
+    "    const code = `const { parentPort, workerData } = require('node:worker_threads');\\n(${workerMain})(workerData, () => parentPort.postMessage('ready'));`;",
+    '    const worker = new Worker(code, { eval: true, workerData: data });',
+    `    await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });`,
+    '    worker.unref(); // a worker never keeps the process alive',
+    '    return worker;',
+    '  }',
+    '  if (!g.crossOriginIsolated)',
+    "    throw new Error('create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp');",
+    "  const code = `onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;",
+    "  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));",
+    '  const worker = new g.Worker(url);',
+    `  await new Promise((resolve, reject) => { worker.onmessage = resolve; worker.onerror = reject; worker.postMessage(data); });`,
+    '  g.URL.revokeObjectURL(url);',
+    '  return worker;',
+    '}',
+    '',
+    '/** The number of threads of this machine. */',
+    `async function hardwareThreads()${T(': Promise<number>')} {`,
+    `  const g = globalThis${T(' as any')};`,
+    '  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;',
+    "  const os = 'node:os';",
+    `  if (g.process?.versions?.node) return (await import(os)${T(' as any')}).availableParallelism();`,
+    '  return 1;',
+    '}',
+    '',
+    '/**',
+    ' * An instance of the module whose large kernels run split over `threads` threads (this one and',
+    ' * threads − 1 workers; default: every hardware thread), with its own arena in a shared',
+    ' * memory. Its functions are those of the module, synchronous, bit-identical in their results;',
+    ' * `destroy()` stops the workers (which never keep a process alive in any case).',
+    ' */',
+    `export async function create(options${T(': { threads?: number }')} = {})${T(': Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }>')} {`,
+    '  const threads = options.threads ?? (await hardwareThreads());',
+    '  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);',
+    `  const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages}, shared: true });`,
+    '  const shared = bytes.slice();',
+    `  shared[${sharedFlagAt}] = 3; // the memory import: shared`,
+    '  const module = new WebAssembly.Module(shared);',
+    `  const own = new WebAssembly.Instance(module, { env: { memory } }).exports${T(' as any')};`,
+    '  const names = Object.keys(splits);',
+    '  const ranges = names.map((n) => own[`${n}_range`]);',
+    '  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));',
+    `  const workers${T(': { terminate(): unknown }[]')} = [];`,
+    '  try {',
+    '    for (let slot = 0; slot < threads - 1; slot++)',
+    '      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));',
+    '  } catch (e) {',
+    '    for (const w of workers) w.terminate();',
+    '    throw e;',
+    '  }',
+    '  // Atomics.wait may not block a browser\'s main thread: there the caller only spins',
+    '  let canWait = true;',
+    '  try {',
+    '    Atomics.wait(ctl, 0, 1, 0);',
+    '  } catch {',
+    '    canWait = false;',
+    '  }',
+    '  let gen = 0;',
+    '  let destroyed = false;',
+    '  /** Kernel k over [0, extent), in blocks over the workers and this thread. */',
+    `  const run = (k${T(': number')}, extent${T(': number')}, align${T(': number')}, work${T(': number')})${T(': void')} => {`,
+    "    if (destroyed) throw new Error('this threaded instance has been destroyed');",
+    '    const n = Math.min(threads, Math.floor(work / MIN_WORK), Math.ceil(extent / align));',
+    '    if (n <= 1) return ranges[k](0, extent);',
+    '    const block = Math.ceil(extent / align / n) * align;',
+    '    const used = Math.ceil(extent / block);',
+    '    gen = gen >= 0x3fffffff ? 1 : gen + 1;',
+    '    for (let w = 1; w < used; w++) {',
+    '      const at = 16 * (w - 1);',
+    '      ctl[at + 1] = k;',
+    '      ctl[at + 2] = w * block;',
+    '      ctl[at + 3] = Math.min(extent, (w + 1) * block);',
+    '      Atomics.store(ctl, at, gen);',
+    '      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);',
+    '    }',
+    '    ranges[k](0, block);',
+    '    for (let w = 1; w < used; w++) {',
+    '      const at = 16 * (w - 1);',
+    '      for (let s = 0; ; s++) {',
+    '        const done = Atomics.load(ctl, at + 4);',
+    '        if (done === gen) break;',
+    '        if (canWait && s > SPIN) {',
+    '          Atomics.store(ctl, at + 6, 1);',
+    '          Atomics.wait(ctl, at + 4, done);',
+    '          Atomics.store(ctl, at + 6, 0);',
+    '        }',
+    '      }',
+    '    }',
+    '  };',
+    `  const kernels${T(': any')} = {};`,
+    '  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];',
+    '  names.forEach((name, k) => {',
+    `    const [extent, align, work, pack] = splits[name]${T('!')};`,
+    '    kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);',
+    '  });',
+    '  return {',
+    '    ...instance(memory, kernels),',
+    '    threads,',
+    '    async destroy() {',
+    '      if (destroyed) return;',
+    '      destroyed = true;',
+    '      for (let w = 0; w < workers.length; w++) {',
+    '        Atomics.store(ctl, 16 * w, -1);',
+    '        Atomics.notify(ctl, 16 * w);',
+    '      }',
+    '      await Promise.all(workers.map((w) => w.terminate()));',
+    '    },',
+    '  };',
+    '}',
+  ];
+}
