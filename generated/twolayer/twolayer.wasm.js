@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 16 arrays, 17.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (5352 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (5805 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hidden: hidden = relu(X @ W1 + b1)   [16,20]·[20,32]
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
 //   reduce_db2: db2 = dscores.sum(0)   [16,10] column reduction
@@ -21,121 +21,90 @@ export const spec = {
 //   matmul_dW2: dW2 = t24 + hidden.T @ dscores   [32,16]·[16,10] (A transposed)
 //   reduce_db1: db1 = dt2.sum(0)   [16,32] column reduction
 //   matmul_dW1: dW1 = t26 + X.T @ dt2   [20,16]·[16,32] (A transposed)
-const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays below stay valid
 const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDCAcAAAAAAAAAB2YHDW1hdG11bF9oaWRkZW4AAA1tYXRtdWxfc2Nv',
-  'cmVzAAEKcmVkdWNlX2RiMgACDm1hdG11bF9kaGlkZGVuAAMKbWF0bXVsX2RXMgAECnJlZHVjZV9kYjEABQptYXRtdWxfZFcx',
-  'AAYK0ygH4gYDD38NewJ/QQAhAEEAIQFBACECQQAhBEEEIQkDQEEAIQNBBCEKA0BBsB8gAGogA0HQAGxqIQVBACABaiAEQQRs',
-  'aiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFkEUIQsDQCAG/QAAACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB',
-  '/eQBIRAgBf0JAFAhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAKABIRkgEyAZIBf95gH95AEhEyAUIBkgGP3m',
-  'Af3kASEUIAX9CQDwASEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkGAAWohBiALQQFrIgsNAAtBgBQg',
-  'BEEEbGohHEHwKSADQYABbGogBEEEbGohHSAPIBz9AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAAAg',
-  'ECAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwAQIBEgHP0AAAD95AEhGv0MAAAAAAAAAAAAAAAA',
-  'AAAAACAa/esBIRsgHSAb/QsAgAEgEiAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwCQASATIBz9',
-  'AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAIACIBQgHP0AABD95AEhGv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACAa/esBIRsgHSAb/QsAkAIgFSAc/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwCAAyAWIBz9AAAQ',
-  '/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAJADIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0A',
-  'CyACQYAQaiECC7EIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRBACEDQQQhCgNAQfApIABqIANBgAFsaiEFQYAVIAFqIARBBGxq',
-  'IQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
-  'AAAAAAAAAAAAAAAAAAAAACEWQSAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH9',
-  '5AEhECAF/QkAgAEhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIACIRkgEyAZIBf95gH95AEhEyAUIBkgGP3m',
-  'Af3kASEUIAX9CQCAAyEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkEoaiEGIAtBAWsiCw0AC0GAHyAE',
-  'QQRsaiEbQfA9IANBKGxqIARBBGxqIRwgDyAb/QAAAP3kASEaIBwgGv0LAAAgECAb/QAAEP3kASEaIBwgGv0LABAgESAb/QAA',
-  'AP3kASEaIBwgGv0LACggEiAb/QAAEP3kASEaIBwgGv0LADggEyAb/QAAAP3kASEaIBwgGv0LAFAgFCAb/QAAEP3kASEaIBwg',
-  'Gv0LAGAgFSAb/QAAAP3kASEaIBwgGv0LAHggFiAb/QAAEP3kASEaIBwgGv0LAIgBIANBBGohAyAKQQFrIgoNAAsgBEEIaiEE',
-  'QQghBEEAIQNBBCEKA0BB8CkgAGogA0GAAWxqIQVBgBUgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEVQSAhCwNAIAb9AAAAIRcgBf0JAAAh',
-  'GSAPIBkgF/3mAf3kASEPIAX9CQCAASEZIBEgGSAX/eYB/eQBIREgBf0JAIACIRkgEyAZIBf95gH95AEhEyAF/QkAgAMhGSAV',
-  'IBkgF/3mAf3kASEVIAVBBGohBSAGQShqIQYgC0EBayILDQALQYAfIARBBGxqIRtB8D0gA0EobGogBEEEbGohHCAPIBv9AAAA',
-  '/eQBIRogHCAa/VoAAAAgHCAa/VoABAEgESAb/QAAAP3kASEaIBwgGv1aACgAIBwgGv1aACwBIBMgG/0AAAD95AEhGiAcIBr9',
-  'WgBQACAcIBr9WgBUASAVIBv9AAAA/eQBIRogHCAa/VoAeAAgHCAa/VoAfAEgA0EEaiEDIApBAWsiCg0ACyAEQQRqIQQgAkGA',
-  'BWohAgvmAwcDfwF7BH8Dewh/AXsCf0EAIQJBgIwBIQRBAiEBA0D9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9CwAAIARBEGoh',
-  'BCABQQFrIgENAAv9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9WgAAACAEIAP9WgAEASACQQFqIQJBACEHQRAhBQNAQfDXACAH',
-  'QShsaiELQYCLASAHQQRsaiEMQYCBASAHQShsaiENQfDSACAHQShsaiEOQYCMASEPQQIhBgNAIAv9AAAAIAz9CQAA/eYBIQgg',
-  'Df0AAAAgCP3kASEJIA4gCf0LAAAgD/0AAAAgCf3kASEKIA8gCv0LAAAgC0EQaiELIA1BEGohDSAOQRBqIQ4gD0EQaiEPIAZB',
-  'AWsiBg0ACyAL/QAAACAM/QkAAP3mASEIIA39AAAAIAj95AEhCSAOIAn9WgAAACAOIAn9WgAEASAP/QAAACAJ/eQBIQogDyAK',
-  '/VoAAAAgDyAK/VoABAEgB0EBaiEHIAVBAWsiBQ0AC0EAIRJBgIwBIRRB8OcAIBJBKGxqIRVBAiERA0AgFP0AAAAhEyAVIBP9',
-  'CwAAIBRBEGohFCAVQRBqIRUgEUEBayIRDQALIBT9AAAAIRMgFSAT/VoAAAAgFSAT/VoABAEgEkEBaiESC/gEAg9/C3tBACEA',
-  'QQAhAUEAIQJBgBUgAWohDEGAjQEhDkEgIQkDQCAOIQ1BCiELA0AgDSAMKgIAOAIAIAxBBGohDCANQYABaiENIAtBAWsiCw0A',
-  'CyAOQQRqIQ4gCUEBayIJDQALQQAhBEEEIQkDQEEAIQNBBCEKA0BB8NIAIABqIANBKGxqIQVBgI0BIARBBGxqIQb9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ev0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAA',
-  'AAAAAAAAACEWQQohCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkA',
-  'KCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH95AEhEiAF/QkAUCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkA',
-  'eCEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkGAAWohBiALQQFrIgsNAAtB8NcAIAJqIANBgAFsaiAE',
-  'QQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwCAASAHIBL9CwCQASAHIBP9CwCAAiAHIBT9CwCQAiAHIBX9CwCAAyAHIBb9',
-  'CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGohBCAJQQFrIgkNAAsgAkGAEGohAgu+CAMPfwx7An9BACEAQQAhAUEAIQJBACEE',
-  'QQAhA0EIIQoDQEHwKSAAaiADQQRsaiEFQfDSACABaiAEQQRsaiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFkEQIQsDQCAG/QAAACEXIAb9',
-  'AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB',
-  '/eQBIRIgBf0JAAghGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAVIBkgF/3mAf3kASEVIBYgGSAY/eYB',
-  '/eQBIRYgBUGAAWohBSAGQShqIQYgC0EBayILDQALQfDCACADQShsaiAEQQRsaiEbQYCBASADQShsaiAEQQRsaiEcIBv9AAAA',
-  'IA/95AEhGiAcIBr9CwAAIBv9AAAQIBD95AEhGiAcIBr9CwAQIBv9AAAoIBH95AEhGiAcIBr9CwAoIBv9AAA4IBL95AEhGiAc',
-  'IBr9CwA4IBv9AABQIBP95AEhGiAcIBr9CwBQIBv9AABgIBT95AEhGiAcIBr9CwBgIBv9AAB4IBX95AEhGiAcIBr9CwB4IBv9',
-  'AACIASAW/eQBIRogHCAa/QsAiAEgA0EEaiEDIApBAWsiCg0ACyAEQQhqIQRBCCEEQQAhA0EIIQoDQEHwKSAAaiADQQRsaiEF',
-  'QfDSACABaiAEQQRsaiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACET/QwAAAAAAAAAAAAAAAAAAAAAIRVBECELA0AgBv0AAAAhFyAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gBf0JAAQhGSARIBkg',
-  'F/3mAf3kASERIAX9CQAIIRkgEyAZIBf95gH95AEhEyAF/QkADCEZIBUgGSAX/eYB/eQBIRUgBUGAAWohBSAGQShqIQYgC0EB',
-  'ayILDQALQfDCACADQShsaiAEQQRsaiEbQYCBASADQShsaiAEQQRsaiEcIBv9AAAAIA/95AEhGiAcIBr9WgAAACAcIBr9WgAE',
-  'ASAb/QAAKCAR/eQBIRogHCAa/VoAKAAgHCAa/VoALAEgG/0AAFAgE/3kASEaIBwgGv1aAFAAIBwgGv1aAFQBIBv9AAB4IBX9',
-  '5AEhGiAcIBr9WgB4ACAcIBr9WgB8ASADQQRqIQMgCkEBayIKDQALIARBBGohBCACQYAKaiECC+0CBwN/AXsEfwN7B38BewJ/',
-  'QQAhAkGAjAEhBEEIIQEDQP0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/0LAAAgBEEQaiEEIAFBAWsiAQ0ACyACQQFqIQJBACEH',
-  'QRAhBQNAQfApIAdBgAFsaiELQfDXACAHQYABbGohDEHwwgAgB0GAAWxqIQ1BgIwBIQ5BCCEGA0AgC/0AAAD9DAAAAAAAAAAA',
-  'AAAAAAAAAAD9RP0MAACAPwAAgD8AAIA/AACAP/1OIQggDP0AAAAgCP3mASEJIA0gCf0LAAAgDv0AAAAgCf3kASEKIA4gCv0L',
-  'AAAgC0EQaiELIAxBEGohDCANQRBqIQ0gDkEQaiEOIAZBAWsiBg0ACyAHQQFqIQcgBUEBayIFDQALQQAhEUGAjAEhE0GAiwEg',
-  'EUGAAWxqIRRBCCEQA0AgE/0AAAAhEiAUIBL9CwAAIBNBEGohEyAUQRBqIRQgEEEBayIQDQALIBFBAWohEQuoBQMPfwx7An9B',
-  'ACEAQQAhAUEAIQJBACEEQQQhCQNAQQAhA0EFIQoDQEGwHyAAaiADQQRsaiEFQfDCACABaiAEQQRsaiEG/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIQ/9DAAAAAAAAAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFkEQIQsDQCAG/QAAACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSAR',
-  'IBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAAghGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAV',
-  'IBkgF/3mAf3kASEVIBYgGSAY/eYB/eQBIRYgBUHQAGohBSAGQYABaiEGIAtBAWsiCw0AC0Hw7AAgA0GAAWxqIARBBGxqIRtB',
-  '8CkgA0GAAWxqIARBBGxqIRwgG/0AAAAgD/3kASEaIBwgGv0LAAAgG/0AABAgEP3kASEaIBwgGv0LABAgG/0AAIABIBH95AEh',
-  'GiAcIBr9CwCAASAb/QAAkAEgEv3kASEaIBwgGv0LAJABIBv9AACAAiAT/eQBIRogHCAa/QsAgAIgG/0AAJACIBT95AEhGiAc',
-  'IBr9CwCQAiAb/QAAgAMgFf3kASEaIBwgGv0LAIADIBv9AACQAyAW/eQBIRogHCAa/QsAkAMgA0EEaiEDIApBAWsiCg0ACyAE',
-  'QQhqIQQgCUEBayIJDQALIAJBgBRqIQIL',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEBAQMQDwEAAQABAAEAAAEAAQABAAeLAg8TbWF0bXVsX2hpZGRl',
+  'bl9yYW5nZQAADW1hdG11bF9oaWRkZW4AARNtYXRtdWxfc2NvcmVzX3JhbmdlAAINbWF0bXVsX3Njb3JlcwADEHJlZHVjZV9k',
+  'YjJfcmFuZ2UABApyZWR1Y2VfZGIyAAUUbWF0bXVsX2RoaWRkZW5fcmFuZ2UABhNtYXRtdWxfZGhpZGRlbl9wYWNrAAcObWF0',
+  'bXVsX2RoaWRkZW4ACBBtYXRtdWxfZFcyX3JhbmdlAAkKbWF0bXVsX2RXMgAKEHJlZHVjZV9kYjFfcmFuZ2UACwpyZWR1Y2Vf',
+  'ZGIxAAwQbWF0bXVsX2RXMV9yYW5nZQANCm1hdG11bF9kVzEADgrlKg/kBgMPfw17An9BACECQQAhA0EAIQRBACEGQQQhCwNA',
+  'IAAhBQJAA0AgBUEEaiABSg0BQbAfIAJqIAVB0ABsaiEHQQAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBFCENA0AgCP0A',
+  'AAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBQIRsgEyAbIBn95gH95AEhEyAU',
+  'IBsgGv3mAf3kASEUIAf9CQCgASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkA8AEhGyAXIBsgGf3mAf3kASEX',
+  'IBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgAFqIQggDUEBayINDQALQYAUIAZBBGxqIR5B8CkgBUGAAWxqIAZBBGxqIR8gESAe',
+  '/QAAAP3kASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwAAIBIgHv0AABD95AEhHP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACAc/esBIR0gHyAd/QsAECATIB79AAAA/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3rASEdIB8gHf0LAIABIBQgHv0AABD9',
+  '5AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAkAEgFSAe/QAAAP3kASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz9',
+  '6wEhHSAfIB39CwCAAiAWIB79AAAQ/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3rASEdIB8gHf0LAJACIBcgHv0AAAD95AEh',
+  'HP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAgAMgGCAe/QAAEP3kASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEh',
+  'HSAfIB39CwCQAyAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAEGohBAsIAEEAQRAQAAu1CAMPfwx7An9BACECQQAh',
+  'A0EAIQRBACEGIAAhBQJAA0AgBUEEaiABSg0BQfApIAJqIAVBgAFsaiEHQYAVIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAA',
+  'AAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY',
+  'QSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAEhGyATIBsg',
+  'Gf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIACIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCAAyEbIBcg',
+  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEEoaiEIIA1BAWsiDQ0AC0GAHyAGQQRsaiEdQfA9IAVBKGxqIAZB',
+  'BGxqIR4gESAd/QAAAP3kASEcIB4gHP0LAAAgEiAd/QAAEP3kASEcIB4gHP0LABAgEyAd/QAAAP3kASEcIB4gHP0LACggFCAd',
+  '/QAAEP3kASEcIB4gHP0LADggFSAd/QAAAP3kASEcIB4gHP0LAFAgFiAd/QAAEP3kASEcIB4gHP0LAGAgFyAd/QAAAP3kASEc',
+  'IB4gHP0LAHggGCAd/QAAEP3kASEcIB4gHP0LAIgBIAVBBGohBQwACwsgBkEIaiEGQQghBiAAIQUCQANAIAVBBGogAUoNAUHw',
+  'KSACaiAFQYABbGohB0GAFSADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
+  'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBICENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREg',
+  'B/0JAIABIRsgEyAbIBn95gH95AEhEyAH/QkAgAIhGyAVIBsgGf3mAf3kASEVIAf9CQCAAyEbIBcgGyAZ/eYB/eQBIRcgB0EE',
+  'aiEHIAhBKGohCCANQQFrIg0NAAtBgB8gBkEEbGohHUHwPSAFQShsaiAGQQRsaiEeIBEgHf0AAAD95AEhHCAeIBz9WgAAACAe',
+  'IBz9WgAEASATIB39AAAA/eQBIRwgHiAc/VoAKAAgHiAc/VoALAEgFSAd/QAAAP3kASEcIB4gHP1aAFAAIB4gHP1aAFQBIBcg',
+  'Hf0AAAD95AEhHCAeIBz9WgB4ACAeIBz9WgB8ASAFQQRqIQUMAAsLIAZBBGohBiAEQYAFaiEECwgAQQBBEBACC88EBwN/AXsF',
+  'fwN7CX8BewN/QQAhBEGAjAEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAg',
+  'BkEQaiEGIAdBBGohBwwACwsgByABSARA/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/VoAAAAgBiAF/VoABAELIARBAWohBEEA',
+  'IQpBECEIA0BB8NcAIApBKGxqIABBBGxqIQ5BgIsBIApBBGxqIQ9BgIEBIApBKGxqIABBBGxqIRBB8NIAIApBKGxqIABBBGxq',
+  'IRFBgIwBIABBBGxqIRIgACETAkADQCATQQRqIAFKDQEgDv0AAAAgD/0JAAD95gEhCyAQ/QAAACAL/eQBIQwgESAM/QsAACAS',
+  '/QAAACAM/eQBIQ0gEiAN/QsAACAOQRBqIQ4gEEEQaiEQIBFBEGohESASQRBqIRIgE0EEaiETDAALCyATIAFIBEAgDv0AAAAg',
+  'D/0JAAD95gEhCyAQ/QAAACAL/eQBIQwgESAM/VoAAAAgESAM/VoABAEgEv0AAAAgDP3kASENIBIgDf1aAAAAIBIgDf1aAAQB',
+  'CyAKQQFqIQogCEEBayIIDQALQQAhFkGAjAEgAEEEbGohGEHw5wAgFkEobGogAEEEbGohGSAAIRoCQANAIBpBBGogAUoNASAY',
+  '/QAAACEXIBkgF/0LAAAgGEEQaiEYIBlBEGohGSAaQQRqIRoMAAsLIBogAUgEQCAY/QAAACEXIBkgF/1aAAAAIBkgF/1aAAQB',
+  'CyAWQQFqIRYLCABBAEEKEAQLqAQCD38Le0EAIQJBACEDQQAhBEEAIQZBBCELA0AgACEFAkADQCAFQQRqIAFKDQFB8NIAIAJq',
+  'IAVBKGxqIQdBgI0BIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQQohDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ',
+  '/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAKCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAUCEbIBUgGyAZ',
+  '/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAeCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAAWoh',
+  'CCANQQFrIg0NAAtB8NcAIARqIAVBgAFsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAASAJIBT9CwCQASAJIBX9',
+  'CwCAAiAJIBb9CwCQAiAJIBf9CwCAAyAJIBj9CwCQAyAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAEGohBAtaAQZ/',
+  'QQAhAEGAFSAAaiEBQYCNASEDQSAhBANAIAMhAkEKIQUDQCACIAEqAgA4AgAgAUEEaiEBIAJBgAFqIQIgBUEBayIFDQALIANB',
+  'BGohAyAEQQFrIgQNAAsLCgAQB0EAQRAQBgvCCAMPfwx7An9BACECQQAhA0EAIQRBACEGIAAhBQJAA0AgBUEEaiABSg0BQfAp',
+  'IAJqIAVBBGxqIQdB8NIAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEb',
+  'IBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEb',
+  'IBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYABaiEH',
+  'IAhBKGohCCANQQFrIg0NAAtB8MIAIAVBKGxqIAZBBGxqIR1BgIEBIAVBKGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0L',
+  'AAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AACggE/3kASEcIB4gHP0LACggHf0AADggFP3kASEcIB4gHP0LADggHf0AAFAg',
+  'Ff3kASEcIB4gHP0LAFAgHf0AAGAgFv3kASEcIB4gHP0LAGAgHf0AAHggF/3kASEcIB4gHP0LAHggHf0AAIgBIBj95AEhHCAe',
+  'IBz9CwCIASAFQQRqIQUMAAsLIAZBCGohBkEIIQYgACEFAkADQCAFQQRqIAFKDQFB8CkgAmogBUEEbGohB0Hw0gAgA2ogBkEE',
+  'bGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAA',
+  'AAAAAAAAAAAAACEXQRAhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3kASERIAf9CQAEIRsgEyAbIBn95gH95AEhEyAH',
+  '/QkACCEbIBUgGyAZ/eYB/eQBIRUgB/0JAAwhGyAXIBsgGf3mAf3kASEXIAdBgAFqIQcgCEEoaiEIIA1BAWsiDQ0AC0HwwgAg',
+  'BUEobGogBkEEbGohHUGAgQEgBUEobGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/VoAAAAgHiAc/VoABAEgHf0AACggE/3k',
+  'ASEcIB4gHP1aACgAIB4gHP1aACwBIB39AABQIBX95AEhHCAeIBz9WgBQACAeIBz9WgBUASAd/QAAeCAX/eQBIRwgHiAc/VoA',
+  'eAAgHiAc/VoAfAEgBUEEaiEFDAALCyAGQQRqIQYgBEGACmohBAsIAEEAQSAQCQu+AwcDfwF7BX8Dewh/AXsDf0EAIQRBgIwB',
+  'IABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsL',
+  'IARBAWohBEEAIQpBECEIA0BB8CkgCkGAAWxqIABBBGxqIQ5B8NcAIApBgAFsaiAAQQRsaiEPQfDCACAKQYABbGogAEEEbGoh',
+  'EEGAjAEgAEEEbGohESAAIRICQANAIBJBBGogAUoNASAO/QAAAP0MAAAAAAAAAAAAAAAAAAAAAP1E/QwAAIA/AACAPwAAgD8A',
+  'AIA//U4hCyAP/QAAACAL/eYBIQwgECAM/QsAACAR/QAAACAM/eQBIQ0gESAN/QsAACAOQRBqIQ4gD0EQaiEPIBBBEGohECAR',
+  'QRBqIREgEkEEaiESDAALCyAKQQFqIQogCEEBayIIDQALQQAhFUGAjAEgAEEEbGohF0GAiwEgFUGAAWxqIABBBGxqIRggACEZ',
+  'AkADQCAZQQRqIAFKDQEgF/0AAAAhFiAYIBb9CwAAIBdBEGohFyAYQRBqIRggGUEEaiEZDAALCyAVQQFqIRULCABBAEEgEAsL',
+  'qgUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkEEIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwHyACaiAFQQRsaiEHQfDCACADaiAG',
+  'QQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa',
+  '/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa',
+  '/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HQAGohByAIQYABaiEIIA1BAWsiDQ0AC0Hw',
+  '7AAgBUGAAWxqIAZBBGxqIR1B8CkgBUGAAWxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4g',
+  'HP0LABAgHf0AAIABIBP95AEhHCAeIBz9CwCAASAd/QAAkAEgFP3kASEcIB4gHP0LAJABIB39AACAAiAV/eQBIRwgHiAc/QsA',
+  'gAIgHf0AAJACIBb95AEhHCAeIBz9CwCQAiAd/QAAgAMgF/3kASEcIB4gHP0LAIADIB39AACQAyAY/eQBIRwgHiAc/QsAkAMg',
+  'BUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgBRqIQQLCABBAEEUEA0L',
 ].join('');
-const kernels = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))), { env: { memory } }).exports;
-const buffers = [new Float32Array(memory.buffer, 0, 640), new Float32Array(memory.buffer, 2560, 32), new Float32Array(memory.buffer, 2688, 320), new Float32Array(memory.buffer, 3968, 10), new Float32Array(memory.buffer, 4016, 320), new Int32Array(memory.buffer, 5296, 16), new Float32Array(memory.buffer, 5360, 640), new Float32Array(memory.buffer, 7920, 160), new Float32Array(memory.buffer, 8560, 512), new Float32Array(memory.buffer, 10608, 160), new Float32Array(memory.buffer, 11248, 512), new Float32Array(memory.buffer, 13296, 160), new Float32Array(memory.buffer, 13936, 640), new Float32Array(memory.buffer, 16496, 1), new Float32Array(memory.buffer, 16512, 320), new Float32Array(memory.buffer, 17792, 32)];
-const buf = {
-  W1: buffers[0], // f32[20,32] (param W1)
-  b1: buffers[1], // f32[32] (param b1)
-  W2: buffers[2], // f32[32,10] (param W2)
-  b2: buffers[3], // f32[10] (param b2)
-  X: buffers[4], // f32[16,20] (input X)
-  y: buffers[5], // i32[16] (input y)
-  hidden: buffers[6].subarray(0, 512), // f32[16,32]
-  scores: buffers[7], // f32[16,10]
-  t4: buffers[8].subarray(0, 16), // f32[16]
-  correct_class_score: buffers[8].subarray(0, 16), // a view of t4
-  margins: buffers[9], // f32[16,10]
-  t8: buffers[10].subarray(0, 160), // f32[16,10]
-  t9: buffers[11], // f32[16,10]
-  t10: buffers[12].subarray(0, 16), // f32[16]
-  data_loss: buffers[8].subarray(0, 1), // f32[]
-  t14: buffers[12].subarray(0, 1), // f32[]
-  loss: buffers[13], // f32[]
-  t19: Float32Array.from([0.001]),
-  t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
-  t24: buffers[8].subarray(0, 320), // f32[32,10]
-  t26: buffers[12], // f32[20,32]
-  dt7: buffers[14].subarray(0, 160), // f32[16,10]
-  dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
-  dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t29: buffers[15].subarray(0, 16), // a view of dt4
-  dscores: buffers[9], // f32[16,10]
-  db2: buffers[11].subarray(0, 10), // f32[10]
-  dhidden: buffers[10], // f32[16,32]
-  dW2: buffers[14], // f32[32,10]
-  dt2: buffers[8], // f32[16,32]
-  db1: buffers[15], // f32[32]
-  dW1: buffers[6], // f32[20,32]
-  _acc0: new Float64Array(32), // accumulators of column sums
-};
+const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
@@ -193,196 +162,407 @@ function checkArgs(params, inputs) {
   expectIndices("y", inputs.y, 10);
 }
 
-/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-function stage(params, inputs) {
-  buf.W1.set(params.W1);
-  buf.b1.set(params.b1);
-  buf.W2.set(params.W2);
-  buf.b2.set(params.b2);
-  buf.X.set(inputs.X);
-  buf.y.set(inputs.y);
-}
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory, kernels) {
+  const buffers = [new Float32Array(memory.buffer, 0, 640), new Float32Array(memory.buffer, 2560, 32), new Float32Array(memory.buffer, 2688, 320), new Float32Array(memory.buffer, 3968, 10), new Float32Array(memory.buffer, 4016, 320), new Int32Array(memory.buffer, 5296, 16), new Float32Array(memory.buffer, 5360, 640), new Float32Array(memory.buffer, 7920, 160), new Float32Array(memory.buffer, 8560, 512), new Float32Array(memory.buffer, 10608, 160), new Float32Array(memory.buffer, 11248, 512), new Float32Array(memory.buffer, 13296, 160), new Float32Array(memory.buffer, 13936, 640), new Float32Array(memory.buffer, 16496, 1), new Float32Array(memory.buffer, 16512, 320), new Float32Array(memory.buffer, 17792, 32)];
+  const buf = {
+    W1: buffers[0], // f32[20,32] (param W1)
+    b1: buffers[1], // f32[32] (param b1)
+    W2: buffers[2], // f32[32,10] (param W2)
+    b2: buffers[3], // f32[10] (param b2)
+    X: buffers[4], // f32[16,20] (input X)
+    y: buffers[5], // i32[16] (input y)
+    hidden: buffers[6].subarray(0, 512), // f32[16,32]
+    scores: buffers[7], // f32[16,10]
+    t4: buffers[8].subarray(0, 16), // f32[16]
+    correct_class_score: buffers[8].subarray(0, 16), // a view of t4
+    margins: buffers[9], // f32[16,10]
+    t8: buffers[10].subarray(0, 160), // f32[16,10]
+    t9: buffers[11], // f32[16,10]
+    t10: buffers[12].subarray(0, 16), // f32[16]
+    data_loss: buffers[8].subarray(0, 1), // f32[]
+    t14: buffers[12].subarray(0, 1), // f32[]
+    loss: buffers[13], // f32[]
+    t19: Float32Array.from([0.001]),
+    t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
+    t24: buffers[8].subarray(0, 320), // f32[32,10]
+    t26: buffers[12], // f32[20,32]
+    dt7: buffers[14].subarray(0, 160), // f32[16,10]
+    dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
+    dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
+    t29: buffers[15].subarray(0, 16), // a view of dt4
+    dscores: buffers[9], // f32[16,10]
+    db2: buffers[11].subarray(0, 10), // f32[10]
+    dhidden: buffers[10], // f32[16,32]
+    dW2: buffers[14], // f32[32,10]
+    dt2: buffers[8], // f32[16,32]
+    db1: buffers[15], // f32[32]
+    dW1: buffers[6], // f32[20,32]
+    _acc0: new Float64Array(32), // accumulators of column sums
+  };
 
-function forwardPass() {
-  const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
-
-  // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
-  //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
-  //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
-  kernels.matmul_hidden();
-
-  // scores = hidden @ W2 + b2  (twolayer.ts:20)
-  //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
-  kernels.matmul_scores();
-
-  // t4 = scores[range(n), y]  (twolayer.ts:21)
-  //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
-
-  // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
-  // t8 = onehot(y, 10)  (twolayer.ts:21)
-  // t9 = 1 - t8  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
-  // t10 = margins_masked.sum(1)  (twolayer.ts:21)
-  //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
-  //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
-  //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
-  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
-  //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
-  //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
-  for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
-    for (let p = 0; p < 10; p++) {
-      const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
-      const _margins = _t7 > 0 ? _t7 : 0;
-      margins[i * 10 + p] = _margins;
-      const _t8 = y[i] === p ? 1 : 0;
-      t8[i * 10 + p] = _t8;
-      const _t9 = 1 - _t8;
-      t9[i * 10 + p] = _t9;
-      _acc0 += _margins * _t9;
-    }
-    t10[i] = _acc0;
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params, inputs) {
+    buf.W1.set(params.W1);
+    buf.b1.set(params.b1);
+    buf.W2.set(params.W2);
+    buf.b2.set(params.b2);
+    buf.X.set(inputs.X);
+    buf.y.set(inputs.y);
   }
 
-  // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
-  //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
-  {
-    let _acc0 = 0;
-    for (let p = 0; p < 16; p++) {
-      _acc0 += t10[p];
+  function forwardPass() {
+    const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
+
+    // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
+    //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
+    //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
+    kernels.matmul_hidden();
+
+    // scores = hidden @ W2 + b2  (twolayer.ts:20)
+    //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
+    kernels.matmul_scores();
+
+    // t4 = scores[range(n), y]  (twolayer.ts:21)
+    //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
+
+    // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
+    // t8 = onehot(y, 10)  (twolayer.ts:21)
+    // t9 = 1 - t8  (twolayer.ts:21)
+    // margins_masked = margins * t9  (twolayer.ts:21)
+    // t10 = margins_masked.sum(1)  (twolayer.ts:21)
+    //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
+    //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
+    //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
+    //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
+    //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
+    //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
+    for (let i = 0; i < 16; i++) {
+      let _acc0 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
+        const _margins = _t7 > 0 ? _t7 : 0;
+        margins[i * 10 + p] = _margins;
+        const _t8 = y[i] === p ? 1 : 0;
+        t8[i * 10 + p] = _t8;
+        const _t9 = 1 - _t8;
+        t9[i * 10 + p] = _t9;
+        _acc0 += _margins * _t9;
+      }
+      t10[i] = _acc0;
     }
-    data_loss[0] = _acc0 * 0.0625;
+
+    // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
+    //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
+    {
+      let _acc0 = 0;
+      for (let p = 0; p < 16; p++) {
+        _acc0 += t10[p];
+      }
+      data_loss[0] = _acc0 * 0.0625;
+    }
+
+    // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
+    //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+    {
+      let _acc0 = 0;
+      for (let p = 0; p < 20; p++) {
+        for (let q = 0; q < 32; q++) {
+          _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+        }
+      }
+      t14[0] = _acc0;
+    }
+
+    // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
+    // loss = data_loss + reg_loss  (twolayer.ts:23)
+    //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+    //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
+    //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
+    //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
+    {
+      let _acc0 = 0;
+      for (let p = 0; p < 32; p++) {
+        for (let q = 0; q < 10; q++) {
+          _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+        }
+      }
+      loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+    }
   }
 
-  // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
-  //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
-  {
-    let _acc0 = 0;
-    for (let p = 0; p < 20; p++) {
-      for (let q = 0; q < 32; q++) {
-        _acc0 += W1[p * 32 + q] * W1[p * 32 + q];
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj = {
+    get loss() { return buf.loss[0]; },
+    scores: buf.scores,
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params, inputs) {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params, inputs) {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score } = buf;
+
+    // dt15 = 0.001   sum'  (twolayer.ts:22)
+    // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+    //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
+    //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+    for (let i = 0; i < 32; i++) {
+      for (let j = 0; j < 10; j++) {
+        t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
       }
     }
-    t14[0] = _acc0;
-  }
 
-  // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
-  // loss = data_loss + reg_loss  (twolayer.ts:23)
-  //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
-  //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
-  //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
-  //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
-  {
-    let _acc0 = 0;
-    for (let p = 0; p < 32; p++) {
-      for (let q = 0; q < 10; q++) {
-        _acc0 += W2[p * 10 + q] * W2[p * 10 + q];
+    // dt13 = 0.001   sum'  (twolayer.ts:22)
+    // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+    //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+    //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < 32; j++) {
+        t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
       }
     }
-    loss[0] = data_loss[0] + (t14[0] + _acc0) * 0.001;
+
+    // dmargins_masked = t21   sum'  (twolayer.ts:21)
+    // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+    // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
+    // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
+    //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
+    //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+    //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
+    //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
+    //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
+    for (let i = 0; i < 16; i++) {
+      let _acc0 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
+        dt7[i * 10 + p] = _dt7;
+        _acc0 += -_dt7;
+      }
+      dcorrect_class_score[i] = _acc0;
+    }
+
+    // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
+    // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
+    //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
+    kernels.reduce_db2();
+
+    // dhidden = dscores @ W2.T   matmul'  (twolayer.ts:20)
+    //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    kernels.matmul_dhidden();
+
+    // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
+    //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+    kernels.matmul_dW2();
+
+    // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
+    // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
+    //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
+    //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
+    kernels.reduce_db1();
+
+    // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
+    //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+    kernels.matmul_dW1();
+    lossSlot[0] = buf.loss[0];
+    return result;
   }
+  return { forward, valueAndGrad };
 }
 
-// Scalars are returned through getters: storing a number into an object allocates in V8.
-const outputsObj = {
-  get loss() { return buf.loss[0]; },
-  scores: buf.scores,
+const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
+const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports);
+export const { forward, valueAndGrad } = single;
+
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits = {
+  "matmul_hidden": [16, 4, 10240, false],
+  "matmul_scores": [16, 4, 5120, false],
+  "reduce_db2": [10, 4, 480, false],
+  "matmul_dhidden": [16, 4, 5120, true],
+  "matmul_dW2": [32, 4, 5120, false],
+  "reduce_db1": [32, 4, 1536, false],
+  "matmul_dW1": [20, 4, 10240, false],
 };
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 20000; // loads of its slot a worker makes before it sleeps
 
-/** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  return outputsObj;
+/**
+* A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+  * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+  * generation; [5] set while it sleeps; [6] set while the caller sleeps). Its source is the
+* code of the worker, so it refers to nothing outside itself.
+*/
+function workerMain(data, ready) {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  const fns = names.map((n) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    fns[ctl[at + 1]](ctl[at + 2], ctl[at + 3]);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
 }
 
-const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
-
-/** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  const { t19, W2, t24, W1, t26, t21, t9, margins, dt7, dcorrect_class_score } = buf;
-
-  // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // t24 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
-  //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %t24: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 10; j++) {
-      t24[i * 10 + j] = t19[0] * (W2[i * 10 + j] * 2);
-    }
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data) {
+  const g = globalThis;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = await import(wt);
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
   }
+  if (!g.crossOriginIsolated)
+  throw new Error('create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp');
+  const code = `onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => { worker.onmessage = resolve; worker.onerror = reject; worker.postMessage(data); });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
 
-  // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // t26 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
-  //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t25: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %t26: f32[20,32] = mul %dt13, %t25   twolayer.ts:22
-  for (let i = 0; i < 20; i++) {
-    for (let j = 0; j < 32; j++) {
-      t26[i * 32 + j] = t19[0] * (W1[i * 32 + j] * 2);
-    }
+/** The number of threads of this machine. */
+async function hardwareThreads() {
+  const g = globalThis;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return (await import(os)).availableParallelism();
+  return 1;
+}
+
+/**
+* An instance of the module whose large kernels run split over `threads` threads (this one and
+  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+* memory. Its functions are those of the module, synchronous, bit-identical in their results;
+* `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+* work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can).
+*/
+export async function create(options = {}) {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+    workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
   }
-
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
-  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
-  // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
-  // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
-  //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t27: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t27   twolayer.ts:21
-  //   %t28: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t28 {axes=[1], keepDims=true}   twolayer.ts:21
-  for (let i = 0; i < 16; i++) {
-    let _acc0 = 0;
-    for (let p = 0; p < 10; p++) {
-      const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
-      dt7[i * 10 + p] = _dt7;
-      _acc0 += -_dt7;
-    }
-    dcorrect_class_score[i] = _acc0;
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
   }
-
-  // dscores = dt7 + t8 * t29   fan-out: the sum over its uses  (twolayer.ts:20)
-  // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %t30: f32[16,10] = mul %t8, %t29   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %t30   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
-  kernels.reduce_db2();
-
-  // dhidden = dscores @ W2.T   matmul'  (twolayer.ts:20)
-  //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  kernels.matmul_dhidden();
-
-  // dW2 = t24 + hidden.T @ dscores   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %t31: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %t24, %t31   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
-  kernels.matmul_dW2();
-
-  // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
-  // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t32: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t32   twolayer.ts:19
-  //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
-  kernels.reduce_db1();
-
-  // dW1 = t26 + X.T @ dt2   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %t33: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %t26, %t33   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
-  kernels.matmul_dW1();
-  lossSlot[0] = buf.loss[0];
-  return result;
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent), in blocks over the workers and this thread. */
+  const run = (k, extent, align, work) => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+    if (n <= 1) return ranges[k](0, extent);
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  const kernels = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+      const [extent, align, work, pack] = splits[name];
+      kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);
+    });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
 }
