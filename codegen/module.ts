@@ -11,6 +11,7 @@ import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
+import type { OptimizerSpec } from './optim.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
 export function key(name: string): string {
@@ -32,8 +33,11 @@ export interface ModuleInfo {
   readonly name: string;
   /** Emit a check after each step that throws on the first NaN or infinity (--check-finite). */
   readonly checkFinite?: boolean;
-  /** Emit `update(params, grads, lr)`, one step of plain SGD (--optimizer sgd). */
-  readonly optimizer?: 'sgd';
+  /**
+   * --optimizer: emit `hyper`, `initOptState` and `trainStep` (codegen/optim.ts), and with sgd also
+   * `update(params, grads, lr)`, one step of plain SGD.
+   */
+  readonly optimizer?: OptimizerSpec;
   /** The memory plan, which also fixes the units (fused groups) and their order. */
   readonly plan: Plan;
   /** The model file as given on the command line (relative, forward slashes). */

@@ -16,6 +16,7 @@ import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member,
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
+import { trainDecls } from './ts/train.js';
 
 export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 
@@ -225,6 +226,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
     : instanced(backend?.instance, common, [...initDecl(m, t), '', ...checkDecl(m, t), ''], [
         ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
@@ -264,6 +266,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return result;',
         '}',
         ...updateDecl(m, t),
+        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]);
   return lines.join('\n') + '\n';
 }
@@ -276,18 +279,22 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
 function instanced(inst: Backend['instance'], common: readonly string[], checks: readonly string[], arena: readonly string[], steps: readonly string[]): string[] {
   if (!inst) return [...common, ...arena, ...checks, ...steps];
   const names: string[] = [];
-  const body = [...arena, ...steps].map((l) => {
-    const m = /^export function (\w+)/.exec(l);
-    if (!m) return l;
-    names.push(m[1]!);
-    return l.slice('export '.length);
-  });
-  return [...common, ...inst.top, '', ...checks, ...inst.open, ...body, ...inst.close(names)];
+  const hoisted: string[] = [];
+  const body: string[] = [];
+  for (const l of [...arena, ...steps]) {
+    const fn = /^export function (\w+)/.exec(l);
+    if (fn) {
+      names.push(fn[1]!);
+      body.push(l.slice('export '.length));
+    } else if (/^export (const|interface|type) /.test(l)) hoisted.push(l); // one-line declarations (hyper, OptState): module level
+    else body.push(l);
+  }
+  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, ...inst.open, ...body, ...inst.close(names)];
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */
 function updateDecl(m: ModuleInfo, t: Typed): string[] {
-  if (m.optimizer !== 'sgd') return [];
+  if (m.optimizer?.name !== 'sgd') return [];
   const ps = params(m.fwd);
   const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
     `expectArray('${kind}', ${JSON.stringify(p.name)}, ${member(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;

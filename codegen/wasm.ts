@@ -15,7 +15,11 @@ import { broadcastStridesSize } from '../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import { sameShape } from '../ir/types.js';
 import { formula } from './formula.js';
-import { commentText, member } from './module.js';
+import { commentText, key, member } from './module.js';
+import { OPTIMIZERS, scalarNames } from './optim.js';
+import type { TrainBackend } from './ts/train.js';
+import type { UpdateTarget } from './wasm/update.js';
+import { updateBody } from './wasm/update.js';
 import type { ModuleInfo, Typed } from './module.js';
 import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
@@ -76,7 +80,14 @@ interface SoftmaxDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision;
+/** The optimizer update of the params whose arrays are in the memory (--optimizer). */
+interface UpdateDecision {
+  readonly kind: 'update';
+  readonly params: number;
+  readonly doc: string;
+}
+
+type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -106,7 +117,7 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     return r ? r.reductions.length * align((r.leading ? r.N : r.M) * 4) : 0;
   }));
 
-  const decisions = new Map<Unit, Decision>();
+  const decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
   for (const u of units) {
     const d =
       u.insts[0]!.op === 'matmul'
@@ -122,16 +133,21 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
+  const kernels: Kernel[] = [];
+  // the training step's kernel comes last: the steps call it after the backward pass
+  const training = m.optimizer ? trainLayout(m, address, end) : undefined;
+  if (training) end = training.end;
   const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
 
-  const kernels: Kernel[] = [];
+  /** The kernels in the order of the module: the training step's last. */
+  const allKernels = () => (training?.kernel ? [...kernels, training.kernel] : kernels);
   const backend: Backend = {
     what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => arenaDecl(offsets, arrays, t),
     instance: {
       get top() {
-        return kernelsDecl(kernels, pages, typed);
+        return kernelsDecl(allKernels(), pages, typed);
       },
       open: [
         '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
@@ -146,13 +162,14 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
         `export const { ${names.join(', ')} } = single;`,
         '',
         ...threadsDecl(
-          kernels.map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
+          allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
           pages,
-          sharedFlagAt(kernels, pages),
+          sharedFlagAt(allKernels(), pages),
           typed,
         ),
       ],
     },
+    ...(training ? { train: training.backend } : {}),
     unit: (u: Unit, e: UnitEmitter) => {
       const d = decisions.get(u);
       if (!d) return undefined;
@@ -194,6 +211,67 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     },
   };
   return emitTs(m, typed, backend);
+}
+
+/**
+ * The memory of the training step: each covered param's optimizer state (a param whose staged
+ * copy and gradient are arrays of the arena), then the step scalars; the update kernel over them.
+ * The state of a param the kernel does not cover (its gradient is a copy outside the memory) is a
+ * plain array, updated by the flat module's loop.
+ */
+function trainLayout(m: ModuleInfo, address: Address, start: number): { end: number; backend: TrainBackend; kernel?: Kernel } {
+  const spec = m.optimizer!;
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const scalars = scalarNames(spec);
+  let end = start;
+  const targets: UpdateTarget[] = [];
+  const covered = new Set<string>();
+  const owned = new Set<string>();
+  const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
+  for (const o of m.bwd.outputs) {
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name)!;
+    const n = numelSize(m.fwd.type(p.result).shape).coef;
+    const name = valueName(m.bwd, o.value);
+    const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
+    const g = address(m.bwd, o.value);
+    const staged = address(m.fwd, p.result);
+    if (inArena && g !== undefined && staged !== undefined) {
+      owned.add(name);
+      covered.add(o.name);
+      const at: Record<string, number> = {};
+      for (const s of slots) {
+        at[s] = end;
+        fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
+        end += align(n * 4);
+      }
+      targets.push({ n, p: staged, g, slots: at });
+    } else for (const s of slots) fields.get(s)!.push(`${key(o.name)}: new Float32Array(${n})`);
+  }
+  const scalarsAt = end;
+  end += align(Math.max(1, scalars.length) * 4);
+  const stagedOf = (param: string) => {
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
+    return member('buf', m.fwd.value(p.result).name);
+  };
+  const backend: TrainBackend = {
+    decls: [
+      `// The optimizer state lives in the memory, where the update kernel reads it: initOptState resets this one`,
+      `// state and returns it; a state of the caller's own is copied in before the kernel and out after it.`,
+      `const optState = { step: 0${slots.map((s) => `, ${s}: { ${fields.get(s)!.join(', ')} }`).join('')} };`,
+      `const optScalars = new Float32Array(memory.buffer, ${scalarsAt}, ${Math.max(1, scalars.length)}); // ${scalars.join(', ') || 'unused'}`,
+      '',
+    ],
+    covered,
+    resident: 'optState',
+    run: (names) => [
+      ...names.map((s, k) => `optScalars[${k}] = ${s};`),
+      'kernels.update();',
+      ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
+    ],
+  };
+  if (targets.length === 0) return { end, backend };
+  const doc = `${spec.name} update of ${targets.length} param${targets.length === 1 ? '' : 's'} (${[...covered].join(', ')})`;
+  return { end, backend, kernel: { name: 'update', body: updateBody(spec, targets, scalarsAt), d: { kind: 'update', params: targets.length, doc } } };
 }
 
 function rejectSymbolic(m: ModuleInfo): void {
@@ -538,6 +616,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
+    if (d.kind === 'update') return 'optimizer step';
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;

@@ -13,6 +13,7 @@ import { describePlan, planMemory } from '../ir/memplan.js';
 import { BACKWARD_PASSES, FORWARD_PASSES, SCHEDULE_PASSES } from '../ir/pipeline.js';
 import { printGraph } from '../ir/print.js';
 import type { ModuleInfo } from '../codegen/module.js';
+import type { OptimizerSpec } from '../codegen/optim.js';
 import { indent } from '../codegen/module.js';
 import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
@@ -47,8 +48,8 @@ export const DEFAULT_TARGETS: readonly Target[] = ['ts', 'gpu'];
 export interface CompileOptions {
   /** Emit finite checks after every step (--check-finite). */
   readonly checkFinite?: boolean;
-  /** Emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr). */
-  readonly optimizer?: 'sgd';
+  /** Emit the training step (`hyper`, `initOptState`, `trainStep`; with sgd also `update`). */
+  readonly optimizer?: OptimizerSpec;
   /** Which modules to emit besides the IR (default: DEFAULT_TARGETS). */
   readonly targets?: readonly Target[];
   /** Called with each pass's name and the graph after it (for `graphc ir --after`). */

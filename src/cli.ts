@@ -12,6 +12,8 @@ import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
 import { diffText, gradCheck, graphDot, irText, renderGraph } from './inspect.js';
 import { unifiedDiff } from './textdiff.js';
+import type { Hyper, OptimizerName, OptimizerSpec } from '../codegen/optim.js';
+import { hyperProblem, OPTIMIZER_NAMES, resolveHyper } from '../codegen/optim.js';
 
 export interface Io {
   out(s: string): void;
@@ -110,20 +112,27 @@ const VERBS: Record<string, Verb> = {
       target: { value: 'LIST', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'the flat module throws at the first NaN or infinity, naming the value' },
-      optimizer: { value: 'NAME', help: "emit an optimizer step in the flat module: 'sgd' gives update(params, grads, lr)" },
+      optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam or adamw (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
+      lr: { value: 'X', help: 'the learning rate trainStep uses unless a call passes options.lr (default 0.001)' },
+      momentum: { value: 'M', help: 'sgd: momentum (default 0)' },
+      nesterov: { help: 'sgd: Nesterov momentum (needs --momentum)' },
+      'weight-decay': { value: 'W', help: 'L2 added to the gradient (sgd, adam; default 0); decoupled for adamw (default 0.01)' },
+      'clip-grad-norm': { value: 'N', help: 'scale all gradients by min(1, N / global L2 norm) before the update' },
+      beta1: { value: 'B', help: 'adam, adamw: first-moment decay (default 0.9)' },
+      beta2: { value: 'B', help: 'adam, adamw: second-moment decay (default 0.999)' },
+      eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
       const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...DEFAULT_TARGETS];
-      const optimizer = typeof opts.optimizer === 'string' ? opts.optimizer : undefined;
-      if (opts.optimizer !== undefined && optimizer !== 'sgd') throw new UsageError(`graphc build: unknown optimizer '${String(opts.optimizer)}' (known: sgd)`);
+      const optimizer = optimizerSpec(opts);
       for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);
       let status = 0;
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer: optimizer as 'sgd' | undefined });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;
@@ -146,6 +155,38 @@ const VERBS: Record<string, Verb> = {
     },
   },
 };
+
+/** The optimizer options of `graphc build`, checked (undefined without --optimizer). */
+function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | undefined {
+  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps'].filter((k) => opts[k] !== undefined);
+  if (opts.optimizer === undefined) {
+    if (tuning.length) throw new UsageError(`graphc build: --${tuning[0]} needs --optimizer`);
+    return undefined;
+  }
+  const name = opts.optimizer;
+  if (!(OPTIMIZER_NAMES as readonly unknown[]).includes(name)) throw new UsageError(`graphc build: unknown optimizer '${String(name)}' (known: ${OPTIMIZER_NAMES.join(', ')})`);
+  const number = (k: string, ok: (x: number) => boolean, what: string): number | undefined => {
+    if (opts[k] === undefined) return undefined;
+    const x = Number(opts[k]);
+    if (opts[k] === true || opts[k] === '' || !Number.isFinite(x) || !ok(x)) throw new UsageError(`graphc build: --${k} must be ${what}, got '${String(opts[k])}'`);
+    return x;
+  };
+  const given: { -readonly [K in keyof Hyper]?: Hyper[K] } = {};
+  const set = <K extends keyof Hyper>(k: K, v: Hyper[K] | undefined) => {
+    if (v !== undefined) given[k] = v;
+  };
+  set('lr', number('lr', (x) => x > 0, 'a number above 0'));
+  set('momentum', number('momentum', (x) => x >= 0, 'a number ≥ 0'));
+  if (opts.nesterov) given.nesterov = true;
+  set('weightDecay', number('weight-decay', (x) => x >= 0, 'a number ≥ 0'));
+  set('clipGradNorm', number('clip-grad-norm', (x) => x > 0, 'a number above 0'));
+  set('beta1', number('beta1', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
+  set('beta2', number('beta2', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
+  set('eps', number('eps', (x) => x >= 0, 'a number ≥ 0'));
+  const problem = hyperProblem(name as OptimizerName, given);
+  if (problem) throw new UsageError(`graphc build: ${problem}`);
+  return { name: name as OptimizerName, hyper: resolveHyper(name as OptimizerName, given) };
+}
 
 const inspectVerbs: Record<string, Verb> = {
   ir: {

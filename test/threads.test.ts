@@ -103,6 +103,24 @@ describe('threads', () => {
     }
   });
 
+  it('trainStep (--optimizer adam) of a threaded instance is bit-identical, step after step, with its own optimizer state', async () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', path.join(ROOT, 'examples', 'makemore.ts'), '--target', 'wasm', '--optimizer', 'adam', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    type Train = { initOptState(p: Arrays): object; trainStep(p: Arrays, s: object, i: Arrays): { loss: number } };
+    const m = (await load(path.join(out, 'makemore.wasm.js'))) as WasmModule & Train;
+    const t = (await m.create({ threads: 2, minWork: 0 })) as Instance & Train;
+    open.push(t);
+    const [p1, p2] = [m.initParams(1), m.initParams(1)];
+    const [s1, s2] = [m.initOptState(p1), t.initOptState(p2)];
+    expect(s2).not.toBe(s1);
+    for (let k = 0; k < 5; k++) {
+      const inputs = inputsOf(m, k);
+      expect(Object.is(t.trainStep(p2, s2, inputs).loss, m.trainStep(p1, s1, inputs).loss), `step ${k}`).toBe(true);
+    }
+    for (const [k, v] of Object.entries(p1)) expect(Buffer.from(p2[k]!.buffer).equals(Buffer.from(v.buffer)), `param ${k}`).toBe(true);
+  });
+
   it('destroy() stops the workers; the instance then refuses to split a kernel', async () => {
     const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'));
     const t = await m.create({ threads: 2, minWork: 0 });

@@ -11,6 +11,7 @@ import type { Expr } from '../expr.js';
 import type { Access } from '../loops.js';
 import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
+import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
 
 
@@ -47,6 +48,8 @@ export interface Backend {
    * the body would export (they are returned instead) and exports them.
    */
   readonly instance?: { readonly top: readonly string[]; readonly open: readonly string[]; close(names: readonly string[]): string[] };
+  /** The optimizer update as a kernel (--optimizer), for the params it covers. */
+  readonly train?: TrainBackend;
 }
 
 /** What a backend may ask of the emitter of a unit. */

@@ -1,0 +1,170 @@
+// The training step of the flat and wasm modules (--optimizer): `hyper`, `initOptState`,
+// `trainStep`, and the per-optimizer update function rendered from the optimizer table
+// (codegen/optim.ts). The wasm module runs the same statements as one SIMD kernel over the params
+// whose arrays are in its memory (`TrainBackend`); the others take the JavaScript loop.
+
+import { numelSize, sizeText } from '../../ir/dims.js';
+import type { ModuleInfo, Typed } from '../module.js';
+import { commentText, key, member, params } from '../module.js';
+import type { OptimizerSpec } from '../optim.js';
+import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from '../optim.js';
+
+/** What the wasm module changes in the training step. */
+export interface TrainBackend {
+  /** Declarations (the optimizer state and the step scalars in the memory). */
+  readonly decls: readonly string[];
+  /** Params the kernel updates (its arrays are in the memory); the others take the JavaScript loop. */
+  readonly covered: ReadonlySet<string>;
+  /** The state arrays that live in the memory: `resident.exp_avg.W1` etc. (an expression). */
+  readonly resident: string;
+  /** Code that runs the kernel, given the scalars' names in the order of `scalarNames`. */
+  run(scalars: readonly string[]): string[];
+}
+
+export interface TrainContext {
+  /** The array each param's gradient is in after valueAndGrad (`buf.dW1`). */
+  readonly gradArray: (param: string) => string;
+  /** The loss of the last valueAndGrad (`lossSlot[0]`). */
+  readonly loss: string;
+  readonly codeName: (base: string) => string;
+  readonly backend?: TrainBackend;
+}
+
+/** Hyperparameters as an object literal, in the order of the module's `hyper` contract. */
+export function hyperLiteral(spec: OptimizerSpec): string {
+  const h = spec.hyper;
+  const fields: [string, number | boolean | undefined][] =
+    spec.name === 'sgd'
+      ? [['lr', h.lr], ['momentum', h.momentum], ['nesterov', h.nesterov], ['weightDecay', h.weightDecay], ['clipGradNorm', h.clipGradNorm]]
+      : [['lr', h.lr], ['beta1', h.beta1], ['beta2', h.beta2], ['eps', h.eps], ['weightDecay', h.weightDecay], ['clipGradNorm', h.clipGradNorm]];
+  return `{ ${fields.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${String(v)}`).join(', ')} }`;
+}
+
+/** The name of an array argument of the update function. */
+const arrayArg = (n: string) => n;
+
+/** The update of one param as a JavaScript function over its arrays: the optimizer's statements in one loop. */
+export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): string[] {
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const stmts = updateStatements(spec);
+  const scalars = scalarNames(spec);
+  const arrays = ['p', 'g', ...slots];
+  const setsG = stmts.some((s) => s.set === 'g');
+  const name = (n: string) => (n === 'g' ? 'gi' : arrays.includes(n) ? `${arrayArg(n)}[i]${t('!')}` : n);
+  const target = (n: string) => (n === 'g' ? 'gi' : `${arrayArg(n)}[i]`);
+  return [
+    `/** One ${spec.name} step of one param, in place (${commentText(OPTIMIZERS[spec.name].summary)}). */`,
+    `function ${fn}(${[...arrays.map((a) => `${arrayArg(a)}${t(': Float32Array')}`), `n${t(': number')}`, ...scalars.map((s) => `${s}${t(': number')}`)].join(', ')})${t(': void')} {`,
+    '  for (let i = 0; i < n; i++) {',
+    `    ${setsG ? 'let' : 'const'} gi = g[i]${t('!')};`,
+    ...stmts.map((s) => `    ${target(s.set)} = ${renderJs(s.to, name)}; // ${commentText(s.formula)}`),
+    '  }',
+    '}',
+  ];
+}
+
+/** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
+export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
+  const spec = m.optimizer!;
+  const def = OPTIMIZERS[spec.name];
+  const slots = def.slots(spec.hyper);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const fn = c.codeName(`${spec.name}Step`);
+  const scalars = scalarNames(spec);
+  const perStep = stepScalars(spec);
+  const clip = spec.hyper.clipGradNorm;
+  const sumSq = c.codeName('sumOfSquares');
+  const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
+  const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
+  const checkState = [
+    '/** Checks an optimizer state before a step. */',
+    `function checkOptState(state${t(': OptState')})${t(': void')} {`,
+    `  if (typeof state !== 'object' || state === null) throw new TypeError('${m.name}: the optimizer state must be an object from initOptState(params)');`,
+    `  if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(\`${m.name}: state.step must be a non-negative integer, got \${state.step}\`);`,
+    ...slots.flatMap((s) => [
+      `  if (typeof state.${s} !== 'object' || state.${s} === null) throw new TypeError('${m.name}: state.${s} is missing: make the state with initOptState(params)');`,
+      ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`${s}.${p.name}`)}, ${member(`state.${s}`, p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ]),
+    '}',
+  ];
+  const covered = c.backend?.covered ?? new Set<string>();
+  const jsParams = ps.filter((p) => !covered.has(p.name));
+  // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
+  const residentCopies = (dir: 'in' | 'out') =>
+    c.backend && covered.size
+      ? slots.flatMap((s) =>
+          ps
+            .filter((p) => covered.has(p.name))
+            .map((p) => {
+              const [mine, theirs] = [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)];
+              return dir === 'in' ? `if (${theirs} !== ${mine}) ${mine}.set(${theirs});` : `if (${theirs} !== ${mine}) ${theirs}.set(${mine});`;
+            }),
+        )
+      : [];
+  return [
+    '',
+    `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
+    `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`,
+    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    '',
+    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...(c.backend?.decls ?? []),
+    `/** A fresh optimizer state: step 0${slots.length ? `, ${slots.join(' and ')} zeros` : ''}. */`,
+    `export function initOptState(params${t(': Params')})${t(': OptState')} {`,
+    "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
+    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${member('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ...(c.backend && covered.size
+      ? [
+          `  ${c.backend.resident}.step = 0;`,
+          ...slots.flatMap((s) => ps.map((p) => `  ${member(`${c.backend!.resident}.${s}`, p.name)}.fill(0);`)),
+          `  return ${c.backend.resident};`,
+        ]
+      : [`  return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`]),
+    '}',
+    '',
+    ...checkState,
+    '',
+    ...updateFunction(spec, fn, t),
+    '',
+    ...(clip !== undefined
+      ? [
+          `function ${sumSq}(a${t(': Float32Array')})${t(': number')} {`,
+          '  let s = 0;',
+          `  for (let i = 0; i < a.length; i++) s += a[i]${t('!')} * a[i]${t('!')};`,
+          '  return s;',
+          '}',
+          '',
+        ]
+      : []),
+    `const trainResult${t(': { loss: number }')} = { get loss() { return ${c.loss}; } };`,
+    '',
+    '/**',
+    ` * One training step, in place: forward, backward and an ${spec.name === 'sgd' ? 'SGD' : spec.name === 'adam' ? 'Adam' : 'AdamW'} update of every param (and of the`,
+    ' * optimizer state). options.lr overrides hyper.lr for this call. Allocates nothing.',
+    ' */',
+    `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number }')})${t(': { loss: number }')} {`,
+    '  const lr = options?.lr ?? hyper.lr;',
+    `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
+    '  checkOptState(state);',
+    '  valueAndGrad(params, inputs);',
+    '  const t = state.step + 1; // the step number of this step, from 1',
+    ...perStep.map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
+    ...(clip !== undefined
+      ? [
+          `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
+          `  const clip = Math.min(1, ${clip} / (Math.sqrt(${ps.map((p) => `${sumSq}(${c.gradArray(p.name)})`).join(' + ')}) + 1e-6));`,
+        ]
+      : []),
+    ...residentCopies('in'),
+    ...(c.backend && covered.size ? c.backend.run(scalars).map((l) => `  ${l}`) : []),
+    ...jsParams.map(
+      (p) =>
+        `  ${fn}(${[member('params', p.name), c.gradArray(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...scalars].join(', ')}); // ${commentText(p.name)}`,
+    ),
+    ...residentCopies('out'),
+    '  state.step = t;',
+    '  return trainResult;',
+    '}',
+  ];
+}

@@ -1,0 +1,71 @@
+// The optimizer update as one WebAssembly SIMD kernel (--optimizer with --target wasm): the
+// statements of the optimizer table (codegen/optim.ts) as elementwise steps over each param, four
+// elements at a time, one loop per param. A param is read and written where the module staged it,
+// its gradient where the backward pass left it, its state where the module keeps it in the memory,
+// and the per-step scalars (lr, bias corrections, the clipping factor) from a small scalar area.
+
+import type { OptimizerSpec, UExpr } from '../optim.js';
+import { scalarNames, updateStatements } from '../optim.js';
+import { Body } from './encode.js';
+import { elementwiseLoop } from './elementwise.js';
+import type { Operand, Step, StepOp } from './steps.js';
+
+/** Where one param's arrays are (byte addresses in the memory). */
+export interface UpdateTarget {
+  readonly n: number;
+  readonly p: number;
+  readonly g: number;
+  /** The address of each state slot's array. */
+  readonly slots: Readonly<Record<string, number>>;
+}
+
+const OPS: Record<'+' | '-' | '*' | '/' | 'sqrt', StepOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', sqrt: 'sqrt' };
+
+/** The steps of one param's update: values are read once, and each array stored with its last value. */
+export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: number): Step[] {
+  const scalars = scalarNames(spec);
+  const steps: Step[] = [];
+  const latest = new Map<string, Operand>([
+    ['p', { kind: 'mem', addr: at.p, si: at.n, sj: 1 }],
+    ['g', { kind: 'mem', addr: at.g, si: at.n, sj: 1 }],
+    ...Object.entries(at.slots).map(([s, addr]) => [s, { kind: 'mem', addr, si: at.n, sj: 1 }] as [string, Operand]),
+    ...scalars.map((s, k) => [s, { kind: 'mem', addr: scalarsAt + 4 * k, si: 0, sj: 0 }] as [string, Operand]),
+  ]);
+  const emit = (e: UExpr): Operand => {
+    if (typeof e === 'number') return { kind: 'const', value: e };
+    if (typeof e === 'string') {
+      const o = latest.get(e);
+      if (!o) throw new Error(`internal: update reads unknown name ${e}`);
+      return o;
+    }
+    const args = e.op === 'sqrt' ? [emit(e.a)] : [emit(e.a), emit(e.b)];
+    steps.push({ op: OPS[e.op], args });
+    return { kind: 'step', step: steps.length - 1 };
+  };
+  const stmts = updateStatements(spec);
+  const lastWrite = new Map<string, number>();
+  stmts.forEach((s, k) => lastWrite.set(s.set, k));
+  stmts.forEach((s, k) => {
+    let o = emit(s.to);
+    const stored = s.set !== 'g' && lastWrite.get(s.set) === k;
+    if (stored) {
+      // a statement that only renames a value (g = b) or reads an array as it is still needs a step to store
+      if (o.kind !== 'step' || steps[o.step]!.store !== undefined) {
+        steps.push({ op: 'copy', args: [o] });
+        o = { kind: 'step', step: steps.length - 1 };
+      }
+      const addr = s.set === 'p' ? at.p : at.slots[s.set]!;
+      const step = steps[o.step]!;
+      steps[o.step] = { ...step, store: addr };
+    }
+    latest.set(s.set, o);
+  });
+  return steps;
+}
+
+/** The kernel: every covered param's update, one loop each. */
+export function updateBody(spec: OptimizerSpec, targets: readonly UpdateTarget[], scalarsAt: number): Body {
+  const f = new Body();
+  for (const at of targets) if (at.n > 0) elementwiseLoop(f, { M: 1, N: at.n, steps: updateSteps(spec, at, scalarsAt) });
+  return f;
+}

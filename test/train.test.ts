@@ -1,0 +1,155 @@
+// The compiled training step (--optimizer): 100 steps of each optimizer in the flat and wasm
+// modules against the same updates computed in float64 from the interpreter's gradients, written
+// here from torch.optim's documented algorithms (not from the emitter's table).
+
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { resolveHyper } from '../codegen/optim.js';
+import type { Hyper, OptimizerName } from '../codegen/optim.js';
+import { compile } from '../src/build.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
+
+// a small smooth classifier: every gradient stays well away from zero, so float32 and float64
+// runs stay close over 100 steps
+const MODEL = `import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const W1 = g.param('W1', [6, 16], { scale: 0.4 });
+  const b1 = g.param('b1', [16], { scale: 0.1 });
+  const W2 = g.param('W2', [16, 5], { scale: 0.4 });
+  const b2 = g.param('b2', [5], { scale: 0.1 });
+  const x = g.input('x', [12, 6]);
+  const y = g.input('y', [12], 'i32');
+  const h = x.matmul(W1).add(b1).tanh();
+  const loss = g.crossEntropy(h.matmul(W2).add(b2), y);
+  return { loss };
+});
+`;
+
+interface Trainer extends GeneratedModule {
+  hyper: Hyper;
+  initOptState(params: Arrays): { step: number } & Record<string, unknown>;
+  trainStep(params: Arrays, state: object, inputs: Arrays, options?: { lr?: number }): { loss: number };
+}
+
+/** torch.optim's step in float64, on plain arrays: state per param, `t` the step number from 1. */
+function torchStep(name: OptimizerName, h: Hyper, lr: number, t: number, params: Record<string, Float64Array>, grads: Record<string, Float64Array>, state: Record<string, Record<string, Float64Array>>): void {
+  let clip = 1;
+  if (h.clipGradNorm !== undefined) {
+    let sq = 0;
+    for (const g of Object.values(grads)) for (const x of g) sq += x * x;
+    clip = Math.min(1, h.clipGradNorm / (Math.sqrt(sq) + 1e-6));
+  }
+  for (const [k, p] of Object.entries(params)) {
+    const s = (state[k] ??= { m: new Float64Array(p.length), v: new Float64Array(p.length), buf: new Float64Array(p.length) });
+    for (let i = 0; i < p.length; i++) {
+      let g = grads[k]![i]! * clip;
+      if (name === 'sgd') {
+        if (h.weightDecay) g += h.weightDecay * p[i]!;
+        if (h.momentum) {
+          s.buf![i] = t === 1 ? g : h.momentum * s.buf![i]! + g;
+          g = h.nesterov ? g + h.momentum * s.buf![i]! : s.buf![i]!;
+        }
+        p[i]! -= lr * g;
+      } else {
+        if (name === 'adam' && h.weightDecay) g += h.weightDecay * p[i]!;
+        if (name === 'adamw') p[i]! *= 1 - lr * h.weightDecay;
+        s.m![i] = h.beta1 * s.m![i]! + (1 - h.beta1) * g;
+        s.v![i] = h.beta2 * s.v![i]! + (1 - h.beta2) * g * g;
+        const mhat = s.m![i]! / (1 - h.beta1 ** t);
+        const vhat = s.v![i]! / (1 - h.beta2 ** t);
+        p[i]! -= (lr * mhat) / (Math.sqrt(vhat) + h.eps);
+      }
+    }
+  }
+}
+
+const CASES: { name: OptimizerName; flags: string[]; given: Partial<Hyper> }[] = [
+  { name: 'sgd', flags: ['--lr', '0.1'], given: { lr: 0.1 } },
+  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01'], given: { lr: 0.05, momentum: 0.9, weightDecay: 0.01 } },
+  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.8', '--nesterov', '--clip-grad-norm', '0.5'], given: { lr: 0.05, momentum: 0.8, nesterov: true, clipGradNorm: 0.5 } },
+  { name: 'adam', flags: ['--lr', '0.01'], given: { lr: 0.01 } },
+  { name: 'adam', flags: ['--lr', '0.01', '--weight-decay', '0.05', '--beta1', '0.8', '--eps', '1e-6'], given: { lr: 0.01, weightDecay: 0.05, beta1: 0.8, eps: 1e-6 } },
+  { name: 'adamw', flags: ['--lr', '0.01', '--clip-grad-norm', '1'], given: { lr: 0.01, clipGradNorm: 1 } },
+];
+
+describe('trainStep: 100 steps against torch.optim in float64', () => {
+  const file = modelFile(MODEL, 'mlp.ts');
+  for (const c of CASES) {
+    it(`${c.name} ${c.flags.join(' ')}`, async () => {
+      const out = path.join(tmp(), 'train');
+      const r = await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', c.name, ...c.flags]);
+      expect(r.err).toBe('');
+      const h = resolveHyper(c.name, c.given);
+      const compiled = await compile(file, { targets: [] });
+      const { params, inputs } = randomArgs(compiled.fwd, 7);
+      // the reference: float64 params, gradients from the float64 interpreter
+      const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+      const state64: Record<string, Record<string, Float64Array>> = {};
+      for (let t = 1; t <= 100; t++) {
+        const lr = t > 50 ? h.lr / 2 : h.lr; // a schedule through options.lr
+        const { grads } = reference(compiled.fwd, compiled.bwd, p64 as unknown as Arrays, inputs);
+        torchStep(c.name, h, lr, t, p64, grads, state64);
+      }
+      for (const target of ['', '.wasm']) {
+        const mod = (await import(pathToFileURL(path.join(out, `mlp${target}.js`)).href)) as Trainer;
+        expect(mod.hyper).toEqual({ ...h, ...(c.name === 'sgd' ? { beta1: undefined, beta2: undefined, eps: undefined } : { momentum: undefined, nesterov: undefined }) });
+        const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+        const W1 = p.W1;
+        const state = mod.initOptState(p);
+        const first = mod.trainStep(p, state, inputs).loss;
+        for (let t = 2; t <= 100; t++) mod.trainStep(p, state, inputs, t > 50 ? { lr: h.lr / 2 } : undefined);
+        expect(p.W1, 'in place').toBe(W1);
+        expect(state.step).toBe(100);
+        expect(first).toBeCloseTo(reference(compiled.fwd, compiled.bwd, params, inputs).outputs.loss!.data[0]!, 5);
+        for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), `${target || 'flat'} ${k}`).toBeLessThan(2e-5);
+      }
+    });
+  }
+});
+
+describe('trainStep: arguments and state', () => {
+  it('checks the learning rate and the state, and copies a state of the caller into the wasm memory and back', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(tmp(), 'train');
+    expect((await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', 'adam'])).code).toBe(0);
+    const compiled = await compile(file, { targets: [] });
+    for (const target of ['', '.wasm']) {
+      const mod = (await import(pathToFileURL(path.join(out, `mlp${target}.js`)).href)) as Trainer;
+      const { params, inputs } = randomArgs(compiled.fwd, 3);
+      const state = mod.initOptState(params) as { step: number; exp_avg: Record<string, Float32Array>; exp_avg_sq: Record<string, Float32Array> };
+      expect(() => mod.trainStep(params, state, inputs, { lr: NaN })).toThrow(new TypeError('mlp: the learning rate must be a finite number, got NaN'));
+      expect(() => mod.trainStep(params, { ...state, step: -1 }, inputs)).toThrow(new TypeError('mlp: state.step must be a non-negative integer, got -1'));
+      expect(() => mod.trainStep(params, { step: 0 }, inputs)).toThrow(new TypeError('mlp: state.exp_avg is missing: make the state with initOptState(params)'));
+      expect(() => mod.trainStep(params, { ...state, exp_avg: { ...state.exp_avg, b1: new Float32Array(3) } }, inputs)).toThrow(
+        new RangeError("mlp: optimizer state 'exp_avg.b1' must have 16 elements (f32[16]), got 3"),
+      );
+      // two steps with the module's state, against two steps with a state of the caller's own
+      const a = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+      const b = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+      const own = { step: 0, exp_avg: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, new Float32Array(v.length)])), exp_avg_sq: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, new Float32Array(v.length)])) };
+      const s = mod.initOptState(a);
+      mod.trainStep(a, s, inputs);
+      mod.trainStep(b, own, inputs);
+      mod.trainStep(a, s, inputs);
+      mod.trainStep(b, own, inputs);
+      for (const k of Object.keys(a)) expect(b[k], k).toEqual(a[k]);
+      expect(own.exp_avg.W1).toEqual((s as typeof own).exp_avg.W1);
+      expect(own.step).toBe(2);
+    }
+  });
+
+  it('rejects options that do not fit the optimizer', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(tmp(), 'bad');
+    const err = async (...flags: string[]) => (await run(['build', file, '--out', out, ...flags])).err;
+    expect(await err('--optimizer', 'rmsprop')).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+    expect(await err('--lr', '0.1')).toBe('graphc build: --lr needs --optimizer\n');
+    expect(await err('--optimizer', 'adam', '--momentum', '0.9')).toBe('graphc build: --momentum is an option of sgd, not adam\n');
+    expect(await err('--optimizer', 'sgd', '--beta1', '0.9')).toBe('graphc build: --beta1 is an option of adam and adamw, not sgd\n');
+    expect(await err('--optimizer', 'sgd', '--nesterov')).toBe('graphc build: --nesterov needs a --momentum above 0 (as torch.optim.SGD)\n');
+    expect(await err('--optimizer', 'adam', '--lr', '-1')).toBe("graphc build: --lr must be a number above 0, got '-1'\n");
+    expect(await err('--optimizer', 'adam', '--beta2', '1')).toBe("graphc build: --beta2 must be a number in [0, 1), got '1'\n");
+  });
+});
