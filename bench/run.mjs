@@ -15,11 +15,12 @@ import { checksOverhead } from './checks.mjs';
 import { exampleStep } from './examples.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
+import { threadsStep } from './threads-step.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, SIZES } from './models.mjs';
+import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, ROOT, SIZES } from './models.mjs';
 import { fmt, median, relError, table } from './report.mjs';
 import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
 
@@ -150,6 +151,24 @@ async function main() {
     exampleRows.push([name, r.nParams.toLocaleString('en-US'), fmt.ms(r.flat), fmt.ms(r.wasm), `${(r.flat / r.wasm).toFixed(1)}×`, fmt.err(r.err)]);
   }
   console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
+
+  // 9. The threads column: the wasm modules' create({ threads }) against their default exports.
+  section(`threads: one training step of the wasm module on 1 thread (its default exports) and on ${opts.threads} (create({ threads: ${opts.threads} })), alternating in this process, bit-identical`);
+  const threadRows = [];
+  const threadModels = [
+    ...opts.sizes.map((size) => [`makemore ${size}`, builds[`wasm_${size}`].module]),
+    ...['wavenet', 'gpt'].map((name) => [name, path.join(ROOT, 'generated', name, `${name}.wasm.js`)]),
+  ];
+  const ratios = {};
+  for (const [name, file] of threadModels) {
+    const r = await threadsStep(file, { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
+    ratios[name] = r.ratio;
+    threadRows.push([name, fmt.ms(r.one), fmt.ms(r.many), `${r.ratio.toFixed(2)}×`]);
+  }
+  console.log(indent(table(['model', '1 thread ms', `${opts.threads} threads ms`, `${opts.threads} threads / 1`], threadRows)));
+  if (ratios['makemore L'] !== undefined) console.log(`  target: at L the ${opts.threads}-thread step ≤ 0.6× the 1-thread step: ${ratios['makemore L'] <= 0.6 ? 'PASS' : 'FAIL'} (${ratios['makemore L'].toFixed(2)}×)`);
+  const slower = Object.entries(ratios).filter(([, r]) => r > 1);
+  console.log(`  target: no model slower than on 1 thread: ${slower.length ? `FAIL (${slower.map(([n, r]) => `${n} ${r.toFixed(2)}×`).join(', ')})` : 'PASS'}`);
 
   loadNote('at the end', 1); // the bench itself keeps one core busy
   console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
@@ -287,13 +306,14 @@ function makeInputs({ batch, block, vocab }, seed) {
 }
 
 function parseArgs(argv) {
-  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id) };
+  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id), threads: 2 };
   for (const a of argv) {
     const [k, v] = a.split(/=(.*)/s, 2);
     if (k === '--sizes' && v) o.sizes = v.split(',');
     else if (k === '--contenders' && v) o.contenders = ['composite', ...v.split(',')];
     else if (k === '--quick') o.quick = true;
     else if (k === '--rebuild') o.rebuild = true;
+    else if (k === '--threads' && Number.isInteger(Number(v)) && Number(v) >= 2) o.threads = Number(v);
     else usage(`unknown argument ${a}`);
   }
   for (const s of o.sizes) if (!SIZES[s]) usage(`unknown size ${s} (sizes: ${Object.keys(SIZES).join(', ')})`);
@@ -302,7 +322,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild]`);
+  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild] [--threads=N]`);
   process.exit(2);
 }
 
