@@ -1,6 +1,6 @@
 // The threaded wasm module (create({ threads })): every example's threaded instance against its
 // single-threaded module, bit for bit, with every kernel that can split split over 2 and 3
-// threads (minWork: 0; uneven blocks), a model with ragged rows and columns, a clean shutdown
+// threads (minWork: 0 and adapt: false; uneven blocks), and adapting, a model with ragged rows and columns, a clean shutdown
 // (destroy(), and a process that never calls it still exits), and the errors of create.
 
 import { spawnSync } from 'node:child_process';
@@ -21,7 +21,7 @@ interface Instance {
 interface WasmModule extends Omit<Instance, 'destroy' | 'threads'> {
   spec: { inputs: Record<string, { dtype: string; shape: number[] }> };
   initParams(seed?: number): Arrays;
-  create(o?: { threads?: number; minWork?: number }): Promise<Instance>;
+  create(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<Instance>;
 }
 
 const load = (file: string): Promise<WasmModule> => import(pathToFileURL(file).href);
@@ -65,7 +65,7 @@ describe.each(EXAMPLES)('the threaded wasm module of %s', (name) => {
     const m = await load(path.join(ROOT, 'generated', name, `${name}.wasm.js`));
     const params = m.initParams(3);
     for (const threads of [2, 3]) {
-      const t = await m.create({ threads, minWork: 0 });
+      const t = await m.create({ threads, minWork: 0, adapt: false });
       open.push(t);
       expect(t.threads).toBe(threads);
       for (const seed of [1, 2]) expectSame(m, t, params, inputsOf(m, seed));
@@ -97,10 +97,14 @@ describe('threads', () => {
     const params = m.initParams(5);
     const inputs = { ...inputsOf(m, 4), y: Int32Array.from({ length: 13 }, (_, i) => (i * 5) % 6) };
     for (const threads of [2, 3, 4]) {
-      const t = await m.create({ threads, minWork: 0 });
+      const t = await m.create({ threads, minWork: 0, adapt: false });
       open.push(t);
       expectSame(m, t, params, inputs);
     }
+    // adapting (each kernel timed whole and split, then run the faster way) changes no bit either
+    const t = await m.create({ threads: 2, minWork: 0 });
+    open.push(t);
+    for (let k = 0; k < 40; k++) expectSame(m, t, params, inputs);
   });
 
   it('trainStep (--optimizer adam) of a threaded instance is bit-identical, step after step, with its own optimizer state', async () => {
@@ -109,7 +113,7 @@ describe('threads', () => {
     expect(r.status, r.stderr).toBe(0);
     type Train = { initOptState(p: Arrays): object; trainStep(p: Arrays, s: object, i: Arrays): { loss: number } };
     const m = (await load(path.join(out, 'makemore.wasm.js'))) as WasmModule & Train;
-    const t = (await m.create({ threads: 2, minWork: 0 })) as Instance & Train;
+    const t = (await m.create({ threads: 2, minWork: 0, adapt: false })) as Instance & Train;
     open.push(t);
     const [p1, p2] = [m.initParams(1), m.initParams(1)];
     const [s1, s2] = [m.initOptState(p1), t.initOptState(p2)];
@@ -123,7 +127,7 @@ describe('threads', () => {
 
   it('destroy() stops the workers; the instance then refuses to split a kernel', async () => {
     const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'));
-    const t = await m.create({ threads: 2, minWork: 0 });
+    const t = await m.create({ threads: 2, minWork: 0, adapt: false });
     const params = m.initParams(1);
     const inputs = inputsOf(m, 1);
     expect(t.valueAndGrad(params, inputs).loss).toBe(m.valueAndGrad(params, inputs).loss);
@@ -136,7 +140,7 @@ describe('threads', () => {
     const url = pathToFileURL(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js')).href;
     const code = `
       const m = await import(${JSON.stringify(url)});
-      const t = await m.create({ threads: 2, minWork: 0 });
+      const t = await m.create({ threads: 2, minWork: 0, adapt: false });
       const Xb = new Int32Array(96).fill(1), Yb = new Int32Array(32).fill(2);
       console.log(t.valueAndGrad(m.initParams(0), { Xb, Yb }).loss === m.valueAndGrad(m.initParams(0), { Xb, Yb }).loss);
     `;
