@@ -1059,8 +1059,9 @@ const SPIN = 20000; // loads of its slot a worker makes before it sleeps
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
  * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
- * generation; [5] set while it sleeps; [6] set while the caller sleeps). Its source is the
- * code of the worker, so it refers to nothing outside itself.
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
+ * Its source is the code of the worker, so it refers to nothing outside itself.
  */
 function workerMain(data: any, ready: () => void): void {
   const { module, memory, ctl: shared, slot, names, spin } = data;
@@ -1081,6 +1082,8 @@ function workerMain(data: any, ready: () => void): void {
     }
     if (gen < 0) return;
     seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
     fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
     Atomics.store(ctl, at + 4, gen);
     if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
@@ -1133,10 +1136,12 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can).
+ * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+ * way (false: always split).
  */
 export async function create(
-  options: { threads?: number; minWork?: number } = {},
+  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
 ): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
   const threads = options.threads ?? (await hardwareThreads());
   if (!Number.isInteger(threads) || threads < 1)
@@ -1176,15 +1181,8 @@ export async function create(
   }
   let gen = 0;
   let destroyed = false;
-  /** Kernel k over [0, extent), in blocks over the workers and this thread. */
-  const run = (k: number, extent: number, align: number, work: number): void => {
-    if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
-    if (n <= 1) return ranges[k](0, extent);
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k: number, extent: number, align: number, n: number): void => {
     const block = Math.ceil(extent / align / n) * align;
     const used = Math.ceil(extent / block);
     gen = gen >= 0x3fffffff ? 1 : gen + 1;
@@ -1193,12 +1191,18 @@ export async function create(
       ctl[at + 1] = k;
       ctl[at + 2] = w * block;
       ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
       Atomics.store(ctl, at, gen);
       if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
     }
     ranges[k](0, block);
     for (let w = 1; w < used; w++) {
       const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
       for (let s = 0; ; s++) {
         const done = Atomics.load(ctl, at + 4);
         if (done === gen) break;
@@ -1209,6 +1213,37 @@ export async function create(
         }
       }
     }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way: the
+  // faster one's time is followed call by call (down at once, up by a quarter of the gap); the
+  // other is tried again every `period` calls (doubled each time it loses, up to 1024)
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k: number, extent: number, align: number, work: number): void => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(
+      threads,
+      minWork > 0 ? Math.floor(work / minWork) : threads,
+      Math.ceil(extent / align),
+    );
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const [whole, parts] = [best[2 * k]!, best[2 * k + 1]!];
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    const c = ++calls[k]!;
+    const probe = whole >= 0 && parts >= 0 && c % period[k]! === 0;
+    const mode = probe ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode]!;
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (probe)
+      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
   };
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
