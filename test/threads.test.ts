@@ -125,6 +125,13 @@ describe('threads', () => {
     for (const [k, v] of Object.entries(p1)) expect(Buffer.from(p2[k]!.buffer).equals(Buffer.from(v.buffer)), `param ${k}`).toBe(true);
   });
 
+  it('the TypeScript module (.wasm.ts, as the test runner compiles it) starts its workers from its own source too', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.ts'));
+    const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+    open.push(t);
+    expectSame(m, t, m.initParams(4), inputsOf(m, 4));
+  });
+
   it('destroy() stops the workers; the instance then refuses to split a kernel', async () => {
     const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'));
     const t = await m.create({ threads: 2, minWork: 0, adapt: false });
