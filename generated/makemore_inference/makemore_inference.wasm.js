@@ -489,6 +489,9 @@ function workerMain(data, ready) {
   }
 }
 
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
 /** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
 async function startWorker(data) {
   const g = globalThis;
@@ -496,7 +499,7 @@ async function startWorker(data) {
     const wt = 'node:worker_threads'; // imported only here, and only in Node
     const { Worker } = await import(wt);
     // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
-    const code = `import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
     const worker = new Worker(code, { eval: true, workerData: data });
     await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
     worker.unref(); // a worker never keeps the process alive
@@ -504,7 +507,7 @@ async function startWorker(data) {
   }
   if (!g.crossOriginIsolated)
   throw new Error('create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp');
-  const code = `onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
   const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
   const worker = new g.Worker(url);
   await new Promise((resolve, reject) => { worker.onmessage = resolve; worker.onerror = reject; worker.postMessage(data); });
