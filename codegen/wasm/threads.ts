@@ -30,8 +30,14 @@ export interface Split {
  * it saves.
  */
 export const MIN_WORK_PER_THREAD = 1 << 16;
-/** Loads of its slot a worker makes after a block before it sleeps (about 100 µs here). */
-export const SPIN = 20000;
+/**
+ * Loads of its slot a worker makes after a block before it sleeps (about 10 µs here: the gap
+ * between the kernels of a step). Longer spins made the step slower on the loaded development
+ * machine, where a spinning worker takes CPU time from the calling thread (docs/threads.md).
+ */
+export const SPIN = 2000;
+/** Loads of a done generation the caller makes before it sleeps, waiting for a block that a worker runs. */
+export const WAIT_SPIN = 20000;
 
 /** The lines of the threaded part of a wasm module. */
 export function threadsDecl(
@@ -53,6 +59,7 @@ export function threadsDecl(
     '};',
     `const MIN_WORK = ${MIN_WORK_PER_THREAD}; // work a thread must get for a kernel to split`,
     `const SPIN = ${SPIN}; // loads of its slot a worker makes before it sleeps`,
+    `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
     '',
     '/**',
     ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
@@ -186,7 +193,7 @@ export function threadsDecl(
     '      for (let s = 0; ; s++) {',
     '        const done = Atomics.load(ctl, at + 4);',
     '        if (done === gen) break;',
-    '        if (canWait && s > SPIN) {',
+    '        if (canWait && s > WAIT_SPIN) {',
     '          Atomics.store(ctl, at + 6, 1);',
     '          Atomics.wait(ctl, at + 4, done);',
     '          Atomics.store(ctl, at + 6, 0);',
