@@ -602,7 +602,8 @@ const splits: Record<string, readonly [number, number, number, boolean]> = {
   matmul_dW1: [30, 4, 61440, false],
 };
 const MIN_WORK = 65536; // work a thread must get for a kernel to split
-const SPIN = 20000; // loads of its slot a worker makes before it sleeps
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -757,7 +758,7 @@ export async function create(
       for (let s = 0; ; s++) {
         const done = Atomics.load(ctl, at + 4);
         if (done === gen) break;
-        if (canWait && s > SPIN) {
+        if (canWait && s > WAIT_SPIN) {
           Atomics.store(ctl, at + 6, 1);
           Atomics.wait(ctl, at + 4, done);
           Atomics.store(ctl, at + 6, 0);
