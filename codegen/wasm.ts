@@ -146,8 +146,18 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
     buffersDecl: (arrays, t) => arenaDecl(offsets, arrays, t),
     instance: {
+      // the kernels, then create({ threads }) (which calls instance(), declared below)
       get top() {
-        return kernelsDecl(allKernels(), pages, typed);
+        return [
+          ...kernelsDecl(allKernels(), pages, typed),
+          '',
+          ...threadsDecl(
+            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
+            pages,
+            sharedFlagAt(allKernels(), pages),
+            typed,
+          ),
+        ];
       },
       open: [
         '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
@@ -160,13 +170,6 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
         `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays stay valid`,
         `const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${typed ? ' as unknown as Kernels' : ''});`,
         `export const { ${names.join(', ')} } = single;`,
-        '',
-        ...threadsDecl(
-          allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
-          pages,
-          sharedFlagAt(allKernels(), pages),
-          typed,
-        ),
       ],
     },
     ...(training ? { train: training.backend } : {}),
