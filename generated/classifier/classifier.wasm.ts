@@ -156,236 +156,6 @@ const wasm = [
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
-/** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
-function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
-  const a = new Float32Array(n);
-  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-    else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
-    else a[i] = init === 'ones' ? scale : 0;
-  }
-  return a;
-}
-
-/** Fresh parameters; the same seed gives the same values. */
-export function initParams(seed = 0): Params {
-  return {
-    W1: initArray(2048, 'randn', 0.25, seed, 0x8ff84fa5),
-    b1: initArray(64, 'zeros', 1, seed, 0x8c2c24bc),
-    W2: initArray(640, 'randn', 0.125, seed, 0x8cf84aec),
-    b2: initArray(10, 'zeros', 1, seed, 0x8f2c2975),
-  };
-}
-
-function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
-  if (a === undefined || a === null) throw new TypeError(`classifier: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
-    throw new TypeError(
-      `classifier: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if ((a as ArrayLike<number>).length !== n)
-    throw new RangeError(
-      `classifier: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a as ArrayLike<number>).length}`,
-    );
-}
-
-function expectIndices(name: string, a: Int32Array, bound: number): void {
-  for (let i = 0; i < a.length; i++)
-    if (a[i]! < 0 || a[i]! >= bound)
-      throw new RangeError(
-        `classifier: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
-}
-
-/** Checks every argument before any work is done. */
-function checkArgs(params: Params, inputs: Inputs): void {
-  if (typeof params !== 'object' || params === null)
-    throw new TypeError('classifier: params must be an object');
-  if (typeof inputs !== 'object' || inputs === null)
-    throw new TypeError('classifier: inputs must be an object');
-  expectArray('param', 'W1', params.W1, Float32Array, 2048, 'f32[32,64]');
-  expectArray('param', 'b1', params.b1, Float32Array, 64, 'f32[64]');
-  expectArray('param', 'W2', params.W2, Float32Array, 640, 'f32[64,10]');
-  expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
-  expectArray('input', 'x', inputs.x, Float32Array, 2048, 'f32[64,32]');
-  expectArray('input', 'target_classes', inputs.target_classes, Int32Array, 64, 'i32[64]');
-  expectIndices('target_classes', inputs.target_classes, 10);
-}
-
-/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
-function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
-  const buffers = [
-    new Float32Array(memory.buffer, 0, 2048),
-    new Float32Array(memory.buffer, 8192, 64),
-    new Float32Array(memory.buffer, 8448, 640),
-    new Float32Array(memory.buffer, 11008, 10),
-    new Float32Array(memory.buffer, 11056, 2048),
-    new Int32Array(memory.buffer, 19248, 64),
-    new Float32Array(memory.buffer, 19504, 4096),
-    new Float32Array(memory.buffer, 35888, 640),
-    new Float32Array(memory.buffer, 38448, 1),
-    new Float32Array(memory.buffer, 38464, 4096),
-    new Float32Array(memory.buffer, 54848, 4096),
-    new Float32Array(memory.buffer, 71232, 10),
-    new Float32Array(memory.buffer, 71280, 640),
-    new Float32Array(memory.buffer, 73840, 64),
-  ] as const;
-  const buf = {
-    W1: buffers[0], // f32[32,64] (param W1)
-    b1: buffers[1], // f32[64] (param b1)
-    W2: buffers[2], // f32[64,10] (param W2)
-    b2: buffers[3], // f32[10] (param b2)
-    x: buffers[4], // f32[64,32] (input x)
-    target_classes: buffers[5], // i32[64] (input target_classes)
-    relu1: buffers[6], // f32[64,64]
-    logits: buffers[7], // f32[64,10]
-    loss: buffers[8], // f32[]
-    t5: buffers[9].subarray(0, 640), // f32[64,10]
-    dlogits: buffers[10].subarray(0, 640), // f32[64,10]
-    db2: buffers[11], // f32[10]
-    drelu1: buffers[9], // f32[64,64]
-    dW2: buffers[12], // f32[64,10]
-    daffine1: buffers[10], // f32[64,64]
-    db1: buffers[13], // f32[64]
-    dW1: buffers[6].subarray(0, 2048), // f32[32,64]
-    _acc0: new Float64Array(64), // accumulators of column sums
-  };
-
-  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-  function stage(params: Params, inputs: Inputs): void {
-    buf.W1.set(params.W1);
-    buf.b1.set(params.b1);
-    buf.W2.set(params.W2);
-    buf.b2.set(params.b2);
-    buf.x.set(inputs.x);
-    buf.target_classes.set(inputs.target_classes);
-  }
-
-  function forwardPass(): void {
-    const { logits, target_classes, loss } = buf;
-
-    // affine1 = x @ W1 + b1  (classifier.ts:20)
-    // relu1 = relu(affine1)  (classifier.ts:21)
-    //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-    //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
-    //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
-    kernels.matmul_relu1();
-
-    // logits = relu1 @ W2 + b2  (classifier.ts:22)
-    //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-    //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
-    kernels.matmul_logits();
-
-    // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
-    //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-    {
-      let _total = 0;
-      for (let i = 0; i < 64; i++) {
-        let _max = -Infinity;
-        for (let j = 0; j < 10; j++) if (logits[i * 10 + j] > _max) _max = logits[i * 10 + j];
-        let _sum = 0;
-        for (let j = 0; j < 10; j++) _sum += Math.exp(logits[i * 10 + j] - _max);
-        _total += logits[i * 10 + target_classes[i]] - _max - Math.log(_sum);
-      }
-      loss[0] = -_total / 64;
-    }
-  }
-
-  // Scalars are returned through getters: storing a number into an object allocates in V8.
-  const outputsObj: Outputs = {
-    get loss() {
-      return buf.loss[0];
-    },
-    logits: buf.logits,
-  };
-
-  /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params: Params, inputs: Inputs): Outputs {
-    checkArgs(params, inputs);
-    stage(params, inputs);
-    forwardPass();
-    return outputsObj;
-  }
-
-  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-  const result: { loss: number; grads: Grads } = {
-    get loss() {
-      return lossSlot[0];
-    },
-    grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
-  };
-
-  /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
-    checkArgs(params, inputs);
-    stage(params, inputs);
-    forwardPass();
-    const { _acc0, target_classes, t5, dlogits, db2 } = buf;
-
-    // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
-    //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-    kernels.softmax_t5();
-
-    // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
-    // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
-    //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-    //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
-    //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
-    //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-    for (let i = 0; i < 10; i++) {
-      _acc0[i] = 0;
-    }
-    for (let i = 0; i < 64; i++) {
-      for (let j = 0; j < 10; j++) {
-        const _dlogits = (t5[i * 10 + j] - (target_classes[i] === j ? 1 : 0)) * 0.015625;
-        dlogits[i * 10 + j] = _dlogits;
-        _acc0[j] += _dlogits;
-      }
-    }
-    for (let i = 0; i < 10; i++) {
-      db2[i] = _acc0[i];
-    }
-
-    // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
-    //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-    kernels.matmul_drelu1();
-
-    // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
-    //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-    kernels.matmul_dW2();
-
-    // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
-    // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
-    //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
-    //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
-    //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-    kernels.reduce_db1();
-
-    // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
-    //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-    kernels.matmul_dW1();
-    lossSlot[0] = buf.loss[0];
-    return result;
-  }
-  return { forward, valueAndGrad };
-}
-
-const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays stay valid
-const single = instance(
-  memory,
-  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
-);
-export const { forward, valueAndGrad } = single;
-
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
@@ -617,3 +387,233 @@ export async function create(
     },
   };
 }
+
+/** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
+function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
+  const a = new Float32Array(n);
+  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;
+  const next = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < n; i++) {
+    if (init === 'randn')
+      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
+    else a[i] = init === 'ones' ? scale : 0;
+  }
+  return a;
+}
+
+/** Fresh parameters; the same seed gives the same values. */
+export function initParams(seed = 0): Params {
+  return {
+    W1: initArray(2048, 'randn', 0.25, seed, 0x8ff84fa5),
+    b1: initArray(64, 'zeros', 1, seed, 0x8c2c24bc),
+    W2: initArray(640, 'randn', 0.125, seed, 0x8cf84aec),
+    b2: initArray(10, 'zeros', 1, seed, 0x8f2c2975),
+  };
+}
+
+function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
+  if (a === undefined || a === null) throw new TypeError(`classifier: missing ${kind} '${name}' (${type_})`);
+  if (!(a instanceof type))
+    throw new TypeError(
+      `classifier: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
+    );
+  if ((a as ArrayLike<number>).length !== n)
+    throw new RangeError(
+      `classifier: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a as ArrayLike<number>).length}`,
+    );
+}
+
+function expectIndices(name: string, a: Int32Array, bound: number): void {
+  for (let i = 0; i < a.length; i++)
+    if (a[i]! < 0 || a[i]! >= bound)
+      throw new RangeError(
+        `classifier: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
+      );
+}
+
+/** Checks every argument before any work is done. */
+function checkArgs(params: Params, inputs: Inputs): void {
+  if (typeof params !== 'object' || params === null)
+    throw new TypeError('classifier: params must be an object');
+  if (typeof inputs !== 'object' || inputs === null)
+    throw new TypeError('classifier: inputs must be an object');
+  expectArray('param', 'W1', params.W1, Float32Array, 2048, 'f32[32,64]');
+  expectArray('param', 'b1', params.b1, Float32Array, 64, 'f32[64]');
+  expectArray('param', 'W2', params.W2, Float32Array, 640, 'f32[64,10]');
+  expectArray('param', 'b2', params.b2, Float32Array, 10, 'f32[10]');
+  expectArray('input', 'x', inputs.x, Float32Array, 2048, 'f32[64,32]');
+  expectArray('input', 'target_classes', inputs.target_classes, Int32Array, 64, 'i32[64]');
+  expectIndices('target_classes', inputs.target_classes, 10);
+}
+
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
+  const buffers = [
+    new Float32Array(memory.buffer, 0, 2048),
+    new Float32Array(memory.buffer, 8192, 64),
+    new Float32Array(memory.buffer, 8448, 640),
+    new Float32Array(memory.buffer, 11008, 10),
+    new Float32Array(memory.buffer, 11056, 2048),
+    new Int32Array(memory.buffer, 19248, 64),
+    new Float32Array(memory.buffer, 19504, 4096),
+    new Float32Array(memory.buffer, 35888, 640),
+    new Float32Array(memory.buffer, 38448, 1),
+    new Float32Array(memory.buffer, 38464, 4096),
+    new Float32Array(memory.buffer, 54848, 4096),
+    new Float32Array(memory.buffer, 71232, 10),
+    new Float32Array(memory.buffer, 71280, 640),
+    new Float32Array(memory.buffer, 73840, 64),
+  ] as const;
+  const buf = {
+    W1: buffers[0], // f32[32,64] (param W1)
+    b1: buffers[1], // f32[64] (param b1)
+    W2: buffers[2], // f32[64,10] (param W2)
+    b2: buffers[3], // f32[10] (param b2)
+    x: buffers[4], // f32[64,32] (input x)
+    target_classes: buffers[5], // i32[64] (input target_classes)
+    relu1: buffers[6], // f32[64,64]
+    logits: buffers[7], // f32[64,10]
+    loss: buffers[8], // f32[]
+    t5: buffers[9].subarray(0, 640), // f32[64,10]
+    dlogits: buffers[10].subarray(0, 640), // f32[64,10]
+    db2: buffers[11], // f32[10]
+    drelu1: buffers[9], // f32[64,64]
+    dW2: buffers[12], // f32[64,10]
+    daffine1: buffers[10], // f32[64,64]
+    db1: buffers[13], // f32[64]
+    dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+    _acc0: new Float64Array(64), // accumulators of column sums
+  };
+
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params: Params, inputs: Inputs): void {
+    buf.W1.set(params.W1);
+    buf.b1.set(params.b1);
+    buf.W2.set(params.W2);
+    buf.b2.set(params.b2);
+    buf.x.set(inputs.x);
+    buf.target_classes.set(inputs.target_classes);
+  }
+
+  function forwardPass(): void {
+    const { logits, target_classes, loss } = buf;
+
+    // affine1 = x @ W1 + b1  (classifier.ts:20)
+    // relu1 = relu(affine1)  (classifier.ts:21)
+    //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
+    //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
+    kernels.matmul_relu1();
+
+    // logits = relu1 @ W2 + b2  (classifier.ts:22)
+    //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
+    kernels.matmul_logits();
+
+    // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
+    //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    {
+      let _total = 0;
+      for (let i = 0; i < 64; i++) {
+        let _max = -Infinity;
+        for (let j = 0; j < 10; j++) if (logits[i * 10 + j] > _max) _max = logits[i * 10 + j];
+        let _sum = 0;
+        for (let j = 0; j < 10; j++) _sum += Math.exp(logits[i * 10 + j] - _max);
+        _total += logits[i * 10 + target_classes[i]] - _max - Math.log(_sum);
+      }
+      loss[0] = -_total / 64;
+    }
+  }
+
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj: Outputs = {
+    get loss() {
+      return buf.loss[0];
+    },
+    logits: buf.logits,
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params: Params, inputs: Inputs): Outputs {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result: { loss: number; grads: Grads } = {
+    get loss() {
+      return lossSlot[0];
+    },
+    grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
+  };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    const { _acc0, target_classes, t5, dlogits, db2 } = buf;
+
+    // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
+    //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    kernels.softmax_t5();
+
+    // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
+    // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
+    //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
+    //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
+    //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    for (let i = 0; i < 10; i++) {
+      _acc0[i] = 0;
+    }
+    for (let i = 0; i < 64; i++) {
+      for (let j = 0; j < 10; j++) {
+        const _dlogits = (t5[i * 10 + j] - (target_classes[i] === j ? 1 : 0)) * 0.015625;
+        dlogits[i * 10 + j] = _dlogits;
+        _acc0[j] += _dlogits;
+      }
+    }
+    for (let i = 0; i < 10; i++) {
+      db2[i] = _acc0[i];
+    }
+
+    // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
+    //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    kernels.matmul_drelu1();
+
+    // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
+    //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    kernels.matmul_dW2();
+
+    // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
+    // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
+    //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
+    //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
+    //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    kernels.reduce_db1();
+
+    // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
+    //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    kernels.matmul_dW1();
+    lossSlot[0] = buf.loss[0];
+    return result;
+  }
+  return { forward, valueAndGrad };
+}
+
+const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays stay valid
+const single = instance(
+  memory,
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
+);
+export const { forward, valueAndGrad } = single;

@@ -237,6 +237,243 @@ const wasm = [
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits: Record<string, readonly [number, number, number, boolean]> = {
+  matmul_hprebn: [32, 4, 61440, false],
+  reduce_bnmeani: [64, 4, 2048, false],
+  reduce_bnvar_inv: [64, 4, 6144, false],
+  elementwise_h: [32, 1, 8192, false],
+  matmul_logits: [32, 4, 55296, false],
+  softmax_probs: [32, 1, 6912, false],
+  matmul_dh: [32, 4, 55296, true],
+  matmul_dW2: [64, 4, 55296, false],
+  reduce_t22: [64, 4, 14336, false],
+  reduce_db1: [64, 4, 14336, false],
+  matmul_dembcat: [32, 4, 61440, true],
+  matmul_dW1: [30, 4, 61440, false],
+};
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+
+/**
+ * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+ * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
+ * Its source is the code of the worker, so it refers to nothing outside itself.
+ */
+function workerMain(data: any, ready: () => void): void {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
+}
+
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data: object): Promise<{ terminate(): unknown }> {
+  const g = globalThis as any;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = (await import(wt)) as any;
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
+  }
+  if (!g.crossOriginIsolated)
+    throw new Error(
+      'create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+    );
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => {
+    worker.onmessage = resolve;
+    worker.onerror = reject;
+    worker.postMessage(data);
+  });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
+
+/** The number of threads of this machine. */
+async function hardwareThreads(): Promise<number> {
+  const g = globalThis as any;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return ((await import(os)) as any).availableParallelism();
+  return 1;
+}
+
+/**
+ * An instance of the module whose large kernels run split over `threads` threads (this one and
+ * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+ * memory. Its functions are those of the module, synchronous, bit-identical in their results;
+ * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+ * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+ * way (false: always split).
+ */
+export async function create(
+  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
+): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers: { terminate(): unknown }[] = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+      workers.push(
+        await startWorker({
+          module,
+          memory,
+          ctl: ctl.buffer,
+          slot,
+          names: names.map((n) => `${n}_range`),
+          spin: SPIN,
+        }),
+      );
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k: number, extent: number, align: number, n: number): void => {
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way: the
+  // faster one's time is followed call by call (down at once, up by a quarter of the gap); the
+  // other is tried again every `period` calls (doubled each time it loses, up to 1024)
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k: number, extent: number, align: number, work: number): void => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(
+      threads,
+      minWork > 0 ? Math.floor(work / minWork) : threads,
+      Math.ceil(extent / align),
+    );
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const [whole, parts] = [best[2 * k]!, best[2 * k + 1]!];
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    const c = ++calls[k]!;
+    const probe = whole >= 0 && parts >= 0 && c % period[k]! === 0;
+    const mode = probe ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode]!;
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (probe)
+      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
+  };
+  const kernels: any = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+    const [extent, align, work, pack] = splits[name]!;
+    kernels[name] = pack
+      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
+      : () => run(k, extent, align, work);
+  });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
+
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
   const a = new Float32Array(n);
@@ -582,240 +819,3 @@ const single = instance(
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
 );
 export const { forward, valueAndGrad } = single;
-
-// ---------------------------------------------------------------------------------------------
-// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
-
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_hprebn: [32, 4, 61440, false],
-  reduce_bnmeani: [64, 4, 2048, false],
-  reduce_bnvar_inv: [64, 4, 6144, false],
-  elementwise_h: [32, 1, 8192, false],
-  matmul_logits: [32, 4, 55296, false],
-  softmax_probs: [32, 1, 6912, false],
-  matmul_dh: [32, 4, 55296, true],
-  matmul_dW2: [64, 4, 55296, false],
-  reduce_t22: [64, 4, 14336, false],
-  reduce_db1: [64, 4, 14336, false],
-  matmul_dembcat: [32, 4, 61440, true],
-  matmul_dW1: [30, 4, 61440, false],
-};
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
-const SPIN = 2000; // loads of its slot a worker makes before it sleeps
-const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
-
-/**
- * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
- * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
- * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
- * generation while the block is open, its negation once this worker or the caller took it).
- * Its source is the code of the worker, so it refers to nothing outside itself.
- */
-function workerMain(data: any, ready: () => void): void {
-  const { module, memory, ctl: shared, slot, names, spin } = data;
-  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
-  const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
-  const ctl = new Int32Array(shared);
-  const at = 16 * slot;
-  let seen = 0;
-  ready();
-  for (;;) {
-    let gen = Atomics.load(ctl, at);
-    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
-    if (gen === seen) {
-      Atomics.store(ctl, at + 5, 1);
-      Atomics.wait(ctl, at, seen);
-      Atomics.store(ctl, at + 5, 0);
-      continue;
-    }
-    if (gen < 0) return;
-    seen = gen;
-    // the block is this worker's unless the caller, done with its own, took it first
-    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
-    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
-    Atomics.store(ctl, at + 4, gen);
-    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
-  }
-}
-
-// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
-const PRELUDE = 'var __name = (f) => f;\n';
-
-/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
-async function startWorker(data: object): Promise<{ terminate(): unknown }> {
-  const g = globalThis as any;
-  if (g.process?.versions?.node) {
-    const wt = 'node:worker_threads'; // imported only here, and only in Node
-    const { Worker } = (await import(wt)) as any;
-    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
-    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
-    const worker = new Worker(code, { eval: true, workerData: data });
-    await new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-    worker.unref(); // a worker never keeps the process alive
-    return worker;
-  }
-  if (!g.crossOriginIsolated)
-    throw new Error(
-      'create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
-    );
-  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
-  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
-  const worker = new g.Worker(url);
-  await new Promise((resolve, reject) => {
-    worker.onmessage = resolve;
-    worker.onerror = reject;
-    worker.postMessage(data);
-  });
-  g.URL.revokeObjectURL(url);
-  return worker;
-}
-
-/** The number of threads of this machine. */
-async function hardwareThreads(): Promise<number> {
-  const g = globalThis as any;
-  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
-  const os = 'node:os';
-  if (g.process?.versions?.node) return ((await import(os)) as any).availableParallelism();
-  return 1;
-}
-
-/**
- * An instance of the module whose large kernels run split over `threads` threads (this one and
- * threads − 1 workers; default: every hardware thread), with its own arena in a shared
- * memory. Its functions are those of the module, synchronous, bit-identical in their results;
- * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
- * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
- * way (false: always split).
- */
-export async function create(
-  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
-): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
-  const threads = options.threads ?? (await hardwareThreads());
-  if (!Number.isInteger(threads) || threads < 1)
-    throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
-  const minWork = options.minWork ?? MIN_WORK;
-  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
-  const shared = bytes.slice();
-  shared[34] = 3; // the memory import: shared
-  const module = new WebAssembly.Module(shared);
-  const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
-  const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
-  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
-  const workers: { terminate(): unknown }[] = [];
-  try {
-    for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          names: names.map((n) => `${n}_range`),
-          spin: SPIN,
-        }),
-      );
-  } catch (e) {
-    for (const w of workers) w.terminate();
-    throw e;
-  }
-  // Atomics.wait may not block a browser's main thread: there the caller only spins
-  let canWait = true;
-  try {
-    Atomics.wait(ctl, 0, 1, 0);
-  } catch {
-    canWait = false;
-  }
-  let gen = 0;
-  let destroyed = false;
-  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
-  const split = (k: number, extent: number, align: number, n: number): void => {
-    const block = Math.ceil(extent / align / n) * align;
-    const used = Math.ceil(extent / block);
-    gen = gen >= 0x3fffffff ? 1 : gen + 1;
-    for (let w = 1; w < used; w++) {
-      const at = 16 * (w - 1);
-      ctl[at + 1] = k;
-      ctl[at + 2] = w * block;
-      ctl[at + 3] = Math.min(extent, (w + 1) * block);
-      Atomics.store(ctl, at + 7, gen);
-      Atomics.store(ctl, at, gen);
-      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
-    }
-    ranges[k](0, block);
-    for (let w = 1; w < used; w++) {
-      const at = 16 * (w - 1);
-      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
-      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
-        ranges[k](w * block, Math.min(extent, (w + 1) * block));
-        continue;
-      }
-      for (let s = 0; ; s++) {
-        const done = Atomics.load(ctl, at + 4);
-        if (done === gen) break;
-        if (canWait && s > WAIT_SPIN) {
-          Atomics.store(ctl, at + 6, 1);
-          Atomics.wait(ctl, at + 4, done);
-          Atomics.store(ctl, at + 6, 0);
-        }
-      }
-    }
-  };
-  // adapt: each kernel that splits is timed, whole and split, and runs the faster way: the
-  // faster one's time is followed call by call (down at once, up by a quarter of the gap); the
-  // other is tried again every `period` calls (doubled each time it loses, up to 1024)
-  const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
-  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
-  const run = (k: number, extent: number, align: number, work: number): void => {
-    if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
-    if (n <= 1) return ranges[k](0, extent);
-    if (!adapt) return split(k, extent, align, n);
-    const [whole, parts] = [best[2 * k]!, best[2 * k + 1]!];
-    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
-    const c = ++calls[k]!;
-    const probe = whole >= 0 && parts >= 0 && c % period[k]! === 0;
-    const mode = probe ? 1 - faster : faster;
-    const t0 = performance.now();
-    if (mode) split(k, extent, align, n);
-    else ranges[k](0, extent);
-    const t = performance.now() - t0;
-    const e = best[2 * k + mode]!;
-    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
-    if (probe)
-      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
-  };
-  const kernels: any = {};
-  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
-  names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
-  });
-  return {
-    ...instance(memory, kernels),
-    threads,
-    async destroy() {
-      if (destroyed) return;
-      destroyed = true;
-      for (let w = 0; w < workers.length; w++) {
-        Atomics.store(ctl, 16 * w, -1);
-        Atomics.notify(ctl, 16 * w);
-      }
-      await Promise.all(workers.map((w) => w.terminate()));
-    },
-  };
-}

@@ -68,176 +68,6 @@ const wasm = [
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
-/** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
-function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
-  const a = new Float32Array(n);
-  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < n; i++) {
-    if (init === 'randn')
-      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-    else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
-    else a[i] = init === 'ones' ? scale : 0;
-  }
-  return a;
-}
-
-/** Fresh parameters; the same seed gives the same values. */
-export function initParams(seed = 0): Params {
-  return {
-    w0: initArray(1, 'ones', 2, seed, 0xf473672),
-    x0: initArray(1, 'ones', -1, seed, 0x11631015),
-    w1: initArray(1, 'ones', -3, seed, 0x10473805),
-    x1: initArray(1, 'ones', -2, seed, 0x10630e82),
-    w2: initArray(1, 'ones', -3, seed, 0xd47334c),
-  };
-}
-
-function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
-  if (a === undefined || a === null) throw new TypeError(`neuron: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
-    throw new TypeError(
-      `neuron: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
-    );
-  if ((a as ArrayLike<number>).length !== n)
-    throw new RangeError(
-      `neuron: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a as ArrayLike<number>).length}`,
-    );
-}
-
-function expectIndices(name: string, a: Int32Array, bound: number): void {
-  for (let i = 0; i < a.length; i++)
-    if (a[i]! < 0 || a[i]! >= bound)
-      throw new RangeError(
-        `neuron: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
-      );
-}
-
-/** Checks every argument before any work is done. */
-function checkArgs(params: Params, inputs: Inputs): void {
-  if (typeof params !== 'object' || params === null) throw new TypeError('neuron: params must be an object');
-  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('neuron: inputs must be an object');
-  expectArray('param', 'w0', params.w0, Float32Array, 1, 'f32[]');
-  expectArray('param', 'x0', params.x0, Float32Array, 1, 'f32[]');
-  expectArray('param', 'w1', params.w1, Float32Array, 1, 'f32[]');
-  expectArray('param', 'x1', params.x1, Float32Array, 1, 'f32[]');
-  expectArray('param', 'w2', params.w2, Float32Array, 1, 'f32[]');
-}
-
-/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
-function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
-  const buffers = [
-    new Float32Array(memory.buffer, 0, 1),
-    new Float32Array(memory.buffer, 16, 1),
-    new Float32Array(memory.buffer, 32, 1),
-    new Float32Array(memory.buffer, 48, 1),
-    new Float32Array(memory.buffer, 64, 1),
-    new Float32Array(memory.buffer, 80, 1),
-    new Float32Array(memory.buffer, 96, 1),
-    new Float32Array(memory.buffer, 112, 1),
-    new Float32Array(memory.buffer, 128, 1),
-    new Float32Array(memory.buffer, 144, 1),
-    new Float32Array(memory.buffer, 160, 1),
-  ] as const;
-  const buf = {
-    w0: buffers[0], // f32[] (param w0)
-    x0: buffers[1], // f32[] (param x0)
-    w1: buffers[2], // f32[] (param w1)
-    x1: buffers[3], // f32[] (param x1)
-    w2: buffers[4], // f32[] (param w2)
-    L: buffers[5], // f32[]
-    ds3: buffers[6], // f32[]
-    dw1: buffers[7], // f32[]
-    dx1: buffers[8], // f32[]
-    dw0: buffers[9], // f32[]
-    dx0: buffers[10], // f32[]
-  };
-
-  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-  function stage(params: Params, inputs: Inputs): void {
-    buf.w0.set(params.w0);
-    buf.x0.set(params.x0);
-    buf.w1.set(params.w1);
-    buf.x1.set(params.x1);
-    buf.w2.set(params.w2);
-  }
-
-  function forwardPass(): void {
-    const { L } = buf;
-
-    // s0 = w0 * x0  (neuron.ts:13)
-    // s1 = w1 * x1  (neuron.ts:14)
-    // s2 = s0 + s1  (neuron.ts:15)
-    // s3 = s2 + w2  (neuron.ts:16)
-    // L = sigmoid(s3)  (neuron.ts:17)
-    //   %s0: f32[] = mul %w0, %x0   neuron.ts:13  const s0 = w0.mul(x0);
-    //   %s1: f32[] = mul %w1, %x1   neuron.ts:14  const s1 = w1.mul(x1);
-    //   %s2: f32[] = add %s0, %s1   neuron.ts:15  const s2 = s0.add(s1);
-    //   %s3: f32[] = add %s2, %w2   neuron.ts:16  const s3 = s2.add(w2);
-    //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
-    kernels.elementwise_L();
-  }
-
-  // Scalars are returned through getters: storing a number into an object allocates in V8.
-  const outputsObj: Outputs = {
-    get loss() {
-      return buf.L[0];
-    },
-  };
-
-  /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params: Params, inputs: Inputs): Outputs {
-    checkArgs(params, inputs);
-    stage(params, inputs);
-    forwardPass();
-    return outputsObj;
-  }
-
-  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-  const result: { loss: number; grads: Grads } = {
-    get loss() {
-      return lossSlot[0];
-    },
-    grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
-  };
-
-  /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
-    checkArgs(params, inputs);
-    stage(params, inputs);
-    forwardPass();
-
-    // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
-    // dw1 = ds3 * x1   mul'  (neuron.ts:14)
-    // dx1 = ds3 * w1   mul'  (neuron.ts:14)
-    // dw0 = ds3 * x0   mul'  (neuron.ts:13)
-    // dx0 = ds3 * w0   mul'  (neuron.ts:13)
-    //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
-    //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
-    //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
-    //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14
-    //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
-    //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13
-    kernels.elementwise_dx0();
-    lossSlot[0] = buf.L[0];
-    return result;
-  }
-  return { forward, valueAndGrad };
-}
-
-const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
-const single = instance(
-  memory,
-  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
-);
-export const { forward, valueAndGrad } = single;
-
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
@@ -464,3 +294,173 @@ export async function create(
     },
   };
 }
+
+/** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
+function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
+  const a = new Float32Array(n);
+  let state = (Math.imul(seed | 0, 0x9e3779b1) ^ salt) >>> 0;
+  const next = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < n; i++) {
+    if (init === 'randn')
+      a[i] = scale * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+    else if (init === 'uniform') a[i] = scale * (2 * next() - 1);
+    else a[i] = init === 'ones' ? scale : 0;
+  }
+  return a;
+}
+
+/** Fresh parameters; the same seed gives the same values. */
+export function initParams(seed = 0): Params {
+  return {
+    w0: initArray(1, 'ones', 2, seed, 0xf473672),
+    x0: initArray(1, 'ones', -1, seed, 0x11631015),
+    w1: initArray(1, 'ones', -3, seed, 0x10473805),
+    x1: initArray(1, 'ones', -2, seed, 0x10630e82),
+    w2: initArray(1, 'ones', -3, seed, 0xd47334c),
+  };
+}
+
+function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
+  if (a === undefined || a === null) throw new TypeError(`neuron: missing ${kind} '${name}' (${type_})`);
+  if (!(a instanceof type))
+    throw new TypeError(
+      `neuron: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
+    );
+  if ((a as ArrayLike<number>).length !== n)
+    throw new RangeError(
+      `neuron: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a as ArrayLike<number>).length}`,
+    );
+}
+
+function expectIndices(name: string, a: Int32Array, bound: number): void {
+  for (let i = 0; i < a.length; i++)
+    if (a[i]! < 0 || a[i]! >= bound)
+      throw new RangeError(
+        `neuron: input '${name}' holds ${a[i]} at [${i}], but indices must be in [0, ${bound})`,
+      );
+}
+
+/** Checks every argument before any work is done. */
+function checkArgs(params: Params, inputs: Inputs): void {
+  if (typeof params !== 'object' || params === null) throw new TypeError('neuron: params must be an object');
+  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('neuron: inputs must be an object');
+  expectArray('param', 'w0', params.w0, Float32Array, 1, 'f32[]');
+  expectArray('param', 'x0', params.x0, Float32Array, 1, 'f32[]');
+  expectArray('param', 'w1', params.w1, Float32Array, 1, 'f32[]');
+  expectArray('param', 'x1', params.x1, Float32Array, 1, 'f32[]');
+  expectArray('param', 'w2', params.w2, Float32Array, 1, 'f32[]');
+}
+
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
+  const buffers = [
+    new Float32Array(memory.buffer, 0, 1),
+    new Float32Array(memory.buffer, 16, 1),
+    new Float32Array(memory.buffer, 32, 1),
+    new Float32Array(memory.buffer, 48, 1),
+    new Float32Array(memory.buffer, 64, 1),
+    new Float32Array(memory.buffer, 80, 1),
+    new Float32Array(memory.buffer, 96, 1),
+    new Float32Array(memory.buffer, 112, 1),
+    new Float32Array(memory.buffer, 128, 1),
+    new Float32Array(memory.buffer, 144, 1),
+    new Float32Array(memory.buffer, 160, 1),
+  ] as const;
+  const buf = {
+    w0: buffers[0], // f32[] (param w0)
+    x0: buffers[1], // f32[] (param x0)
+    w1: buffers[2], // f32[] (param w1)
+    x1: buffers[3], // f32[] (param x1)
+    w2: buffers[4], // f32[] (param w2)
+    L: buffers[5], // f32[]
+    ds3: buffers[6], // f32[]
+    dw1: buffers[7], // f32[]
+    dx1: buffers[8], // f32[]
+    dw0: buffers[9], // f32[]
+    dx0: buffers[10], // f32[]
+  };
+
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params: Params, inputs: Inputs): void {
+    buf.w0.set(params.w0);
+    buf.x0.set(params.x0);
+    buf.w1.set(params.w1);
+    buf.x1.set(params.x1);
+    buf.w2.set(params.w2);
+  }
+
+  function forwardPass(): void {
+    const { L } = buf;
+
+    // s0 = w0 * x0  (neuron.ts:13)
+    // s1 = w1 * x1  (neuron.ts:14)
+    // s2 = s0 + s1  (neuron.ts:15)
+    // s3 = s2 + w2  (neuron.ts:16)
+    // L = sigmoid(s3)  (neuron.ts:17)
+    //   %s0: f32[] = mul %w0, %x0   neuron.ts:13  const s0 = w0.mul(x0);
+    //   %s1: f32[] = mul %w1, %x1   neuron.ts:14  const s1 = w1.mul(x1);
+    //   %s2: f32[] = add %s0, %s1   neuron.ts:15  const s2 = s0.add(s1);
+    //   %s3: f32[] = add %s2, %w2   neuron.ts:16  const s3 = s2.add(w2);
+    //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
+    kernels.elementwise_L();
+  }
+
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj: Outputs = {
+    get loss() {
+      return buf.L[0];
+    },
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params: Params, inputs: Inputs): Outputs {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result: { loss: number; grads: Grads } = {
+    get loss() {
+      return lossSlot[0];
+    },
+    grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
+  };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+
+    // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
+    // dw1 = ds3 * x1   mul'  (neuron.ts:14)
+    // dx1 = ds3 * w1   mul'  (neuron.ts:14)
+    // dw0 = ds3 * x0   mul'  (neuron.ts:13)
+    // dx0 = ds3 * w0   mul'  (neuron.ts:13)
+    //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+    //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
+    //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
+    //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14
+    //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
+    //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13
+    kernels.elementwise_dx0();
+    lossSlot[0] = buf.L[0];
+    return result;
+  }
+  return { forward, valueAndGrad };
+}
+
+const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
+const single = instance(
+  memory,
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
+);
+export const { forward, valueAndGrad } = single;
