@@ -337,7 +337,8 @@ export async function create(options = {}) {
     const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
-    const [whole, parts] = [best[2 * k], best[2 * k + 1]];
+    const whole = best[2 * k];
+    const parts = best[2 * k + 1];
     const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
     const c = ++calls[k];
     const probe = whole >= 0 && parts >= 0 && c % period[k] === 0;
