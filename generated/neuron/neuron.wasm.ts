@@ -277,6 +277,9 @@ export async function create(
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
     const [extent, align, work, pack] = splits[name]!;
+    // a kernel too small to split on this many threads is the wasm function itself
+    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+      return;
     kernels[name] = pack
       ? () => (own[`${name}_pack`](), run(k, extent, align, work))
       : () => run(k, extent, align, work);
