@@ -9,8 +9,8 @@ import { compile } from '../src/build.js';
 import { modelFile, ROOT, tmp } from './helpers.js';
 
 /** The garbage collections of the steady state of a module (the lines between the fixture's markers). */
-function steadyStateGcs(module: string): string[] {
-  const r = spawnSync(process.execPath, ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), module], { encoding: 'utf8' });
+function steadyStateGcs(module: string, threads?: number): string[] {
+  const r = spawnSync(process.execPath, ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), module, ...(threads ? [String(threads)] : [])], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   const lines = r.stdout.split('\n');
   expect(lines).toContain('--- end');
@@ -24,6 +24,10 @@ describe('generated modules', () => {
 
   it.each(['makemore', 'twolayer'])('the wasm module of %s allocates nothing per call', (name) => {
     expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.wasm.js`))).toEqual([]);
+  });
+
+  it('the threaded wasm module of makemore (create({ threads: 2 }), every kernel that can split split, not adapting) allocates nothing per call', () => {
+    expect(steadyStateGcs(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'), 2)).toEqual([]);
   });
 
   it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
