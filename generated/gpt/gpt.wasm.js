@@ -1133,9 +1133,9 @@ export async function create(options = {}) {
       }
     }
   };
-  // adapt: each kernel that splits is timed, whole and split, and runs the faster way: the
-  // faster one's time is followed call by call (down at once, up by a quarter of the gap); the
-  // other is tried again every `period` calls (doubled each time it loses, up to 1024)
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
+  // `period` calls one call of each way is timed again (a time follows down at once, up by a
+  // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
   const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
   const calls = new Int32Array(names.length);
@@ -1149,16 +1149,17 @@ export async function create(options = {}) {
     const whole = best[2 * k];
     const parts = best[2 * k + 1];
     const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
-    const c = ++calls[k];
-    const probe = whole >= 0 && parts >= 0 && c % period[k] === 0;
-    const mode = probe ? 1 - faster : faster;
+    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
+    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k] % period[k];
+    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
+    const mode = phase === 1 ? 1 - faster : faster;
     const t0 = performance.now();
     if (mode) split(k, extent, align, n);
     else ranges[k](0, extent);
     const t = performance.now() - t0;
     const e = best[2 * k + mode];
     best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
-    if (probe) period[k] = (mode === 1) === (best[2 * k + 1] < best[2 * k]) ? 16 : Math.min(1024, 2 * period[k]);
+    if (phase === 1) period[k] = (mode === 1) === (best[2 * k + 1] < best[2 * k]) ? 16 : Math.min(1024, 2 * period[k]);
   };
   const kernels = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
