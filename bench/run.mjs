@@ -16,6 +16,7 @@ import { exampleStep } from './examples.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
 import { threadsStep } from './threads-step.mjs';
+import { trainStepRows } from './train.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -152,7 +153,18 @@ async function main() {
   }
   console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
 
-  // 9. The threads column: the wasm modules' create({ threads }) against their default exports.
+  // 9. The compiled training step against valueAndGrad and the JS update it replaces.
+  section('training step: trainStep (--optimizer adamw) against valueAndGrad + a JavaScript AdamW update, alternating in this process');
+  const trained = await trainStepRows({ quick: opts.quick });
+  const disagree = trained.find((r) => r.err > TOLERANCE);
+  if (disagree) {
+    console.log(`  FAIL: ${disagree.name}: trainStep's params differ from valueAndGrad + the JS update's by ${fmt.err(disagree.err)} after 20 steps`);
+    return 1;
+  }
+  const trainRows = trained.map((r) => [r.name, r.nParams.toLocaleString('en-US'), fmt.ms(r.compiled), fmt.ms(r.js), `${(r.compiled / r.js).toFixed(2)}×`, fmt.err(r.err)]);
+  console.log(indent(table(['module', 'params', 'trainStep ms', 'valueAndGrad + JS ms', 'ratio', 'max param err (20 steps)'], trainRows)));
+
+  // 10. The threads column: the wasm modules' create({ threads }) against their default exports.
   section(`threads: one training step of the wasm module on 1 thread (its default exports) and on ${opts.threads} (create({ threads: ${opts.threads} })), alternating in this process, bit-identical`);
   const threadRows = [];
   const threadModels = [

@@ -5,6 +5,7 @@
 import type { Graph } from '../ir/graph.js';
 import { fmtNumber } from '../ir/print.js';
 import type { Inst, ValueId } from '../ir/types.js';
+import { convOptions, poolOptions } from './ts/conv.js';
 
 interface F {
   readonly s: string;
@@ -54,8 +55,11 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(`(${a().s} > ${b().s})`);
     case 'ge':
       return atom(`(${a().s} >= ${b().s})`);
+    case 'select':
+      return atom(`where(${a().s}, ${b().s}, ${arg(2).s})`);
     case 'broadcast':
     case 'stop_gradient':
+    case 'custom_grad':
     case 'reshape':
       return a();
     case 'sum':
@@ -93,12 +97,32 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       return atom(`${par(a(), 5)}[${inst.attrs.starts.map((s, d) => { const n = inst.attrs.sizes[d]!; return typeof n === 'number' ? `${s}:${s + n}` : ':'; }).join(', ')}]`);
     case 'pad':
       return atom(`pad(${a().s})`);
+    case 'conv':
+    case 'conv_input_grad':
+    case 'conv_weight_grad': {
+      // PyTorch's names: conv2d, its input gradient conv_transpose2d (dy convolved with the
+      // flipped weights), its weight gradient torch.nn.grad.conv2d_weight (x correlated with dy)
+      const fname = { conv: 'conv2d', conv_input_grad: 'conv_transpose2d', conv_weight_grad: 'conv2d_weight' }[inst.op];
+      const shaped = (k: number) => `${arg(k).s}: [${g.type(inst.args[k]!).shape.join(', ')}]`;
+      return atom(`${fname}(${shaped(0)}, ${shaped(1)}${convOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    }
+    case 'max_pool':
+    case 'avg_pool':
+      return atom(`${inst.op}2d(${a().s}: [${g.type(inst.args[0]!).shape.join(', ')}]${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    case 'max_pool_grad':
+      return atom(`max_pool2d_backward(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    case 'avg_pool_grad':
+      return atom(`avg_pool2d_backward(${a().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'input':
     case 'param':
     case 'fwd':
       return atom(g.value(inst.result).name);
     case 'dim':
       return atom(inst.attrs.name);
+    case 'buffer':
+    case 'mode':
+    case 'dropout_mask':
+      return atom(g.value(inst.result).name);
     case 'const':
       return atom(inst.attrs.data.length === 1 ? fmtNumber(inst.attrs.data[0]!) : g.value(inst.result).name);
   }

@@ -11,15 +11,19 @@ import type { Dim, Size } from '../ir/dims.js';
 import { numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
 import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
-import { valueName } from '../ir/memplan.js';
+import { isState, valueName } from '../ir/memplan.js';
 import type { OpKind } from '../ir/ops.js';
 import { inversePerm } from '../ir/ops.js';
 import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
+import type { PositionWriter } from './gpu-conv.js';
+import { convAt } from './gpu-conv.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
+import { gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
@@ -27,7 +31,7 @@ import { checkDecl, header, initDecl, key, member, outputs, params, specDecl, ty
 const one = E.num(1);
 const zero = E.num(0);
 
-type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
+type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
 const TWICE = new Set<OpKind>(['relu', 'square', 'pow']);
@@ -51,6 +55,7 @@ const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } 
   minimum: ([a, b]) => E.call('Math.min', a!, b!),
   gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
   ge: ([a, b]) => E.cond(E.rel('>=')(a!, b!), one, zero),
+  select: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!),
   broadcast: ([a]) => a!,
   bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
   ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
@@ -83,7 +88,7 @@ function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string
   return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
 }
 
-class KernelWriter {
+class KernelWriter implements PositionWriter {
   readonly lines: string[] = [];
   /** The arrays the kernel reads, by value name, in order of first use. */
   readonly args: string[] = [];
@@ -104,7 +109,7 @@ class KernelWriter {
     readonly transposedName?: (of: string) => string,
   ) {}
 
-  private fresh(base: string): string {
+  fresh(base: string): string {
     return `_${base}${this.n++}`;
   }
 
@@ -150,7 +155,7 @@ class KernelWriter {
    * A loop accumulating into a fresh variable: `body(vars, acc)` gives the statements of one
    * iteration at the loop variables `vars`.
    */
-  private loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
+  loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
     const acc = this.fresh('acc');
     const vars = counts.map(() => this.fresh('r'));
     this.lines.push(`let ${acc} = ${init};`);
@@ -165,7 +170,7 @@ class KernelWriter {
    * Statements emitted by `f` in a scope of their own (a loop body): they are returned rather
    * than appended, and what they computed is not visible after it.
    */
-  private capture(f: () => string): { lines: string[]; value: string } {
+  capture(f: () => string): { lines: string[]; value: string } {
     const before = this.lines.length;
     this.memo.push(new Map());
     const value = f();
@@ -305,6 +310,14 @@ class KernelWriter {
         this.lines.push('}');
         return E.atom(r);
       }
+      case 'conv':
+      case 'conv_input_grad':
+      case 'conv_weight_grad':
+      case 'max_pool':
+      case 'max_pool_grad':
+      case 'avg_pool':
+      case 'avg_pool_grad':
+        return convAt(this, inst, pos);
       case 'argmax_mask': {
         const x = inst.args[0]!;
         const xs = g.type(x).shape;
@@ -452,6 +465,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const syms = symbols(m.fwd);
   const thisType = syms.length ? 'this: IKernelFunctionThis<Sizes>' : 'this: IKernelFunctionThis';
   const codeName = codeNames(m);
+  const training = trainNames(m, codeName);
   const kernels: string[] = [];
   /** Values whose kernels run 2-D in webgpu mode (read back through a 1-D copy: see `result`). */
   const twoD = new Set<string>();
@@ -506,7 +520,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: sizeText(numelSize(p.shape)) }));
   const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: sizeText(numelSize(m.fwd.type(i.result).shape)) }] : []));
   const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' ? [{ name, data: s.data }] : []));
-  const argNames = [...pinfo.map((p) => p.name), ...iinfo.map((p) => p.name), ...consts.map((c) => c.name)];
+  // the module's own state: the mode flag and dropout masks are filled on the host and uploaded,
+  // buffers are passed as they are; the next running statistics come back as results
+  const modes = modesOf(m.fwd);
+  const sinfo = m.fwd.insts.flatMap((i) => (isState(i) ? [{ op: i.op, name: m.fwd.value(i.result).name, n: sizeText(numelSize(m.fwd.type(i.result).shape)) }] : []));
+  const hostOf = new Map(sinfo.filter((x) => x.op !== 'buffer').map((x) => [x.name, codeName(`${x.name}_host`)]));
+  const argNames = [...pinfo.map((p) => p.name), ...iinfo.map((p) => p.name), ...sinfo.map((x) => x.name), ...consts.map((c) => c.name)];
 
   // aliases (reshape, stopGradient) are the same handle under another name, declared as soon
   // as what they view exists (at the top for views of params and inputs)
@@ -555,6 +574,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const gradSeen = new Set<string>();
   const lossName = valueName(m.fwd, m.fwd.outputs.find((o) => o.name === 'loss')!.value);
   const gradResults = [lossName, ...m.bwd.outputs.map((o) => result(m.bwd, o.value, gradSeen))];
+  const nextOf = (b: (typeof modes.buffers)[number]) => m.fwd.outputs.find((o) => o.name === b.name)!.value;
+  gradResults.push(...modes.buffers.map((b) => result(m.fwd, nextOf(b), gradSeen)));
   const outs = outputs(m.fwd);
 
   const constData = new Map(consts.map((c) => [c.name, codeName(`${c.name}_data`)]));
@@ -564,9 +585,14 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const argExprs = [
     ...pinfo.map((p) => member('params', p.key)),
     ...iinfo.map((i) => staging.get(i.name) ?? member('inputs', i.key)),
+    ...sinfo.map((x) => hostOf.get(x.name) ?? member(`options.buffers${t('!')}`, modes.buffers.find((b) => b.value === x.name)!.name)),
     ...consts.map((c) => constData.get(c.name)!),
   ];
-  const stage = iinfo.filter((i) => staging.has(i.name)).map((i) => `${staging.get(i.name)}.set(${member('inputs', i.key)});`);
+  const stage = [
+    ...iinfo.filter((i) => staging.has(i.name)).map((i) => `${staging.get(i.name)}.set(${member('inputs', i.key)});`),
+    ...stateCode(m, t, (v) => hostOf.get(v)!, 'options', 'callState', false).set,
+  ];
+  stagingDecls.push(...sinfo.filter((x) => hostOf.has(x.name)).map((x) => `const ${hostOf.get(x.name)} = new Float32Array(${x.n});`));
 
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
@@ -586,26 +612,41 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '',
     '  // the forward steps, then the backward steps in reverse order',
     `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value))]),
+    ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value)), ...modes.buffers.map((b) => b.next)]),
     `    return [${gradResults.join(', ')}];`,
     '  });',
     '',
     ...stagingDecls,
   ];
   /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
+  const stateful = hasModes(m.fwd);
+  const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
+  const checkOptionsCall = (train: boolean) => (stateful ? [`      checkOptions(options, ${train}, ${train});`, '      const train = callState.train;'] : []);
+  /** After a training call: the next running statistics into the caller's buffers. */
+  const saveBuffers = (from: (b: (typeof modes.buffers)[number], k: number) => string) =>
+    modes.buffers.length ? ['      if (train) {', ...modes.buffers.map((b, k) => `        ${member(`options.buffers${t('!')}`, b.name)}.set(${from(b, k)});`), '      }'] : [];
+  /** valueAndGrad's work, with `options` in scope: the gradient pipeline's results in `r`. */
+  const gradBody = (plans?: string) => [
+    ...checkOptionsCall(true),
+    ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
+    `      const r = (await gradPlan(...args(params, inputs, options)))${t(' as Float32Array[]')};`,
+    ...saveBuffers((_b, k) => `r[${gradEntries(m).length + 1 + k}]${t('!')}`),
+  ];
   const methods = (plans?: string) => [
-    `    async forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<Outputs>')} {`,
+    `    async forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<Outputs>')} {`,
+    ...checkOptionsCall(false),
     ...(plans ? [`      const { forwardPlan, args } = ${plans};`] : []),
-    `      const r = (await forwardPlan(...args(params, inputs)))${t(' as Record<string, Float32Array>')};`,
+    `      const r = (await forwardPlan(...args(params, inputs, options)))${t(' as Record<string, Float32Array>')};`,
+    ...saveBuffers((b) => `${member('r', b.name)}${t('!')}`),
     `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
     '    },',
-    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
-    ...(plans ? [`      const { gradPlan, args } = ${plans};`] : []),
-    `      const r = (await gradPlan(...args(params, inputs)))${t(' as Float32Array[]')};`,
-    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${params(m.fwd)
+    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
+    ...gradBody(plans),
+    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
     '    },',
+    ...gpuTrainMethods(m, t, training, gradBody(plans)),
     '    destroy() {',
     '      void gpu.destroy();',
     '    },',
@@ -636,7 +677,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...setup,
     ...kernelHelper(''),
     ...pipelines,
-    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}, options${t(stateful ? ': Options' : '?: Options')}) => {`,
     '    checkArgs(params, inputs);',
     ...stage,
     `    return [${argExprs.join(', ')}];`,
@@ -644,8 +685,10 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `  const zeros${t(': Params')} = initParams(0);`,
     `  for (const k of Object.keys(zeros)) zeros[k${t(' as keyof Params')}].fill(0);`,
     `  const zeroInputs = { ${iinfo.map((i) => `${key(i.key)}: new ${m.fwd.byName(i.name)?.type.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}(${i.n})`).join(', ')} }${t(' as Inputs')};`,
-    '  await gradPlan(...args(zeros, zeroInputs));',
-    '  await forwardPlan(...args(zeros, zeroInputs));',
+    ...(stateful ? [`  const warm${t(': Options')} = { ${modes.buffers.length ? 'buffers: initBuffers()' : ''} };`] : []),
+    `  await gradPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
+    `  await forwardPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
+    ...gpuTrainState(m, t),
     '  return {',
     '    mode: gradPlan.backend ?? mode,',
     ...methods(),
@@ -664,7 +707,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `  const build = (${syms.map((d) => `${d}${t(': number')}`).join(', ')}) => {`,
     ...kernelHelper(`constants: { ${syms.join(', ')} }, `),
     ...pipelines,
-    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}) => {`,
+    `  const args = (params${t(': Params')}, inputs${t(': Inputs')}, options${t(stateful ? ': Options' : '?: Options')}) => {`,
     ...stage,
     `    return [${argExprs.join(', ')}];`,
     '  };',
@@ -682,6 +725,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '    }',
     '    return current;',
     '  };',
+    ...gpuTrainState(m, t),
     '  return {',
     `    get mode() {`,
     '      return current?.gradPlan.backend ?? mode;',
@@ -706,16 +750,20 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           'export interface Model {',
           '  /** the gpu.js backend that runs the kernels */',
           '  readonly mode: string;',
-          '  forward(params: Params, inputs: Inputs): Promise<Outputs>;',
-          '  valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }>;',
+          '  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;',
+          '  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;',
+          ...gpuTrainInterface(m),
           '  destroy(): void;',
           '}',
           '',
         ]
       : []),
     ...initDecl(m, t),
+    ...initBuffersDecl(m, t),
     '',
     ...checkDecl(m, t),
+    ...optionsDecl(m, t),
+    ...gpuTrainDecls(m, t, training),
     '',
     ...webgpuSetup(m, t),
     '',

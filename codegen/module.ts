@@ -11,6 +11,7 @@ import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
+import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
 import type { OptimizerSpec } from './optim.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
@@ -46,6 +47,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
+  readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
 
 interface Entry {
@@ -62,8 +65,14 @@ export function inputs(g: Graph): Entry[] {
   return g.insts.flatMap((i) => (i.op === 'input' ? [{ name: i.attrs.name, ...g.type(i.result) }] : []));
 }
 
+/** The gradients valueAndGrad returns, keyed as the backward graph's outputs: every param, then inputs with { grad: true }. */
+export function gradEntries(m: { fwd: Graph; bwd: Graph }): Entry[] {
+  return m.bwd.outputs.map((o) => ({ name: o.name, ...m.bwd.type(o.value) }));
+}
+
+/** The model's outputs (not the next running statistics, which are outputs named after their buffers). */
 export function outputs(g: Graph): Entry[] {
-  return g.outputs.map((o) => ({ name: o.name, ...g.type(o.value) }));
+  return g.outputs.filter((o) => !isBufferOutput(g, o.name)).map((o) => ({ name: o.name, ...g.type(o.value) }));
 }
 
 export function header(m: ModuleInfo, what: string): string[] {
@@ -112,6 +121,7 @@ export function specDecl(m: ModuleInfo, t: Typed): string[] {
     `  inputs: ${entries(inputs(m.fwd))},`,
     `  params: ${entries(params(m.fwd))},`,
     `  outputs: ${entries(outputs(m.fwd))},`,
+    ...specBuffers(m),
     `}${t(' as const')};`,
   ];
 }
@@ -128,7 +138,8 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Params', params(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
-    ...iface('Grads', params(m.fwd), (e) => arrayType(e.dtype)),
+    ...iface('Grads', gradEntries(m), (e) => arrayType(e.dtype)),
+    ...modeTypes(m),
   ];
 }
 
@@ -288,8 +299,11 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
 function provenance(inst: Graph['insts'][number]): string {
   const loc = inst.loc;
   if (!loc) return '';
-  const rule = loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad ? `${loc.grad}'` : '';
-  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line})`;
+  const rule =
+    loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
+  // an instruction that g.grad emitted into the forward graph names that call
+  const via = loc.via ? `, of g.grad at ${loc.via.file}:${loc.via.line}` : '';
+  return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line}${via})`;
 }
 
 /**

@@ -12,9 +12,10 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
+import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
 import { trainDecls } from './ts/train.js';
 
@@ -115,13 +116,13 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         const t = plan.storage.get(n)!;
         return t.kind === 'alias' ? root(t.of) : n;
       };
-      if (s.kind === 'buffer' || s.kind === 'param' || s.kind === 'input')
-        entries.push(`${key(name)}: ${view(name)}, // ${describe(name)}${s.kind === 'param' || s.kind === 'input' ? ` (${s.kind} ${commentText(s.key)})` : ''}`);
+      if (s.kind === 'buffer' || s.kind === 'param' || s.kind === 'input' || s.kind === 'state')
+        entries.push(`${key(name)}: ${view(name)}, // ${describe(name)}${s.kind === 'param' || s.kind === 'input' ? ` (${s.kind} ${commentText(s.key)})` : s.kind === 'state' ? ` (${commentText(s.key)})` : ''}`);
       else if (s.kind === 'const') entries.push(`${key(name)}: ${ARRAY[g.type(inst.result).dtype]}.from([${s.data.map((x) => E.num(x).code).join(', ')}]),`);
       else if (s.kind === 'alias') {
         const r = root(name);
         const rs = plan.storage.get(r)!;
-        if (rs.kind === 'buffer' || rs.kind === 'param' || rs.kind === 'input') entries.push(`${key(name)}: ${view(r)}, // a view of ${s.of}`);
+        if (rs.kind === 'buffer' || rs.kind === 'param' || rs.kind === 'input' || rs.kind === 'state') entries.push(`${key(name)}: ${view(r)}, // a view of ${s.of}`);
       }
     }
   const accSize = maxSizeCode(plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
@@ -151,7 +152,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
       ? '// Outputs are returned through getters: scalars (storing a number into an object allocates in V8) and arrays (the arena is laid out anew when sizes change).'
       : '// Scalars are returned through getters: storing a number into an object allocates in V8.',
     `const outputsObj${t(': Outputs')} = {`,
-    ...m.fwd.outputs.map((o) => {
+    ...m.fwd.outputs.filter((o) => !isBufferOutput(m.fwd, o.name)).map((o) => {
       const e = outputExpr(m.fwd, o.value, plan);
       return m.fwd.type(o.value).shape.length === 0 || syms.length ? `get ${key(o.name)}() { return ${e}; },` : `${key(o.name)}: ${e},`;
     }),
@@ -159,7 +160,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   ];
   const resultDecl = [
     `const ${lossSlot} = new Float64Array(1); // the loss of the last valueAndGrad`,
-    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${params(m.fwd)
+    `const result${t(': { loss: number; grads: Grads }')} = { get loss() { return ${lossSlot}[0]; }, grads: { ${gradEntries(m)
       .map((p) => `${key(p.name)}: ${gradArrays.get(p.name)}`)
       .join(', ')} } };`,
   ];
@@ -174,7 +175,12 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
     `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
   ];
   /** The header, the arena (declared by `arena`), params' initialisation and the argument checks. */
-  const preamble = (arena: string[]) => [...common, ...arena, ...extraDecls, '', ...initDecl(m, t), '', ...checkDecl(m, t), ''];
+  const preamble = (arena: string[]) => [...common, ...arena, ...extraDecls, '', ...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t), ...optionsDecl(m, t), ''];
+  // the module's own state (mode flag, buffers, dropout masks) around the forward pass
+  const modes = hasModes(m.fwd);
+  const state = stateCode(m, t, (v) => `buf.${v}`);
+  const optionsParam = modes ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
+  const checkOptionsCall = (train: boolean) => (modes ? [`  checkOptions(options, ${train}, ${train});`] : []);
   const lines: string[] = syms.length
     ? [
         ...preamble([`const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`]),
@@ -213,22 +219,25 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '}',
         '',
         '/** Runs the model forward; scalar outputs are numbers. */',
-        `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
-        '  prepare(params, inputs).forwardPass();',
+        `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
+        ...(modes ? ['  checkOptions(options, false, false);', '  const s = prepare(params, inputs);', ...state.set, '  s.forwardPass();', ...state.save] : ['  prepare(params, inputs).forwardPass();']),
         '  return outputsObj;',
         '}',
         '',
         '/** The loss and the gradient of the loss with respect to every param. */',
-        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
+        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
+        ...checkOptionsCall(true),
         '  const s = prepare(params, inputs);',
+        ...state.set,
         '  s.forwardPass();',
+        ...state.save,
         '  s.backwardPass();',
         '  return result;',
         '}',
         ...updateDecl(m, t),
         ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
-    : instanced(backend?.instance, common, [...initDecl(m, t), '', ...checkDecl(m, t), ''], [
+    : instanced(backend?.instance, common, [...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t)], [
         ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
         'const buf = {',
         ...entries,
@@ -236,6 +245,9 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         ...extraDecls,
         '',
       ], [
+        // the options' state (the dropout seed, the call's mode) is the instance's own
+        ...optionsDecl(m, t),
+        '',
         ...checkFiniteDecl(m, t),
         ...stageFn,
         ...kernels.code,
@@ -245,20 +257,26 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         ...outputsDecl,
         '',
         '/** Runs the model forward; scalar outputs are numbers. */',
-        `export function forward(params${t(': Params')}, inputs${t(': Inputs')})${t(': Outputs')} {`,
+        `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
         '  checkArgs(params, inputs);',
+        ...(modes ? ['  checkOptions(options, false, false);'] : []),
         '  stage(params, inputs);',
+        ...state.set,
         '  forwardPass();',
+        ...state.save,
         '  return outputsObj;',
         '}',
         '',
         ...resultDecl,
         '',
         '/** The loss and the gradient of the loss with respect to every param. */',
-        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')})${t(': { loss: number; grads: Grads }')} {`,
+        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
         '  checkArgs(params, inputs);',
+        ...checkOptionsCall(true),
         '  stage(params, inputs);',
+        ...state.set,
         '  forwardPass();',
+        ...state.save,
         ...destructure(bwd.used),
         ...bwdCode,
         ...gradCopies,
@@ -289,7 +307,7 @@ function instanced(inst: Backend['instance'], common: readonly string[], checks:
     } else if (/^export (const|interface|type) /.test(l)) hoisted.push(l); // one-line declarations (hyper, OptState): module level
     else body.push(l);
   }
-  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, ...inst.open, ...body, ...inst.close(names)];
+  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, '', ...inst.open, ...body, ...inst.close(names)];
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */

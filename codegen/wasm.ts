@@ -27,6 +27,8 @@ import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
+import type { ConvKernel } from './wasm/conv.js';
+import { convBody, convScratch } from './wasm/conv.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import type { SoftmaxKernel } from './wasm/softmax.js';
@@ -87,7 +89,14 @@ interface UpdateDecision {
   readonly doc: string;
 }
 
-type Decision = MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+/** A convolution or one of its gradients as an implicit GEMM (im2col and the matmul kernel). */
+interface ConvDecision {
+  readonly kind: 'conv';
+  readonly kernel: Omit<ConvKernel, 'scratch'>;
+  readonly doc: string;
+}
+
+type Decision = ConvDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -98,8 +107,13 @@ interface Kernel {
   readonly split?: Split & { readonly pack?: Body };
 }
 
-/** The wasm module: TypeScript, or with `typed` false the same code as plain JavaScript. */
-export function emitWasm(m: ModuleInfo, typed = true): string {
+/**
+ * The wasm module: TypeScript, or with `typed` false the same code as plain JavaScript. With
+ * `threads` false (a derived module enclosed in another, --hvp/--jvp) it has no create() and no
+ * instance(): one arena over one memory, as the module of a single thread.
+ */
+export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
+  const threaded = opts.threads ?? true;
   rejectSymbolic(m);
   const plan = m.plan;
   const offsets: number[] = [];
@@ -122,7 +136,9 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
     const d =
       u.insts[0]!.op === 'matmul'
         ? decideMatmul(m, u, address)
-        : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
+        : isConv(u.insts[0]!.op)
+          ? decideConv(m, u, address)
+          : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -133,6 +149,13 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
+  // each convolution's im2col scratch is its own: its padded positions stay zero
+  const convAt = new Map<Unit, number>();
+  for (const [u, d] of decisions)
+    if (d.kind === 'conv') {
+      convAt.set(u, end);
+      end += align(convScratch(d.kernel) * 4);
+    }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
   const training = m.optimizer ? trainLayout(m, address, end) : undefined;
@@ -144,8 +167,16 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   const backend: Backend = {
     what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
-    buffersDecl: (arrays, t) => arenaDecl(offsets, arrays, t),
-    instance: {
+    buffersDecl: (arrays, t) =>
+      threaded
+        ? arenaDecl(offsets, arrays, t)
+        : [
+            ...kernelsDecl(allKernels(), pages, typed),
+            `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
+            `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
+            ...arenaDecl(offsets, arrays, t),
+          ],
+    instance: threaded ? {
       // the kernels, then create({ threads }) (which calls instance(), declared below)
       get top() {
         return [
@@ -171,13 +202,18 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
         `const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${typed ? ' as unknown as Kernels' : ''});`,
         `export const { ${names.join(', ')} } = single;`,
       ],
-    },
+    } : undefined,
     ...(training ? { train: training.backend } : {}),
     unit: (u: Unit, e: UnitEmitter) => {
       const d = decisions.get(u);
       if (!d) return undefined;
       const g = u.graph;
       const last = valueName(g, u.insts[u.insts.length - 1]!.result);
+      if (d.kind === 'conv') {
+        const name = `${d.kernel.op}_${last}`;
+        kernels.push({ name, body: convBody({ ...d.kernel, scratch: convAt.get(u)! }), d });
+        return [`${member('kernels', name)}();`];
+      }
       if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;
         const ranged = { ranged: true };
@@ -232,7 +268,8 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
   const owned = new Set<string>();
   const fields = new Map<string, string[]>(slots.map((s) => [s, []]));
   for (const o of m.bwd.outputs) {
-    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name)!;
+    const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === o.name);
+    if (!p) continue; // the gradient of an input: no update
     const n = numelSize(m.fwd.type(p.result).shape).coef;
     const name = valueName(m.bwd, o.value);
     const inArena = m.plan.storage.get(name)?.kind === 'buffer' && m.bwd.def(o.value).op !== 'fwd' && !owned.has(name);
@@ -335,6 +372,27 @@ function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision 
     },
     productStored: m.plan.storage.get(valueName(g, mm.result))?.kind === 'buffer',
     fusedEpilogue: epilogue !== undefined || u.insts.length === 1,
+    doc: docOf(m, u),
+  };
+}
+
+const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || op === 'conv_input_grad' || op === 'conv_weight_grad';
+
+/** How to run a convolution op, or undefined for the flat module's loops (an operand outside the memory). */
+function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
+  const g = u.graph;
+  const inst = u.insts[0] as InstOf<ConvKernel['op']>;
+  const [a0, a1] = inst.args as [ValueId, ValueId];
+  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const [x, w, y] = [address(g, xv), address(g, wv), address(g, yv)];
+  if (x === undefined || w === undefined || y === undefined) return undefined;
+  const [N, C, H, W] = g.type(xv).shape as number[];
+  const [O, , kH, kW] = g.type(wv).shape as number[];
+  const [, , Ho, Wo] = g.type(yv).shape as number[];
+  const a = inst.attrs;
+  return {
+    kind: 'conv',
+    kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
     doc: docOf(m, u),
   };
 }
@@ -620,6 +678,16 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
+    if (d.kind === 'conv') {
+      const c = d.kernel;
+      const S = c.Ho * c.Wo;
+      const Kg = (c.C / c.groups) * c.kH * c.kW;
+      const Og = c.O / c.groups;
+      const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
+      if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
+      if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}]`;
+    }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;

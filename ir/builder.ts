@@ -12,7 +12,7 @@ import { numel } from './types.js';
 
 /** A value, or a plain number that becomes an f32 scalar constant. */
 export type Operand = ValueId | number;
-type SourceOp = 'input' | 'param' | 'const' | 'fwd' | 'dim';
+type SourceOp = 'input' | 'param' | 'const' | 'fwd' | 'dim' | 'buffer' | 'mode' | 'dropout_mask';
 type Name = { raw: string } | { exact: string };
 
 export class Builder {
@@ -79,8 +79,22 @@ export class Builder {
     return typeof x === 'number' ? 1 / x : this.div(1, x);
   }
 
-  input(name: string, type: TensorType, valueName: Name): ValueId {
-    return this.source('input', { name }, type, valueName);
+  input(name: string, type: TensorType, valueName: Name, grad = false): ValueId {
+    return this.source('input', grad ? { name, grad: true } : { name }, type, valueName);
+  }
+
+  /** A module buffer, f32 (batchnorm's running statistics). */
+  buffer(name: string, shape: Shape, valueName: Name): ValueId {
+    return this.source('buffer', { name }, { dtype: 'f32', shape }, valueName);
+  }
+
+  /** 1 in a training call, 0 in evaluation. */
+  mode(): ValueId {
+    return this.source('mode', {}, { dtype: 'f32', shape: [] }, { raw: 'training' });
+  }
+
+  dropoutMask(p: number, site: number, shape: Shape, valueName: Name): ValueId {
+    return this.source('dropout_mask', { p, site }, { dtype: 'f32', shape }, valueName);
   }
 
   param(name: string, shape: Shape, init: Init, scale: number, valueName: Name): ValueId {
@@ -107,6 +121,7 @@ export class Builder {
   minimum = (a: Operand, b: Operand) => this.emit('minimum', [a, b], {});
   gt = (a: Operand, b: Operand) => this.emit('gt', [a, b], {});
   ge = (a: Operand, b: Operand) => this.emit('ge', [a, b], {});
+  select = (c: Operand, a: Operand, b: Operand) => this.emit('select', [c, a, b], {});
   sum = (x: ValueId, axes: number[], keepDims = false) => this.emit('sum', [x], { axes, keepDims });
   max = (x: ValueId, axes: number[], keepDims = false) => this.emit('max', [x], { axes, keepDims });
   argmaxMask = (x: ValueId, axes: number[]) => this.emit('argmax_mask', [x], { axes });
@@ -124,4 +139,11 @@ export class Builder {
   softmax = (x: ValueId, axis: number) => this.emit('softmax', [x], { axis });
   logSoftmax = (x: ValueId, axis: number) => this.emit('log_softmax', [x], { axis });
   xent = (logits: ValueId, targets: ValueId) => this.emit('xent', [logits, targets], {});
+  conv = (x: ValueId, w: ValueId, a: AttrsOf['conv']) => this.emit('conv', [x, w], a);
+  convInputGrad = (dy: ValueId, w: ValueId, a: AttrsOf['conv_input_grad']) => this.emit('conv_input_grad', [dy, w], a);
+  convWeightGrad = (x: ValueId, dy: ValueId, a: AttrsOf['conv_weight_grad']) => this.emit('conv_weight_grad', [x, dy], a);
+  maxPool = (x: ValueId, a: AttrsOf['max_pool']) => this.emit('max_pool', [x], a);
+  maxPoolGrad = (x: ValueId, dy: ValueId, a: AttrsOf['max_pool_grad']) => this.emit('max_pool_grad', [x, dy], a);
+  avgPool = (x: ValueId, a: AttrsOf['avg_pool']) => this.emit('avg_pool', [x], a);
+  avgPoolGrad = (dy: ValueId, a: AttrsOf['avg_pool_grad']) => this.emit('avg_pool_grad', [dy], a);
 }

@@ -94,6 +94,13 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
  * normalisation has Bessel's correction (n − 1, with n the number of rows averaged).
  */
 export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number): ValueId {
+  const { bndiff, bnvarInv } = batchStatistics(b, hint, x, gain, bias, eps);
+  const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
+  return b.add(b.mul(gain, bnraw), bias);
+}
+
+/** The checks and batch statistics of batchNorm: bnmeani, bndiff, bnvar (Bessel's correction) and bnvar_inv. */
+function batchStatistics(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number) {
   const t = b.type(x);
   if (t.shape.length < 2)
     throw new CompileError(`batchNorm: x must be [n, features] or [n, ..., features], got ${formatType(t)}`, 'reshape it to [n, features] first').withLoc(b.loc);
@@ -108,8 +115,46 @@ export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bia
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');
   const bnvar = hint(b.mul(b.sum(bndiff2, axes, true), b.recip(b.count(rows, 1))), 'bnvar');
   const bnvarInv = hint(b.pow(b.add(bnvar, eps), -0.5), 'bnvar_inv');
-  const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
-  return b.add(b.mul(gain, bnraw), bias);
+  return { bnmeani, bndiff, bnvar, bnvarInv };
+}
+
+/**
+ * batchNorm that keeps running statistics, as torch.nn.BatchNorm1d: buffers `<name>.running_mean`
+ * and `<name>.running_var` of [features]. A training call normalises with the batch statistics
+ * (the fused bn_apply, whose gradient is the lecture's) and gives the next running statistics,
+ * new = (1 − momentum)·old + momentum·batch statistic (the variance unbiased: Bessel's correction,
+ * as torch); an evaluation call normalises with the running statistics. Which statistics are
+ * used is selected by the mode flag (a select, not a blend: a batch of one has a NaN variance).
+ */
+export function batchNormRunning(
+  b: Builder,
+  hint: Hint,
+  x: ValueId,
+  gain: ValueId,
+  bias: ValueId,
+  eps: number,
+  momentum: number,
+  name: string,
+): { y: ValueId; updates: { name: string; value: ValueId }[] } {
+  const { bnmeani, bnvar, bnvarInv } = batchStatistics(b, hint, x, gain, bias, eps);
+  const stat = b.type(bnmeani).shape;
+  const f = stat.at(-1)!;
+  const meanName = `${name}.running_mean`;
+  const varName = `${name}.running_var`;
+  const runningMean = b.buffer(meanName, [f], { raw: meanName });
+  const runningVar = b.buffer(varName, [f], { raw: varName });
+  const training = b.mode();
+  const runningInv = hint(b.pow(b.add(b.reshape(runningVar, stat), eps), -0.5), 'bnvar_inv_running');
+  const bnmean = hint(b.select(training, bnmeani, b.reshape(runningMean, stat)), 'bnmean');
+  const bninv = hint(b.select(training, bnvarInv, runningInv), 'bninv');
+  // the statistics are x's batch statistics in every call that takes a gradient (training)
+  const bnraw = hint(b.emit('bn_apply', [x, bnmean, bninv], {}), 'bnraw');
+  const next = (old: ValueId, batch: ValueId) => b.add(b.mul(old, 1 - momentum), b.mul(b.reshape(batch, [f]), momentum));
+  const updates = [
+    { name: meanName, value: hint(next(runningMean, bnmeani), `${name}_running_mean_next`) },
+    { name: varName, value: hint(next(runningVar, bnvar), `${name}_running_var_next`) },
+  ];
+  return { y: b.add(b.mul(gain, bnraw), bias), updates };
 }
 
 /** A normalisation's gain or bias must be a number or hold one value per feature: it broadcasts to x and leaves x's shape. */

@@ -30,7 +30,8 @@ const RESERVED = new Set(
     'i j k l m n p q r s t acc aik at best rng checkArgs forwardPass initArray expectArray expectIndices ' +
     'outputsObj result dims boundBy bindDim boundDims laidOut layout arena buf buffers stage backwardPass expectTyped ' +
     'checkFinite steps current prepare GPU gpu mode options kernel create setupWebGPU build built args forwardPlan ' +
-    'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model'
+    'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model ' +
+    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32'
   ).split(' '),
 );
 
@@ -88,6 +89,22 @@ export class Names {
   }
 }
 
+/**
+ * The user's backward of one g.customGrad call, traced once with the model: its instructions
+ * (not part of the graph), the placeholder value that stood for dy, and what it returned for each
+ * x. `args` are the custom_grad operands as they were traced (the forward's result, the xs, the
+ * other values the backward reads), `y` the value the backward received as y.
+ */
+export interface CustomRule {
+  readonly insts: readonly Inst[];
+  readonly values: ReadonlyMap<ValueId, Value>;
+  readonly seed: ValueId;
+  readonly y: ValueId;
+  readonly args: readonly ValueId[];
+  readonly dxs: readonly (ValueId | undefined)[];
+  readonly loc: Loc | undefined;
+}
+
 export class Graph {
   /** Values by id (dense). Values of deleted instructions stay here but are not printed. */
   readonly values: Value[] = [];
@@ -99,6 +116,8 @@ export class Graph {
   /** Fused groups (filled by the fusion pass; empty means one group per instruction). */
   groups: Group[] = [];
   readonly names: Names;
+  /** The rules of the graph's custom_grad instructions, by their `rule` attribute. */
+  readonly rules: CustomRule[] = [];
 
   constructor(
     readonly name: string,

@@ -5,6 +5,7 @@ import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
 import { OPS } from './ops.js';
+import { dropoutMask, validSeed } from './random.js';
 import type { ConcreteType, Inst, TensorType, ValueId } from './types.js';
 import { formatType } from './types.js';
 
@@ -28,6 +29,14 @@ export interface Env {
    * cancel to zero).
    */
   readonly float32?: boolean;
+  /**
+   * A training evaluation (default false: evaluation, as the modules' `forward`): the mode flag
+   * is 1 and dropout masks are drawn from `seed` (ir/random.ts), else 0 and masks of ones.
+   */
+  readonly train?: boolean;
+  readonly seed?: number;
+  /** The module buffers by name (batchnorm's running statistics). */
+  readonly buffers?: Bindings;
 }
 
 /**
@@ -98,6 +107,17 @@ function evalInst(inst: Inst, t: TensorType, dims: Readonly<Record<string, numbe
       const v = dims[inst.attrs.name];
       if (v === undefined) throw new TypeError(`interpreter: dimension '${inst.attrs.name}' is not bound`);
       return nd([], [v]);
+    }
+    case 'buffer':
+      return bound('buffer', inst.attrs.name, t, dims, env.buffers?.[inst.attrs.name]);
+    case 'mode':
+      return nd([], [env.train ? 1 : 0]);
+    case 'dropout_mask': {
+      const shape = concrete(t, dims).shape;
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (!env.train) return nd(shape, new Float64Array(n).fill(1));
+      if (!validSeed(env.seed)) throw new TypeError(`interpreter: a training evaluation of dropout needs an integer seed, got ${env.seed}`);
+      return nd(shape, dropoutMask(n, inst.attrs.p, env.seed, inst.attrs.site));
     }
     case 'fwd': {
       const v = env.fwd?.get(inst.attrs.name);

@@ -5,6 +5,7 @@
 // reads live until their last backward use; outputs and gradients live to the end.
 
 import type { Graph } from './graph.js';
+import { OPS } from './ops.js';
 import type { DType, Inst, ValueId } from './types.js';
 import type { Size } from './dims.js';
 import { numelSize, sizeText } from './dims.js';
@@ -18,6 +19,11 @@ export interface Unit {
 
 export type Storage =
   | { readonly kind: 'param' | 'input'; readonly key: string }
+  /**
+   * What the module itself sets before the forward pass: a buffer (key: its name), the mode flag
+   * or a dropout mask (key: the op).
+   */
+  | { readonly kind: 'state'; readonly key: string }
   | { readonly kind: 'literal'; readonly value: number }
   | { readonly kind: 'const'; readonly data: readonly number[] }
   /** The bound size of a symbolic dimension. */
@@ -51,7 +57,7 @@ export function units(g: Graph): Unit[] {
   const out: Unit[] = [];
   let lastGroup = -1;
   for (const inst of g.insts) {
-    if (inst.op === 'input' || inst.op === 'param' || inst.op === 'const' || inst.op === 'fwd' || inst.op === 'dim') continue;
+    if (OPS[inst.op].category === 'source') continue;
     const k = groupOf.get(inst.id);
     if (k === undefined) out.push({ graph: g, kind: 'single', insts: [inst] });
     else if (k !== lastGroup) out.push({ graph: g, kind: g.groups[k]!.kind as Unit['kind'], insts: g.groups[k]!.insts.map((id) => g.inst(id)) });
@@ -89,6 +95,15 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
         case 'param':
         case 'input':
           storage.set(v.name, { kind: inst.op, key: inst.attrs.name });
+          continue;
+        case 'buffer':
+          storage.set(v.name, { kind: 'state', key: `buffer ${inst.attrs.name}` });
+          continue;
+        case 'mode':
+          storage.set(v.name, { kind: 'state', key: 'mode: 1 in training, 0 in evaluation' });
+          continue;
+        case 'dropout_mask':
+          storage.set(v.name, { kind: 'state', key: `dropout mask, p = ${inst.attrs.p}` });
           continue;
         case 'const':
           storage.set(v.name, t.shape.length === 0 ? { kind: 'literal', value: inst.attrs.data[0]! } : { kind: 'const', data: inst.attrs.data });
@@ -143,12 +158,20 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   const bufferOf = new Map<string, number>();
   // buffers are shared between sizes with the same symbols (64·B and 27·B, or 64 and 27)
   const sameSyms = (a: Size, b: Size) => a.syms.length === b.syms.length && a.syms.every((x, i) => x === b.syms[i]);
+  // a gradient outlives the call that made it (until the next valueAndGrad): it never shares an
+  // array with a forward value, which a forward() call in between would overwrite
+  const forwardNames = new Set(fwd.insts.map((i) => fwd.value(i.result).name));
+  const gradNames = new Set(bwd.outputs.map((o) => root(valueName(bwd, o.value))));
   const assign = (name: string, dtype: DType, size: Size, from: number, shared: boolean) => {
     const to = lastUse.get(name) ?? from;
+    const grad = gradNames.has(name);
     let best: Buffer | undefined;
     if (shared)
       for (const b of buffers) {
-        const free = b.values.every((x) => x.to < from) && !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer');
+        const free =
+          b.values.every((x) => x.to < from) &&
+          !b.values.some((x) => storage.get(x.name)!.kind !== 'buffer') &&
+          !(grad && b.values.some((x) => forwardNames.has(x.name)));
         if (!free || b.dtype !== dtype || !sameSyms(b.size, size)) continue;
         const fit = (x: Buffer) => Math.abs(x.size.coef - size.coef);
         if (!best || fit(b) < fit(best)) best = b;
@@ -160,7 +183,7 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   };
   for (const inst of fwd.insts) {
     const v = fwd.value(inst.result);
-    if (inst.op === 'param' || inst.op === 'input') assign(v.name, v.type.dtype, numelSize(v.type.shape), 0, false);
+    if (inst.op === 'param' || inst.op === 'input' || isState(inst)) assign(v.name, v.type.dtype, numelSize(v.type.shape), 0, false);
   }
   for (const u of all) {
     const at = step.get(u)!;
@@ -197,4 +220,9 @@ export function describePlan(plan: Plan, g: Graph): string[] {
 export function valueName(g: Graph, v: ValueId): string {
   const d = g.def(v);
   return d.op === 'fwd' ? d.attrs.name : g.value(v).name;
+}
+
+/** The sources a module sets itself before the forward pass: buffers, the mode flag, dropout masks. */
+export function isState(inst: Inst): inst is Extract<Inst, { op: 'buffer' | 'mode' | 'dropout_mask' }> {
+  return inst.op === 'buffer' || inst.op === 'mode' || inst.op === 'dropout_mask';
 }

@@ -15,6 +15,8 @@ import type { Dim } from './dims.js';
 import { asDim, divSize, isStatic, numelSize } from './dims.js';
 import type { ConcreteType, DType, Shape, TensorType, ValueId } from './types.js';
 import { formatType, numel, sameShape } from './types.js';
+import type { ConvAttrs, ConvInputGradAttrs, ConvWeightGradAttrs, PoolAttrs, PoolGradAttrs } from './conv.js';
+import * as CV from './conv.js';
 
 export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
 type None = Record<string, never>;
@@ -26,13 +28,27 @@ interface Reduce {
 /** Attributes of each op. The keys of this interface are the op kinds. */
 export interface AttrsOf {
   // sources: their type is declared, not inferred
-  input: { name: string };
+  /** `grad`: the model asks for this input's gradient (g.input(..., { grad: true })). */
+  input: { name: string; grad?: true };
   param: { name: string; init: Init; scale: number };
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
   fwd: { name: string };
   /** The size a symbolic dimension is bound to in this call, as an f32 scalar. */
   dim: { name: string };
+  /**
+   * A module buffer (batchnorm's running statistics, `bn1.running_mean`): state that is not a
+   * param, passed in `options.buffers` and updated in place by training calls.
+   */
+  buffer: { name: string };
+  /** 1 in a training call, 0 in evaluation: an f32 scalar the module sets before the forward pass. */
+  mode: None;
+  /**
+   * Dropout site `site`'s mask: each element 0 with probability p, else 1/(1 − p), drawn by the
+   * module from the call's seed before the forward pass (ir/random.ts) in training, all ones in
+   * evaluation. The backward reads the same values: a mask is never drawn twice.
+   */
+  dropout_mask: { p: number; site: number };
   // elementwise, unary
   neg: None;
   exp: None;
@@ -56,6 +72,8 @@ export interface AttrsOf {
   gt: None;
   /** 1 where a >= b, else 0. */
   ge: None;
+  /** Where c ≠ 0, a, else b (the value not taken is never read into the result: no NaN leaks). */
+  select: None;
   // reductions
   sum: Reduce;
   max: Reduce;
@@ -97,6 +115,27 @@ export interface AttrsOf {
    * too is the total derivative through mean and inv.
    */
   ln_apply: None;
+  /**
+   * g.customGrad: operand 0 is the forward's result, and this its value; its gradient is the
+   * user's backward, the graph's rule `rule` (Graph.rules), with xs operands 1..inputs and the
+   * values the backward reads besides them after those. Dropped once the reverse passes have run.
+   */
+  custom_grad: { rule: number; inputs: number };
+  // convolutions and pooling over x [N, C, H, W] (ir/conv.ts)
+  /** x [N, C, H, W] ⋆ weight [O, C/groups, kH, kW] → [N, O, Ho, Wo]; padding [top, left, bottom, right]. */
+  conv: ConvAttrs;
+  /** The transposed convolution: dy [N, O, Ho, Wo] and weight → dx [N, C, size]. */
+  conv_input_grad: ConvInputGradAttrs;
+  /** The correlation of x [N, C, H, W] with dy [N, O, Ho, Wo] → dweight [O, C/groups, kernel]. */
+  conv_weight_grad: ConvWeightGradAttrs;
+  /** Max over each window; padding [h, w] on both sides. */
+  max_pool: PoolAttrs;
+  /** (x, dy) → dx: each window's dy added at its first maximum. */
+  max_pool_grad: PoolGradAttrs;
+  /** Mean over each window (padding counted, as PyTorch's default). */
+  avg_pool: PoolAttrs;
+  /** dy → dx: each window's dy/(kH·kW) added over the window. */
+  avg_pool_grad: PoolGradAttrs;
 }
 
 export type OpKind = keyof AttrsOf;
@@ -117,6 +156,8 @@ export interface GradCtx<A> {
   /** Number of forward operands. */
   readonly arity: number;
   readonly yt: TensorType;
+  /** custom_grad only: the user's rule, emitted by the reverse pass (ir/autodiff.ts). */
+  userRule(): readonly GradThunk[];
 }
 
 export type GradThunk = (() => ValueId) | null;
@@ -127,11 +168,12 @@ export type GradThunk = (() => ValueId) | null;
  */
 export type GradRule<A> = ((c: GradCtx<A>) => readonly GradThunk[]) | 'none' | null;
 
-export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused';
+export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layout' | 'index' | 'fused' | 'conv';
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
+/** 'flag': an optional boolean, present (and printed) only when true. */
+export type AttrKind = 'int' | 'num' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -319,11 +361,14 @@ function concatShape(args: readonly TensorType[], axis: number): TensorType {
 type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
 
 export const OPS: OpTable = {
-  input: source({ name: 'str' }),
+  input: source<AttrsOf['input']>({ name: 'str', grad: 'flag' }),
   param: source({ name: 'str', init: 'init', scale: 'num' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),
   dim: source({ name: 'str' }),
+  buffer: source({ name: 'str' }),
+  mode: source({}),
+  dropout_mask: source({ p: 'num', site: 'int' }),
 
   neg: unary((x) => -x, (c) => [() => c.b.neg(c.dy)], 'neg'),
   exp: unary(Math.exp, (c) => [() => c.b.mul(c.dy, c.y())], 'exp'),
@@ -353,6 +398,21 @@ export const OPS: OpTable = {
   minimum: binary(Math.min, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(1), c.x(0))), () => c.b.mul(c.dy, c.b.gt(c.x(0), c.x(1)))], 'minimum'),
   gt: binary((a, b) => (a > b ? 1 : 0), 'none', 'gt'),
   ge: binary((a, b) => (a >= b ? 1 : 0), 'none', 'ge'),
+  select: {
+    category: 'elementwise',
+    attrs: {},
+    arity: 3,
+    shape: ([c, a, b]) => {
+      needF32('select', c!, 'the condition');
+      needF32('select', a!, 'the first choice');
+      needF32('select', b!, 'the second choice');
+      const ab = broadcastOrThrow('select', a!, b!);
+      return f32(broadcastOrThrow('select', c!, f32(ab)));
+    },
+    // the gradient goes to the operand that was taken
+    grad: (c) => [null, () => c.b.select(c.x(0), c.dy, 0), () => c.b.select(c.x(0), 0, c.dy)],
+    eval: ([c, a, b], _a, t) => K.map(t.shape, [c!, a!, b!], (w, x, y) => (w !== 0 ? x : y)),
+  },
 
   sum: reduction(0, (acc, v) => acc + v, (c) => [() => c.b.broadcast(keepDimsOf(c), c.xt(0).shape)]),
   max: reduction(-Infinity, (acc, v) => (v > acc ? v : acc), (c) => [() => c.b.mul(c.b.argmaxMask(c.x(0), c.attrs.axes), keepDimsOf(c))]),
@@ -614,6 +674,77 @@ export const OPS: OpTable = {
   },
   bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1),
   ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0),
+  custom_grad: {
+    category: 'layout',
+    attrs: { rule: 'int', inputs: 'int' },
+    arity: 'variadic',
+    shape: ([y]) => y!,
+    // the user's backward in place of the forward's rules; it is itself differentiable when it is
+    // written with ops that have gradient rules
+    grad: (c) => c.userRule(),
+    eval: ([y]) => y!,
+  },
+  conv: {
+    category: 'conv',
+    attrs: CV.CONV_SCHEMA,
+    arity: 2,
+    shape: ([x, w], a) => CV.convShape('conv', x!, w!, a),
+    grad: CV.convGrad,
+    eval: ([x, w], a, t) => CV.convEval(x!, w!, a, t.shape),
+  },
+  conv_input_grad: {
+    category: 'conv',
+    attrs: { ...CV.CONV_SCHEMA, size: 'ints' },
+    arity: 2,
+    shape: ([dy, w], a) => CV.shapes.convInputGradShape('conv_input_grad', dy!, w!, a),
+    grad: CV.convInputGradGrad,
+    eval: ([dy, w], a, t) => CV.convInputGradEval(dy!, w!, a, t.shape),
+  },
+  conv_weight_grad: {
+    category: 'conv',
+    attrs: { ...CV.CONV_SCHEMA, kernel: 'ints' },
+    arity: 2,
+    shape: ([x, dy], a) => CV.shapes.convWeightGradShape('conv_weight_grad', x!, dy!, a),
+    grad: CV.convWeightGradGrad,
+    eval: ([x, dy], a, t) => CV.convWeightGradEval(x!, dy!, a, t.shape),
+  },
+  max_pool: {
+    category: 'conv',
+    attrs: CV.POOL_SCHEMA,
+    arity: 1,
+    shape: ([x], a) => CV.poolShape('max_pool', x!, a),
+    grad: CV.maxPoolGrad,
+    eval: ([x], a, t) => CV.maxPoolEval(x!, a, t.shape),
+  },
+  max_pool_grad: {
+    category: 'conv',
+    attrs: { ...CV.POOL_SCHEMA, size: 'ints' },
+    arity: 2,
+    shape: ([x, dy], a) => {
+      const t = CV.shapes.poolGradShape('max_pool_grad', dy!, a);
+      if (!sameShape(t.shape, x!.shape)) throw new CompileError(`max_pool_grad: dy ${formatType(dy!)} is not the output of x ${formatType(x!)}`, 'internal rule error');
+      return t;
+    },
+    // piecewise linear in dy with a selection that x fixes: a second-order gradient is not supported
+    grad: null,
+    eval: ([x, dy], a) => CV.maxPoolGradEval(x!, dy!, a),
+  },
+  avg_pool: {
+    category: 'conv',
+    attrs: CV.POOL_SCHEMA,
+    arity: 1,
+    shape: ([x], a) => CV.poolShape('avg_pool', x!, a),
+    grad: CV.avgPoolGrad,
+    eval: ([x], a, t) => CV.avgPoolEval(x!, a, t.shape),
+  },
+  avg_pool_grad: {
+    category: 'conv',
+    attrs: { ...CV.POOL_SCHEMA, size: 'ints' },
+    arity: 1,
+    shape: ([dy], a) => CV.shapes.poolGradShape('avg_pool_grad', dy!, a),
+    grad: CV.avgPoolGradGrad,
+    eval: ([dy], a, t) => CV.avgPoolGradEval(dy!, a, t.shape),
+  },
 };
 
 /**

@@ -293,6 +293,14 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
       c.expect(')');
     }
     loc = grad ? { file, line, col, grad } : { file, line, col };
+    c.skip();
+    if (c.eat('via ')) {
+      // an instruction a g.grad call emitted: where that call is, in the same file
+      const vl = c.int('a line number');
+      c.expect(':');
+      const vc = c.int('a column number');
+      loc = { ...loc, via: { file, line: vl, col: vc } };
+    }
   }
   c.skip();
   if (c.peek() !== '\n' && c.peek() !== '') c.error(`unexpected ${c.found()} at the end of the instruction`);

@@ -44,7 +44,7 @@ export function fmtAttrs(attrs: object): string {
 export function fmtLocSuffix(loc: Loc | undefined): string {
   if (!loc) return '';
   const f = BARE_FILE.test(loc.file) ? loc.file : JSON.stringify(loc.file);
-  return ` @ ${f}:${loc.line}:${loc.col}${loc.grad ? ` grad(${loc.grad})` : ''}`;
+  return ` @ ${f}:${loc.line}:${loc.col}${loc.grad ? ` grad(${loc.grad})` : ''}${loc.via ? ` via ${loc.via.line}:${loc.via.col}` : ''}`;
 }
 
 /** The text of one instruction, without indentation; with `locs` false, without its location. */

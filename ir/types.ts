@@ -44,6 +44,8 @@ export interface Loc {
   readonly line: number;
   readonly col: number;
   readonly grad?: string;
+  /** An instruction that a g.grad call emitted into the forward graph: where that call is. */
+  readonly via?: Loc;
 }
 
 export interface Value {

@@ -23,6 +23,8 @@ function attrOk(kind: AttrKind, v: unknown): boolean {
       return isNum(v);
     case 'bool':
       return typeof v === 'boolean';
+    case 'flag':
+      return v === true;
     case 'str':
       return typeof v === 'string';
     case 'ints':
@@ -43,7 +45,10 @@ export function checkAttrs(op: string, attrs: Record<string, unknown>): string |
   const schema = def.attrs as Record<string, AttrKind>;
   for (const k of Object.keys(attrs)) if (!(k in schema)) return `${op} has no attribute '${k}'`;
   for (const [k, kind] of Object.entries(schema)) {
-    if (!(k in attrs)) return `${op} needs attribute '${k}' (${kind})`;
+    if (!(k in attrs)) {
+      if (kind === 'flag') continue;
+      return `${op} needs attribute '${k}' (${kind})`;
+    }
     if (!attrOk(kind, attrs[k])) return `${op} attribute '${k}' must be ${kind === 'init' ? INITS.join('|') : kind}`;
   }
   return undefined;

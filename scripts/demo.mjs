@@ -5,7 +5,8 @@
 //   npm run demo -- [--steps N] [--seed N] [--resume [FILE]] [--checkpoint-every N]
 //                   [--eval-every N] [--out DIR]
 //
-// Checkpoints go to DIR/checkpoint.json every N steps, at the end and on Ctrl-C (atomic writes);
+// Checkpoints go to DIR/checkpoint.json (the training state) and DIR/checkpoint.safetensors (the
+// params) every N steps, at the end and on Ctrl-C (atomic writes);
 // --resume continues from one exactly as if the run had not stopped.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { splits, loadNames } from './demo/data.mjs';
-import { calibrate, sampleNames, splitLoss } from './demo/evaluate.mjs';
+import { calibrate, runningLoss, sampleNames, splitLoss } from './demo/evaluate.mjs';
 import { lossCurveSvg } from './demo/plot.mjs';
 import { Rng } from './demo/rng.mjs';
 import { loadCheckpoint, saveCheckpoint, Trainer, writeFileAtomic } from './demo/train.mjs';
@@ -69,9 +70,14 @@ console.log(`data: ${train.n + dev.n + test.n} examples from the @stdlib first n
 // sizes: the training network built for the whole training set (calibration: the lecture's
 // long form divides by its batch size, a number), and the inference network built once with a
 // symbolic batch 'B', which serves the dev set, the test set and 10 names sampled side by side.
+// The long form has no running statistics: examples/makemore_running.ts, the same network with
+// g.batchNorm(..., { momentum: 0.001 }) and the same params, keeps them (the lecture's
+// bnmean_running, momentum 0.001) by a training-mode forward on each step's minibatch, and
+// evaluates the dev set with them in evaluation mode, beside the calibrated statistics.
 const models = {
   calibrate: ['makemore', 'makemore', `{ ...LECTURE, batch: ${train.n} }, 'makemore_calibrate', true`],
   inference: ['makemore_inference', 'makemoreInference', `{ ...LECTURE, batch: 'B' }, 'makemore_any_batch'`],
+  running: ['makemore_running', 'makemoreRunning', `{ ...LECTURE, batch: 'B' }, 'makemore_running_any_batch', { momentum: 0.001 }`],
 };
 const files = [path.join(ROOT, 'examples/makemore.ts')];
 for (const [key, [file, fn, args]] of Object.entries(models)) {
@@ -82,17 +88,19 @@ for (const [key, [file, fn, args]] of Object.entries(models)) {
   files.push(f);
 }
 const t0 = performance.now();
-// --optimizer sgd: the training module also exports update(params, grads, lr), the SGD step
-const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', '--optimizer', 'sgd', ...files], {
+// --optimizer sgd --lr 0.1: the training module exports trainStep(params, state, inputs, { lr }),
+// the compiled SGD step; the lecture's 0.01 for the second half comes through options.lr
+const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', '--optimizer', 'sgd', '--lr', '0.1', ...files], {
   cwd: OUT,
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 if (b.status !== 0) process.exit(b.status ?? 1);
-console.log(`graphc build: examples/makemore.ts and 2 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
+console.log(`graphc build: examples/makemore.ts and 3 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
 const load = (name) => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}.js`)).href);
 const mm = await load('makemore');
 const calibrateMod = await load('makemore_calibrate');
 const inference = await load('makemore_any_batch');
+const running = await load('makemore_running_any_batch');
 
 // ---------------------------------------------------------------------------------------------
 // Training
@@ -103,9 +111,9 @@ if (opts.values.resume) {
     console.error(`--resume: no checkpoint at ${checkpointFile}`);
     process.exit(2);
   }
-  trainer = Trainer.resume(mm, train, loadCheckpoint(checkpointFile));
+  trainer = Trainer.resume(mm, train, loadCheckpoint(checkpointFile), running);
   console.log(`resumed from ${path.relative(process.cwd(), checkpointFile)} at step ${trainer.step} of ${trainer.steps}`);
-} else trainer = new Trainer(mm, train, { steps, seed });
+} else trainer = new Trainer(mm, train, { steps, seed, running });
 
 const save = () => saveCheckpoint(checkpointFile, trainer);
 let interrupted = false;
@@ -148,6 +156,9 @@ const final = evaluateDev();
 const testLoss = splitLoss(inference, trainer.params, final.stats, test);
 console.log(`\nloss after ${trainer.steps} steps (batchnorm calibrated on the training set):`);
 console.log(`  train ${final.train.toFixed(4)}   dev ${final.dev.toFixed(4)}   test ${testLoss.toFixed(4)}`);
+const devRunning = runningLoss(running, trainer.params, trainer.buffers, dev);
+const testRunning = runningLoss(running, trainer.params, trainer.buffers, test);
+console.log(`with the running statistics (momentum 0.001) instead:\n  dev ${devRunning.toFixed(4)}   test ${testRunning.toFixed(4)}`);
 const names = sampleNames(inference, trainer.params, final.stats, new Rng(seed + 2147483647), 10);
 console.log(`\n10 names sampled from the trained model:\n  ${names.join('\n  ')}\n`);
 
@@ -162,7 +173,7 @@ try {
 } catch (e) {
   console.log(`(no PNG: ${e.message})`);
 }
-console.log(`wrote ${path.relative(process.cwd(), OUT) || '.'}/: ${pictures}, checkpoint.json`);
+console.log(`wrote ${path.relative(process.cwd(), OUT) || '.'}/: ${pictures}, checkpoint.json and checkpoint.safetensors`);
 
 /** One line of progress: redrawn in place on a terminal, a line every 10% otherwise. */
 function progressBar(total) {

@@ -4,9 +4,13 @@
 
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { reverseMode } from '../ir/autodiff.js';
+import { dropCustomGrads, reverseMode } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
-import type { Graph } from '../ir/graph.js';
+import { Graph, Names } from '../ir/graph.js';
+import { Builder } from '../ir/builder.js';
+import { dropCotangents, hvpGraph, jvpGraph } from '../ir/derived.js';
+import type { Loc } from '../ir/types.js';
+import { derivedCode } from '../codegen/derived.js';
 import { runPasses } from '../ir/passes.js';
 import type { Plan } from '../ir/memplan.js';
 import { describePlan, planMemory } from '../ir/memplan.js';
@@ -52,6 +56,10 @@ export interface CompileOptions {
   readonly optimizer?: OptimizerSpec;
   /** Which modules to emit besides the IR (default: DEFAULT_TARGETS). */
   readonly targets?: readonly Target[];
+  /** --hvp: emit hvp(params, inputs, v) in the flat and wasm modules. */
+  readonly hvp?: boolean;
+  /** --jvp: emit jvp(params, inputs, tangents) in the flat and wasm modules. */
+  readonly jvp?: boolean;
   /** Called with each pass's name and the graph after it (for `graphc ir --after`). */
   readonly afterPass?: (graph: 'forward' | 'backward', pass: string, g: Graph) => void;
 }
@@ -69,12 +77,44 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
   const bwd = reverseMode(fwd);
+  dropCustomGrads(fwd);
   opts.afterPass?.('backward', 'reverse-mode', bwd);
   runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
   runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));
   runPasses(bwd, SCHEDULE_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   return { bwd, plan: planMemory(fwd, bwd, { storeAll: opts.checkFinite }) };
+}
+
+/**
+ * The graph of hvp or jvp (ir/derived.ts), lowered as a forward-only model: the model traced
+ * afresh, its forward passes, the reverse passes run into it, the forward passes again, fusion
+ * and the memory plan. Its backward graph only holds zeros (valueAndGrad of a derived graph is
+ * never called).
+ */
+export function lowerDerived(model: LoadedModel, kind: 'hvp' | 'jvp'): { fwd: Graph; bwd: Graph; plan: Plan } {
+  const g = traceModel(model).graph;
+  runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  if (kind === 'hvp') hvpGraph(g);
+  else jvpGraph(g);
+  g.numberTemps();
+  runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  dropCustomGrads(g);
+  if (kind === 'jvp') dropCotangents(g);
+  g.freezeNames();
+  const gb = new Graph(g.name, 'backward', new Names(g.insts.map((i) => g.value(i.result).name)));
+  const b = new Builder(gb);
+  for (const inst of g.insts) {
+    if (inst.op !== 'param') continue;
+    const d = b.broadcast(b.scalar(0), g.type(inst.result).shape);
+    gb.rename(d, 'd' + g.value(inst.result).name);
+    gb.outputs.push({ name: inst.attrs.name, value: d });
+  }
+  gb.numberTemps();
+  runPasses(gb, BACKWARD_PASSES, { keep: new Set(), forward: g });
+  runPasses(g, SCHEDULE_PASSES, { keep: new Set() });
+  runPasses(gb, SCHEDULE_PASSES, { keep: new Set(), forward: g });
+  return { fwd: g, bwd: gb, plan: planMemory(g, gb) };
 }
 
 /** Loads and traces a model. */
@@ -104,9 +144,11 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
   const emitters = { ts: { suffix: '', emit: emitTs }, gpu: { suffix: '.gpu', emit: emitGpu }, wasm: { suffix: '.wasm', emit: emitWasm } };
   for (const target of TARGETS.filter((t) => targets.includes(t))) {
     const { suffix, emit } = emitters[target];
+    // --hvp, --jvp: the derived functions, after the module (flat and wasm targets)
+    const more = (typed: boolean) => (target === 'gpu' ? '' : derivedCode(info, info.derived, (d, ty) => (target === 'wasm' ? emitWasm(d, ty, { threads: false }) : emit(d, ty)), typed));
     files.push(
-      { name: `${info.name}${suffix}.ts`, content: await format(emit(info), 'babel-ts', `${info.name}${suffix}.ts`) },
-      { name: `${info.name}${suffix}.js`, content: indent(emit(info, false)) },
+      { name: `${info.name}${suffix}.ts`, content: await format(emit(info) + more(true), 'babel-ts', `${info.name}${suffix}.ts`) },
+      { name: `${info.name}${suffix}.js`, content: indent(emit(info, false) + more(false)) },
     );
   }
   return files;
@@ -124,19 +166,26 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
   const { model, fwd, bwd, plan, warnings } = compileGraphs(file, opts);
   const name = fwd.name;
   const lines = new Map<string, string[]>();
+  const sourceLine = (loc: Loc) => {
+    let l = lines.get(loc.file);
+    if (!l) lines.set(loc.file, (l = (model.sourceOf(loc.file) ?? '').split(/\r?\n/)));
+    return l[loc.line - 1];
+  };
+  const source = displaySource(file);
+  const derivedInfo = (kind: 'hvp' | 'jvp'): ModuleInfo => {
+    const d = lowerDerived(model, kind);
+    return { name: `${name}.${kind}`, plan: d.plan, source, fwd: d.fwd, bwd: d.bwd, sourceLine };
+  };
   const info: ModuleInfo = {
     name,
     plan,
     checkFinite: opts.checkFinite,
     optimizer: opts.optimizer,
-    source: displaySource(file),
+    source,
     fwd,
     bwd,
-    sourceLine: (loc) => {
-      let l = lines.get(loc.file);
-      if (!l) lines.set(loc.file, (l = (model.sourceOf(loc.file) ?? '').split(/\r?\n/)));
-      return l[loc.line - 1];
-    },
+    sourceLine,
+    derived: opts.hvp || opts.jvp ? { hvp: opts.hvp ? derivedInfo('hvp') : undefined, jvp: opts.jvp ? derivedInfo('jvp') : undefined } : undefined,
   };
   return { name, model, fwd, bwd, plan, warnings, files: await emitFiles(info, opts.targets) };
 }

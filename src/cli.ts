@@ -12,6 +12,8 @@ import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
 import { diffText, gradCheck, graphDot, irText, renderGraph } from './inspect.js';
 import { unifiedDiff } from './textdiff.js';
+import type { ValuesFile } from './values.js';
+import { readValues } from './values.js';
 import type { Hyper, OptimizerName, OptimizerSpec } from '../codegen/optim.js';
 import { hyperProblem, OPTIMIZER_NAMES, resolveHyper } from '../codegen/optim.js';
 
@@ -121,6 +123,8 @@ const VERBS: Record<string, Verb> = {
       beta1: { value: 'B', help: 'adam, adamw: first-moment decay (default 0.9)' },
       beta2: { value: 'B', help: 'adam, adamw: second-moment decay (default 0.999)' },
       eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
+      hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
+      jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
@@ -132,7 +136,7 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;
@@ -236,14 +240,18 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   check: {
-    usage: 'graphc check MODEL.ts [--seed N] [--samples N]',
+    usage: 'graphc check MODEL.ts [--seed N] [--samples N] [--params FILE] [--inputs FILE]',
     summary:
       "Checks the generated module's gradient of every param against central finite differences\n" +
       'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
-      'exits 1 when a param fails.',
+      'exits 1 when a param fails. --params and --inputs take values from a .safetensors file or a\n' +
+      'JSON file of flat row-major arrays ({"W1": [0.1, ...]}); names not in the file keep\n' +
+      "initParams(seed)'s values and the random inputs.",
     options: {
       seed: { value: 'N', help: 'seed of the params (initParams) and inputs (default 0)' },
       samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
+      params: { value: 'FILE', help: 'param values (.safetensors or JSON)' },
+      inputs: { value: 'FILE', help: 'input values (.safetensors or JSON)' },
     },
     minArgs: 1,
     maxArgs: 1,
@@ -251,7 +259,7 @@ const inspectVerbs: Record<string, Verb> = {
       const seed = intOption('check', 'seed', opts.seed, 0);
       const samples = intOption('check', 'samples', opts.samples, 16);
       try {
-        const { rows, table } = await gradCheck(file!, { seed, samples });
+        const { rows, table } = await gradCheck(file!, { seed, samples, ...valuesOptions(opts) });
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {
@@ -260,15 +268,18 @@ const inspectVerbs: Record<string, Verb> = {
     },
   },
   graph: {
-    usage: 'graphc graph MODEL.ts [--values] [--seed N] [-o FILE.svg|FILE.png|FILE.dot]',
+    usage: 'graphc graph MODEL.ts [--values] [--seed N] [--params FILE] [--inputs FILE] [-o FILE.svg|FILE.png|FILE.dot]',
     summary:
       'Draws the computational graph of a model (Graphviz in WebAssembly): one node per op, edges\n' +
       'with their shapes. With --values, each edge of a small tensor shows its forward value (green)\n' +
-      'and its gradient (red), for the params of initParams(seed) and random inputs. Writes SVG to\n' +
+      'and its gradient (red), for the params of initParams(seed) and random inputs, or the values of\n' +
+      '--params FILE and --inputs FILE (.safetensors or JSON; names not in the file keep theirs). Writes SVG to\n' +
       'stdout, or to -o FILE (PNG or DOT by its extension).',
     options: {
       values: { help: 'label edges with forward values and gradients' },
       seed: { value: 'N', help: 'seed of the params and inputs (default 0)' },
+      params: { value: 'FILE', help: 'param values (.safetensors or JSON), with --values' },
+      inputs: { value: 'FILE', help: 'input values (.safetensors or JSON), with --values' },
       o: { value: 'FILE', help: 'output file (.svg, .png or .dot)' },
     },
     minArgs: 1,
@@ -278,9 +289,10 @@ const inspectVerbs: Record<string, Verb> = {
       const out = typeof opts.o === 'string' ? opts.o : undefined;
       const ext = out ? path.extname(out).toLowerCase() : '.svg';
       if (!['.svg', '.png', '.dot'].includes(ext)) throw new UsageError(`graphc graph: -o must name a .svg, .png or .dot file, got ${out}`);
+      if ((opts.params || opts.inputs) && opts.values !== true) throw new UsageError('graphc graph: --params and --inputs give the values that --values shows; add --values');
       let dot: string;
       try {
-        dot = await graphDot(file!, { values: opts.values === true, seed });
+        dot = await graphDot(file!, { values: opts.values === true, seed, ...valuesOptions(opts) });
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
@@ -294,6 +306,46 @@ const inspectVerbs: Record<string, Verb> = {
   },
 };
 Object.assign(VERBS, inspectVerbs);
+
+const interopVerbs: Record<string, Verb> = {
+  export: {
+    usage: 'graphc export MODEL.ts --onnx OUT.onnx [--params FILE]',
+    summary:
+      'Writes the forward graph of a model (the outputs it returns) as an ONNX model (opset 17):\n' +
+      'the params as initializers (from --params FILE, a .safetensors or JSON values file, else\n' +
+      'initParams(0)), inputs and outputs named as in spec, symbolic dimensions as dim_params,\n' +
+      'the fused ops as ONNX operators (Softmax, LayerNormalization, BatchNormalization, Gather).',
+    options: {
+      onnx: { value: 'FILE', help: 'the ONNX file to write' },
+      params: { value: 'FILE', help: 'param values (.safetensors or JSON); the others from initParams(0)' },
+    },
+    minArgs: 1,
+    maxArgs: 1,
+    async run([file], opts, io) {
+      if (typeof opts.onnx !== 'string') throw new UsageError('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE]');
+      const out = opts.onnx;
+      const { params } = valuesOptions(opts);
+      const { exportFile } = await import('./onnx/index.js');
+      let bytes: Uint8Array;
+      try {
+        ({ bytes } = await exportFile(file!, { params }));
+      } catch (e) {
+        return report(e, io, diskSources(file!));
+      }
+      writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content: bytes }]);
+      io.out(`wrote ${out} (${bytes.length} bytes)\n`);
+      return 0;
+    },
+  },
+};
+Object.assign(VERBS, interopVerbs);
+
+function valuesOptions(opts: Record<string, string | true>): { params?: ValuesFile; inputs?: ValuesFile } {
+  return {
+    params: typeof opts.params === 'string' ? readValues(opts.params) : undefined,
+    inputs: typeof opts.inputs === 'string' ? readValues(opts.inputs) : undefined,
+  };
+}
 
 function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {
   if (v === undefined) return dflt;

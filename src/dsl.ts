@@ -3,6 +3,9 @@
 
 import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
+import { gradInGraph } from '../ir/autodiff.js';
+import * as CV from './conv.js';
+import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph, sanitizeName } from '../ir/graph.js';
@@ -12,6 +15,7 @@ import type { DType, Loc, ValueId } from '../ir/types.js';
 import { formatLoc, formatType } from '../ir/types.js';
 
 export type { DType } from '../ir/types.js';
+export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type TensorLike = Tensor | number;
 export type Axis = number | readonly number[];
 
@@ -22,8 +26,21 @@ export interface ParamOptions {
   scale?: number;
 }
 
+export interface InputOptions {
+  /** Also return the loss's gradient with respect to this input, in `grads` under its name. */
+  grad?: boolean;
+}
+
 export interface BatchNormOptions {
   eps?: number;
+  /**
+   * Keep running statistics (torch.nn.BatchNorm1d's `momentum`): buffers `<name>.running_mean`
+   * and `<name>.running_var`, new = (1 − momentum)·old + momentum·batch statistic, used by
+   * evaluation calls. Without it batchNorm normalises with batch statistics in every call.
+   */
+  momentum?: number;
+  /** The buffers' prefix (default: the name of the `const` the result is assigned to). */
+  name?: string;
 }
 
 export interface LayerNormOptions {
@@ -219,7 +236,8 @@ export class Tensor {
 /** The `g` a model function receives. */
 export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
-  input(name: string, shape: readonly Dim[], dtype?: DType): Tensor;
+  /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
+  input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   const(value: number | NestedNumbers): Tensor;
   gather(table: Tensor, indices: Tensor): Tensor;
@@ -230,8 +248,37 @@ export interface GraphBuilder {
   logSoftmax(x: Tensor, axis?: number): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): Tensor;
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
+  /**
+   * Inverted dropout (torch.nn.functional.dropout): in a training call each element is zeroed
+   * with probability p and the others scaled by 1/(1 − p); in evaluation it is the identity.
+   */
+  dropout(x: Tensor, p: number): Tensor;
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
+  /**
+   * The gradients dy/dx of the f32 scalar y with respect to each x (a param, an input or an
+   * intermediate value), as tensors of the model: usable in the rest of it and in the loss, and
+   * differentiable again (a gradient of a gradient). An x that y does not depend on gets zeros.
+   */
+  grad(y: Tensor, xs: readonly Tensor[]): Tensor[];
+  /**
+   * A function usable like any op whose gradient is `backward` instead of the derivative of
+   * `forward` (torch.autograd.Function, jax.custom_vjp): `backward(xs, y, dy)` returns one
+   * gradient per x, shaped like it (null for none). Both are traced into the IR; the backward is
+   * itself differentiable when it is written with differentiable ops.
+   */
+  customGrad(
+    forward: (...xs: Tensor[]) => Tensor,
+    backward: (xs: Tensor[], y: Tensor, dy: Tensor) => readonly (Tensor | null | undefined)[],
+  ): (...xs: TensorLike[]) => Tensor;
+  /** x [N, C, H, W], weight [O, C/groups, kH, kW], bias [O] → [N, O, Ho, Wo] (PyTorch's conv2d). */
+  conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions<Tensor>): Tensor;
+  /** x [N, C, L], weight [O, C/groups, k], bias [O] → [N, O, Lo] (PyTorch's conv1d). */
+  conv1d(x: Tensor, weight: Tensor, options?: Conv1dOptions<Tensor>): Tensor;
+  maxPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  avgPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
 }
 
 export type NestedNumbers = readonly (number | NestedNumbers)[];
@@ -279,6 +326,12 @@ export class Tracer {
   readonly b: Builder;
   /** Param and input names, with where they were declared. */
   readonly declared = new Map<string, { kind: 'param' | 'input'; loc: Loc | undefined }>();
+  /** Module buffers (running statistics) by name, with where they were declared. */
+  readonly buffers = new Map<string, Loc | undefined>();
+  /** The next value of each buffer after a training call: extra forward outputs named after the buffer. */
+  readonly bufferUpdates: { name: string; value: ValueId }[] = [];
+  /** Dropout calls so far: each is a site of its own, with a mask of its own. */
+  private dropoutSites = 0;
   private depth = 0;
 
   constructor(
@@ -293,13 +346,13 @@ export class Tracer {
    * Runs one public DSL call. The outermost call captures the caller's location once (nested
    * calls of composite ops inherit it) and names its result after the `const` it is assigned to.
    */
-  call(f: () => ValueId): Tensor {
-    if (this.depth > 0) return new Tensor(this, f());
+  call(f: (name: string | undefined) => ValueId): Tensor {
+    if (this.depth > 0) return new Tensor(this, f(undefined));
     const { loc, name } = this.sites.current();
     this.depth++;
     this.b.loc = loc;
     try {
-      const v = f();
+      const v = f(name);
       if (name && this.graph.value(v).temp) this.graph.rename(v, name);
       return new Tensor(this, v);
     } catch (e) {
@@ -308,6 +361,96 @@ export class Tracer {
       this.depth--;
       this.b.loc = undefined;
     }
+  }
+
+  /** g.grad(y, xs): the reverse pass from y to xs, emitted into the model's graph at the call. */
+  grad(y: unknown, xs: unknown): Tensor[] {
+    const { loc } = this.sites.current();
+    try {
+      if (!(y instanceof Tensor)) throw new CompileError(`g.grad: y must be a tensor, got ${describe(y)}`, 'pass the scalar to differentiate, e.g. g.grad(u.sum(), [x])');
+      const yt = this.graph.type(this.operand(y, 'g.grad'));
+      if (yt.dtype !== 'f32' || yt.shape.length !== 0)
+        throw new CompileError(`g.grad: y must be an f32 scalar, but it is ${formatType(yt)}`, 'reduce it to a scalar first, e.g. g.grad(u.sum(), [x]) for the gradient of every entry of u');
+      if (!Array.isArray(xs) || xs.length === 0)
+        throw new CompileError(`g.grad: the second argument must be a non-empty array of tensors, got ${describe(xs)}`, 'list what to differentiate with respect to, e.g. g.grad(loss, [x])');
+      const ids = xs.map((x, k) => {
+        const id = this.operand(x, 'g.grad');
+        const t = this.graph.type(id);
+        if (t.dtype !== 'f32')
+          throw new CompileError(`g.grad: xs[${k}] is ${formatType(t)}; gradients are taken with respect to f32 tensors`, 'differentiate with respect to f32 params, inputs or values; i32 tensors hold indices');
+        return id;
+      });
+      return gradInGraph(this.graph, y.id, ids, loc).map((d) => new Tensor(this, d));
+    } catch (e) {
+      throw e instanceof CompileError ? e.withLoc(loc) : e;
+    }
+  }
+
+  /** g.customGrad(forward, backward): see GraphBuilder.customGrad. */
+  customGrad(forward: unknown, backward: unknown): (...xs: TensorLike[]) => Tensor {
+    const at = this.sites.current().loc;
+    for (const [what, f] of [['forward', forward], ['backward', backward]] as const)
+      if (typeof f !== 'function')
+        throw new CompileError(
+          `g.customGrad: ${what} must be a function, got ${describe(f)}`,
+          'pass forward (...xs) => y and backward (xs, y, dy) => [dx for each x], e.g. g.customGrad((x) => ..., ([x], y, dy) => [dy])',
+          at,
+        );
+    const fwd = forward as (...xs: Tensor[]) => unknown;
+    const bwd = backward as (xs: Tensor[], y: Tensor, dy: Tensor) => unknown;
+    return (...args: TensorLike[]) => {
+      const g = this.graph;
+      const xs = args.map((a) => (a instanceof Tensor ? (this.operand(a), a) : this.call(() => this.operand(a))));
+      for (const [k, x] of xs.entries())
+        if (x.dtype !== 'f32')
+          throw new CompileError(`g.customGrad: argument ${k} is ${formatType(g.type(x.id))}; a custom gradient takes f32 tensors`, 'pass i32 indices through a closure instead', this.sites.current().loc);
+      const y0 = fwd(...xs);
+      if (!(y0 instanceof Tensor) || y0[TRACER] !== this || y0.dtype !== 'f32')
+        throw new CompileError(`g.customGrad: forward must return an f32 tensor of this model, got ${y0 instanceof Tensor ? formatType(g.type(y0.id)) : describe(y0)}`, 'return the result of DSL calls on its arguments', at);
+      const rule = g.rules.length;
+      const y = this.call(() => this.b.emit('custom_grad', [y0.id, ...xs.map((x) => x.id)], { rule, inputs: xs.length }));
+      const loc = g.def(y.id).loc;
+      // the user's backward, traced once with a placeholder for dy, then taken out of the graph:
+      // the reverse pass emits it again wherever it differentiates y (autodiff.ts)
+      const start = g.insts.length;
+      const seed = g.append('fwd', [], { name: 'dy' }, g.type(y.id), loc);
+      const dxs = bwd([...xs], y, new Tensor(this, seed));
+      const recorded = g.insts.slice(start);
+      const body = recorded.slice(1);
+      const values = new Map(recorded.map((i) => [i.result, { ...g.value(i.result) }] as const));
+      const bad = body.find((i) => i.op === 'param' || i.op === 'input');
+      g.remove(new Set(recorded.map((i) => i.id)));
+      if (bad)
+        throw new CompileError(`g.customGrad: the backward declares ${bad.op} '${(bad.attrs as { name: string }).name}'`, 'declare params and inputs outside the custom gradient and use them in it', bad.loc ?? at);
+      if (!Array.isArray(dxs) || dxs.length !== xs.length)
+        throw new CompileError(
+          `g.customGrad: backward must return an array with one gradient per argument (${xs.length}), got ${Array.isArray(dxs) ? `${dxs.length}` : describe(dxs)}`,
+          'return e.g. [dx] for one argument; null where no gradient flows',
+          loc,
+        );
+      const dxIds = dxs.map((d, k) => {
+        if (d === null || d === undefined) return undefined;
+        const x = xs[k]!;
+        if (!(d instanceof Tensor) || d[TRACER] !== this)
+          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', loc);
+        const dt = values.get(d.id)?.type ?? g.type(d.id);
+        const xt = g.type(x.id);
+        if (dt.dtype !== 'f32' || dt.shape.length !== xt.shape.length || dt.shape.some((n, i) => n !== xt.shape[i]))
+          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', loc);
+        return d.id;
+      });
+      // values the backward reads besides xs, y and dy become operands, so that the passes keep
+      // them (and update them) until the reverse passes have run
+      const inside = new Set(recorded.map((i) => i.result));
+      const known = new Set([y0.id, y.id, ...xs.map((x) => x.id)]);
+      const extras: ValueId[] = [];
+      for (const i of body) for (const a of i.args) if (!inside.has(a) && !known.has(a) && !extras.includes(a)) extras.push(a);
+      for (const d of dxIds) if (d && !inside.has(d) && !known.has(d) && !extras.includes(d)) extras.push(d);
+      const inst = g.def(y.id);
+      g.replaceInst(inst, { ...inst, args: [...inst.args, ...extras] } as typeof inst);
+      g.rules.push({ insts: body, values, seed, y: y.id, args: [y0.id, ...xs.map((x) => x.id), ...extras], dxs: dxIds, loc });
+      return y;
+    };
   }
 
   /** Where the user's code is now (for errors outside DSL calls, such as reading `shape`). */
@@ -352,14 +495,18 @@ export class Tracer {
     const v = (x: unknown, op?: string) => t.operand(x, op);
     const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
-      input(name, shape, dtype = 'f32') {
+      input(name, shape, dtype = 'f32', options = {}) {
         return t.call(() => {
           const n = t.declare('input', name);
           const s = checkShape('input', shape, { symbols: true });
           for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
-          return t.b.input(n, { dtype, shape: s }, { raw: n });
+          if (options.grad !== undefined && typeof options.grad !== 'boolean')
+            throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
+          if (options.grad && dtype !== 'f32')
+            throw new CompileError(`input: '${n}' is ${dtype}, which has no gradient`, "ask for the gradient of an f32 input; i32 inputs hold indices and labels");
+          return t.b.input(n, { dtype, shape: s }, { raw: n }, options.grad === true);
         });
       },
       param(name, shape, options = {}) {
@@ -397,11 +544,64 @@ export class Tracer {
       logSoftmax: (x, axis = -1) => t.call(() => C.logSoftmax(t.b, t.hint, v(x, 'logSoftmax'), axisOf('logSoftmax', x, axis))),
       crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
       batchNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
+        t.call((name) => {
+          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5);
+          const m = options.momentum;
+          if (typeof m !== 'number' || !(m >= 0 && m <= 1))
+            throw new CompileError(
+              `batchNorm: momentum must be a number in [0, 1], got ${describe(m)}`,
+              "the running statistics move by momentum · (batch statistic − running), as torch's BatchNorm1d: e.g. { momentum: 0.1 }, or 0.001 as the lecture",
+            );
+          const prefix = options.name ?? name;
+          if (typeof prefix !== 'string' || prefix.length === 0)
+            throw new CompileError(
+              `batchNorm: the running statistics need a name, got ${describe(prefix)}`,
+              "assign the result to a const (const bn1 = g.batchNorm(...) keeps 'bn1.running_mean' and 'bn1.running_var') or pass { name: 'bn1' }",
+            );
+          for (const k of [`${prefix}.running_mean`, `${prefix}.running_var`]) {
+            if (!t.buffers.has(k)) continue;
+            const at = t.buffers.get(k);
+            throw new CompileError(
+              `batchNorm: the buffer '${k}' is already kept by another batchNorm${at ? ` at ${formatLoc(at)}` : ''}`,
+              "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
+            );
+          }
+          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5, m, prefix);
+          for (const u of r.updates) {
+            t.buffers.set(u.name, t.b.loc);
+            t.bufferUpdates.push(u);
+          }
+          return r.y;
+        }),
+      dropout: (x, p) =>
+        t.call((name) => {
+          const xv = v(x, 'dropout');
+          const xt = t.graph.type(xv);
+          if (xt.dtype !== 'f32')
+            throw new CompileError(`dropout: x is ${formatType(xt)} but f32 is needed`, 'dropout zeroes elements of an f32 tensor (activations), not indices');
+          if (typeof p !== 'number' || !(p >= 0 && p < 1))
+            throw new CompileError(
+              `dropout: p must be a number in [0, 1), got ${describe(p)}`,
+              'p is the probability that an element is zeroed, e.g. g.dropout(h, 0.1); p = 0 keeps every element',
+            );
+          if (p === 0) return xv;
+          const mask = t.b.dropoutMask(p, t.dropoutSites++, xt.shape, { raw: name ? `${name}_mask` : 'dropout_mask' });
+          return t.b.mul(xv, mask);
+        }),
       layerNorm: (x, gain, bias, options = {}) =>
         t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
+      grad: (y, xs) => t.grad(y, xs),
+      customGrad: (forward, backward) => t.customGrad(forward, backward),
+      conv2d: (x, weight, options = {}) =>
+        t.call(() => CV.conv(t.b, 'conv2d', v(x, 'conv2d'), v(weight, 'conv2d'), options.bias === undefined ? undefined : v(options.bias, 'conv2d'), options)),
+      conv1d: (x, weight, options = {}) =>
+        t.call(() => CV.conv(t.b, 'conv1d', v(x, 'conv1d'), v(weight, 'conv1d'), options.bias === undefined ? undefined : v(options.bias, 'conv1d'), options)),
+      maxPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool2d', v(x, 'maxPool2d'), kernel, options)),
+      avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, options)),
+      maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, options)),
+      avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, options)),
     };
   }
 }

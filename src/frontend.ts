@@ -68,6 +68,16 @@ export function traceModel(m: LoadedModel): Traced {
       throw new CompileError(`the model output '${key}' is not a tensor`, 'return tensors made by g (e.g. { loss, probs })', modelLoc(m));
     g.outputs.push({ name: key, value: tracer.operand(t) });
   }
+  // the next running statistics: outputs named after their buffers, which the modules copy back
+  for (const u of tracer.bufferUpdates) {
+    if (outputs.some(([key]) => key === u.name))
+      throw new CompileError(
+        `the model output '${u.name}' has the name of a batchNorm buffer`,
+        'rename the output: the names <name>.running_mean and <name>.running_var are the running statistics',
+        modelLoc(m),
+      );
+    g.outputs.push(u);
+  }
   try {
     lossValue(g);
   } catch (e) {

@@ -18,6 +18,8 @@ import { indexBounds } from '../codegen/module.js';
 import { initialParams } from '../ir/init.js';
 import { compile, compileGraphs, traceFile } from './build.js';
 import { UsageError } from './loader.js';
+import type { ValuesFile } from './values.js';
+import { bindDims, withValues } from './values.js';
 
 // ---------------------------------------------------------------------------------------------
 // graphc ir
@@ -115,15 +117,15 @@ function rng(seed: number): () => number {
 }
 
 /** Params from the generated `initParams(seed)` and random inputs (indices within their bounds). */
-function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int32Array> {
+function randomInputs(g: Graph, seed: number, dims: Readonly<Record<string, number>> = {}): Record<string, Float32Array | Int32Array> {
   const r = rng(seed);
   const bounds = indexBounds(g);
   const inputs: Record<string, Float32Array | Int32Array> = {};
   for (const inst of g.insts) {
     if (inst.op !== 'input') continue;
     const t = g.type(inst.result);
-    // a symbolic dimension gets a small size of its own
-    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : 3)));
+    // a symbolic dimension gets a small size of its own, unless a values file fixes it
+    const n = numel(t.shape.map((d) => (typeof d === 'number' ? d : dims[d] ?? 3)));
     inputs[inst.attrs.name] =
       t.dtype === 'i32'
         ? Int32Array.from({ length: n }, () => Math.floor(r() * (bounds.get(inst.attrs.name) ?? 10)))
@@ -136,13 +138,20 @@ function randomInputs(g: Graph, seed: number): Record<string, Float32Array | Int
  * Checks the generated module's gradients against central finite differences of the float64
  * interpreter, at `samples` coordinates of every param.
  */
-export async function gradCheck(file: string, opts: { seed?: number; samples?: number; tolerance?: number } = {}): Promise<{ rows: CheckRow[]; table: string }> {
+export async function gradCheck(
+  file: string,
+  opts: { seed?: number; samples?: number; tolerance?: number; params?: ValuesFile; inputs?: ValuesFile } = {},
+): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
   const tolerance = opts.tolerance ?? 1e-3;
   const c = await compile(file, { targets: ['ts'] });
   const dir = mkdtempSync(path.join(tmpdir(), 'graphc-check-'));
-  let mod: { initParams(seed: number): Record<string, Float32Array>; valueAndGrad(p: object, i: object): { grads: Record<string, Float32Array> } };
+  let mod: {
+    initParams(seed: number): Record<string, Float32Array>;
+    initBuffers?(): Record<string, Float32Array>;
+    valueAndGrad(p: object, i: object, o?: object): { grads: Record<string, Float32Array> };
+  };
   try {
     const js = path.join(dir, `${c.name}.js`);
     writeFileSync(js, c.files.find((f) => f.name === `${c.name}.js`)!.content);
@@ -150,18 +159,25 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const params = mod.initParams(seed);
-  const inputs = randomInputs(c.fwd, seed + 1);
-  const grads = mod.valueAndGrad(params, inputs).grads;
+  const params = withValues(c.fwd, 'param', mod.initParams(seed), opts.params);
+  const dims = bindDims(c.fwd, opts.inputs);
+  const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, dims), opts.inputs, dims);
+  // a training call: the dropout masks of this seed, held fixed while the finite differences are
+  // taken (the interpreter draws the same masks from the same seed), and batch statistics
+  const buffers = mod.initBuffers?.();
+  const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
+  const grads = mod.valueAndGrad(params, inputs, { seed, buffers }).grads;
+  const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params
   const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient');
   const stopped = stops.map((i) => c.fwd.value(i.result).name);
   const stoppedAt = stops.map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
-  const base = interpret(c.fwd, { params: p64, inputs });
+  const mode = { train: true, seed, buffers: buffers64 };
+  const base = interpret(c.fwd, { params: p64, inputs, ...mode });
   const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
-  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen }).get(lossName)!.data[0]!;
+  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
   const r = rng(seed + 2);
   const rows: CheckRow[] = [];
   for (const inst of c.fwd.insts) {
@@ -193,8 +209,10 @@ export async function gradCheck(file: string, opts: { seed?: number; samples?: n
   const fmt = (cells: string[]) => cells.map((s, k) => (k >= 2 && k <= 4 ? s.padStart(widths[k]!) : s.padEnd(widths[k]!))).join('  ').trimEnd();
   const table = [
     `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
+    ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
     ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
+    ...(masks.length ? [`(a training call with seed ${seed}: the finite differences hold the dropout masks fixed: ${masks.join(', ')})`] : []),
     fmt(head),
     ...body.map(fmt),
   ].join('\n');
@@ -234,15 +252,16 @@ function fmtValues(a: NDArray | undefined): string | undefined {
  * edges labelled with their shape; with values, each edge of a small tensor shows its forward
  * value (green) over its gradient (red), as the DeepRob slides draw the sigmoid neuron.
  */
-export async function graphDot(file: string, opts: { values?: boolean; seed?: number } = {}): Promise<string> {
+export async function graphDot(file: string, opts: { values?: boolean; seed?: number; params?: ValuesFile; inputs?: ValuesFile } = {}): Promise<string> {
   const g = traceFile(file).traced.graph;
   let vals: Map<string, NDArray> | undefined;
   let grads: Map<ValueId, NDArray> | undefined;
   if (opts.values) {
     const gradOf = new Map<ValueId, ValueId>();
     const bwd = reverseMode(g, gradOf);
-    const params = initialParams(g, opts.seed ?? 0);
-    vals = interpret(g, { params, inputs: randomInputs(g, (opts.seed ?? 0) + 1) });
+    const params = withValues(g, 'param', initialParams(g, opts.seed ?? 0), opts.params);
+    const dims = bindDims(g, opts.inputs);
+    vals = interpret(g, { params, inputs: withValues(g, 'input', randomInputs(g, (opts.seed ?? 0) + 1, dims), opts.inputs, dims) });
     const bvals = interpret(bwd, { fwd: vals });
     grads = new Map([...gradOf].map(([v, d]) => [v, bvals.get(bwd.value(d).name)!]));
   }

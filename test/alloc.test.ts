@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
-import { modelFile, ROOT, tmp } from './helpers.js';
+import { modelFile, ROOT, run, tmp } from './helpers.js';
 
 /** The garbage collections of the steady state of a module (the lines between the fixture's markers). */
 function steadyStateGcs(module: string, threads?: number): string[] {
@@ -29,6 +29,25 @@ describe('generated modules', () => {
   it('the threaded wasm module of makemore (create({ threads: 2 }), every kernel that can split split, not adapting) allocates nothing per call', () => {
     expect(steadyStateGcs(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'), 2)).toEqual([]);
   });
+  it('trainStep allocates nothing per call (adamw: the flat module, and the wasm module with clipping)', async () => {
+    const flat = path.join(tmp(), 'trained');
+    const wasm = path.join(tmp(), 'clipped');
+    expect((await run(['build', 'examples/makemore.ts', '--out', flat, '--target', 'ts', '--optimizer', 'adamw'])).code).toBe(0);
+    expect((await run(['build', 'examples/makemore.ts', '--out', wasm, '--target', 'wasm', '--optimizer', 'adamw', '--clip-grad-norm', '1'])).code).toBe(0);
+    expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
+    expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
+  }, 240_000);
+  it('a module with dropout and running statistics allocates nothing per call (flat and wasm)', async () => {
+    const examples = ROOT.split(path.sep).join('/') + '/examples';
+    const file = modelFile(`import { makemoreRunning } from '${examples}/makemore_running.ts';
+export default makemoreRunning(undefined, 'steady_dropout', { dropout: 0.1 });
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    expect(steadyStateGcs(path.join(dir, 'steady_dropout.js'))).toEqual([]);
+    expect(steadyStateGcs(path.join(dir, 'steady_dropout.wasm.js'))).toEqual([]);
+  }, 180_000); // two modules, 20,000 steps each
 
   it('a module with a symbolic batch allocates nothing per call at a steady size', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';

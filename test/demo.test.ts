@@ -16,12 +16,26 @@ import { calibrate, sampleNames, splitLoss } from '../scripts/demo/evaluate.mjs'
 import { Rng } from '../scripts/demo/rng.mjs';
 // @ts-expect-error: plain ESM without type declarations
 import { loadCheckpoint, saveCheckpoint, Trainer } from '../scripts/demo/train.mjs';
+import { loadTensors } from '../src/io.js';
 import type { GeneratedModule } from './helpers.js';
 import { buildAndImport, modelFile, ROOT, tmp } from './helpers.js';
 
 const names: string[] = loadNames(42);
 const data = splits(names);
-const lecture = (): Promise<GeneratedModule> => import(pathToFileURL(path.join(ROOT, 'generated/makemore/makemore.js')).href);
+// the lecture's network as the demo builds it (--optimizer sgd --lr 0.1: its compiled trainStep),
+// and the same network with running statistics (momentum 0.001, batch 32)
+const built = new Map<string, Promise<GeneratedModule>>();
+const buildSgd = (file: string, name: string): Promise<GeneratedModule> => {
+  if (!built.has(name)) {
+    const dir = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', '--optimizer', 'sgd', '--lr', '0.1', path.join(ROOT, file)], { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+    built.set(name, import(pathToFileURL(path.join(dir, 'generated', name, `${name}.js`)).href));
+  }
+  return built.get(name)!;
+};
+const lecture = (): Promise<GeneratedModule> => buildSgd('examples/makemore.ts', 'makemore');
+const runningNet = (): Promise<GeneratedModule> => import(pathToFileURL(path.join(ROOT, 'generated/makemore_running/makemore_running.js')).href);
 
 describe('demo data', () => {
   it('the @stdlib names, lowercased a-z, split 80/10/10 into contexts of 3', () => {
@@ -40,6 +54,33 @@ describe('demo data', () => {
 });
 
 describe('training', () => {
+  it('a module without the compiled trainStep is refused', async () => {
+    const plain = await import(pathToFileURL(path.join(ROOT, 'generated/makemore/makemore.js')).href);
+    expect(() => new Trainer(plain, data.train, { steps: 10 })).toThrow("the module 'makemore' has no trainStep: build it with graphc build --optimizer sgd");
+  });
+
+  it('the compiled SGD step equals valueAndGrad and p −= lr·g, with the lecture schedule through options.lr', async () => {
+    const mod = await lecture();
+    const t = new Trainer(mod, data.train, { steps: 20, seed: 4 });
+    const params = mod.initParams(4);
+    const rng = new Rng(4 * 2654435761);
+    const { X, Y, block } = data.train;
+    const Xb = new Int32Array(32 * block);
+    const Yb = new Int32Array(32);
+    for (let s = 0; s < 20; s++) {
+      for (let i = 0; i < 32; i++) {
+        const k = rng.int(data.train.n);
+        for (let j = 0; j < block; j++) Xb[i * block + j] = X[k * block + j];
+        Yb[i] = Y[k];
+      }
+      const { loss, grads } = mod.valueAndGrad(params, { Xb, Yb });
+      const lr = s < 10 ? 0.1 : 0.01;
+      for (const k of Object.keys(params)) for (let i = 0; i < params[k]!.length; i++) params[k]![i] = params[k]![i]! - lr * grads[k]![i]!;
+      expect(t.trainStep()).toBe(loss);
+    }
+    for (const k of Object.keys(params)) expect(Buffer.from(t.params[k].buffer).equals(Buffer.from(params[k]!.buffer)), k).toBe(true);
+  });
+
   it('a short run lowers the loss', async () => {
     const t = new Trainer(await lecture(), data.train, { steps: 400, seed: 3 });
     const losses: number[] = [];
@@ -52,28 +93,46 @@ describe('training', () => {
 
   it('a checkpoint round-trips: params bit for bit, step, random state and history', async () => {
     const mod = await lecture();
-    const t = new Trainer(mod, data.train, { steps: 100, seed: 5 });
+    const running = await runningNet();
+    const t = new Trainer(mod, data.train, { steps: 100, seed: 5, running });
     for (let i = 0; i < 37; i++) t.trainStep();
+    expect(t.opt).toEqual({ step: 37 }); // the compiled SGD's state: its step count
     const file = path.join(tmp(), 'ck.json');
     saveCheckpoint(file, t);
-    const u = Trainer.resume(mod, data.train, loadCheckpoint(file));
-    expect([u.step, u.steps, u.rng.state, u.windowSum, u.windowCount]).toEqual([t.step, t.steps, t.rng.state, t.windowSum, t.windowCount]);
-    for (const k of Object.keys(t.params)) expect(u.params[k]).toEqual(t.params[k]);
+    const u = Trainer.resume(mod, data.train, loadCheckpoint(file), running);
+    expect([u.step, u.steps, u.rng.state, u.windowSum, u.windowCount, u.opt]).toEqual([t.step, t.steps, t.rng.state, t.windowSum, t.windowCount, t.opt]);
+    for (const k of Object.keys(t.params)) expect(Buffer.from(u.params[k].buffer).equals(Buffer.from(t.params[k].buffer)), k).toBe(true);
+    for (const k of ['hpreact.running_mean', 'hpreact.running_var']) {
+      expect(t.buffers[k].some((x: number) => x !== 0 && x !== 1), k).toBe(true); // moved by the 37 steps
+      expect(Buffer.from(u.buffers[k].buffer).equals(Buffer.from(t.buffers[k].buffer)), k).toBe(true);
+    }
     expect(u.history).toEqual(t.history);
-    expect(readFileSync(file, 'utf8')).toBe(JSON.stringify(t.state()));
+    // the training state as JSON, naming the tensors file: params and buffers as safetensors, with their shapes
+    const { tensors, ...state } = t.state();
+    expect(readFileSync(file, 'utf8')).toBe(JSON.stringify({ ...state, params: 'ck.safetensors' }));
+    const stored = loadTensors(path.join(path.dirname(file), 'ck.safetensors'));
+    expect(stored.metadata).toEqual({ format: 'graphc-demo-checkpoint', model: 'makemore', step: '37' });
+    expect(Object.keys(stored.tensors)).toEqual([...Object.keys(mod.spec.params), 'hpreact.running_mean', 'hpreact.running_var']);
+    for (const [k, p] of Object.entries(mod.spec.params)) {
+      expect(stored.tensors[k]!.shape, k).toEqual(p.shape);
+      expect(Buffer.from(stored.tensors[k]!.data.buffer).equals(Buffer.from((tensors as Record<string, Float32Array>)[k]!.buffer)), k).toBe(true);
+    }
   });
 
   it('resuming from a checkpoint equals training without a stop', async () => {
     const mod = await lecture();
-    const straight = new Trainer(mod, data.train, { steps: 300, seed: 7 });
+    const running = await runningNet();
+    const straight = new Trainer(mod, data.train, { steps: 300, seed: 7, running });
     while (straight.step < 300) straight.trainStep();
-    const first = new Trainer(mod, data.train, { steps: 300, seed: 7 });
+    const first = new Trainer(mod, data.train, { steps: 300, seed: 7, running });
     while (first.step < 130) first.trainStep();
     const file = path.join(tmp(), 'ck.json');
     saveCheckpoint(file, first);
-    const resumed = Trainer.resume(mod, data.train, loadCheckpoint(file));
+    const resumed = Trainer.resume(mod, data.train, loadCheckpoint(file), running);
     while (resumed.step < 300) resumed.trainStep();
     for (const k of Object.keys(straight.params)) expect(Buffer.from(resumed.params[k].buffer).equals(Buffer.from(straight.params[k].buffer)), k).toBe(true);
+    for (const k of Object.keys(straight.buffers)) expect(Buffer.from(resumed.buffers[k].buffer).equals(Buffer.from(straight.buffers[k].buffer)), k).toBe(true);
+    expect(resumed.opt).toEqual(straight.opt);
     expect(resumed.history).toEqual(straight.history);
   });
 
@@ -81,6 +140,22 @@ describe('training', () => {
     const mod = await lecture();
     const state = new Trainer(mod, data.train, { steps: 10 }).state();
     expect(() => Trainer.resume(mod, data.train, { ...state, model: 'other' })).toThrow("the checkpoint is of model 'other', not 'makemore'");
+    const { W1: _w, ...rest } = state.tensors;
+    expect(() => Trainer.resume(mod, data.train, { ...state, tensors: rest, paramsFile: 'ck.safetensors' })).toThrow("ck.safetensors: missing param 'W1' of makemore");
+    const running = await runningNet();
+    expect(() => Trainer.resume(mod, data.train, state, running)).toThrow("the checkpoint's running statistics are of 'null', not 'makemore_running'");
+  });
+
+  it('a params file of another step than the state is refused', async () => {
+    const mod = await lecture();
+    const t = new Trainer(mod, data.train, { steps: 10, seed: 2 });
+    const file = path.join(tmp(), 'checkpoint.json');
+    saveCheckpoint(file, t);
+    const early = readFileSync(file, 'utf8');
+    t.trainStep();
+    saveCheckpoint(file, t);
+    writeFileSync(file, early); // as if the second save had stopped between its two files
+    expect(() => loadCheckpoint(file)).toThrow(/checkpoint\.safetensors holds the params of step 1, but .*checkpoint\.json is the state of step 0 \(was a save interrupted\?\)/);
   });
 });
 
@@ -109,7 +184,7 @@ describe('npm run demo', () => {
     const out = tmp();
     const r = spawnSync(process.execPath, [demo, '--steps', '600', '--eval-every', '300', '--out', out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/train \d\.\d{4} {3}dev \d\.\d{4} {3}test \d\.\d{4}/);
+    expect(r.stdout).toMatch(/train \d\.\d{4} {3}dev \d\.\d{4} {3}test \d\.\d{4}\nwith the running statistics \(momentum 0\.001\) instead:\n {2}dev \d\.\d{4} {3}test \d\.\d{4}\n/);
     const sampled = r.stdout.split('10 names sampled from the trained model:\n')[1]!.split('\n').slice(0, 10);
     for (const s of sampled) expect(s).toMatch(/^ {2}[a-z]*$/);
     expect(readFileSync(path.join(out, 'demo-loss.svg'), 'utf8')).toMatch(/^<svg [^]*<polyline [^]*<\/svg>\n$/);
@@ -145,7 +220,7 @@ describe('npm run demo', () => {
 });
 
 describe('npm run demo:gpt', () => {
-  it('builds the tiny GPT, and 300 Adam steps take the dev loss per character from ln 27 (3.30) below 2.5', () => {
+  it('builds the tiny GPT, and 300 compiled AdamW steps take the dev loss per character from ln 27 (3.30) below 2.5', () => {
     const out = tmp();
     const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/gpt.mjs'), '--steps', '300', '--out', out], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);

@@ -7,6 +7,7 @@ import type { Graph } from '../ir/graph.js';
 import { OPS } from '../ir/ops.js';
 import type { OpKind } from '../ir/ops.js';
 import type { GeneratedModule } from './helpers.js';
+import { traceFile } from '../src/build.js';
 import { buildAndImport, buildIR, finiteDiff, modelFile, randomArgs, reference, relErr, rng } from './helpers.js';
 
 type Rand = () => number;
@@ -116,10 +117,18 @@ const DSL: Record<string, (r: Rand) => string> = {
     const shape = pickOne(r, [[c], [dim(r), c], [dim(r), dim(r), c]]);
     return `const a = g.param('a', ${S(shape)}); const gain = g.param('gain', [${c}]); const bias = g.param('bias', [${c}]); const y = g.layerNorm(a, gain, bias);`;
   },
+  // convolutions and pooling (every form on every target: test/conv.test.ts)
+  conv2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 3}, ${dim(r) + 3}]); const w = g.param('w', [3, 2, 3, 2]); const y = g.conv2d(x, w, { stride: ${1 + Math.floor(r() * 2)}, padding: 1 });`,
+  conv1d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 4}]); const w = g.param('w', [2, 1, 3]); const y = g.conv1d(x, w, { groups: 2, dilation: 2 });`,
+  maxPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.maxPool2d(x, 2, { stride: 1 });`,
+  avgPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
   hingeLoss: (r) => {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;
   },
+  // a custom gradient equal to the true one (tanh' = 1 − y²), so that finite differences agree
+  customGrad: (r) =>
+    `const a = g.param('a', ${S([dim(r), dim(r)])}); const f = g.customGrad((x) => x.tanh(), ([x], t, dy) => [dy.mul(t.square().neg().add(1))]); const y = f(a.mul(2));`,
 };
 
 /** Forward IR of the ops that have no DSL surface of their own. */
@@ -203,7 +212,10 @@ describe('op table', () => {
   for (const [name, body] of Object.entries(DSL))
     it.each([1, 2, 3])(`${name} (shapes from seed %i)`, async (seed) => {
       const text = source(`op_${name}`, body(rng(seed * 7919 + name.length)));
-      const { c, mod } = await buildAndImport(modelFile(text));
+      const file = modelFile(text);
+      const { c, mod } = await buildAndImport(file);
+      // custom_grad lives only until the reverse pass: it is in the traced graph
+      if (name === 'customGrad') note(traceFile(file).traced.graph);
       note(c.fwd);
       note(c.bwd);
       await check(c, mod, seed, name === 'stopGradient' ? 0.5 : 1);

@@ -91,6 +91,77 @@ describe('--optimizer sgd', () => {
     expect(() => m.update(params, { ...grads, b1: new Float32Array(3) }, 0.1)).toThrow(
       new RangeError("makemore: gradient 'b1' must have 64 elements (f32[64]), got 3"),
     );
-    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'adam'])).err).toBe("graphc build: unknown optimizer 'adam' (known: sgd)\n");
+    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'rmsprop'])).err).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+  });
+});
+
+describe('the lifetime of returned arrays', () => {
+  it('forward() never writes into the gradients valueAndGrad returned (every example, flat and wasm)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { randomArgs } = await import('./helpers.js');
+    const { compile } = await import('../src/build.js');
+    for (const name of readdirSync(path.join(ROOT, 'generated'))) {
+      const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: [] });
+      for (const target of ['', '.wasm']) {
+        const mod = (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}${target}.js`)).href)) as GeneratedModule;
+        const dims = { B: 5 };
+        const a = randomArgs(c.fwd, 1, 0.5, dims);
+        const b = randomArgs(c.fwd, 2, 0.5, dims);
+        const { grads } = mod.valueAndGrad(a.params, a.inputs);
+        const kept = Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, Float32Array.from(v)]));
+        mod.forward(b.params, b.inputs); // another batch, other params
+        for (const k of Object.keys(kept)) expect(grads[k], `${name}${target} d${k}`).toEqual(kept[k]);
+      }
+    }
+  });
+});
+
+describe('gradients with respect to inputs', () => {
+  it("g.input(name, shape, 'f32', { grad: true }) adds the input's gradient to grads, against finite differences (flat and wasm)", async () => {
+    const { compile } = await import('../src/build.js');
+    const { lossAt, relErr } = await import('./helpers.js');
+    const { printGraph } = await import('../ir/print.js');
+    const { parseGraph } = await import('../ir/parse.js');
+    const file = modelFile(`import { model } from 'graphc';
+export default model('saliency', (g) => {
+  const W = g.param('W', [3, 4], { scale: 0.5 });
+  const x = g.input('x', [5, 3], 'f32', { grad: true });
+  const y = g.input('y', [5], 'i32');
+  const loss = g.crossEntropy(x.matmul(W).tanh(), y);
+  return { loss };
+});
+`);
+    const out = path.join(tmp(), 'saliency');
+    expect((await run(['build', file, '--out', out, '--target', 'ts,wasm'])).code).toBe(0);
+    const c = await compile(file, { targets: [] });
+    expect(printGraph(c.fwd)).toContain('input {name="x", grad=true}');
+    expect(printGraph(parseGraph(printGraph(c.fwd)))).toBe(printGraph(c.fwd));
+    const W = Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1));
+    const x = Float32Array.from({ length: 15 }, (_, i) => Math.cos(3 * i));
+    const y = Int32Array.of(0, 3, 1, 2, 3);
+    for (const target of ['', '.wasm']) {
+      const mod = (await import(pathToFileURL(path.join(out, `saliency${target}.js`)).href)) as GeneratedModule;
+      const { grads } = mod.valueAndGrad({ W }, { x, y });
+      expect(Object.keys(grads)).toEqual(['W', 'x']);
+      const fd = Float64Array.from(x, (_v, i) => {
+        const h = 1e-4;
+        const at = (d: number) => lossAt(c.fwd, { W }, { x: Float64Array.from(x, (v, j) => (j === i ? v + d : v)) as unknown as Float32Array, y });
+        return (at(-2 * h) - 8 * at(-h) + 8 * at(h) - at(2 * h)) / (12 * h);
+      });
+      expect(relErr(grads.x!, fd), target || 'flat').toBeLessThan(1e-4);
+    }
+  });
+
+  it('an i32 input has no gradient: a located error', async () => {
+    const r = await run(['build', modelFile(`import { model } from 'graphc';
+export default model('bad', (g) => {
+  const y = g.input('y', [5], 'i32', { grad: true });
+  return { loss: g.oneHot(y, 3).sum() };
+});
+`), '--out', path.join(tmp(), 'bad')]);
+    expect(r.code).toBe(1);
+    expect(r.err.replace(/^\S*model\.ts:/, 'model.ts:')).toBe(
+      "model.ts:3:15: error: input: 'y' is i32, which has no gradient\n  3 |   const y = g.input('y', [5], 'i32', { grad: true });\n    |               ^^^^^\n  fix: ask for the gradient of an f32 input; i32 inputs hold indices and labels\n",
+    );
   });
 });

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { modelFile, ROOT, tmp } from './helpers.js';
 
-const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'gpt', 'twolayer', 'classifier'];
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'gpt', 'twolayer', 'classifier', 'cnn', 'pinn'];
 
 type Arrays = Record<string, Float32Array | Int32Array>;
 interface Instance {

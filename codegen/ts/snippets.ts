@@ -13,6 +13,7 @@ import { factor, nest } from '../loops.js';
 import type { Typed } from '../module.js';
 import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
+import { convLoops, poolLoops } from './conv.js';
 
 
 // ---------------------------------------------------------------------------------------------
@@ -83,8 +84,12 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   const: { none: true },
   fwd: { none: true },
   dim: { none: true },
+  buffer: { none: true },
+  mode: { none: true },
+  dropout_mask: { none: true },
   reshape: { none: true },
   stop_gradient: { none: true },
+  custom_grad: { none: true }, // dropped before emission (ir/passes.ts dropCustomGrads)
 
   neg: x1(E.neg),
   exp: x1((a) => E.call('Math.exp', a)),
@@ -104,6 +109,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   minimum: x2((a, b) => E.call('Math.min', a, b)),
   gt: x2((a, b) => E.cond(E.rel('>')(a, b), one, zero)),
   ge: x2((a, b) => E.cond(E.rel('>=')(a, b), one, zero)),
+  select: { expr: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!) },
   broadcast: x1((a) => a),
   // operands: the index at this row, and the coordinate along the class axis
   one_hot: x2((idx, j) => E.cond(E.rel('===')(idx, j), one, zero)),
@@ -232,6 +238,13 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
       ];
     },
   },
+  conv: { emit: convLoops },
+  conv_input_grad: { emit: convLoops },
+  conv_weight_grad: { emit: convLoops },
+  max_pool: { emit: poolLoops },
+  max_pool_grad: { emit: poolLoops },
+  avg_pool: { emit: poolLoops },
+  avg_pool_grad: { emit: poolLoops },
 };
 
 /** Softmax or log-softmax along one axis: max, Σ exp, normalise. */

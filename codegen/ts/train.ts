@@ -6,6 +6,7 @@
 import { numelSize, sizeText } from '../../ir/dims.js';
 import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, member, params } from '../module.js';
+import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
 import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from '../optim.js';
 
@@ -43,7 +44,11 @@ export function hyperLiteral(spec: OptimizerSpec): string {
 /** The name of an array argument of the update function. */
 const arrayArg = (n: string) => n;
 
-/** The update of one param as a JavaScript function over its arrays: the optimizer's statements in one loop. */
+/**
+ * The update of one param as a JavaScript function over its arrays: the optimizer's statements in
+ * one loop. The step scalars come in one Float64Array (`s`): a number passed to a function that V8
+ * does not inline is boxed, which would allocate on every call.
+ */
 export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): string[] {
   const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
   const stmts = updateStatements(spec);
@@ -54,7 +59,8 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
   const target = (n: string) => (n === 'g' ? 'gi' : `${arrayArg(n)}[i]`);
   return [
     `/** One ${spec.name} step of one param, in place (${commentText(OPTIMIZERS[spec.name].summary)}). */`,
-    `function ${fn}(${[...arrays.map((a) => `${arrayArg(a)}${t(': Float32Array')}`), `n${t(': number')}`, ...scalars.map((s) => `${s}${t(': number')}`)].join(', ')})${t(': void')} {`,
+    `function ${fn}(${[...arrays.map((a) => `${arrayArg(a)}${t(': Float32Array')}`), `n${t(': number')}`, ...(scalars.length ? [`s${t(': Float64Array')}`] : [])].join(', ')})${t(': void')} {`,
+    ...(scalars.length ? [`  const ${scalars.map((x, k) => `${x} = s[${k}]${t('!')}`).join(', ')};`] : []),
     '  for (let i = 0; i < n; i++) {',
     `    ${setsG ? 'let' : 'const'} gi = g[i]${t('!')};`,
     ...stmts.map((s) => `    ${target(s.set)} = ${renderJs(s.to, name)}; // ${commentText(s.formula)}`),
@@ -63,18 +69,12 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
   ];
 }
 
-/** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
-export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
+/** The optimizer state's type, a fresh slot's literal and `checkOptState` (shared with the GPU.js module). */
+export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; freshSlot: () => string; checkState: string[] } {
   const spec = m.optimizer!;
-  const def = OPTIMIZERS[spec.name];
-  const slots = def.slots(spec.hyper);
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const fn = c.codeName(`${spec.name}Step`);
-  const scalars = scalarNames(spec);
-  const perStep = stepScalars(spec);
-  const clip = spec.hyper.clipGradNorm;
-  const sumSq = c.codeName('sumOfSquares');
   const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
   const checkState = [
@@ -88,6 +88,25 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     ]),
     '}',
   ];
+  return { stateType, freshSlot, checkState };
+}
+
+/** `hyper`, the optimizer state's type, `initOptState` and `trainStep`. */
+export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
+  const spec = m.optimizer!;
+  const def = OPTIMIZERS[spec.name];
+  const slots = def.slots(spec.hyper);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const fn = c.codeName(`${spec.name}Step`);
+  const scalars = scalarNames(spec);
+  const perStep = stepScalars(spec);
+  const clip = spec.hyper.clipGradNorm;
+  const modes = hasModes(m.fwd);
+  const sumSq = c.codeName('addSquares');
+  const scalarArray = c.codeName('stepScalars');
+  const normArray = c.codeName('gradNormSq');
+  const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
   // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
@@ -129,38 +148,50 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     '',
     ...(clip !== undefined
       ? [
-          `function ${sumSq}(a${t(': Float32Array')})${t(': number')} {`,
-          '  let s = 0;',
+          `const ${normArray} = new Float64Array(1); // Σ g² over every gradient (an array: a returned number would be boxed)`,
+          `function ${sumSq}(a${t(': Float32Array')})${t(': void')} {`,
+          `  let s = ${normArray}[0]${t('!')};`,
           `  for (let i = 0; i < a.length; i++) s += a[i]${t('!')} * a[i]${t('!')};`,
-          '  return s;',
+          `  ${normArray}[0] = s;`,
           '}',
           '',
         ]
       : []),
     `const trainResult${t(': { loss: number }')} = { get loss() { return ${c.loss}; } };`,
+    ...(scalars.length ? [`const ${scalarArray} = new Float64Array(${scalars.length}); // ${scalars.join(', ')}: this step's scalars`] : []),
+    ...(modes ? ['/** The options trainStep passes to valueAndGrad (one object, so that a step allocates nothing). */', `const stepOptions${t(': Options')} = { seed: 0, buffers: undefined };`] : []),
     '',
     '/**',
     ` * One training step, in place: forward, backward and an ${spec.name === 'sgd' ? 'SGD' : spec.name === 'adam' ? 'Adam' : 'AdamW'} update of every param (and of the`,
     ' * optimizer state). options.lr overrides hyper.lr for this call. Allocates nothing.',
     ' */',
-    `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number }')})${t(': { loss: number }')} {`,
+    `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': { loss: number }')} {`,
     '  const lr = options?.lr ?? hyper.lr;',
     `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
     '  checkOptState(state);',
-    '  valueAndGrad(params, inputs);',
     '  const t = state.step + 1; // the step number of this step, from 1',
+    ...(modes
+      ? [
+          '  stepOptions.seed = options?.seed ?? t; // the dropout masks: the seed given, else the step number',
+          '  stepOptions.buffers = options?.buffers;',
+          '  valueAndGrad(params, inputs, stepOptions);',
+        ]
+      : ['  valueAndGrad(params, inputs);']),
     ...perStep.map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
-          `  const clip = Math.min(1, ${clip} / (Math.sqrt(${ps.map((p) => `${sumSq}(${c.gradArray(p.name)})`).join(' + ')}) + 1e-6));`,
+          `  ${normArray}[0] = 0;`,
+          ...ps.map((p) => `  ${sumSq}(${c.gradArray(p.name)});`),
+          `  const clip = Math.min(1, ${clip} / (Math.sqrt(${normArray}[0]${t('!')}) + 1e-6));`,
         ]
       : []),
+    ...scalars.map((s, k) => `  ${scalarArray}[${k}] = ${s};`),
     ...residentCopies('in'),
     ...(c.backend && covered.size ? c.backend.run(scalars).map((l) => `  ${l}`) : []),
     ...jsParams.map(
       (p) =>
-        `  ${fn}(${[member('params', p.name), c.gradArray(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...scalars].join(', ')}); // ${commentText(p.name)}`,
+        `  ${fn}(${[member('params', p.name), c.gradArray(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...(scalars.length ? [scalarArray] : [])].join(', ')}); // ${commentText(p.name)}`,
     ),
     ...residentCopies('out'),
     '  state.step = t;',

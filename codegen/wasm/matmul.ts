@@ -34,6 +34,8 @@ export interface MatmulKernel {
   readonly epilogue: readonly Step[];
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
+  /** Bytes from one matrix of the batch to the next, where not the matrices' sizes (a convolution's images). */
+  readonly strides?: { readonly a: number; readonly b: number; readonly c: number };
 }
 
 export const DEFAULT_TILE = { rows: 4, vecs: 2 } as const;
@@ -80,11 +82,18 @@ function columnRuns(N: number, V: number): Run[] {
  * before the blocks run.
  */
 export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
+  return matmulInto(new Body(opts.ranged ? 2 : 0), k, opts);
+}
+
+/**
+ * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
+ * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`).
+ */
+export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
   if (ranged && batch !== 1) throw new Error('internal: a ranged matmul over a batch');
-  const f = new Body(ranged ? 2 : 0);
   if (M * N * batch === 0) return f;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
@@ -171,9 +180,9 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Bo
   f.assign(tA, 0).assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
     matrix();
-    if (k.aBatched) f.bump(tA, 4 * M * K);
-    if (k.bBatched) f.bump(tB, 4 * K * N);
-    f.bump(tC, 4 * M * N);
+    f.bump(tA, k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0);
+    f.bump(tB, k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0);
+    f.bump(tC, k.strides ? k.strides.c : 4 * M * N);
   });
   return f;
 }

@@ -293,7 +293,7 @@ export async function create(options = {}) {
     });
 
   const target_classes_f32 = new Float32Array(64);
-  const args = (params, inputs) => {
+  const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     target_classes_f32.set(inputs.target_classes);
     return [params.W1, params.b1, params.W2, params.b2, inputs.x, target_classes_f32];
@@ -305,12 +305,12 @@ export async function create(options = {}) {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params, inputs) {
-      const r = (await forwardPlan(...args(params, inputs)));
+    async forward(params, inputs, options) {
+      const r = (await forwardPlan(...args(params, inputs, options)));
       return { loss: r.loss[0], logits: r.logits };
     },
-    async valueAndGrad(params, inputs) {
-      const r = (await gradPlan(...args(params, inputs)));
+    async valueAndGrad(params, inputs, options) {
+      const r = (await gradPlan(...args(params, inputs, options)));
       return { loss: r[0][0], grads: { W1: r[1], b1: r[2], W2: r[3], b2: r[4] } };
     },
     destroy() {

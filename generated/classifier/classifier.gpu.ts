@@ -37,13 +37,21 @@ export interface Grads {
   W2: Float32Array; // f32[64,10]
   b2: Float32Array; // f32[10]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 export type Mode = 'gpu' | 'cpu' | 'webasm' | 'webgpu';
 
 export interface Model {
   /** the gpu.js backend that runs the kernels */
   readonly mode: string;
-  forward(params: Params, inputs: Inputs): Promise<Outputs>;
-  valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }>;
+  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;
+  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;
   destroy(): void;
 }
 
@@ -398,7 +406,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   });
 
   const target_classes_f32 = new Float32Array(64);
-  const args = (params: Params, inputs: Inputs) => {
+  const args = (params: Params, inputs: Inputs, options?: Options) => {
     checkArgs(params, inputs);
     target_classes_f32.set(inputs.target_classes);
     return [params.W1, params.b1, params.W2, params.b2, inputs.x, target_classes_f32];
@@ -410,12 +418,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params: Params, inputs: Inputs): Promise<Outputs> {
-      const r = (await forwardPlan(...args(params, inputs))) as Record<string, Float32Array>;
+    async forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs> {
+      const r = (await forwardPlan(...args(params, inputs, options))) as Record<string, Float32Array>;
       return { loss: r.loss[0]!, logits: r.logits };
     },
-    async valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }> {
-      const r = (await gradPlan(...args(params, inputs))) as Float32Array[];
+    async valueAndGrad(
+      params: Params,
+      inputs: Inputs,
+      options?: Options,
+    ): Promise<{ loss: number; grads: Grads }> {
+      const r = (await gradPlan(...args(params, inputs, options))) as Float32Array[];
       return { loss: r[0]![0]!, grads: { W1: r[1]!, b1: r[2]!, W2: r[3]!, b2: r[4]! } };
     },
     destroy() {

@@ -31,7 +31,7 @@ const buf = {
   dW2: buffers[12], // f32[64,10]
   daffine1: buffers[10], // f32[64,64]
   db1: buffers[13], // f32[64]
-  dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+  dW1: buffers[9].subarray(0, 2048), // f32[32,64]
   _acc0: new Float64Array(64), // accumulators of column sums
 };
 
@@ -338,7 +338,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -349,7 +349,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

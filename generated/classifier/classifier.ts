@@ -35,6 +35,14 @@ export interface Grads {
   W2: Float32Array; // f32[64,10]
   b2: Float32Array; // f32[10]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
@@ -71,7 +79,7 @@ const buf = {
   dW2: buffers[12], // f32[64,10]
   daffine1: buffers[10], // f32[64,64]
   db1: buffers[13], // f32[64]
-  dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+  dW1: buffers[9].subarray(0, 2048), // f32[32,64]
   _acc0: new Float64Array(64), // accumulators of column sums
 };
 
@@ -448,7 +456,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -464,7 +472,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

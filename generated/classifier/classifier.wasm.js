@@ -108,7 +108,7 @@ const wasm = [
   'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEg',
   'GyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUg',
   'GyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYABaiEHIAhB',
-  'gAJqIQggDUEBayINDQALQbCYASAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIg',
+  'gAJqIQggDUEBayINDQALQcCsAiAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIg',
   'CSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEE',
   'CwgAQQBBIBANCw==',
 ].join('');
@@ -398,9 +398,10 @@ function instance(memory, kernels) {
     dW2: buffers[12], // f32[64,10]
     daffine1: buffers[10], // f32[64,64]
     db1: buffers[13], // f32[64]
-    dW1: buffers[6].subarray(0, 2048), // f32[32,64]
+    dW1: buffers[9].subarray(0, 2048), // f32[32,64]
     _acc0: new Float64Array(64), // accumulators of column sums
   };
+
 
   /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
   function stage(params, inputs) {
@@ -449,7 +450,7 @@ function instance(memory, kernels) {
   };
 
   /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params, inputs) {
+  function forward(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
@@ -460,7 +461,7 @@ function instance(memory, kernels) {
   const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
 
   /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params, inputs) {
+  function valueAndGrad(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();

@@ -2811,7 +2811,7 @@ export async function create(options = {}) {
 
   const X_f32 = new Float32Array(128);
   const Y_f32 = new Float32Array(128);
-  const args = (params, inputs) => {
+  const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     X_f32.set(inputs.X);
     Y_f32.set(inputs.Y);
@@ -2824,12 +2824,12 @@ export async function create(options = {}) {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params, inputs) {
-      const r = (await forwardPlan(...args(params, inputs)));
+    async forward(params, inputs, options) {
+      const r = (await forwardPlan(...args(params, inputs, options)));
       return { loss: r.loss[0], logits: r.logits };
     },
-    async valueAndGrad(params, inputs) {
-      const r = (await gradPlan(...args(params, inputs)));
+    async valueAndGrad(params, inputs, options) {
+      const r = (await gradPlan(...args(params, inputs, options)));
       return { loss: r[0][0], grads: { wte: r[1], wpe: r[2], ln1_0_g: r[3], ln1_0_b: r[4], q0_W: r[5], k0_W: r[6], v0_W: r[7], proj0_W: r[8], proj0_b: r[9], ln2_0_g: r[10], ln2_0_b: r[11], fc0_W: r[12], fc0_b: r[13], fcout0_W: r[14], fcout0_b: r[15], ln1_1_g: r[16], ln1_1_b: r[17], q1_W: r[18], k1_W: r[19], v1_W: r[20], proj1_W: r[21], proj1_b: r[22], ln2_1_g: r[23], ln2_1_b: r[24], fc1_W: r[25], fc1_b: r[26], fcout1_W: r[27], fcout1_b: r[28], lnf_g: r[29], lnf_b: r[30], head_W: r[31], head_b: r[32] } };
     },
     destroy() {

@@ -119,8 +119,16 @@ export interface Grads {
   head_W: Float32Array; // f32[32,27]
   head_b: Float32Array; // f32[27]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
-// Memory plan: 74 arrays, 935.7 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 95 arrays, 970.4 KiB, shared by values whose lifetimes do not overlap
 // (see gpt.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(864),
@@ -179,13 +187,13 @@ const buffers = [
   new Float32Array(4096),
   new Float32Array(4096),
   new Float32Array(4096),
-  new Float32Array(4096),
+  new Float32Array(16384),
   new Float32Array(16384),
   new Float32Array(4096),
   new Float32Array(16384),
   new Float32Array(4096),
   new Float32Array(3456),
-  new Float32Array(16384),
+  new Float32Array(4096),
   new Float32Array(3456),
   new Float32Array(3456),
   new Float32Array(4096),
@@ -193,10 +201,31 @@ const buffers = [
   new Float32Array(32),
   new Float32Array(4096),
   new Float32Array(4096),
+  new Float32Array(128),
+  new Float32Array(4096),
+  new Float32Array(32),
+  new Float32Array(32),
+  new Float32Array(32),
+  new Float32Array(1024),
+  new Float32Array(1024),
+  new Float32Array(1024),
+  new Float32Array(32),
+  new Float32Array(32),
   new Float32Array(32),
   new Float32Array(4096),
+  new Float32Array(128),
   new Float32Array(4096),
-  new Float32Array(4096),
+  new Float32Array(32),
+  new Float32Array(32),
+  new Float32Array(32),
+  new Float32Array(1024),
+  new Float32Array(1024),
+  new Float32Array(1024),
+  new Float32Array(1024),
+  new Float32Array(32),
+  new Float32Array(32),
+  new Float32Array(256),
+  new Float32Array(864),
 ] as const;
 const buf = {
   mask: Float32Array.from([
@@ -307,7 +336,7 @@ const buf = {
   attOut_1_rows: buffers[55], // a view of attOut_1
   t62: buffers[54], // f32[128,32]
   t63: buffers[54], // a view of t62
-  x_3: buffers[56], // f32[16,8,32]
+  x_3: buffers[56].subarray(0, 4096), // f32[16,8,32]
   mu_3: buffers[57].subarray(0, 128), // f32[16,8,1]
   t69: buffers[48].subarray(0, 128), // f32[16,8,1]
   t70: buffers[54], // f32[16,8,32]
@@ -323,8 +352,8 @@ const buf = {
   mu_4: buffers[61].subarray(0, 128), // f32[16,8,1]
   t82: buffers[56].subarray(0, 128), // f32[16,8,1]
   t83: buffers[57].subarray(0, 4096), // f32[16,8,32]
-  lnf: buffers[62].subarray(0, 4096), // f32[16,8,32]
-  lnf_rows: buffers[62].subarray(0, 4096), // a view of lnf
+  lnf: buffers[62], // f32[16,8,32]
+  lnf_rows: buffers[62], // a view of lnf
   t85: buffers[60].subarray(0, 3456), // f32[128,27]
   t86: buffers[60].subarray(0, 3456), // a view of t85
   logits: buffers[61], // f32[16,8,27]
@@ -340,7 +369,7 @@ const buf = {
   dhead_W: buffers[66], // f32[32,27]
   dlnf: buffers[65], // a view of dlnf_rows
   dlnf_b: buffers[64].subarray(0, 32), // f32[32]
-  dt83: buffers[62].subarray(0, 4096), // f32[16,8,32]
+  dt83: buffers[62], // f32[16,8,32]
   dlnf_g: buffers[67], // f32[32]
   t95: buffers[68], // f32[16,8,32]
   t97: buffers[65].subarray(0, 128), // f32[16,8,1]
@@ -350,117 +379,117 @@ const buf = {
   dfcout1_b: buffers[68].subarray(0, 32), // f32[32]
   dt75: buffers[65], // a view of dx_4
   dhidden_1_rows: buffers[57], // f32[128,128]
-  dfcout1_W: buffers[56], // f32[128,32]
+  dfcout1_W: buffers[69], // f32[128,32]
   dhidden_1: buffers[57], // a view of dhidden_1_rows
-  dt74: buffers[62], // f32[16,8,128]
-  dfc1_b: buffers[69].subarray(0, 128), // f32[128]
-  dt72: buffers[62], // a view of dt74
-  dln2_1_rows: buffers[57].subarray(0, 4096), // f32[128,32]
-  dfc1_W: buffers[59].subarray(0, 4096), // f32[32,128]
-  dln2_1: buffers[57].subarray(0, 4096), // a view of dln2_1_rows
-  dln2_1_b: buffers[58].subarray(0, 32), // f32[32]
-  dt70: buffers[62].subarray(0, 4096), // f32[16,8,32]
-  dln2_1_g: buffers[70], // f32[32]
-  t105: buffers[71], // f32[16,8,32]
-  t107: buffers[57].subarray(0, 128), // f32[16,8,1]
-  t108: buffers[72], // f32[16,8,32]
-  t110: buffers[57].subarray(0, 128), // f32[16,8,1]
-  dx_3: buffers[71], // f32[16,8,32]
-  dproj1_b: buffers[62].subarray(0, 32), // f32[32]
-  dt62: buffers[71], // a view of dx_3
+  dt74: buffers[56], // f32[16,8,128]
+  dfc1_b: buffers[70], // f32[128]
+  dt72: buffers[56], // a view of dt74
+  dln2_1_rows: buffers[62], // f32[128,32]
+  dfc1_W: buffers[71], // f32[32,128]
+  dln2_1: buffers[62], // a view of dln2_1_rows
+  dln2_1_b: buffers[72], // f32[32]
+  dt70: buffers[58], // f32[16,8,32]
+  dln2_1_g: buffers[73], // f32[32]
+  t105: buffers[56].subarray(0, 4096), // f32[16,8,32]
+  t107: buffers[62].subarray(0, 128), // f32[16,8,1]
+  t108: buffers[57].subarray(0, 4096), // f32[16,8,32]
+  t110: buffers[58].subarray(0, 128), // f32[16,8,1]
+  dx_3: buffers[62], // f32[16,8,32]
+  dproj1_b: buffers[74], // f32[32]
+  dt62: buffers[62], // a view of dx_3
   dattOut_1_rows: buffers[48], // f32[128,32]
-  dproj1_W: buffers[54].subarray(0, 1024), // f32[32,32]
+  dproj1_W: buffers[65].subarray(0, 1024), // f32[32,32]
   dattOut_1: buffers[48], // a view of dattOut_1_rows
   dt61: buffers[48], // a view of dattOut_1
-  dt60: buffers[55], // f32[16,4,8,8]
+  dt60: buffers[54], // f32[16,4,8,8]
   datt_1: buffers[48], // f32[16,4,8,8]
   dvalue_1: buffers[53], // f32[16,4,8,8]
-  t115: buffers[55].subarray(0, 512), // f32[16,4,8,1]
-  dt58: buffers[65], // f32[16,4,8,8]
+  t115: buffers[54].subarray(0, 512), // f32[16,4,8,1]
+  dt58: buffers[55], // f32[16,4,8,8]
   dquery_1: buffers[48], // f32[16,4,8,8]
   dkey_1: buffers[49], // f32[16,4,8,8]
   dt57: buffers[51], // f32[16,8,4,8]
   dt56: buffers[51], // a view of dt57
   dt55: buffers[51], // a view of dt56
   t117: buffers[52], // f32[128,32]
-  dv1_W: buffers[53].subarray(0, 1024), // f32[32,32]
+  dv1_W: buffers[75], // f32[32,32]
   dt54: buffers[51], // f32[16,8,4,8]
   dt53: buffers[51], // a view of dt54
   dt52: buffers[51], // a view of dt53
   t119: buffers[49], // f32[128,32]
-  dk1_W: buffers[52].subarray(0, 1024), // f32[32,32]
+  dk1_W: buffers[76], // f32[32,32]
   dt51: buffers[51], // f32[16,8,4,8]
   dt50: buffers[51], // a view of dt51
   dt49: buffers[51], // a view of dt50
   dln1_1_rows: buffers[48], // f32[128,32]
-  dq1_W: buffers[49].subarray(0, 1024), // f32[32,32]
+  dq1_W: buffers[77], // f32[32,32]
   dln1_1: buffers[48], // a view of dln1_1_rows
-  dln1_1_b: buffers[50].subarray(0, 32), // f32[32]
-  dt47: buffers[51], // f32[16,8,32]
-  dln1_1_g: buffers[55].subarray(0, 32), // f32[32]
-  t122: buffers[65], // f32[16,8,32]
+  dln1_1_b: buffers[78], // f32[32]
+  dt47: buffers[49], // f32[16,8,32]
+  dln1_1_g: buffers[79], // f32[32]
+  t122: buffers[50], // f32[16,8,32]
   t124: buffers[48].subarray(0, 128), // f32[16,8,1]
-  t125: buffers[72], // f32[16,8,32]
+  t125: buffers[51], // f32[16,8,32]
   t127: buffers[48].subarray(0, 128), // f32[16,8,1]
-  dx_2: buffers[51], // f32[16,8,32]
-  dfcout0_b: buffers[65].subarray(0, 32), // f32[32]
-  dt39: buffers[51], // a view of dx_2
+  dx_2: buffers[49], // f32[16,8,32]
+  dfcout0_b: buffers[80], // f32[32]
+  dt39: buffers[49], // a view of dx_2
   dhidden_rows: buffers[45], // f32[128,128]
-  dfcout0_W: buffers[44], // f32[128,32]
+  dfcout0_W: buffers[81], // f32[128,32]
   dhidden: buffers[45], // a view of dhidden_rows
-  dt38: buffers[57], // f32[16,8,128]
-  dfc0_b: buffers[48].subarray(0, 128), // f32[128]
-  dt36: buffers[57], // a view of dt38
-  dln2_rows: buffers[71], // f32[128,32]
-  dfc0_W: buffers[72], // f32[32,128]
-  dln2: buffers[71], // a view of dln2_rows
-  dln2_0_b: buffers[46].subarray(0, 32), // f32[32]
-  dt34: buffers[45].subarray(0, 4096), // f32[16,8,32]
-  dln2_0_g: buffers[47].subarray(0, 32), // f32[32]
-  t133: buffers[57].subarray(0, 4096), // f32[16,8,32]
-  t135: buffers[71].subarray(0, 128), // f32[16,8,1]
-  t136: buffers[73], // f32[16,8,32]
-  t138: buffers[71].subarray(0, 128), // f32[16,8,1]
-  dx_1: buffers[45].subarray(0, 4096), // f32[16,8,32]
-  dproj0_b: buffers[57].subarray(0, 32), // f32[32]
-  dt26: buffers[45].subarray(0, 4096), // a view of dx_1
+  dt38: buffers[56], // f32[16,8,128]
+  dfc0_b: buffers[82], // f32[128]
+  dt36: buffers[56], // a view of dt38
+  dln2_rows: buffers[44], // f32[128,32]
+  dfc0_W: buffers[83], // f32[32,128]
+  dln2: buffers[44], // a view of dln2_rows
+  dln2_0_b: buffers[84], // f32[32]
+  dt34: buffers[46], // f32[16,8,32]
+  dln2_0_g: buffers[85], // f32[32]
+  t133: buffers[48], // f32[16,8,32]
+  t135: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t136: buffers[50], // f32[16,8,32]
+  t138: buffers[44].subarray(0, 128), // f32[16,8,1]
+  dx_1: buffers[46], // f32[16,8,32]
+  dproj0_b: buffers[86], // f32[32]
+  dt26: buffers[46], // a view of dx_1
   dattOut_rows: buffers[35], // f32[128,32]
-  dproj0_W: buffers[42].subarray(0, 1024), // f32[32,32]
+  dproj0_W: buffers[87], // f32[32,32]
   dattOut: buffers[35], // a view of dattOut_rows
   dt25: buffers[35], // a view of dattOut
-  dt24: buffers[43], // f32[16,4,8,8]
+  dt24: buffers[42], // f32[16,4,8,8]
   datt: buffers[35], // f32[16,4,8,8]
   dvalue: buffers[41], // f32[16,4,8,8]
-  t143: buffers[43].subarray(0, 512), // f32[16,4,8,1]
-  dt21: buffers[51], // f32[16,4,8,8]
+  t143: buffers[42].subarray(0, 512), // f32[16,4,8,1]
+  dt21: buffers[43], // f32[16,4,8,8]
   dquery: buffers[35], // f32[16,4,8,8]
   dkey: buffers[36], // f32[16,4,8,8]
   dt20: buffers[39], // f32[16,8,4,8]
   dt19: buffers[39], // a view of dt20
   dt18: buffers[39], // a view of dt19
   t145: buffers[40], // f32[128,32]
-  dv0_W: buffers[41].subarray(0, 1024), // f32[32,32]
+  dv0_W: buffers[88], // f32[32,32]
   dt17: buffers[39], // f32[16,8,4,8]
   dt16: buffers[39], // a view of dt17
   dt15: buffers[39], // a view of dt16
   t147: buffers[36], // f32[128,32]
-  dk0_W: buffers[40].subarray(0, 1024), // f32[32,32]
+  dk0_W: buffers[89], // f32[32,32]
   dt14: buffers[39], // f32[16,8,4,8]
   dt13: buffers[39], // a view of dt14
   dt12: buffers[39], // a view of dt13
   dln1_rows: buffers[35], // f32[128,32]
-  dq0_W: buffers[36].subarray(0, 1024), // f32[32,32]
+  dq0_W: buffers[90], // f32[32,32]
   dln1: buffers[35], // a view of dln1_rows
-  dln1_0_b: buffers[38].subarray(0, 32), // f32[32]
-  dt10: buffers[39], // f32[16,8,32]
-  dln1_0_g: buffers[43].subarray(0, 32), // f32[32]
-  t150: buffers[51], // f32[16,8,32]
+  dln1_0_b: buffers[91], // f32[32]
+  dt10: buffers[36], // f32[16,8,32]
+  dln1_0_g: buffers[92], // f32[32]
+  t150: buffers[38], // f32[16,8,32]
   t152: buffers[35].subarray(0, 128), // f32[16,8,1]
-  t153: buffers[71], // f32[16,8,32]
+  t153: buffers[39], // f32[16,8,32]
   t155: buffers[35].subarray(0, 128), // f32[16,8,1]
-  dx: buffers[39], // f32[16,8,32]
-  dwpe: buffers[51].subarray(0, 256), // f32[8,32]
-  dwte: buffers[34].subarray(0, 864), // f32[27,32]
+  dx: buffers[36], // f32[16,8,32]
+  dwpe: buffers[93], // f32[8,32]
+  dwte: buffers[94], // f32[27,32]
   _acc0: new Float64Array(512), // accumulators of column sums
   _acc1: new Float64Array(512), // accumulators of column sums
 };
@@ -3372,7 +3401,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -3421,7 +3450,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

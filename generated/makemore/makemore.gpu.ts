@@ -46,13 +46,21 @@ export interface Grads {
   bngain: Float32Array; // f32[1,64]
   bnbias: Float32Array; // f32[1,64]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 export type Mode = 'gpu' | 'cpu' | 'webasm' | 'webgpu';
 
 export interface Model {
   /** the gpu.js backend that runs the kernels */
   readonly mode: string;
-  forward(params: Params, inputs: Inputs): Promise<Outputs>;
-  valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }>;
+  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;
+  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;
   destroy(): void;
 }
 
@@ -696,7 +704,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   const Xb_f32 = new Float32Array(96);
   const Yb_f32 = new Float32Array(32);
-  const args = (params: Params, inputs: Inputs) => {
+  const args = (params: Params, inputs: Inputs, options?: Options) => {
     checkArgs(params, inputs);
     Xb_f32.set(inputs.Xb);
     Yb_f32.set(inputs.Yb);
@@ -719,12 +727,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params: Params, inputs: Inputs): Promise<Outputs> {
-      const r = (await forwardPlan(...args(params, inputs))) as Record<string, Float32Array>;
+    async forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs> {
+      const r = (await forwardPlan(...args(params, inputs, options))) as Record<string, Float32Array>;
       return { loss: r.loss[0]!, probs: r.probs };
     },
-    async valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }> {
-      const r = (await gradPlan(...args(params, inputs))) as Float32Array[];
+    async valueAndGrad(
+      params: Params,
+      inputs: Inputs,
+      options?: Options,
+    ): Promise<{ loss: number; grads: Grads }> {
+      const r = (await gradPlan(...args(params, inputs, options))) as Float32Array[];
       return {
         loss: r[0]![0]!,
         grads: { C: r[1]!, W1: r[2]!, b1: r[3]!, W2: r[4]!, b2: r[5]!, bngain: r[6]!, bnbias: r[7]! },

@@ -529,7 +529,7 @@ export async function create(options = {}) {
 
   const Xb_f32 = new Float32Array(96);
   const Yb_f32 = new Float32Array(32);
-  const args = (params, inputs) => {
+  const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     Xb_f32.set(inputs.Xb);
     Yb_f32.set(inputs.Yb);
@@ -542,12 +542,12 @@ export async function create(options = {}) {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params, inputs) {
-      const r = (await forwardPlan(...args(params, inputs)));
+    async forward(params, inputs, options) {
+      const r = (await forwardPlan(...args(params, inputs, options)));
       return { loss: r.loss[0], probs: r.probs };
     },
-    async valueAndGrad(params, inputs) {
-      const r = (await gradPlan(...args(params, inputs)));
+    async valueAndGrad(params, inputs, options) {
+      const r = (await gradPlan(...args(params, inputs, options)));
       return { loss: r[0][0], grads: { C: r[1], W1: r[2], b1: r[3], W2: r[4], b2: r[5], bngain: r[6], bnbias: r[7] } };
     },
     destroy() {

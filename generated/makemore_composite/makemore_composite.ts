@@ -44,8 +44,16 @@ export interface Grads {
   bngain: Float32Array; // f32[1,64]
   bnbias: Float32Array; // f32[1,64]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
-// Memory plan: 24 arrays, 79.6 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 24 arrays, 83.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_composite.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(270),
@@ -59,8 +67,8 @@ const buffers = [
   new Int32Array(32),
   new Float32Array(960),
   new Float32Array(2048),
-  new Float32Array(864),
-  new Float32Array(64),
+  new Float32Array(2048),
+  new Float32Array(960),
   new Float32Array(2048),
   new Float32Array(2048),
   new Float32Array(864),
@@ -68,8 +76,8 @@ const buffers = [
   new Float32Array(2048),
   new Float32Array(1728),
   new Float32Array(64),
-  new Float32Array(2048),
-  new Float32Array(960),
+  new Float32Array(64),
+  new Float32Array(1920),
   new Float32Array(270),
   new Float32Array(64),
 ] as const;
@@ -87,27 +95,27 @@ const buf = {
   embcat: buffers[9], // a view of emb
   hprebn: buffers[10], // f32[32,64]
   bnmeani: buffers[11].subarray(0, 64), // f32[1,64]
-  bnvar_inv: buffers[12], // f32[1,64]
+  bnvar_inv: buffers[12].subarray(0, 64), // f32[1,64]
   bnraw: buffers[13], // f32[32,64]
   h: buffers[14], // f32[32,64]
-  logits: buffers[11], // f32[32,27]
+  logits: buffers[11].subarray(0, 864), // f32[32,27]
   loss: buffers[10].subarray(0, 1), // f32[]
   probs: buffers[15], // f32[32,27]
-  dlogits: buffers[11], // f32[32,27]
+  dlogits: buffers[11].subarray(0, 864), // f32[32,27]
   db2: buffers[16], // f32[27]
   dh: buffers[17], // f32[32,64]
   dW2: buffers[18], // f32[64,27]
-  dbnbias: buffers[11].subarray(0, 64), // f32[1,64]
-  dbngain: buffers[19], // f32[1,64]
-  dbnraw: buffers[20], // f32[32,64]
+  dbnbias: buffers[19], // f32[1,64]
+  dbngain: buffers[20], // f32[1,64]
+  dbnraw: buffers[11], // f32[32,64]
   t20: buffers[21].subarray(0, 64), // f32[1,64]
   t21: buffers[22].subarray(0, 64), // f32[1,64]
   t22: buffers[23], // f32[1,64]
   dhprebn: buffers[14], // f32[32,64]
-  db1: buffers[12], // f32[64]
-  dembcat: buffers[21], // f32[32,30]
-  dW1: buffers[13].subarray(0, 1920), // f32[30,64]
-  demb: buffers[21], // a view of dembcat
+  db1: buffers[17].subarray(0, 64), // f32[64]
+  dembcat: buffers[12], // f32[32,30]
+  dW1: buffers[21], // f32[30,64]
+  demb: buffers[12], // a view of dembcat
   dC: buffers[22], // f32[27,10]
   _acc0: new Float64Array(64), // accumulators of column sums
   _acc1: new Float64Array(64), // accumulators of column sums
@@ -590,7 +598,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -614,7 +622,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

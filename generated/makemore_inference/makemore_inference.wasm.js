@@ -11,7 +11,7 @@ export const spec = {
 };
 
 
-// Memory plan: 24 arrays, 75.4 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 25 arrays, 68.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_inference.grad.ir). Values that live only inside one loop nest are locals.
 // WebAssembly SIMD kernels (9737 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_t3: t3 = bngain * t2   [32,30]·[30,64]
@@ -97,14 +97,14 @@ const wasm = [
   '/wAAAAD9Uv3kASEJ/QwAAIA/AACAPwAAgD8AAIA/IAn9HwAgCf0fAZIgCf0fApIgCf0fA5L9E/3nASEJIAQhBiAFIQdBBiED',
   'A0AgB/0AAAAgCf3mASEKIAcgCv0LAAAgBkEQaiEGIAdBEGohByADQQFrIgMNAAsgB/0AAAAgCf3mASEKIAcgCv1aAAAAIAcg',
   'Cv1aAAQBIAcgCv1aAAgCIARB7ABqIQQgBUHsAGohBSACQQFqIQIMAAsLCwgAQQBBIBAIC6wEAg9/C3tBACECQQAhA0EAIQRB',
-  'ACEGQQghCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDnASACaiAFQewAbGohB0Gw4QQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEGQQghCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDnASACaiAFQewAbGohB0HwqwQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
   'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
   'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
   'GyENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBsIRsgEyAbIBn9',
   '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQDYASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAxAIhGyAXIBsg',
   'Gf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgAJqIQggDUEBayINDQALQbChAyAEaiAFQYACbGogBkEEbGohCSAJ',
   'IBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIgCSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEE',
-  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC1wBBn9BACEAQcDGACAAaiEBQbDhBCEDQcAAIQQDQCADIQJBGyEF',
+  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC1wBBn9BACEAQcDGACAAaiEBQfCrBCEDQcAAIQQDQCADIQJBGyEF',
   'A0AgAiABKgIAOAIAIAFBBGohASACQYACaiECIAVBAWsiBQ0ACyADQQRqIQMgBEEBayIEDQALCwoAEAtBAEEgEAoLyAcCD38L',
   'e0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsMUCIAJqIAVBBGxqIQdBsOcBIANqIAZBBGxqIQj9',
   'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
@@ -119,27 +119,27 @@ const wasm = [
   'GyAZ/eYB/eQBIRMgB/0JAAghGyAVIBsgGf3mAf3kASEVIAf9CQAMIRsgFyAbIBn95gH95AEhFyAHQYACaiEHIAhB7ABqIQgg',
   'DUEBayINDQALQbDhAyAEaiAFQewAbGogBkEEbGohCSAJIBH9WgAAACAJIBH9WgAEASAJIBH9WgAIAiAJIBP9WgBsACAJIBP9',
   'WgBwASAJIBP9WgB0AiAJIBX9WgDYAQAgCSAV/VoA3AEBIAkgFf1aAOABAiAJIBf9WgDEAgAgCSAX/VoAyAIBIAkgF/1aAMwC',
-  'AiAFQQRqIQUMAAsLIAZBBGohBiAEQYA2aiEECwkAQQBBwAAQDQvIBgcDfwN7B38Jew1/A3sHf0EAIQRBsNsEIABBBGxqIQhB',
-  'sN0EIABBBGxqIQlBsN8EIABBBGxqIQogACELAkADQCALQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAIIAX9CwAA/QwA',
+  'AiAFQQRqIQUMAAsLIAZBBGohBiAEQYA2aiEECwkAQQBBwAAQDQvIBgcDfwN7B38Jew1/A3sHf0EAIQRB8KUEIABBBGxqIQhB',
+  '8KcEIABBBGxqIQlB8KkEIABBBGxqIQogACELAkADQCALQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAIIAX9CwAA/QwA',
   'AAAAAAAAAAAAAAAAAAAAIQYgCSAG/QsAAP0MAAAAAAAAAAAAAAAAAAAAACEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBq',
   'IQogC0EEaiELDAALCyAEQQFqIQRBACEOQSAhDANAQbDFAiAOQYACbGogAEEEbGohGEGwoQMgDkGAAmxqIABBBGxqIRlBsKcC',
-  'IABBBGxqIRpBsKcBIA5BgAJsaiAAQQRsaiEbQbD9ACAAQQRsaiEcQbCZBCAOQYACbGogAEEEbGohHUGw2wQgAEEEbGohHkGw',
-  '3QQgAEEEbGohH0Gw3wQgAEEEbGohICAAISECQANAICFBBGogAUoNASAY/QAAACAY/QAAAP3mASEP/QwAAIA/AACAPwAAgD8A',
+  'IABBBGxqIRpBsKcBIA5BgAJsaiAAQQRsaiEbQbD9ACAAQQRsaiEcQbDnASAOQYACbGogAEEEbGohHUHwpQQgAEEEbGohHkHw',
+  'pwQgAEEEbGohH0HwqQQgAEEEbGohICAAISECQANAICFBBGogAUoNASAY/QAAACAY/QAAAP3mASEP/QwAAIA/AACAPwAAgD8A',
   'AIA/IA/95QEhECAZ/QAAACAQ/eYBIREgESAa/QAAAP3mASESIBIgG/0AAAD95gEhEyASIBz9AAAA/eYBIRQgHSAU/QsAACAe',
   '/QAAACAR/eQBIRUgHiAV/QsAACAf/QAAACAT/eQBIRYgHyAW/QsAACAg/QAAACAU/eQBIRcgICAX/QsAACAYQRBqIRggGUEQ',
   'aiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICAhQQRqISEMAAsLIA5BAWohDiAM',
-  'QQFrIgwNAAtBACEkQbDbBCAAQQRsaiEoQbDnASAkQYACbGogAEEEbGohKUGw3QQgAEEEbGohKkGwlwQgJEGAAmxqIABBBGxq',
-  'IStBsN8EIABBBGxqISxBsNkEICRBgAJsaiAAQQRsaiEtIAAhLgJAA0AgLkEEaiABSg0BICj9AAAAISUgKSAl/QsAACAq/QAA',
+  'QQFrIgwNAAtBACEkQfClBCAAQQRsaiEoQbCXBCAkQYACbGogAEEEbGohKUHwpwQgAEEEbGohKkGwmQQgJEGAAmxqIABBBGxq',
+  'IStB8KkEIABBBGxqISxBsJsEICRBgAJsaiAAQQRsaiEtIAAhLgJAA0AgLkEEaiABSg0BICj9AAAAISUgKSAl/QsAACAq/QAA',
   'ACEmICsgJv0LAAAgLP0AAAAhJyAtICf9CwAAIChBEGohKCApQRBqISkgKkEQaiEqICtBEGohKyAsQRBqISwgLUEQaiEtIC5B',
   'BGohLgwACwsgJEEBaiEkCwkAQQBBwAAQDwvZCAIPfwt7QQAhAkEAIQNBACEEQQAhBkEDIQsDQCAAIQUCQANAIAVBBGogAUoN',
-  'AUGwmQQgAmogBUGAAmxqIQdBsOEEIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwA',
+  'AUGw5wEgAmogBUGAAmxqIQdB8KsEIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwA',
   'AAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAA',
   'AAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0J',
   'AAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIACIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9',
   'CQCABCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAYhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRgg',
   'B0EEaiEHIAhB+ABqIQggDUEBayINDQALQbCnAiAEaiAFQfgAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAeCAJ',
   'IBT9CwCIASAJIBX9CwDwASAJIBb9CwCAAiAJIBf9CwDoAiAJIBj9CwD4AiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtB',
-  'GCEGIAAhBQJAA0AgBUEEaiABSg0BQbCZBCACaiAFQYACbGohB0Gw4QQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwA',
+  'GCEGIAAhBQJAA0AgBUEEaiABSg0BQbDnASACaiAFQYACbGohB0HwqwQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwA',
   'AAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAA',
   'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNA',
   'IAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAIhGyATIBsgGf3mAf3k',
@@ -147,19 +147,19 @@ const wasm = [
   '/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEH4AGohCCANQQFrIg0NAAtBsKcCIARqIAVB+ABsaiAGQQRsaiEJIAkgEf0L',
   'AAAgCSAS/VoAEAAgCSAS/VoAFAEgCSAT/QsAeCAJIBT9WgCIAQAgCSAU/VoAjAEBIAkgFf0LAPABIAkgFv1aAIACACAJIBb9',
   'WgCEAgEgCSAX/QsA6AIgCSAY/VoA+AIAIAkgGP1aAPwCASAFQQRqIQUMAAsLIAZBCGohBiAEQYAeaiEEC1sBBn9BACEAQcAI',
-  'IABqIQFBsOEEIQNBHiEEA0AgAyECQcAAIQUDQCACIAEqAgA4AgAgAUEEaiEBIAJB+ABqIQIgBUEBayIFDQALIANBBGohAyAE',
+  'IABqIQFB8KsEIQNBHiEEA0AgAyECQcAAIQUDQCACIAEqAgA4AgAgAUEEaiEBIAJB+ABqIQIgBUEBayIFDQALIANBBGohAyAE',
   'QQFrIgQNAAsLCgAQEkEAQSAQEQvSBgIPfwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwiQEg',
-  'AmogBUEEbGohB0GwmQQgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAA',
+  'AmogBUEEbGohB0Gw5wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAA',
   'AAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAh',
   'Fv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsg',
   'ESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsg',
   'FSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdB+ABqIQcg',
-  'CEGAAmohCCANQQFrIg0NAAtBsKcBIARqIAVBgAJsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQ',
+  'CEGAAmohCCANQQFrIg0NAAtBsKEDIARqIAVBgAJsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQ',
   'AiAJIBX9CwCABCAJIBb9CwCQBCAJIBf9CwCABiAJIBj9CwCQBiAFQQRqIQUMAAsLIAUgAUgEQEGwiQEgAmogBUEEbGohB0Gw',
-  'mQQgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
+  '5wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
   'E/0MAAAAAAAAAAAAAAAAAAAAACEUQSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr9',
-  '5gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAHQfgAaiEHIAhBgAJqIQggDUEBayINDQALQbCn',
-  'ASAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAILIAZBCGohBiALQQFrIgsNAAsg',
+  '5gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAHQfgAaiEHIAhBgAJqIQggDUEBayINDQALQbCh',
+  'AyAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAILIAZBCGohBiALQQFrIgsNAAsg',
   'BEGAPGohBAsIAEEAQR4QFAs=',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
@@ -442,7 +442,7 @@ function checkArgs(params, inputs) {
 
 /** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
 function instance(memory, kernels) {
-  const buffers = [new Float32Array(memory.buffer, 0, 270), new Float32Array(memory.buffer, 1088, 1920), new Float32Array(memory.buffer, 8768, 64), new Float32Array(memory.buffer, 9024, 1728), new Float32Array(memory.buffer, 15936, 27), new Float32Array(memory.buffer, 16048, 64), new Float32Array(memory.buffer, 16304, 64), new Float32Array(memory.buffer, 16560, 64), new Float32Array(memory.buffer, 16816, 64), new Int32Array(memory.buffer, 17072, 96), new Int32Array(memory.buffer, 17456, 32), new Float32Array(memory.buffer, 17584, 960), new Float32Array(memory.buffer, 21424, 2048), new Float32Array(memory.buffer, 29616, 2048), new Float32Array(memory.buffer, 37808, 960), new Float32Array(memory.buffer, 41648, 2048), new Float32Array(memory.buffer, 49840, 1), new Float32Array(memory.buffer, 49856, 864), new Float32Array(memory.buffer, 53312, 27), new Float32Array(memory.buffer, 53424, 2048), new Float32Array(memory.buffer, 61616, 1728), new Float32Array(memory.buffer, 68528, 64), new Float32Array(memory.buffer, 68784, 2048), new Float32Array(memory.buffer, 76976, 64)];
+  const buffers = [new Float32Array(memory.buffer, 0, 270), new Float32Array(memory.buffer, 1088, 1920), new Float32Array(memory.buffer, 8768, 64), new Float32Array(memory.buffer, 9024, 1728), new Float32Array(memory.buffer, 15936, 27), new Float32Array(memory.buffer, 16048, 64), new Float32Array(memory.buffer, 16304, 64), new Float32Array(memory.buffer, 16560, 64), new Float32Array(memory.buffer, 16816, 64), new Int32Array(memory.buffer, 17072, 96), new Int32Array(memory.buffer, 17456, 32), new Float32Array(memory.buffer, 17584, 960), new Float32Array(memory.buffer, 21424, 2048), new Float32Array(memory.buffer, 29616, 2048), new Float32Array(memory.buffer, 37808, 960), new Float32Array(memory.buffer, 41648, 2048), new Float32Array(memory.buffer, 49840, 1), new Float32Array(memory.buffer, 49856, 864), new Float32Array(memory.buffer, 53312, 27), new Float32Array(memory.buffer, 53424, 2048), new Float32Array(memory.buffer, 61616, 1728), new Float32Array(memory.buffer, 68528, 64), new Float32Array(memory.buffer, 68784, 64), new Float32Array(memory.buffer, 69040, 64), new Float32Array(memory.buffer, 69296, 270)];
   const buf = {
     C: buffers[0], // f32[27,10] (param C)
     W1: buffers[1], // f32[30,64] (param W1)
@@ -468,18 +468,19 @@ function instance(memory, kernels) {
     db2: buffers[18], // f32[27]
     dh: buffers[19], // f32[32,64]
     dW2: buffers[20], // f32[64,27]
-    dbnbias: buffers[13].subarray(0, 64), // f32[1,64]
-    dbngain: buffers[21], // f32[1,64]
-    dt2: buffers[22], // f32[32,64]
+    dbnbias: buffers[21], // f32[1,64]
+    dbngain: buffers[22], // f32[1,64]
+    dt2: buffers[13], // f32[32,64]
     db1: buffers[23], // f32[64]
     dembcat: buffers[14], // f32[32,30]
-    dW1: buffers[12].subarray(0, 1920), // f32[30,64]
+    dW1: buffers[19].subarray(0, 1920), // f32[30,64]
     demb: buffers[14], // a view of dembcat
-    dC: buffers[11].subarray(0, 270), // f32[27,10]
+    dC: buffers[24], // f32[27,10]
     _acc0: new Float64Array(64), // accumulators of column sums
     _acc1: new Float64Array(64), // accumulators of column sums
     _acc2: new Float64Array(64), // accumulators of column sums
   };
+
 
   /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
   function stage(params, inputs) {
@@ -558,7 +559,7 @@ function instance(memory, kernels) {
   };
 
   /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params, inputs) {
+  function forward(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
@@ -569,7 +570,7 @@ function instance(memory, kernels) {
   const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2, bngain: buf.dbngain, bnbias: buf.dbnbias } };
 
   /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params, inputs) {
+  function valueAndGrad(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();

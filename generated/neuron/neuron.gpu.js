@@ -191,7 +191,7 @@ export async function create(options = {}) {
       return [L, dw0, dx0, dw1, dx1, ds3];
     });
 
-  const args = (params, inputs) => {
+  const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     return [params.w0, params.x0, params.w1, params.x1, params.w2];
   };
@@ -202,12 +202,12 @@ export async function create(options = {}) {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params, inputs) {
-      const r = (await forwardPlan(...args(params, inputs)));
+    async forward(params, inputs, options) {
+      const r = (await forwardPlan(...args(params, inputs, options)));
       return { loss: r.loss[0] };
     },
-    async valueAndGrad(params, inputs) {
-      const r = (await gradPlan(...args(params, inputs)));
+    async valueAndGrad(params, inputs, options) {
+      const r = (await gradPlan(...args(params, inputs, options)));
       return { loss: r[0][0], grads: { w0: r[1], x0: r[2], w1: r[3], x1: r[4], w2: r[5] } };
     },
     destroy() {

@@ -36,13 +36,21 @@ export interface Grads {
   x1: Float32Array; // f32[]
   w2: Float32Array; // f32[]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 export type Mode = 'gpu' | 'cpu' | 'webasm' | 'webgpu';
 
 export interface Model {
   /** the gpu.js backend that runs the kernels */
   readonly mode: string;
-  forward(params: Params, inputs: Inputs): Promise<Outputs>;
-  valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }>;
+  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;
+  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;
   destroy(): void;
 }
 
@@ -280,7 +288,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return [L, dw0, dx0, dw1, dx1, ds3];
   });
 
-  const args = (params: Params, inputs: Inputs) => {
+  const args = (params: Params, inputs: Inputs, options?: Options) => {
     checkArgs(params, inputs);
     return [params.w0, params.x0, params.w1, params.x1, params.w2];
   };
@@ -291,12 +299,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params: Params, inputs: Inputs): Promise<Outputs> {
-      const r = (await forwardPlan(...args(params, inputs))) as Record<string, Float32Array>;
+    async forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs> {
+      const r = (await forwardPlan(...args(params, inputs, options))) as Record<string, Float32Array>;
       return { loss: r.loss[0]! };
     },
-    async valueAndGrad(params: Params, inputs: Inputs): Promise<{ loss: number; grads: Grads }> {
-      const r = (await gradPlan(...args(params, inputs))) as Float32Array[];
+    async valueAndGrad(
+      params: Params,
+      inputs: Inputs,
+      options?: Options,
+    ): Promise<{ loss: number; grads: Grads }> {
+      const r = (await gradPlan(...args(params, inputs, options))) as Float32Array[];
       return { loss: r[0]![0]!, grads: { w0: r[1]!, x0: r[2]!, w1: r[3]!, x1: r[4]!, w2: r[5]! } };
     },
     destroy() {

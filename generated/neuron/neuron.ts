@@ -34,6 +34,14 @@ export interface Grads {
   x1: Float32Array; // f32[]
   w2: Float32Array; // f32[]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
 // Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
 // (see neuron.grad.ir). Values that live only inside one loop nest are locals.
@@ -159,7 +167,7 @@ const outputsObj: Outputs = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs): Outputs {
+export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -175,7 +183,11 @@ const result: { loss: number; grads: Grads } = {
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+export function valueAndGrad(
+  params: Params,
+  inputs: Inputs,
+  options?: Options,
+): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

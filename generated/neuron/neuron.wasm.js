@@ -310,6 +310,7 @@ function instance(memory, kernels) {
     dx0: buffers[10], // f32[]
   };
 
+
   /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
   function stage(params, inputs) {
     buf.w0.set(params.w0);
@@ -341,7 +342,7 @@ function instance(memory, kernels) {
   };
 
   /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params, inputs) {
+  function forward(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
@@ -352,7 +353,7 @@ function instance(memory, kernels) {
   const result = { get loss() { return lossSlot[0]; }, grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 } };
 
   /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params, inputs) {
+  function valueAndGrad(params, inputs, options) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();

@@ -34,6 +34,14 @@ export interface Grads {
   x1: Float32Array; // f32[]
   w2: Float32Array; // f32[]
 }
+/** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
+export interface Buffers {}
+/** The options of forward and valueAndGrad; with no dropout and no buffers in this model, they change nothing. */
+export interface Options {
+  train?: boolean;
+  seed?: number;
+  buffers?: Buffers;
+}
 
 // Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
 // (see neuron.grad.ir). Values that live only inside one loop nest are locals.
@@ -424,7 +432,7 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
   };
 
   /** Runs the model forward; scalar outputs are numbers. */
-  function forward(params: Params, inputs: Inputs): Outputs {
+  function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
@@ -440,7 +448,7 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
   };
 
   /** The loss and the gradient of the loss with respect to every param. */
-  function valueAndGrad(params: Params, inputs: Inputs): { loss: number; grads: Grads } {
+  function valueAndGrad(params: Params, inputs: Inputs, options?: Options): { loss: number; grads: Grads } {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();

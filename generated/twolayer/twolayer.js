@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 16 arrays, 17.5 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(640), new Float32Array(32), new Float32Array(320), new Float32Array(10), new Float32Array(320), new Int32Array(16), new Float32Array(640), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(640), new Float32Array(1), new Float32Array(320), new Float32Array(32)];
+const buffers = [new Float32Array(640), new Float32Array(32), new Float32Array(320), new Float32Array(10), new Float32Array(320), new Int32Array(16), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(512), new Float32Array(160), new Float32Array(640), new Float32Array(1), new Float32Array(320), new Float32Array(32), new Float32Array(10), new Float32Array(640)];
 const buf = {
   W1: buffers[0], // f32[20,32] (param W1)
   b1: buffers[1], // f32[32] (param b1)
@@ -21,7 +21,7 @@ const buf = {
   b2: buffers[3], // f32[10] (param b2)
   X: buffers[4], // f32[16,20] (input X)
   y: buffers[5], // i32[16] (input y)
-  hidden: buffers[6].subarray(0, 512), // f32[16,32]
+  hidden: buffers[6], // f32[16,32]
   scores: buffers[7], // f32[16,10]
   t4: buffers[8].subarray(0, 16), // f32[16]
   correct_class_score: buffers[8].subarray(0, 16), // a view of t4
@@ -41,12 +41,12 @@ const buf = {
   dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
   t29: buffers[15].subarray(0, 16), // a view of dt4
   dscores: buffers[9], // f32[16,10]
-  db2: buffers[11].subarray(0, 10), // f32[10]
+  db2: buffers[16], // f32[10]
   dhidden: buffers[10], // f32[16,32]
   dW2: buffers[14], // f32[32,10]
   dt2: buffers[8], // f32[16,32]
   db1: buffers[15], // f32[32]
-  dW1: buffers[6], // f32[20,32]
+  dW1: buffers[17], // f32[20,32]
   _acc0: new Float64Array(32), // accumulators of column sums
 };
 
@@ -410,7 +410,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -421,7 +421,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

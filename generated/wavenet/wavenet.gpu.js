@@ -1176,7 +1176,7 @@ export async function create(options = {}) {
 
   const Xb_f32 = new Float32Array(256);
   const Yb_f32 = new Float32Array(32);
-  const args = (params, inputs) => {
+  const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     Xb_f32.set(inputs.Xb);
     Yb_f32.set(inputs.Yb);
@@ -1189,12 +1189,12 @@ export async function create(options = {}) {
   await forwardPlan(...args(zeros, zeroInputs));
   return {
     mode: gradPlan.backend ?? mode,
-    async forward(params, inputs) {
-      const r = (await forwardPlan(...args(params, inputs)));
+    async forward(params, inputs, options) {
+      const r = (await forwardPlan(...args(params, inputs, options)));
       return { loss: r.loss[0], logits: r.logits };
     },
-    async valueAndGrad(params, inputs) {
-      const r = (await gradPlan(...args(params, inputs)));
+    async valueAndGrad(params, inputs, options) {
+      const r = (await gradPlan(...args(params, inputs, options)));
       return { loss: r[0][0], grads: { C: r[1], W1: r[2], W2: r[3], W3: r[4], gain1: r[5], bias1: r[6], gain2: r[7], bias2: r[8], gain3: r[9], bias3: r[10], W4: r[11], b4: r[12] } };
     },
     destroy() {

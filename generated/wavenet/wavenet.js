@@ -11,9 +11,9 @@ export const spec = {
 };
 
 
-// Memory plan: 35 arrays, 1074.3 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 38 arrays, 1091.3 KiB, shared by values whose lifetimes do not overlap
 // (see wavenet.grad.ir). Values that live only inside one loop nest are locals.
-const buffers = [new Float32Array(648), new Float32Array(6144), new Float32Array(32768), new Float32Array(32768), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(3456), new Float32Array(27), new Int32Array(256), new Int32Array(32), new Float32Array(6144), new Float32Array(16384), new Float32Array(8192), new Float32Array(648), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(32768), new Float32Array(16384), new Float32Array(32768), new Float32Array(864), new Float32Array(27), new Float32Array(3456), new Float32Array(128), new Float32Array(8192), new Float32Array(6144), new Float32Array(128), new Float32Array(128)];
+const buffers = [new Float32Array(648), new Float32Array(6144), new Float32Array(32768), new Float32Array(32768), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(3456), new Float32Array(27), new Int32Array(256), new Int32Array(32), new Float32Array(6144), new Float32Array(16384), new Float32Array(8192), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(16384), new Float32Array(128), new Float32Array(16384), new Float32Array(8192), new Float32Array(32768), new Float32Array(864), new Float32Array(27), new Float32Array(3456), new Float32Array(128), new Float32Array(32768), new Float32Array(4096), new Float32Array(128), new Float32Array(128), new Float32Array(128), new Float32Array(6144), new Float32Array(648)];
 const buf = {
   C: buffers[0], // f32[27,24] (param C)
   W1: buffers[1], // f32[48,128] (param W1)
@@ -35,7 +35,7 @@ const buf = {
   hpre1_rows: buffers[15], // f32[128,128]
   hpre1: buffers[15], // a view of hpre1_rows
   bnmeani: buffers[16].subarray(0, 128), // f32[1,1,128]
-  bnvar_inv: buffers[17].subarray(0, 128), // f32[1,1,128]
+  bnvar_inv: buffers[17], // f32[1,1,128]
   bnraw: buffers[18], // f32[32,4,128]
   h1: buffers[19], // f32[32,4,128]
   x2: buffers[19], // a view of h1
@@ -62,47 +62,47 @@ const buf = {
   dbias3: buffers[27].subarray(0, 128), // f32[128]
   dgain3: buffers[30], // f32[128]
   dbnraw_2: buffers[31].subarray(0, 4096), // f32[32,128]
-  t38: buffers[32].subarray(0, 4096), // f32[32,128]
+  t38: buffers[32], // f32[32,128]
   t39: buffers[33], // f32[1,128]
   t40: buffers[34], // f32[1,128]
   t41: buffers[25].subarray(0, 4096), // f32[32,128]
   t42: buffers[26].subarray(0, 4096), // f32[32,128]
   t44: buffers[23], // f32[1,128]
   dhpre3: buffers[24].subarray(0, 4096), // f32[32,128]
-  dx3: buffers[25].subarray(0, 8192), // f32[32,256]
+  dx3: buffers[25], // f32[32,256]
   dW3: buffers[26], // f32[256,128]
-  dh2: buffers[25].subarray(0, 8192), // a view of dx3
-  dbias2: buffers[23], // f32[128]
-  dgain2: buffers[33], // f32[128]
+  dh2: buffers[25], // a view of dx3
+  dbias2: buffers[33], // f32[128]
+  dgain2: buffers[34], // f32[128]
   dbnraw_1: buffers[24].subarray(0, 8192), // f32[32,2,128]
-  t50: buffers[31], // f32[32,2,128]
-  t51: buffers[34], // f32[1,1,128]
+  t50: buffers[31].subarray(0, 8192), // f32[32,2,128]
+  t51: buffers[23], // f32[1,1,128]
   t52: buffers[32].subarray(0, 128), // f32[1,1,128]
   t53: buffers[22].subarray(0, 8192), // f32[32,2,128]
-  t54: buffers[25].subarray(0, 8192), // f32[32,2,128]
+  t54: buffers[25], // f32[32,2,128]
   t56: buffers[20], // f32[1,1,128]
   dhpre2: buffers[21].subarray(0, 8192), // f32[32,2,128]
   dhpre2_rows: buffers[21].subarray(0, 8192), // a view of dhpre2
   dx2_rows: buffers[22], // f32[64,256]
-  dW2: buffers[24], // f32[256,128]
+  dW2: buffers[31], // f32[256,128]
   dx2: buffers[22], // a view of dx2_rows
   dh1: buffers[22], // a view of dx2
-  dbias1: buffers[20], // f32[128]
-  dgain1: buffers[34], // f32[128]
+  dbias1: buffers[32].subarray(0, 128), // f32[128]
+  dgain1: buffers[35], // f32[128]
   dbnraw: buffers[21], // f32[32,4,128]
-  t62: buffers[25], // f32[32,4,128]
-  t63: buffers[32].subarray(0, 128), // f32[1,1,128]
-  t64: buffers[31].subarray(0, 128), // f32[1,1,128]
+  t62: buffers[24], // f32[32,4,128]
+  t63: buffers[20], // f32[1,1,128]
+  t64: buffers[23], // f32[1,1,128]
   t65: buffers[19], // f32[32,4,128]
   t66: buffers[22], // f32[32,4,128]
-  t68: buffers[17].subarray(0, 128), // f32[1,1,128]
+  t68: buffers[17], // f32[1,1,128]
   dhpre1: buffers[18], // f32[32,4,128]
   dhpre1_rows: buffers[18], // a view of dhpre1
-  dx1_rows: buffers[31].subarray(0, 6144), // f32[128,48]
-  dW1: buffers[32], // f32[48,128]
-  dx1: buffers[31].subarray(0, 6144), // a view of dx1_rows
-  demb: buffers[31].subarray(0, 6144), // a view of dx1
-  dC: buffers[17], // f32[27,24]
+  dx1_rows: buffers[25].subarray(0, 6144), // f32[128,48]
+  dW1: buffers[36], // f32[48,128]
+  dx1: buffers[25].subarray(0, 6144), // a view of dx1_rows
+  demb: buffers[25].subarray(0, 6144), // a view of dx1
+  dC: buffers[37], // f32[27,24]
   _acc0: new Float64Array(128), // accumulators of column sums
   _acc1: new Float64Array(128), // accumulators of column sums
   _acc2: new Float64Array(128), // accumulators of column sums
@@ -796,7 +796,7 @@ const outputsObj = {
 };
 
 /** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs) {
+export function forward(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
@@ -807,7 +807,7 @@ const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
 const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf.dW1, W2: buf.dW2, W3: buf.dW3, gain1: buf.dgain1, bias1: buf.dbias1, gain2: buf.dgain2, bias2: buf.dbias2, gain3: buf.dgain3, bias3: buf.dbias3, W4: buf.dW4, b4: buf.db4 } };
 
 /** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs) {
+export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();

@@ -1,14 +1,13 @@
 // The demo's data: the English first names that @stdlib ships (about 8,800), lowercased, '.' as
 // the start and end token, split 80/10/10 with a fixed seed, and cut into contexts of `block`
-// characters that predict the next one, as in makemore.
+// characters that predict the next one, as in makemore (those pure functions live in dataset.mjs,
+// which the web page imports as well).
 import { createRequire } from 'node:module';
 import { Rng } from './rng.mjs';
 
-const require = createRequire(import.meta.url);
+export { dataset, itos, splits, stoi } from './dataset.mjs';
 
-/** '.' is 0, 'a'..'z' are 1..26. */
-export const stoi = (ch) => (ch === '.' ? 0 : ch.charCodeAt(0) - 96);
-export const itos = (i) => (i === 0 ? '.' : String.fromCharCode(96 + i));
+const require = createRequire(import.meta.url);
 
 /** The names, lowercased, deduplicated, letters a-z only, in a shuffled order fixed by `seed`. */
 export function loadNames(seed = 42) {
@@ -16,27 +15,4 @@ export function loadNames(seed = 42) {
   const names = [...new Set(all.map((s) => s.toLowerCase()))].filter((s) => /^[a-z]+$/.test(s)).sort();
   new Rng(seed).shuffle(names);
   return names;
-}
-
-/** Every (context, next character) pair of the words: X is [n, block] i32, Y is [n] i32. */
-export function dataset(words, block = 3) {
-  const X = [];
-  const Y = [];
-  for (const w of words) {
-    const ctx = new Array(block).fill(0);
-    for (const ch of w + '.') {
-      X.push(...ctx);
-      Y.push(stoi(ch));
-      ctx.shift();
-      ctx.push(stoi(ch));
-    }
-  }
-  return { X: Int32Array.from(X), Y: Int32Array.from(Y), n: Y.length, block };
-}
-
-/** The 80/10/10 split of the shuffled names into train, dev and test datasets. */
-export function splits(names, block = 3) {
-  const n1 = Math.floor(0.8 * names.length);
-  const n2 = Math.floor(0.9 * names.length);
-  return { train: dataset(names.slice(0, n1), block), dev: dataset(names.slice(n1, n2), block), test: dataset(names.slice(n2), block) };
 }

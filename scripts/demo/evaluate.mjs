@@ -1,7 +1,7 @@
 // Evaluation and sampling as in the lecture: calibrate batchnorm on the whole training set (one
 // full-batch pass of the training network, which also gives the training loss), then evaluate a
 // split and sample names with the inference network that normalises with those statistics.
-import { itos } from './data.mjs';
+import { itos } from './dataset.mjs';
 
 /**
  * `calibrate`: the training network built for the whole training set, with the batch statistics
@@ -15,6 +15,11 @@ export function calibrate(calibrateMod, params, train) {
 /** The mean loss of a split, with the inference network (built with a symbolic batch, or for its size). */
 export function splitLoss(inferenceMod, params, stats, split) {
   return inferenceMod.forward(params, { bnmean: stats.bnmean, bnvar: stats.bnvar, Xb: split.X, Yb: split.Y }).loss;
+}
+
+/** The mean loss of a split in evaluation mode, normalising with the running statistics in `buffers`. */
+export function runningLoss(runningMod, params, buffers, split) {
+  return runningMod.forward(params, { Xb: split.X, Yb: split.Y }, { buffers }).loss;
 }
 
 /** `count` names sampled side by side, each character drawn from the network's probs. */

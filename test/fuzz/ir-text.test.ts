@@ -298,7 +298,7 @@ export function randomGraph(c: Choices): Graph {
   }
   const nOps = c.range(0, 12);
   for (let i = 0, tries = 0; i < nOps && tries < 60; tries++) {
-    const op = c.pick(OP_KINDS) as Exclude<OpKind, 'input' | 'param' | 'const' | 'fwd' | 'dim'>;
+    const op = c.pick(OP_KINDS) as Exclude<OpKind, 'input' | 'param' | 'const' | 'fwd' | 'dim' | 'buffer' | 'mode' | 'dropout_mask'>;
     const def = OPS[op];
     const arity = def.arity === 'variadic' ? c.range(1, 3) : def.arity;
     const args = Array.from({ length: arity }, () => c.pick(vals));

@@ -1,0 +1,160 @@
+// The flat TypeScript target's convolution and pooling loops. Every bound, stride and padding is
+// a constant of the emitted code (the batch may be a symbol). A convolution is one loop nest
+// over (image n, output channel m, input channel k, tap p, q), with the range of output rows i
+// and columns j whose tap falls inside the input computed once per tap, so that no padded
+// position is visited and the innermost loop runs along a row:
+//
+//   conv              y[n, m, i, j]   += w[m, k, p, q] · x[n, k', i·sh − pt + p·dh, j·sw − pl + q·dw]
+//   conv_input_grad   dx[n, k', ·, ·] += w[m, k, p, q] · dy[n, m, i, j]   (the transposed convolution)
+//   conv_weight_grad  dw[m, k, p, q]  += Σ_{i, j} x[n, k', ·, ·] · dy[n, m, i, j]
+//
+// where k' = (m div O/G)·C/G + k is the input channel of output channel m's group.
+
+import type { InstOf, ValueId } from '../../ir/types.js';
+import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
+import { sizeText } from '../../ir/dims.js';
+import type { Ctx } from './snippets.js';
+
+type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
+
+/** The sizes of a convolution: x [N, C, H, W], w [O, Cg, kH, kW], y [N, O, Ho, Wo]. */
+function convDims(c: Ctx, inst: InstOf<ConvOp>) {
+  const [a0, a1] = inst.args as [ValueId, ValueId];
+  const t = (v: ValueId) => c.g.type(v).shape;
+  const [x, w, y] = inst.op === 'conv' ? [t(a0), t(a1), t(inst.result)] : inst.op === 'conv_input_grad' ? [t(inst.result), t(a1), t(a0)] : [t(a0), t(inst.result), t(a1)];
+  const [N, C, H, W] = x as [string | number, number, number, number];
+  const [O, Cg, kH, kW] = w as [number, number, number, number];
+  const [, , Ho, Wo] = y as [unknown, number, number, number];
+  return { N: sizeText(N), C, H, W, O, Cg, kH, kW, Ho, Wo };
+}
+
+/** `a + b·v` simplified for the constants of the emitted code. */
+function lin(a: number, b: number, v: string): string {
+  const term = b === 0 ? '' : b === 1 ? v : `${v} * ${b}`;
+  if (!term) return String(a);
+  return a === 0 ? term : a > 0 ? `${term} + ${a}` : `${term} - ${-a}`;
+}
+
+/** The first and one-past-last output index whose tap `p·d − pad + i·s` lies in [0, n). */
+function range(lo: string, hi: string, tap: string, d: number, pad: number, s: number, n: number, out: number): string[] {
+  // i·s + p·d − pad ≥ 0  ⇔  i ≥ ⌈(pad − p·d) / s⌉;  i·s + p·d − pad ≤ n − 1  ⇔  i ≤ ⌊(n − 1 + pad − p·d) / s⌋
+  const off = (c: number) => (d === 0 ? String(c) : c === 0 ? `-${d === 1 ? tap : `${tap} * ${d}`}` : `${c} - ${d === 1 ? tap : `${tap} * ${d}`}`);
+  const div = (e: string, f: 'ceil' | 'floor') => (s === 1 ? e : `Math.${f}((${e}) / ${s})`);
+  return [
+    `const ${lo} = Math.max(0, ${div(off(pad), 'ceil')});`,
+    `const ${hi} = Math.min(${out}, ${div(off(n - 1 + pad), 'floor')} + 1);`,
+  ];
+}
+
+/** Formula of a convolution, for the comments: `conv2d(x, w, stride=2)` with the non-default attrs. */
+export function convOptions(a: ConvAttrs): string {
+  const pair = (v: readonly number[]) => (v[0] === v[1] ? String(v[0]) : `(${v.join(', ')})`);
+  const pad = a.padding[0] === a.padding[2] && a.padding[1] === a.padding[3] ? pair([a.padding[0]!, a.padding[1]!]) : `(${a.padding.join(', ')})`;
+  return [
+    a.stride.some((v) => v !== 1) ? `stride=${pair(a.stride)}` : '',
+    a.padding.some((v) => v !== 0) ? `padding=${pad}` : '',
+    a.dilation.some((v) => v !== 1) ? `dilation=${pair(a.dilation)}` : '',
+    a.groups !== 1 ? `groups=${a.groups}` : '',
+  ].filter(Boolean).map((s) => `, ${s}`).join('');
+}
+
+export function poolOptions(a: PoolAttrs): string {
+  const pair = (v: readonly number[]) => (v[0] === v[1] ? String(v[0]) : `(${v.join(', ')})`);
+  return `, ${pair(a.kernel)}${a.stride.every((s, i) => s === a.kernel[i]) ? '' : `, stride=${pair(a.stride)}`}${a.padding.some((p) => p) ? `, padding=${pair(a.padding)}` : ''}`;
+}
+
+export function convLoops(c: Ctx, inst: InstOf<ConvOp>): string[] {
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const a = inst.attrs;
+  const [sh, sw] = a.stride as [number, number];
+  const [dh, dw] = a.dilation as [number, number];
+  const [pt, pl] = a.padding as [number, number];
+  const Og = O / a.groups;
+  const [a0, a1] = inst.args as [ValueId, ValueId];
+  const out = c.arr(inst.result);
+  const names = inst.op === 'conv' ? { x: c.arr(a0), w: c.arr(a1), y: out } : inst.op === 'conv_input_grad' ? { x: out, w: c.arr(a1), y: c.arr(a0) } : { x: c.arr(a0), w: out, y: c.arr(a1) };
+  const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
+  const row = lin(-pt, sh, 'i');
+  const xRow = `_xb + ${/[+-]/.test(row) ? `(${row})` : row} * ${W}`; // the start of input row i·sh − pt (+ p·dh, in _xb)
+  const xCol = lin(-pl, sw, 'j');
+  const lines: string[] = [];
+  if (inst.op !== 'conv') lines.push(`${out}.fill(0);`);
+  lines.push(
+    `for (let n = 0; n < ${N}; n++) {`,
+    `for (let m = 0; m < ${O}; m++) {`,
+    `const _yb = (n * ${O} + m) * ${Ho * Wo};`,
+  );
+  if (inst.op === 'conv') lines.push(`for (let _o = _yb; _o < _yb + ${Ho * Wo}; _o++) ${out}[_o] = 0;`);
+  lines.push(
+    `for (let k = 0; k < ${Cg}; k++) {`,
+    `for (let p = 0; p < ${kH}; p++) {`,
+    ...range('_i0', '_i1', 'p', dh, pt, sh, H, Ho),
+    `const _xb = ((n * ${C} + ${chan}) * ${H} + ${lin(0, dh, 'p')}) * ${W};`,
+    `for (let q = 0; q < ${kW}; q++) {`,
+    ...range('_j0', '_j1', 'q', dw, pl, sw, W, Wo),
+    `const _wi = ((m * ${Cg} + k) * ${kH} + p) * ${kW} + q;`,
+    `const _xq = ${lin(0, dw, 'q')};`,
+  );
+  const xAt = `${names.x}[_xr + ${xCol}]`;
+  const yAt = `${names.y}[_yr + j]`;
+  const rows = (body: string[]) => [
+    'for (let i = _i0; i < _i1; i++) {',
+    `const _xr = ${xRow} + _xq;`,
+    `const _yr = _yb + i * ${Wo};`,
+    ...body,
+    '}',
+  ];
+  if (inst.op === 'conv') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${yAt} += _w * ${xAt};`]));
+  else if (inst.op === 'conv_input_grad') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${xAt} += _w * ${yAt};`]));
+  else lines.push('let _acc = 0;', ...rows([`for (let j = _j0; j < _j1; j++) _acc += ${xAt} * ${yAt};`]), `${names.w}[_wi] += _acc;`);
+  lines.push('}', '}', '}', '}', '}');
+  return lines;
+}
+
+type PoolOp = 'max_pool' | 'max_pool_grad' | 'avg_pool' | 'avg_pool_grad';
+
+/** The loops of a pooling op: one window per output position, its taps clipped to the input. */
+export function poolLoops(c: Ctx, inst: InstOf<PoolOp>): string[] {
+  const a = inst.attrs;
+  const isGrad = inst.op === 'max_pool_grad' || inst.op === 'avg_pool_grad';
+  const xv = inst.op === 'avg_pool_grad' ? inst.result : inst.args[0]!;
+  const yv = isGrad ? inst.args[inst.args.length - 1]! : inst.result;
+  const [N, C, H, W] = c.g.type(xv).shape as [string | number, number, number, number];
+  const [, , Ho, Wo] = c.g.type(yv).shape as [unknown, number, number, number];
+  const [kh, kw] = a.kernel as [number, number];
+  const [sh, sw] = a.stride as [number, number];
+  const [ph, pw] = a.padding as [number, number];
+  const out = c.arr(inst.result);
+  const x = inst.op === 'avg_pool_grad' ? out : c.arr(inst.args[0]!);
+  const y = isGrad ? c.arr(yv) : out;
+  const lines: string[] = [];
+  if (isGrad) lines.push(`${out}.fill(0);`);
+  lines.push(
+    `for (let n = 0; n < ${sizeText(N)} * ${C}; n++) {`,
+    'for (let i = 0; i < ' + Ho + '; i++) {',
+    `const _h0 = Math.max(0, ${lin(-ph, sh, 'i')});`,
+    `const _h1 = Math.min(${H}, ${lin(kh - ph, sh, 'i')});`,
+    `for (let j = 0; j < ${Wo}; j++) {`,
+    `const _w0 = Math.max(0, ${lin(-pw, sw, 'j')});`,
+    `const _w1 = Math.min(${W}, ${lin(kw - pw, sw, 'j')});`,
+    `const _yi = (n * ${Ho} + i) * ${Wo} + j;`,
+  );
+  const taps = (body: string[]) => [
+    'for (let p = _h0; p < _h1; p++) {',
+    `for (let q = n * ${H * W} + p * ${W} + _w0; q < n * ${H * W} + p * ${W} + _w1; q++) {`,
+    ...body,
+    '}',
+    '}',
+  ];
+  if (inst.op === 'max_pool' || inst.op === 'max_pool_grad') {
+    // the first maximum of the window in row-major order (a later tie does not replace it)
+    lines.push('let _best = -Infinity;', 'let _at = -1;', ...taps([`if (_at < 0 || ${x}[q] > _best) {`, `_best = ${x}[q];`, '_at = q;', '}']));
+    lines.push(inst.op === 'max_pool' ? `${y}[_yi] = _best;` : `${out}[_at] += ${y}[_yi];`);
+  } else if (inst.op === 'avg_pool') {
+    lines.push('let _acc = 0;', ...taps([`_acc += ${x}[q];`]), `${y}[_yi] = _acc / ${kh * kw};`);
+  } else {
+    lines.push(`const _g = ${y}[_yi] / ${kh * kw};`, ...taps([`${x}[q] += _g;`]));
+  }
+  lines.push('}', '}', '}');
+  return lines;
+}

@@ -1,0 +1,39 @@
+// `graphc export MODEL --onnx FILE [--params FILE]`: the model's forward graph, after the forward
+// passes (so that softmax, layer norm, batchnorm and cross-entropy are recognised), with the
+// params from a values file or initParams(0), as ONNX bytes checked by the checker's rules.
+
+import { initialParams } from '../../ir/init.js';
+import { runPasses } from '../../ir/passes.js';
+import { FORWARD_PASSES } from '../../ir/pipeline.js';
+import type { Graph } from '../../ir/graph.js';
+import { displaySource, traceFile } from '../build.js';
+import type { ValuesFile } from '../values.js';
+import { withValues } from '../values.js';
+import { checkModel } from './check.js';
+import { exportOnnx } from './export.js';
+import type { Model } from './proto.js';
+import { encodeModel } from './proto.js';
+
+export { checkModel } from './check.js';
+export { exportOnnx, OPSET } from './export.js';
+export { decodeModel, encodeModel } from './proto.js';
+
+export interface Exported {
+  readonly name: string;
+  readonly graph: Graph;
+  readonly model: Model;
+  readonly bytes: Uint8Array;
+}
+
+export async function exportFile(file: string, opts: { params?: ValuesFile } = {}): Promise<Exported> {
+  const g = traceFile(file).traced.graph;
+  runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  const values = withValues(g, 'param', initialParams(g, 0), opts.params);
+  const isBuffer = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
+  const pick = (keep: boolean) => Object.fromEntries(Object.entries(values).filter(([k]) => isBuffer.has(k) === keep));
+  const model = exportOnnx(g, { params: pick(false), buffers: pick(true), source: displaySource(file) });
+  const bytes = encodeModel(model);
+  const errs = checkModel(bytes);
+  if (errs.length) throw new Error(`graphc export: internal error, the exported model breaks the ONNX checker's rules (please report it):\n  ${errs.join('\n  ')}`);
+  return { name: g.name, graph: g, model, bytes };
+}

@@ -1,0 +1,80 @@
+// What the browser tests run inside Chromium: generated modules imported by URL, called on params
+// and inputs sent from Node as plain arrays, their results sent back as plain arrays.
+// `globalThis.harness` is what the tests call through page.evaluate.
+
+/** Plain arrays to the typed arrays a module's spec asks for. */
+function typed(spec, values) {
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, spec[k].dtype === 'i32' ? Int32Array.from(v) : Float32Array.from(v)]));
+}
+const plain = (grads) => Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, Array.from(v)]));
+
+/** GPU.js models by module URL and mode: create() compiles every kernel (seconds on SwiftShader), once. */
+const models = new Map();
+async function gpuModel(url, mode) {
+  const key = `${url} ${mode}`;
+  if (!models.has(key)) models.set(key, import(url).then((mod) => mod.create({ mode }).then((model) => ({ mod, model }))));
+  return models.get(key);
+}
+
+globalThis.harness = {
+  /** loss and gradients of a flat or wasm module. */
+  async valueAndGrad(url, params, inputs) {
+    const mod = await import(url);
+    const { loss, grads } = mod.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs));
+    return { loss, grads: plain(grads) };
+  },
+
+  /** The GPU.js module in `mode`: the backend it got, its loss and gradients, and the adapter it ran on. */
+  async gpuValueAndGrad(url, mode, params, inputs) {
+    const { mod, model } = await gpuModel(url, mode);
+    const { loss, grads } = await model.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs));
+    return { mode: model.mode, loss, grads: plain(grads) };
+  },
+
+  /** Destroys the GPU.js models created so far. */
+  async destroyModels() {
+    for (const m of models.values()) (await m).model.destroy();
+    models.clear();
+  },
+
+  /**
+   * `steps` of SGD at `lr` on one batch, from the same params, with the flat module and with the
+   * GPU.js module in `mode`: the loss of every step of each.
+   */
+  async trainBoth(flatUrl, gpuUrl, mode, params, inputs, steps, lr) {
+    const flat = await import(flatUrl);
+    const { model } = await gpuModel(gpuUrl, mode);
+    const ins = typed(flat.spec.inputs, inputs);
+    const sgd = (p, grads) => {
+      for (const k in p) for (let i = 0; i < p[k].length; i++) p[k][i] -= lr * grads[k][i];
+    };
+    const pf = typed(flat.spec.params, params);
+    const pg = typed(flat.spec.params, params);
+    const flatLoss = [];
+    const gpuLoss = [];
+    const t0 = performance.now();
+    for (let s = 0; s < steps; s++) {
+      const r = await model.valueAndGrad(pg, ins);
+      gpuLoss.push(r.loss);
+      sgd(pg, r.grads);
+    }
+    const gpuMs = (performance.now() - t0) / steps;
+    for (let s = 0; s < steps; s++) {
+      const r = flat.valueAndGrad(pf, ins);
+      flatLoss.push(r.loss);
+      sgd(pf, r.grads);
+    }
+    return { mode: model.mode, flatLoss, gpuLoss, gpuMs };
+  },
+
+  /** The WebGPU adapter this browser offers, if any. */
+  async adapter() {
+    if (!navigator.gpu) return null;
+    const a = await navigator.gpu.requestAdapter();
+    if (!a) return null;
+    const i = a.info ?? {};
+    return { vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, fallback: a.isFallbackAdapter ?? i.isFallbackAdapter ?? null };
+  },
+};
+document.getElementById('ready').textContent = 'ready';
+globalThis.harnessReady = true;

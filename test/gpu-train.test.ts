@@ -1,0 +1,121 @@
+// The GPU.js module's training step (--optimizer), in gpu.js's cpu mode: 30 steps against the
+// flat module's trainStep, readParams, and the checks of its arguments.
+
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/build.js';
+import type { Arrays } from './helpers.js';
+import { modelFile, randomArgs, relErr, run, tmp } from './helpers.js';
+
+const MODEL = `import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const W1 = g.param('W1', [6, 16], { scale: 0.4 });
+  const b1 = g.param('b1', [16], { scale: 0.1 });
+  const W2 = g.param('W2', [16, 5], { scale: 0.4 });
+  const b2 = g.param('b2', [5], { scale: 0.1 });
+  const x = g.input('x', [12, 6]);
+  const y = g.input('y', [12], 'i32');
+  const h = x.matmul(W1).add(b1).tanh();
+  const loss = g.crossEntropy(h.matmul(W2).add(b2), y);
+  return { loss };
+});
+`;
+
+type State = { step: number } & Record<string, unknown>;
+interface FlatTrainer {
+  hyper: Record<string, unknown>;
+  initOptState(params: Arrays): State;
+  trainStep(params: Arrays, state: object, inputs: Arrays, options?: { lr?: number }): { loss: number };
+}
+interface GpuModel {
+  initOptState(params: Arrays): State;
+  trainStep(params: Arrays, state: object, inputs: Arrays, options?: { lr?: number }): Promise<{ loss: number }>;
+  readParams(): Promise<Record<string, Float32Array>>;
+  destroy(): void;
+}
+interface GpuTrainer {
+  hyper: Record<string, unknown>;
+  create(options?: { mode?: string }): Promise<GpuModel>;
+}
+
+async function build(flags: string[]): Promise<{ flat: FlatTrainer; gpu: GpuTrainer }> {
+  const file = modelFile(MODEL, 'mlp.ts');
+  const out = path.join(tmp(), 'gputrain');
+  const r = await run(['build', file, '--out', out, '--target', 'ts,gpu', ...flags]);
+  expect(r.err).toBe('');
+  const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href)) as FlatTrainer;
+  const gpu = (await import(pathToFileURL(path.join(out, 'mlp.gpu.js')).href)) as GpuTrainer;
+  return { flat, gpu };
+}
+
+const copy = (p: Arrays) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Float32Array.from(v)]));
+
+const CASES = [
+  ['--optimizer', 'adam', '--lr', '0.01'],
+  ['--optimizer', 'sgd', '--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01'],
+  ['--optimizer', 'adamw', '--lr', '0.01', '--clip-grad-norm', '0.5'],
+];
+
+describe('GPU.js trainStep (cpu mode): 30 steps against the flat module', () => {
+  it.each(CASES)('%s %s %s %s', async (...flags) => {
+    const { flat, gpu } = await build(flags);
+    expect(gpu.hyper).toEqual(flat.hyper);
+    const compiled = await compile(modelFile(MODEL, 'mlp.ts'), { targets: [] });
+    const { params, inputs } = randomArgs(compiled.fwd, 7);
+    const lr = flat.hyper.lr as number;
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    const model = await gpu.create({ mode: 'cpu' });
+    try {
+      const b = copy(params);
+      const W1 = b.W1;
+      const sb = model.initOptState(b);
+      for (let t = 1; t <= 30; t++) {
+        const opts = t > 15 ? { lr: lr / 2 } : undefined; // a schedule through options.lr
+        const want = flat.trainStep(a, sa, inputs, opts).loss;
+        const got = (await model.trainStep(b, sb, inputs, opts)).loss;
+        expect(relErr([got], [want]), `loss at step ${t}`).toBeLessThan(1e-4);
+      }
+      expect(b.W1, 'in place').toBe(W1);
+      expect(sb.step).toBe(30);
+      for (const k of Object.keys(a)) expect(relErr(b[k]!, a[k]!), k).toBeLessThan(1e-4);
+      const read = await model.readParams();
+      expect(Object.keys(read).sort()).toEqual(Object.keys(b).sort());
+      for (const k of Object.keys(b)) {
+        expect(read[k], k).toEqual(b[k]);
+        expect(read[k], `${k} is a copy`).not.toBe(b[k]);
+      }
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+describe('GPU.js trainStep: arguments', () => {
+  it('checks the learning rate, the state and the params, and readParams before any step', async () => {
+    const { gpu } = await build(['--optimizer', 'adam']);
+    const compiled = await compile(modelFile(MODEL, 'mlp.ts'), { targets: [] });
+    const { params, inputs } = randomArgs(compiled.fwd, 3);
+    const model = await gpu.create({ mode: 'cpu' });
+    try {
+      await expect(model.readParams()).rejects.toThrow(new Error('mlp: readParams() has nothing to read: no trainStep has run on this model yet'));
+      expect(() => model.initOptState({ ...params, b2: new Float32Array(4) })).toThrow(new RangeError("mlp: param 'b2' must have 5 elements (f32[5]), got 4"));
+      const state = model.initOptState(params) as { step: number; exp_avg: Record<string, Float32Array>; exp_avg_sq: Record<string, Float32Array> };
+      expect(state.step).toBe(0);
+      expect(Object.keys(state.exp_avg).sort()).toEqual(['W1', 'W2', 'b1', 'b2']);
+      expect(state.exp_avg_sq.W1).toEqual(new Float32Array(96));
+      await expect(model.trainStep(params, state, inputs, { lr: NaN })).rejects.toThrow(new TypeError('mlp: the learning rate must be a finite number, got NaN'));
+      await expect(model.trainStep(params, { ...state, step: -1 }, inputs)).rejects.toThrow(new TypeError('mlp: state.step must be a non-negative integer, got -1'));
+      await expect(model.trainStep(params, { step: 0 }, inputs)).rejects.toThrow(new TypeError('mlp: state.exp_avg is missing: make the state with initOptState(params)'));
+      await expect(model.trainStep(params, { ...state, exp_avg: { ...state.exp_avg, b1: new Float32Array(3) } }, inputs)).rejects.toThrow(
+        new RangeError("mlp: optimizer state 'exp_avg.b1' must have 16 elements (f32[16]), got 3"),
+      );
+      await expect(model.trainStep({ ...params, W1: new Float32Array(2) }, state, inputs)).rejects.toThrow(new RangeError("mlp: param 'W1' must have 96 elements (f32[6,16]), got 2"));
+      expect(state.step, 'a rejected step changes nothing').toBe(0);
+      await expect(model.readParams()).rejects.toThrow(/nothing to read/);
+    } finally {
+      model.destroy();
+    }
+  });
+});

@@ -1,0 +1,329 @@
+// Second derivatives: g.grad inside a model (every op's gradient rule differentiated again),
+// g.customGrad, and the hvp and jvp functions of `graphc build --hvp --jvp`, each against the
+// float64 interpreter and central finite differences of it.
+
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { Graph } from '../ir/graph.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import { OPS } from '../ir/ops.js';
+import type { OpKind } from '../ir/ops.js';
+import { compile, compileGraphs, lowerDerived, traceFile } from '../src/build.js';
+import type { Arrays } from './helpers.js';
+import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, run, smoothAt, tmp } from './helpers.js';
+
+type Rand = () => number;
+const dim = (r: Rand) => 2 + Math.floor(r() * 3);
+const S = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+/**
+ * Model bodies defining params and `y`. The model differentiates L = Σ y·tanh(y) with g.grad
+ * (so that the upstream gradient of every rule depends on the params), and its loss is
+ * Σₖ ⟨dL/dpₖ, Sₖ⟩: the loss's gradient is the Hessian of L times S, through every rule's rule.
+ */
+const OPS_2ND: Record<string, (r: Rand) => string> = {
+  neg: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.neg().mul(a);`,
+  exp: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.exp();`,
+  log: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).log();`,
+  tanh: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.tanh();`,
+  sigmoid: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.sigmoid();`,
+  relu: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.relu().mul(a);`,
+  sqrt: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).sqrt();`,
+  abs: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.abs().mul(a);`,
+  add_sub: (r) => `const a = g.param('a', ${S([dim(r), 3])}); const b = g.param('b', [3]); const y = a.add(b).sub(b.mul(a));`,
+  div: (r) => `const a = g.param('a', ${S([dim(r), 3])}); const b = g.param('b', [1, 3]); const y = a.div(b.square().add(0.5));`,
+  pow: (r) => `const a = g.param('a', ${S([dim(r), 2])}); const b = g.param('b', [2]); const y = a.square().add(0.5).pow(b);`,
+  maximum_minimum: (r) => `const a = g.param('a', ${S([dim(r), 3])}); const b = g.param('b', [3]); const y = a.maximum(b).mul(a).add(a.minimum(b).mul(b));`,
+  sum_mean: (r) => `const a = g.param('a', ${S([dim(r), dim(r), 2])}); const y = a.sum(1).mul(a.mean([0, 2], true).sum(1));`,
+  max: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.max(1).mul(a.sum(1));`,
+  matmul: (r) => {
+    const [m, k, n] = [dim(r), dim(r), dim(r)];
+    return `const a = g.param('a', [${m}, ${k}]); const b = g.param('b', [${k}, ${n}]); const y = a.matmul(b);`;
+  },
+  matmul_batched: (r) => `const a = g.param('a', [2, ${dim(r)}, 3]); const b = g.param('b', [3, ${dim(r)}]); const y = a.matmul(b).tanh().matmul(b.transpose());`,
+  transpose_reshape: (r) => `const a = g.param('a', [${dim(r)}, 3, 2]); const y = a.transpose([2, 0, 1]).reshape([2, -1]).mul(a.reshape([2, -1]));`,
+  narrow_concat: (r) => `const a = g.param('a', [${dim(r)}, 4]); const w = a.narrow(1, 1, 2); const y = g.concat([w, a, w.square()], 1);`,
+  gather: (r) => `const C = g.param('C', [5, ${dim(r)}]); const ix = g.input('ix', [${dim(r)}], 'i32'); const y = g.gather(C, ix);`,
+  pick_oneHot: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, 4]); const ix = g.input('ix', [${n}], 'i32'); const y = g.pick(a, ix).add(g.oneHot(ix, 4).mul(a).sum(1));`;
+  },
+  softmax: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = g.softmax(a).mul(a);`,
+  logSoftmax: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = g.logSoftmax(a, 0);`,
+  crossEntropy: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, 4]); const ix = g.input('ix', [${n}], 'i32'); const y = g.crossEntropy(a, ix);`;
+  },
+  batchNorm: (r) => `const a = g.param('a', [${dim(r) + 2}, 3]); const gain = g.param('gain', [3]); const bias = g.param('bias', [3]); const y = g.batchNorm(a, gain, bias);`,
+  layerNorm: (r) => `const a = g.param('a', [${dim(r)}, 4]); const gain = g.param('gain', [4]); const bias = g.param('bias', [4]); const y = g.layerNorm(a, gain, bias);`,
+  hingeLoss: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, 3]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a.tanh(), ix, 0.5);`;
+  },
+  const: () => `const a = g.param('a', [2, 3]); const y = a.mul(a).mul(g.const([[1, -2, 3], [0.5, 0, -1]]));`,
+};
+
+const paramsOf = (body: string) => [...body.matchAll(/const (\w+) = g\.param\('(\w+)'/g)].map((m) => m[1]!);
+
+/** One model holding every case in a block of its own (one build: the type check dominates), params prefixed by the case. */
+function secondOrderModel(cases: Record<string, string>): string {
+  const blocks = Object.entries(cases).map(([name, body]) => {
+    const ps = paramsOf(body);
+    const b = body.replace(/g\.param\('(\w+)'/g, `g.param('${name}_$1'`).replace(/g\.input\('(\w+)'/g, `g.input('${name}_$1'`);
+    return `  {
+    ${b}
+    const L = y.mul(y.tanh()).sum();
+    const grads = g.grad(L, [${ps.join(', ')}]);
+    grads.forEach((d, k) => terms.push(d.mul(g.input('${name}_S' + k, d.shape)).sum()));
+  }`;
+  });
+  return `import { model, Tensor } from 'graphc';
+export default model('second_order', (g) => {
+  const terms: Tensor[] = [];
+${blocks.join('\n')}
+  return { loss: terms.reduce((a, b) => a.add(b)) };
+});
+`;
+}
+
+/** The float64 gradients against central finite differences of the float64 loss (sampled entries away from kinks). */
+function expectFd(fwd: Graph, grads: Record<string, ArrayLike<number>>, params: Arrays, inputs: Arrays, seed: number, tol = 1e-5): void {
+  for (const [k, gr] of Object.entries(grads)) {
+    const r = rng(seed);
+    const idx = Array.from({ length: Math.min(6, gr.length) }, (_, i) => (gr.length <= 6 ? i : Math.floor(r() * gr.length))).filter((i) =>
+      smoothAt(fwd, params, inputs, k, i),
+    );
+    const fd = idx.map((i) => finiteDiff(fwd, params, inputs, k, i));
+    expect(relErr(idx.map((i) => gr[i]!), fd), `d loss / d ${k} vs finite differences`).toBeLessThan(tol);
+  }
+}
+
+const differentiatedTwice = new Set<OpKind>();
+const note = (g: Graph) => g.insts.forEach((i) => differentiatedTwice.add(i.op));
+
+describe('g.grad: every gradient rule differentiated again', () => {
+  it('each case against finite differences of its float64 gradient', () => {
+    const r = rng(17);
+    const file = modelFile(secondOrderModel(Object.fromEntries(Object.entries(OPS_2ND).map(([name, body]) => [name, body(r)]))));
+    const { fwd, bwd } = compileGraphs(file);
+    // the forward graph holds the first pass's instructions, which the reverse pass differentiated
+    note(fwd);
+    const { params, inputs } = randomArgs(fwd, 3);
+    const ref = reference(fwd, bwd, params, inputs);
+    expectFd(fwd, ref.grads, params, inputs, 3);
+  });
+});
+
+async function importBuilt(file: string, opts: Parameters<typeof compile>[1]) {
+  const c = await compile(file, opts);
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const load = async (suffix: string) => import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href);
+  return { c, load };
+}
+
+const PINN = `import { model } from 'graphc';
+export default model('pinn_small', (g) => {
+  const x = g.input('x', [5, 1]);
+  const W1 = g.param('W1', [1, 4]);
+  const b1 = g.param('b1', [4]);
+  const W2 = g.param('W2', [4, 1]);
+  const u = x.matmul(W1).add(b1).tanh().matmul(W2);
+  const [ux] = g.grad(u.sum(), [x]);
+  const [uxx] = g.grad(ux.sum(), [x]);
+  const loss = uxx.add(u).square().mean();
+  return { loss, u, ux, uxx };
+});
+`;
+
+describe('g.grad models', () => {
+  it("a physics-informed loss (u'' + u): the module's gradient against finite differences, g.grad's values against the interpreter's", async () => {
+    const { c, load } = await importBuilt(modelFile(PINN), {});
+    const mod = await load('');
+    const { params, inputs } = randomArgs(c.fwd, 1);
+    const ref = reference(c.fwd, c.bwd, params, inputs);
+    const out = mod.valueAndGrad(params, inputs);
+    expect(relErr([out.loss], ref.outputs.loss!.data)).toBeLessThan(1e-5);
+    for (const k of Object.keys(params)) expect(relErr(out.grads[k], ref.grads[k]!), k).toBeLessThan(1e-4);
+    expectFd(c.fwd, ref.grads, params, inputs, 1);
+    // ux and uxx: du/dx and d²u/dx² of each point, against finite differences in x
+    const x0 = Float64Array.from(inputs.x!);
+    const uAt = (x: Float64Array) => outputsOf(c.fwd, interpret(c.fwd, { params, inputs: { x } })).u!.data;
+    const h = 1e-3;
+    const shifted = (d: number) => uAt(x0.map((v) => v + d * h));
+    const [m2, m1, z, p1, p2] = [-2, -1, 0, 1, 2].map(shifted) as Float64Array[];
+    const fwdOut = mod.forward(params, inputs);
+    const ux = z!.map((_v, i) => (m2![i]! - 8 * m1![i]! + 8 * p1![i]! - p2![i]!) / (12 * h));
+    const uxx = z!.map((_v, i) => (-p2![i]! + 16 * p1![i]! - 30 * z![i]! + 16 * m1![i]! - m2![i]!) / (12 * h * h));
+    expect(relErr(fwdOut.ux, ux), 'ux').toBeLessThan(1e-4);
+    expect(relErr(fwdOut.uxx, uxx), 'uxx').toBeLessThan(1e-4);
+  });
+
+  it('the emitted comments name the g.grad call of each instruction', async () => {
+    const { c } = await importBuilt(modelFile(PINN), {});
+    const code = c.files.find((f) => f.name === 'pinn_small.ts')!.content as string;
+    expect(code).toContain("tanh'  (model.ts:7, of g.grad at model.ts:9)");
+    expect(c.files.find((f) => f.name === 'pinn_small.ir')!.content).toContain('grad(tanh) via 8:18');
+  });
+});
+
+const CUSTOM = `import { model } from 'graphc';
+export default model('custom', (g) => {
+  const w = g.param('w', [6]);
+  const s = g.param('s', [6]);
+  // straight-through sign: sign(w) forward, the gradient passed through unchanged
+  const sign = g.customGrad((x) => x.div(x.abs()), (xs, y, dy) => [dy]);
+  // the identity forward, its gradient clipped to [-0.1, 0.1]
+  const clip = g.customGrad((x) => x.mul(1), ([x], y, dy) => [dy.maximum(-0.1).minimum(0.1)]);
+  // a rule that reads x, y and a param: d/dx of x·s is s, written as the user's rule
+  const scaled = g.customGrad((x) => x.mul(s), ([x], y, dy) => [dy.mul(y).div(x)]);
+  const q = sign(w);
+  const c = clip(s.mul(3));
+  const z = scaled(w.tanh());
+  const loss = q.mul(s).sum().add(c.square().sum()).add(z.square().sum());
+  return { loss, q, c };
+});
+`;
+
+describe('g.customGrad', () => {
+  it('a straight-through sign and a clipped gradient against their formulas', async () => {
+    const { c, load } = await importBuilt(modelFile(CUSTOM), { targets: ['ts', 'wasm'] });
+    const { params, inputs } = randomArgs(c.fwd, 4);
+    const w = Float64Array.from(params.w!);
+    const s = Float64Array.from(params.s!);
+    // dL/dw = s (straight through) + 2z·s·tanh'(w); dL/ds = sign(w) + 3·clip(2·3s)
+    const z = w.map((v, i) => Math.tanh(v) * s[i]!);
+    const dw = w.map((v, i) => s[i]! + 2 * z[i]! * s[i]! * (1 - Math.tanh(v) ** 2));
+    // s, which the third rule closes over, gets no gradient through it (as a torch.autograd.Function's non-inputs)
+    const ds = s.map((v, i) => Math.sign(w[i]!) + 3 * Math.min(0.1, Math.max(-0.1, 2 * 3 * v)));
+    for (const suffix of ['', '.wasm']) {
+      const mod = await load(suffix);
+      const out = mod.valueAndGrad(params, inputs);
+      expect(relErr(out.grads.w, dw), `${suffix} dw`).toBeLessThan(1e-5);
+      expect(relErr(out.grads.s, ds), `${suffix} ds`).toBeLessThan(1e-5);
+    }
+    const code = c.files.find((f) => f.name === 'custom.ts')!.content as string;
+    expect(code).toContain("the user's gradient rule (g.customGrad)  (model.ts:8)");
+  });
+
+  it("its backward is differentiable: g.grad through a custom rule, then the model's gradient", () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('custom2', (g) => {
+  const w = g.param('w', [3, 2]);
+  const x = g.input('x', [4, 3]);
+  // softplus with its gradient written by hand: sigmoid(x)
+  const softplus = g.customGrad((x) => x.exp().add(1).log(), ([x], y, dy) => [dy.mul(x.sigmoid())]);
+  const u = softplus(x.matmul(w)).sum();
+  const [dw] = g.grad(u, [w]);
+  const loss = dw.square().sum();
+  return { loss };
+});
+`);
+    const { fwd, bwd } = compileGraphs(file);
+    const { params, inputs } = randomArgs(fwd, 5);
+    const ref = reference(fwd, bwd, params, inputs);
+    expectFd(fwd, ref.grads, params, inputs, 5);
+    differentiatedTwice.add('custom_grad');
+  });
+
+  it('a gradient of the wrong shape is an error at the call', () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('bad', (g) => {
+  const w = g.param('w', [3]);
+  const f = g.customGrad((x) => x.tanh(), ([x], y, dy) => [dy.sum()]);
+  return f(w).sum();
+});
+`);
+    expect(() => traceFile(file)).toThrow('g.customGrad: backward returned f32[] as the gradient of argument 0, which is f32[3]');
+  });
+});
+
+describe('g.grad errors', () => {
+  it('a y that is not a scalar', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('bad', (g) => {
+  const x = g.input('x', [4, 1]);
+  const w = g.param('w', [1, 1]);
+  const u = x.matmul(w);
+  const [ux] = g.grad(u, [x]);
+  return ux.sum().add(w.sum());
+});
+`);
+    const r = await run(['build', '--out', tmp(), file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('model.ts:6:18: error: g.grad: y must be an f32 scalar, but it is f32[4,1]');
+    expect(r.err).toContain('fix: reduce it to a scalar first, e.g. g.grad(u.sum(), [x]) for the gradient of every entry of u');
+  });
+});
+
+/** Finite differences of f along a direction: (f(+h) − f(−h)) / 2h, five-point. */
+function along(f: (eps: number) => Float64Array, h = 1e-4): Float64Array {
+  const [m2, m1, p1, p2] = [-2, -1, 1, 2].map((k) => f(k * h)) as Float64Array[];
+  return m2!.map((_v, i) => (m2![i]! - 8 * m1![i]! + 8 * p1![i]! - p2![i]!) / (12 * h));
+}
+
+const shift = (a: Arrays, d: Record<string, ArrayLike<number>>, eps: number): Arrays =>
+  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, d[k] ? Float64Array.from(v, (x, i) => x + eps * d[k]![i]!) : v])) as Arrays;
+
+const MLP = `import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const x = g.input('x', [6, 3]);
+  const y = g.input('y', [6], 'i32');
+  const W1 = g.param('W1', [3, 5], { scale: 0.5 });
+  const gain = g.param('gain', [5], { init: 'ones' });
+  const bias = g.param('bias', [5], { init: 'zeros' });
+  const W2 = g.param('W2', [5, 4], { scale: 0.5 });
+  const h = g.layerNorm(g.batchNorm(x.matmul(W1), gain, bias).tanh(), gain, bias);
+  const logits = h.matmul(W2);
+  const loss = g.crossEntropy(logits, y).add(g.softmax(logits).square().mean());
+  return { loss, logits };
+});
+`;
+
+describe('hvp and jvp', () => {
+  for (const [name, text] of [
+    ['mlp', MLP],
+    ['pinn_small', PINN],
+  ] as const)
+    it(`${name}: hvp against finite differences of the float64 gradient, jvp against finite differences of the float64 outputs (flat and wasm)`, async () => {
+      const { c, load } = await importBuilt(modelFile(text), { targets: ['ts', 'wasm'], hvp: true, jvp: true });
+      const { params, inputs } = randomArgs(c.fwd, 7);
+      const v = randomArgs(c.fwd, 8).params;
+      const gradAt = (eps: number) => {
+        const g = reference(c.fwd, c.bwd, shift(params, v, eps), inputs).grads;
+        return Float64Array.from(Object.keys(params).flatMap((k) => Array.from(g[k]!)));
+      };
+      const hvRef = along(gradAt);
+      const t = { ...randomArgs(c.fwd, 9).params, ...Object.fromEntries(Object.entries(randomArgs(c.fwd, 9).inputs).filter(([, a]) => a instanceof Float32Array)) };
+      const outAt = (eps: number) => {
+        const o = outputsOf(c.fwd, interpret(c.fwd, { params: shift(params, t, eps), inputs: shift(inputs, t, eps) }));
+        return Float64Array.from(Object.keys(o).flatMap((k) => Array.from(o[k]!.data)));
+      };
+      const jtRef = along(outAt);
+      // the derived graphs hold the first pass's rules of the fused ops, differentiated again
+      note(lowerDerived(traceFile(c.model.file).model, 'hvp').fwd);
+      for (const suffix of ['', '.wasm']) {
+        const mod = await load(suffix);
+        const r = mod.hvp(params, inputs, v);
+        expect(relErr([r.loss], [reference(c.fwd, c.bwd, params, inputs).outputs.loss!.data[0]!]), `${suffix} hvp loss`).toBeLessThan(1e-5);
+        const hv = Object.keys(params).flatMap((k) => Array.from(r.hv[k] as Float32Array));
+        expect(relErr(hv, hvRef), `${suffix} hv`).toBeLessThan(1e-3);
+        const j = mod.jvp(params, inputs, t);
+        const jt = Object.keys(c.fwd.outputs.map((o) => o.name)).length && c.fwd.outputs.flatMap((o) => {
+          const x = j.tangentOutputs[o.name];
+          return typeof x === 'number' ? [x] : Array.from(x as Float32Array);
+        });
+        expect(relErr(jt as number[], jtRef), `${suffix} J·t`).toBeLessThan(1e-3);
+        expect(j.outputs.loss).toBeCloseTo(r.loss, 5);
+      }
+    });
+});
+
+describe('coverage', () => {
+  it('every op with a gradient rule was differentiated twice', () => {
+    const missing = (Object.keys(OPS) as OpKind[]).filter((k) => typeof OPS[k].grad === 'function' && !differentiatedTwice.has(k));
+    expect(missing).toEqual([]);
+  });
+});

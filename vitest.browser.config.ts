@@ -1,0 +1,17 @@
+// npm run test:browser: the tests that drive a real Chromium (test/browser/), kept out of npm test.
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: {
+    alias: { graphc: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+  },
+  test: {
+    include: ['test/browser/**/*.test.ts'],
+    testTimeout: 180_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+    // one Chromium at a time: CI has 2 cores
+    fileParallelism: false,
+  },
+});
