@@ -15,12 +15,13 @@ import { checksOverhead } from './checks.mjs';
 import { exampleStep } from './examples.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
+import { threadsStep } from './threads-step.mjs';
 import { trainStepRows } from './train.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, SIZES } from './models.mjs';
+import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, ROOT, SIZES } from './models.mjs';
 import { fmt, median, relError, table } from './report.mjs';
 import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
 
@@ -163,6 +164,24 @@ async function main() {
   const trainRows = trained.map((r) => [r.name, r.nParams.toLocaleString('en-US'), fmt.ms(r.compiled), fmt.ms(r.js), `${(r.compiled / r.js).toFixed(2)}×`, fmt.err(r.err)]);
   console.log(indent(table(['module', 'params', 'trainStep ms', 'valueAndGrad + JS ms', 'ratio', 'max param err (20 steps)'], trainRows)));
 
+  // 10. The threads column: the wasm modules' create({ threads }) against their default exports.
+  section(`threads: one training step of the wasm module on 1 thread (its default exports) and on ${opts.threads} (create({ threads: ${opts.threads} })), alternating in this process, bit-identical`);
+  const threadRows = [];
+  const threadModels = [
+    ...opts.sizes.map((size) => [`makemore ${size}`, builds[`wasm_${size}`].module]),
+    ...['wavenet', 'gpt'].map((name) => [name, path.join(ROOT, 'generated', name, `${name}.wasm.js`)]),
+  ];
+  const ratios = {};
+  for (const [name, file] of threadModels) {
+    const r = await threadsStep(file, { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
+    ratios[name] = r.ratio;
+    threadRows.push([name, fmt.ms(r.one), fmt.ms(r.many), `${r.ratio.toFixed(2)}×`]);
+  }
+  console.log(indent(table(['model', '1 thread ms', `${opts.threads} threads ms`, `${opts.threads} threads / 1`], threadRows)));
+  if (ratios['makemore L'] !== undefined) console.log(`  target: at L the ${opts.threads}-thread step ≤ 0.6× the 1-thread step: ${ratios['makemore L'] <= 0.6 ? 'PASS' : 'FAIL'} (${ratios['makemore L'].toFixed(2)}×)`);
+  const slower = Object.entries(ratios).filter(([, r]) => r > 1.02); // within 2%: the same
+  console.log(`  target: no model slower than on 1 thread (by more than 2%): ${slower.length ? `FAIL (${slower.map(([n, r]) => `${n} ${r.toFixed(2)}×`).join(', ')})` : 'PASS'}`);
+
   loadNote('at the end', 1); // the bench itself keeps one core busy
   console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
   return 0;
@@ -299,13 +318,14 @@ function makeInputs({ batch, block, vocab }, seed) {
 }
 
 function parseArgs(argv) {
-  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id) };
+  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id), threads: 2 };
   for (const a of argv) {
     const [k, v] = a.split(/=(.*)/s, 2);
     if (k === '--sizes' && v) o.sizes = v.split(',');
     else if (k === '--contenders' && v) o.contenders = ['composite', ...v.split(',')];
     else if (k === '--quick') o.quick = true;
     else if (k === '--rebuild') o.rebuild = true;
+    else if (k === '--threads' && Number.isInteger(Number(v)) && Number(v) >= 2) o.threads = Number(v);
     else usage(`unknown argument ${a}`);
   }
   for (const s of o.sizes) if (!SIZES[s]) usage(`unknown size ${s} (sizes: ${Object.keys(SIZES).join(', ')})`);
@@ -314,7 +334,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild]`);
+  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild] [--threads=N]`);
   process.exit(2);
 }
 

@@ -237,8 +237,17 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         ...updateDecl(m, t),
         ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
-    : [
-        ...preamble([...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]), 'const buf = {', ...entries, '};']),
+    : instanced(backend?.instance, common, [...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t)], [
+        ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
+        'const buf = {',
+        ...entries,
+        '};',
+        ...extraDecls,
+        '',
+      ], [
+        // the options' state (the dropout seed, the call's mode) is the instance's own
+        ...optionsDecl(m, t),
+        '',
         ...checkFiniteDecl(m, t),
         ...stageFn,
         ...kernels.code,
@@ -276,8 +285,29 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '}',
         ...updateDecl(m, t),
         ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
-      ];
+      ]);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * A static module's lines: the header, the arena, params' initialisation and checks, then the
+ * steps; with a backend's `instance`, the arena and the steps become the body of its function
+ * (exported functions returned from it instead), after the checks.
+ */
+function instanced(inst: Backend['instance'], common: readonly string[], checks: readonly string[], arena: readonly string[], steps: readonly string[]): string[] {
+  if (!inst) return [...common, ...arena, ...checks, ...steps];
+  const names: string[] = [];
+  const hoisted: string[] = [];
+  const body: string[] = [];
+  for (const l of [...arena, ...steps]) {
+    const fn = /^export function (\w+)/.exec(l);
+    if (fn) {
+      names.push(fn[1]!);
+      body.push(l.slice('export '.length));
+    } else if (/^export (const|interface|type) /.test(l)) hoisted.push(l); // one-line declarations (hyper, OptState): module level
+    else body.push(l);
+  }
+  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, '', ...inst.open, ...body, ...inst.close(names)];
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */

@@ -24,9 +24,9 @@ import type { ModuleInfo, Typed } from './module.js';
 import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
-import type { Body } from './wasm/encode.js';
+import { Body } from './wasm/encode.js';
 import type { MatmulKernel } from './wasm/matmul.js';
-import { matmulBody } from './wasm/matmul.js';
+import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
 import type { ConvKernel } from './wasm/conv.js';
 import { convBody, convScratch } from './wasm/conv.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
@@ -35,6 +35,8 @@ import type { SoftmaxKernel } from './wasm/softmax.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Operand, Step, StepOp } from './wasm/steps.js';
 import { isElementwise } from '../ir/fusion.js';
+import type { Split } from './wasm/threads.js';
+import { threadsDecl } from './wasm/threads.js';
 
 const PAGE = 65536;
 /** Bytes after the last array: a kernel's last vector may read up to 12 bytes past an array's end. */
@@ -101,10 +103,17 @@ interface Kernel {
   readonly name: string;
   readonly body: Body;
   readonly d: Decision;
+  /** A kernel that threads split: its body computes a range (`body` is then the ranged body). */
+  readonly split?: Split & { readonly pack?: Body };
 }
 
-/** The wasm module: TypeScript, or with `typed` false the same code as plain JavaScript. */
-export function emitWasm(m: ModuleInfo, typed = true): string {
+/**
+ * The wasm module: TypeScript, or with `typed` false the same code as plain JavaScript. With
+ * `threads` false (a derived module enclosed in another, --hvp/--jvp) it has no create() and no
+ * instance(): one arena over one memory, as the module of a single thread.
+ */
+export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
+  const threaded = opts.threads ?? true;
   rejectSymbolic(m);
   const plan = m.plan;
   const offsets: number[] = [];
@@ -153,10 +162,47 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
   if (training) end = training.end;
   const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
 
+  /** The kernels in the order of the module: the training step's last. */
+  const allKernels = () => (training?.kernel ? [...kernels, training.kernel] : kernels);
   const backend: Backend = {
     what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
     entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
-    buffersDecl: (arrays, t) => buffersDecl(training?.kernel ? [...kernels, training.kernel] : kernels, pages, offsets, arrays, t),
+    buffersDecl: (arrays, t) =>
+      threaded
+        ? arenaDecl(offsets, arrays, t)
+        : [
+            ...kernelsDecl(allKernels(), pages, typed),
+            `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
+            `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
+            ...arenaDecl(offsets, arrays, t),
+          ],
+    instance: threaded ? {
+      // the kernels, then create({ threads }) (which calls instance(), declared below)
+      get top() {
+        return [
+          ...kernelsDecl(allKernels(), pages, typed),
+          '',
+          ...threadsDecl(
+            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
+            pages,
+            sharedFlagAt(allKernels(), pages),
+            typed,
+          ),
+        ];
+      },
+      open: [
+        '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
+        `function instance(memory${typed ? ': { readonly buffer: ArrayBufferLike }' : ''}, kernels${typed ? ': Kernels' : ''}) {`,
+      ],
+      close: (names) => [
+        `  return { ${names.join(', ')} };`,
+        '}',
+        '',
+        `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays stay valid`,
+        `const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${typed ? ' as unknown as Kernels' : ''});`,
+        `export const { ${names.join(', ')} } = single;`,
+      ],
+    } : undefined,
     ...(training ? { train: training.backend } : {}),
     unit: (u: Unit, e: UnitEmitter) => {
       const d = decisions.get(u);
@@ -170,21 +216,33 @@ export function emitWasm(m: ModuleInfo, typed = true): string {
       }
       if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;
-        const body =
+        const ranged = { ranged: true };
+        const k = d.kernel;
+        // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
+        const [body, split] =
           d.kind === 'elementwise'
-            ? elementwiseBody(d.kernel)
+            ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.length }]
             : d.kind === 'reduce'
-              ? reduceBody(d.kernel)
+              ? [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: k.M * k.N * d.kernel.rows.length }]
               : d.kind === 'rowreduce'
-                ? rowReduceBody(d.kernel)
-                : softmaxBody(d.kernel);
-        kernels.push({ name, body, d });
+                ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
+                : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
+        kernels.push({ name, body, d, split });
         return [`${member('kernels', name)}();`];
       }
       const mm = u.insts[0]!;
       const name = `matmul_${last}`;
       const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
-      kernels.push({ name, body: matmulBody({ ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined }), d });
+      const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
+      // one matrix splits by blocks of the register tile's rows; a batch of them stays whole
+      if (kernel.batch === 1)
+        kernels.push({
+          name,
+          body: matmulBody(kernel, { ranged: true }),
+          d,
+          split: { extent: kernel.M, align: DEFAULT_TILE.rows, work: kernel.M * kernel.N * kernel.K, pack: kernel.transB ? packBody(kernel) : undefined },
+        });
+      else kernels.push({ name, body: matmulBody(kernel), d });
       const call = [`${member('kernels', name)}();`];
       if (d.fusedEpilogue) return call;
       if (!d.productStored) e.use('_product');
@@ -583,18 +641,35 @@ function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage'][
   }
 }
 
-/** The memory, the kernels, and the arena's arrays as views of the memory. */
-function buffersDecl(
-  kernels: readonly Kernel[],
-  pages: number,
-  offsets: readonly number[],
-  arrays: readonly string[],
-  t: Typed,
-): string[] {
-  const bytes = encodeModule(
-    pages,
-    kernels.map((k) => ({ name: k.name, body: k.body })),
-  );
+/** The functions of the wasm module: each kernel; a split one as its range, its packing of B and a whole call of both. */
+function functionsOf(kernels: readonly Kernel[]): { name: string; body: Body }[] {
+  const fns: { name: string; body: Body }[] = [];
+  for (const k of kernels) {
+    if (!k.split) {
+      fns.push({ name: k.name, body: k.body });
+      continue;
+    }
+    const rows = fns.push({ name: `${k.name}_range`, body: k.body }) - 1;
+    const pack = k.split.pack ? fns.push({ name: `${k.name}_pack`, body: k.split.pack }) - 1 : undefined;
+    const whole = new Body();
+    if (pack !== undefined) whole.call(pack);
+    whole.i32(0).i32(k.split.extent).call(rows);
+    fns.push({ name: k.name, body: whole });
+  }
+  return fns;
+}
+
+/** The byte that makes the module's memory import shared (a threaded instance sets it). */
+function sharedFlagAt(kernels: readonly Kernel[], pages: number): number {
+  const [a, b] = [false, true].map((shared) => encodeModule(pages, functionsOf(kernels), { shared }));
+  const at = a!.findIndex((x, i) => x !== b![i]);
+  if (at < 0 || a!.length !== b!.length) throw new Error('internal: no shared flag');
+  return at;
+}
+
+/** The kernels: their list, the WebAssembly API this module uses (typed) and the module's bytes. */
+function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean): string[] {
+  const bytes = encodeModule(pages, functionsOf(kernels));
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision) => {
@@ -617,32 +692,32 @@ function buffersDecl(
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
     return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;
   };
+  return [
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
+    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
+    ...(typed
+      ? [
+          '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
+          'declare const WebAssembly: {',
+          '  Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => { readonly buffer: ArrayBufferLike };',
+          '  Module: new (bytes: Uint8Array) => object;',
+          '  Instance: new (module: object, imports: object) => { readonly exports: object };',
+          '};',
+          `type Kernels = { ${kernels.map((k) => `${k.name}(): void;`).join(' ')} };`,
+        ]
+      : []),
+    'const wasm = [',
+    ...chunks.map((c) => `'${c}',`),
+    "].join('');",
+    'const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));',
+  ];
+}
+
+/** The arena's arrays as views of the memory. */
+function arenaDecl(offsets: readonly number[], arrays: readonly string[], t: Typed): string[] {
   const views = arrays.map((a, id) => {
     const [, type, n] = /^new (\w+)\((\d+)\)$/.exec(a)!;
     return `new ${type}(memory.buffer, ${offsets[id]}, ${n})`;
   });
-  return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
-    ...t(
-      [
-        '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
-        'declare const WebAssembly: {',
-        '  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };',
-        '  Module: new (bytes: Uint8Array) => object;',
-        '  Instance: new (module: object, imports: object) => { readonly exports: object };',
-        '};',
-      ].join('\n'),
-    )
-      .split('\n')
-      .filter(Boolean),
-    `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
-    'const wasm = [',
-    ...chunks.map((c) => `'${c}',`),
-    "].join('');",
-    `const kernels = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))), { env: { memory } }).exports${t(
-      ` as unknown as { ${kernels.map((k) => `${k.name}(): void;`).join(' ')} }`,
-    )};`,
-    `const buffers = [${views.join(', ')}]${t(' as const')};`,
-  ];
+  return [`const buffers = [${views.join(', ')}]${t(' as const')};`];
 }

@@ -160,7 +160,7 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
       continue;
     }
     // --hvp, --jvp: the derived functions, after the module (flat and wasm targets)
-    const more = (typed: boolean) => (target === 'gpu' ? '' : derivedCode(info, info.derived, (d, ty) => emit(d, ty), typed));
+    const more = (typed: boolean) => (target === 'gpu' ? '' : derivedCode(info, info.derived, (d, ty) => (target === 'wasm' ? emitWasm(d, ty, { threads: false }) : emit(d, ty)), typed));
     files.push(
       { name: `${info.name}${suffix}.ts`, content: await format(code + more(true), 'babel-ts', `${info.name}${suffix}.ts`) },
       { name: `${info.name}${suffix}.js`, content: indent(emit(info, false) + more(false)) },

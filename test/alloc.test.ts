@@ -9,8 +9,8 @@ import { compile } from '../src/build.js';
 import { modelFile, ROOT, run, tmp } from './helpers.js';
 
 /** The garbage collections of the steady state of a module (the lines between the fixture's markers). */
-function steadyStateGcs(module: string): string[] {
-  const r = spawnSync(process.execPath, ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), module], { encoding: 'utf8' });
+function steadyStateGcs(module: string, threads?: number): string[] {
+  const r = spawnSync(process.execPath, ['--trace-gc', path.join(ROOT, 'test/fixtures/alloc/steady.mjs'), module, ...(threads ? [String(threads)] : [])], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   const lines = r.stdout.split('\n');
   expect(lines).toContain('--- end');
@@ -26,6 +26,9 @@ describe('generated modules', () => {
     expect(steadyStateGcs(path.join(ROOT, 'generated', name, `${name}.wasm.js`))).toEqual([]);
   });
 
+  it('the threaded wasm module of makemore (create({ threads: 2 }), every kernel that can split split, not adapting) allocates nothing per call', () => {
+    expect(steadyStateGcs(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'), 2)).toEqual([]);
+  });
   it('trainStep allocates nothing per call (adamw: the flat module, and the wasm module with clipping)', async () => {
     const flat = path.join(tmp(), 'trained');
     const wasm = path.join(tmp(), 'clipped');

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { Graph } from '../ir/graph.js';
 import { OPS } from '../ir/ops.js';
 import type { OpKind } from '../ir/ops.js';
-import type { GeneratedModule } from './helpers.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { interpret, outputsOf } from '../ir/interp.js';
 import { traceFile } from '../src/build.js';
 import { buildAndImport, buildIR, finiteDiff, modelFile, randomArgs, reference, relErr, rng } from './helpers.js';
 
@@ -228,6 +229,23 @@ describe('op table', () => {
       note(c.bwd);
       await check(c, mod, 5);
     });
+
+  it('training mode: dropout masks, the mode flag, buffers and select (batchNorm with running statistics)', async () => {
+    const file = modelFile(source('op_modes', `const a = g.param('a', [6, 4]); const gain = g.param('gain', [4]); const bias = g.param('bias', [4]);
+  const h = g.dropout(a.tanh(), 0.25);
+  const y = g.batchNorm(h, gain, bias, { momentum: 0.1, name: 'bn' });`));
+    const { c, mod } = await buildAndImport(file);
+    note(c.fwd);
+    note(c.bwd);
+    const { params, inputs } = randomArgs(c.fwd, 5);
+    const buffers = (mod as unknown as { initBuffers(): Record<string, Float32Array> }).initBuffers();
+    const buffers64 = Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
+    const vals = interpret(c.fwd, { params, inputs, train: true, seed: 3, buffers: buffers64 });
+    const bv = interpret(c.bwd, { fwd: vals });
+    const { loss, grads } = (mod.valueAndGrad as (p: Arrays, i: Arrays, o: object) => { loss: number; grads: Record<string, Float32Array> })(params, inputs, { seed: 3, buffers });
+    expect(relErr([loss], outputsOf(c.fwd, vals).loss!.data), 'loss').toBeLessThan(1e-5);
+    for (const o of c.bwd.outputs) expect(relErr(grads[o.name]!, bv.get(c.bwd.value(o.value).name)!.data), `d loss / d ${o.name}`).toBeLessThan(1e-4);
+  });
 
   it('covers every op of the table', () => {
     const missing = (Object.keys(OPS) as OpKind[]).filter((k) => !seen.has(k));

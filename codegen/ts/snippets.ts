@@ -42,6 +42,13 @@ export interface Backend {
   readonly entries: readonly string[];
   /** A unit's code (a kernel call), or undefined for the flat module's loops. */
   unit(u: Unit, e: UnitEmitter): string[] | undefined;
+  /**
+   * With it (static shapes), the arena and the steps are the body of a function that the backend
+   * opens and closes, so that a module can make more than one of them (the wasm module: one per
+   * memory): `top` is declared before it at module level, `close` gets the names of the functions
+   * the body would export (they are returned instead) and exports them.
+   */
+  readonly instance?: { readonly top: readonly string[]; readonly open: readonly string[]; close(names: readonly string[]): string[] };
   /** The optimizer update as a kernel (--optimizer), for the params it covers. */
   readonly train?: TrainBackend;
 }

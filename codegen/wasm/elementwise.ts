@@ -14,14 +14,21 @@ export interface ElementwiseKernel {
   readonly steps: readonly Step[];
 }
 
-export function elementwiseBody(k: ElementwiseKernel): Body {
-  const f = new Body();
-  elementwiseLoop(f, k);
+/**
+ * With `ranged`, a function of two arguments that computes the rows [start, end) (threads' row
+ * blocks: rows are independent, and a ragged row's last vector is stored lane by lane).
+ */
+export function elementwiseBody(k: ElementwiseKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  elementwiseLoop(f, k, opts.ranged ? { rows: [f.param(0), f.param(1)] } : {});
   return f;
 }
 
-/** Appends the loops of `k` to a function body. */
-export function elementwiseLoop(f: Body, k: ElementwiseKernel): void {
+/** A range [start, end) of rows or of columns, as two i32 locals (columns: start a multiple of 4). */
+export type Range = readonly [Local, Local];
+
+/** Appends the loops of `k` to a function body: over every row and column, or over ranges of them. */
+export function elementwiseLoop(f: Body, k: ElementwiseKernel, range: { rows?: Range; cols?: Range } = {}): void {
   const { M, N } = k;
   if (M * N === 0) return;
   const rowCounter = f.local('i32');
@@ -30,27 +37,49 @@ export function elementwiseLoop(f: Body, k: ElementwiseKernel): void {
   const w = new StepWriter(f, k.steps, N);
   const full = Math.floor(N / 4);
   const rest = N % 4;
-  f.assign(i, 0);
-  f.repeat(rowCounter, M, () => {
-    pointersAtRow(f, w, i);
-    const advance = () => {
-      for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
-    };
-    if (full > 0)
-      f.repeat(vecCounter, full, () => {
-        w.at(0, 0, 4);
-        advance();
-      });
-    if (rest) w.at(0, 0, rest);
+  const advance = () => {
+    for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
+  };
+  const row = () => {
+    pointersAtRow(f, w, i, range.cols?.[0]);
+    if (range.cols) {
+      // the whole vectors of [start, end), then the ragged last one when end is N
+      const [jv, end] = [f.local('i32'), range.cols[1]];
+      f.get(range.cols[0]).set(jv);
+      f.loopUntil(
+        () => f.get(jv).i32(4).i32Add().get(end).i32GtS(),
+        () => {
+          w.at(0, 0, 4);
+          advance();
+          f.bump(jv, 4);
+        },
+      );
+      if (rest) f.when(() => f.get(jv).get(end).i32LtS(), () => w.at(0, 0, rest));
+    } else {
+      if (full > 0)
+        f.repeat(vecCounter, full, () => {
+          w.at(0, 0, 4);
+          advance();
+        });
+      if (rest) w.at(0, 0, rest);
+    }
     f.bump(i, 1);
-  });
+  };
+  if (range.rows) {
+    f.get(range.rows[0]).set(i);
+    f.loopUntil(() => f.get(i).get(range.rows![1]).i32GeS(), row);
+  } else {
+    f.assign(i, 0);
+    f.repeat(rowCounter, M, row);
+  }
 }
 
-/** Sets every pointer of the steps to its array's position (i, 0). */
-function pointersAtRow(f: Body, w: StepWriter, i: Local): void {
+/** Sets every pointer of the steps to its array's position (i, 0), or (i, col). */
+function pointersAtRow(f: Body, w: StepWriter, i: Local, col?: Local): void {
   for (const p of w.pointers) {
     f.i32(p.addr);
     if (p.si) f.get(i).i32(4 * p.si).i32Mul().i32Add();
+    if (col && p.sj) f.get(col).i32(4 * p.sj).i32Mul().i32Add();
     f.set(p.local);
   }
 }
@@ -70,11 +99,17 @@ export interface ReduceKernel {
   readonly epilogue: readonly Step[];
 }
 
-export function reduceBody(k: ReduceKernel): Body {
-  const f = new Body();
-  elementwiseLoop(f, { M: 1, N: k.N, steps: k.init });
-  elementwiseLoop(f, { M: k.M, N: k.N, steps: k.rows });
-  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: k.N, steps: k.epilogue });
+/**
+ * With `ranged`, a function of two arguments that computes the kept columns [start, end) (start
+ * a multiple of 4): threads' column blocks, each summing its columns over every row in the same
+ * order as the whole kernel.
+ */
+export function reduceBody(k: ReduceKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  const cols = opts.ranged ? { cols: [f.param(0), f.param(1)] as const } : {};
+  elementwiseLoop(f, { M: 1, N: k.N, steps: k.init }, cols);
+  elementwiseLoop(f, { M: k.M, N: k.N, steps: k.rows }, cols);
+  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: k.N, steps: k.epilogue }, cols);
   return f;
 }
 
@@ -97,10 +132,15 @@ export interface RowReduceKernel {
   readonly epilogue: readonly Step[];
 }
 
-export function rowReduceBody(k: RowReduceKernel): Body {
-  const f = new Body();
+/**
+ * With `ranged`, a function of two arguments that computes the rows [start, end) and the epilogue
+ * at those kept positions (start a multiple of 4 when there is an epilogue): threads' row blocks.
+ */
+export function rowReduceBody(k: RowReduceKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
   const { M, N } = k;
   if (M * N === 0) return f;
+  const range = opts.ranged ? ([f.param(0), f.param(1)] as const) : undefined;
   const [rowCounter, vecCounter, i] = [f.local('i32'), f.local('i32'), f.local('i32')];
   const w = new StepWriter(f, k.rows, N);
   const sums = k.reductions.map(() => f.local('v128'));
@@ -114,8 +154,16 @@ export function rowReduceBody(k: RowReduceKernel): Body {
     });
   const full = Math.floor(N / 4);
   const rest = N % 4;
-  f.assign(i, 0);
-  f.repeat(rowCounter, M, () => {
+  const rows = (row: () => void) => {
+    if (range) {
+      f.get(range[0]).set(i);
+      f.loopUntil(() => f.get(i).get(range[1]).i32GeS(), row);
+    } else {
+      f.assign(i, 0);
+      f.repeat(rowCounter, M, row);
+    }
+  };
+  rows(() => {
     pointersAtRow(f, w, i);
     k.reductions.forEach((r, n) => f.f32x4Const(identity(r.op)).set(sums[n]!));
     if (full > 0)
@@ -137,6 +185,6 @@ export function rowReduceBody(k: RowReduceKernel): Body {
     });
     f.bump(i, 1);
   });
-  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: M, steps: k.epilogue });
+  if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: M, steps: k.epilogue }, range ? { cols: range } : {});
   return f;
 }

@@ -1,6 +1,7 @@
 // A small WebAssembly binary encoder: just what graphc's kernels need (one imported memory,
-// functions of no arguments, i32 and v128 locals, structured loops, loads and stores, and the
-// f32x4 arithmetic of the SIMD proposal). Instructions are appended to a `Body` by name; the
+// functions of no arguments or of two i32 arguments (a range of rows or columns), i32 and v128
+// locals, structured loops, calls, loads and stores, and the f32x4 arithmetic of the SIMD
+// proposal). Instructions are appended to a `Body` by name; the
 // module is laid out section by section as the binary format describes.
 
 /** Unsigned LEB128. */
@@ -72,6 +73,17 @@ export class Body {
   private readonly locals: Local[] = [];
   private depth = 0;
 
+  /** A function of `params` i32 arguments (0 or 2): they are its first locals. */
+  constructor(readonly params = 0) {
+    for (let k = 0; k < params; k++) this.local('i32');
+  }
+
+  /** Argument k. */
+  param(k: number): Local {
+    if (k >= this.params) throw new Error(`internal: no argument ${k}`);
+    return this.locals[k]!;
+  }
+
   local(type: LocalType): Local {
     const l = { index: this.locals.length, type };
     this.locals.push(l);
@@ -127,6 +139,43 @@ export class Body {
     this.get(counter).i32(1).i32Sub().tee(counter).op(0x0d, 0x00); // br_if 0 while counter ≠ 0
     this.depth--;
     return this.op(0x0b);
+  }
+
+  /**
+   * A loop that runs `body` while `exit` (code leaving an i32 on the stack) is 0: the test comes
+   * first, so that the body may run no time at all.
+   */
+  loopUntil(exit: () => void, body: () => void): this {
+    this.op(0x02, 0x40, 0x03, 0x40); // block, loop
+    this.depth += 2;
+    exit();
+    this.op(0x0d, 0x01); // br_if 1: out of the block
+    body();
+    this.op(0x0c, 0x00); // br 0: back to the loop
+    this.depth -= 2;
+    return this.op(0x0b, 0x0b);
+  }
+  /** `body` when the i32 that `cond` leaves on the stack is not 0. */
+  when(cond: () => void, body: () => void): this {
+    cond();
+    this.op(0x04, 0x40); // if (no result)
+    this.depth++;
+    body();
+    this.depth--;
+    return this.op(0x0b);
+  }
+  i32GeS(): this {
+    return this.op(0x4e);
+  }
+  i32GtS(): this {
+    return this.op(0x4a);
+  }
+  i32LtS(): this {
+    return this.op(0x48);
+  }
+  /** Calls function `index` of the module. */
+  call(index: number): this {
+    return this.op(0x10, ...uleb(index));
   }
 
   f32Load(offset: number): this {
@@ -206,7 +255,7 @@ export class Body {
   encode(): number[] {
     if (this.depth !== 0) throw new Error('internal: unclosed loop');
     const groups: number[][] = [];
-    for (const l of this.locals) {
+    for (const l of this.locals.slice(this.params)) {
       const last = groups[groups.length - 1];
       if (last && last[1] === TYPE_CODE[l.type]) last[0]!++;
       else groups.push([1, TYPE_CODE[l.type]]);
@@ -217,19 +266,26 @@ export class Body {
 }
 
 /**
- * A module of exported functions `() => void` over one memory imported as `env.memory`
+ * A module of exported functions `() => void` or `(start, end) => void` over one memory imported as `env.memory`
  * (`pages` 64 KiB pages, not growable: the arrays viewing it stay valid; `shared` for a memory
  * that worker threads share).
  */
 export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[], opts: { shared?: boolean } = {}): Uint8Array {
-  const type = [0x60, 0x00, 0x00]; // func [] -> []
+  const types = [
+    [0x60, 0x00, 0x00], // func [] -> []
+    [0x60, 0x02, 0x7f, 0x7f, 0x00], // func [i32 i32] -> []: a range
+  ];
+  const typeOf = (b: Body) => {
+    if (b.params !== 0 && b.params !== 2) throw new Error(`internal: a function of ${b.params} arguments`);
+    return b.params / 2;
+  };
   // limits: 0x01 min and max; 0x03 min and max, shared between threads
   const memoryImport = [...name('env'), ...name('memory'), 0x02, opts.shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)];
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([type])),
+    ...section(1, vec(types)),
     ...section(2, vec([memoryImport])),
-    ...section(3, vec(functions.map(() => uleb(0)))),
+    ...section(3, vec(functions.map((f) => uleb(typeOf(f.body))))),
     ...section(7, vec(functions.map((f, k) => [...name(f.name), 0x00, ...uleb(k)]))),
     ...section(10, vec(functions.map((f) => f.body.encode()))),
   ];

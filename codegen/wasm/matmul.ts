@@ -74,15 +74,26 @@ function columnRuns(N: number, V: number): Run[] {
   return runs;
 }
 
-/** The kernel as a function body. */
-export function matmulBody(k: MatmulKernel): Body {
-  return matmulInto(new Body(), k);
+/**
+ * The kernel as a function body. With `ranged` (one matrix, not a batch) it is a function of two
+ * arguments that computes the rows [start, end) of C, start a multiple of the tile's rows and end
+ * one too or M: the row blocks of threads, which write disjoint rows and sum over K in the same
+ * order as the whole kernel. A ranged kernel does not pack a transposed B: `packBody` does, once,
+ * before the blocks run.
+ */
+export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
+  return matmulInto(new Body(opts.ranged ? 2 : 0), k, opts);
 }
 
-/** The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col). */
-export function matmulInto(f: Body, k: MatmulKernel): Body {
+/**
+ * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
+ * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`).
+ */
+export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
+  const ranged = opts.ranged ?? false;
+  if (ranged && batch !== 1) throw new Error('internal: a ranged matmul over a batch');
   if (M * N * batch === 0) return f;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
@@ -130,32 +141,37 @@ export function matmulInto(f: Body, k: MatmulKernel): Body {
       }
   };
 
-  const pack = () => {
-    // P[p, j] = B[j, p]: B is read in order, P written down its columns
-    f.i32(k.b).get(tB).i32Add().set(src);
-    f.assign(dstRow, k.pack!);
-    f.repeat(counterJ, N, () => {
-      f.get(dstRow).set(dst);
-      f.repeat(counterP, K, () => {
-        f.get(dst).get(src).f32Load(0).f32Store(0);
-        f.bump(src, 4).bump(dst, 4 * N);
-      });
-      f.bump(dstRow, 4);
-    });
+  /** The row tiles of one column run: all of them, or those of [start, end). */
+  const rowTiles = (cr: Run) => {
+    if (!ranged) {
+      for (const rr of rowRuns(M, R)) {
+        f.assign(i, rr.start);
+        f.repeat(counterI, rr.count, () => {
+          tile(rr.size, cr.size, cr.lastLanes);
+          f.bump(i, rr.size);
+        });
+      }
+      return;
+    }
+    const [start, end] = [f.param(0), f.param(1)];
+    f.get(start).set(i);
+    // whole tiles while i + R ≤ end, then the ragged last tile when end is M
+    f.loopUntil(
+      () => f.get(i).i32(R).i32Add().get(end).i32GtS(),
+      () => {
+        tile(R, cr.size, cr.lastLanes);
+        f.bump(i, R);
+      },
+    );
+    if (M % R) f.when(() => f.get(i).get(end).i32LtS(), () => tile(M % R, cr.size, cr.lastLanes));
   };
 
   const matrix = () => {
-    if (transB && K > 0) pack();
+    if (transB && K > 0 && !ranged) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP);
     for (const cr of columnRuns(N, V)) {
       f.assign(j, cr.start);
       f.repeat(counterJ, cr.count, () => {
-        for (const rr of rowRuns(M, R)) {
-          f.assign(i, rr.start);
-          f.repeat(counterI, rr.count, () => {
-            tile(rr.size, cr.size, cr.lastLanes);
-            f.bump(i, rr.size);
-          });
-        }
+        rowTiles(cr);
         f.bump(j, 4 * cr.size);
       });
     }
@@ -168,5 +184,30 @@ export function matmulInto(f: Body, k: MatmulKernel): Body {
     f.bump(tB, k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0);
     f.bump(tC, k.strides ? k.strides.c : 4 * M * N);
   });
+  return f;
+}
+
+/** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
+function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local): void {
+  const { N, K } = k;
+  f.i32(k.b).get(tB).i32Add().set(src);
+  f.assign(dstRow, k.pack!);
+  f.repeat(counterJ, N, () => {
+    f.get(dstRow).set(dst);
+    f.repeat(counterP, K, () => {
+      f.get(dst).get(src).f32Load(0).f32Store(0);
+      f.bump(src, 4).bump(dst, 4 * N);
+    });
+    f.bump(dstRow, 4);
+  });
+}
+
+/** The packing of a ranged kernel's transposed B, as a function of its own (one matrix). */
+export function packBody(k: MatmulKernel): Body {
+  const f = new Body();
+  if (!k.transB || k.K === 0 || k.M * k.N === 0) return f;
+  const [tB, src, dst, dstRow, counterJ, counterP] = Array.from({ length: 6 }, () => f.local('i32'));
+  f.assign(tB, 0);
+  packInto(f, k, tB, src, dst, dstRow, counterJ, counterP);
   return f;
 }

@@ -18,8 +18,9 @@ export interface SoftmaxKernel {
 
 type Lanes = [number, number, number, number];
 
-export function softmaxBody(k: SoftmaxKernel): Body {
-  const f = new Body();
+/** With `ranged`, a function of two arguments that computes the rows [start, end): threads' row blocks. */
+export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
   const { M, N } = k;
   if (M * N === 0) return f;
   const full = Math.floor(N / 4);
@@ -56,8 +57,25 @@ export function softmaxBody(k: SoftmaxKernel): Body {
     f.f32x4('splat');
   };
 
-  f.assign(rowX, k.x).assign(rowO, k.out);
-  f.repeat(rows, M, () => {
+  const eachRow = (row: () => void) => {
+    if (!opts.ranged) {
+      f.assign(rowX, k.x).assign(rowO, k.out);
+      f.repeat(rows, M, row);
+      return;
+    }
+    const [start, end] = [f.param(0), f.param(1)];
+    f.get(start).i32(4 * N).i32Mul().tee(rows).i32(k.x).i32Add().set(rowX);
+    f.get(rows).i32(k.out).i32Add().set(rowO);
+    f.get(start).set(rows); // the row index
+    f.loopUntil(
+      () => f.get(rows).get(end).i32GeS(),
+      () => {
+        row();
+        f.bump(rows, 1);
+      },
+    );
+  };
+  eachRow(() => {
     // the maximum; pmax skips NaN, as the flat module's `if (v > max) max = v` does
     f.f32x4Const(-Infinity).set(max);
     pass((lanes) => {

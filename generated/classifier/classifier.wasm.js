@@ -13,7 +13,7 @@ export const spec = {
 
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (5975 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (6346 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_relu1: relu1 = relu(x @ W1 + b1)   [64,32]·[32,64]
 //   matmul_logits: logits = relu1 @ W2 + b2   [64,64]·[64,10]
 //   softmax_t5: t5 = softmax(logits, 1)   [64,10] softmax of each row
@@ -21,114 +21,306 @@ export const spec = {
 //   matmul_dW2: dW2 = relu1.T @ dlogits   [64,64]·[64,10] (A transposed)
 //   reduce_db1: db1 = daffine1.sum(0)   [64,64] column reduction
 //   matmul_dW1: dW1 = x.T @ daffine1   [32,64]·[64,64] (A transposed)
-const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays below stay valid
 const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAgIDCAcAAAAAAAAAB2QHDG1hdG11bF9yZWx1MQAADW1hdG11bF9sb2dp',
-  'dHMAAQpzb2Z0bWF4X3Q1AAINbWF0bXVsX2RyZWx1MQADCm1hdG11bF9kVzIABApyZWR1Y2VfZGIxAAUKbWF0bXVsX2RXMQAG',
-  'CsQtB+cGAw9/DXsCf0EAIQBBACEBQQAhAkEAIQRBCCEJA0BBACEDQRAhCgNAQbDWACAAaiADQYABbGohBUEAIAFqIARBBGxq',
-  'IQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMQDwEAAQABAAEAAAEAAQABAAeGAg8SbWF0bXVsX3JlbHUx',
+  'X3JhbmdlAAAMbWF0bXVsX3JlbHUxAAETbWF0bXVsX2xvZ2l0c19yYW5nZQACDW1hdG11bF9sb2dpdHMAAxBzb2Z0bWF4X3Q1',
+  'X3JhbmdlAAQKc29mdG1heF90NQAFE21hdG11bF9kcmVsdTFfcmFuZ2UABhJtYXRtdWxfZHJlbHUxX3BhY2sABw1tYXRtdWxf',
+  'ZHJlbHUxAAgQbWF0bXVsX2RXMl9yYW5nZQAJCm1hdG11bF9kVzIAChByZWR1Y2VfZGIxX3JhbmdlAAsKcmVkdWNlX2RiMQAM',
+  'EG1hdG11bF9kVzFfcmFuZ2UADQptYXRtdWxfZFcxAA4Khy8P6QYDD38NewJ/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUC',
+  'QANAIAVBBGogAUoNAUGw1gAgAmogBUGAAWxqIQdBACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
   'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
-  'AAAAAAAAAAAAAAAAAAAAACEWQSAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH9',
-  '5AEhECAF/QkAgAEhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIACIRkgEyAZIBf95gH95AEhEyAUIBkgGP3m',
-  'Af3kASEUIAX9CQCAAyEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkGAAmohBiALQQFrIgsNAAtBgMAA',
-  'IARBBGxqIRxBsJgBIANBgAJsaiAEQQRsaiEdIA8gHP0AAAD95AEhGv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsA',
-  'ACAQIBz9AAAQ/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LABAgESAc/QAAAP3kASEa/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIBr96wEhGyAdIBv9CwCAAiASIBz9AAAQ/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAJACIBMg',
-  'HP0AAAD95AEhGv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAgAQgFCAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIBr96wEhGyAdIBv9CwCQBCAVIBz9AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAIAGIBYgHP0A',
-  'ABD95AEhGv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAkAYgA0EEaiEDIApBAWsiCg0ACyAEQQhqIQQgCUEBayIJ',
-  'DQALIAJBgIABaiECC7sIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRBACEDQRAhCgNAQbCYASAAaiADQYACbGohBUGAwgAgAWog',
-  'BEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAA',
-  'AAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZ',
-  'IBj95gH95AEhECAF/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH95AEhEyAU',
-  'IBkgGP3mAf3kASEUIAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkEoaiEGIAtBAWsiCw0A',
-  'C0GA1gAgBEEEbGohG0GwmAIgA0EobGogBEEEbGohHCAPIBv9AAAA/eQBIRogHCAa/QsAACAQIBv9AAAQ/eQBIRogHCAa/QsA',
-  'ECARIBv9AAAA/eQBIRogHCAa/QsAKCASIBv9AAAQ/eQBIRogHCAa/QsAOCATIBv9AAAA/eQBIRogHCAa/QsAUCAUIBv9AAAQ',
-  '/eQBIRogHCAa/QsAYCAVIBv9AAAA/eQBIRogHCAa/QsAeCAWIBv9AAAQ/eQBIRogHCAa/QsAiAEgA0EEaiEDIApBAWsiCg0A',
-  'CyAEQQhqIQRBCCEEQQAhA0EQIQoDQEGwmAEgAGogA0GAAmxqIQVBgMIAIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'D/0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFUHAACELA0AgBv0A',
-  'AAAhFyAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gBf0JAIACIRkgESAZIBf95gH95AEhESAF/QkAgAQhGSATIBkgF/3mAf3kASET',
-  'IAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgBUEEaiEFIAZBKGohBiALQQFrIgsNAAtBgNYAIARBBGxqIRtBsJgCIANBKGxqIARB',
-  'BGxqIRwgDyAb/QAAAP3kASEaIBwgGv1aAAAAIBwgGv1aAAQBIBEgG/0AAAD95AEhGiAcIBr9WgAoACAcIBr9WgAsASATIBv9',
-  'AAAA/eQBIRogHCAa/VoAUAAgHCAa/VoAVAEgFSAb/QAAAP3kASEaIBwgGv1aAHgAIBwgGv1aAHwBIANBBGohAyAKQQFrIgoN',
-  'AAsgBEEEaiEEIAJBgBRqIQIL+AoCBn8Ie0GwmAIhAkHArAIhA0HAACEAA0D9DAAAgP8AAID/AACA/wAAgP8hBiACIQQgAyEF',
-  'QQIhAQNAIAYgBP0AAAD96wEhBiAEQRBqIQQgBUEQaiEFIAFBAWsiAQ0ACyAGIAT9AAAAIQggCP0MAACA/wAAgP8AAID/AACA',
-  '//0M//////////8AAAAAAAAAAP1S/esBIQYgBv0fACAG/R8BlyAG/R8ClyAG/R8Dl/0TIQb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'ByACIQQgAyEFQQIhAQNAIAT9AAAAIAb95QEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egB',
-  'IQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAv9DIOAXrmDgF65g4Be',
-  'uYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAz95gH9DAiJCDwIiQg8',
-  'CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAz95gH9DAAA',
-  'AD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9DH8AAAB/AAAA',
-  'fwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E/VIhDf0MAAAA',
-  'AAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1SIQggBSAI/QsAACAHIAj95AEhByAEQRBqIQQgBUEQaiEF',
-  'IAFBAWsiAQ0ACyAE/QAAACAG/eUBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9',
-  'DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65',
-  '/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwI',
-  'iQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAA',
-  'PwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/',
-  'AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAA',
-  'AAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9UiEIIAUgCP1aAAAAIAUgCP1aAAQBIAcgCCEIIAj9DAAAAAAAAAAA',
-  'AAAAAAAAAAD9DP//////////AAAAAAAAAAD9Uv3kASEH/QwAAIA/AACAPwAAgD8AAIA/IAf9HwAgB/0fAZIgB/0fApIgB/0f',
-  'A5L9E/3nASEHIAIhBCADIQVBAiEBA0AgBf0AAAAgB/3mASEIIAUgCP0LAAAgBEEQaiEEIAVBEGohBSABQQFrIgENAAsgBf0A',
-  'AAAgB/3mASEIIAUgCP1aAAAAIAUgCP1aAAQBIAJBKGohAiADQShqIQMgAEEBayIADQALC/sEAg9/C3tBACEAQQAhAUEAIQJB',
-  'gMIAIAFqIQxB8MQEIQ5BwAAhCQNAIA4hDUEKIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAJqIQ0gC0EBayILDQALIA5BBGoh',
-  'DiAJQQFrIgkNAAtBACEEQQghCQNAQQAhA0EQIQoDQEHArAMgAGogA0EobGohBUHwxAQgBEEEbGohBv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRZBCiELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAoIRkgESAZ',
-  'IBf95gH95AEhESASIBkgGP3mAf3kASESIAX9CQBQIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQB4IRkgFSAZ',
-  'IBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVBBGohBSAGQYACaiEGIAtBAWsiCw0AC0HArAIgAmogA0GAAmxqIARBBGxqIQcg',
-  'ByAP/QsAACAHIBD9CwAQIAcgEf0LAIACIAcgEv0LAJACIAcgE/0LAIAEIAcgFP0LAJAEIAcgFf0LAIAGIAcgFv0LAJAGIANB',
-  'BGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYCAAWohAguFBwIPfwt7QQAhAEEAIQFBACECQQAhBEEAIQNBECEK',
-  'A0BBsJgBIABqIANBBGxqIQVBwKwDIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQcAAIQsDQCAG/QAAACEXIAb9AAAQIRgg',
-  'Bf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIg',
-  'Bf0JAAghGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAVIBkgF/3mAf3kASEVIBYgGSAY/eYB/eQBIRYg',
-  'BUGAAmohBSAGQShqIQYgC0EBayILDQALQfCsBCACaiADQShsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwAoIAcg',
-  'Ev0LADggByAT/QsAUCAHIBT9CwBgIAcgFf0LAHggByAW/QsAiAEgA0EEaiEDIApBAWsiCg0ACyAEQQhqIQRBCCEEQQAhA0EQ',
-  'IQoDQEGwmAEgAGogA0EEbGohBUHArAMgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEVQcAAIQsDQCAG/QAAACEXIAX9CQAAIRkgDyAZIBf9',
-  '5gH95AEhDyAF/QkABCEZIBEgGSAX/eYB/eQBIREgBf0JAAghGSATIBkgF/3mAf3kASETIAX9CQAMIRkgFSAZIBf95gH95AEh',
-  'FSAFQYACaiEFIAZBKGohBiALQQFrIgsNAAtB8KwEIAJqIANBKGxqIARBBGxqIQcgByAP/VoAAAAgByAP/VoABAEgByAR/VoA',
-  'KAAgByAR/VoALAEgByAT/VoAUAAgByAT/VoAVAEgByAV/VoAeAAgByAV/VoAfAEgA0EEaiEDIApBAWsiCg0ACyAEQQRqIQQg',
-  'AkGAFGohAgvvAgcDfwF7BH8Dewd/AXsCf0EAIQJB8MIEIQRBECEBA0D9DAAAAAAAAAAAAAAAAAAAAAAhAyAEIAP9CwAAIARB',
-  'EGohBCABQQFrIgENAAsgAkEBaiECQQAhB0HAACEFA0BBsJgBIAdBgAJsaiELQcCsAiAHQYACbGohDEHArAMgB0GAAmxqIQ1B',
-  '8MIEIQ5BECEGA0AgC/0AAAD9DAAAAAAAAAAAAAAAAAAAAAD9RP0MAACAPwAAgD8AAIA/AACAP/1OIQggDP0AAAAgCP3mASEJ',
-  'IA0gCf0LAAAgDv0AAAAgCf3kASEKIA4gCv0LAAAgC0EQaiELIAxBEGohDCANQRBqIQ0gDkEQaiEOIAZBAWsiBg0ACyAHQQFq',
-  'IQcgBUEBayIFDQALQQAhEUHwwgQhE0HwwAQgEUGAAmxqIRRBECEQA0AgE/0AAAAhEiAUIBL9CwAAIBNBEGohEyAUQRBqIRQg',
-  'EEEBayIQDQALIBFBAWohEQusBAIPfwt7QQAhAEEAIQFBACECQQAhBEEIIQkDQEEAIQNBCCEKA0BBsNYAIABqIANBBGxqIQVB',
-  'wKwDIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQcAAIQsDQCAG/QAAACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3k',
-  'ASEPIBAgGSAY/eYB/eQBIRAgBf0JAAQhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAAghGSATIBkgF/3mAf3k',
-  'ASETIBQgGSAY/eYB/eQBIRQgBf0JAAwhGSAVIBkgF/3mAf3kASEVIBYgGSAY/eYB/eQBIRYgBUGAAWohBSAGQYACaiEGIAtB',
-  'AWsiCw0AC0HArAIgAmogA0GAAmxqIARBBGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIACIAcgEv0LAJACIAcgE/0LAIAE',
-  'IAcgFP0LAJAEIAcgFf0LAIAGIAcgFv0LAJAGIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYDAAGohAgs=',
+  'AAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZ',
+  'IAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIABIRsgEyAbIBn95gH95AEhEyAUIBsg',
+  'Gv3mAf3kASEUIAf9CQCAAiEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAMhGyAXIBsgGf3mAf3kASEXIBgg',
+  'GyAa/eYB/eQBIRggB0EEaiEHIAhBgAJqIQggDUEBayINDQALQYDAACAGQQRsaiEeQbCYASAFQYACbGogBkEEbGohHyARIB79',
+  'AAAA/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3rASEdIB8gHf0LAAAgEiAe/QAAEP3kASEc/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IBz96wEhHSAfIB39CwAQIBMgHv0AAAD95AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAgAIgFCAe/QAAEP3k',
+  'ASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwCQAiAVIB79AAAA/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3r',
+  'ASEdIB8gHf0LAIAEIBYgHv0AABD95AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAkAQgFyAe/QAAAP3kASEc',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwCABiAYIB79AAAQ/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3rASEd',
+  'IB8gHf0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAsJAEEAQcAAEAALvwgDD38MewJ/QQAhAkEA',
+  'IQNBACEEQQAhBiAAIQUCQANAIAVBBGogAUoNAUGwmAEgAmogBUGAAmxqIQdBgMIAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAA',
+  'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIACIRsg',
+  'EyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCABCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAYh',
+  'GyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBKGohCCANQQFrIg0NAAtBgNYAIAZBBGxqIR1BsJgCIAVB',
+  'KGxqIAZBBGxqIR4gESAd/QAAAP3kASEcIB4gHP0LAAAgEiAd/QAAEP3kASEcIB4gHP0LABAgEyAd/QAAAP3kASEcIB4gHP0L',
+  'ACggFCAd/QAAEP3kASEcIB4gHP0LADggFSAd/QAAAP3kASEcIB4gHP0LAFAgFiAd/QAAEP3kASEcIB4gHP0LAGAgFyAd/QAA',
+  'AP3kASEcIB4gHP0LAHggGCAd/QAAEP3kASEcIB4gHP0LAIgBIAVBBGohBQwACwsgBkEIaiEGQQghBiAAIQUCQANAIAVBBGog',
+  'AUoNAUGwmAEgAmogBUGAAmxqIQdBgMIAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
+  'ACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhF0HAACENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ',
+  '/eYB/eQBIREgB/0JAIACIRsgEyAbIBn95gH95AEhEyAH/QkAgAQhGyAVIBsgGf3mAf3kASEVIAf9CQCABiEbIBcgGyAZ/eYB',
+  '/eQBIRcgB0EEaiEHIAhBKGohCCANQQFrIg0NAAtBgNYAIAZBBGxqIR1BsJgCIAVBKGxqIAZBBGxqIR4gESAd/QAAAP3kASEc',
+  'IB4gHP1aAAAAIB4gHP1aAAQBIBMgHf0AAAD95AEhHCAeIBz9WgAoACAeIBz9WgAsASAVIB39AAAA/eQBIRwgHiAc/VoAUAAg',
+  'HiAc/VoAVAEgFyAd/QAAAP3kASEcIB4gHP1aAHgAIB4gHP1aAHwBIAVBBGohBQwACwsgBkEEaiEGIARBgBRqIQQLCQBBAEHA',
+  'ABACC4wLAgZ/CHsgAEEobCICQbCYAmohBCACQcCsAmohBSAAIQICQANAIAIgAU4NAf0MAACA/wAAgP8AAID/AACA/yEIIAQh',
+  'BiAFIQdBAiEDA0AgCCAG/QAAAP3rASEIIAZBEGohBiAHQRBqIQcgA0EBayIDDQALIAggBv0AAAAhCiAK/QwAAID/AACA/wAA',
+  'gP8AAID//Qz//////////wAAAAAAAAAA/VL96wEhCCAI/R8AIAj9HwGXIAj9HwKXIAj9HwOX/RMhCP0MAAAAAAAAAAAAAAAA',
+  'AAAAACEJIAQhBiAFIQdBAiEDA0AgBv0AAAAgCP3lASELIAv9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAA',
+  'sEL96AEhDCAM/Qw7qrg/O6q4PzuquD87qrg//eYB/WohDSAMIA39DACAMT8AgDE/AIAxPwCAMT/95gH95QEgDf0Mg4BeuYOA',
+  'XrmDgF65g4Beuf3mAf3lASEO/QxnaVA5Z2lQOWdpUDlnaVA5IA795gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDv3mAf0MCIkI',
+  'PAiJCDwIiQg8CIkIPP3kASAO/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIA795gH9DKqqKj6qqio+qqoqPqqqKj795AEgDv3m',
+  'Af0MAAAAPwAAAD8AAAA/AAAAP/3kASAO/eYBIA795gEgDv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEPIA8gDf34Af0MfwAA',
+  'AH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ/9DAAAgH8AAIB/AACAfwAAgH8gDyAL/QwAALBCAACwQgAAsEIAALBC/UT9UiEP',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIA8gC/0M9qiuwvaorsL2qK7C9qiuwv1D/VIhCiAHIAr9CwAAIAkgCv3kASEJIAZBEGohBiAH',
+  'QRBqIQcgA0EBayIDDQALIAb9AAAAIAj95QEhCyAL/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egB',
+  'IQwgDP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQ0gDCAN/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIA39DIOAXrmDgF65g4Be',
+  'uYOAXrn95gH95QEhDv0MZ2lQOWdpUDlnaVA5Z2lQOSAO/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIA795gH9DAiJCDwIiQg8',
+  'CIkIPAiJCDz95AEgDv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAO/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIA795gH9DAAA',
+  'AD8AAAA/AAAAPwAAAD/95AEgDv3mASAO/eYBIA795AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDyAPIA39+AH9DH8AAAB/AAAA',
+  'fwAAAH8AAAD9rgFBF/2rAf3mASEP/QwAAIB/AACAfwAAgH8AAIB/IA8gC/0MAACwQgAAsEIAALBCAACwQv1E/VIhD/0MAAAA',
+  'AAAAAAAAAAAAAAAAACAPIAv9DPaorsL2qK7C9qiuwvaorsL9Q/1SIQogByAK/VoAAAAgByAK/VoABAEgCSAKIQogCv0MAAAA',
+  'AAAAAAAAAAAAAAAAAP0M//////////8AAAAAAAAAAP1S/eQBIQn9DAAAgD8AAIA/AACAPwAAgD8gCf0fACAJ/R8BkiAJ/R8C',
+  'kiAJ/R8Dkv0T/ecBIQkgBCEGIAUhB0ECIQMDQCAH/QAAACAJ/eYBIQogByAK/QsAACAGQRBqIQYgB0EQaiEHIANBAWsiAw0A',
+  'CyAH/QAAACAJ/eYBIQogByAK/VoAAAAgByAK/VoABAEgBEEoaiEEIAVBKGohBSACQQFqIQIMAAsLCwkAQQBBwAAQBAupBAIP',
+  'fwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUHArAMgAmogBUEobGohB0HwxAQgBkEEbGohCP0M',
+  'AAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRhBCiENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASES',
+  'IAf9CQAoIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQBQIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
+  'IAf9CQB4IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYACaiEIIA1BAWsiDQ0AC0HArAIgBGogBUGA',
+  'AmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAG',
+  'IAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAtcAQZ/QQAhAEGAwgAgAGohAUHwxAQhA0HA',
+  'ACEEA0AgAyECQQohBQNAIAIgASoCADgCACABQQRqIQEgAkGAAmohAiAFQQFrIgUNAAsgA0EEaiEDIARBAWsiBA0ACwsLABAH',
+  'QQBBwAAQBguJBwIPfwt7QQAhAkEAIQNBACEEQQAhBiAAIQUCQANAIAVBBGogAUoNAUGwmAEgAmogBUEEbGohB0HArAMgA2og',
+  'BkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
+  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
+  'IBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAb',
+  'IBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYACaiEHIAhBKGohCCANQQFrIg0NAAtB',
+  '8KwEIARqIAVBKGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LACggCSAU/QsAOCAJIBX9CwBQIAkgFv0LAGAgCSAX',
+  '/QsAeCAJIBj9CwCIASAFQQRqIQUMAAsLIAZBCGohBkEIIQYgACEFAkADQCAFQQRqIAFKDQFBsJgBIAJqIAVBBGxqIQdBwKwD',
+  'IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhF0HAACENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyATIBsgGf3m',
+  'Af3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgB0GAAmohByAIQShqIQggDUEBayIN',
+  'DQALQfCsBCAEaiAFQShsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkgE/1aACgAIAkgE/1aACwBIAkgFf1aAFAAIAkg',
+  'Ff1aAFQBIAkgF/1aAHgAIAkgF/1aAHwBIAVBBGohBQwACwsgBkEEaiEGIARBgBRqIQQLCQBBAEHAABAJC8ADBwN/AXsFfwN7',
+  'CH8BewN/QQAhBEHwwgQgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQ',
+  'aiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkHAACEIA0BBsJgBIApBgAJsaiAAQQRsaiEOQcCsAiAKQYACbGogAEEEbGohD0HA',
+  'rAMgCkGAAmxqIABBBGxqIRBB8MIEIABBBGxqIREgACESAkADQCASQQRqIAFKDQEgDv0AAAD9DAAAAAAAAAAAAAAAAAAAAAD9',
+  'RP0MAACAPwAAgD8AAIA/AACAP/1OIQsgD/0AAAAgC/3mASEMIBAgDP0LAAAgEf0AAAAgDP3kASENIBEgDf0LAAAgDkEQaiEO',
+  'IA9BEGohDyAQQRBqIRAgEUEQaiERIBJBBGohEgwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRVB8MIEIABBBGxqIRdB8MAEIBVB',
+  'gAJsaiAAQQRsaiEYIAAhGQJAA0AgGUEEaiABSg0BIBf9AAAAIRYgGCAW/QsAACAXQRBqIRcgGEEQaiEYIBlBBGohGQwACwsg',
+  'FUEBaiEVCwkAQQBBwAAQCwuuBAIPfwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw1gAgAmog',
+  'BUEEbGohB0HArAMgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
+  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEg',
+  'GyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUg',
+  'GyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYABaiEHIAhB',
+  'gAJqIQggDUEBayINDQALQcCsAiAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIg',
+  'CSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEE',
+  'CwgAQQBBIBANCw==',
 ].join('');
-const kernels = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))), { env: { memory } }).exports;
-const buffers = [new Float32Array(memory.buffer, 0, 2048), new Float32Array(memory.buffer, 8192, 64), new Float32Array(memory.buffer, 8448, 640), new Float32Array(memory.buffer, 11008, 10), new Float32Array(memory.buffer, 11056, 2048), new Int32Array(memory.buffer, 19248, 64), new Float32Array(memory.buffer, 19504, 4096), new Float32Array(memory.buffer, 35888, 640), new Float32Array(memory.buffer, 38448, 1), new Float32Array(memory.buffer, 38464, 4096), new Float32Array(memory.buffer, 54848, 4096), new Float32Array(memory.buffer, 71232, 10), new Float32Array(memory.buffer, 71280, 640), new Float32Array(memory.buffer, 73840, 64)];
-const buf = {
-  W1: buffers[0], // f32[32,64] (param W1)
-  b1: buffers[1], // f32[64] (param b1)
-  W2: buffers[2], // f32[64,10] (param W2)
-  b2: buffers[3], // f32[10] (param b2)
-  x: buffers[4], // f32[64,32] (input x)
-  target_classes: buffers[5], // i32[64] (input target_classes)
-  relu1: buffers[6], // f32[64,64]
-  logits: buffers[7], // f32[64,10]
-  loss: buffers[8], // f32[]
-  t5: buffers[9].subarray(0, 640), // f32[64,10]
-  dlogits: buffers[10].subarray(0, 640), // f32[64,10]
-  db2: buffers[11], // f32[10]
-  drelu1: buffers[9], // f32[64,64]
-  dW2: buffers[12], // f32[64,10]
-  daffine1: buffers[10], // f32[64,64]
-  db1: buffers[13], // f32[64]
-  dW1: buffers[9].subarray(0, 2048), // f32[32,64]
-  _acc0: new Float64Array(64), // accumulators of column sums
+const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
+
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits = {
+  "matmul_relu1": [64, 4, 131072, false],
+  "matmul_logits": [64, 4, 40960, false],
+  "softmax_t5": [64, 1, 5120, false],
+  "matmul_drelu1": [64, 4, 40960, true],
+  "matmul_dW2": [64, 4, 40960, false],
+  "reduce_db1": [64, 4, 12288, false],
+  "matmul_dW1": [32, 4, 131072, false],
 };
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+
+/**
+* A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+  * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+  * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+  * generation while the block is open, its negation once this worker or the caller took it).
+* Its source is the code of the worker, so it refers to nothing outside itself.
+*/
+function workerMain(data, ready) {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  const fns = names.map((n) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]](ctl[at + 2], ctl[at + 3]);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
+}
+
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data) {
+  const g = globalThis;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = await import(wt);
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
+  }
+  if (!g.crossOriginIsolated)
+  throw new Error('create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp');
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => { worker.onmessage = resolve; worker.onerror = reject; worker.postMessage(data); });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
+
+/** The number of threads of this machine. */
+async function hardwareThreads() {
+  const g = globalThis;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return (await import(os)).availableParallelism();
+  return 1;
+}
+
+/**
+* An instance of the module whose large kernels run split over `threads` threads (this one and
+  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+* memory. Its functions are those of the module, synchronous, bit-identical in their results;
+* `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+* work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+* `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+* way (false: always split).
+*/
+export async function create(options = {}) {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+    workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k, extent, align, n) => {
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
+  // `period` calls one call of each way is timed again (a time follows down at once, up by a
+  // quarter of the gap), the period doubling (to 1024) each time the other way loses
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k, extent, align, work) => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const whole = best[2 * k];
+    const parts = best[2 * k + 1];
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
+    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k] % period[k];
+    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
+    const mode = phase === 1 ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode];
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (phase === 1) period[k] = (mode === 1) === (best[2 * k + 1] < best[2 * k]) ? 16 : Math.min(1024, 2 * period[k]);
+  };
+  const kernels = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+      const [extent, align, work, pack] = splits[name];
+      // a kernel too small to split on this many threads is the wasm function itself
+      if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1) return;
+      kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);
+    });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n, init, scale, seed, salt) {
@@ -201,112 +393,143 @@ function checkArgs(params, inputs) {
   expectIndices("target_classes", inputs.target_classes, 10);
 }
 
-/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-function stage(params, inputs) {
-  buf.W1.set(params.W1);
-  buf.b1.set(params.b1);
-  buf.W2.set(params.W2);
-  buf.b2.set(params.b2);
-  buf.x.set(inputs.x);
-  buf.target_classes.set(inputs.target_classes);
-}
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory, kernels) {
+  const buffers = [new Float32Array(memory.buffer, 0, 2048), new Float32Array(memory.buffer, 8192, 64), new Float32Array(memory.buffer, 8448, 640), new Float32Array(memory.buffer, 11008, 10), new Float32Array(memory.buffer, 11056, 2048), new Int32Array(memory.buffer, 19248, 64), new Float32Array(memory.buffer, 19504, 4096), new Float32Array(memory.buffer, 35888, 640), new Float32Array(memory.buffer, 38448, 1), new Float32Array(memory.buffer, 38464, 4096), new Float32Array(memory.buffer, 54848, 4096), new Float32Array(memory.buffer, 71232, 10), new Float32Array(memory.buffer, 71280, 640), new Float32Array(memory.buffer, 73840, 64)];
+  const buf = {
+    W1: buffers[0], // f32[32,64] (param W1)
+    b1: buffers[1], // f32[64] (param b1)
+    W2: buffers[2], // f32[64,10] (param W2)
+    b2: buffers[3], // f32[10] (param b2)
+    x: buffers[4], // f32[64,32] (input x)
+    target_classes: buffers[5], // i32[64] (input target_classes)
+    relu1: buffers[6], // f32[64,64]
+    logits: buffers[7], // f32[64,10]
+    loss: buffers[8], // f32[]
+    t5: buffers[9].subarray(0, 640), // f32[64,10]
+    dlogits: buffers[10].subarray(0, 640), // f32[64,10]
+    db2: buffers[11], // f32[10]
+    drelu1: buffers[9], // f32[64,64]
+    dW2: buffers[12], // f32[64,10]
+    daffine1: buffers[10], // f32[64,64]
+    db1: buffers[13], // f32[64]
+    dW1: buffers[9].subarray(0, 2048), // f32[32,64]
+    _acc0: new Float64Array(64), // accumulators of column sums
+  };
 
-function forwardPass() {
-  const { logits, target_classes, loss } = buf;
 
-  // affine1 = x @ W1 + b1  (classifier.ts:20)
-  // relu1 = relu(affine1)  (classifier.ts:21)
-  //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-  //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
-  //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
-  kernels.matmul_relu1();
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params, inputs) {
+    buf.W1.set(params.W1);
+    buf.b1.set(params.b1);
+    buf.W2.set(params.W2);
+    buf.b2.set(params.b2);
+    buf.x.set(inputs.x);
+    buf.target_classes.set(inputs.target_classes);
+  }
 
-  // logits = relu1 @ W2 + b2  (classifier.ts:22)
-  //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-  //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
-  kernels.matmul_logits();
+  function forwardPass() {
+    const { logits, target_classes, loss } = buf;
 
-  // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
-  //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-  {
-    let _total = 0;
+    // affine1 = x @ W1 + b1  (classifier.ts:20)
+    // relu1 = relu(affine1)  (classifier.ts:21)
+    //   %t1: f32[64,64] = matmul %x, %W1 {transA=false, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    //   %affine1: f32[64,64] = add %t1, %b1   classifier.ts:20
+    //   %relu1: f32[64,64] = relu %affine1   classifier.ts:21  const relu1 = affine1.relu();
+    kernels.matmul_relu1();
+
+    // logits = relu1 @ W2 + b2  (classifier.ts:22)
+    //   %t2: f32[64,10] = matmul %relu1, %W2 {transA=false, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    //   %logits: f32[64,10] = add %t2, %b2   classifier.ts:22
+    kernels.matmul_logits();
+
+    // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
+    //   %loss: f32[] = xent %logits, %target_classes   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    {
+      let _total = 0;
+      for (let i = 0; i < 64; i++) {
+        let _max = -Infinity;
+        for (let j = 0; j < 10; j++) if (logits[i * 10 + j] > _max) _max = logits[i * 10 + j];
+        let _sum = 0;
+        for (let j = 0; j < 10; j++) _sum += Math.exp(logits[i * 10 + j] - _max);
+        _total += logits[i * 10 + target_classes[i]] - _max - Math.log(_sum);
+      }
+      loss[0] = -_total / 64;
+    }
+  }
+
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj = {
+    get loss() { return buf.loss[0]; },
+    logits: buf.logits,
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params, inputs, options) {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params, inputs, options) {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    const { _acc0, target_classes, t5, dlogits, db2 } = buf;
+
+    // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
+    //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    kernels.softmax_t5();
+
+    // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
+    // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
+    //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
+    //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
+    //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
+    //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    for (let i = 0; i < 10; i++) {
+      _acc0[i] = 0;
+    }
     for (let i = 0; i < 64; i++) {
-      let _max = -Infinity;
-      for (let j = 0; j < 10; j++) if (logits[i * 10 + j] > _max) _max = logits[i * 10 + j];
-      let _sum = 0;
-      for (let j = 0; j < 10; j++) _sum += Math.exp(logits[i * 10 + j] - _max);
-      _total += logits[i * 10 + target_classes[i]] - _max - Math.log(_sum);
+      for (let j = 0; j < 10; j++) {
+        const _dlogits = (t5[i * 10 + j] - (target_classes[i] === j ? 1 : 0)) * 0.015625;
+        dlogits[i * 10 + j] = _dlogits;
+        _acc0[j] += _dlogits;
+      }
     }
-    loss[0] = -_total / 64;
-  }
-}
-
-// Scalars are returned through getters: storing a number into an object allocates in V8.
-const outputsObj = {
-  get loss() { return buf.loss[0]; },
-  logits: buf.logits,
-};
-
-/** Runs the model forward; scalar outputs are numbers. */
-export function forward(params, inputs, options) {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  return outputsObj;
-}
-
-const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-const result = { get loss() { return lossSlot[0]; }, grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 } };
-
-/** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(params, inputs, options) {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  const { _acc0, target_classes, t5, dlogits, db2 } = buf;
-
-  // t5 = softmax(logits, 1)   xent'  (classifier.ts:23)
-  //   %t5: f32[64,10] = softmax %logits {axis=1}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-  kernels.softmax_t5();
-
-  // dlogits = (t5 - onehot(target_classes, 10)) * 0.015625   xent'  (classifier.ts:23)
-  // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
-  //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
-  //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
-  //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
-  //   %db2: f32[10] = sum %dlogits {axes=[0], keepDims=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-  for (let i = 0; i < 10; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 10; j++) {
-      const _dlogits = (t5[i * 10 + j] - (target_classes[i] === j ? 1 : 0)) * 0.015625;
-      dlogits[i * 10 + j] = _dlogits;
-      _acc0[j] += _dlogits;
+    for (let i = 0; i < 10; i++) {
+      db2[i] = _acc0[i];
     }
+
+    // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
+    //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    kernels.matmul_drelu1();
+
+    // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
+    //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
+    kernels.matmul_dW2();
+
+    // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
+    // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
+    //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
+    //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
+    //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    kernels.reduce_db1();
+
+    // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
+    //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
+    kernels.matmul_dW1();
+    lossSlot[0] = buf.loss[0];
+    return result;
   }
-  for (let i = 0; i < 10; i++) {
-    db2[i] = _acc0[i];
-  }
-
-  // drelu1 = dlogits @ W2.T   matmul'  (classifier.ts:22)
-  //   %drelu1: f32[64,64] = matmul %dlogits, %W2 {transA=false, transB=true}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-  kernels.matmul_drelu1();
-
-  // dW2 = relu1.T @ dlogits   matmul'  (classifier.ts:22)
-  //   %dW2: f32[64,10] = matmul %relu1, %dlogits {transA=true, transB=false}   classifier.ts:22  const logits = relu1.matmul(W2).add(b2);
-  kernels.matmul_dW2();
-
-  // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
-  // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
-  //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
-  //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
-  //   %db1: f32[64] = sum %daffine1 {axes=[0], keepDims=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-  kernels.reduce_db1();
-
-  // dW1 = x.T @ daffine1   matmul'  (classifier.ts:20)
-  //   %dW1: f32[32,64] = matmul %x, %daffine1 {transA=true, transB=false}   classifier.ts:20  const affine1 = x.matmul(W1).add(b1);
-  kernels.matmul_dW1();
-  lossSlot[0] = buf.loss[0];
-  return result;
+  return { forward, valueAndGrad };
 }
+
+const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays stay valid
+const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports);
+export const { forward, valueAndGrad } = single;

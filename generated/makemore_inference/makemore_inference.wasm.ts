@@ -62,7 +62,7 @@ export interface Options {
 
 // Memory plan: 25 arrays, 68.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_inference.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (9164 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (9737 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_t3: t3 = bngain * t2   [32,30]·[30,64]
 //   elementwise_t7: t7 = (bnvar + 0.00001)**-0.5   [1,64] elementwise
 //   elementwise_h: h = tanh(t3 * t7 + bnbias)   [32,64] elementwise
@@ -75,145 +75,13 @@ export interface Options {
 //   matmul_dW1: dW1 = embcat.T @ dt2   [30,32]·[32,64] (A transposed)
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).
 declare const WebAssembly: {
-  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => {
+    readonly buffer: ArrayBufferLike;
+  };
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: object };
 };
-const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays below stay valid
-const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAgIDCwoAAAAAAAAAAAAAB5IBCgltYXRtdWxfdDMAAA5lbGVtZW50d2lz',
-  'ZV90NwABDWVsZW1lbnR3aXNlX2gAAg1tYXRtdWxfbG9naXRzAAMNc29mdG1heF9wcm9icwAECW1hdG11bF9kaAAFCm1hdG11',
-  'bF9kVzIABgpyZWR1Y2VfZGIxAAcObWF0bXVsX2RlbWJjYXQACAptYXRtdWxfZFcxAAkKh0YK4AcDD38OewV/QQAhAEEAIQFB',
-  'ACECQQAhBEEIIQkDQEEAIQNBCCEKA0BBsIkBIABqIANB+ABsaiEFQcAIIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'D/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
-  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQR4h',
-  'CwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkAeCEZIBEgGSAX/eYB',
-  '/eQBIREgEiAZIBj95gH95AEhEiAF/QkA8AEhGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQBIRQgBf0JAOgCIRkgFSAZIBf9',
-  '5gH95AEhFSAWIBkgGP3mAf3kASEWIAVBBGohBSAGQYACaiEGIAtBAWsiCw0AC0HAxAAgBEEEbGohHUGwgQEgBEEEbGohHkGw',
-  'pwEgA0GAAmxqIARBBGxqIR9BsP0AIARBBGxqISBBsOcBIANBgAJsaiAEQQRsaiEhIA8gHf0AAAD95AEhGiAaIB79AAAA/eUB',
-  'IRsgHyAb/QsAACAg/QAAACAb/eYBIRwgISAc/QsAACAQIB39AAAQ/eQBIRogGiAe/QAAEP3lASEbIB8gG/0LABAgIP0AABAg',
-  'G/3mASEcICEgHP0LABAgESAd/QAAAP3kASEaIBogHv0AAAD95QEhGyAfIBv9CwCAAiAg/QAAACAb/eYBIRwgISAc/QsAgAIg',
-  'EiAd/QAAEP3kASEaIBogHv0AABD95QEhGyAfIBv9CwCQAiAg/QAAECAb/eYBIRwgISAc/QsAkAIgEyAd/QAAAP3kASEaIBog',
-  'Hv0AAAD95QEhGyAfIBv9CwCABCAg/QAAACAb/eYBIRwgISAc/QsAgAQgFCAd/QAAEP3kASEaIBogHv0AABD95QEhGyAfIBv9',
-  'CwCQBCAg/QAAECAb/eYBIRwgISAc/QsAkAQgFSAd/QAAAP3kASEaIBogHv0AAAD95QEhGyAfIBv9CwCABiAg/QAAACAb/eYB',
-  'IRwgISAc/QsAgAYgFiAd/QAAEP3kASEaIBogHv0AABD95QEhGyAfIBv9CwCQBiAg/QAAECAb/eYBIRwgISAc/QsAkAYgA0EE',
-  'aiEDIApBAWsiCg0ACyAEQQhqIQQgCUEBayIJDQALIAJBgMAAaiECC4UBAwN/AnsCf0EAIQJBsIMBIQVBsKcCIAJBgAJsaiEG',
-  'QRAhAQNAIAX9AAAA/QysxSc3rMUnN6zFJzesxSc3/eQBIQP9DAAAgD8AAIA/AACAPwAAgD8gA/3jAf3nASEEIAYgBP0LAAAg',
-  'BUEQaiEFIAZBEGohBiABQQFrIgENAAsgAkEBaiECC5QHAwN/C3sEf0EAIQJBICEAA0BBsOcBIAJBgAJsaiEOQbCnAiEPQbD/',
-  'ACEQQbDFAiACQYACbGohEUEQIQEDQCAO/QAAACAP/QAAAP3mASEDIAMgEP0AAAD95AEhBCAEIQv9DOrwurvq8Lq76vC6u+rw',
-  'ursgCyAL/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIAsgC/3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASALIAv95gH9',
-  '5gH9DJODCD6Tgwg+k4MIPpODCD795AEgCyAL/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIAsgC/3mAf3mASAL/eYBIAv9',
-  '5AEhDP0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAL/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQYgBv0M',
-  '9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEHIAf9DDuquD87qrg/O6q4PzuquD/95gH9aiEIIAcg',
-  'CP0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAI/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQn9DGdpUDlnaVA5Z2lQOWdpUDkg',
-  'Cf3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAJ/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAn95gH9DMGpKj3BqSo9wakqPcGp',
-  'Kj395AEgCf3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAJ/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAn95gEgCf3mASAJ/eQB',
-  '/QwAAIA/AACAPwAAgD8AAIA//eQBIQogCiAI/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhCv0MAACAfwAAgH8A',
-  'AIB/AACAfyAKIAb9DAAAsEIAALBCAACwQgAAsEL9RP1SIQr9DAAAAAAAAAAAAAAAAAAAAAAgCiAG/Qz2qK7C9qiuwvaorsL2',
-  'qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAL/QwAAACAAAAAgAAAAIAAAACA/U79UCENIAwgDSAL/eAB/QwA',
-  'ACA/AAAgPwAAID8AACA//UP9UiEFIBEgBf0LAAAgDkEQaiEOIA9BEGohDyAQQRBqIRAgEUEQaiERIAFBAWsiAQ0ACyACQQFq',
-  'IQIgAEEBayIADQALC/wIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRBAyEJA0BBACEDQQghCgNAQbDFAiAAaiADQYACbGohBUHA',
-  'xgAgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ef0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQB',
-  'IQ8gECAZIBj95gH95AEhECAF/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH9',
-  '5AEhEyAUIBkgGP3mAf3kASEUIAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkHsAGohBiAL',
-  'QQFrIgsNAAtBwPwAIARBBGxqIRtBsOcBIANB7ABsaiAEQQRsaiEcIA8gG/0AAAD95AEhGiAcIBr9CwAAIBAgG/0AABD95AEh',
-  'GiAcIBr9CwAQIBEgG/0AAAD95AEhGiAcIBr9CwBsIBIgG/0AABD95AEhGiAcIBr9CwB8IBMgG/0AAAD95AEhGiAcIBr9CwDY',
-  'ASAUIBv9AAAQ/eQBIRogHCAa/QsA6AEgFSAb/QAAAP3kASEaIBwgGv0LAMQCIBYgG/0AABD95AEhGiAcIBr9CwDUAiADQQRq',
-  'IQMgCkEBayIKDQALIARBCGohBCAJQQFrIgkNAAtBGCEEQQAhA0EIIQoDQEGwxQIgAGogA0GAAmxqIQVBwMYAIAFqIARBBGxq',
-  'IQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFUHAACELA0AgBv0AAAAhFyAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gBf0JAIACIRkgESAZIBf95gH95AEhESAF',
-  '/QkAgAQhGSATIBkgF/3mAf3kASETIAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgBUEEaiEFIAZB7ABqIQYgC0EBayILDQALQcD8',
-  'ACAEQQRsaiEbQbDnASADQewAbGogBEEEbGohHCAPIBv9AAAA/eQBIRogHCAa/VoAAAAgHCAa/VoABAEgHCAa/VoACAIgESAb',
-  '/QAAAP3kASEaIBwgGv1aAGwAIBwgGv1aAHABIBwgGv1aAHQCIBMgG/0AAAD95AEhGiAcIBr9WgDYAQAgHCAa/VoA3AEBIBwg',
-  'Gv1aAOABAiAVIBv9AAAA/eQBIRogHCAa/VoAxAIAIBwgGv1aAMgCASAcIBr9WgDMAgIgA0EEaiEDIApBAWsiCg0ACyAEQQRq',
-  'IQQgAkGAG2ohAguLCwIGfwh7QbDnASECQcCFAyEDQSAhAANA/QwAAID/AACA/wAAgP8AAID/IQYgAiEEIAMhBUEGIQEDQCAG',
-  'IAT9AAAA/esBIQYgBEEQaiEEIAVBEGohBSABQQFrIgENAAsgBiAE/QAAACEIIAj9DAAAgP8AAID/AACA/wAAgP/9DP//////',
-  '/////////wAAAAD9Uv3rASEGIAb9HwAgBv0fAZcgBv0fApcgBv0fA5f9EyEG/QwAAAAAAAAAAAAAAAAAAAAAIQcgAiEEIAMh',
-  'BUEGIQEDQCAE/QAAACAG/eUBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuq',
-  'uD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB',
-  '/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8',
-  '/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAA',
-  'AD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA',
-  '/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAA',
-  'AAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9UiEIIAUgCP0LAAAgByAI/eQBIQcgBEEQaiEEIAVBEGohBSABQQFrIgEN',
-  'AAsgBP0AAAAgBv3lASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4',
-  'PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM',
-  '/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM',
-  '/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAA',
-  'P/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX',
-  '/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VIhCCAFIAj9WgAAACAFIAj9WgAEASAFIAj9WgAIAiAHIAghCCAI/QwAAAAAAAAA',
-  'AAAAAAAAAAAA/Qz///////////////8AAAAA/VL95AEhB/0MAACAPwAAgD8AAIA/AACAPyAH/R8AIAf9HwGSIAf9HwKSIAf9',
-  'HwOS/RP95wEhByACIQQgAyEFQQYhAQNAIAX9AAAAIAf95gEhCCAFIAj9CwAAIARBEGohBCAFQRBqIQUgAUEBayIBDQALIAX9',
-  'AAAAIAf95gEhCCAFIAj9WgAAACAFIAj9WgAEASAFIAj9WgAIAiACQewAaiECIANB7ABqIQMgAEEBayIADQALC/4EAg9/C3tB',
-  'ACEAQQAhAUEAIQJBwMYAIAFqIQxB8KsEIQ5BwAAhCQNAIA4hDUEbIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAJqIQ0gC0EB',
-  'ayILDQALIA5BBGohDiAJQQFrIgkNAAtBACEEQQghCQNAQQAhA0EIIQoDQEGw5wEgAGogA0HsAGxqIQVB8KsEIARBBGxqIQb9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
-  'AAAAAAAAAAAAAAAAACEWQRshCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEh',
-  'ECAF/QkAbCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH95AEhEiAF/QkA2AEhGSATIBkgF/3mAf3kASETIBQgGSAY/eYB/eQB',
-  'IRQgBf0JAMQCIRkgFSAZIBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVBBGohBSAGQYACaiEGIAtBAWsiCw0AC0GwoQMgAmog',
-  'A0GAAmxqIARBBGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIACIAcgEv0LAJACIAcgE/0LAIAEIAcgFP0LAJAEIAcgFf0L',
-  'AIAGIAcgFv0LAJAGIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYDAAGohAgvEBwIPfwt7QQAhAEEAIQFB',
-  'ACECQQAhBEEDIQkDQEEAIQNBECEKA0BBsMUCIABqIANBBGxqIQVBsOcBIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'D/0MAAAAAAAAAAAAAAAAAAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
-  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQSAh',
-  'CwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX/eYB',
-  '/eQBIREgEiAZIBj95gH95AEhEiAF/QkACCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkADCEZIBUgGSAX/eYB',
-  '/eQBIRUgFiAZIBj95gH95AEhFiAFQYACaiEFIAZB7ABqIQYgC0EBayILDQALQbDhAyACaiADQewAbGogBEEEbGohByAHIA/9',
-  'CwAAIAcgEP0LABAgByAR/QsAbCAHIBL9CwB8IAcgE/0LANgBIAcgFP0LAOgBIAcgFf0LAMQCIAcgFv0LANQCIANBBGohAyAK',
-  'QQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0AC0EYIQRBACEDQRAhCgNAQbDFAiAAaiADQQRsaiEFQbDnASABaiAEQQRsaiEG/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRVBICELA0AgBv0AAAAhFyAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gBf0JAAQhGSARIBkgF/3mAf3kASERIAX9CQAIIRkg',
-  'EyAZIBf95gH95AEhEyAF/QkADCEZIBUgGSAX/eYB/eQBIRUgBUGAAmohBSAGQewAaiEGIAtBAWsiCw0AC0Gw4QMgAmogA0Hs',
-  'AGxqIARBBGxqIQcgByAP/VoAAAAgByAP/VoABAEgByAP/VoACAIgByAR/VoAbAAgByAR/VoAcAEgByAR/VoAdAIgByAT/VoA',
-  '2AEAIAcgE/1aANwBASAHIBP9WgDgAQIgByAV/VoAxAIAIAcgFf1aAMgCASAHIBX9WgDMAgIgA0EEaiEDIApBAWsiCg0ACyAE',
-  'QQRqIQQgAkGANmohAgu1BQcDfwN7Bn8Jewx/A3sGf0EAIQJB8KUEIQZB8KcEIQdB8KkEIQhBECEBA0D9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhAyAGIAP9CwAA/QwAAAAAAAAAAAAAAAAAAAAAIQQgByAE/QsAAP0MAAAAAAAAAAAAAAAAAAAAACEFIAggBf0LAAAg',
-  'BkEQaiEGIAdBEGohByAIQRBqIQggAUEBayIBDQALIAJBAWohAkEAIQtBICEJA0BBsMUCIAtBgAJsaiEVQbChAyALQYACbGoh',
-  'FkGwpwIhF0GwpwEgC0GAAmxqIRhBsP0AIRlBsOcBIAtBgAJsaiEaQfClBCEbQfCnBCEcQfCpBCEdQRAhCgNAIBX9AAAAIBX9',
-  'AAAA/eYBIQz9DAAAgD8AAIA/AACAPwAAgD8gDP3lASENIBb9AAAAIA395gEhDiAOIBf9AAAA/eYBIQ8gDyAY/QAAAP3mASEQ',
-  'IA8gGf0AAAD95gEhESAaIBH9CwAAIBv9AAAAIA795AEhEiAbIBL9CwAAIBz9AAAAIBD95AEhEyAcIBP9CwAAIB39AAAAIBH9',
-  '5AEhFCAdIBT9CwAAIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQ',
-  'aiEdIApBAWsiCg0ACyALQQFqIQsgCUEBayIJDQALQQAhIEHwpQQhJEGwlwQgIEGAAmxqISVB8KcEISZBsJkEICBBgAJsaiEn',
-  'QfCpBCEoQbCbBCAgQYACbGohKUEQIR8DQCAk/QAAACEhICUgIf0LAAAgJv0AAAAhIiAnICL9CwAAICj9AAAAISMgKSAj/QsA',
-  'ACAkQRBqISQgJUEQaiElICZBEGohJiAnQRBqIScgKEEQaiEoIClBEGohKSAfQQFrIh8NAAsgIEEBaiEgC6gJAg9/C3tBACEA',
-  'QQAhAUEAIQJBwAggAWohDEHwqwQhDkEeIQkDQCAOIQ1BwAAhCwNAIA0gDCoCADgCACAMQQRqIQwgDUH4AGohDSALQQFrIgsN',
-  'AAsgDkEEaiEOIAlBAWsiCQ0AC0EAIQRBAyEJA0BBACEDQQghCgNAQbDnASAAaiADQYACbGohBUHwqwQgBEEEbGohBv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF',
-  '/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEU',
-  'IAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkH4AGohBiALQQFrIgsNAAtBsKcCIAJqIANB',
-  '+ABsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwB4IAcgEv0LAIgBIAcgE/0LAPABIAcgFP0LAIACIAcgFf0LAOgC',
-  'IAcgFv0LAPgCIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0AC0EYIQRBACEDQQghCgNAQbDnASAAaiADQYACbGoh',
-  'BUHwqwQgBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ef0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBwAAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQB',
-  'IQ8gECAZIBj95gH95AEhECAF/QkAgAIhGSARIBkgF/3mAf3kASERIBIgGSAY/eYB/eQBIRIgBf0JAIAEIRkgEyAZIBf95gH9',
-  '5AEhEyAUIBkgGP3mAf3kASEUIAX9CQCABiEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH95AEhFiAFQQRqIQUgBkH4AGohBiAL',
-  'QQFrIgsNAAtBsKcCIAJqIANB+ABsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/VoAEAAgByAQ/VoAFAEgByAR/QsAeCAHIBL9WgCI',
-  'AQAgByAS/VoAjAEBIAcgE/0LAPABIAcgFP1aAIACACAHIBT9WgCEAgEgByAV/QsA6AIgByAW/VoA+AIAIAcgFv1aAPwCASAD',
-  'QQRqIQMgCkEBayIKDQALIARBCGohBCACQYAeaiECC9MGAg9/C3tBACEAQQAhAUEAIQJBACEEQQghCQNAQQAhA0EHIQoDQEGw',
-  'iQEgAGogA0EEbGohBUGw5wEgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBICELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAA',
-  'IRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAEIRkgESAZIBf95gH95AEhESASIBkgGP3mAf3kASESIAX9CQAI',
-  'IRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQAMIRkgFSAZIBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVB+ABq',
-  'IQUgBkGAAmohBiALQQFrIgsNAAtBsKEDIAJqIANBgAJsaiAEQQRsaiEHIAcgD/0LAAAgByAQ/QsAECAHIBH9CwCAAiAHIBL9',
-  'CwCQAiAHIBP9CwCABCAHIBT9CwCQBCAHIBX9CwCABiAHIBb9CwCQBiADQQRqIQMgCkEBayIKDQALQRwhA0GwiQEgAGogA0EE',
-  'bGohBUGw5wEgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACESQSAhCwNAIAb9AAAAIRcgBv0AABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8g',
-  'ECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH95AEhEiAFQfgAaiEFIAZBgAJqIQYgC0EBayIL',
-  'DQALQbChAyACaiADQYACbGogBEEEbGohByAHIA/9CwAAIAcgEP0LABAgByAR/QsAgAIgByAS/QsAkAIgA0ECaiEDIARBCGoh',
-  'BCAJQQFrIgkNAAsgAkGAPGohAgs=',
-].join('');
-const kernels = new WebAssembly.Instance(
-  new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))),
-  { env: { memory } },
-).exports as unknown as {
+type Kernels = {
   matmul_t3(): void;
   elementwise_t7(): void;
   elementwise_h(): void;
@@ -225,70 +93,385 @@ const kernels = new WebAssembly.Instance(
   matmul_dembcat(): void;
   matmul_dW1(): void;
 };
-const buffers = [
-  new Float32Array(memory.buffer, 0, 270),
-  new Float32Array(memory.buffer, 1088, 1920),
-  new Float32Array(memory.buffer, 8768, 64),
-  new Float32Array(memory.buffer, 9024, 1728),
-  new Float32Array(memory.buffer, 15936, 27),
-  new Float32Array(memory.buffer, 16048, 64),
-  new Float32Array(memory.buffer, 16304, 64),
-  new Float32Array(memory.buffer, 16560, 64),
-  new Float32Array(memory.buffer, 16816, 64),
-  new Int32Array(memory.buffer, 17072, 96),
-  new Int32Array(memory.buffer, 17456, 32),
-  new Float32Array(memory.buffer, 17584, 960),
-  new Float32Array(memory.buffer, 21424, 2048),
-  new Float32Array(memory.buffer, 29616, 2048),
-  new Float32Array(memory.buffer, 37808, 960),
-  new Float32Array(memory.buffer, 41648, 2048),
-  new Float32Array(memory.buffer, 49840, 1),
-  new Float32Array(memory.buffer, 49856, 864),
-  new Float32Array(memory.buffer, 53312, 27),
-  new Float32Array(memory.buffer, 53424, 2048),
-  new Float32Array(memory.buffer, 61616, 1728),
-  new Float32Array(memory.buffer, 68528, 64),
-  new Float32Array(memory.buffer, 68784, 64),
-  new Float32Array(memory.buffer, 69040, 64),
-  new Float32Array(memory.buffer, 69296, 270),
-] as const;
-const buf = {
-  C: buffers[0], // f32[27,10] (param C)
-  W1: buffers[1], // f32[30,64] (param W1)
-  b1: buffers[2], // f32[64] (param b1)
-  W2: buffers[3], // f32[64,27] (param W2)
-  b2: buffers[4], // f32[27] (param b2)
-  bngain: buffers[5], // f32[1,64] (param bngain)
-  bnbias: buffers[6], // f32[1,64] (param bnbias)
-  bnmean: buffers[7], // f32[1,64] (input bnmean)
-  bnvar: buffers[8], // f32[1,64] (input bnvar)
-  Xb: buffers[9], // i32[32,3] (input Xb)
-  Yb: buffers[10], // i32[32] (input Yb)
-  emb: buffers[11], // f32[32,3,10]
-  embcat: buffers[11], // a view of emb
-  t2: buffers[12], // f32[32,64]
-  t3: buffers[13], // f32[32,64]
-  t7: buffers[14].subarray(0, 64), // f32[1,64]
-  h: buffers[15], // f32[32,64]
-  logits: buffers[13].subarray(0, 864), // f32[32,27]
-  loss: buffers[16], // f32[]
-  probs: buffers[17], // f32[32,27]
-  dlogits: buffers[13].subarray(0, 864), // f32[32,27]
-  db2: buffers[18], // f32[27]
-  dh: buffers[19], // f32[32,64]
-  dW2: buffers[20], // f32[64,27]
-  dbnbias: buffers[21], // f32[1,64]
-  dbngain: buffers[22], // f32[1,64]
-  dt2: buffers[13], // f32[32,64]
-  db1: buffers[23], // f32[64]
-  dembcat: buffers[14], // f32[32,30]
-  dW1: buffers[19].subarray(0, 1920), // f32[30,64]
-  demb: buffers[14], // a view of dembcat
-  dC: buffers[24], // f32[27,10]
-  _acc0: new Float64Array(64), // accumulators of column sums
-  _acc1: new Float64Array(64), // accumulators of column sums
-  _acc2: new Float64Array(64), // accumulators of column sums
+const wasm = [
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMXFgEAAQABAAEAAQABAAABAAEAAQAAAQAHhgMWD21hdG11',
+  'bF90M19yYW5nZQAACW1hdG11bF90MwABFGVsZW1lbnR3aXNlX3Q3X3JhbmdlAAIOZWxlbWVudHdpc2VfdDcAAxNlbGVtZW50',
+  'd2lzZV9oX3JhbmdlAAQNZWxlbWVudHdpc2VfaAAFE21hdG11bF9sb2dpdHNfcmFuZ2UABg1tYXRtdWxfbG9naXRzAAcTc29m',
+  'dG1heF9wcm9ic19yYW5nZQAIDXNvZnRtYXhfcHJvYnMACQ9tYXRtdWxfZGhfcmFuZ2UACg5tYXRtdWxfZGhfcGFjawALCW1h',
+  'dG11bF9kaAAMEG1hdG11bF9kVzJfcmFuZ2UADQptYXRtdWxfZFcyAA4QcmVkdWNlX2RiMV9yYW5nZQAPCnJlZHVjZV9kYjEA',
+  'EBRtYXRtdWxfZGVtYmNhdF9yYW5nZQARE21hdG11bF9kZW1iY2F0X3BhY2sAEg5tYXRtdWxfZGVtYmNhdAATEG1hdG11bF9k',
+  'VzFfcmFuZ2UAFAptYXRtdWxfZFcxABUKv0gW4gcDD38OewV/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGog',
+  'AUoNAUGwiQEgAmogBUH4AGxqIQdBwAggA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBHiENA0AgCP0AAAAhGSAI/QAAECEa',
+  'IAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQB4IRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEU',
+  'IAf9CQDwASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkA6AIhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQB',
+  'IRggB0EEaiEHIAhBgAJqIQggDUEBayINDQALQcDEACAGQQRsaiEfQbCBASAGQQRsaiEgQbCnASAFQYACbGogBkEEbGohIUGw',
+  '/QAgBkEEbGohIkGw5wEgBUGAAmxqIAZBBGxqISMgESAf/QAAAP3kASEcIBwgIP0AAAD95QEhHSAhIB39CwAAICL9AAAAIB39',
+  '5gEhHiAjIB79CwAAIBIgH/0AABD95AEhHCAcICD9AAAQ/eUBIR0gISAd/QsAECAi/QAAECAd/eYBIR4gIyAe/QsAECATIB/9',
+  'AAAA/eQBIRwgHCAg/QAAAP3lASEdICEgHf0LAIACICL9AAAAIB395gEhHiAjIB79CwCAAiAUIB/9AAAQ/eQBIRwgHCAg/QAA',
+  'EP3lASEdICEgHf0LAJACICL9AAAQIB395gEhHiAjIB79CwCQAiAVIB/9AAAA/eQBIRwgHCAg/QAAAP3lASEdICEgHf0LAIAE',
+  'ICL9AAAAIB395gEhHiAjIB79CwCABCAWIB/9AAAQ/eQBIRwgHCAg/QAAEP3lASEdICEgHf0LAJAEICL9AAAQIB395gEhHiAj',
+  'IB79CwCQBCAXIB/9AAAA/eQBIRwgHCAg/QAAAP3lASEdICEgHf0LAIAGICL9AAAAIB395gEhHiAjIB79CwCABiAYIB/9AAAQ',
+  '/eQBIRwgHCAg/QAAEP3lASEdICEgHf0LAJAGICL9AAAQIB395gEhHiAjIB79CwCQBiAFQQRqIQUMAAsLIAZBCGohBiALQQFr',
+  'IgsNAAsgBEGAwABqIQQLCABBAEEgEAALlAEDA38CewJ/IAAhBAJAA0AgBCABTg0BQbCDASEHQbCnAiAEQYACbGohCEEQIQMD',
+  'QCAH/QAAAP0MrMUnN6zFJzesxSc3rMUnN/3kASEF/QwAAIA/AACAPwAAgD8AAIA/IAX94wH95wEhBiAIIAb9CwAAIAdBEGoh',
+  'ByAIQRBqIQggA0EBayIDDQALIARBAWohBAwACwsLCABBAEEBEAILkwcDA38LewR/IAAhBAJAA0AgBCABTg0BQbDnASAEQYAC',
+  'bGohEEGwpwIhEUGw/wAhEkGwxQIgBEGAAmxqIRNBECEDA0AgEP0AAAAgEf0AAAD95gEhBSAFIBL9AAAA/eQBIQYgBiEN/Qzq',
+  '8Lq76vC6u+rwurvq8Lq7IA0gDf3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASANIA395gH95gH9DC0eXL0tHly9LR5cvS0e',
+  'XL395AEgDSAN/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA0gDf3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASANIA39',
+  '5gH95gEgDf3mASAN/eQBIQ79DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDf3gAf0MAAAAQAAAAEAAAABA',
+  'AAAAQP3mASEIIAj9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCSAJ/Qw7qrg/O6q4PzuquD87',
+  'qrg//eYB/WohCiAJIAr9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCv0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEL/QxnaVA5',
+  'Z2lQOWdpUDlnaVA5IAv95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgC/3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAL/eYB/QzB',
+  'qSo9wakqPcGpKj3BqSo9/eQBIAv95gH9DKqqKj6qqio+qqoqPqqqKj795AEgC/3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAL',
+  '/eYBIAv95gEgC/3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEMIAwgCv34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYB',
+  'IQz9DAAAgH8AAIB/AACAfwAAgH8gDCAI/QwAALBCAACwQgAAsEIAALBC/UT9UiEM/QwAAAAAAAAAAAAAAAAAAAAAIAwgCP0M',
+  '9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDf0MAAAAgAAAAIAAAACAAAAAgP1O/VAh',
+  'DyAOIA8gDf3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhByATIAf9CwAAIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAD',
+  'QQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQSAQBAuACQMPfwx7An9BACECQQAhA0EAIQRBACEGQQMhCwNAIAAhBQJAA0AgBUEE',
+  'aiABSg0BQbDFAiACaiAFQYACbGohB0HAxgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0A',
+  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAIhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
+  '/eQBIRQgB/0JAIAEIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCABiEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
+  '5gH95AEhGCAHQQRqIQcgCEHsAGohCCANQQFrIg0NAAtBwPwAIAZBBGxqIR1BsOcBIAVB7ABsaiAGQQRsaiEeIBEgHf0AAAD9',
+  '5AEhHCAeIBz9CwAAIBIgHf0AABD95AEhHCAeIBz9CwAQIBMgHf0AAAD95AEhHCAeIBz9CwBsIBQgHf0AABD95AEhHCAeIBz9',
+  'CwB8IBUgHf0AAAD95AEhHCAeIBz9CwDYASAWIB39AAAQ/eQBIRwgHiAc/QsA6AEgFyAd/QAAAP3kASEcIB4gHP0LAMQCIBgg',
+  'Hf0AABD95AEhHCAeIBz9CwDUAiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtBGCEGIAAhBQJAA0AgBUEEaiABSg0BQbDF',
+  'AiACaiAFQYACbGohB0HAxgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEXQcAAIQ0DQCAI/QAAACEZIAf9CQAAIRsgESAbIBn95gH95AEh',
+  'ESAH/QkAgAIhGyATIBsgGf3mAf3kASETIAf9CQCABCEbIBUgGyAZ/eYB/eQBIRUgB/0JAIAGIRsgFyAbIBn95gH95AEhFyAH',
+  'QQRqIQcgCEHsAGohCCANQQFrIg0NAAtBwPwAIAZBBGxqIR1BsOcBIAVB7ABsaiAGQQRsaiEeIBEgHf0AAAD95AEhHCAeIBz9',
+  'WgAAACAeIBz9WgAEASAeIBz9WgAIAiATIB39AAAA/eQBIRwgHiAc/VoAbAAgHiAc/VoAcAEgHiAc/VoAdAIgFSAd/QAAAP3k',
+  'ASEcIB4gHP1aANgBACAeIBz9WgDcAQEgHiAc/VoA4AECIBcgHf0AAAD95AEhHCAeIBz9WgDEAgAgHiAc/VoAyAIBIB4gHP1a',
+  'AMwCAiAFQQRqIQUMAAsLIAZBBGohBiAEQYAbaiEECwgAQQBBIBAGC6ELAgZ/CHsgAEHsAGwiAkGw5wFqIQQgAkHAhQNqIQUg',
+  'ACECAkADQCACIAFODQH9DAAAgP8AAID/AACA/wAAgP8hCCAEIQYgBSEHQQYhAwNAIAggBv0AAAD96wEhCCAGQRBqIQYgB0EQ',
+  'aiEHIANBAWsiAw0ACyAIIAb9AAAAIQogCv0MAACA/wAAgP8AAID/AACA//0M////////////////AAAAAP1S/esBIQggCP0f',
+  'ACAI/R8BlyAI/R8ClyAI/R8Dl/0TIQj9DAAAAAAAAAAAAAAAAAAAAAAhCSAEIQYgBSEHQQYhAwNAIAb9AAAAIAj95QEhCyAL',
+  '/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQwgDP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQ0g',
+  'DCAN/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIA39DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDv0MZ2lQOWdpUDlnaVA5Z2lQ',
+  'OSAO/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIA795gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDv3mAf0MwakqPcGpKj3BqSo9',
+  'wakqPf3kASAO/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIA795gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDv3mASAO/eYBIA79',
+  '5AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDyAPIA39+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEP/QwAAIB/AACA',
+  'fwAAgH8AAIB/IA8gC/0MAACwQgAAsEIAALBCAACwQv1E/VIhD/0MAAAAAAAAAAAAAAAAAAAAACAPIAv9DPaorsL2qK7C9qiu',
+  'wvaorsL9Q/1SIQogByAK/QsAACAJIAr95AEhCSAGQRBqIQYgB0EQaiEHIANBAWsiAw0ACyAG/QAAACAI/eUBIQsgC/0M9qiu',
+  'wvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEMIAz9DDuquD87qrg/O6q4PzuquD/95gH9aiENIAwgDf0M',
+  'AIAxPwCAMT8AgDE/AIAxP/3mAf3lASAN/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQ79DGdpUDlnaVA5Z2lQOWdpUDkgDv3m',
+  'Af0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAO/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIA795gH9DMGpKj3BqSo9wakqPcGpKj39',
+  '5AEgDv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAO/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIA795gEgDv3mASAO/eQB/QwA',
+  'AIA/AACAPwAAgD8AAIA//eQBIQ8gDyAN/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhD/0MAACAfwAAgH8AAIB/',
+  'AACAfyAPIAv9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ/9DAAAAAAAAAAAAAAAAAAAAAAgDyAL/Qz2qK7C9qiuwvaorsL2qK7C',
+  '/UP9UiEKIAcgCv1aAAAAIAcgCv1aAAQBIAcgCv1aAAgCIAkgCiEKIAr9DAAAAAAAAAAAAAAAAAAAAAD9DP//////////////',
+  '/wAAAAD9Uv3kASEJ/QwAAIA/AACAPwAAgD8AAIA/IAn9HwAgCf0fAZIgCf0fApIgCf0fA5L9E/3nASEJIAQhBiAFIQdBBiED',
+  'A0AgB/0AAAAgCf3mASEKIAcgCv0LAAAgBkEQaiEGIAdBEGohByADQQFrIgMNAAsgB/0AAAAgCf3mASEKIAcgCv1aAAAAIAcg',
+  'Cv1aAAQBIAcgCv1aAAgCIARB7ABqIQQgBUHsAGohBSACQQFqIQIMAAsLCwgAQQBBIBAIC6wEAg9/C3tBACECQQAhA0EAIQRB',
+  'ACEGQQghCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDnASACaiAFQewAbGohB0HwqwQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
+  'GyENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBsIRsgEyAbIBn9',
+  '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQDYASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAxAIhGyAXIBsg',
+  'Gf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgAJqIQggDUEBayINDQALQbChAyAEaiAFQYACbGogBkEEbGohCSAJ',
+  'IBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIgCSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEE',
+  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC1wBBn9BACEAQcDGACAAaiEBQfCrBCEDQcAAIQQDQCADIQJBGyEF',
+  'A0AgAiABKgIAOAIAIAFBBGohASACQYACaiECIAVBAWsiBQ0ACyADQQRqIQMgBEEBayIEDQALCwoAEAtBAEEgEAoLyAcCD38L',
+  'e0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsMUCIAJqIAVBBGxqIQdBsOcBIANqIAZBBGxqIQj9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAA',
+  'AAAAAAAAAAAAAAAAACEYQSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEh',
+  'EiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEh',
+  'FiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYACaiEHIAhB7ABqIQggDUEBayINDQALQbDhAyAEaiAF',
+  'QewAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAbCAJIBT9CwB8IAkgFf0LANgBIAkgFv0LAOgBIAkgF/0LAMQC',
+  'IAkgGP0LANQCIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0AC0EYIQYgACEFAkADQCAFQQRqIAFKDQFBsMUCIAJqIAVBBGxq',
+  'IQdBsOcBIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhF0EgIQ0DQCAI/QAAACEZIAf9CQAAIRsgESAbIBn95gH95AEhESAH/QkABCEbIBMg',
+  'GyAZ/eYB/eQBIRMgB/0JAAghGyAVIBsgGf3mAf3kASEVIAf9CQAMIRsgFyAbIBn95gH95AEhFyAHQYACaiEHIAhB7ABqIQgg',
+  'DUEBayINDQALQbDhAyAEaiAFQewAbGogBkEEbGohCSAJIBH9WgAAACAJIBH9WgAEASAJIBH9WgAIAiAJIBP9WgBsACAJIBP9',
+  'WgBwASAJIBP9WgB0AiAJIBX9WgDYAQAgCSAV/VoA3AEBIAkgFf1aAOABAiAJIBf9WgDEAgAgCSAX/VoAyAIBIAkgF/1aAMwC',
+  'AiAFQQRqIQUMAAsLIAZBBGohBiAEQYA2aiEECwkAQQBBwAAQDQvIBgcDfwN7B38Jew1/A3sHf0EAIQRB8KUEIABBBGxqIQhB',
+  '8KcEIABBBGxqIQlB8KkEIABBBGxqIQogACELAkADQCALQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAIIAX9CwAA/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIQYgCSAG/QsAAP0MAAAAAAAAAAAAAAAAAAAAACEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBq',
+  'IQogC0EEaiELDAALCyAEQQFqIQRBACEOQSAhDANAQbDFAiAOQYACbGogAEEEbGohGEGwoQMgDkGAAmxqIABBBGxqIRlBsKcC',
+  'IABBBGxqIRpBsKcBIA5BgAJsaiAAQQRsaiEbQbD9ACAAQQRsaiEcQbDnASAOQYACbGogAEEEbGohHUHwpQQgAEEEbGohHkHw',
+  'pwQgAEEEbGohH0HwqQQgAEEEbGohICAAISECQANAICFBBGogAUoNASAY/QAAACAY/QAAAP3mASEP/QwAAIA/AACAPwAAgD8A',
+  'AIA/IA/95QEhECAZ/QAAACAQ/eYBIREgESAa/QAAAP3mASESIBIgG/0AAAD95gEhEyASIBz9AAAA/eYBIRQgHSAU/QsAACAe',
+  '/QAAACAR/eQBIRUgHiAV/QsAACAf/QAAACAT/eQBIRYgHyAW/QsAACAg/QAAACAU/eQBIRcgICAX/QsAACAYQRBqIRggGUEQ',
+  'aiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICAhQQRqISEMAAsLIA5BAWohDiAM',
+  'QQFrIgwNAAtBACEkQfClBCAAQQRsaiEoQbCXBCAkQYACbGogAEEEbGohKUHwpwQgAEEEbGohKkGwmQQgJEGAAmxqIABBBGxq',
+  'IStB8KkEIABBBGxqISxBsJsEICRBgAJsaiAAQQRsaiEtIAAhLgJAA0AgLkEEaiABSg0BICj9AAAAISUgKSAl/QsAACAq/QAA',
+  'ACEmICsgJv0LAAAgLP0AAAAhJyAtICf9CwAAIChBEGohKCApQRBqISkgKkEQaiEqICtBEGohKyAsQRBqISwgLUEQaiEtIC5B',
+  'BGohLgwACwsgJEEBaiEkCwkAQQBBwAAQDwvZCAIPfwt7QQAhAkEAIQNBACEEQQAhBkEDIQsDQCAAIQUCQANAIAVBBGogAUoN',
+  'AUGw5wEgAmogBUGAAmxqIQdB8KsEIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0J',
+  'AAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIACIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9',
+  'CQCABCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAYhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRgg',
+  'B0EEaiEHIAhB+ABqIQggDUEBayINDQALQbCnAiAEaiAFQfgAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAeCAJ',
+  'IBT9CwCIASAJIBX9CwDwASAJIBb9CwCAAiAJIBf9CwDoAiAJIBj9CwD4AiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtB',
+  'GCEGIAAhBQJAA0AgBUEEaiABSg0BQbDnASACaiAFQYACbGohB0HwqwQgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNA',
+  'IAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAIhGyATIBsgGf3mAf3k',
+  'ASETIBQgGyAa/eYB/eQBIRQgB/0JAIAEIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCABiEbIBcgGyAZ/eYB',
+  '/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEH4AGohCCANQQFrIg0NAAtBsKcCIARqIAVB+ABsaiAGQQRsaiEJIAkgEf0L',
+  'AAAgCSAS/VoAEAAgCSAS/VoAFAEgCSAT/QsAeCAJIBT9WgCIAQAgCSAU/VoAjAEBIAkgFf0LAPABIAkgFv1aAIACACAJIBb9',
+  'WgCEAgEgCSAX/QsA6AIgCSAY/VoA+AIAIAkgGP1aAPwCASAFQQRqIQUMAAsLIAZBCGohBiAEQYAeaiEEC1sBBn9BACEAQcAI',
+  'IABqIQFB8KsEIQNBHiEEA0AgAyECQcAAIQUDQCACIAEqAgA4AgAgAUEEaiEBIAJB+ABqIQIgBUEBayIFDQALIANBBGohAyAE',
+  'QQFrIgQNAAsLCgAQEkEAQSAQEQvSBgIPfwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwiQEg',
+  'AmogBUEEbGohB0Gw5wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'Fv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsg',
+  'ESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsg',
+  'FSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdB+ABqIQcg',
+  'CEGAAmohCCANQQFrIg0NAAtBsKEDIARqIAVBgAJsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQ',
+  'AiAJIBX9CwCABCAJIBb9CwCQBCAJIBf9CwCABiAJIBj9CwCQBiAFQQRqIQUMAAsLIAUgAUgEQEGwiQEgAmogBUEEbGohB0Gw',
+  '5wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'E/0MAAAAAAAAAAAAAAAAAAAAACEUQSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr9',
+  '5gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAHQfgAaiEHIAhBgAJqIQggDUEBayINDQALQbCh',
+  'AyAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAILIAZBCGohBiALQQFrIgsNAAsg',
+  'BEGAPGohBAsIAEEAQR4QFAs=',
+].join('');
+const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
+
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits: Record<string, readonly [number, number, number, boolean]> = {
+  matmul_t3: [32, 4, 61440, false],
+  elementwise_t7: [1, 1, 128, false],
+  elementwise_h: [32, 1, 6144, false],
+  matmul_logits: [32, 4, 55296, false],
+  softmax_probs: [32, 1, 6912, false],
+  matmul_dh: [32, 4, 55296, true],
+  matmul_dW2: [64, 4, 55296, false],
+  reduce_db1: [64, 4, 18432, false],
+  matmul_dembcat: [32, 4, 61440, true],
+  matmul_dW1: [30, 4, 61440, false],
 };
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+
+/**
+ * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+ * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
+ * Its source is the code of the worker, so it refers to nothing outside itself.
+ */
+function workerMain(data: any, ready: () => void): void {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
+}
+
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data: object): Promise<{ terminate(): unknown }> {
+  const g = globalThis as any;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = (await import(wt)) as any;
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
+  }
+  if (!g.crossOriginIsolated)
+    throw new Error(
+      'create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+    );
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => {
+    worker.onmessage = resolve;
+    worker.onerror = reject;
+    worker.postMessage(data);
+  });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
+
+/** The number of threads of this machine. */
+async function hardwareThreads(): Promise<number> {
+  const g = globalThis as any;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return ((await import(os)) as any).availableParallelism();
+  return 1;
+}
+
+/**
+ * An instance of the module whose large kernels run split over `threads` threads (this one and
+ * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+ * memory. Its functions are those of the module, synchronous, bit-identical in their results;
+ * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+ * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+ * way (false: always split).
+ */
+export async function create(
+  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
+): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers: { terminate(): unknown }[] = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+      workers.push(
+        await startWorker({
+          module,
+          memory,
+          ctl: ctl.buffer,
+          slot,
+          names: names.map((n) => `${n}_range`),
+          spin: SPIN,
+        }),
+      );
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k: number, extent: number, align: number, n: number): void => {
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
+  // `period` calls one call of each way is timed again (a time follows down at once, up by a
+  // quarter of the gap), the period doubling (to 1024) each time the other way loses
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k: number, extent: number, align: number, work: number): void => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(
+      threads,
+      minWork > 0 ? Math.floor(work / minWork) : threads,
+      Math.ceil(extent / align),
+    );
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const whole = best[2 * k]!;
+    const parts = best[2 * k + 1]!;
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
+    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k]! % period[k]!;
+    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
+    const mode = phase === 1 ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode]!;
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (phase === 1)
+      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
+  };
+  const kernels: any = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+    const [extent, align, work, pack] = splits[name]!;
+    // a kernel too small to split on this many threads is the wasm function itself
+    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+      return;
+    kernels[name] = pack
+      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
+      : () => run(k, extent, align, work);
+  });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -404,181 +587,253 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectIndices('Yb', inputs.Yb, 27);
 }
 
-/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-function stage(params: Params, inputs: Inputs): void {
-  buf.C.set(params.C);
-  buf.W1.set(params.W1);
-  buf.b1.set(params.b1);
-  buf.W2.set(params.W2);
-  buf.b2.set(params.b2);
-  buf.bngain.set(params.bngain);
-  buf.bnbias.set(params.bnbias);
-  buf.bnmean.set(inputs.bnmean);
-  buf.bnvar.set(inputs.bnvar);
-  buf.Xb.set(inputs.Xb);
-  buf.Yb.set(inputs.Yb);
-}
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
+  const buffers = [
+    new Float32Array(memory.buffer, 0, 270),
+    new Float32Array(memory.buffer, 1088, 1920),
+    new Float32Array(memory.buffer, 8768, 64),
+    new Float32Array(memory.buffer, 9024, 1728),
+    new Float32Array(memory.buffer, 15936, 27),
+    new Float32Array(memory.buffer, 16048, 64),
+    new Float32Array(memory.buffer, 16304, 64),
+    new Float32Array(memory.buffer, 16560, 64),
+    new Float32Array(memory.buffer, 16816, 64),
+    new Int32Array(memory.buffer, 17072, 96),
+    new Int32Array(memory.buffer, 17456, 32),
+    new Float32Array(memory.buffer, 17584, 960),
+    new Float32Array(memory.buffer, 21424, 2048),
+    new Float32Array(memory.buffer, 29616, 2048),
+    new Float32Array(memory.buffer, 37808, 960),
+    new Float32Array(memory.buffer, 41648, 2048),
+    new Float32Array(memory.buffer, 49840, 1),
+    new Float32Array(memory.buffer, 49856, 864),
+    new Float32Array(memory.buffer, 53312, 27),
+    new Float32Array(memory.buffer, 53424, 2048),
+    new Float32Array(memory.buffer, 61616, 1728),
+    new Float32Array(memory.buffer, 68528, 64),
+    new Float32Array(memory.buffer, 68784, 64),
+    new Float32Array(memory.buffer, 69040, 64),
+    new Float32Array(memory.buffer, 69296, 270),
+  ] as const;
+  const buf = {
+    C: buffers[0], // f32[27,10] (param C)
+    W1: buffers[1], // f32[30,64] (param W1)
+    b1: buffers[2], // f32[64] (param b1)
+    W2: buffers[3], // f32[64,27] (param W2)
+    b2: buffers[4], // f32[27] (param b2)
+    bngain: buffers[5], // f32[1,64] (param bngain)
+    bnbias: buffers[6], // f32[1,64] (param bnbias)
+    bnmean: buffers[7], // f32[1,64] (input bnmean)
+    bnvar: buffers[8], // f32[1,64] (input bnvar)
+    Xb: buffers[9], // i32[32,3] (input Xb)
+    Yb: buffers[10], // i32[32] (input Yb)
+    emb: buffers[11], // f32[32,3,10]
+    embcat: buffers[11], // a view of emb
+    t2: buffers[12], // f32[32,64]
+    t3: buffers[13], // f32[32,64]
+    t7: buffers[14].subarray(0, 64), // f32[1,64]
+    h: buffers[15], // f32[32,64]
+    logits: buffers[13].subarray(0, 864), // f32[32,27]
+    loss: buffers[16], // f32[]
+    probs: buffers[17], // f32[32,27]
+    dlogits: buffers[13].subarray(0, 864), // f32[32,27]
+    db2: buffers[18], // f32[27]
+    dh: buffers[19], // f32[32,64]
+    dW2: buffers[20], // f32[64,27]
+    dbnbias: buffers[21], // f32[1,64]
+    dbngain: buffers[22], // f32[1,64]
+    dt2: buffers[13], // f32[32,64]
+    db1: buffers[23], // f32[64]
+    dembcat: buffers[14], // f32[32,30]
+    dW1: buffers[19].subarray(0, 1920), // f32[30,64]
+    demb: buffers[14], // a view of dembcat
+    dC: buffers[24], // f32[27,10]
+    _acc0: new Float64Array(64), // accumulators of column sums
+    _acc1: new Float64Array(64), // accumulators of column sums
+    _acc2: new Float64Array(64), // accumulators of column sums
+  };
 
-function forwardPass(): void {
-  const { emb, Xb, C, logits, Yb, loss, probs } = buf;
-
-  // emb = C[Xb]  (makemore_inference.ts:27)
-  //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:27  const emb = g.gather(C, Xb);
-  for (let i = 0; i < 96; i++) {
-    const _row = Xb[i] * 10;
-    for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params: Params, inputs: Inputs): void {
+    buf.C.set(params.C);
+    buf.W1.set(params.W1);
+    buf.b1.set(params.b1);
+    buf.W2.set(params.W2);
+    buf.b2.set(params.b2);
+    buf.bngain.set(params.bngain);
+    buf.bnbias.set(params.bnbias);
+    buf.bnmean.set(inputs.bnmean);
+    buf.bnvar.set(inputs.bnvar);
+    buf.Xb.set(inputs.Xb);
+    buf.Yb.set(inputs.Yb);
   }
 
-  // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
-  // t2 = hprebn - bnmean  (makemore_inference.ts:30)
-  // t3 = bngain * t2  (makemore_inference.ts:30)
-  //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
-  //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
-  //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:30
-  kernels.matmul_t3();
+  function forwardPass(): void {
+    const { emb, Xb, C, logits, Yb, loss, probs } = buf;
 
-  // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:30)
-  //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
-  kernels.elementwise_t7();
-
-  // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)
-  // h = tanh(hpreact)  (makemore_inference.ts:31)
-  //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:30
-  //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:31  const h = hpreact.tanh();
-  kernels.elementwise_h();
-
-  // logits = h @ W2 + b2  (makemore_inference.ts:32)
-  //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
-  //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:32
-  kernels.matmul_logits();
-
-  // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:33)
-  //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
-  {
-    let _total = 0;
-    for (let i = 0; i < 32; i++) {
-      let _max = -Infinity;
-      for (let j = 0; j < 27; j++) if (logits[i * 27 + j] > _max) _max = logits[i * 27 + j];
-      let _sum = 0;
-      for (let j = 0; j < 27; j++) _sum += Math.exp(logits[i * 27 + j] - _max);
-      _total += logits[i * 27 + Yb[i]] - _max - Math.log(_sum);
-    }
-    loss[0] = -_total / 32;
-  }
-
-  // probs = softmax(logits, 1)  (makemore_inference.ts:34)
-  //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:34  const probs = g.softmax(logits);
-  kernels.softmax_probs();
-}
-
-// Scalars are returned through getters: storing a number into an object allocates in V8.
-const outputsObj: Outputs = {
-  get loss() {
-    return buf.loss[0];
-  },
-  probs: buf.probs,
-};
-
-/** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  return outputsObj;
-}
-
-const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-const result: { loss: number; grads: Grads } = {
-  get loss() {
-    return lossSlot[0];
-  },
-  grads: {
-    C: buf.dC,
-    W1: buf.dW1,
-    b1: buf.db1,
-    W2: buf.dW2,
-    b2: buf.db2,
-    bngain: buf.dbngain,
-    bnbias: buf.dbnbias,
-  },
-};
-
-/** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(
-  params: Params,
-  inputs: Inputs,
-  options?: Options,
-): { loss: number; grads: Grads } {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  const { _acc0, Yb, probs, dlogits, db2, dC, Xb, demb } = buf;
-
-  // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:33)
-  // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)
-  //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
-  //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
-  //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:33
-  //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
-  for (let i = 0; i < 27; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 27; j++) {
-      const _dlogits = (probs[i * 27 + j] - (Yb[i] === j ? 1 : 0)) * 0.03125;
-      dlogits[i * 27 + j] = _dlogits;
-      _acc0[j] += _dlogits;
-    }
-  }
-  for (let i = 0; i < 27; i++) {
-    db2[i] = _acc0[i];
-  }
-
-  // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:32)
-  //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
-  kernels.matmul_dh();
-
-  // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:32)
-  //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
-  kernels.matmul_dW2();
-
-  // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
-  // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:30)
-  // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
-  // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:30)
-  // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:30)
-  // db1 = dt2.sum(0)   add'  (makemore_inference.ts:29)
-  //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
-  //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
-  //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
-  //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30
-  //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
-  //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:30
-  //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:30
-  //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
-  kernels.reduce_db1();
-
-  // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:29)
-  //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
-  kernels.matmul_dembcat();
-
-  // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:29)
-  //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
-  kernels.matmul_dW1();
-
-  // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:27)
-  //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:27  const emb = g.gather(C, Xb);
-  {
-    dC.fill(0);
+    // emb = C[Xb]  (makemore_inference.ts:27)
+    //   %emb: f32[32,3,10] = gather %C, %Xb   makemore_inference.ts:27  const emb = g.gather(C, Xb);
     for (let i = 0; i < 96; i++) {
       const _row = Xb[i] * 10;
-      for (let j = 0; j < 10; j++) dC[_row + j] += demb[i * 10 + j];
+      for (let j = 0; j < 10; j++) emb[i * 10 + j] = C[_row + j];
     }
+
+    // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
+    // t2 = hprebn - bnmean  (makemore_inference.ts:30)
+    // t3 = bngain * t2  (makemore_inference.ts:30)
+    //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+    //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
+    //   %t2: f32[32,64] = sub %hprebn, %bnmean   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+    //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:30
+    kernels.matmul_t3();
+
+    // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:30)
+    //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+    //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
+    kernels.elementwise_t7();
+
+    // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)
+    // h = tanh(hpreact)  (makemore_inference.ts:31)
+    //   %t8: f32[32,64] = mul %t3, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+    //   %hpreact: f32[32,64] = add %t8, %bnbias   makemore_inference.ts:30
+    //   %h: f32[32,64] = tanh %hpreact   makemore_inference.ts:31  const h = hpreact.tanh();
+    kernels.elementwise_h();
+
+    // logits = h @ W2 + b2  (makemore_inference.ts:32)
+    //   %t9: f32[32,27] = matmul %h, %W2 {transA=false, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+    //   %logits: f32[32,27] = add %t9, %b2   makemore_inference.ts:32
+    kernels.matmul_logits();
+
+    // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:33)
+    //   %loss: f32[] = xent %logits, %Yb   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
+    {
+      let _total = 0;
+      for (let i = 0; i < 32; i++) {
+        let _max = -Infinity;
+        for (let j = 0; j < 27; j++) if (logits[i * 27 + j] > _max) _max = logits[i * 27 + j];
+        let _sum = 0;
+        for (let j = 0; j < 27; j++) _sum += Math.exp(logits[i * 27 + j] - _max);
+        _total += logits[i * 27 + Yb[i]] - _max - Math.log(_sum);
+      }
+      loss[0] = -_total / 32;
+    }
+
+    // probs = softmax(logits, 1)  (makemore_inference.ts:34)
+    //   %probs: f32[32,27] = softmax %logits {axis=1}   makemore_inference.ts:34  const probs = g.softmax(logits);
+    kernels.softmax_probs();
   }
-  lossSlot[0] = buf.loss[0];
-  return result;
+
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj: Outputs = {
+    get loss() {
+      return buf.loss[0];
+    },
+    probs: buf.probs,
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result: { loss: number; grads: Grads } = {
+    get loss() {
+      return lossSlot[0];
+    },
+    grads: {
+      C: buf.dC,
+      W1: buf.dW1,
+      b1: buf.db1,
+      W2: buf.dW2,
+      b2: buf.db2,
+      bngain: buf.dbngain,
+      bnbias: buf.dbnbias,
+    },
+  };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params: Params, inputs: Inputs, options?: Options): { loss: number; grads: Grads } {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    const { _acc0, Yb, probs, dlogits, db2, dC, Xb, demb } = buf;
+
+    // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_inference.ts:33)
+    // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)
+    //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
+    //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
+    //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:33
+    //   %db2: f32[27] = sum %dlogits {axes=[0], keepDims=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+    for (let i = 0; i < 27; i++) {
+      _acc0[i] = 0;
+    }
+    for (let i = 0; i < 32; i++) {
+      for (let j = 0; j < 27; j++) {
+        const _dlogits = (probs[i * 27 + j] - (Yb[i] === j ? 1 : 0)) * 0.03125;
+        dlogits[i * 27 + j] = _dlogits;
+        _acc0[j] += _dlogits;
+      }
+    }
+    for (let i = 0; i < 27; i++) {
+      db2[i] = _acc0[i];
+    }
+
+    // dh = dlogits @ W2.T   matmul'  (makemore_inference.ts:32)
+    //   %dh: f32[32,64] = matmul %dlogits, %W2 {transA=false, transB=true}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+    kernels.matmul_dh();
+
+    // dW2 = h.T @ dlogits   matmul'  (makemore_inference.ts:32)
+    //   %dW2: f32[64,27] = matmul %h, %dlogits {transA=true, transB=false}   makemore_inference.ts:32  const logits = h.matmul(W2).add(b2);
+    kernels.matmul_dW2();
+
+    // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
+    // dbnbias = dhpreact.sum(0)   add'  (makemore_inference.ts:30)
+    // dt3 = dhpreact * t7   mul'  (makemore_inference.ts:30)
+    // dbngain = (dt3 * t2).sum(0)   mul'  (makemore_inference.ts:30)
+    // dt2 = dt3 * bngain   mul'  (makemore_inference.ts:30)
+    // db1 = dt2.sum(0)   add'  (makemore_inference.ts:29)
+    //   %t14: f32[32,64] = square %h   makemore_inference.ts:31  const h = hpreact.tanh();
+    //   %t15: f32[32,64] = sub %t11, %t14   makemore_inference.ts:31
+    //   %dhpreact: f32[32,64] = mul %dh, %t15   makemore_inference.ts:31
+    //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
+    //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30
+    //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
+    //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:30
+    //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:30
+    //   %db1: f32[64] = sum %dt2 {axes=[0], keepDims=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+    kernels.reduce_db1();
+
+    // dembcat = dt2 @ W1.T   matmul'  (makemore_inference.ts:29)
+    //   %dembcat: f32[32,30] = matmul %dt2, %W1 {transA=false, transB=true}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+    kernels.matmul_dembcat();
+
+    // dW1 = embcat.T @ dt2   matmul'  (makemore_inference.ts:29)
+    //   %dW1: f32[30,64] = matmul %embcat, %dt2 {transA=true, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
+    kernels.matmul_dW1();
+
+    // dC = scatter_add(Xb, demb)   gather'  (makemore_inference.ts:27)
+    //   %dC: f32[27,10] = scatter_add %Xb, %demb {shape=[27, 10]}   makemore_inference.ts:27  const emb = g.gather(C, Xb);
+    {
+      dC.fill(0);
+      for (let i = 0; i < 96; i++) {
+        const _row = Xb[i] * 10;
+        for (let j = 0; j < 10; j++) dC[_row + j] += demb[i * 10 + j];
+      }
+    }
+    lossSlot[0] = buf.loss[0];
+    return result;
+  }
+  return { forward, valueAndGrad };
 }
+
+const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 }); // 2 × 64 KiB, never grown: the arrays stay valid
+const single = instance(
+  memory,
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
+);
+export const { forward, valueAndGrad } = single;

@@ -45,61 +45,268 @@ export interface Options {
 
 // Memory plan: 11 arrays, 0.0 KiB, shared by values whose lifetimes do not overlap
 // (see neuron.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (926 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (1027 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   elementwise_L: L = sigmoid(w0 * x0 + w1 * x1 + w2)   [1,1] elementwise
 //   elementwise_dx0: dx0 = ds3 * w0   [1,1] elementwise
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).
 declare const WebAssembly: {
-  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => {
+    readonly buffer: ArrayBufferLike;
+  };
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: object };
 };
-const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays below stay valid
+type Kernels = { elementwise_L(): void; elementwise_dx0(): void };
 const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDAwIAAAcjAg1lbGVtZW50d2lzZV9MAAAPZWxlbWVudHdpc2VfZHgw',
-  'AAEK0QYC4gQDA38NewZ/QQAhAkEAIRBBECERQSAhEkEwIRNBwAAhFEHQACACQQRsaiEVIBD9CQAAIBH9CQAA/eYBIQMgEv0J',
-  'AAAgE/0JAAD95gEhBCADIAT95AEhBSAFIBT9CQAA/eQBIQb9DAAAgD8AAIA/AACAPwAAgD8gBv3hASEIIAj9DPaorsL2qK7C',
-  '9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCSAJ/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCiAJIAr9DACAMT8A',
-  'gDE/AIAxPwCAMT/95gH95QEgCv0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEL/QxnaVA5Z2lQOWdpUDlnaVA5IAv95gH9DM5D',
-  'tzrOQ7c6zkO3Os5Dtzr95AEgC/3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAL/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAv9',
-  '5gH9DKqqKj6qqio+qqoqPqqqKj795AEgC/3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAL/eYBIAv95gEgC/3kAf0MAACAPwAA',
-  'gD8AAIA/AACAP/3kASEMIAwgCv34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQz9DAAAgH8AAIB/AACAfwAAgH8g',
-  'DCAI/QwAALBCAACwQgAAsEIAALBC/UT9UiEM/QwAAAAAAAAAAAAAAAAAAAAAIAwgCP0M9qiuwvaorsL2qK7C9qiuwv1D/VL9',
-  'DAAAgD8AAIA/AACAPwAAgD/95AH95wEhByAVIAf9WgAAACACQQFqIQIL6gEDA38Gewp/QQAhAkHQACEJQeAAIAJBBGxqIQpB',
-  'MCELQfAAIAJBBGxqIQxBICENQYABIAJBBGxqIQ5BECEPQZABIAJBBGxqIRBBACERQaABIAJBBGxqIRL9DAAAgD8AAIA/AACA',
-  'PwAAgD8gCf0JAAD95QEhAyAJ/QkAACAD/eYBIQQgCiAE/VoAAAAgBCAL/QkAAP3mASEFIAwgBf1aAAAAIAQgDf0JAAD95gEh',
-  'BiAOIAb9WgAAACAEIA/9CQAA/eYBIQcgECAH/VoAAAAgBCAR/QkAAP3mASEIIBIgCP1aAAAAIAJBAWohAgs=',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEBAQMFBAEAAQAHUQQTZWxlbWVudHdpc2VfTF9yYW5nZQAADWVs',
+  'ZW1lbnR3aXNlX0wAARVlbGVtZW50d2lzZV9keDBfcmFuZ2UAAg9lbGVtZW50d2lzZV9keDAAAwqBBwTxBAMDfw17Bn8gACEE',
+  'AkADQCAEIAFODQFBACESQRAhE0EgIRRBMCEVQcAAIRZB0AAgBEEEbGohFyAS/QkAACAT/QkAAP3mASEFIBT9CQAAIBX9CQAA',
+  '/eYBIQYgBSAG/eQBIQcgByAW/QkAAP3kASEI/QwAAIA/AACAPwAAgD8AAIA/IAj94QEhCiAK/Qz2qK7C9qiuwvaorsL2qK7C',
+  '/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQsgC/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQwgCyAM/QwAgDE/AIAxPwCAMT8A',
+  'gDE//eYB/eUBIAz9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDf0MZ2lQOWdpUDlnaVA5Z2lQOSAN/eYB/QzOQ7c6zkO3Os5D',
+  'tzrOQ7c6/eQBIA395gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAN/eYB/Qyqqio+',
+  'qqoqPqqqKj6qqio+/eQBIA395gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDf3mASAN/eYBIA395AH9DAAAgD8AAIA/AACAPwAA',
+  'gD/95AEhDiAOIAz9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEO/QwAAIB/AACAfwAAgH8AAIB/IA4gCv0MAACw',
+  'QgAAsEIAALBCAACwQv1E/VIhDv0MAAAAAAAAAAAAAAAAAAAAACAOIAr9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACA',
+  'PwAAgD8AAIA//eQB/ecBIQkgFyAJ/VoAAAAgBEEBaiEEDAALCwsIAEEAQQEQAAv5AQMDfwZ7Cn8gACEEAkADQCAEIAFODQFB',
+  '0AAhC0HgACAEQQRsaiEMQTAhDUHwACAEQQRsaiEOQSAhD0GAASAEQQRsaiEQQRAhEUGQASAEQQRsaiESQQAhE0GgASAEQQRs',
+  'aiEU/QwAAIA/AACAPwAAgD8AAIA/IAv9CQAA/eUBIQUgC/0JAAAgBf3mASEGIAwgBv1aAAAAIAYgDf0JAAD95gEhByAOIAf9',
+  'WgAAACAGIA/9CQAA/eYBIQggECAI/VoAAAAgBiAR/QkAAP3mASEJIBIgCf1aAAAAIAYgE/0JAAD95gEhCiAUIAr9WgAAACAE',
+  'QQFqIQQMAAsLCwgAQQBBARACCw==',
 ].join('');
-const kernels = new WebAssembly.Instance(
-  new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))),
-  { env: { memory } },
-).exports as unknown as { elementwise_L(): void; elementwise_dx0(): void };
-const buffers = [
-  new Float32Array(memory.buffer, 0, 1),
-  new Float32Array(memory.buffer, 16, 1),
-  new Float32Array(memory.buffer, 32, 1),
-  new Float32Array(memory.buffer, 48, 1),
-  new Float32Array(memory.buffer, 64, 1),
-  new Float32Array(memory.buffer, 80, 1),
-  new Float32Array(memory.buffer, 96, 1),
-  new Float32Array(memory.buffer, 112, 1),
-  new Float32Array(memory.buffer, 128, 1),
-  new Float32Array(memory.buffer, 144, 1),
-  new Float32Array(memory.buffer, 160, 1),
-] as const;
-const buf = {
-  w0: buffers[0], // f32[] (param w0)
-  x0: buffers[1], // f32[] (param x0)
-  w1: buffers[2], // f32[] (param w1)
-  x1: buffers[3], // f32[] (param x1)
-  w2: buffers[4], // f32[] (param w2)
-  L: buffers[5], // f32[]
-  ds3: buffers[6], // f32[]
-  dw1: buffers[7], // f32[]
-  dx1: buffers[8], // f32[]
-  dw0: buffers[9], // f32[]
-  dx0: buffers[10], // f32[]
+const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
+
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits: Record<string, readonly [number, number, number, boolean]> = {
+  elementwise_L: [1, 1, 5, false],
+  elementwise_dx0: [1, 1, 6, false],
 };
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+
+/**
+ * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+ * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
+ * Its source is the code of the worker, so it refers to nothing outside itself.
+ */
+function workerMain(data: any, ready: () => void): void {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
+}
+
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data: object): Promise<{ terminate(): unknown }> {
+  const g = globalThis as any;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = (await import(wt)) as any;
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
+  }
+  if (!g.crossOriginIsolated)
+    throw new Error(
+      'create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+    );
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => {
+    worker.onmessage = resolve;
+    worker.onerror = reject;
+    worker.postMessage(data);
+  });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
+
+/** The number of threads of this machine. */
+async function hardwareThreads(): Promise<number> {
+  const g = globalThis as any;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return ((await import(os)) as any).availableParallelism();
+  return 1;
+}
+
+/**
+ * An instance of the module whose large kernels run split over `threads` threads (this one and
+ * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+ * memory. Its functions are those of the module, synchronous, bit-identical in their results;
+ * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+ * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+ * way (false: always split).
+ */
+export async function create(
+  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
+): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers: { terminate(): unknown }[] = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+      workers.push(
+        await startWorker({
+          module,
+          memory,
+          ctl: ctl.buffer,
+          slot,
+          names: names.map((n) => `${n}_range`),
+          spin: SPIN,
+        }),
+      );
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k: number, extent: number, align: number, n: number): void => {
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
+  // `period` calls one call of each way is timed again (a time follows down at once, up by a
+  // quarter of the gap), the period doubling (to 1024) each time the other way loses
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k: number, extent: number, align: number, work: number): void => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(
+      threads,
+      minWork > 0 ? Math.floor(work / minWork) : threads,
+      Math.ceil(extent / align),
+    );
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const whole = best[2 * k]!;
+    const parts = best[2 * k + 1]!;
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
+    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k]! % period[k]!;
+    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
+    const mode = phase === 1 ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode]!;
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (phase === 1)
+      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
+  };
+  const kernels: any = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+    const [extent, align, work, pack] = splits[name]!;
+    // a kernel too small to split on this many threads is the wasm function itself
+    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+      return;
+    kernels[name] = pack
+      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
+      : () => run(k, extent, align, work);
+  });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -185,76 +392,110 @@ function checkArgs(params: Params, inputs: Inputs): void {
   checkKeys('input', inputs, {});
 }
 
-/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-function stage(params: Params, inputs: Inputs): void {
-  buf.w0.set(params.w0);
-  buf.x0.set(params.x0);
-  buf.w1.set(params.w1);
-  buf.x1.set(params.x1);
-  buf.w2.set(params.w2);
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
+  const buffers = [
+    new Float32Array(memory.buffer, 0, 1),
+    new Float32Array(memory.buffer, 16, 1),
+    new Float32Array(memory.buffer, 32, 1),
+    new Float32Array(memory.buffer, 48, 1),
+    new Float32Array(memory.buffer, 64, 1),
+    new Float32Array(memory.buffer, 80, 1),
+    new Float32Array(memory.buffer, 96, 1),
+    new Float32Array(memory.buffer, 112, 1),
+    new Float32Array(memory.buffer, 128, 1),
+    new Float32Array(memory.buffer, 144, 1),
+    new Float32Array(memory.buffer, 160, 1),
+  ] as const;
+  const buf = {
+    w0: buffers[0], // f32[] (param w0)
+    x0: buffers[1], // f32[] (param x0)
+    w1: buffers[2], // f32[] (param w1)
+    x1: buffers[3], // f32[] (param x1)
+    w2: buffers[4], // f32[] (param w2)
+    L: buffers[5], // f32[]
+    ds3: buffers[6], // f32[]
+    dw1: buffers[7], // f32[]
+    dx1: buffers[8], // f32[]
+    dw0: buffers[9], // f32[]
+    dx0: buffers[10], // f32[]
+  };
+
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params: Params, inputs: Inputs): void {
+    buf.w0.set(params.w0);
+    buf.x0.set(params.x0);
+    buf.w1.set(params.w1);
+    buf.x1.set(params.x1);
+    buf.w2.set(params.w2);
+  }
+
+  function forwardPass(): void {
+    const { L } = buf;
+
+    // s0 = w0 * x0  (neuron.ts:13)
+    // s1 = w1 * x1  (neuron.ts:14)
+    // s2 = s0 + s1  (neuron.ts:15)
+    // s3 = s2 + w2  (neuron.ts:16)
+    // L = sigmoid(s3)  (neuron.ts:17)
+    //   %s0: f32[] = mul %w0, %x0   neuron.ts:13  const s0 = w0.mul(x0);
+    //   %s1: f32[] = mul %w1, %x1   neuron.ts:14  const s1 = w1.mul(x1);
+    //   %s2: f32[] = add %s0, %s1   neuron.ts:15  const s2 = s0.add(s1);
+    //   %s3: f32[] = add %s2, %w2   neuron.ts:16  const s3 = s2.add(w2);
+    //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
+    kernels.elementwise_L();
+  }
+
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj: Outputs = {
+    get loss() {
+      return buf.L[0];
+    },
+  };
+
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
+
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result: { loss: number; grads: Grads } = {
+    get loss() {
+      return lossSlot[0];
+    },
+    grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
+  };
+
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params: Params, inputs: Inputs, options?: Options): { loss: number; grads: Grads } {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+
+    // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
+    // dw1 = ds3 * x1   mul'  (neuron.ts:14)
+    // dx1 = ds3 * w1   mul'  (neuron.ts:14)
+    // dw0 = ds3 * x0   mul'  (neuron.ts:13)
+    // dx0 = ds3 * w0   mul'  (neuron.ts:13)
+    //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
+    //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
+    //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
+    //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14
+    //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
+    //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13
+    kernels.elementwise_dx0();
+    lossSlot[0] = buf.L[0];
+    return result;
+  }
+  return { forward, valueAndGrad };
 }
 
-function forwardPass(): void {
-  const { L } = buf;
-
-  // s0 = w0 * x0  (neuron.ts:13)
-  // s1 = w1 * x1  (neuron.ts:14)
-  // s2 = s0 + s1  (neuron.ts:15)
-  // s3 = s2 + w2  (neuron.ts:16)
-  // L = sigmoid(s3)  (neuron.ts:17)
-  //   %s0: f32[] = mul %w0, %x0   neuron.ts:13  const s0 = w0.mul(x0);
-  //   %s1: f32[] = mul %w1, %x1   neuron.ts:14  const s1 = w1.mul(x1);
-  //   %s2: f32[] = add %s0, %s1   neuron.ts:15  const s2 = s0.add(s1);
-  //   %s3: f32[] = add %s2, %w2   neuron.ts:16  const s3 = s2.add(w2);
-  //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
-  kernels.elementwise_L();
-}
-
-// Scalars are returned through getters: storing a number into an object allocates in V8.
-const outputsObj: Outputs = {
-  get loss() {
-    return buf.L[0];
-  },
-};
-
-/** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  return outputsObj;
-}
-
-const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-const result: { loss: number; grads: Grads } = {
-  get loss() {
-    return lossSlot[0];
-  },
-  grads: { w0: buf.dw0, x0: buf.dx0, w1: buf.dw1, x1: buf.dx1, w2: buf.ds3 },
-};
-
-/** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(
-  params: Params,
-  inputs: Inputs,
-  options?: Options,
-): { loss: number; grads: Grads } {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-
-  // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
-  // dw1 = ds3 * x1   mul'  (neuron.ts:14)
-  // dx1 = ds3 * w1   mul'  (neuron.ts:14)
-  // dw0 = ds3 * x0   mul'  (neuron.ts:13)
-  // dx0 = ds3 * w0   mul'  (neuron.ts:13)
-  //   %t2: f32[] = sub %t1, %L   neuron.ts:17  const L = s3.sigmoid();
-  //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
-  //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
-  //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14
-  //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
-  //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13
-  kernels.elementwise_dx0();
-  lossSlot[0] = buf.L[0];
-  return result;
-}
+const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
+const single = instance(
+  memory,
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
+);
+export const { forward, valueAndGrad } = single;

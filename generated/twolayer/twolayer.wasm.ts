@@ -46,7 +46,7 @@ export interface Options {
 
 // Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (5780 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (6302 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hidden: hidden = relu(X @ W1 + b1)   [16,20]·[20,32]
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
 //   elementwise_dW2_2: dW2_2 = 0.001 * (W2 * 2)   [32,10] elementwise
@@ -58,98 +58,13 @@ export interface Options {
 //   matmul_dW1: dW1 = dW1_2 + X.T @ dt2   [20,16]·[16,32] (A transposed)
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).
 declare const WebAssembly: {
-  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => {
+    readonly buffer: ArrayBufferLike;
+  };
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: object };
 };
-const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays below stay valid
-const wasm = [
-  'AGFzbQEAAAABBAFgAAACEAEDZW52Bm1lbW9yeQIBAQEDCgkAAAAAAAAAAAAHjgEJDW1hdG11bF9oaWRkZW4AAA1tYXRtdWxf',
-  'c2NvcmVzAAERZWxlbWVudHdpc2VfZFcyXzIAAhFlbGVtZW50d2lzZV9kVzFfMgADCnJlZHVjZV9kYjIABA5tYXRtdWxfZGhp',
-  'ZGRlbgAFCm1hdG11bF9kVzIABgpyZWR1Y2VfZGIxAAcKbWF0bXVsX2RXMQAICtQrCeIGAw9/DXsCf0EAIQBBACEBQQAhAkEA',
-  'IQRBBCEJA0BBACEDQQQhCgNAQbAfIABqIANB0ABsaiEFQQAgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZBFCELA0AgBv0A',
-  'AAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQBQIRkgESAZIBf95gH95AEhESAS',
-  'IBkgGP3mAf3kASESIAX9CQCgASEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkA8AEhGSAVIBkgF/3mAf3kASEV',
-  'IBYgGSAY/eYB/eQBIRYgBUEEaiEFIAZBgAFqIQYgC0EBayILDQALQYAUIARBBGxqIRxB8CkgA0GAAWxqIARBBGxqIR0gDyAc',
-  '/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEhGyAdIBv9CwAAIBAgHP0AABD95AEhGv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACAa/esBIRsgHSAb/QsAECARIBz9AAAA/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAIABIBIgHP0AABD9',
-  '5AEhGv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAkAEgEyAc/QAAAP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr9',
-  '6wEhGyAdIBv9CwCAAiAUIBz9AAAQ/eQBIRr9DAAAAAAAAAAAAAAAAAAAAAAgGv3rASEbIB0gG/0LAJACIBUgHP0AAAD95AEh',
-  'Gv0MAAAAAAAAAAAAAAAAAAAAACAa/esBIRsgHSAb/QsAgAMgFiAc/QAAEP3kASEa/QwAAAAAAAAAAAAAAAAAAAAAIBr96wEh',
-  'GyAdIBv9CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGohBCAJQQFrIgkNAAsgAkGAEGohAguxCAMPfwx7An9BACEAQQAhAUEA',
-  'IQJBACEEQQAhA0EEIQoDQEHwKSAAaiADQYABbGohBUGAFSABaiAEQQRsaiEG/QwAAAAAAAAAAAAAAAAAAAAAIQ/9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'E/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFkEgIQsDQCAG/QAA',
-  'ACEXIAb9AAAQIRggBf0JAAAhGSAPIBkgF/3mAf3kASEPIBAgGSAY/eYB/eQBIRAgBf0JAIABIRkgESAZIBf95gH95AEhESAS',
-  'IBkgGP3mAf3kASESIAX9CQCAAiEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkAgAMhGSAVIBkgF/3mAf3kASEV',
-  'IBYgGSAY/eYB/eQBIRYgBUEEaiEFIAZBKGohBiALQQFrIgsNAAtBgB8gBEEEbGohG0HwOSADQShsaiAEQQRsaiEcIA8gG/0A',
-  'AAD95AEhGiAcIBr9CwAAIBAgG/0AABD95AEhGiAcIBr9CwAQIBEgG/0AAAD95AEhGiAcIBr9CwAoIBIgG/0AABD95AEhGiAc',
-  'IBr9CwA4IBMgG/0AAAD95AEhGiAcIBr9CwBQIBQgG/0AABD95AEhGiAcIBr9CwBgIBUgG/0AAAD95AEhGiAcIBr9CwB4IBYg',
-  'G/0AABD95AEhGiAcIBr9CwCIASADQQRqIQMgCkEBayIKDQALIARBCGohBEEIIQRBACEDQQQhCgNAQfApIABqIANBgAFsaiEF',
-  'QYAVIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRP9DAAAAAAAAAAAAAAAAAAAAAAhFUEgIQsDQCAG/QAAACEXIAX9CQAAIRkgDyAZIBf95gH95AEhDyAF/QkAgAEhGSARIBkg',
-  'F/3mAf3kASERIAX9CQCAAiEZIBMgGSAX/eYB/eQBIRMgBf0JAIADIRkgFSAZIBf95gH95AEhFSAFQQRqIQUgBkEoaiEGIAtB',
-  'AWsiCw0AC0GAHyAEQQRsaiEbQfA5IANBKGxqIARBBGxqIRwgDyAb/QAAAP3kASEaIBwgGv1aAAAAIBwgGv1aAAQBIBEgG/0A',
-  'AAD95AEhGiAcIBr9WgAoACAcIBr9WgAsASATIBv9AAAA/eQBIRogHCAa/VoAUAAgHCAa/VoAVAEgFSAb/QAAAP3kASEaIBwg',
-  'Gv1aAHgAIBwgGv1aAHwBIANBBGohAyAKQQFrIgoNAAsgBEEEaiEEIAJBgAVqIQIL5QEDA38DewJ/QQAhAkEgIQADQEGAFSAC',
-  'QShsaiEGQfA+IAJBKGxqIQdBAiEBA0D9DG8SgzpvEoM6bxKDOm8SgzohAyAG/QAAAP0MAAAAQAAAAEAAAABAAAAAQP3mASEE',
-  'IAMgBP3mASEFIAcgBf0LAAAgBkEQaiEGIAdBEGohByABQQFrIgENAAv9DG8SgzpvEoM6bxKDOm8SgzohAyAG/QAAAP0MAAAA',
-  'QAAAAEAAAABAAAAAQP3mASEEIAMgBP3mASEFIAcgBf1aAAAAIAcgBf1aAAQBIAJBAWohAiAAQQFrIgANAAsLmwEDA38DewJ/',
-  'QQAhAkEUIQADQEEAIAJBgAFsaiEGQfDoACACQYABbGohB0EIIQEDQP0MbxKDOm8SgzpvEoM6bxKDOiEDIAb9AAAA/QwAAABA',
-  'AAAAQAAAAEAAAABA/eYBIQQgAyAE/eYBIQUgByAF/QsAACAGQRBqIQYgB0EQaiEHIAFBAWsiAQ0ACyACQQFqIQIgAEEBayIA',
-  'DQALC+YDBwN/AXsEfwN7CH8BewJ/QQAhAkGwnAEhBEECIQEDQP0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/0LAAAgBEEQaiEE',
-  'IAFBAWsiAQ0AC/0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/1aAAAAIAQgA/1aAAQBIAJBAWohAkEAIQdBECEFA0BB8NMAIAdB',
-  'KGxqIQtBgIcBIAdBBGxqIQxBgP0AIAdBKGxqIQ1B8M4AIAdBKGxqIQ5BsJwBIQ9BAiEGA0AgC/0AAAAgDP0JAAD95gEhCCAN',
-  '/QAAACAI/eQBIQkgDiAJ/QsAACAP/QAAACAJ/eQBIQogDyAK/QsAACALQRBqIQsgDUEQaiENIA5BEGohDiAPQRBqIQ8gBkEB',
-  'ayIGDQALIAv9AAAAIAz9CQAA/eYBIQggDf0AAAAgCP3kASEJIA4gCf1aAAAAIA4gCf1aAAQBIA/9AAAAIAn95AEhCiAPIAr9',
-  'WgAAACAPIAr9WgAEASAHQQFqIQcgBUEBayIFDQALQQAhEkGwnAEhFEGAiAEgEkEobGohFUECIREDQCAU/QAAACETIBUgE/0L',
-  'AAAgFEEQaiEUIBVBEGohFSARQQFrIhENAAsgFP0AAAAhEyAVIBP9WgAAACAVIBP9WgAEASASQQFqIRIL+AQCD38Le0EAIQBB',
-  'ACEBQQAhAkGAFSABaiEMQbCdASEOQSAhCQNAIA4hDUEKIQsDQCANIAwqAgA4AgAgDEEEaiEMIA1BgAFqIQ0gC0EBayILDQAL',
-  'IA5BBGohDiAJQQFrIgkNAAtBACEEQQQhCQNAQQAhA0EEIQoDQEHwzgAgAGogA0EobGohBUGwnQEgBEEEbGohBv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRZBCiELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAo',
-  'IRkgESAZIBf95gH95AEhESASIBkgGP3mAf3kASESIAX9CQBQIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQB4',
-  'IRkgFSAZIBf95gH95AEhFSAWIBkgGP3mAf3kASEWIAVBBGohBSAGQYABaiEGIAtBAWsiCw0AC0Hw0wAgAmogA0GAAWxqIARB',
-  'BGxqIQcgByAP/QsAACAHIBD9CwAQIAcgEf0LAIABIAcgEv0LAJABIAcgE/0LAIACIAcgFP0LAJACIAcgFf0LAIADIAcgFv0L',
-  'AJADIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEIAlBAWsiCQ0ACyACQYAQaiECC7wIAw9/DHsCf0EAIQBBACEBQQAhAkEAIQRB',
-  'ACEDQQghCgNAQfApIABqIANBBGxqIQVB8M4AIAFqIARBBGxqIQb9DAAAAAAAAAAAAAAAAAAAAAAhD/0MAAAAAAAAAAAAAAAA',
-  'AAAAACEQ/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEWQRAhCwNAIAb9AAAAIRcgBv0A',
-  'ABAhGCAF/QkAACEZIA8gGSAX/eYB/eQBIQ8gECAZIBj95gH95AEhECAF/QkABCEZIBEgGSAX/eYB/eQBIREgEiAZIBj95gH9',
-  '5AEhEiAF/QkACCEZIBMgGSAX/eYB/eQBIRMgFCAZIBj95gH95AEhFCAF/QkADCEZIBUgGSAX/eYB/eQBIRUgFiAZIBj95gH9',
-  '5AEhFiAFQYABaiEFIAZBKGohBiALQQFrIgsNAAtB8D4gA0EobGogBEEEbGohG0GA/QAgA0EobGogBEEEbGohHCAb/QAAACAP',
-  '/eQBIRogHCAa/QsAACAb/QAAECAQ/eQBIRogHCAa/QsAECAb/QAAKCAR/eQBIRogHCAa/QsAKCAb/QAAOCAS/eQBIRogHCAa',
-  '/QsAOCAb/QAAUCAT/eQBIRogHCAa/QsAUCAb/QAAYCAU/eQBIRogHCAa/QsAYCAb/QAAeCAV/eQBIRogHCAa/QsAeCAb/QAA',
-  'iAEgFv3kASEaIBwgGv0LAIgBIANBBGohAyAKQQFrIgoNAAsgBEEIaiEEQQghBEEAIQNBCCEKA0BB8CkgAGogA0EEbGohBUHw',
-  'zgAgAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAAACEP/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'E/0MAAAAAAAAAAAAAAAAAAAAACEVQRAhCwNAIAb9AAAAIRcgBf0JAAAhGSAPIBkgF/3mAf3kASEPIAX9CQAEIRkgESAZIBf9',
-  '5gH95AEhESAF/QkACCEZIBMgGSAX/eYB/eQBIRMgBf0JAAwhGSAVIBkgF/3mAf3kASEVIAVBgAFqIQUgBkEoaiEGIAtBAWsi',
-  'Cw0AC0HwPiADQShsaiAEQQRsaiEbQYD9ACADQShsaiAEQQRsaiEcIBv9AAAAIA/95AEhGiAcIBr9WgAAACAcIBr9WgAEASAb',
-  '/QAAKCAR/eQBIRogHCAa/VoAKAAgHCAa/VoALAEgG/0AAFAgE/3kASEaIBwgGv1aAFAAIBwgGv1aAFQBIBv9AAB4IBX95AEh',
-  'GiAcIBr9WgB4ACAcIBr9WgB8ASADQQRqIQMgCkEBayIKDQALIARBBGohBCACQYAKaiECC+wCBwN/AXsEfwN7B38BewJ/QQAh',
-  'AkGwnAEhBEEIIQEDQP0MAAAAAAAAAAAAAAAAAAAAACEDIAQgA/0LAAAgBEEQaiEEIAFBAWsiAQ0ACyACQQFqIQJBACEHQRAh',
-  'BQNAQfApIAdBgAFsaiELQfDTACAHQYABbGohDEHwPiAHQYABbGohDUGwnAEhDkEIIQYDQCAL/QAAAP0MAAAAAAAAAAAAAAAA',
-  'AAAAAP1E/QwAAIA/AACAPwAAgD8AAIA//U4hCCAM/QAAACAI/eYBIQkgDSAJ/QsAACAO/QAAACAJ/eQBIQogDiAK/QsAACAL',
-  'QRBqIQsgDEEQaiEMIA1BEGohDSAOQRBqIQ4gBkEBayIGDQALIAdBAWohByAFQQFrIgUNAAtBACERQbCcASETQYCHASARQYAB',
-  'bGohFEEIIRADQCAT/QAAACESIBQgEv0LAAAgE0EQaiETIBRBEGohFCAQQQFrIhANAAsgEUEBaiERC6gFAw9/DHsCf0EAIQBB',
-  'ACEBQQAhAkEAIQRBBCEJA0BBACEDQQUhCgNAQbAfIABqIANBBGxqIQVB8D4gAWogBEEEbGohBv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEP/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRZB',
-  'ECELA0AgBv0AAAAhFyAG/QAAECEYIAX9CQAAIRkgDyAZIBf95gH95AEhDyAQIBkgGP3mAf3kASEQIAX9CQAEIRkgESAZIBf9',
-  '5gH95AEhESASIBkgGP3mAf3kASESIAX9CQAIIRkgEyAZIBf95gH95AEhEyAUIBkgGP3mAf3kASEUIAX9CQAMIRkgFSAZIBf9',
-  '5gH95AEhFSAWIBkgGP3mAf3kASEWIAVB0ABqIQUgBkGAAWohBiALQQFrIgsNAAtB8OgAIANBgAFsaiAEQQRsaiEbQbCIASAD',
-  'QYABbGogBEEEbGohHCAb/QAAACAP/eQBIRogHCAa/QsAACAb/QAAECAQ/eQBIRogHCAa/QsAECAb/QAAgAEgEf3kASEaIBwg',
-  'Gv0LAIABIBv9AACQASAS/eQBIRogHCAa/QsAkAEgG/0AAIACIBP95AEhGiAcIBr9CwCAAiAb/QAAkAIgFP3kASEaIBwgGv0L',
-  'AJACIBv9AACAAyAV/eQBIRogHCAa/QsAgAMgG/0AAJADIBb95AEhGiAcIBr9CwCQAyADQQRqIQMgCkEBayIKDQALIARBCGoh',
-  'BCAJQQFrIgkNAAsgAkGAFGohAgs=',
-].join('');
-const kernels = new WebAssembly.Instance(
-  new WebAssembly.Module(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0))),
-  { env: { memory } },
-).exports as unknown as {
+type Kernels = {
   matmul_hidden(): void;
   matmul_scores(): void;
   elementwise_dW2_2(): void;
@@ -160,63 +75,336 @@ const kernels = new WebAssembly.Instance(
   reduce_db1(): void;
   matmul_dW1(): void;
 };
-const buffers = [
-  new Float32Array(memory.buffer, 0, 640),
-  new Float32Array(memory.buffer, 2560, 32),
-  new Float32Array(memory.buffer, 2688, 320),
-  new Float32Array(memory.buffer, 3968, 10),
-  new Float32Array(memory.buffer, 4016, 320),
-  new Int32Array(memory.buffer, 5296, 16),
-  new Float32Array(memory.buffer, 5360, 512),
-  new Float32Array(memory.buffer, 7408, 160),
-  new Float32Array(memory.buffer, 8048, 512),
-  new Float32Array(memory.buffer, 10096, 160),
-  new Float32Array(memory.buffer, 10736, 512),
-  new Float32Array(memory.buffer, 12784, 160),
-  new Float32Array(memory.buffer, 13424, 640),
-  new Float32Array(memory.buffer, 15984, 1),
-  new Float32Array(memory.buffer, 16000, 320),
-  new Float32Array(memory.buffer, 17280, 32),
-  new Float32Array(memory.buffer, 17408, 10),
-  new Float32Array(memory.buffer, 17456, 640),
-] as const;
-const buf = {
-  W1: buffers[0], // f32[20,32] (param W1)
-  b1: buffers[1], // f32[32] (param b1)
-  W2: buffers[2], // f32[32,10] (param W2)
-  b2: buffers[3], // f32[10] (param b2)
-  X: buffers[4], // f32[16,20] (input X)
-  y: buffers[5], // i32[16] (input y)
-  hidden: buffers[6], // f32[16,32]
-  scores: buffers[7], // f32[16,10]
-  t4: buffers[8].subarray(0, 16), // f32[16]
-  correct_class_score: buffers[8].subarray(0, 16), // a view of t4
-  margins: buffers[9], // f32[16,10]
-  t8: buffers[10].subarray(0, 160), // f32[16,10]
-  t9: buffers[11], // f32[16,10]
-  t10: buffers[12].subarray(0, 16), // f32[16]
-  data_loss: buffers[8].subarray(0, 1), // f32[]
-  t14: buffers[12].subarray(0, 1), // f32[]
-  loss: buffers[13], // f32[]
-  t21: Float32Array.from([
-    0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
-    0.0625, 0.0625, 0.0625,
-  ]),
-  dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
-  dW1_2: buffers[12], // f32[20,32]
-  dt7: buffers[14].subarray(0, 160), // f32[16,10]
-  dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
-  dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
-  t27: buffers[15].subarray(0, 16), // a view of dt4
-  dscores: buffers[9], // f32[16,10]
-  db2: buffers[16], // f32[10]
-  dhidden: buffers[10], // f32[16,32]
-  dW2: buffers[14], // f32[32,10]
-  dt2: buffers[8], // f32[16,32]
-  db1: buffers[15], // f32[32]
-  dW1: buffers[17], // f32[20,32]
-  _acc0: new Float64Array(32), // accumulators of column sums
+const wasm = [
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEBAQMUEwEAAQABAAEAAQABAAABAAEAAQAH5wITE21hdG11bF9o',
+  'aWRkZW5fcmFuZ2UAAA1tYXRtdWxfaGlkZGVuAAETbWF0bXVsX3Njb3Jlc19yYW5nZQACDW1hdG11bF9zY29yZXMAAxdlbGVt',
+  'ZW50d2lzZV9kVzJfMl9yYW5nZQAEEWVsZW1lbnR3aXNlX2RXMl8yAAUXZWxlbWVudHdpc2VfZFcxXzJfcmFuZ2UABhFlbGVt',
+  'ZW50d2lzZV9kVzFfMgAHEHJlZHVjZV9kYjJfcmFuZ2UACApyZWR1Y2VfZGIyAAkUbWF0bXVsX2RoaWRkZW5fcmFuZ2UAChNt',
+  'YXRtdWxfZGhpZGRlbl9wYWNrAAsObWF0bXVsX2RoaWRkZW4ADBBtYXRtdWxfZFcyX3JhbmdlAA0KbWF0bXVsX2RXMgAOEHJl',
+  'ZHVjZV9kYjFfcmFuZ2UADwpyZWR1Y2VfZGIxABAQbWF0bXVsX2RXMV9yYW5nZQARCm1hdG11bF9kVzEAEgr2LRPkBgMPfw17',
+  'An9BACECQQAhA0EAIQRBACEGQQQhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbAfIAJqIAVB0ABsaiEHQQAgA2ogBkEEbGohCP0M',
+  'AAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRhBFCENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASES',
+  'IAf9CQBQIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCgASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEh',
+  'FiAH/QkA8AEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgAFqIQggDUEBayINDQALQYAUIAZBBGxq',
+  'IR5B8CkgBUGAAWxqIAZBBGxqIR8gESAe/QAAAP3kASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwAAIBIgHv0A',
+  'ABD95AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAECATIB79AAAA/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAg',
+  'HP3rASEdIB8gHf0LAIABIBQgHv0AABD95AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAkAEgFSAe/QAAAP3k',
+  'ASEc/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwCAAiAWIB79AAAQ/eQBIRz9DAAAAAAAAAAAAAAAAAAAAAAgHP3r',
+  'ASEdIB8gHf0LAJACIBcgHv0AAAD95AEhHP0MAAAAAAAAAAAAAAAAAAAAACAc/esBIR0gHyAd/QsAgAMgGCAe/QAAEP3kASEc',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIBz96wEhHSAfIB39CwCQAyAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAEGohBAsI',
+  'AEEAQRAQAAu1CAMPfwx7An9BACECQQAhA0EAIQRBACEGIAAhBQJAA0AgBUEEaiABSg0BQfApIAJqIAVBgAFsaiEHQYAVIANq',
+  'IAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
+  'IBr95gH95AEhEiAH/QkAgAEhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIACIRsgFSAbIBn95gH95AEhFSAW',
+  'IBsgGv3mAf3kASEWIAf9CQCAAyEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEEoaiEIIA1BAWsiDQ0A',
+  'C0GAHyAGQQRsaiEdQfA5IAVBKGxqIAZBBGxqIR4gESAd/QAAAP3kASEcIB4gHP0LAAAgEiAd/QAAEP3kASEcIB4gHP0LABAg',
+  'EyAd/QAAAP3kASEcIB4gHP0LACggFCAd/QAAEP3kASEcIB4gHP0LADggFSAd/QAAAP3kASEcIB4gHP0LAFAgFiAd/QAAEP3k',
+  'ASEcIB4gHP0LAGAgFyAd/QAAAP3kASEcIB4gHP0LAHggGCAd/QAAEP3kASEcIB4gHP0LAIgBIAVBBGohBQwACwsgBkEIaiEG',
+  'QQghBiAAIQUCQANAIAVBBGogAUoNAUHwKSACaiAFQYABbGohB0GAFSADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBICENA0AgCP0AAAAh',
+  'GSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAIABIRsgEyAbIBn95gH95AEhEyAH/QkAgAIhGyAVIBsgGf3mAf3kASEVIAf9',
+  'CQCAAyEbIBcgGyAZ/eYB/eQBIRcgB0EEaiEHIAhBKGohCCANQQFrIg0NAAtBgB8gBkEEbGohHUHwOSAFQShsaiAGQQRsaiEe',
+  'IBEgHf0AAAD95AEhHCAeIBz9WgAAACAeIBz9WgAEASATIB39AAAA/eQBIRwgHiAc/VoAKAAgHiAc/VoALAEgFSAd/QAAAP3k',
+  'ASEcIB4gHP1aAFAAIB4gHP1aAFQBIBcgHf0AAAD95AEhHCAeIBz9WgB4ACAeIBz9WgB8ASAFQQRqIQUMAAsLIAZBBGohBiAE',
+  'QYAFaiEECwgAQQBBEBACC+QBAwN/A3sCfyAAIQQCQANAIAQgAU4NAUGAFSAEQShsaiEIQfA+IARBKGxqIQlBAiEDA0D9DG8S',
+  'gzpvEoM6bxKDOm8SgzohBSAI/QAAAP0MAAAAQAAAAEAAAABAAAAAQP3mASEGIAUgBv3mASEHIAkgB/0LAAAgCEEQaiEIIAlB',
+  'EGohCSADQQFrIgMNAAv9DG8SgzpvEoM6bxKDOm8SgzohBSAI/QAAAP0MAAAAQAAAAEAAAABAAAAAQP3mASEGIAUgBv3mASEH',
+  'IAkgB/1aAAAAIAkgB/1aAAQBIARBAWohBAwACwsLCABBAEEgEAQLmgEDA38DewJ/IAAhBAJAA0AgBCABTg0BQQAgBEGAAWxq',
+  'IQhB8OgAIARBgAFsaiEJQQghAwNA/QxvEoM6bxKDOm8SgzpvEoM6IQUgCP0AAAD9DAAAAEAAAABAAAAAQAAAAED95gEhBiAF',
+  'IAb95gEhByAJIAf9CwAAIAhBEGohCCAJQRBqIQkgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEUEAYLzwQHA38BewV/A3sJ',
+  'fwF7A39BACEEQbCcASAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBq',
+  'IQYgB0EEaiEHDAALCyAHIAFIBED9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9WgAAACAGIAX9WgAEAQsgBEEBaiEEQQAhCkEQ',
+  'IQgDQEHw0wAgCkEobGogAEEEbGohDkGAhwEgCkEEbGohD0GA/QAgCkEobGogAEEEbGohEEHwzgAgCkEobGogAEEEbGohEUGw',
+  'nAEgAEEEbGohEiAAIRMCQANAIBNBBGogAUoNASAO/QAAACAP/QkAAP3mASELIBD9AAAAIAv95AEhDCARIAz9CwAAIBL9AAAA',
+  'IAz95AEhDSASIA39CwAAIA5BEGohDiAQQRBqIRAgEUEQaiERIBJBEGohEiATQQRqIRMMAAsLIBMgAUgEQCAO/QAAACAP/QkA',
+  'AP3mASELIBD9AAAAIAv95AEhDCARIAz9WgAAACARIAz9WgAEASAS/QAAACAM/eQBIQ0gEiAN/VoAAAAgEiAN/VoABAELIApB',
+  'AWohCiAIQQFrIggNAAtBACEWQbCcASAAQQRsaiEYQYCIASAWQShsaiAAQQRsaiEZIAAhGgJAA0AgGkEEaiABSg0BIBj9AAAA',
+  'IRcgGSAX/QsAACAYQRBqIRggGUEQaiEZIBpBBGohGgwACwsgGiABSARAIBj9AAAAIRcgGSAX/VoAAAAgGSAX/VoABAELIBZB',
+  'AWohFgsIAEEAQQoQCAuoBAIPfwt7QQAhAkEAIQNBACEEQQAhBkEEIQsDQCAAIQUCQANAIAVBBGogAUoNAUHwzgAgAmogBUEo',
+  'bGohB0GwnQEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAA',
+  'AAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBCiENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH9',
+  '5AEhESASIBsgGv3mAf3kASESIAf9CQAoIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQBQIRsgFSAbIBn95gH9',
+  '5AEhFSAWIBsgGv3mAf3kASEWIAf9CQB4IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYABaiEIIA1B',
+  'AWsiDQ0AC0Hw0wAgBGogBUGAAWxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIABIAkgFP0LAJABIAkgFf0LAIAC',
+  'IAkgFv0LAJACIAkgF/0LAIADIAkgGP0LAJADIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAQaiEEC1oBBn9BACEA',
+  'QYAVIABqIQFBsJ0BIQNBICEEA0AgAyECQQohBQNAIAIgASoCADgCACABQQRqIQEgAkGAAWohAiAFQQFrIgUNAAsgA0EEaiED',
+  'IARBAWsiBA0ACwsKABALQQBBEBAKC8AIAw9/DHsCf0EAIQJBACEDQQAhBEEAIQYgACEFAkADQCAFQQRqIAFKDQFB8CkgAmog',
+  'BUEEbGohB0HwzgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
+  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAb',
+  'IBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAb',
+  'IBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgAFqIQcgCEEo',
+  'aiEIIA1BAWsiDQ0AC0HwPiAFQShsaiAGQQRsaiEdQYD9ACAFQShsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39',
+  'AAAQIBL95AEhHCAeIBz9CwAQIB39AAAoIBP95AEhHCAeIBz9CwAoIB39AAA4IBT95AEhHCAeIBz9CwA4IB39AABQIBX95AEh',
+  'HCAeIBz9CwBQIB39AABgIBb95AEhHCAeIBz9CwBgIB39AAB4IBf95AEhHCAeIBz9CwB4IB39AACIASAY/eQBIRwgHiAc/QsA',
+  'iAEgBUEEaiEFDAALCyAGQQhqIQZBCCEGIAAhBQJAA0AgBUEEaiABSg0BQfApIAJqIAVBBGxqIQdB8M4AIANqIAZBBGxqIQj9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhF0EQIQ0DQCAI/QAAACEZIAf9CQAAIRsgESAbIBn95gH95AEhESAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgB/0JAAgh',
+  'GyAVIBsgGf3mAf3kASEVIAf9CQAMIRsgFyAbIBn95gH95AEhFyAHQYABaiEHIAhBKGohCCANQQFrIg0NAAtB8D4gBUEobGog',
+  'BkEEbGohHUGA/QAgBUEobGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/VoAAAAgHiAc/VoABAEgHf0AACggE/3kASEcIB4g',
+  'HP1aACgAIB4gHP1aACwBIB39AABQIBX95AEhHCAeIBz9WgBQACAeIBz9WgBUASAd/QAAeCAX/eQBIRwgHiAc/VoAeAAgHiAc',
+  '/VoAfAEgBUEEaiEFDAALCyAGQQRqIQYgBEGACmohBAsIAEEAQSAQDQu9AwcDfwF7BX8Dewh/AXsDf0EAIQRBsJwBIABBBGxq',
+  'IQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWoh',
+  'BEEAIQpBECEIA0BB8CkgCkGAAWxqIABBBGxqIQ5B8NMAIApBgAFsaiAAQQRsaiEPQfA+IApBgAFsaiAAQQRsaiEQQbCcASAA',
+  'QQRsaiERIAAhEgJAA0AgEkEEaiABSg0BIA79AAAA/QwAAAAAAAAAAAAAAAAAAAAA/UT9DAAAgD8AAIA/AACAPwAAgD/9TiEL',
+  'IA/9AAAAIAv95gEhDCAQIAz9CwAAIBH9AAAAIAz95AEhDSARIA39CwAAIA5BEGohDiAPQRBqIQ8gEEEQaiEQIBFBEGohESAS',
+  'QQRqIRIMAAsLIApBAWohCiAIQQFrIggNAAtBACEVQbCcASAAQQRsaiEXQYCHASAVQYABbGogAEEEbGohGCAAIRkCQANAIBlB',
+  'BGogAUoNASAX/QAAACEWIBggFv0LAAAgF0EQaiEXIBhBEGohGCAZQQRqIRkMAAsLIBVBAWohFQsIAEEAQSAQDwuqBQMPfwx7',
+  'An9BACECQQAhA0EAIQRBACEGQQQhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbAfIAJqIAVBBGxqIQdB8D4gA2ogBkEEbGohCP0M',
+  'AAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASES',
+  'IAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
+  'IAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdB0ABqIQcgCEGAAWohCCANQQFrIg0NAAtB8OgAIAVBgAFs',
+  'aiAGQQRsaiEdQbCIASAFQYABbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd',
+  '/QAAgAEgE/3kASEcIB4gHP0LAIABIB39AACQASAU/eQBIRwgHiAc/QsAkAEgHf0AAIACIBX95AEhHCAeIBz9CwCAAiAd/QAA',
+  'kAIgFv3kASEcIB4gHP0LAJACIB39AACAAyAX/eQBIRwgHiAc/QsAgAMgHf0AAJADIBj95AEhHCAeIBz9CwCQAyAFQQRqIQUM',
+  'AAsLIAZBCGohBiALQQFrIgsNAAsgBEGAFGohBAsIAEEAQRQQEQs=',
+].join('');
+const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
+
+// ---------------------------------------------------------------------------------------------
+// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
+
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+const splits: Record<string, readonly [number, number, number, boolean]> = {
+  matmul_hidden: [16, 4, 10240, false],
+  matmul_scores: [16, 4, 5120, false],
+  elementwise_dW2_2: [32, 1, 960, false],
+  elementwise_dW1_2: [20, 1, 1920, false],
+  reduce_db2: [10, 4, 480, false],
+  matmul_dhidden: [16, 4, 5120, true],
+  matmul_dW2: [32, 4, 5120, false],
+  reduce_db1: [32, 4, 1536, false],
+  matmul_dW1: [20, 4, 10240, false],
 };
+const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const SPIN = 2000; // loads of its slot a worker makes before it sleeps
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+
+/**
+ * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
+ * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
+ * Its source is the code of the worker, so it refers to nothing outside itself.
+ */
+function workerMain(data: any, ready: () => void): void {
+  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
+  const ctl = new Int32Array(shared);
+  const at = 16 * slot;
+  let seen = 0;
+  ready();
+  for (;;) {
+    let gen = Atomics.load(ctl, at);
+    for (let n = 0; gen === seen && n < spin; n++) gen = Atomics.load(ctl, at);
+    if (gen === seen) {
+      Atomics.store(ctl, at + 5, 1);
+      Atomics.wait(ctl, at, seen);
+      Atomics.store(ctl, at + 5, 0);
+      continue;
+    }
+    if (gen < 0) return;
+    seen = gen;
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+  }
+}
+
+// the worker's source is workerMain's: a bundler that keeps function names (esbuild's keepNames) may wrap it in __name
+const PRELUDE = 'var __name = (f) => f;\n';
+
+/** Starts a worker running workerMain(data); resolves when its kernels are instantiated. */
+async function startWorker(data: object): Promise<{ terminate(): unknown }> {
+  const g = globalThis as any;
+  if (g.process?.versions?.node) {
+    const wt = 'node:worker_threads'; // imported only here, and only in Node
+    const { Worker } = (await import(wt)) as any;
+    // (a dynamic import: an eval'd worker is CommonJS, or an ES module under --input-type=module)
+    const code = `${PRELUDE}import('node:worker_threads').then(({ parentPort, workerData }) => (${workerMain})(workerData, () => parentPort.postMessage('ready')));`;
+    const worker = new Worker(code, { eval: true, workerData: data });
+    await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    worker.unref(); // a worker never keeps the process alive
+    return worker;
+  }
+  if (!g.crossOriginIsolated)
+    throw new Error(
+      'create({ threads }): a page needs cross-origin isolation for shared memory: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+    );
+  const code = `${PRELUDE}onmessage = (e) => { onmessage = null; (${workerMain})(e.data, () => postMessage('ready')); };`;
+  const url = g.URL.createObjectURL(new g.Blob([code], { type: 'text/javascript' }));
+  const worker = new g.Worker(url);
+  await new Promise((resolve, reject) => {
+    worker.onmessage = resolve;
+    worker.onerror = reject;
+    worker.postMessage(data);
+  });
+  g.URL.revokeObjectURL(url);
+  return worker;
+}
+
+/** The number of threads of this machine. */
+async function hardwareThreads(): Promise<number> {
+  const g = globalThis as any;
+  if (g.navigator?.hardwareConcurrency) return g.navigator.hardwareConcurrency;
+  const os = 'node:os';
+  if (g.process?.versions?.node) return ((await import(os)) as any).availableParallelism();
+  return 1;
+}
+
+/**
+ * An instance of the module whose large kernels run split over `threads` threads (this one and
+ * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+ * memory. Its functions are those of the module, synchronous, bit-identical in their results;
+ * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
+ * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
+ * way (false: always split).
+ */
+export async function create(
+  options: { threads?: number; minWork?: number; adapt?: boolean } = {},
+): Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }> {
+  const threads = options.threads ?? (await hardwareThreads());
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const minWork = options.minWork ?? MIN_WORK;
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const shared = bytes.slice();
+  shared[34] = 3; // the memory import: shared
+  const module = new WebAssembly.Module(shared);
+  const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
+  const names = Object.keys(splits);
+  const ranges = names.map((n) => own[`${n}_range`]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const workers: { terminate(): unknown }[] = [];
+  try {
+    for (let slot = 0; slot < threads - 1; slot++)
+      workers.push(
+        await startWorker({
+          module,
+          memory,
+          ctl: ctl.buffer,
+          slot,
+          names: names.map((n) => `${n}_range`),
+          spin: SPIN,
+        }),
+      );
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  // Atomics.wait may not block a browser's main thread: there the caller only spins
+  let canWait = true;
+  try {
+    Atomics.wait(ctl, 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  let gen = 0;
+  let destroyed = false;
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
+  const split = (k: number, extent: number, align: number, n: number): void => {
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+    }
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
+      }
+    }
+  };
+  // adapt: each kernel that splits is timed, whole and split, and runs the faster way; every
+  // `period` calls one call of each way is timed again (a time follows down at once, up by a
+  // quarter of the gap), the period doubling (to 1024) each time the other way loses
+  const adapt = options.adapt ?? true;
+  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
+  const calls = new Int32Array(names.length);
+  const period = new Int32Array(names.length).fill(16);
+  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
+  const run = (k: number, extent: number, align: number, work: number): void => {
+    if (destroyed) throw new Error('this threaded instance has been destroyed');
+    const n = Math.min(
+      threads,
+      minWork > 0 ? Math.floor(work / minWork) : threads,
+      Math.ceil(extent / align),
+    );
+    if (n <= 1) return ranges[k](0, extent);
+    if (!adapt) return split(k, extent, align, n);
+    const whole = best[2 * k]!;
+    const parts = best[2 * k + 1]!;
+    const faster = whole < 0 ? 0 : parts < 0 ? 1 : parts < whole ? 1 : 0;
+    // timed: until both ways are known, then one call of the faster way and one of the other every period calls
+    const phase = whole < 0 || parts < 0 ? -1 : ++calls[k]! % period[k]!;
+    if (phase > 1) return faster ? split(k, extent, align, n) : ranges[k](0, extent);
+    const mode = phase === 1 ? 1 - faster : faster;
+    const t0 = performance.now();
+    if (mode) split(k, extent, align, n);
+    else ranges[k](0, extent);
+    const t = performance.now() - t0;
+    const e = best[2 * k + mode]!;
+    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);
+    if (phase === 1)
+      period[k] = (mode === 1) === best[2 * k + 1]! < best[2 * k]! ? 16 : Math.min(1024, 2 * period[k]!);
+  };
+  const kernels: any = {};
+  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
+  names.forEach((name, k) => {
+    const [extent, align, work, pack] = splits[name]!;
+    // a kernel too small to split on this many threads is the wasm function itself
+    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+      return;
+    kernels[name] = pack
+      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
+      : () => run(k, extent, align, work);
+  });
+  return {
+    ...instance(memory, kernels),
+    threads,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      for (let w = 0; w < workers.length; w++) {
+        Atomics.store(ctl, 16 * w, -1);
+        Atomics.notify(ctl, 16 * w);
+      }
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
 
 /** Initial values, deterministic per seed: N(0,1), 0, 1 or U(-1,1), times the scale (mulberry32). */
 function initArray(n: number, init: string, scale: number, seed: number, salt: number): Float32Array {
@@ -314,202 +502,267 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectIndices('y', inputs.y, 10);
 }
 
-/** Copies the arguments into the arena, so that every loop reads arrays of known length. */
-function stage(params: Params, inputs: Inputs): void {
-  buf.W1.set(params.W1);
-  buf.b1.set(params.b1);
-  buf.W2.set(params.W2);
-  buf.b2.set(params.b2);
-  buf.X.set(inputs.X);
-  buf.y.set(inputs.y);
-}
+/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */
+function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels) {
+  const buffers = [
+    new Float32Array(memory.buffer, 0, 640),
+    new Float32Array(memory.buffer, 2560, 32),
+    new Float32Array(memory.buffer, 2688, 320),
+    new Float32Array(memory.buffer, 3968, 10),
+    new Float32Array(memory.buffer, 4016, 320),
+    new Int32Array(memory.buffer, 5296, 16),
+    new Float32Array(memory.buffer, 5360, 512),
+    new Float32Array(memory.buffer, 7408, 160),
+    new Float32Array(memory.buffer, 8048, 512),
+    new Float32Array(memory.buffer, 10096, 160),
+    new Float32Array(memory.buffer, 10736, 512),
+    new Float32Array(memory.buffer, 12784, 160),
+    new Float32Array(memory.buffer, 13424, 640),
+    new Float32Array(memory.buffer, 15984, 1),
+    new Float32Array(memory.buffer, 16000, 320),
+    new Float32Array(memory.buffer, 17280, 32),
+    new Float32Array(memory.buffer, 17408, 10),
+    new Float32Array(memory.buffer, 17456, 640),
+  ] as const;
+  const buf = {
+    W1: buffers[0], // f32[20,32] (param W1)
+    b1: buffers[1], // f32[32] (param b1)
+    W2: buffers[2], // f32[32,10] (param W2)
+    b2: buffers[3], // f32[10] (param b2)
+    X: buffers[4], // f32[16,20] (input X)
+    y: buffers[5], // i32[16] (input y)
+    hidden: buffers[6], // f32[16,32]
+    scores: buffers[7], // f32[16,10]
+    t4: buffers[8].subarray(0, 16), // f32[16]
+    correct_class_score: buffers[8].subarray(0, 16), // a view of t4
+    margins: buffers[9], // f32[16,10]
+    t8: buffers[10].subarray(0, 160), // f32[16,10]
+    t9: buffers[11], // f32[16,10]
+    t10: buffers[12].subarray(0, 16), // f32[16]
+    data_loss: buffers[8].subarray(0, 1), // f32[]
+    t14: buffers[12].subarray(0, 1), // f32[]
+    loss: buffers[13], // f32[]
+    t21: Float32Array.from([
+      0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
+      0.0625, 0.0625, 0.0625,
+    ]),
+    dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
+    dW1_2: buffers[12], // f32[20,32]
+    dt7: buffers[14].subarray(0, 160), // f32[16,10]
+    dcorrect_class_score: buffers[15].subarray(0, 16), // f32[16,1]
+    dt4: buffers[15].subarray(0, 16), // a view of dcorrect_class_score
+    t27: buffers[15].subarray(0, 16), // a view of dt4
+    dscores: buffers[9], // f32[16,10]
+    db2: buffers[16], // f32[10]
+    dhidden: buffers[10], // f32[16,32]
+    dW2: buffers[14], // f32[32,10]
+    dt2: buffers[8], // f32[16,32]
+    db1: buffers[15], // f32[32]
+    dW1: buffers[17], // f32[20,32]
+    _acc0: new Float64Array(32), // accumulators of column sums
+  };
 
-function forwardPass(): void {
-  const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
-
-  // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
-  //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
-  //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
-  kernels.matmul_hidden();
-
-  // scores = hidden @ W2 + b2  (twolayer.ts:20)
-  //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
-  kernels.matmul_scores();
-
-  // t4 = scores[range(n), y]  (twolayer.ts:21)
-  //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
-
-  // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
-  // t8 = onehot(y, 10)  (twolayer.ts:21)
-  // t9 = 1 - t8  (twolayer.ts:21)
-  // margins_masked = margins * t9  (twolayer.ts:21)
-  // t10 = margins_masked.sum(1)  (twolayer.ts:21)
-  //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
-  //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
-  //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
-  //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
-  //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
-  //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
-  for (let i = 0; i < 16; i++) {
-    let _sum0 = 0;
-    for (let p = 0; p < 10; p++) {
-      const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
-      const _margins = _t7 > 0 ? _t7 : 0;
-      margins[i * 10 + p] = _margins;
-      const _t8 = y[i] === p ? 1 : 0;
-      t8[i * 10 + p] = _t8;
-      const _t9 = 1 - _t8;
-      t9[i * 10 + p] = _t9;
-      _sum0 += _margins * _t9;
-    }
-    t10[i] = _sum0;
+  /** Copies the arguments into the arena, so that every loop reads arrays of known length. */
+  function stage(params: Params, inputs: Inputs): void {
+    buf.W1.set(params.W1);
+    buf.b1.set(params.b1);
+    buf.W2.set(params.W2);
+    buf.b2.set(params.b2);
+    buf.X.set(inputs.X);
+    buf.y.set(inputs.y);
   }
 
-  // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
-  //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
-  {
-    let _sum0 = 0;
-    for (let p = 0; p < 16; p++) {
-      _sum0 += t10[p];
-    }
-    data_loss[0] = _sum0 * 0.0625;
-  }
+  function forwardPass(): void {
+    const { t4, scores, y, correct_class_score, margins, t8, t9, t10, data_loss, W1, t14, W2, loss } = buf;
 
-  // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
-  //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
-  {
-    let _sum0 = 0;
-    for (let p = 0; p < 20; p++) {
-      for (let q = 0; q < 32; q++) {
-        _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
+    // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
+    //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %t2: f32[16,32] = add %t1, %b1   twolayer.ts:19
+    //   %hidden: f32[16,32] = relu %t2   twolayer.ts:19
+    kernels.matmul_hidden();
+
+    // scores = hidden @ W2 + b2  (twolayer.ts:20)
+    //   %t3: f32[16,10] = matmul %hidden, %W2 {transA=false, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %scores: f32[16,10] = add %t3, %b2   twolayer.ts:20
+    kernels.matmul_scores();
+
+    // t4 = scores[range(n), y]  (twolayer.ts:21)
+    //   %t4: f32[16] = pick %scores, %y   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    for (let i = 0; i < 16; i++) t4[i] = scores[i * 10 + y[i]];
+
+    // margins = relu(scores - correct_class_score + 1)  (twolayer.ts:21)
+    // t8 = onehot(y, 10)  (twolayer.ts:21)
+    // t9 = 1 - t8  (twolayer.ts:21)
+    // margins_masked = margins * t9  (twolayer.ts:21)
+    // t10 = margins_masked.sum(1)  (twolayer.ts:21)
+    //   %t5: f32[16,10] = sub %scores, %correct_class_score   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %t7: f32[16,10] = add %t5, %t6   twolayer.ts:21
+    //   %margins: f32[16,10] = relu %t7   twolayer.ts:21
+    //   %t8: f32[16,10] = one_hot %y {depth=10}   twolayer.ts:21
+    //   %t9: f32[16,10] = sub %t6, %t8   twolayer.ts:21
+    //   %margins_masked: f32[16,10] = mul %margins, %t9   twolayer.ts:21
+    //   %t10: f32[16] = sum %margins_masked {axes=[1], keepDims=false}   twolayer.ts:21
+    for (let i = 0; i < 16; i++) {
+      let _sum0 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _t7 = scores[i * 10 + p] - correct_class_score[i] + 1;
+        const _margins = _t7 > 0 ? _t7 : 0;
+        margins[i * 10 + p] = _margins;
+        const _t8 = y[i] === p ? 1 : 0;
+        t8[i * 10 + p] = _t8;
+        const _t9 = 1 - _t8;
+        t9[i * 10 + p] = _t9;
+        _sum0 += _margins * _t9;
       }
+      t10[i] = _sum0;
     }
-    t14[0] = _sum0;
-  }
 
-  // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
-  // loss = data_loss + reg_loss  (twolayer.ts:23)
-  //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
-  //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
-  //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
-  //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
-  {
-    let _sum0 = 0;
-    for (let p = 0; p < 32; p++) {
-      for (let q = 0; q < 10; q++) {
-        _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
+    // data_loss = t10.sum(0) * 0.0625  (twolayer.ts:21)
+    //   %t11: f32[] = sum %t10 {axes=[0], keepDims=false}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %data_loss: f32[] = mul %t11, %t12   twolayer.ts:21
+    {
+      let _sum0 = 0;
+      for (let p = 0; p < 16; p++) {
+        _sum0 += t10[p];
       }
+      data_loss[0] = _sum0 * 0.0625;
     }
-    loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
-  }
-}
 
-// Scalars are returned through getters: storing a number into an object allocates in V8.
-const outputsObj: Outputs = {
-  get loss() {
-    return buf.loss[0];
-  },
-  scores: buf.scores,
-};
-
-/** Runs the model forward; scalar outputs are numbers. */
-export function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  return outputsObj;
-}
-
-const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
-const result: { loss: number; grads: Grads } = {
-  get loss() {
-    return lossSlot[0];
-  },
-  grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
-};
-
-/** The loss and the gradient of the loss with respect to every param. */
-export function valueAndGrad(
-  params: Params,
-  inputs: Inputs,
-  options?: Options,
-): { loss: number; grads: Grads } {
-  checkArgs(params, inputs);
-  stage(params, inputs);
-  forwardPass();
-  const { t21, t9, margins, dt7, dcorrect_class_score } = buf;
-
-  // dt15 = 0.001   sum'  (twolayer.ts:22)
-  // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
-  //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
-  //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  kernels.elementwise_dW2_2();
-
-  // dt13 = 0.001   sum'  (twolayer.ts:22)
-  // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
-  //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
-  //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
-  //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
-  kernels.elementwise_dW1_2();
-
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
-  // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
-  // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
-  // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
-  //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
-  //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
-  //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
-  //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
-  //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
-  for (let i = 0; i < 16; i++) {
-    let _sum0 = 0;
-    for (let p = 0; p < 10; p++) {
-      const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
-      dt7[i * 10 + p] = _dt7;
-      _sum0 += -_dt7;
+    // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
+    //   %t13: f32[20,32] = square %W1   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+    {
+      let _sum0 = 0;
+      for (let p = 0; p < 20; p++) {
+        for (let q = 0; q < 32; q++) {
+          _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
+        }
+      }
+      t14[0] = _sum0;
     }
-    dcorrect_class_score[i] = _sum0;
+
+    // reg_loss = (t14 + (W2²).sum((0, 1))) * 0.001  (twolayer.ts:22)
+    // loss = data_loss + reg_loss  (twolayer.ts:23)
+    //   %t15: f32[32,10] = square %W2   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t16: f32[] = sum %t15 {axes=[0, 1], keepDims=false}   twolayer.ts:22
+    //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
+    //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
+    //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
+    {
+      let _sum0 = 0;
+      for (let p = 0; p < 32; p++) {
+        for (let q = 0; q < 10; q++) {
+          _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
+        }
+      }
+      loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
+    }
   }
 
-  // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
-  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
-  // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
-  //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
-  //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
-  kernels.reduce_db2();
+  // Scalars are returned through getters: storing a number into an object allocates in V8.
+  const outputsObj: Outputs = {
+    get loss() {
+      return buf.loss[0];
+    },
+    scores: buf.scores,
+  };
 
-  // dhidden = dscores @ W2.T   matmul'  (twolayer.ts:20)
-  //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  kernels.matmul_dhidden();
+  /** Runs the model forward; scalar outputs are numbers. */
+  function forward(params: Params, inputs: Inputs, options?: Options): Outputs {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    return outputsObj;
+  }
 
-  // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
-  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
-  //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
-  kernels.matmul_dW2();
+  const lossSlot = new Float64Array(1); // the loss of the last valueAndGrad
+  const result: { loss: number; grads: Grads } = {
+    get loss() {
+      return lossSlot[0];
+    },
+    grads: { W1: buf.dW1, b1: buf.db1, W2: buf.dW2, b2: buf.db2 },
+  };
 
-  // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
-  // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
-  //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
-  //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
-  kernels.reduce_db1();
+  /** The loss and the gradient of the loss with respect to every param. */
+  function valueAndGrad(params: Params, inputs: Inputs, options?: Options): { loss: number; grads: Grads } {
+    checkArgs(params, inputs);
+    stage(params, inputs);
+    forwardPass();
+    const { t21, t9, margins, dt7, dcorrect_class_score } = buf;
 
-  // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
-  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
-  //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
-  //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
-  kernels.matmul_dW1();
-  lossSlot[0] = buf.loss[0];
-  return result;
+    // dt15 = 0.001   sum'  (twolayer.ts:22)
+    // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
+    //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
+    //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
+    kernels.elementwise_dW2_2();
+
+    // dt13 = 0.001   sum'  (twolayer.ts:22)
+    // dW1_2 = dt13 * (W1 * 2)   square'  (twolayer.ts:22)
+    //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
+    //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
+    //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
+    kernels.elementwise_dW1_2();
+
+    // dmargins_masked = t21   sum'  (twolayer.ts:21)
+    // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
+    // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
+    // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
+    //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %dmargins: f32[16,10] = mul %dmargins_masked, %t9   twolayer.ts:21
+    //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
+    //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
+    //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
+    //   %dcorrect_class_score: f32[16,1] = sum %t26 {axes=[1], keepDims=true}   twolayer.ts:21
+    for (let i = 0; i < 16; i++) {
+      let _sum0 = 0;
+      for (let p = 0; p < 10; p++) {
+        const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
+        dt7[i * 10 + p] = _dt7;
+        _sum0 += -_dt7;
+      }
+      dcorrect_class_score[i] = _sum0;
+    }
+
+    // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
+    // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
+    // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
+    //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
+    //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %db2: f32[10] = sum %dscores {axes=[0], keepDims=false}   twolayer.ts:20
+    kernels.reduce_db2();
+
+    // dhidden = dscores @ W2.T   matmul'  (twolayer.ts:20)
+    //   %dhidden: f32[16,32] = matmul %dscores, %W2 {transA=false, transB=true}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    kernels.matmul_dhidden();
+
+    // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
+    // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+    //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
+    //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
+    kernels.matmul_dW2();
+
+    // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
+    // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
+    //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
+    //   %db1: f32[32] = sum %dt2 {axes=[0], keepDims=false}   twolayer.ts:19
+    kernels.reduce_db1();
+
+    // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
+    // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+    //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
+    //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
+    kernels.matmul_dW1();
+    lossSlot[0] = buf.loss[0];
+    return result;
+  }
+  return { forward, valueAndGrad };
 }
+
+const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
+const single = instance(
+  memory,
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
+);
+export const { forward, valueAndGrad } = single;

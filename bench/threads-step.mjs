@@ -1,0 +1,60 @@
+// The threads column: one training step (valueAndGrad) of a wasm module's default exports (one
+// thread) against its threaded instance (`create({ threads: N })`), alternating in this process
+// after checking that the two agree bit for bit. Also used on its own to measure where a kernel
+// starts to pay for a split:
+//   node bench/threads-step.mjs MODULE.wasm.js [--threads N] [--min-work W] [--rounds R]
+import { pathToFileURL } from 'node:url';
+import { mulberry32 } from './models.mjs';
+
+/** Index inputs in [0, 27) (the characters of every example), from a mulberry32 stream. */
+function inputsOf(spec, seed) {
+  const rand = mulberry32(seed);
+  return Object.fromEntries(
+    Object.entries(spec.inputs).map(([k, { shape }]) => [k, Int32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => Math.floor(rand() * 27))]),
+  );
+}
+
+const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Median ms per step on 1 thread and on `threads`, timed in alternating rounds; throws when the results differ in a bit. */
+export async function threadsStep(file, { threads = 2, minWork, rounds = 12, roundMs = 150, warmupMs = 1500, seed = 42 } = {}) {
+  const mod = await import(pathToFileURL(file).href);
+  const inst = await mod.create({ threads, ...(minWork === undefined ? {} : { minWork }) });
+  try {
+    const params = mod.initParams(seed);
+    const inputs = inputsOf(mod.spec, seed);
+    const a = mod.valueAndGrad(params, inputs);
+    const want = { loss: a.loss, grads: Object.fromEntries(Object.entries(a.grads).map(([k, g]) => [k, Float32Array.from(g)])) };
+    const b = inst.valueAndGrad(params, inputs);
+    if (!Object.is(a.loss, b.loss) || Object.entries(want.grads).some(([k, g]) => !bits(b.grads[k]).equals(bits(g))))
+      throw new Error(`${file}: the ${threads}-thread step differs from the single-threaded one`);
+    const variants = [
+      { step: () => mod.valueAndGrad(params, inputs), times: [] },
+      { step: () => inst.valueAndGrad(params, inputs), times: [] },
+    ];
+    for (const v of variants) for (const t0 = performance.now(); performance.now() - t0 < warmupMs; ) v.step();
+    for (let r = 0; r < rounds; r++)
+      for (const v of r % 2 ? [...variants].reverse() : variants)
+        for (const t0 = performance.now(); performance.now() - t0 < roundMs; ) {
+          const s = performance.now();
+          v.step();
+          v.times.push(performance.now() - s);
+        }
+    const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+    const [one, many] = variants.map((v) => median(v.times));
+    return { one, many, ratio: many / one };
+  } finally {
+    await inst.destroy();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [file, ...rest] = process.argv.slice(2);
+  const opt = (name) => {
+    const i = rest.indexOf(name);
+    return i >= 0 ? Number(rest[i + 1]) : undefined;
+  };
+  const threads = opt('--threads') ?? 2;
+  const r = await threadsStep(file, { threads, minWork: opt('--min-work'), rounds: opt('--rounds') ?? 12 });
+  console.log(`1 thread ${r.one.toFixed(4)} ms, ${threads} threads ${r.many.toFixed(4)} ms: ${r.ratio.toFixed(3)}×`);
+}

@@ -1,0 +1,169 @@
+// The threaded wasm module (create({ threads })): every example's threaded instance against its
+// single-threaded module, bit for bit, with every kernel that can split split over 2 and 3
+// threads (minWork: 0 and adapt: false; uneven blocks), and adapting, a model with ragged rows and columns, a clean shutdown
+// (destroy(), and a process that never calls it still exits), and the errors of create.
+
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { modelFile, ROOT, tmp } from './helpers.js';
+
+const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'gpt', 'twolayer', 'classifier', 'cnn', 'pinn'];
+
+type Arrays = Record<string, Float32Array | Int32Array>;
+interface Instance {
+  forward(p: Arrays, i: Arrays): Record<string, number | Float32Array>;
+  valueAndGrad(p: Arrays, i: Arrays): { loss: number; grads: Record<string, Float32Array> };
+  destroy(): Promise<void>;
+  threads: number;
+}
+interface WasmModule extends Omit<Instance, 'destroy' | 'threads'> {
+  spec: { inputs: Record<string, { dtype: string; shape: number[] }> };
+  initParams(seed?: number): Arrays;
+  create(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<Instance>;
+}
+
+const load = (file: string): Promise<WasmModule> => import(pathToFileURL(file).href);
+
+/** Index inputs in [0, 10) (every example's index bound is at least that), floats in (0.5, 1.5). */
+function inputsOf(m: WasmModule, seed: number): Arrays {
+  let s = seed;
+  const next = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  return Object.fromEntries(
+    Object.entries(m.spec.inputs).map(([k, { dtype, shape }]) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return [k, dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(next() * 10)) : Float32Array.from({ length: n }, () => 0.5 + next())];
+    }),
+  );
+}
+
+/** Every output, loss and gradient of two modules, equal bit for bit (NaN equal to NaN). */
+function expectSame(a: Omit<Instance, 'destroy' | 'threads'>, b: Omit<Instance, 'destroy' | 'threads'>, params: Arrays, inputs: Arrays): void {
+  const copy = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, g]) => [k, Float32Array.from(g)])) });
+  const want = copy(a.valueAndGrad(params, inputs));
+  const got = copy(b.valueAndGrad(params, inputs));
+  expect(Object.is(got.loss, want.loss), `loss ${got.loss} vs ${want.loss}`).toBe(true);
+  for (const [k, g] of Object.entries(want.grads)) expect(Buffer.from(got.grads[k]!.buffer).equals(Buffer.from(g.buffer)), `gradient of ${k}`).toBe(true);
+  const outA = a.forward(params, inputs);
+  const outAcopy = Object.fromEntries(Object.entries(outA).map(([k, v]) => [k, typeof v === 'number' ? v : Float32Array.from(v)]));
+  const outB = b.forward(params, inputs);
+  for (const [k, v] of Object.entries(outAcopy)) {
+    const w = outB[k]!;
+    if (typeof v === 'number') expect(Object.is(w, v), `output ${k}`).toBe(true);
+    else expect(Buffer.from((w as Float32Array).buffer, (w as Float32Array).byteOffset, (w as Float32Array).byteLength).equals(Buffer.from(v.buffer)), `output ${k}`).toBe(true);
+  }
+}
+
+const open: Instance[] = [];
+afterAll(async () => {
+  for (const i of open) await i.destroy();
+});
+
+describe.each(EXAMPLES)('the threaded wasm module of %s', (name) => {
+  it('is bit-identical to the single-threaded module, every kernel that can split split over 2 and 3 threads', async () => {
+    const m = await load(path.join(ROOT, 'generated', name, `${name}.wasm.js`));
+    const params = m.initParams(3);
+    for (const threads of [2, 3]) {
+      const t = await m.create({ threads, minWork: 0, adapt: false });
+      open.push(t);
+      expect(t.threads).toBe(threads);
+      for (const seed of [1, 2]) expectSame(m, t, params, inputsOf(m, seed));
+    }
+  });
+});
+
+describe('threads', () => {
+  it('split ragged rows and columns (13 rows; 27, 10 and 6 columns) without changing a bit', async () => {
+    const file = modelFile(`
+      import { model } from 'graphc';
+      export default model('ragged', (g) => {
+        const x = g.input('x', [13, 10]);
+        const y = g.input('y', [13], 'i32');
+        const W1 = g.param('W1', [10, 27], { scale: 0.3 });
+        const b1 = g.param('b1', [27], { scale: 0.1 });
+        const W2 = g.param('W2', [27, 6], { scale: 0.3 });
+        const h = g.layerNorm(x.matmul(W1).add(b1), g.param('gain', [27], { init: 'ones' }), g.param('bias', [27], { init: 'zeros' })).tanh();
+        const logits = h.matmul(W2);
+        const probs = g.softmax(logits);
+        const loss = g.crossEntropy(logits, y).add(h.mul(h).mean()).add(h.sum(0).mean());
+        return { loss, probs };
+      });
+    `);
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', file, '--target', 'wasm', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const m = await load(path.join(out, 'ragged.wasm.js'));
+    const params = m.initParams(5);
+    const inputs = { ...inputsOf(m, 4), y: Int32Array.from({ length: 13 }, (_, i) => (i * 5) % 6) };
+    for (const threads of [2, 3, 4]) {
+      const t = await m.create({ threads, minWork: 0, adapt: false });
+      open.push(t);
+      expectSame(m, t, params, inputs);
+    }
+    // adapting (each kernel timed whole and split, then run the faster way) changes no bit either
+    const t = await m.create({ threads: 2, minWork: 0 });
+    open.push(t);
+    for (let k = 0; k < 40; k++) expectSame(m, t, params, inputs);
+  });
+
+  it('trainStep (--optimizer adam) of a threaded instance is bit-identical, step after step, with its own optimizer state', async () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', path.join(ROOT, 'examples', 'makemore.ts'), '--target', 'wasm', '--optimizer', 'adam', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    type Train = { initOptState(p: Arrays): object; trainStep(p: Arrays, s: object, i: Arrays): { loss: number } };
+    const m = (await load(path.join(out, 'makemore.wasm.js'))) as WasmModule & Train;
+    const t = (await m.create({ threads: 2, minWork: 0, adapt: false })) as Instance & Train;
+    open.push(t);
+    const [p1, p2] = [m.initParams(1), m.initParams(1)];
+    const [s1, s2] = [m.initOptState(p1), t.initOptState(p2)];
+    expect(s2).not.toBe(s1);
+    for (let k = 0; k < 5; k++) {
+      const inputs = inputsOf(m, k);
+      expect(Object.is(t.trainStep(p2, s2, inputs).loss, m.trainStep(p1, s1, inputs).loss), `step ${k}`).toBe(true);
+    }
+    for (const [k, v] of Object.entries(p1)) expect(Buffer.from(p2[k]!.buffer).equals(Buffer.from(v.buffer)), `param ${k}`).toBe(true);
+  });
+
+  it('the TypeScript module (.wasm.ts, as the test runner compiles it) starts its workers from its own source too', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.ts'));
+    const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+    open.push(t);
+    expectSame(m, t, m.initParams(4), inputsOf(m, 4));
+  });
+
+  it('destroy() stops the workers; the instance then refuses to split a kernel', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js'));
+    const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+    const params = m.initParams(1);
+    const inputs = inputsOf(m, 1);
+    expect(t.valueAndGrad(params, inputs).loss).toBe(m.valueAndGrad(params, inputs).loss);
+    await t.destroy();
+    await t.destroy(); // twice is harmless
+    expect(() => t.valueAndGrad(params, inputs)).toThrow('this threaded instance has been destroyed');
+  });
+
+  it('a process that creates a threaded instance, uses it and never destroys it exits', () => {
+    const url = pathToFileURL(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.js')).href;
+    const code = `
+      const m = await import(${JSON.stringify(url)});
+      const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+      const Xb = new Int32Array(96).fill(1), Yb = new Int32Array(32).fill(2);
+      console.log(t.valueAndGrad(m.initParams(0), { Xb, Yb }).loss === m.valueAndGrad(m.initParams(0), { Xb, Yb }).loss);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.error, 'the process did not exit').toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('true');
+  });
+
+  it('create checks its threads', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'neuron', 'neuron.wasm.js'));
+    await expect(m.create({ threads: 0 })).rejects.toThrow('create: threads must be a whole number ≥ 1, got 0');
+    await expect(m.create({ threads: 1.5 })).rejects.toThrow('create: threads must be a whole number ≥ 1, got 1.5');
+    const one = await m.create({ threads: 1 });
+    const params = m.initParams(2);
+    expectSame(m, one, params, inputsOf(m, 3));
+    await one.destroy();
+  });
+});
