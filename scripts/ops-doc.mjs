@@ -90,7 +90,7 @@ function describe(op, def) {
   const dyName = bwd.value(dy).name;
   const grads = bwd.outputs.map((o) => {
     const text = o.value === dy ? 'dy' : formula(bwd, o.value, (inst) => inst.result !== dy, (n) => (n === dyName ? 'dy' : n));
-    return `d${o.name} = ${text}`;
+    return `d${o.name} = ${text}${text === '0' ? ' (no gradient flows to it)' : ''}`;
   });
   return { signature, grads: grads.length ? grads : ['(index operands only: none)'] };
 }
@@ -103,7 +103,7 @@ function targets(op, def) {
   // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax, and
   // the elementwise ops simdOp maps to a SIMD step (pow with a constant exponent only)
   const inst = { op, args: Array(def.arity === 'variadic' ? 2 : def.arity).fill(null), attrs: {} };
-  const literal = (v) => ({ kind: 'literal', value: 2 });
+  const literal = () => ({ kind: 'literal', value: 2 });
   const wasm = op === 'matmul'
     ? 'SIMD matmul'
     : isConv(op)
@@ -135,7 +135,7 @@ function opsSection() {
       ? { signature: 'y, xs..., reads... → y', grads: ["the user's backward (g.customGrad), run by the reverse pass"] }
       : describe(op, def);
     const t = targets(op, def);
-    const gradCell = grads.map((x) => (x.startsWith('d') && x.includes(' = ') ? code(x) : cell(x))).join('<br>');
+    const gradCell = grads.map((x) => (x.startsWith('d') && x.includes(' = ') ? code(x).replace(' (no gradient flows to it)`', '` (no gradient flows to it)') : cell(x))).join('<br>');
     const test = def.category === 'conv' ? '[ops](../test/ops.test.ts), [conv](../test/conv.test.ts)' : '[ops](../test/ops.test.ts)';
     lines.push(`| \`${op}\` | ${def.category} | ${cell(attrs)} | ${def.arity} | ${def.category === 'source' ? cell(signature) : code(signature)} | ${gradCell} | ${t.ts} | ${t.wasm} | ${t.gpu} | ${test} |`);
   }
