@@ -36,7 +36,7 @@ type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
 const TWICE = new Set<OpKind>(['relu', 'square', 'pow']);
 
-const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } = {
+export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } = {
   neg: ([a]) => E.neg(a!),
   exp: ([a]) => E.call('Math.exp', a!),
   log: ([a]) => E.call('Math.log', a!),

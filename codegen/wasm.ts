@@ -376,7 +376,7 @@ function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision 
   };
 }
 
-const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || op === 'conv_input_grad' || op === 'conv_weight_grad';
+export const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || op === 'conv_input_grad' || op === 'conv_weight_grad';
 
 /** How to run a convolution op, or undefined for the flat module's loops (an operand outside the memory). */
 function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
@@ -602,7 +602,7 @@ function decideSoftmax(m: ModuleInfo, u: Unit, address: Address): SoftmaxDecisio
 }
 
 /** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */
-function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: StepOp; args: ValueId[] } | undefined {
+export function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: StepOp; args: ValueId[] } | undefined {
   const args = [...inst.args];
   switch (inst.op) {
     case 'add':
