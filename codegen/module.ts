@@ -276,20 +276,28 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     ' * Names the first missing argument; a key of the object that is no argument (a misspelling)',
     ' * is named with it. Keys that are not arguments are otherwise ignored.',
     ' */',
-    `function checkKeys(kind${t(': string')}, obj${t(': object')}, known${t(': Record<string, string>')}, note${t(': Record<string, string>')} = {})${t(': void')} {`,
+    `function checkKeys(kind${t(': string')}, obj${t(': object')}, known${t(': Record<string, string>')}, note${t('?: Record<string, string>')})${t(': void')} {`,
     `  const given = obj${t(' as Record<string, unknown>')};`,
     '  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);',
     '  if (missing === undefined) return;',
     '  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));',
     "  const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of " + m.name + " (its ${kind}s: ${Object.keys(known).join(', ')})` : '';",
-    '  throw new TypeError(`' + m.name + ": missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);",
+    '  throw new TypeError(`' + m.name + ": missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);",
     '}',
     '',
   ];
   const noteObj = `{ ${notes
     .map(([name, outs]) => `${key(name)}: ${JSON.stringify(`; only the output${outs.length > 1 ? 's' : ''} ${outs.map((o) => `'${o}'`).join(', ')} ${outs.length > 1 ? 'depend' : 'depends'} on it, but every call computes all outputs: pass one (zeros will do) when you want only the others`)}`)
     .join(', ')} }`;
+  const keyTables = [
+    '/** The arguments by name, with their types, and what an input only some outputs read is for. */',
+    `const paramKeys${t(': Record<string, string>')} = ${known(params(m.fwd))};`,
+    `const inputKeys${t(': Record<string, string>')} = ${known(inputOrder)};`,
+    `const inputNotes${t(': Record<string, string>')} = ${notes.length ? noteObj : '{}'};`,
+    '',
+  ];
   return [
+    ...keyTables,
     ...keyChecks,
     ...symbolic,
     ...(syms.length
@@ -323,9 +331,10 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     `function checkArgs(params${t(': Params')}, inputs${t(': Inputs')})${t(': void')} {`,
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
     "  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('" + m.name + ": inputs must be an object');",
-    `  checkKeys('param', params, ${known(params(m.fwd))});`,
+    // checkKeys runs only when an argument is missing: a call that is fine allocates nothing
+    `  if (${params(m.fwd).map((e) => `${member('params', e.name)} == null`).join(' || ') || 'false'}) checkKeys('param', params, paramKeys);`,
     ...params(m.fwd).flatMap(line('param', 'params')),
-    `  checkKeys('input', inputs, ${known(inputOrder)}${notes.length ? `, ${noteObj}` : ''});`,
+    `  if (${inputOrder.map((e) => `${member('inputs', e.name)} == null`).join(' || ') || 'false'}) checkKeys('input', inputs, inputKeys, inputNotes);`,
     // the inputs that bind dimensions first, in the order they bind them
     ...inputOrder.flatMap(line('input', 'inputs')),
     '}',

@@ -64,17 +64,22 @@ export function initParams(seed = 0) {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys = { W1: 'f32[32,64]', b1: 'f32[64]', W2: 'f32[64,10]', b2: 'f32[10]' };
+const inputKeys = { x: 'f32[64,32]', target_classes: 'i32[64]' };
+const inputNotes = { target_classes: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" };
+
 /**
 * Names the first missing argument; a key of the object that is no argument (a misspelling)
 * is named with it. Keys that are not arguments are otherwise ignored.
 */
-function checkKeys(kind, obj, known, note = {}) {
+function checkKeys(kind, obj, known, note) {
   const given = obj;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of classifier (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`classifier: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(`classifier: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
@@ -95,12 +100,12 @@ function expectIndices(name, a, bound) {
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('classifier: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('classifier: inputs must be an object');
-  checkKeys('param', params, { W1: 'f32[32,64]', b1: 'f32[64]', W2: 'f32[64,10]', b2: 'f32[10]' });
+  if (params.W1 == null || params.b1 == null || params.W2 == null || params.b2 == null) checkKeys('param', params, paramKeys);
   expectArray('param', "W1", params.W1, Float32Array, 2048, 'f32[32,64]');
   expectArray('param', "b1", params.b1, Float32Array, 64, 'f32[64]');
   expectArray('param', "W2", params.W2, Float32Array, 640, 'f32[64,10]');
   expectArray('param', "b2", params.b2, Float32Array, 10, 'f32[10]');
-  checkKeys('input', inputs, { x: 'f32[64,32]', target_classes: 'i32[64]' }, { target_classes: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" });
+  if (inputs.x == null || inputs.target_classes == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', "x", inputs.x, Float32Array, 2048, 'f32[64,32]');
   expectArray('input', "target_classes", inputs.target_classes, Int32Array, 64, 'i32[64]');
   expectIndices("target_classes", inputs.target_classes, 10);

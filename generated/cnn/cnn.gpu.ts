@@ -101,6 +101,23 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys: Record<string, string> = {
+  W1: 'f32[6,1,5,5]',
+  b1: 'f32[6]',
+  W2: 'f32[16,6,5,5]',
+  b2: 'f32[16]',
+  W3: 'f32[256,120]',
+  b3: 'f32[120]',
+  W4: 'f32[120,10]',
+  b4: 'f32[10]',
+};
+const inputKeys: Record<string, string> = { x: 'f32[64,1,28,28]', labels: 'i32[64]' };
+const inputNotes: Record<string, string> = {
+  labels:
+    "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+};
+
 /**
  * Names the first missing argument; a key of the object that is no argument (a misspelling)
  * is named with it. Keys that are not arguments are otherwise ignored.
@@ -109,7 +126,7 @@ function checkKeys(
   kind: string,
   obj: object,
   known: Record<string, string>,
-  note: Record<string, string> = {},
+  note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
@@ -118,7 +135,7 @@ function checkKeys(
   const got = unknown.length
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of cnn (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
-  throw new TypeError(`cnn: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(`cnn: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
 }
 
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
@@ -145,16 +162,17 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('cnn: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('cnn: inputs must be an object');
-  checkKeys('param', params, {
-    W1: 'f32[6,1,5,5]',
-    b1: 'f32[6]',
-    W2: 'f32[16,6,5,5]',
-    b2: 'f32[16]',
-    W3: 'f32[256,120]',
-    b3: 'f32[120]',
-    W4: 'f32[120,10]',
-    b4: 'f32[10]',
-  });
+  if (
+    params.W1 == null ||
+    params.b1 == null ||
+    params.W2 == null ||
+    params.b2 == null ||
+    params.W3 == null ||
+    params.b3 == null ||
+    params.W4 == null ||
+    params.b4 == null
+  )
+    checkKeys('param', params, paramKeys);
   expectArray('param', 'W1', params.W1, Float32Array, 150, 'f32[6,1,5,5]');
   expectArray('param', 'b1', params.b1, Float32Array, 6, 'f32[6]');
   expectArray('param', 'W2', params.W2, Float32Array, 2400, 'f32[16,6,5,5]');
@@ -163,15 +181,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'b3', params.b3, Float32Array, 120, 'f32[120]');
   expectArray('param', 'W4', params.W4, Float32Array, 1200, 'f32[120,10]');
   expectArray('param', 'b4', params.b4, Float32Array, 10, 'f32[10]');
-  checkKeys(
-    'input',
-    inputs,
-    { x: 'f32[64,1,28,28]', labels: 'i32[64]' },
-    {
-      labels:
-        "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
-    },
-  );
+  if (inputs.x == null || inputs.labels == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', 'x', inputs.x, Float32Array, 50176, 'f32[64,1,28,28]');
   expectArray('input', 'labels', inputs.labels, Int32Array, 64, 'i32[64]');
   expectIndices('labels', inputs.labels, 10);

@@ -332,17 +332,22 @@ export function initParams(seed = 0) {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys = { wte: 'f32[27,32]', wpe: 'f32[8,32]', ln1_0_g: 'f32[32]', ln1_0_b: 'f32[32]', q0_W: 'f32[32,32]', k0_W: 'f32[32,32]', v0_W: 'f32[32,32]', proj0_W: 'f32[32,32]', proj0_b: 'f32[32]', ln2_0_g: 'f32[32]', ln2_0_b: 'f32[32]', fc0_W: 'f32[32,128]', fc0_b: 'f32[128]', fcout0_W: 'f32[128,32]', fcout0_b: 'f32[32]', ln1_1_g: 'f32[32]', ln1_1_b: 'f32[32]', q1_W: 'f32[32,32]', k1_W: 'f32[32,32]', v1_W: 'f32[32,32]', proj1_W: 'f32[32,32]', proj1_b: 'f32[32]', ln2_1_g: 'f32[32]', ln2_1_b: 'f32[32]', fc1_W: 'f32[32,128]', fc1_b: 'f32[128]', fcout1_W: 'f32[128,32]', fcout1_b: 'f32[32]', lnf_g: 'f32[32]', lnf_b: 'f32[32]', head_W: 'f32[32,27]', head_b: 'f32[27]' };
+const inputKeys = { X: 'i32[16,8]', Y: 'i32[16,8]' };
+const inputNotes = { Y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" };
+
 /**
 * Names the first missing argument; a key of the object that is no argument (a misspelling)
 * is named with it. Keys that are not arguments are otherwise ignored.
 */
-function checkKeys(kind, obj, known, note = {}) {
+function checkKeys(kind, obj, known, note) {
   const given = obj;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of gpt (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
@@ -363,7 +368,7 @@ function expectIndices(name, a, bound) {
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('gpt: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('gpt: inputs must be an object');
-  checkKeys('param', params, { wte: 'f32[27,32]', wpe: 'f32[8,32]', ln1_0_g: 'f32[32]', ln1_0_b: 'f32[32]', q0_W: 'f32[32,32]', k0_W: 'f32[32,32]', v0_W: 'f32[32,32]', proj0_W: 'f32[32,32]', proj0_b: 'f32[32]', ln2_0_g: 'f32[32]', ln2_0_b: 'f32[32]', fc0_W: 'f32[32,128]', fc0_b: 'f32[128]', fcout0_W: 'f32[128,32]', fcout0_b: 'f32[32]', ln1_1_g: 'f32[32]', ln1_1_b: 'f32[32]', q1_W: 'f32[32,32]', k1_W: 'f32[32,32]', v1_W: 'f32[32,32]', proj1_W: 'f32[32,32]', proj1_b: 'f32[32]', ln2_1_g: 'f32[32]', ln2_1_b: 'f32[32]', fc1_W: 'f32[32,128]', fc1_b: 'f32[128]', fcout1_W: 'f32[128,32]', fcout1_b: 'f32[32]', lnf_g: 'f32[32]', lnf_b: 'f32[32]', head_W: 'f32[32,27]', head_b: 'f32[27]' });
+  if (params.wte == null || params.wpe == null || params.ln1_0_g == null || params.ln1_0_b == null || params.q0_W == null || params.k0_W == null || params.v0_W == null || params.proj0_W == null || params.proj0_b == null || params.ln2_0_g == null || params.ln2_0_b == null || params.fc0_W == null || params.fc0_b == null || params.fcout0_W == null || params.fcout0_b == null || params.ln1_1_g == null || params.ln1_1_b == null || params.q1_W == null || params.k1_W == null || params.v1_W == null || params.proj1_W == null || params.proj1_b == null || params.ln2_1_g == null || params.ln2_1_b == null || params.fc1_W == null || params.fc1_b == null || params.fcout1_W == null || params.fcout1_b == null || params.lnf_g == null || params.lnf_b == null || params.head_W == null || params.head_b == null) checkKeys('param', params, paramKeys);
   expectArray('param', "wte", params.wte, Float32Array, 864, 'f32[27,32]');
   expectArray('param', "wpe", params.wpe, Float32Array, 256, 'f32[8,32]');
   expectArray('param', "ln1_0_g", params.ln1_0_g, Float32Array, 32, 'f32[32]');
@@ -396,7 +401,7 @@ function checkArgs(params, inputs) {
   expectArray('param', "lnf_b", params.lnf_b, Float32Array, 32, 'f32[32]');
   expectArray('param', "head_W", params.head_W, Float32Array, 864, 'f32[32,27]');
   expectArray('param', "head_b", params.head_b, Float32Array, 27, 'f32[27]');
-  checkKeys('input', inputs, { X: 'i32[16,8]', Y: 'i32[16,8]' }, { Y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" });
+  if (inputs.X == null || inputs.Y == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', "X", inputs.X, Int32Array, 128, 'i32[16,8]');
   expectIndices("X", inputs.X, 27);
   expectArray('input', "Y", inputs.Y, Int32Array, 128, 'i32[16,8]');

@@ -520,6 +520,21 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys: Record<string, string> = {
+  C: 'f32[27,10]',
+  W1: 'f32[30,64]',
+  b1: 'f32[64]',
+  W2: 'f32[64,27]',
+  b2: 'f32[27]',
+  bngain: 'f32[1,64]',
+  bnbias: 'f32[1,64]',
+};
+const inputKeys: Record<string, string> = { Xb: 'i32[32,3]', Yb: 'i32[32]' };
+const inputNotes: Record<string, string> = {
+  Yb: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+};
+
 /**
  * Names the first missing argument; a key of the object that is no argument (a misspelling)
  * is named with it. Keys that are not arguments are otherwise ignored.
@@ -528,7 +543,7 @@ function checkKeys(
   kind: string,
   obj: object,
   known: Record<string, string>,
-  note: Record<string, string> = {},
+  note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
@@ -538,7 +553,7 @@ function checkKeys(
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of makemore_composite (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
   throw new TypeError(
-    `makemore_composite: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`,
+    `makemore_composite: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`,
   );
 }
 
@@ -569,15 +584,16 @@ function checkArgs(params: Params, inputs: Inputs): void {
     throw new TypeError('makemore_composite: params must be an object');
   if (typeof inputs !== 'object' || inputs === null)
     throw new TypeError('makemore_composite: inputs must be an object');
-  checkKeys('param', params, {
-    C: 'f32[27,10]',
-    W1: 'f32[30,64]',
-    b1: 'f32[64]',
-    W2: 'f32[64,27]',
-    b2: 'f32[27]',
-    bngain: 'f32[1,64]',
-    bnbias: 'f32[1,64]',
-  });
+  if (
+    params.C == null ||
+    params.W1 == null ||
+    params.b1 == null ||
+    params.W2 == null ||
+    params.b2 == null ||
+    params.bngain == null ||
+    params.bnbias == null
+  )
+    checkKeys('param', params, paramKeys);
   expectArray('param', 'C', params.C, Float32Array, 270, 'f32[27,10]');
   expectArray('param', 'W1', params.W1, Float32Array, 1920, 'f32[30,64]');
   expectArray('param', 'b1', params.b1, Float32Array, 64, 'f32[64]');
@@ -585,14 +601,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'b2', params.b2, Float32Array, 27, 'f32[27]');
   expectArray('param', 'bngain', params.bngain, Float32Array, 64, 'f32[1,64]');
   expectArray('param', 'bnbias', params.bnbias, Float32Array, 64, 'f32[1,64]');
-  checkKeys(
-    'input',
-    inputs,
-    { Xb: 'i32[32,3]', Yb: 'i32[32]' },
-    {
-      Yb: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
-    },
-  );
+  if (inputs.Xb == null || inputs.Yb == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', 'Xb', inputs.Xb, Int32Array, 96, 'i32[32,3]');
   expectIndices('Xb', inputs.Xb, 27);
   expectArray('input', 'Yb', inputs.Yb, Int32Array, 32, 'i32[32]');

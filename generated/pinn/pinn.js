@@ -125,17 +125,22 @@ export function initParams(seed = 0) {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys = { W1: 'f32[1,24]', b1: 'f32[24]', W2: 'f32[24,24]', b2: 'f32[24]', W3: 'f32[24,1]' };
+const inputKeys = { x: 'f32[64,1]' };
+const inputNotes = {};
+
 /**
 * Names the first missing argument; a key of the object that is no argument (a misspelling)
 * is named with it. Keys that are not arguments are otherwise ignored.
 */
-function checkKeys(kind, obj, known, note = {}) {
+function checkKeys(kind, obj, known, note) {
   const given = obj;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of pinn (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`pinn: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(`pinn: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
@@ -156,13 +161,13 @@ function expectIndices(name, a, bound) {
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('pinn: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('pinn: inputs must be an object');
-  checkKeys('param', params, { W1: 'f32[1,24]', b1: 'f32[24]', W2: 'f32[24,24]', b2: 'f32[24]', W3: 'f32[24,1]' });
+  if (params.W1 == null || params.b1 == null || params.W2 == null || params.b2 == null || params.W3 == null) checkKeys('param', params, paramKeys);
   expectArray('param', "W1", params.W1, Float32Array, 24, 'f32[1,24]');
   expectArray('param', "b1", params.b1, Float32Array, 24, 'f32[24]');
   expectArray('param', "W2", params.W2, Float32Array, 576, 'f32[24,24]');
   expectArray('param', "b2", params.b2, Float32Array, 24, 'f32[24]');
   expectArray('param', "W3", params.W3, Float32Array, 24, 'f32[24,1]');
-  checkKeys('input', inputs, { x: 'f32[64,1]' });
+  if (inputs.x == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', "x", inputs.x, Float32Array, 64, 'f32[64,1]');
 }
 

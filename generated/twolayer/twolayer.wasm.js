@@ -354,17 +354,22 @@ export function initParams(seed = 0) {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys = { W1: 'f32[20,32]', b1: 'f32[32]', W2: 'f32[32,10]', b2: 'f32[10]' };
+const inputKeys = { X: 'f32[16,20]', y: 'i32[16]' };
+const inputNotes = { y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" };
+
 /**
 * Names the first missing argument; a key of the object that is no argument (a misspelling)
 * is named with it. Keys that are not arguments are otherwise ignored.
 */
-function checkKeys(kind, obj, known, note = {}) {
+function checkKeys(kind, obj, known, note) {
   const given = obj;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of twolayer (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`twolayer: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(`twolayer: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
@@ -385,12 +390,12 @@ function expectIndices(name, a, bound) {
 function checkArgs(params, inputs) {
   if (typeof params !== 'object' || params === null) throw new TypeError('twolayer: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('twolayer: inputs must be an object');
-  checkKeys('param', params, { W1: 'f32[20,32]', b1: 'f32[32]', W2: 'f32[32,10]', b2: 'f32[10]' });
+  if (params.W1 == null || params.b1 == null || params.W2 == null || params.b2 == null) checkKeys('param', params, paramKeys);
   expectArray('param', "W1", params.W1, Float32Array, 640, 'f32[20,32]');
   expectArray('param', "b1", params.b1, Float32Array, 32, 'f32[32]');
   expectArray('param', "W2", params.W2, Float32Array, 320, 'f32[32,10]');
   expectArray('param', "b2", params.b2, Float32Array, 10, 'f32[10]');
-  checkKeys('input', inputs, { X: 'f32[16,20]', y: 'i32[16]' }, { y: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others" });
+  if (inputs.X == null || inputs.y == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', "X", inputs.X, Float32Array, 320, 'f32[16,20]');
   expectArray('input', "y", inputs.y, Int32Array, 16, 'i32[16]');
   expectIndices("y", inputs.y, 10);

@@ -242,6 +242,26 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys: Record<string, string> = {
+  C: 'f32[27,24]',
+  W1: 'f32[48,128]',
+  W2: 'f32[256,128]',
+  W3: 'f32[256,128]',
+  gain1: 'f32[128]',
+  bias1: 'f32[128]',
+  gain2: 'f32[128]',
+  bias2: 'f32[128]',
+  gain3: 'f32[128]',
+  bias3: 'f32[128]',
+  W4: 'f32[128,27]',
+  b4: 'f32[27]',
+};
+const inputKeys: Record<string, string> = { Xb: 'i32[32,8]', Yb: 'i32[32]' };
+const inputNotes: Record<string, string> = {
+  Yb: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
+};
+
 /**
  * Names the first missing argument; a key of the object that is no argument (a misspelling)
  * is named with it. Keys that are not arguments are otherwise ignored.
@@ -250,7 +270,7 @@ function checkKeys(
   kind: string,
   obj: object,
   known: Record<string, string>,
-  note: Record<string, string> = {},
+  note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
@@ -260,7 +280,7 @@ function checkKeys(
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of wavenet (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
   throw new TypeError(
-    `wavenet: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`,
+    `wavenet: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`,
   );
 }
 
@@ -288,20 +308,21 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('wavenet: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('wavenet: inputs must be an object');
-  checkKeys('param', params, {
-    C: 'f32[27,24]',
-    W1: 'f32[48,128]',
-    W2: 'f32[256,128]',
-    W3: 'f32[256,128]',
-    gain1: 'f32[128]',
-    bias1: 'f32[128]',
-    gain2: 'f32[128]',
-    bias2: 'f32[128]',
-    gain3: 'f32[128]',
-    bias3: 'f32[128]',
-    W4: 'f32[128,27]',
-    b4: 'f32[27]',
-  });
+  if (
+    params.C == null ||
+    params.W1 == null ||
+    params.W2 == null ||
+    params.W3 == null ||
+    params.gain1 == null ||
+    params.bias1 == null ||
+    params.gain2 == null ||
+    params.bias2 == null ||
+    params.gain3 == null ||
+    params.bias3 == null ||
+    params.W4 == null ||
+    params.b4 == null
+  )
+    checkKeys('param', params, paramKeys);
   expectArray('param', 'C', params.C, Float32Array, 648, 'f32[27,24]');
   expectArray('param', 'W1', params.W1, Float32Array, 6144, 'f32[48,128]');
   expectArray('param', 'W2', params.W2, Float32Array, 32768, 'f32[256,128]');
@@ -314,14 +335,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'bias3', params.bias3, Float32Array, 128, 'f32[128]');
   expectArray('param', 'W4', params.W4, Float32Array, 3456, 'f32[128,27]');
   expectArray('param', 'b4', params.b4, Float32Array, 27, 'f32[27]');
-  checkKeys(
-    'input',
-    inputs,
-    { Xb: 'i32[32,8]', Yb: 'i32[32]' },
-    {
-      Yb: "; only the output 'loss' depends on it, but every call computes all outputs: pass one (zeros will do) when you want only the others",
-    },
-  );
+  if (inputs.Xb == null || inputs.Yb == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', 'Xb', inputs.Xb, Int32Array, 256, 'i32[32,8]');
   expectIndices('Xb', inputs.Xb, 27);
   expectArray('input', 'Yb', inputs.Yb, Int32Array, 32, 'i32[32]');
