@@ -7,37 +7,16 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { demoOptions } from './demo/options.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const USAGE = 'usage: npm run demo:pinn -- [--steps N] [--seed N] [--out DIR]';
 
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      steps: { type: 'string', default: '6000' },
-      seed: { type: 'string', default: '1' },
-      out: { type: 'string', default: 'demo-out' },
-      help: { type: 'boolean', default: false },
-    },
-  }).values;
-} catch (e) {
-  console.error(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const int = (name) => {
-  const v = Number(opts[name]);
-  if (!Number.isInteger(v) || v < 0) {
-    console.error(`--${name} must be an integer ≥ 0, got '${opts[name]}'\n${USAGE}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { values: opts, int } = demoOptions(USAGE, {
+  steps: { type: 'string', default: '6000' },
+  seed: { type: 'string', default: '1' },
+  out: { type: 'string', default: 'demo-out' },
+});
 const steps = int('steps');
 const seed = int('seed');
 const OUT = path.resolve(opts.out);
