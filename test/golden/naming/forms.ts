@@ -97,6 +97,11 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** The arguments by name, with their types, and what an input only some outputs read is for. */
+const paramKeys: Record<string, string> = { Wh: 'f32[3,3]', Wy: 'f32[3,2]' };
+const inputKeys: Record<string, string> = { x: 'f32[4,6]' };
+const inputNotes: Record<string, string> = {};
+
 /**
  * Names the first missing argument; a key of the object that is no argument (a misspelling)
  * is named with it. Keys that are not arguments are otherwise ignored.
@@ -105,7 +110,7 @@ function checkKeys(
   kind: string,
   obj: object,
   known: Record<string, string>,
-  note: Record<string, string> = {},
+  note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
   const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
@@ -114,7 +119,9 @@ function checkKeys(
   const got = unknown.length
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of forms (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
-  throw new TypeError(`forms: missing ${kind} '${missing}' (${known[missing]})${got}${note[missing] ?? ''}`);
+  throw new TypeError(
+    `forms: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`,
+  );
 }
 
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
@@ -141,10 +148,10 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('forms: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('forms: inputs must be an object');
-  checkKeys('param', params, { Wh: 'f32[3,3]', Wy: 'f32[3,2]' });
+  if (params.Wh == null || params.Wy == null) checkKeys('param', params, paramKeys);
   expectArray('param', 'Wh', params.Wh, Float32Array, 9, 'f32[3,3]');
   expectArray('param', 'Wy', params.Wy, Float32Array, 6, 'f32[3,2]');
-  checkKeys('input', inputs, { x: 'f32[4,6]' });
+  if (inputs.x == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', 'x', inputs.x, Float32Array, 24, 'f32[4,6]');
 }
 
