@@ -21,3 +21,8 @@ export function exampleArgs(name: string, seed: number): { params: Arrays; input
 
 export const plain = (a: Arrays): Record<string, number[]> => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Array.from(v)]));
 
+
+/** The options of a training call: a fixed dropout seed and fresh running statistics (the harness gives the page the same). */
+export function callOptions(mod: object): { seed: number; buffers?: object } {
+  return { seed: 1, buffers: (mod as { initBuffers?: () => object }).initBuffers?.() };
+}

@@ -16,18 +16,21 @@ async function gpuModel(url, mode) {
   return models.get(key);
 }
 
+/** The options of a training call: a fixed dropout seed and fresh running statistics (as test/browser/examples.ts gives Node). */
+const callOptions = (mod) => ({ seed: 1, buffers: mod.initBuffers?.() });
+
 globalThis.harness = {
   /** loss and gradients of a flat or wasm module. */
   async valueAndGrad(url, params, inputs) {
     const mod = await import(url);
-    const { loss, grads } = mod.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs));
+    const { loss, grads } = mod.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs), callOptions(mod));
     return { loss, grads: plain(grads) };
   },
 
   /** The GPU.js module in `mode`: the backend it got, its loss and gradients, and the adapter it ran on. */
   async gpuValueAndGrad(url, mode, params, inputs) {
     const { mod, model } = await gpuModel(url, mode);
-    const { loss, grads } = await model.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs));
+    const { loss, grads } = await model.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs), callOptions(mod));
     return { mode: model.mode, loss, grads: plain(grads) };
   },
 
@@ -48,19 +51,21 @@ globalThis.harness = {
     const sgd = (p, grads) => {
       for (const k in p) for (let i = 0; i < p[k].length; i++) p[k][i] -= lr * grads[k][i];
     };
+    const flatOptions = callOptions(flat);
+    const gpuOptions = callOptions(flat);
     const pf = typed(flat.spec.params, params);
     const pg = typed(flat.spec.params, params);
     const flatLoss = [];
     const gpuLoss = [];
     const t0 = performance.now();
     for (let s = 0; s < steps; s++) {
-      const r = await model.valueAndGrad(pg, ins);
+      const r = await model.valueAndGrad(pg, ins, gpuOptions);
       gpuLoss.push(r.loss);
       sgd(pg, r.grads);
     }
     const gpuMs = (performance.now() - t0) / steps;
     for (let s = 0; s < steps; s++) {
-      const r = flat.valueAndGrad(pf, ins);
+      const r = flat.valueAndGrad(pf, ins, flatOptions);
       flatLoss.push(r.loss);
       sgd(pf, r.grads);
     }

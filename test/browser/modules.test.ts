@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GeneratedModule } from '../helpers.js';
 import { relErr, ROOT } from '../helpers.js';
 import { harness, launch, type Session } from './chromium.js';
-import { EXAMPLES, exampleArgs, plain } from './examples.js';
+import { callOptions, EXAMPLES, exampleArgs, plain } from './examples.js';
 
 interface Result {
   loss: number;
@@ -46,7 +46,7 @@ describe.each(EXAMPLES)('%s', (name) => {
     const file = path.join(ROOT, 'generated', name, `${name}${suffix}.js`);
     const mod = (await import(pathToFileURL(file).href)) as GeneratedModule;
     const { params, inputs } = exampleArgs(name, 7);
-    const node = mod.valueAndGrad(params, inputs);
+    const node = (mod.valueAndGrad as (p: object, i: object, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(params, inputs, callOptions(mod));
     const want = { loss: node.loss, grads: Object.fromEntries(Object.entries(node.grads).map(([k, v]) => [k, Array.from(v)])) };
     const got = await run(`/generated/${name}/${name}${suffix}.js`, plain(params), plain(inputs));
     expect(Number.isFinite(want.loss), 'the loss in Node').toBe(true);
