@@ -7,7 +7,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import * as tsMorph from 'ts-morph';
 import { ts } from 'ts-morph';
 import { CompileError } from '../ir/errors.js';
 import { Tensor, Tracer } from './dsl.js';
@@ -64,22 +63,77 @@ interface RawDiagnostic {
 
 /**
  * The check itself, written as a function of its own source text so that it can also run in a
- * worker thread: `tsMorph` is the ts-morph module, `options` the compiler options.
+ * worker thread: `common` is ts-morph's TypeScript with its standard library, `options` the compiler options, `shared` the
+ * compiler's own folders: their files and node_modules' (the standard library's declarations
+ * among them) are not the user's.
+ *
+ * Only the user's files are checked: the compiler's sources are read for the types they declare
+ * and never checked themselves (checking all of them took seconds per build). Their parsed files
+ * are kept in `cache` and shared by every later check of the process (a build of several models,
+ * a test run): a source file parsed and bound under the same options can be reused by a new
+ * program, as TypeScript's language service does.
  */
-function collectDiagnostics(tsMorph: typeof import('ts-morph'), entry: string, options: ts.CompilerOptions): RawDiagnostic[] {
-  const project = new tsMorph.Project({ skipAddingFilesFromTsConfig: true, compilerOptions: options });
-  project.addSourceFileAtPath(entry);
-  project.resolveSourceFileDependencies();
+function collectDiagnostics(
+  common: TsCommon,
+  entry: string,
+  options: ts.CompilerOptions,
+  shared: readonly string[],
+  cache: Map<string, ts.SourceFile>,
+): RawDiagnostic[] {
+  const tsApi = common.ts;
+  const isShared = (f: string) => f.includes('/node_modules/') || shared.some((d) => f.startsWith(d));
+  // the standard library's declarations, which ts-morph's TypeScript carries in memory
+  const libDir = common.libFolderInMemoryPath;
+  const libs = new Map(common.getLibFiles().map((f) => [`${libDir}/${f.fileName}`, f.text]));
+  const host = tsApi.createCompilerHost(options, true);
+  const read = host.getSourceFile.bind(host);
+  const { fileExists, readFile } = host;
+  host.getDefaultLibLocation = () => libDir;
+  host.getDefaultLibFileName = (o) => `${libDir}/${tsApi.getDefaultLibFileName(o)}`;
+  host.fileExists = (f) => libs.has(f) || fileExists.call(host, f);
+  host.readFile = (f) => libs.get(f) ?? readFile.call(host, f);
+  host.getSourceFile = (fileName, version, onError, fresh) => {
+    if (!isShared(fileName)) return read(fileName, version, onError, fresh);
+    let sf = cache.get(fileName);
+    if (sf === undefined) {
+      const lib = libs.get(fileName);
+      sf = lib !== undefined ? tsApi.createSourceFile(fileName, lib, version, true) : read(fileName, version, onError, fresh);
+      if (sf !== undefined) cache.set(fileName, sf);
+    }
+    return sf;
+  };
+  const program = tsApi.createProgram({ rootNames: [entry], options, host });
+  const mine = program.getSourceFiles().filter((sf) => !isShared(sf.fileName));
+  const all = [
+    ...program.getOptionsDiagnostics(),
+    ...program.getGlobalDiagnostics(),
+    ...mine.flatMap((sf) => [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)]),
+  ];
   const out: RawDiagnostic[] = [];
-  for (const d of project.getPreEmitDiagnostics()) {
-    const sf = d.getSourceFile();
-    if (d.getCategory() !== tsMorph.ts.DiagnosticCategory.Error || !sf) continue;
-    const lc = sf.getLineAndColumnAtPos(d.getStart() ?? 0);
-    const text = tsMorph.ts.flattenDiagnosticMessageText(d.compilerObject.messageText, '\n');
-    out.push({ file: sf.getFilePath(), line: lc.line, col: lc.column, code: d.getCode(), text });
+  for (const d of all) {
+    if (d.category !== tsApi.DiagnosticCategory.Error || !d.file) continue;
+    const lc = tsApi.getLineAndCharacterOfPosition(d.file, d.start ?? 0);
+    const text = tsApi.flattenDiagnosticMessageText(d.messageText, '\n');
+    out.push({ file: d.file.fileName, line: lc.line + 1, col: lc.character + 1, code: d.code, text });
   }
   return out;
 }
+
+/** What the check needs of `@ts-morph/common`: ts-morph's TypeScript and its in-memory standard library. */
+interface TsCommon {
+  readonly ts: typeof ts;
+  readonly libFolderInMemoryPath: string;
+  getLibFiles(): readonly { readonly fileName: string; readonly text: string }[];
+}
+/** Where ts-morph's own dependency is resolved from (the check runs the TypeScript that ts-morph carries). */
+const TS_MORPH = require.resolve('ts-morph');
+const COMMON = createRequire(TS_MORPH)('@ts-morph/common') as TsCommon;
+
+/** The parsed files of the compiler's sources and node_modules, shared by the checks of this process. */
+const SHARED_FILES = new Map<string, ts.SourceFile>();
+
+/** The compiler's own folders as TypeScript spells file names ('/'-separated). */
+const OWN_TS = OWN.map((d) => d.split(path.sep).join('/'));
 
 /**
  * The same check in a worker thread with a 512 MB stack, waited for synchronously. TypeScript
@@ -93,16 +147,17 @@ function collectOnBigStack(entry: string): RawDiagnostic[] {
   const code = [
     "const { workerData } = require('node:worker_threads');",
     `const collect = ${collectDiagnostics.toString()};`,
-    'const { port, done, tsMorph, entry, options } = workerData;',
+    "const { createRequire } = require('node:module');",
+    'const { port, done, tsMorph, entry, options, shared } = workerData;',
     'let reply;',
-    'try { reply = { diagnostics: collect(require(tsMorph), entry, options) }; } catch (e) { reply = { error: String(e && e.stack || e) }; }',
+    'try { reply = { diagnostics: collect(createRequire(tsMorph)("@ts-morph/common"), entry, options, shared, new Map()) }; } catch (e) { reply = { error: String(e && e.stack || e) }; }',
     'port.postMessage(reply);',
     'Atomics.store(done, 0, 1);',
     'Atomics.notify(done, 0);',
   ].join('\n');
   const worker = new Worker(code, {
     eval: true,
-    workerData: { port: port2, done, tsMorph: require.resolve('ts-morph'), entry, options: OPTIONS },
+    workerData: { port: port2, done, tsMorph: TS_MORPH, entry, options: OPTIONS, shared: OWN_TS },
     transferList: [port2],
     resourceLimits: { stackSizeMb: 512 },
   });
@@ -169,7 +224,7 @@ function fixOf(d: RawDiagnostic): string {
 export function typeErrors(entry: string, dir: string): CompileError[] {
   let diagnostics: RawDiagnostic[];
   try {
-    diagnostics = collectDiagnostics(tsMorph, entry, OPTIONS);
+    diagnostics = collectDiagnostics(COMMON, entry, OPTIONS, OWN_TS, SHARED_FILES);
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
     diagnostics = collectOnBigStack(entry);
