@@ -19,10 +19,10 @@ function hash32(x) {
   x ^= x >>> 16;
   return x >>> 0;
 }
-/** The key of one dropout site under one seed (any safe integer; both 32-bit halves count). */
+/** The key of one dropout site under one seed (any safe integer; both 32-bit halves count), as a signed 32-bit integer: an unsigned one above 2^31 would be boxed on its way out of the call. */
 function dropoutKey(seed, site) {
   const hi = Math.floor(seed / 4294967296) | 0;
-  return hash32(hash32(seed | 0) ^ hash32(hi ^ 0x5bd1e995) ^ hash32(Math.imul(site + 1, 0x9e3779b9)));
+  return hash32(hash32(seed | 0) ^ hash32(hi ^ 0x5bd1e995) ^ hash32(Math.imul(site + 1, 0x9e3779b9))) | 0;
 }
 /** The mask of a site: element i is 0 when its uniform u = (top 24 bits of hash32(key ^ hash32(i))) / 2^24 is below p, else scale = 1 / (1 - p). */
 function fillDropoutMask(a, p, scale, seed, site) {
