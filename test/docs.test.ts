@@ -288,7 +288,7 @@ describe.concurrent('the code blocks of the documentation', () => {
       }
       for (const [f, b] of s.files) if (!s.used.has(f) && !blocks.some((o) => o.line > b.line && o.text.includes(f))) failures.push(`${doc}:${b.line}: the file ${f} is written but no later block uses it`);
       expect(failures.join('\n\n')).toBe('');
-    }, 180_000);
+    }, 240_000);
   }
 });
 
