@@ -5,6 +5,7 @@ import type { Graph } from './graph.js';
 // dimensions (element counts, strides, buffer sizes) are `Size`s: a number times symbols, which
 // the emitters print as code (`B * 64`).
 
+/** A dimension: a size, or the name of a symbolic dimension bound by each call (`'B'`). */
 export type Dim = number | string;
 
 /** coef · Π syms, syms sorted: the product of some dimensions. */

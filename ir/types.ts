@@ -7,6 +7,7 @@
 import type { Dim } from './dims.js';
 import type { AttrsOf, OpKind } from './ops.js';
 
+/** An element type: `'f32'` (Float32Array) or `'i32'` (Int32Array: indices, labels). */
 export type DType = 'f32' | 'i32';
 /** Dimensions: sizes, or symbols bound per call (see dims.ts). */
 export type Shape = readonly Dim[];

@@ -16,9 +16,12 @@ import { formatLoc, formatType } from '../ir/types.js';
 
 export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
+/** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
+/** An axis or several; negative axes count from the end. */
 export type Axis = number | readonly number[];
 
+/** Options of `g.param`. */
 export interface ParamOptions {
   /** Initial values: N(0,1), 0, 1 or U(−1,1), times `scale`. Default 'randn'. */
   init?: Init;
@@ -31,7 +34,9 @@ export interface InputOptions {
   grad?: boolean;
 }
 
+/** Options of `g.batchNorm`. */
 export interface BatchNormOptions {
+  /** Added to the variance before the square root (default 1e-5). */
   eps?: number;
   /**
    * Keep running statistics (torch.nn.BatchNorm1d's `momentum`): buffers `<name>.running_mean`
@@ -43,15 +48,19 @@ export interface BatchNormOptions {
   name?: string;
 }
 
+/** Options of `g.layerNorm`. */
 export interface LayerNormOptions {
   eps?: number;
 }
 
+/** What a model function returns: the scalar f32 loss, or an object of named outputs holding `loss`. */
 export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
+/** The body of a model: traced once by `graphc build`, with `g` to declare inputs and params and call ops. */
 export type ModelFn = (g: GraphBuilder) => ModelOutputs;
 
 const MODEL = Symbol.for('graphc.model');
 
+/** What `model(name, fn)` returns: the default export of a model file. */
 export interface ModelDef {
   readonly [MODEL]: true;
   readonly name: string;
@@ -122,6 +131,7 @@ export class Tensor {
     return [...this[TRACER].graph.type(this.id).shape];
   }
 
+  /** The element type: `'f32'` or `'i32'`. */
   get dtype(): DType {
     return this[TRACER].graph.type(this.id).dtype;
   }
@@ -131,69 +141,90 @@ export class Tensor {
     return t.call(() => f(t.b, t));
   }
 
+  /** this + o, broadcasting as NumPy does. */
   add(o: TensorLike): Tensor {
     return this.op((b, t) => b.add(this.id, t.operand(o)));
   }
+  /** this − o, broadcasting. */
   sub(o: TensorLike): Tensor {
     return this.op((b, t) => b.sub(this.id, t.operand(o)));
   }
+  /** this · o elementwise, broadcasting. */
   mul(o: TensorLike): Tensor {
     return this.op((b, t) => b.mul(this.id, t.operand(o)));
   }
+  /** this / o, broadcasting. */
   div(o: TensorLike): Tensor {
     return this.op((b, t) => b.div(this.id, t.operand(o)));
   }
+  /** this ** o, broadcasting. */
   pow(o: TensorLike): Tensor {
     return this.op((b, t) => b.pow(this.id, t.operand(o)));
   }
+  /** The elementwise maximum; a tie gives the gradient to this (the first operand), as PyTorch. */
   maximum(o: TensorLike): Tensor {
     return this.op((b, t) => b.maximum(this.id, t.operand(o)));
   }
+  /** The elementwise minimum; a tie gives the gradient to this (the first operand). */
   minimum(o: TensorLike): Tensor {
     return this.op((b, t) => b.minimum(this.id, t.operand(o)));
   }
 
+  /** −this. */
   neg(): Tensor {
     return this.op((b) => b.neg(this.id));
   }
+  /** e^this. */
   exp(): Tensor {
     return this.op((b) => b.exp(this.id));
   }
+  /** The natural logarithm. */
   log(): Tensor {
     return this.op((b) => b.log(this.id));
   }
+  /** tanh; its gradient is computed from the output (1 − y²). */
   tanh(): Tensor {
     return this.op((b) => b.tanh(this.id));
   }
+  /** σ(this) = 1 / (1 + e^−this); its gradient is computed from the output (y·(1 − y)). */
   sigmoid(): Tensor {
     return this.op((b) => b.sigmoid(this.id));
   }
+  /** max(this, 0); no gradient at 0, as PyTorch. */
   relu(): Tensor {
     return this.op((b) => b.relu(this.id));
   }
+  /** The square root. */
   sqrt(): Tensor {
     return this.op((b) => b.sqrt(this.id));
   }
+  /** this². */
   square(): Tensor {
     return this.op((b) => b.square(this.id));
   }
+  /** |this|. */
   abs(): Tensor {
     return this.op((b) => b.abs(this.id));
   }
 
+  /** The sum over `axis` (a number, an array, or omitted for every axis), keeping the reduced axes as size 1 with `keepDims`. */
   sum(axis?: Axis, keepDims = false): Tensor {
     return this.op((b) => b.sum(this.id, normalizeAxes('sum', axis, this.dims.length), keepDims));
   }
+  /** The mean over `axis` (as `sum`); over a symbolic dimension it divides by the size bound by the call. */
   mean(axis?: Axis, keepDims = false): Tensor {
     return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.dims.length), keepDims));
   }
+  /** The maximum over `axis` (as `sum`); the gradient goes to the first argmax. */
   max(axis?: Axis, keepDims = false): Tensor {
     return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.dims.length), keepDims));
   }
 
+  /** The matrix product: `[m, k] × [k, n]`, `[..., m, k] × [k, n]` or `[..., m, k] × [..., k, n]`. */
   matmul(o: Tensor): Tensor {
     return this.op((b, t) => b.matmul(this.id, t.operand(o, 'matmul')));
   }
+  /** Permutes the axes by `perm` (default: swaps the last two). */
   transpose(perm?: readonly number[]): Tensor {
     return this.op((b) => {
       const r = this.dims.length;
@@ -225,9 +256,11 @@ export class Tensor {
       return b.slice(this.id, t.shape.map((_d, i) => (i === a ? start : 0)), t.shape.map((s, i) => (i === a ? length : s)));
     });
   }
+  /** The same elements in another shape; one entry may be −1 (inferred), and a symbolic dimension stays an axis of its own (`['B', -1]`). */
   reshape(shape: readonly Dim[]): Tensor {
     return this.op((b) => b.reshape(this.id, checkShape('reshape', shape, { wild: true, symbols: true })));
   }
+  /** The same values, through which no gradient flows (`torch.Tensor.detach`). */
   stopGradient(): Tensor {
     return this.op((b) => b.stopGradient(this.id));
   }
@@ -238,22 +271,34 @@ export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
   /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
+  /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param. */
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
+  /** A constant: a number or nested arrays of numbers. */
   const(value: number | NestedNumbers): Tensor;
+  /** The rows of `table` at the i32 `indices` (`C[Xb]`): shape `[...indices, ...table.shape.slice(1)]`. */
   gather(table: Tensor, indices: Tensor): Tensor;
+  /** One entry of each row of `x [n, c]` at the i32 `indices [n]` (`x[range(n), indices]`). */
   pick(x: Tensor, indices: Tensor): Tensor;
+  /** The f32 one-hot encoding of the i32 `indices`, `depth` classes on a new last axis. */
   oneHot(indices: Tensor, depth: number): Tensor;
+  /** The tensors joined along `axis`. */
   concat(tensors: readonly Tensor[], axis: number): Tensor;
+  /** exp(x − max) / Σ exp(x − max) along `axis` (default −1). */
   softmax(x: Tensor, axis?: number): Tensor;
+  /** log(softmax(x)) along `axis` (default −1), computed stably. */
   logSoftmax(x: Tensor, axis?: number): Tensor;
+  /** The mean cross-entropy of `logits [n, classes]` (or `[n, t, classes]`) against the i32 class `targets [n]` (or `[n, t]`), averaged over every position (`F.cross_entropy`). */
   crossEntropy(logits: Tensor, targets: Tensor): Tensor;
+  /** Batch normalisation over every axis but the last (axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`), the variance with Bessel's correction (n − 1) as in the lecture, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
   /**
    * Inverted dropout (torch.nn.functional.dropout): in a training call each element is zeroed
    * with probability p and the others scaled by 1/(1 − p); in evaluation it is the identity.
    */
   dropout(x: Tensor, p: number): Tensor;
+  /** Layer normalisation over the last axis, the variance divided by n (`torch.nn.LayerNorm`), then `gain · x̂ + bias`. */
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
+  /** The multiclass SVM loss of `scores [n, classes]` against the i32 `targets [n]`: the mean over rows of Σ_{j ≠ y} max(0, s_j − s_y + margin) (default margin 1). */
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
   /**
    * The gradients dy/dx of the f32 scalar y with respect to each x (a param, an input or an
@@ -275,12 +320,17 @@ export interface GraphBuilder {
   conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions<Tensor>): Tensor;
   /** x [N, C, L], weight [O, C/groups, k], bias [O] → [N, O, Lo] (PyTorch's conv1d). */
   conv1d(x: Tensor, weight: Tensor, options?: Conv1dOptions<Tensor>): Tensor;
+  /** Max pooling of `x [N, C, H, W]` (`F.max_pool2d`); padding counts as −∞. */
   maxPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  /** Average pooling of `x [N, C, H, W]` (`F.avg_pool2d`). */
   avgPool2d(x: Tensor, kernel: Pair, options?: Pool2dOptions): Tensor;
+  /** Max pooling of `x [N, C, L]` (`F.max_pool1d`). */
   maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  /** Average pooling of `x [N, C, L]` (`F.avg_pool1d`). */
   avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
 }
 
+/** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
 export type NestedNumbers = readonly (number | NestedNumbers)[];
 
 function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols?: boolean } = {}): Dim[] {

@@ -13,6 +13,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 
+/** A tensor as the modules take and return it: row-major, Float32Array for f32, Int32Array for i32. */
 export type TensorData = Float32Array | Int32Array;
 
 /** A tensor with its shape (what safetensors stores). */
@@ -28,6 +29,7 @@ export interface SpecLike {
   readonly inputs?: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
 }
 
+/** Options of `saveParams` and `encodeSafetensors`. */
 export interface SaveOptions {
   /** Shapes by name (default: each tensor's shape from `spec.params`, else 1-D). */
   readonly spec?: SpecLike;
@@ -35,6 +37,7 @@ export interface SaveOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
+/** Options of `loadParams`. */
 export interface LoadOptions {
   /**
    * Checks the file against a module's spec: every param present, with its shape and dtype;
@@ -42,6 +45,7 @@ export interface LoadOptions {
    * error too.
    */
   readonly spec?: SpecLike;
+  /** With `spec`: a name in the file that is not a param is an error (default true, as torch's `load_state_dict`). */
   readonly strict?: boolean;
 }
 
