@@ -9,7 +9,6 @@
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
 
-import { CompileError } from '../ir/errors.js';
 import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
@@ -30,6 +29,7 @@ import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.j
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
 import { threadsDecl } from './wasm/threads.js';
+import { emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
@@ -53,7 +53,7 @@ interface Kernel {
  */
 export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
   const threaded = opts.threads ?? true;
-  rejectSymbolic(m);
+  if (symbols(m.fwd).length) return emitSymbolicWasm(m, typed);
   const plan = m.plan;
   const offsets: number[] = [];
   let end = 0;
@@ -251,17 +251,6 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
   if (targets.length === 0) return { end, backend };
   const doc = `${spec.name} update of ${targets.length} param${targets.length === 1 ? '' : 's'} (${[...covered].join(', ')})`;
   return { end, backend, kernel: { name: 'update', body: updateBody(spec, targets, scalarsAt), d: { kind: 'update', params: targets.length, doc } } };
-}
-
-function rejectSymbolic(m: ModuleInfo): void {
-  const syms = symbols(m.fwd);
-  if (syms.length === 0) return;
-  const input = m.fwd.insts.find((i) => i.op === 'input' && m.fwd.type(i.result).shape.some((d) => typeof d === 'string'));
-  throw new CompileError(
-    `--target wasm needs static shapes, but ${syms.length === 1 ? `dimension ${syms[0]} is` : `dimensions ${syms.join(', ')} are`} bound per call`,
-    'build the wasm module for fixed sizes (a number instead of a dimension name), or use --target ts,gpu, which take any size',
-    input?.loc,
-  );
 }
 
 /** The functions of the wasm module: each kernel; a split one as its range, its packing of B and a whole call of both. */

@@ -254,14 +254,15 @@ type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
  * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
  * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
  * a copy of each stored reduction's result, then the group's epilogue members. Undefined when a
- * part has no SIMD form here.
+ * part has no SIMD form here. `accStride`: the bytes from one accumulator to the next (default:
+ * the kept positions' floats, 16-byte aligned; the symbolic module's layout gives its own).
  */
-function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, accAt: number): { rows: Step[]; reduced: Operand[]; accs: number[]; epilogue: Step[] } | undefined {
+function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, accAt: number, accStride?: number): { rows: Step[]; reduced: Operand[]; accs: number[]; epilogue: Step[] } | undefined {
   const g = u.graph;
   const { reductions, shape, axes, leading, M, N } = r;
   const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
   const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
-  const accs = reductions.map((_r, k) => accAt + k * align((leading ? N : M) * 4));
+  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? align((leading ? N : M) * 4)));
   const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
   const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
   if (!rows) return undefined;
@@ -288,9 +289,9 @@ function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, acc
 }
 
 /** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
-export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
+export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number, accStride?: number): ReduceDecision | undefined {
   const r = reductionOf(u);
-  const parts = r?.leading ? reduceGroup(m, u, r, address, accAt) : undefined;
+  const parts = r?.leading ? reduceGroup(m, u, r, address, accAt, accStride) : undefined;
   if (!r || !parts) return undefined;
   const { reductions, M, N } = r;
   const { accs } = parts;
@@ -306,9 +307,9 @@ export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: nu
 }
 
 /** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
-export function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): RowReduceDecision | undefined {
+export function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number, accStride?: number): RowReduceDecision | undefined {
   const r = reductionOf(u);
-  const parts = r && !r.leading && r.N > 0 ? reduceGroup(m, u, r, address, accAt) : undefined;
+  const parts = r && !r.leading && r.N > 0 ? reduceGroup(m, u, r, address, accAt, accStride) : undefined;
   if (!r || !parts) return undefined;
   const { reductions, M, N } = r;
   // one step per reduction holding the value it reduces, which the kernel folds into its vector
