@@ -126,6 +126,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
             pages,
             sharedFlagAt(allKernels(), pages),
             typed,
+            (['hvp', 'jvp'] as const).filter((d) => m.derived?.[d]),
           ),
         ];
       },
