@@ -5,16 +5,13 @@
 // of its arrays. The kernels are encoded by graphc at build time and embedded in the module, which
 // still imports nothing. Every other step (cross-entropy, gathers, transposes) is the flat
 // module's code; all steps keep the flat module's order and comments.
+//
+// This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
+// run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
 
-import { CompileError } from '../ir/errors.js';
-import type { Graph } from '../ir/graph.js';
-import type { Plan, Unit } from '../ir/memplan.js';
+import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
-import { isStatic, numelSize, symbols } from '../ir/dims.js';
-import { broadcastStridesSize } from '../ir/shape.js';
-import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
-import { sameShape } from '../ir/types.js';
-import { formula } from './formula.js';
+import { numelSize, symbols } from '../ir/dims.js';
 import { commentText, key, member } from './module.js';
 import { OPTIMIZERS, scalarNames } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
@@ -25,78 +22,20 @@ import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
-import type { MatmulKernel } from './wasm/matmul.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
-import type { ConvKernel } from './wasm/conv.js';
 import { convBody, convScratch } from './wasm/conv.js';
-import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
+import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
-import type { SoftmaxKernel } from './wasm/softmax.js';
 import { softmaxBody } from './wasm/softmax.js';
-import type { Operand, Step, StepOp } from './wasm/steps.js';
-import { isElementwise } from '../ir/fusion.js';
 import type { Split } from './wasm/threads.js';
 import { threadsDecl } from './wasm/threads.js';
+import { emitSymbolicWasm } from './wasm/symbolic.js';
+import type { Address } from './wasm/layout.js';
+import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
+import type { Decision, UpdateDecision } from './wasm/decide.js';
+import { decideConv, decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
 
-const PAGE = 65536;
-/** Bytes after the last array: a kernel's last vector may read up to 12 bytes past an array's end. */
-const PADDING = 16;
-const align = (n: number) => Math.ceil(n / 16) * 16;
-
-/** How a matmul group is run. */
-interface MatmulDecision {
-  readonly kind: 'matmul';
-  readonly kernel: Omit<MatmulKernel, 'c' | 'pack'>;
-  /** The product is stored in its own buffer (else in the scratch area when the epilogue is JS). */
-  readonly productStored: boolean;
-  /** The epilogue runs in the kernel (else as a loop of the flat module's code after it). */
-  readonly fusedEpilogue: boolean;
-  readonly doc: string;
-}
-
-/** An elementwise group (or a single elementwise op) as a kernel over [M,N]. */
-interface ElementwiseDecision {
-  readonly kind: 'elementwise';
-  readonly kernel: ElementwiseKernel;
-  readonly doc: string;
-}
-
-/** A reduction over leading axes (column sums, with the group's elementwise members and epilogue) as a kernel. */
-interface ReduceDecision {
-  readonly kind: 'reduce';
-  readonly kernel: ReduceKernel;
-  readonly doc: string;
-}
-
-/** A reduction over trailing axes (row sums, with the group's members and epilogue) as a kernel. */
-interface RowReduceDecision {
-  readonly kind: 'rowreduce';
-  readonly kernel: RowReduceKernel;
-  readonly doc: string;
-}
-
-/** A softmax over the last axis as a kernel over its rows. */
-interface SoftmaxDecision {
-  readonly kind: 'softmax';
-  readonly kernel: SoftmaxKernel;
-  readonly doc: string;
-}
-
-/** The optimizer update of the params whose arrays are in the memory (--optimizer). */
-interface UpdateDecision {
-  readonly kind: 'update';
-  readonly params: number;
-  readonly doc: string;
-}
-
-/** A convolution or one of its gradients as an implicit GEMM (im2col and the matmul kernel). */
-interface ConvDecision {
-  readonly kind: 'conv';
-  readonly kernel: Omit<ConvKernel, 'scratch'>;
-  readonly doc: string;
-}
-
-type Decision = ConvDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+export { isConv, simdOp } from './wasm/decide.js';
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -114,7 +53,7 @@ interface Kernel {
  */
 export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
   const threaded = opts.threads ?? true;
-  rejectSymbolic(m);
+  if (symbols(m.fwd).length) return emitSymbolicWasm(m, typed);
   const plan = m.plan;
   const offsets: number[] = [];
   let end = 0;
@@ -187,6 +126,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
             pages,
             sharedFlagAt(allKernels(), pages),
             typed,
+            (['hvp', 'jvp'] as const).filter((d) => m.derived?.[d]),
           ),
         ];
       },
@@ -312,333 +252,6 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
   if (targets.length === 0) return { end, backend };
   const doc = `${spec.name} update of ${targets.length} param${targets.length === 1 ? '' : 's'} (${[...covered].join(', ')})`;
   return { end, backend, kernel: { name: 'update', body: updateBody(spec, targets, scalarsAt), d: { kind: 'update', params: targets.length, doc } } };
-}
-
-function rejectSymbolic(m: ModuleInfo): void {
-  const syms = symbols(m.fwd);
-  if (syms.length === 0) return;
-  const input = m.fwd.insts.find((i) => i.op === 'input' && m.fwd.type(i.result).shape.some((d) => typeof d === 'string'));
-  throw new CompileError(
-    `--target wasm needs static shapes, but ${syms.length === 1 ? `dimension ${syms[0]} is` : `dimensions ${syms.join(', ')} are`} bound per call`,
-    'build the wasm module for fixed sizes (a number instead of a dimension name), or use --target ts,gpu, which take any size',
-    input?.loc,
-  );
-}
-
-/** The byte address of a value's array in the memory, when it has one there. */
-function addresses(plan: Plan, offsets: readonly number[]): (g: Graph, v: ValueId) => number | undefined {
-  const root = (n: string): string => {
-    const s = plan.storage.get(n);
-    return s?.kind === 'alias' ? root(s.of) : n;
-  };
-  return (g, v) => {
-    const id = plan.bufferOf.get(root(valueName(g, v)));
-    return id === undefined ? undefined : offsets[id];
-  };
-}
-
-type Address = (g: Graph, v: ValueId) => number | undefined;
-
-/** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
-function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
-  const g = u.graph;
-  const mm = u.insts[0] as InstOf<'matmul'>;
-  const [A, B] = mm.args as [ValueId, ValueId];
-  const a = address(g, A);
-  const b = address(g, B);
-  if (a === undefined || b === undefined) return undefined;
-  const ta = g.type(A).shape as number[];
-  const tb = g.type(B).shape as number[];
-  const out = g.type(mm.result).shape as number[];
-  const { transA, transB } = mm.attrs;
-  const batch = numelSize(out.slice(0, -2)).coef;
-  const epilogue =
-    u.insts.length > 1 && batch === 1 && out.length === 2 ? stepsOf(m, u, u.insts.slice(1), { out, known: new Map([[mm.result, { kind: 'acc' }]]) }, address)?.steps : undefined;
-  return {
-    kind: 'matmul',
-    kernel: {
-      name: '',
-      M: out.at(-2)!,
-      N: out.at(-1)!,
-      K: transA ? ta.at(-2)! : ta.at(-1)!,
-      batch,
-      transA,
-      transB,
-      a,
-      b,
-      aBatched: ta.length > 2 && batch > 1,
-      bBatched: tb.length > 2 && batch > 1,
-      epilogue: epilogue ?? [],
-    },
-    productStored: m.plan.storage.get(valueName(g, mm.result))?.kind === 'buffer',
-    fusedEpilogue: epilogue !== undefined || u.insts.length === 1,
-    doc: docOf(m, u),
-  };
-}
-
-export const isConv = (op: string): op is ConvKernel['op'] => op === 'conv' || op === 'conv_input_grad' || op === 'conv_weight_grad';
-
-/** How to run a convolution op, or undefined for the flat module's loops (an operand outside the memory). */
-function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | undefined {
-  const g = u.graph;
-  const inst = u.insts[0] as InstOf<ConvKernel['op']>;
-  const [a0, a1] = inst.args as [ValueId, ValueId];
-  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
-  const [x, w, y] = [address(g, xv), address(g, wv), address(g, yv)];
-  if (x === undefined || w === undefined || y === undefined) return undefined;
-  const [N, C, H, W] = g.type(xv).shape as number[];
-  const [O, , kH, kW] = g.type(wv).shape as number[];
-  const [, , Ho, Wo] = g.type(yv).shape as number[];
-  const a = inst.attrs;
-  return {
-    kind: 'conv',
-    kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
-    doc: docOf(m, u),
-  };
-}
-
-/** The formula of a group's last value, as the flat module's comments write it. */
-function docOf(m: ModuleInfo, u: Unit): string {
-  const g = u.graph;
-  const last = u.insts[u.insts.length - 1]!;
-  const inUnit = new Set(u.insts.map((x) => x.id));
-  return `${valueName(g, last.result)} = ${formula(g, last.result, (d) => inUnit.has(d.id) && m.plan.storage.get(valueName(g, d.result))?.kind !== 'buffer')}`;
-}
-
-/** How to run an elementwise group as a kernel, or undefined for the flat module's loop. */
-function decideElementwise(m: ModuleInfo, u: Unit, address: Address): ElementwiseDecision | undefined {
-  if (!u.insts.every(isElementwise)) return undefined;
-  const shape = u.graph.type(u.insts[0]!.result).shape as number[];
-  const N = shape.length ? shape[shape.length - 1]! : 1;
-  const M = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const steps = stepsOf(m, u, u.insts, { out: shape }, address)?.steps;
-  return steps && { kind: 'elementwise', kernel: { M, N, steps }, doc: docOf(m, u) };
-}
-
-/**
- * A value read at the positions of an iteration shape collapsed to [M,N] (the axes before `split`
- * as rows, the others as columns): its row and column strides, or undefined when its axes do not
- * collapse (an operand broadcast along some row axes and not others) or its column stride is
- * not 0 or 1.
- */
-function rowColumnStrides(shape: Shape, out: readonly number[], split = out.length - 1): { si: number; sj: number } | undefined {
-  const st = broadcastStridesSize(shape, out).map((x) => (isStatic(x) ? x.coef : NaN));
-  if (st.some(Number.isNaN)) return undefined;
-  const rows = Math.max(split, 0); // a scalar space has no axes
-  const si = collapse(st.slice(0, rows), out.slice(0, rows));
-  const sj = collapse(st.slice(rows), out.slice(rows));
-  return si === undefined || sj === undefined || sj > 1 ? undefined : { si, sj };
-}
-
-/**
- * The stride s of a run of axes read as one: every axis's stride is s × the product of the sizes
- * after it (axes of size 1 never move); undefined when there is no such s.
- */
-function collapse(strides: readonly number[], dims: readonly number[]): number | undefined {
-  let s: number | undefined;
-  let inner = 1;
-  for (let d = dims.length - 1; d >= 0; d--) {
-    if (dims[d] !== 1) {
-      s ??= strides[d]! / inner;
-      if (strides[d] !== s * inner) return undefined;
-    }
-    inner *= dims[d]!;
-  }
-  return s === undefined || Number.isInteger(s) ? (s ?? 0) : undefined;
-}
-
-/** What the steps of a space read. */
-interface Space {
-  /** The iteration shape, and how many of its leading axes are rows. */
-  readonly out: readonly number[];
-  readonly split?: number;
-  /** Values with operands of their own (the matmul's accumulators, a reduction's running values). */
-  readonly known?: ReadonlyMap<ValueId, Operand>;
-}
-
-/**
- * Instructions as kernel steps over a space (a matmul's [M,N], an elementwise group's shape, a
- * reduction's full or kept shape), and the operand of any value they read; undefined when an op
- * has no SIMD form here or an operand is not in the memory.
- */
-function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], space: Space, address: Address): { steps: Step[]; operand: (v: ValueId) => Operand | undefined } | undefined {
-  const g = u.graph;
-  const stepOf = new Map<ValueId, number>();
-  const storage = (v: ValueId) => m.plan.storage.get(valueName(g, v));
-  const operand = (v: ValueId): Operand | undefined => {
-    const k = space.known?.get(v);
-    if (k) return k;
-    const step = stepOf.get(v);
-    if (step !== undefined) return { kind: 'step', step };
-    const s = storage(v);
-    if (s?.kind === 'literal') return { kind: 'const', value: s.value };
-    const addr = address(g, v);
-    if (addr === undefined || g.type(v).dtype !== 'f32') return undefined;
-    const strides = rowColumnStrides(g.type(v).shape, space.out, space.split);
-    return strides && { kind: 'mem', addr, ...strides };
-  };
-  const steps: Step[] = [];
-  for (const inst of members) {
-    if (g.type(inst.result).dtype !== 'f32') return undefined;
-    const op = simdOp(inst, (v) => storage(v));
-    if (!op) return undefined;
-    const args = op.args.map(operand);
-    if (args.some((x) => x === undefined)) return undefined;
-    const stored = storage(inst.result)?.kind === 'buffer';
-    const store = stored ? address(g, inst.result) : undefined;
-    if (stored && store === undefined) return undefined;
-    stepOf.set(inst.result, steps.length);
-    steps.push({ op: op.op, args: args as Operand[], store });
-  }
-  return { steps, operand };
-}
-
-/**
- * The reductions of a reduce group, all over the same axes of one shape: leading axes (column
- * sums, [M,N] with M the reduced positions) or trailing ones (row sums, N the reduced positions).
- */
-function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: number[]; axes: readonly number[]; leading: boolean; M: number; N: number } | undefined {
-  if (!(u.kind === 'reduce' || (u.kind === 'single' && (u.insts[0]!.op === 'sum' || u.insts[0]!.op === 'max')))) return undefined;
-  const reductions = u.insts.filter((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'>[];
-  const shape = u.graph.type(reductions[0]!.args[0]!).shape as number[];
-  const axes = reductions[0]!.attrs.axes;
-  if (axes.length === 0 || axes.length >= shape.length) return undefined;
-  const leading = axes.every((a, k) => a === k);
-  if (!leading && !axes.every((a, k) => a === shape.length - axes.length + k)) return undefined;
-  const split = leading ? axes.length : shape.length - axes.length;
-  const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
-  return { reductions, shape, axes, leading, M: size(shape.slice(0, split)), N: size(shape.slice(split)) };
-}
-
-type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
-
-/**
- * What a reduce group's kernel computes, whichever its axes: the steps of its members over the
- * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
- * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
- * a copy of each stored reduction's result, then the group's epilogue members. Undefined when a
- * part has no SIMD form here.
- */
-function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, accAt: number): { rows: Step[]; reduced: Operand[]; accs: number[]; epilogue: Step[] } | undefined {
-  const g = u.graph;
-  const { reductions, shape, axes, leading, M, N } = r;
-  const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
-  const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
-  const accs = reductions.map((_r, k) => accAt + k * align((leading ? N : M) * 4));
-  const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
-  const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
-  if (!rows) return undefined;
-  const reduced: Operand[] = [];
-  for (const red of reductions) {
-    const x = rows.operand(red.args[0]!);
-    if (g.type(red.result).dtype !== 'f32' || !x) return undefined;
-    reduced.push(x);
-  }
-  const results: Step[] = [];
-  for (const [k, red] of reductions.entries())
-    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [acc(k)], store: address(g, red.result) });
-  const epilogue = u.insts.filter((i) => !isReduction(i) && !inFull(i));
-  const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
-  if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
-  // over the kept positions as one row (as [1, N] rows of the kept shape for leading axes kept)
-  const split = leading && epiShape.length === shape.length ? axes.length : 0;
-  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, acc(k)]));
-  const epi = stepsOf(m, u, epilogue, { out: epiShape, split, known }, address);
-  if (!epi) return undefined;
-  // an epilogue step refers to earlier epilogue steps by index: shift them past the result copies
-  const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
-  return { rows: rows.steps, reduced, accs, epilogue: [...results, ...epi.steps.map((st) => ({ ...st, args: st.args.map(shift) }))] };
-}
-
-/** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
-function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): ReduceDecision | undefined {
-  const r = reductionOf(u);
-  const parts = r?.leading ? reduceGroup(m, u, r, address, accAt) : undefined;
-  if (!r || !parts) return undefined;
-  const { reductions, M, N } = r;
-  const { accs } = parts;
-  const init: Step[] = reductions.map((red, k) => ({ op: 'copy', args: [{ kind: 'const', value: red.op === 'sum' ? 0 : -Infinity }], store: accs[k], storeSi: 0 }));
-  // every row adds (or maxes) into the accumulators
-  const accumulate: Step[] = reductions.map((red, k) => ({
-    op: red.op === 'sum' ? 'add' : 'pmax',
-    args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }, parts.reduced[k]!],
-    store: accs[k],
-    storeSi: 0,
-  }));
-  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue }, doc: docOf(m, u) };
-}
-
-/** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
-function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number): RowReduceDecision | undefined {
-  const r = reductionOf(u);
-  const parts = r && !r.leading && r.N > 0 ? reduceGroup(m, u, r, address, accAt) : undefined;
-  if (!r || !parts) return undefined;
-  const { reductions, M, N } = r;
-  // one step per reduction holding the value it reduces, which the kernel folds into its vector
-  const taps: Step[] = parts.reduced.map((x) => ({ op: 'copy', args: [x] }));
-  return {
-    kind: 'rowreduce',
-    kernel: {
-      M,
-      N,
-      rows: [...parts.rows, ...taps],
-      reductions: reductions.map((red, k) => ({ step: parts.rows.length + k, op: red.op, acc: parts.accs[k]! })),
-      epilogue: parts.epilogue,
-    },
-    doc: docOf(m, u),
-  };
-}
-
-/** How to run a softmax over the last axis as a kernel, or undefined for the flat module's loops. */
-function decideSoftmax(m: ModuleInfo, u: Unit, address: Address): SoftmaxDecision | undefined {
-  const inst = u.insts[0]!;
-  if (u.insts.length !== 1 || inst.op !== 'softmax') return undefined;
-  const g = u.graph;
-  const shape = g.type(inst.result).shape as number[];
-  const [x, out] = [address(g, inst.args[0]!), address(g, inst.result)];
-  if (inst.attrs.axis !== shape.length - 1 || x === undefined || out === undefined) return undefined;
-  const N = shape.at(-1)!;
-  return { kind: 'softmax', kernel: { M: shape.slice(0, -1).reduce((a, b) => a * b, 1), N, x, out }, doc: docOf(m, u) };
-}
-
-/** The SIMD form of an elementwise instruction, as in the flat module's snippet table. */
-export function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>): { op: StepOp; args: ValueId[] } | undefined {
-  const args = [...inst.args];
-  switch (inst.op) {
-    case 'add':
-    case 'sub':
-    case 'mul':
-    case 'div':
-    case 'neg':
-    case 'abs':
-    case 'sqrt':
-    case 'relu':
-    case 'square':
-    case 'gt':
-    case 'ge':
-    case 'bn_apply':
-    case 'exp':
-    case 'tanh':
-    case 'sigmoid':
-      return { op: inst.op, args };
-    case 'ln_apply': // the same (x − mean) · inv step, broadcast the other way
-      return { op: 'bn_apply', args };
-    case 'maximum':
-      return { op: 'max', args };
-    case 'minimum':
-      return { op: 'min', args };
-    case 'broadcast':
-      return { op: 'copy', args };
-    case 'pow': {
-      const e = storage(args[1]!);
-      if (e?.kind !== 'literal') return undefined;
-      const byExponent: Record<number, StepOp> = { 1: 'copy', 2: 'square', 0.5: 'sqrt', [-1]: 'recip', [-0.5]: 'rsqrt' };
-      const op = byExponent[e.value];
-      return op ? { op, args: [args[0]!] } : undefined;
-    }
-    default:
-      return undefined;
-  }
 }
 
 /** The functions of the wasm module: each kernel; a split one as its range, its packing of B and a whole call of both. */

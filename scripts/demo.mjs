@@ -90,16 +90,18 @@ for (const [key, [file, fn, args]] of Object.entries(models)) {
 const t0 = performance.now();
 // --optimizer sgd --lr 0.1: the training module exports trainStep(params, state, inputs, { lr }),
 // the compiled SGD step; the lecture's 0.01 for the second half comes through options.lr
-const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts', '--optimizer', 'sgd', '--lr', '0.1', ...files], {
+// --target ts,wasm: the inference network (symbolic batch) runs on the wasm module, whose kernels are
+// encoded for each batch size the first time it comes (docs/wasm-symbolic.md)
+const b = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'build', '--target', 'ts,wasm', '--optimizer', 'sgd', '--lr', '0.1', ...files], {
   cwd: OUT,
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 if (b.status !== 0) process.exit(b.status ?? 1);
 console.log(`graphc build: examples/makemore.ts and 3 evaluation builds in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), OUT) || '.'}/generated/`);
-const load = (name) => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}.js`)).href);
+const load = (name, suffix = '') => import(pathToFileURL(path.join(OUT, 'generated', name, `${name}${suffix}.js`)).href);
 const mm = await load('makemore');
 const calibrateMod = await load('makemore_calibrate');
-const inference = await load('makemore_any_batch');
+const inference = await load('makemore_any_batch', '.wasm');
 const running = await load('makemore_running_any_batch');
 
 // ---------------------------------------------------------------------------------------------

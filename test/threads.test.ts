@@ -125,6 +125,24 @@ describe('threads', () => {
     for (const [k, v] of Object.entries(p1)) expect(Buffer.from(p2[k]!.buffer).equals(Buffer.from(v.buffer)), `param ${k}`).toBe(true);
   });
 
+  it('the instance carries the derived functions of --hvp and --jvp, with the module\'s results', async () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', path.join(ROOT, 'examples', 'twolayer.ts'), '--target', 'wasm', '--hvp', '--jvp', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    type Result = Record<string, number | Record<string, number | Float32Array>>;
+    type Derived = { hvp(p: Arrays, i: Arrays, v: Arrays): Result; jvp(p: Arrays, i: Arrays, t: Arrays): Result };
+    const m = (await load(path.join(out, 'twolayer.wasm.js'))) as WasmModule & Derived;
+    const t = (await m.create({ threads: 2 })) as Instance & Derived;
+    open.push(t);
+    const copy = (x: Result) => JSON.stringify(x, (_k, v: unknown) => (v instanceof Float32Array ? Array.from(v) : v));
+    const [params, v, inputs] = [m.initParams(1), m.initParams(2), inputsOf(m, 3)];
+    const want = copy(m.hvp(params, inputs, v));
+    expect(copy(t.hvp(params, inputs, v))).toBe(want);
+    const tangents = { ...m.initParams(4), ...Object.fromEntries(Object.entries(inputs).filter(([, x]) => x instanceof Float32Array)) };
+    const wantJ = copy(m.jvp(params, inputs, tangents));
+    expect(copy(t.jvp(params, inputs, tangents))).toBe(wantJ);
+  });
+
   it('the TypeScript module (.wasm.ts, as the test runner compiles it) starts its workers from its own source too', async () => {
     const m = await load(path.join(ROOT, 'generated', 'makemore', 'makemore.wasm.ts'));
     const t = await m.create({ threads: 2, minWork: 0, adapt: false });

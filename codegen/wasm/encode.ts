@@ -268,9 +268,10 @@ export class Body {
 /**
  * A module of exported functions `() => void` or `(start, end) => void` over one memory imported as `env.memory`
  * (`pages` 64 KiB pages, not growable: the arrays viewing it stay valid; `shared` for a memory
- * that worker threads share).
+ * that worker threads share; `growable`: at least `pages`, no maximum, for the symbolic module's
+ * memory, which grows with the sizes of its calls).
  */
-export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[], opts: { shared?: boolean } = {}): Uint8Array {
+export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[], opts: { shared?: boolean; growable?: boolean } = {}): Uint8Array {
   const types = [
     [0x60, 0x00, 0x00], // func [] -> []
     [0x60, 0x02, 0x7f, 0x7f, 0x00], // func [i32 i32] -> []: a range
@@ -279,8 +280,9 @@ export function encodeModule(pages: number, functions: readonly { name: string; 
     if (b.params !== 0 && b.params !== 2) throw new Error(`internal: a function of ${b.params} arguments`);
     return b.params / 2;
   };
-  // limits: 0x01 min and max; 0x03 min and max, shared between threads
-  const memoryImport = [...name('env'), ...name('memory'), 0x02, opts.shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)];
+  // limits: 0x01 min and max; 0x03 min and max, shared between threads; 0x00 min only (a memory that grows)
+  const limits = opts.growable ? [0x00, ...uleb(pages)] : [opts.shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)];
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, ...limits];
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec(types)),

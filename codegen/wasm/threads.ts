@@ -45,6 +45,8 @@ export function threadsDecl(
   pages: number,
   sharedFlagAt: number,
   typed: boolean,
+  /** The derived functions of the module (--hvp, --jvp): the instance carries them too. */
+  derived: readonly string[] = [],
 ): string[] {
   const T = (s: string) => (typed ? s : '');
   const split = kernels.filter((k) => k.split);
@@ -138,8 +140,14 @@ export function threadsDecl(
     ` * work a thread must get for a kernel to split (default ${MIN_WORK_PER_THREAD}; 0 splits every kernel that can);`,
     ' * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster',
     ' * way (false: always split).',
+    ...(derived.length
+      ? [
+          ` * The derived functions (${derived.join(', ')}) are the module's own, on the calling thread (their own`,
+          ' * single-threaded kernels and memory): the instance carries them so that it has every entry point.',
+        ]
+      : []),
     ' */',
-    `export async function create(options${T(': { threads?: number; minWork?: number; adapt?: boolean }')} = {})${T(': Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }>')} {`,
+    `export async function create(options${T(': { threads?: number; minWork?: number; adapt?: boolean }')} = {})${T(`: Promise<ReturnType<typeof instance> & { readonly threads: number; destroy(): Promise<void> }${derived.map((d) => ` & { ${d}: typeof ${d} }`).join('')}>`)} {`,
     '  const threads = options.threads ?? (await hardwareThreads());',
     '  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);',
     '  const minWork = options.minWork ?? MIN_WORK;',
@@ -239,6 +247,7 @@ export function threadsDecl(
     '  });',
     '  return {',
     '    ...instance(memory, kernels),',
+    ...derived.map((d) => `    ${d},`),
     '    threads,',
     '    async destroy() {',
     '      if (destroyed) return;',

@@ -1,0 +1,117 @@
+// The wasm module of a model with a symbolic dimension (codegen/wasm/symbolic.ts): one build serves
+// every batch size; its kernels are encoded the first time a call brings a size and reused after.
+// Each call against the static wasm build at that size and the float64 interpreter; sizes back and
+// forth give the same results; create({ threads }) says why a symbolic module has no threads.
+
+import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/build.js';
+import type { Compiled } from '../src/build.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
+
+const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
+
+const inference = (batch: string | number, name: string) =>
+  modelFile(`import { LECTURE } from '${EXAMPLES}/makemore.ts';
+import { makemoreInference } from '${EXAMPLES}/makemore_inference.ts';
+export default makemoreInference({ ...LECTURE, batch: ${JSON.stringify(batch)} }, '${name}');
+`);
+
+type WasmModule = GeneratedModule & { create(options?: { threads?: number }): Promise<unknown> };
+
+/** Builds the wasm module alone and imports its JavaScript. */
+async function buildWasm(file: string): Promise<{ c: Compiled; mod: WasmModule }> {
+  const c = await compile(file, { targets: ['wasm'] });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  return { c, mod: (await import(pathToFileURL(path.join(dir, `${c.name}.wasm.js`)).href)) as WasmModule };
+}
+
+function argsFor(fwd: Parameters<typeof randomArgs>[0], n: number, seed: number): { params: Arrays; inputs: Arrays } {
+  const a = randomArgs(fwd, seed, 0.5, { B: n });
+  if (a.inputs.bnvar) a.inputs.bnvar = (a.inputs.bnvar as Float32Array).map(Math.abs);
+  return a;
+}
+
+const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
+
+describe('the wasm module with a symbolic batch', () => {
+  it('serves B = 1, 7, 32 and 1000 as the static wasm builds and the float64 interpreter; sizes back and forth reuse their kernels', async () => {
+    const sym = await buildWasm(inference('B', 'inf_wasm_sym'));
+    expect(sym.mod.spec.inputs.Xb!.shape).toEqual(['B', 3]);
+    const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content;
+    // the groups the static module runs as kernels are kernels here too
+    expect(code).toMatch(/kernels\.matmul_logits\(\);/);
+    expect(code).toMatch(/kernels\.softmax_probs\(\);/);
+    expect(code).toMatch(/kernels\.reduce_db1\(\);/);
+    expect(code).not.toMatch(/^import /m);
+    const first = new Map<number, ReturnType<typeof copyOf>>();
+    for (const n of [1, 7, 32, 1000]) {
+      const { params, inputs } = argsFor(sym.c.fwd, n, n);
+      const stat = await buildWasm(inference(n, `inf_wasm_${n}`));
+      const got = copyOf(sym.mod.valueAndGrad(params, inputs));
+      first.set(n, got);
+      const want = stat.mod.valueAndGrad(params, inputs);
+      const ref = reference(sym.c.fwd, sym.c.bwd, params, inputs);
+      expect(relErr([got.loss], [want.loss]), `B = ${n}: loss vs the static build`).toBeLessThan(1e-6);
+      expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `B = ${n}: loss vs the interpreter`).toBeLessThan(1e-5);
+      for (const [p, g] of Object.entries(ref.grads)) {
+        expect(relErr(got.grads[p]!, want.grads[p]!), `B = ${n}: d loss / d ${p} vs the static build`).toBeLessThan(1e-5);
+        expect(relErr(got.grads[p]!, g), `B = ${n}: d loss / d ${p} vs the interpreter`).toBeLessThan(1e-4);
+      }
+      const probs = Float32Array.from(sym.mod.forward(params, inputs).probs as Float32Array);
+      expect(probs.length).toBe(n * 27);
+      expect(relErr(probs, stat.mod.forward(params, inputs).probs as Float32Array), `B = ${n}: probs`).toBeLessThan(1e-6);
+    }
+    // back to sizes laid out before (the memory stays as large as the largest): the same bits
+    for (const n of [7, 1000, 1, 32]) {
+      const { params, inputs } = argsFor(sym.c.fwd, n, n);
+      expect(copyOf(sym.mod.valueAndGrad(params, inputs)), `B = ${n} again`).toEqual(first.get(n));
+    }
+    await expect(sym.mod.create({ threads: 2 })).rejects.toThrow(
+      "create({ threads }): this wasm module has symbolic dimensions (B), whose kernels are encoded for each call's sizes on the calling thread; threads need a build for fixed sizes (a number instead of a dimension name)",
+    );
+  }, 240_000); // five builds
+
+  it('batchnorm over the batch and cross-entropy (training mode) at B = 7 and 1000, against the interpreter and the static build', async () => {
+    const training = (batch: string | number, name: string) =>
+      modelFile(`import { model } from 'graphc';
+export default model('${name}', (g) => {
+  const C = g.param('C', [27, 10]);
+  const W1 = g.param('W1', [30, 64], { scale: 0.3 });
+  const b1 = g.param('b1', [64], { scale: 0.1 });
+  const W2 = g.param('W2', [64, 27], { scale: 0.1 });
+  const bngain = g.param('bngain', [1, 64], { init: 'ones' });
+  const bnbias = g.param('bnbias', [1, 64], { init: 'zeros' });
+  const Xb = g.input('Xb', [${JSON.stringify(batch)}, 3], 'i32');
+  const Yb = g.input('Yb', [${JSON.stringify(batch)}], 'i32');
+  const h = g.batchNorm(g.gather(C, Xb).reshape([${JSON.stringify(batch)}, -1]).matmul(W1).add(b1), bngain, bnbias).tanh();
+  const logits = h.matmul(W2);
+  const loss = g.crossEntropy(logits, Yb);
+  return { loss, probs: g.softmax(logits), m: h.mean(1) };
+});
+`);
+    const { c, mod } = await buildWasm(training('B', 'train_wasm_sym'));
+    const stat = await buildWasm(training(1000, 'train_wasm_1000'));
+    for (const n of [7, 1000, 7]) {
+      const { params, inputs } = argsFor(c.fwd, n, 100 + n);
+      const ref = reference(c.fwd, c.bwd, params, inputs);
+      const got = mod.valueAndGrad(params, inputs);
+      expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `B = ${n}: loss`).toBeLessThan(1e-5);
+      const want = n === 1000 ? copyOf(stat.mod.valueAndGrad(params, inputs)) : undefined;
+      for (const [p, g] of Object.entries(ref.grads)) {
+        const err = relErr(got.grads[p]!, g);
+        // db1 cancels to nearly zero (batchnorm takes the bias out), and the wasm column sum adds
+        // the B rows in float32 (the flat module in float64): 1e-3 of its tiny size at B = 1000
+        const tol = p === 'b1' ? 1e-3 : gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err);
+        expect(err, `B = ${n}: d loss / d ${p}`).toBeLessThan(tol);
+        if (want) expect(relErr(got.grads[p]!, want.grads[p]!), `B = ${n}: d loss / d ${p} vs the static build`).toBeLessThan(p === 'b1' ? 1e-3 : 1e-5);
+      }
+      const outs = mod.forward(params, inputs);
+      expect(relErr(outs.m as Float32Array, ref.outputs.m!.data), `B = ${n}: m`).toBeLessThan(1e-5);
+    }
+  }, 120_000); // two builds
+});
