@@ -29,6 +29,10 @@ import type { MatmulKernel } from './wasm/matmul.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
 import type { ConvKernel } from './wasm/conv.js';
 import { convBody, convScratch } from './wasm/conv.js';
+import type { ChannelKernel } from './wasm/channel.js';
+import { channelBody, channelKernel } from './wasm/channel.js';
+import type { PoolKernel } from './wasm/pool.js';
+import { isPool, poolBody, poolKernel } from './wasm/pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import type { SoftmaxKernel } from './wasm/softmax.js';
@@ -96,7 +100,21 @@ interface ConvDecision {
   readonly doc: string;
 }
 
-type Decision = ConvDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+/** A pooling op or its gradient as a kernel. */
+interface PoolDecision {
+  readonly kind: 'pool';
+  readonly kernel: PoolKernel;
+  readonly doc: string;
+}
+
+/** An elementwise or reduce group over [N, C, ...] with per-channel operands (a bias) as a kernel. */
+interface ChannelDecision {
+  readonly kind: 'channel';
+  readonly kernel: ChannelKernel;
+  readonly doc: string;
+}
+
+type Decision = ConvDecision | PoolDecision | ChannelDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** A kernel of the module, in call order. */
 interface Kernel {
@@ -138,7 +156,9 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         ? decideMatmul(m, u, address)
         : isConv(u.insts[0]!.op)
           ? decideConv(m, u, address)
-          : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
+          : isPool(u.insts[0]!.op)
+            ? decidePool(m, u, address)
+            : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address) ?? decideChannel(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -212,6 +232,11 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       if (d.kind === 'conv') {
         const name = `${d.kernel.op}_${last}`;
         kernels.push({ name, body: convBody({ ...d.kernel, scratch: convAt.get(u)! }), d });
+        return [`${member('kernels', name)}();`];
+      }
+      if (d.kind === 'pool' || d.kind === 'channel') {
+        const name = d.kind === 'pool' ? `${d.kernel.op}_${last}` : `channel_${last}`;
+        kernels.push({ name, body: d.kind === 'pool' ? poolBody(d.kernel) : channelBody(d.kernel), d });
         return [`${member('kernels', name)}();`];
       }
       if (d.kind !== 'matmul') {
@@ -395,6 +420,22 @@ function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecision | un
     kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
     doc: docOf(m, u),
   };
+}
+
+function decideChannel(m: ModuleInfo, u: Unit, address: Address): ChannelDecision | undefined {
+  if (u.kind !== 'elementwise' && u.kind !== 'reduce' && !(u.kind === 'single' && isElementwise(u.insts[0]!))) return undefined;
+  const kernel = channelKernel({ plan: m.plan, address, simdOp, isElementwise }, u);
+  return kernel && { kind: 'channel', kernel, doc: docOf(m, u) };
+}
+
+function decidePool(m: ModuleInfo, u: Unit, address: Address): PoolDecision | undefined {
+  const g = u.graph;
+  const inst = u.insts[0] as InstOf<PoolKernel['op']>;
+  if (u.insts.length !== 1 || !isPool(inst.op)) return undefined;
+  const xv = inst.op === 'avg_pool_grad' ? inst.result : inst.args[0]!;
+  const yv = inst.op === 'max_pool' || inst.op === 'avg_pool' ? inst.result : inst.op === 'max_pool_grad' ? inst.args[1]! : inst.args[0]!;
+  const kernel = poolKernel(inst.op, inst.attrs, g.type(xv).shape as number[], g.type(yv).shape as number[], (k) => address(g, k < 0 ? inst.result : inst.args[k]!));
+  return kernel && { kind: 'pool', kernel, doc: docOf(m, u) };
 }
 
 /** The formula of a group's last value, as the flat module's comments write it. */
@@ -678,6 +719,8 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
+    if (d.kind === 'channel') return `[${d.kernel.N},${d.kernel.C},${d.kernel.S}] per channel${d.kernel.sums.length ? ', sums over images and positions' : ''}`;
+    if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
     if (d.kind === 'conv') {
       const c = d.kernel;
       const S = c.Ho * c.Wo;
@@ -686,7 +729,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}]`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions`;
     }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
