@@ -12,6 +12,7 @@
 // Before any timing, every contender's loss and gradients must agree with graphc's composite-op
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
 import { checksOverhead } from './checks.mjs';
+import { cnnStep } from './cnn-step.mjs';
 import { exampleStep } from './examples.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
@@ -152,6 +153,22 @@ async function main() {
     exampleRows.push([name, r.nParams.toLocaleString('en-US'), fmt.ms(r.flat), fmt.ms(r.wasm), `${(r.flat / r.wasm).toFixed(1)}×`, fmt.err(r.err)]);
   }
   console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
+
+  // 8b. The convolutional network of examples/cnn.ts: flat and wasm beside TF.js and PyTorch (bench/cnn-step.mjs).
+  section('CNN: one training step (valueAndGrad) of generated/cnn (LeNet-style, batch 64, about 115 MFLOP), flat and wasm modules in alternation in this process, beside TF.js and PyTorch on 1 thread; all checked against the flat module first');
+  let cnn;
+  try {
+    // TF.js 4.22's wasm backend lacks Conv2DBackpropFilter: its cpu backend (seconds a step) is timed instead, on few steps
+    cnn = await cnnStep({ reps: opts.quick ? 5 : 20, tfjs: ['wasm', 'cpu'], tfjsReps: opts.quick ? 1 : 2 });
+  } catch (e) {
+    console.log(`  FAIL: ${firstLine(e.message)}`);
+    return 1;
+  }
+  for (const n of cnn.notes) console.log(`  note: ${n}`);
+  const wasmCnn = cnn.rows.find((r) => r.name === 'graphc wasm');
+  console.log(indent(table(['contender', 'ms', 'wasm / this', 'max rel err'], cnn.rows.map((r) => [r.name, fmt.ms(r.ms), fmt.ratio(wasmCnn.ms / r.ms), r.err === 0 ? '(reference)' : fmt.err(r.err)]))));
+  const torchCnn = cnn.rows.find((r) => r.name.startsWith('PyTorch'));
+  console.log(`  target: graphc wasm ≤ PyTorch 1-thread: ${torchCnn ? `${wasmCnn.ms <= torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / torchCnn.ms)})` : 'n/a (PyTorch skipped)'}`);
 
   // 9. The compiled training step against valueAndGrad and the JS update it replaces.
   section('training step: trainStep (--optimizer adamw) against valueAndGrad + a JavaScript AdamW update, alternating in this process');

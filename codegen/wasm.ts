@@ -33,7 +33,9 @@ import { emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { decideConv, decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
+import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
+import { channelBody } from './wasm/channel.js';
+import { isPool, poolBody } from './wasm/pool.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
 
@@ -77,7 +79,9 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         ? decideMatmul(m, u, address)
         : isConv(u.insts[0]!.op)
           ? decideConv(m, u, address)
-          : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address));
+          : isPool(u.insts[0]!.op)
+            ? decidePool(m, u, address)
+            : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address) ?? decideChannel(m, u, address));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -152,6 +156,11 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       if (d.kind === 'conv') {
         const name = `${d.kernel.op}_${last}`;
         kernels.push({ name, body: convBody({ ...d.kernel, scratch: convAt.get(u)! }), d });
+        return [`${member('kernels', name)}();`];
+      }
+      if (d.kind === 'pool' || d.kind === 'channel') {
+        const name = d.kind === 'pool' ? `${d.kernel.op}_${last}` : `channel_${last}`;
+        kernels.push({ name, body: d.kind === 'pool' ? poolBody(d.kernel) : channelBody(d.kernel), d });
         return [`${member('kernels', name)}();`];
       }
       if (d.kind !== 'matmul') {
@@ -291,6 +300,8 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
+    if (d.kind === 'channel') return `[${d.kernel.N},${d.kernel.C},${d.kernel.S}] per channel${d.kernel.sums.length ? ', sums over images and positions' : ''}`;
+    if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
     if (d.kind === 'conv') {
       const c = d.kernel;
       const S = c.Ho * c.Wo;
@@ -299,7 +310,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}]`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions`;
     }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';

@@ -10,6 +10,7 @@ import type { Graph } from '../ir/graph.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import type { NDArray } from '../ir/ndarray.js';
 import * as K from '../ir/ndarray.js';
+import { maxPoolGradEval } from '../ir/conv.js';
 import { bindShape, staticShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
@@ -151,6 +152,8 @@ function kinkSignature(g: Graph, vals: Map<string, NDArray>): string {
       const out = staticShape(g.type(inst.result).shape);
       parts.push(Array.from(K.map(out, [arg(inst, 0), arg(inst, 1)], (a, b) => Math.sign(a - b)).data).join());
     } else if (inst.op === 'max') parts.push(Array.from(K.argmaxMask(arg(inst, 0), inst.attrs.axes).data).join());
+    // max pooling: where each window's first maximum is (the counts of a gradient of ones)
+    else if (inst.op === 'max_pool') parts.push(Array.from(maxPoolGradEval(arg(inst, 0), K.map(staticShape(g.type(inst.result).shape), [], () => 1), inst.attrs).data).join());
   }
   return parts.join('|');
 }

@@ -48,8 +48,9 @@ export interface ConvKernel {
 
 /** Floats of scratch a kernel needs: its col (and dyT for the weight gradient). */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  const col = k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
-  return k.op === 'conv_weight_grad' ? col + align4(k.N * k.O * k.Ho * k.Wo) : col;
+  if (k.op !== 'conv_weight_grad') return k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
+  // col with its rows padded to whole vectors (the padding stays 0), then a vector of partial sums per weight
+  return k.N * k.C * k.kH * k.kW * align4(k.Ho * k.Wo) + 4 * k.O * (k.C / k.groups) * k.kH * k.kW;
 }
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
@@ -113,7 +114,7 @@ export function convBody(k: ConvKernel): Body {
   };
 
   /** Every tap of every channel of every image, between x and a col of layout `l` at `col`. */
-  const im2col = (col: number, l: Layout, add: boolean) => {
+  const im2col: Im2col = (col, l, add) => {
     f.assign(xb, k.x).assign(dn, col);
     f.repeat(cn, N, () => {
       f.get(dn).set(dg);
@@ -164,28 +165,109 @@ export function convBody(k: ConvKernel): Body {
       });
     zero(f, k.x, N * C * H * W, cn, dst);
     im2col(col, colNCS, true);
-  } else {
-    const dyT = col + 4 * N * C * kk * S;
-    // dyT[o, n, :] = dy[n, o, :]
-    f.assign(sr, k.y).assign(dn, dyT);
-    f.repeat(cn, N, () => {
-      f.get(dn).set(dr);
-      f.repeat(cc, O, () => {
-        f.get(sr).set(src).get(dr).set(dst);
-        row(S, 4, 4, false);
-        f.bump(sr, 4 * S).bump(dr, 4 * N * S);
-      });
-      f.bump(dn, 4 * S);
-    });
-    im2col(col, { n: S * Kg, g: N * S * Kg, c: kk, tap: 1, row: Wo * Kg, col: Kg }, false);
-    for (let g = 0; g < G; g++)
-      matmulInto(f, {
-        name: '', M: Og, N: Kg, K: N * S, batch: 1, transA: false, transB: false,
-        a: dyT + 4 * g * Og * N * S, b: col + 4 * g * N * S * Kg, c: k.w + 4 * g * Og * Kg,
-        aBatched: false, bBatched: false, epilogue: [],
-      });
-  }
+  } else weightGrad(f, k, col, im2col);
   return f;
+}
+
+type Im2col = (col: number, l: Layout, add: boolean) => void;
+
+/** Register tile of the weight gradient's dot products: rows of dy (output channels) × rows of col. */
+function dotTile(Og: number): [number, number] {
+  return Og % 3 === 0 ? [3, 3] : Og === 1 ? [1, 8] : Og === 2 ? [2, 4] : [4, 2];
+}
+
+/**
+ * dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]: the forward's im2col (rows padded to whole
+ * vectors), then per image a register tile of R output channels × T col rows whose R·T vector
+ * accumulators run along s together (R + T loads for R·T multiply-adds), added into a vector of
+ * partial sums per weight; the four lanes of each are summed once at the end. The last vector of
+ * a ragged row is masked on the dy side (the col side's padding is 0).
+ */
+function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
+  const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
+  const S = Ho * Wo;
+  const Sp = align4(S);
+  const kk = kH * kW;
+  const Cg = C / G;
+  const Og = O / G;
+  const Kg = Cg * kk;
+  const part = col + 4 * N * C * kk * Sp; // [O, Kg] vectors
+  im2col(col, { n: C * kk * Sp, g: Kg * Sp, c: kk * Sp, tap: Sp, row: Wo, col: 1 }, false);
+  const i32 = () => f.local('i32');
+  const [cn, co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr] = Array.from({ length: 11 }, i32);
+  zero(f, part, 4 * O * Kg, cs, ptr);
+  const [R, T] = dotTile(Og);
+  const acc = Array.from({ length: R * T }, () => f.local('v128'));
+  const dyv = Array.from({ length: R }, () => f.local('v128'));
+  const cv = f.local('v128');
+  const full = Math.floor(S / 4);
+  const rest = S % 4;
+  const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
+  /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at `p` bytes past `part` + o·Kg·16 + kg·16. */
+  const tile = (r: number, t: number, partAt: Local) => {
+    for (let a = 0; a < r; a++) for (let b = 0; b < t; b++) f.f32x4Const(0).set(acc[a * T + b]!);
+    f.get(aRow).set(aP).get(bRow).set(bP);
+    const step = (masked: boolean) => {
+      for (let a = 0; a < r; a++) {
+        f.get(aP).v128Load(4 * a * S);
+        if (masked) f.i32x4Lanes(mask).v128And();
+        f.set(dyv[a]!);
+      }
+      for (let b = 0; b < t; b++) {
+        f.get(bP).v128Load(4 * b * Sp).set(cv);
+        for (let a = 0; a < r; a++) {
+          const c = acc[a * T + b]!;
+          f.get(c).get(dyv[a]!).get(cv).f32x4('mul').f32x4('add').set(c);
+        }
+      }
+    };
+    if (full > 0)
+      f.repeat(cs, full, () => {
+        step(false);
+        f.bump(aP, 16).bump(bP, 16);
+      });
+    if (rest) step(true);
+    for (let a = 0; a < r; a++)
+      for (let b = 0; b < t; b++) {
+        const off = 16 * (a * Kg + b);
+        f.get(partAt).get(partAt).v128Load(off).get(acc[a * T + b]!).f32x4('add').v128Store(off);
+      }
+  };
+  const runs = (n: number, size: number) => [
+    ...(Math.floor(n / size) > 0 ? [{ start: 0, count: Math.floor(n / size), size }] : []),
+    ...(n % size ? [{ start: n - (n % size), count: 1, size: n % size }] : []),
+  ];
+  const partAt = f.local('i32');
+  const partRow = f.local('i32');
+  f.assign(img, k.y).assign(cimg, col);
+  f.repeat(cn, N, () => {
+    for (let g = 0; g < G; g++)
+      for (const rr of runs(Og, R)) {
+        f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
+        f.assign(partRow, part + 16 * (g * Og + rr.start) * Kg);
+        f.repeat(co, rr.count, () => {
+          for (const tr of runs(Kg, T)) {
+            f.get(cimg).i32(4 * (g * Kg + tr.start) * Sp).i32Add().set(bRow);
+            f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
+            f.repeat(ck, tr.count, () => {
+              tile(rr.size, tr.size, partAt);
+              f.bump(bRow, 4 * tr.size * Sp).bump(partAt, 16 * tr.size);
+            });
+          }
+          f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
+        });
+      }
+    f.bump(img, 4 * O * S).bump(cimg, 4 * C * kk * Sp);
+  });
+  // dw[o, kg] = the sum of its partial vector's lanes (dw is [O, Kg] in the order of the partials)
+  f.assign(aP, part).assign(bP, k.w);
+  f.repeat(cs, O * Kg, () => {
+    f.get(bP).get(aP).v128Load(0).set(cv);
+    f.get(cv).f32x4ExtractLane(0).get(cv).f32x4ExtractLane(1).f32Add();
+    f.get(cv).f32x4ExtractLane(2).get(cv).f32x4ExtractLane(3).f32Add().f32Add();
+    f.f32Store(0);
+    f.bump(aP, 16).bump(bP, 4);
+  });
 }
 
 /** n floats at `at` set to 0. */

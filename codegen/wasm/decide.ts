@@ -14,6 +14,10 @@ import { formula } from '../formula.js';
 import type { ModuleInfo } from '../module.js';
 import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
+import type { ChannelKernel } from './channel.js';
+import { channelKernel } from './channel.js';
+import type { PoolKernel } from './pool.js';
+import { isPool, poolKernel } from './pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
 import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
@@ -74,7 +78,21 @@ export interface ConvDecision {
   readonly doc: string;
 }
 
-export type Decision = ConvDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+/** A pooling op or its gradient as a kernel. */
+export interface PoolDecision {
+  readonly kind: 'pool';
+  readonly kernel: PoolKernel;
+  readonly doc: string;
+}
+
+/** An elementwise or reduce group over [N, C, ...] with per-channel operands (a bias) as a kernel. */
+export interface ChannelDecision {
+  readonly kind: 'channel';
+  readonly kernel: ChannelKernel;
+  readonly doc: string;
+}
+
+export type Decision = ConvDecision | PoolDecision | ChannelDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
 export function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
@@ -132,6 +150,24 @@ export function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecisi
     kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
     doc: docOf(m, u),
   };
+}
+
+/** How to run an elementwise or reduce group with per-channel operands (a bias over [N, C, ...]), or undefined. */
+export function decideChannel(m: ModuleInfo, u: Unit, address: Address): ChannelDecision | undefined {
+  if (u.kind !== 'elementwise' && u.kind !== 'reduce' && !(u.kind === 'single' && isElementwise(u.insts[0]!))) return undefined;
+  const kernel = channelKernel({ plan: m.plan, address, simdOp, isElementwise }, u);
+  return kernel && { kind: 'channel', kernel, doc: docOf(m, u) };
+}
+
+/** How to run a pooling op or its gradient, or undefined for the flat module's loops. */
+export function decidePool(m: ModuleInfo, u: Unit, address: Address): PoolDecision | undefined {
+  const g = u.graph;
+  const inst = u.insts[0] as InstOf<PoolKernel['op']>;
+  if (u.insts.length !== 1 || !isPool(inst.op)) return undefined;
+  const xv = inst.op === 'avg_pool_grad' ? inst.result : inst.args[0]!;
+  const yv = inst.op === 'max_pool' || inst.op === 'avg_pool' ? inst.result : inst.op === 'max_pool_grad' ? inst.args[1]! : inst.args[0]!;
+  const kernel = poolKernel(inst.op, inst.attrs, g.type(xv).shape as number[], g.type(yv).shape as number[], (k) => address(g, k < 0 ? inst.result : inst.args[k]!));
+  return kernel && { kind: 'pool', kernel, doc: docOf(m, u) };
 }
 
 /** The formula of a group's last value, as the flat module's comments write it. */

@@ -37,8 +37,8 @@ const utf8 = (s: string) => [...new TextEncoder().encode(s)];
 const vec = (items: readonly number[][]) => [...uleb(items.length), ...items.flat()];
 const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
 
-export type LocalType = 'i32' | 'v128';
-const TYPE_CODE: Record<LocalType, number> = { i32: 0x7f, v128: 0x7b };
+export type LocalType = 'i32' | 'f32' | 'v128';
+const TYPE_CODE: Record<LocalType, number> = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
 
 /** A local variable of the function being written. */
 export interface Local {
@@ -222,6 +222,25 @@ export class Body {
   }
   f32Add(): this {
     return this.op(0x92);
+  }
+  f32Mul(): this {
+    return this.op(0x94);
+  }
+  f32Gt(): this {
+    return this.op(0x5e);
+  }
+  f32Const(x: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, x, true);
+    return this.op(0x43, ...b);
+  }
+  /** a, b, cond → cond ≠ 0 ? a : b */
+  select(): this {
+    return this.op(0x1b);
+  }
+  /** Lanes of two vectors by byte index (0–15 the first, 16–31 the second), as 4-byte lanes: lane k of the result is lane lanes[k] (0–7). */
+  i32x4Shuffle(lanes: readonly [number, number, number, number]): this {
+    return this.op(SIMD, ...uleb(0x0d), ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
   }
   f32Max(): this {
     return this.op(0x97);

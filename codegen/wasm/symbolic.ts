@@ -28,6 +28,7 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import type { Decision } from './decide.js';
 import { decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { isPool } from './pool.js';
 import { PADDING, PAGE, align } from './layout.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
@@ -105,10 +106,10 @@ function probe(m: ModuleInfo, units: readonly Unit[], dims: Dims): Probe {
     const k = kept(u);
     if (k) end += reductionOf(u)!.reductions.length * bytesOf(k, dims);
   }
-  const decisions = new Map<Unit, Exclude<Decision, { kind: 'update' | 'conv' }>>();
+  const decisions = new Map<Unit, Exclude<Decision, { kind: 'update' | 'conv' | 'pool' | 'channel' }>>();
   for (const u of units) {
     const op = u.insts[0]!.op;
-    if (isConv(op)) continue; // a convolution runs as the flat module's code (not yet a kernel here)
+    if (isConv(op) || isPool(op)) continue; // a convolution or a pooling runs as the flat module's code (not yet a kernel here)
     const b = at(u);
     const k = kept(u);
     const d =

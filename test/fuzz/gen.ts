@@ -288,6 +288,7 @@ export class ModelGen {
       ['hingeLoss', 1],
       ['longForm', 3],
       ['const', 1],
+      ['conv', 3],
     ];
     if (this.opts.stopGradient) table.push(['stopGradient', 2]);
     const kind = this.c.weighted(table);
@@ -324,6 +325,8 @@ export class ModelGen {
         return this.longForm();
       case 'const':
         return this.constOp();
+      case 'conv':
+        return this.conv();
       case 'stopGradient': {
         const a = this.pickVal();
         if (!a) return false;
@@ -661,6 +664,83 @@ export class ModelGen {
     const eps = this.c.pick(['', ', { eps: 0.1 }', ', {}']);
     this.define(`g.layerNorm(${X.expr}, ${gain.expr}, ${bias.expr}${eps})`, x.shape, gain.mag * Math.sqrt(c) + bias.mag, 'layerNorm');
     return true;
+  }
+
+  /**
+   * A convolution (conv1d or conv2d: stride, padding incl. 'same' and [left, right], dilation,
+   * groups incl. depthwise, an optional bias) or a max/avg pooling, of a value of the pool (a
+   * rank-3 value as [N, C, L], or as [1, C, H, W]) or of a new 4-D param or input; a 2-D result
+   * is reshaped to rank 3. Sizes stay tiny (the interpreter and finite differences visit every tap).
+   */
+  conv(): boolean {
+    const two = this.c.chance(50);
+    const poolOnly = this.c.chance(30);
+    // the kernel and geometry first, then an input large enough for it
+    const k = [this.c.range(1, 3), two ? this.c.range(1, 3) : 1];
+    const dil = poolOnly ? [1, 1] : [this.c.range(1, 2), two ? this.c.range(1, 2) : 1];
+    const span = k.map((kk, i) => dil[i]! * (kk - 1) + 1);
+    const src = this.pickVal((v) => v.shape.length === 3 && v.shape[2]! >= span[1]! && (two ? v.shape[1]! >= span[0]! : true) && numel(v.shape) <= 48);
+    let X: { expr: string; mag: number };
+    let shape: number[];
+    if (src && this.c.chance(60)) {
+      const u = this.use(src);
+      shape = two ? [1, ...src.shape] : [...src.shape];
+      X = { expr: two ? `${u.expr}.reshape(${S(shape)})` : u.expr, mag: u.mag };
+    } else {
+      shape = [this.c.range(1, 2), this.c.range(1, 3), ...(two ? [span[0]! + this.c.int(3)] : []), span[1]! + this.c.int(4)];
+      const name = this.fresh(this.c.chance(50) ? 'x' : 'p');
+      this.emit(name.startsWith('x') ? `const ${name} = g.input('${name}', ${S(shape)});` : `const ${name} = g.param('${name}', ${S(shape)});`);
+      X = { expr: name, mag: 4 };
+    }
+    const [N, C] = shape as [number, number];
+    const spatial = shape.slice(2);
+    const pair = (xs: number[]) => (two ? (xs[0] === xs[1] && this.c.chance(50) ? String(xs[0]) : `[${xs.join(', ')}]`) : String(xs[1]));
+    const out = (n: number, kk: number, st: number, p0: number, p1: number, d: number) => Math.floor((n + p0 + p1 - d * (kk - 1) - 1) / st) + 1;
+    const ks = two ? k : [k[1]!];
+    const ds = two ? dil : [dil[1]!];
+    if (poolOnly) {
+      const stride = ks.map((kk) => this.c.range(1, kk));
+      const pad = ks.map((kk) => this.c.int(Math.floor(kk / 2) + 1));
+      const size = spatial.map((n, i) => out(n, ks[i]!, stride[i]!, pad[i]!, pad[i]!, 1));
+      const kind = this.c.pick(['max', 'avg'] as const);
+      const fn = `${kind}Pool${two ? '2d' : '1d'}`;
+      const args = `${two ? `[${ks.join(', ')}]` : ks[0]}, { stride: ${two ? `[${stride.join(', ')}]` : stride[0]}, padding: ${two ? `[${pad.join(', ')}]` : pad[0]} }`;
+      const res = [N, C, ...size];
+      this.finishConv(`g.${fn}(${X.expr}, ${args})`, res, X.mag, fn);
+      return true;
+    }
+    const divisors = [...Array(C).keys()].map((d) => d + 1).filter((d) => C % d === 0);
+    const G = this.c.pick(divisors);
+    const O = G * this.c.range(1, 2);
+    const stride = ks.map(() => this.c.range(1, 2));
+    const same = stride.every((st) => st === 1) && this.c.chance(20);
+    const pads: [number, number][] = ks.map(() => {
+      const a = this.c.int(2);
+      return [a, !two && this.c.chance(30) ? this.c.int(2) : a];
+    });
+    const padExpr = same ? "'same'" : two ? `[${pads.map((p) => p[0]).join(', ')}]` : pads[0]![0] === pads[0]![1] ? String(pads[0]![0]) : `[${pads[0]!.join(', ')}]`;
+    const size = spatial.map((n, i) => {
+      const [p0, p1] = same ? [Math.floor((ds[i]! * (ks[i]! - 1)) / 2), ds[i]! * (ks[i]! - 1) - Math.floor((ds[i]! * (ks[i]! - 1)) / 2)] : pads[i]!;
+      return out(n, ks[i]!, stride[i]!, p0, p1, ds[i]!);
+    });
+    const wName = this.fresh('p');
+    this.emit(`const ${wName} = g.param('${wName}', ${S([O, C / G, ...ks])}, { scale: 0.5 });`);
+    let bias = '';
+    if (this.c.chance(50)) {
+      const b = this.fresh('p');
+      this.emit(`const ${b} = g.param('${b}', [${O}]);`);
+      bias = `bias: ${b}, `;
+    }
+    const opts = `{ ${bias}stride: ${pair(two ? stride : [0, stride[0]!])}, padding: ${padExpr}, dilation: ${pair(two ? ds : [0, ds[0]!])}, groups: ${G} }`;
+    const fan = (C / G) * ks.reduce((a, b) => a * b, 1);
+    this.finishConv(`g.conv${two ? '2d' : '1d'}(${X.expr}, ${wName}, ${opts})`, [N, O, ...size], X.mag * 2 * Math.sqrt(fan) + (bias ? 4 : 0), `conv${two ? '2d' : '1d'}`);
+    return true;
+  }
+
+  /** A conv or pool result in the pool: rank 3 as it is, rank 4 reshaped to [N·C, H, W]. */
+  private finishConv(expr: string, shape: number[], mag: number, op: string): void {
+    if (shape.length === 4) this.define(`${expr}.reshape(${S([shape[0]! * shape[1]!, shape[2]!, shape[3]!])})`, [shape[0]! * shape[1]!, shape[2]!, shape[3]!], mag, op);
+    else this.define(expr, shape, mag, op);
   }
 
   /** The lecture's long forms (which the rewrite pass fuses), and near misses of them. */

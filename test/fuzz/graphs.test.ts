@@ -1,7 +1,8 @@
 // Property: for random well-typed models (random shapes of rank 0–3 with NumPy broadcasting,
 // fan-out, sum/mean/max over random axes with keepDims, 2-D and batched matmul, transpose and
 // reshape, gather/pick/oneHot with i32 index inputs, concat, softmax/logSoftmax/crossEntropy/
-// batchNorm/hingeLoss, the lecture's long forms of them (which the rewrite pass fuses) and near
+// batchNorm/hingeLoss, conv1d/conv2d (strides, padding, dilation, groups, bias) and max/avg
+// pools, the lecture's long forms of them (which the rewrite pass fuses) and near
 // misses, constants, awkward value names), written as DSL source ending in
 // loss = Σ_leaves Σ(leaf · R) with a random input R per unused value, the compiled module agrees
 // with the float64 reference interpreter, and the interpreter's gradients agree with central
@@ -83,7 +84,7 @@ describe('fuzz: random well-typed models', () => {
       `graphs fuzz: ${stats.graphs} models (build ${(stats.msBuild / 1000).toFixed(1)} s, checks ${(stats.msChecks / 1000).toFixed(1)} s), ${stats.fdChecked} finite-difference coordinates checked, ${stats.fdSkippedKink} skipped (x±h straddles a kink), ` +
         `${stats.gradSkippedNearKink} models with a kink argument within 1e-5 (generated-vs-interpreter gradients not compared), ` +
         `${stats.illConditioned} gradients beyond 1e-4 but within 10× the float32-rounding interpreter's error; ` +
-        `wasm modules: SIMD kernels ${['matmul', 'elementwise', 'reduce', 'rowreduce', 'softmax'].map((k) => `${k} ${stats.wasmKernels.get(k) ?? 0}`).join(', ')}; ${stats.wasmIllConditioned} gradients beyond 1e-4 of the flat module's (allowed as above)`,
+        `wasm modules: SIMD kernels ${['matmul', 'elementwise', 'reduce', 'rowreduce', 'softmax', 'conv', 'conv_input_grad', 'conv_weight_grad', 'max_pool', 'avg_pool', 'max_pool_grad', 'avg_pool_grad', 'channel'].map((k) => `${k} ${stats.wasmKernels.get(k) ?? 0}`).join(', ')}; ${stats.wasmIllConditioned} gradients beyond 1e-4 of the flat module's (allowed as above)`,
     );
     if (process.env.FUZZ_SHOW) console.log(`ops (traced, and opt: optimised): ${[...stats.ops.entries()].sort().map(([k, n]) => `${k}:${n}`).join(' ')}`);
   }, timeout);

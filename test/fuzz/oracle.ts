@@ -5,6 +5,7 @@
 import { expect } from 'vitest';
 import type { Graph } from '../../ir/graph.js';
 import { interpret, outputsOf } from '../../ir/interp.js';
+import { maxPoolGradEval } from '../../ir/conv.js';
 import * as K from '../../ir/ndarray.js';
 import type { NDArray } from '../../ir/ndarray.js';
 import { fmtNumber, printGraph } from '../../ir/print.js';
@@ -55,6 +56,20 @@ function kinkMargin(g: Graph, vals: Map<string, NDArray>): number {
       const x = arg(inst, 0);
       const mx = K.reduce(x, inst.attrs.axes, x.shape.map((d, i) => (inst.attrs.axes.includes(i) ? 1 : d)), -Infinity, Math.max);
       K.map(x.shape, [x, mx], (v, top) => top - v).data.forEach(note);
+    } else if (inst.op === 'max_pool') {
+      // each window's maximum against the window's other values
+      const x = arg(inst, 0);
+      const y = vals.get(g.value(inst.result).name)!;
+      const at = maxPoolGradEval(x, K.map(y.shape, [], () => 1), inst.attrs);
+      const gap = (v: number, i: number) => (at.data[i] ? 0 : v);
+      // a value not routed to lies below some window maximum: its distance to the nearest maximum above it
+      const tops = Array.from(y.data);
+      x.data.forEach((v, i) => {
+        if (gap(v, i) === 0) return;
+        let d = Infinity;
+        for (const t of tops) if (t >= v) d = Math.min(d, t - v);
+        note(d === Infinity ? 0 : d);
+      });
     }
   }
   return m;
@@ -138,7 +153,7 @@ export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: G
   const dir = tmp();
   writeFileSync(path.join(dir, `${fwd.name}.js`), indent(emitTs(info, false)));
   const wasmCode = emitWasm(info, false);
-  for (const [, kind] of wasmCode.matchAll(/^\/\/ {3}(matmul|elementwise|reduce|rowreduce|softmax)_/gm)) stats.wasmKernels.set(kind!, (stats.wasmKernels.get(kind!) ?? 0) + 1);
+  for (const [, kind] of wasmCode.matchAll(/^\/\/ {3}(matmul|elementwise|reduce|rowreduce|softmax|conv_input_grad|conv_weight_grad|conv|max_pool_grad|avg_pool_grad|max_pool|avg_pool|channel)_\w/gm)) stats.wasmKernels.set(kind!, (stats.wasmKernels.get(kind!) ?? 0) + 1);
   writeFileSync(path.join(dir, `${fwd.name}.wasm.js`), indent(wasmCode));
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
   const wasm = (await import(pathToFileURL(path.join(dir, `${fwd.name}.wasm.js`)).href)) as GeneratedModule;

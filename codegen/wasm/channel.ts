@@ -1,0 +1,184 @@
+// WebAssembly SIMD kernels for the per-channel groups of convolutional networks, which the
+// [M,N] elementwise and reduction kernels cannot index: over x [N, C, ...spatial] (S = the
+// product of the spatial sizes), an operand is full, per channel ([1, C, 1, 1], a bias), per
+// image or a scalar. Two forms:
+//
+//   elementwise  conv1 = relu(t1 + b)            the bias add and activation after a convolution
+//   reduce       dt = dy · (conv1 > 0);          the activation's gradient and the bias gradient
+//                db = dt.sum((0, 2, 3))          (sums over every axis but the channels)
+//
+// The kernel walks image n, channel c (a row of S) and four positions at a time, with the
+// steps of ./steps.ts; each pointer starts a row at addr + 4·(n·sb + c·si). A sum over
+// (0, 2, …) adds the row's vector (its ragged last one masked) into an accumulator vector, and
+// the four lanes of that into the result at the row's channel: f32, as the other reductions of
+// the wasm module (the flat module's accumulators are f64).
+
+import type { Graph } from '../../ir/graph.js';
+import type { Plan, Unit } from '../../ir/memplan.js';
+import { valueName } from '../../ir/memplan.js';
+import type { Inst, ValueId } from '../../ir/types.js';
+import { Body } from './encode.js';
+import type { Local } from './encode.js';
+import type { Operand, Step, StepOp } from './steps.js';
+import { StepWriter } from './steps.js';
+
+export interface ChannelKernel {
+  /** Images, channels, positions per channel. */
+  readonly N: number;
+  readonly C: number;
+  readonly S: number;
+  readonly steps: readonly Step[];
+  /** Each memory operand's image stride in floats, by its pointer key (`addr,si,sj`). */
+  readonly imageStride: ReadonlyMap<string, number>;
+  /** Sums over images and positions: the step summed, and where the C sums go. */
+  readonly sums: readonly { readonly step: number; readonly out: number }[];
+}
+
+const keyOf = (addr: number, si: number, sj: number) => `${addr},${si},${sj}`;
+
+export function channelBody(k: ChannelKernel): Body {
+  const f = new Body();
+  const { N, C, S } = k;
+  if (N * C * S === 0) return f;
+  const i32 = () => f.local('i32');
+  const [cn, cc, cv, ptr] = Array.from({ length: 4 }, i32);
+  for (const s of k.sums) zero(f, s.out, C, cn, ptr);
+  const w = new StepWriter(f, k.steps, S);
+  // per pointer: its position at the start of the image and of the row
+  const bases = w.pointers.map((p) => ({ p, image: i32(), row: i32(), sb: k.imageStride.get(keyOf(p.addr, p.si, p.sj)) ?? 0 }));
+  const accs = k.sums.map(() => f.local('v128'));
+  const outs = k.sums.map(() => i32());
+  const full = Math.floor(S / 4);
+  const rest = S % 4;
+  const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
+  const vec = (lanes: number) => {
+    w.at(0, 0, lanes);
+    k.sums.forEach((s, a) => {
+      f.get(accs[a]!).get(w.result(s.step));
+      if (lanes < 4) f.i32x4Lanes(mask).v128And();
+      f.f32x4('add').set(accs[a]!);
+    });
+  };
+  for (const b of bases) f.assign(b.image, b.p.addr);
+  f.repeat(cn, N, () => {
+    for (const b of bases) f.get(b.image).set(b.row);
+    k.sums.forEach((s, a) => f.assign(outs[a]!, s.out));
+    f.repeat(cc, C, () => {
+      for (const b of bases) f.get(b.row).set(b.p.local);
+      for (const a of accs) f.f32x4Const(0).set(a);
+      if (full > 0)
+        f.repeat(cv, full, () => {
+          vec(4);
+          for (const b of bases) if (b.p.sj) f.bump(b.p.local, 16);
+        });
+      if (rest) vec(rest);
+      accs.forEach((a, n) => {
+        const out = outs[n]!;
+        f.get(out).get(out).f32Load(0);
+        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add().get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add().f32Add();
+        f.f32Add().f32Store(0);
+        f.bump(out, 4);
+      });
+      for (const b of bases) f.bump(b.row, 4 * b.p.si);
+    });
+    for (const b of bases) f.bump(b.image, 4 * b.sb);
+  });
+  return f;
+}
+
+/** What deciding a group needs from the wasm module. */
+export interface ChannelContext {
+  readonly plan: Plan;
+  readonly address: (g: Graph, v: ValueId) => number | undefined;
+  readonly simdOp: (inst: Inst, storage: (v: ValueId) => ReturnType<Plan['storage']['get']>) => { op: StepOp; args: ValueId[] } | undefined;
+  readonly isElementwise: (inst: Inst) => boolean;
+}
+
+/**
+ * The kernel of a unit of elementwise ops over [N, C, ...] (rank ≥ 3, static), optionally with
+ * sums of its values over every axis but 1 (results stored), or undefined when an operand or an
+ * op does not fit.
+ */
+export function channelKernel(ctx: ChannelContext, u: Unit): ChannelKernel | undefined {
+  const g = u.graph;
+  const members = u.insts.filter(ctx.isElementwise);
+  const sums = u.insts.filter((i) => !ctx.isElementwise(i));
+  if (members.length === 0) return undefined;
+  const shape = g.type(members[0]!.result).shape;
+  if (shape.length < 3 || !shape.every((d) => typeof d === 'number')) return undefined;
+  const dims = shape as number[];
+  const [N, C] = dims as [number, number];
+  const S = dims.slice(2).reduce((a, b) => a * b, 1);
+  const sameShape = (v: ValueId) => {
+    const s = g.type(v).shape;
+    return s.length === dims.length && s.every((d, i) => d === dims[i]);
+  };
+  if (!members.every((i) => sameShape(i.result))) return undefined;
+  for (const s of sums) {
+    const axes = s.op === 'sum' ? (s.attrs as { axes: readonly number[] }).axes : undefined;
+    if (!axes || axes.length !== dims.length - 1 || axes.some((a, k) => a !== (k === 0 ? 0 : k + 1)) || !sameShape(s.args[0]!)) return undefined;
+    if (ctx.address(g, s.result) === undefined || g.type(s.result).dtype !== 'f32') return undefined;
+  }
+  const storage = (v: ValueId) => ctx.plan.storage.get(valueName(g, v));
+  const stepOf = new Map<ValueId, number>();
+  const imageStride = new Map<string, number>();
+  const operand = (v: ValueId): Operand | undefined => {
+    const step = stepOf.get(v);
+    if (step !== undefined) return { kind: 'step', step };
+    const s = storage(v);
+    if (s?.kind === 'literal') return { kind: 'const', value: s.value };
+    const addr = ctx.address(g, v);
+    const t = g.type(v);
+    if (addr === undefined || t.dtype !== 'f32' || !t.shape.every((d) => typeof d === 'number') || t.shape.length > dims.length) return undefined;
+    // the operand's dims aligned to the right, its strides 0 where broadcast
+    const own = [...Array(dims.length - t.shape.length).fill(1), ...(t.shape as number[])];
+    if (own.some((d, i) => d !== 1 && d !== dims[i])) return undefined;
+    const strides: number[] = [];
+    let inner = 1;
+    for (let i = dims.length - 1; i >= 0; i--) {
+      strides[i] = own[i] === 1 ? 0 : inner;
+      inner *= own[i]!;
+    }
+    const spatial = own.slice(2);
+    const sj = spatial.every((d) => d === 1) ? 0 : spatial.every((d, i) => d === dims[i + 2]) ? 1 : undefined;
+    if (sj === undefined) return undefined;
+    const si = strides[1]!;
+    imageStride.set(keyOf(addr, si, sj), strides[0]!);
+    return { kind: 'mem', addr, si, sj };
+  };
+  const steps: Step[] = [];
+  for (const inst of members) {
+    if (g.type(inst.result).dtype !== 'f32') return undefined;
+    const op = ctx.simdOp(inst, storage);
+    if (!op) return undefined;
+    const args = op.args.map(operand);
+    if (args.some((a) => a === undefined)) return undefined;
+    const stored = storage(inst.result)?.kind === 'buffer';
+    const store = stored ? ctx.address(g, inst.result) : undefined;
+    if (stored && store === undefined) return undefined;
+    if (store !== undefined) imageStride.set(keyOf(store, S, 1), C * S);
+    stepOf.set(inst.result, steps.length);
+    steps.push({ op: op.op, args: args as Operand[], store });
+  }
+  const sumSteps: { step: number; out: number }[] = [];
+  for (const s of sums) {
+    const x = operand(s.args[0]!);
+    if (!x) return undefined;
+    let step = x.kind === 'step' ? x.step : undefined;
+    if (step === undefined) {
+      step = steps.length;
+      steps.push({ op: 'copy', args: [x] });
+    }
+    sumSteps.push({ step, out: ctx.address(g, s.result)! });
+  }
+  return { N, C, S, steps, imageStride, sums: sumSteps };
+}
+
+/** n floats at `at` set to 0 (scalar stores: a few channels). */
+function zero(f: Body, at: number, n: number, counter: Local, ptr: Local): void {
+  f.assign(ptr, at);
+  f.repeat(counter, n, () => {
+    f.get(ptr).f32x4Const(0).f32x4ExtractLane(0).f32Store(0);
+    f.bump(ptr, 4);
+  });
+}
