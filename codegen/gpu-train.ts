@@ -1,15 +1,18 @@
 // The training step of the GPU.js module (--optimizer): the module's `hyper`, and on the instance
-// of `create()` `initOptState`, `trainStep` and `readParams`. The step runs the gradient pipeline
-// (forward and backward kernels on the device, the gradients read back), then the optimizer
-// table's statements (codegen/optim.ts) as the flat module's JavaScript loop on the host. Params
-// and optimizer state live on the host, in the caller's arrays: device residency between steps is
-// not done yet (docs/training.md, "GPU.js module").
+// of `create()` `initOptState`, `trainStep`, `readParams` and `readOptState`. On a device (webgpu,
+// WebGL, headless GL) the params, the optimizer state and the gradients stay in device buffers
+// between steps: the forward and backward kernels are called one by one on pipeline handles, the
+// update is one kernel per param and stored value rendered from the optimizer table's statements
+// (codegen/optim.ts), and a step reads back only its loss. Where gpu.js keeps no handles (its cpu
+// and webasm modes) the step runs the gradient pipeline and the flat module's JavaScript update on
+// the host, in the caller's arrays (docs/training.md, "GPU.js module").
 
 import { numelSize, sizeText } from '../ir/dims.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { commentText, gradEntries, key, member, params } from './module.js';
-import { hasModes } from './modes.js';
-import { OPTIMIZERS, scalarNames, stepScalars } from './optim.js';
+import { hasModes, modesOf } from './modes.js';
+import type { UExpr, UStmt } from './optim.js';
+import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from './optim.js';
 import { hyperLiteral, optStateParts, updateFunction } from './ts/train.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
@@ -33,12 +36,14 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
-    '// trainStep runs the gradient pipeline on the device and this update on the host (params and',
-    '// optimizer state stay in the caller\'s arrays between steps).',
+    '// On a device trainStep keeps params and optimizer state in device buffers and updates them there',
+    '// (readParams, readOptState bring them back); in gpu.js\'s cpu and webasm modes it runs this',
+    '// update on the host, in the caller\'s arrays.',
     `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`,
     `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
     '',
     ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...(t('x') ? ['/** An array on the device: a gpu.js pipeline handle (a WebGPU buffer, a GL texture). */', 'type DeviceArray = { toArray(): Float32Array | Promise<Float32Array>; delete(): void };', ''] : []),
     ...checkState,
     '',
     ...updateFunction(spec, names.step, t),
@@ -61,18 +66,25 @@ export function gpuTrainInterface(m: ModuleInfo): string[] {
   return [
     '  /** A fresh optimizer state for these params: step 0, every slot zeros. */',
     '  initOptState(params: Params): OptState;',
-    '  /** One training step, in place: gradients on the device, the update of params and state on the host. */',
+    '  /**',
+    '   * One training step. On a device the params and the state stay there (readParams, readOptState):',
+    '   * the arrays passed in are uploaded at the first step and whenever other objects are passed. In',
+    '   * cpu and webasm modes the update runs on the host, in place.',
+    '   */',
     '  trainStep(params: Params, state: OptState, inputs: Inputs, options?: { lr?: number; seed?: number; buffers?: Buffers }): Promise<{ loss: number }>;',
     '  /** Copies of the params as the last trainStep left them. */',
     '  readParams(): Promise<Params>;',
+    '  /** A copy of the optimizer state as the last trainStep left it. */',
+    '  readOptState(): Promise<OptState>;',
   ];
 }
 
 /**
  * The instance's methods. `vagBody`: the lines of valueAndGrad up to and including
  * `const r = ...` (with `options` in scope), `r[k + 1]` then being the gradient of gradEntries' k.
+ * `device`: whether `resident`, `deviceStep`, `deviceTail` and `dev` exist (gpuDeviceStep).
  */
-export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | undefined, vagBody: readonly string[]): string[] {
+export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | undefined, vagBody: readonly string[], device = false): string[] {
   if (!m.optimizer || !names) return [];
   const spec = m.optimizer;
   const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
@@ -88,6 +100,9 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
   const gradOf = (name: string) => `r[${grads.indexOf(name) + 1}]${t('!')}`;
   const fn = names.step;
   const scalars = scalarNames(spec);
+  const nothing = `throw new Error('${m.name}: readParams() has nothing to read: no trainStep has run on this model yet');`;
+  const copyOf = (obj: string) => `{ ${ps.map((q) => `${key(q.name)}: Float32Array.from(${member(obj, q.name)})`).join(', ')} }`;
+  const fromDevice = (list: string) => `{ ${ps.map((q, k) => `${key(q.name)}: Float32Array.from(await ${list}[${k}]${t('!')}.toArray())`).join(', ')} }`;
   return [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
     `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
@@ -98,6 +113,16 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
     '      const lr = stepOptions?.lr ?? hyper.lr;',
     `      if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
     '      checkOptState(state);',
+    ...(device
+      ? [
+          '      if (resident) {',
+          '        // params and state on the device; a step waits for the one before',
+          '        const run = deviceTail.then(() => deviceStep(params, state, inputs, stepOptions, lr));',
+          '        deviceTail = run.catch(() => undefined);',
+          '        return run;',
+          '      }',
+        ]
+      : []),
     '      const t = state.step + 1; // the step number of this step, from 1',
     ...(modes
       ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? t, buffers: stepOptions?.buffers }; // the dropout masks: the seed given, else the step number`]
@@ -115,18 +140,283 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
     ...(scalars.length ? [`      const s = new Float64Array([${scalars.join(', ')}]); // ${scalars.join(', ')}: this step's scalars`] : []),
     ...ps.map((p) => `      ${fn}(${[member('params', p.name), gradOf(p.name), ...slots.map((s) => member('state.' + s, p.name)), sizeOf(p), ...(scalars.length ? ['s'] : [])].join(', ')}); // ${commentText(p.name)}`),
     '      state.step = t;',
-    '      trained = params;',
+    '      trained = { params, state };',
     `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
     '    },',
     `    async readParams()${t(': Promise<Params>')} {`,
-    `      if (trained === undefined) throw new Error('${m.name}: readParams() has nothing to read: no trainStep has run on this model yet');`,
-    `      const p = trained;`,
-    `      return { ${ps.map((q) => `${key(q.name)}: Float32Array.from(${member('p', q.name)})`).join(', ')} };`,
+    ...(device
+      ? [
+          '      if (resident) {',
+          '        await deviceTail;',
+          `        if (dev === undefined) ${nothing}`,
+          `        return ${fromDevice('dev.p')};`,
+          '      }',
+        ]
+      : []),
+    `      if (trained === undefined) ${nothing}`,
+    `      return ${copyOf('trained.params')};`,
+    '    },',
+    `    async readOptState()${t(': Promise<OptState>')} {`,
+    ...(device
+      ? [
+          '      if (resident) {',
+          '        await deviceTail;',
+          `        if (dev === undefined) ${nothing.replace('readParams()', 'readOptState()')}`,
+          `        return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
+          '      }',
+        ]
+      : []),
+    `      if (trained === undefined) ${nothing.replace('readParams()', 'readOptState()')}`,
+    '      const st = trained.state;',
+    `      return { step: st.step${slots.map((s) => `, ${s}: ${copyOf(`st.${s}`)}`).join('')} };`,
     '    },',
   ];
 }
 
-/** The instance's record of the params the last trainStep updated (declared before `return {`). */
+/** The instance's record of the params and state the last host trainStep updated (declared before `return {`). */
 export function gpuTrainState(m: ModuleInfo, t: Typed): string[] {
-  return m.optimizer ? [`  let trained${t(': Params | undefined')};`] : [];
+  return m.optimizer ? [`  let trained${t(': { params: Params; state: OptState } | undefined')};`] : [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step on a device (webgpu, WebGL, headless GL): params, optimizer state and gradients stay in
+// device buffers (gpu.js pipeline handles) between steps
+
+/** What the module tells the device step about the gradient pass's arguments and results. */
+export interface DeviceStepInfo {
+  /** The gradient pass's arguments in order: params, then inputs and state, then constants. */
+  readonly args: readonly { readonly kind: 'param' | 'step' | 'const'; readonly n: string }[];
+  /** Where `gradSteps` (the gradient kernels called one by one) is declared: it exists. */
+  readonly gradSteps: string;
+}
+
+/** Rows of threads that each sum this many squares of a gradient (clipping's norm). */
+const NORM_CHUNK = 256;
+
+/** Names an update statement reads. */
+function readsOf(e: UExpr, out: Set<string>): Set<string> {
+  if (typeof e === 'string') out.add(e);
+  else if (typeof e !== 'number') {
+    readsOf(e.a, out);
+    if (e.op !== 'sqrt') readsOf(e.b, out);
+  }
+  return out;
+}
+
+/**
+ * The statements that compute `target` (the last value it is set to), and the names whose values
+ * before the update they read: the kernel of one stored value computes only what it needs.
+ */
+export function statementsFor(stmts: readonly UStmt[], target: string): { keep: UStmt[]; live: Set<string> } {
+  const last = stmts.map((s) => s.set).lastIndexOf(target);
+  const live = new Set([target]);
+  const keep: UStmt[] = [];
+  for (let k = last; k >= 0; k--) {
+    const s = stmts[k]!;
+    if (!live.has(s.set)) continue;
+    keep.unshift(s);
+    live.delete(s.set);
+    readsOf(s.to, live);
+  }
+  return { keep, live };
+}
+
+/** Identifier-safe text of a param name for kernel names. */
+const ident = (s: string) => s.replace(/[^A-Za-z0-9_$]/g, '_');
+
+/** The kernels of the device step, declared in `create` after the pipelines. */
+export function gpuDeviceKernels(
+  m: ModuleInfo,
+  t: Typed,
+  thisType: string,
+  codeName: (base: string) => string,
+  argSizes: readonly string[],
+): { lines: string[]; names: DeviceNames } {
+  const spec = m.optimizer!;
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const stmts = updateStatements(spec);
+  const host = scalarNames(spec).filter((s) => s !== 'clip');
+  const arrays = ['p', 'g', ...slots];
+  const ps = params(m.fwd);
+  const place = codeName('place');
+  const placeBySize = new Map<string, string>();
+  const placeOf = (n: string) => placeBySize.get(n) ?? (placeBySize.set(n, codeName(`place_${ident(n)}`)), placeBySize.get(n)!);
+  const fnType = (args: readonly string[]) => [t(thisType), ...args.map((a) => `${a}${t(': Float32Array')}`)].filter(Boolean).join(', ');
+  const update: DeviceNames['update'] = {};
+  const lines: string[] = [
+    '',
+    '  // trainStep on a device: params, optimizer state and gradients stay in device buffers (pipeline',
+    '  // handles) between steps; a kernel that keeps its result (`keep`) gives each call a fresh buffer',
+    `  const deviceKernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}, keep${t(': boolean')}) =>`,
+    `    gpu.createKernel(fn, { output: [n], pipeline: true, immutable: keep, precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: unknown[]) => DeviceArray | Promise<DeviceArray>')};`,
+    `  /** An array to the device: a fresh buffer of n floats. */`,
+    `  const ${place} = (n${t(': number')}) => deviceKernel(function (${fnType(['src'])})${t(': number')} {`,
+    '    return src[this.thread.x];',
+    '  }, n, true);',
+  ];
+  const sizes = new Set<string>(argSizes);
+  if (host.length) sizes.add(String(host.length));
+  const body: string[] = [];
+  for (const p of ps) {
+    const n = sizeText(numelSize(p.shape));
+    update[p.name] = {};
+    for (const target of [...slots, 'p']) {
+      if (!stmts.some((s) => s.set === target)) continue;
+      const { keep, live } = statementsFor(stmts, target);
+      const argArrays = arrays.filter((a) => live.has(a));
+      const args = [...argArrays.map((a) => `${a}In`), ...(host.some((h) => live.has(h)) ? ['s'] : []), ...(live.has('clip') ? ['clipv'] : [])];
+      const name = codeName(`${spec.name}_${ident(p.name)}_${target}`);
+      update[p.name]![target] = { name, args: [...argArrays, ...(host.some((h) => live.has(h)) ? ['s'] : []), ...(live.has('clip') ? ['clip'] : [])] };
+      body.push(
+        `  // ${commentText(p.name)}: ${target === 'p' ? 'the param' : `state.${target}`} after the step`,
+        `  const ${name} = deviceKernel(function (${fnType(args)})${t(': number')} {`,
+        '    const i = this.thread.x;',
+        ...argArrays.map((a) => `    let ${a} = ${a}In[i];`),
+        ...host.flatMap((h, k) => (live.has(h) ? [`    const ${h} = s[${k}];`] : [])),
+        ...(live.has('clip') ? ['    const clip = clipv[0];'] : []),
+        ...keep.map((s) => `    ${s.set} = ${renderJs(s.to, (x) => x)}; // ${commentText(s.formula)}`),
+        `    return ${target};`,
+        `  }, ${n}, true);`,
+      );
+    }
+  }
+  // clip_grad_norm_: Σ g² in rows of NORM_CHUNK per gradient, the rows summed into a running total
+  // by one thread per gradient, the last of which gives the factor
+  const norm: DeviceNames['norm'] = [];
+  const clip = spec.hyper.clipGradNorm;
+  if (clip !== undefined) {
+    ps.forEach((p, k) => {
+      const n = numelSize(p.shape);
+      if (n.syms.length) throw new Error('internal: the device step needs static param sizes');
+      const rows = Math.ceil(n.coef / NORM_CHUNK);
+      const rowsName = codeName(`squares_${ident(p.name)}`);
+      const totalName = codeName(`norm_${ident(p.name)}`);
+      const lastOne = k === ps.length - 1;
+      norm.push({ param: p.name, rows: rowsName, total: totalName, first: k === 0 });
+      body.push(
+        `  // Σ g² of ${commentText(p.name)}'s gradient, ${NORM_CHUNK} elements a thread`,
+        `  const ${rowsName} = deviceKernel(function (${fnType(['g'])})${t(': number')} {`,
+        `    const b = this.thread.x * ${NORM_CHUNK};`,
+        '    let s = 0;',
+        `    for (let j = 0; j < ${NORM_CHUNK}; j++) {`,
+        `      if (b + j < ${n.coef}) {`,
+        '        s += g[b + j] * g[b + j];',
+        '      }',
+        '    }',
+        '    return s;',
+        `  }, ${rows}, false);`,
+        lastOne ? `  // ‖g‖₂ over every gradient, and the factor min(1, N / (‖g‖₂ + 1e-6)) (max_norm N = ${clip})` : `  // the running total of Σ g² up to ${commentText(p.name)}`,
+        `  const ${totalName} = deviceKernel(function (${fnType(k === 0 ? ['rows'] : ['rows', 'before'])})${t(': number')} {`,
+        `    let s = ${k === 0 ? '0' : 'before[0]'};`,
+        `    for (let j = 0; j < ${rows}; j++) {`,
+        '      s += rows[j];',
+        '    }',
+        lastOne ? `    return Math.min(1, ${clip} / (Math.sqrt(s) + 1e-6));` : '    return s;',
+        '  }, 1, false);',
+      );
+    });
+  }
+  for (const n of sizes) lines.push(`  const ${placeOf(n)} = ${place}(${n});`);
+  lines.push(...body);
+  return { lines, names: { placeOf, update, norm, host } };
+}
+
+export interface DeviceNames {
+  /** The kernel that places an array of n floats on the device. */
+  readonly placeOf: (n: string) => string;
+  /** Per param and stored value (a slot, `p`): the update kernel and the values it takes. */
+  readonly update: Record<string, Record<string, { name: string; args: string[] }>>;
+  /** clip_grad_norm_'s kernels, in param order. */
+  readonly norm: { param: string; rows: string; total: string; first: boolean }[];
+  /** The step scalars computed on the host, in the order of the scalar array `s`. */
+  readonly host: readonly string[];
+}
+
+/**
+ * `deviceStep(params, state, inputs, options, lr, t)`, declared in `create` before `return {`: the
+ * step on the device, and what readParams and readOptState read there.
+ */
+export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, names: DeviceNames): string[] {
+  const spec = m.optimizer!;
+  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const ps = params(m.fwd);
+  const grads = gradEntries(m).map((g) => g.name);
+  const modes = modesOf(m.fwd);
+  const gradOf = (name: string) => `r[${grads.indexOf(name) + 1}]${t('!')}`;
+  const idx = (kind: 'param' | 'step' | 'const') => info.args.flatMap((a, k) => (a.kind === kind ? [k] : []));
+  const stepArgs = idx('step');
+  const constArgs = idx('const');
+  const handle = (e: string) => `${e}${t(' as DeviceArray')}`;
+  const lines: string[] = [
+    '',
+    '  // the params, the optimizer state and the constants on the device, and whose they were',
+    `  let dev${t(': { params: Params; state: OptState; p: DeviceArray[]; ' + slots.map((s) => `${s}: DeviceArray[]; `).join('') + 'c: DeviceArray[] } | undefined')};`,
+    '  /** Every step runs after the one before (a step awaits its kernels). */',
+    `  let deviceTail${t(': Promise<unknown>')} = Promise.resolve();`,
+    `  const freeDevice = () => {`,
+    '    if (dev === undefined) return;',
+    `    for (const h of [...dev.p, ${slots.map((s) => `...dev.${s}, `).join('')}...dev.c]) h.delete();`,
+    '    dev = undefined;',
+    '  };',
+    `  const deviceStep = async (params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t(': { lr?: number; seed?: number; buffers?: Buffers } | undefined')}, lr${t(': number')}) => {`,
+    '    const t = state.step + 1; // the step number of this step, from 1',
+    ...(hasModes(m.fwd)
+      ? [
+          `    const options${t(': Options')} = { seed: stepOptions?.seed ?? t, buffers: stepOptions?.buffers }; // the dropout masks: the seed given, else the step number`,
+          '    checkOptions(options, true, true);',
+        ]
+      : [`    const options${t(': Options | undefined')} = undefined;`]),
+    '    const a = args(params, inputs, options);',
+    '    if (dev === undefined || dev.params !== params || dev.state !== state) {',
+    '      // params or a state this model has not seen (the first step, a checkpoint): to the device',
+    '      freeDevice();',
+    '      dev = {',
+    '        params,',
+    '        state,',
+    `        p: [${ps.map((p, k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}],`,
+    ...slots.map((s) => `        ${s}: [${ps.map((p, k) => handle(`await ${names.placeOf(info.args[k]!.n)}(${member(`state.${s}`, p.name)})`)).join(', ')}],`),
+    `        c: [${constArgs.map((k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}],`,
+    '      };',
+    '    }',
+    '    const d = dev;',
+    '    // this step\'s inputs (and mode flag, dropout masks, running statistics) to the device',
+    `    const up${t(': DeviceArray[]')} = [${stepArgs.map((k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}];`,
+    '    // the forward and backward kernels, one by one: the gradients stay on the device',
+    `    const r = (await ${info.gradSteps}(${info.args.map((a, k) => (a.kind === 'param' ? `d.p[${k}]` : a.kind === 'step' ? `up[${stepArgs.indexOf(k)}]` : `d.c[${constArgs.indexOf(k)}]`)).join(', ')}))${t(' as DeviceArray[]')};`,
+    ...stepScalars(spec).map((s) => `    const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
+    ...(names.host.length ? [`    const s = ${handle(`await ${names.placeOf(String(names.host.length))}(Float32Array.of(${names.host.join(', ')}))`)}; // ${names.host.join(', ')}: this step's scalars`] : []),
+    ...(names.norm.length
+      ? [
+          `    // clip_grad_norm_(max_norm = ${spec.hyper.clipGradNorm}): the factor min(1, N / (‖g‖₂ + 1e-6)), on the device`,
+          `    let clip${t(': DeviceArray')} = ${handle(`await ${names.norm[0]!.total}(await ${names.norm[0]!.rows}(${gradOf(names.norm[0]!.param)}))`)};`,
+          ...names.norm.slice(1).map((x) => `    clip = ${handle(`await ${x.total}(await ${x.rows}(${gradOf(x.param)}), clip)`)};`),
+        ]
+      : []),
+    '    // the update: every new param and state array from the old ones, in fresh buffers',
+    ...ps.flatMap((p, k) => {
+      const u = names.update[p.name]!;
+      const argOf = (a: string) => (a === 'p' ? `d.p[${k}]${t('!')}` : a === 'g' ? gradOf(p.name) : a === 's' ? 's' : a === 'clip' ? 'clip' : `d.${a}[${k}]${t('!')}`);
+      return [
+        `    {`,
+        `      // ${commentText(p.name)}`,
+        ...Object.entries(u).map(([target, x]) => `      const ${target}New = ${handle(`await ${x.name}(${x.args.map(argOf).join(', ')})`)};`),
+        ...Object.keys(u).map((target) => `      ${target === 'p' ? `d.p[${k}]` : `d.${target}[${k}]`}${t('!')}.delete();`),
+        ...Object.keys(u).map((target) => `      ${target === 'p' ? `d.p[${k}]` : `d.${target}[${k}]`} = ${target}New;`),
+        '    }',
+      ];
+    }),
+    '    for (const h of up) h.delete();',
+    ...(names.host.length ? ['    s.delete();'] : []),
+    ...(modes.buffers.length
+      ? [
+          '    // the next running statistics into the caller\'s buffers',
+          ...modes.buffers.map((b, k) => `    ${member(`options.buffers${t('!')}`, b.name)}.set(await r[${grads.length + 1 + k}]${t('!')}.toArray());`),
+        ]
+      : []),
+    '    state.step = t;',
+    `    const loss = (await r[0]${t('!')}.toArray())[0]${t('!')}; // the one value read back`,
+    '    return { loss };',
+    '  };',
+  ];
+  return lines;
 }

@@ -23,7 +23,7 @@ import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
-import { gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
+import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
@@ -541,12 +541,13 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
    * The calls of a pipeline, with the views its kernels and its results (`reads`) need; a
    * transposed copy is made once, before its first reader.
    */
-  const plan_ = (list: Step[], reads: readonly string[]) => {
+  const plan_ = (list: Step[], reads: readonly string[], awaited = false) => {
     const once = list.filter((s, k) => list.findIndex((x) => x.name === s.name) === k);
     const needed = new Set([...once.flatMap((s) => s.args), ...reads]);
-    return [...argNames.flatMap((a) => views(a, needed)), ...once.flatMap((s) => [...call(s), ...views(s.name, needed)])];
+    return [...argNames.flatMap((a) => views(a, needed)), ...once.flatMap((s) => [...call(s, awaited), ...views(s.name, needed)])];
   };
-  const call = (s: Step) => [`const ${s.name} = ${s.kernel}(${s.args.join(', ')});`];
+  // outside a pipeline (trainStep on a device) a kernel call is awaited: webgpu's give promises
+  const call = (s: Step, awaited = false) => [`const ${s.name} = ${awaited ? 'await ' : ''}${s.kernel}(${s.args.join(', ')});`];
 
   // results: outputs of the forward plan; loss then every gradient of the backward plan. A result
   // that no kernel computes (a param, a constant, a value shared by two gradients) gets a copy, and
@@ -594,10 +595,19 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   ];
   stagingDecls.push(...sinfo.filter((x) => hostOf.has(x.name)).map((x) => `const ${hostOf.get(x.name)} = new Float32Array(${x.n});`));
 
+  // trainStep keeps params and optimizer state on the device where gpu.js keeps handles (a
+  // model with symbolic dimensions runs its update on the host: its kernels are built per size)
+  const device = m.optimizer !== undefined && syms.length === 0;
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
     "  if (mode === 'webgpu') await setupWebGPU();",
     '  const gpu = new GPU({ mode });',
+    ...(device
+      ? [
+          "  // gpu.js's cpu and webasm modes give arrays, not device handles: there trainStep's update runs on the host",
+          `  const resident = !['cpu', 'webasm'].includes((gpu${t(' as unknown as { Kernel: { mode: string } }')}).Kernel.mode);`,
+        ]
+      : []),
   ];
   const pipelines = [
     ...consts.map((c) => `const ${constData.get(c.name)} = Float32Array.from([${c.data.map((x) => E.num(x).code).join(', ')}]);`),
@@ -663,8 +673,9 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
       .join(', ')} } };`,
     '    },',
-    ...gpuTrainMethods(m, t, training, gradBody(plans)),
+    ...gpuTrainMethods(m, t, training, gradBody(plans), device),
     '    destroy() {',
+    ...(device ? ['      freeDevice();'] : []),
     '      void gpu.destroy();',
     '    },',
   ];
@@ -673,7 +684,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       ? [
           '  // kernels are only called inside the pipelines, where they take and give handles',
           `  const kernel = (fn${t(`: (${thisType}, ...args: Float32Array[]) => number`)}, n${t(': number')}) =>`,
-          `    gpu.createKernel(fn, { output: [n], ${constants}precision: 'single', tactic: 'precision' })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
+          `    gpu.createKernel(fn, { output: [n], ${constants}precision: 'single', tactic: 'precision'${device ? ', pipeline: resident, immutable: false' : ''} })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
         ]
       : [
           '  // kernels are only called inside the pipelines, where they take and give handles; a large',
@@ -683,8 +694,27 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           `      output: width && mode === 'webgpu' && n >= ${MIN_2D_OUTPUTS} ? [width, n / width] : [n],`,
           `      ${constants}precision: 'single',`,
           "      tactic: 'precision',",
+          ...(device ? ['      pipeline: resident,', '      immutable: false,'] : []),
           `    })${t(' as unknown as (...args: IPipelineHandle[]) => IPipelineHandle')};`,
         ];
+  /** trainStep on a device: the gradient kernels called one by one, the update kernels, the step. */
+  const deviceLines = (): string[] => {
+    if (!device) return [];
+    const gradSteps = codeName('gradSteps');
+    const kinds = [...pinfo.map((p) => ({ kind: 'param' as const, n: p.n })), ...iinfo.map((i) => ({ kind: 'step' as const, n: i.n })), ...sinfo.map((x) => ({ kind: 'step' as const, n: x.n })), ...consts.map((c) => ({ kind: 'const' as const, n: String(c.data.length) }))];
+    const dk = gpuDeviceKernels(m, t, thisType, codeName, kinds.map((k) => k.n));
+    return [
+      '',
+      "  // trainStep's forward and backward steps on a device, the kernels called one by one on handles:",
+      '  // the loss, the gradients and the next running statistics stay on the device',
+      `  const ${gradSteps} = async (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) => {`,
+      ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value)), ...modes.buffers.map((b) => b.next)], true),
+      `    return [${gradResults.map((r) => (r.includes('(') ? `await ${r}` : r)).join(', ')}];`,
+      '  };',
+      ...dk.lines,
+      ...gpuDeviceStep(m, t, { args: kinds, gradSteps }, dk.names),
+    ];
+  };
   const staticCreate = () => [
     '/**',
     ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',
@@ -707,6 +737,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `  await gradPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
     `  await forwardPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
     ...gpuTrainState(m, t),
+    ...deviceLines(),
     '  return {',
     '    mode: gradPlan.backend ?? mode,',
     ...methods(),

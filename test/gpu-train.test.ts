@@ -1,5 +1,6 @@
-// The GPU.js module's training step (--optimizer), in gpu.js's cpu mode: 30 steps against the
-// flat module's trainStep, readParams, and the checks of its arguments.
+// The GPU.js module's training step (--optimizer), in gpu.js's cpu mode (no device handles: the
+// update runs on the host): 30 steps against the flat module's trainStep, readParams,
+// readOptState, and the checks of its arguments. On a device: test/browser/train.test.ts.
 
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -32,6 +33,7 @@ interface GpuModel {
   initOptState(params: Arrays): State;
   trainStep(params: Arrays, state: object, inputs: Arrays, options?: { lr?: number }): Promise<{ loss: number }>;
   readParams(): Promise<Record<string, Float32Array>>;
+  readOptState(): Promise<State>;
   destroy(): void;
 }
 interface GpuTrainer {
@@ -86,6 +88,16 @@ describe('GPU.js trainStep (cpu mode): 30 steps against the flat module', () => 
         expect(read[k], k).toEqual(b[k]);
         expect(read[k], `${k} is a copy`).not.toBe(b[k]);
       }
+      // cpu mode keeps no device handles: the update ran on the host, in the caller's state
+      const st = await model.readOptState();
+      expect(st.step).toBe(30);
+      for (const slot of Object.keys(sb).filter((k) => k !== 'step'))
+        for (const k of Object.keys(b)) {
+          const mine = (sb[slot] as Record<string, Float32Array>)[k]!;
+          const theirs = (st[slot] as Record<string, Float32Array>)[k]!;
+          expect(theirs, `${slot}.${k}`).toEqual(mine);
+          expect(theirs, `${slot}.${k} is a copy`).not.toBe(mine);
+        }
     } finally {
       model.destroy();
     }
@@ -100,6 +112,7 @@ describe('GPU.js trainStep: arguments', () => {
     const model = await gpu.create({ mode: 'cpu' });
     try {
       await expect(model.readParams()).rejects.toThrow(new Error('mlp: readParams() has nothing to read: no trainStep has run on this model yet'));
+      await expect(model.readOptState()).rejects.toThrow(new Error('mlp: readOptState() has nothing to read: no trainStep has run on this model yet'));
       expect(() => model.initOptState({ ...params, b2: new Float32Array(4) })).toThrow(new RangeError("mlp: param 'b2' must have 5 elements (f32[5]), got 4"));
       const state = model.initOptState(params) as { step: number; exp_avg: Record<string, Float32Array>; exp_avg_sq: Record<string, Float32Array> };
       expect(state.step).toBe(0);
