@@ -7,7 +7,7 @@ import { LossPlot } from './plot.mjs';
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
-const state = (globalThis.graphcDemo = { status: 'idle', step: 0, steps: 0, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [] });
+const state = (globalThis.graphcDemo = { status: 'idle', info: '', step: 0, steps: 0, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [] });
 const plot = new LossPlot($('plot'));
 let worker = null;
 
@@ -100,7 +100,7 @@ function start() {
   const model = $('model').value;
   const backend = $('backend').value;
   const steps = Math.max(100, Number($('steps').value) || MODELS[model].steps);
-  Object.assign(state, { step: 0, steps, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [], backend, model });
+  Object.assign(state, { step: 0, steps, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [], info: '', backend, model });
   plot.reset(steps);
   for (const id of ['s-rate', 's-loss', 's-train', 's-dev']) $(id).textContent = '–';
   setStatus('loading', `loading the ${MODELS[model].modules[backend].label} module…`);
@@ -114,7 +114,10 @@ function start() {
 }
 
 function onMessage(msg) {
-  if (msg.type === 'ready') setStatus('training', `training · ${msg.info}`);
+  if (msg.type === 'ready') {
+    state.info = msg.info;
+    setStatus('training', `training · ${msg.info}`);
+  }
   else if (msg.type === 'progress') {
     Object.assign(state, { step: msg.step, loss: msg.loss, rate: msg.meanRate });
     plot.add(msg.points);

@@ -16,6 +16,7 @@ export const MODELS = {
     // which generated module trains it, by the backend picked on the page
     modules: {
       wasm: { label: 'wasm SIMD', url: '/web-out/generated/makemore/makemore.wasm.js' },
+      threads: { label: 'wasm SIMD, threads', url: '/web-out/generated/makemore/makemore.wasm.js', threads: true },
       flat: { label: 'flat JS', url: '/web-out/generated/makemore/makemore.js' },
     },
   },

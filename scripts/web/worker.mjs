@@ -23,7 +23,7 @@ async function run({ model, backend, steps, seed = 1, evalEvery = 2500, window =
   const m = MODELS[model];
   const { createTask } = await import(m.task);
   const t0 = performance.now();
-  const task = await createTask({ moduleUrl: m.modules[backend].url, seed });
+  const task = await createTask({ module: m.modules[backend], seed });
   self.postMessage({ type: 'ready', info: task.info, loadMs: performance.now() - t0 });
   let step = 0;
   let windowSum = 0;

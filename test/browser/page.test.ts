@@ -11,6 +11,8 @@ import { launch, OUTPUT, type Session } from './chromium.js';
 
 interface DemoState {
   status: string;
+  /** What the task says when it is ready (the data, and the threads of a threaded module). */
+  info: string;
   step: number;
   steps: number;
   rate: number;
@@ -55,6 +57,24 @@ it('trains makemore with the wasm module to a dev loss below 2.2 in 30,000 steps
   expect(await page.locator('#code').textContent()).toContain('export function valueAndGrad');
   expect(await page.locator('#code').textContent()).toContain("dhpreact = dh * (1 - h²)");
   expect(await page.locator('#s-dev').textContent()).toBe(st.dev.toFixed(4));
+  expect(outside).toEqual([]);
+  expect(errors).toEqual([]);
+});
+
+it('trains makemore with the threaded wasm module (create({ threads })) under cross-origin isolation', async () => {
+  const { page, errors, outside } = await s.open('/?autostart=1&backend=threads&steps=3000&evalEvery=3000', { width: 1280, height: 900 });
+  await page.waitForFunction(() => ['done', 'error'].includes((globalThis as unknown as { graphcDemo?: DemoState }).graphcDemo?.status ?? ''), null, {
+    timeout: 60_000,
+  });
+  const st = await page.evaluate(() => (globalThis as unknown as { graphcDemo: DemoState }).graphcDemo);
+  expect(st.error).toBeNull();
+  expect(st.status).toBe('done');
+  expect(st.step).toBe(3000);
+  // the instance runs on the page's threads (what the task reported when it was ready)
+  expect(st.info).toMatch(/, [2-4] threads$/);
+  // 3,000 steps of SGD at 0.1, then 0.01: from about 3.3 to below 2.6
+  expect(st.evals[0]!.dev).toBeGreaterThan(3);
+  expect(st.dev).toBeLessThan(2.6);
   expect(outside).toEqual([]);
   expect(errors).toEqual([]);
 });

@@ -11,11 +11,11 @@ import { loadModule } from './load.mjs';
 /** The lecture's schedule (as scripts/demo/train.mjs): 0.1 for the first half of the run, then 0.01. */
 const learningRate = (step, steps) => (step < steps / 2 ? 0.1 : 0.01);
 
-/** `moduleUrl`: the training module picked on the page (wasm or flat); the evaluation uses wasm. */
-export async function createTask({ moduleUrl, seed = 1 }) {
+/** `module`: the training module picked on the page (wasm, threaded wasm or flat: `{ url, threads? }`); the evaluation uses wasm. */
+export async function createTask({ module, seed = 1 }) {
   const [names, train, calibrateMod, dev, sampler] = await Promise.all([
     fetch('/web-out/names.json').then((r) => r.json()),
-    loadModule(moduleUrl),
+    loadModule(module.url, module),
     loadModule('/web-out/generated/makemore_calibrate/makemore_calibrate.wasm.js'),
     loadModule('/web-out/generated/makemore_dev/makemore_dev.wasm.js'),
     loadModule('/web-out/generated/makemore_inference/makemore_inference.wasm.js'),
@@ -29,7 +29,7 @@ export async function createTask({ moduleUrl, seed = 1 }) {
   // the module's compiled training step (built with --optimizer sgd): forward, backward and update
   const state = train.initOptState(params);
   return {
-    info: `${names.length} names: ${data.train.n} training examples, ${data.dev.n} dev`,
+    info: `${names.length} names: ${data.train.n} training examples, ${data.dev.n} dev${train.threads ? `, ${train.threads} threads` : ''}`,
     params,
     /** One SGD step on a random minibatch; returns its loss. */
     step(step, steps) {
