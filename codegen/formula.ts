@@ -123,8 +123,16 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
     case 'mode':
     case 'dropout_mask':
       return atom(g.value(inst.result).name);
-    case 'const':
-      return atom(inst.attrs.data.length === 1 ? fmtNumber(inst.attrs.data[0]!) : g.value(inst.result).name);
+    case 'const': {
+      const d = inst.attrs.data;
+      if (d.length === 1) return atom(fmtNumber(d[0]!));
+      // a temporary holding a constant of equal elements is shown as what it is, as PyTorch writes it
+      if (g.value(inst.result).temp && d.every((x) => Object.is(x, d[0]))) {
+        const shape = g.type(inst.result).shape.join(', ');
+        return atom(d[0] === 1 ? `ones(${shape})` : d[0] === 0 ? `zeros(${shape})` : `full((${shape}), ${fmtNumber(d[0]!)})`);
+      }
+      return atom(g.value(inst.result).name);
+    }
   }
 }
 
@@ -136,7 +144,8 @@ export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean, n
   const named = (name: string) => atom(nameOf ? nameOf(name) : name);
   const go = (w: ValueId, top: boolean): F => {
     const d = g.def(w);
-    const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1) || d.op === 'dim';
+    const uniformTemp = d.op === 'const' && g.value(w).temp && d.attrs.data.every((x) => Object.is(x, d.attrs.data[0]));
+    const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1) || uniformTemp || d.op === 'dim';
     if (!expand) return named(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
     return render(g, d, (i) => go(d.args[i]!, false));
   };

@@ -21,7 +21,7 @@ import { convAt } from './gpu-conv.js';
 import { factor } from './loops.js';
 import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, unitComment } from './module.js';
+import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
@@ -107,6 +107,8 @@ class KernelWriter implements PositionWriter {
     readonly registers: ReadonlySet<ValueId>,
     /** The name of an array's transposed copy, when this kernel's products should read one. */
     readonly transposedName?: (of: string) => string,
+    /** The array a view reads: a temporary's reshape is its source under the source's name. */
+    readonly viewRoot: (name: string) => string = (n) => n,
   ) {}
 
   fresh(base: string): string {
@@ -114,13 +116,14 @@ class KernelWriter implements PositionWriter {
   }
 
   private name(v: ValueId): string {
-    return valueName(this.g, v);
+    return this.viewRoot(valueName(this.g, v));
   }
 
   /** Reads an array at a flat index, registering it as an argument. */
   private array(v: ValueId, index: string): Expr {
     const s = this.plan.storage.get(this.name(v));
-    if (s?.kind === 'literal') return E.num(s.value);
+    const c = uniformConst(this.plan, this.name(v));
+    if (c !== undefined) return E.num(c); // a scalar, or a constant of equal elements: its literal
     if (s?.kind === 'dim') return E.atom(kdim(s.name)); // the bound size, a constant of the kernel
     const name = this.name(v);
     if (!this.args.includes(name)) this.args.push(name);
@@ -135,7 +138,7 @@ class KernelWriter implements PositionWriter {
   private transposedRead(B: ValueId): ((p: string, j: string) => string) | undefined {
     const [N, K] = this.g.type(B).shape;
     const s = this.plan.storage.get(this.name(B));
-    if (!this.transposedName || this.registers.has(B) || s?.kind === 'literal' || s?.kind === 'dim') return undefined;
+    if (!this.transposedName || this.registers.has(B) || uniformConst(this.plan, this.name(B)) !== undefined || s?.kind === 'dim') return undefined;
     if (this.g.type(B).shape.length !== 2 || typeof N !== 'number' || typeof K !== 'number' || K < MIN_TRANSPOSED_K) return undefined;
     const of = this.name(B);
     const name = this.transposedName(of);
@@ -253,10 +256,9 @@ class KernelWriter implements PositionWriter {
         const row = kdim(numelSize(out.slice(1)));
         const rest = flat(pos.slice(1), out.slice(1));
         const idxs = this.name(idx);
-        const srcs = this.name(src);
         this.array(idx, '0');
-        this.array(src, '0');
-        return E.atom(this.loop('0', [n], ([q], acc) => [`if (${idxs}[${q}] === ${pos[0]}) ${acc} += ${srcs}[${q} * ${row}${rest === '0' ? '' : ` + ${rest}`}];`]));
+        const srcAt = (q: string) => this.array(src, `${q} * ${row}${rest === '0' ? '' : ` + ${rest}`}`).code;
+        return E.atom(this.loop('0', [n], ([q], acc) => [`if (${idxs}[${q}] === ${pos[0]}) ${acc} += ${srcAt(q!)};`]));
       }
       case 'pick': {
         const [x, idx] = inst.args as [ValueId, ValueId];
@@ -403,12 +405,13 @@ function kernelOf(
   u: Unit,
   inst: Inst,
   transposedName: (of: string) => string,
+  viewRoot?: (name: string) => string,
 ): { args: string[]; body: string[]; size: Size; width?: number; transposed: Transposed[] } {
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
   registers.add(inst.result); // computed here, not read
   const shape = g.type(inst.result).shape;
   const n = numelSize(shape);
-  const w = new KernelWriter(g, plan, registers, n.syms.length === 0 && n.coef >= MIN_2D_OUTPUTS ? transposedName : undefined);
+  const w = new KernelWriter(g, plan, registers, n.syms.length === 0 && n.coef >= MIN_2D_OUTPUTS ? transposedName : undefined, viewRoot);
   const pos: string[] = [];
   const head: string[] = ['const _x = this.thread.x;'];
   // the position of this thread, from its flat index
@@ -492,12 +495,21 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     transposers.set(tr.name, step);
     return step;
   };
+  // a reshape (or stopGradient) of a value is the same handle: one whose result is a temporary
+  // is no variable of its own, its readers read the source under the source's name (a pipeline
+  // says `// t13, t14: views of t12`), where `const t13 = t12;` would copy a temporary's name
+  const temps = new Set<string>();
+  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) if (inst.op !== 'fwd' && g.value(inst.result).temp) temps.add(g.value(inst.result).name);
+  const viewRoot = (name: string): string => {
+    const s = plan.storage.get(name);
+    return s?.kind === 'alias' && temps.has(name) ? viewRoot(s.of) : name;
+  };
   const steps = (units: readonly Unit[]): Step[] =>
     units.flatMap((u) =>
       u.insts
         .filter((inst) => plan.storage.get(u.graph.value(inst.result).name)?.kind === 'buffer')
         .flatMap((inst) => {
-          const k = kernelOf(u.graph, plan, u, inst, transposedName);
+          const k = kernelOf(u.graph, plan, u, inst, transposedName, viewRoot);
           const name = valueName(u.graph, inst.result);
           const before = k.transposed.map((tr) => transposer(tr, name));
           const kernel = codeName(`kernel_${name}`);
@@ -519,7 +531,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   // pipeline arguments: params, inputs and constant arrays, by value name
   const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: sizeText(numelSize(p.shape)) }));
   const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: sizeText(numelSize(m.fwd.type(i.result).shape)) }] : []));
-  const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' ? [{ name, data: s.data }] : []));
+  // constants of equal elements are literals in the kernels: only the others are arrays
+  const consts = [...plan.storage].flatMap(([name, s]) => (s.kind === 'const' && uniformConst(plan, name) === undefined ? [{ name, data: s.data }] : []));
   // the module's own state: the mode flag and dropout masks are filled on the host and uploaded,
   // buffers are passed as they are; the next running statistics come back as results
   const modes = modesOf(m.fwd);
@@ -536,7 +549,18 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       if (s?.kind === 'alias' && inst.op !== 'fwd') aliasesOf.set(s.of, [...(aliasesOf.get(s.of) ?? []), g.value(inst.result).name]);
     }
   const views = (root: string, needed: Set<string>): string[] =>
-    (aliasesOf.get(root) ?? []).flatMap((a) => (needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${root};`, ...views(a, needed)] : []));
+    (aliasesOf.get(root) ?? []).flatMap((a) => {
+      if (temps.has(a)) {
+        // a temporary's view: no variable; say what it is where it would have been declared
+        const inner = views(a, needed);
+        return [`// ${a}: a view of ${viewRoot(a)} as ${shapeOfName(a)} (the same array)`, ...inner];
+      }
+      return needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${viewRoot(root)}; // a view of ${viewRoot(root)} as ${shapeOfName(a)} (the same array)`, ...views(a, needed)] : [];
+    });
+  const shapeOfName = (name: string) => {
+    const v = m.fwd.byName(name) ?? m.bwd.byName(name);
+    return v ? `${v.type.dtype}[${v.type.shape.join(',')}]` : name;
+  };
   /**
    * The calls of a pipeline, with the views its kernels and its results (`reads`) need; a
    * transposed copy is made once, before its first reader.
@@ -554,8 +578,9 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   // so does one a 2-D kernel computes (gpu.js would read it back as rows)
   const copies: string[] = [];
   const result = (g: Graph, v: ValueId, seen: Set<string>): string => {
-    const name = valueName(g, v);
-    const s = plan.storage.get(name);
+    const name = viewRoot(valueName(g, v));
+    const c = uniformConst(plan, name);
+    const s = c === undefined ? plan.storage.get(name) : ({ kind: 'literal', value: c } as const);
     if (s?.kind === 'buffer' && !seen.has(name) && g.def(v).op !== 'fwd' && !twoD.has(name)) {
       seen.add(name);
       return name;

@@ -15,6 +15,19 @@ import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
 import type { OptimizerSpec } from './optim.js';
 
 /** A property key in an object literal; `__proto__` is computed so that it stays an own key. */
+/**
+ * The value of a constant whose elements are all equal (a scalar, or a broadcast constant such
+ * as the seed of a sum's gradient): the emitters read it as a literal (`1`), never as an array
+ * of copies under a name that hides it. Else undefined.
+ */
+export function uniformConst(plan: Plan, name: string): number | undefined {
+  const s = plan.storage.get(name);
+  if (s?.kind === 'literal') return s.value;
+  if (s?.kind !== 'const' || s.data.length === 0) return undefined;
+  const x = s.data[0]!;
+  return s.data.every((y) => Object.is(y, x)) ? x : undefined;
+}
+
 export function key(name: string): string {
   if (name === '__proto__') return '["__proto__"]';
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name);
@@ -355,11 +368,13 @@ export function outputsReading(g: Graph): Map<string, string[]> {
 }
 
 /** Which rule made a value, and where: `   tanh'  (makemore.ts:53)` (the chain rule's local factor). */
-function provenance(inst: Graph['insts'][number]): string {
+function provenance(g: Graph, inst: Graph['insts'][number]): string {
   const loc = inst.loc;
   if (!loc) return '';
+  // a fan-out sum reads as the lecture's accumulation: dh_acc = dh_3 + dh_2 is `dh += dh_2`
+  const total = g.value(inst.result).name.replace(/_acc(_\d+)?$/, '');
   const rule =
-    loc.grad === 'fanout' ? 'fan-out: the sum over its uses' : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
+    loc.grad === 'fanout' ? `fan-out: ${total} += the gradient through each use` : loc.grad === 'custom' ? "the user's gradient rule (g.customGrad)" : loc.grad ? `${loc.grad}'` : '';
   // an instruction that g.grad emitted into the forward graph names that call
   const via = loc.via ? `, of g.grad at ${loc.via.file}:${loc.via.line}` : '';
   return `${rule ? `   ${rule}` : ''}  (${loc.file}:${loc.line}${via})`;
@@ -378,7 +393,7 @@ export function unitComment(m: ModuleInfo, u: Unit, plan: Plan): string[] {
   for (const inst of u.insts) {
     const v = g.value(inst.result);
     if (expand(inst) || plan.storage.get(v.name)?.kind === 'alias') continue;
-    out.push(`// ${commentText(`${v.name} = ${formula(g, inst.result, expand)}${provenance(inst)}`)}`);
+    out.push(`// ${commentText(`${v.name} = ${formula(g, inst.result, expand)}${provenance(g, inst)}`)}`);
   }
   const shown = new Set<string>();
   for (const inst of u.insts) {

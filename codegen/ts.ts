@@ -12,7 +12,7 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs, uniformConst } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
@@ -75,7 +75,8 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
     }
     const copy = codeName(`d${name}_copy`);
     extraDecls.push(`const ${copy} = new Float32Array(${sizeText(numelSize(m.bwd.type(o.value).shape))}); // the gradient of ${commentText(o.name)}`);
-    gradCopies.push(s?.kind === 'literal' ? `${copy}.fill(${E.num(s.value).code});` : `${copy}.set(${bwd.arrOf(m.bwd, o.value)});`);
+    const c = uniformConst(plan, name);
+    gradCopies.push(c !== undefined ? `${copy}.fill(${E.num(c).code});` : `${copy}.set(${bwd.arrOf(m.bwd, o.value)});`);
     gradArrays.set(o.name, copy);
   }
 
@@ -118,6 +119,8 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
       };
       if (s.kind === 'buffer' || s.kind === 'param' || s.kind === 'input' || s.kind === 'state')
         entries.push(`${key(name)}: ${view(name)}, // ${describe(name)}${s.kind === 'param' || s.kind === 'input' ? ` (${s.kind} ${commentText(s.key)})` : s.kind === 'state' ? ` (${commentText(s.key)})` : ''}`);
+      else if (s.kind === 'const' && !backend && uniformConst(plan, name) !== undefined && !kernels.referenced.has(name))
+        entries.push(`// ${key(name)}: ${describe(name)}, every element ${E.num(uniformConst(plan, name)!).code} (the code reads the literal)`);
       else if (s.kind === 'const') entries.push(`${key(name)}: ${ARRAY[g.type(inst.result).dtype]}.from([${s.data.map((x) => E.num(x).code).join(', ')}]),`);
       else if (s.kind === 'alias') {
         const r = root(name);

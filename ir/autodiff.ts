@@ -129,8 +129,12 @@ export function backprop(g: Graph, y: ValueId, wrt: readonly ValueId[], seed: Va
     let d = parts[0]!;
     const saved = b.loc;
     b.loc = stamp(g.def(v).loc, 'fanout');
-    for (const p of parts.slice(1)) d = b.add(d, p);
+    const partial: ValueId[] = [];
+    for (const p of parts.slice(1)) partial.push((d = b.add(d, p)));
     b.loc = saved;
+    // with three uses or more, the running sums are the gradient so far, as the lecture's
+    // `dh += ...` accumulates it: dh_acc = dh_3 + dh_2, dh = dh_acc + dh_1
+    for (const s of partial.slice(0, -1)) if (tg.value(s).temp && s.index >= firstNew) tg.rename(s, `d${g.value(v).name || 't'}_acc`);
     grads.set(v, [d]);
     const gv = tg.value(d);
     if (gv.temp && d.index >= firstNew) tg.rename(d, 'd' + (g.value(v).name || 't'));

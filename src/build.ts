@@ -118,9 +118,9 @@ export function lowerDerived(model: LoadedModel, kind: 'hvp' | 'jvp'): { fwd: Gr
 }
 
 /** Loads and traces a model. */
-export function traceFile(file: string): { model: LoadedModel; traced: Traced } {
+export function traceFile(file: string, opts: { scopes?: boolean } = {}): { model: LoadedModel; traced: Traced } {
   const model = loadModel(file);
-  return { model, traced: traceModel(model) };
+  return { model, traced: traceModel(model, opts) };
 }
 
 /** Front end and middle end: the optimised forward and backward graphs. */

@@ -7,6 +7,7 @@ import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
+import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph, sanitizeName } from '../ir/graph.js';
 import type { Init } from '../ir/ops.js';
@@ -97,6 +98,8 @@ export interface CallSites {
    * through helpers that return it: `const q = heads(query(a))` names what `heads` returns).
    */
   current(): { loc?: Loc; name?: string };
+  /** The user frames of the current call stack, innermost first (for `graphc graph`'s clusters). */
+  frames?(): Frame[];
 }
 
 const TRACER = Symbol('tracer');
@@ -383,6 +386,9 @@ export class Tracer {
   /** Dropout calls so far: each is a site of its own, with a mask of its own. */
   private dropoutSites = 0;
   private depth = 0;
+  /** With a tracker (`graphc graph`): the helper call or loop iteration each instruction was made in. */
+  scopes?: ScopeTracker;
+  readonly scopeOf = new Map<number, Scope>();
 
   constructor(
     name: string,
@@ -401,8 +407,11 @@ export class Tracer {
     const { loc, name } = this.sites.current();
     this.depth++;
     this.b.loc = loc;
+    const scope = this.scopes && this.sites.frames ? this.scopes.enter(this.sites.frames()) : undefined;
+    const first = this.graph.insts.length;
     try {
       const v = f(name);
+      if (scope) for (const inst of this.graph.insts.slice(first)) this.scopeOf.set(inst.id, scope);
       if (name && this.graph.value(v).temp) this.graph.rename(v, name);
       return new Tensor(this, v);
     } catch (e) {

@@ -10,6 +10,8 @@ import { formatType } from '../ir/types.js';
 import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
 import { defaultExportAt } from './names.js';
+import type { Scope } from './scopes.js';
+import { ScopeTracker } from './scopes.js';
 
 const MODEL_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
@@ -18,6 +20,8 @@ export interface Traced {
   /** Param and input names with where they were declared. */
   readonly declared: Tracer['declared'];
   readonly warnings: CompileError[];
+  /** With `scopes`: the helper call or loop iteration each instruction (by id) was made in. */
+  readonly scopes?: ReadonlyMap<number, Scope>;
 }
 
 function modelLoc(m: LoadedModel): Loc {
@@ -41,7 +45,7 @@ function checkBindable(g: Graph): void {
   }
 }
 
-export function traceModel(m: LoadedModel): Traced {
+export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Traced {
   const name = m.def.name;
   if (typeof name !== 'string' || !MODEL_NAME.test(name))
     throw new CompileError(
@@ -52,6 +56,7 @@ export function traceModel(m: LoadedModel): Traced {
   // model(...) has checked it already, unless the def was made another way
   if (typeof m.def.fn !== 'function') checkModelFn(m.def.fn, modelLoc(m));
   const tracer = new Tracer(name, m.sites);
+  if (opts.scopes) tracer.scopes = new ScopeTracker((file) => m.sourceOf(file));
   const result = m.loader.withFrames(() => {
     try {
       return m.def.fn(tracer.api());
@@ -107,7 +112,7 @@ export function traceModel(m: LoadedModel): Traced {
               'warning',
             ),
       );
-  return { graph: g, declared: tracer.declared, warnings };
+  return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
 }
 
 /** The values the loss is computed from, gradient or not. */

@@ -20,6 +20,7 @@ import { compile, compileGraphs, traceFile } from './build.js';
 import { UsageError } from './loader.js';
 import type { ValuesFile } from './values.js';
 import { bindDims, withValues } from './values.js';
+import type { Scope } from './scopes.js';
 
 // ---------------------------------------------------------------------------------------------
 // graphc ir
@@ -323,7 +324,8 @@ const MAX_WIDTH_IN = 40;
  * gradient (red), as the DeepRob slides draw the sigmoid neuron, or min/mean/max for a large tensor.
  */
 export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{ dot: string; note: string }> {
-  const g = opts.optimized ? compileGraphs(file).fwd : traceFile(file).traced.graph;
+  const traced = opts.optimized ? undefined : traceFile(file, { scopes: true }).traced;
+  const g = traced ? traced.graph : compileGraphs(file).fwd;
   const sizes = dimSizes(g, { ...bindDims(g, opts.inputs), ...opts.dims });
   const limit = opts.maxValues ?? 3;
   let vals: Map<string, NDArray> | undefined;
@@ -362,7 +364,7 @@ export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{
     const k = groupOf.get(inst.id) ?? -1;
     nodes.set(k, [...(nodes.get(k) ?? []), `  ${id(inst.result)} [label="${esc(label)}", shape=${shape}];`]);
   }
-  lines.push(...(nodes.get(-1) ?? []));
+  lines.push(...scopeClusters(nodes.get(-1) ?? [], g, traced?.scopes));
   for (const [k, list] of nodes) {
     if (k < 0) continue;
     const gr = g.groups[k]!;
@@ -388,6 +390,48 @@ export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{
   }
   lines.push('}');
   return { dot: lines.join('\n') + '\n', note };
+}
+
+/**
+ * The nodes of the traced program in nested clusters, one per helper call and per loop
+ * iteration they were made in (a box per RNN step); a scope that holds only one inner scope is
+ * drawn as one box with both labels.
+ */
+function scopeClusters(nodeLines: readonly string[], g: Graph, scopes: ReadonlyMap<number, Scope> | undefined): string[] {
+  if (!scopes || scopes.size === 0) return [...nodeLines];
+  const byValue = new Map<string, number>(g.insts.map((i) => [`v${i.result.index}`, i.id]));
+  const own = new Map<Scope | undefined, string[]>();
+  const children = new Map<Scope | undefined, Scope[]>();
+  const add = (s: Scope | undefined) => {
+    if (!s || children.has(s)) return;
+    children.set(s, []);
+    add(s.parent);
+    children.set(s.parent, [...(children.get(s.parent) ?? []), s]);
+  };
+  for (const l of nodeLines) {
+    const id = byValue.get(/^\s*(v\d+) /.exec(l)?.[1] ?? '');
+    const s = id === undefined ? undefined : scopes.get(id);
+    add(s);
+    own.set(s, [...(own.get(s) ?? []), l]);
+  }
+  const draw = (s: Scope, depth: number, labels: string[]): string[] => {
+    const kids = children.get(s) ?? [];
+    const mine = own.get(s) ?? [];
+    if (mine.length === 0 && kids.length === 1) return draw(kids[0]!, depth, [...labels, s.label]);
+    const pad = '  '.repeat(depth);
+    return [
+      `${pad}subgraph cluster_s${s.id} {`,
+      `${pad}  label="${esc([...labels, s.label].join(' · '))}";`,
+      `${pad}  style=rounded;`,
+      `${pad}  color="${s.kind === 'loop' ? 'steelblue' : 'gray50'}";`,
+      `${pad}  fontname="Helvetica";`,
+      `${pad}  fontsize=10;`,
+      ...mine.map((l) => `${pad}${l}`),
+      ...kids.flatMap((k) => draw(k, depth + 1, [])),
+      `${pad}}`,
+    ];
+  };
+  return [...(own.get(undefined) ?? []), ...(children.get(undefined) ?? []).flatMap((s) => draw(s, 1, []))];
 }
 
 /** Renders DOT to SVG (Graphviz compiled to WebAssembly), or to PNG through resvg. */

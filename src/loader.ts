@@ -10,6 +10,7 @@ import { ts } from 'ts-morph';
 import { CompileError } from '../ir/errors.js';
 import type { Loc } from '../ir/types.js';
 import type { CallSites, ModelDef } from './dsl.js';
+import type { Frame } from './scopes.js';
 import { isModelDef } from './dsl.js';
 import * as publicApi from './index.js';
 import type { CallSite } from './names.js';
@@ -176,6 +177,17 @@ export class Loader {
         if (loc) return { loc, name: this.bindingOf(frames, i, loc) };
       }
       return {};
+    },
+    frames: () => {
+      const frames = stackHere();
+      const out: Frame[] = [];
+      for (let i = 0; i < frames.length; i++) {
+        const loc = this.locOf(frames[i]!);
+        if (!loc) continue;
+        const next = frames[i + 1];
+        out.push({ loc, fn: frames[i]!.getFunctionName() ?? undefined, direct: next !== undefined && this.locOf(next) !== undefined });
+      }
+      return out;
     },
   };
 

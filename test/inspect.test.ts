@@ -5,6 +5,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { printGraph } from '../ir/print.js';
+import { graphDot } from '../src/inspect.js';
 import { buildAndImport, expectGolden, modelFile, ROOT, run, tmp } from './helpers.js';
 
 describe('graphc ir', () => {
@@ -297,17 +298,68 @@ export default model('smlp', (g) => {
   });
 });
 
+describe('graphc graph of a large model', () => {
+  it('draws a box per loop iteration holding the helper call it makes (an 8-step RNN)', async () => {
+    const { dot } = await graphDot(path.join(ROOT, 'test/fixtures/graph/rnn.ts'));
+    expect(dot).toContain('rankdir=TB;');
+    expect(dot).toContain('size="40,1000";');
+    const labels = [...dot.matchAll(/^\s*label="((?:loop|cell)[^"]*)";$/gm)].map((m) => m[1]);
+    expect(labels).toEqual(Array.from({ length: 8 }, (_x, t) => [`loop rnn.ts:26, iteration ${t}`, 'cell(…) rnn.ts:27']).flat());
+    // each step's cell holds its own gate: the sigmoid of step t is inside the box of step t
+    const step3 = dot.slice(dot.indexOf('label="loop rnn.ts:26, iteration 3"'), dot.indexOf('label="loop rnn.ts:26, iteration 4"'));
+    expect(step3).toMatch(/label="z_3\\nσ"/);
+    // params declared outside any helper or loop are outside the boxes
+    expect(dot.slice(0, dot.indexOf('subgraph cluster_s'))).toMatch(/label="Wx\\nparam f32\[5,5\]"/);
+  });
+
+  it('puts each call of a helper in a box of its own, also through xs.map(f)', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+import type { Tensor } from 'graphc';
+export default model('mapped', (g) => {
+  const W = g.param('W', [3, 3]);
+  const layer = (t: Tensor): Tensor => t.matmul(W).tanh();
+  const xs = [g.input('a', [2, 3]), g.input('b', [2, 3])];
+  const hs = xs.map((x) => layer(x).exp());
+  return hs[0]!.add(hs[1]!).sum();
+});
+`);
+    const { dot } = await graphDot(file);
+    const labels = [...dot.matchAll(/^\s*label="([^"]*)";$/gm)].map((m) => m[1]);
+    // the callback's box holds its exp and the box of the layer call it makes
+    expect(labels).toEqual(['function(…) model.ts:7', 'layer(…) model.ts:7', 'function(…) model.ts:7 #2', 'layer(…) model.ts:7']);
+  });
+});
+
 describe('the emitted gradient code', () => {
   it('names the forms users read (golden): fan-out contributions, constant gradients, reshapes, accumulators', async () => {
     const { c } = await buildAndImport(path.join(ROOT, 'test/fixtures/naming/forms.ts'));
     const ts = c.files.find((f) => f.name === 'forms.ts')!.content as string;
+    const gpu = c.files.find((f) => f.name === 'forms.gpu.ts')!.content as string;
     expectGolden('naming/forms.grad.ir', c.files.find((f) => f.name === 'forms.grad.ir')!.content as string);
     expectGolden('naming/forms.ts', ts);
-    // h has two uses: its gradient is the sum of one contribution per use, named after it
-    expect(ts).toMatch(/dh = dh_2 \+ dh_1|dh = dh_1 \+ dh_2/);
+    expectGolden('naming/forms.gpu.ts', gpu);
+    // h has three uses: its gradient is the sum of one contribution per use, named after it, and
+    // the running sum is the gradient so far (dh += ...), in both modules
+    for (const code of [ts, gpu]) {
+      expect(code).toContain('// dh_acc = dh_3 + dh_2   fan-out: dh += the gradient through each use');
+      expect(code).toMatch(/\/\/ dh = dh_acc \+ (dh_1|dy @ Wy\.T)   fan-out: dh \+= the gradient through each use/);
+      expect(code).not.toMatch(/%t\d+: f32\[8,3\] = add %dh/);
+    }
     // the mean's constant gradient is a literal in the loop that uses it, not an array of copies
     expect(ts).toContain('dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);');
     expect(ts).not.toContain('Float32Array.from([0.0625');
+    // the ones of z.sum() and v.sum(), read by products, are the literal 1 in both modules
+    expect(ts).toContain('// dz: f32[8,3], every element 1 (the code reads the literal)');
+    expect(ts).toMatch(/const _a0 = 1,\s+_a1 = 1/);
+    for (const code of [ts, gpu]) expect(code).not.toMatch(/Float32Array\.from\(\[1, 1/);
+    expect(gpu).toContain('_acc0 += 1 * Wv[_rest0 * 2 + _r1];');
+    // a reshape of a temporary is its source under the source's name in the GPU.js pipelines;
+    // a named one (a gradient) says it is a view
+    expect(gpu).toContain('// t4: a view of t3 as f32[4,6] (the same array)');
+    expect(gpu).toContain('const v = kernel_v(t3, Wv);');
+    expect(gpu).toContain('const dt3 = dt4; // a view of dt4 as f32[8,3] (the same array)');
+    expect(gpu).not.toMatch(/const t\d+ = t\d+;/);
+    expect(ts).toContain('t4: buffers[9], // a view of t3');
     // a loop-local accumulator never shadows the arena's _acc arrays
     expect(ts).not.toMatch(/let _acc\d/);
   });

@@ -17,7 +17,7 @@ import type { Access } from '../loops.js';
 import { nest } from '../loops.js';
 import type { ModuleInfo } from '../module.js';
 import type { Typed } from '../module.js';
-import { commentText, key, member, params, unitComment } from '../module.js';
+import { commentText, key, member, params, uniformConst, unitComment } from '../module.js';
 
 import type { Backend, Ctx, Snippet } from './snippets.js';
 import { keptOuterNestMulti, TS_SNIPPETS } from './snippets.js';
@@ -64,6 +64,7 @@ export class Emitter {
   arrOf(g: Graph, v: ValueId): string {
     const name = this.renamed.get(this.name(g, v)) ?? this.name(g, v);
     this.used.add(name);
+    this.kernels.referenced.add(name);
     if (!this.formal) return name;
     if (!this.formal.has(name)) this.formal.set(name, `X${this.formal.size}`);
     return this.formal.get(name)!;
@@ -77,7 +78,8 @@ export class Emitter {
 
   read(g: Graph, v: ValueId, idx: string): Expr {
     const s = this.plan.storage.get(this.name(g, v));
-    if (s?.kind === 'literal') return E.num(s.value);
+    const c = uniformConst(this.plan, this.name(g, v));
+    if (c !== undefined) return E.num(c);
     if (s?.kind === 'dim') return E.atom(s.name); // the bound size, a local of every function that uses it
     return E.atom(`${this.arrOf(g, v)}[${g.type(v).shape.length === 0 ? '0' : idx}]`);
   }

@@ -9,7 +9,7 @@ import type { InstOf, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
 import { formula } from '../formula.js';
-import { key } from '../module.js';
+import { key, uniformConst } from '../module.js';
 
 import type { Emitter } from './emitter.js';
 
@@ -28,14 +28,17 @@ export function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: str
   const Kd = transA ? ta.at(-2)! : ta.at(-1)!;
   const batch = numelSize(out.slice(0, -2));
   const batched = !sizeEq(batch, 1);
-  const a = e.arrOf(g, A);
-  const b = e.arrOf(g, B);
+  // a uniform constant operand (the ones of a sum's gradient) is read as its literal
+  const ca = uniformConst(e.plan, e.name(g, A));
+  const cb = uniformConst(e.plan, e.name(g, B));
+  const a = ca === undefined ? e.arrOf(g, A) : '';
+  const b = cb === undefined ? e.arrOf(g, B) : '';
   const aOff = ta.length > 2 && batched ? `t * ${sizeText(mulSize(M, Kd))} + ` : '';
   const bOff = tb.length > 2 && batched ? `t * ${sizeText(mulSize(Kd, N))} + ` : '';
   const cOff = batched ? `t * ${sizeText(mulSize(M, N))} + ` : '';
   const times = (x: string, k: Dim | Size) => (x.includes(' ') ? `(${x}) * ${sizeText(k)}` : `${x} * ${sizeText(k)}`);
-  const aAt = (i: string, p: string) => `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
-  const bAt = (p: string, j: string) => `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
+  const aAt = (i: string, p: string) => ca !== undefined ? E.num(ca).code : `${a}[${aOff}${transA ? `${times(p, M)} + ${i}` : `${times(i, Kd)} + ${p}`}]`;
+  const bAt = (p: string, j: string) => cb !== undefined ? E.num(cb).code : `${b}[${bOff}${transB ? `${times(j, Kd)} + ${p}` : `${times(p, N)} + ${j}`}]`;
   // tile shapes measured fastest on V8 for each operand layout
   const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
   const outStrides = stridesSize(out.slice(-2));
@@ -97,6 +100,8 @@ const SHARE_ABOVE = 64;
 /** Module-level kernels, and how many matmul groups share each kernel structure. */
 export class Kernels {
   readonly code: string[] = [];
+  /** Every array name the emitted code reads or writes (a constant no code reads gets no array). */
+  readonly referenced = new Set<string>();
   private readonly counts = new Map<string, number>();
   private readonly names = new Map<string, string>();
 

@@ -272,7 +272,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_conv1 = kernel(function (
     this: IKernelFunctionThis,
     t1: Float32Array,
-    t2: Float32Array,
+    b1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 3456);
@@ -281,7 +281,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 576;
     const _i2 = Math.floor(_rest1 / 24);
     const _rest2 = _rest1 - _i2 * 24;
-    const _t0 = t1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] + t2[_i1];
+    const _t0 = t1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] + b1[_i1];
     const _t1 = _t0 > 0 ? _t0 : 0;
     return _t1;
   }, 221184);
@@ -342,7 +342,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_conv2 = kernel(function (
     this: IKernelFunctionThis,
     t4: Float32Array,
-    t5: Float32Array,
+    b2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 1024);
@@ -351,7 +351,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = t4[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] + t5[_i1];
+    const _t0 = t4[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] + b2[_i1];
     const _t1 = _t0 > 0 ? _t0 : 0;
     return _t1;
   }, 65536);
@@ -863,15 +863,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     x: IPipelineHandle,
     labels: IPipelineHandle,
   ) {
-    const t2 = b1;
-    const t5 = b2;
+    // t2: a view of b1 as f32[1,6,1,1] (the same array)
+    // t5: a view of b2 as f32[1,16,1,1] (the same array)
     const t1 = kernel_t1(x, W1);
-    const conv1 = kernel_conv1(t1, t2);
+    const conv1 = kernel_conv1(t1, b1);
     const h1 = kernel_h1(conv1);
     const t4 = kernel_t4(h1, W2);
-    const conv2 = kernel_conv2(t4, t5);
+    const conv2 = kernel_conv2(t4, b2);
     const h2 = kernel_h2(conv2);
-    const flat = h2;
+    const flat = h2; // a view of h2 as f32[64,256] (the same array)
     const h3 = kernel_h3(flat, W3, b3);
     const logits = kernel_logits(h3, W4, b4);
     const loss = kernel_loss(logits, labels);
@@ -891,15 +891,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     x: IPipelineHandle,
     labels: IPipelineHandle,
   ) {
-    const t2 = b1;
-    const t5 = b2;
+    // t2: a view of b1 as f32[1,6,1,1] (the same array)
+    // t5: a view of b2 as f32[1,16,1,1] (the same array)
     const t1 = kernel_t1(x, W1);
-    const conv1 = kernel_conv1(t1, t2);
+    const conv1 = kernel_conv1(t1, b1);
     const h1 = kernel_h1(conv1);
     const t4 = kernel_t4(h1, W2);
-    const conv2 = kernel_conv2(t4, t5);
+    const conv2 = kernel_conv2(t4, b2);
     const h2 = kernel_h2(conv2);
-    const flat = h2;
+    const flat = h2; // a view of h2 as f32[64,256] (the same array)
     const h3 = kernel_h3(flat, W3, b3);
     const logits = kernel_logits(h3, W4, b4);
     const loss = kernel_loss(logits, labels);
@@ -911,18 +911,18 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt8 = kernel_dt8(dh3, h3);
     const db3 = kernel_db3(dt8);
     const dflat = kernel_dflat(dt8, W3);
-    const dh2 = dflat;
+    const dh2 = dflat; // a view of dflat as f32[64,16,4,4] (the same array)
     const dW3 = kernel_dW3(flat, dt8);
     const dconv2 = kernel_dconv2(conv2, dh2);
     const dt6 = kernel_dt6(dconv2, conv2);
     const dt5 = kernel_dt5(dt6);
-    const db2 = dt5;
+    const db2 = dt5; // a view of dt5 as f32[16] (the same array)
     const dh1 = kernel_dh1(dt6, W2);
     const dW2 = kernel_dW2(h1, dt6);
     const dconv1 = kernel_dconv1(conv1, dh1);
     const dt3 = kernel_dt3(dconv1, conv1);
     const dt2 = kernel_dt2(dt3);
-    const db1 = dt2;
+    const db1 = dt2; // a view of dt2 as f32[6] (the same array)
     const dW1 = kernel_dW1(x, dt3);
     return [loss, dW1, copy_db1(db1), dW2, copy_db2(db2), dW3, db3, dW4, db4];
   });

@@ -293,7 +293,7 @@ export async function create(options = {}) {
 
   // query = t14.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query: f32[16,4,8,8] = transpose %t14 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_query = kernel(function (t14) {
+  const kernel_query = kernel(function (t12) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -301,7 +301,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t14[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t12[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t15 = ln1_rows @ k0_W  (gpt.ts:31)
@@ -319,7 +319,7 @@ export async function create(options = {}) {
 
   // key = t17.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key: f32[16,4,8,8] = transpose %t17 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_key = kernel(function (t17) {
+  const kernel_key = kernel(function (t15) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -327,7 +327,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t17[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t15[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t18 = ln1_rows @ v0_W  (gpt.ts:31)
@@ -345,7 +345,7 @@ export async function create(options = {}) {
 
   // value = t20.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value: f32[16,4,8,8] = transpose %t20 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_value = kernel(function (t20) {
+  const kernel_value = kernel(function (t18) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -353,7 +353,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t20[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t18[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t21 = query @ key.T  (gpt.ts:69)
@@ -457,13 +457,13 @@ export async function create(options = {}) {
   //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:72  x = x.add(proj(attOut));
   //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_1 = kernel(function (x, t27, proj0_b) {
+  const kernel_x_1 = kernel(function (x, t26, proj0_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t27[_i0 * 256 + _i1 * 32 + _rest1] + proj0_b[_rest1];
+      const _t0 = t26[_i0 * 256 + _i1 * 32 + _rest1] + proj0_b[_rest1];
       const _t1 = x[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
       return _t1;
     }, 4096);
@@ -552,13 +552,13 @@ export async function create(options = {}) {
   // hidden = relu(t37 + fc0_b)  (gpt.ts:74)
   //   %t38: f32[16,8,128] = add %t37, %fc0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %hidden: f32[16,8,128] = relu %t38   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  const kernel_hidden = kernel(function (t37, fc0_b) {
+  const kernel_hidden = kernel(function (t36, fc0_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
       const _rest0 = _x - _i0 * 1024;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = t37[_i0 * 1024 + _i1 * 128 + _rest1] + fc0_b[_rest1];
+      const _t0 = t36[_i0 * 1024 + _i1 * 128 + _rest1] + fc0_b[_rest1];
       const _t1 = _t0 > 0 ? _t0 : 0;
       return _t1;
     }, 16384);
@@ -580,13 +580,13 @@ export async function create(options = {}) {
   //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_2 = kernel(function (x_1, t40, fcout0_b) {
+  const kernel_x_2 = kernel(function (x_1, t39, fcout0_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t40[_i0 * 256 + _i1 * 32 + _rest1] + fcout0_b[_rest1];
+      const _t0 = t39[_i0 * 256 + _i1 * 32 + _rest1] + fcout0_b[_rest1];
       const _t1 = x_1[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
       return _t1;
     }, 4096);
@@ -674,7 +674,7 @@ export async function create(options = {}) {
 
   // query_1 = t51.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %query_1: f32[16,4,8,8] = transpose %t51 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_query_1 = kernel(function (t51) {
+  const kernel_query_1 = kernel(function (t49) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -682,7 +682,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t51[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t49[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
@@ -700,7 +700,7 @@ export async function create(options = {}) {
 
   // key_1 = t54.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %key_1: f32[16,4,8,8] = transpose %t54 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_key_1 = kernel(function (t54) {
+  const kernel_key_1 = kernel(function (t52) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -708,7 +708,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t54[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t52[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
@@ -726,7 +726,7 @@ export async function create(options = {}) {
 
   // value_1 = t57.permute(0, 2, 1, 3)  (gpt.ts:45)
   //   %value_1: f32[16,4,8,8] = transpose %t57 {perm=[0, 2, 1, 3]}   gpt.ts:45  const heads = (x: Tensor): Tensor => x.reshape([n, t, nh, hs]).transpose([0, 2, 1, 3]);
-  const kernel_value_1 = kernel(function (t57) {
+  const kernel_value_1 = kernel(function (t55) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -734,7 +734,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t57[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t55[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
     }, 4096);
 
   // t58 = query_1 @ key_1.T  (gpt.ts:69)
@@ -838,13 +838,13 @@ export async function create(options = {}) {
   //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:72  x = x.add(proj(attOut));
   //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_3 = kernel(function (x_2, t63, proj1_b) {
+  const kernel_x_3 = kernel(function (x_2, t62, proj1_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t63[_i0 * 256 + _i1 * 32 + _rest1] + proj1_b[_rest1];
+      const _t0 = t62[_i0 * 256 + _i1 * 32 + _rest1] + proj1_b[_rest1];
       const _t1 = x_2[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
       return _t1;
     }, 4096);
@@ -933,13 +933,13 @@ export async function create(options = {}) {
   // hidden_1 = relu(t73 + fc1_b)  (gpt.ts:74)
   //   %t74: f32[16,8,128] = add %t73, %fc1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %hidden_1: f32[16,8,128] = relu %t74   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  const kernel_hidden_1 = kernel(function (t73, fc1_b) {
+  const kernel_hidden_1 = kernel(function (t72, fc1_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
       const _rest0 = _x - _i0 * 1024;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = t73[_i0 * 1024 + _i1 * 128 + _rest1] + fc1_b[_rest1];
+      const _t0 = t72[_i0 * 1024 + _i1 * 128 + _rest1] + fc1_b[_rest1];
       const _t1 = _t0 > 0 ? _t0 : 0;
       return _t1;
     }, 16384);
@@ -961,13 +961,13 @@ export async function create(options = {}) {
   //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_4 = kernel(function (x_3, t76, fcout1_b) {
+  const kernel_x_4 = kernel(function (x_3, t75, fcout1_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t76[_i0 * 256 + _i1 * 32 + _rest1] + fcout1_b[_rest1];
+      const _t0 = t75[_i0 * 256 + _i1 * 32 + _rest1] + fcout1_b[_rest1];
       const _t1 = x_3[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
       return _t1;
     }, 4096);
@@ -1055,13 +1055,13 @@ export async function create(options = {}) {
 
   // logits = t86 + head_b  (gpt.ts:31)
   //   %logits: f32[16,8,27] = add %t86, %head_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  const kernel_logits = kernel(function (t86, head_b) {
+  const kernel_logits = kernel(function (t85, head_b) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 216);
       const _rest0 = _x - _i0 * 216;
       const _i1 = Math.floor(_rest0 / 27);
       const _rest1 = _rest0 - _i1 * 27;
-      const _t0 = t86[_i0 * 216 + _i1 * 27 + _rest1] + head_b[_rest1];
+      const _t0 = t85[_i0 * 216 + _i1 * 27 + _rest1] + head_b[_rest1];
       return _t0;
     }, 3456);
 
@@ -1460,7 +1460,7 @@ export async function create(options = {}) {
     }, 128);
 
   // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
-  // dx_3 = dx_4 + dx_3_1   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_3 = dx_4 + dx_3_1   fan-out: dx_3 += the gradient through each use  (gpt.ts:72)
   //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
   //   %dx_3_1: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
@@ -1691,10 +1691,10 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_1_rows_2 = dt52 @ k1_W.T   matmul'  (gpt.ts:31)
-  // t116 = dln1_1_rows_3 + dln1_1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_1_rows_acc = dln1_1_rows_3 + dln1_1_rows_2   fan-out: dln1_1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_1_rows_2: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t116: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
-  const kernel_t116 = kernel(function (dln1_1_rows_3, dt52, k1_W) {
+  //   %dln1_1_rows_acc: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
+  const kernel_dln1_1_rows_acc = kernel(function (dln1_1_rows_3, dt52, k1_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1733,10 +1733,10 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_1_rows_1 = dt49 @ q1_W.T   matmul'  (gpt.ts:31)
-  // dln1_1_rows = t116 + dln1_1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_1_rows = dln1_1_rows_acc + dln1_1_rows_1   fan-out: dln1_1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_1_rows_1: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t116, %dln1_1_rows_1   gpt.ts:31
-  const kernel_dln1_1_rows = kernel(function (t116, dt49, q1_W) {
+  //   %dln1_1_rows: f32[128,32] = add %dln1_1_rows_acc, %dln1_1_rows_1   gpt.ts:31
+  const kernel_dln1_1_rows = kernel(function (dln1_1_rows_acc, dt49, q1_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -1744,7 +1744,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt49[_i0 * 32 + _r1] * q1_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t116[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = dln1_1_rows_acc[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -1763,7 +1763,7 @@ export async function create(options = {}) {
 
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t116: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dln1_1_b = kernel(function (dln1_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1777,7 +1777,7 @@ export async function create(options = {}) {
 
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %t116: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
   const kernel_dt47 = kernel(function (dln1_1, ln1_1_g) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
@@ -1789,8 +1789,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_1_g: f32[32] = sum %t117 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t116: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_1_g: f32[32] = sum %t116 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_1_g = kernel(function (dln1_1, t47) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1803,10 +1803,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // t118 = dt47 * t47   ln_apply'  (gpt.ts:41)
-  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t118: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
-  const kernel_t118 = kernel(function (dt47, t47) {
+  // t117 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  //   %t116: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t117: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  const kernel_t117 = kernel(function (dt47, t47) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -1816,10 +1816,10 @@ export async function create(options = {}) {
       return _t0;
     }, 4096);
 
-  // t120 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t119: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t120: f32[16,8,1] = mul %t119, %t88   gpt.ts:41
-  const kernel_t120 = kernel(function (dt47) {
+  // t119 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t118: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t119: f32[16,8,1] = mul %t118, %t88   gpt.ts:41
+  const kernel_t119 = kernel(function (dt47) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
@@ -1831,57 +1831,57 @@ export async function create(options = {}) {
       return _t2;
     }, 128);
 
-  // t121 = dt47 - t120   ln_apply'  (gpt.ts:41)
-  //   %t121: f32[16,8,32] = sub %dt47, %t120   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t121 = kernel(function (dt47, t120) {
+  // t120 = dt47 - t119   ln_apply'  (gpt.ts:41)
+  //   %t120: f32[16,8,32] = sub %dt47, %t119   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t120 = kernel(function (dt47, t119) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t120[_i0 * 8 + _i1];
+      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t119[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
-  // t123 = t118.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t122: f32[16,8,1] = sum %t118 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t123: f32[16,8,1] = mul %t122, %t88   gpt.ts:41
-  const kernel_t123 = kernel(function (t118) {
+  // t122 = t117.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t121: f32[16,8,1] = sum %t117 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t122: f32[16,8,1] = mul %t121, %t88   gpt.ts:41
+  const kernel_t122 = kernel(function (t117) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t118[_i0 * 256 + _rest0 * 32 + _r1];
+        _acc0 += t117[_i0 * 256 + _rest0 * 32 + _r1];
       }
       const _t2 = _acc0 * 0.03125;
       return _t2;
     }, 128);
 
-  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
-  // dx_2 = dx_3 + dx_2_1   fan-out: the sum over its uses  (gpt.ts:75)
-  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
-  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
+  // dx_2_1 = t46 * (t120 - t47 * t122)   ln_apply'  (gpt.ts:41)
+  // dx_2 = dx_3 + dx_2_1   fan-out: dx_2 += the gradient through each use  (gpt.ts:75)
+  //   %t123: f32[16,8,32] = mul %t47, %t122   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,32] = sub %t120, %t123   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t124   gpt.ts:41
   //   %dx_2: f32[16,8,32] = add %dx_3, %dx_2_1   gpt.ts:75  x = x.add(fcOut(hidden));
-  const kernel_dx_2 = kernel(function (dx_3, t46, t121, t47, t123) {
+  const kernel_dx_2 = kernel(function (dx_3, t46, t120, t47, t122) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t123[_i0 * 8 + _i1];
-      const _t1 = t121[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t122[_i0 * 8 + _i1];
+      const _t1 = t120[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
       const _t2 = t46[_i0 * 8 + _i1] * _t1;
       const _t3 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
     }, 4096);
 
-  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
+  // dx_2_1 = t46 * (t120 - t47 * t122)   ln_apply'  (gpt.ts:41)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
-  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
+  //   %t123: f32[16,8,32] = mul %t47, %t122   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,32] = sub %t120, %t123   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t124   gpt.ts:41
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfcout0_b = kernel(function (dx_2) {
       const _x = this.thread.x;
@@ -1921,8 +1921,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
-  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t126   gpt.ts:74
+  //   %t125: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t125   gpt.ts:74
   const kernel_dt38 = kernel(function (dhidden, hidden) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
@@ -1935,7 +1935,7 @@ export async function create(options = {}) {
     }, 16384);
 
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %t125: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dfc0_b = kernel(function (dt38) {
       const _x = this.thread.x;
@@ -1976,7 +1976,7 @@ export async function create(options = {}) {
 
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t126: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dln2_0_b = kernel(function (dln2) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -1990,7 +1990,7 @@ export async function create(options = {}) {
 
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %t126: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
   const kernel_dt34 = kernel(function (dln2, ln2_0_g) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
@@ -2002,8 +2002,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln2_0_g: f32[32] = sum %t127 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t126: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln2_0_g: f32[32] = sum %t126 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln2_0_g = kernel(function (dln2, t34) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2016,10 +2016,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // t128 = dt34 * t34   ln_apply'  (gpt.ts:41)
-  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t128: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
-  const kernel_t128 = kernel(function (dt34, t34) {
+  // t127 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  //   %t126: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t127: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  const kernel_t127 = kernel(function (dt34, t34) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -2029,10 +2029,10 @@ export async function create(options = {}) {
       return _t0;
     }, 4096);
 
-  // t130 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t129: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,1] = mul %t129, %t88   gpt.ts:41
-  const kernel_t130 = kernel(function (dt34) {
+  // t129 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t128: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t129: f32[16,8,1] = mul %t128, %t88   gpt.ts:41
+  const kernel_t129 = kernel(function (dt34) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
@@ -2044,57 +2044,57 @@ export async function create(options = {}) {
       return _t2;
     }, 128);
 
-  // t131 = dt34 - t130   ln_apply'  (gpt.ts:41)
-  //   %t131: f32[16,8,32] = sub %dt34, %t130   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t131 = kernel(function (dt34, t130) {
+  // t130 = dt34 - t129   ln_apply'  (gpt.ts:41)
+  //   %t130: f32[16,8,32] = sub %dt34, %t129   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t130 = kernel(function (dt34, t129) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t130[_i0 * 8 + _i1];
+      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t129[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
-  // t133 = t128.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t132: f32[16,8,1] = sum %t128 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,1] = mul %t132, %t88   gpt.ts:41
-  const kernel_t133 = kernel(function (t128) {
+  // t132 = t127.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t131: f32[16,8,1] = sum %t127 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t132: f32[16,8,1] = mul %t131, %t88   gpt.ts:41
+  const kernel_t132 = kernel(function (t127) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t128[_i0 * 256 + _rest0 * 32 + _r1];
+        _acc0 += t127[_i0 * 256 + _rest0 * 32 + _r1];
       }
       const _t2 = _acc0 * 0.03125;
       return _t2;
     }, 128);
 
-  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
-  // dx_1 = dx_2 + dx_1_1   fan-out: the sum over its uses  (gpt.ts:72)
-  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
-  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
+  // dx_1_1 = t33 * (t130 - t34 * t132)   ln_apply'  (gpt.ts:41)
+  // dx_1 = dx_2 + dx_1_1   fan-out: dx_1 += the gradient through each use  (gpt.ts:72)
+  //   %t133: f32[16,8,32] = mul %t34, %t132   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t134: f32[16,8,32] = sub %t130, %t133   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t134   gpt.ts:41
   //   %dx_1: f32[16,8,32] = add %dx_2, %dx_1_1   gpt.ts:72  x = x.add(proj(attOut));
-  const kernel_dx_1 = kernel(function (dx_2, t33, t131, t34, t133) {
+  const kernel_dx_1 = kernel(function (dx_2, t33, t130, t34, t132) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t133[_i0 * 8 + _i1];
-      const _t1 = t131[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t132[_i0 * 8 + _i1];
+      const _t1 = t130[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
       const _t2 = t33[_i0 * 8 + _i1] * _t1;
       const _t3 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
     }, 4096);
 
-  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
+  // dx_1_1 = t33 * (t130 - t34 * t132)   ln_apply'  (gpt.ts:41)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
-  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
+  //   %t133: f32[16,8,32] = mul %t34, %t132   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t134: f32[16,8,32] = sub %t130, %t133   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t134   gpt.ts:41
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   const kernel_dproj0_b = kernel(function (dx_1) {
       const _x = this.thread.x;
@@ -2180,10 +2180,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 4096);
 
-  // t137 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t136: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t137: f32[16,4,8,1] = sum %t136 {axes=[3], keepDims=true}   gpt.ts:70
-  const kernel_t137 = kernel(function (datt, att) {
+  // t136 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t135: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t136: f32[16,4,8,1] = sum %t135 {axes=[3], keepDims=true}   gpt.ts:70
+  const kernel_t136 = kernel(function (datt, att) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2197,12 +2197,12 @@ export async function create(options = {}) {
       return _acc0;
     }, 512);
 
-  // dscores = att * (datt - t137)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t136)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t138: f32[16,4,8,8] = sub %datt, %t137   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t138   gpt.ts:70
+  //   %t137: f32[16,4,8,8] = sub %datt, %t136   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t137   gpt.ts:70
   //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  const kernel_dt21 = kernel(function (att, datt, t137) {
+  const kernel_dt21 = kernel(function (att, datt, t136) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -2210,7 +2210,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t137[_i0 * 32 + _i1 * 8 + _i2];
+      const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t136[_i0 * 32 + _i1 * 8 + _i2];
       const _t1 = att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
       const _t2 = _t1 * 0.35355339059327373;
       return _t2;
@@ -2303,10 +2303,10 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_rows_2 = dt15 @ k0_W.T   matmul'  (gpt.ts:31)
-  // t139 = dln1_rows_3 + dln1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_rows_acc = dln1_rows_3 + dln1_rows_2   fan-out: dln1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_rows_2: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t139: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
-  const kernel_t139 = kernel(function (dln1_rows_3, dt15, k0_W) {
+  //   %dln1_rows_acc: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
+  const kernel_dln1_rows_acc = kernel(function (dln1_rows_3, dt15, k0_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2345,10 +2345,10 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_rows_1 = dt12 @ q0_W.T   matmul'  (gpt.ts:31)
-  // dln1_rows = t139 + dln1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_rows = dln1_rows_acc + dln1_rows_1   fan-out: dln1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_rows_1: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t139, %dln1_rows_1   gpt.ts:31
-  const kernel_dln1_rows = kernel(function (t139, dt12, q0_W) {
+  //   %dln1_rows: f32[128,32] = add %dln1_rows_acc, %dln1_rows_1   gpt.ts:31
+  const kernel_dln1_rows = kernel(function (dln1_rows_acc, dt12, q0_W) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
@@ -2356,7 +2356,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt12[_i0 * 32 + _r1] * q0_W[_rest0 * 32 + _r1];
       }
-      const _t2 = t139[_i0 * 32 + _rest0] + _acc0;
+      const _t2 = dln1_rows_acc[_i0 * 32 + _rest0] + _acc0;
       return _t2;
     }, 4096);
 
@@ -2375,7 +2375,7 @@ export async function create(options = {}) {
 
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t138: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dln1_0_b = kernel(function (dln1) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2389,7 +2389,7 @@ export async function create(options = {}) {
 
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %t138: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
   const kernel_dt10 = kernel(function (dln1, ln1_0_g) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
@@ -2401,8 +2401,8 @@ export async function create(options = {}) {
     }, 4096);
 
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %dln1_0_g: f32[32] = sum %t140 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t138: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %dln1_0_g: f32[32] = sum %t138 {axes=[0, 1], keepDims=false}   gpt.ts:41
   const kernel_dln1_0_g = kernel(function (dln1, t10) {
       const _x = this.thread.x;
       let _acc0 = 0;
@@ -2415,10 +2415,10 @@ export async function create(options = {}) {
       return _acc0;
     }, 32);
 
-  // t141 = dt10 * t10   ln_apply'  (gpt.ts:41)
-  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t141: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
-  const kernel_t141 = kernel(function (dt10, t10) {
+  // t139 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  //   %t138: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t139: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  const kernel_t139 = kernel(function (dt10, t10) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -2428,10 +2428,10 @@ export async function create(options = {}) {
       return _t0;
     }, 4096);
 
-  // t143 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t142: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t143: f32[16,8,1] = mul %t142, %t88   gpt.ts:41
-  const kernel_t143 = kernel(function (dt10) {
+  // t141 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t140: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,1] = mul %t140, %t88   gpt.ts:41
+  const kernel_t141 = kernel(function (dt10) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
@@ -2443,57 +2443,57 @@ export async function create(options = {}) {
       return _t2;
     }, 128);
 
-  // t144 = dt10 - t143   ln_apply'  (gpt.ts:41)
-  //   %t144: f32[16,8,32] = sub %dt10, %t143   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  const kernel_t144 = kernel(function (dt10, t143) {
+  // t142 = dt10 - t141   ln_apply'  (gpt.ts:41)
+  //   %t142: f32[16,8,32] = sub %dt10, %t141   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  const kernel_t142 = kernel(function (dt10, t141) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t143[_i0 * 8 + _i1];
+      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t141[_i0 * 8 + _i1];
       return _t0;
     }, 4096);
 
-  // t146 = t141.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t145: f32[16,8,1] = sum %t141 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t146: f32[16,8,1] = mul %t145, %t88   gpt.ts:41
-  const kernel_t146 = kernel(function (t141) {
+  // t144 = t139.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t143: f32[16,8,1] = sum %t139 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t144: f32[16,8,1] = mul %t143, %t88   gpt.ts:41
+  const kernel_t144 = kernel(function (t139) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 8);
       const _rest0 = _x - _i0 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        _acc0 += t141[_i0 * 256 + _rest0 * 32 + _r1];
+        _acc0 += t139[_i0 * 256 + _rest0 * 32 + _r1];
       }
       const _t2 = _acc0 * 0.03125;
       return _t2;
     }, 128);
 
-  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
-  // dx = dx_1 + dx_1_2   fan-out: the sum over its uses  (gpt.ts:54)
-  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
-  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
+  // dx_1_2 = t9 * (t142 - t10 * t144)   ln_apply'  (gpt.ts:41)
+  // dx = dx_1 + dx_1_2   fan-out: dx += the gradient through each use  (gpt.ts:54)
+  //   %t145: f32[16,8,32] = mul %t10, %t144   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t146: f32[16,8,32] = sub %t142, %t145   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t146   gpt.ts:41
   //   %dx: f32[16,8,32] = add %dx_1, %dx_1_2   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  const kernel_dx = kernel(function (dx_1, t9, t144, t10, t146) {
+  const kernel_dx = kernel(function (dx_1, t9, t142, t10, t144) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t146[_i0 * 8 + _i1];
-      const _t1 = t144[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
+      const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t144[_i0 * 8 + _i1];
+      const _t1 = t142[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
       const _t2 = t9[_i0 * 8 + _i1] * _t1;
       const _t3 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
       return _t3;
     }, 4096);
 
-  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
+  // dx_1_2 = t9 * (t142 - t10 * t144)   ln_apply'  (gpt.ts:41)
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
-  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
+  //   %t145: f32[16,8,32] = mul %t10, %t144   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t146: f32[16,8,32] = sub %t142, %t145   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t146   gpt.ts:41
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   const kernel_dwpe = kernel(function (dx) {
       const _x = this.thread.x;
@@ -2521,200 +2521,200 @@ export async function create(options = {}) {
 
   // the forward steps
   const forwardPlan = gpu.createPipeline(function (wte, wpe, ln1_0_g, ln1_0_b, q0_W, k0_W, v0_W, proj0_W, proj0_b, ln2_0_g, ln2_0_b, fc0_W, fc0_b, fcout0_W, fcout0_b, ln1_1_g, ln1_1_b, q1_W, k1_W, v1_W, proj1_W, proj1_b, ln2_1_g, ln2_1_b, fc1_W, fc1_b, fcout1_W, fcout1_b, lnf_g, lnf_b, head_W, head_b, X, Y, mask) {
-      const Y_rows = Y;
+      const Y_rows = Y; // a view of Y as i32[128] (the same array)
       const t1 = kernel_t1(X, wte);
       const x = kernel_x(t1, wpe);
       const mu = kernel_mu(x);
       const t9 = kernel_t9(x, mu);
       const t10 = kernel_t10(x, mu, t9);
       const ln1 = kernel_ln1(t10, ln1_0_g, ln1_0_b);
-      const ln1_rows = ln1;
+      const ln1_rows = ln1; // a view of ln1 as f32[128,32] (the same array)
       const t12 = kernel_t12(ln1_rows, q0_W);
-      const t13 = t12;
-      const t14 = t13;
-      const query = kernel_query(t14);
+      // t13: a view of t12 as f32[16,8,32] (the same array)
+      // t14: a view of t12 as f32[16,8,4,8] (the same array)
+      const query = kernel_query(t12);
       const t15 = kernel_t15(ln1_rows, k0_W);
-      const t16 = t15;
-      const t17 = t16;
-      const key = kernel_key(t17);
+      // t16: a view of t15 as f32[16,8,32] (the same array)
+      // t17: a view of t15 as f32[16,8,4,8] (the same array)
+      const key = kernel_key(t15);
       const t18 = kernel_t18(ln1_rows, v0_W);
-      const t19 = t18;
-      const t20 = t19;
-      const value = kernel_value(t20);
+      // t19: a view of t18 as f32[16,8,32] (the same array)
+      // t20: a view of t18 as f32[16,8,4,8] (the same array)
+      const value = kernel_value(t18);
       const t21 = kernel_t21(query, key);
       const scores = kernel_scores(t21, mask);
       const att = kernel_att(scores);
       const t24 = kernel_t24(att, value);
       const t25 = kernel_t25(t24);
-      const attOut = t25;
-      const attOut_rows = attOut;
+      const attOut = t25; // a view of t25 as f32[16,8,32] (the same array)
+      const attOut_rows = attOut; // a view of attOut as f32[128,32] (the same array)
       const t26 = kernel_t26(attOut_rows, proj0_W);
-      const t27 = t26;
-      const x_1 = kernel_x_1(x, t27, proj0_b);
+      // t27: a view of t26 as f32[16,8,32] (the same array)
+      const x_1 = kernel_x_1(x, t26, proj0_b);
       const mu_1 = kernel_mu_1(x_1);
       const t33 = kernel_t33(x_1, mu_1);
       const t34 = kernel_t34(x_1, mu_1, t33);
       const ln2 = kernel_ln2(t34, ln2_0_g, ln2_0_b);
-      const ln2_rows = ln2;
+      const ln2_rows = ln2; // a view of ln2 as f32[128,32] (the same array)
       const t36 = kernel_t36(ln2_rows, fc0_W);
-      const t37 = t36;
-      const hidden = kernel_hidden(t37, fc0_b);
-      const hidden_rows = hidden;
+      // t37: a view of t36 as f32[16,8,128] (the same array)
+      const hidden = kernel_hidden(t36, fc0_b);
+      const hidden_rows = hidden; // a view of hidden as f32[128,128] (the same array)
       const t39 = kernel_t39(hidden_rows, fcout0_W);
-      const t40 = t39;
-      const x_2 = kernel_x_2(x_1, t40, fcout0_b);
+      // t40: a view of t39 as f32[16,8,32] (the same array)
+      const x_2 = kernel_x_2(x_1, t39, fcout0_b);
       const mu_2 = kernel_mu_2(x_2);
       const t46 = kernel_t46(x_2, mu_2);
       const t47 = kernel_t47(x_2, mu_2, t46);
       const ln1_1 = kernel_ln1_1(t47, ln1_1_g, ln1_1_b);
-      const ln1_1_rows = ln1_1;
+      const ln1_1_rows = ln1_1; // a view of ln1_1 as f32[128,32] (the same array)
       const t49 = kernel_t49(ln1_1_rows, q1_W);
-      const t50 = t49;
-      const t51 = t50;
-      const query_1 = kernel_query_1(t51);
+      // t50: a view of t49 as f32[16,8,32] (the same array)
+      // t51: a view of t49 as f32[16,8,4,8] (the same array)
+      const query_1 = kernel_query_1(t49);
       const t52 = kernel_t52(ln1_1_rows, k1_W);
-      const t53 = t52;
-      const t54 = t53;
-      const key_1 = kernel_key_1(t54);
+      // t53: a view of t52 as f32[16,8,32] (the same array)
+      // t54: a view of t52 as f32[16,8,4,8] (the same array)
+      const key_1 = kernel_key_1(t52);
       const t55 = kernel_t55(ln1_1_rows, v1_W);
-      const t56 = t55;
-      const t57 = t56;
-      const value_1 = kernel_value_1(t57);
+      // t56: a view of t55 as f32[16,8,32] (the same array)
+      // t57: a view of t55 as f32[16,8,4,8] (the same array)
+      const value_1 = kernel_value_1(t55);
       const t58 = kernel_t58(query_1, key_1);
       const scores_1 = kernel_scores_1(t58, mask);
       const att_1 = kernel_att_1(scores_1);
       const t60 = kernel_t60(att_1, value_1);
       const t61 = kernel_t61(t60);
-      const attOut_1 = t61;
-      const attOut_1_rows = attOut_1;
+      const attOut_1 = t61; // a view of t61 as f32[16,8,32] (the same array)
+      const attOut_1_rows = attOut_1; // a view of attOut_1 as f32[128,32] (the same array)
       const t62 = kernel_t62(attOut_1_rows, proj1_W);
-      const t63 = t62;
-      const x_3 = kernel_x_3(x_2, t63, proj1_b);
+      // t63: a view of t62 as f32[16,8,32] (the same array)
+      const x_3 = kernel_x_3(x_2, t62, proj1_b);
       const mu_3 = kernel_mu_3(x_3);
       const t69 = kernel_t69(x_3, mu_3);
       const t70 = kernel_t70(x_3, mu_3, t69);
       const ln2_1 = kernel_ln2_1(t70, ln2_1_g, ln2_1_b);
-      const ln2_1_rows = ln2_1;
+      const ln2_1_rows = ln2_1; // a view of ln2_1 as f32[128,32] (the same array)
       const t72 = kernel_t72(ln2_1_rows, fc1_W);
-      const t73 = t72;
-      const hidden_1 = kernel_hidden_1(t73, fc1_b);
-      const hidden_1_rows = hidden_1;
+      // t73: a view of t72 as f32[16,8,128] (the same array)
+      const hidden_1 = kernel_hidden_1(t72, fc1_b);
+      const hidden_1_rows = hidden_1; // a view of hidden_1 as f32[128,128] (the same array)
       const t75 = kernel_t75(hidden_1_rows, fcout1_W);
-      const t76 = t75;
-      const x_4 = kernel_x_4(x_3, t76, fcout1_b);
+      // t76: a view of t75 as f32[16,8,32] (the same array)
+      const x_4 = kernel_x_4(x_3, t75, fcout1_b);
       const mu_4 = kernel_mu_4(x_4);
       const t82 = kernel_t82(x_4, mu_4);
       const t83 = kernel_t83(x_4, mu_4, t82);
       const lnf = kernel_lnf(t83, lnf_g, lnf_b);
-      const lnf_rows = lnf;
+      const lnf_rows = lnf; // a view of lnf as f32[128,32] (the same array)
       const t85 = kernel_t85(lnf_rows, head_W);
-      const t86 = t85;
-      const logits = kernel_logits(t86, head_b);
-      const logits_rows = logits;
+      // t86: a view of t85 as f32[16,8,27] (the same array)
+      const logits = kernel_logits(t85, head_b);
+      const logits_rows = logits; // a view of logits as f32[128,27] (the same array)
       const loss = kernel_loss(logits_rows, Y_rows);
       return { loss: loss, logits: logits };
     });
 
   // the forward steps, then the backward steps in reverse order
   const gradPlan = gpu.createPipeline(function (wte, wpe, ln1_0_g, ln1_0_b, q0_W, k0_W, v0_W, proj0_W, proj0_b, ln2_0_g, ln2_0_b, fc0_W, fc0_b, fcout0_W, fcout0_b, ln1_1_g, ln1_1_b, q1_W, k1_W, v1_W, proj1_W, proj1_b, ln2_1_g, ln2_1_b, fc1_W, fc1_b, fcout1_W, fcout1_b, lnf_g, lnf_b, head_W, head_b, X, Y, mask) {
-      const Y_rows = Y;
+      const Y_rows = Y; // a view of Y as i32[128] (the same array)
       const t1 = kernel_t1(X, wte);
       const x = kernel_x(t1, wpe);
       const mu = kernel_mu(x);
       const t9 = kernel_t9(x, mu);
       const t10 = kernel_t10(x, mu, t9);
       const ln1 = kernel_ln1(t10, ln1_0_g, ln1_0_b);
-      const ln1_rows = ln1;
+      const ln1_rows = ln1; // a view of ln1 as f32[128,32] (the same array)
       const t12 = kernel_t12(ln1_rows, q0_W);
-      const t13 = t12;
-      const t14 = t13;
-      const query = kernel_query(t14);
+      // t13: a view of t12 as f32[16,8,32] (the same array)
+      // t14: a view of t12 as f32[16,8,4,8] (the same array)
+      const query = kernel_query(t12);
       const t15 = kernel_t15(ln1_rows, k0_W);
-      const t16 = t15;
-      const t17 = t16;
-      const key = kernel_key(t17);
+      // t16: a view of t15 as f32[16,8,32] (the same array)
+      // t17: a view of t15 as f32[16,8,4,8] (the same array)
+      const key = kernel_key(t15);
       const t18 = kernel_t18(ln1_rows, v0_W);
-      const t19 = t18;
-      const t20 = t19;
-      const value = kernel_value(t20);
+      // t19: a view of t18 as f32[16,8,32] (the same array)
+      // t20: a view of t18 as f32[16,8,4,8] (the same array)
+      const value = kernel_value(t18);
       const t21 = kernel_t21(query, key);
       const scores = kernel_scores(t21, mask);
       const att = kernel_att(scores);
       const t24 = kernel_t24(att, value);
       const t25 = kernel_t25(t24);
-      const attOut = t25;
-      const attOut_rows = attOut;
+      const attOut = t25; // a view of t25 as f32[16,8,32] (the same array)
+      const attOut_rows = attOut; // a view of attOut as f32[128,32] (the same array)
       const t26 = kernel_t26(attOut_rows, proj0_W);
-      const t27 = t26;
-      const x_1 = kernel_x_1(x, t27, proj0_b);
+      // t27: a view of t26 as f32[16,8,32] (the same array)
+      const x_1 = kernel_x_1(x, t26, proj0_b);
       const mu_1 = kernel_mu_1(x_1);
       const t33 = kernel_t33(x_1, mu_1);
       const t34 = kernel_t34(x_1, mu_1, t33);
       const ln2 = kernel_ln2(t34, ln2_0_g, ln2_0_b);
-      const ln2_rows = ln2;
+      const ln2_rows = ln2; // a view of ln2 as f32[128,32] (the same array)
       const t36 = kernel_t36(ln2_rows, fc0_W);
-      const t37 = t36;
-      const hidden = kernel_hidden(t37, fc0_b);
-      const hidden_rows = hidden;
+      // t37: a view of t36 as f32[16,8,128] (the same array)
+      const hidden = kernel_hidden(t36, fc0_b);
+      const hidden_rows = hidden; // a view of hidden as f32[128,128] (the same array)
       const t39 = kernel_t39(hidden_rows, fcout0_W);
-      const t40 = t39;
-      const x_2 = kernel_x_2(x_1, t40, fcout0_b);
+      // t40: a view of t39 as f32[16,8,32] (the same array)
+      const x_2 = kernel_x_2(x_1, t39, fcout0_b);
       const mu_2 = kernel_mu_2(x_2);
       const t46 = kernel_t46(x_2, mu_2);
       const t47 = kernel_t47(x_2, mu_2, t46);
       const ln1_1 = kernel_ln1_1(t47, ln1_1_g, ln1_1_b);
-      const ln1_1_rows = ln1_1;
+      const ln1_1_rows = ln1_1; // a view of ln1_1 as f32[128,32] (the same array)
       const t49 = kernel_t49(ln1_1_rows, q1_W);
-      const t50 = t49;
-      const t51 = t50;
-      const query_1 = kernel_query_1(t51);
+      // t50: a view of t49 as f32[16,8,32] (the same array)
+      // t51: a view of t49 as f32[16,8,4,8] (the same array)
+      const query_1 = kernel_query_1(t49);
       const t52 = kernel_t52(ln1_1_rows, k1_W);
-      const t53 = t52;
-      const t54 = t53;
-      const key_1 = kernel_key_1(t54);
+      // t53: a view of t52 as f32[16,8,32] (the same array)
+      // t54: a view of t52 as f32[16,8,4,8] (the same array)
+      const key_1 = kernel_key_1(t52);
       const t55 = kernel_t55(ln1_1_rows, v1_W);
-      const t56 = t55;
-      const t57 = t56;
-      const value_1 = kernel_value_1(t57);
+      // t56: a view of t55 as f32[16,8,32] (the same array)
+      // t57: a view of t55 as f32[16,8,4,8] (the same array)
+      const value_1 = kernel_value_1(t55);
       const t58 = kernel_t58(query_1, key_1);
       const scores_1 = kernel_scores_1(t58, mask);
       const att_1 = kernel_att_1(scores_1);
       const t60 = kernel_t60(att_1, value_1);
       const t61 = kernel_t61(t60);
-      const attOut_1 = t61;
-      const attOut_1_rows = attOut_1;
+      const attOut_1 = t61; // a view of t61 as f32[16,8,32] (the same array)
+      const attOut_1_rows = attOut_1; // a view of attOut_1 as f32[128,32] (the same array)
       const t62 = kernel_t62(attOut_1_rows, proj1_W);
-      const t63 = t62;
-      const x_3 = kernel_x_3(x_2, t63, proj1_b);
+      // t63: a view of t62 as f32[16,8,32] (the same array)
+      const x_3 = kernel_x_3(x_2, t62, proj1_b);
       const mu_3 = kernel_mu_3(x_3);
       const t69 = kernel_t69(x_3, mu_3);
       const t70 = kernel_t70(x_3, mu_3, t69);
       const ln2_1 = kernel_ln2_1(t70, ln2_1_g, ln2_1_b);
-      const ln2_1_rows = ln2_1;
+      const ln2_1_rows = ln2_1; // a view of ln2_1 as f32[128,32] (the same array)
       const t72 = kernel_t72(ln2_1_rows, fc1_W);
-      const t73 = t72;
-      const hidden_1 = kernel_hidden_1(t73, fc1_b);
-      const hidden_1_rows = hidden_1;
+      // t73: a view of t72 as f32[16,8,128] (the same array)
+      const hidden_1 = kernel_hidden_1(t72, fc1_b);
+      const hidden_1_rows = hidden_1; // a view of hidden_1 as f32[128,128] (the same array)
       const t75 = kernel_t75(hidden_1_rows, fcout1_W);
-      const t76 = t75;
-      const x_4 = kernel_x_4(x_3, t76, fcout1_b);
+      // t76: a view of t75 as f32[16,8,32] (the same array)
+      const x_4 = kernel_x_4(x_3, t75, fcout1_b);
       const mu_4 = kernel_mu_4(x_4);
       const t82 = kernel_t82(x_4, mu_4);
       const t83 = kernel_t83(x_4, mu_4, t82);
       const lnf = kernel_lnf(t83, lnf_g, lnf_b);
-      const lnf_rows = lnf;
+      const lnf_rows = lnf; // a view of lnf as f32[128,32] (the same array)
       const t85 = kernel_t85(lnf_rows, head_W);
-      const t86 = t85;
-      const logits = kernel_logits(t86, head_b);
-      const logits_rows = logits;
+      // t86: a view of t85 as f32[16,8,27] (the same array)
+      const logits = kernel_logits(t85, head_b);
+      const logits_rows = logits; // a view of logits as f32[128,27] (the same array)
       const loss = kernel_loss(logits_rows, Y_rows);
       const t91 = kernel_t91(logits_rows);
       const dlogits_rows = kernel_dlogits_rows(t91, Y_rows);
-      const dlogits = dlogits_rows;
-      const dt85 = dlogits;
+      const dlogits = dlogits_rows; // a view of dlogits_rows as f32[16,8,27] (the same array)
+      const dt85 = dlogits; // a view of dlogits as f32[128,27] (the same array)
       const dhead_b = kernel_dhead_b(dlogits);
       const dlnf_rows = kernel_dlnf_rows(dt85, head_W);
-      const dlnf = dlnf_rows;
+      const dlnf = dlnf_rows; // a view of dlnf_rows as f32[16,8,32] (the same array)
       const dhead_W = kernel_dhead_W(lnf_rows, dt85);
       const dlnf_b = kernel_dlnf_b(dlnf);
       const dt83 = kernel_dt83(dlnf, lnf_g);
@@ -2724,16 +2724,16 @@ export async function create(options = {}) {
       const t98 = kernel_t98(dt83, t97);
       const t100 = kernel_t100(t95);
       const dx_4 = kernel_dx_4(t82, t98, t83, t100);
-      const dt75 = dx_4;
+      const dt75 = dx_4; // a view of dx_4 as f32[128,32] (the same array)
       const dfcout1_b = kernel_dfcout1_b(dx_4);
       const dhidden_1_rows = kernel_dhidden_1_rows(dt75, fcout1_W);
-      const dhidden_1 = dhidden_1_rows;
+      const dhidden_1 = dhidden_1_rows; // a view of dhidden_1_rows as f32[16,8,128] (the same array)
       const dfcout1_W = kernel_dfcout1_W(hidden_1_rows, dt75);
       const dt74 = kernel_dt74(dhidden_1, hidden_1);
-      const dt72 = dt74;
+      const dt72 = dt74; // a view of dt74 as f32[128,128] (the same array)
       const dfc1_b = kernel_dfc1_b(dt74);
       const dln2_1_rows = kernel_dln2_1_rows(dt72, fc1_W);
-      const dln2_1 = dln2_1_rows;
+      const dln2_1 = dln2_1_rows; // a view of dln2_1_rows as f32[16,8,32] (the same array)
       const dfc1_W = kernel_dfc1_W(ln2_1_rows, dt72);
       const dln2_1_b = kernel_dln2_1_b(dln2_1);
       const dt70 = kernel_dt70(dln2_1, ln2_1_g);
@@ -2743,11 +2743,11 @@ export async function create(options = {}) {
       const t108 = kernel_t108(dt70, t107);
       const t110 = kernel_t110(t105);
       const dx_3 = kernel_dx_3(dx_4, t69, t108, t70, t110);
-      const dt62 = dx_3;
+      const dt62 = dx_3; // a view of dx_3 as f32[128,32] (the same array)
       const dproj1_b = kernel_dproj1_b(dx_3);
       const dattOut_1_rows = kernel_dattOut_1_rows(dt62, proj1_W);
-      const dattOut_1 = dattOut_1_rows;
-      const dt61 = dattOut_1;
+      const dattOut_1 = dattOut_1_rows; // a view of dattOut_1_rows as f32[16,8,32] (the same array)
+      const dt61 = dattOut_1; // a view of dattOut_1 as f32[16,8,4,8] (the same array)
       const dproj1_W = kernel_dproj1_W(attOut_1_rows, dt62);
       const dt60 = kernel_dt60(dt61);
       const datt_1 = kernel_datt_1(dt60, value_1);
@@ -2757,85 +2757,85 @@ export async function create(options = {}) {
       const dquery_1 = kernel_dquery_1(dt58, key_1);
       const dkey_1 = kernel_dkey_1(dt58, query_1);
       const dt57 = kernel_dt57(dvalue_1);
-      const dt56 = dt57;
-      const dt55 = dt56;
+      const dt56 = dt57; // a view of dt57 as f32[16,8,32] (the same array)
+      const dt55 = dt56; // a view of dt56 as f32[128,32] (the same array)
       const dln1_1_rows_3 = kernel_dln1_1_rows_3(dt55, v1_W);
       const dv1_W = kernel_dv1_W(ln1_1_rows, dt55);
       const dt54 = kernel_dt54(dkey_1);
-      const dt53 = dt54;
-      const dt52 = dt53;
-      const t116 = kernel_t116(dln1_1_rows_3, dt52, k1_W);
+      const dt53 = dt54; // a view of dt54 as f32[16,8,32] (the same array)
+      const dt52 = dt53; // a view of dt53 as f32[128,32] (the same array)
+      const dln1_1_rows_acc = kernel_dln1_1_rows_acc(dln1_1_rows_3, dt52, k1_W);
       const dk1_W = kernel_dk1_W(ln1_1_rows, dt52);
       const dt51 = kernel_dt51(dquery_1);
-      const dt50 = dt51;
-      const dt49 = dt50;
-      const dln1_1_rows = kernel_dln1_1_rows(t116, dt49, q1_W);
-      const dln1_1 = dln1_1_rows;
+      const dt50 = dt51; // a view of dt51 as f32[16,8,32] (the same array)
+      const dt49 = dt50; // a view of dt50 as f32[128,32] (the same array)
+      const dln1_1_rows = kernel_dln1_1_rows(dln1_1_rows_acc, dt49, q1_W);
+      const dln1_1 = dln1_1_rows; // a view of dln1_1_rows as f32[16,8,32] (the same array)
       const dq1_W = kernel_dq1_W(ln1_1_rows, dt49);
       const dln1_1_b = kernel_dln1_1_b(dln1_1);
       const dt47 = kernel_dt47(dln1_1, ln1_1_g);
       const dln1_1_g = kernel_dln1_1_g(dln1_1, t47);
-      const t118 = kernel_t118(dt47, t47);
-      const t120 = kernel_t120(dt47);
-      const t121 = kernel_t121(dt47, t120);
-      const t123 = kernel_t123(t118);
-      const dx_2 = kernel_dx_2(dx_3, t46, t121, t47, t123);
-      const dt39 = dx_2;
+      const t117 = kernel_t117(dt47, t47);
+      const t119 = kernel_t119(dt47);
+      const t120 = kernel_t120(dt47, t119);
+      const t122 = kernel_t122(t117);
+      const dx_2 = kernel_dx_2(dx_3, t46, t120, t47, t122);
+      const dt39 = dx_2; // a view of dx_2 as f32[128,32] (the same array)
       const dfcout0_b = kernel_dfcout0_b(dx_2);
       const dhidden_rows = kernel_dhidden_rows(dt39, fcout0_W);
-      const dhidden = dhidden_rows;
+      const dhidden = dhidden_rows; // a view of dhidden_rows as f32[16,8,128] (the same array)
       const dfcout0_W = kernel_dfcout0_W(hidden_rows, dt39);
       const dt38 = kernel_dt38(dhidden, hidden);
-      const dt36 = dt38;
+      const dt36 = dt38; // a view of dt38 as f32[128,128] (the same array)
       const dfc0_b = kernel_dfc0_b(dt38);
       const dln2_rows = kernel_dln2_rows(dt36, fc0_W);
-      const dln2 = dln2_rows;
+      const dln2 = dln2_rows; // a view of dln2_rows as f32[16,8,32] (the same array)
       const dfc0_W = kernel_dfc0_W(ln2_rows, dt36);
       const dln2_0_b = kernel_dln2_0_b(dln2);
       const dt34 = kernel_dt34(dln2, ln2_0_g);
       const dln2_0_g = kernel_dln2_0_g(dln2, t34);
-      const t128 = kernel_t128(dt34, t34);
-      const t130 = kernel_t130(dt34);
-      const t131 = kernel_t131(dt34, t130);
-      const t133 = kernel_t133(t128);
-      const dx_1 = kernel_dx_1(dx_2, t33, t131, t34, t133);
-      const dt26 = dx_1;
+      const t127 = kernel_t127(dt34, t34);
+      const t129 = kernel_t129(dt34);
+      const t130 = kernel_t130(dt34, t129);
+      const t132 = kernel_t132(t127);
+      const dx_1 = kernel_dx_1(dx_2, t33, t130, t34, t132);
+      const dt26 = dx_1; // a view of dx_1 as f32[128,32] (the same array)
       const dproj0_b = kernel_dproj0_b(dx_1);
       const dattOut_rows = kernel_dattOut_rows(dt26, proj0_W);
-      const dattOut = dattOut_rows;
-      const dt25 = dattOut;
+      const dattOut = dattOut_rows; // a view of dattOut_rows as f32[16,8,32] (the same array)
+      const dt25 = dattOut; // a view of dattOut as f32[16,8,4,8] (the same array)
       const dproj0_W = kernel_dproj0_W(attOut_rows, dt26);
       const dt24 = kernel_dt24(dt25);
       const datt = kernel_datt(dt24, value);
       const dvalue = kernel_dvalue(att, dt24);
-      const t137 = kernel_t137(datt, att);
-      const dt21 = kernel_dt21(att, datt, t137);
+      const t136 = kernel_t136(datt, att);
+      const dt21 = kernel_dt21(att, datt, t136);
       const dquery = kernel_dquery(dt21, key);
       const dkey = kernel_dkey(dt21, query);
       const dt20 = kernel_dt20(dvalue);
-      const dt19 = dt20;
-      const dt18 = dt19;
+      const dt19 = dt20; // a view of dt20 as f32[16,8,32] (the same array)
+      const dt18 = dt19; // a view of dt19 as f32[128,32] (the same array)
       const dln1_rows_3 = kernel_dln1_rows_3(dt18, v0_W);
       const dv0_W = kernel_dv0_W(ln1_rows, dt18);
       const dt17 = kernel_dt17(dkey);
-      const dt16 = dt17;
-      const dt15 = dt16;
-      const t139 = kernel_t139(dln1_rows_3, dt15, k0_W);
+      const dt16 = dt17; // a view of dt17 as f32[16,8,32] (the same array)
+      const dt15 = dt16; // a view of dt16 as f32[128,32] (the same array)
+      const dln1_rows_acc = kernel_dln1_rows_acc(dln1_rows_3, dt15, k0_W);
       const dk0_W = kernel_dk0_W(ln1_rows, dt15);
       const dt14 = kernel_dt14(dquery);
-      const dt13 = dt14;
-      const dt12 = dt13;
-      const dln1_rows = kernel_dln1_rows(t139, dt12, q0_W);
-      const dln1 = dln1_rows;
+      const dt13 = dt14; // a view of dt14 as f32[16,8,32] (the same array)
+      const dt12 = dt13; // a view of dt13 as f32[128,32] (the same array)
+      const dln1_rows = kernel_dln1_rows(dln1_rows_acc, dt12, q0_W);
+      const dln1 = dln1_rows; // a view of dln1_rows as f32[16,8,32] (the same array)
       const dq0_W = kernel_dq0_W(ln1_rows, dt12);
       const dln1_0_b = kernel_dln1_0_b(dln1);
       const dt10 = kernel_dt10(dln1, ln1_0_g);
       const dln1_0_g = kernel_dln1_0_g(dln1, t10);
-      const t141 = kernel_t141(dt10, t10);
-      const t143 = kernel_t143(dt10);
-      const t144 = kernel_t144(dt10, t143);
-      const t146 = kernel_t146(t141);
-      const dx = kernel_dx(dx_1, t9, t144, t10, t146);
+      const t139 = kernel_t139(dt10, t10);
+      const t141 = kernel_t141(dt10);
+      const t142 = kernel_t142(dt10, t141);
+      const t144 = kernel_t144(t139);
+      const dx = kernel_dx(dx_1, t9, t142, t10, t144);
       const dwpe = kernel_dwpe(dx);
       const dwte = kernel_dwte(X, dx);
       return [loss, dwte, dwpe, dln1_0_g, dln1_0_b, dq0_W, dk0_W, dv0_W, dproj0_W, dproj0_b, dln2_0_g, dln2_0_b, dfc0_W, dfc0_b, dfcout0_W, dfcout0_b, dln1_1_g, dln1_1_b, dq1_W, dk1_W, dv1_W, dproj1_W, dproj1_b, dln2_1_g, dln2_1_b, dfc1_W, dfc1_b, dfcout1_W, dfcout1_b, dlnf_g, dlnf_b, dhead_W, dhead_b];

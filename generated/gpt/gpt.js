@@ -197,7 +197,7 @@ const buf = {
   dt54: buffers[51], // f32[16,8,4,8]
   dt53: buffers[51], // a view of dt54
   dt52: buffers[51], // a view of dt53
-  t116: buffers[49], // f32[128,32]
+  dln1_1_rows_acc: buffers[49], // f32[128,32]
   dk1_W: buffers[76], // f32[32,32]
   dt51: buffers[51], // f32[16,8,4,8]
   dt50: buffers[51], // a view of dt51
@@ -208,10 +208,10 @@ const buf = {
   dln1_1_b: buffers[78], // f32[32]
   dt47: buffers[49], // f32[16,8,32]
   dln1_1_g: buffers[79], // f32[32]
-  t118: buffers[50], // f32[16,8,32]
-  t120: buffers[48].subarray(0, 128), // f32[16,8,1]
-  t121: buffers[51], // f32[16,8,32]
-  t123: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t117: buffers[50], // f32[16,8,32]
+  t119: buffers[48].subarray(0, 128), // f32[16,8,1]
+  t120: buffers[51], // f32[16,8,32]
+  t122: buffers[48].subarray(0, 128), // f32[16,8,1]
   dx_2: buffers[49], // f32[16,8,32]
   dfcout0_b: buffers[80], // f32[32]
   dt39: buffers[49], // a view of dx_2
@@ -227,10 +227,10 @@ const buf = {
   dln2_0_b: buffers[84], // f32[32]
   dt34: buffers[46], // f32[16,8,32]
   dln2_0_g: buffers[85], // f32[32]
-  t128: buffers[48], // f32[16,8,32]
-  t130: buffers[44].subarray(0, 128), // f32[16,8,1]
-  t131: buffers[50], // f32[16,8,32]
-  t133: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t127: buffers[48], // f32[16,8,32]
+  t129: buffers[44].subarray(0, 128), // f32[16,8,1]
+  t130: buffers[50], // f32[16,8,32]
+  t132: buffers[44].subarray(0, 128), // f32[16,8,1]
   dx_1: buffers[46], // f32[16,8,32]
   dproj0_b: buffers[86], // f32[32]
   dt26: buffers[46], // a view of dx_1
@@ -241,7 +241,7 @@ const buf = {
   dt24: buffers[42], // f32[16,4,8,8]
   datt: buffers[35], // f32[16,4,8,8]
   dvalue: buffers[41], // f32[16,4,8,8]
-  t137: buffers[42].subarray(0, 512), // f32[16,4,8,1]
+  t136: buffers[42].subarray(0, 512), // f32[16,4,8,1]
   dt21: buffers[43], // f32[16,4,8,8]
   dquery: buffers[35], // f32[16,4,8,8]
   dkey: buffers[36], // f32[16,4,8,8]
@@ -253,7 +253,7 @@ const buf = {
   dt17: buffers[39], // f32[16,8,4,8]
   dt16: buffers[39], // a view of dt17
   dt15: buffers[39], // a view of dt16
-  t139: buffers[36], // f32[128,32]
+  dln1_rows_acc: buffers[36], // f32[128,32]
   dk0_W: buffers[89], // f32[32,32]
   dt14: buffers[39], // f32[16,8,4,8]
   dt13: buffers[39], // a view of dt14
@@ -264,10 +264,10 @@ const buf = {
   dln1_0_b: buffers[91], // f32[32]
   dt10: buffers[36], // f32[16,8,32]
   dln1_0_g: buffers[92], // f32[32]
-  t141: buffers[38], // f32[16,8,32]
-  t143: buffers[35].subarray(0, 128), // f32[16,8,1]
-  t144: buffers[39], // f32[16,8,32]
-  t146: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t139: buffers[38], // f32[16,8,32]
+  t141: buffers[35].subarray(0, 128), // f32[16,8,1]
+  t142: buffers[39], // f32[16,8,32]
+  t144: buffers[35].subarray(0, 128), // f32[16,8,1]
   dx: buffers[36], // f32[16,8,32]
   dwpe: buffers[93], // f32[8,32]
   dwte: buffers[94], // f32[27,32]
@@ -1418,9 +1418,9 @@ function matmul_dv1_W() {
   }
 }
 
-/** t116 = dln1_1_rows_3 + dt52 @ k1_W.T */
-function matmul_t116() {
-  const { dt52, k1_W, dln1_1_rows_3, t116 } = buf;
+/** dln1_1_rows_acc = dln1_1_rows_3 + dt52 @ k1_W.T */
+function matmul_dln1_1_rows_acc() {
+  const { dt52, k1_W, dln1_1_rows_3, dln1_1_rows_acc } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1436,14 +1436,14 @@ function matmul_t116() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t116[i * 32 + j] = dln1_1_rows_3[i * 32 + j] + _c00;
-      t116[i * 32 + j + 1] = dln1_1_rows_3[i * 32 + j + 1] + _c01;
-      t116[(i + 1) * 32 + j] = dln1_1_rows_3[(i + 1) * 32 + j] + _c10;
-      t116[(i + 1) * 32 + j + 1] = dln1_1_rows_3[(i + 1) * 32 + j + 1] + _c11;
-      t116[(i + 2) * 32 + j] = dln1_1_rows_3[(i + 2) * 32 + j] + _c20;
-      t116[(i + 2) * 32 + j + 1] = dln1_1_rows_3[(i + 2) * 32 + j + 1] + _c21;
-      t116[(i + 3) * 32 + j] = dln1_1_rows_3[(i + 3) * 32 + j] + _c30;
-      t116[(i + 3) * 32 + j + 1] = dln1_1_rows_3[(i + 3) * 32 + j + 1] + _c31;
+      dln1_1_rows_acc[i * 32 + j] = dln1_1_rows_3[i * 32 + j] + _c00;
+      dln1_1_rows_acc[i * 32 + j + 1] = dln1_1_rows_3[i * 32 + j + 1] + _c01;
+      dln1_1_rows_acc[(i + 1) * 32 + j] = dln1_1_rows_3[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows_acc[(i + 1) * 32 + j + 1] = dln1_1_rows_3[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows_acc[(i + 2) * 32 + j] = dln1_1_rows_3[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows_acc[(i + 2) * 32 + j + 1] = dln1_1_rows_3[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows_acc[(i + 3) * 32 + j] = dln1_1_rows_3[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows_acc[(i + 3) * 32 + j + 1] = dln1_1_rows_3[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1478,9 +1478,9 @@ function matmul_dk1_W() {
   }
 }
 
-/** dln1_1_rows = t116 + dt49 @ q1_W.T */
+/** dln1_1_rows = dln1_1_rows_acc + dt49 @ q1_W.T */
 function matmul_dln1_1_rows() {
-  const { dt49, q1_W, t116, dln1_1_rows } = buf;
+  const { dt49, q1_W, dln1_1_rows_acc, dln1_1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1496,14 +1496,14 @@ function matmul_dln1_1_rows() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_1_rows[i * 32 + j] = t116[i * 32 + j] + _c00;
-      dln1_1_rows[i * 32 + j + 1] = t116[i * 32 + j + 1] + _c01;
-      dln1_1_rows[(i + 1) * 32 + j] = t116[(i + 1) * 32 + j] + _c10;
-      dln1_1_rows[(i + 1) * 32 + j + 1] = t116[(i + 1) * 32 + j + 1] + _c11;
-      dln1_1_rows[(i + 2) * 32 + j] = t116[(i + 2) * 32 + j] + _c20;
-      dln1_1_rows[(i + 2) * 32 + j + 1] = t116[(i + 2) * 32 + j + 1] + _c21;
-      dln1_1_rows[(i + 3) * 32 + j] = t116[(i + 3) * 32 + j] + _c30;
-      dln1_1_rows[(i + 3) * 32 + j + 1] = t116[(i + 3) * 32 + j + 1] + _c31;
+      dln1_1_rows[i * 32 + j] = dln1_1_rows_acc[i * 32 + j] + _c00;
+      dln1_1_rows[i * 32 + j + 1] = dln1_1_rows_acc[i * 32 + j + 1] + _c01;
+      dln1_1_rows[(i + 1) * 32 + j] = dln1_1_rows_acc[(i + 1) * 32 + j] + _c10;
+      dln1_1_rows[(i + 1) * 32 + j + 1] = dln1_1_rows_acc[(i + 1) * 32 + j + 1] + _c11;
+      dln1_1_rows[(i + 2) * 32 + j] = dln1_1_rows_acc[(i + 2) * 32 + j] + _c20;
+      dln1_1_rows[(i + 2) * 32 + j + 1] = dln1_1_rows_acc[(i + 2) * 32 + j + 1] + _c21;
+      dln1_1_rows[(i + 3) * 32 + j] = dln1_1_rows_acc[(i + 3) * 32 + j] + _c30;
+      dln1_1_rows[(i + 3) * 32 + j + 1] = dln1_1_rows_acc[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1906,9 +1906,9 @@ function matmul_dv0_W() {
   }
 }
 
-/** t139 = dln1_rows_3 + dt15 @ k0_W.T */
-function matmul_t139() {
-  const { dt15, k0_W, dln1_rows_3, t139 } = buf;
+/** dln1_rows_acc = dln1_rows_3 + dt15 @ k0_W.T */
+function matmul_dln1_rows_acc() {
+  const { dt15, k0_W, dln1_rows_3, dln1_rows_acc } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1924,14 +1924,14 @@ function matmul_t139() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      t139[i * 32 + j] = dln1_rows_3[i * 32 + j] + _c00;
-      t139[i * 32 + j + 1] = dln1_rows_3[i * 32 + j + 1] + _c01;
-      t139[(i + 1) * 32 + j] = dln1_rows_3[(i + 1) * 32 + j] + _c10;
-      t139[(i + 1) * 32 + j + 1] = dln1_rows_3[(i + 1) * 32 + j + 1] + _c11;
-      t139[(i + 2) * 32 + j] = dln1_rows_3[(i + 2) * 32 + j] + _c20;
-      t139[(i + 2) * 32 + j + 1] = dln1_rows_3[(i + 2) * 32 + j + 1] + _c21;
-      t139[(i + 3) * 32 + j] = dln1_rows_3[(i + 3) * 32 + j] + _c30;
-      t139[(i + 3) * 32 + j + 1] = dln1_rows_3[(i + 3) * 32 + j + 1] + _c31;
+      dln1_rows_acc[i * 32 + j] = dln1_rows_3[i * 32 + j] + _c00;
+      dln1_rows_acc[i * 32 + j + 1] = dln1_rows_3[i * 32 + j + 1] + _c01;
+      dln1_rows_acc[(i + 1) * 32 + j] = dln1_rows_3[(i + 1) * 32 + j] + _c10;
+      dln1_rows_acc[(i + 1) * 32 + j + 1] = dln1_rows_3[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows_acc[(i + 2) * 32 + j] = dln1_rows_3[(i + 2) * 32 + j] + _c20;
+      dln1_rows_acc[(i + 2) * 32 + j + 1] = dln1_rows_3[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows_acc[(i + 3) * 32 + j] = dln1_rows_3[(i + 3) * 32 + j] + _c30;
+      dln1_rows_acc[(i + 3) * 32 + j + 1] = dln1_rows_3[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -1966,9 +1966,9 @@ function matmul_dk0_W() {
   }
 }
 
-/** dln1_rows = t139 + dt12 @ q0_W.T */
+/** dln1_rows = dln1_rows_acc + dt12 @ q0_W.T */
 function matmul_dln1_rows() {
-  const { dt12, q0_W, t139, dln1_rows } = buf;
+  const { dt12, q0_W, dln1_rows_acc, dln1_rows } = buf;
   for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 32; j += 2) {
       let _c00 = 0, _c01 = 0, _c10 = 0, _c11 = 0, _c20 = 0, _c21 = 0, _c30 = 0, _c31 = 0;
@@ -1984,14 +1984,14 @@ function matmul_dln1_rows() {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dln1_rows[i * 32 + j] = t139[i * 32 + j] + _c00;
-      dln1_rows[i * 32 + j + 1] = t139[i * 32 + j + 1] + _c01;
-      dln1_rows[(i + 1) * 32 + j] = t139[(i + 1) * 32 + j] + _c10;
-      dln1_rows[(i + 1) * 32 + j + 1] = t139[(i + 1) * 32 + j + 1] + _c11;
-      dln1_rows[(i + 2) * 32 + j] = t139[(i + 2) * 32 + j] + _c20;
-      dln1_rows[(i + 2) * 32 + j + 1] = t139[(i + 2) * 32 + j + 1] + _c21;
-      dln1_rows[(i + 3) * 32 + j] = t139[(i + 3) * 32 + j] + _c30;
-      dln1_rows[(i + 3) * 32 + j + 1] = t139[(i + 3) * 32 + j + 1] + _c31;
+      dln1_rows[i * 32 + j] = dln1_rows_acc[i * 32 + j] + _c00;
+      dln1_rows[i * 32 + j + 1] = dln1_rows_acc[i * 32 + j + 1] + _c01;
+      dln1_rows[(i + 1) * 32 + j] = dln1_rows_acc[(i + 1) * 32 + j] + _c10;
+      dln1_rows[(i + 1) * 32 + j + 1] = dln1_rows_acc[(i + 1) * 32 + j + 1] + _c11;
+      dln1_rows[(i + 2) * 32 + j] = dln1_rows_acc[(i + 2) * 32 + j] + _c20;
+      dln1_rows[(i + 2) * 32 + j + 1] = dln1_rows_acc[(i + 2) * 32 + j + 1] + _c21;
+      dln1_rows[(i + 3) * 32 + j] = dln1_rows_acc[(i + 3) * 32 + j] + _c30;
+      dln1_rows[(i + 3) * 32 + j + 1] = dln1_rows_acc[(i + 3) * 32 + j + 1] + _c31;
     }
   }
 }
@@ -2560,7 +2560,7 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits_rows, t91, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t95, dlnf_b, dlnf_g, t97, t98, t100, t82, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t105, dln2_1_b, dln2_1_g, t107, t108, t110, t69, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t114, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t118, dln1_1_b, dln1_1_g, t120, t121, t123, t46, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t128, dln2_0_b, dln2_0_g, t130, t131, t133, t33, dx_1, dproj0_b, dt24, dt25, datt, att, t137, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t141, dln1_0_b, dln1_0_g, t143, t144, t146, t9, dx, dwpe, dwte, X } = buf;
+  const { logits_rows, t91, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t95, dlnf_b, dlnf_g, t97, t98, t100, t82, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t105, dln2_1_b, dln2_1_g, t107, t108, t110, t69, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t114, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t117, dln1_1_b, dln1_1_g, t119, t120, t122, t46, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t127, dln2_0_b, dln2_0_g, t129, t130, t132, t33, dx_1, dproj0_b, dt24, dt25, datt, att, t136, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t139, dln1_0_b, dln1_0_g, t141, t142, t144, t9, dx, dwpe, dwte, X } = buf;
 
   // t91 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
   //   %t91: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
@@ -2780,7 +2780,7 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
-  // dx_3 = dx_4 + dx_3_1   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_3 = dx_4 + dx_3_1   fan-out: dx_3 += the gradient through each use  (gpt.ts:72)
   // dproj1_b = dx_3.sum((0, 1))   add'  (gpt.ts:31)
   //   %t111: f32[16,8,32] = mul %t70, %t110   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
@@ -2892,10 +2892,10 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // dln1_1_rows_2 = dt52 @ k1_W.T   matmul'  (gpt.ts:31)
-  // t116 = dln1_1_rows_3 + dln1_1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_1_rows_acc = dln1_1_rows_3 + dln1_1_rows_2   fan-out: dln1_1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_1_rows_2: f32[128,32] = matmul %dt52, %k1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t116: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
-  matmul_t116();
+  //   %dln1_1_rows_acc: f32[128,32] = add %dln1_1_rows_3, %dln1_1_rows_2   gpt.ts:31
+  matmul_dln1_1_rows_acc();
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
   //   %dk1_W: f32[32,32] = matmul %ln1_1_rows, %dt52 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -2914,9 +2914,9 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // dln1_1_rows_1 = dt49 @ q1_W.T   matmul'  (gpt.ts:31)
-  // dln1_1_rows = t116 + dln1_1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_1_rows = dln1_1_rows_acc + dln1_1_rows_1   fan-out: dln1_1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_1_rows_1: f32[128,32] = matmul %dt49, %q1_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_1_rows: f32[128,32] = add %t116, %dln1_1_rows_1   gpt.ts:31
+  //   %dln1_1_rows: f32[128,32] = add %dln1_1_rows_acc, %dln1_1_rows_1   gpt.ts:31
   matmul_dln1_1_rows();
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
@@ -2926,12 +2926,12 @@ export function valueAndGrad(params, inputs, options) {
   // dln1_1_b = dln1_1.sum((0, 1))   add'  (gpt.ts:41)
   // dt47 = dln1_1 * ln1_1_g   mul'  (gpt.ts:41)
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
-  // t118 = dt47 * t47   ln_apply'  (gpt.ts:41)
+  // t117 = dt47 * t47   ln_apply'  (gpt.ts:41)
   //   %dln1_1_b: f32[32] = sum %dln1_1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt47: f32[16,8,32] = mul %dln1_1, %ln1_1_g   gpt.ts:41
-  //   %t117: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
-  //   %dln1_1_g: f32[32] = sum %t117 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t118: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
+  //   %t116: f32[16,8,32] = mul %dln1_1, %t47   gpt.ts:41
+  //   %dln1_1_g: f32[32] = sum %t116 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t117: f32[16,8,32] = mul %dt47, %t47   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -2940,7 +2940,7 @@ export function valueAndGrad(params, inputs, options) {
     for (let j = 0; j < 32; j++) {
       const _dt47 = dln1_1[i * 32 + j] * ln1_1_g[j];
       dt47[i * 32 + j] = _dt47;
-      t118[i * 32 + j] = _dt47 * t47[i * 32 + j];
+      t117[i * 32 + j] = _dt47 * t47[i * 32 + j];
       _acc0[j] += dln1_1[i * 32 + j];
       _acc1[j] += dln1_1[i * 32 + j] * t47[i * 32 + j];
     }
@@ -2950,42 +2950,42 @@ export function valueAndGrad(params, inputs, options) {
     dln1_1_g[i] = _acc1[i];
   }
 
-  // t120 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t119: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t120: f32[16,8,1] = mul %t119, %t88   gpt.ts:41
+  // t119 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t118: f32[16,8,1] = sum %dt47 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t119: f32[16,8,1] = mul %t118, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       _sum0 += dt47[i * 32 + p];
     }
-    t120[i] = _sum0 * 0.03125;
+    t119[i] = _sum0 * 0.03125;
   }
 
-  // t121 = dt47 - t120   ln_apply'  (gpt.ts:41)
-  //   %t121: f32[16,8,32] = sub %dt47, %t120   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t120 = dt47 - t119   ln_apply'  (gpt.ts:41)
+  //   %t120: f32[16,8,32] = sub %dt47, %t119   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t121[i * 32 + j] = dt47[i * 32 + j] - t120[i];
+      t120[i * 32 + j] = dt47[i * 32 + j] - t119[i];
     }
   }
 
-  // t123 = t118.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t122: f32[16,8,1] = sum %t118 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t123: f32[16,8,1] = mul %t122, %t88   gpt.ts:41
+  // t122 = t117.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t121: f32[16,8,1] = sum %t117 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t122: f32[16,8,1] = mul %t121, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _sum0 += t118[i * 32 + p];
+      _sum0 += t117[i * 32 + p];
     }
-    t123[i] = _sum0 * 0.03125;
+    t122[i] = _sum0 * 0.03125;
   }
 
-  // dx_2_1 = t46 * (t121 - t47 * t123)   ln_apply'  (gpt.ts:41)
-  // dx_2 = dx_3 + dx_2_1   fan-out: the sum over its uses  (gpt.ts:75)
+  // dx_2_1 = t46 * (t120 - t47 * t122)   ln_apply'  (gpt.ts:41)
+  // dx_2 = dx_3 + dx_2_1   fan-out: dx_2 += the gradient through each use  (gpt.ts:75)
   // dfcout0_b = dx_2.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t124: f32[16,8,32] = mul %t47, %t123   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t125: f32[16,8,32] = sub %t121, %t124   gpt.ts:41
-  //   %dx_2_1: f32[16,8,32] = mul %t46, %t125   gpt.ts:41
+  //   %t123: f32[16,8,32] = mul %t47, %t122   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t124: f32[16,8,32] = sub %t120, %t123   gpt.ts:41
+  //   %dx_2_1: f32[16,8,32] = mul %t46, %t124   gpt.ts:41
   //   %dx_2: f32[16,8,32] = add %dx_3, %dx_2_1   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %dfcout0_b: f32[32] = sum %dx_2 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
@@ -2993,7 +2993,7 @@ export function valueAndGrad(params, inputs, options) {
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_2 = dx_3[i * 32 + j] + t46[i] * (t121[i * 32 + j] - t47[i * 32 + j] * t123[i]);
+      const _dx_2 = dx_3[i * 32 + j] + t46[i] * (t120[i * 32 + j] - t47[i * 32 + j] * t122[i]);
       dx_2[i * 32 + j] = _dx_2;
       _acc0[j] += _dx_2;
     }
@@ -3012,8 +3012,8 @@ export function valueAndGrad(params, inputs, options) {
 
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t126: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
-  //   %dt38: f32[16,8,128] = mul %dhidden, %t126   gpt.ts:74
+  //   %t125: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
+  //   %dt38: f32[16,8,128] = mul %dhidden, %t125   gpt.ts:74
   //   %dfc0_b: f32[128] = sum %dt38 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 128; i++) {
     _acc0[i] = 0;
@@ -3040,12 +3040,12 @@ export function valueAndGrad(params, inputs, options) {
   // dln2_0_b = dln2.sum((0, 1))   add'  (gpt.ts:41)
   // dt34 = dln2 * ln2_0_g   mul'  (gpt.ts:41)
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
-  // t128 = dt34 * t34   ln_apply'  (gpt.ts:41)
+  // t127 = dt34 * t34   ln_apply'  (gpt.ts:41)
   //   %dln2_0_b: f32[32] = sum %dln2 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt34: f32[16,8,32] = mul %dln2, %ln2_0_g   gpt.ts:41
-  //   %t127: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
-  //   %dln2_0_g: f32[32] = sum %t127 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t128: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
+  //   %t126: f32[16,8,32] = mul %dln2, %t34   gpt.ts:41
+  //   %dln2_0_g: f32[32] = sum %t126 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t127: f32[16,8,32] = mul %dt34, %t34   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -3054,7 +3054,7 @@ export function valueAndGrad(params, inputs, options) {
     for (let j = 0; j < 32; j++) {
       const _dt34 = dln2[i * 32 + j] * ln2_0_g[j];
       dt34[i * 32 + j] = _dt34;
-      t128[i * 32 + j] = _dt34 * t34[i * 32 + j];
+      t127[i * 32 + j] = _dt34 * t34[i * 32 + j];
       _acc0[j] += dln2[i * 32 + j];
       _acc1[j] += dln2[i * 32 + j] * t34[i * 32 + j];
     }
@@ -3064,42 +3064,42 @@ export function valueAndGrad(params, inputs, options) {
     dln2_0_g[i] = _acc1[i];
   }
 
-  // t130 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t129: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t130: f32[16,8,1] = mul %t129, %t88   gpt.ts:41
+  // t129 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t128: f32[16,8,1] = sum %dt34 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t129: f32[16,8,1] = mul %t128, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       _sum0 += dt34[i * 32 + p];
     }
-    t130[i] = _sum0 * 0.03125;
+    t129[i] = _sum0 * 0.03125;
   }
 
-  // t131 = dt34 - t130   ln_apply'  (gpt.ts:41)
-  //   %t131: f32[16,8,32] = sub %dt34, %t130   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t130 = dt34 - t129   ln_apply'  (gpt.ts:41)
+  //   %t130: f32[16,8,32] = sub %dt34, %t129   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t131[i * 32 + j] = dt34[i * 32 + j] - t130[i];
+      t130[i * 32 + j] = dt34[i * 32 + j] - t129[i];
     }
   }
 
-  // t133 = t128.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t132: f32[16,8,1] = sum %t128 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t133: f32[16,8,1] = mul %t132, %t88   gpt.ts:41
+  // t132 = t127.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t131: f32[16,8,1] = sum %t127 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t132: f32[16,8,1] = mul %t131, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _sum0 += t128[i * 32 + p];
+      _sum0 += t127[i * 32 + p];
     }
-    t133[i] = _sum0 * 0.03125;
+    t132[i] = _sum0 * 0.03125;
   }
 
-  // dx_1_1 = t33 * (t131 - t34 * t133)   ln_apply'  (gpt.ts:41)
-  // dx_1 = dx_2 + dx_1_1   fan-out: the sum over its uses  (gpt.ts:72)
+  // dx_1_1 = t33 * (t130 - t34 * t132)   ln_apply'  (gpt.ts:41)
+  // dx_1 = dx_2 + dx_1_1   fan-out: dx_1 += the gradient through each use  (gpt.ts:72)
   // dproj0_b = dx_1.sum((0, 1))   add'  (gpt.ts:31)
-  //   %t134: f32[16,8,32] = mul %t34, %t133   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t135: f32[16,8,32] = sub %t131, %t134   gpt.ts:41
-  //   %dx_1_1: f32[16,8,32] = mul %t33, %t135   gpt.ts:41
+  //   %t133: f32[16,8,32] = mul %t34, %t132   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t134: f32[16,8,32] = sub %t130, %t133   gpt.ts:41
+  //   %dx_1_1: f32[16,8,32] = mul %t33, %t134   gpt.ts:41
   //   %dx_1: f32[16,8,32] = add %dx_2, %dx_1_1   gpt.ts:72  x = x.add(proj(attOut));
   //   %dproj0_b: f32[32] = sum %dx_1 {axes=[0, 1], keepDims=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   for (let i = 0; i < 32; i++) {
@@ -3107,7 +3107,7 @@ export function valueAndGrad(params, inputs, options) {
   }
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      const _dx_1 = dx_2[i * 32 + j] + t33[i] * (t131[i * 32 + j] - t34[i * 32 + j] * t133[i]);
+      const _dx_1 = dx_2[i * 32 + j] + t33[i] * (t130[i * 32 + j] - t34[i * 32 + j] * t132[i]);
       dx_1[i * 32 + j] = _dx_1;
       _acc0[j] += _dx_1;
     }
@@ -3144,25 +3144,25 @@ export function valueAndGrad(params, inputs, options) {
   //   %dvalue: f32[16,4,8,8] = matmul %att, %dt24 {transA=true, transB=false}   gpt.ts:71  const attOut = att.matmul(value).transpose([0, 2, 1, 3]).reshape([n, t, c]); // heads side by side
   matmul_dvalue();
 
-  // t137 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
-  //   %t136: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %t137: f32[16,4,8,1] = sum %t136 {axes=[3], keepDims=true}   gpt.ts:70
+  // t136 = (datt * att).sum(3)   softmax'  (gpt.ts:70)
+  //   %t135: f32[16,4,8,8] = mul %datt, %att   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %t136: f32[16,4,8,1] = sum %t135 {axes=[3], keepDims=true}   gpt.ts:70
   for (let i = 0; i < 512; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
       _sum0 += datt[i * 8 + p] * att[i * 8 + p];
     }
-    t137[i] = _sum0;
+    t136[i] = _sum0;
   }
 
-  // dscores = att * (datt - t137)   softmax'  (gpt.ts:70)
+  // dscores = att * (datt - t136)   softmax'  (gpt.ts:70)
   // dt21 = dscores * 0.35355339059327373   mul'  (gpt.ts:69)
-  //   %t138: f32[16,4,8,8] = sub %datt, %t137   gpt.ts:70  const att = g.softmax(scores, -1);
-  //   %dscores: f32[16,4,8,8] = mul %att, %t138   gpt.ts:70
+  //   %t137: f32[16,4,8,8] = sub %datt, %t136   gpt.ts:70  const att = g.softmax(scores, -1);
+  //   %dscores: f32[16,4,8,8] = mul %att, %t137   gpt.ts:70
   //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   for (let i = 0; i < 512; i++) {
     for (let j = 0; j < 8; j++) {
-      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t137[i]) * 0.35355339059327373;
+      dt21[i * 8 + j] = att[i * 8 + j] * (datt[i * 8 + j] - t136[i]) * 0.35355339059327373;
     }
   }
 
@@ -3207,10 +3207,10 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // dln1_rows_2 = dt15 @ k0_W.T   matmul'  (gpt.ts:31)
-  // t139 = dln1_rows_3 + dln1_rows_2   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_rows_acc = dln1_rows_3 + dln1_rows_2   fan-out: dln1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_rows_2: f32[128,32] = matmul %dt15, %k0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %t139: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
-  matmul_t139();
+  //   %dln1_rows_acc: f32[128,32] = add %dln1_rows_3, %dln1_rows_2   gpt.ts:31
+  matmul_dln1_rows_acc();
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
   //   %dk0_W: f32[32,32] = matmul %ln1_rows, %dt15 {transA=true, transB=false}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
@@ -3229,9 +3229,9 @@ export function valueAndGrad(params, inputs, options) {
   }
 
   // dln1_rows_1 = dt12 @ q0_W.T   matmul'  (gpt.ts:31)
-  // dln1_rows = t139 + dln1_rows_1   fan-out: the sum over its uses  (gpt.ts:31)
+  // dln1_rows = dln1_rows_acc + dln1_rows_1   fan-out: dln1_rows += the gradient through each use  (gpt.ts:31)
   //   %dln1_rows_1: f32[128,32] = matmul %dt12, %q0_W {transA=false, transB=true}   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
-  //   %dln1_rows: f32[128,32] = add %t139, %dln1_rows_1   gpt.ts:31
+  //   %dln1_rows: f32[128,32] = add %dln1_rows_acc, %dln1_rows_1   gpt.ts:31
   matmul_dln1_rows();
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
@@ -3241,12 +3241,12 @@ export function valueAndGrad(params, inputs, options) {
   // dln1_0_b = dln1.sum((0, 1))   add'  (gpt.ts:41)
   // dt10 = dln1 * ln1_0_g   mul'  (gpt.ts:41)
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
-  // t141 = dt10 * t10   ln_apply'  (gpt.ts:41)
+  // t139 = dt10 * t10   ln_apply'  (gpt.ts:41)
   //   %dln1_0_b: f32[32] = sum %dln1 {axes=[0, 1], keepDims=false}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %dt10: f32[16,8,32] = mul %dln1, %ln1_0_g   gpt.ts:41
-  //   %t140: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
-  //   %dln1_0_g: f32[32] = sum %t140 {axes=[0, 1], keepDims=false}   gpt.ts:41
-  //   %t141: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
+  //   %t138: f32[16,8,32] = mul %dln1, %t10   gpt.ts:41
+  //   %dln1_0_g: f32[32] = sum %t138 {axes=[0, 1], keepDims=false}   gpt.ts:41
+  //   %t139: f32[16,8,32] = mul %dt10, %t10   gpt.ts:41
   for (let i = 0; i < 32; i++) {
     _acc0[i] = 0;
     _acc1[i] = 0;
@@ -3255,7 +3255,7 @@ export function valueAndGrad(params, inputs, options) {
     for (let j = 0; j < 32; j++) {
       const _dt10 = dln1[i * 32 + j] * ln1_0_g[j];
       dt10[i * 32 + j] = _dt10;
-      t141[i * 32 + j] = _dt10 * t10[i * 32 + j];
+      t139[i * 32 + j] = _dt10 * t10[i * 32 + j];
       _acc0[j] += dln1[i * 32 + j];
       _acc1[j] += dln1[i * 32 + j] * t10[i * 32 + j];
     }
@@ -3265,42 +3265,42 @@ export function valueAndGrad(params, inputs, options) {
     dln1_0_g[i] = _acc1[i];
   }
 
-  // t143 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t142: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t143: f32[16,8,1] = mul %t142, %t88   gpt.ts:41
+  // t141 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t140: f32[16,8,1] = sum %dt10 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t141: f32[16,8,1] = mul %t140, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
       _sum0 += dt10[i * 32 + p];
     }
-    t143[i] = _sum0 * 0.03125;
+    t141[i] = _sum0 * 0.03125;
   }
 
-  // t144 = dt10 - t143   ln_apply'  (gpt.ts:41)
-  //   %t144: f32[16,8,32] = sub %dt10, %t143   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  // t142 = dt10 - t141   ln_apply'  (gpt.ts:41)
+  //   %t142: f32[16,8,32] = sub %dt10, %t141   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 32; j++) {
-      t144[i * 32 + j] = dt10[i * 32 + j] - t143[i];
+      t142[i * 32 + j] = dt10[i * 32 + j] - t141[i];
     }
   }
 
-  // t146 = t141.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
-  //   %t145: f32[16,8,1] = sum %t141 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t146: f32[16,8,1] = mul %t145, %t88   gpt.ts:41
+  // t144 = t139.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
+  //   %t143: f32[16,8,1] = sum %t139 {axes=[2], keepDims=true}   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t144: f32[16,8,1] = mul %t143, %t88   gpt.ts:41
   for (let i = 0; i < 128; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 32; p++) {
-      _sum0 += t141[i * 32 + p];
+      _sum0 += t139[i * 32 + p];
     }
-    t146[i] = _sum0 * 0.03125;
+    t144[i] = _sum0 * 0.03125;
   }
 
-  // dx_1_2 = t9 * (t144 - t10 * t146)   ln_apply'  (gpt.ts:41)
-  // dx = dx_1 + dx_1_2   fan-out: the sum over its uses  (gpt.ts:54)
+  // dx_1_2 = t9 * (t142 - t10 * t144)   ln_apply'  (gpt.ts:41)
+  // dx = dx_1 + dx_1_2   fan-out: dx += the gradient through each use  (gpt.ts:54)
   // dwpe = dx.sum(0)   add'  (gpt.ts:54)
-  //   %t147: f32[16,8,32] = mul %t10, %t146   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
-  //   %t148: f32[16,8,32] = sub %t144, %t147   gpt.ts:41
-  //   %dx_1_2: f32[16,8,32] = mul %t9, %t148   gpt.ts:41
+  //   %t145: f32[16,8,32] = mul %t10, %t144   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
+  //   %t146: f32[16,8,32] = sub %t142, %t145   gpt.ts:41
+  //   %dx_1_2: f32[16,8,32] = mul %t9, %t146   gpt.ts:41
   //   %dx: f32[16,8,32] = add %dx_1, %dx_1_2   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
   //   %dwpe: f32[8,32] = sum %dx {axes=[0], keepDims=false}   gpt.ts:54
   for (let i = 0; i < 256; i++) {
@@ -3309,7 +3309,7 @@ export function valueAndGrad(params, inputs, options) {
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 8; j++) {
       for (let k = 0; k < 32; k++) {
-        const _dx = dx_1[i * 256 + j * 32 + k] + t9[i * 8 + j] * (t144[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t146[i * 8 + j]);
+        const _dx = dx_1[i * 256 + j * 32 + k] + t9[i * 8 + j] * (t142[i * 256 + j * 32 + k] - t10[i * 256 + j * 32 + k] * t144[i * 8 + j]);
         dx[i * 256 + j * 32 + k] = _dx;
         _acc0[j * 32 + k] += _dx;
       }

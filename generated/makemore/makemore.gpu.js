@@ -504,7 +504,7 @@ export async function create(options = {}) {
   // the forward steps
   const forwardPlan = gpu.createPipeline(function (C, W1, b1, W2, b2, bngain, bnbias, Xb, Yb) {
       const emb = kernel_emb(Xb, C);
-      const embcat = emb;
+      const embcat = emb; // a view of emb as f32[32,30] (the same array)
       const hprebn = kernel_hprebn(embcat, W1, b1);
       const bnmeani = kernel_bnmeani(hprebn);
       const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
@@ -519,7 +519,7 @@ export async function create(options = {}) {
   // the forward steps, then the backward steps in reverse order
   const gradPlan = gpu.createPipeline(function (C, W1, b1, W2, b2, bngain, bnbias, Xb, Yb) {
       const emb = kernel_emb(Xb, C);
-      const embcat = emb;
+      const embcat = emb; // a view of emb as f32[32,30] (the same array)
       const hprebn = kernel_hprebn(embcat, W1, b1);
       const bnmeani = kernel_bnmeani(hprebn);
       const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
@@ -541,7 +541,7 @@ export async function create(options = {}) {
       const dhprebn = kernel_dhprebn(t20, dbnraw, t21, bnraw, t22);
       const db1 = kernel_db1(dhprebn);
       const dembcat = kernel_dembcat(dhprebn, W1);
-      const demb = dembcat;
+      const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)
       const dW1 = kernel_dW1(embcat, dhprebn);
       const dC = kernel_dC(Xb, demb);
       return [loss, dC, dW1, db1, dW2, db2, dbngain, dbnbias];

@@ -625,7 +625,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     Yb: IPipelineHandle,
   ) {
     const emb = kernel_emb(Xb, C);
-    const embcat = emb;
+    const embcat = emb; // a view of emb as f32[32,30] (the same array)
     const t2 = kernel_t2(embcat, W1, b1, bnmean);
     const t3 = kernel_t3(bngain, t2);
     const t7 = kernel_t7(bnvar);
@@ -651,7 +651,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     Yb: IPipelineHandle,
   ) {
     const emb = kernel_emb(Xb, C);
-    const embcat = emb;
+    const embcat = emb; // a view of emb as f32[32,30] (the same array)
     const t2 = kernel_t2(embcat, W1, b1, bnmean);
     const t3 = kernel_t3(bngain, t2);
     const t7 = kernel_t7(bnvar);
@@ -668,7 +668,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt2 = kernel_dt2(dh, h, t7, bngain);
     const db1 = kernel_db1(dt2);
     const dembcat = kernel_dembcat(dt2, W1);
-    const demb = dembcat;
+    const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)
     const dW1 = kernel_dW1(embcat, dt2);
     const dC = kernel_dC(Xb, demb);
     return [loss, dC, dW1, db1, dW2, db2, dbngain, dbnbias];

@@ -377,10 +377,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     this: IKernelFunctionThis,
     training: Float32Array,
     bnvar_inv: Float32Array,
-    t9: Float32Array,
+    hpreact_running_var: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = t9[_x] + 0.00001;
+    const _t0 = hpreact_running_var[_x] + 0.00001;
     const _t1 = 1 / Math.sqrt(_t0);
     const _t2 = training[0] !== 0 ? bnvar_inv[_x] : _t1;
     return _t2;
@@ -392,10 +392,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     this: IKernelFunctionThis,
     training: Float32Array,
     bnmeani: Float32Array,
-    t11: Float32Array,
+    hpreact_running_mean: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = training[0] !== 0 ? bnmeani[_x] : t11[_x];
+    const _t0 = training[0] !== 0 ? bnmeani[_x] : hpreact_running_mean[_x];
     return _t0;
   }, 64);
 
@@ -450,10 +450,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_hpreact_running_mean_next = kernel(function (
     this: IKernelFunctionThis,
     t13: Float32Array,
-    t14: Float32Array,
+    bnmeani: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = t14[_x] * 0.001;
+    const _t0 = bnmeani[_x] * 0.001;
     const _t1 = t13[_x] + _t0;
     return _t1;
   }, 64);
@@ -473,10 +473,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_hpreact_running_var_next = kernel(function (
     this: IKernelFunctionThis,
     t17: Float32Array,
-    t18: Float32Array,
+    bnvar: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = t18[_x] * 0.001;
+    const _t0 = bnvar[_x] * 0.001;
     const _t1 = t17[_x] + _t0;
     return _t1;
   }, 64);
@@ -833,24 +833,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     hpreact_running_var: IPipelineHandle,
     training: IPipelineHandle,
   ) {
-    const t11 = hpreact_running_mean;
-    const t9 = hpreact_running_var;
+    // t11: a view of hpreact_running_mean as f32[1,64] (the same array)
+    // t9: a view of hpreact_running_var as f32[1,64] (the same array)
     const emb = kernel_emb(Xb, C);
-    const embcat = emb;
+    const embcat = emb; // a view of emb as f32[32,30] (the same array)
     const hprebn = kernel_hprebn(embcat, W1, b1);
     const bnmeani = kernel_bnmeani(hprebn);
-    const t14 = bnmeani;
+    // t14: a view of bnmeani as f32[64] (the same array)
     const bnvar = kernel_bnvar(hprebn, bnmeani);
-    const t18 = bnvar;
+    // t18: a view of bnvar as f32[64] (the same array)
     const bnvar_inv = kernel_bnvar_inv(bnvar);
-    const bninv = kernel_bninv(training, bnvar_inv, t9);
-    const bnmean = kernel_bnmean(training, bnmeani, t11);
+    const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+    const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
     const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
     const h = kernel_h(bngain, bnraw, bnbias);
     const t13 = kernel_t13(hpreact_running_mean);
-    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, t14);
+    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
     const t17 = kernel_t17(hpreact_running_var);
-    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, t18);
+    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
@@ -877,24 +877,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     hpreact_running_var: IPipelineHandle,
     training: IPipelineHandle,
   ) {
-    const t11 = hpreact_running_mean;
-    const t9 = hpreact_running_var;
+    // t11: a view of hpreact_running_mean as f32[1,64] (the same array)
+    // t9: a view of hpreact_running_var as f32[1,64] (the same array)
     const emb = kernel_emb(Xb, C);
-    const embcat = emb;
+    const embcat = emb; // a view of emb as f32[32,30] (the same array)
     const hprebn = kernel_hprebn(embcat, W1, b1);
     const bnmeani = kernel_bnmeani(hprebn);
-    const t14 = bnmeani;
+    // t14: a view of bnmeani as f32[64] (the same array)
     const bnvar = kernel_bnvar(hprebn, bnmeani);
-    const t18 = bnvar;
+    // t18: a view of bnvar as f32[64] (the same array)
     const bnvar_inv = kernel_bnvar_inv(bnvar);
-    const bninv = kernel_bninv(training, bnvar_inv, t9);
-    const bnmean = kernel_bnmean(training, bnmeani, t11);
+    const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+    const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
     const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
     const h = kernel_h(bngain, bnraw, bnbias);
     const t13 = kernel_t13(hpreact_running_mean);
-    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, t14);
+    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
     const t17 = kernel_t17(hpreact_running_var);
-    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, t18);
+    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
@@ -911,7 +911,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dhprebn = kernel_dhprebn(t31, dbnraw, t32, bnraw, t33);
     const db1 = kernel_db1(dhprebn);
     const dembcat = kernel_dembcat(dhprebn, W1);
-    const demb = dembcat;
+    const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)
     const dW1 = kernel_dW1(embcat, dhprebn);
     const dC = kernel_dC(Xb, demb);
     return [

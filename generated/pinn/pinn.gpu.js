@@ -128,8 +128,6 @@ export async function create(options = {}) {
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
-  const du_data = Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-  const t25_data = Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
 
   // h1 = tanh(x @ W1 + b1)  (pinn.ts:20)
   //   %t1: f32[64,24] = matmul %x, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
@@ -232,13 +230,13 @@ export async function create(options = {}) {
 
   // dh2 = du @ W3.T   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
   //   %dh2: f32[64,24] = matmul %du, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
-  const kernel_dh2 = kernel(function (du, W3) {
+  const kernel_dh2 = kernel(function (W3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 1; _r1++) {
-        _acc0 += du[_i0] * W3[_rest0];
+        _acc0 += 1 * W3[_rest0];
       }
       return _acc0;
     }, 1536);
@@ -291,13 +289,13 @@ export async function create(options = {}) {
   // dt_2 = ddt_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %ddt_1: f32[64,24] = matmul %du, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt_2: f32[64,24] = mul %ddt_1, %dh1   pinn.ts:20
-  const kernel_ddt_1 = kernel(function (du, W1) {
+  const kernel_ddt_1 = kernel(function (W1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 1; _r1++) {
-        _acc0 += du[_i0] * W1[_rest0];
+        _acc0 += 1 * W1[_rest0];
       }
       return _acc0;
     }, 1536);
@@ -392,7 +390,7 @@ export async function create(options = {}) {
     }, 1536);
 
   // dh1_1 = dt_6 @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // dh1_3 = dh1_2 + dh1_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dh1_3 = dh1_2 + dh1_1   fan-out: dh1_3 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %dh1_1: f32[64,24] = matmul %dt_6, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dh1_3: f32[64,24] = add %dh1_2, %dh1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   const kernel_dh1_3 = kernel(function (dh1_2, dt_6, W2) {
@@ -560,7 +558,7 @@ export async function create(options = {}) {
     }, 64);
 
   // dt14 = 0.015625   sum'  (pinn.ts:28)
-  // du_1 = du_2 + dt13   fan-out: the sum over its uses  (pinn.ts:22)
+  // du_1 = du_2 + dt13   fan-out: du_1 += the gradient through each use  (pinn.ts:22)
   //   %dt14: f32[64,1] = broadcast %t24 {shape=[64, 1]}   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
   //   %t26: f32[64,1] = mul %t13, %t23   pinn.ts:28
   //   %du_1: f32[64,1] = add %du_2, %dt13   pinn.ts:22  const u = h2.matmul(W3);
@@ -804,7 +802,7 @@ export async function create(options = {}) {
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dddt_1 = dddt_1_2 + dddt_1_1   fan-out: dddt_1 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:26)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
@@ -825,12 +823,12 @@ export async function create(options = {}) {
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
   // dddt_1_1 = dddh1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
   // dt9_2 = dddh1 * ddt_1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t27 = dt9_3 + dt9_2   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt9_acc = dt9_3 + dt9_2   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   //   %dddh1: f32[64,24] = matmul %dddt, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dddt_1_1: f32[64,24] = mul %dddh1, %t9   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt9_2: f32[64,24] = mul %dddh1, %ddt_1   pinn.ts:20
-  //   %t27: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
-  const kernel_t27 = kernel(function (dt9_3, dddt, W2, ddt_1) {
+  //   %dt9_acc: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
+  const kernel_dt9_acc = kernel(function (dt9_3, dddt, W2, ddt_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -844,10 +842,10 @@ export async function create(options = {}) {
     }, 1536);
 
   // dW2_3 = ddh1.T @ dddt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
-  // t28 = dW2_4 + dW2_3   fan-out: the sum over its uses  (pinn.ts:17)
+  // dW2_acc = dW2_4 + dW2_3   fan-out: dW2 += the gradient through each use  (pinn.ts:17)
   //   %dW2_3: f32[24,24] = matmul %ddh1, %dddt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t28: f32[24,24] = add %dW2_4, %dW2_3   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
-  const kernel_t28 = kernel(function (dW2_4, ddh1, dddt) {
+  //   %dW2_acc: f32[24,24] = add %dW2_4, %dW2_3   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  const kernel_dW2_acc = kernel(function (dW2_4, ddh1, dddt) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -859,15 +857,15 @@ export async function create(options = {}) {
       return _t2;
     }, 576);
 
-  // dW1_3 = t25.T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
-  // t29 = dW1_4 + dW1_3   fan-out: the sum over its uses  (pinn.ts:15)
+  // dW1_3 = ones(64, 1).T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
+  // dW1_acc = dW1_4 + dW1_3   fan-out: dW1 += the gradient through each use  (pinn.ts:15)
   //   %dW1_3: f32[1,24] = matmul %t25, %dddt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t29: f32[1,24] = add %dW1_4, %dW1_3   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
-  const kernel_t29 = kernel(function (dW1_4, t25, dddt_1) {
+  //   %dW1_acc: f32[1,24] = add %dW1_4, %dW1_3   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  const kernel_dW1_acc = kernel(function (dW1_4, dddt_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 64; _r1++) {
-        _acc0 += t25[_r1] * dddt_1[_r1 * 24 + _x];
+        _acc0 += 1 * dddt_1[_r1 * 24 + _x];
       }
       const _t2 = dW1_4[_x] + _acc0;
       return _t2;
@@ -876,14 +874,14 @@ export async function create(options = {}) {
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dt9 = t27 + dt9_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt9 = dt9_acc + dt9_1   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // ddh1_4 = ddh1_2 + ddh1_1   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // ddh1_4 = ddh1_2 + ddh1_1   fan-out: ddh1_4 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
   //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
-  //   %dt9: f32[64,24] = add %t27, %dt9_1   pinn.ts:20
+  //   %dt9: f32[64,24] = add %dt9_acc, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
   //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
   //   %ddh1_4: f32[64,24] = add %ddh1_2, %ddh1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
@@ -903,18 +901,18 @@ export async function create(options = {}) {
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // ddh1_1 = ddt_1_1 * t9   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt9_1 = ddt_1_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // dt9 = t27 + dt9_1   fan-out: the sum over its uses  (pinn.ts:20, of g.grad at pinn.ts:25)
+  // dt9 = dt9_acc + dt9_1   fan-out: dt9 += the gradient through each use  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dt8 = -dt9   sub'  (pinn.ts:20, of g.grad at pinn.ts:25)
   // dh1_2_1 = dt8 * t11   square'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // t30 = dh1_3_1 + dh1_2_1   fan-out: the sum over its uses  (pinn.ts:20)
+  // dh1_acc = dh1_3_1 + dh1_2_1   fan-out: dh1 += the gradient through each use  (pinn.ts:20)
   //   %ddt_1_1: f32[64,24] = matmul %ddx, %W1 {transA=false, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %ddh1_1: f32[64,24] = mul %ddt_1_1, %t9   pinn.ts:20
   //   %dt9_1: f32[64,24] = mul %ddt_1_1, %dh1   pinn.ts:20
-  //   %dt9: f32[64,24] = add %t27, %dt9_1   pinn.ts:20
+  //   %dt9: f32[64,24] = add %dt9_acc, %dt9_1   pinn.ts:20
   //   %dt8: f32[64,24] = neg %dt9   pinn.ts:20
   //   %dh1_2_1: f32[64,24] = mul %dt8, %t11   pinn.ts:20
-  //   %t30: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
-  const kernel_t30 = kernel(function (dh1_3_1, t27, ddx, W1, dh1, t11) {
+  //   %dh1_acc: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
+  const kernel_dh1_acc = kernel(function (dh1_3_1, dt9_acc, ddx, W1, dh1, t11) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -923,7 +921,7 @@ export async function create(options = {}) {
         _acc0 += ddx[_i0] * W1[_rest0];
       }
       const _t2 = _acc0 * dh1[_i0 * 24 + _rest0];
-      const _t3 = t27[_i0 * 24 + _rest0] + _t2;
+      const _t3 = dt9_acc[_i0 * 24 + _rest0] + _t2;
       const _t4 = -_t3;
       const _t5 = _t4 * t11[_i0 * 24 + _rest0];
       const _t6 = dh1_3_1[_i0 * 24 + _rest0] + _t5;
@@ -931,26 +929,26 @@ export async function create(options = {}) {
     }, 1536);
 
   // dW1_2 = ddx.T @ dt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
-  // t31 = t29 + dW1_2   fan-out: the sum over its uses  (pinn.ts:15)
+  // dW1_acc_1 = dW1_acc + dW1_2   fan-out: dW1 += the gradient through each use  (pinn.ts:15)
   //   %dW1_2: f32[1,24] = matmul %ddx, %dt_1 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %t31: f32[1,24] = add %t29, %dW1_2   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
-  const kernel_t31 = kernel(function (t29, ddx, dt_1) {
+  //   %dW1_acc_1: f32[1,24] = add %dW1_acc, %dW1_2   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  const kernel_dW1_acc_1 = kernel(function (dW1_acc, ddx, dt_1) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += ddx[_r1] * dt_1[_r1 * 24 + _x];
       }
-      const _t2 = t29[_x] + _acc0;
+      const _t2 = dW1_acc[_x] + _acc0;
       return _t2;
     }, 24);
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dt7 = dt7_2 + dt7_1   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dt7 = dt7_2 + dt7_1   fan-out: dt7 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // ddh2 = ddh2_2 + ddh2_1_1   fan-out: the sum over its uses  (pinn.ts:22, of g.grad at pinn.ts:25)
+  // ddh2 = ddh2_2 + ddh2_1_1   fan-out: ddh2 += the gradient through each use  (pinn.ts:22, of g.grad at pinn.ts:25)
   //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
   //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
@@ -974,18 +972,18 @@ export async function create(options = {}) {
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // ddh2_1_1 = ddt_8 * t7   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt7_1 = ddt_8 * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // dt7 = dt7_2 + dt7_1   fan-out: the sum over its uses  (pinn.ts:21, of g.grad at pinn.ts:25)
+  // dt7 = dt7_2 + dt7_1   fan-out: dt7 += the gradient through each use  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dt5 = -dt7   sub'  (pinn.ts:21, of g.grad at pinn.ts:25)
   // dh2_2 = dt5 * t12   square'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // t32 = dh2_3 + dh2_2   fan-out: the sum over its uses  (pinn.ts:21)
+  // dh2_acc = dh2_3 + dh2_2   fan-out: dh2 += the gradient through each use  (pinn.ts:21)
   //   %ddt_8: f32[64,24] = matmul %ddh1_4, %W2 {transA=false, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %ddh2_1_1: f32[64,24] = mul %ddt_8, %t7   pinn.ts:21
   //   %dt7_1: f32[64,24] = mul %ddt_8, %dh2   pinn.ts:21
   //   %dt7: f32[64,24] = add %dt7_2, %dt7_1   pinn.ts:21
   //   %dt5: f32[64,24] = neg %dt7   pinn.ts:21
   //   %dh2_2: f32[64,24] = mul %dt5, %t12   pinn.ts:21
-  //   %t32: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
-  const kernel_t32 = kernel(function (dh2_3, dt7_2, ddh1_4, W2, dh2, t12) {
+  //   %dh2_acc: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
+  const kernel_dh2_acc = kernel(function (dh2_3, dt7_2, ddh1_4, W2, dh2, t12) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1002,10 +1000,10 @@ export async function create(options = {}) {
     }, 1536);
 
   // dW2_2 = ddh1_4.T @ dt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
-  // t33 = t28 + dW2_2   fan-out: the sum over its uses  (pinn.ts:17)
+  // dW2_acc_1 = dW2_acc + dW2_2   fan-out: dW2 += the gradient through each use  (pinn.ts:17)
   //   %dW2_2: f32[24,24] = matmul %ddh1_4, %dt {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %t33: f32[24,24] = add %t28, %dW2_2   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
-  const kernel_t33 = kernel(function (t28, ddh1_4, dt) {
+  //   %dW2_acc_1: f32[24,24] = add %dW2_acc, %dW2_2   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  const kernel_dW2_acc_1 = kernel(function (dW2_acc, ddh1_4, dt) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1013,28 +1011,28 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += ddh1_4[_r1 * 24 + _i0] * dt[_r1 * 24 + _rest0];
       }
-      const _t2 = t28[_i0 * 24 + _rest0] + _acc0;
+      const _t2 = dW2_acc[_i0 * 24 + _rest0] + _acc0;
       return _t2;
     }, 576);
 
-  // dW3_2 = ddh2.T @ t25   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
+  // dW3_2 = ddh2.T @ ones(64, 1)   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
   //   %dW3_2: f32[24,1] = matmul %ddh2, %t25 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
-  const kernel_dW3_2 = kernel(function (ddh2, t25) {
+  const kernel_dW3_2 = kernel(function (ddh2) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 64; _r1++) {
-        _acc0 += ddh2[_r1 * 24 + _x] * t25[_r1];
+        _acc0 += ddh2[_r1 * 24 + _x] * 1;
       }
       return _acc0;
     }, 24);
 
   // dh2_1_1 = du_1 @ W3.T   matmul'  (pinn.ts:22)
-  // dh2_4 = t32 + dh2_1_1   fan-out: the sum over its uses  (pinn.ts:21)
+  // dh2_4 = dh2_acc + dh2_1_1   fan-out: dh2_4 += the gradient through each use  (pinn.ts:21)
   // dt4 = dh2_4 * t7   tanh'  (pinn.ts:21)
   //   %dh2_1_1: f32[64,24] = matmul %du_1, %W3 {transA=false, transB=true}   pinn.ts:22  const u = h2.matmul(W3);
-  //   %dh2_4: f32[64,24] = add %t32, %dh2_1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
+  //   %dh2_4: f32[64,24] = add %dh2_acc, %dh2_1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   //   %dt4: f32[64,24] = mul %dh2_4, %t7   pinn.ts:21
-  const kernel_dt4 = kernel(function (t32, du_1, W3, t7) {
+  const kernel_dt4 = kernel(function (dh2_acc, du_1, W3, t7) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1042,13 +1040,13 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 1; _r1++) {
         _acc0 += du_1[_i0] * W3[_rest0];
       }
-      const _t2 = t32[_i0 * 24 + _rest0] + _acc0;
+      const _t2 = dh2_acc[_i0 * 24 + _rest0] + _acc0;
       const _t3 = _t2 * t7[_i0 * 24 + _rest0];
       return _t3;
     }, 1536);
 
   // dW3_1 = h2.T @ du_1   matmul'  (pinn.ts:22)
-  // dW3 = dW3_2 + dW3_1   fan-out: the sum over its uses  (pinn.ts:19)
+  // dW3 = dW3_2 + dW3_1   fan-out: dW3 += the gradient through each use  (pinn.ts:19)
   //   %dW3_1: f32[24,1] = matmul %h2, %du_1 {transA=true, transB=false}   pinn.ts:22  const u = h2.matmul(W3);
   //   %dW3: f32[24,1] = add %dW3_2, %dW3_1   pinn.ts:19  const W3 = g.param('W3', [H, 1], { init: 'uniform', scale: Math.sqrt(3 / H) });
   const kernel_dW3 = kernel(function (dW3_2, h2, du_1) {
@@ -1073,12 +1071,12 @@ export async function create(options = {}) {
     }, 24);
 
   // dh1_1_1 = dt4 @ W2.T   matmul'  (pinn.ts:21)
-  // dh1_4 = t30 + dh1_1_1   fan-out: the sum over its uses  (pinn.ts:20)
+  // dh1_4 = dh1_acc + dh1_1_1   fan-out: dh1_4 += the gradient through each use  (pinn.ts:20)
   // dt2 = dh1_4 * t9   tanh'  (pinn.ts:20)
   //   %dh1_1_1: f32[64,24] = matmul %dt4, %W2 {transA=false, transB=true}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dh1_4: f32[64,24] = add %t30, %dh1_1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
+  //   %dh1_4: f32[64,24] = add %dh1_acc, %dh1_1_1   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
   //   %dt2: f32[64,24] = mul %dh1_4, %t9   pinn.ts:20
-  const kernel_dt2 = kernel(function (t30, dt4, W2, t9) {
+  const kernel_dt2 = kernel(function (dh1_acc, dt4, W2, t9) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1086,16 +1084,16 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 24; _r1++) {
         _acc0 += dt4[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
       }
-      const _t2 = t30[_i0 * 24 + _rest0] + _acc0;
+      const _t2 = dh1_acc[_i0 * 24 + _rest0] + _acc0;
       const _t3 = _t2 * t9[_i0 * 24 + _rest0];
       return _t3;
     }, 1536);
 
   // dW2_1 = h1.T @ dt4   matmul'  (pinn.ts:21)
-  // dW2 = t33 + dW2_1   fan-out: the sum over its uses  (pinn.ts:17)
+  // dW2 = dW2_acc_1 + dW2_1   fan-out: dW2 += the gradient through each use  (pinn.ts:17)
   //   %dW2_1: f32[24,24] = matmul %h1, %dt4 {transA=true, transB=false}   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
-  //   %dW2: f32[24,24] = add %t33, %dW2_1   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
-  const kernel_dW2 = kernel(function (t33, h1, dt4) {
+  //   %dW2: f32[24,24] = add %dW2_acc_1, %dW2_1   pinn.ts:17  const W2 = g.param('W2', [H, H], { init: 'uniform', scale: Math.sqrt(3 / H) });
+  const kernel_dW2 = kernel(function (dW2_acc_1, h1, dt4) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 24);
       const _rest0 = _x - _i0 * 24;
@@ -1103,7 +1101,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += h1[_r1 * 24 + _i0] * dt4[_r1 * 24 + _rest0];
       }
-      const _t2 = t33[_i0 * 24 + _rest0] + _acc0;
+      const _t2 = dW2_acc_1[_i0 * 24 + _rest0] + _acc0;
       return _t2;
     }, 576);
 
@@ -1119,21 +1117,21 @@ export async function create(options = {}) {
     }, 24);
 
   // dW1_1 = x.T @ dt2   matmul'  (pinn.ts:20)
-  // dW1 = t31 + dW1_1   fan-out: the sum over its uses  (pinn.ts:15)
+  // dW1 = dW1_acc_1 + dW1_1   fan-out: dW1 += the gradient through each use  (pinn.ts:15)
   //   %dW1_1: f32[1,24] = matmul %x, %dt2 {transA=true, transB=false}   pinn.ts:20  const h1 = x.matmul(W1).add(b1).tanh();
-  //   %dW1: f32[1,24] = add %t31, %dW1_1   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
-  const kernel_dW1 = kernel(function (t31, x, dt2) {
+  //   %dW1: f32[1,24] = add %dW1_acc_1, %dW1_1   pinn.ts:15  const W1 = g.param('W1', [1, H], { init: 'uniform', scale: 1 });
+  const kernel_dW1 = kernel(function (dW1_acc_1, x, dt2) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += x[_r1] * dt2[_r1 * 24 + _x];
       }
-      const _t2 = t31[_x] + _acc0;
+      const _t2 = dW1_acc_1[_x] + _acc0;
       return _t2;
     }, 24);
 
   // the forward steps
-  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x, du, t25) {
+  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x) {
       const h1 = kernel_h1(x, W1, b1);
       const t9 = kernel_t9(h1);
       const t11 = kernel_t11(h1);
@@ -1141,12 +1139,12 @@ export async function create(options = {}) {
       const t7 = kernel_t7(h2);
       const t12 = kernel_t12(h2);
       const u = kernel_u(h2, W3);
-      const dh2 = kernel_dh2(du, W3);
+      const dh2 = kernel_dh2(W3);
       const dt = kernel_dt(dh2, t7);
       const dh1 = kernel_dh1(dt, W2);
       const dt_1 = kernel_dt_1(dh1, t9);
       const dx = kernel_dx(dt_1, W1);
-      const ddt_1 = kernel_ddt_1(du, W1);
+      const ddt_1 = kernel_ddt_1(W1);
       const ddh1 = kernel_ddh1(ddt_1, t9);
       const dt_3 = kernel_dt_3(ddt_1, dh1);
       const dh1_2 = kernel_dh1_2(dt_3, t11);
@@ -1162,17 +1160,17 @@ export async function create(options = {}) {
       const residual = kernel_residual(t14);
       const t17 = kernel_t17(u);
       const t18 = kernel_t18(t17);
-      const u0 = t18;
+      const u0 = t18; // a view of t18 as f32[] (the same array)
       const t19 = kernel_t19(dx);
       const t20 = kernel_t20(t19);
       const t21 = kernel_t21(t20);
-      const ux0 = t21;
+      const ux0 = t21; // a view of t21 as f32[] (the same array)
       const loss = kernel_loss(residual, u0, ux0);
       return { loss: loss, u: u, ux: dx, uxx: dx_1 };
     });
 
   // the forward steps, then the backward steps in reverse order
-  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x, du, t25) {
+  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, W3, x) {
       const h1 = kernel_h1(x, W1, b1);
       const t9 = kernel_t9(h1);
       const t11 = kernel_t11(h1);
@@ -1180,12 +1178,12 @@ export async function create(options = {}) {
       const t7 = kernel_t7(h2);
       const t12 = kernel_t12(h2);
       const u = kernel_u(h2, W3);
-      const dh2 = kernel_dh2(du, W3);
+      const dh2 = kernel_dh2(W3);
       const dt = kernel_dt(dh2, t7);
       const dh1 = kernel_dh1(dt, W2);
       const dt_1 = kernel_dt_1(dh1, t9);
       const dx = kernel_dx(dt_1, W1);
-      const ddt_1 = kernel_ddt_1(du, W1);
+      const ddt_1 = kernel_ddt_1(W1);
       const ddh1 = kernel_ddh1(ddt_1, t9);
       const dt_3 = kernel_dt_3(ddt_1, dh1);
       const dh1_2 = kernel_dh1_2(dt_3, t11);
@@ -1201,11 +1199,11 @@ export async function create(options = {}) {
       const residual = kernel_residual(t14);
       const t17 = kernel_t17(u);
       const t18 = kernel_t18(t17);
-      const u0 = t18;
+      const u0 = t18; // a view of t18 as f32[] (the same array)
       const t19 = kernel_t19(dx);
       const t20 = kernel_t20(t19);
       const t21 = kernel_t21(t20);
-      const ux0 = t21;
+      const ux0 = t21; // a view of t21 as f32[] (the same array)
       const loss = kernel_loss(residual, u0, ux0);
       const dt20 = kernel_dt20(t20);
       const ddx = kernel_ddx(dt20);
@@ -1225,29 +1223,29 @@ export async function create(options = {}) {
       const ddh2_2 = kernel_ddh2_2(ddh1_3, W2, t7, t12, ddt);
       const dW2_4 = kernel_dW2_4(ddh1_3, dt_6);
       const dddt_1 = kernel_dddt_1(dddt_1_2, dddt, W2, t9);
-      const t27 = kernel_t27(dt9_3, dddt, W2, ddt_1);
-      const t28 = kernel_t28(dW2_4, ddh1, dddt);
-      const t29 = kernel_t29(dW1_4, t25, dddt_1);
+      const dt9_acc = kernel_dt9_acc(dt9_3, dddt, W2, ddt_1);
+      const dW2_acc = kernel_dW2_acc(dW2_4, ddh1, dddt);
+      const dW1_acc = kernel_dW1_acc(dW1_4, dddt_1);
       const ddh1_4 = kernel_ddh1_4(ddh1_2, ddx, W1, t9);
-      const t30 = kernel_t30(dh1_3_1, t27, ddx, W1, dh1, t11);
-      const t31 = kernel_t31(t29, ddx, dt_1);
+      const dh1_acc = kernel_dh1_acc(dh1_3_1, dt9_acc, ddx, W1, dh1, t11);
+      const dW1_acc_1 = kernel_dW1_acc_1(dW1_acc, ddx, dt_1);
       const ddh2 = kernel_ddh2(ddh2_2, ddh1_4, W2, t7);
-      const t32 = kernel_t32(dh2_3, dt7_2, ddh1_4, W2, dh2, t12);
-      const t33 = kernel_t33(t28, ddh1_4, dt);
-      const dW3_2 = kernel_dW3_2(ddh2, t25);
-      const dt4 = kernel_dt4(t32, du_1, W3, t7);
+      const dh2_acc = kernel_dh2_acc(dh2_3, dt7_2, ddh1_4, W2, dh2, t12);
+      const dW2_acc_1 = kernel_dW2_acc_1(dW2_acc, ddh1_4, dt);
+      const dW3_2 = kernel_dW3_2(ddh2);
+      const dt4 = kernel_dt4(dh2_acc, du_1, W3, t7);
       const dW3 = kernel_dW3(dW3_2, h2, du_1);
       const db2 = kernel_db2(dt4);
-      const dt2 = kernel_dt2(t30, dt4, W2, t9);
-      const dW2 = kernel_dW2(t33, h1, dt4);
+      const dt2 = kernel_dt2(dh1_acc, dt4, W2, t9);
+      const dW2 = kernel_dW2(dW2_acc_1, h1, dt4);
       const db1 = kernel_db1(dt2);
-      const dW1 = kernel_dW1(t31, x, dt2);
+      const dW1 = kernel_dW1(dW1_acc_1, x, dt2);
       return [loss, dW1, db1, dW2, db2, dW3];
     });
 
   const args = (params, inputs, options) => {
     checkArgs(params, inputs);
-    return [params.W1, params.b1, params.W2, params.b2, params.W3, inputs.x, du_data, t25_data];
+    return [params.W1, params.b1, params.W2, params.b2, params.W3, inputs.x];
   };
   const zeros = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k].fill(0);

@@ -128,7 +128,6 @@ export async function create(options = {}) {
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn, n) =>
   gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' });
-  const t21_data = Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]);
 
   // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
@@ -307,7 +306,7 @@ export async function create(options = {}) {
       return _t1;
     }, 640);
 
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
   // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
   // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -315,17 +314,17 @@ export async function create(options = {}) {
   //   %t25: f32[16,10] = gt %margins, %t22   twolayer.ts:21
   //   %dt7: f32[16,10] = mul %dmargins, %t25   twolayer.ts:21
   //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
-  const kernel_dt7 = kernel(function (t21, t9, margins) {
+  const kernel_dt7 = kernel(function (t9, margins) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = t21[_i0] * t9[_i0 * 10 + _rest0];
+      const _t0 = 0.0625 * t9[_i0 * 10 + _rest0];
       const _t1 = margins[_i0 * 10 + _rest0] > 0 ? 1 : 0;
       const _t2 = _t0 * _t1;
       return _t2;
     }, 160);
 
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
   // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -344,14 +343,14 @@ export async function create(options = {}) {
     }, 16);
 
   // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
-  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
+  // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
   //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  const kernel_dscores = kernel(function (dt7, t8, t27) {
+  const kernel_dscores = kernel(function (dt7, t8, dt4) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = t8[_i0 * 10 + _rest0] * t27[_i0];
+      const _t0 = t8[_i0 * 10 + _rest0] * dt4[_i0];
       const _t1 = dt7[_i0 * 10 + _rest0] + _t0;
       return _t1;
     }, 160);
@@ -383,7 +382,7 @@ export async function create(options = {}) {
     }, 512);
 
   // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
-  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  // dW2 = dW2_2 + dW2_1   fan-out: dW2 += the gradient through each use  (twolayer.ts:14)
   //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   const kernel_dW2 = kernel(function (dW2_2, hidden, dscores) {
@@ -423,7 +422,7 @@ export async function create(options = {}) {
     }, 32);
 
   // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
-  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  // dW1 = dW1_2 + dW1_1   fan-out: dW1 += the gradient through each use  (twolayer.ts:12)
   //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   const kernel_dW1 = kernel(function (dW1_2, X, dt2) {
@@ -439,11 +438,11 @@ export async function create(options = {}) {
     }, 640);
 
   // the forward steps
-  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t21) {
+  const forwardPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y) {
       const hidden = kernel_hidden(X, W1, b1);
       const scores = kernel_scores(hidden, W2, b2);
       const t4 = kernel_t4(y, scores);
-      const correct_class_score = t4;
+      const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
       const margins = kernel_margins(scores, correct_class_score);
       const t8 = kernel_t8(y);
       const t9 = kernel_t9(t8);
@@ -455,11 +454,11 @@ export async function create(options = {}) {
     });
 
   // the forward steps, then the backward steps in reverse order
-  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y, t21) {
+  const gradPlan = gpu.createPipeline(function (W1, b1, W2, b2, X, y) {
       const hidden = kernel_hidden(X, W1, b1);
       const scores = kernel_scores(hidden, W2, b2);
       const t4 = kernel_t4(y, scores);
-      const correct_class_score = t4;
+      const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
       const margins = kernel_margins(scores, correct_class_score);
       const t8 = kernel_t8(y);
       const t9 = kernel_t9(t8);
@@ -469,11 +468,11 @@ export async function create(options = {}) {
       const loss = kernel_loss(data_loss, t14, W2);
       const dW2_2 = kernel_dW2_2(W2);
       const dW1_2 = kernel_dW1_2(W1);
-      const dt7 = kernel_dt7(t21, t9, margins);
+      const dt7 = kernel_dt7(t9, margins);
       const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
-      const dt4 = dcorrect_class_score;
-      const t27 = dt4;
-      const dscores = kernel_dscores(dt7, t8, t27);
+      const dt4 = dcorrect_class_score; // a view of dcorrect_class_score as f32[16] (the same array)
+      // t27: a view of dt4 as f32[16,1] (the same array)
+      const dscores = kernel_dscores(dt7, t8, dt4);
       const db2 = kernel_db2(dscores);
       const dhidden = kernel_dhidden(dscores, W2);
       const dW2 = kernel_dW2(dW2_2, hidden, dscores);
@@ -487,7 +486,7 @@ export async function create(options = {}) {
   const args = (params, inputs, options) => {
     checkArgs(params, inputs);
     y_f32.set(inputs.y);
-    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t21_data];
+    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32];
   };
   const zeros = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k].fill(0);

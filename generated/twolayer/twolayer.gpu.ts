@@ -210,10 +210,6 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' }) as unknown as (
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
-  const t21_data = Float32Array.from([
-    0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625,
-    0.0625, 0.0625, 0.0625,
-  ]);
 
   // hidden = relu(X @ W1 + b1)  (twolayer.ts:19)
   //   %t1: f32[16,32] = matmul %X, %W1 {transA=false, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
@@ -419,7 +415,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t1;
   }, 640);
 
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
   // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
   // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -429,20 +425,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t26: f32[16,10] = neg %dt7   twolayer.ts:21
   const kernel_dt7 = kernel(function (
     this: IKernelFunctionThis,
-    t21: Float32Array,
     t9: Float32Array,
     margins: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
-    const _t0 = t21[_i0] * t9[_i0 * 10 + _rest0];
+    const _t0 = 0.0625 * t9[_i0 * 10 + _rest0];
     const _t1 = margins[_i0 * 10 + _rest0] > 0 ? 1 : 0;
     const _t2 = _t0 * _t1;
     return _t2;
   }, 160);
 
-  // dmargins_masked = t21   sum'  (twolayer.ts:21)
+  // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
   // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
   // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
   //   %dmargins_masked: f32[16,10] = broadcast %t21 {shape=[16, 10]}   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
@@ -461,19 +456,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 16);
 
   // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
-  // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
+  // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
   //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   const kernel_dscores = kernel(function (
     this: IKernelFunctionThis,
     dt7: Float32Array,
     t8: Float32Array,
-    t27: Float32Array,
+    dt4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
-    const _t0 = t8[_i0 * 10 + _rest0] * t27[_i0];
+    const _t0 = t8[_i0 * 10 + _rest0] * dt4[_i0];
     const _t1 = dt7[_i0 * 10 + _rest0] + _t0;
     return _t1;
   }, 160);
@@ -509,7 +504,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 512);
 
   // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
-  // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+  // dW2 = dW2_2 + dW2_1   fan-out: dW2 += the gradient through each use  (twolayer.ts:14)
   //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
   //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
   const kernel_dW2 = kernel(function (
@@ -558,7 +553,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   }, 32);
 
   // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
-  // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+  // dW1 = dW1_2 + dW1_1   fan-out: dW1 += the gradient through each use  (twolayer.ts:12)
   //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
   const kernel_dW1 = kernel(function (
@@ -586,12 +581,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     b2: IPipelineHandle,
     X: IPipelineHandle,
     y: IPipelineHandle,
-    t21: IPipelineHandle,
   ) {
     const hidden = kernel_hidden(X, W1, b1);
     const scores = kernel_scores(hidden, W2, b2);
     const t4 = kernel_t4(y, scores);
-    const correct_class_score = t4;
+    const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
     const margins = kernel_margins(scores, correct_class_score);
     const t8 = kernel_t8(y);
     const t9 = kernel_t9(t8);
@@ -610,12 +604,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     b2: IPipelineHandle,
     X: IPipelineHandle,
     y: IPipelineHandle,
-    t21: IPipelineHandle,
   ) {
     const hidden = kernel_hidden(X, W1, b1);
     const scores = kernel_scores(hidden, W2, b2);
     const t4 = kernel_t4(y, scores);
-    const correct_class_score = t4;
+    const correct_class_score = t4; // a view of t4 as f32[16,1] (the same array)
     const margins = kernel_margins(scores, correct_class_score);
     const t8 = kernel_t8(y);
     const t9 = kernel_t9(t8);
@@ -625,11 +618,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const loss = kernel_loss(data_loss, t14, W2);
     const dW2_2 = kernel_dW2_2(W2);
     const dW1_2 = kernel_dW1_2(W1);
-    const dt7 = kernel_dt7(t21, t9, margins);
+    const dt7 = kernel_dt7(t9, margins);
     const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
-    const dt4 = dcorrect_class_score;
-    const t27 = dt4;
-    const dscores = kernel_dscores(dt7, t8, t27);
+    const dt4 = dcorrect_class_score; // a view of dcorrect_class_score as f32[16] (the same array)
+    // t27: a view of dt4 as f32[16,1] (the same array)
+    const dscores = kernel_dscores(dt7, t8, dt4);
     const db2 = kernel_db2(dscores);
     const dhidden = kernel_dhidden(dscores, W2);
     const dW2 = kernel_dW2(dW2_2, hidden, dscores);
@@ -643,7 +636,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const args = (params: Params, inputs: Inputs, options?: Options) => {
     checkArgs(params, inputs);
     y_f32.set(inputs.y);
-    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32, t21_data];
+    return [params.W1, params.b1, params.W2, params.b2, inputs.X, y_f32];
   };
   const zeros: Params = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k as keyof Params].fill(0);

@@ -559,7 +559,7 @@ function instance(memory, kernels) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
-    const { t21, t9, margins, dt7, dcorrect_class_score } = buf;
+    const { t9, margins, dt7, dcorrect_class_score } = buf;
 
     // dt15 = 0.001   sum'  (twolayer.ts:22)
     // dW2_2 = dt15 * (W2 * 2)   square'  (twolayer.ts:22)
@@ -575,7 +575,7 @@ function instance(memory, kernels) {
     //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
     kernels.elementwise_dW1_2();
 
-    // dmargins_masked = t21   sum'  (twolayer.ts:21)
+    // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
     // dmargins = dmargins_masked * t9   mul'  (twolayer.ts:21)
     // dt7 = dmargins * (margins > 0)   relu'  (twolayer.ts:21)
     // dcorrect_class_score = (-dt7).sum(1)   sub'  (twolayer.ts:21)
@@ -588,7 +588,7 @@ function instance(memory, kernels) {
     for (let i = 0; i < 16; i++) {
       let _sum0 = 0;
       for (let p = 0; p < 10; p++) {
-        const _dt7 = t21[i] * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
+        const _dt7 = 0.0625 * t9[i * 10 + p] * (margins[i * 10 + p] > 0 ? 1 : 0);
         dt7[i * 10 + p] = _dt7;
         _sum0 += -_dt7;
       }
@@ -596,7 +596,7 @@ function instance(memory, kernels) {
     }
 
     // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
-    // dscores = dt7 + dscores_1   fan-out: the sum over its uses  (twolayer.ts:20)
+    // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
     // db2 = dscores.sum(0)   add'  (twolayer.ts:20)
     //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
     //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
@@ -608,7 +608,7 @@ function instance(memory, kernels) {
     kernels.matmul_dhidden();
 
     // dW2_1 = hidden.T @ dscores   matmul'  (twolayer.ts:20)
-    // dW2 = dW2_2 + dW2_1   fan-out: the sum over its uses  (twolayer.ts:14)
+    // dW2 = dW2_2 + dW2_1   fan-out: dW2 += the gradient through each use  (twolayer.ts:14)
     //   %dW2_1: f32[32,10] = matmul %hidden, %dscores {transA=true, transB=false}   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
     //   %dW2: f32[32,10] = add %dW2_2, %dW2_1   twolayer.ts:14  const W2 = g.param('W2', [H, C], { scale: 0.1 });
     kernels.matmul_dW2();
@@ -621,7 +621,7 @@ function instance(memory, kernels) {
     kernels.reduce_db1();
 
     // dW1_1 = X.T @ dt2   matmul'  (twolayer.ts:19)
-    // dW1 = dW1_2 + dW1_1   fan-out: the sum over its uses  (twolayer.ts:12)
+    // dW1 = dW1_2 + dW1_1   fan-out: dW1 += the gradient through each use  (twolayer.ts:12)
     //   %dW1_1: f32[20,32] = matmul %X, %dt2 {transA=true, transB=false}   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
     //   %dW1: f32[20,32] = add %dW1_2, %dW1_1   twolayer.ts:12  const W1 = g.param('W1', [D, H], { scale: 0.1 });
     kernels.matmul_dW1();

@@ -6,13 +6,18 @@
 export const spec = {
   name: 'forms',
   inputs: { x: { dtype: 'f32', shape: [4, 6] } },
-  params: { Wh: { dtype: 'f32', shape: [3, 3] }, Wy: { dtype: 'f32', shape: [3, 2] } },
+  params: {
+    Wh: { dtype: 'f32', shape: [3, 3] },
+    Wy: { dtype: 'f32', shape: [3, 2] },
+    Wv: { dtype: 'f32', shape: [6, 2] },
+  },
   outputs: { loss: { dtype: 'f32', shape: [] } },
 } as const;
 
 export interface Params {
   Wh: Float32Array; // f32[3,3]
   Wy: Float32Array; // f32[3,2]
+  Wv: Float32Array; // f32[6,2]
 }
 export interface Inputs {
   x: Float32Array; // f32[4,6]
@@ -23,6 +28,7 @@ export interface Outputs {
 export interface Grads {
   Wh: Float32Array; // f32[3,3]
   Wy: Float32Array; // f32[3,2]
+  Wv: Float32Array; // f32[6,2]
 }
 /** Module buffers: none in this model (a g.batchNorm with a momentum keeps running statistics). */
 export interface Buffers {}
@@ -33,39 +39,58 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 10 arrays, 0.6 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 15 arrays, 0.8 KiB, shared by values whose lifetimes do not overlap
 // (see forms.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(24),
   new Float32Array(9),
   new Float32Array(6),
+  new Float32Array(12),
   new Float32Array(24),
-  new Float32Array(24),
+  new Float32Array(16),
   new Float32Array(16),
   new Float32Array(24),
   new Float32Array(9),
   new Float32Array(24),
+  new Float32Array(8),
+  new Float32Array(1),
+  new Float32Array(12),
   new Float32Array(6),
+  new Float32Array(9),
 ] as const;
 const buf = {
   x: buffers[0], // f32[4,6] (input x)
   Wh: buffers[1], // f32[3,3] (param Wh)
   Wy: buffers[2], // f32[3,2] (param Wy)
+  Wv: buffers[3], // f32[6,2] (param Wv)
   flat: buffers[0], // a view of x
-  h: buffers[3], // f32[8,3]
-  y: buffers[4].subarray(0, 16), // f32[8,2]
-  t2: buffers[5], // f32[8,2]
-  z: buffers[6], // f32[8,3]
-  t5: buffers[7].subarray(0, 1), // f32[]
-  t7: buffers[5].subarray(0, 1), // f32[]
-  dz: Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-  dy: buffers[6].subarray(0, 16), // f32[8,2]
-  dh_2: buffers[4], // f32[8,3]
-  dWh_2: buffers[7], // f32[3,3]
-  dh: buffers[8], // f32[8,3]
-  dWy: buffers[9], // f32[3,2]
-  dt1: buffers[4], // f32[8,3]
-  dWh: buffers[8].subarray(0, 9), // f32[3,3]
+  h: buffers[4], // f32[8,3]
+  y: buffers[5], // f32[8,2]
+  t5: buffers[6], // f32[8,2]
+  z: buffers[7], // f32[8,3]
+  t2: buffers[8], // f32[3,3]
+  t3: buffers[9], // f32[8,3]
+  t4: buffers[9], // a view of t3
+  v: buffers[10], // f32[4,2]
+  t8: buffers[11], // f32[]
+  t10: buffers[6].subarray(0, 1), // f32[]
+  t12: buffers[11], // f32[]
+  // dv: f32[4,2], every element 1 (the code reads the literal)
+  // dz: f32[8,3], every element 1 (the code reads the literal)
+  dy: buffers[6], // f32[8,2]
+  dt4: buffers[7], // f32[4,6]
+  dWv: buffers[12], // f32[6,2]
+  dt3: buffers[7], // a view of dt4
+  dh_3: buffers[9], // f32[8,3]
+  dt2: buffers[8], // f32[3,3]
+  dWy_3: buffers[10].subarray(0, 6), // f32[3,2]
+  dWy_acc: buffers[5].subarray(0, 6), // f32[3,2]
+  dh_acc: buffers[7], // f32[8,3]
+  dWh_2: buffers[8], // f32[3,3]
+  dh: buffers[9], // f32[8,3]
+  dWy: buffers[13], // f32[3,2]
+  dt1: buffers[7], // f32[8,3]
+  dWh: buffers[14], // f32[3,3]
   _acc0: new Float64Array(1), // accumulators of column sums
 };
 
@@ -94,11 +119,12 @@ export function initParams(seed = 0): Params {
   return {
     Wh: initArray(9, 'randn', 1, seed, 0x66f80f1a),
     Wy: initArray(6, 'randn', 1, seed, 0x57f7f77d),
+    Wv: initArray(12, 'randn', 1, seed, 0x48f7dfe0),
   };
 }
 
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
-const paramKeys: Record<string, string> = { Wh: 'f32[3,3]', Wy: 'f32[3,2]' };
+const paramKeys: Record<string, string> = { Wh: 'f32[3,3]', Wy: 'f32[3,2]', Wv: 'f32[6,2]' };
 const inputKeys: Record<string, string> = { x: 'f32[4,6]' };
 const inputNotes: Record<string, string> = {};
 
@@ -148,9 +174,10 @@ function expectIndices(name: string, a: Int32Array, bound: number): void {
 function checkArgs(params: Params, inputs: Inputs): void {
   if (typeof params !== 'object' || params === null) throw new TypeError('forms: params must be an object');
   if (typeof inputs !== 'object' || inputs === null) throw new TypeError('forms: inputs must be an object');
-  if (params.Wh == null || params.Wy == null) checkKeys('param', params, paramKeys);
+  if (params.Wh == null || params.Wy == null || params.Wv == null) checkKeys('param', params, paramKeys);
   expectArray('param', 'Wh', params.Wh, Float32Array, 9, 'f32[3,3]');
   expectArray('param', 'Wy', params.Wy, Float32Array, 6, 'f32[3,2]');
+  expectArray('param', 'Wv', params.Wv, Float32Array, 12, 'f32[6,2]');
   if (inputs.x == null) checkKeys('input', inputs, inputKeys, inputNotes);
   expectArray('input', 'x', inputs.x, Float32Array, 24, 'f32[4,6]');
 }
@@ -159,6 +186,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
 function stage(params: Params, inputs: Inputs): void {
   buf.Wh.set(params.Wh);
   buf.Wy.set(params.Wy);
+  buf.Wv.set(params.Wv);
   buf.x.set(inputs.x);
 }
 
@@ -182,9 +210,9 @@ function matmul_h(): void {
   }
 }
 
-/** t2 = y² */
-function matmul_t2(): void {
-  const { h, Wy, y, t2 } = buf;
+/** t5 = y² */
+function matmul_t5(): void {
+  const { h, Wy, y, t5 } = buf;
   for (let i = 0; i < 8; i += 2) {
     for (let j = 0; j < 2; j += 1) {
       let _c00 = 0,
@@ -197,9 +225,9 @@ function matmul_t2(): void {
         _c10 += _a1 * _b0;
       }
       y[i * 2 + j] = _c00;
-      t2[i * 2 + j] = _c00 * _c00;
+      t5[i * 2 + j] = _c00 * _c00;
       y[(i + 1) * 2 + j] = _c10;
-      t2[(i + 1) * 2 + j] = _c10 * _c10;
+      t5[(i + 1) * 2 + j] = _c10 * _c10;
     }
   }
 }
@@ -224,9 +252,141 @@ function matmul_z(): void {
   }
 }
 
-/** dh_2 = dz @ Wh.T */
-function matmul_dh_2(): void {
-  const { dz, Wh, dh_2 } = buf;
+/** t2 = Wy @ Wy.T */
+function matmul_t2(): void {
+  const { Wy, t2 } = buf;
+  for (let i = 0; i < 3; i += 1) {
+    for (let j = 0; j < 2; j += 2) {
+      let _c00 = 0,
+        _c01 = 0;
+      for (let p = 0; p < 2; p++) {
+        const _a0 = Wy[i * 2 + p];
+        const _b0 = Wy[j * 2 + p],
+          _b1 = Wy[(j + 1) * 2 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+      }
+      t2[i * 3 + j] = _c00;
+      t2[i * 3 + j + 1] = _c01;
+    }
+  }
+  for (let i = 0; i < 3; i += 1) {
+    for (let j = 2; j < 3; j += 1) {
+      let _c00 = 0;
+      for (let p = 0; p < 2; p++) {
+        const _a0 = Wy[i * 2 + p];
+        const _b0 = Wy[j * 2 + p];
+        _c00 += _a0 * _b0;
+      }
+      t2[i * 3 + j] = _c00;
+    }
+  }
+}
+
+/** t3 = h @ t2 */
+function matmul_t3(): void {
+  const { h, t2, t3 } = buf;
+  for (let i = 0; i < 8; i += 2) {
+    for (let j = 0; j < 3; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = h[i * 3 + p],
+          _a1 = h[(i + 1) * 3 + p];
+        const _b0 = t2[p * 3 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      t3[i * 3 + j] = _c00;
+      t3[(i + 1) * 3 + j] = _c10;
+    }
+  }
+}
+
+/** v = t4 @ Wv */
+function matmul_v(): void {
+  const { t4, Wv, v } = buf;
+  for (let i = 0; i < 4; i += 2) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 6; p++) {
+        const _a0 = t4[i * 6 + p],
+          _a1 = t4[(i + 1) * 6 + p];
+        const _b0 = Wv[p * 2 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      v[i * 2 + j] = _c00;
+      v[(i + 1) * 2 + j] = _c10;
+    }
+  }
+}
+
+/** dt4 = dv @ Wv.T */
+function matmul_dt4(): void {
+  const { Wv, dt4 } = buf;
+  for (let i = 0; i < 4; i += 4) {
+    for (let j = 0; j < 6; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 2; p++) {
+        const _a0 = 1,
+          _a1 = 1,
+          _a2 = 1,
+          _a3 = 1;
+        const _b0 = Wv[j * 2 + p],
+          _b1 = Wv[(j + 1) * 2 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dt4[i * 6 + j] = _c00;
+      dt4[i * 6 + j + 1] = _c01;
+      dt4[(i + 1) * 6 + j] = _c10;
+      dt4[(i + 1) * 6 + j + 1] = _c11;
+      dt4[(i + 2) * 6 + j] = _c20;
+      dt4[(i + 2) * 6 + j + 1] = _c21;
+      dt4[(i + 3) * 6 + j] = _c30;
+      dt4[(i + 3) * 6 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dWv = t4.T @ dv */
+function matmul_dWv(): void {
+  const { t4, dWv } = buf;
+  for (let i = 0; i < 6; i += 2) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 4; p++) {
+        const _a0 = t4[p * 6 + i],
+          _a1 = t4[p * 6 + i + 1];
+        const _b0 = 1;
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dWv[i * 2 + j] = _c00;
+      dWv[(i + 1) * 2 + j] = _c10;
+    }
+  }
+}
+
+/** dh_3 = dt3 @ t2.T */
+function matmul_dh_3(): void {
+  const { dt3, t2, dh_3 } = buf;
   for (let i = 0; i < 8; i += 4) {
     for (let j = 0; j < 2; j += 2) {
       let _c00 = 0,
@@ -238,10 +398,167 @@ function matmul_dh_2(): void {
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 3; p++) {
-        const _a0 = dz[i * 3 + p],
-          _a1 = dz[(i + 1) * 3 + p],
-          _a2 = dz[(i + 2) * 3 + p],
-          _a3 = dz[(i + 3) * 3 + p];
+        const _a0 = dt3[i * 3 + p],
+          _a1 = dt3[(i + 1) * 3 + p],
+          _a2 = dt3[(i + 2) * 3 + p],
+          _a3 = dt3[(i + 3) * 3 + p];
+        const _b0 = t2[j * 3 + p],
+          _b1 = t2[(j + 1) * 3 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dh_3[i * 3 + j] = _c00;
+      dh_3[i * 3 + j + 1] = _c01;
+      dh_3[(i + 1) * 3 + j] = _c10;
+      dh_3[(i + 1) * 3 + j + 1] = _c11;
+      dh_3[(i + 2) * 3 + j] = _c20;
+      dh_3[(i + 2) * 3 + j + 1] = _c21;
+      dh_3[(i + 3) * 3 + j] = _c30;
+      dh_3[(i + 3) * 3 + j + 1] = _c31;
+    }
+  }
+  for (let i = 0; i < 8; i += 4) {
+    for (let j = 2; j < 3; j += 1) {
+      let _c00 = 0,
+        _c10 = 0,
+        _c20 = 0,
+        _c30 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = dt3[i * 3 + p],
+          _a1 = dt3[(i + 1) * 3 + p],
+          _a2 = dt3[(i + 2) * 3 + p],
+          _a3 = dt3[(i + 3) * 3 + p];
+        const _b0 = t2[j * 3 + p];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+        _c20 += _a2 * _b0;
+        _c30 += _a3 * _b0;
+      }
+      dh_3[i * 3 + j] = _c00;
+      dh_3[(i + 1) * 3 + j] = _c10;
+      dh_3[(i + 2) * 3 + j] = _c20;
+      dh_3[(i + 3) * 3 + j] = _c30;
+    }
+  }
+}
+
+/** dt2 = h.T @ dt3 */
+function matmul_dt2(): void {
+  const { h, dt3, dt2 } = buf;
+  for (let i = 0; i < 2; i += 2) {
+    for (let j = 0; j < 3; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 8; p++) {
+        const _a0 = h[p * 3 + i],
+          _a1 = h[p * 3 + i + 1];
+        const _b0 = dt3[p * 3 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dt2[i * 3 + j] = _c00;
+      dt2[(i + 1) * 3 + j] = _c10;
+    }
+  }
+  for (let i = 2; i < 3; i += 1) {
+    for (let j = 0; j < 3; j += 1) {
+      let _c00 = 0;
+      for (let p = 0; p < 8; p++) {
+        const _a0 = h[p * 3 + i];
+        const _b0 = dt3[p * 3 + j];
+        _c00 += _a0 * _b0;
+      }
+      dt2[i * 3 + j] = _c00;
+    }
+  }
+}
+
+/** dWy_3 = dt2 @ Wy */
+function matmul_dWy_3(): void {
+  const { dt2, Wy, dWy_3 } = buf;
+  for (let i = 0; i < 2; i += 2) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = dt2[i * 3 + p],
+          _a1 = dt2[(i + 1) * 3 + p];
+        const _b0 = Wy[p * 2 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dWy_3[i * 2 + j] = _c00;
+      dWy_3[(i + 1) * 2 + j] = _c10;
+    }
+  }
+  for (let i = 2; i < 3; i += 1) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = dt2[i * 3 + p];
+        const _b0 = Wy[p * 2 + j];
+        _c00 += _a0 * _b0;
+      }
+      dWy_3[i * 2 + j] = _c00;
+    }
+  }
+}
+
+/** dWy_acc = dWy_3 + dt2.T @ Wy */
+function matmul_dWy_acc(): void {
+  const { dt2, Wy, dWy_3, dWy_acc } = buf;
+  for (let i = 0; i < 2; i += 2) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0,
+        _c10 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = dt2[p * 3 + i],
+          _a1 = dt2[p * 3 + i + 1];
+        const _b0 = Wy[p * 2 + j];
+        _c00 += _a0 * _b0;
+        _c10 += _a1 * _b0;
+      }
+      dWy_acc[i * 2 + j] = dWy_3[i * 2 + j] + _c00;
+      dWy_acc[(i + 1) * 2 + j] = dWy_3[(i + 1) * 2 + j] + _c10;
+    }
+  }
+  for (let i = 2; i < 3; i += 1) {
+    for (let j = 0; j < 2; j += 1) {
+      let _c00 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = dt2[p * 3 + i];
+        const _b0 = Wy[p * 2 + j];
+        _c00 += _a0 * _b0;
+      }
+      dWy_acc[i * 2 + j] = dWy_3[i * 2 + j] + _c00;
+    }
+  }
+}
+
+/** dh_acc = dh_3 + dz @ Wh.T */
+function matmul_dh_acc(): void {
+  const { Wh, dh_3, dh_acc } = buf;
+  for (let i = 0; i < 8; i += 4) {
+    for (let j = 0; j < 2; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 3; p++) {
+        const _a0 = 1,
+          _a1 = 1,
+          _a2 = 1,
+          _a3 = 1;
         const _b0 = Wh[j * 3 + p],
           _b1 = Wh[(j + 1) * 3 + p];
         _c00 += _a0 * _b0;
@@ -253,14 +570,14 @@ function matmul_dh_2(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dh_2[i * 3 + j] = _c00;
-      dh_2[i * 3 + j + 1] = _c01;
-      dh_2[(i + 1) * 3 + j] = _c10;
-      dh_2[(i + 1) * 3 + j + 1] = _c11;
-      dh_2[(i + 2) * 3 + j] = _c20;
-      dh_2[(i + 2) * 3 + j + 1] = _c21;
-      dh_2[(i + 3) * 3 + j] = _c30;
-      dh_2[(i + 3) * 3 + j + 1] = _c31;
+      dh_acc[i * 3 + j] = dh_3[i * 3 + j] + _c00;
+      dh_acc[i * 3 + j + 1] = dh_3[i * 3 + j + 1] + _c01;
+      dh_acc[(i + 1) * 3 + j] = dh_3[(i + 1) * 3 + j] + _c10;
+      dh_acc[(i + 1) * 3 + j + 1] = dh_3[(i + 1) * 3 + j + 1] + _c11;
+      dh_acc[(i + 2) * 3 + j] = dh_3[(i + 2) * 3 + j] + _c20;
+      dh_acc[(i + 2) * 3 + j + 1] = dh_3[(i + 2) * 3 + j + 1] + _c21;
+      dh_acc[(i + 3) * 3 + j] = dh_3[(i + 3) * 3 + j] + _c30;
+      dh_acc[(i + 3) * 3 + j + 1] = dh_3[(i + 3) * 3 + j + 1] + _c31;
     }
   }
   for (let i = 0; i < 8; i += 4) {
@@ -270,27 +587,27 @@ function matmul_dh_2(): void {
         _c20 = 0,
         _c30 = 0;
       for (let p = 0; p < 3; p++) {
-        const _a0 = dz[i * 3 + p],
-          _a1 = dz[(i + 1) * 3 + p],
-          _a2 = dz[(i + 2) * 3 + p],
-          _a3 = dz[(i + 3) * 3 + p];
+        const _a0 = 1,
+          _a1 = 1,
+          _a2 = 1,
+          _a3 = 1;
         const _b0 = Wh[j * 3 + p];
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
         _c20 += _a2 * _b0;
         _c30 += _a3 * _b0;
       }
-      dh_2[i * 3 + j] = _c00;
-      dh_2[(i + 1) * 3 + j] = _c10;
-      dh_2[(i + 2) * 3 + j] = _c20;
-      dh_2[(i + 3) * 3 + j] = _c30;
+      dh_acc[i * 3 + j] = dh_3[i * 3 + j] + _c00;
+      dh_acc[(i + 1) * 3 + j] = dh_3[(i + 1) * 3 + j] + _c10;
+      dh_acc[(i + 2) * 3 + j] = dh_3[(i + 2) * 3 + j] + _c20;
+      dh_acc[(i + 3) * 3 + j] = dh_3[(i + 3) * 3 + j] + _c30;
     }
   }
 }
 
 /** dWh_2 = h.T @ dz */
 function matmul_dWh_2(): void {
-  const { h, dz, dWh_2 } = buf;
+  const { h, dWh_2 } = buf;
   for (let i = 0; i < 2; i += 2) {
     for (let j = 0; j < 3; j += 1) {
       let _c00 = 0,
@@ -298,7 +615,7 @@ function matmul_dWh_2(): void {
       for (let p = 0; p < 8; p++) {
         const _a0 = h[p * 3 + i],
           _a1 = h[p * 3 + i + 1];
-        const _b0 = dz[p * 3 + j];
+        const _b0 = 1;
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
       }
@@ -311,7 +628,7 @@ function matmul_dWh_2(): void {
       let _c00 = 0;
       for (let p = 0; p < 8; p++) {
         const _a0 = h[p * 3 + i];
-        const _b0 = dz[p * 3 + j];
+        const _b0 = 1;
         _c00 += _a0 * _b0;
       }
       dWh_2[i * 3 + j] = _c00;
@@ -319,9 +636,9 @@ function matmul_dWh_2(): void {
   }
 }
 
-/** dh = dh_2 + dy @ Wy.T */
+/** dh = dh_acc + dy @ Wy.T */
 function matmul_dh(): void {
-  const { dy, Wy, dh_2, dh } = buf;
+  const { dy, Wy, dh_acc, dh } = buf;
   for (let i = 0; i < 8; i += 4) {
     for (let j = 0; j < 2; j += 2) {
       let _c00 = 0,
@@ -348,14 +665,14 @@ function matmul_dh(): void {
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      dh[i * 3 + j] = dh_2[i * 3 + j] + _c00;
-      dh[i * 3 + j + 1] = dh_2[i * 3 + j + 1] + _c01;
-      dh[(i + 1) * 3 + j] = dh_2[(i + 1) * 3 + j] + _c10;
-      dh[(i + 1) * 3 + j + 1] = dh_2[(i + 1) * 3 + j + 1] + _c11;
-      dh[(i + 2) * 3 + j] = dh_2[(i + 2) * 3 + j] + _c20;
-      dh[(i + 2) * 3 + j + 1] = dh_2[(i + 2) * 3 + j + 1] + _c21;
-      dh[(i + 3) * 3 + j] = dh_2[(i + 3) * 3 + j] + _c30;
-      dh[(i + 3) * 3 + j + 1] = dh_2[(i + 3) * 3 + j + 1] + _c31;
+      dh[i * 3 + j] = dh_acc[i * 3 + j] + _c00;
+      dh[i * 3 + j + 1] = dh_acc[i * 3 + j + 1] + _c01;
+      dh[(i + 1) * 3 + j] = dh_acc[(i + 1) * 3 + j] + _c10;
+      dh[(i + 1) * 3 + j + 1] = dh_acc[(i + 1) * 3 + j + 1] + _c11;
+      dh[(i + 2) * 3 + j] = dh_acc[(i + 2) * 3 + j] + _c20;
+      dh[(i + 2) * 3 + j + 1] = dh_acc[(i + 2) * 3 + j + 1] + _c21;
+      dh[(i + 3) * 3 + j] = dh_acc[(i + 3) * 3 + j] + _c30;
+      dh[(i + 3) * 3 + j + 1] = dh_acc[(i + 3) * 3 + j + 1] + _c31;
     }
   }
   for (let i = 0; i < 8; i += 4) {
@@ -375,17 +692,17 @@ function matmul_dh(): void {
         _c20 += _a2 * _b0;
         _c30 += _a3 * _b0;
       }
-      dh[i * 3 + j] = dh_2[i * 3 + j] + _c00;
-      dh[(i + 1) * 3 + j] = dh_2[(i + 1) * 3 + j] + _c10;
-      dh[(i + 2) * 3 + j] = dh_2[(i + 2) * 3 + j] + _c20;
-      dh[(i + 3) * 3 + j] = dh_2[(i + 3) * 3 + j] + _c30;
+      dh[i * 3 + j] = dh_acc[i * 3 + j] + _c00;
+      dh[(i + 1) * 3 + j] = dh_acc[(i + 1) * 3 + j] + _c10;
+      dh[(i + 2) * 3 + j] = dh_acc[(i + 2) * 3 + j] + _c20;
+      dh[(i + 3) * 3 + j] = dh_acc[(i + 3) * 3 + j] + _c30;
     }
   }
 }
 
-/** dWy = h.T @ dy */
+/** dWy = dWy_acc + h.T @ dy */
 function matmul_dWy(): void {
-  const { h, dy, dWy } = buf;
+  const { h, dy, dWy_acc, dWy } = buf;
   for (let i = 0; i < 2; i += 2) {
     for (let j = 0; j < 2; j += 1) {
       let _c00 = 0,
@@ -397,8 +714,8 @@ function matmul_dWy(): void {
         _c00 += _a0 * _b0;
         _c10 += _a1 * _b0;
       }
-      dWy[i * 2 + j] = _c00;
-      dWy[(i + 1) * 2 + j] = _c10;
+      dWy[i * 2 + j] = dWy_acc[i * 2 + j] + _c00;
+      dWy[(i + 1) * 2 + j] = dWy_acc[(i + 1) * 2 + j] + _c10;
     }
   }
   for (let i = 2; i < 3; i += 1) {
@@ -409,7 +726,7 @@ function matmul_dWy(): void {
         const _b0 = dy[p * 2 + j];
         _c00 += _a0 * _b0;
       }
-      dWy[i * 2 + j] = _c00;
+      dWy[i * 2 + j] = dWy_acc[i * 2 + j] + _c00;
     }
   }
 }
@@ -446,39 +763,51 @@ function matmul_dWh(): void {
 }
 
 function forwardPass(): void {
-  const { t2, t5, z, t7 } = buf;
+  const { t5, t8, z, t10, v, t12 } = buf;
 
-  // h = tanh(flat @ Wh)  (forms.ts:10)
-  //   %t1: f32[8,3] = matmul %flat, %Wh {transA=false, transB=false}   forms.ts:10  const h = flat.matmul(Wh).tanh();
-  //   %h: f32[8,3] = tanh %t1   forms.ts:10
+  // h = tanh(flat @ Wh)  (forms.ts:12)
+  //   %t1: f32[8,3] = matmul %flat, %Wh {transA=false, transB=false}   forms.ts:12  const h = flat.matmul(Wh).tanh();
+  //   %h: f32[8,3] = tanh %t1   forms.ts:12
   matmul_h();
 
-  // y = h @ Wy  (forms.ts:11)
-  // t2 = y²  (forms.ts:13)
-  //   %y: f32[8,2] = matmul %h, %Wy {transA=false, transB=false}   forms.ts:11  const y = h.matmul(Wy);
-  //   %t2: f32[8,2] = square %y   forms.ts:13  return y.square().mean().add(z.sum());
-  matmul_t2();
+  // y = h @ Wy  (forms.ts:13)
+  // t5 = y²  (forms.ts:16)
+  //   %y: f32[8,2] = matmul %h, %Wy {transA=false, transB=false}   forms.ts:13  const y = h.matmul(Wy);
+  //   %t5: f32[8,2] = square %y   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
+  matmul_t5();
 
-  // z = h @ Wh  (forms.ts:12)
-  //   %z: f32[8,3] = matmul %h, %Wh {transA=false, transB=false}   forms.ts:12  const z = h.matmul(Wh);
+  // z = h @ Wh  (forms.ts:14)
+  //   %z: f32[8,3] = matmul %h, %Wh {transA=false, transB=false}   forms.ts:14  const z = h.matmul(Wh);
   matmul_z();
 
-  // t5 = t2.sum((0, 1)) * 0.0625  (forms.ts:13)
-  //   %t3: f32[] = sum %t2 {axes=[0, 1], keepDims=false}   forms.ts:13  return y.square().mean().add(z.sum());
-  //   %t5: f32[] = mul %t3, %t4   forms.ts:13
+  // t2 = Wy @ Wy.T  (forms.ts:15)
+  //   %t2: f32[3,3] = matmul %Wy, %Wy {transA=false, transB=true}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_t2();
+
+  // t3 = h @ t2  (forms.ts:15)
+  //   %t3: f32[8,3] = matmul %h, %t2 {transA=false, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_t3();
+
+  // v = t4 @ Wv  (forms.ts:15)
+  //   %v: f32[4,2] = matmul %t4, %Wv {transA=false, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_v();
+
+  // t8 = t5.sum((0, 1)) * 0.0625  (forms.ts:16)
+  //   %t6: f32[] = sum %t5 {axes=[0, 1], keepDims=false}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
+  //   %t8: f32[] = mul %t6, %t7   forms.ts:16
   {
     let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
       for (let q = 0; q < 2; q++) {
-        _sum0 += t2[p * 2 + q];
+        _sum0 += t5[p * 2 + q];
       }
     }
-    t5[0] = _sum0 * 0.0625;
+    t8[0] = _sum0 * 0.0625;
   }
 
-  // t7 = t5 + z.sum((0, 1))  (forms.ts:13)
-  //   %t6: f32[] = sum %z {axes=[0, 1], keepDims=false}   forms.ts:13  return y.square().mean().add(z.sum());
-  //   %t7: f32[] = add %t5, %t6   forms.ts:13
+  // t10 = t8 + z.sum((0, 1))  (forms.ts:16)
+  //   %t9: f32[] = sum %z {axes=[0, 1], keepDims=false}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
+  //   %t10: f32[] = add %t8, %t9   forms.ts:16
   {
     let _sum0 = 0;
     for (let p = 0; p < 8; p++) {
@@ -486,14 +815,27 @@ function forwardPass(): void {
         _sum0 += z[p * 3 + q];
       }
     }
-    t7[0] = t5[0] + _sum0;
+    t10[0] = t8[0] + _sum0;
+  }
+
+  // t12 = t10 + v.sum((0, 1))  (forms.ts:16)
+  //   %t11: f32[] = sum %v {axes=[0, 1], keepDims=false}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
+  //   %t12: f32[] = add %t10, %t11   forms.ts:16
+  {
+    let _sum0 = 0;
+    for (let p = 0; p < 4; p++) {
+      for (let q = 0; q < 2; q++) {
+        _sum0 += v[p * 2 + q];
+      }
+    }
+    t12[0] = t10[0] + _sum0;
   }
 }
 
 // Scalars are returned through getters: storing a number into an object allocates in V8.
 const outputsObj: Outputs = {
   get loss() {
-    return buf.t7[0];
+    return buf.t12[0];
   },
 };
 
@@ -510,7 +852,7 @@ const result: { loss: number; grads: Grads } = {
   get loss() {
     return lossSlot[0];
   },
-  grads: { Wh: buf.dWh, Wy: buf.dWy },
+  grads: { Wh: buf.dWh, Wy: buf.dWy, Wv: buf.dWv },
 };
 
 /** The loss and the gradient of the loss with respect to every param. */
@@ -524,50 +866,80 @@ export function valueAndGrad(
   forwardPass();
   const { y, dy, h, dh, dt1 } = buf;
 
-  // dt2 = 0.0625   sum'  (forms.ts:13)
-  // dy = dt2 * (y * 2)   square'  (forms.ts:13)
-  //   %dt2: f32[8,2] = broadcast %t8 {shape=[8, 2]}   forms.ts:13  return y.square().mean().add(z.sum());
-  //   %t11: f32[8,2] = mul %y, %t9   forms.ts:13
-  //   %dy: f32[8,2] = mul %dt2, %t11   forms.ts:13
+  // dt5 = 0.0625   sum'  (forms.ts:16)
+  // dy = dt5 * (y * 2)   square'  (forms.ts:16)
+  //   %dt5: f32[8,2] = broadcast %t13 {shape=[8, 2]}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
+  //   %t16: f32[8,2] = mul %y, %t14   forms.ts:16
+  //   %dy: f32[8,2] = mul %dt5, %t16   forms.ts:16
   for (let i = 0; i < 8; i++) {
     for (let j = 0; j < 2; j++) {
       dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);
     }
   }
 
-  // dh_2 = dz @ Wh.T   matmul'  (forms.ts:12)
-  //   %dh_2: f32[8,3] = matmul %dz, %Wh {transA=false, transB=true}   forms.ts:12  const z = h.matmul(Wh);
-  matmul_dh_2();
+  // dt4 = dv @ Wv.T   matmul'  (forms.ts:15)
+  //   %dt4: f32[4,6] = matmul %dv, %Wv {transA=false, transB=true}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_dt4();
 
-  // dWh_2 = h.T @ dz   matmul'  (forms.ts:12)
-  //   %dWh_2: f32[3,3] = matmul %h, %dz {transA=true, transB=false}   forms.ts:12  const z = h.matmul(Wh);
+  // dWv = t4.T @ dv   matmul'  (forms.ts:15)
+  //   %dWv: f32[6,2] = matmul %t4, %dv {transA=true, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_dWv();
+
+  // dh_3 = dt3 @ t2.T   matmul'  (forms.ts:15)
+  //   %dh_3: f32[8,3] = matmul %dt3, %t2 {transA=false, transB=true}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_dh_3();
+
+  // dt2 = h.T @ dt3   matmul'  (forms.ts:15)
+  //   %dt2: f32[3,3] = matmul %h, %dt3 {transA=true, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_dt2();
+
+  // dWy_3 = dt2 @ Wy   matmul'  (forms.ts:15)
+  //   %dWy_3: f32[3,2] = matmul %dt2, %Wy {transA=false, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  matmul_dWy_3();
+
+  // dWy_2 = dt2.T @ Wy   matmul'  (forms.ts:15)
+  // dWy_acc = dWy_3 + dWy_2   fan-out: dWy += the gradient through each use  (forms.ts:9)
+  //   %dWy_2: f32[3,2] = matmul %dt2, %Wy {transA=true, transB=false}   forms.ts:15  const v = h.matmul(Wy.matmul(Wy.transpose())).reshape([4, 6]).matmul(Wv);
+  //   %dWy_acc: f32[3,2] = add %dWy_3, %dWy_2   forms.ts:9  const Wy = g.param('Wy', [3, 2]);
+  matmul_dWy_acc();
+
+  // dh_2 = dz @ Wh.T   matmul'  (forms.ts:14)
+  // dh_acc = dh_3 + dh_2   fan-out: dh += the gradient through each use  (forms.ts:12)
+  //   %dh_2: f32[8,3] = matmul %dz, %Wh {transA=false, transB=true}   forms.ts:14  const z = h.matmul(Wh);
+  //   %dh_acc: f32[8,3] = add %dh_3, %dh_2   forms.ts:12  const h = flat.matmul(Wh).tanh();
+  matmul_dh_acc();
+
+  // dWh_2 = h.T @ dz   matmul'  (forms.ts:14)
+  //   %dWh_2: f32[3,3] = matmul %h, %dz {transA=true, transB=false}   forms.ts:14  const z = h.matmul(Wh);
   matmul_dWh_2();
 
-  // dh_1 = dy @ Wy.T   matmul'  (forms.ts:11)
-  // dh = dh_2 + dh_1   fan-out: the sum over its uses  (forms.ts:10)
-  //   %dh_1: f32[8,3] = matmul %dy, %Wy {transA=false, transB=true}   forms.ts:11  const y = h.matmul(Wy);
-  //   %dh: f32[8,3] = add %dh_2, %dh_1   forms.ts:10  const h = flat.matmul(Wh).tanh();
+  // dh_1 = dy @ Wy.T   matmul'  (forms.ts:13)
+  // dh = dh_acc + dh_1   fan-out: dh += the gradient through each use  (forms.ts:12)
+  //   %dh_1: f32[8,3] = matmul %dy, %Wy {transA=false, transB=true}   forms.ts:13  const y = h.matmul(Wy);
+  //   %dh: f32[8,3] = add %dh_acc, %dh_1   forms.ts:12  const h = flat.matmul(Wh).tanh();
   matmul_dh();
 
-  // dWy = h.T @ dy   matmul'  (forms.ts:11)
-  //   %dWy: f32[3,2] = matmul %h, %dy {transA=true, transB=false}   forms.ts:11  const y = h.matmul(Wy);
+  // dWy_1 = h.T @ dy   matmul'  (forms.ts:13)
+  // dWy = dWy_acc + dWy_1   fan-out: dWy += the gradient through each use  (forms.ts:9)
+  //   %dWy_1: f32[3,2] = matmul %h, %dy {transA=true, transB=false}   forms.ts:13  const y = h.matmul(Wy);
+  //   %dWy: f32[3,2] = add %dWy_acc, %dWy_1   forms.ts:9  const Wy = g.param('Wy', [3, 2]);
   matmul_dWy();
 
-  // dt1 = dh * (1 - h²)   tanh'  (forms.ts:10)
-  //   %t12: f32[8,3] = square %h   forms.ts:10  const h = flat.matmul(Wh).tanh();
-  //   %t13: f32[8,3] = sub %t10, %t12   forms.ts:10
-  //   %dt1: f32[8,3] = mul %dh, %t13   forms.ts:10
+  // dt1 = dh * (1 - h²)   tanh'  (forms.ts:12)
+  //   %t17: f32[8,3] = square %h   forms.ts:12  const h = flat.matmul(Wh).tanh();
+  //   %t18: f32[8,3] = sub %t15, %t17   forms.ts:12
+  //   %dt1: f32[8,3] = mul %dh, %t18   forms.ts:12
   for (let i = 0; i < 8; i++) {
     for (let j = 0; j < 3; j++) {
       dt1[i * 3 + j] = dh[i * 3 + j] * (1 - h[i * 3 + j] * h[i * 3 + j]);
     }
   }
 
-  // dWh_1 = flat.T @ dt1   matmul'  (forms.ts:10)
-  // dWh = dWh_2 + dWh_1   fan-out: the sum over its uses  (forms.ts:7)
-  //   %dWh_1: f32[3,3] = matmul %flat, %dt1 {transA=true, transB=false}   forms.ts:10  const h = flat.matmul(Wh).tanh();
-  //   %dWh: f32[3,3] = add %dWh_2, %dWh_1   forms.ts:7  const Wh = g.param('Wh', [3, 3]);
+  // dWh_1 = flat.T @ dt1   matmul'  (forms.ts:12)
+  // dWh = dWh_2 + dWh_1   fan-out: dWh += the gradient through each use  (forms.ts:8)
+  //   %dWh_1: f32[3,3] = matmul %flat, %dt1 {transA=true, transB=false}   forms.ts:12  const h = flat.matmul(Wh).tanh();
+  //   %dWh: f32[3,3] = add %dWh_2, %dWh_1   forms.ts:8  const Wh = g.param('Wh', [3, 3]);
   matmul_dWh();
-  lossSlot[0] = buf.t7[0];
+  lossSlot[0] = buf.t12[0];
   return result;
 }
