@@ -21,7 +21,7 @@ function hash32(x) {
 }
 /** The key of one dropout site under one seed (any safe integer; both 32-bit halves count), as a signed 32-bit integer: an unsigned one above 2^31 would be boxed on its way out of the call. */
 function dropoutKey(seed, site) {
-  const hi = Math.floor(seed / 4294967296) | 0;
+  const hi = seed >= 0 && seed < 4294967296 ? 0 : seed < 0 && seed >= -4294967296 ? -1 : Math.floor(seed / 4294967296) | 0; // (no division for a seed of 32 bits: unoptimized, it allocates)
   return hash32(hash32(seed | 0) ^ hash32(hi ^ 0x5bd1e995) ^ hash32(Math.imul(site + 1, 0x9e3779b9))) | 0;
 }
 /** The mask of a site: element i is 0 when its uniform u = (top 24 bits of hash32(key ^ hash32(i))) / 2^24 is below p, else scale = 1 / (1 - p). */
