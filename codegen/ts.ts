@@ -119,7 +119,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
       };
       if (s.kind === 'buffer' || s.kind === 'param' || s.kind === 'input' || s.kind === 'state')
         entries.push(`${key(name)}: ${view(name)}, // ${describe(name)}${s.kind === 'param' || s.kind === 'input' ? ` (${s.kind} ${commentText(s.key)})` : s.kind === 'state' ? ` (${commentText(s.key)})` : ''}`);
-      else if (s.kind === 'const' && !backend && uniformConst(plan, name) !== undefined && !kernels.referenced.has(name))
+      else if (s.kind === 'const' && uniformConst(plan, name) !== undefined && !kernels.referenced.has(name))
         entries.push(`// ${key(name)}: ${describe(name)}, every element ${E.num(uniformConst(plan, name)!).code} (the code reads the literal)`);
       else if (s.kind === 'const') entries.push(`${key(name)}: ${ARRAY[g.type(inst.result).dtype]}.from([${s.data.map((x) => E.num(x).code).join(', ')}]),`);
       else if (s.kind === 'alias') {
