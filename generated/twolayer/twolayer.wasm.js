@@ -422,7 +422,7 @@ function instance(memory, kernels) {
     data_loss: buffers[8].subarray(0, 1), // f32[]
     t14: buffers[12].subarray(0, 1), // f32[]
     loss: buffers[13], // f32[]
-    t21: Float32Array.from([0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625]),
+    // t21: f32[16,1], every element 0.0625 (the code reads the literal)
     dW2_2: buffers[8].subarray(0, 320), // f32[32,10]
     dW1_2: buffers[12], // f32[20,32]
     dt7: buffers[14].subarray(0, 160), // f32[16,10]
