@@ -8,7 +8,10 @@
 //   conv_input_grad   dx[n, k', ·, ·] += w[m, k, p, q] · dy[n, m, i, j]   (the transposed convolution)
 //   conv_weight_grad  dw[m, k, p, q]  += Σ_{i, j} x[n, k', ·, ·] · dy[n, m, i, j]
 //
-// where k' = (m div O/G)·C/G + k is the input channel of output channel m's group.
+// where k' = (m div O/G)·C/G + k is the input channel of output channel m's group. In a conv
+// group (ir/fusion.ts) the bias and a following elementwise chain run over each output plane
+// y[n, m, ·, ·] as soon as it is accumulated, while it is in cache: one pass less over y, and the
+// bias a constant of the plane.
 
 import type { InstOf, ValueId } from '../../ir/types.js';
 import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
@@ -63,7 +66,14 @@ export function poolOptions(a: PoolAttrs): string {
   return `, ${pair(a.kernel)}${a.stride.every((s, i) => s === a.kernel[i]) ? '' : `, stride=${pair(a.stride)}`}${a.padding.some((p) => p) ? `, padding=${pair(a.padding)}` : ''}`;
 }
 
-export function convLoops(c: Ctx, inst: InstOf<ConvOp>): string[] {
+/** Where a conv group's epilogue runs: after output plane (n, m) is accumulated, from `plane` on. */
+export interface ConvPlane {
+  readonly plane: string;
+  readonly Ho: number;
+  readonly Wo: number;
+}
+
+export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: (at: ConvPlane) => string[]): string[] {
   const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
   const a = inst.attrs;
   const [sh, sw] = a.stride as [number, number];
@@ -107,7 +117,10 @@ export function convLoops(c: Ctx, inst: InstOf<ConvOp>): string[] {
   if (inst.op === 'conv') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${yAt} += _w * ${xAt};`]));
   else if (inst.op === 'conv_input_grad') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${xAt} += _w * ${yAt};`]));
   else lines.push('let _acc = 0;', ...rows([`for (let j = _j0; j < _j1; j++) _acc += ${xAt} * ${yAt};`]), `${names.w}[_wi] += _acc;`);
-  lines.push('}', '}', '}', '}', '}');
+  lines.push('}', '}', '}');
+  // a conv group's epilogue (bias, activation) runs over the output plane of (n, m) just made
+  if (epilogue) lines.push(...epilogue({ plane: '_yb', Ho, Wo }));
+  lines.push('}', '}');
   return lines;
 }
 

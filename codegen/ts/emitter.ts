@@ -23,6 +23,7 @@ import type { Backend, Ctx, Snippet } from './snippets.js';
 import { keptOuterNestMulti, TS_SNIPPETS } from './snippets.js';
 import type { Kernels } from './matmul.js';
 import { matmulKernel } from './matmul.js';
+import { convLoops } from './conv.js';
 
 // ---------------------------------------------------------------------------------------------
 // Emitting units
@@ -115,6 +116,7 @@ export class Emitter {
     });
     if (own) return own;
     if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
+    if (u.kind === 'conv') return this.conv(u);
     if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
     if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
     const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
@@ -329,6 +331,53 @@ export class Emitter {
       }),
       (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(scalarName(r))),
     );
+  }
+
+  /**
+   * A conv group: the convolution's loops, and after each output plane y[n, m, ·, ·] is
+   * accumulated, the group's elementwise members over that plane. An operand constant over the
+   * plane (the bias, [1, O, 1, 1]) is read once per plane; one laid out as the output plane is
+   * read along with it; any other broadcast is indexed by row and column.
+   */
+  private conv(u: Unit): string[] {
+    const g = u.graph;
+    const cv = u.insts[0] as InstOf<'conv'>;
+    const members = u.insts.slice(1);
+    const shape = g.type(cv.result).shape;
+    const outStrides = stridesSize(shape);
+    const inGroup = new Set(u.insts.map((m) => m.result));
+    const ext: ValueId[] = [];
+    for (const m of members) for (const a of m.args) if (!inGroup.has(a) && !ext.includes(a)) ext.push(a);
+    const strides = new Map(ext.map((v) => [v, broadcastStridesSize(g.type(v).shape, shape)] as const));
+    const zero = (x: Size) => x.coef === 0;
+    const same = (a: Size, b: Size) => sizeText(a) === sizeText(b);
+    const planeConst = (v: ValueId) => strides.get(v)!.slice(2).every(zero);
+    const planeLike = (v: ValueId) => strides.get(v)!.slice(2).every((x, k) => same(x, outStrides[k + 2]!));
+    const rowsCols = !ext.every((v) => planeConst(v) || planeLike(v));
+    return convLoops(this.ctx(g), cv, ({ plane, Ho, Wo }) => {
+      const lines: string[] = [];
+      const term = (x: string, st: Size) => (zero(st) ? [] : [st.coef === 1 && st.syms.length === 0 ? x : `${x} * ${sizeText(st)}`]);
+      const base = (v: ValueId) => [...term('n', strides.get(v)![0]!), ...term('m', strides.get(v)![1]!)].join(' + ') || '0';
+      const reads = new Map<ValueId, Expr>();
+      ext.forEach((v, k) => {
+        const st = strides.get(v)!;
+        if (planeConst(v)) {
+          const e = this.read(g, v, base(v));
+          if (e.prec >= E.P.ATOM && E.literal(e) === undefined && e.code.includes('[')) {
+            lines.push(`const _pc${k} = ${e.code};`);
+            reads.set(v, E.atom(`_pc${k}`));
+          } else reads.set(v, e);
+        } else if (!rowsCols && same(st[0]!, outStrides[0]!) && same(st[1]!, outStrides[1]!)) reads.set(v, this.read(g, v, '_o'));
+        else if (!rowsCols) {
+          lines.push(`const _pd${k} = ${base(v)} - ${plane};`);
+          reads.set(v, this.read(g, v, '_o + _pd' + k));
+        } else reads.set(v, this.read(g, v, [base(v), ...term('i', st[2]!), ...term('j', st[3]!)].join(' + ')));
+      });
+      const y = this.arrOf(g, cv.result);
+      const body = this.members(g, u.insts, members, (v) => reads.get(v)!, () => '_o', new Map([[cv.result, E.atom(`${y}[_o]`)]]));
+      if (!rowsCols) return [...lines, `for (let _o = ${plane}; _o < ${plane} + ${Ho * Wo}; _o++) {`, ...body, '}'];
+      return [...lines, `for (let i = 0; i < ${Ho}; i++) {`, `for (let j = 0; j < ${Wo}; j++) {`, `const _o = ${plane} + i * ${Wo} + j;`, ...body, '}', '}'];
+    });
   }
 
   /**
