@@ -96,12 +96,12 @@ const buf = {
   b4: buffers[7], // f32[10] (param b4)
   x: buffers[8], // f32[64,1,28,28] (input x)
   labels: buffers[9], // i32[64] (input labels)
-  t1: buffers[10], // f32[64,6,24,24]
   t2: buffers[1], // a view of b1
+  t5: buffers[3], // a view of b2
+  t1: buffers[10], // f32[64,6,24,24]
   conv1: buffers[11], // f32[64,6,24,24]
   h1: buffers[10].subarray(0, 55296), // f32[64,6,12,12]
   t4: buffers[12].subarray(0, 65536), // f32[64,16,8,8]
-  t5: buffers[3], // a view of b2
   conv2: buffers[13], // f32[64,16,8,8]
   h2: buffers[12].subarray(0, 16384), // f32[64,16,4,4]
   flat: buffers[12].subarray(0, 16384), // a view of h2
@@ -571,8 +571,10 @@ function matmul_dW3(): void {
 function forwardPass(): void {
   const { t1, x, W1, t2, conv1, h1, t4, W2, t5, conv2, h2, logits, labels, loss } = buf;
 
-  // t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]  (cnn.ts:23)
+  // conv1 = relu(conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) + b1)  (cnn.ts:23)
   //   %t1: f32[64,6,24,24] = conv %x, %W1 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
+  //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23
+  //   %conv1: f32[64,6,24,24] = relu %t3   cnn.ts:23
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 6; m++) {
       const _yb = (n * 6 + m) * 576;
@@ -596,19 +598,10 @@ function forwardPass(): void {
           }
         }
       }
-    }
-  }
-
-  // conv1 = relu(t1 + t2)  (cnn.ts:23)
-  //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
-  //   %conv1: f32[64,6,24,24] = relu %t3   cnn.ts:23
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 6; j++) {
-      for (let k = 0; k < 24; k++) {
-        for (let l = 0; l < 24; l++) {
-          const _t3 = t1[i * 3456 + j * 576 + k * 24 + l] + t2[j];
-          conv1[i * 3456 + j * 576 + k * 24 + l] = _t3 > 0 ? _t3 : 0;
-        }
+      const _pc0 = t2[m];
+      for (let _o = _yb; _o < _yb + 576; _o++) {
+        const _t3 = t1[_o] + _pc0;
+        conv1[_o] = _t3 > 0 ? _t3 : 0;
       }
     }
   }
@@ -638,8 +631,10 @@ function forwardPass(): void {
     }
   }
 
-  // t4 = conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) → [64, 16, 8, 8]  (cnn.ts:25)
+  // conv2 = relu(conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) + b2)  (cnn.ts:25)
   //   %t4: f32[64,16,8,8] = conv %h1, %W2 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
+  //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25
+  //   %conv2: f32[64,16,8,8] = relu %t6   cnn.ts:25
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 16; m++) {
       const _yb = (n * 16 + m) * 64;
@@ -663,19 +658,10 @@ function forwardPass(): void {
           }
         }
       }
-    }
-  }
-
-  // conv2 = relu(t4 + t5)  (cnn.ts:25)
-  //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
-  //   %conv2: f32[64,16,8,8] = relu %t6   cnn.ts:25
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 16; j++) {
-      for (let k = 0; k < 8; k++) {
-        for (let l = 0; l < 8; l++) {
-          const _t6 = t4[i * 1024 + j * 64 + k * 8 + l] + t5[j];
-          conv2[i * 1024 + j * 64 + k * 8 + l] = _t6 > 0 ? _t6 : 0;
-        }
+      const _pc0 = t5[m];
+      for (let _o = _yb; _o < _yb + 64; _o++) {
+        const _t6 = t4[_o] + _pc0;
+        conv2[_o] = _t6 > 0 ? _t6 : 0;
       }
     }
   }
