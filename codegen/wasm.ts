@@ -76,7 +76,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   // convolution into its array, then the epilogue as an elementwise or per-channel group
   const parts = new Map<Unit, readonly [Unit, Unit]>();
   for (const u of units)
-    if (u.kind === 'conv') parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
+    if (u.kind === 'conv' && u.insts[0]!.op === 'conv') parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
   const decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
   for (const u of units.flatMap((x) => parts.get(x) ?? [x])) {
     const d =

@@ -116,7 +116,7 @@ export class Emitter {
     });
     if (own) return own;
     if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
-    if (u.kind === 'conv') return this.conv(u);
+    if (u.kind === 'conv' && first.op === 'conv') return this.conv(u);
     if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
     if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
     const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
@@ -344,11 +344,13 @@ export class Emitter {
     const cv = u.insts[0] as InstOf<'conv'>;
     const members = u.insts.slice(1);
     const shape = g.type(cv.result).shape;
-    const outStrides = stridesSize(shape);
+    // an axis of extent 1 (conv1d's H) steps nowhere: its strides count as 0
+    const flat1 = (st: readonly Size[]) => st.map((x, d) => (shape[d] === 1 ? size(0) : x));
+    const outStrides = flat1(stridesSize(shape));
     const inGroup = new Set(u.insts.map((m) => m.result));
     const ext: ValueId[] = [];
     for (const m of members) for (const a of m.args) if (!inGroup.has(a) && !ext.includes(a)) ext.push(a);
-    const strides = new Map(ext.map((v) => [v, broadcastStridesSize(g.type(v).shape, shape)] as const));
+    const strides = new Map(ext.map((v) => [v, flat1(broadcastStridesSize(g.type(v).shape, shape))] as const));
     const zero = (x: Size) => x.coef === 0;
     const same = (a: Size, b: Size) => sizeText(a) === sizeText(b);
     const planeConst = (v: ValueId) => strides.get(v)!.slice(2).every(zero);
@@ -371,7 +373,10 @@ export class Emitter {
         else if (!rowsCols) {
           lines.push(`const _pd${k} = ${base(v)} - ${plane};`);
           reads.set(v, this.read(g, v, '_o + _pd' + k));
-        } else reads.set(v, this.read(g, v, [base(v), ...term('i', st[2]!), ...term('j', st[3]!)].join(' + ')));
+        } else {
+          const terms = [...term('n', st[0]!), ...term('m', st[1]!), ...term('i', st[2]!), ...term('j', st[3]!)];
+          reads.set(v, this.read(g, v, terms.join(' + ') || '0'));
+        }
       });
       const y = this.arrOf(g, cv.result);
       const body = this.members(g, u.insts, members, (v) => reads.get(v)!, () => '_o', new Map([[cv.result, E.atom(`${y}[_o]`)]]));
