@@ -122,16 +122,28 @@ describe.each(Object.entries(FORMS))('%s', (name, body) => {
 });
 
 describe('conv groups (the flat module fuses a convolution, its bias and its activation)', () => {
-  it('conv2d + bias + relu is one conv group, its epilogue run per output plane with the fused formula', async () => {
-    const file = modelFile(source('fused', FORMS.conv2d_bias_relu!));
-    const { fwd, bwd, plan } = compileGraphs(file);
+  const forwardOf = (name: string) => {
+    const { fwd, bwd, plan } = compileGraphs(modelFile(source(name, FORMS[name]!)));
+    const code = emitTs({ name, plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined });
+    return { fwd, forward: code.slice(code.indexOf('function forwardPass'), code.indexOf('/** Runs the model forward')) };
+  };
+
+  it('conv2d + bias + relu is one conv group: without padding, the epilogue runs on the sums in registers', () => {
+    const { fwd, forward } = forwardOf('conv2d_bias_relu');
     expect(printGraph(fwd)).toMatch(/group g0 conv \{\n {4}%t\d+: f32\[2,3,3,3\] = conv %x, %w [^\n]*\n {4}%t\d+: f32\[2,3,3,3\] = add [^\n]*\n {4}%y: f32\[2,3,3,3\] = relu /);
-    const code = emitTs({ name: 'fused', plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined });
-    const forward = code.slice(code.indexOf('function forwardPass'), code.indexOf('function backwardPass') >= 0 ? code.indexOf('function backwardPass') : code.indexOf('export function valueAndGrad'));
     expect(forward).toContain('// y = relu(conv2d(x: [2, 2, 5, 5], w: [3, 2, 3, 3]) + b)');
-    // the bias read once per output plane, the activation inside the convolution's loop over (n, m)
+    // the bias read once per output plane; each output's sum, then its bias and relu, written once
     // (and the loss's y · R, of the same shape, joins the group too)
-    expect(forward).toMatch(/const _pc0 = t\d+\[m\];\nfor \(let _o = _yb; _o < _yb \+ 9; _o\+\+\) \{\nconst (_t\d+) = t\d+\[_o\] \+ _pc0;\nconst _y = \1 > 0 \? \1 : 0;\ny\[_o\] = _y;\nt\d+\[_o\] = _y \* R\[_o\];\n\}/);
+    expect(forward).toMatch(/const _pc0 = t\d+\[m\];\n/);
+    expect(forward).toMatch(/\{\nt\d+\[_o\] = _c0;\nconst (_t\d+) = _c0 \+ _pc0;\nconst _y = \1 > 0 \? \1 : 0;\ny\[_o\] = _y;\nt\d+\[_o\] = _y \* R\[_o\];\n\}/);
+    expect(forward.match(/^for \(let n = 0;/gm)).toHaveLength(1);
+  });
+
+  it('with padding, the epilogue runs over each output plane as soon as it is accumulated', () => {
+    const { fwd, forward } = forwardOf('conv2d_depthwise');
+    expect(printGraph(fwd)).toMatch(/group g0 conv \{/);
+    expect(forward).toContain('// y = conv2d(x: [2, 3, 6, 6], w: [3, 1, 3, 3], padding=1, groups=3) + b');
+    expect(forward).toMatch(/const _pc0 = t\d+\[m\];\nfor \(let _o = _yb; _o < _yb \+ 36; _o\+\+\) \{\nconst _y = t\d+\[_o\] \+ _pc0;\ny\[_o\] = _y;\n/);
     expect(forward.match(/^for \(let n = 0;/gm)).toHaveLength(1);
   });
 });

@@ -356,33 +356,38 @@ export class Emitter {
     const planeConst = (v: ValueId) => strides.get(v)!.slice(2).every(zero);
     const planeLike = (v: ValueId) => strides.get(v)!.slice(2).every((x, k) => same(x, outStrides[k + 2]!));
     const rowsCols = !ext.every((v) => planeConst(v) || planeLike(v));
-    return convLoops(this.ctx(g), cv, ({ plane, Ho, Wo }) => {
+    const term = (x: string, st: Size) => (zero(st) ? [] : [st.coef === 1 && st.syms.length === 0 ? x : `${x.includes(' ') ? `(${x})` : x} * ${sizeText(st)}`]);
+    const base = (v: ValueId) => [...term('n', strides.get(v)![0]!), ...term('m', strides.get(v)![1]!)].join(' + ') || '0';
+    // per plane: the reads of operands constant over it, the offsets of those laid out as it
+    const hoisted = new Map<ValueId, string>();
+    const plane = (): string[] => {
       const lines: string[] = [];
-      const term = (x: string, st: Size) => (zero(st) ? [] : [st.coef === 1 && st.syms.length === 0 ? x : `${x} * ${sizeText(st)}`]);
-      const base = (v: ValueId) => [...term('n', strides.get(v)![0]!), ...term('m', strides.get(v)![1]!)].join(' + ') || '0';
-      const reads = new Map<ValueId, Expr>();
       ext.forEach((v, k) => {
         const st = strides.get(v)!;
         if (planeConst(v)) {
           const e = this.read(g, v, base(v));
-          if (e.prec >= E.P.ATOM && E.literal(e) === undefined && e.code.includes('[')) {
+          if (E.literal(e) === undefined && e.code.includes('[')) {
             lines.push(`const _pc${k} = ${e.code};`);
-            reads.set(v, E.atom(`_pc${k}`));
-          } else reads.set(v, e);
-        } else if (!rowsCols && same(st[0]!, outStrides[0]!) && same(st[1]!, outStrides[1]!)) reads.set(v, this.read(g, v, '_o'));
-        else if (!rowsCols) {
-          lines.push(`const _pd${k} = ${base(v)} - ${plane};`);
-          reads.set(v, this.read(g, v, '_o + _pd' + k));
-        } else {
-          const terms = [...term('n', st[0]!), ...term('m', st[1]!), ...term('i', st[2]!), ...term('j', st[3]!)];
-          reads.set(v, this.read(g, v, terms.join(' + ') || '0'));
+            hoisted.set(v, `_pc${k}`);
+          }
+        } else if (!rowsCols && !(same(st[0]!, outStrides[0]!) && same(st[1]!, outStrides[1]!))) {
+          lines.push(`const _pd${k} = ${base(v)} - _yb;`);
+          hoisted.set(v, `_pd${k}`);
         }
       });
-      const y = this.arrOf(g, cv.result);
-      const body = this.members(g, u.insts, members, (v) => reads.get(v)!, () => '_o', new Map([[cv.result, E.atom(`${y}[_o]`)]]));
-      if (!rowsCols) return [...lines, `for (let _o = ${plane}; _o < ${plane} + ${Ho * Wo}; _o++) {`, ...body, '}'];
-      return [...lines, `for (let i = 0; i < ${Ho}; i++) {`, `for (let j = 0; j < ${Wo}; j++) {`, `const _o = ${plane} + i * ${Wo} + j;`, ...body, '}', '}'];
-    });
+      return lines;
+    };
+    const element = (value: string, o: string, i: string, j: string): string[] => {
+      const read = (v: ValueId): Expr => {
+        const st = strides.get(v)!;
+        const h = hoisted.get(v);
+        if (planeConst(v)) return h ? E.atom(h) : this.read(g, v, base(v));
+        if (!rowsCols) return this.read(g, v, h ? `${o} + ${h}` : o);
+        return this.read(g, v, [...term('n', st[0]!), ...term('m', st[1]!), ...term(i, st[2]!), ...term(j, st[3]!)].join(' + ') || '0');
+      };
+      return this.members(g, u.insts, members, read, () => o, new Map([[cv.result, E.atom(value)]]));
+    };
+    return convLoops(this.ctx(g), cv, { plane, element, rowsCols });
   }
 
   /**
