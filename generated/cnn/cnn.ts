@@ -569,7 +569,7 @@ function matmul_dW3(): void {
 }
 
 function forwardPass(): void {
-  const { t1, x, W1, t2, conv1, h1, t4, W2, t5, conv2, h2, logits, labels, loss } = buf;
+  const { x, W1, t1, t2, conv1, h1, W2, t4, t5, conv2, h2, logits, labels, loss } = buf;
 
   // conv1 = relu(conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) + b1)  (cnn.ts:23)
   //   %t1: f32[64,6,24,24] = conv %x, %W1 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
@@ -578,30 +578,51 @@ function forwardPass(): void {
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 6; m++) {
       const _yb = (n * 6 + m) * 576;
-      for (let _o = _yb; _o < _yb + 576; _o++) t1[_o] = 0;
-      for (let k = 0; k < 1; k++) {
-        for (let p = 0; p < 5; p++) {
-          const _i0 = Math.max(0, -p);
-          const _i1 = Math.min(24, 27 - p + 1);
-          const _xb = ((n * 1 + k) * 28 + p) * 28;
-          for (let q = 0; q < 5; q++) {
-            const _j0 = Math.max(0, -q);
-            const _j1 = Math.min(24, 27 - q + 1);
-            const _wi = ((m * 1 + k) * 5 + p) * 5 + q;
-            const _xq = q;
-            const _w = W1[_wi];
-            for (let i = _i0; i < _i1; i++) {
-              const _xr = _xb + i * 28 + _xq;
-              const _yr = _yb + i * 24;
-              for (let j = _j0; j < _j1; j++) t1[_yr + j] += _w * x[_xr + j];
+      const _wb = m * 25;
+      const _pc0 = t2[m];
+      for (let i = 0; i < 24; i++) {
+        const _xi = n * 1 * 784 + i * 28;
+        for (let j = 0; j < 24; j += 4) {
+          let _c0 = 0,
+            _c1 = 0,
+            _c2 = 0,
+            _c3 = 0;
+          for (let k = 0; k < 1; k++) {
+            for (let p = 0; p < 5; p++) {
+              const _xr = _xi + k * 784 + p * 28 + j;
+              const _wr = _wb + (k * 5 + p) * 5;
+              for (let q = 0; q < 5; q++) {
+                const _w = W1[_wr + q];
+                const _xq = _xr + q;
+                _c0 += _w * x[_xq];
+                _c1 += _w * x[_xq + 1];
+                _c2 += _w * x[_xq + 2];
+                _c3 += _w * x[_xq + 3];
+              }
             }
           }
+          const _o = _yb + i * 24 + j;
+          {
+            t1[_o] = _c0;
+            const _t3 = _c0 + _pc0;
+            conv1[_o] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 1] = _c1;
+            const _t3 = _c1 + _pc0;
+            conv1[_o + 1] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 2] = _c2;
+            const _t3 = _c2 + _pc0;
+            conv1[_o + 2] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 3] = _c3;
+            const _t3 = _c3 + _pc0;
+            conv1[_o + 3] = _t3 > 0 ? _t3 : 0;
+          }
         }
-      }
-      const _pc0 = t2[m];
-      for (let _o = _yb; _o < _yb + 576; _o++) {
-        const _t3 = t1[_o] + _pc0;
-        conv1[_o] = _t3 > 0 ? _t3 : 0;
       }
     }
   }
@@ -638,30 +659,51 @@ function forwardPass(): void {
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 16; m++) {
       const _yb = (n * 16 + m) * 64;
-      for (let _o = _yb; _o < _yb + 64; _o++) t4[_o] = 0;
-      for (let k = 0; k < 6; k++) {
-        for (let p = 0; p < 5; p++) {
-          const _i0 = Math.max(0, -p);
-          const _i1 = Math.min(8, 11 - p + 1);
-          const _xb = ((n * 6 + k) * 12 + p) * 12;
-          for (let q = 0; q < 5; q++) {
-            const _j0 = Math.max(0, -q);
-            const _j1 = Math.min(8, 11 - q + 1);
-            const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-            const _xq = q;
-            const _w = W2[_wi];
-            for (let i = _i0; i < _i1; i++) {
-              const _xr = _xb + i * 12 + _xq;
-              const _yr = _yb + i * 8;
-              for (let j = _j0; j < _j1; j++) t4[_yr + j] += _w * h1[_xr + j];
+      const _wb = m * 150;
+      const _pc0 = t5[m];
+      for (let i = 0; i < 8; i++) {
+        const _xi = n * 6 * 144 + i * 12;
+        for (let j = 0; j < 8; j += 4) {
+          let _c0 = 0,
+            _c1 = 0,
+            _c2 = 0,
+            _c3 = 0;
+          for (let k = 0; k < 6; k++) {
+            for (let p = 0; p < 5; p++) {
+              const _xr = _xi + k * 144 + p * 12 + j;
+              const _wr = _wb + (k * 5 + p) * 5;
+              for (let q = 0; q < 5; q++) {
+                const _w = W2[_wr + q];
+                const _xq = _xr + q;
+                _c0 += _w * h1[_xq];
+                _c1 += _w * h1[_xq + 1];
+                _c2 += _w * h1[_xq + 2];
+                _c3 += _w * h1[_xq + 3];
+              }
             }
           }
+          const _o = _yb + i * 8 + j;
+          {
+            t4[_o] = _c0;
+            const _t6 = _c0 + _pc0;
+            conv2[_o] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 1] = _c1;
+            const _t6 = _c1 + _pc0;
+            conv2[_o + 1] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 2] = _c2;
+            const _t6 = _c2 + _pc0;
+            conv2[_o + 2] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 3] = _c3;
+            const _t6 = _c3 + _pc0;
+            conv2[_o + 3] = _t6 > 0 ? _t6 : 0;
+          }
         }
-      }
-      const _pc0 = t5[m];
-      for (let _o = _yb; _o < _yb + 64; _o++) {
-        const _t6 = t4[_o] + _pc0;
-        conv2[_o] = _t6 > 0 ? _t6 : 0;
       }
     }
   }
