@@ -83,10 +83,13 @@ export interface ConvEpilogue {
 
 /** Output columns computed together by the direct convolution, sharing each weight load. */
 const TJ = 4;
+/** The widest kernel row whose taps the direct weight gradient sums together (one register each). */
+const MAX_TAPS = 8;
 
 export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue): string[] {
   const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
   if (inst.op === 'conv' && inst.attrs.padding.every((v) => v === 0)) return directConv(c, inst as InstOf<'conv'>, epilogue);
+  if (inst.op !== 'conv' && inst.attrs.padding.every((v) => v === 0) && kW <= MAX_TAPS) return rowTaps(c, inst as InstOf<'conv_weight_grad' | 'conv_input_grad'>);
   const a = inst.attrs;
   const [sh, sw] = a.stride as [number, number];
   const [dh, dw] = a.dilation as [number, number];
@@ -192,6 +195,53 @@ function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): stri
     `const _xi = (n * ${C}${group}) * ${H * W} + ${lin(0, sh * W, 'i')};`,
     ...(full > 0 ? [`for (let j = 0; j < ${full}; j += ${TJ}) {`, ...tile(TJ, 'j'), '}'] : []),
     ...(full < Wo ? [`for (let j = ${full}; j < ${Wo}; j++) {`, ...tile(1, 'j'), '}'] : []),
+    '}',
+    '}',
+    '}',
+  ];
+}
+
+/**
+ * The gradients of a convolution without padding, a kernel row at a time: per (image n, output
+ * channel m, input channel k, kernel row p), one load of dy[n, m, i, j] serves the row's kW taps.
+ * The weight gradient sums each tap in a register (in the order of the general nest: the same
+ * values); the input gradient adds w[m, k, p, q] · dy into the kW inputs the taps read, the row's
+ * weights held in registers.
+ */
+function rowTaps(c: Ctx, inst: InstOf<'conv_weight_grad' | 'conv_input_grad'>): string[] {
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const a = inst.attrs;
+  const [sh, sw] = a.stride as [number, number];
+  const [dh, dw] = a.dilation as [number, number];
+  const Og = O / a.groups;
+  const out = c.arr(inst.result);
+  const [x, w, dy] = inst.op === 'conv_weight_grad' ? [c.arr(inst.args[0]!), out, c.arr(inst.args[1]!)] : [out, c.arr(inst.args[1]!), c.arr(inst.args[0]!)];
+  const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
+  const taps = [...Array(kW).keys()];
+  const xAt = (q: number) => `${x}[_xj${q ? ` + ${q * dw}` : ''}]`;
+  const wAt = (q: number) => `${w}[_wi${q ? ` + ${q}` : ''}]`;
+  const grad = inst.op === 'conv_weight_grad';
+  return [
+    `${out}.fill(0);`,
+    `for (let n = 0; n < ${N}; n++) {`,
+    `for (let m = 0; m < ${O}; m++) {`,
+    `const _yb = (n * ${O} + m) * ${Ho * Wo};`,
+    `for (let k = 0; k < ${Cg}; k++) {`,
+    `for (let p = 0; p < ${kH}; p++) {`,
+    `const _xb = ((n * ${C} + ${chan}) * ${H} + ${lin(0, dh, 'p')}) * ${W};`,
+    `const _wi = ((m * ${Cg} + k) * ${kH} + p) * ${kW};`,
+    grad ? `let ${taps.map((q) => `_a${q} = 0`).join(', ')};` : `const ${taps.map((q) => `_w${q} = ${wAt(q)}`).join(', ')};`,
+    `for (let i = 0; i < ${Ho}; i++) {`,
+    `const _xr = _xb + ${lin(0, sh * W, 'i')};`,
+    `const _yr = _yb + i * ${Wo};`,
+    `for (let j = 0; j < ${Wo}; j++) {`,
+    `const _d = ${dy}[_yr + j];`,
+    `const _xj = _xr + ${lin(0, sw, 'j')};`,
+    ...taps.map((q) => (grad ? `_a${q} += ${xAt(q)} * _d;` : `${xAt(q)} += _w${q} * _d;`)),
+    '}',
+    '}',
+    ...(grad ? taps.map((q) => `${wAt(q)} += _a${q};`) : []),
+    '}',
     '}',
     '}',
     '}',

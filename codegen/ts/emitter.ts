@@ -334,10 +334,11 @@ export class Emitter {
   }
 
   /**
-   * A conv group: the convolution's loops, and after each output plane y[n, m, ·, ·] is
-   * accumulated, the group's elementwise members over that plane. An operand constant over the
-   * plane (the bias, [1, O, 1, 1]) is read once per plane; one laid out as the output plane is
-   * read along with it; any other broadcast is indexed by row and column.
+   * A conv group: the convolution's loops with the group's elementwise members run on each
+   * output's sum (the direct form, without padding), or over each output plane y[n, m, ·, ·] as
+   * soon as it is accumulated (codegen/ts/conv.ts). An operand constant over the plane (the bias,
+   * [1, O, 1, 1]) is read once per plane; one laid out as the output plane is read along with
+   * it; any other broadcast is indexed by row and column.
    */
   private conv(u: Unit): string[] {
     const g = u.graph;
