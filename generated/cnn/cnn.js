@@ -727,19 +727,20 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 16 + m) * 64;
         for (let k = 0; k < 6; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(8, 11 - p + 1);
             const _xb = ((n * 6 + k) * 12 + p) * 12;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(8, 11 - q + 1);
-              const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              const _w = W2[_wi];
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 12 + _xq;
-                const _yr = _yb + i * 8;
-                for (let j = _j0; j < _j1; j++) dh1[_xr + j] += _w * dt6[_yr + j];
+            const _wi = ((m * 6 + k) * 5 + p) * 5;
+            const _w0 = W2[_wi], _w1 = W2[_wi + 1], _w2 = W2[_wi + 2], _w3 = W2[_wi + 3], _w4 = W2[_wi + 4];
+            for (let i = 0; i < 8; i++) {
+              const _xr = _xb + i * 12;
+              const _yr = _yb + i * 8;
+              for (let j = 0; j < 8; j++) {
+                const _d = dt6[_yr + j];
+                const _xj = _xr + j;
+                dh1[_xj] += _w0 * _d;
+                dh1[_xj + 1] += _w1 * _d;
+                dh1[_xj + 2] += _w2 * _d;
+                dh1[_xj + 3] += _w3 * _d;
+                dh1[_xj + 4] += _w4 * _d;
               }
             }
           }
@@ -757,22 +758,27 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 16 + m) * 64;
         for (let k = 0; k < 6; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(8, 11 - p + 1);
             const _xb = ((n * 6 + k) * 12 + p) * 12;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(8, 11 - q + 1);
-              const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              let _acc = 0;
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 12 + _xq;
-                const _yr = _yb + i * 8;
-                for (let j = _j0; j < _j1; j++) _acc += h1[_xr + j] * dt6[_yr + j];
+            const _wi = ((m * 6 + k) * 5 + p) * 5;
+            let _a0 = 0, _a1 = 0, _a2 = 0, _a3 = 0, _a4 = 0;
+            for (let i = 0; i < 8; i++) {
+              const _xr = _xb + i * 12;
+              const _yr = _yb + i * 8;
+              for (let j = 0; j < 8; j++) {
+                const _d = dt6[_yr + j];
+                const _xj = _xr + j;
+                _a0 += h1[_xj] * _d;
+                _a1 += h1[_xj + 1] * _d;
+                _a2 += h1[_xj + 2] * _d;
+                _a3 += h1[_xj + 3] * _d;
+                _a4 += h1[_xj + 4] * _d;
               }
-              dW2[_wi] += _acc;
             }
+            dW2[_wi] += _a0;
+            dW2[_wi + 1] += _a1;
+            dW2[_wi + 2] += _a2;
+            dW2[_wi + 3] += _a3;
+            dW2[_wi + 4] += _a4;
           }
         }
       }
@@ -835,22 +841,27 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 6 + m) * 576;
         for (let k = 0; k < 1; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(24, 27 - p + 1);
             const _xb = ((n * 1 + k) * 28 + p) * 28;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(24, 27 - q + 1);
-              const _wi = ((m * 1 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              let _acc = 0;
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 28 + _xq;
-                const _yr = _yb + i * 24;
-                for (let j = _j0; j < _j1; j++) _acc += x[_xr + j] * dt3[_yr + j];
+            const _wi = ((m * 1 + k) * 5 + p) * 5;
+            let _a0 = 0, _a1 = 0, _a2 = 0, _a3 = 0, _a4 = 0;
+            for (let i = 0; i < 24; i++) {
+              const _xr = _xb + i * 28;
+              const _yr = _yb + i * 24;
+              for (let j = 0; j < 24; j++) {
+                const _d = dt3[_yr + j];
+                const _xj = _xr + j;
+                _a0 += x[_xj] * _d;
+                _a1 += x[_xj + 1] * _d;
+                _a2 += x[_xj + 2] * _d;
+                _a3 += x[_xj + 3] * _d;
+                _a4 += x[_xj + 4] * _d;
               }
-              dW1[_wi] += _acc;
             }
+            dW1[_wi] += _a0;
+            dW1[_wi + 1] += _a1;
+            dW1[_wi + 2] += _a2;
+            dW1[_wi + 3] += _a3;
+            dW1[_wi + 4] += _a4;
           }
         }
       }
