@@ -179,6 +179,7 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     c.node('AveragePool', [c.arg(0)], { kernel_shape: { ints: kernel }, strides: { ints: stride }, pads: { ints: [...padding, ...padding] }, count_include_pad: { i: 1 } }, c.out);
   },
   max_pool_grad: null,
+  max_pool_pick: null,
   avg_pool_grad: null,
   custom_grad: (c) => void c.node('Identity', [c.arg(0)], {}, c.out), // its value is its forward's; the rule only matters to gradients
   // the exported graph is evaluation mode: the mode flag is 0 and dropout is the identity
