@@ -10,40 +10,25 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { demoOptions } from './demo/options.mjs';
 import { Rng } from './demo/rng.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const USAGE = 'usage: npm run demo:mnist -- [--epochs N] [--seed N] [--lr X] [--out DIR] [--target wasm|ts]';
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      epochs: { type: 'string', default: '10' },
-      seed: { type: 'string', default: '1' },
-      lr: { type: 'string', default: '0.002' },
-      out: { type: 'string', default: 'demo-out' },
-      target: { type: 'string', default: 'wasm' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-} catch (e) {
-  console.error(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const epochs = Number(opts.values.epochs);
-const seed = Number(opts.values.seed);
-const lr = Number(opts.values.lr);
-const target = opts.values.target;
-if (!Number.isInteger(epochs) || epochs < 1 || !Number.isInteger(seed) || !(lr > 0) || !['wasm', 'ts'].includes(target)) {
-  console.error(USAGE);
-  process.exit(2);
-}
-const OUT = path.resolve(opts.values.out);
+const { values: opts, int, fail } = demoOptions(USAGE, {
+  epochs: { type: 'string', default: '10' },
+  seed: { type: 'string', default: '1' },
+  lr: { type: 'string', default: '0.002' },
+  out: { type: 'string', default: 'demo-out' },
+  target: { type: 'string', default: 'wasm' },
+});
+const epochs = int('epochs', 1);
+const seed = int('seed');
+const lr = Number(opts.lr);
+if (!(lr > 0)) fail(`--lr must be a number > 0, got '${opts.lr}'`);
+const target = opts.target;
+if (!['wasm', 'ts'].includes(target)) fail(`--target must be wasm or ts, got '${target}'`);
+const OUT = path.resolve(opts.out);
 mkdirSync(path.join(OUT, 'models'), { recursive: true });
 
 // ---------------------------------------------------------------------------------------------
