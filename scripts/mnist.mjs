@@ -7,9 +7,10 @@
 //   npm run demo:mnist -- [--epochs N] [--seed N] [--lr X] [--out DIR] [--target wasm|ts]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { PIX, SIDE, splitDigits, TEST } from './demo/digits.mjs';
+import { loadDigits } from './demo/mnist-data.mjs';
 import { demoOptions } from './demo/options.mjs';
 import { Rng } from './demo/rng.mjs';
 
@@ -34,23 +35,8 @@ mkdirSync(path.join(OUT, 'models'), { recursive: true });
 // ---------------------------------------------------------------------------------------------
 // Data: the package's digits, 28×28 floats in [0, 1], by class
 
-const require = createRequire(import.meta.url);
-const SIDE = 28;
-const PIX = SIDE * SIDE;
-const images = [];
-const labels = [];
-for (let d = 0; d < 10; d++) {
-  const raw = require(`mnist/src/digits/${d}.json`).data;
-  for (let k = 0; k + PIX <= raw.length; k += PIX) {
-    images.push(Float32Array.from(raw.slice(k, k + PIX)));
-    labels.push(d);
-  }
-}
-const order = [...images.keys()];
-new Rng(12345).shuffle(order); // the split is fixed: it does not depend on --seed
-const TEST = 2048;
-const testIdx = order.slice(0, TEST);
-const trainIdx = order.slice(TEST);
+const { images, labels } = loadDigits();
+const { test: testIdx, train: trainIdx } = splitDigits(images.length); // fixed: it does not depend on --seed
 console.log(`data: ${images.length} MNIST digits from the mnist package; train ${trainIdx.length}, test ${TEST} (held out)`);
 
 // ---------------------------------------------------------------------------------------------
