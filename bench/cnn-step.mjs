@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { mulberry32, ROOT } from './models.mjs';
+import { findTorchPython } from './workers.mjs';
 
 const load = (dir, f) => import(pathToFileURL(path.resolve(dir, f)).href);
 
@@ -162,8 +163,10 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
     writeFileSync(path.join(dir, 'x.f32'), x);
     writeFileSync(path.join(dir, 'labels.i32'), labels);
     writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(flat.spec.params).map(([k, s]) => [k, s.shape])), x: [64, 1, 28, 28], reps }));
-    const py = spawnSync('python3', [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28 });
-    if (py.status === 0) {
+    const python = findTorchPython();
+    const py = python ? spawnSync(python, [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28 }) : undefined;
+    if (!py) notes.push('no PyTorch row (skipped): torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
+    else if (py.status === 0) {
       const t = JSON.parse(py.stdout);
       rows.push({ name: `PyTorch ${t.torch} (1 thread)`, ms: t.ms, err: agree('PyTorch', t) });
     } else notes.push(`no PyTorch row (skipped): ${(py.stderr ?? String(py.error)).trim().split('\n').at(-1)}`);
