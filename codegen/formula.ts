@@ -112,6 +112,9 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
       return atom(`${inst.op}2d(${a().s}: [${g.type(inst.args[0]!).shape.join(', ')}]${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'max_pool_grad':
       return atom(`max_pool2d_backward(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    case 'max_pool_pick':
+      // the value of b at each window's first maximum of a: max_pool2d_backward's adjoint
+      return atom(`max_pool2d_pick(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'avg_pool_grad':
       return atom(`avg_pool2d_backward(${a().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'input':

@@ -329,6 +329,7 @@ class KernelWriter implements PositionWriter {
       case 'conv_weight_grad':
       case 'max_pool':
       case 'max_pool_grad':
+      case 'max_pool_pick':
       case 'avg_pool':
       case 'avg_pool_grad':
         return convAt(this, inst, pos);

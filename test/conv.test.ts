@@ -44,6 +44,8 @@ const FORMS: Record<string, string> = {
   avgpool2d_pad: `const x = g.param('x', [2, 2, 5, 5]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
   maxpool1d: `const x = g.param('x', [2, 3, 9]); const y = g.maxPool1d(x, 3, { stride: 2, padding: 1 });`,
   avgpool1d: `const x = g.param('x', [2, 3, 8]); const y = g.avgPool1d(x, 2);`,
+  // max pooling's gradient inside the model (g.grad), so that its gradient is max_pool_pick
+  maxpool2d_twice: `const x = g.param('x', [2, 2, 7, 7]); const [dx] = g.grad(g.maxPool2d(x, 3, { stride: 2, padding: 1 }).square().sum(), [x]); const y = dx.mul(x);`,
   pool_kernel_is_input: `const x = g.param('x', [2, 2, 3, 4]); const y = g.maxPool2d(x, [3, 4]).add(g.avgPool2d(x, [3, 4]));`,
   // edge cases of the wasm module's implicit GEMM: rows copied by a loop (over 16 f32x4 chunks) with a
   // scalar remainder, strided rows by a scalar loop, taps that fall wholly in the padding, groups of

@@ -248,7 +248,7 @@ function rowTaps(c: Ctx, inst: InstOf<'conv_weight_grad' | 'conv_input_grad'>): 
   ];
 }
 
-type PoolOp = 'max_pool' | 'max_pool_grad' | 'avg_pool' | 'avg_pool_grad';
+type PoolOp = 'max_pool' | 'max_pool_grad' | 'max_pool_pick' | 'avg_pool' | 'avg_pool_grad';
 
 /** The loops of a pooling op: one window per output position, its taps clipped to the input. */
 export function poolLoops(c: Ctx, inst: InstOf<PoolOp>): string[] {
@@ -283,10 +283,11 @@ export function poolLoops(c: Ctx, inst: InstOf<PoolOp>): string[] {
     '}',
     '}',
   ];
-  if (inst.op === 'max_pool' || inst.op === 'max_pool_grad') {
+  if (inst.op === 'max_pool' || inst.op === 'max_pool_grad' || inst.op === 'max_pool_pick') {
     // the first maximum of the window in row-major order (a later tie does not replace it)
     lines.push('let _best = -Infinity;', 'let _at = -1;', ...taps([`if (_at < 0 || ${x}[q] > _best) {`, `_best = ${x}[q];`, '_at = q;', '}']));
-    lines.push(inst.op === 'max_pool' ? `${y}[_yi] = _best;` : `${out}[_at] += ${y}[_yi];`);
+    const picked = inst.op === 'max_pool_pick' ? `${y}[_yi] = ${c.arr(inst.args[1]!)}[_at];` : `${y}[_yi] = _best;`;
+    lines.push(inst.op === 'max_pool_grad' ? `${out}[_at] += ${y}[_yi];` : picked);
   } else if (inst.op === 'avg_pool') {
     lines.push('let _acc = 0;', ...taps([`_acc += ${x}[q];`]), `${y}[_yi] = _acc / ${kh * kw};`);
   } else {
