@@ -138,13 +138,15 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
         `function instance(memory${typed ? ': { readonly buffer: ArrayBufferLike }' : ''}, kernels${typed ? ': Kernels' : ''}) {`,
       ],
-      close: (names) => [
+      close: (names, scope) => [
         `  return { ${names.join(', ')} };`,
         '}',
         '',
         `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays stay valid`,
         `const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${typed ? ' as unknown as Kernels' : ''});`,
         `export const { ${names.join(', ')} } = single;`,
+        '',
+        ...freshDecl(scope, typed),
       ],
     } : undefined,
     ...(training ? { train: training.backend } : {}),
@@ -279,6 +281,33 @@ function functionsOf(kernels: readonly Kernel[]): { name: string; body: Body }[]
     fns.push({ name: k.name, body: whole });
   }
   return fns;
+}
+
+/**
+ * freshInstance(): instance() evaluated anew from its source, for create(). The steps of the
+ * default exports are closures that instance() made once, which V8 compiles for their one arena
+ * (its arrays, its kernels: constants of their context); a second call of the same instance()
+ * makes them closures made twice, compiled for any context, and slows the default exports and
+ * the new instance alike (the GPT step by 8–10%, 2026-12-02: docs/threads.md). Where the source
+ * cannot be evaluated (a page whose Content-Security-Policy forbids it; a minified build, whose
+ * source no longer names the module-level functions it calls) it is instance() itself.
+ */
+function freshDecl(scope: readonly string[], typed: boolean): string[] {
+  const T = (s: string) => (typed ? s : '');
+  return [
+    '/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */',
+    `function freshInstance()${T(': typeof instance')} {`,
+    `  const scope = { ${scope.join(', ')} }; // the module-level names instance() refers to`,
+    '  const source = String(instance);',
+    '  try {',
+    "    if (source.startsWith('function instance(') && Object.keys(scope).every((n) => new RegExp(`\\\\b${n}\\\\b`).test(source)))",
+    `      return new Function('__name', ...Object.keys(scope), \`return \${source};\`)((f${T(': unknown')}) => f, ...Object.values(scope));`,
+    '  } catch {',
+    '    // no eval here (a Content-Security-Policy): instance() itself',
+    '  }',
+    '  return instance;',
+    '}',
+  ];
 }
 
 /** The byte that makes the module's memory import shared (a threaded instance sets it). */
