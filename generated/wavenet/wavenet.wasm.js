@@ -474,6 +474,20 @@ export async function create(options = {}) {
   const threads = options.threads ?? (await hardwareThreads());
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0) throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent, align, work) => Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 20, maximum: 20 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 20, maximum: 20, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
@@ -542,7 +556,7 @@ export async function create(options = {}) {
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k, extent, align, work) => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k];
@@ -565,11 +579,11 @@ export async function create(options = {}) {
   names.forEach((name, k) => {
       const [extent, align, work, pack] = splits[name];
       // a kernel too small to split on this many threads is the wasm function itself
-      if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1) return;
+      if (blocksOf(extent, align, work) <= 1) return;
       kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);
     });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -1112,3 +1126,16 @@ function instance(memory, kernels) {
 const memory = new WebAssembly.Memory({ initial: 20, maximum: 20 }); // 20 × 64 KiB, never grown: the arrays stay valid
 const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports);
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance() {
+  const scope = { checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (source.startsWith('function instance(') && Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source)))
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)((f) => f, ...Object.values(scope));
+    } catch {
+      // no eval here (a Content-Security-Policy): instance() itself
+    }
+    return instance;
+  }
