@@ -25,23 +25,50 @@ export interface Split {
 }
 
 /**
- * Work a thread must get for a kernel to split (measured by bench/threads-step.mjs on the 2-core
- * development machine: see docs/threads.md). Below it a block costs more in handing over than
- * it saves.
+ * Work a thread must get for a kernel to split: 2 million multiply-adds, from a sweep of
+ * bench/threads-step.mjs --min-work on the 2-core development machine (docs/threads.md, 2026-12-02):
+ * the GPT's kernels (up to 524,288) and WaveNet's (up to 2,097,152) ran no faster split at any
+ * minWork, makemore L's (7 and 50 million, and its tanh group) did. Below it a kernel runs whole.
  */
-export const MIN_WORK_PER_THREAD = 1 << 16;
+export const MIN_WORK_PER_THREAD = 1 << 21;
+/**
+ * The work of one step of an elementwise kernel at one element: 1, and 16 for an exponential, a
+ * tanh or a sigmoid, which cost many multiply-adds (makemore L's tanh group, three steps, took
+ * 1.0 ms for 262,144 elements, 2026-12-02: as long as a matmul of 8 million multiply-adds).
+ */
+export function stepWork(op: string): number {
+  return op === 'exp' || op === 'tanh' || op === 'sigmoid' ? 16 : 1;
+}
+/**
+ * The work of one float that the packing of a transposed B copies: its writes stride down the
+ * packed columns (makemore L packed 196,608 floats in 0.57 ms, 2026-12-02: about the time of 10
+ * million multiply-adds in a matmul kernel), so a copy counts as 32.
+ */
+export const PACK_COST = 32;
+/**
+ * How many adds of a column reduction count as one unit of work: a column reduction split by
+ * columns makes each thread read every row of its arrays, and splitting one never paid on the
+ * 2-core development machine (docs/threads.md), so it splits only when 16 times larger.
+ */
+export const COLUMN_REDUCTION_COST = 16;
 /**
  * Loads of its slot a worker makes after a block before it sleeps (about 10 µs here: the gap
  * between the kernels of a step). Longer spins made the step slower on the loaded development
  * machine, where a spinning worker takes CPU time from the calling thread (docs/threads.md).
  */
 export const SPIN = 2000;
-/** Loads of a done generation the caller makes before it sleeps, waiting for a block that a worker runs. */
+/** Loads of the chunks done the caller makes before it sleeps, waiting for the chunks that workers run. */
 export const WAIT_SPIN = 20000;
+/**
+ * Chunks a thread of a split kernel: a kernel on n threads splits into n × CHUNKS chunks that the
+ * threads take in turn, so that a thread that starts late or runs slower takes fewer.
+ */
+export const CHUNKS = 4;
 
 /** The lines of the threaded part of a wasm module. */
 export function threadsDecl(
-  kernels: readonly { name: string; split?: Split & { pack: boolean } }[],
+  /** `pack`: a transposed B packed first, by a function of a range of B's rows that splits too (its rows and work). */
+  kernels: readonly { name: string; split?: Split & { pack?: { rows: number; work: number } } }[],
   pages: number,
   sharedFlagAt: number,
   typed: boolean,
@@ -50,28 +77,31 @@ export function threadsDecl(
 ): string[] {
   const T = (s: string) => (typed ? s : '');
   const split = kernels.filter((k) => k.split);
-  const table = split.map((k) => `  ${JSON.stringify(k.name)}: [${k.split!.extent}, ${k.split!.align}, ${k.split!.work}, ${k.split!.pack}],`);
+  const table = split.map((k) => `  ${JSON.stringify(k.name)}: [${k.split!.extent}, ${k.split!.align}, ${k.split!.work}, ${k.split!.pack?.rows ?? 0}, ${k.split!.pack?.work ?? 0}],`);
   return [
     '// ---------------------------------------------------------------------------------------------',
     '// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).',
     '',
-    '/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */',
-    `const splits${T(': Record<string, readonly [number, number, number, boolean]>')} = {`,
+    '/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */',
+    `const splits${T(': Record<string, readonly [number, number, number, number, number]>')} = {`,
     ...table,
     '};',
     `const MIN_WORK = ${MIN_WORK_PER_THREAD}; // work a thread must get for a kernel to split`,
     `const SPIN = ${SPIN}; // loads of its slot a worker makes before it sleeps`,
-    `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
+    `const WAIT_SPIN = ${WAIT_SPIN}; // loads of the chunks done the caller makes before it sleeps`,
+    `const CHUNKS = ${CHUNKS}; // chunks a thread of a split kernel`,
+    'const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line',
     '',
     '/**',
     ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
-    ' * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done',
-    ' * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the',
-    ' * generation while the block is open, its negation once this worker or the caller took it).',
+    ' * [0] the job generation, -1 to stop; [5] set while it sleeps) and the job (16 words at `job`:',
+    ' * [0] the kernel, [1] its extent, [2] the chunk, [3] the claim word: the generation × 256 +',
+    ' * the next chunk, [4] the chunks done, [5] the chunks, [6] set while the caller sleeps). For each',
+    ' * new generation it takes chunks (compareExchange on the claim word) until none is left.',
     ' * Its source is the code of the worker, so it refers to nothing outside itself.',
     ' */',
     `function workerMain(data${T(': any')}, ready${T(': () => void')})${T(': void')} {`,
-    '  const { module, memory, ctl: shared, slot, names, spin } = data;',
+    '  const { module, memory, ctl: shared, slot, job, names, spin } = data;',
     '  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;'.replace(' as any', T(' as any')),
     `  const fns${T(': ((start: number, end: number) => void)[]')} = names.map((n${T(': string')}) => exports[n]);`,
     '  const ctl = new Int32Array(shared);',
@@ -89,11 +119,17 @@ export function threadsDecl(
     '    }',
     '    if (gen < 0) return;',
     '    seen = gen;',
-    '    // the block is this worker\'s unless the caller, done with its own, took it first',
-    '    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;',
-    '    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);'.replace(/!/g, T('!')),
-    '    Atomics.store(ctl, at + 4, gen);',
-    '    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);',
+    '    // the chunks of this generation that no other thread has taken',
+    '    for (;;) {',
+    '      const w = Atomics.load(ctl, job + 3);',
+    '      const total = ctl[job + 5]!;'.replace(/!/g, T('!')),
+    '      if (w >> 8 !== gen || (w & 255) >= total) break;',
+    '      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) !== w) continue;',
+    '      const c = w & 255;',
+    '      const chunk = ctl[job + 2]!;'.replace(/!/g, T('!')),
+    '      fns[ctl[job]!]!(c * chunk, Math.min(ctl[job + 1]!, (c + 1) * chunk));'.replace(/!/g, T('!')),
+    '      if (Atomics.add(ctl, job + 4, 1) + 1 === total && Atomics.load(ctl, job + 6)) Atomics.notify(ctl, job + 4);',
+    '    }',
     '  }',
     '}',
     '',
@@ -172,12 +208,15 @@ export function threadsDecl(
     '  const module = new WebAssembly.Module(shared);',
     `  const own = new WebAssembly.Instance(module, { env: { memory } }).exports${T(' as any')};`,
     '  const names = Object.keys(splits);',
-    '  const ranges = names.map((n) => own[`${n}_range`]);',
-    '  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));',
+    '  const packed = names.filter((n) => splits[n]![3]! > 0);'.replace(/!/g, T('!')),
+    '  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B',
+    '  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];',
+    '  const ranges = jobs.map((n) => own[n]);',
+    '  const ctl = new Int32Array(new SharedArrayBuffer(64 * threads)); // a slot of 16 words a worker, then the job',
     `  const workers${T(': { terminate(): unknown }[]')} = [];`,
     '  try {',
     '    for (let slot = 0; slot < threads - 1; slot++)',
-    '      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));',
+    '      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, job: 16 * (threads - 1), names: jobs, spin: SPIN }));',
     '  } catch (e) {',
     '    for (const w of workers) w.terminate();',
     '    throw e;',
@@ -191,36 +230,45 @@ export function threadsDecl(
     '  }',
     '  let gen = 0;',
     '  let destroyed = false;',
-    '  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */',
-    `  const split = (k${T(': number')}, extent${T(': number')}, align${T(': number')}, n${T(': number')})${T(': void')} => {`,
-    '    const block = Math.ceil(extent / align / n) * align;',
-    '    const used = Math.ceil(extent / block);',
-    '    gen = gen >= 0x3fffffff ? 1 : gen + 1;',
-    '    for (let w = 1; w < used; w++) {',
-    '      const at = 16 * (w - 1);',
-    '      ctl[at + 1] = k;',
-    '      ctl[at + 2] = w * block;',
-    '      ctl[at + 3] = Math.min(extent, (w + 1) * block);',
-    '      Atomics.store(ctl, at + 7, gen);',
-    '      Atomics.store(ctl, at, gen);',
-    '      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);',
+    '  const job = 16 * (threads - 1); // the job words, after the workers\' slots',
+    '  /** Takes the next chunk of generation `g` (-1: none left). */',
+    `  const claim = (g${T(': number')}, total${T(': number')})${T(': number')} => {`,
+    '    for (;;) {',
+    '      const w = Atomics.load(ctl, job + 3);',
+    '      if (w >> 8 !== g || (w & 255) >= total) return -1;',
+    '      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) === w) return w & 255;',
     '    }',
-    '    ranges[k](0, block);',
-    '    for (let w = 1; w < used; w++) {',
-    '      const at = 16 * (w - 1);',
-    '      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here',
-    '      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {',
-    '        ranges[k](w * block, Math.min(extent, (w + 1) * block));',
-    '        continue;',
-    '      }',
-    '      for (let s = 0; ; s++) {',
-    '        const done = Atomics.load(ctl, at + 4);',
-    '        if (done === gen) break;',
-    '        if (canWait && s > WAIT_SPIN) {',
-    '          Atomics.store(ctl, at + 6, 1);',
-    '          Atomics.wait(ctl, at + 4, done);',
-    '          Atomics.store(ctl, at + 6, 0);',
-    '        }',
+    '  };',
+    '  /**',
+    '   * Kernel k over [0, extent) on n threads: in CHUNKS chunks a thread (at most 255), which',
+    '   * this thread and n − 1 workers take in turn until none is left, so that a thread that starts',
+    '   * late (a worker asleep, or not scheduled on a busy machine) or runs slower takes fewer.',
+    '   */',
+    `  const split = (k${T(': number')}, extent${T(': number')}, align${T(': number')}, n${T(': number')})${T(': void')} => {`,
+    '    const chunk = Math.ceil(extent / align / Math.min(255, n * CHUNKS)) * align;',
+    '    const total = Math.ceil(extent / chunk);',
+    '    gen = gen >= 0x7fffff ? 1 : gen + 1;',
+    '    ctl[job] = k;',
+    '    ctl[job + 1] = extent;',
+    '    ctl[job + 2] = chunk;',
+    '    ctl[job + 5] = total;',
+    '    Atomics.store(ctl, job + 4, 0);',
+    '    Atomics.store(ctl, job + 3, gen << 8); // the chunks are open',
+    '    for (let w = 0; w < n - 1; w++) {',
+    '      Atomics.store(ctl, 16 * w, gen);',
+    '      if (Atomics.load(ctl, 16 * w + 5)) Atomics.notify(ctl, 16 * w);',
+    '    }',
+    '    let mine = 0;',
+    '    for (let c = claim(gen, total); c >= 0; c = claim(gen, total), mine++) ranges[k](c * chunk, Math.min(extent, (c + 1) * chunk));',
+    '    if (Atomics.add(ctl, job + 4, mine) + mine === total) return;',
+    '    // the chunks that workers took: spin, then (where a thread may block) sleep until they are done',
+    '    for (let s = 0; ; s++) {',
+    '      const done = Atomics.load(ctl, job + 4);',
+    '      if (done === total) break;',
+    '      if (canWait && s > WAIT_SPIN) {',
+    '        Atomics.store(ctl, job + 6, 1);',
+    '        Atomics.wait(ctl, job + 4, done);',
+    '        Atomics.store(ctl, job + 6, 0);',
     '      }',
     '    }',
     '  };',
@@ -228,9 +276,9 @@ export function threadsDecl(
     '  // `period` calls one call of each way is timed again (a time follows down at once, up by a',
     '  // quarter of the gap), the period doubling (to 1024) each time the other way loses',
     '  const adapt = options.adapt ?? true;',
-    '  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown',
-    '  const calls = new Int32Array(names.length);',
-    '  const period = new Int32Array(names.length).fill(16);',
+    '  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown',
+    '  const calls = new Int32Array(jobs.length);',
+    '  const period = new Int32Array(jobs.length).fill(16);',
     '  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */',
     `  const run = (k${T(': number')}, extent${T(': number')}, align${T(': number')}, work${T(': number')})${T(': void')} => {`,
     "    if (destroyed) throw new Error('this threaded instance has been destroyed');",
@@ -255,10 +303,11 @@ export function threadsDecl(
     `  const kernels${T(': any')} = {};`,
     '  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];',
     '  names.forEach((name, k) => {',
-    `    const [extent, align, work, pack] = splits[name]${T('!')};`,
+    `    const [extent, align, work, packRows, packWork] = splits[name]${T('!')};`,
     '    // a kernel too small to split on this many threads is the wasm function itself',
     '    if (blocksOf(extent, align, work) <= 1) return;',
-    '    kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);',
+    '    const p = names.length + packed.indexOf(name); // its packing\'s job',
+    '    kernels[name] = packRows ? () => (run(p, packRows, PACK_ALIGN, packWork), run(k, extent, align, work)) : () => run(k, extent, align, work);',
     '  });',
     '  return {',
     '    ...freshInstance()(memory, kernels),',
