@@ -46,7 +46,7 @@ export interface Options {
 
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (6346 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (6365 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_relu1: relu1 = relu(x @ W1 + b1)   [64,32]·[32,64]
 //   matmul_logits: logits = relu1 @ W2 + b2   [64,64]·[64,10]
 //   softmax_t5: t5 = softmax(logits, 1)   [64,10] softmax of each row
@@ -72,11 +72,11 @@ type Kernels = {
   matmul_dW1(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMQDwEAAQABAAEAAAEAAQABAAeGAg8SbWF0bXVsX3JlbHUx',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMQDwEAAQABAAEBAAEAAQABAAeGAg8SbWF0bXVsX3JlbHUx',
   'X3JhbmdlAAAMbWF0bXVsX3JlbHUxAAETbWF0bXVsX2xvZ2l0c19yYW5nZQACDW1hdG11bF9sb2dpdHMAAxBzb2Z0bWF4X3Q1',
   'X3JhbmdlAAQKc29mdG1heF90NQAFE21hdG11bF9kcmVsdTFfcmFuZ2UABhJtYXRtdWxfZHJlbHUxX3BhY2sABw1tYXRtdWxf',
   'ZHJlbHUxAAgQbWF0bXVsX2RXMl9yYW5nZQAJCm1hdG11bF9kVzIAChByZWR1Y2VfZGIxX3JhbmdlAAsKcmVkdWNlX2RiMQAM',
-  'EG1hdG11bF9kVzFfcmFuZ2UADQptYXRtdWxfZFcxAA4Khy8P6QYDD38NewJ/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUC',
+  'EG1hdG11bF9kVzFfcmFuZ2UADQptYXRtdWxfZFcxAA4Kmi8P6QYDD38NewJ/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUC',
   'QANAIAVBBGogAUoNAUGw1gAgAmogBUGAAWxqIQdBACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
   'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
   'AAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZ',
@@ -131,65 +131,68 @@ const wasm = [
   'IAf9CQAoIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQBQIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
   'IAf9CQB4IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYACaiEIIA1BAWsiDQ0AC0HArAIgBGogBUGA',
   'AmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAG',
-  'IAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAtcAQZ/QQAhAEGAwgAgAGohAUHwxAQhA0HA',
-  'ACEEA0AgAyECQQohBQNAIAIgASoCADgCACABQQRqIQEgAkGAAmohAiAFQQFrIgUNAAsgA0EEaiEDIARBAWsiBA0ACwsLABAH',
-  'QQBBwAAQBguJBwIPfwt7QQAhAkEAIQNBACEEQQAhBiAAIQUCQANAIAVBBGogAUoNAUGwmAEgAmogBUEEbGohB0HArAMgA2og',
-  'BkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
-  'IBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAb',
-  'IBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYACaiEHIAhBKGohCCANQQFrIg0NAAtB',
-  '8KwEIARqIAVBKGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LACggCSAU/QsAOCAJIBX9CwBQIAkgFv0LAGAgCSAX',
-  '/QsAeCAJIBj9CwCIASAFQQRqIQUMAAsLIAZBCGohBkEIIQYgACEFAkADQCAFQQRqIAFKDQFBsJgBIAJqIAVBBGxqIQdBwKwD',
-  'IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhF0HAACENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyATIBsgGf3m',
-  'Af3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgB0GAAmohByAIQShqIQggDUEBayIN',
-  'DQALQfCsBCAEaiAFQShsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkgE/1aACgAIAkgE/1aACwBIAkgFf1aAFAAIAkg',
-  'Ff1aAFQBIAkgF/1aAHgAIAkgF/1aAHwBIAVBBGohBQwACwsgBkEEaiEGIARBgBRqIQQLCQBBAEHAABAJC8ADBwN/AXsFfwN7',
-  'CH8BewN/QQAhBEHwwgQgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQ',
-  'aiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkHAACEIA0BBsJgBIApBgAJsaiAAQQRsaiEOQcCsAiAKQYACbGogAEEEbGohD0HA',
-  'rAMgCkGAAmxqIABBBGxqIRBB8MIEIABBBGxqIREgACESAkADQCASQQRqIAFKDQEgDv0AAAD9DAAAAAAAAAAAAAAAAAAAAAD9',
-  'RP0MAACAPwAAgD8AAIA/AACAP/1OIQsgD/0AAAAgC/3mASEMIBAgDP0LAAAgEf0AAAAgDP3kASENIBEgDf0LAAAgDkEQaiEO',
-  'IA9BEGohDyAQQRBqIRAgEUEQaiERIBJBBGohEgwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRVB8MIEIABBBGxqIRdB8MAEIBVB',
-  'gAJsaiAAQQRsaiEYIAAhGQJAA0AgGUEEaiABSg0BIBf9AAAAIRYgGCAW/QsAACAXQRBqIRcgGEEQaiEYIBlBBGohGQwACwsg',
-  'FUEBaiEVCwkAQQBBwAAQCwuuBAIPfwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw1gAgAmog',
-  'BUEEbGohB0HArAMgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEg',
-  'GyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUg',
-  'GyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYABaiEHIAhB',
-  'gAJqIQggDUEBayINDQALQcCsAiAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIg',
-  'CSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEE',
-  'CwgAQQBBIBANCw==',
+  'IAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAtqAQV/IAAhAkGAwgAgAkEobGohA0HwxAQg',
+  'AkEEbGohBQJAA0AgAiABTg0BIAUhBEEKIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgAJqIQQgBkEBayIGDQALIAVBBGohBSAC',
+  'QQFqIQIMAAsLCxAAQQBBwAAQB0EAQcAAEAYLiQcCD38Le0EAIQJBACEDQQAhBEEAIQYgACEFAkADQCAFQQRqIAFKDQFBsJgB',
+  'IAJqIAVBBGxqIQdBwKwDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAh',
+  'GyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAgh',
+  'GyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GAAmoh',
+  'ByAIQShqIQggDUEBayINDQALQfCsBCAEaiAFQShsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwAoIAkgFP0LADgg',
+  'CSAV/QsAUCAJIBb9CwBgIAkgF/0LAHggCSAY/QsAiAEgBUEEaiEFDAALCyAGQQhqIQZBCCEGIAAhBQJAA0AgBUEEaiABSg0B',
+  'QbCYASACaiAFQQRsaiEHQcCsAyADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBwAAhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3k',
+  'ASERIAf9CQAEIRsgEyAbIBn95gH95AEhEyAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgB/0JAAwhGyAXIBsgGf3mAf3kASEXIAdB',
+  'gAJqIQcgCEEoaiEIIA1BAWsiDQ0AC0HwrAQgBGogBUEobGogBkEEbGohCSAJIBH9WgAAACAJIBH9WgAEASAJIBP9WgAoACAJ',
+  'IBP9WgAsASAJIBX9WgBQACAJIBX9WgBUASAJIBf9WgB4ACAJIBf9WgB8ASAFQQRqIQUMAAsLIAZBBGohBiAEQYAUaiEECwkA',
+  'QQBBwAAQCQvAAwcDfwF7BX8Dewh/AXsDf0EAIQRB8MIEIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBwAAhCANAQbCYASAKQYACbGogAEEEbGohDkHA',
+  'rAIgCkGAAmxqIABBBGxqIQ9BwKwDIApBgAJsaiAAQQRsaiEQQfDCBCAAQQRsaiERIAAhEgJAA0AgEkEEaiABSg0BIA79AAAA',
+  '/QwAAAAAAAAAAAAAAAAAAAAA/UT9DAAAgD8AAIA/AACAPwAAgD/9TiELIA/9AAAAIAv95gEhDCAQIAz9CwAAIBH9AAAAIAz9',
+  '5AEhDSARIA39CwAAIA5BEGohDiAPQRBqIQ8gEEEQaiEQIBFBEGohESASQQRqIRIMAAsLIApBAWohCiAIQQFrIggNAAtBACEV',
+  'QfDCBCAAQQRsaiEXQfDABCAVQYACbGogAEEEbGohGCAAIRkCQANAIBlBBGogAUoNASAX/QAAACEWIBggFv0LAAAgF0EQaiEX',
+  'IBhBEGohGCAZQQRqIRkMAAsLIBVBAWohFQsJAEEAQcAAEAsLrgQCD38Le0EAIQJBACEDQQAhBEEAIQZBCCELA0AgACEFAkAD',
+  'QCAFQQRqIAFKDQFBsNYAIAJqIAVBBGxqIQdBwKwDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
+  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZ',
+  'IAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa',
+  '/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa',
+  '/eYB/eQBIRggB0GAAWohByAIQYACaiEIIA1BAWsiDQ0AC0HArAIgBGogBUGAAmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQ',
+  'IAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAGIAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEG',
+  'IAtBAWsiCw0ACyAEQYDAAGohBAsIAEEAQSAQDQs=',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_relu1: [64, 4, 131072, false],
-  matmul_logits: [64, 4, 40960, false],
-  softmax_t5: [64, 1, 5120, false],
-  matmul_drelu1: [64, 4, 40960, true],
-  matmul_dW2: [64, 4, 40960, false],
-  reduce_db1: [64, 4, 12288, false],
-  matmul_dW1: [32, 4, 131072, false],
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
+const splits: Record<string, readonly [number, number, number, number, number]> = {
+  matmul_relu1: [64, 4, 131072, 0, 0],
+  matmul_logits: [64, 4, 40960, 0, 0],
+  softmax_t5: [64, 1, 5120, 0, 0],
+  matmul_drelu1: [64, 4, 40960, 64, 20480],
+  matmul_dW2: [64, 4, 40960, 0, 0],
+  reduce_db1: [64, 4, 768, 0, 0],
+  matmul_dW1: [32, 4, 131072, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
-const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const WAIT_SPIN = 20000; // loads of the chunks done the caller makes before it sleeps
+const CHUNKS = 4; // chunks a thread of a split kernel
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
- * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
- * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
- * generation while the block is open, its negation once this worker or the caller took it).
+ * [0] the job generation, -1 to stop; [5] set while it sleeps) and the job (16 words at `job`:
+ * [0] the kernel, [1] its extent, [2] the chunk, [3] the claim word: the generation × 256 +
+ * the next chunk, [4] the chunks done, [5] the chunks, [6] set while the caller sleeps). For each
+ * new generation it takes chunks (compareExchange on the claim word) until none is left.
  * Its source is the code of the worker, so it refers to nothing outside itself.
  */
 function workerMain(data: any, ready: () => void): void {
-  const { module, memory, ctl: shared, slot, names, spin } = data;
+  const { module, memory, ctl: shared, slot, job, names, spin } = data;
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
   const ctl = new Int32Array(shared);
@@ -207,11 +210,18 @@ function workerMain(data: any, ready: () => void): void {
     }
     if (gen < 0) return;
     seen = gen;
-    // the block is this worker's unless the caller, done with its own, took it first
-    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
-    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
-    Atomics.store(ctl, at + 4, gen);
-    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
+    // the chunks of this generation that no other thread has taken
+    for (;;) {
+      const w = Atomics.load(ctl, job + 3);
+      const total = ctl[job + 5]!;
+      if (w >> 8 !== gen || (w & 255) >= total) break;
+      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) !== w) continue;
+      const c = w & 255;
+      const chunk = ctl[job + 2]!;
+      fns[ctl[job]!]!(c * chunk, Math.min(ctl[job + 1]!, (c + 1) * chunk));
+      if (Atomics.add(ctl, job + 4, 1) + 1 === total && Atomics.load(ctl, job + 6))
+        Atomics.notify(ctl, job + 4);
+    }
   }
 }
 
@@ -264,7 +274,7 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
  * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
  * way (false: always split).
  */
@@ -298,8 +308,11 @@ export async function create(
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
-  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
+  const packed = names.filter((n) => splits[n]![3]! > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * threads)); // a slot of 16 words a worker, then the job
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
@@ -309,7 +322,8 @@ export async function create(
           memory,
           ctl: ctl.buffer,
           slot,
-          names: names.map((n) => `${n}_range`),
+          job: 16 * (threads - 1),
+          names: jobs,
           spin: SPIN,
         }),
       );
@@ -326,36 +340,46 @@ export async function create(
   }
   let gen = 0;
   let destroyed = false;
-  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
-  const split = (k: number, extent: number, align: number, n: number): void => {
-    const block = Math.ceil(extent / align / n) * align;
-    const used = Math.ceil(extent / block);
-    gen = gen >= 0x3fffffff ? 1 : gen + 1;
-    for (let w = 1; w < used; w++) {
-      const at = 16 * (w - 1);
-      ctl[at + 1] = k;
-      ctl[at + 2] = w * block;
-      ctl[at + 3] = Math.min(extent, (w + 1) * block);
-      Atomics.store(ctl, at + 7, gen);
-      Atomics.store(ctl, at, gen);
-      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
+  const job = 16 * (threads - 1); // the job words, after the workers' slots
+  /** Takes the next chunk of generation `g` (-1: none left). */
+  const claim = (g: number, total: number): number => {
+    for (;;) {
+      const w = Atomics.load(ctl, job + 3);
+      if (w >> 8 !== g || (w & 255) >= total) return -1;
+      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) === w) return w & 255;
     }
-    ranges[k](0, block);
-    for (let w = 1; w < used; w++) {
-      const at = 16 * (w - 1);
-      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
-      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
-        ranges[k](w * block, Math.min(extent, (w + 1) * block));
-        continue;
-      }
-      for (let s = 0; ; s++) {
-        const done = Atomics.load(ctl, at + 4);
-        if (done === gen) break;
-        if (canWait && s > WAIT_SPIN) {
-          Atomics.store(ctl, at + 6, 1);
-          Atomics.wait(ctl, at + 4, done);
-          Atomics.store(ctl, at + 6, 0);
-        }
+  };
+  /**
+   * Kernel k over [0, extent) on n threads: in CHUNKS chunks a thread (at most 255), which
+   * this thread and n − 1 workers take in turn until none is left, so that a thread that starts
+   * late (a worker asleep, or not scheduled on a busy machine) or runs slower takes fewer.
+   */
+  const split = (k: number, extent: number, align: number, n: number): void => {
+    const chunk = Math.ceil(extent / align / Math.min(255, n * CHUNKS)) * align;
+    const total = Math.ceil(extent / chunk);
+    gen = gen >= 0x7fffff ? 1 : gen + 1;
+    ctl[job] = k;
+    ctl[job + 1] = extent;
+    ctl[job + 2] = chunk;
+    ctl[job + 5] = total;
+    Atomics.store(ctl, job + 4, 0);
+    Atomics.store(ctl, job + 3, gen << 8); // the chunks are open
+    for (let w = 0; w < n - 1; w++) {
+      Atomics.store(ctl, 16 * w, gen);
+      if (Atomics.load(ctl, 16 * w + 5)) Atomics.notify(ctl, 16 * w);
+    }
+    let mine = 0;
+    for (let c = claim(gen, total); c >= 0; c = claim(gen, total), mine++)
+      ranges[k](c * chunk, Math.min(extent, (c + 1) * chunk));
+    if (Atomics.add(ctl, job + 4, mine) + mine === total) return;
+    // the chunks that workers took: spin, then (where a thread may block) sleep until they are done
+    for (let s = 0; ; s++) {
+      const done = Atomics.load(ctl, job + 4);
+      if (done === total) break;
+      if (canWait && s > WAIT_SPIN) {
+        Atomics.store(ctl, job + 6, 1);
+        Atomics.wait(ctl, job + 4, done);
+        Atomics.store(ctl, job + 6, 0);
       }
     }
   };
@@ -363,9 +387,9 @@ export async function create(
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k: number, extent: number, align: number, work: number): void => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
@@ -391,11 +415,12 @@ export async function create(
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
+    const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
     if (blocksOf(extent, align, work) <= 1) return;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
+    const p = names.length + packed.indexOf(name); // its packing's job
+    kernels[name] = packRows
+      ? () => (run(p, packRows, PACK_ALIGN, packWork), run(k, extent, align, work))
       : () => run(k, extent, align, work);
   });
   return {
