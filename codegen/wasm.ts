@@ -314,7 +314,7 @@ function freshDecl(scope: readonly string[], typed: boolean): string[] {
     "    if (source.startsWith('function instance(') && Object.keys(scope).every((n) => new RegExp(`\\\\b${n}\\\\b`).test(source)))",
     `      return new Function('__name', ...Object.keys(scope), \`return \${source};\`)((f${T(': unknown')}) => f, ...Object.values(scope));`,
     '  } catch {',
-    '    // no eval here (a Content-Security-Policy): instance() itself',
+    '    /* no eval here (a Content-Security-Policy): instance() itself */',
     '  }',
     '  return instance;',
     '}',
