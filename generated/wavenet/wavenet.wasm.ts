@@ -489,20 +489,18 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
 };
 const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
-const WAIT_SPIN = 20000; // loads of the chunks done the caller makes before it sleeps
-const CHUNKS = 4; // chunks a thread of a split kernel
+const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
 const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
- * [0] the job generation, -1 to stop; [5] set while it sleeps) and the job (16 words at `job`:
- * [0] the kernel, [1] its extent, [2] the chunk, [3] the claim word: the generation × 256 +
- * the next chunk, [4] the chunks done, [5] the chunks, [6] set while the caller sleeps). For each
- * new generation it takes chunks (compareExchange on the claim word) until none is left.
+ * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done
+ * generation; [5] set while it sleeps; [6] set while the caller sleeps; [7] the claim: the
+ * generation while the block is open, its negation once this worker or the caller took it).
  * Its source is the code of the worker, so it refers to nothing outside itself.
  */
 function workerMain(data: any, ready: () => void): void {
-  const { module, memory, ctl: shared, slot, job, names, spin } = data;
+  const { module, memory, ctl: shared, slot, names, spin } = data;
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const fns: ((start: number, end: number) => void)[] = names.map((n: string) => exports[n]);
   const ctl = new Int32Array(shared);
@@ -520,18 +518,11 @@ function workerMain(data: any, ready: () => void): void {
     }
     if (gen < 0) return;
     seen = gen;
-    // the chunks of this generation that no other thread has taken
-    for (;;) {
-      const w = Atomics.load(ctl, job + 3);
-      const total = ctl[job + 5]!;
-      if (w >> 8 !== gen || (w & 255) >= total) break;
-      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) !== w) continue;
-      const c = w & 255;
-      const chunk = ctl[job + 2]!;
-      fns[ctl[job]!]!(c * chunk, Math.min(ctl[job + 1]!, (c + 1) * chunk));
-      if (Atomics.add(ctl, job + 4, 1) + 1 === total && Atomics.load(ctl, job + 6))
-        Atomics.notify(ctl, job + 4);
-    }
+    // the block is this worker's unless the caller, done with its own, took it first
+    if (Atomics.compareExchange(ctl, at + 7, gen, -gen) !== gen) continue;
+    fns[ctl[at + 1]!]!(ctl[at + 2]!, ctl[at + 3]!);
+    Atomics.store(ctl, at + 4, gen);
+    if (Atomics.load(ctl, at + 6)) Atomics.notify(ctl, at + 4);
   }
 }
 
@@ -622,21 +613,11 @@ export async function create(
   // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
   const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
   const ranges = jobs.map((n) => own[n]);
-  const ctl = new Int32Array(new SharedArrayBuffer(64 * threads)); // a slot of 16 words a worker, then the job
+  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          job: 16 * (threads - 1),
-          names: jobs,
-          spin: SPIN,
-        }),
-      );
+      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -650,46 +631,36 @@ export async function create(
   }
   let gen = 0;
   let destroyed = false;
-  const job = 16 * (threads - 1); // the job words, after the workers' slots
-  /** Takes the next chunk of generation `g` (-1: none left). */
-  const claim = (g: number, total: number): number => {
-    for (;;) {
-      const w = Atomics.load(ctl, job + 3);
-      if (w >> 8 !== g || (w & 255) >= total) return -1;
-      if (Atomics.compareExchange(ctl, job + 3, w, w + 1) === w) return w & 255;
-    }
-  };
-  /**
-   * Kernel k over [0, extent) on n threads: in CHUNKS chunks a thread (at most 255), which
-   * this thread and n − 1 workers take in turn until none is left, so that a thread that starts
-   * late (a worker asleep, or not scheduled on a busy machine) or runs slower takes fewer.
-   */
+  /** Kernel k over [0, extent) in n blocks, over the workers and this thread. */
   const split = (k: number, extent: number, align: number, n: number): void => {
-    const chunk = Math.ceil(extent / align / Math.min(255, n * CHUNKS)) * align;
-    const total = Math.ceil(extent / chunk);
-    gen = gen >= 0x7fffff ? 1 : gen + 1;
-    ctl[job] = k;
-    ctl[job + 1] = extent;
-    ctl[job + 2] = chunk;
-    ctl[job + 5] = total;
-    Atomics.store(ctl, job + 4, 0);
-    Atomics.store(ctl, job + 3, gen << 8); // the chunks are open
-    for (let w = 0; w < n - 1; w++) {
-      Atomics.store(ctl, 16 * w, gen);
-      if (Atomics.load(ctl, 16 * w + 5)) Atomics.notify(ctl, 16 * w);
+    const block = Math.ceil(extent / align / n) * align;
+    const used = Math.ceil(extent / block);
+    gen = gen >= 0x3fffffff ? 1 : gen + 1;
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      ctl[at + 1] = k;
+      ctl[at + 2] = w * block;
+      ctl[at + 3] = Math.min(extent, (w + 1) * block);
+      Atomics.store(ctl, at + 7, gen);
+      Atomics.store(ctl, at, gen);
+      if (Atomics.load(ctl, at + 5)) Atomics.notify(ctl, at);
     }
-    let mine = 0;
-    for (let c = claim(gen, total); c >= 0; c = claim(gen, total), mine++)
-      ranges[k](c * chunk, Math.min(extent, (c + 1) * chunk));
-    if (Atomics.add(ctl, job + 4, mine) + mine === total) return;
-    // the chunks that workers took: spin, then (where a thread may block) sleep until they are done
-    for (let s = 0; ; s++) {
-      const done = Atomics.load(ctl, job + 4);
-      if (done === total) break;
-      if (canWait && s > WAIT_SPIN) {
-        Atomics.store(ctl, job + 6, 1);
-        Atomics.wait(ctl, job + 4, done);
-        Atomics.store(ctl, job + 6, 0);
+    ranges[k](0, block);
+    for (let w = 1; w < used; w++) {
+      const at = 16 * (w - 1);
+      // a block no worker has taken yet (its worker is asleep or not scheduled) runs here
+      if (Atomics.compareExchange(ctl, at + 7, gen, -gen) === gen) {
+        ranges[k](w * block, Math.min(extent, (w + 1) * block));
+        continue;
+      }
+      for (let s = 0; ; s++) {
+        const done = Atomics.load(ctl, at + 4);
+        if (done === gen) break;
+        if (canWait && s > WAIT_SPIN) {
+          Atomics.store(ctl, at + 6, 1);
+          Atomics.wait(ctl, at + 4, done);
+          Atomics.store(ctl, at + 6, 0);
+        }
       }
     }
   };
@@ -728,10 +699,20 @@ export async function create(
     const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
     if (blocksOf(extent, align, work) <= 1) return;
-    const p = names.length + packed.indexOf(name); // its packing's job
-    kernels[name] = packRows
-      ? () => (run(p, packRows, PACK_ALIGN, packWork), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
+    if (!packRows) {
+      kernels[name] = () => run(k, extent, align, work);
+      return;
+    }
+    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+    // the workers for the matmul that follows, which its own times would not show
+    const p = names.length + packed.indexOf(name); // its job
+    const n = blocksOf(packRows, PACK_ALIGN, packWork);
+    kernels[name] = () => {
+      if (destroyed) throw new Error('this threaded instance has been destroyed');
+      if (n > 1) split(p, packRows, PACK_ALIGN, n);
+      else ranges[p](0, packRows);
+      run(k, extent, align, work);
+    };
   });
   return {
     ...freshInstance()(memory, kernels),
@@ -1398,7 +1379,7 @@ function freshInstance(): typeof instance {
         ...Object.values(scope),
       );
   } catch {
-    // no eval here (a Content-Security-Policy): instance() itself
+    /* no eval here (a Content-Security-Policy): instance() itself */
   }
   return instance;
 }
