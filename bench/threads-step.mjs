@@ -2,7 +2,7 @@
 // thread) against its threaded instance (`create({ threads: N })`), alternating in this process
 // after checking that the two agree bit for bit. Also used on its own to measure where a kernel
 // starts to pay for a split:
-//   node bench/threads-step.mjs MODULE.wasm.js [--threads N] [--min-work W] [--rounds R]
+//   node bench/threads-step.mjs MODULE.wasm.js [--threads N] [--min-work W] [--rounds R] [--second-import]
 import { pathToFileURL } from 'node:url';
 import { mulberry32 } from './models.mjs';
 
@@ -17,13 +17,13 @@ function inputsOf(spec, seed) {
 const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Median ms per step on 1 thread and on `threads`, timed in alternating rounds; throws when the results differ in a bit. */
-export async function threadsStep(file, { threads = 2, minWork, rounds = 12, roundMs = 150, warmupMs = 1500, seed = 42 } = {}) {
+export async function threadsStep(file, { threads = 2, minWork, secondImport = false, rounds = 12, roundMs = 150, warmupMs = 1500, seed = 42 } = {}) {
   const mod = await import(pathToFileURL(file).href);
-  // the threaded instance from a second copy of the module (another URL: its own functions): made
-  // from the same copy, it shares the steps' closures, and so V8's feedback, with the default
-  // exports, which then ran 15–20% slower (the GPT, 2026-12-02): the 1-thread column would not be
-  // what a single-threaded user gets
-  const copy = await import(`${pathToFileURL(file).href}?threaded`);
+  // the threaded instance from the same module, as a user makes it: create() evaluates its own copy
+  // of the steps (freshInstance), so that the default exports keep theirs (closures made once,
+  // which V8 compiles for their one arena); with `--second-import` from a second import of the
+  // module instead (what this bench did before create() did so itself)
+  const copy = secondImport ? await import(`${pathToFileURL(file).href}?threaded`) : mod;
   const inst = await copy.create({ threads, ...(minWork === undefined ? {} : { minWork }) });
   try {
     const params = mod.initParams(seed);
@@ -60,6 +60,6 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
     return i >= 0 ? Number(rest[i + 1]) : undefined;
   };
   const threads = opt('--threads') ?? 2;
-  const r = await threadsStep(file, { threads, minWork: opt('--min-work'), rounds: opt('--rounds') ?? 12 });
+  const r = await threadsStep(file, { threads, minWork: opt('--min-work'), secondImport: rest.includes('--second-import'), rounds: opt('--rounds') ?? 12 });
   console.log(`1 thread ${r.one.toFixed(4)} ms, ${threads} threads ${r.many.toFixed(4)} ms: ${r.ratio.toFixed(3)}×`);
 }

@@ -310,7 +310,14 @@ function instanced(inst: Backend['instance'], common: readonly string[], checks:
     } else if (/^export (const|interface|type) /.test(l)) hoisted.push(l); // one-line declarations (hyper, OptState): module level
     else body.push(l);
   }
-  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, '', ...inst.open, ...body, ...inst.close(names)];
+  // the module-level names (functions, constants) that the body's text mentions
+  const outer = [...common, ...inst.top, ...hoisted, ...checks].flatMap((l) => {
+    const d = /^(?:export )?(?:async )?(?:function\*? |const |let )(\w+)/.exec(l);
+    return d ? [d[1]!] : [];
+  });
+  const text = body.join('\n');
+  const scope = [...new Set(outer)].filter((n) => new RegExp(`\\b${n}\\b`).test(text));
+  return [...common, ...inst.top, '', ...(hoisted.length ? [...hoisted, ''] : []), ...checks, '', ...inst.open, ...body, ...inst.close(names, scope)];
 }
 
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */

@@ -28,7 +28,7 @@ import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
-import { threadsDecl } from './wasm/threads.js';
+import { COLUMN_REDUCTION_COST, PACK_COST, stepWork, threadsDecl } from './wasm/threads.js';
 import { emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
@@ -44,8 +44,11 @@ interface Kernel {
   readonly name: string;
   readonly body: Body;
   readonly d: Decision;
-  /** A kernel that threads split: its body computes a range (`body` is then the ranged body). */
-  readonly split?: Split & { readonly pack?: Body };
+  /**
+   * A kernel that threads split: its body computes a range (`body` is then the ranged body); `pack`:
+   * the packing of a transposed B, a function of a range of B's rows (`rows` of them) that splits too.
+   */
+  readonly split?: Split & { readonly pack?: { readonly body: Body; readonly rows: number; readonly work: number } };
 }
 
 /**
@@ -131,7 +134,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
           ...kernelsDecl(allKernels(), pages, typed),
           '',
           ...threadsDecl(
-            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack !== undefined } })),
+            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
             pages,
             sharedFlagAt(allKernels(), pages),
             typed,
@@ -143,13 +146,15 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         '/** The arena in `memory`, and the steps that run its kernels (`kernels`, the functions of the wasm instance or of a threaded one). */',
         `function instance(memory${typed ? ': { readonly buffer: ArrayBufferLike }' : ''}, kernels${typed ? ': Kernels' : ''}) {`,
       ],
-      close: (names) => [
+      close: (names, scope) => [
         `  return { ${names.join(', ')} };`,
         '}',
         '',
         `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays stay valid`,
         `const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${typed ? ' as unknown as Kernels' : ''});`,
         `export const { ${names.join(', ')} } = single;`,
+        '',
+        ...freshDecl(scope, typed),
       ],
     } : undefined,
     ...(training ? { train: training.backend } : {}),
@@ -184,9 +189,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
       const [body, split] =
         d.kind === 'elementwise'
-          ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.length }]
+          ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.reduce((w, s) => w + stepWork(s.op), 0) }]
           : d.kind === 'reduce'
-            ? [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: k.M * k.N * d.kernel.rows.length }]
+            ? // a column reduction's work counts a sixteenth of its adds: split by columns, each thread reads every
+              // row of the arrays (half of them written by another thread), and none of these kernels (up to
+              // 1.8 million adds, makemore L) ran faster split on the 2-core machine (docs/threads.md)
+              [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: Math.ceil((k.M * k.N * d.kernel.rows.length) / COLUMN_REDUCTION_COST) }]
             : d.kind === 'rowreduce'
               ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
               : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
@@ -203,7 +211,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         name,
         body: matmulBody(kernel, { ranged: true }),
         d,
-        split: { extent: kernel.M, align: DEFAULT_TILE.rows, work: kernel.M * kernel.N * kernel.K, pack: kernel.transB ? packBody(kernel) : undefined },
+        split: {
+          extent: kernel.M,
+          align: DEFAULT_TILE.rows,
+          work: kernel.M * kernel.N * kernel.K,
+          pack: kernel.transB ? { body: packBody(kernel), rows: kernel.N, work: PACK_COST * kernel.N * kernel.K } : undefined,
+        },
       });
     else kernels.push({ name, body: matmulBody(kernel), d });
     const call = [`${member('kernels', name)}();`];
@@ -285,13 +298,40 @@ function functionsOf(kernels: readonly Kernel[]): { name: string; body: Body }[]
       continue;
     }
     const rows = fns.push({ name: `${k.name}_range`, body: k.body }) - 1;
-    const pack = k.split.pack ? fns.push({ name: `${k.name}_pack`, body: k.split.pack }) - 1 : undefined;
+    const pack = k.split.pack ? fns.push({ name: `${k.name}_pack`, body: k.split.pack.body }) - 1 : undefined;
     const whole = new Body();
-    if (pack !== undefined) whole.call(pack);
+    if (pack !== undefined) whole.i32(0).i32(k.split.pack!.rows).call(pack);
     whole.i32(0).i32(k.split.extent).call(rows);
     fns.push({ name: k.name, body: whole });
   }
   return fns;
+}
+
+/**
+ * freshInstance(): instance() evaluated anew from its source, for create(). The steps of the
+ * default exports are closures that instance() made once, which V8 compiles for their one arena
+ * (its arrays, its kernels: constants of their context); a second call of the same instance()
+ * makes them closures made twice, compiled for any context, and slows the default exports and
+ * the new instance alike (the GPT step by 8–10%, 2026-12-02: docs/threads.md). Where the source
+ * cannot be evaluated (a page whose Content-Security-Policy forbids it; a minified build, whose
+ * source no longer names the module-level functions it calls) it is instance() itself.
+ */
+function freshDecl(scope: readonly string[], typed: boolean): string[] {
+  const T = (s: string) => (typed ? s : '');
+  return [
+    '/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */',
+    `function freshInstance()${T(': typeof instance')} {`,
+    `  const scope = { ${scope.join(', ')} }; // the module-level names instance() refers to`,
+    '  const source = String(instance);',
+    '  try {',
+    "    if (source.startsWith('function instance(') && Object.keys(scope).every((n) => new RegExp(`\\\\b${n}\\\\b`).test(source)))",
+    `      return new Function('__name', ...Object.keys(scope), \`return \${source};\`)((f${T(': unknown')}) => f, ...Object.values(scope));`,
+    '  } catch {',
+    '    /* no eval here (a Content-Security-Policy): instance() itself */',
+    '  }',
+    '  return instance;',
+    '}',
+  ];
 }
 
 /** The byte that makes the module's memory import shared (a threaded instance sets it). */

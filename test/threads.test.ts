@@ -1,7 +1,7 @@
 // The threaded wasm module (create({ threads })): every example's threaded instance against its
 // single-threaded module, bit for bit, with every kernel that can split split over 2 and 3
 // threads (minWork: 0 and adapt: false; uneven blocks), and adapting, a model with ragged rows and columns, a clean shutdown
-// (destroy(), and a process that never calls it still exits), and the errors of create.
+// (destroy(), and a process that never calls it still exits), an instance where nothing splits (unshared, no workers), and the errors of create.
 
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -175,10 +175,34 @@ describe('threads', () => {
     expect(r.stdout.trim()).toBe('true');
   });
 
-  it('create checks its threads', async () => {
+  it('an instance where no kernel splits has an unshared memory and no workers, with the same results and steps of its own', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'gpt', 'gpt.wasm.js'));
+    const params = m.initParams(2);
+    const inputs = inputsOf(m, 2);
+    // the GPT's kernels are below the default minWork: nothing splits on 2 threads
+    const t = await m.create({ threads: 2 });
+    expect(t.threads).toBe(2);
+    expectSame(m, t, params, inputs);
+    const g = t.valueAndGrad(params, inputs).grads;
+    expect(Object.values(g).some((a) => a.buffer instanceof SharedArrayBuffer)).toBe(false);
+    expect(t.valueAndGrad).not.toBe(m.valueAndGrad);
+    // a splitting one is over a shared memory
+    const s = await m.create({ threads: 2, minWork: 0, adapt: false });
+    open.push(s);
+    expect(Object.values(s.valueAndGrad(params, inputs).grads).some((a) => a.buffer instanceof SharedArrayBuffer)).toBe(true);
+    expectSame(m, s, params, inputs);
+    // the default exports still agree after both ran (each instance's steps are closures of their own)
+    expectSame(s, m, params, inputsOf(m, 3));
+    await t.destroy();
+    await t.destroy(); // harmless
+  });
+
+  it('create checks its threads and minWork', async () => {
     const m = await load(path.join(ROOT, 'generated', 'neuron', 'neuron.wasm.js'));
     await expect(m.create({ threads: 0 })).rejects.toThrow('create: threads must be a whole number ≥ 1, got 0');
     await expect(m.create({ threads: 1.5 })).rejects.toThrow('create: threads must be a whole number ≥ 1, got 1.5');
+    await expect(m.create({ threads: 2, minWork: -1 })).rejects.toThrow('create: minWork must be a number ≥ 0, got -1');
+    await expect(m.create({ threads: 2, minWork: NaN })).rejects.toThrow('create: minWork must be a number ≥ 0, got NaN');
     const one = await m.create({ threads: 1 });
     const params = m.initParams(2);
     expectSame(m, one, params, inputsOf(m, 3));

@@ -46,9 +46,10 @@ export interface Backend {
    * With it (static shapes), the arena and the steps are the body of a function that the backend
    * opens and closes, so that a module can make more than one of them (the wasm module: one per
    * memory): `top` is declared before it at module level, `close` gets the names of the functions
-   * the body would export (they are returned instead) and exports them.
+   * the body would export (they are returned instead) and exports them, and `scope`: the
+   * module-level names the body refers to (what a fresh evaluation of its source needs).
    */
-  readonly instance?: { readonly top: readonly string[]; readonly open: readonly string[]; close(names: readonly string[]): string[] };
+  readonly instance?: { readonly top: readonly string[]; readonly open: readonly string[]; close(names: readonly string[], scope: readonly string[]): string[] };
   /** The optimizer update as a kernel (--optimizer), for the params it covers. */
   readonly train?: TrainBackend;
 }

@@ -202,12 +202,30 @@ function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, d
   });
 }
 
-/** The packing of a ranged kernel's transposed B, as a function of its own (one matrix). */
+/**
+ * The packing of a ranged kernel's transposed B, as a function of its own (one matrix): of the
+ * two parameters [start, end) of the rows of the stored B (the columns j of the packed P), so that
+ * threads can pack disjoint columns; each P[p, j] is a copy, so no split changes a bit.
+ */
 export function packBody(k: MatmulKernel): Body {
-  const f = new Body();
-  if (!k.transB || k.K === 0 || k.M * k.N === 0) return f;
-  const [tB, src, dst, dstRow, counterJ, counterP] = Array.from({ length: 6 }, () => f.local('i32'));
-  f.assign(tB, 0);
-  packInto(f, k, tB, src, dst, dstRow, counterJ, counterP);
+  const f = new Body(2);
+  const { N, K } = k;
+  if (!k.transB || K === 0 || k.M * N === 0) return f;
+  const [j, src, dst, dstRow, counterP] = Array.from({ length: 5 }, () => f.local('i32'));
+  const [start, end] = [f.param(0), f.param(1)];
+  f.get(start).set(j);
+  f.i32(k.b).get(j).i32(4 * K).i32Mul().i32Add().set(src); // B[j, 0]
+  f.i32(k.pack!).get(j).i32(4).i32Mul().i32Add().set(dstRow); // P[0, j]
+  f.loopUntil(
+    () => f.get(j).get(end).i32GeS(),
+    () => {
+      f.get(dstRow).set(dst);
+      f.repeat(counterP, K, () => {
+        f.get(dst).get(src).f32Load(0).f32Store(0);
+        f.bump(src, 4).bump(dst, 4 * N);
+      });
+      f.bump(dstRow, 4).bump(j, 1);
+    },
+  );
   return f;
 }

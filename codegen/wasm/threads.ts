@@ -25,11 +25,32 @@ export interface Split {
 }
 
 /**
- * Work a thread must get for a kernel to split (measured by bench/threads-step.mjs on the 2-core
- * development machine: see docs/threads.md). Below it a block costs more in handing over than
- * it saves.
+ * Work a thread must get for a kernel to split: 2 million multiply-adds, from a sweep of
+ * bench/threads-step.mjs --min-work on the 2-core development machine (docs/threads.md, 2026-12-02):
+ * the GPT's kernels (up to 524,288) and WaveNet's (up to 2,097,152) ran no faster split at any
+ * minWork, makemore L's (7 and 50 million, and its tanh group) did. Below it a kernel runs whole.
  */
-export const MIN_WORK_PER_THREAD = 1 << 16;
+export const MIN_WORK_PER_THREAD = 1 << 21;
+/**
+ * The work of one step of an elementwise kernel at one element: 1, and 16 for an exponential, a
+ * tanh or a sigmoid, which cost many multiply-adds (makemore L's tanh group, three steps, took
+ * 1.0 ms for 262,144 elements, 2026-12-02: as long as a matmul of 8 million multiply-adds).
+ */
+export function stepWork(op: string): number {
+  return op === 'exp' || op === 'tanh' || op === 'sigmoid' ? 16 : 1;
+}
+/**
+ * The work of one float that the packing of a transposed B copies: its writes stride down the
+ * packed columns (makemore L packed 196,608 floats in 0.57 ms, 2026-12-02: about the time of 10
+ * million multiply-adds in a matmul kernel), so a copy counts as 32.
+ */
+export const PACK_COST = 32;
+/**
+ * How many adds of a column reduction count as one unit of work: a column reduction split by
+ * columns makes each thread read every row of its arrays, and splitting one never paid on the
+ * 2-core development machine (docs/threads.md), so it splits only when 16 times larger.
+ */
+export const COLUMN_REDUCTION_COST = 16;
 /**
  * Loads of its slot a worker makes after a block before it sleeps (about 10 µs here: the gap
  * between the kernels of a step). Longer spins made the step slower on the loaded development
@@ -41,7 +62,8 @@ export const WAIT_SPIN = 20000;
 
 /** The lines of the threaded part of a wasm module. */
 export function threadsDecl(
-  kernels: readonly { name: string; split?: Split & { pack: boolean } }[],
+  /** `pack`: a transposed B packed first, by a function of a range of B's rows that splits too (its rows and work). */
+  kernels: readonly { name: string; split?: Split & { pack?: { rows: number; work: number } } }[],
   pages: number,
   sharedFlagAt: number,
   typed: boolean,
@@ -50,18 +72,19 @@ export function threadsDecl(
 ): string[] {
   const T = (s: string) => (typed ? s : '');
   const split = kernels.filter((k) => k.split);
-  const table = split.map((k) => `  ${JSON.stringify(k.name)}: [${k.split!.extent}, ${k.split!.align}, ${k.split!.work}, ${k.split!.pack}],`);
+  const table = split.map((k) => `  ${JSON.stringify(k.name)}: [${k.split!.extent}, ${k.split!.align}, ${k.split!.work}, ${k.split!.pack?.rows ?? 0}, ${k.split!.pack?.work ?? 0}],`);
   return [
     '// ---------------------------------------------------------------------------------------------',
     '// Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).',
     '',
-    '/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */',
-    `const splits${T(': Record<string, readonly [number, number, number, boolean]>')} = {`,
+    '/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */',
+    `const splits${T(': Record<string, readonly [number, number, number, number, number]>')} = {`,
     ...table,
     '};',
     `const MIN_WORK = ${MIN_WORK_PER_THREAD}; // work a thread must get for a kernel to split`,
     `const SPIN = ${SPIN}; // loads of its slot a worker makes before it sleeps`,
     `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
+    'const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line',
     '',
     '/**',
     ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
@@ -151,18 +174,36 @@ export function threadsDecl(
     '  const threads = options.threads ?? (await hardwareThreads());',
     '  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);',
     '  const minWork = options.minWork ?? MIN_WORK;',
+    `  if (!Number.isFinite(minWork) || minWork < 0) throw new RangeError(\`create: minWork must be a number ≥ 0, got \${minWork}\`);`,
+    '  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */',
+    `  const blocksOf = (extent${T(': number')}, align${T(': number')}, work${T(': number')})${T(': number')} => Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));`,
+    '  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {',
+    '    // no kernel splits: the module\'s own kind of instance, over a memory of its own (unshared: the steps',
+    '    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers',
+    `    const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} });`,
+    `    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${T(' as unknown as Kernels')};`,
+    '    return {',
+    '      ...freshInstance()(memory, own),',
+    ...derived.map((d) => `      ${d},`),
+    '      threads,',
+    '      async destroy() {},',
+    '    };',
+    '  }',
     `  const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages}, shared: true });`,
     '  const shared = bytes.slice();',
     `  shared[${sharedFlagAt}] = 3; // the memory import: shared`,
     '  const module = new WebAssembly.Module(shared);',
     `  const own = new WebAssembly.Instance(module, { env: { memory } }).exports${T(' as any')};`,
     '  const names = Object.keys(splits);',
-    '  const ranges = names.map((n) => own[`${n}_range`]);',
+    '  const packed = names.filter((n) => splits[n]![3]! > 0);'.replace(/!/g, T('!')),
+    '  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B',
+    '  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];',
+    '  const ranges = jobs.map((n) => own[n]);',
     '  const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));',
     `  const workers${T(': { terminate(): unknown }[]')} = [];`,
     '  try {',
     '    for (let slot = 0; slot < threads - 1; slot++)',
-    '      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));',
+    '      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));',
     '  } catch (e) {',
     '    for (const w of workers) w.terminate();',
     '    throw e;',
@@ -213,13 +254,13 @@ export function threadsDecl(
     '  // `period` calls one call of each way is timed again (a time follows down at once, up by a',
     '  // quarter of the gap), the period doubling (to 1024) each time the other way loses',
     '  const adapt = options.adapt ?? true;',
-    '  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown',
-    '  const calls = new Int32Array(names.length);',
-    '  const period = new Int32Array(names.length).fill(16);',
+    '  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown',
+    '  const calls = new Int32Array(jobs.length);',
+    '  const period = new Int32Array(jobs.length).fill(16);',
     '  /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */',
     `  const run = (k${T(': number')}, extent${T(': number')}, align${T(': number')}, work${T(': number')})${T(': void')} => {`,
     "    if (destroyed) throw new Error('this threaded instance has been destroyed');",
-    '    const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));',
+    '    const n = blocksOf(extent, align, work);',
     '    if (n <= 1) return ranges[k](0, extent);',
     '    if (!adapt) return split(k, extent, align, n);',
     '    const whole = best[2 * k]!;'.replace(/!/g, T('!')),
@@ -240,13 +281,26 @@ export function threadsDecl(
     `  const kernels${T(': any')} = {};`,
     '  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];',
     '  names.forEach((name, k) => {',
-    `    const [extent, align, work, pack] = splits[name]${T('!')};`,
+    `    const [extent, align, work, packRows, packWork] = splits[name]${T('!')};`,
     '    // a kernel too small to split on this many threads is the wasm function itself',
-    '    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1) return;',
-    '    kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);',
+    '    if (blocksOf(extent, align, work) <= 1) return;',
+    '    if (!packRows) {',
+    '      kernels[name] = () => run(k, extent, align, work);',
+    '      return;',
+    '    }',
+    '    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes',
+    '    // the workers for the matmul that follows, which its own times would not show',
+    '    const p = names.length + packed.indexOf(name); // its job',
+    '    const n = blocksOf(packRows, PACK_ALIGN, packWork);',
+    '    kernels[name] = () => {',
+    "      if (destroyed) throw new Error('this threaded instance has been destroyed');",
+    '      if (n > 1) split(p, packRows, PACK_ALIGN, n);',
+    '      else ranges[p](0, packRows);',
+    '      run(k, extent, align, work);',
+    '    };',
     '  });',
     '  return {',
-    '    ...instance(memory, kernels),',
+    '    ...freshInstance()(memory, kernels),',
     ...derived.map((d) => `    ${d},`),
     '    threads,',
     '    async destroy() {',

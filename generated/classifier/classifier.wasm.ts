@@ -46,7 +46,7 @@ export interface Options {
 
 // Memory plan: 14 arrays, 72.3 KiB, shared by values whose lifetimes do not overlap
 // (see classifier.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (6346 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (6365 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_relu1: relu1 = relu(x @ W1 + b1)   [64,32]·[32,64]
 //   matmul_logits: logits = relu1 @ W2 + b2   [64,64]·[64,10]
 //   softmax_t5: t5 = softmax(logits, 1)   [64,10] softmax of each row
@@ -72,11 +72,11 @@ type Kernels = {
   matmul_dW1(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMQDwEAAQABAAEAAAEAAQABAAeGAg8SbWF0bXVsX3JlbHUx',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMQDwEAAQABAAEBAAEAAQABAAeGAg8SbWF0bXVsX3JlbHUx',
   'X3JhbmdlAAAMbWF0bXVsX3JlbHUxAAETbWF0bXVsX2xvZ2l0c19yYW5nZQACDW1hdG11bF9sb2dpdHMAAxBzb2Z0bWF4X3Q1',
   'X3JhbmdlAAQKc29mdG1heF90NQAFE21hdG11bF9kcmVsdTFfcmFuZ2UABhJtYXRtdWxfZHJlbHUxX3BhY2sABw1tYXRtdWxf',
   'ZHJlbHUxAAgQbWF0bXVsX2RXMl9yYW5nZQAJCm1hdG11bF9kVzIAChByZWR1Y2VfZGIxX3JhbmdlAAsKcmVkdWNlX2RiMQAM',
-  'EG1hdG11bF9kVzFfcmFuZ2UADQptYXRtdWxfZFcxAA4Khy8P6QYDD38NewJ/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUC',
+  'EG1hdG11bF9kVzFfcmFuZ2UADQptYXRtdWxfZFcxAA4Kmi8P6QYDD38NewJ/QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUC',
   'QANAIAVBBGogAUoNAUGw1gAgAmogBUGAAWxqIQdBACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
   'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
   'AAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZ',
@@ -131,55 +131,56 @@ const wasm = [
   'IAf9CQAoIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQBQIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
   'IAf9CQB4IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYACaiEIIA1BAWsiDQ0AC0HArAIgBGogBUGA',
   'AmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAG',
-  'IAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAtcAQZ/QQAhAEGAwgAgAGohAUHwxAQhA0HA',
-  'ACEEA0AgAyECQQohBQNAIAIgASoCADgCACABQQRqIQEgAkGAAmohAiAFQQFrIgUNAAsgA0EEaiEDIARBAWsiBA0ACwsLABAH',
-  'QQBBwAAQBguJBwIPfwt7QQAhAkEAIQNBACEEQQAhBiAAIQUCQANAIAVBBGogAUoNAUGwmAEgAmogBUEEbGohB0HArAMgA2og',
-  'BkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
-  'IBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAb',
-  'IBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYACaiEHIAhBKGohCCANQQFrIg0NAAtB',
-  '8KwEIARqIAVBKGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LACggCSAU/QsAOCAJIBX9CwBQIAkgFv0LAGAgCSAX',
-  '/QsAeCAJIBj9CwCIASAFQQRqIQUMAAsLIAZBCGohBkEIIQYgACEFAkADQCAFQQRqIAFKDQFBsJgBIAJqIAVBBGxqIQdBwKwD',
-  'IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhF0HAACENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyATIBsgGf3m',
-  'Af3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgB0GAAmohByAIQShqIQggDUEBayIN',
-  'DQALQfCsBCAEaiAFQShsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkgE/1aACgAIAkgE/1aACwBIAkgFf1aAFAAIAkg',
-  'Ff1aAFQBIAkgF/1aAHgAIAkgF/1aAHwBIAVBBGohBQwACwsgBkEEaiEGIARBgBRqIQQLCQBBAEHAABAJC8ADBwN/AXsFfwN7',
-  'CH8BewN/QQAhBEHwwgQgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQ',
-  'aiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkHAACEIA0BBsJgBIApBgAJsaiAAQQRsaiEOQcCsAiAKQYACbGogAEEEbGohD0HA',
-  'rAMgCkGAAmxqIABBBGxqIRBB8MIEIABBBGxqIREgACESAkADQCASQQRqIAFKDQEgDv0AAAD9DAAAAAAAAAAAAAAAAAAAAAD9',
-  'RP0MAACAPwAAgD8AAIA/AACAP/1OIQsgD/0AAAAgC/3mASEMIBAgDP0LAAAgEf0AAAAgDP3kASENIBEgDf0LAAAgDkEQaiEO',
-  'IA9BEGohDyAQQRBqIRAgEUEQaiERIBJBBGohEgwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRVB8MIEIABBBGxqIRdB8MAEIBVB',
-  'gAJsaiAAQQRsaiEYIAAhGQJAA0AgGUEEaiABSg0BIBf9AAAAIRYgGCAW/QsAACAXQRBqIRcgGEEQaiEYIBlBBGohGQwACwsg',
-  'FUEBaiEVCwkAQQBBwAAQCwuuBAIPfwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw1gAgAmog',
-  'BUEEbGohB0HArAMgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEg',
-  'GyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUg',
-  'GyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYABaiEHIAhB',
-  'gAJqIQggDUEBayINDQALQcCsAiAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIg',
-  'CSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEE',
-  'CwgAQQBBIBANCw==',
+  'IAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAWohBAtqAQV/IAAhAkGAwgAgAkEobGohA0HwxAQg',
+  'AkEEbGohBQJAA0AgAiABTg0BIAUhBEEKIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgAJqIQQgBkEBayIGDQALIAVBBGohBSAC',
+  'QQFqIQIMAAsLCxAAQQBBwAAQB0EAQcAAEAYLiQcCD38Le0EAIQJBACEDQQAhBEEAIQYgACEFAkADQCAFQQRqIAFKDQFBsJgB',
+  'IAJqIAVBBGxqIQdBwKwDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAh',
+  'GyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAgh',
+  'GyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GAAmoh',
+  'ByAIQShqIQggDUEBayINDQALQfCsBCAEaiAFQShsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwAoIAkgFP0LADgg',
+  'CSAV/QsAUCAJIBb9CwBgIAkgF/0LAHggCSAY/QsAiAEgBUEEaiEFDAALCyAGQQhqIQZBCCEGIAAhBQJAA0AgBUEEaiABSg0B',
+  'QbCYASACaiAFQQRsaiEHQcCsAyADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBwAAhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3k',
+  'ASERIAf9CQAEIRsgEyAbIBn95gH95AEhEyAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgB/0JAAwhGyAXIBsgGf3mAf3kASEXIAdB',
+  'gAJqIQcgCEEoaiEIIA1BAWsiDQ0AC0HwrAQgBGogBUEobGogBkEEbGohCSAJIBH9WgAAACAJIBH9WgAEASAJIBP9WgAoACAJ',
+  'IBP9WgAsASAJIBX9WgBQACAJIBX9WgBUASAJIBf9WgB4ACAJIBf9WgB8ASAFQQRqIQUMAAsLIAZBBGohBiAEQYAUaiEECwkA',
+  'QQBBwAAQCQvAAwcDfwF7BX8Dewh/AXsDf0EAIQRB8MIEIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBwAAhCANAQbCYASAKQYACbGogAEEEbGohDkHA',
+  'rAIgCkGAAmxqIABBBGxqIQ9BwKwDIApBgAJsaiAAQQRsaiEQQfDCBCAAQQRsaiERIAAhEgJAA0AgEkEEaiABSg0BIA79AAAA',
+  '/QwAAAAAAAAAAAAAAAAAAAAA/UT9DAAAgD8AAIA/AACAPwAAgD/9TiELIA/9AAAAIAv95gEhDCAQIAz9CwAAIBH9AAAAIAz9',
+  '5AEhDSARIA39CwAAIA5BEGohDiAPQRBqIQ8gEEEQaiEQIBFBEGohESASQQRqIRIMAAsLIApBAWohCiAIQQFrIggNAAtBACEV',
+  'QfDCBCAAQQRsaiEXQfDABCAVQYACbGogAEEEbGohGCAAIRkCQANAIBlBBGogAUoNASAX/QAAACEWIBggFv0LAAAgF0EQaiEX',
+  'IBhBEGohGCAZQQRqIRkMAAsLIBVBAWohFQsJAEEAQcAAEAsLrgQCD38Le0EAIQJBACEDQQAhBEEAIQZBCCELA0AgACEFAkAD',
+  'QCAFQQRqIAFKDQFBsNYAIAJqIAVBBGxqIQdBwKwDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
+  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZ',
+  'IAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa',
+  '/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa',
+  '/eYB/eQBIRggB0GAAWohByAIQYACaiEIIA1BAWsiDQ0AC0HArAIgBGogBUGAAmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQ',
+  'IAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAGIAkgGP0LAJAGIAVBBGohBQwACwsgBkEIaiEG',
+  'IAtBAWsiCw0ACyAEQYDAAGohBAsIAEEAQSAQDQs=',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_relu1: [64, 4, 131072, false],
-  matmul_logits: [64, 4, 40960, false],
-  softmax_t5: [64, 1, 5120, false],
-  matmul_drelu1: [64, 4, 40960, true],
-  matmul_dW2: [64, 4, 40960, false],
-  reduce_db1: [64, 4, 12288, false],
-  matmul_dW1: [32, 4, 131072, false],
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
+const splits: Record<string, readonly [number, number, number, number, number]> = {
+  matmul_relu1: [64, 4, 131072, 0, 0],
+  matmul_logits: [64, 4, 40960, 0, 0],
+  softmax_t5: [64, 1, 5120, 0, 0],
+  matmul_drelu1: [64, 4, 40960, 64, 20480],
+  matmul_dW2: [64, 4, 40960, 0, 0],
+  reduce_db1: [64, 4, 768, 0, 0],
+  matmul_dW1: [32, 4, 131072, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -264,7 +265,7 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
  * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
  * way (false: always split).
  */
@@ -275,27 +276,38 @@ export async function create(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0)
+    throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent: number, align: number, work: number): number =>
+    Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
+      .exports as unknown as Kernels;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
+  const packed = names.filter((n) => splits[n]![3]! > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
   const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          names: names.map((n) => `${n}_range`),
-          spin: SPIN,
-        }),
-      );
+      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -346,17 +358,13 @@ export async function create(
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k: number, extent: number, align: number, work: number): void => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k]!;
@@ -378,16 +386,26 @@ export async function create(
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
+    const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
-    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+    if (blocksOf(extent, align, work) <= 1) return;
+    if (!packRows) {
+      kernels[name] = () => run(k, extent, align, work);
       return;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
+    }
+    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+    // the workers for the matmul that follows, which its own times would not show
+    const p = names.length + packed.indexOf(name); // its job
+    const n = blocksOf(packRows, PACK_ALIGN, packWork);
+    kernels[name] = () => {
+      if (destroyed) throw new Error('this threaded instance has been destroyed');
+      if (n > 1) split(p, packRows, PACK_ALIGN, n);
+      else ranges[p](0, packRows);
+      run(k, extent, align, work);
+    };
   });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -668,3 +686,22 @@ const single = instance(
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
 );
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance(): typeof instance {
+  const scope = { checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (
+      source.startsWith('function instance(') &&
+      Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source))
+    )
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)(
+        (f: unknown) => f,
+        ...Object.values(scope),
+      );
+  } catch {
+    /* no eval here (a Content-Security-Policy): instance() itself */
+  }
+  return instance;
+}

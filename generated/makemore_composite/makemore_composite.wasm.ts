@@ -55,7 +55,7 @@ export interface Options {
 
 // Memory plan: 24 arrays, 83.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_composite.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (10825 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (10865 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hprebn: hprebn = embcat @ W1 + b1   [32,30]·[30,64]
 //   reduce_bnmeani: bnmeani = hprebn.sum(0) * 0.03125   [32,64] column reduction
 //   reduce_bnvar_inv: bnvar_inv = (((hprebn - bnmeani)²).sum(0) * 0.03225806451612903 + 0.00001)**-0.5   [32,64] column reduction
@@ -91,14 +91,14 @@ type Kernels = {
   matmul_dW1(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMbGgEAAQABAAEAAQABAAEAAAEAAQABAAEAAAEAB9oDGhNt',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMbGgEAAQABAAEAAQABAAEBAAEAAQABAAEBAAEAB9oDGhNt',
   'YXRtdWxfaHByZWJuX3JhbmdlAAANbWF0bXVsX2hwcmVibgABFHJlZHVjZV9ibm1lYW5pX3JhbmdlAAIOcmVkdWNlX2JubWVh',
   'bmkAAxZyZWR1Y2VfYm52YXJfaW52X3JhbmdlAAQQcmVkdWNlX2JudmFyX2ludgAFE2VsZW1lbnR3aXNlX2hfcmFuZ2UABg1l',
   'bGVtZW50d2lzZV9oAAcTbWF0bXVsX2xvZ2l0c19yYW5nZQAIDW1hdG11bF9sb2dpdHMACRNzb2Z0bWF4X3Byb2JzX3Jhbmdl',
   'AAoNc29mdG1heF9wcm9icwALD21hdG11bF9kaF9yYW5nZQAMDm1hdG11bF9kaF9wYWNrAA0JbWF0bXVsX2RoAA4QbWF0bXVs',
   'X2RXMl9yYW5nZQAPCm1hdG11bF9kVzIAEBByZWR1Y2VfdDIyX3JhbmdlABEKcmVkdWNlX3QyMgASEHJlZHVjZV9kYjFfcmFu',
   'Z2UAEwpyZWR1Y2VfZGIxABQUbWF0bXVsX2RlbWJjYXRfcmFuZ2UAFRNtYXRtdWxfZGVtYmNhdF9wYWNrABYObWF0bXVsX2Rl',
-  'bWJjYXQAFxBtYXRtdWxfZFcxX3JhbmdlABgKbWF0bXVsX2RXMQAZCqdQGqEFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBCCEL',
+  'bWJjYXQAFxBtYXRtdWxfZFcxX3JhbmdlABgKbWF0bXVsX2RXMQAZCs9QGqEFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBCCEL',
   'A0AgACEFAkADQCAFQQRqIAFKDQFBsIUBIAJqIAVB+ABsaiEHQcAIIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0M',
   'AAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAA',
   'AAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQR4hDQNA',
@@ -177,95 +177,96 @@ const wasm = [
   '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQDYASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAxAIhGyAXIBsg',
   'Gf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgAJqIQggDUEBayINDQALQaDdAyAEaiAFQYACbGogBkEEbGohCSAJ',
   'IBH9CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAIgCSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEE',
-  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC1wBBn9BACEAQcDGACAAaiEBQeChBSEDQcAAIQQDQCADIQJBGyEF',
-  'A0AgAiABKgIAOAIAIAFBBGohASACQYACaiECIAVBAWsiBQ0ACyADQQRqIQMgBEEBayIEDQALCwoAEA1BAEEgEAwLyAcCD38L',
-  'e0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsIEDIAJqIAVBBGxqIQdBsOMBIANqIAZBBGxqIQj9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEYQSAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEh',
-  'EiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEh',
-  'FiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYACaiEHIAhB7ABqIQggDUEBayINDQALQaCdBCAEaiAF',
-  'QewAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAbCAJIBT9CwB8IAkgFf0LANgBIAkgFv0LAOgBIAkgF/0LAMQC',
-  'IAkgGP0LANQCIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0AC0EYIQYgACEFAkADQCAFQQRqIAFKDQFBsIEDIAJqIAVBBGxq',
-  'IQdBsOMBIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhF0EgIQ0DQCAI/QAAACEZIAf9CQAAIRsgESAbIBn95gH95AEhESAH/QkABCEbIBMg',
-  'GyAZ/eYB/eQBIRMgB/0JAAghGyAVIBsgGf3mAf3kASEVIAf9CQAMIRsgFyAbIBn95gH95AEhFyAHQYACaiEHIAhB7ABqIQgg',
-  'DUEBayINDQALQaCdBCAEaiAFQewAbGogBkEEbGohCSAJIBH9WgAAACAJIBH9WgAEASAJIBH9WgAIAiAJIBP9WgBsACAJIBP9',
-  'WgBwASAJIBP9WgB0AiAJIBX9WgDYAQAgCSAV/VoA3AEBIAkgFf1aAOABAiAJIBf9WgDEAgAgCSAX/VoAyAIBIAkgF/1aAMwC',
-  'AiAFQQRqIQUMAAsLIAZBBGohBiAEQYA2aiEECwkAQQBBwAAQDwvfBgcDfwJ7Bn8Hewt/BXsKf0EAIQRB4J0FIABBBGxqIQdB',
-  '4J8FIABBBGxqIQggACEJAkADQCAJQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAHIAX9CwAA/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAlBBGohCQwACwsgBEEBaiEEQQAhDEEgIQoDQEGwgQMgDEGAAmxqIABBBGxq',
-  'IRRBoN0DIAxBgAJsaiAAQQRsaiEVQbDBAiAMQYACbGogAEEEbGohFkGw/QAgAEEEbGohF0Gw4wEgDEGAAmxqIABBBGxqIRhB',
-  '4J0FIABBBGxqIRlB4J8FIABBBGxqIRogACEbAkADQCAbQQRqIAFKDQEgFP0AAAAgFP0AAAD95gEhDf0MAACAPwAAgD8AAIA/',
-  'AACAPyAN/eUBIQ4gFf0AAAAgDv3mASEPIA8gFv0AAAD95gEhECAPIBf9AAAA/eYBIREgGCAR/QsAACAZ/QAAACAP/eQBIRIg',
-  'GSAS/QsAACAa/QAAACAQ/eQBIRMgGiAT/QsAACAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAa',
-  'QRBqIRogG0EEaiEbDAALCyAMQQFqIQwgCkEBayIKDQALQQAhHkHgnQUgAEEEbGohJEGg0wQgHkGAAmxqIABBBGxqISVB4J8F',
-  'IABBBGxqISZBoNUEIB5BgAJsaiAAQQRsaiEnQbCjAiAAQQRsaiEoQaDXBCAeQYACbGogAEEEbGohKUGw/QAgAEEEbGohKkGg',
-  'kwUgHkGAAmxqIABBBGxqIStB4JsFIB5BgAJsaiAAQQRsaiEsIAAhLQJAA0AgLUEEaiABSg0BICT9AAAAIR8gJSAf/QsAACAm',
-  '/QAAACEgICcgIP0LAAAgKP0AAAD9DAAAAD0AAAA9AAAAPQAAAD395gEhISApICH9CwAAICT9AAAAICr9AAAA/eYBISIgKyAi',
-  '/QsAACAm/QAAACAq/QAAAP3mASEjICwgI/0LAAAgJEEQaiEkICVBEGohJSAmQRBqISYgJ0EQaiEnIChBEGohKCApQRBqISkg',
-  'KkEQaiEqICtBEGohKyAsQRBqISwgLUEEaiEtDAALCyAeQQFqIR4LCQBBAEHAABARC6UEBwN/AXsFfwd7C38BewN/QQAhBEHg',
-  'nQUgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwA',
-  'CwsgBEEBaiEEQQAhCkEgIQgDQEGw4wEgCkGAAmxqIABBBGxqIRJBoJMFIABBBGxqIRNBsMECIApBgAJsaiAAQQRsaiEUQeCb',
-  'BSAAQQRsaiEVQaDXBCAAQQRsaiEWQbCBAyAKQYACbGogAEEEbGohF0HgnQUgAEEEbGohGCAAIRkCQANAIBlBBGogAUoNASAS',
-  '/QAAAP0MAAAAQgAAAEIAAABCAAAAQv3mASELIAsgE/0AAAD95QEhDCAU/QAAAP0MCCGEPwghhD8IIYQ/CCGEP/3mASENIA0g',
-  'Ff0AAAD95gEhDiAMIA795QEhDyAW/QAAACAP/eYBIRAgFyAQ/QsAACAY/QAAACAQ/eQBIREgGCAR/QsAACASQRBqIRIgE0EQ',
-  'aiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEEaiEZDAALCyAKQQFqIQogCEEBayIIDQALQQAhHEHg',
-  'nQUgAEEEbGohHkGg3QMgHEGAAmxqIABBBGxqIR8gACEgAkADQCAgQQRqIAFKDQEgHv0AAAAhHSAfIB39CwAAIB5BEGohHiAf',
-  'QRBqIR8gIEEEaiEgDAALCyAcQQFqIRwLCQBBAEHAABATC9kIAg9/C3tBACECQQAhA0EAIQRBACEGQQMhCwNAIAAhBQJAA0Ag',
-  'BUEEaiABSg0BQbCBAyACaiAFQYACbGohB0HgoQUgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0A',
-  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAIhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
-  '/eQBIRQgB/0JAIAEIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCABiEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
-  '5gH95AEhGCAHQQRqIQcgCEH4AGohCCANQQFrIg0NAAtBsKMCIARqIAVB+ABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJ',
-  'IBP9CwB4IAkgFP0LAIgBIAkgFf0LAPABIAkgFv0LAIACIAkgF/0LAOgCIAkgGP0LAPgCIAVBBGohBQwACwsgBkEIaiEGIAtB',
-  'AWsiCw0AC0EYIQYgACEFAkADQCAFQQRqIAFKDQFBsIEDIAJqIAVBgAJsaiEHQeChBSAGQQRsaiEI/QwAAAAAAAAAAAAAAAAA',
+  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC2sBBX8gACECQcDGACACQewAbGohA0HgoQUgAkEEbGohBQJAA0Ag',
+  'AiABTg0BIAUhBEEbIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgAJqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCw8A',
+  'QQBBwAAQDUEAQSAQDAvIBwIPfwt7QQAhAkEAIQNBACEEQQAhBkEDIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwgQMgAmogBUEE',
+  'bGohB0Gw4wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
+  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn9',
+  '5gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn9',
+  '5gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgAJqIQcgCEHsAGoh',
+  'CCANQQFrIg0NAAtBoJ0EIARqIAVB7ABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBsIAkgFP0LAHwgCSAV/QsA',
+  '2AEgCSAW/QsA6AEgCSAX/QsAxAIgCSAY/QsA1AIgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALQRghBiAAIQUCQANAIAVB',
+  'BGogAUoNAUGwgQMgAmogBUEEbGohB0Gw4wEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEXQSAhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsg',
+  'Gf3mAf3kASERIAf9CQAEIRsgEyAbIBn95gH95AEhEyAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgB/0JAAwhGyAXIBsgGf3mAf3k',
+  'ASEXIAdBgAJqIQcgCEHsAGohCCANQQFrIg0NAAtBoJ0EIARqIAVB7ABsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkg',
+  'Ef1aAAgCIAkgE/1aAGwAIAkgE/1aAHABIAkgE/1aAHQCIAkgFf1aANgBACAJIBX9WgDcAQEgCSAV/VoA4AECIAkgF/1aAMQC',
+  'ACAJIBf9WgDIAgEgCSAX/VoAzAICIAVBBGohBQwACwsgBkEEaiEGIARBgDZqIQQLCQBBAEHAABAPC98GBwN/AnsGfwd7C38F',
+  'ewp/QQAhBEHgnQUgAEEEbGohB0HgnwUgAEEEbGohCCAAIQkCQANAIAlBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAcg',
+  'Bf0LAAD9DAAAAAAAAAAAAAAAAAAAAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggCUEEaiEJDAALCyAEQQFqIQRBACEMQSAh',
+  'CgNAQbCBAyAMQYACbGogAEEEbGohFEGg3QMgDEGAAmxqIABBBGxqIRVBsMECIAxBgAJsaiAAQQRsaiEWQbD9ACAAQQRsaiEX',
+  'QbDjASAMQYACbGogAEEEbGohGEHgnQUgAEEEbGohGUHgnwUgAEEEbGohGiAAIRsCQANAIBtBBGogAUoNASAU/QAAACAU/QAA',
+  'AP3mASEN/QwAAIA/AACAPwAAgD8AAIA/IA395QEhDiAV/QAAACAO/eYBIQ8gDyAW/QAAAP3mASEQIA8gF/0AAAD95gEhESAY',
+  'IBH9CwAAIBn9AAAAIA/95AEhEiAZIBL9CwAAIBr9AAAAIBD95AEhEyAaIBP9CwAAIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdB',
+  'EGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQQRqIRsMAAsLIAxBAWohDCAKQQFrIgoNAAtBACEeQeCdBSAAQQRsaiEkQaDT',
+  'BCAeQYACbGogAEEEbGohJUHgnwUgAEEEbGohJkGg1QQgHkGAAmxqIABBBGxqISdBsKMCIABBBGxqIShBoNcEIB5BgAJsaiAA',
+  'QQRsaiEpQbD9ACAAQQRsaiEqQaCTBSAeQYACbGogAEEEbGohK0HgmwUgHkGAAmxqIABBBGxqISwgACEtAkADQCAtQQRqIAFK',
+  'DQEgJP0AAAAhHyAlIB/9CwAAICb9AAAAISAgJyAg/QsAACAo/QAAAP0MAAAAPQAAAD0AAAA9AAAAPf3mASEhICkgIf0LAAAg',
+  'JP0AAAAgKv0AAAD95gEhIiArICL9CwAAICb9AAAAICr9AAAA/eYBISMgLCAj/QsAACAkQRBqISQgJUEQaiElICZBEGohJiAn',
+  'QRBqIScgKEEQaiEoIClBEGohKSAqQRBqISogK0EQaiErICxBEGohLCAtQQRqIS0MAAsLIB5BAWohHgsJAEEAQcAAEBELpQQH',
+  'A38BewV/B3sLfwF7A39BACEEQeCdBSAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF',
+  '/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQSAhCANAQbDjASAKQYACbGogAEEEbGohEkGgkwUgAEEEbGohE0Gw',
+  'wQIgCkGAAmxqIABBBGxqIRRB4JsFIABBBGxqIRVBoNcEIABBBGxqIRZBsIEDIApBgAJsaiAAQQRsaiEXQeCdBSAAQQRsaiEY',
+  'IAAhGQJAA0AgGUEEaiABSg0BIBL9AAAA/QwAAABCAAAAQgAAAEIAAABC/eYBIQsgCyAT/QAAAP3lASEMIBT9AAAA/QwIIYQ/',
+  'CCGEPwghhD8IIYQ//eYBIQ0gDSAV/QAAAP3mASEOIAwgDv3lASEPIBb9AAAAIA/95gEhECAXIBD9CwAAIBj9AAAAIBD95AEh',
+  'ESAYIBH9CwAAIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQQRqIRkMAAsLIApB',
+  'AWohCiAIQQFrIggNAAtBACEcQeCdBSAAQQRsaiEeQaDdAyAcQYACbGogAEEEbGohHyAAISACQANAICBBBGogAUoNASAe/QAA',
+  'ACEdIB8gHf0LAAAgHkEQaiEeIB9BEGohHyAgQQRqISAMAAsLIBxBAWohHAsJAEEAQcAAEBML2QgCD38Le0EAIQJBACEDQQAh',
+  'BEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsIEDIAJqIAVBgAJsaiEHQeChBSAGQQRsaiEI/QwAAAAAAAAAAAAAAAAA',
   'AAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAA',
   'AAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAh',
   'GEHAACENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQCAAiEbIBMg',
   'GyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAQhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAGIRsg',
   'FyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQfgAaiEIIA1BAWsiDQ0AC0GwowIgBGogBUH4AGxqIAZBBGxq',
-  'IQkgCSAR/QsAACAJIBL9WgAQACAJIBL9WgAUASAJIBP9CwB4IAkgFP1aAIgBACAJIBT9WgCMAQEgCSAV/QsA8AEgCSAW/VoA',
-  'gAIAIAkgFv1aAIQCASAJIBf9CwDoAiAJIBj9WgD4AgAgCSAY/VoA/AIBIAVBBGohBQwACwsgBkEIaiEGIARBgB5qIQQLWwEG',
-  'f0EAIQBBwAggAGohAUHgoQUhA0EeIQQDQCADIQJBwAAhBQNAIAIgASoCADgCACABQQRqIQEgAkH4AGohAiAFQQFrIgUNAAsg',
-  'A0EEaiEDIARBAWsiBA0ACwsKABAWQQBBIBAVC9IGAg9/C3tBACECQQAhA0EAIQRBACEGQQghCwNAIAAhBQJAA0AgBUEEaiAB',
-  'Sg0BQbCFASACaiAFQQRsaiEHQbCBAyADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ev0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAA',
-  'AAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZIAj9AAAQIRog',
-  'B/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQg',
-  'B/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRgg',
-  'B0H4AGohByAIQYACaiEIIA1BAWsiDQ0AC0Gg1wQgBGogBUGAAmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAC',
-  'IAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkgF/0LAIAGIAkgGP0LAJAGIAVBBGohBQwACwsgBSABSARAQbCFASACaiAF',
-  'QQRsaiEHQbCBAyADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
-  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRRBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEh',
-  'ESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAdB+ABqIQcgCEGAAmohCCANQQFr',
-  'Ig0NAAtBoNcEIARqIAVBgAJsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQAgsgBkEIaiEGIAtB',
-  'AWsiCw0ACyAEQYA8aiEECwgAQQBBHhAYCw==',
+  'IQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAHggCSAU/QsAiAEgCSAV/QsA8AEgCSAW/QsAgAIgCSAX/QsA6AIgCSAY/QsA+AIg',
+  'BUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALQRghBiAAIQUCQANAIAVBBGogAUoNAUGwgQMgAmogBUGAAmxqIQdB4KEFIAZB',
+  'BGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'F/0MAAAAAAAAAAAAAAAAAAAAACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa',
+  '/eYB/eQBIRIgB/0JAIACIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCABCEbIBUgGyAZ/eYB/eQBIRUgFiAb',
+  'IBr95gH95AEhFiAH/QkAgAYhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhB+ABqIQggDUEBayINDQAL',
+  'QbCjAiAEaiAFQfgAbGogBkEEbGohCSAJIBH9CwAAIAkgEv1aABAAIAkgEv1aABQBIAkgE/0LAHggCSAU/VoAiAEAIAkgFP1a',
+  'AIwBASAJIBX9CwDwASAJIBb9WgCAAgAgCSAW/VoAhAIBIAkgF/0LAOgCIAkgGP1aAPgCACAJIBj9WgD8AgEgBUEEaiEFDAAL',
+  'CyAGQQhqIQYgBEGAHmohBAtrAQV/IAAhAkHACCACQYACbGohA0HgoQUgAkEEbGohBQJAA0AgAiABTg0BIAUhBEHAACEGA0Ag',
+  'BCADKgIAOAIAIANBBGohAyAEQfgAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsOAEEAQR4QFkEAQSAQFQvSBgIP',
+  'fwt7QQAhAkEAIQNBACEEQQAhBkEIIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwhQEgAmogBUEEbGohB0GwgQMgA2ogBkEEbGoh',
+  'CP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAA',
+  'AAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRhBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3k',
+  'ASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3k',
+  'ASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdB+ABqIQcgCEGAAmohCCANQQFrIg0NAAtBoNcEIARq',
+  'IAVBgAJsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQAiAJIBX9CwCABCAJIBb9CwCQBCAJIBf9',
+  'CwCABiAJIBj9CwCQBiAFQQRqIQUMAAsLIAUgAUgEQEGwhQEgAmogBUEEbGohB0GwgQMgA2ogBkEEbGohCP0MAAAAAAAAAAAA',
+  'AAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEUQSAh',
+  'DQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB',
+  '/eQBIRMgFCAbIBr95gH95AEhFCAHQfgAaiEHIAhBgAJqIQggDUEBayINDQALQaDXBCAEaiAFQYACbGogBkEEbGohCSAJIBH9',
+  'CwAAIAkgEv0LABAgCSAT/QsAgAIgCSAU/QsAkAILIAZBCGohBiALQQFrIgsNAAsgBEGAPGohBAsIAEEAQR4QGAs=',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_hprebn: [32, 4, 61440, false],
-  reduce_bnmeani: [64, 4, 2048, false],
-  reduce_bnvar_inv: [64, 4, 6144, false],
-  elementwise_h: [32, 1, 8192, false],
-  matmul_logits: [32, 4, 55296, false],
-  softmax_probs: [32, 1, 6912, false],
-  matmul_dh: [32, 4, 55296, true],
-  matmul_dW2: [64, 4, 55296, false],
-  reduce_t22: [64, 4, 14336, false],
-  reduce_db1: [64, 4, 14336, false],
-  matmul_dembcat: [32, 4, 61440, true],
-  matmul_dW1: [30, 4, 61440, false],
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
+const splits: Record<string, readonly [number, number, number, number, number]> = {
+  matmul_hprebn: [32, 4, 61440, 0, 0],
+  reduce_bnmeani: [64, 4, 128, 0, 0],
+  reduce_bnvar_inv: [64, 4, 384, 0, 0],
+  elementwise_h: [32, 1, 38912, 0, 0],
+  matmul_logits: [32, 4, 55296, 0, 0],
+  softmax_probs: [32, 1, 6912, 0, 0],
+  matmul_dh: [32, 4, 55296, 64, 55296],
+  matmul_dW2: [64, 4, 55296, 0, 0],
+  reduce_t22: [64, 4, 896, 0, 0],
+  reduce_db1: [64, 4, 896, 0, 0],
+  matmul_dembcat: [32, 4, 61440, 30, 61440],
+  matmul_dW1: [30, 4, 61440, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -350,7 +351,7 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
  * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
  * way (false: always split).
  */
@@ -361,27 +362,38 @@ export async function create(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0)
+    throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent: number, align: number, work: number): number =>
+    Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
+      .exports as unknown as Kernels;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
+  const packed = names.filter((n) => splits[n]![3]! > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
   const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          names: names.map((n) => `${n}_range`),
-          spin: SPIN,
-        }),
-      );
+      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -432,17 +444,13 @@ export async function create(
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k: number, extent: number, align: number, work: number): void => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k]!;
@@ -464,16 +472,26 @@ export async function create(
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
+    const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
-    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+    if (blocksOf(extent, align, work) <= 1) return;
+    if (!packRows) {
+      kernels[name] = () => run(k, extent, align, work);
       return;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
+    }
+    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+    // the workers for the matmul that follows, which its own times would not show
+    const p = names.length + packed.indexOf(name); // its job
+    const n = blocksOf(packRows, PACK_ALIGN, packWork);
+    kernels[name] = () => {
+      if (destroyed) throw new Error('this threaded instance has been destroyed');
+      if (n > 1) split(p, packRows, PACK_ALIGN, n);
+      else ranges[p](0, packRows);
+      run(k, extent, align, work);
+    };
   });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -880,3 +898,22 @@ const single = instance(
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
 );
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance(): typeof instance {
+  const scope = { checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (
+      source.startsWith('function instance(') &&
+      Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source))
+    )
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)(
+        (f: unknown) => f,
+        ...Object.values(scope),
+      );
+  } catch {
+    /* no eval here (a Content-Security-Policy): instance() itself */
+  }
+  return instance;
+}

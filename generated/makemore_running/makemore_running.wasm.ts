@@ -65,7 +65,7 @@ export interface Options {
 
 // Memory plan: 29 arrays, 84.7 KiB, shared by values whose lifetimes do not overlap
 // (see makemore_running.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (11547 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (11587 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hprebn: hprebn = embcat @ W1 + b1   [32,30]·[30,64]
 //   reduce_bnmeani: bnmeani = hprebn.sum(0) * 0.03125   [32,64] column reduction
 //   reduce_bnvar_inv: bnvar_inv = (bnvar + 0.00001)**-0.5   [32,64] column reduction
@@ -107,7 +107,7 @@ type Kernels = {
   matmul_dW1(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMhIAEAAQABAAEAAQABAAEAAQABAAEAAAEAAQABAAEAAAEA',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgECAgMhIAEAAQABAAEAAQABAAEAAQABAAEBAAEAAQABAAEBAAEA',
   'B4IFIBNtYXRtdWxfaHByZWJuX3JhbmdlAAANbWF0bXVsX2hwcmVibgABFHJlZHVjZV9ibm1lYW5pX3JhbmdlAAIOcmVkdWNl',
   'X2JubWVhbmkAAxZyZWR1Y2VfYm52YXJfaW52X3JhbmdlAAQQcmVkdWNlX2JudmFyX2ludgAFE2VsZW1lbnR3aXNlX2hfcmFu',
   'Z2UABg1lbGVtZW50d2lzZV9oAAcVZWxlbWVudHdpc2VfdDEzX3JhbmdlAAgPZWxlbWVudHdpc2VfdDEzAAkVZWxlbWVudHdp',
@@ -116,7 +116,7 @@ const wasm = [
   'bF9sb2dpdHMADxNzb2Z0bWF4X3Byb2JzX3JhbmdlABANc29mdG1heF9wcm9icwARD21hdG11bF9kaF9yYW5nZQASDm1hdG11',
   'bF9kaF9wYWNrABMJbWF0bXVsX2RoABQQbWF0bXVsX2RXMl9yYW5nZQAVCm1hdG11bF9kVzIAFhByZWR1Y2VfdDMzX3Jhbmdl',
   'ABcKcmVkdWNlX3QzMwAYEHJlZHVjZV9kYjFfcmFuZ2UAGQpyZWR1Y2VfZGIxABoUbWF0bXVsX2RlbWJjYXRfcmFuZ2UAGxNt',
-  'YXRtdWxfZGVtYmNhdF9wYWNrABwObWF0bXVsX2RlbWJjYXQAHRBtYXRtdWxfZFcxX3JhbmdlAB4KbWF0bXVsX2RXMQAfCstU',
+  'YXRtdWxfZGVtYmNhdF9wYWNrABwObWF0bXVsX2RlbWJjYXQAHRBtYXRtdWxfZFcxX3JhbmdlAB4KbWF0bXVsX2RXMQAfCvNU',
   'IKEFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBCCELA0AgACEFAkADQCAFQQRqIAFKDQFBwIkBIAJqIAVB+ABsaiEHQcAIIANq',
   'IAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAA',
   'AAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAA',
@@ -203,98 +203,99 @@ const wasm = [
   'Gf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JANgBIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDEAiEbIBcg',
   'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAAmohCCANQQFrIg0NAAtBsOUDIARqIAVBgAJsaiAGQQRsaiEJ',
   'IAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQAiAJIBX9CwCABCAJIBb9CwCQBCAJIBf9CwCABiAJIBj9CwCQBiAF',
-  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLXAEGf0EAIQBBwMYAIABqIQFB8KkFIQNBwAAhBANAIAMhAkEb',
-  'IQUDQCACIAEqAgA4AgAgAUEEaiEBIAJBgAJqIQIgBUEBayIFDQALIANBBGohAyAEQQFrIgQNAAsLCgAQE0EAQSAQEgvIBwIP',
-  'fwt7QQAhAkEAIQNBACEEQQAhBkEDIQsDQCAAIQUCQANAIAVBBGogAUoNAUHAiQMgAmogBUEEbGohB0HA6QEgA2ogBkEEbGoh',
-  'CP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRhBICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3k',
-  'ASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3k',
-  'ASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgAJqIQcgCEHsAGohCCANQQFrIg0NAAtBsKUEIARq',
-  'IAVB7ABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBsIAkgFP0LAHwgCSAV/QsA2AEgCSAW/QsA6AEgCSAX/QsA',
-  'xAIgCSAY/QsA1AIgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALQRghBiAAIQUCQANAIAVBBGogAUoNAUHAiQMgAmogBUEE',
-  'bGohB0HA6QEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEXQSAhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3kASERIAf9CQAEIRsg',
-  'EyAbIBn95gH95AEhEyAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgB/0JAAwhGyAXIBsgGf3mAf3kASEXIAdBgAJqIQcgCEHsAGoh',
-  'CCANQQFrIg0NAAtBsKUEIARqIAVB7ABsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkgEf1aAAgCIAkgE/1aAGwAIAkg',
-  'E/1aAHABIAkgE/1aAHQCIAkgFf1aANgBACAJIBX9WgDcAQEgCSAV/VoA4AECIAkgF/1aAMQCACAJIBf9WgDIAgEgCSAX/VoA',
-  'zAICIAVBBGohBQwACwsgBkEEaiEGIARBgDZqIQQLCQBBAEHAABAVC98GBwN/AnsGfwd7C38Fewp/QQAhBEHwpQUgAEEEbGoh',
-  'B0HwpwUgAEEEbGohCCAAIQkCQANAIAlBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAcgBf0LAAD9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggCUEEaiEJDAALCyAEQQFqIQRBACEMQSAhCgNAQcCJAyAMQYACbGogAEEE',
-  'bGohFEGw5QMgDEGAAmxqIABBBGxqIRVBwMkCIAxBgAJsaiAAQQRsaiEWQbD9ACAAQQRsaiEXQcDpASAMQYACbGogAEEEbGoh',
-  'GEHwpQUgAEEEbGohGUHwpwUgAEEEbGohGiAAIRsCQANAIBtBBGogAUoNASAU/QAAACAU/QAAAP3mASEN/QwAAIA/AACAPwAA',
-  'gD8AAIA/IA395QEhDiAV/QAAACAO/eYBIQ8gDyAW/QAAAP3mASEQIA8gF/0AAAD95gEhESAYIBH9CwAAIBn9AAAAIA/95AEh',
-  'EiAZIBL9CwAAIBr9AAAAIBD95AEhEyAaIBP9CwAAIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZ',
-  'IBpBEGohGiAbQQRqIRsMAAsLIAxBAWohDCAKQQFrIgoNAAtBACEeQfClBSAAQQRsaiEkQbDbBCAeQYACbGogAEEEbGohJUHw',
-  'pwUgAEEEbGohJkGw3QQgHkGAAmxqIABBBGxqISdBwKsCIABBBGxqIShBsN8EIB5BgAJsaiAAQQRsaiEpQbD9ACAAQQRsaiEq',
-  'QbCbBSAeQYACbGogAEEEbGohK0HwowUgHkGAAmxqIABBBGxqISwgACEtAkADQCAtQQRqIAFKDQEgJP0AAAAhHyAlIB/9CwAA',
-  'ICb9AAAAISAgJyAg/QsAACAo/QAAAP0MAAAAPQAAAD0AAAA9AAAAPf3mASEhICkgIf0LAAAgJP0AAAAgKv0AAAD95gEhIiAr',
-  'ICL9CwAAICb9AAAAICr9AAAA/eYBISMgLCAj/QsAACAkQRBqISQgJUEQaiElICZBEGohJiAnQRBqIScgKEEQaiEoIClBEGoh',
-  'KSAqQRBqISogK0EQaiErICxBEGohLCAtQQRqIS0MAAsLIB5BAWohHgsJAEEAQcAAEBcLpQQHA38BewV/B3sLfwF7A39BACEE',
-  'QfClBSAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEH',
-  'DAALCyAEQQFqIQRBACEKQSAhCANAQcDpASAKQYACbGogAEEEbGohEkGwmwUgAEEEbGohE0HAyQIgCkGAAmxqIABBBGxqIRRB',
-  '8KMFIABBBGxqIRVBsN8EIABBBGxqIRZBwIkDIApBgAJsaiAAQQRsaiEXQfClBSAAQQRsaiEYIAAhGQJAA0AgGUEEaiABSg0B',
-  'IBL9AAAA/QwAAABCAAAAQgAAAEIAAABC/eYBIQsgCyAT/QAAAP3lASEMIBT9AAAA/QwIIYQ/CCGEPwghhD8IIYQ//eYBIQ0g',
-  'DSAV/QAAAP3mASEOIAwgDv3lASEPIBb9AAAAIA/95gEhECAXIBD9CwAAIBj9AAAAIBD95AEhESAYIBH9CwAAIBJBEGohEiAT',
-  'QRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQQRqIRkMAAsLIApBAWohCiAIQQFrIggNAAtBACEc',
-  'QfClBSAAQQRsaiEeQbDlAyAcQYACbGogAEEEbGohHyAAISACQANAICBBBGogAUoNASAe/QAAACEdIB8gHf0LAAAgHkEQaiEe',
-  'IB9BEGohHyAgQQRqISAMAAsLIBxBAWohHAsJAEEAQcAAEBkL2QgCD38Le0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkAD',
-  'QCAFQQRqIAFKDQFBwIkDIAJqIAVBgAJsaiEHQfCpBSAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
-  'AAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEHAACENA0AgCP0AAAAhGSAI',
-  '/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQCAAiEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr9',
-  '5gH95AEhFCAH/QkAgAQhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAGIRsgFyAbIBn95gH95AEhFyAYIBsg',
-  'Gv3mAf3kASEYIAdBBGohByAIQfgAaiEIIA1BAWsiDQ0AC0HAqwIgBGogBUH4AGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQ',
-  'IAkgE/0LAHggCSAU/QsAiAEgCSAV/QsA8AEgCSAW/QsAgAIgCSAX/QsA6AIgCSAY/QsA+AIgBUEEaiEFDAALCyAGQQhqIQYg',
-  'C0EBayILDQALQRghBiAAIQUCQANAIAVBBGogAUoNAUHAiQMgAmogBUGAAmxqIQdB8KkFIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
+  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLawEFfyAAIQJBwMYAIAJB7ABsaiEDQfCpBSACQQRsaiEFAkAD',
+  'QCACIAFODQEgBSEEQRshBgNAIAQgAyoCADgCACADQQRqIQMgBEGAAmohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsL',
+  'DwBBAEHAABATQQBBIBASC8gHAg9/C3tBACECQQAhA0EAIQRBACEGQQMhCwNAIAAhBQJAA0AgBUEEaiABSg0BQcCJAyACaiAF',
+  'QQRsaiEHQcDpASADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
+  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsg',
+  'Gf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsg',
+  'Gf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GAAmohByAIQewA',
+  'aiEIIA1BAWsiDQ0AC0GwpQQgBGogBUHsAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAGwgCSAU/QsAfCAJIBX9',
+  'CwDYASAJIBb9CwDoASAJIBf9CwDEAiAJIBj9CwDUAiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtBGCEGIAAhBQJAA0Ag',
+  'BUEEaiABSg0BQcCJAyACaiAFQQRsaiEHQcDpASADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBICENA0AgCP0AAAAhGSAH/QkAACEbIBEg',
+  'GyAZ/eYB/eQBIREgB/0JAAQhGyATIBsgGf3mAf3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB',
+  '/eQBIRcgB0GAAmohByAIQewAaiEIIA1BAWsiDQ0AC0GwpQQgBGogBUHsAGxqIAZBBGxqIQkgCSAR/VoAAAAgCSAR/VoABAEg',
+  'CSAR/VoACAIgCSAT/VoAbAAgCSAT/VoAcAEgCSAT/VoAdAIgCSAV/VoA2AEAIAkgFf1aANwBASAJIBX9WgDgAQIgCSAX/VoA',
+  'xAIAIAkgF/1aAMgCASAJIBf9WgDMAgIgBUEEaiEFDAALCyAGQQRqIQYgBEGANmohBAsJAEEAQcAAEBUL3wYHA38CewZ/B3sL',
+  'fwV7Cn9BACEEQfClBSAAQQRsaiEHQfCnBSAAQQRsaiEIIAAhCQJAA0AgCUEEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUg',
+  'ByAF/QsAAP0MAAAAAAAAAAAAAAAAAAAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAJQQRqIQkMAAsLIARBAWohBEEAIQxB',
+  'ICEKA0BBwIkDIAxBgAJsaiAAQQRsaiEUQbDlAyAMQYACbGogAEEEbGohFUHAyQIgDEGAAmxqIABBBGxqIRZBsP0AIABBBGxq',
+  'IRdBwOkBIAxBgAJsaiAAQQRsaiEYQfClBSAAQQRsaiEZQfCnBSAAQQRsaiEaIAAhGwJAA0AgG0EEaiABSg0BIBT9AAAAIBT9',
+  'AAAA/eYBIQ39DAAAgD8AAIA/AACAPwAAgD8gDf3lASEOIBX9AAAAIA795gEhDyAPIBb9AAAA/eYBIRAgDyAX/QAAAP3mASER',
+  'IBggEf0LAAAgGf0AAAAgD/3kASESIBkgEv0LAAAgGv0AAAAgEP3kASETIBogE/0LAAAgFEEQaiEUIBVBEGohFSAWQRBqIRYg',
+  'F0EQaiEXIBhBEGohGCAZQRBqIRkgGkEQaiEaIBtBBGohGwwACwsgDEEBaiEMIApBAWsiCg0AC0EAIR5B8KUFIABBBGxqISRB',
+  'sNsEIB5BgAJsaiAAQQRsaiElQfCnBSAAQQRsaiEmQbDdBCAeQYACbGogAEEEbGohJ0HAqwIgAEEEbGohKEGw3wQgHkGAAmxq',
+  'IABBBGxqISlBsP0AIABBBGxqISpBsJsFIB5BgAJsaiAAQQRsaiErQfCjBSAeQYACbGogAEEEbGohLCAAIS0CQANAIC1BBGog',
+  'AUoNASAk/QAAACEfICUgH/0LAAAgJv0AAAAhICAnICD9CwAAICj9AAAA/QwAAAA9AAAAPQAAAD0AAAA9/eYBISEgKSAh/QsA',
+  'ACAk/QAAACAq/QAAAP3mASEiICsgIv0LAAAgJv0AAAAgKv0AAAD95gEhIyAsICP9CwAAICRBEGohJCAlQRBqISUgJkEQaiEm',
+  'ICdBEGohJyAoQRBqISggKUEQaiEpICpBEGohKiArQRBqISsgLEEQaiEsIC1BBGohLQwACwsgHkEBaiEeCwkAQQBBwAAQFwul',
+  'BAcDfwF7BX8Hewt/AXsDf0EAIQRB8KUFIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAG',
+  'IAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBICEIA0BBwOkBIApBgAJsaiAAQQRsaiESQbCbBSAAQQRsaiET',
+  'QcDJAiAKQYACbGogAEEEbGohFEHwowUgAEEEbGohFUGw3wQgAEEEbGohFkHAiQMgCkGAAmxqIABBBGxqIRdB8KUFIABBBGxq',
+  'IRggACEZAkADQCAZQQRqIAFKDQEgEv0AAAD9DAAAAEIAAABCAAAAQgAAAEL95gEhCyALIBP9AAAA/eUBIQwgFP0AAAD9DAgh',
+  'hD8IIYQ/CCGEPwghhD/95gEhDSANIBX9AAAA/eYBIQ4gDCAO/eUBIQ8gFv0AAAAgD/3mASEQIBcgEP0LAAAgGP0AAAAgEP3k',
+  'ASERIBggEf0LAAAgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBBGohGQwACwsg',
+  'CkEBaiEKIAhBAWsiCA0AC0EAIRxB8KUFIABBBGxqIR5BsOUDIBxBgAJsaiAAQQRsaiEfIAAhIAJAA0AgIEEEaiABSg0BIB79',
+  'AAAAIR0gHyAd/QsAACAeQRBqIR4gH0EQaiEfICBBBGohIAwACwsgHEEBaiEcCwkAQQBBwAAQGQvZCAIPfwt7QQAhAkEAIQNB',
+  'ACEEQQAhBkEDIQsDQCAAIQUCQANAIAVBBGogAUoNAUHAiQMgAmogBUGAAmxqIQdB8KkFIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
   'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAA',
   'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAA',
   'ACEYQcAAIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIACIRsg',
   'EyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCABCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAYh',
   'GyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhB+ABqIQggDUEBayINDQALQcCrAiAEaiAFQfgAbGogBkEE',
-  'bGohCSAJIBH9CwAAIAkgEv1aABAAIAkgEv1aABQBIAkgE/0LAHggCSAU/VoAiAEAIAkgFP1aAIwBASAJIBX9CwDwASAJIBb9',
-  'WgCAAgAgCSAW/VoAhAIBIAkgF/0LAOgCIAkgGP1aAPgCACAJIBj9WgD8AgEgBUEEaiEFDAALCyAGQQhqIQYgBEGAHmohBAtb',
-  'AQZ/QQAhAEHACCAAaiEBQfCpBSEDQR4hBANAIAMhAkHAACEFA0AgAiABKgIAOAIAIAFBBGohASACQfgAaiECIAVBAWsiBQ0A',
-  'CyADQQRqIQMgBEEBayIEDQALCwoAEBxBAEEgEBsL0gYCD38Le0EAIQJBACEDQQAhBEEAIQZBCCELA0AgACEFAkADQCAFQQRq',
-  'IAFKDQFBwIkBIAJqIAVBBGxqIQdBwIkDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQSAhDQNAIAj9AAAAIRkgCP0AABAh',
-  'GiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEh',
-  'FCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEh',
-  'GCAHQfgAaiEHIAhBgAJqIQggDUEBayINDQALQbDfBCAEaiAFQYACbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsA',
-  'gAIgCSAU/QsAkAIgCSAV/QsAgAQgCSAW/QsAkAQgCSAX/QsAgAYgCSAY/QsAkAYgBUEEaiEFDAALCyAFIAFIBEBBwIkBIAJq',
-  'IAVBBGxqIQdBwIkDIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFEEgIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3k',
-  'ASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB0H4AGohByAIQYACaiEIIA1B',
-  'AWsiDQ0AC0Gw3wQgBGogBUGAAmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIACIAkgFP0LAJACCyAGQQhqIQYg',
-  'C0EBayILDQALIARBgDxqIQQLCABBAEEeEB4L',
+  'bGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAeCAJIBT9CwCIASAJIBX9CwDwASAJIBb9CwCAAiAJIBf9CwDoAiAJIBj9CwD4',
+  'AiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtBGCEGIAAhBQJAA0AgBUEEaiABSg0BQcCJAyACaiAFQYACbGohB0HwqQUg',
+  'BkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
+  'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBwAAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
+  'IBr95gH95AEhEiAH/QkAgAIhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAEIRsgFSAbIBn95gH95AEhFSAW',
+  'IBsgGv3mAf3kASEWIAf9CQCABiEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEH4AGohCCANQQFrIg0N',
+  'AAtBwKsCIARqIAVB+ABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/VoAEAAgCSAS/VoAFAEgCSAT/QsAeCAJIBT9WgCIAQAgCSAU',
+  '/VoAjAEBIAkgFf0LAPABIAkgFv1aAIACACAJIBb9WgCEAgEgCSAX/QsA6AIgCSAY/VoA+AIAIAkgGP1aAPwCASAFQQRqIQUM',
+  'AAsLIAZBCGohBiAEQYAeaiEEC2sBBX8gACECQcAIIAJBgAJsaiEDQfCpBSACQQRsaiEFAkADQCACIAFODQEgBSEEQcAAIQYD',
+  'QCAEIAMqAgA4AgAgA0EEaiEDIARB+ABqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCw4AQQBBHhAcQQBBIBAbC9IG',
+  'Ag9/C3tBACECQQAhA0EAIQRBACEGQQghCwNAIAAhBQJAA0AgBUEEaiABSg0BQcCJASACaiAFQQRsaiEHQcCJAyADaiAGQQRs',
+  'aiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhGEEgIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB',
+  '/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB',
+  '/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0H4AGohByAIQYACaiEIIA1BAWsiDQ0AC0Gw3wQg',
+  'BGogBUGAAmxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIACIAkgFP0LAJACIAkgFf0LAIAEIAkgFv0LAJAEIAkg',
+  'F/0LAIAGIAkgGP0LAJAGIAVBBGohBQwACwsgBSABSARAQcCJASACaiAFQQRsaiEHQcCJAyADaiAGQQRsaiEI/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRRB',
+  'ICENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn9',
+  '5gH95AEhEyAUIBsgGv3mAf3kASEUIAdB+ABqIQcgCEGAAmohCCANQQFrIg0NAAtBsN8EIARqIAVBgAJsaiAGQQRsaiEJIAkg',
+  'Ef0LAAAgCSAS/QsAECAJIBP9CwCAAiAJIBT9CwCQAgsgBkEIaiEGIAtBAWsiCw0ACyAEQYA8aiEECwgAQQBBHhAeCw==',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_hprebn: [32, 4, 61440, false],
-  reduce_bnmeani: [64, 4, 2048, false],
-  reduce_bnvar_inv: [64, 4, 6144, false],
-  elementwise_h: [32, 1, 8192, false],
-  elementwise_t13: [1, 1, 64, false],
-  elementwise_t17: [1, 1, 192, false],
-  elementwise_hpreact_running_var_next: [1, 1, 128, false],
-  matmul_logits: [32, 4, 55296, false],
-  softmax_probs: [32, 1, 6912, false],
-  matmul_dh: [32, 4, 55296, true],
-  matmul_dW2: [64, 4, 55296, false],
-  reduce_t33: [64, 4, 14336, false],
-  reduce_db1: [64, 4, 14336, false],
-  matmul_dembcat: [32, 4, 61440, true],
-  matmul_dW1: [30, 4, 61440, false],
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
+const splits: Record<string, readonly [number, number, number, number, number]> = {
+  matmul_hprebn: [32, 4, 61440, 0, 0],
+  reduce_bnmeani: [64, 4, 128, 0, 0],
+  reduce_bnvar_inv: [64, 4, 384, 0, 0],
+  elementwise_h: [32, 1, 38912, 0, 0],
+  elementwise_t13: [1, 1, 64, 0, 0],
+  elementwise_t17: [1, 1, 192, 0, 0],
+  elementwise_hpreact_running_var_next: [1, 1, 128, 0, 0],
+  matmul_logits: [32, 4, 55296, 0, 0],
+  softmax_probs: [32, 1, 6912, 0, 0],
+  matmul_dh: [32, 4, 55296, 64, 55296],
+  matmul_dW2: [64, 4, 55296, 0, 0],
+  reduce_t33: [64, 4, 896, 0, 0],
+  reduce_db1: [64, 4, 896, 0, 0],
+  matmul_dembcat: [32, 4, 61440, 30, 61440],
+  matmul_dW1: [30, 4, 61440, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -379,7 +380,7 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
  * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
  * way (false: always split).
  */
@@ -390,27 +391,38 @@ export async function create(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0)
+    throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent: number, align: number, work: number): number =>
+    Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
+      .exports as unknown as Kernels;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
+  const packed = names.filter((n) => splits[n]![3]! > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
   const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          names: names.map((n) => `${n}_range`),
-          spin: SPIN,
-        }),
-      );
+      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -461,17 +473,13 @@ export async function create(
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k: number, extent: number, align: number, work: number): void => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k]!;
@@ -493,16 +501,26 @@ export async function create(
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
+    const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
-    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+    if (blocksOf(extent, align, work) <= 1) return;
+    if (!packRows) {
+      kernels[name] = () => run(k, extent, align, work);
       return;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
+    }
+    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+    // the workers for the matmul that follows, which its own times would not show
+    const p = names.length + packed.indexOf(name); // its job
+    const n = blocksOf(packRows, PACK_ALIGN, packWork);
+    kernels[name] = () => {
+      if (destroyed) throw new Error('this threaded instance has been destroyed');
+      if (n > 1) split(p, packRows, PACK_ALIGN, n);
+      else ranges[p](0, packRows);
+      run(k, extent, align, work);
+    };
   });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -1033,3 +1051,22 @@ const single = instance(
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
 );
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance(): typeof instance {
+  const scope = { initBuffers, expectArray, checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (
+      source.startsWith('function instance(') &&
+      Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source))
+    )
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)(
+        (f: unknown) => f,
+        ...Object.values(scope),
+      );
+  } catch {
+    /* no eval here (a Content-Security-Policy): instance() itself */
+  }
+  return instance;
+}

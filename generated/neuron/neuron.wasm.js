@@ -38,14 +38,15 @@ const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
 const splits = {
-  "elementwise_L": [1, 1, 5, false],
-  "elementwise_dx0": [1, 1, 6, false],
+  "elementwise_L": [1, 1, 20, 0, 0],
+  "elementwise_dx0": [1, 1, 6, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
 * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -121,7 +122,7 @@ async function hardwareThreads() {
   * threads − 1 workers; default: every hardware thread), with its own arena in a shared
 * memory. Its functions are those of the module, synchronous, bit-identical in their results;
 * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
-* work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+* work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
 * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
 * way (false: always split).
 */
@@ -129,18 +130,35 @@ export async function create(options = {}) {
   const threads = options.threads ?? (await hardwareThreads());
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0) throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent, align, work) => Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
+  const packed = names.filter((n) => splits[n][3] > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
   const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-    workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: names.map((n) => `${n}_range`), spin: SPIN }));
+    workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -191,13 +209,13 @@ export async function create(options = {}) {
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k, extent, align, work) => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k];
@@ -218,13 +236,26 @@ export async function create(options = {}) {
   const kernels = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-      const [extent, align, work, pack] = splits[name];
+      const [extent, align, work, packRows, packWork] = splits[name];
       // a kernel too small to split on this many threads is the wasm function itself
-      if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1) return;
-      kernels[name] = pack ? () => (own[`${name}_pack`](), run(k, extent, align, work)) : () => run(k, extent, align, work);
+      if (blocksOf(extent, align, work) <= 1) return;
+      if (!packRows) {
+        kernels[name] = () => run(k, extent, align, work);
+        return;
+      }
+      // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+      // the workers for the matmul that follows, which its own times would not show
+      const p = names.length + packed.indexOf(name); // its job
+      const n = blocksOf(packRows, PACK_ALIGN, packWork);
+      kernels[name] = () => {
+        if (destroyed) throw new Error('this threaded instance has been destroyed');
+        if (n > 1) split(p, packRows, PACK_ALIGN, n);
+        else ranges[p](0, packRows);
+        run(k, extent, align, work);
+      };
     });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -399,3 +430,16 @@ function instance(memory, kernels) {
 const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 }); // 1 × 64 KiB, never grown: the arrays stay valid
 const single = instance(memory, new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports);
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance() {
+  const scope = { checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (source.startsWith('function instance(') && Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source)))
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)((f) => f, ...Object.values(scope));
+    } catch {
+      /* no eval here (a Content-Security-Policy): instance() itself */
+    }
+    return instance;
+  }

@@ -46,7 +46,7 @@ export interface Options {
 
 // Memory plan: 18 arrays, 19.5 KiB, shared by values whose lifetimes do not overlap
 // (see twolayer.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (6302 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (6321 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   matmul_hidden: hidden = relu(X @ W1 + b1)   [16,20]·[20,32]
 //   matmul_scores: scores = hidden @ W2 + b2   [16,32]·[32,10]
 //   elementwise_dW2_2: dW2_2 = 0.001 * (W2 * 2)   [32,10] elementwise
@@ -76,12 +76,12 @@ type Kernels = {
   matmul_dW1(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEBAQMUEwEAAQABAAEAAQABAAABAAEAAQAH5wITE21hdG11bF9o',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEBAQMUEwEAAQABAAEAAQABAQABAAEAAQAH5wITE21hdG11bF9o',
   'aWRkZW5fcmFuZ2UAAA1tYXRtdWxfaGlkZGVuAAETbWF0bXVsX3Njb3Jlc19yYW5nZQACDW1hdG11bF9zY29yZXMAAxdlbGVt',
   'ZW50d2lzZV9kVzJfMl9yYW5nZQAEEWVsZW1lbnR3aXNlX2RXMl8yAAUXZWxlbWVudHdpc2VfZFcxXzJfcmFuZ2UABhFlbGVt',
   'ZW50d2lzZV9kVzFfMgAHEHJlZHVjZV9kYjJfcmFuZ2UACApyZWR1Y2VfZGIyAAkUbWF0bXVsX2RoaWRkZW5fcmFuZ2UAChNt',
   'YXRtdWxfZGhpZGRlbl9wYWNrAAsObWF0bXVsX2RoaWRkZW4ADBBtYXRtdWxfZFcyX3JhbmdlAA0KbWF0bXVsX2RXMgAOEHJl',
-  'ZHVjZV9kYjFfcmFuZ2UADwpyZWR1Y2VfZGIxABAQbWF0bXVsX2RXMV9yYW5nZQARCm1hdG11bF9kVzEAEgr2LRPkBgMPfw17',
+  'ZHVjZV9kYjFfcmFuZ2UADwpyZWR1Y2VfZGIxABAQbWF0bXVsX2RXMV9yYW5nZQARCm1hdG11bF9kVzEAEgqJLhPkBgMPfw17',
   'An9BACECQQAhA0EAIQRBACEGQQQhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbAfIAJqIAVB0ABsaiEHQQAgA2ogBkEEbGohCP0M',
   'AAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
   'AAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAA',
@@ -130,61 +130,62 @@ const wasm = [
   '5AEhESASIBsgGv3mAf3kASESIAf9CQAoIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQBQIRsgFSAbIBn95gH9',
   '5AEhFSAWIBsgGv3mAf3kASEWIAf9CQB4IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYABaiEIIA1B',
   'AWsiDQ0AC0Hw0wAgBGogBUGAAWxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIABIAkgFP0LAJABIAkgFf0LAIAC',
-  'IAkgFv0LAJACIAkgF/0LAIADIAkgGP0LAJADIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAQaiEEC1oBBn9BACEA',
-  'QYAVIABqIQFBsJ0BIQNBICEEA0AgAyECQQohBQNAIAIgASoCADgCACABQQRqIQEgAkGAAWohAiAFQQFrIgUNAAsgA0EEaiED',
-  'IARBAWsiBA0ACwsKABALQQBBEBAKC8AIAw9/DHsCf0EAIQJBACEDQQAhBEEAIQYgACEFAkADQCAFQQRqIAFKDQFB8CkgAmog',
-  'BUEEbGohB0HwzgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAb',
-  'IBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAb',
-  'IBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgAFqIQcgCEEo',
-  'aiEIIA1BAWsiDQ0AC0HwPiAFQShsaiAGQQRsaiEdQYD9ACAFQShsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39',
-  'AAAQIBL95AEhHCAeIBz9CwAQIB39AAAoIBP95AEhHCAeIBz9CwAoIB39AAA4IBT95AEhHCAeIBz9CwA4IB39AABQIBX95AEh',
-  'HCAeIBz9CwBQIB39AABgIBb95AEhHCAeIBz9CwBgIB39AAB4IBf95AEhHCAeIBz9CwB4IB39AACIASAY/eQBIRwgHiAc/QsA',
-  'iAEgBUEEaiEFDAALCyAGQQhqIQZBCCEGIAAhBQJAA0AgBUEEaiABSg0BQfApIAJqIAVBBGxqIQdB8M4AIANqIAZBBGxqIQj9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhF0EQIQ0DQCAI/QAAACEZIAf9CQAAIRsgESAbIBn95gH95AEhESAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgB/0JAAgh',
-  'GyAVIBsgGf3mAf3kASEVIAf9CQAMIRsgFyAbIBn95gH95AEhFyAHQYABaiEHIAhBKGohCCANQQFrIg0NAAtB8D4gBUEobGog',
-  'BkEEbGohHUGA/QAgBUEobGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/VoAAAAgHiAc/VoABAEgHf0AACggE/3kASEcIB4g',
-  'HP1aACgAIB4gHP1aACwBIB39AABQIBX95AEhHCAeIBz9WgBQACAeIBz9WgBUASAd/QAAeCAX/eQBIRwgHiAc/VoAeAAgHiAc',
-  '/VoAfAEgBUEEaiEFDAALCyAGQQRqIQYgBEGACmohBAsIAEEAQSAQDQu9AwcDfwF7BX8Dewh/AXsDf0EAIQRBsJwBIABBBGxq',
-  'IQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWoh',
-  'BEEAIQpBECEIA0BB8CkgCkGAAWxqIABBBGxqIQ5B8NMAIApBgAFsaiAAQQRsaiEPQfA+IApBgAFsaiAAQQRsaiEQQbCcASAA',
-  'QQRsaiERIAAhEgJAA0AgEkEEaiABSg0BIA79AAAA/QwAAAAAAAAAAAAAAAAAAAAA/UT9DAAAgD8AAIA/AACAPwAAgD/9TiEL',
-  'IA/9AAAAIAv95gEhDCAQIAz9CwAAIBH9AAAAIAz95AEhDSARIA39CwAAIA5BEGohDiAPQRBqIQ8gEEEQaiEQIBFBEGohESAS',
-  'QQRqIRIMAAsLIApBAWohCiAIQQFrIggNAAtBACEVQbCcASAAQQRsaiEXQYCHASAVQYABbGogAEEEbGohGCAAIRkCQANAIBlB',
-  'BGogAUoNASAX/QAAACEWIBggFv0LAAAgF0EQaiEXIBhBEGohGCAZQQRqIRkMAAsLIBVBAWohFQsIAEEAQSAQDwuqBQMPfwx7',
-  'An9BACECQQAhA0EAIQRBACEGQQQhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbAfIAJqIAVBBGxqIQdB8D4gA2ogBkEEbGohCP0M',
-  'AAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
-  'AAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASES',
-  'IAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
-  'IAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdB0ABqIQcgCEGAAWohCCANQQFrIg0NAAtB8OgAIAVBgAFs',
-  'aiAGQQRsaiEdQbCIASAFQYABbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd',
-  '/QAAgAEgE/3kASEcIB4gHP0LAIABIB39AACQASAU/eQBIRwgHiAc/QsAkAEgHf0AAIACIBX95AEhHCAeIBz9CwCAAiAd/QAA',
-  'kAIgFv3kASEcIB4gHP0LAJACIB39AACAAyAX/eQBIRwgHiAc/QsAgAMgHf0AAJADIBj95AEhHCAeIBz9CwCQAyAFQQRqIQUM',
-  'AAsLIAZBCGohBiALQQFrIgsNAAsgBEGAFGohBAsIAEEAQRQQEQs=',
+  'IAkgFv0LAJACIAkgF/0LAIADIAkgGP0LAJADIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAQaiEEC2kBBX8gACEC',
+  'QYAVIAJBKGxqIQNBsJ0BIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBCiEGA0AgBCADKgIAOAIAIANBBGohAyAEQYABaiEEIAZB',
+  'AWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsOAEEAQSAQC0EAQRAQCgvACAMPfwx7An9BACECQQAhA0EAIQRBACEGIAAhBQJA',
+  'A0AgBUEEaiABSg0BQfApIAJqIAVBBGxqIQdB8M4AIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
+  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkg',
+  'CP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr9',
+  '5gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
+  '5gH95AEhGCAHQYABaiEHIAhBKGohCCANQQFrIg0NAAtB8D4gBUEobGogBkEEbGohHUGA/QAgBUEobGogBkEEbGohHiAd/QAA',
+  'ACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAKCAT/eQBIRwgHiAc/QsAKCAd/QAAOCAU/eQBIRwg',
+  'HiAc/QsAOCAd/QAAUCAV/eQBIRwgHiAc/QsAUCAd/QAAYCAW/eQBIRwgHiAc/QsAYCAd/QAAeCAX/eQBIRwgHiAc/QsAeCAd',
+  '/QAAiAEgGP3kASEcIB4gHP0LAIgBIAVBBGohBQwACwsgBkEIaiEGQQghBiAAIQUCQANAIAVBBGogAUoNAUHwKSACaiAFQQRs',
+  'aiEHQfDOACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBECENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyAT',
+  'IBsgGf3mAf3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgB0GAAWohByAIQShqIQgg',
+  'DUEBayINDQALQfA+IAVBKGxqIAZBBGxqIR1BgP0AIAVBKGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP1aAAAAIB4gHP1a',
+  'AAQBIB39AAAoIBP95AEhHCAeIBz9WgAoACAeIBz9WgAsASAd/QAAUCAV/eQBIRwgHiAc/VoAUAAgHiAc/VoAVAEgHf0AAHgg',
+  'F/3kASEcIB4gHP1aAHgAIB4gHP1aAHwBIAVBBGohBQwACwsgBkEEaiEGIARBgApqIQQLCABBAEEgEA0LvQMHA38BewV/A3sI',
+  'fwF7A39BACEEQbCcASAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBq',
+  'IQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAhCANAQfApIApBgAFsaiAAQQRsaiEOQfDTACAKQYABbGogAEEEbGohD0HwPiAK',
+  'QYABbGogAEEEbGohEEGwnAEgAEEEbGohESAAIRICQANAIBJBBGogAUoNASAO/QAAAP0MAAAAAAAAAAAAAAAAAAAAAP1E/QwA',
+  'AIA/AACAPwAAgD8AAIA//U4hCyAP/QAAACAL/eYBIQwgECAM/QsAACAR/QAAACAM/eQBIQ0gESAN/QsAACAOQRBqIQ4gD0EQ',
+  'aiEPIBBBEGohECARQRBqIREgEkEEaiESDAALCyAKQQFqIQogCEEBayIIDQALQQAhFUGwnAEgAEEEbGohF0GAhwEgFUGAAWxq',
+  'IABBBGxqIRggACEZAkADQCAZQQRqIAFKDQEgF/0AAAAhFiAYIBb9CwAAIBdBEGohFyAYQRBqIRggGUEEaiEZDAALCyAVQQFq',
+  'IRULCABBAEEgEA8LqgUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkEEIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwHyACaiAFQQRs',
+  'aiEHQfA+IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB',
+  '/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB',
+  '/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQdAAaiEHIAhBgAFqIQgg',
+  'DUEBayINDQALQfDoACAFQYABbGogBkEEbGohHUGwiAEgBUGAAWxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0A',
+  'ABAgEv3kASEcIB4gHP0LABAgHf0AAIABIBP95AEhHCAeIBz9CwCAASAd/QAAkAEgFP3kASEcIB4gHP0LAJABIB39AACAAiAV',
+  '/eQBIRwgHiAc/QsAgAIgHf0AAJACIBb95AEhHCAeIBz9CwCQAiAd/QAAgAMgF/3kASEcIB4gHP0LAIADIB39AACQAyAY/eQB',
+  'IRwgHiAc/QsAkAMgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgBRqIQQLCABBAEEUEBEL',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
 // ---------------------------------------------------------------------------------------------
 // Threads: create({ threads }) runs the large kernels split over threads sharing one memory (see docs/threads.md).
 
-/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, packs B first]. */
-const splits: Record<string, readonly [number, number, number, boolean]> = {
-  matmul_hidden: [16, 4, 10240, false],
-  matmul_scores: [16, 4, 5120, false],
-  elementwise_dW2_2: [32, 1, 960, false],
-  elementwise_dW1_2: [20, 1, 1920, false],
-  reduce_db2: [10, 4, 480, false],
-  matmul_dhidden: [16, 4, 5120, true],
-  matmul_dW2: [32, 4, 5120, false],
-  reduce_db1: [32, 4, 1536, false],
-  matmul_dW1: [20, 4, 10240, false],
+/** The kernels that split: [extent (rows; columns for a column reduction), block alignment, work, rows and work of the packing of a transposed B first (0: none)]. */
+const splits: Record<string, readonly [number, number, number, number, number]> = {
+  matmul_hidden: [16, 4, 10240, 0, 0],
+  matmul_scores: [16, 4, 5120, 0, 0],
+  elementwise_dW2_2: [32, 1, 960, 0, 0],
+  elementwise_dW1_2: [20, 1, 1920, 0, 0],
+  reduce_db2: [10, 4, 30, 0, 0],
+  matmul_dhidden: [16, 4, 5120, 32, 10240],
+  matmul_dW2: [32, 4, 5120, 0, 0],
+  reduce_db1: [32, 4, 96, 0, 0],
+  matmul_dW1: [20, 4, 10240, 0, 0],
 };
-const MIN_WORK = 65536; // work a thread must get for a kernel to split
+const MIN_WORK = 2097152; // work a thread must get for a kernel to split
 const SPIN = 2000; // loads of its slot a worker makes before it sleeps
 const WAIT_SPIN = 20000; // loads of a running block's done generation the caller makes before it sleeps
+const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line
 
 /**
  * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:
@@ -269,7 +270,7 @@ async function hardwareThreads(): Promise<number> {
  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
  * memory. Its functions are those of the module, synchronous, bit-identical in their results;
  * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
- * work a thread must get for a kernel to split (default 65536; 0 splits every kernel that can);
+ * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
  * `adapt` (default true): time each kernel that splits, whole and split, and run it the faster
  * way (false: always split).
  */
@@ -280,27 +281,38 @@ export async function create(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
   const minWork = options.minWork ?? MIN_WORK;
+  if (!Number.isFinite(minWork) || minWork < 0)
+    throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
+  /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
+  const blocksOf = (extent: number, align: number, work: number): number =>
+    Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align));
+  if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
+    // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
+    // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
+      .exports as unknown as Kernels;
+    return {
+      ...freshInstance()(memory, own),
+      threads,
+      async destroy() {},
+    };
+  }
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
   const own = new WebAssembly.Instance(module, { env: { memory } }).exports as any;
   const names = Object.keys(splits);
-  const ranges = names.map((n) => own[`${n}_range`]);
+  const packed = names.filter((n) => splits[n]![3]! > 0);
+  // the jobs: each kernel that splits (a function of a range), then each packing of a transposed B
+  const jobs = [...names.map((n) => `${n}_range`), ...packed.map((n) => `${n}_pack`)];
+  const ranges = jobs.map((n) => own[n]);
   const ctl = new Int32Array(new SharedArrayBuffer(64 * Math.max(1, threads - 1)));
   const workers: { terminate(): unknown }[] = [];
   try {
     for (let slot = 0; slot < threads - 1; slot++)
-      workers.push(
-        await startWorker({
-          module,
-          memory,
-          ctl: ctl.buffer,
-          slot,
-          names: names.map((n) => `${n}_range`),
-          spin: SPIN,
-        }),
-      );
+      workers.push(await startWorker({ module, memory, ctl: ctl.buffer, slot, names: jobs, spin: SPIN }));
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;
@@ -351,17 +363,13 @@ export async function create(
   // `period` calls one call of each way is timed again (a time follows down at once, up by a
   // quarter of the gap), the period doubling (to 1024) each time the other way loses
   const adapt = options.adapt ?? true;
-  const best = new Float64Array(2 * names.length).fill(-1); // [whole, split] ms per kernel, -1 unknown
-  const calls = new Int32Array(names.length);
-  const period = new Int32Array(names.length).fill(16);
+  const best = new Float64Array(2 * jobs.length).fill(-1); // [whole, split] ms per job, -1 unknown
+  const calls = new Int32Array(jobs.length);
+  const period = new Int32Array(jobs.length).fill(16);
   /** Kernel k over [0, extent): whole here, or split in blocks over the threads. */
   const run = (k: number, extent: number, align: number, work: number): void => {
     if (destroyed) throw new Error('this threaded instance has been destroyed');
-    const n = Math.min(
-      threads,
-      minWork > 0 ? Math.floor(work / minWork) : threads,
-      Math.ceil(extent / align),
-    );
+    const n = blocksOf(extent, align, work);
     if (n <= 1) return ranges[k](0, extent);
     if (!adapt) return split(k, extent, align, n);
     const whole = best[2 * k]!;
@@ -383,16 +391,26 @@ export async function create(
   const kernels: any = {};
   for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];
   names.forEach((name, k) => {
-    const [extent, align, work, pack] = splits[name]!;
+    const [extent, align, work, packRows, packWork] = splits[name]!;
     // a kernel too small to split on this many threads is the wasm function itself
-    if (Math.min(threads, minWork > 0 ? Math.floor(work / minWork) : threads, Math.ceil(extent / align)) <= 1)
+    if (blocksOf(extent, align, work) <= 1) return;
+    if (!packRows) {
+      kernels[name] = () => run(k, extent, align, work);
       return;
-    kernels[name] = pack
-      ? () => (own[`${name}_pack`](), run(k, extent, align, work))
-      : () => run(k, extent, align, work);
+    }
+    // the packing of its transposed B splits whenever it can, without timing: run split, it also wakes
+    // the workers for the matmul that follows, which its own times would not show
+    const p = names.length + packed.indexOf(name); // its job
+    const n = blocksOf(packRows, PACK_ALIGN, packWork);
+    kernels[name] = () => {
+      if (destroyed) throw new Error('this threaded instance has been destroyed');
+      if (n > 1) split(p, packRows, PACK_ALIGN, n);
+      else ranges[p](0, packRows);
+      run(k, extent, align, work);
+    };
   });
   return {
-    ...instance(memory, kernels),
+    ...freshInstance()(memory, kernels),
     threads,
     async destroy() {
       if (destroyed) return;
@@ -769,3 +787,22 @@ const single = instance(
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
 );
 export const { forward, valueAndGrad } = single;
+
+/** instance(), evaluated anew from its source: its steps are closures of their own (see create). */
+function freshInstance(): typeof instance {
+  const scope = { checkArgs }; // the module-level names instance() refers to
+  const source = String(instance);
+  try {
+    if (
+      source.startsWith('function instance(') &&
+      Object.keys(scope).every((n) => new RegExp(`\\b${n}\\b`).test(source))
+    )
+      return new Function('__name', ...Object.keys(scope), `return ${source};`)(
+        (f: unknown) => f,
+        ...Object.values(scope),
+      );
+  } catch {
+    /* no eval here (a Content-Security-Policy): instance() itself */
+  }
+  return instance;
+}
