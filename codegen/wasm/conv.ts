@@ -1,14 +1,20 @@
 // WebAssembly SIMD convolution kernels: implicit GEMM through the register-tiled matmul of
 // ./matmul.ts. x [N, C, H, W], w [O, C/G, kH, kW], y [N, O, Ho, Wo]; S = Ho·Wo, kk = kH·kW,
-// Kg = (C/G)·kk, Og = O/G. Per group g:
+// Kg = (C/G)·kk, Og = O/G. Per image n and group g:
 //
 //   conv              col[n, c, tap, s] = x[n, c, window(tap, s)]          (im2col, [N, C·kk, S])
-//                     y[n, g] = w[g] · col[n, g]                            N × [Og,Kg]·[Kg,S]
-//   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          N × [Kg,Og]·[Og,S]
+//                     y[n, g] = w[g] · col[n, g]                            [Og,Kg]·[Kg,S]
+//   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          [Kg,Og]·[Og,S]
 //                     dx[n, c, window(tap, s)] += col[n, c, tap, s]         (col2im, a scatter-add)
-//   conv_weight_grad  colT[g, (n, s), (c, tap)] = x[n, c, window(tap, s)]   (im2col, [G, N·S, Kg])
-//                     dyT[o, (n, s)] = dy[n, o, s]
-//                     dw[g] = dyT[g] · colT[g]                              [Og,N·S]·[N·S,Kg]
+//   conv_weight_grad  dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]       (the forward's col)
+//
+// The forward and the input gradient work image by image (the image's im2col, then its matmuls;
+// its matmuls, then its col2im), so that an image's col is still in cache when it is read; both
+// compute a range of images, the blocks of threads (each image's outputs are its own). The weight
+// gradient reads the col of the forward convolution of the same x when there is one (it needs the
+// same columns: `shared`), else writes its own im2col first; it computes a range of output
+// channels (blocks of its register tile's rows), each weight's sum over the images in the same
+// order whatever the range.
 //
 // Every size is a constant: the taps are unrolled, and for each tap the range of output rows and
 // columns whose window position falls inside x is computed at build time, so padding is never
@@ -44,16 +50,25 @@ export interface ConvKernel {
   readonly y: number;
   /** Byte address of the kernel's own scratch (convScratch floats). */
   readonly scratch: number;
+  /** The weight gradient: the byte address of the col of the forward convolution of the same x, which ran before it. */
+  readonly shared?: number;
 }
 
-/** Floats of scratch a kernel needs: its col (and dyT for the weight gradient). */
+/** Floats of scratch a kernel needs: its col (none for a weight gradient that shares the forward's), and the weight gradient's partial sums. */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  if (k.op !== 'conv_weight_grad') return k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
-  // col with its rows padded to whole vectors (the padding stays 0), then a vector of partial sums per weight
-  return k.N * k.C * k.kH * k.kW * align4(k.Ho * k.Wo) + 4 * k.O * (k.C / k.groups) * k.kH * k.kW;
+  const col = k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
+  if (k.op !== 'conv_weight_grad') return col;
+  // (its own col, then) a vector of partial sums per weight
+  return (k.shared === undefined ? col : 0) + 4 * k.O * (k.C / k.groups) * k.kH * k.kW;
 }
 
-const align4 = (n: number) => Math.ceil(n / 4) * 4;
+/** How a kernel splits over threads: images for the forward and the input gradient, output channels in blocks of the register tile for the weight gradient (one group only). */
+export function convSplit(k: Omit<ConvKernel, 'scratch'>): { extent: number; align: number; work: number } | undefined {
+  const work = k.N * k.O * k.Ho * k.Wo * (k.C / k.groups) * k.kH * k.kW;
+  if (k.N * k.C * k.O * k.Ho * k.Wo === 0) return undefined;
+  if (k.op !== 'conv_weight_grad') return { extent: k.N, align: 1, work };
+  return k.groups === 1 ? { extent: k.O, align: dotTile(k.O)[0], work } : undefined;
+}
 
 /** The output positions [lo, hi) whose tap offset `t·d − pad + i·s` lies in [0, n). */
 function span(t: number, d: number, pad: number, s: number, n: number, out: number): [number, number] {
@@ -62,30 +77,104 @@ function span(t: number, d: number, pad: number, s: number, n: number, out: numb
   return [lo, Math.max(lo, hi)];
 }
 
-/** Float strides of a col layout: per image, group, channel of the group, tap, output row and column. */
-interface Layout {
-  readonly n: number;
-  readonly g: number;
-  readonly c: number;
-  readonly tap: number;
-  readonly row: number;
-  readonly col: number;
-}
-
-export function convBody(k: ConvKernel): Body {
-  const f = new Body();
-  const { N, C, H, W, O, kH, kW, Ho, Wo, groups: G } = k;
-  const [sh, sw] = k.stride as [number, number];
-  const [dh, dw] = k.dilation as [number, number];
-  const [pt, pl] = k.padding as [number, number];
+/**
+ * The kernel as a function body. With `ranged`, a function of [start, end): images (the forward,
+ * the input gradient) or output channels (the weight gradient, a multiple of its tile's rows or
+ * O), as `convSplit` says; a ranged weight gradient without a shared col writes no im2col (its
+ * `convPack` does, once, before the blocks).
+ */
+export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
   if (N * C * O * S === 0) return f;
+  const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
+  if (k.op === 'conv_weight_grad') {
+    const col = k.shared ?? k.scratch;
+    if (k.shared === undefined && !range) im2colAll(f, k, col);
+    weightGrad(f, k, col, k.shared === undefined ? k.scratch + 4 * N * C * kk * S : k.scratch, range);
+    return f;
+  }
   const i32 = () => f.local('i32');
-  const [cn, cg, cc, ci, cj, xb, dn, dg, dc, src, dst, sr, dr] = Array.from({ length: 13 }, i32);
+  const [n, xn, cn, offB, offC] = Array.from({ length: 5 }, i32);
+  const im2col = im2colWriter(f, k);
+  const col = k.scratch;
+  // per image: x (dx) at xn, col at cn; the matmuls' offsets of B and C
+  const image = () => {
+    f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+    f.get(n).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cn);
+    if (k.op === 'conv') {
+      im2col(xn, cn, false);
+      f.get(n).i32(4 * C * kk * S).i32Mul().set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      for (let g = 0; g < G; g++)
+        matmulInto(f, {
+          name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
+          a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
+          aBatched: false, bBatched: false, epilogue: [],
+        }, { offsets: { b: offB, c: offC } });
+    } else {
+      f.get(n).i32(4 * O * S).i32Mul().set(offB).get(n).i32(4 * C * kk * S).i32Mul().set(offC);
+      for (let g = 0; g < G; g++)
+        matmulInto(f, {
+          name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
+          a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
+          aBatched: false, bBatched: false, epilogue: [],
+        }, { offsets: { b: offB, c: offC } });
+      zeroAt(f, xn, C * k.H * k.W, offB, offC);
+      im2col(xn, cn, true);
+    }
+  };
+  if (range) {
+    f.get(range.start).set(n);
+    f.loopUntil(() => f.get(n).get(range.end).i32GeS(), () => {
+      image();
+      f.bump(n, 1);
+    });
+  } else {
+    f.assign(n, 0);
+    f.repeat(f.local('i32'), N, () => {
+      image();
+      f.bump(n, 1);
+    });
+  }
+  return f;
+}
+
+/** The im2col of every image of a weight gradient without a shared col, as a function of its own (run before the blocks of threads). */
+export function convPack(k: ConvKernel): Body {
+  const f = new Body();
+  if (k.N * k.C * k.O * k.Ho * k.Wo > 0) im2colAll(f, k, k.scratch);
+  return f;
+}
+
+/** Every image's im2col into `col`. */
+function im2colAll(f: Body, k: ConvKernel, col: number): void {
+  const [xn, cn] = [f.local('i32'), f.local('i32')];
+  const im2col = im2colWriter(f, k);
+  f.assign(xn, k.x).assign(cn, col);
+  f.repeat(f.local('i32'), k.N, () => {
+    im2col(xn, cn, false);
+    f.bump(xn, 4 * k.C * k.H * k.W).bump(cn, 4 * k.C * k.kH * k.kW * k.Ho * k.Wo);
+  });
+}
+
+/**
+ * The im2col of one image (x at `xn`, its col [C·kk, S] at `cn`), or with `add` its col2im
+ * (x[window] += col). Leaves xn and cn as they were.
+ */
+function im2colWriter(f: Body, k: ConvKernel): (xn: Local, cn: Local, add: boolean) => void {
+  const { C, H, W, kH, kW, Ho, Wo } = k;
+  const [sh, sw] = k.stride as [number, number];
+  const [dh, dw] = k.dilation as [number, number];
+  const [pt, pl] = k.padding as [number, number];
+  const S = Ho * Wo;
+  const kk = kH * kW;
+  const i32 = () => f.local('i32');
+  const [cc, ci, cj, xb, dc, src, dst, sr, dr] = Array.from({ length: 9 }, i32);
 
   /** One row: `count` elements, x side at src (stride xs bytes), col side at dst (stride ds bytes). */
   const row = (count: number, xs: number, ds: number, add: boolean) => {
@@ -113,63 +202,29 @@ export function convBody(k: ConvKernel): Body {
     for (let o = chunks * step; o < count; o++) one(o - rest, false);
   };
 
-  /** Every tap of every channel of every image, between x and a col of layout `l` at `col`. */
-  const im2col: Im2col = (col, l, add) => {
-    f.assign(xb, k.x).assign(dn, col);
-    f.repeat(cn, N, () => {
-      f.get(dn).set(dg);
-      f.repeat(cg, G, () => {
-        f.get(dg).set(dc);
-        f.repeat(cc, Cg, () => {
-          for (let p = 0; p < kH; p++) {
-            const [i0, i1] = span(p, dh, pt, sh, H, Ho);
-            for (let q = 0; q < kW; q++) {
-              const [j0, j1] = span(q, dw, pl, sw, W, Wo);
-              if (i1 <= i0 || j1 <= j0) continue;
-              const tap = p * kW + q;
-              f.get(xb).i32(4 * ((i0 * sh - pt + p * dh) * W + j0 * sw - pl + q * dw)).i32Add().set(sr);
-              f.get(dc).i32(4 * (tap * l.tap + i0 * l.row + j0 * l.col)).i32Add().set(dr);
-              f.repeat(ci, i1 - i0, () => {
-                f.get(sr).set(src).get(dr).set(dst);
-                row(j1 - j0, 4 * sw, 4 * l.col, add);
-                f.bump(sr, 4 * sh * W).bump(dr, 4 * l.row);
-              });
-            }
-          }
-          f.bump(xb, 4 * H * W).bump(dc, 4 * l.c);
-        });
-        f.bump(dg, 4 * l.g);
-      });
-      f.bump(dn, 4 * l.n);
+  return (xn, cn, add) => {
+    f.get(xn).set(xb).get(cn).set(dc);
+    // the channels of every group in turn: col's rows are (c, tap) for c over all C
+    f.repeat(cc, C, () => {
+      for (let p = 0; p < kH; p++) {
+        const [i0, i1] = span(p, dh, pt, sh, H, Ho);
+        for (let q = 0; q < kW; q++) {
+          const [j0, j1] = span(q, dw, pl, sw, W, Wo);
+          if (i1 <= i0 || j1 <= j0) continue;
+          const tap = p * kW + q;
+          f.get(xb).i32(4 * ((i0 * sh - pt + p * dh) * W + j0 * sw - pl + q * dw)).i32Add().set(sr);
+          f.get(dc).i32(4 * (tap * S + i0 * Wo + j0)).i32Add().set(dr);
+          f.repeat(ci, i1 - i0, () => {
+            f.get(sr).set(src).get(dr).set(dst);
+            row(j1 - j0, 4 * sw, 4, add);
+            f.bump(sr, 4 * sh * W).bump(dr, 4 * Wo);
+          });
+        }
+      }
+      f.bump(xb, 4 * H * W).bump(dc, 4 * kk * S);
     });
   };
-
-  const colNCS: Layout = { n: C * kk * S, g: Kg * S, c: kk * S, tap: S, row: Wo, col: 1 };
-  const col = k.scratch;
-  if (k.op === 'conv') {
-    im2col(col, colNCS, false);
-    for (let g = 0; g < G; g++)
-      matmulInto(f, {
-        name: '', M: Og, N: S, K: Kg, batch: N, transA: false, transB: false,
-        a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
-        aBatched: false, bBatched: true, epilogue: [],
-        strides: { a: 0, b: 4 * C * kk * S, c: 4 * O * S },
-      });
-  } else if (k.op === 'conv_input_grad') {
-    for (let g = 0; g < G; g++)
-      matmulInto(f, {
-        name: '', M: Kg, N: S, K: Og, batch: N, transA: true, transB: false,
-        a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
-        aBatched: false, bBatched: true, epilogue: [],
-        strides: { a: 0, b: 4 * O * S, c: 4 * C * kk * S },
-      });
-    zero(f, k.x, N * C * H * W, cn, dst);
-    im2col(col, colNCS, true);
-  } else weightGrad(f, k, col, im2col);
-  return f;
 }
-
-type Im2col = (col: number, l: Layout, add: boolean) => void;
 
 /** Register tile of the weight gradient's dot products: rows of dy (output channels) × rows of col. */
 function dotTile(Og: number): [number, number] {
@@ -177,25 +232,31 @@ function dotTile(Og: number): [number, number] {
 }
 
 /**
- * dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]: the forward's im2col (rows padded to whole
- * vectors), then per image a register tile of R output channels × T col rows whose R·T vector
- * accumulators run along s together (R + T loads for R·T multiply-adds), added into a vector of
- * partial sums per weight; the four lanes of each are summed once at the end. The last vector of
- * a ragged row is masked on the dy side (the col side's padding is 0).
+ * dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]: per image a register tile of R output channels
+ * × T col rows whose R·T vector accumulators run along s together (R + T loads for R·T
+ * multiply-adds), added into a vector of partial sums per weight (at `part`, [O, Kg] vectors);
+ * the four lanes of each are summed once at the end. The last vector of a ragged row is masked
+ * on both sides (it reads into the next row). With `range`, the output channels [start, end).
  */
-function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
+function weightGrad(f: Body, k: ConvKernel, col: number, part: number, range?: { start: Local; end: Local }): void {
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
-  const Sp = align4(S);
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
-  const part = col + 4 * N * C * kk * Sp; // [O, Kg] vectors
-  im2col(col, { n: C * kk * Sp, g: Kg * Sp, c: kk * Sp, tap: Sp, row: Wo, col: 1 }, false);
   const i32 = () => f.local('i32');
-  const [cn, co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr] = Array.from({ length: 11 }, i32);
-  zero(f, part, 4 * O * Kg, cs, ptr);
+  const [cn, co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, o, lo, hi] = Array.from({ length: 14 }, i32);
+  // the partials and weights of the range: [lo, hi) bytes from part (and from w, a quarter of it)
+  if (range) {
+    f.get(range.start).i32(16 * Kg).i32Mul().set(lo);
+    f.get(range.end).i32(16 * Kg).i32Mul().set(hi);
+  } else f.assign(lo, 0).assign(hi, 16 * O * Kg);
+  f.get(lo).i32(part).i32Add().set(ptr);
+  f.loopUntil(() => f.get(ptr).get(hi).i32(part).i32Add().i32GeS(), () => {
+    f.get(ptr).f32x4Const(0).v128Store(0);
+    f.bump(ptr, 16);
+  });
   const [R, T] = dotTile(Og);
   const acc = Array.from({ length: R * T }, () => f.local('v128'));
   const dyv = Array.from({ length: R }, () => f.local('v128'));
@@ -203,7 +264,7 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
   const full = Math.floor(S / 4);
   const rest = S % 4;
   const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
-  /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at `p` bytes past `part` + o·Kg·16 + kg·16. */
+  /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at partAt + o·Kg·16 + kg·16. */
   const tile = (r: number, t: number, partAt: Local) => {
     for (let a = 0; a < r; a++) for (let b = 0; b < t; b++) f.f32x4Const(0).set(acc[a * T + b]!);
     f.get(aRow).set(aP).get(bRow).set(bP);
@@ -214,7 +275,9 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
         f.set(dyv[a]!);
       }
       for (let b = 0; b < t; b++) {
-        f.get(bP).v128Load(4 * b * Sp).set(cv);
+        f.get(bP).v128Load(4 * b * S);
+        if (masked) f.i32x4Lanes(mask).v128And();
+        f.set(cv);
         for (let a = 0; a < r; a++) {
           const c = acc[a * T + b]!;
           f.get(c).get(dyv[a]!).get(cv).f32x4('mul').f32x4('add').set(c);
@@ -239,29 +302,46 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
   ];
   const partAt = f.local('i32');
   const partRow = f.local('i32');
+  /** The col tiles of the rows of one row tile (of `size` rows, dy at aRow, partials at partRow) of group g. */
+  const rowTile = (g: number, size: number) => {
+    for (const tr of runs(Kg, T)) {
+      f.get(cimg).i32(4 * (g * Kg + tr.start) * S).i32Add().set(bRow);
+      f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
+      f.repeat(ck, tr.count, () => {
+        tile(size, tr.size, partAt);
+        f.bump(bRow, 4 * tr.size * S).bump(partAt, 16 * tr.size);
+      });
+    }
+  };
   f.assign(img, k.y).assign(cimg, col);
   f.repeat(cn, N, () => {
-    for (let g = 0; g < G; g++)
-      for (const rr of runs(Og, R)) {
-        f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
-        f.assign(partRow, part + 16 * (g * Og + rr.start) * Kg);
-        f.repeat(co, rr.count, () => {
-          for (const tr of runs(Kg, T)) {
-            f.get(cimg).i32(4 * (g * Kg + tr.start) * Sp).i32Add().set(bRow);
-            f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
-            f.repeat(ck, tr.count, () => {
-              tile(rr.size, tr.size, partAt);
-              f.bump(bRow, 4 * tr.size * Sp).bump(partAt, 16 * tr.size);
-            });
-          }
-          f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
-        });
-      }
-    f.bump(img, 4 * O * S).bump(cimg, 4 * C * kk * Sp);
+    if (range) {
+      // one group: whole tiles while o + R ≤ end, then the ragged last tile when end is O
+      f.get(range.start).set(o);
+      f.get(o).i32(4 * S).i32Mul().get(img).i32Add().set(aRow);
+      f.get(o).i32(16 * Kg).i32Mul().i32(part).i32Add().set(partRow);
+      f.loopUntil(() => f.get(o).i32(R).i32Add().get(range.end).i32GtS(), () => {
+        rowTile(0, R);
+        f.bump(aRow, 4 * R * S).bump(partRow, 16 * R * Kg).bump(o, R);
+      });
+      if (O % R) f.when(() => f.get(o).get(range.end).i32LtS(), () => rowTile(0, O % R));
+    } else
+      for (let g = 0; g < G; g++)
+        for (const rr of runs(Og, R)) {
+          f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
+          f.assign(partRow, part + 16 * (g * Og + rr.start) * Kg);
+          f.repeat(co, rr.count, () => {
+            rowTile(g, rr.size);
+            f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
+          });
+        }
+    f.bump(img, 4 * O * S).bump(cimg, 4 * C * kk * S);
   });
   // dw[o, kg] = the sum of its partial vector's lanes (dw is [O, Kg] in the order of the partials)
-  f.assign(aP, part).assign(bP, k.w);
-  f.repeat(cs, O * Kg, () => {
+  f.get(lo).i32(part).i32Add().set(aP);
+  if (range) f.get(range.start).i32(4 * Kg).i32Mul().i32(k.w).i32Add().set(bP);
+  else f.assign(bP, k.w);
+  f.loopUntil(() => f.get(aP).get(hi).i32(part).i32Add().i32GeS(), () => {
     f.get(bP).get(aP).v128Load(0).set(cv);
     f.get(cv).f32x4ExtractLane(0).get(cv).f32x4ExtractLane(1).f32Add();
     f.get(cv).f32x4ExtractLane(2).get(cv).f32x4ExtractLane(3).f32Add().f32Add();
@@ -270,10 +350,10 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
   });
 }
 
-/** n floats at `at` set to 0. */
-function zero(f: Body, at: number, n: number, counter: Local, ptr: Local): void {
+/** n floats from the address in `at` set to 0. */
+function zeroAt(f: Body, at: Local, n: number, counter: Local, ptr: Local): void {
   const vecs = Math.floor(n / 4);
-  f.assign(ptr, at);
+  f.get(at).set(ptr);
   if (vecs > 0)
     f.repeat(counter, vecs, () => {
       f.get(ptr).f32x4Const(0).v128Store(0);
