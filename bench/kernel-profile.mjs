@@ -16,6 +16,8 @@ const opt = (name) => {
 };
 const rounds = opt('--rounds') ?? 40;
 const threads = opt('--threads');
+// --adapt 0: the threaded instance always splits (no timing of whole against split)
+const adapt = opt('--adapt');
 // --thrash MB: before each step, write MB of another array (as bench/cnn-step.mjs's flat step in between evicts the caches)
 const thrash = opt('--thrash');
 // --busy N: before each step, N iterations of a scalar JS loop (as the flat step in between)
@@ -39,7 +41,10 @@ function __wrap(k) {
 export { __times };
 `;
 
-async function load(file, n) {
+async function load(spec, n) {
+  // FILE:minWork=W:adapt=0 gives the threaded instance its own options
+  const [file, ...kv] = spec.split(':');
+  const own = Object.fromEntries(kv.map((x) => x.split('=')).map(([k, v]) => [k, k === 'adapt' ? v !== '0' : Number(v)]));
   let src = readFileSync(file, 'utf8');
   const before = src;
   src = src.replace(/const single = instance\(memory, (.*)\);/, 'const single = instance(memory, __wrap($1));');
@@ -47,12 +52,13 @@ async function load(file, n) {
   if (src === before) throw new Error(`${file}: no instance() call to wrap`);
   const url = `data:text/javascript;base64,${Buffer.from(WRAP + src + `\n// ${n}`).toString('base64')}`;
   const mod = await import(url);
-  const inst = threads ? await mod.create({ threads }) : mod;
-  return { file, mod, inst };
+  const inst = threads ? await mod.create({ threads, ...(adapt === 0 ? { adapt: false } : {}), ...own }) : mod;
+  return { file: spec, mod, inst };
 }
 
 const mods = [];
 for (const [n, f] of files.entries()) mods.push(await load(path.resolve(f), n));
+const label = (m) => `${path.basename(path.dirname(m.file.split(':')[0]))}${m.file.split(':').slice(1).map((x) => `:${x}`).join('')}`;
 const r = mulberry32(7);
 const spec = mods[0].mod.spec;
 const inputs = Object.fromEntries(
@@ -90,10 +96,10 @@ for (let round = 0; round < rounds + 5; round++)
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 console.log(`median ms of ${rounds} rounds (alternating), ${threads ? `${threads} threads` : '1 thread'}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 const names = [...new Set(samples.flatMap((s) => [...s.kernels.keys()]))];
-console.log(`${'kernel'.padEnd(34)}${mods.map((m) => path.basename(path.dirname(m.file)).padStart(12)).join('')}`);
+console.log(`${'kernel'.padEnd(34)}${mods.map((m) => label(m).padStart(16)).join('')}`);
 for (const k of names) {
-  const row = samples.map((s) => (s.kernels.has(k) ? median(s.kernels.get(k)).toFixed(3) : '-').padStart(12));
+  const row = samples.map((s) => (s.kernels.has(k) ? median(s.kernels.get(k)).toFixed(3) : '-').padStart(16));
   if (samples.some((s) => s.kernels.has(k) && median(s.kernels.get(k)) > 0.0005)) console.log(`${k.padEnd(34)}${row.join('')}`);
 }
-console.log(`${'STEP'.padEnd(34)}${samples.map((s) => median(s.step).toFixed(3).padStart(12)).join('')}`);
+console.log(`${'STEP'.padEnd(34)}${samples.map((s) => median(s.step).toFixed(3).padStart(16)).join('')}`);
 for (const m of mods) if (threads) await m.inst.destroy();

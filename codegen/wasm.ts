@@ -23,7 +23,7 @@ import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
-import { convBody, convPack, convScratch, convSplit } from './wasm/conv.js';
+import { WEIGHT_GRAD_CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
@@ -46,6 +46,8 @@ interface Kernel {
   readonly d: Decision;
   /** A kernel that threads split: its body computes a range (`body` is then the ranged body). */
   readonly split?: Split & { readonly pack?: Body };
+  /** What it computes, where not its decision's (the comment of the kernel list). */
+  readonly what?: string;
 }
 
 /**
@@ -159,11 +161,13 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       if (d.kind === 'conv') {
         const name = `${d.kernel.op}_${last}`;
         const kernel = { ...d.kernel, scratch: convAt.get(u)! };
-        // the forward and the input gradient split by images, the weight gradient by output channels
+        // the forward and the input gradient split by images, the weight gradient by chunks of images
         const split = convSplit(kernel);
-        if (split) kernels.push({ name, body: convBody(kernel, { ranged: true }), d, split: { ...split, pack: kernel.op === 'conv_weight_grad' && kernel.shared === undefined ? convPack(kernel) : undefined } });
-        else kernels.push({ name, body: convBody(kernel), d });
-        return [`${member('kernels', name)}();`];
+        kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+        if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
+        // the weight gradient's partial sums of the chunks, added in order into dw
+        kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${WEIGHT_GRAD_CHUNKS} chunks' partial sums of ${name}, added in order` });
+        return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
       }
       if (d.kind === 'pool' || d.kind === 'channel') {
         const name = d.kind === 'pool' ? `${d.kernel.op}_${last}` : `channel_${last}`;
@@ -334,7 +338,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `${c.shared === undefined ? 'im2col' : "the forward's im2col"}, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions`;
+      return `${c.shared === undefined ? 'im2col' : "the forward's im2col"}, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
@@ -342,7 +346,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   };
   return [
     `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
+    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? `${commentText(k.d.doc)}   ${what(k.d)}`}`),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',

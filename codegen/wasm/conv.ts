@@ -6,15 +6,16 @@
 //                     y[n, g] = w[g] · col[n, g]                            [Og,Kg]·[Kg,S]
 //   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          [Kg,Og]·[Og,S]
 //                     dx[n, c, window(tap, s)] += col[n, c, tap, s]         (col2im, a scatter-add)
-//   conv_weight_grad  dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]       (the forward's col)
+//   conv_weight_grad  dw[o, kg] = Σ_chunk Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s]
 //
-// The forward and the input gradient work image by image (the image's im2col, then its matmuls;
-// its matmuls, then its col2im), so that an image's col is still in cache when it is read; both
-// compute a range of images, the blocks of threads (each image's outputs are its own). The weight
-// gradient reads the col of the forward convolution of the same x when there is one (it needs the
-// same columns: `shared`), else writes its own im2col first; it computes a range of output
-// channels (blocks of its register tile's rows), each weight's sum over the images in the same
-// order whatever the range.
+// Each kernel works image by image (the image's im2col, then its matmuls; its matmuls, then its
+// col2im), so that an image's col is still in cache when it is read, and computes a range: of
+// images for the forward and the input gradient (each image's outputs are its own), of chunks of
+// images (a fixed number, WEIGHT_GRAD_CHUNKS) for the weight gradient, whose partial sums are one
+// set per chunk, added in chunk order by a kernel of their own after the chunks (`convSumBody`):
+// the blocks of threads compute exactly what the whole kernel does. The weight gradient reads the
+// col of the forward convolution of the same x when there is one (`shared`: it needs the same
+// columns), else writes each image's im2col itself.
 //
 // Every size is a constant: the taps are unrolled, and for each tap the range of output rows and
 // columns whose window position falls inside x is computed at build time, so padding is never
@@ -54,20 +55,28 @@ export interface ConvKernel {
   readonly shared?: number;
 }
 
+/** The chunks of images of a weight gradient: each has its own partial sums (so that threads may take them), added in order at the end. */
+export const WEIGHT_GRAD_CHUNKS = 8;
+
+/** The chunks of a weight gradient, and the images in each (the last may have fewer). */
+function chunksOf(N: number): { chunks: number; per: number } {
+  const per = Math.max(1, Math.ceil(N / Math.max(1, Math.min(N, WEIGHT_GRAD_CHUNKS))));
+  return { chunks: Math.ceil(N / per), per };
+}
+
 /** Floats of scratch a kernel needs: its col (none for a weight gradient that shares the forward's), and the weight gradient's partial sums. */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
   const col = k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
   if (k.op !== 'conv_weight_grad') return col;
-  // (its own col, then) a vector of partial sums per weight
-  return (k.shared === undefined ? col : 0) + 4 * k.O * (k.C / k.groups) * k.kH * k.kW;
+  // (its own col, then) a vector of partial sums per weight and chunk
+  return (k.shared === undefined ? col : 0) + 4 * chunksOf(k.N).chunks * k.O * (k.C / k.groups) * k.kH * k.kW;
 }
 
-/** How a kernel splits over threads: images for the forward and the input gradient, output channels in blocks of the register tile for the weight gradient (one group only). */
+/** How a kernel splits over threads: images for the forward and the input gradient, chunks of images for the weight gradient. */
 export function convSplit(k: Omit<ConvKernel, 'scratch'>): { extent: number; align: number; work: number } | undefined {
-  const work = k.N * k.O * k.Ho * k.Wo * (k.C / k.groups) * k.kH * k.kW;
   if (k.N * k.C * k.O * k.Ho * k.Wo === 0) return undefined;
-  if (k.op !== 'conv_weight_grad') return { extent: k.N, align: 1, work };
-  return k.groups === 1 ? { extent: k.O, align: dotTile(k.O)[0], work } : undefined;
+  const work = k.N * k.O * k.Ho * k.Wo * (k.C / k.groups) * k.kH * k.kW;
+  return { extent: k.op === 'conv_weight_grad' ? chunksOf(k.N).chunks : k.N, align: 1, work };
 }
 
 /** The output positions [lo, hi) whose tap offset `t·d − pad + i·s` lies in [0, n). */
@@ -79,9 +88,8 @@ function span(t: number, d: number, pad: number, s: number, n: number, out: numb
 
 /**
  * The kernel as a function body. With `ranged`, a function of [start, end): images (the forward,
- * the input gradient) or output channels (the weight gradient, a multiple of its tile's rows or
- * O), as `convSplit` says; a ranged weight gradient without a shared col writes no im2col (its
- * `convPack` does, once, before the blocks).
+ * the input gradient) or chunks of images (the weight gradient), as `convSplit` says. A weight
+ * gradient's partial sums become dw in `convSumBody`, which runs after it.
  */
 export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
   const f = new Body(opts.ranged ? 2 : 0);
@@ -94,9 +102,7 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
   if (N * C * O * S === 0) return f;
   const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
   if (k.op === 'conv_weight_grad') {
-    const col = k.shared ?? k.scratch;
-    if (k.shared === undefined && !range) im2colAll(f, k, col);
-    weightGrad(f, k, col, k.shared === undefined ? k.scratch + 4 * N * C * kk * S : k.scratch, range);
+    weightGrad(f, k, range);
     return f;
   }
   const i32 = () => f.local('i32');
@@ -142,24 +148,6 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     });
   }
   return f;
-}
-
-/** The im2col of every image of a weight gradient without a shared col, as a function of its own (run before the blocks of threads). */
-export function convPack(k: ConvKernel): Body {
-  const f = new Body();
-  if (k.N * k.C * k.O * k.Ho * k.Wo > 0) im2colAll(f, k, k.scratch);
-  return f;
-}
-
-/** Every image's im2col into `col`. */
-function im2colAll(f: Body, k: ConvKernel, col: number): void {
-  const [xn, cn] = [f.local('i32'), f.local('i32')];
-  const im2col = im2colWriter(f, k);
-  f.assign(xn, k.x).assign(cn, col);
-  f.repeat(f.local('i32'), k.N, () => {
-    im2col(xn, cn, false);
-    f.bump(xn, 4 * k.C * k.H * k.W).bump(cn, 4 * k.C * k.kH * k.kW * k.Ho * k.Wo);
-  });
 }
 
 /**
@@ -231,32 +219,31 @@ function dotTile(Og: number): [number, number] {
   return Og % 3 === 0 ? [3, 3] : Og === 1 ? [1, 8] : Og === 2 ? [2, 4] : [4, 2];
 }
 
+/** Where a weight gradient's col and partial sums are: [chunks, O, Kg] vectors. */
+function weightGradLayout(k: ConvKernel): { col: number; part: number } {
+  const own = k.shared === undefined;
+  return { col: own ? k.scratch : k.shared!, part: own ? k.scratch + 4 * k.N * k.C * k.kH * k.kW * k.Ho * k.Wo : k.scratch };
+}
+
 /**
- * dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]: per image a register tile of R output channels
+ * Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s] for the chunks of the range (all of them without
+ * one): per image (its im2col first, without a shared col) a register tile of R output channels
  * × T col rows whose R·T vector accumulators run along s together (R + T loads for R·T
- * multiply-adds), added into a vector of partial sums per weight (at `part`, [O, Kg] vectors);
- * the four lanes of each are summed once at the end. The last vector of a ragged row is masked
- * on both sides (it reads into the next row). With `range`, the output channels [start, end).
+ * multiply-adds), added into the chunk's vector of partial sums per weight. The last vector of a
+ * ragged row is masked on both sides (it reads into the next row).
  */
-function weightGrad(f: Body, k: ConvKernel, col: number, part: number, range?: { start: Local; end: Local }): void {
+function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
+  const { col, part } = weightGradLayout(k);
+  const { chunks, per } = chunksOf(N);
   const i32 = () => f.local('i32');
-  const [cn, co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, o, lo, hi] = Array.from({ length: 14 }, i32);
-  // the partials and weights of the range: [lo, hi) bytes from part (and from w, a quarter of it)
-  if (range) {
-    f.get(range.start).i32(16 * Kg).i32Mul().set(lo);
-    f.get(range.end).i32(16 * Kg).i32Mul().set(hi);
-  } else f.assign(lo, 0).assign(hi, 16 * O * Kg);
-  f.get(lo).i32(part).i32Add().set(ptr);
-  f.loopUntil(() => f.get(ptr).get(hi).i32(part).i32Add().i32GeS(), () => {
-    f.get(ptr).f32x4Const(0).v128Store(0);
-    f.bump(ptr, 16);
-  });
+  const [co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, c, n, nEnd, xn, partC] = Array.from({ length: 15 }, i32);
+  const im2col = k.shared === undefined ? im2colWriter(f, k) : undefined;
   const [R, T] = dotTile(Og);
   const acc = Array.from({ length: R * T }, () => f.local('v128'));
   const dyv = Array.from({ length: R }, () => f.local('v128'));
@@ -302,52 +289,69 @@ function weightGrad(f: Body, k: ConvKernel, col: number, part: number, range?: {
   ];
   const partAt = f.local('i32');
   const partRow = f.local('i32');
-  /** The col tiles of the rows of one row tile (of `size` rows, dy at aRow, partials at partRow) of group g. */
-  const rowTile = (g: number, size: number) => {
-    for (const tr of runs(Kg, T)) {
-      f.get(cimg).i32(4 * (g * Kg + tr.start) * S).i32Add().set(bRow);
-      f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
-      f.repeat(ck, tr.count, () => {
-        tile(size, tr.size, partAt);
-        f.bump(bRow, 4 * tr.size * S).bump(partAt, 16 * tr.size);
-      });
-    }
+  /** One image (dy at img, col at cimg) into the chunk's partials at partC. */
+  const image = () => {
+    for (let g = 0; g < G; g++)
+      for (const rr of runs(Og, R)) {
+        f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
+        f.get(partC).i32(16 * (g * Og + rr.start) * Kg).i32Add().set(partRow);
+        f.repeat(co, rr.count, () => {
+          for (const tr of runs(Kg, T)) {
+            f.get(cimg).i32(4 * (g * Kg + tr.start) * S).i32Add().set(bRow);
+            f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
+            f.repeat(ck, tr.count, () => {
+              tile(rr.size, tr.size, partAt);
+              f.bump(bRow, 4 * tr.size * S).bump(partAt, 16 * tr.size);
+            });
+          }
+          f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
+        });
+      }
   };
-  f.assign(img, k.y).assign(cimg, col);
-  f.repeat(cn, N, () => {
-    if (range) {
-      // one group: whole tiles while o + R ≤ end, then the ragged last tile when end is O
-      f.get(range.start).set(o);
-      f.get(o).i32(4 * S).i32Mul().get(img).i32Add().set(aRow);
-      f.get(o).i32(16 * Kg).i32Mul().i32(part).i32Add().set(partRow);
-      f.loopUntil(() => f.get(o).i32(R).i32Add().get(range.end).i32GtS(), () => {
-        rowTile(0, R);
-        f.bump(aRow, 4 * R * S).bump(partRow, 16 * R * Kg).bump(o, R);
-      });
-      if (O % R) f.when(() => f.get(o).get(range.end).i32LtS(), () => rowTile(0, O % R));
-    } else
-      for (let g = 0; g < G; g++)
-        for (const rr of runs(Og, R)) {
-          f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
-          f.assign(partRow, part + 16 * (g * Og + rr.start) * Kg);
-          f.repeat(co, rr.count, () => {
-            rowTile(g, rr.size);
-            f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
-          });
-        }
-    f.bump(img, 4 * O * S).bump(cimg, 4 * C * kk * S);
+  if (range) f.get(range.start).set(c);
+  else f.assign(c, 0);
+  f.loopUntil(() => (range ? f.get(c).get(range.end) : f.get(c).i32(chunks)).i32GeS(), () => {
+    // the chunk's partials, zeroed; its images [c·per, min(N, (c + 1)·per))
+    f.get(c).i32(16 * O * Kg).i32Mul().i32(part).i32Add().set(partC);
+    zeroAt(f, partC, 4 * O * Kg, cs, ptr);
+    f.get(c).i32(per).i32Mul().tee(n).i32(per).i32Add().set(nEnd);
+    f.when(() => f.get(nEnd).i32(N).i32GtS(), () => f.assign(nEnd, N));
+    f.loopUntil(() => f.get(n).get(nEnd).i32GeS(), () => {
+      f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(img);
+      f.get(n).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cimg);
+      if (im2col) {
+        f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+        im2col(xn, cimg, false);
+      }
+      image();
+      f.bump(n, 1);
+    });
+    f.bump(c, 1);
   });
-  // dw[o, kg] = the sum of its partial vector's lanes (dw is [O, Kg] in the order of the partials)
-  f.get(lo).i32(part).i32Add().set(aP);
-  if (range) f.get(range.start).i32(4 * Kg).i32Mul().i32(k.w).i32Add().set(bP);
-  else f.assign(bP, k.w);
-  f.loopUntil(() => f.get(aP).get(hi).i32(part).i32Add().i32GeS(), () => {
-    f.get(bP).get(aP).v128Load(0).set(cv);
+}
+
+/** dw[o, kg] = the sum of the lanes of its partial vectors, added over the chunks in order (dw is [O, Kg] in the order of the partials). */
+export function convSumBody(k: ConvKernel): Body {
+  const f = new Body();
+  const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
+  if (N * C * O * Ho * Wo === 0) return f;
+  const Kg = (C / G) * kH * kW;
+  const { part } = weightGradLayout(k);
+  const { chunks } = chunksOf(N);
+  const [cs, aP, bP] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  const cv = f.local('v128');
+  f.assign(aP, part).assign(bP, k.w);
+  f.repeat(cs, O * Kg, () => {
+    f.get(aP).v128Load(0);
+    for (let c = 1; c < chunks; c++) f.get(aP).v128Load(16 * c * O * Kg).f32x4('add');
+    f.set(cv);
+    f.get(bP);
     f.get(cv).f32x4ExtractLane(0).get(cv).f32x4ExtractLane(1).f32Add();
     f.get(cv).f32x4ExtractLane(2).get(cv).f32x4ExtractLane(3).f32Add().f32Add();
     f.f32Store(0);
     f.bump(aP, 16).bump(bP, 4);
   });
+  return f;
 }
 
 /** n floats from the address in `at` set to 0. */
