@@ -169,9 +169,16 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${WEIGHT_GRAD_CHUNKS} chunks' partial sums of ${name}, added in order` });
         return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
       }
-      if (d.kind === 'pool' || d.kind === 'channel') {
-        const name = d.kind === 'pool' ? `${d.kernel.op}_${last}` : `channel_${last}`;
-        kernels.push({ name, body: d.kind === 'pool' ? poolBody(d.kernel) : channelBody(d.kernel), d });
+      if (d.kind === 'pool') {
+        // split by planes (a window's taps as its work)
+        const name = `${d.kernel.op}_${last}`;
+        const p = d.kernel;
+        kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
+        return [`${member('kernels', name)}();`];
+      }
+      if (d.kind === 'channel') {
+        const name = `channel_${last}`;
+        kernels.push({ name, body: channelBody(d.kernel), d });
         return [`${member('kernels', name)}();`];
       }
       if (d.kind !== 'matmul') {
