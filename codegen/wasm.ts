@@ -23,7 +23,7 @@ import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
-import { WEIGHT_GRAD_CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
+import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
@@ -32,7 +32,7 @@ import { threadsDecl } from './wasm/threads.js';
 import { emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
-import type { ConvDecision, Decision, UpdateDecision } from './wasm/decide.js';
+import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
 import { channelBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
@@ -94,15 +94,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
-  // each convolution's im2col scratch is its own: its padded positions stay zero; a weight
-  // gradient reads the col of the forward convolution of the same x (which forwardPass ran before it)
+  // each convolution's im2col scratch is its own: its padded positions stay zero
   const convAt = new Map<Unit, number>();
   for (const [u, d] of decisions)
     if (d.kind === 'conv') {
-      const fwd = d.kernel.op === 'conv_weight_grad' ? forwardConvOf(m, u, d, decisions) : undefined;
-      if (fwd) decisions.set(u, { ...d, kernel: { ...d.kernel, shared: convAt.get(fwd)! } });
       convAt.set(u, end);
-      end += align(convScratch(decisions.get(u)!.kernel as ConvDecision['kernel']) * 4);
+      end += align(convScratch(d.kernel) * 4);
     }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
@@ -166,7 +163,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
         if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
         // the weight gradient's partial sums of the chunks, added in order into dw
-        kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${WEIGHT_GRAD_CHUNKS} chunks' partial sums of ${name}, added in order` });
+        kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
         return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
       }
       if (d.kind === 'pool') {
@@ -217,23 +214,6 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     },
   };
   return emitTs(m, typed, backend);
-}
-
-/**
- * The forward convolution whose col a weight gradient can read: in the forward pass, of the same
- * forward value x (the weight gradient's x is that value, read by the backward pass) with the
- * same sizes and attributes, so the same im2col; undefined when there is none.
- */
-function forwardConvOf(m: ModuleInfo, u: Unit, d: ConvDecision, decisions: ReadonlyMap<Unit, Decision>): Unit | undefined {
-  const def = u.graph.def(u.insts[0]!.args[0]!);
-  if (def.op !== 'fwd') return undefined;
-  const same = (a: ConvDecision['kernel'], b: ConvDecision['kernel']) =>
-    (['N', 'C', 'H', 'W', 'O', 'kH', 'kW', 'Ho', 'Wo', 'groups', 'x'] as const).every((f) => a[f] === b[f]) &&
-    (['stride', 'padding', 'dilation'] as const).every((f) => a[f].join() === b[f].join());
-  return m.plan.units.forward.find((f) => {
-    const fd = decisions.get(f);
-    return fd?.kind === 'conv' && fd.kernel.op === 'conv' && valueName(f.graph, f.insts[0]!.args[0]!) === def.attrs.name && same(fd.kernel, d.kernel);
-  });
 }
 
 /**
@@ -345,7 +325,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `${c.shared === undefined ? 'im2col' : "the forward's im2col"}, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';

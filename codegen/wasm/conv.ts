@@ -6,16 +6,18 @@
 //                     y[n, g] = w[g] · col[n, g]                            [Og,Kg]·[Kg,S]
 //   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          [Kg,Og]·[Og,S]
 //                     dx[n, c, window(tap, s)] += col[n, c, tap, s]         (col2im, a scatter-add)
-//   conv_weight_grad  dw[o, kg] = Σ_chunk Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s]
+//   conv_weight_grad  col[n] as the forward's, then
+//                     dw[o, kg] = Σ_chunk Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s]
 //
-// Each kernel works image by image (the image's im2col, then its matmuls; its matmuls, then its
-// col2im), so that an image's col is still in cache when it is read, and computes a range: of
-// images for the forward and the input gradient (each image's outputs are its own), of chunks of
-// images (a fixed number, WEIGHT_GRAD_CHUNKS) for the weight gradient, whose partial sums are one
-// set per chunk, added in chunk order by a kernel of their own after the chunks (`convSumBody`):
-// the blocks of threads compute exactly what the whole kernel does. The weight gradient reads the
-// col of the forward convolution of the same x when there is one (`shared`: it needs the same
-// columns), else writes each image's im2col itself.
+// The images are in a fixed number of chunks (CHUNKS); each kernel's col holds one
+// image per chunk, reused image after image, so that an image's col is still in cache when it is
+// read (the image's im2col, then its matmuls; its matmuls, then its col2im; its im2col, then its
+// dot products). Each kernel computes a range, the blocks of threads: of images for the forward
+// and the input gradient (whole chunks: each image's outputs are its own), of chunks for the
+// weight gradient, whose partial sums are one set per chunk, added in chunk order by a kernel of
+// their own after the chunks (`convSumBody`). So a block computes exactly what the whole kernel
+// does. (Keeping every image's col in the forward and reading it in the weight gradient instead
+// of its own im2col measured slower: the col of every image does not stay in cache.)
 //
 // Every size is a constant: the taps are unrolled, and for each tap the range of output rows and
 // columns whose window position falls inside x is computed at build time, so padding is never
@@ -51,32 +53,30 @@ export interface ConvKernel {
   readonly y: number;
   /** Byte address of the kernel's own scratch (convScratch floats). */
   readonly scratch: number;
-  /** The weight gradient: the byte address of the col of the forward convolution of the same x, which ran before it. */
-  readonly shared?: number;
 }
 
-/** The chunks of images of a weight gradient: each has its own partial sums (so that threads may take them), added in order at the end. */
-export const WEIGHT_GRAD_CHUNKS = 8;
+/** The chunks of images: each has its col (one image at a time) and, in a weight gradient, its partial sums; threads take whole chunks. */
+export const CHUNKS = 8;
 
-/** The chunks of a weight gradient, and the images in each (the last may have fewer). */
+/** The chunks of a batch of N images, and the images in each (the last may have fewer). */
 function chunksOf(N: number): { chunks: number; per: number } {
-  const per = Math.max(1, Math.ceil(N / Math.max(1, Math.min(N, WEIGHT_GRAD_CHUNKS))));
+  const per = Math.max(1, Math.ceil(N / Math.max(1, Math.min(N, CHUNKS))));
   return { chunks: Math.ceil(N / per), per };
 }
 
-/** Floats of scratch a kernel needs: its col (none for a weight gradient that shares the forward's), and the weight gradient's partial sums. */
+/** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk). */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  const col = k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
-  if (k.op !== 'conv_weight_grad') return col;
-  // (its own col, then) a vector of partial sums per weight and chunk
-  return (k.shared === undefined ? col : 0) + 4 * chunksOf(k.N).chunks * k.O * (k.C / k.groups) * k.kH * k.kW;
+  const { chunks } = chunksOf(k.N);
+  const col = chunks * k.C * k.kH * k.kW * k.Ho * k.Wo;
+  return k.op === 'conv_weight_grad' ? col + 4 * chunks * k.O * (k.C / k.groups) * k.kH * k.kW : col;
 }
 
-/** How a kernel splits over threads: images for the forward and the input gradient, chunks of images for the weight gradient. */
+/** How a kernel splits over threads: images in whole chunks for the forward and the input gradient, chunks for the weight gradient. */
 export function convSplit(k: Omit<ConvKernel, 'scratch'>): { extent: number; align: number; work: number } | undefined {
   if (k.N * k.C * k.O * k.Ho * k.Wo === 0) return undefined;
   const work = k.N * k.O * k.Ho * k.Wo * (k.C / k.groups) * k.kH * k.kW;
-  return { extent: k.op === 'conv_weight_grad' ? chunksOf(k.N).chunks : k.N, align: 1, work };
+  const { chunks, per } = chunksOf(k.N);
+  return k.op === 'conv_weight_grad' ? { extent: chunks, align: 1, work } : { extent: k.N, align: per, work };
 }
 
 /** The output positions [lo, hi) whose tap offset `t·d − pad + i·s` lies in [0, n). */
@@ -106,16 +106,18 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     return f;
   }
   const i32 = () => f.local('i32');
-  const [n, xn, cn, offB, offC] = Array.from({ length: 5 }, i32);
+  const [n, xn, cn, offA, offB, offC] = Array.from({ length: 6 }, i32);
   const im2col = im2colWriter(f, k);
   const col = k.scratch;
   // per image: x (dx) at xn, col at cn; the matmuls' offsets of B and C
   const image = () => {
     f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
-    f.get(n).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cn);
+    // the image's col: its chunk's
+    f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
+    f.get(offA).i32(col).i32Add().set(cn);
     if (k.op === 'conv') {
       im2col(xn, cn, false);
-      f.get(n).i32(4 * C * kk * S).i32Mul().set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
@@ -123,7 +125,7 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
           aBatched: false, bBatched: false, epilogue: [],
         }, { offsets: { b: offB, c: offC } });
     } else {
-      f.get(n).i32(4 * O * S).i32Mul().set(offB).get(n).i32(4 * C * kk * S).i32Mul().set(offC);
+      f.get(n).i32(4 * O * S).i32Mul().set(offB).get(offA).set(offC);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
@@ -219,15 +221,15 @@ function dotTile(Og: number): [number, number] {
   return Og % 3 === 0 ? [3, 3] : Og === 1 ? [1, 8] : Og === 2 ? [2, 4] : [4, 2];
 }
 
-/** Where a weight gradient's col and partial sums are: [chunks, O, Kg] vectors. */
+/** Where a weight gradient's col (one image per chunk) and partial sums ([chunks, O, Kg] vectors) are. */
 function weightGradLayout(k: ConvKernel): { col: number; part: number } {
-  const own = k.shared === undefined;
-  return { col: own ? k.scratch : k.shared!, part: own ? k.scratch + 4 * k.N * k.C * k.kH * k.kW * k.Ho * k.Wo : k.scratch };
+  const { chunks } = chunksOf(k.N);
+  return { col: k.scratch, part: k.scratch + 4 * chunks * k.C * k.kH * k.kW * k.Ho * k.Wo };
 }
 
 /**
  * Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s] for the chunks of the range (all of them without
- * one): per image (its im2col first, without a shared col) a register tile of R output channels
+ * one): per image its im2col into the chunk's col, then a register tile of R output channels
  * × T col rows whose R·T vector accumulators run along s together (R + T loads for R·T
  * multiply-adds), added into the chunk's vector of partial sums per weight. The last vector of a
  * ragged row is masked on both sides (it reads into the next row).
@@ -243,7 +245,7 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
   const { chunks, per } = chunksOf(N);
   const i32 = () => f.local('i32');
   const [co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, c, n, nEnd, xn, partC] = Array.from({ length: 15 }, i32);
-  const im2col = k.shared === undefined ? im2colWriter(f, k) : undefined;
+  const im2col = im2colWriter(f, k);
   const [R, T] = dotTile(Og);
   const acc = Array.from({ length: R * T }, () => f.local('v128'));
   const dyv = Array.from({ length: R }, () => f.local('v128'));
@@ -318,11 +320,9 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
     f.when(() => f.get(nEnd).i32(N).i32GtS(), () => f.assign(nEnd, N));
     f.loopUntil(() => f.get(n).get(nEnd).i32GeS(), () => {
       f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(img);
-      f.get(n).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cimg);
-      if (im2col) {
-        f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
-        im2col(xn, cimg, false);
-      }
+      f.get(c).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cimg);
+      f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+      im2col(xn, cimg, false);
       image();
       f.bump(n, 1);
     });
