@@ -2,7 +2,7 @@
 // ./matmul.ts. x [N, C, H, W], w [O, C/G, kH, kW], y [N, O, Ho, Wo]; S = Ho·Wo, kk = kH·kW,
 // Kg = (C/G)·kk, Og = O/G. Per image n and group g:
 //
-//   conv              col[n, c, tap, s] = x[n, c, window(tap, s)]          (im2col, [N, C·kk, S])
+//   conv              col[n, c, tap, s] = x[n, c, window(tap, s)]          (im2col, [C·kk, S] an image)
 //                     y[n, g] = w[g] · col[n, g]                            [Og,Kg]·[Kg,S]
 //   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          [Kg,Og]·[Og,S]
 //                     dx[n, c, window(tap, s)] += col[n, c, tap, s]         (col2im, a scatter-add)
