@@ -34,7 +34,7 @@ import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
-import { channelBody } from './wasm/channel.js';
+import { channelBody, channelSplit } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
@@ -175,7 +175,8 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       }
       if (d.kind === 'channel') {
         const name = `channel_${last}`;
-        kernels.push({ name, body: channelBody(d.kernel), d });
+        const split = channelSplit(d.kernel);
+        kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true }), d, split } : { name, body: channelBody(d.kernel), d });
         return [`${member('kernels', name)}();`];
       }
       if (d.kind !== 'matmul') {
