@@ -34,7 +34,7 @@ import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
-import { channelBody, channelSplit } from './wasm/channel.js';
+import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
@@ -94,12 +94,17 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
-  // each convolution's im2col scratch is its own: its padded positions stay zero
+  // each convolution's im2col scratch is its own: its padded positions stay zero; a per-channel
+  // kernel's sums have partial sums per chunk of images
   const convAt = new Map<Unit, number>();
+  const channelAt = new Map<Unit, number>();
   for (const [u, d] of decisions)
     if (d.kind === 'conv') {
       convAt.set(u, end);
       end += align(convScratch(d.kernel) * 4);
+    } else if (d.kind === 'channel' && d.kernel.sums.length) {
+      channelAt.set(u, end);
+      end += align(channelScratch(d.kernel) * 4);
     }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
@@ -176,8 +181,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       if (d.kind === 'channel') {
         const name = `channel_${last}`;
         const split = channelSplit(d.kernel);
-        kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true }), d, split } : { name, body: channelBody(d.kernel), d });
-        return [`${member('kernels', name)}();`];
+        const part = channelAt.get(u);
+        kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
+        if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
+        // the sums of the chunks, added in order
+        kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+        return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
       }
       if (d.kind !== 'matmul') {
         const name = `${d.kind}_${last}`;

@@ -59,7 +59,7 @@ export interface ConvKernel {
 export const CHUNKS = 8;
 
 /** The chunks of a batch of N images, and the images in each (the last may have fewer). */
-function chunksOf(N: number): { chunks: number; per: number } {
+export function chunksOf(N: number): { chunks: number; per: number } {
   const per = Math.max(1, Math.ceil(N / Math.max(1, Math.min(N, CHUNKS))));
   return { chunks: Math.ceil(N / per), per };
 }
