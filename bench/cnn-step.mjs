@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { mulberry32, ROOT } from './models.mjs';
+import { findTorchPython } from './workers.mjs';
 
 const load = (dir, f) => import(pathToFileURL(path.resolve(dir, f)).href);
 
@@ -28,7 +29,8 @@ const relErr = (a, b) => {
 /**
  * Rows { name, ms, err } (err: the worst relative error against the flat module) and notes (the
  * contenders that could not run, and why). `tfjs`: the TF.js backends to try in order, the first
- * that runs the step is timed; `tfjsReps`: its steps (the cpu backend takes seconds a step);
+ * that runs the step is timed (wasm in the alternation; the cpu backend, seconds a step, alone for
+ * `tfjsReps` steps);
  * `before`: a folder with the flat and wasm modules of an earlier build (cnn.js, cnn.wasm.js).
  */
 export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = reps, before } = {}) {
@@ -66,10 +68,24 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
       W3: tf.tensor(params.W3, [256, 120]), b3: tf.tensor(params.b3), W4: tf.tensor(params.W4, [120, 10]), b4: tf.tensor(params.b4),
     };
     const names = Object.keys(vars);
+    // TF.js 4.22's wasm backend has no Conv2DBackpropFilter kernel (the weight gradient of
+    // tf.conv2d), but it has Conv3DBackpropFilterV2: on wasm, the convolution's gradient is TF.js's
+    // own, with the weight gradient of the same convolution seen as a 3-D one of depth 1
+    const conv2d =
+      backend !== 'wasm'
+        ? (h, w) => tf.conv2d(h, w, 1, 'valid')
+        : tf.customGrad((h, w, save) => {
+            save([h, w]);
+            const gradFunc = (dy, [hs, ws]) => [
+              tf.conv2dTranspose(dy, ws, hs.shape, 1, 'valid'),
+              tf.reshape(tf.engine().runKernel('Conv3DBackpropFilterV2', { x: tf.expandDims(hs, 1), dy: tf.expandDims(dy, 1) }, { strides: [1, 1, 1, 1, 1], pad: 'valid', filterShape: [1, ...ws.shape] }), ws.shape),
+            ];
+            return { value: tf.conv2d(h, w, 1, 'valid'), gradFunc };
+          });
     const f = (...v) => {
       const p = Object.fromEntries(names.map((k, i) => [k, v[i]]));
-      const h1 = tf.maxPool(tf.relu(tf.add(tf.conv2d(xt, p.W1, 1, 'valid'), p.b1)), 2, 2, 'valid');
-      const h2 = tf.maxPool(tf.relu(tf.add(tf.conv2d(h1, p.W2, 1, 'valid'), p.b2)), 2, 2, 'valid');
+      const h1 = tf.maxPool(tf.relu(tf.add(conv2d(xt, p.W1), p.b1)), 2, 2, 'valid');
+      const h2 = tf.maxPool(tf.relu(tf.add(conv2d(h1, p.W2), p.b2)), 2, 2, 'valid');
       // flattened in PyTorch's [N, C, H, W] order, as examples/cnn.ts flattens (a 16K-float transpose)
       const h3 = tf.relu(tf.add(tf.matMul(tf.reshape(tf.transpose(h2, [0, 3, 1, 2]), [64, 256]), p.W3), p.b3));
       const logits = tf.add(tf.matMul(h3, p.W4), p.b4);
@@ -94,7 +110,8 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
       for (const g of Object.values(o.grads)) g.dataSync(); // the gradients read back, as graphc's are in arrays
       tf.dispose(Object.values(o.grads));
     };
-    return { name: `TF.js ${tf.version_core} ${backend === 'wasm' ? 'wasm (SIMD, 1 thread)' : backend}`, run, err };
+    // its wasm backend is timed in the alternation with graphc's; the cpu backend (seconds a step) on its own
+    return { name: `TF.js ${tf.version_core} ${backend === 'wasm' ? 'wasm (SIMD, 1 thread)' : backend}`, run, err, alternate: backend === 'wasm' };
   }
 
 
@@ -108,8 +125,8 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
     contenders.push({ name: 'before: flat', run: () => bf.valueAndGrad(params, inputs), err: agree('before flat', bf.valueAndGrad(params, inputs)) });
     contenders.push({ name: 'before: wasm', run: () => bw.valueAndGrad(params, inputs), err: agree('before wasm', bw.valueAndGrad(params, inputs)) });
   }
-  // TF.js 4.22's wasm backend has no Conv2DBackpropFilter kernel, so it cannot run the step: the
-  // next backend is tried (its cpu backend takes seconds a step: timed on its own, tfjsReps steps)
+  // the first backend that runs the step is timed (on wasm, the weight gradient goes through its
+  // 3-D kernel, above; the cpu backend takes seconds a step: timed on its own, tfjsReps steps)
   let tf;
   for (const backend of tfjs)
     try {
@@ -119,6 +136,7 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
       notes.push(`no TF.js ${backend} row: ${e.message.split('\n')[0]}`);
     }
 
+  if (tf?.alternate) contenders.push(tf);
   // in alternation: a few warm-up rounds, then `reps` rounds of one step of each contender
   const times = contenders.map(() => []);
   for (let round = 0; round < reps + 3; round++)
@@ -129,7 +147,7 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
     });
   const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   const rows = contenders.map((c, i) => ({ name: c.name, ms: median(times[i]), err: c.err }));
-  if (tf) {
+  if (tf && !tf.alternate) {
     const t = [];
     for (let k = 0; k < tfjsReps; k++) {
       const t0 = performance.now();
@@ -145,8 +163,10 @@ export async function cnnStep({ reps = 20, tfjs = ['wasm', 'cpu'], tfjsReps = re
     writeFileSync(path.join(dir, 'x.f32'), x);
     writeFileSync(path.join(dir, 'labels.i32'), labels);
     writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ params: Object.fromEntries(Object.entries(flat.spec.params).map(([k, s]) => [k, s.shape])), x: [64, 1, 28, 28], reps }));
-    const py = spawnSync('python3', [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28 });
-    if (py.status === 0) {
+    const python = findTorchPython();
+    const py = python ? spawnSync(python, [path.join(ROOT, 'bench/cnn_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 28 }) : undefined;
+    if (!py) notes.push('no PyTorch row (skipped): torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
+    else if (py.status === 0) {
       const t = JSON.parse(py.stdout);
       rows.push({ name: `PyTorch ${t.torch} (1 thread)`, ms: t.ms, err: agree('PyTorch', t) });
     } else notes.push(`no PyTorch row (skipped): ${(py.stderr ?? String(py.error)).trim().split('\n').at(-1)}`);

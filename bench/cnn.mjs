@@ -1,8 +1,8 @@
 // npm run bench:cnn: one training step of examples/cnn.ts (LeNet-style, batch 64) in graphc's
 // flat and wasm modules beside TF.js and PyTorch on 1 thread, all checked first for agreement
 // (bench/cnn-step.mjs). --reps=N rounds (default 20); --tfjs=wasm,cpu the TF.js backends to try in
-// order (the first that runs the step is timed; cpu takes seconds a step: --tfjs-reps=N, default
-// 3); --before=DIR adds the flat and wasm modules of an earlier build (cnn.js, cnn.wasm.js in DIR).
+// order (the first that runs the step is timed: wasm in the alternation; cpu takes seconds a step,
+// timed alone: --tfjs-reps=N, default 3); --before=DIR adds the flat and wasm modules of an earlier build (cnn.js, cnn.wasm.js in DIR).
 import { loadavg } from 'node:os';
 import { cnnStep } from './cnn-step.mjs';
 

@@ -17,7 +17,7 @@ const par = (f: F, min: number) => (f.p >= min ? f.s : `(${f.s})`);
 const bin = (op: string, p: number) => (a: F, b: F): F => ({ s: `${par(a, p)} ${op} ${par(b, p + 1)}`, p });
 const fn = (name: string) => (a: F): F => atom(`${name}(${a.s})`);
 
-function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
+function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
   const a = () => arg(0);
   const b = () => arg(1);
   const axes = (x: readonly number[]) => (x.length === 1 ? String(x[0]) : `(${x.join(', ')})`);
@@ -104,13 +104,17 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F): F {
       // flipped weights), its weight gradient torch.nn.grad.conv2d_weight (x correlated with dy)
       const fname = { conv: 'conv2d', conv_input_grad: 'conv_transpose2d', conv_weight_grad: 'conv2d_weight' }[inst.op];
       const shaped = (k: number) => `${arg(k).s}: [${g.type(inst.args[k]!).shape.join(', ')}]`;
-      return atom(`${fname}(${shaped(0)}, ${shaped(1)}${convOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+      // inside a conv group's formula (relu(conv2d(x, W) + b)) the result's shape is the line's
+      return atom(`${fname}(${shaped(0)}, ${shaped(1)}${convOptions(inst.attrs)})${top ? ` → [${g.type(inst.result).shape.join(', ')}]` : ''}`);
     }
     case 'max_pool':
     case 'avg_pool':
       return atom(`${inst.op}2d(${a().s}: [${g.type(inst.args[0]!).shape.join(', ')}]${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'max_pool_grad':
       return atom(`max_pool2d_backward(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    case 'max_pool_pick':
+      // the value of b at each window's first maximum of a: max_pool2d_backward's adjoint
+      return atom(`max_pool2d_pick(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'avg_pool_grad':
       return atom(`avg_pool2d_backward(${a().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'input':
@@ -147,7 +151,7 @@ export function formula(g: Graph, v: ValueId, inline: (inst: Inst) => boolean, n
     const uniformTemp = d.op === 'const' && g.value(w).temp && d.attrs.data.every((x) => Object.is(x, d.attrs.data[0]));
     const expand = top || inline(d) || (d.op === 'const' && d.attrs.data.length === 1) || uniformTemp || d.op === 'dim';
     if (!expand) return named(d.op === 'fwd' ? d.attrs.name : g.value(w).name);
-    return render(g, d, (i) => go(d.args[i]!, false));
+    return render(g, d, (i) => go(d.args[i]!, false), top);
   };
   return go(v, true).s;
 }

@@ -7,6 +7,7 @@
 //   conv_weight_grad  dw[m, k, p, q] = Σ_{n, i, j} x[n, k', i·sh − pt + p·dh, …] · dy[n, m, i, j]
 //   max_pool (grad)   the window's first maximum; the gradient adds dy of each window whose
 //                     first maximum is this position
+//   max_pool_pick     v at the window's first maximum of x (max_pool_grad's adjoint)
 //   avg_pool (grad)   the window's sum / (kH·kW); the gradient sums dy / (kH·kW) over the windows
 
 import type { Dim, Size } from '../ir/dims.js';
@@ -25,7 +26,7 @@ export interface PositionWriter {
   at(v: ValueId, pos: readonly string[]): Expr;
 }
 
-type Op = 'conv' | 'conv_input_grad' | 'conv_weight_grad' | 'max_pool' | 'max_pool_grad' | 'avg_pool' | 'avg_pool_grad';
+type Op = 'conv' | 'conv_input_grad' | 'conv_weight_grad' | 'max_pool' | 'max_pool_grad' | 'max_pool_pick' | 'avg_pool' | 'avg_pool_grad';
 
 const inRange = (v: string, n: number) => `${v} >= 0 && ${v} < ${n}`;
 
@@ -127,6 +128,38 @@ export function convAt(w: PositionWriter, inst: Extract<Inst, { op: Op }>, pos: 
         ];
       });
       return max ? E.atom(acc) : E.atom(`${acc} / ${kh * kw}`);
+    }
+    case 'max_pool_pick': {
+      const [kh, kw] = inst.attrs.kernel as [number, number];
+      const [sh, sw] = inst.attrs.stride as [number, number];
+      const [ph, pw] = inst.attrs.padding as [number, number];
+      const [, , H, W] = t(inst.args[0]!);
+      const [n, c, i, j] = pos as [string, string, string, string];
+      // the window's first maximum in row-major order (a later tie does not replace it), and v there
+      const best = w.fresh('best');
+      w.lines.push(`let ${best} = -Infinity;`);
+      const found = w.fresh('found');
+      w.lines.push(`let ${found} = 0;`);
+      const acc = w.loop('0', [kh, kw], ([p, q], acc) => {
+        const h = w.fresh('h');
+        const x = w.fresh('w');
+        const xv = w.capture(() => w.at(inst.args[0]!, [n, c, h, x]).code);
+        const vv = w.capture(() => w.at(inst.args[1]!, [n, c, h, x]).code);
+        return [
+          `const ${h} = ${i} * ${sh} - ${ph} + ${p};`,
+          `const ${x} = ${j} * ${sw} - ${pw} + ${q};`,
+          `if (${inRange(h, H!)} && ${inRange(x, W!)}) {`,
+          ...xv.lines,
+          `if (${found} === 0 || ${xv.value} > ${best}) {`,
+          `${best} = ${xv.value};`,
+          `${found} = 1;`,
+          ...vv.lines,
+          `${acc} = ${vv.value};`,
+          '}',
+          '}',
+        ];
+      });
+      return E.atom(acc);
     }
     case 'max_pool_grad':
     case 'avg_pool_grad': {

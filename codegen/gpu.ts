@@ -64,6 +64,18 @@ export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => 
 // ---------------------------------------------------------------------------------------------
 // A kernel: one value at the position of each thread
 
+/**
+ * The part of a unit one kernel computes, for its comment: the value and the group's locals. A
+ * conv group's convolution is a kernel of its own, and its epilogue an elementwise kernel that
+ * reads it.
+ */
+function gpuCommentUnit(plan: Plan, u: Unit, inst: Inst): Unit {
+  const local = (x: Inst) => plan.storage.get(u.graph.value(x.result).name)?.kind === 'register';
+  if (u.kind !== 'conv') return { ...u, insts: u.insts.filter((x) => x === inst || local(x)) };
+  if (inst === u.insts[0]) return { ...u, kind: 'single', insts: [inst] };
+  return { ...u, kind: 'elementwise', insts: u.insts.slice(1).filter((x) => x === inst || local(x)) };
+}
+
 /** Flat index of a position in a row-major shape. */
 function flat(pos: readonly string[], shape: Shape): string {
   const st = stridesSize(shape);
@@ -317,6 +329,7 @@ class KernelWriter implements PositionWriter {
       case 'conv_weight_grad':
       case 'max_pool':
       case 'max_pool_grad':
+      case 'max_pool_pick':
       case 'avg_pool':
       case 'avg_pool_grad':
         return convAt(this, inst, pos);
@@ -517,7 +530,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           const argTypes = k.args.map((a) => `${a}${t(': Float32Array')}`);
           kernels.push(
             '',
-            ...unitComment(m, { ...u, insts: u.insts.filter((x) => x === inst || plan.storage.get(u.graph.value(x.result).name)?.kind === 'register') }, plan),
+            ...unitComment(m, gpuCommentUnit(plan, u, inst), plan),
             `const ${kernel} = kernel(function (${[t(thisType), ...argTypes].filter(Boolean).join(', ')})${t(': number')} {`,
             ...k.body,
             `}, ${sizeText(k.size)}${k.width === undefined ? '' : `, ${k.width}`});`,

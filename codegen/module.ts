@@ -388,8 +388,20 @@ export function unitComment(m: ModuleInfo, u: Unit, plan: Plan): string[] {
   const g = u.graph;
   const inUnit = new Set(u.insts.map((i) => i.id));
   const out: string[] = [];
-  // named values and stored temporaries get a line; other temporaries are expanded in place
-  const expand = (d: Graph['insts'][number]) => inUnit.has(d.id) && g.value(d.result).temp && plan.storage.get(g.value(d.result).name)?.kind === 'register';
+  // named values and stored temporaries get a line; other temporaries are expanded in place, and
+  // so is a conv group's convolution that only its epilogue reads (it keeps an array to accumulate in)
+  const conv = u.kind === 'conv' && u.insts[0]!.op === 'conv' ? u.insts[0]! : undefined;
+  const convUsers = conv ? (g.uses().get(conv.result) ?? []) : [];
+  const epilogueOnly =
+    conv !== undefined &&
+    convUsers.length > 0 &&
+    convUsers.every((x) => inUnit.has(x.id)) &&
+    !g.outputs.some((o) => o.value === conv.result) &&
+    !(g === m.fwd && m.bwd.insts.some((x) => x.op === 'fwd' && x.attrs.name === g.value(conv.result).name));
+  // (its bias, a view of the param, reads as the param: relu(conv2d(x, W1) + b1))
+  const biasView = (d: Graph['insts'][number]) => epilogueOnly && d.op === 'reshape' && g.value(d.result).temp && g.def(d.args[0]!).op === 'param';
+  const expand = (d: Graph['insts'][number]) =>
+    biasView(d) || (inUnit.has(d.id) && g.value(d.result).temp && (plan.storage.get(g.value(d.result).name)?.kind === 'register' || (epilogueOnly && d === conv)));
   for (const inst of u.insts) {
     const v = g.value(inst.result);
     if (expand(inst) || plan.storage.get(v.name)?.kind === 'alias') continue;

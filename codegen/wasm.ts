@@ -74,8 +74,13 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     return r ? r.reductions.length * align((r.leading ? r.N : r.M) * 4) : 0;
   }));
 
+  // a conv group (the convolution, then its bias and activation) runs as two kernels: the
+  // convolution into its array, then the epilogue as an elementwise or per-channel group
+  const parts = new Map<Unit, readonly [Unit, Unit]>();
+  for (const u of units)
+    if (u.kind === 'conv' && u.insts[0]!.op === 'conv') parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
   const decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
-  for (const u of units) {
+  for (const u of units.flatMap((x) => parts.get(x) ?? [x])) {
     const d =
       u.insts[0]!.op === 'matmul'
         ? decideMatmul(m, u, address)
@@ -156,73 +161,81 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     } : undefined,
     ...(training ? { train: training.backend } : {}),
     unit: (u: Unit, e: UnitEmitter) => {
-      const d = decisions.get(u);
-      if (!d) return undefined;
-      const g = u.graph;
-      const last = valueName(g, u.insts[u.insts.length - 1]!.result);
-      if (d.kind === 'conv') {
-        const name = `${d.kernel.op}_${last}`;
-        const kernel = { ...d.kernel, scratch: convAt.get(u)! };
-        // the forward and the input gradient split by images, the weight gradient by chunks of images
-        const split = convSplit(kernel);
-        kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
-        if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
-        // the weight gradient's partial sums of the chunks, added in order into dw
-        kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-        return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
-      }
-      if (d.kind === 'pool') {
-        // split by planes (a window's taps as its work)
-        const name = `${d.kernel.op}_${last}`;
-        const p = d.kernel;
-        kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
-        return [`${member('kernels', name)}();`];
-      }
-      if (d.kind === 'channel') {
-        const name = `channel_${last}`;
-        const split = channelSplit(d.kernel);
-        const part = channelAt.get(u);
-        kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
-        if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
-        // the sums of the chunks, added in order
-        kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-        return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
-      }
-      if (d.kind !== 'matmul') {
-        const name = `${d.kind}_${last}`;
-        const ranged = { ranged: true };
-        const k = d.kernel;
-        // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
-        const [body, split] =
-          d.kind === 'elementwise'
-            ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.length }]
-            : d.kind === 'reduce'
-              ? [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: k.M * k.N * d.kernel.rows.length }]
-              : d.kind === 'rowreduce'
-                ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
-                : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
-        kernels.push({ name, body, d, split });
-        return [`${member('kernels', name)}();`];
-      }
-      const mm = u.insts[0]!;
-      const name = `matmul_${last}`;
-      const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
-      const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
-      // one matrix splits by blocks of the register tile's rows; a batch of them stays whole
-      if (kernel.batch === 1)
-        kernels.push({
-          name,
-          body: matmulBody(kernel, { ranged: true }),
-          d,
-          split: { extent: kernel.M, align: DEFAULT_TILE.rows, work: kernel.M * kernel.N * kernel.K, pack: kernel.transB ? packBody(kernel) : undefined },
-        });
-      else kernels.push({ name, body: matmulBody(kernel), d });
-      const call = [`${member('kernels', name)}();`];
-      if (d.fusedEpilogue) return call;
-      if (!d.productStored) e.use('_product');
-      return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
+      const split = parts.get(u);
+      if (!split) return unitCode(u, e);
+      // the convolution as its kernel (else the flat module's fused loops), its epilogue after it
+      const conv = unitCode(split[0], e);
+      if (!conv) return undefined;
+      return [...conv, ...(unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
     },
   };
+  function unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
+    const d = decisions.get(u);
+    if (!d) return undefined;
+    const g = u.graph;
+    const last = valueName(g, u.insts[u.insts.length - 1]!.result);
+    if (d.kind === 'conv') {
+      const name = `${d.kernel.op}_${last}`;
+      const kernel = { ...d.kernel, scratch: convAt.get(u)! };
+      // the forward and the input gradient split by images, the weight gradient by chunks of images
+      const split = convSplit(kernel);
+      kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+      if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
+      // the weight gradient's partial sums of the chunks, added in order into dw
+      kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+    }
+    if (d.kind === 'pool') {
+      // split by planes (a window's taps as its work)
+      const name = `${d.kernel.op}_${last}`;
+      const p = d.kernel;
+      kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
+      return [`${member('kernels', name)}();`];
+    }
+    if (d.kind === 'channel') {
+      const name = `channel_${last}`;
+      const split = channelSplit(d.kernel);
+      const part = channelAt.get(u);
+      kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
+      if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
+      // the sums of the chunks, added in order
+      kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+    }
+    if (d.kind !== 'matmul') {
+      const name = `${d.kind}_${last}`;
+      const ranged = { ranged: true };
+      const k = d.kernel;
+      // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
+      const [body, split] =
+        d.kind === 'elementwise'
+          ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.length }]
+          : d.kind === 'reduce'
+            ? [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: k.M * k.N * d.kernel.rows.length }]
+            : d.kind === 'rowreduce'
+              ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
+              : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
+      kernels.push({ name, body, d, split });
+      return [`${member('kernels', name)}();`];
+    }
+    const mm = u.insts[0]!;
+    const name = `matmul_${last}`;
+    const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
+    const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
+    // one matrix splits by blocks of the register tile's rows; a batch of them stays whole
+    if (kernel.batch === 1)
+      kernels.push({
+        name,
+        body: matmulBody(kernel, { ranged: true }),
+        d,
+        split: { extent: kernel.M, align: DEFAULT_TILE.rows, work: kernel.M * kernel.N * kernel.K, pack: kernel.transB ? packBody(kernel) : undefined },
+      });
+    else kernels.push({ name, body: matmulBody(kernel), d });
+    const call = [`${member('kernels', name)}();`];
+    if (d.fusedEpilogue) return call;
+    if (!d.productStored) e.use('_product');
+    return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
+  }
   return emitTs(m, typed, backend);
 }
 

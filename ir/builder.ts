@@ -144,6 +144,7 @@ export class Builder {
   convWeightGrad = (x: ValueId, dy: ValueId, a: AttrsOf['conv_weight_grad']) => this.emit('conv_weight_grad', [x, dy], a);
   maxPool = (x: ValueId, a: AttrsOf['max_pool']) => this.emit('max_pool', [x], a);
   maxPoolGrad = (x: ValueId, dy: ValueId, a: AttrsOf['max_pool_grad']) => this.emit('max_pool_grad', [x, dy], a);
+  maxPoolPick = (x: ValueId, v: ValueId, a: AttrsOf['max_pool_pick']) => this.emit('max_pool_pick', [x, v], a);
   avgPool = (x: ValueId, a: AttrsOf['avg_pool']) => this.emit('avg_pool', [x], a);
   avgPoolGrad = (dy: ValueId, a: AttrsOf['avg_pool_grad']) => this.emit('avg_pool_grad', [dy], a);
 }

@@ -173,6 +173,19 @@ export function maxPoolGrad(c: GradCtx<PoolAttrs>): readonly GradThunk[] {
   return [() => c.b.maxPoolGrad(c.x(0), c.dy, { ...window(c.attrs), size: spatial(c.xt(0)) })];
 }
 
+/**
+ * max_pool_grad(x, dy) = Pᵀ·dy, P the selection of each window's first maximum, which x fixes
+ * (no gradient to x: piecewise constant, as torch's). Its adjoint in dy picks ddx there.
+ */
+export function maxPoolGradGrad(c: GradCtx<PoolGradAttrs>): readonly GradThunk[] {
+  return [null, () => c.b.maxPoolPick(c.x(0), c.dy, window(c.attrs))];
+}
+
+/** max_pool_pick(x, v) = P·v: linear in v, its adjoint max_pool_grad; no gradient to x. */
+export function maxPoolPickGrad(c: GradCtx<PoolAttrs>): readonly GradThunk[] {
+  return [null, () => c.b.maxPoolGrad(c.x(0), c.dy, { ...window(c.attrs), size: spatial(c.xt(0)) })];
+}
+
 export function avgPoolGrad(c: GradCtx<PoolAttrs>): readonly GradThunk[] {
   return [() => c.b.avgPoolGrad(c.dy, { ...window(c.attrs), size: spatial(c.xt(0)) })];
 }
@@ -268,6 +281,12 @@ export function maxPoolGradEval(x: NDArray, dy: NDArray, a: PoolAttrs): NDArray 
   const dx = K.nd(x.shape);
   forEachWindow(x.shape, dy.shape, a, (yi, xis) => (dx.data[argmaxOf(x, xis)]! += dy.data[yi]!));
   return dx;
+}
+
+export function maxPoolPickEval(x: NDArray, v: NDArray, a: PoolAttrs, outShape: readonly number[]): NDArray {
+  const y = K.nd(outShape);
+  forEachWindow(x.shape, outShape, a, (yi, xis) => (y.data[yi] = v.data[argmaxOf(x, xis)]!));
+  return y;
 }
 
 /** Padding counts in the average (PyTorch's count_include_pad): every window divides by kH·kW. */

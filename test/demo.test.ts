@@ -231,4 +231,24 @@ describe('npm run demo:gpt', () => {
     const sampled = r.stdout.split('10 names sampled from the trained model:\n')[1]!.split('\n').slice(0, 10);
     for (const s of sampled) expect(s).toMatch(/^ {2}[a-z]*$/);
   });
+
+  it("demo:pinn: the physics-informed network fits sin x within 1e-2, at the collocation points and between them", () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/pinn.mjs'), '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const [, at, between] = /^max \|u − sin x\|: (\S+) at the collocation points, (\S+) between them \(target < 1e-2\)$/m.exec(r.stdout)!;
+    expect(Number(at)).toBeLessThan(1e-2);
+    expect(Number(between)).toBeLessThan(1e-2);
+    expect(existsSync(path.join(out, 'pinn-fit.svg'))).toBe(true);
+  });
+
+  it('demo:mnist: one epoch of the CNN with the compiled Adam holds out 2,048 digits and classifies over 90% of them; the pictures are written', () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/mnist.mjs'), '--epochs', '1', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^data: 10000 MNIST digits from the mnist package; train 7952, test 2048 \(held out\)$/m);
+    const [, right] = /^test accuracy \d+\.\d\d% \((\d+)\/2048\) after 1 epochs, 124 steps/m.exec(r.stdout)!;
+    expect(Number(right) / 2048).toBeGreaterThan(0.9);
+    for (const f of ['mnist-curve.svg', 'mnist-digits.svg']) expect(existsSync(path.join(out, f)), f).toBe(true);
+  });
 });

@@ -93,6 +93,26 @@ describe('safetensors', () => {
     expect(() => checkParams({ W: new Float32Array(5), 'b.x': bx }, spec)).toThrow("the checkpoint: param 'W' is f32[5] in the file, but the model's is f32[2,3]");
   });
 
+  it("holds a model's buffers beside its params (as a torch state_dict), checked when present", () => {
+    const withBuffers = { ...spec, buffers: { 'bn.running_mean': { dtype: 'f32', shape: [1, 3] } } };
+    const file = path.join(tmp(), 'b.safetensors');
+    const W = new Float32Array(6);
+    const bx = new Float32Array(3);
+    saveParams(file, { W, 'b.x': bx, 'bn.running_mean': Float32Array.of(1, 2, 3) }, { spec: withBuffers });
+    expect(loadTensors(file).tensors['bn.running_mean']!.shape).toEqual([1, 3]); // its shape from spec.buffers
+    expect(loadParams(file, { spec: withBuffers })['bn.running_mean']).toEqual(Float32Array.of(1, 2, 3));
+    expect(() => loadParams(file, { spec })).toThrow(`${file}: 'bn.running_mean' is not a param of m (its params: W, b.x); pass { strict: false } to ignore it`);
+    saveParams(file, { W, 'b.x': bx, 'bn.running_mean': { data: new Float32Array(4), shape: [4] } }, { spec });
+    expect(() => loadParams(file, { spec: withBuffers })).toThrow(`${file}: buffer 'bn.running_mean' is f32[4] in the file, but the model's is f32[1,3]`);
+    saveParams(file, { W, 'b.x': bx, extra: bx }, { spec });
+    expect(() => loadParams(file, { spec: withBuffers })).toThrow(
+      `${file}: 'extra' is not a param of m (its params: W, b.x; its buffers: bn.running_mean); pass { strict: false } to ignore it`,
+    );
+    // a checkpoint of the params alone is complete: the buffers keep what initBuffers gives
+    saveParams(file, { W, 'b.x': bx }, { spec });
+    expect(Object.keys(loadParams(file, { spec: withBuffers }))).toEqual(['W', 'b.x']);
+  });
+
   it('reports truncated and malformed files, naming the tensor', () => {
     const good = encodeSafetensors({ W: new Float32Array(6), b: new Float32Array(3) });
     const dec = (b: Uint8Array) => () => decodeSafetensors(b, 'p.safetensors');

@@ -4,13 +4,14 @@
 // installed: .ci/run installs it); symbolic dims as dim_params; located errors.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { parseGraph } from '../ir/parse.js';
 import { saveParams } from '../src/io.js';
+import { readValues } from '../src/values.js';
 import { checkModel } from '../src/onnx/check.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { exportFile } from '../src/onnx/index.js';
@@ -20,7 +21,11 @@ import { buildAndImport, modelFile, relErr, rng, ROOT, run, tmp } from './helper
 
 ort.env.wasm.numThreads = 1;
 
-const EXAMPLES = ['neuron', 'classifier', 'twolayer', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'gpt'];
+/** Every model of examples/ (a new example is exported and run without a change here). */
+const EXAMPLES = readdirSync(path.join(ROOT, 'examples'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => f.slice(0, -3))
+  .sort();
 
 /** Random inputs of a spec: indices within their bounds, f32 values in [0.1, 1.1) (variances stay positive). */
 function inputsOf(mod: GeneratedModule, seed: number, bounds: Record<string, number>, dims: Record<string, number> = {}): Arrays {
@@ -50,6 +55,8 @@ const BOUNDS: Record<string, Record<string, number>> = {
   makemore: { Xb: 27, Yb: 27 },
   makemore_composite: { Xb: 27, Yb: 27 },
   makemore_inference: { Xb: 27, Yb: 27 },
+  makemore_running: { Xb: 27, Yb: 27 },
+  cnn: { labels: 10 },
   wavenet: { Xb: 27, Yb: 27 },
   gpt: { X: 27, Y: 27 },
 };
@@ -71,7 +78,9 @@ describe.each(EXAMPLES)('ONNX export of %s', (name) => {
     const inits = new Set(model.initializers.map((t) => t.name));
     for (const p of Object.keys(mod.spec.params)) expect(inits.has(p), `initializer ${p}`).toBe(true);
     const inputs = inputsOf(mod, 7, BOUNDS[name] ?? {});
-    const want = mod.forward(mod.initParams(0), inputs);
+    // a model with running statistics: the export's are torch's initial ones (no params file)
+    const withBuffers = mod as GeneratedModule & { initBuffers?: () => Arrays; forward(p: Arrays, i: Arrays, o?: { buffers: Arrays }): Record<string, number | Float32Array> };
+    const want = withBuffers.forward(mod.initParams(0), inputs, withBuffers.initBuffers ? { buffers: withBuffers.initBuffers() } : undefined);
     const got = await runOnnx(bytes, mod, inputs);
     for (const [k, v] of Object.entries(want)) {
       const w = typeof v === 'number' ? [v] : Float32Array.from(v);
@@ -169,6 +178,29 @@ export default model('misc', (g) => {
     const want = mod.forward(mod.initParams(0), inputs);
     expect(relErr(got.h!.data as Float32Array, want.h as Float32Array)).toBeLessThan(1e-5);
     expect(relErr(got.loss!.data as Float32Array, [want.loss as number])).toBeLessThan(1e-5);
+  });
+
+  it("normalises with the running statistics of the params file: BatchNormalization's initializers", async () => {
+    type Running = GeneratedModule & { initBuffers(): Record<string, Float32Array>; forward(p: Arrays, i: Arrays, o: { buffers: Arrays }): Record<string, number | Float32Array> };
+    const mod = (await import(pathToFileURL(path.join(ROOT, 'generated/makemore_running/makemore_running.js')).href)) as Running;
+    const r = rng(3);
+    const params = mod.initParams(5);
+    const buffers = mod.initBuffers();
+    for (const [k, v] of Object.entries(buffers)) for (let i = 0; i < v.length; i++) v[i] = k.endsWith('running_var') ? 0.5 + r() : r() - 0.5;
+    const file = path.join(tmp(), 'trained.safetensors');
+    saveParams(file, { ...params, ...buffers }, { spec: mod.spec });
+    const { bytes, model } = await exportFile(path.join(ROOT, 'examples/makemore_running.ts'), { params: readValues(file) });
+    expect(model.nodes.filter((n) => n.opType === 'BatchNormalization').map((n) => n.inputs.slice(3))).toEqual([['hpreact.running_mean', 'hpreact.running_var']]);
+    const inputs = inputsOf(mod, 9, BOUNDS.makemore_running!);
+    const got = await runOnnx(bytes, mod, inputs);
+    const want = mod.forward(params, inputs, { buffers });
+    for (const k of ['loss', 'probs']) {
+      const w = want[k]!;
+      expect(relErr(got[k]!.data as Float32Array, typeof w === 'number' ? [w] : w), k).toBeLessThan(1e-5);
+    }
+    // and not with the initial ones: the file's statistics matter to the outputs
+    const initial = mod.forward(params, inputs, { buffers: mod.initBuffers() });
+    expect(relErr(got.probs!.data as Float32Array, initial.probs as Float32Array)).toBeGreaterThan(1e-3);
   });
 
   it('takes the params from a safetensors or JSON file (--params); the others from initParams(0)', async () => {

@@ -123,6 +123,8 @@ const DSL: Record<string, (r: Rand) => string> = {
   conv1d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 4}]); const w = g.param('w', [2, 1, 3]); const y = g.conv1d(x, w, { groups: 2, dilation: 2 });`,
   maxPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.maxPool2d(x, 2, { stride: 1 });`,
   avgPool2d: (r) => `const x = g.param('x', [2, 2, ${dim(r) + 2}, ${dim(r) + 2}]); const y = g.avgPool2d(x, 3, { stride: 2, padding: 1 });`,
+  // max pooling's gradient differentiated again: max_pool_pick, max_pool_grad's adjoint
+  maxPool2dTwice: (r) => `const x = g.param('x', [1, 2, ${dim(r) + 3}, ${dim(r) + 3}]); const [dx] = g.grad(g.maxPool2d(x, 3, { stride: 2, padding: 1 }).square().sum(), [x]); const y = dx.mul(x);`,
   hingeLoss: (r) => {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;

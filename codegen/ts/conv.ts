@@ -1,5 +1,8 @@
 // The flat TypeScript target's convolution and pooling loops. Every bound, stride and padding is
-// a constant of the emitted code (the batch may be a symbol). A convolution is one loop nest
+// a constant of the emitted code (the batch may be a symbol). A convolution without padding (every
+// tap of every output inside the input) is a direct loop nest over (image n, output channel m,
+// row i, 4 columns j), each sum in a register over (k, p, q) (directConv below). Otherwise, and
+// for the gradients, a convolution is one loop nest
 // over (image n, output channel m, input channel k, tap p, q), with the range of output rows i
 // and columns j whose tap falls inside the input computed once per tap, so that no padded
 // position is visited and the innermost loop runs along a row:
@@ -8,7 +11,10 @@
 //   conv_input_grad   dx[n, k', ·, ·] += w[m, k, p, q] · dy[n, m, i, j]   (the transposed convolution)
 //   conv_weight_grad  dw[m, k, p, q]  += Σ_{i, j} x[n, k', ·, ·] · dy[n, m, i, j]
 //
-// where k' = (m div O/G)·C/G + k is the input channel of output channel m's group.
+// where k' = (m div O/G)·C/G + k is the input channel of output channel m's group. In a conv
+// group (ir/fusion.ts) the bias and a following elementwise chain run on each sum in its register
+// (the direct form), or over each output plane y[n, m, ·, ·] as soon as it is accumulated, while
+// it is in cache: one pass less over y, and the bias a constant of the plane.
 
 import type { InstOf, ValueId } from '../../ir/types.js';
 import type { ConvAttrs, PoolAttrs } from '../../ir/conv.js';
@@ -63,8 +69,27 @@ export function poolOptions(a: PoolAttrs): string {
   return `, ${pair(a.kernel)}${a.stride.every((s, i) => s === a.kernel[i]) ? '' : `, stride=${pair(a.stride)}`}${a.padding.some((p) => p) ? `, padding=${pair(a.padding)}` : ''}`;
 }
 
-export function convLoops(c: Ctx, inst: InstOf<ConvOp>): string[] {
+/**
+ * A conv group's epilogue (its bias, its activation): `plane` gives the lines run once per output
+ * plane (n, m), before its elements (operands constant over the plane); `element` the lines at one
+ * output element, whose value is `v` (an expression), flat index `o`, row `i` and column `j`.
+ */
+export interface ConvEpilogue {
+  readonly plane: () => string[];
+  readonly element: (v: string, o: string, i: string, j: string) => string[];
+  /** Whether `element` reads i and j (an operand broadcast along rows or columns alone). */
+  readonly rowsCols: boolean;
+}
+
+/** Output columns computed together by the direct convolution, sharing each weight load. */
+const TJ = 4;
+/** The widest kernel row whose taps the direct weight gradient sums together (one register each). */
+const MAX_TAPS = 8;
+
+export function convLoops(c: Ctx, inst: InstOf<ConvOp>, epilogue?: ConvEpilogue): string[] {
   const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  if (inst.op === 'conv' && inst.attrs.padding.every((v) => v === 0)) return directConv(c, inst as InstOf<'conv'>, epilogue);
+  if (inst.op !== 'conv' && inst.attrs.padding.every((v) => v === 0) && kW <= MAX_TAPS) return rowTaps(c, inst as InstOf<'conv_weight_grad' | 'conv_input_grad'>);
   const a = inst.attrs;
   const [sh, sw] = a.stride as [number, number];
   const [dh, dw] = a.dilation as [number, number];
@@ -107,11 +132,123 @@ export function convLoops(c: Ctx, inst: InstOf<ConvOp>): string[] {
   if (inst.op === 'conv') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${yAt} += _w * ${xAt};`]));
   else if (inst.op === 'conv_input_grad') lines.push(`const _w = ${names.w}[_wi];`, ...rows([`for (let j = _j0; j < _j1; j++) ${xAt} += _w * ${yAt};`]));
   else lines.push('let _acc = 0;', ...rows([`for (let j = _j0; j < _j1; j++) _acc += ${xAt} * ${yAt};`]), `${names.w}[_wi] += _acc;`);
-  lines.push('}', '}', '}', '}', '}');
+  lines.push('}', '}', '}');
+  // a conv group's epilogue (bias, activation) runs over the output plane of (n, m) just made
+  if (epilogue) {
+    const at = (o: string, i: string, j: string) => epilogue.element(`${out}[${o}]`, o, i, j);
+    lines.push(...epilogue.plane());
+    if (epilogue.rowsCols) lines.push(`for (let i = 0; i < ${Ho}; i++) {`, `for (let j = 0; j < ${Wo}; j++) {`, `const _o = _yb + i * ${Wo} + j;`, ...at('_o', 'i', 'j'), '}', '}');
+    else lines.push(`for (let _o = _yb; _o < _yb + ${Ho * Wo}; _o++) {`, ...at('_o', 'i', 'j'), '}');
+  }
+  lines.push('}', '}');
   return lines;
 }
 
-type PoolOp = 'max_pool' | 'max_pool_grad' | 'avg_pool' | 'avg_pool_grad';
+/**
+ * A convolution without padding, where every tap of every output lies in the input: one loop
+ * nest over (image n, output channel m, row i, TJ columns j…j+TJ−1), each output's sum in a
+ * register over (input channel k, tap p, q), one weight load shared by the TJ columns; the
+ * group's epilogue then runs on the sums, and each output is written once.
+ */
+function directConv(c: Ctx, inst: InstOf<'conv'>, epilogue?: ConvEpilogue): string[] {
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const a = inst.attrs;
+  const [sh, sw] = a.stride as [number, number];
+  const [dh, dw] = a.dilation as [number, number];
+  const Og = O / a.groups;
+  const [xv, wv] = inst.args as [ValueId, ValueId];
+  const [x, w, y] = [c.arr(xv), c.arr(wv), c.arr(inst.result)];
+  const group = a.groups === 1 ? '' : ` + ${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg}`;
+  const tile = (t: number, j0: string): string[] => {
+    const acc = [...Array(t).keys()].map((u) => `_c${u}`);
+    const col = (u: number) => (u === 0 ? j0 : `${j0} + ${u}`);
+    const element = (u: number): string[] => {
+      const o = u === 0 ? '_o' : `_o + ${u}`;
+      const lines = [`${y}[${o}] = ${acc[u]};`, ...(epilogue?.element(acc[u]!, o, 'i', col(u)) ?? [])];
+      return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
+    };
+    return [
+      `let ${acc.map((v) => `${v} = 0`).join(', ')};`,
+      `for (let k = 0; k < ${Cg}; k++) {`,
+      `for (let p = 0; p < ${kH}; p++) {`,
+      `const _xr = _xi + k * ${H * W} + ${lin(0, dh * W, 'p')} + ${lin(0, sw, j0)};`,
+      `const _wr = _wb + (k * ${kH} + p) * ${kW};`,
+      `for (let q = 0; q < ${kW}; q++) {`,
+      `const _w = ${w}[_wr + q];`,
+      `const _xq = _xr + ${lin(0, dw, 'q')};`,
+      ...acc.map((v, u) => `${v} += _w * ${x}[_xq${u ? ` + ${u * sw}` : ''}];`),
+      '}',
+      '}',
+      '}',
+      `const _o = _yb + i * ${Wo} + ${j0};`,
+      ...acc.flatMap((_v, u) => element(u)),
+    ];
+  };
+  const full = Wo - (Wo % TJ);
+  return [
+    `for (let n = 0; n < ${N}; n++) {`,
+    `for (let m = 0; m < ${O}; m++) {`,
+    `const _yb = (n * ${O} + m) * ${Ho * Wo};`,
+    `const _wb = m * ${Cg * kH * kW};`,
+    ...(epilogue?.plane() ?? []),
+    `for (let i = 0; i < ${Ho}; i++) {`,
+    `const _xi = (n * ${C}${group}) * ${H * W} + ${lin(0, sh * W, 'i')};`,
+    ...(full > 0 ? [`for (let j = 0; j < ${full}; j += ${TJ}) {`, ...tile(TJ, 'j'), '}'] : []),
+    ...(full < Wo ? [`for (let j = ${full}; j < ${Wo}; j++) {`, ...tile(1, 'j'), '}'] : []),
+    '}',
+    '}',
+    '}',
+  ];
+}
+
+/**
+ * The gradients of a convolution without padding, a kernel row at a time: per (image n, output
+ * channel m, input channel k, kernel row p), one load of dy[n, m, i, j] serves the row's kW taps.
+ * The weight gradient sums each tap in a register (in the order of the general nest: the same
+ * values); the input gradient adds w[m, k, p, q] · dy into the kW inputs the taps read, the row's
+ * weights held in registers.
+ */
+function rowTaps(c: Ctx, inst: InstOf<'conv_weight_grad' | 'conv_input_grad'>): string[] {
+  const { N, C, H, W, O, Cg, kH, kW, Ho, Wo } = convDims(c, inst);
+  const a = inst.attrs;
+  const [sh, sw] = a.stride as [number, number];
+  const [dh, dw] = a.dilation as [number, number];
+  const Og = O / a.groups;
+  const out = c.arr(inst.result);
+  const [x, w, dy] = inst.op === 'conv_weight_grad' ? [c.arr(inst.args[0]!), out, c.arr(inst.args[1]!)] : [out, c.arr(inst.args[1]!), c.arr(inst.args[0]!)];
+  const chan = a.groups === 1 ? 'k' : `${Og === 1 ? 'm' : `Math.floor(m / ${Og})`} * ${Cg} + k`;
+  const taps = [...Array(kW).keys()];
+  const xAt = (q: number) => `${x}[_xj${q ? ` + ${q * dw}` : ''}]`;
+  const wAt = (q: number) => `${w}[_wi${q ? ` + ${q}` : ''}]`;
+  const grad = inst.op === 'conv_weight_grad';
+  return [
+    `${out}.fill(0);`,
+    `for (let n = 0; n < ${N}; n++) {`,
+    `for (let m = 0; m < ${O}; m++) {`,
+    `const _yb = (n * ${O} + m) * ${Ho * Wo};`,
+    `for (let k = 0; k < ${Cg}; k++) {`,
+    `for (let p = 0; p < ${kH}; p++) {`,
+    `const _xb = ((n * ${C} + ${chan}) * ${H} + ${lin(0, dh, 'p')}) * ${W};`,
+    `const _wi = ((m * ${Cg} + k) * ${kH} + p) * ${kW};`,
+    grad ? `let ${taps.map((q) => `_a${q} = 0`).join(', ')};` : `const ${taps.map((q) => `_w${q} = ${wAt(q)}`).join(', ')};`,
+    `for (let i = 0; i < ${Ho}; i++) {`,
+    `const _xr = _xb + ${lin(0, sh * W, 'i')};`,
+    `const _yr = _yb + i * ${Wo};`,
+    `for (let j = 0; j < ${Wo}; j++) {`,
+    `const _d = ${dy}[_yr + j];`,
+    `const _xj = _xr + ${lin(0, sw, 'j')};`,
+    ...taps.map((q) => (grad ? `_a${q} += ${xAt(q)} * _d;` : `${xAt(q)} += _w${q} * _d;`)),
+    '}',
+    '}',
+    ...(grad ? taps.map((q) => `${wAt(q)} += _a${q};`) : []),
+    '}',
+    '}',
+    '}',
+    '}',
+  ];
+}
+
+type PoolOp = 'max_pool' | 'max_pool_grad' | 'max_pool_pick' | 'avg_pool' | 'avg_pool_grad';
 
 /** The loops of a pooling op: one window per output position, its taps clipped to the input. */
 export function poolLoops(c: Ctx, inst: InstOf<PoolOp>): string[] {
@@ -146,10 +283,11 @@ export function poolLoops(c: Ctx, inst: InstOf<PoolOp>): string[] {
     '}',
     '}',
   ];
-  if (inst.op === 'max_pool' || inst.op === 'max_pool_grad') {
+  if (inst.op === 'max_pool' || inst.op === 'max_pool_grad' || inst.op === 'max_pool_pick') {
     // the first maximum of the window in row-major order (a later tie does not replace it)
     lines.push('let _best = -Infinity;', 'let _at = -1;', ...taps([`if (_at < 0 || ${x}[q] > _best) {`, `_best = ${x}[q];`, '_at = q;', '}']));
-    lines.push(inst.op === 'max_pool' ? `${y}[_yi] = _best;` : `${out}[_at] += ${y}[_yi];`);
+    const picked = inst.op === 'max_pool_pick' ? `${y}[_yi] = ${c.arr(inst.args[1]!)}[_at];` : `${y}[_yi] = _best;`;
+    lines.push(inst.op === 'max_pool_grad' ? `${out}[_at] += ${y}[_yi];` : picked);
   } else if (inst.op === 'avg_pool') {
     lines.push('let _acc = 0;', ...taps([`_acc += ${x}[q];`]), `${y}[_yi] = _acc / ${kh * kw};`);
   } else {

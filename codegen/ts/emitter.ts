@@ -23,6 +23,7 @@ import type { Backend, Ctx, Snippet } from './snippets.js';
 import { keptOuterNestMulti, TS_SNIPPETS } from './snippets.js';
 import type { Kernels } from './matmul.js';
 import { matmulKernel } from './matmul.js';
+import { convLoops } from './conv.js';
 
 // ---------------------------------------------------------------------------------------------
 // Emitting units
@@ -115,6 +116,7 @@ export class Emitter {
     });
     if (own) return own;
     if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
+    if (u.kind === 'conv' && first.op === 'conv') return this.conv(u);
     if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
     if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
     const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
@@ -329,6 +331,64 @@ export class Emitter {
       }),
       (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(scalarName(r))),
     );
+  }
+
+  /**
+   * A conv group: the convolution's loops with the group's elementwise members run on each
+   * output's sum (the direct form, without padding), or over each output plane y[n, m, ·, ·] as
+   * soon as it is accumulated (codegen/ts/conv.ts). An operand constant over the plane (the bias,
+   * [1, O, 1, 1]) is read once per plane; one laid out as the output plane is read along with
+   * it; any other broadcast is indexed by row and column.
+   */
+  private conv(u: Unit): string[] {
+    const g = u.graph;
+    const cv = u.insts[0] as InstOf<'conv'>;
+    const members = u.insts.slice(1);
+    const shape = g.type(cv.result).shape;
+    // an axis of extent 1 (conv1d's H) steps nowhere: its strides count as 0
+    const flat1 = (st: readonly Size[]) => st.map((x, d) => (shape[d] === 1 ? size(0) : x));
+    const outStrides = flat1(stridesSize(shape));
+    const inGroup = new Set(u.insts.map((m) => m.result));
+    const ext: ValueId[] = [];
+    for (const m of members) for (const a of m.args) if (!inGroup.has(a) && !ext.includes(a)) ext.push(a);
+    const strides = new Map(ext.map((v) => [v, flat1(broadcastStridesSize(g.type(v).shape, shape))] as const));
+    const zero = (x: Size) => x.coef === 0;
+    const same = (a: Size, b: Size) => sizeText(a) === sizeText(b);
+    const planeConst = (v: ValueId) => strides.get(v)!.slice(2).every(zero);
+    const planeLike = (v: ValueId) => strides.get(v)!.slice(2).every((x, k) => same(x, outStrides[k + 2]!));
+    const rowsCols = !ext.every((v) => planeConst(v) || planeLike(v));
+    const term = (x: string, st: Size) => (zero(st) ? [] : [st.coef === 1 && st.syms.length === 0 ? x : `${x.includes(' ') ? `(${x})` : x} * ${sizeText(st)}`]);
+    const base = (v: ValueId) => [...term('n', strides.get(v)![0]!), ...term('m', strides.get(v)![1]!)].join(' + ') || '0';
+    // per plane: the reads of operands constant over it, the offsets of those laid out as it
+    const hoisted = new Map<ValueId, string>();
+    const plane = (): string[] => {
+      const lines: string[] = [];
+      ext.forEach((v, k) => {
+        const st = strides.get(v)!;
+        if (planeConst(v)) {
+          const e = this.read(g, v, base(v));
+          if (E.literal(e) === undefined && e.code.includes('[')) {
+            lines.push(`const _pc${k} = ${e.code};`);
+            hoisted.set(v, `_pc${k}`);
+          }
+        } else if (!rowsCols && !(same(st[0]!, outStrides[0]!) && same(st[1]!, outStrides[1]!))) {
+          lines.push(`const _pd${k} = ${base(v)} - _yb;`);
+          hoisted.set(v, `_pd${k}`);
+        }
+      });
+      return lines;
+    };
+    const element = (value: string, o: string, i: string, j: string): string[] => {
+      const read = (v: ValueId): Expr => {
+        const st = strides.get(v)!;
+        const h = hoisted.get(v);
+        if (planeConst(v)) return h ? E.atom(h) : this.read(g, v, base(v));
+        if (!rowsCols) return this.read(g, v, h ? `${o} + ${h}` : o);
+        return this.read(g, v, [...term('n', st[0]!), ...term('m', st[1]!), ...term(i, st[2]!), ...term(j, st[3]!)].join(' + ') || '0');
+      };
+      return this.members(g, u.insts, members, read, () => o, new Map([[cv.result, E.atom(value)]]));
+    };
+    return convLoops(this.ctx(g), cv, { plane, element, rowsCols });
   }
 
   /**

@@ -243,6 +243,7 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
   conv_weight_grad: { emit: convLoops },
   max_pool: { emit: poolLoops },
   max_pool_grad: { emit: poolLoops },
+  max_pool_pick: { emit: poolLoops },
   avg_pool: { emit: poolLoops },
   avg_pool_grad: { emit: poolLoops },
 };

@@ -25,12 +25,12 @@ const buf = {
   b4: buffers[7], // f32[10] (param b4)
   x: buffers[8], // f32[64,1,28,28] (input x)
   labels: buffers[9], // i32[64] (input labels)
-  t1: buffers[10], // f32[64,6,24,24]
   t2: buffers[1], // a view of b1
+  t5: buffers[3], // a view of b2
+  t1: buffers[10], // f32[64,6,24,24]
   conv1: buffers[11], // f32[64,6,24,24]
   h1: buffers[10].subarray(0, 55296), // f32[64,6,12,12]
   t4: buffers[12].subarray(0, 65536), // f32[64,16,8,8]
-  t5: buffers[3], // a view of b2
   conv2: buffers[13], // f32[64,16,8,8]
   h2: buffers[12].subarray(0, 16384), // f32[64,16,4,4]
   flat: buffers[12].subarray(0, 16384), // a view of h2
@@ -392,45 +392,56 @@ function matmul_dW3() {
 }
 
 function forwardPass() {
-  const { t1, x, W1, t2, conv1, h1, t4, W2, t5, conv2, h2, logits, labels, loss } = buf;
+  const { x, W1, t1, t2, conv1, h1, W2, t4, t5, conv2, h2, logits, labels, loss } = buf;
 
-  // t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]  (cnn.ts:23)
+  // conv1 = relu(conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) + b1)  (cnn.ts:23)
   //   %t1: f32[64,6,24,24] = conv %x, %W1 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
+  //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23
+  //   %conv1: f32[64,6,24,24] = relu %t3   cnn.ts:23
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 6; m++) {
       const _yb = (n * 6 + m) * 576;
-      for (let _o = _yb; _o < _yb + 576; _o++) t1[_o] = 0;
-      for (let k = 0; k < 1; k++) {
-        for (let p = 0; p < 5; p++) {
-          const _i0 = Math.max(0, -p);
-          const _i1 = Math.min(24, 27 - p + 1);
-          const _xb = ((n * 1 + k) * 28 + p) * 28;
-          for (let q = 0; q < 5; q++) {
-            const _j0 = Math.max(0, -q);
-            const _j1 = Math.min(24, 27 - q + 1);
-            const _wi = ((m * 1 + k) * 5 + p) * 5 + q;
-            const _xq = q;
-            const _w = W1[_wi];
-            for (let i = _i0; i < _i1; i++) {
-              const _xr = _xb + i * 28 + _xq;
-              const _yr = _yb + i * 24;
-              for (let j = _j0; j < _j1; j++) t1[_yr + j] += _w * x[_xr + j];
+      const _wb = m * 25;
+      const _pc0 = t2[m];
+      for (let i = 0; i < 24; i++) {
+        const _xi = (n * 1) * 784 + i * 28;
+        for (let j = 0; j < 24; j += 4) {
+          let _c0 = 0, _c1 = 0, _c2 = 0, _c3 = 0;
+          for (let k = 0; k < 1; k++) {
+            for (let p = 0; p < 5; p++) {
+              const _xr = _xi + k * 784 + p * 28 + j;
+              const _wr = _wb + (k * 5 + p) * 5;
+              for (let q = 0; q < 5; q++) {
+                const _w = W1[_wr + q];
+                const _xq = _xr + q;
+                _c0 += _w * x[_xq];
+                _c1 += _w * x[_xq + 1];
+                _c2 += _w * x[_xq + 2];
+                _c3 += _w * x[_xq + 3];
+              }
             }
           }
-        }
-      }
-    }
-  }
-
-  // conv1 = relu(t1 + t2)  (cnn.ts:23)
-  //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
-  //   %conv1: f32[64,6,24,24] = relu %t3   cnn.ts:23
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 6; j++) {
-      for (let k = 0; k < 24; k++) {
-        for (let l = 0; l < 24; l++) {
-          const _t3 = t1[i * 3456 + j * 576 + k * 24 + l] + t2[j];
-          conv1[i * 3456 + j * 576 + k * 24 + l] = _t3 > 0 ? _t3 : 0;
+          const _o = _yb + i * 24 + j;
+          {
+            t1[_o] = _c0;
+            const _t3 = _c0 + _pc0;
+            conv1[_o] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 1] = _c1;
+            const _t3 = _c1 + _pc0;
+            conv1[_o + 1] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 2] = _c2;
+            const _t3 = _c2 + _pc0;
+            conv1[_o + 2] = _t3 > 0 ? _t3 : 0;
+          }
+          {
+            t1[_o + 3] = _c3;
+            const _t3 = _c3 + _pc0;
+            conv1[_o + 3] = _t3 > 0 ? _t3 : 0;
+          }
         }
       }
     }
@@ -461,43 +472,54 @@ function forwardPass() {
     }
   }
 
-  // t4 = conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) → [64, 16, 8, 8]  (cnn.ts:25)
+  // conv2 = relu(conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) + b2)  (cnn.ts:25)
   //   %t4: f32[64,16,8,8] = conv %h1, %W2 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
+  //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25
+  //   %conv2: f32[64,16,8,8] = relu %t6   cnn.ts:25
   for (let n = 0; n < 64; n++) {
     for (let m = 0; m < 16; m++) {
       const _yb = (n * 16 + m) * 64;
-      for (let _o = _yb; _o < _yb + 64; _o++) t4[_o] = 0;
-      for (let k = 0; k < 6; k++) {
-        for (let p = 0; p < 5; p++) {
-          const _i0 = Math.max(0, -p);
-          const _i1 = Math.min(8, 11 - p + 1);
-          const _xb = ((n * 6 + k) * 12 + p) * 12;
-          for (let q = 0; q < 5; q++) {
-            const _j0 = Math.max(0, -q);
-            const _j1 = Math.min(8, 11 - q + 1);
-            const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-            const _xq = q;
-            const _w = W2[_wi];
-            for (let i = _i0; i < _i1; i++) {
-              const _xr = _xb + i * 12 + _xq;
-              const _yr = _yb + i * 8;
-              for (let j = _j0; j < _j1; j++) t4[_yr + j] += _w * h1[_xr + j];
+      const _wb = m * 150;
+      const _pc0 = t5[m];
+      for (let i = 0; i < 8; i++) {
+        const _xi = (n * 6) * 144 + i * 12;
+        for (let j = 0; j < 8; j += 4) {
+          let _c0 = 0, _c1 = 0, _c2 = 0, _c3 = 0;
+          for (let k = 0; k < 6; k++) {
+            for (let p = 0; p < 5; p++) {
+              const _xr = _xi + k * 144 + p * 12 + j;
+              const _wr = _wb + (k * 5 + p) * 5;
+              for (let q = 0; q < 5; q++) {
+                const _w = W2[_wr + q];
+                const _xq = _xr + q;
+                _c0 += _w * h1[_xq];
+                _c1 += _w * h1[_xq + 1];
+                _c2 += _w * h1[_xq + 2];
+                _c3 += _w * h1[_xq + 3];
+              }
             }
           }
-        }
-      }
-    }
-  }
-
-  // conv2 = relu(t4 + t5)  (cnn.ts:25)
-  //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
-  //   %conv2: f32[64,16,8,8] = relu %t6   cnn.ts:25
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 16; j++) {
-      for (let k = 0; k < 8; k++) {
-        for (let l = 0; l < 8; l++) {
-          const _t6 = t4[i * 1024 + j * 64 + k * 8 + l] + t5[j];
-          conv2[i * 1024 + j * 64 + k * 8 + l] = _t6 > 0 ? _t6 : 0;
+          const _o = _yb + i * 8 + j;
+          {
+            t4[_o] = _c0;
+            const _t6 = _c0 + _pc0;
+            conv2[_o] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 1] = _c1;
+            const _t6 = _c1 + _pc0;
+            conv2[_o + 1] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 2] = _c2;
+            const _t6 = _c2 + _pc0;
+            conv2[_o + 2] = _t6 > 0 ? _t6 : 0;
+          }
+          {
+            t4[_o + 3] = _c3;
+            const _t6 = _c3 + _pc0;
+            conv2[_o + 3] = _t6 > 0 ? _t6 : 0;
+          }
         }
       }
     }
@@ -705,19 +727,20 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 16 + m) * 64;
         for (let k = 0; k < 6; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(8, 11 - p + 1);
             const _xb = ((n * 6 + k) * 12 + p) * 12;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(8, 11 - q + 1);
-              const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              const _w = W2[_wi];
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 12 + _xq;
-                const _yr = _yb + i * 8;
-                for (let j = _j0; j < _j1; j++) dh1[_xr + j] += _w * dt6[_yr + j];
+            const _wi = ((m * 6 + k) * 5 + p) * 5;
+            const _w0 = W2[_wi], _w1 = W2[_wi + 1], _w2 = W2[_wi + 2], _w3 = W2[_wi + 3], _w4 = W2[_wi + 4];
+            for (let i = 0; i < 8; i++) {
+              const _xr = _xb + i * 12;
+              const _yr = _yb + i * 8;
+              for (let j = 0; j < 8; j++) {
+                const _d = dt6[_yr + j];
+                const _xj = _xr + j;
+                dh1[_xj] += _w0 * _d;
+                dh1[_xj + 1] += _w1 * _d;
+                dh1[_xj + 2] += _w2 * _d;
+                dh1[_xj + 3] += _w3 * _d;
+                dh1[_xj + 4] += _w4 * _d;
               }
             }
           }
@@ -735,22 +758,27 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 16 + m) * 64;
         for (let k = 0; k < 6; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(8, 11 - p + 1);
             const _xb = ((n * 6 + k) * 12 + p) * 12;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(8, 11 - q + 1);
-              const _wi = ((m * 6 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              let _acc = 0;
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 12 + _xq;
-                const _yr = _yb + i * 8;
-                for (let j = _j0; j < _j1; j++) _acc += h1[_xr + j] * dt6[_yr + j];
+            const _wi = ((m * 6 + k) * 5 + p) * 5;
+            let _a0 = 0, _a1 = 0, _a2 = 0, _a3 = 0, _a4 = 0;
+            for (let i = 0; i < 8; i++) {
+              const _xr = _xb + i * 12;
+              const _yr = _yb + i * 8;
+              for (let j = 0; j < 8; j++) {
+                const _d = dt6[_yr + j];
+                const _xj = _xr + j;
+                _a0 += h1[_xj] * _d;
+                _a1 += h1[_xj + 1] * _d;
+                _a2 += h1[_xj + 2] * _d;
+                _a3 += h1[_xj + 3] * _d;
+                _a4 += h1[_xj + 4] * _d;
               }
-              dW2[_wi] += _acc;
             }
+            dW2[_wi] += _a0;
+            dW2[_wi + 1] += _a1;
+            dW2[_wi + 2] += _a2;
+            dW2[_wi + 3] += _a3;
+            dW2[_wi + 4] += _a4;
           }
         }
       }
@@ -813,22 +841,27 @@ export function valueAndGrad(params, inputs, options) {
         const _yb = (n * 6 + m) * 576;
         for (let k = 0; k < 1; k++) {
           for (let p = 0; p < 5; p++) {
-            const _i0 = Math.max(0, -p);
-            const _i1 = Math.min(24, 27 - p + 1);
             const _xb = ((n * 1 + k) * 28 + p) * 28;
-            for (let q = 0; q < 5; q++) {
-              const _j0 = Math.max(0, -q);
-              const _j1 = Math.min(24, 27 - q + 1);
-              const _wi = ((m * 1 + k) * 5 + p) * 5 + q;
-              const _xq = q;
-              let _acc = 0;
-              for (let i = _i0; i < _i1; i++) {
-                const _xr = _xb + i * 28 + _xq;
-                const _yr = _yb + i * 24;
-                for (let j = _j0; j < _j1; j++) _acc += x[_xr + j] * dt3[_yr + j];
+            const _wi = ((m * 1 + k) * 5 + p) * 5;
+            let _a0 = 0, _a1 = 0, _a2 = 0, _a3 = 0, _a4 = 0;
+            for (let i = 0; i < 24; i++) {
+              const _xr = _xb + i * 28;
+              const _yr = _yb + i * 24;
+              for (let j = 0; j < 24; j++) {
+                const _d = dt3[_yr + j];
+                const _xj = _xr + j;
+                _a0 += x[_xj] * _d;
+                _a1 += x[_xj + 1] * _d;
+                _a2 += x[_xj + 2] * _d;
+                _a3 += x[_xj + 3] * _d;
+                _a4 += x[_xj + 4] * _d;
               }
-              dW1[_wi] += _acc;
             }
+            dW1[_wi] += _a0;
+            dW1[_wi + 1] += _a1;
+            dW1[_wi + 2] += _a2;
+            dW1[_wi + 3] += _a3;
+            dW1[_wi + 4] += _a4;
           }
         }
       }

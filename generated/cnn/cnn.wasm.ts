@@ -933,12 +933,12 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     b4: buffers[7], // f32[10] (param b4)
     x: buffers[8], // f32[64,1,28,28] (input x)
     labels: buffers[9], // i32[64] (input labels)
-    t1: buffers[10], // f32[64,6,24,24]
     t2: buffers[1], // a view of b1
+    t5: buffers[3], // a view of b2
+    t1: buffers[10], // f32[64,6,24,24]
     conv1: buffers[11], // f32[64,6,24,24]
     h1: buffers[10].subarray(0, 55296), // f32[64,6,12,12]
     t4: buffers[12].subarray(0, 65536), // f32[64,16,8,8]
-    t5: buffers[3], // a view of b2
     conv2: buffers[13], // f32[64,16,8,8]
     h2: buffers[12].subarray(0, 16384), // f32[64,16,4,4]
     flat: buffers[12].subarray(0, 16384), // a view of h2
@@ -988,26 +988,22 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
   function forwardPass(): void {
     const { logits, labels, loss } = buf;
 
-    // t1 = conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) → [64, 6, 24, 24]  (cnn.ts:23)
+    // conv1 = relu(conv2d(x: [64, 1, 28, 28], W1: [6, 1, 5, 5]) + b1)  (cnn.ts:23)
     //   %t1: f32[64,6,24,24] = conv %x, %W1 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
-    kernels.conv_t1();
-
-    // conv1 = relu(t1 + t2)  (cnn.ts:23)
-    //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
+    //   %t3: f32[64,6,24,24] = add %t1, %t2   cnn.ts:23
     //   %conv1: f32[64,6,24,24] = relu %t3   cnn.ts:23
+    kernels.conv_t1();
     kernels.channel_conv1();
 
     // h1 = max_pool2d(conv1: [64, 6, 24, 24], 2) → [64, 6, 12, 12]  (cnn.ts:24)
     //   %h1: f32[64,6,12,12] = max_pool %conv1 {kernel=[2, 2], stride=[2, 2], padding=[0, 0]}   cnn.ts:24  const h1 = g.maxPool2d(conv1, 2); // [N, 6, 12, 12]
     kernels.max_pool_h1();
 
-    // t4 = conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) → [64, 16, 8, 8]  (cnn.ts:25)
+    // conv2 = relu(conv2d(h1: [64, 6, 12, 12], W2: [16, 6, 5, 5]) + b2)  (cnn.ts:25)
     //   %t4: f32[64,16,8,8] = conv %h1, %W2 {stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=1}   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
-    kernels.conv_t4();
-
-    // conv2 = relu(t4 + t5)  (cnn.ts:25)
-    //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
+    //   %t6: f32[64,16,8,8] = add %t4, %t5   cnn.ts:25
     //   %conv2: f32[64,16,8,8] = relu %t6   cnn.ts:25
+    kernels.conv_t4();
     kernels.channel_conv2();
 
     // h2 = max_pool2d(conv2: [64, 16, 8, 8], 2) → [64, 16, 4, 4]  (cnn.ts:26)

@@ -3,13 +3,15 @@
 import { parseArgs } from 'node:util';
 
 /**
- * Parses process.argv for `options` (parseArgs's, every one a string unless said) and returns
- * the values with `int(name, min)`, which exits 2 unless the value is an integer ≥ min.
+ * Parses process.argv for `options` (parseArgs's) and returns the values and positionals
+ * (`{ positionals: true }` allows them) with `int(name, min, max)`, which exits 2 unless the
+ * value is an integer in [min, max], and `fail(message)`, which exits 2 with the usage.
  */
-export function demoOptions(usage, options) {
+export function demoOptions(usage, options, { positionals: allowPositionals = false } = {}) {
   let values;
+  let positionals;
   try {
-    values = parseArgs({ options: { ...options, help: { type: 'boolean', default: false } } }).values;
+    ({ values, positionals } = parseArgs({ options: { ...options, help: { type: 'boolean', default: false } }, allowPositionals }));
   } catch (e) {
     console.error(`${e.message}\n${usage}`);
     process.exit(2);
@@ -18,13 +20,14 @@ export function demoOptions(usage, options) {
     console.log(usage);
     process.exit(0);
   }
-  const int = (name, min = 0) => {
+  const fail = (message) => {
+    console.error(`${message}\n${usage}`);
+    process.exit(2);
+  };
+  const int = (name, min = 0, max = Infinity) => {
     const v = Number(values[name]);
-    if (!Number.isInteger(v) || v < min) {
-      console.error(`--${name} must be an integer ≥ ${min}, got '${values[name]}'\n${usage}`);
-      process.exit(2);
-    }
+    if (!Number.isInteger(v) || v < min || v > max) fail(`--${name} must be an integer ${max === Infinity ? `≥ ${min}` : `in [${min}, ${max}]`}, got '${values[name]}'`);
     return v;
   };
-  return { values, int };
+  return { values, positionals, int, fail };
 }

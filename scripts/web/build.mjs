@@ -7,8 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { createRequire } from 'node:module';
 import { loadNames, splits } from '../demo/data.mjs';
+import { PIX } from '../demo/digits.mjs';
+import { loadDigits } from '../demo/mnist-data.mjs';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const OUT = path.join(ROOT, 'web-out');
@@ -58,17 +59,11 @@ function models(train, dev) {
  * values in [0, 1] times 255, rounded), class by class, then one label byte a digit.
  */
 function mnistBytes() {
-  const require = createRequire(import.meta.url);
-  const PIX = 28 * 28;
-  const digits = [];
-  for (let d = 0; d < 10; d++) {
-    const raw = require(`mnist/src/digits/${d}.json`).data;
-    for (let k = 0; k + PIX <= raw.length; k += PIX) digits.push([raw.slice(k, k + PIX), d]);
-  }
-  const out = new Uint8Array(digits.length * (PIX + 1));
-  digits.forEach(([px, d], i) => {
+  const { images, labels } = loadDigits();
+  const out = new Uint8Array(images.length * (PIX + 1));
+  images.forEach((px, i) => {
     for (let j = 0; j < PIX; j++) out[i * PIX + j] = Math.round(px[j] * 255);
-    out[digits.length * PIX + i] = d;
+    out[images.length * PIX + i] = labels[i];
   });
   return out;
 }

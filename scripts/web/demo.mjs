@@ -4,28 +4,14 @@
 //   npm run demo:web -- [--port N] [--no-build]
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { demoOptions } from '../demo/options.mjs';
 import { buildWeb, OUT } from './build.mjs';
 import { startServer } from './server.mjs';
 
 const USAGE = 'usage: npm run demo:web -- [--port N] [--no-build]';
-let opts;
-try {
-  opts = parseArgs({ options: { port: { type: 'string', default: '8080' }, 'no-build': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } } });
-} catch (e) {
-  console.error(`${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const port = Number(opts.values.port);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error(`--port must be an integer in [0, 65535], got '${opts.values.port}'\n${USAGE}`);
-  process.exit(2);
-}
-if (!opts.values['no-build']) buildWeb();
+const { values: opts, int } = demoOptions(USAGE, { port: { type: 'string', default: '8080' }, 'no-build': { type: 'boolean', default: false } });
+const port = int('port', 0, 65535);
+if (!opts['no-build']) buildWeb();
 else if (!existsSync(path.join(OUT, 'names.json'))) {
   console.error('--no-build: web-out/ holds no build yet; run npm run demo:web once without it');
   process.exit(2);

@@ -57,6 +57,16 @@ export const SCHEMAS: Readonly<Record<string, Schema>> = {
   LogSoftmax: { inputs: [1, 1], attrs: { axis: 'INT' } },
   LayerNormalization: { inputs: [2, 3], attrs: { axis: 'INT', epsilon: 'FLOAT', stash_type: 'INT' } },
   BatchNormalization: { inputs: [5, 5], attrs: { epsilon: 'FLOAT', momentum: 'FLOAT', training_mode: 'INT' } },
+  Where: { inputs: [3, 3] },
+  Conv: { inputs: [2, 3], attrs: { auto_pad: 'STRING', dilations: 'INTS', group: 'INT', kernel_shape: 'INTS', pads: 'INTS', strides: 'INTS' } },
+  MaxPool: {
+    inputs: [1, 1],
+    attrs: { auto_pad: 'STRING', ceil_mode: 'INT', dilations: 'INTS', kernel_shape: 'INTS!', pads: 'INTS', storage_order: 'INT', strides: 'INTS' },
+  },
+  AveragePool: {
+    inputs: [1, 1],
+    attrs: { auto_pad: 'STRING', ceil_mode: 'INT', count_include_pad: 'INT', kernel_shape: 'INTS!', pads: 'INTS', strides: 'INTS' },
+  },
 };
 
 const ATTR_TYPE: Record<number, string> = Object.fromEntries(Object.entries(AT).map(([k, v]) => [v, k]));
@@ -103,7 +113,11 @@ export function checkModel(bytes: Uint8Array): string[] {
       nodeNames.add(n.name);
     }
     const s = SCHEMAS[n.opType];
-    if (!s) return void errs.push(`${where}: no operator ${n.opType} in the default domain at opset 17 (as this checker knows it)`);
+    if (!s) {
+      errs.push(`${where}: no operator ${n.opType} in the default domain at opset 17 (as this checker knows it)`);
+      for (const o of n.outputs) define(o, where); // so that its readers are not reported too
+      return;
+    }
     if (n.inputs.length < s.inputs[0] || n.inputs.length > s.inputs[1]) errs.push(`${where}: takes ${s.inputs[0]}${s.inputs[1] === Infinity ? ' or more' : s.inputs[1] !== s.inputs[0] ? `–${s.inputs[1]}` : ''} inputs, has ${n.inputs.length}`);
     if (n.outputs.length !== 1) errs.push(`${where}: has ${n.outputs.length} outputs, its schema 1`);
     for (const i of n.inputs) if (i !== '' && !defined.has(i)) errs.push(`${where}: input '${i}' is not a graph input, an initializer or the output of an earlier node (nodes must be topologically sorted)`);

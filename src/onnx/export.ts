@@ -102,6 +102,16 @@ export function varianceOf(g: Graph, inv: ValueId): { variance: ValueId; eps: nu
   return undefined;
 }
 
+/**
+ * The value v is in evaluation mode: a select on the mode flag (training ? a : b, as the running
+ * statistics of batchNorm's { momentum } are chosen) is its evaluation branch b, so that the
+ * statistics a normalisation reads are the running ones and not a Where over both.
+ */
+function inEvaluation(g: Graph, v: ValueId): ValueId {
+  const d = g.def(v);
+  return d.op === 'select' && g.def(d.args[0]!).op === 'mode' ? inEvaluation(g, d.args[2]!) : v;
+}
+
 /** (x − mean) · inv from the operands: what a normalisation computes when it cannot be an ONNX op. */
 function normalizeByHand(c: LowerCtx): void {
   c.node('Mul', [c.node('Sub', [c.arg(0), c.arg(1)]), c.arg(2)], {}, c.out);
@@ -111,8 +121,7 @@ function normalizeByHand(c: LowerCtx): void {
  * ONNX BatchNormalization in inference mode: (x − mean) / √(var + eps) · scale + bias over the
  * channel axis 1. graphc's features are the last axis (x [n, f] or [n, t, f]), so a rank-3 x
  * is transposed to [n, f, t] and back. mean and var are [f] tensors: the batch statistics that
- * the model computes today, or (once the model keeps them) the running statistics as
- * initializers, which is the only change that case needs.
+ * the graph computes, or the running statistics (initializers) of a batchNorm with { momentum }.
  */
 export function batchNormalization(
   c: LowerCtx,
@@ -132,8 +141,14 @@ export function batchNormalization(
 }
 
 /** The f32 [f] statistic of a batchnorm ([1, f], [1, 1, f] or [f] in the IR). */
-function flatStat(c: LowerCtx, v: string, features: number): string {
-  return c.node('Reshape', [v, c.constant([features], [1], DT.INT64, 'shape')]);
+function flatStat(c: LowerCtx, v: ValueId, features: number): string {
+  // a reshape of an [f] tensor (the running statistics' [f] buffers): that tensor itself
+  for (let u = v; ; u = c.g.def(u).args[0]!) {
+    const shape = c.g.type(u).shape;
+    if (shape.length === 1 && shape[0] === features) return c.name(u);
+    if (c.g.def(u).op !== 'reshape') break;
+  }
+  return c.node('Reshape', [c.name(v), c.constant([features], [1], DT.INT64, 'shape')]);
 }
 
 /**
@@ -164,12 +179,17 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     c.node('AveragePool', [c.arg(0)], { kernel_shape: { ints: kernel }, strides: { ints: stride }, pads: { ints: [...padding, ...padding] }, count_include_pad: { i: 1 } }, c.out);
   },
   max_pool_grad: null,
+  max_pool_pick: null,
   avg_pool_grad: null,
   custom_grad: (c) => void c.node('Identity', [c.arg(0)], {}, c.out), // its value is its forward's; the rule only matters to gradients
   // the exported graph is evaluation mode: the mode flag is 0 and dropout is the identity
   mode: (c) => void c.node('Identity', [c.constant([0], [], DT.FLOAT, 'training')], {}, c.out),
   dropout_mask: (c) => void c.node('Expand', [c.constant([1], [], DT.FLOAT, 'one'), c.shapeTensor(c.g.type(c.inst.result).shape)], {}, c.out),
-  select: (c) => void c.node('Where', [c.node('Cast', [c.arg(0)], { to: { i: DT.BOOL } }), c.arg(1), c.arg(2)], {}, c.out),
+  select: (c) =>
+    // on the mode flag, the evaluation branch (the exported graph is evaluation mode)
+    void (c.g.def(c.inst.args[0]!).op === 'mode'
+      ? c.node('Identity', [c.arg(2)], {}, c.out)
+      : c.node('Where', [c.node('Cast', [c.arg(0)], { to: { i: DT.BOOL } }), c.arg(1), c.arg(2)], {}, c.out)),
   neg: 'Neg',
   exp: 'Exp',
   log: 'Log',
@@ -249,11 +269,13 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   },
   bn_apply: (c) => {
     const xt = c.g.type(c.inst.args[0]!);
-    const stats = varianceOf(c.g, c.inst.args[2]!);
+    // the batch's statistics, or the running ones of a batchNorm with { momentum }
+    const stats = varianceOf(c.g, inEvaluation(c.g, c.inst.args[2]!));
     const features = xt.shape.at(-1)!;
     if (!stats || typeof features !== 'number') return normalizeByHand(c);
-    const variance = flatStat(c, c.name(stats.variance), features);
-    batchNormalization(c, c.arg(0), xt.shape.length, { mean: flatStat(c, c.arg(1), features), variance, features, eps: stats.eps }, c.out);
+    const variance = flatStat(c, stats.variance, features);
+    const mean = flatStat(c, inEvaluation(c.g, c.inst.args[1]!), features);
+    batchNormalization(c, c.arg(0), xt.shape.length, { mean, variance, features, eps: stats.eps }, c.out);
   },
   ln_apply: (c) => {
     // LayerNormalization recomputes the row's mean and variance (divided by n, as ln_apply's):

@@ -297,6 +297,8 @@ function convOperands(c: Choices, b: Builder, op: OpKind): { args: ValueId[]; at
     case 'max_pool':
     case 'avg_pool':
       return { args: [zeros([1, 2, 4, 4])], attrs: pool };
+    case 'max_pool_pick':
+      return { args: [zeros([1, 2, 4, 4]), zeros([1, 2, 4, 4])], attrs: pool };
     case 'max_pool_grad':
       return { args: [zeros([1, 2, 4, 4]), zeros([1, 2, pooled, pooled])], attrs: { ...pool, size: [4, 4] } };
     case 'avg_pool_grad':

@@ -2,11 +2,9 @@
 // scripts/web/build.mjs as bytes: 784 pixels a digit, then the labels), split as
 // `npm run demo:mnist` splits them (2,048 held out, a fixed shuffle), random minibatches of 64
 // trained by the module's compiled Adam trainStep, and an evaluation on the held-out digits.
+import { PIX, splitDigits, TEST } from '/scripts/demo/digits.mjs';
 import { Rng } from '/scripts/demo/rng.mjs';
 import { loadModule } from './load.mjs';
-
-const PIX = 28 * 28;
-const TEST = 2048;
 
 /** `module`: the training module picked on the page (wasm, threaded wasm or flat: `{ url, threads? }`). */
 export async function createTask({ module, seed = 1 }) {
@@ -14,10 +12,7 @@ export async function createTask({ module, seed = 1 }) {
   const n = bytes.byteLength / (PIX + 1);
   const pixels = new Uint8Array(bytes, 0, n * PIX);
   const labels = new Uint8Array(bytes, n * PIX, n);
-  const order = Array.from({ length: n }, (_, i) => i);
-  new Rng(12345).shuffle(order); // the demo's split: it does not depend on the seed
-  const test = order.slice(0, TEST);
-  const train = order.slice(TEST);
+  const { test, train } = splitDigits(n); // the demo's split: it does not depend on the seed
   const [batch] = net.spec.inputs.x.shape;
   const inputs = { x: new Float32Array(batch * PIX), labels: new Int32Array(batch) };
   const fill = (idx, at) => {
