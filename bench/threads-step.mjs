@@ -6,11 +6,14 @@
 import { pathToFileURL } from 'node:url';
 import { mulberry32 } from './models.mjs';
 
-/** Index inputs in [0, 27) (the characters of every example), from a mulberry32 stream. */
+/** Index inputs in [0, 27) (the characters of every example; the CNN's labels too), f32 inputs in [0, 1) (the CNN's images), from a mulberry32 stream. */
 function inputsOf(spec, seed) {
   const rand = mulberry32(seed);
   return Object.fromEntries(
-    Object.entries(spec.inputs).map(([k, { shape }]) => [k, Int32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => Math.floor(rand() * 27))]),
+    Object.entries(spec.inputs).map(([k, { shape, dtype }]) => {
+      const n = shape.reduce((a, d) => a * d, 1);
+      return [k, dtype === 'f32' ? Float32Array.from({ length: n }, () => rand()) : Int32Array.from({ length: n }, () => Math.floor(rand() * (k === 'labels' ? 10 : 27)))];
+    }),
   );
 }
 

@@ -23,7 +23,7 @@ import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
-import { convBody, convScratch } from './wasm/conv.js';
+import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
@@ -34,7 +34,7 @@ import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
-import { channelBody } from './wasm/channel.js';
+import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
@@ -49,6 +49,8 @@ interface Kernel {
    * the packing of a transposed B, a function of a range of B's rows (`rows` of them) that splits too.
    */
   readonly split?: Split & { readonly pack?: { readonly body: Body; readonly rows: number; readonly work: number } };
+  /** What it computes, where not its decision's (the comment of the kernel list). */
+  readonly what?: string;
 }
 
 /**
@@ -100,12 +102,17 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
-  // each convolution's im2col scratch is its own: its padded positions stay zero
+  // each convolution's im2col scratch is its own: its padded positions stay zero; a per-channel
+  // kernel's sums have partial sums per chunk of images
   const convAt = new Map<Unit, number>();
+  const channelAt = new Map<Unit, number>();
   for (const [u, d] of decisions)
     if (d.kind === 'conv') {
       convAt.set(u, end);
       end += align(convScratch(d.kernel) * 4);
+    } else if (d.kind === 'channel' && d.kernel.sums.length) {
+      channelAt.set(u, end);
+      end += align(channelScratch(d.kernel) * 4);
     }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
@@ -174,13 +181,31 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     const last = valueName(g, u.insts[u.insts.length - 1]!.result);
     if (d.kind === 'conv') {
       const name = `${d.kernel.op}_${last}`;
-      kernels.push({ name, body: convBody({ ...d.kernel, scratch: convAt.get(u)! }), d });
+      const kernel = { ...d.kernel, scratch: convAt.get(u)! };
+      // the forward and the input gradient split by images, the weight gradient by chunks of images
+      const split = convSplit(kernel);
+      kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+      if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
+      // the weight gradient's partial sums of the chunks, added in order into dw
+      kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+    }
+    if (d.kind === 'pool') {
+      // split by planes (a window's taps as its work)
+      const name = `${d.kernel.op}_${last}`;
+      const p = d.kernel;
+      kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
       return [`${member('kernels', name)}();`];
     }
-    if (d.kind === 'pool' || d.kind === 'channel') {
-      const name = d.kind === 'pool' ? `${d.kernel.op}_${last}` : `channel_${last}`;
-      kernels.push({ name, body: d.kind === 'pool' ? poolBody(d.kernel) : channelBody(d.kernel), d });
-      return [`${member('kernels', name)}();`];
+    if (d.kind === 'channel') {
+      const name = `channel_${last}`;
+      const split = channelSplit(d.kernel);
+      const part = channelAt.get(u);
+      kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
+      if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
+      // the sums of the chunks, added in order
+      kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
     }
     if (d.kind !== 'matmul') {
       const name = `${d.kind}_${last}`;
@@ -363,7 +388,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       const gr = c.groups > 1 ? `${c.groups} groups × ` : '';
       if (c.op === 'conv') return `im2col, ${gr}${c.N} × [${Og},${Kg}]·[${Kg},${S}]`;
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
-      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions`;
+      return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }
     const k = d.kernel;
     const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
@@ -371,7 +396,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   };
   return [
     `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${commentText(k.d.doc)}   ${what(k.d)}`),
+    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? `${commentText(k.d.doc)}   ${what(k.d)}`}`),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',

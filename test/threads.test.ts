@@ -107,6 +107,34 @@ describe('threads', () => {
     for (let k = 0; k < 40; k++) expectSame(m, t, params, inputs);
   });
 
+  it('split convolutions and pooling by ragged chunks of images and by planes (13 images: 7 chunks, the last of one) without changing a bit', async () => {
+    const file = modelFile(`
+      import { model } from 'graphc';
+      export default model('convsplit', (g) => {
+        const x = g.input('x', [13, 2, 11, 9]);
+        const W1 = g.param('W1', [4, 2, 3, 3], { scale: 0.3 });
+        const W2 = g.param('W2', [6, 2, 3, 2], { scale: 0.3 });
+        const W3 = g.param('W3', [3, 6, 2, 2], { scale: 0.3 });
+        const h1 = g.conv2d(x, W1, { bias: g.param('b1', [4], { scale: 0.1 }), padding: 1 }).relu(); // [13, 4, 11, 9]
+        const p1 = g.maxPool2d(h1, 2); // [13, 4, 5, 4]: an odd H and W
+        const h2 = g.conv2d(p1, W2, { stride: [1, 2], padding: [1, 0], groups: 2 }).tanh(); // [13, 6, 5, 2]
+        const h3 = g.conv2d(h2, W3, { padding: 1 }); // [13, 3, 6, 3]
+        const p3 = g.avgPool2d(h3, 2, { stride: 1 }); // [13, 3, 5, 2]
+        return p3.square().mean().add(g.maxPool2d(h1, 3, { stride: 2, padding: 1 }).mean());
+      });
+    `);
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', file, '--target', 'wasm', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const m = await load(path.join(out, 'convsplit.wasm.js'));
+    const params = m.initParams(5);
+    for (const threads of [2, 3, 4]) {
+      const t = await m.create({ threads, minWork: 0, adapt: false });
+      open.push(t);
+      for (const seed of [1, 2]) expectSame(m, t, params, inputsOf(m, seed));
+    }
+  });
+
   it('trainStep (--optimizer adam) of a threaded instance is bit-identical, step after step, with its own optimizer state', async () => {
     const out = tmp();
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', path.join(ROOT, 'examples', 'makemore.ts'), '--target', 'wasm', '--optimizer', 'adam', '--out', out], { encoding: 'utf8' });

@@ -11,16 +11,18 @@
 // steps of ./steps.ts; each pointer starts a row at addr + 4·(n·sb + c·si). A sum over
 // (0, 2, …) adds the row's vector (its ragged last one masked) into an accumulator vector, and
 // the four lanes of that into the result at the row's channel: f32, as the other reductions of
-// the wasm module (the flat module's accumulators are f64).
+// the wasm module (the flat module's accumulators are f64). A kernel computes a range, the
+// blocks of threads: of images, or with sums of chunks of images, each chunk with its own
+// partial sums, which a kernel of their own (`channelSumBody`) adds in chunk order after them.
 
 import type { Graph } from '../../ir/graph.js';
 import type { Plan, Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { Inst, ValueId } from '../../ir/types.js';
 import { Body } from './encode.js';
-import type { Local } from './encode.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import { StepWriter } from './steps.js';
+import { chunksOf } from './conv.js';
 
 export interface ChannelKernel {
   /** Images, channels, positions per channel. */
@@ -36,13 +38,38 @@ export interface ChannelKernel {
 
 const keyOf = (addr: number, si: number, sj: number) => `${addr},${si},${sj}`;
 
-export function channelBody(k: ChannelKernel): Body {
-  const f = new Body();
+/** Floats of scratch a kernel needs: with sums, each sum's partial sums per chunk of images ([chunks, C]). */
+export function channelScratch(k: ChannelKernel): number {
+  return k.sums.length * chunksOf(k.N).chunks * k.C;
+}
+
+/**
+ * How a kernel splits over threads: by images, or with sums by chunks of images (CHUNKS of
+ * codegen/wasm/conv.ts), whose partial sums `channelSumBody` adds in chunk order after them.
+ */
+export function channelSplit(k: ChannelKernel): { extent: number; align: number; work: number } | undefined {
+  if (k.N * k.C * k.S === 0) return undefined;
+  return { extent: k.sums.length ? chunksOf(k.N).chunks : k.N, align: 1, work: k.N * k.C * k.S * k.steps.length };
+}
+
+/**
+ * The kernel as a function body; with `ranged`, a function of [start, end) of the images, or
+ * with sums of the chunks of images. `part`: the partial sums' scratch (channelScratch floats).
+ */
+export function channelBody(k: ChannelKernel, opts: { ranged?: boolean; part?: number } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
   const { N, C, S } = k;
   if (N * C * S === 0) return f;
   const i32 = () => f.local('i32');
-  const [cn, cc, cv, ptr] = Array.from({ length: 4 }, i32);
-  for (const s of k.sums) zero(f, s.out, C, cn, ptr);
+  const [cn, cc, cv, ptr, ch] = Array.from({ length: 5 }, i32);
+  const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
+  const { chunks, per } = chunksOf(N);
+  const sums = k.sums.length > 0;
+  if (sums && opts.part === undefined) throw new Error('internal: a per-channel kernel with sums and no scratch');
+  // each sum's partials: [chunks, C] floats from partOf(a)
+  const partOf = (a: number) => opts.part! + 4 * a * chunks * C;
+  // the images [n0, n1): of the range, or of chunk ch
+  const [n0, n1] = [i32(), i32()];
   const w = new StepWriter(f, k.steps, S);
   // per pointer: its position at the start of the image and of the row
   const bases = w.pointers.map((p) => ({ p, image: i32(), row: i32(), sb: k.imageStride.get(keyOf(p.addr, p.si, p.sj)) ?? 0 }));
@@ -59,10 +86,16 @@ export function channelBody(k: ChannelKernel): Body {
       f.f32x4('add').set(accs[a]!);
     });
   };
-  for (const b of bases) f.assign(b.image, b.p.addr);
-  f.repeat(cn, N, () => {
+  /** The images [n0, n1), each sum into its partials at `chunk` (a local). */
+  const images = () => {
+    // each pointer at image n0
+    for (const b of bases) f.get(n0).i32(4 * b.sb).i32Mul().i32(b.p.addr).i32Add().set(b.image);
+    f.get(n0).set(cn);
+    f.loopUntil(() => f.get(cn).get(n1).i32GeS(), () => image());
+  };
+  const image = () => {
     for (const b of bases) f.get(b.image).set(b.row);
-    k.sums.forEach((s, a) => f.assign(outs[a]!, s.out));
+    k.sums.forEach((_s, a) => f.get(ch).i32(4 * C).i32Mul().i32(partOf(a)).i32Add().set(outs[a]!));
     f.repeat(cc, C, () => {
       for (const b of bases) f.get(b.row).set(b.p.local);
       for (const a of accs) f.f32x4Const(0).set(a);
@@ -82,6 +115,48 @@ export function channelBody(k: ChannelKernel): Body {
       for (const b of bases) f.bump(b.row, 4 * b.p.si);
     });
     for (const b of bases) f.bump(b.image, 4 * b.sb);
+    f.bump(cn, 1);
+  };
+  if (!sums) {
+    if (range) f.get(range.start).set(n0).get(range.end).set(n1);
+    else f.assign(n0, 0).assign(n1, N);
+    images();
+    return f;
+  }
+  // chunk by chunk: its partials zeroed, then its images [ch·per, min(N, (ch + 1)·per))
+  if (range) f.get(range.start).set(ch);
+  else f.assign(ch, 0);
+  f.loopUntil(() => (range ? f.get(ch).get(range.end) : f.get(ch).i32(chunks)).i32GeS(), () => {
+    k.sums.forEach((_s, a) => {
+      f.get(ch).i32(4 * C).i32Mul().i32(partOf(a)).i32Add().set(ptr);
+      f.repeat(cv, C, () => {
+        f.get(ptr).f32x4Const(0).f32x4ExtractLane(0).f32Store(0);
+        f.bump(ptr, 4);
+      });
+    });
+    f.get(ch).i32(per).i32Mul().tee(n0).i32(per).i32Add().set(n1);
+    f.when(() => f.get(n1).i32(N).i32GtS(), () => f.assign(n1, N));
+    images();
+    f.bump(ch, 1);
+  });
+  return f;
+}
+
+/** Each sum's result: its partial sums over the chunks, added in chunk order (after the kernel's chunks). */
+export function channelSumBody(k: ChannelKernel, part: number): Body {
+  const f = new Body();
+  const { N, C, S } = k;
+  if (N * C * S === 0) return f;
+  const { chunks } = chunksOf(N);
+  const [cc, src, dst] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  k.sums.forEach((s, a) => {
+    f.assign(src, part + 4 * a * chunks * C).assign(dst, s.out);
+    f.repeat(cc, C, () => {
+      f.get(dst).get(src).f32Load(0);
+      for (let c = 1; c < chunks; c++) f.get(src).f32Load(4 * c * C).f32Add();
+      f.f32Store(0);
+      f.bump(src, 4).bump(dst, 4);
+    });
   });
   return f;
 }
@@ -172,13 +247,4 @@ export function channelKernel(ctx: ChannelContext, u: Unit): ChannelKernel | und
     sumSteps.push({ step, out: ctx.address(g, s.result)! });
   }
   return { N, C, S, steps, imageStride, sums: sumSteps };
-}
-
-/** n floats at `at` set to 0 (scalar stores: a few channels). */
-function zero(f: Body, at: number, n: number, counter: Local, ptr: Local): void {
-  f.assign(ptr, at);
-  f.repeat(counter, n, () => {
-    f.get(ptr).f32x4Const(0).f32x4ExtractLane(0).f32Store(0);
-    f.bump(ptr, 4);
-  });
 }

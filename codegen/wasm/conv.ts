@@ -1,14 +1,23 @@
 // WebAssembly SIMD convolution kernels: implicit GEMM through the register-tiled matmul of
 // ./matmul.ts. x [N, C, H, W], w [O, C/G, kH, kW], y [N, O, Ho, Wo]; S = Ho·Wo, kk = kH·kW,
-// Kg = (C/G)·kk, Og = O/G. Per group g:
+// Kg = (C/G)·kk, Og = O/G. Per image n and group g:
 //
-//   conv              col[n, c, tap, s] = x[n, c, window(tap, s)]          (im2col, [N, C·kk, S])
-//                     y[n, g] = w[g] · col[n, g]                            N × [Og,Kg]·[Kg,S]
-//   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          N × [Kg,Og]·[Og,S]
+//   conv              col[n, c, tap, s] = x[n, c, window(tap, s)]          (im2col, [C·kk, S] an image)
+//                     y[n, g] = w[g] · col[n, g]                            [Og,Kg]·[Kg,S]
+//   conv_input_grad   col[n, g] = w[g]ᵀ · dy[n, g]                          [Kg,Og]·[Og,S]
 //                     dx[n, c, window(tap, s)] += col[n, c, tap, s]         (col2im, a scatter-add)
-//   conv_weight_grad  colT[g, (n, s), (c, tap)] = x[n, c, window(tap, s)]   (im2col, [G, N·S, Kg])
-//                     dyT[o, (n, s)] = dy[n, o, s]
-//                     dw[g] = dyT[g] · colT[g]                              [Og,N·S]·[N·S,Kg]
+//   conv_weight_grad  col[n] as the forward's, then
+//                     dw[o, kg] = Σ_chunk Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s]
+//
+// The images are in a fixed number of chunks (CHUNKS); each kernel's col holds one
+// image per chunk, reused image after image, so that an image's col is still in cache when it is
+// read (the image's im2col, then its matmuls; its matmuls, then its col2im; its im2col, then its
+// dot products). Each kernel computes a range, the blocks of threads: of images for the forward
+// and the input gradient (whole chunks: each image's outputs are its own), of chunks for the
+// weight gradient, whose partial sums are one set per chunk, added in chunk order by a kernel of
+// their own after the chunks (`convSumBody`). So a block computes exactly what the whole kernel
+// does. (Keeping every image's col in the forward and reading it in the weight gradient instead
+// of its own im2col measured slower: the col of every image does not stay in cache.)
 //
 // Every size is a constant: the taps are unrolled, and for each tap the range of output rows and
 // columns whose window position falls inside x is computed at build time, so padding is never
@@ -46,14 +55,29 @@ export interface ConvKernel {
   readonly scratch: number;
 }
 
-/** Floats of scratch a kernel needs: its col (and dyT for the weight gradient). */
-export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
-  if (k.op !== 'conv_weight_grad') return k.N * k.C * k.kH * k.kW * k.Ho * k.Wo;
-  // col with its rows padded to whole vectors (the padding stays 0), then a vector of partial sums per weight
-  return k.N * k.C * k.kH * k.kW * align4(k.Ho * k.Wo) + 4 * k.O * (k.C / k.groups) * k.kH * k.kW;
+/** The chunks of images: each has its col (one image at a time) and, in a weight gradient, its partial sums; threads take whole chunks. */
+export const CHUNKS = 8;
+
+/** The chunks of a batch of N images, and the images in each (the last may have fewer). */
+export function chunksOf(N: number): { chunks: number; per: number } {
+  const per = Math.max(1, Math.ceil(N / Math.max(1, Math.min(N, CHUNKS))));
+  return { chunks: Math.ceil(N / per), per };
 }
 
-const align4 = (n: number) => Math.ceil(n / 4) * 4;
+/** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk). */
+export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
+  const { chunks } = chunksOf(k.N);
+  const col = chunks * k.C * k.kH * k.kW * k.Ho * k.Wo;
+  return k.op === 'conv_weight_grad' ? col + 4 * chunks * k.O * (k.C / k.groups) * k.kH * k.kW : col;
+}
+
+/** How a kernel splits over threads: images in whole chunks for the forward and the input gradient, chunks for the weight gradient. */
+export function convSplit(k: Omit<ConvKernel, 'scratch'>): { extent: number; align: number; work: number } | undefined {
+  if (k.N * k.C * k.O * k.Ho * k.Wo === 0) return undefined;
+  const work = k.N * k.O * k.Ho * k.Wo * (k.C / k.groups) * k.kH * k.kW;
+  const { chunks, per } = chunksOf(k.N);
+  return k.op === 'conv_weight_grad' ? { extent: chunks, align: 1, work } : { extent: k.N, align: per, work };
+}
 
 /** The output positions [lo, hi) whose tap offset `t·d − pad + i·s` lies in [0, n). */
 function span(t: number, d: number, pad: number, s: number, n: number, out: number): [number, number] {
@@ -62,30 +86,85 @@ function span(t: number, d: number, pad: number, s: number, n: number, out: numb
   return [lo, Math.max(lo, hi)];
 }
 
-/** Float strides of a col layout: per image, group, channel of the group, tap, output row and column. */
-interface Layout {
-  readonly n: number;
-  readonly g: number;
-  readonly c: number;
-  readonly tap: number;
-  readonly row: number;
-  readonly col: number;
-}
-
-export function convBody(k: ConvKernel): Body {
-  const f = new Body();
-  const { N, C, H, W, O, kH, kW, Ho, Wo, groups: G } = k;
-  const [sh, sw] = k.stride as [number, number];
-  const [dh, dw] = k.dilation as [number, number];
-  const [pt, pl] = k.padding as [number, number];
+/**
+ * The kernel as a function body. With `ranged`, a function of [start, end): images (the forward,
+ * the input gradient) or chunks of images (the weight gradient), as `convSplit` says. A weight
+ * gradient's partial sums become dw in `convSumBody`, which runs after it.
+ */
+export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
   if (N * C * O * S === 0) return f;
+  const range = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
+  if (k.op === 'conv_weight_grad') {
+    weightGrad(f, k, range);
+    return f;
+  }
   const i32 = () => f.local('i32');
-  const [cn, cg, cc, ci, cj, xb, dn, dg, dc, src, dst, sr, dr] = Array.from({ length: 13 }, i32);
+  const [n, xn, cn, offA, offB, offC] = Array.from({ length: 6 }, i32);
+  const im2col = im2colWriter(f, k);
+  const col = k.scratch;
+  // per image: x (dx) at xn, col at cn; the matmuls' offsets of B and C
+  const image = () => {
+    f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+    // the image's col: its chunk's
+    f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
+    f.get(offA).i32(col).i32Add().set(cn);
+    if (k.op === 'conv') {
+      im2col(xn, cn, false);
+      f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      for (let g = 0; g < G; g++)
+        matmulInto(f, {
+          name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
+          a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
+          aBatched: false, bBatched: false, epilogue: [],
+        }, { offsets: { b: offB, c: offC } });
+    } else {
+      f.get(n).i32(4 * O * S).i32Mul().set(offB).get(offA).set(offC);
+      for (let g = 0; g < G; g++)
+        matmulInto(f, {
+          name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
+          a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
+          aBatched: false, bBatched: false, epilogue: [],
+        }, { offsets: { b: offB, c: offC } });
+      zeroAt(f, xn, C * k.H * k.W, offB, offC);
+      im2col(xn, cn, true);
+    }
+  };
+  if (range) {
+    f.get(range.start).set(n);
+    f.loopUntil(() => f.get(n).get(range.end).i32GeS(), () => {
+      image();
+      f.bump(n, 1);
+    });
+  } else {
+    f.assign(n, 0);
+    f.repeat(f.local('i32'), N, () => {
+      image();
+      f.bump(n, 1);
+    });
+  }
+  return f;
+}
+
+/**
+ * The im2col of one image (x at `xn`, its col [C·kk, S] at `cn`), or with `add` its col2im
+ * (x[window] += col). Leaves xn and cn as they were.
+ */
+function im2colWriter(f: Body, k: ConvKernel): (xn: Local, cn: Local, add: boolean) => void {
+  const { C, H, W, kH, kW, Ho, Wo } = k;
+  const [sh, sw] = k.stride as [number, number];
+  const [dh, dw] = k.dilation as [number, number];
+  const [pt, pl] = k.padding as [number, number];
+  const S = Ho * Wo;
+  const kk = kH * kW;
+  const i32 = () => f.local('i32');
+  const [cc, ci, cj, xb, dc, src, dst, sr, dr] = Array.from({ length: 9 }, i32);
 
   /** One row: `count` elements, x side at src (stride xs bytes), col side at dst (stride ds bytes). */
   const row = (count: number, xs: number, ds: number, add: boolean) => {
@@ -113,89 +192,60 @@ export function convBody(k: ConvKernel): Body {
     for (let o = chunks * step; o < count; o++) one(o - rest, false);
   };
 
-  /** Every tap of every channel of every image, between x and a col of layout `l` at `col`. */
-  const im2col: Im2col = (col, l, add) => {
-    f.assign(xb, k.x).assign(dn, col);
-    f.repeat(cn, N, () => {
-      f.get(dn).set(dg);
-      f.repeat(cg, G, () => {
-        f.get(dg).set(dc);
-        f.repeat(cc, Cg, () => {
-          for (let p = 0; p < kH; p++) {
-            const [i0, i1] = span(p, dh, pt, sh, H, Ho);
-            for (let q = 0; q < kW; q++) {
-              const [j0, j1] = span(q, dw, pl, sw, W, Wo);
-              if (i1 <= i0 || j1 <= j0) continue;
-              const tap = p * kW + q;
-              f.get(xb).i32(4 * ((i0 * sh - pt + p * dh) * W + j0 * sw - pl + q * dw)).i32Add().set(sr);
-              f.get(dc).i32(4 * (tap * l.tap + i0 * l.row + j0 * l.col)).i32Add().set(dr);
-              f.repeat(ci, i1 - i0, () => {
-                f.get(sr).set(src).get(dr).set(dst);
-                row(j1 - j0, 4 * sw, 4 * l.col, add);
-                f.bump(sr, 4 * sh * W).bump(dr, 4 * l.row);
-              });
-            }
-          }
-          f.bump(xb, 4 * H * W).bump(dc, 4 * l.c);
-        });
-        f.bump(dg, 4 * l.g);
-      });
-      f.bump(dn, 4 * l.n);
+  return (xn, cn, add) => {
+    f.get(xn).set(xb).get(cn).set(dc);
+    // the channels of every group in turn: col's rows are (c, tap) for c over all C
+    f.repeat(cc, C, () => {
+      for (let p = 0; p < kH; p++) {
+        const [i0, i1] = span(p, dh, pt, sh, H, Ho);
+        for (let q = 0; q < kW; q++) {
+          const [j0, j1] = span(q, dw, pl, sw, W, Wo);
+          if (i1 <= i0 || j1 <= j0) continue;
+          const tap = p * kW + q;
+          f.get(xb).i32(4 * ((i0 * sh - pt + p * dh) * W + j0 * sw - pl + q * dw)).i32Add().set(sr);
+          f.get(dc).i32(4 * (tap * S + i0 * Wo + j0)).i32Add().set(dr);
+          f.repeat(ci, i1 - i0, () => {
+            f.get(sr).set(src).get(dr).set(dst);
+            row(j1 - j0, 4 * sw, 4, add);
+            f.bump(sr, 4 * sh * W).bump(dr, 4 * Wo);
+          });
+        }
+      }
+      f.bump(xb, 4 * H * W).bump(dc, 4 * kk * S);
     });
   };
-
-  const colNCS: Layout = { n: C * kk * S, g: Kg * S, c: kk * S, tap: S, row: Wo, col: 1 };
-  const col = k.scratch;
-  if (k.op === 'conv') {
-    im2col(col, colNCS, false);
-    for (let g = 0; g < G; g++)
-      matmulInto(f, {
-        name: '', M: Og, N: S, K: Kg, batch: N, transA: false, transB: false,
-        a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
-        aBatched: false, bBatched: true, epilogue: [],
-        strides: { a: 0, b: 4 * C * kk * S, c: 4 * O * S },
-      });
-  } else if (k.op === 'conv_input_grad') {
-    for (let g = 0; g < G; g++)
-      matmulInto(f, {
-        name: '', M: Kg, N: S, K: Og, batch: N, transA: true, transB: false,
-        a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
-        aBatched: false, bBatched: true, epilogue: [],
-        strides: { a: 0, b: 4 * O * S, c: 4 * C * kk * S },
-      });
-    zero(f, k.x, N * C * H * W, cn, dst);
-    im2col(col, colNCS, true);
-  } else weightGrad(f, k, col, im2col);
-  return f;
 }
-
-type Im2col = (col: number, l: Layout, add: boolean) => void;
 
 /** Register tile of the weight gradient's dot products: rows of dy (output channels) × rows of col. */
 function dotTile(Og: number): [number, number] {
   return Og % 3 === 0 ? [3, 3] : Og === 1 ? [1, 8] : Og === 2 ? [2, 4] : [4, 2];
 }
 
+/** Where a weight gradient's col (one image per chunk) and partial sums ([chunks, O, Kg] vectors) are. */
+function weightGradLayout(k: ConvKernel): { col: number; part: number } {
+  const { chunks } = chunksOf(k.N);
+  return { col: k.scratch, part: k.scratch + 4 * chunks * k.C * k.kH * k.kW * k.Ho * k.Wo };
+}
+
 /**
- * dw[o, kg] = Σ_n Σ_s dy[n, o, s] · col[n, kg, s]: the forward's im2col (rows padded to whole
- * vectors), then per image a register tile of R output channels × T col rows whose R·T vector
- * accumulators run along s together (R + T loads for R·T multiply-adds), added into a vector of
- * partial sums per weight; the four lanes of each are summed once at the end. The last vector of
- * a ragged row is masked on the dy side (the col side's padding is 0).
+ * Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s] for the chunks of the range (all of them without
+ * one): per image its im2col into the chunk's col, then a register tile of R output channels
+ * × T col rows whose R·T vector accumulators run along s together (R + T loads for R·T
+ * multiply-adds), added into the chunk's vector of partial sums per weight. The last vector of a
+ * ragged row is masked on both sides (it reads into the next row).
  */
-function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
+function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
   const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
   const S = Ho * Wo;
-  const Sp = align4(S);
   const kk = kH * kW;
   const Cg = C / G;
   const Og = O / G;
   const Kg = Cg * kk;
-  const part = col + 4 * N * C * kk * Sp; // [O, Kg] vectors
-  im2col(col, { n: C * kk * Sp, g: Kg * Sp, c: kk * Sp, tap: Sp, row: Wo, col: 1 }, false);
+  const { col, part } = weightGradLayout(k);
+  const { chunks, per } = chunksOf(N);
   const i32 = () => f.local('i32');
-  const [cn, co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr] = Array.from({ length: 11 }, i32);
-  zero(f, part, 4 * O * Kg, cs, ptr);
+  const [co, ck, cs, img, cimg, aRow, bRow, aP, bP, ptr, c, n, nEnd, xn, partC] = Array.from({ length: 15 }, i32);
+  const im2col = im2colWriter(f, k);
   const [R, T] = dotTile(Og);
   const acc = Array.from({ length: R * T }, () => f.local('v128'));
   const dyv = Array.from({ length: R }, () => f.local('v128'));
@@ -203,7 +253,7 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
   const full = Math.floor(S / 4);
   const rest = S % 4;
   const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
-  /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at `p` bytes past `part` + o·Kg·16 + kg·16. */
+  /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at partAt + o·Kg·16 + kg·16. */
   const tile = (r: number, t: number, partAt: Local) => {
     for (let a = 0; a < r; a++) for (let b = 0; b < t; b++) f.f32x4Const(0).set(acc[a * T + b]!);
     f.get(aRow).set(aP).get(bRow).set(bP);
@@ -214,7 +264,9 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
         f.set(dyv[a]!);
       }
       for (let b = 0; b < t; b++) {
-        f.get(bP).v128Load(4 * b * Sp).set(cv);
+        f.get(bP).v128Load(4 * b * S);
+        if (masked) f.i32x4Lanes(mask).v128And();
+        f.set(cv);
         for (let a = 0; a < r; a++) {
           const c = acc[a * T + b]!;
           f.get(c).get(dyv[a]!).get(cv).f32x4('mul').f32x4('add').set(c);
@@ -239,41 +291,73 @@ function weightGrad(f: Body, k: ConvKernel, col: number, im2col: Im2col): void {
   ];
   const partAt = f.local('i32');
   const partRow = f.local('i32');
-  f.assign(img, k.y).assign(cimg, col);
-  f.repeat(cn, N, () => {
+  /** One image (dy at img, col at cimg) into the chunk's partials at partC. */
+  const image = () => {
     for (let g = 0; g < G; g++)
       for (const rr of runs(Og, R)) {
         f.get(img).i32(4 * (g * Og + rr.start) * S).i32Add().set(aRow);
-        f.assign(partRow, part + 16 * (g * Og + rr.start) * Kg);
+        f.get(partC).i32(16 * (g * Og + rr.start) * Kg).i32Add().set(partRow);
         f.repeat(co, rr.count, () => {
           for (const tr of runs(Kg, T)) {
-            f.get(cimg).i32(4 * (g * Kg + tr.start) * Sp).i32Add().set(bRow);
+            f.get(cimg).i32(4 * (g * Kg + tr.start) * S).i32Add().set(bRow);
             f.get(partRow).i32(16 * tr.start).i32Add().set(partAt);
             f.repeat(ck, tr.count, () => {
               tile(rr.size, tr.size, partAt);
-              f.bump(bRow, 4 * tr.size * Sp).bump(partAt, 16 * tr.size);
+              f.bump(bRow, 4 * tr.size * S).bump(partAt, 16 * tr.size);
             });
           }
           f.bump(aRow, 4 * rr.size * S).bump(partRow, 16 * rr.size * Kg);
         });
       }
-    f.bump(img, 4 * O * S).bump(cimg, 4 * C * kk * Sp);
+  };
+  if (range) f.get(range.start).set(c);
+  else f.assign(c, 0);
+  f.loopUntil(() => (range ? f.get(c).get(range.end) : f.get(c).i32(chunks)).i32GeS(), () => {
+    // the chunk's partials, zeroed; its images [c·per, min(N, (c + 1)·per))
+    f.get(c).i32(16 * O * Kg).i32Mul().i32(part).i32Add().set(partC);
+    zeroAt(f, partC, 4 * O * Kg, cs, ptr);
+    f.get(c).i32(per).i32Mul().tee(n).i32(per).i32Add().set(nEnd);
+    f.when(() => f.get(nEnd).i32(N).i32GtS(), () => f.assign(nEnd, N));
+    f.loopUntil(() => f.get(n).get(nEnd).i32GeS(), () => {
+      f.get(n).i32(4 * O * S).i32Mul().i32(k.y).i32Add().set(img);
+      f.get(c).i32(4 * C * kk * S).i32Mul().i32(col).i32Add().set(cimg);
+      f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
+      im2col(xn, cimg, false);
+      image();
+      f.bump(n, 1);
+    });
+    f.bump(c, 1);
   });
-  // dw[o, kg] = the sum of its partial vector's lanes (dw is [O, Kg] in the order of the partials)
+}
+
+/** dw[o, kg] = the sum of the lanes of its partial vectors, added over the chunks in order (dw is [O, Kg] in the order of the partials). */
+export function convSumBody(k: ConvKernel): Body {
+  const f = new Body();
+  const { N, C, O, kH, kW, Ho, Wo, groups: G } = k;
+  if (N * C * O * Ho * Wo === 0) return f;
+  const Kg = (C / G) * kH * kW;
+  const { part } = weightGradLayout(k);
+  const { chunks } = chunksOf(N);
+  const [cs, aP, bP] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  const cv = f.local('v128');
   f.assign(aP, part).assign(bP, k.w);
   f.repeat(cs, O * Kg, () => {
-    f.get(bP).get(aP).v128Load(0).set(cv);
+    f.get(aP).v128Load(0);
+    for (let c = 1; c < chunks; c++) f.get(aP).v128Load(16 * c * O * Kg).f32x4('add');
+    f.set(cv);
+    f.get(bP);
     f.get(cv).f32x4ExtractLane(0).get(cv).f32x4ExtractLane(1).f32Add();
     f.get(cv).f32x4ExtractLane(2).get(cv).f32x4ExtractLane(3).f32Add().f32Add();
     f.f32Store(0);
     f.bump(aP, 16).bump(bP, 4);
   });
+  return f;
 }
 
-/** n floats at `at` set to 0. */
-function zero(f: Body, at: number, n: number, counter: Local, ptr: Local): void {
+/** n floats from the address in `at` set to 0. */
+function zeroAt(f: Body, at: Local, n: number, counter: Local, ptr: Local): void {
   const vecs = Math.floor(n / 4);
-  f.assign(ptr, at);
+  f.get(at).set(ptr);
   if (vecs > 0)
     f.repeat(counter, vecs, () => {
       f.get(ptr).f32x4Const(0).v128Store(0);

@@ -116,6 +116,9 @@ export class Body {
   i32Mul(): this {
     return this.op(0x6c);
   }
+  i32DivU(): this {
+    return this.op(0x6e);
+  }
   /** local += n */
   bump(l: Local, n: number): this {
     return n === 0 ? this : this.get(l).i32(n).i32Add().set(l);

@@ -87,13 +87,15 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Bo
 
 /**
  * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
- * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`).
+ * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`). With
+ * `offsets` (one matrix), locals of `f` holding byte offsets added to the addresses of B and C
+ * (a convolution's image).
  */
-export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
+export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; offsets?: { readonly b: Local; readonly c: Local } } = {}): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
-  if (ranged && batch !== 1) throw new Error('internal: a ranged matmul over a batch');
+  if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
@@ -177,7 +179,9 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean } 
     }
   };
 
-  f.assign(tA, 0).assign(tB, 0).assign(tC, 0);
+  f.assign(tA, 0);
+  if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
+  else f.assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
     matrix();
     f.bump(tA, k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0);

@@ -10,7 +10,11 @@
 //   avg_pool_grad  dx[every tap of the window] += dy / (kH·kW)
 //
 // A window of 2×2 with stride 2 and no padding (LeNet's) is computed four outputs at a time in
-// f32x4: two rows of eight inputs, their vertical maxima, then the maxima of lane pairs (a shuffle).
+// f32x4: two rows of eight inputs, their vertical maxima, then the maxima of lane pairs (a shuffle);
+// its max pooling gradient too: the four taps of four windows as four vectors (even and odd lanes
+// of the two rows), the first maximum by compare-and-select in tap order, dy masked to each tap,
+// interleaved back into the two rows of dx. Every kernel computes a range of planes (the blocks
+// of threads: a plane's outputs are its own).
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
@@ -48,8 +52,43 @@ function runs(out: number, k: number, s: number, pad: number, n: number): { star
   return rs;
 }
 
-export function poolBody(k: PoolKernel): Body {
-  const f = new Body();
+/** The planes [start, end) of a ranged kernel, or all of them. */
+type Planes = { readonly start: Local; readonly end: Local } | undefined;
+
+/** `body` for each plane of the range, p counting the planes; xp, yp set to plane p of `xBase` and y first (body bumps them). */
+function eachPlane(f: Body, k: PoolKernel, range: Planes, xBase: number, [p, xp, yp]: Local[], body: () => void): void {
+  if (range) f.get(range.start).set(p);
+  else f.assign(p, 0);
+  f.get(p).i32(4 * k.H * k.W).i32Mul().i32(xBase).i32Add().set(xp);
+  f.get(p).i32(4 * k.Ho * k.Wo).i32Mul().i32(k.y).i32Add().set(yp);
+  f.loopUntil(() => (range ? f.get(p).get(range.end) : f.get(p).i32(k.planes)).i32GeS(), () => {
+    body();
+    f.bump(p, 1);
+  });
+}
+
+/** The planes of dx in the range set to 0. */
+function zeroPlanes(f: Body, k: PoolKernel, range: Planes, [ptr, end]: Local[]): void {
+  const bytes = 4 * k.H * k.W;
+  if (range) {
+    f.get(range.start).i32(bytes).i32Mul().i32(k.dx!).i32Add().set(ptr);
+    f.get(range.end).i32(bytes).i32Mul().i32(k.dx!).i32Add().set(end);
+  } else f.assign(ptr, k.dx!).assign(end, k.dx! + k.planes * bytes);
+  // whole vectors while they fit, then the floats left
+  f.loopUntil(() => f.get(ptr).i32(16).i32Add().get(end).i32GtS(), () => {
+    f.get(ptr).f32x4Const(0).v128Store(0);
+    f.bump(ptr, 16);
+  });
+  f.loopUntil(() => f.get(ptr).get(end).i32GeS(), () => {
+    f.get(ptr).f32x4Const(0).f32x4ExtractLane(0).f32Store(0);
+    f.bump(ptr, 4);
+  });
+}
+
+/** The kernel as a function body; with `ranged`, a function of the planes [start, end). */
+export function poolBody(k: PoolKernel, opts: { ranged?: boolean } = {}): Body {
+  const f = new Body(opts.ranged ? 2 : 0);
+  const range: Planes = opts.ranged ? { start: f.param(0), end: f.param(1) } : undefined;
   const { op, planes, H, W, Ho, Wo } = k;
   const [kH, kW] = k.kernel as [number, number];
   const [sh, sw] = k.stride as [number, number];
@@ -63,9 +102,11 @@ export function poolBody(k: PoolKernel): Body {
   const base = op === 'avg_pool_grad' ? k.dx! : k.x!;
   const delta = op === 'max_pool_grad' ? k.dx! - k.x! : 0; // from a tap of x to the same position of dx
   const inv = 1 / (kH * kW);
-  if (grad) zero(f, k.dx!, planes * H * W, cp, ptr);
-  if (op === 'max_pool' && kH === 2 && kW === 2 && sh === 2 && sw === 2 && ph === 0 && pw === 0 && Wo >= 4) {
-    maxPool2x2(f, k, [cp, cr, cc, xr, yr, xc, yc]);
+  const lenet = kH === 2 && kW === 2 && sh === 2 && sw === 2 && ph === 0 && pw === 0 && Wo >= 4;
+  // (the 2×2 gradient writes every position its windows cover: dx is zeroed only where some are left out)
+  if (grad && !(op === 'max_pool_grad' && lenet && H === 2 * Ho && W === 2 * Wo)) zeroPlanes(f, k, range, [ptr, at]);
+  if (lenet && (op === 'max_pool' || op === 'max_pool_grad')) {
+    eachPlane(f, k, range, k.x!, [cp, xr, yr], () => (op === 'max_pool' ? maxPool2x2 : maxPool2x2Grad)(f, k, [cr, cc, xr, yr, xc, yc]));
     return f;
   }
 
@@ -99,8 +140,7 @@ export function poolBody(k: PoolKernel): Body {
 
   const rowRuns = runs(Ho, kH, sh, ph, H);
   const colRuns = runs(Wo, kW, sw, pw, W);
-  f.assign(xp, base).assign(yp, k.y);
-  f.repeat(cp, planes, () => {
+  eachPlane(f, k, range, base, [cp, xp, yp], () => {
     for (const rr of rowRuns) {
       f.get(xp).i32(4 * (rr.start * sh - ph + rr.lo) * W).i32Add().set(xr);
       f.get(yp).i32(4 * rr.start * Wo).i32Add().set(yr);
@@ -122,12 +162,13 @@ export function poolBody(k: PoolKernel): Body {
 }
 
 /**
- * 2×2 max pooling with stride 2, four outputs at a time: rows 2i and 2i+1 of eight inputs each,
- * their vertical maxima m0, m1 (lanes 0–3, 4–7), then max(even lanes, odd lanes). A ragged end of
- * a row is computed from the last four outputs again (Wo ≥ 4), overlapping the vector before.
+ * 2×2 max pooling with stride 2 of one plane (x at xr, y at yr, both bumped to the next plane),
+ * four outputs at a time: rows 2i and 2i+1 of eight inputs each, their vertical maxima m0, m1
+ * (lanes 0–3, 4–7), then max(even lanes, odd lanes). A ragged end of a row is computed from the
+ * last four outputs again (Wo ≥ 4), overlapping the vector before.
  */
-function maxPool2x2(f: Body, k: PoolKernel, [cp, cr, cc, xr, yr, xc, yc]: Local[]): void {
-  const { planes, W, Ho, Wo, H } = k;
+function maxPool2x2(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[]): void {
+  const { W, Ho, H } = k;
   const [m0, m1] = [f.local('v128'), f.local('v128')];
   const vec = (xo: number, yo: number) => {
     f.get(xc).v128Load(xo).get(xc).v128Load(xo + 4 * W).f32x4('max').set(m0);
@@ -136,37 +177,73 @@ function maxPool2x2(f: Body, k: PoolKernel, [cp, cr, cc, xr, yr, xc, yc]: Local[
     f.get(m0).get(m1).i32x4Shuffle([0, 2, 4, 6]).get(m0).get(m1).i32x4Shuffle([1, 3, 5, 7]).f32x4('max');
     f.v128Store(yo);
   };
+  rows2x2(f, k, [cr, cc, xr, yr, xc, yc], vec);
+  // rows past 2·Ho (an odd H) belong to no window
+  if (H > 2 * Ho) f.bump(xr, 4 * (H - 2 * Ho) * W);
+}
+
+/** The output rows of one 2×2 plane, `vec(xo, yo)` computing the four outputs at yc + yo from the inputs at xc + xo. */
+function rows2x2(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[], vec: (xo: number, yo: number) => void): void {
+  const { W, Ho, Wo } = k;
   const full = Math.floor(Wo / 4);
-  f.assign(xr, k.x!).assign(yr, k.y);
-  f.repeat(cp, planes, () => {
-    f.repeat(cr, Ho, () => {
-      f.get(xr).set(xc).get(yr).set(yc);
-      f.repeat(cc, full, () => {
-        vec(0, 0);
-        f.bump(xc, 32).bump(yc, 16);
-      });
-      // the last outputs of a ragged row: the vector ending at Wo, from the row's start
-      if (Wo % 4) {
-        f.get(xr).set(xc).get(yr).set(yc);
-        vec(4 * 2 * (Wo - 4), 4 * (Wo - 4));
-      }
-      f.bump(xr, 4 * 2 * W).bump(yr, 4 * Wo);
+  f.repeat(cr, Ho, () => {
+    f.get(xr).set(xc).get(yr).set(yc);
+    f.repeat(cc, full, () => {
+      vec(0, 0);
+      f.bump(xc, 32).bump(yc, 16);
     });
-    // rows past 2·Ho (an odd H) belong to no window
-    if (H > 2 * Ho) f.bump(xr, 4 * (H - 2 * Ho) * W);
+    // the last outputs of a ragged row: the vector ending at Wo, from the row's start
+    if (Wo % 4) {
+      f.get(xr).set(xc).get(yr).set(yc);
+      vec(4 * 2 * (Wo - 4), 4 * (Wo - 4));
+    }
+    f.bump(xr, 4 * 2 * W).bump(yr, 4 * Wo);
   });
 }
 
-/** n floats at `at` set to 0. */
-function zero(f: Body, at: number, n: number, counter: Local, ptr: Local): void {
-  const vecs = Math.floor(n / 4);
-  f.assign(ptr, at);
-  if (vecs > 0)
-    f.repeat(counter, vecs, () => {
-      f.get(ptr).f32x4Const(0).v128Store(0);
-      f.bump(ptr, 16);
-    });
-  for (let o = 0; o < n % 4; o++) f.get(ptr).f32x4Const(0).f32x4ExtractLane(0).f32Store(4 * o);
+/**
+ * The gradient of 2×2 max pooling with stride 2 over one plane, four windows at a time: their
+ * taps (0,0), (0,1), (1,0), (1,1) are the even and odd lanes of the two rows' eight inputs; the
+ * first maximum wins as in the scalar kernel (a later tap only when greater), dy (plus 0, as the
+ * scalar kernel's 0 + dy) goes to the winning tap and 0 to the others, the taps interleaved back
+ * into the rows of dx. Windows do not overlap, so these stores are dx (a ragged row's last
+ * vector, computed again, stores the same values).
+ */
+function maxPool2x2Grad(f: Body, k: PoolKernel, [cr, cc, xr, yr, xc, yc]: Local[]): void {
+  const { W, Ho, H } = k;
+  const delta = k.dx! - k.x!;
+  const at = f.local('i32');
+  const v = () => f.local('v128');
+  const [a0, a1, t0, t1, t2, t3, best, c1, c2, c3, gv, rest] = Array.from({ length: 12 }, v);
+  const vec = (xo: number, yo: number) => {
+    const evenOdd = (lo: number, even: typeof t0, odd: typeof t0) => {
+      f.get(xc).v128Load(lo).set(a0).get(xc).v128Load(lo + 16).set(a1);
+      f.get(a0).get(a1).i32x4Shuffle([0, 2, 4, 6]).set(even);
+      f.get(a0).get(a1).i32x4Shuffle([1, 3, 5, 7]).set(odd);
+    };
+    evenOdd(xo, t0, t1);
+    evenOdd(xo + 4 * W, t2, t3);
+    f.get(t0).set(best);
+    for (const [t, c] of [[t1, c1], [t2, c2], [t3, c3]] as const) {
+      f.get(t).get(best).f32x4('gt').set(c);
+      f.get(t).get(best).get(c).v128Bitselect().set(best);
+    }
+    f.get(yc).v128Load(yo).f32x4Const(0).f32x4('add').set(gv);
+    // the winner: tap 3 where c3, else 2 where c2, else 1 where c1, else 0
+    f.get(gv).get(c3).v128And().set(t3);
+    f.f32x4Const(0).get(gv).get(c3).v128Bitselect().set(rest);
+    f.get(rest).get(c2).v128And().set(t2);
+    f.f32x4Const(0).get(rest).get(c2).v128Bitselect().set(rest);
+    f.get(rest).get(c1).v128And().set(t1);
+    f.f32x4Const(0).get(rest).get(c1).v128Bitselect().set(t0);
+    f.get(xc).i32(delta).i32Add().set(at); // the same position of dx
+    for (const [row, even, odd] of [[0, t0, t1], [4 * W, t2, t3]] as const) {
+      f.get(at).get(even).get(odd).i32x4Shuffle([0, 4, 1, 5]).v128Store(xo + row);
+      f.get(at).get(even).get(odd).i32x4Shuffle([2, 6, 3, 7]).v128Store(xo + row + 16);
+    }
+  };
+  rows2x2(f, k, [cr, cc, xr, yr, xc, yc], vec);
+  if (H > 2 * Ho) f.bump(xr, 4 * (H - 2 * Ho) * W);
 }
 
 export const isPool = (op: string): op is PoolOp => op === 'max_pool' || op === 'avg_pool' || op === 'max_pool_grad' || op === 'avg_pool_grad';
