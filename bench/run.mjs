@@ -188,16 +188,23 @@ async function main() {
   const threadRows = [];
   const threadModels = [
     ...opts.sizes.map((size) => [`makemore ${size}`, builds[`wasm_${size}`].module]),
-    ...['wavenet', 'gpt'].map((name) => [name, path.join(ROOT, 'generated', name, `${name}.wasm.js`)]),
+    ...['wavenet', 'gpt', 'cnn'].map((name) => [name, path.join(ROOT, 'generated', name, `${name}.wasm.js`)]),
   ];
   const ratios = {};
+  const manyMs = {};
   for (const [name, file] of threadModels) {
     const r = await threadsStep(file, { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
     ratios[name] = r.ratio;
+    manyMs[name] = r.many;
     threadRows.push([name, fmt.ms(r.one), fmt.ms(r.many), `${r.ratio.toFixed(2)}×`]);
   }
   console.log(indent(table(['model', '1 thread ms', `${opts.threads} threads ms`, `${opts.threads} threads / 1`], threadRows)));
   if (ratios['makemore L'] !== undefined) console.log(`  target: at L the ${opts.threads}-thread step ≤ 0.6× the 1-thread step: ${ratios['makemore L'] <= 0.6 ? 'PASS' : 'FAIL'} (${ratios['makemore L'].toFixed(2)}×)`);
+  // the CNN's threaded step against PyTorch's 1-thread step of the CNN section above (issue 17)
+  if (torchCnn && manyMs.cnn !== undefined) {
+    const ms = manyMs.cnn;
+    console.log(`  target: the CNN on ${opts.threads} threads ≤ 0.6× PyTorch's 1-thread step: ${ms <= 0.6 * torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(ms / torchCnn.ms)})`);
+  }
   const slower = Object.entries(ratios).filter(([, r]) => r > 1.02); // within 2%: the same
   console.log(`  target: no model slower than on 1 thread (by more than 2%): ${slower.length ? `FAIL (${slower.map(([n, r]) => `${n} ${r.toFixed(2)}×`).join(', ')})` : 'PASS'}`);
 
