@@ -52,7 +52,12 @@ function checkProgram(
   const { params, inputs } = randomArgs(fwd, seed, 0.5, dims);
   fix?.(inputs, dims);
   for (const k of Object.keys(inputs)) if (k === 'bnvar') inputs[k] = (inputs[k] as Float32Array).map(Math.abs);
-  const fv = interpret(fwd, { params, inputs, dims });
+  // module buffers (running statistics): positive values, a variance among them
+  const r = rng(seed + 99);
+  const buffers: Record<string, Float64Array> = {};
+  for (const inst of fwd.insts)
+    if (inst.op === 'buffer') buffers[inst.attrs.name] = Float64Array.from({ length: numel(bindShape(fwd.type(inst.result).shape, dims)) }, () => 0.5 + r());
+  const fv = interpret(fwd, { params, inputs, dims, buffers });
   const bv = interpret(bwd, { fwd: fv, dims });
   const want = (name: string) => fv.get(name) ?? bv.get(name);
   const bound = bindDims(fwd, { inputs, dims });
