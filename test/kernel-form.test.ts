@@ -14,8 +14,11 @@ import { compileGraphs } from '../src/build.js';
 import type { HostProgram, Launch } from '../codegen/kernel/form.js';
 import { lowerProgram } from '../codegen/kernel/lower.js';
 import { runEntry } from '../codegen/kernel/eval.js';
+import { printProgram } from '../codegen/kernel/print.js';
+import { parseProgram } from '../codegen/kernel/parse.js';
+import { verifyProgram } from '../codegen/kernel/verify.js';
 import { CASES } from './symbolic-cases.js';
-import { modelFile, randomArgs, relErr, rng, ROOT } from './helpers.js';
+import { expectGolden, modelFile, randomArgs, relErr, rng, ROOT } from './helpers.js';
 import { bindShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 
@@ -104,6 +107,24 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(launches).toBe(units - views);
     expect(checked).toBeGreaterThanOrEqual(launches);
   });
+
+  it('prints text that parses back to the same program, which verifies and evaluates alike', () => {
+    const { fwd, bwd, plan } = build(file);
+    const p = lowerProgram(fwd, bwd, plan);
+    expect(verifyProgram(p)).toEqual([]);
+    const text = printProgram(p);
+    const back = parseProgram(text);
+    expect(printProgram(back)).toBe(text);
+    expect(verifyProgram(back)).toEqual([]);
+    checkProgram(fwd, bwd, back, 2);
+  });
+});
+
+describe.each(['makemore', 'gpt'])('the golden kernel form of %s', (name) => {
+  it('matches test/golden/kernel/', () => {
+    const { fwd, bwd, plan } = build(path.join(ROOT, 'examples', `${name}.ts`));
+    expectGolden(`kernel/${name}.kernels`, printProgram(lowerProgram(fwd, bwd, plan)));
+  });
 });
 
 function caseSource(name: string, body: string): string {
@@ -119,5 +140,8 @@ describe.each(CASES.filter((c) => !c.error).map((c) => [c.name, c] as const))('t
       const { launches } = checkProgram(fwd, bwd, p, 10 + B, dims, cs.fix);
       expect(launches).toBeGreaterThan(0);
     }
+    expect(verifyProgram(p)).toEqual([]);
+    const text = printProgram(p);
+    expect(printProgram(parseProgram(text))).toBe(text);
   });
 });

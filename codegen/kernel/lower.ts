@@ -11,6 +11,7 @@ import type { Graph } from '../../ir/graph.js';
 import type { Plan, Unit } from '../../ir/memplan.js';
 import { isState, valueName } from '../../ir/memplan.js';
 import type { OpKind } from '../../ir/ops.js';
+import { printInst } from '../../ir/print.js';
 import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
@@ -135,7 +136,7 @@ function view(L: Lowerer, g: Graph, v: ValueId): View {
 }
 
 /** A copy kernel over the result's shape: transpose, slice, pad, concat. */
-function layoutKernel(L: Lowerer, g: Graph, inst: InstOf<'transpose' | 'slice' | 'pad' | 'concat'>, notes: string[]): Kernel {
+function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: 'transpose' | 'slice' | 'pad' | 'concat' }>, notes: string[]): Kernel {
   const out = g.type(inst.result).shape;
   const dag = new Dag();
   const load = (a: ValueId, acc: Omit<Access, 'arg'>) => dag.add({ op: 'load', dtype: g.type(a).dtype, access: { arg: L.array(g, a), ...acc } });
@@ -213,10 +214,15 @@ function lowerUnit(L: Lowerer, u: Unit, notes: string[]): Launch[] {
     };
     return [r];
   }
-  if ('layout' in rule) return [layoutKernel(L, g, first as InstOf<'transpose' | 'slice' | 'pad' | 'concat'>, notes)];
+  if ('layout' in rule) return [layoutKernel(L, g, first as Extract<Inst, { op: 'transpose' | 'slice' | 'pad' | 'concat' }>, notes)];
   const red = u.insts.find((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'> | undefined;
   const domain = red ? g.type(red.args[0]!).shape : g.type(first.result).shape;
   return [groupKernel(L, g, u.insts, domain, red ? red.attrs.axes : [], notes)];
+}
+
+/** A unit's instructions as the IR prints them. */
+export function irLines(u: Unit): string[] {
+  return u.insts.map((i) => printInst(u.graph, i));
 }
 
 /** Stages of the sources the caller provides: params, inputs, module state. */
@@ -234,9 +240,9 @@ function stages(L: Lowerer, fwd: Graph): Step[] {
 /**
  * The host program of a model: forward (the forward units, then its outputs read back) and
  * valueAndGrad (the forward and backward units, the loss and the gradients read back). `note`
- * gives each unit's comment lines (the IR lines it computes).
+ * gives each unit's comment lines (by default the IR lines it computes).
  */
-export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit) => string[] = () => []): HostProgram {
+export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit) => string[] = irLines): HostProgram {
   const L = new Lowerer(plan);
   const staged = stages(L, fwd);
   const launches = (us: readonly Unit[]): Step[] => us.flatMap((u) => lowerUnit(L, u, note(u))).map((launch) => ({ kind: 'launch', launch }));
