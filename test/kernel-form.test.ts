@@ -14,12 +14,17 @@ import { compileGraphs } from '../src/build.js';
 import type { HostProgram, Launch } from '../codegen/kernel/form.js';
 import { lowerProgram } from '../codegen/kernel/lower.js';
 import { runEntry } from '../codegen/kernel/eval.js';
-import { printProgram } from '../codegen/kernel/print.js';
-import { parseProgram } from '../codegen/kernel/parse.js';
-import { verifyProgram } from '../codegen/kernel/verify.js';
+import { printLaunch, printProgram } from '../codegen/kernel/print.js';
+import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
+import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
+import { LOWERING } from '../codegen/kernel/rules.js';
+import type { Kernel } from '../codegen/kernel/form.js';
+import { OPS } from '../ir/ops.js';
+import { CompileError } from '../ir/errors.js';
+import type { Inst } from '../ir/types.js';
 import { CASES } from './symbolic-cases.js';
 import { expectGolden, modelFile, randomArgs, relErr, rng, ROOT } from './helpers.js';
-import { bindShape } from '../ir/dims.js';
+import { bindShape, size } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 
 const EXAMPLES = readdirSync(path.join(ROOT, 'examples'))
@@ -143,5 +148,108 @@ describe.each(CASES.filter((c) => !c.error).map((c) => [c.name, c] as const))('t
     expect(verifyProgram(p)).toEqual([]);
     const text = printProgram(p);
     expect(printProgram(parseProgram(text))).toBe(text);
+  });
+});
+
+describe('the lowering table', () => {
+  it('has an entry for every op: a table without one does not type-check', () => {
+    const { neg: _neg, ...rest } = LOWERING;
+    // @ts-expect-error: neg has no lowering
+    const partial: typeof LOWERING = rest;
+    expect(Object.keys(partial)).not.toContain('neg');
+    expect(Object.keys(LOWERING).sort()).toEqual(Object.keys(OPS).sort());
+  });
+
+  it('names the op it cannot lower in a CompileError', () => {
+    const { fwd, bwd, plan } = compileGraphs(path.join(ROOT, 'examples', 'neuron.ts'));
+    const inst = fwd.insts.find((i) => i.op === 'mul')!;
+    const bogus = { ...inst, op: 'custom_grad', attrs: { rule: 0, inputs: 1 }, loc: { file: 'neuron.ts', line: 3, col: 7 } } as unknown as Inst;
+    const units = { forward: [...plan.units.forward, { graph: fwd, kind: 'single' as const, insts: [bogus] }], backward: plan.units.backward };
+    const lower = () => lowerProgram(fwd, bwd, { ...plan, units });
+    expect(lower).toThrow(CompileError);
+    expect(lower).toThrow(
+      'the kernel form cannot lower custom_grad (neuron.ts:3:7): custom_grad is dropped before lowering (after the reverse pass); one left here is an internal error',
+    );
+  });
+});
+
+describe('the verifier', () => {
+  const arrays = (name: string) =>
+    ({ x: { dtype: 'f32', numel: size(2048) }, y: { dtype: 'f32', numel: size(64) }, s: { dtype: 'f32', numel: size(1) }, idx: { dtype: 'i32', numel: size(32) } })[name] as
+      | { dtype: 'f32' | 'i32'; numel: ReturnType<typeof size> }
+      | undefined;
+  const problems = (text: string) => verifyLaunch(parseLaunch(text), arrays);
+  const kernel = (head: string, ...body: string[]) => [head, ...body.map((l) => `  ${l}`), 'end'].join('\n');
+
+  it('accepts a valid reduction with its epilogue', () => {
+    expect(problems(kernel('kernel k0 [32, 64] reduce (0)', '%0: f32 = load x[64*d0 + d1]', '%1: f32 = reduce.sum %0 acc f64', '%2: f32 = const 0.5', '%3: f32 = mul %1, %2', 'store y[d1] = %3'))).toEqual([]);
+  });
+
+  it('names a load outside its array', () => {
+    expect(problems(kernel('kernel k0 [32, 65]', '%0: f32 = load x[64*d0 + d1]', 'store x[64*d0 + d1] = %0'))).toEqual([
+      'k0: %0 = load x[64*d0 + d1] reaches 0..2048, outside x: f32[2048]',
+    ]);
+  });
+
+  it('names a load whose rank is not the domain\'s', () => {
+    const k = parseLaunch(kernel('kernel k0 [32, 64]', '%0: f32 = load x[64*d0 + d1]', 'store x[64*d0 + d1] = %0')) as Kernel;
+    const n = k.nodes[0] as Extract<Kernel['nodes'][number], { op: 'load' }>;
+    const bad = { ...k, nodes: [{ ...n, access: { ...n.access, strides: n.access.strides.slice(1) } }] };
+    expect(verifyLaunch(bad, arrays)).toEqual(['k0: %0 loads x with 1 strides in a domain of rank 2']);
+  });
+
+  it('names a use before definition and mistyped nodes', () => {
+    expect(problems(kernel('kernel k0 [64]', '%0: f32 = add %1, %1', 'store y[d0] = %0'))).toEqual(['k0: %0 uses %1, which is not defined before it']);
+    expect(problems(kernel('kernel k0 [64]', '%0: f32 = load y[d0]', '%1: f32 = lt %0, %0', 'store y[d0] = %1'))).toEqual(['k0: %1 is typed f32 but lt gives bool']);
+    expect(problems(kernel('kernel k0 [64]', '%0: f32 = load y[d0]', '%1: f32 = where %0, %0, %0', 'store y[d0] = %1'))).toEqual(['k0: %1: where needs a bool condition, got f32']);
+    expect(problems(kernel('kernel k0 [32]', '%0: i32 = load idx[d0]', '%1: f32 = exp %0', 'store y[d0] = %1'))).toEqual(['k0: %1: exp needs f32, got i32']);
+  });
+
+  it('names reduced axes that are not the domain\'s, and a reduction in a kernel that reduces nothing', () => {
+    expect(problems(kernel('kernel k0 [32, 64] reduce (2)', '%0: f32 = load x[64*d0 + d1]', '%1: f32 = reduce.sum %0 acc f64', 'store y[d1] = %1'))).toEqual([
+      'k0: reduced axes (2) are not sorted distinct axes of the domain [32, 64]',
+    ]);
+    expect(problems(kernel('kernel k0 [32, 64]', '%0: f32 = load x[64*d0 + d1]', '%1: f32 = reduce.sum %0 acc f64', 'store x[64*d0 + d1] = %1'))).toEqual([
+      'k0: %1 reduces in a kernel that reduces no axis',
+    ]);
+  });
+
+  it('names an epilogue that reads what varies along the reduced axes', () => {
+    expect(problems(kernel('kernel k0 [32, 64] reduce (0)', '%0: f32 = load x[64*d0 + d1]', '%1: f32 = reduce.max %0 acc f64', '%2: f32 = add %1, %0', 'store y[d1] = %2'))).toEqual([
+      'k0: %2 is computed after the reduction but reads %0, which varies along the reduced axis d0',
+      'k0: store y[d1] is written once per kept point but %2 varies along the reduced axis d0',
+    ]);
+  });
+
+  it('names stores that do not cover their array exactly once', () => {
+    expect(problems(kernel('kernel k0 [32, 64]', '%0: f32 = load x[64*d0 + d1]', 'store y[d1] = %0'))).toEqual([
+      'k0: store y[d1] writes each element more than once (stride 0 along d0 of size 32)',
+    ]);
+    expect(problems(kernel('kernel k0 [32]', '%0: f32 = const 1', 'store y[2*d0] = %0'))).toEqual(['k0: store y[2*d0] does not cover its array densely (no axis of stride 1)']);
+    expect(problems(kernel('kernel k0 [32]', '%0: f32 = const 1', 'store y[d0] = %0'))).toEqual(['k0: store y[d0] covers 32 elements from 0 of an array of 64']);
+    expect(problems(kernel('kernel k0 [64]', '%0: f32 = const 1', 'store y[d0] = %0', 'store y[d0] = %0'))).toEqual(['k0: store y[d0] writes y a second time']);
+  });
+
+  it('names a routine whose epilogue is not over its output', () => {
+    const text = [
+      'routine r0 matmul {"transA":false,"transB":false}',
+      '  in x: [32, 64] strides [64, 1] + 0',
+      '  in y: [64, 1] strides [1, 1] + 0',
+      '  out s: [1, 1] strides [1, 1] + 0',
+      '  kernel k1 [2]',
+      '    %0: f32 = load s[0]',
+      '    store y[d0] = %0',
+      '  end',
+      'end',
+    ].join('\n');
+    expect(problems(text)).toEqual([
+      "r0: the epilogue's domain [2] is not the output's shape [1, 1]",
+      'r0 epilogue: store y[d0] covers 2 elements from 0 of an array of 64',
+    ]);
+  });
+
+  it('parses back what it prints, guards and symbolic sizes included', () => {
+    const text = kernel('kernel k0 [B, 8]', '%0: f32 = load x[d0 + 8*B*d1 - 2*B] if 2 <= d0 < 10, 0 <= d1 < B', '%1: f32 = dim B', '%2: f32 = mul %0, %1', 'store y[8*d0 + d1] = %2  # x * B');
+    expect(printLaunch(parseLaunch(text))).toBe(text + '\n');
   });
 });
