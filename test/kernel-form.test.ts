@@ -253,3 +253,41 @@ describe('the verifier', () => {
     expect(printLaunch(parseLaunch(text))).toBe(text + '\n');
   });
 });
+
+// the ops that no example computes: average pooling and its gradient, max pooling's second
+// derivative (max_pool_pick), a padded convolution, concat, max and its argmax gradient,
+// stopGradient, dropout's mask and the mode flag (staged as evaluation: ones and 0)
+const EXTRA = `import { model } from 'graphc';
+export default model('kf_extra', (g) => {
+  const x = g.input('x', [2, 3, 6, 6]);
+  const W = g.param('W', [4, 3, 3, 3]);
+  const b = g.param('b', [4]);
+  const c = g.conv2d(x, W, { bias: b, padding: 1 }).sigmoid();
+  const a = g.avgPool2d(c, 2);
+  const m = g.maxPool2d(c.add(c.stopGradient().mul(0.5)), 2);
+  const [dc] = g.grad(m.square().sum(), [c]);
+  const y = g.dropout(a.add(m).reshape([2, 36]), 0.25);
+  const z = g.concat([y, y.abs().sqrt()], 1).max(1);
+  const loss = z.exp().log().sum().add(dc.square().mean()).div(2).add(y.maximum(0.1).minimum(0.9).mean());
+  return { loss };
+});
+`;
+
+describe('the kernel form of the ops no example computes', () => {
+  it('evaluates to the float64 interpreter, round-trips and verifies', () => {
+    const { fwd, bwd, plan } = build(modelFile(EXTRA));
+    const p = lowerProgram(fwd, bwd, plan);
+    const ops = new Set(launchesOfKind(p));
+    for (const op of ['avg_pool', 'avg_pool_grad', 'max_pool_pick', 'max_pool_grad', 'conv_weight_grad', 'argmax_mask']) expect(ops, op).toContain(op);
+    const { checked } = checkProgram(fwd, bwd, p, 5);
+    expect(checked).toBeGreaterThan(10);
+    expect(verifyProgram(p)).toEqual([]);
+    const text = printProgram(p);
+    expect(text).toMatch(/ if 0 <= d1 < 36\b/); // concat's guarded loads
+    expect(printProgram(parseProgram(text))).toBe(text);
+  });
+});
+
+function launchesOfKind(p: HostProgram): string[] {
+  return p.entries.flatMap((e) => e.steps.flatMap((s) => (s.kind === 'launch' && s.launch.kind === 'routine' ? [s.launch.op] : [])));
+}
