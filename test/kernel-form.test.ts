@@ -113,15 +113,14 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(checked).toBeGreaterThanOrEqual(launches);
   });
 
-  it('prints text that parses back to the same program, which verifies and evaluates alike', () => {
+  it('verifies, and prints text that parses back to the same program', () => {
     const { fwd, bwd, plan } = build(file);
     const p = lowerProgram(fwd, bwd, plan);
     expect(verifyProgram(p)).toEqual([]);
     const text = printProgram(p);
     const back = parseProgram(text);
     expect(printProgram(back)).toBe(text);
-    expect(verifyProgram(back)).toEqual([]);
-    checkProgram(fwd, bwd, back, 2);
+    expect(back).toEqual(p);
   });
 });
 
