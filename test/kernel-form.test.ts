@@ -13,7 +13,9 @@ import type { Plan } from '../ir/memplan.js';
 import { compileGraphs } from '../src/build.js';
 import type { HostProgram, Launch } from '../codegen/kernel/form.js';
 import { lowerProgram } from '../codegen/kernel/lower.js';
-import { runEntry } from '../codegen/kernel/eval.js';
+import type { Dims, HostEnv, Memory } from '../codegen/kernel/eval.js';
+import { evalRoutine, runEntry } from '../codegen/kernel/eval.js';
+import { renderJs } from '../codegen/kernel/js.js';
 import { printLaunch, printProgram } from '../codegen/kernel/print.js';
 import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
@@ -56,6 +58,7 @@ function checkProgram(
   seed: number,
   dims: Record<string, number> = {},
   fix?: (inputs: Record<string, Float32Array | Int32Array>, dims: Record<string, number>) => void,
+  launch?: HostEnv['launch'],
 ): { checked: number; launches: number } {
   const { params, inputs } = randomArgs(fwd, seed, 0.5, dims);
   fix?.(inputs, dims);
@@ -78,6 +81,7 @@ function checkProgram(
     inputs,
     state: buffers,
     dims: bound,
+    launch,
     after: (l, mem) => {
       launches++;
       for (const name of storedBy(l)) {
@@ -113,6 +117,12 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(checked).toBeGreaterThanOrEqual(launches);
   });
 
+  it('runs its kernels through the JavaScript renderer sketch (codegen/kernel/js.ts) alike', () => {
+    const { fwd, bwd, plan } = build(file);
+    const { launches } = checkProgram(fwd, bwd, lowerProgram(fwd, bwd, plan), 3, {}, undefined, rendered);
+    expect(launches).toBeGreaterThan(0);
+  });
+
   it('verifies, and prints text that parses back to the same program', () => {
     const { fwd, bwd, plan } = build(file);
     const p = lowerProgram(fwd, bwd, plan);
@@ -131,6 +141,14 @@ describe.each(['makemore', 'gpt'])('the golden kernel form of %s', (name) => {
   });
 });
 
+/** Launches through renderJs: kernels and routines' epilogues as compiled JavaScript. */
+function rendered(l: Launch, mem: Memory, dims: Dims): void {
+  const run = (k: Kernel) => new Function('A', 'dims', renderJs(k))(new Proxy({}, { get: (_t, name) => mem(String(name)) }), dims);
+  if (l.kind === 'kernel') return run(l);
+  evalRoutine({ ...l, epilogue: undefined }, mem, dims);
+  if (l.epilogue) run(l.epilogue);
+}
+
 function caseSource(name: string, body: string): string {
   return `import { model } from 'graphc';\nexport default model('${name}', (g) => {${body.replaceAll('BB', "'B'").replaceAll('TT', "'T'")}\n});\n`;
 }
@@ -142,6 +160,7 @@ describe.each(CASES.filter((c) => !c.error).map((c) => [c.name, c] as const))('t
     for (const B of [(cs.Bs ?? [2])[0]!, (cs.Bs ?? [5]).at(-1)!]) {
       const dims: Record<string, number> = cs.T ? { B, T: cs.T[0]! } : { B };
       const { launches } = checkProgram(fwd, bwd, p, 10 + B, dims, cs.fix);
+      checkProgram(fwd, bwd, p, 20 + B, dims, cs.fix, rendered);
       expect(launches).toBeGreaterThan(0);
     }
     expect(verifyProgram(p)).toEqual([]);

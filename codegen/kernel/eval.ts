@@ -141,6 +141,8 @@ export interface HostEnv {
   /** Module state by stage key: buffers by name, `mode`, `dropout_mask` (evaluation: 0 and ones). */
   readonly state?: Readonly<Record<string, ArrayLike<number>>>;
   readonly dims?: Dims;
+  /** Runs a launch in place of evalLaunch (a renderer's code). */
+  readonly launch?: (l: Launch, mem: Memory, dims: Dims) => void;
   /** Called after each launch (the tests check what it stored). */
   readonly after?: (l: Launch, mem: Memory) => void;
 }
@@ -176,7 +178,7 @@ export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = m
       else if (s.source === 'state') arr.fill(s.key === 'dropout_mask' ? 1 : 0);
       else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
     } else if (s.kind === 'launch') {
-      evalLaunch(s.launch, mem, dims);
+      (env.launch ?? evalLaunch)(s.launch, mem, dims);
       env.after?.(s.launch, mem);
     } else out[s.output] = Float64Array.from(mem(s.array));
   }
