@@ -47,6 +47,29 @@ function storedBy(l: Launch): string[] {
   return l.stores.map((s) => s.access.arg);
 }
 
+const references = new Map<string, ReturnType<typeof computeReference>>();
+/** Random arguments and the interpreter's values, once per graph, seed and sizes. */
+function referenceOf(fwd: Graph, bwd: Graph, seed: number, dims: Record<string, number>, fix?: (inputs: Record<string, Float32Array | Int32Array>, dims: Record<string, number>) => void) {
+  const key = `${fwd.name}/${seed}/${JSON.stringify(dims)}`;
+  let r = references.get(key);
+  if (!r) references.set(key, (r = computeReference(fwd, bwd, seed, dims, fix)));
+  return r;
+}
+
+function computeReference(fwd: Graph, bwd: Graph, seed: number, dims: Record<string, number>, fix?: (inputs: Record<string, Float32Array | Int32Array>, dims: Record<string, number>) => void) {
+  const { params, inputs } = randomArgs(fwd, seed, 0.5, dims);
+  fix?.(inputs, dims);
+  for (const k of Object.keys(inputs)) if (k === 'bnvar') inputs[k] = (inputs[k] as Float32Array).map(Math.abs);
+  // module buffers (running statistics): positive values, a variance among them
+  const r = rng(seed + 99);
+  const buffers: Record<string, Float64Array> = {};
+  for (const inst of fwd.insts)
+    if (inst.op === 'buffer') buffers[inst.attrs.name] = Float64Array.from({ length: numel(bindShape(fwd.type(inst.result).shape, dims)) }, () => 0.5 + r());
+  const fv = interpret(fwd, { params, inputs, dims, buffers });
+  const bv = interpret(bwd, { fwd: fv, dims });
+  return { params, inputs, buffers, fv, bv };
+}
+
 /**
  * Runs valueAndGrad of the host program and checks every array right after the launch that
  * stores it against the interpreter's value; returns the number of values checked.
@@ -60,16 +83,7 @@ function checkProgram(
   fix?: (inputs: Record<string, Float32Array | Int32Array>, dims: Record<string, number>) => void,
   launch?: HostEnv['launch'],
 ): { checked: number; launches: number } {
-  const { params, inputs } = randomArgs(fwd, seed, 0.5, dims);
-  fix?.(inputs, dims);
-  for (const k of Object.keys(inputs)) if (k === 'bnvar') inputs[k] = (inputs[k] as Float32Array).map(Math.abs);
-  // module buffers (running statistics): positive values, a variance among them
-  const r = rng(seed + 99);
-  const buffers: Record<string, Float64Array> = {};
-  for (const inst of fwd.insts)
-    if (inst.op === 'buffer') buffers[inst.attrs.name] = Float64Array.from({ length: numel(bindShape(fwd.type(inst.result).shape, dims)) }, () => 0.5 + r());
-  const fv = interpret(fwd, { params, inputs, dims, buffers });
-  const bv = interpret(bwd, { fwd: fv, dims });
+  const { params, inputs, buffers, fv, bv } = referenceOf(fwd, bwd, seed, dims, fix);
   const want = (name: string) => fv.get(name) ?? bv.get(name);
   const bound = bindDims(fwd, { inputs, dims });
   const scratch = new Set(p.arrays.filter((a) => a.place.kind === 'scratch').map((a) => a.name));
@@ -119,7 +133,7 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
 
   it('runs its kernels through the JavaScript renderer sketch (codegen/kernel/js.ts) alike', () => {
     const { fwd, bwd, plan } = build(file);
-    const { launches } = checkProgram(fwd, bwd, lowerProgram(fwd, bwd, plan), 3, {}, undefined, rendered);
+    const { launches } = checkProgram(fwd, bwd, lowerProgram(fwd, bwd, plan), 1, {}, undefined, rendered);
     expect(launches).toBeGreaterThan(0);
   });
 
@@ -160,7 +174,7 @@ describe.each(CASES.filter((c) => !c.error).map((c) => [c.name, c] as const))('t
     for (const B of [(cs.Bs ?? [2])[0]!, (cs.Bs ?? [5]).at(-1)!]) {
       const dims: Record<string, number> = cs.T ? { B, T: cs.T[0]! } : { B };
       const { launches } = checkProgram(fwd, bwd, p, 10 + B, dims, cs.fix);
-      checkProgram(fwd, bwd, p, 20 + B, dims, cs.fix, rendered);
+      checkProgram(fwd, bwd, p, 10 + B, dims, cs.fix, rendered);
       expect(launches).toBeGreaterThan(0);
     }
     expect(verifyProgram(p)).toEqual([]);
