@@ -138,7 +138,10 @@ export function evalLaunch(l: Launch, mem: Memory, dims: Dims): void {
 export interface HostEnv {
   readonly params?: Readonly<Record<string, ArrayLike<number>>>;
   readonly inputs?: Readonly<Record<string, ArrayLike<number>>>;
-  /** Module state by stage key: buffers by name, `mode`, `dropout_mask` (evaluation: 0 and ones). */
+  /**
+   * Module state by stage key: buffers by name, `mode` and `dropout_mask SITE` (when absent, as
+   * an evaluation call: 0 and masks of ones).
+   */
   readonly state?: Readonly<Record<string, ArrayLike<number>>>;
   readonly dims?: Dims;
   /** Runs a launch in place of evalLaunch (a renderer's code). */
@@ -175,7 +178,7 @@ export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = m
       const data = from?.[s.key];
       const arr = mem(s.array);
       if (data) arr.set(data);
-      else if (s.source === 'state') arr.fill(s.key === 'dropout_mask' ? 1 : 0);
+      else if (s.source === 'state' && (s.key === 'mode' || s.key.startsWith('dropout_mask '))) arr.fill(s.key === 'mode' ? 0 : 1);
       else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
     } else if (s.kind === 'launch') {
       (env.launch ?? evalLaunch)(s.launch, mem, dims);

@@ -152,7 +152,10 @@ export interface BufferDecl {
 }
 
 export type Step =
-  /** Copies a param, an input or module state (buffers, the mode flag, dropout masks) into its array. */
+  /**
+   * Copies a param, an input or module state into its array; a state's key is a buffer's name,
+   * `mode` (the training flag) or `dropout_mask SITE`.
+   */
   | { readonly kind: 'stage'; readonly array: string; readonly source: 'param' | 'input' | 'state'; readonly key: string }
   | { readonly kind: 'launch'; readonly launch: Launch }
   /** Reads an output (or a gradient) back from its array. */

@@ -231,7 +231,7 @@ function stages(L: Lowerer, fwd: Graph): Step[] {
   for (const inst of fwd.insts) {
     if (inst.op !== 'param' && inst.op !== 'input' && !isState(inst)) continue;
     const source = inst.op === 'param' || inst.op === 'input' ? inst.op : 'state';
-    const key = inst.op === 'param' || inst.op === 'input' || inst.op === 'buffer' ? inst.attrs.name : inst.op;
+    const key = inst.op === 'dropout_mask' ? `dropout_mask ${inst.attrs.site}` : inst.op === 'mode' ? 'mode' : inst.attrs.name;
     out.push({ kind: 'stage', array: L.array(fwd, inst.result), source, key });
   }
   return out;
