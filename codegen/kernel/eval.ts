@@ -1,0 +1,189 @@
+// The reference evaluator of the kernel form: runs kernels, routines and host programs over
+// Float64Arrays, one point of the domain at a time. It is what proves the lowering right (the
+// tests hold every stored value against the float64 interpreter of the graph IR), and the
+// semantics a renderer must keep.
+
+import type { Dim, Size } from '../../ir/dims.js';
+import { bindSize, size } from '../../ir/dims.js';
+import * as K from '../../ir/ndarray.js';
+import type { NDArray } from '../../ir/ndarray.js';
+import { OPS } from '../../ir/ops.js';
+import type { ConcreteType } from '../../ir/types.js';
+import type { Access, Entry, HostProgram, Kernel, Launch, Routine, View } from './form.js';
+import { ALU, REDUCE_INIT, REDUCE_STEP, argsOf, epilogueNodes, isAlu } from './form.js';
+
+export type Dims = Readonly<Record<string, number>>;
+/** The array of each name. */
+export type Memory = (name: string) => Float64Array;
+
+const bind = (s: Dim | Size, dims: Dims) => bindSize(size(s), dims);
+
+/** Whether a store writes once per point of the kept axes (after the reduction), not per point of the domain. */
+export function storedAfterReduction(k: Kernel, strides: readonly Size[]): boolean {
+  return k.axes.length > 0 && k.axes.every((a) => strides[a]!.coef === 0);
+}
+
+interface Bound {
+  readonly arr: Float64Array;
+  readonly strides: number[];
+  readonly offset: number;
+  readonly guards: { axis: number; lo: number; hi: number }[];
+}
+
+function boundAccess(a: Access, mem: Memory, dims: Dims): Bound {
+  return {
+    arr: mem(a.arg),
+    strides: a.strides.map((s) => bind(s, dims)),
+    offset: bind(a.offset, dims),
+    guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: bind(g.hi, dims) })),
+  };
+}
+
+function address(b: Bound, x: readonly number[]): number {
+  let i = b.offset;
+  for (let d = 0; d < x.length; d++) i += b.strides[d]! * x[d]!;
+  return i;
+}
+
+/** Calls f at every point of a box (row-major); a box with no axes has one point. */
+function forEachPoint(sizes: readonly number[], f: (x: number[]) => void): void {
+  if (sizes.some((n) => n === 0)) return;
+  const x = sizes.map(() => 0);
+  for (;;) {
+    f(x);
+    let d = sizes.length - 1;
+    while (d >= 0 && ++x[d]! === sizes[d]) x[d--] = 0;
+    if (d < 0) return;
+  }
+}
+
+/** Runs a kernel: stores land in the arrays of `mem`. */
+export function evalKernel(k: Kernel, mem: Memory, dims: Dims): void {
+  const n = k.domain.map((d) => bind(d, dims));
+  const epi = epilogueNodes(k);
+  const loads = k.nodes.map((nd) => (nd.op === 'load' ? boundAccess(nd.access, mem, dims) : undefined));
+  const stores = k.stores.map((s) => ({ node: s.node, at: boundAccess(s.access, mem, dims), after: storedAfterReduction(k, s.access.strides) }));
+  const vals = new Float64Array(k.nodes.length);
+  const acc = new Float64Array(k.nodes.length);
+  const x = n.map(() => 0);
+  const evalNode = (i: number) => {
+    const nd = k.nodes[i]!;
+    switch (nd.op) {
+      case 'const':
+        return nd.value;
+      case 'load': {
+        const b = loads[i]!;
+        if (b.guards.some((g) => x[g.axis]! < g.lo || x[g.axis]! >= g.hi)) return 0;
+        return b.arr[address(b, x)]!;
+      }
+      case 'coord':
+        return x[nd.axis]!;
+      case 'dim':
+        return dims[nd.name]!;
+      case 'reduce':
+        return acc[i]!;
+      default: {
+        if (!isAlu(nd.op)) throw new Error(`internal: no semantics for ${nd.op}`);
+        return ALU[nd.op].eval(...argsOf(nd).map((a) => vals[a]!));
+      }
+    }
+  };
+  const pass = (epilogue: boolean) => {
+    for (let i = 0; i < k.nodes.length; i++) if (epi[i] === epilogue) vals[i] = evalNode(i);
+    for (const s of stores) if (s.after === epilogue) s.at.arr[address(s.at, x)] = vals[s.node]!;
+  };
+  const kept = n.map((_d, i) => i).filter((i) => !k.axes.includes(i));
+  forEachPoint(kept.map((d) => n[d]!), (outer) => {
+    kept.forEach((d, j) => (x[d] = outer[j]!));
+    k.nodes.forEach((nd, i) => nd.op === 'reduce' && (acc[i] = REDUCE_INIT[nd.red]));
+    forEachPoint(k.axes.map((d) => n[d]!), (inner) => {
+      k.axes.forEach((d, j) => (x[d] = inner[j]!));
+      pass(false);
+      k.nodes.forEach((nd, i) => nd.op === 'reduce' && (acc[i] = REDUCE_STEP[nd.red](acc[i]!, vals[nd.args[0]]!)));
+    });
+    if (k.axes.length === 0) return;
+    // the epilogue reads values that do not vary along the reduced axes: evaluate them at 0 there
+    k.axes.forEach((d) => (x[d] = 0));
+    pass(false);
+    pass(true);
+  });
+}
+
+function gather(v: View, mem: Memory, dims: Dims): NDArray {
+  const shape = v.shape.map((d) => bind(d, dims));
+  const b = boundAccess({ arg: v.arg, strides: v.strides, offset: v.offset }, mem, dims);
+  const out = K.nd(shape);
+  let i = 0;
+  forEachPoint(shape, (x) => (out.data[i++] = b.arr[address(b, x)]!));
+  return out;
+}
+
+/** Runs a routine through the op table's float64 evaluation, then its epilogue. */
+export function evalRoutine(r: Routine, mem: Memory, dims: Dims): void {
+  const args = r.inputs.map((v) => gather(v, mem, dims));
+  const out: ConcreteType = { dtype: r.dtype, shape: r.output.shape.map((d) => bind(d, dims)) };
+  const ev = OPS[r.op].eval as (a: readonly NDArray[], attrs: unknown, t: ConcreteType) => NDArray;
+  const y = ev(args, r.attrs, out);
+  const b = boundAccess({ arg: r.output.arg, strides: r.output.strides, offset: r.output.offset }, mem, dims);
+  let i = 0;
+  forEachPoint(out.shape, (x) => (b.arr[address(b, x)] = y.data[i++]!));
+  if (r.epilogue) evalKernel(r.epilogue, mem, dims);
+}
+
+export function evalLaunch(l: Launch, mem: Memory, dims: Dims): void {
+  if (l.kind === 'kernel') evalKernel(l, mem, dims);
+  else evalRoutine(l, mem, dims);
+}
+
+export interface HostEnv {
+  readonly params?: Readonly<Record<string, ArrayLike<number>>>;
+  readonly inputs?: Readonly<Record<string, ArrayLike<number>>>;
+  /**
+   * Module state by stage key: buffers by name, `mode` and `dropout_mask SITE` (when absent, as
+   * an evaluation call: 0 and masks of ones).
+   */
+  readonly state?: Readonly<Record<string, ArrayLike<number>>>;
+  readonly dims?: Dims;
+  /** Runs a launch in place of evalLaunch (a renderer's code). */
+  readonly launch?: (l: Launch, mem: Memory, dims: Dims) => void;
+  /** Called after each launch (the tests check what it stored). */
+  readonly after?: (l: Launch, mem: Memory) => void;
+}
+
+/** The memory of a host program: one Float64Array per buffer, arrays as their prefixes. */
+export function memoryOf(p: HostProgram, dims: Dims): Memory {
+  const buffers = new Map(p.buffers.map((b) => [b.id, new Float64Array(bind(b.size, dims))] as const));
+  const arrays = new Map<string, Float64Array>();
+  for (const a of p.arrays) {
+    const n = bind(a.numel, dims);
+    const place = a.place;
+    if (place.kind === 'buffer') arrays.set(a.name, buffers.get(place.id)!.subarray(0, n));
+    else if (place.kind === 'const') arrays.set(a.name, Float64Array.from(place.data));
+    else arrays.set(a.name, new Float64Array(n));
+  }
+  return (name) => {
+    const a = arrays.get(name);
+    if (!a) throw new Error(`internal: the host program declares no array ${name}`);
+    return a;
+  };
+}
+
+/** Runs one entry point; returns what it reads back, by output name. */
+export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = memoryOf(p, env.dims ?? {})): Record<string, Float64Array> {
+  const dims = env.dims ?? {};
+  const out: Record<string, Float64Array> = {};
+  for (const s of e.steps) {
+    if (s.kind === 'stage') {
+      const from = s.source === 'param' ? env.params : s.source === 'input' ? env.inputs : env.state;
+      const data = from?.[s.key];
+      const arr = mem(s.array);
+      if (data) arr.set(data);
+      else if (s.source === 'state' && (s.key === 'mode' || s.key.startsWith('dropout_mask '))) arr.fill(s.key === 'mode' ? 0 : 1);
+      else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
+    } else if (s.kind === 'launch') {
+      (env.launch ?? evalLaunch)(s.launch, mem, dims);
+      env.after?.(s.launch, mem);
+    } else out[s.output] = Float64Array.from(mem(s.array));
+  }
+  return out;
+}

@@ -1,0 +1,254 @@
+// Reads the text of print.ts back into the kernel form. Comments after a store (its formula)
+// are skipped; comment lines inside a block are its notes. Errors name the line.
+
+import type { Dim, Size } from '../../ir/dims.js';
+import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Node, Routine, RoutineCall, Step, Store, View } from './form.js';
+
+class Lines {
+  private at = 0;
+  constructor(private readonly lines: readonly string[]) {}
+  get done(): boolean {
+    return this.at >= this.lines.length;
+  }
+  peek(): string {
+    return this.lines[this.at]!.trim();
+  }
+  next(): string {
+    return this.lines[this.at++]!.trim();
+  }
+  fail(msg: string): never {
+    throw new Error(`kernel form, line ${this.at}: ${msg}`);
+  }
+}
+
+function num(s: string): number {
+  if (s === 'inf') return Infinity;
+  if (s === '-inf') return -Infinity;
+  if (s === 'nan') return NaN;
+  const x = Number(s);
+  if (s.trim() === '' || Number.isNaN(x)) throw new Error(`'${s}' is not a number`);
+  return x;
+}
+
+/** `64*B`, `-2*d0`: coefficient, symbols and (in an index map) the coordinate it scales. */
+function term(t: string): { coef: number; syms: string[]; axis?: number } {
+  let coef = 1;
+  let s = t;
+  if (s.startsWith('-')) {
+    coef = -1;
+    s = s.slice(1);
+  }
+  const syms: string[] = [];
+  let axis: number | undefined;
+  for (const f of s.split('*')) {
+    if (/^d\d+$/.test(f)) axis = Number(f.slice(1));
+    else if (/^[0-9]/.test(f)) coef *= num(f);
+    else if (/^[A-Za-z_]\w*$/.test(f)) syms.push(f);
+    else throw new Error(`'${t}' is not a size`);
+  }
+  return { coef, syms: syms.sort(), axis };
+}
+
+export function parseSize(t: string): Size {
+  const x = term(t.trim());
+  if (x.axis !== undefined) throw new Error(`'${t}' is not a size`);
+  return { coef: x.coef, syms: x.coef === 0 ? [] : x.syms };
+}
+
+function parseDims(t: string): Dim[] {
+  const m = /^\[(.*)\]$/.exec(t.trim());
+  if (!m) throw new Error(`'${t}' is not a shape`);
+  if (m[1]!.trim() === '') return [];
+  return m[1]!.split(',').map((d) => (/^\d+$/.test(d.trim()) ? Number(d) : d.trim()));
+}
+
+const ZERO: Size = { coef: 0, syms: [] };
+
+function parseAffine(t: string, rank: number): { strides: Size[]; offset: Size } {
+  const strides = new Array<Size>(rank).fill(ZERO);
+  let offset = ZERO;
+  if (t.trim() === '0') return { strides, offset };
+  for (const raw of t.replace(/ - /g, ' + -').split(' + ')) {
+    const x = term(raw.trim());
+    const s = { coef: x.coef, syms: x.syms };
+    if (x.axis === undefined) offset = s;
+    else if (x.axis >= rank) throw new Error(`d${x.axis} is not a coordinate of a domain of rank ${rank}`);
+    else strides[x.axis] = s;
+  }
+  return { strides, offset };
+}
+
+function parseAccess(t: string, rank: number): Access {
+  const m = /^(\w+)\[([^\]]*)\](?: if (.*))?$/.exec(t.trim());
+  if (!m) throw new Error(`'${t}' is not an index map`);
+  const guards: Guard[] = (m[3] ?? '')
+    .split(', ')
+    .filter((g) => g !== '')
+    .map((g) => {
+      const gm = /^(-?\d+) <= d(\d+) < (.+)$/.exec(g);
+      if (!gm) throw new Error(`'${g}' is not a guard`);
+      return { axis: Number(gm[2]), lo: Number(gm[1]), hi: parseSize(gm[3]!) };
+    });
+  return { arg: m[1]!, ...parseAffine(m[2]!, rank), ...(guards.length ? { guards } : {}) };
+}
+
+const ETYPES = new Set(['f32', 'i32', 'bool']);
+const ref = (s: string) => {
+  if (!/^%\d+$/.test(s.trim())) throw new Error(`'${s}' is not a node`);
+  return Number(s.trim().slice(1));
+};
+
+function parseNode(line: string, rank: number, index: number): Node {
+  const m = /^%(\d+): (\w+) = (\S+)(?: (.*))?$/.exec(line);
+  if (!m) throw new Error(`'${line}' is not a node`);
+  if (Number(m[1]) !== index) throw new Error(`node %${m[1]} is out of order (expected %${index})`);
+  const dtype = m[2] as EType;
+  if (!ETYPES.has(dtype)) throw new Error(`'${dtype}' is not a type`);
+  const [op, rest = ''] = [m[3]!, m[4]];
+  if (op === 'const') return { op, dtype, value: num(rest) };
+  if (op === 'load') return { op, dtype, access: parseAccess(rest, rank) };
+  if (op === 'coord') return { op, dtype: 'i32', axis: Number(rest.replace(/^d/, '')) };
+  if (op === 'dim') return { op, dtype: 'f32', name: rest };
+  if (op.startsWith('reduce.')) {
+    const rm = /^(%\d+) acc (f32|f64)$/.exec(rest);
+    const red = op.slice(7);
+    if (!rm || (red !== 'sum' && red !== 'max')) throw new Error(`'${line}' is not a reduction`);
+    return { op: 'reduce', dtype, red, acc: rm[2] as 'f32' | 'f64', args: [ref(rm[1]!)] };
+  }
+  const args = rest.split(', ').map(ref);
+  return { op, dtype, args } as unknown as Node;
+}
+
+function parseKernel(L: Lines): Kernel {
+  const head = /^kernel (\w+) (\[[^\]]*\])(?: reduce \(([\d, ]*)\))?$/.exec(L.next());
+  if (!head) L.fail('expected `kernel NAME [DOMAIN]`');
+  const domain = parseDims(head[2]!);
+  const axes = head[3] ? head[3].split(', ').map(Number) : [];
+  const notes: string[] = [];
+  const nodes: Node[] = [];
+  const stores: Store[] = [];
+  for (;;) {
+    if (L.done) L.fail(`kernel ${head[1]} has no end`);
+    const line = L.next();
+    if (line === 'end') break;
+    try {
+      if (line.startsWith('# ')) notes.push(line.slice(2));
+      else if (line.startsWith('store ')) {
+        const sm = /^store (.*) = (%\d+)(?: {2}# .*)?$/.exec(line);
+        if (!sm) throw new Error(`'${line}' is not a store`);
+        stores.push({ node: ref(sm[2]!), access: parseAccess(sm[1]!, domain.length) });
+      } else nodes.push(parseNode(line, domain.length, nodes.length));
+    } catch (e) {
+      L.fail((e as Error).message);
+    }
+  }
+  return { kind: 'kernel', name: head[1]!, domain, axes, nodes, stores, notes };
+}
+
+function parseView(t: string): View {
+  const m = /^(\w+): (\[[^\]]*\]) strides \[([^\]]*)\] \+ (\S+)$/.exec(t);
+  if (!m) throw new Error(`'${t}' is not a view`);
+  const strides = m[3]!.trim() === '' ? [] : m[3]!.split(', ').map(parseSize);
+  return { arg: m[1]!, shape: parseDims(m[2]!), strides, offset: parseSize(m[4]!) };
+}
+
+function parseRoutine(L: Lines): Routine {
+  const head = /^routine (\w+) (\w+) (\{.*\})$/.exec(L.next());
+  if (!head) L.fail('expected `routine NAME OP {ATTRS}`');
+  const notes: string[] = [];
+  const inputs: View[] = [];
+  let output: View | undefined;
+  let epilogue: Kernel | undefined;
+  for (;;) {
+    if (L.done) L.fail(`routine ${head[1]} has no end`);
+    const line = L.peek();
+    if (line.startsWith('kernel ')) {
+      epilogue = parseKernel(L);
+      continue;
+    }
+    L.next();
+    if (line === 'end') break;
+    try {
+      if (line.startsWith('# ')) notes.push(line.slice(2));
+      else if (line.startsWith('in ')) inputs.push(parseView(line.slice(3)));
+      else if (line.startsWith('out ')) output = parseView(line.slice(4));
+      else throw new Error(`'${line}' is not part of a routine`);
+    } catch (e) {
+      L.fail((e as Error).message);
+    }
+  }
+  if (!output) L.fail(`routine ${head[1]} has no out`);
+  const call = { op: head[2], attrs: JSON.parse(head[3]!) } as RoutineCall;
+  return { kind: 'routine', name: head[1]!, ...call, inputs, output, dtype: 'f32', ...(epilogue ? { epilogue } : {}), notes };
+}
+
+/** One kernel or routine (the text of printLaunch). */
+export function parseLaunch(text: string): Launch {
+  const L = new Lines(text.split('\n').filter((l) => l.trim() !== ''));
+  return L.peek().startsWith('kernel ') ? parseKernel(L) : parseRoutine(L);
+}
+
+function parseStep(line: string, pending: { step: number; name: string }[], at: number): Step | undefined {
+  let m = /^stage (\w+) = (param|input|state) (".*")$/.exec(line);
+  if (m) return { kind: 'stage', array: m[1]!, source: m[2] as 'param' | 'input' | 'state', key: JSON.parse(m[3]!) as string };
+  m = /^read (".*") = (\w+)$/.exec(line);
+  if (m) return { kind: 'read', output: JSON.parse(m[1]!) as string, array: m[2]! };
+  m = /^launch (\w+)$/.exec(line);
+  if (!m) throw new Error(`'${line}' is not a step`);
+  pending.push({ step: at, name: m[1]! });
+  return undefined; // resolved once every launch is read
+}
+
+/** A whole host program (the text of printProgram). */
+export function parseProgram(text: string): HostProgram {
+  const L: Lines = new Lines(text.split('\n').filter((l) => l.trim() !== ''));
+  const head = /^program (\S+)$/.exec(L.next());
+  if (!head) L.fail('expected `program NAME`');
+  const name = head[1]!;
+  const buffers: BufferDecl[] = [];
+  const arrays: ArrayDecl[] = [];
+  const entries: { name: Entry['name']; steps: (Step | undefined)[]; pending: { step: number; name: string }[] }[] = [];
+  const launches = new Map<string, Launch>();
+  while (!L.done) {
+    const line = L.peek();
+    try {
+      if (line.startsWith('kernel ') || line.startsWith('routine ')) {
+        const l = line.startsWith('kernel ') ? parseKernel(L) : parseRoutine(L);
+        launches.set(l.name, l);
+        continue;
+      }
+      L.next();
+      let m = /^buffer (\d+): (f32|i32)\[(\S+)\]$/.exec(line);
+      if (m) {
+        buffers.push({ id: Number(m[1]), dtype: m[2] as 'f32' | 'i32', size: parseSize(m[3]!) });
+        continue;
+      }
+      m = /^array (\w+): (f32|i32)\[(\S+)\] (buffer (\d+)|const \[(.*)\]|scratch)$/.exec(line);
+      if (m) {
+        const place = m[5] !== undefined ? { kind: 'buffer' as const, id: Number(m[5]) } : m[6] !== undefined ? { kind: 'const' as const, data: m[6] === '' ? [] : m[6].split(', ').map(num) } : { kind: 'scratch' as const };
+        arrays.push({ name: m[1]!, dtype: m[2] as 'f32' | 'i32', numel: parseSize(m[3]!), place });
+        continue;
+      }
+      m = /^entry (forward|valueAndGrad)$/.exec(line);
+      if (!m) throw new Error(`'${line}' is not part of a program`);
+      const e = { name: m[1] as Entry['name'], steps: [] as (Step | undefined)[], pending: [] as { step: number; name: string }[] };
+      for (let s = L.next(); s !== 'end'; s = L.next()) {
+        e.steps.push(parseStep(s, e.pending, e.steps.length));
+        if (L.done) throw new Error(`entry ${e.name} has no end`);
+      }
+      entries.push(e);
+    } catch (err) {
+      L.fail((err as Error).message);
+    }
+  }
+  const resolved: Entry[] = entries.map((e) => {
+    const steps = [...e.steps];
+    for (const p of e.pending) {
+      const launch = launches.get(p.name);
+      if (!launch) throw new Error(`kernel form: entry ${e.name} launches ${p.name}, which the program does not define`);
+      steps[p.step] = { kind: 'launch', launch };
+    }
+    return { name: e.name, steps: steps as Step[] };
+  });
+  return { name, buffers, arrays, entries: resolved };
+}

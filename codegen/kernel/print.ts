@@ -1,0 +1,156 @@
+// The text of the kernel form: one block a kernel or routine, one line a node, index maps as
+// affine expressions of the domain coordinates d0, d1, ... Each store carries, as a comment, the
+// formula of what it stores (derived from the DAG; the parser skips it, the printer makes it
+// again). parse.ts reads this text back; print → parse → print is the identity.
+//
+//   kernel k3 [32, 64] reduce (0)
+//     # %bnmeani: f32[1,64] = mul %t2, %t3 @ makemore.ts:46:41
+//     %0: f32 = load hprebn[64*d0 + d1]
+//     %1: f32 = reduce.sum %0 acc f64
+//     ...
+//     store bnmeani[d1] = %3  # sum(hprebn) * 0.03125
+//   end
+
+import type { Dim, Size } from '../../ir/dims.js';
+import { fmtNumber } from '../../ir/print.js';
+import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, View } from './form.js';
+import { argsOf } from './form.js';
+
+/** A size as a product: `64`, `B`, `64*B`, `-2*B*T`. */
+export function fmtSize(s: Size): string {
+  if (s.syms.length === 0) return String(s.coef);
+  if (s.coef === 0) return '0';
+  return [...(s.coef === 1 ? [] : [String(s.coef)]), ...s.syms].join('*');
+}
+
+function fmtDim(d: Dim): string {
+  return String(d);
+}
+
+export function fmtDims(ds: readonly Dim[]): string {
+  return `[${ds.map(fmtDim).join(', ')}]`;
+}
+
+/** offset + Σ stride·d_k as `64*d0 + d1 - 128`; `0` when it is zero everywhere. */
+export function fmtAffine(strides: readonly Size[], offset: Size): string {
+  const terms: string[] = [];
+  strides.forEach((s, d) => {
+    if (s.coef === 0) return;
+    const mag = fmtSize({ coef: Math.abs(s.coef), syms: s.syms });
+    terms.push(`${s.coef < 0 ? '-' : ''}${mag === '1' ? '' : `${mag}*`}d${d}`);
+  });
+  if (offset.coef !== 0) terms.push(fmtSize(offset));
+  if (terms.length === 0) return '0';
+  return terms.reduce((acc, t, i) => (i === 0 ? t : t.startsWith('-') ? `${acc} - ${t.slice(1)}` : `${acc} + ${t}`), '');
+}
+
+export function fmtAccess(a: Access): string {
+  const guards = (a.guards ?? []).map((g) => `${g.lo} <= d${g.axis} < ${fmtSize(g.hi)}`);
+  return `${a.arg}[${fmtAffine(a.strides, a.offset)}]${guards.length ? ` if ${guards.join(', ')}` : ''}`;
+}
+
+function fmtView(v: View): string {
+  return `${v.arg}: ${fmtDims(v.shape)} strides [${v.strides.map(fmtSize).join(', ')}] + ${fmtSize(v.offset)}`;
+}
+
+function fmtNode(n: Node, i: number): string {
+  const head = `%${i}: ${n.dtype} = `;
+  switch (n.op) {
+    case 'const':
+      return head + `const ${fmtNumber(n.value)}`;
+    case 'load':
+      return head + `load ${fmtAccess(n.access)}`;
+    case 'coord':
+      return head + `coord d${n.axis}`;
+    case 'dim':
+      return head + `dim ${n.name}`;
+    case 'reduce':
+      return head + `reduce.${n.red} %${n.args[0]} acc ${n.acc}`;
+    default:
+      return head + `${n.op} ${n.args.map((a) => `%${a}`).join(', ')}`;
+  }
+}
+
+const INFIX: Partial<Record<Node['op'], [string, number]>> = { add: ['+', 1], sub: ['-', 1], mul: ['*', 2], div: ['/', 2], lt: ['<', 0], le: ['<=', 0], eq: ['==', 0] };
+
+/** The formula of node i in the lecture's notation, loads by array name (for comments). */
+export function formulaOf(k: Kernel, i: number): string {
+  const go = (j: number, min: number): string => {
+    const n = k.nodes[j]!;
+    const par = (s: string, p: number) => (p < min ? `(${s})` : s);
+    switch (n.op) {
+      case 'const':
+        return fmtNumber(n.value);
+      case 'load':
+        return n.access.arg;
+      case 'coord':
+        return `d${n.axis}`;
+      case 'dim':
+        return n.name;
+      case 'reduce':
+        return `${n.red}(${go(n.args[0], 0)})`;
+      case 'neg':
+        return par(`-${go(n.args[0], 3)}`, 3);
+      case 'where':
+        return `where(${n.args.map((a) => go(a, 0)).join(', ')})`;
+      default: {
+        const inf = INFIX[n.op];
+        const a = argsOf(n);
+        if (inf) return par(`${go(a[0]!, inf[1])} ${inf[0]} ${go(a[1]!, inf[1] + 1)}`, inf[1]);
+        return `${n.op}(${a.map((x) => go(x, 0)).join(', ')})`;
+      }
+    }
+  };
+  return go(i, 0);
+}
+
+export function printKernel(k: Kernel, indent = ''): string[] {
+  const red = k.axes.length ? ` reduce (${k.axes.join(', ')})` : '';
+  return [
+    `${indent}kernel ${k.name} ${fmtDims(k.domain)}${red}`,
+    ...k.notes.map((n) => `${indent}  # ${n}`),
+    ...k.nodes.map((n, i) => `${indent}  ${fmtNode(n, i)}`),
+    ...k.stores.map((s) => `${indent}  store ${fmtAccess(s.access)} = %${s.node}  # ${formulaOf(k, s.node)}`),
+    `${indent}end`,
+  ];
+}
+
+export function printRoutine(r: Routine): string[] {
+  return [
+    `routine ${r.name} ${r.op} ${JSON.stringify(r.attrs)}`,
+    ...r.notes.map((n) => `  # ${n}`),
+    ...r.inputs.map((v) => `  in ${fmtView(v)}`),
+    `  out ${fmtView(r.output)}`,
+    ...(r.epilogue ? printKernel(r.epilogue, '  ') : []),
+    'end',
+  ];
+}
+
+export function printLaunch(l: Launch): string {
+  return (l.kind === 'kernel' ? printKernel(l) : printRoutine(l)).join('\n') + '\n';
+}
+
+function fmtArray(a: ArrayDecl): string {
+  const p = a.place;
+  const where = p.kind === 'buffer' ? `buffer ${p.id}` : p.kind === 'const' ? `const [${p.data.map(fmtNumber).join(', ')}]` : 'scratch';
+  return `array ${a.name}: ${a.dtype}[${fmtSize(a.numel)}] ${where}`;
+}
+
+function fmtStep(s: Step): string {
+  if (s.kind === 'stage') return `stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`;
+  if (s.kind === 'launch') return `launch ${s.launch.name}`;
+  return `read ${JSON.stringify(s.output)} = ${s.array}`;
+}
+
+/** The whole host program: buffers, arrays, entry points, then each launch once. */
+export function printProgram(p: HostProgram): string {
+  const out = [`program ${p.name}`, ...p.buffers.map((b) => `buffer ${b.id}: ${b.dtype}[${fmtSize(b.size)}]`), ...p.arrays.map(fmtArray)];
+  const seen = new Set<string>();
+  const launches: Launch[] = [];
+  for (const e of p.entries) {
+    out.push('', `entry ${e.name}`, ...e.steps.map((s) => `  ${fmtStep(s)}`), 'end');
+    for (const s of e.steps) if (s.kind === 'launch' && !seen.has(s.launch.name)) (seen.add(s.launch.name), launches.push(s.launch));
+  }
+  for (const l of launches) out.push('', ...(l.kind === 'kernel' ? printKernel(l) : printRoutine(l)));
+  return out.join('\n') + '\n';
+}
