@@ -34,9 +34,24 @@ export function flatTsMessage(text: string | ts.DiagnosticMessageChain): string 
 }
 
 /**
+ * Node's types (@types/node, a dependency of graphc): a model file is a Node program, which
+ * may read `process.env` or a file with `node:fs` while it builds the model. Resolved from
+ * this compiler's own location, so that the user's project needs no @types/node of its own.
+ */
+function nodeTypeRoots(): { typeRoots: string[]; types: string[] } {
+  try {
+    const dir = path.dirname(require.resolve('@types/node/package.json'));
+    return { typeRoots: [path.dirname(dir)], types: ['node'] };
+  } catch {
+    return { typeRoots: [], types: [] };
+  }
+}
+
+/**
  * The compiler options of the check: `strict: true` as `tsc --init` writes it (so that code that
  * type-checks in the user's editor type-checks here: `const outs = []; outs.push(t)` is an
- * evolving array only under noImplicitAny), and `graphc` resolves to this compiler's own DSL types.
+ * evolving array only under noImplicitAny), Node's types, and `graphc` resolves to this
+ * compiler's own DSL types.
  */
 const OPTIONS: ts.CompilerOptions = {
   strict: true,
@@ -44,15 +59,17 @@ const OPTIONS: ts.CompilerOptions = {
   module: ts.ModuleKind.ESNext,
   moduleResolution: ts.ModuleResolutionKind.Bundler,
   allowImportingTsExtensions: true,
+  resolveJsonModule: true,
+  esModuleInterop: true,
   noEmit: true,
   skipLibCheck: true,
-  types: [],
+  ...nodeTypeRoots(),
   lib: ['lib.es2022.d.ts'],
   paths: { graphc: [DSL_TYPES] },
 };
 
 /** One error diagnostic, as plain data (it may come from another thread). */
-interface RawDiagnostic {
+export interface RawDiagnostic {
   readonly file: string;
   readonly line: number;
   readonly col: number;
@@ -220,6 +237,25 @@ function fixOf(d: RawDiagnostic): string {
   return 'fix the type error: the model must type-check against the graphc DSL';
 }
 
+/**
+ * TypeScript's "Cannot find name 'process'. Do you need to install type definitions for node?
+ * Try `npm i --save-dev @types/node` and then add 'node' to the types field in your tsconfig."
+ * (TS2580, TS2591): the check has Node's types, so this only happens when graphc's own
+ * @types/node is missing, and neither step of TypeScript's advice would help (the check reads
+ * no tsconfig). Its first sentence is kept, with the fix that does help.
+ */
+const NODE_TYPES_MISSING = new Set([2580, 2591]);
+
+/** One diagnostic as a located CompileError (its file relative to `dir`). */
+export function typeError(d: RawDiagnostic, dir: string): CompileError {
+  const loc = { file: path.relative(dir, d.file).split(path.sep).join('/'), line: d.line, col: d.col };
+  if (NODE_TYPES_MISSING.has(d.code)) {
+    const first = /^[^\n]*?\.(?= Do you need)/.exec(d.text)?.[0] ?? flatTsMessage(d.text);
+    return new CompileError(`TS${d.code}: ${first}`, "graphc checks a model with Node's types (its dependency @types/node), which were not found: reinstall graphc (npm install graphc)", loc);
+  }
+  return new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, fixOf(d), loc);
+}
+
 /** The type errors of a model file and its imports, as located CompileErrors (files relative to `dir`). */
 export function typeErrors(entry: string, dir: string): CompileError[] {
   let diagnostics: RawDiagnostic[];
@@ -230,16 +266,7 @@ export function typeErrors(entry: string, dir: string): CompileError[] {
     diagnostics = collectOnBigStack(entry);
   }
   const own = (f: string) => OWN.some((d) => path.resolve(f).startsWith(d)) || f.includes(`${path.sep}node_modules${path.sep}`);
-  return diagnostics
-    .filter((d) => !own(d.file) && !IMPLICIT_ANY.has(d.code))
-    .map(
-      (d) =>
-        new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, fixOf(d), {
-          file: path.relative(dir, d.file).split(path.sep).join('/'),
-          line: d.line,
-          col: d.col,
-        }),
-    );
+  return diagnostics.filter((d) => !own(d.file) && !IMPLICIT_ANY.has(d.code)).map((d) => typeError(d, dir));
 }
 
 /** How many type errors a build shows; the rest are counted. */
