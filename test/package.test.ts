@@ -256,6 +256,7 @@ describe('model files are Node programs', () => {
       '',
       "const classes = readFileSync(path.join(__dirname, 'classes.txt'), 'utf8').trim().split('\\n');",
       "const batch = Number(process.env.BATCH ?? '2');",
+      'console.log(`batch ${batch}, ${classes.length} classes`);',
       '',
       "export default model('nodey', (g) => {",
       "  const x = g.input('x', [batch, 4]);",
@@ -268,10 +269,29 @@ describe('model files are Node programs', () => {
     const r = spawnSync(process.execPath, [BIN, 'build', 'model.ts', '--target', 'ts'], { cwd: dir, encoding: 'utf8', env: { ...process.env, BATCH: '3' } });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+    expect(r.stdout).toBe('batch 3, 3 classes\nwrote generated/nodey/ (nodey.ir, nodey.grad.ir, nodey.ts, nodey.js, package.json)\n');
     const { spec } = (await import(pathToFileURL(path.join(dir, 'generated', 'nodey', 'nodey.js')).href)) as { spec: { inputs: Record<string, { shape: number[] }>; params: Record<string, { shape: number[] }> } };
     // the sizes came from the environment (3), the JSON file (5) and the text file (3 classes)
     expect(spec.inputs.x!.shape).toEqual([3, 4]);
     expect(spec.params.W2!.shape).toEqual([5, 3]);
+  });
+
+  it("a type error of a model that uses Node's API is the model's own, not a missing Node name", () => {
+    const dir = tmp();
+    const source = [
+      "import { readFileSync } from 'node:fs';",
+      "import { model } from 'graphc';",
+      "const n = readFileSync(process.argv[1]!).length > 0 ? 2 : 1;",
+      "export default model('typo', (g) => g.param('w', [n]).tahn().sum());",
+    ].join('\n');
+    writeFileSync(path.join(dir, 'model.ts'), source + '\n');
+    const r = spawnSync(process.execPath, [BIN, 'build', 'model.ts', '--target', 'ts'], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      "model.ts:4:55: error: TS2339: Property 'tahn' does not exist on type 'Tensor'.\n  4 | export default model('typo', (g) => g.param('w', [n]).tahn().sum());\n    |                                                       ^^^^\n  fix: did you mean tanh? (x.tanh(...) is the nearest name the DSL has)\n",
+    );
+    expect(r.stderr).not.toMatch(/TS2307|TS2591|TS2580/);
+    expect(readdirSync(dir)).toEqual(['model.ts']);
   });
 
   it("a Node name without Node's types (graphc's @types/node missing) says what helps, not TypeScript's tsconfig advice", () => {
