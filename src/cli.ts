@@ -132,10 +132,11 @@ const VERBS: Record<string, Verb> = {
     usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd|adam|adamw]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
-      '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
-      'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
-      '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
-      'A package.json ({"type": "module"}) makes the folder load as ES modules in any package.\n' +
+      '(backward IR), and per target a TypeScript module and the same module as plain ESM: ts\n' +
+      '<name>.ts and <name>.js (the flat module), wasm <name>.wasm.ts and <name>.wasm.js (the flat\n' +
+      'module with WebAssembly SIMD kernels), gpu <name>.gpu.ts and <name>.gpu.js (the GPU.js module,\n' +
+      'which needs the gpu.js package). Default targets: ts,wasm. A package.json ({"type": "module"})\n' +
+      'makes the folder load as ES modules in any package.\n' +
       'A failed build writes nothing; among several targets, one that refuses the model is skipped\n' +
       'with a warning and the others are written. With --check, writes nothing and exits 1 if the\n' +
       'files on disk differ from what this compiler produces, showing the difference.',

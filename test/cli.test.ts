@@ -72,6 +72,17 @@ describe('the argument parser (util.parseArgs)', () => {
     expect(await run(['ir', 'a.ts', 'b.ts'])).toEqual({ code: 2, out: '', err: 'graphc ir: too many arguments\nusage: graphc ir MODEL.ts [--grad] [--after STAGE]\n' });
   });
 
+  it('build --help: the default targets, every optimizer, and no claim that wasm needs static shapes', async () => {
+    const r = await run(['build', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^usage: graphc build MODEL\.ts\.\.\. \[--out DIR\] \[--target LIST\] \[--check\] \[--check-finite\] \[--optimizer sgd\|adam\|adamw\]\n/);
+    expect(r.out).toContain('Default targets: ts,wasm.');
+    expect(r.out).toContain('WebAssembly SIMD kernels); default ts,wasm\n');
+    expect(r.out).toContain('A package.json ({"type": "module"})');
+    expect(r.out).not.toContain('static shapes');
+    expect((await run(['--help'])).out).toContain('  export  graphc export MODEL.ts --onnx OUT.onnx [--params FILE]\n');
+  });
+
   it('prints a verb\'s help with -h or --help, wherever it stands', async () => {
     const r = await run(['ir', '--help']);
     expect(r.code).toBe(0);
