@@ -118,7 +118,11 @@ describe('the package: npm pack, npm install in a fresh project, npx graphc buil
     const packed = JSON.parse(ok(sh(NPM, ['pack', '--json', '--ignore-scripts', '--pack-destination', path.resolve(project, path.dirname(tgz))], ROOT), 'npm pack').stdout) as { filename: string; files: { path: string }[] }[];
     expect(path.basename(tgz)).toBe(packed[0]!.filename);
     const shipped = packed[0]!.files.map((f) => f.path);
-    for (const f of ['bin/graphc.js', 'dist/src/cli.js', 'dist/src/index.d.ts', 'codegen/wasm/matmul.ts', 'README.md', 'LICENSE', 'docs/module.md']) expect(shipped, f).toContain(f);
+    for (const f of ['bin/graphc.js', 'dist/src/cli.js', 'dist/src/index.d.ts', 'README.md', 'LICENSE', 'docs/module.md']) expect(shipped, f).toContain(f);
+    // the symbolic wasm module embeds the sources of its kernel generators (codegen/wasm/symbolic.ts, SOURCES)
+    const sources = /const SOURCES = \[([^\]]*)\]/.exec(readFileSync(path.join(ROOT, 'codegen/wasm/symbolic.ts'), 'utf8'))![1]!.match(/'(\w+)'/g)!;
+    expect(sources.length).toBeGreaterThanOrEqual(5);
+    for (const f of sources.map((q) => `codegen/wasm/${q.slice(1, -1)}.ts`)) expect(shipped, f).toContain(f);
     expect(shipped.filter((f) => /^(test|generated|bench|examples|src|ir)\/|\.map$/.test(f)), 'files the package must not ship').toEqual([]);
     expect(shipped.length).toBeLessThan(250);
 
