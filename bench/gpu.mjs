@@ -39,7 +39,7 @@ async function buildModels(dir, sizes) {
     if (existsSync(path.join(dir, s, `makemore_${s}.gpu.js`))) continue;
     const src = path.join(dir, `makemore_${s}.ts`);
     writeFileSync(src, `import { makemore } from ${JSON.stringify(path.join(root, 'examples/makemore.ts'))};\nexport default makemore(${JSON.stringify(GPU_SIZES[s])}, 'makemore_${s}');\n`);
-    const r = spawnSync(process.execPath, [path.join(root, 'bin/graphc.js'), 'build', src, '--out', path.join(dir, s)], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [path.join(root, 'bin/graphc.js'), 'build', src, '--out', path.join(dir, s), '--target', 'ts,gpu'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(r.stderr);
   }
 }

@@ -638,7 +638,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const device = m.optimizer !== undefined && syms.length === 0;
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
-    "  if (mode === 'webgpu') await setupWebGPU();",
+    '  const GPU = await loadGPU();',
+    "  if (mode === 'webgpu') await setupWebGPU(GPU);",
     '  const gpu = new GPU({ mode });',
     ...(device
       ? [
@@ -825,8 +826,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
 
   const lines: string[] = [
     ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.', 'fresh'),
-    `import { GPU } from 'gpu.js';`,
-    ...(typed ? [`import type { IKernelFunctionThis, IPipelineHandle } from 'gpu.js';`] : []),
+    ...(typed ? [`import type { GPU as GPUClass, IKernelFunctionThis, IPipelineHandle } from 'gpu.js';`, ''] : []),
+    ...loadGpuDecl(m, t),
     '',
     ...specDecl(m, t),
     '',
@@ -867,6 +868,27 @@ function stagedName(m: ModuleInfo, op: 'param' | 'input', dslName: string): stri
 }
 
 /**
+ * gpu.js, imported by create() rather than by the module: a project without the package can
+ * import the module (a bundle of the other targets, a page) and gets create()'s rejection
+ * saying what to install, not a module-resolution error at load.
+ */
+function loadGpuDecl(m: ModuleInfo, t: Typed): string[] {
+  return [
+    "/** The gpu.js package's GPU class, imported on create()'s first call. */",
+    `async function loadGPU()${t(': Promise<typeof GPUClass>')} {`,
+    '  try {',
+    "    return (await import('gpu.js')).GPU;",
+    '  } catch (e) {',
+    `    const err = e${t(' as { code?: string; message?: string }')};`,
+    "    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')",
+    `      throw new Error("${m.name}: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js");`,
+    `    throw new Error(\`${m.name}: the 'gpu.js' package could not be loaded: \${err?.message ?? String(e)}\`);`,
+    '  }',
+    '}',
+  ];
+}
+
+/**
  * Node has no navigator.gpu: the `webgpu` package (Dawn) provides one. gpu.js assigns
  * device.onuncapturederror, which Dawn's binding rejects; giving the device an own writable
  * property first works around it (see ../shared/gpu/README.md).
@@ -874,7 +896,7 @@ function stagedName(m: ModuleInfo, op: 'param' | 'input', dslName: string): stri
 function webgpuSetup(m: ModuleInfo, t: Typed): string[] {
   return [
     '/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */',
-    `async function setupWebGPU()${t(': Promise<void>')} {`,
+    `async function setupWebGPU(GPU${t(': typeof GPUClass')})${t(': Promise<void>')} {`,
     `  const g = globalThis${t(' as { navigator?: { gpu?: unknown } }')};`,
     '  if (!g.navigator?.gpu) {',
     `    let dawn${t(': { create(flags: string[]): unknown; globals: object }')};`,

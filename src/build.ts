@@ -46,8 +46,11 @@ export interface Compiled {
 export type Target = 'ts' | 'gpu' | 'wasm';
 /** Every target, in the order their files are emitted. */
 export const TARGETS: readonly Target[] = ['ts', 'gpu', 'wasm'];
-/** What `graphc build` emits without --target: the flat module and the GPU.js module. */
-export const DEFAULT_TARGETS: readonly Target[] = ['ts', 'gpu'];
+/**
+ * What `graphc build` emits without --target: the flat module and the wasm module (the GPU.js
+ * module, which needs the `gpu.js` package, only when asked for).
+ */
+export const DEFAULT_TARGETS: readonly Target[] = ['ts', 'wasm'];
 
 export interface CompileOptions {
   /** Emit finite checks after every step (--check-finite). */
@@ -204,7 +207,24 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
   };
   const skipped: CompileError[] = [];
   const files = await emitFiles(info, opts.targets, skipped);
+  if (files.some((f) => f.name.endsWith('.js'))) files.push(OUTPUT_PACKAGE_JSON);
   return { name, model, fwd, bwd, plan, warnings: [...warnings, ...skipped], files };
+}
+
+/**
+ * The output folder's package.json: the modules are ES modules, and Node loads a `.js` file as
+ * the nearest package.json's "type" says (npm init writes "type": "commonjs"). With this file
+ * the folder loads as ESM in any package (docs/module.md).
+ */
+export const OUTPUT_PACKAGE_JSON: OutputFile = {
+  name: 'package.json',
+  content: '{\n  "//": "written by graphc build: the modules in this folder are ES modules, in any package",\n  "type": "module"\n}\n',
+};
+
+/** `dir/package.json` when it exists and graphc did not write it (a build must not overwrite it). */
+export function foreignPackageJson(dir: string): string | undefined {
+  const p = path.join(dir, OUTPUT_PACKAGE_JSON.name);
+  return existsSync(p) && !readFileSync(p, 'utf8').includes('"written by graphc build') ? p : undefined;
 }
 
 /** The default output folder of a model: generated/<name>/. */

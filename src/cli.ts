@@ -7,7 +7,7 @@ import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
-import { compile, DEFAULT_TARGETS, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
+import { compile, DEFAULT_TARGETS, defaultOutDir, foreignPackageJson, staleFiles, TARGETS, writeAtomically } from './build.js';
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
@@ -129,19 +129,20 @@ function warn(c: Compiled, io: Io): void {
 
 const VERBS: Record<string, Verb> = {
   build: {
-    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd]',
+    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd|adam|adamw]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
-      '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
-      'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
-      '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
-      'A failed build writes nothing; among several targets, one that refuses the model (wasm needs\n' +
-      'static shapes) is skipped with a warning and the others are written. With --check, writes\n' +
-      'nothing and exits 1 if the files on disk differ from what this compiler produces, showing the\n' +
-      'difference.',
+      '(backward IR), and per target a TypeScript module and the same module as plain ESM: ts\n' +
+      '<name>.ts and <name>.js (the flat module), wasm <name>.wasm.ts and <name>.wasm.js (the flat\n' +
+      'module with WebAssembly SIMD kernels), gpu <name>.gpu.ts and <name>.gpu.js (the GPU.js module,\n' +
+      'which needs the gpu.js package). Default targets: ts,wasm. A package.json ({"type": "module"})\n' +
+      'makes the folder load as ES modules in any package.\n' +
+      'A failed build writes nothing; among several targets, one that refuses the model is skipped\n' +
+      'with a warning and the others are written. With --check, writes nothing and exits 1 if the\n' +
+      'files on disk differ from what this compiler produces, showing the difference.',
     options: {
       out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
-      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,gpu' },
+      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,wasm' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
       optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam or adamw (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
@@ -181,6 +182,12 @@ const VERBS: Record<string, Verb> = {
             status = Math.max(status, 1);
           } else io.out(`${dir}: up to date\n`);
         } else {
+          const foreign = foreignPackageJson(dir);
+          if (foreign) {
+            io.err(`graphc build: ${foreign} exists and graphc did not write it (the output folder gets a package.json of its own, {"type": "module"})\n  fix: build into a folder of its own (--out DIR)\n`);
+            status = Math.max(status, 1);
+            continue;
+          }
           writeAtomically(dir, c.files);
           io.out(`wrote ${dir}/ (${c.files.map((f) => f.name).join(', ')})\n`);
         }

@@ -34,9 +34,25 @@ export function flatTsMessage(text: string | ts.DiagnosticMessageChain): string 
 }
 
 /**
+ * Node's types (@types/node, a dependency of graphc): a model file is a Node program, which
+ * may read `process.env` or a file with `node:fs` while it builds the model. Resolved from
+ * this compiler's own location, so that the user's project needs no @types/node of its own
+ * (undefined if they are missing).
+ */
+function nodeTypeRoots(): { typeRoots: string[]; types: string[] } | undefined {
+  try {
+    const dir = path.dirname(require.resolve('@types/node/package.json'));
+    return { typeRoots: [path.dirname(dir)], types: ['node'] };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The compiler options of the check: `strict: true` as `tsc --init` writes it (so that code that
  * type-checks in the user's editor type-checks here: `const outs = []; outs.push(t)` is an
- * evolving array only under noImplicitAny), and `graphc` resolves to this compiler's own DSL types.
+ * evolving array only under noImplicitAny), and `graphc` resolves to this compiler's own DSL
+ * types. Node's types join when they may help (NODE_OPTIONS).
  */
 const OPTIONS: ts.CompilerOptions = {
   strict: true,
@@ -44,6 +60,8 @@ const OPTIONS: ts.CompilerOptions = {
   module: ts.ModuleKind.ESNext,
   moduleResolution: ts.ModuleResolutionKind.Bundler,
   allowImportingTsExtensions: true,
+  resolveJsonModule: true,
+  esModuleInterop: true,
   noEmit: true,
   skipLibCheck: true,
   types: [],
@@ -51,8 +69,24 @@ const OPTIONS: ts.CompilerOptions = {
   paths: { graphc: [DSL_TYPES] },
 };
 
+/**
+ * The same with Node's types. Reading them costs about 1 s of CPU in a process (2 MB of
+ * declarations), so a check runs without them first, and again with them only when it finds
+ * an error that Node's declarations could remove (NODE_NAMES): a model that uses no Node API,
+ * or none wrongly, does not pay for them, and one that does is checked as a Node program.
+ */
+const NODE_TYPES = nodeTypeRoots();
+const NODE_OPTIONS: ts.CompilerOptions | undefined = NODE_TYPES && { ...OPTIONS, ...NODE_TYPES };
+
+/**
+ * The errors that Node's types may remove: a name or module not found (`process`, `node:fs`,
+ * `console`, `NodeJS.*`, with or without TypeScript's advice to install @types/node), a property
+ * not found (`import.meta.dirname`).
+ */
+const NODE_NAMES = new Set([2304, 2307, 2339, 2503, 2552, 2580, 2584, 2591, 2592, 2593, 2792, 2867, 2868]);
+
 /** One error diagnostic, as plain data (it may come from another thread). */
-interface RawDiagnostic {
+export interface RawDiagnostic {
   readonly file: string;
   readonly line: number;
   readonly col: number;
@@ -141,7 +175,7 @@ const OWN_TS = OWN.map((d) => d.split(path.sep).join('/'));
  * function makes it check the returned loss first: in a 1000-layer MLP that recursion goes
  * through every layer and overflows the main thread's stack.
  */
-function collectOnBigStack(entry: string): RawDiagnostic[] {
+function collectOnBigStack(entry: string, options: ts.CompilerOptions): RawDiagnostic[] {
   const done = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
   const code = [
@@ -157,7 +191,7 @@ function collectOnBigStack(entry: string): RawDiagnostic[] {
   ].join('\n');
   const worker = new Worker(code, {
     eval: true,
-    workerData: { port: port2, done, tsMorph: TS_MORPH, entry, options: OPTIONS, shared: OWN_TS },
+    workerData: { port: port2, done, tsMorph: TS_MORPH, entry, options, shared: OWN_TS },
     transferList: [port2],
     resourceLimits: { stackSizeMb: 512 },
   });
@@ -220,26 +254,42 @@ function fixOf(d: RawDiagnostic): string {
   return 'fix the type error: the model must type-check against the graphc DSL';
 }
 
-/** The type errors of a model file and its imports, as located CompileErrors (files relative to `dir`). */
-export function typeErrors(entry: string, dir: string): CompileError[] {
-  let diagnostics: RawDiagnostic[];
+/**
+ * TypeScript's "Cannot find name 'process'. Do you need to install type definitions for node?
+ * Try `npm i --save-dev @types/node` and then add 'node' to the types field in your tsconfig."
+ * (TS2580, TS2591): the check has Node's types, so this only happens when graphc's own
+ * @types/node is missing, and neither step of TypeScript's advice would help (the check reads
+ * no tsconfig). Its first sentence is kept, with the fix that does help.
+ */
+const NODE_TYPES_MISSING = new Set([2580, 2591]);
+
+/** One diagnostic as a located CompileError (its file relative to `dir`). */
+export function typeError(d: RawDiagnostic, dir: string): CompileError {
+  const loc = { file: path.relative(dir, d.file).split(path.sep).join('/'), line: d.line, col: d.col };
+  if (NODE_TYPES_MISSING.has(d.code)) {
+    const first = /^[^\n]*?\.(?= Do you need)/.exec(d.text)?.[0] ?? flatTsMessage(d.text);
+    return new CompileError(`TS${d.code}: ${first}`, "graphc checks a model with Node's types (its dependency @types/node), which were not found: reinstall graphc (npm install graphc)", loc);
+  }
+  return new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, fixOf(d), loc);
+}
+
+/** The diagnostics of one check under `options` (on a big stack where the main thread's overflows). */
+function collect(entry: string, options: ts.CompilerOptions): RawDiagnostic[] {
   try {
-    diagnostics = collectDiagnostics(COMMON, entry, OPTIONS, OWN_TS, SHARED_FILES);
+    return collectDiagnostics(COMMON, entry, options, OWN_TS, SHARED_FILES);
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
-    diagnostics = collectOnBigStack(entry);
+    return collectOnBigStack(entry, options);
   }
+}
+
+/** The type errors of a model file and its imports, as located CompileErrors (files relative to `dir`). */
+export function typeErrors(entry: string, dir: string): CompileError[] {
   const own = (f: string) => OWN.some((d) => path.resolve(f).startsWith(d)) || f.includes(`${path.sep}node_modules${path.sep}`);
-  return diagnostics
-    .filter((d) => !own(d.file) && !IMPLICIT_ANY.has(d.code))
-    .map(
-      (d) =>
-        new CompileError(`TS${d.code}: ${flatTsMessage(d.text)}`, fixOf(d), {
-          file: path.relative(dir, d.file).split(path.sep).join('/'),
-          line: d.line,
-          col: d.col,
-        }),
-    );
+  const users = (ds: RawDiagnostic[]) => ds.filter((d) => !own(d.file) && !IMPLICIT_ANY.has(d.code));
+  let diagnostics = users(collect(entry, OPTIONS));
+  if (NODE_OPTIONS && diagnostics.some((d) => NODE_NAMES.has(d.code))) diagnostics = users(collect(entry, NODE_OPTIONS));
+  return diagnostics.map((d) => typeError(d, dir));
 }
 
 /** How many type errors a build shows; the rest are counted. */

@@ -14,7 +14,7 @@ import { maxPoolGradEval } from '../ir/conv.js';
 import { bindShape, staticShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
-import type { Compiled } from '../src/build.js';
+import type { Compiled, Target } from '../src/build.js';
 import { compile, emitFiles, lower } from '../src/build.js';
 import { parseGraph } from '../ir/parse.js';
 import { main } from '../src/cli.js';
@@ -46,9 +46,12 @@ export function modelFile(source: string, name = 'model.ts'): string {
   return file;
 }
 
+/** The targets the helpers build: the flat module and the GPU.js module (graphc build's default until it became ts,wasm). */
+export const TS_GPU: readonly Target[] = ['ts', 'gpu'];
+
 /** Compiles a model file and imports the generated JavaScript module. */
 export async function buildAndImport(file: string): Promise<{ c: Compiled; mod: GeneratedModule }> {
-  const c = await compile(file);
+  const c = await compile(file, { targets: TS_GPU });
   const dir = tmp();
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
   const mod = (await import(pathToFileURL(path.join(dir, `${c.name}.js`)).href)) as GeneratedModule;
@@ -221,7 +224,7 @@ export async function buildIR(text: string): Promise<{ c: Pick<Compiled, 'fwd' |
   const fwd = parseGraph(text);
   const { bwd, plan } = lower(fwd);
   const info = { name: fwd.name, plan, source: 'test.ir', fwd, bwd, sourceLine: () => undefined };
-  const files = await emitFiles(info);
+  const files = await emitFiles(info, TS_GPU);
   const dir = tmp();
   for (const f of files) writeFileSync(path.join(dir, f.name), f.content);
   const mod = (await import(pathToFileURL(path.join(dir, `${fwd.name}.js`)).href)) as GeneratedModule;
@@ -240,7 +243,7 @@ export interface GpuModule {
 
 /** Compiles a model file with both targets and imports both JavaScript modules. */
 export async function buildBoth(file: string): Promise<{ c: Compiled; flat: GeneratedModule; gpu: GpuModule }> {
-  const c = await compile(file);
+  const c = await compile(file, { targets: TS_GPU });
   const dir = tmp();
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
   const flat = (await import(pathToFileURL(path.join(dir, `${c.name}.js`)).href)) as GeneratedModule;

@@ -171,7 +171,7 @@ describe('graphc build --check', () => {
   it('fails on a hand-edited generated file, listing it with a diff', async () => {
     const dir = path.join(tmp(), 'neuron');
     mkdirSync(dir);
-    for (const f of ['neuron.ir', 'neuron.grad.ir', 'neuron.ts', 'neuron.js', 'neuron.gpu.ts', 'neuron.gpu.js']) copyFileSync(path.join(ROOT, 'generated/neuron', f), path.join(dir, f));
+    for (const f of ['neuron.ir', 'neuron.grad.ir', 'neuron.ts', 'neuron.js', 'neuron.wasm.ts', 'neuron.wasm.js', 'package.json']) copyFileSync(path.join(ROOT, 'generated/neuron', f), path.join(dir, f));
     expect((await run(['build', 'examples/neuron.ts', '--out', dir, '--check'])).code).toBe(0);
     const js = path.join(dir, 'neuron.js');
     writeFileSync(js, readFileSync(js, 'utf8').replace('ds3[0] = ', 'ds3[0] = 0.5 * '));

@@ -153,7 +153,7 @@ export default model('pinn_small', (g) => {
 
 describe('g.grad models', () => {
   it("a physics-informed loss (u'' + u): the module's gradient against finite differences, g.grad's values against the interpreter's", async () => {
-    const { c, load } = await importBuilt(modelFile(PINN), {});
+    const { c, load } = await importBuilt(modelFile(PINN), { targets: ['ts', 'gpu'] });
     const mod = await load('');
     const { params, inputs } = randomArgs(c.fwd, 1);
     const ref = reference(c.fwd, c.bwd, params, inputs);
@@ -175,7 +175,7 @@ describe('g.grad models', () => {
   });
 
   it('the emitted comments name the g.grad call of each instruction', async () => {
-    const { c } = await importBuilt(modelFile(PINN), {});
+    const { c } = await importBuilt(modelFile(PINN), { targets: ['ts', 'gpu'] });
     const code = c.files.find((f) => f.name === 'pinn_small.ts')!.content as string;
     expect(code).toContain("tanh'  (model.ts:7, of g.grad at model.ts:9)");
     expect(c.files.find((f) => f.name === 'pinn_small.ir')!.content).toContain('grad(tanh) via 8:18');

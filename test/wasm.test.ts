@@ -505,7 +505,7 @@ export default model('sym', (g) => {
     const all = await run(['build', file, '--target', 'ts,gpu,wasm', '--out', out]);
     expect(all.err).toBe('');
     expect(all.code).toBe(0);
-    expect(all.out).toBe(`wrote ${out}/ (sym.ir, sym.grad.ir, sym.ts, sym.js, sym.gpu.ts, sym.gpu.js, sym.wasm.ts, sym.wasm.js)\n`);
+    expect(all.out).toBe(`wrote ${out}/ (sym.ir, sym.grad.ir, sym.ts, sym.js, sym.gpu.ts, sym.gpu.js, sym.wasm.ts, sym.wasm.js, package.json)\n`);
     const flat = (await import(pathToFileURL(path.join(out, 'sym.js')).href)) as GeneratedModule;
     const wasm = (await import(pathToFileURL(path.join(out, 'sym.wasm.js')).href)) as GeneratedModule;
     const params = { W: Float32Array.from([0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1, 1.1, 1.2]) };

@@ -2,8 +2,21 @@
 // GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.
 // The kernels are compiled once, in create(); every call of forward and valueAndGrad returns new
 // arrays (read back from the device), which later calls leave as they are.
-import { GPU } from 'gpu.js';
-import type { IKernelFunctionThis, IPipelineHandle } from 'gpu.js';
+import type { GPU as GPUClass, IKernelFunctionThis, IPipelineHandle } from 'gpu.js';
+
+/** The gpu.js package's GPU class, imported on create()'s first call. */
+async function loadGPU(): Promise<typeof GPUClass> {
+  try {
+    return (await import('gpu.js')).GPU;
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')
+      throw new Error(
+        "forms: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js",
+      );
+    throw new Error(`forms: the 'gpu.js' package could not be loaded: ${err?.message ?? String(e)}`);
+  }
+}
 
 export const spec = {
   name: 'forms',
@@ -139,7 +152,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
 }
 
 /** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
-async function setupWebGPU(): Promise<void> {
+async function setupWebGPU(GPU: typeof GPUClass): Promise<void> {
   const g = globalThis as { navigator?: { gpu?: unknown } };
   if (!g.navigator?.gpu) {
     let dawn: { create(flags: string[]): unknown; globals: object };
@@ -184,7 +197,8 @@ async function setupWebGPU(): Promise<void> {
  */
 export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const mode = options.mode ?? 'gpu';
-  if (mode === 'webgpu') await setupWebGPU();
+  const GPU = await loadGPU();
+  if (mode === 'webgpu') await setupWebGPU(GPU);
   const gpu = new GPU({ mode });
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn: (this: IKernelFunctionThis, ...args: Float32Array[]) => number, n: number) =>
