@@ -61,6 +61,24 @@ export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => 
   ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
 };
 
+/**
+ * destroy()'s release of the pipelines and kernels, now: gpu.destroy() releases them on the next
+ * turn of the event loop and holds every kernel until then, so a loop of create() and destroy()
+ * that never yields kept every instance alive (3 MB each for makemore). A WebGL context ('gpu'
+ * mode) is left whole to gpu.destroy(), which releases it with its kernels on that turn.
+ */
+function releaseLines(t: (s: string) => string): string[] {
+  const internals = t(' as unknown as { pipelines: { destroy(): unknown }[]; kernels: { destroy(removeCanvas?: boolean): void }[]; Kernel: { mode: string } }');
+  return [
+    `      const own = gpu${internals};`,
+    '      for (const p of own.pipelines.slice()) void p.destroy();',
+    "      if (own.Kernel.mode !== 'gpu') {",
+    '        for (const k of own.kernels.slice()) k.destroy(true);',
+    '        own.kernels.length = 0;',
+    '      }',
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------
 // A kernel: one value at the position of each thread
 
@@ -714,6 +732,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...gpuTrainMethods(m, t, training, gradBody(plans), device),
     '    destroy() {',
     ...(device ? ['      freeDevice();'] : []),
+    ...releaseLines(t),
     '      void gpu.destroy();',
     '    },',
   ];
