@@ -74,3 +74,29 @@ it('the GPU.js module of powers.ts in webgpu mode: the flat module’s outputs, 
   expect(relErr([got.loss], [g.loss]), 'loss').toBeLessThan(1e-4);
   for (const [k, v] of Object.entries(g.grads)) agree(got.grads[k]!, Float32Array.from(v), `gradient of ${k}`);
 });
+
+it('destroy() in webgpu mode (pipelines and kernels released at once): after three create()/destroy() cycles a new model still agrees, no page error', async () => {
+  const { c, flat } = await buildBoth(path.join(ROOT, 'test/fixtures/gpu/powers.ts'));
+  const source = c.files.find((f) => f.name === 'powers.gpu.js')!.content as string;
+  const { params, inputs } = powersArgs(c.fwd);
+  const loss = await page.evaluate(
+    async ([src, p, i]) => {
+      const url = URL.createObjectURL(new Blob([src], { type: 'text/javascript' }));
+      const mod = await (new Function('u', 'return import(u)') as (u: string) => Promise<{ create(o: object): Promise<any> }>)(url);
+      const f32 = (o: Record<string, number[]>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Float32Array.from(v)]));
+      for (let n = 0; n < 3; n++) {
+        const m = await mod.create({ mode: 'webgpu' });
+        await m.valueAndGrad(f32(p), f32(i));
+        m.destroy();
+      }
+      const model = await mod.create({ mode: 'webgpu' });
+      const r = await model.valueAndGrad(f32(p), f32(i));
+      model.destroy();
+      await new Promise((done) => setTimeout(done, 100)); // gpu.destroy()'s turn
+      return r.loss as number;
+    },
+    [source, plain(params), plain(inputs)] as const,
+  );
+  expect(errors).toEqual([]);
+  expect(relErr([loss], [flat.valueAndGrad(params, inputs).loss])).toBeLessThan(1e-4);
+});
