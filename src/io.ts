@@ -93,7 +93,12 @@ const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The bytes of a safetensors file holding these tensors, in the order given. */
 export function encodeSafetensors(tensors: Readonly<Record<string, TensorData | ShapedTensor>>, opts: SaveOptions = {}): Uint8Array {
   const header = record<unknown>();
-  if (opts.metadata) header.__metadata__ = Object.assign(record<string>(), opts.metadata);
+  if (opts.metadata) {
+    // the reader (this one, and the reference) takes string values only
+    for (const [k, v] of Object.entries(opts.metadata))
+      if (typeof v !== 'string') throw new CheckpointError(`saveParams: metadata '${k}' must be a string (safetensors metadata maps strings to strings), got ${preview(v)}`);
+    header.__metadata__ = Object.assign(record<string>(), opts.metadata);
+  }
   const parts: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {

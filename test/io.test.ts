@@ -184,6 +184,10 @@ describe('crafted checkpoint files: a CheckpointError naming the file and the te
     fails(handMade(`{"w":{"dtype":"F32","shape":${deep},"data_offsets":[0,4]}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' has no valid shape (a list of non-negative integers), got [[[[…]]]]");
     fails(handMade(`{"w":{"dtype":"F32","shape":[1],"data_offsets":${deep}}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' has no valid data_offsets ([begin, end] in bytes), got [[[[…]]]]");
     fails(handMade(`{"__metadata__":{"a":1},"w":${F32('[0,4]')}}`, [0, 0, 0, 0]), 'p.safetensors: the __metadata__ must map names to strings, got {"a":1}');
+    // and what saveParams would write so is refused before a byte is written
+    expect(() => encodeSafetensors({ w: new Float32Array(1) }, { metadata: { step: 12 as unknown as string } })).toThrow(
+      "saveParams: metadata 'step' must be a string (safetensors metadata maps strings to strings), got 12",
+    );
   });
 
   it('keys given twice are named as such, not reported as a contiguity error', () => {
