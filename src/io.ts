@@ -139,6 +139,9 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'the file'): { tenso
   if (bytes.length < 8) throw new CheckpointError(`${file}: not a safetensors file: ${bytes.length} bytes, shorter than the 8-byte header length`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = dv.getBigUint64(0, true);
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  if (bytes[bom] === 0x7b /* { */ && n > BigInt(MAX_HEADER))
+    throw new CheckpointError(`${file}: not a safetensors file: it begins with '{'${bom ? ' (after a byte-order mark)' : ''}, as JSON text does`);
   if (n > BigInt(MAX_HEADER))
     throw new CheckpointError(`${file}: not a safetensors file: its header would be ${n} bytes long, more than the ${MAX_HEADER} bytes the format allows`);
   if (n > BigInt(bytes.length - 8))

@@ -207,6 +207,10 @@ describe('crafted checkpoint files: a CheckpointError naming the file and the te
     b.set(bom, 8);
     b.set(h, 11);
     fails(b, 'p.safetensors: the safetensors header is not valid UTF-8 JSON (');
+    // a JSON file (a values file) is not taken for a safetensors one, with or without a byte-order mark
+    const json = new TextEncoder().encode('{"w": [1, 2]}');
+    fails(json, "p.safetensors: not a safetensors file: it begins with '{', as JSON text does");
+    fails(Uint8Array.from([...bom, ...json]), "p.safetensors: not a safetensors file: it begins with '{' (after a byte-order mark), as JSON text does");
     // {} and spaces: valid JSON, but longer than the reference reader's limit
     const n = 100_000_008;
     const big = new Uint8Array(8 + n).fill(0x20);
