@@ -6,7 +6,8 @@
 
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GPU_EXPR, gpuPow } from '../codegen/gpu.js';
+import { GPU_EXPR } from '../codegen/gpu.js';
+import { gpuPow } from '../codegen/gpu-pow.js';
 import * as E from '../codegen/expr.js';
 import { agree, powersArgs } from './fixtures/gpu/powers-args.js';
 import { buildBoth, relErr, ROOT } from './helpers.js';
