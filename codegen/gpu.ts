@@ -23,6 +23,7 @@ import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
+import { gpuPow } from './gpu-pow.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -34,12 +35,14 @@ const zero = E.num(0);
 type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
-const TWICE = new Set<OpKind>(['relu', 'square', 'pow']);
+const TWICE = new Set<OpKind>(['relu', 'square', 'pow', 'log']);
 
 export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } = {
   neg: ([a]) => E.neg(a!),
   exp: ([a]) => E.call('Math.exp', a!),
-  log: ([a]) => E.call('Math.log', a!),
+  // NaN below 0 as in PyTorch: SwiftShader's WebGPU gives log(x < 0) a number (WGSL leaves it
+  // indeterminate); its √ of a negative value is NaN, as everywhere we know (see gpuPow)
+  log: ([a]) => E.cond(E.rel('<')(a!, zero), E.call('Math.sqrt', a!), E.call('Math.log', a!)),
   tanh: ([a]) => E.call('Math.tanh', a!),
   sigmoid: ([a]) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a!)))),
   relu: ([a]) => E.cond(E.rel('>')(a!, zero), a!, zero),
@@ -50,7 +53,7 @@ export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => 
   sub: ([a, b]) => E.sub(a!, b!),
   mul: ([a, b]) => E.mul(a!, b!),
   div: ([a, b]) => E.div(a!, b!),
-  pow: ([a, b]) => E.powOf(a!, b!, (x, y) => E.call('Math.pow', x, y)),
+  pow: ([a, b]) => gpuPow(a!, b!),
   maximum: ([a, b]) => E.call('Math.max', a!, b!),
   minimum: ([a, b]) => E.call('Math.min', a!, b!),
   gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
@@ -60,6 +63,24 @@ export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => 
   bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
   ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
 };
+
+/**
+ * destroy()'s release of the pipelines and kernels, now: gpu.destroy() releases them on the next
+ * turn of the event loop and holds every kernel until then, so a loop of create() and destroy()
+ * that never yields kept every instance alive (3 MB each for makemore). A WebGL context ('gpu'
+ * mode) is left whole to gpu.destroy(), which releases it with its kernels on that turn.
+ */
+function releaseLines(t: (s: string) => string): string[] {
+  const internals = t(' as unknown as { pipelines: { destroy(): unknown }[]; kernels: { destroy(removeCanvas?: boolean): void }[]; Kernel: { mode: string } }');
+  return [
+    `      const own = gpu${internals};`,
+    '      for (const p of own.pipelines.slice()) void p.destroy();',
+    "      if (own.Kernel.mode !== 'gpu') {",
+    '        for (const k of own.kernels.slice()) k.destroy(true);',
+    '        own.kernels.length = 0;',
+    '      }',
+  ];
+}
 
 // ---------------------------------------------------------------------------------------------
 // A kernel: one value at the position of each thread
@@ -715,6 +736,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...gpuTrainMethods(m, t, training, gradBody(plans), device),
     '    destroy() {',
     ...(device ? ['      freeDevice();'] : []),
+    ...releaseLines(t),
     '      void gpu.destroy();',
     '    },',
   ];

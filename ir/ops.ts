@@ -395,7 +395,8 @@ export const OPS: OpTable = {
     ],
     'pow',
   ),
-  // Ties go to the first operand; the losing side gets no gradient (as in PyTorch's relu).
+  // A tie gives the whole gradient to the first operand (graphc's choice: PyTorch splits it
+  // evenly between the two); the losing side gets no gradient.
   maximum: binary(Math.max, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(0), c.x(1))), () => c.b.mul(c.dy, c.b.gt(c.x(1), c.x(0)))], 'maximum'),
   minimum: binary(Math.min, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(1), c.x(0))), () => c.b.mul(c.dy, c.b.gt(c.x(0), c.x(1)))], 'minimum'),
   gt: binary((a, b) => (a > b ? 1 : 0), 'none', 'gt'),

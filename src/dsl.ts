@@ -164,11 +164,11 @@ export class Tensor {
   pow(o: TensorLike): Tensor {
     return this.op((b, t) => b.pow(this.id, t.operand(o)));
   }
-  /** The elementwise maximum; a tie gives the gradient to this (the first operand), as PyTorch. */
+  /** The elementwise maximum; a tie gives the whole gradient to this (the first operand): graphc's choice, where PyTorch splits it evenly. */
   maximum(o: TensorLike): Tensor {
     return this.op((b, t) => b.maximum(this.id, t.operand(o)));
   }
-  /** The elementwise minimum; a tie gives the gradient to this (the first operand). */
+  /** The elementwise minimum; a tie gives the whole gradient to this (the first operand): graphc's choice, where PyTorch splits it evenly. */
   minimum(o: TensorLike): Tensor {
     return this.op((b, t) => b.minimum(this.id, t.operand(o)));
   }
@@ -218,7 +218,7 @@ export class Tensor {
   mean(axis?: Axis, keepDims = false): Tensor {
     return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.dims.length), keepDims));
   }
-  /** The maximum over `axis` (as `sum`); the gradient goes to the first argmax. */
+  /** The maximum over `axis` (as `sum`); the whole gradient goes to the first argmax: graphc's choice, where PyTorch's `amax` splits it evenly among ties. */
   max(axis?: Axis, keepDims = false): Tensor {
     return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.dims.length), keepDims));
   }

@@ -8,10 +8,18 @@
 // string; then the data, each tensor row-major and little-endian. graphc writes the header
 // padded with spaces to a multiple of 8 bytes, as the reference writer does, and reads F32 and
 // I32 tensors (other dtypes are an error naming the tensor).
+//
+// Names are keys of prototype-free objects everywhere here: a tensor may be called `__proto__`,
+// `constructor` or `toString` (any string the DSL accepts), and a name in a file is never taken
+// for a property every object has. A file is checked as the reference reader checks it (a header
+// of at most 100,000,000 bytes, every entry a {dtype, shape, data_offsets} object, the tensors
+// tiling the data) and for keys given twice; each fault is a CheckpointError naming the file and,
+// where one is at fault, the tensor.
 
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
+import { duplicateKey, preview } from './json-scan.js';
 
 /** A tensor as the modules take and return it: row-major, Float32Array for f32, Int32Array for i32. */
 export type TensorData = Float32Array | Int32Array;
@@ -62,8 +70,17 @@ export class CheckpointError extends Error {
   }
 }
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8 };
+const DTYPE_BYTES = new Map<string, number>(Object.entries({ F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8 }));
 const LE = endianness() === 'LE';
+/** The largest header the reference reader (huggingface/safetensors) accepts, in bytes. */
+const MAX_HEADER = 100_000_000;
+
+/** Whether `name` is an own property of `o` (never one of Object.prototype's). */
+const has = (o: object | undefined, name: string): boolean => o !== undefined && Object.prototype.hasOwnProperty.call(o, name);
+/** `o[name]` when it is an own property, else undefined. */
+const own = <T>(o: Readonly<Record<string, T>> | undefined, name: string): T | undefined => (o !== undefined && has(o, name) ? o[name] : undefined);
+/** A prototype-free record (a name such as `__proto__` is a key like any other). */
+const record = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
 
 function dtypeOf(d: TensorData): 'F32' | 'I32' {
   if (d instanceof Float32Array) return 'F32';
@@ -75,15 +92,20 @@ const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The bytes of a safetensors file holding these tensors, in the order given. */
 export function encodeSafetensors(tensors: Readonly<Record<string, TensorData | ShapedTensor>>, opts: SaveOptions = {}): Uint8Array {
-  const header: Record<string, unknown> = {};
-  if (opts.metadata) header.__metadata__ = { ...opts.metadata };
+  const header = record<unknown>();
+  if (opts.metadata) {
+    // the reader (this one, and the reference) takes string values only
+    for (const [k, v] of Object.entries(opts.metadata))
+      if (typeof v !== 'string') throw new CheckpointError(`saveParams: metadata '${k}' must be a string (safetensors metadata maps strings to strings), got ${preview(v)}`);
+    header.__metadata__ = Object.assign(record<string>(), opts.metadata);
+  }
   const parts: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new CheckpointError("saveParams: '__metadata__' is reserved by the safetensors format; rename the tensor");
     const data = ArrayBuffer.isView(t) ? (t as TensorData) : (t as ShapedTensor).data;
     const dtype = dtypeOf(data);
-    const specShape = opts.spec?.params[name]?.shape ?? opts.spec?.buffers?.[name]?.shape ?? opts.spec?.inputs?.[name]?.shape;
+    const specShape = own(opts.spec?.params, name)?.shape ?? own(opts.spec?.buffers, name)?.shape ?? own(opts.spec?.inputs, name)?.shape;
     const shape = ArrayBuffer.isView(t) ? (specShape && specShape.every((d) => typeof d === 'number') ? (specShape as number[]) : [data.length]) : [...(t as ShapedTensor).shape];
     if (numelOf(shape) !== data.length)
       throw new CheckpointError(`saveParams: tensor '${name}' has ${data.length} values, but its shape [${shape.join(', ')}] needs ${numelOf(shape)}`);
@@ -117,35 +139,58 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'the file'): { tenso
   if (bytes.length < 8) throw new CheckpointError(`${file}: not a safetensors file: ${bytes.length} bytes, shorter than the 8-byte header length`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = dv.getBigUint64(0, true);
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  if (bytes[bom] === 0x7b /* { */ && n > BigInt(MAX_HEADER))
+    throw new CheckpointError(`${file}: not a safetensors file: it begins with '{'${bom ? ' (after a byte-order mark)' : ''}, as JSON text does`);
+  if (n > BigInt(MAX_HEADER))
+    throw new CheckpointError(`${file}: not a safetensors file: its header would be ${n} bytes long, more than the ${MAX_HEADER} bytes the format allows`);
   if (n > BigInt(bytes.length - 8))
     throw new CheckpointError(`${file}: not a safetensors file, or truncated: its header is ${n} bytes long, but only ${bytes.length - 8} bytes follow the length`);
-  let header: Record<string, unknown>;
+  let text: string;
+  let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + Number(n))));
+    // a byte-order mark is no part of a header (the reference reader rejects it): fatal, and kept
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + Number(n)));
+    header = JSON.parse(text);
   } catch (e) {
     throw new CheckpointError(`${file}: the safetensors header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new CheckpointError(`${file}: the safetensors header is not a JSON object`);
+  const twice = duplicateKey(text);
+  if (twice)
+    throw new CheckpointError(
+      twice.parent === undefined
+        ? `${file}: tensor '${twice.key}' appears twice in the header`
+        : twice.parent === '__metadata__'
+          ? `${file}: the __metadata__ holds '${twice.key}' twice`
+          : `${file}: tensor '${twice.parent}' has '${twice.key}' twice in its header entry`,
+    );
   const dataStart = 8 + Number(n);
   const dataLen = bytes.length - dataStart;
-  const tensors: Record<string, ShapedTensor> = Object.create(null);
-  let metadata: Record<string, string> = {};
+  const tensors = record<ShapedTensor>();
+  const metadata = record<string>();
   const spans: [number, number, string][] = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
-      metadata = (entry ?? {}) as Record<string, string>;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry) || !Object.values(entry).every((v) => typeof v === 'string'))
+        throw new CheckpointError(`${file}: the __metadata__ must map names to strings, got ${preview(entry)}`);
+      Object.assign(metadata, entry);
       continue;
     }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      throw new CheckpointError(`${file}: tensor '${name}' has no header entry ({"dtype", "shape", "data_offsets"}), got ${preview(entry)}`);
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    const shape = e.shape;
-    const off = e.data_offsets;
+    const shape = own(e as Record<string, unknown>, 'shape');
+    const off = own(e as Record<string, unknown>, 'data_offsets');
+    const dt = own(e as Record<string, unknown>, 'dtype');
+    if (typeof dt !== 'string') throw new CheckpointError(`${file}: tensor '${name}' has no valid dtype (a string such as "F32"), got ${preview(dt)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
-      throw new CheckpointError(`${file}: tensor '${name}' has no valid shape (a list of non-negative integers), got ${JSON.stringify(shape)}`);
+      throw new CheckpointError(`${file}: tensor '${name}' has no valid shape (a list of non-negative integers), got ${preview(shape)}`);
     if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[0] > off[1])
-      throw new CheckpointError(`${file}: tensor '${name}' has no valid data_offsets ([begin, end] in bytes), got ${JSON.stringify(off)}`);
-    const dtype = String(e.dtype);
-    const size = DTYPE_BYTES[dtype];
-    if (size === undefined) throw new CheckpointError(`${file}: tensor '${name}' has an unknown dtype ${JSON.stringify(e.dtype)}`);
+      throw new CheckpointError(`${file}: tensor '${name}' has no valid data_offsets ([begin, end] in bytes), got ${preview(off)}`);
+    const dtype = dt;
+    const size = DTYPE_BYTES.get(dtype);
+    if (size === undefined) throw new CheckpointError(`${file}: tensor '${name}' has an unknown dtype ${preview(dtype)}`);
     const [begin, end] = off as [number, number];
     if (end - begin !== numelOf(shape) * size)
       throw new CheckpointError(`${file}: tensor '${name}' is ${dtype}[${shape.join(', ')}], ${numelOf(shape) * size} bytes, but its data_offsets [${begin}, ${end}] span ${end - begin}`);
@@ -189,7 +234,7 @@ export function saveParams(file: string, tensors: Readonly<Record<string, Tensor
 export function loadParams(file: string, opts: LoadOptions = {}): Record<string, TensorData> {
   const { tensors } = decodeSafetensors(readFileSync(file), file);
   if (opts.spec) checkParams(tensors, opts.spec, { file, strict: opts.strict });
-  const out: Record<string, TensorData> = {};
+  const out = record<TensorData>();
   for (const [k, t] of Object.entries(tensors)) out[k] = t.data;
   return out;
 }
@@ -207,18 +252,18 @@ export function loadTensors(file: string): { tensors: Record<string, ShapedTenso
 export function checkParams(tensors: Readonly<Record<string, TensorData | ShapedTensor>>, spec: SpecLike, opts: { file?: string; strict?: boolean } = {}): void {
   const where = opts.file ?? 'the checkpoint';
   const model = spec.name ? ` of ${spec.name}` : '';
-  const missing = Object.keys(spec.params).filter((k) => !(k in tensors));
+  const missing = Object.keys(spec.params).filter((k) => !has(tensors, k));
   if (missing.length) throw new CheckpointError(`${where}: missing param${missing.length > 1 ? 's' : ''} ${missing.map((k) => `'${k}'`).join(', ')}${model}`);
   if (opts.strict !== false) {
-    const extra = Object.keys(tensors).filter((k) => !(k in spec.params) && !(k in (spec.buffers ?? {})));
+    const extra = Object.keys(tensors).filter((k) => !has(spec.params, k) && !has(spec.buffers, k));
     if (extra.length)
       throw new CheckpointError(`${where}: ${extra.map((k) => `'${k}'`).join(', ')} ${extra.length > 1 ? 'are not params' : 'is not a param'}${model} (its params: ${Object.keys(spec.params).join(', ')}${spec.buffers && Object.keys(spec.buffers).length ? `; its buffers: ${Object.keys(spec.buffers).join(', ')}` : ''}); pass { strict: false } to ignore ${extra.length > 1 ? 'them' : 'it'}`);
   }
   // every param, and the buffers the tensors hold (a checkpoint of params alone leaves them as initBuffers gives them)
-  const checked = [...Object.entries(spec.params), ...Object.entries(spec.buffers ?? {}).filter(([k]) => k in tensors)];
+  const checked = [...Object.entries(spec.params), ...Object.entries(spec.buffers ?? {}).filter(([k]) => has(tensors, k))];
   for (const [name, p] of checked) {
-    const what = name in spec.params ? 'param' : 'buffer';
-    const t = tensors[name]!;
+    const what = has(spec.params, name) ? 'param' : 'buffer';
+    const t = own(tensors, name)!;
     const data = ArrayBuffer.isView(t) ? (t as TensorData) : (t as ShapedTensor).data;
     const dtype = data instanceof Int32Array ? 'i32' : 'f32';
     const shape = ArrayBuffer.isView(t) ? undefined : (t as ShapedTensor).shape;

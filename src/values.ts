@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Graph } from '../ir/graph.js';
 import { CheckpointError, decodeSafetensors } from './io.js';
 import type { TensorData } from './io.js';
+import { duplicateKey, preview } from './json-scan.js';
 import { UsageError } from './loader.js';
 
 export interface FileValue {
@@ -31,20 +32,26 @@ export function readValues(file: string): ValuesFile {
   } catch {
     throw new UsageError(`cannot read ${file}`);
   }
-  const first = bytes.find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
+  // a JSON file may begin with a UTF-8 byte-order mark (as some editors write it): it is JSON still
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  const first = bytes.subarray(bom).find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
   if (first === 0x7b /* { */) {
     let json: unknown;
+    let text: string;
     try {
-      json = JSON.parse(new TextDecoder().decode(bytes));
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(bom));
+      json = JSON.parse(text);
     } catch (e) {
       throw new UsageError(`${file}: not valid JSON (${(e as Error).message})`);
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${file}: expected a JSON object mapping names to arrays of numbers`);
+    const twice = duplicateKey(text);
+    if (twice && twice.parent === undefined) throw new UsageError(`${file}: '${twice.key}' appears twice`);
     const values: Record<string, FileValue> = Object.create(null);
     for (const [k, v] of Object.entries(json)) {
       const data = typeof v === 'number' ? [v] : v;
       if (!Array.isArray(data) || !data.every((x) => typeof x === 'number'))
-        throw new UsageError(`${file}: '${k}' must be a flat array of numbers (row-major), got ${JSON.stringify(v).slice(0, 60)}`);
+        throw new UsageError(`${file}: '${k}' must be a flat array of numbers (row-major), got ${preview(v)}`);
       values[k] = { data };
     }
     return { file, values };
@@ -88,7 +95,8 @@ export function bindDims(g: Graph, inputs: ValuesFile | undefined): Record<strin
  * of its size (shape, where the file stores one) and dtype.
  */
 export function withValues<T extends TensorData>(g: Graph, kind: 'param' | 'input', base: Readonly<Record<string, T>>, vf: ValuesFile | undefined, dims: Readonly<Record<string, number>> = {}): Record<string, T> {
-  const out: Record<string, T> = { ...base };
+  // prototype-free: a value named `__proto__` is an entry like any other
+  const out: Record<string, T> = Object.assign(Object.create(null) as Record<string, T>, base);
   if (!vf) return out;
   const decl = new Map<string, { dtype: 'f32' | 'i32'; shape: readonly (number | string)[] }>();
   // a params file holds the module buffers (batchnorm's running statistics) too, as a torch state_dict does

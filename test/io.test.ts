@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkParams, decodeSafetensors, encodeSafetensors, loadParams, loadTensors, saveParams } from 'graphc/io';
+import { CheckpointError, checkParams, decodeSafetensors, encodeSafetensors, loadParams, loadTensors, saveParams } from 'graphc/io';
 import { traceFile } from '../src/build.js';
 import { readValues, withValues } from '../src/values.js';
 import { ROOT, run, tmp } from './helpers.js';
@@ -127,6 +127,120 @@ describe('safetensors', () => {
     expect(dec(gap)).toThrow("p.safetensors: tensor 'w' starts at byte 4 of the data, but the tensor before it ends at 0 (the data must be contiguous)");
     expect(dec(handMade('{"w": nope}', []))).toThrow(/^p\.safetensors: the safetensors header is not valid UTF-8 JSON/);
     expect(() => encodeSafetensors({ W: { data: new Float32Array(5), shape: [2, 3] } })).toThrow("saveParams: tensor 'W' has 5 values, but its shape [2, 3] needs 6");
+  });
+});
+
+describe('names that every object has (prototype-free maps)', () => {
+  /** An object with an own property of each name (an object literal's `__proto__:` would set its prototype). */
+  const own = (entries: [string, unknown][]): Record<string, never> => {
+    const o = {};
+    for (const [k, v] of entries) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+    return o as Record<string, never>;
+  };
+
+  it("saveParams writes a param named '__proto__' and loadParams gives it back as an entry, not as the result's prototype", () => {
+    const file = path.join(tmp(), 'proto.safetensors');
+    const protoSpec = { name: 'm', params: own([['__proto__', { dtype: 'f32', shape: [2] }], ['constructor', { dtype: 'f32', shape: [1] }]]) };
+    saveParams(file, own([['__proto__', Float32Array.of(1, 2)], ['constructor', Float32Array.of(3)]]), { spec: protoSpec });
+    const back = loadParams(file, { spec: protoSpec });
+    expect(Object.keys(back)).toEqual(['__proto__', 'constructor']);
+    expect(Object.getPrototypeOf(back)).toBe(null);
+    expect(Object.getOwnPropertyDescriptor(back, '__proto__')!.value).toEqual(Float32Array.of(1, 2));
+    expect(loadTensors(file).tensors['constructor']!.shape).toEqual([1]);
+  });
+
+  it("loadParams with a spec rejects extra tensors named 'toString', 'constructor' or '__proto__'; checkParams misses no param so named", () => {
+    const file = path.join(tmp(), 'extra.safetensors');
+    const W = new Float32Array(6);
+    const bx = new Float32Array(3);
+    saveParams(file, own([['W', W], ['b.x', bx], ['toString', bx], ['constructor', bx], ['__proto__', bx]]), { spec });
+    expect(() => loadParams(file, { spec })).toThrow(
+      `${file}: 'toString', 'constructor', '__proto__' are not params of m (its params: W, b.x); pass { strict: false } to ignore them`,
+    );
+    const loose = loadParams(file, { spec, strict: false });
+    expect(Object.getPrototypeOf(loose)).toBe(null);
+    expect(Object.keys(loose)).toEqual(['W', 'b.x', 'toString', 'constructor', '__proto__']);
+    const named = { name: 'm', params: { toString: { dtype: 'f32', shape: [3] }, W: { dtype: 'f32', shape: [2, 3] } } };
+    expect(() => checkParams({ W }, named)).toThrow("the checkpoint: missing param 'toString' of m");
+    expect(() => checkParams({ W, toString: bx, hasOwnProperty: bx }, named)).toThrow("the checkpoint: 'hasOwnProperty' is not a param of m (its params: toString, W); pass { strict: false } to ignore it");
+  });
+});
+
+describe('crafted checkpoint files: a CheckpointError naming the file and the tensor', () => {
+  const F32 = (offsets: string) => `{"dtype":"F32","shape":[1],"data_offsets":${offsets}}`;
+  const dec = (b: Uint8Array) => () => decodeSafetensors(b, 'p.safetensors');
+  const fails = (b: Uint8Array, message: string) => {
+    expect(dec(b)).toThrow(CheckpointError);
+    expect(dec(b)).toThrow(message);
+  };
+
+  it('an entry null, a dtype that is not a string, a shape or offsets 200,000 arrays deep', () => {
+    fails(handMade('{"w":null}', []), `p.safetensors: tensor 'w' has no header entry ({"dtype", "shape", "data_offsets"}), got null`);
+    fails(handMade('{"w":[1,2]}', []), `p.safetensors: tensor 'w' has no header entry ({"dtype", "shape", "data_offsets"}), got [1,2]`);
+    fails(handMade(`{"w":{"dtype":["F32"],"shape":[1],"data_offsets":[0,4]}}`, [0, 0, 0, 0]), `p.safetensors: tensor 'w' has no valid dtype (a string such as "F32"), got ["F32"]`);
+    fails(handMade(`{"w":{"dtype":{"F32":1},"shape":[1],"data_offsets":[0,4]}}`, [0, 0, 0, 0]), `p.safetensors: tensor 'w' has no valid dtype (a string such as "F32"), got {"F32":1}`);
+    fails(handMade(`{"w":{"dtype":"constructor","shape":[1],"data_offsets":[0,4]}}`, [0, 0, 0, 0]), `p.safetensors: tensor 'w' has an unknown dtype "constructor"`);
+    const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+    fails(handMade(`{"w":{"dtype":"F32","shape":${deep},"data_offsets":[0,4]}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' has no valid shape (a list of non-negative integers), got [[[[…]]]]");
+    fails(handMade(`{"w":{"dtype":"F32","shape":[1],"data_offsets":${deep}}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' has no valid data_offsets ([begin, end] in bytes), got [[[[…]]]]");
+    fails(handMade(`{"__metadata__":{"a":1},"w":${F32('[0,4]')}}`, [0, 0, 0, 0]), 'p.safetensors: the __metadata__ must map names to strings, got {"a":1}');
+    // and what saveParams would write so is refused before a byte is written
+    expect(() => encodeSafetensors({ w: new Float32Array(1) }, { metadata: { step: 12 as unknown as string } })).toThrow(
+      "saveParams: metadata 'step' must be a string (safetensors metadata maps strings to strings), got 12",
+    );
+  });
+
+  it('keys given twice are named as such, not reported as a contiguity error', () => {
+    fails(handMade(`{"w":${F32('[0,4]')},"v":${F32('[4,8]')},"w":${F32('[4,8]')}}`, new Array(8).fill(0)), "p.safetensors: tensor 'w' appears twice in the header");
+    fails(handMade(`{"w":{"dtype":"F32","shape":[1],"shape":[2],"data_offsets":[0,4]}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' has 'shape' twice in its header entry");
+    fails(handMade(`{"__metadata__":{"a":"1","a":"2"}}`, []), "p.safetensors: the __metadata__ holds 'a' twice");
+    // a key's text in escapes is the same key; the same key in two entries is no duplicate
+    fails(handMade(`{"w":${F32('[0,4]')},"\\u0077":${F32('[0,4]')}}`, [0, 0, 0, 0]), "p.safetensors: tensor 'w' appears twice in the header");
+    expect(Object.keys(decodeSafetensors(handMade(`{"a\\"":${F32('[0,4]')},"b":${F32('[4,8]')}}`, new Array(8).fill(0))).tensors)).toEqual(['a"', 'b']);
+  });
+
+  it('a header with a byte-order mark, and one over the 100,000,000 bytes the reference reader allows', () => {
+    const bom = [0xef, 0xbb, 0xbf];
+    const h = new TextEncoder().encode(`{"w":${F32('[0,4]')}}`);
+    const b = new Uint8Array(8 + 3 + h.length + 4);
+    new DataView(b.buffer).setBigUint64(0, BigInt(3 + h.length), true);
+    b.set(bom, 8);
+    b.set(h, 11);
+    fails(b, 'p.safetensors: the safetensors header is not valid UTF-8 JSON (');
+    // a JSON file (a values file) is not taken for a safetensors one, with or without a byte-order mark
+    const json = new TextEncoder().encode('{"w": [1, 2]}');
+    fails(json, "p.safetensors: not a safetensors file: it begins with '{', as JSON text does");
+    fails(Uint8Array.from([...bom, ...json]), "p.safetensors: not a safetensors file: it begins with '{' (after a byte-order mark), as JSON text does");
+    // {} and spaces: valid JSON, but longer than the reference reader's limit
+    const n = 100_000_008;
+    const big = new Uint8Array(8 + n).fill(0x20);
+    new DataView(big.buffer).setBigUint64(0, BigInt(n), true);
+    big[8] = 0x7b;
+    big[9] = 0x7d;
+    fails(big, `p.safetensors: not a safetensors file: its header would be ${n} bytes long, more than the 100000000 bytes the format allows`);
+  });
+
+  it('graphc check --params: a crafted file exits 2 with the message; a JSON values file may begin with a byte-order mark', async () => {
+    const dir = tmp();
+    const st = path.join(dir, 'p.safetensors');
+    writeFileSync(st, handMade('{"w0":null}', []));
+    const r = await run(['check', 'examples/neuron.ts', '--params', st]);
+    expect([r.code, r.out, r.err]).toEqual([
+      2,
+      '',
+      `graphc: ${st}: tensor 'w0' has no header entry ({"dtype", "shape", "data_offsets"}), got null (a values file is a .safetensors file or a JSON object of flat arrays)\n`,
+    ]);
+    const f = path.join(dir, 'p.json');
+    writeFileSync(f, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ w0: 0.5 }))]));
+    const ok = await run(['check', 'examples/neuron.ts', '--params', f]);
+    expect([ok.code, ok.err]).toEqual([0, '']);
+    expect(ok.out).toContain(`(params from ${f}; the others from seed 0)`);
+    writeFileSync(f, `{"w0": ${'['.repeat(200_000)}${']'.repeat(200_000)}}`);
+    const deep = await run(['check', 'examples/neuron.ts', '--params', f]);
+    expect([deep.code, deep.err]).toEqual([2, `graphc: ${f}: 'w0' must be a flat array of numbers (row-major), got [[[[…]]]]\n`]);
+    writeFileSync(f, '{"w0": [1], "w0": [2]}');
+    const dup = await run(['check', 'examples/neuron.ts', '--params', f]);
+    expect([dup.code, dup.err]).toEqual([2, `graphc: ${f}: 'w0' appears twice\n`]);
   });
 });
 

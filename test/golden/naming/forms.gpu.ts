@@ -640,6 +640,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       return { loss: r[0]![0]!, grads: { Wh: r[1]!, Wy: r[2]!, Wv: r[3]! } };
     },
     destroy() {
+      const own = gpu as unknown as {
+        pipelines: { destroy(): unknown }[];
+        kernels: { destroy(removeCanvas?: boolean): void }[];
+        Kernel: { mode: string };
+      };
+      for (const p of own.pipelines.slice()) void p.destroy();
+      if (own.Kernel.mode !== 'gpu') {
+        for (const k of own.kernels.slice()) k.destroy(true);
+        own.kernels.length = 0;
+      }
       void gpu.destroy();
     },
   };

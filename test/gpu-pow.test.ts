@@ -1,0 +1,82 @@
+// Powers in the GPU.js module (issue #36): WGSL and GLSL leave pow(x, y) undefined for x < 0
+// (SwiftShader's WebGPU gives pow(-2, 3.0) = 8), so the shader code graphc emits writes constant
+// integer exponents as products and gives pow a base ≥ 0 only, with PyTorch's signs. The exact
+// text emitted, and test/fixtures/gpu/powers.ts in gpu.js's cpu and webasm modes against the flat
+// module (in webgpu mode on Chromium: test/browser/pow.test.ts).
+
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { GPU_EXPR } from '../codegen/gpu.js';
+import { gpuPow } from '../codegen/gpu-pow.js';
+import * as E from '../codegen/expr.js';
+import { agree, powersArgs } from './fixtures/gpu/powers-args.js';
+import { buildBoth, relErr, ROOT } from './helpers.js';
+
+describe('the shader expression of a ** b', () => {
+  const x = E.atom('x[i]');
+  const text = (b: E.Expr) => gpuPow(x, b).code;
+
+  it('a constant integer exponent: a product (a reciprocal below 0), or |a|^n with the sign of a for odd n', () => {
+    expect(text(E.num(3))).toBe('x[i] * x[i] * x[i]');
+    expect(text(E.num(-2))).toBe('1 / (x[i] * x[i])');
+    expect(text(E.num(0))).toBe('1');
+    expect(text(E.num(1))).toBe('x[i]');
+    expect(text(E.num(7))).toBe('(x[i] < 0 ? -1 : 1) * Math.pow(Math.abs(x[i]), 7)');
+    expect(text(E.num(-6))).toBe('Math.pow(Math.abs(x[i]), -6)');
+  });
+
+  it('±0.5 are square roots; another constant is NaN for a negative base', () => {
+    expect(text(E.num(0.5))).toBe('Math.sqrt(x[i])');
+    expect(text(E.num(-0.5))).toBe('1 / Math.sqrt(x[i])');
+    expect(text(E.num(1.5))).toBe('x[i] < 0 ? Math.sqrt(x[i]) : Math.pow(x[i], 1.5)');
+  });
+
+  it('an exponent that is a value: pow of a base ≥ 0, the sign by the parity of an integer exponent, else NaN', () => {
+    expect(text(E.atom('y[i]'))).toBe(
+      'x[i] < 0 ? (Math.floor(y[i]) === y[i] ? (Math.floor(y[i] * 0.5) === y[i] * 0.5 ? 1 : -1) * Math.pow(-x[i], y[i]) : Math.sqrt(x[i])) : Math.pow(x[i], y[i])',
+    );
+  });
+
+  it('log of a negative value is NaN (SwiftShader gives it a number): √ of it, as the NaN of pow', () => {
+    expect(GPU_EXPR.log([x]).code).toBe('x[i] < 0 ? Math.sqrt(x[i]) : Math.log(x[i])');
+  });
+
+  it('the same rules in JavaScript give Math.pow of every base and exponent, PyTorch NaNs included', () => {
+    const bases = [-3, -2, -0.5, 0, 0.5, 2, 3];
+    const exps = [-3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 7, 2.5];
+    for (const b of exps)
+      for (const a of bases) {
+        const constant = new Function('x', `return ${gpuPow(E.atom('x[0]'), E.num(b)).code};`) as (x: number[]) => number;
+        const variable = new Function('x', 'y', `return ${gpuPow(E.atom('x[0]'), E.atom('y[0]')).code};`) as (x: number[], y: number[]) => number;
+        const want = Math.pow(a, b);
+        const same = (got: number) => Object.is(got, want) || Math.abs(got - want) <= 1e-12 * Math.abs(want);
+        expect(same(constant([a])), `${a} ** ${b}: ${constant([a])}, not ${want}`).toBe(true);
+        expect(same(variable([a], [b])), `${a} ** y, y = ${b}: ${variable([a], [b])}, not ${want}`).toBe(true);
+      }
+  });
+});
+
+describe('test/fixtures/gpu/powers.ts in the GPU.js module', () => {
+  it.each(['cpu', 'webasm'])('%s mode: the flat module’s outputs, NaNs, loss and gradients (≤ 1e-4)', async (mode) => {
+    const { c, flat, gpu } = await buildBoth(path.join(ROOT, 'test/fixtures/gpu/powers.ts'));
+    const { params, inputs } = powersArgs(c.fwd);
+    expect(Array.from(inputs.x!).some((v) => v < 0)).toBe(true);
+    const model = await gpu.create({ mode });
+    try {
+      const want = flat.forward(params, inputs) as Record<string, Float32Array | number>;
+      const got = await model.forward(params, inputs);
+      for (const k of ['gelu', 'odd', 'even', 'recip', 'frac', 'general', 'root', 'rsqrt', 'logh']) agree(got[k] as Float32Array, want[k] as Float32Array, `output ${k}`);
+      expect(Array.from(want.frac as Float32Array).some(Number.isNaN), 'a negative base with exponent 1.5').toBe(true);
+      const g0 = flat.valueAndGrad(params, inputs);
+      const wantGrads = Object.fromEntries(Object.entries(g0.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+      const wantLoss = g0.loss;
+      expect(Number.isFinite(wantLoss)).toBe(true);
+      const r = await model.valueAndGrad(params, inputs);
+      expect(relErr([r.loss], [wantLoss]), 'loss').toBeLessThan(1e-4);
+      // dk has log(h) of the negative h: NaN there, as in PyTorch
+      for (const [k, g] of Object.entries(r.grads)) agree(g, wantGrads[k]!, `gradient of ${k}`);
+    } finally {
+      model.destroy();
+    }
+  });
+});
