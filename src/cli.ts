@@ -11,7 +11,7 @@ import { compile, DEFAULT_TARGETS, defaultOutDir, staleFiles, TARGETS, writeAtom
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
-import { diffText, gradCheck, graphDot, irText, renderGraph } from './inspect.js';
+import { diffText, gradCheck, graphDot, irText, progressLine, renderGraph } from './inspect.js';
 import { unifiedDiff } from './textdiff.js';
 import type { ValuesFile } from './values.js';
 import { readValues } from './values.js';
@@ -295,7 +295,9 @@ const inspectVerbs: Record<string, Verb> = {
       const samples = intOption('check', 'samples', opts.samples, 16);
       const dims = dimOption('check', opts.dim);
       try {
-        const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts) });
+        // a progress line on a terminal (stderr), cleared before the table
+        const line = process.stderr.isTTY ? progressLine((s) => io.err(s)) : undefined;
+        const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts), progress: line?.progress }).finally(() => line?.done());
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {

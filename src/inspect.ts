@@ -1,9 +1,7 @@
 // The inspection verbs: `graphc ir`, `graphc diff`, `graphc check` and `graphc graph`.
 
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { diffGraphs } from '../ir/diff.js';
 import type { Graph } from '../ir/graph.js';
@@ -16,7 +14,8 @@ import type { ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import { initialParams } from '../ir/init.js';
-import { compile, compileGraphs, traceFile } from './build.js';
+import { compileGraphs, traceFile } from './build.js';
+import { checkGraphs, float32Module, float64Module, frozenInput } from './checkmodules.js';
 import { UsageError } from './loader.js';
 import type { ValuesFile } from './values.js';
 import { bindDims, withValues } from './values.js';
@@ -105,6 +104,9 @@ interface CheckRow {
   readonly maxAbs: number;
   readonly maxRel: number;
   readonly pass: boolean;
+  /** The coordinates checked (flat indices) and the finite difference at each. */
+  readonly coords: readonly number[];
+  readonly fd: Float64Array;
 }
 
 /** Seeded random numbers (mulberry32). */
@@ -155,63 +157,92 @@ function randomInputs(g: Graph, seed: number, sizes: Map<string, number> = new M
   return inputs;
 }
 
+/** Where the finite differences come from: the model compiled over Float64Array arrays, or the interpreter. */
+export type Reference = 'compiled' | 'interpreter';
+
+export interface CheckOptions {
+  readonly seed?: number;
+  readonly samples?: number;
+  readonly tolerance?: number;
+  readonly dims?: Readonly<Record<string, number>>;
+  readonly params?: ValuesFile;
+  readonly inputs?: ValuesFile;
+  /** The float64 evaluation the finite differences take (default 'compiled'; both give the same numbers). */
+  readonly reference?: Reference;
+  /** Called after each coordinate. */
+  readonly progress?: (p: Progress) => void;
+}
+
+/** Where a check stands: `done` of the `total` coordinates of `param`, the `index`th of `params` params. */
+export interface Progress {
+  readonly param: string;
+  readonly index: number;
+  readonly params: number;
+  readonly done: number;
+  readonly total: number;
+}
+
 /**
- * Checks the generated module's gradients against central finite differences of the float64
- * interpreter, at `samples` coordinates of every param.
+ * Checks the generated module's gradients against central finite differences in float64 (of
+ * the model compiled over Float64Array arrays, or of the reference interpreter), at `samples`
+ * coordinates of every param.
  */
-export async function gradCheck(
-  file: string,
-  opts: { seed?: number; samples?: number; tolerance?: number; dims?: Readonly<Record<string, number>>; params?: ValuesFile; inputs?: ValuesFile } = {},
-): Promise<{ rows: CheckRow[]; table: string }> {
+export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
   const tolerance = opts.tolerance ?? 1e-3;
-  const c = await compile(file, { targets: ['ts'] });
-  const dir = mkdtempSync(path.join(tmpdir(), 'graphc-check-'));
-  let mod: {
-    initParams(seed: number): Record<string, Float32Array>;
-    initBuffers?(): Record<string, Float32Array>;
-    valueAndGrad(p: object, i: object, o?: object): { grads: Record<string, Float32Array> };
-  };
-  try {
-    const js = path.join(dir, `${c.name}.js`);
-    writeFileSync(js, c.files.find((f) => f.name === `${c.name}.js`)!.content);
-    mod = await import(pathToFileURL(js).href);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const reference = opts.reference ?? 'compiled';
+  const c = checkGraphs(file);
+  const name = c.fwd.name;
+  const mod = await float32Module(file, c);
   const params = withValues(c.fwd, 'param', mod.initParams(seed), opts.params);
   // a symbolic dimension: --dim, else what the inputs file binds, else 3
   const sizes = dimSizes(c.fwd, { ...bindDims(c.fwd, opts.inputs), ...opts.dims });
   const dims = Object.fromEntries(sizes);
   const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, sizes), opts.inputs, dims);
   // a training call: the dropout masks of this seed, held fixed while the finite differences are
-  // taken (the interpreter draws the same masks from the same seed), and batch statistics
+  // taken (the interpreter and the float64 module draw the same masks from the same seed), and
+  // batch statistics
   const buffers = mod.initBuffers?.();
   const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
   const grads = mod.valueAndGrad(params, inputs, { seed, buffers }).grads;
   const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
-  // what stopGradient stops is held at its value for the unperturbed params
-  const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient');
+  // what stopGradient stops is held at its value for the unperturbed params (a custom gradient's
+  // forward is not: its rule is what the check is for)
+  const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient' && !c.customGrads.has(c.fwd.value(i.result).name));
   const stopped = stops.map((i) => c.fwd.value(i.result).name);
   const stoppedAt = stops.map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const mode = { train: true, seed, buffers: buffers64 };
-  const base = interpret(c.fwd, { params: p64, inputs, ...mode });
-  const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
+  const base = stopped.length || reference === 'interpreter' ? interpret(c.fwd, { params: p64, inputs, ...mode }) : undefined;
+  const frozen = new Map(stopped.map((n) => [n, base!.get(n)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
-  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
+  let lossAt: () => number;
+  if (reference === 'interpreter') lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
+  else {
+    const m64 = await float64Module(file, c, stopped);
+    const in64: Record<string, Float64Array | Int32Array> = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v instanceof Int32Array ? v : Float64Array.from(v)]));
+    for (const [n, v] of frozen) in64[frozenInput(n)] = Float64Array.from(v.data);
+    // a training forward updates the running statistics it is given: each call gets them afresh
+    const scratch = buffers64 && Object.fromEntries(Object.entries(buffers64).map(([k, v]) => [k, v.slice()]));
+    lossAt = () => {
+      if (scratch) for (const k of Object.keys(scratch)) scratch[k]!.set(buffers64![k]!);
+      return Number(m64.forward(p64, in64, { train: true, seed, buffers: scratch }).loss);
+    };
+  }
   const r = rng(seed + 2);
   const rows: CheckRow[] = [];
-  for (const inst of c.fwd.insts) {
+  const paramInsts = c.fwd.insts.filter((i) => i.op === 'param');
+  for (const inst of paramInsts) {
     if (inst.op !== 'param') continue;
-    const name = inst.attrs.name;
-    const x = p64[name]!;
-    const g = grads[name]!;
+    const pname = inst.attrs.name;
+    const x = p64[pname]!;
+    const g = grads[pname]!;
     const idx = x.length <= samples ? [...x.keys()] : Array.from({ length: samples }, () => Math.floor(r() * x.length));
+    const fds = new Float64Array(idx.length);
     let maxAbs = 0;
     let scale = 1e-3;
-    for (const i of idx) {
+    idx.forEach((i, k) => {
       const x0 = x[i]!;
       const h = 1e-6 * Math.max(1, Math.abs(x0));
       x[i] = x0 + h;
@@ -220,18 +251,20 @@ export async function gradCheck(
       const down = lossAt();
       x[i] = x0;
       const fd = (up - down) / (2 * h);
+      fds[k] = fd;
       maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd));
       scale = Math.max(scale, Math.abs(fd));
-    }
+      opts.progress?.({ param: pname, index: rows.length, params: paramInsts.length, done: k + 1, total: idx.length });
+    });
     const maxRel = maxAbs / scale;
-    rows.push({ param: name, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance });
+    rows.push({ param: pname, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance, coords: idx, fd: fds });
   }
   const head = ['param', 'shape', 'checked', 'max abs err', 'max rel err', ''];
   const body = rows.map((x) => [x.param, x.shape, String(x.checked), x.maxAbs.toExponential(2), x.maxRel.toExponential(2), x.pass ? 'PASS' : 'FAIL']);
   const widths = head.map((h, k) => Math.max(h.length, ...body.map((b) => b[k]!.length)));
   const fmt = (cells: string[]) => cells.map((s, k) => (k >= 2 && k <= 4 ? s.padStart(widths[k]!) : s.padEnd(widths[k]!))).join('  ').trimEnd();
   const table = [
-    `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
+    `gradient check of ${name}: the generated module against central finite differences of ${reference === 'compiled' ? 'the model compiled in float64' : 'the float64 interpreter'}`,
     ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
     ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
@@ -241,6 +274,27 @@ export async function gradCheck(
     ...body.map(fmt),
   ].join('\n');
   return { rows, table: table + '\n' };
+}
+
+/**
+ * A progress line for a terminal: `checking W1 (3/8 params): 12/16`, rewritten in place at most
+ * every `everyMs` and cleared by `done()`.
+ */
+export function progressLine(write: (s: string) => void, everyMs = 100, now = () => Date.now()) {
+  let last = -Infinity;
+  let shown = false;
+  return {
+    progress(p: Progress): void {
+      const t = now();
+      if (t - last < everyMs && p.done < p.total) return;
+      last = t;
+      shown = true;
+      write(`\r\x1b[Kchecking ${p.param} (${p.index + 1}/${p.params} params): ${p.done}/${p.total}`);
+    },
+    done(): void {
+      if (shown) write('\r\x1b[K');
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
