@@ -60,7 +60,7 @@ function flatCode(file: string, b: Pick<CheckBuild, 'model' | 'fwd' | 'bwd' | 'p
 }
 
 /** Imports a module that imports nothing, without writing a file. */
-async function importCode(code: string): Promise<FlatModule> {
+export async function importCode(code: string): Promise<FlatModule> {
   return (await import(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`)) as FlatModule;
 }
 
@@ -73,14 +73,14 @@ export async function float32Module(file: string, b: CheckBuild): Promise<FlatMo
 export const frozenInput = (value: string) => `frozen ${value}`;
 
 /**
- * The flat module in float64: the code of `b`'s graphs emitted over Float64Array arrays; with
+ * The flat module in float64 (its code): the code of `b`'s graphs emitted over Float64Array arrays; with
  * values in `frozen` (stop_gradient results), of the model lowered afresh with each of them read
- * from the input `frozenInput(name)` instead of computed. The flat module's float32 arithmetic lives only in
- * its Float32Array storage (its scalars are JavaScript doubles), so the same code over
+ * from the input `frozenInput(name)` instead of computed. The flat module's float32
+ * arithmetic lives only in its Float32Array storage (its scalars are JavaScript doubles), so the same code over
  * Float64Array arrays evaluates the same graph in float64.
  */
-export async function float64Module(file: string, b: CheckBuild, frozen: readonly string[]): Promise<FlatModule> {
-  const f64 = (code: string) => importCode(code.replace(/(?<![\w$.'"])Float32Array\b/g, 'Float64Array'));
+export function float64Code(file: string, b: CheckBuild, frozen: readonly string[]): string {
+  const f64 = (code: string) => code.replace(/(?<![\w$.'"])Float32Array\b/g, 'Float64Array');
   if (frozen.length === 0) return f64(flatCode(file, b));
   const { model, fwd, bwd } = compileGraphs(file);
   const want = new Set(frozen);

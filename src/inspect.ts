@@ -15,7 +15,9 @@ import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import { initialParams } from '../ir/init.js';
 import { compileGraphs, traceFile } from './build.js';
-import { checkGraphs, float32Module, float64Module, frozenInput } from './checkmodules.js';
+import { checkGraphs, float32Module, float64Code, frozenInput, importCode } from './checkmodules.js';
+import type { Coord, LossSetup } from './checkfd.js';
+import { finiteDifferences, lossOf, threadsFor } from './checkfd.js';
 import { UsageError } from './loader.js';
 import type { ValuesFile } from './values.js';
 import { bindDims, withValues } from './values.js';
@@ -169,6 +171,8 @@ export interface CheckOptions {
   readonly inputs?: ValuesFile;
   /** The float64 evaluation the finite differences take (default 'compiled'; both give the same numbers). */
   readonly reference?: Reference;
+  /** Threads for the finite differences of the compiled reference (default: by the work, up to 8; 1: this one). */
+  readonly threads?: number;
   /** Called after each coordinate. */
   readonly progress?: (p: Progress) => void;
 }
@@ -217,47 +221,61 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const base = stopped.length || reference === 'interpreter' ? interpret(c.fwd, { params: p64, inputs, ...mode }) : undefined;
   const frozen = new Map(stopped.map((n) => [n, base!.get(n)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
+  // the coordinates: every one of a small param, else `samples` drawn at random
+  const r = rng(seed + 2);
+  const paramInsts = c.fwd.insts.filter((i) => i.op === 'param');
+  const coords: Coord[] = [];
+  for (const inst of paramInsts) {
+    const n = p64[inst.attrs.name]!.length;
+    const idx = n <= samples ? [...Array(n).keys()] : Array.from({ length: samples }, () => Math.floor(r() * n));
+    coords.push(...idx.map((i) => ({ param: inst.attrs.name, i })));
+  }
   let lossAt: () => number;
+  let setup: LossSetup | undefined;
   if (reference === 'interpreter') lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
   else {
-    const m64 = await float64Module(file, c, stopped);
+    const code = float64Code(file, c, stopped);
     const in64: Record<string, Float64Array | Int32Array> = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v instanceof Int32Array ? v : Float64Array.from(v)]));
     for (const [n, v] of frozen) in64[frozenInput(n)] = Float64Array.from(v.data);
-    // a training forward updates the running statistics it is given: each call gets them afresh
-    const scratch = buffers64 && Object.fromEntries(Object.entries(buffers64).map(([k, v]) => [k, v.slice()]));
-    lossAt = () => {
-      if (scratch) for (const k of Object.keys(scratch)) scratch[k]!.set(buffers64![k]!);
-      return Number(m64.forward(p64, in64, { train: true, seed, buffers: scratch }).loss);
-    };
+    setup = { code, params: p64, inputs: in64, buffers: buffers64, seed };
+    lossAt = lossOf(await importCode(code), setup);
   }
-  const r = rng(seed + 2);
+  // one evaluation, timed, says whether worker threads are worth starting
+  const t0 = performance.now();
+  lossAt();
+  const threads = setup ? (opts.threads ?? threadsFor(2 * coords.length, performance.now() - t0)) : 1;
+  const total = new Map<string, number>();
+  for (const x of coords) total.set(x.param, (total.get(x.param) ?? 0) + 1);
+  const doneOf = new Map<string, number>();
+  const order = paramInsts.map((i) => i.attrs.name);
+  const fds = await finiteDifferences(coords, {
+    threads,
+    loss: lossAt,
+    setup: setup ?? { code: '', params: p64, inputs: {}, seed },
+    done: (k) => {
+      const param = coords[k]!.param;
+      doneOf.set(param, (doneOf.get(param) ?? 0) + 1);
+      opts.progress?.({ param, index: order.indexOf(param), params: order.length, done: doneOf.get(param)!, total: total.get(param)! });
+    },
+  });
   const rows: CheckRow[] = [];
-  const paramInsts = c.fwd.insts.filter((i) => i.op === 'param');
+  let at = 0;
   for (const inst of paramInsts) {
     if (inst.op !== 'param') continue;
     const pname = inst.attrs.name;
-    const x = p64[pname]!;
     const g = grads[pname]!;
-    const idx = x.length <= samples ? [...x.keys()] : Array.from({ length: samples }, () => Math.floor(r() * x.length));
-    const fds = new Float64Array(idx.length);
+    const n = total.get(pname)!;
+    const idx = coords.slice(at, at + n).map((x) => x.i);
+    const fd = fds.slice(at, at + n);
+    at += n;
     let maxAbs = 0;
     let scale = 1e-3;
     idx.forEach((i, k) => {
-      const x0 = x[i]!;
-      const h = 1e-6 * Math.max(1, Math.abs(x0));
-      x[i] = x0 + h;
-      const up = lossAt();
-      x[i] = x0 - h;
-      const down = lossAt();
-      x[i] = x0;
-      const fd = (up - down) / (2 * h);
-      fds[k] = fd;
-      maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd));
-      scale = Math.max(scale, Math.abs(fd));
-      opts.progress?.({ param: pname, index: rows.length, params: paramInsts.length, done: k + 1, total: idx.length });
+      maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd[k]!));
+      scale = Math.max(scale, Math.abs(fd[k]!));
     });
     const maxRel = maxAbs / scale;
-    rows.push({ param: pname, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance, coords: idx, fd: fds });
+    rows.push({ param: pname, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance, coords: idx, fd });
   }
   const head = ['param', 'shape', 'checked', 'max abs err', 'max rel err', ''];
   const body = rows.map((x) => [x.param, x.shape, String(x.checked), x.maxAbs.toExponential(2), x.maxRel.toExponential(2), x.pass ? 'PASS' : 'FAIL']);

@@ -263,6 +263,18 @@ export default model('mix', (g) => {
     expect(compiled.rows.every((r) => r.pass)).toBe(true);
   });
 
+  it('takes the same finite differences on worker threads as in this thread', async () => {
+    const f = modelFile(mix);
+    const one = await gradCheck(f, { seed: 5, threads: 1 });
+    const seen: string[] = [];
+    const two = await gradCheck(f, { seed: 5, threads: 2, progress: (p) => seen.push(`${p.param} ${p.done}/${p.total}`) });
+    expect(two.table).toBe(one.table);
+    two.rows.forEach((r, k) => expect(Array.from(r.fd)).toEqual(Array.from(one.rows[k]!.fd)));
+    // every coordinate reported once, each param counting up to its total
+    expect(seen).toHaveLength(two.rows.reduce((n, r) => n + r.checked, 0));
+    for (const r of two.rows) expect(seen).toContain(`${r.param} ${r.checked}/${r.checked}`);
+  });
+
   it('differentiates through a custom gradient: a right rule passes, a wrong one fails', async () => {
     const src = (k: number) => `import { model } from 'graphc';
 export default model('cg', (g) => {
