@@ -209,7 +209,8 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   // batch statistics
   const buffers = mod.initBuffers?.();
   const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
-  const grads = mod.valueAndGrad(params, inputs, { seed, buffers }).grads;
+  // copied: the module's gradient arrays are its own, and a later call on it would overwrite them
+  const grads = Object.fromEntries(Object.entries(mod.valueAndGrad(params, inputs, { seed, buffers }).grads).map(([k, v]) => [k, v.slice()]));
   const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params (a custom gradient's
