@@ -298,6 +298,7 @@ const inspectVerbs: Record<string, Verb> = {
       try {
         // a progress line when stderr is a terminal, cleared before the table
         const line = io.err === defaultIo.err && process.stderr.isTTY ? progressLine((s) => io.err(s)) : undefined;
+        line?.note(`checking ${file}: compiling…`);
         const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts), progress: line?.progress }).finally(() => line?.done());
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;

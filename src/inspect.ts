@@ -297,12 +297,17 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
 
 /**
  * A progress line for a terminal: `checking W1 (3/8 params): 12/16`, rewritten in place at most
- * every `everyMs` and cleared by `done()`.
+ * every `everyMs` and cleared by `done()`; `note` shows a line of its own meanwhile.
  */
 export function progressLine(write: (s: string) => void, everyMs = 100, now = () => Date.now()) {
   let last = -Infinity;
   let shown = false;
   return {
+    /** A line of its own (`checking m.ts: compiling…`), until the next. */
+    note(text: string): void {
+      shown = true;
+      write(`\r\x1b[K${text}`);
+    },
     progress(p: Progress): void {
       const t = now();
       if (t - last < everyMs && p.done < p.total) return;

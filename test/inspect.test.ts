@@ -299,13 +299,14 @@ export default model('cg', (g) => {
     let text = '';
     let t = 0;
     const line = progressLine((s) => (text += s), 100, () => t);
+    line.note('checking m.ts: compiling…');
     for (const [at, done] of [[0, 1], [50, 2], [150, 3], [160, 4]] as const) {
       t = at;
       line.progress({ param: 'W1', index: 2, params: 8, done, total: 4 });
     }
     line.done();
     // 2 is within 100 ms of 1 and not the last; 4 is the last of W1
-    expect(text).toBe(['1/4', '3/4', '4/4'].map((n) => `\r\x1b[Kchecking W1 (3/8 params): ${n}`).join('') + '\r\x1b[K');
+    expect(text).toBe('\r\x1b[Kchecking m.ts: compiling…' + ['1/4', '3/4', '4/4'].map((n) => `\r\x1b[Kchecking W1 (3/8 params): ${n}`).join('') + '\r\x1b[K');
   });
 });
 
