@@ -72,17 +72,18 @@ export function threadsFor(evals: number, ms: number, cap = availableParallelism
 }
 
 /**
- * The central differences at `coords`, in order; `done(k, fd)` is called as each one is known.
- * `threads` 1 evaluates `loss` here; more start that many workers on `setup`.
+ * The central differences at `coords` of `params`, in order; `done(k, fd)` is called as each one
+ * is known. `threads` 1 (or no `setup`) evaluates `loss` here; more start that many workers on
+ * `setup` (whose params are `params`).
  */
 export async function finiteDifferences(
   coords: readonly Coord[],
-  opts: { threads: number; loss: () => number; setup: LossSetup; done?: (k: number, fd: number) => void },
+  opts: { threads: number; loss: () => number; params: Record<string, Float64Array>; setup?: LossSetup; done?: (k: number, fd: number) => void },
 ): Promise<Float64Array> {
   const out = new Float64Array(coords.length);
-  if (opts.threads <= 1) {
+  if (opts.threads <= 1 || !opts.setup) {
     coords.forEach((c, k) => {
-      out[k] = centralDifference(opts.loss, opts.setup.params[c.param]!, c.i);
+      out[k] = centralDifference(opts.loss, opts.params[c.param]!, c.i);
       opts.done?.(k, out[k]!);
     });
     return out;

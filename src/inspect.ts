@@ -242,9 +242,12 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
     lossAt = lossOf(await importCode(code), setup);
   }
   // one evaluation, timed, says whether worker threads are worth starting
-  const t0 = performance.now();
-  lossAt();
-  const threads = setup ? (opts.threads ?? threadsFor(2 * coords.length, performance.now() - t0)) : 1;
+  let threads = 1;
+  if (setup) {
+    const t0 = performance.now();
+    lossAt();
+    threads = opts.threads ?? threadsFor(2 * coords.length, performance.now() - t0);
+  }
   const total = new Map<string, number>();
   for (const x of coords) total.set(x.param, (total.get(x.param) ?? 0) + 1);
   const doneOf = new Map<string, number>();
@@ -252,7 +255,8 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const fds = await finiteDifferences(coords, {
     threads,
     loss: lossAt,
-    setup: setup ?? { code: '', params: p64, inputs: {}, seed },
+    params: p64,
+    setup,
     done: (k) => {
       const param = coords[k]!.param;
       doneOf.set(param, (doneOf.get(param) ?? 0) + 1);
