@@ -11,7 +11,7 @@ import { compile, DEFAULT_TARGETS, defaultOutDir, foreignPackageJson, staleFiles
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
-import { diffText, gradCheck, graphDot, irText, renderGraph } from './inspect.js';
+import { diffText, gradCheck, graphDot, irText, progressLine, renderGraph } from './inspect.js';
 import { unifiedDiff } from './textdiff.js';
 import type { ValuesFile } from './values.js';
 import { readValues } from './values.js';
@@ -284,10 +284,11 @@ const inspectVerbs: Record<string, Verb> = {
     usage: 'graphc check MODEL.ts [--seed N] [--samples N] [--dim B=32] [--params FILE] [--inputs FILE]',
     summary:
       "Checks the generated module's gradient of every param against central finite differences\n" +
-      'in float64 (through the reference interpreter), at random coordinates; prints a table and\n' +
-      'exits 1 when a param fails. --params and --inputs take values from a .safetensors file or a\n' +
-      'JSON file of flat row-major arrays ({"W1": [0.1, ...]}); names not in the file keep\n' +
-      "initParams(seed)'s values and the random inputs.",
+      'in float64 (the model compiled over Float64Array arrays), at random coordinates; prints a\n' +
+      'table and exits 1 when a param fails (a progress line on stderr when it is a terminal).\n' +
+      '--params and --inputs take values from a .safetensors file or a JSON file of flat row-major\n' +
+      'arrays ({"W1": [0.1, ...]}); names not in the file keep initParams(seed)\'s values and the\n' +
+      'random inputs.',
     options: {
       seed: { value: 'N', short: 's', help: 'seed of the params (initParams) and inputs (default 0)' },
       samples: { value: 'N', help: 'coordinates checked per param (default 16; all when fewer)' },
@@ -302,7 +303,10 @@ const inspectVerbs: Record<string, Verb> = {
       const samples = intOption('check', 'samples', opts.samples, 16);
       const dims = dimOption('check', opts.dim);
       try {
-        const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts) });
+        // a progress line when stderr is a terminal, cleared before the table
+        const line = io.err === defaultIo.err && process.stderr.isTTY ? progressLine((s) => io.err(s)) : undefined;
+        line?.note(`checking ${file}: compiling…`);
+        const { rows, table } = await gradCheck(file!, { seed, samples, dims, ...valuesOptions(opts), progress: line?.progress }).finally(() => line?.done());
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {

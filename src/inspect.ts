@@ -1,9 +1,7 @@
 // The inspection verbs: `graphc ir`, `graphc diff`, `graphc check` and `graphc graph`.
 
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { diffGraphs } from '../ir/diff.js';
 import type { Graph } from '../ir/graph.js';
@@ -16,7 +14,10 @@ import type { ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import { initialParams } from '../ir/init.js';
-import { compile, compileGraphs, traceFile } from './build.js';
+import { compileGraphs, traceFile } from './build.js';
+import { checkGraphs, float32Module, float64Code, frozenInput, importCode } from './checkmodules.js';
+import type { Coord, LossSetup } from './checkfd.js';
+import { finiteDifferences, lossOf, threadsFor } from './checkfd.js';
 import { UsageError } from './loader.js';
 import type { ValuesFile } from './values.js';
 import { bindDims, withValues } from './values.js';
@@ -105,6 +106,9 @@ interface CheckRow {
   readonly maxAbs: number;
   readonly maxRel: number;
   readonly pass: boolean;
+  /** The coordinates checked (flat indices) and the finite difference at each. */
+  readonly coords: readonly number[];
+  readonly fd: Float64Array;
 }
 
 /** Seeded random numbers (mulberry32). */
@@ -155,83 +159,135 @@ function randomInputs(g: Graph, seed: number, sizes: Map<string, number> = new M
   return inputs;
 }
 
+/** Where the finite differences come from: the model compiled over Float64Array arrays, or the interpreter. */
+export type Reference = 'compiled' | 'interpreter';
+
+export interface CheckOptions {
+  readonly seed?: number;
+  readonly samples?: number;
+  readonly tolerance?: number;
+  readonly dims?: Readonly<Record<string, number>>;
+  readonly params?: ValuesFile;
+  readonly inputs?: ValuesFile;
+  /** The float64 evaluation the finite differences take (default 'compiled'; both give the same numbers). */
+  readonly reference?: Reference;
+  /** Threads for the finite differences of the compiled reference (default: by the work, up to 8; 1: this one). */
+  readonly threads?: number;
+  /** Called after each coordinate. */
+  readonly progress?: (p: Progress) => void;
+}
+
+/** Where a check stands: `done` of the `total` coordinates of `param`, the `index`th of `params` params. */
+export interface Progress {
+  readonly param: string;
+  readonly index: number;
+  readonly params: number;
+  readonly done: number;
+  readonly total: number;
+}
+
 /**
- * Checks the generated module's gradients against central finite differences of the float64
- * interpreter, at `samples` coordinates of every param.
+ * Checks the generated module's gradients against central finite differences in float64 (of
+ * the model compiled over Float64Array arrays, or of the reference interpreter), at `samples`
+ * coordinates of every param.
  */
-export async function gradCheck(
-  file: string,
-  opts: { seed?: number; samples?: number; tolerance?: number; dims?: Readonly<Record<string, number>>; params?: ValuesFile; inputs?: ValuesFile } = {},
-): Promise<{ rows: CheckRow[]; table: string }> {
+export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
   const tolerance = opts.tolerance ?? 1e-3;
-  const c = await compile(file, { targets: ['ts'] });
-  const dir = mkdtempSync(path.join(tmpdir(), 'graphc-check-'));
-  let mod: {
-    initParams(seed: number): Record<string, Float32Array>;
-    initBuffers?(): Record<string, Float32Array>;
-    valueAndGrad(p: object, i: object, o?: object): { grads: Record<string, Float32Array> };
-  };
-  try {
-    const js = path.join(dir, `${c.name}.js`);
-    writeFileSync(js, c.files.find((f) => f.name === `${c.name}.js`)!.content);
-    mod = await import(pathToFileURL(js).href);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const reference = opts.reference ?? 'compiled';
+  const c = checkGraphs(file);
+  const name = c.fwd.name;
+  const mod = await float32Module(file, c);
   const params = withValues(c.fwd, 'param', mod.initParams(seed), opts.params);
   // a symbolic dimension: --dim, else what the inputs file binds, else 3
   const sizes = dimSizes(c.fwd, { ...bindDims(c.fwd, opts.inputs), ...opts.dims });
   const dims = Object.fromEntries(sizes);
   const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, sizes), opts.inputs, dims);
   // a training call: the dropout masks of this seed, held fixed while the finite differences are
-  // taken (the interpreter draws the same masks from the same seed), and batch statistics
+  // taken (the interpreter and the float64 module draw the same masks from the same seed), and
+  // batch statistics
   const buffers = mod.initBuffers?.();
   const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
-  const grads = mod.valueAndGrad(params, inputs, { seed, buffers }).grads;
+  // copied: the module's gradient arrays are its own, and a later call on it would overwrite them
+  const grads = Object.fromEntries(Object.entries(mod.valueAndGrad(params, inputs, { seed, buffers }).grads).map(([k, v]) => [k, v.slice()]));
   const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
-  // what stopGradient stops is held at its value for the unperturbed params
-  const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient');
+  // what stopGradient stops is held at its value for the unperturbed params (a custom gradient's
+  // forward is not: its rule is what the check is for)
+  const stops = c.fwd.insts.filter((i) => i.op === 'stop_gradient' && !c.customGrads.has(c.fwd.value(i.result).name));
   const stopped = stops.map((i) => c.fwd.value(i.result).name);
   const stoppedAt = stops.map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const mode = { train: true, seed, buffers: buffers64 };
-  const base = interpret(c.fwd, { params: p64, inputs, ...mode });
-  const frozen = new Map(stopped.map((name) => [name, base.get(name)!]));
+  const base = stopped.length || reference === 'interpreter' ? interpret(c.fwd, { params: p64, inputs, ...mode }) : undefined;
+  const frozen = new Map(stopped.map((n) => [n, base!.get(n)!]));
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
-  const lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
+  // the coordinates: every one of a small param, else `samples` drawn at random
   const r = rng(seed + 2);
+  const paramInsts = c.fwd.insts.filter((i) => i.op === 'param');
+  const coords: Coord[] = [];
+  for (const inst of paramInsts) {
+    const n = p64[inst.attrs.name]!.length;
+    const idx = n <= samples ? [...Array(n).keys()] : Array.from({ length: samples }, () => Math.floor(r() * n));
+    coords.push(...idx.map((i) => ({ param: inst.attrs.name, i })));
+  }
+  let lossAt: () => number;
+  let setup: LossSetup | undefined;
+  if (reference === 'interpreter') lossAt = () => interpret(c.fwd, { params: p64, inputs, frozen, ...mode }).get(lossName)!.data[0]!;
+  else {
+    const code = float64Code(file, c, stopped);
+    const in64: Record<string, Float64Array | Int32Array> = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v instanceof Int32Array ? v : Float64Array.from(v)]));
+    for (const [n, v] of frozen) in64[frozenInput(n)] = Float64Array.from(v.data);
+    setup = { code, params: p64, inputs: in64, buffers: buffers64, seed };
+    lossAt = lossOf(await importCode(code), setup);
+  }
+  // one evaluation, timed, says whether worker threads are worth starting
+  let threads = 1;
+  if (setup) {
+    const t0 = performance.now();
+    lossAt();
+    threads = opts.threads ?? threadsFor(2 * coords.length, performance.now() - t0);
+  }
+  const total = new Map<string, number>();
+  for (const x of coords) total.set(x.param, (total.get(x.param) ?? 0) + 1);
+  const doneOf = new Map<string, number>();
+  const order = paramInsts.map((i) => i.attrs.name);
+  const fds = await finiteDifferences(coords, {
+    threads,
+    loss: lossAt,
+    params: p64,
+    setup,
+    done: (k) => {
+      const param = coords[k]!.param;
+      doneOf.set(param, (doneOf.get(param) ?? 0) + 1);
+      opts.progress?.({ param, index: order.indexOf(param), params: order.length, done: doneOf.get(param)!, total: total.get(param)! });
+    },
+  });
   const rows: CheckRow[] = [];
-  for (const inst of c.fwd.insts) {
+  let at = 0;
+  for (const inst of paramInsts) {
     if (inst.op !== 'param') continue;
-    const name = inst.attrs.name;
-    const x = p64[name]!;
-    const g = grads[name]!;
-    const idx = x.length <= samples ? [...x.keys()] : Array.from({ length: samples }, () => Math.floor(r() * x.length));
+    const pname = inst.attrs.name;
+    const g = grads[pname]!;
+    const n = total.get(pname)!;
+    const idx = coords.slice(at, at + n).map((x) => x.i);
+    const fd = fds.slice(at, at + n);
+    at += n;
     let maxAbs = 0;
     let scale = 1e-3;
-    for (const i of idx) {
-      const x0 = x[i]!;
-      const h = 1e-6 * Math.max(1, Math.abs(x0));
-      x[i] = x0 + h;
-      const up = lossAt();
-      x[i] = x0 - h;
-      const down = lossAt();
-      x[i] = x0;
-      const fd = (up - down) / (2 * h);
-      maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd));
-      scale = Math.max(scale, Math.abs(fd));
-    }
+    idx.forEach((i, k) => {
+      maxAbs = Math.max(maxAbs, Math.abs(g[i]! - fd[k]!));
+      scale = Math.max(scale, Math.abs(fd[k]!));
+    });
     const maxRel = maxAbs / scale;
-    rows.push({ param: name, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance });
+    rows.push({ param: pname, shape: formatType(c.fwd.type(inst.result)), checked: idx.length, maxAbs, maxRel, pass: maxRel <= tolerance, coords: idx, fd });
   }
   const head = ['param', 'shape', 'checked', 'max abs err', 'max rel err', ''];
   const body = rows.map((x) => [x.param, x.shape, String(x.checked), x.maxAbs.toExponential(2), x.maxRel.toExponential(2), x.pass ? 'PASS' : 'FAIL']);
   const widths = head.map((h, k) => Math.max(h.length, ...body.map((b) => b[k]!.length)));
   const fmt = (cells: string[]) => cells.map((s, k) => (k >= 2 && k <= 4 ? s.padStart(widths[k]!) : s.padEnd(widths[k]!))).join('  ').trimEnd();
   const table = [
-    `gradient check of ${c.name}: the generated module against central finite differences of the float64 interpreter`,
+    `gradient check of ${name}: the generated module against central finite differences of ${reference === 'compiled' ? 'the model compiled in float64' : 'the float64 interpreter'}`,
     ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
     `(seed ${seed}; relative error = max |grad - fd| / max(max |fd|, 1e-3), PASS when at most ${tolerance})`,
     ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
@@ -241,6 +297,32 @@ export async function gradCheck(
     ...body.map(fmt),
   ].join('\n');
   return { rows, table: table + '\n' };
+}
+
+/**
+ * A progress line for a terminal: `checking W1 (3/8 params): 12/16`, rewritten in place at most
+ * every `everyMs` and cleared by `done()`; `note` shows a line of its own meanwhile.
+ */
+export function progressLine(write: (s: string) => void, everyMs = 100, now = () => Date.now()) {
+  let last = -Infinity;
+  let shown = false;
+  return {
+    /** A line of its own (`checking m.ts: compiling…`), until the next. */
+    note(text: string): void {
+      shown = true;
+      write(`\r\x1b[K${text}`);
+    },
+    progress(p: Progress): void {
+      const t = now();
+      if (t - last < everyMs && p.done < p.total) return;
+      last = t;
+      shown = true;
+      write(`\r\x1b[Kchecking ${p.param} (${p.index + 1}/${p.params} params): ${p.done}/${p.total}`);
+    },
+    done(): void {
+      if (shown) write('\r\x1b[K');
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { printGraph } from '../ir/print.js';
-import { graphDot } from '../src/inspect.js';
+import type { Progress } from '../src/inspect.js';
+import { gradCheck, graphDot, progressLine } from '../src/inspect.js';
 import { buildAndImport, expectGolden, modelFile, ROOT, run, tmp } from './helpers.js';
 
 describe('graphc ir', () => {
@@ -220,6 +221,92 @@ export default model('half', (g) => {
     expect(r.code).toBe(0);
     expect(r.out).toContain('(the finite differences hold what stopGradient stops at its value: scale (model.ts:4))\n');
     expect(r.out).toMatch(/^x +f32\[4\] +4 +\S+ +\S+  PASS$/m);
+  });
+});
+
+describe('graphc check on the compiled float64 module', () => {
+  // batchnorm with running statistics, dropout, a stopGradient and a custom gradient: each state
+  // the finite differences must hold as the interpreter holds it
+  const mix = `import { model } from 'graphc';
+export default model('mix', (g) => {
+  const x = g.input('x', [6, 5]);
+  const W = g.param('W', [5, 4]);
+  const gain = g.param('gain', [1, 4], { init: 'ones' });
+  const bias = g.param('bias', [1, 4], { init: 'zeros' });
+  const h = g.batchNorm(x.matmul(W), gain, bias, { momentum: 0.1 });
+  const d = g.dropout(h.tanh(), 0.25);
+  const soft = g.customGrad((a) => a.sigmoid(), ([a], y, dy) => [dy.mul(y).mul(y.neg().add(1))]);
+  const held = d.stopGradient();
+  return soft(d).mul(held).sum();
+});
+`;
+
+  it.each([
+    ['mix', () => modelFile(mix)],
+    ['twolayer', () => path.join(ROOT, 'examples/twolayer.ts')],
+    ['makemore_running', () => path.join(ROOT, 'examples/makemore_running.ts')],
+  ])('takes the same finite differences as the float64 interpreter (%s)', async (_name, file) => {
+    const f = file();
+    const compiled = await gradCheck(f, { seed: 3 });
+    const interp = await gradCheck(f, { seed: 3, reference: 'interpreter' });
+    expect(compiled.table.split('\n')[0]).toMatch(/finite differences of the model compiled in float64$/);
+    expect(interp.table.split('\n')[0]).toMatch(/finite differences of the float64 interpreter$/);
+    expect(compiled.rows.map((r) => r.param)).toEqual(interp.rows.map((r) => r.param));
+    compiled.rows.forEach((c, k) => {
+      const i = interp.rows[k]!;
+      expect(c.coords).toEqual(i.coords);
+      const scale = Math.max(1e-3, ...Array.from(i.fd, Math.abs));
+      for (let j = 0; j < c.fd.length; j++) expect(Math.abs(c.fd[j]! - i.fd[j]!) / scale).toBeLessThanOrEqual(1e-6);
+      expect(Math.abs(c.maxRel - i.maxRel)).toBeLessThanOrEqual(1e-6);
+      expect(c.pass).toBe(i.pass);
+    });
+    expect(compiled.rows.every((r) => r.pass)).toBe(true);
+  });
+
+  it('takes the same finite differences on worker threads as in this thread', async () => {
+    const f = modelFile(mix);
+    const one = await gradCheck(f, { seed: 5, threads: 1 });
+    const seen: string[] = [];
+    const two = await gradCheck(f, { seed: 5, threads: 2, progress: (p) => seen.push(`${p.param} ${p.done}/${p.total}`) });
+    expect(two.table).toBe(one.table);
+    two.rows.forEach((r, k) => expect(Array.from(r.fd)).toEqual(Array.from(one.rows[k]!.fd)));
+    // every coordinate reported once, each param counting up to its total
+    expect(seen).toHaveLength(two.rows.reduce((n, r) => n + r.checked, 0));
+    for (const r of two.rows) expect(seen).toContain(`${r.param} ${r.checked}/${r.checked}`);
+  });
+
+  it('differentiates through a custom gradient: a right rule passes, a wrong one fails', async () => {
+    const src = (k: number) => `import { model } from 'graphc';
+export default model('cg', (g) => {
+  const x = g.param('x', [4]);
+  const th = g.customGrad((a) => a.tanh(), ([a], y, dy) => [dy.mul(y.square().neg().add(${k}))]);
+  return th(x).square().sum();
+});
+`;
+    const right = await run(['check', modelFile(src(1))]);
+    expect(right.code).toBe(0);
+    expect(right.out).not.toContain('stopGradient');
+    expect(right.out).toMatch(/^x +f32\[4\] +4 +\S+ +\S+  PASS$/m);
+    const wrong = await run(['check', modelFile(src(2))]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.out).toMatch(/^x +f32\[4\] +4 +\S+ +\S+  FAIL$/m);
+  });
+
+  it('reports progress after each coordinate; the terminal line is throttled and cleared', async () => {
+    const seen: Progress[] = [];
+    await gradCheck(path.join(ROOT, 'examples/neuron.ts'), { progress: (p) => seen.push(p) });
+    expect(seen.map((p) => `${p.param} ${p.index}/${p.params} ${p.done}/${p.total}`)).toEqual(['w0 0/5 1/1', 'x0 1/5 1/1', 'w1 2/5 1/1', 'x1 3/5 1/1', 'w2 4/5 1/1']);
+    let text = '';
+    let t = 0;
+    const line = progressLine((s) => (text += s), 100, () => t);
+    line.note('checking m.ts: compiling…');
+    for (const [at, done] of [[0, 1], [50, 2], [150, 3], [160, 4]] as const) {
+      t = at;
+      line.progress({ param: 'W1', index: 2, params: 8, done, total: 4 });
+    }
+    line.done();
+    // 2 is within 100 ms of 1 and not the last; 4 is the last of W1
+    expect(text).toBe('\r\x1b[Kchecking m.ts: compiling…' + ['1/4', '3/4', '4/4'].map((n) => `\r\x1b[Kchecking W1 (3/8 params): ${n}`).join('') + '\r\x1b[K');
   });
 });
 

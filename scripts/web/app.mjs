@@ -1,14 +1,24 @@
-// The page: model and module pickers, the live loss plot and stats, sampled names, the graph
-// picture, and the DSL source beside the gradient code graphc emitted for it. Training runs in a
+// The page: model and module pickers, the live loss plot and stats (the CNN's test accuracy
+// too), sampled names or the test digits as pictures with their predictions, the graph picture
+// (zoomable: graphview.mjs), and the DSL source beside the gradient code graphc emitted for it. Training runs in a
 // module worker (worker.mjs). `window.graphcDemo` mirrors the run's state (the browser tests read
 // it). URL parameters: ?model=makemore&backend=wasm&steps=N&autostart=1&evalEvery=N.
 import { MODELS } from './models.mjs';
+import { GraphView } from './graphview.mjs';
 import { LossPlot } from './plot.mjs';
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
 const state = (globalThis.graphcDemo = { status: 'idle', info: '', step: 0, steps: 0, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [] });
 const plot = new LossPlot($('plot'));
+const graph = new GraphView({
+  img: $('graph'),
+  box: $('graph-box'),
+  level: $('zoom-level'),
+  full: $('graph-full'),
+  buttons: { in: $('zoom-in'), out: $('zoom-out'), fit: $('zoom-fit'), one: $('zoom-1') },
+});
+state.graph = graph;
 let worker = null;
 
 function badges() {
@@ -77,7 +87,8 @@ async function showModel(id) {
   $('l-train').textContent = labels.trainLegend;
   $('l-dev').textContent = labels.devLegend;
   $('samples-title').textContent = labels.samples;
-  $('graph').src = m.graph;
+  graph.show(m.graph);
+  $('acc').hidden = !m.accuracy;
   $('source-label').textContent = m.source.label;
   $('code-label').textContent = m.code.label;
   $('steps').value = query.get('steps') ?? String(m.steps);
@@ -95,6 +106,26 @@ async function showModel(id) {
   scrollTo($('code'), /^\s*\/\/ d/); // the first gradient, past the argument checks and the arrays
 }
 
+/** The first 30 test digits as pictures (28×28 grey bytes each), captioned `label → predicted` (✗ in red when wrong). */
+function showDigits(captions, bytes) {
+  const side = 28;
+  const items = captions.slice(0, 30).map((caption, i) => {
+    const canvas = Object.assign(document.createElement('canvas'), { width: side, height: side });
+    const img = new ImageData(side, side);
+    for (let j = 0; j < side * side; j++) {
+      const v = bytes[i * side * side + j];
+      img.data.set([v, v, v, 255], j * 4);
+    }
+    canvas.getContext('2d').putImageData(img, 0, 0);
+    const li = document.createElement('li');
+    li.className = caption.endsWith('✗') ? 'wrong' : 'right';
+    li.append(canvas, Object.assign(document.createElement('span'), { textContent: caption }));
+    return li;
+  });
+  $('samples').classList.add('digits');
+  $('samples').replaceChildren(...items);
+}
+
 function setStatus(status, text) {
   state.status = status;
   $('status').textContent = text;
@@ -109,7 +140,7 @@ function start() {
   const steps = Math.max(100, Number($('steps').value) || MODELS[model].steps);
   Object.assign(state, { step: 0, steps, loss: NaN, rate: NaN, train: NaN, dev: NaN, samples: [], error: null, evals: [], info: '', backend, model });
   plot.reset(steps);
-  for (const id of ['s-rate', 's-loss', 's-train', 's-dev']) $(id).textContent = '–';
+  for (const id of ['s-rate', 's-loss', 's-train', 's-dev', 's-acc']) $(id).textContent = '–';
   setStatus('loading', `loading the ${MODELS[model].modules[backend].label} module…`);
   worker = new Worker(new URL('./worker.mjs', import.meta.url), { type: 'module' });
   worker.onmessage = ({ data: msg }) => onMessage(msg);
@@ -138,7 +169,12 @@ function onMessage(msg) {
     $('s-train').textContent = msg.train.toFixed(4);
     $('s-dev').textContent = msg.dev.toFixed(4);
     $('sample-step').textContent = `drawn from the network at step ${msg.step.toLocaleString('en')}`;
-    $('samples').replaceChildren(...msg.samples.slice(0, 24).map((n) => Object.assign(document.createElement('li'), { textContent: n || '·' })));
+    if (msg.accuracy !== undefined) $('s-acc').textContent = `${(msg.accuracy * 100).toFixed(1)}%`;
+    if (msg.digits) showDigits(msg.samples, msg.digits);
+    else {
+      $('samples').classList.remove('digits');
+      $('samples').replaceChildren(...msg.samples.slice(0, 24).map((n) => Object.assign(document.createElement('li'), { textContent: n || '·' })));
+    }
   } else if (msg.type === 'done') {
     setStatus('done', `${msg.stopped ? 'stopped' : 'done'} after ${msg.step.toLocaleString('en')} steps · ${Math.round(state.rate).toLocaleString('en')} steps/s on average`);
     $('pause').disabled = true;

@@ -31,6 +31,8 @@ export const MODELS = {
     code: { label: 'cnn.ts: valueAndGrad (emitted by graphc)', url: '/web-out/generated/cnn/cnn.ts', from: 'export function valueAndGrad' },
     graph: '/web-out/graphs/cnn.svg',
     labels: { train: 'train loss', dev: 'test loss', trainLegend: 'training digits (2,048)', devLegend: 'held-out test digits', samples: 'Test digits: label → predicted' },
+    // the evaluation reports the accuracy on the held-out digits, and the digits it predicted
+    accuracy: true,
     modules: {
       wasm: { label: 'wasm SIMD', url: '/web-out/generated/cnn/cnn.wasm.js' },
       threads: { label: 'wasm SIMD, threads', url: '/web-out/generated/cnn/cnn.wasm.js', threads: true },

@@ -25,11 +25,16 @@ export async function createTask({ module, seed = 1 }) {
   const rng = new Rng(seed * 2654435761);
   const params = net.initParams(seed);
   const state = net.initOptState(params);
-  /** Loss, accuracy and predictions over the first `count` digits of a split, in batches. */
+  /**
+   * Loss, accuracy and predictions over the first `count` digits of a split, in batches; the
+   * predictions and the pixels of the first batch.
+   */
   const evaluateSplit = (idx, count) => {
     let loss = 0;
     let right = 0;
     const pred = [];
+    const digits = new Uint8Array(batch * PIX);
+    for (let i = 0; i < batch; i++) digits.set(pixels.subarray(idx[i % idx.length] * PIX, (idx[i % idx.length] + 1) * PIX), i * PIX);
     for (let from = 0; from < count; from += batch) {
       fill(idx, (i) => from + i);
       const out = net.forward(params, inputs);
@@ -41,7 +46,7 @@ export async function createTask({ module, seed = 1 }) {
         if (from === 0) pred.push(`${inputs.labels[i]} → ${best}${best === inputs.labels[i] ? '' : ' ✗'}`);
       }
     }
-    return { loss: loss / count, accuracy: right / count, pred };
+    return { loss: loss / count, accuracy: right / count, pred, digits };
   };
   return {
     info: `${n} digits: ${train.length} training, ${test.length} held out`,
@@ -51,11 +56,14 @@ export async function createTask({ module, seed = 1 }) {
       fill(train, () => rng.int(train.length));
       return net.trainStep(params, state, inputs).loss;
     },
-    /** The loss on 2,048 training digits, and loss, accuracy and predictions on the held-out ones. */
+    /**
+     * The loss on 2,048 training digits, and loss, accuracy and predictions on the held-out ones
+     * (with the pixels of the digits predicted: `digits`, 784 bytes each).
+     */
     evaluate() {
       const tr = evaluateSplit(train, TEST);
       const te = evaluateSplit(test, TEST);
-      return { train: tr.loss, dev: te.loss, accuracy: te.accuracy, samples: te.pred };
+      return { train: tr.loss, dev: te.loss, accuracy: te.accuracy, samples: te.pred, digits: te.digits };
     },
   };
 }
