@@ -18,7 +18,7 @@ export interface FlatModule {
   initParams(seed: number): Record<string, Float32Array>;
   initBuffers?(): Record<string, Float32Array>;
   forward(p: object, i: object, o?: object): Record<string, number | ArrayLike<number>>;
-  valueAndGrad(p: object, i: object, o?: object): { grads: Record<string, Float32Array> };
+  valueAndGrad(p: object, i: object, o?: object): { loss: number; grads: Record<string, Float32Array> };
 }
 
 export interface CheckBuild {

@@ -191,6 +191,12 @@ export interface Progress {
  * the model compiled over Float64Array arrays, or of the reference interpreter), at `samples`
  * coordinates of every param.
  */
+/** Why every row fails when the loss itself is not finite at the checked point, and the fix. */
+function nonFiniteNote(loss: number, inputsGiven: boolean): string {
+  const why = inputsGiven ? 'at these params and inputs' : 'at these params and the random inputs (drawn from a standard normal, which may lie outside the model\'s domain: a variance below 0, a log of a negative)';
+  return `(the loss is ${loss} ${why}, so no gradient can be checked: pass values the model is defined at with --inputs FILE or --params FILE)`;
+}
+
 export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<{ rows: CheckRow[]; table: string }> {
   const seed = opts.seed ?? 0;
   const samples = opts.samples ?? 16;
@@ -210,7 +216,8 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const buffers = mod.initBuffers?.();
   const buffers64 = buffers && Object.fromEntries(Object.entries(buffers).map(([k, v]) => [k, Float64Array.from(v)]));
   // copied: the module's gradient arrays are its own, and a later call on it would overwrite them
-  const grads = Object.fromEntries(Object.entries(mod.valueAndGrad(params, inputs, { seed, buffers }).grads).map(([k, v]) => [k, v.slice()]));
+  const at0 = mod.valueAndGrad(params, inputs, { seed, buffers });
+  const grads = Object.fromEntries(Object.entries(at0.grads).map(([k, v]) => [k, v.slice()]));
   const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask').map((i) => `${c.fwd.value(i.result).name}${i.loc ? ` (${path.basename(i.loc.file)}:${i.loc.line})` : ''}`);
   const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
   // what stopGradient stops is held at its value for the unperturbed params (a custom gradient's
@@ -293,6 +300,7 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
     ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
     ...(stopped.length ? [`(the finite differences hold what stopGradient stops at its value: ${stoppedAt.join(', ')})`] : []),
     ...(masks.length ? [`(a training call with seed ${seed}: the finite differences hold the dropout masks fixed: ${masks.join(', ')})`] : []),
+    ...(Number.isFinite(at0.loss) ? [] : [nonFiniteNote(at0.loss, opts.inputs !== undefined)]),
     fmt(head),
     ...body.map(fmt),
   ].join('\n');

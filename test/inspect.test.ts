@@ -208,6 +208,31 @@ export default model('kink', (g) => {
     expect(r.out).toMatch(/^x +f32\[4\] +4 +5\.00e-1 +1\.00e\+0  FAIL$/m);
   });
 
+  it('says why every row fails when the loss is not finite at the random inputs, and how to fix it', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('logvar', (g) => {
+  const w = g.param('w', [4]);
+  const v = g.input('v', [4]);
+  return w.mul(v.log()).sum();
+});
+`);
+    const r = await run(['check', file]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(
+      "(the loss is NaN at these params and the random inputs (drawn from a standard normal, which may lie outside the model's domain: a variance below 0, a log of a negative), so no gradient can be checked: pass values the model is defined at with --inputs FILE or --params FILE)\n",
+    );
+    const ok = modelFile(`import { model } from 'graphc';
+export default model('logvar', (g) => {
+  const w = g.param('w', [4]);
+  const v = g.input('v', [4]);
+  return w.mul(v.mul(v).add(1).log()).sum();
+});
+`);
+    const fine = await run(['check', ok]);
+    expect(fine.code).toBe(0);
+    expect(fine.out).not.toContain('the loss is');
+  });
+
   it('holds what stopGradient stops at its value, as the backward pass does', async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('half', (g) => {
