@@ -16,7 +16,7 @@ export interface TrainBackend {
   readonly decls: readonly string[];
   /** Params the kernel updates (its arrays are in the memory); the others take the JavaScript loop. */
   readonly covered: ReadonlySet<string>;
-  /** The state arrays that live in the memory: `resident.exp_avg.W1` etc. (an expression). */
+  /** The kernel's copy of the state arrays in the memory: `resident.exp_avg.W1` etc. (an expression). */
   readonly resident: string;
   /** Code that runs the kernel, given the scalars' names in the order of `scalarNames`. */
   run(scalars: readonly string[]): string[];
@@ -109,18 +109,9 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
-  // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
-  const residentCopies = (dir: 'in' | 'out') =>
-    c.backend && covered.size
-      ? slots.flatMap((s) =>
-          ps
-            .filter((p) => covered.has(p.name))
-            .map((p) => {
-              const [mine, theirs] = [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)];
-              return dir === 'in' ? `if (${theirs} !== ${mine}) ${mine}.set(${theirs});` : `if (${theirs} !== ${mine}) ${theirs}.set(${mine});`;
-            }),
-        )
-      : [];
+  // the wasm module's kernel reads the state in its memory: the caller's state is copied in and back out
+  const residentPairs = c.backend && covered.size ? slots.flatMap((s) => ps.filter((p) => covered.has(p.name)).map((p) => [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)] as const)) : [];
+  const residentCopies = (dir: 'in' | 'out') => residentPairs.map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
@@ -135,11 +126,15 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${member('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     ...(c.backend && covered.size
       ? [
-          `  ${c.backend.resident}.step = 0;`,
-          ...slots.flatMap((s) => ps.map((p) => `  ${member(`${c.backend!.resident}.${s}`, p.name)}.fill(0);`)),
-          `  return ${c.backend.resident};`,
+          '  // the first state of this instance: the arrays in the memory (zeroed), the others plain arrays',
+          '  if (!optHandedOut) {',
+          '    optHandedOut = true;',
+          ...residentPairs.map(([mine]) => `    ${mine}.fill(0);`),
+          `    return { step: 0${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: ${covered.has(p.name) ? member(`${c.backend!.resident}.${s}`, p.name) : `new Float32Array(${sizeOf(p)})`}`).join(', ')} }`).join('')} };`,
+          '  }',
         ]
-      : [`  return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`]),
+      : []),
+    `  return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`,
     '}',
     '',
     ...checkState,
