@@ -60,6 +60,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** The module of a derived function (--hvp, --jvp), enclosed in the model's module. */
+  readonly derivedKind?: 'hvp' | 'jvp';
   /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
   readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
