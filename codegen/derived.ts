@@ -4,7 +4,7 @@
 // exported wrapper passes the arguments to it: no allocation per call.
 
 import type { ModuleInfo } from './module.js';
-import { inputs, key, member, outputs, params, typedAs } from './module.js';
+import { inputs, key, member, outputs, ownMember, params, typedAs } from './module.js';
 import { HVP_OUT, HVP_V, JVP_OUT, JVP_T } from '../ir/derived.js';
 
 export interface Derived {
@@ -38,7 +38,7 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
       '// of ⟨∇L, v⟩, whose instructions are the reverse pass run into the forward graph, differentiated',
       '// by the reverse pass again. Compiled as a model of its own (its arena, fusion and memory plan).',
       ...enclosed(emit(derived.hvp, typed), 'hvpModel'),
-      `const hvpArgs${argsType} = {};`,
+      `const hvpArgs${argsType} = Object.create(null); // (no prototype: an input may be named __proto__)`,
       `const hvpResult${t(': { loss: number; hv: Grads }')} = {`,
       '  get loss() { return hvpModel.outputs.loss; },',
       `  hv: { ${ps.map((p) => `get ${key(p.name)}() { return hvpModel.outputs[${JSON.stringify(HVP_OUT(p.name))}]${t(' as Float32Array')}; }`).join(', ')} },`,
@@ -53,7 +53,7 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
       `  checkArgs(params, inputs);`,
       `  if (typeof v !== 'object' || v === null) throw new TypeError('${m.name}: v must be an object keyed like the params');`,
       ...inputs(m.fwd).map((x) => `  hvpArgs[${JSON.stringify(x.name)}] = ${member('inputs', x.name)};`),
-      ...ps.map((p) => `  hvpArgs[${JSON.stringify(HVP_V(p.name))}] = ${member('v', p.name)};`),
+      ...ps.map((p) => `  hvpArgs[${JSON.stringify(HVP_V(p.name))}] = ${ownMember('v', p.name)};`),
       `  hvpModel.forward(params${t(' as never')}, hvpArgs${t(' as never')}, options${t(' as never')});`,
       '  return hvpResult;',
       '}',
@@ -83,7 +83,7 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
             '}',
           ]
         : []),
-      `const jvpArgs${argsType} = {};`,
+      `const jvpArgs${argsType} = Object.create(null); // (no prototype: an input may be named __proto__)`,
       `const jvpResult${t(': { outputs: Outputs; tangentOutputs: TangentOutputs }')} = {`,
       `  outputs: { ${outs.map((o) => `get ${key(o.name)}() { return jvpModel.outputs[${JSON.stringify(o.name)}]${t(` as ${arrayOf(o)}`)}; }`).join(', ')} },`,
       `  tangentOutputs: { ${f32Outs.map((o) => `get ${key(o.name)}() { return jvpModel.outputs[${JSON.stringify(JVP_OUT(o.name))}]${t(` as ${arrayOf(o)}`)}; }`).join(', ')} },`,
@@ -98,7 +98,7 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
       `  checkArgs(params, inputs);`,
       `  if (typeof tangents !== 'object' || tangents === null) throw new TypeError('${m.name}: tangents must be an object keyed like the params and f32 inputs');`,
       ...inputs(m.fwd).map((x) => `  jvpArgs[${JSON.stringify(x.name)}] = ${member('inputs', x.name)};`),
-      ...wrt.map((x) => `  jvpArgs[${JSON.stringify(JVP_T(x.name))}] = ${member('tangents', x.name)};`),
+      ...wrt.map((x) => `  jvpArgs[${JSON.stringify(JVP_T(x.name))}] = ${ownMember('tangents', x.name)};`),
       `  jvpModel.forward(params${t(' as never')}, jvpArgs${t(' as never')}, options${t(' as never')});`,
       '  return jvpResult;',
       '}',

@@ -149,11 +149,11 @@ export function optionsDecl(m: ModuleInfo, t: Typed): string[] {
     `function checkOptions(options${t(': Options')}, train${t(': boolean')}, fixed${t(': boolean')})${t(': void')} {`,
     `  if (typeof options !== 'object' || options === null) throw new TypeError('${m.name}: options must be an object');`,
     '  if (options.train !== undefined && !fixed) {',
-    `    if (typeof options.train !== 'boolean') throw new TypeError(\`${m.name}: options.train must be true or false, got \${String(options.train)}\`);`,
+    `    if (typeof options.train !== 'boolean') throw new TypeError(\`${m.name}: options.train must be true or false, got \${describeArg(options.train)}\`);`,
     '    train = options.train;',
     '  }',
     '  if (options.seed !== undefined && !Number.isSafeInteger(options.seed))',
-    `    throw new TypeError(\`${m.name}: options.seed must be an integer, got \${String(options.seed)}\`);`,
+    `    throw new TypeError(\`${m.name}: options.seed must be an integer, got \${describeArg(options.seed)}\`);`,
     ...(buffers.length
       ? [
           `  const b = options.buffers${t(' as Buffers | undefined')};`,

@@ -31,7 +31,7 @@ const RESERVED = new Set(
     'outputsObj result dims boundBy bindDim boundDims laidOut layout arena buf buffers stage backwardPass expectTyped ' +
     'checkFinite steps current prepare GPU gpu mode options kernel create setupWebGPU build built args forwardPlan ' +
     'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model ' +
-    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32'
+    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32 describeArg'
   ).split(' '),
 );
 
