@@ -16,6 +16,9 @@ export interface Derived {
 function enclosed(code: string, name: string): string[] {
   const lines = code.split('\n');
   const body = lines.slice(lines.findIndex((l) => !l.startsWith('//')));
+  // the wasm module's declaration of the WebAssembly API is the enclosing module's (a declare may not be in a function)
+  const declared = body.findIndex((l) => l.startsWith('declare const WebAssembly'));
+  if (declared >= 0) body.splice(declared - 1, body.indexOf('};', declared) - declared + 2);
   return [
     `const ${name} = (() => {`,
     ...body.map((l) => l.replace(/^export (?=function|const|interface|type|let)/, '')),

@@ -359,7 +359,10 @@ export default model('bn', (g) => {
 
 describe('hvp and jvp: one trace, options', () => {
   it('a model drawing Math.random() at trace time: hvp and jvp are of the function forward computes (the model is traced once)', async () => {
-    const { load } = await importBuilt(modelFile(RANDOM, 'drawn.ts'), { targets: ['ts', 'wasm'], hvp: true, jvp: true });
+    const { c, load } = await importBuilt(modelFile(RANDOM, 'drawn.ts'), { targets: ['ts', 'wasm'], hvp: true, jvp: true });
+    // (the enclosed wasm modules leave the WebAssembly API's declaration to the module: TypeScript allows no declare in a function)
+    const wasmTs = c.files.find((f) => f.name === 'drawn.wasm.ts')!.content as string;
+    expect(wasmTs.match(/^ *declare const WebAssembly/gm)).toEqual(['declare const WebAssembly']);
     const params = { W: Float32Array.from([0.5, -1, 2]) };
     const inputs = { x: Float32Array.from([1, 2, -0.5]) };
     const v = { W: Float32Array.from([1, 0.5, -2]) };
