@@ -4,7 +4,7 @@
 // exported wrapper passes the arguments to it: no allocation per call.
 
 import type { ModuleInfo } from './module.js';
-import { inputs, key, member, outputs, params, typedAs } from './module.js';
+import { inputs, key, member, outputs, ownMember, params, typedAs } from './module.js';
 import { HVP_OUT, HVP_V, JVP_OUT, JVP_T } from '../ir/derived.js';
 
 export interface Derived {
@@ -16,6 +16,9 @@ export interface Derived {
 function enclosed(code: string, name: string): string[] {
   const lines = code.split('\n');
   const body = lines.slice(lines.findIndex((l) => !l.startsWith('//')));
+  // the wasm module's declaration of the WebAssembly API is the enclosing module's (a declare may not be in a function)
+  const declared = body.findIndex((l) => l.startsWith('declare const WebAssembly'));
+  if (declared >= 0) body.splice(declared - 1, body.indexOf('};', declared) - declared + 2);
   return [
     `const ${name} = (() => {`,
     ...body.map((l) => l.replace(/^export (?=function|const|interface|type|let)/, '')),
@@ -38,19 +41,23 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
       '// of ⟨∇L, v⟩, whose instructions are the reverse pass run into the forward graph, differentiated',
       '// by the reverse pass again. Compiled as a model of its own (its arena, fusion and memory plan).',
       ...enclosed(emit(derived.hvp, typed), 'hvpModel'),
-      `const hvpArgs${argsType} = {};`,
+      `const hvpArgs${argsType} = Object.create(null); // (no prototype: an input may be named __proto__)`,
       `const hvpResult${t(': { loss: number; hv: Grads }')} = {`,
       '  get loss() { return hvpModel.outputs.loss; },',
       `  hv: { ${ps.map((p) => `get ${key(p.name)}() { return hvpModel.outputs[${JSON.stringify(HVP_OUT(p.name))}]${t(' as Float32Array')}; }`).join(', ')} },`,
       '};',
       '',
-      '/** The loss and the Hessian of the loss times v (keyed like the params), as one flat function. */',
-      `export function hvp(params${t(': Params')}, inputs${t(': Inputs')}, v${t(': Grads')})${t(': { loss: number; hv: Grads }')} {`,
+      '/**',
+      ' * The loss and the Hessian of the loss times v (keyed like the params), as one flat function. The',
+      " * options are forward's: evaluation unless options.train (then batch statistics and dropout, the loss",
+      ' * valueAndGrad differentiates); the running statistics in options.buffers are read, never updated.',
+      ' */',
+      `export function hvp(params${t(': Params')}, inputs${t(': Inputs')}, v${t(': Grads')}, options${t('?: Options')})${t(': { loss: number; hv: Grads }')} {`,
       `  checkArgs(params, inputs);`,
       `  if (typeof v !== 'object' || v === null) throw new TypeError('${m.name}: v must be an object keyed like the params');`,
       ...inputs(m.fwd).map((x) => `  hvpArgs[${JSON.stringify(x.name)}] = ${member('inputs', x.name)};`),
-      ...ps.map((p) => `  hvpArgs[${JSON.stringify(HVP_V(p.name))}] = ${member('v', p.name)};`),
-      `  hvpModel.forward(params${t(' as never')}, hvpArgs${t(' as never')});`,
+      ...ps.map((p) => `  hvpArgs[${JSON.stringify(HVP_V(p.name))}] = ${ownMember('v', p.name)};`),
+      `  hvpModel.forward(params${t(' as never')}, hvpArgs${t(' as never')}, options${t(' as never')});`,
       '  return hvpResult;',
       '}',
     );
@@ -79,19 +86,23 @@ export function derivedCode(m: ModuleInfo, derived: Derived | undefined, emit: (
             '}',
           ]
         : []),
-      `const jvpArgs${argsType} = {};`,
+      `const jvpArgs${argsType} = Object.create(null); // (no prototype: an input may be named __proto__)`,
       `const jvpResult${t(': { outputs: Outputs; tangentOutputs: TangentOutputs }')} = {`,
       `  outputs: { ${outs.map((o) => `get ${key(o.name)}() { return jvpModel.outputs[${JSON.stringify(o.name)}]${t(` as ${arrayOf(o)}`)}; }`).join(', ')} },`,
       `  tangentOutputs: { ${f32Outs.map((o) => `get ${key(o.name)}() { return jvpModel.outputs[${JSON.stringify(JVP_OUT(o.name))}]${t(` as ${arrayOf(o)}`)}; }`).join(', ')} },`,
       '};',
       '',
-      '/** The outputs and their tangents J·t for tangents of the params and f32 inputs (forward mode). */',
-      `export function jvp(params${t(': Params')}, inputs${t(': Inputs')}, tangents${t(': Tangents')})${t(': { outputs: Outputs; tangentOutputs: TangentOutputs }')} {`,
+      '/**',
+      ' * The outputs and their tangents J·t for tangents of the params and f32 inputs (forward mode). The',
+      " * options are forward's (evaluation unless options.train); the running statistics in options.buffers",
+      ' * are read, never updated.',
+      ' */',
+      `export function jvp(params${t(': Params')}, inputs${t(': Inputs')}, tangents${t(': Tangents')}, options${t('?: Options')})${t(': { outputs: Outputs; tangentOutputs: TangentOutputs }')} {`,
       `  checkArgs(params, inputs);`,
       `  if (typeof tangents !== 'object' || tangents === null) throw new TypeError('${m.name}: tangents must be an object keyed like the params and f32 inputs');`,
       ...inputs(m.fwd).map((x) => `  jvpArgs[${JSON.stringify(x.name)}] = ${member('inputs', x.name)};`),
-      ...wrt.map((x) => `  jvpArgs[${JSON.stringify(JVP_T(x.name))}] = ${member('tangents', x.name)};`),
-      `  jvpModel.forward(params${t(' as never')}, jvpArgs${t(' as never')});`,
+      ...wrt.map((x) => `  jvpArgs[${JSON.stringify(JVP_T(x.name))}] = ${ownMember('tangents', x.name)};`),
+      `  jvpModel.forward(params${t(' as never')}, jvpArgs${t(' as never')}, options${t(' as never')});`,
       '  return jvpResult;',
       '}',
     );

@@ -9,7 +9,7 @@
 
 import { numelSize, sizeText } from '../ir/dims.js';
 import type { ModuleInfo, Typed } from './module.js';
-import { commentText, gradEntries, key, member, params } from './module.js';
+import { commentText, gradEntries, key, lrCheck, member, ownMember, params } from './module.js';
 import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
 import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from './optim.js';
@@ -106,12 +106,12 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
   return [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
     `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
-    ...ps.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${member('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ...ps.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     `      return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`,
     '    },',
     `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
     '      const lr = stepOptions?.lr ?? hyper.lr;',
-    `      if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
+    ...lrCheck(m.name, '      '),
     '      checkOptState(state);',
     ...(device
       ? [

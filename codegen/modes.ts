@@ -19,7 +19,10 @@ export interface BufferEntry {
   readonly shape: Shape;
   /** The value the forward graph reads it as. */
   readonly value: string;
-  /** The value holding its next state after a training forward (a forward output named after it). */
+  /**
+   * The value holding its next state after a training forward (a forward output named after it);
+   * '' in the derived functions' graphs (--hvp, --jvp), which read the buffers and never update them.
+   */
   readonly next: string;
 }
 
@@ -44,7 +47,7 @@ export function modesOf(g: Graph): Modes {
   for (const inst of g.insts) {
     if (!isState(inst)) continue;
     const value = g.value(inst.result).name;
-    if (inst.op === 'buffer') buffers.push({ name: inst.attrs.name, shape: g.type(inst.result).shape, value, next: outs.get(inst.attrs.name)! });
+    if (inst.op === 'buffer') buffers.push({ name: inst.attrs.name, shape: g.type(inst.result).shape, value, next: outs.get(inst.attrs.name) ?? '' });
     else if (inst.op === 'dropout_mask') masks.push({ p: inst.attrs.p, site: inst.attrs.site, value });
     else mode = value;
   }
@@ -129,7 +132,11 @@ export function optionsDecl(m: ModuleInfo, t: Typed): string[] {
   const names = buffers.map((b) => b.name).join(', ');
   const missing =
     `${m.name}: this model keeps batchnorm running statistics in buffers (${names}): ` +
-    'pass them in the options, e.g. valueAndGrad(params, inputs, { buffers }) or forward(params, inputs, { buffers }), with buffers = initBuffers()';
+    (m.derivedKind === 'hvp'
+      ? 'pass them in the options, e.g. hvp(params, inputs, v, { buffers }), with buffers = initBuffers()'
+      : m.derivedKind === 'jvp'
+        ? 'pass them in the options, e.g. jvp(params, inputs, tangents, { buffers }), with buffers = initBuffers()'
+        : 'pass them in the options, e.g. valueAndGrad(params, inputs, { buffers }) or forward(params, inputs, { buffers }), with buffers = initBuffers()');
   return [
     ...(masks.length ? ['', '// The dropout mask generator (graphc ir/random.ts): a pure function of (seed, site, element).', ...(t('x') !== '' ? dropoutSourceTyped() : DROPOUT_SOURCE).split('\n')] : []),
     ...(masks.length ? ['', '/** The seed of the next training call that brings none (each such call draws fresh masks). */', 'let nextSeed = 0;'] : []),
@@ -142,11 +149,11 @@ export function optionsDecl(m: ModuleInfo, t: Typed): string[] {
     `function checkOptions(options${t(': Options')}, train${t(': boolean')}, fixed${t(': boolean')})${t(': void')} {`,
     `  if (typeof options !== 'object' || options === null) throw new TypeError('${m.name}: options must be an object');`,
     '  if (options.train !== undefined && !fixed) {',
-    `    if (typeof options.train !== 'boolean') throw new TypeError(\`${m.name}: options.train must be true or false, got \${String(options.train)}\`);`,
+    `    if (typeof options.train !== 'boolean') throw new TypeError(\`${m.name}: options.train must be true or false, got \${describeArg(options.train)}\`);`,
     '    train = options.train;',
     '  }',
     '  if (options.seed !== undefined && !Number.isSafeInteger(options.seed))',
-    `    throw new TypeError(\`${m.name}: options.seed must be an integer, got \${String(options.seed)}\`);`,
+    `    throw new TypeError(\`${m.name}: options.seed must be an integer, got \${describeArg(options.seed)}\`);`,
     ...(buffers.length
       ? [
           `  const b = options.buffers${t(' as Buffers | undefined')};`,
@@ -181,6 +188,7 @@ export function stateCode(m: ModuleInfo, t: Typed, arr: (value: string) => strin
         ]
       : []),
   ];
-  const save = buffers.length ? [`if (${mode}.train) {`, ...buffers.map((b) => `${member(`${opts}.buffers${t('!')}`, b.name)}.set(${arr(b.next)});`), '}'] : [];
+  const updated = buffers.filter((b) => b.next !== '');
+  const save = updated.length ? [`if (${mode}.train) {`, ...updated.map((b) => `${member(`${opts}.buffers${t('!')}`, b.name)}.set(${arr(b.next)});`), '}'] : [];
   return { set, save };
 }

@@ -33,6 +33,48 @@ export function key(name: string): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name);
 }
 
+/** The names a plain object inherits (Object.prototype's members: `toString`, `constructor`, `__proto__`, ...). */
+const INHERITED: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * An argument's property as the checks read it: `obj.name`, or for a name every object inherits,
+ * its own property only (`params.toString` is otherwise Object.prototype's function, and
+ * `params.__proto__` the prototype), undefined when the object has none.
+ */
+export function ownMember(obj: string, name: string): string {
+  return INHERITED.has(name) ? `(Object.hasOwn(${obj}, ${JSON.stringify(name)}) ? ${member(obj, name)} : undefined)` : member(obj, name);
+}
+
+/**
+ * `describeArg(x)`: a value as an error message shows it, its type named where a number alone
+ * would hide it (`the string '0.1'`, `an Array`, `null`).
+ */
+export function describeArgDecl(t: Typed): string[] {
+  return [
+    '/** A value as an error message shows it: numbers as they are, anything else with its type. */',
+    `function describeArg(x${t(': unknown')})${t(': string')} {`,
+    "  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);",
+    "  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;",
+    "  if (typeof x === 'bigint') return `the bigint ${x}n`;",
+    "  if (typeof x === 'symbol') return `the symbol ${String(x)}`;",
+    "  if (typeof x === 'function') return 'a function';",
+    '  const tag = Object.prototype.toString.call(x).slice(8, -1);',
+    '  return `${/^[AEIOU]/.test(tag) ? \'an\' : \'a\'} ${tag}`;',
+    '}',
+  ];
+}
+
+/**
+ * The run-time check of a learning rate in `lr` (trainStep's, update's): a finite number ≥ 0, as
+ * the CLI's --lr (which also refuses 0, a value a schedule may reach at run time).
+ */
+export function lrCheck(name: string, indent: string): string[] {
+  return [
+    `${indent}if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${name}: the learning rate must be a finite number, got \${describeArg(lr)}\`);`,
+    `${indent}if (lr < 0) throw new RangeError(\`${name}: lr, the learning rate, must be ≥ 0, got \${lr}\`);`,
+  ];
+}
+
 /** A property access `obj.name` or `obj["name"]`. */
 export function member(obj: string, name: string): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? `${obj}.${name}` : `${obj}[${JSON.stringify(name)}]`;
@@ -60,6 +102,8 @@ export interface ModuleInfo {
   readonly bwd: Graph;
   /** Source line text of a location, for comments. */
   readonly sourceLine: (loc: Loc) => string | undefined;
+  /** The module of a derived function (--hvp, --jvp), enclosed in the model's module. */
+  readonly derivedKind?: 'hvp' | 'jvp';
   /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
   readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
@@ -244,13 +288,14 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     const b = bounds.get(e.name);
     const binding = [...binds].find(([, x]) => kind === 'input' && x.input === e.name);
     const call = binding
-      ? `bindDim(${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${t}, '${binding[0]}', ${sizeCode(binding[1].per)}, '${formatType(e)}');`
-      : `expectArray('${kind}', ${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${t}, ${sizeCode(numelSize(e.shape))}, '${formatType(e)}'${e.shape.some(isSymbol) ? ', true' : ''});`;
+      ? `bindDim(${JSON.stringify(e.name)}, ${ownMember(obj, e.name)}, ${t}, '${binding[0]}', ${sizeCode(binding[1].per)}, '${formatType(e)}');`
+      : `expectArray('${kind}', ${JSON.stringify(e.name)}, ${ownMember(obj, e.name)}, ${t}, ${sizeCode(numelSize(e.shape))}, '${formatType(e)}'${e.shape.some(isSymbol) ? ', true' : ''});`;
     return b === undefined ? [call] : [call, `expectIndices(${JSON.stringify(e.name)}, ${member(obj, e.name)}, ${b});`];
   };
   const typedChecks = [
     '  if (a === undefined || a === null) throw new TypeError(`' + m.name + ': missing ${kind} \'${name}\' (${type_})`);',
-    '  if (!(a instanceof type))',
+    // a typed array of another realm (a vm context, an iframe) is not an instance of this realm's class
+    '  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))',
     '    throw new TypeError(`' + m.name + ': ${kind} \'${name}\' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);',
   ];
   const symbolic = syms.length === 0 ? [] : [
@@ -291,11 +336,12 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     ' */',
     `function checkKeys(kind${t(': string')}, obj${t(': object')}, known${t(': Record<string, string>')}, note${t('?: Record<string, string>')})${t(': void')} {`,
     `  const given = obj${t(' as Record<string, unknown>')};`,
-    '  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);',
+    // (a name every object inherits, such as toString, counts only as the object's own property)
+    '  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);',
     '  if (missing === undefined) return;',
     '  const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));',
     "  const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of " + m.name + " (its ${kind}s: ${Object.keys(known).join(', ')})` : '';",
-    '  throw new TypeError(`' + m.name + ": missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);",
+    '  throw new TypeError(`' + m.name + ": missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);",
     '}',
     '',
   ];
@@ -310,6 +356,8 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     '',
   ];
   return [
+    ...describeArgDecl(t),
+    '',
     ...keyTables,
     ...keyChecks,
     ...symbolic,
@@ -345,9 +393,9 @@ export function checkDecl(m: ModuleInfo, t: Typed): string[] {
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
     "  if (typeof inputs !== 'object' || inputs === null) throw new TypeError('" + m.name + ": inputs must be an object');",
     // checkKeys runs only when an argument is missing: a call that is fine allocates nothing
-    `  if (${params(m.fwd).map((e) => `${member('params', e.name)} == null`).join(' || ') || 'false'}) checkKeys('param', params, paramKeys);`,
+    `  if (${params(m.fwd).map((e) => `${ownMember('params', e.name)} == null`).join(' || ') || 'false'}) checkKeys('param', params, paramKeys);`,
     ...params(m.fwd).flatMap(line('param', 'params')),
-    `  if (${inputOrder.map((e) => `${member('inputs', e.name)} == null`).join(' || ') || 'false'}) checkKeys('input', inputs, inputKeys, inputNotes);`,
+    `  if (${inputOrder.map((e) => `${ownMember('inputs', e.name)} == null`).join(' || ') || 'false'}) checkKeys('input', inputs, inputKeys, inputNotes);`,
     // the inputs that bind dimensions first, in the order they bind them
     ...inputOrder.flatMap(line('input', 'inputs')),
     '}',

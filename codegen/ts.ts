@@ -12,7 +12,7 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, member, params, specDecl, typeDecls, typedAs, uniformConst } from './module.js';
+import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, lrCheck, member, ownMember, params, specDecl, typeDecls, typedAs, uniformConst } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
@@ -325,12 +325,12 @@ function updateDecl(m: ModuleInfo, t: Typed): string[] {
   if (m.optimizer?.name !== 'sgd') return [];
   const ps = params(m.fwd);
   const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
-    `expectArray('${kind}', ${JSON.stringify(p.name)}, ${member(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;
+    `expectArray('${kind}', ${JSON.stringify(p.name)}, ${ownMember(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;
   return [
     '',
     '/** One step of stochastic gradient descent, in place: each param minus lr times its gradient (--optimizer sgd). */',
     `export function update(params${t(': Params')}, grads${t(': Grads')}, lr${t(': number')})${t(': void')} {`,
-    `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
+    ...lrCheck(m.name, '  '),
     ...ps.map(check('param', 'params')),
     ...ps.map(check('gradient', 'grads')),
     ...ps.map((p) => {

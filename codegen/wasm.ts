@@ -12,7 +12,7 @@
 import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
-import { commentText, key, member } from './module.js';
+import { commentText, key, member, typedAs } from './module.js';
 import { OPTIMIZERS, scalarNames } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
 import type { UpdateTarget } from './wasm/update.js';
@@ -116,7 +116,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     }
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
-  const training = m.optimizer ? trainLayout(m, address, end) : undefined;
+  const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
   if (training) end = training.end;
   const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
 
@@ -258,7 +258,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
  * The state of a param the kernel does not cover (its gradient is a copy outside the memory) is a
  * plain array, updated by the flat module's loop.
  */
-function trainLayout(m: ModuleInfo, address: Address, start: number): { end: number; backend: TrainBackend; kernel?: Kernel } {
+function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): { end: number; backend: TrainBackend; kernel?: Kernel } {
   const spec = m.optimizer!;
   const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
   const scalars = scalarNames(spec);
@@ -285,7 +285,7 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
         end += align(n * 4);
       }
       targets.push({ n, p: staged, g, slots: at });
-    } else for (const s of slots) fields.get(s)!.push(`${key(o.name)}: new Float32Array(${n})`);
+    }
   }
   const scalarsAt = end;
   end += align(Math.max(1, scalars.length) * 4);
@@ -295,14 +295,31 @@ function trainLayout(m: ModuleInfo, address: Address, start: number): { end: num
   };
   const backend: TrainBackend = {
     decls: [
-      `// The optimizer state lives in the memory, where the update kernel reads it: initOptState resets this one`,
-      `// state and returns it; a state of the caller's own is copied in before the kernel and out after it.`,
-      `const optState = { step: 0${slots.map((s) => `, ${s}: { ${fields.get(s)!.join(', ')} }`).join('')} };`,
+      `// The optimizer state in the memory, where the update kernel reads and writes it. The first initOptState`,
+      `// of this instance returns a state whose arrays are these (a fresh object: step 0, zeros), which trainStep`,
+      `// then updates in place; any other state (a later initOptState's plain arrays, one of the caller's own, or`,
+      `// an array the caller replaced) is copied in before the kernel and back out after it, the first state's`,
+      `// arrays kept aside meanwhile: every state is independent of the others, and its arrays are the state.`,
+      `const optMemory = { ${slots.map((s) => `${s}: { ${fields.get(s)!.join(', ')} }`).join(', ')} };`,
+      `let optHandedOut = false; // whether initOptState has returned the memory's arrays`,
+      `const optSpares${t(': (Float32Array | undefined)[]')} = []; // the memory's arrays, kept aside while another state's are in`,
+      `/** Before the update kernel: a state's array that is not the memory's own is copied in. */`,
+      `function optIn(k${t(': number')}, mine${t(': Float32Array')}, theirs${t(': Float32Array')})${t(': void')} {`,
+      `  if (theirs === mine) return;`,
+      `  if (optHandedOut) (optSpares[k] ??= new Float32Array(mine.length)).set(mine);`,
+      `  mine.set(theirs);`,
+      `}`,
+      `/** After it: that array back out, and the memory's own back in. */`,
+      `function optOut(k${t(': number')}, mine${t(': Float32Array')}, theirs${t(': Float32Array')})${t(': void')} {`,
+      `  if (theirs === mine) return;`,
+      `  theirs.set(mine);`,
+      `  if (optHandedOut) mine.set(optSpares[k]${t('!')});`,
+      `}`,
       `const optScalars = new Float32Array(memory.buffer, ${scalarsAt}, ${Math.max(1, scalars.length)}); // ${scalars.join(', ') || 'unused'}`,
       '',
     ],
     covered,
-    resident: 'optState',
+    resident: 'optMemory',
     run: (names) => [
       ...names.map((s, k) => `optScalars[${k}] = ${s};`),
       'kernels.update();',

@@ -64,6 +64,10 @@ export function hvpGraph(g: Graph): Graph {
  * construction uses are gone once the passes have run (see dropCotangents). Mutates g.
  */
 export function jvpGraph(g: Graph): Graph {
+  // the model's outputs: not the next running statistics (outputs named after their buffers), which
+  // jvp reads and never updates
+  const buffers = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
+  g.outputs = g.outputs.filter((o) => !buffers.has(o.name));
   const outs = g.outputs.filter((o) => g.type(o.value).dtype === 'f32');
   const wrt = [...sources(g, 'param'), ...sources(g, 'input').filter((x) => g.type(x.value).dtype === 'f32')];
   const loc = g.def(lossValue(g)).loc;

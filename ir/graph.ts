@@ -31,7 +31,7 @@ const RESERVED = new Set(
     'outputsObj result dims boundBy bindDim boundDims laidOut layout arena buf buffers stage backwardPass expectTyped ' +
     'checkFinite steps current prepare GPU gpu mode options kernel create setupWebGPU build built args forwardPlan ' +
     'gradPlan zeros zeroInputs fn src constants thread Sizes Mode Model ' +
-    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32'
+    'Buffers Options initBuffers checkOptions callState noOptions nextSeed fillDropoutMask dropoutKey hash32 describeArg'
   ).split(' '),
 );
 
@@ -80,6 +80,14 @@ export class Names {
 
   release(name: string): void {
     this.used.delete(name);
+  }
+
+  /** An allocator in the same state that claims apart from this one. */
+  clone(): Names {
+    const n = new Names(this.reserved);
+    for (const u of this.used) n.used.add(u);
+    for (const [k, v] of this.next) n.next.set(k, v);
+    return n;
   }
 
   /** Claims an exact name that is known to be free (e.g. a forward value read by name). */
@@ -272,6 +280,24 @@ export class Graph {
         l.push(inst);
       }
     return m;
+  }
+
+  /**
+   * A copy that passes may change without changing this graph (the derived graphs of --hvp and
+   * --jvp start from the traced graph, which the model's own passes then change). Instructions,
+   * value ids, types and custom rules are never mutated: they are shared; values, names and the
+   * lists are copied.
+   */
+  clone(): Graph {
+    const g = new Graph(this.name, this.kind, this.names.clone());
+    for (const v of this.values) g.values.push({ ...v });
+    for (const i of this.instById) g.instById.push(i);
+    g.insts = [...this.insts];
+    g.outputs = [...this.outputs];
+    g.groups = [...this.groups];
+    for (const r of this.rules) g.rules.push(r);
+    g.frozen = this.frozen;
+    return g;
   }
 
   byName(name: string): Value | undefined {

@@ -91,12 +91,13 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
 
 /**
  * The graph of hvp or jvp (ir/derived.ts), lowered as a forward-only model: the model traced
- * afresh, its forward passes, the reverse passes run into it, the forward passes again, fusion
+ * once for the module (a copy of that trace: a model that draws Math.random() or keeps state
+ * gives the derived functions the same function as forward), its forward passes, the reverse passes run into it, the forward passes again, fusion
  * and the memory plan. Its backward graph only holds zeros (valueAndGrad of a derived graph is
  * never called).
  */
-export function lowerDerived(model: LoadedModel, kind: 'hvp' | 'jvp'): { fwd: Graph; bwd: Graph; plan: Plan } {
-  const g = traceModel(model).graph;
+export function lowerDerived(traced: Graph, kind: 'hvp' | 'jvp'): { fwd: Graph; bwd: Graph; plan: Plan } {
+  const g = traced.clone();
   runPasses(g, FORWARD_PASSES, { keep: new Set() });
   if (kind === 'hvp') hvpGraph(g);
   else jvpGraph(g);
@@ -127,11 +128,13 @@ export function traceFile(file: string, opts: { scopes?: boolean } = {}): { mode
 }
 
 /** Front end and middle end: the optimised forward and backward graphs. */
-export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[] } {
+export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph } {
   const { model, traced } = traceFile(file);
   const fwd = traced.graph;
+  // --hvp, --jvp: the derived graphs start from this trace (lowerDerived), before the passes change it
+  const copy = opts.hvp || opts.jvp ? fwd.clone() : undefined;
   const { bwd, plan } = lower(fwd, opts);
-  return { model, fwd, bwd, plan, warnings: traced.warnings };
+  return { model, fwd, bwd, plan, warnings: traced.warnings, traced: copy };
 }
 
 /**
@@ -181,7 +184,7 @@ async function format(code: string, parser: 'babel-ts' | 'babel', filepath: stri
 }
 
 export async function compile(file: string, opts: CompileOptions = {}): Promise<Compiled> {
-  const { model, fwd, bwd, plan, warnings } = compileGraphs(file, opts);
+  const { model, fwd, bwd, plan, warnings, traced } = compileGraphs(file, opts);
   const name = fwd.name;
   const lines = new Map<string, string[]>();
   const sourceLine = (loc: Loc) => {
@@ -191,8 +194,8 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
   };
   const source = displaySource(file);
   const derivedInfo = (kind: 'hvp' | 'jvp'): ModuleInfo => {
-    const d = lowerDerived(model, kind);
-    return { name: `${name}.${kind}`, plan: d.plan, source, fwd: d.fwd, bwd: d.bwd, sourceLine };
+    const d = lowerDerived(traced!, kind);
+    return { name: `${name}.${kind}`, plan: d.plan, source, fwd: d.fwd, bwd: d.bwd, sourceLine, derivedKind: kind };
   };
   const info: ModuleInfo = {
     name,

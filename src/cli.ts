@@ -367,26 +367,29 @@ Object.assign(VERBS, inspectVerbs);
 
 const interopVerbs: Record<string, Verb> = {
   export: {
-    usage: 'graphc export MODEL.ts --onnx OUT.onnx [--params FILE]',
+    usage: 'graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]',
     summary:
       'Writes the forward graph of a model (the outputs it returns) as an ONNX model (opset 17):\n' +
-      'the params as initializers (from --params FILE, a .safetensors or JSON values file, else\n' +
-      'initParams(0)), inputs and outputs named as in spec, symbolic dimensions as dim_params,\n' +
-      'the fused ops as ONNX operators (Softmax, LayerNormalization, BatchNormalization, Gather).',
+      'the params as initializers (from --params FILE, a .safetensors or JSON values file holding\n' +
+      'every param and buffer, else initParams(0)), inputs and outputs named as in spec, symbolic\n' +
+      'dimensions as dim_params, the fused ops as ONNX operators (Softmax, LayerNormalization,\n' +
+      'BatchNormalization, Gather).',
     options: {
       onnx: { value: 'FILE', help: 'the ONNX file to write' },
-      params: { value: 'FILE', help: 'param values (.safetensors or JSON); the others from initParams(0)' },
+      params: { value: 'FILE', help: 'param values (.safetensors or JSON): every param and buffer of the model' },
+      'allow-missing': { help: 'with --params: export a param or buffer the file lacks with its initial value (a warning each)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
-      if (typeof opts.onnx !== 'string') throw new UsageError('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE]');
+      if (typeof opts.onnx !== 'string') throw new UsageError('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]');
+      if (opts['allow-missing'] === true && typeof opts.params !== 'string') throw new UsageError('graphc export: --allow-missing needs --params FILE');
       const out = opts.onnx;
       const { params } = valuesOptions(opts);
       const { exportFile } = await import('./onnx/index.js');
       let bytes: Uint8Array;
       try {
-        ({ bytes } = await exportFile(file!, { params }));
+        ({ bytes } = await exportFile(file!, { params, allowMissing: opts['allow-missing'] === true, warn: (w) => io.err(`${w}\n`) }));
       } catch (e) {
         return report(e, io, diskSources(file!));
       }

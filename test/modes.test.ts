@@ -256,6 +256,7 @@ describe('a model with dropout and batchnorm running statistics', () => {
       new TypeError("modes: missing buffer 'bn1.running_var' (f32[16])"),
     );
     expect(() => m.flat.valueAndGrad(params, inputs, { buffers: m.flat.initBuffers(), seed: 0.5 })).toThrow(new TypeError('modes: options.seed must be an integer, got 0.5'));
+    expect(() => m.flat.valueAndGrad(params, inputs, { buffers: m.flat.initBuffers(), seed: '1' as unknown as number })).toThrow(new TypeError("modes: options.seed must be an integer, got the string '1'"));
   });
 });
 

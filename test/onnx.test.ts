@@ -203,7 +203,36 @@ export default model('misc', (g) => {
     expect(relErr(got.probs!.data as Float32Array, initial.probs as Float32Array)).toBeGreaterThan(1e-3);
   });
 
-  it('takes the params from a safetensors or JSON file (--params); the others from initParams(0)', async () => {
+  it('refuses a params file that lacks a param or buffer, naming each (exit 2, nothing written)', async () => {
+    const dir = tmp();
+    const json = path.join(dir, 'p.json');
+    writeFileSync(json, JSON.stringify({ w0: [5], x0: [1], x1: [2] }));
+    const out = path.join(dir, 'neuron.onnx');
+    const r = await run(['export', 'examples/neuron.ts', '--onnx', out, '--params', json]);
+    expect(r.err).toBe(
+      `graphc export: ${json} has no param 'w1' (f32[]), param 'w2' (f32[]) of neuron: the exported model would hold initial values for them; add them to the file, or pass --allow-missing to export initParams(0) values with a warning each\n`,
+    );
+    expect(r.code).toBe(2);
+    expect(existsSync(out)).toBe(false);
+    // a checkpoint without the running statistics
+    const mod = (await import(pathToFileURL(path.join(ROOT, 'generated/makemore_running/makemore_running.js')).href)) as GeneratedModule;
+    const st = path.join(dir, 'params-only.safetensors');
+    saveParams(st, mod.initParams(5), { spec: mod.spec });
+    const e = await run(['export', 'examples/makemore_running.ts', '--onnx', out, '--params', st]);
+    expect(e.err).toBe(
+      `graphc export: ${st} has no buffer 'hpreact.running_mean' (f32[64]), buffer 'hpreact.running_var' (f32[64]) of makemore_running: the exported model would hold initial values for them; add them to the file, or pass --allow-missing to export torch's initial running statistics (means 0, variances 1) with a warning each\n`,
+    );
+    expect(e.code).toBe(2);
+    const a = await run(['export', 'examples/makemore_running.ts', '--onnx', out, '--params', st, '--allow-missing']);
+    expect(a.err).toBe(
+      `graphc export: warning: ${st} has no buffer 'hpreact.running_mean' (f32[64]): exported with torch's initial mean, 0 (--allow-missing)\n` +
+        `graphc export: warning: ${st} has no buffer 'hpreact.running_var' (f32[64]): exported with torch's initial variance, 1 (--allow-missing)\n`,
+    );
+    expect(a.code).toBe(0);
+    expect((await run(['export', 'examples/neuron.ts', '--onnx', out, '--allow-missing'])).err).toBe('graphc export: --allow-missing needs --params FILE\n');
+  });
+
+  it('takes the params from a safetensors or JSON file (--params); with --allow-missing the others from initParams(0), a warning each', async () => {
     const dir = tmp();
     const st = path.join(dir, 'p.safetensors');
     saveParams(st, { w0: { data: Float32Array.of(5), shape: [] } });
@@ -211,8 +240,8 @@ export default model('misc', (g) => {
     writeFileSync(json, JSON.stringify({ w0: [5] }));
     for (const f of [st, json]) {
       const out = path.join(dir, 'neuron.onnx');
-      const r = await run(['export', 'examples/neuron.ts', '--onnx', out, '--params', f]);
-      expect(r.err).toBe('');
+      const r = await run(['export', 'examples/neuron.ts', '--onnx', out, '--params', f, '--allow-missing']);
+      expect(r.err).toBe(['x0', 'w1', 'x1', 'w2'].map((n) => `graphc export: warning: ${f} has no param '${n}' (f32[]): exported with its initParams(0) value (--allow-missing)\n`).join(''));
       expect(r.out).toMatch(/^wrote .*neuron\.onnx \(\d+ bytes\)\n$/);
       expect(r.code).toBe(0);
       const m = decodeModel(readFileSync(out));
@@ -242,7 +271,7 @@ export default model('misc', (g) => {
   it('is a usage error without --onnx, and writes nothing on a model error', async () => {
     const r = await run(['export', 'examples/neuron.ts']);
     expect(r.code).toBe(2);
-    expect(r.err).toBe('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE]\n');
+    expect(r.err).toBe('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]\n');
     const bad = modelFile(`import { model } from 'graphc';
 export default model('bad', (g) => {
   const x = g.input('x', [3]);

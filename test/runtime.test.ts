@@ -3,6 +3,7 @@
 // value and the DSL line that made it.
 
 import { readFileSync } from 'node:fs';
+import { runInNewContext } from 'node:vm';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -140,10 +141,79 @@ describe('--optimizer sgd', () => {
     expect(params.W1).toBe(W1); // in place
     for (const k of Object.keys(want)) expect(params[k], k).toEqual(want[k]);
     expect(() => m.update(params, grads, NaN)).toThrow(new TypeError('makemore: the learning rate must be a finite number, got NaN'));
+    expect(() => m.update(params, grads, -1)).toThrow(new RangeError('makemore: lr, the learning rate, must be ≥ 0, got -1'));
+    expect(() => m.update(params, grads, '0.1' as unknown as number)).toThrow(new TypeError("makemore: the learning rate must be a finite number, got the string '0.1'"));
     expect(() => m.update(params, { ...grads, b1: new Float32Array(3) }, 0.1)).toThrow(
       new RangeError("makemore: gradient 'b1' must have 64 elements (f32[64]), got 3"),
     );
     expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'rmsprop'])).err).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+  });
+});
+
+const PROTO = `import { model } from 'graphc';
+// names that every object inherits: params, inputs and the optimizer state keyed by them must work
+export default model('proto', (g) => {
+  const a = g.param('constructor', [3], { scale: 0.5 });
+  const b = g.param('toString', [3], { scale: 0.5 });
+  const x = g.input('__proto__', [3]);
+  const y = g.input('valueOf', [3]);
+  return { loss: a.mul(x).add(b).mul(y).square().sum() };
+});
+`;
+
+type Trainer = GeneratedModule & {
+  initOptState(p: Arrays): { step: number; exp_avg: Record<string, Float32Array>; exp_avg_sq: Record<string, Float32Array> };
+  trainStep(p: Arrays, s: object, i: Arrays, o?: { lr?: unknown }): { loss: number } | Promise<{ loss: number }>;
+  hvp?(p: Arrays, i: Arrays, v: Arrays): { loss: number };
+};
+
+describe("names an object inherits, arrays of another realm, the learning rate's type and sign", () => {
+  it('params and inputs named constructor, toString, __proto__, valueOf; a Float32Array from a vm context; lr -1 and \'0.1\' (flat, wasm, GPU.js)', async () => {
+    const out = path.join(tmp(), 'proto');
+    const r = await run(['build', modelFile(PROTO, 'proto.ts'), '--out', out, '--target', 'ts,wasm,gpu', '--optimizer', 'adam', '--hvp']);
+    expect(r.err).toBe('');
+    const flat = (await import(pathToFileURL(path.join(out, 'proto.js')).href)) as Trainer;
+    const wasm = (await import(pathToFileURL(path.join(out, 'proto.wasm.js')).href)) as Trainer;
+    const gpuModule = (await import(pathToFileURL(path.join(out, 'proto.gpu.js')).href)) as { create(o: object): Promise<Trainer>; initParams: Trainer['initParams'] };
+    const gpu = Object.assign(await gpuModule.create({ mode: 'cpu' }), { initParams: gpuModule.initParams });
+    const own = (entries: [string, Float32Array][]) => {
+      const o: Record<string, Float32Array> = {};
+      for (const [k, v] of entries) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+      return o;
+    };
+    const params = () => own([['constructor', Float32Array.of(1, 2, 3)], ['toString', Float32Array.of(0.5, -1, 2)]]);
+    const inputs = () => own([['__proto__', Float32Array.of(2, 1, -1)], ['valueOf', Float32Array.of(1, -2, 0.5)]]);
+    // Σ ((a·x + b)·y)²
+    const want = [0, 1, 2].reduce((s, i) => s + (([1, 2, 3][i]! * [2, 1, -1][i]! + [0.5, -1, 2][i]!) * [1, -2, 0.5][i]!) ** 2, 0);
+    for (const [name, m] of [['flat', flat], ['wasm', wasm], ['gpu', gpu]] as const) {
+      const call = async (p: Arrays, i: Arrays) => (await m.valueAndGrad(p, i)).loss;
+      expect(await call(params(), inputs()), name).toBeCloseTo(want, 4);
+      expect(Object.keys(m.initParams(0)), name).toEqual(['constructor', 'toString']);
+      // a missing one is missing, not Object.prototype's member; other keys of the prototype's names are ignored
+      const { toString: _t, ...noToString } = params();
+      await expect(call(noToString, inputs()), name).rejects.toThrow(new TypeError("proto: missing param 'toString' (f32[3])"));
+      await expect(call(params(), own([['valueOf', Float32Array.of(1, 2, 3)]])), name).rejects.toThrow(new TypeError("proto: missing input '__proto__' (f32[3])"));
+      await expect(call(params(), own([['__proto__', Float32Array.of(1, 2, 3)]])), name).rejects.toThrow(new TypeError("proto: missing input 'valueOf' (f32[3])"));
+      expect(await call(own([...Object.entries(params()), ['hasOwnProperty', new Float32Array(1)]]), inputs()), name).toBeCloseTo(want, 4);
+      // typed arrays of another realm
+      const foreign = own([['constructor', runInNewContext('Float32Array.of(1, 2, 3)') as Float32Array], ['toString', Float32Array.of(0.5, -1, 2)]]);
+      expect(foreign.constructor instanceof Float32Array).toBe(false);
+      expect(await call(foreign, inputs()), `${name} another realm`).toBeCloseTo(want, 4);
+      await expect(call(own([['constructor', new Float64Array(3) as unknown as Float32Array], ['toString', Float32Array.of(0.5, -1, 2)]]), inputs()), name).rejects.toThrow(
+        new TypeError("proto: param 'constructor' must be Float32Array (f32[3]), got Float64Array"),
+      );
+      // the optimizer state keyed by them; the learning rate's sign and type
+      const p = params();
+      const state = m.initOptState(p);
+      expect((await m.trainStep(p, state, inputs())).loss, name).toBeCloseTo(want, 4);
+      expect(state.step).toBe(1);
+      const { toString: _s, ...partial } = state.exp_avg;
+      await expect((async () => m.trainStep(p, { ...state, exp_avg: partial }, inputs()))(), name).rejects.toThrow(new TypeError("proto: missing optimizer state 'exp_avg.toString' (f32[3])"));
+      await expect((async () => m.trainStep(p, state, inputs(), { lr: -1 }))(), name).rejects.toThrow(new RangeError('proto: lr, the learning rate, must be ≥ 0, got -1'));
+      await expect((async () => m.trainStep(p, state, inputs(), { lr: '0.1' }))(), name).rejects.toThrow(new TypeError("proto: the learning rate must be a finite number, got the string '0.1'"));
+      expect(state.step, `${name}: a refused step changes nothing`).toBe(1);
+      if (m.hvp) expect(m.hvp(params(), inputs(), own([['constructor', new Float32Array(3)], ['toString', new Float32Array(3)]])).loss, `${name} hvp`).toBeCloseTo(want, 4);
+    }
   });
 });
 

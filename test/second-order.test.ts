@@ -316,7 +316,7 @@ describe('hvp and jvp', () => {
       };
       const jtRef = along(outAt);
       // the derived graphs hold the first pass's rules of the fused ops, differentiated again
-      note(lowerDerived(traceFile(c.model.file).model, 'hvp').fwd);
+      note(lowerDerived(traceFile(c.model.file).traced.graph, 'hvp').fwd);
       for (const suffix of ['', '.wasm']) {
         const mod = await load(suffix);
         const r = mod.hvp(params, inputs, v);
@@ -332,6 +332,92 @@ describe('hvp and jvp', () => {
         expect(j.outputs.loss).toBeCloseTo(r.loss, 5);
       }
     });
+});
+
+const RANDOM = `import { model } from 'graphc';
+// a model that draws a number when it is traced: every function of the module must be of the one trace
+const c = 1 + Math.random();
+let traces = 0;
+export default model('drawn', (g) => {
+  traces++;
+  const W = g.param('W', [3]);
+  const x = g.input('x', [3]);
+  return { loss: W.mul(x).mul(c * traces).square().sum() };
+});
+`;
+
+const RUNNING = `import { model } from 'graphc';
+export default model('bn', (g) => {
+  const W = g.param('W', [4, 3], { scale: 0.5 });
+  const x = g.input('x', [6, 4]);
+  const y = g.input('y', [6], 'i32');
+  const bn1 = g.batchNorm(x.matmul(W), g.param('gain', [3], { init: 'ones' }), g.param('bias', [3]), { momentum: 0.1 });
+  const logits = bn1.tanh();
+  return { loss: g.crossEntropy(logits, y), logits };
+});
+`;
+
+describe('hvp and jvp: one trace, options', () => {
+  it('a model drawing Math.random() at trace time: hvp and jvp are of the function forward computes (the model is traced once)', async () => {
+    const { c, load } = await importBuilt(modelFile(RANDOM, 'drawn.ts'), { targets: ['ts', 'wasm'], hvp: true, jvp: true });
+    // (the enclosed wasm modules leave the WebAssembly API's declaration to the module: TypeScript allows no declare in a function)
+    const wasmTs = c.files.find((f) => f.name === 'drawn.wasm.ts')!.content as string;
+    expect(wasmTs.match(/^ *declare const WebAssembly/gm)).toEqual(['declare const WebAssembly']);
+    const params = { W: Float32Array.from([0.5, -1, 2]) };
+    const inputs = { x: Float32Array.from([1, 2, -0.5]) };
+    const v = { W: Float32Array.from([1, 0.5, -2]) };
+    for (const suffix of ['', '.wasm']) {
+      const mod = await load(suffix);
+      const loss = mod.forward(params, inputs).loss as number;
+      // loss = k² Σ (W x)², so Hv = 2 k² x² v, with k² = loss / Σ (W x)²
+      const k2 = loss / [0, 1, 2].reduce((a, i) => a + (params.W[i]! * inputs.x[i]!) ** 2, 0);
+      const r = mod.hvp(params, inputs, v);
+      expect(r.loss, `${suffix} hvp loss`).toBeCloseTo(loss, 4);
+      expect(relErr(r.hv.W, [0, 1, 2].map((i) => 2 * k2 * inputs.x[i]! ** 2 * v.W[i]!)), `${suffix} hv`).toBeLessThan(1e-5);
+      const j = mod.jvp(params, inputs, { W: v.W, x: new Float32Array(3) });
+      expect(j.outputs.loss, `${suffix} jvp loss`).toBeCloseTo(loss, 4);
+      expect(j.tangentOutputs.loss, `${suffix} J·t`).toBeCloseTo([0, 1, 2].reduce((a, i) => a + 2 * k2 * params.W[i]! * inputs.x[i]! ** 2 * v.W[i]!, 0), 3);
+    }
+  });
+
+  it('a model with batchnorm running statistics: hvp and jvp take the options (buffers, train), read the buffers and leave them as they are', async () => {
+    const { c, load } = await importBuilt(modelFile(RUNNING, 'bn.ts'), { targets: ['ts', 'wasm'], hvp: true, jvp: true });
+    const { params, inputs } = randomArgs(c.fwd, 3);
+    inputs.y = Int32Array.from([0, 1, 2, 0, 1, 2]);
+    const v = randomArgs(c.fwd, 4).params;
+    for (const suffix of ['', '.wasm']) {
+      const mod = await load(suffix);
+      expect(() => mod.hvp(params, inputs, v)).toThrow(
+        new TypeError('bn.hvp: this model keeps batchnorm running statistics in buffers (bn1.running_mean, bn1.running_var): pass them in the options, e.g. hvp(params, inputs, v, { buffers }), with buffers = initBuffers()'),
+      );
+      expect(() => mod.jvp(params, inputs, { ...v, x: new Float32Array(24) })).toThrow(
+        new TypeError('bn.jvp: this model keeps batchnorm running statistics in buffers (bn1.running_mean, bn1.running_var): pass them in the options, e.g. jvp(params, inputs, tangents, { buffers }), with buffers = initBuffers()'),
+      );
+      // running statistics away from their initial values, so that evaluation and training differ
+      const buffers = { 'bn1.running_mean': Float32Array.from([0.3, -0.2, 0.1]), 'bn1.running_var': Float32Array.from([2, 0.5, 1.5]) };
+      const kept = structuredClone(buffers);
+      // training: the Hessian of the loss valueAndGrad differentiates, against central differences of its gradient
+      const shifted = (eps: number) => Object.fromEntries(Object.entries(params).map(([k, a]) => [k, (a as Float32Array).map((x, i) => x + eps * (v[k] as Float32Array)[i]!)]));
+      const gradAt = (eps: number) => {
+        const g = mod.valueAndGrad(shifted(eps), inputs, { buffers: structuredClone(kept) }).grads;
+        return Object.keys(params).flatMap((k) => Array.from(g[k] as Float32Array));
+      };
+      const eps = 1e-2;
+      const [gp, gm] = [gradAt(eps), gradAt(-eps)];
+      const r = mod.hvp(params, inputs, v, { buffers, train: true });
+      const trainingLoss = r.loss as number; // (the result is the module's, overwritten by the next call)
+      expect(relErr(Object.keys(params).flatMap((k) => Array.from(r.hv[k] as Float32Array)), gp.map((x, i) => (x - gm[i]!) / (2 * eps))), `${suffix} hv (training)`).toBeLessThan(1e-2);
+      expect(trainingLoss, `${suffix} hvp loss (training)`).toBeCloseTo(mod.valueAndGrad(params, inputs, { buffers: structuredClone(kept) }).loss, 5);
+      // evaluation (the default): the loss forward computes with the running statistics
+      expect(mod.hvp(params, inputs, v, { buffers }).loss, `${suffix} hvp loss (evaluation)`).toBeCloseTo(mod.forward(params, inputs, { buffers: structuredClone(kept) }).loss, 5);
+      const j = mod.jvp(params, inputs, { ...v, x: new Float32Array(24) }, { buffers, train: true });
+      expect(j.outputs.loss, `${suffix} jvp loss (training)`).toBeCloseTo(trainingLoss, 5);
+      expect(Array.from(mod.jvp(params, inputs, { ...v, x: new Float32Array(24) }, { buffers }).outputs.logits as Float32Array), `${suffix} jvp logits (evaluation)`).toEqual(
+        Array.from(mod.forward(params, inputs, { buffers: structuredClone(kept) }).logits as Float32Array),
+      );
+      expect(buffers, `${suffix} buffers read, never updated`).toEqual(kept);
+    }
+  });
 });
 
 describe('coverage', () => {

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { modelFile, ROOT, tmp } from './helpers.js';
 
 const EXAMPLES = ['neuron', 'makemore', 'makemore_composite', 'makemore_inference', 'wavenet', 'gpt', 'twolayer', 'classifier', 'cnn', 'pinn'];
@@ -56,6 +56,16 @@ function expectSame(a: Omit<Instance, 'destroy' | 'threads'>, b: Omit<Instance, 
 }
 
 const open: Instance[] = [];
+// create() caps the thread count at the machine's hardware threads (the navigator's count where
+// there is one): the splits over 3 and 4 threads are tested on any machine as if it had 4
+const realNavigator = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
+const hardware = { hardwareConcurrency: 4 };
+beforeAll(() => void Object.defineProperty(globalThis, 'navigator', { value: hardware, configurable: true, writable: true }));
+afterAll(() => {
+  if (realNavigator) Object.defineProperty(globalThis, 'navigator', realNavigator);
+  else delete (globalThis as { navigator?: unknown }).navigator;
+});
+
 afterAll(async () => {
   for (const i of open) await i.destroy();
 });
@@ -69,6 +79,28 @@ describe.each(EXAMPLES)('the threaded wasm module of %s', (name) => {
       open.push(t);
       expect(t.threads).toBe(threads);
       for (const seed of [1, 2]) expectSame(m, t, params, inputsOf(m, seed));
+    }
+  });
+});
+
+describe('the thread count', () => {
+  it('is capped at the hardware threads, with one warning (create({ threads: 64 }) on 2 cores: 2 threads, 1 worker)', async () => {
+    const m = await load(path.join(ROOT, 'generated', 'gpt', 'gpt.wasm.js'));
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    hardware.hardwareConcurrency = 2;
+    try {
+      const a = await m.create({ threads: 64, minWork: 0 });
+      open.push(a);
+      const b = await m.create({ threads: 3, minWork: 0 });
+      open.push(b);
+      expect([a.threads, b.threads]).toEqual([2, 2]);
+      expect(warn.mock.calls).toEqual([['create: threads: 64 is more than the 2 hardware threads of this machine: using 2 (docs/threads.md)']]);
+      const params = m.initParams(3);
+      expectSame(m, a, params, inputsOf(m, 1));
+      await expect(m.create({ threads: '2' as unknown as number })).rejects.toThrow("create: threads must be a whole number ≥ 1, got the string '2'");
+    } finally {
+      hardware.hardwareConcurrency = 4;
+      warn.mockRestore();
     }
   });
 });

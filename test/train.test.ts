@@ -140,6 +140,60 @@ describe('trainStep: arguments and state', () => {
     }
   });
 
+  it('initOptState gives fresh, independent states whose arrays are the state (flat, wasm, a threaded wasm instance)', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(tmp(), 'states');
+    expect((await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', 'adam'])).code).toBe(0);
+    const compiled = await compile(file, { targets: [] });
+    const clone = (ps: Arrays) => Object.fromEntries(Object.entries(ps).map(([k, v]) => [k, Float32Array.from(v as Float32Array)]));
+    type State = { step: number; exp_avg: Record<string, Float32Array>; exp_avg_sq: Record<string, Float32Array> };
+    /** Two models trained alternately, then a state's array replaced and another written in place. */
+    const scenario = (mod: Trainer) => {
+      const A = clone(randomArgs(compiled.fwd, 3).params);
+      const B = clone(randomArgs(compiled.fwd, 4).params);
+      const { inputs } = randomArgs(compiled.fwd, 5);
+      const sA = mod.initOptState(A) as unknown as State;
+      const sB = mod.initOptState(B) as unknown as State;
+      expect(sA).not.toBe(sB);
+      expect(sA.exp_avg.W1).not.toBe(sB.exp_avg.W1);
+      const losses: number[] = [];
+      for (let t = 0; t < 5; t++) {
+        losses.push(mod.trainStep(A, sA, inputs).loss);
+        losses.push(mod.trainStep(B, sB, inputs).loss);
+      }
+      expect(sA.step).toBe(5);
+      // a later state starts from zeros and leaves the others as they are
+      const before = Float32Array.from(sA.exp_avg.W2!);
+      const sC = mod.initOptState(A) as unknown as State;
+      expect(sC.step).toBe(0);
+      expect(Math.max(...sC.exp_avg.W2!.map(Math.abs))).toBe(0);
+      expect(sA.exp_avg.W2).toEqual(before);
+      // the arrays are the state: one replaced (a loaded checkpoint), one written in place
+      sA.exp_avg.W1 = Float32Array.from(sB.exp_avg.W1);
+      sA.exp_avg_sq.W2.set(sB.exp_avg_sq.W2);
+      const W1 = sA.exp_avg.W1;
+      losses.push(mod.trainStep(A, sA, inputs).loss);
+      expect(sA.exp_avg.W1).toBe(W1);
+      return { A, B, sA, losses };
+    };
+    const flat = scenario((await import(pathToFileURL(path.join(out, 'mlp.js')).href)) as Trainer);
+    const wasm = (await import(pathToFileURL(path.join(out, 'mlp.wasm.js')).href)) as Trainer & { create(o: object): Promise<Trainer & { destroy(): Promise<void> }> };
+    const threaded = await wasm.create({ threads: 2, minWork: 0 });
+    try {
+      for (const [name, r] of [['wasm', scenario(wasm)], ['threaded', scenario(threaded)]] as const) {
+        expect(relErr(r.losses, flat.losses), `${name} losses`).toBeLessThan(1e-5);
+        for (const k of Object.keys(flat.A)) {
+          expect(relErr(r.A[k]!, flat.A[k]!), `${name} A.${k}`).toBeLessThan(1e-5);
+          expect(relErr(r.B[k]!, flat.B[k]!), `${name} B.${k}`).toBeLessThan(1e-5);
+          expect(relErr(r.sA.exp_avg[k]!, flat.sA.exp_avg[k]!), `${name} exp_avg.${k}`).toBeLessThan(1e-5);
+          expect(relErr(r.sA.exp_avg_sq[k]!, flat.sA.exp_avg_sq[k]!), `${name} exp_avg_sq.${k}`).toBeLessThan(1e-5);
+        }
+      }
+    } finally {
+      await threaded.destroy();
+    }
+  });
+
   it('rejects options that do not fit the optimizer', async () => {
     const file = modelFile(MODEL, 'mlp.ts');
     const out = path.join(tmp(), 'bad');

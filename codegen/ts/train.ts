@@ -5,7 +5,7 @@
 
 import { numelSize, sizeText } from '../../ir/dims.js';
 import type { ModuleInfo, Typed } from '../module.js';
-import { commentText, key, member, params } from '../module.js';
+import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
 import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from '../optim.js';
@@ -16,7 +16,7 @@ export interface TrainBackend {
   readonly decls: readonly string[];
   /** Params the kernel updates (its arrays are in the memory); the others take the JavaScript loop. */
   readonly covered: ReadonlySet<string>;
-  /** The state arrays that live in the memory: `resident.exp_avg.W1` etc. (an expression). */
+  /** The kernel's copy of the state arrays in the memory: `resident.exp_avg.W1` etc. (an expression). */
   readonly resident: string;
   /** Code that runs the kernel, given the scalars' names in the order of `scalarNames`. */
   run(scalars: readonly string[]): string[];
@@ -81,10 +81,10 @@ export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; fre
     '/** Checks an optimizer state before a step. */',
     `function checkOptState(state${t(': OptState')})${t(': void')} {`,
     `  if (typeof state !== 'object' || state === null) throw new TypeError('${m.name}: the optimizer state must be an object from initOptState(params)');`,
-    `  if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(\`${m.name}: state.step must be a non-negative integer, got \${state.step}\`);`,
+    `  if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(\`${m.name}: state.step must be a non-negative integer, got \${describeArg(state.step)}\`);`,
     ...slots.flatMap((s) => [
       `  if (typeof state.${s} !== 'object' || state.${s} === null) throw new TypeError('${m.name}: state.${s} is missing: make the state with initOptState(params)');`,
-      ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`${s}.${p.name}`)}, ${member(`state.${s}`, p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+      ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`${s}.${p.name}`)}, ${ownMember(`state.${s}`, p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     ]),
     '}',
   ];
@@ -109,18 +109,9 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
-  // the wasm module's state lives in its memory; a state of the caller's own is copied in and out
-  const residentCopies = (dir: 'in' | 'out') =>
-    c.backend && covered.size
-      ? slots.flatMap((s) =>
-          ps
-            .filter((p) => covered.has(p.name))
-            .map((p) => {
-              const [mine, theirs] = [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)];
-              return dir === 'in' ? `if (${theirs} !== ${mine}) ${mine}.set(${theirs});` : `if (${theirs} !== ${mine}) ${theirs}.set(${mine});`;
-            }),
-        )
-      : [];
+  // the wasm module's kernel reads the state in its memory: the caller's state is copied in and back out
+  const residentPairs = c.backend && covered.size ? slots.flatMap((s) => ps.filter((p) => covered.has(p.name)).map((p) => [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)] as const)) : [];
+  const residentCopies = (dir: 'in' | 'out') => residentPairs.map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
@@ -132,14 +123,18 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     `/** A fresh optimizer state: step 0${slots.length ? `, ${slots.join(' and ')} zeros` : ''}. */`,
     `export function initOptState(params${t(': Params')})${t(': OptState')} {`,
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
-    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${member('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     ...(c.backend && covered.size
       ? [
-          `  ${c.backend.resident}.step = 0;`,
-          ...slots.flatMap((s) => ps.map((p) => `  ${member(`${c.backend!.resident}.${s}`, p.name)}.fill(0);`)),
-          `  return ${c.backend.resident};`,
+          '  // the first state of this instance: the arrays in the memory (zeroed), the others plain arrays',
+          '  if (!optHandedOut) {',
+          '    optHandedOut = true;',
+          ...residentPairs.map(([mine]) => `    ${mine}.fill(0);`),
+          `    return { step: 0${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: ${covered.has(p.name) ? member(`${c.backend!.resident}.${s}`, p.name) : `new Float32Array(${sizeOf(p)})`}`).join(', ')} }`).join('')} };`,
+          '  }',
         ]
-      : [`  return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`]),
+      : []),
+    `  return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`,
     '}',
     '',
     ...checkState,
@@ -168,7 +163,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': { loss: number }')} {`,
     "  // (not `options?.lr ?? hyper.lr`: V8 boxed that number, 16 bytes a step)",
     '  const lr = options !== undefined && options.lr !== undefined ? options.lr : hyper.lr;',
-    `  if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError(\`${m.name}: the learning rate must be a finite number, got \${lr}\`);`,
+    ...lrCheck(m.name, '  '),
     '  checkOptState(state);',
     '  const t = state.step + 1; // the step number of this step, from 1',
     ...(modes

@@ -11,7 +11,8 @@ import type { Graph } from '../../ir/graph.js';
 import type { Dim } from '../../ir/dims.js';
 import type { AttrsOf, OpKind } from '../../ir/ops.js';
 import type { DType, Inst, InstOf, TensorType, ValueId } from '../../ir/types.js';
-import { numel } from '../../ir/types.js';
+import { formatType, numel } from '../../ir/types.js';
+import { UsageError } from '../loader.js';
 import type { AttrValue, DataType, Model, Node, Tensor, ValueInfo } from './proto.js';
 import { DT } from './proto.js';
 
@@ -485,4 +486,26 @@ function prune(nodes: readonly Node[], outputs: ReadonlySet<string>): Node[] {
 export function pruneInitializers(m: Model, params: ReadonlySet<string>): Model {
   const used = new Set(m.nodes.flatMap((n) => n.inputs));
   return { ...m, initializers: m.initializers.filter((t) => used.has(t.name) || params.has(t.name)) };
+}
+
+/**
+ * `graphc export --params FILE`: the params and buffers of g that FILE does not hold, as messages.
+ * Without `allowMissing` they are a usage error naming every one (an exported model would silently
+ * carry initial values); with it, one warning each, and the initial values are exported.
+ */
+export function checkMissing(g: Graph, file: string, given: Iterable<string>, opts: { allowMissing?: boolean; warn?: (message: string) => void } = {}): void {
+  const have = new Set(given);
+  const missing = g.insts.flatMap((i) => ((i.op === 'param' || i.op === 'buffer') && !have.has(i.attrs.name) ? [{ kind: i.op, name: i.attrs.name, type: formatType(g.type(i.result)) }] : []));
+  if (missing.length === 0) return;
+  const initial = (m: (typeof missing)[number]) =>
+    m.kind === 'param' ? 'its initParams(0) value' : `torch's initial ${m.name.endsWith('.running_var') ? 'variance, 1' : 'mean, 0'}`;
+  if (opts.allowMissing) {
+    for (const m of missing) opts.warn?.(`graphc export: warning: ${file} has no ${m.kind} '${m.name}' (${m.type}): exported with ${initial(m)} (--allow-missing)`);
+    return;
+  }
+  const list = missing.map((m) => `${m.kind} '${m.name}' (${m.type})`).join(', ');
+  throw new UsageError(
+    `graphc export: ${file} has no ${list} of ${g.name}: the exported model would hold initial values for ${missing.length > 1 ? 'them' : 'it'}; ` +
+      `add them to the file, or pass --allow-missing to export ${[missing.some((m) => m.kind === 'param') ? 'initParams(0) values' : '', missing.some((m) => m.kind === 'buffer') ? "torch's initial running statistics (means 0, variances 1)" : ''].filter(Boolean).join(' and ')} with a warning each`,
+  );
 }

@@ -1,6 +1,7 @@
 // `graphc export MODEL --onnx FILE [--params FILE]`: the model's forward graph, after the forward
 // passes (so that softmax, layer norm, batchnorm and cross-entropy are recognised), with the
-// params from a values file or initParams(0), as ONNX bytes checked by the checker's rules.
+// params from a values file (which must hold them all, unless allowMissing) or initParams(0), as
+// ONNX bytes checked by the checker's rules.
 
 import { initialParams } from '../../ir/init.js';
 import { runPasses } from '../../ir/passes.js';
@@ -10,7 +11,7 @@ import { displaySource, traceFile } from '../build.js';
 import type { ValuesFile } from '../values.js';
 import { withValues } from '../values.js';
 import { checkModel } from './check.js';
-import { exportOnnx } from './export.js';
+import { checkMissing, exportOnnx } from './export.js';
 import type { Model } from './proto.js';
 import { encodeModel } from './proto.js';
 
@@ -25,9 +26,11 @@ export interface Exported {
   readonly bytes: Uint8Array;
 }
 
-export async function exportFile(file: string, opts: { params?: ValuesFile } = {}): Promise<Exported> {
+export async function exportFile(file: string, opts: { params?: ValuesFile; allowMissing?: boolean; warn?: (message: string) => void } = {}): Promise<Exported> {
   const g = traceFile(file).traced.graph;
   runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  // a params file must hold every param and buffer (else a usage error; --allow-missing: warnings)
+  if (opts.params) checkMissing(g, opts.params.file, Object.keys(opts.params.values), opts);
   const values = withValues(g, 'param', initialParams(g, 0), opts.params);
   const isBuffer = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
   const pick = (keep: boolean) => Object.fromEntries(Object.entries(values).filter(([k]) => isBuffer.has(k) === keep));
