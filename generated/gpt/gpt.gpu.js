@@ -2,7 +2,17 @@
 // GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.
 // The kernels are compiled once, in create(); every call of forward and valueAndGrad returns new
 // arrays (read back from the device), which later calls leave as they are.
-import { GPU } from 'gpu.js';
+/** The gpu.js package's GPU class, imported on create()'s first call. */
+async function loadGPU() {
+  try {
+    return (await import('gpu.js')).GPU;
+  } catch (e) {
+    const err = e;
+    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')
+    throw new Error("gpt: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js");
+    throw new Error(`gpt: the 'gpu.js' package could not be loaded: ${err?.message ?? String(e)}`);
+  }
+}
 
 export const spec = {
   name: "gpt",
@@ -68,6 +78,17 @@ export function initParams(seed = 0) {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x) {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys = { wte: 'f32[27,32]', wpe: 'f32[8,32]', ln1_0_g: 'f32[32]', ln1_0_b: 'f32[32]', q0_W: 'f32[32,32]', k0_W: 'f32[32,32]', v0_W: 'f32[32,32]', proj0_W: 'f32[32,32]', proj0_b: 'f32[32]', ln2_0_g: 'f32[32]', ln2_0_b: 'f32[32]', fc0_W: 'f32[32,128]', fc0_b: 'f32[128]', fcout0_W: 'f32[128,32]', fcout0_b: 'f32[32]', ln1_1_g: 'f32[32]', ln1_1_b: 'f32[32]', q1_W: 'f32[32,32]', k1_W: 'f32[32,32]', v1_W: 'f32[32,32]', proj1_W: 'f32[32,32]', proj1_b: 'f32[32]', ln2_1_g: 'f32[32]', ln2_1_b: 'f32[32]', fc1_W: 'f32[32,128]', fc1_b: 'f32[128]', fcout1_W: 'f32[128,32]', fcout1_b: 'f32[32]', lnf_g: 'f32[32]', lnf_b: 'f32[32]', head_W: 'f32[32,27]', head_b: 'f32[27]' };
 const inputKeys = { X: 'i32[16,8]', Y: 'i32[16,8]' };
@@ -79,16 +100,16 @@ const inputNotes = { Y: "; only the output 'loss' depends on it, but every call 
 */
 function checkKeys(kind, obj, known, note) {
   const given = obj;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of gpt (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
+  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`gpt: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))
   throw new TypeError(`gpt: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`gpt: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
@@ -145,7 +166,7 @@ function checkArgs(params, inputs) {
 }
 
 /** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
-async function setupWebGPU() {
+async function setupWebGPU(GPU) {
   const g = globalThis;
   if (!g.navigator?.gpu) {
     let dawn;
@@ -180,7 +201,8 @@ async function setupWebGPU() {
 */
 export async function create(options = {}) {
   const mode = options.mode ?? 'gpu';
-  if (mode === 'webgpu') await setupWebGPU();
+  const GPU = await loadGPU();
+  if (mode === 'webgpu') await setupWebGPU(GPU);
   const gpu = new GPU({ mode });
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn, n) =>
@@ -2865,6 +2887,12 @@ export async function create(options = {}) {
       return { loss: r[0][0], grads: { wte: r[1], wpe: r[2], ln1_0_g: r[3], ln1_0_b: r[4], q0_W: r[5], k0_W: r[6], v0_W: r[7], proj0_W: r[8], proj0_b: r[9], ln2_0_g: r[10], ln2_0_b: r[11], fc0_W: r[12], fc0_b: r[13], fcout0_W: r[14], fcout0_b: r[15], ln1_1_g: r[16], ln1_1_b: r[17], q1_W: r[18], k1_W: r[19], v1_W: r[20], proj1_W: r[21], proj1_b: r[22], ln2_1_g: r[23], ln2_1_b: r[24], fc1_W: r[25], fc1_b: r[26], fcout1_W: r[27], fcout1_b: r[28], lnf_g: r[29], lnf_b: r[30], head_W: r[31], head_b: r[32] } };
     },
     destroy() {
+      const own = gpu;
+      for (const p of own.pipelines.slice()) void p.destroy();
+      if (own.Kernel.mode !== 'gpu') {
+        for (const k of own.kernels.slice()) k.destroy(true);
+        own.kernels.length = 0;
+      }
       void gpu.destroy();
     },
   };

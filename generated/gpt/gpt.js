@@ -332,6 +332,17 @@ export function initParams(seed = 0) {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x) {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys = { wte: 'f32[27,32]', wpe: 'f32[8,32]', ln1_0_g: 'f32[32]', ln1_0_b: 'f32[32]', q0_W: 'f32[32,32]', k0_W: 'f32[32,32]', v0_W: 'f32[32,32]', proj0_W: 'f32[32,32]', proj0_b: 'f32[32]', ln2_0_g: 'f32[32]', ln2_0_b: 'f32[32]', fc0_W: 'f32[32,128]', fc0_b: 'f32[128]', fcout0_W: 'f32[128,32]', fcout0_b: 'f32[32]', ln1_1_g: 'f32[32]', ln1_1_b: 'f32[32]', q1_W: 'f32[32,32]', k1_W: 'f32[32,32]', v1_W: 'f32[32,32]', proj1_W: 'f32[32,32]', proj1_b: 'f32[32]', ln2_1_g: 'f32[32]', ln2_1_b: 'f32[32]', fc1_W: 'f32[32,128]', fc1_b: 'f32[128]', fcout1_W: 'f32[128,32]', fcout1_b: 'f32[32]', lnf_g: 'f32[32]', lnf_b: 'f32[32]', head_W: 'f32[32,27]', head_b: 'f32[27]' };
 const inputKeys = { X: 'i32[16,8]', Y: 'i32[16,8]' };
@@ -343,16 +354,16 @@ const inputNotes = { Y: "; only the output 'loss' depends on it, but every call 
 */
 function checkKeys(kind, obj, known, note) {
   const given = obj;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of gpt (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
+  throw new TypeError(`gpt: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`gpt: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))
   throw new TypeError(`gpt: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`gpt: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);

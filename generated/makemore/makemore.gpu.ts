@@ -2,8 +2,21 @@
 // GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.
 // The kernels are compiled once, in create(); every call of forward and valueAndGrad returns new
 // arrays (read back from the device), which later calls leave as they are.
-import { GPU } from 'gpu.js';
-import type { IKernelFunctionThis, IPipelineHandle } from 'gpu.js';
+import type { GPU as GPUClass, IKernelFunctionThis, IPipelineHandle } from 'gpu.js';
+
+/** The gpu.js package's GPU class, imported on create()'s first call. */
+async function loadGPU(): Promise<typeof GPUClass> {
+  try {
+    return (await import('gpu.js')).GPU;
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')
+      throw new Error(
+        "makemore: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js",
+      );
+    throw new Error(`makemore: the 'gpu.js' package could not be loaded: ${err?.message ?? String(e)}`);
+  }
+}
 
 export const spec = {
   name: 'makemore',
@@ -97,6 +110,17 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x: unknown): string {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys: Record<string, string> = {
   C: 'f32[27,10]',
@@ -123,20 +147,25 @@ function checkKeys(
   note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find(
+    (k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null,
+  );
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of makemore (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
   throw new TypeError(
-    `makemore: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`,
+    `makemore: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`,
   );
 }
 
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`makemore: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (
+    !(a instanceof type) &&
+    !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`)
+  )
     throw new TypeError(
       `makemore: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
     );
@@ -185,7 +214,7 @@ function checkArgs(params: Params, inputs: Inputs): void {
 }
 
 /** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
-async function setupWebGPU(): Promise<void> {
+async function setupWebGPU(GPU: typeof GPUClass): Promise<void> {
   const g = globalThis as { navigator?: { gpu?: unknown } };
   if (!g.navigator?.gpu) {
     let dawn: { create(flags: string[]): unknown; globals: object };
@@ -230,7 +259,8 @@ async function setupWebGPU(): Promise<void> {
  */
 export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const mode = options.mode ?? 'gpu';
-  if (mode === 'webgpu') await setupWebGPU();
+  const GPU = await loadGPU();
+  if (mode === 'webgpu') await setupWebGPU(GPU);
   const gpu = new GPU({ mode });
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn: (this: IKernelFunctionThis, ...args: Float32Array[]) => number, n: number) =>
@@ -791,6 +821,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       };
     },
     destroy() {
+      const own = gpu as unknown as {
+        pipelines: { destroy(): unknown }[];
+        kernels: { destroy(removeCanvas?: boolean): void }[];
+        Kernel: { mode: string };
+      };
+      for (const p of own.pipelines.slice()) void p.destroy();
+      if (own.Kernel.mode !== 'gpu') {
+        for (const k of own.kernels.slice()) k.destroy(true);
+        own.kernels.length = 0;
+      }
       void gpu.destroy();
     },
   };

@@ -86,6 +86,17 @@ export function initParams(seed = 0) {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x) {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys = { C: 'f32[27,10]', W1: 'f32[30,64]', b1: 'f32[64]', W2: 'f32[64,27]', b2: 'f32[27]', bngain: 'f32[1,64]', bnbias: 'f32[1,64]' };
 const inputKeys = { Xb: 'i32[32,3]', Yb: 'i32[32]' };
@@ -97,16 +108,16 @@ const inputNotes = { Yb: "; only the output 'loss' depends on it, but every call
 */
 function checkKeys(kind, obj, known, note) {
   const given = obj;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of makemore (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`makemore: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
+  throw new TypeError(`makemore: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`makemore: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))
   throw new TypeError(`makemore: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`makemore: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);

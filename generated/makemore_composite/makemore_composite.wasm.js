@@ -264,6 +264,9 @@ async function startWorker(data) {
   return worker;
 }
 
+/** Whether create() has warned of a thread count above the hardware threads (it does once). */
+let warnedThreads = false;
+
 /** The number of threads of this machine. */
 async function hardwareThreads() {
   const g = globalThis;
@@ -275,7 +278,7 @@ async function hardwareThreads() {
 
 /**
 * An instance of the module whose large kernels run split over `threads` threads (this one and
-  * threads − 1 workers; default: every hardware thread), with its own arena in a shared
+  * threads − 1 workers; default, and at most: every hardware thread), with its own arena in a shared
 * memory. Its functions are those of the module, synchronous, bit-identical in their results;
 * `destroy()` stops the workers (which never keep a process alive in any case). `minWork`: the
 * work a thread must get for a kernel to split (default 2097152; 0 splits every kernel that can);
@@ -283,8 +286,15 @@ async function hardwareThreads() {
 * way (false: always split).
 */
 export async function create(options = {}) {
-  const threads = options.threads ?? (await hardwareThreads());
-  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${threads}`);
+  const hardware = await hardwareThreads();
+  let threads = options.threads ?? hardware;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`create: threads must be a whole number ≥ 1, got ${describeArg(threads)}`);
+  if (threads > hardware) {
+    // more threads than the machine runs at once only take turns (and each worker holds its memory)
+    if (!warnedThreads) console.warn(`create: threads: ${threads} is more than the ${hardware} hardware threads of this machine: using ${hardware} (docs/threads.md)`);
+    warnedThreads = true;
+    threads = hardware;
+  }
   const minWork = options.minWork ?? MIN_WORK;
   if (!Number.isFinite(minWork) || minWork < 0) throw new RangeError(`create: minWork must be a number ≥ 0, got ${minWork}`);
   /** The blocks a kernel splits into on this many threads (1: it runs whole, on the calling thread). */
@@ -457,6 +467,17 @@ export function initParams(seed = 0) {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x) {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys = { C: 'f32[27,10]', W1: 'f32[30,64]', b1: 'f32[64]', W2: 'f32[64,27]', b2: 'f32[27]', bngain: 'f32[1,64]', bnbias: 'f32[1,64]' };
 const inputKeys = { Xb: 'i32[32,3]', Yb: 'i32[32]' };
@@ -468,16 +489,16 @@ const inputNotes = { Yb: "; only the output 'loss' depends on it, but every call
 */
 function checkKeys(kind, obj, known, note) {
   const given = obj;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of makemore_composite (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`makemore_composite: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
+  throw new TypeError(`makemore_composite: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`makemore_composite: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))
   throw new TypeError(`makemore_composite: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`makemore_composite: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);

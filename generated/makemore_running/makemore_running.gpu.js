@@ -2,7 +2,17 @@
 // GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.
 // The kernels are compiled once, in create(); every call of forward and valueAndGrad returns new
 // arrays (read back from the device), which later calls leave as they are.
-import { GPU } from 'gpu.js';
+/** The gpu.js package's GPU class, imported on create()'s first call. */
+async function loadGPU() {
+  try {
+    return (await import('gpu.js')).GPU;
+  } catch (e) {
+    const err = e;
+    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')
+    throw new Error("makemore_running: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js");
+    throw new Error(`makemore_running: the 'gpu.js' package could not be loaded: ${err?.message ?? String(e)}`);
+  }
+}
 
 export const spec = {
   name: "makemore_running",
@@ -52,6 +62,17 @@ export function initBuffers() {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x) {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys = { C: 'f32[27,10]', W1: 'f32[30,64]', b1: 'f32[64]', W2: 'f32[64,27]', b2: 'f32[27]', bngain: 'f32[1,64]', bnbias: 'f32[1,64]' };
 const inputKeys = { Xb: 'i32[32,3]', Yb: 'i32[32]' };
@@ -63,16 +84,16 @@ const inputNotes = { Yb: "; only the output 'loss' depends on it, but every call
 */
 function checkKeys(kind, obj, known, note) {
   const given = obj;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find((k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null);
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of makemore_running (its ${kind}s: ${Object.keys(known).join(', ')})` : '';
-  throw new TypeError(`makemore_running: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`);
+  throw new TypeError(`makemore_running: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`);
 }
 
 function expectArray(kind, name, a, type, n, type_) {
   if (a === undefined || a === null) throw new TypeError(`makemore_running: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (!(a instanceof type) && !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`))
   throw new TypeError(`makemore_running: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`);
   if ((a).length !== n)
   throw new RangeError(`makemore_running: ${kind} '${name}' must have ${n} elements (${type_}), got ${(a).length}`);
@@ -111,11 +132,11 @@ const callState = { train: false, seed: 0 };
 function checkOptions(options, train, fixed) {
   if (typeof options !== 'object' || options === null) throw new TypeError('makemore_running: options must be an object');
   if (options.train !== undefined && !fixed) {
-    if (typeof options.train !== 'boolean') throw new TypeError(`makemore_running: options.train must be true or false, got ${String(options.train)}`);
+    if (typeof options.train !== 'boolean') throw new TypeError(`makemore_running: options.train must be true or false, got ${describeArg(options.train)}`);
     train = options.train;
   }
   if (options.seed !== undefined && !Number.isSafeInteger(options.seed))
-  throw new TypeError(`makemore_running: options.seed must be an integer, got ${String(options.seed)}`);
+  throw new TypeError(`makemore_running: options.seed must be an integer, got ${describeArg(options.seed)}`);
   const b = options.buffers;
   if (typeof b !== 'object' || b === null) throw new TypeError("makemore_running: this model keeps batchnorm running statistics in buffers (hpreact.running_mean, hpreact.running_var): pass them in the options, e.g. valueAndGrad(params, inputs, { buffers }) or forward(params, inputs, { buffers }), with buffers = initBuffers()");
   expectArray('buffer', "hpreact.running_mean", b["hpreact.running_mean"], Float32Array, 64, 'f32[64]');
@@ -125,7 +146,7 @@ function checkOptions(options, train, fixed) {
 }
 
 /** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
-async function setupWebGPU() {
+async function setupWebGPU(GPU) {
   const g = globalThis;
   if (!g.navigator?.gpu) {
     let dawn;
@@ -160,7 +181,8 @@ async function setupWebGPU() {
 */
 export async function create(options = {}) {
   const mode = options.mode ?? 'gpu';
-  if (mode === 'webgpu') await setupWebGPU();
+  const GPU = await loadGPU();
+  if (mode === 'webgpu') await setupWebGPU(GPU);
   const gpu = new GPU({ mode });
   // kernels are only called inside the pipelines, where they take and give handles
   const kernel = (fn, n) =>
@@ -707,6 +729,12 @@ export async function create(options = {}) {
       return { loss: r[0][0], grads: { C: r[1], W1: r[2], b1: r[3], W2: r[4], b2: r[5], bngain: r[6], bnbias: r[7] } };
     },
     destroy() {
+      const own = gpu;
+      for (const p of own.pipelines.slice()) void p.destroy();
+      if (own.Kernel.mode !== 'gpu') {
+        for (const k of own.kernels.slice()) k.destroy(true);
+        own.kernels.length = 0;
+      }
       void gpu.destroy();
     },
   };
