@@ -19,6 +19,7 @@ import { channelKernel } from './channel.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
+import { REDUCE_BLOCK } from './elementwise.js';
 import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
@@ -286,6 +287,15 @@ export function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; sha
 type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
 
 /**
+ * The scratch bytes of one reduction of a group whose accumulators take `kept` bytes (the kept
+ * positions' floats, 16-byte aligned): the accumulators, and for a column reduction the f64
+ * totals of its blocks after them (two more `kept`: see REDUCE_BLOCK).
+ */
+export function accSlot(r: { readonly leading: boolean }, kept: number): number {
+  return r.leading ? 3 * kept : kept;
+}
+
+/**
  * What a reduce group's kernel computes, whichever its axes: the steps of its members over the
  * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
  * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
@@ -298,7 +308,7 @@ function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, acc
   const { reductions, shape, axes, leading, M, N } = r;
   const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
   const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
-  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? align((leading ? N : M) * 4)));
+  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? accSlot(r, align((leading ? N : M) * 4))));
   const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
   const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
   if (!rows) return undefined;
@@ -339,7 +349,9 @@ export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: nu
     store: accs[k],
     storeSi: 0,
   }));
-  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue }, doc: docOf(m, u) };
+  // sums over more rows than a block: f64 totals after the accumulators (accSlot)
+  const blocked = M > REDUCE_BLOCK ? reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : [])) : [];
+  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue, ...(blocked.length ? { blocked } : {}) }, doc: docOf(m, u) };
 }
 
 /** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
