@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const dist = (f) => import(pathToFileURL(path.join(ROOT, 'dist', f)).href);
+// GRAPHC_DIST: another build's dist/ (an earlier commit's, to compare)
+const dist = (f) => import(pathToFileURL(path.join(process.env.GRAPHC_DIST ?? path.join(ROOT, 'dist'), f)).href);
 const { compileGraphs } = await dist('src/build.js');
 const { emitTs } = await dist('codegen/ts.js');
 const { emitWasm } = await dist('codegen/wasm.js');
@@ -81,7 +82,7 @@ for (const file of files) {
   if (dump) {
     mkdirSync(dump, { recursive: true });
     const arr = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
-    writeFileSync(path.join(dump, `${name}.json`), JSON.stringify({ params: arr(params), inputs: arr(inputs), grads: arr(ref), shapes: Object.fromEntries(Object.entries(mods[''].spec.params).map(([k, s]) => [k, s.shape])) }));
+    writeFileSync(path.join(dump, `${name}.json`), JSON.stringify({ params: arr(params), inputs: arr(inputs), grads: arr(ref), xShape: spec.x.shape, shapes: Object.fromEntries(Object.entries(mods[''].spec.params).map(([k, s]) => [k, s.shape])) }));
   }
   const runs = {};
   for (const t of targets) {

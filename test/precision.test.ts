@@ -1,0 +1,88 @@
+// Gradients at realistic sizes (issue 27): ResNets whose batch norms sum over thousands of rows
+// (test/fixtures/precision: one ResNet block at batch 24 on 16×16 maps, and the CIFAR ResNet's
+// nine convs at batch 8 on 16×16 images), every target against the float64 interpreter. The wasm
+// module's column sums ran one row after another in f32 and were off by 5e-4 (the block) and
+// 9.4e-5 (the nine convs) relative; the CIFAR-sized network (batch 32, 3×32×32: 32,768 rows) by
+// 6e-3, which bench/precision.mjs measures (its float64 interpreter takes a minute).
+
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compileGraphs } from '../src/build.js';
+import { indent } from '../codegen/module.js';
+import { emitGpu } from '../codegen/gpu.js';
+import { emitTs } from '../codegen/ts.js';
+import { emitWasm } from '../codegen/wasm.js';
+import type { Arrays, GeneratedModule, GpuModule } from './helpers.js';
+import { ROOT, randn, reference, relErr, rng, tmp } from './helpers.js';
+
+/**
+ * The bound on every gradient's relative error (relErr: max|a − b| / max(max|b|, 1e-3) per
+ * tensor): 3× PyTorch's own float32 error on resnet_block with these params and inputs, 3.1e-6
+ * (PyTorch 1.13, convolutions by im2col and GEMM; with oneDNN's convolutions it is 1.4e-5;
+ * bench/precision_torch.py measures both). The flat and GPU.js modules stay under 1.2e-6 here.
+ */
+const BOUND = 3 * 3.1e-6;
+
+type Grads = { loss: number; grads: Record<string, Float32Array> };
+interface WasmModule extends GeneratedModule {
+  create(options: { threads: number; minWork?: number }): Promise<GeneratedModule & { destroy(): Promise<void> }>;
+}
+
+async function build(name: string) {
+  const { fwd, bwd, plan } = compileGraphs(path.join(ROOT, 'test/fixtures/precision', `${name}.ts`));
+  const info = { name, plan, source: `${name}.ts`, fwd, bwd, sourceLine: () => undefined };
+  const dir = tmp();
+  const load = async <T>(suffix: string, emit: (m: typeof info, typed: boolean) => string) => {
+    writeFileSync(path.join(dir, `${name}${suffix}.js`), indent(emit(info, false)));
+    return (await import(pathToFileURL(path.join(dir, `${name}${suffix}.js`)).href)) as T;
+  };
+  return { fwd, bwd, flat: await load<GeneratedModule>('', emitTs), wasm: await load<WasmModule>('.wasm', emitWasm), gpu: await load<GpuModule>('.gpu', emitGpu) };
+}
+
+/** bench/precision.mjs's params and inputs: the module's initialisation, batch-norm gains and biases drawn around it; pixels in [0, 1). */
+function args(flat: GeneratedModule): { params: Arrays; inputs: Arrays } {
+  const r = rng(11);
+  const params = flat.initParams(5);
+  for (const [k, v] of Object.entries(params)) if (/^bn\d+_[gb]$/.test(k)) for (let i = 0; i < v.length; i++) v[i]! += 0.2 * randn(r);
+  const { x, labels } = flat.spec.inputs;
+  const inputs = {
+    x: Float32Array.from({ length: x!.shape.reduce((a, b) => a * b, 1) }, r),
+    labels: Int32Array.from({ length: labels!.shape[0]! }, () => Math.floor(r() * 10)),
+  };
+  return { params, inputs };
+}
+
+const copy = (g: Grads): Grads => ({ loss: g.loss, grads: Object.fromEntries(Object.entries(g.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
+
+describe.each(['resnet_block', 'resnet_small'])('%s', (name) => {
+  it(`every target's gradients within 3× PyTorch float32's error of the float64 interpreter; threads bit-identical`, async () => {
+    const { fwd, bwd, flat, wasm, gpu } = await build(name);
+    const { params, inputs } = args(flat);
+    const ref = reference(fwd, bwd, params, inputs);
+    const threaded = await wasm.create({ threads: 2, minWork: 0 });
+    const gm = await gpu.create({ mode: 'cpu' });
+    let runs: [string, Grads][];
+    try {
+      runs = [
+        ['flat', copy(flat.valueAndGrad(params, inputs))],
+        ['wasm', copy(wasm.valueAndGrad(params, inputs))],
+        ['wasm, 2 threads', copy(threaded.valueAndGrad(params, inputs))],
+        ['gpu (cpu mode)', await gm.valueAndGrad(params, inputs)],
+      ];
+    } finally {
+      gm.destroy();
+      await threaded.destroy();
+    }
+    for (const [target, got] of runs) {
+      expect(relErr([got.loss], ref.outputs.loss!.data), `${target}: loss`).toBeLessThan(1e-6);
+      expect(Object.keys(got.grads).sort()).toEqual(Object.keys(ref.grads).sort());
+      for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, ref.grads[k]!), `${target}: d loss / d ${k}`).toBeLessThan(BOUND);
+    }
+    // the blocks of a column sum are the same on any number of threads
+    const [, one] = runs[1]!;
+    const [, two] = runs[2]!;
+    for (const k of Object.keys(one.grads)) expect(Buffer.from(two.grads[k]!.buffer).equals(Buffer.from(one.grads[k]!.buffer)), `threads: ${k}`).toBe(true);
+  }, 120_000);
+});
