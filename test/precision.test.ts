@@ -15,7 +15,7 @@ import { emitGpu } from '../codegen/gpu.js';
 import { emitTs } from '../codegen/ts.js';
 import { emitWasm } from '../codegen/wasm.js';
 import type { Arrays, GeneratedModule, GpuModule } from './helpers.js';
-import { ROOT, randn, reference, relErr, rng, tmp } from './helpers.js';
+import { ROOT, modelFile, randn, reference, relErr, rng, tmp } from './helpers.js';
 
 /**
  * The bound on every gradient's relative error (relErr: max|a − b| / max(max|b|, 1e-3) per
@@ -30,8 +30,8 @@ interface WasmModule extends GeneratedModule {
   create(options: { threads: number; minWork?: number }): Promise<GeneratedModule & { destroy(): Promise<void> }>;
 }
 
-async function build(name: string) {
-  const { fwd, bwd, plan } = compileGraphs(path.join(ROOT, 'test/fixtures/precision', `${name}.ts`));
+async function build(name: string, file = path.join(ROOT, 'test/fixtures/precision', `${name}.ts`)) {
+  const { fwd, bwd, plan } = compileGraphs(file);
   const info = { name, plan, source: `${name}.ts`, fwd, bwd, sourceLine: () => undefined };
   const dir = tmp();
   const load = async <T>(suffix: string, emit: (m: typeof info, typed: boolean) => string) => {
@@ -85,4 +85,42 @@ describe.each(['resnet_block', 'resnet_small'])('%s', (name) => {
     const [, two] = runs[2]!;
     for (const k of Object.keys(one.grads)) expect(Buffer.from(two.grads[k]!.buffer).equals(Buffer.from(one.grads[k]!.buffer)), `threads: ${k}`).toBe(true);
   }, 120_000);
+});
+
+/**
+ * Each kind of wasm reduction over many terms of the same sign (values near 1, so that a serial f32
+ * sum loses a bit in every add): a row sum (20,000 per row), a column sum (20,000 rows), a
+ * per-channel sum over (0, 2, 3) (2 × 128 × 128 per channel) and a convolution's weight gradient
+ * (126 × 126 positions), against the float64 interpreter. Summed one term after another in f32
+ * they were off by 1.5e-6, 4.1e-6, … relative; in blocks the error is the final rounding's.
+ */
+describe('long sums on the wasm module', () => {
+  const body = `const x = g.param('x', [3, 20000]);
+  const w = g.param('w', [20000, 5]);
+  const c = g.param('c', [2, 3, 128, 128]);
+  const k = g.param('k', [2, 1, 3, 3]);
+  const v = g.input('v', [1, 1, 128, 128]);
+  const rows = x.sum(1);
+  const cols = w.sum(0);
+  const channels = c.mul(2).sum([0, 2, 3]);
+  const y = g.conv2d(v, k);
+  const loss = rows.sum().add(cols.sum()).add(channels.sum()).add(y.sum());`;
+  const source = `import { model } from 'graphc';
+export default model('longsums', (g) => {
+  ${body}
+  return { loss, rows, cols, channels };
+});
+`;
+  it('row, column and per-channel sums and a weight gradient within 1.5e-7 of float64', async () => {
+    const { fwd, bwd, wasm } = await build('longsums', modelFile(source));
+    const r = rng(3);
+    const near1 = (n: number) => Float32Array.from({ length: n }, () => 1 + 0.01 * r());
+    const params = { x: near1(60000), w: near1(100000), c: near1(2 * 3 * 128 * 128), k: near1(18) };
+    const inputs = { v: near1(128 * 128) };
+    const ref = reference(fwd, bwd, params, inputs);
+    const out = wasm.forward(params, inputs);
+    for (const k of ['rows', 'cols', 'channels']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
+    const { grads } = wasm.valueAndGrad(params, inputs);
+    expect(relErr(grads.k!, ref.grads.k!), 'd loss / d k').toBeLessThan(1.5e-7);
+  });
 });

@@ -176,7 +176,9 @@ function blockedRows(f: Body, k: ReduceKernel, sums: NonNullable<ReduceKernel['b
  * of its own; in a ragged last vector the lanes past N count as 0 (−∞ for a maximum). The four
  * lanes are then combined and stored at the row's place among the accumulators (M floats per
  * reduction, in a scratch area), and one last row computes the epilogue over the M kept
- * positions. Accumulation is in f32 (the flat module's accumulators are f64).
+ * positions. A sum over a row of more than ROW_BLOCK vectors adds its vector into f64 totals
+ * after every ROW_BLOCK vectors, so that each lane's f32 sum runs over ROW_BLOCK terms at most
+ * (the flat module's accumulators are f64).
  */
 export interface RowReduceKernel {
   readonly M: number;
@@ -187,6 +189,9 @@ export interface RowReduceKernel {
   readonly reductions: readonly { readonly step: number; readonly op: 'sum' | 'max'; readonly acc: number }[];
   readonly epilogue: readonly Step[];
 }
+
+/** The vectors of a row a row sum adds in f32 (4 lanes each) before adding them into its f64 totals. */
+export const ROW_BLOCK = 64;
 
 /**
  * With `ranged`, a function of two arguments that computes the rows [start, end) and the epilogue
@@ -219,24 +224,51 @@ export function rowReduceBody(k: RowReduceKernel, opts: { ranged?: boolean } = {
       f.repeat(rowCounter, M, row);
     }
   };
+  // a row of more than ROW_BLOCK vectors: each sum's vector added into two f64x2 totals after every ROW_BLOCK vectors
+  const blocked = full > ROW_BLOCK && k.reductions.some((r) => r.op === 'sum');
+  const totals = k.reductions.map((r) => (blocked && r.op === 'sum' ? ([f.local('v128'), f.local('v128')] as const) : undefined));
+  const blockCounter = blocked ? f.local('i32') : undefined;
+  const flush = () =>
+    totals.forEach((t, n) => {
+      if (!t) return;
+      const v = sums[n]!;
+      f.get(t[0]).get(v).f64x2PromoteLowF32x4().f64x2Add().set(t[0]);
+      f.get(t[1]).get(v).get(v).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(t[1]);
+      f.f32x4Const(0).set(v);
+    });
+  const vectors = (count: number) =>
+    f.repeat(vecCounter, count, () => {
+      w.at(0, 0, 4);
+      fold(4);
+      for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
+    });
   rows(() => {
     pointersAtRow(f, w, i);
     k.reductions.forEach((r, n) => f.f32x4Const(identity(r.op)).set(sums[n]!));
-    if (full > 0)
-      f.repeat(vecCounter, full, () => {
-        w.at(0, 0, 4);
-        fold(4);
-        for (const p of w.pointers) if (p.sj) f.bump(p.local, 16);
+    for (const t of totals) if (t) f.f32x4Const(0).set(t[0]).f32x4Const(0).set(t[1]);
+    if (blocked) {
+      f.repeat(blockCounter!, Math.floor(full / ROW_BLOCK), () => {
+        vectors(ROW_BLOCK);
+        flush();
       });
+      if (full % ROW_BLOCK) vectors(full % ROW_BLOCK);
+    } else if (full > 0) vectors(full);
     if (rest) {
       w.at(0, 0, rest);
       fold(rest);
     }
-    // acc[i] = the four lanes combined
+    if (blocked) flush();
+    // acc[i] = the four lanes combined (a blocked sum's: its totals' lanes, in f64)
     k.reductions.forEach((r, n) => {
       f.get(i).i32(4).i32Mul().i32(r.acc).i32Add();
-      f.get(sums[n]!).f32x4ExtractLane(0);
-      for (let l = 1; l < 4; l++) f.get(sums[n]!).f32x4ExtractLane(l)[r.op === 'sum' ? 'f32Add' : 'f32Max']();
+      const t = totals[n];
+      if (t) {
+        f.get(t[0]).f64x2ExtractLane(0).get(t[0]).f64x2ExtractLane(1).f64Add();
+        f.get(t[1]).f64x2ExtractLane(0).get(t[1]).f64x2ExtractLane(1).f64Add().f64Add().f32DemoteF64();
+      } else {
+        f.get(sums[n]!).f32x4ExtractLane(0);
+        for (let l = 1; l < 4; l++) f.get(sums[n]!).f32x4ExtractLane(l)[r.op === 'sum' ? 'f32Add' : 'f32Max']();
+      }
       f.f32Store(0);
     });
     f.bump(i, 1);

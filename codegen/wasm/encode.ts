@@ -283,6 +283,17 @@ export class Body {
   f64x2Add(): this {
     return this.op(SIMD, ...uleb(0xf0));
   }
+  /** Lane `lane` of an f64x2, as an f64 on the stack. */
+  f64x2ExtractLane(lane: number): this {
+    return this.op(SIMD, ...uleb(0x21), lane);
+  }
+  f64Add(): this {
+    return this.op(0xa0);
+  }
+  /** An f64 rounded to f32. */
+  f32DemoteF64(): this {
+    return this.op(0xb6);
+  }
 
   /** The encoded body: locals (grouped by type) and code. */
   encode(): number[] {
