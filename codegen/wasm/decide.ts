@@ -19,7 +19,7 @@ import { channelKernel } from './channel.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
-import { REDUCE_BLOCK } from './elementwise.js';
+import { REDUCE_MIN_ROWS } from './elementwise.js';
 import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
@@ -289,7 +289,7 @@ type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
 /**
  * The scratch bytes of one reduction of a group whose accumulators take `kept` bytes (the kept
  * positions' floats, 16-byte aligned): the accumulators, and for a column reduction the f64
- * totals of its blocks after them (two more `kept`: see REDUCE_BLOCK).
+ * totals of its blocks after them (two more `kept`: see REDUCE_MIN_ROWS).
  */
 export function accSlot(r: { readonly leading: boolean }, kept: number): number {
   return r.leading ? 3 * kept : kept;
@@ -350,7 +350,7 @@ export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: nu
     storeSi: 0,
   }));
   // sums over more rows than a block: f64 totals after the accumulators (accSlot)
-  const blocked = M > REDUCE_BLOCK ? reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : [])) : [];
+  const blocked = M > REDUCE_MIN_ROWS ? reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : [])) : [];
   return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue, ...(blocked.length ? { blocked } : {}) }, doc: docOf(m, u) };
 }
 

@@ -88,10 +88,10 @@ function pointersAtRow(f: Body, w: StepWriter, i: Local, col?: Local): void {
  * A reduction group over leading axes, as three loops: the accumulators (one row of N per
  * reduction, in a scratch area) are set to 0 or −∞; every row of the [M,N] space computes the
  * group's elementwise members and adds (or maxes) into them; one last row computes the epilogue
- * over the kept positions, reading the accumulators. A sum over more than REDUCE_BLOCK rows is
- * blocked: each block of REDUCE_BLOCK rows adds into the f32 accumulators, which are then added
+ * over the kept positions, reading the accumulators. A sum over more than REDUCE_MIN_ROWS rows
+ * is blocked: each block of REDUCE_BLOCK rows adds into the f32 accumulators, which are then added
  * into f64 totals (`blocked`) and zeroed, and the totals, rounded to f32, are the accumulators
- * the epilogue reads. So no f32 sum runs over more than REDUCE_BLOCK terms (one over the 32,768
+ * the epilogue reads. So no f32 sum runs over more than REDUCE_MIN_ROWS terms (one over the 32,768
  * rows of a CIFAR batch norm was off by 1e-3 relative); the flat module's accumulators are f64.
  */
 export interface ReduceKernel {
@@ -100,12 +100,18 @@ export interface ReduceKernel {
   readonly init: readonly Step[];
   readonly rows: readonly Step[];
   readonly epilogue: readonly Step[];
-  /** Each sum's accumulators and its f64 totals (N doubles, 16-byte aligned), where M > REDUCE_BLOCK. */
+  /** Each sum's accumulators and its f64 totals (N doubles, 16-byte aligned), where M > REDUCE_MIN_ROWS. */
   readonly blocked?: readonly { readonly acc: number; readonly total: number }[];
 }
 
 /** The rows a column sum adds in f32 before adding them into its f64 totals. */
 export const REDUCE_BLOCK = 64;
+/**
+ * The rows from which a column sum is blocked: up to here an f32 sum loses little, and the blocks'
+ * additions into the totals cost a shorter kernel more than it gains (makemore L's [256, 1024]
+ * sums: 10–20 % slower).
+ */
+export const REDUCE_MIN_ROWS = 256;
 
 /**
  * With `ranged`, a function of two arguments that computes the kept columns [start, end) (start
@@ -116,7 +122,7 @@ export function reduceBody(k: ReduceKernel, opts: { ranged?: boolean } = {}): Bo
   const f = new Body(opts.ranged ? 2 : 0);
   const cols = opts.ranged ? { cols: [f.param(0), f.param(1)] as const } : {};
   elementwiseLoop(f, { M: 1, N: k.N, steps: k.init }, cols);
-  if (k.blocked?.length && k.M > REDUCE_BLOCK && k.N > 0) blockedRows(f, k, k.blocked, cols.cols);
+  if (k.blocked?.length && k.M > REDUCE_MIN_ROWS && k.N > 0) blockedRows(f, k, k.blocked, cols.cols);
   else elementwiseLoop(f, { M: k.M, N: k.N, steps: k.rows }, cols);
   if (k.epilogue.length) elementwiseLoop(f, { M: 1, N: k.N, steps: k.epilogue }, cols);
   return f;
