@@ -89,7 +89,7 @@ export function channelBody(k: ChannelKernel, opts: { ranged?: boolean; part?: n
   // a row of more than SUM_BLOCK vectors: each sum's vector added into two f64x2 totals after every SUM_BLOCK vectors
   const blocked = sums && full > SUM_BLOCK;
   const totals = blocked ? accs.map(() => [f.local('v128'), f.local('v128')] as const) : [];
-  const block = i32();
+  const block = blocked ? i32() : undefined;
   const vectors = (count: number) =>
     f.repeat(cv, count, () => {
       vec(4);
@@ -117,7 +117,7 @@ export function channelBody(k: ChannelKernel, opts: { ranged?: boolean; part?: n
       for (const a of accs) f.f32x4Const(0).set(a);
       for (const t of totals) f.f32x4Const(0).set(t[0]).f32x4Const(0).set(t[1]);
       if (blocked) {
-        f.repeat(block, Math.floor(full / SUM_BLOCK), () => {
+        f.repeat(block!, Math.floor(full / SUM_BLOCK), () => {
           vectors(SUM_BLOCK);
           flush();
         });

@@ -258,8 +258,8 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
   const acc = Array.from({ length: R * T }, () => f.local('v128'));
   const dyv = Array.from({ length: R }, () => f.local('v128'));
   const cv = f.local('v128');
-  const block = f.local('i32');
   const full = Math.floor(S / 4);
+  const block = full > SUM_BLOCK ? f.local('i32') : undefined;
   const rest = S % 4;
   const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
   /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at partAt + o·Kg·16 + kg·16. */
@@ -298,7 +298,7 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
     };
     // a long row (more than SUM_BLOCK vectors) flushes into the partial sums after every SUM_BLOCK vectors
     if (full > SUM_BLOCK) {
-      f.repeat(block, Math.floor(full / SUM_BLOCK), () => {
+      f.repeat(block!, Math.floor(full / SUM_BLOCK), () => {
         vectors(SUM_BLOCK);
         flush(true);
       });

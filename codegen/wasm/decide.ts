@@ -288,11 +288,12 @@ type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
 
 /**
  * The scratch bytes of one reduction of a group whose accumulators take `kept` bytes (the kept
- * positions' floats, 16-byte aligned): the accumulators, and for a column reduction the f64
- * totals of its blocks after them (two more `kept`: see REDUCE_MIN_ROWS).
+ * positions' floats, 16-byte aligned): the accumulators, and for a column reduction over more
+ * than REDUCE_MIN_ROWS rows (or a symbolic number: M is NaN) the f64 totals of its blocks after
+ * them (two more `kept`).
  */
-export function accSlot(r: { readonly leading: boolean }, kept: number): number {
-  return r.leading ? 3 * kept : kept;
+export function accSlot(r: { readonly leading: boolean; readonly M: number }, kept: number): number {
+  return r.leading && !(r.M <= REDUCE_MIN_ROWS) ? 3 * kept : kept;
 }
 
 /**

@@ -108,7 +108,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
   const outer = K > MATMUL_BLOCK ? Array.from({ length: R * V }, () => [f.local('v128'), f.local('v128')] as const) : [];
-  const counterB = f.local('i32');
+  const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
   const epilogue = new StepWriter(f, k.epilogue, N);
@@ -156,7 +156,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
         }
       };
       for (const n of used) f.f32x4Const(0).set(outer[n]![0]).f32x4Const(0).set(outer[n]![1]);
-      f.repeat(counterB, Math.floor(K / MATMUL_BLOCK), () => {
+      f.repeat(counterB!, Math.floor(K / MATMUL_BLOCK), () => {
         products(MATMUL_BLOCK);
         flush();
       });
