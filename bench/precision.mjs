@@ -1,7 +1,7 @@
 // The gradient error of every target on the ResNets of issue 27 (test/fixtures/precision): the
 // CIFAR-sized ResNet (batch 32, 3×32×32, nine 3×3 convs with batch norm) and one ResNet block
 // (batch 24, 16×16 maps). Each target's gradients (flat, wasm, wasm on 2 threads, GPU.js in cpu
-// mode) against the float64 interpreter (ir/interp.ts), per param as test/helpers.ts's relErr:
+// mode, and with `--targets webasm` in gpu.js's webasm mode) against the float64 interpreter (ir/interp.ts), per param as test/helpers.ts's relErr:
 // max|a − b| / max(max|b|, 1e-3). Uses dist/ (npm run build first).
 //   node bench/precision.mjs [cifar|block|FILE.ts ...] [--targets flat,wasm,threads,gpu] [--dump DIR]
 // --dump writes each model's params, inputs and the float64 gradients as JSON (for
@@ -94,8 +94,8 @@ for (const file of files) {
       runs[t] = m.valueAndGrad(params, inputs);
       runs[t] = { loss: runs[t].loss, grads: Object.fromEntries(Object.entries(runs[t].grads).map(([k, v]) => [k, Float32Array.from(v)])) };
       await m.destroy();
-    } else if (t === 'gpu') {
-      const m = await mods['.gpu'].create({ mode: 'cpu' });
+    } else if (t === 'gpu' || t === 'webasm') {
+      const m = await mods['.gpu'].create({ mode: t === 'gpu' ? 'cpu' : 'webasm' });
       runs[t] = await m.valueAndGrad(params, inputs);
       m.destroy();
     }

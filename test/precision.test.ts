@@ -2,8 +2,9 @@
 // (test/fixtures/precision: one ResNet block at batch 24 on 16×16 maps, and the CIFAR ResNet's
 // nine convs at batch 8 on 16×16 images), every target against the float64 interpreter. The wasm
 // module's column sums ran one row after another in f32 and were off by 5e-4 (the block) and
-// 9.4e-5 (the nine convs) relative; the CIFAR-sized network (batch 32, 3×32×32: 32,768 rows) by
-// 6e-3, which bench/precision.mjs measures (its float64 interpreter takes a minute).
+// 9.4e-5 (the nine convs) relative, and so were the GPU.js module's sums in f32 (webasm mode);
+// the CIFAR-sized network (batch 32, 3×32×32: 32,768 rows) by 6e-3, which bench/precision.mjs
+// measures (its float64 interpreter takes a minute).
 
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -63,6 +64,8 @@ describe.each(['resnet_block', 'resnet_small'])('%s', (name) => {
     const ref = reference(fwd, bwd, params, inputs);
     const threaded = await wasm.create({ threads: 2, minWork: 0 });
     const gm = await gpu.create({ mode: 'cpu' });
+    // gpu.js's webasm mode computes in f32 as a device does (its cpu mode in JavaScript's f64)
+    const gw = await gpu.create({ mode: 'webasm' });
     let runs: [string, Grads][];
     try {
       runs = [
@@ -70,9 +73,11 @@ describe.each(['resnet_block', 'resnet_small'])('%s', (name) => {
         ['wasm', copy(wasm.valueAndGrad(params, inputs))],
         ['wasm, 2 threads', copy(threaded.valueAndGrad(params, inputs))],
         ['gpu (cpu mode)', await gm.valueAndGrad(params, inputs)],
+        ['gpu (webasm mode)', await gw.valueAndGrad(params, inputs)],
       ];
     } finally {
       gm.destroy();
+      gw.destroy();
       await threaded.destroy();
     }
     for (const [target, got] of runs) {
