@@ -130,4 +130,20 @@ export default model('longsums', (g) => {
     const { grads } = wasm.valueAndGrad(params, inputs);
     expect(relErr(grads.k!, ref.grads.k!), 'd loss / d k').toBeLessThan(1.5e-7);
   });
+  it('a column sum over a symbolic batch (20,000 rows at the call) within 1.5e-7 of float64', async () => {
+    const src = `import { model } from 'graphc';
+export default model('longsym', (g) => {
+  const x = g.input('x', ['B', 5]);
+  const w = g.param('w', [5]);
+  const cols = x.sum(0);
+  return { loss: cols.mul(w).sum(), cols };
+});
+`;
+    const { fwd, bwd, wasm } = await build('longsym', modelFile(src));
+    const r = rng(5);
+    const params = { w: Float32Array.from({ length: 5 }, () => r()) };
+    const inputs = { x: Float32Array.from({ length: 100000 }, () => 1 + 0.01 * r()) };
+    const ref = reference(fwd, bwd, params, inputs);
+    expect(relErr(wasm.forward(params, inputs).cols as Float32Array, ref.outputs.cols!.data)).toBeLessThan(1.5e-7);
+  });
 });

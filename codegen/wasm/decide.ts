@@ -19,11 +19,11 @@ import { channelKernel } from './channel.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
-import { REDUCE_MIN_ROWS } from './elementwise.js';
 import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
 import { align } from './layout.js';
+import { REDUCE_MIN_ROWS } from './elementwise.js';
 
 
 /** How a matmul group is run. */
@@ -350,8 +350,9 @@ export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: nu
     store: accs[k],
     storeSi: 0,
   }));
-  // sums over more rows than a block: f64 totals after the accumulators (accSlot)
-  const blocked = M > REDUCE_MIN_ROWS ? reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : [])) : [];
+  // each sum's f64 totals after its accumulators (accSlot), used where M > REDUCE_MIN_ROWS: given at
+  // every M, so that the symbolic module's kernels, described at small probe sizes, have them too
+  const blocked = reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : []));
   return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue, ...(blocked.length ? { blocked } : {}) }, doc: docOf(m, u) };
 }
 

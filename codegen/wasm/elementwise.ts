@@ -100,7 +100,7 @@ export interface ReduceKernel {
   readonly init: readonly Step[];
   readonly rows: readonly Step[];
   readonly epilogue: readonly Step[];
-  /** Each sum's accumulators and its f64 totals (N doubles, 16-byte aligned), where M > REDUCE_MIN_ROWS. */
+  /** Each sum's accumulators and its f64 totals (N doubles, 16-byte aligned), used where M > REDUCE_MIN_ROWS. */
   readonly blocked?: readonly { readonly acc: number; readonly total: number }[];
 }
 
