@@ -107,6 +107,7 @@ describe('long sums on the wasm module', () => {
   const v = g.input('v', [1, 1, 128, 128]);
   const a = g.input('a', [3, 20000]);
   const product = a.matmul(w);
+  const probs = g.softmax(x).mul(20000);
   const rows = x.sum(1);
   const cols = w.sum(0);
   const channels = c.mul(2).sum([0, 2, 3]);
@@ -115,7 +116,7 @@ describe('long sums on the wasm module', () => {
   const source = `import { model } from 'graphc';
 export default model('longsums', (g) => {
   ${body}
-  return { loss, rows, cols, channels, product };
+  return { loss, rows, cols, channels, product, probs };
 });
 `;
   it('row, column and per-channel sums and a weight gradient within 1.5e-7 of float64', async () => {
@@ -126,7 +127,7 @@ export default model('longsums', (g) => {
     const inputs = { v: near1(128 * 128), a: near1(60000) };
     const ref = reference(fwd, bwd, params, inputs);
     const out = wasm.forward(params, inputs);
-    for (const k of ['rows', 'cols', 'channels', 'product']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
+    for (const k of ['rows', 'cols', 'channels', 'product', 'probs']) expect(relErr(out[k] as Float32Array, ref.outputs[k]!.data), k).toBeLessThan(1.5e-7);
     const { grads } = wasm.valueAndGrad(params, inputs);
     expect(relErr(grads.k!, ref.grads.k!), 'd loss / d k').toBeLessThan(1.5e-7);
   });
