@@ -183,7 +183,8 @@ class KernelWriter implements PositionWriter {
     // batch-norm sums over 6,144 rows were off by 5e-4 relative)
     const terms = counts.reduce<number>((a, c) => a * (typeof c === 'number' ? c : typeof c === 'object' && c.syms.length === 0 ? c.coef : Infinity), 1);
     const blocked = init === '0' && terms > 256;
-    const [block, count] = blocked ? [this.fresh('block'), this.fresh('count')] : [acc, ''];
+    // named after the total (not fresh names, so that adding them renames no temporary)
+    const [block, count] = blocked ? [`${acc}_block`, `${acc}_count`] : [acc, ''];
     if (blocked) this.lines.push(`let ${block} = 0;`, `let ${count} = 0;`);
     counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(c)}; ${vars[k]}++) {`));
     const inner = body(vars, block);
