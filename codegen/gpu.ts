@@ -108,6 +108,9 @@ function flat(pos: readonly string[], shape: Shape): string {
  * A size inside a kernel: a number, or a product with the bound sizes of symbolic dimensions,
  * which gpu.js kernels read as constants (`this.constants.B * 64`).
  */
+/** The terms a GPU.js kernel's sum adds before adding them into its total (see `loop`). */
+export const GPU_SUM_BLOCK = 64;
+
 function kdim(d: Dim | Size): string {
   const s = size(d);
   return sizeText({ coef: s.coef, syms: s.syms.map((x) => `this.constants.${x}`) });
@@ -195,10 +198,21 @@ class KernelWriter implements PositionWriter {
     const acc = this.fresh('acc');
     const vars = counts.map(() => this.fresh('r'));
     this.lines.push(`let ${acc} = ${init};`);
+    // a sum over more than 256 terms (or a symbolic number) adds into a block sum, which is added
+    // into the total every GPU_SUM_BLOCK terms: on a device (f32) each sum runs over GPU_SUM_BLOCK
+    // or terms / GPU_SUM_BLOCK additions rather than terms (gpu.js's webasm mode: a ResNet block's
+    // batch-norm sums over 6,144 rows were off by 5e-4 relative)
+    const terms = counts.reduce<number>((a, c) => a * (typeof c === 'number' ? c : typeof c === 'object' && c.syms.length === 0 ? c.coef : Infinity), 1);
+    const blocked = init === '0' && terms > 256;
+    // named after the total (not fresh names, so that adding them renames no temporary)
+    const [block, count] = blocked ? [`${acc}_block`, `${acc}_count`] : [acc, ''];
+    if (blocked) this.lines.push(`let ${block} = 0;`, `let ${count} = 0;`);
     counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(c)}; ${vars[k]}++) {`));
-    const inner = body(vars, acc);
+    const inner = body(vars, block);
     this.lines.push(...inner);
+    if (blocked) this.lines.push(`${count}++;`, `if (${count} === ${GPU_SUM_BLOCK}) {`, `${acc} += ${block};`, `${block} = 0;`, `${count} = 0;`, '}');
     counts.forEach(() => this.lines.push('}'));
+    if (blocked) this.lines.push(`${acc} += ${block};`);
     return acc;
   }
 

@@ -33,7 +33,7 @@ import { emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
+import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
 import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
@@ -74,7 +74,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const accAt = end;
   end += Math.max(0, ...units.map((u) => {
     const r = reductionOf(u);
-    return r ? r.reductions.length * align((r.leading ? r.N : r.M) * 4) : 0;
+    return r ? r.reductions.length * accSlot(r, align((r.leading ? r.N : r.M) * 4)) : 0;
   }));
 
   // a conv group (the convolution, then its bias and activation) runs as two kernels: the

@@ -10,9 +10,9 @@
 // The kernel walks image n, channel c (a row of S) and four positions at a time, with the
 // steps of ./steps.ts; each pointer starts a row at addr + 4·(n·sb + c·si). A sum over
 // (0, 2, …) adds the row's vector (its ragged last one masked) into an accumulator vector, and
-// the four lanes of that into the result at the row's channel: f32, as the other reductions of
-// the wasm module (the flat module's accumulators are f64). A kernel computes a range, the
-// blocks of threads: of images, or with sums of chunks of images, each chunk with its own
+// the four lanes of that into the result at the row's channel (a row of more than SUM_BLOCK
+// vectors adds its accumulator into f64 totals after every SUM_BLOCK vectors, and their lanes
+// are combined in f64). A kernel computes a range, the blocks of threads: of images, or with sums of chunks of images, each chunk with its own
 // partial sums, which a kernel of their own (`channelSumBody`) adds in chunk order after them.
 
 import type { Graph } from '../../ir/graph.js';
@@ -22,7 +22,7 @@ import type { Inst, ValueId } from '../../ir/types.js';
 import { Body } from './encode.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import { StepWriter } from './steps.js';
-import { chunksOf } from './conv.js';
+import { chunksOf, SUM_BLOCK } from './conv.js';
 
 export interface ChannelKernel {
   /** Images, channels, positions per channel. */
@@ -86,6 +86,22 @@ export function channelBody(k: ChannelKernel, opts: { ranged?: boolean; part?: n
       f.f32x4('add').set(accs[a]!);
     });
   };
+  // a row of more than SUM_BLOCK vectors: each sum's vector added into two f64x2 totals after every SUM_BLOCK vectors
+  const blocked = sums && full > SUM_BLOCK;
+  const totals = blocked ? accs.map(() => [f.local('v128'), f.local('v128')] as const) : [];
+  const block = blocked ? i32() : undefined;
+  const vectors = (count: number) =>
+    f.repeat(cv, count, () => {
+      vec(4);
+      for (const b of bases) if (b.p.sj) f.bump(b.p.local, 16);
+    });
+  const flush = () =>
+    accs.forEach((a, n) => {
+      const [lo, hi] = totals[n]!;
+      f.get(lo).get(a).f64x2PromoteLowF32x4().f64x2Add().set(lo);
+      f.get(hi).get(a).get(a).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
+      f.f32x4Const(0).set(a);
+    });
   /** The images [n0, n1), each sum into its partials at `chunk` (a local). */
   const images = () => {
     // each pointer at image n0
@@ -99,16 +115,24 @@ export function channelBody(k: ChannelKernel, opts: { ranged?: boolean; part?: n
     f.repeat(cc, C, () => {
       for (const b of bases) f.get(b.row).set(b.p.local);
       for (const a of accs) f.f32x4Const(0).set(a);
-      if (full > 0)
-        f.repeat(cv, full, () => {
-          vec(4);
-          for (const b of bases) if (b.p.sj) f.bump(b.p.local, 16);
+      for (const t of totals) f.f32x4Const(0).set(t[0]).f32x4Const(0).set(t[1]);
+      if (blocked) {
+        f.repeat(block!, Math.floor(full / SUM_BLOCK), () => {
+          vectors(SUM_BLOCK);
+          flush();
         });
+        if (full % SUM_BLOCK) vectors(full % SUM_BLOCK);
+      } else if (full > 0) vectors(full);
       if (rest) vec(rest);
+      if (blocked) flush();
       accs.forEach((a, n) => {
         const out = outs[n]!;
         f.get(out).get(out).f32Load(0);
-        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add().get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add().f32Add();
+        if (blocked) {
+          const [lo, hi] = totals[n]!;
+          f.get(lo).f64x2ExtractLane(0).get(lo).f64x2ExtractLane(1).f64Add();
+          f.get(hi).f64x2ExtractLane(0).get(hi).f64x2ExtractLane(1).f64Add().f64Add().f32DemoteF64();
+        } else f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add().get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add().f32Add();
         f.f32Add().f32Store(0);
         f.bump(out, 4);
       });

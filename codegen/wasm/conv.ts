@@ -216,6 +216,13 @@ function im2colWriter(f: Body, k: ConvKernel): (xn: Local, cn: Local, add: boole
   };
 }
 
+/**
+ * The vectors of positions a weight gradient's accumulators sum (in f32, 4 lanes each) before
+ * they are added into the chunk's partial sums: so no f32 sum runs over a whole image's positions
+ * (50,176 of a 224×224 map), and the partial sums over images and blocks stay short.
+ */
+export const SUM_BLOCK = 64;
+
 /** Register tile of the weight gradient's dot products: rows of dy (output channels) × rows of col. */
 function dotTile(Og: number): [number, number] {
   return Og % 3 === 0 ? [3, 3] : Og === 1 ? [1, 8] : Og === 2 ? [2, 4] : [4, 2];
@@ -231,7 +238,8 @@ function weightGradLayout(k: ConvKernel): { col: number; part: number } {
  * Σ_(n in chunk) Σ_s dy[n, o, s] · col[n, kg, s] for the chunks of the range (all of them without
  * one): per image its im2col into the chunk's col, then a register tile of R output channels
  * × T col rows whose R·T vector accumulators run along s together (R + T loads for R·T
- * multiply-adds), added into the chunk's vector of partial sums per weight. The last vector of a
+ * multiply-adds), added into the chunk's vector of partial sums per weight (after every
+ * SUM_BLOCK vectors of a long row, and at its end). The last vector of a
  * ragged row is masked on both sides (it reads into the next row).
  */
 function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
@@ -251,6 +259,7 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
   const dyv = Array.from({ length: R }, () => f.local('v128'));
   const cv = f.local('v128');
   const full = Math.floor(S / 4);
+  const block = full > SUM_BLOCK ? f.local('i32') : undefined;
   const rest = S % 4;
   const mask = [0, 1, 2, 3].map((l) => (l < rest ? -1 : 0)) as [number, number, number, number];
   /** One tile of r rows × t cols at aRow (dy) and bRow (col); its partials at partAt + o·Kg·16 + kg·16. */
@@ -273,17 +282,30 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
         }
       }
     };
-    if (full > 0)
-      f.repeat(cs, full, () => {
+    const vectors = (count: number) =>
+      f.repeat(cs, count, () => {
         step(false);
         f.bump(aP, 16).bump(bP, 16);
       });
+    /** The accumulators added into the partial sums (and zeroed, `more` where more positions follow). */
+    const flush = (more: boolean) => {
+      for (let a = 0; a < r; a++)
+        for (let b = 0; b < t; b++) {
+          const off = 16 * (a * Kg + b);
+          f.get(partAt).get(partAt).v128Load(off).get(acc[a * T + b]!).f32x4('add').v128Store(off);
+          if (more) f.f32x4Const(0).set(acc[a * T + b]!);
+        }
+    };
+    // a long row (more than SUM_BLOCK vectors) flushes into the partial sums after every SUM_BLOCK vectors
+    if (full > SUM_BLOCK) {
+      f.repeat(block!, Math.floor(full / SUM_BLOCK), () => {
+        vectors(SUM_BLOCK);
+        flush(true);
+      });
+      if (full % SUM_BLOCK) vectors(full % SUM_BLOCK);
+    } else if (full > 0) vectors(full);
     if (rest) step(true);
-    for (let a = 0; a < r; a++)
-      for (let b = 0; b < t; b++) {
-        const off = 16 * (a * Kg + b);
-        f.get(partAt).get(partAt).v128Load(off).get(acc[a * T + b]!).f32x4('add').v128Store(off);
-      }
+    flush(false);
   };
   const runs = (n: number, size: number) => [
     ...(Math.floor(n / size) > 0 ? [{ start: 0, count: Math.floor(n / size), size }] : []),

@@ -23,6 +23,7 @@ import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
 import { align } from './layout.js';
+import { REDUCE_MIN_ROWS } from './elementwise.js';
 
 
 /** How a matmul group is run. */
@@ -286,6 +287,16 @@ export function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; sha
 type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
 
 /**
+ * The scratch bytes of one reduction of a group whose accumulators take `kept` bytes (the kept
+ * positions' floats, 16-byte aligned): the accumulators, and for a column reduction over more
+ * than REDUCE_MIN_ROWS rows (or a symbolic number: M is NaN) the f64 totals of its blocks after
+ * them (two more `kept`).
+ */
+export function accSlot(r: { readonly leading: boolean; readonly M: number }, kept: number): number {
+  return r.leading && !(r.M <= REDUCE_MIN_ROWS) ? 3 * kept : kept;
+}
+
+/**
  * What a reduce group's kernel computes, whichever its axes: the steps of its members over the
  * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
  * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
@@ -298,7 +309,7 @@ function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, acc
   const { reductions, shape, axes, leading, M, N } = r;
   const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
   const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
-  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? align((leading ? N : M) * 4)));
+  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? accSlot(r, align((leading ? N : M) * 4))));
   const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
   const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
   if (!rows) return undefined;
@@ -339,7 +350,10 @@ export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: nu
     store: accs[k],
     storeSi: 0,
   }));
-  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue }, doc: docOf(m, u) };
+  // each sum's f64 totals after its accumulators (accSlot), used where M > REDUCE_MIN_ROWS: given at
+  // every M, so that the symbolic module's kernels, described at small probe sizes, have them too
+  const blocked = reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : []));
+  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue, ...(blocked.length ? { blocked } : {}) }, doc: docOf(m, u) };
 }
 
 /** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */

@@ -272,6 +272,28 @@ export class Body {
   f32x4(op: F32x4Op): this {
     return this.op(SIMD, ...uleb(F32X4[op]));
   }
+  /** The two low f32 lanes as an f64x2. */
+  f64x2PromoteLowF32x4(): this {
+    return this.op(SIMD, ...uleb(0x5f));
+  }
+  /** An f64x2 rounded to the two low f32 lanes (the high lanes 0). */
+  f32x4DemoteF64x2Zero(): this {
+    return this.op(SIMD, ...uleb(0x5e));
+  }
+  f64x2Add(): this {
+    return this.op(SIMD, ...uleb(0xf0));
+  }
+  /** Lane `lane` of an f64x2, as an f64 on the stack. */
+  f64x2ExtractLane(lane: number): this {
+    return this.op(SIMD, ...uleb(0x21), lane);
+  }
+  f64Add(): this {
+    return this.op(0xa0);
+  }
+  /** An f64 rounded to f32. */
+  f32DemoteF64(): this {
+    return this.op(0xb6);
+  }
 
   /** The encoded body: locals (grouped by type) and code. */
   encode(): number[] {

@@ -2,7 +2,7 @@
 //
 // C[M,N] = op(A) · op(B) (op: optionally transposed), for each of `batch` matrices. The kernel
 // vectorises along the columns of C: a register tile of R rows × V vectors (4 columns each)
-// accumulates A[i,p]·B[p,j..j+3] over p, reading A one element at a time (splat, any stride, so
+// accumulates A[i,p]·B[p,j..j+3] over p (in blocks of MATMUL_BLOCK when K is longer), reading A one element at a time (splat, any stride, so
 // transA costs nothing) and B four contiguous columns at a time. A transposed B is first packed
 // into a scratch area as [K,N]. Columns past N in the last vector are computed (reading into the
 // next row, or the padding after the arena) but never stored. Tiles walk the columns outermost,
@@ -39,6 +39,13 @@ export interface MatmulKernel {
 }
 
 export const DEFAULT_TILE = { rows: 4, vecs: 2 } as const;
+
+/**
+ * The products a tile's accumulators sum over K in f32 before they are added into f64 totals
+ * (a K of 32,768, a weight gradient over batch × positions, summed in f32 one product after
+ * another was off by about 5e-6 relative on values of one sign).
+ */
+export const MATMUL_BLOCK = 256;
 
 /** A run of equal tiles along one axis: `count` tiles of `size` starting at `start`. */
 interface Run {
@@ -100,6 +107,8 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
+  const outer = K > MATMUL_BLOCK ? Array.from({ length: R * V }, () => [f.local('v128'), f.local('v128')] as const) : [];
+  const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
   const epilogue = new StepWriter(f, k.epilogue, N);
@@ -120,9 +129,10 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
     // A[i, 0] and B[0, j] of this batch matrix
     setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
     setPtr(bPtr, bRows, 0, 1, transB ? undefined : tB);
-    for (let n = 0; n < rows * vecs; n++) f.f32x4Const(0).set(acc[Math.floor(n / vecs) * V + (n % vecs)]!);
-    if (K > 0)
-      f.repeat(counterP, K, () => {
+    const used = [...Array(rows * vecs).keys()].map((n) => Math.floor(n / vecs) * V + (n % vecs));
+    for (const n of used) f.f32x4Const(0).set(acc[n]!);
+    const products = (count: number) =>
+      f.repeat(counterP, count, () => {
         for (let v = 0; v < vecs; v++) f.get(bPtr).v128Load(16 * v).set(bv[v]!);
         for (let r = 0; r < rows; r++) {
           f.get(aPtr).v128Load32Splat(r * aRowStride).set(av);
@@ -133,6 +143,32 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
         }
         f.bump(aPtr, aStepP).bump(bPtr, 4 * N);
       });
+    if (K > MATMUL_BLOCK) {
+      // blocks of MATMUL_BLOCK products, each block's sums added into the outer sums
+      // blocks of MATMUL_BLOCK products, each block's sums added into f64 totals (two f64x2 per accumulator)
+      const flush = () => {
+        for (const n of used) {
+          const [lo, hi] = outer[n]!;
+          const c = acc[n]!;
+          f.get(lo).get(c).f64x2PromoteLowF32x4().f64x2Add().set(lo);
+          f.get(hi).get(c).get(c).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi);
+          f.f32x4Const(0).set(c);
+        }
+      };
+      for (const n of used) f.f32x4Const(0).set(outer[n]![0]).f32x4Const(0).set(outer[n]![1]);
+      f.repeat(counterB!, Math.floor(K / MATMUL_BLOCK), () => {
+        products(MATMUL_BLOCK);
+        flush();
+      });
+      if (K % MATMUL_BLOCK) {
+        products(K % MATMUL_BLOCK);
+        flush();
+      }
+      for (const n of used) {
+        const [lo, hi] = outer[n]!;
+        f.get(lo).f32x4DemoteF64x2Zero().get(hi).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]).set(acc[n]!);
+      }
+    } else if (K > 0) products(K);
     if (k.c !== undefined) setPtr(cPtr, k.c, N, 1, tC);
     for (const p of epilogue.pointers) setPtr(p.local, p.addr, p.si, p.sj);
     for (let r = 0; r < rows; r++)

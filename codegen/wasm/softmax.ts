@@ -2,7 +2,8 @@
 // a classifier's probabilities). Per row: the maximum; exp(x − max), stored and summed; each
 // element times 1 / sum. Four columns at a time; in the last vector of a ragged row the lanes
 // past N are masked (−∞ for the maximum, 0 for the sum) and the stores go lane by lane. exp is
-// the steps' Cephes approximation; the sum is accumulated in f32 (the flat module's in f64).
+// the steps' Cephes approximation; the sum is accumulated in f32, in a row of more than
+// SOFTMAX_BLOCK vectors into f64 totals after every SOFTMAX_BLOCK vectors (the flat module's in f64).
 
 import { Body } from './encode.js';
 import type { Local } from './encode.js';
@@ -17,6 +18,9 @@ export interface SoftmaxKernel {
 }
 
 type Lanes = [number, number, number, number];
+
+/** The vectors of a row whose exponentials the sum adds in f32 before adding them into its f64 totals. */
+export const SOFTMAX_BLOCK = 64;
 
 /** With `ranged`, a function of two arguments that computes the rows [start, end): threads' row blocks. */
 export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
@@ -40,15 +44,32 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
     if (lanes === 4) f.get(po).get(v).v128Store(0);
     else for (let l = 0; l < lanes; l++) f.get(po).get(v).v128Store32Lane(4 * l, l);
   };
-  /** One pass over the row: body(lanes) with px and po at each vector. */
-  const pass = (body: (lanes: number) => void) => {
+  // a row of more than SOFTMAX_BLOCK vectors: the sum's vector added into two f64x2 totals after every SOFTMAX_BLOCK vectors
+  const blocked = full > SOFTMAX_BLOCK;
+  const [lo, hi, blocks] = blocked ? [f.local('v128'), f.local('v128'), f.local('i32')] : [];
+  const flush = () => {
+    f.get(lo!).get(sum).f64x2PromoteLowF32x4().f64x2Add().set(lo!);
+    f.get(hi!).get(sum).get(sum).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(hi!);
+    f.f32x4Const(0).set(sum);
+  };
+  /** One pass over the row: body(lanes) with px and po at each vector; with `flushed`, the sum's blocks flushed. */
+  const pass = (body: (lanes: number) => void, flushed = false) => {
     f.get(rowX).set(px).get(rowO).set(po);
-    if (full > 0)
-      f.repeat(vecs, full, () => {
+    const vectors = (count: number) =>
+      f.repeat(vecs, count, () => {
         body(4);
         f.bump(px, 16).bump(po, 16);
       });
+    if (flushed && blocked) {
+      f.f32x4Const(0).set(lo!).f32x4Const(0).set(hi!);
+      f.repeat(blocks!, Math.floor(full / SOFTMAX_BLOCK), () => {
+        vectors(SOFTMAX_BLOCK);
+        flush();
+      });
+      if (full % SOFTMAX_BLOCK) vectors(full % SOFTMAX_BLOCK);
+    } else if (full > 0) vectors(full);
     if (rest) body(rest);
+    if (flushed && blocked) flush();
   };
   /** The four lanes of a vector combined by op, splatted back to four lanes. */
   const across = (x: Local, op: 'f32Max' | 'f32Add') => {
@@ -95,10 +116,13 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
       f.get(sum).get(v);
       masked(lanes, 0);
       f.f32x4('add').set(sum);
-    });
-    // times 1 / Σ
+    }, true);
+    // times 1 / Σ (a blocked sum's lanes combined in f64)
     f.f32x4Const(1);
-    across(sum, 'f32Add');
+    if (blocked) {
+      f.get(lo!).f64x2ExtractLane(0).get(lo!).f64x2ExtractLane(1).f64Add();
+      f.get(hi!).f64x2ExtractLane(0).get(hi!).f64x2ExtractLane(1).f64Add().f64Add().f32DemoteF64().f32x4('splat');
+    } else across(sum, 'f32Add');
     f.f32x4('div').set(sum);
     pass((lanes) => {
       f.get(po).v128Load(0).get(sum).f32x4('mul').set(v);

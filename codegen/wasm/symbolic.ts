@@ -27,7 +27,7 @@ import { commentText } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import type { Decision } from './decide.js';
-import { decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { accSlot, decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, align } from './layout.js';
 
@@ -104,7 +104,7 @@ function probe(m: ModuleInfo, units: readonly Unit[], dims: Dims): Probe {
   // as large as all of them together: a maximum of polynomials is not one
   for (const u of units) {
     const k = kept(u);
-    if (k) end += reductionOf(u)!.reductions.length * bytesOf(k, dims);
+    if (k) end += reductionOf(u)!.reductions.length * accSlot(reductionOf(u)!, bytesOf(k, dims));
   }
   const decisions = new Map<Unit, Exclude<Decision, { kind: 'update' | 'conv' | 'pool' | 'channel' }>>();
   for (const u of units) {
@@ -115,7 +115,7 @@ function probe(m: ModuleInfo, units: readonly Unit[], dims: Dims): Probe {
     const d =
       op === 'matmul'
         ? decideMatmul(m, b, address)
-        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, k && bytesOf(k, dims)) ?? decideRowReduce(m, b, address, accAt, k && bytesOf(k, dims)) ?? decideSoftmax(m, b, address));
+        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, k && accSlot(reductionOf(u)!, bytesOf(k, dims))) ?? decideRowReduce(m, b, address, accAt, k && bytesOf(k, dims)) ?? decideSoftmax(m, b, address));
     if (d) decisions.set(u, d);
   }
   // one area each for the packing of a transposed B and for products read by an epilogue loop,
