@@ -694,13 +694,22 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_dt5 = kernel(function (this: IKernelFunctionThis, dt6: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
+    let _acc0_block = 0;
+    let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 64; _r1++) {
       for (let _r2 = 0; _r2 < 8; _r2++) {
         for (let _r3 = 0; _r3 < 8; _r3++) {
-          _acc0 += dt6[_r1 * 1024 + _x * 64 + _r2 * 8 + _r3];
+          _acc0_block += dt6[_r1 * 1024 + _x * 64 + _r2 * 8 + _r3];
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
+          }
         }
       }
     }
+    _acc0 += _acc0_block;
     return _acc0;
   }, 16);
 
@@ -721,6 +730,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _g0 = Math.floor(_i1 / 6);
     const _k1 = _i1 - _g0 * 6;
     let _acc2 = 0;
+    let _acc2_block = 0;
+    let _acc2_count = 0;
     for (let _r3 = 0; _r3 < 16; _r3++) {
       for (let _r4 = 0; _r4 < 5; _r4++) {
         for (let _r5 = 0; _r5 < 5; _r5++) {
@@ -730,11 +741,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
           const _j9 = Math.floor(_tw7 / 1);
           const _m10 = _g0 * 16 + _r3;
           if (_th6 >= 0 && _tw7 >= 0 && _i8 * 1 === _th6 && _j9 * 1 === _tw7 && _i8 < 8 && _j9 < 8) {
-            _acc2 += dt6[_i0 * 1024 + _m10 * 64 + _i8 * 8 + _j9] * W2[_m10 * 150 + _k1 * 25 + _r4 * 5 + _r5];
+            _acc2_block +=
+              dt6[_i0 * 1024 + _m10 * 64 + _i8 * 8 + _j9] * W2[_m10 * 150 + _k1 * 25 + _r4 * 5 + _r5];
+          }
+          _acc2_count++;
+          if (_acc2_count === 64) {
+            _acc2 += _acc2_block;
+            _acc2_block = 0;
+            _acc2_count = 0;
           }
         }
       }
     }
+    _acc2 += _acc2_block;
     return _acc2;
   }, 55296);
 
@@ -753,18 +772,27 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _i2 = Math.floor(_rest1 / 5);
     const _rest2 = _rest1 - _i2 * 5;
     let _acc0 = 0;
+    let _acc0_block = 0;
+    let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 64; _r1++) {
       for (let _r2 = 0; _r2 < 8; _r2++) {
         for (let _r3 = 0; _r3 < 8; _r3++) {
           const _h4 = _r2 * 1 - 0 + _i2 * 1;
           const _w5 = _r3 * 1 - 0 + _rest2 * 1;
           if (_h4 >= 0 && _h4 < 12 && _w5 >= 0 && _w5 < 12) {
-            _acc0 +=
+            _acc0_block +=
               h1[_r1 * 864 + (0 + _i1) * 144 + _h4 * 12 + _w5] * dt6[_r1 * 1024 + _i0 * 64 + _r2 * 8 + _r3];
+          }
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
           }
         }
       }
     }
+    _acc0 += _acc0_block;
     return _acc0;
   }, 2400);
 
@@ -841,13 +869,22 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_dt2 = kernel(function (this: IKernelFunctionThis, dt3: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
+    let _acc0_block = 0;
+    let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 64; _r1++) {
       for (let _r2 = 0; _r2 < 24; _r2++) {
         for (let _r3 = 0; _r3 < 24; _r3++) {
-          _acc0 += dt3[_r1 * 3456 + _x * 576 + _r2 * 24 + _r3];
+          _acc0_block += dt3[_r1 * 3456 + _x * 576 + _r2 * 24 + _r3];
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
+          }
         }
       }
     }
+    _acc0 += _acc0_block;
     return _acc0;
   }, 6);
 
@@ -860,17 +897,26 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _i2 = Math.floor(_rest0 / 5);
     const _rest2 = _rest0 - _i2 * 5;
     let _acc0 = 0;
+    let _acc0_block = 0;
+    let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 64; _r1++) {
       for (let _r2 = 0; _r2 < 24; _r2++) {
         for (let _r3 = 0; _r3 < 24; _r3++) {
           const _h4 = _r2 * 1 - 0 + _i2 * 1;
           const _w5 = _r3 * 1 - 0 + _rest2 * 1;
           if (_h4 >= 0 && _h4 < 28 && _w5 >= 0 && _w5 < 28) {
-            _acc0 += x[_r1 * 784 + _h4 * 28 + _w5] * dt3[_r1 * 3456 + _i0 * 576 + _r2 * 24 + _r3];
+            _acc0_block += x[_r1 * 784 + _h4 * 28 + _w5] * dt3[_r1 * 3456 + _i0 * 576 + _r2 * 24 + _r3];
+          }
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
           }
         }
       }
     }
+    _acc0 += _acc0_block;
     return _acc0;
   }, 150);
 

@@ -269,12 +269,21 @@ export async function create(options = {}) {
   const kernel_t14 = kernel(function (W1) {
       const _x = this.thread.x;
       let _acc0 = 0;
+      let _acc0_block = 0;
+      let _acc0_count = 0;
       for (let _r1 = 0; _r1 < 20; _r1++) {
         for (let _r2 = 0; _r2 < 32; _r2++) {
           const _t3 = W1[_r1 * 32 + _r2] * W1[_r1 * 32 + _r2];
-          _acc0 += _t3;
+          _acc0_block += _t3;
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
+          }
         }
       }
+      _acc0 += _acc0_block;
       return _acc0;
     }, 1);
 
@@ -288,12 +297,21 @@ export async function create(options = {}) {
   const kernel_loss = kernel(function (data_loss, t14, W2) {
       const _x = this.thread.x;
       let _acc0 = 0;
+      let _acc0_block = 0;
+      let _acc0_count = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 10; _r2++) {
           const _t3 = W2[_r1 * 10 + _r2] * W2[_r1 * 10 + _r2];
-          _acc0 += _t3;
+          _acc0_block += _t3;
+          _acc0_count++;
+          if (_acc0_count === 64) {
+            _acc0 += _acc0_block;
+            _acc0_block = 0;
+            _acc0_count = 0;
+          }
         }
       }
+      _acc0 += _acc0_block;
       const _t4 = t14[0] + _acc0;
       const _t5 = _t4 * 0.001;
       const _t6 = data_loss[0] + _t5;
