@@ -7,7 +7,8 @@ import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
-import { compile, DEFAULT_TARGETS, defaultOutDir, staleFiles, TARGETS, writeAtomically } from './build.js';
+import { compile, DEFAULT_TARGETS, defaultOutDir, TARGETS } from './build.js';
+import { fsErrorLine, isFsError, OutputError, staleFiles, writeFileAtomically, writeOutput } from './output.js';
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
@@ -116,6 +117,15 @@ function report(e: unknown, io: Io, src?: SourceAccess): number {
     io.err(formatDiagnostic(e, src) + '\n');
     return 1;
   }
+  if (e instanceof OutputError) {
+    io.err(`graphc: ${e.message}\n`);
+    return 2;
+  }
+  // any other file-system error: one line naming the path, never a Node stack
+  if (isFsError(e)) {
+    io.err(`graphc: ${fsErrorLine(e)}\n`);
+    return 2;
+  }
   if (e instanceof VerifyError) {
     io.err(`graphc: internal compiler error (please report it): ${e.message}\n`);
     return 1;
@@ -155,18 +165,20 @@ const VERBS: Record<string, Verb> = {
       eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
       hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
       jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
+      'trace-timeout': { value: 'SECONDS', help: 'stop a model whose loading or tracing takes longer, naming the line it was at (default 60)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
       const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...DEFAULT_TARGETS];
       const optimizer = optimizerSpec(opts);
+      const traceTimeout = secondsOption('build', 'trace-timeout', opts['trace-timeout']);
       for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);
       let status = 0;
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true, traceTimeout });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;
@@ -181,7 +193,7 @@ const VERBS: Record<string, Verb> = {
             status = Math.max(status, 1);
           } else io.out(`${dir}: up to date\n`);
         } else {
-          writeAtomically(dir, c.files);
+          writeOutput(dir, c.files, { protect: c.model.loader.loadedFiles() });
           io.out(`wrote ${dir}/ (${c.files.map((f) => f.name).join(', ')})\n`);
         }
       }
@@ -345,7 +357,7 @@ const inspectVerbs: Record<string, Verb> = {
       }
       const content = ext === '.dot' ? dot : await renderGraph(dot, ext === '.png' ? 'png' : 'svg');
       if (out) {
-        writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content }]);
+        writeFileAtomically(out, content, { protect: [path.resolve(file!)] });
         io.out(`wrote ${out}\n`);
       } else io.out(typeof content === 'string' ? content : Buffer.from(content).toString('base64'));
       return 0;
@@ -379,7 +391,7 @@ const interopVerbs: Record<string, Verb> = {
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
-      writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content: bytes }]);
+      writeFileAtomically(out, bytes, { protect: [path.resolve(file!)] });
       io.out(`wrote ${out} (${bytes.length} bytes)\n`);
       return 0;
     },
@@ -404,6 +416,14 @@ function dimOption(verb: string, v: string | true | undefined): Record<string, n
     out[m[1]!] = Number(m[2]);
   }
   return out;
+}
+
+/** A positive number of seconds (--trace-timeout), in milliseconds; undefined when not given. */
+function secondsOption(verb: string, name: string, v: string | true | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`graphc ${verb}: --${name} needs a number of seconds above 0, got ${String(v)}`);
+  return Math.max(1, Math.round(x * 1000));
 }
 
 function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {

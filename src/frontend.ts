@@ -9,6 +9,7 @@ import type { Loc, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
 import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
+import { TRACE_TIMEOUT_MS } from './loader.js';
 import { defaultExportAt } from './names.js';
 import type { Scope } from './scopes.js';
 import { ScopeTracker } from './scopes.js';
@@ -57,13 +58,16 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   if (typeof m.def.fn !== 'function') checkModelFn(m.def.fn, modelLoc(m));
   const tracer = new Tracer(name, m.sites);
   if (opts.scopes) tracer.scopes = new ScopeTracker((file) => m.sourceOf(file));
-  const result = m.loader.withFrames(() => {
-    try {
-      return m.def.fn(tracer.api());
-    } catch (e) {
-      throw m.loader.located(e);
-    }
-  });
+  m.loader.lastCall = undefined;
+  const result = m.loader.withFrames(() =>
+    m.loader.withTimeLimit(m.timeout ?? TRACE_TIMEOUT_MS, `tracing the model '${name}'`, modelLoc(m), () => {
+      try {
+        return m.def.fn(tracer.api());
+      } catch (e) {
+        throw m.loader.located(e);
+      }
+    }),
+  );
   const g = tracer.graph;
   const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' ? Object.entries(result) : [];
   if (outputs.length === 0)

@@ -42,6 +42,8 @@ export interface LoadedModel {
   sourceOf(locFile: string): string | undefined;
   /** The path of a Loc's file as the user should see it (relative to the working directory). */
   displayPath(locFile: string): string;
+  /** The time limit of tracing, in ms. */
+  readonly timeout?: number;
 }
 
 const FRAMES = Symbol('graphc.frames');
@@ -82,8 +84,16 @@ export class Loader {
   private readonly modules = new Map<string, { exports: unknown }>();
   readonly dir: string;
 
+  /** Where the last DSL call was made (the line named when the time limit stops a model). */
+  lastCall: Loc | undefined;
+
   constructor(readonly entry: string) {
     this.dir = path.dirname(entry);
+  }
+
+  /** The absolute paths of every source file loaded (the model and what it imports). */
+  loadedFiles(): string[] {
+    return [...this.files.keys()];
   }
 
   /** Display path of an absolute file, relative to the model's folder (stable across machines). */
@@ -169,12 +179,15 @@ export class Loader {
   }
 
   readonly sites: CallSites = {
-    here: () => this.firstUserLoc(stackHere()),
+    here: () => (this.lastCall = this.firstUserLoc(stackHere()) ?? this.lastCall),
     current: () => {
       const frames = stackHere();
       for (let i = 0; i < frames.length; i++) {
         const loc = this.locOf(frames[i]!);
-        if (loc) return { loc, name: this.bindingOf(frames, i, loc) };
+        if (loc) {
+          this.lastCall = loc;
+          return { loc, name: this.bindingOf(frames, i, loc) };
+        }
       }
       return {};
     },
@@ -263,6 +276,24 @@ export class Loader {
   }
 
   /**
+   * Runs the user's code f under a time limit: V8's watchdog stops it after `ms` even inside an
+   * endless loop, and the error names what was running and the last DSL call it made.
+   */
+  withTimeLimit<T>(ms: number, what: string, fallback: Loc, f: () => T): T {
+    try {
+      return vm.runInNewContext('run()', { run: f }, { timeout: ms }) as T;
+    } catch (e) {
+      if ((e as { code?: unknown })?.code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw e;
+      const at = this.lastCall;
+      throw new CompileError(
+        `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${at ? 'after its last DSL call, at this line' : 'before its first DSL call'}`,
+        'look for a loop that never ends after this line, or allow more time with --trace-timeout SECONDS',
+        at ?? fallback,
+      );
+    }
+  }
+
+  /**
    * Turns an exception thrown by user code into a located CompileError; a CompileError without
    * a location (thrown by a DSL function such as model(...)) is located at the user's call.
    */
@@ -323,7 +354,10 @@ function noDefaultExport(call: NonNullable<ReturnType<typeof modelCallAt>>, file
   return new CompileError('the model file has no default export: this model(...) is not exported', 'graphc builds the default export: write export default in front of model(...)', loc);
 }
 
-export function loadModel(file: string): LoadedModel {
+/** The default time limit of loading and tracing a model (--trace-timeout). */
+export const TRACE_TIMEOUT_MS = 60_000;
+
+export function loadModel(file: string, opts: { timeout?: number } = {}): LoadedModel {
   const abs = path.resolve(file);
   if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`no such model file: ${file}`);
   const loader = new Loader(abs);
@@ -331,13 +365,16 @@ export function loadModel(file: string): LoadedModel {
   const errors = typeErrors(abs, loader.dir);
   if (errors.length) throw firstTypeError(errors);
   // located inside withFrames: the frames of an error are recorded when its stack is first read
-  const exports = loader.withFrames(() => {
-    try {
-      return loader.require(abs);
-    } catch (e) {
-      throw loader.located(e);
-    }
-  });
+  const timeout = opts.timeout ?? TRACE_TIMEOUT_MS;
+  const exports = loader.withFrames(() =>
+    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, { file: path.basename(abs), line: 1, col: 1 }, () => {
+      try {
+        return loader.require(abs);
+      } catch (e) {
+        throw loader.located(e);
+      }
+    }),
+  );
   const def = (exports as { default?: unknown } | undefined)?.default;
   if (!isModelDef(def)) {
     const text = loader.sourceOf(path.basename(abs)) ?? '';
@@ -357,5 +394,6 @@ export function loadModel(file: string): LoadedModel {
     sourceOf: (f: string) => loader.sourceOf(f),
     displayPath: (f: string) => path.relative(process.cwd(), path.resolve(loader.dir, f)).split(path.sep).join('/') || f,
     loader,
+    timeout,
   };
 }
