@@ -485,17 +485,17 @@ export class Tracer {
         throw new CompileError(
           `g.customGrad: backward must return an array with one gradient per argument (${xs.length}), got ${Array.isArray(dxs) ? `${dxs.length}` : describe(dxs)}`,
           'return e.g. [dx] for one argument; null where no gradient flows',
-          loc,
-        );
+          at,
+        ).withVia(loc);
       const dxIds = dxs.map((d, k) => {
         if (d === null || d === undefined) return undefined;
         const x = xs[k]!;
         if (!(d instanceof Tensor) || d[TRACER] !== this)
-          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', loc);
+          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', at).withVia(loc);
         const dt = values.get(d.id)?.type ?? g.type(d.id);
         const xt = g.type(x.id);
         if (dt.dtype !== 'f32' || dt.shape.length !== xt.shape.length || dt.shape.some((n, i) => n !== xt.shape[i]))
-          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', loc);
+          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', at).withVia(loc);
         return d.id;
       });
       // values the backward reads besides xs, y and dy become operands, so that the passes keep

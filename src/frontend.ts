@@ -46,6 +46,25 @@ function checkBindable(g: Graph): void {
   }
 }
 
+/** The most elements of a typed array in V8 (Node, Chrome): a larger tensor could not be allocated. */
+export const TYPED_ARRAY_MAX = 2 ** 32;
+
+/** Every tensor of static shape must fit a typed array; the generated modules would fail at import. */
+function checkSizes(g: Graph): void {
+  for (const inst of g.insts) {
+    const t = g.type(inst.result);
+    if (!t.shape.every((d) => typeof d === 'number')) continue;
+    const n = (t.shape as number[]).reduce((a, b) => a * b, 1);
+    if (n <= TYPED_ARRAY_MAX) continue;
+    const what = inst.op === 'param' || inst.op === 'input' ? `${inst.op} '${(inst.attrs as { name: string }).name}'` : `${inst.op}: the result`;
+    throw new CompileError(
+      `${what} ${formatType(t)} has ${n.toLocaleString('en-US')} elements, more than a typed array holds (${TYPED_ARRAY_MAX.toLocaleString('en-US')} = 2^32 in V8)`,
+      'make it smaller: the generated modules keep every tensor in one Float32Array or Int32Array',
+      inst.loc,
+    );
+  }
+}
+
 export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Traced {
   const name = m.def.name;
   if (typeof name !== 'string' || !MODEL_NAME.test(name))
@@ -69,9 +88,21 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
     }),
   );
   const g = tracer.graph;
-  const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' ? Object.entries(result) : [];
+  if (result && typeof (result as { then?: unknown }).then === 'function') {
+    (result as unknown as Promise<unknown>).then(undefined, () => undefined); // its rejection is not reported
+    throw new CompileError(
+      'the model function returned a Promise (is it async?): the model is traced synchronously, so it cannot await',
+      'remove async (and every await) from the model function; load data before model(...) with synchronous calls, or pass it as an input',
+      modelLoc(m),
+    );
+  }
+  const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' && !Array.isArray(result) ? Object.entries(result) : [];
   if (outputs.length === 0)
-    throw new CompileError('the model function returned no tensors', 'return the scalar loss, or an object such as { loss, probs }', modelLoc(m));
+    throw new CompileError(
+      `the model function returned ${returnedText(result)}, not tensors`,
+      'return the scalar loss, or an object such as { loss, probs }',
+      modelLoc(m),
+    );
   for (const [key, t] of outputs) {
     if (!(t instanceof Tensor))
       throw new CompileError(`the model output '${key}' is not a tensor`, 'return tensors made by g (e.g. { loss, probs })', modelLoc(m));
@@ -95,6 +126,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   }
   g.numberTemps();
   checkBindable(g);
+  checkSizes(g);
 
   const warnings: CompileError[] = [];
   const active = activeInsts(g);
@@ -117,6 +149,16 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
             ),
       );
   return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
+}
+
+/** What a model function returned instead of tensors, for the message. */
+function returnedText(v: unknown): string {
+  if (v === undefined) return 'undefined (no return statement?)';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of ${v.length}${v.some((x) => x instanceof Tensor) ? ' (return an object that names each tensor, e.g. { loss, probs })' : ''}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'an object with no entries';
+  return `the ${typeof v} ${String(v)}`;
 }
 
 /** The values the loss is computed from, gradient or not. */

@@ -84,6 +84,9 @@ export class Loader {
   private readonly modules = new Map<string, { exports: unknown }>();
   readonly dir: string;
 
+  /** The last value thrown by a `throw` of the user's code that is not an Error, and where. */
+  private thrown: { value: unknown; loc: Loc; frames: Frames } | undefined;
+
   /** Where the last DSL call was made (the line named when the time limit stops a model). */
   lastCall: Loc | undefined;
 
@@ -230,6 +233,7 @@ export class Loader {
     const out = ts.transpileModule(text, {
       fileName: abs,
       reportDiagnostics: true,
+      transformers: { before: [markThrows] },
       compilerOptions: {
         module: ts.ModuleKind.CommonJS,
         target: ts.ScriptTarget.ES2022,
@@ -240,6 +244,13 @@ export class Loader {
     });
     const diag = out.diagnostics?.find((d) => d.category === ts.DiagnosticCategory.Error);
     if (diag) throw tsDiagnostic(diag, this.rel(abs));
+    const awaitAt = topLevelAwait(abs, text);
+    if (awaitAt)
+      throw new CompileError(
+        'top-level await: a model file is loaded synchronously (as a CommonJS module), so it cannot await',
+        'compute the value without await (e.g. readFileSync instead of fs.promises.readFile), or pass the data as an input of the model',
+        { file: this.rel(abs), ...awaitAt },
+      );
     return { text, out };
   }
 
@@ -253,9 +264,14 @@ export class Loader {
     this.files.set(abs, { text, map, code: code.split('\n') });
     const module = { exports: {} as unknown };
     this.modules.set(abs, module);
-    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname'], { filename: abs });
+    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN], { filename: abs });
     const req = (spec: string) => this.resolve(spec, abs);
-    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs));
+    // every `throw v` runs as `throw __graphc_thrown(v, line, col)`: a thrown string has no stack
+    const thrown = (v: unknown, line: number, col: number) => {
+      if (!(v instanceof Error)) this.thrown = { value: v, loc: { file: this.rel(abs), line, col }, frames: stackHere() };
+      return v;
+    };
+    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs), thrown);
     return module.exports;
   }
 
@@ -301,8 +317,12 @@ export class Loader {
     const frames = framesOf(e);
     let err: CompileError;
     if (e instanceof CompileError) err = e.loc ? e : e.withLoc(this.callerLoc(frames));
-    else {
-      const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    else if (!(e instanceof Error) && this.thrown && Object.is(this.thrown.value, e)) {
+      const { loc, frames: at } = this.thrown;
+      err = new CompileError(`the model threw ${thrownText(e)}`, 'fix the model code at this line (throw new Error(...) also gives a stack)', loc);
+      err.via = this.callChain(at, loc);
+    } else {
+      const what = e instanceof Error ? `${e.name}: ${e.message}` : thrownText(e);
       err = new CompileError(`the model threw ${what}`, 'fix the model code at this line', this.firstUserLoc(frames));
     }
     if (err.loc && err.via.length === 0) err.via = this.callChain(frames, err.loc);
@@ -320,6 +340,49 @@ export class Loader {
     }
     return chain;
   }
+}
+
+const THROWN = '__graphc_thrown';
+
+/** A thrown value that is not an Error, as the message shows it. */
+function thrownText(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null || typeof v !== 'object') return String(v);
+  try {
+    return `an object ${JSON.stringify(v)?.slice(0, 80) ?? ''}`.trim();
+  } catch {
+    return 'an object';
+  }
+}
+
+/** Rewrites `throw v` as `throw __graphc_thrown(v, line, col)`, with the throw's position. */
+const markThrows: ts.TransformerFactory<ts.SourceFile> = (ctx) => (sf) => {
+  const visit = (node: ts.Node): ts.Node => {
+    if (ts.isThrowStatement(node)) {
+      const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      const inner = ts.visitEachChild(node, visit, ctx);
+      const f = ctx.factory;
+      return f.updateThrowStatement(inner, f.createCallExpression(f.createIdentifier(THROWN), undefined, [inner.expression, f.createNumericLiteral(at.line + 1), f.createNumericLiteral(at.character + 1)]));
+    }
+    return ts.visitEachChild(node, visit, ctx);
+  };
+  return ts.visitNode(sf, visit) as ts.SourceFile;
+};
+
+/** Where the file awaits outside any function (`await x` or `for await` at the top level). */
+function topLevelAwait(abs: string, text: string): { line: number; col: number } | undefined {
+  if (!/\bawait\b/.test(text)) return undefined;
+  const sf = ts.createSourceFile(abs, text, ts.ScriptTarget.ES2022, true);
+  let found: ts.Node | undefined;
+  const visit = (node: ts.Node): void => {
+    if (found || ts.isFunctionLike(node) || ts.isClassLike(node)) return;
+    if (ts.isAwaitExpression(node) || (ts.isForOfStatement(node) && node.awaitModifier)) found = node;
+    else ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  if (!found) return undefined;
+  const lc = sf.getLineAndCharacterOfPosition(found.getStart(sf));
+  return { line: lc.line + 1, col: lc.character + 1 };
 }
 
 export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
