@@ -105,7 +105,13 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
     );
   for (const [key, t] of outputs) {
     if (!(t instanceof Tensor))
-      throw new CompileError(`the model output '${key}' is not a tensor`, 'return tensors made by g (e.g. { loss, probs })', modelLoc(m));
+      throw new CompileError(`the model output '${key}' is not a tensor: it is ${returnedText(t)}`, 'return tensors made by g (e.g. { loss, probs }); make a number a tensor with g.const(...)', modelLoc(m));
+    if (key === LOSS && t.dtype === 'i32')
+      throw new CompileError(
+        `the loss is ${formatType(tracer.graph.type(t.id))}: an i32 tensor holds indices, and has no gradient`,
+        'compute the loss from f32 values, e.g. g.crossEntropy(logits, labels) with the i32 labels as targets',
+        tracer.graph.def(t.id).loc ?? modelLoc(m),
+      );
     g.outputs.push({ name: key, value: tracer.operand(t) });
   }
   // the next running statistics: outputs named after their buffers, which the modules copy back
@@ -155,7 +161,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
 function returnedText(v: unknown): string {
   if (v === undefined) return 'undefined (no return statement?)';
   if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of ${v.length}${v.some((x) => x instanceof Tensor) ? ' (return an object that names each tensor, e.g. { loss, probs })' : ''}`;
+  if (Array.isArray(v)) return `an array of ${v.length}${v.some((x) => x instanceof Tensor) ? ' (outputs need names)' : ''}`;
   if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
   if (typeof v === 'object') return 'an object with no entries';
   return `the ${typeof v} ${String(v)}`;

@@ -323,7 +323,8 @@ export class Loader {
       err.via = this.callChain(at, loc);
     } else {
       const what = e instanceof Error ? `${e.name}: ${e.message}` : thrownText(e);
-      err = new CompileError(`the model threw ${what}`, 'fix the model code at this line', this.firstUserLoc(frames));
+      const overflow = e instanceof RangeError && /call stack/.test(e.message);
+      err = new CompileError(`the model threw ${what}`, overflow ? 'a function here calls itself without end: check the condition that ends the recursion' : 'fix the model code at this line', this.firstUserLoc(frames));
     }
     if (err.loc && err.via.length === 0) err.via = this.callChain(frames, err.loc);
     return err;
