@@ -123,7 +123,7 @@ function report(e: unknown, io: Io, src?: SourceAccess): number {
   }
   // any other file-system error: one line naming the path, never a Node stack
   if (isFsError(e)) {
-    io.err(`graphc: ${fsErrorLine(e)}\n`);
+    io.err(`graphc: ${fsErrorLine(e, undefined, e.syscall === 'open' || e.syscall === 'read' || e.syscall === 'scandir' ? 'cannot read' : 'cannot access')}\n`);
     return 2;
   }
   if (e instanceof VerifyError) {

@@ -65,10 +65,9 @@ export function shownPath(p: string): string {
 }
 
 /** One line for a file-system error: `cannot write out/m.ts: no space left on device (ENOSPC)`. */
-export function fsErrorLine(e: NodeJS.ErrnoException, fallbackPath?: string): string {
+export function fsErrorLine(e: NodeJS.ErrnoException, fallbackPath?: string, verb = 'cannot write'): string {
   const code = e.code ?? 'EIO';
   const reason = REASONS[code] ?? e.message.replace(/^\w+: /, '').replace(/, \w+( '.*')?$/s, '');
-  const verb = /^(stat|lstat|scandir|access)$/.test(e.syscall ?? '') ? 'cannot access' : 'cannot write';
   const p = e.path ?? fallbackPath;
   return `${verb}${p ? ` ${shownPath(p)}` : ''}: ${reason} (${code})`;
 }
