@@ -1,5 +1,5 @@
 // The command line: `graphc <verb> ...`. Exit codes: 0 success, 1 a model error (or a failed
-// check), 2 a usage error.
+// check), 2 a usage error or a file-system error (one line naming the path).
 
 import * as path from 'node:path';
 import { parseArgs as nodeParseArgs } from 'node:util';
@@ -145,6 +145,8 @@ const VERBS: Record<string, Verb> = {
       '(backward IR), <name>.ts (the flat module) and <name>.js (the same module as plain ESM), and\n' +
       'with the gpu target <name>.gpu.ts and <name>.gpu.js (the GPU.js module), and with the wasm target\n' +
       '<name>.wasm.ts and <name>.wasm.js (the flat module with WebAssembly SIMD matmul kernels).\n' +
+      'A build writes its files all at once, never over a file graphc did not write (each folder has a\n' +
+      '.graphc-manifest.json of the files graphc wrote there) or the model itself.\n' +
       'A failed build writes nothing; among several targets, one that refuses the model (wasm needs\n' +
       'static shapes) is skipped with a warning and the others are written. With --check, writes\n' +
       'nothing and exits 1 if the files on disk differ from what this compiler produces, showing the\n' +
@@ -442,7 +444,7 @@ ${Object.entries(VERBS)
   .map(([k, v]) => `  ${k.padEnd(8)}${v.usage}`)
   .join('\n')}
 
-graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage error.
+graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage or file-system error.
 `;
 
 export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
