@@ -108,7 +108,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
       throw new CompileError(`the model output '${key}' is not a tensor: it is ${returnedText(t)}`, 'return tensors made by g (e.g. { loss, probs }); make a number a tensor with g.const(...)', modelLoc(m));
     if (key === LOSS && t.dtype === 'i32')
       throw new CompileError(
-        `the loss is ${formatType(tracer.graph.type(t.id))}: an i32 tensor holds indices, and has no gradient`,
+        `the loss must be an f32 scalar, but it is ${formatType(tracer.graph.type(t.id))}: an i32 tensor holds indices, and has no gradient`,
         'compute the loss from f32 values, e.g. g.crossEntropy(logits, labels) with the i32 labels as targets',
         tracer.graph.def(t.id).loc ?? modelLoc(m),
       );

@@ -347,8 +347,9 @@ const THROWN = '__graphc_thrown';
 
 /** A thrown value that is not an Error, as the message shows it. */
 function thrownText(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (v === null || typeof v !== 'object') return String(v);
+  if (typeof v === 'string') return `a string: ${JSON.stringify(v)}`;
+  if (v === null || v === undefined) return String(v);
+  if (typeof v !== 'object') return `the ${typeof v} ${String(v)}`;
   try {
     return `an object ${JSON.stringify(v)?.slice(0, 80) ?? ''}`.trim();
   } catch {
