@@ -99,7 +99,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' && !Array.isArray(result) ? Object.entries(result) : [];
   if (outputs.length === 0)
     throw new CompileError(
-      `the model function returned ${returnedText(result)}, not tensors`,
+      `the model function returned no tensors: it returned ${returnedText(result)}`,
       'return the scalar loss, or an object such as { loss, probs }',
       modelLoc(m),
     );
