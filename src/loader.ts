@@ -89,6 +89,8 @@ export class Loader {
 
   /** Where the last DSL call was made (the line named when the time limit stops a model). */
   lastCall: Loc | undefined;
+  /** Whether lastCall is a loop's iteration rather than a DSL call. */
+  lastInLoop = false;
 
   constructor(readonly entry: string) {
     this.dir = path.dirname(entry);
@@ -182,13 +184,17 @@ export class Loader {
   }
 
   readonly sites: CallSites = {
-    here: () => (this.lastCall = this.firstUserLoc(stackHere()) ?? this.lastCall),
+    here: () => {
+      const loc = this.firstUserLoc(stackHere());
+      if (loc) [this.lastCall, this.lastInLoop] = [loc, false];
+      return loc;
+    },
     current: () => {
       const frames = stackHere();
       for (let i = 0; i < frames.length; i++) {
         const loc = this.locOf(frames[i]!);
         if (loc) {
-          this.lastCall = loc;
+          [this.lastCall, this.lastInLoop] = [loc, false];
           return { loc, name: this.bindingOf(frames, i, loc) };
         }
       }
@@ -264,14 +270,19 @@ export class Loader {
     this.files.set(abs, { text, map, code: code.split('\n') });
     const module = { exports: {} as unknown };
     this.modules.set(abs, module);
-    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN], { filename: abs });
+    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN, LOOP], { filename: abs });
     const req = (spec: string) => this.resolve(spec, abs);
     // every `throw v` runs as `throw __graphc_thrown(v, line, col)`: a thrown string has no stack
     const thrown = (v: unknown, line: number, col: number) => {
       if (!(v instanceof Error)) this.thrown = { value: v, loc: { file: this.rel(abs), line, col }, frames: stackHere() };
       return v;
     };
-    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs), thrown);
+    // and every loop's body starts with `__graphc_loop(line, col)`: where an endless loop runs
+    const loop = (line: number, col: number) => {
+      this.lastCall = { file: this.rel(abs), line, col };
+      this.lastInLoop = true;
+    };
+    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs), thrown, loop);
     return module.exports;
   }
 
@@ -301,9 +312,10 @@ export class Loader {
     } catch (e) {
       if ((e as { code?: unknown })?.code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw e;
       const at = this.lastCall;
+      const where = !at ? 'before its first DSL call or loop' : this.lastInLoop ? 'in the loop at this line' : 'after its last DSL call, at this line';
       throw new CompileError(
-        `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${at ? 'after its last DSL call, at this line' : 'before its first DSL call'}`,
-        'look for a loop that never ends after this line, or allow more time with --trace-timeout SECONDS',
+        `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${where}`,
+        `${at && this.lastInLoop ? "check the loop's condition: it never becomes false" : 'look for a loop that never ends after this line'}, or allow more time with --trace-timeout SECONDS`,
         at ?? fallback,
       );
     }
@@ -344,6 +356,7 @@ export class Loader {
 }
 
 const THROWN = '__graphc_thrown';
+const LOOP = '__graphc_loop';
 
 /** A thrown value that is not an Error, as the message shows it. */
 function thrownText(v: unknown): string {
@@ -357,9 +370,25 @@ function thrownText(v: unknown): string {
   }
 }
 
-/** Rewrites `throw v` as `throw __graphc_thrown(v, line, col)`, with the throw's position. */
+/**
+ * Rewrites `throw v` as `throw __graphc_thrown(v, line, col)`, with the throw's position, and starts
+ * each loop's body with `__graphc_loop(line, col)` (the time limit names the loop it stopped in).
+ */
 const markThrows: ts.TransformerFactory<ts.SourceFile> = (ctx) => (sf) => {
   const visit = (node: ts.Node): ts.Node => {
+    if (ts.isIterationStatement(node, false)) {
+      const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      const inner = ts.visitEachChild(node, visit, ctx) as ts.IterationStatement;
+      const f = ctx.factory;
+      const mark = f.createExpressionStatement(f.createCallExpression(f.createIdentifier(LOOP), undefined, [f.createNumericLiteral(at.line + 1), f.createNumericLiteral(at.character + 1)]));
+      const body = ts.isBlock(inner.statement) ? f.updateBlock(inner.statement, [mark, ...inner.statement.statements]) : f.createBlock([mark, inner.statement], true);
+      if (ts.isWhileStatement(inner)) return f.updateWhileStatement(inner, inner.expression, body);
+      if (ts.isDoStatement(inner)) return f.updateDoStatement(inner, body, inner.expression);
+      if (ts.isForStatement(inner)) return f.updateForStatement(inner, inner.initializer, inner.condition, inner.incrementor, body);
+      if (ts.isForOfStatement(inner)) return f.updateForOfStatement(inner, inner.awaitModifier, inner.initializer, inner.expression, body);
+      if (ts.isForInStatement(inner)) return f.updateForInStatement(inner, inner.initializer, inner.expression, body);
+      return inner;
+    }
     if (ts.isThrowStatement(node)) {
       const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
       const inner = ts.visitEachChild(node, visit, ctx);
