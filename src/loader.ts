@@ -270,7 +270,12 @@ export class Loader {
     this.files.set(abs, { text, map, code: code.split('\n') });
     const module = { exports: {} as unknown };
     this.modules.set(abs, module);
-    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN, LOOP], { filename: abs });
+    let fn: ReturnType<typeof vm.compileFunction>;
+    try {
+      fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN, LOOP], { filename: abs });
+    } catch (e) {
+      throw this.syntaxError(e, abs) ?? e;
+    }
     const req = (spec: string) => this.resolve(spec, abs);
     // every `throw v` runs as `throw __graphc_thrown(v, line, col)`: a thrown string has no stack
     const thrown = (v: unknown, line: number, col: number) => {
@@ -284,6 +289,22 @@ export class Loader {
     };
     fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs), thrown, loop);
     return module.exports;
+  }
+
+  /**
+   * V8's syntax error in a transpiled file (what TypeScript's parser lets through, in a .js file:
+   * `await` outside an async function, a name declared twice), at its place in the source: V8's
+   * stack starts with `file:line`, the line and a caret under the place.
+   */
+  private syntaxError(e: unknown, abs: string): CompileError | undefined {
+    if (!(e instanceof SyntaxError) || typeof e.stack !== 'string') return undefined;
+    const [first, , caret] = e.stack.split('\n');
+    const m = first?.startsWith(abs + ':') ? /:(\d+)$/.exec(first) : null;
+    const info = this.files.get(abs);
+    if (!m || !info) return undefined;
+    const col = Math.max(0, caret?.indexOf('^') ?? 0) + 1;
+    const pos = originalPosition(info.map, Number(m[1]), col);
+    return new CompileError(`SyntaxError: ${e.message}`, 'fix the syntax error at this line', pos ? { file: this.rel(abs), line: pos.line, col: pos.col } : undefined);
   }
 
   private resolve(spec: string, from: string): unknown {
