@@ -29,7 +29,7 @@ import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.j
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
 import { COLUMN_REDUCTION_COST, PACK_COST, stepWork, threadsDecl } from './wasm/threads.js';
-import { emitSymbolicWasm } from './wasm/symbolic.js';
+import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
@@ -118,6 +118,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   // the training step's kernel comes last: the steps call it after the backward pass
   const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
   if (training) end = training.end;
+  checkWasmMemory(m, end);
   const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
 
   /** The kernels in the order of the module: the training step's last. */

@@ -23,6 +23,12 @@ export class CompileError extends Error {
   /** A last line after them (how many were left out). */
   trailer?: string;
 
+  /** The call that led to the error (shown as `called from`), when it is not at loc. */
+  withVia(loc: Loc | undefined): this {
+    if (loc && this.via.length === 0 && (!this.loc || loc.line !== this.loc.line || loc.file !== this.loc.file)) this.via = [loc];
+    return this;
+  }
+
   withLoc(loc: Loc | undefined): this {
     if (!this.loc && loc) this.loc = loc;
     return this;

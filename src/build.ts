@@ -2,7 +2,7 @@
 // flat TypeScript (+ plain ESM JavaScript). Compilation happens in memory; files are written
 // only when everything succeeded, through a temporary folder, so a failed build writes nothing.
 
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { dropCustomGrads, reverseMode } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
@@ -27,11 +27,9 @@ import { traceModel } from './frontend.js';
 import type { LoadedModel } from './loader.js';
 import { loadModel } from './loader.js';
 
-export interface OutputFile {
-  /** File name inside the output folder. */
-  readonly name: string;
-  readonly content: string | Uint8Array;
-}
+import type { OutputFile } from './output.js';
+export type { OutputFile } from './output.js';
+export { staleFiles, writeOutput } from './output.js';
 
 export interface Compiled {
   readonly name: string;
@@ -63,6 +61,8 @@ export interface CompileOptions {
   readonly hvp?: boolean;
   /** --jvp: emit jvp(params, inputs, tangents) in the flat and wasm modules. */
   readonly jvp?: boolean;
+  /** The time limit of loading and tracing the model, in ms (--trace-timeout; default 60 s). */
+  readonly traceTimeout?: number;
   /** Called with each pass's name and the graph after it (for `graphc ir --after`). */
   readonly afterPass?: (graph: 'forward' | 'backward', pass: string, g: Graph) => void;
 }
@@ -122,14 +122,14 @@ export function lowerDerived(traced: Graph, kind: 'hvp' | 'jvp'): { fwd: Graph; 
 }
 
 /** Loads and traces a model. */
-export function traceFile(file: string, opts: { scopes?: boolean } = {}): { model: LoadedModel; traced: Traced } {
-  const model = loadModel(file);
+export function traceFile(file: string, opts: { scopes?: boolean; traceTimeout?: number } = {}): { model: LoadedModel; traced: Traced } {
+  const model = loadModel(file, { timeout: opts.traceTimeout });
   return { model, traced: traceModel(model, opts) };
 }
 
 /** Front end and middle end: the optimised forward and backward graphs. */
 export function compileGraphs(file: string, opts: CompileOptions = {}): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph } {
-  const { model, traced } = traceFile(file);
+  const { model, traced } = traceFile(file, { traceTimeout: opts.traceTimeout });
   const fwd = traced.graph;
   // --hvp, --jvp: the derived graphs start from this trace (lowerDerived), before the passes change it
   const copy = opts.hvp || opts.jvp ? fwd.clone() : undefined;
@@ -233,35 +233,4 @@ export function foreignPackageJson(dir: string): string | undefined {
 /** The default output folder of a model: generated/<name>/. */
 export function defaultOutDir(name: string): string {
   return path.join('generated', name);
-}
-
-/**
- * Writes files into `dir` all or nothing: everything goes to a temporary folder beside it first,
- * then each file is renamed into place.
- */
-export function writeAtomically(dir: string, files: readonly OutputFile[]): void {
-  const parent = path.dirname(path.resolve(dir));
-  mkdirSync(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.graphc-tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  try {
-    for (const f of files) writeFileSync(path.join(tmp, f.name), f.content);
-    mkdirSync(dir, { recursive: true });
-    for (const f of files) renameSync(path.join(tmp, f.name), path.join(dir, f.name));
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
-/** Files of `dir` that differ from `files` (missing files included). */
-export function staleFiles(dir: string, files: readonly OutputFile[]): { name: string; old: string; new: string }[] {
-  const out: { name: string; old: string; new: string }[] = [];
-  for (const f of files) {
-    const p = path.join(dir, f.name);
-    const old = existsSync(p) ? readFileSync(p, 'utf8') : '';
-    const now = typeof f.content === 'string' ? f.content : Buffer.from(f.content).toString('utf8');
-    if (old !== now) out.push({ name: f.name, old, new: now });
-  }
-  return out;
 }

@@ -1,5 +1,5 @@
 // The command line: `graphc <verb> ...`. Exit codes: 0 success, 1 a model error (or a failed
-// check), 2 a usage error.
+// check), 2 a usage error or a file-system error (one line naming the path).
 
 import * as path from 'node:path';
 import { parseArgs as nodeParseArgs } from 'node:util';
@@ -7,7 +7,8 @@ import { CompileError } from '../ir/errors.js';
 import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
-import { compile, DEFAULT_TARGETS, defaultOutDir, foreignPackageJson, staleFiles, TARGETS, writeAtomically } from './build.js';
+import { compile, DEFAULT_TARGETS, defaultOutDir, foreignPackageJson, TARGETS } from './build.js';
+import { fsErrorLine, isFsError, OutputError, staleFiles, writeFileAtomically, writeOutput } from './output.js';
 import { cwdSources, diskSources, formatDiagnostic } from './diagnostics.js';
 import type { SourceAccess } from './diagnostics.js';
 import { UsageError } from './loader.js';
@@ -116,6 +117,15 @@ function report(e: unknown, io: Io, src?: SourceAccess): number {
     io.err(formatDiagnostic(e, src) + '\n');
     return 1;
   }
+  if (e instanceof OutputError) {
+    io.err(`graphc: ${e.message}\n`);
+    return 2;
+  }
+  // any other file-system error: one line naming the path, never a Node stack
+  if (isFsError(e)) {
+    io.err(`graphc: ${fsErrorLine(e, undefined, e.syscall === 'open' || e.syscall === 'read' || e.syscall === 'scandir' ? 'cannot read' : 'cannot access')}\n`);
+    return 2;
+  }
   if (e instanceof VerifyError) {
     io.err(`graphc: internal compiler error (please report it): ${e.message}\n`);
     return 1;
@@ -137,6 +147,8 @@ const VERBS: Record<string, Verb> = {
       'module with WebAssembly SIMD kernels), gpu <name>.gpu.ts and <name>.gpu.js (the GPU.js module,\n' +
       'which needs the gpu.js package). Default targets: ts,wasm. A package.json ({"type": "module"})\n' +
       'makes the folder load as ES modules in any package.\n' +
+      'A build writes its files all at once, never over a file graphc did not write (each folder has a\n' +
+      '.graphc-manifest.json of the files graphc wrote there) or the model itself.\n' +
       'A failed build writes nothing; among several targets, one that refuses the model is skipped\n' +
       'with a warning and the others are written. With --check, writes nothing and exits 1 if the\n' +
       'files on disk differ from what this compiler produces, showing the difference.',
@@ -156,18 +168,20 @@ const VERBS: Record<string, Verb> = {
       eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
       hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
       jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
+      'trace-timeout': { value: 'SECONDS', help: 'stop a model whose loading or tracing takes longer, naming the line it was at (default 60)' },
     },
     minArgs: 1,
     async run(args, opts, io) {
       if (opts.out && args.length > 1) throw new UsageError('graphc build: --out takes one model at a time');
       const targets = typeof opts.target === 'string' ? opts.target.split(',') : [...DEFAULT_TARGETS];
       const optimizer = optimizerSpec(opts);
+      const traceTimeout = secondsOption('build', 'trace-timeout', opts['trace-timeout']);
       for (const t of targets) if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`graphc build: unknown target '${t}' (known: ${TARGETS.join(', ')})`);
       let status = 0;
       for (const file of args) {
         let c: Compiled;
         try {
-          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true });
+          c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true, traceTimeout });
         } catch (e) {
           status = Math.max(status, report(e, io, diskSources(file)));
           continue;
@@ -188,7 +202,7 @@ const VERBS: Record<string, Verb> = {
             status = Math.max(status, 1);
             continue;
           }
-          writeAtomically(dir, c.files);
+          writeOutput(dir, c.files, { protect: c.model.loader.loadedFiles() });
           io.out(`wrote ${dir}/ (${c.files.map((f) => f.name).join(', ')})\n`);
         }
       }
@@ -356,7 +370,7 @@ const inspectVerbs: Record<string, Verb> = {
       }
       const content = ext === '.dot' ? dot : await renderGraph(dot, ext === '.png' ? 'png' : 'svg');
       if (out) {
-        writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content }]);
+        writeFileAtomically(out, content, { protect: [path.resolve(file!)] });
         io.out(`wrote ${out}\n`);
       } else io.out(typeof content === 'string' ? content : Buffer.from(content).toString('base64'));
       return 0;
@@ -393,7 +407,7 @@ const interopVerbs: Record<string, Verb> = {
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
-      writeAtomically(path.dirname(path.resolve(out)), [{ name: path.basename(out), content: bytes }]);
+      writeFileAtomically(out, bytes, { protect: [path.resolve(file!)] });
       io.out(`wrote ${out} (${bytes.length} bytes)\n`);
       return 0;
     },
@@ -420,6 +434,14 @@ function dimOption(verb: string, v: string | true | undefined): Record<string, n
   return out;
 }
 
+/** A positive number of seconds (--trace-timeout), in milliseconds; undefined when not given. */
+function secondsOption(verb: string, name: string, v: string | true | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`graphc ${verb}: --${name} needs a number of seconds above 0, got ${String(v)}`);
+  return Math.max(1, Math.round(x * 1000));
+}
+
 function intOption(verb: string, name: string, v: string | true | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -436,7 +458,7 @@ ${Object.entries(VERBS)
   .map(([k, v]) => `  ${k.padEnd(8)}${v.usage}`)
   .join('\n')}
 
-graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage error.
+graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage or file-system error.
 `;
 
 export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {

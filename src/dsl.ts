@@ -212,15 +212,15 @@ export class Tensor {
 
   /** The sum over `axis` (a number, an array, or omitted for every axis), keeping the reduced axes as size 1 with `keepDims`. */
   sum(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => b.sum(this.id, normalizeAxes('sum', axis, this.dims.length), keepDims));
+    return this.op((b) => b.sum(this.id, normalizeAxes('sum', axisArg('sum', axis), this.dims.length), keepDims));
   }
   /** The mean over `axis` (as `sum`); over a symbolic dimension it divides by the size bound by the call. */
   mean(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axis, this.dims.length), keepDims));
+    return this.op((b) => C.mean(b, this.id, normalizeAxes('mean', axisArg('mean', axis), this.dims.length), keepDims));
   }
   /** The maximum over `axis` (as `sum`); the whole gradient goes to the first argmax: graphc's choice, where PyTorch's `amax` splits it evenly among ties. */
   max(axis?: Axis, keepDims = false): Tensor {
-    return this.op((b) => b.max(this.id, normalizeAxes('max', axis, this.dims.length), keepDims));
+    return this.op((b) => b.max(this.id, normalizeAxes('max', axisArg('max', axis), this.dims.length), keepDims));
   }
 
   /** The matrix product: `[m, k] × [k, n]`, `[..., m, k] × [k, n]` or `[..., m, k] × [..., k, n]`. */
@@ -362,7 +362,10 @@ function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols
 
 /** Flattens a nested number array, checking that it is rectangular. */
 function flatten(value: number | NestedNumbers): { data: number[]; shape: number[] } {
-  if (typeof value === 'number') return { data: [value], shape: [] };
+  if (typeof value === 'number') {
+    if (Number.isNaN(value)) throw new CompileError('const: a value is NaN', 'constants must be numbers (±Infinity is allowed, e.g. for masks); check how the value was computed or parsed');
+    return { data: [value], shape: [] };
+  }
   if (!Array.isArray(value)) throw new CompileError(`const: expected a number or nested arrays of numbers, got ${typeof value}`, 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
   const parts = value.map((v) => flatten(v as number | NestedNumbers));
   const inner = parts[0]?.shape ?? [];
@@ -485,17 +488,17 @@ export class Tracer {
         throw new CompileError(
           `g.customGrad: backward must return an array with one gradient per argument (${xs.length}), got ${Array.isArray(dxs) ? `${dxs.length}` : describe(dxs)}`,
           'return e.g. [dx] for one argument; null where no gradient flows',
-          loc,
-        );
+          at,
+        ).withVia(loc);
       const dxIds = dxs.map((d, k) => {
         if (d === null || d === undefined) return undefined;
         const x = xs[k]!;
         if (!(d instanceof Tensor) || d[TRACER] !== this)
-          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', loc);
+          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', at).withVia(loc);
         const dt = values.get(d.id)?.type ?? g.type(d.id);
         const xt = g.type(x.id);
         if (dt.dtype !== 'f32' || dt.shape.length !== xt.shape.length || dt.shape.some((n, i) => n !== xt.shape[i]))
-          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', loc);
+          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', at).withVia(loc);
         return d.id;
       });
       // values the backward reads besides xs, y and dy become operands, so that the passes keep
@@ -541,7 +544,7 @@ export class Tracer {
     const prev = this.declared.get(name);
     if (prev)
       throw new CompileError(
-        `${kind}: the name '${name}' is already used by ${prev.kind === kind ? 'another' : 'an'} ${prev.kind}${prev.loc ? ` at ${formatLoc(prev.loc)}` : ''}`,
+        `${kind}: the name '${name}' is already used by ${prev.kind === kind ? 'another' : 'a'} ${prev.kind}${prev.loc ? ` at ${formatLoc(prev.loc)}` : ''}`,
         'params and inputs need distinct names, because they are the keys of the generated module’s objects',
       );
     this.declared.set(name, { kind, loc: this.b.loc });
@@ -604,7 +607,7 @@ export class Tracer {
       crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
       batchNorm: (x, gain, bias, options = {}) =>
         t.call((name) => {
-          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5);
+          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps));
           const m = options.momentum;
           if (typeof m !== 'number' || !(m >= 0 && m <= 1))
             throw new CompileError(
@@ -625,7 +628,7 @@ export class Tracer {
               "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
             );
           }
-          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), options.eps ?? 1e-5, m, prefix);
+          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), m, prefix);
           for (const u of r.updates) {
             t.buffers.set(u.name, t.b.loc);
             t.bufferUpdates.push(u);
@@ -648,7 +651,7 @@ export class Tracer {
           return t.b.mul(xv, mask);
         }),
       layerNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), options.eps ?? 1e-5)),
+        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', options.eps))),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
       grad: (y, xs) => t.grad(y, xs),
@@ -665,9 +668,22 @@ export class Tracer {
   }
 }
 
+/** A normalization's eps: a finite number ≥ 0 (default 1e-5). */
+function epsOf(op: string, eps: unknown): number {
+  if (eps === undefined) return 1e-5;
+  if (typeof eps === 'number' && eps >= 0 && Number.isFinite(eps)) return eps;
+  throw new CompileError(`${op}: eps must be a finite number ≥ 0, got ${describe(eps)}`, 'eps is added to the variance before the square root, e.g. { eps: 1e-5 } (the default)');
+}
+
+/** A reduction's axis argument: a number, an array of numbers, or undefined. */
+function axisArg(op: string, axis: unknown): Axis | undefined {
+  if (axis === undefined || typeof axis === 'number' || (Array.isArray(axis) && axis.every((a) => typeof a === 'number'))) return axis as Axis | undefined;
+  throw new CompileError(`${op}: axis must be a number or an array of numbers, got ${describe(axis)}`, `e.g. x.${op}(1), x.${op}([0, 1]) or x.${op}(1, true) to keep the axis; omit it to reduce over every axis`);
+}
+
 function describe(x: unknown): string {
   if (x === null) return 'null';
-  if (Array.isArray(x)) return 'an array';
+  if (Array.isArray(x)) return x.length === 0 ? 'an empty array' : `an array of ${x.length}`;
   if (typeof x === 'string') return JSON.stringify(x);
   if (typeof x === 'number' || typeof x === 'boolean' || x === undefined) return String(x);
   return `${/^[aeiou]/.test(typeof x) ? 'an' : 'a'} ${typeof x}`;

@@ -9,6 +9,7 @@ import type { Loc, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
 import { checkModelFn, Tensor, Tracer } from './dsl.js';
 import type { LoadedModel } from './loader.js';
+import { TRACE_TIMEOUT_MS } from './loader.js';
 import { defaultExportAt } from './names.js';
 import type { Scope } from './scopes.js';
 import { ScopeTracker } from './scopes.js';
@@ -45,6 +46,25 @@ function checkBindable(g: Graph): void {
   }
 }
 
+/** The most elements of a typed array in V8 (Node, Chrome): a larger tensor could not be allocated. */
+export const TYPED_ARRAY_MAX = 2 ** 32;
+
+/** Every tensor of static shape must fit a typed array; the generated modules would fail at import. */
+function checkSizes(g: Graph): void {
+  for (const inst of g.insts) {
+    const t = g.type(inst.result);
+    if (!t.shape.every((d) => typeof d === 'number')) continue;
+    const n = (t.shape as number[]).reduce((a, b) => a * b, 1);
+    if (n <= TYPED_ARRAY_MAX) continue;
+    const what = inst.op === 'param' || inst.op === 'input' ? `${inst.op} '${(inst.attrs as { name: string }).name}'` : `${inst.op}: the result`;
+    throw new CompileError(
+      `${what} ${formatType(t)} has ${n.toLocaleString('en-US')} elements, more than a typed array holds (${TYPED_ARRAY_MAX.toLocaleString('en-US')} = 2^32 in V8)`,
+      'make it smaller: the generated modules keep every tensor in one Float32Array or Int32Array',
+      inst.loc,
+    );
+  }
+}
+
 export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Traced {
   const name = m.def.name;
   if (typeof name !== 'string' || !MODEL_NAME.test(name))
@@ -57,20 +77,41 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   if (typeof m.def.fn !== 'function') checkModelFn(m.def.fn, modelLoc(m));
   const tracer = new Tracer(name, m.sites);
   if (opts.scopes) tracer.scopes = new ScopeTracker((file) => m.sourceOf(file));
-  const result = m.loader.withFrames(() => {
-    try {
-      return m.def.fn(tracer.api());
-    } catch (e) {
-      throw m.loader.located(e);
-    }
-  });
+  m.loader.lastCall = undefined;
+  const result = m.loader.withFrames(() =>
+    m.loader.withTimeLimit(m.timeout ?? TRACE_TIMEOUT_MS, `tracing the model '${name}'`, modelLoc(m), () => {
+      try {
+        return m.def.fn(tracer.api());
+      } catch (e) {
+        throw m.loader.located(e);
+      }
+    }),
+  );
   const g = tracer.graph;
-  const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' ? Object.entries(result) : [];
+  if (result && typeof (result as { then?: unknown }).then === 'function') {
+    (result as unknown as Promise<unknown>).then(undefined, () => undefined); // its rejection is not reported
+    throw new CompileError(
+      'the model function returned a Promise (is it async?): the model is traced synchronously, so it cannot await',
+      'remove async (and every await) from the model function; load data before model(...) with synchronous calls, or pass it as an input',
+      modelLoc(m),
+    );
+  }
+  const outputs: [string, unknown][] = result instanceof Tensor ? [[LOSS, result]] : result && typeof result === 'object' && !Array.isArray(result) ? Object.entries(result) : [];
   if (outputs.length === 0)
-    throw new CompileError('the model function returned no tensors', 'return the scalar loss, or an object such as { loss, probs }', modelLoc(m));
+    throw new CompileError(
+      `the model function returned no tensors: it returned ${returnedText(result)}`,
+      'return the scalar loss, or an object such as { loss, probs }',
+      modelLoc(m),
+    );
   for (const [key, t] of outputs) {
     if (!(t instanceof Tensor))
-      throw new CompileError(`the model output '${key}' is not a tensor`, 'return tensors made by g (e.g. { loss, probs })', modelLoc(m));
+      throw new CompileError(`the model output '${key}' is not a tensor: it is ${returnedText(t)}`, 'return tensors made by g (e.g. { loss, probs }); make a number a tensor with g.const(...)', modelLoc(m));
+    if (key === LOSS && t.dtype === 'i32')
+      throw new CompileError(
+        `the loss must be an f32 scalar, but it is ${formatType(tracer.graph.type(t.id))}: an i32 tensor holds indices, and has no gradient`,
+        'compute the loss from f32 values, e.g. g.crossEntropy(logits, labels) with the i32 labels as targets',
+        tracer.graph.def(t.id).loc ?? modelLoc(m),
+      );
     g.outputs.push({ name: key, value: tracer.operand(t) });
   }
   // the next running statistics: outputs named after their buffers, which the modules copy back
@@ -91,6 +132,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   }
   g.numberTemps();
   checkBindable(g);
+  checkSizes(g);
 
   const warnings: CompileError[] = [];
   const active = activeInsts(g);
@@ -113,6 +155,16 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
             ),
       );
   return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
+}
+
+/** What a model function returned instead of tensors, for the message. */
+function returnedText(v: unknown): string {
+  if (v === undefined) return 'undefined (no return statement?)';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of ${v.length}${v.some((x) => x instanceof Tensor) ? ' (outputs need names)' : ''}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'an object with no entries';
+  return `the ${typeof v} ${String(v)}`;
 }
 
 /** The values the loss is computed from, gradient or not. */

@@ -42,6 +42,8 @@ export interface LoadedModel {
   sourceOf(locFile: string): string | undefined;
   /** The path of a Loc's file as the user should see it (relative to the working directory). */
   displayPath(locFile: string): string;
+  /** The time limit of tracing, in ms. */
+  readonly timeout?: number;
 }
 
 const FRAMES = Symbol('graphc.frames');
@@ -82,8 +84,21 @@ export class Loader {
   private readonly modules = new Map<string, { exports: unknown }>();
   readonly dir: string;
 
+  /** The last value thrown by a `throw` of the user's code that is not an Error, and where. */
+  private thrown: { value: unknown; loc: Loc; frames: Frames } | undefined;
+
+  /** Where the last DSL call was made (the line named when the time limit stops a model). */
+  lastCall: Loc | undefined;
+  /** Whether lastCall is a loop's iteration rather than a DSL call. */
+  lastInLoop = false;
+
   constructor(readonly entry: string) {
     this.dir = path.dirname(entry);
+  }
+
+  /** The absolute paths of every source file loaded (the model and what it imports). */
+  loadedFiles(): string[] {
+    return [...this.files.keys()];
   }
 
   /** Display path of an absolute file, relative to the model's folder (stable across machines). */
@@ -169,12 +184,19 @@ export class Loader {
   }
 
   readonly sites: CallSites = {
-    here: () => this.firstUserLoc(stackHere()),
+    here: () => {
+      const loc = this.firstUserLoc(stackHere());
+      if (loc) [this.lastCall, this.lastInLoop] = [loc, false];
+      return loc;
+    },
     current: () => {
       const frames = stackHere();
       for (let i = 0; i < frames.length; i++) {
         const loc = this.locOf(frames[i]!);
-        if (loc) return { loc, name: this.bindingOf(frames, i, loc) };
+        if (loc) {
+          [this.lastCall, this.lastInLoop] = [loc, false];
+          return { loc, name: this.bindingOf(frames, i, loc) };
+        }
       }
       return {};
     },
@@ -217,6 +239,7 @@ export class Loader {
     const out = ts.transpileModule(text, {
       fileName: abs,
       reportDiagnostics: true,
+      transformers: { before: [markThrows] },
       compilerOptions: {
         module: ts.ModuleKind.CommonJS,
         target: ts.ScriptTarget.ES2022,
@@ -227,6 +250,13 @@ export class Loader {
     });
     const diag = out.diagnostics?.find((d) => d.category === ts.DiagnosticCategory.Error);
     if (diag) throw tsDiagnostic(diag, this.rel(abs));
+    const awaitAt = topLevelAwait(abs, text);
+    if (awaitAt)
+      throw new CompileError(
+        'top-level await: a model file is loaded synchronously (as a CommonJS module), so it cannot await',
+        'compute the value without await (e.g. readFileSync instead of fs.promises.readFile), or pass the data as an input of the model',
+        { file: this.rel(abs), ...awaitAt },
+      );
     return { text, out };
   }
 
@@ -240,10 +270,41 @@ export class Loader {
     this.files.set(abs, { text, map, code: code.split('\n') });
     const module = { exports: {} as unknown };
     this.modules.set(abs, module);
-    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname'], { filename: abs });
+    let fn: ReturnType<typeof vm.compileFunction>;
+    try {
+      fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', THROWN, LOOP], { filename: abs });
+    } catch (e) {
+      throw this.syntaxError(e, abs) ?? e;
+    }
     const req = (spec: string) => this.resolve(spec, abs);
-    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs));
+    // every `throw v` runs as `throw __graphc_thrown(v, line, col)`: a thrown string has no stack
+    const thrown = (v: unknown, line: number, col: number) => {
+      if (!(v instanceof Error)) this.thrown = { value: v, loc: { file: this.rel(abs), line, col }, frames: stackHere() };
+      return v;
+    };
+    // and every loop's body starts with `__graphc_loop(line, col)`: where an endless loop runs
+    const loop = (line: number, col: number) => {
+      this.lastCall = { file: this.rel(abs), line, col };
+      this.lastInLoop = true;
+    };
+    fn.call(module.exports, module.exports, req, module, abs, path.dirname(abs), thrown, loop);
     return module.exports;
+  }
+
+  /**
+   * V8's syntax error in a transpiled file (what TypeScript's parser lets through, in a .js file:
+   * `await` outside an async function, a name declared twice), at its place in the source: V8's
+   * stack starts with `file:line`, the line and a caret under the place.
+   */
+  private syntaxError(e: unknown, abs: string): CompileError | undefined {
+    if (!(e instanceof SyntaxError) || typeof e.stack !== 'string') return undefined;
+    const [first, , caret] = e.stack.split('\n');
+    const m = first?.startsWith(abs + ':') ? /:(\d+)$/.exec(first) : null;
+    const info = this.files.get(abs);
+    if (!m || !info) return undefined;
+    const col = Math.max(0, caret?.indexOf('^') ?? 0) + 1;
+    const pos = originalPosition(info.map, Number(m[1]), col);
+    return new CompileError(`SyntaxError: ${e.message}`, 'fix the syntax error at this line', pos ? { file: this.rel(abs), line: pos.line, col: pos.col } : undefined);
   }
 
   private resolve(spec: string, from: string): unknown {
@@ -263,6 +324,25 @@ export class Loader {
   }
 
   /**
+   * Runs the user's code f under a time limit: V8's watchdog stops it after `ms` even inside an
+   * endless loop, and the error names what was running and the last DSL call it made.
+   */
+  withTimeLimit<T>(ms: number, what: string, fallback: Loc, f: () => T): T {
+    try {
+      return vm.runInNewContext('run()', { run: f }, { timeout: ms }) as T;
+    } catch (e) {
+      if ((e as { code?: unknown })?.code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw e;
+      const at = this.lastCall;
+      const where = !at ? 'before its first DSL call or loop' : this.lastInLoop ? 'in the loop at this line' : 'after its last DSL call, at this line';
+      throw new CompileError(
+        `${what} did not finish within ${ms / 1000} s (an endless loop?); it was stopped ${where}`,
+        `${at && this.lastInLoop ? "check the loop's condition: it never becomes false" : 'look for a loop that never ends after this line'}, or allow more time with --trace-timeout SECONDS`,
+        at ?? fallback,
+      );
+    }
+  }
+
+  /**
    * Turns an exception thrown by user code into a located CompileError; a CompileError without
    * a location (thrown by a DSL function such as model(...)) is located at the user's call.
    */
@@ -270,9 +350,14 @@ export class Loader {
     const frames = framesOf(e);
     let err: CompileError;
     if (e instanceof CompileError) err = e.loc ? e : e.withLoc(this.callerLoc(frames));
-    else {
-      const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-      err = new CompileError(`the model threw ${what}`, 'fix the model code at this line', this.firstUserLoc(frames));
+    else if (!(e instanceof Error) && this.thrown && Object.is(this.thrown.value, e)) {
+      const { loc, frames: at } = this.thrown;
+      err = new CompileError(`the model threw ${thrownText(e)}`, 'fix the model code at this line (throw new Error(...) also gives a stack)', loc);
+      err.via = this.callChain(at, loc);
+    } else {
+      const what = e instanceof Error ? `${e.name}: ${e.message}` : thrownText(e);
+      const overflow = e instanceof RangeError && /call stack/.test(e.message);
+      err = new CompileError(`the model threw ${what}`, overflow ? 'a function here calls itself without end: check the condition that ends the recursion' : 'fix the model code at this line', this.firstUserLoc(frames));
     }
     if (err.loc && err.via.length === 0) err.via = this.callChain(frames, err.loc);
     return err;
@@ -289,6 +374,67 @@ export class Loader {
     }
     return chain;
   }
+}
+
+const THROWN = '__graphc_thrown';
+const LOOP = '__graphc_loop';
+
+/** A thrown value that is not an Error, as the message shows it. */
+function thrownText(v: unknown): string {
+  if (typeof v === 'string') return `a string: ${JSON.stringify(v)}`;
+  if (v === null || v === undefined) return String(v);
+  if (typeof v !== 'object') return `the ${typeof v} ${String(v)}`;
+  try {
+    return `an object ${JSON.stringify(v)?.slice(0, 80) ?? ''}`.trim();
+  } catch {
+    return 'an object';
+  }
+}
+
+/**
+ * Rewrites `throw v` as `throw __graphc_thrown(v, line, col)`, with the throw's position, and starts
+ * each loop's body with `__graphc_loop(line, col)` (the time limit names the loop it stopped in).
+ */
+const markThrows: ts.TransformerFactory<ts.SourceFile> = (ctx) => (sf) => {
+  const visit = (node: ts.Node): ts.Node => {
+    if (ts.isIterationStatement(node, false)) {
+      const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      const inner = ts.visitEachChild(node, visit, ctx) as ts.IterationStatement;
+      const f = ctx.factory;
+      const mark = f.createExpressionStatement(f.createCallExpression(f.createIdentifier(LOOP), undefined, [f.createNumericLiteral(at.line + 1), f.createNumericLiteral(at.character + 1)]));
+      const body = ts.isBlock(inner.statement) ? f.updateBlock(inner.statement, [mark, ...inner.statement.statements]) : f.createBlock([mark, inner.statement], true);
+      if (ts.isWhileStatement(inner)) return f.updateWhileStatement(inner, inner.expression, body);
+      if (ts.isDoStatement(inner)) return f.updateDoStatement(inner, body, inner.expression);
+      if (ts.isForStatement(inner)) return f.updateForStatement(inner, inner.initializer, inner.condition, inner.incrementor, body);
+      if (ts.isForOfStatement(inner)) return f.updateForOfStatement(inner, inner.awaitModifier, inner.initializer, inner.expression, body);
+      if (ts.isForInStatement(inner)) return f.updateForInStatement(inner, inner.initializer, inner.expression, body);
+      return inner;
+    }
+    if (ts.isThrowStatement(node)) {
+      const at = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      const inner = ts.visitEachChild(node, visit, ctx);
+      const f = ctx.factory;
+      return f.updateThrowStatement(inner, f.createCallExpression(f.createIdentifier(THROWN), undefined, [inner.expression, f.createNumericLiteral(at.line + 1), f.createNumericLiteral(at.character + 1)]));
+    }
+    return ts.visitEachChild(node, visit, ctx);
+  };
+  return ts.visitNode(sf, visit) as ts.SourceFile;
+};
+
+/** Where the file awaits outside any function (`await x` or `for await` at the top level). */
+function topLevelAwait(abs: string, text: string): { line: number; col: number } | undefined {
+  if (!/\bawait\b/.test(text)) return undefined;
+  const sf = ts.createSourceFile(abs, text, ts.ScriptTarget.ES2022, true);
+  let found: ts.Node | undefined;
+  const visit = (node: ts.Node): void => {
+    if (found || ts.isFunctionLike(node) || ts.isClassLike(node)) return;
+    if (ts.isAwaitExpression(node) || (ts.isForOfStatement(node) && node.awaitModifier)) found = node;
+    else ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  if (!found) return undefined;
+  const lc = sf.getLineAndCharacterOfPosition(found.getStart(sf));
+  return { line: lc.line + 1, col: lc.character + 1 };
 }
 
 export function tsDiagnostic(d: ts.Diagnostic, file: string): CompileError {
@@ -323,7 +469,10 @@ function noDefaultExport(call: NonNullable<ReturnType<typeof modelCallAt>>, file
   return new CompileError('the model file has no default export: this model(...) is not exported', 'graphc builds the default export: write export default in front of model(...)', loc);
 }
 
-export function loadModel(file: string): LoadedModel {
+/** The default time limit of loading and tracing a model (--trace-timeout). */
+export const TRACE_TIMEOUT_MS = 60_000;
+
+export function loadModel(file: string, opts: { timeout?: number } = {}): LoadedModel {
   const abs = path.resolve(file);
   if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`no such model file: ${file}`);
   const loader = new Loader(abs);
@@ -331,13 +480,16 @@ export function loadModel(file: string): LoadedModel {
   const errors = typeErrors(abs, loader.dir);
   if (errors.length) throw firstTypeError(errors);
   // located inside withFrames: the frames of an error are recorded when its stack is first read
-  const exports = loader.withFrames(() => {
-    try {
-      return loader.require(abs);
-    } catch (e) {
-      throw loader.located(e);
-    }
-  });
+  const timeout = opts.timeout ?? TRACE_TIMEOUT_MS;
+  const exports = loader.withFrames(() =>
+    loader.withTimeLimit(timeout, `loading the model file ${path.basename(abs)}`, { file: path.basename(abs), line: 1, col: 1 }, () => {
+      try {
+        return loader.require(abs);
+      } catch (e) {
+        throw loader.located(e);
+      }
+    }),
+  );
   const def = (exports as { default?: unknown } | undefined)?.default;
   if (!isModelDef(def)) {
     const text = loader.sourceOf(path.basename(abs)) ?? '';
@@ -357,5 +509,6 @@ export function loadModel(file: string): LoadedModel {
     sourceOf: (f: string) => loader.sourceOf(f),
     displayPath: (f: string) => path.relative(process.cwd(), path.resolve(loader.dir, f)).split(path.sep).join('/') || f,
     loader,
+    timeout,
   };
 }

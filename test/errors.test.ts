@@ -132,6 +132,21 @@ describe('build errors', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  // the corpus of bad models: each test/fixtures/errors/NAME.ts (or .js) with its exact message in NAME.expected
+  const corpus = readdirSync(path.join(ROOT, 'test/fixtures/errors')).filter((f) => f.endsWith('.expected')).map((f) => f.slice(0, -'.expected'.length));
+  it('has the corpus of bad models', () => expect(corpus.length).toBeGreaterThanOrEqual(44));
+  it.each(corpus)('corpus %s: exact message (located, with the fix), exit 1, nothing written', async (name) => {
+    const dir = path.join(ROOT, 'test/fixtures/errors');
+    const file = existsSync(path.join(dir, `${name}.ts`)) ? `${name}.ts` : `${name}.js`;
+    const out = path.join(tmp(), 'out');
+    // an endless loop is stopped by the time limit (default 60 s; 1 s here)
+    const r = await run(['build', `test/fixtures/errors/${file}`, '--out', out, ...(name.startsWith('trace-loop') ? ['--trace-timeout', '1'] : [])]);
+    expect(r.err).toBe(readFileSync(path.join(dir, `${name}.expected`), 'utf8'));
+    expect(r.code).toBe(1);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(path.dirname(out))).toEqual([]); // no temporary either
+  });
+
   it("reports an op with no gradient rule on the path to the loss, at the op's line", async () => {
     // no op of the table lacks a rule; take tanh's away for the duration of this test
     const table = OPS as unknown as Record<string, { grad: unknown }>;
@@ -216,13 +231,13 @@ ${layers.join('\n')}
     const out = path.join(tmp(), 'neuron');
     const ok = await run(['build', 'examples/neuron.ts', '--out', out]);
     expect(ok.code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
+    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
     const only = path.join(tmp(), 'ts-only');
     expect((await run(['build', 'examples/neuron.ts', '--out', only, '--target', 'ts'])).code).toBe(0);
-    expect(readdirSync(only).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'package.json']);
+    expect(readdirSync(only).sort()).toEqual(['.graphc-manifest.json', 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'package.json']);
     const wasmOnly = path.join(tmp(), 'wasm-only');
     expect((await run(['build', 'examples/neuron.ts', '--out', wasmOnly, '--target', 'wasm'])).code).toBe(0);
-    expect(readdirSync(wasmOnly).sort()).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
+    expect(readdirSync(wasmOnly).sort()).toEqual(['.graphc-manifest.json', 'neuron.grad.ir', 'neuron.ir', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
     expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu, wasm)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
   });

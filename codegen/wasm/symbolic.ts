@@ -20,7 +20,9 @@ import type { Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { Size } from '../../ir/dims.js';
 import { bindShape, isStatic, numelSize, sizeText, symbols } from '../../ir/dims.js';
-import type { ValueId } from '../../ir/types.js';
+import type { Loc, ValueId } from '../../ir/types.js';
+import { formatType, numel } from '../../ir/types.js';
+import { CompileError } from '../../ir/errors.js';
 import { num } from '../expr.js';
 import type { ModuleInfo } from '../module.js';
 import { commentText } from '../module.js';
@@ -287,6 +289,31 @@ function generatorsDecl(typed: boolean): string[] {
 // The module
 
 /** The wasm module of a model with symbolic dimensions (see the head of this file). */
+/** The most memory a wasm32 module has: 65536 pages of 64 KiB (4 GiB). */
+export const WASM_MAX_PAGES = 65536;
+
+/**
+ * Refuses a static layout that does not fit wasm's 4 GiB memory, at the largest param (its
+ * location, its size) with the sizes and the limit.
+ */
+export function checkWasmMemory(m: ModuleInfo, end: number): void {
+  const bytes = end + PADDING;
+  if (bytes <= WASM_MAX_PAGES * PAGE) return;
+  let big: { name: string; n: number; loc?: Loc; type: string } | undefined;
+  for (const inst of m.fwd.insts) {
+    if (inst.op !== 'param' && inst.op !== 'input') continue;
+    const t = m.fwd.type(inst.result);
+    if (!t.shape.every((d) => typeof d === 'number')) continue;
+    const n = numel(t.shape as number[]);
+    if (!big || n > big.n) big = { name: `${inst.op} '${(inst.attrs as { name: string }).name}'`, n, loc: inst.loc, type: formatType(t) };
+  }
+  throw new CompileError(
+    `the wasm module needs ${bytes.toLocaleString('en-US')} bytes of memory (${Math.ceil(bytes / PAGE).toLocaleString('en-US')} pages), more than wasm's 4 GiB (${WASM_MAX_PAGES} pages of 64 KiB)${big ? `; its largest ${big.name} is ${big.type}, ${big.n.toLocaleString('en-US')} elements` : ''}`,
+    'make the model smaller, or build it for the ts or gpu target, whose arrays are not in one wasm memory',
+    big?.loc,
+  );
+}
+
 export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
   const syms = symbols(m.fwd);
@@ -336,10 +363,12 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '',
     '/** The layout of the memory and the kernels\' code for one set of sizes. */',
     `function sized(${sizes}) {`,
+    `  const end = ${layoutCode(probes.map((p) => p.end), 'end')};`,
+    `  if (end + ${PADDING} > ${WASM_MAX_PAGES * PAGE}) throw new RangeError(\`${m.fwd.name}: ${syms.map((d) => `${d} = \${${d}}`).join(', ')} needs \${end + ${PADDING}} bytes of wasm memory, more than wasm's 4 GiB (${WASM_MAX_PAGES} pages of 64 KiB): call with a smaller ${syms.join(' or ')}, or use the flat module (graphc build --target ts)\`);`,
     '  return {',
     `    offsets: ${layoutCode(probes.map((p) => p.offsets) as unknown as number[], 'offsets')}, // of the arrays, in bytes`,
     `    lengths: [${buffers.map((b) => sizeText(b.size)).join(', ')}],`,
-    `    end: ${layoutCode(probes.map((p) => p.end), 'end')},`,
+    '    end,',
     `    productAt: ${layoutCode(probes.map((p) => p.productAt), 'product area')},`,
     `    productFloats: ${layoutCode(probes.map((p) => p.productFloats), 'product area')},`,
     '    fns: [',

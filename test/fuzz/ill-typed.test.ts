@@ -431,7 +431,7 @@ const FAMILIES: Record<string, Family> = {
         p.add(`const d1 = g.${k1}('${name}', [2]);`);
         const stmt = `const d2 = g.${k2}('${name}', [${c.range(1, 3)}]);`;
         const line = p.add(stmt);
-        return { family: 'duplicate-name', source: p.source(), expect: { code: 1, line, col: Program.col(stmt, k2), msg: new RegExp(`^${k2}: the name '${name}' is already used by (another|an) ${k1} at `) } };
+        return { family: 'duplicate-name', source: p.source(), expect: { code: 1, line, col: Program.col(stmt, k2), msg: new RegExp(`^${k2}: the name '${name}' is already used by (another|a) ${k1} at `) } };
       }
       case 1: {
         const kind = c.pick(['param', 'input']);
