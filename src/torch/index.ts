@@ -1,0 +1,23 @@
+// `graphc export MODEL --torch FILE [--params FILE]`: the model's forward graph, after the forward
+// passes, as a Python file defining a torch.nn.Module, with the params (and running statistics)
+// from a values file or initParams(0) embedded as its starting values.
+
+import { initialParams } from '../../ir/init.js';
+import { runPasses } from '../../ir/passes.js';
+import { FORWARD_PASSES } from '../../ir/pipeline.js';
+import { displaySource, traceFile } from '../build.js';
+import type { ValuesFile } from '../values.js';
+import { withValues } from '../values.js';
+import { exportTorch } from './export.js';
+
+export { exportTorch } from './export.js';
+export { LOWER } from './lower.js';
+
+export async function exportTorchFile(file: string, opts: { params?: ValuesFile } = {}): Promise<{ name: string; source: string }> {
+  const g = traceFile(file).traced.graph;
+  runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  const values = withValues(g, 'param', initialParams(g, 0), opts.params);
+  const isBuffer = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
+  const pick = (keep: boolean) => Object.fromEntries(Object.entries(values).filter(([k]) => isBuffer.has(k) === keep));
+  return { name: g.name, source: exportTorch(g, { params: pick(false), buffers: pick(true), source: displaySource(file) }) };
+}
