@@ -356,20 +356,37 @@ Object.assign(VERBS, inspectVerbs);
 
 const interopVerbs: Record<string, Verb> = {
   export: {
-    usage: 'graphc export MODEL.ts --onnx OUT.onnx [--params FILE]',
+    usage: 'graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE]',
     summary:
       'Writes the forward graph of a model (the outputs it returns) as an ONNX model (opset 17):\n' +
       'the params as initializers (from --params FILE, a .safetensors or JSON values file, else\n' +
       'initParams(0)), inputs and outputs named as in spec, symbolic dimensions as dim_params,\n' +
-      'the fused ops as ONNX operators (Softmax, LayerNormalization, BatchNormalization, Gather).',
+      'the fused ops as ONNX operators (Softmax, LayerNormalization, BatchNormalization, Gather);\n' +
+      'with --torch, as a Python file defining a torch.nn.Module (one line per op, autograd for the\n' +
+      'gradients, load_safetensors/save_safetensors with graphc\'s names). Give one or both.',
     options: {
       onnx: { value: 'FILE', help: 'the ONNX file to write' },
+      torch: { value: 'FILE', help: 'the PyTorch module (.py) to write' },
       params: { value: 'FILE', help: 'param values (.safetensors or JSON); the others from initParams(0)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
-      if (typeof opts.onnx !== 'string') throw new UsageError('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE]');
+      if (typeof opts.onnx !== 'string' && typeof opts.torch !== 'string')
+        throw new UsageError('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE]');
+      if (typeof opts.torch === 'string') {
+        const torchOut = opts.torch;
+        const { exportTorchFile } = await import('./torch/index.js');
+        let py: string;
+        try {
+          ({ source: py } = await exportTorchFile(file!, { params: valuesOptions(opts).params }));
+        } catch (e) {
+          return report(e, io, diskSources(file!));
+        }
+        writeAtomically(path.dirname(path.resolve(torchOut)), [{ name: path.basename(torchOut), content: py }]);
+        io.out(`wrote ${torchOut} (${Buffer.byteLength(py)} bytes)\n`);
+      }
+      if (typeof opts.onnx !== 'string') return 0;
       const out = opts.onnx;
       const { params } = valuesOptions(opts);
       const { exportFile } = await import('./onnx/index.js');
