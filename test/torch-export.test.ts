@@ -1,0 +1,268 @@
+// `graphc export --torch`: every example, and conformance models (a g.customGrad model, dropout
+// in evaluation, batchnorm with running statistics in training and evaluation), exported and run
+// by Debian's python3-torch, in one Python process for all of them (torch's import costs seconds):
+// the loss and every gradient (torch autograd's) against the flat module's valueAndGrad, in
+// float32, to 1e-5; the running statistics after a training forward; a checkpoint through
+// graphc saveParams → load_safetensors → save_safetensors → graphc bit-identical. Skipped, with
+// the reason, where /usr/bin/python3 cannot import torch (.ci/run installs python3-torch).
+
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { OpKind } from '../ir/ops.js';
+import { loadTensors, saveParams } from '../src/io.js';
+import { exportTorchFile } from '../src/torch/index.js';
+import type { LOWER } from '../src/torch/lower.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { buildAndImport, modelFile, relErr, rng, ROOT, run, tmp } from './helpers.js';
+
+const PYTHON = '/usr/bin/python3';
+const torchMissing = (() => {
+  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `${PYTHON} cannot import torch (${(r.error?.message ?? r.stderr).trim().split('\n').pop()}); .ci/run installs python3-torch`;
+})();
+if (torchMissing) console.warn(`test/torch-export.test.ts: skipped: ${torchMissing}`);
+
+type Module = GeneratedModule & {
+  initBuffers?: () => Record<string, Float32Array>;
+  forward(p: Arrays, i: Arrays, o?: { buffers?: Arrays; train?: boolean }): Record<string, number | Float32Array>;
+  valueAndGrad(p: Arrays, i: Arrays, o?: { buffers?: Arrays }): { loss: number; grads: Record<string, Float32Array> };
+  spec: GeneratedModule['spec'] & { buffers?: Record<string, { dtype: string; shape: number[] }> };
+};
+
+/** The index bounds of i32 inputs (vocabularies, classes). */
+const BOUNDS: Record<string, number> = { target_classes: 10, y: 10, Xb: 27, Yb: 27, labels: 10, X: 27, Y: 27, t: 3 };
+
+function inputsOf(mod: Module, seed: number): Arrays {
+  const r = rng(seed);
+  const out: Arrays = {};
+  for (const [k, v] of Object.entries(mod.spec.inputs)) {
+    const n = v.shape.reduce((a, d) => a * d, 1);
+    out[k] = v.dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(r() * (BOUNDS[k] ?? 3))) : Float32Array.from({ length: n }, () => 0.1 + r());
+  }
+  return out;
+}
+
+const copy = (o: Record<string, Float32Array | number>) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? Float32Array.of(v) : Float32Array.from(v)]));
+
+interface Case {
+  readonly name: string;
+  readonly file: string;
+  readonly cls: string;
+  readonly mode: 'train' | 'eval';
+  readonly mod: Module;
+  readonly params: Record<string, Float32Array>;
+  readonly buffers: Record<string, Float32Array>;
+  readonly inputs: Arrays;
+}
+
+interface Result {
+  error?: string;
+  outputs: Record<string, number[]>;
+  grads?: Record<string, number[]>;
+  buffers: Record<string, number[]>;
+}
+
+const EXAMPLES = readdirSync(path.join(ROOT, 'examples'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => f.slice(0, -3))
+  .sort();
+
+const CUSTOM = `import { model } from 'graphc';
+export default model('custom', (g) => {
+  const W = g.param('W', [4, 3]);
+  const s = g.param('s', [3], { init: 'ones' });
+  const x = g.input('x', [5, 4]);
+  const t = g.input('t', [5], 'i32');
+  // straight-through sign; tanh whose gradient is clipped and scaled by a value the backward reads
+  const sign = g.customGrad((v) => v.div(v.abs()), (_xs, _out, dy) => [dy]);
+  const squash = g.customGrad((v) => v.tanh(), (_xs, out, dy) => [dy.mul(out.square().neg().add(1)).mul(s).maximum(-0.1).minimum(0.1)]);
+  const h = squash(x.matmul(W).add(sign(W).sum(0)));
+  const loss = g.crossEntropy(h.mul(s), t);
+  return { loss, h };
+});
+`;
+
+const RUNNING = (name: string, opts: string) => `import { makemoreRunning } from ${JSON.stringify(path.join(ROOT, 'examples', 'makemore_running.ts'))};
+export default makemoreRunning(undefined, '${name}', ${opts});
+`;
+
+/** The Python side: each job's module imported, loaded, run; outputs, gradients and buffers as JSON. */
+const DRIVER = `import importlib.util, json, sys, traceback
+import torch
+
+def read_st(path):
+    data = open(path, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for k, e in header.items():
+        b, end = e["data_offsets"]
+        dt = torch.float32 if e["dtype"] == "F32" else torch.int32
+        out[k] = torch.frombuffer(bytearray(data[8 + n + b:8 + n + end]), dtype=dt).reshape(e["shape"])
+    return out
+
+results = []
+for i, j in enumerate(json.load(open(sys.argv[1]))):
+    try:
+        spec = importlib.util.spec_from_file_location(f"exported{i}", j["py"])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        m = getattr(mod, j["cls"])()
+        m.load_safetensors(j["params"])
+        m.train() if j["mode"] == "train" else m.eval()
+        out = m(**read_st(j["inputs"]))
+        r = {"outputs": {k: v.detach().reshape(-1).tolist() for k, v in out.items()}}
+        if j["mode"] == "train":
+            out["loss"].backward()
+            r["grads"] = {k: (t.grad if t.grad is not None else torch.zeros_like(t)).reshape(-1).tolist() for k, t in m.graphc_tensors().items() if k in m.GRAPHC_PARAMS}
+        r["buffers"] = {k: m.graphc_tensors()[k].reshape(-1).tolist() for k in m.GRAPHC_BUFFERS}
+        if j.get("roundtrip"):
+            m2 = getattr(mod, j["cls"])()
+            m2.load_safetensors(j["roundtrip"][0])
+            m2.save_safetensors(j["roundtrip"][1])
+        results.append(r)
+    except Exception:
+        results.append({"error": traceback.format_exc()})
+json.dump(results, open(sys.argv[2], "w"))
+`;
+
+describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTorch', () => {
+  const cases: Case[] = [];
+  let results: Result[] = [];
+  let roundtrip: { input: string; output: string } | undefined;
+  let seconds = 0;
+
+  beforeAll(async () => {
+    const dir = tmp();
+    const add = async (name: string, file: string, mod: Module, mode: 'train' | 'eval', buffers: (m: Module) => Record<string, Float32Array> = (m) => m.initBuffers?.() ?? {}) => {
+      const { name: cls } = await exportTorchFile(file);
+      cases.push({ name, file, cls, mode, mod, params: mod.initParams(1), buffers: buffers(mod), inputs: inputsOf(mod, 7) });
+    };
+    for (const name of EXAMPLES) {
+      const mod = (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}.js`)).href)) as Module;
+      await add(name, path.join(ROOT, 'examples', `${name}.ts`), mod, 'train');
+    }
+    const custom = modelFile(CUSTOM, 'custom.ts');
+    await add('customGrad', custom, (await buildAndImport(custom)).mod as Module, 'train');
+    const randomBuffers = (m: Module) => {
+      const r = rng(3);
+      const b = m.initBuffers!();
+      for (const [k, v] of Object.entries(b)) for (let i = 0; i < v.length; i++) v[i] = k.endsWith('running_var') ? 0.5 + r() : r() - 0.5;
+      return b;
+    };
+    const bn = modelFile(RUNNING('bn', '{ momentum: 0.1 }'), 'bn.ts');
+    const bnMod = (await buildAndImport(bn)).mod as Module;
+    await add('batchnorm running statistics, training', bn, bnMod, 'train', randomBuffers);
+    await add('batchnorm running statistics, evaluation', bn, bnMod, 'eval', randomBuffers);
+    const drop = modelFile(RUNNING('dropout', '{ momentum: 0.1, dropout: 0.3 }'), 'dropout.ts');
+    await add('dropout, evaluation', drop, (await buildAndImport(drop)).mod as Module, 'eval', randomBuffers);
+
+    // every case's files; the module written by the CLI
+    const jobs = [];
+    for (const [k, c] of cases.entries()) {
+      const py = path.join(dir, `m${k}.py`);
+      const r = await run(['export', c.file, '--torch', py]);
+      expect(r.err).toBe('');
+      const params = path.join(dir, `p${k}.safetensors`);
+      const inputs = path.join(dir, `i${k}.safetensors`);
+      saveParams(params, { ...c.params, ...c.buffers }, { spec: c.mod.spec, metadata: { case: c.name } });
+      saveParams(inputs, c.inputs, { spec: c.mod.spec });
+      const job: Record<string, unknown> = { py, cls: c.cls, mode: c.mode, params, inputs };
+      if (c.name === 'makemore_running') job.roundtrip = [params, (roundtrip = { input: params, output: path.join(dir, 'roundtrip.safetensors') }).output];
+      jobs.push(job);
+    }
+    writeFileSync(path.join(dir, 'jobs.json'), JSON.stringify(jobs));
+    writeFileSync(path.join(dir, 'driver.py'), DRIVER);
+    const t0 = performance.now();
+    const p = spawnSync(PYTHON, [path.join(dir, 'driver.py'), path.join(dir, 'jobs.json'), path.join(dir, 'results.json')], { encoding: 'utf8' });
+    seconds = (performance.now() - t0) / 1000;
+    expect(p.stderr).toBe('');
+    expect(p.status).toBe(0);
+    results = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as Result[];
+  }, 300_000);
+
+  it('runs every model in one Python process', () => {
+    expect(results.length).toBe(cases.length);
+    console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
+  });
+
+  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['batchnorm running statistics, training']]))(
+    '%s: the loss and every gradient equal the flat module’s valueAndGrad (1e-5, f32)',
+    (name) => {
+      const k = cases.findIndex((c) => c.name === name && c.mode === 'train');
+      const c = cases[k]!;
+      const r = results[k]!;
+      expect(r.error).toBeUndefined();
+      const buffers = Object.fromEntries(Object.entries(c.buffers).map(([b, v]) => [b, Float32Array.from(v)]));
+      const want = c.mod.valueAndGrad(c.params, c.inputs, Object.keys(buffers).length ? { buffers } : undefined);
+      const grads = copy(want.grads);
+      expect(relErr(r.outputs.loss!, [want.loss])).toBeLessThan(1e-5);
+      expect(Object.keys(r.grads!).sort()).toEqual(Object.keys(c.mod.spec.params).sort());
+      for (const [p, g] of Object.entries(grads)) expect(relErr(r.grads![p]!, g), `gradient of ${p}`).toBeLessThan(1e-5);
+      // a training forward moves the running statistics as graphc's (momentum, Bessel's correction)
+      for (const [b, v] of Object.entries(buffers)) expect(relErr(r.buffers[b]!, v), `buffer ${b}`).toBeLessThan(1e-5);
+    },
+  );
+
+  it.each([['batchnorm running statistics, evaluation'], ['dropout, evaluation']])('%s: every output equals the flat module’s evaluation forward (1e-5)', (name) => {
+    const k = cases.findIndex((c) => c.name === name);
+    const c = cases[k]!;
+    const r = results[k]!;
+    expect(r.error).toBeUndefined();
+    const want = copy(c.mod.forward(c.params, c.inputs, { buffers: c.buffers }));
+    expect(Object.keys(r.outputs).sort()).toEqual(Object.keys(want).sort());
+    for (const [o, v] of Object.entries(want)) expect(relErr(r.outputs[o]!, v), `output ${o}`).toBeLessThan(1e-5);
+    // evaluation leaves the running statistics alone
+    for (const [b, v] of Object.entries(c.buffers)) expect(r.buffers[b]).toEqual(Array.from(v));
+  });
+
+  it('a checkpoint goes graphc → load_safetensors → save_safetensors → graphc bit-identical', () => {
+    expect(roundtrip).toBeDefined();
+    const a = readFileSync(roundtrip!.input);
+    const b = readFileSync(roundtrip!.output);
+    expect(b.equals(a)).toBe(true);
+    const back = loadTensors(roundtrip!.output);
+    expect(back.metadata).toEqual({ case: 'makemore_running' });
+    expect(Object.keys(back.tensors)).toEqual(['C', 'W1', 'b1', 'W2', 'b2', 'bngain', 'bnbias', 'hpreact.running_mean', 'hpreact.running_var']);
+  });
+});
+
+describe('graphc export --torch without Python', () => {
+  it('the lowering table is exhaustive: a missing op is a type error', () => {
+    type Table = typeof LOWER;
+    // @ts-expect-error: a table without 'xent' is not a lowering table
+    const partial: Table = {} as Omit<Table, 'xent'>;
+    void partial;
+    const ops: OpKind[] = ['xent', 'bn_apply', 'custom_grad'];
+    expect(ops.length).toBe(3);
+  });
+
+  it('usage errors are exact', async () => {
+    const r = await run(['export', 'examples/neuron.ts']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE]\n');
+  });
+
+  it('writes the module with one line per op, the DSL line as a comment, graphc names mapped to identifiers', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('odd-names', (g) => {
+  const w = g.param('layer.0/w', [3]);
+  const x = g.input('x', [3]);
+  const loss = x.mul(w).sum();
+  return { loss };
+});
+`);
+    const { source } = await exportTorchFile(file);
+    expect(source).toContain('class odd_names(torch.nn.Module):');
+    expect(source).toContain('GRAPHC_NAMES = {"layer.0/w": "layer_0_w"}');
+    expect(source).toContain('self.layer_0_w = torch.nn.Parameter(torch.empty((3,)))');
+    expect(source).toMatch(/ = x \* layer_0_w {2}# model\.ts:5\n/);
+    expect(source).toMatch(/^import torch$/m);
+    expect(source.match(/^import \w+|^from /gm)).toEqual(['import base64', 'import json', 'import os', 'import torch']);
+  });
+});
