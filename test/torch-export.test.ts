@@ -233,6 +233,19 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
   });
 });
 
+describe.skipIf(torchMissing !== undefined)('torchrun DDP on the exported makemore', () => {
+  it('5 SGD steps, 2 ranks × 32 rows, give graphc’s params (valueAndGrad per half, averaged, update) to 1e-5', () => {
+    // scripts/torch-ddp.mjs does both sides and exits 1 when the params differ by 1e-5 or more
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'torch-ddp.mjs')], { encoding: 'utf8', cwd: ROOT, timeout: 170_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const m = /max relative difference (\S+)/.exec(r.stdout);
+    expect(Number(m?.[1])).toBeLessThan(1e-5);
+    expect(r.stdout.match(/rank 0 step \d+/g)).toEqual(['rank 0 step 1', 'rank 0 step 2', 'rank 0 step 3', 'rank 0 step 4', 'rank 0 step 5']);
+    console.log(r.stdout.trim().split('\n').pop());
+  }, 180_000);
+});
+
 describe('graphc export --torch without Python', () => {
   it('the lowering table is exhaustive: a missing op is a type error', () => {
     type Table = typeof LOWER;
