@@ -1,13 +1,14 @@
-// The DDP check of `graphc export --torch` (docs/interop.md, "Scale out"): examples/makemore.ts
-// exported, then trained for 5 SGD steps by torchrun with 2 processes (DDP, gloo, CPU, loopback),
-// each rank on its 32 rows of a global batch of 64; the same 5 steps done with graphc's flat module
-// (valueAndGrad on each half, the two gradients averaged, one `update`); the params must agree to
-// 1e-5. Batch norm normalises per rank in both (DDP without SyncBatchNorm, and graphc's valueAndGrad
-// on each half). Exits 1 when they differ, 2 when python3 torch or torchrun is missing.
+// The DDP check of `graphc export --torch`, and of the recipe of docs/interop.md ("Scale out"):
+// examples/makemore.ts exported, then trained by the torchrun command of that recipe, run as
+// written (2 processes, DDP, gloo, CPU, loopback), each rank on its 32 rows of every global batch
+// of 64; the same steps done with graphc's flat module (valueAndGrad on each half, the two
+// gradients averaged, one `update`); the params must agree to 1e-5. Batch norm normalises per
+// rank in both (DDP without SyncBatchNorm, and graphc's valueAndGrad on each half). Exits 1 when
+// they differ, 2 when python3 torch or torchrun is missing.
 //
-//   node scripts/torch-ddp.mjs [--steps N] [--keep DIR]
+//   node scripts/torch-ddp.mjs [--keep DIR]
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,9 +16,18 @@ import { parseArgs } from 'node:util';
 import { loadParams, saveParams } from '../dist/src/io.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '5' }, keep: { type: 'string' } } });
-const steps = Number(opts.steps);
-const LR = 0.1;
+const { values: opts } = parseArgs({ options: { keep: { type: 'string' } } });
+// the recipe's torchrun command, as docs/interop.md writes it (continuation lines joined)
+const doc = readFileSync(path.join(ROOT, 'docs', 'interop.md'), 'utf8').replace(/\\\n\s*/g, '');
+const command = /^torchrun .*$/m.exec(doc)?.[0];
+if (!command) {
+  console.error('torch-ddp: docs/interop.md has no torchrun command');
+  process.exit(1);
+}
+const words = command.split(/\s+/);
+const flag = (name) => words[words.indexOf(name) + 1];
+const steps = Number(flag('--steps'));
+const LR = Number(flag('--lr'));
 const dir = opts.keep ?? mkdtempSync(path.join(tmpdir(), 'graphc-ddp-'));
 mkdirSync(dir, { recursive: true });
 const t0 = performance.now();
@@ -38,28 +48,29 @@ if (spawnSync('/usr/bin/python3', ['-c', 'import torch.distributed'], { encoding
 // the model, as PyTorch and as graphc's flat module with plain SGD's update
 const py = path.join(dir, 'makemore.py');
 sh(process.execPath, ['bin/graphc.js', 'export', 'examples/makemore.ts', '--torch', py]);
+try {
+  symlinkSync(path.join(ROOT, 'scripts'), path.join(dir, 'scripts'));
+} catch {
+  // --keep DIR of an earlier run
+}
 sh(process.execPath, ['bin/graphc.js', 'build', 'examples/makemore.ts', '--target', 'ts', '--optimizer', 'sgd', '--out', path.join(dir, 'gen')]);
 const mod = await import(pathToFileURL(path.join(dir, 'gen', 'makemore.js')).href);
 const [B, block] = mod.spec.inputs.Xb.shape; // 32 rows per rank
-const R = 2;
+const R = Number(flag('--nproc_per_node'));
 
 // the data: a deterministic global batch of R·B rows per step
 let s = 12345;
 const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % 27;
 const X = Int32Array.from({ length: steps * R * B * block }, next);
 const Y = Int32Array.from({ length: steps * R * B }, next);
-const data = path.join(dir, 'data.safetensors');
+const data = path.join(dir, 'batches.safetensors');
 saveParams(data, { X: { data: X, shape: [steps, R * B, block] }, Y: { data: Y, shape: [steps, R * B] } });
 
-// torchrun: 2 processes on this machine (Debian's torchrun on Python 3.11 needs --redirects/--tee/--log_dir)
+// torchrun, in the recipe's folder (Debian's torchrun on Python 3.11 needs --redirects/--tee/--log_dir)
 const trained = path.join(dir, 'trained.safetensors');
-const port = String(29500 + (process.pid % 1000));
 const t1 = performance.now();
-const log = sh('torchrun', [
-  '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port', port,
-  '--redirects', '2', '--tee', '2', '--log_dir', path.join(dir, 'logs'),
-  'scripts/torch-ddp/ddp.py', py, 'makemore', data, trained, '--steps', String(steps), '--lr', String(LR),
-], { env: { ...process.env, GLOO_SOCKET_IFNAME: 'lo', OMP_NUM_THREADS: '1' } });
+console.log(`torch-ddp: ${command}`);
+const log = sh(words[0], words.slice(1), { cwd: dir, env: { ...process.env, GLOO_SOCKET_IFNAME: 'lo', OMP_NUM_THREADS: '1' } });
 const torchSeconds = (performance.now() - t1) / 1000;
 
 // graphc: valueAndGrad on each half, the gradients averaged, one update
