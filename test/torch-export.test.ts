@@ -12,8 +12,11 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { OpKind } from '../ir/ops.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import { parseGraph } from '../ir/parse.js';
+import { CompileError } from '../ir/errors.js';
 import { loadTensors, saveParams } from '../src/io.js';
-import { exportTorchFile } from '../src/torch/index.js';
+import { exportTorch, exportTorchFile } from '../src/torch/index.js';
 import type { LOWER } from '../src/torch/lower.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { buildAndImport, modelFile, relErr, rng, ROOT, run, tmp } from './helpers.js';
@@ -90,6 +93,29 @@ const RUNNING = (name: string, opts: string) => `import { makemoreRunning } from
 export default makemoreRunning(undefined, '${name}', ${opts});
 `;
 
+/**
+ * The ops that only gradient rules make (a g.grad call emits them into a forward graph), on their
+ * own, against the float64 interpreter.
+ */
+const GRAD_OPS = `graph forward gradops {
+  %x: f32[2,3,4,4] = input {name="x"} @ g.ts:2:1
+  %w: f32[4,3,3,3] = param {name="w", init="randn", scale=1} @ g.ts:3:1
+  %dy: f32[2,4,2,2] = input {name="dy"} @ g.ts:4:1
+  %pdy: f32[2,3,2,2] = input {name="pdy"} @ g.ts:5:1
+  %i: i32[4] = input {name="i"} @ g.ts:6:1
+  %src: f32[4,3] = input {name="src"} @ g.ts:7:1
+  %ci: f32[2,3,4,4] = conv_input_grad %dy, %w {stride=[1,1], padding=[0,0,0,0], dilation=[1,1], groups=1, size=[4,4]} @ g.ts:8:1
+  %cw: f32[4,3,3,3] = conv_weight_grad %x, %dy {stride=[1,1], padding=[0,0,0,0], dilation=[1,1], groups=1, kernel=[3,3]} @ g.ts:9:1
+  %mg: f32[2,3,4,4] = max_pool_grad %x, %pdy {kernel=[2,2], stride=[2,2], padding=[0,0], size=[4,4]} @ g.ts:10:1
+  %mp: f32[2,3,2,2] = max_pool_pick %x, %ci {kernel=[2,2], stride=[2,2], padding=[0,0]} @ g.ts:11:1
+  %ag: f32[2,3,4,4] = avg_pool_grad %pdy {kernel=[2,2], stride=[2,2], padding=[0,0], size=[4,4]} @ g.ts:12:1
+  %am: f32[2,3,4,4] = argmax_mask %x {axes=[2,3]} @ g.ts:13:1
+  %sa: f32[5,3] = scatter_add %i, %src {shape=[5,3]} @ g.ts:14:1
+  %cv: f32[2,4,3,3] = conv %x, %w {stride=[1,1], padding=[1,1,0,0], dilation=[1,1], groups=1} @ g.ts:15:1
+  return ci=%ci, cw=%cw, mg=%mg, mp=%mp, ag=%ag, am=%am, sa=%sa, cv=%cv
+}
+`;
+
 /** The Python side: each job's module imported, loaded, run; outputs, gradients and buffers as JSON. */
 const DRIVER = `import importlib.util, json, sys, traceback
 import torch
@@ -134,8 +160,10 @@ json.dump(results, open(sys.argv[2], "w"))
 describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTorch', () => {
   const cases: Case[] = [];
   let results: Result[] = [];
+  let gradOpsResult: Result | undefined;
   let roundtrip: { input: string; output: string } | undefined;
   let seconds = 0;
+  let gradOps: Record<string, { data: ArrayLike<number> }> = {};
 
   beforeAll(async () => {
     const dir = tmp();
@@ -164,7 +192,22 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     await add('dropout, evaluation', drop, (await buildAndImport(drop)).mod as Module, 'eval', randomBuffers);
 
     // every case's files; the module written by the CLI
-    const jobs = [];
+    const jobs: Record<string, unknown>[] = [];
+    {
+      const g = parseGraph(GRAD_OPS);
+      const r = rng(5);
+      const w = Float32Array.from({ length: 4 * 27 }, () => r() - 0.5);
+      const f = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
+      const inputs = { x: f(96), dy: f(32), pdy: f(24), i: Int32Array.of(4, 0, 4, 2), src: f(12) };
+      const py = path.join(dir, 'gradops.py');
+      writeFileSync(py, exportTorch(g, { params: { w } }));
+      const params = path.join(dir, 'gradops-p.safetensors');
+      const ins = path.join(dir, 'gradops-i.safetensors');
+      saveParams(params, { w: { data: w, shape: [4, 3, 3, 3] } });
+      saveParams(ins, { x: { data: inputs.x, shape: [2, 3, 4, 4] }, dy: { data: inputs.dy, shape: [2, 4, 2, 2] }, pdy: { data: inputs.pdy, shape: [2, 3, 2, 2] }, i: { data: inputs.i, shape: [4] }, src: { data: inputs.src, shape: [4, 3] } });
+      gradOps = outputsOf(g, interpret(g, { params: { w }, inputs }));
+      jobs.push({ py, cls: 'gradops', mode: 'eval', params, inputs: ins });
+    }
     for (const [k, c] of cases.entries()) {
       const py = path.join(dir, `m${k}.py`);
       const r = await run(['export', c.file, '--torch', py]);
@@ -184,11 +227,12 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     seconds = (performance.now() - t0) / 1000;
     expect(p.stderr).toBe('');
     expect(p.status).toBe(0);
-    results = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as Result[];
+    [gradOpsResult, ...results] = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as Result[];
   }, 300_000);
 
   it('runs every model in one Python process', () => {
     expect(results.length).toBe(cases.length);
+    expect(gradOpsResult).toBeDefined();
     console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
   });
 
@@ -220,6 +264,12 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     for (const [o, v] of Object.entries(want)) expect(relErr(r.outputs[o]!, v), `output ${o}`).toBeLessThan(1e-5);
     // evaluation leaves the running statistics alone
     for (const [b, v] of Object.entries(c.buffers)) expect(r.buffers[b]).toEqual(Array.from(v));
+  });
+
+  it('the ops of gradient rules (conv, pool, argmax and scatter adjoints) equal the float64 interpreter (1e-5)', () => {
+    expect(gradOpsResult!.error).toBeUndefined();
+    expect(Object.keys(gradOpsResult!.outputs).sort()).toEqual(Object.keys(gradOps).sort());
+    for (const [o, v] of Object.entries(gradOps)) expect(relErr(gradOpsResult!.outputs[o]!, v.data), o).toBeLessThan(1e-5);
   });
 
   it('a checkpoint goes graphc → load_safetensors → save_safetensors → graphc bit-identical', () => {
@@ -254,6 +304,25 @@ describe('graphc export --torch without Python', () => {
     void partial;
     const ops: OpKind[] = ['xent', 'bn_apply', 'custom_grad'];
     expect(ops.length).toBe(3);
+  });
+
+  it('an op that cannot be in an exported graph is a located CompileError naming it', () => {
+    // a backward graph's read of a forward value: not a forward op
+    const g = parseGraph(`graph backward bad {
+  %x: f32[3] = fwd {name="x"} @ bad.ts:3:13
+  %y: f32[3] = add %x, %x @ bad.ts:4:13
+  return loss=%y
+}
+`);
+    let err: unknown;
+    try {
+      exportTorch(g, { params: {} });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CompileError);
+    expect((err as Error).message).toContain("export --torch: the op 'fwd' cannot be exported to PyTorch");
+    expect((err as { loc?: { line: number } }).loc?.line).toBe(3);
   });
 
   it('usage errors are exact', async () => {
