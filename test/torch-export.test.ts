@@ -42,7 +42,8 @@ function inputsOf(mod: Module, seed: number): Arrays {
   const r = rng(seed);
   const out: Arrays = {};
   for (const [k, v] of Object.entries(mod.spec.inputs)) {
-    const n = v.shape.reduce((a, d) => a * d, 1);
+    // a symbolic dimension (the batch B) is 20 rows
+    const n = (v.shape as (number | string)[]).reduce<number>((a, d) => a * (typeof d === 'number' ? d : 20), 1);
     out[k] = v.dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(r() * (BOUNDS[k] ?? 3))) : Float32Array.from({ length: n }, () => 0.1 + r());
   }
   return out;
@@ -139,7 +140,8 @@ for i, j in enumerate(json.load(open(sys.argv[1]))):
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         m = getattr(mod, j["cls"])()
-        m.load_safetensors(j["params"])
+        if j["params"]:
+            m.load_safetensors(j["params"])
         m.train() if j["mode"] == "train" else m.eval()
         out = m(**read_st(j["inputs"]))
         r = {"outputs": {k: v.detach().reshape(-1).tolist() for k, v in out.items()}}
@@ -161,6 +163,7 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
   const cases: Case[] = [];
   let results: Result[] = [];
   let gradOpsResult: Result | undefined;
+  let embedded: Result | undefined;
   let roundtrip: { input: string; output: string } | undefined;
   let seconds = 0;
   let gradOps: Record<string, { data: ArrayLike<number> }> = {};
@@ -188,6 +191,8 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     const bnMod = (await buildAndImport(bn)).mod as Module;
     await add('batchnorm running statistics, training', bn, bnMod, 'train', randomBuffers);
     await add('batchnorm running statistics, evaluation', bn, bnMod, 'eval', randomBuffers);
+    const sym = modelFile(RUNNING('symbolic', "{ momentum: 0.1 }").replace('makemoreRunning(undefined', "makemoreRunning({ batch: 'B', block: 3, nEmbd: 10, nHidden: 64, vocab: 27 }"), 'symbolic.ts');
+    await add('symbolic batch B = 20', sym, (await buildAndImport(sym)).mod as Module, 'train', randomBuffers);
     const drop = modelFile(RUNNING('dropout', '{ momentum: 0.1, dropout: 0.3 }'), 'dropout.ts');
     await add('dropout, evaluation', drop, (await buildAndImport(drop)).mod as Module, 'eval', randomBuffers);
 
@@ -215,10 +220,20 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
       const params = path.join(dir, `p${k}.safetensors`);
       const inputs = path.join(dir, `i${k}.safetensors`);
       saveParams(params, { ...c.params, ...c.buffers }, { spec: c.mod.spec, metadata: { case: c.name } });
-      saveParams(inputs, c.inputs, { spec: c.mod.spec });
+      // with their shapes (a symbolic dimension bound to 20)
+      const shaped = Object.fromEntries(Object.entries(c.inputs).map(([n, v]) => [n, { data: v, shape: (c.mod.spec.inputs[n]!.shape as (number | string)[]).map((d) => (typeof d === 'number' ? d : 20)) }]));
+      saveParams(inputs, shaped);
       const job: Record<string, unknown> = { py, cls: c.cls, mode: c.mode, params, inputs };
       if (c.name === 'makemore_running') job.roundtrip = [params, (roundtrip = { input: params, output: path.join(dir, 'roundtrip.safetensors') }).output];
       jobs.push(job);
+    }
+    // --params: the values embedded in the module (no load_safetensors)
+    {
+      const k = cases.findIndex((c) => c.name === 'makemore');
+      const py = path.join(dir, 'embedded.py');
+      const r = await run(['export', cases[k]!.file, '--torch', py, '--params', path.join(dir, `p${k}.safetensors`)]);
+      expect(r.out).toMatch(/^wrote .*embedded\.py \(\d+ bytes\)\n$/);
+      jobs.push({ py, cls: 'makemore', mode: 'train', params: null, inputs: path.join(dir, `i${k}.safetensors`) });
     }
     writeFileSync(path.join(dir, 'jobs.json'), JSON.stringify(jobs));
     writeFileSync(path.join(dir, 'driver.py'), DRIVER);
@@ -228,6 +243,7 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     expect(p.stderr).toBe('');
     expect(p.status).toBe(0);
     [gradOpsResult, ...results] = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8')) as Result[];
+    embedded = results.pop();
   }, 300_000);
 
   it('runs every model in one Python process', () => {
@@ -236,7 +252,7 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
   });
 
-  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['batchnorm running statistics, training']]))(
+  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
     '%s: the loss and every gradient equal the flat module’s valueAndGrad (1e-5, f32)',
     (name) => {
       const k = cases.findIndex((c) => c.name === name && c.mode === 'train');
@@ -264,6 +280,13 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     for (const [o, v] of Object.entries(want)) expect(relErr(r.outputs[o]!, v), `output ${o}`).toBeLessThan(1e-5);
     // evaluation leaves the running statistics alone
     for (const [b, v] of Object.entries(c.buffers)) expect(r.buffers[b]).toEqual(Array.from(v));
+  });
+
+  it('export --torch --params FILE: the module starts from the file\'s values', () => {
+    const k = cases.findIndex((c) => c.name === 'makemore');
+    expect(embedded?.error).toBeUndefined();
+    expect(embedded!.outputs).toEqual(results[k]!.outputs);
+    expect(embedded!.grads).toEqual(results[k]!.grads);
   });
 
   it('the ops of gradient rules (conv, pool, argmax and scatter adjoints) equal the float64 interpreter (1e-5)', () => {
