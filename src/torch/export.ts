@@ -65,7 +65,7 @@ function constExpr(g: Graph, inst: Inst & { op: 'const' }): string {
   const num = (x: number) => (t.dtype === 'f32' ? pyNum(x) : String(x));
   const shape = t.shape as number[];
   if (shape.length === 0) return `torch.tensor(${num(data[0] ?? 0)}, dtype=${dt}, device=dev)`;
-  if (data.length === 1 && numel(shape) !== 1) return `torch.full(${tupleOf(shape)}, ${num(data[0]!)}, dtype=${dt}, device=dev)`;
+  if (data.length >= 1 && data.every((x) => Object.is(x, data[0])) && (data.length === 1 || data.length === numel(shape)) && numel(shape) !== 1) return `torch.full(${tupleOf(shape)}, ${num(data[0]!)}, dtype=${dt}, device=dev)`;
   return `torch.tensor([${data.map(num).join(', ')}], dtype=${dt}, device=dev).reshape(${tupleOf(shape)})`;
 }
 
@@ -121,9 +121,13 @@ function emitInst(g: Graph, inst: Inst, e: Emitter, ctxBase: Omit<LowerCtx, 'ins
 function customClass(g: Graph, cls: string, inst: Inst & { op: 'custom_grad' }, rule: CustomRule, ctxBase: Omit<LowerCtx, 'inst' | 'arg' | 'shape' | 'dim'>): string[] {
   const names = new Names(['y']);
   const py = new Map<ValueId, string>();
-  const valueName = (v: ValueId) => rule.values.get(v)?.name ?? g.value(v).name;
+  // the rule's temporaries are not numbered yet: t, t_1, ... in this scope
+  const valueName = (v: ValueId) => {
+    const rv = rule.values.get(v) ?? g.value(v);
+    return rv.name && !rv.temp ? rv.name : 't';
+  };
   const argNames = rule.args.map((a, k) => {
-    const n = k === 0 ? 'y' : names.fresh(valueName(a));
+    const n = k === 0 ? 'y' : names.fresh(g.value(a).name); // a value of the forward graph
     if (!py.has(a)) py.set(a, n);
     return n;
   });
