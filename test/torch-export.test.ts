@@ -348,6 +348,16 @@ describe('graphc export --torch without Python', () => {
     expect((err as { loc?: { line: number } }).loc?.line).toBe(3);
   });
 
+  it('g.grad is torch.autograd.grad (create_graph), not the reverse pass graphc traced', async () => {
+    const { source } = await exportTorchFile(path.join(ROOT, 'examples', 'pinn.ts'));
+    expect(source).toContain('        x = _track(inputs["x"])  # pinn.ts:14\n');
+    expect(source).toMatch(/\n {8}dx, = _grad\(t\d+, \[x\]\) {2}# pinn\.ts:25 g\.grad\n/);
+    expect(source).toMatch(/\n {8}dx_1, = _grad\(t\d+, \[x\]\) {2}# pinn\.ts:26 g\.grad\n/);
+    expect(source).toContain('gs = torch.autograd.grad(y, xs, create_graph=True, allow_unused=True)');
+    // the traced reverse pass is not emitted
+    expect(source).not.toMatch(/of g\.grad at/);
+  });
+
   it('usage errors are exact', async () => {
     const r = await run(['export', 'examples/neuron.ts']);
     expect(r.code).toBe(2);

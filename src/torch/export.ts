@@ -158,9 +158,25 @@ function customClass(g: Graph, cls: string, inst: Inst & { op: 'custom_grad' }, 
   return lines;
 }
 
+/**
+ * The values forward needs: the outputs, and what they read, where a g.grad result reads its call's
+ * y and xs (torch.autograd.grad) instead of the instructions of graphc's reverse pass.
+ */
+function liveValues(g: Graph, dxOf: ReadonlyMap<number, number>): Set<number> {
+  const live = new Set(g.outputs.map((o) => o.value.index));
+  for (let i = g.insts.length - 1; i >= 0; i--) {
+    const inst = g.insts[i]!;
+    if (!live.has(inst.result.index)) continue;
+    const k = dxOf.get(inst.result.index);
+    const reads = k === undefined ? inst.args : [g.gradCalls[k]!.y, ...g.gradCalls[k]!.xs];
+    for (const a of reads) live.add(a.index);
+  }
+  return live;
+}
+
 /** The forward graph as a Python module defining `class <name>(torch.nn.Module)`. */
 export function exportTorch(g: Graph, opts: TorchExportOptions): string {
-  const classNames = new Names(['GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS', '_GRAPHC_CHECKPOINT', '_conv2d', '_vjp', '_max_pool_pick', '_argmax_mask']);
+  const classNames = new Names(['GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS', '_GRAPHC_CHECKPOINT', '_conv2d', '_vjp', '_max_pool_pick', '_argmax_mask', '_track', '_grad']);
   const cls = classNames.fresh(g.name);
   // params and buffers: attributes of the module, Python identifiers mapped from graphc's names
   const attrNames = new Names(['training', 'forward', 'load_safetensors', 'save_safetensors', 'GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS']);
@@ -224,13 +240,39 @@ export function exportTorch(g: Graph, opts: TorchExportOptions): string {
       });
   const e: Emitter = { py, names, dims, lines: body, indent: '        ', inBackward: false };
   const valueName = (v: ValueId) => g.value(v).name;
+  // g.grad calls: torch.autograd.grad in place of the reverse pass that graphc traced (which is
+  // then dead code, and dropped); their xs that are inputs are tracked by autograd
+  const calls = g.gradCalls;
+  const dxOf = new Map<number, number>();
+  calls.forEach((c, k) => c.dxs.forEach((d) => dxOf.set(d.index, k)));
+  const tracked = new Set(calls.flatMap((c) => c.xs.map((x) => x.index)));
+  const live = liveValues(g, dxOf);
+  const called = new Set<number>();
   for (const inst of g.insts) {
     if (inst.op === 'input' || inst.op === 'param' || inst.op === 'buffer') {
       const n = names.fresh(valueName(inst.result));
       py.set(inst.result, n);
-      const src = inst.op === 'input' ? `inputs[${pyStr(inst.attrs.name)}]` : `self.${attrs.get(inst.attrs.name)!}`;
+      let src = inst.op === 'input' ? `inputs[${pyStr(inst.attrs.name)}]` : `self.${attrs.get(inst.attrs.name)!}`;
+      if (inst.op === 'input' && tracked.has(inst.result.index)) src = `_track(${src})`;
       body.push(`        ${n} = ${src}${locComment(inst.loc)}`);
-    } else emitInst(g, inst, e, ctxBase, valueName);
+      continue;
+    }
+    if (!live.has(inst.result.index)) continue;
+    const k = dxOf.get(inst.result.index);
+    if (k === undefined) {
+      emitInst(g, inst, e, ctxBase, valueName);
+      continue;
+    }
+    if (called.has(k)) continue;
+    called.add(k);
+    const c = calls[k]!;
+    const outs = c.dxs.map((d) => {
+      const n = names.fresh(valueName(d));
+      py.set(d, n);
+      return n;
+    });
+    const at = c.loc ? `  # ${c.loc.file.split('/').pop()}:${c.loc.line} g.grad` : '';
+    body.push(`        ${outs.join(', ')}${outs.length === 1 ? ',' : ''} = _grad(${py.get(c.y)!}, [${c.xs.map((x) => py.get(x)!).join(', ')}])${at}`);
   }
   // training: the running statistics move to their next values
   const nexts = g.outputs.filter((o) => isBufferOutput(g, o.name));

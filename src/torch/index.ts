@@ -15,7 +15,9 @@ export { LOWER } from './lower.js';
 
 export async function exportTorchFile(file: string, opts: { params?: ValuesFile } = {}): Promise<{ name: string; source: string }> {
   const g = traceFile(file).traced.graph;
-  runPasses(g, FORWARD_PASSES, { keep: new Set() });
+  // the forward passes fuse softmax, cross-entropy and the normalisations into torch's functions;
+  // a model with g.grad is lowered as traced (the calls' records name values the passes rewrite)
+  if (g.gradCalls.length === 0) runPasses(g, FORWARD_PASSES, { keep: new Set() });
   const values = withValues(g, 'param', initialParams(g, 0), opts.params);
   const isBuffer = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
   const pick = (keep: boolean) => Object.fromEntries(Object.entries(values).filter(([k]) => isBuffer.has(k) === keep));

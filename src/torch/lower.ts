@@ -190,6 +190,18 @@ def _max_pool_pick(x, v, kernel, stride, padding):
     return v.flatten(2).gather(2, idx.flatten(2)).reshape(y.shape)
 
 
+def _track(x):
+    # an input that g.grad differentiates with respect to: autograd records it
+    return x if x.requires_grad else x.detach().requires_grad_(True)
+
+
+def _grad(y, xs):
+    # g.grad(y, xs): dy/dx for each x, differentiable in turn (create_graph); zeros where y does
+    # not depend on x, as graphc's
+    gs = torch.autograd.grad(y, xs, create_graph=True, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g in gs]
+
+
 def _argmax_mask(x, axes):
     # 1 at the first maximum (row-major) of each slice over axes, 0 elsewhere
     rest = [d for d in range(x.dim()) if d not in axes]
