@@ -1,6 +1,7 @@
 // `graphc export --torch`: the forward graph (after the forward passes, so that softmax,
 // cross-entropy and the normalisations are torch's own functions, and before the reverse pass, so
-// that g.customGrad is still one instruction) as one self-contained Python file: a
+// that g.customGrad is still one instruction; a model with g.grad is lowered as traced, each call
+// torch.autograd.grad) as one self-contained Python file: a
 // torch.nn.Module whose forward is one line per IR instruction, with the DSL line as a comment.
 // torch's autograd computes the gradients. The params' values travel in the file as an embedded
 // safetensors checkpoint (graphc's names), read by the same code as `load_safetensors`.

@@ -4,8 +4,9 @@
 // CompileError naming it). The fused ops of the forward passes become torch's own functions
 // (softmax, log_softmax, cross_entropy); batchnorm's and layer norm's `(x − mean) · inv` keep
 // the statistics the graph computes, so that autograd's derivative through them is the total
-// derivative that graphc's rule computes. The ops that only gradient rules make (they appear in
-// a forward graph where g.grad emitted a reverse pass) are the vector-Jacobian products of torch's
+// derivative that graphc's rule computes. The ops that only gradient rules make (a g.grad call
+// emits them into a forward graph, where the exporter calls torch.autograd.grad instead, so they
+// are dead code there; a graph from elsewhere may hold them) are the vector-Jacobian products of torch's
 // own convolutions and pools, taken with torch.autograd.grad (create_graph, so that they are
 // differentiable in turn).
 
