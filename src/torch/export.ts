@@ -175,10 +175,8 @@ function liveValues(g: Graph, dxOf: ReadonlyMap<number, number>): Set<number> {
   return live;
 }
 
-/** The forward graph as a Python module defining `class <name>(torch.nn.Module)`. */
-export function exportTorch(g: Graph, opts: TorchExportOptions): string {
-  const classNames = new Names(['GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS', '_GRAPHC_CHECKPOINT', '_conv2d', '_vjp', '_max_pool_pick', '_argmax_mask', '_track', '_grad']);
-  const cls = classNames.fresh(g.name);
+/** The params and buffers: attributes of the module (Python identifiers mapped from graphc's names) and their values. */
+function moduleState(g: Graph, opts: TorchExportOptions) {
   // params and buffers: attributes of the module, Python identifiers mapped from graphc's names
   const attrNames = new Names(['training', 'forward', 'load_safetensors', 'save_safetensors', 'GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS']);
   const attrs = new Map<string, string>();
@@ -205,6 +203,14 @@ export function exportTorch(g: Graph, opts: TorchExportOptions): string {
       throw new CompileError(`export --torch: ${inst.op} '${inst.attrs.name}' has ${data.length} values, but f32[${s.join(',')}] needs ${n}`, `pass values of the ${inst.op}'s size`).withLoc(inst.loc);
     checkpoint[inst.attrs.name] = { data, shape: s };
   }
+  return { attrs, params, buffers, checkpoint };
+}
+
+/** The forward graph as a Python module defining `class <name>(torch.nn.Module)`. */
+export function exportTorch(g: Graph, opts: TorchExportOptions): string {
+  const classNames = new Names(['GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS', '_GRAPHC_CHECKPOINT', '_conv2d', '_vjp', '_max_pool_pick', '_argmax_mask', '_track', '_grad']);
+  const cls = classNames.fresh(g.name);
+  const { attrs, params, buffers, checkpoint } = moduleState(g, opts);
   // the custom gradients' classes
   const ruleClass = new Map<number, string>();
   const ctxBase = {
