@@ -68,6 +68,7 @@ interface Result {
   outputs: Record<string, number[]>;
   grads?: Record<string, number[]>;
   buffers: Record<string, number[]>;
+  dropout_train?: number[];
 }
 
 const EXAMPLES = readdirSync(path.join(ROOT, 'examples'))
@@ -149,6 +150,14 @@ for i, j in enumerate(json.load(open(sys.argv[1]))):
             out["loss"].backward()
             r["grads"] = {k: (t.grad if t.grad is not None else torch.zeros_like(t)).reshape(-1).tolist() for k, t in m.graphc_tensors().items() if k in m.GRAPHC_PARAMS}
         r["buffers"] = {k: m.graphc_tensors()[k].reshape(-1).tolist() for k in m.GRAPHC_BUFFERS}
+        if j.get("dropout_train"):
+            ins = read_st(j["inputs"])
+            m.train()
+            losses = []
+            for seed in (0, 0, 1):
+                torch.manual_seed(seed)
+                losses.append(m(**ins)["loss"].item())
+            r["dropout_train"] = losses
         if j.get("roundtrip"):
             m2 = getattr(mod, j["cls"])()
             m2.load_safetensors(j["roundtrip"][0])
@@ -224,6 +233,7 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
       const shaped = Object.fromEntries(Object.entries(c.inputs).map(([n, v]) => [n, { data: v, shape: (c.mod.spec.inputs[n]!.shape as (number | string)[]).map((d) => (typeof d === 'number' ? d : 20)) }]));
       saveParams(inputs, shaped);
       const job: Record<string, unknown> = { py, cls: c.cls, mode: c.mode, params, inputs };
+      if (c.name === 'dropout, evaluation') job.dropout_train = true;
       if (c.name === 'makemore_running') job.roundtrip = [params, (roundtrip = { input: params, output: path.join(dir, 'roundtrip.safetensors') }).output];
       jobs.push(job);
     }
@@ -280,6 +290,14 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     for (const [o, v] of Object.entries(want)) expect(relErr(r.outputs[o]!, v), `output ${o}`).toBeLessThan(1e-5);
     // evaluation leaves the running statistics alone
     for (const [b, v] of Object.entries(c.buffers)) expect(r.buffers[b]).toEqual(Array.from(v));
+  });
+
+  it('dropout in training draws its masks from torch\'s generator: the same seed, the same loss; another, another', () => {
+    const k = cases.findIndex((c) => c.name === 'dropout, evaluation');
+    const [a, b, c] = results[k]!.dropout_train!;
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+    expect(a).not.toBe(results[k]!.outputs.loss![0]);
   });
 
   it('export --torch --params FILE: the module starts from the file\'s values', () => {
@@ -356,6 +374,14 @@ describe('graphc export --torch without Python', () => {
     expect(source).toContain('gs = torch.autograd.grad(y, xs, create_graph=True, allow_unused=True)');
     // the traced reverse pass is not emitted
     expect(source).not.toMatch(/of g\.grad at/);
+  });
+
+  it('--torch and --onnx together write both files', async () => {
+    const dir = tmp();
+    const r = await run(['export', 'examples/neuron.ts', '--torch', path.join(dir, 'n.py'), '--onnx', path.join(dir, 'n.onnx')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^wrote .*n\.py \(\d+ bytes\)\nwrote .*n\.onnx \(\d+ bytes\)\n$/);
+    expect(readFileSync(path.join(dir, 'n.py'), 'utf8')).toContain('class neuron(torch.nn.Module):');
   });
 
   it('usage errors are exact', async () => {
