@@ -68,6 +68,7 @@ interface Result {
   outputs: Record<string, number[]>;
   grads?: Record<string, number[]>;
   buffers: Record<string, number[]>;
+  bad?: string[];
   dropout_train?: number[];
 }
 
@@ -158,6 +159,14 @@ for i, j in enumerate(json.load(open(sys.argv[1]))):
                 torch.manual_seed(seed)
                 losses.append(m(**ins)["loss"].item())
             r["dropout_train"] = losses
+        if j.get("bad"):
+            r["bad"] = []
+            for path in j["bad"]:
+                try:
+                    getattr(mod, j["cls"])().load_safetensors(path)
+                    r["bad"].append("loaded")
+                except ValueError as e:
+                    r["bad"].append(str(e))
         if j.get("roundtrip"):
             m2 = getattr(mod, j["cls"])()
             m2.load_safetensors(j["roundtrip"][0])
@@ -234,6 +243,16 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
       saveParams(inputs, shaped);
       const job: Record<string, unknown> = { py, cls: c.cls, mode: c.mode, params, inputs };
       if (c.name === 'dropout, evaluation') job.dropout_train = true;
+      if (c.name === 'makemore_running') {
+        const lacking = path.join(dir, 'lacking.safetensors');
+        const extra = path.join(dir, 'extra.safetensors');
+        const shaped = (name: string) => c.mod.spec.params[name]?.shape ?? c.mod.spec.buffers![name]!.shape;
+        saveParams(lacking, { C: c.params.C!, b2: c.params.b2! }, { spec: c.mod.spec });
+        saveParams(extra, { ...c.params, W9: new Float32Array(3) }, { spec: c.mod.spec });
+        const wrong = path.join(dir, 'wrong.safetensors');
+        saveParams(wrong, { ...c.params, W1: { data: c.params.W1!, shape: [...shaped('W1')].reverse() } }, { spec: c.mod.spec });
+        job.bad = [lacking, extra, wrong];
+      }
       if (c.name === 'makemore_running') job.roundtrip = [params, (roundtrip = { input: params, output: path.join(dir, 'roundtrip.safetensors') }).output];
       jobs.push(job);
     }
@@ -311,6 +330,14 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     expect(gradOpsResult!.error).toBeUndefined();
     expect(Object.keys(gradOpsResult!.outputs).sort()).toEqual(Object.keys(gradOps).sort());
     for (const [o, v] of Object.entries(gradOps)) expect(relErr(gradOpsResult!.outputs[o]!, v.data), o).toBeLessThan(1e-5);
+  });
+
+  it('load_safetensors: a missing param, a name the model lacks, a wrong shape are errors naming them', () => {
+    const k = cases.findIndex((c) => c.name === 'makemore_running');
+    const [lacking, extra, wrong] = results[k]!.bad!;
+    expect(lacking).toMatch(/lacking\.safetensors: no value for the param\(s\) W1, b1, W2, bngain, bnbias; save every param \(graphc's saveParams\(file, params\), or save_safetensors\)$/);
+    expect(extra).toMatch(/extra\.safetensors: 'W9' is neither a param nor a buffer of the model; its params are: C, W1, b1, W2, b2, bngain, bnbias; load a checkpoint of this model$/);
+    expect(wrong).toMatch(/wrong\.safetensors: 'W1' is F32\[64, 30\], but the model's is F32\[30, 64\]; load a checkpoint of this model$/);
   });
 
   it('a checkpoint goes graphc → load_safetensors → save_safetensors → graphc bit-identical', () => {

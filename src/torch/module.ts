@@ -33,15 +33,15 @@ export function moduleMethods(): string[] {
         tensors = self.graphc_tensors()
         for name in header:
             if name not in tensors:
-                raise KeyError(f"{where}: '{name}' is neither a param nor a buffer of the model; its params are: {', '.join(self.GRAPHC_PARAMS)}")
+                raise ValueError(f"{where}: '{name}' is neither a param nor a buffer of the model; its params are: {', '.join(self.GRAPHC_PARAMS)}; load a checkpoint of this model")
         missing = [name for name in self.GRAPHC_PARAMS if name not in header]
         if missing:
-            raise KeyError(f"{where}: no value for the param(s) {', '.join(missing)}")
+            raise ValueError(f"{where}: no value for the param(s) {', '.join(missing)}; save every param (graphc's saveParams(file, params), or save_safetensors)")
         with torch.no_grad():
             for name, e in header.items():
                 t = tensors[name]
                 if e["dtype"] != "F32" or list(e["shape"]) != list(t.shape):
-                    raise ValueError(f"{where}: '{name}' is {e['dtype']}{list(e['shape'])}, but the model's is F32{list(t.shape)}")
+                    raise ValueError(f"{where}: '{name}' is {e['dtype']}{list(e['shape'])}, but the model's is F32{list(t.shape)}; load a checkpoint of this model")
                 begin, end = e["data_offsets"]
                 if end - begin != 4 * t.numel():
                     raise ValueError(f"{where}: '{name}' has {end - begin} bytes of data, but {4 * t.numel()} are needed")
