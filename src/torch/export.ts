@@ -29,7 +29,8 @@ export interface TorchExportOptions {
 
 const KEYWORDS = new Set(
   ('False None True and as assert async await break class continue def del elif else except finally for from global if import in is ' +
-    'lambda nonlocal not or pass raise return try while with yield match case self torch inputs dev json base64 ctx dy').split(' '),
+    'lambda nonlocal not or pass raise return try while with yield match case self torch inputs dev json base64 os ctx dy ' +
+    '_conv2d _vjp _max_pool_pick _argmax_mask _track _grad _GRAPHC_CHECKPOINT').split(' '),
 );
 
 /** Python names: identifiers, distinct, no keyword (a taken name gets a numbered suffix). */
