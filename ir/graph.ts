@@ -126,6 +126,12 @@ export class Graph {
   readonly names: Names;
   /** The rules of the graph's custom_grad instructions, by their `rule` attribute. */
   readonly rules: CustomRule[] = [];
+  /**
+   * The g.grad calls of a traced graph: y, xs and the gradients the reverse pass emitted for them
+   * (for an exporter that hands them to another engine's autodiff: export --torch). Stale once
+   * passes have rewritten the graph.
+   */
+  readonly gradCalls: { readonly y: ValueId; readonly xs: readonly ValueId[]; readonly dxs: readonly ValueId[]; readonly loc: Loc | undefined }[] = [];
 
   constructor(
     readonly name: string,

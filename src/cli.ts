@@ -381,29 +381,47 @@ Object.assign(VERBS, inspectVerbs);
 
 const interopVerbs: Record<string, Verb> = {
   export: {
-    usage: 'graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]',
+    usage: 'graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]',
     summary:
       'Writes the forward graph of a model (the outputs it returns) as an ONNX model (opset 17):\n' +
       'the params as initializers (from --params FILE, a .safetensors or JSON values file holding\n' +
       'every param and buffer, else initParams(0)), inputs and outputs named as in spec, symbolic\n' +
       'dimensions as dim_params, the fused ops as ONNX operators (Softmax, LayerNormalization,\n' +
-      'BatchNormalization, Gather).',
+      'BatchNormalization, Gather); with --torch, as a Python file defining a torch.nn.Module (one\n' +
+      'line per op, autograd for the gradients, load_safetensors/save_safetensors with graphc\'s\n' +
+      'names). Give one or both.',
     options: {
       onnx: { value: 'FILE', help: 'the ONNX file to write' },
+      torch: { value: 'FILE', help: 'the PyTorch module (.py) to write' },
       params: { value: 'FILE', help: 'param values (.safetensors or JSON): every param and buffer of the model' },
       'allow-missing': { help: 'with --params: export a param or buffer the file lacks with its initial value (a warning each)' },
     },
     minArgs: 1,
     maxArgs: 1,
     async run([file], opts, io) {
-      if (typeof opts.onnx !== 'string') throw new UsageError('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]');
+      if (typeof opts.onnx !== 'string' && typeof opts.torch !== 'string')
+        throw new UsageError('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]');
       if (opts['allow-missing'] === true && typeof opts.params !== 'string') throw new UsageError('graphc export: --allow-missing needs --params FILE');
+      const missing = { allowMissing: opts['allow-missing'] === true, warn: (w: string) => io.err(`${w}\n`) };
+      if (typeof opts.torch === 'string') {
+        const torchOut = opts.torch;
+        const { exportTorchFile } = await import('./torch/index.js');
+        let py: string;
+        try {
+          ({ source: py } = await exportTorchFile(file!, { params: valuesOptions(opts).params, ...missing }));
+        } catch (e) {
+          return report(e, io, diskSources(file!));
+        }
+        writeFileAtomically(torchOut, py, { protect: [path.resolve(file!)] });
+        io.out(`wrote ${torchOut} (${Buffer.byteLength(py)} bytes)\n`);
+      }
+      if (typeof opts.onnx !== 'string') return 0;
       const out = opts.onnx;
       const { params } = valuesOptions(opts);
       const { exportFile } = await import('./onnx/index.js');
       let bytes: Uint8Array;
       try {
-        ({ bytes } = await exportFile(file!, { params, allowMissing: opts['allow-missing'] === true, warn: (w) => io.err(`${w}\n`) }));
+        ({ bytes } = await exportFile(file!, { params, ...missing }));
       } catch (e) {
         return report(e, io, diskSources(file!));
       }

@@ -442,7 +442,9 @@ export class Tracer {
           throw new CompileError(`g.grad: xs[${k}] is ${formatType(t)}; gradients are taken with respect to f32 tensors`, 'differentiate with respect to f32 params, inputs or values; i32 tensors hold indices');
         return id;
       });
-      return gradInGraph(this.graph, y.id, ids, loc).map((d) => new Tensor(this, d));
+      const dxs = gradInGraph(this.graph, y.id, ids, loc);
+      this.graph.gradCalls.push({ y: y.id, xs: ids, dxs, loc });
+      return dxs.map((d) => new Tensor(this, d));
     } catch (e) {
       throw e instanceof CompileError ? e.withLoc(loc) : e;
     }

@@ -271,7 +271,7 @@ export default model('misc', (g) => {
   it('is a usage error without --onnx, and writes nothing on a model error', async () => {
     const r = await run(['export', 'examples/neuron.ts']);
     expect(r.code).toBe(2);
-    expect(r.err).toBe('graphc export: --onnx OUT.onnx is required (the only format)\nusage: graphc export MODEL.ts --onnx OUT.onnx [--params FILE [--allow-missing]]\n');
+    expect(r.err).toBe('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]\n');
     const bad = modelFile(`import { model } from 'graphc';
 export default model('bad', (g) => {
   const x = g.input('x', [3]);
