@@ -80,7 +80,7 @@ describe('the argument parser (util.parseArgs)', () => {
     expect(r.out).toContain('WebAssembly SIMD kernels); default ts,wasm\n');
     expect(r.out).toContain('A package.json ({"type": "module"})');
     expect(r.out).not.toContain('static shapes');
-    expect((await run(['--help'])).out).toContain('  export  graphc export MODEL.ts --onnx OUT.onnx [--params FILE]\n');
+    expect((await run(['--help'])).out).toContain('  export  graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]\n');
   });
 
   it('prints a verb\'s help with -h or --help, wherever it stands', async () => {

@@ -111,7 +111,7 @@ describe('a build killed while it overwrites an earlier one', () => {
     mkdirSync(path.join(out, `.graphc-tmp-${dead}`)); // no manifest: incomplete, removed
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts'])).code).toBe(0);
     expect(readdirSync(base)).toEqual(['out']);
-    expect(readdirSync(out).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+    expect(readdirSync(out).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'package.json']);
   });
 });
 
@@ -142,7 +142,7 @@ describe('files graphc did not write', () => {
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts'])).code).toBe(0); // a generated file (its header) is graphc's
     expect(readFileSync(path.join(out, 'notes.txt'), 'utf8')).toBe('notes\n');
     const manifest = JSON.parse(readFileSync(path.join(out, MANIFEST), 'utf8')) as { files: Record<string, string> };
-    expect(Object.keys(manifest.files)).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+    expect(Object.keys(manifest.files)).toEqual(['neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'package.json']);
     // a file graphc wrote and the user then replaced (its hash and header gone) is the user's
     writeFileSync(path.join(out, 'neuron.ir'), 'replaced by hand\n');
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts'])).code).toBe(2);
@@ -166,7 +166,7 @@ describe('files graphc did not write', () => {
     const out = path.join(tmp(), 'out');
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'wasm'])).code).toBe(0);
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts'])).code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'neuron.wasm.js', 'neuron.wasm.ts']);
+    expect(readdirSync(out).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'wasm'])).code).toBe(0);
   });
 });
@@ -212,7 +212,7 @@ describe('file-system errors', () => {
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       expect(lstatSync(link).isSymbolicLink()).toBe(true);
-      expect(readdirSync(target).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts']);
+      expect(readdirSync(target).sort()).toEqual([MANIFEST, 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'package.json']);
       expect((await run(['build', 'examples/neuron.ts', '--out', link, '--target', 'ts'])).code).toBe(0);
     }
     // a mount point at --out: renaming the folder itself, or anything across it, fails with EXDEV

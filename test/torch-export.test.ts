@@ -414,7 +414,7 @@ describe('graphc export --torch without Python', () => {
   it('usage errors are exact', async () => {
     const r = await run(['export', 'examples/neuron.ts']);
     expect(r.code).toBe(2);
-    expect(r.err).toBe('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE]\n');
+    expect(r.err).toBe('graphc export: --onnx OUT.onnx or --torch OUT.py is required\nusage: graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]\n');
   });
 
   it('writes the module with one line per op, the DSL line as a comment, graphc names mapped to identifiers', async () => {

@@ -81,7 +81,7 @@ export function initParams(seed = 0) {
 /** A value as an error message shows it: numbers as they are, anything else with its type. */
 function describeArg(x) {
   if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
-  if (typeof x === 'string') return `the string '${x.length > 40 ? `${x.slice(0, 40)}…` : x}'`;
+  if (typeof x === 'string') return `the string '${x.length > 40 ? x.slice(0, 40) + '…' : x}'`;
   if (typeof x === 'bigint') return `the bigint ${x}n`;
   if (typeof x === 'symbol') return `the symbol ${String(x)}`;
   if (typeof x === 'function') return 'a function';

@@ -92,6 +92,17 @@ export function initParams(seed = 0): Params {
   };
 }
 
+/** A value as an error message shows it: numbers as they are, anything else with its type. */
+function describeArg(x: unknown): string {
+  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined || x === null) return String(x);
+  if (typeof x === 'string') return `the string '${x.length > 40 ? x.slice(0, 40) + '…' : x}'`;
+  if (typeof x === 'bigint') return `the bigint ${x}n`;
+  if (typeof x === 'symbol') return `the symbol ${String(x)}`;
+  if (typeof x === 'function') return 'a function';
+  const tag = Object.prototype.toString.call(x).slice(8, -1);
+  return `${/^[AEIOU]/.test(tag) ? 'an' : 'a'} ${tag}`;
+}
+
 /** The arguments by name, with their types, and what an input only some outputs read is for. */
 const paramKeys: Record<string, string> = { Wh: 'f32[3,3]', Wy: 'f32[3,2]', Wv: 'f32[6,2]' };
 const inputKeys: Record<string, string> = { x: 'f32[4,6]' };
@@ -108,20 +119,25 @@ function checkKeys(
   note?: Record<string, string>,
 ): void {
   const given = obj as Record<string, unknown>;
-  const missing = Object.keys(known).find((k) => given[k] === undefined || given[k] === null);
+  const missing = Object.keys(known).find(
+    (k) => (k in Object.prototype && !Object.hasOwn(given, k)) || given[k] === undefined || given[k] === null,
+  );
   if (missing === undefined) return;
   const unknown = Object.keys(given).filter((k) => !Object.hasOwn(known, k));
   const got = unknown.length
     ? `; the ${kind}s have ${unknown.map((k) => `'${k}'`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not ${kind === 'input' ? 'an input' : 'a param'} of forms (its ${kind}s: ${Object.keys(known).join(', ')})`
     : '';
   throw new TypeError(
-    `forms: missing ${kind} '${missing}' (${known[missing]})${got}${note?.[missing] ?? ''}`,
+    `forms: missing ${kind} '${missing}' (${known[missing]})${got}${note !== undefined && Object.hasOwn(note, missing) ? note[missing] : ''}`,
   );
 }
 
 function expectArray(kind: string, name: string, a: unknown, type: Function, n: number, type_: string): void {
   if (a === undefined || a === null) throw new TypeError(`forms: missing ${kind} '${name}' (${type_})`);
-  if (!(a instanceof type))
+  if (
+    !(a instanceof type) &&
+    !(ArrayBuffer.isView(a) && Object.prototype.toString.call(a) === `[object ${type.name}]`)
+  )
     throw new TypeError(
       `forms: ${kind} '${name}' must be ${type.name} (${type_}), got ${Object.prototype.toString.call(a).slice(8, -1)}`,
     );
