@@ -63,6 +63,15 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
     const positions = lt.shape.slice(0, -1);
     const classes = lt.shape.at(-1)!;
     const tt = b.type(targets);
+    const rank = lt.shape.length;
+    // PyTorch's layout: F.cross_entropy takes logits [N, C, d1, ...] with targets [N, d1, ...]
+    if (tt.dtype === 'i32' && !sameShape(tt.shape, positions) && sameShape(tt.shape, [lt.shape[0]!, ...lt.shape.slice(2)])) {
+      const perm = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
+      throw new CompileError(
+        `crossEntropy: logits ${formatType(lt)} with targets ${formatType(tt)} are in PyTorch's layout, the classes on axis 1 (F.cross_entropy's [N, C, ...]); graphc's crossEntropy takes the classes on the last axis`,
+        `move the class axis last: g.crossEntropy(logits.transpose(${fmtShape(perm)}), targets) gives logits ${fmtShape(perm.map((k) => lt.shape[k]!))}`,
+      ).withLoc(b.loc);
+    }
     if (tt.dtype !== 'i32' || !sameShape(tt.shape, positions))
       throw new CompileError(
         `crossEntropy: targets must be i32${fmtShape(positions)} class indices, one per row of logits ${formatType(lt)}, got ${formatType(tt)}`,

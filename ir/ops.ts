@@ -331,6 +331,33 @@ function matmulGrad(c: GradCtx<AttrsOf['matmul']>): readonly GradThunk[] {
   return [dA, dB];
 }
 
+/** Whether v is a constant with no zero (the backward graph copies a forward constant as one). */
+function nonzeroConst(b: Builder, v: ValueId): boolean {
+  const d = b.graph.def(v);
+  return d.op === 'const' && d.attrs.data.every((k) => k !== 0);
+}
+
+/**
+ * x^q, with PyTorch's gradients at zero (pow_backward_self / _exponent): the base's is 0 where
+ * q = 0, the exponent's 0 where x = 0 and q ≥ 0 (not 0·log 0 = NaN). An operand that is a
+ * constant with no zero needs no select (x.pow(3), batchnorm's pow(-0.5)).
+ */
+function powGrad(c: GradCtx<None>): readonly GradThunk[] {
+  const { b, dy } = c;
+  return [
+    () => {
+      const q = c.x(1);
+      const d = b.mul(dy, b.mul(q, b.pow(c.x(0), b.sub(q, 1))));
+      return nonzeroConst(b, q) ? d : b.select(q, d, 0);
+    },
+    () => {
+      const x = c.x(0);
+      const d = b.mul(dy, b.mul(b.log(x), c.y()));
+      return nonzeroConst(b, x) ? d : b.select(x, d, b.select(b.ge(c.x(1), 0), 0, d));
+    },
+  ];
+}
+
 function concatShape(args: readonly TensorType[], axis: number): TensorType {
   if (args.length === 0) throw new CompileError('concat: needs at least one tensor', 'pass a non-empty array of tensors');
   const first = args[0]!;
@@ -387,14 +414,7 @@ export const OPS: OpTable = {
   sub: binary((a, b) => a - b, (c) => [() => c.dy, () => c.b.neg(c.dy)], 'sub'),
   mul: binary((a, b) => a * b, (c) => [() => c.b.mul(c.dy, c.x(1)), () => c.b.mul(c.dy, c.x(0))], 'mul'),
   div: binary((a, b) => a / b, (c) => [() => c.b.div(c.dy, c.x(1)), () => c.b.neg(c.b.div(c.b.mul(c.dy, c.y()), c.x(1)))], 'div'),
-  pow: binary(
-    Math.pow,
-    (c) => [
-      () => c.b.mul(c.dy, c.b.mul(c.x(1), c.b.pow(c.x(0), c.b.sub(c.x(1), 1)))),
-      () => c.b.mul(c.dy, c.b.mul(c.b.log(c.x(0)), c.y())),
-    ],
-    'pow',
-  ),
+  pow: binary(Math.pow, powGrad, 'pow'),
   // A tie gives the whole gradient to the first operand (graphc's choice: PyTorch splits it
   // evenly between the two); the losing side gets no gradient.
   maximum: binary(Math.max, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(0), c.x(1))), () => c.b.mul(c.dy, c.b.gt(c.x(1), c.x(0)))], 'maximum'),
