@@ -12,7 +12,7 @@ import type { ModuleInfo, Typed } from './module.js';
 import { commentText, gradEntries, key, lrCheck, member, ownMember, params } from './module.js';
 import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
-import { OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from './optim.js';
+import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from './optim.js';
 import { hyperLiteral, optStateParts, updateFunction } from './ts/train.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
@@ -133,7 +133,7 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
     ...(clip !== undefined
       ? [
           `      // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
-          `      const clip = Math.min(1, ${clip} / (Math.sqrt(${ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + ')}) + 1e-6));`,
+          `      const clip = ${clipFactor(spec, ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + '))};`,
         ]
       : []),
     '      // the update on the host, in place',
@@ -311,7 +311,7 @@ export function gpuDeviceKernels(
         `    for (let j = 0; j < ${rows}; j++) {`,
         '      s += rows[j];',
         '    }',
-        lastOne ? `    return Math.min(1, ${clip} / (Math.sqrt(s) + 1e-6));` : '    return s;',
+        lastOne ? `    return ${clipFactor(spec, 's')};` : '    return s;',
         '  }, 1, false);',
       );
     });

@@ -345,6 +345,15 @@ export function stepScalars(spec: OptimizerSpec): readonly StepScalar[] {
   return links(spec.name).flatMap((l) => (l.skip ? [] : [...l.t.scalars(spec.hyper, l.foldLr)]));
 }
 
+/**
+ * clip_by_global_norm's factor, as JavaScript, from the sum of squares of every gradient (each
+ * target sums them its own way: one loop, a kernel per gradient on a device): the `clip` scalar
+ * its statement reads. torch.nn.utils.clip_grad_norm_'s max_norm / (‖g‖₂ + 1e-6), at most 1.
+ */
+export function clipFactor(spec: OptimizerSpec, sumOfSquares: string): string {
+  return `Math.min(1, ${spec.hyper.clipGradNorm} / (Math.sqrt(${sumOfSquares}) + 1e-6))`;
+}
+
 /** Every name a statement list reads as a step scalar, in first-use order. */
 export function scalarNames(spec: OptimizerSpec): string[] {
   const slots = new Set(['p', 'g', ...slotsOf(spec)]);

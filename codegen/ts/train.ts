@@ -8,7 +8,7 @@ import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
-import { hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
+import { clipFactor, hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
 
 /** What the wasm module changes in the training step. */
 export interface TrainBackend {
@@ -174,7 +174,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
           `  ${normArray}[0] = 0;`,
           ...ps.map((p) => `  ${sumSq}(${c.gradArray(p.name)});`),
-          `  const clip = Math.min(1, ${clip} / (Math.sqrt(${normArray}[0]${t('!')}) + 1e-6));`,
+          `  const clip = ${clipFactor(spec, `${normArray}[0]${t('!')}`)};`,
         ]
       : []),
     ...scalars.map((s, k) => `  ${scalarArray}[${k}] = ${s};`),
