@@ -27,6 +27,8 @@ export interface Hyper {
   readonly beta2: number;
   /** scale_by_adam, scale_by_rms, scale_by_adagrad: added to the denominator. */
   readonly eps: number;
+  /** scale_by_adagrad: the learning rate's decay, lr/(1 + (t − 1)·lrDecay). */
+  readonly lrDecay: number;
   /** scale_by_adam: AMSGrad (the running maximum of the second moment). */
   readonly amsgrad: boolean;
   /** add_decayed_weights: L2 added to the gradient (sgd, adam, rmsprop, adagrad) or decoupled (adamw, lion). */
@@ -69,7 +71,7 @@ export interface StepScalar {
 }
 
 /** The hyperparameters, in the order the module's `hyper` lists them. */
-const HYPER_ORDER = ['lr', 'alpha', 'momentum', 'nesterov', 'beta1', 'beta2', 'eps', 'centered', 'weightDecay', 'amsgrad', 'clipGradNorm'] as const;
+const HYPER_ORDER = ['lr', 'lrDecay', 'alpha', 'momentum', 'nesterov', 'beta1', 'beta2', 'eps', 'centered', 'weightDecay', 'amsgrad', 'clipGradNorm'] as const;
 type HyperKey = (typeof HYPER_ORDER)[number];
 
 /** One optax-style transform. */
@@ -185,14 +187,18 @@ export const TRANSFORMS = {
   },
   scale_by_adagrad: {
     name: 'scale_by_adagrad',
-    summary: 'the gradient over the root of the sum of its squares (torch.optim.Adagrad, lr_decay 0, initial_accumulator_value 0)',
-    hyper: () => ['eps'],
+    summary: 'the gradient over the root of the sum of its squares, the learning rate decayed (torch.optim.Adagrad, initial_accumulator_value 0)',
+    hyper: () => ['lrDecay', 'eps'],
     slots: () => ['sum'],
-    scalars: none,
-    body: (h) => [
+    // lr_decay scales the learning rate: with it the transform applies lr itself
+    scalars: (h, foldLr) => (foldLr && h.lrDecay ? [{ name: 'clr', code: `lr / (1 + (t - 1) * ${h.lrDecay})`, formula: 'lr / (1 + (t − 1)·lr_decay)' }] : []),
+    body: (h, foldLr) => [
       { set: 'sum', to: add('sum', mul('g', 'g')), formula: 's = s + g²' },
-      { set: 'g', to: div('g', add(sqrt('sum'), h.eps)), formula: `g = g/(√s + eps)   (eps = ${h.eps})` },
+      foldLr
+        ? { set: 'p', to: sub('p', mul(h.lrDecay ? 'clr' : 'lr', div('g', add(sqrt('sum'), h.eps)))), formula: `p -= ${h.lrDecay ? `clr·g/(√s + eps), clr = lr/(1 + (t − 1)·lr_decay)   (lr_decay = ${h.lrDecay}, ` : 'lr·g/(√s + eps)   ('}eps = ${h.eps})` }
+        : { set: 'g', to: div('g', add(sqrt('sum'), h.eps)), formula: `g = g/(√s + eps)   (eps = ${h.eps})` },
     ],
+    foldsLr: true,
   },
   scale_by_lion: {
     name: 'scale_by_lion',
@@ -263,11 +269,11 @@ export const OPTIMIZERS: { readonly [K in OptimizerName]: OptimizerDef } = {
     accepts: ['alpha', 'eps', 'momentum', 'centered'],
   },
   adagrad: {
-    summary: 'torch.optim.Adagrad: the gradient over the root of the sum of its squares, L2 weight decay (lr_decay 0, initial_accumulator_value 0)',
+    summary: 'torch.optim.Adagrad: the gradient over the root of the sum of its squares, L2 weight decay, lr_decay (initial_accumulator_value 0)',
     title: 'an Adagrad',
-    defaults: { lr: 1e-2, eps: 1e-10, weightDecay: 0 },
+    defaults: { lr: 1e-2, lrDecay: 0, eps: 1e-10, weightDecay: 0 },
     chain: ['clip_by_global_norm', 'add_decayed_weights', 'scale_by_adagrad', 'scale_by_learning_rate'],
-    accepts: ['eps'],
+    accepts: ['eps', 'lrDecay'],
   },
   lion: {
     summary: 'Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of an interpolated momentum, decoupled weight decay',
@@ -315,6 +321,7 @@ export function resolveHyper(name: OptimizerName, given: Partial<Hyper>): Hyper 
     beta2: pick('beta2', 0.999),
     eps: pick('eps', 1e-8),
     amsgrad: pick('amsgrad', false),
+    lrDecay: pick('lrDecay', 0),
     weightDecay: pick('weightDecay', 0),
     ...(given.clipGradNorm !== undefined ? { clipGradNorm: given.clipGradNorm } : {}),
   };
@@ -325,7 +332,7 @@ const flagOf = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLo
 
 /** What does not make sense together, as a message (undefined when the combination is fine). */
 export function hyperProblem(name: OptimizerName, given: Partial<Hyper>): string | undefined {
-  const specific = ['momentum', 'nesterov', 'alpha', 'centered', 'beta1', 'beta2', 'eps', 'amsgrad'] as const;
+  const specific = ['momentum', 'nesterov', 'alpha', 'centered', 'beta1', 'beta2', 'eps', 'amsgrad', 'lrDecay'] as const;
   for (const k of specific) {
     if (given[k] === undefined || OPTIMIZERS[name].accepts.includes(k)) continue;
     const owners = OPTIMIZER_NAMES.filter((o) => OPTIMIZERS[o].accepts.includes(k));

@@ -169,6 +169,7 @@ const VERBS: Record<string, Verb> = {
       eps: { value: 'E', help: 'adam, adamw, rmsprop: added to the denominator (default 1e-8); adagrad (default 1e-10)' },
       alpha: { value: 'A', help: 'rmsprop: smoothing constant of the squared-gradient average (default 0.99)' },
       centered: { help: 'rmsprop: normalise by the estimated variance of the gradient' },
+      'lr-decay': { value: 'D', help: 'adagrad: the learning rate at step t is lr / (1 + (t - 1)·D) (default 0)' },
       hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
       jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
       'trace-timeout': { value: 'SECONDS', help: 'stop a model whose loading or tracing takes longer, naming the line it was at (default 60)' },
@@ -216,7 +217,7 @@ const VERBS: Record<string, Verb> = {
 
 /** The optimizer options of `graphc build`, checked (undefined without --optimizer). */
 function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | undefined {
-  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps', 'amsgrad', 'alpha', 'centered'].filter((k) => opts[k] !== undefined);
+  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps', 'amsgrad', 'alpha', 'centered', 'lr-decay'].filter((k) => opts[k] !== undefined);
   if (opts.optimizer === undefined) {
     if (tuning.length) throw new UsageError(`graphc build: --${tuning[0]} needs --optimizer`);
     return undefined;
@@ -244,6 +245,7 @@ function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | und
   set('alpha', number('alpha', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
   if (opts.amsgrad) given.amsgrad = true;
   if (opts.centered) given.centered = true;
+  set('lrDecay', number('lr-decay', (x) => x >= 0, 'a number ≥ 0'));
   const problem = hyperProblem(name as OptimizerName, given);
   if (problem) throw new UsageError(`graphc build: ${problem}`);
   return { name: name as OptimizerName, hyper: resolveHyper(name as OptimizerName, given) };

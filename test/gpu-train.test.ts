@@ -114,7 +114,7 @@ const REF_CASES: [OptimizerName, string[]][] = [
   ['adamw', ['--lr', '0.01', '--amsgrad', '--clip-grad-norm', '0.5']],
   ['rmsprop', ['--centered', '--momentum', '0.5', '--weight-decay', '0.01']],
   ['rmsprop', ['--lr', '0.005', '--clip-grad-norm', '0.5']],
-  ['adagrad', ['--lr', '0.05', '--weight-decay', '0.01', '--clip-grad-norm', '0.5']],
+  ['adagrad', ['--lr', '0.05', '--weight-decay', '0.01', '--clip-grad-norm', '0.5', '--lr-decay', '0.02']],
   ['lion', ['--lr', '0.001', '--weight-decay', '0.1']],
 ];
 

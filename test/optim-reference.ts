@@ -1,5 +1,6 @@
 // torch.optim's update rules in float64 on plain arrays, written from torch's documented algorithms
-// (the pseudo-code of torch.optim.SGD, Adam, AdamW, RMSprop and Adagrad; Lion from its paper),
+// (the pseudo-code of torch.optim.SGD, Adam, AdamW, RMSprop and Adagrad, initial_accumulator_value 0;
+// Lion from its paper),
 // not from graphc's transform table: the reference the compiled trainStep of every target is
 // checked against (test/train.test.ts, test/gpu-train.test.ts), itself checked against torch.optim
 // when python3 has torch (test/optim-torch.test.ts).
@@ -17,12 +18,13 @@ export interface RefHyper {
   beta2: number;
   eps: number;
   amsgrad: boolean;
+  lrDecay: number;
   weightDecay: number;
   clipGradNorm?: number;
 }
 
 /** The float64 reference's hyperparameters: the case's `hyper`, and torch's values for the ones its optimizer does not read. */
-export const refHyper = (hyper: Record<string, number | boolean>): RefHyper => ({ momentum: 0, nesterov: false, alpha: 0.99, centered: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: false, weightDecay: 0, ...(hyper as Partial<RefHyper>), lr: hyper.lr as number });
+export const refHyper = (hyper: Record<string, number | boolean>): RefHyper => ({ momentum: 0, nesterov: false, alpha: 0.99, centered: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: false, lrDecay: 0, weightDecay: 0, ...(hyper as Partial<RefHyper>), lr: hyper.lr as number });
 
 export type RefState = Record<string, Record<string, Float64Array>>;
 
@@ -78,7 +80,7 @@ export function torchStep(name: OptimizerName, h: RefHyper, lr: number, t: numbe
           break;
         }
         case 'adagrad': {
-          const clr = lr / (1 + (t - 1) * 0); // lr_decay 0
+          const clr = lr / (1 + (t - 1) * h.lrDecay);
           if (h.weightDecay) g += h.weightDecay * p[i]!;
           s.sum![i] = s.sum![i]! + g * g; // initial_accumulator_value 0
           p[i]! -= (clr * g) / (Math.sqrt(s.sum![i]!) + h.eps);

@@ -27,6 +27,7 @@ const CASES: [OptimizerName, Record<string, number | boolean>][] = [
   ['rmsprop', { lr: 0.005, alpha: 0.9, momentum: 0.9, weightDecay: 0.01 }],
   ['rmsprop', { lr: 0.01, centered: true, momentum: 0.5, eps: 1e-6, clipGradNorm: 0.5 }],
   ['adagrad', { lr: 0.05, eps: 1e-10 }],
+  ['adagrad', { lr: 0.05, eps: 1e-10, lrDecay: 0.02 }],
   ['adagrad', { lr: 0.01, eps: 1e-10, weightDecay: 0.01, clipGradNorm: 0.5 }],
   ['lion', { lr: 0.001, beta2: 0.99 }],
   ['lion', { lr: 0.001, beta1: 0.95, beta2: 0.99, weightDecay: 0.1, clipGradNorm: 0.5 }],

@@ -49,8 +49,9 @@ const CASES: { name: OptimizerName; flags: string[]; hyper: Record<string, numbe
   { name: 'rmsprop', flags: [], hyper: { lr: 0.01, alpha: 0.99, momentum: 0, eps: 1e-8, centered: false, weightDecay: 0 } },
   { name: 'rmsprop', flags: ['--lr', '0.005', '--momentum', '0.9', '--weight-decay', '0.01', '--alpha', '0.9'], hyper: { lr: 0.005, alpha: 0.9, momentum: 0.9, eps: 1e-8, centered: false, weightDecay: 0.01 } },
   { name: 'rmsprop', flags: ['--centered', '--momentum', '0.5', '--clip-grad-norm', '0.5', '--eps', '1e-6'], hyper: { lr: 0.01, alpha: 0.99, momentum: 0.5, eps: 1e-6, centered: true, weightDecay: 0, clipGradNorm: 0.5 } },
-  { name: 'adagrad', flags: ['--lr', '0.05'], hyper: { lr: 0.05, eps: 1e-10, weightDecay: 0 } },
-  { name: 'adagrad', flags: ['--weight-decay', '0.01', '--clip-grad-norm', '0.5'], hyper: { lr: 0.01, eps: 1e-10, weightDecay: 0.01, clipGradNorm: 0.5 } },
+  { name: 'adagrad', flags: ['--lr', '0.05'], hyper: { lr: 0.05, lrDecay: 0, eps: 1e-10, weightDecay: 0 } },
+  { name: 'adagrad', flags: ['--weight-decay', '0.01', '--clip-grad-norm', '0.5'], hyper: { lr: 0.01, lrDecay: 0, eps: 1e-10, weightDecay: 0.01, clipGradNorm: 0.5 } },
+  { name: 'adagrad', flags: ['--lr', '0.05', '--lr-decay', '0.02', '--eps', '1e-8'], hyper: { lr: 0.05, lrDecay: 0.02, eps: 1e-8, weightDecay: 0 } },
   { name: 'lion', flags: ['--lr', '0.001'], hyper: { lr: 0.001, beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
   { name: 'lion', flags: ['--lr', '0.001', '--weight-decay', '0.1', '--beta1', '0.95', '--clip-grad-norm', '0.5'], hyper: { lr: 0.001, beta1: 0.95, beta2: 0.99, weightDecay: 0.1, clipGradNorm: 0.5 } },
 ];
@@ -194,6 +195,8 @@ describe('trainStep: arguments and state', () => {
     expect(await err('--optimizer', 'rmsprop', '--nesterov', '--momentum', '0.9')).toBe('graphc build: --nesterov is an option of sgd, not rmsprop\n');
     expect(await err('--optimizer', 'lion', '--eps', '1e-8')).toBe('graphc build: --eps is an option of adam, adamw, rmsprop and adagrad, not lion\n');
     expect(await err('--optimizer', 'rmsprop', '--alpha', '1')).toBe("graphc build: --alpha must be a number in [0, 1), got '1'\n");
+    expect(await err('--optimizer', 'adam', '--lr-decay', '0.1')).toBe('graphc build: --lr-decay is an option of adagrad, not adam\n');
+    expect(await err('--optimizer', 'adagrad', '--lr-decay', '-1')).toBe("graphc build: --lr-decay must be a number ≥ 0, got '-1'\n");
     expect(await err('--amsgrad')).toBe('graphc build: --amsgrad needs --optimizer\n');
     expect(await err('--optimizer', 'sgd', '--nesterov')).toBe('graphc build: --nesterov needs a --momentum above 0 (as torch.optim.SGD)\n');
     expect(await err('--optimizer', 'adam', '--lr', '-1')).toBe("graphc build: --lr must be a number above 0, got '-1'\n");
