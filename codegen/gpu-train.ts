@@ -12,7 +12,7 @@ import type { ModuleInfo, Typed } from './module.js';
 import { commentText, gradEntries, key, lrCheck, member, ownMember, params } from './module.js';
 import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
-import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from './optim.js';
+import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from './optim.js';
 import { hyperLiteral, optStateParts, updateFunction } from './ts/train.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
@@ -30,7 +30,7 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
   if (!m.optimizer || !names) return [];
   const spec = m.optimizer;
   const def = OPTIMIZERS[spec.name];
-  const slots = def.slots(spec.hyper);
+  const slots = slotsOf(spec);
   const { stateType, checkState } = optStateParts(m, t);
   const sumSq = names.sumSq;
   return [
@@ -87,7 +87,7 @@ export function gpuTrainInterface(m: ModuleInfo): string[] {
 export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | undefined, vagBody: readonly string[], device = false): string[] {
   if (!m.optimizer || !names) return [];
   const spec = m.optimizer;
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const { freshSlot } = optStateParts(m, t);
@@ -133,7 +133,7 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
     ...(clip !== undefined
       ? [
           `      // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
-          `      const clip = Math.min(1, ${clip} / (Math.sqrt(${ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + ')}) + 1e-6));`,
+          `      const clip = ${clipFactor(spec, ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + '))};`,
         ]
       : []),
     '      // the update on the host, in place',
@@ -198,7 +198,7 @@ function readsOf(e: UExpr, out: Set<string>): Set<string> {
   if (typeof e === 'string') out.add(e);
   else if (typeof e !== 'number') {
     readsOf(e.a, out);
-    if (e.op !== 'sqrt') readsOf(e.b, out);
+    if ('b' in e) readsOf(e.b, out);
   }
   return out;
 }
@@ -233,7 +233,7 @@ export function gpuDeviceKernels(
   argSizes: readonly string[],
 ): { lines: string[]; names: DeviceNames } {
   const spec = m.optimizer!;
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const stmts = updateStatements(spec);
   const host = scalarNames(spec).filter((s) => s !== 'clip');
   const arrays = ['p', 'g', ...slots];
@@ -311,7 +311,7 @@ export function gpuDeviceKernels(
         `    for (let j = 0; j < ${rows}; j++) {`,
         '      s += rows[j];',
         '    }',
-        lastOne ? `    return Math.min(1, ${clip} / (Math.sqrt(s) + 1e-6));` : '    return s;',
+        lastOne ? `    return ${clipFactor(spec, 's')};` : '    return s;',
         '  }, 1, false);',
       );
     });
@@ -338,7 +338,7 @@ export interface DeviceNames {
  */
 export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, names: DeviceNames): string[] {
   const spec = m.optimizer!;
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const grads = gradEntries(m).map((g) => g.name);
   const modes = modesOf(m.fwd);

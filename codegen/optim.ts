@@ -1,27 +1,39 @@
-// The optimizer table: for each optimizer, the state it keeps per param, the scalars it computes
-// once per step, and its update as a few per-element statements, each with the formula the
-// emitted code carries as its comment. Every target renders the same statements: the flat module
-// as one JavaScript loop (`renderJs`), the wasm module as one SIMD kernel (`codegen/wasm/update.ts`),
-// the GPU.js module as kernels (`codegen/gpu.ts`). Semantics are torch.optim's.
+// The optimizer table, optax's model: an optimizer is a chain of transforms (clip_by_global_norm,
+// add_decayed_weights, scale_by_adam, trace, …, scale_by_learning_rate), and each transform
+// contributes the state it keeps per param (torch.optim's slot names), the scalars it computes once
+// per step, its per-element statements (each with the formula the emitted code carries as its
+// comment) and the hyperparameters it reads. Every target renders the chain's statements: the flat
+// module as one JavaScript loop (`renderJs`), the wasm module as one SIMD kernel
+// (`codegen/wasm/update.ts`), the GPU.js module as kernels (`codegen/gpu-train.ts`). Semantics and
+// defaults are torch.optim's (Lion: the paper's, with decoupled weight decay).
 
 /** The optimizers `graphc build --optimizer` knows. */
-export const OPTIMIZER_NAMES = ['sgd', 'adam', 'adamw'] as const;
+export const OPTIMIZER_NAMES = ['sgd', 'adam', 'adamw', 'rmsprop', 'adagrad', 'lion'] as const;
 export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
-/** Build-time hyperparameters (the module's `hyper`); `lr` can be overridden per call. */
+/** Build-time hyperparameters (the module's `hyper` shows those its chain reads); `lr` can be overridden per call. */
 export interface Hyper {
   readonly lr: number;
-  /** sgd: the momentum μ (0: none). */
+  /** trace (sgd, rmsprop): the momentum μ (0: none). */
   readonly momentum: number;
-  /** sgd: Nesterov momentum. */
+  /** trace (sgd): Nesterov momentum. */
   readonly nesterov: boolean;
-  /** adam, adamw. */
+  /** scale_by_rms: the smoothing constant α of the squared-gradient average. */
+  readonly alpha: number;
+  /** scale_by_rms: normalise by the variance (the average of g² less the square of the average of g). */
+  readonly centered: boolean;
+  /** scale_by_adam, scale_by_lion. */
   readonly beta1: number;
   readonly beta2: number;
+  /** scale_by_adam, scale_by_rms, scale_by_adagrad: added to the denominator. */
   readonly eps: number;
-  /** sgd and adam: L2 added to the gradient; adamw: decoupled. */
+  /** scale_by_adagrad: the learning rate's decay, lr/(1 + (t − 1)·lrDecay). */
+  readonly lrDecay: number;
+  /** scale_by_adam: AMSGrad (the running maximum of the second moment). */
+  readonly amsgrad: boolean;
+  /** add_decayed_weights: L2 added to the gradient (sgd, adam, rmsprop, adagrad) or decoupled (adamw, lion). */
   readonly weightDecay: number;
-  /** Scale all gradients by min(1, N / ‖g‖₂) first (torch.nn.utils.clip_grad_norm_). */
+  /** clip_by_global_norm: scale all gradients by min(1, N / ‖g‖₂) first (torch.nn.utils.clip_grad_norm_). */
   readonly clipGradNorm?: number;
 }
 
@@ -32,13 +44,17 @@ export interface OptimizerSpec {
 
 /**
  * A per-element expression: a number, a name (`p`, `g`, a state slot: the element at this
- * position; a step scalar: one number per step), or an operation.
+ * position; a step scalar: one number per step), or an operation (`sign`: −1, 0 or 1, as torch.sign).
  */
-export type UExpr = number | string | { readonly op: '+' | '-' | '*' | '/'; readonly a: UExpr; readonly b: UExpr } | { readonly op: 'sqrt'; readonly a: UExpr };
+export type UExpr =
+  | number
+  | string
+  | { readonly op: '+' | '-' | '*' | '/' | 'max'; readonly a: UExpr; readonly b: UExpr }
+  | { readonly op: 'sqrt' | 'sign'; readonly a: UExpr };
 
 /**
  * One statement of an update: `set` is `p`, a state slot (stored) or `g` (the gradient as the
- * update sees it, a local).
+ * update sees it, a local: the transforms' "updates").
  */
 export interface UStmt {
   readonly set: string;
@@ -54,14 +70,26 @@ export interface StepScalar {
   readonly formula: string;
 }
 
-interface OptimizerDef {
-  /** What it is, in torch's words. */
+/** The hyperparameters, in the order the module's `hyper` lists them. */
+const HYPER_ORDER = ['lr', 'lrDecay', 'alpha', 'momentum', 'nesterov', 'beta1', 'beta2', 'eps', 'centered', 'weightDecay', 'amsgrad', 'clipGradNorm'] as const;
+type HyperKey = (typeof HYPER_ORDER)[number];
+
+/** One optax-style transform. */
+export interface Transform {
+  /** optax's name. */
+  readonly name: string;
   readonly summary: string;
-  readonly defaults: Partial<Hyper> & { readonly lr: number };
+  /** The hyperparameters it reads (those `hyper` lists). */
+  readonly hyper: (h: Hyper) => readonly HyperKey[];
   /** State arrays kept per param (torch.optim's state names), zeros at step 0. */
   readonly slots: (h: Hyper) => readonly string[];
-  readonly scalars: (h: Hyper) => readonly StepScalar[];
-  readonly body: (h: Hyper) => readonly UStmt[];
+  readonly scalars: (h: Hyper, foldLr: boolean) => readonly StepScalar[];
+  /**
+   * Its statements. With `foldLr` (scale_by_learning_rate follows and the transform says it
+   * `foldsLr`), it writes `p` itself with lr folded into its step scalars: one multiply fewer.
+   */
+  readonly body: (h: Hyper, foldLr: boolean) => readonly UStmt[];
+  readonly foldsLr?: boolean;
 }
 
 /** 1 − β as it is written (0.1, not 0.09999999999999998). */
@@ -71,63 +99,213 @@ const add = (a: UExpr, b: UExpr): UExpr => ({ op: '+', a, b });
 const sub = (a: UExpr, b: UExpr): UExpr => ({ op: '-', a, b });
 const mul = (a: UExpr, b: UExpr): UExpr => ({ op: '*', a, b });
 const div = (a: UExpr, b: UExpr): UExpr => ({ op: '/', a, b });
+const max = (a: UExpr, b: UExpr): UExpr => ({ op: 'max', a, b });
 const sqrt = (a: UExpr): UExpr => ({ op: 'sqrt', a });
+const sign = (a: UExpr): UExpr => ({ op: 'sign', a });
+const none = () => [] as const;
 
-/** L2 weight decay: the decay term added to the gradient (torch's `weight_decay` of SGD and Adam). */
-const l2 = (h: Hyper): UStmt[] => (h.weightDecay ? [{ set: 'g', to: add('g', mul(h.weightDecay, 'p')), formula: `g = g + λ·p   (weight decay, λ = ${h.weightDecay})` }] : []);
-
-/** Adam's moments and step, after whatever weight decay the variant applies. */
-const adamMoments = (h: Hyper): UStmt[] => [
-  { set: 'exp_avg', to: add(mul(h.beta1, 'exp_avg'), mul(oneMinus(h.beta1), 'g')), formula: `m = β1·m + (1 − β1)·g   (β1 = ${h.beta1})` },
-  { set: 'exp_avg_sq', to: add(mul(h.beta2, 'exp_avg_sq'), mul(oneMinus(h.beta2), mul('g', 'g'))), formula: `v = β2·v + (1 − β2)·g²   (β2 = ${h.beta2})` },
-  {
-    set: 'p',
-    to: sub('p', div(mul('stepSize', 'exp_avg'), add(mul(sqrt('exp_avg_sq'), 'invSqrtBc2'), h.eps))),
-    formula: `p -= lr·m̂/(√v̂ + eps), m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ)   (eps = ${h.eps})`,
+/** The transforms (optax's names), each written once. */
+export const TRANSFORMS = {
+  clip_by_global_norm: {
+    name: 'clip_by_global_norm',
+    summary: 'every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them (torch.nn.utils.clip_grad_norm_); each target computes `clip` with its norm pass',
+    hyper: (h) => (h.clipGradNorm !== undefined ? ['clipGradNorm'] : []),
+    slots: none,
+    scalars: none,
+    body: (h) => (h.clipGradNorm !== undefined ? [{ set: 'g', to: mul('g', 'clip'), formula: 'g = g·min(1, N/‖g‖₂)   (gradient clipping)' }] : []),
   },
-];
-
-const adamScalars = (h: Hyper): StepScalar[] => [
-  { name: 'stepSize', code: `lr / (1 - ${h.beta1} ** t)`, formula: 'lr / (1 − β1ᵗ)' },
-  { name: 'invSqrtBc2', code: `1 / Math.sqrt(1 - ${h.beta2} ** t)`, formula: '1 / √(1 − β2ᵗ)' },
-];
-
-export const OPTIMIZERS: { readonly [K in OptimizerName]: OptimizerDef } = {
-  sgd: {
-    summary: 'torch.optim.SGD: stochastic gradient descent, with optional momentum (dampening 0), Nesterov momentum and L2 weight decay',
-    defaults: { lr: 1e-3, momentum: 0, nesterov: false, weightDecay: 0 },
+  add_decayed_weights: {
+    name: 'add_decayed_weights',
+    summary: 'L2 weight decay added to the gradient (torch weight_decay of SGD, Adam, RMSprop, Adagrad)',
+    hyper: () => ['weightDecay'],
+    slots: none,
+    scalars: none,
+    body: (h) => (h.weightDecay ? [{ set: 'g', to: add('g', mul(h.weightDecay, 'p')), formula: `g = g + λ·p   (weight decay, λ = ${h.weightDecay})` }] : []),
+  },
+  decoupled_weight_decay: {
+    name: 'add_decayed_weights (decoupled)',
+    summary: 'decoupled weight decay, p ← p·(1 − lr·λ) (AdamW, Lion)',
+    hyper: () => ['weightDecay'],
+    slots: none,
+    scalars: (h) => (h.weightDecay ? [{ name: 'decay', code: `1 - lr * ${h.weightDecay}`, formula: '1 − lr·λ' }] : []),
+    body: (h) => (h.weightDecay ? [{ set: 'p', to: mul('p', 'decay'), formula: `p = p·(1 − lr·λ)   (decoupled weight decay, λ = ${h.weightDecay})` }] : []),
+  },
+  trace: {
+    name: 'trace',
+    summary: 'momentum (dampening 0), optionally Nesterov: torch.optim.SGD\'s and RMSprop\'s momentum_buffer',
+    hyper: () => ['momentum', 'nesterov'],
     slots: (h) => (h.momentum ? ['momentum_buffer'] : []),
-    scalars: () => [],
-    body: (h) => [
-      ...l2(h),
-      ...(h.momentum
+    scalars: none,
+    body: (h) =>
+      h.momentum
         ? [
             // torch starts the buffer at g; with dampening 0, μ·0 + g is the same
             { set: 'momentum_buffer', to: add(mul(h.momentum, 'momentum_buffer'), 'g'), formula: `b = μ·b + g   (μ = ${h.momentum})` },
             h.nesterov ? { set: 'g', to: add('g', mul(h.momentum, 'momentum_buffer')), formula: 'g = g + μ·b   (Nesterov)' } : { set: 'g', to: 'momentum_buffer', formula: 'g = b' },
           ]
-        : []),
-      { set: 'p', to: sub('p', mul('lr', 'g')), formula: 'p -= lr·g' },
+        : [],
+  },
+  scale_by_adam: {
+    name: 'scale_by_adam',
+    summary: 'bias-corrected first and second moments, optionally AMSGrad (torch.optim.Adam)',
+    hyper: (h) => ['beta1', 'beta2', 'eps', ...(h.amsgrad ? (['amsgrad'] as const) : [])],
+    slots: (h) => ['exp_avg', 'exp_avg_sq', ...(h.amsgrad ? ['max_exp_avg_sq'] : [])],
+    scalars: (h, foldLr) => [
+      foldLr ? { name: 'stepSize', code: `lr / (1 - ${h.beta1} ** t)`, formula: 'lr / (1 − β1ᵗ)' } : { name: 'invBc1', code: `1 / (1 - ${h.beta1} ** t)`, formula: '1 / (1 − β1ᵗ)' },
+      { name: 'invSqrtBc2', code: `1 / Math.sqrt(1 - ${h.beta2} ** t)`, formula: '1 / √(1 − β2ᵗ)' },
     ],
+    body: (h, foldLr) => {
+      const v = h.amsgrad ? 'max_exp_avg_sq' : 'exp_avg_sq';
+      const denom = add(mul(sqrt(v), 'invSqrtBc2'), h.eps);
+      const vhat = h.amsgrad ? 'v̂ = max(v̂, v)/(1 − β2ᵗ)' : 'v̂ = v/(1 − β2ᵗ)';
+      return [
+        { set: 'exp_avg', to: add(mul(h.beta1, 'exp_avg'), mul(oneMinus(h.beta1), 'g')), formula: `m = β1·m + (1 − β1)·g   (β1 = ${h.beta1})` },
+        { set: 'exp_avg_sq', to: add(mul(h.beta2, 'exp_avg_sq'), mul(oneMinus(h.beta2), mul('g', 'g'))), formula: `v = β2·v + (1 − β2)·g²   (β2 = ${h.beta2})` },
+        ...(h.amsgrad ? [{ set: 'max_exp_avg_sq', to: max('max_exp_avg_sq', 'exp_avg_sq'), formula: 'v_max = max(v_max, v)   (AMSGrad)' }] : []),
+        foldLr
+          ? { set: 'p', to: sub('p', div(mul('stepSize', 'exp_avg'), denom)), formula: `p -= lr·m̂/(√v̂ + eps), m̂ = m/(1 − β1ᵗ), ${vhat}   (eps = ${h.eps})` }
+          : { set: 'g', to: div(mul('invBc1', 'exp_avg'), denom), formula: `g = m̂/(√v̂ + eps), m̂ = m/(1 − β1ᵗ), ${vhat}   (eps = ${h.eps})` },
+      ];
+    },
+    foldsLr: true,
+  },
+  scale_by_rms: {
+    name: 'scale_by_rms',
+    summary: 'the gradient over the root of a running average of its square, optionally centered (torch.optim.RMSprop)',
+    hyper: () => ['alpha', 'eps', 'centered'],
+    slots: (h) => ['square_avg', ...(h.centered ? ['grad_avg'] : [])],
+    scalars: none,
+    body: (h) => [
+      { set: 'square_avg', to: add(mul(h.alpha, 'square_avg'), mul(oneMinus(h.alpha), mul('g', 'g'))), formula: `v = α·v + (1 − α)·g²   (α = ${h.alpha})` },
+      ...(h.centered
+        ? [
+            { set: 'grad_avg', to: add(mul(h.alpha, 'grad_avg'), mul(oneMinus(h.alpha), 'g')), formula: 'ḡ = α·ḡ + (1 − α)·g   (centered)' },
+            { set: 'g', to: div('g', add(sqrt(sub('square_avg', mul('grad_avg', 'grad_avg'))), h.eps)), formula: `g = g/(√(v − ḡ²) + eps)   (eps = ${h.eps})` },
+          ]
+        : [{ set: 'g', to: div('g', add(sqrt('square_avg'), h.eps)), formula: `g = g/(√v + eps)   (eps = ${h.eps})` }]),
+    ],
+  },
+  scale_by_adagrad: {
+    name: 'scale_by_adagrad',
+    summary: 'the gradient over the root of the sum of its squares, the learning rate decayed (torch.optim.Adagrad, initial_accumulator_value 0)',
+    hyper: () => ['lrDecay', 'eps'],
+    slots: () => ['sum'],
+    // lr_decay scales the learning rate: with it the transform applies lr itself
+    scalars: (h, foldLr) => (foldLr && h.lrDecay ? [{ name: 'clr', code: `lr / (1 + (t - 1) * ${h.lrDecay})`, formula: 'lr / (1 + (t − 1)·lr_decay)' }] : []),
+    body: (h, foldLr) => [
+      { set: 'sum', to: add('sum', mul('g', 'g')), formula: 's = s + g²' },
+      foldLr
+        ? { set: 'p', to: sub('p', mul(h.lrDecay ? 'clr' : 'lr', div('g', add(sqrt('sum'), h.eps)))), formula: `p -= ${h.lrDecay ? `clr·g/(√s + eps), clr = lr/(1 + (t − 1)·lr_decay)   (lr_decay = ${h.lrDecay}, ` : 'lr·g/(√s + eps)   ('}eps = ${h.eps})` }
+        : { set: 'g', to: div('g', add(sqrt('sum'), h.eps)), formula: `g = g/(√s + eps)   (eps = ${h.eps})` },
+    ],
+    foldsLr: true,
+  },
+  scale_by_lion: {
+    name: 'scale_by_lion',
+    summary: 'the sign of an interpolation of the momentum and the gradient, then the momentum (Lion, Chen et al. 2023)',
+    hyper: () => ['beta1', 'beta2'],
+    slots: () => ['exp_avg'],
+    scalars: none,
+    // the update reads the momentum before its own statement writes it: one statement writes p
+    body: (h) => [
+      { set: 'p', to: sub('p', mul('lr', sign(add(mul(h.beta1, 'exp_avg'), mul(oneMinus(h.beta1), 'g'))))), formula: `p -= lr·sign(β1·m + (1 − β1)·g)   (β1 = ${h.beta1})` },
+      { set: 'exp_avg', to: add(mul(h.beta2, 'exp_avg'), mul(oneMinus(h.beta2), 'g')), formula: `m = β2·m + (1 − β2)·g   (β2 = ${h.beta2})` },
+    ],
+    foldsLr: true,
+  },
+  scale_by_learning_rate: {
+    name: 'scale_by_learning_rate',
+    summary: 'the descent step p ← p − lr·g',
+    hyper: () => ['lr'],
+    slots: none,
+    scalars: none,
+    body: () => [{ set: 'p', to: sub('p', mul('lr', 'g')), formula: 'p -= lr·g' }],
+  },
+} satisfies Record<string, Transform>;
+export type TransformName = keyof typeof TRANSFORMS;
+
+interface OptimizerDef {
+  /** What it is, in torch's words. */
+  readonly summary: string;
+  /** The name a sentence uses, with its article (an Adam update). */
+  readonly title: string;
+  readonly defaults: Partial<Hyper> & { readonly lr: number };
+  /** The chain, in the order its statements run. */
+  readonly chain: readonly TransformName[];
+  /** Options of other optimizers that this one refuses. */
+  readonly accepts: readonly (keyof Hyper)[];
+}
+
+const adamChain = (decay: 'add_decayed_weights' | 'decoupled_weight_decay'): TransformName[] => ['clip_by_global_norm', decay, 'scale_by_adam', 'scale_by_learning_rate'];
+
+export const OPTIMIZERS: { readonly [K in OptimizerName]: OptimizerDef } = {
+  sgd: {
+    summary: 'torch.optim.SGD: stochastic gradient descent, with optional momentum (dampening 0), Nesterov momentum and L2 weight decay',
+    title: 'an SGD',
+    defaults: { lr: 1e-3, momentum: 0, nesterov: false, weightDecay: 0 },
+    chain: ['clip_by_global_norm', 'add_decayed_weights', 'trace', 'scale_by_learning_rate'],
+    accepts: ['momentum', 'nesterov'],
   },
   adam: {
     summary: 'torch.optim.Adam: bias-corrected first and second moments, L2 weight decay added to the gradient',
+    title: 'an Adam',
     defaults: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-    slots: () => ['exp_avg', 'exp_avg_sq'],
-    scalars: adamScalars,
-    body: (h) => [...l2(h), ...adamMoments(h)],
+    chain: adamChain('add_decayed_weights'),
+    accepts: ['beta1', 'beta2', 'eps', 'amsgrad'],
   },
+  // optax's adamw: adam's chain with the weight decay decoupled
   adamw: {
     summary: 'torch.optim.AdamW: Adam with decoupled weight decay (p ← p·(1 − lr·λ) before the step)',
+    title: 'an AdamW',
     defaults: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
-    slots: () => ['exp_avg', 'exp_avg_sq'],
-    scalars: (h) => [...(h.weightDecay ? [{ name: 'decay', code: `1 - lr * ${h.weightDecay}`, formula: '1 − lr·λ' }] : []), ...adamScalars(h)],
-    body: (h) => [
-      ...(h.weightDecay ? [{ set: 'p', to: mul('p', 'decay'), formula: `p = p·(1 − lr·λ)   (decoupled weight decay, λ = ${h.weightDecay})` }] : []),
-      ...adamMoments(h),
-    ],
+    chain: adamChain('decoupled_weight_decay'),
+    accepts: ['beta1', 'beta2', 'eps', 'amsgrad'],
+  },
+  rmsprop: {
+    summary: 'torch.optim.RMSprop: the gradient over the root of a running average of its square, optional momentum, centered variant and L2 weight decay',
+    title: 'an RMSprop',
+    defaults: { lr: 1e-2, alpha: 0.99, eps: 1e-8, momentum: 0, centered: false, weightDecay: 0 },
+    chain: ['clip_by_global_norm', 'add_decayed_weights', 'scale_by_rms', 'trace', 'scale_by_learning_rate'],
+    accepts: ['alpha', 'eps', 'momentum', 'centered'],
+  },
+  adagrad: {
+    summary: 'torch.optim.Adagrad: the gradient over the root of the sum of its squares, L2 weight decay, lr_decay (initial_accumulator_value 0)',
+    title: 'an Adagrad',
+    defaults: { lr: 1e-2, lrDecay: 0, eps: 1e-10, weightDecay: 0 },
+    chain: ['clip_by_global_norm', 'add_decayed_weights', 'scale_by_adagrad', 'scale_by_learning_rate'],
+    accepts: ['eps', 'lrDecay'],
+  },
+  lion: {
+    summary: 'Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of an interpolated momentum, decoupled weight decay',
+    title: 'a Lion',
+    defaults: { lr: 1e-4, beta1: 0.9, beta2: 0.99, weightDecay: 0 },
+    chain: ['clip_by_global_norm', 'decoupled_weight_decay', 'scale_by_lion', 'scale_by_learning_rate'],
+    accepts: ['beta1', 'beta2'],
   },
 };
+
+/** The chain's transforms, each with whether it folds lr (scale_by_learning_rate follows it). */
+function links(name: OptimizerName): { t: Transform; foldLr: boolean; skip: boolean }[] {
+  const chain = OPTIMIZERS[name].chain.map((n) => TRANSFORMS[n] as Transform);
+  return chain.map((t, k) => ({
+    t,
+    foldLr: t.foldsLr === true && chain[k + 1] === TRANSFORMS.scale_by_learning_rate,
+    skip: t === TRANSFORMS.scale_by_learning_rate && chain[k - 1]?.foldsLr === true,
+  }));
+}
+
+/** The state arrays of an optimizer's chain, in chain order. */
+export function slotsOf(spec: OptimizerSpec): string[] {
+  return links(spec.name).flatMap((l) => [...l.t.slots(spec.hyper)]);
+}
+
+/** The hyperparameters the module's `hyper` lists, in their order. */
+export function hyperKeys(spec: OptimizerSpec): HyperKey[] {
+  // a transform shared by several optimizers lists only what this one takes (rmsprop's trace: no nesterov)
+  const own = new Set<string>([...Object.keys(OPTIMIZERS[spec.name].defaults), 'amsgrad', 'clipGradNorm']);
+  const used = new Set(links(spec.name).flatMap((l) => [...l.t.hyper(spec.hyper)]));
+  return HYPER_ORDER.filter((k) => used.has(k) && own.has(k));
+}
 
 /** The hyperparameters of an optimizer: its defaults, overridden by what the build was given. */
 export function resolveHyper(name: OptimizerName, given: Partial<Hyper>): Hyper {
@@ -137,38 +315,55 @@ export function resolveHyper(name: OptimizerName, given: Partial<Hyper>): Hyper 
     lr: pick('lr', d.lr),
     momentum: pick('momentum', 0),
     nesterov: pick('nesterov', false),
+    alpha: pick('alpha', 0.99),
+    centered: pick('centered', false),
     beta1: pick('beta1', 0.9),
     beta2: pick('beta2', 0.999),
     eps: pick('eps', 1e-8),
+    amsgrad: pick('amsgrad', false),
+    lrDecay: pick('lrDecay', 0),
     weightDecay: pick('weightDecay', 0),
     ...(given.clipGradNorm !== undefined ? { clipGradNorm: given.clipGradNorm } : {}),
   };
 }
 
+/** The flag of a hyperparameter. */
+const flagOf = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
 /** What does not make sense together, as a message (undefined when the combination is fine). */
 export function hyperProblem(name: OptimizerName, given: Partial<Hyper>): string | undefined {
-  const sgdOnly = (['momentum', 'nesterov'] as const).filter((k) => given[k] !== undefined);
-  const adamOnly = (['beta1', 'beta2', 'eps'] as const).filter((k) => given[k] !== undefined);
-  if (name !== 'sgd' && sgdOnly.length) return `--${sgdOnly[0]} is an option of sgd, not ${name}`;
-  if (name === 'sgd' && adamOnly.length) return `--${adamOnly[0]} is an option of adam and adamw, not sgd`;
+  const specific = ['momentum', 'nesterov', 'alpha', 'centered', 'beta1', 'beta2', 'eps', 'amsgrad', 'lrDecay'] as const;
+  for (const k of specific) {
+    if (given[k] === undefined || OPTIMIZERS[name].accepts.includes(k)) continue;
+    const owners = OPTIMIZER_NAMES.filter((o) => OPTIMIZERS[o].accepts.includes(k));
+    return `${flagOf(k)} is an option of ${owners.length > 1 ? `${owners.slice(0, -1).join(', ')} and ${owners[owners.length - 1]}` : owners[0]}, not ${name}`;
+  }
   if (given.nesterov && !given.momentum) return '--nesterov needs a --momentum above 0 (as torch.optim.SGD)';
   return undefined;
 }
 
-/** The statements of one step: clipping (when asked) sees the loss gradient, then the optimizer's. */
+/** The statements of one step: the chain's, in order (clipping, when asked, sees the loss gradient). */
 export function updateStatements(spec: OptimizerSpec): UStmt[] {
-  const clip: UStmt[] = spec.hyper.clipGradNorm !== undefined ? [{ set: 'g', to: mul('g', 'clip'), formula: 'g = g·min(1, N/‖g‖₂)   (gradient clipping)' }] : [];
-  return [...clip, ...OPTIMIZERS[spec.name].body(spec.hyper)];
+  return links(spec.name).flatMap((l) => (l.skip ? [] : [...l.t.body(spec.hyper, l.foldLr)]));
 }
 
-/** The scalars of one step, with `clip` when gradients are clipped (computed by the norm pass). */
+/** The scalars of one step computed from lr and t (`clip` comes from the norm pass). */
 export function stepScalars(spec: OptimizerSpec): readonly StepScalar[] {
-  return OPTIMIZERS[spec.name].scalars(spec.hyper);
+  return links(spec.name).flatMap((l) => (l.skip ? [] : [...l.t.scalars(spec.hyper, l.foldLr)]));
+}
+
+/**
+ * clip_by_global_norm's factor, as JavaScript, from the sum of squares of every gradient (each
+ * target sums them its own way: one loop, a kernel per gradient on a device): the `clip` scalar
+ * its statement reads. torch.nn.utils.clip_grad_norm_'s max_norm / (‖g‖₂ + 1e-6), at most 1.
+ */
+export function clipFactor(spec: OptimizerSpec, sumOfSquares: string): string {
+  return `Math.min(1, ${spec.hyper.clipGradNorm} / (Math.sqrt(${sumOfSquares}) + 1e-6))`;
 }
 
 /** Every name a statement list reads as a step scalar, in first-use order. */
 export function scalarNames(spec: OptimizerSpec): string[] {
-  const slots = new Set(['p', 'g', ...OPTIMIZERS[spec.name].slots(spec.hyper)]);
+  const slots = new Set(['p', 'g', ...slotsOf(spec)]);
   const out: string[] = [];
   const walk = (e: UExpr): void => {
     if (typeof e === 'number') return;
@@ -177,7 +372,7 @@ export function scalarNames(spec: OptimizerSpec): string[] {
       return;
     }
     walk(e.a);
-    if (e.op !== 'sqrt') walk(e.b);
+    if ('b' in e) walk(e.b);
   };
   for (const s of updateStatements(spec)) walk(s.to);
   return out;
@@ -192,7 +387,8 @@ function num(x: number): string {
 export function renderJs(e: UExpr, name: (n: string) => string, parent = 0): string {
   if (typeof e === 'number') return num(e);
   if (typeof e === 'string') return name(e);
-  if (e.op === 'sqrt') return `Math.sqrt(${renderJs(e.a, name)})`;
+  if (!('b' in e)) return `Math.${e.op}(${renderJs(e.a, name)})`;
+  if (e.op === 'max') return `Math.max(${renderJs(e.a, name)}, ${renderJs(e.b, name)})`;
   const prec = e.op === '+' || e.op === '-' ? 1 : 2;
   const text = `${renderJs(e.a, name, prec)} ${e.op} ${renderJs(e.b, name, prec + (e.op === '-' || e.op === '/' ? 1 : 0))}`;
   return prec < parent ? `(${text})` : text;

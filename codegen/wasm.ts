@@ -13,7 +13,7 @@ import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
 import { commentText, key, member, typedAs } from './module.js';
-import { OPTIMIZERS, scalarNames } from './optim.js';
+import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
 import type { UpdateTarget } from './wasm/update.js';
 import { updateBody } from './wasm/update.js';
@@ -261,7 +261,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
  */
 function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): { end: number; backend: TrainBackend; kernel?: Kernel } {
   const spec = m.optimizer!;
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const scalars = scalarNames(spec);
   let end = start;
   const targets: UpdateTarget[] = [];

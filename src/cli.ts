@@ -139,7 +139,7 @@ function warn(c: Compiled, io: Io): void {
 
 const VERBS: Record<string, Verb> = {
   build: {
-    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd|adam|adamw]',
+    usage: 'graphc build MODEL.ts... [--out DIR] [--target LIST] [--check] [--check-finite] [--optimizer sgd|adam|adamw|rmsprop|adagrad|lion]',
     summary:
       'Compiles each model into DIR (default generated/<name>/): <name>.ir (forward IR), <name>.grad.ir\n' +
       '(backward IR), and per target a TypeScript module and the same module as plain ESM: ts\n' +
@@ -157,15 +157,19 @@ const VERBS: Record<string, Verb> = {
       target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,wasm' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
-      optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam or adamw (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
-      lr: { value: 'X', help: 'the learning rate trainStep uses unless a call passes options.lr (default 0.001)' },
-      momentum: { value: 'M', help: 'sgd: momentum (default 0)' },
+      optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam, adamw, rmsprop, adagrad or lion (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
+      lr: { value: 'X', help: 'the learning rate trainStep uses unless a call passes options.lr (default 0.001; rmsprop, adagrad 0.01; lion 0.0001)' },
+      momentum: { value: 'M', help: 'sgd, rmsprop: momentum (default 0)' },
       nesterov: { help: 'sgd: Nesterov momentum (needs --momentum)' },
-      'weight-decay': { value: 'W', help: 'L2 added to the gradient (sgd, adam; default 0); decoupled for adamw (default 0.01)' },
+      'weight-decay': { value: 'W', help: 'L2 added to the gradient (sgd, adam, rmsprop, adagrad; default 0); decoupled for adamw (default 0.01) and lion (default 0)' },
       'clip-grad-norm': { value: 'N', help: 'scale all gradients by min(1, N / global L2 norm) before the update' },
-      beta1: { value: 'B', help: 'adam, adamw: first-moment decay (default 0.9)' },
-      beta2: { value: 'B', help: 'adam, adamw: second-moment decay (default 0.999)' },
-      eps: { value: 'E', help: 'adam, adamw: added to the denominator (default 1e-8)' },
+      beta1: { value: 'B', help: 'adam, adamw, lion: first-moment decay (default 0.9)' },
+      amsgrad: { help: 'adam, adamw: AMSGrad (the running maximum of the second moment)' },
+      beta2: { value: 'B', help: 'adam, adamw: second-moment decay (default 0.999); lion: momentum decay (default 0.99)' },
+      eps: { value: 'E', help: 'adam, adamw, rmsprop: added to the denominator (default 1e-8); adagrad (default 1e-10)' },
+      alpha: { value: 'A', help: 'rmsprop: smoothing constant of the squared-gradient average (default 0.99)' },
+      centered: { help: 'rmsprop: normalise by the estimated variance of the gradient' },
+      'lr-decay': { value: 'D', help: 'adagrad: the learning rate at step t is lr / (1 + (t - 1)·D) (default 0)' },
       hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
       jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
       'trace-timeout': { value: 'SECONDS', help: 'stop a model whose loading or tracing takes longer, naming the line it was at (default 60)' },
@@ -213,7 +217,7 @@ const VERBS: Record<string, Verb> = {
 
 /** The optimizer options of `graphc build`, checked (undefined without --optimizer). */
 function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | undefined {
-  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps'].filter((k) => opts[k] !== undefined);
+  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps', 'amsgrad', 'alpha', 'centered', 'lr-decay'].filter((k) => opts[k] !== undefined);
   if (opts.optimizer === undefined) {
     if (tuning.length) throw new UsageError(`graphc build: --${tuning[0]} needs --optimizer`);
     return undefined;
@@ -238,6 +242,10 @@ function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | und
   set('beta1', number('beta1', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
   set('beta2', number('beta2', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
   set('eps', number('eps', (x) => x >= 0, 'a number ≥ 0'));
+  set('alpha', number('alpha', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
+  if (opts.amsgrad) given.amsgrad = true;
+  if (opts.centered) given.centered = true;
+  set('lrDecay', number('lr-decay', (x) => x >= 0, 'a number ≥ 0'));
   const problem = hyperProblem(name as OptimizerName, given);
   if (problem) throw new UsageError(`graphc build: ${problem}`);
   return { name: name as OptimizerName, hyper: resolveHyper(name as OptimizerName, given) };

@@ -48,6 +48,14 @@ describe('generated modules', () => {
     expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
     expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
   }, 240_000);
+  it('trainStep of the new optimizers allocates nothing per call (rmsprop centered with momentum: flat; lion with clipping: wasm)', async () => {
+    const flat = path.join(tmp(), 'rmsprop');
+    const wasm = path.join(tmp(), 'lion');
+    expect((await run(['build', 'examples/makemore.ts', '--out', flat, '--target', 'ts', '--optimizer', 'rmsprop', '--centered', '--momentum', '0.9'])).code).toBe(0);
+    expect((await run(['build', 'examples/makemore.ts', '--out', wasm, '--target', 'wasm', '--optimizer', 'lion', '--weight-decay', '0.1', '--clip-grad-norm', '1'])).code).toBe(0);
+    expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
+    expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
+  }, 240_000);
   it('a module with dropout and running statistics allocates nothing per call (flat and wasm)', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';
     const file = modelFile(`import { makemoreRunning } from '${examples}/makemore_running.ts';

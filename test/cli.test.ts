@@ -75,7 +75,8 @@ describe('the argument parser (util.parseArgs)', () => {
   it('build --help: the default targets, every optimizer, and no claim that wasm needs static shapes', async () => {
     const r = await run(['build', '--help']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^usage: graphc build MODEL\.ts\.\.\. \[--out DIR\] \[--target LIST\] \[--check\] \[--check-finite\] \[--optimizer sgd\|adam\|adamw\]\n/);
+    expect(r.out).toMatch(/^usage: graphc build MODEL\.ts\.\.\. \[--out DIR\] \[--target LIST\] \[--check\] \[--check-finite\] \[--optimizer sgd\|adam\|adamw\|rmsprop\|adagrad\|lion\]\n/);
+    expect(r.out).toContain('compile the training step: sgd, adam, adamw, rmsprop, adagrad or lion');
     expect(r.out).toContain('Default targets: ts,wasm.');
     expect(r.out).toContain('WebAssembly SIMD kernels); default ts,wasm\n');
     expect(r.out).toContain('A package.json ({"type": "module"})');

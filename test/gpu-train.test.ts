@@ -7,7 +7,10 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
 import type { Arrays } from './helpers.js';
-import { modelFile, randomArgs, relErr, run, tmp } from './helpers.js';
+import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
+import type { RefState } from './optim-reference.js';
+import { refHyper, torchStep } from './optim-reference.js';
+import type { OptimizerName } from '../codegen/optim.js';
 
 const MODEL = `import { model } from 'graphc';
 export default model('mlp', (g) => {
@@ -98,6 +101,39 @@ describe('GPU.js trainStep (cpu mode): 30 steps against the flat module', () => 
           expect(theirs, `${slot}.${k}`).toEqual(mine);
           expect(theirs, `${slot}.${k} is a copy`).not.toBe(mine);
         }
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+// every optimizer with its options, in gpu.js's cpu mode, against the float64 reference
+const REF_CASES: [OptimizerName, string[]][] = [
+  ['sgd', ['--lr', '0.05', '--momentum', '0.8', '--nesterov', '--weight-decay', '0.01', '--clip-grad-norm', '0.5']],
+  ['adam', ['--lr', '0.01', '--amsgrad', '--weight-decay', '0.02']],
+  ['adamw', ['--lr', '0.01', '--amsgrad', '--clip-grad-norm', '0.5']],
+  ['rmsprop', ['--centered', '--momentum', '0.5', '--weight-decay', '0.01']],
+  ['rmsprop', ['--lr', '0.005', '--clip-grad-norm', '0.5']],
+  ['adagrad', ['--lr', '0.05', '--weight-decay', '0.01', '--clip-grad-norm', '0.5', '--lr-decay', '0.02']],
+  ['lion', ['--lr', '0.001', '--weight-decay', '0.1']],
+];
+
+describe('GPU.js trainStep (cpu mode): 100 steps against torch.optim in float64', () => {
+  it.each(REF_CASES)('%s %s', async (name, flags) => {
+    const { gpu } = await build(['--optimizer', name, ...flags]);
+    const h = refHyper(gpu.hyper as Record<string, number | boolean>);
+    const compiled = await compile(modelFile(MODEL, 'mlp.ts'), { targets: [] });
+    const { params, inputs } = randomArgs(compiled.fwd, 7);
+    const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+    const state64: RefState = {};
+    for (let t = 1; t <= 100; t++) torchStep(name, h, t > 50 ? h.lr / 2 : h.lr, t, p64, reference(compiled.fwd, compiled.bwd, p64 as unknown as Arrays, inputs).grads, state64);
+    const model = await gpu.create({ mode: 'cpu' });
+    try {
+      const p = copy(params);
+      const state = model.initOptState(p);
+      for (let t = 1; t <= 100; t++) await model.trainStep(p, state, inputs, t > 50 ? { lr: h.lr / 2 } : undefined);
+      expect(state.step).toBe(100);
+      for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), k).toBeLessThan(2e-5);
     } finally {
       model.destroy();
     }

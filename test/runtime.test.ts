@@ -146,7 +146,7 @@ describe('--optimizer sgd', () => {
     expect(() => m.update(params, { ...grads, b1: new Float32Array(3) }, 0.1)).toThrow(
       new RangeError("makemore: gradient 'b1' must have 64 elements (f32[64]), got 3"),
     );
-    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'rmsprop'])).err).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+    expect((await run(['build', 'examples/makemore.ts', '--out', out, '--optimizer', 'nadam'])).err).toBe("graphc build: unknown optimizer 'nadam' (known: sgd, adam, adamw, rmsprop, adagrad, lion)\n");
   });
 });
 

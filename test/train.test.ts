@@ -1,15 +1,17 @@
-// The compiled training step (--optimizer): 100 steps of each optimizer in the flat and wasm
-// modules against the same updates computed in float64 from the interpreter's gradients, written
-// here from torch.optim's documented algorithms (not from the emitter's table).
+// The compiled training step (--optimizer): 100 steps of each optimizer and its options in the
+// flat, wasm and threaded wasm modules against the same updates computed in float64 from the
+// interpreter's gradients (test/optim-reference.ts: torch.optim's documented algorithms, not the
+// emitter's transform table).
 
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { resolveHyper } from '../codegen/optim.js';
-import type { Hyper, OptimizerName } from '../codegen/optim.js';
+import type { OptimizerName } from '../codegen/optim.js';
 import { compile } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
+import type { RefState } from './optim-reference.js';
+import { refHyper, torchStep } from './optim-reference.js';
 
 // a small smooth classifier: every gradient stays well away from zero, so float32 and float64
 // runs stay close over 100 steps
@@ -28,82 +30,68 @@ export default model('mlp', (g) => {
 `;
 
 interface Trainer extends GeneratedModule {
-  hyper: Hyper;
+  hyper: Record<string, unknown>;
   initOptState(params: Arrays): { step: number } & Record<string, unknown>;
   trainStep(params: Arrays, state: object, inputs: Arrays, options?: { lr?: number }): { loss: number };
+  create?(o: object): Promise<Trainer & { destroy(): Promise<void> }>;
 }
 
-/** torch.optim's step in float64, on plain arrays: state per param, `t` the step number from 1. */
-function torchStep(name: OptimizerName, h: Hyper, lr: number, t: number, params: Record<string, Float64Array>, grads: Record<string, Float64Array>, state: Record<string, Record<string, Float64Array>>): void {
-  let clip = 1;
-  if (h.clipGradNorm !== undefined) {
-    let sq = 0;
-    for (const g of Object.values(grads)) for (const x of g) sq += x * x;
-    clip = Math.min(1, h.clipGradNorm / (Math.sqrt(sq) + 1e-6));
-  }
-  for (const [k, p] of Object.entries(params)) {
-    const s = (state[k] ??= { m: new Float64Array(p.length), v: new Float64Array(p.length), buf: new Float64Array(p.length) });
-    for (let i = 0; i < p.length; i++) {
-      let g = grads[k]![i]! * clip;
-      if (name === 'sgd') {
-        if (h.weightDecay) g += h.weightDecay * p[i]!;
-        if (h.momentum) {
-          s.buf![i] = t === 1 ? g : h.momentum * s.buf![i]! + g;
-          g = h.nesterov ? g + h.momentum * s.buf![i]! : s.buf![i]!;
-        }
-        p[i]! -= lr * g;
-      } else {
-        if (name === 'adam' && h.weightDecay) g += h.weightDecay * p[i]!;
-        if (name === 'adamw') p[i]! *= 1 - lr * h.weightDecay;
-        s.m![i] = h.beta1 * s.m![i]! + (1 - h.beta1) * g;
-        s.v![i] = h.beta2 * s.v![i]! + (1 - h.beta2) * g * g;
-        const mhat = s.m![i]! / (1 - h.beta1 ** t);
-        const vhat = s.v![i]! / (1 - h.beta2 ** t);
-        p[i]! -= (lr * mhat) / (Math.sqrt(vhat) + h.eps);
-      }
-    }
-  }
-}
-
-const CASES: { name: OptimizerName; flags: string[]; given: Partial<Hyper> }[] = [
-  { name: 'sgd', flags: ['--lr', '0.1'], given: { lr: 0.1 } },
-  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01'], given: { lr: 0.05, momentum: 0.9, weightDecay: 0.01 } },
-  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.8', '--nesterov', '--clip-grad-norm', '0.5'], given: { lr: 0.05, momentum: 0.8, nesterov: true, clipGradNorm: 0.5 } },
-  { name: 'adam', flags: ['--lr', '0.01'], given: { lr: 0.01 } },
-  { name: 'adam', flags: ['--lr', '0.01', '--weight-decay', '0.05', '--beta1', '0.8', '--eps', '1e-6'], given: { lr: 0.01, weightDecay: 0.05, beta1: 0.8, eps: 1e-6 } },
-  { name: 'adamw', flags: ['--lr', '0.01', '--clip-grad-norm', '1'], given: { lr: 0.01, clipGradNorm: 1 } },
+/** Each case: the flags, and the `hyper` the module must export (torch.optim's defaults where not given). */
+const CASES: { name: OptimizerName; flags: string[]; hyper: Record<string, number | boolean> }[] = [
+  { name: 'sgd', flags: ['--lr', '0.1'], hyper: { lr: 0.1, momentum: 0, nesterov: false, weightDecay: 0 } },
+  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01'], hyper: { lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0.01 } },
+  { name: 'sgd', flags: ['--lr', '0.05', '--momentum', '0.8', '--nesterov', '--clip-grad-norm', '0.5'], hyper: { lr: 0.05, momentum: 0.8, nesterov: true, weightDecay: 0, clipGradNorm: 0.5 } },
+  { name: 'adam', flags: ['--lr', '0.01'], hyper: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 } },
+  { name: 'adam', flags: ['--lr', '0.01', '--weight-decay', '0.05', '--beta1', '0.8', '--eps', '1e-6'], hyper: { lr: 0.01, beta1: 0.8, beta2: 0.999, eps: 1e-6, weightDecay: 0.05 } },
+  { name: 'adam', flags: ['--lr', '0.01', '--amsgrad', '--weight-decay', '0.02', '--clip-grad-norm', '0.5'], hyper: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.02, amsgrad: true, clipGradNorm: 0.5 } },
+  { name: 'adamw', flags: ['--lr', '0.01', '--clip-grad-norm', '1'], hyper: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, clipGradNorm: 1 } },
+  { name: 'adamw', flags: ['--lr', '0.01', '--amsgrad', '--beta2', '0.99'], hyper: { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.01, amsgrad: true } },
+  { name: 'rmsprop', flags: [], hyper: { lr: 0.01, alpha: 0.99, momentum: 0, eps: 1e-8, centered: false, weightDecay: 0 } },
+  { name: 'rmsprop', flags: ['--lr', '0.005', '--momentum', '0.9', '--weight-decay', '0.01', '--alpha', '0.9'], hyper: { lr: 0.005, alpha: 0.9, momentum: 0.9, eps: 1e-8, centered: false, weightDecay: 0.01 } },
+  { name: 'rmsprop', flags: ['--centered', '--momentum', '0.5', '--clip-grad-norm', '0.5', '--eps', '1e-6'], hyper: { lr: 0.01, alpha: 0.99, momentum: 0.5, eps: 1e-6, centered: true, weightDecay: 0, clipGradNorm: 0.5 } },
+  { name: 'adagrad', flags: ['--lr', '0.05'], hyper: { lr: 0.05, lrDecay: 0, eps: 1e-10, weightDecay: 0 } },
+  { name: 'adagrad', flags: ['--weight-decay', '0.01', '--clip-grad-norm', '0.5'], hyper: { lr: 0.01, lrDecay: 0, eps: 1e-10, weightDecay: 0.01, clipGradNorm: 0.5 } },
+  { name: 'adagrad', flags: ['--lr', '0.05', '--lr-decay', '0.02', '--eps', '1e-8'], hyper: { lr: 0.05, lrDecay: 0.02, eps: 1e-8, weightDecay: 0 } },
+  { name: 'lion', flags: ['--lr', '0.001'], hyper: { lr: 0.001, beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
+  { name: 'lion', flags: ['--lr', '0.001', '--weight-decay', '0.1', '--beta1', '0.95', '--clip-grad-norm', '0.5'], hyper: { lr: 0.001, beta1: 0.95, beta2: 0.99, weightDecay: 0.1, clipGradNorm: 0.5 } },
 ];
 
-describe('trainStep: 100 steps against torch.optim in float64', () => {
+describe('trainStep: 100 steps against torch.optim in float64 (flat, wasm, threaded wasm)', () => {
   const file = modelFile(MODEL, 'mlp.ts');
   for (const c of CASES) {
     it(`${c.name} ${c.flags.join(' ')}`, async () => {
       const out = path.join(tmp(), 'train');
       const r = await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', c.name, ...c.flags]);
       expect(r.err).toBe('');
-      const h = resolveHyper(c.name, c.given);
+      const h = refHyper(c.hyper);
       const compiled = await compile(file, { targets: [] });
       const { params, inputs } = randomArgs(compiled.fwd, 7);
       // the reference: float64 params, gradients from the float64 interpreter
       const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
-      const state64: Record<string, Record<string, Float64Array>> = {};
+      const state64: RefState = {};
       for (let t = 1; t <= 100; t++) {
         const lr = t > 50 ? h.lr / 2 : h.lr; // a schedule through options.lr
         const { grads } = reference(compiled.fwd, compiled.bwd, p64 as unknown as Arrays, inputs);
         torchStep(c.name, h, lr, t, p64, grads, state64);
       }
-      for (const target of ['', '.wasm']) {
-        const mod = (await import(pathToFileURL(path.join(out, `mlp${target}.js`)).href)) as Trainer;
-        expect(mod.hyper).toEqual({ ...h, ...(c.name === 'sgd' ? { beta1: undefined, beta2: undefined, eps: undefined } : { momentum: undefined, nesterov: undefined }) });
-        const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
-        const W1 = p.W1;
-        const state = mod.initOptState(p);
-        const first = mod.trainStep(p, state, inputs).loss;
-        for (let t = 2; t <= 100; t++) mod.trainStep(p, state, inputs, t > 50 ? { lr: h.lr / 2 } : undefined);
-        expect(p.W1, 'in place').toBe(W1);
-        expect(state.step).toBe(100);
-        expect(first).toBeCloseTo(reference(compiled.fwd, compiled.bwd, params, inputs).outputs.loss!.data[0]!, 5);
-        for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), `${target || 'flat'} ${k}`).toBeLessThan(2e-5);
+      const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href)) as Trainer;
+      const wasm = (await import(pathToFileURL(path.join(out, 'mlp.wasm.js')).href)) as Trainer;
+      const threaded = await wasm.create!({ threads: 2, minWork: 0 });
+      try {
+        for (const [target, mod] of [['flat', flat], ['wasm', wasm], ['threaded', threaded]] as const) {
+          expect(mod.hyper ?? wasm.hyper).toEqual(c.hyper);
+          const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+          const W1 = p.W1;
+          const state = mod.initOptState(p);
+          const first = mod.trainStep(p, state, inputs).loss;
+          for (let t = 2; t <= 100; t++) mod.trainStep(p, state, inputs, t > 50 ? { lr: h.lr / 2 } : undefined);
+          expect(p.W1, 'in place').toBe(W1);
+          expect(state.step).toBe(100);
+          expect(first).toBeCloseTo(reference(compiled.fwd, compiled.bwd, params, inputs).outputs.loss!.data[0]!, 5);
+          for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), `${target} ${k}`).toBeLessThan(2e-5);
+        }
+      } finally {
+        await threaded.destroy();
       }
     });
   }
@@ -198,10 +186,18 @@ describe('trainStep: arguments and state', () => {
     const file = modelFile(MODEL, 'mlp.ts');
     const out = path.join(tmp(), 'bad');
     const err = async (...flags: string[]) => (await run(['build', file, '--out', out, ...flags])).err;
-    expect(await err('--optimizer', 'rmsprop')).toBe("graphc build: unknown optimizer 'rmsprop' (known: sgd, adam, adamw)\n");
+    expect(await err('--optimizer', 'nadam')).toBe("graphc build: unknown optimizer 'nadam' (known: sgd, adam, adamw, rmsprop, adagrad, lion)\n");
     expect(await err('--lr', '0.1')).toBe('graphc build: --lr needs --optimizer\n');
-    expect(await err('--optimizer', 'adam', '--momentum', '0.9')).toBe('graphc build: --momentum is an option of sgd, not adam\n');
-    expect(await err('--optimizer', 'sgd', '--beta1', '0.9')).toBe('graphc build: --beta1 is an option of adam and adamw, not sgd\n');
+    expect(await err('--optimizer', 'adam', '--momentum', '0.9')).toBe('graphc build: --momentum is an option of sgd and rmsprop, not adam\n');
+    expect(await err('--optimizer', 'sgd', '--beta1', '0.9')).toBe('graphc build: --beta1 is an option of adam, adamw and lion, not sgd\n');
+    expect(await err('--optimizer', 'sgd', '--amsgrad')).toBe('graphc build: --amsgrad is an option of adam and adamw, not sgd\n');
+    expect(await err('--optimizer', 'adam', '--centered')).toBe('graphc build: --centered is an option of rmsprop, not adam\n');
+    expect(await err('--optimizer', 'rmsprop', '--nesterov', '--momentum', '0.9')).toBe('graphc build: --nesterov is an option of sgd, not rmsprop\n');
+    expect(await err('--optimizer', 'lion', '--eps', '1e-8')).toBe('graphc build: --eps is an option of adam, adamw, rmsprop and adagrad, not lion\n');
+    expect(await err('--optimizer', 'rmsprop', '--alpha', '1')).toBe("graphc build: --alpha must be a number in [0, 1), got '1'\n");
+    expect(await err('--optimizer', 'adam', '--lr-decay', '0.1')).toBe('graphc build: --lr-decay is an option of adagrad, not adam\n');
+    expect(await err('--optimizer', 'adagrad', '--lr-decay', '-1')).toBe("graphc build: --lr-decay must be a number ≥ 0, got '-1'\n");
+    expect(await err('--amsgrad')).toBe('graphc build: --amsgrad needs --optimizer\n');
     expect(await err('--optimizer', 'sgd', '--nesterov')).toBe('graphc build: --nesterov needs a --momentum above 0 (as torch.optim.SGD)\n');
     expect(await err('--optimizer', 'adam', '--lr', '-1')).toBe("graphc build: --lr must be a number above 0, got '-1'\n");
     expect(await err('--optimizer', 'adam', '--beta2', '1')).toBe("graphc build: --beta2 must be a number in [0, 1), got '1'\n");

@@ -8,7 +8,7 @@ import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
-import { OPTIMIZERS, renderJs, scalarNames, stepScalars, updateStatements } from '../optim.js';
+import { clipFactor, hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
 
 /** What the wasm module changes in the training step. */
 export interface TrainBackend {
@@ -33,12 +33,7 @@ export interface TrainContext {
 
 /** Hyperparameters as an object literal, in the order of the module's `hyper` contract. */
 export function hyperLiteral(spec: OptimizerSpec): string {
-  const h = spec.hyper;
-  const fields: [string, number | boolean | undefined][] =
-    spec.name === 'sgd'
-      ? [['lr', h.lr], ['momentum', h.momentum], ['nesterov', h.nesterov], ['weightDecay', h.weightDecay], ['clipGradNorm', h.clipGradNorm]]
-      : [['lr', h.lr], ['beta1', h.beta1], ['beta2', h.beta2], ['eps', h.eps], ['weightDecay', h.weightDecay], ['clipGradNorm', h.clipGradNorm]];
-  return `{ ${fields.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${String(v)}`).join(', ')} }`;
+  return `{ ${hyperKeys(spec).map((k) => `${k}: ${String(spec.hyper[k])}`).join(', ')} }`;
 }
 
 /** The name of an array argument of the update function. */
@@ -50,7 +45,7 @@ const arrayArg = (n: string) => n;
  * does not inline is boxed, which would allocate on every call.
  */
 export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): string[] {
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const stmts = updateStatements(spec);
   const scalars = scalarNames(spec);
   const arrays = ['p', 'g', ...slots];
@@ -72,7 +67,7 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
 /** The optimizer state's type, a fresh slot's literal and `checkOptState` (shared with the GPU.js module). */
 export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; freshSlot: () => string; checkState: string[] } {
   const spec = m.optimizer!;
-  const slots = OPTIMIZERS[spec.name].slots(spec.hyper);
+  const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
@@ -95,7 +90,7 @@ export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; fre
 export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const spec = m.optimizer!;
   const def = OPTIMIZERS[spec.name];
-  const slots = def.slots(spec.hyper);
+  const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const fn = c.codeName(`${spec.name}Step`);
@@ -157,7 +152,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     ...(modes ? ['/** The options trainStep passes to valueAndGrad (one object, so that a step allocates nothing). */', `const stepOptions${t(': Options')} = { seed: 0, buffers: undefined };`] : []),
     '',
     '/**',
-    ` * One training step, in place: forward, backward and an ${spec.name === 'sgd' ? 'SGD' : spec.name === 'adam' ? 'Adam' : 'AdamW'} update of every param (and of the`,
+    ` * One training step, in place: forward, backward and ${def.title} update of every param (and of the`,
     ' * optimizer state). options.lr overrides hyper.lr for this call. Allocates nothing.',
     ' */',
     `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': { loss: number }')} {`,
@@ -179,7 +174,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
           `  ${normArray}[0] = 0;`,
           ...ps.map((p) => `  ${sumSq}(${c.gradArray(p.name)});`),
-          `  const clip = Math.min(1, ${clip} / (Math.sqrt(${normArray}[0]${t('!')}) + 1e-6));`,
+          `  const clip = ${clipFactor(spec, `${normArray}[0]${t('!')}`)};`,
         ]
       : []),
     ...scalars.map((s, k) => `  ${scalarArray}[${k}] = ${s};`),

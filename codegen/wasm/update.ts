@@ -19,7 +19,7 @@ export interface UpdateTarget {
   readonly slots: Readonly<Record<string, number>>;
 }
 
-const OPS: Record<'+' | '-' | '*' | '/' | 'sqrt', StepOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', sqrt: 'sqrt' };
+const OPS: Record<'+' | '-' | '*' | '/' | 'max' | 'sqrt', StepOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', max: 'max', sqrt: 'sqrt' };
 
 /** The steps of one param's update: values are read once, and each array stored with its last value. */
 export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: number): Step[] {
@@ -38,7 +38,15 @@ export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: nu
       if (!o) throw new Error(`internal: update reads unknown name ${e}`);
       return o;
     }
-    const args = e.op === 'sqrt' ? [emit(e.a)] : [emit(e.a), emit(e.b)];
+    if (e.op === 'sign') {
+      // sign(x) = (x > 0) − (0 > x): two masks of 1.0 lanes (0 at 0, as torch.sign)
+      const x = emit(e.a);
+      const zero: Operand = { kind: 'const', value: 0 };
+      steps.push({ op: 'gt', args: [x, zero] }, { op: 'gt', args: [zero, x] });
+      steps.push({ op: 'sub', args: [{ kind: 'step', step: steps.length - 2 }, { kind: 'step', step: steps.length - 1 }] });
+      return { kind: 'step', step: steps.length - 1 };
+    }
+    const args = 'b' in e ? [emit(e.a), emit(e.b)] : [emit(e.a)];
     steps.push({ op: OPS[e.op], args });
     return { kind: 'step', step: steps.length - 1 };
   };

@@ -1,0 +1,99 @@
+// torch.optim's update rules in float64 on plain arrays, written from torch's documented algorithms
+// (the pseudo-code of torch.optim.SGD, Adam, AdamW, RMSprop and Adagrad, initial_accumulator_value 0;
+// Lion from its paper),
+// not from graphc's transform table: the reference the compiled trainStep of every target is
+// checked against (test/train.test.ts, test/gpu-train.test.ts), itself checked against torch.optim
+// when python3 has torch (test/optim-torch.test.ts).
+
+import type { OptimizerName } from '../codegen/optim.js';
+
+/** The hyperparameters as torch names them (graphc's `hyper`, every field present). */
+export interface RefHyper {
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  alpha: number;
+  centered: boolean;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  amsgrad: boolean;
+  lrDecay: number;
+  weightDecay: number;
+  clipGradNorm?: number;
+}
+
+/** The float64 reference's hyperparameters: the case's `hyper`, and torch's values for the ones its optimizer does not read. */
+export const refHyper = (hyper: Record<string, number | boolean>): RefHyper => ({ momentum: 0, nesterov: false, alpha: 0.99, centered: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: false, lrDecay: 0, weightDecay: 0, ...(hyper as Partial<RefHyper>), lr: hyper.lr as number });
+
+export type RefState = Record<string, Record<string, Float64Array>>;
+
+/** One step of torch.optim's `name` on every param, in place; `t` is the step number from 1. */
+export function torchStep(name: OptimizerName, h: RefHyper, lr: number, t: number, params: Record<string, Float64Array>, grads: Record<string, Float64Array>, state: RefState): void {
+  let clip = 1;
+  if (h.clipGradNorm !== undefined) {
+    // torch.nn.utils.clip_grad_norm_: total_norm over all gradients, clip_coef = max_norm / (total_norm + 1e-6), clamped to 1
+    let sq = 0;
+    for (const g of Object.values(grads)) for (const x of g) sq += x * x;
+    clip = Math.min(1, h.clipGradNorm / (Math.sqrt(sq) + 1e-6));
+  }
+  for (const [k, p] of Object.entries(params)) {
+    const zeros = () => new Float64Array(p.length);
+    const s = (state[k] ??= { m: zeros(), v: zeros(), vmax: zeros(), buf: zeros(), gavg: zeros(), sum: zeros() });
+    for (let i = 0; i < p.length; i++) {
+      let g = grads[k]![i]! * clip;
+      switch (name) {
+        case 'sgd': {
+          if (h.weightDecay) g += h.weightDecay * p[i]!;
+          if (h.momentum) {
+            s.buf![i] = t === 1 ? g : h.momentum * s.buf![i]! + g;
+            g = h.nesterov ? g + h.momentum * s.buf![i]! : s.buf![i]!;
+          }
+          p[i]! -= lr * g;
+          break;
+        }
+        case 'adam':
+        case 'adamw': {
+          if (name === 'adam' && h.weightDecay) g += h.weightDecay * p[i]!;
+          if (name === 'adamw') p[i]! *= 1 - lr * h.weightDecay;
+          s.m![i] = h.beta1 * s.m![i]! + (1 - h.beta1) * g;
+          s.v![i] = h.beta2 * s.v![i]! + (1 - h.beta2) * g * g;
+          let v = s.v![i]!;
+          if (h.amsgrad) v = s.vmax![i] = Math.max(s.vmax![i]!, v);
+          const mhat = s.m![i]! / (1 - h.beta1 ** t);
+          const vhat = v / (1 - h.beta2 ** t);
+          p[i]! -= (lr * mhat) / (Math.sqrt(vhat) + h.eps);
+          break;
+        }
+        case 'rmsprop': {
+          if (h.weightDecay) g += h.weightDecay * p[i]!;
+          s.v![i] = h.alpha * s.v![i]! + (1 - h.alpha) * g * g;
+          let avg: number;
+          if (h.centered) {
+            s.gavg![i] = h.alpha * s.gavg![i]! + (1 - h.alpha) * g;
+            avg = Math.sqrt(s.v![i]! - s.gavg![i]! * s.gavg![i]!) + h.eps;
+          } else avg = Math.sqrt(s.v![i]!) + h.eps;
+          if (h.momentum > 0) {
+            s.buf![i] = h.momentum * s.buf![i]! + g / avg;
+            p[i]! -= lr * s.buf![i]!;
+          } else p[i]! -= (lr * g) / avg;
+          break;
+        }
+        case 'adagrad': {
+          const clr = lr / (1 + (t - 1) * h.lrDecay);
+          if (h.weightDecay) g += h.weightDecay * p[i]!;
+          s.sum![i] = s.sum![i]! + g * g; // initial_accumulator_value 0
+          p[i]! -= (clr * g) / (Math.sqrt(s.sum![i]!) + h.eps);
+          break;
+        }
+        case 'lion': {
+          p[i]! *= 1 - lr * h.weightDecay;
+          const c = h.beta1 * s.m![i]! + (1 - h.beta1) * g;
+          p[i]! -= lr * Math.sign(c);
+          s.m![i] = h.beta2 * s.m![i]! + (1 - h.beta2) * g;
+          break;
+        }
+      }
+    }
+  }
+}
