@@ -114,7 +114,10 @@ function isOurs(dir: string, name: string, manifest: Record<string, string>): bo
   } catch {
     return false;
   }
-  if (manifest[name] === sha256(bytes)) return true;
+  // listed: graphc's only while it holds what graphc wrote (an edit that kept the header, e.g. a
+  // dependency added to the package.json, is the user's); the header counts only for a file the
+  // manifest does not list (a build before the manifest)
+  if (name in manifest) return manifest[name] === sha256(bytes);
   return HEADER.test(bytes.subarray(0, 200).toString('utf8'));
 }
 
@@ -199,7 +202,7 @@ export function writeOutput(dir: string, files: readonly OutputFile[], opts: Wri
   const wanted = new Set(files.map((f) => f.name));
   for (const name of present) {
     if (wanted.has(name) && !isOurs(abs, name, manifest))
-      throw new OutputError(`refusing to overwrite ${shownPath(path.join(abs, name))}: graphc did not write it (it is not in ${MANIFEST}); move it away or build into another folder (--out DIR)`);
+      throw new OutputError(`refusing to overwrite ${shownPath(path.join(abs, name))}: graphc did not write it (${name in manifest ? `it was changed since graphc wrote it, says ${MANIFEST}` : `it is not in ${MANIFEST}`}); move it away or build into another folder (--out DIR)`);
   }
   // the new manifest: the files written now, and those of earlier builds that are still there
   const record: Record<string, string> = Object.create(null) as Record<string, string>;

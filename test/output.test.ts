@@ -147,6 +147,15 @@ describe('files graphc did not write', () => {
     writeFileSync(path.join(out, 'neuron.ir'), 'replaced by hand\n');
     expect((await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts'])).code).toBe(2);
     expect(readFileSync(path.join(out, 'neuron.ir'), 'utf8')).toBe('replaced by hand\n');
+    // and so is one the user edited keeping graphc's header (a dependency added to the package.json)
+    writeFileSync(path.join(out, 'neuron.ir'), readFileSync(path.join(ROOT, 'generated/neuron/neuron.ir')));
+    const pkg = path.join(out, 'package.json');
+    const edited = readFileSync(pkg, 'utf8').replace('"type": "module"', '"type": "module",\n  "dependencies": { "gpu.js": "^2.24.1" }');
+    writeFileSync(pkg, edited);
+    const r2 = await run(['build', 'examples/neuron.ts', '--out', out, '--target', 'ts']);
+    expect(r2.err).toBe(`graphc: refusing to overwrite ${out}/package.json: graphc did not write it (it was changed since graphc wrote it, says ${MANIFEST}); move it away or build into another folder (--out DIR)\n`);
+    expect(r2.code).toBe(2);
+    expect(readFileSync(pkg, 'utf8')).toBe(edited);
   });
 
   it("a folder of a build older than the manifest: files with graphc's header (or the package.json's note) are graphc's", async () => {
