@@ -1,6 +1,7 @@
 // The command line: `graphc <verb> ...`. Exit codes: 0 success, 1 a model error (or a failed
 // check), 2 a usage error or a file-system error (one line naming the path).
 
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { CompileError } from '../ir/errors.js';
@@ -200,14 +201,19 @@ const VERBS: Record<string, Verb> = {
             status = Math.max(status, 1);
           } else io.out(`${dir}: up to date\n`);
         } else {
+          // the user's own package.json: kept, and enough where it already says "type": "module"
           const foreign = foreignPackageJson(dir);
-          if (foreign) {
-            io.err(`graphc build: ${foreign} exists and graphc did not write it (the output folder gets a package.json of its own, {"type": "module"})\n  fix: build into a folder of its own (--out DIR)\n`);
-            status = Math.max(status, 1);
+          const files = foreign && declaresModule(foreign) ? c.files.filter((f) => f.name !== 'package.json') : c.files;
+          if (foreign && files === c.files) {
+            io.err(
+              `graphc build: ${foreign} exists and graphc did not write it (the output folder gets a package.json of its own, {"type": "module"})\n` +
+                `  fix: add "type": "module" to it (the modules are ES modules), or build into a folder of its own (--out DIR)\n`,
+            );
+            status = Math.max(status, 2);
             continue;
           }
-          writeOutput(dir, c.files, { protect: c.model.loader.loadedFiles() });
-          io.out(`wrote ${dir}/ (${c.files.map((f) => f.name).join(', ')})\n`);
+          writeOutput(dir, files, { protect: c.model.loader.loadedFiles() });
+          io.out(`wrote ${dir}/ (${files.map((f) => f.name).join(', ')})\n`);
         }
       }
       return status;
@@ -458,6 +464,15 @@ function dimOption(verb: string, v: string | true | undefined): Record<string, n
     out[m[1]!] = Number(m[2]);
   }
   return out;
+}
+
+/** Whether a package.json says "type": "module" (then the modules beside it load as ESM). */
+function declaresModule(file: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { type?: unknown }).type === 'module';
+  } catch {
+    return false;
+  }
 }
 
 /** A positive number of seconds (--trace-timeout), in milliseconds; undefined when not given. */

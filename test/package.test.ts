@@ -202,12 +202,19 @@ describe("the generated modules in the user's project", () => {
     writeFileSync(path.join(dir, 'package.json'), '{ "name": "mine" }\n');
     const r = await run(['build', 'examples/neuron.ts', '--out', dir]);
     expect(r).toEqual({
-      code: 1,
+      code: 2,
       out: '',
-      err: `graphc build: ${dir}/package.json exists and graphc did not write it (the output folder gets a package.json of its own, {"type": "module"})\n  fix: build into a folder of its own (--out DIR)\n`,
+      err: `graphc build: ${dir}/package.json exists and graphc did not write it (the output folder gets a package.json of its own, {"type": "module"})\n  fix: add "type": "module" to it (the modules are ES modules), or build into a folder of its own (--out DIR)\n`,
     });
     expect(readdirSync(dir)).toEqual(['package.json']);
     expect(readFileSync(path.join(dir, 'package.json'), 'utf8')).toBe('{ "name": "mine" }\n');
+    // one that says "type": "module" is enough: kept as it is, the modules written beside it
+    const mine = '{ "name": "mine", "type": "module" }\n';
+    writeFileSync(path.join(dir, 'package.json'), mine);
+    const ok = await run(['build', 'examples/neuron.ts', '--out', dir]);
+    expect(ok.code).toBe(0);
+    expect(readFileSync(path.join(dir, 'package.json'), 'utf8')).toBe(mine);
+    expect(readdirSync(dir).sort()).toEqual(['.graphc-manifest.json', 'neuron.grad.ir', 'neuron.ir', 'neuron.js', 'neuron.ts', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
   });
 
   it("the GPU.js module loads in a project without gpu.js; create() rejects saying to npm install gpu.js", async () => {
