@@ -199,6 +199,20 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     }
     const custom = modelFile(CUSTOM, 'custom.ts');
     await add('customGrad', custom, (await buildAndImport(custom)).mod as Module, 'train');
+    // ties everywhere (zero params against zeros): graphc gives a tie's whole gradient to the first
+    // operand or the first maximum, where torch.maximum/minimum/amax would split it
+    const ties = modelFile(
+      `import { model } from 'graphc';
+export default model('ties', (g) => {
+  const w = g.param('w', [3, 4], { init: 'zeros' });
+  const x = g.input('x', [3, 4]);
+  const zero = x.mul(0);
+  return { loss: w.maximum(zero).mul(x).sum().add(w.minimum(zero).mul(x).sum()).add(w.max(1).mul(x.sum(1)).sum()) };
+});
+`,
+      'ties.ts',
+    );
+    await add('ties (maximum, minimum, max)', ties, (await buildAndImport(ties)).mod as Module, 'train');
     const randomBuffers = (m: Module) => {
       const r = rng(3);
       const b = m.initBuffers!();
@@ -281,7 +295,7 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
   });
 
-  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
+  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['ties (maximum, minimum, max)'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
     '%s: the loss and every gradient equal the flat module’s valueAndGrad (1e-5, f32)',
     (name) => {
       const k = cases.findIndex((c) => c.name === name && c.mode === 'train');

@@ -86,8 +86,10 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   mul: binary('*'),
   div: binary('/'),
   pow: call2('torch.pow'),
-  maximum: call2('torch.maximum'),
-  minimum: call2('torch.minimum'),
+  // a tie gives the whole gradient to the first operand, as graphc (torch.maximum splits it);
+  // torch.maximum/minimum where the first does not win keep their NaN propagation
+  maximum: (c) => `torch.where(${c.arg(0)} >= ${c.arg(1)}, ${c.arg(0)}, torch.maximum(${c.arg(0)}, ${c.arg(1)}))`,
+  minimum: (c) => `torch.where(${c.arg(1)} >= ${c.arg(0)}, ${c.arg(0)}, torch.minimum(${c.arg(0)}, ${c.arg(1)}))`,
   gt: (c) => `(${c.arg(0)} > ${c.arg(1)}).float()`,
   ge: (c) => `(${c.arg(0)} >= ${c.arg(1)}).float()`,
   select: (c) =>
@@ -95,7 +97,12 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
       ? `${c.arg(1)} if self.training else ${c.arg(2)}`
       : `torch.where(${c.arg(0)} != 0, ${c.arg(1)}, ${c.arg(2)})`,
   sum: (c) => (c.inst.attrs.axes.length ? `torch.sum(${c.arg(0)}, dim=${tuple(c.inst.attrs.axes)}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'})` : c.arg(0)),
-  max: (c) => (c.inst.attrs.axes.length ? `torch.amax(${c.arg(0)}, dim=${tuple(c.inst.attrs.axes)}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'})` : c.arg(0)),
+  // the gradient to each slice's first maximum, as graphc (torch.amax splits ties): the maximum
+  // picked by the mask (a where, so that -inf elsewhere stays out of the sum)
+  max: (c) =>
+    c.inst.attrs.axes.length
+      ? `torch.sum(torch.where(_argmax_mask(${c.arg(0)}, ${tuple(c.inst.attrs.axes)}) != 0, ${c.arg(0)}, torch.zeros_like(${c.arg(0)})), dim=${tuple(c.inst.attrs.axes)}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'})`
+      : c.arg(0),
   argmax_mask: (c) => `_argmax_mask(${c.arg(0)}, ${tuple(c.inst.attrs.axes)})`,
   matmul: (c) => {
     const { transA, transB } = c.inst.attrs;
