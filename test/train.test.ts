@@ -98,6 +98,23 @@ describe('trainStep: 100 steps against torch.optim in float64 (flat, wasm, threa
 });
 
 describe('trainStep: arguments and state', () => {
+  it('lion: a NaN gradient reaches the params on every target (sign(NaN) is NaN, as torch.sign)', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(tmp(), 'train');
+    expect((await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', 'lion'])).code).toBe(0);
+    const compiled = await compile(file, { targets: [] });
+    for (const target of ['', '.wasm']) {
+      const mod = (await import(pathToFileURL(path.join(out, `mlp${target}.js`)).href)) as Trainer;
+      const { params, inputs } = randomArgs(compiled.fwd, 3);
+      const x = Float32Array.from(inputs.x as Float32Array);
+      x[0] = NaN;
+      const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+      const { loss } = mod.trainStep(p, mod.initOptState(p), { ...inputs, x });
+      expect(loss, target).toBeNaN();
+      expect(Array.from(p.W1!).every(Number.isNaN), `${target || 'flat'}: W1 all NaN`).toBe(true);
+    }
+  });
+
   it('checks the learning rate and the state, and copies a state of the caller into the wasm memory and back', async () => {
     const file = modelFile(MODEL, 'mlp.ts');
     const out = path.join(tmp(), 'train');

@@ -39,12 +39,20 @@ export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: nu
       return o;
     }
     if (e.op === 'sign') {
-      // sign(x) = (x > 0) − (0 > x): two masks of 1.0 lanes (0 at 0, as torch.sign)
+      // sign(x) = (x > 0) − (0 > x): two masks of 1.0 lanes (0 at 0, as torch.sign), plus t − t
+      // with t = min(max(x, −1), 1): 0 for every number, NaN for NaN (f32x4.min/max propagate it),
+      // so that a NaN gradient reaches the param as in the flat module and torch
       const x = emit(e.a);
       const zero: Operand = { kind: 'const', value: 0 };
+      const at = (k: number): Operand => ({ kind: 'step', step: k });
       steps.push({ op: 'gt', args: [x, zero] }, { op: 'gt', args: [zero, x] });
-      steps.push({ op: 'sub', args: [{ kind: 'step', step: steps.length - 2 }, { kind: 'step', step: steps.length - 1 }] });
-      return { kind: 'step', step: steps.length - 1 };
+      steps.push({ op: 'sub', args: [at(steps.length - 2), at(steps.length - 1)] });
+      const masks = steps.length - 1;
+      steps.push({ op: 'max', args: [x, { kind: 'const', value: -1 }] });
+      steps.push({ op: 'min', args: [at(steps.length - 1), { kind: 'const', value: 1 }] });
+      steps.push({ op: 'sub', args: [at(steps.length - 1), at(steps.length - 1)] });
+      steps.push({ op: 'add', args: [at(masks), at(steps.length - 1)] });
+      return at(steps.length - 1);
     }
     const args = 'b' in e ? [emit(e.a), emit(e.b)] : [emit(e.a)];
     steps.push({ op: OPS[e.op], args });
