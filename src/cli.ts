@@ -421,12 +421,13 @@ const interopVerbs: Record<string, Verb> = {
         const torchOut = opts.torch;
         const { exportTorchFile } = await import('./torch/index.js');
         let py: string;
+        let sources: string[];
         try {
-          ({ source: py } = await exportTorchFile(file!, { params: valuesOptions(opts).params, ...missing }));
+          ({ source: py, sources } = await exportTorchFile(file!, { params: valuesOptions(opts).params, ...missing }));
         } catch (e) {
           return report(e, io, diskSources(file!));
         }
-        writeFileAtomically(torchOut, py, { protect: [path.resolve(file!)] });
+        writeFileAtomically(torchOut, py, { protect: sources });
         io.out(`wrote ${torchOut} (${Buffer.byteLength(py)} bytes)\n`);
       }
       if (typeof opts.onnx !== 'string') return 0;
@@ -434,12 +435,13 @@ const interopVerbs: Record<string, Verb> = {
       const { params } = valuesOptions(opts);
       const { exportFile } = await import('./onnx/index.js');
       let bytes: Uint8Array;
+      let sources: string[];
       try {
-        ({ bytes } = await exportFile(file!, { params, ...missing }));
+        ({ bytes, sources } = await exportFile(file!, { params, ...missing }));
       } catch (e) {
         return report(e, io, diskSources(file!));
       }
-      writeFileAtomically(out, bytes, { protect: [path.resolve(file!)] });
+      writeFileAtomically(out, bytes, { protect: sources });
       io.out(`wrote ${out} (${bytes.length} bytes)\n`);
       return 0;
     },

@@ -116,6 +116,22 @@ describe('a build killed while it overwrites an earlier one', () => {
 });
 
 describe('files graphc did not write', () => {
+  it('export --torch / --onnx never overwrite a file the model imports', () => {
+    const dir = tmp();
+    const helper = "import type { Tensor } from 'graphc';\nexport const act = (t: Tensor) => t.tanh();\n";
+    writeFileSync(path.join(dir, 'layers.ts'), helper);
+    writeFileSync(
+      path.join(dir, 'm.ts'),
+      "import { model } from 'graphc';\nimport { act } from './layers.ts';\nexport default model('m', (g) => {\n  const w = g.param('w', [3]);\n  return { loss: act(w).sum() };\n});\n",
+    );
+    for (const flag of ['--torch', '--onnx']) {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/graphc.js'), 'export', 'm.ts', flag, 'layers.ts'], { cwd: dir, encoding: 'utf8' });
+      expect(r.stderr, flag).toBe("graphc: refusing to overwrite layers.ts: it is the model's own source\n");
+      expect(r.status, flag).toBe(2);
+      expect(readFileSync(path.join(dir, 'layers.ts'), 'utf8')).toBe(helper);
+    }
+  });
+
   it('never overwrites the model itself: `graphc build m.ts --out .` in the model’s folder', async () => {
     const dir = tmp();
     const src = readFileSync(path.join(ROOT, 'examples/neuron.ts'), 'utf8').replace("model('neuron'", "model('m'");

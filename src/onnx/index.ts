@@ -24,10 +24,13 @@ export interface Exported {
   readonly graph: Graph;
   readonly model: Model;
   readonly bytes: Uint8Array;
+  /** Every source file of the model (the output must not overwrite one). */
+  readonly sources: string[];
 }
 
 export async function exportFile(file: string, opts: { params?: ValuesFile; allowMissing?: boolean; warn?: (message: string) => void } = {}): Promise<Exported> {
-  const g = traceFile(file).traced.graph;
+  const { model: loaded, traced } = traceFile(file);
+  const g = traced.graph;
   runPasses(g, FORWARD_PASSES, { keep: new Set() });
   // a params file must hold every param and buffer (else a usage error; --allow-missing: warnings)
   if (opts.params) checkMissing(g, opts.params.file, Object.keys(opts.params.values), opts);
@@ -38,5 +41,5 @@ export async function exportFile(file: string, opts: { params?: ValuesFile; allo
   const bytes = encodeModel(model);
   const errs = checkModel(bytes);
   if (errs.length) throw new Error(`graphc export: internal error, the exported model breaks the ONNX checker's rules (please report it):\n  ${errs.join('\n  ')}`);
-  return { name: g.name, graph: g, model, bytes };
+  return { name: g.name, graph: g, model, bytes, sources: loaded.loader.loadedFiles() };
 }

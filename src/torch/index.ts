@@ -14,8 +14,9 @@ import { exportTorch } from './export.js';
 export { exportTorch } from './export.js';
 export { LOWER } from './lower.js';
 
-export async function exportTorchFile(file: string, opts: { params?: ValuesFile; allowMissing?: boolean; warn?: (message: string) => void } = {}): Promise<{ name: string; source: string }> {
-  const g = traceFile(file).traced.graph;
+export async function exportTorchFile(file: string, opts: { params?: ValuesFile; allowMissing?: boolean; warn?: (message: string) => void } = {}): Promise<{ name: string; source: string; sources: string[] }> {
+  const { model, traced } = traceFile(file);
+  const g = traced.graph;
   // the forward passes fuse softmax, cross-entropy and the normalisations into torch's functions;
   // a model with g.grad is lowered as traced (the calls' records name values the passes rewrite)
   if (g.gradCalls.length === 0) runPasses(g, FORWARD_PASSES, { keep: new Set() });
@@ -24,5 +25,5 @@ export async function exportTorchFile(file: string, opts: { params?: ValuesFile;
   const values = withValues(g, 'param', initialParams(g, 0), opts.params);
   const isBuffer = new Set(g.insts.flatMap((i) => (i.op === 'buffer' ? [i.attrs.name] : [])));
   const pick = (keep: boolean) => Object.fromEntries(Object.entries(values).filter(([k]) => isBuffer.has(k) === keep));
-  return { name: g.name, source: exportTorch(g, { params: pick(false), buffers: pick(true), source: displaySource(file) }) };
+  return { name: g.name, sources: model.loader.loadedFiles(), source: exportTorch(g, { params: pick(false), buffers: pick(true), source: displaySource(file) }) };
 }
