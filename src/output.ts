@@ -212,7 +212,7 @@ export function writeOutput(dir: string, files: readonly OutputFile[], opts: Wri
   const owned = st !== undefined && fs.lstatSync(abs).isDirectory() && present.every((n) => n === MANIFEST || kept.includes(n) || wanted.has(n));
   if (!st || (owned && swappable(abs, parent, st))) {
     try {
-      swapIn(abs, files, kept, record, st !== undefined);
+      swapIn(abs, files, kept, record, st !== undefined, new Set(present));
       return;
     } catch (e) {
       // a folder that cannot be renamed (a mount point, a bind mount) is written in place
@@ -251,7 +251,7 @@ function swappable(abs: string, parent: string, st: fs.Stats): boolean {
 }
 
 /** The new folder built beside the old one, then swapped in: old → .old, new → dir, .old removed. */
-function swapIn(abs: string, files: readonly OutputFile[], kept: readonly string[], record: Record<string, string>, exists: boolean): void {
+function swapIn(abs: string, files: readonly OutputFile[], kept: readonly string[], record: Record<string, string>, exists: boolean, present: ReadonlySet<string>): void {
   const parent = path.dirname(abs);
   const base = path.basename(abs);
   const tmp = path.join(parent, `.${base}.graphc-tmp-${process.pid}`);
@@ -273,7 +273,20 @@ function swapIn(abs: string, files: readonly OutputFile[], kept: readonly string
       fsOps.rename(old, abs);
       throw e;
     }
-    fs.rmSync(old, { recursive: true, force: true });
+    // what appeared in the old folder while this build ran (an editor's save, another tool's file)
+    // is not graphc's: moved into the new folder, and the old one kept where a name is taken
+    let late = 0;
+    for (const n of entries(old).filter((e) => !present.has(e))) {
+      if (fs.existsSync(path.join(abs, n))) late++;
+      else fs.renameSync(path.join(old, n), path.join(abs, n));
+    }
+    if (late === 0) fs.rmSync(old, { recursive: true, force: true });
+    else {
+      // a name no later build cleans (recoverStale removes .graphc-old-PID folders)
+      const keptAt = path.join(parent, `.${base}.graphc-kept-${process.pid}`);
+      fs.renameSync(old, keptAt);
+      throw new OutputError(`${shownPath(abs)}: ${late} file(s) appeared in it during the build under names the build wrote; the earlier folder, with them, is kept as ${shownPath(keptAt)}`);
+    }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
