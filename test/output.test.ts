@@ -63,7 +63,7 @@ process.stdout.write(String(performance.now() - t0));`;
 
 describe('a build killed while it overwrites an earlier one', () => {
   for (const shared of [false, true]) {
-    it(`leaves the ${shared ? 'shared folder (a user file in it)' : 'output folder'} entirely old or entirely new, and the next build cleans every temporary (20 kills at random points)`, async () => {
+    it(`${shared ? 'a shared folder (a user file in it): entirely old or entirely new once the next build has rolled forward or back' : 'an output folder of its own: entirely old or entirely new at every moment'}, and the next build cleans every temporary (20 kills at random points)`, async () => {
       const base = tmp();
       const dir = path.join(base, 'out');
       const reset = () => {
