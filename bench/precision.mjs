@@ -9,6 +9,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { mulberry32 } from './models.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 // GRAPHC_DIST: another build's dist/ (an earlier commit's, to compare)
@@ -40,16 +41,6 @@ export const relErr = (a, b) => {
   return Number.isNaN(diff) ? Infinity : diff / scale;
 };
 
-function mulberry32(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 for (const file of files) {
   const { fwd, bwd, plan } = compileGraphs(file);
