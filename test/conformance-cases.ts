@@ -216,6 +216,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'transB: [3, 4] @ [5, 4]ᵀ', build: ({ b, param }) => b.matmul(param('a', [3, 4]), param('c', [5, 4]), false, true) },
     { label: 'batched [2, 3, 4] @ [4, 5]', build: ({ b, param }) => b.matmul(param('a', [2, 3, 4]), param('c', [4, 5])) },
     { label: 'batched both [2, 3, 4] @ [2, 4, 2], transA', build: ({ b, param }) => b.matmul(param('a', [2, 4, 3]), param('c', [2, 4, 2]), true) },
+    { label: 'ragged register tiles: [9, 17] @ [17, 13]', build: ({ b, param }) => b.matmul(param('a', [9, 17]), param('c', [17, 13])) },
     { label: 'a symbolic batch of rows [B, 4] @ [4, 3], with a bias and tanh', dims: { B: 5 }, build: ({ b, param, input }) => b.tanh(b.add(b.matmul(input('x', [B, 4]), param('w', [4, 3])), param('c', [3]))) },
   ],
   transpose: [
@@ -236,6 +237,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       return b.concat([a, param('c', [1, 3]), b.tanh(a)], 0);
     } },
     { label: 'axis 1: [3, 2], [3, 4]', build: ({ b, param }) => b.concat([param('a', [3, 2]), param('c', [3, 4])], 1) },
+    { label: 'axis 1 of a symbolic batch: [B, 2], [B, 3]', dims: { B: 3 }, build: ({ b, param, input }) => b.concat([b.mul(input('x', [B, 2]), param('a', [2])), b.tanh(input('z', [B, 3]))], 1) },
   ],
   slice: [
     { label: 'a window [1:3, 2:5] of [4, 5]', build: ({ b, param }) => b.slice(param('a', [4, 5]), [1, 2], [2, 3]) },
@@ -248,20 +250,26 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'table [5, 3] at indices [2, 4] (repeats)', data: { ix: [0, 4, 4, 1, 2, 0, 3, 4] }, build: ({ b, param, input }) => b.gather(param('C', [5, 3]), input('ix', [2, 4], 'i32')) },
     { label: 'at a symbolic batch of indices [B]', dims: { B: 6 }, build: ({ b, param, input }) => b.gather(param('C', [4, 2]), input('ix', [B], 'i32')) },
   ],
-  scatter_add: {
-    label: 'rows [6, 3] added into [4, 3] at repeated indices',
-    data: { ix: [0, 3, 3, 1, 0, 3] },
-    build: ({ b, param, input }) => b.scatterAdd(input('ix', [6], 'i32'), b.mul(param('a', [6, 3]), param('c', [3])), [4, 3]),
-  },
+  scatter_add: [
+    {
+      label: 'rows [6, 3] added into [4, 3] at repeated indices',
+      data: { ix: [0, 3, 3, 1, 0, 3] },
+      build: ({ b, param, input }) => b.scatterAdd(input('ix', [6], 'i32'), b.mul(param('a', [6, 3]), param('c', [3])), [4, 3]),
+    },
+    { label: 'a symbolic batch of rows [B, 2] into [5, 2]', dims: { B: 7 }, build: ({ b, param, input }) => b.scatterAdd(input('ix', [B], 'i32'), b.mul(input('x', [B, 2]), param('a', [2])), [5, 2]) },
+  ],
   pick: [
     { label: 'x [4, 5] at indices [4]', build: ({ b, param, input }) => b.pick(param('a', [4, 5]), input('ix', [4], 'i32')) },
     { label: 'a symbolic batch', dims: { B: 3 }, build: ({ b, param, input }) => b.pick(b.mul(input('x', [B, 4]), param('a', [4])), input('ix', [B], 'i32')) },
   ],
-  one_hot: {
-    label: 'depth 4, times a',
-    data: { ix: [0, 3, 3, 1, 2] },
-    build: ({ b, param, input }) => b.mul(b.oneHot(input('ix', [5], 'i32'), 4), param('a', [5, 4])),
-  },
+  one_hot: [
+    {
+      label: 'depth 4, times a',
+      data: { ix: [0, 3, 3, 1, 2] },
+      build: ({ b, param, input }) => b.mul(b.oneHot(input('ix', [5], 'i32'), 4), param('a', [5, 4])),
+    },
+    { label: 'a symbolic batch of indices, depth 3, times a', dims: { B: 4 }, build: ({ b, param, input }) => b.mul(b.oneHot(input('ix', [B], 'i32'), 3), param('a', [3])) },
+  ],
 
   // ---- fused ops
   softmax: [
@@ -269,35 +277,63 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'axis 0 of [4, 3]', build: ({ b, param }) => b.softmax(param('a', [4, 3]), 0) },
     { label: 'large logits (±1000: stable)', data: { a: [1000, 999, -1000, 0, 1000, 1000] }, build: ({ b, param }) => b.softmax(param('a', [2, 3]), 1) },
     { label: 'a symbolic batch [B, 4]', dims: { B: 3 }, build: ({ b, param, input }) => b.softmax(b.mul(input('x', [B, 4]), param('a', [4])), 1) },
+    { label: 'rows of 33 (vectors and a tail)', build: ({ b, param }) => b.softmax(param('a', [3, 33]), 1) },
   ],
   log_softmax: [
     { label: 'axis −1 of [3, 5]', build: ({ b, param }) => b.logSoftmax(param('a', [3, 5]), 1) },
+    { label: 'over a symbolic batch (axis 0 of [B, 3])', dims: { B: 4 }, build: ({ b, param, input }) => b.logSoftmax(b.add(input('x', [B, 3]), param('a', [3])), 0) },
     { label: 'axis 0 of [4, 3], large logits', data: { a: [1000, -1000, 3, 999, 0, 3, -5, 1000, 3, 0, 0, 3] }, build: ({ b, param }) => b.logSoftmax(param('a', [4, 3]), 0) },
   ],
   xent: [
     { label: 'logits [4, 5], targets [4]', build: ({ b, param, input }) => b.emit('xent', [param('a', [4, 5]), input('t', [4], 'i32')], {}) },
     { label: 'a symbolic batch', dims: { B: 6 }, build: ({ b, param, input }) => b.emit('xent', [b.mul(input('x', [B, 3]), param('a', [3])), input('t', [B], 'i32')], {}) },
   ],
-  bn_apply: {
-    label: "x [5, 3] with its batch mean and inverse deviation (Bessel's correction)",
-    build: ({ b, param }) => {
-      const x = param('a', [5, 3]);
-      const mean = b.div(b.sum(x, [0], true), 5);
-      const d = b.sub(x, mean);
-      const inv = b.pow(b.add(b.div(b.sum(b.square(d), [0], true), 4), 1e-5), -0.5);
-      return b.mul(b.emit('bn_apply', [x, mean, inv], {}), param('gain', [3]));
+  bn_apply: [
+    {
+      label: "x [5, 3] with its batch mean and inverse deviation (Bessel's correction)",
+      build: ({ b, param }) => {
+        const x = param('a', [5, 3]);
+        const mean = b.div(b.sum(x, [0], true), 5);
+        const d = b.sub(x, mean);
+        const inv = b.pow(b.add(b.div(b.sum(b.square(d), [0], true), 4), 1e-5), -0.5);
+        return b.mul(b.emit('bn_apply', [x, mean, inv], {}), param('gain', [3]));
+      },
     },
-  },
-  ln_apply: {
-    label: 'x [2, 3, 4] with each row of 4s mean and inverse deviation',
-    build: ({ b, param }) => {
-      const x = param('a', [2, 3, 4]);
-      const mean = b.div(b.sum(x, [2], true), 4);
-      const d = b.sub(x, mean);
-      const inv = b.pow(b.add(b.div(b.sum(b.square(d), [2], true), 4), 1e-5), -0.5);
-      return b.add(b.mul(b.emit('ln_apply', [x, mean, inv], {}), param('gain', [4])), param('bias', [4]));
+    {
+      label: 'over a symbolic batch [B, 3] (the counts are bound sizes)',
+      dims: { B: 6 },
+      build: ({ b, param, input }) => {
+        const x = b.mul(input('x', [B, 3]), param('a', [3]));
+        const mean = b.div(b.sum(x, [0], true), b.dim(B));
+        const d = b.sub(x, mean);
+        const inv = b.pow(b.add(b.div(b.sum(b.square(d), [0], true), b.sub(b.dim(B), 1)), 1e-5), -0.5);
+        return b.emit('bn_apply', [x, mean, inv], {});
+      },
     },
-  },
+  ],
+  ln_apply: [
+    {
+      label: 'x [2, 3, 4] with each row of 4s mean and inverse deviation',
+      build: ({ b, param }) => {
+        const x = param('a', [2, 3, 4]);
+        const mean = b.div(b.sum(x, [2], true), 4);
+        const d = b.sub(x, mean);
+        const inv = b.pow(b.add(b.div(b.sum(b.square(d), [2], true), 4), 1e-5), -0.5);
+        return b.add(b.mul(b.emit('ln_apply', [x, mean, inv], {}), param('gain', [4])), param('bias', [4]));
+      },
+    },
+    {
+      label: 'rows of a symbolic batch [B, 5]',
+      dims: { B: 3 },
+      build: ({ b, param, input }) => {
+        const x = b.add(input('x', [B, 5]), param('a', [5]));
+        const mean = b.div(b.sum(x, [1], true), 5);
+        const d = b.sub(x, mean);
+        const inv = b.pow(b.add(b.div(b.sum(b.square(d), [1], true), 5), 1e-5), -0.5);
+        return b.emit('ln_apply', [x, mean, inv], {});
+      },
+    },
+  ],
   custom_grad: {
     none:
       "custom_grad never reaches a target: the reverse pass emits the user's rule (ops of the table, covered here) in its place and drops it before fusion (a custom_grad left to lower is an internal error in codegen/kernel/rules.ts); test/ops.test.ts checks g.customGrad against the interpreter and finite differences",
@@ -306,6 +342,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   // ---- convolutions and pooling
   conv: [
     { label: '3×2 kernel, stride 2, padding 1', build: ({ b, param }) => b.emit('conv', [param('x', [2, 2, 5, 6]), param('w', [3, 2, 3, 2])], conv([2, 2], [1, 1, 1, 1], [1, 1], 1)) },
+    { label: 'a symbolic batch [B, 1, 5, 5], 3×3, padding 1', dims: { B: 2 }, build: ({ b, param, input }) => b.emit('conv', [b.mul(input('x', [B, 1, 5, 5]), param('s', [])), param('w', [2, 1, 3, 3])], conv([1, 1], [1, 1, 1, 1], [1, 1], 1)) },
     { label: 'groups 2, dilation 2, uneven padding, a bias and relu', build: ({ b, param }) => b.relu(b.add(b.emit('conv', [param('x', [1, 4, 7, 6]), param('w', [2, 2, 2, 3])], conv([1, 1], [1, 0, 0, 2], [2, 2], 2)), b.reshape(param('c', [2]), [1, 2, 1, 1]))) },
   ],
   conv_input_grad: {
@@ -318,6 +355,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   },
   max_pool: [
     { label: '2×2, stride 1', build: ({ b, param }) => b.emit('max_pool', [param('x', [2, 2, 4, 5])], pool([2, 2], [1, 1], [0, 0])) },
+    { label: 'a symbolic batch [B, 2, 4, 4], 2×2, stride 2', dims: { B: 3 }, build: ({ b, param, input }) => b.emit('max_pool', [b.add(input('x', [B, 2, 4, 4]), param('s', []))], pool([2, 2], [2, 2], [0, 0])) },
     { label: '3×3, stride 2, padding 1, with ties', data: { x: [1, 1, 2, 2, 1, 1, 0, 0, 3, 3, 3, 0, -1, -1, -1, 3, 3, 3, 0, 0, 2, 2, 2, 2, 2] }, build: ({ b, param }) => b.emit('max_pool', [param('x', [1, 1, 5, 5])], pool([3, 3], [2, 2], [1, 1])) },
   ],
   max_pool_grad: {
@@ -328,7 +366,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     label: "v at the first maximum of x's windows, 2×2, stride 2",
     build: ({ b, param }) => b.emit('max_pool_pick', [param('x', [1, 2, 4, 4]), param('v', [1, 2, 4, 4])], pool([2, 2], [2, 2], [0, 0])),
   },
-  avg_pool: { label: '3×3, stride 2, padding 1 (padding counted)', build: ({ b, param }) => b.emit('avg_pool', [param('x', [2, 2, 5, 5])], pool([3, 3], [2, 2], [1, 1])) },
+  avg_pool: [
+    { label: '3×3, stride 2, padding 1 (padding counted)', build: ({ b, param }) => b.emit('avg_pool', [param('x', [2, 2, 5, 5])], pool([3, 3], [2, 2], [1, 1])) },
+    { label: 'a symbolic batch [B, 1, 4, 6], 2×3, stride [2, 3]', dims: { B: 2 }, build: ({ b, param, input }) => b.emit('avg_pool', [b.mul(input('x', [B, 1, 4, 6]), param('s', []))], pool([2, 3], [2, 3], [0, 0])) },
+  ],
   avg_pool_grad: {
     label: 'dy → dx, 2×3 windows, stride [1, 2]',
     build: ({ b, param }) => b.emit('avg_pool_grad', [param('dy', [1, 2, 3, 2])], { ...pool([2, 3], [1, 2], [0, 0]), size: [4, 5] }),

@@ -24,6 +24,7 @@ import { emitTs } from '../codegen/ts.js';
 import { emitWasm } from '../codegen/wasm.js';
 import { emitGpu } from '../codegen/gpu.js';
 import { lower } from '../src/build.js';
+import { LOWERING } from '../codegen/kernel/rules.js';
 import type { Arrays } from './helpers.js';
 import { randomArgs, tmp } from './helpers.js';
 import type { Case, Ctx } from './conformance-cases.js';
@@ -215,6 +216,15 @@ const ALL = casesOf(CASES);
 it('has a case (or a reason) for every op of the table', () => {
   const missing = (Object.keys(OPS) as OpKind[]).filter((op) => !(op in CASES));
   expect(missing, 'ops without a conformance case').toEqual([]);
+});
+
+it('lowers no op it has no case for: each such op says why, and the kernel form refuses it', () => {
+  for (const op of Object.keys(CASES) as OpKind[]) {
+    const e = CASES[op];
+    if (!('none' in e)) continue;
+    expect(e.none.length, `${op}: the reason`).toBeGreaterThan(40);
+    expect('unsupported' in LOWERING[op], `${op} has a lowering, so it can reach a target: give it a case`).toBe(true);
+  }
 });
 
 describe.each(ALL)('$op: $label', ({ op, label, c, index }) => {
