@@ -121,7 +121,12 @@ function buildCase(name: string, c: Case): Built {
   const y = c.build(ctx);
   const shape = g.type(y).shape;
   const R = ctx.input('R', shape);
-  const loss = b.sum(b.mul(y, R), shape.map((_d, i) => i));
+  // Σ over the last axis, then over the rest: the case's elementwise ops fuse into a row
+  // reduction, which the wasm module runs as a SIMD kernel (a reduction over every axis at once
+  // it runs as the flat module's code)
+  const yR = b.mul(y, R);
+  const rows = shape.length ? b.sum(yR, [shape.length - 1]) : yR;
+  const loss = shape.length > 1 ? b.sum(rows, shape.slice(1).map((_d, i) => i)) : rows;
   g.rename(y, 'y');
   g.rename(loss, 'loss');
   g.outputs.push({ name: 'loss', value: loss }, { name: 'y', value: y }, ...updates);
