@@ -99,6 +99,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   neg: { label: 'neg', build: ({ b, param }) => b.neg(param('a', [3, 4])) },
   exp: [
     { label: 'exp', build: ({ b, param }) => b.exp(param('a', [3, 4])) },
+    { label: 'NaN through exp, log, tanh, sigmoid, sqrt; log and sqrt of negatives', data: { a: [NaN, -1, 2, NaN, -4, 0.5] }, build: ({ b, param }) => {
+      const a = param('a', [2, 3]);
+      return b.add(b.add(b.exp(a), b.log(a)), b.add(b.add(b.tanh(a), b.sigmoid(a)), b.sqrt(a)));
+    } },
     { label: 'exp of large and small values (overflow to ∞, underflow to 0)', data: { a: [-120, -90, -20, 0, 20, 80, 88, 100] }, build: ({ b, param }) => b.exp(param('a', [2, 4])) },
   ],
   log: [
@@ -137,6 +141,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   mul: { label: 'broadcast [2, 3, 1] · [1, 4] and a scalar param', build: ({ b, param }) => b.mul(b.mul(param('a', [2, 3, 1]), param('c', [1, 4])), param('s', [])) },
   div: [
     { label: 'broadcast [3, 4] / (c² + 0.5) [4]', build: ({ b, param }) => b.div(param('a', [3, 4]), b.add(b.square(param('c', [4])), 0.5)) },
+    { label: 'division by zero: ±∞ and 0/0 = NaN', data: { a: [1, -1, 0, 2, 0, -3], c: [0, 0, 0, -0, 1, 2] }, build: ({ b, param }) => b.div(param('a', [2, 3]), param('c', [2, 3])) },
     { label: 'a scalar divided by a tensor', build: ({ b, param }) => b.div(2, b.add(b.square(param('c', [2, 3])), 0.25)) },
   ],
   pow: [
@@ -146,6 +151,12 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       data: { a: [0, 0, 0, 0, 0, 2, 2, 2, 2, 2], q: [0, 0.5, 1, 2, 3] },
       build: ({ b, param }) => b.pow(param('a', [2, 5]), param('q', [5])),
     },
+    {
+      label: 'a negative base to integer exponents −1, 2, 3 (real) and 0.5 (NaN)',
+      data: { a: [-2, -1.5, -0.5, -3, -1, -4, -0.25, -2], q: [-1, 2, 3, 0.5] },
+      build: ({ b, param }) => b.pow(param('a', [2, 4]), param('q', [4])),
+    },
+    { label: 'a negative base to the constant exponent 3', build: ({ b, param }) => b.pow(b.sub(b.neg(b.square(param('a', [3, 4]))), 0.5), 3) },
     { label: 'a constant exponent 2 and −0.5', build: ({ b, param }) => b.add(b.pow(param('a', [3, 4]), 2), b.pow(b.add(b.square(param('c', [3, 4])), 1), -0.5)) },
   ],
   maximum: [
@@ -283,14 +294,17 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'axis 0 of [4, 3]', build: ({ b, param }) => b.softmax(param('a', [4, 3]), 0) },
     { label: 'large logits (±1000: stable)', data: { a: [1000, 999, -1000, 0, 1000, 1000] }, build: ({ b, param }) => b.softmax(param('a', [2, 3]), 1) },
     { label: 'a symbolic batch [B, 4]', dims: { B: 3 }, build: ({ b, param, input }) => b.softmax(b.mul(input('x', [B, 4]), param('a', [4])), 1) },
+    { label: 'masked rows: −∞ entries (not a whole row)', data: { a: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, 3, 0.5, 0.5, -Infinity, 0] }, build: ({ b, param }) => b.softmax(param('a', [3, 4]), 1) },
     { label: 'rows of 33 (vectors and a tail)', build: ({ b, param }) => b.softmax(param('a', [3, 33]), 1) },
   ],
   log_softmax: [
     { label: 'axis −1 of [3, 5]', build: ({ b, param }) => b.logSoftmax(param('a', [3, 5]), 1) },
     { label: 'over a symbolic batch (axis 0 of [B, 3])', dims: { B: 4 }, build: ({ b, param, input }) => b.logSoftmax(b.add(input('x', [B, 3]), param('a', [3])), 0) },
+    { label: 'masked rows: −∞ entries', data: { a: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, 3, 0.5, 0.5, -Infinity, 0] }, build: ({ b, param }) => b.logSoftmax(param('a', [3, 4]), 1) },
     { label: 'axis 0 of [4, 3], large logits', data: { a: [1000, -1000, 3, 999, 0, 3, -5, 1000, 3, 0, 0, 3] }, build: ({ b, param }) => b.logSoftmax(param('a', [4, 3]), 0) },
   ],
   xent: [
+    { label: 'large logits (±500), the target at the largest and the smallest', data: { a: [500, -500, 0, 1, 500, 2, -500, 499], t: [0, 1] }, build: ({ b, param, input }) => b.emit('xent', [param('a', [2, 4]), input('t', [2], 'i32')], {}) },
     { label: 'logits [4, 5], targets [4]', build: ({ b, param, input }) => b.emit('xent', [param('a', [4, 5]), input('t', [4], 'i32')], {}) },
     { label: 'a symbolic batch', dims: { B: 6 }, build: ({ b, param, input }) => b.emit('xent', [b.mul(input('x', [B, 3]), param('a', [3])), input('t', [B], 'i32')], {}) },
   ],

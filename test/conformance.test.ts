@@ -1,11 +1,15 @@
 // The conformance matrix (issue #29, item 5): every op of the op table (ir/ops.ts) × every target
-// (the flat module, the wasm SIMD module, the wasm module's threaded instance on 2 threads, the
-// GPU.js module in gpu.js's cpu mode) against the float64 interpreter (ir/interp.ts): the
-// forward value of the op's case and the loss, and the gradients of valueAndGrad, for a loss
-// Σ y·R around the case's value y (R a random input). The cases (test/conformance-cases.ts)
-// are a table keyed by op name, so an op without a case is a type error there; each case's
-// graphs must still hold its op after the passes (else the case tests something else). And every
-// fusion group of every case lowers to one kernel or one routine of the kernel form.
+// (the flat module, the wasm SIMD module, the wasm module's threaded instance on 2 threads with
+// every kernel that can split split, the GPU.js module in gpu.js's cpu mode) against the float64
+// interpreter (ir/interp.ts). Each case (test/conformance-cases.ts, a table keyed by op name:
+// an op without an entry is a type error there) builds a value y with the IR builder; the
+// matrix adds an input R and the loss Σ y·R (summed by rows first), compiles the graph in
+// process (the passes, autodiff, fusion and the memory plan of `graphc build`, no CLI) and
+// checks on every target: forward's y and loss, valueAndGrad's loss and gradients, and the
+// buffers a training call updates. Tolerances are float32 rounding (FLOOR, OVER_F32 below);
+// where the float32 interpreter gives NaN or ±∞ the target must give the same. Each case must
+// keep its op through the passes, and every fusion group of its graphs lowers to one kernel or
+// one routine of the kernel form (test/fusion-kernel.ts). docs/compiler.md: how to add a case.
 
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -183,6 +187,9 @@ afterAll(() => {
 });
 
 const wasmModules = new Map<Built, Promise<WasmModule>>();
+/** The cases whose threaded instance split a kernel over the 2 threads. */
+const split = new Set<string>();
+const threaded = new Set<string>();
 
 /** Runs one case on one target; returns its forward y and loss, and valueAndGrad's loss and gradients (copied). */
 async function runTarget(t: TargetName, m: Built, dir: string, c: Case, params: Arrays, inputs: Arrays) {
@@ -201,8 +208,12 @@ async function runTarget(t: TargetName, m: Built, dir: string, c: Case, params: 
     const mod = await (wasmModules.get(m) ?? wasmModules.set(m, importModule<WasmModule>(dir, `${m.name}.wasm.js`, indent(emitWasm(m.info, false)))).get(m)!);
     if (t === 'wasm') return { fwd: copy(mod.forward(params, inputs, opts())), vg: copyVG(mod.valueAndGrad(params, inputs, opts(true))) };
     const inst = await mod.create({ threads: 2, minWork: 0, adapt: false });
+    threaded.add(m.name);
     try {
-      return { fwd: copy(inst.forward(params, inputs, opts())), vg: copyVG(inst.valueAndGrad(params, inputs, opts(true))) };
+      const vg = inst.valueAndGrad(params, inputs, opts(true));
+      // an instance that splits a kernel runs over a shared memory (docs/threads.md)
+      if (Object.values(vg.grads).some((g) => g.buffer instanceof SharedArrayBuffer)) split.add(m.name);
+      return { vg: copyVG(vg), fwd: copy(inst.forward(params, inputs, opts())) };
     } finally {
       await inst.destroy();
     }
@@ -268,4 +279,10 @@ describe.each(ALL)('$op: $label', ({ op, label, c, index }) => {
     for (const [k, g] of Object.entries(ref.grads)) expectClose(`${at}: d loss / d ${k}`, got.vg.grads[k], g, ref32.grads[k]!);
     for (const [k, v] of Object.entries(ref.buffers)) expectClose(`${at}: buffer ${k} after valueAndGrad`, got.vg.buffers[k], v, ref32.buffers[k]!);
   });
+});
+
+it('splits kernels over the 2 threads in most static cases (the threads column runs split kernels, not only the whole ones)', () => {
+  // wasm-threads ran for every static case above; those that split nothing have no kernel that can split (a JS step, one row)
+  const ran = threaded.size;
+  expect(split.size, `split in: ${[...split].join(' ')}`).toBeGreaterThanOrEqual(ran / 2);
 });
