@@ -135,9 +135,8 @@ function buildCase(name: string, c: Case): Built {
   g.rename(loss, 'loss');
   g.outputs.push({ name: 'loss', value: loss }, { name: 'y', value: y }, ...updates);
   g.numberTemps();
-  const traced = new Set(g.insts.map((i) => i.op));
   const { bwd, plan } = lower(g);
-  const ops = new Set<OpKind>([...traced, ...g.insts.map((i) => i.op), ...bwd.insts.map((i) => i.op)]);
+  const ops = new Set<OpKind>([...g.insts.map((i) => i.op), ...bwd.insts.map((i) => i.op)]);
   const info: ModuleInfo = { name, plan, source: `${name}.ts`, fwd: g, bwd, sourceLine: () => undefined };
   return { name, fwd: g, bwd, ops, info };
 }
