@@ -206,6 +206,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       return b.mul(a, b.sum(a, [1], true));
     } },
     { label: 'over a symbolic batch, keepDims', dims: { B: 7 }, build: ({ b, param, input }) => b.sum(b.mul(input('x', [B, 3]), param('a', [3])), [0], true) },
+    { label: 'columns of 300 rows (the wasm kernel sums blocks of rows in float64)', build: ({ b, param }) => b.sum(b.tanh(param('a', [300, 5])), [0]) },
     { label: 'over every axis to a scalar', build: ({ b, param }) => b.sum(b.tanh(param('a', [4, 6])), [0, 1]) },
   ],
   max: [
@@ -213,6 +214,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'over axes [0, 2], keepDims', build: ({ b, param }) => b.max(param('a', [2, 3, 4]), [0, 2], true) },
     { label: 'ties: the first maximum takes the gradient', data: { a: [1, 3, 3, 0, 2, 2, 2, 2, -1, -1, -5, -1] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
     { label: 'over a symbolic batch', dims: { B: 5 }, build: ({ b, param, input }) => b.max(b.add(input('x', [B, 3]), param('a', [3])), [0]) },
+    { label: 'rows with −∞, and a row of −∞ only', data: { a: [-Infinity, -1, -2, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, 3, -Infinity, 3, 0] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
     { label: 'rows with NaN first, NaN later, all NaN', data: { a: [NaN, 1, 2, 0, 1, NaN, 2, 0, NaN, NaN, NaN, NaN] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
   ],
   argmax_mask: [
@@ -233,6 +235,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'transB: [3, 4] @ [5, 4]ᵀ', build: ({ b, param }) => b.matmul(param('a', [3, 4]), param('c', [5, 4]), false, true) },
     { label: 'batched [2, 3, 4] @ [4, 5]', build: ({ b, param }) => b.matmul(param('a', [2, 3, 4]), param('c', [4, 5])) },
     { label: 'batched both [2, 3, 4] @ [2, 4, 2], transA', build: ({ b, param }) => b.matmul(param('a', [2, 4, 3]), param('c', [2, 4, 2]), true) },
+    { label: 'a long inner dimension: [5, 300] @ [300, 6]', build: ({ b, param }) => b.matmul(param('a', [5, 300]), param('c', [300, 6])) },
     { label: 'ragged register tiles: [9, 17] @ [17, 13]', build: ({ b, param }) => b.matmul(param('a', [9, 17]), param('c', [17, 13])) },
     { label: 'a symbolic batch of rows [B, 4] @ [4, 3], with a bias and tanh', dims: { B: 5 }, build: ({ b, param, input }) => b.tanh(b.add(b.matmul(input('x', [B, 4]), param('w', [4, 3])), param('c', [3]))) },
   ],
@@ -363,6 +366,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   conv: [
     { label: '3×2 kernel, stride 2, padding 1', build: ({ b, param }) => b.emit('conv', [param('x', [2, 2, 5, 6]), param('w', [3, 2, 3, 2])], conv([2, 2], [1, 1, 1, 1], [1, 1], 1)) },
     { label: 'a symbolic batch [B, 1, 5, 5], 3×3, padding 1', dims: { B: 2 }, build: ({ b, param, input }) => b.emit('conv', [b.mul(input('x', [B, 1, 5, 5]), param('s', [])), param('w', [2, 1, 3, 3])], conv([1, 1], [1, 1, 1, 1], [1, 1], 1)) },
+    { label: 'stride 3 past a 2×2 kernel, depthwise (groups = channels = 3)', build: ({ b, param }) => b.emit('conv', [param('x', [2, 3, 8, 7]), param('w', [3, 1, 2, 2])], conv([3, 3], [0, 0, 0, 0], [1, 1], 3)) },
     { label: 'groups 2, dilation 2, uneven padding, a bias and relu', build: ({ b, param }) => b.relu(b.add(b.emit('conv', [param('x', [1, 4, 7, 6]), param('w', [2, 2, 2, 3])], conv([1, 1], [1, 0, 0, 2], [2, 2], 2)), b.reshape(param('c', [2]), [1, 2, 1, 1]))) },
   ],
   conv_input_grad: {
@@ -376,6 +380,8 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   max_pool: [
     { label: '2×2, stride 1', build: ({ b, param }) => b.emit('max_pool', [param('x', [2, 2, 4, 5])], pool([2, 2], [1, 1], [0, 0])) },
     { label: 'a symbolic batch [B, 2, 4, 4], 2×2, stride 2', dims: { B: 3 }, build: ({ b, param, input }) => b.emit('max_pool', [b.add(input('x', [B, 2, 4, 4]), param('s', []))], pool([2, 2], [2, 2], [0, 0])) },
+    { label: 'all negative values, 3×3, padding 1 (the padding never wins)', build: ({ b, param }) => b.emit('max_pool', [b.sub(b.neg(b.square(param('x', [1, 2, 4, 5]))), 1)], pool([3, 3], [1, 1], [1, 1])) },
+    { label: 'stride 3 past a 2×2 window (rows and columns no window reads)', build: ({ b, param }) => b.emit('max_pool', [param('x', [2, 1, 7, 8])], pool([2, 2], [3, 3], [0, 0])) },
     { label: '3×3, stride 2, padding 1, with ties', data: { x: [1, 1, 2, 2, 1, 1, 0, 0, 3, 3, 3, 0, -1, -1, -1, 3, 3, 3, 0, 0, 2, 2, 2, 2, 2] }, build: ({ b, param }) => b.emit('max_pool', [param('x', [1, 1, 5, 5])], pool([3, 3], [2, 2], [1, 1])) },
   ],
   max_pool_grad: {
@@ -388,6 +394,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   },
   avg_pool: [
     { label: '3×3, stride 2, padding 1 (padding counted)', build: ({ b, param }) => b.emit('avg_pool', [param('x', [2, 2, 5, 5])], pool([3, 3], [2, 2], [1, 1])) },
+    { label: 'stride 3 past a 2×2 window, padding 1', build: ({ b, param }) => b.emit('avg_pool', [param('x', [1, 2, 7, 7])], pool([2, 2], [3, 3], [1, 1])) },
     { label: 'a symbolic batch [B, 1, 4, 6], 2×3, stride [2, 3]', dims: { B: 2 }, build: ({ b, param, input }) => b.emit('avg_pool', [b.mul(input('x', [B, 1, 4, 6]), param('s', []))], pool([2, 3], [2, 3], [0, 0])) },
   ],
   avg_pool_grad: {
