@@ -6,7 +6,8 @@
 // matrix adds an input R and the loss Σ y·R (summed by rows first), compiles the graph in
 // process (the passes, autodiff, fusion and the memory plan of `graphc build`, no CLI) and
 // checks on every target: forward's y and loss, valueAndGrad's loss and gradients, and the
-// buffers a training call updates. Tolerances are float32 rounding (FLOOR, OVER_F32 below);
+// buffers a training call updates; a case with symbolic sizes at its own, then 1, then 13.
+// Tolerances are float32 rounding (FLOOR, OVER_F32 below);
 // where the float32 interpreter gives NaN or ±∞ the target must give the same. Each case must
 // keep its op through the passes, and every fusion group of its graphs lowers to one kernel or
 // one routine of the kernel form (test/fusion-kernel.ts). docs/compiler.md: how to add a case.
