@@ -207,6 +207,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     } },
     { label: 'over a symbolic batch, keepDims', dims: { B: 7 }, build: ({ b, param, input }) => b.sum(b.mul(input('x', [B, 3]), param('a', [3])), [0], true) },
     { label: 'columns of 300 rows (the wasm kernel sums blocks of rows in float64)', build: ({ b, param }) => b.sum(b.tanh(param('a', [300, 5])), [0]) },
+    { label: 'over no axes (y = x) and over a size-1 axis', build: ({ b, param }) => {
+      const a = param('a', [3, 1, 2]);
+      return b.add(b.sum(a, []), b.sum(a, [1], true));
+    } },
     { label: 'over every axis to a scalar', build: ({ b, param }) => b.sum(b.tanh(param('a', [4, 6])), [0, 1]) },
   ],
   max: [
@@ -214,6 +218,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'over axes [0, 2], keepDims', build: ({ b, param }) => b.max(param('a', [2, 3, 4]), [0, 2], true) },
     { label: 'ties: the first maximum takes the gradient', data: { a: [1, 3, 3, 0, 2, 2, 2, 2, -1, -1, -5, -1] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
     { label: 'over a symbolic batch', dims: { B: 5 }, build: ({ b, param, input }) => b.max(b.add(input('x', [B, 3]), param('a', [3])), [0]) },
+    { label: 'over a size-1 axis and another, keepDims', build: ({ b, param }) => b.max(param('a', [3, 1, 2]), [1, 2], true) },
     { label: 'rows with −∞, and a row of −∞ only', data: { a: [-Infinity, -1, -2, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, 3, -Infinity, 3, 0] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
     { label: 'rows with NaN first, NaN later, all NaN', data: { a: [NaN, 1, 2, 0, 1, NaN, 2, 0, NaN, NaN, NaN, NaN] }, build: ({ b, param }) => b.max(param('a', [3, 4]), [1]) },
   ],
@@ -236,11 +241,13 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'batched [2, 3, 4] @ [4, 5]', build: ({ b, param }) => b.matmul(param('a', [2, 3, 4]), param('c', [4, 5])) },
     { label: 'batched both [2, 3, 4] @ [2, 4, 2], transA', build: ({ b, param }) => b.matmul(param('a', [2, 4, 3]), param('c', [2, 4, 2]), true) },
     { label: 'a long inner dimension: [5, 300] @ [300, 6]', build: ({ b, param }) => b.matmul(param('a', [5, 300]), param('c', [300, 6])) },
+    { label: '1×1 @ 1×1, and a row vector @ a column vector', build: ({ b, param }) => b.add(b.matmul(param('a', [1, 1]), param('c', [1, 1])), b.matmul(param('r', [1, 5]), param('k', [5, 1]))) },
     { label: 'ragged register tiles: [9, 17] @ [17, 13]', build: ({ b, param }) => b.matmul(param('a', [9, 17]), param('c', [17, 13])) },
     { label: 'a symbolic batch of rows [B, 4] @ [4, 3], with a bias and tanh', dims: { B: 5 }, build: ({ b, param, input }) => b.tanh(b.add(b.matmul(input('x', [B, 4]), param('w', [4, 3])), param('c', [3]))) },
   ],
   transpose: [
     { label: 'perm [2, 0, 1]', build: ({ b, param }) => b.transpose(param('a', [2, 3, 4]), [2, 0, 1]) },
+    { label: 'the identity perm [0, 1] and a swap of size-1 axes', build: ({ b, param }) => b.add(b.transpose(param('a', [3, 2]), [0, 1]), b.reshape(b.transpose(param('c', [1, 3, 1, 2]), [2, 1, 0, 3]), [3, 2])) },
     { label: 'perm [1, 0] of a symbolic batch', dims: { B: 4 }, build: ({ b, param, input }) => b.transpose(b.mul(input('x', [B, 3]), param('a', [3])), [1, 0]) },
   ],
   reshape: [
@@ -249,6 +256,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   ],
   broadcast: [
     { label: '[4] → [3, 4]', build: ({ b, param }) => b.mul(b.broadcast(param('a', [4]), [3, 4]), param('c', [3, 4])) },
+    { label: 'a scalar param → [2, 3], stored', build: ({ b, param }) => b.broadcast(param('s', []), [2, 3]) },
     { label: '[3, 1] → [3, 5], stored', build: ({ b, param }) => b.broadcast(param('a', [3, 1]), [3, 5]) },
   ],
   concat: [
@@ -256,6 +264,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       const a = param('a', [2, 3]);
       return b.concat([a, param('c', [1, 3]), b.tanh(a)], 0);
     } },
+    { label: 'one part only', build: ({ b, param }) => b.concat([param('a', [2, 3])], 1) },
     { label: 'axis 1: [3, 2], [3, 4]', build: ({ b, param }) => b.concat([param('a', [3, 2]), param('c', [3, 4])], 1) },
     { label: 'axis 1 of a symbolic batch: [B, 2], [B, 3]', dims: { B: 3 }, build: ({ b, param, input }) => b.concat([b.mul(input('x', [B, 2]), param('a', [2])), b.tanh(input('z', [B, 3]))], 1) },
   ],
@@ -263,7 +272,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'a window [1:3, 2:5] of [4, 5]', build: ({ b, param }) => b.slice(param('a', [4, 5]), [1, 2], [2, 3]) },
     { label: 'a timestep of a symbolic batch [B, 4, 3] → [B, 1, 3]', dims: { B: 2 }, build: ({ b, param, input }) => b.slice(b.mul(input('x', [B, 4, 3]), param('a', [3])), [0, 2, 0], [B, 1, 3]) },
   ],
-  pad: { label: '[2, 3] at [1, 2] inside [4, 6]', build: ({ b, param }) => b.pad(param('a', [2, 3]), [1, 2], [4, 6]) },
+  pad: [
+    { label: '[2, 3] at [1, 2] inside [4, 6]', build: ({ b, param }) => b.pad(param('a', [2, 3]), [1, 2], [4, 6]) },
+    { label: 'at the origin, growing the last axis only, then tanh', build: ({ b, param }) => b.tanh(b.pad(param('a', [2, 3]), [0, 0], [2, 5])) },
+  ],
 
   // ---- indexing
   gather: [
@@ -279,6 +291,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'a symbolic batch of rows [B, 2] into [5, 2]', dims: { B: 7 }, build: ({ b, param, input }) => b.scatterAdd(input('ix', [B], 'i32'), b.mul(input('x', [B, 2]), param('a', [2])), [5, 2]) },
   ],
   pick: [
+    { label: 'one class: x [3, 1] at indices of 0', build: ({ b, param, input }) => b.pick(param('a', [3, 1]), input('ix', [3], 'i32')) },
     { label: 'x [4, 5] at indices [4]', build: ({ b, param, input }) => b.pick(param('a', [4, 5]), input('ix', [4], 'i32')) },
     { label: 'a symbolic batch', dims: { B: 3 }, build: ({ b, param, input }) => b.pick(b.mul(input('x', [B, 4]), param('a', [4])), input('ix', [B], 'i32')) },
   ],
@@ -298,6 +311,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'large logits (±1000: stable)', data: { a: [1000, 999, -1000, 0, 1000, 1000] }, build: ({ b, param }) => b.softmax(param('a', [2, 3]), 1) },
     { label: 'a symbolic batch [B, 4]', dims: { B: 3 }, build: ({ b, param, input }) => b.softmax(b.mul(input('x', [B, 4]), param('a', [4])), 1) },
     { label: 'masked rows: −∞ entries (not a whole row)', data: { a: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, 3, 0.5, 0.5, -Infinity, 0] }, build: ({ b, param }) => b.softmax(param('a', [3, 4]), 1) },
+    { label: 'over a size-1 axis (all ones, no gradient)', build: ({ b, param }) => b.mul(b.softmax(param('a', [4, 1]), 1), param('c', [4, 1])) },
     { label: 'rows of 33 (vectors and a tail)', build: ({ b, param }) => b.softmax(param('a', [3, 33]), 1) },
   ],
   log_softmax: [
