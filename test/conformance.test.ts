@@ -263,6 +263,17 @@ it('lowers no op it has no case for: each such op says why, and the kernel form 
   }
 });
 
+it("has two float32 yardsticks: each sum's terms added in float64 and rounded once, or added in float32", () => {
+  const g = new Graph('sums', 'forward');
+  const b = new Builder(g);
+  const x = b.input('x', { dtype: 'f32', shape: [5] }, { raw: 'x' });
+  g.outputs.push({ name: 'loss', value: b.sum(x, [0]) });
+  const inputs = { x: Float32Array.of(1, 2 ** -24, 2 ** -24, 2 ** -24, 2 ** -24) };
+  // 1 + 2⁻²⁴ rounds back to 1 in float32 (ties to even), four times; in float64 the four add up to 2⁻²²
+  expect(outputsOf(g, interpret(g, { inputs, float32: true })).loss!.data[0]).toBe(1 + 2 ** -22);
+  expect(outputsOf(g, interpret(g, { inputs, float32: true, float32Sums: true })).loss!.data[0]).toBe(1);
+});
+
 describe.each(ALL)('$op: $label', ({ op, label, c, index }) => {
   const name = `conf_${op}_${index}`;
   let m: Built;
