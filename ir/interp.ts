@@ -3,7 +3,7 @@
 import { bindShape, bindSize, dimBindings, isSymbol } from './dims.js';
 import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
-import { nd } from './ndarray.js';
+import { nd, reduce } from './ndarray.js';
 import { OPS } from './ops.js';
 import { dropoutMask, validSeed } from './random.js';
 import type { ConcreteType, Inst, TensorType, ValueId } from './types.js';
@@ -29,6 +29,12 @@ export interface Env {
    * cancel to zero).
    */
   readonly float32?: boolean;
+  /**
+   * With float32: a sum also adds its terms in float32, one after another, as the wasm module's
+   * SIMD kernels do for sums of up to a few hundred terms (docs/wasm.md), where the other
+   * evaluations add in float64 and round once (the yardstick of a target's float32 sums).
+   */
+  readonly float32Sums?: boolean;
   /**
    * A training evaluation (default false: evaluation, as the modules' `forward`): the mode flag
    * is 1 and dropout masks are drawn from `seed` (ir/random.ts), else 0 and masks of ones.
@@ -87,7 +93,11 @@ export function interpret(g: Graph, env: Env): Map<string, NDArray> {
   for (const inst of g.insts) {
     const name = g.value(inst.result).name;
     const held = inst.op === 'stop_gradient' ? env.frozen?.get(name) : undefined;
-    const exact = held ?? evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env);
+    const exact =
+      held ??
+      (env.float32 && env.float32Sums && inst.op === 'sum'
+        ? reduce(vals.get(inst.args[0]!)!, inst.attrs.axes, bindShape(g.type(inst.result).shape, dims), 0, (acc, v) => Math.fround(acc + v))
+        : evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env));
     const out = env.float32 ? nd(exact.shape, exact.data.map(Math.fround)) : exact;
     vals.set(inst.result, out);
     byName.set(name, out);

@@ -2,7 +2,8 @@
 // symbolic-dimension case, lowered to a host program whose reference evaluation stores, launch
 // by launch, what the float64 interpreter computes (through the memory plan's shared buffers);
 // the printed form parses back to itself and verifies; golden kernel form of two examples; the
-// verifier's errors by their text.
+// verifier's errors by their text. Every fusion group of those graphs lowers to one kernel or one
+// routine (+ epilogue): test/fusion-kernel.ts, also run on the fuzz graphs and the conformance cases.
 
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
@@ -25,6 +26,7 @@ import { OPS } from '../ir/ops.js';
 import { CompileError } from '../ir/errors.js';
 import type { Inst } from '../ir/types.js';
 import { CASES } from './symbolic-cases.js';
+import { checkFusionLowering } from './fusion-kernel.js';
 import { expectGolden, modelFile, randomArgs, relErr, rng, ROOT } from './helpers.js';
 import { bindShape, size } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
@@ -146,6 +148,12 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(printProgram(back)).toBe(text);
     expect(back).toEqual(p);
   });
+
+  it('lowers every fusion group to one kernel, or one routine and its epilogue', () => {
+    const { fwd, bwd, plan } = build(file);
+    expect(fwd.groups.length + bwd.groups.length).toBeGreaterThan(0);
+    checkFusionLowering(fwd, bwd, plan);
+  });
 });
 
 describe.each(['makemore', 'gpt'])('the golden kernel form of %s', (name) => {
@@ -180,6 +188,7 @@ describe.each(CASES.filter((c) => !c.error).map((c) => [c.name, c] as const))('t
     expect(verifyProgram(p)).toEqual([]);
     const text = printProgram(p);
     expect(printProgram(parseProgram(text))).toBe(text);
+    checkFusionLowering(fwd, bwd, plan);
   });
 });
 

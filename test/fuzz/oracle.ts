@@ -18,6 +18,8 @@ import { pathToFileURL } from 'node:url';
 import type { OutputFile } from '../../src/build.js';
 import { compileGraphs, displaySource, emitFiles } from '../../src/build.js';
 import type { ModuleInfo } from '../../codegen/module.js';
+import type { Plan } from '../../ir/memplan.js';
+import { checkFusionLowering } from '../fusion-kernel.js';
 import { indent } from '../../codegen/module.js';
 import { emitTs } from '../../codegen/ts.js';
 import { emitWasm } from '../../codegen/wasm.js';
@@ -120,6 +122,7 @@ export interface Built {
   readonly bwd: Graph;
   /** The .ir and .grad.ir files as the build writes them. */
   readonly irFiles: readonly OutputFile[];
+  readonly plan: Plan;
 }
 
 /**
@@ -159,7 +162,7 @@ export async function buildTsAndImport(file: string): Promise<{ c: Built; mod: G
   const wasm = (await import(pathToFileURL(path.join(dir, `${fwd.name}.wasm.js`)).href)) as GeneratedModule;
   const traced = parseGraph(tracedText, { file: 'traced.ir' });
   expect(printGraph(traced), 'traced IR round trip').toBe(tracedText);
-  return { c: { name: fwd.name, fwd, bwd, irFiles }, mod, wasm, traced };
+  return { c: { name: fwd.name, fwd, bwd, irFiles, plan }, mod, wasm, traced };
 }
 
 async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: number, extra: string | undefined, wasm: GeneratedModule): Promise<void> {
@@ -168,6 +171,9 @@ async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: numbe
   stats.graphs++;
   const { params, inputs } = randomArgs(traced, seed);
   const ref = reference(c.fwd, c.bwd, params, inputs);
+
+  // every fusion group lowers to one kernel, or one routine and its epilogue, of the kernel form
+  checkFusionLowering(c.fwd, c.bwd, c.plan);
 
   // (c) printed IR round-trips, groups included; the .ir files parse back to the graphs
   for (const g of [c.fwd, c.bwd]) {
