@@ -1,0 +1,166 @@
+// Forward-only modules (#34): a model that returns no `loss` builds `spec`, `initParams` and
+// `forward` (with `initBuffers` and the modes where the model has batchnorm or dropout), for
+// inference and sampling, on every target (flat, wasm with threads, GPU.js); --optimizer, --hvp
+// and --jvp are refused at the model; check, export --onnx and export --torch handle it.
+
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { interpret, outputsOf } from '../ir/interp.js';
+import type { Compiled } from '../src/build.js';
+import { compile } from '../src/build.js';
+import type { Arrays } from './helpers.js';
+import { modelFile, randomArgs, relErr, run, tmp } from './helpers.js';
+
+type Buffers = Record<string, Float32Array>;
+type Options = { train?: boolean; seed?: number; buffers?: Buffers };
+type Outputs = Record<string, number | Float32Array>;
+interface Mod {
+  spec: { inputs: Record<string, unknown>; outputs: Record<string, unknown>; params: Record<string, unknown>; buffers?: Record<string, unknown> };
+  initParams(seed?: number): Record<string, Float32Array>;
+  initBuffers?(): Buffers;
+  forward(p: Arrays, i: Arrays, o?: Options): Outputs;
+  create?(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<{ forward(p: Arrays, i: Arrays, o?: Options): Outputs; destroy(): Promise<void> }>;
+}
+interface GpuMod {
+  create(o: { mode: string }): Promise<Record<string, unknown> & { mode: string; forward(p: Arrays, i: Arrays, o?: Options): Promise<Outputs>; destroy(): void }>;
+}
+
+/** An MLP sampler: batchnorm with running statistics, dropout, a softmax; no labels, no loss. */
+export const SAMPLER = `import { model } from 'graphc';
+export default model('sampler', (g) => {
+  const C = g.param('C', [10, 4], { scale: 0.5 });
+  const W1 = g.param('W1', [12, 16], { scale: 0.5 });
+  const gain = g.param('gain', [16], { init: 'ones' });
+  const bias = g.param('bias', [16], { init: 'zeros' });
+  const W2 = g.param('W2', [16, 10], { scale: 0.5 });
+  const b2 = g.param('b2', [10], { scale: 0.1 });
+  const X = g.input('X', [8, 3], 'i32');
+  const emb = g.gather(C, X).reshape([8, 12]);
+  const bn = g.batchNorm(emb.matmul(W1), gain, bias, { momentum: 0.1 });
+  const h = g.dropout(bn.tanh(), 0.25);
+  const logits = h.matmul(W2).add(b2);
+  const probs = g.softmax(logits);
+  return { probs, logits };
+});
+`;
+
+/** The same network with a symbolic batch and no modes: one build for every batch size. */
+const SYMBOLIC = `import { model } from 'graphc';
+export default model('sampler_b', (g) => {
+  const C = g.param('C', [10, 4], { scale: 0.5 });
+  const W1 = g.param('W1', [12, 16], { scale: 0.5 });
+  const W2 = g.param('W2', [16, 10], { scale: 0.5 });
+  const X = g.input('X', ['B', 3], 'i32');
+  const h = g.gather(C, X).reshape(['B', 12]).matmul(W1).tanh();
+  const probs = g.softmax(h.matmul(W2));
+  return { probs };
+});
+`;
+
+async function buildAll(file: string): Promise<{ c: Compiled; flat: Mod; wasm: Mod; gpu: GpuMod; dir: string }> {
+  const c = await compile(file, { targets: ['ts', 'gpu', 'wasm'] });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const load = async (suffix: string) => import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href);
+  return { c, flat: (await load('')) as Mod, wasm: (await load('.wasm')) as Mod, gpu: (await load('.gpu')) as GpuMod, dir };
+}
+
+const f64 = (b: Buffers) => Object.fromEntries(Object.entries(b).map(([k, v]) => [k, Float64Array.from(v)]));
+const copy = (b: Buffers): Buffers => Object.fromEntries(Object.entries(b).map(([k, v]) => [k, Float32Array.from(v)]));
+
+describe('a forward-only model (no loss) with batchnorm and dropout', () => {
+  let m: Awaited<ReturnType<typeof buildAll>>;
+  beforeAll(async () => {
+    m = await buildAll(modelFile(SAMPLER, 'sampler.ts'));
+  });
+
+  it('builds spec, initParams, initBuffers and forward, and no gradient functions, on every target', async () => {
+    expect(m.c.warnings.map((w) => w.message)).toEqual([]);
+    expect(m.c.files.map((f) => f.name)).toEqual(['sampler.ir', 'sampler.ts', 'sampler.js', 'sampler.gpu.ts', 'sampler.gpu.js', 'sampler.wasm.ts', 'sampler.wasm.js', 'package.json']);
+    for (const mod of [m.flat, m.wasm]) {
+      expect(Object.keys(mod.spec.outputs)).toEqual(['probs', 'logits']);
+      expect(Object.keys(mod.spec.inputs)).toEqual(['X']);
+      expect(typeof mod.initBuffers).toBe('function');
+      expect(mod).not.toHaveProperty('valueAndGrad');
+      expect(mod).not.toHaveProperty('trainStep');
+    }
+    const ts = m.c.files.find((f) => f.name === 'sampler.ts')!.content;
+    expect(ts).toMatch(/export function forward\(/);
+    expect(ts).not.toMatch(/function valueAndGrad|interface Grads|backwardPass|lossSlot/);
+    const gpu = await m.gpu.create({ mode: 'cpu' });
+    try {
+      expect(gpu).not.toHaveProperty('valueAndGrad');
+      expect(gpu.mode).toBe('cpu');
+    } finally {
+      gpu.destroy();
+    }
+  });
+
+  it('gives the float64 interpreter\'s outputs in evaluation and in training (the same dropout masks), flat, wasm, threaded wasm and GPU.js', async () => {
+    const gpu = await m.gpu.create({ mode: 'cpu' });
+    const threaded = await m.wasm.create!({ threads: 2, minWork: 0, adapt: false });
+    try {
+      for (const [seed, train] of [[0, false], [1, true], [7, true]] as const) {
+        const { params, inputs } = randomArgs(m.c.fwd, seed);
+        const buffers = m.flat.initBuffers!();
+        // evaluation normalises with running statistics other than the initial ones
+        for (const b of Object.values(buffers)) for (let i = 0; i < b.length; i++) b[i] = b[i]! + 0.1 * (i % 3);
+        const ref = interpret(m.c.fwd, { params, inputs, train, seed, buffers: f64(buffers) });
+        const runs: [string, Outputs][] = [
+          ['flat', m.flat.forward(params, inputs, { train, seed, buffers: copy(buffers) })],
+          ['wasm', m.wasm.forward(params, inputs, { train, seed, buffers: copy(buffers) })],
+          ['threads', threaded.forward(params, inputs, { train, seed, buffers: copy(buffers) })],
+          ['gpu', await gpu.forward(params, inputs, { train, seed, buffers: copy(buffers) })],
+        ];
+        for (const [, out] of runs)
+          for (const name of ['probs', 'logits']) expect(relErr(out[name] as Float32Array, ref.get(name)!.data)).toBeLessThan(1e-5);
+      }
+    } finally {
+      gpu.destroy();
+      await threaded.destroy();
+    }
+  });
+
+  it('updates the running statistics in a training forward, and leaves them in evaluation', () => {
+    const { params, inputs } = randomArgs(m.c.fwd, 3);
+    for (const mod of [m.flat, m.wasm]) {
+      const buffers = mod.initBuffers!();
+      mod.forward(params, inputs, { buffers });
+      expect(buffers).toEqual(mod.initBuffers!());
+      mod.forward(params, inputs, { buffers, train: true, seed: 1 });
+      const ref = outputsOf(m.c.fwd, interpret(m.c.fwd, { params, inputs, train: true, seed: 1, buffers: f64(mod.initBuffers!()) }));
+      expect(relErr(buffers['bn.running_mean']!, ref['bn.running_mean']!.data)).toBeLessThan(1e-5);
+      expect(relErr(buffers['bn.running_var']!, ref['bn.running_var']!.data)).toBeLessThan(1e-5);
+      expect(buffers['bn.running_mean']!.some((v) => v !== 0)).toBe(true);
+    }
+  });
+});
+
+describe('a forward-only model with a symbolic batch', () => {
+  it('samples at every batch size on the flat, wasm and GPU.js targets', async () => {
+    const c = await compile(modelFile(SYMBOLIC, 'sampler_b.ts'), { targets: ['ts', 'gpu', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const load = async (suffix: string) => import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href);
+    const flat = (await load('')) as Mod;
+    const wasm = (await load('.wasm')) as Mod;
+    const gpu = await ((await load('.gpu')) as GpuMod).create({ mode: 'cpu' });
+    try {
+      expect(flat).not.toHaveProperty('valueAndGrad');
+      expect(wasm).not.toHaveProperty('valueAndGrad');
+      expect(gpu).not.toHaveProperty('valueAndGrad');
+      for (const B of [1, 5, 2]) {
+        const { params, inputs } = randomArgs(c.fwd, B, 1, { B });
+        const ref = interpret(c.fwd, { params, inputs }).get('probs')!.data;
+        expect(ref.length).toBe(B * 10);
+        expect(relErr(flat.forward(params, inputs).probs as Float32Array, ref)).toBeLessThan(1e-5);
+        expect(relErr(wasm.forward(params, inputs).probs as Float32Array, ref)).toBeLessThan(1e-5);
+        expect(relErr((await gpu.forward(params, inputs)).probs as Float32Array, ref)).toBeLessThan(1e-5);
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
+});
