@@ -3,7 +3,7 @@
 // inference and sampling, on every target (flat, wasm with threads, GPU.js); --optimizer, --hvp
 // and --jvp are refused at the model; check, export --onnx and export --torch handle it.
 
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -162,5 +162,51 @@ describe('a forward-only model with a symbolic batch', () => {
     } finally {
       gpu.destroy();
     }
+  });
+});
+
+describe('graphc build of a forward-only model', () => {
+  const refusal = (flag: string, what: string) => `test/fixtures/errors/no-loss.ts:2:1: error: ${flag}: the model returns no loss (its outputs: total), so it builds a forward-only module (spec, initParams, forward): no gradient, no ${what}
+  2 | export default model('bad', (g) => {
+    | ^^^^^^
+  fix: return the scalar loss too, e.g. { loss, total }, to build ${what}; or build without ${flag}
+`;
+  it.each([
+    [['--optimizer', 'adam'], '--optimizer adam', 'trainStep'],
+    [['--optimizer', 'sgd', '--target', 'gpu'], '--optimizer sgd', 'trainStep'],
+    [['--hvp'], '--hvp', 'hvp'],
+    [['--jvp'], '--jvp', 'jvp'],
+  ])('refuses %j at the model, saying why and how to fix it (exit 1, nothing written)', async (args, flag, what) => {
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', 'test/fixtures/errors/no-loss.ts', '--out', out, ...args]);
+    expect(r.err).toBe(refusal(flag, what));
+    expect(r.code).toBe(1);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('builds it without those flags: its IR, no gradient IR, the modules', async () => {
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', 'test/fixtures/errors/no-loss.ts', '--out', out, '--target', 'ts,gpu,wasm']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.gpu.js', 'bad.gpu.ts', 'bad.ir', 'bad.js', 'bad.ts', 'bad.wasm.js', 'bad.wasm.ts', 'package.json']);
+  });
+
+  it("refuses an input declared { grad: true }, at the input's line", async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('fo', (g) => {
+  const w = g.param('w', [3]);
+  const x = g.input('x', [3], 'f32', { grad: true });
+  return { y: x.mul(w) };
+});
+`);
+    const c = compile(file);
+    await expect(c).rejects.toThrow("input 'x' is declared { grad: true }, but the model returns no loss (its outputs: y): a forward-only model has no gradient");
+    const r = await run(['build', file, '--out', path.join(tmp(), 'out')]);
+    expect(r.err.split('\n').slice(1).join('\n')).toBe(`  4 |   const x = g.input('x', [3], 'f32', { grad: true });
+    |               ^^^^^
+  fix: return the scalar loss as { loss, ... } to get the input's gradient from valueAndGrad, or drop { grad: true }
+`);
+    expect(r.err.split('\n')[0]).toMatch(/model\.ts:4:15: error: input 'x' is declared/);
   });
 });
