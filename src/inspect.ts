@@ -2,7 +2,8 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { reverseMode } from '../ir/autodiff.js';
+import { isForwardOnly, reverseMode } from '../ir/autodiff.js';
+import { forwardCheck } from './checkforward.js';
 import { diffGraphs } from '../ir/diff.js';
 import type { Graph } from '../ir/graph.js';
 import { interpret } from '../ir/interp.js';
@@ -210,6 +211,18 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const sizes = dimSizes(c.fwd, { ...bindDims(c.fwd, opts.inputs), ...opts.dims });
   const dims = Object.fromEntries(sizes);
   const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, sizes), opts.inputs, dims);
+  // a forward-only model (no loss): its outputs against the float64 interpreter
+  if (isForwardOnly(c.fwd))
+    return forwardCheck(c.fwd, mod, {
+      params,
+      inputs,
+      seed,
+      tolerance,
+      notes: [
+        ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
+        ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
+      ],
+    });
   // a training call: the dropout masks of this seed, held fixed while the finite differences are
   // taken (the interpreter and the float64 module draw the same masks from the same seed), and
   // batch statistics

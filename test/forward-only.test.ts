@@ -3,15 +3,25 @@
 // inference and sampling, on every target (flat, wasm with threads, GPU.js); --optimizer, --hvp
 // and --jvp are refused at the model; check, export --onnx and export --torch handle it.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-web';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { interpret, outputsOf } from '../ir/interp.js';
 import type { Compiled } from '../src/build.js';
 import { compile } from '../src/build.js';
+import { checkModel } from '../src/onnx/check.js';
+import { exportFile } from '../src/onnx/index.js';
+import { exportTorchFile } from '../src/torch/index.js';
 import type { Arrays } from './helpers.js';
 import { modelFile, randomArgs, relErr, run, tmp } from './helpers.js';
+
+ort.env.wasm.numThreads = 1;
+
+/** python3 with the onnx package (its checker), where installed. */
+const PYTHON_ONNX = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import onnx.checker'], { encoding: 'utf8' }).status === 0);
 
 type Buffers = Record<string, Float32Array>;
 type Options = { train?: boolean; seed?: number; buffers?: Buffers };
@@ -208,5 +218,71 @@ export default model('fo', (g) => {
   fix: return the scalar loss as { loss, ... } to get the input's gradient from valueAndGrad, or drop { grad: true }
 `);
     expect(r.err.split('\n')[0]).toMatch(/model\.ts:4:15: error: input 'x' is declared/);
+  });
+});
+
+describe('graphc check, export --onnx and export --torch of a forward-only model', () => {
+  const file = modelFile(SAMPLER, 'sampler.ts');
+
+  it('check: the outputs (and the next running statistics) against the float64 interpreter, in evaluation and training', async () => {
+    const r = await run(['check', file]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines.slice(0, 4)).toEqual([
+      "forward check of sampler: the model returns no loss, so there is no gradient to check; the generated module's outputs against the float64 interpreter",
+      '(seed 0; relative error = max |output - reference| / max(max |reference|, 1e-3), PASS when at most 0.001)',
+      '(an evaluation call, then a training call with seed 0: its dropout masks, batch statistics and next running statistics)',
+      'output                      shape      checked  max abs err  max rel err',
+    ]);
+    const rows = lines.slice(4, -1).map((l) => l.split(/\s{2,}/));
+    expect(rows.map((x) => [x[0], x[1], x[2], x[5]])).toEqual([
+      ['probs (evaluation)', 'f32[8,10]', '80', 'PASS'],
+      ['logits (evaluation)', 'f32[8,10]', '80', 'PASS'],
+      ['probs (training)', 'f32[8,10]', '80', 'PASS'],
+      ['logits (training)', 'f32[8,10]', '80', 'PASS'],
+      ['bn.running_mean (training)', 'f32[16]', '16', 'PASS'],
+      ['bn.running_var (training)', 'f32[16]', '16', 'PASS'],
+    ]);
+    for (const x of rows) expect(Number(x[4])).toBeLessThan(1e-5);
+  });
+
+  it('export --onnx: no label input, a valid graph that ONNX Runtime runs to the flat module\'s outputs', async () => {
+    const { bytes, model } = await exportFile(file);
+    expect(checkModel(bytes)).toEqual([]);
+    expect(model.inputs.map((i) => i.name)).toEqual(['X']);
+    expect(model.outputs.map((o) => o.name)).toEqual(['probs', 'logits']);
+    const { flat, c } = await buildAll(file);
+    const { inputs } = randomArgs(c.fwd, 11);
+    const want = flat.forward(flat.initParams(0), inputs, { buffers: flat.initBuffers!() });
+    const session = await ort.InferenceSession.create(bytes);
+    try {
+      const got = await session.run({ X: new ort.Tensor('int32', inputs.X as Int32Array, [8, 3]) });
+      for (const k of ['probs', 'logits']) {
+        expect(got[k]!.dims).toEqual([8, 10]);
+        expect(relErr(got[k]!.data as Float32Array, want[k] as Float32Array), k).toBeLessThan(1e-5);
+      }
+    } finally {
+      await session.release();
+    }
+    if (PYTHON_ONNX) {
+      const out = path.join(tmp(), 'sampler.onnx');
+      writeFileSync(out, bytes);
+      const r = spawnSync(PYTHON_ONNX, ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', out], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    }
+  });
+
+  it('export --torch: forward(**inputs) takes X and returns the outputs, no loss; valid Python', async () => {
+    const { source } = await exportTorchFile(file);
+    expect(source).toContain('# sampler: the model as a torch.nn.Module. forward(**inputs) returns its outputs (a forward-only model: no loss);');
+    expect(source).toMatch(/\n {8}return \{"probs": \w+, "logits": \w+\}\n/);
+    expect(source).not.toMatch(/inputs\["(?!X")/);
+    const out = path.join(tmp(), 'sampler.py');
+    writeFileSync(out, source);
+    const r = spawnSync('python3', ['-m', 'py_compile', out], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 });
