@@ -287,7 +287,9 @@ export function checkParams(tensors: Readonly<Record<string, TensorData | Shaped
  * one Float32Array per param.
  */
 export interface OptStateLike {
+  /** The number of updates taken (trainStep's next step is step + 1). */
   step: number;
+  /** Each slot's arrays by param name (`exp_avg: { W1, b1 }`), or a number the state keeps. */
   [slot: string]: number | Record<string, Float32Array> | Float32Array;
 }
 
