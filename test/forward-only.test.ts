@@ -194,6 +194,17 @@ describe('graphc build of a forward-only model', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('says it in these words (docs/module.md quotes them)', async () => {
+    const r = await run(['build', 'test/fixtures/errors/no-loss.ts', '--out', path.join(tmp(), 'out'), '--optimizer', 'adam']);
+    expect(r.err.split('\n')).toEqual([
+      'test/fixtures/errors/no-loss.ts:2:1: error: --optimizer adam: the model returns no loss (its outputs: total), so it builds a forward-only module (spec, initParams, forward): no gradient, no trainStep',
+      "  2 | export default model('bad', (g) => {",
+      '    | ^^^^^^',
+      '  fix: return the scalar loss too, e.g. { loss, total }, to build trainStep; or build without --optimizer adam',
+      '',
+    ]);
+  });
+
   it('builds it without those flags: its IR, no gradient IR, the modules', async () => {
     const out = path.join(tmp(), 'out');
     const r = await run(['build', 'test/fixtures/errors/no-loss.ts', '--out', out, '--target', 'ts,gpu,wasm']);
