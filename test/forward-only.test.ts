@@ -213,6 +213,19 @@ describe('graphc build of a forward-only model', () => {
     expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.gpu.js', 'bad.gpu.ts', 'bad.ir', 'bad.js', 'bad.ts', 'bad.wasm.js', 'bad.wasm.ts', 'package.json']);
   });
 
+  it('graphc ir prints its forward graph, and refuses --grad at the model (it has no backward graph)', async () => {
+    const fwd = await run(['ir', 'test/fixtures/errors/no-loss.ts']);
+    expect(fwd.code).toBe(0);
+    expect(fwd.out).toMatch(/^graph forward bad \{/);
+    const r = await run(['ir', 'test/fixtures/errors/no-loss.ts', '--grad']);
+    expect(r.err).toBe(`test/fixtures/errors/no-loss.ts:2:1: error: --grad: the model returns no loss (its outputs: total), so it is forward-only and has no backward graph
+  2 | export default model('bad', (g) => {
+    | ^^^^^^
+  fix: graphc ir without --grad prints its forward graph; return the scalar loss too, e.g. { loss, total }, to differentiate it
+`);
+    expect(r.code).toBe(1);
+  });
+
   it("refuses an input declared { grad: true }, at the input's line", async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('fo', (g) => {
