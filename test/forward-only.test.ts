@@ -308,5 +308,25 @@ describe('graphc check, export --onnx and export --torch of a forward-only model
     const r = spawnSync('python3', ['-m', 'py_compile', out], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+    // where /usr/bin/python3 has torch: the module in eval mode gives the flat module's outputs
+    if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0) return;
+    const { flat, c } = await buildAll(file);
+    const { inputs } = randomArgs(c.fwd, 12);
+    const want = flat.forward(flat.initParams(0), inputs, { buffers: flat.initBuffers!() });
+    const driver = [
+      'import importlib.util, json, sys, torch',
+      'spec = importlib.util.spec_from_file_location("sampler_export", sys.argv[1])',
+      'mod = importlib.util.module_from_spec(spec)',
+      'spec.loader.exec_module(mod)',
+      'm = mod.sampler()',
+      'm.eval()',
+      'out = m(X=torch.tensor(json.loads(sys.argv[2]), dtype=torch.int32).reshape(8, 3))',
+      'print(json.dumps({k: v.detach().reshape(-1).tolist() for k, v in out.items()}))',
+    ].join('\n');
+    const py = spawnSync('/usr/bin/python3', ['-c', driver, out, JSON.stringify([...(inputs.X as Int32Array)])], { encoding: 'utf8' });
+    expect(py.stderr).toBe('');
+    const got = JSON.parse(py.stdout) as Record<string, number[]>;
+    expect(Object.keys(got)).toEqual(['probs', 'logits']);
+    for (const k of ['probs', 'logits']) expect(relErr(got[k]!, want[k] as Float32Array), k).toBeLessThan(1e-5);
   });
 });
