@@ -140,7 +140,14 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   checkSizes(g);
 
   const warnings: CompileError[] = [];
-  if (forwardOnly) return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
+  if (forwardOnly) {
+    // a forward-only model: a param that no output reads changes nothing
+    const read = readBy(g, g.outputs.map((o) => o.value));
+    for (const inst of g.insts)
+      if (inst.op === 'param' && !read.has(inst.result))
+        warnings.push(new CompileError(`param '${inst.attrs.name}' reaches no output of the model; it changes nothing`, 'use it on the way to an output, or remove it', inst.loc, 'warning'));
+    return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
+  }
   const active = activeInsts(g);
   const read = readByLoss(g);
   for (const inst of g.insts)
@@ -186,7 +193,12 @@ function returnedText(v: unknown): string {
 
 /** The values the loss is computed from, gradient or not. */
 function readByLoss(g: Graph): Set<ValueId> {
-  const read = new Set<ValueId>([lossValue(g)]);
+  return readBy(g, [lossValue(g)]);
+}
+
+/** The values that `outs` are computed from, gradient or not. */
+function readBy(g: Graph, outs: readonly ValueId[]): Set<ValueId> {
+  const read = new Set<ValueId>(outs);
   for (let i = g.insts.length - 1; i >= 0; i--) {
     const inst = g.insts[i]!;
     if (read.has(inst.result)) for (const a of inst.args) read.add(a);

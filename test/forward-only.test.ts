@@ -226,6 +226,25 @@ describe('graphc build of a forward-only model', () => {
     expect(r.code).toBe(1);
   });
 
+  it('warns (and builds) when a param reaches no output', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('unused', (g) => {
+  const w = g.param('w', [3]);
+  const u = g.param('u', [3]);
+  return { y: g.input('x', [3]).mul(w) };
+});
+`);
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', file, '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.err.split('\n')[0]).toMatch(/model\.ts:4:15: warning: param 'u' reaches no output of the model; it changes nothing$/);
+    expect(r.err.split('\n').slice(1).join('\n')).toBe(`  4 |   const u = g.param('u', [3]);
+    |               ^^^^^
+  fix: use it on the way to an output, or remove it
+`);
+    expect(existsSync(path.join(out, 'unused.js'))).toBe(true);
+  });
+
   it("refuses an input declared { grad: true }, at the input's line", async () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('fo', (g) => {
