@@ -165,3 +165,49 @@ describe('loadState: wrong files, each a CheckpointError naming the file, with t
     expect(() => readFileSync(f)).toThrow(/ENOENT/);
   });
 });
+
+describe('a GPU.js (cpu mode) run resumed from readParams/readOptState, saveState and loadState', () => {
+  interface GpuModel {
+    initOptState(p: Arrays): OptStateLike;
+    trainStep(p: Arrays, s: OptStateLike, i: Arrays): Promise<{ loss: number }>;
+    readParams(): Promise<Record<string, Float32Array>>;
+    readOptState(): Promise<OptStateLike>;
+    destroy(): void;
+  }
+  interface GpuMod {
+    spec: Spec;
+    initParams(seed?: number): Record<string, Float32Array>;
+    create(o: { mode: string }): Promise<GpuModel>;
+  }
+
+  it('takes bit for bit the steps of the run that never stopped', async () => {
+    const dir = path.join(tmp(), 'out');
+    const r = await run(['build', modelFile(MLP, 'mlp.ts'), '--out', dir, '--target', 'gpu', '--optimizer', 'adam', '--amsgrad']);
+    expect(r.err).toBe('');
+    const mod = (await import(pathToFileURL(path.join(dir, 'mlp.gpu.js')).href)) as GpuMod;
+    const straight = await mod.create({ mode: 'cpu' });
+    const first = await mod.create({ mode: 'cpu' });
+    const second = await mod.create({ mode: 'cpu' });
+    try {
+      const pa = mod.initParams(3);
+      const sa = straight.initOptState(pa);
+      const lossesA: number[] = [];
+      for (let k = 0; k < 20; k++) lossesA.push((await straight.trainStep(pa, sa, batch(k))).loss);
+      const pb = mod.initParams(3);
+      const sb = first.initOptState(pb);
+      const lossesB: number[] = [];
+      for (let k = 0; k < 10; k++) lossesB.push((await first.trainStep(pb, sb, batch(k))).loss);
+      const files = tmp();
+      saveParams(path.join(files, 'params.safetensors'), await first.readParams(), { spec: mod.spec });
+      saveState(path.join(files, 'state.safetensors'), await first.readOptState(), { spec: mod.spec });
+      const pc = loadParams(path.join(files, 'params.safetensors'), { spec: mod.spec }) as Record<string, Float32Array>;
+      const sc = loadState(path.join(files, 'state.safetensors'), { spec: mod.spec });
+      expect(sc.step).toBe(10);
+      for (let k = 10; k < 20; k++) lossesB.push((await second.trainStep(pc, sc, batch(k))).loss);
+      expect(lossesB).toEqual(lossesA);
+      expect(bits(await second.readParams())).toEqual(bits(await straight.readParams()));
+    } finally {
+      for (const m of [straight, first, second]) m.destroy();
+    }
+  }, 120_000);
+});
