@@ -16,7 +16,7 @@ import { checkModel } from '../src/onnx/check.js';
 import { exportFile } from '../src/onnx/index.js';
 import { exportTorchFile } from '../src/torch/index.js';
 import type { Arrays } from './helpers.js';
-import { modelFile, randomArgs, relErr, run, tmp } from './helpers.js';
+import { modelFile, randomArgs, relErr, rng, run, tmp } from './helpers.js';
 
 ort.env.wasm.numThreads = 1;
 
@@ -348,4 +348,67 @@ describe('graphc check, export --onnx and export --torch of a forward-only model
     expect(Object.keys(got)).toEqual(['probs', 'logits']);
     for (const k of ['probs', 'logits']) expect(relErr(got[k]!, want[k] as Float32Array), k).toBeLessThan(1e-5);
   });
+});
+
+describe('sampling: a forward-only model takes the params a training model learned', () => {
+  // the training model and its sampler share the params' names and shapes; the sampler has no labels
+  const net = (name: string, batch: string | number, train: boolean) => `import { model } from 'graphc';
+export default model('${name}', (g) => {
+  const C = g.param('C', [6, 4], { scale: 0.5 });
+  const W1 = g.param('W1', [12, 16], { scale: 0.3 });
+  const W2 = g.param('W2', [16, 6], { scale: 0.3 });
+  const X = g.input('X', [${JSON.stringify(batch)}, 3], 'i32');
+  const logits = g.gather(C, X).reshape([${JSON.stringify(batch)}, 12]).matmul(W1).tanh().matmul(W2);
+  ${train ? `const Y = g.input('Y', [${JSON.stringify(batch)}], 'i32');\n  return { loss: g.crossEntropy(logits, Y), probs: g.softmax(logits) };` : 'return { probs: g.softmax(logits) };'}
+});
+`;
+
+  it('trains, then samples from the same params: the sampler\'s probabilities are the training model\'s', async () => {
+    const dir = tmp();
+    const trainFile = modelFile(net('lm', 32, true), 'lm.ts');
+    const sampleFile = modelFile(net('lm_sample', 'B', false), 'lm_sample.ts');
+    expect((await run(['build', trainFile, '--out', path.join(dir, 'lm'), '--target', 'ts', '--optimizer', 'adam', '--lr', '0.05'])).err).toBe('');
+    expect((await run(['build', sampleFile, '--out', path.join(dir, 'lm_sample'), '--target', 'ts'])).err).toBe('');
+    type Lm = Mod & { initOptState(p: Arrays): object; trainStep(p: Arrays, s: object, i: Arrays): { loss: number } };
+    const lm = (await import(pathToFileURL(path.join(dir, 'lm', 'lm.js')).href)) as Lm;
+    const sampler = (await import(pathToFileURL(path.join(dir, 'lm_sample', 'lm_sample.js')).href)) as Mod;
+    // the sequences 0 1 2 3 4 5 0 1 ...: the next token is the last one plus 1
+    const r = rng(5);
+    const data = () => {
+      const X = new Int32Array(96);
+      const Y = new Int32Array(32);
+      for (let i = 0; i < 32; i++) {
+        const s = Math.floor(r() * 6);
+        for (let j = 0; j < 3; j++) X[i * 3 + j] = (s + j) % 6;
+        Y[i] = (s + 3) % 6;
+      }
+      return { X, Y };
+    };
+    const params = lm.initParams(0);
+    const state = lm.initOptState(params);
+    const first = lm.trainStep(params, state, data()).loss;
+    let last = first;
+    for (let k = 0; k < 150; k++) last = lm.trainStep(params, state, data()).loss;
+    expect(last).toBeLessThan(first / 4);
+    // the same params, one context: the sampler's row is the training model's
+    const batch = data();
+    const want = lm.forward(params, batch).probs as Float32Array;
+    const got = sampler.forward(params, { X: batch.X.slice(0, 3) }).probs as Float32Array;
+    expect(relErr(got, want.subarray(0, 6))).toBeLessThan(1e-6);
+    // sample 8 tokens after the context 2 3 4, one at a time (B = 1), drawing from the probabilities
+    const draw = rng(9);
+    const ctx = Int32Array.of(2, 3, 4);
+    const out: number[] = [];
+    for (let t = 0; t < 8; t++) {
+      const p = sampler.forward(params, { X: ctx }).probs as Float32Array;
+      let u = draw();
+      let next = 0;
+      while (next < 5 && u >= p[next]!) u -= p[next++]!;
+      out.push(next);
+      ctx.set([ctx[1]!, ctx[2]!, next]);
+    }
+    // the rule it learned: mostly the last token plus 1
+    const follows = out.filter((x, i) => x === ((i === 0 ? 4 : out[i - 1]!) + 1) % 6).length;
+    expect(follows).toBeGreaterThanOrEqual(6);
+  }, 120_000);
 });
