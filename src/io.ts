@@ -369,6 +369,9 @@ export function loadState(file: string, opts: LoadStateOptions = {}): OptStateLi
   for (const [name, t] of Object.entries(tensors)) {
     if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${file}: '${name}' is I32, but an optimizer state holds F32 tensors`);
     const dot = name.indexOf('.');
+    const field = dot < 0 ? name : name.slice(0, dot);
+    if (typeof state[field] === 'number')
+      throw new CheckpointError(`${file}: the tensor '${name}' is under '${field}', which the optimizer state's __metadata__ holds as a number; a state written by saveState has no such tensor`);
     if (dot < 0) {
       state[name] = t.data;
       continue;

@@ -145,6 +145,12 @@ describe('loadState: wrong files, each a CheckpointError naming the file, with t
     expect(() => loadState(f)).toThrow(`${f}: the optimizer state's step must be a non-negative integer, got "2.5" in its __metadata__`);
   });
 
+  it('a tensor under the name of the step', () => {
+    const f = file('s.safetensors');
+    saveParams(f, { 'step.W1': new Float32Array(72) }, { metadata: { format: 'graphc optimizer state', step: '2' } });
+    expect(() => loadState(f)).toThrow(`${f}: the tensor 'step.W1' is under 'step', which the optimizer state's __metadata__ holds as a number; a state written by saveState has no such tensor`);
+  });
+
   it("a slot whose shape is not the param's, a param the model lacks, a param the state lacks", () => {
     const f = file('s.safetensors');
     saveState(f, { step: 1, exp_avg: { W1: new Float32Array(72), b1: new Float32Array(12) } }, { spec: { params: { W1: { dtype: 'f32', shape: [12, 6] }, b1: { dtype: 'f32', shape: [12] } } } });
