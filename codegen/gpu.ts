@@ -646,10 +646,13 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const fwdSeen = new Set<string>();
   const fwdResults = m.fwd.outputs.map((o) => `${key(o.name)}: ${result(m.fwd, o.value, fwdSeen)}`);
   const gradSeen = new Set<string>();
-  const lossName = valueName(m.fwd, m.fwd.outputs.find((o) => o.name === 'loss')!.value);
-  const gradResults = [lossName, ...m.bwd.outputs.map((o) => result(m.bwd, o.value, gradSeen))];
+  // a forward-only model (no loss) has the forward pipeline and no gradient pipeline
+  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss');
+  const withGrad = <T>(lines: readonly T[]): T[] => (lossOut ? [...lines] : []);
+  const lossName = lossOut ? valueName(m.fwd, lossOut.value) : '';
+  const gradResults = lossOut ? [lossName, ...m.bwd.outputs.map((o) => result(m.bwd, o.value, gradSeen))] : [];
   const nextOf = (b: (typeof modes.buffers)[number]) => m.fwd.outputs.find((o) => o.name === b.name)!.value;
-  gradResults.push(...modes.buffers.map((b) => result(m.fwd, nextOf(b), gradSeen)));
+  if (lossOut) gradResults.push(...modes.buffers.map((b) => result(m.fwd, nextOf(b), gradSeen)));
   const outs = outputs(m.fwd);
 
   const constData = new Map(consts.map((c) => [c.name, codeName(`${c.name}_data`)]));
@@ -693,12 +696,14 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...plan_(fwdSteps, m.fwd.outputs.map((o) => valueName(m.fwd, o.value))),
     `    return { ${fwdResults.join(', ')} };`,
     '  });',
-    '',
-    '  // the forward steps, then the backward steps in reverse order',
-    `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
-    ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value)), ...modes.buffers.map((b) => b.next)]),
-    `    return [${gradResults.join(', ')}];`,
-    '  });',
+    ...withGrad([
+      '',
+      '  // the forward steps, then the backward steps in reverse order',
+      `  const gradPlan = gpu.createPipeline(function (${argNames.map((a) => `${a}${t(': IPipelineHandle')}`).join(', ')}) {`,
+      ...plan_([...fwdSteps, ...bwdSteps], [lossName, ...m.bwd.outputs.map((o) => valueName(m.bwd, o.value)), ...modes.buffers.map((b) => b.next)]),
+      `    return [${gradResults.join(', ')}];`,
+      '  });',
+    ]),
     '',
     ...stagingDecls,
   ];
@@ -740,13 +745,15 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...saveBuffers((b) => `${member('r', b.name)}${t('!')}`),
     `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
     '    },',
-    `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
-    ...gradBody(plans),
-    ...finiteGrads,
-    `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
-      .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
-      .join(', ')} } };`,
-    '    },',
+    ...withGrad([
+      `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
+      ...gradBody(plans),
+      ...finiteGrads,
+      `      return { loss: r[0]${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
+        .map((p, k) => `${key(p.name)}: r[${k + 1}]${t('!')}`)
+        .join(', ')} } };`,
+      '    },',
+    ]),
     ...gpuTrainMethods(m, t, training, gradBody(plans), device),
     '    destroy() {',
     ...(device ? ['      freeDevice();'] : []),
@@ -792,7 +799,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   };
   const staticCreate = () => [
     '/**',
-    ' * Compiles every kernel and both pipelines (running each once on zeros), on the backend',
+    ` * Compiles every kernel and ${lossOut ? 'both pipelines (running each' : 'the forward pipeline (running it'} once on zeros), on the backend`,
     " * `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm' or 'webgpu'.",
     ' */',
     `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
@@ -809,12 +816,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `  for (const k of Object.keys(zeros)) zeros[k${t(' as keyof Params')}].fill(0);`,
     `  const zeroInputs = { ${iinfo.map((i) => `${key(i.key)}: new ${m.fwd.byName(i.name)?.type.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}(${i.n})`).join(', ')} }${t(' as Inputs')};`,
     ...(stateful ? [`  const warm${t(': Options')} = { ${modes.buffers.length ? 'buffers: initBuffers()' : ''} };`] : []),
-    `  await gradPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
+    ...withGrad([`  await gradPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`]),
     `  await forwardPlan(...args(zeros, zeroInputs${stateful ? ', warm' : ''}));`,
     ...gpuTrainState(m, t),
     ...deviceLines(),
     '  return {',
-    '    mode: gradPlan.backend ?? mode,',
+    `    mode: ${lossOut ? 'gradPlan' : 'forwardPlan'}.backend ?? mode,`,
     ...methods(),
     '  };',
     '}',
@@ -823,7 +830,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '/**',
     " * Sets the backend up that `options.mode` asks for: 'gpu' (the best available), 'cpu', 'webasm'",
     " * or 'webgpu'. The kernels take the sizes of the symbolic dimensions as constants: a call compiles",
-    ' * them and both pipelines for its sizes the first time it brings them, and reuses them after.',
+    ` * them and ${lossOut ? 'both pipelines' : 'the forward pipeline'} for its sizes the first time it brings them, and reuses them after.`,
     ' */',
     `export async function create(options${t(': { mode?: Mode }')} = {})${t(': Promise<Model>')} {`,
     ...setup,
@@ -835,7 +842,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...stage,
     `    return [${argExprs.join(', ')}];`,
     '  };',
-    `  return { ${syms.join(', ')}, forwardPlan, gradPlan, args };`,
+    `  return { ${syms.join(', ')}, forwardPlan, ${lossOut ? 'gradPlan, ' : ''}args };`,
     '  };',
     '  // every set of sizes seen, and the one of the last call',
     `  const built = new Map${t('<string, ReturnType<typeof build>>')}();`,
@@ -853,7 +860,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...gpuTrainState(m, t),
     '  return {',
     `    get mode() {`,
-    '      return current?.gradPlan.backend ?? mode;',
+    `      return current?.${lossOut ? 'gradPlan' : 'forwardPlan'}.backend ?? mode;`,
     '    },',
     ...methods('prepare(params, inputs)'),
     '  };',
@@ -876,7 +883,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
           '  /** the gpu.js backend that runs the kernels */',
           '  readonly mode: string;',
           '  forward(params: Params, inputs: Inputs, options?: Options): Promise<Outputs>;',
-          '  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;',
+          ...withGrad(['  valueAndGrad(params: Params, inputs: Inputs, options?: Options): Promise<{ loss: number; grads: Grads }>;']),
           ...gpuTrainInterface(m),
           '  destroy(): void;',
           '}',

@@ -11,6 +11,7 @@ import { formatType, numel } from '../ir/types.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { printInst } from '../ir/print.js';
 import { formula } from './formula.js';
+import { isForwardOnly } from '../ir/autodiff.js';
 import { isBufferOutput, modeTypes, specBuffers } from './modes.js';
 import type { OptimizerSpec } from './optim.js';
 
@@ -200,7 +201,8 @@ export function typeDecls(m: ModuleInfo): string[] {
     ...iface('Params', params(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Inputs', inputs(m.fwd), (e) => arrayType(e.dtype)),
     ...iface('Outputs', outputs(m.fwd), (e) => (e.shape.length === 0 ? 'number' : arrayType(e.dtype))),
-    ...iface('Grads', gradEntries(m), (e) => arrayType(e.dtype)),
+    // a forward-only model (no loss) has no gradients
+    ...(isForwardOnly(m.fwd) ? [] : iface('Grads', gradEntries(m), (e) => arrayType(e.dtype))),
     ...modeTypes(m),
   ];
 }

@@ -54,9 +54,11 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   for (const o of m.fwd.outputs) fwd.arrOf(m.fwd, o.value);
   const bwd = new Emitter(m, plan, codeName, kernels, t, false, backend);
   const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
-  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss')!;
+  // a forward-only model (no loss) has forward and no valueAndGrad
+  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss');
   const lossSlot = codeName('lossSlot');
-  const lossName = valueName(m.fwd, lossOut.value);
+  const lossName = lossOut ? valueName(m.fwd, lossOut.value) : '';
+  const withGrad = <T>(lines: readonly T[]): T[] => (lossOut ? [...lines] : []);
 
   // gradients need arrays of their own: a gradient that is a forward value, a constant or
   // shared with another param is copied into a fresh array
@@ -175,7 +177,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
     ...(typed ? typeDecls(m) : []),
     '',
     `// Memory plan: ${plan.buffers.length} arrays, ${syms.length ? bytesText : kib(staticBytes)}, shared by values whose lifetimes do not overlap`,
-    `// (see ${m.name}.grad.ir). Values that live only inside one loop nest are locals.`,
+    `// (see ${m.name}${lossOut ? '.grad' : ''}.ir). Values that live only inside one loop nest are locals.`,
   ];
   /** The header, the arena (declared by `arena`), params' initialisation and the argument checks. */
   const preamble = (arena: string[]) => [...common, ...arena, ...extraDecls, '', ...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t), ...optionsDecl(m, t), ''];
@@ -191,7 +193,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         ...checkFiniteDecl(m, t),
         ...outputsDecl,
         '',
-        ...resultDecl,
+        ...withGrad(resultDecl),
         '',
         '/**',
         ' * The steps for the sizes of one call. The arena and the sizes are constants of these closures,',
@@ -203,9 +205,9 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '',
         ...forwardFn,
         '',
-        ...backwardFn,
+        ...withGrad(backwardFn),
         '',
-        '  return { stage, forwardPass, backwardPass };',
+        `  return { stage, forwardPass${lossOut ? ', backwardPass' : ''} };`,
         '}',
         '',
         `let current${t(': ReturnType<typeof steps> | undefined')};`,
@@ -227,16 +229,18 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return outputsObj;',
         '}',
         '',
-        '/** The loss and the gradient of the loss with respect to every param. */',
-        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
-        ...checkOptionsCall(true),
-        '  const s = prepare(params, inputs);',
-        ...state.set,
-        '  s.forwardPass();',
-        ...state.save,
-        '  s.backwardPass();',
-        '  return result;',
-        '}',
+        ...withGrad([
+          '/** The loss and the gradient of the loss with respect to every param. */',
+          `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
+          ...checkOptionsCall(true),
+          '  const s = prepare(params, inputs);',
+          ...state.set,
+          '  s.forwardPass();',
+          ...state.save,
+          '  s.backwardPass();',
+          '  return result;',
+          '}',
+        ]),
         ...updateDecl(m, t),
         ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]
@@ -270,22 +274,24 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         '  return outputsObj;',
         '}',
         '',
-        ...resultDecl,
-        '',
-        '/** The loss and the gradient of the loss with respect to every param. */',
-        `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
-        '  checkArgs(params, inputs);',
-        ...checkOptionsCall(true),
-        '  stage(params, inputs);',
-        ...state.set,
-        '  forwardPass();',
-        ...state.save,
-        ...destructure(bwd.used),
-        ...bwdCode,
-        ...gradCopies,
-        `  ${lossSlot}[0] = buf.${lossName}[0];`,
-        '  return result;',
-        '}',
+        ...withGrad([
+          ...resultDecl,
+          '',
+          '/** The loss and the gradient of the loss with respect to every param. */',
+          `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
+          '  checkArgs(params, inputs);',
+          ...checkOptionsCall(true),
+          '  stage(params, inputs);',
+          ...state.set,
+          '  forwardPass();',
+          ...state.save,
+          ...destructure(bwd.used),
+          ...bwdCode,
+          ...gradCopies,
+          `  ${lossSlot}[0] = buf.${lossName}[0];`,
+          '  return result;',
+          '}',
+        ]),
         ...updateDecl(m, t),
         ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
       ]);

@@ -43,6 +43,14 @@ function gradArgs(inst: Inst): readonly ValueId[] {
   return inst.op === 'custom_grad' ? inst.args.slice(1, 1 + inst.attrs.inputs) : inst.args;
 }
 
+/**
+ * Whether g is a forward-only model: one that returns outputs but none named `loss` (inference,
+ * sampling). Its module has forward and no gradient; its backward graph has no instructions.
+ */
+export function isForwardOnly(g: Graph): boolean {
+  return g.outputs.length > 0 && !g.outputs.some((o) => o.name === LOSS);
+}
+
 export function lossValue(g: Graph): ValueId {
   const out = g.outputs.find((o) => o.name === LOSS);
   if (!out)
@@ -163,9 +171,11 @@ export function backprop(g: Graph, y: ValueId, wrt: readonly ValueId[], seed: Va
  */
 export function reverseMode(g: Graph, gradOf?: Map<ValueId, ValueId>): Graph {
   g.freezeNames();
-  const loss = lossValue(g);
   const names = new Names(g.insts.map((i) => g.value(i.result).name));
   const gb = new Graph(g.name, 'backward', names);
+  // a forward-only model (no loss): nothing to differentiate, a backward graph with no outputs
+  if (isForwardOnly(g)) return gb;
+  const loss = lossValue(g);
   const b = new Builder(gb);
 
   // Forward values are read into the backward graph once, under their forward names; constants

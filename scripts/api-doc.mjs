@@ -18,8 +18,8 @@ import { createTwoFilesPatch } from 'diff';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(root, 'docs/api.md');
 const ENTRIES = [
-  { file: 'src/index.ts', title: "The DSL: `import { model } from 'graphc'`", intro: 'What a model file imports. `model(name, fn)` is its default export; `fn` gets a `GraphBuilder` `g` and returns the loss (or `{ loss, ...outputs }`).' },
-  { file: 'src/io.ts', title: "Checkpoints: `import { saveParams, loadParams } from 'graphc/io'`", intro: 'safetensors files keyed by the DSL names ([interop.md](interop.md)).' },
+  { file: 'src/index.ts', title: "The DSL: `import { model } from 'graphc'`", intro: 'What a model file imports. `model(name, fn)` is its default export; `fn` gets a `GraphBuilder` `g` and returns the loss (or `{ loss, ...outputs }`; outputs without a loss build a forward-only module).' },
+  { file: 'src/io.ts', title: "Checkpoints: `import { saveParams, loadParams, saveState, loadState } from 'graphc/io'`", intro: 'safetensors files keyed by the DSL names ([interop.md](interop.md)), and optimizer states ([training.md](training.md)).' },
   {
     file: 'generated/makemore_running/makemore_running.ts',
     build: ['build', 'examples/makemore_running.ts', '--target', 'ts', '--optimizer', 'sgd'],

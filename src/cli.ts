@@ -313,7 +313,8 @@ const inspectVerbs: Record<string, Verb> = {
     summary:
       "Checks the generated module's gradient of every param against central finite differences\n" +
       'in float64 (the model compiled over Float64Array arrays), at random coordinates; prints a\n' +
-      'table and exits 1 when a param fails (a progress line on stderr when it is a terminal).\n' +
+      'table and exits 1 when a param fails (a progress line on stderr when it is a terminal). A model\n' +
+      'that returns no loss has no gradient: its outputs are checked against the float64 interpreter.\n' +
       '--params and --inputs take values from a .safetensors file or a JSON file of flat row-major\n' +
       'arrays ({"W1": [0.1, ...]}); names not in the file keep initParams(seed)\'s values and the\n' +
       'random inputs.',

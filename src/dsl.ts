@@ -54,7 +54,7 @@ export interface LayerNormOptions {
   eps?: number;
 }
 
-/** What a model function returns: the scalar f32 loss, or an object of named outputs holding `loss`. */
+/** What a model function returns: the scalar f32 loss, or an object of named outputs holding `loss` (without one: a forward-only model, no gradient). */
 export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
 /** The body of a model: traced once by `graphc build`, with `g` to declare inputs and params and call ops. */
 export type ModelFn = (g: GraphBuilder) => ModelOutputs;

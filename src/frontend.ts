@@ -1,7 +1,7 @@
 // Traces a loaded model into a forward graph and checks what only the whole model can tell:
 // the outputs, the loss, params that never reach the loss.
 
-import { activeInsts, lossValue, LOSS } from '../ir/autodiff.js';
+import { activeInsts, isForwardOnly, lossValue, LOSS } from '../ir/autodiff.js';
 import { CompileError } from '../ir/errors.js';
 import type { Graph } from '../ir/graph.js';
 import { dimBindings } from '../ir/dims.js';
@@ -25,7 +25,8 @@ export interface Traced {
   readonly scopes?: ReadonlyMap<number, Scope>;
 }
 
-function modelLoc(m: LoadedModel): Loc {
+/** Where the model file default-exports model(...): the location of errors about the whole model. */
+export function modelLoc(m: LoadedModel): Loc {
   const file = m.file.split(/[\\/]/).pop()!;
   const at = defaultExportAt(m.file, m.sourceOf(file) ?? '');
   return { file, line: at.line, col: at.col };
@@ -124,17 +125,29 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
       );
     g.outputs.push(u);
   }
-  try {
-    lossValue(g);
-  } catch (e) {
-    if (e instanceof CompileError) e.withLoc(modelLoc(m));
-    throw e;
-  }
+  // no output named loss: a forward-only model (forward, no gradient), else the loss is checked
+  const forwardOnly = isForwardOnly(g);
+  if (forwardOnly) checkForwardOnly(g, outputs.map(([key]) => key));
+  else
+    try {
+      lossValue(g);
+    } catch (e) {
+      if (e instanceof CompileError) e.withLoc(modelLoc(m));
+      throw e;
+    }
   g.numberTemps();
   checkBindable(g);
   checkSizes(g);
 
   const warnings: CompileError[] = [];
+  if (forwardOnly) {
+    // a forward-only model: a param that no output reads changes nothing
+    const read = readBy(g, g.outputs.map((o) => o.value));
+    for (const inst of g.insts)
+      if (inst.op === 'param' && !read.has(inst.result))
+        warnings.push(new CompileError(`param '${inst.attrs.name}' reaches no output of the model; it changes nothing`, 'use it on the way to an output, or remove it', inst.loc, 'warning'));
+    return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
+  }
   const active = activeInsts(g);
   const read = readByLoss(g);
   for (const inst of g.insts)
@@ -157,6 +170,17 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   return { graph: g, declared: tracer.declared, warnings, ...(tracer.scopes ? { scopes: tracer.scopeOf } : {}) };
 }
 
+/** A forward-only model has no loss to differentiate: an input declared { grad: true } cannot get a gradient. */
+function checkForwardOnly(g: Graph, outputs: readonly string[]): void {
+  for (const inst of g.insts)
+    if (inst.op === 'input' && inst.attrs.grad === true)
+      throw new CompileError(
+        `input '${inst.attrs.name}' is declared { grad: true }, but the model returns no loss (its outputs: ${outputs.join(', ')}): a forward-only model has no gradient`,
+        "return the scalar loss as { loss, ... } to get the input's gradient from valueAndGrad, or drop { grad: true }",
+        inst.loc,
+      );
+}
+
 /** What a model function returned instead of tensors, for the message. */
 function returnedText(v: unknown): string {
   if (v === undefined) return 'undefined (no return statement?)';
@@ -169,7 +193,12 @@ function returnedText(v: unknown): string {
 
 /** The values the loss is computed from, gradient or not. */
 function readByLoss(g: Graph): Set<ValueId> {
-  const read = new Set<ValueId>([lossValue(g)]);
+  return readBy(g, [lossValue(g)]);
+}
+
+/** The values that `outs` are computed from, gradient or not. */
+function readBy(g: Graph, outs: readonly ValueId[]): Set<ValueId> {
+  const read = new Set<ValueId>(outs);
   for (let i = g.insts.length - 1; i >= 0; i--) {
     const inst = g.insts[i]!;
     if (read.has(inst.result)) for (const a of inst.args) read.add(a);

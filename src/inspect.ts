@@ -2,7 +2,11 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { reverseMode } from '../ir/autodiff.js';
+import { isForwardOnly, reverseMode } from '../ir/autodiff.js';
+import { forwardCheck } from './checkforward.js';
+import { modelLoc } from './frontend.js';
+import { CompileError } from '../ir/errors.js';
+import type { LoadedModel } from './loader.js';
 import { diffGraphs } from '../ir/diff.js';
 import type { Graph } from '../ir/graph.js';
 import { interpret } from '../ir/interp.js';
@@ -47,14 +51,15 @@ export async function stages(file: string): Promise<{ forward: string[]; backwar
 export async function irText(file: string, opts: { grad?: boolean; after?: string } = {}): Promise<string> {
   const kind = opts.grad ? 'backward' : 'forward';
   if (!opts.after) {
-    const { fwd, bwd, plan } = compileGraphs(file);
+    const { model, fwd, bwd, plan } = compileGraphs(file);
+    if (opts.grad) noBackward(model, fwd);
     const g = opts.grad ? bwd : fwd;
     return printGraph(g, { preamble: describePlan(plan, g) });
   }
   const want = opts.after;
   let text: string | undefined;
   const seen = new Map<string, number>();
-  compileGraphs(file, {
+  const { model, fwd } = compileGraphs(file, {
     afterPass: (k, pass, g) => {
       if (k !== kind) return;
       const n = (seen.get(pass) ?? 0) + 1;
@@ -62,8 +67,20 @@ export async function irText(file: string, opts: { grad?: boolean; after?: strin
       if (want === pass ? n === 1 : want === `${pass}#${n}`) text = printGraph(g);
     },
   });
+  if (opts.grad) noBackward(model, fwd);
   if (text === undefined) throw new UsageError(`graphc ir: no stage '${want}' in the ${kind} pipeline; the stages are: ${(await stages(file))[kind].join(', ')}`);
   return text;
+}
+
+/** `graphc ir --grad` of a forward-only model (no loss): it has no backward graph to print. */
+function noBackward(model: LoadedModel, fwd: Graph): void {
+  if (!isForwardOnly(fwd)) return;
+  const outs = fwd.outputs.filter((o) => !fwd.insts.some((i) => i.op === 'buffer' && i.attrs.name === o.name)).map((o) => o.name);
+  throw new CompileError(
+    `--grad: the model returns no loss (its outputs: ${outs.join(', ')}), so it is forward-only and has no backward graph`,
+    `graphc ir without --grad prints its forward graph; return the scalar loss too, e.g. { loss, ${outs[0]} }, to differentiate it`,
+    modelLoc(model),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,6 +227,18 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const sizes = dimSizes(c.fwd, { ...bindDims(c.fwd, opts.inputs), ...opts.dims });
   const dims = Object.fromEntries(sizes);
   const inputs = withValues(c.fwd, 'input', randomInputs(c.fwd, seed + 1, sizes), opts.inputs, dims);
+  // a forward-only model (no loss): its outputs against the float64 interpreter
+  if (isForwardOnly(c.fwd))
+    return forwardCheck(c.fwd, mod, {
+      params,
+      inputs,
+      seed,
+      tolerance,
+      notes: [
+        ...(opts.params || opts.inputs ? [`(${[opts.params && `params from ${opts.params.file}`, opts.inputs && `inputs from ${opts.inputs.file}`].filter(Boolean).join(', ')}; the others from seed ${seed})`] : []),
+        ...(sizes.size ? [`(${dimNote(sizes, opts.dims ?? {})})`] : []),
+      ],
+    });
   // a training call: the dropout masks of this seed, held fixed while the finite differences are
   // taken (the interpreter and the float64 module draw the same masks from the same seed), and
   // batch statistics

@@ -222,12 +222,16 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'the file'): { tenso
   return { tensors, metadata };
 }
 
-/** Writes tensors to a safetensors file (through a temporary file renamed into place). */
-export function saveParams(file: string, tensors: Readonly<Record<string, TensorData | ShapedTensor>>, opts: SaveOptions = {}): void {
-  const bytes = encodeSafetensors(tensors, opts);
+/** Writes bytes through a temporary file beside `file`, renamed into place (a reader never sees half a file). */
+function writeAtomically(file: string, bytes: Uint8Array): void {
   const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.tmp-${process.pid}`);
   writeFileSync(tmp, bytes);
   renameSync(tmp, file);
+}
+
+/** Writes tensors to a safetensors file (through a temporary file renamed into place). */
+export function saveParams(file: string, tensors: Readonly<Record<string, TensorData | ShapedTensor>>, opts: SaveOptions = {}): void {
+  writeAtomically(file, encodeSafetensors(tensors, opts));
 }
 
 /** Reads a safetensors file: each tensor's values by name, checked against `opts.spec` when given. */
@@ -272,4 +276,130 @@ export function checkParams(tensors: Readonly<Record<string, TensorData | Shaped
     const sameShape = shape ? shape.length === p.shape.length && shape.every((d, i) => d === p.shape[i]) : data.length === numelOf(p.shape as number[]);
     if (!sameShape) throw new CheckpointError(`${where}: ${what} '${name}' is ${dtype}[${shape ? shape.join(',') : data.length}] in the file, but the model's is ${want}`);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer states
+
+/**
+ * An optimizer state as `initOptState` makes it and `trainStep` updates it: the step (the number of
+ * updates taken) and, per slot (torch.optim's names: `exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...),
+ * one Float32Array per param.
+ */
+export interface OptStateLike {
+  /** The number of updates taken (trainStep's next step is step + 1). */
+  step: number;
+  /** Each slot's arrays by param name (`exp_avg: { W1, b1 }`), or a number the state keeps. */
+  [slot: string]: number | Record<string, Float32Array> | Float32Array;
+}
+
+/** What `saveState` writes in the `__metadata__`, so that `loadState` knows its file. */
+const STATE_FORMAT = 'graphc optimizer state';
+
+/** Options of `saveState`. */
+export interface SaveStateOptions {
+  /** The model's spec: each slot's tensors get their param's shape (default: 1-D). */
+  readonly spec?: SpecLike;
+}
+
+/** Options of `loadState`. */
+export interface LoadStateOptions {
+  /** Checks the state against a module's spec: every slot holds every param, with its shape, and nothing else. */
+  readonly spec?: SpecLike;
+}
+
+/**
+ * Writes an optimizer state to a safetensors file (through a temporary file renamed into place):
+ * each slot's array of each param as the tensor `<slot>.<param>` (`exp_avg.W1`), F32, and the step
+ * (and any other number the state holds) in the `__metadata__`, as exact decimal text.
+ */
+export function saveState(file: string, state: OptStateLike, opts: SaveStateOptions = {}): void {
+  if (typeof state !== 'object' || state === null) throw new CheckpointError(`saveState: the optimizer state must be an object from initOptState(params), got ${preview(state)}`);
+  if (!Number.isSafeInteger(state.step) || state.step < 0)
+    throw new CheckpointError(`saveState: state.step must be a non-negative integer (the number of updates taken), got ${typeof state.step === 'number' ? state.step : preview(state.step)}`);
+  const metadata = Object.assign(record<string>(), { format: STATE_FORMAT });
+  const tensors = record<ShapedTensor>();
+  for (const [field, v] of Object.entries(state)) {
+    if (typeof v === 'number') {
+      if (field === 'format') throw new CheckpointError("saveState: the state's field 'format' is reserved (it marks the file as an optimizer state); rename it");
+      metadata[field] = String(v);
+    } else if (v instanceof Float32Array) tensors[field] = { data: v, shape: [v.length] };
+    else if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) && !Array.isArray(v)) {
+      for (const [param, a] of Object.entries(v)) {
+        if (!(a instanceof Float32Array)) throw new CheckpointError(`saveState: state.${field}['${param}'] must be a Float32Array, got ${a === undefined || a === null ? String(a) : (a as object).constructor?.name ?? typeof a}`);
+        const shape = own(opts.spec?.params, param)?.shape;
+        tensors[`${field}.${param}`] = { data: a, shape: shape && shape.every((d) => typeof d === 'number') && numelOf(shape as number[]) === a.length ? (shape as number[]) : [a.length] };
+      }
+    } else throw new CheckpointError(`saveState: state.${field} must be a number or an object of Float32Arrays (one per param), got ${preview(v)}`);
+  }
+  writeAtomically(file, encodeSafetensors(tensors, { metadata }));
+}
+
+/**
+ * Reads an optimizer state that `saveState` wrote: a fresh state (`step` and each slot's arrays by
+ * param) that `trainStep` continues from; with `spec`, checked against the model's params.
+ */
+export function loadState(file: string, opts: LoadStateOptions = {}): OptStateLike {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new CheckpointError(`${file}: cannot read the optimizer state: ${err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a folder' : err.message}`);
+  }
+  const { tensors, metadata } = decodeSafetensors(bytes, file);
+  if (own(metadata, 'format') !== STATE_FORMAT) {
+    const names = Object.keys(tensors);
+    const shown = names.slice(0, 4).map((n) => `'${n}'`).join(', ') + (names.length > 4 ? ', …' : '');
+    throw new CheckpointError(
+      `${file}: not an optimizer state (saveState writes "format": "${STATE_FORMAT}" in the __metadata__, which this file lacks)${names.length ? `; it holds ${shown}` : ''}: a checkpoint of params is read with loadParams(file)`,
+    );
+  }
+  const stepText = own(metadata, 'step');
+  if (stepText === undefined) throw new CheckpointError(`${file}: the optimizer state has no step (the "step" of its __metadata__, the number of updates taken); write it with saveState(file, state)`);
+  if (!/^(0|[1-9][0-9]*)$/.test(stepText) || !Number.isSafeInteger(Number(stepText)))
+    throw new CheckpointError(`${file}: the optimizer state's step must be a non-negative integer, got ${JSON.stringify(stepText)} in its __metadata__`);
+  const state = { step: Number(stepText) } as OptStateLike;
+  for (const [field, text] of Object.entries(metadata)) {
+    if (field === 'format' || field === 'step') continue;
+    const v = Number(text);
+    if (text.trim() === '' || String(v) !== text) throw new CheckpointError(`${file}: the optimizer state's '${field}' must be a number, got ${JSON.stringify(text)} in its __metadata__`);
+    state[field] = v;
+  }
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${file}: '${name}' is I32, but an optimizer state holds F32 tensors`);
+    const dot = name.indexOf('.');
+    const field = dot < 0 ? name : name.slice(0, dot);
+    if (typeof state[field] === 'number')
+      throw new CheckpointError(`${file}: the tensor '${name}' is under '${field}', which the optimizer state's __metadata__ holds as a number; a state written by saveState has no such tensor`);
+    if (dot < 0) {
+      state[name] = t.data;
+      continue;
+    }
+    const [slot, param] = [name.slice(0, dot), name.slice(dot + 1)];
+    if (typeof state[slot] !== 'object') state[slot] = record<Float32Array>();
+    (state[slot] as Record<string, Float32Array>)[param] = t.data;
+    if (opts.spec) checkSlotTensor(file, opts.spec, slot, param, t);
+  }
+  if (opts.spec)
+    for (const [slot, v] of Object.entries(state)) {
+      if (typeof v !== 'object' || v instanceof Float32Array) continue;
+      const missing = Object.keys(opts.spec.params).filter((p) => !has(v, p));
+      if (missing.length)
+        throw new CheckpointError(`${file}: the optimizer state's ${slot} has no value for the param${missing.length > 1 ? 's' : ''} ${missing.map((p) => `'${p}'`).join(', ')}${opts.spec.name ? ` of ${opts.spec.name}` : ''}; load a state saved from this model`);
+    }
+  return state;
+}
+
+/** One slot's tensor of one param, against the model's param. */
+function checkSlotTensor(file: string, spec: SpecLike, slot: string, param: string, t: ShapedTensor): void {
+  const model = spec.name ? ` of ${spec.name}` : '';
+  const p = own(spec.params, param);
+  if (!p) throw new CheckpointError(`${file}: the optimizer state's '${slot}.${param}': '${param}' is not a param${model} (its params: ${Object.keys(spec.params).join(', ')}); load a state saved from this model`);
+  const want = p.shape as readonly (number | string)[];
+  const same = t.shape.length === want.length && t.shape.every((d, i) => d === want[i]);
+  // a state saved without a spec holds 1-D tensors: their length must be the param's size
+  const flat = t.shape.length === 1 && want.every((d) => typeof d === 'number') && t.shape[0] === numelOf(want as number[]);
+  if (!same && !flat)
+    throw new CheckpointError(`${file}: the optimizer state's '${slot}.${param}' is f32[${t.shape.join(',')}], but the param '${param}'${model} is ${p.dtype}[${want.join(',')}]; load a state saved from this model`);
 }

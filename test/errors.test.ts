@@ -71,11 +71,6 @@ const CASES: Record<string, string> = {
     |            ^^^^^^
   fix: declare the index input with dtype 'i32', e.g. g.input('Yb', [32], 'i32')
 `,
-  'no-loss': `test/fixtures/errors/no-loss.ts:2:1: error: the model has no output named 'loss' (its outputs: total)
-  2 | export default model('bad', (g) => {
-    | ^^^^^^
-  fix: return { loss, ... } or return the scalar loss tensor itself
-`,
   'empty-name': `test/fixtures/errors/empty-name.ts:3:15: error: param: the name must be a non-empty string, got ""
   3 |   const x = g.param('', [4]);
     |               ^^^^^

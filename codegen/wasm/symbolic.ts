@@ -28,6 +28,7 @@ import type { ModuleInfo } from '../module.js';
 import { commentText } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
+import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
 import { accSlot, decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
 import { isPool } from './pool.js';
@@ -432,9 +433,10 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   if (arenaAt < 0 || layoutAt < arenaAt) throw new Error('internal: the symbolic flat module has no arena() and layout()');
   lines.splice(layoutAt + 1, 0, '  relayout(); // the memory, its arrays and the kernels for these sizes');
   // the gradients are arrays of the arena, which every layout views anew: read through getters
+  // (a forward-only model, no loss, has no result and no gradients)
   const resultAt = lines.findIndex((l) => /^const result\b.*grads: \{ .* \} \};$/.test(l));
-  if (resultAt < 0) throw new Error('internal: the symbolic flat module has no result');
-  lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
+  if (resultAt < 0 && !isForwardOnly(m.fwd)) throw new Error('internal: the symbolic flat module has no result');
+  if (resultAt >= 0) lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
     const entries = list.split(', ').map((e) => {
       const [, k, v] = /^(.+?): (.+)$/.exec(e)!;
       return v!.startsWith('buf.') ? `get ${k}() { return ${v}; }` : e;
