@@ -70,11 +70,20 @@ function clampedLog(b: Builder, v: ValueId): ValueId {
   return b.select(pos, b.maximum(b.log(b.select(pos, v, 1)), -100), -100);
 }
 
-/** F.binary_cross_entropy: −w·(t·log p + (1 − t)·log(1 − p)), each log clamped at −100. */
+/**
+ * F.binary_cross_entropy: −w·(t·log p + (1 − t)·log(1 − p)), each log clamped at −100. The
+ * gradient is torch's own: d/dp = w·(p − t) / max(p·(1 − p), 1e-12) (not the derivative of the
+ * clamped logs), added as p·G − stop(p·G), which is exactly 0 in value; d/dt = w·(log(1 − p) − log p).
+ */
 export function binaryCrossEntropy(b: Builder, p: ValueId, t: ValueId, weight: ValueId | undefined, reduction: Reduction): ValueId {
   pair('binaryCrossEntropy', b, p, t, ['probs', 'targets']);
-  const l = b.neg(b.add(b.mul(t, clampedLog(b, p)), b.mul(b.sub(1, t), clampedLog(b, b.sub(1, p)))));
-  return reduce(b, weighted('binaryCrossEntropy', b, l, weight, 'weight'), reduction);
+  const ps = b.stopGradient(p);
+  const l = b.neg(b.add(b.mul(t, clampedLog(b, ps)), b.mul(b.sub(1, t), clampedLog(b, b.sub(1, ps)))));
+  const wl = weighted('binaryCrossEntropy', b, l, weight, 'weight');
+  let grad = b.div(b.sub(ps, b.stopGradient(t)), b.maximum(b.mul(ps, b.sub(1, ps)), 1e-12));
+  if (weight !== undefined) grad = b.mul(grad, b.stopGradient(weight));
+  const pg = b.mul(p, b.stopGradient(grad));
+  return reduce(b, b.add(wl, b.sub(pg, b.stopGradient(pg))), reduction);
 }
 
 /** F.binary_cross_entropy_with_logits: (1 − t)·x + (1 + (pw − 1)·t)·softplus(−x), times the weight. */
