@@ -170,13 +170,15 @@ function hint(b: Builder, v: ValueId, name: string): ValueId {
   return v;
 }
 
+const what = (op: string) => (op === 'nllLoss' ? 'log-probabilities' : 'logits');
+
 function targetsError(op: string, b: Builder, lt: TensorType, tt: TensorType, axis: number, positions: Dim[]): CompileError {
   const rank = lt.shape.length;
   const other = rank > 2 && axis === rank - 1 && sameShape(tt.shape, [lt.shape[0]!, ...lt.shape.slice(2)]);
   if (tt.dtype === 'i32' && other)
     return new CompileError(
-      `${op}: logits ${formatType(lt)} with targets ${formatType(tt)} are in PyTorch's layout, the classes on axis 1 (F.cross_entropy's [N, C, ...]); graphc's ${op} takes the classes on the last axis by default`,
-      `pass { axis: 1 } to read the classes from axis 1 as torch does, or move the class axis last: g.${op}(x.transpose(${fmtShape([0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1])}), targets)`,
+      `${op}: ${what(op)} ${formatType(lt)} with targets ${formatType(tt)} are in PyTorch's layout, the classes on axis 1 (F.cross_entropy's [N, C, ...]); graphc's ${op} takes the classes on the last axis by default`,
+      `pass { axis: 1 } to read the classes from axis 1 as torch does, or move the class axis last: g.${op}(${op === 'nllLoss' ? 'logProbs' : 'logits'}.transpose(${fmtShape([0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1])}), targets)`,
     ).withLoc(b.loc);
   return new CompileError(
     `${op}: targets must be i32${fmtShape(positions)} class indices, one per position of ${formatType(lt)} (classes on axis ${axis}), got ${formatType(tt)}`,

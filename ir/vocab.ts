@@ -151,7 +151,7 @@ export function variance(b: Builder, x: ValueId, axes: number[], correction: num
   const n = numelSize(spanned);
   if (isStatic(n) && n.coef - correction <= 0)
     throw new CompileError(
-      `${op}: ${n.coef} element${n.coef === 1 ? '' : 's'} over axes ${fmtShape(axes)} of ${formatType(t)} with correction ${correction} divide by ${n.coef - correction}`,
+      `${op}: axes ${fmtShape(axes)} of ${formatType(t)} hold ${n.coef} element${n.coef === 1 ? '' : 's'} per result; with correction ${correction} the variance divides by ${n.coef - correction}`,
       `reduce over more elements, or pass { correction: 0 } for the population variance`,
     ).withLoc(b.loc);
   const diff = b.sub(x, mean(b, x, axes, true));
