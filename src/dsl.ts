@@ -11,7 +11,7 @@ import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions }
 import { CompileError } from '../ir/errors.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
-import { Graph, sanitizeName } from '../ir/graph.js';
+import { Graph } from '../ir/graph.js';
 import type { Init } from '../ir/ops.js';
 import type { FanInit } from '../ir/init.js';
 import { FAN_INITS } from '../ir/init.js';
@@ -21,8 +21,9 @@ import { formatLoc, formatType } from '../ir/types.js';
 
 export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
-export type { ClassLossOptions, ReductionOptions } from './vocab.js';
-import type { ClassLossOptions, ReductionOptions } from './vocab.js';
+export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
@@ -60,46 +61,6 @@ export interface BatchNormOptions {
   momentum?: number;
   /** The buffers' prefix (default: the name of the `const` the result is assigned to). */
   name?: string;
-}
-
-/** Options of `var` and `std`. */
-export interface VarianceOptions {
-  /** Subtracted from the count in the denominator: 1 (default, Bessel's correction), 0 for the population variance. */
-  correction?: number;
-  /** Keep the reduced axes as size 1. */
-  keepDims?: boolean;
-}
-
-/** Options of `g.normalize` (`F.normalize`). */
-export interface NormalizeOptions {
-  /** The norm's exponent (default 2; Infinity: the largest |x|). */
-  p?: number;
-  /** The axis normalised (default −1). */
-  axis?: number;
-  /** The smallest norm divided by (default 1e-12). */
-  eps?: number;
-}
-
-/** Options of `g.cosineSimilarity` (`F.cosine_similarity`). */
-export interface CosineSimilarityOptions {
-  /** The axis of the vectors (default −1). */
-  axis?: number;
-  /** The smallest norm divided by (default 1e-8). */
-  eps?: number;
-}
-
-/** Options of `g.huberLoss`. */
-export interface HuberLossOptions extends ReductionOptions {
-  /** Where the loss turns from quadratic to linear (default 1). */
-  delta?: number;
-}
-
-/** Options of `g.binaryCrossEntropy` and `g.binaryCrossEntropyWithLogits`. */
-export interface BceOptions extends ReductionOptions {
-  /** Multiplies each element's loss (broadcast to it). */
-  weight?: Tensor | readonly number[];
-  /** binaryCrossEntropyWithLogits only: the weight of the positive term, one per class (broadcast over the last axis). */
-  posWeight?: Tensor | readonly number[];
 }
 
 /** Options of `g.layerNorm`. */
@@ -405,9 +366,9 @@ export interface GraphBuilder {
   /** ½d² where |d| < delta, else delta·(|d| − ½delta), d = a − b, reduced (`F.huber_loss`). */
   huberLoss(a: Tensor, b: TensorLike, options?: HuberLossOptions): Tensor;
   /** −w·(t·log p + (1 − t)·log(1 − p)) with each log clamped at −100 as torch, reduced (`F.binary_cross_entropy`). */
-  binaryCrossEntropy(probs: Tensor, targets: TensorLike, options?: BceOptions): Tensor;
+  binaryCrossEntropy(probs: Tensor, targets: TensorLike, options?: BceOptions<Tensor>): Tensor;
   /** The same from logits, in the stable form (1 − t)·x + (1 + (posWeight − 1)·t)·softplus(−x) (`F.binary_cross_entropy_with_logits`). */
-  binaryCrossEntropyWithLogits(logits: Tensor, targets: TensorLike, options?: BceOptions): Tensor;
+  binaryCrossEntropyWithLogits(logits: Tensor, targets: TensorLike, options?: BceOptions<Tensor>): Tensor;
   /** a where the f32 `cond` is nonzero, else b, broadcasting (`torch.where`); the gradient goes to a where cond holds, to b elsewhere. */
   where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor;
   /** The tensors (of one shape) joined along a new axis `axis` (default 0; `torch.stack`). */
@@ -463,44 +424,6 @@ export interface GraphBuilder {
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
 export type NestedNumbers = readonly (number | NestedNumbers)[];
-
-function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols?: boolean } = {}): Dim[] {
-  const ok =
-    Array.isArray(shape) &&
-    shape.every((d) =>
-      typeof d === 'number' ? Number.isInteger(d) && (d >= 0 || (allow.wild === true && d === -1)) : allow.symbols === true && typeof d === 'string',
-    );
-  if (!ok) {
-    const symbolic = !allow.symbols && Array.isArray(shape) && shape.some((d) => typeof d === 'string');
-    throw new CompileError(
-      symbolic ? `${op}: a ${op}'s shape is fixed at build time, got ${JSON.stringify(shape)}` : `${op}: invalid shape ${JSON.stringify(shape)}`,
-      symbolic
-        ? 'name dimensions in the shapes of inputs only (g.input(\'Xb\', [\'B\', 3], \'i32\')); params and constants have sizes'
-        : `a shape is an array of non-negative integers${allow.wild ? ', with at most one -1' : ''}${allow.symbols ? ' or names of dimensions' : ''}, e.g. [32, 64]`,
-    );
-  }
-  for (const d of shape as Dim[])
-    if (typeof d === 'string' && sanitizeName(d) !== d)
-      throw new CompileError(
-        `${op}: '${d}' cannot name a dimension`,
-        'a dimension name is an identifier that is not a JavaScript keyword or a name graphc reserves (such as i, n or t), e.g. \'B\'',
-      );
-  return [...(shape as Dim[])];
-}
-
-/** Flattens a nested number array, checking that it is rectangular. */
-function flatten(value: number | NestedNumbers): { data: number[]; shape: number[] } {
-  if (typeof value === 'number') {
-    if (Number.isNaN(value)) throw new CompileError('const: a value is NaN', 'constants must be numbers (±Infinity is allowed, e.g. for masks); check how the value was computed or parsed');
-    return { data: [value], shape: [] };
-  }
-  if (!Array.isArray(value)) throw new CompileError(`const: expected a number or nested arrays of numbers, got ${typeof value}`, 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
-  const parts = value.map((v) => flatten(v as number | NestedNumbers));
-  const inner = parts[0]?.shape ?? [];
-  if (!parts.every((p) => p.shape.length === inner.length && p.shape.every((d, i) => d === inner[i])))
-    throw new CompileError('const: nested arrays are not rectangular', 'every row must have the same length');
-  return { data: parts.flatMap((p) => p.data), shape: [value.length, ...inner] };
-}
 
 const INITS: readonly ParamInit[] = ['randn', 'zeros', 'ones', 'uniform', ...FAN_INITS];
 
@@ -817,31 +740,4 @@ export class Tracer {
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, options)),
     };
   }
-}
-
-/** A non-empty array of tensors. */
-function tensorList(op: string, xs: unknown): unknown[] {
-  if (!Array.isArray(xs) || xs.length === 0) throw new CompileError(`${op}: expected a non-empty array of tensors, got ${describe(xs)}`, `pass e.g. g.${op}([a, b], 0)`);
-  return xs;
-}
-
-/** A normalization's eps: a finite number ≥ 0 (default 1e-5). */
-function epsOf(op: string, eps: unknown): number {
-  if (eps === undefined) return 1e-5;
-  if (typeof eps === 'number' && eps >= 0 && Number.isFinite(eps)) return eps;
-  throw new CompileError(`${op}: eps must be a finite number ≥ 0, got ${describe(eps)}`, 'eps is added to the variance before the square root, e.g. { eps: 1e-5 } (the default)');
-}
-
-/** A reduction's axis argument: a number, an array of numbers, or undefined. */
-function axisArg(op: string, axis: unknown): Axis | undefined {
-  if (axis === undefined || typeof axis === 'number' || (Array.isArray(axis) && axis.every((a) => typeof a === 'number'))) return axis as Axis | undefined;
-  throw new CompileError(`${op}: axis must be a number or an array of numbers, got ${describe(axis)}`, `e.g. x.${op}(1), x.${op}([0, 1]) or x.${op}(1, true) to keep the axis; omit it to reduce over every axis`);
-}
-
-function describe(x: unknown): string {
-  if (x === null) return 'null';
-  if (Array.isArray(x)) return x.length === 0 ? 'an empty array' : `an array of ${x.length}`;
-  if (typeof x === 'string') return JSON.stringify(x);
-  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined) return String(x);
-  return `${/^[aeiou]/.test(typeof x) ? 'an' : 'a'} ${typeof x}`;
 }

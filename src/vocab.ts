@@ -35,6 +35,46 @@ export interface ClassLossOptions<T> extends ReductionOptions {
   weight?: T | readonly number[];
 }
 
+/** Options of `var` and `std`. */
+export interface VarianceOptions {
+  /** Subtracted from the count in the denominator: 1 (default, Bessel's correction), 0 for the population variance. */
+  correction?: number;
+  /** Keep the reduced axes as size 1. */
+  keepDims?: boolean;
+}
+
+/** Options of `g.normalize` (`F.normalize`). */
+export interface NormalizeOptions {
+  /** The norm's exponent (default 2; Infinity: the largest |x|). */
+  p?: number;
+  /** The axis normalised (default −1). */
+  axis?: number;
+  /** The smallest norm divided by (default 1e-12). */
+  eps?: number;
+}
+
+/** Options of `g.cosineSimilarity` (`F.cosine_similarity`). */
+export interface CosineSimilarityOptions {
+  /** The axis of the vectors (default −1). */
+  axis?: number;
+  /** The smallest norm divided by (default 1e-8). */
+  eps?: number;
+}
+
+/** Options of `g.huberLoss`. */
+export interface HuberLossOptions extends ReductionOptions {
+  /** Where the loss turns from quadratic to linear (default 1). */
+  delta?: number;
+}
+
+/** Options of `g.binaryCrossEntropy` and `g.binaryCrossEntropyWithLogits`. */
+export interface BceOptions<T> extends ReductionOptions {
+  /** Multiplies each element's loss (broadcast to it). */
+  weight?: T | readonly number[];
+  /** binaryCrossEntropyWithLogits only: the weight of the positive term, one per class (broadcast over the last axis). */
+  posWeight?: T | readonly number[];
+}
+
 /** A number option: undefined gives the default; anything else must pass `ok`. */
 export function num(op: string, what: string, v: unknown, dflt: number, need: string, ok: (x: number) => boolean = Number.isFinite): number {
   if (v === undefined) return dflt;
