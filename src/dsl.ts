@@ -476,10 +476,18 @@ export class Tracer {
     }
   }
 
-  /** A DSL call with several results (split, chunk), located as `call`. */
+  /** A DSL call with several results (split, chunk), located as `call`; `const parts = x.chunk(3)` names them parts_0, parts_1, ... */
   calls(f: () => ValueId[]): Tensor[] {
     let ids: ValueId[] = [];
-    this.call(() => (ids = f())[0]!);
+    let named: string | undefined;
+    const temps: boolean[] = [];
+    this.call((name) => {
+      named = name;
+      ids = f();
+      for (const id of ids) temps.push(this.graph.value(id).temp === true);
+      return ids[0]!;
+    });
+    if (named) ids.forEach((id, k) => temps[k] && this.graph.rename(id, `${named}_${k}`));
     return ids.map((id) => new Tensor(this, id));
   }
 
