@@ -96,6 +96,11 @@ export function reduction(op: string, v: unknown): L.Reduction {
 
 function axisOf(op: string, axis: unknown, rank: number, extra = 0): number {
   if (typeof axis !== 'number') throw new CompileError(`${op}: axis must be a number, got ${describe(axis)}`, `e.g. ${op}(..., 1); negative axes count from the end`);
+  if (extra && !(Number.isInteger(axis) && axis >= -rank - 1 && axis <= rank))
+    throw new CompileError(
+      `${op}: axis ${axis} is not a place for a new axis in a tensor of rank ${rank}`,
+      `use an axis in ${-rank - 1}..${rank}: 0 puts the new axis first, ${rank} (or -1) last`,
+    );
   return normalizeAxes(op, axis, rank + extra)[0]!;
 }
 
