@@ -68,8 +68,8 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
     if (tt.dtype === 'i32' && !sameShape(tt.shape, positions) && sameShape(tt.shape, [lt.shape[0]!, ...lt.shape.slice(2)])) {
       const perm = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
       throw new CompileError(
-        `crossEntropy: logits ${formatType(lt)} with targets ${formatType(tt)} are in PyTorch's layout, the classes on axis 1 (F.cross_entropy's [N, C, ...]); graphc's crossEntropy takes the classes on the last axis`,
-        `move the class axis last: g.crossEntropy(logits.transpose(${fmtShape(perm)}), targets) gives logits ${fmtShape(perm.map((k) => lt.shape[k]!))}`,
+        `crossEntropy: logits ${formatType(lt)} with targets ${formatType(tt)} are in PyTorch's layout, the classes on axis 1 (F.cross_entropy's [N, C, ...]); graphc's crossEntropy takes the classes on the last axis by default`,
+        `pass { axis: 1 } to read the classes from axis 1 as torch does (g.crossEntropy(logits, targets, { axis: 1 })), or move the class axis last: g.crossEntropy(logits.transpose(${fmtShape(perm)}), targets) gives logits ${fmtShape(perm.map((k) => lt.shape[k]!))}`,
       ).withLoc(b.loc);
     }
     if (tt.dtype !== 'i32' || !sameShape(tt.shape, positions))

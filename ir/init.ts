@@ -42,3 +42,28 @@ export function initialParams(g: Graph, seed: number): Record<string, Float32Arr
   return out;
 }
 
+
+/** The initialisers of torch.nn.init that g.param maps onto 'randn' and 'uniform' with a scale. */
+export type FanInit = 'kaimingUniform' | 'kaimingNormal' | 'xavierUniform' | 'xavierNormal';
+export const FAN_INITS: readonly FanInit[] = ['kaimingUniform', 'kaimingNormal', 'xavierUniform', 'xavierNormal'];
+
+/**
+ * fan_in and fan_out of a param: of a 2-D [in, out] (graphc's x @ W layout) shape[0] and
+ * shape[1]; of a conv weight [O, C/groups, ...k] as torch: C/groups·k and O·k.
+ */
+export function fans(shape: readonly number[]): { fanIn: number; fanOut: number } {
+  if (shape.length === 2) return { fanIn: shape[0]!, fanOut: shape[1]! };
+  const field = shape.slice(2).reduce((p, d) => p * d, 1);
+  return { fanIn: shape[1]! * field, fanOut: shape[0]! * field };
+}
+
+/**
+ * torch.nn.init's formulas as N(0, 1) or U(−1, 1) times a scale: kaiming (mode fan_in,
+ * nonlinearity leaky_relu with negative slope a) gain √(2/(1 + a²)), std gain/√fan_in, bound
+ * √3·std; xavier std gain·√(2/(fan_in + fan_out)), bound √3·std.
+ */
+export function fanInit(init: FanInit, shape: readonly number[], opts: { gain: number; a: number }): { init: 'randn' | 'uniform'; scale: number } {
+  const { fanIn, fanOut } = fans(shape);
+  const std = init.startsWith('kaiming') ? Math.sqrt(2 / (1 + opts.a * opts.a)) / Math.sqrt(fanIn) : opts.gain * Math.sqrt(2 / (fanIn + fanOut));
+  return init.endsWith('Normal') ? { init: 'randn', scale: std } : { init: 'uniform', scale: Math.sqrt(3) * std };
+}

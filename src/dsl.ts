@@ -3,29 +3,43 @@
 
 import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
+import * as VC from '../ir/vocab.js';
+import * as DV from './vocab.js';
 import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
-import { Graph, sanitizeName } from '../ir/graph.js';
+import { Graph } from '../ir/graph.js';
 import type { Init } from '../ir/ops.js';
+import type { FanInit } from '../ir/init.js';
+import { FAN_INITS } from '../ir/init.js';
 import { normalizeAxes } from '../ir/shape.js';
 import type { DType, Loc, ValueId } from '../ir/types.js';
 import { formatLoc, formatType } from '../ir/types.js';
 
 export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
+export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
 export type Axis = number | readonly number[];
 
+/** `g.param`'s initialisers: 'kaimingUniform' and the like follow torch.nn.init, the fans of a 2-D param [in, out] (x @ W) being shape[0] and shape[1]. */
+export type ParamInit = Init | FanInit;
+
 /** Options of `g.param`. */
 export interface ParamOptions {
-  /** Initial values: N(0,1), 0, 1 or U(−1,1), times `scale`. Default 'randn'. */
-  init?: Init;
+  /** Initial values: N(0,1), 0, 1 or U(−1,1), or torch.nn.init's kaiming/xavier formulas, times `scale`. Default 'randn'. */
+  init?: ParamInit;
+  /** xavier's gain (default 1). */
+  gain?: number;
+  /** kaiming's negative slope a (default 0: the gain √2 of relu). */
+  a?: number;
   /** Multiplies the initial values. Default 1. */
   scale?: number;
 }
@@ -267,6 +281,54 @@ export class Tensor {
   stopGradient(): Tensor {
     return this.op((b) => b.stopGradient(this.id));
   }
+
+  // PyTorch's vocabulary (composites of the primitives: ir/vocab.ts)
+  /** x·σ(x) (`F.silu`). */
+  silu(): Tensor { return this.op((b) => VC.silu(b, this.id)); }
+  /** log σ(x), computed as −softplus(−x) without overflow (`F.logsigmoid`). */
+  logSigmoid(): Tensor { return this.op((b) => VC.logSigmoid(b, this.id)); }
+  /** (1/β)·log(1 + e^{βx}), and x where βx > threshold (`F.softplus`). */
+  softplus(beta = 1, threshold = 20): Tensor { return this.op((b) => DV.softplus(b, this.id, beta, threshold)); }
+  /** x where x > 0, else slope·x; the gradient at 0 is slope, as PyTorch (`F.leaky_relu`). */
+  leakyRelu(slope = 0.01): Tensor { return this.op((b) => VC.leakyRelu(b, this.id, DV.num('leakyRelu', 'slope', slope, 0.01, 'a finite number'))); }
+  /** x where x > 0, else α(e^x − 1) (`F.elu`). */
+  elu(alpha = 1): Tensor { return this.op((b) => VC.elu(b, this.id, DV.num('elu', 'alpha', alpha, 1, 'a finite number'))); }
+  /** x limited to [min, max] (either may be omitted); the gradient passes where min ≤ x ≤ max (`torch.clamp`). */
+  clamp(min?: number, max?: number): Tensor { return this.op((b) => DV.clamp(b, this.id, min, max)); }
+  /** 1/√x. */
+  rsqrt(): Tensor { return this.op((b) => VC.rsqrt(b, this.id)); }
+  /** An f32 mask, 1 where this > o, else 0; no gradient flows through it. */
+  gt(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'gt', this.id, t.operand(o))); }
+  /** An f32 mask, 1 where this ≥ o, else 0; no gradient. */
+  ge(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'ge', this.id, t.operand(o))); }
+  /** An f32 mask, 1 where this < o, else 0; no gradient. */
+  lt(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'lt', this.id, t.operand(o))); }
+  /** An f32 mask, 1 where this ≤ o, else 0; no gradient. */
+  le(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'le', this.id, t.operand(o))); }
+  /** An f32 mask, 1 where this = o, else 0 (NaN equals nothing); no gradient. */
+  eq(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'eq', this.id, t.operand(o))); }
+  /** An f32 mask, 1 where this ≠ o, else 0; no gradient. */
+  ne(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'ne', this.id, t.operand(o))); }
+  /** `value` where the f32 `mask` is nonzero, this elsewhere (`masked_fill`); the gradient flows where the mask is 0. */
+  maskedFill(mask: Tensor, value: number): Tensor { return this.op((b, t) => DV.maskedFill(b, this.id, t.operand(mask, 'maskedFill'), value)); }
+  /** The minimum over `axis` (as `sum`); the whole gradient goes to the first argmin (`torch.amin`, graphc's tie rule as `max`). */
+  min(axis?: Axis, keepDims = false): Tensor { return this.op((b) => VC.min(b, this.id, DV.axes('min', axis, this.dims.length), keepDims)); }
+  /** log Σ e^x over `axis`, shifted by the maximum for stability (`torch.logsumexp`). */
+  logsumexp(axis: Axis, keepDims = false): Tensor { return this.op((b) => VC.logsumexp(b, this.id, DV.axes('logsumexp', axis, this.dims.length, true), keepDims)); }
+  /** The variance over `axis` (all when omitted), Σ(x − mean)² / (n − correction), correction 1 by default (`torch.var`). */
+  var(axis?: Axis, options: VarianceOptions = {}): Tensor { return this.op((b) => DV.variance(b, 'var', this.id, axis, options)); }
+  /** The square root of `var` (`torch.std`). */
+  std(axis?: Axis, options: VarianceOptions = {}): Tensor { return this.op((b) => DV.variance(b, 'std', this.id, axis, options)); }
+  /** Pieces along `axis` of the given sizes, or of `sizes` entries each and the rest (`torch.split`). */
+  split(sizes: number | readonly number[], axis = 0): Tensor[] { return this[TRACER].calls(() => DV.split(this[TRACER].b, this.id, sizes, axis)); }
+  /** `n` pieces along `axis` of ⌈size/n⌉ entries, the last the rest, possibly fewer pieces (`torch.chunk`). */
+  chunk(n: number, axis = 0): Tensor[] { return this[TRACER].calls(() => DV.chunk(this[TRACER].b, this.id, n, axis)); }
+  /** A new axis of size 1 at `axis` (−1: last) (`torch.unsqueeze`). */
+  unsqueeze(axis: number): Tensor { return this.op((b) => DV.unsqueeze(b, this.id, axis)); }
+  /** Without `axis` (a number or array) if its size is 1, else unchanged; without it, without every axis of size 1 (`torch.squeeze`). */
+  squeeze(axis?: Axis): Tensor { return this.op((b) => DV.squeeze(b, this.id, axis)); }
+  /** Size-1 axes repeated to `shape` (−1 keeps an axis; new leading axes allowed); the gradient sums back (`torch.expand`). */
+  expand(shape: readonly Dim[]): Tensor { return this.op((b) => DV.expand(b, this.id, shape)); }
 }
 
 /** The `g` a model function receives. */
@@ -290,8 +352,35 @@ export interface GraphBuilder {
   softmax(x: Tensor, axis?: number): Tensor;
   /** log(softmax(x)) along `axis` (default −1), computed stably. */
   logSoftmax(x: Tensor, axis?: number): Tensor;
-  /** The mean cross-entropy of `logits [n, classes]` (or `[n, t, classes]`) against the i32 class `targets [n]` (or `[n, t]`), averaged over every position (`F.cross_entropy`). */
-  crossEntropy(logits: Tensor, targets: Tensor): Tensor;
+  /**
+   * The cross-entropy of `logits [n, classes]` (or `[n, t, classes]`) against the i32 class `targets [n]` (or `[n, t]`), averaged over every position (`F.cross_entropy`);
+   * options as torch's: the class `axis` (default −1; torch's layout is `{ axis: 1 }`), `ignoreIndex`, `labelSmoothing`, class `weight`, `reduction`.
+   */
+  crossEntropy(logits: Tensor, targets: Tensor, options?: ClassLossOptions<Tensor>): Tensor;
+  /** −Σ w[y]·logProbs[y] over the positions, with crossEntropy's options (`F.nll_loss`; labelSmoothing as F.cross_entropy's). */
+  nllLoss(logProbs: Tensor, targets: Tensor, options?: ClassLossOptions<Tensor>): Tensor;
+  /** (a − b)², reduced (default: the mean; `F.mse_loss`). */
+  mseLoss(a: Tensor, b: TensorLike, options?: ReductionOptions): Tensor;
+  /** |a − b|, reduced (`F.l1_loss`). */
+  l1Loss(a: Tensor, b: TensorLike, options?: ReductionOptions): Tensor;
+  /** ½d² where |d| < delta, else delta·(|d| − ½delta), d = a − b, reduced (`F.huber_loss`). */
+  huberLoss(a: Tensor, b: TensorLike, options?: HuberLossOptions): Tensor;
+  /** −w·(t·log p + (1 − t)·log(1 − p)) with each log clamped at −100 as torch, reduced (`F.binary_cross_entropy`). */
+  binaryCrossEntropy(probs: Tensor, targets: TensorLike, options?: BceOptions<Tensor>): Tensor;
+  /** The same from logits, in the stable form (1 − t)·x + (1 + (posWeight − 1)·t)·softplus(−x) (`F.binary_cross_entropy_with_logits`). */
+  binaryCrossEntropyWithLogits(logits: Tensor, targets: TensorLike, options?: BceOptions<Tensor>): Tensor;
+  /** a where the f32 `cond` is nonzero, else b, broadcasting (`torch.where`); the gradient goes to a where cond holds, to b elsewhere. */
+  where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor;
+  /** The tensors (of one shape) joined along a new axis `axis` (default 0; `torch.stack`). */
+  stack(tensors: readonly Tensor[], axis?: number): Tensor;
+  /** x with `pads[i] = [before, after]` entries of `value` (default 0) around axis i, one pair per axis from axis 0 (F.pad lists pairs from the last axis). */
+  pad(x: Tensor, pads: readonly (readonly [number, number])[], value?: number): Tensor;
+  /** torch.einsum's notation (`'bij,bjk->bik'`), without `...` and repeated letters in one operand; built from transposes, matmuls, products and sums. */
+  einsum(spec: string, ...xs: Tensor[]): Tensor;
+  /** x / max(‖x‖_p, eps) along `axis` (`F.normalize`; defaults p 2, axis −1, eps 1e-12). */
+  normalize(x: Tensor, options?: NormalizeOptions): Tensor;
+  /** The cosine of the angle between a and b along `axis`, each norm floored at eps (`F.cosine_similarity`; defaults axis −1, eps 1e-8). */
+  cosineSimilarity(a: Tensor, b: Tensor, options?: CosineSimilarityOptions): Tensor;
   /** Batch normalisation over every axis but the last (axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`), the variance with Bessel's correction (n − 1) as in the lecture, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
   /**
@@ -336,45 +425,7 @@ export interface GraphBuilder {
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
 export type NestedNumbers = readonly (number | NestedNumbers)[];
 
-function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols?: boolean } = {}): Dim[] {
-  const ok =
-    Array.isArray(shape) &&
-    shape.every((d) =>
-      typeof d === 'number' ? Number.isInteger(d) && (d >= 0 || (allow.wild === true && d === -1)) : allow.symbols === true && typeof d === 'string',
-    );
-  if (!ok) {
-    const symbolic = !allow.symbols && Array.isArray(shape) && shape.some((d) => typeof d === 'string');
-    throw new CompileError(
-      symbolic ? `${op}: a ${op}'s shape is fixed at build time, got ${JSON.stringify(shape)}` : `${op}: invalid shape ${JSON.stringify(shape)}`,
-      symbolic
-        ? 'name dimensions in the shapes of inputs only (g.input(\'Xb\', [\'B\', 3], \'i32\')); params and constants have sizes'
-        : `a shape is an array of non-negative integers${allow.wild ? ', with at most one -1' : ''}${allow.symbols ? ' or names of dimensions' : ''}, e.g. [32, 64]`,
-    );
-  }
-  for (const d of shape as Dim[])
-    if (typeof d === 'string' && sanitizeName(d) !== d)
-      throw new CompileError(
-        `${op}: '${d}' cannot name a dimension`,
-        'a dimension name is an identifier that is not a JavaScript keyword or a name graphc reserves (such as i, n or t), e.g. \'B\'',
-      );
-  return [...(shape as Dim[])];
-}
-
-/** Flattens a nested number array, checking that it is rectangular. */
-function flatten(value: number | NestedNumbers): { data: number[]; shape: number[] } {
-  if (typeof value === 'number') {
-    if (Number.isNaN(value)) throw new CompileError('const: a value is NaN', 'constants must be numbers (±Infinity is allowed, e.g. for masks); check how the value was computed or parsed');
-    return { data: [value], shape: [] };
-  }
-  if (!Array.isArray(value)) throw new CompileError(`const: expected a number or nested arrays of numbers, got ${typeof value}`, 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
-  const parts = value.map((v) => flatten(v as number | NestedNumbers));
-  const inner = parts[0]?.shape ?? [];
-  if (!parts.every((p) => p.shape.length === inner.length && p.shape.every((d, i) => d === inner[i])))
-    throw new CompileError('const: nested arrays are not rectangular', 'every row must have the same length');
-  return { data: parts.flatMap((p) => p.data), shape: [value.length, ...inner] };
-}
-
-const INITS: readonly Init[] = ['randn', 'zeros', 'ones', 'uniform'];
+const INITS: readonly ParamInit[] = ['randn', 'zeros', 'ones', 'uniform', ...FAN_INITS];
 
 /** Records DSL calls into a forward graph. */
 export class Tracer {
@@ -423,6 +474,21 @@ export class Tracer {
       this.depth--;
       this.b.loc = undefined;
     }
+  }
+
+  /** A DSL call with several results (split, chunk), located as `call`; `const parts = x.chunk(3)` names them parts_0, parts_1, ... */
+  calls(f: () => ValueId[]): Tensor[] {
+    let ids: ValueId[] = [];
+    let named: string | undefined;
+    const temps: boolean[] = [];
+    this.call((name) => {
+      named = name;
+      ids = f();
+      for (const id of ids) temps.push(this.graph.value(id).temp === true);
+      return ids[0]!;
+    });
+    if (named) ids.forEach((id, k) => temps[k] && this.graph.rename(id, `${named}_${k}`));
+    return ids.map((id) => new Tensor(this, id));
   }
 
   /** g.grad(y, xs): the reverse pass from y to xs, emitted into the model's graph at the call. */
@@ -583,7 +649,8 @@ export class Tracer {
             throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
           if (typeof scale !== 'number' || !Number.isFinite(scale))
             throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
-          return t.b.param(n, s, init, scale, { raw: n });
+          const i = DV.paramInit(init, s, options, scale);
+          return t.b.param(n, s, i.init, i.scale, { raw: n });
         });
       },
       const(value) {
@@ -606,7 +673,20 @@ export class Tracer {
         }),
       softmax: (x, axis = -1) => t.call(() => C.softmax(t.b, t.hint, v(x, 'softmax'), axisOf('softmax', x, axis))),
       logSoftmax: (x, axis = -1) => t.call(() => C.logSoftmax(t.b, t.hint, v(x, 'logSoftmax'), axisOf('logSoftmax', x, axis))),
-      crossEntropy: (logits, targets) => t.call(() => C.crossEntropy(t.b, t.hint, v(logits, 'crossEntropy'), v(targets, 'crossEntropy'))),
+      crossEntropy: (logits, targets, options) => t.call(() => DV.classLoss(t.b, t.hint, 'crossEntropy', v(logits, 'crossEntropy'), v(targets, 'crossEntropy'), options, (w) => v(w, 'crossEntropy'))),
+      nllLoss: (logProbs, targets, options) => t.call(() => DV.classLoss(t.b, t.hint, 'nllLoss', v(logProbs, 'nllLoss'), v(targets, 'nllLoss'), options, (w) => v(w, 'nllLoss'))),
+      mseLoss: (a, b, options) => t.call(() => DV.pairLoss(t.b, 'mseLoss', v(a, 'mseLoss'), v(b), options)),
+      l1Loss: (a, b, options) => t.call(() => DV.pairLoss(t.b, 'l1Loss', v(a, 'l1Loss'), v(b), options)),
+      huberLoss: (a, b, options) => t.call(() => DV.pairLoss(t.b, 'huberLoss', v(a, 'huberLoss'), v(b), options)),
+      binaryCrossEntropy: (p, y, options) => t.call(() => DV.bce(t.b, 'binaryCrossEntropy', v(p, 'binaryCrossEntropy'), v(y), options, (w) => v(w, 'binaryCrossEntropy'))),
+      binaryCrossEntropyWithLogits: (x, y, options) =>
+        t.call(() => DV.bce(t.b, 'binaryCrossEntropyWithLogits', v(x, 'binaryCrossEntropyWithLogits'), v(y), options, (w) => v(w, 'binaryCrossEntropyWithLogits'))),
+      where: (cond, a, b) => t.call(() => VC.where(t.b, v(cond, 'where'), v(a), v(b))),
+      stack: (tensors, axis) => t.call(() => DV.stack(t.b, tensorList('stack', tensors).map((x) => v(x, 'stack')), axis)),
+      pad: (x, pads, value = 0) => t.call(() => DV.pad(t.b, v(x, 'pad'), pads, value)),
+      einsum: (spec, ...xs) => t.call(() => DV.einsum(t.b, spec, xs.map((x) => v(x, 'einsum')))),
+      normalize: (x, options) => t.call(() => DV.normalize(t.b, v(x, 'normalize'), options)),
+      cosineSimilarity: (a, b, options) => t.call(() => DV.cosineSimilarity(t.b, v(a, 'cosineSimilarity'), v(b, 'cosineSimilarity'), options)),
       batchNorm: (x, gain, bias, options = {}) =>
         t.call((name) => {
           if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps));
@@ -668,25 +748,4 @@ export class Tracer {
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, options)),
     };
   }
-}
-
-/** A normalization's eps: a finite number ≥ 0 (default 1e-5). */
-function epsOf(op: string, eps: unknown): number {
-  if (eps === undefined) return 1e-5;
-  if (typeof eps === 'number' && eps >= 0 && Number.isFinite(eps)) return eps;
-  throw new CompileError(`${op}: eps must be a finite number ≥ 0, got ${describe(eps)}`, 'eps is added to the variance before the square root, e.g. { eps: 1e-5 } (the default)');
-}
-
-/** A reduction's axis argument: a number, an array of numbers, or undefined. */
-function axisArg(op: string, axis: unknown): Axis | undefined {
-  if (axis === undefined || typeof axis === 'number' || (Array.isArray(axis) && axis.every((a) => typeof a === 'number'))) return axis as Axis | undefined;
-  throw new CompileError(`${op}: axis must be a number or an array of numbers, got ${describe(axis)}`, `e.g. x.${op}(1), x.${op}([0, 1]) or x.${op}(1, true) to keep the axis; omit it to reduce over every axis`);
-}
-
-function describe(x: unknown): string {
-  if (x === null) return 'null';
-  if (Array.isArray(x)) return x.length === 0 ? 'an empty array' : `an array of ${x.length}`;
-  if (typeof x === 'string') return JSON.stringify(x);
-  if (typeof x === 'number' || typeof x === 'boolean' || x === undefined) return String(x);
-  return `${/^[aeiou]/.test(typeof x) ? 'an' : 'a'} ${typeof x}`;
 }

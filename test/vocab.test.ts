@@ -1,0 +1,310 @@
+// PyTorch's vocabulary (issue #31): every op, layout call, loss and init built as a composite,
+// against PyTorch 1.13 itself in float64 (/usr/bin/python3 with torch; skipped when absent) at
+// chosen points that include the kinks (values and gradients of Σ y·R), against float64
+// formulas written here, and the interpreter's gradients against finite differences. All cases
+// are one model, so that it is traced and lowered once.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { compileGraphs } from '../src/build.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import type { Arrays } from './helpers.js';
+import { finiteDiff, modelFile, reference, relErr, rng, randn, smoothAt } from './helpers.js';
+
+interface Case {
+  /** Params: name → shape (values from `values` or random). */
+  params: Record<string, number[]>;
+  /** The DSL expression of y (params by name, `t` the i32 targets [4], `t3` [2, 3], `mask` an f32 0/1 [4, 5]). */
+  dsl: string;
+  /** The same in PyTorch (F = torch.nn.functional). */
+  torch: string;
+  /** Chosen values (kinks, ties) for the comparison with torch; random N(0,1) otherwise. */
+  values?: Record<string, number[]>;
+}
+
+const K = [-2, -0.5, 0, 0, 0.5, 1, 2, 20.5, -30, 3]; // kinks and far tails
+const kinks = (n: number) => Array.from({ length: n }, (_, i) => K[i % K.length]! + (i >= K.length ? 0.25 * i : 0));
+
+const CASES: Record<string, Case> = {
+  silu: { params: { silu_x: [10] }, dsl: 'silu_x.silu()', torch: 'F.silu(silu_x)', values: { silu_x: kinks(10) } },
+  logSigmoid: { params: { ls_x: [10] }, dsl: 'ls_x.logSigmoid()', torch: 'F.logsigmoid(ls_x)', values: { ls_x: kinks(10) } },
+  softplus: { params: { sp_x: [10] }, dsl: 'sp_x.softplus()', torch: 'F.softplus(sp_x)', values: { sp_x: kinks(10) } },
+  softplus_beta: { params: { spb_x: [10] }, dsl: 'spb_x.softplus(2, 3)', torch: 'F.softplus(spb_x, 2, 3)', values: { spb_x: [...kinks(8), 1.5, 1.4] } },
+  leakyRelu: { params: { lr_x: [10] }, dsl: 'lr_x.leakyRelu(0.1)', torch: 'F.leaky_relu(lr_x, 0.1)', values: { lr_x: kinks(10) } },
+  leakyRelu_default: { params: { lrd_x: [10] }, dsl: 'lrd_x.leakyRelu()', torch: 'F.leaky_relu(lrd_x)', values: { lrd_x: kinks(10) } },
+  elu: { params: { elu_x: [10] }, dsl: 'elu_x.elu(0.7)', torch: 'F.elu(elu_x, 0.7)', values: { elu_x: [...kinks(9), 100] } },
+  clamp: { params: { cl_x: [10] }, dsl: 'cl_x.clamp(-0.5, 1)', torch: 'torch.clamp(cl_x, -0.5, 1)', values: { cl_x: kinks(10) } },
+  clamp_min: { params: { clm_x: [10] }, dsl: 'clm_x.clamp(0)', torch: 'torch.clamp(clm_x, min=0)', values: { clm_x: kinks(10) } },
+  clamp_max: { params: { clx_x: [10] }, dsl: 'clx_x.clamp(undefined, 0.5)', torch: 'torch.clamp(clx_x, max=0.5)', values: { clx_x: kinks(10) } },
+  rsqrt: { params: { rs_x: [4] }, dsl: 'rs_x.rsqrt()', torch: 'torch.rsqrt(rs_x)', values: { rs_x: [0.25, 1, 4, 9] } },
+  compare: {
+    params: { cmp_x: [6], cmp_y: [6] },
+    dsl: 'cmp_x.gt(cmp_y).add(cmp_x.ge(cmp_y).mul(2)).add(cmp_x.lt(cmp_y).mul(4)).add(cmp_x.le(cmp_y).mul(8)).add(cmp_x.eq(cmp_y).mul(16)).add(cmp_x.ne(0.5).mul(32)).add(cmp_x)',
+    torch: '(cmp_x > cmp_y).double() + 2 * (cmp_x >= cmp_y) + 4 * (cmp_x < cmp_y) + 8 * (cmp_x <= cmp_y) + 16 * (cmp_x == cmp_y) + 32 * (cmp_x != 0.5) + cmp_x',
+    values: { cmp_x: [1, 2, 3, 0.5, -1, 0], cmp_y: [2, 2, 1, 0.5, -1, 0.25] },
+  },
+  maskedFill: { params: { mf_x: [4, 5] }, dsl: 'mf_x.maskedFill(mask, -3)', torch: 'mf_x.masked_fill(mask != 0, -3)' },
+  where: { params: { wh_a: [4, 5], wh_b: [5] }, dsl: 'g.where(mask, wh_a, wh_b.exp())', torch: 'torch.where(mask != 0, wh_a, wh_b.exp())' },
+  min: { params: { mn_x: [4, 5] }, dsl: 'mn_x.min(1)', torch: 'torch.amin(mn_x, 1)' },
+  min_all: { params: { mna_x: [3, 4] }, dsl: 'mna_x.min()', torch: 'torch.amin(mna_x)' },
+  logsumexp: { params: { lse_x: [4, 5] }, dsl: 'lse_x.mul(30).logsumexp(1, true)', torch: 'torch.logsumexp(lse_x * 30, 1, True)' },
+  logsumexp_axes: { params: { lsa_x: [2, 3, 4] }, dsl: 'lsa_x.logsumexp([0, 2])', torch: 'torch.logsumexp(lsa_x, (0, 2))' },
+  var: { params: { var_x: [4, 5] }, dsl: 'var_x.var(0)', torch: 'torch.var(var_x, 0)' },
+  var_all: { params: { vara_x: [3, 4] }, dsl: 'vara_x.var()', torch: 'torch.var(vara_x)' },
+  var_pop: { params: { varp_x: [4, 5] }, dsl: 'varp_x.var(1, { correction: 0, keepDims: true })', torch: 'torch.var(varp_x, 1, unbiased=False, keepdim=True)' },
+  std: { params: { std_x: [4, 5] }, dsl: 'std_x.std([0, 1])', torch: 'torch.std(std_x, (0, 1))' },
+  split: { params: { spl_x: [4, 5] }, dsl: 'g.concat(spl_x.split([2, 3], 1).map((p, i) => p.mul(i + 1)), 1)', torch: 'torch.cat([p * (i + 1) for i, p in enumerate(torch.split(spl_x, [2, 3], 1))], 1)' },
+  split_size: { params: { spls_x: [5, 2] }, dsl: 'g.concat(spls_x.split(2).map((p, i) => p.mul(i + 1)), 0)', torch: 'torch.cat([p * (i + 1) for i, p in enumerate(torch.split(spls_x, 2))], 0)' },
+  chunk: { params: { ch_x: [6, 2] }, dsl: 'g.concat(ch_x.chunk(4).map((p, i) => p.mul(i + 1)), 0)', torch: 'torch.cat([p * (i + 1) for i, p in enumerate(torch.chunk(ch_x, 4))], 0)' },
+  squeeze: { params: { sq_x: [1, 3, 1] }, dsl: 'sq_x.squeeze().unsqueeze(0).unsqueeze(-1).squeeze(2).squeeze(0).mul(g.const([1, 2, 3]))', torch: 'sq_x.squeeze().unsqueeze(0).unsqueeze(-1).squeeze(2).squeeze(0) * torch.tensor([1., 2, 3], dtype=torch.float64)' },
+  expand: { params: { ex_x: [3, 1] }, dsl: 'ex_x.expand([2, -1, 4])', torch: 'ex_x.expand(2, -1, 4)' },
+  stack: { params: { st_a: [2, 3], st_b: [2, 3] }, dsl: 'g.stack([st_a, st_b.square()], 1)', torch: 'torch.stack([st_a, st_b.square()], 1)' },
+  pad: { params: { pad_x: [2, 3] }, dsl: 'g.pad(pad_x, [[1, 0], [2, 1]], -1.5)', torch: 'F.pad(pad_x, (2, 1, 1, 0), value=-1.5)' },
+  pad_zero: { params: { padz_x: [2, 3] }, dsl: 'g.pad(padz_x, [[0, 2]])', torch: 'F.pad(padz_x, (0, 0, 0, 2))' },
+  einsum_matmul: { params: { em_a: [3, 4], em_b: [5, 4] }, dsl: "g.einsum('ij,kj->ik', em_a, em_b)", torch: "torch.einsum('ij,kj->ik', em_a, em_b)" },
+  einsum_batch: { params: { eb_a: [2, 3, 4], eb_b: [2, 4, 5] }, dsl: "g.einsum('bij,bjk->bki', eb_a, eb_b)", torch: "torch.einsum('bij,bjk->bki', eb_a, eb_b)" },
+  einsum_three: { params: { e3_a: [2, 3], e3_b: [3, 4], e3_c: [4] }, dsl: "g.einsum('ij,jk,k', e3_a, e3_b, e3_c)", torch: "torch.einsum('ij,jk,k', e3_a, e3_b, e3_c)" },
+  einsum_dot: { params: { ed_a: [3, 4], ed_b: [3, 4] }, dsl: "g.einsum('ij,ij->i', ed_a, ed_b)", torch: "torch.einsum('ij,ij->i', ed_a, ed_b)" },
+  einsum_outer: { params: { eo_a: [3], eo_b: [4] }, dsl: "g.einsum('i,j->ji', eo_a, eo_b)", torch: "torch.einsum('i,j->ji', eo_a, eo_b)" },
+  einsum_trace: { params: { et_a: [3, 4] }, dsl: "g.einsum('ij->', et_a)", torch: "torch.einsum('ij->', et_a)" },
+  normalize: { params: { nz_x: [3, 4] }, dsl: 'g.normalize(nz_x)', torch: 'F.normalize(nz_x)', values: { nz_x: [1, 2, 3, 4, 0, 0, 0, 0, -1, 0.5, 0, 2] } },
+  normalize_p1: { params: { nz1_x: [3, 4] }, dsl: 'g.normalize(nz1_x, { p: 1, axis: 0 })', torch: 'F.normalize(nz1_x, p=1, dim=0)' },
+  normalize_p3: { params: { nz3_x: [3, 4] }, dsl: 'g.normalize(nz3_x, { p: 3 })', torch: 'F.normalize(nz3_x, p=3)' },
+  cosine: { params: { cs_a: [3, 4], cs_b: [4] }, dsl: 'g.cosineSimilarity(cs_a, cs_b)', torch: 'F.cosine_similarity(cs_a, cs_b.expand(3, 4))' },
+  cosine_zero: { params: { csz_a: [2, 3], csz_b: [2, 3] }, dsl: 'g.cosineSimilarity(csz_a, csz_b, { axis: 0 })', torch: 'F.cosine_similarity(csz_a, csz_b, dim=0)', values: { csz_a: [0, 1, 2, 0, 3, 4], csz_b: [1, 2, 0.5, -1, 0, 1] } },
+  mse: { params: { mse_a: [4, 5], mse_b: [4, 5] }, dsl: 'g.mseLoss(mse_a, mse_b)', torch: 'F.mse_loss(mse_a, mse_b)' },
+  mse_none: { params: { msen_a: [4, 5], msen_b: [4, 5] }, dsl: "g.mseLoss(msen_a, msen_b, { reduction: 'none' })", torch: "F.mse_loss(msen_a, msen_b, reduction='none')" },
+  l1: { params: { l1_a: [4, 5], l1_b: [4, 5] }, dsl: "g.l1Loss(l1_a, l1_b, { reduction: 'sum' })", torch: "F.l1_loss(l1_a, l1_b, reduction='sum')" },
+  huber: { params: { hu_a: [8], hu_b: [8] }, dsl: 'g.huberLoss(hu_a, hu_b, { delta: 0.5 })', torch: 'F.huber_loss(hu_a, hu_b, delta=0.5)', values: { hu_a: [0, 1, 0.5, -0.5, 3, 0.2, 0.6, -2], hu_b: [0, 0.5, 0, 0, 1, 0.1, 0, 0] } },
+  bce: {
+    params: { bce_p: [8], bce_t: [8], bce_w: [8] },
+    dsl: "g.binaryCrossEntropy(bce_p, bce_t, { weight: bce_w.stopGradient(), reduction: 'sum' })",
+    torch: "F.binary_cross_entropy(bce_p, bce_t, weight=bce_w.detach(), reduction='sum')",
+    values: { bce_p: [0.1, 0.5, 0.9, 0.3, 0.7, 0.99, 0.01, 0.6], bce_t: [0, 1, 1, 0.5, 0, 1, 0, 0.25], bce_w: [1, 2, 0.5, 1, 1, 3, 1, 1] },
+  },
+  bce_clamped: { params: { bcec_p: [3] }, dsl: 'g.binaryCrossEntropy(bcec_p, g.const([1, 0, 1]))', torch: 'F.binary_cross_entropy(bcec_p, torch.tensor([1., 0, 1], dtype=torch.float64))', values: { bcec_p: [0, 1, 1] } },
+  bcewl: {
+    params: { bwl_x: [4, 3], bwl_t: [4, 3] },
+    dsl: 'g.binaryCrossEntropyWithLogits(bwl_x.mul(10), bwl_t.sigmoid(), { posWeight: [1, 2, 0.5], weight: g.const([[1], [2], [1], [0.5]]) })',
+    torch: 'F.binary_cross_entropy_with_logits(bwl_x * 10, bwl_t.sigmoid(), pos_weight=torch.tensor([1., 2, 0.5], dtype=torch.float64), weight=torch.tensor([[1.], [2], [1], [0.5]], dtype=torch.float64))',
+  },
+  bcewl_none: { params: { bwn_x: [10] }, dsl: "g.binaryCrossEntropyWithLogits(bwn_x, g.const([1, 0, 1, 0, 1, 0, 1, 0, 1, 0]), { reduction: 'none' })", torch: "F.binary_cross_entropy_with_logits(bwn_x, torch.tensor([1., 0, 1, 0, 1, 0, 1, 0, 1, 0], dtype=torch.float64), reduction='none')", values: { bwn_x: kinks(10) } },
+  ce_plain: { params: { ce_x: [4, 5] }, dsl: 'g.crossEntropy(ce_x, t)', torch: 'F.cross_entropy(ce_x, t)' },
+  ce_weight: { params: { cew_x: [4, 5] }, dsl: 'g.crossEntropy(cew_x, t, { weight: [1, 2, 3, 0.5, 1] })', torch: 'F.cross_entropy(cew_x, t, weight=torch.tensor([1., 2, 3, 0.5, 1], dtype=torch.float64))' },
+  ce_ignore: { params: { cei_x: [4, 5] }, dsl: 'g.crossEntropy(cei_x, t, { ignoreIndex: 2 })', torch: 'F.cross_entropy(cei_x, t, ignore_index=2)' },
+  ce_smooth: { params: { ces_x: [4, 5] }, dsl: 'g.crossEntropy(ces_x, t, { labelSmoothing: 0.2 })', torch: 'F.cross_entropy(ces_x, t, label_smoothing=0.2)' },
+  ce_all: {
+    params: { cea_x: [4, 5] },
+    dsl: 'g.crossEntropy(cea_x, t, { ignoreIndex: 2, labelSmoothing: 0.1, weight: [1, 2, 3, 0.5, 1] })',
+    torch: 'F.cross_entropy(cea_x, t, ignore_index=2, label_smoothing=0.1, weight=torch.tensor([1., 2, 3, 0.5, 1], dtype=torch.float64))',
+  },
+  ce_all_sum: {
+    params: { ceas_x: [4, 5] },
+    dsl: "g.crossEntropy(ceas_x, t, { ignoreIndex: 2, labelSmoothing: 0.1, weight: [1, 2, 3, 0.5, 1], reduction: 'sum' })",
+    torch: "F.cross_entropy(ceas_x, t, ignore_index=2, label_smoothing=0.1, weight=torch.tensor([1., 2, 3, 0.5, 1], dtype=torch.float64), reduction='sum')",
+  },
+  ce_smooth_ignore_none: {
+    params: { cesn_x: [4, 5] },
+    dsl: "g.crossEntropy(cesn_x, t, { ignoreIndex: 2, labelSmoothing: 0.3, reduction: 'none' })",
+    torch: "F.cross_entropy(cesn_x, t, ignore_index=2, label_smoothing=0.3, reduction='none')",
+  },
+  ce_torch_layout: {
+    params: { cet_x: [2, 4, 3] },
+    dsl: 'g.crossEntropy(cet_x, t3, { axis: 1, ignoreIndex: 0, labelSmoothing: 0.1 })',
+    torch: 'F.cross_entropy(cet_x, t3, ignore_index=0, label_smoothing=0.1)',
+  },
+  nll: {
+    params: { nll_x: [4, 5] },
+    dsl: "g.nllLoss(g.logSoftmax(nll_x), t, { weight: [1, 2, 3, 0.5, 1], ignoreIndex: 1 })",
+    torch: 'F.nll_loss(F.log_softmax(nll_x, -1), t, weight=torch.tensor([1., 2, 3, 0.5, 1], dtype=torch.float64), ignore_index=1)',
+  },
+};
+
+const T = [2, 0, 4, 2];
+const T3 = [0, 1, 3, 3, 0, 2];
+const MASK = Array.from({ length: 20 }, (_, i) => ((i * 7) % 3 === 0 ? 1 : 0));
+
+function source(): string {
+  const lines: string[] = [];
+  for (const c of Object.values(CASES)) for (const [p, s] of Object.entries(c.params)) lines.push(`const ${p} = g.param('${p}', ${JSON.stringify(s)});`);
+  lines.push(`const t = g.input('t', [4], 'i32'); const t3 = g.input('t3', [2, 3], 'i32'); const mask = g.input('mask', [4, 5]);`);
+  const names = Object.keys(CASES);
+  names.forEach((n, k) => lines.push(`const y_${n} = ${CASES[n]!.dsl}; const r_${n} = g.input('r_${n}', y_${n}.shape);`));
+  lines.push(`const loss = ${names.map((n) => `y_${n}.mul(r_${n}).sum()`).join('.add(')}${')'.repeat(names.length - 1)};`);
+  lines.push(`return { loss, ${names.map((n) => `y_${n}`).join(', ')} };`);
+  return `import { model } from 'graphc';\nexport default model('vocab', (g) => {\n  ${lines.join('\n  ')}\n});\n`;
+}
+
+const { fwd, bwd } = compileGraphs(modelFile(source(), 'vocab.ts'));
+const shapeOf = (name: string) => fwd.type(fwd.insts.find((i) => (i.op === 'param' || i.op === 'input') && i.attrs.name === name)!.result).shape as number[];
+const numel = (s: number[]) => s.reduce((p, d) => p * d, 1);
+
+function args(seed: number, chosen: boolean): { params: Arrays; inputs: Arrays } {
+  const r = rng(seed);
+  const params: Arrays = {};
+  for (const c of Object.values(CASES))
+    for (const p of Object.keys(c.params)) params[p] = Float32Array.from(chosen && c.values?.[p] ? c.values[p]! : Array.from({ length: numel(shapeOf(p)) }, () => randn(r)));
+  // bce's probabilities and targets in (0, 1)
+  for (const p of ['bce_p', 'bce_t', 'bcec_p']) if (!chosen) params[p] = params[p]!.map((v) => 1 / (1 + Math.exp(-v)));
+  if (!chosen) params.rs_x = params.rs_x!.map((v) => v * v + 0.5);
+  const inputs: Arrays = { t: Int32Array.from(T), t3: Int32Array.from(T3), mask: Float32Array.from(MASK) };
+  for (const n of Object.keys(CASES)) inputs[`r_${n}`] = Float32Array.from({ length: numel(shapeOf(`r_${n}`)) }, () => Math.round(randn(r) * 4) / 4);
+  return { params, inputs };
+}
+
+const TORCH = '/usr/bin/python3';
+const hasTorch = existsSync(TORCH) && spawnSync(TORCH, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+
+/** y and d(Σ y·r)/d params of each case in PyTorch, float64. */
+function torchResults(params: Arrays, inputs: Arrays): Record<string, { y: number[]; grads: Record<string, number[]> }> {
+  const tensors = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, { data: Array.from(v), shape: shapeOf(k) }]));
+  const rs = Object.fromEntries(Object.keys(CASES).map((n) => [n, { data: Array.from(inputs[`r_${n}`]!), shape: shapeOf(`r_${n}`) }]));
+  const script = `
+import json, sys, torch
+import torch.nn.functional as F
+d = json.load(sys.stdin)
+out = {}
+for name, c in d['cases'].items():
+    env = {'torch': torch, 'F': F}
+    for p in c['params']:
+        a = d['params'][p]
+        env[p] = torch.tensor(a['data'], dtype=torch.float64).reshape(a['shape']).requires_grad_(True)
+    env['t'] = torch.tensor(${JSON.stringify(T)}); env['t3'] = torch.tensor(${JSON.stringify(T3)}).reshape(2, 3)
+    env['mask'] = torch.tensor(${JSON.stringify(MASK)}, dtype=torch.float64).reshape(4, 5)
+    y = eval(c['torch'], env)
+    r = torch.tensor(d['r'][name]['data'], dtype=torch.float64).reshape(d['r'][name]['shape'])
+    (y * r).sum().backward()
+    out[name] = {'y': y.detach().reshape(-1).tolist(), 'grads': {p: (env[p].grad if env[p].grad is not None else torch.zeros_like(env[p])).reshape(-1).tolist() for p in c['params']}}
+print(json.dumps(out).replace('NaN', '"nan"').replace('-Infinity', '"-inf"').replace('Infinity', '"inf"'))
+`;
+  const cases = Object.fromEntries(Object.entries(CASES).map(([n, c]) => [n, { params: Object.keys(c.params), torch: c.torch }]));
+  const r = spawnSync(TORCH, ['-c', script], { input: JSON.stringify({ params: tensors, r: rs, cases }), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  const num = (v: unknown): number => (v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : (v as number));
+  const parsed = JSON.parse(r.stdout) as Record<string, { y: unknown[]; grads: Record<string, unknown[]> }>;
+  return Object.fromEntries(Object.entries(parsed).map(([n, v]) => [n, { y: v.y.map(num), grads: Object.fromEntries(Object.entries(v.grads).map(([p, g]) => [p, g.map(num)])) }]));
+}
+
+function expectNear(got: ArrayLike<number>, want: readonly number[], what: string, tol = 1e-9): void {
+  expect(got.length, what).toBe(want.length);
+  want.forEach((w, i) => {
+    const g = got[i]!;
+    const ok = Number.isFinite(w) ? Math.abs(g - w) <= tol * Math.max(1, Math.abs(w)) : Object.is(g, w) || (Number.isNaN(w) && Number.isNaN(g));
+    expect(ok, `${what}[${i}]: graphc ${g}, torch ${w}`).toBe(true);
+  });
+}
+
+describe('PyTorch vocabulary as composites, against PyTorch 1.13 in float64', () => {
+  for (const [label, seed, chosen] of [['chosen points (kinks, ties, tails)', 1, true], ['random points', 7, false]] as const)
+    it.skipIf(!hasTorch)(`values and gradients of every case at ${label}`, () => {
+      const { params, inputs } = args(seed, chosen);
+      const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+      const ref = reference(fwd, bwd, p64 as unknown as Arrays, inputs);
+      const want = torchResults(params, inputs);
+      for (const n of Object.keys(CASES)) {
+        expectNear(ref.outputs[`y_${n}`]!.data, want[n]!.y, `${n}: y`);
+        for (const p of Object.keys(CASES[n]!.params)) expectNear(ref.grads[p]!, want[n]!.grads[p]!, `${n}: d/d ${p}`, 1e-7);
+      }
+    });
+});
+
+describe('float64 formulas written here', () => {
+  const { params, inputs } = args(3, true);
+  const out = outputsOf(fwd, interpret(fwd, { params, inputs }));
+  const y = (n: string) => Array.from(out[`y_${n}`]!.data);
+  const x = (p: string) => Array.from(params[p]!);
+  const sig = (v: number) => 1 / (1 + Math.exp(-v));
+  it('activations', () => {
+    expectNear(y('silu'), x('silu_x').map((v) => v * sig(v)), 'silu', 1e-12);
+    expectNear(y('logSigmoid'), x('ls_x').map((v) => (v < 0 ? v - Math.log1p(Math.exp(v)) : -Math.log1p(Math.exp(-v)))), 'logSigmoid', 1e-12);
+    expectNear(y('softplus_beta'), x('spb_x').map((v) => (2 * v > 3 ? v : Math.log1p(Math.exp(2 * v)) / 2)), 'softplus', 1e-12);
+    expectNear(y('leakyRelu'), x('lr_x').map((v) => (v > 0 ? v : 0.1 * v)), 'leakyRelu', 1e-12);
+    expectNear(y('elu'), x('elu_x').map((v) => (v > 0 ? v : 0.7 * Math.expm1(v))), 'elu', 1e-12);
+    expectNear(y('clamp'), x('cl_x').map((v) => Math.min(Math.max(v, -0.5), 1)), 'clamp', 0);
+  });
+  it('chunk and split sizes as torch (ceil(6/4) = 2: three pieces)', () => {
+    expectNear(y('chunk'), x('ch_x').map((v, i) => v * (Math.floor(i / 4) + 1)), 'chunk', 1e-12);
+    expectNear(y('split_size'), x('spls_x').map((v, i) => v * (Math.floor(i / 4) + 1)), 'split', 1e-12);
+  });
+  it('crossEntropy with weight, ignoreIndex and label smoothing (torch 1.13)', () => {
+    const X = x('cea_x');
+    const w = [1, 2, 3, 0.5, 1];
+    let nll = 0;
+    let smooth = 0;
+    let den = 0;
+    T.forEach((c, i) => {
+      if (c === 2) return;
+      const row = X.slice(i * 5, i * 5 + 5);
+      const m = Math.max(...row);
+      const lse = m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0));
+      nll -= w[c]! * (row[c]! - lse);
+      smooth -= row.reduce((s, v, k) => s + w[k]! * (v - lse), 0);
+      den += w[c]!;
+    });
+    expectNear(y('ce_all'), [0.9 * (nll / den) + (0.1 / 5) * (smooth / den)], 'crossEntropy', 1e-12);
+  });
+});
+
+describe('gradients against finite differences (float64 interpreter)', () => {
+  it('every param of every case, away from kinks', () => {
+    const { params, inputs } = args(11, false);
+    const { grads } = reference(fwd, bwd, params, inputs);
+    let checked = 0;
+    // bce_w enters through stopGradient (torch does not differentiate BCE's weight)
+    for (const [name, v] of Object.entries(params).filter(([k]) => k !== 'bce_w'))
+      for (let i = 0; i < v.length; i += 3) {
+        if (!smoothAt(fwd, params, inputs, name, i)) continue;
+        const fd = finiteDiff(fwd, params, inputs, name, i);
+        expect(Math.abs(grads[name]![i]! - fd), `d loss / d ${name}[${i}]: ${grads[name]![i]} vs ${fd}`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
+        checked++;
+      }
+    expect(checked).toBeGreaterThan(150);
+  });
+});
+
+describe('split and chunk', () => {
+  it("name their pieces after the const they are assigned to: parts_0, parts_1, ...", () => {
+    const { fwd } = compileGraphs(
+      modelFile(`import { model } from 'graphc';
+export default model('pieces', (g) => {
+  const h = g.param('h', [6, 4]);
+  const parts = h.chunk(3);
+  const [a, b] = h.split([1, 3], 1);
+  return parts[0]!.sum().add(parts[2]!.mul(2).sum()).add(a.sum()).add(b.sum());
+});
+`),
+    );
+    const names = fwd.insts.filter((i) => i.op === 'slice').map((i) => fwd.value(i.result).name);
+    expect(names.filter((n) => n.startsWith('parts_')).sort()).toEqual(['parts_0', 'parts_2']);
+  });
+});
+
+describe('with a symbolic batch', () => {
+  it('the losses, var and the masks give what the same model with a static batch gives', () => {
+    const body = (B: string) => `import { model } from 'graphc';
+export default model('sym', (g) => {
+  const x = g.input('x', [${B}, 5]);
+  const t = g.input('t', [${B}], 'i32');
+  const W = g.param('W', [5, 4]);
+  const logits = x.matmul(W);
+  const ce = g.crossEntropy(logits, t, { ignoreIndex: 1, labelSmoothing: 0.1, weight: [1, 2, 0.5, 1] });
+  const nll = g.nllLoss(g.logSoftmax(logits), t, { reduction: 'sum' });
+  const mse = g.mseLoss(logits, logits.clamp(-0.5, 0.5).stopGradient());
+  const bce = g.binaryCrossEntropyWithLogits(logits, g.oneHot(t, 4));
+  const loss = ce.add(nll.mul(0.1)).add(mse).add(bce).add(x.var(0).sum()).add(logits.logsumexp(1).mean()).add(logits.maskedFill(logits.lt(0), 0).std());
+  return { loss };
+});
+`;
+    const r = rng(2);
+    const params = { W: Float32Array.from({ length: 20 }, () => randn(r)) };
+    const inputs = { x: Float32Array.from({ length: 30 }, () => randn(r)), t: Int32Array.of(0, 1, 2, 3, 1, 2) };
+    const sym = compileGraphs(modelFile(body("'B'"), 'sym.ts'));
+    const fixed = compileGraphs(modelFile(body('6'), 'fixed.ts'));
+    const a = reference(sym.fwd, sym.bwd, params, inputs);
+    const b = reference(fixed.fwd, fixed.bwd, params, inputs);
+    expect(Number.isFinite(b.outputs.loss!.data[0]!)).toBe(true);
+    expect(Math.abs(a.outputs.loss!.data[0]! - b.outputs.loss!.data[0]!)).toBeLessThan(1e-12);
+    expect(relErr(a.grads.W!, b.grads.W!)).toBeLessThan(1e-12);
+  });
+});
