@@ -720,7 +720,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
   const stateful = hasModes(m.fwd);
   const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
-  const checkOptionsCall = (train: boolean) => (stateful ? [`      checkOptions(options, ${train}, ${train});`, '      const train = callState.train;'] : []);
+  const checkOptionsCall = (train: boolean) => (stateful ? [`      checkOptions(options, ${train}, false);`, '      const train = callState.train;'] : []);
   /** After a training call: the next running statistics into the caller's buffers. */
   const saveBuffers = (from: (b: (typeof modes.buffers)[number], k: number) => string) =>
     modes.buffers.length ? ['      if (train) {', ...modes.buffers.map((b, k) => `        ${member(`options.buffers${t('!')}`, b.name)}.set(${from(b, k)});`), '      }'] : [];
