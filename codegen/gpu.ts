@@ -24,6 +24,7 @@ import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuPow } from './gpu-pow.js';
+import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -748,6 +749,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       .join(', ')} } };`,
     '    },',
     ...gpuTrainMethods(m, t, training, gradBody(plans), device),
+    ...gpuAccumMethods(m, t, training?.accum, gradBody(plans), device),
     '    destroy() {',
     ...(device ? ['      freeDevice();'] : []),
     ...releaseLines(t),
@@ -788,6 +790,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       '  };',
       ...dk.lines,
       ...gpuDeviceStep(m, t, { args: kinds, gradSteps }, dk.names),
+      ...gpuHostCopy(m, t),
     ];
   };
   const staticCreate = () => [

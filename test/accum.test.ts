@@ -208,3 +208,72 @@ describe('accumulation and applyGradients: errors', () => {
     }
   });
 });
+
+interface GpuAccum {
+  initOptState(params: Arrays): State;
+  valueAndGrad(params: Arrays, inputs: Arrays): Promise<{ loss: number; grads: Record<string, Float32Array> }>;
+  trainStep(params: Arrays, state: State, inputs: Arrays, options?: { lr?: number }): Promise<{ loss: number }>;
+  accumulateGrad(params: Arrays, state: State, inputs: Arrays): Promise<{ loss: number }>;
+  applyUpdate(params: Arrays, state: State, options?: { lr?: number }): Promise<void>;
+  applyGradients(params: Arrays, state: State, grads: Record<string, Float32Array>, options?: { lr?: number }): Promise<void>;
+  destroy(): void;
+}
+
+/** The GPU.js module in gpu.js's cpu mode. */
+async function gpuTarget(n: number, flags: string[]): Promise<{ gpu: GpuAccum; fwd: Awaited<ReturnType<typeof compile>>['fwd'] }> {
+  const file = modelFile(mlp(n), 'mlp.ts');
+  const out = path.join(tmp(), 'accumgpu');
+  const r = await run(['build', file, '--out', out, '--target', 'gpu', ...flags]);
+  expect(r.err).toBe('');
+  const mod = (await import(pathToFileURL(path.join(out, 'mlp.gpu.js')).href)) as { create(o: object): Promise<GpuAccum> };
+  return { gpu: await mod.create({ mode: 'cpu' }), fwd: (await compile(file, { targets: [] })).fwd };
+}
+
+describe('the GPU.js module (cpu mode): accumulateGrad, applyUpdate, applyGradients', () => {
+  for (const flags of CASES.slice(0, 3)) {
+    it(flags.slice(1).join(' '), async () => {
+      const K = 2;
+      const small = await gpuTarget(8, flags);
+      const union = await gpuTarget(8 * K, flags);
+      try {
+        const { params } = randomArgs(small.fwd, 11);
+        const pa = clone(params);
+        const pb = clone(params);
+        const sa = small.gpu.initOptState(pa);
+        const sb = union.gpu.initOptState(pb);
+        for (let s = 0; s < 4; s++) {
+          const bs = [...Array(K)].map((_, k) => randomArgs(small.fwd, 200 + 10 * s + k).inputs);
+          const joined = { x: Float32Array.from(bs.flatMap((b) => Array.from(b.x as Float32Array))), y: Int32Array.from(bs.flatMap((b) => Array.from(b.y as Int32Array))) };
+          let sum = 0;
+          for (const b of bs) sum += (await small.gpu.accumulateGrad(pa, sa, b)).loss;
+          expect(sa.accum_count).toBe(K);
+          await small.gpu.applyUpdate(pa, sa, { lr: 0.004 });
+          expect(sa.accum_count).toBe(0);
+          const { loss } = await union.gpu.trainStep(pb, sb, joined, { lr: 0.004 });
+          expect(sum / K).toBeCloseTo(loss, 5);
+        }
+        for (const k of Object.keys(pa)) expect(relErr(pa[k]!, pb[k]!), k).toBeLessThan(2e-5);
+        expect(relErr(pa.W1!, params.W1 as Float32Array)).toBeGreaterThan(1e-4);
+        // applyGradients with the module's own gradients is trainStep, bit for bit
+        const pc = clone(params);
+        const pd = clone(params);
+        const sc = small.gpu.initOptState(pc);
+        const sd = small.gpu.initOptState(pd);
+        for (let s = 0; s < 4; s++) {
+          const { inputs } = randomArgs(small.fwd, 300 + s);
+          await small.gpu.applyGradients(pc, sc, (await small.gpu.valueAndGrad(pc, inputs)).grads);
+          await small.gpu.trainStep(pd, sd, inputs);
+        }
+        for (const k of Object.keys(pc)) expect(pc[k], k).toEqual(pd[k]);
+        expect(sc.step).toBe(4);
+        await expect(small.gpu.applyUpdate(pc, sc)).rejects.toThrow(
+          new Error('mlp: applyUpdate has no accumulated gradient to apply (state.accum_count is 0): call accumulateGrad(params, state, inputs) for each batch first'),
+        );
+        await expect(small.gpu.applyGradients(pc, sc, { ...clone(params), b1: new Float32Array(2) })).rejects.toThrow(new RangeError("mlp: gradient 'b1' must have 16 elements (f32[16]), got 2"));
+      } finally {
+        small.gpu.destroy();
+        union.gpu.destroy();
+      }
+    });
+  }
+});

@@ -37,28 +37,7 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
     ...lrCheck(m.name, '  '),
   ];
   return [
-    '',
-    '/** Checks the params of a step that runs no forward pass. */',
-    `function ${checkParams}(params${t(': Params')})${t(': void')} {`,
-    `  if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
-    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
-    '}',
-    '',
-    '/** Checks the accumulated gradients of a state (when it has them). */',
-    `function ${checkAccum}(state${t(': OptState')})${t(': void')} {`,
-    '  if (state.grad_accum === undefined && (state.accum_count === undefined || state.accum_count === 0)) return;',
-    `  if (!Number.isInteger(state.accum_count) || state.accum_count${t('!')} < 0) throw new TypeError(\`${m.name}: state.accum_count must be a non-negative integer, got \${describeArg(state.accum_count)}\`);`,
-    `  if (typeof state.grad_accum !== 'object' || state.grad_accum === null) throw new TypeError('${m.name}: state.grad_accum is missing: accumulateGrad(params, state, inputs) makes it');`,
-    ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`grad_accum.${p.name}`)}, ${ownMember('state.grad_accum', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
-    '}',
-    '',
-    `function ${addInto}(acc${t(': Float32Array')}, g${t(': Float32Array')})${t(': void')} {`,
-    `  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]${t('!')} + g[i]${t('!')};`,
-    '}',
-    `function ${divide}(acc${t(': Float32Array')}, k${t(': number')})${t(': void')} {`,
-    `  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]${t('!')} / k;`,
-    '}',
-    '',
+    ...accumHelpers(m, t, { checkParams, checkAccum, addInto, divide }),
     '/** One update of every param with the gradients in `grads` (checked): trainStep\'s, clipping included. */',
     `function ${stepWith}(params${t(': Params')}, state${t(': OptState')}, grads${t(': Params')}, lr${t(': number')})${t(': void')} {`,
     '  const t = state.step + 1; // the step number of this step, from 1',
@@ -83,8 +62,7 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
     ...lrLines,
     '  checkOptState(state);',
     `  ${checkParams}(params);`,
-    `  if (typeof grads !== 'object' || grads === null) throw new TypeError('${m.name}: grads must be an object with a Float32Array per param (as valueAndGrad returns)');`,
-    ...ps.map((p) => `  expectArray('gradient', ${JSON.stringify(p.name)}, ${ownMember('grads', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
+    ...gradsCheck(m, '  '),
     `  ${stepWith}(params, state, grads, lr);`,
     '}',
     '',
@@ -127,5 +105,54 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
     ...ps.map((p) => `  ${member('acc', p.name)}.fill(0);`),
     '  state.accum_count = 0;',
     '}',
+  ];
+}
+
+/** The module-level names of the accumulation helpers. */
+export interface AccumHelperNames {
+  readonly checkParams: string;
+  readonly checkAccum: string;
+  readonly addInto: string;
+  readonly divide: string;
+}
+
+/** The checks of params and of a state's accumulator, and the two loops (shared with the GPU.js module). */
+export function accumHelpers(m: ModuleInfo, t: Typed, names: AccumHelperNames): string[] {
+  const { checkParams, checkAccum, addInto, divide } = names;
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const typeOf = (p: (typeof ps)[number]) => `'${p.dtype}[${p.shape.join(',')}]'`;
+  return [
+    '',
+    '/** Checks the params of a step that runs no forward pass. */',
+    `function ${checkParams}(params${t(': Params')})${t(': void')} {`,
+    `  if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
+    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
+    '}',
+    '',
+    '/** Checks the accumulated gradients of a state (when it has them). */',
+    `function ${checkAccum}(state${t(': OptState')})${t(': void')} {`,
+    '  if (state.grad_accum === undefined && (state.accum_count === undefined || state.accum_count === 0)) return;',
+    `  if (!Number.isInteger(state.accum_count) || state.accum_count${t('!')} < 0) throw new TypeError(\`${m.name}: state.accum_count must be a non-negative integer, got \${describeArg(state.accum_count)}\`);`,
+    `  if (typeof state.grad_accum !== 'object' || state.grad_accum === null) throw new TypeError('${m.name}: state.grad_accum is missing: accumulateGrad(params, state, inputs) makes it');`,
+    ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`grad_accum.${p.name}`)}, ${ownMember('state.grad_accum', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
+    '}',
+    '',
+    `function ${addInto}(acc${t(': Float32Array')}, g${t(': Float32Array')})${t(': void')} {`,
+    `  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]${t('!')} + g[i]${t('!')};`,
+    '}',
+    `function ${divide}(acc${t(': Float32Array')}, k${t(': number')})${t(': void')} {`,
+    `  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]${t('!')} / k;`,
+    '}',
+    '',
+  ];
+}
+
+/** applyGradients' check of its `grads` (one Float32Array per param). */
+export function gradsCheck(m: ModuleInfo, indent: string): string[] {
+  const ps = params(m.fwd);
+  return [
+    `${indent}if (typeof grads !== 'object' || grads === null) throw new TypeError('${m.name}: grads must be an object with a Float32Array per param (as valueAndGrad returns)');`,
+    ...ps.map((p) => `${indent}expectArray('gradient', ${JSON.stringify(p.name)}, ${ownMember('grads', p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`),
   ];
 }
