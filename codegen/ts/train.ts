@@ -73,7 +73,7 @@ export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; fre
   const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} ${ACCUM_FIELDS} }`;
+  const stateType = `{ /** The number of optimizer steps taken. */ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} ${ACCUM_FIELDS} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
   const checkState = [
     '/** Checks an optimizer state before a step. */',
