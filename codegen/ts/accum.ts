@@ -23,7 +23,6 @@ export const nothingAccumulated = (name: string) =>
 export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNames): string[] {
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const typeOf = (p: (typeof ps)[number]) => `'${p.dtype}[${p.shape.join(',')}]'`;
   const modes = hasModes(m.fwd);
   const b = c.backend && c.backend.covered.size ? c.backend : undefined;
   const stepWith = c.codeName('stepWith');
