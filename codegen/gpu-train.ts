@@ -154,8 +154,8 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       ? [
           '      if (resident) {',
           '        await deviceTail;',
-          `        if (dev === undefined) ${nothing}`,
-          `        return ${fromDevice('dev.p')};`,
+          "        // (none there after applyUpdate or applyGradients, which run on the host: then the host's)",
+          `        if (dev !== undefined) return ${fromDevice('dev.p')};`,
           '      }',
         ]
       : []),
@@ -167,8 +167,7 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       ? [
           '      if (resident) {',
           '        await deviceTail;',
-          `        if (dev === undefined) ${nothing.replace('readParams()', 'readOptState()')}`,
-          `        return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
+          `        if (dev !== undefined) return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
           '      }',
         ]
       : []),

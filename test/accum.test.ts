@@ -216,6 +216,8 @@ interface GpuAccum {
   accumulateGrad(params: Arrays, state: State, inputs: Arrays): Promise<{ loss: number }>;
   applyUpdate(params: Arrays, state: State, options?: { lr?: number }): Promise<void>;
   applyGradients(params: Arrays, state: State, grads: Record<string, Float32Array>, options?: { lr?: number }): Promise<void>;
+  readParams(): Promise<Record<string, Float32Array>>;
+  readOptState(): Promise<State>;
   destroy(): void;
 }
 
@@ -254,6 +256,9 @@ describe('the GPU.js module (cpu mode): accumulateGrad, applyUpdate, applyGradie
         }
         for (const k of Object.keys(pa)) expect(relErr(pa[k]!, pb[k]!), k).toBeLessThan(2e-5);
         expect(relErr(pa.W1!, params.W1 as Float32Array)).toBeGreaterThan(1e-4);
+        // readParams and readOptState read what the last update left
+        expect(await small.gpu.readParams()).toEqual(pa);
+        expect((await small.gpu.readOptState()).step).toBe(4);
         // applyGradients with the module's own gradients is trainStep, bit for bit
         const pc = clone(params);
         const pd = clone(params);
