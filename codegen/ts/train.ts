@@ -8,8 +8,8 @@ import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
-import { ACCUM_FIELDS, accumDecls } from './accum.js';
 import { clipFactor, hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
+import { ACCUM_FIELDS, accumDecls } from './accum.js';
 
 /** What the wasm module changes in the training step. */
 export interface TrainBackend {
@@ -213,7 +213,6 @@ export function updateLines(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNam
   const grad = (p: string) => (covered.has(p) ? c.gradArray(p) : gradOf(p));
   const residentCopies = (dir: 'in' | 'out') => residentPairsOf(m, c).map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
   return [
-
     ...stepScalars(spec).map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
