@@ -124,6 +124,12 @@ describe('valueAndGrad in evaluation mode ({ train: false })', () => {
     }
   });
 
+  it('the wasm module runs the selects of the mode flag in its SIMD kernels (a lane mask), not as JavaScript loops', () => {
+    const source = c.files.find((f) => f.name === `${c.name}.wasm.js`)!.content as string;
+    expect(source).toContain('where(training, ');
+    expect(source).not.toContain('training[0] !== 0');
+  });
+
   it('checks options.train', () => {
     expect(() => flat.valueAndGrad(params, inputs, { train: 0 as unknown as boolean, buffers: copy(buffers) })).toThrow(new TypeError('evalgrad: options.train must be true or false, got 0'));
   });
