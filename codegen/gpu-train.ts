@@ -14,15 +14,19 @@ import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
 import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from './optim.js';
 import { hyperLiteral, optStateParts, updateFunction } from './ts/train.js';
+import type { GpuAccumNames } from './gpu-accum.js';
+import { gpuAccumDecls, gpuAccumInterface, gpuAccumNames } from './gpu-accum.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
 export interface TrainNames {
   readonly step: string;
   readonly sumSq: string;
+  /** accumulateGrad, applyUpdate and applyGradients (codegen/gpu-accum.ts). */
+  readonly accum: GpuAccumNames;
 }
 
 export function trainNames(m: ModuleInfo, codeName: (base: string) => string): TrainNames | undefined {
-  return m.optimizer ? { step: codeName(`${m.optimizer.name}Step`), sumSq: codeName('sumOfSquares') } : undefined;
+  return m.optimizer ? { step: codeName(`${m.optimizer.name}Step`), sumSq: codeName('sumOfSquares'), accum: gpuAccumNames(codeName) } : undefined;
 }
 
 /** Module-level declarations: `hyper`, the state's type, its check and the update function. */
@@ -57,6 +61,7 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
           '}',
         ]
       : []),
+    ...gpuAccumDecls(m, t, names.accum, names.step, sumSq),
   ];
 }
 
@@ -76,6 +81,7 @@ export function gpuTrainInterface(m: ModuleInfo): string[] {
     '  readParams(): Promise<Params>;',
     '  /** A copy of the optimizer state as the last trainStep left it. */',
     '  readOptState(): Promise<OptState>;',
+    ...gpuAccumInterface(m),
   ];
 }
 
@@ -148,8 +154,8 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       ? [
           '      if (resident) {',
           '        await deviceTail;',
-          `        if (dev === undefined) ${nothing}`,
-          `        return ${fromDevice('dev.p')};`,
+          "        // (none there after applyUpdate or applyGradients, which run on the host: then the host's)",
+          `        if (dev !== undefined) return ${fromDevice('dev.p')};`,
           '      }',
         ]
       : []),
@@ -161,8 +167,7 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       ? [
           '      if (resident) {',
           '        await deviceTail;',
-          `        if (dev === undefined) ${nothing.replace('readParams()', 'readOptState()')}`,
-          `        return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
+          `        if (dev !== undefined) return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
           '      }',
         ]
       : []),

@@ -24,6 +24,7 @@ import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuPow } from './gpu-pow.js';
+import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -725,7 +726,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
   const stateful = hasModes(m.fwd);
   const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
-  const checkOptionsCall = (train: boolean) => (stateful ? [`      checkOptions(options, ${train}, ${train});`, '      const train = callState.train;'] : []);
+  const checkOptionsCall = (train: boolean) => (stateful ? [`      checkOptions(options, ${train}, false);`, '      const train = callState.train;'] : []);
   /** After a training call: the next running statistics into the caller's buffers. */
   const saveBuffers = (from: (b: (typeof modes.buffers)[number], k: number) => string) =>
     modes.buffers.length ? ['      if (train) {', ...modes.buffers.map((b, k) => `        ${member(`options.buffers${t('!')}`, b.name)}.set(${from(b, k)});`), '      }'] : [];
@@ -755,6 +756,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       '    },',
     ]),
     ...gpuTrainMethods(m, t, training, gradBody(plans), device),
+    ...gpuAccumMethods(m, t, training?.accum, gradBody(plans), device),
     '    destroy() {',
     ...(device ? ['      freeDevice();'] : []),
     ...releaseLines(t),
@@ -795,6 +797,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
       '  };',
       ...dk.lines,
       ...gpuDeviceStep(m, t, { args: kinds, gradSteps }, dk.names),
+      ...gpuHostCopy(m, t),
     ];
   };
   const staticCreate = () => [

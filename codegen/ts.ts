@@ -185,7 +185,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   const modes = hasModes(m.fwd);
   const state = stateCode(m, t, (v) => `buf.${v}`);
   const optionsParam = modes ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
-  const checkOptionsCall = (train: boolean) => (modes ? [`  checkOptions(options, ${train}, ${train});`] : []);
+  const checkOptionsCall = (train: boolean) => (modes ? [`  checkOptions(options, ${train}, false);`] : []);
   const lines: string[] = syms.length
     ? [
         ...preamble([`const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`]),

@@ -321,6 +321,7 @@ function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): 
     ],
     covered,
     resident: 'optMemory',
+    staged: stagedOf,
     run: (names) => [
       ...names.map((s, k) => `optScalars[${k}] = ${s};`),
       'kernels.update();',

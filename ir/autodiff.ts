@@ -245,6 +245,7 @@ function applyRule(g: Graph, inst: Inst, sink: Sink, dy: ValueId, active: Set<Va
     yt: g.type(inst.result),
     arity: inst.args.length,
     userRule: () => replayUserRule(g, inst as InstOf<'custom_grad'>, sink, dy),
+    forward: { args: inst.args, def: (v) => g.def(v), read },
   };
   const thunks = (def.grad as (c: GradCtx<unknown>) => readonly ((() => ValueId) | null)[])(ctx);
   const out: [number, ValueId][] = [];

@@ -160,6 +160,23 @@ export interface GradCtx<A> {
   readonly yt: TensorType;
   /** custom_grad only: the user's rule, emitted by the reverse pass (ir/autodiff.ts). */
   userRule(): readonly GradThunk[];
+  /**
+   * The forward graph around the instruction: its operands, the instruction that made a value,
+   * and a forward value read into the backward graph (batchnorm's mode flag: `modeOf`).
+   */
+  readonly forward?: { readonly args: readonly ValueId[]; def(v: ValueId): { readonly op: string; readonly args: readonly ValueId[] }; read(v: ValueId): ValueId };
+}
+
+/**
+ * The mode flag that selects operand k's value (a `select(mode, …)`, as batchNorm with running
+ * statistics selects its statistics), or undefined: the flag, read into the backward graph.
+ */
+function modeOf(c: GradCtx<unknown>, k: number): ValueId | undefined {
+  const f = c.forward;
+  if (!f) return undefined;
+  const d = f.def(f.args[k]!);
+  if (d.op !== 'select' || f.def(d.args[0]!).op !== 'mode') return undefined;
+  return f.read(d.args[0]!);
 }
 
 export type GradThunk = (() => ValueId) | null;
@@ -822,11 +839,11 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', correc
       // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
       const known = numelSize(spanned);
       const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
-      return [
-        () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y()))))),
-        null,
-        null,
-      ];
+      const total = () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y())))));
+      // batchNorm with running statistics: an evaluation call normalises with the buffers, which
+      // do not depend on x, so there dx = dy · inv (a per-feature affine map); the mode flag selects
+      const training = modeOf(c as GradCtx<unknown>, 1);
+      return [training === undefined ? total : () => b.select(training, total(), b.mul(dy, c.x(2))), null, null];
     },
     eval: ([x, mean, inv], _a, t) => K.map(t.shape, [x!, mean!, inv!], (v, m, s) => (v - m) * s),
   };

@@ -9,6 +9,7 @@ import { commentText, key, lrCheck, member, ownMember, params } from '../module.
 import { hasModes } from '../modes.js';
 import type { OptimizerSpec } from '../optim.js';
 import { clipFactor, hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
+import { ACCUM_FIELDS, accumDecls } from './accum.js';
 
 /** What the wasm module changes in the training step. */
 export interface TrainBackend {
@@ -20,6 +21,8 @@ export interface TrainBackend {
   readonly resident: string;
   /** Code that runs the kernel, given the scalars' names in the order of `scalarNames`. */
   run(scalars: readonly string[]): string[];
+  /** The kernel's copy of a covered param in the memory (valueAndGrad stages it there). */
+  readonly staged: (param: string) => string;
 }
 
 export interface TrainContext {
@@ -70,7 +73,7 @@ export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; fre
   const slots = slotsOf(spec);
   const ps = params(m.fwd);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const stateType = `{ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} }`;
+  const stateType = `{ /** The number of optimizer steps taken. */ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} ${ACCUM_FIELDS} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
   const checkState = [
     '/** Checks an optimizer state before a step. */',
@@ -95,7 +98,6 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const fn = c.codeName(`${spec.name}Step`);
   const scalars = scalarNames(spec);
-  const perStep = stepScalars(spec);
   const clip = spec.hyper.clipGradNorm;
   const modes = hasModes(m.fwd);
   const sumSq = c.codeName('addSquares');
@@ -103,10 +105,8 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const normArray = c.codeName('gradNormSq');
   const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
-  const jsParams = ps.filter((p) => !covered.has(p.name));
-  // the wasm module's kernel reads the state in its memory: the caller's state is copied in and back out
-  const residentPairs = c.backend && covered.size ? slots.flatMap((s) => ps.filter((p) => covered.has(p.name)).map((p) => [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)] as const)) : [];
-  const residentCopies = (dir: 'in' | 'out') => residentPairs.map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
+  const residentPairs = residentPairsOf(m, c);
+  const names: StepNames = { fn, sumSq, scalarArray, normArray };
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
@@ -168,25 +168,67 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
           '  valueAndGrad(params, inputs, stepOptions);',
         ]
       : ['  valueAndGrad(params, inputs);']),
-    ...perStep.map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
+    ...updateLines(m, t, c, names, c.gradArray),
+    '  state.step = t;',
+    '  return trainResult;',
+    '}',
+    ...accumDecls(m, t, c, names),
+  ];
+}
+
+/** The module-level names trainStep's update uses (made once by trainDecls). */
+export interface StepNames {
+  /** The update function of one param. */
+  readonly fn: string;
+  /** clip_by_global_norm's Σ g² over one array, into `normArray`. */
+  readonly sumSq: string;
+  readonly scalarArray: string;
+  readonly normArray: string;
+}
+
+/** The wasm module's state arrays in its memory paired with the caller's (`[mine, theirs]`). */
+function residentPairsOf(m: ModuleInfo, c: TrainContext): (readonly [string, string])[] {
+  const covered = c.backend?.covered ?? new Set<string>();
+  const slots = slotsOf(m.optimizer!);
+  const ps = params(m.fwd);
+  // the wasm module's kernel reads the state in its memory: the caller's state is copied in and back out
+  return c.backend && covered.size ? slots.flatMap((s) => ps.filter((p) => covered.has(p.name)).map((p) => [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)] as const)) : [];
+}
+
+/**
+ * The update of every param after the gradients are in place (`t` and `lr` in scope), up to the
+ * new step count: the step scalars, clipping's factor, the kernel (wasm) and the JavaScript loop.
+ * `gradOf(p)`: the array the update reads p's gradient from (the wasm kernel always reads its
+ * memory's).
+ */
+export function updateLines(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNames, gradOf: (param: string) => string): string[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const scalars = scalarNames(spec);
+  const clip = spec.hyper.clipGradNorm;
+  const covered = c.backend?.covered ?? new Set<string>();
+  const jsParams = ps.filter((p) => !covered.has(p.name));
+  const grad = (p: string) => (covered.has(p) ? c.gradArray(p) : gradOf(p));
+  const residentCopies = (dir: 'in' | 'out') => residentPairsOf(m, c).map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
+  return [
+    ...stepScalars(spec).map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
-          `  ${normArray}[0] = 0;`,
-          ...ps.map((p) => `  ${sumSq}(${c.gradArray(p.name)});`),
-          `  const clip = ${clipFactor(spec, `${normArray}[0]${t('!')}`)};`,
+          `  ${n.normArray}[0] = 0;`,
+          ...ps.map((p) => `  ${n.sumSq}(${grad(p.name)});`),
+          `  const clip = ${clipFactor(spec, `${n.normArray}[0]${t('!')}`)};`,
         ]
       : []),
-    ...scalars.map((s, k) => `  ${scalarArray}[${k}] = ${s};`),
+    ...scalars.map((s, k) => `  ${n.scalarArray}[${k}] = ${s};`),
     ...residentCopies('in'),
     ...(c.backend && covered.size ? c.backend.run(scalars).map((l) => `  ${l}`) : []),
     ...jsParams.map(
       (p) =>
-        `  ${fn}(${[member('params', p.name), c.gradArray(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...(scalars.length ? [scalarArray] : [])].join(', ')}); // ${commentText(p.name)}`,
+        `  ${n.fn}(${[member('params', p.name), grad(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...(scalars.length ? [n.scalarArray] : [])].join(', ')}); // ${commentText(p.name)}`,
     ),
     ...residentCopies('out'),
-    '  state.step = t;',
-    '  return trainResult;',
-    '}',
   ];
 }

@@ -408,6 +408,7 @@ export function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['sto
     case 'exp':
     case 'tanh':
     case 'sigmoid':
+    case 'select':
       return { op: inst.op, args };
     case 'ln_apply': // the same (x − mean) · inv step, broadcast the other way
       return { op: 'bn_apply', args };

@@ -50,6 +50,7 @@ const SIMD = 0xfd;
 /** The f32x4 operations kernels use, by their opcode after the SIMD prefix. */
 export const F32X4 = {
   splat: 0x13,
+  eq: 0x41,
   lt: 0x43,
   gt: 0x44,
   ge: 0x46,

@@ -30,7 +30,9 @@ export type StepOp =
   | 'tanh'
   | 'sigmoid'
   /** a < b ? b : a: a running maximum that, as the flat module's `if (v > a) a = v`, skips NaN. */
-  | 'pmax';
+  | 'pmax'
+  /** select(c, a, b): c ≠ 0 ? a : b (NaN counts as ≠ 0, as the flat module's `c !== 0`). */
+  | 'select';
 
 export interface Step {
   readonly op: StepOp;
@@ -138,6 +140,12 @@ export class StepWriter {
         case 'ge': // a mask of all-ones lanes, and-ed with 1.0
           binary(s.op);
           f.f32x4Const(1).v128And();
+          break;
+        case 'select': // c == 0 ? b : a, by a lane mask
+          push(2);
+          push(1);
+          push(0);
+          f.f32x4Const(0).f32x4('eq').v128Bitselect();
           break;
         case 'bn_apply': // (x - mean) * scale
           binary('sub');

@@ -1,0 +1,150 @@
+// Gradient accumulation and caller-given gradients in the GPU.js module (--optimizer): the
+// instance's async `accumulateGrad`, `applyUpdate` and `applyGradients`, the flat module's
+// (codegen/ts/accum.ts) on the host: the gradients are read back from the gradient pipeline (as
+// valueAndGrad's), added into `state.grad_accum` in the caller's arrays, and each step is the
+// host update of trainStep in cpu and webasm modes (clipping included). On a device, where
+// trainStep keeps params and state in device buffers, these calls first bring a resident copy of
+// the same params and state back into the caller's arrays (the next trainStep uploads them again).
+// See docs/training.md, "GPU.js module".
+
+import { numelSize, sizeText } from '../ir/dims.js';
+import type { ModuleInfo, Typed } from './module.js';
+import { commentText, gradEntries, key, lrCheck, member, params } from './module.js';
+import { hasModes } from './modes.js';
+import { clipFactor, scalarNames, slotsOf, stepScalars } from './optim.js';
+import type { AccumHelperNames } from './ts/accum.js';
+import { accumHelpers, gradsCheck, nothingAccumulated } from './ts/accum.js';
+
+export interface GpuAccumNames extends AccumHelperNames {
+  /** The host update of every param with given gradients. */
+  readonly hostStep: string;
+}
+
+export function gpuAccumNames(codeName: (base: string) => string): GpuAccumNames {
+  return {
+    checkParams: codeName('checkParams'),
+    checkAccum: codeName('checkAccum'),
+    addInto: codeName('addInto'),
+    divide: codeName('divideBy'),
+    hostStep: codeName('hostStep'),
+  };
+}
+
+/**
+ * Module-level declarations: the checks, the loops, and `hostStep(params, state, grads, lr)`, the
+ * update of trainStep's host path with the gradients in `grads` (one array per param, in order).
+ * `step`, `sumSq`: the update function and clipping's sum of squares that gpuTrainDecls declares.
+ */
+export function gpuAccumDecls(m: ModuleInfo, t: Typed, n: GpuAccumNames, step: string, sumSq: string): string[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const ps = params(m.fwd);
+  const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
+  const scalars = scalarNames(spec);
+  const clip = spec.hyper.clipGradNorm;
+  return [
+    '',
+    ...accumHelpers(m, t, n),
+    '/** One update of every param on the host with the gradients in `grads` (in param order): trainStep\'s, clipping included. */',
+    `function ${n.hostStep}(params${t(': Params')}, state${t(': OptState')}, grads${t(': Float32Array[]')}, lr${t(': number')})${t(': void')} {`,
+    '  const t = state.step + 1; // the step number of this step, from 1',
+    ...stepScalars(spec).map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
+    ...(clip !== undefined
+      ? [
+          `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
+          `  const clip = ${clipFactor(spec, ps.map((_p, k) => `${sumSq}(grads[${k}]${t('!')})`).join(' + '))};`,
+        ]
+      : []),
+    ...(scalars.length ? [`  const s = new Float64Array([${scalars.join(', ')}]); // ${scalars.join(', ')}: this step's scalars`] : []),
+    ...ps.map((p, k) => `  ${step}(${[member('params', p.name), `grads[${k}]${t('!')}`, ...slots.map((s) => member('state.' + s, p.name)), sizeOf(p), ...(scalars.length ? ['s'] : [])].join(', ')}); // ${commentText(p.name)}`),
+    '  state.step = t;',
+    '}',
+  ];
+}
+
+/** The lines of the `Model` interface. */
+export function gpuAccumInterface(m: ModuleInfo): string[] {
+  if (!m.optimizer) return [];
+  return [
+    '  /** Adds the gradient of this batch\'s loss into state.grad_accum (made by the first call), counted in state.accum_count. */',
+    '  accumulateGrad(params: Params, state: OptState, inputs: Inputs, options?: { seed?: number; buffers?: Buffers }): Promise<{ loss: number }>;',
+    '  /** One optimizer step with the mean of the accumulated gradients, in place; then state.grad_accum zeros, state.accum_count 0. */',
+    '  applyUpdate(params: Params, state: OptState, options?: { lr?: number }): Promise<void>;',
+    '  /** One optimizer step with the gradients given (one Float32Array per param), in place; clipping applies to them. */',
+    '  applyGradients(params: Params, state: OptState, grads: Params, options?: { lr?: number }): Promise<void>;',
+  ];
+}
+
+/**
+ * The instance's methods. `vagBody`: valueAndGrad's lines up to `const r = ...` (with `options` in
+ * scope); `device`: whether `dev`, `deviceTail` and `freeDevice` exist (gpuDeviceStep).
+ */
+export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | undefined, vagBody: readonly string[], device: boolean): string[] {
+  if (!m.optimizer || !n) return [];
+  const ps = params(m.fwd);
+  const grads = gradEntries(m).map((g) => g.name);
+  const lrLines = ['      const lr = stepOptions?.lr ?? hyper.lr;', ...lrCheck(m.name, '      ')];
+  const sync = device ? ['      await hostCopy(params, state);'] : [];
+  const list = (obj: string) => `[${ps.map((p) => member(obj, p.name)).join(', ')}]`;
+  return [
+    `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(': Params')}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
+    ...lrLines,
+    '      checkOptState(state);',
+    `      ${n.checkParams}(params);`,
+    ...gradsCheck(m, '      '),
+    ...sync,
+    `      ${n.hostStep}(params, state, ${list('grads')}, lr);`,
+    '      trained = { params, state };',
+    '    },',
+    `    async accumulateGrad(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
+    '      checkOptState(state);',
+    `      ${n.checkAccum}(state);`,
+    ...(hasModes(m.fwd)
+      ? [`      const options${t(': Options')} = { seed: stepOptions?.seed, buffers: stepOptions?.buffers }; // the dropout masks: the seed given, else fresh ones`]
+      : [`      const options${t(': Options | undefined')} = undefined;`]),
+    ...sync,
+    ...vagBody,
+    `      const acc = state.grad_accum ??= { ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeText(numelSize(p.shape))})`).join(', ')} };`,
+    ...ps.map((p) => `      ${n.addInto}(${member('acc', p.name)}, r[${grads.indexOf(p.name) + 1}]${t('!')}); // ${commentText(p.name)}`),
+    '      state.accum_count = (state.accum_count ?? 0) + 1;',
+    `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
+    '    },',
+    `    async applyUpdate(params${t(': Params')}, state${t(': OptState')}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
+    ...lrLines,
+    '      checkOptState(state);',
+    `      ${n.checkAccum}(state);`,
+    `      ${n.checkParams}(params);`,
+    '      const k = state.accum_count ?? 0;',
+    `      if (k === 0) throw new Error(${JSON.stringify(nothingAccumulated(m.name))});`,
+    ...sync,
+    `      const acc = state.grad_accum${t('!')};`,
+    ...ps.map((p) => `      ${n.divide}(${member('acc', p.name)}, k);`),
+    `      ${n.hostStep}(params, state, ${list('acc')}, lr);`,
+    ...ps.map((p) => `      ${member('acc', p.name)}.fill(0);`),
+    '      state.accum_count = 0;',
+    '      trained = { params, state };',
+    '    },',
+  ];
+}
+
+/**
+ * `hostCopy(params, state)`, declared in `create` after deviceStep (on a device only): when the
+ * device holds these params and this state (trainStep left them there), their values back into
+ * the caller's arrays and the device's copies freed, so that a host step starts from them.
+ */
+export function gpuHostCopy(m: ModuleInfo, t: Typed): string[] {
+  if (!m.optimizer) return [];
+  const slots = slotsOf(m.optimizer);
+  const ps = params(m.fwd);
+  return [
+    '  /** The params and state that trainStep keeps on the device, back into the caller\'s arrays (then freed there). */',
+    `  const hostCopy = async (params${t(': Params')}, state${t(': OptState')}) => {`,
+    '    await deviceTail;',
+    '    if (dev === undefined || dev.params !== params || dev.state !== state) return;',
+    `    const d = dev;`,
+    ...ps.map((p, k) => `    ${member('params', p.name)}.set(await d.p[${k}]${t('!')}.toArray());`),
+    ...slots.flatMap((s) => ps.map((p, k) => `    ${member(`state.${s}`, p.name)}.set(await d.${s}[${k}]${t('!')}.toArray());`)),
+    '    freeDevice();',
+    '  };',
+  ];
+}
