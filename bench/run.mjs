@@ -23,8 +23,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, ROOT, SIZES } from './models.mjs';
-import { fmt, median, relError, table } from './report.mjs';
-import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
+import { fmt, relError, table } from './report.mjs';
+import { findTorchPython, JsWorker, PythonWorker, timeInTurns } from './workers.mjs';
 
 const SEED = 42; // parameters: initParams(SEED) of the composite module; inputs: mulberry32(SEED)
 const TOLERANCE = 1e-4;
@@ -253,27 +253,9 @@ function checkAgreement(size, list) {
 
 async function timeContenders(size, list) {
   section(`timing ${size}: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds[size]} rounds of ≥ ${plan.roundMs[size]} ms (≥ ${plan.minSteps} step${plan.minSteps === 1 ? '' : 's'}), contenders taking turns`);
-  for (const c of list) {
-    const w = await c.worker.request({ cmd: 'round', ms: plan.warmupMs, minSteps: plan.minSteps, record: false });
-    console.log(`  warm-up ${c.label}: ${w.steps} steps`);
-  }
-  const samples = new Map(list.map((c) => [c, { times: [], roundMedians: [] }]));
-  for (let r = 0; r < plan.rounds[size]; r++) {
-    for (const c of list) {
-      const { times } = await c.worker.request({ cmd: 'round', ms: plan.roundMs[size], minSteps: plan.minSteps });
-      const s = samples.get(c);
-      s.times.push(...times);
-      s.roundMedians.push(median(times));
-    }
-  }
   const flops = REFERENCE_FLOPS[size];
-  const rows = [];
-  for (const c of list) {
-    const s = samples.get(c);
-    const ms = median(s.times);
-    const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
-    rows.push({ c, ms, steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), gflops: flops / (ms * 1e6), maxRssKb });
-  }
+  const rows = await timeInTurns(list, { warmupMs: plan.warmupMs, rounds: plan.rounds[size], roundMs: plan.roundMs[size], minSteps: plan.minSteps, log: console.log });
+  for (const row of rows) row.gflops = flops / (row.ms * 1e6);
   for (const row of rows) row.ratio = row.ms / rows[0].ms;
   return rows;
 }

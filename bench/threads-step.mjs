@@ -4,18 +4,10 @@
 // starts to pay for a split:
 //   node bench/threads-step.mjs MODULE.wasm.js [--threads N] [--min-work W] [--rounds R] [--second-import]
 import { pathToFileURL } from 'node:url';
-import { mulberry32 } from './models.mjs';
+import { randomInputs } from './models.mjs';
 
-/** Index inputs in [0, 27) (the characters of every example; the CNN's labels too), f32 inputs in [0, 1) (the CNN's images), from a mulberry32 stream. */
-function inputsOf(spec, seed) {
-  const rand = mulberry32(seed);
-  return Object.fromEntries(
-    Object.entries(spec.inputs).map(([k, { shape, dtype }]) => {
-      const n = shape.reduce((a, d) => a * d, 1);
-      return [k, dtype === 'f32' ? Float32Array.from({ length: n }, () => rand()) : Int32Array.from({ length: n }, () => Math.floor(rand() * (k === 'labels' ? 10 : 27)))];
-    }),
-  );
-}
+/** Index inputs in [0, 27) (the characters of every example), `labels` in [0, 10) (the CNN's), f32 inputs in [0, 1) (the CNN's images), from a mulberry32 stream. */
+const inputsOf = (spec, seed) => randomInputs(spec, seed, Object.fromEntries(Object.keys(spec.inputs).map((k) => [k, k === 'labels' ? 10 : 27])));
 
 const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 

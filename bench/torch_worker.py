@@ -1,10 +1,14 @@
-"""The makemore MLP in PyTorch (eager, CPU), a contender in a process of its own.
+"""The makemore MLP in PyTorch (eager, CPU), a contender in a process of its own; with "model"
+"nanogpt" or "resnet" in init, one of bench/realistic_torch.py's (bench/realistic.mjs).
 
 Speaks JSON lines over stdin/stdout with bench/run.mjs, one answer per command:
-  {"cmd": "init", "cfg", "shapes", "params", "inputs"} -> {"info", "loss", "grads"}
+  {"cmd": "init", "cfg", "shapes", "params", "inputs", "model"?, "threads"?} -> {"info", "loss", "grads"}
   {"cmd": "round", "ms", "minSteps", "record"}         -> {"steps", "times"?} (ms per step)
   {"cmd": "rss"}                                       -> {"maxRssKb"}
-Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs).
+Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs). With
+"threads", torch.set_num_threads(threads) (the parent also sets OMP_NUM_THREADS and
+OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow); info then says
+which BLAS the process loaded.
 """
 import base64
 import json
@@ -56,9 +60,10 @@ class Makemore:
         loss.backward()
         return loss.item()
 
-    def result(self):
-        loss = self.step()
-        return {'loss': loss, 'grads': {name: encode(t.grad) for name, t in self.p.items()}}
+def result(model):
+    """One step of a model (its step() and its params p): the loss and every gradient."""
+    loss = model.step()
+    return {'loss': loss, 'grads': {name: encode(t.grad) for name, t in model.p.items()}}
 
 
 def time_round(step, ms, minSteps=1, record=True):
@@ -82,9 +87,17 @@ def main():
             if cmd == 'exit':
                 break
             if cmd == 'init':
-                model = Makemore(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                if msg.get('threads'):
+                    torch.set_num_threads(msg['threads'])
                 info = {'python': sys.version.split()[0], 'torch': torch.__version__, 'threads': torch.get_num_threads()}
-                reply = {'info': info, **model.result()}
+                if msg.get('model', 'makemore') == 'makemore':
+                    model = Makemore(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                else:
+                    import realistic_torch
+
+                    model = realistic_torch.MODELS[msg['model']](msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                    info['blas'] = realistic_torch.blas_info()
+                reply = {'info': info, **result(model)}
             elif cmd == 'round':
                 reply = time_round(model.step, msg['ms'], msg.get('minSteps', 1), msg.get('record', True))
             elif cmd == 'rss':
