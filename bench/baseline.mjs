@@ -7,7 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT } from './models.mjs';
+import { graphcBuild, ROOT } from './models.mjs';
+
+/** A new build more than this much slower than the baseline's is flagged (issue 29's "Keep"). */
+export const SLOWER = 1.05;
 
 const git = (...args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
 
@@ -27,11 +30,17 @@ export function prepareBaseline(rev, log = console.log) {
   const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'graphc-baseline-')), 'graphc');
   const added = git('worktree', 'add', '--detach', dir, commit);
   if (added.status !== 0) throw new Error(`--baseline ${rev}: git worktree add failed: ${added.stderr.trim()}`);
+  const onSignal = () => {
+    dispose();
+    process.exit(130);
+  };
   const dispose = () => {
+    process.off('SIGINT', onSignal);
     git('worktree', 'remove', '--force', dir);
     rmSync(path.dirname(dir), { recursive: true, force: true });
     git('worktree', 'prune');
   };
+  process.once('SIGINT', onSignal); // ^C: the temporary worktree goes too
   try {
     symlinkSync(realpathSync(path.join(ROOT, 'node_modules')), path.join(dir, 'node_modules'));
     const label = `${rev} ${commit.slice(0, 7)}`;
@@ -45,4 +54,18 @@ export function prepareBaseline(rev, log = console.log) {
     dispose();
     throw e;
   }
+}
+
+/** `new / baseline` of two times, flagged when the new one is more than 5% slower. */
+export function versusBaseline(newMs, baseMs) {
+  const r = newMs / baseMs;
+  return `${r.toFixed(2)}×${r > SLOWER ? `  SLOWER than the baseline by more than ${Math.round((SLOWER - 1) * 100)}%` : '  ok'}`;
+}
+
+/** Builds a model file (examples/NAME.ts, or any path) with the baseline's compiler into outDir; throws when it fails. */
+export function baselineBuild(baseline, modelFile, outDir, target = 'ts,wasm') {
+  const file = path.resolve(ROOT, modelFile);
+  const b = graphcBuild(file, outDir, { target, cli: baseline.cli });
+  if (!b.ok) throw new Error(`the baseline (${baseline.label}) could not build ${modelFile}:\n${b.error}`);
+  return b;
 }

@@ -75,16 +75,16 @@ export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000, target = '
 /**
  * Writes the model file of a makemore variant ('composite', 'long', 'symbolic': the composite
  * one built once for any batch, 'B', or 'wasm': the composite one built with --target wasm) and
- * builds it.
+ * builds it; with `baseline` (bench/baseline.mjs), with that build's compiler.
  */
-export function buildMakemore(workDir, variant, sizeName) {
-  const name = `makemore_${variant}_${sizeName}`;
+export function buildMakemore(workDir, variant, sizeName, { baseline } = {}) {
+  const name = `makemore_${variant}_${sizeName}${baseline ? '_baseline' : ''}`;
   const [fn, file] = variant === 'long' ? ['makemore', 'makemore.ts'] : ['makemoreComposite', 'makemore_composite.ts'];
   const cfg = variant === 'symbolic' ? { ...SIZES[sizeName], batch: 'B' } : SIZES[sizeName];
   const src = path.join(workDir, `${name}.ts`);
   writeFileSync(src, `import { ${fn} } from ${JSON.stringify(path.join(ROOT, 'examples', file))};\n` + `export default ${fn}(${JSON.stringify(cfg)}, '${name}');\n`);
   const outDir = path.join(workDir, name);
-  const build = graphcBuild(src, outDir, variant === 'wasm' ? { target: 'wasm' } : {});
+  const build = graphcBuild(src, outDir, { ...(variant === 'wasm' ? { target: 'wasm' } : {}), ...(baseline ? { cli: baseline.cli } : {}) });
   const module = path.join(outDir, `${name}${variant === 'wasm' ? '.wasm' : ''}.js`);
   return { name, module, ...build, ...(build.ok ? fileStats(module) : {}) };
 }

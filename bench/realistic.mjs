@@ -5,22 +5,22 @@
 // and N threads (and its flat module) against PyTorch on 1 and N threads, each contender in a
 // process of its own, checked for agreement first, then timed in alternating rounds (workers.mjs).
 // Part of `npm run bench`; on its own:
-//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch]
+//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch] [--kernels]
+// --kernels: then each product kernel of the 1-thread wasm step against the SIMD peak (kernel-peak.mjs).
 // --baseline REV: the compiler at REV (a commit, a branch, or a folder with a built checkout)
 // builds the same models, and its wasm modules run beside the new ones (bench/baseline.mjs).
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { prepareBaseline } from './baseline.mjs';
+import { baselineBuild, prepareBaseline, versusBaseline } from './baseline.mjs';
+import { kernelPeakReport } from './kernel-peak.mjs';
 import { graphcBuild, randomInputs, ROOT } from './models.mjs';
 import { fmt, relError, table } from './report.mjs';
 import { findTorchPython, JsWorker, PythonWorker, timeInTurns } from './workers.mjs';
 
 const SEED = 42;
 const TOLERANCE = 1e-4;
-/** A new build more than this much slower than the baseline's is flagged. */
-const SLOWER = 1.05;
 
 /** bench/models/nanogpt.ts's NANOGPT_CPU (checked against the built module's spec). */
 const GPT = { batch: 12, block: 64, nLayer: 4, nHead: 4, nEmbd: 128, vocab: 65 };
@@ -91,8 +91,7 @@ function buildModel(m, workDir, baseline, log) {
   const built = { wasm: path.join(out, `${m.name}.wasm.js`), flat: path.join(out, `${m.name}.js`) };
   if (baseline) {
     const bout = path.join(workDir, `${m.name}.baseline`);
-    const bb = graphcBuild(src, bout, { target: 'wasm', cli: baseline.cli });
-    if (!bb.ok) throw new Error(`the baseline (${baseline.label}) could not build ${m.file}:\n${bb.error}`);
+    const bb = baselineBuild(baseline, m.file, bout, 'wasm');
     log(`  baseline build ${m.file}: ${fmt.s(bb.ms)}`);
     built.baseline = path.join(bout, `${m.name}.wasm.js`);
   }
@@ -154,6 +153,7 @@ async function runModel(key, opts, ctx) {
     log(`  timing: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds} rounds of ≥ ${plan.roundMs} ms (≥ 1 step) each, taking turns (order reversed every other round)`);
     const rows = await timeInTurns(list, { ...plan, reverse: true });
     printModel(m, mod.spec, rows, opts, log);
+    if (opts.kernels) log(indent(await kernelPeakReport(built.wasm, { rounds: opts.quick ? 5 : 20, params, inputs })));
     return { key, rows };
   } finally {
     for (const c of list) c.worker.close();
@@ -188,17 +188,14 @@ function printModel(m, spec, rows, opts, log) {
     line(`graphc wasm ${n} threads / PyTorch ${best} thread${best > 1 ? 's' : ''} (its best)`, ms('wasm-n') / Math.min(torch1, torchN));
   }
   line(`graphc wasm ${n} threads / graphc wasm 1 thread`, ms('wasm-n') / ours, { text: '≤ 0.6×', pass: (x) => x <= 0.6 });
-  for (const r of rows.filter((x) => x.c.baselineOf)) {
-    const ratio = ms(r.c.baselineOf) / r.ms;
-    log(`  new / baseline, ${r.c.label.replace('baseline ', '')}: ${fmt.ratio(ratio)}${ratio > SLOWER ? `  SLOWER than the baseline by more than ${Math.round((SLOWER - 1) * 100)}%` : '  ok'}`);
-  }
+  for (const r of rows.filter((x) => x.c.baselineOf)) log(`  new / baseline, ${r.c.label.replace('baseline ', '')}: ${versusBaseline(ms(r.c.baselineOf), r.ms)}`);
 }
 
 /**
- * The section: each model of `models` in turn. opts: { quick, threads, flat, torch, baseline
- * (a prepareBaseline() result or undefined), log }. Returns [{ key, rows }].
+ * The section: each model of `models` in turn. opts: { quick, threads, flat, torch, kernels,
+ * baseline (a prepareBaseline() result or undefined), log }. Returns [{ key, rows }].
  */
-export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat = true, torch = true, baseline, log = console.log } = {}) {
+export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat = true, torch = true, kernels = false, baseline, log = console.log } = {}) {
   const torchPython = torch ? findTorchPython() : undefined;
   if (torch && !torchPython) log('note: no PyTorch rows: torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
   if (!flat) log('note: the flat (JS) modules are left out (--no-flat)');
@@ -206,7 +203,11 @@ export async function realisticSection({ models = ['gpt', 'cnn'], quick = false,
   const workers = [];
   try {
     const out = [];
-    for (const key of models) out.push(await runModel(key, { quick, threads, flat }, { log, workDir, baseline, torchPython, workers }));
+    for (const key of models) {
+      const load = os.loadavg()[0];
+      if (load > 1.5) log(`\nnote: 1-minute load average ${load.toFixed(2)} (${os.cpus().length} cores): other processes compete for the CPU, the timings below are noisy`);
+      out.push(await runModel(key, { quick, threads, flat, kernels }, { log, workDir, baseline, torchPython, workers }));
+    }
     return out;
   } finally {
     for (const w of workers) w.close();
@@ -220,7 +221,7 @@ function indent(s, n = 2) {
 
 /** --flag, --key=value and --key value. */
 function parseArgs(argv) {
-  const o = { models: [], quick: false, threads: 2, flat: true, torch: true, baseline: undefined };
+  const o = { models: [], quick: false, threads: 2, flat: true, torch: true, kernels: false, baseline: undefined };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i];
@@ -228,10 +229,11 @@ function parseArgs(argv) {
     else if (k === '--quick') o.quick = true;
     else if (k === '--no-flat') o.flat = false;
     else if (k === '--no-torch') o.torch = false;
+    else if (k === '--kernels') o.kernels = true;
     else if (k === '--threads') o.threads = Number(value());
     else if (k === '--baseline') o.baseline = value();
     else {
-      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch]`);
+      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch] [--kernels]`);
       process.exit(2);
     }
   }
@@ -243,7 +245,7 @@ function parseArgs(argv) {
   return o;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const o = parseArgs(process.argv.slice(2));
   console.log(`graphc bench, realistic sizes: ${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} cores), Node ${process.version}, ${new Date().toISOString()}, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}${o.quick ? ', --quick' : ''}`);
   let baseline;
