@@ -225,7 +225,7 @@ async function main() {
 /**
  * The threads column: the wasm modules' create({ threads }) against their default exports
  * (makemore at each size, generated/wavenet, gpt and cnn); with --baseline, the baseline's builds
- * of the same models too, and new / baseline per model and thread count.
+ * of the same models too, in the same alternation, and new / baseline per model and thread count.
  */
 async function threadsSection(builds, workDir, torchCnn) {
   section(`threads: one training step of the wasm module on 1 thread (its default exports) and on ${opts.threads} (create({ threads: ${opts.threads} })), alternating in this process, bit-identical`);
@@ -246,14 +246,13 @@ async function threadsSection(builds, workDir, torchCnn) {
   const ratios = {};
   const manyMs = {};
   for (const [name, file] of threadModels) {
-    const r = await threadsStep(file, { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
+    const r = await threadsStep(file, { threads: opts.threads, baseline: baselineModules[name], ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
     ratios[name] = r.ratio;
     manyMs[name] = r.many;
     threadRows.push([name, fmt.ms(r.one), fmt.ms(r.many), `${r.ratio.toFixed(2)}×`]);
     if (baselineModules[name]) {
-      const b = await threadsStep(baselineModules[name], { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
-      threadRows.push([`  baseline ${name}`, fmt.ms(b.one), fmt.ms(b.many), `${b.ratio.toFixed(2)}×`]);
-      baselineRows.push(`  ${name}: new / baseline, 1 thread ${versusBaseline(r.one, b.one)}; ${opts.threads} threads ${versusBaseline(r.many, b.many)}`);
+      threadRows.push([`  baseline ${name}`, fmt.ms(r.baseOne), fmt.ms(r.baseMany), `${(r.baseMany / r.baseOne).toFixed(2)}×`]);
+      baselineRows.push(`  ${name}: new / baseline, 1 thread ${versusBaseline(r.one, r.baseOne)}; ${opts.threads} threads ${versusBaseline(r.many, r.baseMany)}`);
     }
   }
   console.log(indent(table(['model', '1 thread ms', `${opts.threads} threads ms`, `${opts.threads} threads / 1`], threadRows)));
