@@ -5,7 +5,7 @@
 // and N threads (and its flat module) against PyTorch on 1 and N threads, each contender in a
 // process of its own, checked for agreement first, then timed in alternating rounds (workers.mjs).
 // Part of `npm run bench`; on its own:
-//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch] [--kernels]
+//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels]
 // --kernels: then each product kernel of the 1-thread wasm step against the SIMD peak (kernel-peak.mjs).
 // --baseline REV: the compiler at REV (a commit, a branch, or a folder with a built checkout)
 // builds the same models, and its wasm modules run beside the new ones (bench/baseline.mjs).
@@ -50,6 +50,15 @@ export const MODELS = {
     torch: 'resnet',
     cfg: (spec) => ({ x: spec.inputs.x.shape }),
     classes: { labels: 10 },
+    // Not 42: a ReLU after a batch norm over 32,768 rows whose input lies within f32 rounding of 0
+    // flips its mask in one f32 implementation and not in another, and one flip moves a conv
+    // weight's gradient by 1e-3 relative. Against PyTorch in float64 (2026-12-06): seed 42 flips one
+    // at conv5 in graphc's wasm module and in torch's oneDNN convolutions alike (2.9e-3), seeds 1, 2
+    // and 6 in torch's (2.6e-3, 1.3e-3, 3.5e-4), seed 5 in both graphc modules (4.3e-3); with
+    // seeds 3, 4 and 7 every one is within 3e-5 of float64. Seed 3 keeps the 1e-4 rule meaningful.
+    seed: 3,
+    // why the flat module is left out unless --flat (2026-12-06, load average 2.5; 10 s at 15)
+    noFlat: 'its step takes about 2 s, 11× the wasm step',
     // the convolutions (3 × 3 kernels, 'same' padding), 3× the forward's (the stem's dx is not needed: about 2.97×)
     flops: (spec) => {
       const [n, , h, w] = spec.inputs.x.shape;
@@ -110,7 +119,11 @@ function checkAgreement(list, log) {
   log(`  agreement with ${ref.label} (loss ${ref.loss.toFixed(6)}): max|a − b| / max(max|b|, 1e-3) per tensor, ${names.length} gradients, tolerance ${TOLERANCE}`);
   log(indent(table(['contender', 'loss', 'worst', 'where', ''], rows.map(({ c, worst }) => [c.label, c.loss.toFixed(6), fmt.err(worst.e), worst.what, worst.e <= TOLERANCE ? 'ok' : 'FAIL'])), 2));
   const bad = rows.filter((r) => !(r.worst.e <= TOLERANCE));
-  if (bad.length) throw new Error(`the contenders disagree: ${bad.map((r) => `${r.c.label} ${fmt.err(r.worst.e)} at ${r.worst.what}`).join(', ')} (tolerance ${TOLERANCE}); nothing was timed`);
+  if (bad.length)
+    throw new Error(
+      `the contenders disagree: ${bad.map((r) => `${r.c.label} ${fmt.err(r.worst.e)} at ${r.worst.what}`).join(', ')} (tolerance ${TOLERANCE}); nothing was timed` +
+        ' (for the ResNet: see the seed note in bench/realistic.mjs: a ReLU mask flipped by f32 rounding moves a gradient by 1e-3)',
+    );
 }
 
 /** Says which BLAS the PyTorch processes loaded; loudly when it is the reference one. */
@@ -133,10 +146,12 @@ async function runModel(key, opts, ctx) {
   const built = buildModel(m, workDir, baseline, log);
   const mod = await import(pathToFileURL(built.wasm).href);
   m.check(mod.spec);
-  const params = mod.initParams(SEED);
-  const inputs = randomInputs(mod.spec, SEED, m.classes);
+  const params = mod.initParams(m.seed ?? SEED);
+  const inputs = randomInputs(mod.spec, m.seed ?? SEED, m.classes);
   const shapes = Object.fromEntries(Object.entries(mod.spec.params).map(([k, p]) => [k, p.shape]));
-  const list = contendersOf(built, opts, torchPython);
+  const flat = opts.flat ?? !m.noFlat;
+  if (!flat && opts.flat === undefined) log(`  (the flat module is left out: ${m.noFlat}; --flat includes it)`);
+  const list = contendersOf(built, { ...opts, flat }, torchPython);
   for (const c of list) {
     c.worker = c.kind === 'torch' ? new PythonWorker(c.label, torchPython, { threads: c.threads }) : new JsWorker(c.label);
     workers.push(c.worker);
@@ -192,13 +207,14 @@ function printModel(m, spec, rows, opts, log) {
 }
 
 /**
- * The section: each model of `models` in turn. opts: { quick, threads, flat, torch, kernels,
+ * The section: each model of `models` in turn. opts: { quick, threads, flat (true: every model's
+ * flat module, false: none, default: the GPT's, not the ResNet's), torch, kernels,
  * baseline (a prepareBaseline() result or undefined), log }. Returns [{ key, rows }].
  */
-export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat = true, torch = true, kernels = false, baseline, log = console.log } = {}) {
+export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat, torch = true, kernels = false, baseline, log = console.log } = {}) {
   const torchPython = torch ? findTorchPython() : undefined;
   if (torch && !torchPython) log('note: no PyTorch rows: torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
-  if (!flat) log('note: the flat (JS) modules are left out (--no-flat)');
+  if (flat === false) log('note: the flat (JS) modules are left out (--no-flat)');
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'graphc-realistic-'));
   const workers = [];
   try {
@@ -221,19 +237,20 @@ function indent(s, n = 2) {
 
 /** --flag, --key=value and --key value. */
 function parseArgs(argv) {
-  const o = { models: [], quick: false, threads: 2, flat: true, torch: true, kernels: false, baseline: undefined };
+  const o = { models: [], quick: false, threads: 2, flat: undefined, torch: true, kernels: false, baseline: undefined };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i];
     if (MODELS[k]) o.models.push(k);
     else if (k === '--quick') o.quick = true;
     else if (k === '--no-flat') o.flat = false;
+    else if (k === '--flat') o.flat = true;
     else if (k === '--no-torch') o.torch = false;
     else if (k === '--kernels') o.kernels = true;
     else if (k === '--threads') o.threads = Number(value());
     else if (k === '--baseline') o.baseline = value();
     else {
-      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--no-flat] [--no-torch] [--kernels]`);
+      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels]`);
       process.exit(2);
     }
   }
