@@ -174,28 +174,8 @@ async function main() {
   console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
 
   // 8b. The convolutional network of examples/cnn.ts: flat and wasm beside TF.js and PyTorch (bench/cnn-step.mjs).
-  section('CNN: one training step (valueAndGrad) of generated/cnn (LeNet-style, batch 64, about 115 MFLOP), flat and wasm modules in alternation in this process, beside TF.js and PyTorch on 1 thread; all checked against the flat module first');
-  let cnn;
-  try {
-    // TF.js wasm (its weight gradient through Conv3DBackpropFilterV2: it has no 2-D one); its cpu backend only if wasm fails
-    const before = baseline && path.join(workDir, 'cnn_baseline');
-    if (before) baselineBuild(baseline, 'examples/cnn.ts', before);
-    cnn = await cnnStep({ reps: opts.quick ? 5 : 20, tfjs: ['wasm', 'cpu'], tfjsReps: opts.quick ? 1 : 2, before });
-  } catch (e) {
-    console.log(`  FAIL: ${firstLine(e.message)}`);
-    return 1;
-  }
-  for (const n of cnn.notes) console.log(`  note: ${n}`);
-  const wasmCnn = cnn.rows.find((r) => r.name === 'graphc wasm');
-  console.log(indent(table(['contender', 'ms', 'wasm / this', 'max rel err'], cnn.rows.map((r) => [r.name, fmt.ms(r.ms), fmt.ratio(wasmCnn.ms / r.ms), r.name === 'graphc flat' ? '(reference)' : fmt.err(r.err)]))));
-  const torchCnn = cnn.rows.find((r) => r.name.startsWith('PyTorch'));
-  console.log(`  target: graphc wasm ≤ PyTorch 1-thread: ${torchCnn ? `${wasmCnn.ms <= torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / torchCnn.ms)})` : 'n/a (PyTorch skipped)'}`);
-  const tfWasmCnn = cnn.rows.find((r) => r.name.startsWith('TF.js') && r.name.includes('wasm'));
-  console.log(`  target: graphc wasm ≤ 0.3× TF.js wasm: ${tfWasmCnn ? `${wasmCnn.ms <= 0.3 * tfWasmCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / tfWasmCnn.ms)})` : 'n/a (TF.js wasm did not run)'}`);
-  for (const kind of baseline ? ['flat', 'wasm'] : []) {
-    const [now, then] = [`graphc ${kind}`, `before: ${kind}`].map((n) => cnn.rows.find((r) => r.name === n).ms);
-    console.log(`  graphc ${kind} new / baseline (${baseline.label}): ${versusBaseline(now, then)}`);
-  }
+  const torchCnn = await cnnSection(workDir);
+  if (torchCnn === null) return 1;
 
   // 9. The compiled training step against valueAndGrad and the JS update it replaces.
   section('training step: trainStep (--optimizer adamw) against valueAndGrad + a JavaScript AdamW update, alternating in this process');
@@ -220,6 +200,37 @@ async function main() {
   loadNote('at the end', 1); // the bench itself keeps one core busy
   console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
   return 0;
+}
+
+/**
+ * The CNN section (generated/cnn: flat and wasm, TF.js, PyTorch on 1 thread; with --baseline the
+ * baseline's flat and wasm modules in the alternation). Returns PyTorch's row (undefined when it
+ * did not run), or null when a contender failed or disagreed.
+ */
+async function cnnSection(workDir) {
+  section('CNN: one training step (valueAndGrad) of generated/cnn (LeNet-style, batch 64, about 115 MFLOP), flat and wasm modules in alternation in this process, beside TF.js and PyTorch on 1 thread; all checked against the flat module first');
+  let cnn;
+  try {
+    // TF.js wasm (its weight gradient through Conv3DBackpropFilterV2: it has no 2-D one); its cpu backend only if wasm fails
+    const before = baseline && path.join(workDir, 'cnn_baseline');
+    if (before) baselineBuild(baseline, 'examples/cnn.ts', before);
+    cnn = await cnnStep({ reps: opts.quick ? 5 : 20, tfjs: ['wasm', 'cpu'], tfjsReps: opts.quick ? 1 : 2, before });
+  } catch (e) {
+    console.log(`  FAIL: ${firstLine(e.message)}`);
+    return null;
+  }
+  for (const n of cnn.notes) console.log(`  note: ${n}`);
+  const wasmCnn = cnn.rows.find((r) => r.name === 'graphc wasm');
+  console.log(indent(table(['contender', 'ms', 'wasm / this', 'max rel err'], cnn.rows.map((r) => [r.name, fmt.ms(r.ms), fmt.ratio(wasmCnn.ms / r.ms), r.name === 'graphc flat' ? '(reference)' : fmt.err(r.err)]))));
+  const torchCnn = cnn.rows.find((r) => r.name.startsWith('PyTorch'));
+  console.log(`  target: graphc wasm ≤ PyTorch 1-thread: ${torchCnn ? `${wasmCnn.ms <= torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / torchCnn.ms)})` : 'n/a (PyTorch skipped)'}`);
+  const tfWasmCnn = cnn.rows.find((r) => r.name.startsWith('TF.js') && r.name.includes('wasm'));
+  console.log(`  target: graphc wasm ≤ 0.3× TF.js wasm: ${tfWasmCnn ? `${wasmCnn.ms <= 0.3 * tfWasmCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / tfWasmCnn.ms)})` : 'n/a (TF.js wasm did not run)'}`);
+  for (const kind of baseline ? ['flat', 'wasm'] : []) {
+    const [now, then] = [`graphc ${kind}`, `before: ${kind}`].map((n) => cnn.rows.find((r) => r.name === n).ms);
+    console.log(`  graphc ${kind} new / baseline (${baseline.label}): ${versusBaseline(now, then)}`);
+  }
+  return torchCnn;
 }
 
 /**
