@@ -342,7 +342,7 @@ function printVersions(list) {
     if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls', 'baseline-wasm': `makemoreComposite, --target wasm, by the compiler at ${baseline?.label}` }[c.variant]})`;
     if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
     if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
-    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default)`;
+    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default), BLAS ${i.blas?.kind ?? '?'}`;
     console.log(`  ${c.label.padEnd(18)} ${what}`);
   }
 }

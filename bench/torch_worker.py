@@ -7,8 +7,9 @@ Speaks JSON lines over stdin/stdout with bench/run.mjs, one answer per command:
   {"cmd": "rss"}                                       -> {"maxRssKb"}
 Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs). With
 "threads", torch.set_num_threads(threads) (the parent also sets OMP_NUM_THREADS and
-OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow); info then says
-which BLAS the process loaded.
+OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow; without them
+Debian's OpenBLAS runs as many threads as cores under a 1-thread torch). info says which BLAS the
+process loaded, and its threads.
 """
 import base64
 import json
@@ -60,6 +61,7 @@ class Makemore:
         loss.backward()
         return loss.item()
 
+
 def result(model):
     """One step of a model (its step() and its params p): the loss and every gradient."""
     loss = model.step()
@@ -90,13 +92,11 @@ def main():
                 if msg.get('threads'):
                     torch.set_num_threads(msg['threads'])
                 info = {'python': sys.version.split()[0], 'torch': torch.__version__, 'threads': torch.get_num_threads()}
-                if msg.get('model', 'makemore') == 'makemore':
-                    model = Makemore(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
-                else:
-                    import realistic_torch
+                import realistic_torch
 
-                    model = realistic_torch.MODELS[msg['model']](msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
-                    info['blas'] = realistic_torch.blas_info()
+                model_class = Makemore if msg.get('model', 'makemore') == 'makemore' else realistic_torch.MODELS[msg['model']]
+                model = model_class(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                info['blas'] = realistic_torch.blas_info()
                 reply = {'info': info, **result(model)}
             elif cmd == 'round':
                 reply = time_round(model.step, msg['ms'], msg.get('minSteps', 1), msg.get('record', True))

@@ -1,9 +1,9 @@
 // A JavaScript contender in a process of its own (forked by run.mjs): graphc's generated module,
 // or the TF.js network on one backend. It answers the parent's messages one at a time:
 //   { cmd: 'init', kind, cfg, shapes, params, inputs, module?, threads? } -> { info, loss, grads }
-// (threads: a wasm module's create({ threads }) instead of its default exports)
 //   { cmd: 'round', ms, minSteps, record }                     -> { steps, times? } (ms per step)
 //   { cmd: 'rss' }                                             -> { maxRssKb }
+// (threads: a wasm module's create({ threads }) instead of its default exports)
 import { pathToFileURL } from 'node:url';
 import { timeRound } from './timing.mjs';
 import { loadTf, makemoreTf } from './tf-model.mjs';

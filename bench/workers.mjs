@@ -97,9 +97,10 @@ export function findTorchPython() {
 
 /**
  * Times contenders that each run in a worker, taking turns: a warm-up of `warmupMs` each, then
- * `rounds` rounds of at least `roundMs` (and `minSteps` steps) of each in turn (with `reverse`, the
- * order reversed every other round: no contender always follows the same one). Returns, per contender (in order), the median ms over every measured step,
- * the step count, the lowest and highest round median, and the process's peak RSS.
+ * `rounds` rounds of at least `roundMs` (and `minSteps` steps) of each in turn (with `reverse`,
+ * the order reversed every other round: no contender always follows the same one). Returns, per
+ * contender (in order), the median ms over every measured step, the step count, the lowest and
+ * highest round median, and the process's peak RSS.
  */
 export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 1, reverse = false, log = () => {} }) {
   for (const c of list) {
