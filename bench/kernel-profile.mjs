@@ -4,27 +4,12 @@
 // timed in alternation (one step of each per round), medians of the rounds:
 //   node bench/kernel-profile.mjs MODULE.wasm.js [MODULE2.wasm.js ...] [--rounds R] [--threads N]
 // --threads N profiles the threaded instance (create({ threads: N })) instead of the default exports.
+// profileKernels() is the same measurement for other scripts (bench/realistic.mjs --kernels).
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { mulberry32 } from './models.mjs';
-
-const args = process.argv.slice(2);
-const opt = (name) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args.splice(i, 2)[1]) : undefined;
-};
-const rounds = opt('--rounds') ?? 40;
-const threads = opt('--threads');
-// --adapt 0: the threaded instance always splits (no timing of whole against split)
-const adapt = opt('--adapt');
-// --thrash MB: before each step, write MB of another array (as bench/cnn-step.mjs's flat step in between evicts the caches)
-const thrash = opt('--thrash');
-// --busy N: before each step, N iterations of a scalar JS loop (as the flat step in between)
-const busy = opt('--busy');
-let sink = 0;
-const junk = thrash ? new Float32Array(thrash * 262144) : undefined;
-const files = args;
 
 const WRAP = `
 const __times = new Map();
@@ -41,7 +26,7 @@ function __wrap(k) {
 export { __times };
 `;
 
-async function load(spec, n) {
+async function load(spec, n, { threads, adapt } = {}) {
   // FILE:minWork=W:adapt=0 gives the threaded instance its own options
   const [file, ...kv] = spec.split(':');
   const own = Object.fromEntries(kv.map((x) => x.split('=')).map(([k, v]) => [k, k === 'adapt' ? v !== '0' : Number(v)]));
@@ -56,50 +41,79 @@ async function load(spec, n) {
   return { file: spec, mod, inst };
 }
 
-const mods = [];
-for (const [n, f] of files.entries()) mods.push(await load(path.resolve(f), n));
-const label = (m) => `${path.basename(path.dirname(m.file.split(':')[0]))}${m.file.split(':').slice(1).map((x) => `:${x}`).join('')}`;
-const r = mulberry32(7);
-const spec = mods[0].mod.spec;
-const inputs = Object.fromEntries(
-  Object.entries(spec.inputs).map(([k, s]) => {
-    const n = s.shape.reduce((a, d) => a * d, 1);
-    return [k, s.dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(r() * 10)) : Float32Array.from({ length: n }, () => r())];
-  }),
-);
-const params = mods[0].mod.initParams(1);
-const samples = mods.map(() => ({ step: [], kernels: new Map() }));
-for (let round = 0; round < rounds + 5; round++)
-  mods.forEach((m, i) => {
-    const times = m.mod.__times;
-    for (const k of times.keys()) times.set(k, 0);
-    if (junk) junk.fill(round);
-    if (busy) {
-      let a = 1;
-      for (let k = 0; k < busy; k++) a = a * 1.0000001 + 1e-9;
-      sink += a;
-    }
-    const t0 = performance.now();
-    m.inst.valueAndGrad(params, inputs);
-    const t = performance.now() - t0;
-    if (round < 5) return;
-    samples[i].step.push(t);
-    let sum = 0;
-    for (const [k, v] of times) {
-      if (!samples[i].kernels.has(k)) samples[i].kernels.set(k, []);
-      samples[i].kernels.get(k).push(v);
-      sum += v;
-    }
-    if (!samples[i].kernels.has('(JS)')) samples[i].kernels.set('(JS)', []);
-    samples[i].kernels.get('(JS)').push(t - sum);
-  });
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-console.log(`median ms of ${rounds} rounds (alternating), ${threads ? `${threads} threads` : '1 thread'}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-const names = [...new Set(samples.flatMap((s) => [...s.kernels.keys()]))];
-console.log(`${'kernel'.padEnd(34)}${mods.map((m) => label(m).padStart(16)).join('')}`);
-for (const k of names) {
-  const row = samples.map((s) => (s.kernels.has(k) ? median(s.kernels.get(k)).toFixed(3) : '-').padStart(16));
-  if (samples.some((s) => s.kernels.has(k) && median(s.kernels.get(k)) > 0.0005)) console.log(`${k.padEnd(34)}${row.join('')}`);
+
+/**
+ * Profiles the modules' valueAndGrad, one step of each per round (after 5 rounds of warm-up):
+ * [{ file, step, kernels: Map(name → median ms per step, '(JS)' the rest) }] in the modules' order.
+ * Options as the command line's; `params` and `inputs` default to initParams(1) and mulberry32(7) draws.
+ */
+export async function profileKernels(files, { rounds = 40, threads, adapt, busy, thrash, params, inputs } = {}) {
+  let sink = 0;
+  const junk = thrash ? new Float32Array(thrash * 262144) : undefined;
+  const mods = [];
+  for (const [n, f] of files.entries()) mods.push(await load(path.resolve(f), n, { threads, adapt }));
+  const r = mulberry32(7);
+  const spec = mods[0].mod.spec;
+  inputs ??= Object.fromEntries(
+    Object.entries(spec.inputs).map(([k, s]) => {
+      const n = s.shape.reduce((a, d) => a * d, 1);
+      return [k, s.dtype === 'i32' ? Int32Array.from({ length: n }, () => Math.floor(r() * 10)) : Float32Array.from({ length: n }, () => r())];
+    }),
+  );
+  params ??= mods[0].mod.initParams(1);
+  const samples = mods.map(() => ({ step: [], kernels: new Map() }));
+  for (let round = 0; round < rounds + 5; round++)
+    mods.forEach((m, i) => {
+      const times = m.mod.__times;
+      for (const k of times.keys()) times.set(k, 0);
+      if (junk) junk.fill(round);
+      if (busy) {
+        let a = 1;
+        for (let k = 0; k < busy; k++) a = a * 1.0000001 + 1e-9;
+        sink += a;
+      }
+      const t0 = performance.now();
+      m.inst.valueAndGrad(params, inputs);
+      const t = performance.now() - t0;
+      if (round < 5) return;
+      samples[i].step.push(t);
+      let sum = 0;
+      for (const [k, v] of times) {
+        if (!samples[i].kernels.has(k)) samples[i].kernels.set(k, []);
+        samples[i].kernels.get(k).push(v);
+        sum += v;
+      }
+      if (!samples[i].kernels.has('(JS)')) samples[i].kernels.set('(JS)', []);
+      samples[i].kernels.get('(JS)').push(t - sum);
+    });
+  for (const m of mods) if (threads) await m.inst.destroy();
+  return mods.map((m, i) => ({ file: m.file, step: median(samples[i].step), kernels: new Map([...samples[i].kernels].map(([k, v]) => [k, median(v)])), sink }));
 }
-console.log(`${'STEP'.padEnd(34)}${samples.map((s) => median(s.step).toFixed(3).padStart(16)).join('')}`);
-for (const m of mods) if (threads) await m.inst.destroy();
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = process.argv.slice(2);
+  const opt = (name) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args.splice(i, 2)[1]) : undefined;
+  };
+  const rounds = opt('--rounds') ?? 40;
+  const threads = opt('--threads');
+  // --adapt 0: the threaded instance always splits (no timing of whole against split)
+  const adapt = opt('--adapt');
+  // --thrash MB: before each step, write MB of another array (as bench/cnn-step.mjs's flat step in between evicts the caches)
+  const thrash = opt('--thrash');
+  // --busy N: before each step, N iterations of a scalar JS loop (as the flat step in between)
+  const busy = opt('--busy');
+  const results = await profileKernels(args, { rounds, threads, adapt, busy, thrash });
+  const label = (m) => `${path.basename(path.dirname(m.file.split(':')[0]))}${m.file.split(':').slice(1).map((x) => `:${x}`).join('')}`;
+  console.log(`median ms of ${rounds} rounds (alternating), ${threads ? `${threads} threads` : '1 thread'}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const names = [...new Set(results.flatMap((s) => [...s.kernels.keys()]))];
+  console.log(`${'kernel'.padEnd(34)}${results.map((m) => label(m).padStart(16)).join('')}`);
+  for (const k of names) {
+    const row = results.map((s) => (s.kernels.has(k) ? s.kernels.get(k).toFixed(3) : '-').padStart(16));
+    if (results.some((s) => s.kernels.has(k) && s.kernels.get(k) > 0.0005)) console.log(`${k.padEnd(34)}${row.join('')}`);
+  }
+  console.log(`${'STEP'.padEnd(34)}${results.map((s) => s.step.toFixed(3).padStart(16)).join('')}`);
+}

@@ -24,6 +24,17 @@ export function mulberry32(seed) {
   };
 }
 
+/** Random inputs of a spec from a seeded stream: f32 in [0, 1), i32 in [0, classes[name]). */
+export function randomInputs(spec, seed, classes) {
+  const rand = mulberry32(seed);
+  return Object.fromEntries(
+    Object.entries(spec.inputs).map(([k, { shape, dtype }]) => {
+      const n = shape.reduce((a, d) => a * d, 1);
+      return [k, dtype === 'f32' ? Float32Array.from({ length: n }, () => rand()) : Int32Array.from({ length: n }, () => Math.floor(rand() * classes[k]))];
+    }),
+  );
+}
+
 /** The reference FLOP count per training step that GFLOP/s is computed against. */
 export const REFERENCE_FLOPS = { S: 754e3, L: 350e6 };
 
@@ -43,11 +54,12 @@ export function makemoreFlops({ batch: n, block, nEmbd, nHidden: H, vocab: V }) 
 /**
  * Runs `graphc build MODEL --out DIR --target LIST` as a child process; returns its wall time.
  * The targets default to ts,gpu, graphc build's default when the bench's build times were first
- * measured (it is ts,wasm now), so that the times stay comparable.
+ * measured (it is ts,wasm now), so that the times stay comparable. `cli`: another build's
+ * bin/graphc.js (bench/baseline.mjs).
  */
-export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000, target = 'ts,gpu' } = {}) {
+export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000, target = 'ts,gpu', cli = CLI } = {}) {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, 'build', modelFile, '--out', outDir, '--target', target], {
+  const r = spawnSync(process.execPath, [cli, 'build', modelFile, '--out', outDir, '--target', target], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -63,16 +75,16 @@ export function graphcBuild(modelFile, outDir, { timeoutMs = 180_000, target = '
 /**
  * Writes the model file of a makemore variant ('composite', 'long', 'symbolic': the composite
  * one built once for any batch, 'B', or 'wasm': the composite one built with --target wasm) and
- * builds it.
+ * builds it; with `baseline` (bench/baseline.mjs), with that build's compiler.
  */
-export function buildMakemore(workDir, variant, sizeName) {
-  const name = `makemore_${variant}_${sizeName}`;
+export function buildMakemore(workDir, variant, sizeName, { baseline } = {}) {
+  const name = `makemore_${variant}_${sizeName}${baseline ? '_baseline' : ''}`;
   const [fn, file] = variant === 'long' ? ['makemore', 'makemore.ts'] : ['makemoreComposite', 'makemore_composite.ts'];
   const cfg = variant === 'symbolic' ? { ...SIZES[sizeName], batch: 'B' } : SIZES[sizeName];
   const src = path.join(workDir, `${name}.ts`);
   writeFileSync(src, `import { ${fn} } from ${JSON.stringify(path.join(ROOT, 'examples', file))};\n` + `export default ${fn}(${JSON.stringify(cfg)}, '${name}');\n`);
   const outDir = path.join(workDir, name);
-  const build = graphcBuild(src, outDir, variant === 'wasm' ? { target: 'wasm' } : {});
+  const build = graphcBuild(src, outDir, { ...(variant === 'wasm' ? { target: 'wasm' } : {}), ...(baseline ? { cli: baseline.cli } : {}) });
   const module = path.join(outDir, `${name}${variant === 'wasm' ? '.wasm' : ''}.js`);
   return { name, module, ...build, ...(build.ok ? fileStats(module) : {}) };
 }

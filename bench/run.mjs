@@ -4,6 +4,11 @@
 // itself, and reports each wasm matmul kernel's GFLOP/s against the machine's SIMD peak.
 //
 //   npm run bench [-- --sizes=S,L] [--quick] [--contenders=long,symbolic,wasm,tfjs-cpu,tfjs-wasm,torch] [--rebuild]
+//                 [--threads=N] [--realistic=gpt,cnn|none] [--baseline=REV]
+//
+// --baseline=REV builds the compiler at REV (bench/baseline.mjs) and adds its wasm modules as
+// contenders (makemore, the CNN section, the threads section, the realistic sizes), with
+// new / baseline ratios flagged when the new build is more than 5% slower.
 //
 // Each contender runs in a process of its own (so its peak RSS is its own), is warmed up by time
 // (V8 keeps optimising for a few thousand calls), and then the contenders take turns in many
@@ -12,8 +17,10 @@
 // Before any timing, every contender's loss and gradients must agree with graphc's composite-op
 // model to 1e-4 (max|a − b| / max(max|b|, 1e-3) per tensor), or the run fails with exit code 1.
 import { checksOverhead } from './checks.mjs';
+import { baselineBuild, prepareBaseline, versusBaseline } from './baseline.mjs';
 import { cnnStep } from './cnn-step.mjs';
 import { exampleStep } from './examples.mjs';
+import { realisticSection } from './realistic.mjs';
 import { kernelGflops, kernelShapes, simdPeak } from './simd.mjs';
 import { splitMatmul } from './threads.mjs';
 import { threadsStep } from './threads-step.mjs';
@@ -23,8 +30,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildMakemore, buildMlp, ensureCompilerBuilt, makemoreFlops, mulberry32, REFERENCE_FLOPS, ROOT, SIZES } from './models.mjs';
-import { fmt, median, relError, table } from './report.mjs';
-import { findTorchPython, JsWorker, PythonWorker } from './workers.mjs';
+import { fmt, relError, table } from './report.mjs';
+import { findTorchPython, JsWorker, PythonWorker, timeInTurns } from './workers.mjs';
 
 const SEED = 42; // parameters: initParams(SEED) of the composite module; inputs: mulberry32(SEED)
 const TOLERANCE = 1e-4;
@@ -36,6 +43,8 @@ const CONTENDERS = [
   { id: 'tfjs-cpu', label: 'TF.js cpu', kind: 'tfjs-cpu' },
   { id: 'tfjs-wasm', label: 'TF.js wasm', kind: 'tfjs-wasm' },
   { id: 'torch', label: 'PyTorch eager', kind: 'torch' },
+  // only with --baseline: makemoreComposite --target wasm built by the baseline's compiler
+  { id: 'baseline-wasm', label: 'baseline wasm', kind: 'graphc', variant: 'baseline-wasm' },
 ];
 
 const started = performance.now();
@@ -46,6 +55,7 @@ const plan = opts.quick
 
 const workDir = mkdtempSync(path.join(os.tmpdir(), 'graphc-bench-'));
 const workers = [];
+let baseline; // --baseline: prepareBaseline()'s build of the compiler at REV
 try {
   process.exitCode = await main();
 } catch (e) {
@@ -54,6 +64,7 @@ try {
 } finally {
   for (const w of workers) w.close();
   rmSync(workDir, { recursive: true, force: true });
+  baseline?.dispose();
 }
 
 async function main() {
@@ -61,6 +72,7 @@ async function main() {
   loadNote('before the run', 0);
   const stale = ensureCompilerBuilt(opts);
   if (stale) console.log(`note: ${stale}`);
+  if (opts.baseline) baseline = prepareBaseline(opts.baseline);
 
   // 1. Build every model with graphc, timing the builds.
   section('graphc build: wall time of `node bin/graphc.js build` (Node start included)');
@@ -77,6 +89,13 @@ async function main() {
       }
     }
   }
+  if (baseline)
+    for (const size of opts.sizes) {
+      const b = buildMakemore(workDir, 'wasm', size, { baseline });
+      if (!b.ok) throw new Error(`the baseline (${baseline.label}) could not build makemore ${size}:\n${b.error}`);
+      builds[`baseline-wasm_${size}`] = b;
+      console.log(`  ${b.name.padEnd(22)} ${fmt.ms(b.ms).padStart(8)} ms   (the baseline, ${baseline.label})`);
+    }
   const mlps = plan.mlpLayers.map((layers) => {
     const b = buildMlp(workDir, layers);
     console.log(`  ${b.name.padEnd(22)} ${b.ok ? `${fmt.ms(b.ms).padStart(8)} ms   ${(b.ms / layers).toFixed(1)} ms/layer, ${kb(b.jsBytes)} of JS` : `FAILED: ${firstLine(b.error)}`}`);
@@ -155,22 +174,8 @@ async function main() {
   console.log(indent(table(['example', 'params', 'flat ms', 'wasm ms', 'wasm speed-up', 'max err'], exampleRows)));
 
   // 8b. The convolutional network of examples/cnn.ts: flat and wasm beside TF.js and PyTorch (bench/cnn-step.mjs).
-  section('CNN: one training step (valueAndGrad) of generated/cnn (LeNet-style, batch 64, about 115 MFLOP), flat and wasm modules in alternation in this process, beside TF.js and PyTorch on 1 thread; all checked against the flat module first');
-  let cnn;
-  try {
-    // TF.js wasm (its weight gradient through Conv3DBackpropFilterV2: it has no 2-D one); its cpu backend only if wasm fails
-    cnn = await cnnStep({ reps: opts.quick ? 5 : 20, tfjs: ['wasm', 'cpu'], tfjsReps: opts.quick ? 1 : 2 });
-  } catch (e) {
-    console.log(`  FAIL: ${firstLine(e.message)}`);
-    return 1;
-  }
-  for (const n of cnn.notes) console.log(`  note: ${n}`);
-  const wasmCnn = cnn.rows.find((r) => r.name === 'graphc wasm');
-  console.log(indent(table(['contender', 'ms', 'wasm / this', 'max rel err'], cnn.rows.map((r) => [r.name, fmt.ms(r.ms), fmt.ratio(wasmCnn.ms / r.ms), r.err === 0 ? '(reference)' : fmt.err(r.err)]))));
-  const torchCnn = cnn.rows.find((r) => r.name.startsWith('PyTorch'));
-  console.log(`  target: graphc wasm ≤ PyTorch 1-thread: ${torchCnn ? `${wasmCnn.ms <= torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / torchCnn.ms)})` : 'n/a (PyTorch skipped)'}`);
-  const tfWasmCnn = cnn.rows.find((r) => r.name.startsWith('TF.js') && r.name.includes('wasm'));
-  console.log(`  target: graphc wasm ≤ 0.3× TF.js wasm: ${tfWasmCnn ? `${wasmCnn.ms <= 0.3 * tfWasmCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / tfWasmCnn.ms)})` : 'n/a (TF.js wasm did not run)'}`);
+  const torchCnn = await cnnSection(workDir);
+  if (torchCnn === null) return 1;
 
   // 9. The compiled training step against valueAndGrad and the JS update it replaces.
   section('training step: trainStep (--optimizer adamw) against valueAndGrad + a JavaScript AdamW update, alternating in this process');
@@ -184,19 +189,82 @@ async function main() {
   console.log(indent(table(['module', 'params', 'trainStep ms', 'valueAndGrad + JS ms', 'ratio', 'max param err (20 steps)'], trainRows)));
 
   // 10. The threads column: the wasm modules' create({ threads }) against their default exports.
+  await threadsSection(builds, workDir, torchCnn);
+
+  // 11. The realistic sizes: nanoGPT's CPU config and the CIFAR ResNet against PyTorch (bench/realistic.mjs).
+  if (opts.realistic.length) {
+    section('realistic sizes (bench/realistic.mjs)');
+    await realisticSection({ models: opts.realistic, quick: opts.quick, threads: opts.threads, baseline });
+  }
+
+  loadNote('at the end', 1); // the bench itself keeps one core busy
+  console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
+  return 0;
+}
+
+/**
+ * The CNN section (generated/cnn: flat and wasm, TF.js, PyTorch on 1 thread; with --baseline the
+ * baseline's flat and wasm modules in the alternation). Returns PyTorch's row (undefined when it
+ * did not run), or null when a contender failed or disagreed.
+ */
+async function cnnSection(workDir) {
+  section('CNN: one training step (valueAndGrad) of generated/cnn (LeNet-style, batch 64, about 115 MFLOP), flat and wasm modules in alternation in this process, beside TF.js and PyTorch on 1 thread; all checked against the flat module first');
+  let cnn;
+  try {
+    // TF.js wasm (its weight gradient through Conv3DBackpropFilterV2: it has no 2-D one); its cpu backend only if wasm fails
+    const before = baseline && path.join(workDir, 'cnn_baseline');
+    if (before) baselineBuild(baseline, 'examples/cnn.ts', before);
+    cnn = await cnnStep({ reps: opts.quick ? 5 : 20, tfjs: ['wasm', 'cpu'], tfjsReps: opts.quick ? 1 : 2, before });
+  } catch (e) {
+    console.log(`  FAIL: ${firstLine(e.message)}`);
+    return null;
+  }
+  for (const n of cnn.notes) console.log(`  note: ${n}`);
+  const wasmCnn = cnn.rows.find((r) => r.name === 'graphc wasm');
+  console.log(indent(table(['contender', 'ms', 'wasm / this', 'max rel err'], cnn.rows.map((r) => [r.name, fmt.ms(r.ms), fmt.ratio(wasmCnn.ms / r.ms), r.name === 'graphc flat' ? '(reference)' : fmt.err(r.err)]))));
+  const torchCnn = cnn.rows.find((r) => r.name.startsWith('PyTorch'));
+  console.log(`  target: graphc wasm ≤ PyTorch 1-thread: ${torchCnn ? `${wasmCnn.ms <= torchCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / torchCnn.ms)})` : 'n/a (PyTorch skipped)'}`);
+  const tfWasmCnn = cnn.rows.find((r) => r.name.startsWith('TF.js') && r.name.includes('wasm'));
+  console.log(`  target: graphc wasm ≤ 0.3× TF.js wasm: ${tfWasmCnn ? `${wasmCnn.ms <= 0.3 * tfWasmCnn.ms ? 'PASS' : 'FAIL'} (${fmt.ratio(wasmCnn.ms / tfWasmCnn.ms)})` : 'n/a (TF.js wasm did not run)'}`);
+  for (const kind of baseline ? ['flat', 'wasm'] : []) {
+    const [now, then] = [`graphc ${kind}`, `before: ${kind}`].map((n) => cnn.rows.find((r) => r.name === n).ms);
+    console.log(`  graphc ${kind} new / baseline (${baseline.label}): ${versusBaseline(now, then)}`);
+  }
+  return torchCnn;
+}
+
+/**
+ * The threads column: the wasm modules' create({ threads }) against their default exports
+ * (makemore at each size, generated/wavenet, gpt and cnn); with --baseline, the baseline's builds
+ * of the same models too, in the same alternation, and new / baseline per model and thread count.
+ */
+async function threadsSection(builds, workDir, torchCnn) {
   section(`threads: one training step of the wasm module on 1 thread (its default exports) and on ${opts.threads} (create({ threads: ${opts.threads} })), alternating in this process, bit-identical`);
   const threadRows = [];
   const threadModels = [
     ...opts.sizes.map((size) => [`makemore ${size}`, builds[`wasm_${size}`].module]),
     ...['wavenet', 'gpt', 'cnn'].map((name) => [name, path.join(ROOT, 'generated', name, `${name}.wasm.js`)]),
   ];
+  const baselineModules = {};
+  if (baseline) {
+    for (const size of opts.sizes) baselineModules[`makemore ${size}`] = builds[`baseline-wasm_${size}`].module;
+    for (const name of ['wavenet', 'gpt', 'cnn']) {
+      baselineBuild(baseline, `examples/${name}.ts`, path.join(workDir, `${name}_baseline`), 'wasm');
+      baselineModules[name] = path.join(workDir, `${name}_baseline`, `${name}.wasm.js`);
+    }
+  }
+  const baselineRows = [];
   const ratios = {};
   const manyMs = {};
   for (const [name, file] of threadModels) {
-    const r = await threadsStep(file, { threads: opts.threads, ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
+    const r = await threadsStep(file, { threads: opts.threads, baseline: baselineModules[name], ...(opts.quick ? { rounds: 4, warmupMs: 500 } : {}) });
     ratios[name] = r.ratio;
     manyMs[name] = r.many;
     threadRows.push([name, fmt.ms(r.one), fmt.ms(r.many), `${r.ratio.toFixed(2)}×`]);
+    if (baselineModules[name]) {
+      threadRows.push([`  baseline ${name}`, fmt.ms(r.baseOne), fmt.ms(r.baseMany), `${(r.baseMany / r.baseOne).toFixed(2)}×`]);
+      baselineRows.push(`  ${name}: new / baseline, 1 thread ${versusBaseline(r.one, r.baseOne)}; ${opts.threads} threads ${versusBaseline(r.many, r.baseMany)}`);
+    }
   }
   console.log(indent(table(['model', '1 thread ms', `${opts.threads} threads ms`, `${opts.threads} threads / 1`], threadRows)));
   if (ratios['makemore L'] !== undefined) console.log(`  target: at L the ${opts.threads}-thread step ≤ 0.6× the 1-thread step: ${ratios['makemore L'] <= 0.6 ? 'PASS' : 'FAIL'} (${ratios['makemore L'].toFixed(2)}×)`);
@@ -207,10 +275,7 @@ async function main() {
   }
   const slower = Object.entries(ratios).filter(([, r]) => r > 1.02); // within 2%: the same
   console.log(`  target: no model slower than on 1 thread (by more than 2%): ${slower.length ? `FAIL (${slower.map(([n, r]) => `${n} ${r.toFixed(2)}×`).join(', ')})` : 'PASS'}`);
-
-  loadNote('at the end', 1); // the bench itself keeps one core busy
-  console.log(`\ntotal bench time ${fmt.s(performance.now() - started)}`);
-  return 0;
+  for (const line of baselineRows) console.log(line);
 }
 
 async function startContenders(size, builds, torchPython) {
@@ -219,7 +284,7 @@ async function startContenders(size, builds, torchPython) {
   const params = composite.initParams(SEED);
   const shapes = Object.fromEntries(Object.entries(composite.spec.params).map(([k, p]) => [k, p.shape]));
   const inputs = makeInputs(cfg, SEED);
-  const chosen = CONTENDERS.filter((c) => opts.contenders.includes(c.id) && (c.kind !== 'torch' || torchPython));
+  const chosen = CONTENDERS.filter((c) => opts.contenders.includes(c.id) && (c.kind !== 'torch' || torchPython) && (c.id !== 'baseline-wasm' || baseline));
   const list = chosen.map((c) => {
     const worker = c.kind === 'torch' ? new PythonWorker(`${c.label} ${size}`, torchPython) : new JsWorker(`${c.label} ${size}`);
     workers.push(worker);
@@ -253,27 +318,9 @@ function checkAgreement(size, list) {
 
 async function timeContenders(size, list) {
   section(`timing ${size}: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds[size]} rounds of ≥ ${plan.roundMs[size]} ms (≥ ${plan.minSteps} step${plan.minSteps === 1 ? '' : 's'}), contenders taking turns`);
-  for (const c of list) {
-    const w = await c.worker.request({ cmd: 'round', ms: plan.warmupMs, minSteps: plan.minSteps, record: false });
-    console.log(`  warm-up ${c.label}: ${w.steps} steps`);
-  }
-  const samples = new Map(list.map((c) => [c, { times: [], roundMedians: [] }]));
-  for (let r = 0; r < plan.rounds[size]; r++) {
-    for (const c of list) {
-      const { times } = await c.worker.request({ cmd: 'round', ms: plan.roundMs[size], minSteps: plan.minSteps });
-      const s = samples.get(c);
-      s.times.push(...times);
-      s.roundMedians.push(median(times));
-    }
-  }
   const flops = REFERENCE_FLOPS[size];
-  const rows = [];
-  for (const c of list) {
-    const s = samples.get(c);
-    const ms = median(s.times);
-    const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
-    rows.push({ c, ms, steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), gflops: flops / (ms * 1e6), maxRssKb });
-  }
+  const rows = await timeInTurns(list, { warmupMs: plan.warmupMs, rounds: plan.rounds[size], roundMs: plan.roundMs[size], minSteps: plan.minSteps, log: console.log });
+  for (const row of rows) row.gflops = flops / (row.ms * 1e6);
   for (const row of rows) row.ratio = row.ms / rows[0].ms;
   return rows;
 }
@@ -292,10 +339,10 @@ function printVersions(list) {
   for (const c of list) {
     const i = c.info ?? {};
     let what = `Node ${i.node}`;
-    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls' }[c.variant]})`;
+    if (c.kind === 'graphc') what += `, generated JS (${{ composite: 'makemoreComposite', long: 'makemore', symbolic: "makemoreComposite with batch 'B'", wasm: 'makemoreComposite, --target wasm: WebAssembly SIMD matmuls', 'baseline-wasm': `makemoreComposite, --target wasm, by the compiler at ${baseline?.label}` }[c.variant]})`;
     if (c.kind === 'tfjs-cpu') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-cpu ${i.tfjsBackendCpu}`;
     if (c.kind === 'tfjs-wasm') what += `, @tensorflow/tfjs-core ${i.tfjsCore} + tfjs-backend-wasm ${i.tfjsBackendWasm} (SIMD ${i.simd ? 'on' : 'off'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
-    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default)`;
+    if (c.kind === 'torch') what = `Python ${i.python}, torch ${i.torch}, ${i.threads} thread${i.threads === 1 ? '' : 's'} (PyTorch's default), BLAS ${i.blas?.kind ?? '?'}`;
     console.log(`  ${c.label.padEnd(18)} ${what}`);
   }
 }
@@ -330,6 +377,7 @@ function printSummary(results, builds, mlps) {
     ['makemore (S) build < 1.5 s', builds.long_S?.ms, (x) => x < 1500, fmt.s],
     ['1000-layer MLP build < 20 s', mlp1000?.ok || mlp1000?.timedOut ? mlp1000.ms : undefined, (x) => x < 20_000, (x) => (mlp1000.timedOut ? `> ${fmt.s(x)}` : fmt.s(x))],
   ];
+  if (baseline) for (const size of sizes) if (ms(size, 'baseline-wasm')) console.log(`  ${size}: graphc wasm new / baseline (${baseline.label}): ${versusBaseline(ms(size, 'wasm'), ms(size, 'baseline-wasm'))}`);
   section('targets (reported, not enforced)');
   const rows = targets.map(([what, value, pass, show]) => [what, value === undefined ? 'n/a' : show(value), value === undefined ? 'n/a' : pass(value) ? 'PASS' : 'FAIL']);
   console.log(indent(table(['target', 'measured', ''], rows)));
@@ -344,7 +392,7 @@ function makeInputs({ batch, block, vocab }, seed) {
 }
 
 function parseArgs(argv) {
-  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id), threads: 2 };
+  const o = { sizes: ['S', 'L'], quick: false, rebuild: false, contenders: CONTENDERS.map((c) => c.id), threads: 2, realistic: ['gpt', 'cnn'], baseline: undefined };
   for (const a of argv) {
     const [k, v] = a.split(/=(.*)/s, 2);
     if (k === '--sizes' && v) o.sizes = v.split(',');
@@ -352,15 +400,18 @@ function parseArgs(argv) {
     else if (k === '--quick') o.quick = true;
     else if (k === '--rebuild') o.rebuild = true;
     else if (k === '--threads' && Number.isInteger(Number(v)) && Number(v) >= 2) o.threads = Number(v);
+    else if (k === '--realistic' && v) o.realistic = v === 'none' ? [] : v.split(',');
+    else if (k === '--baseline' && v) o.baseline = v;
     else usage(`unknown argument ${a}`);
   }
   for (const s of o.sizes) if (!SIZES[s]) usage(`unknown size ${s} (sizes: ${Object.keys(SIZES).join(', ')})`);
+  for (const m of o.realistic) if (!['gpt', 'cnn'].includes(m)) usage(`unknown realistic model ${m} (gpt, cnn or none)`);
   for (const c of o.contenders) if (!CONTENDERS.some((x) => x.id === c)) usage(`unknown contender ${c} (contenders: ${CONTENDERS.map((x) => x.id).join(', ')})`);
   return o;
 }
 
 function usage(msg) {
-  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild] [--threads=N]`);
+  console.error(`bench: ${msg}\nusage: npm run bench [-- --sizes=S,L] [--quick] [--contenders=${CONTENDERS.slice(1).map((c) => c.id).join(',')}] [--rebuild] [--threads=N] [--realistic=gpt,cnn|none] [--baseline=REV]`);
   process.exit(2);
 }
 

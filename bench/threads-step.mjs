@@ -4,42 +4,46 @@
 // starts to pay for a split:
 //   node bench/threads-step.mjs MODULE.wasm.js [--threads N] [--min-work W] [--rounds R] [--second-import]
 import { pathToFileURL } from 'node:url';
-import { mulberry32 } from './models.mjs';
+import { randomInputs } from './models.mjs';
 
-/** Index inputs in [0, 27) (the characters of every example; the CNN's labels too), f32 inputs in [0, 1) (the CNN's images), from a mulberry32 stream. */
-function inputsOf(spec, seed) {
-  const rand = mulberry32(seed);
-  return Object.fromEntries(
-    Object.entries(spec.inputs).map(([k, { shape, dtype }]) => {
-      const n = shape.reduce((a, d) => a * d, 1);
-      return [k, dtype === 'f32' ? Float32Array.from({ length: n }, () => rand()) : Int32Array.from({ length: n }, () => Math.floor(rand() * (k === 'labels' ? 10 : 27)))];
-    }),
-  );
-}
+/** Index inputs in [0, 27) (the characters of every example), `labels` in [0, 10) (the CNN's), f32 inputs in [0, 1) (the CNN's images), from a mulberry32 stream. */
+const inputsOf = (spec, seed) => randomInputs(spec, seed, Object.fromEntries(Object.keys(spec.inputs).map((k) => [k, k === 'labels' ? 10 : 27])));
 
 const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** Median ms per step on 1 thread and on `threads`, timed in alternating rounds; throws when the results differ in a bit. */
-export async function threadsStep(file, { threads = 2, minWork, secondImport = false, rounds = 12, roundMs = 150, warmupMs = 1500, seed = 42 } = {}) {
+/**
+ * A module's default exports and its threaded instance (create({ threads })), after checking that
+ * their first steps agree bit for bit. The instance comes from the same module, as a user makes it:
+ * create() evaluates its own copy of the steps (freshInstance), so that the default exports keep
+ * theirs (closures made once, which V8 compiles for their one arena); with `secondImport` from a
+ * second import of the module instead (what this bench did before create() did so itself).
+ */
+async function pair(file, { threads, minWork, secondImport, seed }) {
   const mod = await import(pathToFileURL(file).href);
-  // the threaded instance from the same module, as a user makes it: create() evaluates its own copy
-  // of the steps (freshInstance), so that the default exports keep theirs (closures made once,
-  // which V8 compiles for their one arena); with `--second-import` from a second import of the
-  // module instead (what this bench did before create() did so itself)
   const copy = secondImport ? await import(`${pathToFileURL(file).href}?threaded`) : mod;
   const inst = await copy.create({ threads, ...(minWork === undefined ? {} : { minWork }) });
+  const params = mod.initParams(seed);
+  const inputs = inputsOf(mod.spec, seed);
+  const a = mod.valueAndGrad(params, inputs);
+  const want = { loss: a.loss, grads: Object.fromEntries(Object.entries(a.grads).map(([k, g]) => [k, Float32Array.from(g)])) };
+  const b = inst.valueAndGrad(params, inputs);
+  if (!Object.is(a.loss, b.loss) || Object.entries(want.grads).some(([k, g]) => !bits(b.grads[k]).equals(bits(g)))) {
+    await inst.destroy();
+    throw new Error(`${file}: the ${threads}-thread step differs from the single-threaded one`);
+  }
+  return { inst, variants: [{ step: () => mod.valueAndGrad(params, inputs), times: [] }, { step: () => inst.valueAndGrad(params, inputs), times: [] }] };
+}
+
+/**
+ * Median ms per step on 1 thread and on `threads`, timed in alternating rounds; throws when the
+ * results differ in a bit. With `baseline` (another build's module of the same model, on the same
+ * params and inputs), its 1-thread and threaded steps join the alternation: baseOne, baseMany.
+ */
+export async function threadsStep(file, { threads = 2, minWork, secondImport = false, rounds = 12, roundMs = 150, warmupMs = 1500, seed = 42, baseline } = {}) {
+  const pairs = [await pair(file, { threads, minWork, secondImport, seed })];
   try {
-    const params = mod.initParams(seed);
-    const inputs = inputsOf(mod.spec, seed);
-    const a = mod.valueAndGrad(params, inputs);
-    const want = { loss: a.loss, grads: Object.fromEntries(Object.entries(a.grads).map(([k, g]) => [k, Float32Array.from(g)])) };
-    const b = inst.valueAndGrad(params, inputs);
-    if (!Object.is(a.loss, b.loss) || Object.entries(want.grads).some(([k, g]) => !bits(b.grads[k]).equals(bits(g))))
-      throw new Error(`${file}: the ${threads}-thread step differs from the single-threaded one`);
-    const variants = [
-      { step: () => mod.valueAndGrad(params, inputs), times: [] },
-      { step: () => inst.valueAndGrad(params, inputs), times: [] },
-    ];
+    if (baseline) pairs.push(await pair(baseline, { threads, minWork, secondImport, seed }));
+    const variants = pairs.flatMap((p) => p.variants);
     for (const v of variants) for (const t0 = performance.now(); performance.now() - t0 < warmupMs; ) v.step();
     for (let r = 0; r < rounds; r++)
       for (const v of r % 2 ? [...variants].reverse() : variants)
@@ -49,10 +53,10 @@ export async function threadsStep(file, { threads = 2, minWork, secondImport = f
           v.times.push(performance.now() - s);
         }
     const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
-    const [one, many] = variants.map((v) => median(v.times));
-    return { one, many, ratio: many / one };
+    const [one, many, baseOne, baseMany] = variants.map((v) => median(v.times));
+    return { one, many, ratio: many / one, ...(baseline ? { baseOne, baseMany } : {}) };
   } finally {
-    await inst.destroy();
+    for (const p of pairs) await p.inst.destroy();
   }
 }
 

@@ -1,10 +1,15 @@
-"""The makemore MLP in PyTorch (eager, CPU), a contender in a process of its own.
+"""The makemore MLP in PyTorch (eager, CPU), a contender in a process of its own; with "model"
+"nanogpt" or "resnet" in init, one of bench/realistic_torch.py's (bench/realistic.mjs).
 
 Speaks JSON lines over stdin/stdout with bench/run.mjs, one answer per command:
-  {"cmd": "init", "cfg", "shapes", "params", "inputs"} -> {"info", "loss", "grads"}
+  {"cmd": "init", "cfg", "shapes", "params", "inputs", "model"?, "threads"?} -> {"info", "loss", "grads"}
   {"cmd": "round", "ms", "minSteps", "record"}         -> {"steps", "times"?} (ms per step)
   {"cmd": "rss"}                                       -> {"maxRssKb"}
-Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs).
+Tensors travel as base64 of their little-endian bytes (float32, or int32 for inputs). With
+"threads", torch.set_num_threads(threads) (the parent also sets OMP_NUM_THREADS and
+OPENBLAS_NUM_THREADS for the process, so that the BLAS's own threads follow; without them
+Debian's OpenBLAS runs as many threads as cores under a 1-thread torch). info says which BLAS the
+process loaded, and its threads.
 """
 import base64
 import json
@@ -56,9 +61,11 @@ class Makemore:
         loss.backward()
         return loss.item()
 
-    def result(self):
-        loss = self.step()
-        return {'loss': loss, 'grads': {name: encode(t.grad) for name, t in self.p.items()}}
+
+def result(model):
+    """One step of a model (its step() and its params p): the loss and every gradient."""
+    loss = model.step()
+    return {'loss': loss, 'grads': {name: encode(t.grad) for name, t in model.p.items()}}
 
 
 def time_round(step, ms, minSteps=1, record=True):
@@ -82,9 +89,15 @@ def main():
             if cmd == 'exit':
                 break
             if cmd == 'init':
-                model = Makemore(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                if msg.get('threads'):
+                    torch.set_num_threads(msg['threads'])
                 info = {'python': sys.version.split()[0], 'torch': torch.__version__, 'threads': torch.get_num_threads()}
-                reply = {'info': info, **model.result()}
+                import realistic_torch
+
+                model_class = Makemore if msg.get('model', 'makemore') == 'makemore' else realistic_torch.MODELS[msg['model']]
+                model = model_class(msg['cfg'], msg['shapes'], msg['params'], msg['inputs'])
+                info['blas'] = realistic_torch.blas_info()
+                reply = {'info': info, **result(model)}
             elif cmd == 'round':
                 reply = time_round(model.step, msg['ms'], msg.get('minSteps', 1), msg.get('record', True))
             elif cmd == 'rss':

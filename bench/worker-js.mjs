@@ -1,18 +1,20 @@
 // A JavaScript contender in a process of its own (forked by run.mjs): graphc's generated module,
 // or the TF.js network on one backend. It answers the parent's messages one at a time:
-//   { cmd: 'init', kind, cfg, shapes, params, inputs, module? } -> { info, loss, grads }
+//   { cmd: 'init', kind, cfg, shapes, params, inputs, module?, threads? } -> { info, loss, grads }
 //   { cmd: 'round', ms, minSteps, record }                     -> { steps, times? } (ms per step)
 //   { cmd: 'rss' }                                             -> { maxRssKb }
+// (threads: a wasm module's create({ threads }) instead of its default exports)
 import { pathToFileURL } from 'node:url';
 import { timeRound } from './timing.mjs';
 import { loadTf, makemoreTf } from './tf-model.mjs';
 
 let contender; // { step(): number, result(): { loss, grads } }
 
-async function init({ kind, cfg, shapes, params, inputs, module }) {
+async function init({ kind, cfg, shapes, params, inputs, module, threads }) {
   let info = { node: process.version };
   if (kind === 'graphc') {
-    const mod = await import(pathToFileURL(module).href);
+    const imported = await import(pathToFileURL(module).href);
+    const mod = threads ? await imported.create({ threads }) : imported;
     contender = {
       step: () => mod.valueAndGrad(params, inputs).loss,
       result() {

@@ -3,6 +3,7 @@
 import { fork, spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
+import { median } from './report.mjs';
 
 const HERE = import.meta.dirname;
 
@@ -56,10 +57,16 @@ export class JsWorker extends Worker {
   }
 }
 
-/** The PyTorch contender: bench/torch_worker.py, tensors as base64 in JSON lines. */
+/**
+ * The PyTorch contender: bench/torch_worker.py, tensors as base64 in JSON lines. `threads`: the
+ * process's OpenMP and BLAS threads (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, read
+ * when torch loads; send the same to init for torch.set_num_threads).
+ */
 export class PythonWorker extends Worker {
-  constructor(label, python) {
-    const child = spawn(python, ['-u', path.join(HERE, 'torch_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  constructor(label, python, { threads } = {}) {
+    const env = { ...process.env };
+    if (threads) for (const k of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
+    const child = spawn(python, ['-u', path.join(HERE, 'torch_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'], env });
     super(label, child);
     createInterface({ input: child.stdout }).on('line', (line) => this.answered(decodeGrads(JSON.parse(line))));
     child.stdin.on('error', () => {}); // an exit is reported by the 'exit' handler
@@ -86,4 +93,35 @@ export function findTorchPython() {
     if (r.status === 0) return python;
   }
   return undefined;
+}
+
+/**
+ * Times contenders that each run in a worker, taking turns: a warm-up of `warmupMs` each, then
+ * `rounds` rounds of at least `roundMs` (and `minSteps` steps) of each in turn (with `reverse`,
+ * the order reversed every other round: no contender always follows the same one). Returns, per
+ * contender (in order), the median ms over every measured step, the step count, the lowest and
+ * highest round median, and the process's peak RSS.
+ */
+export async function timeInTurns(list, { warmupMs, rounds, roundMs, minSteps = 1, reverse = false, log = () => {} }) {
+  for (const c of list) {
+    const w = await c.worker.request({ cmd: 'round', ms: warmupMs, minSteps, record: false });
+    log(`  warm-up ${c.label}: ${w.steps} steps`);
+  }
+  const samples = list.map(() => ({ times: [], roundMedians: [] }));
+  for (let r = 0; r < rounds; r++) {
+    const order = list.map((_, i) => i);
+    if (reverse && r % 2) order.reverse();
+    for (const i of order) {
+      const { times } = await list[i].worker.request({ cmd: 'round', ms: roundMs, minSteps });
+      samples[i].times.push(...times);
+      samples[i].roundMedians.push(median(times));
+    }
+  }
+  return Promise.all(
+    list.map(async (c, i) => {
+      const s = samples[i];
+      const { maxRssKb } = await c.worker.request({ cmd: 'rss' });
+      return { c, ms: median(s.times), steps: s.times.length, lo: Math.min(...s.roundMedians), hi: Math.max(...s.roundMedians), maxRssKb };
+    }),
+  );
 }
