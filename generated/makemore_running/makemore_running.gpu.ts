@@ -70,9 +70,9 @@ export interface Buffers {
   'hpreact.running_mean': Float32Array; // f32[64]
   'hpreact.running_var': Float32Array; // f32[64]
 }
-/** The options of forward (evaluation unless train) and valueAndGrad (always a training call). */
+/** The options of forward (evaluation unless train) and valueAndGrad (a training call unless train is false). */
 export interface Options {
-  /** forward only: a training call (dropout drawn, batch statistics used and the running ones updated). Default false. */
+  /** A training call (dropout drawn, batch statistics used and the running ones updated) or an evaluation call (dropout off, running statistics used, buffers untouched). Default: false for forward, true for valueAndGrad. */
   train?: boolean;
   /** The seed of the dropout masks (an integer); default: a counter of the module's training calls without one. (No dropout in this model.) */
   seed?: number;
@@ -758,20 +758,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _t0;
   }, 64);
 
-  // dhprebn = t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33)   bn_apply'  (makemore_running.ts:28)
+  // dhprebn = where(training, t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33), dbnraw * bninv)   bn_apply'  (makemore_running.ts:28)
   //   %t34: f32[32,64] = mul %dbnraw, %t24   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %t35: f32[32,64] = sub %t34, %t32   makemore_running.ts:28
   //   %t36: f32[32,64] = mul %bnraw, %t25   makemore_running.ts:28
   //   %t37: f32[32,64] = mul %t36, %t33   makemore_running.ts:28
   //   %t38: f32[32,64] = sub %t35, %t37   makemore_running.ts:28
-  //   %dhprebn: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t39: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t40: f32[32,64] = mul %dbnraw, %bninv   makemore_running.ts:28
+  //   %dhprebn: f32[32,64] = select %training, %t39, %t40   makemore_running.ts:28
   const kernel_dhprebn = kernel(function (
     this: IKernelFunctionThis,
+    training: Float32Array,
     t31: Float32Array,
     dbnraw: Float32Array,
     t32: Float32Array,
     bnraw: Float32Array,
     t33: Float32Array,
+    bninv: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
@@ -782,7 +786,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _t3 = _t2 * t33[_rest0];
     const _t4 = _t1 - _t3;
     const _t5 = t31[_rest0] * _t4;
-    return _t5;
+    const _t6 = dbnraw[_i0 * 64 + _rest0] * bninv[_rest0];
+    const _t7 = training[0] !== 0 ? _t5 : _t6;
+    return _t7;
   }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore_running.ts:27)
@@ -791,6 +797,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t36: f32[32,64] = mul %bnraw, %t25   makemore_running.ts:28
   //   %t37: f32[32,64] = mul %t36, %t33   makemore_running.ts:28
   //   %t38: f32[32,64] = sub %t35, %t37   makemore_running.ts:28
+  //   %t39: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t40: f32[32,64] = mul %dbnraw, %bninv   makemore_running.ts:28
   //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore_running.ts:27  const hprebn = embcat.matmul(W1).add(b1);
   const kernel_db1 = kernel(function (this: IKernelFunctionThis, dhprebn: Float32Array): number {
     const _x = this.thread.x;
@@ -942,7 +950,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t31 = kernel_t31(bninv);
     const t32 = kernel_t32(dbnbias, bngain);
     const t33 = kernel_t33(dbngain, bngain);
-    const dhprebn = kernel_dhprebn(t31, dbnraw, t32, bnraw, t33);
+    const dhprebn = kernel_dhprebn(training, t31, dbnraw, t32, bnraw, t33, bninv);
     const db1 = kernel_db1(dhprebn);
     const dembcat = kernel_dembcat(dhprebn, W1);
     const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)
@@ -1008,7 +1016,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       inputs: Inputs,
       options: Options = noOptions,
     ): Promise<{ loss: number; grads: Grads }> {
-      checkOptions(options, true, true);
+      checkOptions(options, true, false);
       const train = callState.train;
       const r = (await gradPlan(...args(params, inputs, options))) as Float32Array[];
       if (train) {

@@ -585,7 +585,7 @@ const result = { get loss() { return lossSlot[0]; }, grads: { C: buf.dC, W1: buf
 /** The loss and the gradient of the loss with respect to every param. */
 export function valueAndGrad(params, inputs, options = noOptions) {
   checkArgs(params, inputs);
-  checkOptions(options, true, true);
+  checkOptions(options, true, false);
   stage(params, inputs);
   buf.training[0] = callState.train ? 1 : 0; // the mode flag
   buf.hpreact_running_mean.set(options.buffers["hpreact.running_mean"]);
@@ -595,7 +595,7 @@ export function valueAndGrad(params, inputs, options = noOptions) {
     options.buffers["hpreact.running_mean"].set(buf.hpreact_running_mean_next);
     options.buffers["hpreact.running_var"].set(buf.hpreact_running_var_next);
   }
-  const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bninv, t31, t32, t33, dhprebn, db1, dC, Xb, demb } = buf;
+  const { _acc0, Yb, probs, dlogits, db2, _acc1, h, dh, bnraw, bngain, dbnraw, dbnbias, dbngain, bninv, t31, t32, t33, training, dhprebn, db1, dC, Xb, demb } = buf;
 
   // dlogits = (probs - onehot(Yb, 27)) * 0.03125   xent'  (makemore_running.ts:31)
   // db2 = dlogits.sum(0)   add'  (makemore_running.ts:30)
@@ -662,21 +662,23 @@ export function valueAndGrad(params, inputs, options = noOptions) {
     t33[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33)   bn_apply'  (makemore_running.ts:28)
+  // dhprebn = where(training, t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33), dbnraw * bninv)   bn_apply'  (makemore_running.ts:28)
   // db1 = dhprebn.sum(0)   add'  (makemore_running.ts:27)
   //   %t34: f32[32,64] = mul %dbnraw, %t24   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %t35: f32[32,64] = sub %t34, %t32   makemore_running.ts:28
   //   %t36: f32[32,64] = mul %bnraw, %t25   makemore_running.ts:28
   //   %t37: f32[32,64] = mul %t36, %t33   makemore_running.ts:28
   //   %t38: f32[32,64] = sub %t35, %t37   makemore_running.ts:28
-  //   %dhprebn: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t39: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t40: f32[32,64] = mul %dbnraw, %bninv   makemore_running.ts:28
+  //   %dhprebn: f32[32,64] = select %training, %t39, %t40   makemore_running.ts:28
   //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore_running.ts:27  const hprebn = embcat.matmul(W1).add(b1);
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
   }
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
-      const _dhprebn = t31[j] * (dbnraw[i * 64 + j] * 32 - t32[j] - bnraw[i * 64 + j] * 1.032258064516129 * t33[j]);
+      const _dhprebn = training[0] !== 0 ? t31[j] * (dbnraw[i * 64 + j] * 32 - t32[j] - bnraw[i * 64 + j] * 1.032258064516129 * t33[j]) : dbnraw[i * 64 + j] * bninv[j];
       dhprebn[i * 64 + j] = _dhprebn;
       _acc0[j] += _dhprebn;
     }

@@ -53,9 +53,9 @@ export interface Buffers {
   'hpreact.running_mean': Float32Array; // f32[64]
   'hpreact.running_var': Float32Array; // f32[64]
 }
-/** The options of forward (evaluation unless train) and valueAndGrad (always a training call). */
+/** The options of forward (evaluation unless train) and valueAndGrad (a training call unless train is false). */
 export interface Options {
-  /** forward only: a training call (dropout drawn, batch statistics used and the running ones updated). Default false. */
+  /** A training call (dropout drawn, batch statistics used and the running ones updated) or an evaluation call (dropout off, running statistics used, buffers untouched). Default: false for forward, true for valueAndGrad. */
   train?: boolean;
   /** The seed of the dropout masks (an integer); default: a counter of the module's training calls without one. (No dropout in this model.) */
   seed?: number;
@@ -837,7 +837,7 @@ export function valueAndGrad(
   options: Options = noOptions,
 ): { loss: number; grads: Grads } {
   checkArgs(params, inputs);
-  checkOptions(options, true, true);
+  checkOptions(options, true, false);
   stage(params, inputs);
   buf.training[0] = callState.train ? 1 : 0; // the mode flag
   buf.hpreact_running_mean.set(options.buffers!['hpreact.running_mean']);
@@ -865,6 +865,7 @@ export function valueAndGrad(
     t31,
     t32,
     t33,
+    training,
     dhprebn,
     db1,
     dC,
@@ -937,14 +938,16 @@ export function valueAndGrad(
     t33[i] = _acc1[i] * bngain[i];
   }
 
-  // dhprebn = t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33)   bn_apply'  (makemore_running.ts:28)
+  // dhprebn = where(training, t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33), dbnraw * bninv)   bn_apply'  (makemore_running.ts:28)
   // db1 = dhprebn.sum(0)   add'  (makemore_running.ts:27)
   //   %t34: f32[32,64] = mul %dbnraw, %t24   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %t35: f32[32,64] = sub %t34, %t32   makemore_running.ts:28
   //   %t36: f32[32,64] = mul %bnraw, %t25   makemore_running.ts:28
   //   %t37: f32[32,64] = mul %t36, %t33   makemore_running.ts:28
   //   %t38: f32[32,64] = sub %t35, %t37   makemore_running.ts:28
-  //   %dhprebn: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t39: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
+  //   %t40: f32[32,64] = mul %dbnraw, %bninv   makemore_running.ts:28
+  //   %dhprebn: f32[32,64] = select %training, %t39, %t40   makemore_running.ts:28
   //   %db1: f32[64] = sum %dhprebn {axes=[0], keepDims=false}   makemore_running.ts:27  const hprebn = embcat.matmul(W1).add(b1);
   for (let i = 0; i < 64; i++) {
     _acc0[i] = 0;
@@ -952,7 +955,9 @@ export function valueAndGrad(
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 64; j++) {
       const _dhprebn =
-        t31[j] * (dbnraw[i * 64 + j] * 32 - t32[j] - bnraw[i * 64 + j] * 1.032258064516129 * t33[j]);
+        training[0] !== 0
+          ? t31[j] * (dbnraw[i * 64 + j] * 32 - t32[j] - bnraw[i * 64 + j] * 1.032258064516129 * t33[j])
+          : dbnraw[i * 64 + j] * bninv[j];
       dhprebn[i * 64 + j] = _dhprebn;
       _acc0[j] += _dhprebn;
     }
