@@ -937,31 +937,42 @@ function loadGpuDecl(m: ModuleInfo, t: Typed): string[] {
 /**
  * Node has no navigator.gpu: the `webgpu` package (Dawn) provides one. gpu.js assigns
  * device.onuncapturederror, which Dawn's binding rejects; giving the device an own writable
- * property first works around it (see ../shared/gpu/README.md).
+ * property first works around it (see ../shared/gpu/README.md). On every navigator.gpu (Dawn's or
+ * a browser's) the device gpu.js requests asks for the adapter's maxStorageBuffersPerShaderStage:
+ * a fused kernel binds each array it reads and the one it writes, and WebGPU's default limit (8)
+ * is below what most adapters offer. Wrapped once, however many modules set it up; a device gpu.js
+ * requested before (it keeps one per page) keeps the limits it has.
  */
 function webgpuSetup(m: ModuleInfo, t: Typed): string[] {
+  const Gpu = '{ requestAdapter(...a: unknown[]): Promise<{ limits: Record<string, number>; requestDevice(d?: { requiredLimits?: Record<string, number> }): Promise<object> } | null> }';
   return [
-    '/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */',
+    '/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once; asks for the adapter\'s storage buffer limit. */',
     `async function setupWebGPU(GPU${t(': typeof GPUClass')})${t(': Promise<void>')} {`,
     `  const g = globalThis${t(' as { navigator?: { gpu?: unknown } }')};`,
-    '  if (!g.navigator?.gpu) {',
-    `    let dawn${t(': { create(flags: string[]): unknown; globals: object }')};`,
+    '  const dawn = !g.navigator?.gpu;',
+    '  if (dawn) {',
+    `    let pkg${t(': { create(flags: string[]): unknown; globals: object }')};`,
     '    try {',
-    `      dawn = (await import('webgpu' + ''))${t(' as typeof dawn')};`,
+    `      pkg = (await import('webgpu' + ''))${t(' as typeof pkg')};`,
     '    } catch (e) {',
     `      throw new Error(\`${m.name}: mode 'webgpu' needs the 'webgpu' package (Dawn) and it could not be loaded: \${(e${t(' as Error')}).message}\`);`,
     '    }',
-    '    Object.assign(globalThis, dawn.globals);',
-    '    g.navigator = { ...(g.navigator ?? {}), gpu: dawn.create([]) };',
-    `    const gpu = g.navigator.gpu${t(' as { requestAdapter(...a: unknown[]): Promise<{ requestDevice(...a: unknown[]): Promise<object> } | null> }')};`,
+    '    Object.assign(globalThis, pkg.globals);',
+    '    g.navigator = { ...(g.navigator ?? {}), gpu: pkg.create([]) };',
+    '  }',
+    `  const gpu = g.navigator${t("!")}.gpu${t(` as ${Gpu} & { [k: symbol]: boolean }`)};`,
+    "  const wrapped = Symbol.for('graphc.webgpu');",
+    '  if (!gpu[wrapped]) {',
+    '    gpu[wrapped] = true;',
     '    const requestAdapter = gpu.requestAdapter.bind(gpu);',
     `    gpu.requestAdapter = async (...a${t(': unknown[]')}) => {`,
     '      const adapter = await requestAdapter(...a);',
     '      if (!adapter) return adapter;',
     '      const requestDevice = adapter.requestDevice.bind(adapter);',
-    `      adapter.requestDevice = async (...b${t(': unknown[]')}) => {`,
-    '        const device = await requestDevice(...b);',
-    "        Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });",
+    '      adapter.requestDevice = async (d = {}) => {',
+    '        const storage = adapter.limits.maxStorageBuffersPerShaderStage;',
+    '        const device = await requestDevice({ ...d, requiredLimits: { ...d.requiredLimits, ...(storage ? { maxStorageBuffersPerShaderStage: storage } : {}) } });',
+    "        if (dawn) Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });",
     '        return device;',
     '      };',
     '      return adapter;',

@@ -1,7 +1,7 @@
 // Deterministic parameter initialisation: the reference the generated modules' initParams
 // reproduce exactly (codegen/module.ts emits the same function; a test holds them equal).
 
-import { staticShape } from './dims.js';
+import { bindShape, staticShape } from './dims.js';
 import type { Graph } from './graph.js';
 import { numel } from './types.js';
 
@@ -66,4 +66,19 @@ export function fanInit(init: FanInit, shape: readonly number[], opts: { gain: n
   const { fanIn, fanOut } = fans(shape);
   const std = init.startsWith('kaiming') ? Math.sqrt(2 / (1 + opts.a * opts.a)) / Math.sqrt(fanIn) : opts.gain * Math.sqrt(2 / (fanIn + fanOut));
   return init.endsWith('Normal') ? { init: 'randn', scale: std } : { init: 'uniform', scale: Math.sqrt(3) * std };
+}
+
+/**
+ * The generated module's initBuffers(), computed the same way (codegen/modes.ts): each buffer a
+ * running mean of zeros or, named `*.running_var`, a running variance of ones, as torch
+ * initialises them. `dims` binds the symbolic dimensions of a buffer's shape.
+ */
+export function initialBuffers(g: Graph, dims: Readonly<Record<string, number>> = {}): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const inst of g.insts) {
+    if (inst.op !== 'buffer') continue;
+    const n = numel(bindShape(g.type(inst.result).shape, dims));
+    out[inst.attrs.name] = new Float32Array(n).fill(inst.attrs.name.endsWith('.running_var') ? 1 : 0);
+  }
+  return out;
 }

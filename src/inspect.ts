@@ -17,7 +17,7 @@ import { describePlan } from '../ir/memplan.js';
 import type { ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
-import { initialParams } from '../ir/init.js';
+import { initialBuffers, initialParams } from '../ir/init.js';
 import { compileGraphs, traceFile } from './build.js';
 import { checkGraphs, float32Module, float64Code, frozenInput, importCode } from './checkmodules.js';
 import type { Coord, LossSetup } from './checkfd.js';
@@ -454,7 +454,12 @@ export async function graphDot(file: string, opts: GraphOptions = {}): Promise<{
     const bwd = reverseMode(g, gradOf);
     const params = withValues(g, 'param', initialParams(g, opts.seed ?? 0), opts.params);
     const dims = Object.fromEntries(sizes);
-    vals = interpret(g, { params, inputs: withValues(g, 'input', randomInputs(g, (opts.seed ?? 0) + 1, sizes), opts.inputs, dims) });
+    // an evaluation, as the modules' forward: dropout off, batchnorm normalising with the
+    // running statistics: the module's initBuffers() (means 0, variances 1) unless --params has them
+    const inputs = withValues(g, 'input', randomInputs(g, (opts.seed ?? 0) + 1, sizes), opts.inputs, dims);
+    const buffers = initialBuffers(g, dims);
+    for (const name of Object.keys(buffers)) if (params[name]) buffers[name] = params[name]!;
+    vals = interpret(g, { params, inputs, buffers });
     const bvals = interpret(bwd, { fwd: vals });
     grads = new Map([...gradOf].map(([v, d]) => [v, bvals.get(bwd.value(d).name)!]));
   }

@@ -410,6 +410,40 @@ export default model('smlp', (g) => {
   });
 });
 
+describe('graphc graph --values of a model with buffers', () => {
+  const file = () =>
+    modelFile(`import { model } from 'graphc';
+export default model('bn', (g) => {
+  const x = g.input('x', [4, 3]);
+  const gain = g.param('gain', [1, 3], { init: 'ones' });
+  const bias = g.param('bias', [1, 3], { init: 'zeros' });
+  const h = g.batchNorm(x, gain, bias, { momentum: 0.1 });
+  return h.square().mean();
+});
+`);
+  const edgesFrom = (dot: string, label: string) => {
+    const v = new RegExp(`^\\s*(v\\d+) \\[label="${label}\\\\nbuffer"`, 'm').exec(dot)![1];
+    return [...dot.matchAll(new RegExp(`^\\s*${v} -> \\w+ \\[label=<<font color="darkgreen">([^<]*)<`, 'gm'))].map((m) => m[1]);
+  };
+
+  it('evaluates with the buffers initBuffers() gives (running means 0, variances 1)', async () => {
+    const { dot } = await graphDot(file(), { values: true });
+    expect(edgesFrom(dot, 'h_running_mean').length).toBeGreaterThan(0);
+    for (const l of edgesFrom(dot, 'h_running_mean')) expect(l).toBe('[0, 0, 0]');
+    for (const l of edgesFrom(dot, 'h_running_var')) expect(l).toBe('[1.00, 1.00, 1.00]');
+    const r = await run(['graph', 'examples/makemore_running.ts', '--values', '-o', path.join(tmp(), 'm.dot')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('takes the buffers from --params when the file has them', async () => {
+    const params = { file: 'p.json', values: { 'h.running_mean': { data: [5, 6, 7] } } };
+    const { dot } = await graphDot(file(), { values: true, params });
+    for (const l of edgesFrom(dot, 'h_running_mean')) expect(l).toBe('[5.00, 6.00, 7.00]');
+    for (const l of edgesFrom(dot, 'h_running_var')) expect(l).toBe('[1.00, 1.00, 1.00]');
+  });
+});
+
 describe('graphc graph of a large model', () => {
   it('draws a box per loop iteration holding the helper call it makes (an 8-step RNN)', async () => {
     const { dot } = await graphDot(path.join(ROOT, 'test/fixtures/graph/rnn.ts'));
