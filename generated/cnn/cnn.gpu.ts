@@ -218,35 +218,53 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectIndices('labels', inputs.labels, 10);
 }
 
-/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
+/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once; asks for the adapter's storage buffer limit. */
 async function setupWebGPU(GPU: typeof GPUClass): Promise<void> {
   const g = globalThis as { navigator?: { gpu?: unknown } };
-  if (!g.navigator?.gpu) {
-    let dawn: { create(flags: string[]): unknown; globals: object };
+  const dawn = !g.navigator?.gpu;
+  if (dawn) {
+    let pkg: { create(flags: string[]): unknown; globals: object };
     try {
-      dawn = (await import('webgpu' + '')) as typeof dawn;
+      pkg = (await import('webgpu' + '')) as typeof pkg;
     } catch (e) {
       throw new Error(
         `cnn: mode 'webgpu' needs the 'webgpu' package (Dawn) and it could not be loaded: ${(e as Error).message}`,
       );
     }
-    Object.assign(globalThis, dawn.globals);
-    g.navigator = { ...(g.navigator ?? {}), gpu: dawn.create([]) };
-    const gpu = g.navigator.gpu as {
-      requestAdapter(...a: unknown[]): Promise<{ requestDevice(...a: unknown[]): Promise<object> } | null>;
-    };
+    Object.assign(globalThis, pkg.globals);
+    g.navigator = { ...(g.navigator ?? {}), gpu: pkg.create([]) };
+  }
+  const gpu = g.navigator!.gpu as {
+    requestAdapter(
+      ...a: unknown[]
+    ): Promise<{
+      limits: Record<string, number>;
+      requestDevice(d?: { requiredLimits?: Record<string, number> }): Promise<object>;
+    } | null>;
+  } & { [k: symbol]: boolean };
+  const wrapped = Symbol.for('graphc.webgpu');
+  if (!gpu[wrapped]) {
+    gpu[wrapped] = true;
     const requestAdapter = gpu.requestAdapter.bind(gpu);
     gpu.requestAdapter = async (...a: unknown[]) => {
       const adapter = await requestAdapter(...a);
       if (!adapter) return adapter;
       const requestDevice = adapter.requestDevice.bind(adapter);
-      adapter.requestDevice = async (...b: unknown[]) => {
-        const device = await requestDevice(...b);
-        Object.defineProperty(device, 'onuncapturederror', {
-          value: null,
-          writable: true,
-          configurable: true,
+      adapter.requestDevice = async (d = {}) => {
+        const storage = adapter.limits.maxStorageBuffersPerShaderStage;
+        const device = await requestDevice({
+          ...d,
+          requiredLimits: {
+            ...d.requiredLimits,
+            ...(storage ? { maxStorageBuffersPerShaderStage: storage } : {}),
+          },
         });
+        if (dawn)
+          Object.defineProperty(device, 'onuncapturederror', {
+            value: null,
+            writable: true,
+            configurable: true,
+          });
         return device;
       };
       return adapter;

@@ -115,27 +115,33 @@ function checkArgs(params, inputs) {
   expectIndices("Yb", inputs.Yb, 27);
 }
 
-/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once. */
+/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once; asks for the adapter's storage buffer limit. */
 async function setupWebGPU(GPU) {
   const g = globalThis;
-  if (!g.navigator?.gpu) {
-    let dawn;
+  const dawn = !g.navigator?.gpu;
+  if (dawn) {
+    let pkg;
     try {
-      dawn = (await import('webgpu' + ''));
+      pkg = (await import('webgpu' + ''));
     } catch (e) {
       throw new Error(`makemore: mode 'webgpu' needs the 'webgpu' package (Dawn) and it could not be loaded: ${(e).message}`);
     }
-    Object.assign(globalThis, dawn.globals);
-    g.navigator = { ...(g.navigator ?? {}), gpu: dawn.create([]) };
-    const gpu = g.navigator.gpu;
+    Object.assign(globalThis, pkg.globals);
+    g.navigator = { ...(g.navigator ?? {}), gpu: pkg.create([]) };
+  }
+  const gpu = g.navigator.gpu;
+  const wrapped = Symbol.for('graphc.webgpu');
+  if (!gpu[wrapped]) {
+    gpu[wrapped] = true;
     const requestAdapter = gpu.requestAdapter.bind(gpu);
     gpu.requestAdapter = async (...a) => {
       const adapter = await requestAdapter(...a);
       if (!adapter) return adapter;
       const requestDevice = adapter.requestDevice.bind(adapter);
-      adapter.requestDevice = async (...b) => {
-        const device = await requestDevice(...b);
-        Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });
+      adapter.requestDevice = async (d = {}) => {
+        const storage = adapter.limits.maxStorageBuffersPerShaderStage;
+        const device = await requestDevice({ ...d, requiredLimits: { ...d.requiredLimits, ...(storage ? { maxStorageBuffersPerShaderStage: storage } : {}) } });
+        if (dawn) Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });
         return device;
       };
       return adapter;
