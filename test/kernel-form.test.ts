@@ -15,7 +15,7 @@ import type { HostProgram, Launch } from '../codegen/kernel/form.js';
 import { lowerProgram } from '../codegen/kernel/lower.js';
 import type { Dims, HostEnv, Memory } from '../codegen/kernel/eval.js';
 import { evalRoutine, runEntry } from '../codegen/kernel/eval.js';
-import { renderJs } from '../codegen/kernel/js.js';
+import { renderFunction } from '../codegen/ts/render.js';
 import { printLaunch, printProgram } from '../codegen/kernel/print.js';
 import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
@@ -131,7 +131,7 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(checked).toBeGreaterThanOrEqual(launches);
   });
 
-  it('runs its kernels through the JavaScript renderer sketch (codegen/kernel/js.ts) alike', () => {
+  it('runs its kernels through the flat module\'s renderer (codegen/ts/render.ts) alike', () => {
     const { fwd, bwd, plan } = build(file);
     const { launches } = checkProgram(fwd, bwd, lowerProgram(fwd, bwd, plan), 1, {}, undefined, rendered);
     expect(launches).toBeGreaterThan(0);
@@ -155,9 +155,9 @@ describe.each(['makemore', 'gpt'])('the golden kernel form of %s', (name) => {
   });
 });
 
-/** Launches through renderJs: kernels and routines' epilogues as compiled JavaScript. */
+/** Launches through the flat module's renderer (codegen/ts/render.ts): kernels and routines' epilogues as compiled JavaScript. */
 function rendered(l: Launch, mem: Memory, dims: Dims): void {
-  const run = (k: Kernel) => new Function('A', 'dims', renderJs(k))(new Proxy({}, { get: (_t, name) => mem(String(name)) }), dims);
+  const run = (k: Kernel) => new Function('A', 'dims', renderFunction(k))(new Proxy({}, { get: (_t, name) => mem(String(name)) }), dims);
   if (l.kind === 'kernel') return run(l);
   evalRoutine({ ...l, epilogue: undefined }, mem, dims);
   if (l.epilogue) run(l.epilogue);
