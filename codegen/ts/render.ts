@@ -297,6 +297,8 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
   const init = (red: 'sum' | 'max') => (red === 'sum' ? '0' : '-Infinity');
   const accumulate = (a: string, v: Expr, r: number): string[] =>
     reduces[r]!.red === 'sum' ? [`${a} += ${v.code};`] : isAtom(v) ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v${r} = ${v.code};`, `if (_v${r} > ${a}) ${a} = _v${r};`];
+  // the accumulators' names are no local's
+  const reserved = () => new Set(reduces.flatMap((r, j) => [`_acc${j}`, `_${r.red}${j}`, `_v${j}`]));
   const bodyAcc = new Accesses();
   collect(k, body, false, all, bodyAcc);
   const epiAcc = new Accesses();
@@ -314,12 +316,12 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
       ...reduces.map((r, j) => `${accArray(j)}[i] = ${init(r.red)};`),
       '}',
       ...nest(k.domain, bodyAcc.list, (idx) => {
-        const { lines, exprs } = statements(k, body, false, names, pointOf(k, all, bodyAcc, idx), new Set());
+        const { lines, exprs } = statements(k, body, false, names, pointOf(k, all, bodyAcc, idx), reserved());
         return [...lines, ...reduces.flatMap((r, j) => accumulate(`${accArray(j)}[${bodyAcc.at(idx, keptAt)}]`, exprs[r.x]!, j))];
       }),
       ...nest(keptDims, epiAcc.list, (idx) => {
         const given = new Map(reduces.map((r, j) => [r.i, E.atom(`${accArray(j)}[${epiAcc.at(idx, accAt)}]`)] as const));
-        return statements(k, after, true, names, pointOf(k, kept, epiAcc, idx, given), new Set()).lines;
+        return statements(k, after, true, names, pointOf(k, kept, epiAcc, idx, given), reserved()).lines;
       }),
     ];
   }
@@ -347,12 +349,12 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
             const plus = (o: string, i: string) => (o === '0' ? i : i === '0' ? o : `${o} + ${i}`);
             const at = (st: readonly Size[], off: Size) => plus(outer.at(oIdx, keptOf(st), off), inner.at(iIdx, redOf(st)));
             const p: Point = { index: (a) => at(a.strides, a.offset), coord: (d) => at(unit(k.domain.length, d), size(0)) };
-            const { lines, exprs } = statements(k, body, false, names, p, new Set());
+            const { lines, exprs } = statements(k, body, false, names, p, reserved());
             return [...lines, ...reduces.flatMap((r, j) => accumulate(scalar(j), exprs[r.x]!, j))];
           },
           ['p', 'q', 'r', 's'],
         ),
-        ...statements(k, after, true, names, ep, new Set()).lines,
+        ...statements(k, after, true, names, ep, reserved()).lines,
       ];
     },
     ['i', 'j', 'k', 'l'],
@@ -372,26 +374,3 @@ export function renderAt(k: Kernel, names: Names, index: (a: Access) => string, 
   return statements(k, which, undefined, names, { index, coord, loaded }, new Set()).lines;
 }
 
-/**
- * A kernel as the body of a JavaScript function `(A, dims)`, A the arrays by name and dims the
- * bound sizes: what the kernel-form tests run every example's kernels through.
- */
-export function renderFunction(k: Kernel): string {
-  const syms = new Set<string>();
-  const sizes: Size[] = [];
-  for (const d of k.domain) if (typeof d === 'string') syms.add(d);
-  for (const n of k.nodes) {
-    if (n.op === 'load') sizes.push(...n.access.strides, n.access.offset, ...(n.access.guards ?? []).map((g) => g.hi));
-    if (n.op === 'dim') syms.add(n.name);
-  }
-  for (const s of k.stores) sizes.push(...s.access.strides, s.access.offset);
-  for (const s of sizes) for (const x of s.syms) syms.add(x);
-  const kept = k.domain.filter((_d, i) => !k.axes.includes(i));
-  const reduces = k.nodes.filter((n) => n.op === 'reduce').length;
-  const names: Names = { arr: (n) => `A[${JSON.stringify(n)}]`, nodes: new Map(), views: new Map() };
-  return [
-    ...(syms.size ? [`const { ${[...syms].join(', ')} } = dims;`] : []),
-    ...Array.from({ length: reduces }, (_x, j) => `const _acc${j} = new Float64Array(${sizeText(numelSize(kept))});`),
-    ...renderKernel(k, names, (j) => `_acc${j}`),
-  ].join('\n');
-}
