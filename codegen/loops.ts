@@ -5,6 +5,7 @@
 
 import type { Dim, Size } from '../ir/dims.js';
 import { mulSize, size, sizeEq, sizeText } from '../ir/dims.js';
+import { CompileError } from '../ir/errors.js';
 
 /** Loop variables, outermost first (all reserved: no value may be named like them). */
 export const LOOP_VARS = ['i', 'j', 'k', 'l', 'p', 'q', 'r', 's'] as const;
@@ -69,7 +70,7 @@ export function nest(
   vars: readonly string[] = LOOP_VARS,
 ): string[] {
   const c = collapse(dims, accesses);
-  if (c.dims.length > vars.length) throw new Error(`internal: loop nest of depth ${c.dims.length}`);
+  if (c.dims.length > vars.length) throw new CompileError(`it would need a loop nest of ${c.dims.length} axes that do not merge (the most is ${vars.length})`);
   const v = vars.slice(0, c.dims.length);
   const idx = accesses.map((a, k) => indexExpr(v, c.strides[k]!, a.base ?? 0));
   const lines: string[] = [];

@@ -16,7 +16,7 @@ import { Builder } from '../dist/ir/builder.js';
 import { reverseMode } from '../dist/ir/autodiff.js';
 import { formatType } from '../dist/ir/types.js';
 import { formula } from '../dist/codegen/formula.js';
-import { TS_SNIPPETS } from '../dist/codegen/ts/snippets.js';
+import { LOWERING } from '../dist/codegen/kernel/rules.js';
 import { isConv, simdOp } from '../dist/codegen/wasm.js';
 import { GPU_EXPR } from '../dist/codegen/gpu.js';
 import { unifiedDiff } from '../dist/src/textdiff.js';
@@ -98,9 +98,11 @@ function describe(op, def) {
 
 /** Which targets have a kernel for op, read from the emitters' tables. */
 function targets(op, def) {
-  const s = TS_SNIPPETS[op];
-  if ('none' in s) return { ts: 'nothing to emit (a source or a view)', wasm: '—', gpu: '—' };
-  const ts = 'expr' in s ? 'elementwise expression' : 'group' in s ? `${s.group} group` : 'statement';
+  // the flat module renders the kernel form: elementwise ops and reductions as kernels, matmul
+  // groups as its tiled kernels, the other routines and the layout ops as statements of their own
+  const s = LOWERING[op];
+  if ('none' in s || 'unsupported' in s) return { ts: 'nothing to emit (a source or a view)', wasm: '—', gpu: '—' };
+  const ts = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : op === 'matmul' ? 'matmul group' : 'statement';
   // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax, and
   // the elementwise ops simdOp maps to a SIMD step (pow with a constant exponent only)
   const inst = { op, args: Array(def.arity === 'variadic' ? 2 : def.arity).fill(null), attrs: {} };
@@ -191,7 +193,7 @@ function render() {
     'the reverse pass run on that example and printed as the emitted comments print it (before',
     'the backward passes simplify it; where an operand was broadcast, the reverse pass also sums',
     'the result back over the broadcast axes). **flat TS / wasm / GPU.js**: the kernel each target',
-    'has for it (from `TS_SNIPPETS` in `codegen/ts/snippets.ts`, the decisions and `simdOp` of',
+    'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions and `simdOp` of',
     '`codegen/wasm.ts`, whose other ops run as the flat module\'s code, and `GPU_EXPR` of',
     '`codegen/gpu.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
     'module against the float64 interpreter and finite differences, and fails when one is missing.',

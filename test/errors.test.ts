@@ -142,6 +142,27 @@ describe('build errors', () => {
     expect(readdirSync(path.dirname(out))).toEqual([]); // no temporary either
   });
 
+  it('reports a group the flat module cannot render as an error naming the op and the target, at its line (was an uncaught Error)', async () => {
+    // a transpose of 9 axes walks each with a stride of its own: the flat module has loop variables for 8
+    const file = modelFile(`import { model } from 'graphc';
+export default model('deep', (g) => {
+  const x = g.param('x', [2, 3, 2, 3, 2, 3, 2, 3, 2]);
+  const y = x.transpose([8, 7, 6, 5, 4, 3, 2, 1, 0]);
+  return y.mul(y).sum();
+});
+`);
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', file, '--target', 'ts', '--out', out]);
+    const f = path.relative(ROOT, file);
+    expect(r.err).toBe(`${f}:4:15: error: the flat TypeScript target cannot render transpose: it would need a loop nest of 9 axes that do not merge (the most is 8)
+  4 |   const y = x.transpose([8, 7, 6, 5, 4, 3, 2, 1, 0]);
+    |               ^^^^^^^^^
+  fix: give the value fewer axes (reshape it): the flat module walks at most 8 axes of different strides
+`);
+    expect(r.code).toBe(1);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it("reports an op with no gradient rule on the path to the loss, at the op's line", async () => {
     // no op of the table lacks a rule; take tanh's away for the duration of this test
     const table = OPS as unknown as Record<string, { grad: unknown }>;

@@ -16,7 +16,8 @@ import type { HostProgram, Launch } from '../codegen/kernel/form.js';
 import { lowerProgram } from '../codegen/kernel/lower.js';
 import type { Dims, HostEnv, Memory } from '../codegen/kernel/eval.js';
 import { evalRoutine, runEntry } from '../codegen/kernel/eval.js';
-import { renderJs } from '../codegen/kernel/js.js';
+import type { Names } from '../codegen/ts/render.js';
+import { renderKernel } from '../codegen/ts/render.js';
 import { printLaunch, printProgram } from '../codegen/kernel/print.js';
 import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
@@ -27,8 +28,9 @@ import { CompileError } from '../ir/errors.js';
 import type { Inst } from '../ir/types.js';
 import { CASES } from './symbolic-cases.js';
 import { checkFusionLowering } from './fusion-kernel.js';
-import { expectGolden, modelFile, randomArgs, relErr, rng, ROOT } from './helpers.js';
-import { bindShape, size } from '../ir/dims.js';
+import { buildAndImport, expectGolden, modelFile, randomArgs, reference, relErr, rng, ROOT } from './helpers.js';
+import type { Size } from '../ir/dims.js';
+import { bindShape, numelSize, size, sizeText } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 
 const EXAMPLES = readdirSync(path.join(ROOT, 'examples'))
@@ -133,7 +135,7 @@ describe.each(EXAMPLES)('the kernel form of example %s', (name) => {
     expect(checked).toBeGreaterThanOrEqual(launches);
   });
 
-  it('runs its kernels through the JavaScript renderer sketch (codegen/kernel/js.ts) alike', () => {
+  it('runs its kernels through the flat module\'s renderer (codegen/ts/render.ts) alike', () => {
     const { fwd, bwd, plan } = build(file);
     const { launches } = checkProgram(fwd, bwd, lowerProgram(fwd, bwd, plan), 1, {}, undefined, rendered);
     expect(launches).toBeGreaterThan(0);
@@ -163,9 +165,9 @@ describe.each(['makemore', 'gpt'])('the golden kernel form of %s', (name) => {
   });
 });
 
-/** Launches through renderJs: kernels and routines' epilogues as compiled JavaScript. */
+/** Launches through the flat module's renderer (codegen/ts/render.ts): kernels and routines' epilogues as compiled JavaScript. */
 function rendered(l: Launch, mem: Memory, dims: Dims): void {
-  const run = (k: Kernel) => new Function('A', 'dims', renderJs(k))(new Proxy({}, { get: (_t, name) => mem(String(name)) }), dims);
+  const run = (k: Kernel) => new Function('A', 'dims', renderFunction(k))(new Proxy({}, { get: (_t, name) => mem(String(name)) }), dims);
   if (l.kind === 'kernel') return run(l);
   evalRoutine({ ...l, epilogue: undefined }, mem, dims);
   if (l.epilogue) run(l.epilogue);
@@ -332,3 +334,46 @@ describe('the kernel form of the ops no example computes', () => {
 function launchesOfKind(p: HostProgram): string[] {
   return p.entries.flatMap((e) => e.steps.flatMap((s) => (s.kind === 'launch' && s.launch.kind === 'routine' ? [s.launch.op] : [])));
 }
+
+/**
+ * A kernel as the flat module renders it (codegen/ts/render.ts), as the body of a JavaScript
+ * function `(A, dims)`, A the arrays by name and dims the bound sizes.
+ */
+function renderFunction(k: Kernel): string {
+  const syms = new Set<string>();
+  const sizes: Size[] = [];
+  for (const d of k.domain) if (typeof d === 'string') syms.add(d);
+  for (const n of k.nodes) {
+    if (n.op === 'load') sizes.push(...n.access.strides, n.access.offset, ...(n.access.guards ?? []).map((g) => g.hi));
+    if (n.op === 'dim') syms.add(n.name);
+  }
+  for (const s of k.stores) sizes.push(...s.access.strides, s.access.offset);
+  for (const s of sizes) for (const x of s.syms) syms.add(x);
+  const kept = k.domain.filter((_d, i) => !k.axes.includes(i));
+  const reduces = k.nodes.filter((n) => n.op === 'reduce').length;
+  const names: Names = { arr: (n) => `A[${JSON.stringify(n)}]`, nodes: new Map(), views: new Map() };
+  return [
+    ...(syms.size ? [`const { ${[...syms].join(', ')} } = dims;`] : []),
+    ...Array.from({ length: reduces }, (_x, j) => `const _acc${j} = new Float64Array(${sizeText(numelSize(kept))});`),
+    ...renderKernel(k, names, (j) => `_acc${j}`),
+  ].join('\n');
+}
+
+describe("the flat module's renderer", () => {
+  it("names no local like a reduction's accumulator (a value named sum0 made `const _sum0` twice)", async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('coll', (g) => {
+  const x = g.param('x', [4, 3]);
+  const sum0 = x.sum(1).mul(2);
+  const y = sum0.mul(sum0).add(sum0);
+  return y.sum();
+});
+`);
+    const { c, mod } = await buildAndImport(file);
+    const { params, inputs } = randomArgs(c.fwd, 3);
+    const ref = reference(c.fwd, c.bwd, params, inputs);
+    const r = mod.valueAndGrad(params, inputs);
+    expect(relErr([r.loss], ref.outputs.loss!.data)).toBeLessThan(1e-5);
+    expect(relErr(r.grads.x!, ref.grads.x!)).toBeLessThan(1e-5);
+  });
+});

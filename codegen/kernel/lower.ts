@@ -24,6 +24,10 @@ const ZERO = size(0);
 /** The state of one lowering: the plan, the arrays declared so far, launch names. */
 class Lowerer {
   readonly arrays = new Map<string, ArrayDecl>();
+  /** The graph value each node of a group kernel computes (a renderer's names for its locals). */
+  readonly names = new Map<Kernel, ReadonlyMap<number, string>>();
+  /** The alias a load of a group kernel reads its array through (a view that a target may name). */
+  readonly views = new Map<Kernel, ReadonlyMap<number, string>>();
   private count = 0;
 
   constructor(readonly plan: Plan) {}
@@ -65,6 +69,16 @@ class Lowerer {
     return undefined;
   }
 
+  /** A load of v's array: a load node, noting the alias v is when it is a view of a stored array. */
+  load(g: Graph, v: ValueId, dag: Dag, views: Map<number, string>, access: Omit<Access, 'arg'>): number {
+    const i = dag.add({ op: 'load', dtype: g.type(v).dtype, access: { arg: this.array(g, v), ...access } });
+    const name = valueName(g, v);
+    const s = this.plan.storage.get(name);
+    const root = this.plan.storage.get(this.root(name));
+    if (s?.kind === 'alias' && root && ['buffer', 'param', 'input', 'state'].includes(root.kind) && !views.has(i)) views.set(i, name);
+    return i;
+  }
+
   stored(g: Graph, v: ValueId): boolean {
     return this.plan.storage.get(valueName(g, v))?.kind === 'buffer';
   }
@@ -100,6 +114,8 @@ function lift(strides: readonly Size[], shape: Shape, at: readonly number[], dom
 function groupKernel(L: Lowerer, g: Graph, members: readonly Inst[], domain: readonly Dim[], axes: readonly number[], notes: string[]): Kernel {
   const dag = new Dag();
   const nodeOf = new Map<ValueId, number>();
+  const names = new Map<number, string>();
+  const views = new Map<number, string>();
   const stores: Store[] = [];
   for (const inst of members) {
     const shape = g.type(inst.result).shape;
@@ -111,22 +127,26 @@ function groupKernel(L: Lowerer, g: Graph, members: readonly Inst[], domain: rea
       const ashape = g.type(a).shape;
       // one_hot's index operand lies along the result's axes but the last
       const st = inst.op === 'one_hot' ? [...stridesSize(ashape), ZERO] : broadcastStridesSize(ashape, shape);
-      return dag.add({ op: 'load', dtype: g.type(a).dtype, access: { arg: L.array(g, a), strides: lift(st, shape, at, domain), offset: ZERO } });
+      return L.load(g, a, dag, views, { strides: lift(st, shape, at, domain), offset: ZERO });
     };
     let node: number;
     if ('reduce' in rule) {
       const src = g.type(inst.args[0]!).shape;
       const full = placement(src, domain, axes);
-      const x = nodeOf.get(inst.args[0]!) ?? dag.add({ op: 'load', dtype: 'f32', access: { arg: L.array(g, inst.args[0]!), strides: lift(stridesSize(src), src, full, domain), offset: ZERO } });
+      const x = nodeOf.get(inst.args[0]!) ?? L.load(g, inst.args[0]!, dag, views, { strides: lift(stridesSize(src), src, full, domain), offset: ZERO });
       node = dag.add({ op: 'reduce', dtype: 'f32', red: rule.reduce, acc: 'f64', args: [x] });
     } else if ('alu' in rule) {
       const ctx: AluCtx<OpKind> = { dag, x: inst.args.map(operand), inst, lastCoord: () => dag.add({ op: 'coord', dtype: 'i32', axis: at[at.length - 1]! }) };
       node = rule.alu(ctx);
     } else throw fail(inst.op, 'it is not an elementwise op or a reduction, yet it is in a fused group', inst);
     nodeOf.set(inst.result, node);
+    if (!names.has(node)) names.set(node, valueName(g, inst.result));
     if (L.stored(g, inst.result)) stores.push({ node, access: { arg: L.array(g, inst.result), strides: lift(stridesSize(shape), shape, at, domain), offset: ZERO } });
   }
-  return { kind: 'kernel', name: L.fresh('k'), domain, axes, nodes: dag.nodes, stores, notes };
+  const k: Kernel = { kind: 'kernel', name: L.fresh('k'), domain, axes, nodes: dag.nodes, stores, notes };
+  L.names.set(k, names);
+  L.views.set(k, views);
+  return k;
 }
 
 /** A dense row-major view of a value's array. */
@@ -139,7 +159,8 @@ function view(L: Lowerer, g: Graph, v: ValueId): View {
 function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: 'transpose' | 'slice' | 'pad' | 'concat' }>, notes: string[]): Kernel {
   const out = g.type(inst.result).shape;
   const dag = new Dag();
-  const load = (a: ValueId, acc: Omit<Access, 'arg'>) => dag.add({ op: 'load', dtype: g.type(a).dtype, access: { arg: L.array(g, a), ...acc } });
+  const views = new Map<number, string>();
+  const load = (a: ValueId, acc: Omit<Access, 'arg'>) => L.load(g, a, dag, views, acc);
   let node: number;
   const x = inst.args[0]!;
   const xst = stridesSize(g.type(x).shape);
@@ -169,7 +190,9 @@ function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: 'transpose
     }
   }
   const stores = [{ node, access: { arg: L.array(g, inst.result), strides: stridesSize(out), offset: ZERO } }];
-  return { kind: 'kernel', name: L.fresh('k'), domain: out, axes: [], nodes: dag.nodes, stores, notes };
+  const k: Kernel = { kind: 'kernel', name: L.fresh('k'), domain: out, axes: [], nodes: dag.nodes, stores, notes };
+  L.views.set(k, views);
+  return k;
 }
 
 /** x placed at `starts` in a larger domain: read x[o − start] where it lies inside x, else 0. */
@@ -218,6 +241,18 @@ function lowerUnit(L: Lowerer, u: Unit, notes: string[]): Launch[] {
   const red = u.insts.find((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'> | undefined;
   const domain = red ? g.type(red.args[0]!).shape : g.type(first.result).shape;
   return [groupKernel(L, g, u.insts, domain, red ? red.attrs.axes : [], notes)];
+}
+
+/**
+ * The launch of one unit for a renderer (undefined for a unit with no code), with the names of
+ * the graph values its kernel's nodes compute and the aliases its loads read through (of a
+ * kernel, or of a routine's epilogue).
+ */
+export function lowerUnitOf(plan: Plan, u: Unit): { launch?: Launch; names: ReadonlyMap<number, string>; views: ReadonlyMap<number, string> } {
+  const L = new Lowerer(plan);
+  const [launch] = lowerUnit(L, u, irLines(u));
+  const k = launch?.kind === 'kernel' ? launch : launch?.epilogue;
+  return { launch, names: (k && L.names.get(k)) ?? new Map(), views: (k && L.views.get(k)) ?? new Map() };
 }
 
 /** A unit's instructions as the IR prints them. */

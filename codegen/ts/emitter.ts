@@ -7,20 +7,25 @@ import type { Plan, Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { OpKind } from '../../ir/ops.js';
 import type { Size } from '../../ir/dims.js';
-import { numelSize, size, sizeText, stridesSize } from '../../ir/dims.js';
-import { broadcastStridesSize, fmtShape } from '../../ir/shape.js';
-import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
+import { size, sizeText, stridesSize } from '../../ir/dims.js';
+import { fmtShape } from '../../ir/shape.js';
+import type { Inst, InstOf, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
 import { formula } from '../formula.js';
-import type { Access } from '../loops.js';
-import { nest } from '../loops.js';
 import type { ModuleInfo } from '../module.js';
 import type { Typed } from '../module.js';
-import { commentText, key, member, params, uniformConst, unitComment } from '../module.js';
+import { commentText, uniformConst, unitComment } from '../module.js';
 
-import type { Backend, Ctx, Snippet } from './snippets.js';
-import { keptOuterNestMulti, TS_SNIPPETS } from './snippets.js';
+import type { Backend, Ctx, OwnOp } from './snippets.js';
+import { TS_ROUTINES } from './snippets.js';
+import { CompileError } from '../../ir/errors.js';
+import { lowerUnitOf } from '../kernel/lower.js';
+import type { Lowering } from '../kernel/rules.js';
+import { LOWERING } from '../kernel/rules.js';
+import type { Names } from './render.js';
+import { renderAt, renderKernel } from './render.js';
+import type { Access } from '../kernel/form.js';
 import type { Kernels } from './matmul.js';
 import { matmulKernel } from './matmul.js';
 import { convLoops } from './conv.js';
@@ -63,7 +68,12 @@ export class Emitter {
   }
 
   arrOf(g: Graph, v: ValueId): string {
-    const name = this.renamed.get(this.name(g, v)) ?? this.name(g, v);
+    return this.arrName(this.name(g, v));
+  }
+
+  /** The code name of a value's array, noted as used. */
+  arrName(value: string): string {
+    const name = this.renamed.get(value) ?? value;
     this.used.add(name);
     this.kernels.referenced.add(name);
     if (!this.formal) return name;
@@ -115,222 +125,53 @@ export class Emitter {
       epilogueLoop: (mu, product) => this.epilogueLoop(mu, product),
     });
     if (own) return own;
-    if (u.kind === 'matmul' || (u.kind === 'single' && first.op === 'matmul')) return this.matmul(u);
-    if (u.kind === 'conv' && first.op === 'conv') return this.conv(u);
-    if (u.kind === 'reduce' || (u.kind === 'single' && (first.op === 'sum' || first.op === 'max'))) return this.reduce(u);
-    if (u.kind === 'elementwise' || (u.kind === 'single' && 'expr' in TS_SNIPPETS[first.op])) return this.elementwise(u);
-    const snip = TS_SNIPPETS[first.op] as Snippet<OpKind>;
-    if ('emit' in snip) return snip.emit(this.ctx(u.graph), first as InstOf<OpKind>);
-    return [];
+    const rule = LOWERING[first.op] as Lowering<OpKind>;
+    if (u.kind === 'reduce' || u.kind === 'elementwise' || 'alu' in rule || 'reduce' in rule) return this.kernel(u);
+    // transpose, slice, pad, concat: copies through their index maps (and guards)
+    if ('layout' in rule) return this.kernel(u);
+    if ('none' in rule) return [];
+    if ('unsupported' in rule) throw new CompileError(`the flat TypeScript target cannot render ${first.op}: ${rule.unsupported}`, undefined, first.loc);
+    if (first.op === 'matmul') return this.matmul(u);
+    if (first.op === 'conv' && u.kind === 'conv') return this.conv(u);
+    const routine = TS_ROUTINES[first.op as OwnOp] as { emit: (c: Ctx, inst: Inst) => string[] };
+    return routine.emit(this.ctx(u.graph), first);
   }
 
-  /**
-   * The body of elementwise members at one position. `ext(v)` reads a value computed outside
-   * the members; `slot(v)` is the index to store member v at (when it is stored).
-   */
-  members(
-    g: Graph,
-    unit: readonly Inst[],
-    members: readonly Inst[],
-    ext: (v: ValueId, user: Inst) => Expr,
-    slot: (v: ValueId) => string,
-    known: Map<ValueId, Expr>,
-    coord: () => Expr = () => {
-      throw new Error('internal: one_hot outside an elementwise loop');
-    },
-  ): string[] {
-    const lines: string[] = [];
-    const inGroup = new Set(members.map((m) => m.result));
-    const usesLeft = new Map<ValueId, number>();
-    for (const m of unit) for (const a of m.args) if (inGroup.has(a)) usesLeft.set(a, (usesLeft.get(a) ?? 0) + 1);
-    const local = (v: ValueId, e: Expr): Expr => {
-      if (e.prec >= E.P.ATOM || E.literal(e) !== undefined) return e;
-      const n = `_${this.name(g, v)}`;
-      lines.push(`const ${n} = ${e.code};`);
-      return E.atom(n);
-    };
-    for (const m of members) {
-      const snip = TS_SNIPPETS[m.op] as { expr: (a: readonly Expr[]) => Expr; atoms?: boolean };
-      let args = m.args.map((a) => known.get(a) ?? ext(a, m));
-      if (m.op === 'one_hot') args.push(coord()); // the coordinate along the class axis
-      if (snip.atoms) args = args.map((e, k) => local(m.args[k]!, e));
-      let e = snip.expr(args);
-      const uses = usesLeft.get(m.result) ?? 0;
-      if (this.stored(g, m.result)) {
-        if (uses > 0) e = local(m.result, e);
-        lines.push(`${this.arrOf(g, m.result)}[${g.type(m.result).shape.length === 0 ? '0' : slot(m.result)}] = ${e.code};`);
-      } else if (uses > 1) e = local(m.result, e);
-      known.set(m.result, e);
-    }
-    return lines;
+  /** How the renderer names arrays (noted as used) and the locals of a unit's kernel. */
+  names(of: { names: ReadonlyMap<number, string>; views: ReadonlyMap<number, string> }): Names {
+    return { arr: (n) => this.arrName(n), nodes: of.names, views: of.views };
   }
 
-  /** Accesses of a loop nest, deduplicated; `at(key)` gives the index expression of one. */
-  private accessSet() {
-    const list: Access[] = [];
-    const keys = new Map<string, number>();
-    return {
-      add: (a: Access): string => {
-        const k = `${a.strides.map(sizeText).join(',')}+${sizeText(a.base ?? 0)}`;
-        if (!keys.has(k)) {
-          keys.set(k, list.length);
-          list.push(a);
-        }
-        return k;
-      },
-      list,
-      index: (idx: string[], k: string) => idx[keys.get(k)!]!,
-    };
-  }
-
-  /** The stride pattern of operand a read at the positions of an elementwise member. */
-  private operandStrides(g: Graph, a: ValueId, user: Inst, shape: Shape): Size[] {
-    if (user.op === 'one_hot') return [...stridesSize(g.type(a).shape), size(0)].slice(-shape.length);
-    return broadcastStridesSize(g.type(a).shape, shape);
-  }
-
-  /** The epilogue of a matmul group (its members after the matmul) as an elementwise loop. */
-  private epilogueLoop(u: Unit, product: string): string[] {
-    const mm = u.insts[0]!;
-    this.renamed.set(this.name(u.graph, mm.result), product);
+  /** An elementwise, reduce or layout group: its kernel, rendered (codegen/ts/render.ts). */
+  private kernel(u: Unit): string[] {
+    const lowered = lowerUnitOf(this.plan, u);
+    const launch = lowered.launch;
+    if (launch?.kind !== 'kernel') throw new CompileError(`internal: the flat module expected a kernel for ${u.insts[0]!.op}`);
     try {
-      return this.elementwise(u, u.insts.slice(1));
+      return renderKernel(launch, this.names(lowered), (j) => {
+        this.used.add(`_acc${j}`);
+        return `_acc${j}`;
+      });
+    } catch (e) {
+      if (!(e instanceof CompileError) || e.loc) throw e;
+      const first = u.insts[0]!;
+      throw new CompileError(`the flat TypeScript target cannot render ${first.op}: ${e.message}`, 'give the value fewer axes (reshape it): the flat module walks at most 8 axes of different strides', first.loc);
+    }
+  }
+
+  /** The epilogue of a matmul group (its members after the matmul) as a loop, reading the product from `product`. */
+  private epilogueLoop(u: Unit, product: string): string[] {
+    const lowered = lowerUnitOf(this.plan, u);
+    const launch = lowered.launch;
+    if (launch?.kind !== 'routine' || !launch.epilogue) throw new CompileError(`internal: the flat module expected a routine with an epilogue for ${u.insts[0]!.op}`);
+    this.renamed.set(this.name(u.graph, u.insts[0]!.result), product);
+    try {
+      return renderKernel(launch.epilogue, this.names(lowered), () => {
+        throw new CompileError('internal: an epilogue with a reduction');
+      });
     } finally {
-      this.renamed.delete(this.name(u.graph, mm.result));
+      this.renamed.delete(this.name(u.graph, u.insts[0]!.result));
     }
-  }
-
-  private elementwise(u: Unit, members: readonly Inst[] = u.insts): string[] {
-    const g = u.graph;
-    const shape = g.type(members[0]!.result).shape;
-    const acc = this.accessSet();
-    const out = acc.add({ strides: stridesSize(shape) });
-    const inGroup = new Set(members.map((m) => m.result));
-    const keyOf = new Map<string, string>();
-    const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
-    for (const m of members)
-      for (const a of m.args)
-        if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
-    return nest(shape, acc.list, (idx) =>
-      this.members(
-        g,
-        members,
-        members,
-        (v, user) => this.read(g, v, acc.index(idx, keyOf.get(`${user.id}:${v.index}`)!)),
-        () => acc.index(idx, out),
-        new Map(),
-        () => E.atom(acc.index(idx, coord)),
-      ),
-    );
-  }
-
-  private reduce(u: Unit): string[] {
-    const g = u.graph;
-    const reductions = u.insts.filter((m) => m.op === 'sum' || m.op === 'max') as InstOf<'sum' | 'max'>[];
-    const first = reductions[0]!;
-    const shape = g.type(first.args[0]!).shape;
-    const axes = first.attrs.axes;
-    const full = u.insts.filter((m) => m !== first && !reductions.includes(m as InstOf<'sum'>) && sameShape(g.type(m.result).shape, shape));
-    const fullSet = new Set(full);
-    const epilogue = u.insts.filter((m) => !reductions.includes(m as InstOf<'sum'>) && !fullSet.has(m));
-    const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
-    const keptShape = kept.map((d) => shape[d]!);
-    const K = sizeText(numelSize(keptShape));
-    const inGroup = new Set(u.insts.map((m) => m.result));
-    const init = (r: InstOf<'sum' | 'max'>) => (r.op === 'sum' ? '0' : '-Infinity');
-
-    // accesses over the full shape (full members and their operands, reduction operands)
-    const acc = this.accessSet();
-    const fullOut = acc.add({ strides: stridesSize(shape) });
-    const keyOf = new Map<string, string>();
-    for (const m of [...full, ...reductions])
-      for (const a of m.args) if (!inGroup.has(a)) keyOf.set(`${m.id}:${a.index}`, acc.add({ strides: this.operandStrides(g, a, m, shape) }));
-    const keptStrides = (() => {
-      const st = stridesSize(keptShape);
-      const out = shape.map(() => size(0));
-      kept.forEach((d, k) => (out[d] = st[k]!));
-      return out;
-    })();
-    const keptAt = acc.add({ strides: keptStrides });
-    const coord = acc.add({ strides: shape.map((_d, i) => (i === shape.length - 1 ? 1 : 0)) });
-
-    // the epilogue runs over the kept positions: operands of a reduced shape (with or without
-    // the reduced axes kept as 1s) are read through their strides over the kept axes. An operand
-    // broadcasts against the shape of the member that reads it: with the reduced axes kept as
-    // 1s (keepDims), it aligns with the full shape; without them, with the kept axes alone.
-    const keptView = (v: ValueId, user?: Inst): Size[] => {
-      const s = g.type(v).shape;
-      const fullRank = (user ? g.type(user.result).shape : s).length === shape.length;
-      if (fullRank) {
-        const bs = broadcastStridesSize(s, shape);
-        return kept.map((d) => bs[d]!);
-      }
-      return broadcastStridesSize(s, keptShape);
-    };
-    const epi = this.accessSet();
-    const accAt = epi.add({ strides: stridesSize(keptShape) });
-    const epiOut = new Map<ValueId, string>();
-    const epiKey = new Map<string, string>();
-    for (const m of [...reductions, ...epilogue]) epiOut.set(m.result, epi.add({ strides: keptView(m.result) }));
-    for (const m of epilogue) for (const a of m.args) if (!inGroup.has(a)) epiKey.set(`${m.id}:${a.index}`, epi.add({ strides: keptView(a, m) }));
-
-    const fullBody = (idx: string[], accum: (r: InstOf<'sum' | 'max'>, v: Expr) => string[]) => {
-      const known = new Map<ValueId, Expr>();
-      const lines = this.members(
-        g,
-        u.insts,
-        full,
-        (v, user) => this.read(g, v, acc.index(idx, keyOf.get(`${user.id}:${v.index}`)!)),
-        () => acc.index(idx, fullOut),
-        known,
-        () => E.atom(acc.index(idx, coord)),
-      );
-      for (const r of reductions) {
-        const a = r.args[0]!;
-        const v = known.get(a) ?? this.read(g, a, acc.index(idx, keyOf.get(`${r.id}:${a.index}`)!));
-        lines.push(...accum(r, v));
-      }
-      return lines;
-    };
-    const epilogueBody = (idx: string[], value: (r: InstOf<'sum' | 'max'>) => Expr) => {
-      const known = new Map<ValueId, Expr>();
-      const lines: string[] = [];
-      for (const r of reductions) {
-        known.set(r.result, value(r));
-        if (this.stored(g, r.result)) lines.push(`${this.arrOf(g, r.result)}[${epi.index(idx, epiOut.get(r.result)!)}] = ${value(r).code};`);
-      }
-      lines.push(...this.members(g, u.insts, epilogue, (v, user) => this.read(g, v, epi.index(idx, epiKey.get(`${user.id}:${v.index}`)!)), (v) => epi.index(idx, epiOut.get(v)!), known));
-      return lines;
-    };
-    const accName = (k: number) => `_acc${k}`;
-    const leading = kept.length > 0 && axes.every((a, k) => a === k);
-    if (leading) {
-      // reduced axes outermost: walk the operand in memory order, accumulating per kept position
-      reductions.forEach((_r, k) => this.used.add(accName(k)));
-      return [
-        `for (let i = 0; i < ${K}; i++) {`,
-        ...reductions.map((r, k) => `${accName(k)}[i] = ${init(r)};`),
-        '}',
-        ...nest(shape, acc.list, (idx) =>
-          fullBody(idx, (r, v) => {
-            const k = reductions.indexOf(r);
-            const a = `${accName(k)}[${acc.index(idx, keptAt)}]`;
-            return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v${k} = ${v.code};`, `if (_v${k} > ${a}) ${a} = _v${k};`];
-          }),
-        ),
-        ...nest(keptShape, epi.list, (idx) => epilogueBody(idx, (r) => E.atom(`${accName(reductions.indexOf(r))}[${epi.index(idx, accAt)}]`))),
-      ];
-    }
-    // kept axes outermost: a scalar accumulator per reduction, named after it (`_sum0`, `_max1`)
-    // so that it cannot collide with the arena's `_acc` arrays
-    const scalarName = (r: InstOf<'sum' | 'max'>) => `_${r.op}${reductions.indexOf(r)}`;
-    return keptOuterNestMulti(shape, axes, acc.list, epi.list, (keptIdx) => reductions.map((r) => `let ${scalarName(r)} = ${init(r)};`), (idx) =>
-      fullBody(idx, (r, v) => {
-        const a = scalarName(r);
-        return r.op === 'sum' ? [`${a} += ${v.code};`] : v.prec >= E.P.ATOM ? [`if (${v.code} > ${a}) ${a} = ${v.code};`] : [`const _v = ${v.code};`, `if (_v > ${a}) ${a} = _v;`];
-      }),
-      (keptIdx) => epilogueBody(keptIdx, (r) => E.atom(scalarName(r))),
-    );
   }
 
   /**
@@ -343,50 +184,57 @@ export class Emitter {
   private conv(u: Unit): string[] {
     const g = u.graph;
     const cv = u.insts[0] as InstOf<'conv'>;
-    const members = u.insts.slice(1);
+    const lowered = lowerUnitOf(this.plan, u);
+    const epi = lowered.launch?.kind === 'routine' ? lowered.launch.epilogue : undefined;
+    if (!epi) return convLoops(this.ctx(g), cv);
+    const product = this.name(g, cv.result);
     const shape = g.type(cv.result).shape;
     // an axis of extent 1 (conv1d's H) steps nowhere: its strides count as 0
     const flat1 = (st: readonly Size[]) => st.map((x, d) => (shape[d] === 1 ? size(0) : x));
     const outStrides = flat1(stridesSize(shape));
-    const inGroup = new Set(u.insts.map((m) => m.result));
-    const ext: ValueId[] = [];
-    for (const m of members) for (const a of m.args) if (!inGroup.has(a) && !ext.includes(a)) ext.push(a);
-    const strides = new Map(ext.map((v) => [v, flat1(broadcastStridesSize(g.type(v).shape, shape))] as const));
+    // the epilogue's operands: one per array and index map (the product is the conv's sum)
+    const keyOf = (a: Access) => `${a.arg}:${a.strides.map(sizeText).join(',')}+${sizeText(a.offset)}`;
+    const ext = new Map<string, { a: Access; st: Size[]; arr: string }>();
+    epi.nodes.forEach((n, i) => {
+      if (n.op === 'load' && n.access.arg !== product && !ext.has(keyOf(n.access)))
+        ext.set(keyOf(n.access), { a: n.access, st: flat1(n.access.strides), arr: lowered.views.get(i) ?? n.access.arg });
+    });
     const zero = (x: Size) => x.coef === 0;
     const same = (a: Size, b: Size) => sizeText(a) === sizeText(b);
-    const planeConst = (v: ValueId) => strides.get(v)!.slice(2).every(zero);
-    const planeLike = (v: ValueId) => strides.get(v)!.slice(2).every((x, k) => same(x, outStrides[k + 2]!));
-    const rowsCols = !ext.every((v) => planeConst(v) || planeLike(v));
+    const planeConst = (st: readonly Size[]) => st.slice(2).every(zero);
+    const planeLike = (st: readonly Size[]) => st.slice(2).every((x, k) => same(x, outStrides[k + 2]!));
+    const rowsCols = ![...ext.values()].every((x) => planeConst(x.st) || planeLike(x.st));
     const term = (x: string, st: Size) => (zero(st) ? [] : [st.coef === 1 && st.syms.length === 0 ? x : `${x.includes(' ') ? `(${x})` : x} * ${sizeText(st)}`]);
-    const base = (v: ValueId) => [...term('n', strides.get(v)![0]!), ...term('m', strides.get(v)![1]!)].join(' + ') || '0';
+    const base = (st: readonly Size[]) => [...term('n', st[0]!), ...term('m', st[1]!)].join(' + ') || '0';
     // per plane: the reads of operands constant over it, the offsets of those laid out as it
-    const hoisted = new Map<ValueId, string>();
+    const hoisted = new Map<string, string>();
     const plane = (): string[] => {
       const lines: string[] = [];
-      ext.forEach((v, k) => {
-        const st = strides.get(v)!;
-        if (planeConst(v)) {
-          const e = this.read(g, v, base(v));
-          if (E.literal(e) === undefined && e.code.includes('[')) {
-            lines.push(`const _pc${k} = ${e.code};`);
-            hoisted.set(v, `_pc${k}`);
-          }
+      [...ext.entries()].forEach(([key, { st, arr }], k) => {
+        if (planeConst(st)) {
+          lines.push(`const _pc${k} = ${this.arrName(arr)}[${base(st)}];`);
+          hoisted.set(key, `_pc${k}`);
         } else if (!rowsCols && !(same(st[0]!, outStrides[0]!) && same(st[1]!, outStrides[1]!))) {
-          lines.push(`const _pd${k} = ${base(v)} - _yb;`);
-          hoisted.set(v, `_pd${k}`);
+          lines.push(`const _pd${k} = ${base(st)} - _yb;`);
+          hoisted.set(key, `_pd${k}`);
         }
       });
       return lines;
     };
     const element = (value: string, o: string, i: string, j: string): string[] => {
-      const read = (v: ValueId): Expr => {
-        const st = strides.get(v)!;
-        const h = hoisted.get(v);
-        if (planeConst(v)) return h ? E.atom(h) : this.read(g, v, base(v));
-        if (!rowsCols) return this.read(g, v, h ? `${o} + ${h}` : o);
-        return this.read(g, v, [...term('n', st[0]!), ...term('m', st[1]!), ...term(i, st[2]!), ...term(j, st[3]!)].join(' + ') || '0');
+      const index = (a: Access): string => {
+        const x = ext.get(keyOf(a));
+        if (!x) return o; // a store: the output element
+        const h = hoisted.get(keyOf(a));
+        if (!rowsCols) return h ? `${o} + ${h}` : o;
+        return [...term('n', x.st[0]!), ...term('m', x.st[1]!), ...term(i, x.st[2]!), ...term(j, x.st[3]!)].join(' + ') || '0';
       };
-      return this.members(g, u.insts, members, read, () => o, new Map([[cv.result, E.atom(value)]]));
+      const loaded = (a: Access) => {
+        if (a.arg === product) return E.atom(value);
+        const x = ext.get(keyOf(a))!;
+        return planeConst(x.st) ? E.atom(hoisted.get(keyOf(a))!) : undefined;
+      };
+      return renderAt(epi, this.names(lowered), index, loaded);
     };
     return convLoops(this.ctx(g), cv, { plane, element, rowsCols });
   }
@@ -433,8 +281,3 @@ export class Emitter {
     return `${this.name(u.graph, v)} = ${formula(u.graph, v, (d) => set.has(d.id) && !this.stored(u.graph, d.result))}`;
   }
 }
-
-function sameShape(a: Shape, b: Shape): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-

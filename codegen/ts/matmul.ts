@@ -4,10 +4,12 @@
 import type { Unit } from '../../ir/memplan.js';
 import type { Dim, Size } from '../../ir/dims.js';
 import { mulSize, numelSize, size, sizeEq, sizeText, stridesSize } from '../../ir/dims.js';
-import { broadcastStridesSize } from '../../ir/shape.js';
 import type { InstOf, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
-import type { Expr } from '../expr.js';
+import { CompileError } from '../../ir/errors.js';
+import type { Access } from '../kernel/form.js';
+import { lowerUnitOf } from '../kernel/lower.js';
+import { renderAt } from './render.js';
 import { formula } from '../formula.js';
 import { key, uniformConst } from '../module.js';
 
@@ -42,17 +44,28 @@ export function matmulKernel(e: Emitter, u: Unit): { emitter: Emitter; body: str
   // tile shapes measured fastest on V8 for each operand layout
   const [TI, TJ] = !transA && !transB ? [2, 4] : !transA && transB ? [4, 2] : transA && !transB ? [2, 4] : [2, 2];
   const outStrides = stridesSize(out.slice(-2));
+  // the epilogue (bias, activation) at each product, in its register: the group's kernel form
+  const lowered = lowerUnitOf(e.plan, u);
+  const epi = lowered.launch?.kind === 'routine' ? lowered.launch.epilogue : undefined;
+  const product = e.name(g, mm.result);
+  const batchStrides = stridesSize(out).slice(0, -2);
   const element = (i: string, j: string, c: string): string[] => {
-    const known = new Map<ValueId, Expr>([[mm.result, E.atom(c)]]);
-    const lines: string[] = [];
     const at = (st: readonly Size[]) => {
       const terms: string[] = [];
       if (!sizeEq(st[0]!, 0)) terms.push(sizeEq(st[0]!, 1) ? i : times(i, st[0]!));
       if (!sizeEq(st[1]!, 0)) terms.push(sizeEq(st[1]!, 1) ? j : times(j, st[1]!));
       return terms.join(' + ') || '0';
     };
+    // an operand is read at the product's row and column, and at its batch when it varies along it
+    const index = (a: Access): string => {
+      const batch = a.strides.slice(0, -2);
+      if (batch.every((s, d) => sizeEq(s, batchStrides[d]!)) && sizeEq(a.offset, 0)) return `${cOff}${at(a.strides.slice(-2))}`;
+      if (batch.every((s) => sizeEq(s, 0)) && sizeEq(a.offset, 0)) return at(a.strides.slice(-2));
+      throw new CompileError(`the flat TypeScript target cannot render matmul's epilogue: ${a.arg} is read along the batch axes with strides [${batch.map(sizeText).join(', ')}]`);
+    };
+    const lines: string[] = [];
     if (e.stored(g, mm.result)) lines.push(`${e.arrOf(g, mm.result)}[${cOff}${at(outStrides)}] = ${c};`);
-    lines.push(...e.members(g, u.insts, epilogue, (v) => e.read(g, v, at(broadcastStridesSize(g.type(v).shape, out).slice(-2))), () => `${cOff}${at(outStrides)}`, known));
+    if (epi) lines.push(...renderAt(epi, e.names(lowered), index, (a) => (a.arg === product ? E.atom(c) : undefined)));
     // each tile element's epilogue gets a block of its own when it declares locals
     return lines.some((l) => l.startsWith('const ')) ? ['{', ...lines, '}'] : lines;
   };

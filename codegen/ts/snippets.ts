@@ -1,10 +1,10 @@
-// The flat TypeScript target's snippet table: for each op, an expression (elementwise ops) or a
-// statement of its own, and the loop-nest helpers the snippets and the group emitters share.
+// The flat TypeScript target's routines: the statements of the ops with loops of their own
+// (softmax rows, cross-entropy, the index ops, convolutions and pooling).
 
 import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
-import type { OpKind } from '../../ir/ops.js';
-import { mulSize, numelSize, sizeText, stridesSize, sumSizes } from '../../ir/dims.js';
+import type { RoutineOp } from '../kernel/form.js';
+import { mulSize, numelSize, sizeText, stridesSize } from '../../ir/dims.js';
 import type { InstOf, Shape, ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
@@ -64,63 +64,14 @@ export interface UnitEmitter {
   epilogueLoop(u: Unit, product: string): string[];
 }
 
-export type Snippet<K extends OpKind> =
-  /** Elementwise: the value at one position from the operands' values there. */
-  | { readonly expr: (a: readonly Expr[]) => Expr; readonly atoms?: boolean }
-  /** A statement of its own. */
-  | { readonly emit: (c: Ctx, inst: InstOf<K>) => string[] }
-  /** Emitted by the group emitter of that kind. */
-  | { readonly group: 'reduce' | 'matmul' }
-  /** Nothing to emit: a source, or a view of its operand. */
-  | { readonly none: true };
+/** The ops the flat module writes with loops of their own: routines and layout copies. */
+export type OwnOp = Exclude<RoutineOp, 'matmul'>;
 
-const one = E.num(1);
-const zero = E.num(0);
-const x1 = (f: (a: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!) });
-const x2 = (f: (a: Expr, b: Expr) => Expr) => ({ expr: (a: readonly Expr[]) => f(a[0]!, a[1]!) });
-
-export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
-  input: { none: true },
-  param: { none: true },
-  const: { none: true },
-  fwd: { none: true },
-  dim: { none: true },
-  buffer: { none: true },
-  mode: { none: true },
-  dropout_mask: { none: true },
-  reshape: { none: true },
-  stop_gradient: { none: true },
-  custom_grad: { none: true }, // dropped before emission (ir/passes.ts dropCustomGrads)
-
-  neg: x1(E.neg),
-  exp: x1((a) => E.call('Math.exp', a)),
-  log: x1((a) => E.call('Math.log', a)),
-  tanh: x1((a) => E.call('Math.tanh', a)),
-  sigmoid: x1((a) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a))))),
-  relu: { ...x1((a) => E.cond(E.rel('>')(a, zero), a, zero)), atoms: true },
-  sqrt: x1((a) => E.call('Math.sqrt', a)),
-  square: { ...x1((a) => E.mul(a, a)), atoms: true },
-  abs: x1((a) => E.call('Math.abs', a)),
-  add: x2(E.add),
-  sub: x2(E.sub),
-  mul: x2(E.mul),
-  div: x2(E.div),
-  pow: { ...x2((a, b) => E.powOf(a, b)), atoms: true },
-  maximum: x2((a, b) => E.call('Math.max', a, b)),
-  minimum: x2((a, b) => E.call('Math.min', a, b)),
-  gt: x2((a, b) => E.cond(E.rel('>')(a, b), one, zero)),
-  ge: x2((a, b) => E.cond(E.rel('>=')(a, b), one, zero)),
-  select: { expr: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!) },
-  broadcast: x1((a) => a),
-  // operands: the index at this row, and the coordinate along the class axis
-  one_hot: x2((idx, j) => E.cond(E.rel('===')(idx, j), one, zero)),
-  bn_apply: { expr: ([x, m, s]) => E.mul(E.sub(x!, m!), s!) },
-  ln_apply: { expr: ([x, m, s]) => E.mul(E.sub(x!, m!), s!) },
-
-  sum: { group: 'reduce' },
-  max: { group: 'reduce' },
-  matmul: { group: 'matmul' },
-
+/**
+ * The statements of the routines; the elementwise ops, reductions and layout copies are rendered
+ * from the kernel form (render.ts), matmul groups by matmul.ts.
+ */
+export const TS_ROUTINES: { readonly [K in OwnOp]: { readonly emit: (c: Ctx, inst: InstOf<K>) => string[] } } = {
   argmax_mask: {
     emit: (c, inst) => {
       const x = inst.args[0]!;
@@ -135,50 +86,6 @@ export const TS_SNIPPETS: { readonly [K in OpKind]: Snippet<K> } = {
           ([xi]) => [`if (_at < 0 || ${c.read(x, xi!).code} > _best) {`, `_best = ${c.read(x, xi!).code};`, `_at = ${xi};`, '}'],
           () => [`${out}[_at] = 1;`],
         ),
-      ];
-    },
-  },
-  transpose: {
-    emit: (c, inst) => {
-      const x = inst.args[0]!;
-      const out = c.g.type(inst.result).shape;
-      const st = stridesSize(c.g.type(x).shape);
-      return nest(out, [{ strides: stridesSize(out) }, { strides: inst.attrs.perm.map((p) => st[p]!) }], ([o, xi]) => [
-        `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
-      ]);
-    },
-  },
-  concat: {
-    emit: (c, inst) => {
-      const ost = stridesSize(c.g.type(inst.result).shape);
-      let off = 0;
-      return inst.args.flatMap((a) => {
-        const s = c.g.type(a).shape;
-        const base = mulSize(off, ost[inst.attrs.axis]!);
-        off += s[inst.attrs.axis] as number; // concatenation axes are static
-        return nest(s, [{ strides: ost, base }, { strides: stridesSize(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(a, xi!).code};`]);
-      });
-    },
-  },
-  slice: {
-    emit: (c, inst) => {
-      const x = inst.args[0]!;
-      const st = stridesSize(c.g.type(x).shape);
-      const base = sumSizes(inst.attrs.starts.map((v, d) => mulSize(v, st[d]!)));
-      return nest(inst.attrs.sizes, [{ strides: stridesSize(inst.attrs.sizes) }, { strides: st, base }], ([o, xi]) => [
-        `${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`,
-      ]);
-    },
-  },
-  pad: {
-    emit: (c, inst) => {
-      const x = inst.args[0]!;
-      const s = c.g.type(x).shape;
-      const ost = stridesSize(inst.attrs.shape);
-      const base = sumSizes(inst.attrs.starts.map((v, d) => mulSize(v, ost[d]!)));
-      return [
-        `${c.arr(inst.result)}.fill(0);`,
-        ...nest(s, [{ strides: ost, base }, { strides: stridesSize(s) }], ([o, xi]) => [`${c.arr(inst.result)}[${o}] = ${c.read(x, xi!).code};`]),
       ];
     },
   },
@@ -284,7 +191,7 @@ function softmaxLoops(c: Ctx, x: ValueId, y: ValueId, axis: number, log: boolean
 // Loop nests
 
 /** Joins two partial index expressions. */
-export function plus(a: string, b: string): string {
+function plus(a: string, b: string): string {
   if (a === '0') return b;
   if (b === '0') return a;
   return `${a} + ${b}`;
@@ -316,37 +223,6 @@ export function keptOuterNest(
         ['p', 'q', 'r', 's'],
       ),
       ...after(outerIdx),
-    ],
-    ['i', 'j', 'k', 'l'],
-  );
-}
-
-/** Kept-outer nest with separate accesses for the full (inner) and kept (outer) parts. */
-export function keptOuterNestMulti(
-  shape: Shape,
-  axes: readonly number[],
-  fullAccesses: readonly Access[],
-  keptAccesses: readonly Access[],
-  before: (keptIdx: string[]) => string[],
-  inner: (idx: string[]) => string[],
-  after: (keptIdx: string[]) => string[],
-): string[] {
-  const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
-  const nK = fullAccesses.length;
-  // one nest over the kept axes carries both the full accesses' kept parts and the kept accesses
-  const outerAccesses = [...fullAccesses.map((a) => ({ strides: kept.map((d) => a.strides[d]!), base: a.base })), ...keptAccesses];
-  return nest(
-    kept.map((d) => shape[d]!),
-    outerAccesses,
-    (outerIdx) => [
-      ...before(outerIdx.slice(nK)),
-      ...nest(
-        axes.map((d) => shape[d]!),
-        fullAccesses.map((a) => ({ strides: axes.map((d) => a.strides[d]!) })),
-        (innerIdx) => inner(outerIdx.slice(0, nK).map((o, k) => plus(o, innerIdx[k]!))),
-        ['p', 'q', 'r', 's'],
-      ),
-      ...after(outerIdx.slice(nK)),
     ],
     ['i', 'j', 'k', 'l'],
   );
