@@ -718,12 +718,10 @@ export function valueAndGrad(params, inputs, options) {
   for (let i = 0; i < 16; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 64; p++) {
-      for (let q = 0; q < 8; q++) {
-        for (let r = 0; r < 8; r++) {
-          const _dt6 = dconv2[i * 64 + p * 1024 + q * 8 + r] * (conv2[i * 64 + p * 1024 + q * 8 + r] > 0 ? 1 : 0);
-          dt6[i * 64 + p * 1024 + q * 8 + r] = _dt6;
-          _sum0 += _dt6;
-        }
+      for (let q = 0; q < 64; q++) {
+        const _dt6 = dconv2[i * 64 + p * 1024 + q] * (conv2[i * 64 + p * 1024 + q] > 0 ? 1 : 0);
+        dt6[i * 64 + p * 1024 + q] = _dt6;
+        _sum0 += _dt6;
       }
     }
     dt5[i] = _sum0;
@@ -832,12 +830,10 @@ export function valueAndGrad(params, inputs, options) {
   for (let i = 0; i < 6; i++) {
     let _sum0 = 0;
     for (let p = 0; p < 64; p++) {
-      for (let q = 0; q < 24; q++) {
-        for (let r = 0; r < 24; r++) {
-          const _dt3 = dconv1[i * 576 + p * 3456 + q * 24 + r] * (conv1[i * 576 + p * 3456 + q * 24 + r] > 0 ? 1 : 0);
-          dt3[i * 576 + p * 3456 + q * 24 + r] = _dt3;
-          _sum0 += _dt3;
-        }
+      for (let q = 0; q < 576; q++) {
+        const _dt3 = dconv1[i * 576 + p * 3456 + q] * (conv1[i * 576 + p * 3456 + q] > 0 ? 1 : 0);
+        dt3[i * 576 + p * 3456 + q] = _dt3;
+        _sum0 += _dt3;
       }
     }
     dt2[i] = _sum0;

@@ -2038,7 +2038,7 @@ function matmul_dq0_W() {
 }
 
 function forwardPass() {
-  const { t1, X, wte, wpe, x, mu, t9, t10, ln1_0_g, ln1_0_b, ln1, query, t14, key, t17, value, t20, t21, mask, scores, att, t25, t24, t27, proj0_b, x_1, mu_1, t33, t34, ln2_0_g, ln2_0_b, ln2, t37, fc0_b, hidden, t40, fcout0_b, x_2, mu_2, t46, t47, ln1_1_g, ln1_1_b, ln1_1, query_1, t51, key_1, t54, value_1, t57, t58, scores_1, att_1, t61, t60, t63, proj1_b, x_3, mu_3, t69, t70, ln2_1_g, ln2_1_b, ln2_1, t73, fc1_b, hidden_1, t76, fcout1_b, x_4, mu_4, t82, t83, lnf_g, lnf_b, lnf, t86, head_b, logits, logits_rows, Y_rows, loss } = buf;
+  const { t1, X, wte, wpe, x, mu, t9, t10, ln1_0_g, ln1_0_b, ln1, t14, query, t17, key, t20, value, t21, mask, scores, att, t24, t25, t27, proj0_b, x_1, mu_1, t33, t34, ln2_0_g, ln2_0_b, ln2, t37, fc0_b, hidden, t40, fcout0_b, x_2, mu_2, t46, t47, ln1_1_g, ln1_1_b, ln1_1, t51, query_1, t54, key_1, t57, value_1, t58, scores_1, att_1, t60, t61, t63, proj1_b, x_3, mu_3, t69, t70, ln2_1_g, ln2_1_b, ln2_1, t73, fc1_b, hidden_1, t76, fcout1_b, x_4, mu_4, t82, t83, lnf_g, lnf_b, lnf, t86, head_b, logits, logits_rows, Y_rows, loss } = buf;
 
   // t1 = wte[X]  (gpt.ts:54)
   //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
@@ -2079,8 +2079,7 @@ function forwardPass() {
       const _xc = x[i * 32 + p] - mu[i];
       _sum0 += _xc * _xc;
     }
-    const _t7 = _sum0 * 0.03125 + 0.00001;
-    t9[i] = 1 / Math.sqrt(_t7);
+    t9[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t10 = (x - mu) * t9  (gpt.ts:41)
@@ -2152,10 +2151,8 @@ function forwardPass() {
   //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 8; j++) {
-      for (let k = 0; k < 8; k++) {
-        scores[i * 64 + j * 8 + k] = t21[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-      }
+    for (let j = 0; j < 64; j++) {
+      scores[i * 64 + j] = t21[i * 64 + j] * 0.35355339059327373 + mask[j];
     }
   }
 
@@ -2226,8 +2223,7 @@ function forwardPass() {
       const _xc_1 = x_1[i * 32 + p] - mu_1[i];
       _sum0 += _xc_1 * _xc_1;
     }
-    const _t32 = _sum0 * 0.03125 + 0.00001;
-    t33[i] = 1 / Math.sqrt(_t32);
+    t33[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
@@ -2292,8 +2288,7 @@ function forwardPass() {
       const _xc_2 = x_2[i * 32 + p] - mu_2[i];
       _sum0 += _xc_2 * _xc_2;
     }
-    const _t45 = _sum0 * 0.03125 + 0.00001;
-    t46[i] = 1 / Math.sqrt(_t45);
+    t46[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
@@ -2365,10 +2360,8 @@ function forwardPass() {
   //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 8; j++) {
-      for (let k = 0; k < 8; k++) {
-        scores_1[i * 64 + j * 8 + k] = t58[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-      }
+    for (let j = 0; j < 64; j++) {
+      scores_1[i * 64 + j] = t58[i * 64 + j] * 0.35355339059327373 + mask[j];
     }
   }
 
@@ -2439,8 +2432,7 @@ function forwardPass() {
       const _xc_3 = x_3[i * 32 + p] - mu_3[i];
       _sum0 += _xc_3 * _xc_3;
     }
-    const _t68 = _sum0 * 0.03125 + 0.00001;
-    t69[i] = 1 / Math.sqrt(_t68);
+    t69[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
@@ -2505,8 +2497,7 @@ function forwardPass() {
       const _xc_4 = x_4[i * 32 + p] - mu_4[i];
       _sum0 += _xc_4 * _xc_4;
     }
-    const _t81 = _sum0 * 0.03125 + 0.00001;
-    t82[i] = 1 / Math.sqrt(_t81);
+    t82[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)
@@ -2571,7 +2562,7 @@ export function valueAndGrad(params, inputs, options) {
   checkArgs(params, inputs);
   stage(params, inputs);
   forwardPass();
-  const { logits_rows, t91, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t95, dlnf_b, dlnf_g, t97, t98, t100, t82, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t105, dln2_1_b, dln2_1_g, t107, t108, t110, t69, dx_3, dproj1_b, dt60, dt61, datt_1, att_1, t114, dt58, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dln1_1, ln1_1_g, dt47, t47, t117, dln1_1_b, dln1_1_g, t119, t120, t122, t46, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t127, dln2_0_b, dln2_0_g, t129, t130, t132, t33, dx_1, dproj0_b, dt24, dt25, datt, att, t136, dt21, dt20, dvalue, dt17, dkey, dt14, dquery, dln1, ln1_0_g, dt10, t10, t139, dln1_0_b, dln1_0_g, t141, t142, t144, t9, dx, dwpe, dwte, X } = buf;
+  const { logits_rows, t91, Y_rows, dlogits_rows, _acc0, dlogits, dhead_b, _acc1, dlnf, lnf_g, dt83, t83, t95, dlnf_b, dlnf_g, t97, t98, t100, t82, dx_4, dfcout1_b, hidden_1, dhidden_1, dt74, dfc1_b, dln2_1, ln2_1_g, dt70, t70, t105, dln2_1_b, dln2_1_g, t107, t108, t110, t69, dx_3, dproj1_b, dt61, dt60, datt_1, att_1, t114, dt58, dvalue_1, dt57, dkey_1, dt54, dquery_1, dt51, dln1_1, ln1_1_g, dt47, t47, t117, dln1_1_b, dln1_1_g, t119, t120, t122, t46, dx_2, dfcout0_b, hidden, dhidden, dt38, dfc0_b, dln2, ln2_0_g, dt34, t34, t127, dln2_0_b, dln2_0_g, t129, t130, t132, t33, dx_1, dproj0_b, dt25, dt24, datt, att, t136, dt21, dvalue, dt20, dkey, dt17, dquery, dt14, dln1, ln1_0_g, dt10, t10, t139, dln1_0_b, dln1_0_g, t141, t142, t144, t9, dx, dwpe, dwte, X } = buf;
 
   // t91 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
   //   %t91: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);

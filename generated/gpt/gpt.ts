@@ -2924,18 +2924,18 @@ function forwardPass(): void {
     ln1_0_g,
     ln1_0_b,
     ln1,
-    query,
     t14,
-    key,
+    query,
     t17,
-    value,
+    key,
     t20,
+    value,
     t21,
     mask,
     scores,
     att,
-    t25,
     t24,
+    t25,
     t27,
     proj0_b,
     x_1,
@@ -2957,17 +2957,17 @@ function forwardPass(): void {
     ln1_1_g,
     ln1_1_b,
     ln1_1,
-    query_1,
     t51,
-    key_1,
+    query_1,
     t54,
-    value_1,
+    key_1,
     t57,
+    value_1,
     t58,
     scores_1,
     att_1,
-    t61,
     t60,
+    t61,
     t63,
     proj1_b,
     x_3,
@@ -3036,8 +3036,7 @@ function forwardPass(): void {
       const _xc = x[i * 32 + p] - mu[i];
       _sum0 += _xc * _xc;
     }
-    const _t7 = _sum0 * 0.03125 + 0.00001;
-    t9[i] = 1 / Math.sqrt(_t7);
+    t9[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t10 = (x - mu) * t9  (gpt.ts:41)
@@ -3109,10 +3108,8 @@ function forwardPass(): void {
   //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 8; j++) {
-      for (let k = 0; k < 8; k++) {
-        scores[i * 64 + j * 8 + k] = t21[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-      }
+    for (let j = 0; j < 64; j++) {
+      scores[i * 64 + j] = t21[i * 64 + j] * 0.35355339059327373 + mask[j];
     }
   }
 
@@ -3183,8 +3180,7 @@ function forwardPass(): void {
       const _xc_1 = x_1[i * 32 + p] - mu_1[i];
       _sum0 += _xc_1 * _xc_1;
     }
-    const _t32 = _sum0 * 0.03125 + 0.00001;
-    t33[i] = 1 / Math.sqrt(_t32);
+    t33[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
@@ -3249,8 +3245,7 @@ function forwardPass(): void {
       const _xc_2 = x_2[i * 32 + p] - mu_2[i];
       _sum0 += _xc_2 * _xc_2;
     }
-    const _t45 = _sum0 * 0.03125 + 0.00001;
-    t46[i] = 1 / Math.sqrt(_t45);
+    t46[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
@@ -3322,10 +3317,8 @@ function forwardPass(): void {
   //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
   //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
   for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 8; j++) {
-      for (let k = 0; k < 8; k++) {
-        scores_1[i * 64 + j * 8 + k] = t58[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-      }
+    for (let j = 0; j < 64; j++) {
+      scores_1[i * 64 + j] = t58[i * 64 + j] * 0.35355339059327373 + mask[j];
     }
   }
 
@@ -3396,8 +3389,7 @@ function forwardPass(): void {
       const _xc_3 = x_3[i * 32 + p] - mu_3[i];
       _sum0 += _xc_3 * _xc_3;
     }
-    const _t68 = _sum0 * 0.03125 + 0.00001;
-    t69[i] = 1 / Math.sqrt(_t68);
+    t69[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
@@ -3462,8 +3454,7 @@ function forwardPass(): void {
       const _xc_4 = x_4[i * 32 + p] - mu_4[i];
       _sum0 += _xc_4 * _xc_4;
     }
-    const _t81 = _sum0 * 0.03125 + 0.00001;
-    t82[i] = 1 / Math.sqrt(_t81);
+    t82[i] = 1 / Math.sqrt(_sum0 * 0.03125 + 0.00001);
   }
 
   // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)
@@ -3611,18 +3602,18 @@ export function valueAndGrad(
     t69,
     dx_3,
     dproj1_b,
-    dt60,
     dt61,
+    dt60,
     datt_1,
     att_1,
     t114,
     dt58,
-    dt57,
     dvalue_1,
-    dt54,
+    dt57,
     dkey_1,
-    dt51,
+    dt54,
     dquery_1,
+    dt51,
     dln1_1,
     ln1_1_g,
     dt47,
@@ -3653,18 +3644,18 @@ export function valueAndGrad(
     t33,
     dx_1,
     dproj0_b,
-    dt24,
     dt25,
+    dt24,
     datt,
     att,
     t136,
     dt21,
-    dt20,
     dvalue,
-    dt17,
+    dt20,
     dkey,
-    dt14,
+    dt17,
     dquery,
+    dt14,
     dln1,
     ln1_0_g,
     dt10,

@@ -1678,7 +1678,7 @@ function instance(memory, kernels) {
   }
 
   function forwardPass() {
-    const { t1, X, wte, wpe, x, mu, query, t14, key, t17, value, t20, t21, mask, scores, t25, t24, query_1, t51, key_1, t54, value_1, t57, t58, scores_1, t61, t60, logits_rows, Y_rows, loss, logits } = buf;
+    const { t1, X, wte, wpe, x, mu, t14, query, t17, key, t20, value, t21, mask, scores, t24, t25, t51, query_1, t54, key_1, t57, value_1, t58, scores_1, t60, t61, logits_rows, Y_rows, loss, logits } = buf;
 
     // t1 = wte[X]  (gpt.ts:54)
     //   %t1: f32[16,8,32] = gather %wte, %X   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
@@ -1778,10 +1778,8 @@ function instance(memory, kernels) {
     //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
     //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
     for (let i = 0; i < 64; i++) {
-      for (let j = 0; j < 8; j++) {
-        for (let k = 0; k < 8; k++) {
-          scores[i * 64 + j * 8 + k] = t21[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-        }
+      for (let j = 0; j < 64; j++) {
+        scores[i * 64 + j] = t21[i * 64 + j] * 0.35355339059327373 + mask[j];
       }
     }
 
@@ -1930,10 +1928,8 @@ function instance(memory, kernels) {
     //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
     //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
     for (let i = 0; i < 64; i++) {
-      for (let j = 0; j < 8; j++) {
-        for (let k = 0; k < 8; k++) {
-          scores_1[i * 64 + j * 8 + k] = t58[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-        }
+      for (let j = 0; j < 64; j++) {
+        scores_1[i * 64 + j] = t58[i * 64 + j] * 0.35355339059327373 + mask[j];
       }
     }
 
@@ -2071,7 +2067,7 @@ function instance(memory, kernels) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
-    const { Y_rows, t91, dlogits_rows, dt60, dt61, dt57, dvalue_1, dt54, dkey_1, dt51, dquery_1, dt24, dt25, dt20, dvalue, dt17, dkey, dt14, dquery, _acc0, t10, t144, t142, t9, dx_1, dx, dwpe, dwte, X } = buf;
+    const { Y_rows, t91, dlogits_rows, dt61, dt60, dvalue_1, dt57, dkey_1, dt54, dquery_1, dt51, dt25, dt24, dvalue, dt20, dkey, dt17, dquery, dt14, _acc0, t10, t144, t142, t9, dx_1, dx, dwpe, dwte, X } = buf;
 
     // t91 = softmax(logits_rows, 1)   xent'  (gpt.ts:79)
     //   %t91: f32[128,27] = softmax %logits_rows {axis=1}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);

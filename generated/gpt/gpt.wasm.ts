@@ -2124,27 +2124,27 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
       wpe,
       x,
       mu,
-      query,
       t14,
-      key,
+      query,
       t17,
-      value,
+      key,
       t20,
+      value,
       t21,
       mask,
       scores,
-      t25,
       t24,
-      query_1,
+      t25,
       t51,
-      key_1,
+      query_1,
       t54,
-      value_1,
+      key_1,
       t57,
+      value_1,
       t58,
       scores_1,
-      t61,
       t60,
+      t61,
       logits_rows,
       Y_rows,
       loss,
@@ -2249,10 +2249,8 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     //   %t23: f32[16,4,8,8] = mul %t21, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
     //   %scores: f32[16,4,8,8] = add %t23, %mask   gpt.ts:69
     for (let i = 0; i < 64; i++) {
-      for (let j = 0; j < 8; j++) {
-        for (let k = 0; k < 8; k++) {
-          scores[i * 64 + j * 8 + k] = t21[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-        }
+      for (let j = 0; j < 64; j++) {
+        scores[i * 64 + j] = t21[i * 64 + j] * 0.35355339059327373 + mask[j];
       }
     }
 
@@ -2401,10 +2399,8 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     //   %t59: f32[16,4,8,8] = mul %t58, %t22   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
     //   %scores_1: f32[16,4,8,8] = add %t59, %mask   gpt.ts:69
     for (let i = 0; i < 64; i++) {
-      for (let j = 0; j < 8; j++) {
-        for (let k = 0; k < 8; k++) {
-          scores_1[i * 64 + j * 8 + k] = t58[i * 64 + j * 8 + k] * 0.35355339059327373 + mask[j * 8 + k];
-        }
+      for (let j = 0; j < 64; j++) {
+        scores_1[i * 64 + j] = t58[i * 64 + j] * 0.35355339059327373 + mask[j];
       }
     }
 
@@ -2586,22 +2582,22 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
       Y_rows,
       t91,
       dlogits_rows,
-      dt60,
       dt61,
-      dt57,
+      dt60,
       dvalue_1,
-      dt54,
+      dt57,
       dkey_1,
-      dt51,
+      dt54,
       dquery_1,
-      dt24,
+      dt51,
       dt25,
-      dt20,
+      dt24,
       dvalue,
-      dt17,
+      dt20,
       dkey,
-      dt14,
+      dt17,
       dquery,
+      dt14,
       _acc0,
       t10,
       t144,

@@ -597,8 +597,7 @@ function forwardPass(): void {
     }
   }
   for (let i = 0; i < 64; i++) {
-    const _t7 = _acc0[i] * 0.03225806451612903 + 0.00001;
-    bnvar_inv[i] = 1 / Math.sqrt(_t7);
+    bnvar_inv[i] = 1 / Math.sqrt(_acc0[i] * 0.03225806451612903 + 0.00001);
   }
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)

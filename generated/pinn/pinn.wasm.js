@@ -1186,7 +1186,7 @@ function instance(memory, kernels) {
   }
 
   function forwardPass() {
-    const { t14, residual, t17, u, t19, dx, loss, dx_1 } = buf;
+    const { t14, residual, u, t17, dx, t19, loss, dx_1 } = buf;
 
     // h1 = tanh(x @ W1 + b1)  (pinn.ts:20)
     // t9 = 1 - h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -1329,7 +1329,7 @@ function instance(memory, kernels) {
     checkArgs(params, inputs);
     stage(params, inputs);
     forwardPass();
-    const { ddx, dt20, du_2, dt17 } = buf;
+    const { dt20, ddx, dt17, du_2 } = buf;
 
     // dt20 = t20 * 2   square'  (pinn.ts:30)
     //   %dt20: f32[1,1] = mul %t20, %t23   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
@@ -1337,8 +1337,10 @@ function instance(memory, kernels) {
 
     // ddx = pad(dt20)   slice'  (pinn.ts:30)
     //   %ddx: f32[64,1] = pad %dt20 {starts=[0, 0], shape=[64, 1]}   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
-    ddx.fill(0);
     ddx[0] = dt20[0];
+    for (let i = 0; i < 63; i++) {
+      ddx[1 + i] = 0;
+    }
 
     // dt17 = t17 * 2   square'  (pinn.ts:29)
     //   %dt17: f32[1,1] = mul %t17, %t23   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
@@ -1346,8 +1348,10 @@ function instance(memory, kernels) {
 
     // du_2 = pad(dt17)   slice'  (pinn.ts:29)
     //   %du_2: f32[64,1] = pad %dt17 {starts=[0, 0], shape=[64, 1]}   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
-    du_2.fill(0);
     du_2[0] = dt17[0];
+    for (let i = 0; i < 63; i++) {
+      du_2[1 + i] = 0;
+    }
 
     // dt14 = 0.015625   sum'  (pinn.ts:28)
     // dt13 = dt14 * (t13 * 2)   square'  (pinn.ts:28)

@@ -407,10 +407,8 @@ function forwardPass() {
   //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
   {
     let _sum0 = 0;
-    for (let p = 0; p < 20; p++) {
-      for (let q = 0; q < 32; q++) {
-        _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
-      }
+    for (let p = 0; p < 640; p++) {
+      _sum0 += W1[p] * W1[p];
     }
     t14[0] = _sum0;
   }
@@ -424,10 +422,8 @@ function forwardPass() {
   //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
   {
     let _sum0 = 0;
-    for (let p = 0; p < 32; p++) {
-      for (let q = 0; q < 10; q++) {
-        _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
-      }
+    for (let p = 0; p < 320; p++) {
+      _sum0 += W2[p] * W2[p];
     }
     loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
   }
@@ -462,10 +458,8 @@ export function valueAndGrad(params, inputs, options) {
   //   %dt15: f32[32,10] = broadcast %t19 {shape=[32, 10]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t23: f32[32,10] = mul %W2, %t20   twolayer.ts:22
   //   %dW2_2: f32[32,10] = mul %dt15, %t23   twolayer.ts:22
-  for (let i = 0; i < 32; i++) {
-    for (let j = 0; j < 10; j++) {
-      dW2_2[i * 10 + j] = 0.001 * (W2[i * 10 + j] * 2);
-    }
+  for (let i = 0; i < 320; i++) {
+    dW2_2[i] = 0.001 * (W2[i] * 2);
   }
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
@@ -473,10 +467,8 @@ export function valueAndGrad(params, inputs, options) {
   //   %dt13: f32[20,32] = broadcast %t19 {shape=[20, 32]}   twolayer.ts:22  const reg_loss = W1.square().sum().add(W2.square().sum()).mul(reg);
   //   %t24: f32[20,32] = mul %W1, %t20   twolayer.ts:22
   //   %dW1_2: f32[20,32] = mul %dt13, %t24   twolayer.ts:22
-  for (let i = 0; i < 20; i++) {
-    for (let j = 0; j < 32; j++) {
-      dW1_2[i * 32 + j] = 0.001 * (W1[i * 32 + j] * 2);
-    }
+  for (let i = 0; i < 640; i++) {
+    dW1_2[i] = 0.001 * (W1[i] * 2);
   }
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)

@@ -683,10 +683,8 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     //   %t14: f32[] = sum %t13 {axes=[0, 1], keepDims=false}   twolayer.ts:22
     {
       let _sum0 = 0;
-      for (let p = 0; p < 20; p++) {
-        for (let q = 0; q < 32; q++) {
-          _sum0 += W1[p * 32 + q] * W1[p * 32 + q];
-        }
+      for (let p = 0; p < 640; p++) {
+        _sum0 += W1[p] * W1[p];
       }
       t14[0] = _sum0;
     }
@@ -700,10 +698,8 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
     {
       let _sum0 = 0;
-      for (let p = 0; p < 32; p++) {
-        for (let q = 0; q < 10; q++) {
-          _sum0 += W2[p * 10 + q] * W2[p * 10 + q];
-        }
+      for (let p = 0; p < 320; p++) {
+        _sum0 += W2[p] * W2[p];
       }
       loss[0] = data_loss[0] + (t14[0] + _sum0) * 0.001;
     }
