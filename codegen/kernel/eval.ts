@@ -18,9 +18,13 @@ export type Memory = (name: string) => Float64Array;
 
 const bind = (s: Dim | Size, dims: Dims) => bindSize(size(s), dims);
 
-/** Whether a store writes once per point of the kept axes (after the reduction), not per point of the domain. */
+/**
+ * Whether a store writes once per point of the kept axes (after the reduction), not per point of
+ * the domain: it does not move along any reduced axis (an axis of extent 1 never moves, whatever
+ * its stride: a keepDims result [3, 1, 1] of a max over axes 1 and 2 of [3, 1, 2]).
+ */
 export function storedAfterReduction(k: Kernel, strides: readonly Size[]): boolean {
-  return k.axes.length > 0 && k.axes.every((a) => strides[a]!.coef === 0);
+  return k.axes.length > 0 && k.axes.every((a) => strides[a]!.coef === 0 || k.domain[a] === 1);
 }
 
 interface Bound {
