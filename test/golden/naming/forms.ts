@@ -813,10 +813,8 @@ function forwardPass(): void {
   //   %t8: f32[] = mul %t6, %t7   forms.ts:16
   {
     let _sum0 = 0;
-    for (let p = 0; p < 8; p++) {
-      for (let q = 0; q < 2; q++) {
-        _sum0 += t5[p * 2 + q];
-      }
+    for (let p = 0; p < 16; p++) {
+      _sum0 += t5[p];
     }
     t8[0] = _sum0 * 0.0625;
   }
@@ -826,10 +824,8 @@ function forwardPass(): void {
   //   %t10: f32[] = add %t8, %t9   forms.ts:16
   {
     let _sum0 = 0;
-    for (let p = 0; p < 8; p++) {
-      for (let q = 0; q < 3; q++) {
-        _sum0 += z[p * 3 + q];
-      }
+    for (let p = 0; p < 24; p++) {
+      _sum0 += z[p];
     }
     t10[0] = t8[0] + _sum0;
   }
@@ -839,10 +835,8 @@ function forwardPass(): void {
   //   %t12: f32[] = add %t10, %t11   forms.ts:16
   {
     let _sum0 = 0;
-    for (let p = 0; p < 4; p++) {
-      for (let q = 0; q < 2; q++) {
-        _sum0 += v[p * 2 + q];
-      }
+    for (let p = 0; p < 8; p++) {
+      _sum0 += v[p];
     }
     t12[0] = t10[0] + _sum0;
   }
@@ -887,10 +881,8 @@ export function valueAndGrad(
   //   %dt5: f32[8,2] = broadcast %t13 {shape=[8, 2]}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
   //   %t16: f32[8,2] = mul %y, %t14   forms.ts:16
   //   %dy: f32[8,2] = mul %dt5, %t16   forms.ts:16
-  for (let i = 0; i < 8; i++) {
-    for (let j = 0; j < 2; j++) {
-      dy[i * 2 + j] = 0.0625 * (y[i * 2 + j] * 2);
-    }
+  for (let i = 0; i < 16; i++) {
+    dy[i] = 0.0625 * (y[i] * 2);
   }
 
   // dt4 = dv @ Wv.T   matmul'  (forms.ts:15)
@@ -945,10 +937,8 @@ export function valueAndGrad(
   //   %t17: f32[8,3] = square %h   forms.ts:12  const h = flat.matmul(Wh).tanh();
   //   %t18: f32[8,3] = sub %t15, %t17   forms.ts:12
   //   %dt1: f32[8,3] = mul %dh, %t18   forms.ts:12
-  for (let i = 0; i < 8; i++) {
-    for (let j = 0; j < 3; j++) {
-      dt1[i * 3 + j] = dh[i * 3 + j] * (1 - h[i * 3 + j] * h[i * 3 + j]);
-    }
+  for (let i = 0; i < 24; i++) {
+    dt1[i] = dh[i] * (1 - h[i] * h[i]);
   }
 
   // dWh_1 = flat.T @ dt1   matmul'  (forms.ts:12)
