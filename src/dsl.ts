@@ -28,6 +28,18 @@ export interface ParamOptions {
   init?: Init;
   /** Multiplies the initial values. Default 1. */
   scale?: number;
+  /**
+   * false: a frozen param (torch's requires_grad = False): no gradient (it is not in `Grads`) and
+   * no update in trainStep. Default true.
+   */
+  trainable?: boolean;
+  /** This param's weight decay in the training step, instead of the optimizer's (--weight-decay, --no-decay-1d). */
+  weightDecay?: number;
+  /**
+   * Multiplies this param's learning rate in the training step (scheduled or given), and with it its
+   * decoupled weight decay, as the lr of a torch param group. Default 1.
+   */
+  lrScale?: number;
 }
 
 export interface InputOptions {
@@ -56,6 +68,27 @@ export interface LayerNormOptions {
 
 /** What a model function returns: the scalar f32 loss, or an object of named outputs holding `loss`. */
 export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
+const PARAM_OPTIONS: readonly string[] = ['init', 'scale', 'trainable', 'weightDecay', 'lrScale'];
+
+/** g.param's training options, checked, as the param's attributes. */
+function trainOptions(name: string, o: ParamOptions): { frozen?: true; weightDecay?: number; lrScale?: number } {
+  const unknown = Object.keys(o).find((k) => !PARAM_OPTIONS.includes(k));
+  if (unknown !== undefined) throw new CompileError(`param '${name}': unknown option '${unknown}'`, `the options of g.param are ${PARAM_OPTIONS.join(', ')}`);
+  const { trainable, weightDecay, lrScale } = o;
+  if (trainable !== undefined && typeof trainable !== 'boolean')
+    throw new CompileError(`param '${name}': trainable must be true or false, got ${describe(trainable)}`, `e.g. g.param('${name}', shape, { trainable: false }) for a frozen param`);
+  if (weightDecay !== undefined && (typeof weightDecay !== 'number' || !Number.isFinite(weightDecay) || weightDecay < 0))
+    throw new CompileError(`param '${name}': weightDecay must be a finite number ≥ 0, got ${describe(weightDecay)}`, `e.g. { weightDecay: 0 } for no weight decay, or { weightDecay: 0.1 }`);
+  if (lrScale !== undefined && (typeof lrScale !== 'number' || !Number.isFinite(lrScale) || lrScale < 0))
+    throw new CompileError(`param '${name}': lrScale must be a finite number ≥ 0, got ${describe(lrScale)}`, `it multiplies the param's learning rate, e.g. { lrScale: 0.1 }; freeze a param with { trainable: false }`);
+  if (trainable === false && (weightDecay !== undefined || lrScale !== undefined))
+    throw new CompileError(
+      `param '${name}': a frozen param (trainable: false) has no update, so its ${weightDecay !== undefined ? 'weightDecay' : 'lrScale'} does nothing`,
+      'remove the option, or make the param trainable',
+    );
+  return { ...(trainable === false ? { frozen: true as const } : {}), ...(weightDecay !== undefined ? { weightDecay } : {}), ...(lrScale !== undefined ? { lrScale } : {}) };
+}
+
 /** The body of a model: traced once by `graphc build`, with `g` to declare inputs and params and call ops. */
 export type ModelFn = (g: GraphBuilder) => ModelOutputs;
 
@@ -274,7 +307,7 @@ export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
   /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
-  /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param. */
+  /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param but a frozen one (`trainable: false`), and `weightDecay`, `lrScale` tune its update in trainStep. */
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   /** A constant: a number or nested arrays of numbers. */
   const(value: number | NestedNumbers): Tensor;
@@ -583,7 +616,7 @@ export class Tracer {
             throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
           if (typeof scale !== 'number' || !Number.isFinite(scale))
             throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
-          return t.b.param(n, s, init, scale, { raw: n });
+          return t.b.param(n, s, init, scale, { raw: n }, trainOptions(n, options));
         });
       },
       const(value) {
