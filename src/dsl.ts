@@ -610,6 +610,8 @@ export class Tracer {
         return t.call(() => {
           const n = t.declare('param', name);
           const s = checkShape('param', shape) as number[];
+          if (typeof options !== 'object' || options === null || Array.isArray(options))
+            throw new CompileError(`param '${n}': the options must be an object, got ${describe(options)}`, `e.g. g.param('${n}', shape, { init: 'zeros', lrScale: 0.1 })`);
           const init = options.init ?? 'randn';
           const scale = options.scale ?? 1;
           if (!INITS.includes(init))
