@@ -12,34 +12,8 @@ import type { OptimizerName } from '../codegen/optim.js';
 import { compile } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
-import type { RefGroup, RefSchedule, RefState } from './optim-reference.js';
-import { refHyper, refLr, torchStepGroups } from './optim-reference.js';
-
-// W1 the build's weight decay; b1 (rank 1) none with --no-decay-1d, half the rate; gain (rank 1)
-// its own weight decay, which wins over --no-decay-1d; W2 its own weight decay and twice the rate;
-// b2 frozen
-export const GROUPS_MODEL = `import { model } from 'graphc';
-export default model('groups', (g) => {
-  const W1 = g.param('W1', [6, 16], { scale: 0.4 });
-  const b1 = g.param('b1', [16], { scale: 0.1, lrScale: 0.5 });
-  const gain = g.param('gain', [16], { init: 'ones', weightDecay: 0.02 });
-  const W2 = g.param('W2', [16, 5], { scale: 0.4, weightDecay: 0.05, lrScale: 2 });
-  const b2 = g.param('b2', [5], { scale: 0.1, trainable: false });
-  const x = g.input('x', [12, 6]);
-  const y = g.input('y', [12], 'i32');
-  const h = x.matmul(W1).add(b1).tanh().mul(gain);
-  const loss = g.crossEntropy(h.matmul(W2).add(b2), y);
-  return { loss };
-});
-`;
-
-/** The groups of GROUPS_MODEL as torch's param groups, for a build weight decay `wd`. */
-export const refGroups = (wd: number, noDecay1d: boolean): RefGroup[] => [
-  { params: ['W1'], weightDecay: wd, lrScale: 1 },
-  { params: ['b1'], weightDecay: noDecay1d ? 0 : wd, lrScale: 0.5 },
-  { params: ['gain'], weightDecay: 0.02, lrScale: 1 },
-  { params: ['W2'], weightDecay: 0.05, lrScale: 2 },
-];
+import type { RefSchedule, RefState } from './optim-reference.js';
+import { GROUPS_MODEL, refGroups, refHyper, refLr, torchStepGroups } from './optim-reference.js';
 
 const SCHEDULES: { flags: string[]; hyper: RefSchedule }[] = [
   { flags: ['--schedule', 'cosine', '--warmup', '10', '--total-steps', '80', '--min-lr', '0.0005'], hyper: { schedule: 'cosine', warmup: 10, totalSteps: 80, minLr: 0.0005 } },
