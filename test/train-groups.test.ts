@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { OptimizerName } from '../codegen/optim.js';
+import { parseGraph } from '../ir/parse.js';
 import { compile } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
@@ -97,13 +98,19 @@ describe('a frozen param', () => {
     const out = path.join(tmp(), 'frozen');
     const r = await run(['build', file, '--out', out, '--target', 'ts,wasm', '--optimizer', 'adam']);
     expect(r.err).toBe('');
+    const compiled0 = await compile(file, { targets: [] });
     const ts = readFileSync(path.join(out, 'groups.ts'), 'utf8');
     const grads = ts.slice(ts.indexOf('export interface Grads {'), ts.indexOf('}', ts.indexOf('export interface Grads {')));
     expect(grads).toContain('W2: Float32Array');
     expect(grads).not.toContain('b2');
     const grad = readFileSync(path.join(out, 'groups.grad.ir'), 'utf8');
     expect(grad).not.toMatch(/%db2\b/);
-    expect(readFileSync(path.join(out, 'groups.ir'), 'utf8')).toContain('= param {name="b2", init="randn", scale=0.1, frozen=true}');
+    const ir = readFileSync(path.join(out, 'groups.ir'), 'utf8');
+    expect(ir).toContain('= param {name="b2", init="randn", scale=0.1, frozen=true}');
+    expect(ir).toContain('= param {name="W2", init="randn", scale=0.4, weightDecay=0.05, lrScale=2}');
+    // the IR text reads back with the options
+    const parsed = parseGraph(ir);
+    expect(parsed.insts.filter((i) => i.op === 'param').map((i) => i.attrs)).toEqual(compiled0.fwd.insts.filter((i) => i.op === 'param').map((i) => i.attrs));
     const compiled = await compile(file, { targets: [] });
     const { params, inputs } = randomArgs(compiled.fwd, 3);
     for (const target of ['', '.wasm']) {
@@ -113,6 +120,19 @@ describe('a frozen param', () => {
       expect(Object.keys(got.grads).sort(), target).toEqual(['W1', 'W2', 'b1', 'gain']);
       for (const k of Object.keys(got.grads)) expect(relErr(got.grads[k]!, want.grads[k]!), `${target} d${k}`).toBeLessThan(1e-5);
     }
+  });
+
+  it('graphc check leaves it out (it has no gradient), export --torch makes it requires_grad=False', async () => {
+    const file = modelFile(GROUPS_MODEL, 'groups.ts');
+    const check = await run(['check', file]);
+    expect(check.code).toBe(0);
+    const rows = check.out.split('\n').filter((l) => /(PASS|FAIL)$/.test(l)).map((l) => l.split(/\s+/)[0]);
+    expect(rows).toEqual(['W1', 'b1', 'gain', 'W2']);
+    const py = path.join(tmp(), 'groups_torch.py');
+    expect((await run(['export', file, '--torch', py])).code).toBe(0);
+    const text = readFileSync(py, 'utf8');
+    expect(text).toContain('self.b2 = torch.nn.Parameter(torch.empty((5,)), requires_grad=False)  # trainable: false');
+    expect(text).toContain('self.W2 = torch.nn.Parameter(torch.empty((16, 5)))\n');
   });
 
   it('without trainable: false the same param has a gradient and an update', async () => {
