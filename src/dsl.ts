@@ -7,6 +7,7 @@ import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
+import { trainOptions } from './param-options.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph, sanitizeName } from '../ir/graph.js';
@@ -68,27 +69,6 @@ export interface LayerNormOptions {
 
 /** What a model function returns: the scalar f32 loss, or an object of named outputs holding `loss`. */
 export type ModelOutputs = Tensor | Readonly<Record<string, Tensor>>;
-const PARAM_OPTIONS: readonly string[] = ['init', 'scale', 'trainable', 'weightDecay', 'lrScale'];
-
-/** g.param's training options, checked, as the param's attributes. */
-function trainOptions(name: string, o: ParamOptions): { frozen?: true; weightDecay?: number; lrScale?: number } {
-  const unknown = Object.keys(o).find((k) => !PARAM_OPTIONS.includes(k));
-  if (unknown !== undefined) throw new CompileError(`param '${name}': unknown option '${unknown}'`, `the options of g.param are ${PARAM_OPTIONS.join(', ')}`);
-  const { trainable, weightDecay, lrScale } = o;
-  if (trainable !== undefined && typeof trainable !== 'boolean')
-    throw new CompileError(`param '${name}': trainable must be true or false, got ${describe(trainable)}`, `e.g. g.param('${name}', shape, { trainable: false }) for a frozen param`);
-  if (weightDecay !== undefined && (typeof weightDecay !== 'number' || !Number.isFinite(weightDecay) || weightDecay < 0))
-    throw new CompileError(`param '${name}': weightDecay must be a finite number ≥ 0, got ${describe(weightDecay)}`, `e.g. { weightDecay: 0 } for no weight decay, or { weightDecay: 0.1 }`);
-  if (lrScale !== undefined && (typeof lrScale !== 'number' || !Number.isFinite(lrScale) || lrScale < 0))
-    throw new CompileError(`param '${name}': lrScale must be a finite number ≥ 0, got ${describe(lrScale)}`, `it multiplies the param's learning rate, e.g. { lrScale: 0.1 }; freeze a param with { trainable: false }`);
-  if (trainable === false && (weightDecay !== undefined || lrScale !== undefined))
-    throw new CompileError(
-      `param '${name}': a frozen param (trainable: false) has no update, so its ${weightDecay !== undefined ? 'weightDecay' : 'lrScale'} does nothing`,
-      'remove the option, or make the param trainable',
-    );
-  return { ...(trainable === false ? { frozen: true as const } : {}), ...(weightDecay !== undefined ? { weightDecay } : {}), ...(lrScale !== undefined ? { lrScale } : {}) };
-}
-
 /** The body of a model: traced once by `graphc build`, with `g` to declare inputs and params and call ops. */
 export type ModelFn = (g: GraphBuilder) => ModelOutputs;
 
@@ -618,7 +598,7 @@ export class Tracer {
             throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
           if (typeof scale !== 'number' || !Number.isFinite(scale))
             throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
-          return t.b.param(n, s, init, scale, { raw: n }, trainOptions(n, options));
+          return t.b.param(n, s, init, scale, { raw: n }, trainOptions(n, options, describe));
         });
       },
       const(value) {
