@@ -11,9 +11,11 @@ import { numelSize, sizeText } from '../ir/dims.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { commentText, gradEntries, key, lrCheck, member, params } from './module.js';
 import { hasModes } from './modes.js';
-import { clipFactor, scalarNames, slotsOf, stepScalars } from './optim.js';
+import { clipFactor, scalarNames, slotsOf } from './optim.js';
 import type { AccumHelperNames } from './ts/accum.js';
-import { accumHelpers, gradsCheck, nothingAccumulated } from './ts/accum.js';
+import { accumHelpers, gradsCheck, gradsType, nothingAccumulated } from './ts/accum.js';
+import type { GroupStep } from './ts/train.js';
+import { lrLine, trainedParams } from './ts/train.js';
 
 export interface GpuAccumNames extends AccumHelperNames {
   /** The host update of every param with given gradients. */
@@ -32,31 +34,37 @@ export function gpuAccumNames(codeName: (base: string) => string): GpuAccumNames
 
 /**
  * Module-level declarations: the checks, the loops, and `hostStep(params, state, grads, lr)`, the
- * update of trainStep's host path with the gradients in `grads` (one array per param, in order).
- * `step`, `sumSq`: the update function and clipping's sum of squares that gpuTrainDecls declares.
+ * update of trainStep's host path with the gradients in `grads` (one array per trained param, in
+ * order; a frozen param has none). `steps`, `sumSq`: the param groups' update functions and step
+ * scalars, and clipping's sum of squares, that gpuTrainDecls declares.
  */
-export function gpuAccumDecls(m: ModuleInfo, t: Typed, n: GpuAccumNames, step: string, sumSq: string): string[] {
+export function gpuAccumDecls(m: ModuleInfo, t: Typed, n: GpuAccumNames, steps: readonly GroupStep[], sumSq: string): string[] {
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const scalars = scalarNames(spec);
   const clip = spec.hyper.clipGradNorm;
   return [
     '',
     ...accumHelpers(m, t, n),
-    '/** One update of every param on the host with the gradients in `grads` (in param order): trainStep\'s, clipping included. */',
+    '/** One update of every trained param on the host with the gradients in `grads` (in param order): trainStep\'s, clipping included. */',
     `function ${n.hostStep}(params${t(': Params')}, state${t(': OptState')}, grads${t(': Float32Array[]')}, lr${t(': number')})${t(': void')} {`,
     '  const t = state.step + 1; // the step number of this step, from 1',
-    ...stepScalars(spec).map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
           `  const clip = ${clipFactor(spec, ps.map((_p, k) => `${sumSq}(grads[${k}]${t('!')})`).join(' + '))};`,
         ]
       : []),
-    ...(scalars.length ? [`  const s = new Float64Array([${scalars.join(', ')}]); // ${scalars.join(', ')}: this step's scalars`] : []),
-    ...ps.map((p, k) => `  ${step}(${[member('params', p.name), `grads[${k}]${t('!')}`, ...slots.map((s) => member('state.' + s, p.name)), sizeOf(p), ...(scalars.length ? ['s'] : [])].join(', ')}); // ${commentText(p.name)}`),
+    ...steps.flatMap((s, k) => [
+      ...s.lines.map((l) => `  ${l}`),
+      ...(s.values.length ? [`  const s${k || ''} = new Float64Array([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}: this step's scalars`] : []),
+    ]),
+    ...ps.map((p, j) => {
+      const k = steps.findIndex((s) => s.group.params.includes(p.name));
+      const s = steps[k]!;
+      return `  ${s.fn}(${[member('params', p.name), `grads[${j}]${t('!')}`, ...slots.map((x) => member('state.' + x, p.name)), sizeOf(p), ...(s.values.length ? [`s${k || ''}`] : [])].join(', ')}); // ${commentText(p.name)}`;
+    }),
     '  state.step = t;',
     '}',
   ];
@@ -65,13 +73,14 @@ export function gpuAccumDecls(m: ModuleInfo, t: Typed, n: GpuAccumNames, step: s
 /** The lines of the `Model` interface. */
 export function gpuAccumInterface(m: ModuleInfo): string[] {
   if (!m.optimizer) return [];
+  const grads = gradsType(m);
   return [
     '  /** Adds the gradient of this batch\'s loss into state.grad_accum (made by the first call), counted in state.accum_count. */',
     '  accumulateGrad(params: Params, state: OptState, inputs: Inputs, options?: { seed?: number; buffers?: Buffers }): Promise<{ loss: number }>;',
     '  /** One optimizer step with the mean of the accumulated gradients, in place; then state.grad_accum zeros, state.accum_count 0. */',
     '  applyUpdate(params: Params, state: OptState, options?: { lr?: number }): Promise<void>;',
-    '  /** One optimizer step with the gradients given (one Float32Array per param), in place; clipping applies to them. */',
-    '  applyGradients(params: Params, state: OptState, grads: Params, options?: { lr?: number }): Promise<void>;',
+    '  /** One optimizer step with the gradients given (one Float32Array per trained param), in place; clipping applies to them. */',
+    `  applyGradients(params: Params, state: OptState, grads: ${grads}, options?: { lr?: number }): Promise<void>;`,
   ];
 }
 
@@ -81,15 +90,16 @@ export function gpuAccumInterface(m: ModuleInfo): string[] {
  */
 export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | undefined, vagBody: readonly string[], device: boolean): string[] {
   if (!m.optimizer || !n) return [];
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const grads = gradEntries(m).map((g) => g.name);
-  const lrLines = ['      const lr = stepOptions?.lr ?? hyper.lr;', ...lrCheck(m.name, '      ')];
+  // after checkOptState: the scheduled rate reads state.step
+  const lrLines = [`      ${lrLine(m.optimizer, 'stepOptions', 'state.step')}`, ...lrCheck(m.name, '      ')];
   const sync = device ? ['      await hostCopy(params, state);'] : [];
   const list = (obj: string) => `[${ps.map((p) => member(obj, p.name)).join(', ')}]`;
   return [
-    `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(': Params')}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
-    ...lrLines,
+    `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
     '      checkOptState(state);',
+    ...lrLines,
     `      ${n.checkParams}(params);`,
     ...gradsCheck(m, '      '),
     ...sync,
@@ -110,8 +120,8 @@ export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | unde
     `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
     '    },',
     `    async applyUpdate(params${t(': Params')}, state${t(': OptState')}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
-    ...lrLines,
     '      checkOptState(state);',
+    ...lrLines,
     `      ${n.checkAccum}(state);`,
     `      ${n.checkParams}(params);`,
     '      const k = state.accum_count ?? 0;',
@@ -136,6 +146,8 @@ export function gpuHostCopy(m: ModuleInfo, t: Typed): string[] {
   if (!m.optimizer) return [];
   const slots = slotsOf(m.optimizer);
   const ps = params(m.fwd);
+  // the state's slots hold the trained params only (as dev's): their indices there
+  const trained = trainedParams(m);
   return [
     '  /** The params and state that trainStep keeps on the device, back into the caller\'s arrays (then freed there). */',
     `  const hostCopy = async (params${t(': Params')}, state${t(': OptState')}) => {`,
@@ -143,7 +155,7 @@ export function gpuHostCopy(m: ModuleInfo, t: Typed): string[] {
     '    if (dev === undefined || dev.params !== params || dev.state !== state) return;',
     `    const d = dev;`,
     ...ps.map((p, k) => `    ${member('params', p.name)}.set(await d.p[${k}]${t('!')}.toArray());`),
-    ...slots.flatMap((s) => ps.map((p, k) => `    ${member(`state.${s}`, p.name)}.set(await d.${s}[${k}]${t('!')}.toArray());`)),
+    ...slots.flatMap((s) => trained.map((p, j) => `    ${member(`state.${s}`, p.name)}.set(await d.${s}[${j}]${t('!')}.toArray());`)),
     '    freeDevice();',
     '  };',
   ];

@@ -12,22 +12,30 @@ import type { ModuleInfo, Typed } from './module.js';
 import { commentText, gradEntries, key, lrCheck, member, ownMember, params } from './module.js';
 import { hasModes, modesOf } from './modes.js';
 import type { UExpr, UStmt } from './optim.js';
-import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from './optim.js';
-import { hyperLiteral, optStateParts, updateFunction } from './ts/train.js';
+import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, updateStatements } from './optim.js';
+import type { GroupStep } from './ts/train.js';
+import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams, updateFunction } from './ts/train.js';
 import type { GpuAccumNames } from './gpu-accum.js';
 import { gpuAccumDecls, gpuAccumInterface, gpuAccumNames } from './gpu-accum.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
 export interface TrainNames {
-  readonly step: string;
+  /** Per param group: its update function and step scalars. */
+  readonly steps: readonly GroupStep[];
   readonly sumSq: string;
   /** accumulateGrad, applyUpdate and applyGradients (codegen/gpu-accum.ts). */
   readonly accum: GpuAccumNames;
 }
 
 export function trainNames(m: ModuleInfo, codeName: (base: string) => string): TrainNames | undefined {
-  return m.optimizer ? { step: codeName(`${m.optimizer.name}Step`), sumSq: codeName('sumOfSquares'), accum: gpuAccumNames(codeName) } : undefined;
+  return m.optimizer ? { steps: groupSteps(m, codeName), sumSq: codeName('sumOfSquares'), accum: gpuAccumNames(codeName) } : undefined;
 }
+
+/** The group step of a param. */
+const stepOf = (names: TrainNames, param: string): { s: GroupStep; k: number } => {
+  const k = names.steps.findIndex((s) => s.group.params.includes(param));
+  return { s: names.steps[k]!, k };
+};
 
 /** Module-level declarations: `hyper`, the state's type, its check and the update function. */
 export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undefined): string[] {
@@ -43,14 +51,15 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
     '// On a device trainStep keeps params and optimizer state in device buffers and updates them there',
     '// (readParams, readOptState bring them back); in gpu.js\'s cpu and webasm modes it runs this',
     '// update on the host, in the caller\'s arrays.',
-    `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`,
+    hyperDoc(spec),
     `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
     '',
     ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
     ...(t('x') ? ['/** An array on the device: a gpu.js pipeline handle (a WebGPU buffer, a GL texture). */', 'type DeviceArray = { toArray(): Float32Array | Promise<Float32Array>; delete(): void };', ''] : []),
     ...checkState,
     '',
-    ...updateFunction(spec, names.step, t),
+    ...names.steps.flatMap((s, k) => (s.declares ? [...(k ? [''] : []), ...updateFunction(s.group.spec, s.fn, t)] : [])),
     ...(spec.hyper.clipGradNorm !== undefined
       ? [
           '',
@@ -61,7 +70,7 @@ export function gpuTrainDecls(m: ModuleInfo, t: Typed, names: TrainNames | undef
           '}',
         ]
       : []),
-    ...gpuAccumDecls(m, t, names.accum, names.step, sumSq),
+    ...gpuAccumDecls(m, t, names.accum, names.steps, sumSq),
   ];
 }
 
@@ -94,7 +103,8 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
   if (!m.optimizer || !names) return [];
   const spec = m.optimizer;
   const slots = slotsOf(spec);
-  const ps = params(m.fwd);
+  const all = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const { freshSlot } = optStateParts(m, t);
   const grads = gradEntries(m).map((g) => g.name);
@@ -104,21 +114,20 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
   const clip = spec.hyper.clipGradNorm;
   const sumSq = names.sumSq;
   const gradOf = (name: string) => `r[${grads.indexOf(name) + 1}]${t('!')}`;
-  const fn = names.step;
-  const scalars = scalarNames(spec);
   const nothing = `throw new Error('${m.name}: readParams() has nothing to read: no trainStep has run on this model yet');`;
-  const copyOf = (obj: string) => `{ ${ps.map((q) => `${key(q.name)}: Float32Array.from(${member(obj, q.name)})`).join(', ')} }`;
-  const fromDevice = (list: string) => `{ ${ps.map((q, k) => `${key(q.name)}: Float32Array.from(await ${list}[${k}]${t('!')}.toArray())`).join(', ')} }`;
+  // params: every one; a state's slots: the trained ones
+  const copyOf = (obj: string, of = ps) => `{ ${of.map((q) => `${key(q.name)}: Float32Array.from(${member(obj, q.name)})`).join(', ')} }`;
+  const fromDevice = (list: string, of = ps) => `{ ${of.map((q, k) => `${key(q.name)}: Float32Array.from(await ${list}[${k}]${t('!')}.toArray())`).join(', ')} }`;
   return [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
     `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
-    ...ps.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ...all.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     `      return { step: 0${slots.map((s) => `, ${s}: ${freshSlot()}`).join('')} };`,
     '    },',
     `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
-    '      const lr = stepOptions?.lr ?? hyper.lr;',
-    ...lrCheck(m.name, '      '),
     '      checkOptState(state);',
+    `      ${lrLine(spec, 'stepOptions', 'state.step')}`,
+    ...lrCheck(m.name, '      '),
     ...(device
       ? [
           '      if (resident) {',
@@ -135,7 +144,6 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       : [`      const options${t(': Options | undefined')} = undefined;`]),
     '      // the forward and backward steps on the device, the gradients read back',
     ...vagBody,
-    ...stepScalars(spec).map((s) => `      const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
           `      // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
@@ -143,8 +151,14 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
         ]
       : []),
     '      // the update on the host, in place',
-    ...(scalars.length ? [`      const s = new Float64Array([${scalars.join(', ')}]); // ${scalars.join(', ')}: this step's scalars`] : []),
-    ...ps.map((p) => `      ${fn}(${[member('params', p.name), gradOf(p.name), ...slots.map((s) => member('state.' + s, p.name)), sizeOf(p), ...(scalars.length ? ['s'] : [])].join(', ')}); // ${commentText(p.name)}`),
+    ...names.steps.flatMap((s, k) => [
+      ...s.lines.map((l) => `      ${l}`),
+      ...(s.values.length ? [`      const s${k || ''} = new Float64Array([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}: this step's scalars`] : []),
+    ]),
+    ...ps.map((p) => {
+      const { s, k } = stepOf(names, p.name);
+      return `      ${s.fn}(${[member('params', p.name), gradOf(p.name), ...slots.map((x) => member('state.' + x, p.name)), sizeOf(p), ...(s.values.length ? [`s${k || ''}`] : [])].join(', ')}); // ${commentText(p.name)}`;
+    }),
     '      state.step = t;',
     '      trained = { params, state };',
     `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
@@ -155,12 +169,12 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
           '      if (resident) {',
           '        await deviceTail;',
           "        // (none there after applyUpdate or applyGradients, which run on the host: then the host's)",
-          `        if (dev !== undefined) return ${fromDevice('dev.p')};`,
+          `        if (dev !== undefined) return ${fromDevice('dev.p', all)};`,
           '      }',
         ]
       : []),
     `      if (trained === undefined) ${nothing}`,
-    `      return ${copyOf('trained.params')};`,
+    `      return ${copyOf('trained.params', all)};`,
     '    },',
     `    async readOptState()${t(': Promise<OptState>')} {`,
     ...(device
@@ -236,13 +250,15 @@ export function gpuDeviceKernels(
   thisType: string,
   codeName: (base: string) => string,
   argSizes: readonly string[],
+  steps: readonly GroupStep[],
 ): { lines: string[]; names: DeviceNames } {
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
-  const stmts = updateStatements(spec);
-  const host = scalarNames(spec).filter((s) => s !== 'clip');
+  // per param group: the step scalars computed on the host (its scalarNames but clip), and their values
+  const hostOf = steps.map((s) => scalarNames(s.group.spec).filter((x) => x !== 'clip'));
+  const hostValues = steps.map((s) => s.values.filter((v) => v !== 'clip'));
   const arrays = ['p', 'g', ...slots];
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const place = codeName('place');
   const placeBySize = new Map<string, string>();
   const placeOf = (n: string) => placeBySize.get(n) ?? (placeBySize.set(n, codeName(`place_${ident(n)}`)), placeBySize.get(n)!);
@@ -260,10 +276,13 @@ export function gpuDeviceKernels(
     '  }, n, true);',
   ];
   const sizes = new Set<string>(argSizes);
-  if (host.length) sizes.add(String(host.length));
+  for (const host of hostOf) if (host.length) sizes.add(String(host.length));
   const body: string[] = [];
   for (const p of ps) {
     const n = sizeText(numelSize(p.shape));
+    const k = steps.findIndex((s) => s.group.params.includes(p.name));
+    const stmts = updateStatements(steps[k]!.group.spec);
+    const host = hostOf[k]!;
     update[p.name] = {};
     for (const target of [...slots, 'p']) {
       if (!stmts.some((s) => s.set === target)) continue;
@@ -323,7 +342,7 @@ export function gpuDeviceKernels(
   }
   for (const n of sizes) lines.push(`  const ${placeOf(n)} = ${place}(${n});`);
   lines.push(...body);
-  return { lines, names: { placeOf, update, norm, host } };
+  return { lines, names: { placeOf, update, norm, steps, hostValues } };
 }
 
 export interface DeviceNames {
@@ -333,8 +352,9 @@ export interface DeviceNames {
   readonly update: Record<string, Record<string, { name: string; args: string[] }>>;
   /** clip_grad_norm_'s kernels, in param order. */
   readonly norm: { param: string; rows: string; total: string; first: boolean }[];
-  /** The step scalars computed on the host, in the order of the scalar array `s`. */
-  readonly host: readonly string[];
+  /** Per param group: its step, and the values of its scalar array `s` (`s1`, …) computed on the host. */
+  readonly steps: readonly GroupStep[];
+  readonly hostValues: readonly (readonly string[])[];
 }
 
 /**
@@ -345,6 +365,8 @@ export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, nam
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
   const ps = params(m.fwd);
+  // the state's slots hold the trained params (not the frozen ones): their indices there
+  const trained = trainedParams(m).map((p) => ps.findIndex((q) => q.name === p.name));
   const grads = gradEntries(m).map((g) => g.name);
   const modes = modesOf(m.fwd);
   const gradOf = (name: string) => `r[${grads.indexOf(name) + 1}]${t('!')}`;
@@ -379,7 +401,7 @@ export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, nam
     '        params,',
     '        state,',
     `        p: [${ps.map((p, k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}],`,
-    ...slots.map((s) => `        ${s}: [${ps.map((p, k) => handle(`await ${names.placeOf(info.args[k]!.n)}(${member(`state.${s}`, p.name)})`)).join(', ')}],`),
+    ...slots.map((s) => `        ${s}: [${trained.map((k) => handle(`await ${names.placeOf(info.args[k]!.n)}(${member(`state.${s}`, ps[k]!.name)})`)).join(', ')}],`),
     `        c: [${constArgs.map((k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}],`,
     '      };',
     '    }',
@@ -388,8 +410,10 @@ export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, nam
     `    const up${t(': DeviceArray[]')} = [${stepArgs.map((k) => handle(`await ${names.placeOf(info.args[k]!.n)}(a[${k}])`)).join(', ')}];`,
     '    // the forward and backward kernels, one by one: the gradients stay on the device',
     `    const r = (await ${info.gradSteps}(${info.args.map((a, k) => (a.kind === 'param' ? `d.p[${k}]` : a.kind === 'step' ? `up[${stepArgs.indexOf(k)}]` : `d.c[${constArgs.indexOf(k)}]`)).join(', ')}))${t(' as DeviceArray[]')};`,
-    ...stepScalars(spec).map((s) => `    const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
-    ...(names.host.length ? [`    const s = ${handle(`await ${names.placeOf(String(names.host.length))}(Float32Array.of(${names.host.join(', ')}))`)}; // ${names.host.join(', ')}: this step's scalars`] : []),
+    ...names.steps.flatMap((s, k) => {
+      const v = names.hostValues[k]!;
+      return [...s.lines.map((l) => `    ${l}`), ...(v.length ? [`    const s${k || ''} = ${handle(`await ${names.placeOf(String(v.length))}(Float32Array.of(${v.join(', ')}))`)}; // ${v.join(', ')}: this step's scalars`] : [])];
+    }),
     ...(names.norm.length
       ? [
           `    // clip_grad_norm_(max_norm = ${spec.hyper.clipGradNorm}): the factor min(1, N / (‖g‖₂ + 1e-6)), on the device`,
@@ -398,20 +422,24 @@ export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, nam
         ]
       : []),
     '    // the update: every new param and state array from the old ones, in fresh buffers',
-    ...ps.flatMap((p, k) => {
+    ...trained.flatMap((k, j) => {
+      // k: the param's index among the params, j: among the state's
+      const p = ps[k]!;
       const u = names.update[p.name]!;
-      const argOf = (a: string) => (a === 'p' ? `d.p[${k}]${t('!')}` : a === 'g' ? gradOf(p.name) : a === 's' ? 's' : a === 'clip' ? 'clip' : `d.${a}[${k}]${t('!')}`);
+      const g = names.steps.findIndex((s) => s.group.params.includes(p.name));
+      const argOf = (a: string) => (a === 'p' ? `d.p[${k}]${t('!')}` : a === 'g' ? gradOf(p.name) : a === 's' ? `s${g || ''}` : a === 'clip' ? 'clip' : `d.${a}[${j}]${t('!')}`);
+      const at = (target: string) => (target === 'p' ? `d.p[${k}]` : `d.${target}[${j}]`);
       return [
         `    {`,
         `      // ${commentText(p.name)}`,
         ...Object.entries(u).map(([target, x]) => `      const ${target}New = ${handle(`await ${x.name}(${x.args.map(argOf).join(', ')})`)};`),
-        ...Object.keys(u).map((target) => `      ${target === 'p' ? `d.p[${k}]` : `d.${target}[${k}]`}${t('!')}.delete();`),
-        ...Object.keys(u).map((target) => `      ${target === 'p' ? `d.p[${k}]` : `d.${target}[${k}]`} = ${target}New;`),
+        ...Object.keys(u).map((target) => `      ${at(target)}${t('!')}.delete();`),
+        ...Object.keys(u).map((target) => `      ${at(target)} = ${target}New;`),
         '    }',
       ];
     }),
     '    for (const h of up) h.delete();',
-    ...(names.host.length ? ['    s.delete();'] : []),
+    ...names.hostValues.flatMap((v, k) => (v.length ? [`    s${k || ''}.delete();`] : [])),
     ...(modes.buffers.length
       ? [
           '    // the next running statistics into the caller\'s buffers',

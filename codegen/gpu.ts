@@ -786,7 +786,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     if (!device) return [];
     const gradSteps = codeName('gradSteps');
     const kinds = [...pinfo.map((p) => ({ kind: 'param' as const, n: p.n })), ...iinfo.map((i) => ({ kind: 'step' as const, n: i.n })), ...sinfo.map((x) => ({ kind: 'step' as const, n: x.n })), ...consts.map((c) => ({ kind: 'const' as const, n: String(c.data.length) }))];
-    const dk = gpuDeviceKernels(m, t, thisType, codeName, kinds.map((k) => k.n));
+    const dk = gpuDeviceKernels(m, t, thisType, codeName, kinds.map((k) => k.n), training!.steps);
     return [
       '',
       "  // trainStep's forward and backward steps on a device, the kernels called one by one on handles:",

@@ -35,7 +35,25 @@ export interface Hyper {
   readonly weightDecay: number;
   /** clip_by_global_norm: scale all gradients by min(1, N / ‖g‖₂) first (torch.nn.utils.clip_grad_norm_). */
   readonly clipGradNorm?: number;
+  /** --no-decay-1d: params of rank ≤ 1 (biases, norm gains) get no weight decay (nanoGPT's configure_optimizers). */
+  readonly noDecay1d?: boolean;
+  /** The learning-rate schedule compiled into the step (`scheduleExpr`); absent: lr at every step. */
+  readonly schedule?: ScheduleName;
+  /** Steps of linear warmup, lr·(t + 1)/W for t < W (default 0). */
+  readonly warmup?: number;
+  /** cosine, linear: the step t = N at which the rate reaches minLr. */
+  readonly totalSteps?: number;
+  /** cosine, linear: the final rate (default 0). */
+  readonly minLr?: number;
+  /** step: the rate is multiplied by gamma every stepSize steps after the warmup. */
+  readonly stepSize?: number;
+  /** step: the factor (default 0.1, as torch's StepLR). */
+  readonly gamma?: number;
 }
+
+/** The learning-rate schedules `graphc build --schedule` knows. */
+export const SCHEDULE_NAMES = ['constant', 'cosine', 'linear', 'step'] as const;
+export type ScheduleName = (typeof SCHEDULE_NAMES)[number];
 
 export interface OptimizerSpec {
   readonly name: OptimizerName;
@@ -71,7 +89,14 @@ export interface StepScalar {
 }
 
 /** The hyperparameters, in the order the module's `hyper` lists them. */
-const HYPER_ORDER = ['lr', 'lrDecay', 'alpha', 'momentum', 'nesterov', 'beta1', 'beta2', 'eps', 'centered', 'weightDecay', 'amsgrad', 'clipGradNorm'] as const;
+const HYPER_ORDER = ['lr', 'lrDecay', 'alpha', 'momentum', 'nesterov', 'beta1', 'beta2', 'eps', 'centered', 'weightDecay', 'amsgrad', 'clipGradNorm', 'noDecay1d', 'schedule', 'warmup', 'totalSteps', 'minLr', 'stepSize', 'gamma'] as const;
+/** The schedule's settings each schedule reads (after `schedule` itself). */
+const SCHEDULE_KEYS: { readonly [K in ScheduleName]: readonly HyperKey[] } = {
+  constant: ['warmup'],
+  cosine: ['warmup', 'totalSteps', 'minLr'],
+  linear: ['warmup', 'totalSteps', 'minLr'],
+  step: ['warmup', 'stepSize', 'gamma'],
+};
 type HyperKey = (typeof HYPER_ORDER)[number];
 
 /** One optax-style transform. */
@@ -83,7 +108,8 @@ export interface Transform {
   readonly hyper: (h: Hyper) => readonly HyperKey[];
   /** State arrays kept per param (torch.optim's state names), zeros at step 0. */
   readonly slots: (h: Hyper) => readonly string[];
-  readonly scalars: (h: Hyper, foldLr: boolean) => readonly StepScalar[];
+  /** Its step scalars; `lr` is the name of the learning rate they are computed from (a param group's). */
+  readonly scalars: (h: Hyper, foldLr: boolean, lr: string) => readonly StepScalar[];
   /**
    * Its statements. With `foldLr` (scale_by_learning_rate follows and the transform says it
    * `foldsLr`), it writes `p` itself with lr folded into its step scalars: one multiply fewer.
@@ -127,7 +153,7 @@ export const TRANSFORMS = {
     summary: 'decoupled weight decay, p ← p·(1 − lr·λ) (AdamW, Lion)',
     hyper: () => ['weightDecay'],
     slots: none,
-    scalars: (h) => (h.weightDecay ? [{ name: 'decay', code: `1 - lr * ${h.weightDecay}`, formula: '1 − lr·λ' }] : []),
+    scalars: (h, _foldLr, lr) => (h.weightDecay ? [{ name: 'decay', code: `1 - ${lr} * ${h.weightDecay}`, formula: '1 − lr·λ' }] : []),
     body: (h) => (h.weightDecay ? [{ set: 'p', to: mul('p', 'decay'), formula: `p = p·(1 − lr·λ)   (decoupled weight decay, λ = ${h.weightDecay})` }] : []),
   },
   trace: {
@@ -150,8 +176,8 @@ export const TRANSFORMS = {
     summary: 'bias-corrected first and second moments, optionally AMSGrad (torch.optim.Adam)',
     hyper: (h) => ['beta1', 'beta2', 'eps', ...(h.amsgrad ? (['amsgrad'] as const) : [])],
     slots: (h) => ['exp_avg', 'exp_avg_sq', ...(h.amsgrad ? ['max_exp_avg_sq'] : [])],
-    scalars: (h, foldLr) => [
-      foldLr ? { name: 'stepSize', code: `lr / (1 - ${h.beta1} ** t)`, formula: 'lr / (1 − β1ᵗ)' } : { name: 'invBc1', code: `1 / (1 - ${h.beta1} ** t)`, formula: '1 / (1 − β1ᵗ)' },
+    scalars: (h, foldLr, lr) => [
+      foldLr ? { name: 'stepSize', code: `${lr} / (1 - ${h.beta1} ** t)`, formula: 'lr / (1 − β1ᵗ)' } : { name: 'invBc1', code: `1 / (1 - ${h.beta1} ** t)`, formula: '1 / (1 − β1ᵗ)' },
       { name: 'invSqrtBc2', code: `1 / Math.sqrt(1 - ${h.beta2} ** t)`, formula: '1 / √(1 − β2ᵗ)' },
     ],
     body: (h, foldLr) => {
@@ -191,7 +217,7 @@ export const TRANSFORMS = {
     hyper: () => ['lrDecay', 'eps'],
     slots: () => ['sum'],
     // lr_decay scales the learning rate: with it the transform applies lr itself
-    scalars: (h, foldLr) => (foldLr && h.lrDecay ? [{ name: 'clr', code: `lr / (1 + (t - 1) * ${h.lrDecay})`, formula: 'lr / (1 + (t − 1)·lr_decay)' }] : []),
+    scalars: (h, foldLr, lr) => (foldLr && h.lrDecay ? [{ name: 'clr', code: `${lr} / (1 + (t - 1) * ${h.lrDecay})`, formula: 'lr / (1 + (t − 1)·lr_decay)' }] : []),
     body: (h, foldLr) => [
       { set: 'sum', to: add('sum', mul('g', 'g')), formula: 's = s + g²' },
       foldLr
@@ -304,7 +330,12 @@ export function hyperKeys(spec: OptimizerSpec): HyperKey[] {
   // a transform shared by several optimizers lists only what this one takes (rmsprop's trace: no nesterov)
   const own = new Set<string>([...Object.keys(OPTIMIZERS[spec.name].defaults), 'amsgrad', 'clipGradNorm']);
   const used = new Set(links(spec.name).flatMap((l) => [...l.t.hyper(spec.hyper)]));
-  return HYPER_ORDER.filter((k) => used.has(k) && own.has(k));
+  const h = spec.hyper;
+  return [
+    ...HYPER_ORDER.filter((k) => used.has(k) && own.has(k)),
+    ...(h.noDecay1d ? (['noDecay1d'] as const) : []),
+    ...(h.schedule ? (['schedule', ...SCHEDULE_KEYS[h.schedule]] as const) : []),
+  ];
 }
 
 /** The hyperparameters of an optimizer: its defaults, overridden by what the build was given. */
@@ -324,11 +355,103 @@ export function resolveHyper(name: OptimizerName, given: Partial<Hyper>): Hyper 
     lrDecay: pick('lrDecay', 0),
     weightDecay: pick('weightDecay', 0),
     ...(given.clipGradNorm !== undefined ? { clipGradNorm: given.clipGradNorm } : {}),
+    ...(given.noDecay1d ? { noDecay1d: true } : {}),
+    ...(given.schedule ? scheduleSettings(given.schedule, given) : {}),
   };
 }
 
+/** A schedule's settings, defaults filled in (warmup 0, minLr 0, gamma 0.1), and only those it reads. */
+function scheduleSettings(schedule: ScheduleName, given: Partial<Hyper>): Partial<Hyper> {
+  const all: Partial<Hyper> = { warmup: given.warmup ?? 0, totalSteps: given.totalSteps, minLr: given.minLr ?? 0, stepSize: given.stepSize, gamma: given.gamma ?? 0.1 };
+  return { schedule, ...Object.fromEntries(SCHEDULE_KEYS[schedule].map((k) => [k, all[k as keyof typeof all]])) };
+}
+
+/** What does not make sense in a schedule's settings, as a message (undefined when they are fine). */
+export function scheduleProblem(given: Partial<Hyper>, lr: number): string | undefined {
+  const settings = ['warmup', 'totalSteps', 'minLr', 'stepSize', 'gamma'] as const;
+  const s = given.schedule;
+  if (s === undefined) {
+    const k = settings.find((x) => given[x] !== undefined);
+    return k && `${flagOf(k)} needs --schedule (constant, cosine, linear or step)`;
+  }
+  for (const k of settings) {
+    if (given[k] === undefined || SCHEDULE_KEYS[s].includes(k)) continue;
+    const owners = SCHEDULE_NAMES.filter((o) => SCHEDULE_KEYS[o].includes(k));
+    return `${flagOf(k)} is a setting of the ${owners.join(' and ')} schedule${owners.length > 1 ? 's' : ''}, not ${s}`;
+  }
+  const W = given.warmup ?? 0;
+  if (s === 'cosine' || s === 'linear') {
+    if (given.totalSteps === undefined) return `--schedule ${s} needs --total-steps N, the step from which the rate is --min-lr`;
+    if (given.totalSteps <= W) return `--total-steps (${given.totalSteps}) must be above --warmup (${W}): the ${s} decay runs from step W to step N`;
+    if ((given.minLr ?? 0) > lr) return `--min-lr (${given.minLr}) must be at most the learning rate (${lr}): the rate decays from lr to min-lr`;
+  }
+  if (s === 'step' && given.stepSize === undefined) return '--schedule step needs --step-size S: the rate is multiplied by --gamma every S steps after the warmup';
+  return undefined;
+}
+
+/**
+ * The scheduled learning rate as a JavaScript expression of the build's rate `base` and `k`, the
+ * number of updates before this one (the state's step): written once, every target's step uses it.
+ */
+export function scheduleExpr(h: Hyper, base: string, k: string): { code: string; formula: string } {
+  const W = h.warmup ?? 0;
+  const warm = (rest: { code: string; formula: string }) =>
+    W > 0 ? { code: `${k} < ${W} ? (${base} * (${k} + 1)) / ${W} : ${rest.code}`, formula: `lr·(t + 1)/W for t < W (W = ${W}), then ${rest.formula}` } : rest;
+  const N = h.totalSteps!;
+  const m = h.minLr ?? 0;
+  switch (h.schedule) {
+    case undefined:
+    case 'constant':
+      return warm({ code: base, formula: 'lr' });
+    case 'cosine':
+      return warm({
+        code: `${k} >= ${N} ? ${num(m)} : ${num(m)} + 0.5 * (${base} - ${num(m)}) * (1 + Math.cos((Math.PI * (${k} - ${W})) / ${N - W}))`,
+        formula: `m + ½(lr − m)(1 + cos(π(t − W)/(N − W))), m from t = N on (N = ${N}, m = ${m})`,
+      });
+    case 'linear':
+      return warm({ code: `${k} >= ${N} ? ${num(m)} : ${base} + ((${num(m)} - ${base}) * (${k} - ${W})) / ${N - W}`, formula: `lr + (m − lr)(t − W)/(N − W), m from t = N on (N = ${N}, m = ${m})` });
+    case 'step':
+      return warm({ code: `${base} * ${h.gamma} ** Math.floor((${k} - ${W}) / ${h.stepSize})`, formula: `lr·γ^⌊(t − W)/S⌋ (S = ${h.stepSize}, γ = ${h.gamma})` });
+  }
+}
+
+/** A param as the optimizer sees it: its rank and the options g.param gave it. */
+export interface ParamOpts {
+  readonly name: string;
+  readonly rank: number;
+  /** g.param's weightDecay: this param's, instead of the build's. */
+  readonly weightDecay?: number;
+  /** g.param's lrScale: this param's learning rate is lr times it (its decoupled decay too). */
+  readonly lrScale?: number;
+}
+
+/** Params that share a weight decay and a learning-rate factor: torch's param groups. */
+export interface ParamGroup {
+  /** The build's optimizer with this group's weight decay. */
+  readonly spec: OptimizerSpec;
+  readonly lrScale: number;
+  readonly params: readonly string[];
+}
+
+/**
+ * The trainable params in groups, in the order of their first param: a param's weight decay is
+ * its own (g.param's weightDecay), else 0 for rank ≤ 1 with --no-decay-1d, else the build's.
+ */
+export function paramGroups(spec: OptimizerSpec, ps: readonly ParamOpts[]): ParamGroup[] {
+  const groups = new Map<string, { spec: OptimizerSpec; lrScale: number; params: string[] }>();
+  for (const p of ps) {
+    const weightDecay = p.weightDecay ?? (spec.hyper.noDecay1d && p.rank <= 1 ? 0 : spec.hyper.weightDecay);
+    const lrScale = p.lrScale ?? 1;
+    const key = `${weightDecay} ${lrScale}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { spec: weightDecay === spec.hyper.weightDecay ? spec : { ...spec, hyper: { ...spec.hyper, weightDecay } }, lrScale, params: [] }));
+    g.params.push(p.name);
+  }
+  return [...groups.values()];
+}
+
 /** The flag of a hyperparameter. */
-const flagOf = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+export const flagOf = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** What does not make sense together, as a message (undefined when the combination is fine). */
 export function hyperProblem(name: OptimizerName, given: Partial<Hyper>): string | undefined {
@@ -348,8 +471,8 @@ export function updateStatements(spec: OptimizerSpec): UStmt[] {
 }
 
 /** The scalars of one step computed from lr and t (`clip` comes from the norm pass). */
-export function stepScalars(spec: OptimizerSpec): readonly StepScalar[] {
-  return links(spec.name).flatMap((l) => (l.skip ? [] : [...l.t.scalars(spec.hyper, l.foldLr)]));
+export function stepScalars(spec: OptimizerSpec, lr = 'lr'): readonly StepScalar[] {
+  return links(spec.name).flatMap((l) => (l.skip ? [] : [...l.t.scalars(spec.hyper, l.foldLr, lr)]));
 }
 
 /**

@@ -17,7 +17,7 @@ import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
 import { Kernels, matmulKernel } from './ts/matmul.js';
-import { trainDecls } from './ts/train.js';
+import { trainDecls, trainedParams } from './ts/train.js';
 
 export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 
@@ -329,7 +329,7 @@ function instanced(inst: Backend['instance'], common: readonly string[], checks:
 /** --optimizer sgd: `update(params, grads, lr)`, every param minus lr times its gradient, in place. */
 function updateDecl(m: ModuleInfo, t: Typed): string[] {
   if (m.optimizer?.name !== 'sgd') return [];
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const check = (kind: string, obj: string) => (p: (typeof ps)[number]) =>
     `expectArray('${kind}', ${JSON.stringify(p.name)}, ${ownMember(obj, p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`;
   return [

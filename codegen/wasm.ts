@@ -15,6 +15,7 @@ import { numelSize, symbols } from '../ir/dims.js';
 import { commentText, key, member, typedAs } from './module.js';
 import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
+import { trainGroups } from './ts/train.js';
 import type { UpdateTarget } from './wasm/update.js';
 import { updateBody } from './wasm/update.js';
 import type { ModuleInfo, Typed } from './module.js';
@@ -262,7 +263,9 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
 function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): { end: number; backend: TrainBackend; kernel?: Kernel } {
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
-  const scalars = scalarNames(spec);
+  const groups = trainGroups(m);
+  // each param group's step scalars, after the state
+  const scalarsAt: number[] = [];
   let end = start;
   const targets: UpdateTarget[] = [];
   const covered = new Set<string>();
@@ -285,11 +288,16 @@ function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): 
         fields.get(s)!.push(`${key(o.name)}: new Float32Array(memory.buffer, ${end}, ${n})`);
         end += align(n * 4);
       }
-      targets.push({ n, p: staged, g, slots: at });
+      const k = groups.findIndex((x) => x.params.includes(o.name));
+      targets.push({ spec: groups[k]!.spec, scalarsAt: k, n, p: staged, g, slots: at });
     }
   }
-  const scalarsAt = end;
-  end += align(Math.max(1, scalars.length) * 4);
+  const scalarCount = groups.map((x) => scalarNames(x.spec).length);
+  for (const count of scalarCount) {
+    scalarsAt.push(end);
+    end += align(Math.max(1, count) * 4);
+  }
+  for (let k = 0; k < targets.length; k++) targets[k] = { ...targets[k]!, scalarsAt: scalarsAt[targets[k]!.scalarsAt]! };
   const stagedOf = (param: string) => {
     const p = m.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === param)!;
     return member('buf', m.fwd.value(p.result).name);
@@ -316,21 +324,21 @@ function trainLayout(m: ModuleInfo, address: Address, start: number, t: Typed): 
       `  theirs.set(mine);`,
       `  if (optHandedOut) mine.set(optSpares[k]${t('!')});`,
       `}`,
-      `const optScalars = new Float32Array(memory.buffer, ${scalarsAt}, ${Math.max(1, scalars.length)}); // ${scalars.join(', ') || 'unused'}`,
+      ...groups.map((x, k) => `const optScalars${groups.length > 1 ? `_${k + 1}` : ''} = new Float32Array(memory.buffer, ${scalarsAt[k]}, ${Math.max(1, scalarCount[k]!)}); // ${scalarNames(x.spec).join(', ') || 'unused'}${groups.length > 1 ? ` (${commentText(x.params.join(', '))})` : ''}`),
       '',
     ],
     covered,
     resident: 'optMemory',
     staged: stagedOf,
-    run: (names) => [
-      ...names.map((s, k) => `optScalars[${k}] = ${s};`),
+    run: (values) => [
+      ...values.flatMap((vs, g) => vs.map((s, k) => `optScalars${groups.length > 1 ? `_${g + 1}` : ''}[${k}] = ${s};`)),
       'kernels.update();',
       ...[...covered].map((p) => `${member('params', p)}.set(${stagedOf(p)}); // the updated ${commentText(p)}, back to the caller's array`),
     ],
   };
   if (targets.length === 0) return { end, backend };
   const doc = `${spec.name} update of ${targets.length} param${targets.length === 1 ? '' : 's'} (${[...covered].join(', ')})`;
-  return { end, backend, kernel: { name: 'update', body: updateBody(spec, targets, scalarsAt), d: { kind: 'update', params: targets.length, doc } } };
+  return { end, backend, kernel: { name: 'update', body: updateBody(targets), d: { kind: 'update', params: targets.length, doc } } };
 }
 
 /** The functions of the wasm module: each kernel; a split one as its range, its packing of B and a whole call of both. */

@@ -35,7 +35,7 @@ function reachableFrom(g: Graph, from: ReadonlySet<ValueId>): Set<ValueId> {
 
 /** The sources the backward graph gives gradients of: params, and inputs declared with { grad: true }. */
 export function wrt(inst: Inst): boolean {
-  return inst.op === 'param' || (inst.op === 'input' && inst.attrs.grad === true);
+  return (inst.op === 'param' && inst.attrs.frozen !== true) || (inst.op === 'input' && inst.attrs.grad === true);
 }
 
 /** The operands a gradient can flow to: a custom gradient's xs, every operand of other ops. */
@@ -77,9 +77,9 @@ function between(g: Graph, wrt: readonly ValueId[], y: ValueId): Set<ValueId> {
   return needed;
 }
 
-/** What the backward graph differentiates with respect to: every param, then inputs with { grad: true }. */
+/** What the backward graph differentiates with respect to: every trainable param, then inputs with { grad: true }. */
 function paramValues(g: Graph): ValueId[] {
-  return [...g.insts.filter((i) => i.op === 'param'), ...g.insts.filter((i) => i.op === 'input' && wrt(i))].map((i) => i.result);
+  return [...g.insts.filter((i) => i.op === 'param' && wrt(i)), ...g.insts.filter((i) => i.op === 'input' && wrt(i))].map((i) => i.result);
 }
 
 /** The forward instructions whose result a gradient flows through, on the way to the loss. */

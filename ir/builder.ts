@@ -97,8 +97,8 @@ export class Builder {
     return this.source('dropout_mask', { p, site }, { dtype: 'f32', shape }, valueName);
   }
 
-  param(name: string, shape: Shape, init: Init, scale: number, valueName: Name): ValueId {
-    return this.source('param', { name, init, scale }, { dtype: 'f32', shape }, valueName);
+  param(name: string, shape: Shape, init: Init, scale: number, valueName: Name, train: { frozen?: true; weightDecay?: number; lrScale?: number } = {}): ValueId {
+    return this.source('param', { name, init, scale, ...train }, { dtype: 'f32', shape }, valueName);
   }
 
   // --- sugar, one method per op -------------------------------------------------------------

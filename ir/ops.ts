@@ -30,7 +30,11 @@ export interface AttrsOf {
   // sources: their type is declared, not inferred
   /** `grad`: the model asks for this input's gradient (g.input(..., { grad: true })). */
   input: { name: string; grad?: true };
-  param: { name: string; init: Init; scale: number };
+  /**
+   * `frozen`: g.param's trainable: false (no gradient, no update); `weightDecay`, `lrScale`: the
+   * param's own weight decay and learning-rate factor in the training step (codegen/optim.ts).
+   */
+  param: { name: string; init: Init; scale: number; frozen?: true; weightDecay?: number; lrScale?: number };
   const: { data: number[] };
   /** In a backward graph: the forward value of that name. */
   fwd: { name: string };
@@ -191,8 +195,8 @@ export type OpCategory = 'source' | 'elementwise' | 'reduce' | 'matmul' | 'layou
 
 /** The kind of each attribute, for the parser and the verifier. */
 /** 'dims': a shape, whose entries are integers or symbols. */
-/** 'flag': an optional boolean, present (and printed) only when true. */
-export type AttrKind = 'int' | 'num' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
+/** 'flag': an optional boolean, present (and printed) only when true; 'optnum': an optional number. */
+export type AttrKind = 'int' | 'num' | 'optnum' | 'bool' | 'flag' | 'str' | 'ints' | 'nums' | 'dims' | 'init';
 export type AttrSchema<A> = { readonly [P in keyof A]-?: AttrKind };
 
 export interface OpDef<A> {
@@ -408,7 +412,7 @@ type OpTable = { readonly [Op in OpKind]: OpDef<AttrsOf[Op]> };
 
 export const OPS: OpTable = {
   input: source<AttrsOf['input']>({ name: 'str', grad: 'flag' }),
-  param: source({ name: 'str', init: 'init', scale: 'num' }),
+  param: source<AttrsOf['param']>({ name: 'str', init: 'init', scale: 'num', frozen: 'flag', weightDecay: 'optnum', lrScale: 'optnum' }),
   const: source({ data: 'nums' }),
   fwd: source({ name: 'str' }),
   dim: source({ name: 'str' }),

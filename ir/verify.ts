@@ -20,6 +20,7 @@ function attrOk(kind: AttrKind, v: unknown): boolean {
     case 'int':
       return isInt(v);
     case 'num':
+    case 'optnum':
       return isNum(v);
     case 'bool':
       return typeof v === 'boolean';
@@ -46,7 +47,7 @@ export function checkAttrs(op: string, attrs: Record<string, unknown>): string |
   for (const k of Object.keys(attrs)) if (!(k in schema)) return `${op} has no attribute '${k}'`;
   for (const [k, kind] of Object.entries(schema)) {
     if (!(k in attrs)) {
-      if (kind === 'flag') continue;
+      if (kind === 'flag' || kind === 'optnum') continue;
       return `${op} needs attribute '${k}' (${kind})`;
     }
     if (!attrOk(kind, attrs[k])) return `${op} attribute '${k}' must be ${kind === 'init' ? INITS.join('|') : kind}`;

@@ -17,8 +17,8 @@ import { diffText, gradCheck, graphDot, irText, progressLine, renderGraph } from
 import { unifiedDiff } from './textdiff.js';
 import type { ValuesFile } from './values.js';
 import { readValues } from './values.js';
-import type { Hyper, OptimizerName, OptimizerSpec } from '../codegen/optim.js';
-import { hyperProblem, OPTIMIZER_NAMES, resolveHyper } from '../codegen/optim.js';
+import type { Hyper, OptimizerName, OptimizerSpec, ScheduleName } from '../codegen/optim.js';
+import { hyperProblem, OPTIMIZER_NAMES, OPTIMIZERS, resolveHyper, SCHEDULE_NAMES, scheduleProblem } from '../codegen/optim.js';
 
 export interface Io {
   out(s: string): void;
@@ -171,6 +171,13 @@ const VERBS: Record<string, Verb> = {
       alpha: { value: 'A', help: 'rmsprop: smoothing constant of the squared-gradient average (default 0.99)' },
       centered: { help: 'rmsprop: normalise by the estimated variance of the gradient' },
       'lr-decay': { value: 'D', help: 'adagrad: the learning rate at step t is lr / (1 + (t - 1)·D) (default 0)' },
+      'no-decay-1d': { help: 'no weight decay for params of rank ≤ 1 (biases, norm gains), as nanoGPT; a g.param weightDecay wins' },
+      schedule: { value: 'NAME', help: 'the learning rate by step, compiled into trainStep: constant, cosine, linear or step (after --warmup)' },
+      warmup: { value: 'W', help: 'schedule: lr·(t + 1)/W for the first W steps (default 0)' },
+      'total-steps': { value: 'N', help: 'cosine, linear schedules: the step from which the rate is --min-lr' },
+      'min-lr': { value: 'M', help: 'cosine, linear schedules: the final rate (default 0)' },
+      'step-size': { value: 'S', help: 'step schedule: the rate is multiplied by --gamma every S steps after the warmup' },
+      gamma: { value: 'G', help: 'step schedule: the factor (default 0.1)' },
       hvp: { help: 'the flat and wasm modules also export hvp(params, inputs, v): { loss, hv }, the Hessian of the loss times v' },
       jvp: { help: 'the flat and wasm modules also export jvp(params, inputs, tangents): { outputs, tangentOutputs } (forward mode)' },
       'trace-timeout': { value: 'SECONDS', help: 'stop a model whose loading or tracing takes longer, naming the line it was at (default 60)' },
@@ -223,7 +230,10 @@ const VERBS: Record<string, Verb> = {
 
 /** The optimizer options of `graphc build`, checked (undefined without --optimizer). */
 function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | undefined {
-  const tuning = ['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps', 'amsgrad', 'alpha', 'centered', 'lr-decay'].filter((k) => opts[k] !== undefined);
+  const tuning = [
+    ...['lr', 'momentum', 'nesterov', 'weight-decay', 'clip-grad-norm', 'beta1', 'beta2', 'eps', 'amsgrad', 'alpha', 'centered', 'lr-decay', 'no-decay-1d'],
+    ...['schedule', 'warmup', 'total-steps', 'min-lr', 'step-size', 'gamma'],
+  ].filter((k) => opts[k] !== undefined);
   if (opts.optimizer === undefined) {
     if (tuning.length) throw new UsageError(`graphc build: --${tuning[0]} needs --optimizer`);
     return undefined;
@@ -252,7 +262,17 @@ function optimizerSpec(opts: Record<string, string | true>): OptimizerSpec | und
   if (opts.amsgrad) given.amsgrad = true;
   if (opts.centered) given.centered = true;
   set('lrDecay', number('lr-decay', (x) => x >= 0, 'a number ≥ 0'));
-  const problem = hyperProblem(name as OptimizerName, given);
+  if (opts['no-decay-1d']) given.noDecay1d = true;
+  if (opts.schedule !== undefined) {
+    if (!(SCHEDULE_NAMES as readonly unknown[]).includes(opts.schedule)) throw new UsageError(`graphc build: unknown schedule '${String(opts.schedule)}' (known: ${SCHEDULE_NAMES.join(', ')})`);
+    given.schedule = opts.schedule as ScheduleName;
+  }
+  set('warmup', number('warmup', (x) => Number.isInteger(x) && x >= 0, 'a whole number of steps ≥ 0'));
+  set('totalSteps', number('total-steps', (x) => Number.isInteger(x) && x > 0, 'a whole number of steps above 0'));
+  set('minLr', number('min-lr', (x) => x >= 0, 'a number ≥ 0'));
+  set('stepSize', number('step-size', (x) => Number.isInteger(x) && x > 0, 'a whole number of steps above 0'));
+  set('gamma', number('gamma', (x) => x > 0, 'a number above 0'));
+  const problem = hyperProblem(name as OptimizerName, given) ?? scheduleProblem(given, given.lr ?? OPTIMIZERS[name as OptimizerName].defaults.lr);
   if (problem) throw new UsageError(`graphc build: ${problem}`);
   return { name: name as OptimizerName, hyper: resolveHyper(name as OptimizerName, given) };
 }

@@ -9,6 +9,7 @@ import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
+import { trainOptions } from './param-options.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph } from '../ir/graph.js';
@@ -42,6 +43,18 @@ export interface ParamOptions {
   a?: number;
   /** Multiplies the initial values. Default 1. */
   scale?: number;
+  /**
+   * false: a frozen param (torch's requires_grad = False): no gradient (it is not in `Grads`) and
+   * no update in trainStep. Default true.
+   */
+  trainable?: boolean;
+  /** This param's weight decay in the training step, instead of the optimizer's (--weight-decay, --no-decay-1d). */
+  weightDecay?: number;
+  /**
+   * Multiplies this param's learning rate in the training step (scheduled or given), and with it its
+   * decoupled weight decay, as the lr of a torch param group. Default 1.
+   */
+  lrScale?: number;
 }
 
 export interface InputOptions {
@@ -336,7 +349,7 @@ export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
   /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
-  /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param. */
+  /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param but a frozen one (`trainable: false`), and `weightDecay`, `lrScale` tune its update in trainStep. */
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
   /** A constant: a number or nested arrays of numbers. */
   const(value: number | NestedNumbers): Tensor;
@@ -643,14 +656,17 @@ export class Tracer {
         return t.call(() => {
           const n = t.declare('param', name);
           const s = checkShape('param', shape) as number[];
+          if (typeof options !== 'object' || options === null || Array.isArray(options))
+            throw new CompileError(`param '${n}': the options must be an object, got ${describe(options)}`, `e.g. g.param('${n}', shape, { init: 'zeros', lrScale: 0.1 })`);
           const init = options.init ?? 'randn';
           const scale = options.scale ?? 1;
           if (!INITS.includes(init))
             throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
           if (typeof scale !== 'number' || !Number.isFinite(scale))
             throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
+          const train = trainOptions(n, options, describe);
           const i = DV.paramInit(init, s, options, scale);
-          return t.b.param(n, s, i.init, i.scale, { raw: n });
+          return t.b.param(n, s, i.init, i.scale, { raw: n }, train);
         });
       },
       const(value) {

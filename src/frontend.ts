@@ -151,7 +151,7 @@ export function traceModel(m: LoadedModel, opts: { scopes?: boolean } = {}): Tra
   const active = activeInsts(g);
   const read = readByLoss(g);
   for (const inst of g.insts)
-    if (inst.op === 'param' && !active.has(inst.result))
+    if (inst.op === 'param' && inst.attrs.frozen !== true && !active.has(inst.result))
       warnings.push(
         read.has(inst.result)
           ? new CompileError(

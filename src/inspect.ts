@@ -14,7 +14,7 @@ import type { NDArray } from '../ir/ndarray.js';
 import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import { describePlan } from '../ir/memplan.js';
-import type { ValueId } from '../ir/types.js';
+import type { InstOf, ValueId } from '../ir/types.js';
 import { formatType, numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import { initialBuffers, initialParams } from '../ir/init.js';
@@ -260,7 +260,8 @@ export async function gradCheck(file: string, opts: CheckOptions = {}): Promise<
   const lossName = c.fwd.value(c.fwd.outputs.find((o) => o.name === 'loss')!.value).name;
   // the coordinates: every one of a small param, else `samples` drawn at random
   const r = rng(seed + 2);
-  const paramInsts = c.fwd.insts.filter((i) => i.op === 'param');
+  // a frozen param (trainable: false) has no gradient to check
+  const paramInsts = c.fwd.insts.filter((i): i is InstOf<'param'> => i.op === 'param' && i.attrs.frozen !== true);
   const coords: Coord[] = [];
   for (const inst of paramInsts) {
     const n = p64[inst.attrs.name]!.length;

@@ -39,8 +39,8 @@ type Wasm = Accum & { create(o: object): Promise<Accum & { destroy(): Promise<vo
 const clone = (ps: Arrays): Record<string, Float32Array> => Object.fromEntries(Object.entries(ps).map(([k, v]) => [k, Float32Array.from(v as Float32Array)]));
 
 /** The flat module, the wasm module, and wasm instances of 1 and 2 threads, built with these flags. */
-async function targets(n: number, flags: string[]): Promise<{ mods: [string, Accum][]; done: () => Promise<void>; fwd: Awaited<ReturnType<typeof compile>>['fwd'] }> {
-  const file = modelFile(mlp(n), 'mlp.ts');
+async function targets(n: number, flags: string[], source = mlp): Promise<{ mods: [string, Accum][]; done: () => Promise<void>; fwd: Awaited<ReturnType<typeof compile>>['fwd'] }> {
+  const file = modelFile(source(n), 'mlp.ts');
   const out = path.join(tmp(), 'accum');
   const r = await run(['build', file, '--out', out, '--target', 'ts,wasm', ...flags]);
   expect(r.err).toBe('');
@@ -222,8 +222,8 @@ interface GpuAccum {
 }
 
 /** The GPU.js module in gpu.js's cpu mode. */
-async function gpuTarget(n: number, flags: string[]): Promise<{ gpu: GpuAccum; fwd: Awaited<ReturnType<typeof compile>>['fwd'] }> {
-  const file = modelFile(mlp(n), 'mlp.ts');
+async function gpuTarget(n: number, flags: string[], source = mlp): Promise<{ gpu: GpuAccum; fwd: Awaited<ReturnType<typeof compile>>['fwd'] }> {
+  const file = modelFile(source(n), 'mlp.ts');
   const out = path.join(tmp(), 'accumgpu');
   const r = await run(['build', file, '--out', out, '--target', 'gpu', ...flags]);
   expect(r.err).toBe('');
@@ -281,4 +281,156 @@ describe('the GPU.js module (cpu mode): accumulateGrad, applyUpdate, applyGradie
       }
     });
   }
+});
+
+/**
+ * test/optim-reference.ts's GROUPS_MODEL with a batch of `n` rows: four param groups (lrScale 0.5
+ * and 2, weight decays of their own) and a frozen param b2.
+ */
+const groupsModel = (n: number) => `import { model } from 'graphc';
+export default model('mlp', (g) => {
+  const W1 = g.param('W1', [6, 16], { scale: 0.4 });
+  const b1 = g.param('b1', [16], { scale: 0.1, lrScale: 0.5 });
+  const gain = g.param('gain', [16], { init: 'ones', weightDecay: 0.02 });
+  const W2 = g.param('W2', [16, 5], { scale: 0.4, weightDecay: 0.05, lrScale: 2 });
+  const b2 = g.param('b2', [5], { scale: 0.1, trainable: false });
+  const x = g.input('x', [${n}, 6]);
+  const y = g.input('y', [${n}], 'i32');
+  const h = x.matmul(W1).add(b1).tanh().mul(gain);
+  const loss = g.crossEntropy(h.matmul(W2).add(b2), y);
+  return { loss };
+});
+`;
+
+const GROUP_CASES: string[][] = [
+  ['--optimizer', 'adamw', '--lr', '0.01', '--weight-decay', '0.1', '--clip-grad-norm', '0.5', '--schedule', 'cosine', '--warmup', '2', '--total-steps', '6', '--min-lr', '0.001'],
+  ['--optimizer', 'sgd', '--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01', '--no-decay-1d', '--schedule', 'step', '--step-size', '2', '--gamma', '0.5', '--warmup', '1'],
+];
+const TRAINED = ['W1', 'W2', 'b1', 'gain'];
+
+describe('param groups, a frozen param and a schedule: accumulateGrad, applyUpdate, applyGradients', () => {
+  for (const flags of GROUP_CASES) {
+    it(`K batches equal one trainStep on their union, applyGradients equals trainStep: ${flags.slice(1).join(' ')}`, async () => {
+      const K = 3;
+      const small = await targets(8, flags, groupsModel);
+      const union = await targets(8 * K, flags, groupsModel);
+      try {
+        const { params } = randomArgs(small.fwd, 11);
+        const batches = [...Array(5)].map((_, s) => [...Array(K)].map((_, k) => randomArgs(small.fwd, 100 + 10 * s + k).inputs));
+        const joined = batches.map((bs) => ({
+          x: Float32Array.from(bs.flatMap((b) => Array.from(b.x as Float32Array))),
+          y: Int32Array.from(bs.flatMap((b) => Array.from(b.y as Int32Array))),
+        }));
+        for (let m = 0; m < small.mods.length; m++) {
+          const [name, acc] = small.mods[m]!;
+          const one = union.mods[m]![1];
+          const pa = clone(params);
+          const pb = clone(params);
+          const sa = acc.initOptState(pa);
+          const sb = one.initOptState(pb);
+          for (let s = 0; s < batches.length; s++) {
+            for (const b of batches[s]!) acc.accumulateGrad(pa, sa, b);
+            // the frozen param has no gradient, so no accumulator
+            expect(Object.keys(sa.grad_accum!).sort(), name).toEqual(TRAINED);
+            // options.lr given on one step: it replaces the scheduled rate there too
+            const lr = s === 3 ? { lr: 0.002 } : undefined;
+            acc.applyUpdate(pa, sa, lr);
+            one.trainStep(pb, sb, joined[s]!, lr);
+          }
+          expect(sa.step).toBe(5);
+          for (const k of Object.keys(pa)) expect(relErr(pa[k]!, pb[k]!), `${name} ${k}`).toBeLessThan(2e-5);
+          expect(pa.b2, `${name} frozen b2`).toEqual(params.b2);
+          for (const k of TRAINED) expect(relErr(pa[k]!, params[k] as Float32Array), `${name} ${k} moved`).toBeGreaterThan(1e-4);
+
+          // applyGradients with valueAndGrad's gradients (no b2 among them) is trainStep, bit for bit
+          const pc = clone(params);
+          const pd = clone(params);
+          const sc = acc.initOptState(pc);
+          const sd = acc.initOptState(pd);
+          for (let s = 0; s < 5; s++) {
+            const { inputs } = randomArgs(small.fwd, 40 + s);
+            const grads = clone(acc.valueAndGrad(pc, inputs).grads);
+            expect(Object.keys(grads).sort(), name).toEqual(TRAINED);
+            acc.applyGradients(pc, sc, grads, s === 3 ? { lr: 0.002 } : undefined);
+            acc.trainStep(pd, sd, inputs, s === 3 ? { lr: 0.002 } : undefined);
+          }
+          for (const k of Object.keys(pc)) expect(pc[k], `${name} applyGradients ${k}`).toEqual(pd[k]);
+          for (const [slot, v] of Object.entries(sd))
+            if (typeof v === 'object' && slot !== 'grad_accum') {
+              expect(Object.keys(v as object).sort()).toEqual(TRAINED);
+              for (const k of TRAINED) expect((sc[slot] as Record<string, Float32Array>)[k], `${name} ${slot}.${k}`).toEqual((v as Record<string, Float32Array>)[k]);
+            }
+        }
+      } finally {
+        await small.done();
+        await union.done();
+      }
+    });
+  }
+
+  it('the accumulated step is the groups\' one: ignoring lrScale, the weight decays or the schedule gives other params', async () => {
+    // the same steps built without the groups' options and without the schedule end elsewhere
+    const flags = GROUP_CASES[0]!;
+    const grouped = await targets(8, flags, groupsModel);
+    const plain = await targets(8, flags.slice(0, flags.indexOf('--schedule')), (n) => groupsModel(n).replace(/, lrScale: [\d.]+|, weightDecay: [\d.]+/g, ''));
+    try {
+      const { params } = randomArgs(grouped.fwd, 11);
+      const run = (mod: Accum) => {
+        const p = clone(params);
+        const st = mod.initOptState(p);
+        for (let s = 0; s < 4; s++) {
+          mod.accumulateGrad(p, st, randomArgs(grouped.fwd, 60 + s).inputs);
+          mod.applyUpdate(p, st);
+        }
+        return p;
+      };
+      const a = run(grouped.mods[0]![1]);
+      const b = run(plain.mods[0]![1]);
+      for (const k of TRAINED) expect(relErr(a[k]!, b[k]!), k).toBeGreaterThan(1e-4);
+    } finally {
+      await grouped.done();
+      await plain.done();
+    }
+  });
+
+  it('the GPU.js module (cpu mode)', async () => {
+    const flags = GROUP_CASES[0]!;
+    const K = 2;
+    const small = await gpuTarget(8, flags, groupsModel);
+    const union = await gpuTarget(8 * K, flags, groupsModel);
+    try {
+      const { params } = randomArgs(small.fwd, 11);
+      const pa = clone(params);
+      const pb = clone(params);
+      const sa = small.gpu.initOptState(pa);
+      const sb = union.gpu.initOptState(pb);
+      for (let s = 0; s < 4; s++) {
+        const bs = [...Array(K)].map((_, k) => randomArgs(small.fwd, 200 + 10 * s + k).inputs);
+        const joined = { x: Float32Array.from(bs.flatMap((b) => Array.from(b.x as Float32Array))), y: Int32Array.from(bs.flatMap((b) => Array.from(b.y as Int32Array))) };
+        for (const b of bs) await small.gpu.accumulateGrad(pa, sa, b);
+        expect(Object.keys(sa.grad_accum!).sort()).toEqual(TRAINED);
+        await small.gpu.applyUpdate(pa, sa);
+        await union.gpu.trainStep(pb, sb, joined);
+      }
+      for (const k of Object.keys(pa)) expect(relErr(pa[k]!, pb[k]!), k).toBeLessThan(2e-5);
+      expect(pa.b2).toEqual(params.b2);
+      expect(relErr(pa.W2!, params.W2 as Float32Array)).toBeGreaterThan(1e-4);
+      const pc = clone(params);
+      const pd = clone(params);
+      const sc = small.gpu.initOptState(pc);
+      const sd = small.gpu.initOptState(pd);
+      for (let s = 0; s < 4; s++) {
+        const { inputs } = randomArgs(small.fwd, 300 + s);
+        const { grads } = await small.gpu.valueAndGrad(pc, inputs);
+        expect(Object.keys(grads).sort()).toEqual(TRAINED);
+        await small.gpu.applyGradients(pc, sc, grads);
+        await small.gpu.trainStep(pd, sd, inputs);
+      }
+      for (const k of Object.keys(pc)) expect(pc[k], k).toEqual(pd[k]);
+      expect(sc.step).toBe(4);
+    } finally {
+      small.gpu.destroy();
+      union.gpu.destroy();
+    }
+  });
 });

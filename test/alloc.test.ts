@@ -56,6 +56,13 @@ describe('generated modules', () => {
     expect(steadyStateGcs(path.join(flat, 'makemore.js')), 'flat').toEqual([]);
     expect(steadyStateGcs(path.join(wasm, 'makemore.wasm.js')), 'wasm').toEqual([]);
   }, 240_000);
+  it('trainStep with a schedule and param groups allocates nothing per call (adamw --no-decay-1d, cosine with warmup: flat and wasm)', async () => {
+    const dir = path.join(tmp(), 'scheduled');
+    const flags = ['--optimizer', 'adamw', '--no-decay-1d', '--schedule', 'cosine', '--warmup', '100', '--total-steps', '100000'];
+    expect((await run(['build', 'examples/makemore.ts', '--out', dir, '--target', 'ts,wasm', ...flags])).err).toBe('');
+    expect(steadyStateGcs(path.join(dir, 'makemore.js')), 'flat').toEqual([]);
+    expect(steadyStateGcs(path.join(dir, 'makemore.wasm.js')), 'wasm').toEqual([]);
+  }, 240_000);
   it('a module with dropout and running statistics allocates nothing per call (flat and wasm)', async () => {
     const examples = ROOT.split(path.sep).join('/') + '/examples';
     const file = modelFile(`import { makemoreRunning } from '${examples}/makemore_running.ts';

@@ -9,7 +9,7 @@ import { compile } from '../src/build.js';
 import type { Arrays } from './helpers.js';
 import { modelFile, randomArgs, reference, relErr, run, tmp } from './helpers.js';
 import type { RefState } from './optim-reference.js';
-import { refHyper, torchStep } from './optim-reference.js';
+import { GROUPS_MODEL, refGroups, refHyper, refLr, torchStep, torchStepGroups } from './optim-reference.js';
 import type { OptimizerName } from '../codegen/optim.js';
 
 const MODEL = `import { model } from 'graphc';
@@ -44,13 +44,14 @@ interface GpuTrainer {
   create(options?: { mode?: string }): Promise<GpuModel>;
 }
 
-async function build(flags: string[]): Promise<{ flat: FlatTrainer; gpu: GpuTrainer }> {
-  const file = modelFile(MODEL, 'mlp.ts');
+async function build(flags: string[], source = MODEL): Promise<{ flat: FlatTrainer; gpu: GpuTrainer }> {
+  const name = /model\('(\w+)'/.exec(source)![1]!;
+  const file = modelFile(source, `${name}.ts`);
   const out = path.join(tmp(), 'gputrain');
   const r = await run(['build', file, '--out', out, '--target', 'ts,gpu', ...flags]);
   expect(r.err).toBe('');
-  const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href)) as FlatTrainer;
-  const gpu = (await import(pathToFileURL(path.join(out, 'mlp.gpu.js')).href)) as GpuTrainer;
+  const flat = (await import(pathToFileURL(path.join(out, `${name}.js`)).href)) as FlatTrainer;
+  const gpu = (await import(pathToFileURL(path.join(out, `${name}.gpu.js`)).href)) as GpuTrainer;
   return { flat, gpu };
 }
 
@@ -134,6 +135,44 @@ describe('GPU.js trainStep (cpu mode): 100 steps against torch.optim in float64'
       for (let t = 1; t <= 100; t++) await model.trainStep(p, state, inputs, t > 50 ? { lr: h.lr / 2 } : undefined);
       expect(state.step).toBe(100);
       for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), k).toBeLessThan(2e-5);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+// param groups (g.param weightDecay, lrScale, a frozen param), --no-decay-1d and a schedule
+const GROUP_CASES: [OptimizerName, string[]][] = [
+  ['sgd', ['--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01', '--no-decay-1d', '--schedule', 'step', '--step-size', '30', '--gamma', '0.5']],
+  ['adam', ['--lr', '0.01', '--weight-decay', '0.03', '--schedule', 'linear', '--warmup', '5', '--total-steps', '90']],
+  ['adamw', ['--lr', '0.01', '--no-decay-1d', '--clip-grad-norm', '0.5', '--schedule', 'cosine', '--warmup', '10', '--total-steps', '80', '--min-lr', '0.0005']],
+  ['rmsprop', ['--lr', '0.005', '--weight-decay', '0.01', '--no-decay-1d', '--schedule', 'constant', '--warmup', '20']],
+  ['adagrad', ['--lr', '0.05', '--weight-decay', '0.01', '--schedule', 'cosine', '--total-steps', '100']],
+  ['lion', ['--lr', '0.001', '--weight-decay', '0.3', '--no-decay-1d', '--clip-grad-norm', '0.5', '--schedule', 'linear', '--total-steps', '60', '--min-lr', '0.0001']],
+];
+
+describe('GPU.js trainStep (cpu mode): param groups and schedules, 100 steps against torch.optim in float64', () => {
+  it.each(GROUP_CASES)('%s %s', async (name, flags) => {
+    const { gpu } = await build(['--optimizer', name, ...flags], GROUPS_MODEL);
+    const hyper = gpu.hyper as Record<string, number | boolean | string>;
+    const h = refHyper(Object.fromEntries(Object.entries(hyper).filter(([, v]) => typeof v !== 'string')) as Record<string, number | boolean>);
+    const compiled = await compile(modelFile(GROUPS_MODEL, 'groups.ts'), { targets: [] });
+    const { params, inputs } = randomArgs(compiled.fwd, 7);
+    const groups = refGroups(h.weightDecay, hyper.noDecay1d === true);
+    const p64: Record<string, Float64Array> = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float64Array.from(v)]));
+    const state64: RefState = {};
+    for (let t = 1; t <= 100; t++) torchStepGroups(name, h, refLr(hyper, h.lr, t - 1), t, p64, reference(compiled.fwd, compiled.bwd, p64 as unknown as Arrays, inputs).grads, state64, groups);
+    const model = await gpu.create({ mode: 'cpu' });
+    try {
+      const p = copy(params);
+      const state = model.initOptState(p);
+      for (let t = 1; t <= 100; t++) await model.trainStep(p, state, inputs);
+      expect(state.step).toBe(100);
+      expect(p.b2, 'the frozen b2').toEqual(params.b2);
+      for (const k of Object.keys(p64)) expect(relErr(p[k]!, p64[k]!), k).toBeLessThan(2e-5);
+      expect(Object.keys(await model.readParams()).sort()).toEqual(['W1', 'W2', 'b1', 'b2', 'gain']);
+      const st = await model.readOptState();
+      for (const slot of Object.keys(st).filter((k) => k !== 'step')) expect(Object.keys(st[slot] as object).sort(), slot).toEqual(['W1', 'W2', 'b1', 'gain']);
     } finally {
       model.destroy();
     }

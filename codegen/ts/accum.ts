@@ -10,10 +10,21 @@ import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
 import type { StepNames, TrainContext } from './train.js';
-import { updateLines } from './train.js';
+import { lrLine, trainedParams, updateLines } from './train.js';
+
+/**
+ * The type of gradients of the trained params (applyGradients' `grads`, the state's `grad_accum`):
+ * `Params` when no param is frozen, else an object of the trained ones (a frozen param has none).
+ */
+export function gradsType(m: ModuleInfo): string {
+  const all = params(m.fwd);
+  const ps = trainedParams(m);
+  return ps.length === all.length ? 'Params' : `{ ${ps.map((p) => `${key(p.name)}: Float32Array;`).join(' ')} }`;
+}
 
 /** The accumulator's fields of the optimizer state, for its type (`OptState`). */
-export const ACCUM_FIELDS = '/** accumulateGrad\'s running sum of gradients (made by its first call). */ grad_accum?: Params; /** The number of batches in grad_accum. */ accum_count?: number;';
+export const accumFields = (m: ModuleInfo): string =>
+  `/** accumulateGrad's running sum of gradients (made by its first call). */ grad_accum?: ${gradsType(m)}; /** The number of batches in grad_accum. */ accum_count?: number;`;
 
 /** The message of applyUpdate when nothing was accumulated. */
 export const nothingAccumulated = (name: string) =>
@@ -21,7 +32,7 @@ export const nothingAccumulated = (name: string) =>
 
 /** `accumulateGrad`, `applyUpdate`, `applyGradients` and the step they share. */
 export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNames): string[] {
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const modes = hasModes(m.fwd);
   const b = c.backend && c.backend.covered.size ? c.backend : undefined;
@@ -31,14 +42,12 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
   const checkParams = c.codeName('checkParams');
   const checkAccum = c.codeName('checkAccum');
   const accumOptions = c.codeName('accumOptions');
-  const lrLines = [
-    '  const lr = options !== undefined && options.lr !== undefined ? options.lr : hyper.lr;',
-    ...lrCheck(m.name, '  '),
-  ];
+  // after checkOptState: a scheduled rate reads state.step, as trainStep's
+  const lrLines = [`  ${lrLine(m.optimizer!, 'options', 'state.step')}`, ...lrCheck(m.name, '  ')];
   return [
     ...accumHelpers(m, t, { checkParams, checkAccum, addInto, divide }),
-    '/** One update of every param with the gradients in `grads` (checked): trainStep\'s, clipping included. */',
-    `function ${stepWith}(params${t(': Params')}, state${t(': OptState')}, grads${t(': Params')}, lr${t(': number')})${t(': void')} {`,
+    '/** One update of every trained param with the gradients in `grads` (checked): trainStep\'s, clipping included. */',
+    `function ${stepWith}(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, lr${t(': number')})${t(': void')} {`,
     '  const t = state.step + 1; // the step number of this step, from 1',
     ...(b
       ? [
@@ -54,12 +63,12 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
     '}',
     '',
     '/**',
-    ' * One optimizer step with the gradients given (one Float32Array per param, as valueAndGrad\'s',
+    ' * One optimizer step with the gradients given (one Float32Array per trained param, as valueAndGrad\'s',
     ' * grads), in place: clipping applies to them as in trainStep. options.lr overrides hyper.lr.',
     ' */',
-    `export function applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(': Params')}, options${t('?: { lr?: number }')})${t(': void')} {`,
-    ...lrLines,
+    `export function applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, options${t('?: { lr?: number }')})${t(': void')} {`,
     '  checkOptState(state);',
+    ...lrLines,
     `  ${checkParams}(params);`,
     ...gradsCheck(m, '  '),
     `  ${stepWith}(params, state, grads, lr);`,
@@ -91,8 +100,8 @@ export function accumDecls(m: ModuleInfo, t: Typed, c: TrainContext, n: StepName
     ' * state.grad_accum zeroed and state.accum_count 0. options.lr overrides hyper.lr.',
     ' */',
     `export function applyUpdate(params${t(': Params')}, state${t(': OptState')}, options${t('?: { lr?: number }')})${t(': void')} {`,
-    ...lrLines,
     '  checkOptState(state);',
+    ...lrLines,
     `  ${checkAccum}(state);`,
     `  ${checkParams}(params);`,
     '  const k = state.accum_count ?? 0;',
@@ -119,6 +128,7 @@ export interface AccumHelperNames {
 export function accumHelpers(m: ModuleInfo, t: Typed, names: AccumHelperNames): string[] {
   const { checkParams, checkAccum, addInto, divide } = names;
   const ps = params(m.fwd);
+  const trained = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
   const typeOf = (p: (typeof ps)[number]) => `'${p.dtype}[${p.shape.join(',')}]'`;
   return [
@@ -134,7 +144,7 @@ export function accumHelpers(m: ModuleInfo, t: Typed, names: AccumHelperNames): 
     '  if (state.grad_accum === undefined && (state.accum_count === undefined || state.accum_count === 0)) return;',
     `  if (!Number.isInteger(state.accum_count) || state.accum_count${t('!')} < 0) throw new TypeError(\`${m.name}: state.accum_count must be a non-negative integer, got \${describeArg(state.accum_count)}\`);`,
     `  if (typeof state.grad_accum !== 'object' || state.grad_accum === null) throw new TypeError('${m.name}: state.grad_accum is missing: accumulateGrad(params, state, inputs) makes it');`,
-    ...ps.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`grad_accum.${p.name}`)}, ${ownMember('state.grad_accum', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
+    ...trained.map((p) => `  expectArray('optimizer state', ${JSON.stringify(`grad_accum.${p.name}`)}, ${ownMember('state.grad_accum', p.name)}, Float32Array, ${sizeOf(p)}, ${typeOf(p)});`),
     '}',
     '',
     `function ${addInto}(acc${t(': Float32Array')}, g${t(': Float32Array')})${t(': void')} {`,
@@ -149,7 +159,7 @@ export function accumHelpers(m: ModuleInfo, t: Typed, names: AccumHelperNames): 
 
 /** applyGradients' check of its `grads` (one Float32Array per param). */
 export function gradsCheck(m: ModuleInfo, indent: string): string[] {
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   return [
     `${indent}if (typeof grads !== 'object' || grads === null) throw new TypeError('${m.name}: grads must be an object with a Float32Array per param (as valueAndGrad returns)');`,
     ...ps.map((p) => `${indent}expectArray('gradient', ${JSON.stringify(p.name)}, ${ownMember('grads', p.name)}, Float32Array, ${sizeText(numelSize(p.shape))}, '${p.dtype}[${p.shape.join(',')}]');`),

@@ -7,9 +7,9 @@ import { numelSize, sizeText } from '../../ir/dims.js';
 import type { ModuleInfo, Typed } from '../module.js';
 import { commentText, key, lrCheck, member, ownMember, params } from '../module.js';
 import { hasModes } from '../modes.js';
-import type { OptimizerSpec } from '../optim.js';
-import { clipFactor, hyperKeys, OPTIMIZERS, renderJs, scalarNames, slotsOf, stepScalars, updateStatements } from '../optim.js';
-import { ACCUM_FIELDS, accumDecls } from './accum.js';
+import type { OptimizerSpec, ParamGroup } from '../optim.js';
+import { clipFactor, hyperKeys, OPTIMIZERS, paramGroups, renderJs, scalarNames, scheduleExpr, slotsOf, stepScalars, updateStatements } from '../optim.js';
+import { accumDecls, accumFields } from './accum.js';
 
 /** What the wasm module changes in the training step. */
 export interface TrainBackend {
@@ -19,8 +19,8 @@ export interface TrainBackend {
   readonly covered: ReadonlySet<string>;
   /** The kernel's copy of the state arrays in the memory: `resident.exp_avg.W1` etc. (an expression). */
   readonly resident: string;
-  /** Code that runs the kernel, given the scalars' names in the order of `scalarNames`. */
-  run(scalars: readonly string[]): string[];
+  /** Code that runs the kernel, given each param group's scalars (expressions) in the order of its `scalarNames`. */
+  run(scalars: readonly (readonly string[])[]): string[];
   /** The kernel's copy of a covered param in the memory (valueAndGrad stages it there). */
   readonly staged: (param: string) => string;
 }
@@ -36,7 +36,93 @@ export interface TrainContext {
 
 /** Hyperparameters as an object literal, in the order of the module's `hyper` contract. */
 export function hyperLiteral(spec: OptimizerSpec): string {
-  return `{ ${hyperKeys(spec).map((k) => `${k}: ${String(spec.hyper[k])}`).join(', ')} }`;
+  return `{ ${hyperKeys(spec).map((k) => `${k}: ${typeof spec.hyper[k] === 'string' ? `'${spec.hyper[k]}'` : String(spec.hyper[k])}`).join(', ')} }`;
+}
+
+/** The trainable params (a frozen one has no gradient and no update) in param groups (codegen/optim.ts). */
+export function trainGroups(m: ModuleInfo): ParamGroup[] {
+  const ps = m.fwd.insts.flatMap((i) =>
+    i.op === 'param' && i.attrs.frozen !== true ? [{ name: i.attrs.name, rank: m.fwd.type(i.result).shape.length, weightDecay: i.attrs.weightDecay, lrScale: i.attrs.lrScale }] : [],
+  );
+  return paramGroups(m.optimizer!, ps);
+}
+
+/** The params the step updates (every param but the frozen ones), in declaration order. */
+export function trainedParams(m: ModuleInfo): ReturnType<typeof params> {
+  const trained = new Set(trainGroups(m).flatMap((g) => g.params));
+  return params(m.fwd).filter((p) => trained.has(p.name));
+}
+
+/** One param group's part of the step: its update function and how its step scalars are computed. */
+export interface GroupStep {
+  readonly group: ParamGroup;
+  /** The update function of its params (one per distinct weight decay). */
+  readonly fn: string;
+  /** Whether `fn` is declared by this group (the first with its weight decay). */
+  readonly declares: boolean;
+  /** Lines computing its step scalars from `lr`, `t` (and `clip`). */
+  readonly lines: readonly string[];
+  /** The values of its `scalarNames`, in order: names in scope after `lines`. */
+  readonly values: readonly string[];
+}
+
+/**
+ * The param groups' update functions and step scalars. One group of lrScale 1 (no per-param
+ * options) gives the code of a build without groups: `adamStep`, `const stepSize = …`.
+ */
+export function groupSteps(m: ModuleInfo, codeName: (base: string) => string): GroupStep[] {
+  const spec = m.optimizer!;
+  const groups = trainGroups(m);
+  const fns = new Map<number, string>();
+  return groups.map((group, k) => {
+    const wd = group.spec.hyper.weightDecay;
+    const declares = !fns.has(wd);
+    if (declares) fns.set(wd, codeName(`${spec.name}Step`));
+    const sfx = groups.length > 1 ? `_${k + 1}` : '';
+    const lr = group.lrScale === 1 ? 'lr' : `groupLr${sfx}`;
+    const scalars = stepScalars(group.spec, lr);
+    const lines = [
+      ...(groups.length > 1 ? [`// ${commentText(group.params.join(', '))}: weight decay ${wd}, lr × ${group.lrScale}`] : []),
+      ...(lr !== 'lr' ? [`const ${lr} = lr * ${group.lrScale}; // lrScale ${group.lrScale}`] : []),
+      ...scalars.map((s) => `const ${s.name}${sfx} = ${s.code}; // ${commentText(s.formula)}`),
+    ];
+    const values = scalarNames(group.spec).map((n) => (n === 'lr' ? lr : n === 'clip' ? 'clip' : `${n}${sfx}`));
+    return { group, fn: fns.get(wd)!, declares, lines, values };
+  });
+}
+
+/**
+ * The learning rate of a step, `lr`: options.lr when the call gives one, else the build's, as the
+ * schedule has it at the state's step (after checkOptState).
+ */
+export function lrLine(spec: OptimizerSpec, given: string, step: string): string {
+  const base = spec.hyper.schedule ? scheduleExpr(spec.hyper, 'hyper.lr', step).code : 'hyper.lr';
+  return `const lr = ${given} !== undefined && ${given}.lr !== undefined ? ${given}.lr : ${base};${spec.hyper.schedule ? ` // --schedule ${spec.hyper.schedule}` : ''}`;
+}
+
+/** The comment of the module's `hyper`. */
+export function hyperDoc(spec: OptimizerSpec): string {
+  return spec.hyper.schedule
+    ? `/** The build-time hyperparameters, the schedule's among them (learningRate); trainStep's options.lr replaces the scheduled rate for one call. */`
+    : `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`;
+}
+
+/** `learningRate(step)`, exported with a schedule: the rate of the update after `step` updates. */
+export function learningRateDecl(m: ModuleInfo, t: Typed): string[] {
+  const spec = m.optimizer!;
+  if (!spec.hyper.schedule) return [];
+  const s = scheduleExpr(spec.hyper, 'hyper.lr', 'step');
+  return [
+    '',
+    `/**`,
+    ` * The scheduled learning rate (--schedule ${spec.hyper.schedule}) of the update after \`step\` updates (a state's`,
+    ` * step), before any param's lrScale: ${commentText(s.formula)}.`,
+    ' */',
+    `export function learningRate(step${t(': number')})${t(': number')} {`,
+    `  if (!Number.isInteger(step) || step < 0) throw new TypeError(\`${m.name}: the step must be a non-negative integer, got \${describeArg(step)}\`);`,
+    `  return ${s.code};`,
+    '}',
+  ];
 }
 
 /** The name of an array argument of the update function. */
@@ -71,9 +157,9 @@ export function updateFunction(spec: OptimizerSpec, fn: string, t: Typed): strin
 export function optStateParts(m: ModuleInfo, t: Typed): { stateType: string; freshSlot: () => string; checkState: string[] } {
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const stateType = `{ /** The number of optimizer steps taken. */ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} ${ACCUM_FIELDS} }`;
+  const stateType = `{ /** The number of optimizer steps taken. */ step: number; ${slots.map((s) => `${s}: Grads;`).join(' ')} ${accumFields(m)} }`;
   const freshSlot = () => `{ ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`;
   const checkState = [
     '/** Checks an optimizer state before a step. */',
@@ -94,31 +180,32 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
   const spec = m.optimizer!;
   const def = OPTIMIZERS[spec.name];
   const slots = slotsOf(spec);
-  const ps = params(m.fwd);
+  const all = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const fn = c.codeName(`${spec.name}Step`);
-  const scalars = scalarNames(spec);
+  const steps = groupSteps(m, c.codeName);
   const clip = spec.hyper.clipGradNorm;
   const modes = hasModes(m.fwd);
   const sumSq = c.codeName('addSquares');
-  const scalarArray = c.codeName('stepScalars');
+  const scalarArrays = steps.map(() => c.codeName('stepScalars'));
   const normArray = c.codeName('gradNormSq');
   const { stateType, freshSlot, checkState } = optStateParts(m, t);
   const covered = c.backend?.covered ?? new Set<string>();
   const residentPairs = residentPairsOf(m, c);
-  const names: StepNames = { fn, sumSq, scalarArray, normArray };
+  const names: StepNames = { steps, sumSq, scalarArrays, normArray };
   return [
     '',
     `// --optimizer ${spec.name}: ${commentText(def.summary)}.`,
-    `/** The build-time hyperparameters; trainStep's options.lr overrides lr for one call (schedules). */`,
+    hyperDoc(spec),
     `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
     '',
     ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
     ...(c.backend?.decls ?? []),
     `/** A fresh optimizer state: step 0${slots.length ? `, ${slots.join(' and ')} zeros` : ''}. */`,
     `export function initOptState(params${t(': Params')})${t(': OptState')} {`,
     "  if (typeof params !== 'object' || params === null) throw new TypeError('" + m.name + ": params must be an object');",
-    ...ps.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    ...all.map((p) => `  expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
     ...(c.backend && covered.size
       ? [
           '  // the first state of this instance: the arrays in the memory (zeroed), the others plain arrays',
@@ -134,8 +221,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     '',
     ...checkState,
     '',
-    ...updateFunction(spec, fn, t),
-    '',
+    ...steps.flatMap((s) => (s.declares ? [...updateFunction(s.group.spec, s.fn, t), ''] : [])),
     ...(clip !== undefined
       ? [
           `const ${normArray} = new Float64Array(1); // Σ g² over every gradient (an array: a returned number would be boxed)`,
@@ -148,7 +234,7 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
         ]
       : []),
     `const trainResult${t(': { loss: number }')} = { get loss() { return ${c.loss}; } };`,
-    ...(scalars.length ? [`const ${scalarArray} = new Float64Array(${scalars.length}); // ${scalars.join(', ')}: this step's scalars`] : []),
+    ...steps.flatMap((s, k) => (s.values.length ? [`const ${scalarArrays[k]} = new Float64Array(${s.values.length}); // ${scalarNames(s.group.spec).join(', ')}: this step's scalars${steps.length > 1 ? ` (${commentText(s.group.params.join(', '))})` : ''}`] : [])),
     ...(modes ? ['/** The options trainStep passes to valueAndGrad (one object, so that a step allocates nothing). */', `const stepOptions${t(': Options')} = { seed: 0, buffers: undefined };`] : []),
     '',
     '/**',
@@ -156,10 +242,10 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
     ' * optimizer state). options.lr overrides hyper.lr for this call. Allocates nothing.',
     ' */',
     `export function trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, options${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': { loss: number }')} {`,
-    "  // (not `options?.lr ?? hyper.lr`: V8 boxed that number, 16 bytes a step)",
-    '  const lr = options !== undefined && options.lr !== undefined ? options.lr : hyper.lr;',
-    ...lrCheck(m.name, '  '),
     '  checkOptState(state);',
+    "  // (not `options?.lr ?? hyper.lr`: V8 boxed that number, 16 bytes a step)",
+    `  ${lrLine(spec, 'options', 'state.step')}`,
+    ...lrCheck(m.name, '  '),
     '  const t = state.step + 1; // the step number of this step, from 1',
     ...(modes
       ? [
@@ -178,11 +264,12 @@ export function trainDecls(m: ModuleInfo, t: Typed, c: TrainContext): string[] {
 
 /** The module-level names trainStep's update uses (made once by trainDecls). */
 export interface StepNames {
-  /** The update function of one param. */
-  readonly fn: string;
+  /** Per param group: its update function and step scalars. */
+  readonly steps: readonly GroupStep[];
   /** clip_by_global_norm's Σ g² over one array, into `normArray`. */
   readonly sumSq: string;
-  readonly scalarArray: string;
+  /** Per param group (as `steps`): the Float64Array its scalars are passed in. */
+  readonly scalarArrays: readonly string[];
   readonly normArray: string;
 }
 
@@ -190,30 +277,29 @@ export interface StepNames {
 function residentPairsOf(m: ModuleInfo, c: TrainContext): (readonly [string, string])[] {
   const covered = c.backend?.covered ?? new Set<string>();
   const slots = slotsOf(m.optimizer!);
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   // the wasm module's kernel reads the state in its memory: the caller's state is copied in and back out
   return c.backend && covered.size ? slots.flatMap((s) => ps.filter((p) => covered.has(p.name)).map((p) => [member(`${c.backend!.resident}.${s}`, p.name), member(`state.${s}`, p.name)] as const)) : [];
 }
 
 /**
- * The update of every param after the gradients are in place (`t` and `lr` in scope), up to the
- * new step count: the step scalars, clipping's factor, the kernel (wasm) and the JavaScript loop.
- * `gradOf(p)`: the array the update reads p's gradient from (the wasm kernel always reads its
- * memory's).
+ * The update of every trained param after the gradients are in place (`t` and `lr` in scope, `lr`
+ * the scheduled or given rate before any group's lrScale), up to the new step count: clipping's
+ * factor, each param group's step scalars, the kernel (wasm) and the JavaScript loop. `gradOf(p)`:
+ * the array the update reads p's gradient from (the wasm kernel always reads its memory's).
  */
 export function updateLines(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNames, gradOf: (param: string) => string): string[] {
   const spec = m.optimizer!;
   const slots = slotsOf(spec);
-  const ps = params(m.fwd);
+  const ps = trainedParams(m);
   const sizeOf = (p: (typeof ps)[number]) => sizeText(numelSize(p.shape));
-  const scalars = scalarNames(spec);
   const clip = spec.hyper.clipGradNorm;
   const covered = c.backend?.covered ?? new Set<string>();
   const jsParams = ps.filter((p) => !covered.has(p.name));
   const grad = (p: string) => (covered.has(p) ? c.gradArray(p) : gradOf(p));
+  const groupOf = (p: string) => n.steps.findIndex((s) => s.group.params.includes(p));
   const residentCopies = (dir: 'in' | 'out') => residentPairsOf(m, c).map(([mine, theirs], k) => `  ${dir === 'in' ? 'optIn' : 'optOut'}(${k}, ${mine}, ${theirs});`);
   return [
-    ...stepScalars(spec).map((s) => `  const ${s.name} = ${s.code}; // ${commentText(s.formula)}`),
     ...(clip !== undefined
       ? [
           `  // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
@@ -222,13 +308,15 @@ export function updateLines(m: ModuleInfo, t: Typed, c: TrainContext, n: StepNam
           `  const clip = ${clipFactor(spec, `${n.normArray}[0]${t('!')}`)};`,
         ]
       : []),
-    ...scalars.map((s, k) => `  ${n.scalarArray}[${k}] = ${s};`),
+    ...n.steps.flatMap((s, k) => [...s.lines.map((l) => `  ${l}`), ...s.values.map((v, j) => `  ${n.scalarArrays[k]}[${j}] = ${v};`)]),
     ...residentCopies('in'),
-    ...(c.backend && covered.size ? c.backend.run(scalars).map((l) => `  ${l}`) : []),
-    ...jsParams.map(
-      (p) =>
-        `  ${n.fn}(${[member('params', p.name), grad(p.name), ...slots.map((s) => member(`state.${s}`, p.name)), sizeOf(p), ...(scalars.length ? [n.scalarArray] : [])].join(', ')}); // ${commentText(p.name)}`,
-    ),
+    ...(c.backend && covered.size ? c.backend.run(n.steps.map((s) => s.values)).map((l) => `  ${l}`) : []),
+    ...jsParams.map((p) => {
+      const k = groupOf(p.name);
+      const s = n.steps[k]!;
+      const args = [member('params', p.name), grad(p.name), ...slots.map((x) => member(`state.${x}`, p.name)), sizeOf(p), ...(s.values.length ? [n.scalarArrays[k]!] : [])];
+      return `  ${s.fn}(${args.join(', ')}); // ${commentText(p.name)}`;
+    }),
     ...residentCopies('out'),
   ];
 }

@@ -10,8 +10,12 @@ import { Body } from './encode.js';
 import { elementwiseLoop } from './elementwise.js';
 import type { Operand, Step, StepOp } from './steps.js';
 
-/** Where one param's arrays are (byte addresses in the memory). */
+/** Where one param's arrays are (byte addresses in the memory), and its param group's update. */
 export interface UpdateTarget {
+  /** The optimizer of its param group (codegen/optim.ts paramGroups: its weight decay). */
+  readonly spec: OptimizerSpec;
+  /** The address of its group's step scalars. */
+  readonly scalarsAt: number;
   readonly n: number;
   readonly p: number;
   readonly g: number;
@@ -22,7 +26,8 @@ export interface UpdateTarget {
 const OPS: Record<'+' | '-' | '*' | '/' | 'max' | 'sqrt', StepOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', max: 'max', sqrt: 'sqrt' };
 
 /** The steps of one param's update: values are read once, and each array stored with its last value. */
-export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: number): Step[] {
+export function updateSteps(at: UpdateTarget): Step[] {
+  const { spec, scalarsAt } = at;
   const scalars = scalarNames(spec);
   const steps: Step[] = [];
   const latest = new Map<string, Operand>([
@@ -80,8 +85,8 @@ export function updateSteps(spec: OptimizerSpec, at: UpdateTarget, scalarsAt: nu
 }
 
 /** The kernel: every covered param's update, one loop each. */
-export function updateBody(spec: OptimizerSpec, targets: readonly UpdateTarget[], scalarsAt: number): Body {
+export function updateBody(targets: readonly UpdateTarget[]): Body {
   const f = new Body();
-  for (const at of targets) if (at.n > 0) elementwiseLoop(f, { M: 1, N: at.n, steps: updateSteps(spec, at, scalarsAt) });
+  for (const at of targets) if (at.n > 0) elementwiseLoop(f, { M: 1, N: at.n, steps: updateSteps(at) });
   return f;
 }

@@ -181,7 +181,7 @@ function moduleState(g: Graph, opts: TorchExportOptions) {
   // params and buffers: attributes of the module, Python identifiers mapped from graphc's names
   const attrNames = new Names(['training', 'forward', 'load_safetensors', 'save_safetensors', 'GRAPHC_NAMES', 'GRAPHC_PARAMS', 'GRAPHC_BUFFERS']);
   const attrs = new Map<string, string>();
-  const params: { name: string; shape: number[] }[] = [];
+  const params: { name: string; shape: number[]; frozen?: boolean }[] = [];
   const buffers: { name: string; shape: number[] }[] = [];
   const checkpoint: Record<string, { data: Float32Array; shape: number[] }> = {};
   for (const inst of g.insts) {
@@ -193,7 +193,7 @@ function moduleState(g: Graph, opts: TorchExportOptions) {
     const n = numel(s);
     let data: Float32Array | undefined;
     if (inst.op === 'param') {
-      params.push({ name: inst.attrs.name, shape: s });
+      params.push({ name: inst.attrs.name, shape: s, ...(inst.attrs.frozen ? { frozen: true } : {}) });
       data = opts.params[inst.attrs.name];
       if (!data) throw new CompileError(`export --torch: no value for param '${inst.attrs.name}'`, 'pass every param').withLoc(inst.loc);
     } else {
@@ -320,7 +320,7 @@ export function exportTorch(g: Graph, opts: TorchExportOptions): string {
     '',
     '    def __init__(self):',
     '        super().__init__()',
-    ...params.map((p) => `        self.${attrs.get(p.name)!} = torch.nn.Parameter(torch.empty(${tupleOf(p.shape)}))`),
+    ...params.map((p) => `        self.${attrs.get(p.name)!} = torch.nn.Parameter(torch.empty(${tupleOf(p.shape)})${p.frozen ? ', requires_grad=False' : ''})${p.frozen ? '  # trainable: false' : ''}`),
     ...buffers.map((b) => `        self.register_buffer(${pyStr(attrs.get(b.name)!)}, torch.empty(${tupleOf(b.shape)}))`),
     '        self._safetensors_metadata = None',
     '        self._load_bytes(base64.b64decode(_GRAPHC_CHECKPOINT), "the exported values")',

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/build.js';
 import type { Arrays } from '../helpers.js';
 import { modelFile, randomArgs, relErr, ROOT, run } from '../helpers.js';
+import { GROUPS_MODEL } from '../optim-reference.js';
 import { harness, launch, type Session } from './chromium.js';
 
 const MODEL = `import { model } from 'graphc';
@@ -52,6 +53,8 @@ const CASES: [string, string[], string][] = [
   ['sgd', ['--optimizer', 'sgd', '--lr', '0.05', '--momentum', '0.9', '--weight-decay', '0.01'], MODEL],
   ['adamw', ['--optimizer', 'adamw', '--lr', '0.01', '--clip-grad-norm', '0.5'], MODEL],
   ['adam, dropout and batchnorm buffers', ['--optimizer', 'adam', '--lr', '0.01'], MODES_MODEL],
+  // param groups (weight decays, lrScale, a frozen param) and a schedule: kernels per group, scalars per group
+  ['adamw, param groups and a cosine schedule', ['--optimizer', 'adamw', '--lr', '0.01', '--no-decay-1d', '--clip-grad-norm', '0.5', '--schedule', 'cosine', '--warmup', '2', '--total-steps', '6'], GROUPS_MODEL],
 ];
 
 type State = { step: number } & Record<string, unknown>;
@@ -178,7 +181,7 @@ function trainInPage(p: Page, url: string, params: Record<string, number[]>, inp
 
 describe(`GPU.js trainStep in webgpu mode (SwiftShader): ${STEPS} steps on the device against the flat module`, () => {
   it.each(CASES)('%s', async (name, flags, source) => {
-    const mname = source === MODEL ? 'mlp' : 'bn';
+    const mname = /model\('(\w+)'/.exec(source)![1]!;
     const file = modelFile(source, `${mname}.ts`);
     const dir = name.replace(/[^a-z]+/g, '-');
     const out = path.join(ROOT, 'web-out', 'test-train', dir);
@@ -202,7 +205,7 @@ describe(`GPU.js trainStep in webgpu mode (SwiftShader): ${STEPS} steps on the d
     for (const k of Object.keys(a)) expect(relErr(got.params[k]!, a[k]!), `param ${k}`).toBeLessThan(1e-4);
     expect(got.state.step).toBe(STEPS);
     for (const slot of Object.keys(sa).filter((k) => k !== 'step'))
-      for (const k of Object.keys(a)) expect(relErr(got.state[slot]![k]!, (sa[slot] as Arrays)[k]!), `state ${slot}.${k}`).toBeLessThan(1e-4);
+      for (const k of Object.keys(sa[slot] as Arrays)) expect(relErr(got.state[slot]![k]!, (sa[slot] as Arrays)[k]!), `state ${slot}.${k}`).toBeLessThan(1e-4);
     if (buffers) for (const [k, v] of Object.entries(buffers)) expect(relErr(got.buffers![k]!, v), `buffer ${k}`).toBeLessThan(1e-4);
     expect(got.hostW1, "the caller's arrays are the first step's upload, not updated on the host").toEqual(Array.from(params.W1!));
 
