@@ -147,9 +147,9 @@ export function header(m: ModuleInfo, what: string, results: 'reused' | 'fresh' 
   ];
 }
 
-function entries(list: Entry[]): string {
+function entries(list: Entry[], frozen: ReadonlySet<string> = new Set()): string {
   const dim = (d: Shape[number]) => (isSymbol(d) ? `'${d}'` : String(d));
-  return `{ ${list.map((e) => `${key(e.name)}: { dtype: '${e.dtype}', shape: [${e.shape.map(dim).join(', ')}] }`).join(', ')} }`;
+  return `{ ${list.map((e) => `${key(e.name)}: { dtype: '${e.dtype}', shape: [${e.shape.map(dim).join(', ')}]${frozen.has(e.name) ? ', trainable: false' : ''} }`).join(', ')} }`;
 }
 
 /** Type annotations: kept in the TypeScript module, dropped in the JavaScript one. */
@@ -182,11 +182,28 @@ export function specDecl(m: ModuleInfo, t: Typed): string[] {
     'export const spec = {',
     `  name: ${JSON.stringify(m.name)},`,
     `  inputs: ${entries(inputs(m.fwd))},`,
-    `  params: ${entries(params(m.fwd))},`,
+    `  params: ${entries(params(m.fwd), frozenParams(m))},`,
     `  outputs: ${entries(outputs(m.fwd))},`,
     ...specBuffers(m),
+    ...(m.optimizer ? [`  optimizer: ${optimizerEntry(m.optimizer)},`] : []),
     `}${t(' as const')};`,
   ];
+}
+
+/** The frozen params (g.param's trainable: false): `spec` marks them, as the optimizer state has none. */
+function frozenParams(m: ModuleInfo): Set<string> {
+  return new Set(m.fwd.insts.flatMap((i) => (i.op === 'param' && i.attrs.frozen ? [i.attrs.name] : [])));
+}
+
+/** spec.optimizer: the optimizer and the flags that add state slots, which saveState records and loadState checks. */
+function optimizerEntry(o: OptimizerSpec): string {
+  const h = o.hyper;
+  const flags = [
+    ...(h.amsgrad ? ['amsgrad: true'] : []),
+    ...(o.name === 'rmsprop' && h.centered ? ['centered: true'] : []),
+    ...((o.name === 'sgd' || o.name === 'rmsprop') && h.momentum ? ['momentum: true'] : []),
+  ];
+  return `{ ${[`name: '${o.name}'`, ...flags].join(', ')} }`;
 }
 
 const arrayType = (d: DType) => (d === 'f32' ? 'Float32Array' : 'Int32Array');

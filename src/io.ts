@@ -16,7 +16,7 @@
 // tiling the data) and for keys given twice; each fault is a CheckpointError naming the file and,
 // where one is at fault, the tensor.
 
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { duplicateKey, preview } from './json-scan.js';
@@ -35,11 +35,21 @@ export interface SpecLike {
   /** The model's name, in error messages. */
   readonly name?: string;
   /** The params a checkpoint must hold, with their dtypes and shapes. */
-  readonly params: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
+  readonly params: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[]; readonly trainable?: boolean }>>;
   /** The model's inputs: the shapes `saveParams` gives tensors saved under their names. */
   readonly inputs?: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
   /** The module's buffers (batchnorm's running statistics): part of a checkpoint, as in a torch state_dict. */
   readonly buffers?: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly (number | string)[] }>>;
+  /** The optimizer of a module built with --optimizer, and the flags that add state slots: saveState records it, loadState checks it. */
+  readonly optimizer?: OptimizerLike;
+}
+
+/** `spec.optimizer`: the optimizer's name and the flags that shape its state. */
+export interface OptimizerLike {
+  readonly name: string;
+  readonly amsgrad?: boolean;
+  readonly centered?: boolean;
+  readonly momentum?: boolean;
 }
 
 /** Options of `saveParams` and `encodeSafetensors`. */
@@ -225,8 +235,19 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'the file'): { tenso
 /** Writes bytes through a temporary file beside `file`, renamed into place (a reader never sees half a file). */
 function writeAtomically(file: string, bytes: Uint8Array): void {
   const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.tmp-${process.pid}`);
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, file);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'w');
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+    fsyncSync(fd); // on disk before the rename makes it the file: a crash leaves the old file or the new one
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, file);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true }); // leave no temporary file behind
+    throw e;
+  }
 }
 
 /** Writes tensors to a safetensors file (through a temporary file renamed into place). */
@@ -296,15 +317,24 @@ export interface OptStateLike {
 /** What `saveState` writes in the `__metadata__`, so that `loadState` knows its file. */
 const STATE_FORMAT = 'graphc optimizer state';
 
+/** The optimizer as the `__metadata__` records it, with the flags that add slots: `adam --amsgrad`, `rmsprop --centered --momentum`. */
+function optimizerText(o: OptimizerLike): string {
+  return [o.name, ...(o.amsgrad ? ['--amsgrad'] : []), ...(o.centered ? ['--centered'] : []), ...(o.momentum ? ['--momentum'] : [])].join(' ');
+}
+
 /** Options of `saveState`. */
 export interface SaveStateOptions {
-  /** The model's spec: each slot's tensors get their param's shape (default: 1-D). */
+  /** The model's spec: each slot's tensors get their param's shape (default: 1-D); its `optimizer` is recorded in the `__metadata__`. */
   readonly spec?: SpecLike;
 }
 
 /** Options of `loadState`. */
 export interface LoadStateOptions {
-  /** Checks the state against a module's spec: every slot holds every param, with its shape, and nothing else. */
+  /**
+   * Checks the state against a module's spec: every slot holds every trained param (none of the
+   * frozen ones), with its shape, and nothing else; and a state saved by another optimizer (or
+   * with other slot-shaping flags) is refused.
+   */
   readonly spec?: SpecLike;
 }
 
@@ -318,10 +348,12 @@ export function saveState(file: string, state: OptStateLike, opts: SaveStateOpti
   if (!Number.isSafeInteger(state.step) || state.step < 0)
     throw new CheckpointError(`saveState: state.step must be a non-negative integer (the number of updates taken), got ${typeof state.step === 'number' ? state.step : preview(state.step)}`);
   const metadata = Object.assign(record<string>(), { format: STATE_FORMAT });
+  if (opts.spec?.optimizer) metadata.optimizer = optimizerText(opts.spec.optimizer);
   const tensors = record<ShapedTensor>();
   for (const [field, v] of Object.entries(state)) {
     if (typeof v === 'number') {
       if (field === 'format') throw new CheckpointError("saveState: the state's field 'format' is reserved (it marks the file as an optimizer state); rename it");
+      if (field === 'optimizer') throw new CheckpointError("saveState: the state's field 'optimizer' is reserved (it records the optimizer that wrote the state); rename it");
       metadata[field] = String(v);
     } else if (v instanceof Float32Array) tensors[field] = { data: v, shape: [v.length] };
     else if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) && !Array.isArray(v)) {
@@ -359,9 +391,16 @@ export function loadState(file: string, opts: LoadStateOptions = {}): OptStateLi
   if (stepText === undefined) throw new CheckpointError(`${file}: the optimizer state has no step (the "step" of its __metadata__, the number of updates taken); write it with saveState(file, state)`);
   if (!/^(0|[1-9][0-9]*)$/.test(stepText) || !Number.isSafeInteger(Number(stepText)))
     throw new CheckpointError(`${file}: the optimizer state's step must be a non-negative integer, got ${JSON.stringify(stepText)} in its __metadata__`);
+  const saved = own(metadata, 'optimizer');
+  const wanted = opts.spec?.optimizer;
+  // a state saved without the spec (or before graphc recorded it) has no optimizer to check
+  if (saved !== undefined && wanted && saved !== optimizerText(wanted))
+    throw new CheckpointError(
+      `${file}: the optimizer state was saved by ${saved}, but ${opts.spec?.name ?? 'the model'} trains with ${optimizerText(wanted)}: their states have other slots; load a state saved by this optimizer, or start from initOptState(params)`,
+    );
   const state = { step: Number(stepText) } as OptStateLike;
   for (const [field, text] of Object.entries(metadata)) {
-    if (field === 'format' || field === 'step') continue;
+    if (field === 'format' || field === 'step' || field === 'optimizer') continue;
     const v = Number(text);
     if (text.trim() === '' || String(v) !== text) throw new CheckpointError(`${file}: the optimizer state's '${field}' must be a number, got ${JSON.stringify(text)} in its __metadata__`);
     state[field] = v;
@@ -384,7 +423,9 @@ export function loadState(file: string, opts: LoadStateOptions = {}): OptStateLi
   if (opts.spec)
     for (const [slot, v] of Object.entries(state)) {
       if (typeof v !== 'object' || v instanceof Float32Array) continue;
-      const missing = Object.keys(opts.spec.params).filter((p) => !has(v, p));
+      const missing = Object.entries(opts.spec.params)
+        .filter(([p, e]) => e.trainable !== false && !has(v, p))
+        .map(([p]) => p);
       if (missing.length)
         throw new CheckpointError(`${file}: the optimizer state's ${slot} has no value for the param${missing.length > 1 ? 's' : ''} ${missing.map((p) => `'${p}'`).join(', ')}${opts.spec.name ? ` of ${opts.spec.name}` : ''}; load a state saved from this model`);
     }
@@ -396,6 +437,8 @@ function checkSlotTensor(file: string, spec: SpecLike, slot: string, param: stri
   const model = spec.name ? ` of ${spec.name}` : '';
   const p = own(spec.params, param);
   if (!p) throw new CheckpointError(`${file}: the optimizer state's '${slot}.${param}': '${param}' is not a param${model} (its params: ${Object.keys(spec.params).join(', ')}); load a state saved from this model`);
+  if (p.trainable === false)
+    throw new CheckpointError(`${file}: the optimizer state's '${slot}.${param}': '${param}' is a frozen param${model} (trainable: false), which has no optimizer state; load a state saved from this model`);
   const want = p.shape as readonly (number | string)[];
   const same = t.shape.length === want.length && t.shape.every((d, i) => d === want[i]);
   // a state saved without a spec holds 1-D tensors: their length must be the param's size

@@ -3,7 +3,7 @@
 // bit the run that never stopped (flat and wasm modules), and every wrong file is a
 // CheckpointError naming the file, with the fix.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ export default model('mlp', (g) => {
 });
 `;
 
-type Spec = { name: string; params: Record<string, { dtype: string; shape: number[] }> };
+type Spec = { name: string; params: Record<string, { dtype: string; shape: number[]; trainable?: boolean }>; optimizer?: { name: string; amsgrad?: boolean; centered?: boolean; momentum?: boolean } };
 interface TrainMod {
   spec: Spec;
   initParams(seed?: number): Record<string, Float32Array>;
@@ -104,7 +104,91 @@ describe.each(BUILDS)('a run resumed from saveState/loadState (%s)', (name, flag
     expect(Object.keys(tensors).sort()).toEqual(slots.flatMap((sl) => ['W1', 'b1', 'W2'].map((q) => `${sl}.${q}`)).sort());
     expect(tensors[`${slots[0]}.W1`]!.shape).toEqual([6, 12]);
     expect(tensors[`${slots[0]}.b1`]!.shape).toEqual([12]);
-    expect({ ...metadata }).toEqual({ format: 'graphc optimizer state', step: '3' });
+    const optimizer = { adam: 'adam --amsgrad', sgd: 'sgd --momentum', rmsprop: 'rmsprop --centered --momentum' }[name]!;
+    expect({ ...metadata }).toEqual({ format: 'graphc optimizer state', step: '3', optimizer });
+    // the flags that shape the state are in the module's spec, which loadState checks
+    expect(m.spec.optimizer).toEqual({ adam: { name: 'adam', amsgrad: true }, sgd: { name: 'sgd', momentum: true }, rmsprop: { name: 'rmsprop', centered: true, momentum: true } }[name]);
+    expect(loadState(file, { spec: m.spec }).step).toBe(3);
+  });
+});
+
+/** Fine-tuning: W1 frozen (no gradient, no state), b1 and W2 trained. */
+const FROZEN = `import { model } from 'graphc';
+export default model('ft', (g) => {
+  const W1 = g.param('W1', [6, 12], { scale: 0.4, trainable: false });
+  const b1 = g.param('b1', [12], { scale: 0.1 });
+  const W2 = g.param('W2', [12, 5], { scale: 0.4 });
+  const x = g.input('x', [16, 6]);
+  const y = g.input('y', [16], 'i32');
+  return { loss: g.crossEntropy(x.matmul(W1).add(b1).tanh().matmul(W2), y) };
+});
+`;
+
+describe('a model with a frozen param: its state saved and loaded with { spec }', () => {
+  interface AccMod extends TrainMod {
+    accumulateGrad(p: Arrays, s: OptStateLike, i: Arrays): { loss: number };
+    applyUpdate(p: Arrays, s: OptStateLike): void;
+  }
+  let dir: string;
+  beforeAll(async () => {
+    dir = path.join(tmp(), 'out');
+    const r = await run(['build', modelFile(FROZEN, 'ft.ts'), '--out', dir, '--target', 'ts,wasm', '--optimizer', 'adam']);
+    expect(r.err).toBe('');
+  }, 120_000);
+  let instances = 0;
+  const fresh = async (suffix: string): Promise<AccMod> => import(`${pathToFileURL(path.join(dir, `ft${suffix}.js`)).href}?instance=${instances++}`) as Promise<AccMod>;
+
+  it('marks the frozen param in spec (only it)', async () => {
+    const m = await fresh('');
+    expect(m.spec.params).toEqual({ W1: { dtype: 'f32', shape: [6, 12], trainable: false }, b1: { dtype: 'f32', shape: [12] }, W2: { dtype: 'f32', shape: [12, 5] } });
+    expect((await fresh('.wasm')).spec).toEqual(m.spec);
+  });
+
+  it.each([
+    ['flat', ''],
+    ['wasm', '.wasm'],
+  ])('%s: 3 steps, save, load, 3 more steps is bit for bit 6 steps straight; so with grad_accum', async (_target, suffix) => {
+    const a = await fresh(suffix);
+    const pa = a.initParams(3);
+    const sa = a.initOptState(pa);
+    const lossesA = Array.from({ length: 6 }, (_x, k) => a.trainStep(pa, sa, batch(k)).loss);
+    a.accumulateGrad(pa, sa, batch(6));
+    a.accumulateGrad(pa, sa, batch(7));
+    a.applyUpdate(pa, sa);
+    const b = await fresh(suffix);
+    const pb = b.initParams(3);
+    const sb = b.initOptState(pb);
+    const lossesB = Array.from({ length: 3 }, (_x, k) => b.trainStep(pb, sb, batch(k)).loss);
+    const f = path.join(tmp(), 'state.safetensors');
+    saveState(f, sb, { spec: b.spec });
+    expect(Object.keys(decodeSafetensors(readFileSync(f)).tensors).sort()).toEqual(['W2', 'b1'].flatMap((q) => [`exp_avg.${q}`, `exp_avg_sq.${q}`]).sort());
+    const c = await fresh(suffix);
+    const pc = Object.fromEntries(Object.entries(pb).map(([k, v]) => [k, v.slice()]));
+    const sc = loadState(f, { spec: c.spec });
+    for (let k = 3; k < 6; k++) lossesB.push(c.trainStep(pc, sc, batch(k)).loss);
+    expect(lossesB).toEqual(lossesA);
+    // the state in the middle of an accumulation: grad_accum (no array for W1) and accum_count
+    c.accumulateGrad(pc, sc, batch(6));
+    saveState(f, sc, { spec: c.spec });
+    const d = await fresh(suffix);
+    const sd = loadState(f, { spec: d.spec });
+    expect(Object.keys(sd.grad_accum as object).sort()).toEqual(['W2', 'b1']);
+    d.accumulateGrad(pc, sd, batch(7));
+    d.applyUpdate(pc, sd);
+    expect(bits(pc)).toEqual(bits(pa));
+    expect(bits(pc)).not.toEqual(bits(a.initParams(3)));
+  });
+
+  it('refuses a state with tensors for the frozen param', async () => {
+    const m = await fresh('');
+    const p = m.initParams(0);
+    const s = m.initOptState(p);
+    m.trainStep(p, s, batch(0));
+    const f = path.join(tmp(), 'state.safetensors');
+    saveState(f, { ...s, exp_avg: { ...(s.exp_avg as Record<string, Float32Array>), W1: new Float32Array(72) } }, { spec: m.spec });
+    expect(() => loadState(f, { spec: m.spec })).toThrow(`${f}: the optimizer state's 'exp_avg.W1': 'W1' is a frozen param of ft (trainable: false), which has no optimizer state; load a state saved from this model`);
+    saveState(f, { ...s, grad_accum: { W1: new Float32Array(72), b1: new Float32Array(12), W2: new Float32Array(60) }, accum_count: 1 }, { spec: m.spec });
+    expect(() => loadState(f, { spec: m.spec })).toThrow(`${f}: the optimizer state's 'grad_accum.W1': 'W1' is a frozen param of ft (trainable: false), which has no optimizer state; load a state saved from this model`);
   });
 });
 
@@ -161,6 +245,34 @@ describe('loadState: wrong files, each a CheckpointError naming the file, with t
     expect(() => loadState(f, { spec })).toThrow(`${f}: the optimizer state's exp_avg has no value for the param 'b1' of mlp; load a state saved from this model`);
     saveState(f, { step: 1, exp_avg: { W1: new Float32Array(70), b1: new Float32Array(12) } });
     expect(() => loadState(f, { spec })).toThrow(`${f}: the optimizer state's 'exp_avg.W1' is f32[70], but the param 'W1' of mlp is f32[6,12]; load a state saved from this model`);
+  });
+
+  it('a state saved by another optimizer, or with other slot-shaping flags; a file without the record loads', () => {
+    const f = file('s.safetensors');
+    const adam = { ...spec, optimizer: { name: 'adam' } };
+    saveState(f, state(), { spec: { ...spec, optimizer: { name: 'adam', amsgrad: true } } });
+    expect(decodeSafetensors(readFileSync(f)).metadata.optimizer).toBe('adam --amsgrad');
+    expect(() => loadState(f, { spec: adam })).toThrow(
+      `${f}: the optimizer state was saved by adam --amsgrad, but mlp trains with adam: their states have other slots; load a state saved by this optimizer, or start from initOptState(params)`,
+    );
+    saveState(f, { step: 1, momentum_buffer: { W1: new Float32Array(72), b1: new Float32Array(12) } }, { spec: { ...spec, optimizer: { name: 'rmsprop', momentum: true } } });
+    expect(() => loadState(f, { spec: { ...spec, optimizer: { name: 'sgd', momentum: true } } })).toThrow(
+      `${f}: the optimizer state was saved by rmsprop --momentum, but mlp trains with sgd --momentum: their states have other slots; load a state saved by this optimizer, or start from initOptState(params)`,
+    );
+    // without the record (saved without a spec, or by an older graphc) nothing is checked
+    saveState(f, state());
+    expect(loadState(f, { spec: adam })).toEqual(state());
+    expect(() => saveState(f, { step: 1, optimizer: 2 })).toThrow("saveState: the state's field 'optimizer' is reserved (it records the optimizer that wrote the state); rename it");
+  });
+
+  it('a failed write leaves the file as it was and no temporary file', () => {
+    const folder = tmp();
+    const target = path.join(folder, 'state.safetensors');
+    mkdirSync(target); // a folder that holds a file: the rename over it fails
+    writeFileSync(path.join(target, 'keep'), 'x');
+    expect(() => saveState(target, state())).toThrow(/state\.safetensors/);
+    expect(readdirSync(folder)).toEqual(['state.safetensors']);
+    expect(readdirSync(target)).toEqual(['keep']);
   });
 
   it('saveState refuses a state without a valid step or with a slot that is not arrays, and writes nothing', () => {
