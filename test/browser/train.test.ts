@@ -224,3 +224,59 @@ describe(`GPU.js trainStep in webgpu mode (SwiftShader): ${STEPS} steps on the d
     for (const u of got.uploads.slice(1)) expect(u, 'params uploaded by a later step').toEqual([]);
   });
 });
+
+// steps not awaited: each runs after the one before, with its step number and scheduled rate
+describe('GPU.js trainStep in webgpu mode: steps not awaited, with a warmup schedule', () => {
+  it('three trainSteps and an applyGradients under Promise.all follow the flat module', async () => {
+    const flags = ['--optimizer', 'adam', '--lr', '0.01', '--schedule', 'cosine', '--warmup', '10', '--total-steps', '80'];
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(ROOT, 'web-out', 'test-train', 'unawaited');
+    mkdirSync(out, { recursive: true });
+    const b = await run(['build', file, '--out', out, '--target', 'ts,gpu', ...flags]);
+    expect(b.err).toBe('');
+    type Flat = FlatTrainer & { applyGradients(params: Arrays, state: object, grads: Arrays): void };
+    const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href + `?${Date.now()}`)) as Flat;
+    const compiled = await compile(file, { targets: [] });
+    const { params } = randomArgs(compiled.fwd, 11);
+    const batches = [1, 2, 3].map((k) => randomArgs(compiled.fwd, 20 + k).inputs);
+    const grads = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v, (_x, i) => Math.sin(i + k.length))]));
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    const want = batches.map((x) => flat.trainStep(a, sa, x).loss);
+    flat.applyGradients(a, sa, grads);
+    const got = (await page.evaluate(
+      async ([url, params, batches, grads]) => {
+        const mod = await (new Function('u', 'return import(u)') as (u: string) => Promise<any>)(url as string); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const model = await mod.create({ mode: 'webgpu' });
+        const typed = (spec: Record<string, { dtype: string }>, v: Record<string, number[]>) =>
+          Object.fromEntries(Object.entries(v).map(([k, a]) => [k, spec[k]!.dtype === 'i32' ? Int32Array.from(a) : Float32Array.from(a)]));
+        const ps = typed(mod.spec.params, params as Record<string, number[]>);
+        const state = model.initOptState(ps);
+        const steps = (batches as Record<string, number[]>[]).map((x) => model.trainStep(ps, state, typed(mod.spec.inputs, x)));
+        const all = await Promise.all([...steps, model.applyGradients(ps, state, typed(mod.spec.params, grads as Record<string, number[]>))]);
+        const st = await model.readOptState();
+        const plainOf = (o: Record<string, Float32Array>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
+        const res = {
+          mode: model.mode,
+          loss: all.slice(0, 3).map((r: { loss: number }) => r.loss),
+          params: plainOf(await model.readParams()),
+          step: st.step,
+          exp_avg: plainOf(st.exp_avg),
+          exp_avg_sq: plainOf(st.exp_avg_sq),
+        };
+        model.destroy();
+        return res;
+      },
+      [`/web-out/test-train/unawaited/mlp.gpu.js`, plain(params), batches.map(plain), plain(grads)] as const,
+    )) as { mode: string; loss: number[]; params: Record<string, number[]>; step: number; exp_avg: Record<string, number[]>; exp_avg_sq: Record<string, number[]> };
+    expect(errors).toEqual([]);
+    expect(got.mode).toBe('webgpu');
+    expect(relErr(got.loss, want)).toBeLessThan(1e-4);
+    expect(got.step).toBe(4);
+    for (const k of Object.keys(a)) {
+      expect(relErr(got.params[k]!, a[k]!), `param ${k}`).toBeLessThan(1e-4);
+      expect(relErr(got.exp_avg[k]!, (sa.exp_avg as Arrays)[k]!), `exp_avg.${k}`).toBeLessThan(1e-4);
+      expect(relErr(got.exp_avg_sq[k]!, (sa.exp_avg_sq as Arrays)[k]!), `exp_avg_sq.${k}`).toBeLessThan(1e-4);
+    }
+  });
+});
