@@ -173,6 +173,7 @@ export function gpuHostCopy(m: ModuleInfo, t: Typed): string[] {
     `    const d = dev;`,
     ...ps.map((p, k) => `    ${member('params', p.name)}.set(await d.p[${k}]${t('!')}.toArray());`),
     ...slots.flatMap((s) => trained.map((p, j) => `    ${member(`state.${s}`, p.name)}.set(await d.${s}[${j}]${t('!')}.toArray());`)),
+    '    trained = { params, state }; // what readParams and readOptState read from now on',
     '    freeDevice();',
     '  };',
   ];

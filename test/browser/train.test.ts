@@ -280,3 +280,60 @@ describe('GPU.js trainStep in webgpu mode: steps not awaited, with a warmup sche
     }
   });
 });
+
+describe('GPU.js readOptState in webgpu mode: grad_accum and accum_count', () => {
+  it('after accumulateGrad, and after a later trainStep on the device, as the flat module has them', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(ROOT, 'web-out', 'test-train', 'accum');
+    mkdirSync(out, { recursive: true });
+    const b = await run(['build', file, '--out', out, '--target', 'ts,gpu', '--optimizer', 'adam', '--lr', '0.01']);
+    expect(b.err).toBe('');
+    type Flat = FlatTrainer & { accumulateGrad(params: Arrays, state: object, inputs: Arrays): { loss: number } };
+    const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href + `?${Date.now()}`)) as Flat;
+    const compiled = await compile(file, { targets: [] });
+    const { params } = randomArgs(compiled.fwd, 12);
+    const batches = [1, 2, 3, 4].map((k) => randomArgs(compiled.fwd, 30 + k).inputs);
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    flat.trainStep(a, sa, batches[0]!);
+    flat.accumulateGrad(a, sa, batches[1]!);
+    flat.accumulateGrad(a, sa, batches[2]!);
+    const wantAcc = Object.fromEntries(Object.entries(sa.grad_accum as Arrays).map(([k, v]) => [k, Float32Array.from(v)]));
+    flat.trainStep(a, sa, batches[3]!);
+    type Read = { step: number; accum_count?: number; grad_accum?: Record<string, number[]> };
+    const got = (await page.evaluate(
+      async ([url, params, batches]) => {
+        const mod = await (new Function('u', 'return import(u)') as (u: string) => Promise<any>)(url as string); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const model = await mod.create({ mode: 'webgpu' });
+        const typed = (spec: Record<string, { dtype: string }>, v: Record<string, number[]>) =>
+          Object.fromEntries(Object.entries(v).map(([k, a]) => [k, spec[k]!.dtype === 'i32' ? Int32Array.from(a) : Float32Array.from(a)]));
+        const ps = typed(mod.spec.params, params as Record<string, number[]>);
+        const ins = (batches as Record<string, number[]>[]).map((x) => typed(mod.spec.inputs, x));
+        const state = model.initOptState(ps);
+        const read = async () => {
+          const st = await model.readOptState();
+          return { step: st.step, accum_count: st.accum_count, grad_accum: st.grad_accum && Object.fromEntries(Object.entries(st.grad_accum as Record<string, Float32Array>).map(([k, v]) => [k, Array.from(v)])) };
+        };
+        await model.trainStep(ps, state, ins[0]);
+        await model.accumulateGrad(ps, state, ins[1]);
+        await model.accumulateGrad(ps, state, ins[2]);
+        const afterAccum = await read().catch((e: Error) => e.message);
+        await model.trainStep(ps, state, ins[3]);
+        const afterStep = await read().catch((e: Error) => e.message);
+        const mode = model.mode;
+        model.destroy();
+        return { mode, afterAccum, afterStep };
+      },
+      [`/web-out/test-train/accum/mlp.gpu.js`, plain(params), batches.map(plain)] as const,
+    )) as { mode: string; afterAccum: Read | string; afterStep: Read | string };
+    expect(errors).toEqual([]);
+    expect(got.mode).toBe('webgpu');
+    for (const [when, r, step] of [['after accumulateGrad', got.afterAccum, 1], ['after the next trainStep', got.afterStep, 2]] as const) {
+      expect(typeof r, `${when}: ${String(r)}`).toBe('object');
+      const st = r as Read;
+      expect(st.step, when).toBe(step);
+      expect(st.accum_count, when).toBe(2);
+      for (const k of Object.keys(wantAcc)) expect(relErr(st.grad_accum![k]!, wantAcc[k]!), `${when}: grad_accum.${k}`).toBeLessThan(1e-4);
+    }
+  });
+});
