@@ -70,6 +70,19 @@ export function gpuAccumDecls(m: ModuleInfo, t: Typed, n: GpuAccumNames, steps: 
   ];
 }
 
+/**
+ * The check of a learning rate the caller gives (`stepOptions.lr`), made when a step is called; the
+ * scheduled rate is computed when the step runs, from the step number it runs with.
+ */
+export function givenLrCheck(name: string, indent: string): string[] {
+  return [
+    `${indent}if (stepOptions !== undefined && stepOptions.lr !== undefined) {`,
+    `${indent}  const lr = stepOptions.lr;`,
+    ...lrCheck(name, indent + '  '),
+    `${indent}}`,
+  ];
+}
+
 /** The lines of the `Model` interface. */
 export function gpuAccumInterface(m: ModuleInfo): string[] {
   if (!m.optimizer) return [];
@@ -92,9 +105,11 @@ export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | unde
   if (!m.optimizer || !n) return [];
   const ps = trainedParams(m);
   const grads = gradEntries(m).map((g) => g.name);
-  // after checkOptState: the scheduled rate reads state.step
-  const lrLines = [`      ${lrLine(m.optimizer, 'stepOptions', 'state.step')}`, ...lrCheck(m.name, '      ')];
-  const sync = device ? ['      await hostCopy(params, state);'] : [];
+  // a given rate is checked when called; the scheduled one read from state.step once the steps
+  // before this call have finished (sync)
+  const lrLines = givenLrCheck(m.name, '      ');
+  const sync = ['      await stepTail;', ...(device ? ['      await hostCopy(params, state);'] : [])];
+  const rate = [`      ${lrLine(m.optimizer, 'stepOptions', 'state.step')}`, ...lrCheck(m.name, '      ')];
   const list = (obj: string) => `[${ps.map((p) => member(obj, p.name)).join(', ')}]`;
   return [
     `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
@@ -103,6 +118,7 @@ export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | unde
     `      ${n.checkParams}(params);`,
     ...gradsCheck(m, '      '),
     ...sync,
+    ...rate,
     `      ${n.hostStep}(params, state, ${list('grads')}, lr);`,
     '      trained = { params, state };',
     '    },',
@@ -127,6 +143,7 @@ export function gpuAccumMethods(m: ModuleInfo, t: Typed, n: GpuAccumNames | unde
     '      const k = state.accum_count ?? 0;',
     `      if (k === 0) throw new Error(${JSON.stringify(nothingAccumulated(m.name))});`,
     ...sync,
+    ...rate,
     `      const acc = state.grad_accum${t('!')};`,
     ...ps.map((p) => `      ${n.divide}(${member('acc', p.name)}, k);`),
     `      ${n.hostStep}(params, state, ${list('acc')}, lr);`,
@@ -156,6 +173,7 @@ export function gpuHostCopy(m: ModuleInfo, t: Typed): string[] {
     `    const d = dev;`,
     ...ps.map((p, k) => `    ${member('params', p.name)}.set(await d.p[${k}]${t('!')}.toArray());`),
     ...slots.flatMap((s) => trained.map((p, j) => `    ${member(`state.${s}`, p.name)}.set(await d.${s}[${j}]${t('!')}.toArray());`)),
+    '    trained = { params, state }; // what readParams and readOptState read from now on',
     '    freeDevice();',
     '  };',
   ];

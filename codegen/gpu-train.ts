@@ -16,7 +16,7 @@ import { clipFactor, OPTIMIZERS, renderJs, scalarNames, slotsOf, updateStatement
 import type { GroupStep } from './ts/train.js';
 import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams, updateFunction } from './ts/train.js';
 import type { GpuAccumNames } from './gpu-accum.js';
-import { gpuAccumDecls, gpuAccumInterface, gpuAccumNames } from './gpu-accum.js';
+import { givenLrCheck, gpuAccumDecls, gpuAccumInterface, gpuAccumNames } from './gpu-accum.js';
 
 /** The module-level names the training step uses, made once (`codeName` gives a fresh one per call). */
 export interface TrainNames {
@@ -117,6 +117,8 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
   const nothing = `throw new Error('${m.name}: readParams() has nothing to read: no trainStep has run on this model yet');`;
   // params: every one; a state's slots: the trained ones
   const copyOf = (obj: string, of = ps) => `{ ${of.map((q) => `${key(q.name)}: Float32Array.from(${member(obj, q.name)})`).join(', ')} }`;
+  // accumulateGrad's sum and count when the state has them (they stay on the host)
+  const accumOf = (st: string) => `, ...(${st}.grad_accum !== undefined ? { grad_accum: ${copyOf(`${st}.grad_accum`)}, accum_count: ${st}.accum_count ?? 0 } : {})`;
   const fromDevice = (list: string, of = ps) => `{ ${of.map((q, k) => `${key(q.name)}: Float32Array.from(await ${list}[${k}]${t('!')}.toArray())`).join(', ')} }`;
   return [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
@@ -126,42 +128,50 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
     '    },',
     `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
     '      checkOptState(state);',
-    `      ${lrLine(spec, 'stepOptions', 'state.step')}`,
-    ...lrCheck(m.name, '      '),
+    ...givenLrCheck(m.name, '      '),
     ...(device
       ? [
           '      if (resident) {',
           '        // params and state on the device; a step waits for the one before',
-          '        const run = deviceTail.then(() => deviceStep(params, state, inputs, stepOptions, lr));',
+          '        const run = deviceTail.then(() => deviceStep(params, state, inputs, stepOptions));',
           '        deviceTail = run.catch(() => undefined);',
           '        return run;',
           '      }',
         ]
       : []),
-    '      const t = state.step + 1; // the step number of this step, from 1',
-    ...(modes
-      ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? t, buffers: stepOptions?.buffers }; // the dropout masks: the seed given, else the step number`]
-      : [`      const options${t(': Options | undefined')} = undefined;`]),
-    '      // the forward and backward steps on the device, the gradients read back',
-    ...vagBody,
-    ...(clip !== undefined
-      ? [
-          `      // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
-          `      const clip = ${clipFactor(spec, ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + '))};`,
-        ]
-      : []),
-    '      // the update on the host, in place',
-    ...names.steps.flatMap((s, k) => [
-      ...s.lines.map((l) => `      ${l}`),
-      ...(s.values.length ? [`      const s${k || ''} = new Float64Array([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}: this step's scalars`] : []),
-    ]),
-    ...ps.map((p) => {
-      const { s, k } = stepOf(names, p.name);
-      return `      ${s.fn}(${[member('params', p.name), gradOf(p.name), ...slots.map((x) => member('state.' + x, p.name)), sizeOf(p), ...(s.values.length ? [`s${k || ''}`] : [])].join(', ')}); // ${commentText(p.name)}`;
-    }),
-    '      state.step = t;',
-    '      trained = { params, state };',
-    `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
+    '      // a step waits for the one before: the step number and the scheduled rate are those it runs with',
+    '      const run = stepTail.then(async () => {',
+    ...[
+      `      ${lrLine(spec, 'stepOptions', 'state.step')}`,
+      ...lrCheck(m.name, '      '),
+      '      const t = state.step + 1; // the step number of this step, from 1',
+      ...(modes
+        ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? t, buffers: stepOptions?.buffers }; // the dropout masks: the seed given, else the step number`]
+        : [`      const options${t(': Options | undefined')} = undefined;`]),
+      '      // the forward and backward steps on the device, the gradients read back',
+      ...vagBody,
+      ...(clip !== undefined
+        ? [
+            `      // clip_grad_norm_(max_norm = ${clip}): every gradient scaled by min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over all of them`,
+            `      const clip = ${clipFactor(spec, ps.map((p) => `${sumSq}(${gradOf(p.name)})`).join(' + '))};`,
+          ]
+        : []),
+      '      // the update on the host, in place',
+      ...names.steps.flatMap((s, k) => [
+        ...s.lines.map((l) => `      ${l}`),
+        ...(s.values.length ? [`      const s${k || ''} = new Float64Array([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}: this step's scalars`] : []),
+      ]),
+      ...ps.map((p) => {
+        const { s, k } = stepOf(names, p.name);
+        return `      ${s.fn}(${[member('params', p.name), gradOf(p.name), ...slots.map((x) => member('state.' + x, p.name)), sizeOf(p), ...(s.values.length ? [`s${k || ''}`] : [])].join(', ')}); // ${commentText(p.name)}`;
+      }),
+      '      state.step = t;',
+      '      trained = { params, state };',
+      `      return { loss: r[0]${t('!')}[0]${t('!')} };`,
+    ].map((l) => `  ${l}`),
+    '      });',
+    '      stepTail = run.catch(() => undefined);',
+    '      return run;',
     '    },',
     `    async readParams()${t(': Promise<Params>')} {`,
     ...(device
@@ -173,6 +183,7 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
           '      }',
         ]
       : []),
+    '      await stepTail;',
     `      if (trained === undefined) ${nothing}`,
     `      return ${copyOf('trained.params', all)};`,
     '    },',
@@ -181,20 +192,27 @@ export function gpuTrainMethods(m: ModuleInfo, t: Typed, names: TrainNames | und
       ? [
           '      if (resident) {',
           '        await deviceTail;',
-          `        if (dev !== undefined) return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')} };`,
+          `        if (dev !== undefined) return { step: dev.state.step${slots.map((s) => `, ${s}: ${fromDevice(`dev.${s}`)}`).join('')}${accumOf('dev.state')} };`,
           '      }',
         ]
       : []),
+    '      await stepTail;',
     `      if (trained === undefined) ${nothing.replace('readParams()', 'readOptState()')}`,
     '      const st = trained.state;',
-    `      return { step: st.step${slots.map((s) => `, ${s}: ${copyOf(`st.${s}`)}`).join('')} };`,
+    `      return { step: st.step${slots.map((s) => `, ${s}: ${copyOf(`st.${s}`)}`).join('')}${accumOf('st')} };`,
     '    },',
   ];
 }
 
 /** The instance's record of the params and state the last host trainStep updated (declared before `return {`). */
 export function gpuTrainState(m: ModuleInfo, t: Typed): string[] {
-  return m.optimizer ? [`  let trained${t(': { params: Params; state: OptState } | undefined')};`] : [];
+  return m.optimizer
+    ? [
+        `  let trained${t(': { params: Params; state: OptState } | undefined')};`,
+        '  /** Every host step runs after the one before (a step awaits its gradient pipeline). */',
+        `  let stepTail${t(': Promise<unknown>')} = Promise.resolve();`,
+      ]
+    : [];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +376,7 @@ export interface DeviceNames {
 }
 
 /**
- * `deviceStep(params, state, inputs, options, lr, t)`, declared in `create` before `return {`: the
+ * `deviceStep(params, state, inputs, stepOptions)`, declared in `create` before `return {`: the
  * step on the device, and what readParams and readOptState read there.
  */
 export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, names: DeviceNames): string[] {
@@ -385,7 +403,10 @@ export function gpuDeviceStep(m: ModuleInfo, t: Typed, info: DeviceStepInfo, nam
     `    for (const h of [...dev.p, ${slots.map((s) => `...dev.${s}, `).join('')}...dev.c]) h.delete();`,
     '    dev = undefined;',
     '  };',
-    `  const deviceStep = async (params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t(': { lr?: number; seed?: number; buffers?: Buffers } | undefined')}, lr${t(': number')}) => {`,
+    `  const deviceStep = async (params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t(': { lr?: number; seed?: number; buffers?: Buffers } | undefined')}) => {`,
+    '    // the rate from the step number this step runs with (the steps before it have finished)',
+    `    ${lrLine(spec, 'stepOptions', 'state.step')}`,
+    ...lrCheck(m.name, '    '),
     '    const t = state.step + 1; // the step number of this step, from 1',
     ...(hasModes(m.fwd)
       ? [

@@ -207,3 +207,74 @@ describe('GPU.js trainStep: arguments', () => {
     }
   });
 });
+
+// un-awaited calls: each step takes the step number, and the scheduled rate, of the step before it
+// as it finished (cpu mode: the host path; on a device the same chain, test/browser/train.test.ts)
+describe('GPU.js trainStep: steps not awaited run one after the other', () => {
+  const FLAGS = ['--optimizer', 'adam', '--lr', '0.01', '--schedule', 'cosine', '--warmup', '10', '--total-steps', '80'];
+  type AccumModel = GpuModel & {
+    accumulateGrad(params: Arrays, state: object, inputs: Arrays): Promise<{ loss: number }>;
+    applyGradients(params: Arrays, state: object, grads: Arrays, options?: { lr?: number }): Promise<void>;
+  };
+  type FlatAccum = FlatTrainer & { applyGradients(params: Arrays, state: object, grads: Arrays): void };
+
+  it('three trainSteps and an applyGradients under Promise.all equal the awaited ones and the flat module', async () => {
+    const { flat, gpu } = await build(FLAGS);
+    const compiled = await compile(modelFile(MODEL, 'mlp.ts'), { targets: [] });
+    const { params } = randomArgs(compiled.fwd, 11);
+    const batches = [1, 2, 3].map((s) => randomArgs(compiled.fwd, 20 + s).inputs);
+    const grads = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v, (_x, i) => Math.sin(i + k.length))]));
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    const want = batches.map((x) => flat.trainStep(a, sa, x).loss);
+    (flat as FlatAccum).applyGradients(a, sa, grads);
+    const m1 = (await gpu.create({ mode: 'cpu' })) as AccumModel;
+    const m2 = (await gpu.create({ mode: 'cpu' })) as AccumModel;
+    try {
+      const b = copy(params);
+      const sb = m1.initOptState(b);
+      const awaited: number[] = [];
+      for (const x of batches) awaited.push((await m1.trainStep(b, sb, x)).loss);
+      await m1.applyGradients(b, sb, grads);
+      const c = copy(params);
+      const sc = m2.initOptState(c);
+      const all = await Promise.all([...batches.map((x) => m2.trainStep(c, sc, x)), m2.applyGradients(c, sc, grads)]);
+      const losses = all.slice(0, 3).map((r) => (r as { loss: number }).loss);
+      expect(losses).toEqual(awaited);
+      expect(sc.step).toBe(4);
+      for (const k of Object.keys(b)) expect(c[k], k).toEqual(b[k]);
+      for (const slot of ['exp_avg', 'exp_avg_sq'])
+        for (const k of Object.keys(b)) expect((sc[slot] as Arrays)[k], `${slot}.${k}`).toEqual((sb[slot] as Arrays)[k]);
+      expect(relErr(losses, want)).toBeLessThan(1e-4);
+      for (const k of Object.keys(a)) expect(relErr(c[k]!, a[k]!), k).toBeLessThan(1e-4);
+    } finally {
+      m1.destroy();
+      m2.destroy();
+    }
+  });
+
+  it('readOptState keeps grad_accum and accum_count (a checkpoint mid-accumulation)', async () => {
+    const { gpu } = await build(FLAGS);
+    const compiled = await compile(modelFile(MODEL, 'mlp.ts'), { targets: [] });
+    const { params, inputs } = randomArgs(compiled.fwd, 5);
+    const model = (await gpu.create({ mode: 'cpu' })) as AccumModel;
+    try {
+      const state = model.initOptState(params);
+      await model.trainStep(params, state, inputs);
+      expect(Object.keys(await model.readOptState()).sort(), 'none before accumulateGrad').toEqual(['exp_avg', 'exp_avg_sq', 'step']);
+      await model.accumulateGrad(params, state, inputs);
+      await model.accumulateGrad(params, state, randomArgs(compiled.fwd, 6).inputs);
+      const st = await model.readOptState();
+      expect(st.accum_count).toBe(2);
+      const acc = state.grad_accum as Arrays;
+      const got = st.grad_accum as Arrays;
+      expect(Object.keys(got).sort()).toEqual(Object.keys(acc).sort());
+      for (const k of Object.keys(acc)) {
+        expect(got[k], k).toEqual(acc[k]);
+        expect(got[k], `${k} is a copy`).not.toBe(acc[k]);
+      }
+    } finally {
+      model.destroy();
+    }
+  });
+});

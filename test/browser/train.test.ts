@@ -224,3 +224,116 @@ describe(`GPU.js trainStep in webgpu mode (SwiftShader): ${STEPS} steps on the d
     for (const u of got.uploads.slice(1)) expect(u, 'params uploaded by a later step').toEqual([]);
   });
 });
+
+// steps not awaited: each runs after the one before, with its step number and scheduled rate
+describe('GPU.js trainStep in webgpu mode: steps not awaited, with a warmup schedule', () => {
+  it('three trainSteps and an applyGradients under Promise.all follow the flat module', async () => {
+    const flags = ['--optimizer', 'adam', '--lr', '0.01', '--schedule', 'cosine', '--warmup', '10', '--total-steps', '80'];
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(ROOT, 'web-out', 'test-train', 'unawaited');
+    mkdirSync(out, { recursive: true });
+    const b = await run(['build', file, '--out', out, '--target', 'ts,gpu', ...flags]);
+    expect(b.err).toBe('');
+    type Flat = FlatTrainer & { applyGradients(params: Arrays, state: object, grads: Arrays): void };
+    const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href + `?${Date.now()}`)) as Flat;
+    const compiled = await compile(file, { targets: [] });
+    const { params } = randomArgs(compiled.fwd, 11);
+    const batches = [1, 2, 3].map((k) => randomArgs(compiled.fwd, 20 + k).inputs);
+    const grads = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v, (_x, i) => Math.sin(i + k.length))]));
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    const want = batches.map((x) => flat.trainStep(a, sa, x).loss);
+    flat.applyGradients(a, sa, grads);
+    const got = (await page.evaluate(
+      async ([url, params, batches, grads]) => {
+        const mod = await (new Function('u', 'return import(u)') as (u: string) => Promise<any>)(url as string); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const model = await mod.create({ mode: 'webgpu' });
+        const typed = (spec: Record<string, { dtype: string }>, v: Record<string, number[]>) =>
+          Object.fromEntries(Object.entries(v).map(([k, a]) => [k, spec[k]!.dtype === 'i32' ? Int32Array.from(a) : Float32Array.from(a)]));
+        const ps = typed(mod.spec.params, params as Record<string, number[]>);
+        const state = model.initOptState(ps);
+        const steps = (batches as Record<string, number[]>[]).map((x) => model.trainStep(ps, state, typed(mod.spec.inputs, x)));
+        const all = await Promise.all([...steps, model.applyGradients(ps, state, typed(mod.spec.params, grads as Record<string, number[]>))]);
+        const st = await model.readOptState();
+        const plainOf = (o: Record<string, Float32Array>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
+        const res = {
+          mode: model.mode,
+          loss: all.slice(0, 3).map((r: { loss: number }) => r.loss),
+          params: plainOf(await model.readParams()),
+          step: st.step,
+          exp_avg: plainOf(st.exp_avg),
+          exp_avg_sq: plainOf(st.exp_avg_sq),
+        };
+        model.destroy();
+        return res;
+      },
+      [`/web-out/test-train/unawaited/mlp.gpu.js`, plain(params), batches.map(plain), plain(grads)] as const,
+    )) as { mode: string; loss: number[]; params: Record<string, number[]>; step: number; exp_avg: Record<string, number[]>; exp_avg_sq: Record<string, number[]> };
+    expect(errors).toEqual([]);
+    expect(got.mode).toBe('webgpu');
+    expect(relErr(got.loss, want)).toBeLessThan(1e-4);
+    expect(got.step).toBe(4);
+    for (const k of Object.keys(a)) {
+      expect(relErr(got.params[k]!, a[k]!), `param ${k}`).toBeLessThan(1e-4);
+      expect(relErr(got.exp_avg[k]!, (sa.exp_avg as Arrays)[k]!), `exp_avg.${k}`).toBeLessThan(1e-4);
+      expect(relErr(got.exp_avg_sq[k]!, (sa.exp_avg_sq as Arrays)[k]!), `exp_avg_sq.${k}`).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('GPU.js readOptState in webgpu mode: grad_accum and accum_count', () => {
+  it('after accumulateGrad, and after a later trainStep on the device, as the flat module has them', async () => {
+    const file = modelFile(MODEL, 'mlp.ts');
+    const out = path.join(ROOT, 'web-out', 'test-train', 'accum');
+    mkdirSync(out, { recursive: true });
+    const b = await run(['build', file, '--out', out, '--target', 'ts,gpu', '--optimizer', 'adam', '--lr', '0.01']);
+    expect(b.err).toBe('');
+    type Flat = FlatTrainer & { accumulateGrad(params: Arrays, state: object, inputs: Arrays): { loss: number } };
+    const flat = (await import(pathToFileURL(path.join(out, 'mlp.js')).href + `?${Date.now()}`)) as Flat;
+    const compiled = await compile(file, { targets: [] });
+    const { params } = randomArgs(compiled.fwd, 12);
+    const batches = [1, 2, 3, 4].map((k) => randomArgs(compiled.fwd, 30 + k).inputs);
+    const a = copy(params);
+    const sa = flat.initOptState(a);
+    flat.trainStep(a, sa, batches[0]!);
+    flat.accumulateGrad(a, sa, batches[1]!);
+    flat.accumulateGrad(a, sa, batches[2]!);
+    const wantAcc = Object.fromEntries(Object.entries(sa.grad_accum as Arrays).map(([k, v]) => [k, Float32Array.from(v)]));
+    flat.trainStep(a, sa, batches[3]!);
+    type Read = { step: number; accum_count?: number; grad_accum?: Record<string, number[]> };
+    const got = (await page.evaluate(
+      async ([url, params, batches]) => {
+        const mod = await (new Function('u', 'return import(u)') as (u: string) => Promise<any>)(url as string); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const model = await mod.create({ mode: 'webgpu' });
+        const typed = (spec: Record<string, { dtype: string }>, v: Record<string, number[]>) =>
+          Object.fromEntries(Object.entries(v).map(([k, a]) => [k, spec[k]!.dtype === 'i32' ? Int32Array.from(a) : Float32Array.from(a)]));
+        const ps = typed(mod.spec.params, params as Record<string, number[]>);
+        const ins = (batches as Record<string, number[]>[]).map((x) => typed(mod.spec.inputs, x));
+        const state = model.initOptState(ps);
+        const read = async () => {
+          const st = await model.readOptState();
+          return { step: st.step, accum_count: st.accum_count, grad_accum: st.grad_accum && Object.fromEntries(Object.entries(st.grad_accum as Record<string, Float32Array>).map(([k, v]) => [k, Array.from(v)])) };
+        };
+        await model.trainStep(ps, state, ins[0]);
+        await model.accumulateGrad(ps, state, ins[1]);
+        await model.accumulateGrad(ps, state, ins[2]);
+        const afterAccum = await read().catch((e: Error) => e.message);
+        await model.trainStep(ps, state, ins[3]);
+        const afterStep = await read().catch((e: Error) => e.message);
+        const mode = model.mode;
+        model.destroy();
+        return { mode, afterAccum, afterStep };
+      },
+      [`/web-out/test-train/accum/mlp.gpu.js`, plain(params), batches.map(plain)] as const,
+    )) as { mode: string; afterAccum: Read | string; afterStep: Read | string };
+    expect(errors).toEqual([]);
+    expect(got.mode).toBe('webgpu');
+    for (const [when, r, step] of [['after accumulateGrad', got.afterAccum, 1], ['after the next trainStep', got.afterStep, 2]] as const) {
+      expect(typeof r, `${when}: ${String(r)}`).toBe('object');
+      const st = r as Read;
+      expect(st.step, when).toBe(step);
+      expect(st.accum_count, when).toBe(2);
+      for (const k of Object.keys(wantAcc)) expect(relErr(st.grad_accum![k]!, wantAcc[k]!), `${when}: grad_accum.${k}`).toBeLessThan(1e-4);
+    }
+  });
+});
