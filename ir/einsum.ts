@@ -72,28 +72,35 @@ function sumOut(b: Builder, t: Term, keep: Set<string>): Term {
   return { v: b.sum(t.v, axes), letters: t.letters.filter((c) => keep.has(c)) };
 }
 
-function product(dims: Dim[]): Dim {
+/** The size of axes merged into one: a static product, or the one axis; undefined where a symbolic axis would merge with others. */
+function product(dims: Dim[]): Dim | undefined {
   if (dims.length === 1) return dims[0]!;
   if (dims.every((d) => typeof d === 'number')) return (dims as number[]).reduce((p, d) => p * d, 1);
-  return -1;
+  return undefined;
 }
 
-function pairUp(b: Builder, A: Term, B: Term, keep: Set<string>, sizes: Map<string, Dim>): Term {
+function pairUp(b: Builder, A: Term, B: Term, keep: Set<string>, sizes: Map<string, Dim>, swapped = false): Term {
   const batch = A.letters.filter((c) => B.letters.includes(c) && keep.has(c));
   const contract = A.letters.filter((c) => B.letters.includes(c) && !keep.has(c));
   const aOnly = A.letters.filter((c) => !B.letters.includes(c));
   const bOnly = B.letters.filter((c) => !A.letters.includes(c));
   const dims = (cs: string[]) => cs.map((c) => sizes.get(c)!);
-  if (contract.length > 0 && (aOnly.length > 0 || bOnly.length > 0)) {
-    const a = arrange(b, A, [...batch, ...aOnly, ...contract], sizes);
-    const c = arrange(b, B, [...batch, ...contract, ...bOnly], sizes);
-    const [m, k, n] = [product(dims(aOnly)), product(dims(contract)), product(dims(bOnly))];
-    const a3 = b.reshape(a, [...dims(batch), m === -1 ? -1 : m, k]);
-    const c3 = b.reshape(c, [...dims(batch), k, n]);
-    const y = b.matmul(a3, c3);
-    const letters = [...batch, ...aOnly, ...bOnly];
-    const shape = dims(letters);
-    return { v: sameShape(shape, b.type(y).shape) ? y : b.reshape(y, shape), letters };
+  const [m, k, n] = [product(dims(aOnly)), product(dims(contract)), product(dims(bOnly))];
+  // B's own letters cannot merge (a symbolic axis among them) but A's can: the same matmul with the operands swapped
+  if (!swapped && contract.length > 0 && n === undefined && m !== undefined) return pairUp(b, B, A, keep, sizes, true);
+  if (contract.length > 0 && (aOnly.length > 0 || bOnly.length > 0) && k !== undefined && n !== undefined) {
+    // [...batch, m, k] × [...batch, k, n]; A's own letters, when a symbolic axis keeps them from
+    // merging into m, stay axes of their own in front ([...aOnly, k] × [k, n]), which matmul
+    // takes without batch letters only (else the broadcast product below)
+    const rows = m !== undefined ? [m] : batch.length === 0 ? dims(aOnly) : undefined;
+    if (rows !== undefined) {
+      const a = arrange(b, A, [...batch, ...aOnly, ...contract], sizes);
+      const c = arrange(b, B, [...batch, ...contract, ...bOnly], sizes);
+      const shapeOf = (v: ValueId, shape: Dim[]) => (sameShape(shape, b.type(v).shape) ? v : b.reshape(v, shape));
+      const y = b.matmul(shapeOf(a, [...dims(batch), ...rows, k]), shapeOf(c, [...dims(batch), k, n]));
+      const letters = [...batch, ...aOnly, ...bOnly];
+      return { v: shapeOf(y, dims(letters)), letters };
+    }
   }
   const order = [...batch, ...aOnly, ...bOnly, ...contract];
   const y = b.mul(arrange(b, A, order, sizes), arrange(b, B, order, sizes));

@@ -9,6 +9,7 @@ import { CompileError } from '../ir/errors.js';
 import type { Dim } from '../ir/dims.js';
 import type { TensorType, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
+import { optionsOf } from './options.js';
 
 export type Pair = number | readonly [number, number];
 
@@ -40,6 +41,17 @@ export interface Pool1dOptions {
 }
 
 type Op = 'conv1d' | 'conv2d' | 'maxPool1d' | 'maxPool2d' | 'avgPool1d' | 'avgPool2d';
+
+/** A convolution's options object, its keys checked. */
+export function convOptions(op: 'conv1d' | 'conv2d', o: unknown): Conv2dOptions<unknown> | Conv1dOptions<unknown> {
+  const ex = op === 'conv2d' ? 'g.conv2d(x, w, { stride: 2, padding: 1 })' : 'g.conv1d(x, w, { stride: 2, padding: 1 })';
+  return optionsOf(op, `g.${op}`, o, ['bias', 'stride', 'padding', 'dilation', 'groups'], ex) as Conv2dOptions<unknown> | Conv1dOptions<unknown>;
+}
+
+/** A pooling's options object, its keys checked. */
+export function poolOptions(op: 'maxPool1d' | 'maxPool2d' | 'avgPool1d' | 'avgPool2d', o: unknown): Pool2dOptions | Pool1dOptions {
+  return optionsOf(op, `g.${op}`, o, ['stride', 'padding'], `g.${op}(x, 2, { stride: 2 })`) as Pool2dOptions | Pool1dOptions;
+}
 
 function show(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(show).join(', ')}]` : String(v);

@@ -10,6 +10,7 @@ import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
 import { trainOptions } from './param-options.js';
+import { optionsOf } from './options.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph } from '../ir/graph.js';
@@ -24,7 +25,7 @@ export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
 import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
-import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
+import { axisArg, batchNormOptions, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
@@ -645,6 +646,7 @@ export class Tracer {
           for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
           if (dtype !== 'f32' && dtype !== 'i32')
             throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
+          optionsOf('input', 'g.input', options, ['grad'], "g.input('x', [1, 28, 28], 'f32', { grad: true })");
           if (options.grad !== undefined && typeof options.grad !== 'boolean')
             throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
           if (options.grad && dtype !== 'f32')
@@ -705,6 +707,7 @@ export class Tracer {
       cosineSimilarity: (a, b, options) => t.call(() => DV.cosineSimilarity(t.b, v(a, 'cosineSimilarity'), v(b, 'cosineSimilarity'), options)),
       batchNorm: (x, gain, bias, options = {}) =>
         t.call((name) => {
+          batchNormOptions(options);
           if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps));
           const m = options.momentum;
           if (typeof m !== 'number' || !(m >= 0 && m <= 1))
@@ -749,19 +752,25 @@ export class Tracer {
           return t.b.mul(xv, mask);
         }),
       layerNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', options.eps))),
+        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', optionsOf('layerNorm', 'g.layerNorm', options, ['eps'], 'g.layerNorm(x, gain, bias, { eps: 1e-5 })').eps))),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
       grad: (y, xs) => t.grad(y, xs),
       customGrad: (forward, backward) => t.customGrad(forward, backward),
       conv2d: (x, weight, options = {}) =>
-        t.call(() => CV.conv(t.b, 'conv2d', v(x, 'conv2d'), v(weight, 'conv2d'), options.bias === undefined ? undefined : v(options.bias, 'conv2d'), options)),
+        t.call(() => {
+          const o = CV.convOptions('conv2d', options);
+          return CV.conv(t.b, 'conv2d', v(x, 'conv2d'), v(weight, 'conv2d'), o.bias === undefined ? undefined : v(o.bias, 'conv2d'), o);
+        }),
       conv1d: (x, weight, options = {}) =>
-        t.call(() => CV.conv(t.b, 'conv1d', v(x, 'conv1d'), v(weight, 'conv1d'), options.bias === undefined ? undefined : v(options.bias, 'conv1d'), options)),
-      maxPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool2d', v(x, 'maxPool2d'), kernel, options)),
-      avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, options)),
-      maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, options)),
-      avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, options)),
+        t.call(() => {
+          const o = CV.convOptions('conv1d', options);
+          return CV.conv(t.b, 'conv1d', v(x, 'conv1d'), v(weight, 'conv1d'), o.bias === undefined ? undefined : v(o.bias, 'conv1d'), o);
+        }),
+      maxPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool2d', v(x, 'maxPool2d'), kernel, CV.poolOptions('maxPool2d', options))),
+      avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, CV.poolOptions('avgPool2d', options))),
+      maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, CV.poolOptions('maxPool1d', options))),
+      avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, CV.poolOptions('avgPool1d', options))),
     };
   }
 }

@@ -4,13 +4,13 @@
 
 import { CompileError } from '../ir/errors.js';
 import type { ParamOptions } from './dsl.js';
+import { checkOptionKeys } from './options.js';
 
 const PARAM_OPTIONS: readonly string[] = ['init', 'gain', 'a', 'scale', 'trainable', 'weightDecay', 'lrScale'];
 
 /** g.param's training options, checked, as the param's attributes. */
 export function trainOptions(name: string, o: ParamOptions, describe: (x: unknown) => string): { frozen?: true; weightDecay?: number; lrScale?: number } {
-  const unknown = Object.keys(o).find((k) => !PARAM_OPTIONS.includes(k));
-  if (unknown !== undefined) throw new CompileError(`param '${name}': unknown option '${unknown}'`, `the options of g.param are ${PARAM_OPTIONS.join(', ')}`);
+  checkOptionKeys(`param '${name}'`, 'g.param', o, PARAM_OPTIONS);
   const { trainable, weightDecay, lrScale } = o;
   if (trainable !== undefined && typeof trainable !== 'boolean')
     throw new CompileError(`param '${name}': trainable must be true or false, got ${describe(trainable)}`, `e.g. g.param('${name}', shape, { trainable: false }) for a frozen param`);

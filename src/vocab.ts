@@ -16,6 +16,7 @@ import { describeValue as describe } from '../ir/vocab.js';
 import type { Init } from '../ir/ops.js';
 import type { FanInit } from '../ir/init.js';
 import { FAN_INITS, fanInit } from '../ir/init.js';
+import { optionsOf } from './options.js';
 
 /** Options of the losses: how the elementwise losses are reduced (default 'mean', as torch). */
 export interface ReductionOptions {
@@ -82,11 +83,21 @@ export function num(op: string, what: string, v: unknown, dflt: number, need: st
   throw new CompileError(`${op}: ${what} must be ${need}, got ${describe(v)}`, `pass ${need}, or leave ${what} out for its default (${dflt})`);
 }
 
-function optionsObject(op: string, o: unknown, example: string): Record<string, unknown> {
-  if (o === undefined) return {};
-  if (typeof o === 'object' && o !== null && !Array.isArray(o)) return o as Record<string, unknown>;
-  throw new CompileError(`${op}: the options must be an object, got ${describe(o)}`, `e.g. ${example}`);
-}
+/** The keys of each options object (the order of their interfaces above). */
+const REDUCTION = ['reduction'];
+const KEYS = {
+  variance: ['correction', 'keepDims'],
+  normalize: ['p', 'axis', 'eps'],
+  cosineSimilarity: ['axis', 'eps'],
+  mseLoss: REDUCTION,
+  l1Loss: REDUCTION,
+  huberLoss: ['delta', ...REDUCTION],
+  bce: ['weight', 'posWeight', ...REDUCTION],
+  classLoss: ['axis', 'ignoreIndex', 'labelSmoothing', 'weight', ...REDUCTION],
+} as const;
+
+/** torch.var's and torch.std's older `unbiased` flag, in graphc's (and torch's newer) spelling. */
+const UNBIASED = "write correction: 0 for torch's unbiased: false (unbiased: true is the default, correction: 1)";
 
 export function reduction(op: string, v: unknown): L.Reduction {
   if (v === undefined) return 'mean';
@@ -132,7 +143,7 @@ export function axes(op: string, axis: unknown, rank: number, required = false):
 }
 
 export function variance(b: Builder, op: 'var' | 'std', x: ValueId, axis: unknown, options: unknown): ValueId {
-  const o = optionsObject(op, options, `x.${op}(0, { correction: 0, keepDims: true })`);
+  const o = optionsOf(op, `x.${op}`, options, KEYS.variance, `x.${op}(0, { correction: 0, keepDims: true })`, { unbiased: UNBIASED });
   const correction = num(op, 'correction', o.correction, 1, 'a number ≥ 0', (v) => Number.isFinite(v) && v >= 0);
   if (o.keepDims !== undefined && typeof o.keepDims !== 'boolean') throw new CompileError(`${op}: keepDims must be true or false, got ${describe(o.keepDims)}`, `e.g. x.${op}(0, { keepDims: true })`);
   const v = V.variance(b, x, axes(op, axis, b.type(x).shape.length), correction, o.keepDims === true, op);
@@ -202,14 +213,14 @@ export function einsum(b: Builder, spec: unknown, xs: ValueId[]): ValueId {
 }
 
 export function normalize(b: Builder, x: ValueId, options: unknown): ValueId {
-  const o = optionsObject('normalize', options, 'g.normalize(x, { p: 2, axis: -1 })');
+  const o = optionsOf('normalize', 'g.normalize', options, KEYS.normalize, 'g.normalize(x, { p: 2, axis: -1 })');
   const p = num('normalize', 'p', o.p, 2, 'a number > 0 (or Infinity)', (v) => v > 0);
   const eps = num('normalize', 'eps', o.eps, 1e-12, 'a finite number ≥ 0', (v) => Number.isFinite(v) && v >= 0);
   return V.normalize(b, x, p, axisOf('normalize', o.axis ?? -1, b.type(x).shape.length), eps);
 }
 
 export function cosineSimilarity(b: Builder, x: ValueId, y: ValueId, options: unknown): ValueId {
-  const o = optionsObject('cosineSimilarity', options, 'g.cosineSimilarity(a, b, { axis: 1 })');
+  const o = optionsOf('cosineSimilarity', 'g.cosineSimilarity', options, KEYS.cosineSimilarity, 'g.cosineSimilarity(a, b, { axis: 1 })');
   const eps = num('cosineSimilarity', 'eps', o.eps, 1e-8, 'a finite number ≥ 0', (v) => Number.isFinite(v) && v >= 0);
   const rank = Math.max(b.type(x).shape.length, b.type(y).shape.length);
   return V.cosineSimilarity(b, x, y, axisOf('cosineSimilarity', o.axis ?? -1, rank), eps);
@@ -218,7 +229,7 @@ export function cosineSimilarity(b: Builder, x: ValueId, y: ValueId, options: un
 type Operand = (o: unknown) => ValueId;
 
 export function pairLoss(b: Builder, op: 'mseLoss' | 'l1Loss' | 'huberLoss', x: ValueId, y: ValueId, options: unknown): ValueId {
-  const o = optionsObject(op, options, `g.${op}(a, b, { reduction: 'sum' })`);
+  const o = optionsOf(op, `g.${op}`, options, KEYS[op], `g.${op}(a, b, { reduction: 'sum' })`);
   const r = reduction(op, o.reduction);
   if (op === 'huberLoss') return L.huberLoss(b, x, y, num(op, 'delta', o.delta, 1, 'a number > 0', (v) => Number.isFinite(v) && v > 0), r);
   return op === 'mseLoss' ? L.mseLoss(b, x, y, r) : L.l1Loss(b, x, y, r);
@@ -237,7 +248,7 @@ function weightOf(op: string, what: string, w: unknown, operand: Operand, b: Bui
 }
 
 export function bce(b: Builder, op: 'binaryCrossEntropy' | 'binaryCrossEntropyWithLogits', x: ValueId, y: ValueId, options: unknown, operand: Operand): ValueId {
-  const o = optionsObject(op, options, `g.${op}(x, targets, { reduction: 'sum' })`);
+  const o = optionsOf(op, `g.${op}`, options, KEYS.bce, `g.${op}(x, targets, { reduction: 'sum' })`);
   const r = reduction(op, o.reduction);
   const weight = weightOf(op, 'weight', o.weight, operand, b);
   if (op === 'binaryCrossEntropy') {
@@ -248,7 +259,7 @@ export function bce(b: Builder, op: 'binaryCrossEntropy' | 'binaryCrossEntropyWi
 }
 
 export function classLoss(b: Builder, hint: Hint, op: 'crossEntropy' | 'nllLoss', x: ValueId, y: ValueId, options: unknown, operand: Operand): ValueId {
-  const o = optionsObject(op, options, `g.${op}(logits, targets, { axis: 1, ignoreIndex: 0 })`);
+  const o = optionsOf(op, `g.${op}`, options, KEYS.classLoss, `g.${op}(logits, targets, { axis: 1, ignoreIndex: 0 })`);
   const rank = b.type(x).shape.length;
   const ignore = o.ignoreIndex;
   if (ignore !== undefined && (typeof ignore !== 'number' || !Number.isInteger(ignore)))
