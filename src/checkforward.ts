@@ -9,7 +9,10 @@ import { formatType } from '../ir/types.js';
 import { hasModes, isBufferOutput } from '../codegen/modes.js';
 import type { FlatModule } from './checkmodules.js';
 
-/** One output of one call: its largest errors against the float64 interpreter. */
+/**
+ * One row of graphc check: a param's gradient, or one output of one call of a forward-only model,
+ * with its largest errors against the float64 interpreter.
+ */
 export interface ForwardRow {
   readonly param: string;
   readonly shape: string;
@@ -17,6 +20,7 @@ export interface ForwardRow {
   readonly maxAbs: number;
   readonly maxRel: number;
   readonly pass: boolean;
+  /** The coordinates checked (flat indices) and the finite difference (or reference value) at each. */
   readonly coords: readonly number[];
   readonly fd: Float64Array;
 }

@@ -3,6 +3,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { isForwardOnly, reverseMode } from '../ir/autodiff.js';
+import type { ForwardRow } from './checkforward.js';
 import { forwardCheck } from './checkforward.js';
 import { modelLoc } from './frontend.js';
 import { CompileError } from '../ir/errors.js';
@@ -116,17 +117,8 @@ export async function diffText(a: string, b: string, color = false, ignoreNames 
 // ---------------------------------------------------------------------------------------------
 // graphc check
 
-interface CheckRow {
-  readonly param: string;
-  readonly shape: string;
-  readonly checked: number;
-  readonly maxAbs: number;
-  readonly maxRel: number;
-  readonly pass: boolean;
-  /** The coordinates checked (flat indices) and the finite difference at each. */
-  readonly coords: readonly number[];
-  readonly fd: Float64Array;
-}
+/** One row of graphc check's table (a param's gradient, or an output of a forward-only model). */
+type CheckRow = ForwardRow;
 
 /** Seeded random numbers (mulberry32). */
 function rng(seed: number): () => number {
