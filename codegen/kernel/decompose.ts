@@ -184,8 +184,11 @@ const LOG2E = 1.4426950408889634;
 /** ln 2 = LN2_HI + LN2_LO, LN2_HI with 15 significant bits: n·LN2_HI is exact for |n| < 512. */
 const LN2_HI = 0.693145751953125;
 const LN2_LO = 1.428606765330187e-6;
-/** π/2 in five parts, the first four of 8 significant bits (q·part exact for |q| < 2¹⁶): Cody–Waite. */
-const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.07710062827671e-11];
+/**
+ * π/2 in six parts, consecutive 8-bit slices of its binary expansion and then the rest rounded
+ * to f32 (Cody–Waite): q·part is exact for |q| < 2¹⁶, and x − q·π/2 is exact until the last parts.
+ */
+const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.002665031701326e-11, 7.443547731314504e-13];
 const TWO_OVER_PI = 0.6366197723675814;
 /** Where sin and cos hold their bound (q < 2¹⁶ up to 102942); beyond it they are NaN. */
 const TRIG_MAX = 1e5;
@@ -268,7 +271,7 @@ function tanhRule(b: Builder, [x]: readonly number[]): number {
 }
 
 /**
- * sin and cos: q = round(x·2/π), r = x − q·π/2 with π/2 in five parts (exact for |q| < 2¹⁶, so
+ * sin and cos: q = round(x·2/π), r = x − q·π/2 with π/2 in six parts (exact for |q| < 2¹⁶, so
  * |x| ≤ 1e5), then ±sin r or ±cos r by the quadrant q + shift (cos: shift 1). NaN beyond 1e5: the
  * reduction would lose every digit there (an absolute error of 0.03 at 6e5), and at ±∞.
  */
