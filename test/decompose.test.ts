@@ -115,7 +115,9 @@ const CASES: readonly (readonly [string, Case])[] = [
   ['pow(x, 3)', { op: 'pow', c: 3, ref: (x) => Math.pow(x, 3), bound: 1.5, xs: () => points(samples(-30, 30, 100000), SPECIAL) }],
   ['pow(x, -3)', { op: 'pow', bare: true, c: -3, ref: (x) => Math.pow(x, -3), bound: 2.5, xs: () => points(samples(-30, 30, 100000), SPECIAL) }],
   ['pow(x, 0.5)', { op: 'pow', bare: true, c: 0.5, ref: (x) => Math.pow(x, 0.5), bound: 1, xs: () => points(samples(0, 100, 100000), SPECIAL) }],
-  ['pow(x, -0.5)', { op: 'pow', bare: true, c: -0.5, ref: (x) => Math.pow(x, -0.5), bound: 2, xs: () => points(samples(0, 100, 100000), SPECIAL) }],
+  ['pow(x, 1.5)', { op: 'pow', c: 1.5, bare: true, ref: (x) => Math.pow(x, 1.5), bound: 2, xs: () => points(samples(-1, 100, 100000), SPECIAL) }],
+  ['pow(x, -2.5)', { op: 'pow', c: -2.5, bare: true, ref: (x) => Math.pow(x, -2.5), bound: 4, xs: () => points(samples(-1, 100, 100000), SPECIAL) }],
+  ['pow(x, -0.5)', { op: 'pow', bare: true, c: -0.5, ref: (x) => Math.pow(x, -0.5), bound: 2.5, xs: () => points(samples(0, 100, 100000), SPECIAL) }],
 ];
 
 describe.each(CASES)('the decomposition of %s', (_name, cs) => {

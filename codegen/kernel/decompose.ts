@@ -321,15 +321,20 @@ function powHalf(b: Builder, x: number): number {
 }
 
 /**
- * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, ±0.5 by sqrt; otherwise
+ * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, a constant half-integer
+ * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0); otherwise
  * exp(y·log|x|), with x < 0 giving ±|x|^y for an integer y and NaN otherwise, pow(x, 0) = 1.
  * A −0 base counts as +0 there (pow(−0, −1) is +∞, not −∞).
  */
 function powRule(b: Builder, [x, y]: readonly number[]): number {
   const c = b.constOf(y!);
   if (c !== undefined && Number.isInteger(c) && Math.abs(c) <= 64) return powInt(b, x!, c);
-  if (c === 0.5) return powHalf(b, x!);
-  if (c === -0.5) return b.op('recip', powHalf(b, x!));
+  // a half-integer: |x|^(|c| − ½)·√x (NaN for x < 0 from √), its reciprocal for c < 0
+  if (c !== undefined && Number.isInteger(2 * c) && Math.abs(c) <= 64) {
+    const m = Math.abs(c) - 0.5;
+    const v = m === 0 ? powHalf(b, x!) : b.mul(powInt(b, b.op('abs', x!), m), powHalf(b, x!));
+    return c < 0 ? b.op('recip', v) : v;
+  }
   const ax = b.op('abs', x!);
   const mag = b.op('exp', b.mul(y!, b.op('log', ax)));
   const fl = b.op('floor', y!);
