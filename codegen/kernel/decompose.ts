@@ -83,6 +83,10 @@ class Builder {
     return this.nodes[i]!.dtype;
   }
 
+  native(op: AluOp): boolean {
+    return this.caps.native.has(op);
+  }
+
   /** The value of a const node, if i is one. */
   constOf(i: number): number | undefined {
     const n = this.nodes[i]!;
@@ -243,7 +247,10 @@ function logRule(b: Builder, [x]: readonly number[]): number {
 
 /** log1p: u = 1 + x, log(u) + (x − (u − 1))/u (the rounding of 1 + x, corrected); x where u = 1. */
 function log1pRule(b: Builder, [x]: readonly number[]): number {
-  const u = b.add2(b.c(1), x!);
+  // where log is decomposed it reads u's f32 bits: the correction must see that same u, also in
+  // a target that computes in float64 (frombits(bits(u)) rounds u to f32; in f32 it is u)
+  const u0 = b.add2(b.c(1), x!);
+  const u = b.native('log') ? u0 : b.op('frombits', b.op('bits', u0));
   const lu = b.op('log', u);
   const corr = b.op('div', b.sub(x!, b.sub(u, b.c(1))), u);
   const inside = b.where(b.lt(u, b.c(Infinity)), b.add2(lu, corr), lu);
