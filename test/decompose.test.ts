@@ -139,9 +139,9 @@ describe('the decompositions in float64 arithmetic (a renderer that computes in 
 });
 
 describe('the decomposition of pow with a non-constant exponent', () => {
-  it('is within 2 + 2·|y·ln x| ulps, with Math.pow\'s values at 0, ∞ and negative bases', () => {
-    for (const y of [1.7, 2.5, -1.3, 3]) {
-      const xs = points(samples(-100, 100, 40000), SPECIAL);
+  it('is within 2 + 2·|y| ulps, with Math.pow\'s values at 0, ∞ and negative bases', () => {
+    for (const y of [1.7, 2.5, -1.3, 3, 7.3, -11.1, 0.37, Infinity, -Infinity, NaN, 0]) {
+      const xs = points(samples(-100, 100, 20000), samples(1e-30, 1e30, 10000, true), SPECIAL);
       const k = kernelOf('pow', xs.length);
       // the exponent from an array, so that it is no constant
       const nodes: Node[] = [k.nodes[0]!, { op: 'load', dtype: 'f32', access: { arg: 'e', strides: [S(0)], offset: S(0) } }, { op: 'pow', dtype: 'f32', args: [0, 1] }];
@@ -156,7 +156,7 @@ describe('the decomposition of pow with a non-constant exponent', () => {
         const r = Math.pow(x, Math.fround(y));
         if (Object.is(x, -0)) return; // documented: a −0 base counts as +0
         const special = !Number.isFinite(Math.fround(r)) || Math.fround(r) === 0;
-        if (special ? !Object.is(out[i], Math.fround(r)) : Math.abs(out[i]! - r) / ulp(r) > 2 + 2 * Math.abs(y * Math.log(Math.abs(x)))) wrong.push(`pow(${x}, ${y}) = ${out[i]}, not ${r}`);
+        if (special ? !Object.is(out[i], Math.fround(r)) : Math.abs(out[i]! - r) / ulp(r) > 2 + 2 * Math.abs(y)) wrong.push(`pow(${x}, ${y}) = ${out[i]}, not ${r}`);
       });
       expect(wrong.slice(0, 5)).toEqual([]);
     }

@@ -181,6 +181,8 @@ const COS_P = [0.0416666679084301, -0.0013888883404433727, 0.0000247994212259072
 const ERF_SMALL = [0.12837916612625122, -0.37612634897232056, 0.11283732205629349, -0.02686155028641224, 0.005206660833209753, -0.0008210109081119299, 0.00008671101386426017];
 /** erfc(x) = e^(−x²)·P(x − 0.875), 0.875 ≤ x < 3.92. */
 const ERFC_MID = [0.4643114507198334, -0.3158245086669922, 0.1878393143415451, -0.10031857341527939, 0.048221975564956665, -0.020285259932279587, 0.007050761487334967, -0.0018762825056910515, 0.00034852666431106627, -0.00003951597318518907, 0.000002036430714724702];
+/** 2^r = 1 + r·P(r), |r| ≤ ½. */
+const EXP2_P = [0.6931471824645996, 0.24022650718688965, 0.055504102259874344, 0.00961803738027811, 0.0013334081741049886, 0.00015467044431716204, 0.000015165644072112627];
 /** log(1+f) = 2·atanh(s), s = f/(2+f): the series of (2 atanh(s) − 2s)/(s·z), z = s² ≤ 0.0295. */
 const LOG_P = [2 / 3, 2 / 5, 2 / 7, 2 / 9, 2 / 11];
 
@@ -215,27 +217,36 @@ function expRule(b: Builder, [x]: readonly number[]): number {
   return b.where(b.lt(b.c(EXP_MAX), x!), b.c(Infinity), b.where(b.lt(x!, b.c(EXP_MIN)), b.c(0), y));
 }
 
-/**
- * log(x) of a positive normal x already split as 2^e·m (m ∈ [√½, √2)): f = m − 1 (exact),
- * s = f/(2+f), log(m) = f − (f²/2 − s·(f²/2 + R(s²))), plus e·ln2 in two parts.
- */
-function logCore(b: Builder, x: number): number {
+/** x > 0 as 2^e·m, m ∈ [√½, √2), by its bits (a subnormal x scaled by 2²³ first): e (i32) and m. */
+function frexp(b: Builder, x: number): { e: number; m: number } {
   const tiny = b.lt(x, b.c(F32_MIN_NORMAL));
   const xs = b.where(tiny, b.mul(x, b.c(2 ** 23)), x);
   const i = b.op('bits', xs);
   const e0 = b.sub(b.sub(b.op('and', b.op('shr', i, b.ci(23)), b.ci(255)), b.ci(127)), b.where(tiny, b.ci(23), b.ci(0)));
   const m0 = b.op('frombits', b.op('or', b.op('and', i, b.ci(0x007fffff)), b.ci(0x3f800000)));
   const big = b.lt(b.c(Math.SQRT2), m0);
-  const m = b.where(big, b.mul(m0, b.c(0.5)), m0);
-  const e = b.add2(e0, b.where(big, b.ci(1), b.ci(0)));
+  return { e: b.add2(e0, b.where(big, b.ci(1), b.ci(0))), m: b.where(big, b.mul(m0, b.c(0.5)), m0) };
+}
+
+/**
+ * ln(m), m ∈ [√½, √2): f = m − 1 (exact), s = f/(2+f), ln(m) = f − (h − s·(h + R(s²))), h = f²/2;
+ * as f, h and s·(h + R), for the caller to add up with what else it has.
+ */
+function lnMantissa(b: Builder, m: number): { f: number; h: number; sr: number } {
   const f = b.sub(m, b.c(1));
   const s = b.op('div', f, b.add2(b.c(2), f));
   const z = b.mul(s, s);
   const R = b.mul(z, b.poly(z, LOG_P));
-  const hfsq = b.mul(b.c(0.5), b.mul(f, f));
+  const h = b.mul(b.c(0.5), b.mul(f, f));
+  return { f, h, sr: b.mul(s, b.add2(h, R)) };
+}
+
+/** log(x) of a positive x: e·ln2 (in two parts) + ln(m). */
+function logCore(b: Builder, x: number): number {
+  const { e, m } = frexp(b, x);
+  const { f, h, sr } = lnMantissa(b, m);
   const ef = b.op('cast', e);
-  const lo = b.add2(b.mul(s, b.add2(hfsq, R)), b.mul(ef, b.c(LN2_LO)));
-  return b.add2(b.mul(ef, b.c(LN2_HI)), b.sub(f, b.sub(hfsq, lo)));
+  return b.add2(b.mul(ef, b.c(LN2_HI)), b.sub(f, b.sub(h, b.add2(sr, b.mul(ef, b.c(LN2_LO))))));
 }
 
 /** log with its special values: log(±0) = −∞, log(x < 0) = NaN, log(∞) = ∞, log(NaN) = NaN. */
@@ -328,10 +339,34 @@ function powHalf(b: Builder, x: number): number {
 }
 
 /**
+ * |x|^y for a general y, as 2^(y·log₂|x|): log₂|x| = e + l (frexp, l = ln(m)·log₂e), y split as
+ * yh + yl with yh of 12 significant bits so that yh·e is exact; n = round(y·log₂|x|) and the rest
+ * r = (yh·e − n) + (yl·e + y·l), |r| ≤ ½, so 2ⁿ·2^r. The error grows with |y| (that of y·l), not
+ * with |y·log₂|x||.
+ */
+function powAbs(b: Builder, ax: number, y: number): number {
+  const { e, m } = frexp(b, ax);
+  const { f, h, sr } = lnMantissa(b, m);
+  const l = b.mul(b.sub(f, b.sub(h, sr)), b.c(LOG2E));
+  const ef = b.op('cast', e);
+  const yh = b.op('frombits', b.op('and', b.op('bits', y), b.ci(-4096)));
+  const yl = b.sub(y, yh);
+  const A = b.mul(yh, ef);
+  const B = b.add2(b.mul(yl, ef), b.mul(y, l));
+  const T = b.add2(A, B);
+  const n = b.rint(b.op('min', b.op('max', T, b.c(-160)), b.c(130)));
+  const r = b.add2(b.sub(A, b.op('cast', n)), B);
+  const p = b.add2(b.c(1), b.mul(r, b.poly(r, EXP2_P)));
+  const n1 = b.op('shr', n, b.ci(1));
+  const v = b.mul(b.mul(p, b.pow2(n1)), b.pow2(b.sub(n, n1)));
+  return b.where(b.lt(b.c(128), T), b.c(Infinity), b.where(b.lt(T, b.c(-151)), b.c(0), v));
+}
+
+/**
  * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, a constant half-integer
- * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0); otherwise
- * exp(y·log|x|), with x < 0 giving ±|x|^y for an integer y and NaN otherwise, pow(x, 0) = 1.
- * A −0 base counts as +0 there (pow(−0, −1) is +∞, not −∞).
+ * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0); otherwise |x|^y (powAbs) with
+ * x < 0 giving ±|x|^y for an integer y and NaN otherwise, and Math.pow's values at x = ±0, ±∞
+ * and y = 0, ±∞. A −0 base counts as +0 (pow(−0, −1) is +∞, not −∞).
  */
 function powRule(b: Builder, [x, y]: readonly number[]): number {
   const c = b.constOf(y!);
@@ -343,7 +378,16 @@ function powRule(b: Builder, [x, y]: readonly number[]): number {
     return c < 0 ? b.op('recip', v) : v;
   }
   const ax = b.op('abs', x!);
-  const mag = b.op('exp', b.mul(y!, b.op('log', ax)));
+  const yPos = b.lt(b.c(0), y!);
+  const inf = b.c(Infinity);
+  const zero = b.c(0);
+  // |x| = 0 or ∞, y = ±∞: what Math.pow gives
+  const at0 = b.where(yPos, zero, inf);
+  const atInf = b.where(yPos, inf, zero);
+  const yInf = b.where(b.eq(ax, b.c(1)), b.c(NaN), b.where(b.lt(b.c(1), ax), atInf, at0));
+  const finite = b.where(b.eq(ax, zero), at0, b.where(b.eq(ax, inf), atInf, powAbs(b, ax, y!)));
+  // a NaN x reads as a finite number's bits in powAbs, and y = NaN would pick 0 or ∞ above: NaN
+  const mag = b.where(b.eq(y!, y!), b.where(b.eq(x!, x!), b.where(b.eq(b.op('abs', y!), inf), yInf, finite), x!), y!);
   const fl = b.op('floor', y!);
   const isInt = b.eq(fl, y!);
   const half = b.mul(y!, b.c(0.5));
