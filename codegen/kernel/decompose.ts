@@ -192,7 +192,8 @@ const LN2_HI = 0.693145751953125;
 const LN2_LO = 1.428606765330187e-6;
 /**
  * π/2 in six parts, consecutive 8-bit slices of its binary expansion and then the rest rounded
- * to f32 (Cody–Waite): q·part is exact for |q| < 2¹⁶, and x − q·π/2 is exact until the last parts.
+ * to f32 (Cody–Waite): q·part is exact for |q| < 2¹⁶, x − q·(the first three) is exact, and the
+ * next two are subtracted keeping their rounding errors (trig).
  */
 const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.002665031701326e-11, 7.443547731314504e-13];
 const TWO_OVER_PI = 0.6366197723675814;
@@ -289,7 +290,7 @@ function tanhRule(b: Builder, [x]: readonly number[]): number {
 }
 
 /**
- * sin and cos: q = round(x·2/π), r = x − q·π/2 with π/2 in six parts (exact for |q| < 2¹⁶, so
+ * sin and cos: q = round(x·2/π), r = x − q·π/2 = rh + rl with π/2 in six parts (|q| < 2¹⁶, so
  * |x| ≤ 1e5), then ±sin r or ±cos r by the quadrant q + shift (cos: shift 1). NaN beyond 1e5: the
  * reduction would lose every digit there (an absolute error of 0.03 at 6e5), and at ±∞.
  */
@@ -297,11 +298,20 @@ function trig(shift: number): Rule {
   return (b, [x]) => {
     const q = b.rint(b.mul(x!, b.c(TWO_OVER_PI)));
     const qf = b.op('cast', q);
-    let r = x!;
-    for (const p of PIO2) r = b.sub(r, b.mul(qf, b.c(p)));
-    const t = b.mul(r, r);
-    const s = b.add2(r, b.mul(b.mul(r, t), b.poly(t, SIN_P)));
-    const c = b.add2(b.sub(b.c(1), b.mul(b.c(0.5), t)), b.mul(b.mul(t, t), b.poly(t, COS_P)));
+    const part = (k: number) => b.mul(qf, b.c(PIO2[k]!));
+    // exact: r3 = x − q·(p₀ + p₁ + p₂)
+    const r3 = b.sub(b.sub(b.sub(x!, part(0)), part(1)), part(2));
+    // less q·p₃ and q·p₄, each with its rounding error kept (2Sum), and q·p₅ (tiny); r = rh + rl
+    const [h1, e1] = twoDiff(b, r3, part(3));
+    const [h2, e2] = twoDiff(b, h1, part(4));
+    const h3 = b.sub(h2, part(5));
+    const lo = b.add2(e1, e2);
+    const rh = b.add2(h3, lo);
+    const rl = b.sub(lo, b.sub(rh, h3));
+    const t = b.mul(rh, rh);
+    // sin(rh + rl) ≈ sin(rh) + rl, cos(rh + rl) ≈ cos(rh) − rl·rh
+    const s = b.add2(rh, b.add2(b.mul(b.mul(rh, t), b.poly(t, SIN_P)), rl));
+    const c = b.add2(b.sub(b.c(1), b.mul(b.c(0.5), t)), b.sub(b.mul(b.mul(t, t), b.poly(t, COS_P)), b.mul(rl, rh)));
     const j = b.add2(q, b.ci(shift));
     const v = b.where(b.eq(b.op('and', j, b.ci(1)), b.ci(1)), c, s);
     const y = b.where(b.eq(b.op('and', j, b.ci(2)), b.ci(2)), neg(b, v), v);
@@ -309,6 +319,13 @@ function trig(shift: number): Rule {
     const z = shift === 0 ? b.where(b.eq(x!, b.c(0)), x!, y) : y;
     return b.where(b.op('le', b.op('abs', x!), b.c(TRIG_MAX)), z, b.c(NaN));
   };
+}
+
+/** a − b as the rounded difference and its rounding error (Knuth's 2Sum): d + e = a − b exactly. */
+function twoDiff(b: Builder, x: number, y: number): [number, number] {
+  const d = b.sub(x, y);
+  const bb = b.sub(d, x);
+  return [d, b.sub(b.sub(x, b.sub(d, bb)), b.add2(y, bb))];
 }
 
 /** erf: x + x·P(x²) for |x| < 0.875; ±(1 − e^(−x²)·P(|x| − 0.875)) below 3.92; ±1 from there. */
