@@ -10,10 +10,10 @@ import { describe, expect, it } from 'vitest';
 import type { Size } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import { erf } from '../ir/special.js';
-import type { AluOp, Kernel, Node } from '../codegen/kernel/form.js';
+import type { AluOp, HostProgram, Kernel, Launch, Node } from '../codegen/kernel/form.js';
 import { ALU, f32Bits, f32FromBits } from '../codegen/kernel/form.js';
 import type { Capabilities } from '../codegen/kernel/decompose.js';
-import { ALL_ALU, capabilities, decompose } from '../codegen/kernel/decompose.js';
+import { ALL_ALU, capabilities, decompose, decomposeProgram } from '../codegen/kernel/decompose.js';
 import { evalKernel } from '../codegen/kernel/eval.js';
 import { verifyKernel } from '../codegen/kernel/verify.js';
 import { printLaunch } from '../codegen/kernel/print.js';
@@ -205,6 +205,20 @@ describe('decompose', () => {
     const k = kernelOf('floor', 4);
     const kt: Kernel = { ...k, nodes: [k.nodes[0]!, { op: 'toint', dtype: 'i32', args: [0] }, { op: 'cast', dtype: 'f32', args: [1] }], stores: [{ node: 2, access: k.stores[0]!.access }] };
     expect(err(() => decompose(kt, noToint))).toBe('the bare target cannot compute toint: it has no toint primitive and no decomposition of toint into the primitives it has');
+  });
+
+  it('rewrites a routine\'s epilogue and every launch of a host program, a shared launch once', () => {
+    const k = kernelOf('erf', 4);
+    const r: Launch = { kind: 'routine', name: 'r', op: 'matmul', attrs: {} as never, inputs: [], output: { arg: 'y', shape: [4], strides: [S(1)], offset: S(0) }, dtype: 'f32', epilogue: k, notes: [] };
+    const p: HostProgram = { name: 'p', buffers: [], arrays: [], entries: [{ name: 'forward', steps: [{ kind: 'launch', launch: k }, { kind: 'launch', launch: r }] }, { name: 'valueAndGrad', steps: [{ kind: 'launch', launch: k }] }] };
+    const d = decomposeProgram(p, SIMD);
+    const launches = (i: number) => d.entries[i]!.steps.flatMap((st) => (st.kind === 'launch' ? [st.launch] : []));
+    const [l0, l1] = launches(0);
+    expect(launches(1)[0]).toBe(l0);
+    expect(l0).toEqual(decompose(k, SIMD));
+    expect(l1!.kind === 'routine' && l1!.epilogue).toEqual(decompose(k, SIMD));
+    expect(decomposeProgram(p, TS_CAPABILITIES)).not.toBe(p); // erf is no JavaScript function
+    expect(decomposeProgram(p, capabilities('all', ALL_ALU))).toBe(p);
   });
 
   it('keeps the stores on the nodes that compute them, through a reduction\'s epilogue', () => {

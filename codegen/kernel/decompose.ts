@@ -8,7 +8,7 @@
 // CompileError naming it and the target.
 
 import { CompileError } from '../../ir/errors.js';
-import type { AluOp, EType, Kernel, Node } from './form.js';
+import type { AluOp, EType, HostProgram, Kernel, Launch, Node } from './form.js';
 import { ALU, argsOf, isAlu } from './form.js';
 
 /** What a renderer computes natively: the ALU primitives it has an instruction or function for. */
@@ -48,6 +48,26 @@ export function decomposeMapped(k: Kernel, caps: Capabilities): Decomposed {
     else map.push(b.top(n.op, args));
   });
   return { kernel: { ...k, nodes: b.nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) }, map };
+}
+
+/** A launch in the primitives of `caps`: a kernel, or a routine's epilogue. */
+export function decomposeLaunch(l: Launch, caps: Capabilities): Launch {
+  if (l.kind === 'kernel') return decompose(l, caps);
+  if (!l.epilogue) return l;
+  const epilogue = decompose(l.epilogue, caps);
+  return epilogue === l.epilogue ? l : { ...l, epilogue };
+}
+
+/** Every launch of a host program in the primitives of `caps` (a launch two entries share stays one object). */
+export function decomposeProgram(p: HostProgram, caps: Capabilities): HostProgram {
+  const done = new Map<Launch, Launch>();
+  const of = (l: Launch) => {
+    let d = done.get(l);
+    if (!d) done.set(l, (d = decomposeLaunch(l, caps)));
+    return d;
+  };
+  const entries = p.entries.map((e) => ({ ...e, steps: e.steps.map((st) => (st.kind === 'launch' ? { ...st, launch: of(st.launch) } : st)) }));
+  return [...done].every(([a, b]) => a === b) ? p : { ...p, entries };
 }
 
 type Rule = (b: Builder, args: readonly number[]) => number;
