@@ -220,7 +220,7 @@ const TWO_OVER_PI = 0.6366197723675814;
 /** Where sin and cos hold their bound (q < 2¹⁶ up to 102942); beyond it they are NaN. */
 const TRIG_MAX = 1e5;
 const F32_MIN_NORMAL = 2 ** -126;
-/** The largest f32 whose exp is finite, and the exponent below which exp rounds to 0. */
+/** The largest f32 whose exp is finite in f32, and the x below which exp(x) rounds to 0. */
 const EXP_MAX = 88.72283172607422;
 const EXP_MIN = -104;
 
