@@ -138,6 +138,33 @@ describe('the decompositions in float64 arithmetic (a renderer that computes in 
   });
 });
 
+describe('the decompositions of the arithmetic primitives', () => {
+  it('compute what the primitive does where a target lacks it (div within 1.5 ulps of the f32 quotient, the others exactly)', () => {
+    const n = 20000;
+    let seed = 7;
+    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    const a = Float64Array.from({ length: n }, () => Math.fround((rnd() - 0.5) * Math.exp((rnd() - 0.5) * 60)));
+    const bv = Float64Array.from({ length: n }, () => Math.fround((rnd() - 0.5) * Math.exp((rnd() - 0.5) * 60)));
+    for (const op of ['recip', 'neg', 'abs', 'sub', 'div', 'max', 'min'] as const) {
+      const unary = ALU[op].arity === 1;
+      const load = (arg: string): Node => ({ op: 'load', dtype: 'f32', access: { arg, strides: [S(1)], offset: S(0) } });
+      const nodes: Node[] = unary ? [load('a'), { op, dtype: 'f32', args: [0] } as Node] : [load('a'), load('b'), { op, dtype: 'f32', args: [0, 1] } as Node];
+      const k: Kernel = { kind: 'kernel', name: 'k', domain: [n], axes: [], nodes, stores: [{ node: nodes.length - 1, access: { arg: 'y', strides: [S(1)], offset: S(0) } }], notes: [] };
+      const caps = capabilities('test', ALL_ALU.filter((o) => o !== op));
+      const d = decompose(k, caps);
+      expect(d.nodes.some((nd) => nd.op === op), op).toBe(false);
+      const arrays = (name: string) => (['a', 'b', 'y'].includes(name) ? { dtype: 'f32' as const, numel: S(n) } : undefined);
+      expect(verifyKernel(d, arrays)).toEqual([]);
+      const y = new Float64Array(n);
+      evalKernel(d, (name) => (name === 'a' ? a : name === 'b' ? bv : y), {}, { f32: true });
+      // against the f32 rounding of the exact result
+      const want = (i: number) => Math.fround(ALU[op].eval(a[i]!, bv[i]!));
+      const worst = Math.max(...Array.from(y, (v, i) => Math.abs(v - want(i)) / ulp(want(i))));
+      expect(worst, op).toBeLessThanOrEqual(op === 'div' ? 1.5 : 0);
+    }
+  });
+});
+
 describe('the decomposition of pow with a non-constant exponent', () => {
   it('is within 2 + 2·|y| ulps, with Math.pow\'s values at 0, ∞ and negative bases', () => {
     for (const y of [1.7, 2.5, -1.3, 3, 7.3, -11.1, 0.37, Infinity, -Infinity, NaN, 0]) {
