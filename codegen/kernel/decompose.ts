@@ -13,7 +13,7 @@ import { ALU, argsOf, isAlu } from './form.js';
 
 /** What a renderer computes natively: the ALU primitives it has an instruction or function for. */
 export interface Capabilities {
-  /** The target's name, as errors say it ("flat TypeScript", "wasm SIMD"). */
+  /** The target's name: errors say `the ${target} target` ("flat TypeScript", "wasm SIMD"; a name that is already "the … target" is used as it is). */
   readonly target: string;
   readonly native: ReadonlySet<AluOp>;
 }
@@ -130,7 +130,9 @@ class Builder {
     if (this.caps.native.has(op)) return this.add({ op, dtype: t, args } as unknown as Node);
     const rule = RULES[op];
     if (!rule || this.stack.includes(op)) {
-      const target = `the ${this.caps.target} target`;
+      // the name, or a whole phrase ("the wasm SIMD target") where a renderer gave one
+      const name = this.caps.target;
+      const target = /^the .* target$/.test(name) ? name : `the ${name} target`;
       const hint = `declare ${op} native in the renderer's capabilities, or add a decomposition of it to codegen/kernel/decompose.ts`;
       if (op === this.origin) throw new CompileError(`${target} cannot compute ${op}: it has no ${op} primitive and no decomposition of ${op} into the primitives it has`, hint);
       throw new CompileError(`${target} cannot compute ${this.origin}: its decomposition needs ${op}, which ${target} lacks and cannot decompose`, hint);
