@@ -14,7 +14,7 @@ import type { AluOp, HostProgram, Kernel, Launch, Node } from '../codegen/kernel
 import { ALU, f32Bits, f32FromBits } from '../codegen/kernel/form.js';
 import type { Capabilities } from '../codegen/kernel/decompose.js';
 import { ALL_ALU, capabilities, decompose, decomposeProgram } from '../codegen/kernel/decompose.js';
-import { evalKernel } from '../codegen/kernel/eval.js';
+import { evalKernel, runEntry } from '../codegen/kernel/eval.js';
 import { verifyKernel } from '../codegen/kernel/verify.js';
 import { printLaunch } from '../codegen/kernel/print.js';
 import { parseLaunch } from '../codegen/kernel/parse.js';
@@ -355,6 +355,32 @@ describe('the new ALU primitives', () => {
     expect(y[0]).toBe(Math.imul(65537, 65537) + 1 + 2 ** -30);
     evalKernel(k, () => y, {}, { f32: true });
     expect(y[0]).toBe(Math.fround(Math.imul(65537, 65537) + 1));
+  });
+});
+
+describe("the evaluator's f32 mode", () => {
+  it('runs a host program in f32 arithmetic when asked (runEntry), float64 otherwise', () => {
+    const nodes: Node[] = [
+      { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [S(1)], offset: S(0) } },
+      { op: 'const', dtype: 'f32', value: 0.1 },
+      { op: 'mul', dtype: 'f32', args: [0, 1] },
+      { op: 'const', dtype: 'f32', value: 0.2 },
+      { op: 'add', dtype: 'f32', args: [2, 3] },
+    ];
+    const k: Kernel = { kind: 'kernel', name: 'k', domain: [3], axes: [], nodes, stores: [{ node: 4, access: { arg: 'y', strides: [S(1)], offset: S(0) } }], notes: [] };
+    const p: HostProgram = {
+      name: 'p',
+      buffers: [{ id: 0, dtype: 'f32', size: S(3) }],
+      arrays: [
+        { name: 'x', dtype: 'f32', numel: S(3), place: { kind: 'const', data: [1, 2, 3] } },
+        { name: 'y', dtype: 'f32', numel: S(3), place: { kind: 'buffer', id: 0 } },
+      ],
+      entries: [{ name: 'forward', steps: [{ kind: 'launch', launch: k }, { kind: 'read', output: 'y', array: 'y' }] }],
+    };
+    const f = Math.fround;
+    expect(Array.from(runEntry(p, p.entries[0]!, {}).y!)).toEqual([1, 2, 3].map((x) => x * 0.1 + 0.2));
+    expect(Array.from(runEntry(p, p.entries[0]!, { f32: true }).y!)).toEqual([1, 2, 3].map((x) => f(f(x * f(0.1)) + f(0.2))));
+    expect(f(f(2 * f(0.1)) + f(0.2))).not.toBe(2 * 0.1 + 0.2);
   });
 });
 

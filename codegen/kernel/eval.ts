@@ -144,7 +144,7 @@ function gather(v: View, mem: Memory, dims: Dims): NDArray {
 }
 
 /** Runs a routine through the op table's float64 evaluation, then its epilogue. */
-export function evalRoutine(r: Routine, mem: Memory, dims: Dims): void {
+export function evalRoutine(r: Routine, mem: Memory, dims: Dims, opts: EvalOptions = {}): void {
   const args = r.inputs.map((v) => gather(v, mem, dims));
   const out: ConcreteType = { dtype: r.dtype, shape: r.output.shape.map((d) => bind(d, dims)) };
   const ev = OPS[r.op].eval as (a: readonly NDArray[], attrs: unknown, t: ConcreteType) => NDArray;
@@ -152,12 +152,13 @@ export function evalRoutine(r: Routine, mem: Memory, dims: Dims): void {
   const b = boundAccess({ arg: r.output.arg, strides: r.output.strides, offset: r.output.offset }, mem, dims);
   let i = 0;
   forEachPoint(out.shape, (x) => (b.arr[address(b, x)] = y.data[i++]!));
-  if (r.epilogue) evalKernel(r.epilogue, mem, dims);
+  if (r.epilogue) evalKernel(r.epilogue, mem, dims, opts);
 }
 
-export function evalLaunch(l: Launch, mem: Memory, dims: Dims): void {
-  if (l.kind === 'kernel') evalKernel(l, mem, dims);
-  else evalRoutine(l, mem, dims);
+/** Runs a launch (a routine's own algorithm in float64 whatever `opts` says; its epilogue as asked). */
+export function evalLaunch(l: Launch, mem: Memory, dims: Dims, opts: EvalOptions = {}): void {
+  if (l.kind === 'kernel') evalKernel(l, mem, dims, opts);
+  else evalRoutine(l, mem, dims, opts);
 }
 
 export interface HostEnv {
@@ -171,6 +172,8 @@ export interface HostEnv {
   readonly dims?: Dims;
   /** Runs a launch in place of evalLaunch (a renderer's code). */
   readonly launch?: (l: Launch, mem: Memory, dims: Dims) => void;
+  /** Evaluates the kernels in f32 arithmetic (EvalOptions), when no `launch` is given. */
+  readonly f32?: boolean;
   /** Called after each launch (the tests check what it stored). */
   readonly after?: (l: Launch, mem: Memory) => void;
 }
@@ -206,7 +209,8 @@ export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = m
       else if (s.source === 'state' && (s.key === 'mode' || s.key.startsWith('dropout_mask '))) arr.fill(s.key === 'mode' ? 0 : 1);
       else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
     } else if (s.kind === 'launch') {
-      (env.launch ?? evalLaunch)(s.launch, mem, dims);
+      if (env.launch) env.launch(s.launch, mem, dims);
+      else evalLaunch(s.launch, mem, dims, { f32: env.f32 });
       env.after?.(s.launch, mem);
     } else out[s.output] = Float64Array.from(mem(s.array));
   }
