@@ -1,0 +1,69 @@
+// The GPU.js module's erf, log1p and expm1: gpu.js has no erf, and its log1p and expm1 are
+// log(1 + x) and exp(x) − 1 in its GLSL and WGSL backends, which lose every digit of a small x
+// (log1p(1e-8) is 0 in float32). These are written as expressions over what every backend has
+// (exp, log, sqrt, comparisons), accurate to a few float32 roundings.
+
+import * as E from './expr.js';
+import type { Expr } from './expr.js';
+
+/** Makes a value a local (an atom read more than once). */
+export type Local = (e: Expr) => Expr;
+
+const one = E.num(1);
+const zero = E.num(0);
+const lt = E.rel('<');
+const same = E.rel('===');
+
+/** Horner's rule: c[0] + z·(c[1] + z·(c[2] + ...)). */
+function horner(z: Expr, c: readonly number[]): Expr {
+  let p = E.num(c.at(-1)!);
+  for (let k = c.length - 2; k >= 0; k--) p = E.add(E.num(c[k]!), E.mul(z, p));
+  return p;
+}
+
+/** 2/√π · (−1)ⁿ / (n!·(2n + 1)): erf's Taylor series in x·(x²)ⁿ. */
+const TAYLOR = Array.from({ length: 7 }, (_x, n) => {
+  let f = 1;
+  for (let k = 2; k <= n; k++) f *= k;
+  return ((2 / Math.sqrt(Math.PI)) * (-1) ** n) / (f * (2 * n + 1));
+});
+
+/**
+ * erfc(a) ≈ t·exp(−a² + P(t)), t = 1/(1 + a/2), for a ≥ 0: the Chebyshev fit of Numerical
+ * Recipes (erfcc), relative error below 1.2e-7 for every a ≥ 0.
+ */
+const ERFC = [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277];
+
+/**
+ * erf(x): for |x| < 0.5 its Taylor series to x¹³ (relative error below 1e-9: small values keep
+ * their digits), elsewhere ±(1 − erfc(|x|)). In float64 (gpu.js's cpu mode) the largest error
+ * over [−6, 6] is 3.0e-8 (5.7e-8 relative, at 0.5); with every operation rounded to float32, as
+ * a shader computes, 1.7e-7 (3.3e-7 relative): about 3 units in the last place.
+ */
+export function gpuErf(x: Expr, local: Local): Expr {
+  const a = local(E.call('Math.abs', x));
+  const x2 = local(E.mul(x, x));
+  const series = E.mul(x, horner(x2, TAYLOR));
+  const t = local(E.div(one, E.add(one, E.mul(E.num(0.5), a))));
+  const erfc = local(E.mul(t, E.call('Math.exp', E.add(E.mul(E.neg(a), a), horner(t, ERFC)))));
+  return E.cond(lt(a, E.num(0.5)), series, E.cond(lt(x, zero), E.sub(erfc, one), E.sub(one, erfc)));
+}
+
+/**
+ * log(1 + x): where |x| < 1, log(u)·x/(u − 1) with u = 1 + x, whose rounding of u cancels
+ * (Goldberg, "What every computer scientist should know about floating-point arithmetic",
+ * theorem 4: within a few roundings), and x where u rounds to 1; log(u) elsewhere. NaN below −1.
+ */
+export function gpuLog1p(x: Expr, local: Local): Expr {
+  const u = local(E.add(one, x));
+  const near = E.cond(same(u, one), x, E.mul(E.call('Math.log', u), E.div(x, E.sub(u, one))));
+  // √ of a negative value is NaN on every backend, as GPU_EXPR's log
+  return E.cond(lt(u, zero), E.call('Math.sqrt', u), E.cond(lt(x, one), near, E.call('Math.log', u)));
+}
+
+/** e^x − 1: where |x| < 1, (u − 1)·x/log(u) with u = e^x (Kahan's), and x where u rounds to 1; u − 1 elsewhere. */
+export function gpuExpm1(x: Expr, local: Local): Expr {
+  const u = local(E.call('Math.exp', x));
+  const near = E.cond(same(u, one), x, E.div(E.mul(E.sub(u, one), x), E.call('Math.log', u)));
+  return E.cond(lt(E.call('Math.abs', x), one), near, E.sub(u, one));
+}
