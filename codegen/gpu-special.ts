@@ -1,7 +1,9 @@
 // The GPU.js module's erf, log1p and expm1: gpu.js has no erf, and its log1p and expm1 are
 // log(1 + x) and exp(x) − 1 in its GLSL and WGSL backends, which lose every digit of a small x
 // (log1p(1e-8) is 0 in float32). These are written as expressions over what every backend has
-// (exp, log, sqrt, comparisons), accurate to a few float32 roundings.
+// (exp, log, sqrt, comparisons), polynomials where a shader's exp or log would lose digits,
+// accurate to a few float32 roundings (docs/gpu.md; test/gpu-special.test.ts in webasm mode,
+// test/browser/special.test.ts in WGSL and GLSL on SwiftShader).
 
 import * as E from './expr.js';
 import type { Expr } from './expr.js';
@@ -12,7 +14,6 @@ export type Local = (e: Expr) => Expr;
 const one = E.num(1);
 const zero = E.num(0);
 const lt = E.rel('<');
-const same = E.rel('===');
 
 /** Horner's rule: c[0] + z·(c[1] + z·(c[2] + ...)). */
 function horner(z: Expr, c: readonly number[]): Expr {
@@ -37,8 +38,8 @@ const ERFC = [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27
 /**
  * erf(x): for |x| < 0.5 its Taylor series to x¹³ (relative error below 1e-9: small values keep
  * their digits), elsewhere ±(1 − erfc(|x|)). In float64 the largest error over [−6, 6] is 3.0e-8
- * (5.7e-8 relative, at 0.5); in float32 arithmetic (gpu.js's webasm mode) 1.1e-7, 2.1e-7 relative
- * (test/gpu-special.test.ts).
+ * (5.7e-8 relative, at 0.5); in float32 arithmetic (gpu.js's webasm mode) 1.1e-7, 2.1e-7 relative;
+ * in SwiftShader's shaders 1.6e-7.
  */
 export function gpuErf(x: Expr, local: Local): Expr {
   const a = local(E.call('Math.abs', x));
@@ -49,21 +50,36 @@ export function gpuErf(x: Expr, local: Local): Expr {
   return E.cond(lt(a, E.num(0.5)), series, E.cond(lt(x, zero), E.sub(erfc, one), E.sub(one, erfc)));
 }
 
+/** 1/(2k + 1), k = 0 … 7: log1p's series 2·atanh(s) = 2·(s + s³/3 + s⁵/5 + …) in s². */
+const ATANH = Array.from({ length: 8 }, (_x, k) => 1 / (2 * k + 1));
+/** 1/n!, n = 1 … 9: expm1's Taylor series x·(1 + x/2 + x²/6 + …). */
+const EXP = Array.from({ length: 9 }, (_x, k) => {
+  let f = 1;
+  for (let n = 2; n <= k + 1; n++) f *= n;
+  return 1 / f;
+});
+
 /**
- * log(1 + x): where |x| < 1, log(u)·x/(u − 1) with u = 1 + x, whose rounding of u cancels
- * (Goldberg, "What every computer scientist should know about floating-point arithmetic",
- * theorem 4: within a few roundings), and x where u rounds to 1; log(u) elsewhere. NaN below −1.
+ * log(1 + x). A shader's log is not relatively accurate near 1 (GLSL ES and WGSL allow an
+ * absolute error of 2⁻²¹ on [0.5, 2]: SwiftShader's log(1 + x) is off by 65% of a small x), so
+ * where 1 + x lies in [0.5, 2] the series 2·atanh(s), s = x/(2 + x), |s| ≤ 1/3, to s¹⁵ (relative
+ * error below 2e-9, then float32's roundings); log(1 + x) elsewhere. NaN below −1.
  */
 export function gpuLog1p(x: Expr, local: Local): Expr {
   const u = local(E.add(one, x));
-  const near = E.cond(same(u, one), x, E.mul(E.call('Math.log', u), E.div(x, E.sub(u, one))));
+  const s = local(E.div(x, E.add(E.num(2), x)));
+  const series = E.mul(E.mul(E.num(2), s), horner(local(E.mul(s, s)), ATANH));
+  const log = E.call('Math.log', u);
+  const inside = E.cond(E.rel('<=')(x, one), series, log);
   // √ of a negative value is NaN on every backend, as GPU_EXPR's log
-  return E.cond(lt(u, zero), E.call('Math.sqrt', u), E.cond(lt(x, one), near, E.call('Math.log', u)));
+  return E.cond(lt(u, zero), E.call('Math.sqrt', u), E.cond(lt(x, E.num(-0.5)), log, inside));
 }
 
-/** e^x − 1: where |x| < 1, (u − 1)·x/log(u) with u = e^x (Kahan's), and x where u rounds to 1; u − 1 elsewhere. */
-export function gpuExpm1(x: Expr, local: Local): Expr {
-  const u = local(E.call('Math.exp', x));
-  const near = E.cond(same(u, one), x, E.div(E.mul(E.sub(u, one), x), E.call('Math.log', u)));
-  return E.cond(lt(E.call('Math.abs', x), one), near, E.sub(u, one));
+/**
+ * eˣ − 1: for |x| < 0.5 its Taylor series to x⁹ (relative error below 6e-10, then float32's
+ * roundings: no log, whose shader form is not accurate near 1), eˣ − 1 elsewhere (at most a
+ * factor 2.6 of cancellation).
+ */
+export function gpuExpm1(x: Expr, _local: Local): Expr {
+  return E.cond(lt(E.call('Math.abs', x), E.num(0.5)), E.mul(x, horner(x, EXP)), E.sub(E.call('Math.exp', x), one));
 }
