@@ -61,7 +61,7 @@ const EXP = Array.from({ length: 9 }, (_x, k) => {
 
 /**
  * log(1 + x). A shader's log is not relatively accurate near 1 (GLSL ES and WGSL allow an
- * absolute error of 2⁻²¹ on [0.5, 2]: SwiftShader's log(1 + x) is off by 65% of a small x), so
+ * absolute error of 2⁻²¹ on [0.5, 2]: on SwiftShader log(u)·x/(u − 1), u = 1 + x, was off by 65%), so
  * where 1 + x lies in [0.5, 2] the series 2·atanh(s), s = x/(2 + x), |s| ≤ 1/3, to s¹⁵ (relative
  * error below 2e-9, then float32's roundings); log(1 + x) elsewhere. NaN below −1.
  */
