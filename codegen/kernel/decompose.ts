@@ -83,6 +83,10 @@ class Builder {
     return this.nodes[i]!.dtype;
   }
 
+  native(op: AluOp): boolean {
+    return this.caps.native.has(op);
+  }
+
   /** The value of a const node, if i is one. */
   constOf(i: number): number | undefined {
     const n = this.nodes[i]!;
@@ -177,6 +181,8 @@ const COS_P = [0.0416666679084301, -0.0013888883404433727, 0.0000247994212259072
 const ERF_SMALL = [0.12837916612625122, -0.37612634897232056, 0.11283732205629349, -0.02686155028641224, 0.005206660833209753, -0.0008210109081119299, 0.00008671101386426017];
 /** erfc(x) = e^(−x²)·P(x − 0.875), 0.875 ≤ x < 3.92. */
 const ERFC_MID = [0.4643114507198334, -0.3158245086669922, 0.1878393143415451, -0.10031857341527939, 0.048221975564956665, -0.020285259932279587, 0.007050761487334967, -0.0018762825056910515, 0.00034852666431106627, -0.00003951597318518907, 0.000002036430714724702];
+/** 2^r = 1 + r·P(r), |r| ≤ ½. */
+const EXP2_P = [0.6931471824645996, 0.24022650718688965, 0.055504102259874344, 0.00961803738027811, 0.0013334081741049886, 0.00015467044431716204, 0.000015165644072112627];
 /** log(1+f) = 2·atanh(s), s = f/(2+f): the series of (2 atanh(s) − 2s)/(s·z), z = s² ≤ 0.0295. */
 const LOG_P = [2 / 3, 2 / 5, 2 / 7, 2 / 9, 2 / 11];
 
@@ -184,8 +190,12 @@ const LOG2E = 1.4426950408889634;
 /** ln 2 = LN2_HI + LN2_LO, LN2_HI with 15 significant bits: n·LN2_HI is exact for |n| < 512. */
 const LN2_HI = 0.693145751953125;
 const LN2_LO = 1.428606765330187e-6;
-/** π/2 in five parts, the first four of 8 significant bits (q·part exact for |q| < 2¹⁶): Cody–Waite. */
-const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.07710062827671e-11];
+/**
+ * π/2 in six parts, consecutive 8-bit slices of its binary expansion and then the rest rounded
+ * to f32 (Cody–Waite): q·part is exact for |q| < 2¹⁶, x − q·(the first three) is exact, and the
+ * next two are subtracted keeping their rounding errors (trig).
+ */
+const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.002665031701326e-11, 7.443547731314504e-13];
 const TWO_OVER_PI = 0.6366197723675814;
 /** Where sin and cos hold their bound (q < 2¹⁶ up to 102942); beyond it they are NaN. */
 const TRIG_MAX = 1e5;
@@ -208,27 +218,36 @@ function expRule(b: Builder, [x]: readonly number[]): number {
   return b.where(b.lt(b.c(EXP_MAX), x!), b.c(Infinity), b.where(b.lt(x!, b.c(EXP_MIN)), b.c(0), y));
 }
 
-/**
- * log(x) of a positive normal x already split as 2^e·m (m ∈ [√½, √2)): f = m − 1 (exact),
- * s = f/(2+f), log(m) = f − (f²/2 − s·(f²/2 + R(s²))), plus e·ln2 in two parts.
- */
-function logCore(b: Builder, x: number): number {
+/** x > 0 as 2^e·m, m ∈ [√½, √2), by its bits (a subnormal x scaled by 2²³ first): e (i32) and m. */
+function frexp(b: Builder, x: number): { e: number; m: number } {
   const tiny = b.lt(x, b.c(F32_MIN_NORMAL));
   const xs = b.where(tiny, b.mul(x, b.c(2 ** 23)), x);
   const i = b.op('bits', xs);
   const e0 = b.sub(b.sub(b.op('and', b.op('shr', i, b.ci(23)), b.ci(255)), b.ci(127)), b.where(tiny, b.ci(23), b.ci(0)));
   const m0 = b.op('frombits', b.op('or', b.op('and', i, b.ci(0x007fffff)), b.ci(0x3f800000)));
   const big = b.lt(b.c(Math.SQRT2), m0);
-  const m = b.where(big, b.mul(m0, b.c(0.5)), m0);
-  const e = b.add2(e0, b.where(big, b.ci(1), b.ci(0)));
+  return { e: b.add2(e0, b.where(big, b.ci(1), b.ci(0))), m: b.where(big, b.mul(m0, b.c(0.5)), m0) };
+}
+
+/**
+ * ln(m), m ∈ [√½, √2): f = m − 1 (exact), s = f/(2+f), ln(m) = f − (h − s·(h + R(s²))), h = f²/2;
+ * as f, h and s·(h + R), for the caller to add up with what else it has.
+ */
+function lnMantissa(b: Builder, m: number): { f: number; h: number; sr: number } {
   const f = b.sub(m, b.c(1));
   const s = b.op('div', f, b.add2(b.c(2), f));
   const z = b.mul(s, s);
   const R = b.mul(z, b.poly(z, LOG_P));
-  const hfsq = b.mul(b.c(0.5), b.mul(f, f));
+  const h = b.mul(b.c(0.5), b.mul(f, f));
+  return { f, h, sr: b.mul(s, b.add2(h, R)) };
+}
+
+/** log(x) of a positive x: e·ln2 (in two parts) + ln(m). */
+function logCore(b: Builder, x: number): number {
+  const { e, m } = frexp(b, x);
+  const { f, h, sr } = lnMantissa(b, m);
   const ef = b.op('cast', e);
-  const lo = b.add2(b.mul(s, b.add2(hfsq, R)), b.mul(ef, b.c(LN2_LO)));
-  return b.add2(b.mul(ef, b.c(LN2_HI)), b.sub(f, b.sub(hfsq, lo)));
+  return b.add2(b.mul(ef, b.c(LN2_HI)), b.sub(f, b.sub(h, b.add2(sr, b.mul(ef, b.c(LN2_LO))))));
 }
 
 /** log with its special values: log(±0) = −∞, log(x < 0) = NaN, log(∞) = ∞, log(NaN) = NaN. */
@@ -240,7 +259,10 @@ function logRule(b: Builder, [x]: readonly number[]): number {
 
 /** log1p: u = 1 + x, log(u) + (x − (u − 1))/u (the rounding of 1 + x, corrected); x where u = 1. */
 function log1pRule(b: Builder, [x]: readonly number[]): number {
-  const u = b.add2(b.c(1), x!);
+  // where log is decomposed it reads u's f32 bits: the correction must see that same u, also in
+  // a target that computes in float64 (frombits(bits(u)) rounds u to f32; in f32 it is u)
+  const u0 = b.add2(b.c(1), x!);
+  const u = b.native('log') ? u0 : b.op('frombits', b.op('bits', u0));
   const lu = b.op('log', u);
   const corr = b.op('div', b.sub(x!, b.sub(u, b.c(1))), u);
   const inside = b.where(b.lt(u, b.c(Infinity)), b.add2(lu, corr), lu);
@@ -268,7 +290,7 @@ function tanhRule(b: Builder, [x]: readonly number[]): number {
 }
 
 /**
- * sin and cos: q = round(x·2/π), r = x − q·π/2 with π/2 in five parts (exact for |q| < 2¹⁶, so
+ * sin and cos: q = round(x·2/π), r = x − q·π/2 = rh + rl with π/2 in six parts (|q| < 2¹⁶, so
  * |x| ≤ 1e5), then ±sin r or ±cos r by the quadrant q + shift (cos: shift 1). NaN beyond 1e5: the
  * reduction would lose every digit there (an absolute error of 0.03 at 6e5), and at ±∞.
  */
@@ -276,11 +298,20 @@ function trig(shift: number): Rule {
   return (b, [x]) => {
     const q = b.rint(b.mul(x!, b.c(TWO_OVER_PI)));
     const qf = b.op('cast', q);
-    let r = x!;
-    for (const p of PIO2) r = b.sub(r, b.mul(qf, b.c(p)));
-    const t = b.mul(r, r);
-    const s = b.add2(r, b.mul(b.mul(r, t), b.poly(t, SIN_P)));
-    const c = b.add2(b.sub(b.c(1), b.mul(b.c(0.5), t)), b.mul(b.mul(t, t), b.poly(t, COS_P)));
+    const part = (k: number) => b.mul(qf, b.c(PIO2[k]!));
+    // exact: r3 = x − q·(p₀ + p₁ + p₂)
+    const r3 = b.sub(b.sub(b.sub(x!, part(0)), part(1)), part(2));
+    // less q·p₃ and q·p₄, each with its rounding error kept (2Sum), and q·p₅ (tiny); r = rh + rl
+    const [h1, e1] = twoDiff(b, r3, part(3));
+    const [h2, e2] = twoDiff(b, h1, part(4));
+    const h3 = b.sub(h2, part(5));
+    const lo = b.add2(e1, e2);
+    const rh = b.add2(h3, lo);
+    const rl = b.sub(lo, b.sub(rh, h3));
+    const t = b.mul(rh, rh);
+    // sin(rh + rl) ≈ sin(rh) + rl, cos(rh + rl) ≈ cos(rh) − rl·rh
+    const s = b.add2(rh, b.add2(b.mul(b.mul(rh, t), b.poly(t, SIN_P)), rl));
+    const c = b.add2(b.sub(b.c(1), b.mul(b.c(0.5), t)), b.sub(b.mul(b.mul(t, t), b.poly(t, COS_P)), b.mul(rl, rh)));
     const j = b.add2(q, b.ci(shift));
     const v = b.where(b.eq(b.op('and', j, b.ci(1)), b.ci(1)), c, s);
     const y = b.where(b.eq(b.op('and', j, b.ci(2)), b.ci(2)), neg(b, v), v);
@@ -288,6 +319,13 @@ function trig(shift: number): Rule {
     const z = shift === 0 ? b.where(b.eq(x!, b.c(0)), x!, y) : y;
     return b.where(b.op('le', b.op('abs', x!), b.c(TRIG_MAX)), z, b.c(NaN));
   };
+}
+
+/** a − b as the rounded difference and its rounding error (Knuth's 2Sum): d + e = a − b exactly. */
+function twoDiff(b: Builder, x: number, y: number): [number, number] {
+  const d = b.sub(x, y);
+  const bb = b.sub(d, x);
+  return [d, b.sub(b.sub(x, b.sub(d, bb)), b.add2(y, bb))];
 }
 
 /** erf: x + x·P(x²) for |x| < 0.875; ±(1 − e^(−x²)·P(|x| − 0.875)) below 3.92; ±1 from there. */
@@ -318,17 +356,55 @@ function powHalf(b: Builder, x: number): number {
 }
 
 /**
- * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, ±0.5 by sqrt; otherwise
- * exp(y·log|x|), with x < 0 giving ±|x|^y for an integer y and NaN otherwise, pow(x, 0) = 1.
- * A −0 base counts as +0 there (pow(−0, −1) is +∞, not −∞).
+ * |x|^y for a general y, as 2^(y·log₂|x|): log₂|x| = e + l (frexp, l = ln(m)·log₂e), y split as
+ * yh + yl with yh of 12 significant bits so that yh·e is exact; n = round(y·log₂|x|) and the rest
+ * r = (yh·e − n) + (yl·e + y·l), |r| ≤ ½, so 2ⁿ·2^r. The error grows with |y| (that of y·l), not
+ * with |y·log₂|x||.
+ */
+function powAbs(b: Builder, ax: number, y: number): number {
+  const { e, m } = frexp(b, ax);
+  const { f, h, sr } = lnMantissa(b, m);
+  const l = b.mul(b.sub(f, b.sub(h, sr)), b.c(LOG2E));
+  const ef = b.op('cast', e);
+  const yh = b.op('frombits', b.op('and', b.op('bits', y), b.ci(-4096)));
+  const yl = b.sub(y, yh);
+  const A = b.mul(yh, ef);
+  const B = b.add2(b.mul(yl, ef), b.mul(y, l));
+  const T = b.add2(A, B);
+  const n = b.rint(b.op('min', b.op('max', T, b.c(-160)), b.c(130)));
+  const r = b.add2(b.sub(A, b.op('cast', n)), B);
+  const p = b.add2(b.c(1), b.mul(r, b.poly(r, EXP2_P)));
+  const n1 = b.op('shr', n, b.ci(1));
+  const v = b.mul(b.mul(p, b.pow2(n1)), b.pow2(b.sub(n, n1)));
+  return b.where(b.lt(b.c(128), T), b.c(Infinity), b.where(b.lt(T, b.c(-151)), b.c(0), v));
+}
+
+/**
+ * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, a constant half-integer
+ * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0); otherwise |x|^y (powAbs) with
+ * x < 0 giving ±|x|^y for an integer y and NaN otherwise, and Math.pow's values at x = ±0, ±∞
+ * and y = 0, ±∞. A −0 base counts as +0 (pow(−0, −1) is +∞, not −∞).
  */
 function powRule(b: Builder, [x, y]: readonly number[]): number {
   const c = b.constOf(y!);
   if (c !== undefined && Number.isInteger(c) && Math.abs(c) <= 64) return powInt(b, x!, c);
-  if (c === 0.5) return powHalf(b, x!);
-  if (c === -0.5) return b.op('recip', powHalf(b, x!));
+  // a half-integer: |x|^(|c| − ½)·√x (NaN for x < 0 from √), its reciprocal for c < 0
+  if (c !== undefined && Number.isInteger(2 * c) && Math.abs(c) <= 64) {
+    const m = Math.abs(c) - 0.5;
+    const v = m === 0 ? powHalf(b, x!) : b.mul(powInt(b, b.op('abs', x!), m), powHalf(b, x!));
+    return c < 0 ? b.op('recip', v) : v;
+  }
   const ax = b.op('abs', x!);
-  const mag = b.op('exp', b.mul(y!, b.op('log', ax)));
+  const yPos = b.lt(b.c(0), y!);
+  const inf = b.c(Infinity);
+  const zero = b.c(0);
+  // |x| = 0 or ∞, y = ±∞: what Math.pow gives
+  const at0 = b.where(yPos, zero, inf);
+  const atInf = b.where(yPos, inf, zero);
+  const yInf = b.where(b.eq(ax, b.c(1)), b.c(NaN), b.where(b.lt(b.c(1), ax), atInf, at0));
+  const finite = b.where(b.eq(ax, zero), at0, b.where(b.eq(ax, inf), atInf, powAbs(b, ax, y!)));
+  // a NaN x reads as a finite number's bits in powAbs, and y = NaN would pick 0 or ∞ above: NaN
+  const mag = b.where(b.eq(y!, y!), b.where(b.eq(x!, x!), b.where(b.eq(b.op('abs', y!), inf), yInf, finite), x!), y!);
   const fl = b.op('floor', y!);
   const isInt = b.eq(fl, y!);
   const half = b.mul(y!, b.c(0.5));

@@ -61,7 +61,8 @@ export type UnaryOp =
 /**
  * Binary primitives: add sub mul max min on two f32 or two i32 (i32 wraps modulo 2³²), div and
  * pow on f32, comparisons lt le eq (→ bool); on i32 only: shl, shr (arithmetic: the sign bit is
- * copied in; the shift count is taken modulo 32); and, or on two i32 (bitwise) or two bool.
+ * copied in; the shift count is taken modulo 32; every decomposition shifts by a constant, which
+ * wasm SIMD needs: its shifts take one scalar count); and, or on two i32 (bitwise) or two bool.
  */
 export type BinaryOp =
   | 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'lt' | 'le' | 'eq'
