@@ -47,6 +47,11 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
     case 'relu':
     case 'sqrt':
     case 'abs':
+    case 'sin':
+    case 'cos':
+    case 'erf':
+    case 'log1p':
+    case 'expm1':
       return fn(inst.op)(a());
     case 'maximum':
     case 'minimum':

@@ -24,6 +24,8 @@ import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuPow } from './gpu-pow.js';
+import type { Local } from './gpu-special.js';
+import { gpuErf, gpuExpm1, gpuLog1p } from './gpu-special.js';
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
@@ -33,12 +35,13 @@ import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuT
 const one = E.num(1);
 const zero = E.num(0);
 
-type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
+type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'sin' | 'cos' | 'erf' | 'log1p' | 'expm1' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
 
 /** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
-const TWICE = new Set<OpKind>(['relu', 'square', 'pow', 'log']);
+const TWICE = new Set<OpKind>(['relu', 'square', 'pow', 'log', 'erf', 'log1p', 'expm1']);
 
-export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => Expr } = {
+/** Each op's expression from its operands' (`local` makes a value a local of the kernel). */
+export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[], local?: Local) => Expr } = {
   neg: ([a]) => E.neg(a!),
   exp: ([a]) => E.call('Math.exp', a!),
   // NaN below 0 as in PyTorch: SwiftShader's WebGPU gives log(x < 0) a number (WGSL leaves it
@@ -50,6 +53,11 @@ export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[]) => 
   sqrt: ([a]) => E.call('Math.sqrt', a!),
   square: ([a]) => E.mul(a!, a!),
   abs: ([a]) => E.call('Math.abs', a!),
+  sin: ([a]) => E.call('Math.sin', a!),
+  cos: ([a]) => E.call('Math.cos', a!),
+  erf: ([a], local = (e) => e) => gpuErf(a!, local),
+  log1p: ([a], local = (e) => e) => gpuLog1p(a!, local),
+  expm1: ([a], local = (e) => e) => gpuExpm1(a!, local),
   add: ([a, b]) => E.add(a!, b!),
   sub: ([a, b]) => E.sub(a!, b!),
   mul: ([a, b]) => E.mul(a!, b!),
@@ -390,7 +398,7 @@ class KernelWriter implements PositionWriter {
         if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
         let args = inst.args.map((_a, k) => arg(k));
         if (TWICE.has(inst.op)) args = args.map((e) => this.local(e));
-        return GPU_EXPR[inst.op as ElementwiseOp](args);
+        return GPU_EXPR[inst.op as ElementwiseOp](args, (e) => this.local(e));
       }
     }
   }

@@ -111,6 +111,11 @@ export class Builder {
   sqrt = (x: Operand) => this.emit('sqrt', [x], {});
   square = (x: Operand) => this.emit('square', [x], {});
   abs = (x: Operand) => this.emit('abs', [x], {});
+  sin = (x: Operand) => this.emit('sin', [x], {});
+  cos = (x: Operand) => this.emit('cos', [x], {});
+  erf = (x: Operand) => this.emit('erf', [x], {});
+  log1p = (x: Operand) => this.emit('log1p', [x], {});
+  expm1 = (x: Operand) => this.emit('expm1', [x], {});
   stopGradient = (x: Operand) => this.emit('stop_gradient', [x], {});
   add = (a: Operand, b: Operand) => this.emit('add', [a, b], {});
   sub = (a: Operand, b: Operand) => this.emit('sub', [a, b], {});

@@ -86,10 +86,14 @@ export function binaryCrossEntropy(b: Builder, p: ValueId, t: ValueId, weight: V
   return reduce(b, b.add(wl, b.sub(pg, b.stopGradient(pg))), reduction);
 }
 
-/** F.binary_cross_entropy_with_logits: (1 − t)·x + (1 + (pw − 1)·t)·softplus(−x), times the weight. */
+/**
+ * F.binary_cross_entropy_with_logits: (1 − t)·x + (1 + (pw − 1)·t)·softplus(−x), times the weight,
+ * computed as (1 − t)·softplus(x) + pw·t·softplus(−x) (the same, since x + softplus(−x) =
+ * softplus(x)): no cancellation, so a confident right answer keeps its small loss (e^−|x|) where
+ * the first form rounds it to 0.
+ */
 export function bceWithLogits(b: Builder, x: ValueId, t: ValueId, posWeight: ValueId | undefined, weight: ValueId | undefined, reduction: Reduction): ValueId {
   pair('binaryCrossEntropyWithLogits', b, x, t, ['logits', 'targets']);
-  const sp = softplusStable(b, b.neg(x));
   const xt = b.type(x);
   if (posWeight !== undefined) {
     const pt = b.type(posWeight);
@@ -97,8 +101,8 @@ export function bceWithLogits(b: Builder, x: ValueId, t: ValueId, posWeight: Val
     if (pt.dtype !== 'f32' || !s || !sameShape(s, xt.shape))
       throw new CompileError(`binaryCrossEntropyWithLogits: posWeight ${formatType(pt)} does not broadcast to the logits ${formatType(xt)}`, `give posWeight one value per class: [${xt.shape.at(-1) ?? 1}]`).withLoc(b.loc);
   }
-  const lw = posWeight === undefined ? undefined : b.add(b.mul(b.sub(posWeight, 1), t), 1);
-  const l = b.add(b.mul(b.sub(1, t), x), lw === undefined ? sp : b.mul(lw, sp));
+  const pos = posWeight === undefined ? t : b.mul(posWeight, t);
+  const l = b.add(b.mul(b.sub(1, t), softplusStable(b, x)), b.mul(pos, softplusStable(b, b.neg(x))));
   return reduce(b, weighted('binaryCrossEntropyWithLogits', b, l, weight, 'weight'), reduction);
 }
 

@@ -17,6 +17,7 @@ import type { ConcreteType, DType, Shape, TensorType, ValueId } from './types.js
 import { formatType, numel, sameShape } from './types.js';
 import type { ConvAttrs, ConvInputGradAttrs, ConvWeightGradAttrs, PoolAttrs, PoolGradAttrs } from './conv.js';
 import * as CV from './conv.js';
+import { erf } from './special.js';
 
 export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
 type None = Record<string, never>;
@@ -63,6 +64,14 @@ export interface AttrsOf {
   sqrt: None;
   square: None;
   abs: None;
+  sin: None;
+  cos: None;
+  /** The error function 2/√π ∫₀ˣ e^(−t²) dt (exact GELU's). */
+  erf: None;
+  /** log(1 + x), exact for small |x|. */
+  log1p: None;
+  /** e^x − 1, exact for small |x|. */
+  expm1: None;
   stop_gradient: None;
   // elementwise, binary with NumPy broadcasting
   add: None;
@@ -429,6 +438,13 @@ export const OPS: OpTable = {
   sqrt: unary(Math.sqrt, (c) => [() => c.b.div(c.b.mul(c.dy, 0.5), c.y())], 'sqrt'),
   square: unary((x) => x * x, (c) => [() => c.b.mul(c.dy, c.b.mul(c.x(0), 2))], 'square'),
   abs: unary(Math.abs, (c) => [() => c.b.mul(c.dy, c.b.sub(c.b.gt(c.x(0), 0), c.b.gt(0, c.x(0))))], 'abs'),
+  sin: unary(Math.sin, (c) => [() => c.b.mul(c.dy, c.b.cos(c.x(0)))], 'sin'),
+  cos: unary(Math.cos, (c) => [() => c.b.neg(c.b.mul(c.dy, c.b.sin(c.x(0))))], 'cos'),
+  // erf'(x) = 2/√π · e^(−x²)
+  erf: unary(erf, (c) => [() => c.b.mul(c.dy, c.b.mul(c.b.exp(c.b.neg(c.b.square(c.x(0)))), 2 / Math.sqrt(Math.PI)))], 'erf'),
+  log1p: unary(Math.log1p, (c) => [() => c.b.div(c.dy, c.b.add(c.x(0), 1))], 'log1p'),
+  // from the output: (e^x − 1)' = y + 1
+  expm1: unary(Math.expm1, (c) => [() => c.b.mul(c.dy, c.b.add(c.y(), 1))], 'expm1'),
   stop_gradient: { ...unary((x) => x, 'none', 'stopGradient'), shape: ([x]) => x! },
 
   add: binary((a, b) => a + b, (c) => [() => c.dy, () => c.dy], 'add'),

@@ -30,13 +30,14 @@ function needF32(op: string, b: Builder, x: ValueId, what = 'x'): TensorType {
 // --- activations ----------------------------------------------------------------------------
 
 /**
- * log(1 + e^z) without overflow: relu(z) + log(1 + e^−|z|), |z| written 2·relu(z) − z so that
- * the gradient at z = 0 is σ(0) = ½ (abs and relu pass none at their kink).
+ * log(1 + e^z) without overflow: relu(z) + log1p(e^−|z|), |z| written 2·relu(z) − z so that
+ * the gradient at z = 0 is σ(0) = ½ (abs and relu pass none at their kink). log1p keeps the
+ * digits of a small result (softplus(−20) = 2.06e-9, where log(1 + e^−20) is 0 in float32).
  */
 export function softplusStable(b: Builder, z: ValueId): ValueId {
   const r = b.relu(z);
   const absz = b.sub(b.mul(r, 2), z);
-  return b.add(r, b.log(b.add(b.exp(b.neg(absz)), 1)));
+  return b.add(r, b.log1p(b.exp(b.neg(absz))));
 }
 
 /** F.softplus: (1/β)·log(1 + e^{βx}), and x itself where βx > threshold. */
@@ -51,6 +52,19 @@ export function softplus(b: Builder, x: ValueId, beta: number, threshold: number
 export function logSigmoid(b: Builder, x: ValueId): ValueId {
   needF32('logSigmoid', b, x);
   return b.neg(softplusStable(b, b.neg(x)));
+}
+
+/**
+ * F.gelu: x·Φ(x) = ½·x·(1 + erf(x/√2)), or with approximate 'tanh' ½·x·(1 + tanh(√(2/π)·(x +
+ * 0.044715·x³))) (GPT-2's).
+ */
+export function gelu(b: Builder, x: ValueId, approximate: 'none' | 'tanh'): ValueId {
+  needF32('gelu', b, x);
+  const inner =
+    approximate === 'none'
+      ? b.erf(b.mul(x, Math.SQRT1_2))
+      : b.tanh(b.mul(b.mul(x, b.add(b.mul(b.square(x), 0.044715), 1)), Math.sqrt(2 / Math.PI)));
+  return b.mul(b.mul(x, 0.5), b.add(inner, 1));
 }
 
 export function silu(b: Builder, x: ValueId): ValueId {

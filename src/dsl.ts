@@ -311,6 +311,18 @@ export class Tensor {
   clamp(min?: number, max?: number): Tensor { return this.op((b) => DV.clamp(b, this.id, min, max)); }
   /** 1/√x. */
   rsqrt(): Tensor { return this.op((b) => VC.rsqrt(b, this.id)); }
+  /** x·Φ(x) = ½·x·(1 + erf(x/√2)) (`F.gelu`); `'tanh'`: ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's. */
+  gelu(approximate: 'none' | 'tanh' = 'none'): Tensor { return this.op((b) => DV.gelu(b, this.id, approximate)); }
+  /** sin(this); its gradient cos. */
+  sin(): Tensor { return this.op((b) => b.sin(this.id)); }
+  /** cos(this); its gradient −sin. */
+  cos(): Tensor { return this.op((b) => b.cos(this.id)); }
+  /** The error function 2/√π·∫₀ˣ e^(−t²) dt (`torch.erf`); its gradient 2/√π·e^(−x²). */
+  erf(): Tensor { return this.op((b) => b.erf(this.id)); }
+  /** log(1 + this), exact for small |this| (`torch.log1p`). */
+  log1p(): Tensor { return this.op((b) => b.log1p(this.id)); }
+  /** e^this − 1, exact for small |this| (`torch.expm1`); its gradient from the output (y + 1). */
+  expm1(): Tensor { return this.op((b) => b.expm1(this.id)); }
   /** An f32 mask, 1 where this > o, else 0; no gradient flows through it. */
   gt(o: TensorLike): Tensor { return this.op((b, t) => VC.compare(b, 'gt', this.id, t.operand(o))); }
   /** An f32 mask, 1 where this ≥ o, else 0; no gradient. */

@@ -122,6 +122,12 @@ export function softplus(b: Builder, x: ValueId, beta: unknown, threshold: unkno
   return V.softplus(b, x, be, num('softplus', 'threshold', threshold, 20, 'a number'));
 }
 
+export function gelu(b: Builder, x: ValueId, approximate: unknown): ValueId {
+  if (approximate !== undefined && approximate !== 'none' && approximate !== 'tanh')
+    throw new CompileError(`gelu: approximate must be 'none' or 'tanh', got ${describe(approximate)}`, "write x.gelu() for the exact GELU (erf), or x.gelu('tanh') for the tanh approximation");
+  return V.gelu(b, x, approximate ?? 'none');
+}
+
 export function clamp(b: Builder, x: ValueId, min: unknown, max: unknown): ValueId {
   const lo = num('clamp', 'min', min, NaN, 'a number', (v) => !Number.isNaN(v));
   const hi = num('clamp', 'max', max, NaN, 'a number', (v) => !Number.isNaN(v));

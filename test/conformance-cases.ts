@@ -415,6 +415,31 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     label: 'dy → dx, 2×3 windows, stride [1, 2]',
     build: ({ b, param }) => b.emit('avg_pool_grad', [param('dy', [1, 2, 3, 2])], { ...pool([2, 3], [1, 2], [0, 0]), size: [4, 5] }),
   },
+
+  // ---- elementwise, unary: issue #31's (last in the table, so that the cases above keep their seeds)
+  sin: [
+    { label: 'sin of 3a', build: ({ b, param }) => b.sin(b.mul(param('a', [3, 4]), 3)) },
+    { label: 'sin at 0, ±π/2, π, of large arguments (±1e4) and ±∞ (NaN)', data: { a: [0, Math.PI / 2, -Math.PI / 2, Math.PI, 1e4, -1e4, 100.25, Infinity, -Infinity] }, build: ({ b, param }) => b.sin(param('a', [3, 3])) },
+  ],
+  cos: [
+    { label: 'cos of 3a', build: ({ b, param }) => b.cos(b.mul(param('a', [3, 4]), 3)) },
+    { label: 'cos at 0, ±π/2, π, of large arguments (±1e4) and NaN', data: { a: [0, Math.PI / 2, -Math.PI / 2, Math.PI, 1e4, -1e4, 100.25, NaN, 2] }, build: ({ b, param }) => b.cos(param('a', [3, 3])) },
+  ],
+  erf: [
+    { label: 'erf of 2a', build: ({ b, param }) => b.erf(b.mul(param('a', [3, 4]), 2)) },
+    { label: 'erf near 0, about 0.5, in the tails (±3, ±6, ±∞) and of NaN', data: { a: [0, 1e-6, -1e-6, 0.499, 0.5, 0.501, -3, 3, -6, 6, -Infinity, Infinity, NaN, 1.5, -0.2, 10] }, build: ({ b, param }) => b.erf(param('a', [4, 4])) },
+    { label: 'erf of small values only (relative precision: the scale is 1e-3)', data: { a: [1e-4, -2e-4, 3e-4, 4e-4, -5e-4, 6e-4, 7e-4, -8e-4] }, build: ({ b, param }) => b.erf(param('a', [2, 4])) },
+  ],
+  log1p: [
+    { label: 'log1p of a² − 0.5', build: ({ b, param }) => b.log1p(b.sub(b.square(param('a', [3, 4])), 0.5)) },
+    { label: 'log1p near 0, at −1 (−∞), below −1 (NaN), large and ∞', data: { a: [0, 1e-7, -1e-7, -1, -2, 0.999, 1, 1.001, 1e30, Infinity, -0.999999, NaN] }, build: ({ b, param }) => b.log1p(param('a', [3, 4])) },
+    { label: 'log1p of small values only (where log(1 + x) loses its digits)', data: { a: [1e-4, -2e-4, 3e-4, 4e-4, -5e-4, 6e-4, 7e-4, -8e-4] }, build: ({ b, param }) => b.log1p(param('a', [2, 4])) },
+  ],
+  expm1: [
+    { label: 'expm1', build: ({ b, param }) => b.expm1(param('a', [3, 4])) },
+    { label: 'expm1 near 0, at ±1, large (∞) and very negative (−1)', data: { a: [0, 1e-7, -1e-7, 1, -1, 0.999, -1.001, 100, -100, Infinity, -Infinity, NaN] }, build: ({ b, param }) => b.expm1(param('a', [3, 4])) },
+    { label: 'expm1 of small values only (where e^x − 1 loses its digits)', data: { a: [1e-4, -2e-4, 3e-4, 4e-4, -5e-4, 6e-4, 7e-4, -8e-4] }, build: ({ b, param }) => b.expm1(param('a', [2, 4])) },
+  ],
 };
 
 /** The table as a list: each case with its op and its index (a stable model name). */

@@ -31,6 +31,11 @@ const DSL: Record<string, (r: Rand) => string> = {
   relu: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.relu();`,
   sqrt: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).sqrt();`,
   abs: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.abs();`,
+  sin: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mul(2).sin();`,
+  cos: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mul(2).cos();`,
+  erf: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.erf();`,
+  log1p: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().log1p();`,
+  expm1: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.expm1();`,
   ...Object.fromEntries(
     (['add', 'sub', 'mul', 'maximum', 'minimum'] as const).map((op) => [
       op,

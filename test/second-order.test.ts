@@ -32,6 +32,9 @@ const OPS_2ND: Record<string, (r: Rand) => string> = {
   relu: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.relu().mul(a);`,
   sqrt: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().add(0.5).sqrt();`,
   abs: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.abs().mul(a);`,
+  sin_cos: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.mul(2).sin().add(a.cos().mul(a));`,
+  erf: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.erf().mul(a);`,
+  log1p_expm1: (r) => `const a = g.param('a', ${S([dim(r), dim(r)])}); const y = a.square().log1p().add(a.mul(0.5).expm1());`,
   add_sub: (r) => `const a = g.param('a', ${S([dim(r), 3])}); const b = g.param('b', [3]); const y = a.add(b).sub(b.mul(a));`,
   div: (r) => `const a = g.param('a', ${S([dim(r), 3])}); const b = g.param('b', [1, 3]); const y = a.div(b.square().add(0.5));`,
   pow: (r) => `const a = g.param('a', ${S([dim(r), 2])}); const b = g.param('b', [2]); const y = a.square().add(0.5).pow(b);`,
@@ -151,7 +154,46 @@ export default model('pinn_small', (g) => {
 });
 `;
 
+/** A PINN in sines: Poisson's u'' = −π²·sin(πx) (solution sin πx), a first layer of sin features. */
+const PINN_SIN = `import { model } from 'graphc';
+export default model('pinn_sin', (g) => {
+  const x = g.input('x', [6, 1]);
+  const W1 = g.param('W1', [1, 8]);
+  const b1 = g.param('b1', [8]);
+  const W2 = g.param('W2', [8, 1]);
+  const u = x.matmul(W1).add(b1).sin().matmul(W2);
+  const [ux] = g.grad(u.sum(), [x]);
+  const [uxx] = g.grad(ux.sum(), [x]);
+  const source = x.mul(Math.PI).sin().mul(Math.PI ** 2);
+  const loss = uxx.add(source).square().mean();
+  return { loss, u, uxx };
+});
+`;
+
 describe('g.grad models', () => {
+  it("a PINN in sines (u'' = −π² sin πx, sin features): flat, wasm and GPU.js (cpu) against the interpreter and finite differences; sin πx itself has residual 0", async () => {
+    const { c, load } = await importBuilt(modelFile(PINN_SIN), { targets: ['ts', 'wasm', 'gpu'] });
+    const { params, inputs } = randomArgs(c.fwd, 2);
+    inputs.x = Float32Array.from({ length: 6 }, (_v, i) => i / 5);
+    const ref = reference(c.fwd, c.bwd, params, inputs);
+    expectFd(c.fwd, ref.grads, params, inputs, 2);
+    const gpu = await (await load('.gpu')).create({ mode: 'cpu' });
+    // the exact solution: W1 = [π, 0, …], b1 = 0, W2 = [1, 0, …]ᵀ
+    const exact = { W1: Float32Array.from({ length: 8 }, (_v, i) => (i === 0 ? Math.PI : 0)), b1: new Float32Array(8), W2: Float32Array.from({ length: 8 }, (_v, i) => (i === 0 ? 1 : 0)) };
+    try {
+      for (const [name, mod] of [['flat', await load('')], ['wasm', await load('.wasm')], ['gpu', gpu]] as const) {
+        const out = await mod.valueAndGrad(params, inputs);
+        expect(relErr([out.loss], ref.outputs.loss!.data), `${name} loss`).toBeLessThan(1e-5);
+        for (const k of Object.keys(params)) expect(relErr(out.grads[k], ref.grads[k]!), `${name} d loss / d ${k}`).toBeLessThan(1e-4);
+        const at = await mod.forward(exact, inputs);
+        expect(at.loss as number, `${name}: the residual of sin πx`).toBeLessThan(1e-9);
+        expect(relErr(at.u as Float32Array, Array.from(inputs.x!, (v) => Math.sin(Math.PI * v))), `${name}: u = sin πx`).toBeLessThan(1e-6);
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
+
   it("a physics-informed loss (u'' + u): the module's gradient against finite differences, g.grad's values against the interpreter's", async () => {
     const { c, load } = await importBuilt(modelFile(PINN), { targets: ['ts', 'gpu'] });
     const mod = await load('');

@@ -92,6 +92,20 @@ export default model('custom', (g) => {
 });
 `;
 
+/** Issue #31's elementwise primitives (torch.sin, torch.erf, torch.log1p, ...) and the composites on them. */
+const ELEMENTWISE = `import { model } from 'graphc';
+export default model('elementwise', (g) => {
+  const W = g.param('W', [4, 6]);
+  const x = g.input('x', [5, 4]);
+  const t = g.input('t', [5, 6]);
+  const h = x.matmul(W);
+  const a = h.sin().add(h.cos().mul(0.5)).add(h.erf()).add(h.square().log1p()).add(h.mul(0.3).expm1());
+  const b = h.gelu().add(h.gelu('tanh')).add(h.softplus(2, 5)).add(h.logSigmoid());
+  const loss = a.mul(b).mean().add(g.binaryCrossEntropyWithLogits(h, t));
+  return { loss, a };
+});
+`;
+
 const RUNNING = (name: string, opts: string) => `import { makemoreRunning } from ${JSON.stringify(path.join(ROOT, 'examples', 'makemore_running.ts'))};
 export default makemoreRunning(undefined, '${name}', ${opts});
 `;
@@ -199,6 +213,8 @@ describe.skipIf(torchMissing !== undefined)('graphc export --torch, run by PyTor
     }
     const custom = modelFile(CUSTOM, 'custom.ts');
     await add('customGrad', custom, (await buildAndImport(custom)).mod as Module, 'train');
+    const elementwise = modelFile(ELEMENTWISE, 'elementwise.ts');
+    await add('elementwise (sin, cos, erf, log1p, expm1, gelu, softplus, logSigmoid, BCE with logits)', elementwise, (await buildAndImport(elementwise)).mod as Module, 'train');
     // ties everywhere (zero params against zeros): graphc gives a tie's whole gradient to the first
     // operand or the first maximum, where torch.maximum/minimum/amax would split it
     const ties = modelFile(
@@ -295,7 +311,7 @@ export default model('ties', (g) => {
     console.log(`torch-export: ${cases.length} models run by PyTorch in ${seconds.toFixed(1)} s (one process)`);
   });
 
-  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['ties (maximum, minimum, max)'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
+  it.each(EXAMPLES.map((e) => [e]).concat([['customGrad'], ['elementwise (sin, cos, erf, log1p, expm1, gelu, softplus, logSigmoid, BCE with logits)'], ['ties (maximum, minimum, max)'], ['batchnorm running statistics, training'], ['symbolic batch B = 20']]))(
     '%s: the loss and every gradient equal the flat module’s valueAndGrad (1e-5, f32)',
     (name) => {
       const k = cases.findIndex((c) => c.name === name && c.mode === 'train');

@@ -68,6 +68,43 @@ describe('a model of PyTorch vocabulary on every target', () => {
     }
   });
 
+  it('softplus, logSigmoid and BCE with logits keep the relative precision of their tails (e^−20, e^−40) on flat, wasm and GPU.js (cpu)', async () => {
+    const tails = modelFile(
+      `import { model } from 'graphc';
+export default model('tails', (g) => {
+  const x = g.input('x', [6]);
+  const y = x.mul(g.param('w', [1], { init: 'ones' }));
+  const bce = g.binaryCrossEntropyWithLogits(y, g.const([0, 1, 0, 1, 0, 1]), { reduction: 'none' });
+  return { loss: bce.sum(), softplus: y.softplus(), logSigmoid: y.neg().logSigmoid(), bce };
+});
+`,
+      'tails.ts',
+    );
+    const c = await compile(tails, { targets: ['ts', 'gpu', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const load = async <T>(suffix: string) => (await import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href)) as T;
+    const x = Float32Array.of(-20, 20, -17, 17, -40, 40);
+    const sp = (v: number) => Math.log1p(Math.exp(v));
+    const want: Record<string, number[]> = {
+      softplus: Array.from(x, (v) => (v > 20 ? v : sp(v))),
+      logSigmoid: Array.from(x, (v) => -sp(v)),
+      // t = 0: softplus(x); t = 1: softplus(−x): e^−20, e^−17, e^−40 each
+      bce: Array.from(x, (v, i) => sp(i % 2 ? -v : v)),
+    };
+    const gpu = await (await load<GpuModule>('.gpu')).create({ mode: 'cpu' });
+    try {
+      const mods = [['flat', (await load<GeneratedModule>('')).forward], ['wasm', (await load<GeneratedModule>('.wasm')).forward], ['GPU.js (cpu)', gpu.forward]] as const;
+      for (const [what, forward] of mods) {
+        const out = await forward({ w: Float32Array.of(1) }, { x });
+        for (const [k, w] of Object.entries(want))
+          w.forEach((v, i) => expect(Math.abs((out[k] as Float32Array)[i]! - v), `${what}: ${k}(${x[i]}) = ${(out[k] as Float32Array)[i]}, want ${v}`).toBeLessThanOrEqual(1e-6 * Math.abs(v)));
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
+
   it('exports to ONNX (run by ONNX Runtime) with the flat module\'s outputs', async () => {
     const c = await compile(file, { targets: ['ts'] });
     const dir = tmp();

@@ -38,6 +38,23 @@ const CASES: Record<string, Case> = {
   clamp_min: { params: { clm_x: [10] }, dsl: 'clm_x.clamp(0)', torch: 'torch.clamp(clm_x, min=0)', values: { clm_x: kinks(10) } },
   clamp_max: { params: { clx_x: [10] }, dsl: 'clx_x.clamp(undefined, 0.5)', torch: 'torch.clamp(clx_x, max=0.5)', values: { clx_x: kinks(10) } },
   rsqrt: { params: { rs_x: [4] }, dsl: 'rs_x.rsqrt()', torch: 'torch.rsqrt(rs_x)', values: { rs_x: [0.25, 1, 4, 9] } },
+  sin: { params: { sin_x: [10] }, dsl: 'sin_x.mul(3).sin()', torch: 'torch.sin(sin_x * 3)', values: { sin_x: [...kinks(8), 1e-8, 1.0471975511965976] } },
+  cos: { params: { cos_x: [10] }, dsl: 'cos_x.mul(3).cos()', torch: 'torch.cos(cos_x * 3)', values: { cos_x: [...kinks(8), 1e-8, 0.5235987755982988] } },
+  erf: { params: { erf_x: [10] }, dsl: 'erf_x.erf()', torch: 'torch.erf(erf_x)', values: { erf_x: [...kinks(8), 1e-9, -4.5] } },
+  log1p: { params: { l1p_x: [10] }, dsl: 'l1p_x.log1p()', torch: 'torch.log1p(l1p_x)', values: { l1p_x: [0, 1e-10, -1e-7, 1e-4, 0.5, -0.5, 3, -0.99, 20.5, 1e6] } },
+  expm1: { params: { em1_x: [10] }, dsl: 'em1_x.expm1()', torch: 'torch.expm1(em1_x)', values: { em1_x: [...kinks(8), 1e-10, -1e-7] } },
+  gelu: { params: { gelu_x: [10] }, dsl: 'gelu_x.gelu()', torch: 'F.gelu(gelu_x)', values: { gelu_x: [...kinks(8), 1e-9, -6] } },
+  gelu_none: { params: { geln_x: [10] }, dsl: "geln_x.gelu('none')", torch: "F.gelu(geln_x, approximate='none')", values: { geln_x: kinks(10) } },
+  gelu_tanh: { params: { gelt_x: [10] }, dsl: "gelt_x.gelu('tanh')", torch: "F.gelu(gelt_x, approximate='tanh')", values: { gelt_x: kinks(10) } },
+  // the tails, where the result is e^−|x| (log1p keeps its digits)
+  tails_softplus: { params: { tsp_x: [4] }, dsl: 'tsp_x.softplus()', torch: 'F.softplus(tsp_x)', values: { tsp_x: [-40, -20, -17, 40] } },
+  tails_logSigmoid: { params: { tls_x: [4] }, dsl: 'tls_x.logSigmoid()', torch: 'F.logsigmoid(tls_x)', values: { tls_x: [40, 20, 17, -40] } },
+  tails_bcewl: {
+    params: { tbw_x: [6] },
+    dsl: "g.binaryCrossEntropyWithLogits(tbw_x, g.const([0, 1, 0, 1, 0, 1]), { posWeight: [2], reduction: 'none' })",
+    torch: "F.binary_cross_entropy_with_logits(tbw_x, torch.tensor([0., 1, 0, 1, 0, 1], dtype=torch.float64), pos_weight=torch.tensor([2.], dtype=torch.float64), reduction='none')",
+    values: { tbw_x: [-40, 40, -20, 20, 17, -17] },
+  },
   compare: {
     params: { cmp_x: [6], cmp_y: [6] },
     dsl: 'cmp_x.gt(cmp_y).add(cmp_x.ge(cmp_y).mul(2)).add(cmp_x.lt(cmp_y).mul(4)).add(cmp_x.le(cmp_y).mul(8)).add(cmp_x.eq(cmp_y).mul(16)).add(cmp_x.ne(0.5).mul(32)).add(cmp_x)',
@@ -148,6 +165,7 @@ function args(seed: number, chosen: boolean): { params: Arrays; inputs: Arrays }
   // bce's probabilities and targets in (0, 1)
   for (const p of ['bce_p', 'bce_t', 'bcec_p']) if (!chosen) params[p] = params[p]!.map((v) => 1 / (1 + Math.exp(-v)));
   if (!chosen) params.rs_x = params.rs_x!.map((v) => v * v + 0.5);
+  if (!chosen) params.l1p_x = params.l1p_x!.map((v) => Math.abs(v) - 0.9);
   const inputs: Arrays = { t: Int32Array.from(T), t3: Int32Array.from(T3), mask: Float32Array.from(MASK) };
   for (const n of Object.keys(CASES)) inputs[`r_${n}`] = Float32Array.from({ length: numel(shapeOf(`r_${n}`)) }, () => Math.round(randn(r) * 4) / 4);
   return { params, inputs };
@@ -222,6 +240,33 @@ describe('float64 formulas written here', () => {
     expectNear(y('leakyRelu'), x('lr_x').map((v) => (v > 0 ? v : 0.1 * v)), 'leakyRelu', 1e-12);
     expectNear(y('elu'), x('elu_x').map((v) => (v > 0 ? v : 0.7 * Math.expm1(v))), 'elu', 1e-12);
     expectNear(y('clamp'), x('cl_x').map((v) => Math.min(Math.max(v, -0.5), 1)), 'clamp', 0);
+  });
+  it('the exact GELU, erf, sin, cos, log1p and expm1', () => {
+    const erf = (v: number) => {
+      // erf's series 2/√π·e^(−v²)·Σ 2ⁿv²ⁿ⁺¹/(1·3·…·(2n+1)), of positive terms; erfc(6) < 1e-16
+      if (Math.abs(v) >= 6) return Math.sign(v);
+      let term = Math.abs(v);
+      let sum = term;
+      for (let n = 0; n < 400; n++) sum += term *= (2 * v * v) / (2 * n + 3);
+      return Math.sign(v) * (2 / Math.sqrt(Math.PI)) * Math.exp(-v * v) * sum;
+    };
+    expectNear(y('erf'), x('erf_x').map(erf), 'erf', 1e-14);
+    expectNear(y('gelu'), x('gelu_x').map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2))), 'gelu', 1e-14);
+    expectNear(y('gelu_tanh'), x('gelt_x').map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))), 'gelu tanh', 1e-14);
+    expectNear(y('sin'), x('sin_x').map((v) => Math.sin(3 * v)), 'sin', 0);
+    expectNear(y('cos'), x('cos_x').map((v) => Math.cos(3 * v)), 'cos', 0);
+    expectNear(y('log1p'), x('l1p_x').map(Math.log1p), 'log1p', 0);
+    expectNear(y('expm1'), x('em1_x').map(Math.expm1), 'expm1', 0);
+  });
+  it('softplus, logSigmoid and BCE with logits keep the relative precision of their tails (e^−40 is not rounded to 0)', () => {
+    const rel = (got: number[], want: number[], what: string) =>
+      want.forEach((w, i) => expect(Math.abs(got[i]! - w), `${what}[${i}]: ${got[i]}, want ${w}`).toBeLessThanOrEqual(1e-12 * Math.abs(w)));
+    const sp = (v: number) => (v > 20 ? v : Math.log1p(Math.exp(v)));
+    rel(y('tails_softplus'), x('tsp_x').map(sp), 'softplus');
+    rel(y('tails_logSigmoid'), x('tls_x').map((v) => -sp(-v)), 'logSigmoid');
+    // (1 − t)·softplus(x) + posWeight·t·softplus(−x)
+    const t = [0, 1, 0, 1, 0, 1];
+    rel(y('tails_bcewl'), x('tbw_x').map((v, i) => (1 - t[i]!) * Math.log1p(Math.exp(v)) + 2 * t[i]! * Math.log1p(Math.exp(-v))), 'binaryCrossEntropyWithLogits');
   });
   it('chunk and split sizes as torch (ceil(6/4) = 2: three pieces)', () => {
     expectNear(y('chunk'), x('ch_x').map((v, i) => v * (Math.floor(i / 4) + 1)), 'chunk', 1e-12);

@@ -67,6 +67,22 @@ const binary = (op: string): Rule<'add'> => (c) => void c.node(op, [c.arg(0), c.
 /** a > b as an f32 mask: the comparison, then a cast to float. */
 const compare = (op: string): Rule<'gt' | 'ge'> => (c) => void c.node('Cast', [c.node(op, [c.arg(0), c.arg(1)])], { to: { i: DT.FLOAT } }, c.out);
 
+/**
+ * log(1 + x) and e^x − 1, which opset 17 lacks, exact near 0 in float32 as torch's: where |x| < 1,
+ * log(u)·x/(u − 1) for u = 1 + x (the rounding of u cancels, Goldberg) and (u − 1)·x/log(u) for
+ * u = e^x (Kahan), x itself where u rounds to 1; elsewhere log(u) and u − 1, exact enough there.
+ */
+const log1pOrExpm1 = (expm1: boolean): Rule<'log1p' | 'expm1'> => (c) => {
+  const x = c.arg(0);
+  const one = c.constant([1], [], DT.FLOAT, 'one');
+  const u = c.node(expm1 ? 'Exp' : 'Add', expm1 ? [x] : [x, one]);
+  const d = c.node('Sub', [u, one]);
+  const log = c.node('Log', [u]);
+  const near = c.node(expm1 ? 'Div' : 'Mul', [expm1 ? c.node('Mul', [d, x]) : log, expm1 ? log : c.node('Div', [x, d])]);
+  const small = c.node('Where', [c.node('Equal', [d, c.constant([0], [], DT.FLOAT, 'zero')]), x, near]);
+  c.node('Where', [c.node('Less', [expm1 ? c.node('Abs', [x]) : x, one]), small, expm1 ? d : log], {}, c.out);
+};
+
 function reduce(op: 'ReduceSum' | 'ReduceMax'): Rule<'sum' | 'max'> {
   return (c) => {
     const { axes, keepDims } = c.inst.attrs;
@@ -200,6 +216,11 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   sqrt: 'Sqrt',
   square: (c) => void c.node('Mul', [c.arg(0), c.arg(0)], {}, c.out),
   abs: 'Abs',
+  sin: 'Sin',
+  cos: 'Cos',
+  erf: 'Erf',
+  log1p: log1pOrExpm1(false),
+  expm1: log1pOrExpm1(true),
   stop_gradient: 'Identity',
   add: 'Add',
   sub: 'Sub',

@@ -340,6 +340,18 @@ export function randomGraph(c: Choices): Graph {
         args[1] = b.constant(Array.from({ length: n }, () => c.int(k)), [n], 'i32');
       }
     }
+    // batchnorm's and layer norm's apply need statistics shaped from x's ([1, f] or [n, 1]), which
+    // random picks seldom are (with each op added to the table, each is drawn less often)
+    if ((op === 'bn_apply' || op === 'ln_apply') && c.chance(70)) {
+      const x = vals.filter((v) => g.type(v).dtype === 'f32' && g.type(v).shape.length === 2 && g.type(v).shape.every((d) => typeof d === 'number'));
+      if (x.length) {
+        args[0] = c.pick(x);
+        const [n, f] = g.type(args[0]).shape as [number, number];
+        const stat = op === 'bn_apply' ? [1, f] : [n, 1];
+        args[1] = b.constant(new Array(numel(stat)).fill(0), stat);
+        args[2] = b.constant(new Array(numel(stat)).fill(1), stat);
+      }
+    }
     // convolutions and pooling need 4-D operands of matching sizes, which random shapes seldom
     // are: fresh constants of such shapes, with valid attributes
     const conv = convOperands(c, b, op);
