@@ -5,6 +5,7 @@ import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
 import * as VC from '../ir/vocab.js';
 import * as DV from './vocab.js';
+import * as LY from './layers.js';
 import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
@@ -75,6 +76,10 @@ export interface BatchNormOptions {
   momentum?: number;
   /** The buffers' prefix (default: the name of the `const` the result is assigned to). */
   name?: string;
+  /** The feature axis (default −1, the last): 1 for NCHW as torch's BatchNorm2d; the statistics are over every other axis. */
+  axis?: number;
+  /** The variance's divisor n − correction: 1 (default, the lecture's Bessel's correction) or 0 (torch.nn.BatchNorm's normalisation; its running_var stays unbiased). */
+  correction?: 0 | 1;
 }
 
 /** Options of `g.layerNorm`. */
@@ -708,7 +713,8 @@ export class Tracer {
       batchNorm: (x, gain, bias, options = {}) =>
         t.call((name) => {
           batchNormOptions(options);
-          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps));
+          const bn = LY.bnAxis(t.b, v(x, 'batchNorm'), options);
+          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), bn);
           const m = options.momentum;
           if (typeof m !== 'number' || !(m >= 0 && m <= 1))
             throw new CompileError(
@@ -729,7 +735,7 @@ export class Tracer {
               "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
             );
           }
-          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), m, prefix);
+          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), m, prefix, bn);
           for (const u of r.updates) {
             t.buffers.set(u.name, t.b.loc);
             t.bufferUpdates.push(u);

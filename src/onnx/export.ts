@@ -120,9 +120,10 @@ function normalizeByHand(c: LowerCtx): void {
 
 /**
  * ONNX BatchNormalization in inference mode: (x − mean) / √(var + eps) · scale + bias over the
- * channel axis 1. graphc's features are the last axis (x [n, f] or [n, t, f]), so a rank-3 x
- * is transposed to [n, f, t] and back. mean and var are [f] tensors: the batch statistics that
- * the graph computes, or the running statistics (initializers) of a batchNorm with { momentum }.
+ * channel axis 1. graphc's features are the last axis by default (x [n, f] or [n, t, f]), so a
+ * rank-3 x is transposed to [n, f, t] and back; a batchNorm with { axis: 1 } (NCHW) is not
+ * transposed. mean and var are [f] tensors: the batch statistics that the graph computes, or the
+ * running statistics (initializers) of a batchNorm with { momentum }.
  */
 export function batchNormalization(
   c: LowerCtx,
@@ -130,13 +131,15 @@ export function batchNormalization(
   rank: number,
   stats: { mean: string; variance: string; scale?: string; bias?: string; features: number; eps: number },
   out: string,
+  axis = rank - 1,
 ): void {
   const ones = stats.scale ?? c.constant(new Array(stats.features).fill(1), [stats.features], DT.FLOAT, 'ones');
   const zeros = stats.bias ?? c.constant(new Array(stats.features).fill(0), [stats.features], DT.FLOAT, 'zeros');
   const attrs = { epsilon: { f: stats.eps } };
-  if (rank === 2) return void c.node('BatchNormalization', [x, ones, zeros, stats.mean, stats.variance], attrs, out);
-  const perm = [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)];
-  const back = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
+  if (axis === 1) return void c.node('BatchNormalization', [x, ones, zeros, stats.mean, stats.variance], attrs, out);
+  const others = [...Array(rank).keys()].filter((i) => i !== axis);
+  const perm = [others[0]!, axis, ...others.slice(1)];
+  const back = perm.map((_p, i) => perm.indexOf(i));
   const y = c.node('BatchNormalization', [c.node('Transpose', [x], { perm: { ints: perm } }), ones, zeros, stats.mean, stats.variance], attrs);
   c.node('Transpose', [y], { perm: { ints: back } }, out);
 }
@@ -272,11 +275,12 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     const xt = c.g.type(c.inst.args[0]!);
     // the batch's statistics, or the running ones of a batchNorm with { momentum }
     const stats = varianceOf(c.g, inEvaluation(c.g, c.inst.args[2]!));
-    const features = xt.shape.at(-1)!;
+    const axis = (c.inst.attrs as { axis?: number }).axis ?? xt.shape.length - 1;
+    const features = xt.shape[axis]!;
     if (!stats || typeof features !== 'number') return normalizeByHand(c);
     const variance = flatStat(c, stats.variance, features);
     const mean = flatStat(c, inEvaluation(c.g, c.inst.args[1]!), features);
-    batchNormalization(c, c.arg(0), xt.shape.length, { mean, variance, features, eps: stats.eps }, c.out);
+    batchNormalization(c, c.arg(0), xt.shape.length, { mean, variance, features, eps: stats.eps }, c.out, axis);
   },
   ln_apply: (c) => {
     // LayerNormalization recomputes the row's mean and variance (divided by n, as ln_apply's):
