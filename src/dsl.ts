@@ -351,7 +351,7 @@ export class Tensor {
 }
 
 /** The `g` a model function receives. */
-export interface GraphBuilder {
+export interface GraphBuilder extends LY.LayerMethods<Tensor> {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
   /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
@@ -400,14 +400,14 @@ export interface GraphBuilder {
   normalize(x: Tensor, options?: NormalizeOptions): Tensor;
   /** The cosine of the angle between a and b along `axis`, each norm floored at eps (`F.cosine_similarity`; defaults axis −1, eps 1e-8). */
   cosineSimilarity(a: Tensor, b: Tensor, options?: CosineSimilarityOptions): Tensor;
-  /** Batch normalisation over every axis but the last (axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`), the variance with Bessel's correction (n − 1) as in the lecture, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
+  /** Batch normalisation over every axis but the feature axis (by default the last: axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`; `{ axis: 1 }` for NCHW as BatchNorm2d), the variance with Bessel's correction (n − 1) as in the lecture or, `{ correction: 0 }`, divided by n as torch, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
   /**
    * Inverted dropout (torch.nn.functional.dropout): in a training call each element is zeroed
    * with probability p and the others scaled by 1/(1 − p); in evaluation it is the identity.
    */
   dropout(x: Tensor, p: number): Tensor;
-  /** Layer normalisation over the last axis, the variance divided by n (`torch.nn.LayerNorm`), then `gain · x̂ + bias`. */
+  /** Layer normalisation over the last k axes, k the rank of gain (its leading 1s aside; torch.nn.LayerNorm's normalized_shape: a number gain, the last axis), the variance divided by n, then `gain · x̂ + bias`. */
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   /** The multiclass SVM loss of `scores [n, classes]` against the i32 `targets [n]`: the mean over rows of Σ_{j ≠ y} max(0, s_j − s_y + margin) (default margin 1). */
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
@@ -758,7 +758,7 @@ export class Tracer {
           return t.b.mul(xv, mask);
         }),
       layerNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', optionsOf('layerNorm', 'g.layerNorm', options, ['eps'], 'g.layerNorm(x, gain, bias, { eps: 1e-5 })').eps))),
+        t.call(() => LY.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', optionsOf('layerNorm', 'g.layerNorm', options, ['eps'], 'g.layerNorm(x, gain, bias, { eps: 1e-5 })').eps))),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
       grad: (y, xs) => t.grad(y, xs),
@@ -777,6 +777,7 @@ export class Tracer {
       avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, CV.poolOptions('avgPool2d', options))),
       maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, CV.poolOptions('maxPool1d', options))),
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, CV.poolOptions('avgPool1d', options))),
+      ...LY.layerMethods(t, v),
     };
   }
 }

@@ -171,7 +171,16 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     const { stride, padding, dilation, groups } = c.inst.attrs;
     c.node('Conv', [c.arg(0), c.arg(1)], { strides: { ints: stride }, pads: { ints: padding }, dilations: { ints: dilation }, group: { i: groups } }, c.out);
   },
-  conv_input_grad: null, // made by gradient rules only
+  // g.convTranspose2d/1d (in a backward graph, the gradient of a conv): ConvTranspose with the
+  // output padding that gives the attribute's size
+  conv_input_grad: (c) => {
+    const { stride, padding, dilation, groups, size } = c.inst.attrs;
+    const [, , ho, wo] = c.g.type(c.inst.args[0]!).shape as number[];
+    const kernel = c.g.type(c.inst.args[1]!).shape.slice(2) as number[];
+    const outputPadding = [ho!, wo!].map((n, i) => size[i]! - (stride[i]! * (n - 1) + dilation[i]! * (kernel[i]! - 1) + 1 - padding[i]! - padding[i + 2]!));
+    const attrs = { strides: { ints: stride }, pads: { ints: padding }, dilations: { ints: dilation }, group: { i: groups }, output_padding: { ints: outputPadding } };
+    c.node('ConvTranspose', [c.arg(0), c.arg(1)], attrs, c.out);
+  },
   conv_weight_grad: null,
   max_pool: (c) => {
     const { kernel, stride, padding } = c.inst.attrs;
