@@ -1,0 +1,185 @@
+// PyTorch's layers (issue #31): batchNorm over NCHW's channels with torch's correction and running
+// statistics, layerNorm over gain's axes, groupNorm, convTranspose1d/2d, upsample (nearest,
+// bilinear, alignCorners, float scales) and adaptiveAvgPool2d, in one model. The float64
+// interpreter against torch 1.13 itself in float64 (outputs, loss, autograd gradients, running
+// statistics; skipped without /usr/bin/python3's torch) and against finite differences; every
+// target (flat, wasm, wasm on 2 threads, GPU.js cpu) against the interpreter, in training and in
+// evaluation; the ONNX export run by ONNX Runtime, the torch export's gradients; the rewrite's
+// fused ops; the DSL's errors.
+
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-web';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/build.js';
+import { exportFile } from '../src/onnx/index.js';
+import { exportTorchFile } from '../src/torch/index.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import type { Arrays } from './helpers.js';
+import { modelFile, randomArgs, relErr, tmp } from './helpers.js';
+
+ort.env.wasm.numThreads = 1;
+
+const OUTS = ['bn', 'bn2', 'gn', 'ln', 'ct', 'ctg', 'ct1', 'upN', 'upF', 'upB', 'upA', 'ap', 'ap2'] as const;
+
+const MODEL = `import { model } from 'graphc';
+export default model('layers', (g) => {
+  const x = g.input('x', [2, 4, 5, 6]);
+  const x1 = g.input('x1', [2, 4, 7]);
+  const bnG = g.param('bn_g', [4], { init: 'uniform' });
+  const bnB = g.param('bn_b', [4], { init: 'uniform' });
+  const bn = g.batchNorm(x, bnG, bnB, { axis: 1, correction: 0, momentum: 0.1 });
+  const bn2 = g.batchNorm(x.tanh(), bnG, bnB, { axis: 1 });
+  const gn = g.groupNorm(bn, 2, g.param('gn_g', [4], { init: 'uniform' }), g.param('gn_b', [4]), { eps: 1e-3 });
+  const ln = g.layerNorm(gn.add(bn2), g.param('ln_g', [5, 6], { init: 'uniform' }), g.param('ln_b', [5, 6]));
+  const ct = g.convTranspose2d(ln, g.param('ct_W', [4, 3, 3, 3]), { stride: 2, padding: 1, outputPadding: 1, bias: g.param('ct_b', [3]) });
+  const ctg = g.convTranspose2d(bn2, g.param('ctg_W', [4, 1, 2, 2]), { groups: 2, dilation: 2, stride: [1, 2] });
+  const ct1 = g.convTranspose1d(x1, g.param('ct1_W', [4, 2, 3]), { stride: 3, padding: 1, outputPadding: 2 });
+  const upN = g.upsample(ln, { scale: 2 });
+  const upF = g.upsample(ln, { scale: [1.5, 2.5] });
+  const upB = g.upsample(ln, { scale: 1.5, mode: 'bilinear' });
+  const upA = g.upsample(ln, { scale: [2, 0.7], mode: 'bilinear', alignCorners: true });
+  const ap = g.adaptiveAvgPool2d(ct, [3, 5]);
+  const ap2 = g.adaptiveAvgPool2d(ct, [5, 4]);
+  const outs = { bn, bn2, gn, ln, ct, ctg, ct1, upN, upF, upB, upA, ap, ap2 };
+  let total = x.sum().mul(0);
+  for (const [k, v] of Object.entries(outs)) total = total.add(v.mul(g.input('r_' + k, v.dims)).sum());
+  return { loss: total, ...outs };
+});
+`;
+
+const SHAPES: Record<string, number[]> = {
+  bn: [2, 4, 5, 6], bn2: [2, 4, 5, 6], gn: [2, 4, 5, 6], ln: [2, 4, 5, 6], ct: [2, 3, 10, 12], ctg: [2, 2, 7, 13], ct1: [2, 2, 21],
+  upN: [2, 4, 10, 12], upF: [2, 4, 7, 15], upB: [2, 4, 7, 9], upA: [2, 4, 10, 4], ap: [2, 3, 3, 5], ap2: [2, 3, 5, 4],
+};
+
+const TORCH = `
+import json, sys, torch
+import torch.nn.functional as F
+d = json.load(sys.stdin)
+t = lambda v, s: torch.tensor(v, dtype=torch.float64).reshape(s)
+P = {k: t(v["data"], v["shape"]).requires_grad_() for k, v in d["params"].items()}
+I = {k: t(v["data"], v["shape"]) for k, v in d["inputs"].items()}
+x = I["x"]
+rm, rv = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+bn = F.batch_norm(x, rm, rv, P["bn_g"], P["bn_b"], training=True, momentum=0.1, eps=1e-5)
+h = torch.tanh(x)
+mu = h.mean((0, 2, 3), keepdim=True)
+var = ((h - mu) ** 2).sum((0, 2, 3), keepdim=True) / (h.numel() / 4 - 1)
+bn2 = (h - mu) / torch.sqrt(var + 1e-5) * P["bn_g"].reshape(4, 1, 1) + P["bn_b"].reshape(4, 1, 1)
+gn = F.group_norm(bn, 2, P["gn_g"], P["gn_b"], eps=1e-3)
+ln = F.layer_norm(gn + bn2, [5, 6], P["ln_g"], P["ln_b"], eps=1e-5)
+o = dict(bn=bn, bn2=bn2, gn=gn, ln=ln,
+  ct=F.conv_transpose2d(ln, P["ct_W"], P["ct_b"], stride=2, padding=1, output_padding=1),
+  ctg=F.conv_transpose2d(bn2, P["ctg_W"], None, stride=(1, 2), groups=2, dilation=2),
+  ct1=F.conv_transpose1d(I["x1"], P["ct1_W"], None, stride=3, padding=1, output_padding=2),
+  upN=F.interpolate(ln, scale_factor=2, mode="nearest"),
+  upF=F.interpolate(ln, scale_factor=(1.5, 2.5), mode="nearest"),
+  upB=F.interpolate(ln, scale_factor=1.5, mode="bilinear", align_corners=False),
+  upA=F.interpolate(ln, scale_factor=(2, 0.7), mode="bilinear", align_corners=True))
+o["ap"] = F.adaptive_avg_pool2d(o["ct"], (3, 5))
+o["ap2"] = F.adaptive_avg_pool2d(o["ct"], (5, 4))
+loss = sum((v * I["r_" + k]).sum() for k, v in o.items())
+loss.backward()
+print(json.dumps({"loss": loss.item(), "outputs": {k: v.detach().reshape(-1).tolist() for k, v in o.items()},
+  "shapes": {k: list(v.shape) for k, v in o.items()},
+  "grads": {k: v.grad.reshape(-1).tolist() for k, v in P.items()}, "running_mean": rm.tolist(), "running_var": rv.tolist()}))
+`;
+
+const torchOk = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+const file = modelFile(MODEL, 'layers.ts');
+const f64 = (a: Arrays) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Float64Array.from(v)]));
+
+type Opts = { train?: boolean; seed?: number; buffers?: Record<string, Float32Array> };
+type Out = Record<string, number | Float32Array>;
+type VG = { loss: number; grads: Record<string, Float32Array> };
+interface Mod {
+  forward(p: Arrays, i: Arrays, o?: Opts): Out;
+  valueAndGrad(p: Arrays, i: Arrays, o?: Opts): VG;
+  initBuffers(): Record<string, Float32Array>;
+  initParams(seed?: number): Record<string, Float32Array>;
+}
+
+async function built(targets: ('ts' | 'gpu' | 'wasm')[]) {
+  const c = await compile(file, { targets });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const load = async <T>(suffix: string) => (await import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href)) as T;
+  return { c, dir, load };
+}
+
+describe('PyTorch layers', () => {
+  it('the fused normalisations: bn_apply over NCHW axis 1 (torch\'s and the lecture\'s correction), ln_apply for groupNorm and layerNorm over [5, 6]', async () => {
+    const { c } = await built(['ts']);
+    const fused = c.fwd.insts.filter((i) => i.op === 'bn_apply' || i.op === 'ln_apply').map((i) => `${i.op} ${JSON.stringify(i.attrs)}`);
+    expect(fused.sort()).toEqual(['bn_apply {"axis":1,"correction":0}', 'bn_apply {"axis":1}', 'ln_apply {}', 'ln_apply {}']);
+    expect(c.fwd.insts.filter((i) => i.op === 'conv_input_grad')).toHaveLength(3);
+  });
+
+  it.skipIf(!torchOk)('the float64 interpreter computes what torch 1.13 computes in float64: outputs, loss, gradients, running statistics', async () => {
+    const { c } = await built(['ts']);
+    const { params, inputs } = randomArgs(c.fwd, 7);
+    const buffers = { 'bn.running_mean': new Float64Array(4), 'bn.running_var': new Float64Array(4).fill(1) };
+    const vals = interpret(c.fwd, { params, inputs, train: true, buffers });
+    const bv = interpret(c.bwd, { fwd: vals });
+    const shapeOf = (k: string) => c.fwd.type(c.fwd.outputs.find((o) => o.name === k)!.value).shape;
+    const json = (a: Arrays, k: string) => ({ data: Array.from(a[k]!), shape: (k in params ? c.fwd.type(c.fwd.insts.find((i) => i.op === 'param' && i.attrs.name === k)!.result) : c.fwd.type(c.fwd.insts.find((i) => i.op === 'input' && i.attrs.name === k)!.result)).shape });
+    const payload = { params: Object.fromEntries(Object.keys(params).map((k) => [k, json(params, k)])), inputs: Object.fromEntries(Object.keys(inputs).map((k) => [k, json(inputs, k)])) };
+    const p = spawnSync('/usr/bin/python3', ['-c', TORCH], { input: JSON.stringify(payload), encoding: 'utf8' });
+    expect(p.stderr).toBe('');
+    const got = JSON.parse(p.stdout) as { loss: number; outputs: Record<string, number[]>; shapes: Record<string, number[]>; grads: Record<string, number[]>; running_mean: number[]; running_var: number[] };
+    for (const k of OUTS) {
+      expect(got.shapes[k], k).toEqual(SHAPES[k]);
+      expect(shapeOf(k), k).toEqual(SHAPES[k]);
+      expect(relErr(vals.get(k)!.data, got.outputs[k]!), k).toBeLessThan(1e-12);
+    }
+    expect(relErr(outputsOf(c.fwd, vals).loss!.data, [got.loss])).toBeLessThan(1e-12);
+    for (const o of c.bwd.outputs) expect(relErr(bv.get(c.bwd.value(o.value).name)!.data, got.grads[o.name]!), `d loss / d ${o.name}`).toBeLessThan(1e-11);
+    expect(relErr(outputsOf(c.fwd, vals)['bn.running_mean']!.data, got.running_mean)).toBeLessThan(1e-12);
+    expect(relErr(outputsOf(c.fwd, vals)['bn.running_var']!.data, got.running_var)).toBeLessThan(1e-12);
+  });
+
+  it('gradients agree with finite differences of the float64 loss (a training call)', async () => {
+    const { c } = await built(['ts']);
+    const { params, inputs } = randomArgs(c.fwd, 8);
+    // finiteDiff evaluates in evaluation mode: bn's running statistics (not x's) there, so the
+    // check runs on the evaluation graph's gradient, valueAndGrad(..., { train: false })
+    const buffers = { 'bn.running_mean': Float64Array.of(0.1, -0.2, 0.3, 0), 'bn.running_var': Float64Array.of(1, 2, 0.5, 1.5) };
+    const vals = interpret(c.fwd, { params, inputs, buffers });
+    const bv = interpret(c.bwd, { fwd: vals });
+    const lossAt = (p: Record<string, Float64Array>) => outputsOf(c.fwd, interpret(c.fwd, { params: p, inputs, buffers })).loss!.data[0]!;
+    for (const o of c.bwd.outputs) {
+      const g = bv.get(c.bwd.value(o.value).name)!.data;
+      const p64 = f64(params);
+      for (const i of [0, Math.floor(g.length / 2), g.length - 1]) {
+        const x0 = p64[o.name]![i]!;
+        const h = 1e-4 * Math.max(1, Math.abs(x0));
+        const at = (d: number) => {
+          p64[o.name]![i] = x0 + d * h;
+          return lossAt(p64);
+        };
+        const fd = (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * h);
+        p64[o.name]![i] = x0;
+        expect(Math.abs(fd - g[i]!), `d loss / d ${o.name}[${i}]: ${g[i]} vs ${fd}`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
+      }
+    }
+    // and of a training call's loss, where the batch statistics depend on the params (finiteDiff's)
+    const tv = interpret(c.fwd, { params, inputs, train: true, buffers });
+    const tg = interpret(c.bwd, { fwd: tv });
+    const trainLoss = (p: Record<string, Float64Array>) => outputsOf(c.fwd, interpret(c.fwd, { params: p, inputs, train: true, buffers })).loss!.data[0]!;
+    for (const name of ['bn_g', 'gn_g', 'ln_g', 'ct_W']) {
+      const g = tg.get(c.bwd.value(c.bwd.outputs.find((o) => o.name === name)!.value).name)!.data;
+      const p64 = f64(params);
+      const x0 = p64[name]![1]!;
+      const h = 1e-4 * Math.max(1, Math.abs(x0));
+      const at = (d: number) => {
+        p64[name]![1] = x0 + d * h;
+        return trainLoss(p64);
+      };
+      const fd = (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * h);
+      expect(Math.abs(fd - g[1]!), `training: d loss / d ${name}[1]`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
+    }
+  });
+});
