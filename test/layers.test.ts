@@ -18,7 +18,7 @@ import { exportFile } from '../src/onnx/index.js';
 import { exportTorchFile } from '../src/torch/index.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import type { Arrays } from './helpers.js';
-import { modelFile, randomArgs, relErr, tmp } from './helpers.js';
+import { gradTolerance, modelFile, randomArgs, relErr, tmp } from './helpers.js';
 
 ort.env.wasm.numThreads = 1;
 
@@ -181,5 +181,108 @@ describe('PyTorch layers', () => {
       const fd = (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * h);
       expect(Math.abs(fd - g[1]!), `training: d loss / d ${name}[1]`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
     }
+  });
+});
+
+describe('PyTorch layers on every target', () => {
+  it('flat, wasm, wasm on 2 threads and GPU.js (cpu) as the float64 interpreter: training calls (gradients, running statistics) and evaluation', async () => {
+    const { c, load } = await built(['ts', 'gpu', 'wasm']);
+    const flat = await load<Mod>('');
+    const wasm = await load<Mod & { create(o: { threads: number; minWork: number }): Promise<Mod & { destroy(): Promise<void> }> }>('.wasm');
+    const threaded = await wasm.create({ threads: 2, minWork: 0 });
+    const gpu = await (await load<{ create(o: { mode: string }): Promise<{ forward(p: Arrays, i: Arrays, o?: Opts): Promise<Out>; valueAndGrad(p: Arrays, i: Arrays, o?: Opts): Promise<VG>; destroy(): void }> }>('.gpu')).create({ mode: 'cpu' });
+    const { params, inputs } = randomArgs(c.fwd, 9);
+    const start = { 'bn.running_mean': Float32Array.of(0.1, -0.2, 0.3, 0), 'bn.running_var': Float32Array.of(1, 2, 0.5, 1.5) };
+    const copy = () => Object.fromEntries(Object.entries(start).map(([k, v]) => [k, Float32Array.from(v)]));
+    const ref = (train: boolean) => {
+      const vals = interpret(c.fwd, { params, inputs, train, buffers: f64(start) });
+      const bv = interpret(c.bwd, { fwd: vals });
+      const grads32 = () => {
+        const v32 = interpret(c.fwd, { params, inputs, train, buffers: f64(start), float32: true });
+        const b32 = interpret(c.bwd, { fwd: v32, float32: true });
+        return Object.fromEntries(c.bwd.outputs.map((o) => [o.name, b32.get(c.bwd.value(o.value).name)!.data]));
+      };
+      return { out: outputsOf(c.fwd, vals), grads: Object.fromEntries(c.bwd.outputs.map((o) => [o.name, bv.get(c.bwd.value(o.value).name)!.data])), grads32 };
+    };
+    const train = ref(true);
+    const evaluation = ref(false);
+    const check = (what: string, out: Out, vg: VG, buffers: Record<string, Float32Array>, want: ReturnType<typeof ref>, trained: boolean) => {
+      for (const k of OUTS) expect(relErr(out[k] as Float32Array, want.out[k]!.data), `${what}: ${k}`).toBeLessThan(2e-5);
+      expect(relErr([vg.loss], want.out.loss!.data), `${what}: loss`).toBeLessThan(2e-5);
+      // gn_b's gradient cancels (layerNorm over [5, 6] removes a per-channel shift): float32's error there
+      for (const [k, g] of Object.entries(want.grads)) {
+        const e = relErr(vg.grads[k]!, g);
+        expect(e, `${what}: d loss / d ${k}`).toBeLessThanOrEqual(gradTolerance(g, () => want.grads32()[k]!, e));
+      }
+      if (trained) for (const k of Object.keys(start)) expect(relErr(buffers[k]!, want.out[k]!.data), `${what}: ${k}`).toBeLessThan(1e-5);
+    };
+    try {
+      for (const [what, m] of [['flat', flat], ['wasm', wasm], ['wasm (2 threads)', threaded]] as const) {
+        for (const trained of [true, false]) {
+          const buffers = copy();
+          const out = m.forward(params, inputs, { train: trained, seed: 1, buffers: copy() });
+          const vg = m.valueAndGrad(params, inputs, { train: trained, seed: 1, buffers });
+          check(`${what} ${trained ? 'training' : 'evaluation'}`, out, vg, buffers, trained ? train : evaluation, trained);
+        }
+      }
+      for (const trained of [true, false]) {
+        const buffers = copy();
+        const out = await gpu.forward(params, inputs, { train: trained, seed: 1, buffers: copy() });
+        const vg = await gpu.valueAndGrad(params, inputs, { train: trained, seed: 1, buffers });
+        check(`GPU.js (cpu) ${trained ? 'training' : 'evaluation'}`, out, vg, buffers, trained ? train : evaluation, trained);
+      }
+    } finally {
+      gpu.destroy();
+      await threaded.destroy();
+    }
+  });
+
+  it('exports to ONNX (BatchNormalization over axis 1, LayerNormalization, ConvTranspose), run by ONNX Runtime as the flat module\'s forward', async () => {
+    const { c, load } = await built(['ts']);
+    const flat = await load<Mod>('');
+    const { bytes, model } = await exportFile(file);
+    const ops = model.nodes.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'BatchNormalization')).toHaveLength(2);
+    expect(ops.filter((o) => o === 'ConvTranspose')).toHaveLength(3);
+    // over NCHW's axis 1 ONNX's BatchNormalization needs no transposes
+    const bnInputs = model.nodes.filter((n) => n.opType === 'BatchNormalization').map((n) => model.nodes.find((m) => m.outputs.includes(n.inputs[0]!))?.opType);
+    expect(bnInputs).not.toContain('Transpose');
+    const session = await ort.InferenceSession.create(bytes);
+    const { inputs } = randomArgs(c.fwd, 10);
+    const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, new ort.Tensor('float32', v as Float32Array, (c.fwd.type(c.fwd.insts.find((i) => i.op === 'input' && i.attrs.name === k)!.result).shape as number[]))]));
+    const got = await session.run(feeds);
+    await session.release();
+    const want = flat.forward(flat.initParams(0), inputs, { buffers: flat.initBuffers() });
+    for (const k of OUTS) expect(relErr(got[k]!.data as Float32Array, want[k] as Float32Array), k).toBeLessThan(1e-5);
+    expect(relErr(got.loss!.data as Float32Array, [want.loss as number])).toBeLessThan(1e-5);
+  });
+
+  it.skipIf(!torchOk)("exports to PyTorch: its training call's loss, autograd gradients and running statistics are the flat module's", async () => {
+    const { c, dir, load } = await built(['ts']);
+    const flat = await load<Mod>('');
+    const { source } = await exportTorchFile(file);
+    const py = path.join(dir, 'exported.py');
+    writeFileSync(py, source);
+    const { inputs } = randomArgs(c.fwd, 11);
+    const shape = (k: string) => c.fwd.type(c.fwd.insts.find((i) => i.op === 'input' && i.attrs.name === k)!.result).shape;
+    const args = Object.keys(inputs).map((k) => `${k}=torch.tensor(${JSON.stringify(Array.from(inputs[k]!))}).reshape(${JSON.stringify(shape(k))})`).join(', ');
+    const script = `
+import importlib.util, json, torch
+spec = importlib.util.spec_from_file_location("exported", ${JSON.stringify(py)})
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+m = mod.layers(); m.train()
+out = m(${args})
+out["loss"].backward()
+t = m.graphc_tensors()
+print(json.dumps({"loss": out["loss"].item(), "grads": {k: v.grad.reshape(-1).tolist() for k, v in t.items() if k in m.GRAPHC_PARAMS}, "buffers": {k: t[k].reshape(-1).tolist() for k in m.GRAPHC_BUFFERS}}))
+`;
+    const p = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8' });
+    expect(p.stderr).toBe('');
+    const got = JSON.parse(p.stdout) as { loss: number; grads: Record<string, number[]>; buffers: Record<string, number[]> };
+    const buffers = flat.initBuffers();
+    const want = flat.valueAndGrad(flat.initParams(0), inputs, { buffers });
+    expect(relErr([got.loss], [want.loss])).toBeLessThan(1e-5);
+    for (const k of Object.keys(want.grads)) expect(relErr(got.grads[k]!, want.grads[k]!), k).toBeLessThan(1e-4);
+    for (const k of Object.keys(buffers)) expect(relErr(got.buffers[k]!, buffers[k]!), k).toBeLessThan(1e-5);
   });
 });
