@@ -143,7 +143,16 @@ function batchStatistics(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias
     return b.reshape(v, [features, ...Array(r - 1 - f).fill(1)]);
   };
   const [g, c] = [perFeature(gain), perFeature(bias)];
-  for (const [v, what] of [[g, 'gain'], [c, 'bias']] as const) scaleShift('batchNorm', b, v, what, t, features);
+  for (const [v, what] of [[g, 'gain'], [c, 'bias']] as const) {
+    scaleShift('batchNorm', b, v, what, t, features);
+    // over another axis than the last, a gain that varies along a normalised axis is a mistake
+    const vs = b.type(v).shape;
+    if (f !== r - 1 && vs.some((d, i) => d !== 1 && r - vs.length + i !== f))
+      throw new CompileError(
+        `batchNorm: ${what} ${formatType(b.type(v))} does not fit x ${formatType(t)}: it must hold one value per feature`,
+        `give ${what} the shape [${features}], or pass a number`,
+      ).withLoc(b.loc);
+  }
   const bnmeani = hint(mean(b, x, axes, true), 'bnmeani');
   const bndiff = hint(b.sub(x, bnmeani), 'bndiff');
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');

@@ -209,7 +209,10 @@ export function convTranspose(b: Builder, op: 'convTranspose1d' | 'convTranspose
 }
 
 export function upsample(b: Builder, x: ValueId, options: unknown): ValueId {
-  const o = optionsOf('upsample', 'g.upsample', options, ['scale', 'mode', 'alignCorners'], "g.upsample(x, { scale: 2, mode: 'bilinear' })");
+  const o = optionsOf('upsample', 'g.upsample', options, ['scale', 'mode', 'alignCorners'], "g.upsample(x, { scale: 2, mode: 'bilinear' })", {
+    scale_factor: 'write scale for scale_factor',
+    size: 'g.upsample takes a scale: for an output size, give the factors [Ho / H, Wo / W]',
+  });
   const t = b.type(x);
   rankCheck('upsample', t, 2);
   const mode = o.mode ?? 'nearest';

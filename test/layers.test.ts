@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
-import { compile } from '../src/build.js';
+import { compile, compileGraphs } from '../src/build.js';
+import { CompileError } from '../ir/errors.js';
 import { exportFile } from '../src/onnx/index.js';
 import { exportTorchFile } from '../src/torch/index.js';
 import { interpret, outputsOf } from '../ir/interp.js';
@@ -284,5 +285,59 @@ print(json.dumps({"loss": out["loss"].item(), "grads": {k: v.grad.reshape(-1).to
     expect(relErr([got.loss], [want.loss])).toBeLessThan(1e-5);
     for (const k of Object.keys(want.grads)) expect(relErr(got.grads[k]!, want.grads[k]!), k).toBeLessThan(1e-4);
     for (const k of Object.keys(buffers)) expect(relErr(got.buffers[k]!, buffers[k]!), k).toBeLessThan(1e-5);
+  });
+});
+
+/** The located error of a model (x4 [2, 3, 5, 5], x [4, 6]) whose line 6 returns `expr`. */
+function errorOf(expr: string): { message: string; hint?: string; line?: number } {
+  const src = `import { model } from 'graphc';
+export default model('bad', (g) => {
+  const x4 = g.param('x4', [2, 3, 5, 5]);
+  const x = g.param('x', [4, 6]);
+  const w = g.param('w', [3, 2, 3, 3]);
+  return ${expr};
+});
+`;
+  try {
+    compileGraphs(modelFile(src, 'bad.js'));
+  } catch (e) {
+    if (!(e instanceof CompileError)) throw e;
+    return { message: e.message, hint: e.hint, line: e.loc?.line };
+  }
+  throw new Error(`${expr} built`);
+}
+
+const ERRORS: [string, string, string][] = [
+  ['g.batchNorm(x4, 1, 0, { axis: 4 }).sum()', 'batchNorm: axis 4 is out of range for a tensor of rank 4', 'use an axis in -4..3 (negative axes count from the end)'],
+  [
+    'g.batchNorm(x4, 1, 0, { axis: 0 }).sum()',
+    'batchNorm: axis 0 is the batch axis of x [2, 3, 5, 5]',
+    'axis names the features (the channels), normalised each over the batch: e.g. { axis: 1 } for [N, C, H, W], or leave it out for the last axis',
+  ],
+  ['g.batchNorm(x4, 1, 0, { correction: 2 }).sum()', 'batchNorm: correction must be 0 or 1, got 2', "0 divides the variance by n as torch.nn.BatchNorm normalises, 1 (the default) by n − 1 (Bessel's correction, the lecture's)"],
+  ['g.batchNorm(x4, g.param("gain", [5]), 0, { axis: 1 }).sum()', 'batchNorm: gain f32[5] does not fit x f32[2,3,5,5]: it must hold one value per feature', 'give gain the shape [3], or pass a number'],
+  ['g.groupNorm(x4, 2, 1, 0).sum()', 'groupNorm: groups = 2 does not divide the 3 channels of x f32[2,3,5,5]', 'use a number of groups that divides 3: 1, 3'],
+  ['g.groupNorm(x4, 1, g.param("gain", [5]), 0).sum()', 'groupNorm: gain f32[5] does not fit x f32[2,3,5,5]: it must hold one value per channel', 'give gain the shape [3], or pass a number'],
+  [
+    'g.layerNorm(x4, g.param("gain", [3, 5]), 0).sum()',
+    'layerNorm: gain f32[3,5] does not fit x f32[2,3,5,5]: layerNorm normalises over the last 2 axes (gain\'s shape, torch\'s normalized_shape), which must be [3, 5]',
+    'give gain and bias the shape of the axes to normalise over, e.g. [5, 5], or [5] for the last axis alone',
+  ],
+  ['g.upsample(x4, { scale: 2, mode: "bicubic" }).sum()', 'upsample: mode must be \'nearest\' or \'bilinear\', got "bicubic"', "e.g. g.upsample(x, { scale: 2, mode: 'bilinear' }); torch's other modes are not built"],
+  ['g.upsample(x4, { scale: 2, alignCorners: true }).sum()', "upsample: alignCorners applies to mode 'bilinear' only", "leave alignCorners out, or pass mode: 'bilinear' (torch refuses align_corners with 'nearest' too)"],
+  ['g.upsample(x, { scale: 2 }).sum()', 'upsample: x must be an f32 tensor [N, C, H, W], got f32[4,6]', 'reshape it, e.g. x.reshape([B, 1, 28, 28]) for one channel of 28×28 images'],
+  ['g.convTranspose2d(x4, w, { groups: 2 }).sum()', 'convTranspose2d: the 3 input channels of x f32[2,3,5,5] are not divisible by groups = 2', 'groups must divide the input channels'],
+  [
+    'g.convTranspose2d(x4, w.transpose([1, 0, 2, 3])).sum()',
+    'convTranspose2d: the weight f32[2,3,3,3] has 2 input channels (its first axis), but x f32[2,3,5,5] has 3',
+    "a transposed convolution's weight is [C_in, C_out/groups, ...k] as torch's (the first axis the input channels, 3)",
+  ],
+  ['g.convTranspose2d(x4, w, { stride: 2, outputPadding: 2 }).sum()', 'convTranspose2d: outputPadding 2 must be smaller than the stride 2', "outputPadding picks one of the stride's output sizes: 0 to stride − 1"],
+  ['g.adaptiveAvgPool2d(x4, [0, 2]).sum()', 'adaptiveAvgPool2d: size must be a positive integer or a pair [h, w] of them, got [0, 2]', 'e.g. size: 1 or [7, 7]'],
+];
+
+describe('PyTorch layers: errors', () => {
+  it.each(ERRORS)('%s: a located error', (expr, message, hint) => {
+    expect(errorOf(expr)).toEqual({ message, hint, line: 6 });
   });
 });
