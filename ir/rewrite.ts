@@ -187,13 +187,14 @@ class Matcher {
       const r = shape.length;
       if (r === 0) continue;
       // the lecture's batchnorm, layer norm, then batchnorm over another feature axis or with
-      // torch's biased variance (g.batchNorm's axis and correction: 1 for NCHW's channels)
+      // torch's biased variance (g.batchNorm's axis and correction: 1 for NCHW's channels); the
+      // feature axis is never axis 0, the batch (as g.batchNorm's axis)
       const others = (f: number) => [...Array(r).keys()].filter((i) => i !== f);
       const kinds: { op: 'bn_apply' | 'ln_apply'; axes: number[]; correction: 0 | 1; attrs: { axis?: number; correction?: number } }[] = [
         { op: 'bn_apply', axes: others(r - 1), correction: 1, attrs: {} },
         { op: 'ln_apply', axes: [r - 1], correction: 0, attrs: {} },
       ];
-      for (let f = r - 1; f >= 0 && r >= 2; f--)
+      for (let f = r - 1; f >= 1; f--)
         for (const correction of [1, 0] as const)
           if (f !== r - 1 || correction !== 1)
             kinds.push({ op: 'bn_apply', axes: others(f), correction, attrs: { ...(f !== r - 1 ? { axis: f } : {}), ...(correction !== 1 ? { correction } : {}) } });
