@@ -6,6 +6,8 @@ import * as C from '../ir/composite.js';
 import * as VC from '../ir/vocab.js';
 import * as DV from './vocab.js';
 import * as LY from './layers.js';
+import type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
+export type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
 import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
@@ -351,7 +353,7 @@ export class Tensor {
 }
 
 /** The `g` a model function receives. */
-export interface GraphBuilder extends LY.LayerMethods<Tensor> {
+export interface GraphBuilder {
   /** A dimension may be a name (`['B', 3]`): its size is bound by each call, from the inputs' lengths. */
   /** `{ grad: true }`: valueAndGrad also returns the gradient of the loss with respect to this (f32) input. */
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
@@ -439,6 +441,16 @@ export interface GraphBuilder extends LY.LayerMethods<Tensor> {
   maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
   /** Average pooling of `x [N, C, L]` (`F.avg_pool1d`). */
   avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  /** Group normalisation of `x [N, C, ...]` (torch.nn.GroupNorm): each of `groups` groups of channels of a sample normalised (variance divided by n), then `gain · x̂ + bias`, gain and bias `[C]`. */
+  groupNorm(x: Tensor, groups: number, gain: TensorLike, bias: TensorLike, options?: GroupNormOptions): Tensor;
+  /** x [N, C_in, H, W], weight [C_in, C_out/groups, kH, kW] (torch's layout), bias [C_out] → [N, C_out, Ho, Wo], Ho = (H − 1)·stride − 2·padding + dilation·(kH − 1) + outputPadding + 1 (`F.conv_transpose2d`). */
+  convTranspose2d(x: Tensor, weight: Tensor, options?: ConvTranspose2dOptions<Tensor>): Tensor;
+  /** x [N, C_in, L], weight [C_in, C_out/groups, k], bias [C_out] → [N, C_out, Lo] (`F.conv_transpose1d`). */
+  convTranspose1d(x: Tensor, weight: Tensor, options?: ConvTranspose1dOptions<Tensor>): Tensor;
+  /** `x [N, C, H, W]` resized by `scale`, 'nearest' (default) or 'bilinear' (`F.interpolate(x, scale_factor=..., mode=..., align_corners=...)`). */
+  upsample(x: Tensor, options: UpsampleOptions): Tensor;
+  /** `x [N, C, H, W]` → `[N, C, oh, ow]`, output i the mean of rows ⌊i·H/oh⌋ to ⌈(i + 1)·H/oh⌉ − 1, the same along W (`F.adaptive_avg_pool2d`). */
+  adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor;
 }
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
