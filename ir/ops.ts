@@ -833,8 +833,8 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', defaul
     },
     // the total derivative through mean and inv, sums over the normalised axes, with the variance
     // divided by n − c (c the correction):
-    //   batchnorm (the lecture's form, c = 1)  dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y)
-    //   c = 0 (layer norm, torch's batchnorm)  dx = inv · (dy − mean dy − y · mean dy·y)
+    //   batchnorm (the lecture's c = 1, torch's c = 0)  dx = inv/n · (n·dy − Σdy − n/(n−c) · y · Σ dy·y)
+    //   layer norm (c = 0)                              dx = inv · (dy − mean dy − y · mean dy·y)
     grad: (c) => {
       const { b, dy } = c;
       const shape = c.xt(0).shape;
@@ -843,13 +843,16 @@ function normalization(dsl: string, op: string, over: 'leading' | 'last', defaul
       const sumOver = (v: ValueId) => b.sum(v, axes, true);
       const n = () => b.count(spanned);
       let total: () => ValueId;
-      if ((c.attrs.correction ?? defaultCorrection) === 0) {
+      const correction = c.attrs.correction ?? defaultCorrection;
+      if (over === 'last') {
         const meanOver = (v: ValueId) => b.mul(sumOver(v), b.recip(n()));
         total = () => b.mul(c.x(2), b.sub(b.sub(dy, meanOver(dy)), b.mul(c.y(), meanOver(b.mul(dy, c.y())))));
       } else {
-        // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
+        // n/(n − c): 1 for torch's correction 0; n/(n−1) one constant when n is known, else
+        // n · (n − 1)⁻¹ from the bound sizes. Both sums read dy and y in one pass (the layer-norm
+        // form's dy − mean dy would need the first sum before the second pass)
         const known = numelSize(spanned);
-        const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
+        const bessel = () => (correction === 0 ? 1 : isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
         total = () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y())))));
       }
       // batchNorm with running statistics: an evaluation call normalises with the buffers, which
