@@ -341,3 +341,40 @@ describe('PyTorch layers: errors', () => {
     expect(errorOf(expr)).toEqual({ message, hint, line: 6 });
   });
 });
+
+describe('PyTorch layers over a symbolic batch', () => {
+  it('one build serves every batch size: flat and wasm as the float64 interpreter at B = 3 and B = 1', async () => {
+    const src = `import { model } from 'graphc';
+export default model('layers_sym', (g) => {
+  const x = g.input('x', ['B', 4, 4, 5]);
+  const bn = g.batchNorm(x, g.param('bn_g', [4], { init: 'uniform' }), 0, { axis: 1, correction: 0 });
+  const gn = g.groupNorm(bn.tanh(), 2, g.param('gn_g', [4], { init: 'uniform' }), g.param('gn_b', [4]));
+  const ct = g.convTranspose2d(gn, g.param('W', [4, 2, 3, 3]), { stride: 2, outputPadding: 1 });
+  const up = g.upsample(g.upsample(ct, { scale: 2 }), { scale: 0.75, mode: 'bilinear' });
+  const y = g.adaptiveAvgPool2d(up, [3, 2]);
+  return { loss: y.square().mean(), y };
+});
+`;
+    const c = await compile(modelFile(src, 'layers_sym.ts'), { targets: ['ts', 'wasm'] });
+    // the statistics over B·4·5 values per channel (a bound count) fuse as for a static batch
+    expect(c.fwd.insts.filter((i) => i.op === 'bn_apply' || i.op === 'ln_apply').map((i) => `${i.op} ${JSON.stringify(i.attrs)}`)).toEqual(['bn_apply {"axis":1,"correction":0}', 'ln_apply {}']);
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const flat = (await import(pathToFileURL(path.join(dir, 'layers_sym.js')).href)) as Mod;
+    const wasm = (await import(pathToFileURL(path.join(dir, 'layers_sym.wasm.js')).href)) as Mod;
+    for (const B of [3, 1]) {
+      const { params, inputs } = randomArgs(c.fwd, 12 + B, 1, { B });
+      // B = 1: torch's batchnorm over 1·4·5 values per channel is still defined
+      const vals = interpret(c.fwd, { params, inputs, train: true });
+      const bv = interpret(c.bwd, { fwd: vals });
+      const out = outputsOf(c.fwd, vals);
+      for (const [what, m] of [['flat', flat], ['wasm', wasm]] as const) {
+        const vg = m.valueAndGrad(params, inputs);
+        const y = m.forward(params, inputs).y as Float32Array;
+        expect(y.length, `${what} B=${B}`).toBe(B * 2 * 3 * 2);
+        expect(relErr(y, out.y!.data), `${what} B=${B}: y`).toBeLessThan(1e-5);
+        for (const o of c.bwd.outputs) expect(relErr(vg.grads[o.name]!, bv.get(c.bwd.value(o.value).name)!.data), `${what} B=${B}: d loss / d ${o.name}`).toBeLessThan(1e-4);
+      }
+    }
+  });
+});
