@@ -28,7 +28,7 @@ export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
 import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
-import { axisArg, batchNormOptions, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
+import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
@@ -722,38 +722,7 @@ export class Tracer {
       einsum: (spec, ...xs) => t.call(() => DV.einsum(t.b, spec, xs.map((x) => v(x, 'einsum')))),
       normalize: (x, options) => t.call(() => DV.normalize(t.b, v(x, 'normalize'), options)),
       cosineSimilarity: (a, b, options) => t.call(() => DV.cosineSimilarity(t.b, v(a, 'cosineSimilarity'), v(b, 'cosineSimilarity'), options)),
-      batchNorm: (x, gain, bias, options = {}) =>
-        t.call((name) => {
-          batchNormOptions(options);
-          const bn = LY.bnAxis(t.b, v(x, 'batchNorm'), options);
-          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), bn);
-          const m = options.momentum;
-          if (typeof m !== 'number' || !(m >= 0 && m <= 1))
-            throw new CompileError(
-              `batchNorm: momentum must be a number in [0, 1], got ${describe(m)}`,
-              "the running statistics move by momentum · (batch statistic − running), as torch's BatchNorm1d: e.g. { momentum: 0.1 }, or 0.001 as the lecture",
-            );
-          const prefix = options.name ?? name;
-          if (typeof prefix !== 'string' || prefix.length === 0)
-            throw new CompileError(
-              `batchNorm: the running statistics need a name, got ${describe(prefix)}`,
-              "assign the result to a const (const bn1 = g.batchNorm(...) keeps 'bn1.running_mean' and 'bn1.running_var') or pass { name: 'bn1' }",
-            );
-          for (const k of [`${prefix}.running_mean`, `${prefix}.running_var`]) {
-            if (!t.buffers.has(k)) continue;
-            const at = t.buffers.get(k);
-            throw new CompileError(
-              `batchNorm: the buffer '${k}' is already kept by another batchNorm${at ? ` at ${formatLoc(at)}` : ''}`,
-              "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
-            );
-          }
-          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), m, prefix, bn);
-          for (const u of r.updates) {
-            t.buffers.set(u.name, t.b.loc);
-            t.bufferUpdates.push(u);
-          }
-          return r.y;
-        }),
+      batchNorm: (x, gain, bias, options = {}) => t.call((name) => LY.batchNorm(t, v(x, 'batchNorm'), v(gain), v(bias), options, name)),
       dropout: (x, p) =>
         t.call((name) => {
           const xv = v(x, 'dropout');

@@ -8,12 +8,13 @@ import type { BnAxis, Hint } from '../ir/composite.js';
 import { CompileError } from '../ir/errors.js';
 import { adaptiveMatrix, groupNormalize, interpolationMatrix, normalizeLastAxes, repeat2d, resample2d } from '../ir/layers.js';
 import { broadcastShapes, fmtShape, normalizeAxes } from '../ir/shape.js';
-import type { TensorType, ValueId } from '../ir/types.js';
-import { formatType, sameShape } from '../ir/types.js';
+import type { Loc, TensorType, ValueId } from '../ir/types.js';
+import { formatLoc, formatType, sameShape } from '../ir/types.js';
 import { describeValue as describe } from '../ir/vocab.js';
 import type { Pair } from './conv.js';
 import { pairOf, rankCheck, show } from './conv.js';
-import { epsOf } from './dsl-args.js';
+import { batchNormOptions, epsOf } from './dsl-args.js';
+import type { BatchNormOptions } from './dsl.js';
 import { optionsOf } from './options.js';
 
 /** batchNorm's feature axis (normalised; the last by default) and correction (0 or 1). */
@@ -267,4 +268,45 @@ export function layerMethods<T>(t: Calls<T>, v: (x: unknown, op?: string) => Val
     upsample: (x, options) => t.call(() => upsample(t.b, v(x, 'upsample'), options)),
     adaptiveAvgPool2d: (x, size) => t.call(() => adaptiveAvgPool2d(t.b, v(x, 'adaptiveAvgPool2d'), size)),
   };
+}
+
+/** The tracer's module state that batchNorm's running statistics join. */
+interface BufferState {
+  readonly b: Builder;
+  readonly hint: Hint;
+  readonly buffers: Map<string, Loc | undefined>;
+  readonly bufferUpdates: { name: string; value: ValueId }[];
+}
+
+/** g.batchNorm: batch statistics, or with `momentum` running statistics kept in buffers named after `name` (the const assigned). */
+export function batchNorm(t: BufferState, x: ValueId, gain: ValueId, bias: ValueId, options: BatchNormOptions, name: string | undefined): ValueId {
+  batchNormOptions(options);
+  const bn = bnAxis(t.b, x, options);
+  if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, x, gain, bias, epsOf('batchNorm', options.eps), bn);
+  const m = options.momentum;
+  if (typeof m !== 'number' || !(m >= 0 && m <= 1))
+    throw new CompileError(
+      `batchNorm: momentum must be a number in [0, 1], got ${describe(m)}`,
+      "the running statistics move by momentum · (batch statistic − running), as torch's BatchNorm1d: e.g. { momentum: 0.1 }, or 0.001 as the lecture",
+    );
+  const prefix = options.name ?? name;
+  if (typeof prefix !== 'string' || prefix.length === 0)
+    throw new CompileError(
+      `batchNorm: the running statistics need a name, got ${describe(prefix)}`,
+      "assign the result to a const (const bn1 = g.batchNorm(...) keeps 'bn1.running_mean' and 'bn1.running_var') or pass { name: 'bn1' }",
+    );
+  for (const k of [`${prefix}.running_mean`, `${prefix}.running_var`]) {
+    if (!t.buffers.has(k)) continue;
+    const at = t.buffers.get(k);
+    throw new CompileError(
+      `batchNorm: the buffer '${k}' is already kept by another batchNorm${at ? ` at ${formatLoc(at)}` : ''}`,
+      "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
+    );
+  }
+  const r = C.batchNormRunning(t.b, t.hint, x, gain, bias, epsOf('batchNorm', options.eps), m, prefix, bn);
+  for (const u of r.updates) {
+    t.buffers.set(u.name, t.b.loc);
+    t.bufferUpdates.push(u);
+  }
+  return r.y;
 }
