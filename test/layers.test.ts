@@ -262,6 +262,8 @@ describe('PyTorch layers on every target', () => {
     const { c, dir, load } = await built(['ts']);
     const flat = await load<Mod>('');
     const { source } = await exportTorchFile(file);
+    // the transposed convolutions as torch's own (their geometry fits conv_transpose2d's options)
+    expect(source.match(/torch\.nn\.functional\.conv_transpose2d\(/g)).toHaveLength(3);
     const py = path.join(dir, 'exported.py');
     writeFileSync(py, source);
     const { inputs } = randomArgs(c.fwd, 11);
