@@ -100,31 +100,68 @@ export function crossEntropy(b: Builder, hint: Hint, logits: ValueId, targets: V
 /**
  * Batch normalisation with batch statistics, as in the lecture: over axis 0 of [n, features], and
  * over axes 0 and 1 of [n, t, features] (part 5's BatchNorm1d); the variance used for
- * normalisation has Bessel's correction (n − 1, with n the number of rows averaged).
+ * normalisation has Bessel's correction (n − 1, with n the number of rows averaged). `bn.axis`:
+ * the feature axis (default the last; 1 for NCHW as torch's BatchNorm2d), the statistics over
+ * every other; `bn.correction` 0: the variance divided by n, as torch.nn.BatchNorm normalises.
  */
-export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number): ValueId {
-  const { bndiff, bnvarInv } = batchStatistics(b, hint, x, gain, bias, eps);
-  const bnraw = hint(b.mul(bndiff, bnvarInv), 'bnraw');
-  return b.add(b.mul(gain, bnraw), bias);
+export function batchNorm(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number, bn: BnAxis = {}): ValueId {
+  const s = batchStatistics(b, hint, x, gain, bias, eps, bn);
+  const bnraw = hint(b.mul(s.bndiff, s.bnvarInv), 'bnraw');
+  return b.add(b.mul(s.gain, bnraw), s.bias);
 }
 
-/** The checks and batch statistics of batchNorm: bnmeani, bndiff, bnvar (Bessel's correction) and bnvar_inv. */
-function batchStatistics(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number) {
+/** batchNorm's feature axis (normalised, default the last) and correction (default 1). */
+export interface BnAxis {
+  axis?: number;
+  correction?: 0 | 1;
+}
+
+/**
+ * The checks and batch statistics of batchNorm: bnmeani, bndiff, bnvar (divided by n − correction)
+ * and bnvar_inv, kept as 1s on the normalised axes; gain and bias reshaped to broadcast along the
+ * feature axis (a [C] gain of NCHW's BatchNorm2d becomes [C, 1, 1]).
+ */
+function batchStatistics(b: Builder, hint: Hint, x: ValueId, gain: ValueId, bias: ValueId, eps: number, bn: BnAxis) {
   const t = b.type(x);
-  if (t.shape.length < 2)
+  const r = t.shape.length;
+  if (r < 2)
     throw new CompileError(`batchNorm: x must be [n, features] or [n, ..., features], got ${formatType(t)}`, 'reshape it to [n, features] first').withLoc(b.loc);
-  const rows = t.shape.slice(0, -1);
-  const axes = rows.map((_d, i) => i);
+  const f = bn.axis ?? r - 1;
+  const correction = bn.correction ?? 1;
+  const axes = [...Array(r).keys()].filter((i) => i !== f);
+  const rows = axes.map((i) => t.shape[i]!);
   const n = numelSize(rows);
   if (isStatic(n) && n.coef < 2)
-    throw new CompileError(`batchNorm: needs a batch of 2 or more rows, got ${formatType(t)}`, "Bessel's correction divides by n − 1").withLoc(b.loc);
-  for (const [v, what] of [[gain, 'gain'], [bias, 'bias']] as const) scaleShift('batchNorm', b, v, what, t);
+    throw new CompileError(
+      `batchNorm: needs a batch of 2 or more rows, got ${formatType(t)}`,
+      correction === 1 ? "Bessel's correction divides by n − 1" : 'the statistics of one value per feature say nothing (torch refuses it too)',
+    ).withLoc(b.loc);
+  const features = t.shape[f]!;
+  const perFeature = (v: ValueId): ValueId => {
+    const vt = b.type(v);
+    if (f === r - 1 || vt.shape.length !== 1 || vt.shape[0] !== features) return v;
+    return b.reshape(v, [features, ...Array(r - 1 - f).fill(1)]);
+  };
+  const [g, c] = [perFeature(gain), perFeature(bias)];
+  for (const [v, what] of [[g, 'gain'], [c, 'bias']] as const) {
+    scaleShift('batchNorm', b, v, what, t, features);
+    // over another axis than the last, a gain that varies along a normalised axis is a mistake
+    const vs = b.type(v).shape;
+    if (f !== r - 1 && vs.some((d, i) => d !== 1 && r - vs.length + i !== f))
+      throw new CompileError(
+        `batchNorm: ${what} ${formatType(b.type(v))} does not fit x ${formatType(t)}: it must hold one value per feature`,
+        `give ${what} the shape [${features}], or pass a number`,
+      ).withLoc(b.loc);
+  }
   const bnmeani = hint(mean(b, x, axes, true), 'bnmeani');
   const bndiff = hint(b.sub(x, bnmeani), 'bndiff');
   const bndiff2 = hint(b.square(bndiff), 'bndiff2');
-  const bnvar = hint(b.mul(b.sum(bndiff2, axes, true), b.recip(b.count(rows, 1))), 'bnvar');
+  const sq = b.sum(bndiff2, axes, true);
+  const bnvar = hint(b.mul(sq, b.recip(b.count(rows, correction))), 'bnvar');
   const bnvarInv = hint(b.pow(b.add(bnvar, eps), -0.5), 'bnvar_inv');
-  return { bnmeani, bndiff, bnvar, bnvarInv };
+  // the running variance is the unbiased one whatever the correction, as torch keeps it
+  const unbiased = () => (correction === 1 ? bnvar : hint(b.mul(sq, b.recip(b.count(rows, 1))), 'bnvar_unbiased'));
+  return { bnmeani, bndiff, bnvar, bnvarInv, unbiased, gain: g, bias: c, features };
 }
 
 /**
@@ -144,10 +181,11 @@ export function batchNormRunning(
   eps: number,
   momentum: number,
   name: string,
+  bn: BnAxis = {},
 ): { y: ValueId; updates: { name: string; value: ValueId }[] } {
-  const { bnmeani, bnvar, bnvarInv } = batchStatistics(b, hint, x, gain, bias, eps);
+  const s = batchStatistics(b, hint, x, gain, bias, eps, bn);
+  const { bnmeani, bnvarInv, features: f } = s;
   const stat = b.type(bnmeani).shape;
-  const f = stat.at(-1)!;
   const meanName = `${name}.running_mean`;
   const varName = `${name}.running_var`;
   const runningMean = b.buffer(meanName, [f], { raw: meanName });
@@ -157,24 +195,26 @@ export function batchNormRunning(
   const bnmean = hint(b.select(training, bnmeani, b.reshape(runningMean, stat)), 'bnmean');
   const bninv = hint(b.select(training, bnvarInv, runningInv), 'bninv');
   // the statistics are x's batch statistics in every call that takes a gradient (training)
-  const bnraw = hint(b.emit('bn_apply', [x, bnmean, bninv], {}), 'bnraw');
+  const r = b.type(x).shape.length;
+  const attrs = { ...(bn.axis !== undefined && bn.axis !== r - 1 ? { axis: bn.axis } : {}), ...(bn.correction === 0 ? { correction: 0 } : {}) };
+  const bnraw = hint(b.emit('bn_apply', [x, bnmean, bninv], attrs), 'bnraw');
   const next = (old: ValueId, batch: ValueId) => b.add(b.mul(old, 1 - momentum), b.mul(b.reshape(batch, [f]), momentum));
   const updates = [
     { name: meanName, value: hint(next(runningMean, bnmeani), `${name}_running_mean_next`) },
-    { name: varName, value: hint(next(runningVar, bnvar), `${name}_running_var_next`) },
+    { name: varName, value: hint(next(runningVar, s.unbiased()), `${name}_running_var_next`) },
   ];
-  return { y: b.add(b.mul(gain, bnraw), bias), updates };
+  return { y: b.add(b.mul(s.gain, bnraw), s.bias), updates };
 }
 
 /** A normalisation's gain or bias must be a number or hold one value per feature: it broadcasts to x and leaves x's shape. */
-function scaleShift(op: string, b: Builder, v: ValueId, what: string, x: TensorType): void {
+function scaleShift(op: string, b: Builder, v: ValueId, what: string, x: TensorType, features: Dim = x.shape.at(-1)!): void {
   const t = b.type(v);
   const out = broadcastShapes(t.shape, x.shape);
   if (t.dtype !== 'f32' || !out || !sameShape(out, x.shape)) {
-    const f = x.shape.at(-1)!;
+    const f = features;
     throw new CompileError(
       `${op}: ${what} ${formatType(t)} does not fit x ${formatType(x)}: it must hold one value per feature`,
-      `give ${what} the shape [${f}] (or [1, ${f}]), or pass a number`,
+      `give ${what} the shape [${f}]${f === x.shape.at(-1) ? ` (or [1, ${f}])` : ''}, or pass a number`,
     ).withLoc(b.loc);
   }
 }

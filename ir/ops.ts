@@ -119,9 +119,11 @@ export interface AttrsOf {
   /**
    * (x − mean) · inv for x [n, f], where mean and inv [1, f] are x's batch mean and its inverse
    * standard deviation with Bessel's correction (the rewrite guarantees it). Its gradient is the
-   * total derivative through mean and inv: no gradient flows to them separately.
+   * total derivative through mean and inv: no gradient flows to them separately. `axis`: the
+   * feature axis (default the last; the statistics are over every other axis, kept as 1s);
+   * `correction`: the variance's divisor is n − correction (default 1, 0 as torch.nn.BatchNorm).
    */
-  bn_apply: None;
+  bn_apply: { axis?: number; correction?: number };
   /**
    * Layer norm's (x − mean) · inv for x [..., c], where mean and inv [..., 1] are the mean of
    * each row of c and its inverse standard deviation (divided by c, no correction); its gradient
@@ -732,8 +734,8 @@ export const OPS: OpTable = {
       return K.nd([], [-s / n]);
     },
   },
-  bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1),
-  ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0),
+  bn_apply: normalization('batchNorm', 'bn_apply', 'leading', 1) as OpDef<AttrsOf['bn_apply']>,
+  ln_apply: normalization('layerNorm', 'ln_apply', 'last', 0) as OpDef<None>,
   custom_grad: {
     category: 'layout',
     attrs: { rule: 'int', inputs: 'int' },
@@ -822,47 +824,56 @@ export const OPS: OpTable = {
  * inv [1, f] / [1, 1, f] or [f]) or over the last axis (layer norm: x [..., c], mean and inv
  * [..., 1]); the variance inside inv divides by n − correction, n the elements averaged.
  */
-function normalization(dsl: string, op: string, over: 'leading' | 'last', correction: 0 | 1): OpDef<None> {
-  const axesOf = (r: number) => (over === 'leading' ? [...Array(r - 1).keys()] : [r - 1]);
+function normalization(dsl: string, op: string, over: 'leading' | 'last', defaultCorrection: 0 | 1): OpDef<{ axis?: number; correction?: number }> {
+  // bn_apply: every axis but the feature axis (attrs.axis, default the last); ln_apply: the last
+  const featureOf = (r: number, a: { axis?: number }) => a.axis ?? r - 1;
+  const axesOf = (r: number, a: { axis?: number }) => (over === 'leading' ? [...Array(r).keys()].filter((i) => i !== featureOf(r, a)) : [r - 1]);
   return {
     category: 'elementwise',
-    attrs: {},
+    attrs: (over === 'leading' ? { axis: 'optnum', correction: 'optnum' } : {}) as AttrSchema<{ axis?: number; correction?: number }>,
     arity: 3,
-    shape: ([x, mean, inv]) => {
+    shape: ([x, mean, inv], attrs) => {
       needF32(dsl, x!, 'the operand');
       const r = x!.shape.length;
-      const axes = r < (over === 'leading' ? 2 : 1) ? undefined : axesOf(r);
+      const f = featureOf(r, attrs);
+      const axes = r < (over === 'leading' ? 2 : 1) || !Number.isInteger(f) || f < 0 || f >= r ? undefined : axesOf(r, attrs);
       const stat = (t: TensorType) =>
         t.dtype === 'f32' &&
         ((t.shape.length === r && t.shape.every((d, i) => (axes!.includes(i) ? d === 1 : d === x!.shape[i]))) ||
-          (over === 'leading' && t.shape.length === 1 && t.shape[0] === x!.shape[r - 1]));
+          (over === 'leading' && f === r - 1 && t.shape.length === 1 && t.shape[0] === x!.shape[r - 1]));
       if (!axes || !stat(mean!) || !stat(inv!)) {
-        const want = over === 'leading' ? 'x [n, ..., f] and statistics [1, ..., f]' : 'x [..., c] and statistics [..., 1]';
+        const want = over === 'leading' ? 'x [n, ..., f] and statistics [1, ..., f] (1s but on the feature axis)' : 'x [..., c] and statistics [..., 1]';
         throw new CompileError(`${op}: needs ${want}, got ${formatType(x!)}, ${formatType(mean!)}, ${formatType(inv!)}`, 'internal rewrite error');
       }
       return f32(x!.shape);
     },
-    // the total derivative through mean and inv, sums over the normalised axes:
-    //   batchnorm (the lecture's form)  dx = inv/n · (n·dy − Σdy − n/(n−1) · y · Σ dy·y)
-    //   layer norm                      dx = inv · (dy − mean dy − y · mean dy·y)
+    // the total derivative through mean and inv, sums over the normalised axes, with the variance
+    // divided by n − c (c the correction):
+    //   batchnorm (the lecture's c = 1, torch's c = 0)  dx = inv/n · (n·dy − Σdy − n/(n−c) · y · Σ dy·y)
+    //   layer norm (c = 0)                              dx = inv · (dy − mean dy − y · mean dy·y)
     grad: (c) => {
       const { b, dy } = c;
       const shape = c.xt(0).shape;
-      const axes = axesOf(shape.length);
+      const axes = axesOf(shape.length, c.attrs);
       const spanned = axes.map((a) => shape[a]!);
       const sumOver = (v: ValueId) => b.sum(v, axes, true);
       const n = () => b.count(spanned);
-      if (correction === 0) {
+      let total: () => ValueId;
+      const correction = c.attrs.correction ?? defaultCorrection;
+      if (over === 'last') {
         const meanOver = (v: ValueId) => b.mul(sumOver(v), b.recip(n()));
-        return [() => b.mul(c.x(2), b.sub(b.sub(dy, meanOver(dy)), b.mul(c.y(), meanOver(b.mul(dy, c.y()))))), null, null];
+        total = () => b.mul(c.x(2), b.sub(b.sub(dy, meanOver(dy)), b.mul(c.y(), meanOver(b.mul(dy, c.y())))));
+      } else {
+        // n/(n − c): 1 for torch's correction 0; n/(n−1) one constant when n is known, else
+        // n · (n − 1)⁻¹ from the bound sizes. Both sums read dy and y in one pass (the layer-norm
+        // form's dy − mean dy would need the first sum before the second pass)
+        const known = numelSize(spanned);
+        const bessel = () => (correction === 0 ? 1 : isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
+        total = () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y())))));
       }
-      // n/(n−1) is one constant when n is known, else n · (n − 1)⁻¹ from the bound sizes
-      const known = numelSize(spanned);
-      const bessel = () => (isStatic(known) ? known.coef / (known.coef - 1) : b.mul(n(), b.recip(b.count(spanned, 1))));
-      const total = () => b.mul(b.mul(c.x(2), b.recip(n())), b.sub(b.sub(b.mul(dy, n()), sumOver(dy)), b.mul(b.mul(c.y(), bessel()), sumOver(b.mul(dy, c.y())))));
       // batchNorm with running statistics: an evaluation call normalises with the buffers, which
       // do not depend on x, so there dx = dy · inv (a per-feature affine map); the mode flag selects
-      const training = modeOf(c as GradCtx<unknown>, 1);
+      const training = over === 'leading' ? modeOf(c as GradCtx<unknown>, 1) : undefined;
       return [training === undefined ? total : () => b.select(training, total(), b.mul(dy, c.x(2))), null, null];
     },
     eval: ([x, mean, inv], _a, t) => K.map(t.shape, [x!, mean!, inv!], (v, m, s) => (v - m) * s),

@@ -6,6 +6,7 @@
 //   −(Σᵢ log_softmax(x)[i, yᵢ]) / n                → xent(x, y)         dx = (softmax(x) − onehot(y)) / n
 //   (x − μ) · (Σ(x − μ)²/(n−1) + ε)^−½            → bn_apply(x, μ, inv) dx = inv/n·(n·dy − Σdy − n/(n−1)·x̂·Σdy·x̂)
 //     over the leading axes; over the last axis, Σ(x − μ)²/n → ln_apply(x, μ, inv)   dx = inv·(dy − mean dy − x̂·mean dy·x̂)
+//     over every axis but another one (NCHW's channels) or with Σ(x − μ)²/n → bn_apply { axis, correction }
 //
 // The root instruction is replaced in place (it keeps its name, e.g. `probs`); what it no longer
 // uses is removed by DCE if nothing else needs it.
@@ -176,7 +177,7 @@ class Matcher {
    * the last (axis 0 of [n, f]; axes 0 and 1 of the lecture's [n, t, f]); ln_apply: the same with
    * Σ(x − μ)²/n over the last axis (layer norm).
    */
-  normalization(inst: Inst): { op: 'bn_apply' | 'ln_apply'; args: [ValueId, ValueId, ValueId] } | undefined {
+  normalization(inst: Inst): { op: 'bn_apply' | 'ln_apply'; args: [ValueId, ValueId, ValueId]; attrs: { axis?: number; correction?: number } } | undefined {
     if (inst.op !== 'mul') return undefined;
     for (const [d, inv] of [inst.args, [...inst.args].reverse()] as [ValueId, ValueId][]) {
       const sub = this.is(d, 'sub');
@@ -185,11 +186,19 @@ class Matcher {
       const shape = this.g.type(x).shape;
       const r = shape.length;
       if (r === 0) continue;
-      const kinds = [
-        { op: 'bn_apply', axes: [...Array(Math.max(0, r - 1)).keys()], correction: 1 },
-        { op: 'ln_apply', axes: [r - 1], correction: 0 },
-      ] as const;
-      for (const { op, axes, correction } of kinds) {
+      // the lecture's batchnorm, layer norm, then batchnorm over another feature axis or with
+      // torch's biased variance (g.batchNorm's axis and correction: 1 for NCHW's channels); the
+      // feature axis is never axis 0, the batch (as g.batchNorm's axis)
+      const others = (f: number) => [...Array(r).keys()].filter((i) => i !== f);
+      const kinds: { op: 'bn_apply' | 'ln_apply'; axes: number[]; correction: 0 | 1; attrs: { axis?: number; correction?: number } }[] = [
+        { op: 'bn_apply', axes: others(r - 1), correction: 1, attrs: {} },
+        { op: 'ln_apply', axes: [r - 1], correction: 0, attrs: {} },
+      ];
+      for (let f = r - 1; f >= 1; f--)
+        for (const correction of [1, 0] as const)
+          if (f !== r - 1 || correction !== 1)
+            kinds.push({ op: 'bn_apply', axes: others(f), correction, attrs: { ...(f !== r - 1 ? { axis: f } : {}), ...(correction !== 1 ? { correction } : {}) } });
+      for (const { op, axes, correction, attrs } of kinds) {
         const spanned = axes.map((a) => shape[a]!);
         const n = numelSize(spanned);
         if (axes.length === 0 || (isStatic(n) && n.coef < 1 + correction)) continue;
@@ -209,7 +218,7 @@ class Matcher {
           (sqd.op === 'pow' && sqd.args[0] === d && this.near(sqd.args[1], 2)) ||
           (sqd.op === 'square' && sqd.args[0] === d) ||
           (sqd.op === 'mul' && sqd.args[0] === d && sqd.args[1] === d);
-        if (isSquare) return { op, args: [x, mu, inv] };
+        if (isSquare) return { op, args: [x, mu, inv], attrs };
       }
     }
     return undefined;
@@ -241,7 +250,7 @@ export const fuseComposites: Pass = {
         continue;
       }
       const norm = m.normalization(inst);
-      if (norm) replace(norm.op, norm.args, {});
+      if (norm) replace(norm.op, norm.args, norm.attrs);
     }
     dce.run(g, ctx);
   },

@@ -40,7 +40,7 @@ export interface Pool1dOptions {
   padding?: number;
 }
 
-type Op = 'conv1d' | 'conv2d' | 'maxPool1d' | 'maxPool2d' | 'avgPool1d' | 'avgPool2d';
+type Op = 'conv1d' | 'conv2d' | 'maxPool1d' | 'maxPool2d' | 'avgPool1d' | 'avgPool2d' | 'convTranspose1d' | 'convTranspose2d' | 'upsample' | 'adaptiveAvgPool2d';
 
 /** A convolution's options object, its keys checked. */
 export function convOptions(op: 'conv1d' | 'conv2d', o: unknown): Conv2dOptions<unknown> | Conv1dOptions<unknown> {
@@ -53,12 +53,12 @@ export function poolOptions(op: 'maxPool1d' | 'maxPool2d' | 'avgPool1d' | 'avgPo
   return optionsOf(op, `g.${op}`, o, ['stride', 'padding'], `g.${op}(x, 2, { stride: 2 })`) as Pool2dOptions | Pool1dOptions;
 }
 
-function show(v: unknown): string {
+export function show(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(show).join(', ')}]` : String(v);
 }
 
 /** A number or a pair of integers ≥ min, as a pair. */
-function pairOf(op: Op, what: string, v: unknown, min: number, dims: 1 | 2, example: string): [number, number] {
+export function pairOf(op: Op, what: string, v: unknown, min: number, dims: 1 | 2, example: string): [number, number] {
   const ok = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= min;
   if (ok(v)) return [v, v];
   if (dims === 2 && Array.isArray(v) && v.length === 2 && v.every(ok)) return [v[0], v[1]];
@@ -66,7 +66,7 @@ function pairOf(op: Op, what: string, v: unknown, min: number, dims: 1 | 2, exam
   throw new CompileError(`${op}: ${what} must be ${kind}${dims === 2 ? ' or a pair [h, w] of them' : ''}, got ${show(v)}`, `e.g. ${what}: ${example}`);
 }
 
-function rankCheck(op: Op, x: TensorType, dims: 1 | 2): void {
+export function rankCheck(op: Op, x: TensorType, dims: 1 | 2): void {
   const layout = dims === 2 ? '[N, C, H, W]' : '[N, C, L]';
   if (x.dtype !== 'f32' || x.shape.length !== dims + 2)
     throw new CompileError(

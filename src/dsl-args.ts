@@ -4,7 +4,7 @@
 import { CompileError } from '../ir/errors.js';
 import type { Dim } from '../ir/dims.js';
 import { sanitizeName } from '../ir/graph.js';
-import { checkUnsupportedOptions, optionsOf } from './options.js';
+import { optionsOf } from './options.js';
 import type { Axis, NestedNumbers } from './dsl.js';
 
 export function checkShape(op: string, shape: unknown, allow: { wild?: boolean; symbols?: boolean } = {}): Dim[] {
@@ -72,14 +72,7 @@ export function describe(x: unknown): string {
   return `${/^[aeiou]/.test(typeof x) ? 'an' : 'a'} ${typeof x}`;
 }
 
-/** batchNorm's options: eps, momentum, name; torch's axis and correction (issue #31) are not built yet. */
+/** batchNorm's options: eps, momentum, name, and torch's axis and correction (read by layers.ts's bnAxis). */
 export function batchNormOptions(options: unknown): void {
-  if (typeof options === 'object' && options !== null)
-    checkUnsupportedOptions(
-      'batchNorm',
-      options,
-      ['axis', 'correction'],
-      "batchNorm normalises over every axis but the last (the features) with Bessel's correction (n − 1): leave axis and correction out, and move the features to the last axis (e.g. with x.transpose(...)) if they are on another",
-    );
-  optionsOf('batchNorm', 'g.batchNorm', options, ['eps', 'momentum', 'name'], 'g.batchNorm(x, gain, bias, { momentum: 0.1 })');
+  optionsOf('batchNorm', 'g.batchNorm', options, ['axis', 'correction', 'eps', 'momentum', 'name'], 'g.batchNorm(x, gain, bias, { axis: 1, correction: 0, momentum: 0.1 })');
 }

@@ -5,6 +5,9 @@ import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
 import * as VC from '../ir/vocab.js';
 import * as DV from './vocab.js';
+import * as LY from './layers.js';
+import type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
+export type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
 import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
@@ -25,7 +28,7 @@ export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
 import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
-import { axisArg, batchNormOptions, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
+import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
@@ -75,6 +78,10 @@ export interface BatchNormOptions {
   momentum?: number;
   /** The buffers' prefix (default: the name of the `const` the result is assigned to). */
   name?: string;
+  /** The feature axis (default −1, the last): 1 for NCHW as torch's BatchNorm2d; the statistics are over every other axis. */
+  axis?: number;
+  /** The variance's divisor n − correction: 1 (default, the lecture's Bessel's correction) or 0 (torch.nn.BatchNorm's normalisation; its running_var stays unbiased). */
+  correction?: 0 | 1;
 }
 
 /** Options of `g.layerNorm`. */
@@ -407,14 +414,14 @@ export interface GraphBuilder {
   normalize(x: Tensor, options?: NormalizeOptions): Tensor;
   /** The cosine of the angle between a and b along `axis`, each norm floored at eps (`F.cosine_similarity`; defaults axis −1, eps 1e-8). */
   cosineSimilarity(a: Tensor, b: Tensor, options?: CosineSimilarityOptions): Tensor;
-  /** Batch normalisation over every axis but the last (axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`), the variance with Bessel's correction (n − 1) as in the lecture, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
+  /** Batch normalisation over every axis but the feature axis (by default the last: axis 0 of `[n, features]`, axes 0 and 1 of `[n, t, features]`; `{ axis: 1 }` for NCHW as BatchNorm2d), the variance with Bessel's correction (n − 1) as in the lecture or, `{ correction: 0 }`, divided by n as torch, then `gain · x̂ + bias`; with `momentum`, running statistics (see BatchNormOptions). */
   batchNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: BatchNormOptions): Tensor;
   /**
    * Inverted dropout (torch.nn.functional.dropout): in a training call each element is zeroed
    * with probability p and the others scaled by 1/(1 − p); in evaluation it is the identity.
    */
   dropout(x: Tensor, p: number): Tensor;
-  /** Layer normalisation over the last axis, the variance divided by n (`torch.nn.LayerNorm`), then `gain · x̂ + bias`. */
+  /** Layer normalisation over the last k axes, k the rank of gain (its leading 1s aside; torch.nn.LayerNorm's normalized_shape: a number gain, the last axis), the variance divided by n, then `gain · x̂ + bias`. */
   layerNorm(x: Tensor, gain: TensorLike, bias: TensorLike, options?: LayerNormOptions): Tensor;
   /** The multiclass SVM loss of `scores [n, classes]` against the i32 `targets [n]`: the mean over rows of Σ_{j ≠ y} max(0, s_j − s_y + margin) (default margin 1). */
   hingeLoss(scores: Tensor, targets: Tensor, margin?: number): Tensor;
@@ -446,6 +453,16 @@ export interface GraphBuilder {
   maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
   /** Average pooling of `x [N, C, L]` (`F.avg_pool1d`). */
   avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  /** Group normalisation of `x [N, C, ...]` (torch.nn.GroupNorm): each of `groups` groups of channels of a sample normalised (variance divided by n), then `gain · x̂ + bias`, gain and bias `[C]`. */
+  groupNorm(x: Tensor, groups: number, gain: TensorLike, bias: TensorLike, options?: GroupNormOptions): Tensor;
+  /** x [N, C_in, H, W], weight [C_in, C_out/groups, kH, kW] (torch's layout), bias [C_out] → [N, C_out, Ho, Wo], Ho = (H − 1)·stride − 2·padding + dilation·(kH − 1) + outputPadding + 1 (`F.conv_transpose2d`). */
+  convTranspose2d(x: Tensor, weight: Tensor, options?: ConvTranspose2dOptions<Tensor>): Tensor;
+  /** x [N, C_in, L], weight [C_in, C_out/groups, k], bias [C_out] → [N, C_out, Lo] (`F.conv_transpose1d`). */
+  convTranspose1d(x: Tensor, weight: Tensor, options?: ConvTranspose1dOptions<Tensor>): Tensor;
+  /** `x [N, C, H, W]` resized by `scale`, 'nearest' (default) or 'bilinear' (`F.interpolate(x, scale_factor=..., mode=..., align_corners=...)`). */
+  upsample(x: Tensor, options: UpsampleOptions): Tensor;
+  /** `x [N, C, H, W]` → `[N, C, oh, ow]`, output i the mean of rows ⌊i·H/oh⌋ to ⌈(i + 1)·H/oh⌉ − 1, the same along W (`F.adaptive_avg_pool2d`). */
+  adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor;
 }
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
@@ -717,37 +734,7 @@ export class Tracer {
       einsum: (spec, ...xs) => t.call(() => DV.einsum(t.b, spec, xs.map((x) => v(x, 'einsum')))),
       normalize: (x, options) => t.call(() => DV.normalize(t.b, v(x, 'normalize'), options)),
       cosineSimilarity: (a, b, options) => t.call(() => DV.cosineSimilarity(t.b, v(a, 'cosineSimilarity'), v(b, 'cosineSimilarity'), options)),
-      batchNorm: (x, gain, bias, options = {}) =>
-        t.call((name) => {
-          batchNormOptions(options);
-          if (options.momentum === undefined) return C.batchNorm(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps));
-          const m = options.momentum;
-          if (typeof m !== 'number' || !(m >= 0 && m <= 1))
-            throw new CompileError(
-              `batchNorm: momentum must be a number in [0, 1], got ${describe(m)}`,
-              "the running statistics move by momentum · (batch statistic − running), as torch's BatchNorm1d: e.g. { momentum: 0.1 }, or 0.001 as the lecture",
-            );
-          const prefix = options.name ?? name;
-          if (typeof prefix !== 'string' || prefix.length === 0)
-            throw new CompileError(
-              `batchNorm: the running statistics need a name, got ${describe(prefix)}`,
-              "assign the result to a const (const bn1 = g.batchNorm(...) keeps 'bn1.running_mean' and 'bn1.running_var') or pass { name: 'bn1' }",
-            );
-          for (const k of [`${prefix}.running_mean`, `${prefix}.running_var`]) {
-            if (!t.buffers.has(k)) continue;
-            const at = t.buffers.get(k);
-            throw new CompileError(
-              `batchNorm: the buffer '${k}' is already kept by another batchNorm${at ? ` at ${formatLoc(at)}` : ''}`,
-              "give each batchNorm with a momentum its own name: assign it to another const, or pass { name: 'bn2' }",
-            );
-          }
-          const r = C.batchNormRunning(t.b, t.hint, v(x, 'batchNorm'), v(gain), v(bias), epsOf('batchNorm', options.eps), m, prefix);
-          for (const u of r.updates) {
-            t.buffers.set(u.name, t.b.loc);
-            t.bufferUpdates.push(u);
-          }
-          return r.y;
-        }),
+      batchNorm: (x, gain, bias, options = {}) => t.call((name) => LY.batchNorm(t, v(x, 'batchNorm'), v(gain), v(bias), options, name)),
       dropout: (x, p) =>
         t.call((name) => {
           const xv = v(x, 'dropout');
@@ -764,7 +751,7 @@ export class Tracer {
           return t.b.mul(xv, mask);
         }),
       layerNorm: (x, gain, bias, options = {}) =>
-        t.call(() => C.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', optionsOf('layerNorm', 'g.layerNorm', options, ['eps'], 'g.layerNorm(x, gain, bias, { eps: 1e-5 })').eps))),
+        t.call(() => LY.layerNorm(t.b, t.hint, v(x, 'layerNorm'), v(gain), v(bias), epsOf('layerNorm', optionsOf('layerNorm', 'g.layerNorm', options, ['eps'], 'g.layerNorm(x, gain, bias, { eps: 1e-5 })').eps))),
       hingeLoss: (scores, targets, margin = 1) =>
         t.call(() => C.hingeLoss(t.b, t.hint, v(scores, 'hingeLoss'), v(targets, 'hingeLoss'), margin)),
       grad: (y, xs) => t.grad(y, xs),
@@ -783,6 +770,7 @@ export class Tracer {
       avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, CV.poolOptions('avgPool2d', options))),
       maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, CV.poolOptions('maxPool1d', options))),
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, CV.poolOptions('avgPool1d', options))),
+      ...LY.layerMethods(t, v),
     };
   }
 }

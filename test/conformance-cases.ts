@@ -347,6 +347,16 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
         return b.emit('bn_apply', [x, mean, inv], {});
       },
     },
+    {
+      label: "NCHW's channels: x [2, 3, 2, 3] over axes 0, 2, 3 (axis 1), the variance divided by n (torch's)",
+      build: ({ b, param }) => {
+        const x = param('a', [2, 3, 2, 3]);
+        const mean = b.div(b.sum(x, [0, 2, 3], true), 12);
+        const d = b.sub(x, mean);
+        const inv = b.pow(b.add(b.div(b.sum(b.square(d), [0, 2, 3], true), 12), 1e-5), -0.5);
+        return b.mul(b.emit('bn_apply', [x, mean, inv], { axis: 1, correction: 0 }), b.reshape(param('gain', [3]), [3, 1, 1]));
+      },
+    },
   ],
   ln_apply: [
     {

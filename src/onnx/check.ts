@@ -63,6 +63,10 @@ export const SCHEMAS: Readonly<Record<string, Schema>> = {
   BatchNormalization: { inputs: [5, 5], attrs: { epsilon: 'FLOAT', momentum: 'FLOAT', training_mode: 'INT' } },
   Where: { inputs: [3, 3] },
   Conv: { inputs: [2, 3], attrs: { auto_pad: 'STRING', dilations: 'INTS', group: 'INT', kernel_shape: 'INTS', pads: 'INTS', strides: 'INTS' } },
+  ConvTranspose: {
+    inputs: [2, 3],
+    attrs: { auto_pad: 'STRING', dilations: 'INTS', group: 'INT', kernel_shape: 'INTS', output_padding: 'INTS', output_shape: 'INTS', pads: 'INTS', strides: 'INTS' },
+  },
   MaxPool: {
     inputs: [1, 1],
     attrs: { auto_pad: 'STRING', ceil_mode: 'INT', dilations: 'INTS', kernel_shape: 'INTS!', pads: 'INTS', storage_order: 'INT', strides: 'INTS' },

@@ -136,9 +136,10 @@ function normalizeByHand(c: LowerCtx): void {
 
 /**
  * ONNX BatchNormalization in inference mode: (x − mean) / √(var + eps) · scale + bias over the
- * channel axis 1. graphc's features are the last axis (x [n, f] or [n, t, f]), so a rank-3 x
- * is transposed to [n, f, t] and back. mean and var are [f] tensors: the batch statistics that
- * the graph computes, or the running statistics (initializers) of a batchNorm with { momentum }.
+ * channel axis 1. graphc's features are the last axis by default (x [n, f] or [n, t, f]), so a
+ * rank-3 x is transposed to [n, f, t] and back; a batchNorm with { axis: 1 } (NCHW) is not
+ * transposed. mean and var are [f] tensors: the batch statistics that the graph computes, or the
+ * running statistics (initializers) of a batchNorm with { momentum }.
  */
 export function batchNormalization(
   c: LowerCtx,
@@ -146,13 +147,15 @@ export function batchNormalization(
   rank: number,
   stats: { mean: string; variance: string; scale?: string; bias?: string; features: number; eps: number },
   out: string,
+  axis = rank - 1,
 ): void {
   const ones = stats.scale ?? c.constant(new Array(stats.features).fill(1), [stats.features], DT.FLOAT, 'ones');
   const zeros = stats.bias ?? c.constant(new Array(stats.features).fill(0), [stats.features], DT.FLOAT, 'zeros');
   const attrs = { epsilon: { f: stats.eps } };
-  if (rank === 2) return void c.node('BatchNormalization', [x, ones, zeros, stats.mean, stats.variance], attrs, out);
-  const perm = [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)];
-  const back = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
+  if (axis === 1) return void c.node('BatchNormalization', [x, ones, zeros, stats.mean, stats.variance], attrs, out);
+  const others = [...Array(rank).keys()].filter((i) => i !== axis);
+  const perm = [others[0]!, axis, ...others.slice(1)];
+  const back = perm.map((_p, i) => perm.indexOf(i));
   const y = c.node('BatchNormalization', [c.node('Transpose', [x], { perm: { ints: perm } }), ones, zeros, stats.mean, stats.variance], attrs);
   c.node('Transpose', [y], { perm: { ints: back } }, out);
 }
@@ -184,7 +187,16 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     const { stride, padding, dilation, groups } = c.inst.attrs;
     c.node('Conv', [c.arg(0), c.arg(1)], { strides: { ints: stride }, pads: { ints: padding }, dilations: { ints: dilation }, group: { i: groups } }, c.out);
   },
-  conv_input_grad: null, // made by gradient rules only
+  // g.convTranspose2d/1d (in a backward graph, the gradient of a conv): ConvTranspose with the
+  // output padding that gives the attribute's size
+  conv_input_grad: (c) => {
+    const { stride, padding, dilation, groups, size } = c.inst.attrs;
+    const [, , ho, wo] = c.g.type(c.inst.args[0]!).shape as number[];
+    const kernel = c.g.type(c.inst.args[1]!).shape.slice(2) as number[];
+    const outputPadding = [ho!, wo!].map((n, i) => size[i]! - (stride[i]! * (n - 1) + dilation[i]! * (kernel[i]! - 1) + 1 - padding[i]! - padding[i + 2]!));
+    const attrs = { strides: { ints: stride }, pads: { ints: padding }, dilations: { ints: dilation }, group: { i: groups }, output_padding: { ints: outputPadding } };
+    c.node('ConvTranspose', [c.arg(0), c.arg(1)], attrs, c.out);
+  },
   conv_weight_grad: null,
   max_pool: (c) => {
     const { kernel, stride, padding } = c.inst.attrs;
@@ -293,11 +305,12 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     const xt = c.g.type(c.inst.args[0]!);
     // the batch's statistics, or the running ones of a batchNorm with { momentum }
     const stats = varianceOf(c.g, inEvaluation(c.g, c.inst.args[2]!));
-    const features = xt.shape.at(-1)!;
+    const axis = (c.inst.attrs as { axis?: number }).axis ?? xt.shape.length - 1;
+    const features = xt.shape[axis]!;
     if (!stats || typeof features !== 'number') return normalizeByHand(c);
     const variance = flatStat(c, stats.variance, features);
     const mean = flatStat(c, inEvaluation(c.g, c.inst.args[1]!), features);
-    batchNormalization(c, c.arg(0), xt.shape.length, { mean, variance, features, eps: stats.eps }, c.out);
+    batchNormalization(c, c.arg(0), xt.shape.length, { mean, variance, features, eps: stats.eps }, c.out, axis);
   },
   ln_apply: (c) => {
     // LayerNormalization recomputes the row's mean and variance (divided by n, as ln_apply's):

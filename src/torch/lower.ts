@@ -158,8 +158,16 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   // is differentiated, so a zero tensor stands for it)
   conv_input_grad: (c) => {
     const a = c.inst.attrs;
-    const [n, o] = c.g.type(c.inst.args[0]!).shape;
+    const [n, o, ho, wo] = c.g.type(c.inst.args[0]!).shape;
     void o;
+    // torch's own transposed convolution (g.convTranspose2d) where its symmetric padding and
+    // output padding express the geometry, else the vector-Jacobian product of the convolution
+    const k = c.g.type(c.inst.args[1]!).shape.slice(2) as number[];
+    const pad = [a.padding[0]!, a.padding[1]!];
+    const outPad = [ho, wo].map((h, i) => a.size[i]! - ((Number(h) - 1) * a.stride[i]! - 2 * pad[i]! + a.dilation[i]! * (k[i]! - 1) + 1));
+    const symmetric = a.padding[2] === pad[0] && a.padding[3] === pad[1];
+    if (symmetric && outPad.every((p, i) => p >= 0 && p < Math.max(a.stride[i]!, a.dilation[i]!)))
+      return `torch.nn.functional.conv_transpose2d(${c.arg(0)}, ${c.arg(1)}, stride=${tuple(a.stride)}, padding=${tuple(pad)}, output_padding=${tuple(outPad)}, groups=${a.groups}, dilation=${tuple(a.dilation)})`;
     const cin = (c.g.type(c.inst.args[1]!).shape[1] as number) * a.groups;
     return `_vjp(lambda z: _conv2d(z, ${c.arg(1)}, ${convArgs(a)}), torch.zeros(${c.shape([n!, cin, ...a.size])}, device=dev), ${c.arg(0)})`;
   },

@@ -264,6 +264,8 @@ function attrsFor(c: Choices, op: OpKind, ts: readonly TensorType[]): Record<str
     }
     case 'one_hot':
       return { depth: c.range(1, 4) };
+    case 'bn_apply': // optional attributes: the default feature axis (the statistics' shapes), torch's correction or none
+      return c.chance(30) ? { correction: 0 } : {};
     case 'scatter_add':
       return { shape: [c.range(1, 4), ...staticShape(ts[1]?.shape.slice(ts[0]?.shape.length ?? 0) ?? [])] };
     default:
