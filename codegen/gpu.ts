@@ -790,7 +790,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `      const r = (await forwardPlan(...args(params, inputs, options)))${t(' as Record<string, Float32Array>')};`,
     ...finiteOutputs,
     ...saveBuffers((b) => `${member('r', b.name)}${t('!')}`),
-    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
+    // an i32 output (argmax's indices) comes back from the device as floats
+    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : o.dtype === 'i32' ? `Int32Array.from(${member('r', o.name)}${t('!')})` : member('r', o.name)}`).join(', ')} };`,
     '    },',
     ...withGrad([
       `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,

@@ -454,7 +454,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'a causal mask over a symbolic T: arange(T)[:, None] >= arange(T)[None, :]', dims: { T: 5 }, build: ({ b, param, input }) => {
       const i = b.arange('T');
       const mask = b.ge(b.reshape(i, ['T', 1]), b.reshape(i, [1, 'T']));
-      return b.mul(mask, b.mul(input('x', ['T', 'T']), param('a', [])));
+      return b.mul(mask, b.mul(input('x', ['T', 1]), param('a', [])));
     } },
     { label: 'arange(4) compared with an f32 value (cast to f32)', build: ({ b, param }) => b.mul(b.gt(b.arange(4), 1.5), param('a', [4])) },
   ],
