@@ -127,6 +127,8 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
       return atom(`${par(a(), 5)}.flip(${axes(inst.attrs.axes)})`);
     case 'arange':
       return atom(`arange(${inst.attrs.shape[0]})`);
+    case 'cast':
+      return atom(`${par(a(), 5)}.float()`);
     case 'input':
     case 'param':
     case 'fwd':

@@ -393,6 +393,8 @@ class KernelWriter implements PositionWriter {
       case 'flip':
       case 'arange':
         return this.indexOp(inst, pos);
+      case 'cast':
+        return this.at(inst.args[0]!, pos); // an i32 value is a number already
       default: {
         if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
         let args = inst.args.map((_a, k) => arg(k));

@@ -131,6 +131,7 @@ export class Builder {
   cumsum = (x: ValueId, axis: number, reverse = false) => this.emit('cumsum', [x], reverse ? { axis, reverse: true } : { axis });
   flip = (x: ValueId, axes: number[]) => (axes.length === 0 ? x : this.emit('flip', [x], { axes }));
   arange = (n: Dim) => this.emit('arange', [], { shape: [n] });
+  cast = (x: ValueId) => this.emit('cast', [x], {});
   matmul = (a: ValueId, b: ValueId, transA = false, transB = false) => this.emit('matmul', [a, b], { transA, transB });
   transpose = (x: ValueId, perm: number[]) => this.emit('transpose', [x], { perm });
   reshape = (x: ValueId, shape: readonly Dim[]) => this.emit('reshape', [x], { shape: [...shape] });

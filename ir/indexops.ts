@@ -101,7 +101,7 @@ function flipEval(x: NDArray, axes: readonly number[]): NDArray {
   return out;
 }
 
-type IndexOps = { readonly [P in 'argmax' | 'argmin' | 'cumsum' | 'flip' | 'arange']: OpDef<AttrsOf[P]> };
+type IndexOps = { readonly [P in 'argmax' | 'argmin' | 'cumsum' | 'flip' | 'arange' | 'cast']: OpDef<AttrsOf[P]> };
 
 export const INDEX_OPS: IndexOps = {
   argmax: argOp('argmax'),
@@ -147,5 +147,16 @@ export const INDEX_OPS: IndexOps = {
     },
     grad: 'none',
     eval: (_args, _a, t) => K.nd(t.shape, Array.from({ length: t.shape[0]! }, (_x, i) => i)),
+  },
+  cast: {
+    category: 'elementwise',
+    attrs: {},
+    arity: 1,
+    shape: ([x]) => {
+      if (x!.dtype !== 'i32') throw new CompileError(`cast: the operand is ${formatType(x!)} but i32 is needed`, 'cast turns i32 indices into f32 values; an f32 tensor is one already');
+      return { dtype: 'f32', shape: x!.shape };
+    },
+    grad: 'none',
+    eval: ([x]) => x!,
   },
 };

@@ -154,6 +154,8 @@ export interface AttrsOf {
   flip: { axes: number[] };
   /** i32 [n] holding 0, 1, … n − 1; `shape` is [n], n possibly symbolic. */
   arange: { shape: Dim[] };
+  /** An i32 tensor's values as f32 (x.float()); no gradient. */
+  cast: None;
 }
 
 export type OpKind = keyof AttrsOf;

@@ -353,6 +353,8 @@ export class Tensor {
   cumsum(axis: number): Tensor { return this.op((b) => IX.cumsum(b, this.id, axis)); }
   /** The order of `axes` (a number or an array; sizes known at build time) reversed (`torch.flip`). */
   flip(axes: Axis): Tensor { return this.op((b) => IX.flip(b, this.id, axes)); }
+  /** The values as f32 (`torch.Tensor.float`): i32 indices become numbers (exact below 2²⁴); no gradient flows through it. */
+  float(): Tensor { return this.op((b) => IX.float(b, this.id)); }
 }
 
 /** The `g` a model function receives. */

@@ -54,6 +54,11 @@ export function flip(b: Builder, x: ValueId, axes: unknown): ValueId {
   return b.flip(x, list);
 }
 
+/** x.float(): an i32 tensor's values as f32 (exact below 2²⁴); an f32 tensor as it is (torch's .float()). */
+export function float(b: Builder, x: ValueId): ValueId {
+  return b.type(x).dtype === 'f32' ? x : b.cast(x);
+}
+
 /** g.arange(n): i32 [n] holding 0 … n − 1; n a positive integer or a symbolic dimension of an input. */
 export function arange(b: Builder, n: unknown): ValueId {
   if (typeof n === 'string') {

@@ -458,6 +458,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     } },
     { label: 'arange(4) compared with an f32 value (cast to f32)', build: ({ b, param }) => b.mul(b.gt(b.arange(4), 1.5), param('a', [4])) },
   ],
+  cast: [
+    { label: 'arange(T) as f32 positions times a, over a symbolic T', dims: { T: 6 }, build: ({ b, param, input }) => b.mul(b.reshape(b.cast(b.arange('T')), ['T', 1]), b.mul(input('x', ['T', 2]), param('a', [2]))) },
+    { label: 'i32 indices [3, 4] as f32, then tanh', data: { ix: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] }, build: ({ b, param, input }) => b.tanh(b.mul(b.cast(input('ix', [3, 4], 'i32')), param('a', [4]))) },
+  ],
 };
 
 /** The table as a list: each case with its op and its index (a stable model name). */

@@ -140,6 +140,10 @@ const DSL: Record<string, (r: Rand) => string> = {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${n}]); const i = g.arange(${n}); const y = i.unsqueeze(1).ge(i.unsqueeze(0)).mul(a).add(i.lt(g.const([${n - 1}], 'i32')).mul(a));`;
   },
+  float: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [2, ${n}]); const ix = g.input('ix', [2, ${n}], 'i32'); const y = a.mul(ix.float()).add(g.arange(${n}).float().mul(a));`;
+  },
   // a custom gradient equal to the true one (tanh' = 1 − y²), so that finite differences agree
   customGrad: (r) =>
     `const a = g.param('a', ${S([dim(r), dim(r)])}); const f = g.customGrad((x) => x.tanh(), ([x], t, dy) => [dy.mul(t.square().neg().add(1))]); const y = f(a.mul(2));`,

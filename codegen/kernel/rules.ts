@@ -160,4 +160,5 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   flip: { layout: 'flip' },
   // the coordinate along the result's (only) axis
   arange: { alu: (c) => c.lastCoord() },
+  cast: un('cast'),
 };

@@ -235,6 +235,7 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     const consts = [c.constant(starts, [k], DT.INT64, 'starts'), c.constant(ends, [k], DT.INT64, 'ends'), c.constant(axes, [k], DT.INT64, 'axes'), c.constant(steps, [k], DT.INT64, 'steps')];
     c.node('Slice', [c.arg(0), ...consts], {}, c.out);
   },
+  cast: (c) => void c.node('Cast', [c.arg(0)], { to: { i: DT.FLOAT } }, c.out),
   // Range(0, n, 1) in int64 (n from the input's shape when symbolic), cast to i32
   arange: (c) => {
     const n = c.node('Squeeze', [c.shapeTensor(c.inst.attrs.shape), c.constant([0], [1], DT.INT64, 'axes')]);

@@ -112,6 +112,7 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
     return c.inst.attrs.reverse ? `torch.flip(torch.cumsum(torch.flip(${c.arg(0)}, (${d},)), dim=${d}), (${d},))` : `torch.cumsum(${c.arg(0)}, dim=${d})`;
   },
   flip: (c) => `torch.flip(${c.arg(0)}, ${tuple(c.inst.attrs.axes)})`,
+  cast: (c) => `${c.arg(0)}.float()`,
   arange: (c) => {
     const n = c.inst.attrs.shape[0]!;
     return `torch.arange(${typeof n === 'number' ? n : c.dim(n)}, dtype=torch.int32, device=dev)`;
