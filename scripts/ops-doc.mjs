@@ -62,6 +62,7 @@ const EXAMPLES = {
   cumsum: [['2,3'], { axis: 1 }],
   flip: [['2,3'], { axes: [1] }],
   arange: [[], { shape: [4] }],
+  cast: [['i32 2,3'], {}],
 };
 const exampleOf = (op, def) => EXAMPLES[op] ?? [Array(def.arity).fill('2,3'), {}];
 const NAMES = ['a', 'b', 'c'];
