@@ -24,6 +24,7 @@ import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { gpuPow } from './gpu-pow.js';
+import { indexAt } from './gpu-index.js';
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
@@ -392,9 +393,8 @@ class KernelWriter implements PositionWriter {
       case 'cumsum':
       case 'flip':
       case 'arange':
-        return this.indexOp(inst, pos);
       case 'cast':
-        return this.at(inst.args[0]!, pos); // an i32 value is a number already
+        return indexAt(this, inst, pos);
       default: {
         if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
         let args = inst.args.map((_a, k) => arg(k));
@@ -402,45 +402,6 @@ class KernelWriter implements PositionWriter {
         return GPU_EXPR[inst.op as ElementwiseOp](args);
       }
     }
-  }
-
-  /**
-   * argmax/argmin (the first extremum along the axis, the first NaN where there is one), cumsum
-   * (a sum over the entries up to this one, or from it with reverse), flip, arange at `pos`.
-   */
-  private indexOp(inst: Extract<Inst, { op: 'argmax' | 'argmin' | 'cumsum' | 'flip' | 'arange' }>, pos: readonly string[]): Expr {
-    if (inst.op === 'arange') return E.atom(pos[0]!);
-    const x = inst.args[0]!;
-    const xs = this.g.type(x).shape;
-    if (inst.op === 'flip') return this.at(x, pos.map((p, d) => (inst.attrs.axes.includes(d) ? `${(xs[d] as number) - 1} - ${p}` : p)));
-    const axis = inst.attrs.axis;
-    if (inst.op === 'cumsum') {
-      const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));
-      const sum = this.loop('0', [xs[axis]!], ([k], acc) => {
-        const v = this.capture(() => this.at(x, along(k!)).code);
-        return [...v.lines, `if (${k} ${inst.attrs.reverse ? '>=' : '<='} ${pos[axis]}) ${acc} += ${v.value};`];
-      });
-      return E.atom(sum);
-    }
-    // the result's position without the axis (keepDims: its size-1 entry), the axis at k
-    const kept = inst.attrs.keepDims ? pos.filter((_p, d) => d !== axis) : pos;
-    const along = (k: string) => [...kept.slice(0, axis), k, ...kept.slice(axis)];
-    const [best, at] = [this.fresh('best'), this.fresh('at')];
-    const first = this.capture(() => this.at(x, along('0')).code);
-    this.lines.push(...first.lines, `let ${best} = ${first.value};`, `let ${at} = 0;`);
-    const r = this.fresh('r');
-    const v = this.capture(() => this.at(x, along(r)).code);
-    const better = inst.op === 'argmax' ? '>' : '<';
-    this.lines.push(
-      `for (let ${r} = 1; ${r} < ${kdim(xs[axis]!)}; ${r}++) {`,
-      ...v.lines,
-      `if (${best} === ${best} && (${v.value} !== ${v.value} || ${v.value} ${better} ${best})) {`,
-      `${best} = ${v.value};`,
-      `${at} = ${r};`,
-      '}',
-      '}',
-    );
-    return E.atom(at);
   }
 
   /** log Σ exp(x) along `axis` at the position `pos` (whose `axis` entry is ignored). */
