@@ -19,6 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { compile, compileGraphs } from '../src/build.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import { exportFile } from '../src/onnx/index.js';
+import { decodeModel } from '../src/onnx/proto.js';
 import { exportTorchFile } from '../src/torch/index.js';
 import type { Arrays, GeneratedModule, GpuModule } from './helpers.js';
 import { finiteDiff, modelFile, reference, relErr, rng, randn, smoothAt, tmp } from './helpers.js';
@@ -27,6 +28,8 @@ ort.env.wasm.numThreads = 1;
 
 const TORCH = '/usr/bin/python3';
 const hasTorch = existsSync(TORCH) && spawnSync(TORCH, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+/** Debian's python3-onnx, whose checker (full_check: shape inference too) test/onnx.test.ts also runs where installed. */
+const onnxChecker = existsSync(TORCH) && spawnSync(TORCH, ['-c', 'import onnx.checker'], { encoding: 'utf8' }).status === 0;
 
 // ---------------------------------------------------------------------------------------------
 // One model of every DSL call, in float64
@@ -215,6 +218,19 @@ describe('a causal mask over a symbolic T (g.arange(T) against its transpose) on
     for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
     const flat = (await import(pathToFileURL(path.join(dir, `${c.name}.js`)).href)) as GeneratedModule;
     const { bytes } = await exportFile(causalFile);
+    // torch's first index at ties: select_last_index 0; the reversed slices step by −1
+    const nodes = decodeModel(bytes).nodes;
+    for (const op of ['ArgMax', 'ArgMin']) expect(nodes.find((n) => n.opType === op)?.attrs.select_last_index, op).toEqual({ i: 0 });
+    for (const op of ['CumSum', 'Range']) expect(nodes.some((n) => n.opType === op), op).toBe(true);
+    const slices = nodes.filter((n) => n.opType === 'Slice' && n.inputs.length === 5);
+    expect(slices.length).toBeGreaterThanOrEqual(2); // flip([0, 2]) of a tensor with a symbolic T: one Slice per axis
+    if (onnxChecker) {
+      const file = path.join(dir, 'causal.onnx');
+      writeFileSync(file, bytes);
+      const r = spawnSync(TORCH, ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', file], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    }
     const session = await ort.InferenceSession.create(bytes);
     try {
       for (const T of [3, 5]) {
