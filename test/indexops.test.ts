@@ -172,7 +172,8 @@ export default model('causal', (g) => {
   const pred = logits.argmax(-1);
   const low = logits.argmin(-1, true);
   const loss = g.crossEntropy(logits, pred).add(g.crossEntropy(logits, tok).mul(0.5));
-  return { loss, pred, low, causal };
+  const acc = pred.eq(tok).mean(); // accuracy: i32 indices compared with i32 labels
+  return { loss, pred, low, causal, acc };
 });
 `;
 
@@ -202,6 +203,7 @@ describe('a causal mask over a symbolic T (g.arange(T) against its transpose) on
           expect(Array.from(out.low as Int32Array), `${what} T=${T}: low`).toEqual(Array.from(ref.outputs.low!.data));
           expect(Array.from(out.causal as Float32Array), `${what} T=${T}: causal`).toEqual(lowerTriangle(T));
           expect(relErr([out.loss as number], ref.outputs.loss!.data), `${what} T=${T}: loss`).toBeLessThan(1e-5);
+          expect(out.acc, `${what} T=${T}: accuracy`).toBeCloseTo(ref.outputs.acc!.data[0]!, 6);
           for (const k of Object.keys(params)) expect(relErr(grads[k]!, ref.grads[k]!), `${what} T=${T}: d loss / d ${k}`).toBeLessThan(1e-4);
         };
         for (const [what, mod] of [['flat', flat], ['wasm', wasm]] as const) check(what, mod.forward(params, inputs), mod.valueAndGrad(params, inputs).grads);
@@ -241,6 +243,7 @@ describe('a causal mask over a symbolic T (g.arange(T) against its transpose) on
         expect(Array.from(got.low!.data as Int32Array), `T=${T}: low`).toEqual(Array.from(want.low as unknown as Int32Array));
         expect(Array.from(got.causal!.data as Float32Array), `T=${T}: causal`).toEqual(lowerTriangle(T));
         expect(relErr(got.loss!.data as Float32Array, [want.loss as number]), `T=${T}: loss`).toBeLessThan(1e-5);
+        expect(relErr(got.acc!.data as Float32Array, [want.acc as number]), `T=${T}: accuracy`).toBeLessThan(1e-6);
       }
     } finally {
       await session.release();
