@@ -127,6 +127,11 @@ export class Graph {
   /** The rules of the graph's custom_grad instructions, by their `rule` attribute. */
   readonly rules: CustomRule[] = [];
   /**
+   * The regions of the graph's scan instructions, by their `body` attribute (ir/scan.ts): each a
+   * graph of its own whose `input`s are the step's operands and whose outputs are its results.
+   */
+  readonly bodies: Graph[] = [];
+  /**
    * The g.grad calls of a traced graph: y, xs and the gradients the reverse pass emitted for them
    * (for an exporter that hands them to another engine's autodiff: export --torch). Stale once
    * passes have rewritten the graph.
@@ -302,6 +307,8 @@ export class Graph {
     g.outputs = [...this.outputs];
     g.groups = [...this.groups];
     for (const r of this.rules) g.rules.push(r);
+    // passes run over the regions too: each copy has its own
+    for (const body of this.bodies) g.bodies.push(body.clone());
     g.frozen = this.frozen;
     return g;
   }

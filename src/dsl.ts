@@ -25,6 +25,9 @@ export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
 import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import { traceScan } from './scan.js';
+import type { ScanOptions, ScanTree } from './scan.js';
+export type { ScanOptions, ScanTree } from './scan.js';
 import { axisArg, batchNormOptions, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
@@ -434,6 +437,12 @@ export interface GraphBuilder {
   maxPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
   /** Average pooling of `x [N, C, L]` (`F.avg_pool1d`). */
   avgPool1d(x: Tensor, kernel: number, options?: Pool1dOptions): Tensor;
+  /**
+   * jax.lax.scan: `step(carry, x)` returns `[newCarry, y]`; the xs are sliced along `axis`
+   * (default 0), the ys stacked along it; returns `[finalCarry, ys]`. Carries are a tensor or an
+   * array of tensors, xs and ys also null. The step is traced once (src/scan.ts, docs/dsl.md).
+   */
+  scan<C extends ScanTree, Y extends ScanTree>(step: (carry: C, x: any) => readonly [C, Y], init: C, xs: ScanTree, options?: ScanOptions): [C, Y];
 }
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
@@ -595,6 +604,11 @@ export class Tracer {
       g.rules.push({ insts: body, values, seed, y: y.id, args: [y0.id, ...xs.map((x) => x.id), ...extras], dxs: dxIds, loc });
       return y;
     };
+  }
+
+  /** A tensor of this model for a value (g.scan's results). */
+  wrap(id: ValueId): Tensor {
+    return new Tensor(this, id);
   }
 
   /** Where the user's code is now (for errors outside DSL calls, such as reading `shape`). */
@@ -771,6 +785,7 @@ export class Tracer {
       avgPool2d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool2d', v(x, 'avgPool2d'), kernel, CV.poolOptions('avgPool2d', options))),
       maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, CV.poolOptions('maxPool1d', options))),
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, CV.poolOptions('avgPool1d', options))),
+      scan: ((step: unknown, init: unknown, xs: unknown, options: unknown) => traceScan(t, step, init, xs, options)) as GraphBuilder['scan'],
     };
   }
 }

@@ -19,6 +19,8 @@ export type {
   ParamInit,
   ParamOptions,
   ReductionOptions,
+  ScanOptions,
+  ScanTree,
   TensorLike,
   VarianceOptions,
 } from './dsl.js';
