@@ -51,7 +51,7 @@ export function sanitizeName(raw: string): string {
  */
 export class Names {
   private readonly used = new Set<string>();
-  private readonly reserved: ReadonlySet<string>;
+  private readonly reserved: Set<string>;
   private readonly next = new Map<string, number>();
 
   constructor(reserved: Iterable<string> = []) {
@@ -76,6 +76,11 @@ export class Names {
     const name = `${stem}${k}`;
     this.used.add(name);
     return name;
+  }
+
+  /** Reserves one more name (a forward value made after the backward graph's allocator was). */
+  reserve(name: string): void {
+    this.reserved.add(name);
   }
 
   release(name: string): void {

@@ -4,12 +4,19 @@ import type { Pass } from './passes.js';
 import { cse, dce, factorReductions, flattenMatmuls, foldTransposes, reuseForward, simplify } from './passes.js';
 import { fuse } from './fusion.js';
 import { fuseComposites } from './rewrite.js';
+import { unrollScans } from './scan.js';
 
 /** Forward IR, before the reverse pass. */
 export const FORWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, flattenMatmuls, fuseComposites, cse, dce];
 
 /** Backward IR, right after the reverse pass (the context names the forward graph). */
 export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, factorReductions, cse, reuseForward, cse, dce];
+
+/**
+ * Both graphs, right after the reverse pass: the targets run no loops yet, so every scan (and the
+ * reverse scan of its gradient) becomes its steps (ir/scan.ts); the backward passes then see them.
+ */
+export const LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-scans', run: (g) => unrollScans(g) }];
 
 /** Both graphs, once the backward graph exists: forward values it no longer reads go, then fusion. */
 export const SCHEDULE_PASSES: readonly Pass[] = [dce, fuse];

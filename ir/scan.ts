@@ -172,11 +172,16 @@ function unrollOnce(g: Graph): void {
       g.names.release(g.value(inst.result).name);
       results.set(inst.result, unrollScan(g, inst, fresh));
     } else if (inst.op === 'scan_out') {
-      const v = results.get(inst.args[0]!)![inst.attrs.index]!;
-      const name = g.value(inst.result).name;
-      const temp = g.value(inst.result).temp;
-      g.names.release(name);
-      if (!temp && fresh.has(v) && g.value(v).temp) g.rename(v, name);
+      let v = results.get(inst.args[0]!)![inst.attrs.index]!;
+      // the result takes the scan_out's name (a backward graph may read it): a value the scan
+      // passed through unchanged gets a view of that name
+      const old = g.value(inst.result);
+      if (!fresh.has(v)) v = new Builder(g, inst.loc).reshape(v, g.type(v).shape);
+      const nv = g.value(v);
+      if (nv.name) g.names.release(nv.name);
+      nv.name = old.name;
+      nv.temp = old.temp;
+      fresh.delete(v);
       subst.set(inst.result, v);
     } else g.insts.push(inst);
   }
@@ -230,6 +235,12 @@ function sliceAt(b: Builder, x: ValueId, axis: number, t: number): ValueId {
  * them; a nested scan's region moves into g.
  */
 export function emitBody(g: Graph, body: Graph, args: readonly ValueId[], ins = bodyInputs(body)): ValueId[] {
+  const map = emitBodyMap(g, body, args, ins);
+  return body.outputs.map((o) => map.get(o.value)!);
+}
+
+/** emitBody's copy: every body value's copy in g, by the body value. */
+export function emitBodyMap(g: Graph, body: Graph, args: readonly ValueId[], ins = bodyInputs(body)): Map<ValueId, ValueId> {
   const map = new Map<ValueId, ValueId>();
   ins.forEach((i, k) => map.set(i.result, args[k]!));
   for (const inst of body.insts) {
@@ -244,7 +255,7 @@ export function emitBody(g: Graph, body: Graph, args: readonly ValueId[], ins = 
     const args2 = inst.args.map((a) => map.get(a) ?? missingArg(a));
     map.set(inst.result, (g.append as (op: string, a: readonly ValueId[], at: unknown, t: TensorType, l: Inst['loc'], n?: { raw: string }) => ValueId)(inst.op, args2, attrs, v.type, inst.loc, name));
   }
-  return body.outputs.map((o) => map.get(o.value)!);
+  return map;
 }
 
 function missingArg(a: ValueId): never {

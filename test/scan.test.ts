@@ -8,9 +8,13 @@ import { interpret, outputsOf } from '../ir/interp.js';
 import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import { verify } from '../ir/verify.js';
-import { traceFile } from '../src/build.js';
-import type { Arrays } from './helpers.js';
-import { modelFile, randomArgs, relErr } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { reverseMode } from '../ir/autodiff.js';
+import { compile, traceFile } from '../src/build.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { finiteDiff, modelFile, randomArgs, reference, relErr, tmp } from './helpers.js';
 
 const HEAD = "import { model } from 'graphc';\n";
 
@@ -69,5 +73,56 @@ describe('g.scan forward', () => {
     expect(printGraph(back)).toBe(text);
     const args = randomArgs(s, 4);
     expect(lossOf(back, args)).toBe(lossOf(s, args));
+  });
+});
+
+/** The loss's gradients from the interpreter, with the reverse scan itself (nothing unrolled). */
+function scanGrads(g: Graph, args: { params: Arrays; inputs: Arrays }): { bwd: Graph; grads: Record<string, Float64Array> } {
+  const fwd = g.clone();
+  const bwd = reverseMode(fwd);
+  verify(fwd);
+  verify(bwd);
+  return { bwd, grads: reference(fwd, bwd, args.params, args.inputs).grads };
+}
+
+async function unrolledGrads(src: string, args: { params: Arrays; inputs: Arrays }): Promise<Record<string, Float64Array>> {
+  const c = await compile(modelFile(src), { targets: ['ts'] });
+  return reference(c.fwd, c.bwd, args.params, args.inputs).grads;
+}
+
+describe('g.scan gradients', () => {
+  for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
+    it(`a reverse scan, equal to the unrolled loop's and to finite differences ${JSON.stringify(variant)}`, async () => {
+      const srcS = rnn({ T: 4, scan: true, ...variant });
+      const s = traced(srcS);
+      const args = randomArgs(s, 11);
+      const { bwd, grads } = scanGrads(s, args);
+      expect(bwd.insts.filter((i) => i.op === 'scan').length).toBe(1);
+      const want = await unrolledGrads(rnn({ T: 4, scan: false, ...variant }), args);
+      for (const k of ['Wx', 'Wh', 'b']) {
+        expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
+        expect(Math.abs(grads[k]![1]! - finiteDiff(s, args.params, args.inputs, k, 1))).toBeLessThan(1e-7 * Math.max(1, Math.abs(grads[k]![1]!)));
+      }
+    });
+
+  it('the flat, wasm and GPU.js modules give the unrolled loop\'s gradients', async () => {
+    const srcS = rnn({ T: 6, scan: true, axis1: true });
+    const c = await compile(modelFile(srcS), { targets: ['ts', 'wasm', 'gpu'] });
+    expect(c.fwd.insts.some((i) => i.op === 'scan')).toBe(false);
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const args = randomArgs(c.fwd, 5);
+    const want = await unrolledGrads(rnn({ T: 6, scan: false, axis1: true }), args);
+    const flat = (await import(pathToFileURL(path.join(dir, 'rnn.js')).href)) as GeneratedModule;
+    const wasm = (await import(pathToFileURL(path.join(dir, 'rnn.wasm.js')).href)) as GeneratedModule;
+    for (const [name, mod] of [['flat', flat], ['wasm', wasm]] as const) {
+      const got = mod.valueAndGrad(args.params, args.inputs);
+      for (const k of ['Wx', 'Wh', 'b']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `${name} ${k}`).toBeLessThan(1e-4);
+    }
+    const gpuMod = (await import(pathToFileURL(path.join(dir, 'rnn.gpu.js')).href)) as { create(o?: { mode?: string }): Promise<{ valueAndGrad(p: Arrays, i: Arrays): Promise<{ grads: Record<string, Float32Array> }>; destroy(): void }> };
+    const gpu = await gpuMod.create({ mode: 'cpu' });
+    const got = await gpu.valueAndGrad(args.params, args.inputs);
+    for (const k of ['Wx', 'Wh', 'b']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `gpu ${k}`).toBeLessThan(1e-4);
+    gpu.destroy();
   });
 });
