@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { compile, traceFile } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
-import { finiteDiff, modelFile, randomArgs, reference, relErr, tmp } from './helpers.js';
+import { buildAndImport, finiteDiff, modelFile, randomArgs, reference, relErr, rng, ROOT, tmp } from './helpers.js';
 
 const HEAD = "import { model } from 'graphc';\n";
 
@@ -124,5 +124,41 @@ describe('g.scan gradients', () => {
     const got = await gpu.valueAndGrad(args.params, args.inputs);
     for (const k of ['Wx', 'Wh', 'b']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `gpu ${k}`).toBeLessThan(1e-4);
     gpu.destroy();
+  });
+});
+
+describe('examples/lstm.ts', () => {
+  const cfg = '{ batch: 3, steps: 5, nEmbd: 4, nHidden: 6, vocab: 7 }';
+  const src = (unrolled: boolean) => `import { lstm } from ${JSON.stringify(path.join(ROOT, 'examples', 'lstm.ts'))};\nexport default lstm(${cfg}, 'lstm', ${unrolled});\n`;
+
+  it('has the gradients of the unrolled LSTM (reverse scan in the interpreter, and the flat module) and of finite differences', async () => {
+    const s = traced(src(false));
+    expect(s.insts.filter((i) => i.op === 'scan').length).toBe(1);
+    const args = randomArgs(s, 2, 0.5);
+    const { grads } = scanGrads(s, args);
+    const c = await compile(modelFile(src(true)), { targets: ['ts'] });
+    const want = reference(c.fwd, c.bwd, args.params, args.inputs).grads;
+    for (const k of Object.keys(want)) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
+    for (const k of ['Wx', 'Wh', 'b', 'C'])
+      for (const i of [0, 5]) expect(Math.abs(grads[k]![i]! - finiteDiff(s, args.params, args.inputs, k, i)), `${k}[${i}]`).toBeLessThan(1e-7);
+    const { mod } = await buildAndImport(modelFile(src(false)));
+    const got = mod.valueAndGrad(args.params, args.inputs);
+    for (const k of Object.keys(want)) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module ${k}`).toBeLessThan(1e-4);
+  });
+
+  it('trains: SGD on one batch brings its loss down', async () => {
+    const { mod } = await buildAndImport(modelFile(src(false)));
+    const params = mod.initParams(1);
+    const r = rng(3);
+    const X = Int32Array.from({ length: 15 }, () => Math.floor(r() * 7));
+    const inputs = { X, Y: Int32Array.from(X, (x) => (x + 1) % 7) };
+    const first = mod.valueAndGrad(params, inputs).loss;
+    let loss = first;
+    for (let it = 0; it < 60; it++) {
+      const { loss: l, grads } = mod.valueAndGrad(params, inputs);
+      loss = l;
+      for (const [k, d] of Object.entries(grads)) params[k]!.forEach((v, i, a) => (a[i] = v - 0.5 * d[i]!));
+    }
+    expect(loss).toBeLessThan(0.5 * first);
   });
 });
