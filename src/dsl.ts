@@ -442,7 +442,7 @@ export interface GraphBuilder {
    * (default 0), the ys stacked along it; returns `[finalCarry, ys]`. Carries are a tensor or an
    * array of tensors, xs and ys also null. The step is traced once (src/scan.ts, docs/dsl.md).
    */
-  scan<C extends ScanTree, Y extends ScanTree>(step: (carry: C, x: any) => readonly [C, Y], init: C, xs: ScanTree, options?: ScanOptions): [C, Y];
+  scan<C extends ScanTree, Y extends ScanTree = Tensor>(step: (carry: C, x: any) => readonly [C, Y] | readonly ScanTree[], init: C, xs: ScanTree, options?: ScanOptions): [C, Y];
 }
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */

@@ -162,3 +162,52 @@ describe('examples/lstm.ts', () => {
     expect(loss).toBeLessThan(0.5 * first);
   });
 });
+
+describe('g.scan nested, and differentiated inside the model', () => {
+  const nested = (scan: boolean) => `${HEAD}export default model('nest', (g) => {
+    const xs = g.input('xs', [3, 4, 2, 5]);
+    const W = g.param('W', [5, 5], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 5]);
+    const inner = (h, x) => { const h2 = x.matmul(W).add(h).tanh(); return [h2, h2.sum()]; };
+    const outer = (h, row) => {
+      ${scan ? 'const [h2, ys] = g.scan(inner, h, row);' : 'let h2 = h; const parts = []; for (let t = 0; t < 4; t++) { const [n, y] = inner(h2, row.narrow(0, t, 1).reshape([2, 5])); h2 = n; parts.push(y); } const ys = g.stack(parts, 0);'}
+      return [h2.mul(0.5), ys.square().sum()];
+    };
+    ${scan ? 'const [hT, zs] = g.scan(outer, h0, xs);' : 'let hT = h0; const zp = []; for (let t = 0; t < 3; t++) { const [n, z] = outer(hT, xs.narrow(0, t, 1).reshape([4, 2, 5])); hT = n; zp.push(z); } const zs = g.stack(zp, 0);'}
+    return { loss: hT.square().mean().add(zs.mean()) };
+  });\n`;
+
+  it('a scan inside a scan: values and gradients of the unrolled loops (the reverse scan holds a reverse scan)', async () => {
+    const s = traced(nested(true));
+    const args = randomArgs(s, 8, 0.5);
+    const u = traced(nested(false));
+    expect(relErr([lossOf(s, args)], [lossOf(u, args)])).toBeLessThan(1e-12);
+    const { bwd, grads } = scanGrads(s, args);
+    const rev = bwd.insts.find((i) => i.op === 'scan')!;
+    expect(bwd.bodies[(rev as { attrs: { body: number } }).attrs.body]!.insts.some((i) => i.op === 'scan')).toBe(true);
+    const want = await unrolledGrads(nested(false), args);
+    for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
+    const { mod } = await buildAndImport(modelFile(nested(true)));
+    const got = mod.valueAndGrad(args.params, args.inputs);
+    for (const k of ['W', 'h0']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module ${k}`).toBeLessThan(1e-4);
+  });
+
+  it('g.grad of a scan inside the model (a reverse scan in the forward graph, differentiated again)', async () => {
+    const m = (scan: boolean) => `${HEAD}export default model('gg', (g) => {
+      const xs = g.input('xs', [4, 2, 3]);
+      const W = g.param('W', [3, 3], { scale: 0.5 });
+      const h0 = g.param('h0', [2, 3]);
+      const step = (h, x) => { const h2 = x.matmul(W).add(h).tanh(); return [h2, null]; };
+      ${scan ? 'const [hT] = g.scan(step, h0, xs);' : 'let hT = h0; for (let t = 0; t < 4; t++) hT = step(hT, xs.narrow(0, t, 1).reshape([2, 3]))[0];'}
+      const [dh0] = g.grad(hT.square().sum(), [h0]);
+      return { loss: dh0.square().sum().add(hT.sum()) };
+    });\n`;
+    const s = traced(m(true));
+    const args = randomArgs(s, 9, 0.5);
+    expect(s.insts.filter((i) => i.op === 'scan').length).toBe(2);
+    const { grads } = scanGrads(s, args);
+    const want = await unrolledGrads(m(false), args);
+    for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
+    expect(Math.abs(grads.W![2]! - finiteDiff(s, args.params, args.inputs, 'W', 2))).toBeLessThan(1e-7);
+  });
+});
