@@ -27,7 +27,7 @@ export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, facto
  * Both graphs, right after the reverse pass: the targets run no loops yet, so every scan (and the
  * reverse scan of its gradient) becomes its steps (ir/scan.ts); the backward passes then see them.
  */
-export const LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-scans', run: (g) => unrollScans(g) }];
+export const LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-scans', run: (g, ctx) => unrollScans(g, ctx.forward) }];
 
 /** Both graphs, once the backward graph exists: forward values it no longer reads go, then fusion. */
 export const SCHEDULE_PASSES: readonly Pass[] = [dce, fuse];

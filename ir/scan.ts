@@ -157,12 +157,13 @@ export function boundLength(inst: InstOf<'scan'>, dims: Readonly<Record<string, 
  * scan_out's name (a backward graph reads forward values by name). Nested scans unroll in turn.
  * A scan over a symbolic length cannot unroll: that is an error located at the g.scan call.
  */
-export function unrollScans(g: Graph): void {
-  while (g.insts.some((i) => i.op === 'scan')) unrollOnce(g);
+export function unrollScans(g: Graph, forward?: Graph): void {
+  while (g.insts.some((i) => i.op === 'scan')) unrollOnce(g, forward);
 }
 
-function unrollOnce(g: Graph): void {
-  const old = g.insts;
+function unrollOnce(g: Graph, forward: Graph | undefined): void {
+  // reads of forward values first (they have no operands): a step may read one (storedStep)
+  const old = [...g.insts.filter((i) => i.op === 'fwd'), ...g.insts.filter((i) => i.op !== 'fwd')];
   g.insts = [];
   const results = new Map<ValueId, ValueId[]>();
   const subst = new Map<ValueId, ValueId>();
@@ -170,7 +171,7 @@ function unrollOnce(g: Graph): void {
   for (const inst of old) {
     if (inst.op === 'scan') {
       g.names.release(g.value(inst.result).name);
-      results.set(inst.result, unrollScan(g, inst, fresh));
+      results.set(inst.result, unrollScan(g, inst, fresh, forward));
     } else if (inst.op === 'scan_out') {
       let v = results.get(inst.args[0]!)![inst.attrs.index]!;
       // the result takes the scan_out's name (a backward graph may read it): a value the scan
@@ -188,7 +189,7 @@ function unrollOnce(g: Graph): void {
   for (const [from, to] of subst) g.replaceUses(from, to);
 }
 
-function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>): ValueId[] {
+function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward: Graph | undefined): ValueId[] {
   const p = scanParts(g, inst);
   const n = inst.attrs.length[0]!;
   if (!isStatic(n))
@@ -207,7 +208,7 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>): ValueI
   for (let s = 0; s < (n as number); s++) {
     const t = inst.attrs.reverse ? (n as number) - 1 - s : s;
     b.loc = inst.loc;
-    const slices = xs.map((x, j) => sliceAt(b, x, inst.attrs.xaxes[j]!, t));
+    const slices = xs.map((x, j) => storedStep(g, forward, x, inst.attrs.xaxes[j]!, t) ?? sliceAt(b, x, inst.attrs.xaxes[j]!, t));
     const outs = emitBody(g, p.body, [...carries, ...slices, ...closed], ins);
     carries = outs.slice(0, p.carries);
     outs.slice(p.carries).forEach((y, j) => (ys[j]![t] = y));
@@ -220,6 +221,32 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>): ValueI
   });
   for (let i = mark; i < g.values.length; i++) fresh.add(g.values[i]!.id);
   return [...carries, ...stacked];
+}
+
+/**
+ * In a backward graph, step t of a forward value that the forward's unrolled scan stacked (its
+ * stored carries: a concat of the steps' values) is that step's forward value itself, read by
+ * name: the backward's copy of the step then reads what the forward computed, and the backward
+ * passes (reuse-forward) drop the recomputation the forward already did.
+ */
+function storedStep(g: Graph, forward: Graph | undefined, x: ValueId, axis: number, t: number): ValueId | undefined {
+  const d = g.def(x);
+  if (!forward || d.op !== 'fwd') return undefined;
+  const fv = forward.byName(d.attrs.name);
+  if (!fv) return undefined;
+  const cat = forward.def(fv.id);
+  if (cat.op !== 'concat' || cat.attrs.axis !== axis || cat.args.length !== g.type(x).shape[axis]) return undefined;
+  const part = forward.def(cat.args[t]!);
+  if (part.op !== 'reshape') return undefined;
+  const src = forward.value(part.args[0]!);
+  if (!sameShape(src.type.shape, dropAxis(g.type(x).shape, axis)) || src.type.dtype !== g.type(x).dtype) return undefined;
+  const read = g.insts.find((i) => i.op === 'fwd' && i.attrs.name === src.name);
+  if (read) return read.result;
+  try {
+    return g.append('fwd', [], { name: src.name }, src.type, forward.def(src.id).loc, { exact: src.name });
+  } catch {
+    return undefined; // the name is a backward value's: slice the stacked value instead
+  }
 }
 
 function sliceAt(b: Builder, x: ValueId, axis: number, t: number): ValueId {
