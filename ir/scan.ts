@@ -278,6 +278,9 @@ export function emitBodyMap(g: Graph, body: Graph, args: readonly ValueId[], ins
     if (inst.op === 'scan') {
       g.bodies.push(body.bodies[inst.attrs.body]!);
       attrs = { ...inst.attrs, body: g.bodies.length - 1 };
+    } else if (inst.op === 'custom_grad') {
+      g.rules.push(body.rules[inst.attrs.rule]!);
+      attrs = { ...inst.attrs, rule: g.rules.length - 1 };
     }
     const args2 = inst.args.map((a) => map.get(a) ?? missingArg(a));
     map.set(inst.result, (g.append as (op: string, a: readonly ValueId[], at: unknown, t: TensorType, l: Inst['loc'], n?: { raw: string }) => ValueId)(inst.op, args2, attrs, v.type, inst.loc, name));

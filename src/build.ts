@@ -86,6 +86,9 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   // the modules name both graphs' values in one scope: the steps' forward names are taken
   for (const i of fwd.insts) bwd.names.reserve(fwd.value(i.result).name);
   runPasses(bwd, LOOP_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
+  // the steps of a scan may hold custom gradients, whose rules have run by now
+  dropCustomGrads(fwd);
+  dropCustomGrads(bwd);
   runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
   runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));

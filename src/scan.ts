@@ -197,6 +197,10 @@ function region(g: Graph, recorded: readonly Inst[], holders: readonly ValueId[]
     if (inst.op === 'scan') {
       body.bodies.push(g.bodies[inst.attrs.body]!);
       attrs = { ...inst.attrs, body: body.bodies.length - 1 };
+    } else if (inst.op === 'custom_grad') {
+      // a g.customGrad in the step: its rule moves into the region with it
+      body.rules.push(g.rules[inst.attrs.rule]!);
+      attrs = { ...inst.attrs, rule: body.rules.length - 1 };
     }
     const append = body.append as (op: string, a: readonly ValueId[], at: unknown, ty: TensorType, l: Loc | undefined, n?: { raw: string }) => ValueId;
     map.set(inst.result, append.call(body, inst.op, inst.args.map((a) => map.get(a)!), attrs, v.type, inst.loc, v.temp || !v.name ? undefined : { raw: v.name }));
