@@ -216,6 +216,8 @@ function parseRegion(c: Cursor, g: Graph, inst: InstOf<'scan'>, at: Loc, depth: 
   const body = new Graph(`${g.name}_body${inst.attrs.body}`, 'forward', new Names());
   parseBlock(c, body, depth + 1);
   const k = inst.attrs.body;
+  // bodies are numbered in order (a removed scan leaves a gap): a far index is a typo
+  if (k > g.bodies.length + 1024) throw new CompileError(`scan body #${k} is far past the ${g.bodies.length} bodies before it`, 'number the scans\' bodies from 0, in order', at);
   if (g.bodies[k] !== undefined && g.bodies[k]!.insts.length > 0) throw new CompileError(`scan body #${k} is defined twice`, 'give each scan its own body index', at);
   while (g.bodies.length < k) g.bodies.push(new Graph(`${g.name}_unused`, 'forward', new Names()));
   g.bodies[k] = body;

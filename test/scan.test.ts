@@ -247,3 +247,27 @@ describe('g.scan with a custom gradient in the step', () => {
     for (const k of ['W', 'h0']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module ${k}`).toBeLessThan(1e-4);
   });
 });
+
+describe('scan in IR text', () => {
+  const text = (body: string, attrs = 'body=0, carries=1, length=[3], xaxes=[], yaxes=[0]') => `graph forward m {
+  %a: f32[2] = param {name="a", init="randn", scale=1}
+  %s: f32[0] = scan %a {${attrs}} {
+    %c0: f32[2] = input {name="c0"}
+${body}
+  }
+  %h: f32[2] = scan_out %s {index=0}
+  %l: f32[] = sum %h {axes=[0], keepDims=false}
+  return loss=%l
+}
+`;
+  it('parses a well-formed region and evaluates it', () => {
+    const g = parseGraph(text('    %c1: f32[2] = tanh %c0\n    return c0=%c1, s0=%c0'), { file: 'm.ir' });
+    verify(g);
+    const out = outputsOf(g, interpret(g, { params: { a: [0.5, -1] } })).loss!.data[0]!;
+    expect(out).toBeCloseTo(Math.tanh(Math.tanh(Math.tanh(0.5))) + Math.tanh(Math.tanh(Math.tanh(-1))), 12);
+  });
+  it('rejects a body that changes the carry, and a far body index, with located errors', () => {
+    expect(() => parseGraph(text('    %c1: f32[] = sum %c0 {axes=[0], keepDims=false}\n    return c0=%c1, s0=%c0'), { file: 'm.ir' })).toThrow('scan carry 0 enters as f32[2] but the body returns f32[]');
+    expect(() => parseGraph(text('    return c0=%c0, s0=%c0', 'body=99999, carries=1, length=[3], xaxes=[], yaxes=[0]'), { file: 'm.ir' })).toThrow('scan body #99999 is far past the 0 bodies before it');
+  });
+});
