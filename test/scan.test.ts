@@ -271,3 +271,18 @@ ${body}
     expect(() => parseGraph(text('    return c0=%c0, s0=%c0', 'body=99999, carries=1, length=[3], xaxes=[], yaxes=[0]'), { file: 'm.ir' })).toThrow('scan body #99999 is far past the 0 bodies before it');
   });
 });
+
+describe('hvp and jvp through g.scan', () => {
+  it('--hvp and --jvp graphs of a scanned model compute those of the unrolled loop', async () => {
+    const { lowerDerived } = await import('../src/build.js');
+    for (const kind of ['hvp', 'jvp'] as const) {
+      const s = lowerDerived(traced(rnn({ T: 4, scan: true, reverse: true })), kind).fwd;
+      const u = lowerDerived(traced(rnn({ T: 4, scan: false, reverse: true })), kind).fwd;
+      const args = randomArgs(s, 12, 0.5);
+      const a = outputsOf(s, interpret(s, args));
+      const b = outputsOf(u, interpret(u, args));
+      expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+      for (const k of Object.keys(b)) expect(relErr(a[k]!.data, b[k]!.data), `${kind} ${k}`).toBeLessThan(1e-10);
+    }
+  });
+});
