@@ -7,7 +7,7 @@ import { nd, reduce } from './ndarray.js';
 import { OPS } from './ops.js';
 import { dropoutMask, validSeed } from './random.js';
 import type { ConcreteType, Inst, InstOf, TensorType, ValueId } from './types.js';
-import { bodyInputs, boundLength, scanOutType, scanParts, stackAlong, takeAlong } from './scan.js';
+import { bodyInputs, boundLength, scanOutType, scanParts, stackAlong, stepSite, takeAlong } from './scan.js';
 import { formatType } from './types.js';
 
 export type Bindings = Readonly<Record<string, ArrayLike<number>>>;
@@ -44,6 +44,8 @@ export interface Env {
   readonly seed?: number;
   /** The module buffers by name (batchnorm's running statistics). */
   readonly buffers?: Bindings;
+  /** Inside a scan's body: the dropout site a mask of the body draws at this step (ir/scan.ts stepSite). */
+  readonly siteOf?: (site: number) => number;
 }
 
 /**
@@ -132,7 +134,7 @@ function evalInst(inst: Inst, t: TensorType, dims: Readonly<Record<string, numbe
       const n = shape.reduce((a, b) => a * b, 1);
       if (!env.train) return nd(shape, new Float64Array(n).fill(1));
       if (!validSeed(env.seed)) throw new TypeError(`interpreter: a training evaluation of dropout needs an integer seed, got ${env.seed}`);
-      return nd(shape, dropoutMask(n, inst.attrs.p, env.seed, inst.attrs.site));
+      return nd(shape, dropoutMask(n, inst.attrs.p, env.seed, env.siteOf ? env.siteOf(inst.attrs.site) : inst.attrs.site));
     }
     case 'fwd': {
       const v = env.fwd?.get(inst.attrs.name);
@@ -169,7 +171,9 @@ function evalScan(g: Graph, inst: InstOf<'scan'>, args: readonly NDArray[], dims
     const bound = [...carries, ...xs.map((x, j) => takeAlong(x, inst.attrs.xaxes[j]!, t)), ...closed];
     const inputs: Record<string, Float64Array> = {};
     ins.forEach((i, k) => (inputs[i.attrs.name] = bound[k]!.data));
-    const vals = interpret(p.body, { dims, inputs, train: env.train, seed: env.seed, float32: env.float32, float32Sums: env.float32Sums });
+    const outer = env.siteOf;
+    const siteOf = (site: number) => stepSite(outer ? outer(site) : site, t);
+    const vals = interpret(p.body, { dims, inputs, train: env.train, seed: env.seed, float32: env.float32, float32Sums: env.float32Sums, siteOf });
     const outs = p.body.outputs.map((o) => vals.get(p.body.value(o.value).name)!);
     carries = outs.slice(0, p.carries);
     outs.slice(p.carries).forEach((y, j) => (ys[j]![t] = y));

@@ -77,7 +77,7 @@ export function checkScan(g: Graph, inst: InstOf<'scan'>): string | undefined {
   if (p.closed < 0) return `scan has ${inst.args.length} operands, fewer than its ${p.carries} carries and ${p.xs} xs`;
   if (ins.length !== inst.args.length) return `scan has ${inst.args.length} operands but its body reads ${ins.length}`;
   if (body.outputs.length !== p.carries + p.ys) return `scan body returns ${body.outputs.length} results, not ${p.carries} carries and ${p.ys} ys`;
-  const bad = body.insts.find((i) => i.op === 'param' || i.op === 'buffer' || i.op === 'dropout_mask');
+  const bad = body.insts.find((i) => i.op === 'param' || i.op === 'buffer');
   if (bad) return `a scan body holds ${bad.op}, which belongs outside it`;
   for (let k = 0; k < inst.args.length; k++) {
     const at = g.type(inst.args[k]!);
@@ -159,6 +159,57 @@ export function boundLength(inst: InstOf<'scan'>, dims: Readonly<Record<string, 
  */
 export function unrollScans(g: Graph, forward?: Graph): void {
   while (g.insts.some((i) => i.op === 'scan')) unrollOnce(g, forward);
+  if (g.kind === 'backward' && forward) readForwardMasks(g, forward);
+}
+
+/**
+ * The dropout site of a mask in a scan's body at step t: each step draws a mask of its own. A
+ * nested scan's steps map their outer step's sites again (the interpreter composes the same way).
+ */
+export function stepSite(site: number, t: number): number {
+  return (Math.imul(site + 1, 0x2545f491) ^ Math.imul(t + 1, 0x9e3779b9)) >>> 1;
+}
+
+function hasMasks(body: Graph): boolean {
+  return body.insts.some((i) => i.op === 'dropout_mask' || (i.op === 'scan' && hasMasks(body.bodies[i.attrs.body]!)));
+}
+
+/** A copy of a body whose dropout masks, nested bodies' included, are those of step t. */
+function atStep(body: Graph, t: number): Graph {
+  if (!hasMasks(body)) return body;
+  const c = body.clone();
+  for (const inst of c.insts)
+    if (inst.op === 'dropout_mask') c.replaceInst(inst, { ...inst, attrs: { ...inst.attrs, site: stepSite(inst.attrs.site, t) } });
+    else if (inst.op === 'scan') c.bodies[inst.attrs.body] = atStep(c.bodies[inst.attrs.body]!, t);
+  return c;
+}
+
+/**
+ * A backward graph's unrolled steps recompute the forward's steps, dropout masks included: each
+ * mask is read from the forward (same site), as every mask is drawn once, before the forward pass.
+ */
+function readForwardMasks(g: Graph, forward: Graph): void {
+  const bySite = new Map<number, string>();
+  for (const i of forward.insts) if (i.op === 'dropout_mask') bySite.set(i.attrs.site, forward.value(i.result).name);
+  const dead = new Set<Inst['id']>();
+  for (const inst of [...g.insts]) {
+    if (inst.op !== 'dropout_mask') continue;
+    const name = bySite.get(inst.attrs.site);
+    if (name === undefined) throw new Error(`internal: the backward recomputes dropout site ${inst.attrs.site}, which the forward does not draw`);
+    const read = g.insts.find((i) => i.op === 'fwd' && i.attrs.name === name);
+    if (read) {
+      g.replaceUses(inst.result, read.result);
+      dead.add(inst.id);
+      continue;
+    }
+    g.replaceInst(inst, { id: inst.id, op: 'fwd', args: [], attrs: { name }, result: inst.result, loc: inst.loc });
+    const v = g.value(inst.result);
+    if (v.name) g.names.release(v.name);
+    g.names.claimExact(name);
+    v.name = name;
+    v.temp = false;
+  }
+  g.remove(dead);
 }
 
 function unrollOnce(g: Graph, forward: Graph | undefined): void {
@@ -209,7 +260,7 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward
     const t = inst.attrs.reverse ? (n as number) - 1 - s : s;
     b.loc = inst.loc;
     const slices = xs.map((x, j) => storedStep(g, forward, x, inst.attrs.xaxes[j]!, t) ?? sliceAt(b, x, inst.attrs.xaxes[j]!, t));
-    const outs = emitBody(g, p.body, [...carries, ...slices, ...closed], ins);
+    const outs = emitBody(g, atStep(p.body, t), [...carries, ...slices, ...closed], ins);
     carries = outs.slice(0, p.carries);
     outs.slice(p.carries).forEach((y, j) => (ys[j]![t] = y));
   }

@@ -129,10 +129,10 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
         'a carry keeps its shape and dtype from step to step: return a tensor shaped like init (reshape or reduce the new value)',
       );
   });
-  const bad = recorded.find((i) => i.op === 'param' || i.op === 'input' || i.op === 'buffer' || i.op === 'dropout_mask');
+  const bad = recorded.find((i) => i.op === 'param' || i.op === 'input' || i.op === 'buffer');
   if (bad) {
     g.remove(new Set(recorded.map((i) => i.id)));
-    const what = bad.op === 'dropout_mask' ? 'dropout' : bad.op === 'buffer' ? 'batchNorm with running statistics' : `g.${bad.op}`;
+    const what = bad.op === 'buffer' ? 'batchNorm with running statistics' : `g.${bad.op}`;
     throw new CompileError(
       `g.scan: the step calls ${what}, which a scan step cannot hold yet`,
       bad.op === 'param' || bad.op === 'input' ? `declare the ${bad.op} outside the step and use it in it (the step closes over it)` : `apply ${what} to the xs before the scan or to the ys after it`,

@@ -286,3 +286,42 @@ describe('hvp and jvp through g.scan', () => {
     }
   });
 });
+
+describe('dropout in a scan step', () => {
+  const m = `${HEAD}export default model('dr', (g) => {
+    const xs = g.input('xs', [4, 3, 5]);
+    const W = g.param('W', [5, 5], { scale: 0.5 });
+    const h0 = g.param('h0', [3, 5]);
+    const [hT, ys] = g.scan((h, x) => { const h2 = g.dropout(x.matmul(W).add(h).tanh(), 0.3); return [h2, h2.sum(1)]; }, h0, xs);
+    return { loss: hT.square().sum().add(ys.square().mean()) };
+  });\n`;
+
+  it('draws a mask per step; the reverse scan, the unrolled backward and the module agree in training', async () => {
+    const s = traced(m);
+    const args = randomArgs(s, 21, 0.5);
+    const env = { ...args, train: true, seed: 5 };
+    // the reverse scan, interpreted (each step's mask drawn again from its site)
+    const tf = s.clone();
+    const tb = reverseMode(tf);
+    const tv = interpret(tf, env);
+    const tg = interpret(tb, { fwd: tv, train: true, seed: 5 });
+    const gradsOf = (bwd: Graph, vals: Map<string, { data: Float64Array }>) => Object.fromEntries(bwd.outputs.map((o) => [o.name, vals.get(bwd.value(o.value).name)!.data]));
+    // the build: one mask per step, read by the backward from the forward
+    const c = await compile(modelFile(m), { targets: ['ts'] });
+    const sites = c.fwd.insts.flatMap((i) => (i.op === 'dropout_mask' ? [i.attrs.site] : []));
+    expect(new Set(sites).size).toBe(4);
+    expect(c.bwd.insts.some((i) => i.op === 'dropout_mask')).toBe(false);
+    const uv = interpret(c.fwd, env);
+    expect(relErr(outputsOf(c.fwd, uv).loss!.data, outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-12);
+    const ug = gradsOf(c.bwd, interpret(c.bwd, { fwd: uv, train: true, seed: 5 }));
+    const want = gradsOf(tb, tg);
+    for (const k of ['W', 'h0']) expect(relErr(ug[k]!, want[k]!), k).toBeLessThan(1e-10);
+    const { mod } = await buildAndImport(modelFile(m));
+    const got = (mod.valueAndGrad as (p: Arrays, i: Arrays, o: object) => { loss: number; grads: Record<string, Float32Array> })(args.params, args.inputs, { seed: 5 });
+    expect(relErr([got.loss], outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-5);
+    for (const k of ['W', 'h0']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module ${k}`).toBeLessThan(1e-4);
+    // evaluation: masks of ones, as outside a scan
+    const ev = outputsOf(tf, interpret(tf, args)).loss!.data[0]!;
+    expect(relErr([mod.forward(args.params, args.inputs).loss as number], [ev])).toBeLessThan(1e-5);
+  });
+});
