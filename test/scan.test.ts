@@ -325,3 +325,25 @@ describe('dropout in a scan step', () => {
     expect(relErr([mod.forward(args.params, args.inputs).loss as number], [ev])).toBeLessThan(1e-5);
   });
 });
+
+describe('a symbolic number of steps', () => {
+  const m = (T: string) => `${HEAD}export default model('sym', (g) => {
+    const xs = g.input('xs', [${T}, 2, 3]);
+    const W = g.param('W', [3, 3], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 3]);
+    const [hT, ys] = g.scan((h, x) => { const h2 = x.matmul(W).add(h).tanh(); return [h2, h2.sum(1)]; }, h0, xs);
+    return { loss: hT.square().sum().add(ys.square().sum()) };
+  });\n`;
+  it('verifies, and the interpreter and the reverse scan run it at the length the inputs bring', async () => {
+    const s = traced(m("'T'"));
+    const scan = s.insts.find((i) => i.op === 'scan')!;
+    expect((scan.attrs as { length: unknown[] }).length).toEqual(['T']);
+    verify(s);
+    for (const T of [3, 5]) {
+      const st = traced(m(String(T)));
+      const args = randomArgs(st, T);
+      expect(relErr([lossOf(s, args)], [lossOf(st, args)])).toBeLessThan(1e-12);
+      expect(relErr(scanGrads(s, args).grads.W!, scanGrads(st, args).grads.W!)).toBeLessThan(1e-12);
+    }
+  });
+});
