@@ -144,6 +144,10 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
     case 'mode':
     case 'dropout_mask':
       return atom(g.value(inst.result).name);
+    case 'scan':
+    case 'scan_out':
+      // unrolled before lowering (ir/scan.ts): named as a value
+      return atom(g.value(inst.result).name);
     case 'const': {
       const d = inst.attrs.data;
       if (d.length === 1) return atom(fmtNumber(d[0]!));

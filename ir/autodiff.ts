@@ -15,6 +15,7 @@ import { Graph, Names } from './graph.js';
 import type { GradCtx, GradThunk } from './ops.js';
 import { OPS } from './ops.js';
 import { fmtLocSuffix } from './print.js';
+import { scanVjp } from './scan-grad.js';
 import type { Inst, InstOf, Loc, Shape, ValueId } from './types.js';
 import { formatLoc, formatType, sameShape } from './types.js';
 
@@ -64,11 +65,11 @@ export function lossValue(g: Graph): ValueId {
   return out.value;
 }
 
-/** The instructions whose result a gradient flows through on the way from `wrt` to y. */
-function between(g: Graph, wrt: readonly ValueId[], y: ValueId): Set<ValueId> {
+/** The instructions whose result a gradient flows through on the way from `wrt` to y (or to any of several ys). */
+function between(g: Graph, wrt: readonly ValueId[], y: ValueId | readonly ValueId[]): Set<ValueId> {
   const dep = reachableFrom(g, new Set(wrt));
   const needed = new Set<ValueId>();
-  if (dep.has(y)) needed.add(y);
+  for (const v of Array.isArray(y) ? y : [y]) if (dep.has(v)) needed.add(v);
   for (let i = g.insts.length - 1; i >= 0; i--) {
     const inst = g.insts[i]!;
     if (!needed.has(inst.result)) continue;
@@ -108,11 +109,21 @@ export interface Sink {
  * so the gradient instructions it emits can be differentiated again by a later run.
  */
 export function backprop(g: Graph, y: ValueId, wrt: readonly ValueId[], seed: ValueId, sink: Sink): (ValueId | undefined)[] {
-  const active = between(g, wrt, y);
+  return backpropMany(g, [[y, seed]], wrt, sink);
+}
+
+/** backprop from several values at once, each with its seed (a scan body's results: ir/scan-grad.ts). */
+export function backpropMany(g: Graph, seeds: readonly (readonly [ValueId, ValueId])[], wrt: readonly ValueId[], sink: Sink): (ValueId | undefined)[] {
+  const active = between(
+    g,
+    wrt,
+    seeds.map(([y]) => y),
+  );
   const { b } = sink;
   const tg = b.graph;
-  // instructions up to y, as they are now: the rules append to g when it is the target
-  const order = g.insts.slice(0, g.insts.findIndex((i) => i.result === y) + 1);
+  // instructions up to the last y, as they are now: the rules append to g when it is the target
+  const last = Math.max(...seeds.map(([y]) => g.insts.findIndex((i) => i.result === y)));
+  const order = g.insts.slice(0, last + 1);
   // values this run creates (a rule may pass a forward value on: that one keeps its name)
   const firstNew = tg.values.length;
 
@@ -150,10 +161,25 @@ export function backprop(g: Graph, y: ValueId, wrt: readonly ValueId[], seed: Va
     return d;
   };
 
-  contribute(y, seed);
+  for (const [y, seed] of seeds) contribute(y, seed);
+  // the gradients of a scan's results, by its token and result index, until the scan is reached
+  const scanCots = new Map<ValueId, Map<number, ValueId>>();
   for (let i = order.length - 1; i >= 0; i--) {
     const inst = order[i]!;
     if (!active.has(inst.result)) continue;
+    if (inst.op === 'scan_out' || inst.op === 'scan') {
+      if (inst.op === 'scan_out') {
+        const d = total(inst.result);
+        if (d === undefined) continue;
+        let m = scanCots.get(inst.args[0]!);
+        if (!m) scanCots.set(inst.args[0]!, (m = new Map()));
+        m.set(inst.attrs.index, d);
+      } else if (scanCots.has(inst.result)) {
+        b.loc = stamp(inst.loc, inst.op);
+        for (const [k, d] of scanVjp(g, inst, sink, scanCots.get(inst.result)!, active)) contribute(inst.args[k]!, d);
+      }
+      continue;
+    }
     const dy = total(inst.result);
     if (dy === undefined) continue;
     b.loc = stamp(inst.loc, inst.op);

@@ -51,7 +51,7 @@ export function sanitizeName(raw: string): string {
  */
 export class Names {
   private readonly used = new Set<string>();
-  private readonly reserved: ReadonlySet<string>;
+  private readonly reserved: Set<string>;
   private readonly next = new Map<string, number>();
 
   constructor(reserved: Iterable<string> = []) {
@@ -76,6 +76,11 @@ export class Names {
     const name = `${stem}${k}`;
     this.used.add(name);
     return name;
+  }
+
+  /** Reserves one more name (a forward value made after the backward graph's allocator was). */
+  reserve(name: string): void {
+    this.reserved.add(name);
   }
 
   release(name: string): void {
@@ -126,6 +131,11 @@ export class Graph {
   readonly names: Names;
   /** The rules of the graph's custom_grad instructions, by their `rule` attribute. */
   readonly rules: CustomRule[] = [];
+  /**
+   * The regions of the graph's scan instructions, by their `body` attribute (ir/scan.ts): each a
+   * graph of its own whose `input`s are the step's operands and whose outputs are its results.
+   */
+  readonly bodies: Graph[] = [];
   /**
    * The g.grad calls of a traced graph: y, xs and the gradients the reverse pass emitted for them
    * (for an exporter that hands them to another engine's autodiff: export --torch). Stale once
@@ -302,6 +312,8 @@ export class Graph {
     g.outputs = [...this.outputs];
     g.groups = [...this.groups];
     for (const r of this.rules) g.rules.push(r);
+    // passes run over the regions too: each copy has its own
+    for (const body of this.bodies) g.bodies.push(body.clone());
     g.frozen = this.frozen;
     return g;
   }

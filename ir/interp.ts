@@ -6,7 +6,8 @@ import type { NDArray } from './ndarray.js';
 import { nd, reduce } from './ndarray.js';
 import { OPS } from './ops.js';
 import { dropoutMask, validSeed } from './random.js';
-import type { ConcreteType, Inst, TensorType, ValueId } from './types.js';
+import type { ConcreteType, Inst, InstOf, TensorType, ValueId } from './types.js';
+import { bodyInputs, boundLength, scanOutType, scanParts, stackAlong, stepSite, takeAlong } from './scan.js';
 import { formatType } from './types.js';
 
 export type Bindings = Readonly<Record<string, ArrayLike<number>>>;
@@ -43,6 +44,8 @@ export interface Env {
   readonly seed?: number;
   /** The module buffers by name (batchnorm's running statistics). */
   readonly buffers?: Bindings;
+  /** Inside a scan's body: the dropout site a mask of the body draws at this step (ir/scan.ts stepSite). */
+  readonly siteOf?: (site: number) => number;
 }
 
 /**
@@ -90,11 +93,15 @@ export function interpret(g: Graph, env: Env): Map<string, NDArray> {
   const dims = bindDims(g, env);
   const vals = new Map<ValueId, NDArray>();
   const byName = new Map<string, NDArray>();
+  const regions = new Map<ValueId, NDArray[]>();
   for (const inst of g.insts) {
     const name = g.value(inst.result).name;
     const held = inst.op === 'stop_gradient' ? env.frozen?.get(name) : undefined;
+    if (inst.op === 'scan') regions.set(inst.result, evalScan(g, inst, inst.args.map((a) => vals.get(a)!), dims, env));
     const exact =
       held ??
+      (inst.op === 'scan' ? nd([0]) : undefined) ??
+      (inst.op === 'scan_out' ? regions.get(inst.args[0]!)![inst.attrs.index]! : undefined) ??
       (env.float32 && env.float32Sums && inst.op === 'sum'
         ? reduce(vals.get(inst.args[0]!)!, inst.attrs.axes, bindShape(g.type(inst.result).shape, dims), 0, (acc, v) => Math.fround(acc + v))
         : evalInst(inst, g.type(inst.result), dims, (i) => vals.get(inst.args[i]!)!, env));
@@ -127,7 +134,7 @@ function evalInst(inst: Inst, t: TensorType, dims: Readonly<Record<string, numbe
       const n = shape.reduce((a, b) => a * b, 1);
       if (!env.train) return nd(shape, new Float64Array(n).fill(1));
       if (!validSeed(env.seed)) throw new TypeError(`interpreter: a training evaluation of dropout needs an integer seed, got ${env.seed}`);
-      return nd(shape, dropoutMask(n, inst.attrs.p, env.seed, inst.attrs.site));
+      return nd(shape, dropoutMask(n, inst.attrs.p, env.seed, env.siteOf ? env.siteOf(inst.attrs.site) : inst.attrs.site));
     }
     case 'fwd': {
       const v = env.fwd?.get(inst.attrs.name);
@@ -144,6 +151,35 @@ function evalInst(inst: Inst, t: TensorType, dims: Readonly<Record<string, numbe
       );
     }
   }
+}
+
+/**
+ * A scan, step by step: each step evaluates the body with the carries, the slices of the xs and
+ * the closed-over values bound to its inputs; returns the final carries, then the ys stacked
+ * along their axes in index order (a reverse scan runs from the last index).
+ */
+function evalScan(g: Graph, inst: InstOf<'scan'>, args: readonly NDArray[], dims: Readonly<Record<string, number>>, env: Env): NDArray[] {
+  const p = scanParts(g, inst);
+  const n = boundLength(inst, dims);
+  const ins = bodyInputs(p.body);
+  let carries = args.slice(0, p.carries);
+  const xs = args.slice(p.carries, p.carries + p.xs);
+  const closed = args.slice(p.carries + p.xs);
+  const ys: NDArray[][] = Array.from({ length: p.ys }, () => new Array<NDArray>(n));
+  for (let s = 0; s < n; s++) {
+    const t = inst.attrs.reverse ? n - 1 - s : s;
+    const bound = [...carries, ...xs.map((x, j) => takeAlong(x, inst.attrs.xaxes[j]!, t)), ...closed];
+    const inputs: Record<string, Float64Array> = {};
+    ins.forEach((i, k) => (inputs[i.attrs.name] = bound[k]!.data));
+    const outer = env.siteOf;
+    const siteOf = (site: number) => stepSite(outer ? outer(site) : site, t);
+    const vals = interpret(p.body, { dims, inputs, train: env.train, seed: env.seed, float32: env.float32, float32Sums: env.float32Sums, siteOf });
+    const outs = p.body.outputs.map((o) => vals.get(p.body.value(o.value).name)!);
+    carries = outs.slice(0, p.carries);
+    outs.slice(p.carries).forEach((y, j) => (ys[j]![t] = y));
+  }
+  const stacked = ys.map((parts, j) => (n > 0 ? stackAlong(parts, inst.attrs.yaxes[j]!, parts[0]!.shape) : nd(bindShape(scanOutType(g, inst, p.carries + j).shape, dims))));
+  return [...carries, ...stacked];
 }
 
 /** Forward outputs by output name. */

@@ -137,6 +137,17 @@ export interface AttrsOf {
    * values the backward reads besides them after those. Dropped once the reverse passes have run.
    */
   custom_grad: { rule: number; inputs: number };
+  // regions (ir/scan.ts)
+  /**
+   * jax.lax.scan over the graph's region `body` (Graph.bodies): operands are the initial carries
+   * (`carries` of them), the xs (one per `xaxes` entry, sliced along it) and the values the step
+   * closes over; the body's results are the new carries, then one y per `yaxes` entry (stacked
+   * along it), `length` ([n]) steps, from the end with `reverse`. Its own value is a token
+   * (f32[0]); `scan_out` reads its results.
+   */
+  scan: { body: number; carries: number; length: Dim[]; xaxes: number[]; yaxes: number[]; reverse?: true };
+  /** Result `index` of a scan: the final carries, then the stacked ys. */
+  scan_out: { index: number };
   // convolutions and pooling over x [N, C, H, W] (ir/conv.ts)
   /** x [N, C, H, W] ⋆ weight [O, C/groups, kH, kW] → [N, O, Ho, Wo]; padding [top, left, bottom, right]. */
   conv: ConvAttrs;
@@ -764,6 +775,28 @@ export const OPS: OpTable = {
     // written with ops that have gradient rules
     grad: (c) => c.userRule(),
     eval: ([y]) => y!,
+  },
+  // regions: their types, gradients and evaluation need the region (ir/scan.ts): the verifier,
+  // the reverse pass and the interpreter handle them there; the declared type is the result's
+  scan: {
+    category: 'layout',
+    attrs: { body: 'int', carries: 'int', length: 'dims', xaxes: 'ints', yaxes: 'ints', reverse: 'flag' },
+    arity: 'variadic',
+    shape: null,
+    grad: () => {
+      throw new Error('internal: a scan is differentiated by the reverse pass (ir/scan-grad.ts)');
+    },
+    eval: null,
+  },
+  scan_out: {
+    category: 'layout',
+    attrs: { index: 'int' },
+    arity: 1,
+    shape: null,
+    grad: () => {
+      throw new Error('internal: a scan_out is differentiated with its scan (ir/scan-grad.ts)');
+    },
+    eval: null,
   },
   conv: {
     category: 'conv',

@@ -9,7 +9,8 @@ import type { AttrsOf, OpKind } from './ops.js';
 import { OPS } from './ops.js';
 import { fmtName } from './print.js';
 import { checkAttrs, inferType } from './verify.js';
-import type { DType, GraphKind, InstId, Loc, TensorType, ValueId } from './types.js';
+import { checkScan, checkScanOut } from './scan.js';
+import type { DType, GraphKind, InstId, InstOf, Loc, TensorType, ValueId } from './types.js';
 import { formatType, sameShape } from './types.js';
 
 /**
@@ -166,6 +167,14 @@ export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
   if (kind !== 'forward' && kind !== 'backward') throw new CompileError(`unknown graph kind '${kind}'`, "use 'forward' or 'backward'", kindAt);
   const g = new Graph(c.name('a graph name'), kind as GraphKind, new Names());
   c.expect('{');
+  parseBlock(c, g);
+  c.skip(true);
+  if (c.peek() !== '') c.error(`unexpected ${c.found()} after the graph`);
+  return g;
+}
+
+/** Instructions, groups and the return line of g, up to its closing `}` (a scan's region too). */
+function parseBlock(c: Cursor, g: Graph, depth = 0): void {
   const byName = new Map<string, ValueId>();
   let groupKind: string | undefined;
   let groupInsts: InstId[] = [];
@@ -188,16 +197,32 @@ export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
       c.expect('{');
       continue;
     }
-    const id = parseInst(c, g, byName);
+    const id = parseInst(c, g, byName, depth);
     if (groupKind !== undefined) groupInsts.push(g.value(id).def);
   }
   if (groupKind !== undefined) c.error('unclosed group before return');
   parseOutputs(c, g, byName);
   c.skip(true);
   c.expect('}');
-  c.skip(true);
-  if (c.peek() !== '') c.error(`unexpected ${c.found()} after the graph`);
-  return g;
+}
+
+/** How deep scan regions may nest in IR text (the parser recurses once a level). */
+const MAX_REGION_DEPTH = 16;
+
+/** A scan's region after its line: `{`, the body graph's lines, `}`; stored at its `body` index. */
+function parseRegion(c: Cursor, g: Graph, inst: InstOf<'scan'>, at: Loc, depth: number): void {
+  if (depth >= MAX_REGION_DEPTH) c.error(`scan regions nested more than ${MAX_REGION_DEPTH} deep`, 'nest fewer scans');
+  if (!c.eat('{')) c.error(`expected '{' and the scan's body after the scan, but found ${c.found()}`, 'a scan is followed by its region: { ...instructions; return c0=%v, ... }');
+  const body = new Graph(`${g.name}_body${inst.attrs.body}`, 'forward', new Names());
+  parseBlock(c, body, depth + 1);
+  const k = inst.attrs.body;
+  // bodies are numbered in order (a removed scan leaves a gap): a far index is a typo
+  if (k > g.bodies.length + 1024) throw new CompileError(`scan body #${k} is far past the ${g.bodies.length} bodies before it`, 'number the scans\' bodies from 0, in order', at);
+  if (g.bodies[k] !== undefined && g.bodies[k]!.insts.length > 0) throw new CompileError(`scan body #${k} is defined twice`, 'give each scan its own body index', at);
+  while (g.bodies.length < k) g.bodies.push(new Graph(`${g.name}_unused`, 'forward', new Names()));
+  g.bodies[k] = body;
+  const bad = checkScan(g, inst);
+  if (bad) throw new CompileError(bad, 'the scan\'s operands, attributes and body must agree (ir/scan.ts)', at);
 }
 
 /** The `name=%value` list after `return`, possibly empty; names are unique, as verify() wants. */
@@ -244,7 +269,7 @@ function parseType(c: Cursor): TensorType {
   return { dtype: dtype as DType, shape };
 }
 
-function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
+function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>, depth: number): ValueId {
   const lineAt = c.loc();
   c.expect('%');
   const name = c.ident('a value name');
@@ -303,10 +328,17 @@ function parseInst(c: Cursor, g: Graph, byName: Map<string, ValueId>): ValueId {
     }
   }
   c.skip();
-  if (c.peek() !== '\n' && c.peek() !== '') c.error(`unexpected ${c.found()} at the end of the instruction`);
+  if (op !== 'scan' && c.peek() !== '\n' && c.peek() !== '') c.error(`unexpected ${c.found()} at the end of the instruction`);
   const id = g.append(op as OpKind, args, attrs as AttrsOf[OpKind], type, loc, { exact: name });
   byName.set(name, id);
   const inst = g.def(id);
+  if (inst.op === 'scan') {
+    parseRegion(c, g, inst, opAt, depth);
+    if (type.dtype !== 'f32' || !sameShape(type.shape, [0])) throw new CompileError(`%${name} is declared ${formatType(type)} but a scan's value is its token f32[0]`, 'fix the declared type', lineAt);
+  } else if (inst.op === 'scan_out') {
+    const bad = g.def(inst.args[0]!).op === 'scan' ? checkScanOut(g, inst) : 'scan_out reads a value that is not a scan';
+    if (bad) throw new CompileError(bad, 'fix the declared type or the index', lineAt);
+  }
   if (def.shape) {
     let want: TensorType;
     try {

@@ -38,7 +38,8 @@ export function runPasses(g: Graph, passes: readonly Pass[], ctx: PassContext, a
 // ---------------------------------------------------------------------------------------------
 
 function isLive(g: Graph, inst: Inst, ctx: PassContext): boolean {
-  return inst.op === 'input' || inst.op === 'param' || ctx.keep.has(g.value(inst.result).name);
+  // a scan's results stay with it: the reverse pass reads the carries it stored (ir/scan-grad.ts)
+  return inst.op === 'input' || inst.op === 'param' || inst.op === 'scan_out' || ctx.keep.has(g.value(inst.result).name);
 }
 
 /** Dead-code elimination: drops instructions whose value reaches no output. */

@@ -67,21 +67,35 @@ export function printGraph(g: Graph, opts: PrintOptions = {}): string {
   const locs = opts.locs ?? true;
   const out: string[] = [`graph ${g.kind} ${fmtName(g.name)} {`];
   for (const c of opts.preamble ?? []) out.push(`  # ${c}`);
+  printBlock(g, '  ', locs, out);
+  out.push('}');
+  return out.join('\n') + '\n';
+}
+
+/**
+ * The instructions of g, its groups and its `return` line at `indent`; a scan is followed by
+ * its region, the body graph's lines one level deeper between `{` and `}`.
+ */
+function printBlock(g: Graph, indent: string, locs: boolean, out: string[]): void {
   const groupOf = new Map<number, number>();
   g.groups.forEach((gr, gi) => gr.insts.forEach((id) => groupOf.set(id, gi)));
   let open = -1;
   for (const inst of g.insts) {
     const gi = groupOf.get(inst.id) ?? -1;
     if (gi !== open) {
-      if (open >= 0) out.push('  }');
-      if (gi >= 0) out.push(`  group g${gi} ${g.groups[gi]!.kind} {`);
+      if (open >= 0) out.push(`${indent}}`);
+      if (gi >= 0) out.push(`${indent}group g${gi} ${g.groups[gi]!.kind} {`);
       open = gi;
     }
-    out.push((gi >= 0 ? '    ' : '  ') + printInst(g, inst, locs));
+    const at = gi >= 0 ? indent + '  ' : indent;
+    const body = inst.op === 'scan' ? g.bodies[inst.attrs.body] : undefined;
+    out.push(at + printInst(g, inst, locs) + (body ? ' {' : ''));
+    if (body) {
+      printBlock(body, at + '  ', locs, out);
+      out.push(`${at}}`);
+    }
   }
-  if (open >= 0) out.push('  }');
+  if (open >= 0) out.push(`${indent}}`);
   const outs = g.outputs.map((o) => `${fmtName(o.name)}=%${g.value(o.value).name}`).join(', ');
-  out.push(`  return ${outs}`);
-  out.push('}');
-  return out.join('\n') + '\n';
+  out.push(`${indent}return ${outs}`);
 }

@@ -7,6 +7,7 @@ import type { AttrKind } from './ops.js';
 import { isStatic, staticShape, SYMBOL } from './dims.js';
 import { OPS } from './ops.js';
 import { printInst } from './print.js';
+import { checkScan, checkScanOut } from './scan.js';
 import type { Inst, TensorType, ValueId } from './types.js';
 import { formatType, numel, sameShape } from './types.js';
 
@@ -106,6 +107,15 @@ export function verify(g: Graph, stage = ''): void {
     }
     if (want.dtype !== t.dtype || !sameShape(want.shape, t.shape))
       fail(inst, `declared ${formatType(t)} but the shape rule gives ${formatType(want)}`);
+    if (inst.op === 'scan') {
+      const sm = checkScan(g, inst);
+      if (sm) fail(inst, sm);
+      if (t.dtype !== 'f32' || !sameShape(t.shape, [0])) fail(inst, `a scan's value is its token f32[0], not ${formatType(t)}`);
+      verify(g.bodies[inst.attrs.body]!, `${stage ? stage + ', ' : ''}body of %${v!.name}`);
+    } else if (inst.op === 'scan_out') {
+      const sm = defined.has(inst.args[0]!) ? checkScanOut(g, inst) : undefined;
+      if (sm) fail(inst, sm);
+    }
     defined.add(inst.result);
   }
   const position = new Map(g.insts.map((inst, k) => [inst.id, k] as const));

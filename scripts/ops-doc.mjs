@@ -143,7 +143,11 @@ function opsSection() {
     const attrs = Object.entries(def.attrs).map(([k, kind]) => `${k}: ${kind}`).join(', ') || '—';
     const { signature, grads } = op === 'custom_grad'
       ? { signature: 'y, xs..., reads... → y', grads: ["the user's backward (g.customGrad), run by the reverse pass"] }
-      : describe(op, def);
+      : op === 'scan'
+        ? { signature: 'carries..., xs..., closed... → token (a region: the body graph)', grads: ['a reverse scan over the stored carries (ir/scan-grad.ts)'] }
+        : op === 'scan_out'
+          ? { signature: 'token → result index (a final carry, or the ys stacked)', grads: ['with its scan (ir/scan-grad.ts)'] }
+          : describe(op, def);
     const t = targets(op, def);
     const gradCell = grads.map((x) => (x.startsWith('d') && x.includes(' = ') ? code(x).replace(' (no gradient flows to it)`', '` (no gradient flows to it)') : cell(x))).join('<br>');
     const test = def.category === 'conv' ? '[ops](../test/ops.test.ts), [conv](../test/conv.test.ts)' : '[ops](../test/ops.test.ts)';

@@ -14,7 +14,7 @@ import { derivedCode } from '../codegen/derived.js';
 import { runPasses } from '../ir/passes.js';
 import type { Plan } from '../ir/memplan.js';
 import { describePlan, planMemory } from '../ir/memplan.js';
-import { BACKWARD_PASSES, FORWARD_PASSES, SCHEDULE_PASSES } from '../ir/pipeline.js';
+import { BACKWARD_PASSES, FORWARD_PASSES, LOOP_PASSES, SCHEDULE_PASSES } from '../ir/pipeline.js';
 import { printGraph } from '../ir/print.js';
 import type { ModuleInfo } from '../codegen/module.js';
 import type { OptimizerSpec } from '../codegen/optim.js';
@@ -82,6 +82,13 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
   const bwd = reverseMode(fwd);
   dropCustomGrads(fwd);
   opts.afterPass?.('backward', 'reverse-mode', bwd);
+  runPasses(fwd, LOOP_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
+  // the modules name both graphs' values in one scope: the steps' forward names are taken
+  for (const i of fwd.insts) bwd.names.reserve(fwd.value(i.result).name);
+  runPasses(bwd, LOOP_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
+  // the steps of a scan may hold custom gradients, whose rules have run by now
+  dropCustomGrads(fwd);
+  dropCustomGrads(bwd);
   runPasses(bwd, BACKWARD_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   const keep = new Set(bwd.insts.flatMap((i) => (i.op === 'fwd' ? [i.attrs.name] : [])));
   runPasses(fwd, SCHEDULE_PASSES, { keep }, (p, g) => opts.afterPass?.('forward', p, g));
@@ -98,6 +105,8 @@ export function lower(fwd: Graph, opts: CompileOptions = {}): { bwd: Graph; plan
  */
 export function lowerDerived(traced: Graph, kind: 'hvp' | 'jvp'): { fwd: Graph; bwd: Graph; plan: Plan } {
   const g = traced.clone();
+  // the reverse passes of hvp and jvp run over the steps of each scan
+  runPasses(g, LOOP_PASSES, { keep: new Set() });
   runPasses(g, FORWARD_PASSES, { keep: new Set() });
   if (kind === 'hvp') hvpGraph(g);
   else jvpGraph(g);

@@ -29,6 +29,9 @@ export type { DType } from '../ir/types.js';
 export type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 export type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
 import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOptions, NormalizeOptions, ReductionOptions, VarianceOptions } from './vocab.js';
+import { traceScan } from './scan.js';
+import type { ScanOptions, ScanTree } from './scan.js';
+export type { ScanOptions, ScanTree } from './scan.js';
 import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
@@ -477,6 +480,12 @@ export interface GraphBuilder {
   upsample(x: Tensor, options: UpsampleOptions): Tensor;
   /** `x [N, C, H, W]` → `[N, C, oh, ow]`, output i the mean of rows ⌊i·H/oh⌋ to ⌈(i + 1)·H/oh⌉ − 1, the same along W (`F.adaptive_avg_pool2d`). */
   adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor;
+  /**
+   * jax.lax.scan: `step(carry, x)` returns `[newCarry, y]`; the xs are sliced along `axis`
+   * (default 0), the ys stacked along it; returns `[finalCarry, ys]`. Carries are a tensor or an
+   * array of tensors, xs and ys also null. The step is traced once (src/scan.ts, docs/dsl.md).
+   */
+  scan<C extends ScanTree, Y extends ScanTree = Tensor>(step: (carry: C, x: any) => readonly [C, Y] | readonly ScanTree[], init: C, xs: ScanTree, options?: ScanOptions): [C, Y];
 }
 
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
@@ -640,6 +649,11 @@ export class Tracer {
     };
   }
 
+  /** A tensor of this model for a value (g.scan's results). */
+  wrap(id: ValueId): Tensor {
+    return new Tensor(this, id);
+  }
+
   /** Where the user's code is now (for errors outside DSL calls, such as reading `shape`). */
   here(): Loc | undefined {
     return this.sites.here();
@@ -786,6 +800,7 @@ export class Tracer {
       maxPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'maxPool1d', v(x, 'maxPool1d'), kernel, CV.poolOptions('maxPool1d', options))),
       avgPool1d: (x, kernel, options = {}) => t.call(() => CV.pool(t.b, 'avgPool1d', v(x, 'avgPool1d'), kernel, CV.poolOptions('avgPool1d', options))),
       ...LY.layerMethods(t, v),
+      scan: ((step: unknown, init: unknown, xs: unknown, options: unknown) => traceScan(t, step, init, xs, options)) as GraphBuilder['scan'],
     };
   }
 }

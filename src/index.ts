@@ -22,6 +22,8 @@ export type {
   ParamInit,
   ParamOptions,
   ReductionOptions,
+  ScanOptions,
+  ScanTree,
   TensorLike,
   UpsampleOptions,
   VarianceOptions,

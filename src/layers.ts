@@ -52,12 +52,15 @@ export interface GroupNormOptions {
 export interface ConvTranspose2dOptions<T> {
   /** [C_out], one value per output channel. */
   bias?: T;
+  /** The step of the equivalent convolution's input gradient: the output grows by it (default 1). */
   stride?: Pair;
   /** Removed from each side of the output (as torch: dilation·(k − 1) − padding is the padding of the equivalent convolution). */
   padding?: Pair;
   /** Added to one side (the end) of the output; smaller than the stride. */
   outputPadding?: Pair;
+  /** The spacing of the kernel's taps (default 1). */
   dilation?: Pair;
+  /** Channel groups: C_in and C_out are split into this many independent parts (default 1). */
   groups?: number;
 }
 

@@ -381,6 +381,12 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       },
     },
   ],
+  scan: {
+    none: 'a scan is a region, not a kernel: it is unrolled before lowering (ir/scan.ts); test/scan.test.ts checks its values and gradients against the unrolled form, the interpreter and finite differences on every target',
+  },
+  scan_out: {
+    none: 'a result of a scan, unrolled with it before lowering (ir/scan.ts); covered by test/scan.test.ts',
+  },
   custom_grad: {
     none:
       "custom_grad never reaches a target: the reverse pass emits the user's rule (ops of the table, covered here) in its place and drops it before fusion (a custom_grad left to lower is an internal error in codegen/kernel/rules.ts); test/ops.test.ts checks g.customGrad against the interpreter and finite differences",

@@ -152,6 +152,13 @@ const DSL: Record<string, (r: Rand) => string> = {
   // a custom gradient equal to the true one (tanh' = 1 − y²), so that finite differences agree
   customGrad: (r) =>
     `const a = g.param('a', ${S([dim(r), dim(r)])}); const f = g.customGrad((x) => x.tanh(), ([x], t, dy) => [dy.mul(t.square().neg().add(1))]); const y = f(a.mul(2));`,
+  // a scan (unrolled for the targets; test/scan.test.ts holds it against the loop): a carry, two xs, a closed-over param
+  scan: (r) => {
+    const [t, n, m] = [dim(r), dim(r), dim(r)];
+    return `const a = g.param('a', [${t}, ${n}, ${m}]); const w = g.param('w', [${m}]); const c0 = g.param('c0', [${n}, ${m}]);
+  const [c, ys] = g.scan((c, [x, z]) => { const c2 = c.mul(x.tanh()).add(z.mul(w)); return [c2, c2.sum(1)]; }, c0, [a, a.square()], { reverse: ${r() < 0.5} });
+  const y = c.add(ys.sum(0, true).transpose().mean());`;
+  },
 };
 
 /** Forward IR of the ops that have no DSL surface of their own. */
@@ -238,7 +245,7 @@ describe('op table', () => {
       const file = modelFile(text);
       const { c, mod } = await buildAndImport(file);
       // custom_grad lives only until the reverse pass: it is in the traced graph
-      if (name === 'customGrad') note(traceFile(file).traced.graph);
+      if (name === 'customGrad' || name === 'scan') note(traceFile(file).traced.graph);
       note(c.fwd);
       note(c.bwd);
       await check(c, mod, seed, name === 'stopGradient' ? 0.5 : 1);

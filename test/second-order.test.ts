@@ -285,6 +285,28 @@ export default model('custom2', (g) => {
     differentiatedTwice.add('custom_grad');
   });
 
+  it('g.grad of a g.scan (a reverse scan in the model), differentiated again', () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('scan2', (g) => {
+  const w = g.param('w', [3, 3]);
+  const xs = g.input('xs', [4, 2, 3]);
+  const h0 = g.param('h0', [2, 3]);
+  const [hT, ys] = g.scan((h, x) => { const h2 = x.matmul(w).add(h).tanh(); return [h2, h2.sum(1)]; }, h0, xs, { reverse: true });
+  const [dw, dh0] = g.grad(hT.square().sum().add(ys.square().sum()), [w, h0]);
+  const loss = dw.square().sum().add(dh0.sum());
+  return { loss };
+});
+`);
+    const traced = traceFile(file).traced.graph;
+    expect(traced.insts.filter((i) => i.op === 'scan').length).toBe(2);
+    const { fwd, bwd } = compileGraphs(file);
+    const { params, inputs } = randomArgs(fwd, 5);
+    const ref = reference(fwd, bwd, params, inputs);
+    expectFd(fwd, ref.grads, params, inputs, 5);
+    differentiatedTwice.add('scan');
+    differentiatedTwice.add('scan_out');
+  });
+
   it('a gradient of the wrong shape is an error at the call', () => {
     const file = modelFile(`import { model } from 'graphc';
 export default model('bad', (g) => {

@@ -100,6 +100,9 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   reshape: { none: 'view' },
   stop_gradient: { none: 'view' },
   custom_grad: { unsupported: 'custom_grad is dropped before lowering (after the reverse pass); one left here is an internal error' },
+  // regions: unrolled before lowering (ir/scan.ts's unrollScans) until the targets run loops
+  scan: { unsupported: 'a scan is unrolled before lowering (ir/scan.ts); one left here is an internal error' },
+  scan_out: { unsupported: 'a scan is unrolled before lowering (ir/scan.ts); one left here is an internal error' },
 
   neg: un('neg'),
   exp: un('exp'),

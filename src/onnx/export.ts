@@ -221,6 +221,8 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   max_pool_pick: null,
   avg_pool_grad: null,
   custom_grad: (c) => void c.node('Identity', [c.arg(0)], {}, c.out), // its value is its forward's; the rule only matters to gradients
+  scan: null, // no ONNX Loop yet: a model with g.scan does not export
+  scan_out: null,
   // the exported graph is evaluation mode: the mode flag is 0 and dropout is the identity
   mode: (c) => void c.node('Identity', [c.constant([0], [], DT.FLOAT, 'training')], {}, c.out),
   dropout_mask: (c) => void c.node('Expand', [c.constant([1], [], DT.FLOAT, 'one'), c.shapeTensor(c.g.type(c.inst.result).shape)], {}, c.out),

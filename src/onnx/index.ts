@@ -5,7 +5,7 @@
 
 import { initialParams } from '../../ir/init.js';
 import { runPasses } from '../../ir/passes.js';
-import { FORWARD_PASSES } from '../../ir/pipeline.js';
+import { FORWARD_PASSES, LOOP_PASSES } from '../../ir/pipeline.js';
 import type { Graph } from '../../ir/graph.js';
 import { displaySource, traceFile } from '../build.js';
 import type { ValuesFile } from '../values.js';
@@ -31,6 +31,8 @@ export interface Exported {
 export async function exportFile(file: string, opts: { params?: ValuesFile; allowMissing?: boolean; warn?: (message: string) => void } = {}): Promise<Exported> {
   const { model: loaded, traced } = traceFile(file);
   const g = traced.graph;
+  // no ONNX Loop yet: a scan exports as its steps
+  runPasses(g, LOOP_PASSES, { keep: new Set() });
   runPasses(g, FORWARD_PASSES, { keep: new Set() });
   // a params file must hold every param and buffer (else a usage error; --allow-missing: warnings)
   if (opts.params) checkMissing(g, opts.params.file, Object.keys(opts.params.values), opts);

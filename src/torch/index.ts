@@ -4,7 +4,7 @@
 
 import { initialParams } from '../../ir/init.js';
 import { runPasses } from '../../ir/passes.js';
-import { FORWARD_PASSES } from '../../ir/pipeline.js';
+import { FORWARD_PASSES, LOOP_PASSES } from '../../ir/pipeline.js';
 import { displaySource, traceFile } from '../build.js';
 import type { ValuesFile } from '../values.js';
 import { withValues } from '../values.js';
@@ -19,6 +19,8 @@ export async function exportTorchFile(file: string, opts: { params?: ValuesFile;
   const g = traced.graph;
   // the forward passes fuse softmax, cross-entropy and the normalisations into torch's functions;
   // a model with g.grad is lowered as traced (the calls' records name values the passes rewrite)
+  // no torch loop yet: a scan exports as its steps
+  runPasses(g, LOOP_PASSES, { keep: new Set() });
   if (g.gradCalls.length === 0) runPasses(g, FORWARD_PASSES, { keep: new Set() });
   // a params file must hold every param and buffer (else a usage error; --allow-missing: warnings)
   if (opts.params) checkMissing(g, opts.params.file, Object.keys(opts.params.values), opts);

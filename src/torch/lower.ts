@@ -166,6 +166,8 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   bn_apply: (c) => `(${c.arg(0)} - ${c.arg(1)}) * ${c.arg(2)}`,
   ln_apply: (c) => `(${c.arg(0)} - ${c.arg(1)}) * ${c.arg(2)}`,
   custom_grad: (c) => `${c.customClass(c.inst.attrs.rule)}.apply(${c.inst.args.map((_a, i) => c.arg(i)).join(', ')})`,
+  scan: null, // no torch loop yet: a model with g.scan does not export
+  scan_out: null,
   conv: (c) => `_conv2d(${c.arg(0)}, ${c.arg(1)}, ${convArgs(c.inst.attrs)})`,
   // the gradient ops: vector-Jacobian products of torch's own ops (linear in the operand that
   // is differentiated, so a zero tensor stands for it)

@@ -150,6 +150,8 @@ export interface GenOptions {
   readonly ops: number;
   /** Allow stopGradient (the checker freezes it for finite differences). */
   readonly stopGradient?: boolean;
+  /** Allow g.scan over a value's axis, with a closed-over value (test/scan.test.ts has the rest). */
+  readonly scan?: boolean;
 }
 
 /** Names that are reserved words of the emitted modules, temporaries' names, or otherwise awkward. */
@@ -291,6 +293,7 @@ export class ModelGen {
       ['conv', 3],
     ];
     if (this.opts.stopGradient) table.push(['stopGradient', 2]);
+    if (this.opts.scan) table.push(['scan', 40]);
     const kind = this.c.weighted(table);
     switch (kind) {
       case 'binary':
@@ -313,6 +316,8 @@ export class ModelGen {
         return this.concat();
       case 'softmax':
         return this.softmax();
+      case 'scan':
+        return this.scan();
       case 'crossEntropy':
         return this.crossEntropy();
       case 'batchNorm':
@@ -600,6 +605,27 @@ export class ModelGen {
     const out = s.map((d, j) => (j === ax ? parts.reduce((t, p) => t + p.d, 0) : d));
     const axText = this.c.chance(30) ? ax - s.length : ax;
     this.define(`g.concat([${parts.map((p) => p.expr).join(', ')}], ${axText})`, out, Math.max(...parts.map((p) => p.mag)), 'concat');
+    return true;
+  }
+
+  /** g.scan over an axis of a value: a carry of the slice's shape, a closed-over value, ys or none, forward or reverse. */
+  scan(): boolean {
+    const a = this.pickVal((v) => v.shape.length >= 1 && v.shape.every((d) => d >= 1));
+    if (!a) return false;
+    const ax = this.c.int(a.shape.length);
+    const slice = a.shape.filter((_d, i) => i !== ax);
+    const A = this.use(a);
+    const init = this.valueOf(slice, false);
+    const K = this.valueOf(slice);
+    const carry = this.c.pick([`sc.mul(0.5).add(sx.tanh().mul(${K.expr}.tanh())).tanh()`, `sc.mul(sx.sigmoid()).add(${K.expr}.div(${Math.ceil(K.mag + 1)}))`, `sc.add(sx.tanh()).mul(0.5)`]);
+    const ys = this.c.int(3);
+    const y = ys === 0 ? 'null' : ys === 1 ? 'sc2.add(sx.tanh())' : 'sc.mul(sx.tanh())';
+    const opts = [this.c.chance(50) ? `axis: ${this.c.chance(30) ? ax - a.shape.length : ax}` : ax === 0 ? '' : `axis: ${ax}`, this.c.chance(30) ? 'reverse: true' : ''].filter((s) => s);
+    const s = this.fresh('s');
+    this.emit(`const ${s} = g.scan((sc, sx) => { const sc2 = ${carry}; return [sc2, ${y}]; }, ${init.expr.startsWith('g.const(') || init.mag <= 6 ? init.expr : `${init.expr}.tanh()`}, ${A.expr}${opts.length ? `, { ${opts.join(', ')} }` : ''});`);
+    // the carry grows by at most |K|/(|K| + 1) a step: bounded by the number of steps
+    this.define(`${s}[0]`, slice, Math.max(init.mag, 1) + a.shape[ax]!, 'scan');
+    if (ys > 0) this.define(`${s}[1]`, a.shape, Math.max(init.mag, 1) + a.shape[ax]! + 1, 'scan');
     return true;
   }
 

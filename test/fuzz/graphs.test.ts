@@ -35,15 +35,15 @@
 // the file instead of stopping (triage), FUZZ_SHOW=1 prints which ops were covered.
 
 import { appendFileSync } from 'node:fs';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Choices, choicesArb, ModelGen } from './gen.js';
 import { checkModel, stats } from './oracle.js';
 
 /** Runs the check, adding the model source to any failure. */
-async function checkGenerated(xs: number[], seed: number, opts: { maxOps: number; stopGradient: boolean }): Promise<void> {
+async function checkGenerated(xs: number[], seed: number, opts: { maxOps: number; stopGradient: boolean; scan?: boolean }): Promise<void> {
   const c = new Choices(xs);
-  const gen = new ModelGen(c, { ops: c.range(1, opts.maxOps), stopGradient: opts.stopGradient });
+  const gen = new ModelGen(c, { ops: c.range(1, opts.maxOps), stopGradient: opts.stopGradient, scan: opts.scan });
   const { text, extra } = gen.source();
   try {
     await checkModel(text, seed, extra);
@@ -73,6 +73,16 @@ describe('fuzz: random well-typed models', () => {
       fc.asyncProperty(choicesArb(), fc.integer({ min: 1, max: 1 << 30 }), (xs, seed) => checkGenerated(xs, seed, { maxOps: 8, stopGradient: false })),
       { seed: seed(42), numRuns: runs(50), endOnFailure },
     );
+  }, timeout);
+
+  it('the same with g.scan (the modules run them unrolled; the traced reverse scans give the unrolled backward\'s gradients)', async () => {
+    const before = stats.scans;
+    await fc.assert(
+      fc.asyncProperty(choicesArb(), fc.integer({ min: 1, max: 1 << 30 }), (xs, seed) => checkGenerated(xs, seed, { maxOps: 8, stopGradient: false, scan: true })),
+      { seed: seed(4343), numRuns: runs(12), endOnFailure },
+    );
+    console.log(`graphs fuzz: ${stats.scans - before} models with g.scan`);
+    if (!endOnFailure && SCALE >= 1) expect(stats.scans - before).toBeGreaterThan(3);
   }, timeout);
 
   it('the same with stopGradient (finite differences on the graph with stopped values frozen) and bigger models', async () => {

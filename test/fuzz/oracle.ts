@@ -11,6 +11,7 @@ import type { NDArray } from '../../ir/ndarray.js';
 import { fmtNumber, printGraph } from '../../ir/print.js';
 import { parseGraph } from '../../ir/parse.js';
 import { dce } from '../../ir/passes.js';
+import { reverseMode } from '../../ir/autodiff.js';
 import { staticShape } from '../../ir/dims.js';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -26,7 +27,7 @@ import { emitWasm } from '../../codegen/wasm.js';
 import type { Arrays, GeneratedModule } from '../helpers.js';
 import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, smoothAt, tmp } from '../helpers.js';
 
-export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: new Map<string, number>(), wasmIllConditioned: 0, ops: new Map<string, number>() };
+export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: new Map<string, number>(), wasmIllConditioned: 0, ops: new Map<string, number>(), scans: 0 };
 
 /** The traced graph with each stop_gradient replaced by the constant it evaluates to. */
 function freezeStopGradients(traced: Graph, vals: Map<string, NDArray>): Graph {
@@ -188,6 +189,14 @@ async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: numbe
   const tout = outputsOf(traced, tvals);
   expect(relErr(ref.outputs.loss!.data, tout.loss!.data), 'loss: optimised vs traced forward IR (float64)').toBeLessThan(1e-9);
   if (extra) expect(relErr(ref.outputs.out!.data, tout.out!.data), 'output out: optimised vs traced (float64)').toBeLessThan(1e-9);
+  // a traced scan's reverse scan (not unrolled) gives the unrolled backward's gradients (float64)
+  if (traced.insts.some((i) => i.op === 'scan')) {
+    stats.scans++;
+    const tf = traced.clone();
+    const tb = reverseMode(tf);
+    const tg = reference(tf, tb, params, inputs).grads;
+    for (const [k, d] of Object.entries(ref.grads)) expect(relErr(tg[k]!, d), `d loss / d ${k}: the reverse scan vs the unrolled backward (float64)`).toBeLessThan(1e-9);
+  }
 
   // (a) generated module vs interpreter
   const frozen = freezeStopGradients(traced, tvals);

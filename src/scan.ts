@@ -1,0 +1,212 @@
+// g.scan(step, init, xs, options?): jax.lax.scan in the DSL. The step function is traced once,
+// into the model's graph with placeholders for the carries and the slices of the xs; what it
+// recorded is then taken out and becomes the scan's region (ir/scan.ts), the tensors it closed
+// over the scan's extra operands. The scan also returns the carry that entered each step (a y
+// the user does not see): the reverse pass reads those (ir/scan-grad.ts).
+
+import { SYMBOL } from '../ir/dims.js';
+import type { Dim } from '../ir/dims.js';
+import { CompileError } from '../ir/errors.js';
+import { Graph } from '../ir/graph.js';
+import { checkScan, dropAxis, SCAN_TOKEN, scanOutType } from '../ir/scan.js';
+import type { Inst, InstOf, Loc, TensorType, ValueId } from '../ir/types.js';
+import { formatType } from '../ir/types.js';
+import { describe } from './dsl-args.js';
+import type { Tensor, Tracer } from './dsl.js';
+import { optionsOf } from './options.js';
+
+/** Options of `g.scan`. */
+export interface ScanOptions {
+  /** The axis of the xs that is scanned, and along which the ys are stacked (default 0; 1 for [B, T, ...] data). */
+  axis?: number;
+  /** The number of steps: required when xs is null, else it must equal the xs' length along axis. */
+  length?: Dim;
+  /** Run from the last index to the first (the ys still in index order), as jax.lax.scan. */
+  reverse?: boolean;
+  /** Reserved: store the carry every k steps and recompute the others in the reverse pass (not yet: every carry is stored). */
+  checkpoint?: number;
+}
+
+/** A carry, an x or a y of a step: a tensor, an array of tensors, or null (xs and ys). */
+export type ScanTree = Tensor | readonly Tensor[] | null;
+
+const HINT = 'g.scan(step, init, xs, { axis, length, reverse }) with step (carry, x) => [newCarry, y]';
+
+/** The tensors of a tree, and how to rebuild its structure from them. */
+function leaves(t: Tracer, v: unknown, what: string, nullable: boolean, loc: Loc | undefined): { ids: ValueId[]; rebuild: (ids: readonly ValueId[]) => unknown } {
+  if (v === null && nullable) return { ids: [], rebuild: () => null };
+  const err = () =>
+    new CompileError(`g.scan: ${what} must be a tensor${nullable ? ', an array of tensors or null' : ' or an array of tensors'}, got ${describe(v)}`, HINT, loc);
+  const one = (x: unknown): ValueId => {
+    try {
+      return t.operand(x, 'g.scan');
+    } catch (e) {
+      if (e instanceof CompileError) throw err();
+      throw e;
+    }
+  };
+  if (Array.isArray(v)) return { ids: v.map(one), rebuild: (ids) => ids.map((id) => tensor(t, id)) };
+  return { ids: [one(v)], rebuild: (ids) => tensor(t, ids[0]!) };
+}
+
+function tensor(t: Tracer, id: ValueId): Tensor {
+  return t.wrap(id);
+}
+
+/** g.scan, traced: returns [carry, ys] with the structures of init and of the step's y. */
+export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, options: unknown): [unknown, unknown] {
+  const loc = t.here();
+  const g = t.graph;
+  if (typeof step !== 'function') throw new CompileError(`g.scan: step must be a function (carry, x) => [carry, y], got ${describe(step)}`, HINT, loc);
+  let o: ScanOptions;
+  try {
+    o = optionsOf('g.scan', 'g.scan', options, ['axis', 'length', 'reverse', 'checkpoint'], 'g.scan(step, h0, xs, { axis: 1 })') as ScanOptions;
+  } catch (e) {
+    throw e instanceof CompileError ? e.withLoc(loc) : e;
+  }
+  const carry = leaves(t, init, 'init', false, loc);
+  const xsIn = leaves(t, xs, 'xs', true, loc);
+  const axis = o.axis ?? 0;
+  if (!Number.isInteger(axis)) throw new CompileError(`g.scan: axis must be an integer, got ${describe(axis)}`, 'e.g. { axis: 1 } for [B, T, ...] data', loc);
+  if (o.reverse !== undefined && typeof o.reverse !== 'boolean') throw new CompileError(`g.scan: reverse must be true or false, got ${describe(o.reverse)}`, 'e.g. { reverse: true }', loc);
+  if (o.checkpoint !== undefined && !(Number.isInteger(o.checkpoint) && o.checkpoint >= 1))
+    throw new CompileError(`g.scan: checkpoint must be a positive integer, got ${describe(o.checkpoint)}`, 'e.g. { checkpoint: 8 }', loc);
+  // the scanned axis of each x, and the number of steps
+  const xaxes = xsIn.ids.map((x, j) => {
+    const xt = g.type(x);
+    const a = axis < 0 ? axis + xt.shape.length : axis;
+    if (!(a >= 0 && a < xt.shape.length))
+      throw new CompileError(`g.scan: axis ${axis} is not an axis of xs${xsIn.ids.length > 1 ? `[${j}]` : ''} (${formatType(xt)})`, `use an axis in 0..${xt.shape.length - 1}, or -1 for the last`, loc);
+    return a;
+  });
+  let length: Dim | undefined = o.length;
+  if (length !== undefined && !((Number.isInteger(length) && (length as number) >= 0) || (typeof length === 'string' && SYMBOL.test(length))))
+    throw new CompileError(`g.scan: length must be a non-negative integer or a symbolic dimension's name, got ${describe(length)}`, 'e.g. { length: 16 } or { length: \'T\' }', loc);
+  xsIn.ids.forEach((x, j) => {
+    const n = g.type(x).shape[xaxes[j]!]!;
+    if (length === undefined) length = n;
+    else if (n !== length) {
+      const first = o.length !== undefined ? `the length ${length} given in the options` : `xs[0] has ${length}`;
+      throw new CompileError(
+        `g.scan: xs[${j}] (${formatType(g.type(x))}) has ${n} steps along axis ${xaxes[j]}, but ${first}`,
+        `give every x the same length along the scanned axis (or scan another axis with { axis })`,
+        loc,
+      );
+    }
+  });
+  if (length === undefined) throw new CompileError('g.scan: xs is null, so the number of steps is not known', 'pass it in the options: g.scan(step, init, null, { length: 16 })', loc);
+  if (carry.ids.length + xsIn.ids.length === 0) throw new CompileError('g.scan: there is no carry and no xs: nothing to scan', HINT, loc);
+
+  // trace the step once, on placeholders
+  const start = g.insts.length;
+  const carryTypes = carry.ids.map((c) => g.type(c));
+  const holders = [...carry.ids.map((c) => g.type(c)), ...xsIn.ids.map((x, j) => slice(g.type(x), xaxes[j]!))].map((ty) => g.append('fwd', [], { name: 'scan' }, ty, loc));
+  const out = (step as (c: unknown, x: unknown) => unknown)(carry.rebuild(holders.slice(0, carry.ids.length)), xsIn.rebuild(holders.slice(carry.ids.length)));
+  const recorded = g.insts.slice(start);
+  const fail = (msg: string, fix: string): never => {
+    g.remove(new Set(recorded.map((i) => i.id)));
+    throw new CompileError(`g.scan: ${msg}`, fix, loc);
+  };
+  if (!Array.isArray(out) || out.length !== 2) fail(`the step must return [carry, y], got ${describe(out)}`, 'return the new carry and this step\'s y (null for none): (c, x) => [c2, y]');
+  const [c2, y] = out as unknown[];
+  let newCarry: ValueId[] = [];
+  let ys: ReturnType<typeof leaves> = { ids: [], rebuild: () => null };
+  try {
+    newCarry = leaves(t, c2, 'the carry the step returns', false, loc).ids;
+    ys = leaves(t, y, 'the y the step returns', true, loc);
+  } catch (e) {
+    if (e instanceof CompileError) fail(e.message.replace(/^g\.scan: /, ''), e.hint ?? HINT);
+    throw e;
+  }
+  if (newCarry.length !== carry.ids.length || (Array.isArray(init) !== Array.isArray(c2)))
+    fail(`the step returns ${Array.isArray(c2) ? `${newCarry.length} carries` : 'one carry'} but init has ${Array.isArray(init) ? carry.ids.length : 'one tensor'}`, 'return a carry of the same structure as init');
+  newCarry.forEach((c, k) => {
+    const want = carryTypes[k]!;
+    const got = g.type(c);
+    if (got.dtype !== want.dtype || got.shape.length !== want.shape.length || got.shape.some((d, i) => d !== want.shape[i]))
+      fail(
+        `the step changes the carry${carry.ids.length > 1 ? ` [${k}]` : ''} from ${formatType(want)} to ${formatType(got)}`,
+        'a carry keeps its shape and dtype from step to step: return a tensor shaped like init (reshape or reduce the new value)',
+      );
+  });
+  const bad = recorded.find((i) => i.op === 'param' || i.op === 'input' || i.op === 'buffer');
+  if (bad) {
+    g.remove(new Set(recorded.map((i) => i.id)));
+    const what = bad.op === 'buffer' ? 'batchNorm with running statistics' : `g.${bad.op}`;
+    throw new CompileError(
+      `g.scan: the step calls ${what}, which a scan step cannot hold yet`,
+      bad.op === 'param' || bad.op === 'input' ? `declare the ${bad.op} outside the step and use it in it (the step closes over it)` : `apply ${what} to the xs before the scan or to the ys after it`,
+      bad.loc ?? loc,
+    );
+  }
+
+  // the region: the recorded instructions, without the placeholders, in a graph of their own
+  const { body, closed } = region(g, recorded, holders, [...newCarry, ...ys.ids, ...holders.slice(0, carry.ids.length)], carry.ids.length);
+  g.remove(new Set(recorded.map((i) => i.id)));
+  g.bodies.push(body);
+  const yaxes = [...ys.ids.map((v) => (axis < 0 ? axis + g.type(v).shape.length + 1 : axis)), ...carry.ids.map(() => 0)];
+  const attrs = { body: g.bodies.length - 1, carries: carry.ids.length, length: [length], xaxes, yaxes, ...(o.reverse ? { reverse: true as const } : {}) };
+  const token = g.append('scan', [...carry.ids, ...xsIn.ids, ...closed], attrs, SCAN_TOKEN, loc);
+  const inst = g.def(token) as InstOf<'scan'>;
+  const bad2 = checkScan(g, inst);
+  if (bad2) {
+    const yBad = yaxes.findIndex((a, j) => j < ys.ids.length && !(a >= 0 && a <= g.type(ys.ids[j]!).shape.length));
+    throw new CompileError(
+      yBad >= 0 ? `g.scan: the step's y${ys.ids.length > 1 ? `[${yBad}]` : ''} cannot be stacked along axis ${axis}` : `g.scan: ${bad2}`,
+      yBad >= 0 ? 'a y is stacked along the scanned axis: return a y with at least that many axes, or scan another axis' : HINT,
+      loc,
+    );
+  }
+  const results = [...newCarry, ...ys.ids].map((_v, k) => g.append('scan_out', [token], { index: k }, scanOutType(g, inst, k), loc));
+  // the carries that entered each step: read by the reverse pass, named after the scan's carries
+  carry.ids.forEach((_c, k) => g.append('scan_out', [token], { index: newCarry.length + ys.ids.length + k }, scanOutType(g, inst, newCarry.length + ys.ids.length + k), loc, { raw: `scan_carries` }));
+  return [carry.rebuild(results.slice(0, newCarry.length)), ys.rebuild(results.slice(newCarry.length))];
+}
+
+function slice(t: TensorType, axis: number): TensorType {
+  return { dtype: t.dtype, shape: dropAxis(t.shape, axis) };
+}
+
+/**
+ * The body graph of a traced step: inputs for the carries and the slices (the placeholders), then
+ * for each value from outside the step that it reads (the closed-over values, in order of first
+ * use); then the recorded instructions; its outputs are `outs`. A nested scan's region moves in.
+ */
+function region(g: Graph, recorded: readonly Inst[], holders: readonly ValueId[], outs: readonly ValueId[], carries: number): { body: Graph; closed: ValueId[] } {
+  const inside = new Set(recorded.map((i) => i.result));
+  const closed: ValueId[] = [];
+  const note = (a: ValueId) => {
+    if (!inside.has(a) && !closed.includes(a)) closed.push(a);
+  };
+  for (const i of recorded) i.args.forEach(note);
+  outs.forEach(note);
+  const body = new Graph(`${g.name}_scan${g.bodies.length}`, 'forward');
+  const map = new Map<ValueId, ValueId>();
+  const input = (v: ValueId, raw: string) => {
+    const name = body.names.claim(raw);
+    body.names.release(name);
+    map.set(v, body.append('input', [], { name }, g.type(v), g.def(v).loc, { exact: name }));
+  };
+  holders.forEach((h, k) => input(h, k < carries ? `c${k}` : `x${k - carries}`));
+  closed.forEach((v) => input(v, g.value(v).temp || !g.value(v).name ? 'k' : g.value(v).name));
+  const holderSet = new Set(holders);
+  for (const inst of recorded) {
+    if (holderSet.has(inst.result)) continue;
+    const v = g.value(inst.result);
+    let attrs: unknown = inst.attrs;
+    if (inst.op === 'scan') {
+      body.bodies.push(g.bodies[inst.attrs.body]!);
+      attrs = { ...inst.attrs, body: body.bodies.length - 1 };
+    } else if (inst.op === 'custom_grad') {
+      // a g.customGrad in the step: its rule moves into the region with it
+      body.rules.push(g.rules[inst.attrs.rule]!);
+      attrs = { ...inst.attrs, rule: body.rules.length - 1 };
+    }
+    const append = body.append as (op: string, a: readonly ValueId[], at: unknown, ty: TensorType, l: Loc | undefined, n?: { raw: string }) => ValueId;
+    map.set(inst.result, append.call(body, inst.op, inst.args.map((a) => map.get(a)!), attrs, v.type, inst.loc, v.temp || !v.name ? undefined : { raw: v.name }));
+  }
+  const nY = outs.length - 2 * carries;
+  outs.forEach((v, k) => body.outputs.push({ name: k < carries ? `c${k}` : k < carries + nY ? `y${k - carries}` : `s${k - carries - nY}`, value: map.get(v)! }));
+  body.numberTemps();
+  return { body, closed };
+}
