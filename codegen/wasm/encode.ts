@@ -296,6 +296,25 @@ export class Body {
     return this.op(0xb6);
   }
 
+  /** A SIMD instruction by its opcode after the prefix (the kernel-form renderer's table, codegen/wasm/kernel-alu.ts). */
+  simd(code: number): this {
+    return this.op(SIMD, ...uleb(code));
+  }
+  /** An f32 splat to four lanes. */
+  f32x4Splat(): this {
+    return this.op(SIMD, ...uleb(0x13));
+  }
+  /** An i32 splat to four lanes. */
+  i32x4Splat(): this {
+    return this.op(SIMD, ...uleb(0x11));
+  }
+  i32Eqz(): this {
+    return this.op(0x45);
+  }
+  f32Min(): this {
+    return this.op(0x96);
+  }
+
   /** The encoded body: locals (grouped by type) and code. */
   encode(): number[] {
     if (this.depth !== 0) throw new Error('internal: unclosed loop');
