@@ -2,9 +2,13 @@
 // WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
 // every elementwise group, every reduction over leading or trailing axes and every softmax over
 // the last axis a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses
-// of its arrays. The kernels are encoded by graphc at build time and embedded in the module, which
-// still imports nothing. Every other step (cross-entropy, gathers, transposes) is the flat
-// module's code; all steps keep the flat module's order and comments.
+// of its arrays. Every other elementwise, reduction or layout group (transposes, slices, pads,
+// concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
+// is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
+// function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
+// embedded in the module, which still imports nothing. The routines without a kernel here
+// (cross-entropy, gathers) are the flat module's code; all steps keep the flat module's order
+// and comments.
 //
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
@@ -57,6 +61,8 @@ interface Kernel {
   readonly split?: Split & { readonly pack?: { readonly body: Body; readonly rows: number; readonly work: number } };
   /** What it computes, where not its decision's (the comment of the kernel list). */
   readonly what?: string;
+  /** A matmul whose epilogue (not fused into it) is the kernel after it, of the kernel form (else a JS loop). */
+  readonly epilogueKernel?: boolean;
 }
 
 /**
@@ -307,7 +313,11 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       routine?.kind === 'routine' && routine.epilogue
         ? formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (d.productStored ? address(g, mm.result) : productAt) : arrayAt(arg)))
         : undefined;
-    if (epi) return [...call, ...epi];
+    if (epi) {
+      const at = kernels.findIndex((x) => x.name === name);
+      kernels[at] = { ...kernels[at]!, epilogueKernel: true };
+      return [...call, ...epi];
+    }
     if (!d.productStored) e.use('_product');
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
@@ -459,7 +469,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   const bytes = encodeModule(pages, functionsOf(kernels));
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
-  const what = (d: Decision) => {
+  const what = (d: Decision, k: Kernel) => {
     if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
     if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
@@ -477,13 +487,13 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
       return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }
-    const k = d.kernel;
-    const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
-    return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;
+    const mm = d.kernel;
+    const layout = mm.transA || mm.transB ? ` (${[mm.transA ? 'A' : '', mm.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
+    return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
   };
   return [
     `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d)}` : '')}`),
+    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d, k)}` : '')}`),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
