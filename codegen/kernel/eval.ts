@@ -61,8 +61,21 @@ function forEachPoint(sizes: readonly number[], f: (x: number[]) => void): void 
   }
 }
 
-/** Runs a kernel: stores land in the arrays of `mem`. */
-export function evalKernel(k: Kernel, mem: Memory, dims: Dims): void {
+/** How the evaluator computes: float64 (the reference), or f32 as a renderer does. */
+export interface EvalOptions {
+  /**
+   * Round every f32 node's value to f32 (Math.fround: constants, loads, each primitive's result,
+   * each step of an f32 accumulator): the arithmetic of an f32 target, which the decompositions
+   * of codegen/kernel/decompose.ts are measured in.
+   */
+  readonly f32?: boolean;
+}
+
+const same = (x: number) => x;
+
+/** Runs a kernel: stores land in the arrays of `mem`. i32 results wrap modulo 2³². */
+export function evalKernel(k: Kernel, mem: Memory, dims: Dims, opts: EvalOptions = {}): void {
+  const f32 = opts.f32 ? Math.fround : same;
   const n = k.domain.map((d) => bind(d, dims));
   const epi = epilogueNodes(k);
   const loads = k.nodes.map((nd) => (nd.op === 'load' ? boundAccess(nd.access, mem, dims) : undefined));
@@ -74,24 +87,29 @@ export function evalKernel(k: Kernel, mem: Memory, dims: Dims): void {
     const nd = k.nodes[i]!;
     switch (nd.op) {
       case 'const':
-        return nd.value;
+        return nd.dtype === 'f32' ? f32(nd.value) : nd.value;
       case 'load': {
         const b = loads[i]!;
         if (b.guards.some((g) => x[g.axis]! < g.lo || x[g.axis]! >= g.hi)) return 0;
-        return b.arr[address(b, x)]!;
+        const v = b.arr[address(b, x)]!;
+        return nd.dtype === 'f32' ? f32(v) : v;
       }
       case 'coord':
         return x[nd.axis]!;
       case 'dim':
-        return dims[nd.name]!;
+        return f32(dims[nd.name]!);
       case 'reduce':
-        return acc[i]!;
+        return f32(acc[i]!);
       default: {
         if (!isAlu(nd.op)) throw new Error(`internal: no semantics for ${nd.op}`);
-        return ALU[nd.op].eval(...argsOf(nd).map((a) => vals[a]!));
+        const args = argsOf(nd).map((a) => vals[a]!);
+        if (nd.dtype === 'i32') return nd.op === 'mul' ? Math.imul(args[0]!, args[1]!) : ALU[nd.op].eval(...args) | 0;
+        const v = ALU[nd.op].eval(...args);
+        return nd.dtype === 'f32' ? f32(v) : v;
       }
     }
   };
+  const step = k.nodes.map((nd) => (nd.op === 'reduce' && nd.acc === 'f32' ? (a: number, v: number) => f32(REDUCE_STEP[nd.red](a, v)) : nd.op === 'reduce' ? REDUCE_STEP[nd.red] : undefined));
   const pass = (epilogue: boolean) => {
     for (let i = 0; i < k.nodes.length; i++) if (epi[i] === epilogue) vals[i] = evalNode(i);
     for (const s of stores) if (s.after === epilogue) s.at.arr[address(s.at, x)] = vals[s.node]!;
@@ -103,7 +121,7 @@ export function evalKernel(k: Kernel, mem: Memory, dims: Dims): void {
     forEachPoint(k.axes.map((d) => n[d]!), (inner) => {
       k.axes.forEach((d, j) => (x[d] = inner[j]!));
       pass(false);
-      k.nodes.forEach((nd, i) => nd.op === 'reduce' && (acc[i] = REDUCE_STEP[nd.red](acc[i]!, vals[nd.args[0]]!)));
+      k.nodes.forEach((nd, i) => nd.op === 'reduce' && (acc[i] = step[i]!(acc[i]!, vals[nd.args[0]]!)));
     });
     if (k.axes.length === 0) return;
     // the epilogue reads values that do not vary along the reduced axes: evaluate them at 0 there

@@ -20,6 +20,7 @@
 
 import type { Dim, Size } from '../../ir/dims.js';
 import type { AttrsOf } from '../../ir/ops.js';
+import { erf } from '../../ir/special.js';
 
 /** Element types of kernel values: f32 and i32 as in the graph IR, bool for comparisons. */
 export type EType = 'f32' | 'i32' | 'bool';
@@ -47,8 +48,26 @@ export interface Guard {
   readonly hi: Size;
 }
 
-export type UnaryOp = 'neg' | 'recip' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'cast';
-export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'lt' | 'le' | 'eq';
+/**
+ * Unary primitives. f32 → f32: neg (also i32), recip, abs, exp, log, sqrt, tanh, sin, cos, erf,
+ * log1p, expm1, floor. Conversions: cast (i32 or bool → f32, by value), toint (f32 → i32,
+ * truncating toward 0, saturating at ±2³¹, NaN → 0: wasm's i32.trunc_sat_f32_s), bits (f32 → i32,
+ * the IEEE-754 bit pattern) and frombits (i32 → f32, its inverse).
+ */
+export type UnaryOp =
+  | 'neg' | 'recip' | 'abs' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'cast'
+  | 'sin' | 'cos' | 'erf' | 'log1p' | 'expm1' | 'floor'
+  | 'toint' | 'bits' | 'frombits';
+/**
+ * Binary primitives: add sub mul max min on two f32 or two i32 (i32 wraps modulo 2³²), div and
+ * pow on f32, comparisons lt le eq (→ bool); on i32 only: shl, shr (arithmetic: the sign bit is
+ * copied in; the shift count is taken modulo 32); and, or on two i32 (bitwise) or two bool.
+ */
+export type BinaryOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'lt' | 'le' | 'eq'
+  | 'shl' | 'shr' | 'and' | 'or';
+/** Every computing primitive: what a renderer's capabilities name (codegen/kernel/decompose.ts). */
+export type AluOp = UnaryOp | BinaryOp | 'where';
 export type ReduceOp = 'sum' | 'max';
 
 /** One SSA node of a kernel's DAG; args are indices of earlier nodes. */
@@ -189,9 +208,33 @@ const sameNumeric: AluDef['type'] = ([a, b]) => (a === b && numeric(a!) ? a! : `
 const compare: AluDef['type'] = ([a, b]) => (a === b && numeric(a!) ? 'bool' : `needs two f32 or two i32 operands, got ${a}, ${b}`);
 const unary = (f: (x: number) => number): AluDef => ({ arity: 1, type: unaryF32, eval: f });
 const binary = (f: (a: number, b: number) => number, type = sameNumeric): AluDef => ({ arity: 2, type, eval: f });
+const twoI32: AluDef['type'] = ([a, b]) => (a === 'i32' && b === 'i32' ? 'i32' : `needs two i32 operands, got ${a}, ${b}`);
+const logical: AluDef['type'] = ([a, b]) => (a === b && (a === 'i32' || a === 'bool') ? a! : `needs two i32 or two bool operands, got ${a}, ${b}`);
 
-/** The semantics of every computing primitive (const, load, coord, dim and reduce are the kernel's own). */
-export const ALU: { readonly [K in UnaryOp | BinaryOp | 'where']: AluDef } = {
+const F32 = new Float32Array(1);
+const I32 = new Int32Array(F32.buffer);
+/** The bit pattern of the f32 nearest x. */
+export function f32Bits(x: number): number {
+  F32[0] = x;
+  return I32[0]!;
+}
+/** The f32 whose bit pattern is the i32 x. */
+export function f32FromBits(x: number): number {
+  I32[0] = x;
+  return F32[0]!;
+}
+/** f32 → i32 as wasm's i32.trunc_sat_f32_s: toward 0, saturating, NaN → 0. */
+function toInt(x: number): number {
+  if (Number.isNaN(x)) return 0;
+  return Math.max(-2147483648, Math.min(2147483647, Math.trunc(x))) | 0;
+}
+
+/**
+ * The semantics of every computing primitive (const, load, coord, dim and reduce are the kernel's
+ * own), in float64; an evaluator rounds each f32 result to f32 (Math.fround) and wraps each i32
+ * result modulo 2³² (codegen/kernel/eval.ts).
+ */
+export const ALU: { readonly [K in AluOp]: AluDef } = {
   neg: { arity: 1, type: ([a]) => (numeric(a!) ? a! : `needs f32 or i32, got ${a}`), eval: (x) => -x },
   recip: unary((x) => 1 / x),
   abs: unary(Math.abs),
@@ -199,6 +242,15 @@ export const ALU: { readonly [K in UnaryOp | BinaryOp | 'where']: AluDef } = {
   log: unary(Math.log),
   sqrt: unary(Math.sqrt),
   tanh: unary(Math.tanh),
+  sin: unary(Math.sin),
+  cos: unary(Math.cos),
+  erf: unary(erf),
+  log1p: unary(Math.log1p),
+  expm1: unary(Math.expm1),
+  floor: unary(Math.floor),
+  toint: { arity: 1, type: ([a]) => (a === 'f32' ? 'i32' : `converts f32 to i32, got ${a}`), eval: toInt },
+  bits: { arity: 1, type: ([a]) => (a === 'f32' ? 'i32' : `reinterprets f32 as i32, got ${a}`), eval: f32Bits },
+  frombits: { arity: 1, type: ([a]) => (a === 'i32' ? 'f32' : `reinterprets i32 as f32, got ${a}`), eval: f32FromBits },
   /** To f32 from i32 or bool (1 and 0). */
   cast: { arity: 1, type: ([a]) => (a === 'i32' || a === 'bool' ? 'f32' : `casts i32 or bool to f32, got ${a}`), eval: (x) => x },
   add: binary((a, b) => a + b),
@@ -211,6 +263,10 @@ export const ALU: { readonly [K in UnaryOp | BinaryOp | 'where']: AluDef } = {
   lt: binary((a, b) => (a < b ? 1 : 0), compare),
   le: binary((a, b) => (a <= b ? 1 : 0), compare),
   eq: binary((a, b) => (a === b ? 1 : 0), compare),
+  shl: binary((a, b) => a << b, twoI32),
+  shr: binary((a, b) => a >> b, twoI32),
+  and: binary((a, b) => a & b, logical),
+  or: binary((a, b) => a | b, logical),
   where: {
     arity: 3,
     type: ([c, a, b]) => (c !== 'bool' ? `needs a bool condition, got ${c}` : a === b && numeric(a!) ? a! : `needs two branches of one type, got ${a}, ${b}`),
@@ -224,7 +280,7 @@ export const REDUCE_STEP: { readonly [R in ReduceOp]: (acc: number, v: number) =
   max: (acc, v) => (v > acc ? v : acc),
 };
 
-export function isAlu(op: string): op is keyof typeof ALU {
+export function isAlu(op: string): op is AluOp {
   return Object.prototype.hasOwnProperty.call(ALU, op);
 }
 

@@ -14,9 +14,11 @@ import * as E from '../expr.js';
 import type { Expr } from '../expr.js';
 import type { Access as LoopAccess } from '../loops.js';
 import { nest } from '../loops.js';
-import type { Access, BinaryOp, Kernel, Node, Store, UnaryOp } from '../kernel/form.js';
+import type { Access, AluOp, BinaryOp, Kernel, Node, Store, UnaryOp } from '../kernel/form.js';
 import { argsOf, epilogueNodes } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
+import type { Capabilities } from '../kernel/decompose.js';
+import { capabilities, decomposeMapped } from '../kernel/decompose.js';
 
 /** How the rendered code names things. */
 export interface Names {
@@ -42,7 +44,16 @@ const ONE = E.num(1);
 const ZERO = E.num(0);
 const and = E.bin('&&', 5);
 
-const UNARY: { readonly [K in Exclude<UnaryOp, 'cast'>]: (a: Expr) => Expr } = {
+/**
+ * The unary primitives JavaScript has (Math has no erf: it is decomposed; the bit-level
+ * primitives toint, bits and frombits are not rendered, and no decomposition JavaScript needs
+ * uses them).
+ */
+type TsUnary = Exclude<UnaryOp, 'cast' | 'erf' | 'toint' | 'bits' | 'frombits'>;
+/** The binary primitives JavaScript renders (not the i32 bit operations shl, shr, and, or). */
+type TsBinary = Exclude<BinaryOp, 'shl' | 'shr' | 'and' | 'or'>;
+
+const UNARY: { readonly [K in TsUnary]: (a: Expr) => Expr } = {
   neg: E.neg,
   recip: (a) => E.div(ONE, a),
   abs: (a) => E.call('Math.abs', a),
@@ -50,10 +61,15 @@ const UNARY: { readonly [K in Exclude<UnaryOp, 'cast'>]: (a: Expr) => Expr } = {
   log: (a) => E.call('Math.log', a),
   sqrt: (a) => E.call('Math.sqrt', a),
   tanh: (a) => E.call('Math.tanh', a),
+  sin: (a) => E.call('Math.sin', a),
+  cos: (a) => E.call('Math.cos', a),
+  log1p: (a) => E.call('Math.log1p', a),
+  expm1: (a) => E.call('Math.expm1', a),
+  floor: (a) => E.call('Math.floor', a),
 };
 
 /** Binary primitives; a comparison with a literal on its left reads the other way round (`x > 0`). */
-const BINARY: { readonly [K in BinaryOp]: (a: Expr, b: Expr) => Expr } = {
+const BINARY: { readonly [K in TsBinary]: (a: Expr, b: Expr) => Expr } = {
   add: E.add,
   sub: E.sub,
   mul: E.mul,
@@ -65,6 +81,17 @@ const BINARY: { readonly [K in BinaryOp]: (a: Expr, b: Expr) => Expr } = {
   le: (a, b) => (E.literal(a) !== undefined ? E.rel('>=')(b, a) : E.rel('<=')(a, b)),
   eq: E.rel('==='),
 };
+
+/** What the flat module computes natively: its tables' primitives, cast and where; the rest is decomposed (codegen/kernel/decompose.ts). */
+export const TS_CAPABILITIES: Capabilities = capabilities('flat TypeScript', [...(Object.keys(UNARY) as AluOp[]), ...(Object.keys(BINARY) as AluOp[]), 'cast', 'where']);
+
+/** The kernel in the flat module's primitives, with the names of its nodes carried over. */
+function native(k: Kernel, names: Names): { k: Kernel; names: Names } {
+  const d = decomposeMapped(k, TS_CAPABILITIES);
+  if (d.kernel === k) return { k, names };
+  const move = (m: ReadonlyMap<number, string>) => new Map([...m].map(([i, n]) => [d.map[i]!, n] as const));
+  return { k: d.kernel, names: { arr: names.arr, nodes: move(names.nodes), views: move(names.views) } };
+}
 
 const isAtom = (e: Expr) => e.prec >= E.P.ATOM || E.literal(e) !== undefined;
 
@@ -121,9 +148,13 @@ function statements(k: Kernel, which: readonly boolean[], storeAfter: boolean | 
         if (p === 2) atom(n.args[0]);
         return BINARY.pow(x(n.args[0]), x(n.args[1]));
       }
-      default:
-        if (argsOf(n).length === 1) return UNARY[n.op as Exclude<UnaryOp, 'cast'>](x(n.args[0]!));
-        return BINARY[n.op as BinaryOp](x(n.args[0]!), x(n.args[1]!));
+      default: {
+        const f = argsOf(n).length === 1 ? (UNARY as Partial<Record<string, (a: Expr) => Expr>>)[n.op] : undefined;
+        const g = argsOf(n).length === 2 ? (BINARY as Partial<Record<string, (a: Expr, b: Expr) => Expr>>)[n.op] : undefined;
+        if (f) return f(x(n.args[0]!));
+        if (g) return g(x(n.args[0]!), x(n.args[1]!));
+        throw new CompileError(`internal: the flat module's renderer met ${n.op}, which decompose should have rewritten`);
+      }
     }
   };
   k.nodes.forEach((_n, i) => {
@@ -205,7 +236,8 @@ function needed(k: Kernel, roots: readonly number[], stopAtReduce: boolean): boo
 }
 
 /** A kernel as statements of the flat module. `acc(k)`: the arena's k-th accumulator array. */
-export function renderKernel(k: Kernel, names: Names, acc: (n: number) => string): string[] {
+export function renderKernel(kernel: Kernel, kernelNames: Names, acc: (n: number) => string): string[] {
+  const { k, names } = native(kernel, kernelNames);
   const all = k.domain.map((_d, i) => i);
   const split = boxes(k, names);
   if (split) return split.flatMap((b) => renderKernel(b.k, b.names, acc));
@@ -366,7 +398,8 @@ function renderReduction(k: Kernel, names: Names, accArray: (n: number) => strin
  * gives the index of an access there, `loaded` the value of a load the routine has at hand (its
  * result, in a register).
  */
-export function renderAt(k: Kernel, names: Names, index: (a: Access) => string, loaded: (a: Access) => Expr | undefined): string[] {
+export function renderAt(kernel: Kernel, kernelNames: Names, index: (a: Access) => string, loaded: (a: Access) => Expr | undefined): string[] {
+  const { k, names } = native(kernel, kernelNames);
   const which = k.nodes.map(() => true);
   const coord = () => {
     throw new CompileError(`internal: the flat module renders no coordinate in a routine's epilogue`);

@@ -1,0 +1,316 @@
+// The decomposition pass (codegen/kernel/decompose.ts) and the ALU primitives it builds on: each
+// decomposition, evaluated node by node in f32 arithmetic (codegen/kernel/eval.ts's f32 mode), is
+// held against the float64 function over dense samples of its range plus the special values, to
+// the ulp bound docs/compiler.md states; a kernel of native primitives is left alone; a primitive
+// a target lacks and cannot decompose is a CompileError naming it and the target; the flat
+// module renders erf through its decomposition. Also: the new primitives print, parse back and
+// verify, ir/special.ts's erf against known values.
+
+import { describe, expect, it } from 'vitest';
+import type { Size } from '../ir/dims.js';
+import { CompileError } from '../ir/errors.js';
+import { erf } from '../ir/special.js';
+import type { AluOp, Kernel, Node } from '../codegen/kernel/form.js';
+import { ALU, f32Bits, f32FromBits } from '../codegen/kernel/form.js';
+import type { Capabilities } from '../codegen/kernel/decompose.js';
+import { ALL_ALU, capabilities, decompose } from '../codegen/kernel/decompose.js';
+import { evalKernel } from '../codegen/kernel/eval.js';
+import { verifyKernel } from '../codegen/kernel/verify.js';
+import { printLaunch } from '../codegen/kernel/print.js';
+import { parseLaunch } from '../codegen/kernel/parse.js';
+import { TS_CAPABILITIES, renderKernel } from '../codegen/ts/render.js';
+
+const S = (c: number): Size => ({ coef: c, syms: [] });
+const TRANSCENDENTAL: readonly AluOp[] = ['exp', 'log', 'tanh', 'sin', 'cos', 'erf', 'log1p', 'expm1', 'pow'];
+/** A SIMD target: arithmetic, comparisons, select, sqrt, floor and the bit primitives, no transcendental function. */
+const SIMD = capabilities('wasm SIMD', ALL_ALU.filter((o) => !TRANSCENDENTAL.includes(o)));
+/** A bare target: not even sqrt, floor, recip, neg or abs. */
+const BARE = capabilities('bare', ['add', 'sub', 'mul', 'div', 'lt', 'le', 'eq', 'where', 'cast', 'toint', 'bits', 'frombits', 'shl', 'shr', 'and', 'or', 'max', 'min']);
+
+/** y[i] = op(x[i]) (or op(x[i], c) with a constant c) over n points. */
+function kernelOf(op: AluOp, n: number, c?: number): Kernel {
+  const x: Node = { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [S(1)], offset: S(0) } };
+  const nodes: Node[] = c === undefined ? [x, { op, dtype: 'f32', args: [0] } as Node] : [x, { op: 'const', dtype: 'f32', value: c }, { op, dtype: 'f32', args: [0, 1] } as Node];
+  return { kind: 'kernel', name: 'k', domain: [n], axes: [], nodes, stores: [{ node: nodes.length - 1, access: { arg: 'y', strides: [S(1)], offset: S(0) } }], notes: [] };
+}
+
+const arraysOf = (n: number) => (name: string) => (name === 'x' || name === 'y' ? { dtype: 'f32' as const, numel: S(n) } : undefined);
+
+/** The spacing of f32 numbers at v (subnormals: 2⁻¹⁴⁹). */
+function ulp(v: number): number {
+  const a = Math.abs(Math.fround(v));
+  if (a === 0) return 2 ** -149;
+  return 2 ** (Math.max(Math.floor(Math.log2(a)), -126) - 23);
+}
+
+/** The decomposed kernel (verified before and after) evaluated in f32 over xs. */
+function run(op: AluOp, xs: Float64Array, caps: Capabilities, c?: number): { out: Float64Array; kernel: Kernel } {
+  const k = kernelOf(op, xs.length, c);
+  expect(verifyKernel(k, arraysOf(xs.length))).toEqual([]);
+  const d = decompose(k, caps);
+  expect(verifyKernel(d, arraysOf(xs.length))).toEqual([]);
+  expect(d.nodes.every((n) => !(n.op in ALU) || caps.native.has(n.op as AluOp)), 'only native primitives are left').toBe(true);
+  const out = new Float64Array(xs.length);
+  evalKernel(d, (name) => (name === 'x' ? xs : out), {}, { f32: true });
+  return { out, kernel: d };
+}
+
+/**
+ * The largest error in ulps over the points whose reference is a finite nonzero f32 value;
+ * where it is ±0, ±∞ or NaN the result must be exactly that (the sign of 0 included).
+ */
+function maxUlp(op: AluOp, xs: Float64Array, ref: (x: number) => number, caps: Capabilities, c?: number): { ulps: number; at: number } {
+  const { out } = run(op, xs, caps, c);
+  let ulps = 0;
+  let at = NaN;
+  const wrong: string[] = [];
+  xs.forEach((x, i) => {
+    const r = ref(x);
+    const r32 = Math.fround(r);
+    if (!Number.isFinite(r32) || r32 === 0) {
+      if (!Object.is(out[i], r32)) wrong.push(`${op}(${x}) = ${out[i]}, not ${r32}`);
+      return;
+    }
+    const e = Math.abs(out[i]! - r) / ulp(r);
+    if (!(e <= ulps)) [ulps, at] = [e, x];
+  });
+  expect(wrong.slice(0, 5)).toEqual([]);
+  return { ulps, at };
+}
+
+/** n f32 points from lo to hi, evenly (or evenly in log scale when `log`, lo and hi of one sign). */
+function samples(lo: number, hi: number, n: number, log = false): number[] {
+  return Array.from({ length: n }, (_x, i) => {
+    const t = i / (n - 1);
+    return Math.fround(log ? Math.sign(lo) * Math.exp(Math.log(Math.abs(lo)) + t * (Math.log(Math.abs(hi)) - Math.log(Math.abs(lo)))) : lo + t * (hi - lo));
+  });
+}
+const SPECIAL = [0, -0, Infinity, -Infinity, NaN, 1e-45, -1e-45, 1e-40, -1e-40, 2 ** -126, 3.4e38, -3.4e38, 1, -1, 0.5, -0.5, 2];
+const points = (...parts: readonly (readonly number[])[]) => Float64Array.from(parts.flat(), Math.fround);
+/** Dense over [−hi, hi], log-spaced from 1e-30 to hi on either side, and the special values. */
+const symmetric = (hi: number) => points(samples(-hi, hi, 60000), samples(1e-30, hi, 20000, true), samples(-1e-30, -hi, 20000, true), SPECIAL);
+
+interface Case {
+  readonly op: AluOp;
+  readonly ref: (x: number) => number;
+  readonly xs: () => Float64Array;
+  /** The bound docs/compiler.md states, in ulps. */
+  readonly bound: number;
+  readonly c?: number;
+  /** Also measured on the bare target (where its decomposition uses decomposed sqrt, recip, neg, abs, floor). */
+  readonly bare?: boolean;
+}
+
+const CASES: readonly (readonly [string, Case])[] = [
+  ['exp', { op: 'exp', ref: Math.exp, bound: 1, xs: () => points(samples(-110, 90, 80000), samples(-1, 1, 20000), SPECIAL, [88.72283172607422, 88.72283935546875, -87.3, -103.9, -104.5]) }],
+  ['log', { op: 'log', ref: Math.log, bound: 1, xs: () => points(samples(1e-45, 3.4e38, 60000, true), samples(0, 3, 20000), samples(0.5, 2, 20000), SPECIAL) }],
+  ['tanh', { op: 'tanh', ref: Math.tanh, bound: 1.5, bare: true, xs: () => symmetric(20) }],
+  ['sin', { op: 'sin', ref: Math.sin, bound: 2.5, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(1e-30, 1e5, 20000, true), SPECIAL.filter((x) => !(Math.abs(x) > 1e5))) }],
+  ['cos', { op: 'cos', ref: Math.cos, bound: 2.5, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(-1e-30, -1e5, 20000, true), SPECIAL.filter((x) => !(Math.abs(x) > 1e5))) }],
+  ['erf', { op: 'erf', ref: erf, bound: 2, xs: () => symmetric(10) }],
+  ['log1p', { op: 'log1p', ref: Math.log1p, bound: 2, xs: () => points(samples(-1, 10, 60000), samples(1e-30, 3e38, 20000, true), samples(-1e-30, -1, 20000, true), SPECIAL, [-2]) }],
+  ['expm1', { op: 'expm1', ref: Math.expm1, bound: 2, xs: () => points(symmetric(1), samples(-110, 90, 40000)) }],
+  ['sqrt', { op: 'sqrt', bare: true, ref: Math.sqrt, bound: 1, xs: () => points(samples(1e-45, 3.4e38, 60000, true), samples(0, 4, 40000), SPECIAL) }],
+  ['floor', { op: 'floor', bare: true, ref: Math.floor, bound: 0, xs: () => points(samples(-1e3, 1e3, 60000), samples(-1e9, 1e9, 40000), SPECIAL, [8388607.5, -8388607.5]) }],
+  ['pow(x, 3)', { op: 'pow', c: 3, ref: (x) => Math.pow(x, 3), bound: 1.5, xs: () => points(samples(-30, 30, 100000), SPECIAL) }],
+  ['pow(x, -3)', { op: 'pow', bare: true, c: -3, ref: (x) => Math.pow(x, -3), bound: 2.5, xs: () => points(samples(-30, 30, 100000), SPECIAL) }],
+  ['pow(x, 0.5)', { op: 'pow', bare: true, c: 0.5, ref: (x) => Math.pow(x, 0.5), bound: 1, xs: () => points(samples(0, 100, 100000), SPECIAL) }],
+  ['pow(x, -0.5)', { op: 'pow', bare: true, c: -0.5, ref: (x) => Math.pow(x, -0.5), bound: 2, xs: () => points(samples(0, 100, 100000), SPECIAL) }],
+];
+
+describe.each(CASES)('the decomposition of %s', (_name, cs) => {
+  it.each([['a SIMD target', SIMD] as const, ['a bare target', BARE] as const])(`is within its bound in f32 arithmetic on %s`, (_t, caps) => {
+    if (caps.native.has(cs.op) && cs.c === undefined) return; // native there: nothing to measure
+    if (caps === BARE && !cs.bare) return; // the same decomposition as on the SIMD target
+    const { ulps, at } = maxUlp(cs.op, cs.xs(), cs.ref, caps, cs.c);
+    expect(ulps, `${cs.op} at ${at}`).toBeLessThanOrEqual(cs.bound);
+  });
+});
+
+describe('the decomposition of pow with a non-constant exponent', () => {
+  it('is within 2 + 2·|y·ln x| ulps, with Math.pow\'s values at 0, ∞ and negative bases', () => {
+    for (const y of [1.7, 2.5, -1.3, 3]) {
+      const xs = points(samples(-100, 100, 40000), SPECIAL);
+      const k = kernelOf('pow', xs.length);
+      // the exponent from an array, so that it is no constant
+      const nodes: Node[] = [k.nodes[0]!, { op: 'load', dtype: 'f32', access: { arg: 'e', strides: [S(0)], offset: S(0) } }, { op: 'pow', dtype: 'f32', args: [0, 1] }];
+      const kp: Kernel = { ...k, nodes, stores: [{ node: 2, access: k.stores[0]!.access }] };
+      const arrays = (n: string) => (n === 'e' ? { dtype: 'f32' as const, numel: S(1) } : arraysOf(xs.length)(n));
+      const d = decompose(kp, SIMD);
+      expect(verifyKernel(d, arrays)).toEqual([]);
+      const out = new Float64Array(xs.length);
+      evalKernel(d, (n) => (n === 'x' ? xs : n === 'e' ? Float64Array.of(y) : out), {}, { f32: true });
+      const wrong: string[] = [];
+      xs.forEach((x, i) => {
+        const r = Math.pow(x, Math.fround(y));
+        if (Object.is(x, -0)) return; // documented: a −0 base counts as +0
+        const special = !Number.isFinite(Math.fround(r)) || Math.fround(r) === 0;
+        if (special ? !Object.is(out[i], Math.fround(r)) : Math.abs(out[i]! - r) / ulp(r) > 2 + 2 * Math.abs(y * Math.log(Math.abs(x)))) wrong.push(`pow(${x}, ${y}) = ${out[i]}, not ${r}`);
+      });
+      expect(wrong.slice(0, 5)).toEqual([]);
+    }
+  });
+});
+
+describe('sin and cos beyond 1e5', () => {
+  it('are NaN (the documented limit of their range reduction)', () => {
+    for (const op of ['sin', 'cos'] as const) {
+      const { out } = run(op, Float64Array.of(1e5, 100001, -3e5, 1e30, Infinity, -Infinity, NaN), SIMD);
+      expect(Array.from(out, (v, i) => (i === 0 ? Number.isNaN(v) : v))).toEqual([false, NaN, NaN, NaN, NaN, NaN, NaN]);
+    }
+  });
+});
+
+describe('decompose', () => {
+  it('leaves a kernel of native primitives as it is (the same object)', () => {
+    const k = kernelOf('exp', 4);
+    expect(decompose(k, capabilities('flat TypeScript', ALL_ALU))).toBe(k);
+    expect(decompose(k, TS_CAPABILITIES)).toBe(k);
+  });
+
+  it('names the primitive and the target it cannot compute in a CompileError', () => {
+    const noBits = capabilities('scalar', ALL_ALU.filter((o) => !['exp', 'bits', 'frombits'].includes(o)));
+    const err = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(CompileError);
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    expect(err(() => decompose(kernelOf('exp', 4), noBits))).toBe('the scalar target cannot compute exp: its decomposition needs frombits, which the scalar target lacks and cannot decompose');
+    const noToint = capabilities('bare', ALL_ALU.filter((o) => o !== 'toint'));
+    const k = kernelOf('floor', 4);
+    const kt: Kernel = { ...k, nodes: [k.nodes[0]!, { op: 'toint', dtype: 'i32', args: [0] }, { op: 'cast', dtype: 'f32', args: [1] }], stores: [{ node: 2, access: k.stores[0]!.access }] };
+    expect(err(() => decompose(kt, noToint))).toBe('the bare target cannot compute toint: it has no toint primitive and no decomposition of toint into the primitives it has');
+  });
+
+  it('keeps the stores on the nodes that compute them, through a reduction\'s epilogue', () => {
+    // y = erf(sum(x)) over 8 elements: the decomposition is the epilogue
+    const nodes: Node[] = [
+      { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [S(1)], offset: S(0) } },
+      { op: 'reduce', dtype: 'f32', red: 'sum', acc: 'f64', args: [0] },
+      { op: 'erf', dtype: 'f32', args: [1] },
+    ];
+    const k: Kernel = { kind: 'kernel', name: 'k', domain: [8], axes: [0], nodes, stores: [{ node: 2, access: { arg: 'y', strides: [S(0)], offset: S(0) } }], notes: [] };
+    const arrays = (n: string) => (n === 'x' ? { dtype: 'f32' as const, numel: S(8) } : n === 'y' ? { dtype: 'f32' as const, numel: S(1) } : undefined);
+    const d = decompose(k, SIMD);
+    expect(verifyKernel(d, arrays)).toEqual([]);
+    const x = Float64Array.from({ length: 8 }, (_v, i) => 0.1 * i - 0.3);
+    const y = new Float64Array(1);
+    evalKernel(d, (n) => (n === 'x' ? x : y), {}, { f32: true });
+    expect(Math.abs(y[0]! - erf(x.reduce((a, b) => a + b))) / ulp(y[0]!)).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("the flat module's renderer", () => {
+  it('renders erf through its decomposition, and the new primitives JavaScript has natively', () => {
+    for (const op of ['erf', 'sin', 'cos', 'log1p', 'expm1', 'floor'] as const) {
+      const xs = points(samples(-6, 6, 2001), [0, -0, Infinity, -Infinity, NaN]);
+      const k = kernelOf(op, xs.length);
+      const lines = renderKernel(k, { arr: (n) => n, nodes: new Map(), views: new Map() }, () => '_acc');
+      const code = lines.join('\n');
+      expect(code).not.toMatch(/\berf\b/);
+      if (op !== 'erf') expect(code).toContain(`Math.${op}(`);
+      const y = new Float32Array(xs.length);
+      new Function('x', 'y', code)(Float32Array.from(xs), y);
+      const ref = op === 'erf' ? erf : Math[op];
+      xs.forEach((x, i) => {
+        const r = Math.fround(ref(x));
+        if (!Number.isFinite(r) || r === 0) return expect(Object.is(y[i], r), `${op}(${x}) = ${y[i]}`).toBe(true);
+        expect(Math.abs(y[i]! - ref(x)) / ulp(r), `${op}(${x})`).toBeLessThanOrEqual(2);
+      });
+    }
+  });
+});
+
+describe('the new ALU primitives', () => {
+  it('print, parse back and verify', () => {
+    const text = [
+      'kernel k [4]',
+      '  %0: f32 = load x[d0]',
+      '  %1: f32 = sin %0',
+      '  %2: f32 = cos %1',
+      '  %3: f32 = erf %2',
+      '  %4: f32 = log1p %3',
+      '  %5: f32 = expm1 %4',
+      '  %6: f32 = floor %5',
+      '  %7: i32 = toint %6',
+      '  %8: i32 = bits %6',
+      '  %9: i32 = const 23',
+      '  %10: i32 = shl %7, %9',
+      '  %11: i32 = shr %8, %9',
+      '  %12: i32 = and %10, %11',
+      '  %13: i32 = or %12, %7',
+      '  %14: f32 = frombits %13',
+      '  %15: bool = lt %6, %14',
+      '  %16: bool = eq %7, %8',
+      '  %17: bool = and %15, %16',
+      '  %18: bool = or %17, %15',
+      '  %19: f32 = where %18, %14, %0',
+      '  store y[d0] = %19  # where(or(and(x, y), z), ...)',
+      'end',
+    ].join('\n');
+    const k = parseLaunch(text) as Kernel;
+    const printed = printLaunch(k);
+    expect(printLaunch(parseLaunch(printed))).toBe(printed);
+    expect(verifyKernel(k, arraysOf(4))).toEqual([]);
+  });
+
+  it('are typed by the ALU table: the verifier names a wrong operand type', () => {
+    const text = ['kernel k [4]', '  %0: f32 = load x[d0]', '  %1: i32 = shl %0, %0', '  %2: f32 = frombits %0', '  %3: i32 = toint %0', '  %4: f32 = bits %0', '  %5: f32 = cast %3', '  store y[d0] = %5', 'end'].join('\n');
+    expect(verifyKernel(parseLaunch(text) as Kernel, arraysOf(4))).toEqual([
+      'k: %1: shl needs two i32 operands, got f32, f32',
+      'k: %2: frombits reinterprets i32 as f32, got f32',
+      'k: %4 is typed f32 but bits gives i32',
+    ]);
+  });
+
+  it('evaluate as wasm computes them: toint truncates and saturates, bits round-trips, i32 wraps', () => {
+    const T = ALU.toint.eval;
+    expect([T(2.7), T(-2.7), T(NaN), T(1e10), T(-1e10), T(-0.5)]).toEqual([2, -2, 0, 2147483647, -2147483648, 0]);
+    expect(f32Bits(1)).toBe(0x3f800000);
+    expect(f32Bits(-2)).toBe(-0x40000000);
+    expect(f32FromBits(0x7f800000)).toBe(Infinity);
+    expect(f32FromBits(f32Bits(0.1))).toBe(Math.fround(0.1));
+    expect([ALU.shr.eval(-8, 1), ALU.shl.eval(1, 33), ALU.and.eval(6, 3), ALU.or.eval(6, 3)]).toEqual([-4, 2, 2, 7]);
+    // i32 results wrap modulo 2³² in the evaluator; f32 results round in its f32 mode
+    const nodes: Node[] = [
+      { op: 'const', dtype: 'i32', value: 65537 },
+      { op: 'const', dtype: 'i32', value: 65537 },
+      { op: 'mul', dtype: 'i32', args: [0, 1] },
+      { op: 'cast', dtype: 'f32', args: [2] },
+      { op: 'const', dtype: 'f32', value: 1 },
+      { op: 'const', dtype: 'f32', value: 2 ** -30 },
+      { op: 'add', dtype: 'f32', args: [4, 5] },
+      { op: 'add', dtype: 'f32', args: [3, 6] },
+    ];
+    const k: Kernel = { kind: 'kernel', name: 'k', domain: [1], axes: [], nodes, stores: [{ node: 7, access: { arg: 'y', strides: [S(1)], offset: S(0) } }], notes: [] };
+    const y = new Float64Array(1);
+    evalKernel(k, () => y, {});
+    expect(y[0]).toBe(Math.imul(65537, 65537) + 1 + 2 ** -30);
+    evalKernel(k, () => y, {}, { f32: true });
+    expect(y[0]).toBe(Math.fround(Math.imul(65537, 65537) + 1));
+  });
+});
+
+describe('ir/special.ts erf', () => {
+  it('matches known values to 1e-15, with erf(±0) = ±0, erf(±∞) = ±1', () => {
+    const known: [number, number][] = [
+      [0.1, 0.1124629160182848922],
+      [0.5, 0.5204998778130465377],
+      [1, 0.8427007929497148693],
+      [2, 0.9953222650189527342],
+      [3, 0.9999779095030014146],
+      [1e-5, 1.1283791670578999e-5],
+    ];
+    for (const [x, v] of known) {
+      expect(Math.abs(erf(x) - v) / v, `erf(${x})`).toBeLessThan(1e-15);
+      expect(erf(-x)).toBe(-erf(x));
+    }
+    expect([erf(0), erf(-0), erf(Infinity), erf(-Infinity), erf(NaN), erf(7)]).toEqual([0, -0, 1, -1, NaN, 1]);
+    // the series (below 2.5) and the continued fraction (above) meet
+    expect(Math.abs(erf(2.4999999999999996) - erf(2.5))).toBeLessThan(1e-15);
+  });
+});
