@@ -1,7 +1,7 @@
 // The kernel-form wasm renderer's first half: a kernel of the kernel form (codegen/kernel/form.ts)
 // made ready for the loops of codegen/wasm/kernel.ts. Sizes become numbers (the static module),
-// accesses byte addresses and element strides, a power with a constant integer or half-integer
-// exponent products (and square roots), a copy with guards (pad, concat) boxes of its domain in
+// accesses byte addresses and element strides (a power with a constant integer or half-integer
+// exponent is products and square roots before the decomposition pass), a copy with guards (pad, concat) boxes of its domain in
 // which every guard holds everywhere or nowhere, axes of extent 1 are dropped and adjacent axes
 // that every access walks as one are merged.
 
@@ -57,7 +57,6 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined): F
     if (n.op === 'dim') throw unsupported(k, `the bound size ${n.name}`);
     const args = argsOf(n).map((a) => map[a]!);
     if (n.op === 'load') map.push(push({ op: 'load', dtype: n.dtype, a: access(n.access) }));
-    else if (n.op === 'pow' && nodes[args[1]!]!.op === 'const') map.push(powConst(push, args[0]!, (nodes[args[1]!] as { value: number }).value) ?? push({ ...n, args: [args[0]!, args[1]!] }));
     else map.push(push({ ...n, ...('args' in n ? { args } : {}) } as FlatNode));
   }
   const stores = k.stores.map((s) => ({ node: map[s.node]!, a: access(s.access) }));
@@ -69,8 +68,26 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined): F
   return plain(boxes(dims, nodes, accesses, stores));
 }
 
-/** x^e as products (and a square root) where e is an integer up to 16 in size, or one half more; else undefined. */
-function powConst(push: (n: FlatNode) => number, x: number, e: number): number | undefined {
+/**
+ * The kernel with each power whose exponent is a constant integer up to 16 in size (or one half
+ * more) written as products, a square root and a reciprocal (x⁰ is 1, NaN included, as
+ * Math.pow), so that the decomposition pass leaves only the other powers to exp and log.
+ */
+export function expandPowers(k: Kernel): Kernel {
+  if (!k.nodes.some((n) => n.op === 'pow' && k.nodes[n.args[1]]!.op === 'const')) return k;
+  const nodes: Node[] = [];
+  const map: number[] = [];
+  const push = (n: Node) => nodes.push(n) - 1;
+  for (const n of k.nodes) {
+    const args = argsOf(n).map((a) => map[a]!);
+    const e = n.op === 'pow' ? nodes[args[1]!]! : undefined;
+    const expanded = n.op === 'pow' && e?.op === 'const' ? powConst(push, args[0]!, e.value) : undefined;
+    map.push(expanded ?? push({ ...n, ...('args' in n ? { args } : {}) } as Node));
+  }
+  return { ...k, nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) };
+}
+
+function powConst(push: (n: Node) => number, x: number, e: number): number | undefined {
   const half = Math.abs(e % 1) === 0.5;
   const whole = half ? Math.trunc(e) : e;
   if (!Number.isInteger(whole) || Math.abs(whole) > 16) return undefined;
@@ -88,7 +105,6 @@ function powConst(push: (n: FlatNode) => number, x: number, e: number): number |
     const r = push({ op: 'sqrt', dtype, args: [x] });
     result = result === undefined ? r : mul(result, r);
   }
-  // x⁰ is 1 (NaN included, as Math.pow)
   result ??= push({ op: 'const', dtype, value: 1 });
   return e < 0 ? push({ op: 'recip', dtype, args: [result] }) : result;
 }

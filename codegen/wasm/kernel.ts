@@ -14,8 +14,9 @@ import type { Kernel } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { FlatKernel, FlatNode } from './kernel-plan.js';
-import { flatten, unsupported } from './kernel-plan.js';
-import { alu, constant } from './kernel-alu.js';
+import { expandPowers, flatten, unsupported } from './kernel-plan.js';
+import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
+import { decompose } from '../kernel/decompose.js';
 import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
 import type { Split } from './threads.js';
 
@@ -27,9 +28,12 @@ export interface WasmKernel {
   readonly ranged?: { readonly body: Body; readonly split: Split };
 }
 
-/** Renders `k`; `addr` gives the byte address of each array it reads or writes. */
+/**
+ * Renders `k` (its primitives that are not native here decomposed: codegen/kernel/decompose.ts);
+ * `addr` gives the byte address of each array it reads or writes.
+ */
 export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined): WasmKernel {
-  const flats = flatten(k, addr);
+  const flats = flatten(decompose(expandPowers(k), WASM_CAPABILITIES), addr);
   const whole = new Body();
   for (const fk of flats) new Nest(whole, fk, k.name).emit();
   if (flats.length !== 1) return { body: whole };
