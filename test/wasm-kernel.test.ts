@@ -84,10 +84,18 @@ describe('the kernel-form wasm renderer', () => {
     expect(split).toBe(true);
   });
 
-  it('copies a transpose whose innermost axis strides by more than 1 one point at a time', () => {
+  it('copies a transpose: four lane loads where a load strides along the vectorised axis, four lane stores where a store does', () => {
     const k = kernel('kernel k [7, 6, 10]', '%0: f32 = load x[d0 + 70*d1 + 7*d2]', 'store y[60*d0 + 10*d1 + d2] = %0');
     const { got, want } = check(k, { x: { n: 420 }, y: { n: 420 } });
     expect([...got.y!]).toEqual([...want.y!]);
+    // a reduction whose store strides along the kept axis it vectorises (columns of a transposed result)
+    const r = kernel('kernel k [9, 11, 6] reduce (2)', '%0: f32 = load x[66*d0 + 6*d1 + d2]', '%1: f32 = reduce.max %0 acc f32', 'store y[d0 + 9*d1] = %1');
+    const c = check(r, { x: { n: 594 }, y: { n: 99 } });
+    expect([...c.got.y!]).toEqual([...c.want.y!]);
+    const cols = kernel('kernel k [50, 9] reduce (0)', '%0: f32 = load x[9*d0 + d1]', '%1: f32 = reduce.sum %0 acc f64', 'store y[3*d1] = %1');
+    const d = check(cols, { x: { n: 450 }, y: { n: 27 } });
+    expectClose([0, 3, 6, 9, 12, 15, 18, 21, 24].map((i) => d.got.y![i]!), [0, 3, 6, 9, 12, 15, 18, 21, 24].map((i) => d.want.y![i]!), 1e-5);
+    expect([...d.got.y!].filter((_v, i) => i % 3 !== 0)).toEqual([...d.want.y!].filter((_v, i) => i % 3 !== 0));
   });
 
   it('pads and concatenates through guards: boxes in which each guard holds everywhere or nowhere', () => {

@@ -198,6 +198,10 @@ export class Body {
   v128Store(offset: number): this {
     return this.op(SIMD, ...uleb(0x0b), 0x00, ...uleb(offset));
   }
+  /** Replaces lane `lane` of a v128 with 4 bytes loaded (operands: the address, then the vector). */
+  v128Load32Lane(offset: number, lane: number): this {
+    return this.op(SIMD, ...uleb(0x56), 0x00, ...uleb(offset), lane);
+  }
   /** Stores lane `lane` of a v128 as an f32. */
   v128Store32Lane(offset: number, lane: number): this {
     return this.op(SIMD, ...uleb(0x5a), 0x00, ...uleb(offset), lane);

@@ -2,10 +2,12 @@
 // WebAssembly function. The loops walk the kept axes outermost and the reduced axes inside them
 // (codegen/wasm/kernel-plan.ts has dropped axes of extent 1 and merged the ones every access
 // walks as one). One axis is vectorised, four points at a time with single points for the rest:
-// the innermost (the reduced one of a row reduction, whose four lanes are combined at the end)
-// where every load has stride 0 or 1 along it and every store stride 1; else, for a reduction,
-// the innermost kept axis (a column reduction: four kept points in the lanes, the reduced loops
-// inside); else none (single points, still wasm). At the start of each innermost run a pointer
+// the innermost (the reduced one of a row reduction, whose four lanes are combined at the end),
+// or for a reduction the innermost kept axis (a column reduction: four kept points in the lanes,
+// the reduced loops inside), whichever has fewer accesses that stride along it, where no store
+// stands still along it; else none (single points, still wasm). Along the vectorised axis a load of stride 0 is
+// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads), and a
+// store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
 // per access is set from the coordinates, the nodes that do not vary along the run are computed
 // once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
 // totals after every block of them (as the module's other reductions: codegen/wasm/elementwise.ts).
@@ -116,16 +118,19 @@ class Nest {
   private chooseVec(): number {
     const k = this.k;
     const loadsOf = (which: readonly boolean[]) => k.nodes.flatMap((x, i) => (which[i] && x.op === 'load' ? [x.a] : []));
-    const fits = (ax: number, loads: readonly number[], stores: readonly { a: number }[]) =>
-      loads.every((a) => k.accesses[a]!.strides[ax]! <= 1 && k.accesses[a]!.strides[ax]! >= 0) && stores.every((s) => k.accesses[s.a]!.strides[ax] === 1);
+    // the accesses that stride by more than 1 along an axis (lane by lane), or undefined where one cannot be vectorised along it
+    const cost = (ax: number, loads: readonly number[], stores: readonly { a: number }[]) => {
+      const s = (a: number) => k.accesses[a]!.strides[ax]!;
+      if (loads.some((a) => s(a) < 0) || stores.some((st) => s(st.a) < 1)) return undefined;
+      return [...loads, ...stores.map((st) => st.a)].filter((a) => s(a) > 1).length;
+    };
     const inner = this.inner;
-    if (!this.red) return fits(inner, loadsOf(this.live), k.stores) ? inner : -1;
-    const lanes = fits(inner, loadsOf(this.body), this.during);
+    if (!this.red) return cost(inner, loadsOf(this.live), k.stores) !== undefined ? inner : -1;
+    const lanes = k.dims[inner]! >= 4 ? cost(inner, loadsOf(this.body), this.during) : undefined;
     const c = this.nKept ? this.order[this.nKept - 1]! : -1;
-    const columns = c >= 0 && fits(c, loadsOf(this.live), k.stores);
-    if (lanes && k.dims[inner]! >= 4) return inner;
-    if (columns) return c;
-    return lanes ? inner : -1;
+    const columns = c >= 0 ? cost(c, loadsOf(this.live), k.stores) : undefined;
+    if (lanes !== undefined && (columns === undefined || lanes <= columns)) return inner;
+    return columns !== undefined ? c : -1;
   }
 
   emit(): void {
@@ -252,11 +257,16 @@ class Nest {
       case 'const':
         constant(f, n.dtype, n.value);
         break;
-      case 'load':
-        at(n.a);
-        if (this.mode === 4 && this.vec >= 0 && this.k.accesses[n.a]!.strides[this.vec] === 1) f.v128Load(0);
+      case 'load': {
+        const s = this.mode === 4 ? this.k.accesses[n.a]!.strides[this.vec]! : 0;
+        if (s > 1) for (let l = 0; l < 4; l++) at(n.a);
+        else at(n.a);
+        if (s === 1) f.v128Load(0);
         else f.v128Load32Splat(0);
+        // lanes 1–3 of a strided load, at their offsets from lane 0's address
+        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(4 * s * l, l);
         break;
+      }
       case 'coord':
         f.get(this.x[n.axis]!).i32x4Splat();
         if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3]).i32x4Add();
@@ -271,6 +281,14 @@ class Nest {
 
   private store(s: { node: number; a: number }, at: Addr): void {
     const f = this.f;
+    const stride = this.mode === 4 ? this.k.accesses[s.a]!.strides[this.vec]! : 0;
+    if (stride > 1) {
+      for (let l = 0; l < 4; l++) {
+        at(s.a);
+        f.get(this.res[s.node]!).v128Store32Lane(4 * stride * l, l);
+      }
+      return;
+    }
     at(s.a);
     f.get(this.res[s.node]!);
     if (this.mode === 4) f.v128Store(0);
