@@ -127,23 +127,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       end += align(channelScratch(d.kernel) * 4);
     }
   // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
-  const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
-  for (const g of [m.fwd, m.bwd])
-    for (const inst of g.insts) {
-      const name = g.value(inst.result).name;
-      const s = plan.storage.get(name);
-      if (inst.op === 'fwd' || s?.kind !== 'const' || consts.has(name) || uniformConst(plan, name) !== undefined) continue;
-      consts.set(name, { at: end, dtype: g.type(inst.result).dtype, data: s.data });
-      end += align(s.data.length * 4);
-    }
-  const constsRead = new Set<string>();
+  const consts = constLayout(m, end);
+  end = consts.end;
   /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
   const arrayAt = (name: string): number | undefined => {
     const id = plan.bufferOf.get(name);
-    if (id !== undefined) return offsets[id];
-    const c = consts.get(name);
-    if (c) constsRead.add(name);
-    return c?.at;
+    return id !== undefined ? offsets[id] : consts.at(name);
   };
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
@@ -160,11 +149,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     get entries() {
       return [
         ...(productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : []),
-        ...[...constsRead].map((name) => {
-          const c = consts.get(name)!;
-          const type = c.dtype === 'f32' ? 'Float32Array' : 'Int32Array';
-          return `${key(`_mem_${name}`)}: ((a${typed ? `: ${type}` : ''}) => (a.set([${c.data.map((x) => E.num(x).code).join(', ')}]), a))(new ${type}(memory.buffer, ${c.at}, ${c.data.length})), // ${commentText(name)}, in the memory for the kernels`;
-        }),
+        ...consts.entries(typed),
       ];
     },
     buffersDecl: (arrays, t) =>
@@ -322,6 +307,39 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
   return emitTs(m, typed, backend);
+}
+
+/**
+ * The memory of the constant arrays (not uniform: a uniform one is a literal of the kernels) from
+ * `start`: `at` gives one's address (noting it as read), `entries` the arena's lines that copy the
+ * read ones in (after the units: the others need no copy).
+ */
+function constLayout(m: ModuleInfo, start: number): { end: number; at(name: string): number | undefined; entries(typed: boolean): string[] } {
+  const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
+  let end = start;
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const name = g.value(inst.result).name;
+      const s = m.plan.storage.get(name);
+      if (inst.op === 'fwd' || s?.kind !== 'const' || consts.has(name) || uniformConst(m.plan, name) !== undefined) continue;
+      consts.set(name, { at: end, dtype: g.type(inst.result).dtype, data: s.data });
+      end += align(s.data.length * 4);
+    }
+  const read = new Set<string>();
+  return {
+    end,
+    at(name) {
+      const c = consts.get(name);
+      if (c) read.add(name);
+      return c?.at;
+    },
+    entries: (typed) =>
+      [...read].map((name) => {
+        const c = consts.get(name)!;
+        const type = c.dtype === 'f32' ? 'Float32Array' : 'Int32Array';
+        return `${key(`_mem_${name}`)}: ((a${typed ? `: ${type}` : ''}) => (a.set([${c.data.map((x) => E.num(x).code).join(', ')}]), a))(new ${type}(memory.buffer, ${c.at}, ${c.data.length})), // ${commentText(name)}, in the memory for the kernels`;
+      }),
+  };
 }
 
 /**
