@@ -197,6 +197,21 @@ describe('the kernel-form wasm renderer', () => {
     for (const e of all) expect(e.ours).toBeLessThan(1e-7);
   });
 
+  it('sums to one value (a loss) in f64 term by term, as the flat module: terms that cancel leave their exact sum', () => {
+    const r = rng(5);
+    const n = 1001;
+    const x = Float64Array.from({ length: n }, () => Math.fround(1000 * (2 * r() - 1)));
+    const others = x.slice(0, n - 1).reduce((a, b) => a + b, 0);
+    x[n - 1] = Math.fround(0.5 - others);
+    const exact = x.reduce((a, b) => a + b, 0);
+    const k = kernel(`kernel k [7, 143] reduce (0, 1)`, '%0: f32 = load x[143*d0 + d1]', '%1: f32 = reduce.sum %0 acc f64', 'store y[0] = %1');
+    const bytes = encodeModule(1, [{ name: 'f', body: renderWasmKernel(k, (a) => (a === 'x' ? 0 : 4096)).body }]);
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    new Float32Array(memory.buffer, 0, n).set(x);
+    (new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.f as () => void)();
+    expect(new Float32Array(memory.buffer, 4096, 1)[0]).toBe(Math.fround(exact));
+  });
+
   it('refuses what it has no form for with a CompileError naming the kernel and the op', () => {
     // a shift by a count that varies by lane: i32x4 shifts take one count
     const k = kernel('kernel k7 [8]', '%0: i32 = load x[d0]', '%1: i32 = shl %0, %0', 'store x[d0] = %1');

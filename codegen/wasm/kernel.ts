@@ -10,7 +10,8 @@
 // store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
 // per access is set from the coordinates, the nodes that do not vary along the run are computed
 // once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
-// totals after every block of them (as the module's other reductions: codegen/wasm/elementwise.ts).
+// totals after every block of them (as the module's other reductions: codegen/wasm/elementwise.ts);
+// a sum to one value (a loss), after every term.
 
 import type { Kernel } from '../kernel/form.js';
 import type { Local } from './encode.js';
@@ -74,6 +75,8 @@ class Nest {
   private readonly acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
   private readonly block: number;
   private readonly count?: Local;
+  /** Sums added into their f64 totals term by term (else in blocks of `block`). */
+  private readonly exact: boolean;
   private mode: 1 | 4 = 1;
 
   constructor(
@@ -105,9 +108,12 @@ class Nest {
     const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * k.dims[d]!, 1);
     const lanes = this.vec === this.inner && this.red;
     const sums = this.reduces.some((r) => (n[r] as { red: string }).red === 'sum');
-    const blocked = sums && (lanes ? R > 4 * ROW_BLOCK : R > REDUCE_MIN_ROWS);
+    // a reduction to one value (a loss) adds every term into the f64 totals, as the flat module's
+    // f64 sum: its terms often cancel, and it is one pass over its operand
+    this.exact = sums && this.nKept === 0;
+    const blocked = this.exact || (sums && (lanes ? R > 4 * ROW_BLOCK : R > REDUCE_MIN_ROWS));
     this.block = lanes ? ROW_BLOCK : REDUCE_BLOCK;
-    if (blocked) this.count = f.local('i32');
+    if (blocked && !this.exact) this.count = f.local('i32');
     for (const r of this.reduces) {
       const sum = (n[r] as { red: string }).red === 'sum';
       this.acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
@@ -316,6 +322,7 @@ class Nest {
       }
       f.set(a.v);
     }
+    if (this.exact) this.flush();
     const count = this.count;
     if (count) f.when(() => f.get(count).i32(1).i32Sub().tee(count).i32Eqz(), () => {
       this.flush();
@@ -338,7 +345,7 @@ class Nest {
   /** The reductions' values, in every lane (a lane reduction's four lanes combined), as their nodes' locals. */
   private finish(): void {
     const f = this.f;
-    if (this.count) this.flush();
+    if (this.count || this.exact) this.flush();
     const lanes = this.vec === this.inner;
     for (const [r, a] of this.acc) {
       const [t0, t1] = a.totals ?? [];
