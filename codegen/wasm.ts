@@ -2,9 +2,13 @@
 // WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
 // every elementwise group, every reduction over leading or trailing axes and every softmax over
 // the last axis a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses
-// of its arrays. The kernels are encoded by graphc at build time and embedded in the module, which
-// still imports nothing. Every other step (cross-entropy, gathers, transposes) is the flat
-// module's code; all steps keep the flat module's order and comments.
+// of its arrays. Every other elementwise, reduction or layout group (transposes, slices, pads,
+// concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
+// is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
+// function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
+// embedded in the module, which still imports nothing. The routines without a kernel here
+// (cross-entropy, gathers) are the flat module's code; all steps keep the flat module's order
+// and comments.
 //
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
@@ -12,7 +16,11 @@
 import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
-import { commentText, key, member, typedAs } from './module.js';
+import { commentText, key, member, typedAs, uniformConst } from './module.js';
+import * as E from './expr.js';
+import { lowerUnitOf } from './kernel/lower.js';
+import type { Kernel as FormKernel } from './kernel/form.js';
+import { KernelUnsupported, renderWasmKernel } from './wasm/kernel.js';
 import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
 import { trainGroups } from './ts/train.js';
@@ -34,7 +42,7 @@ import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './wasm/decide.js';
+import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, docOf, isConv, reductionOf } from './wasm/decide.js';
 import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
@@ -44,7 +52,8 @@ export { isConv, simdOp } from './wasm/decide.js';
 interface Kernel {
   readonly name: string;
   readonly body: Body;
-  readonly d: Decision;
+  /** Its decision (a kernel of the kernel form has none: `what` says what it computes). */
+  readonly d?: Decision;
   /**
    * A kernel that threads split: its body computes a range (`body` is then the ranged body); `pack`:
    * the packing of a transposed B, a function of a range of B's rows (`rows` of them) that splits too.
@@ -52,6 +61,8 @@ interface Kernel {
   readonly split?: Split & { readonly pack?: { readonly body: Body; readonly rows: number; readonly work: number } };
   /** What it computes, where not its decision's (the comment of the kernel list). */
   readonly what?: string;
+  /** A matmul whose epilogue (not fused into it) is the kernel after it, of the kernel form (else a JS loop). */
+  readonly epilogueKernel?: boolean;
 }
 
 /**
@@ -115,6 +126,14 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       channelAt.set(u, end);
       end += align(channelScratch(d.kernel) * 4);
     }
+  // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
+  const consts = constLayout(m, end);
+  end = consts.end;
+  /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
+  const arrayAt = (name: string): number | undefined => {
+    const id = plan.bufferOf.get(name);
+    return id !== undefined ? offsets[id] : consts.at(name);
+  };
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
   const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
@@ -126,7 +145,13 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const allKernels = () => (training?.kernel ? [...kernels, training.kernel] : kernels);
   const backend: Backend = {
     what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
-    entries: productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : [],
+    // read after the units: the constant arrays that kernels read, copied into the memory
+    get entries() {
+      return [
+        ...(productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : []),
+        ...consts.entries(typed),
+      ];
+    },
     buffersDecl: (arrays, t) =>
       threaded
         ? arenaDecl(offsets, arrays, t)
@@ -176,11 +201,29 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       return [...conv, ...(unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
     },
   };
+  /** A kernel of the kernel form as a wasm function and its call, or undefined where the renderer cannot render it yet. */
+  function formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined): string[] | undefined {
+    let r;
+    try {
+      r = renderWasmKernel(k, addr);
+    } catch (err) {
+      if (err instanceof KernelUnsupported) return undefined;
+      throw err;
+    }
+    kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
+    return [`${member('kernels', name)}();`];
+  }
+  /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
+  function formCode(u: Unit, last: string): string[] | undefined {
+    const launch = lowerUnitOf(plan, u).launch;
+    if (launch?.kind !== 'kernel') return undefined;
+    return formKernel(`kernel_${last}`, launch, `${commentText(docOf(m, u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''} (kernel form)`, arrayAt);
+  }
   function unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
     const d = decisions.get(u);
-    if (!d) return undefined;
     const g = u.graph;
     const last = valueName(g, u.insts[u.insts.length - 1]!.result);
+    if (!d) return formCode(u, last);
     if (d.kind === 'conv') {
       const name = `${d.kernel.op}_${last}`;
       const kernel = { ...d.kernel, scratch: convAt.get(u)! };
@@ -248,10 +291,55 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     else kernels.push({ name, body: matmulBody(kernel), d });
     const call = [`${member('kernels', name)}();`];
     if (d.fusedEpilogue) return call;
+    // the epilogue as a kernel of the kernel form, reading the product where the matmul wrote it
+    const routine = lowerUnitOf(plan, u).launch;
+    const product = routine?.kind === 'routine' ? routine.output.arg : undefined;
+    const epi =
+      routine?.kind === 'routine' && routine.epilogue
+        ? formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (d.productStored ? address(g, mm.result) : productAt) : arrayAt(arg)))
+        : undefined;
+    if (epi) {
+      const at = kernels.findIndex((x) => x.name === name);
+      kernels[at] = { ...kernels[at]!, epilogueKernel: true };
+      return [...call, ...epi];
+    }
     if (!d.productStored) e.use('_product');
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
   return emitTs(m, typed, backend);
+}
+
+/**
+ * The memory of the constant arrays (not uniform: a uniform one is a literal of the kernels) from
+ * `start`: `at` gives one's address (noting it as read), `entries` the arena's lines that copy the
+ * read ones in (after the units: the others need no copy).
+ */
+function constLayout(m: ModuleInfo, start: number): { end: number; at(name: string): number | undefined; entries(typed: boolean): string[] } {
+  const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
+  let end = start;
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const name = g.value(inst.result).name;
+      const s = m.plan.storage.get(name);
+      if (inst.op === 'fwd' || s?.kind !== 'const' || consts.has(name) || uniformConst(m.plan, name) !== undefined) continue;
+      consts.set(name, { at: end, dtype: g.type(inst.result).dtype, data: s.data });
+      end += align(s.data.length * 4);
+    }
+  const read = new Set<string>();
+  return {
+    end,
+    at(name) {
+      const c = consts.get(name);
+      if (c) read.add(name);
+      return c?.at;
+    },
+    entries: (typed) =>
+      [...read].map((name) => {
+        const c = consts.get(name)!;
+        const type = c.dtype === 'f32' ? 'Float32Array' : 'Int32Array';
+        return `${key(`_mem_${name}`)}: ((a${typed ? `: ${type}` : ''}) => (a.set([${c.data.map((x) => E.num(x).code).join(', ')}]), a))(new ${type}(memory.buffer, ${c.at}, ${c.data.length})), // ${commentText(name)}, in the memory for the kernels`;
+      }),
+  };
 }
 
 /**
@@ -399,7 +487,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   const bytes = encodeModule(pages, functionsOf(kernels));
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
-  const what = (d: Decision) => {
+  const what = (d: Decision, k: Kernel) => {
     if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
     if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
@@ -417,13 +505,13 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
       if (c.op === 'conv_input_grad') return `${gr}${c.N} × [${Kg},${Og}]·[${Og},${S}] (A transposed), col2im`;
       return `im2col, ${gr}[${Og},${c.N * S}]·[${c.N * S},${Kg}] as dot products along the positions, in chunks of images`;
     }
-    const k = d.kernel;
-    const layout = k.transA || k.transB ? ` (${[k.transA ? 'A' : '', k.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
-    return `${k.batch > 1 ? `${k.batch} × ` : ''}[${k.M},${k.K}]·[${k.K},${k.N}]${layout}${d.fusedEpilogue ? '' : ', epilogue in JS'}`;
+    const mm = d.kernel;
+    const layout = mm.transA || mm.transB ? ` (${[mm.transA ? 'A' : '', mm.transB ? 'B' : ''].filter(Boolean).join(', ')} transposed)` : '';
+    return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
   };
   return [
     `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
-    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? `${commentText(k.d.doc)}   ${what(k.d)}`}`),
+    ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d, k)}` : '')}`),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',

@@ -110,8 +110,9 @@ function targets(op, def) {
   const s = LOWERING[op];
   if ('none' in s || 'unsupported' in s) return { ts: 'nothing to emit (a source or a view)', wasm: '—', gpu: '—' };
   const ts = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : op === 'matmul' ? 'matmul group' : 'statement';
-  // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax, and
-  // the elementwise ops simdOp maps to a SIMD step (pow with a constant exponent only)
+  // the wasm module's decisions: matmul and convolutions, SIMD reductions and row softmax, the
+  // elementwise ops simdOp maps to a SIMD step (pow with a constant exponent only); the other
+  // elementwise and layout ops are kernels of the kernel form (codegen/wasm/kernel.ts)
   const inst = { op, args: Array(def.arity === 'variadic' ? 2 : def.arity).fill(null), attrs: {} };
   const literal = () => ({ kind: 'literal', value: 2 });
   const wasm = op === 'matmul'
@@ -126,7 +127,11 @@ function targets(op, def) {
             ? 'SIMD elementwise'
             : simdOp(inst, literal)
               ? 'SIMD elementwise, constant exponent'
-              : 'flat TS code';
+              : 'alu' in s
+                ? 'SIMD kernel (kernel form)'
+                : 'layout' in s
+                  ? 'SIMD copy (kernel form)'
+                  : 'flat TS code';
   const gpu = op in GPU_EXPR ? 'elementwise expression' : 'kernel';
   return { ts, wasm, gpu };
 }
@@ -205,7 +210,7 @@ function render() {
     'the backward passes simplify it; where an operand was broadcast, the reverse pass also sums',
     'the result back over the broadcast axes). **flat TS / wasm / GPU.js**: the kernel each target',
     'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions and `simdOp` of',
-    '`codegen/wasm.ts`, whose other ops run as the flat module\'s code, and `GPU_EXPR` of',
+    '`codegen/wasm.ts`, the kernel form\'s wasm renderer `codegen/wasm/kernel.ts` for the other elementwise and layout ops, the flat module\'s code for the other routines, and `GPU_EXPR` of',
     '`codegen/gpu.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
     'module against the float64 interpreter and finite differences, and fails when one is missing.',
     '',

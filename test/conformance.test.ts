@@ -35,6 +35,7 @@ import { randomArgs, tmp } from './helpers.js';
 import type { Case, Ctx } from './conformance-cases.js';
 import { CASES, casesOf } from './conformance-cases.js';
 import { checkFusionLowering } from './fusion-kernel.js';
+import { kernelJsSteps } from './wasm-steps.js';
 
 type Options = { train?: boolean; seed?: number; buffers?: Record<string, Float32Array> };
 type Out = Record<string, number | Float32Array>;
@@ -228,7 +229,13 @@ async function runTarget(t: TargetName, m: Built, dir: string, c: Case, calls: r
   if (t === 'flat') return each(await importModule<SyncModule>(dir, `${m.name}.js`, indent(emitTs(m.info, false))));
   if (t === 'wasm' || t === 'wasm-threads') {
     // one wasm module per case for both (a symbolic build is slow to emit)
-    const mod = await (wasmModules.get(m) ?? wasmModules.set(m, importModule<WasmModule>(dir, `${m.name}.wasm.js`, indent(emitWasm(m.info, false)))).get(m)!);
+    const source = () => {
+      const code = indent(emitWasm(m.info, false));
+      // every elementwise, reduction and layout group a wasm kernel: no JS loop but a routine's (issue #30)
+      if (!c.dims) expect(kernelJsSteps(code), `${m.name}: groups that run as JS loops in the wasm module`).toEqual([]);
+      return code;
+    };
+    const mod = await (wasmModules.get(m) ?? wasmModules.set(m, importModule<WasmModule>(dir, `${m.name}.wasm.js`, source())).get(m)!);
     if (t === 'wasm') return each(mod);
     const inst = await mod.create({ threads: 2, minWork: 0, adapt: false });
     threaded.add(m.name);

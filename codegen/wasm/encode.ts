@@ -198,6 +198,10 @@ export class Body {
   v128Store(offset: number): this {
     return this.op(SIMD, ...uleb(0x0b), 0x00, ...uleb(offset));
   }
+  /** Replaces lane `lane` of a v128 with 4 bytes loaded (operands: the address, then the vector). */
+  v128Load32Lane(offset: number, lane: number): this {
+    return this.op(SIMD, ...uleb(0x56), 0x00, ...uleb(offset), lane);
+  }
   /** Stores lane `lane` of a v128 as an f32. */
   v128Store32Lane(offset: number, lane: number): this {
     return this.op(SIMD, ...uleb(0x5a), 0x00, ...uleb(offset), lane);
@@ -294,6 +298,25 @@ export class Body {
   /** An f64 rounded to f32. */
   f32DemoteF64(): this {
     return this.op(0xb6);
+  }
+
+  /** A SIMD instruction by its opcode after the prefix (the kernel-form renderer's table, codegen/wasm/kernel-alu.ts). */
+  simd(code: number): this {
+    return this.op(SIMD, ...uleb(code));
+  }
+  /** An f32 splat to four lanes. */
+  f32x4Splat(): this {
+    return this.op(SIMD, ...uleb(0x13));
+  }
+  /** An i32 splat to four lanes. */
+  i32x4Splat(): this {
+    return this.op(SIMD, ...uleb(0x11));
+  }
+  i32Eqz(): this {
+    return this.op(0x45);
+  }
+  f32Min(): this {
+    return this.op(0x96);
   }
 
   /** The encoded body: locals (grouped by type) and code. */

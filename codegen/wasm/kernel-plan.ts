@@ -1,0 +1,179 @@
+// The kernel-form wasm renderer's first half: a kernel of the kernel form (codegen/kernel/form.ts)
+// made ready for the loops of codegen/wasm/kernel.ts. Sizes become numbers (the static module),
+// accesses byte addresses and element strides (a power with a constant integer or half-integer
+// exponent is products and square roots before the decomposition pass), a copy with guards (pad, concat) boxes of its domain in
+// which every guard holds everywhere or nowhere, axes of extent 1 are dropped and adjacent axes
+// that every access walks as one are merged.
+
+import type { Dim, Size } from '../../ir/dims.js';
+import { CompileError } from '../../ir/errors.js';
+import type { EType, Kernel, Node } from '../kernel/form.js';
+import { argsOf } from '../kernel/form.js';
+
+/** An access of a flat kernel: a byte address and a stride (in elements) per axis. */
+export interface FlatAccess {
+  readonly base: number;
+  readonly strides: readonly number[];
+}
+
+/** A node of a flat kernel: a load names its access by index. */
+export type FlatNode = Exclude<Node, { op: 'load' }> | { readonly op: 'load'; readonly dtype: EType; readonly a: number };
+
+export interface FlatKernel {
+  readonly dims: readonly number[];
+  readonly reduced: readonly boolean[];
+  readonly nodes: readonly FlatNode[];
+  readonly accesses: readonly FlatAccess[];
+  readonly stores: readonly { readonly node: number; readonly a: number }[];
+}
+
+/** What the wasm target cannot render (yet): a CompileError naming the kernel and what. */
+export class KernelUnsupported extends CompileError {}
+
+export function unsupported(k: { name: string }, what: string): KernelUnsupported {
+  return new KernelUnsupported(`the wasm target cannot render kernel ${k.name}: ${what}`, 'this kernel runs as the flat module\'s loop until the wasm renderer has it (issue #29)');
+}
+
+const num = (k: Kernel, s: Dim | Size): number => {
+  if (typeof s === 'number') return s;
+  if (typeof s === 'object' && s.syms.length === 0) return s.coef;
+  throw unsupported(k, `a symbolic size (${typeof s === 'string' ? s : s.syms.join('*')})`);
+};
+
+/** The flat kernels of `k` (one per box of its guards), run in order; `addr` gives an array's byte address. */
+export function flatten(k: Kernel, addr: (arg: string) => number | undefined): FlatKernel[] {
+  const dims = k.domain.map((d) => num(k, d));
+  const accesses: { base: number; strides: number[]; guards: { axis: number; lo: number; hi: number }[] }[] = [];
+  const access = (a: Extract<Node, { op: 'load' }>['access']) => {
+    const at = addr(a.arg);
+    if (at === undefined) throw unsupported(k, `array ${a.arg} is not in the memory`);
+    accesses.push({ base: at + 4 * num(k, a.offset), strides: a.strides.map((s) => num(k, s)), guards: (a.guards ?? []).map((g) => ({ axis: g.axis, lo: g.lo, hi: num(k, g.hi) })) });
+    return accesses.length - 1;
+  };
+  const nodes: FlatNode[] = [];
+  const map: number[] = [];
+  const push = (n: FlatNode) => nodes.push(n) - 1;
+  for (const n of k.nodes) {
+    if (n.op === 'dim') throw unsupported(k, `the bound size ${n.name}`);
+    const args = argsOf(n).map((a) => map[a]!);
+    if (n.op === 'load') map.push(push({ op: 'load', dtype: n.dtype, a: access(n.access) }));
+    else map.push(push({ ...n, ...('args' in n ? { args } : {}) } as FlatNode));
+  }
+  const stores = k.stores.map((s) => ({ node: map[s.node]!, a: access(s.access) }));
+  const reduced = dims.map((_d, i) => k.axes.includes(i));
+  const guarded = accesses.some((a) => a.guards.length > 0);
+  const plain = (ks: { dims: number[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] }[]) => ks.map((b) => squeeze({ ...b, reduced }));
+  if (!guarded) return plain([{ dims, nodes, accesses, stores }]);
+  if (k.axes.length || nodes.some((n) => n.op === 'coord')) throw unsupported(k, 'a guarded load in a reduction or beside a coordinate');
+  return plain(boxes(dims, nodes, accesses, stores));
+}
+
+/**
+ * The kernel with each power whose exponent is a constant integer up to 16 in size (or one half
+ * more) written as products, a square root and a reciprocal (x⁰ is 1, NaN included, as
+ * Math.pow), so that the decomposition pass leaves only the other powers to exp and log.
+ */
+export function expandPowers(k: Kernel): Kernel {
+  if (!k.nodes.some((n) => n.op === 'pow' && k.nodes[n.args[1]]!.op === 'const')) return k;
+  const nodes: Node[] = [];
+  const map: number[] = [];
+  const push = (n: Node) => nodes.push(n) - 1;
+  for (const n of k.nodes) {
+    const args = argsOf(n).map((a) => map[a]!);
+    const e = n.op === 'pow' ? nodes[args[1]!]! : undefined;
+    const expanded = n.op === 'pow' && e?.op === 'const' ? powConst(push, args[0]!, e.value) : undefined;
+    map.push(expanded ?? push({ ...n, ...('args' in n ? { args } : {}) } as Node));
+  }
+  return { ...k, nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) };
+}
+
+function powConst(push: (n: Node) => number, x: number, e: number): number | undefined {
+  const half = Math.abs(e % 1) === 0.5;
+  const whole = half ? Math.trunc(e) : e;
+  if (!Number.isInteger(whole) || Math.abs(whole) > 16) return undefined;
+  const dtype = 'f32' as const;
+  const mul = (a: number, b: number) => push({ op: 'mul', dtype, args: [a, b] });
+  let n = Math.abs(whole);
+  let result: number | undefined;
+  let base = x;
+  while (n > 0) {
+    if (n & 1) result = result === undefined ? base : mul(result, base);
+    n >>= 1;
+    if (n) base = mul(base, base);
+  }
+  if (half) {
+    const r = push({ op: 'sqrt', dtype, args: [x] });
+    result = result === undefined ? r : mul(result, r);
+  }
+  result ??= push({ op: 'const', dtype, value: 1 });
+  return e < 0 ? push({ op: 'recip', dtype, args: [result] }) : result;
+}
+
+type Box = { dims: number[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] };
+
+/**
+ * The boxes of a guarded copy's domain in which each guard holds everywhere or nowhere: a load
+ * outside its window is the constant 0, and a sum with it its other operand.
+ */
+function boxes(dims: number[], nodes: FlatNode[], accesses: { base: number; strides: number[]; guards: { axis: number; lo: number; hi: number }[] }[], stores: { node: number; a: number }[]): Box[] {
+  const gAxes = [...new Set(accesses.flatMap((a) => a.guards.map((g) => g.axis)))].sort((a, b) => a - b);
+  const cuts = gAxes.map((d) => {
+    const at = accesses.flatMap((a) => a.guards.filter((g) => g.axis === d).flatMap((g) => [g.lo, g.hi])).filter((x) => x > 0 && x < dims[d]!);
+    return [...new Set([0, dims[d]!, ...at])].sort((a, b) => a - b);
+  });
+  let picks: number[][] = [[]];
+  for (const c of cuts) picks = picks.flatMap((p) => c.slice(1).map((_x, j) => [...p, j]));
+  return picks.map((pick) => {
+    const lo = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]!]!]));
+    const hi = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]! + 1]!]));
+    const shifted = accesses.map((a) => ({ base: a.base + 4 * gAxes.reduce((s, d) => s + a.strides[d]! * lo.get(d)!, 0), strides: a.strides }));
+    const out: FlatNode[] = [];
+    const map: number[] = [];
+    const zero = new Set<number>();
+    for (const n of nodes) {
+      if (n.op === 'load') {
+        const holds = accesses[n.a]!.guards.every((g) => lo.get(g.axis)! >= g.lo && hi.get(g.axis)! <= g.hi);
+        if (!holds) zero.add(out.length);
+        map.push(out.push(holds ? n : { op: 'const', dtype: n.dtype, value: 0 }) - 1);
+      } else if (n.op === 'add' && n.args.some((a) => zero.has(map[a]!))) {
+        map.push(zero.has(map[n.args[0]]!) ? map[n.args[1]]! : map[n.args[0]]!);
+      } else map.push(out.push({ ...n, ...('args' in n ? { args: n.args.map((a) => map[a]!) } : {}) } as FlatNode) - 1);
+    }
+    const bd = dims.map((n, d) => (lo.has(d) ? hi.get(d)! - lo.get(d)! : n));
+    return { dims: bd, nodes: out, accesses: shifted, stores: stores.map((s) => ({ node: map[s.node]!, a: s.a })) };
+  });
+}
+
+/**
+ * Axes of extent 1 dropped (a coordinate along one is 0; one reduced axis is kept when all of
+ * them would go, and one axis when the domain would have none), then adjacent axes of the same
+ * kind (both kept or both reduced) merged where every access walks them as one and no
+ * coordinate reads either.
+ */
+function squeeze(k: Box & { reduced: readonly boolean[] }): FlatKernel {
+  if (k.dims.length === 0) return { dims: [1], reduced: [false], nodes: k.nodes, accesses: k.accesses.map((a) => ({ base: a.base, strides: [0] })), stores: k.stores };
+  let keep = k.dims.map((n) => n !== 1);
+  const lastReduced = k.reduced.lastIndexOf(true);
+  if (lastReduced >= 0 && !keep.some((x, d) => x && k.reduced[d])) keep[lastReduced] = true;
+  if (!keep.some((x) => x)) keep = keep.map((_x, d) => d === k.dims.length - 1);
+  let axes = k.dims.map((_n, d) => d).filter((d) => keep[d]);
+  let dims = axes.map((d) => k.dims[d]!);
+  let reduced = axes.map((d) => k.reduced[d]!);
+  let strides = k.accesses.map((a) => axes.map((d) => a.strides[d]!));
+  let nodes: FlatNode[] = k.nodes.map((n) => {
+    if (n.op !== 'coord') return n;
+    return keep[n.axis] ? { ...n, axis: axes.indexOf(n.axis) } : { op: 'const', dtype: 'i32', value: 0 };
+  });
+  const coords = () => new Set(nodes.flatMap((n) => (n.op === 'coord' ? [n.axis] : [])));
+  for (let d = dims.length - 2; d >= 0; d--) {
+    const c = coords();
+    if (reduced[d] !== reduced[d + 1] || c.has(d) || c.has(d + 1)) continue;
+    if (!strides.every((s) => s[d] === s[d + 1]! * dims[d + 1]!)) continue;
+    dims = [...dims.slice(0, d), dims[d]! * dims[d + 1]!, ...dims.slice(d + 2)];
+    reduced = [...reduced.slice(0, d), reduced[d]!, ...reduced.slice(d + 2)];
+    strides = strides.map((s) => [...s.slice(0, d), s[d + 1]!, ...s.slice(d + 2)]);
+    nodes = nodes.map((n) => (n.op === 'coord' && n.axis > d ? { ...n, axis: n.axis - 1 } : n));
+    axes = [...axes.slice(0, d), axes[d]!, ...axes.slice(d + 2)];
+  }
+  return { dims, reduced, nodes, accesses: k.accesses.map((a, i) => ({ base: a.base, strides: strides[i]! })), stores: k.stores };
+}

@@ -1,0 +1,381 @@
+// The kernel-form wasm renderer: one kernel of the kernel form (codegen/kernel/form.ts) as a
+// WebAssembly function. The loops walk the kept axes outermost and the reduced axes inside them
+// (codegen/wasm/kernel-plan.ts has dropped axes of extent 1 and merged the ones every access
+// walks as one). One axis is vectorised, four points at a time with single points for the rest:
+// the innermost (the reduced one of a row reduction, whose four lanes are combined at the end),
+// or for a reduction the innermost kept axis (a column reduction: four kept points in the lanes,
+// the reduced loops inside), whichever has fewer accesses that stride along it, where no store
+// stands still along it; else none (single points, still wasm). Along the vectorised axis a load of stride 0 is
+// a splat, of stride 1 a vector, of a larger stride four lane loads (a transpose's reads), and a
+// store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
+// per access is set from the coordinates, the nodes that do not vary along the run are computed
+// once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
+// totals after every block of them (as the module's other reductions: codegen/wasm/elementwise.ts);
+// a sum to one value (a loss), after every term.
+
+import type { Kernel } from '../kernel/form.js';
+import type { Local } from './encode.js';
+import { Body } from './encode.js';
+import type { FlatKernel, FlatNode } from './kernel-plan.js';
+import { expandPowers, flatten, unsupported } from './kernel-plan.js';
+import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
+import { decompose } from '../kernel/decompose.js';
+import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
+import type { Split } from './threads.js';
+
+export { KernelUnsupported } from './kernel-plan.js';
+
+/** A rendered kernel: its whole body, and where it splits over threads its ranged body and split. */
+export interface WasmKernel {
+  readonly body: Body;
+  readonly ranged?: { readonly body: Body; readonly split: Split };
+}
+
+/**
+ * Renders `k` (its primitives that are not native here decomposed: codegen/kernel/decompose.ts);
+ * `addr` gives the byte address of each array it reads or writes.
+ */
+export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined): WasmKernel {
+  const flats = flatten(decompose(expandPowers(k), WASM_CAPABILITIES), addr);
+  const whole = new Body();
+  for (const fk of flats) new Nest(whole, fk, k.name).emit();
+  if (flats.length !== 1) return { body: whole };
+  const fk = flats[0]!;
+  const nest = new Nest(new Body(2), fk, k.name);
+  const outer = nest.order[0]!;
+  if (fk.reduced[outer] || fk.dims[outer]! < 2) return { body: whole };
+  nest.emit();
+  const numel = fk.dims.reduce((a, b) => a * b, 1);
+  const work = numel * Math.max(1, nest.live.filter(Boolean).length);
+  return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
+}
+
+const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
+
+/** Where an access's address comes from while nodes are computed: its pointer, or its coordinates. */
+type Addr = (a: number) => void;
+
+class Nest {
+  readonly order: number[];
+  /** The vectorised axis (-1: none). */
+  readonly vec: number;
+  readonly live: boolean[];
+  private readonly red: boolean;
+  private readonly nKept: number;
+  private readonly inner: number;
+  /** The nodes the stores after the reduction need (the reductions given). */
+  private readonly epi: boolean[];
+  private readonly body: boolean[];
+  private readonly reduces: number[];
+  private readonly after: { node: number; a: number }[];
+  private readonly during: { node: number; a: number }[];
+  private readonly x: Local[];
+  private readonly res: Local[];
+  private readonly ptr = new Map<string, Local>();
+  private readonly acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
+  private readonly block: number;
+  private readonly count?: Local;
+  /** Sums added into their f64 totals term by term (else in blocks of `block`). */
+  private readonly exact: boolean;
+  private mode: 1 | 4 = 1;
+
+  constructor(
+    readonly f: Body,
+    private readonly k: FlatKernel,
+    private readonly name: string,
+  ) {
+    const axes = k.dims.map((_d, i) => i);
+    this.red = k.reduced.some(Boolean);
+    const kept = axes.filter((d) => !k.reduced[d]);
+    this.order = [...kept, ...axes.filter((d) => k.reduced[d])];
+    this.nKept = kept.length;
+    this.inner = this.order[this.order.length - 1]!;
+    const n = k.nodes;
+    this.reduces = n.flatMap((x, i) => (x.op === 'reduce' ? [i] : []));
+    const isEpi: boolean[] = [];
+    n.forEach((x, i) => (isEpi[i] = x.op === 'reduce' || args(x).some((a) => isEpi[a])));
+    const storedAfter = (a: number) => this.red && k.dims.every((d, ax) => !k.reduced[ax] || d === 1 || k.accesses[a]!.strides[ax] === 0);
+    this.after = k.stores.filter((s) => storedAfter(s.a));
+    this.during = k.stores.filter((s) => !storedAfter(s.a));
+    const operands = this.reduces.map((r) => args(n[r]!)[0]!);
+    this.body = needed(n, [...operands, ...this.during.map((s) => s.node)]).map((b, i) => b && !isEpi[i]);
+    const epiNeed = needed(n, this.after.map((s) => s.node));
+    this.live = n.map((_x, i) => this.body[i]! || epiNeed[i]!);
+    this.epi = epiNeed;
+    this.vec = this.chooseVec();
+    this.x = axes.map(() => f.local('i32'));
+    this.res = n.map(() => f.local('v128'));
+    const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * k.dims[d]!, 1);
+    const lanes = this.vec === this.inner && this.red;
+    const sums = this.reduces.some((r) => (n[r] as { red: string }).red === 'sum');
+    // a reduction to one value (a loss) adds every term into the f64 totals, as the flat module's
+    // f64 sum: its terms often cancel, and it is one pass over its operand
+    this.exact = sums && this.nKept === 0;
+    const blocked = this.exact || (sums && (lanes ? R > 4 * ROW_BLOCK : R > REDUCE_MIN_ROWS));
+    this.block = lanes ? ROW_BLOCK : REDUCE_BLOCK;
+    if (blocked && !this.exact) this.count = f.local('i32');
+    for (const r of this.reduces) {
+      const sum = (n[r] as { red: string }).red === 'sum';
+      this.acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
+    }
+  }
+
+  /** The vectorised axis: see the file's comment. */
+  private chooseVec(): number {
+    const k = this.k;
+    const loadsOf = (which: readonly boolean[]) => k.nodes.flatMap((x, i) => (which[i] && x.op === 'load' ? [x.a] : []));
+    // the accesses that stride by more than 1 along an axis (lane by lane), or undefined where one cannot be vectorised along it
+    const cost = (ax: number, loads: readonly number[], stores: readonly { a: number }[]) => {
+      const s = (a: number) => k.accesses[a]!.strides[ax]!;
+      if (loads.some((a) => s(a) < 0) || stores.some((st) => s(st.a) < 1)) return undefined;
+      return [...loads, ...stores.map((st) => st.a)].filter((a) => s(a) > 1).length;
+    };
+    const inner = this.inner;
+    if (!this.red) return cost(inner, loadsOf(this.live), k.stores) !== undefined ? inner : -1;
+    const lanes = k.dims[inner]! >= 4 ? cost(inner, loadsOf(this.body), this.during) : undefined;
+    const c = this.nKept ? this.order[this.nKept - 1]! : -1;
+    const columns = c >= 0 ? cost(c, loadsOf(this.live), k.stores) : undefined;
+    if (lanes !== undefined && (columns === undefined || lanes <= columns)) return inner;
+    return columns !== undefined ? c : -1;
+  }
+
+  emit(): void {
+    if (this.k.dims.some((d) => d === 0)) return;
+    if (this.nKept === 0) this.reduction(() => this.nest(0));
+    else this.nest(0);
+  }
+
+  private nest(level: number): void {
+    if (level === this.order.length - 1) return this.innermost(level);
+    this.loop(level, undefined, () => {
+      if (level + 1 === this.nKept && this.red) this.reduction(() => this.nest(level + 1));
+      else this.nest(level + 1);
+    });
+  }
+
+  /** The accumulators set, the reduced loops, the lanes combined, the epilogue and its stores. */
+  private reduction(loops: () => void): void {
+    const f = this.f;
+    for (const [r, a] of this.acc) {
+      f.f32x4Const(this.isSum(r) ? 0 : -Infinity).set(a.v);
+      if (a.totals) f.f32x4Const(0).set(a.totals[0]).f32x4Const(0).set(a.totals[1]);
+    }
+    if (this.count) f.assign(this.count, this.block);
+    loops();
+    this.finish();
+    const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
+    this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
+    for (const s of this.after) this.store(s, at);
+  }
+
+  /** A loop over the axis at `level`: four points at a time, then single ones, on the vectorised axis. */
+  private loop(level: number, prologue: (() => void) | undefined, body: () => void): void {
+    const f = this.f;
+    const axis = this.order[level]!;
+    const x = this.x[axis]!;
+    const ranged = level === 0 && this.f.params === 2;
+    if (ranged) f.get(f.param(0)).set(x);
+    else f.assign(x, 0);
+    const end = () => (ranged ? f.get(f.param(1)) : f.i32(this.k.dims[axis]!));
+    prologue?.();
+    if (axis === this.vec) {
+      this.mode = 4;
+      const full = () => {
+        f.get(x).i32(4).i32Add();
+        end();
+        f.i32GtS();
+      };
+      f.loopUntil(full, () => {
+        body();
+        f.bump(x, 4);
+      });
+      this.mode = 1;
+    }
+    const done = () => {
+      f.get(x);
+      end();
+      f.i32GeS();
+    };
+    f.loopUntil(done, () => {
+      body();
+      f.bump(x, 1);
+    });
+  }
+
+  /** The innermost loop: pointers and the nodes that do not vary along it first. */
+  private innermost(level: number): void {
+    const f = this.f;
+    const k = this.k;
+    const axis = this.order[level]!;
+    const varies: boolean[] = [];
+    k.nodes.forEach((n, i) => (varies[i] = (n.op === 'load' && k.accesses[n.a]!.strides[axis] !== 0) || (n.op === 'coord' && n.axis === axis) || args(n).some((a) => varies[a])));
+    const accesses = [...new Set([...k.nodes.flatMap((n, i) => (this.body[i] && n.op === 'load' ? [n.a] : [])), ...this.during.map((s) => s.a)])];
+    const at: Addr = (a) => f.get(this.pointer(a));
+    this.loop(
+      level,
+      () => {
+        for (const a of accesses) {
+          this.address(a, () => true);
+          f.set(this.pointer(a));
+        }
+        k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at));
+      },
+      () => {
+        k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
+        for (const s of this.during) this.store(s, at);
+        this.accumulate();
+        const step = axis === this.vec ? this.mode : 1;
+        const bumped = new Set<Local>();
+        for (const a of accesses) {
+          const p = this.pointer(a);
+          const s = k.accesses[a]!.strides[axis]!;
+          if (s !== 0 && !bumped.has(p)) f.bump(p, 4 * s * step);
+          bumped.add(p);
+        }
+      },
+    );
+  }
+
+  /** The pointer local of an access (one per address and strides). */
+  private pointer(a: number): Local {
+    const acc = this.k.accesses[a]!;
+    const key = `${acc.base}:${acc.strides.join(',')}`;
+    let p = this.ptr.get(key);
+    if (!p) this.ptr.set(key, (p = this.f.local('i32')));
+    return p;
+  }
+
+  /** Pushes the byte address of an access at the coordinates of the axes `open` selects. */
+  private address(a: number, open: (axis: number) => boolean): void {
+    const f = this.f;
+    const acc = this.k.accesses[a]!;
+    f.i32(acc.base);
+    acc.strides.forEach((s, ax) => {
+      if (s !== 0 && open(ax)) f.get(this.x[ax]!).i32(4 * s).i32Mul().i32Add();
+    });
+  }
+
+  /** Computes node i into its local. */
+  private node(i: number, at: Addr): void {
+    const f = this.f;
+    const n = this.k.nodes[i]!;
+    switch (n.op) {
+      case 'const':
+        constant(f, n.dtype, n.value);
+        break;
+      case 'load': {
+        const s = this.mode === 4 ? this.k.accesses[n.a]!.strides[this.vec]! : 0;
+        if (s > 1) for (let l = 0; l < 4; l++) at(n.a);
+        else at(n.a);
+        if (s === 1) f.v128Load(0);
+        else f.v128Load32Splat(0);
+        // lanes 1–3 of a strided load, at their offsets from lane 0's address
+        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(4 * s * l, l);
+        break;
+      }
+      case 'coord':
+        f.get(this.x[n.axis]!).i32x4Splat();
+        if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3]).i32x4Add();
+        break;
+      case 'reduce':
+        throw new Error(`internal: kernel ${this.name} computes a reduction outside its loops`);
+      default:
+        if (!alu(f, n, this.k.nodes, this.res)) throw unsupported({ name: this.name }, `${n.op} has no WebAssembly SIMD form here (${n.dtype})`);
+    }
+    f.set(this.res[i]!);
+  }
+
+  private store(s: { node: number; a: number }, at: Addr): void {
+    const f = this.f;
+    const stride = this.mode === 4 ? this.k.accesses[s.a]!.strides[this.vec]! : 0;
+    if (stride > 1) {
+      for (let l = 0; l < 4; l++) {
+        at(s.a);
+        f.get(this.res[s.node]!).v128Store32Lane(4 * stride * l, l);
+      }
+      return;
+    }
+    at(s.a);
+    f.get(this.res[s.node]!);
+    if (this.mode === 4) f.v128Store(0);
+    else f.v128Store32Lane(0, 0);
+  }
+
+  private isSum(r: number): boolean {
+    return (this.k.nodes[r] as { red: string }).red === 'sum';
+  }
+
+  /** Each reduction's operand into its accumulator (a single point of a lane reduction into lane 0 only). */
+  private accumulate(): void {
+    if (!this.red) return;
+    const f = this.f;
+    const single = this.mode === 1 && this.vec === this.inner;
+    for (const [r, a] of this.acc) {
+      const o = this.res[args(this.k.nodes[r]!)[0]!]!;
+      f.get(a.v).get(o);
+      if (this.isSum(r)) {
+        if (single) f.i32x4Lanes(LANE0).v128And();
+        f.f32x4('add');
+      } else {
+        if (single) f.f32x4Const(-Infinity).i32x4Lanes(LANE0).v128Bitselect();
+        f.f32x4('pmax');
+      }
+      f.set(a.v);
+    }
+    if (this.exact) this.flush();
+    const count = this.count;
+    if (count) f.when(() => f.get(count).i32(1).i32Sub().tee(count).i32Eqz(), () => {
+      this.flush();
+      f.assign(count, this.block);
+    });
+  }
+
+  /** Each blocked sum's lanes added into its f64 totals, and zeroed. */
+  private flush(): void {
+    const f = this.f;
+    for (const a of this.acc.values()) {
+      if (!a.totals) continue;
+      const [t0, t1] = a.totals;
+      f.get(t0).get(a.v).f64x2PromoteLowF32x4().f64x2Add().set(t0);
+      f.get(t1).get(a.v).get(a.v).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(t1);
+      f.f32x4Const(0).set(a.v);
+    }
+  }
+
+  /** The reductions' values, in every lane (a lane reduction's four lanes combined), as their nodes' locals. */
+  private finish(): void {
+    const f = this.f;
+    if (this.count || this.exact) this.flush();
+    const lanes = this.vec === this.inner;
+    for (const [r, a] of this.acc) {
+      const [t0, t1] = a.totals ?? [];
+      if (lanes && t0 && t1) {
+        f.get(t0).f64x2ExtractLane(0).get(t0).f64x2ExtractLane(1).f64Add();
+        f.get(t1).f64x2ExtractLane(0).get(t1).f64x2ExtractLane(1).f64Add().f64Add().f32DemoteF64().f32x4Splat();
+      } else if (lanes) {
+        f.get(a.v).f32x4ExtractLane(0);
+        for (let l = 1; l < 4; l++) f.get(a.v).f32x4ExtractLane(l)[this.isSum(r) ? 'f32Add' : 'f32Max']();
+        f.f32x4Splat();
+      } else if (t0 && t1) {
+        f.get(t0).f32x4DemoteF64x2Zero().get(t1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
+      } else f.get(a.v);
+      f.set(this.res[r]!);
+    }
+  }
+}
+
+function args(n: FlatNode): readonly number[] {
+  return 'args' in n ? n.args : [];
+}
+
+/** The nodes `roots` need, walking back through their arguments, stopping at reductions (and including them). */
+function needed(nodes: readonly FlatNode[], roots: readonly number[]): boolean[] {
+  const need = nodes.map(() => false);
+  const visit = (i: number) => {
+    if (need[i]) return;
+    need[i] = true;
+    if (nodes[i]!.op !== 'reduce') args(nodes[i]!).forEach(visit);
+  };
+  roots.forEach(visit);
+  return need;
+}
