@@ -21,7 +21,7 @@ import { renderKernel } from '../codegen/ts/render.js';
 import { printLaunch, printProgram } from '../codegen/kernel/print.js';
 import { parseLaunch, parseProgram } from '../codegen/kernel/parse.js';
 import { verifyLaunch, verifyProgram } from '../codegen/kernel/verify.js';
-import { LOWERING } from '../codegen/kernel/rules.js';
+import { Dag, LOWERING } from '../codegen/kernel/rules.js';
 import type { Kernel } from '../codegen/kernel/form.js';
 import { OPS } from '../ir/ops.js';
 import { CompileError } from '../ir/errors.js';
@@ -406,5 +406,16 @@ describe('the kernel form of the index primitives', () => {
     expect(printProgram(back)).toBe(text);
     const dtypes = back.entries.flatMap((e) => e.steps.flatMap((s) => (s.kind === 'launch' && s.launch.kind === 'routine' ? [`${s.launch.op}:${s.launch.dtype}`] : [])));
     expect(dtypes).toContain('argmax:i32');
+  });
+});
+
+describe('the DAG builder hash-conses constants by value', () => {
+  it('keeps NaN, ±Infinity, 0 and −0 apart (JSON writes NaN and ±Infinity as null, −0 as 0)', () => {
+    const dag = new Dag();
+    const ids = [NaN, Infinity, -Infinity, 0, -0, 1].map((v) => dag.const(v));
+    expect(new Set(ids).size).toBe(6);
+    expect(dag.const(NaN)).toBe(ids[0]);
+    expect(dag.const(-0)).toBe(ids[4]);
+    expect(Object.is((dag.nodes[ids[4]!] as { value: number }).value, -0)).toBe(true);
   });
 });

@@ -9,7 +9,7 @@
 
 import { CompileError } from '../../ir/errors.js';
 import type { AluOp, EType, HostProgram, Kernel, Launch, Node } from './form.js';
-import { ALU, argsOf, isAlu } from './form.js';
+import { ALU, argsOf, isAlu, nodeKey } from './form.js';
 
 /** What a renderer computes natively: the ALU primitives it has an instruction or function for. */
 export interface Capabilities {
@@ -73,7 +73,7 @@ export function decomposeProgram(p: HostProgram, caps: Capabilities): HostProgra
 type Rule = (b: Builder, args: readonly number[]) => number;
 
 /** A node's identity for hash-consing: ±∞, NaN and −0 are constants of their own (JSON makes them null and 0). */
-const keyOf = (n: Node) => JSON.stringify(n, (_k, v: unknown) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${v === 0 ? '-0' : String(v)}` : v));
+
 
 /** Builds the new DAG: original nodes kept in order, decompositions hash-consed. */
 class Builder {
@@ -87,13 +87,13 @@ class Builder {
 
   keep(n: Node): number {
     this.nodes.push(n);
-    const key = keyOf(n);
+    const key = nodeKey(n);
     if (!this.memo.has(key)) this.memo.set(key, this.nodes.length - 1);
     return this.nodes.length - 1;
   }
 
   private add(n: Node): number {
-    const key = keyOf(n);
+    const key = nodeKey(n);
     const at = this.memo.get(key);
     if (at !== undefined) return at;
     return this.keep(n);

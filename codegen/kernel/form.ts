@@ -285,6 +285,15 @@ export const REDUCE_STEP: { readonly [R in ReduceOp]: (acc: number, v: number) =
   max: (acc, v) => (v > acc ? v : acc),
 };
 
+/**
+ * A node's hash-consing key: its JSON, with the numbers JSON cannot tell apart (NaN, ±Infinity,
+ * −0; JSON writes the first three as null and −0 as 0) spelled out, so that two constants merge
+ * only when they are the same value.
+ */
+export function nodeKey(n: Node): string {
+  return JSON.stringify(n, (_k, v: unknown) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v));
+}
+
 export function isAlu(op: string): op is AluOp {
   return Object.prototype.hasOwnProperty.call(ALU, op);
 }

@@ -7,6 +7,7 @@
 import type { OpKind } from '../../ir/ops.js';
 import type { InstOf } from '../../ir/types.js';
 import type { BinaryOp, EType, Node, ReduceOp, RoutineOp, UnaryOp } from './form.js';
+import { nodeKey } from './form.js';
 
 /** Builds a kernel's DAG, hash-consed: an equal node is made once. */
 export class Dag {
@@ -14,7 +15,7 @@ export class Dag {
   private readonly memo = new Map<string, number>();
 
   add(n: Node): number {
-    const key = JSON.stringify(n);
+    const key = nodeKey(n);
     const at = this.memo.get(key);
     if (at !== undefined) return at;
     this.nodes.push(n);
