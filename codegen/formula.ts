@@ -122,6 +122,18 @@ function render(g: Graph, inst: Inst, arg: (i: number) => F, top = true): F {
       return atom(`max_pool2d_pick(${a().s}, ${b().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
     case 'avg_pool_grad':
       return atom(`avg_pool2d_backward(${a().s}${poolOptions(inst.attrs)}) → [${g.type(inst.result).shape.join(', ')}]`);
+    // the index primitives, as torch writes them
+    case 'argmax':
+    case 'argmin':
+      return atom(`${par(a(), 5)}.${inst.op}(${inst.attrs.axis}${inst.attrs.keepDims ? ', keepdim=True' : ''})`);
+    case 'cumsum':
+      return atom(inst.attrs.reverse ? `${par(a(), 5)}.flip(${inst.attrs.axis}).cumsum(${inst.attrs.axis}).flip(${inst.attrs.axis})` : `${par(a(), 5)}.cumsum(${inst.attrs.axis})`);
+    case 'flip':
+      return atom(`${par(a(), 5)}.flip(${axes(inst.attrs.axes)})`);
+    case 'arange':
+      return atom(`arange(${inst.attrs.shape[0]})`);
+    case 'cast':
+      return atom(`${par(a(), 5)}.float()`);
     case 'input':
     case 'param':
     case 'fwd':

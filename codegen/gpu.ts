@@ -26,6 +26,7 @@ import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './mo
 import { gpuPow } from './gpu-pow.js';
 import type { Local } from './gpu-special.js';
 import { gpuErf, gpuExpm1, gpuLog1p } from './gpu-special.js';
+import { indexAt } from './gpu-index.js';
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
@@ -394,6 +395,14 @@ class KernelWriter implements PositionWriter {
         axes.forEach(() => this.lines.push('}'));
         return E.cond(E.rel('===')(E.atom(at), E.atom(`(${flat(pos, xs)})`)), one, zero);
       }
+      // the index primitives (ir/indexops.ts)
+      case 'argmax':
+      case 'argmin':
+      case 'cumsum':
+      case 'flip':
+      case 'arange':
+      case 'cast':
+        return indexAt(this, inst, pos);
       default: {
         if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
         let args = inst.args.map((_a, k) => arg(k));
@@ -752,7 +761,8 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     `      const r = (await forwardPlan(...args(params, inputs, options)))${t(' as Record<string, Float32Array>')};`,
     ...finiteOutputs,
     ...saveBuffers((b) => `${member('r', b.name)}${t('!')}`),
-    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : member('r', o.name)}`).join(', ')} };`,
+    // an i32 output (argmax's indices) comes back from the device as floats
+    `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `${member('r', o.name)}[0]${t('!')}` : o.dtype === 'i32' ? `Int32Array.from(${member('r', o.name)}${t('!')})` : member('r', o.name)}`).join(', ')} };`,
     '    },',
     ...withGrad([
       `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,

@@ -130,6 +130,13 @@ export class Builder {
   sum = (x: ValueId, axes: number[], keepDims = false) => this.emit('sum', [x], { axes, keepDims });
   max = (x: ValueId, axes: number[], keepDims = false) => this.emit('max', [x], { axes, keepDims });
   argmaxMask = (x: ValueId, axes: number[]) => this.emit('argmax_mask', [x], { axes });
+  // the index primitives (ir/indexops.ts)
+  argmax = (x: ValueId, axis: number, keepDims = false) => this.emit('argmax', [x], { axis, keepDims });
+  argmin = (x: ValueId, axis: number, keepDims = false) => this.emit('argmin', [x], { axis, keepDims });
+  cumsum = (x: ValueId, axis: number, reverse = false) => this.emit('cumsum', [x], reverse ? { axis, reverse: true } : { axis });
+  flip = (x: ValueId, axes: number[]) => (axes.length === 0 ? x : this.emit('flip', [x], { axes }));
+  arange = (n: Dim) => this.emit('arange', [], { shape: [n] });
+  cast = (x: ValueId) => this.emit('cast', [x], {});
   matmul = (a: ValueId, b: ValueId, transA = false, transB = false) => this.emit('matmul', [a, b], { transA, transB });
   transpose = (x: ValueId, perm: number[]) => this.emit('transpose', [x], { perm });
   reshape = (x: ValueId, shape: readonly Dim[]) => this.emit('reshape', [x], { shape: [...shape] });

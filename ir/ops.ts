@@ -18,6 +18,7 @@ import { formatType, numel, sameShape } from './types.js';
 import type { ConvAttrs, ConvInputGradAttrs, ConvWeightGradAttrs, PoolAttrs, PoolGradAttrs } from './conv.js';
 import * as CV from './conv.js';
 import { erf } from './special.js';
+import { INDEX_OPS } from './indexops.js';
 
 export type Init = 'randn' | 'zeros' | 'ones' | 'uniform';
 type None = Record<string, never>;
@@ -151,6 +152,19 @@ export interface AttrsOf {
   avg_pool: PoolAttrs;
   /** dy → dx: each window's dy/(kH·kW) added over the window. */
   avg_pool_grad: PoolGradAttrs;
+  // the index primitives of PyTorch's vocabulary (ir/indexops.ts)
+  /** The i32 index of the first maximum along `axis` (of the first NaN where there is one, as torch); no gradient. */
+  argmax: { axis: number; keepDims: boolean };
+  /** The i32 index of the first minimum along `axis` (of the first NaN where there is one); no gradient. */
+  argmin: { axis: number; keepDims: boolean };
+  /** Running sums along `axis`, from the end with `reverse` (the gradient of a cumsum). */
+  cumsum: { axis: number; reverse?: true };
+  /** x with the order of `axes` reversed (axes of static size). */
+  flip: { axes: number[] };
+  /** i32 [n] holding 0, 1, … n − 1; `shape` is [n], n possibly symbolic. */
+  arange: { shape: Dim[] };
+  /** An i32 tensor's values as f32 (x.float()); no gradient. */
+  cast: None;
 }
 
 export type OpKind = keyof AttrsOf;
@@ -286,6 +300,11 @@ function binary(f: (a: number, b: number) => number, grad: GradRule<None>, op = 
     grad,
     eval: ([a, b], _a, t) => K.map(t.shape, [a!, b!], f),
   };
+}
+
+/** A comparison: f32 or i32 operands (mixed: the i32 one compared as f32), an f32 mask of 0/1. */
+function comparison(f: (a: number, b: number) => number, op: string): OpDef<None> {
+  return { ...binary(f, 'none', op), shape: ([a, b]) => f32(broadcastOrThrow(op, a!, b!)) };
 }
 
 function reduction(init: number, step: (acc: number, v: number) => number, grad: GradRule<Reduce>): OpDef<Reduce> {
@@ -456,8 +475,8 @@ export const OPS: OpTable = {
   // evenly between the two); the losing side gets no gradient.
   maximum: binary(Math.max, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(0), c.x(1))), () => c.b.mul(c.dy, c.b.gt(c.x(1), c.x(0)))], 'maximum'),
   minimum: binary(Math.min, (c) => [() => c.b.mul(c.dy, c.b.ge(c.x(1), c.x(0))), () => c.b.mul(c.dy, c.b.gt(c.x(0), c.x(1)))], 'minimum'),
-  gt: binary((a, b) => (a > b ? 1 : 0), 'none', 'gt'),
-  ge: binary((a, b) => (a >= b ? 1 : 0), 'none', 'ge'),
+  gt: comparison((a, b) => (a > b ? 1 : 0), 'gt'),
+  ge: comparison((a, b) => (a >= b ? 1 : 0), 'ge'),
   select: {
     category: 'elementwise',
     attrs: {},
@@ -815,6 +834,7 @@ export const OPS: OpTable = {
     grad: CV.avgPoolGradGrad,
     eval: ([dy], a, t) => CV.avgPoolGradEval(dy!, a, t.shape),
   },
+  ...INDEX_OPS,
 };
 
 /**

@@ -57,6 +57,12 @@ const EXAMPLES = {
   max_pool_pick: [['1,1,4,4', '1,1,4,4'], pool],
   avg_pool: [['1,1,4,4'], pool],
   avg_pool_grad: [['1,1,2,2'], { ...pool, size: [4, 4] }],
+  argmax: [['2,3'], { axis: 1, keepDims: false }],
+  argmin: [['2,3'], { axis: 1, keepDims: false }],
+  cumsum: [['2,3'], { axis: 1 }],
+  flip: [['2,3'], { axes: [1] }],
+  arange: [[], { shape: [4] }],
+  cast: [['i32 2,3'], {}],
 };
 const exampleOf = (op, def) => EXAMPLES[op] ?? [Array(def.arity).fill('2,3'), {}];
 const NAMES = ['a', 'b', 'c'];
@@ -74,7 +80,8 @@ function tinyGraph(op, def) {
   });
   const y = b.emit(op, args, attrs, { exact: 'y' });
   const axes = g.type(y).shape.map((_d, i) => i);
-  g.outputs.push({ name: 'loss', value: b.emit('sum', [y], { axes, keepDims: false }, { exact: 'loss' }) });
+  // an i32 result (argmax's indices, arange) has no gradient and no loss
+  if (g.type(y).dtype === 'f32') g.outputs.push({ name: 'loss', value: b.emit('sum', [y], { axes, keepDims: false }, { exact: 'loss' }) });
   return { g, args, y };
 }
 

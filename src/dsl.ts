@@ -5,6 +5,7 @@ import { Builder } from '../ir/builder.js';
 import * as C from '../ir/composite.js';
 import * as VC from '../ir/vocab.js';
 import * as DV from './vocab.js';
+import * as IX from './indexops.js';
 import { gradInGraph } from '../ir/autodiff.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
@@ -355,6 +356,17 @@ export class Tensor {
   squeeze(axis?: Axis): Tensor { return this.op((b) => DV.squeeze(b, this.id, axis)); }
   /** Size-1 axes repeated to `shape` (−1 keeps an axis; new leading axes allowed); the gradient sums back (`torch.expand`). */
   expand(shape: readonly Dim[]): Tensor { return this.op((b) => DV.expand(b, this.id, shape)); }
+  // the index primitives (src/indexops.ts)
+  /** The i32 index of the first maximum along `axis` (of the first NaN where there is one), as `torch.argmax`; no gradient. */
+  argmax(axis: number, keepDims = false): Tensor { return this.op((b) => IX.argExtremum(b, 'argmax', this.id, axis, keepDims)); }
+  /** The i32 index of the first minimum along `axis` (of the first NaN where there is one), as `torch.argmin`; no gradient. */
+  argmin(axis: number, keepDims = false): Tensor { return this.op((b) => IX.argExtremum(b, 'argmin', this.id, axis, keepDims)); }
+  /** Running sums along `axis` (`torch.cumsum`), in float64 on the CPU targets; the gradient is the reversed cumsum of dy. */
+  cumsum(axis: number): Tensor { return this.op((b) => IX.cumsum(b, this.id, axis)); }
+  /** The order of `axes` (a number or an array; sizes known at build time) reversed (`torch.flip`). */
+  flip(axes: Axis): Tensor { return this.op((b) => IX.flip(b, this.id, axes)); }
+  /** The values as f32 (`torch.Tensor.float`): i32 indices become numbers (exact below 2²⁴); no gradient flows through it. */
+  float(): Tensor { return this.op((b) => IX.float(b, this.id)); }
 }
 
 /** The `g` a model function receives. */
@@ -364,8 +376,10 @@ export interface GraphBuilder {
   input(name: string, shape: readonly Dim[], dtype?: DType, options?: InputOptions): Tensor;
   /** A trainable f32 parameter named `name`, initialised by `initParams(seed)` as `options` says (default randn, scale 1); gradients are taken with respect to every param but a frozen one (`trainable: false`), and `weightDecay`, `lrScale` tune its update in trainStep. */
   param(name: string, shape: readonly number[], options?: ParamOptions): Tensor;
-  /** A constant: a number or nested arrays of numbers. */
-  const(value: number | NestedNumbers): Tensor;
+  /** A constant: a number or nested arrays of numbers; `'i32'` makes integer indices or labels. */
+  const(value: number | NestedNumbers, dtype?: DType): Tensor;
+  /** The i32 vector 0, 1, … n − 1 (`torch.arange(n)`); `n` a positive integer or an input's symbolic dimension (`g.arange('T')`). */
+  arange(n: Dim): Tensor;
   /** The rows of `table` at the i32 `indices` (`C[Xb]`): shape `[...indices, ...table.shape.slice(1)]`. */
   gather(table: Tensor, indices: Tensor): Tensor;
   /** One entry of each row of `x [n, c]` at the i32 `indices [n]` (`x[range(n), indices]`). */
@@ -683,14 +697,15 @@ export class Tracer {
           return t.b.param(n, s, i.init, i.scale, { raw: n }, train);
         });
       },
-      const(value) {
+      const(value, dtype = 'f32') {
         return t.call(() => {
           const { data, shape } = flatten(value);
           if (!data.every((x) => typeof x === 'number'))
             throw new CompileError('const: every element must be a number', 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
-          return t.b.constant(data, shape);
+          return IX.constant(t.b, data, shape, dtype);
         });
       },
+      arange: (n) => t.call(() => IX.arange(t.b, n)),
       gather: (table, indices) => t.call(() => t.b.gather(v(table, 'gather'), v(indices, 'gather'))),
       pick: (x, indices) => t.call(() => t.b.pick(v(x, 'pick'), v(indices, 'pick'))),
       oneHot: (indices, depth) => t.call(() => t.b.oneHot(v(indices, 'oneHot'), depth)),

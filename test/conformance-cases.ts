@@ -440,6 +440,52 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'expm1 near 0, at ±1, large (∞) and very negative (−1)', data: { a: [0, 1e-7, -1e-7, 1, -1, 0.999, -1.001, 100, -100, Infinity, -Infinity, NaN] }, build: ({ b, param }) => b.expm1(param('a', [3, 4])) },
     { label: 'expm1 of small values only (where e^x − 1 loses its digits)', data: { a: [1e-4, -2e-4, 3e-4, 4e-4, -5e-4, 6e-4, 7e-4, -8e-4] }, build: ({ b, param }) => b.expm1(param('a', [2, 4])) },
   ],
+  // ---- the index primitives (ir/indexops.ts): i32 results are used as indices, so that y is f32
+  argmax: [
+    { label: 'pick at the argmax of each row, ties (the first) (the max, its gradient at the argmax)', data: { a: [1, 3, 3, 0, 2, 2, 2, 2, -1, -1, -5, -1] }, build: ({ b, param }) => {
+      const a = param('a', [3, 4]);
+      return b.pick(a, b.argmax(a, 1));
+    } },
+    { label: 'over axis 0 of [4, 3], keepDims, one-hot times a', build: ({ b, param }) => {
+      const a = param('a', [4, 3]);
+      return b.mul(b.oneHot(b.argmax(a, 0, true), 4), b.reshape(b.transpose(a, [1, 0]), [1, 3, 4]));
+    } },
+    { label: 'rows with NaN first, NaN later, all NaN, ±∞: the first NaN wins', data: { x: [NaN, 1, 2, 0, 1, NaN, 2, NaN, NaN, NaN, NaN, NaN, -Infinity, Infinity, 0, Infinity] }, build: ({ b, param, input }) => b.mul(b.oneHot(b.argmax(input('x', [4, 4]), 1), 4), param('c', [4, 4])) },
+    { label: 'over a middle axis of a symbolic batch [B, 5, 2]', dims: { B: 3 }, build: ({ b, param, input }) => b.mul(b.oneHot(b.argmax(b.add(input('x', [B, 5, 2]), param('a', [5, 1])), 1), 5), param('c', [5])) },
+  ],
+  argmin: [
+    { label: 'pick at the argmin of each row, ties (the first)', data: { a: [1, 0, 0, 3, 2, 2, 2, 2, -1, -5, -5, -1] }, build: ({ b, param }) => {
+      const a = param('a', [3, 4]);
+      return b.pick(a, b.argmin(a, 1));
+    } },
+    { label: 'rows with NaN and −∞: the first NaN wins', data: { x: [3, NaN, -Infinity, NaN, 2, -Infinity, -Infinity, 0] }, build: ({ b, param, input }) => b.mul(b.oneHot(b.argmin(input('x', [2, 4]), 1), 4), param('c', [2, 4])) },
+  ],
+  cumsum: [
+    { label: 'along axis 1 of [3, 5]', build: ({ b, param }) => b.cumsum(param('a', [3, 5]), 1) },
+    { label: 'along axis 0 of [4, 2, 3], then tanh', build: ({ b, param }) => b.tanh(b.cumsum(param('a', [4, 2, 3]), 0)) },
+    { label: 'reverse, along axis 1 of [2, 6]', build: ({ b, param }) => b.cumsum(param('a', [2, 6]), 1, true) },
+    { label: 'along 2,000 entries of values near 1 (summed in float64)', build: ({ b, param }) => b.cumsum(b.add(b.mul(param('a', [2, 2000]), 1e-3), 1), 1) },
+    { label: 'along a symbolic axis [B, 3]', dims: { B: 4 }, build: ({ b, param, input }) => b.cumsum(b.mul(input('x', [B, 3]), param('a', [3])), 0) },
+  ],
+  flip: [
+    { label: 'axis 1 of [3, 4]', build: ({ b, param }) => b.flip(param('a', [3, 4]), [1]) },
+    { label: 'axes [0, 2] of [2, 3, 4], then tanh', build: ({ b, param }) => b.tanh(b.flip(param('a', [2, 3, 4]), [0, 2])) },
+    { label: 'every axis of [3, 2] (one reverse walk)', build: ({ b, param }) => b.flip(b.exp(param('a', [3, 2])), [0, 1]) },
+    { label: 'the static axis of a symbolic batch [B, 3]', dims: { B: 4 }, build: ({ b, param, input }) => b.flip(b.mul(input('x', [B, 3]), param('a', [3])), [1]) },
+  ],
+  arange: [
+    { label: 'arange(5) as f32 through a comparison with an i32 constant', build: ({ b, param }) => b.mul(b.ge(b.arange(5), b.constant([0, 4, 2, 3, 1], [5], 'i32')), param('a', [5])) },
+    { label: 'a causal mask over a symbolic T: arange(T)[:, None] >= arange(T)[None, :]', dims: { T: 5 }, build: ({ b, param, input }) => {
+      const i = b.arange('T');
+      const mask = b.ge(b.reshape(i, ['T', 1]), b.reshape(i, [1, 'T']));
+      return b.mul(mask, b.mul(input('x', ['T', 1]), param('a', [])));
+    } },
+    { label: 'arange(4) compared with an f32 value (cast to f32)', build: ({ b, param }) => b.mul(b.gt(b.arange(4), 1.5), param('a', [4])) },
+  ],
+  cast: [
+    { label: 'arange(T) as f32 positions times a, over a symbolic T', dims: { T: 6 }, build: ({ b, param, input }) => b.mul(b.reshape(b.cast(b.arange('T')), ['T', 1]), b.mul(input('x', ['T', 2]), param('a', [2]))) },
+    { label: 'i32 indices [3, 4] as f32, then tanh', data: { ix: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] }, build: ({ b, param, input }) => b.tanh(b.mul(b.cast(input('ix', [3, 4], 'i32')), param('a', [4]))) },
+  ],
 };
 
 /** The table as a list: each case with its op and its index (a stable model name). */

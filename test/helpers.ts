@@ -155,6 +155,8 @@ function kinkSignature(g: Graph, vals: Map<string, NDArray>): string {
       const out = staticShape(g.type(inst.result).shape);
       parts.push(Array.from(K.map(out, [arg(inst, 0), arg(inst, 1)], (a, b) => Math.sign(a - b)).data).join());
     } else if (inst.op === 'max') parts.push(Array.from(K.argmaxMask(arg(inst, 0), inst.attrs.axes).data).join());
+    // argmax and argmin: the indices they pick
+    else if (inst.op === 'argmax' || inst.op === 'argmin') parts.push(Array.from(vals.get(g.value(inst.result).name)!.data).join());
     // max pooling: where each window's first maximum is (the counts of a gradient of ones)
     else if (inst.op === 'max_pool') parts.push(Array.from(maxPoolGradEval(arg(inst, 0), K.map(staticShape(g.type(inst.result).shape), [], () => 1), inst.attrs).data).join());
   }
@@ -182,7 +184,7 @@ export function smoothAt(fwd: Graph, params: Arrays, inputs: Arrays, name: strin
   return signature(-span) === at && signature(span) === at;
 }
 
-const KINKS = new Set(['relu', 'abs', 'maximum', 'minimum', 'max']);
+const KINKS = new Set(['relu', 'abs', 'maximum', 'minimum', 'max', 'argmax', 'argmin']);
 /** The kink signature at unperturbed params, by params object and graph. */
 const baseSignatures = new WeakMap<Arrays, Map<Graph, string>>();
 

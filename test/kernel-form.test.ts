@@ -377,3 +377,34 @@ export default model('coll', (g) => {
     expect(relErr(r.grads.x!, ref.grads.x!)).toBeLessThan(1e-5);
   });
 });
+
+// the index primitives (ir/indexops.ts): argmax/argmin and cumsum routines (i32 results for the
+// first two), flip a copy kernel with negative strides, arange a coordinate, cast
+const INDEX = `import { model } from 'graphc';
+export default model('kf_index', (g) => {
+  const a = g.param('a', [4, 6]);
+  const i = g.arange(6);
+  const y = a.flip([0, 1]).cumsum(1).mul(i.float()).add(a.flip(1).mul(i.unsqueeze(0).lt(3)));
+  const picked = g.pick(y, y.argmax(1)).add(g.pick(y, y.argmin(-1)));
+  return { loss: picked.sum() };
+});
+`;
+
+describe('the kernel form of the index primitives', () => {
+  it('evaluates to the float64 interpreter, round-trips (i32 routines included) and verifies', () => {
+    const { fwd, bwd, plan } = build(modelFile(INDEX, 'kf_index.ts'));
+    const p = lowerProgram(fwd, bwd, plan);
+    const routines = p.entries.flatMap((e) => e.steps.flatMap((s) => (s.kind === 'launch' && s.launch.kind === 'routine' ? [s.launch] : [])));
+    for (const op of ['argmax', 'argmin', 'cumsum']) expect(routines.map((r) => r.op), op).toContain(op);
+    for (const r of routines) expect(r.dtype, r.op).toBe(r.op === 'argmax' || r.op === 'argmin' ? 'i32' : 'f32');
+    const { checked } = checkProgram(fwd, bwd, p, 5);
+    expect(checked).toBeGreaterThan(5);
+    expect(verifyProgram(p)).toEqual([]);
+    const text = printProgram(p);
+    expect(text).toContain('load a[-6*d0 - d1 + 23]'); // flip([0, 1]) of a [4, 6]: the reversed walk from the last element
+    const back = parseProgram(text);
+    expect(printProgram(back)).toBe(text);
+    const dtypes = back.entries.flatMap((e) => e.steps.flatMap((s) => (s.kind === 'launch' && s.launch.kind === 'routine' ? [`${s.launch.op}:${s.launch.dtype}`] : [])));
+    expect(dtypes).toContain('argmax:i32');
+  });
+});

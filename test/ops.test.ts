@@ -134,6 +134,21 @@ const DSL: Record<string, (r: Rand) => string> = {
     const n = dim(r);
     return `const a = g.param('a', [${n}, ${dim(r) + 1}]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a, ix, 0.5);`;
   },
+  // the index primitives: the indices pick values (no gradient flows through them)
+  argmax: (r) => {
+    const [n, c] = [dim(r), dim(r) + 1];
+    return `const a = g.param('a', [${n}, ${c}]); const y = g.pick(a, a.argmax(1)).add(g.oneHot(a.argmin(-1), ${c}).mul(a).sum(1));`;
+  },
+  cumsum: (r) => `const a = g.param('a', ${S([dim(r), dim(r), dim(r)])}); const y = a.cumsum(${pickOne(r, ['0', '1', '-1'])}).tanh();`,
+  flip: (r) => `const a = g.param('a', ${S([dim(r), dim(r), dim(r)])}); const y = a.flip(${pickOne(r, ['0', '[1, 2]', '-1', '[0, 1, 2]'])}).mul(a);`,
+  arange: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [${n}, ${n}]); const i = g.arange(${n}); const y = i.unsqueeze(1).ge(i.unsqueeze(0)).mul(a).add(i.lt(g.const([${n - 1}], 'i32')).mul(a));`;
+  },
+  float: (r) => {
+    const n = dim(r);
+    return `const a = g.param('a', [2, ${n}]); const ix = g.input('ix', [2, ${n}], 'i32'); const y = a.mul(ix.float()).add(g.arange(${n}).float().mul(a));`;
+  },
   // a custom gradient equal to the true one (tanh' = 1 − y²), so that finite differences agree
   customGrad: (r) =>
     `const a = g.param('a', ${S([dim(r), dim(r)])}); const f = g.customGrad((x) => x.tanh(), ([x], t, dy) => [dy.mul(t.square().neg().add(1))]); const y = f(a.mul(2));`,

@@ -61,6 +61,8 @@ const OPS_2ND: Record<string, (r: Rand) => string> = {
   },
   batchNorm: (r) => `const a = g.param('a', [${dim(r) + 2}, 3]); const gain = g.param('gain', [3]); const bias = g.param('bias', [3]); const y = g.batchNorm(a, gain, bias);`,
   layerNorm: (r) => `const a = g.param('a', [${dim(r)}, 4]); const gain = g.param('gain', [4]); const bias = g.param('bias', [4]); const y = g.layerNorm(a, gain, bias);`,
+  // the index primitives: cumsum's rule is a (reversed) cumsum, flip's a flip; argmax picks
+  cumsum_flip: (r) => `const a = g.param('a', ${S([dim(r), dim(r) + 1])}); const y = a.cumsum(1).mul(a.flip([0, 1])).add(g.pick(a, a.argmax(1)).reshape([-1, 1]));`,
   hingeLoss: (r) => {
     const n = dim(r);
     return `const a = g.param('a', [${n}, 3]); const ix = g.input('ix', [${n}], 'i32'); const y = g.hingeLoss(a.tanh(), ix, 0.5);`;

@@ -133,7 +133,10 @@ export type RoutineOp =
   | 'gather'
   | 'scatter_add'
   | 'pick'
-  | 'argmax_mask';
+  | 'argmax_mask'
+  | 'argmax'
+  | 'argmin'
+  | 'cumsum';
 
 export type RoutineCall = { [K in RoutineOp]: { readonly op: K; readonly attrs: AttrsOf[K] } }[RoutineOp];
 
@@ -143,7 +146,8 @@ export type Routine = RoutineCall & {
   readonly inputs: readonly View[];
   /** The result, written densely (row-major). */
   readonly output: View;
-  readonly dtype: 'f32';
+  /** The result's element type (i32: argmax, argmin). */
+  readonly dtype: 'f32' | 'i32';
   /** Elementwise ops of the result (a matmul's bias, an activation), over the result's shape. */
   readonly epilogue?: Kernel;
   readonly notes: readonly string[];

@@ -16,7 +16,7 @@ import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
 import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, Routine, RoutineCall, Step, Store, View } from './form.js';
-import type { AluCtx, Lowering } from './rules.js';
+import type { AluCtx, LayoutOp, Lowering } from './rules.js';
 import { Dag, LOWERING } from './rules.js';
 
 const ZERO = size(0);
@@ -156,7 +156,7 @@ function view(L: Lowerer, g: Graph, v: ValueId): View {
 }
 
 /** A copy kernel over the result's shape: transpose, slice, pad, concat. */
-function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: 'transpose' | 'slice' | 'pad' | 'concat' }>, notes: string[]): Kernel {
+function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: LayoutOp }>, notes: string[]): Kernel {
   const out = g.type(inst.result).shape;
   const dag = new Dag();
   const views = new Map<number, string>();
@@ -173,6 +173,13 @@ function layoutKernel(L: Lowerer, g: Graph, inst: Extract<Inst, { op: 'transpose
     case 'slice':
       node = load(x, { strides: xst, offset: sumOf(inst.attrs.starts.map((s, d) => scale(xst[d]!, s))) });
       break;
+    case 'flip': {
+      // out[..., i_d, ...] = x[..., n_d − 1 − i_d, ...] on a flipped axis d: stride −st_d from (n_d − 1)·st_d
+      const xs = g.type(x).shape;
+      const flipped = (d: number) => inst.attrs.axes.includes(d);
+      node = load(x, { strides: xst.map((st, d) => (flipped(d) ? scale(st, -1) : st)), offset: sumOf(xst.map((st, d) => (flipped(d) ? scale(st, (xs[d] as number) - 1) : ZERO))) });
+      break;
+    }
     case 'pad':
       node = load(x, windowed(g.type(x).shape, xst, inst.attrs.starts, out));
       break;
@@ -231,13 +238,13 @@ function lowerUnit(L: Lowerer, u: Unit, notes: string[]): Launch[] {
       ...call,
       inputs: first.args.map((a) => view(L, g, a)),
       output: view(L, g, first.result),
-      dtype: 'f32',
+      dtype: g.type(first.result).dtype,
       ...(epi.length ? { epilogue: groupKernel(L, g, epi, out, [], []) } : {}),
       notes,
     };
     return [r];
   }
-  if ('layout' in rule) return [layoutKernel(L, g, first as Extract<Inst, { op: 'transpose' | 'slice' | 'pad' | 'concat' }>, notes)];
+  if ('layout' in rule) return [layoutKernel(L, g, first as Extract<Inst, { op: LayoutOp }>, notes)];
   const red = u.insts.find((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'> | undefined;
   const domain = red ? g.type(red.args[0]!).shape : g.type(first.result).shape;
   return [groupKernel(L, g, u.insts, domain, red ? red.attrs.axes : [], notes)];

@@ -179,7 +179,9 @@ function parseRoutine(L: Lines): Routine {
   }
   if (!output) L.fail(`routine ${head[1]} has no out`);
   const call = { op: head[2], attrs: JSON.parse(head[3]!) } as RoutineCall;
-  return { kind: 'routine', name: head[1]!, ...call, inputs, output, dtype: 'f32', ...(epilogue ? { epilogue } : {}), notes };
+  // the printed routine names its op, which gives its result's type (argmax, argmin: i32 indices)
+  const dtype = call.op === 'argmax' || call.op === 'argmin' ? 'i32' : 'f32';
+  return { kind: 'routine', name: head[1]!, ...call, inputs, output, dtype, ...(epilogue ? { epilogue } : {}), notes };
 }
 
 /** One kernel or routine (the text of printLaunch). */

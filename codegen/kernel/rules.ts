@@ -58,6 +58,9 @@ export interface AluCtx<K extends OpKind> {
   lastCoord(): number;
 }
 
+/** The ops lowered to copy kernels. */
+export type LayoutOp = 'transpose' | 'slice' | 'pad' | 'concat' | 'flip';
+
 export type Lowering<K extends OpKind> =
   /** Elementwise: the node of the result at one position. */
   | { readonly alu: (c: AluCtx<K>) => number }
@@ -65,11 +68,17 @@ export type Lowering<K extends OpKind> =
   /** A routine of its own (only the ops of RoutineOp). */
   | { readonly routine: K extends RoutineOp ? true : never }
   /** A copy kernel whose index maps do the work (lower.ts builds it). */
-  | { readonly layout: K & ('transpose' | 'slice' | 'pad' | 'concat') }
+  | { readonly layout: K & LayoutOp }
   /** No code: the value is a view of its operand's array (or a source). */
   | { readonly none: 'view' | 'source' }
   /** Not lowered to the kernel form (yet): a CompileError naming the op says why. */
   | { readonly unsupported: string };
+
+/** Two operands of one type: an i32 compared with an f32 is cast to f32. */
+function numeric(dag: Dag, a: number, b: number): [number, number] {
+  const [ta, tb] = [dag.type(a), dag.type(b)];
+  return ta === tb ? [a, b] : [ta === 'i32' ? dag.un('cast', a) : a, tb === 'i32' ? dag.un('cast', b) : b];
+}
 
 const un = (op: UnaryOp) => ({ alu: (c: AluCtx<OpKind>) => c.dag.un(op, c.x[0]!) });
 const bin = (op: BinaryOp) => ({ alu: (c: AluCtx<OpKind>) => c.dag.bin(op, c.x[0]!, c.x[1]!) });
@@ -115,8 +124,8 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   pow: bin('pow'),
   maximum: bin('max'),
   minimum: bin('min'),
-  gt: { alu: ({ dag, x }) => dag.mask(dag.bin('lt', x[1]!, x[0]!)) },
-  ge: { alu: ({ dag, x }) => dag.mask(dag.bin('le', x[1]!, x[0]!)) },
+  gt: { alu: ({ dag, x }) => dag.mask(dag.bin('lt', ...numeric(dag, x[1]!, x[0]!))) },
+  ge: { alu: ({ dag, x }) => dag.mask(dag.bin('le', ...numeric(dag, x[1]!, x[0]!))) },
   // where(c = 0, b, a): a wherever c ≠ 0 (NaN included, as `c !== 0 ? a : b`)
   select: { alu: ({ dag, x }) => dag.where(dag.bin('eq', x[0]!, dag.const(0)), x[2]!, x[1]!) },
   broadcast: same,
@@ -148,4 +157,13 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   max_pool_pick: routine,
   avg_pool: routine,
   avg_pool_grad: routine,
+
+  // the index primitives (ir/indexops.ts)
+  argmax: routine,
+  argmin: routine,
+  cumsum: routine,
+  flip: { layout: 'flip' },
+  // the coordinate along the result's (only) axis
+  arange: { alu: (c) => c.lastCoord() },
+  cast: un('cast'),
 };

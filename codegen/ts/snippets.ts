@@ -14,6 +14,7 @@ import type { Typed } from '../module.js';
 import type { TrainBackend } from './train.js';
 import { header } from '../module.js';
 import { convLoops, poolLoops } from './conv.js';
+import { INDEX_ROUTINES } from './indexops.js';
 
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +155,7 @@ export const TS_ROUTINES: { readonly [K in OwnOp]: { readonly emit: (c: Ctx, ins
   max_pool_pick: { emit: poolLoops },
   avg_pool: { emit: poolLoops },
   avg_pool_grad: { emit: poolLoops },
+  ...INDEX_ROUTINES,
 };
 
 /** Softmax or log-softmax along one axis: max, Σ exp, normalise. */

@@ -62,6 +62,10 @@ export const SCHEMAS: Readonly<Record<string, Schema>> = {
   LayerNormalization: { inputs: [2, 3], attrs: { axis: 'INT', epsilon: 'FLOAT', stash_type: 'INT' } },
   BatchNormalization: { inputs: [5, 5], attrs: { epsilon: 'FLOAT', momentum: 'FLOAT', training_mode: 'INT' } },
   Where: { inputs: [3, 3] },
+  ArgMax: { inputs: [1, 1], attrs: { axis: 'INT', keepdims: 'INT', select_last_index: 'INT' } },
+  ArgMin: { inputs: [1, 1], attrs: { axis: 'INT', keepdims: 'INT', select_last_index: 'INT' } },
+  CumSum: { inputs: [2, 2], attrs: { exclusive: 'INT', reverse: 'INT' } },
+  Range: { inputs: [3, 3] },
   Conv: { inputs: [2, 3], attrs: { auto_pad: 'STRING', dilations: 'INTS', group: 'INT', kernel_shape: 'INTS', pads: 'INTS', strides: 'INTS' } },
   MaxPool: {
     inputs: [1, 1],

@@ -65,7 +65,17 @@ type Rule<K extends OpKind> = ((c: LowerCtx & { readonly inst: InstOf<K> }) => v
 const unary = (op: string): Rule<'neg'> => (c) => void c.node(op, [c.arg(0)], {}, c.out);
 const binary = (op: string): Rule<'add'> => (c) => void c.node(op, [c.arg(0), c.arg(1)], {}, c.out);
 /** a > b as an f32 mask: the comparison, then a cast to float. */
-const compare = (op: string): Rule<'gt' | 'ge'> => (c) => void c.node('Cast', [c.node(op, [c.arg(0), c.arg(1)])], { to: { i: DT.FLOAT } }, c.out);
+/** An f32 0/1 mask; an i32 operand compared with an f32 one is cast to f32 (as the targets compare). */
+const compare = (op: string): Rule<'gt' | 'ge'> => (c) => {
+  const [a, b] = c.inst.args.map((v, i) => (c.g.type(v).dtype !== 'f32' && c.g.type(c.inst.args[1 - i]!).dtype === 'f32' ? c.node('Cast', [c.arg(i)], { to: { i: DT.FLOAT } }) : c.arg(i)));
+  c.node('Cast', [c.node(op, [a!, b!])], { to: { i: DT.FLOAT } }, c.out);
+};
+
+/** ArgMax / ArgMin (the first index: select_last_index 0), cast from int64 to graphc's i32. */
+const arg = (op: 'ArgMax' | 'ArgMin'): Rule<'argmax' | 'argmin'> => (c) => {
+  const { axis, keepDims } = c.inst.attrs;
+  c.node('Cast', [c.node(op, [c.arg(0)], { axis: { i: axis }, keepdims: { i: keepDims ? 1 : 0 }, select_last_index: { i: 0 } })], { to: { i: DT.INT32 } }, c.out);
+};
 
 /**
  * log(1 + x) and e^x − 1, which opset 17 lacks, exact near 0 in float32 as torch's: where |x| < 1,
@@ -234,6 +244,25 @@ const LOWER: { readonly [K in OpKind]: Rule<K> } = {
   sum: reduce('ReduceSum'),
   max: reduce('ReduceMax'),
   argmax_mask: null, // made by gradient rules only
+  // the index primitives (ir/indexops.ts)
+  argmax: arg('ArgMax'),
+  argmin: arg('ArgMin'),
+  cumsum: (c) => void c.node('CumSum', [c.arg(0), c.constant([c.inst.attrs.axis], [], DT.INT64, 'axis')], { reverse: { i: c.inst.attrs.reverse ? 1 : 0 } }, c.out),
+  // a Slice from the last entry to before the first, step −1, on each flipped axis
+  flip: (c) => {
+    const axes = c.inst.attrs.axes;
+    const k = axes.length;
+    const [starts, ends, steps] = [axes.map(() => -1), axes.map(() => -Number.MAX_SAFE_INTEGER), axes.map(() => -1)];
+    const consts = [c.constant(starts, [k], DT.INT64, 'starts'), c.constant(ends, [k], DT.INT64, 'ends'), c.constant(axes, [k], DT.INT64, 'axes'), c.constant(steps, [k], DT.INT64, 'steps')];
+    c.node('Slice', [c.arg(0), ...consts], {}, c.out);
+  },
+  cast: (c) => void c.node('Cast', [c.arg(0)], { to: { i: DT.FLOAT } }, c.out),
+  // Range(0, n, 1) in int64 (n from the input's shape when symbolic), cast to i32
+  arange: (c) => {
+    const n = c.node('Squeeze', [c.shapeTensor(c.inst.attrs.shape), c.constant([0], [1], DT.INT64, 'axes')]);
+    const range = c.node('Range', [c.constant([0], [], DT.INT64, 'start'), n, c.constant([1], [], DT.INT64, 'delta')]);
+    c.node('Cast', [range], { to: { i: DT.INT32 } }, c.out);
+  },
   matmul: (c) => {
     const { transA, transB } = c.inst.attrs;
     const t = (i: number, flag: boolean) => {

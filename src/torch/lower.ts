@@ -109,6 +109,19 @@ export const LOWER: { readonly [K in OpKind]: Rule<K> } = {
       ? `torch.sum(torch.where(_argmax_mask(${c.arg(0)}, ${tuple(c.inst.attrs.axes)}) != 0, ${c.arg(0)}, torch.zeros_like(${c.arg(0)})), dim=${tuple(c.inst.attrs.axes)}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'})`
       : c.arg(0),
   argmax_mask: (c) => `_argmax_mask(${c.arg(0)}, ${tuple(c.inst.attrs.axes)})`,
+  // the index primitives (ir/indexops.ts); graphc's indices are int32
+  argmax: (c) => `torch.argmax(${c.arg(0)}, dim=${c.inst.attrs.axis}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'}).int()`,
+  argmin: (c) => `torch.argmin(${c.arg(0)}, dim=${c.inst.attrs.axis}, keepdim=${c.inst.attrs.keepDims ? 'True' : 'False'}).int()`,
+  cumsum: (c) => {
+    const d = c.inst.attrs.axis;
+    return c.inst.attrs.reverse ? `torch.flip(torch.cumsum(torch.flip(${c.arg(0)}, (${d},)), dim=${d}), (${d},))` : `torch.cumsum(${c.arg(0)}, dim=${d})`;
+  },
+  flip: (c) => `torch.flip(${c.arg(0)}, ${tuple(c.inst.attrs.axes)})`,
+  cast: (c) => `${c.arg(0)}.float()`,
+  arange: (c) => {
+    const n = c.inst.attrs.shape[0]!;
+    return `torch.arange(${typeof n === 'number' ? n : c.dim(n)}, dtype=torch.int32, device=dev)`;
+  },
   matmul: (c) => {
     const { transA, transB } = c.inst.attrs;
     const t = (i: number, f: boolean) => (f ? `${c.arg(i)}.transpose(-2, -1)` : c.arg(i));

@@ -238,7 +238,15 @@ function attrsFor(c: Choices, op: OpKind, ts: readonly TensorType[]): Record<str
     case 'max':
       return { axes: sortedAxes(), keepDims: c.chance(50) };
     case 'argmax_mask':
+    case 'flip':
       return { axes: sortedAxes() };
+    case 'argmax':
+    case 'argmin':
+      return { axis: c.int(Math.max(1, r)), keepDims: c.chance(50) };
+    case 'cumsum':
+      return c.chance(50) ? { axis: c.int(Math.max(1, r)), reverse: true } : { axis: c.int(Math.max(1, r)) };
+    case 'arange':
+      return { shape: [c.range(1, 5)] }; // the random graphs have static shapes
     case 'matmul':
       return { transA: c.chance(50), transB: c.chance(50) };
     case 'transpose':
