@@ -23,56 +23,16 @@ import type { Expr } from './expr.js';
 import type { ModuleInfo, Typed } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
-import { gpuPow } from './gpu-pow.js';
-import type { Local } from './gpu-special.js';
-import { gpuErf, gpuExpm1, gpuLog1p } from './gpu-special.js';
 import { indexAt } from './gpu-index.js';
+import type { GpuBody } from './gpu-kernel.js';
+import { GPU_SUM_BLOCK, gpuNative, kdim, renderStore, threadAxes, wrapSum } from './gpu-kernel.js';
+import type { Access, Kernel } from './kernel/form.js';
+import { lowerUnitOf } from './kernel/lower.js';
+import { CompileError } from '../ir/errors.js';
+
+export { GPU_SUM_BLOCK };
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
-
-// ---------------------------------------------------------------------------------------------
-// Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
-
-const one = E.num(1);
-const zero = E.num(0);
-
-type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'sin' | 'cos' | 'erf' | 'log1p' | 'expm1' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
-
-/** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
-const TWICE = new Set<OpKind>(['relu', 'square', 'pow', 'log', 'erf', 'log1p', 'expm1']);
-
-/** Each op's expression from its operands' (`local` makes a value a local of the kernel). */
-export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[], local?: Local) => Expr } = {
-  neg: ([a]) => E.neg(a!),
-  exp: ([a]) => E.call('Math.exp', a!),
-  // NaN below 0 as in PyTorch: SwiftShader's WebGPU gives log(x < 0) a number (WGSL leaves it
-  // indeterminate); its √ of a negative value is NaN, as everywhere we know (see gpuPow)
-  log: ([a]) => E.cond(E.rel('<')(a!, zero), E.call('Math.sqrt', a!), E.call('Math.log', a!)),
-  tanh: ([a]) => E.call('Math.tanh', a!),
-  sigmoid: ([a]) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a!)))),
-  relu: ([a]) => E.cond(E.rel('>')(a!, zero), a!, zero),
-  sqrt: ([a]) => E.call('Math.sqrt', a!),
-  square: ([a]) => E.mul(a!, a!),
-  abs: ([a]) => E.call('Math.abs', a!),
-  sin: ([a]) => E.call('Math.sin', a!),
-  cos: ([a]) => E.call('Math.cos', a!),
-  erf: ([a], local = (e) => e) => gpuErf(a!, local),
-  log1p: ([a], local = (e) => e) => gpuLog1p(a!, local),
-  expm1: ([a], local = (e) => e) => gpuExpm1(a!, local),
-  add: ([a, b]) => E.add(a!, b!),
-  sub: ([a, b]) => E.sub(a!, b!),
-  mul: ([a, b]) => E.mul(a!, b!),
-  div: ([a, b]) => E.div(a!, b!),
-  pow: ([a, b]) => gpuPow(a!, b!),
-  maximum: ([a, b]) => E.call('Math.max', a!, b!),
-  minimum: ([a, b]) => E.call('Math.min', a!, b!),
-  gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
-  ge: ([a, b]) => E.cond(E.rel('>=')(a!, b!), one, zero),
-  select: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!),
-  broadcast: ([a]) => a!,
-  bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
-  ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
-};
 
 /**
  * destroy()'s release of the pipelines and kernels, now: gpu.destroy() releases them on the next
@@ -114,26 +74,6 @@ function flat(pos: readonly string[], shape: Shape): string {
   return terms.length ? terms.join(' + ') : '0';
 }
 
-/**
- * A size inside a kernel: a number, or a product with the bound sizes of symbolic dimensions,
- * which gpu.js kernels read as constants (`this.constants.B * 64`).
- */
-/** The terms a GPU.js kernel's sum adds before adding them into its total (see `loop`). */
-export const GPU_SUM_BLOCK = 64;
-
-function kdim(d: Dim | Size): string {
-  const s = size(d);
-  return sizeText({ coef: s.coef, syms: s.syms.map((x) => `this.constants.${x}`) });
-}
-
-const wrapSum = (p: string) => (/[+-]/.test(p) ? `(${p})` : p);
-
-/** The position of an operand of shape `s` broadcast into a result position. */
-function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string[] {
-  const off = outShape.length - s.length;
-  return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
-}
-
 class KernelWriter implements PositionWriter {
   readonly lines: string[] = [];
   /** The arrays the kernel reads, by value name, in order of first use. */
@@ -163,6 +103,12 @@ class KernelWriter implements PositionWriter {
 
   private name(v: ValueId): string {
     return this.viewRoot(valueName(this.g, v));
+  }
+
+  /** Reads the array `name` at a flat index, registering it as an argument (the kernel form's loads). */
+  read(name: string, index: string): Expr {
+    if (!this.args.includes(name)) this.args.push(name);
+    return E.atom(`${name}[${index}]`);
   }
 
   /** Reads an array at a flat index, registering it as an argument. */
@@ -256,29 +202,7 @@ class KernelWriter implements PositionWriter {
   private compute(inst: Inst, pos: readonly string[]): Expr {
     const g = this.g;
     const out = g.type(inst.result).shape;
-    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, g.type(inst.args[k]!).shape)) => this.at(inst.args[k]!, p);
     switch (inst.op) {
-      case 'one_hot': {
-        const idx = this.at(inst.args[0]!, pos.slice(0, -1));
-        return E.cond(E.rel('===')(idx, E.atom(pos[pos.length - 1]!)), one, zero);
-      }
-      case 'sum':
-      case 'max': {
-        const x = inst.args[0]!;
-        const xs = g.type(x).shape;
-        const { axes, keepDims } = inst.attrs;
-        const kept = keepDims ? pos.filter((_p, d) => !axes.includes(d)) : pos;
-        const isSum = inst.op === 'sum';
-        return E.atom(
-          this.loop(isSum ? '0' : '-Infinity', axes.map((a) => xs[a]!), (vars, acc) => {
-            let k = 0;
-            let r = 0;
-            const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : kept[k++]!));
-            const term = this.capture(() => this.at(x, full).code);
-            return isSum ? [...term.lines, `${acc} += ${term.value};`] : [...term.lines, `if (${term.value} > ${acc}) ${acc} = ${term.value};`];
-          }),
-        );
-      }
       case 'matmul': {
         this.hasMatmul = true;
         const [A, B] = inst.args as [ValueId, ValueId];
@@ -339,36 +263,6 @@ class KernelWriter implements PositionWriter {
         void c;
         return E.atom(`-${total} / ${factor(kdim(n))}`);
       }
-      case 'transpose': {
-        const inv = inversePerm(inst.attrs.perm);
-        return arg(0, inv.map((d) => pos[d]!));
-      }
-      case 'slice':
-        return arg(0, pos.map((p, d) => (inst.attrs.starts[d] ? `${p} + ${inst.attrs.starts[d]}` : p)));
-      case 'pad': {
-        const { starts } = inst.attrs;
-        const inner = g.type(inst.args[0]!).shape;
-        const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${kdim(sumSizes([size(starts[d]!), size(inner[d]!)]))}`).join(' && ');
-        const val = this.capture(() => this.at(inst.args[0]!, pos.map((p, d) => (starts[d] ? `${p} - ${starts[d]}` : p))).code);
-        const r = this.fresh('pad');
-        this.lines.push(`let ${r} = 0;`, `if (${inside}) {`, ...val.lines, `${r} = ${val.value};`, '}');
-        return E.atom(r);
-      }
-      case 'concat': {
-        const { axis } = inst.attrs;
-        const r = this.fresh('cat');
-        this.lines.push(`let ${r} = 0;`);
-        let off = 0;
-        inst.args.forEach((a, k) => {
-          const size = g.type(a).shape[axis] as number; // concatenation axes are static
-          const p = pos.map((q, d) => (d === axis && off ? `${q} - ${off}` : q));
-          const val = this.capture(() => this.at(a, p).code);
-          this.lines.push(`${k ? '} else ' : ''}if (${pos[axis]} < ${off + size}) {`, ...val.lines, `${r} = ${val.value};`);
-          off += size;
-        });
-        this.lines.push('}');
-        return E.atom(r);
-      }
       case 'conv':
       case 'conv_input_grad':
       case 'conv_weight_grad':
@@ -393,22 +287,16 @@ class KernelWriter implements PositionWriter {
         const offset = flat(full, xs);
         this.lines.push(...val.lines, `if (${at} < 0 || ${val.value} > ${best}) {`, `${best} = ${val.value};`, `${at} = ${offset};`, '}');
         axes.forEach(() => this.lines.push('}'));
-        return E.cond(E.rel('===')(E.atom(at), E.atom(`(${flat(pos, xs)})`)), one, zero);
+        return E.cond(E.rel('===')(E.atom(at), E.atom(`(${flat(pos, xs)})`)), E.num(1), E.num(0));
       }
       // the index primitives (ir/indexops.ts)
       case 'argmax':
       case 'argmin':
       case 'cumsum':
-      case 'flip':
-      case 'arange':
-      case 'cast':
         return indexAt(this, inst, pos);
-      default: {
-        if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
-        let args = inst.args.map((_a, k) => arg(k));
-        if (TWICE.has(inst.op)) args = args.map((e) => this.local(e));
-        return GPU_EXPR[inst.op as ElementwiseOp](args, (e) => this.local(e));
-      }
+      default:
+        // elementwise ops, reductions and copies are rendered from the kernel form (gpu-kernel.ts)
+        throw new CompileError(`internal: the GPU.js target computes ${inst.op} only in the kernel form, not inside a routine's kernel`);
     }
   }
 
@@ -461,21 +349,23 @@ interface Transposed {
   readonly cols: number;
 }
 
+/** A gpu.js kernel: its source, the arrays it reads, its row width if 2-D, the transposed copies it reads. */
+interface GpuKernel {
+  readonly args: string[];
+  readonly body: string[];
+  readonly size: Size;
+  readonly width?: number;
+  readonly transposed: Transposed[];
+}
+
 /**
- * The kernel of one stored value: its source, the arrays it reads, its row width if 2-D, and the
- * transposed copies it reads (`transposedName` names them).
+ * The kernel of a value of `shape` whose thread computes `value` at its position (`own`: the
+ * value a routine's kernel computes, not read from its array); `transposedName` names the
+ * transposed copies a large product reads.
  */
-function kernelOf(
-  g: Graph,
-  plan: Plan,
-  u: Unit,
-  inst: Inst,
-  transposedName: (of: string) => string,
-  viewRoot?: (name: string) => string,
-): { args: string[]; body: string[]; size: Size; width?: number; transposed: Transposed[] } {
+function kernelOf(g: Graph, plan: Plan, u: Unit, shape: Shape, own: ValueId | undefined, value: (w: KernelWriter, pos: string[]) => Expr, transposedName: (of: string) => string, viewRoot?: (name: string) => string): GpuKernel {
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
-  registers.add(inst.result); // computed here, not read
-  const shape = g.type(inst.result).shape;
+  if (own) registers.add(own); // computed here, not read
   const n = numelSize(shape);
   const w = new KernelWriter(g, plan, registers, n.syms.length === 0 && n.coef >= MIN_2D_OUTPUTS ? transposedName : undefined, viewRoot);
   const pos: string[] = [];
@@ -496,12 +386,51 @@ function kernelOf(
       pos.push(v);
     }
   });
-  const value = w.at(inst.result, pos);
+  const v = value(w, pos);
   const last = shape.at(-1);
   const large = n.syms.length > 0 || n.coef >= MIN_2D_OUTPUTS; // a symbolic size is checked when bound
   const width = w.hasMatmul && large && shape.length >= 2 && typeof last === 'number' && last >= MIN_2D_WIDTH ? last : undefined;
   if (width !== undefined) head[0] = `const _x = this.thread.x + this.thread.y * ${width};`;
-  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: n, width, transposed: w.transposed };
+  return { args: w.args, body: [...head, ...w.lines, `return ${v.code};`], size: n, width, transposed: w.transposed };
+}
+
+/**
+ * The kernels of a unit, one per value it stores, in order: a routine's result computed by its
+ * own code (gpu-conv.ts, gpu-index.ts, KernelWriter), the values of a fused group, a copy or a
+ * routine's epilogue rendered from the kernel form (gpu-kernel.ts), the routine's result computed
+ * in place where the epilogue reads it and no array holds it.
+ */
+function unitKernels(g: Graph, plan: Plan, u: Unit, transposedName: (of: string) => string, viewRoot: (name: string) => string): { inst: Inst; k: GpuKernel }[] {
+  const stored = (name: string) => plan.storage.get(name)?.kind === 'buffer';
+  const lowered = lowerUnitOf(plan, u);
+  const launch = lowered.launch;
+  if (!launch) return [];
+  const first = u.insts[0]!;
+  const out: { inst: Inst; k: GpuKernel }[] = [];
+  if (launch.kind === 'routine' && stored(valueName(g, first.result))) {
+    out.push({ inst: first, k: kernelOf(g, plan, u, g.type(first.result).shape, first.result, (w, pos) => w.at(first.result, pos), transposedName, viewRoot) });
+  }
+  const form = launch.kind === 'kernel' ? launch : launch.epilogue;
+  if (!form) return out;
+  const { k, map } = gpuNative(form);
+  const views = new Map([...lowered.views].map(([i, n]) => [map[i]!, n] as const));
+  const inPlace = launch.kind === 'routine' && plan.storage.get(valueName(g, first.result))?.kind === 'register' ? launch.output.arg : undefined;
+  const byName = new Map(u.insts.map((i) => [valueName(g, i.result), i] as const));
+  k.stores.forEach((st, s) => {
+    if (!stored(st.access.arg)) return;
+    const inst = byName.get(st.access.arg);
+    if (!inst) throw new CompileError(`internal: the GPU.js module found no instruction storing ${st.access.arg}`);
+    const shape = threadAxes(k, s).map((d) => k.domain[d]!);
+    const value = (w: KernelWriter, pos: string[]) => {
+      const names = {
+        array: (i: number, a: Access) => viewRoot(views.get(i) ?? a.arg),
+        loaded: (a: Access, coords: readonly string[]) => (a.arg === inPlace ? w.at(first.result, coords) : undefined),
+      };
+      return renderStore(k, s, pos, names, w, viewRoot);
+    };
+    out.push({ inst, k: kernelOf(g, plan, u, shape, undefined, value, transposedName, viewRoot) });
+  });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,10 +501,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   };
   const steps = (units: readonly Unit[]): Step[] =>
     units.flatMap((u) =>
-      u.insts
-        .filter((inst) => plan.storage.get(u.graph.value(inst.result).name)?.kind === 'buffer')
-        .flatMap((inst) => {
-          const k = kernelOf(u.graph, plan, u, inst, transposedName, viewRoot);
+      unitKernels(u.graph, plan, u, transposedName, viewRoot).flatMap(({ inst, k }) => {
           const name = valueName(u.graph, inst.result);
           const before = k.transposed.map((tr) => transposer(tr, name));
           const kernel = codeName(`kernel_${name}`);
