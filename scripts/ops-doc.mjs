@@ -18,7 +18,6 @@ import { formatType } from '../dist/ir/types.js';
 import { formula } from '../dist/codegen/formula.js';
 import { LOWERING } from '../dist/codegen/kernel/rules.js';
 import { isConv, simdOp } from '../dist/codegen/wasm.js';
-import { GPU_EXPR } from '../dist/codegen/gpu.js';
 import { unifiedDiff } from '../dist/src/textdiff.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -127,7 +126,8 @@ function targets(op, def) {
             : simdOp(inst, literal)
               ? 'SIMD elementwise, constant exponent'
               : 'flat TS code';
-  const gpu = op in GPU_EXPR ? 'elementwise expression' : 'kernel';
+  // the GPU.js module renders the kernel form too (codegen/gpu-kernel.ts); routines are kernels of their own
+  const gpu = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : 'kernel';
   return { ts, wasm, gpu };
 }
 
@@ -201,8 +201,8 @@ function render() {
     'the backward passes simplify it; where an operand was broadcast, the reverse pass also sums',
     'the result back over the broadcast axes). **flat TS / wasm / GPU.js**: the kernel each target',
     'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions and `simdOp` of',
-    '`codegen/wasm.ts`, whose other ops run as the flat module\'s code, and `GPU_EXPR` of',
-    '`codegen/gpu.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
+    '`codegen/wasm.ts`, whose other ops run as the flat module\'s code, and the GPU.js renderer',
+    '`codegen/gpu-kernel.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
     'module against the float64 interpreter and finite differences, and fails when one is missing.',
     '',
     ...opsSection(),
