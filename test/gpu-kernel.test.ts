@@ -29,7 +29,7 @@ function kernelBody(text: string, name: string): string {
 
 describe('a fused group that stores two values', async () => {
   const { c, flat, gpu } = await buildBoth(modelFile(SOURCE, 'twostores.ts'));
-  const text = c.files.find((f) => f.name === 'twostores.gpu.js')!.content;
+  const text = String(c.files.find((f) => f.name === 'twostores.gpu.js')!.content);
 
   it("is two kernels, the second reading the first one's array rather than computing tanh again", () => {
     const h = kernelBody(text, 'kernel_h');
