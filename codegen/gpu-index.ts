@@ -1,7 +1,7 @@
-// The GPU.js target's index primitives (ir/indexops.ts), each thread at one position of the
+// The GPU.js target's index routines (ir/indexops.ts), each thread at one position of the
 // result: argmax/argmin walk the axis (the first extremum; a NaN wins, as torch), cumsum sums the
-// entries up to this one (from it, reversed), flip reads the mirrored position, arange is the
-// position itself and cast the i32 value as it is (the device holds numbers).
+// entries up to this one (from it, reversed). flip, arange and cast are rendered from the kernel
+// form (gpu-kernel.ts: a copy with a negative stride, a coordinate, a cast).
 
 import type { Dim, Size } from '../ir/dims.js';
 import { size, sizeText } from '../ir/dims.js';
@@ -10,7 +10,7 @@ import * as E from './expr.js';
 import type { Expr } from './expr.js';
 import type { PositionWriter } from './gpu-conv.js';
 
-type Op = 'argmax' | 'argmin' | 'cumsum' | 'flip' | 'arange' | 'cast';
+type Op = 'argmax' | 'argmin' | 'cumsum';
 
 /** A size inside a kernel, the bound symbols read as its constants (as gpu.ts's kdim). */
 const kdim = (d: Dim | Size) => {
@@ -19,11 +19,8 @@ const kdim = (d: Dim | Size) => {
 };
 
 export function indexAt(w: PositionWriter, inst: Extract<Inst, { op: Op }>, pos: readonly string[]): Expr {
-  if (inst.op === 'arange') return E.atom(pos[0]!);
   const x = inst.args[0]!;
-  if (inst.op === 'cast') return w.at(x, pos);
   const xs = w.g.type(x).shape;
-  if (inst.op === 'flip') return w.at(x, pos.map((p, d) => (inst.attrs.axes.includes(d) ? `${(xs[d] as number) - 1} - ${p}` : p)));
   const axis = inst.attrs.axis;
   if (inst.op === 'cumsum') {
     const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));

@@ -71,7 +71,7 @@ export function gpuLog1p(x: Expr, local: Local): Expr {
   const series = E.mul(E.mul(E.num(2), s), horner(local(E.mul(s, s)), ATANH));
   const log = E.call('Math.log', u);
   const inside = E.cond(E.rel('<=')(x, one), series, log);
-  // √ of a negative value is NaN on every backend, as GPU_EXPR's log
+  // √ of a negative value is NaN on every backend, as the GPU.js renderer's log (GPU_UNARY)
   return E.cond(lt(u, zero), E.call('Math.sqrt', u), E.cond(lt(x, E.num(-0.5)), log, inside));
 }
 

@@ -1,508 +1,30 @@
-// The GPU.js target: the same steps as the flat module, as gpu.js kernels. Each value a fused
-// group writes is one kernel that computes it at the position of its thread (gpu.js's webgpu
-// backend has no kernel maps, so a group that writes two values becomes two kernels); values
-// that live only inside the group are recomputed inline. The kernels are chained by two
+// The GPU.js target: the same steps as the flat module, as gpu.js kernels, one per value a unit
+// stores (gpu-writer.ts: a fused group, a copy or a routine's epilogue rendered from the kernel
+// form by gpu-kernel.ts, a routine's result by its own code). The kernels are chained by two
 // gpu.js pipelines, compiled once in `create`: `forward`, and `valueAndGrad`, whose backward
 // kernels run in the reverse order of the forward ones. A pipeline call records every kernel
 // into one command encoder on webgpu (one fused pass over one wasm memory on webasm) and reads
-// back only its results: the outputs, or the loss and the gradients.
+// back only its results: the outputs, or the loss and the gradients. emitGpu assembles the module
+// from its sections: the kernels, the pipelines' arguments, their results, create()'s setup and
+// pipelines, the model's methods, and create() itself.
 
-import type { Dim, Size } from '../ir/dims.js';
-import { numelSize, size, sizeEq, sizeText, stridesSize, sumSizes, symbols } from '../ir/dims.js';
+import { numelSize, sizeText, symbols } from '../ir/dims.js';
 import type { Graph } from '../ir/graph.js';
-import type { Plan, Unit } from '../ir/memplan.js';
+import type { Unit } from '../ir/memplan.js';
 import { isState, valueName } from '../ir/memplan.js';
-import type { OpKind } from '../ir/ops.js';
-import { inversePerm } from '../ir/ops.js';
-import type { Inst, InstOf, Shape, ValueId } from '../ir/types.js';
+import type { ValueId } from '../ir/types.js';
 import * as E from './expr.js';
-import type { PositionWriter } from './gpu-conv.js';
-import { convAt } from './gpu-conv.js';
-import { factor } from './loops.js';
-import type { Expr } from './expr.js';
-import type { ModuleInfo, Typed } from './module.js';
+import type { ModuleInfo } from './module.js';
 import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
-import { gpuPow } from './gpu-pow.js';
-import type { Local } from './gpu-special.js';
-import { gpuErf, gpuExpm1, gpuLog1p } from './gpu-special.js';
-import { indexAt } from './gpu-index.js';
+import { GPU_SUM_BLOCK } from './gpu-kernel.js';
+import type { Transposed } from './gpu-writer.js';
+import { gpuCommentUnit, MIN_2D_OUTPUTS, unitKernels } from './gpu-writer.js';
+import { loadGpuDecl, releaseLines, webgpuSetup } from './gpu-host.js';
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
-// ---------------------------------------------------------------------------------------------
-// Elementwise expressions (the subset of JavaScript gpu.js compiles to WGSL, GLSL and wasm)
-
-const one = E.num(1);
-const zero = E.num(0);
-
-type ElementwiseOp = Extract<OpKind, 'neg' | 'exp' | 'log' | 'tanh' | 'sigmoid' | 'relu' | 'sqrt' | 'square' | 'abs' | 'sin' | 'cos' | 'erf' | 'log1p' | 'expm1' | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'gt' | 'ge' | 'select' | 'broadcast' | 'bn_apply' | 'ln_apply'>;
-
-/** Ops whose operands appear twice in the expression take atoms (locals or array reads). */
-const TWICE = new Set<OpKind>(['relu', 'square', 'pow', 'log', 'erf', 'log1p', 'expm1']);
-
-/** Each op's expression from its operands' (`local` makes a value a local of the kernel). */
-export const GPU_EXPR: { readonly [K in ElementwiseOp]: (a: readonly Expr[], local?: Local) => Expr } = {
-  neg: ([a]) => E.neg(a!),
-  exp: ([a]) => E.call('Math.exp', a!),
-  // NaN below 0 as in PyTorch: SwiftShader's WebGPU gives log(x < 0) a number (WGSL leaves it
-  // indeterminate); its √ of a negative value is NaN, as everywhere we know (see gpuPow)
-  log: ([a]) => E.cond(E.rel('<')(a!, zero), E.call('Math.sqrt', a!), E.call('Math.log', a!)),
-  tanh: ([a]) => E.call('Math.tanh', a!),
-  sigmoid: ([a]) => E.div(one, E.add(one, E.call('Math.exp', E.neg(a!)))),
-  relu: ([a]) => E.cond(E.rel('>')(a!, zero), a!, zero),
-  sqrt: ([a]) => E.call('Math.sqrt', a!),
-  square: ([a]) => E.mul(a!, a!),
-  abs: ([a]) => E.call('Math.abs', a!),
-  sin: ([a]) => E.call('Math.sin', a!),
-  cos: ([a]) => E.call('Math.cos', a!),
-  erf: ([a], local = (e) => e) => gpuErf(a!, local),
-  log1p: ([a], local = (e) => e) => gpuLog1p(a!, local),
-  expm1: ([a], local = (e) => e) => gpuExpm1(a!, local),
-  add: ([a, b]) => E.add(a!, b!),
-  sub: ([a, b]) => E.sub(a!, b!),
-  mul: ([a, b]) => E.mul(a!, b!),
-  div: ([a, b]) => E.div(a!, b!),
-  pow: ([a, b]) => gpuPow(a!, b!),
-  maximum: ([a, b]) => E.call('Math.max', a!, b!),
-  minimum: ([a, b]) => E.call('Math.min', a!, b!),
-  gt: ([a, b]) => E.cond(E.rel('>')(a!, b!), one, zero),
-  ge: ([a, b]) => E.cond(E.rel('>=')(a!, b!), one, zero),
-  select: ([c, a, b]) => E.cond(E.rel('!==')(c!, zero), a!, b!),
-  broadcast: ([a]) => a!,
-  bn_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
-  ln_apply: ([x, m, s]) => E.mul(E.sub(x!, m!), s!),
-};
-
-/**
- * destroy()'s release of the pipelines and kernels, now: gpu.destroy() releases them on the next
- * turn of the event loop and holds every kernel until then, so a loop of create() and destroy()
- * that never yields kept every instance alive (3 MB each for makemore). A WebGL context ('gpu'
- * mode) is left whole to gpu.destroy(), which releases it with its kernels on that turn.
- */
-function releaseLines(t: (s: string) => string): string[] {
-  const internals = t(' as unknown as { pipelines: { destroy(): unknown }[]; kernels: { destroy(removeCanvas?: boolean): void }[]; Kernel: { mode: string } }');
-  return [
-    `      const own = gpu${internals};`,
-    '      for (const p of own.pipelines.slice()) void p.destroy();',
-    "      if (own.Kernel.mode !== 'gpu') {",
-    '        for (const k of own.kernels.slice()) k.destroy(true);',
-    '        own.kernels.length = 0;',
-    '      }',
-  ];
-}
-
-// ---------------------------------------------------------------------------------------------
-// A kernel: one value at the position of each thread
-
-/**
- * The part of a unit one kernel computes, for its comment: the value and the group's locals. A
- * conv group's convolution is a kernel of its own, and its epilogue an elementwise kernel that
- * reads it.
- */
-function gpuCommentUnit(plan: Plan, u: Unit, inst: Inst): Unit {
-  const local = (x: Inst) => plan.storage.get(u.graph.value(x.result).name)?.kind === 'register';
-  if (u.kind !== 'conv') return { ...u, insts: u.insts.filter((x) => x === inst || local(x)) };
-  if (inst === u.insts[0]) return { ...u, kind: 'single', insts: [inst] };
-  return { ...u, kind: 'elementwise', insts: u.insts.slice(1).filter((x) => x === inst || local(x)) };
-}
-
-/** Flat index of a position in a row-major shape. */
-function flat(pos: readonly string[], shape: Shape): string {
-  const st = stridesSize(shape);
-  const terms = pos.flatMap((p, d) => (p === '0' || shape[d] === 1 ? [] : [sizeEq(st[d]!, 1) ? p : `${wrapSum(p)} * ${kdim(st[d]!)}`]));
-  return terms.length ? terms.join(' + ') : '0';
-}
-
-/**
- * A size inside a kernel: a number, or a product with the bound sizes of symbolic dimensions,
- * which gpu.js kernels read as constants (`this.constants.B * 64`).
- */
-/** The terms a GPU.js kernel's sum adds before adding them into its total (see `loop`). */
-export const GPU_SUM_BLOCK = 64;
-
-function kdim(d: Dim | Size): string {
-  const s = size(d);
-  return sizeText({ coef: s.coef, syms: s.syms.map((x) => `this.constants.${x}`) });
-}
-
-const wrapSum = (p: string) => (/[+-]/.test(p) ? `(${p})` : p);
-
-/** The position of an operand of shape `s` broadcast into a result position. */
-function broadcastPos(pos: readonly string[], outShape: Shape, s: Shape): string[] {
-  const off = outShape.length - s.length;
-  return s.map((d, i) => (d === 1 && outShape[i + off] !== 1 ? '0' : pos[i + off]!));
-}
-
-class KernelWriter implements PositionWriter {
-  readonly lines: string[] = [];
-  /** The arrays the kernel reads, by value name, in order of first use. */
-  readonly args: string[] = [];
-  /** Values already computed at a position, one map per open scope (loop bodies nest). */
-  private readonly memo: Map<string, Expr>[] = [new Map()];
-  private n = 0;
-  /** Whether the kernel computes a matrix product (then a 2-D dispatch pays on a GPU). */
-  hasMatmul = false;
-  /** Arrays this kernel reads transposed (`B` of A·Bᵀ), which a kernel of their own writes first. */
-  readonly transposed: Transposed[] = [];
-
-  constructor(
-    readonly g: Graph,
-    readonly plan: Plan,
-    /** Values computed inside the kernel rather than read from an array. */
-    readonly registers: ReadonlySet<ValueId>,
-    /** The name of an array's transposed copy, when this kernel's products should read one. */
-    readonly transposedName?: (of: string) => string,
-    /** The array a view reads: a temporary's reshape is its source under the source's name. */
-    readonly viewRoot: (name: string) => string = (n) => n,
-  ) {}
-
-  fresh(base: string): string {
-    return `_${base}${this.n++}`;
-  }
-
-  private name(v: ValueId): string {
-    return this.viewRoot(valueName(this.g, v));
-  }
-
-  /** Reads an array at a flat index, registering it as an argument. */
-  private array(v: ValueId, index: string): Expr {
-    const s = this.plan.storage.get(this.name(v));
-    const c = uniformConst(this.plan, this.name(v));
-    if (c !== undefined) return E.num(c); // a scalar, or a constant of equal elements: its literal
-    if (s?.kind === 'dim') return E.atom(kdim(s.name)); // the bound size, a constant of the kernel
-    const name = this.name(v);
-    if (!this.args.includes(name)) this.args.push(name);
-    return E.atom(`${name}[${index}]`);
-  }
-
-  /**
-   * `B` of A·Bᵀ read from a transposed copy, row by row as in A·B: where each thread walks a row
-   * of B, neighbouring threads read K floats apart. Only for a 2-D array with K ≥ 64 (and a
-   * large product: `transposedName` is given); else undefined and B is read as it is.
-   */
-  private transposedRead(B: ValueId): ((p: string, j: string) => string) | undefined {
-    const [N, K] = this.g.type(B).shape;
-    const s = this.plan.storage.get(this.name(B));
-    if (!this.transposedName || this.registers.has(B) || uniformConst(this.plan, this.name(B)) !== undefined || s?.kind === 'dim') return undefined;
-    if (this.g.type(B).shape.length !== 2 || typeof N !== 'number' || typeof K !== 'number' || K < MIN_TRANSPOSED_K) return undefined;
-    const of = this.name(B);
-    const name = this.transposedName(of);
-    if (!this.transposed.some((t) => t.name === name)) this.transposed.push({ name, of, rows: K, cols: N });
-    if (!this.args.includes(name)) this.args.push(name);
-    return (p, j) => `${name}[${wrapSum(p)} * ${N} + ${j}]`;
-  }
-
-  private local(e: Expr): Expr {
-    if (e.prec >= E.P.ATOM || E.literal(e) !== undefined) return e;
-    const t = this.fresh('t');
-    this.lines.push(`const ${t} = ${e.code};`);
-    return E.atom(t);
-  }
-
-  /**
-   * A loop accumulating into a fresh variable: `body(vars, acc)` gives the statements of one
-   * iteration at the loop variables `vars`.
-   */
-  loop(init: string, counts: readonly (Dim | Size)[], body: (vars: string[], acc: string) => string[]): string {
-    const acc = this.fresh('acc');
-    const vars = counts.map(() => this.fresh('r'));
-    this.lines.push(`let ${acc} = ${init};`);
-    // a sum over more than 256 terms (or a symbolic number) adds into a block sum, which is added
-    // into the total every GPU_SUM_BLOCK terms: on a device (f32) each sum runs over GPU_SUM_BLOCK
-    // or terms / GPU_SUM_BLOCK additions rather than terms (gpu.js's webasm mode: a ResNet block's
-    // batch-norm sums over 6,144 rows were off by 5e-4 relative)
-    const terms = counts.reduce<number>((a, c) => a * (typeof c === 'number' ? c : typeof c === 'object' && c.syms.length === 0 ? c.coef : Infinity), 1);
-    const blocked = init === '0' && terms > 256;
-    // named after the total (not fresh names, so that adding them renames no temporary)
-    const [block, count] = blocked ? [`${acc}_block`, `${acc}_count`] : [acc, ''];
-    if (blocked) this.lines.push(`let ${block} = 0;`, `let ${count} = 0;`);
-    counts.forEach((c, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(c)}; ${vars[k]}++) {`));
-    const inner = body(vars, block);
-    this.lines.push(...inner);
-    if (blocked) this.lines.push(`${count}++;`, `if (${count} === ${GPU_SUM_BLOCK}) {`, `${acc} += ${block};`, `${block} = 0;`, `${count} = 0;`, '}');
-    counts.forEach(() => this.lines.push('}'));
-    if (blocked) this.lines.push(`${acc} += ${block};`);
-    return acc;
-  }
-
-  /**
-   * Statements emitted by `f` in a scope of their own (a loop body): they are returned rather
-   * than appended, and what they computed is not visible after it.
-   */
-  capture(f: () => string): { lines: string[]; value: string } {
-    const before = this.lines.length;
-    this.memo.push(new Map());
-    const value = f();
-    this.memo.pop();
-    const lines = this.lines.splice(before);
-    return { lines, value };
-  }
-
-  /** The value v at position `pos` (one index expression per axis). */
-  at(v: ValueId, pos: readonly string[]): Expr {
-    const shape = this.g.type(v).shape;
-    if (!this.registers.has(v)) return this.array(v, flat(pos, shape));
-    const key = `${v.index}@${pos.join(',')}`;
-    for (const scope of this.memo) {
-      const hit = scope.get(key);
-      if (hit) return hit;
-    }
-    const out = this.local(this.compute(this.g.def(v), pos));
-    this.memo[this.memo.length - 1]!.set(key, out);
-    return out;
-  }
-
-  private compute(inst: Inst, pos: readonly string[]): Expr {
-    const g = this.g;
-    const out = g.type(inst.result).shape;
-    const arg = (k: number, p: readonly string[] = broadcastPos(pos, out, g.type(inst.args[k]!).shape)) => this.at(inst.args[k]!, p);
-    switch (inst.op) {
-      case 'one_hot': {
-        const idx = this.at(inst.args[0]!, pos.slice(0, -1));
-        return E.cond(E.rel('===')(idx, E.atom(pos[pos.length - 1]!)), one, zero);
-      }
-      case 'sum':
-      case 'max': {
-        const x = inst.args[0]!;
-        const xs = g.type(x).shape;
-        const { axes, keepDims } = inst.attrs;
-        const kept = keepDims ? pos.filter((_p, d) => !axes.includes(d)) : pos;
-        const isSum = inst.op === 'sum';
-        return E.atom(
-          this.loop(isSum ? '0' : '-Infinity', axes.map((a) => xs[a]!), (vars, acc) => {
-            let k = 0;
-            let r = 0;
-            const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : kept[k++]!));
-            const term = this.capture(() => this.at(x, full).code);
-            return isSum ? [...term.lines, `${acc} += ${term.value};`] : [...term.lines, `if (${term.value} > ${acc}) ${acc} = ${term.value};`];
-          }),
-        );
-      }
-      case 'matmul': {
-        this.hasMatmul = true;
-        const [A, B] = inst.args as [ValueId, ValueId];
-        const { transA, transB } = inst.attrs;
-        const ta = g.type(A).shape;
-        const tb = g.type(B).shape;
-        const K = transA ? ta.at(-2)! : ta.at(-1)!;
-        const batch = pos.slice(0, -2);
-        const [i, j] = [pos[pos.length - 2]!, pos[pos.length - 1]!];
-        const bT = transB ? this.transposedRead(B) : undefined;
-        return E.atom(
-          this.loop('0', [K], ([p], acc) => {
-            const aPos = [...batch.slice(batch.length - (ta.length - 2)), ...(transA ? [p!, i] : [i, p!])];
-            const bPos = [...batch.slice(batch.length - (tb.length - 2)), ...(transB ? [j, p!] : [p!, j])];
-            const a = this.capture(() => this.at(A, aPos).code);
-            const b = bT ? { lines: [], value: bT(p!, j) } : this.capture(() => this.at(B, bPos).code);
-            return [...a.lines, ...b.lines, `${acc} += ${a.value} * ${b.value};`];
-          }),
-        );
-      }
-      case 'gather': {
-        const [table, idx] = inst.args as [ValueId, ValueId];
-        const ir = g.type(idx).shape.length;
-        const row = numelSize(g.type(table).shape.slice(1));
-        const r = this.at(idx, pos.slice(0, ir));
-        const rest = flat(pos.slice(ir), g.type(table).shape.slice(1));
-        return this.array(table, sizeEq(row, 1) ? r.code : `${E.wrap(r, E.P.MUL)} * ${kdim(row)}${rest === '0' ? '' : ` + ${rest}`}`);
-      }
-      case 'scatter_add': {
-        const [idx, src] = inst.args as [ValueId, ValueId];
-        const n = numelSize(g.type(idx).shape);
-        const row = kdim(numelSize(out.slice(1)));
-        const rest = flat(pos.slice(1), out.slice(1));
-        const idxs = this.name(idx);
-        this.array(idx, '0');
-        const srcAt = (q: string) => this.array(src, `${q} * ${row}${rest === '0' ? '' : ` + ${rest}`}`).code;
-        return E.atom(this.loop('0', [n], ([q], acc) => [`if (${idxs}[${q}] === ${pos[0]}) ${acc} += ${srcAt(q!)};`]));
-      }
-      case 'pick': {
-        const [x, idx] = inst.args as [ValueId, ValueId];
-        const c = this.at(idx, [pos[0]!]);
-        return this.at(x, [pos[0]!, c.code]);
-      }
-      case 'softmax':
-      case 'log_softmax':
-        return this.softmax(inst.args[0]!, inst.attrs.axis, pos, inst.op === 'log_softmax');
-      case 'xent': {
-        const [x, t] = inst.args as [ValueId, ValueId];
-        const [n, c] = g.type(x).shape as [Dim, number];
-        const total = this.loop('0', [n], ([i], acc) => {
-          const body = this.capture(() => {
-            const lse = this.local(this.logSumExp(x, 1, [i!, '0']));
-            const target = this.at(x, [i!, this.at(t, [i!]).code]);
-            return `${acc} += ${target.code} - ${lse.code};`;
-          });
-          return [...body.lines, body.value];
-        });
-        void c;
-        return E.atom(`-${total} / ${factor(kdim(n))}`);
-      }
-      case 'transpose': {
-        const inv = inversePerm(inst.attrs.perm);
-        return arg(0, inv.map((d) => pos[d]!));
-      }
-      case 'slice':
-        return arg(0, pos.map((p, d) => (inst.attrs.starts[d] ? `${p} + ${inst.attrs.starts[d]}` : p)));
-      case 'pad': {
-        const { starts } = inst.attrs;
-        const inner = g.type(inst.args[0]!).shape;
-        const inside = pos.map((p, d) => `${p} >= ${starts[d]} && ${p} < ${kdim(sumSizes([size(starts[d]!), size(inner[d]!)]))}`).join(' && ');
-        const val = this.capture(() => this.at(inst.args[0]!, pos.map((p, d) => (starts[d] ? `${p} - ${starts[d]}` : p))).code);
-        const r = this.fresh('pad');
-        this.lines.push(`let ${r} = 0;`, `if (${inside}) {`, ...val.lines, `${r} = ${val.value};`, '}');
-        return E.atom(r);
-      }
-      case 'concat': {
-        const { axis } = inst.attrs;
-        const r = this.fresh('cat');
-        this.lines.push(`let ${r} = 0;`);
-        let off = 0;
-        inst.args.forEach((a, k) => {
-          const size = g.type(a).shape[axis] as number; // concatenation axes are static
-          const p = pos.map((q, d) => (d === axis && off ? `${q} - ${off}` : q));
-          const val = this.capture(() => this.at(a, p).code);
-          this.lines.push(`${k ? '} else ' : ''}if (${pos[axis]} < ${off + size}) {`, ...val.lines, `${r} = ${val.value};`);
-          off += size;
-        });
-        this.lines.push('}');
-        return E.atom(r);
-      }
-      case 'conv':
-      case 'conv_input_grad':
-      case 'conv_weight_grad':
-      case 'max_pool':
-      case 'max_pool_grad':
-      case 'max_pool_pick':
-      case 'avg_pool':
-      case 'avg_pool_grad':
-        return convAt(this, inst, pos);
-      case 'argmax_mask': {
-        const x = inst.args[0]!;
-        const xs = g.type(x).shape;
-        const axes = inst.attrs.axes;
-        const best = this.fresh('best');
-        const at = this.fresh('at');
-        const vars = axes.map(() => this.fresh('r'));
-        this.lines.push(`let ${best} = -Infinity;`, `let ${at} = -1;`);
-        axes.forEach((a, k) => this.lines.push(`for (let ${vars[k]} = 0; ${vars[k]} < ${kdim(xs[a]!)}; ${vars[k]}++) {`));
-        let r = 0;
-        const full = xs.map((_d, d) => (axes.includes(d) ? vars[r++]! : pos[d]!));
-        const val = this.capture(() => this.at(x, full).code);
-        const offset = flat(full, xs);
-        this.lines.push(...val.lines, `if (${at} < 0 || ${val.value} > ${best}) {`, `${best} = ${val.value};`, `${at} = ${offset};`, '}');
-        axes.forEach(() => this.lines.push('}'));
-        return E.cond(E.rel('===')(E.atom(at), E.atom(`(${flat(pos, xs)})`)), one, zero);
-      }
-      // the index primitives (ir/indexops.ts)
-      case 'argmax':
-      case 'argmin':
-      case 'cumsum':
-      case 'flip':
-      case 'arange':
-      case 'cast':
-        return indexAt(this, inst, pos);
-      default: {
-        if (!(inst.op in GPU_EXPR)) throw new Error(`internal: the GPU target cannot compute ${inst.op} at a position`);
-        let args = inst.args.map((_a, k) => arg(k));
-        if (TWICE.has(inst.op)) args = args.map((e) => this.local(e));
-        return GPU_EXPR[inst.op as ElementwiseOp](args, (e) => this.local(e));
-      }
-    }
-  }
-
-  /** log Σ exp(x) along `axis` at the position `pos` (whose `axis` entry is ignored). */
-  private logSumExp(x: ValueId, axis: number, pos: readonly string[]): Expr {
-    const len = this.g.type(x).shape[axis]!;
-    const along = (k: string) => pos.map((p, d) => (d === axis ? k : p));
-    const m = this.loop('-Infinity', [len], ([k], acc) => {
-      const v = this.capture(() => this.at(x, along(k!)).code);
-      return [...v.lines, `if (${v.value} > ${acc}) ${acc} = ${v.value};`];
-    });
-    const s = this.loop('0', [len], ([k], acc) => {
-      const v = this.capture(() => this.at(x, along(k!)).code);
-      return [...v.lines, `${acc} += Math.exp(${v.value} - ${m});`];
-    });
-    return E.atom(`(${m} + Math.log(${s}))`);
-  }
-
-  private softmax(x: ValueId, axis: number, pos: readonly string[], log: boolean): Expr {
-    const lse = this.local(this.logSumExp(x, axis, pos));
-    const v = this.at(x, pos);
-    return log ? E.sub(v, lse) : E.call('Math.exp', E.sub(v, lse));
-  }
-}
-
-/**
- * A large matrix product's kernel runs as rows × `width` threads in webgpu mode (8×8 workgroups:
- * each reads 8 rows of A and 8 columns of B where a 1-D one reads 1 and 64). Measured on an H200
- * (bench/pack-device.sh) with every product 2-D: the makemore XL step went from 53.2 to 37.1 ms,
- * but L's (products of at most 262k outputs) from 1.68 to 2.41 ms; so only products of at least
- * 2^20 outputs run 2-D (XL: 35.8 ms, L unchanged).
- * The thread's flat index stays row-major: the kernels that read the output index it as before,
- * and gpu.js's other modes keep a 1-D output.
- */
-const MIN_2D_WIDTH = 8;
-const MIN_2D_OUTPUTS = 1 << 20;
-
-/**
- * In such a product A·Bᵀ with K ≥ 64, B is transposed by a kernel of its own first, and the
- * product reads the copy as A·B would. On an H200 (bench/gpu-matmul.mjs) a 4096×4096×384 A·Bᵀ
- * (makemore XL's dembcat) took 26.1 ms 1-D and 9.5 ms 2-D, where A·B of the same size took 4.9.
- */
-const MIN_TRANSPOSED_K = 64;
-
-/** An array `of` [cols, rows] that a kernel reads as its transpose `name` [rows, cols]. */
-interface Transposed {
-  readonly name: string;
-  readonly of: string;
-  readonly rows: number;
-  readonly cols: number;
-}
-
-/**
- * The kernel of one stored value: its source, the arrays it reads, its row width if 2-D, and the
- * transposed copies it reads (`transposedName` names them).
- */
-function kernelOf(
-  g: Graph,
-  plan: Plan,
-  u: Unit,
-  inst: Inst,
-  transposedName: (of: string) => string,
-  viewRoot?: (name: string) => string,
-): { args: string[]; body: string[]; size: Size; width?: number; transposed: Transposed[] } {
-  const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
-  registers.add(inst.result); // computed here, not read
-  const shape = g.type(inst.result).shape;
-  const n = numelSize(shape);
-  const w = new KernelWriter(g, plan, registers, n.syms.length === 0 && n.coef >= MIN_2D_OUTPUTS ? transposedName : undefined, viewRoot);
-  const pos: string[] = [];
-  const head: string[] = ['const _x = this.thread.x;'];
-  // the position of this thread, from its flat index
-  let rest = '_x';
-  shape.forEach((d, k) => {
-    const inner = numelSize(shape.slice(k + 1));
-    if (d === 1) pos.push('0');
-    else if (sizeEq(inner, 1)) pos.push(rest);
-    else {
-      const v = `_i${k}`;
-      head.push(`const ${v} = Math.floor(${rest} / ${factor(kdim(inner))});`);
-      if (shape.slice(k + 1).some((x) => x !== 1)) {
-        head.push(`const _rest${k} = ${rest} - ${v} * ${kdim(inner)};`);
-        rest = `_rest${k}`;
-      }
-      pos.push(v);
-    }
-  });
-  const value = w.at(inst.result, pos);
-  const last = shape.at(-1);
-  const large = n.syms.length > 0 || n.coef >= MIN_2D_OUTPUTS; // a symbolic size is checked when bound
-  const width = w.hasMatmul && large && shape.length >= 2 && typeof last === 'number' && last >= MIN_2D_WIDTH ? last : undefined;
-  if (width !== undefined) head[0] = `const _x = this.thread.x + this.thread.y * ${width};`;
-  return { args: w.args, body: [...head, ...w.lines, `return ${value.code};`], size: n, width, transposed: w.transposed };
-}
+export { GPU_SUM_BLOCK };
 
 // ---------------------------------------------------------------------------------------------
 // The module
@@ -526,8 +48,8 @@ interface Step {
   readonly args: string[];
 }
 
-/** The GPU.js module (unformatted TypeScript, or with `typed` false plain JavaScript). */
-export function emitGpu(m: ModuleInfo, typed = true): string {
+/** The kernels of the module, one per stored value, and the pipeline steps that call them. */
+function kernelSection(m: ModuleInfo, typed: boolean) {
   const t = typedAs(typed);
   const plan = m.plan;
   // symbolic dimensions are constants of the kernels, which are compiled for each set of sizes
@@ -572,10 +94,7 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   };
   const steps = (units: readonly Unit[]): Step[] =>
     units.flatMap((u) =>
-      u.insts
-        .filter((inst) => plan.storage.get(u.graph.value(inst.result).name)?.kind === 'buffer')
-        .flatMap((inst) => {
-          const k = kernelOf(u.graph, plan, u, inst, transposedName, viewRoot);
+      unitKernels(u.graph, plan, u, transposedName, viewRoot).flatMap(({ inst, k }) => {
           const name = valueName(u.graph, inst.result);
           const before = k.transposed.map((tr) => transposer(tr, name));
           const kernel = codeName(`kernel_${name}`);
@@ -593,7 +112,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     );
   const fwdSteps = steps(plan.units.forward);
   const bwdSteps = steps(plan.units.backward);
+  return { t, plan, syms, thisType, codeName, training, kernels, twoD, transposedNames, transposedName, transposers, transposer, temps, viewRoot, steps, fwdSteps, bwdSteps };
+}
 
+/** The pipelines' arguments (params, inputs, state, constant arrays) and their calls with the views they need. */
+function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
+  const { plan, codeName, temps, viewRoot } = c;
   // pipeline arguments: params, inputs and constant arrays, by value name
   const pinfo = params(m.fwd).map((p) => ({ kind: 'params' as const, key: p.name, name: stagedName(m, 'param', p.name), n: sizeText(numelSize(p.shape)) }));
   const iinfo = m.fwd.insts.flatMap((i) => (i.op === 'input' ? [{ kind: 'inputs' as const, key: i.attrs.name, name: m.fwd.value(i.result).name, n: sizeText(numelSize(m.fwd.type(i.result).shape)) }] : []));
@@ -638,7 +162,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   };
   // outside a pipeline (trainStep on a device) a kernel call is awaited: webgpu's give promises
   const call = (s: Step, awaited = false) => [`const ${s.name} = ${awaited ? 'await ' : ''}${s.kernel}(${s.args.join(', ')});`];
+  return { ...c, pinfo, iinfo, consts, modes, sinfo, hostOf, argNames, aliasesOf, views, shapeOfName, plan_, call };
+}
 
+/** The pipelines' results (copies where no kernel's array can be one) and the staging of the arguments. */
+function resultSection(m: ModuleInfo, c: ReturnType<typeof argSection>) {
+  const { t, plan, thisType, codeName, twoD, viewRoot, pinfo, iinfo, consts, modes, sinfo, hostOf } = c;
   // results: outputs of the forward plan; loss then every gradient of the backward plan. A result
   // that no kernel computes (a param, a constant, a value shared by two gradients) gets a copy, and
   // so does one a 2-D kernel computes (gpu.js would read it back as rows)
@@ -688,7 +217,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     ...stateCode(m, t, (v) => hostOf.get(v)!, 'options', 'callState', false).set,
   ];
   stagingDecls.push(...sinfo.filter((x) => hostOf.has(x.name)).map((x) => `const ${hostOf.get(x.name)} = new Float32Array(${x.n});`));
+  return { ...c, copies, result, fwdSeen, fwdResults, gradSeen, lossOut, withGrad, lossName, gradResults, nextOf, outs, constData, staging, stagingDecls, argExprs, stage };
+}
 
+/** create()'s setup, the pipelines, and --check-finite's checks. */
+function hostSection(m: ModuleInfo, c: ReturnType<typeof resultSection>) {
+  const { t, syms, kernels, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, argNames, plan_, copies, fwdResults, withGrad, lossName, gradResults, outs, constData, staging, stagingDecls } = c;
   // trainStep keeps params and optimizer state on the device where gpu.js keeps handles (a
   // model with symbolic dimensions runs its update on the host: its kernels are built per size)
   const device = m.optimizer !== undefined && syms.length === 0;
@@ -740,6 +274,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
   const finiteGrads = m.checkFinite
     ? [`      checkFinite('loss', r[0]${t('!')}, ${finiteWhere('valueAndGrad')});`, ...gradEntries(m).map((p, k) => `      checkFinite(${JSON.stringify(`gradient of '${p.name}'`)}, r[${k + 1}]${t('!')}, ${finiteWhere('valueAndGrad')});`)]
     : [];
+  return { ...c, device, setup, pipelines, finiteWhere, finiteArgs, finiteOutputs, finiteGrads };
+}
+
+/** The methods of the model: forward, valueAndGrad, the training ones, destroy. */
+function methodSection(m: ModuleInfo, c: ReturnType<typeof hostSection>) {
+  const { t, training, modes, withGrad, outs, device, finiteOutputs, finiteGrads } = c;
   /** forward and valueAndGrad; `plans`: where a call gets its pipelines (else the ones in scope). */
   const stateful = hasModes(m.fwd);
   const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
@@ -781,6 +321,12 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '      void gpu.destroy();',
     '    },',
   ];
+  return { ...c, stateful, optionsParam, checkOptionsCall, saveBuffers, gradBody, methods };
+}
+
+/** create(), for static sizes or per set of symbolic sizes. */
+function createSection(m: ModuleInfo, c: ReturnType<typeof methodSection>) {
+  const { t, syms, thisType, codeName, training, twoD, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, sinfo, argNames, plan_, lossOut, withGrad, lossName, gradResults, argExprs, stage, device, setup, pipelines, finiteArgs, stateful, methods } = c;
   const kernelHelper = (constants: string) =>
     twoD.size === 0
       ? [
@@ -888,6 +434,13 @@ export function emitGpu(m: ModuleInfo, typed = true): string {
     '}',
   ];
 
+  return { ...c, kernelHelper, deviceLines, staticCreate, symbolicCreate };
+}
+
+/** The GPU.js module (unformatted TypeScript, or with `typed` false plain JavaScript). */
+export function emitGpu(m: ModuleInfo, typed = true): string {
+  const c = createSection(m, methodSection(m, hostSection(m, resultSection(m, argSection(m, kernelSection(m, typed))))));
+  const { t, syms, training, withGrad, staticCreate, symbolicCreate } = c;
   const lines: string[] = [
     ...header(m, 'GPU.js kernels: the steps of the flat module, chained on the device by two gpu.js pipelines.', 'fresh'),
     ...(typed ? [`import type { GPU as GPUClass, IKernelFunctionThis, IPipelineHandle } from 'gpu.js';`, ''] : []),
@@ -931,73 +484,3 @@ function stagedName(m: ModuleInfo, op: 'param' | 'input', dslName: string): stri
   return m.fwd.value(inst.result).name;
 }
 
-/**
- * gpu.js, imported by create() rather than by the module: a project without the package can
- * import the module (a bundle of the other targets, a page) and gets create()'s rejection
- * saying what to install, not a module-resolution error at load.
- */
-function loadGpuDecl(m: ModuleInfo, t: Typed): string[] {
-  return [
-    "/** The gpu.js package's GPU class, imported on create()'s first call. */",
-    `async function loadGPU()${t(': Promise<typeof GPUClass>')} {`,
-    '  try {',
-    "    return (await import('gpu.js')).GPU;",
-    '  } catch (e) {',
-    `    const err = e${t(' as { code?: string; message?: string }')};`,
-    "    if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND')",
-    `      throw new Error("${m.name}: the GPU.js module needs the 'gpu.js' package, which this project does not have: npm install gpu.js");`,
-    `    throw new Error(\`${m.name}: the 'gpu.js' package could not be loaded: \${err?.message ?? String(e)}\`);`,
-    '  }',
-    '}',
-  ];
-}
-
-/**
- * Node has no navigator.gpu: the `webgpu` package (Dawn) provides one. gpu.js assigns
- * device.onuncapturederror, which Dawn's binding rejects; giving the device an own writable
- * property first works around it (see ../shared/gpu/README.md). On every navigator.gpu (Dawn's or
- * a browser's) the device gpu.js requests asks for the adapter's maxStorageBuffersPerShaderStage:
- * a fused kernel binds each array it reads and the one it writes, and WebGPU's default limit (8)
- * is below what most adapters offer. Wrapped once, however many modules set it up; a device gpu.js
- * requested before (it keeps one per page) keeps the limits it has.
- */
-function webgpuSetup(m: ModuleInfo, t: Typed): string[] {
-  const Gpu = '{ requestAdapter(...a: unknown[]): Promise<{ limits: Record<string, number>; requestDevice(d?: { requiredLimits?: Record<string, number> }): Promise<object> } | null> }';
-  return [
-    '/** Provides navigator.gpu in Node from the `webgpu` package (Dawn), once; asks for the adapter\'s storage buffer limit. */',
-    `async function setupWebGPU(GPU${t(': typeof GPUClass')})${t(': Promise<void>')} {`,
-    `  const g = globalThis${t(' as { navigator?: { gpu?: unknown } }')};`,
-    '  const dawn = !g.navigator?.gpu;',
-    '  if (dawn) {',
-    `    let pkg${t(': { create(flags: string[]): unknown; globals: object }')};`,
-    '    try {',
-    `      pkg = (await import('webgpu' + ''))${t(' as typeof pkg')};`,
-    '    } catch (e) {',
-    `      throw new Error(\`${m.name}: mode 'webgpu' needs the 'webgpu' package (Dawn) and it could not be loaded: \${(e${t(' as Error')}).message}\`);`,
-    '    }',
-    '    Object.assign(globalThis, pkg.globals);',
-    '    g.navigator = { ...(g.navigator ?? {}), gpu: pkg.create([]) };',
-    '  }',
-    `  const gpu = g.navigator${t("!")}.gpu${t(` as ${Gpu} & { [k: symbol]: boolean }`)};`,
-    "  const wrapped = Symbol.for('graphc.webgpu');",
-    '  if (!gpu[wrapped]) {',
-    '    gpu[wrapped] = true;',
-    '    const requestAdapter = gpu.requestAdapter.bind(gpu);',
-    `    gpu.requestAdapter = async (...a${t(': unknown[]')}) => {`,
-    '      const adapter = await requestAdapter(...a);',
-    '      if (!adapter) return adapter;',
-    '      const requestDevice = adapter.requestDevice.bind(adapter);',
-    '      adapter.requestDevice = async (d = {}) => {',
-    '        const storage = adapter.limits.maxStorageBuffersPerShaderStage;',
-    '        const device = await requestDevice({ ...d, requiredLimits: { ...d.requiredLimits, ...(storage ? { maxStorageBuffersPerShaderStage: storage } : {}) } });',
-    "        if (dawn) Object.defineProperty(device, 'onuncapturederror', { value: null, writable: true, configurable: true });",
-    '        return device;',
-    '      };',
-    '      return adapter;',
-    '    };',
-    '  }',
-    '  if (!(await GPU.isWebGPUAvailable()))',
-    `    throw new Error("${m.name}: mode 'webgpu' found no WebGPU adapter on this machine; use mode 'gpu', 'webasm' or 'cpu'");`,
-    '}',
-  ];
-}

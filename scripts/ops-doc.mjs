@@ -18,7 +18,6 @@ import { formatType } from '../dist/ir/types.js';
 import { formula } from '../dist/codegen/formula.js';
 import { LOWERING } from '../dist/codegen/kernel/rules.js';
 import { isConv, simdOp } from '../dist/codegen/wasm.js';
-import { GPU_EXPR } from '../dist/codegen/gpu.js';
 import { unifiedDiff } from '../dist/src/textdiff.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -132,7 +131,8 @@ function targets(op, def) {
                 : 'layout' in s
                   ? 'SIMD copy (kernel form)'
                   : 'flat TS code';
-  const gpu = op in GPU_EXPR ? 'elementwise expression' : 'kernel';
+  // the GPU.js module renders the kernel form too (codegen/gpu-kernel.ts); routines are kernels of their own
+  const gpu = 'alu' in s ? 'elementwise expression' : 'reduce' in s ? 'reduce group' : 'kernel';
   return { ts, wasm, gpu };
 }
 
@@ -210,8 +210,8 @@ function render() {
     'the backward passes simplify it; where an operand was broadcast, the reverse pass also sums',
     'the result back over the broadcast axes). **flat TS / wasm / GPU.js**: the kernel each target',
     'has for it (from `LOWERING` in `codegen/kernel/rules.ts`, the decisions and `simdOp` of',
-    '`codegen/wasm.ts`, the kernel form\'s wasm renderer `codegen/wasm/kernel.ts` for the other elementwise and layout ops, the flat module\'s code for the other routines, and `GPU_EXPR` of',
-    '`codegen/gpu.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
+    '`codegen/wasm.ts`, the kernel form\'s wasm renderer `codegen/wasm/kernel.ts` for the other elementwise and layout ops, the flat module\'s code for the other routines, and the GPU.js renderer',
+    '`codegen/gpu-kernel.ts`). **test**: test/ops.test.ts checks every op of the table on the flat',
     'module against the float64 interpreter and finite differences, and fails when one is missing.',
     '',
     ...opsSection(),
