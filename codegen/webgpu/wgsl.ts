@@ -46,12 +46,15 @@ export function js(s: Dim | Size): string {
   return [...(x.coef === 1 ? [] : [String(x.coef)]), ...x.syms].join(' * ');
 }
 
-/** An f32 literal (the infinities and NaN by their bits: WGSL has no literal for them). */
+/**
+ * An f32 literal. WGSL has no literal for the infinities, and a constant expression may not
+ * evaluate to one: ±∞ (a max's starting value) are the largest finite f32 values.
+ */
 export function f32(v: number): string {
   const f = Math.fround(v);
   if (Number.isNaN(f)) return 'bitcast<f32>(0x7fc00000u)';
-  if (f === Infinity) return 'bitcast<f32>(0x7f800000u)';
-  if (f === -Infinity) return 'bitcast<f32>(0xff800000u)';
+  if (f === Infinity) return '3.4028234663852886e38';
+  if (f === -Infinity) return '-3.4028234663852886e38';
   if (Number.isInteger(v) && Math.abs(v) < 1e15) return `${v}.0`;
   const t = String(v);
   return Math.fround(Number(t)) === f ? t : String(f);
