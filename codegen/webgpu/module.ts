@@ -48,6 +48,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     indexOf.set(l.name, list.map((_s, k) => shaders.length + k));
     shaders.push(...list);
   }
+  const programShaders = shaders.length;
   const lossOut = isForwardOnly(m.fwd) ? undefined : m.fwd.outputs.find((o) => o.name === 'loss');
   const modes = modesOf(m.fwd);
   const entry = (name: 'forward' | 'valueAndGrad') => prog.entries.find((e) => e.name === name)!;
@@ -58,6 +59,9 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
   const nextReads = modes.buffers.flatMap((b) => fwdReads.filter(([o]) => o === b.name));
   const gradReads = [...readsOf('valueAndGrad'), ...nextReads.map(([o, a]) => [`next ${o}`, a] as const)];
   const stages = entry('forward').steps.flatMap((s) => (s.kind === 'stage' ? [s] : []));
+  const train = lossOut ? webgpuTrain(m, t, prog, { stages, gradReads, syms }) : undefined;
+  if (m.optimizer && !lossOut) throw new CompileError('the webgpu target trains only a model with a loss');
+  if (train) shaders.push(...train.shaders);
 
   const sizesParam = syms.length ? `{ ${syms.join(', ')} }${t(': Sizes')}` : '';
   const arrayLines = prog.arrays.map((a) => {
@@ -68,7 +72,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
   const stateState = stateCode(m, t, (v) => hostOf.get(v)!, 'options', 'callState', false).set;
   const stageLines = stages.map((s) => {
     const arr = JSON.stringify(s.array);
-    if (s.source === 'param') return `    write(b, ${arr}, ${member('params', s.key)});`;
+    if (s.source === 'param') return `    if (withParams) write(b, ${arr}, ${member('params', s.key)});`;
     if (s.source === 'input') return `    write(b, ${arr}, ${member('inputs', s.key)});`;
     if (s.key === 'mode') return `    write(b, ${arr}, host_mode);`;
     if (s.key.startsWith('dropout_mask ')) return `    write(b, ${arr}, host_mask${s.key.slice('dropout_mask '.length)});`;
@@ -97,6 +101,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     '',
     ...checkDecl(m, t),
     ...optionsDecl(m, t),
+    ...(train?.decls ?? []),
     '',
     '/** The WGSL source of every shader, for the sizes of the symbolic dimensions. */',
     `function shaders(${sizesParam})${t(': string[]')} {`,
@@ -119,6 +124,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     `function arrayDecls(${sizesParam})${t(': Record<string, { dtype: string; numel: number; data?: number[] }>')} {`,
     '  return {',
     ...arrayLines,
+    ...(train?.arrays ?? []).map((a) => `    ${JSON.stringify(a.name)}: { dtype: 'f32', numel: ${a.numel} },`),
     '  };',
     '}',
     '',
@@ -137,16 +143,17 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     `  const device = await acquire(options${t(' as { device?: GPUDevice }')});`,
     `  const rt = runtime(device);`,
     ...hostDecls,
-    `  const stage = (b${t(': Built')}, params${t(': Params')}, inputs${t(': Inputs')}, options${t(stateful ? ': Options' : '?: Options')}) => {`,
+    `  const stage = (b${t(': Built')}, params${t(': Params')}, inputs${t(': Inputs')}, options${t(stateful ? ': Options' : '?: Options')}, withParams = true) => {`,
     ...(stateful ? maskSizes : []),
     ...stateState.map((l) => `    ${l}`),
     ...stageLines,
     '  };',
     `  const write = (b${t(': Built')}, name${t(': string')}, data${t(': Float32Array | Int32Array')}) => rt.write(b, name, data);`,
-    ...webgpuTrain(m, t, prog, { stages, gradReads, syms }),
+    ...(train?.create(programShaders) ?? []),
     '  return {',
     '    device,',
     ...methods(m, t, lossOut !== undefined, outs, syms),
+    ...(train?.methods ?? []),
     '  };',
     '}',
   ];
