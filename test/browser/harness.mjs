@@ -88,6 +88,25 @@ globalThis.harness = {
     }
   },
 
+  /** `steps` trainSteps of the WebGPU module at `url` (built with --optimizer): each loss, the params and state after. */
+  async webgpuTrain(url, params, inputs, steps) {
+    const mod = await import(url);
+    const model = await mod.create();
+    try {
+      const p = typed(mod.spec.params, params);
+      const i = typed(mod.spec.inputs, inputs);
+      const state = model.initOptState(p);
+      const options = { buffers: mod.initBuffers?.() };
+      const losses = [];
+      for (let s = 0; s < steps; s++) losses.push((await model.trainStep(p, state, i, options)).loss);
+      const after = await model.readParams();
+      const st = await model.readOptState();
+      return { losses, params: plain(after), step: st.step };
+    } finally {
+      model.destroy();
+    }
+  },
+
   /** What create() of the WebGPU module at `url` rejects with where navigator.gpu is undefined. */
   async webgpuWithoutGpu(url) {
     const mod = await import(url);
