@@ -24,7 +24,7 @@ async function build(name: string, optimizer?: 'adam' | 'sgd'): Promise<Record<s
   const out = path.join(dir, name + (optimizer ?? ''));
   mkdirSync(out, { recursive: true });
   for (const f of c.files) writeFileSync(path.join(out, f.name), f.content);
-  return Object.fromEntries(c.files.map((f) => [f.name, f.content]));
+  return Object.fromEntries(c.files.map((f) => [f.name, String(f.content)]));
 }
 
 describe('graphc build --target webgpu', () => {

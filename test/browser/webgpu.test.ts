@@ -26,7 +26,7 @@ const call = <T>(fn: string, ...args: unknown[]): Promise<T> =>
   page.evaluate(([f, a]) => (globalThis as unknown as { harness: Harness }).harness[f as string]!(...(a as unknown[])), [fn, args] as const) as Promise<T>;
 
 /** Builds an example's WebGPU module into OUT/<name>/ and gives its URL on the test server. */
-async function build(name: string, extra: { optimizer?: Parameters<typeof compile>[1]['optimizer']; suffix?: string } = {}): Promise<string> {
+async function build(name: string, extra: { optimizer?: NonNullable<Parameters<typeof compile>[1]>['optimizer']; suffix?: string } = {}): Promise<string> {
   const dir = path.join(OUT, `${name}${extra.suffix ?? ''}`);
   mkdirSync(dir, { recursive: true });
   const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: extra.optimizer ? ['ts', 'webgpu'] : ['webgpu'], optimizer: extra.optimizer });
