@@ -264,6 +264,9 @@ function needed(k: Kernel, roots: readonly number[]): boolean[] {
 
 /** The number of terms a block of a sum adds before it joins the total. */
 const BLOCK = 64;
+/** A reduction of at most this many results over at least this many terms each takes a workgroup per result. */
+const WIDE_MAX_RESULTS = 4096;
+const WIDE_MIN_TERMS = 512;
 
 /** A kernel as one compute shader: an invocation per point of its kept axes. */
 export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32'): Shader {
@@ -293,6 +296,46 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
       ...unflatten('ri', redDims, k.axes.map((d) => `x${d}`)),
       ...statements(k, loopNodes, inLoop, b, new Map()),
     ];
+    // few results of long reductions (a loss, a norm's statistics): a workgroup per result, its
+    // 64 invocations summing strided parts that a tree in workgroup memory joins
+    const wide = inLoop.length === 0 && reduces.every((r) => r.red === 'sum') && n.syms.length === 0 && n.coef <= WIDE_MAX_RESULTS && (R.syms.length > 0 || R.coef >= WIDE_MIN_TERMS);
+    if (wide) {
+      const given = new Map(reduces.map((r, j) => [r.i, `acc${j}`] as const));
+      const join = (_r: (typeof reduces)[number], j: number) => `red${j}[li] = red${j}[li] + red${j}[li + s];`;
+      const lines = [
+        `let live = gi < ${sz(n)};`,
+        ...body.slice(0, -reduces.length),
+        ...reduces.map((r, j) => `var acc${j}: f32 = ${r.red === 'sum' ? '0.0' : f32(-Infinity)};`),
+        `for (var ri = li; ri < select(0, ${sz(R)}, live); ri += ${WG}) {`,
+        ...inner,
+        ...reduces.map((r, j) => step(r, j, `acc${j}`)),
+        '}',
+        ...reduces.map((_r, j) => `red${j}[li] = acc${j};`),
+        'workgroupBarrier();',
+        `for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
+        `  if (li < s) { ${reduces.map(join).join(' ')} }`,
+        '  workgroupBarrier();',
+        '}',
+        'if (li == 0 && live) {',
+        ...reduces.map((_r, j) => `  acc${j} = red${j}[0];`),
+        ...k.axes.map((d) => `  let x${d} = 0;`),
+        ...statements(k, afterNodes, after, b, given).map((l) => `  ${l}`),
+        '}',
+      ];
+      const wgsl = [
+        ...k.notes.map((l) => `// ${l}`),
+        ...b.decls(),
+        ...reduces.map((_r, j) => `var<workgroup> red${j}: array<f32, ${WG}>;`),
+        PRELUDE,
+        `@compute @workgroup_size(${WG})`,
+        'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32, @builtin(num_workgroups) nwg: vec3<u32>) {',
+        '  let gi = i32(wid.x + wid.y * nwg.x);',
+        '  let li = i32(lidx);',
+        ...lines.map((l) => `  ${l}`),
+        '}',
+      ].join('\n');
+      return { wgsl, arrays: b.arrays(), threads: `${js(n)} * ${WG}` };
+    }
     if (blocked) {
       body.push(
         `for (var rb = 0; rb < ${sz(R)}; rb += ${BLOCK}) {`,

@@ -66,6 +66,38 @@ describe.each(EXAMPLES)('%s', (name) => {
   }, SLOW[name]);
 });
 
+it('long sums of few results (a workgroup per result, a tree in workgroup memory): the flat module’s loss and gradients', async () => {
+  // 1024 rows: the bias gradient sums 1024 terms into 4 results, the loss 4096 into 1
+  const dir = path.join(OUT, 'widesum');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'widesum.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('widesum', (g) => {",
+      "  const W = g.param('W', [8, 4], { scale: 0.3 });",
+      "  const b = g.param('b', [4], { scale: 0.3 });",
+      "  const X = g.input('X', [1024, 8]);",
+      '  const loss = X.matmul(W).add(b).tanh().square().sum().mul(1 / 1024);',
+      '  return { loss };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'] });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  expect(c.files.find((f) => f.name === 'widesum.webgpu.js')!.content).toContain('var<workgroup> red0');
+  const flat = (await import(pathToFileURL(path.join(dir, 'widesum.js')).href)) as GeneratedModule;
+  const params = { W: Float32Array.from({ length: 32 }, (_x, i) => Math.sin(i) * 0.3), b: Float32Array.from([0.1, -0.2, 0.3, 0.05]) };
+  const inputs = { X: Float32Array.from({ length: 8192 }, (_x, i) => Math.cos(i * 0.37)) };
+  const want = flat.valueAndGrad(params as never, inputs as never);
+  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'widesum.webgpu.js')), plain(params), plain(inputs));
+  expect(errors).toEqual([]);
+  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+  for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+});
+
 describe.each([
   ['makemore', 'adam'],
   ['twolayer', 'adam'],
