@@ -10,10 +10,12 @@ import { WG } from './wgsl.js';
 const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, STORAGE: 128 };
 
 export function runtimeDecl(m: ModuleInfo, t: Typed, syms: readonly string[]): string[] {
+  return [...deviceDecl(m, t), ...runtimeBody(m, t, syms)];
+}
+
+/** grid() and acquire(): the workgroups of a 1-D dispatch, and the device. */
+function deviceDecl(m: ModuleInfo, t: Typed): string[] {
   const name = m.name;
-  const sizesType = syms.length ? 'Sizes' : 'Record<string, never>';
-  const sizesArg = syms.length ? 'sizes' : '';
-  const usage = String(USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST);
   return [
     '/** Workgroups of 64 for `n` invocations: x up to 65535, the rest along y. */',
     `function grid(n${t(': number')})${t(': [number, number, number]')} {`,
@@ -45,6 +47,16 @@ export function runtimeDecl(m: ModuleInfo, t: Typed, syms: readonly string[]): s
     '  return device;',
     '}',
     '',
+  ];
+}
+
+/** runtime(device): buffers, pipelines and runs. */
+function runtimeBody(m: ModuleInfo, t: Typed, syms: readonly string[]): string[] {
+  const name = m.name;
+  const sizesType = syms.length ? 'Sizes' : 'Record<string, never>';
+  const sizesArg = syms.length ? 'sizes' : '';
+  const usage = String(USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST);
+  return [
     '/** Buffers, pipelines and runs on `device`. */',
     `function runtime(device${t(': GPUDevice')}) {`,
     `  const built = new Map${t('<string, Built>')}();`,
