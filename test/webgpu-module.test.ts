@@ -93,22 +93,30 @@ describe('the WGSL renderer', () => {
     expect(f32(-Infinity)).toBe('-3.4028234663852886e38');
   });
 
-  it('a reduction over many terms adds blocks of 64 into its total', () => {
-    const k: Kernel = {
-      kind: 'kernel',
-      name: 'k1',
-      domain: [2, 1000],
-      axes: [1],
-      nodes: [
-        { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [size(1000), size(1)], offset: size(0) } },
-        { op: 'reduce', dtype: 'f32', red: 'sum', acc: 'f64', args: [0] },
-      ],
-      stores: [{ node: 1, access: { arg: 'y', strides: [size(1), size(0)], offset: size(0) } }],
-      notes: [],
-    };
-    const s = renderKernel(k, () => 'f32');
+  const sumKernel = (rows: number): Kernel => ({
+    kind: 'kernel',
+    name: 'k1',
+    domain: [rows, 1000],
+    axes: [1],
+    nodes: [
+      { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [size(1000), size(1)], offset: size(0) } },
+      { op: 'reduce', dtype: 'f32', red: 'sum', acc: 'f64', args: [0] },
+    ],
+    stores: [{ node: 1, access: { arg: 'y', strides: [size(1), size(0)], offset: size(0) } }],
+    notes: [],
+  });
+
+  it('a reduction of many results over many terms: an invocation per result, adding blocks of 64 into its total', () => {
+    const s = renderKernel(sumKernel(5000), () => 'f32');
     expect(s.wgsl).toContain('for (var rb = 0; rb < 1000; rb += 64) {');
     expect(s.wgsl).toContain('acc0 += part0;');
-    expect(s.threads).toBe('2');
+    expect(s.threads).toBe('5000');
+  });
+
+  it('a reduction of few results over many terms: a workgroup per result, a tree in workgroup memory', () => {
+    const s = renderKernel(sumKernel(2), () => 'f32');
+    expect(s.wgsl).toContain('var<workgroup> red0: array<f32, 64>;');
+    expect(s.wgsl).toContain('for (var ri = li; ri < select(0, 1000, live); ri += 64) {');
+    expect(s.threads).toBe('2 * 64');
   });
 });
