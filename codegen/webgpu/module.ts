@@ -15,7 +15,7 @@ import { launchesOf, lowerProgram } from '../kernel/lower.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from '../modes.js';
 import type { ModuleInfo, Typed } from '../module.js';
 import { checkDecl, gradEntries, header, initDecl, key, member, outputs, specDecl, typeDecls, typedAs } from '../module.js';
-import { renderRoutine } from './routines.js';
+import { FUSED, renderRoutine } from './routines.js';
 import { runtimeDecl } from './runtime.js';
 import { webgpuTrain } from './train.js';
 import type { Shader } from './wgsl.js';
@@ -24,7 +24,7 @@ import { js, renderKernel } from './wgsl.js';
 /** The shaders of a launch: a kernel's, or a routine's and then its epilogue's. */
 function shadersOf(l: Launch, dtypeOf: (a: string) => 'f32' | 'i32'): Shader[] {
   if (l.kind === 'kernel') return [renderKernel(l, dtypeOf)];
-  return [renderRoutine(l, dtypeOf), ...(l.epilogue ? [renderKernel(l.epilogue, dtypeOf)] : [])];
+  return [renderRoutine(l, dtypeOf), ...(l.epilogue && !FUSED.has(l.op) ? [renderKernel(l.epilogue, dtypeOf)] : [])];
 }
 
 const tpl = (s: string) => '`' + s.replace(/\\/g, '\\\\').replace(/`/g, '\\`') + '`';

@@ -10,7 +10,7 @@ import { mulSize, numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { Shader } from './wgsl.js';
-import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, sz, unflatten } from './wgsl.js';
+import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
 
 type DtypeOf = (array: string) => 'f32' | 'i32';
 
@@ -96,12 +96,36 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
     '  let gi = row0 + ty + 16 * i;',
     '  for (var j = 0; j < 4; j++) {',
     '    let gj = col0 + tx + 16 * j;',
-    `    if (gi < ${sz(M)} && gj < ${sz(N)}) { ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = total[i * 4 + j] + acc[i * 4 + j]; }`,
+    `    if (gi < ${sz(M)} && gj < ${sz(N)}) {`,
+    '      let val = total[i * 4 + j] + acc[i * 4 + j];',
+    `      ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = val;`,
+    ...epilogueAt(r, b).map((l) => `      ${l}`),
+    '    }',
     '  }',
     '}',
   ];
-  const wgsl = [...r.notes.map((l) => `// ${l}`), ...b.decls(), ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  const notes = [...r.notes, ...(r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
+  const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
   return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TILE), ceilDiv(M, TILE), js(batch)] };
+}
+
+/**
+ * A matmul's epilogue kernel (bias, activation) at result (t, gi, gj) of the tile, the product in
+ * `val`: fused into the matmul's store, so the product is not read back by another shader.
+ */
+function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings): string[] {
+  const k = r.epilogue;
+  if (!k) return [];
+  const out = r.output.shape;
+  const rank = out.length;
+  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, 'val'] as const] : [])));
+  const batch = out.slice(0, -2);
+  return [
+    ...unflatten('t', batch, batch.map((_d, d) => `x${d}`)),
+    `let x${rank - 2} = gi;`,
+    `let x${rank - 1} = gj;`,
+    ...statements(k, k.nodes.map(() => true), k.stores, b, given),
+  ];
 }
 
 /** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */
@@ -400,7 +424,9 @@ function pool(r: Extract<Routine, { op: 'max_pool' | 'max_pool_grad' | 'max_pool
   return shader(r.notes, b, entry1d(sz(n)), lines, n);
 }
 
-/** A routine as one shader (its epilogue kernel, if any, is launched after it). */
+/** A routine as one shader (a matmul's epilogue is fused into it: FUSED; any other's launched after it). */
+export const FUSED: ReadonlySet<string> = new Set(['matmul']);
+
 export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
   switch (r.op) {
     case 'matmul':

@@ -142,8 +142,11 @@ function unsupported(k: Kernel, op: string): CompileError {
   );
 }
 
-/** The statements computing the nodes of `which` (and the stores of `stores`) at the point `x_d`. */
-function statements(k: Kernel, which: readonly boolean[], stores: readonly Kernel['stores'][number][], b: Bindings, given: ReadonlyMap<number, string>): string[] {
+/**
+ * The statements computing the nodes of `which` (and the stores of `stores`) at the point `x_d`;
+ * `given`: nodes whose value the caller has (a reduction's sum, a routine's result).
+ */
+export function statements(k: Kernel, which: readonly boolean[], stores: readonly Kernel['stores'][number][], b: Bindings, given: ReadonlyMap<number, string>): string[] {
   const coord = (d: number) => `x${d}`;
   const v = (i: number) => given.get(i) ?? `v${i}`;
   const lines: string[] = [];
