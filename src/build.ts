@@ -20,6 +20,7 @@ import type { ModuleInfo } from '../codegen/module.js';
 import type { OptimizerSpec } from '../codegen/optim.js';
 import { indent } from '../codegen/module.js';
 import { emitGpu } from '../codegen/gpu.js';
+import { emitWebgpu } from '../codegen/webgpu/module.js';
 import { emitTs } from '../codegen/ts.js';
 import { emitWasm } from '../codegen/wasm.js';
 import type { Traced } from './frontend.js';
@@ -41,9 +42,9 @@ export interface Compiled {
   readonly files: readonly OutputFile[];
 }
 
-export type Target = 'ts' | 'gpu' | 'wasm';
+export type Target = 'ts' | 'gpu' | 'wasm' | 'webgpu';
 /** Every target, in the order their files are emitted. */
-export const TARGETS: readonly Target[] = ['ts', 'gpu', 'wasm'];
+export const TARGETS: readonly Target[] = ['ts', 'gpu', 'wasm', 'webgpu'];
 /**
  * What `graphc build` emits without --target: the flat module and the wasm module (the GPU.js
  * module, which needs the `gpu.js` package, only when asked for).
@@ -179,7 +180,7 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
     // a forward-only model (no loss) has no backward graph to print
     ...(isForwardOnly(info.fwd) ? [] : [{ name: `${info.name}.grad.ir`, content: head + printGraph(info.bwd, { preamble: describePlan(info.plan, info.bwd) }) }]),
   ];
-  const emitters = { ts: { suffix: '', emit: emitTs }, gpu: { suffix: '.gpu', emit: emitGpu }, wasm: { suffix: '.wasm', emit: emitWasm } };
+  const emitters = { ts: { suffix: '', emit: emitTs }, gpu: { suffix: '.gpu', emit: emitGpu }, wasm: { suffix: '.wasm', emit: emitWasm }, webgpu: { suffix: '.webgpu', emit: emitWebgpu } };
   for (const target of TARGETS.filter((t) => targets.includes(t))) {
     const { suffix, emit } = emitters[target];
     let code: string;
@@ -193,7 +194,7 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
       continue;
     }
     // --hvp, --jvp: the derived functions, after the module (flat and wasm targets)
-    const more = (typed: boolean) => (target === 'gpu' ? '' : derivedCode(info, info.derived, (d, ty) => (target === 'wasm' ? emitWasm(d, ty, { threads: false }) : emit(d, ty)), typed));
+    const more = (typed: boolean) => (target === 'gpu' || target === 'webgpu' ? '' : derivedCode(info, info.derived, (d, ty) => (target === 'wasm' ? emitWasm(d, ty, { threads: false }) : emit(d, ty)), typed));
     files.push(
       { name: `${info.name}${suffix}.ts`, content: await format(code + more(true), 'babel-ts', `${info.name}${suffix}.ts`) },
       { name: `${info.name}${suffix}.js`, content: indent(emit(info, false) + more(false)) },

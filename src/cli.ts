@@ -146,7 +146,8 @@ const VERBS: Record<string, Verb> = {
       '(backward IR), and per target a TypeScript module and the same module as plain ESM: ts\n' +
       '<name>.ts and <name>.js (the flat module), wasm <name>.wasm.ts and <name>.wasm.js (the flat\n' +
       'module with WebAssembly SIMD kernels), gpu <name>.gpu.ts and <name>.gpu.js (the GPU.js module,\n' +
-      'which needs the gpu.js package). Default targets: ts,wasm. A package.json ({"type": "module"})\n' +
+      'which needs the gpu.js package), webgpu <name>.webgpu.ts and <name>.webgpu.js (WGSL shaders on\n' +
+      'WebGPU). Default targets: ts,wasm. A package.json ({"type": "module"})\n' +
       'makes the folder load as ES modules in any package.\n' +
       'A build writes its files all at once, never over a file graphc did not write (each folder has a\n' +
       '.graphc-manifest.json of the files graphc wrote there) or the model itself.\n' +
@@ -155,7 +156,7 @@ const VERBS: Record<string, Verb> = {
       'files on disk differ from what this compiler produces, showing the difference.',
     options: {
       out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
-      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels); default ts,wasm' },
+      target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels), webgpu (WGSL shaders on WebGPU); default ts,wasm' },
       check: { help: 'compare with the files on disk instead of writing' },
       'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
       optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam, adamw, rmsprop, adagrad or lion (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },

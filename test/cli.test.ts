@@ -78,7 +78,7 @@ describe('the argument parser (util.parseArgs)', () => {
     expect(r.out).toMatch(/^usage: graphc build MODEL\.ts\.\.\. \[--out DIR\] \[--target LIST\] \[--check\] \[--check-finite\] \[--optimizer sgd\|adam\|adamw\|rmsprop\|adagrad\|lion\]\n/);
     expect(r.out).toContain('compile the training step: sgd, adam, adamw, rmsprop, adagrad or lion');
     expect(r.out).toContain('Default targets: ts,wasm.');
-    expect(r.out).toContain('WebAssembly SIMD kernels); default ts,wasm\n');
+    expect(r.out).toContain('webgpu (WGSL shaders on WebGPU); default ts,wasm\n');
     expect(r.out).toContain('A package.json ({"type": "module"})');
     expect(r.out).not.toContain('static shapes');
     expect((await run(['--help'])).out).toContain('  export  graphc export MODEL.ts [--onnx OUT.onnx] [--torch OUT.py] [--params FILE [--allow-missing]]\n');

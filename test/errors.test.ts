@@ -254,7 +254,7 @@ ${layers.join('\n')}
     const wasmOnly = path.join(tmp(), 'wasm-only');
     expect((await run(['build', 'examples/neuron.ts', '--out', wasmOnly, '--target', 'wasm'])).code).toBe(0);
     expect(readdirSync(wasmOnly).sort()).toEqual(['.graphc-manifest.json', 'neuron.grad.ir', 'neuron.ir', 'neuron.wasm.js', 'neuron.wasm.ts', 'package.json']);
-    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu, wasm)\n");
+    expect((await run(['build', 'examples/neuron.ts', '--target', 'cuda'])).err).toBe("graphc build: unknown target 'cuda' (known: ts, gpu, wasm, webgpu)\n");
     expect((await run(['build', '--help'])).code).toBe(0);
   });
 });

@@ -72,6 +72,83 @@ globalThis.harness = {
     return { mode: model.mode, flatLoss, gpuLoss, gpuMs };
   },
 
+  /** The WebGPU module (graphc build --target webgpu) at `url`: forward and valueAndGrad on navigator.gpu's device. */
+  async webgpuRun(url, params, inputs) {
+    const mod = await import(url);
+    const model = await mod.create();
+    try {
+      const p = typed(mod.spec.params, params);
+      const i = typed(mod.spec.inputs, inputs);
+      const out = await model.forward(p, i, callOptions(mod));
+      const vag = model.valueAndGrad ? await model.valueAndGrad(p, i, callOptions(mod)) : undefined;
+      const outputs = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, typeof v === 'number' ? [v] : Array.from(v)]));
+      return { outputs, loss: vag?.loss, grads: vag ? plain(vag.grads) : undefined };
+    } finally {
+      model.destroy();
+    }
+  },
+
+  /** `steps` trainSteps of the WebGPU module at `url` (built with --optimizer): each loss, the params and state after. */
+  async webgpuTrain(url, params, inputs, steps) {
+    const mod = await import(url);
+    const model = await mod.create();
+    try {
+      const p = typed(mod.spec.params, params);
+      const i = typed(mod.spec.inputs, inputs);
+      const state = model.initOptState(p);
+      const options = { buffers: mod.initBuffers?.() };
+      const losses = [];
+      for (let s = 0; s < steps; s++) losses.push((await model.trainStep(p, state, i, options)).loss);
+      const after = await model.readParams();
+      const st = await model.readOptState();
+      return { losses, params: plain(after), step: st.step };
+    } finally {
+      model.destroy();
+    }
+  },
+
+  /** What create() of the WebGPU module at `url` rejects with where navigator.gpu is undefined. */
+  async webgpuWithoutGpu(url) {
+    const mod = await import(url);
+    const desc = Object.getOwnPropertyDescriptor(Navigator.prototype, 'gpu');
+    Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+    try {
+      await mod.create();
+      return 'resolved';
+    } catch (e) {
+      return `${e.name}: ${e.message}`;
+    } finally {
+      if (desc) Object.defineProperty(Navigator.prototype, 'gpu', desc);
+    }
+  },
+
+  /** The errors of a WebGPU module's calls with bad arguments, as `name: message`. */
+  async webgpuErrors(url, calls) {
+    const mod = await import(url);
+    const model = await mod.create();
+    const out = [];
+    try {
+      for (const c of calls) {
+        const args = c.map((a) => (a && a.__typed ? typed(mod.spec[a.__typed], a.values) : a));
+        try {
+          await model[args[0]](...args.slice(1));
+          out.push('resolved');
+        } catch (e) {
+          out.push(`${e.name}: ${e.message}`);
+        }
+      }
+      try {
+        await mod.create({ device: 42 });
+        out.push('resolved');
+      } catch (e) {
+        out.push(`${e.name}: ${e.message}`);
+      }
+    } finally {
+      model.destroy();
+    }
+    return out;
+  },
+
   /** The WebGPU adapter this browser offers, if any. */
   async adapter() {
     if (!navigator.gpu) return null;

@@ -1,0 +1,460 @@
+// The routines of the kernel form in WGSL: the matrix product tiled in workgroup memory (a 64×64
+// tile of the result per workgroup of 16×16 invocations, 4×4 results per invocation, K in steps
+// of 16 through shared tiles of A and B), the convolutions and pools as direct loops (one
+// invocation per result), softmax rows, cross-entropy, and the index ops (scatter_add as a
+// gather: WGSL has no f32 atomics, so each result sums the sources whose index names its row).
+// A routine this file has no WGSL for is a CompileError naming it and the target.
+
+import type { Dim, Size } from '../../ir/dims.js';
+import { mulSize, numelSize, size } from '../../ir/dims.js';
+import { CompileError } from '../../ir/errors.js';
+import type { Routine, View } from '../kernel/form.js';
+import type { Shader } from './wgsl.js';
+import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
+
+type DtypeOf = (array: string) => 'f32' | 'i32';
+
+const TILE = 64;
+const TK = 16;
+
+function shader(notes: readonly string[], b: Bindings, head: readonly string[], body: readonly string[], threads: Size): Shader {
+  const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  return { wgsl, arrays: b.arrays(), threads: js(threads) };
+}
+
+const ceilDiv = (n: Dim | Size, d: number) => `Math.ceil((${js(n)}) / ${d})`;
+
+/** The matrix product: C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j] (A, B transposed by the view's flags). */
+function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const [A, B] = r.inputs as [View, View];
+  const out = r.output.shape;
+  const M = out[out.length - 2]!;
+  const N = out[out.length - 1]!;
+  const { transA, transB } = r.attrs;
+  const ra = A.shape.length;
+  const rb = B.shape.length;
+  const K = transA ? A.shape[ra - 2]! : A.shape[ra - 1]!;
+  const batch = numelSize(out.slice(0, -2));
+  const av = b.arr(A.arg);
+  const bv = b.arr(B.arg);
+  const cv = b.arr(r.output.arg, true);
+  // A[i, p] and B[p, j] through the views' strides; a batched operand steps by its batch stride
+  const aAt = (i: string, p: string) => {
+    const [s0, s1] = [A.strides[ra - 2]!, A.strides[ra - 1]!];
+    const [x0, x1] = transA ? [p, i] : [i, p];
+    const batchTerm = ra > 2 ? [{ s: A.strides[ra - 3]!, x: 't' }] : [];
+    return indexOf([s0, s1, ...batchTerm.map((q) => q.s)], A.offset, (d) => [x0, x1, 't'][d]!);
+  };
+  const bAt = (p: string, j: string) => {
+    const [s0, s1] = [B.strides[rb - 2]!, B.strides[rb - 1]!];
+    const [x0, x1] = transB ? [j, p] : [p, j];
+    const batchTerm = rb > 2 ? [B.strides[rb - 3]!] : [];
+    return indexOf([s0, s1, ...batchTerm], B.offset, (d) => [x0, x1, 't'][d]!);
+  };
+  // which tile coordinate neighbouring invocations load: along the operand's contiguous axis
+  const aAlongK = !transA; // A[i, p] with p contiguous
+  const bAlongK = transB; // B[j, p] stored as rows of p
+  const load = (into: string, arr: string, at: (x: string, k: string) => string, alongK: boolean, rowOrCol0: string, ext: string) => [
+    `for (var l = 0; l < ${(TILE * TK) / 256}; l++) {`,
+    '  let e = tid + l * 256;',
+    alongK ? `  let kk = e % ${TK}; let xx = e / ${TK};` : `  let kk = e / ${TILE}; let xx = e % ${TILE};`,
+    `  let gx = ${rowOrCol0} + xx; let gk = k0 + kk;`,
+    `  ${into}[kk * ${TILE} + xx] = select(0.0, ${arr}[${at('gx', 'gk')}], gx < ${ext} && gk < ${sz(K)});`,
+    '}',
+  ];
+  const head = [
+    `var<workgroup> As: array<f32, ${TILE * TK}>;`,
+    `var<workgroup> Bs: array<f32, ${TILE * TK}>;`,
+    '@compute @workgroup_size(16, 16)',
+    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {',
+  ];
+  const body = [
+    'let t = i32(wid.z);',
+    `let row0 = i32(wid.y) * ${TILE};`,
+    `let col0 = i32(wid.x) * ${TILE};`,
+    'let tx = i32(lid.x);',
+    'let ty = i32(lid.y);',
+    'let tid = ty * 16 + tx;',
+    'var acc: array<f32, 16>;',
+    'var total: array<f32, 16>;',
+    `for (var k0 = 0; k0 < ${sz(K)}; k0 += ${TK}) {`,
+    ...load('As', av, aAt, aAlongK, 'row0', sz(M)),
+    ...load('Bs', bv, (x, k) => bAt(k, x), bAlongK, 'col0', sz(N)),
+    '  workgroupBarrier();',
+    `  for (var kk = 0; kk < ${TK}; kk++) {`,
+    '    var a: array<f32, 4>;',
+    '    var bb: array<f32, 4>;',
+    `    for (var q = 0; q < 4; q++) { a[q] = As[kk * ${TILE} + ty + 16 * q]; bb[q] = Bs[kk * ${TILE} + tx + 16 * q]; }`,
+    '    for (var i = 0; i < 4; i++) { for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * bb[j]; } }',
+    '  }',
+    '  workgroupBarrier();',
+    // every 256 terms the running block joins the total (f32 sums over long K stay accurate)
+    `  if ((k0 / ${TK}) % 16 == 15) { for (var q = 0; q < 16; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
+    '}',
+    'for (var i = 0; i < 4; i++) {',
+    '  let gi = row0 + ty + 16 * i;',
+    '  for (var j = 0; j < 4; j++) {',
+    '    let gj = col0 + tx + 16 * j;',
+    `    if (gi < ${sz(M)} && gj < ${sz(N)}) {`,
+    '      let val = total[i * 4 + j] + acc[i * 4 + j];',
+    `      ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = val;`,
+    ...epilogueAt(r, b).map((l) => `      ${l}`),
+    '    }',
+    '  }',
+    '}',
+  ];
+  const notes = [...r.notes, ...(r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
+  const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TILE), ceilDiv(M, TILE), js(batch)] };
+}
+
+/**
+ * A matmul's epilogue kernel (bias, activation) at result (t, gi, gj) of the tile, the product in
+ * `val`: fused into the matmul's store, so the product is not read back by another shader.
+ */
+function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings): string[] {
+  const k = r.epilogue;
+  if (!k) return [];
+  const out = r.output.shape;
+  const rank = out.length;
+  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, 'val'] as const] : [])));
+  const batch = out.slice(0, -2);
+  return [
+    ...unflatten('t', batch, batch.map((_d, d) => `x${d}`)),
+    `let x${rank - 2} = gi;`,
+    `let x${rank - 1} = gj;`,
+    ...statements(k, k.nodes.map(() => true), k.stores, b, given),
+  ];
+}
+
+/** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */
+function softmax(r: Extract<Routine, { op: 'softmax' | 'log_softmax' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const shape = r.inputs[0]!.shape;
+  const axis = r.attrs.axis;
+  const len = sz(shape[axis]!);
+  const inner = numelSize(shape.slice(axis + 1));
+  const outer = numelSize(shape.slice(0, axis));
+  const x = b.arr(r.inputs[0]!.arg);
+  const y = b.arr(r.output.arg, true);
+  const at = (j: string) => `base + ${j} * ${sz(inner)}`;
+  const body = [
+    `let base = (gi / ${sz(inner)}) * ${sz(mulSize(shape[axis]!, inner))} + gi % ${sz(inner)};`,
+    `var mx = ${f32(-Infinity)};`,
+    `for (var j = 0; j < ${len}; j++) { mx = max(mx, ${x}[${at('j')}]); }`,
+    'var s = 0.0;',
+    `for (var j = 0; j < ${len}; j++) { s += exp(${x}[${at('j')}] - mx); }`,
+    r.op === 'log_softmax'
+      ? `for (var j = 0; j < ${len}; j++) { ${y}[${at('j')}] = ${x}[${at('j')}] - mx - log(s); }`
+      : `for (var j = 0; j < ${len}; j++) { ${y}[${at('j')}] = exp(${x}[${at('j')}] - mx) / s; }`,
+  ];
+  const n = mulSize(outer, inner);
+  return shader(r.notes, b, entry1d(sz(n)), body, n);
+}
+
+/** Cross-entropy of logits [n, c] and targets [n]: −mean log softmax at the targets, one invocation. */
+function xent(r: Extract<Routine, { op: 'xent' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const [n, c] = r.inputs[0]!.shape as [Dim, Dim];
+  const x = b.arr(r.inputs[0]!.arg);
+  const t = b.arr(r.inputs[1]!.arg);
+  const y = b.arr(r.output.arg, true);
+  const body = [
+    'var total = 0.0;',
+    'var part = 0.0;',
+    `for (var i = 0; i < ${sz(n)}; i++) {`,
+    `  let base = i * ${sz(c)};`,
+    `  var mx = ${f32(-Infinity)};`,
+    `  for (var j = 0; j < ${sz(c)}; j++) { mx = max(mx, ${x}[base + j]); }`,
+    '  var s = 0.0;',
+    `  for (var j = 0; j < ${sz(c)}; j++) { s += exp(${x}[base + j] - mx); }`,
+    `  part += ${x}[base + ${t}[i]] - mx - log(s);`,
+    '  if (i % 64 == 63) { total += part; part = 0.0; }',
+    '}',
+    `${y}[0] = -(total + part) / f32(${sz(n)});`,
+  ];
+  return shader(r.notes, b, entry1d('1'), body, size(1));
+}
+
+/** gather, scatter_add, pick: an invocation per result. */
+function indexOp(r: Extract<Routine, { op: 'gather' | 'scatter_add' | 'pick' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const y = b.arr(r.output.arg, true);
+  const total = numelSize(r.output.shape);
+  let body: string[];
+  if (r.op === 'gather') {
+    const [table, idx] = r.inputs as [View, View];
+    const row = numelSize(table.shape.slice(1));
+    body = [`let i = gi / ${sz(row)};`, `let j = gi % ${sz(row)};`, `${y}[gi] = ${b.arr(table.arg)}[${b.arr(idx.arg)}[i] * ${sz(row)} + j];`];
+  } else if (r.op === 'scatter_add') {
+    const [idx, src] = r.inputs as [View, View];
+    const row = numelSize(r.output.shape.slice(1));
+    const n = numelSize(idx.shape);
+    const iv = b.arr(idx.arg);
+    const sv = b.arr(src.arg);
+    body = [
+      `let rr = gi / ${sz(row)};`,
+      `let j = gi % ${sz(row)};`,
+      'var total = 0.0;',
+      'var part = 0.0;',
+      `for (var i = 0; i < ${sz(n)}; i++) {`,
+      `  if (${iv}[i] == rr) { part += ${sv}[i * ${sz(row)} + j]; }`,
+      '  if (i % 64 == 63) { total += part; part = 0.0; }',
+      '}',
+      `${y}[gi] = total + part;`,
+    ];
+  } else {
+    const [x, idx] = r.inputs as [View, View];
+    const c = x.shape[1]!;
+    body = [`${y}[gi] = ${b.arr(x.arg)}[gi * ${sz(c)} + ${b.arr(idx.arg)}[gi]];`];
+  }
+  return shader(r.notes, b, entry1d(sz(total)), body, total);
+}
+
+/** 1 at the first maximum of x over `axes` for each point of the other axes, else 0. */
+function argmaxMask(r: Extract<Routine, { op: 'argmax_mask' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const x = r.inputs[0]!;
+  const shape = x.shape;
+  const axes = r.attrs.axes;
+  const kept = shape.map((_d, i) => i).filter((i) => !axes.includes(i));
+  const keptDims = kept.map((d) => shape[d]!);
+  const redDims = axes.map((d) => shape[d]!);
+  const R = numelSize(redDims);
+  const xv = b.arr(x.arg);
+  const yv = b.arr(r.output.arg, true);
+  const st = r.output.strides;
+  const idx = indexOf(x.strides, x.offset, (d) => `x${d}`);
+  const yidx = indexOf(st, size(0), (d) => `x${d}`);
+  const body = [
+    ...unflatten('gi', keptDims, kept.map((d) => `x${d}`)),
+    `var best = ${f32(-Infinity)};`,
+    'var at = -1;',
+    `for (var ri = 0; ri < ${sz(R)}; ri++) {`,
+    ...unflatten('ri', redDims, axes.map((d) => `x${d}`)).map((l) => `  ${l}`),
+    `  let v = ${xv}[${idx}];`,
+    '  if (at < 0 || v > best) { best = v; at = ri; }',
+    '}',
+    `for (var ri = 0; ri < ${sz(R)}; ri++) {`,
+    ...unflatten('ri', redDims, axes.map((d) => `x${d}`)).map((l) => `  ${l}`),
+    `  ${yv}[${yidx}] = select(0.0, 1.0, ri == at);`,
+    '}',
+  ];
+  const n = numelSize(keptDims);
+  return shader(r.notes, b, entry1d(sz(n)), body, n);
+}
+
+/** The convolutions, direct: an invocation per result, its taps in a loop. */
+function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weight_grad' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const a = r.attrs;
+  const [s0, s1] = a.stride as [number, number];
+  const [p0, p1] = a.padding as [number, number];
+  const [d0, d1] = a.dilation as [number, number];
+  const G = a.groups;
+  const y = b.arr(r.output.arg, true);
+  const out = r.output.shape;
+  const n = numelSize(out);
+  let lines: string[];
+  if (r.op === 'conv') {
+    const [X, W] = r.inputs as [View, View];
+    const [, C, H, Wd] = X.shape;
+    const [O, Cg, kH, kW] = W.shape as [number, number, number, number];
+    const [, , Ho, Wo] = out;
+    const xv = b.arr(X.arg);
+    const wv = b.arr(W.arg);
+    lines = [
+      ...unflatten('gi', out, ['nn', 'o', 'i', 'j']),
+      `let g = o / ${O / G};`,
+      'var total = 0.0;',
+      `for (var c = 0; c < ${Cg}; c++) {`,
+      '  var part = 0.0;',
+      `  for (var p = 0; p < ${kH}; p++) {`,
+      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
+      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
+      `    for (var q = 0; q < ${kW}; q++) {`,
+      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
+      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
+      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
+      '    }',
+      '  }',
+      '  total += part;',
+      '}',
+      `${y}[gi] = total;`,
+    ];
+    void Ho;
+    void Wo;
+  } else if (r.op === 'conv_input_grad') {
+    const [DY, W] = r.inputs as [View, View];
+    const [, O, Ho, Wo] = DY.shape;
+    const [, Cg, kH, kW] = W.shape as [number, number, number, number];
+    const dyv = b.arr(DY.arg);
+    const wv = b.arr(W.arg);
+    const Og = (O as number) / G;
+    lines = [
+      ...unflatten('gi', out, ['nn', 'ch', 'h', 'w']),
+      `let g = ch / ${Cg};`,
+      `let c = ch % ${Cg};`,
+      'var total = 0.0;',
+      `for (var oo = 0; oo < ${Og}; oo++) {`,
+      `  let o = g * ${Og} + oo;`,
+      '  var part = 0.0;',
+      `  for (var p = 0; p < ${kH}; p++) {`,
+      `    let hi = h + ${p0} - p * ${d0};`,
+      `    if (hi < 0 || hi % ${s0} != 0 || hi / ${s0} >= ${sz(Ho!)}) { continue; }`,
+      `    for (var q = 0; q < ${kW}; q++) {`,
+      `      let wi = w + ${p1} - q * ${d1};`,
+      `      if (wi < 0 || wi % ${s1} != 0 || wi / ${s1} >= ${sz(Wo!)}) { continue; }`,
+      `      part += ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + hi / ${s0}) * ${sz(Wo!)} + wi / ${s1}] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
+      '    }',
+      '  }',
+      '  total += part;',
+      '}',
+      `${y}[gi] = total;`,
+    ];
+  } else {
+    const [X, DY] = r.inputs as [View, View];
+    const [N, C, H, Wd] = X.shape;
+    const [, O, Ho, Wo] = DY.shape;
+    const [, Cg, kH, kW] = out as [number, number, number, number];
+    const xv = b.arr(X.arg);
+    const dyv = b.arr(DY.arg);
+    const Og = (O as number) / G;
+    lines = [
+      ...unflatten('gi', out, ['o', 'c', 'p', 'q']),
+      `let g = o / ${Og};`,
+      'var total = 0.0;',
+      `for (var nn = 0; nn < ${sz(N!)}; nn++) {`,
+      `  for (var i = 0; i < ${sz(Ho!)}; i++) {`,
+      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
+      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
+      '    var part = 0.0;',
+      `    for (var j = 0; j < ${sz(Wo!)}; j++) {`,
+      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
+      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
+      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + i) * ${sz(Wo!)} + j];`,
+      '    }',
+      '    total += part;',
+      '  }',
+      '}',
+      `${y}[gi] = total;`,
+    ];
+    void kH;
+    void kW;
+  }
+  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+}
+
+/** The pools: an invocation per result (the gradients: per input element, over the windows holding it). */
+function pool(r: Extract<Routine, { op: 'max_pool' | 'max_pool_grad' | 'max_pool_pick' | 'avg_pool' | 'avg_pool_grad' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const [kh, kw] = r.attrs.kernel as [number, number];
+  const [s0, s1] = r.attrs.stride as [number, number];
+  const [p0, p1] = r.attrs.padding as [number, number];
+  const y = b.arr(r.output.arg, true);
+  const out = r.output.shape;
+  const n = numelSize(out);
+  // the input's shape and the windows' (result) shape
+  const xs = r.op === 'avg_pool_grad' ? out : r.inputs[0]!.shape;
+  const ys = r.op === 'max_pool_grad' || r.op === 'avg_pool_grad' ? r.inputs[r.inputs.length - 1]!.shape : out;
+  const [, , H, W] = xs;
+  const [, , Ho, Wo] = ys;
+  const xv = r.op === 'avg_pool_grad' ? '' : b.arr(r.inputs[0]!.arg);
+  // the first maximum of window (i, j) of plane nc, as an index into x
+  const argmax = (i: string, j: string) => [
+    `var best = ${f32(-Infinity)};`,
+    'var at = -1;',
+    `for (var p = 0; p < ${kh}; p++) {`,
+    `  let h = ${i} * ${s0} - ${p0} + p;`,
+    `  if (h < 0 || h >= ${sz(H!)}) { continue; }`,
+    `  for (var q = 0; q < ${kw}; q++) {`,
+    `    let w = ${j} * ${s1} - ${p1} + q;`,
+    `    if (w < 0 || w >= ${sz(W!)}) { continue; }`,
+    `    let k = (nc * ${sz(H!)} + h) * ${sz(W!)} + w;`,
+    `    if (at < 0 || ${xv}[k] > best) { best = ${xv}[k]; at = k; }`,
+    '  }',
+    '}',
+  ];
+  let lines: string[];
+  if (r.op === 'max_pool' || r.op === 'max_pool_pick' || r.op === 'avg_pool') {
+    const src = r.op === 'max_pool_pick' ? b.arr(r.inputs[1]!.arg) : xv;
+    lines = [
+      `let j = gi % ${sz(Wo!)};`,
+      `let i = (gi / ${sz(Wo!)}) % ${sz(Ho!)};`,
+      `let nc = gi / (${sz(Wo!)} * ${sz(Ho!)});`,
+      ...(r.op === 'avg_pool'
+        ? [
+            'var s = 0.0;',
+            `for (var p = 0; p < ${kh}; p++) {`,
+            `  let h = i * ${s0} - ${p0} + p;`,
+            `  if (h < 0 || h >= ${sz(H!)}) { continue; }`,
+            `  for (var q = 0; q < ${kw}; q++) {`,
+            `    let w = j * ${s1} - ${p1} + q;`,
+            `    if (w >= 0 && w < ${sz(W!)}) { s += ${xv}[(nc * ${sz(H!)} + h) * ${sz(W!)} + w]; }`,
+            '  }',
+            '}',
+            `${y}[gi] = s / ${f32(kh * kw)};`,
+          ]
+        : [...argmax('i', 'j'), `${y}[gi] = ${src}[at];`]),
+    ];
+  } else {
+    // dx[k]: Σ over the windows (i, j) that hold k (and, for max, take it as their maximum)
+    const dy = b.arr(r.inputs[r.inputs.length - 1]!.arg);
+    lines = [
+      `let w0 = gi % ${sz(W!)};`,
+      `let h0 = (gi / ${sz(W!)}) % ${sz(H!)};`,
+      `let nc = gi / (${sz(W!)} * ${sz(H!)});`,
+      'var s = 0.0;',
+      `for (var p = 0; p < ${kh}; p++) {`,
+      `  let hi = h0 + ${p0} - p;`,
+      `  if (hi < 0 || hi % ${s0} != 0 || hi / ${s0} >= ${sz(Ho!)}) { continue; }`,
+      `  let i = hi / ${s0};`,
+      `  for (var q = 0; q < ${kw}; q++) {`,
+      `    let wi = w0 + ${p1} - q;`,
+      `    if (wi < 0 || wi % ${s1} != 0 || wi / ${s1} >= ${sz(Wo!)}) { continue; }`,
+      `    let j = wi / ${s1};`,
+      `    let d = ${dy}[(nc * ${sz(Ho!)} + i) * ${sz(Wo!)} + j];`,
+      ...(r.op === 'avg_pool_grad' ? [`    s += d / ${f32(kh * kw)};`] : [...argmax('i', 'j').map((l) => `    ${l}`), '    if (at == gi) { s += d; }']),
+      '  }',
+      '}',
+      `${y}[gi] = s;`,
+    ];
+  }
+  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+}
+
+/** A routine as one shader (a matmul's epilogue is fused into it: FUSED; any other's launched after it). */
+export const FUSED: ReadonlySet<string> = new Set(['matmul']);
+
+export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
+  switch (r.op) {
+    case 'matmul':
+      return matmul(r, dtypeOf);
+    case 'softmax':
+    case 'log_softmax':
+      return softmax(r, dtypeOf);
+    case 'xent':
+      return xent(r, dtypeOf);
+    case 'gather':
+    case 'scatter_add':
+    case 'pick':
+      return indexOp(r, dtypeOf);
+    case 'argmax_mask':
+      return argmaxMask(r, dtypeOf);
+    case 'conv':
+    case 'conv_input_grad':
+    case 'conv_weight_grad':
+      return conv(r, dtypeOf);
+    case 'max_pool':
+    case 'max_pool_grad':
+    case 'max_pool_pick':
+    case 'avg_pool':
+    case 'avg_pool_grad':
+      return pool(r, dtypeOf);
+    default:
+      throw new CompileError(`the webgpu target cannot render the routine ${(r as { op: string }).op}`, 'use another target (ts, wasm) for this model');
+  }
+}
+
+export { WG };

@@ -1,0 +1,188 @@
+// trainStep of the WebGPU module (--optimizer): the params and the optimizer state live on the
+// device between steps (arrays `res:<param>` and `opt:<slot>:<param>` of the arenas); a step copies
+// the resident params into the arrays the forward pass reads, runs the forward and backward
+// shaders, then one update shader per trained param rendered from the optimizer table's statements
+// (codegen/optim.ts: sgd, adam and the others alike), all in one command encoder and one submit,
+// and reads back only the loss (and, in training mode, the next running statistics). A step
+// uploads the inputs, the module state and the step's scalars (lr, bias corrections: a few floats
+// per param group). readParams and readOptState read the resident arrays back.
+
+import { numelSize } from '../../ir/dims.js';
+import { CompileError } from '../../ir/errors.js';
+import type { HostProgram, Step } from '../kernel/form.js';
+import type { ModuleInfo, Typed } from '../module.js';
+import { commentText, gradEntries, key, member, ownMember, params } from '../module.js';
+import { hasModes, modesOf } from '../modes.js';
+import type { UExpr } from '../optim.js';
+import { OPTIMIZERS, scalarNames, slotsOf, updateStatements } from '../optim.js';
+import { givenLrCheck } from '../gpu-accum.js';
+import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams } from '../ts/train.js';
+import type { Shader } from './wgsl.js';
+import { Bindings, PRELUDE, entry1d, f32, js, sz } from './wgsl.js';
+
+export interface TrainInfo {
+  readonly stages: readonly Extract<Step, { kind: 'stage' }>[];
+  readonly gradReads: readonly (readonly [string, string])[];
+  readonly syms: readonly string[];
+}
+
+export interface TrainParts {
+  /** Module-level declarations: hyper, OptState, checkOptState. */
+  readonly decls: string[];
+  /** More arrays: name, element count. */
+  readonly arrays: { name: string; numel: string }[];
+  /** More shaders (after the program's): per trained param, the copy and the update. */
+  readonly shaders: Shader[];
+  /** Lines inside create(), given the index of the first extra shader. */
+  create(first: number): string[];
+  readonly methods: string[];
+}
+
+function wgslOf(e: UExpr, name: (n: string) => string): string {
+  if (typeof e === 'number') return f32(e);
+  if (typeof e === 'string') return name(e);
+  if (!('b' in e)) return `${e.op}(${wgslOf(e.a, name)})`;
+  if (e.op === 'max') return `max(${wgslOf(e.a, name)}, ${wgslOf(e.b, name)})`;
+  return `(${wgslOf(e.a, name)} ${e.op} ${wgslOf(e.b, name)})`;
+}
+
+export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: TrainInfo): TrainParts | undefined {
+  if (!m.optimizer) return undefined;
+  const spec = m.optimizer;
+  if (spec.hyper.clipGradNorm !== undefined) throw new CompileError('the webgpu target has no --clip-grad-norm yet', 'build the webgpu target without --clip-grad-norm, or use the ts, wasm or gpu target');
+  if (info.syms.length) throw new CompileError('the webgpu target keeps training state on the device for static shapes only', 'give the model static dimensions for --optimizer with the webgpu target');
+  const slots = slotsOf(spec);
+  const ps = trainedParams(m);
+  const grads = new Map(info.gradReads.map(([o, a]) => [o, a]));
+  const missing = ps.find((p) => !grads.has(p.name));
+  if (missing) throw new CompileError(`the webgpu training step needs a gradient of every trained param, and '${missing.name}' has none`);
+  const steps = groupSteps(m, (b) => b);
+  const arrayOf = new Map(info.stages.filter((s) => s.source === 'param').map((s) => [s.key, s.array]));
+  const arrays: { name: string; numel: string }[] = [];
+  const shaders: Shader[] = [];
+  steps.forEach((s, k) => arrays.push({ name: `opt:scalars:${k}`, numel: String(Math.max(1, s.values.length)) }));
+  const dtypeOf = () => 'f32' as const;
+  for (const p of ps) {
+    const n = numelSize(p.shape);
+    arrays.push({ name: `res:${p.name}`, numel: js(n) }, ...slots.map((s) => ({ name: `opt:${s}:${p.name}`, numel: js(n) })));
+    // the resident param into the array the forward pass reads
+    const c = new Bindings(dtypeOf);
+    const src = c.arr(`res:${p.name}`);
+    const dst = c.arr(arrayOf.get(p.name)!, true);
+    shaders.push({ wgsl: [`// ${commentText(p.name)}: the resident param, for the forward pass`, ...c.decls(), ...entry1d(sz(n)), `  ${dst}[gi] = ${src}[gi];`, '}'].join('\n'), arrays: c.arrays(), threads: js(n) });
+    // the update
+    const k = steps.findIndex((s) => s.group.params.includes(p.name));
+    const group = steps[k]!.group.spec;
+    const b = new Bindings(dtypeOf);
+    const pv = b.arr(`res:${p.name}`, true);
+    const gv = b.arr(grads.get(p.name)!);
+    const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
+    const names = scalarNames(group);
+    const sc = b.arr(`opt:scalars:${k}`);
+    const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : `${sc}[${names.indexOf(x)}]`);
+    const body = [
+      `var p = ${pv}[gi];`,
+      `var g = ${gv}[gi];`,
+      ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
+      ...updateStatements(group).map((st) => `${local(st.set)} = ${wgslOf(st.to, local)}; // ${commentText(st.formula)}`),
+      `${pv}[gi] = p;`,
+      ...slots.map((s, j) => `${sv[j]}[gi] = s_${s};`),
+    ];
+    shaders.push({
+      wgsl: [`// --optimizer ${spec.name}: the update of ${commentText(p.name)}`, ...b.decls(), PRELUDE, ...entry1d(sz(n)), ...body.map((l) => `  ${l}`), '}'].join('\n'),
+      arrays: b.arrays(),
+      threads: js(n),
+    });
+  }
+  const { stateType, checkState } = optStateParts(m, t);
+  const decls = [
+    '',
+    `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
+    '// device and updates them there (readParams, readOptState bring them back).',
+    hyperDoc(spec),
+    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
+    '',
+    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...checkState,
+  ];
+  const all = params(m.fwd);
+  const sizeOf = (p: (typeof all)[number]) => js(numelSize(p.shape));
+  const modes = modesOf(m.fwd);
+  const create = (first: number): string[] => {
+    const copies = ps.map((_p, j) => first + 2 * j);
+    const updates = ps.map((_p, j) => first + 2 * j + 1);
+    return [
+      '  // trainStep: the params and state it keeps on the device, and the objects they came from',
+      `  let dev${t(': { params: Params; state: OptState; step: number } | undefined')};`,
+      `  let stepTail${t(': Promise<unknown>')} = Promise.resolve();`,
+      `  const TRAIN = [${copies.join(', ')}];`,
+      `  const UPDATE = [${updates.join(', ')}];`,
+      `  const STEP_READS${t(': [string, string][]')} = GRAD_READS.filter(([o]) => o === 'loss' || o.startsWith('next '));`,
+      `  const scalars = [${steps.map((s) => `new Float32Array(${Math.max(1, s.values.length)})`).join(', ')}];`,
+    ];
+  };
+  const nothing = (what: string) => `throw new Error('${m.name}: ${what}() has nothing to read: no trainStep has run on this model yet');`;
+  const methods = [
+    `    initOptState(params${t(': Params')})${t(': OptState')} {`,
+    `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
+    ...all.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    `      return { step: 0${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: new Float32Array(${sizeOf(p)})`).join(', ')} }`).join('')} };`,
+    '    },',
+    `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
+    '      checkArgs(params, inputs);',
+    '      checkOptState(state);',
+    ...givenLrCheck(m.name, '      '),
+    ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
+    '      // a step waits for the one before: the step number and the scheduled rate are those it runs with',
+    '      const run = stepTail.then(async () => {',
+    '        const b = await rt.built({});',
+    '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
+    '          // other objects than the last step\'s: their values go to the device',
+    ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
+    '          dev = { params, state, step: state.step };',
+    '        }',
+    `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
+    '        const t = state.step + 1; // the step number of this step, from 1',
+    ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(s.values.length ? [`        scalars[${k}]${t('!')}.set([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}`] : [])]),
+    ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+    '        stage(b, params, inputs, options, false);',
+    '        const enc = device.createCommandEncoder();',
+    '        rt.encode(enc, b, [...TRAIN, ...GRAD, ...UPDATE]);',
+    '        const take = rt.readBack(enc, b, STEP_READS);',
+    '        device.queue.submit([enc.finish()]);',
+    '        const r = await take();',
+    ...(modes.buffers.length ? ['        if (callState.train) {', ...modes.buffers.map((bb) => `          ${member(`options.buffers${t('!')}`, bb.name)}.set(r[${JSON.stringify(`next ${bb.name}`)}]${t('!')});`), '        }'] : []),
+    '        state.step = t;',
+    `        dev${t('!')}.step = t;`,
+    `        return { loss: r.loss${t('!')}[0]${t('!')} };`,
+    '      });',
+    '      stepTail = run.catch(() => undefined);',
+    '      return run;',
+    '    },',
+    `    async readParams()${t(': Promise<Params>')} {`,
+    '      await stepTail;',
+    `      if (dev === undefined) ${nothing('readParams')}`,
+    '      const b = await rt.built({});',
+    `      const reads${t(': [string, string][]')} = [${ps.map((p) => `[${JSON.stringify(p.name)}, ${JSON.stringify(`res:${p.name}`)}]`).join(', ')}];`,
+    '      const enc = device.createCommandEncoder();',
+    '      const take = rt.readBack(enc, b, reads);',
+    '      device.queue.submit([enc.finish()]);',
+    '      const r = await take();',
+    `      return { ${all.map((p) => `${key(p.name)}: ${ps.some((q) => q.name === p.name) ? `r[${JSON.stringify(p.name)}]${t(' as Float32Array')}` : `Float32Array.from(${member('dev.params', p.name)})`}`).join(', ')} }${t(' as Params')};`,
+    '    },',
+    `    async readOptState()${t(': Promise<OptState>')} {`,
+    '      await stepTail;',
+    `      if (dev === undefined) ${nothing('readOptState')}`,
+    '      const b = await rt.built({});',
+    `      const reads${t(': [string, string][]')} = [${slots.flatMap((s) => ps.map((p) => `[${JSON.stringify(`${s} ${p.name}`)}, ${JSON.stringify(`opt:${s}:${p.name}`)}]`)).join(', ')}];`,
+    '      const enc = device.createCommandEncoder();',
+    '      const take = rt.readBack(enc, b, reads);',
+    '      device.queue.submit([enc.finish()]);',
+    '      const r = await take();',
+    `      return { step: dev.step${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: r[${JSON.stringify(`${s} ${p.name}`)}]${t(' as Float32Array')}`).join(', ')} }`).join('')} }${t(' as OptState')};`,
+    '    },',
+  ];
+  void gradEntries;
+  return { decls, arrays, shaders, create, methods };
+}

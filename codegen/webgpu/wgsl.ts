@@ -1,0 +1,370 @@
+// The WGSL renderer of the kernel form (codegen/kernel/form.ts): a kernel is one compute shader
+// with one invocation per point of its kept axes; a reduction is a loop of that invocation over
+// the reduced axes, summed in blocks of 64 terms (a block's f32 sum joins the total, so that no
+// f32 sum runs over thousands of terms: the kernel form asks for an f64 accumulator, which WGSL
+// lacks). Sizes of symbolic dimensions are interpolations of the emitted template literal
+// (`${B * 64}`): the module compiles a kernel's pipeline for each set of sizes it meets.
+//
+// Capabilities: WGSL has exp, log, sqrt, tanh and pow natively (pow only for a base ≥ 0: `gc_pow`
+// gives PyTorch's signs); a node outside the ALU table of form.ts is a CompileError naming the op
+// and the target.
+
+import type { Dim, Size } from '../../ir/dims.js';
+import { numelSize, size } from '../../ir/dims.js';
+import { CompileError } from '../../ir/errors.js';
+import type { Access, EType, Kernel } from '../kernel/form.js';
+import { argsOf, epilogueNodes } from '../kernel/form.js';
+import { storedAfterReduction } from '../kernel/eval.js';
+
+/** A shader and what the host binds and dispatches for it. */
+export interface Shader {
+  /** The WGSL source, a template literal's body (sizes of symbolic dimensions are `${...}`). */
+  readonly wgsl: string;
+  /** The arrays bound at bindings 0, 1, ... */
+  readonly arrays: readonly { readonly name: string; readonly write: boolean }[];
+  /**
+   * The workgroups to dispatch, as JavaScript expressions over the symbolic dimensions; `threads`
+   * (a 1-D count of invocations, dispatched in groups of 64) where `groups` is absent.
+   */
+  readonly threads?: string;
+  readonly groups?: readonly [string, string, string];
+}
+
+export const WG = 64;
+
+/** A size in WGSL: a literal, or an interpolation of the bound sizes (the template's `${...}`). */
+export function sz(s: Dim | Size): string {
+  const x = size(s);
+  if (x.syms.length === 0) return String(x.coef);
+  return `\${${[...(x.coef === 1 ? [] : [String(x.coef)]), ...x.syms].join(' * ')}}`;
+}
+
+/** A size as a JavaScript expression over the bound sizes (locals of the module's build function). */
+export function js(s: Dim | Size): string {
+  const x = size(s);
+  if (x.syms.length === 0) return String(x.coef);
+  return [...(x.coef === 1 ? [] : [String(x.coef)]), ...x.syms].join(' * ');
+}
+
+/**
+ * An f32 literal. WGSL has no literal for the infinities, and a constant expression may not
+ * evaluate to one: ±∞ (a max's starting value) are the largest finite f32 values.
+ */
+export function f32(v: number): string {
+  const f = Math.fround(v);
+  if (Number.isNaN(f)) return 'bitcast<f32>(0x7fc00000u)';
+  if (f === Infinity) return '3.4028234663852886e38';
+  if (f === -Infinity) return '-3.4028234663852886e38';
+  if (Number.isInteger(v) && Math.abs(v) < 1e15) return `${v}.0`;
+  const t = String(v);
+  return Math.fround(Number(t)) === f ? t : String(f);
+}
+
+const wtype = (t: EType) => (t === 'bool' ? 'bool' : t);
+
+/** The helper functions a shader may call. */
+export const PRELUDE = [
+  '// a ** b with PyTorch\'s signs: WGSL leaves pow undefined for a negative base',
+  'fn gc_pow(a: f32, b: f32) -> f32 {',
+  '  if (a >= 0.0) { return pow(a, b); }',
+  '  if (b == floor(b)) {',
+  '    let m = pow(-a, b);',
+  '    return select(m, -m, floor(b * 0.5) != b * 0.5);',
+  '  }',
+  '  let z = a - a;',
+  '  return z / z;',
+  '}',
+  '// tanh for every f32: some implementations give NaN beyond ±44 (e^x overflows)',
+  'fn gc_tanh(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }',
+].join('\n');
+
+/** Binds the arrays a shader touches: `arr(name, write)` gives the variable of each. */
+export class Bindings {
+  readonly list: { name: string; write: boolean; dtype: 'f32' | 'i32' }[] = [];
+
+  constructor(private readonly dtypeOf: (array: string) => 'f32' | 'i32') {}
+
+  arr(name: string, write = false): string {
+    let j = this.list.findIndex((b) => b.name === name);
+    if (j < 0) {
+      j = this.list.length;
+      this.list.push({ name, write, dtype: this.dtypeOf(name) });
+    } else if (write) this.list[j]!.write = true;
+    return `a${j}`;
+  }
+
+  decls(): string[] {
+    return this.list.map((b, j) => `@group(0) @binding(${j}) var<storage, ${b.write ? 'read_write' : 'read'}> a${j}: array<${b.dtype}>;`);
+  }
+
+  arrays(): { name: string; write: boolean }[] {
+    return this.list.map((b) => ({ name: b.name, write: b.write }));
+  }
+}
+
+/** The opening of a 1-D shader: `gi`, the invocation's index, returning beyond `n`. */
+export function entry1d(n: string): string[] {
+  return [
+    `@compute @workgroup_size(${WG})`,
+    'fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {',
+    `  let gi = i32(gid.x + gid.y * nwg.x * ${WG}u);`,
+    `  if (gi >= ${n}) { return; }`,
+  ];
+}
+
+/** Lines that split the flat index `flat` into coordinates `names` of `dims` (row-major). */
+export function unflatten(flat: string, dims: readonly (Dim | Size)[], names: readonly string[], decl = 'let'): string[] {
+  if (dims.length === 0) return [];
+  if (dims.length === 1) return [`${decl} ${names[0]} = ${flat};`];
+  const out: string[] = [`var ${names[0]}_r = ${flat};`];
+  for (let d = dims.length - 1; d > 0; d--) {
+    out.push(`${decl} ${names[d]} = ${names[0]}_r % ${sz(dims[d]!)};`, `${names[0]}_r = ${names[0]}_r / ${sz(dims[d]!)};`);
+  }
+  out.push(`${decl} ${names[0]} = ${names[0]}_r;`);
+  return out;
+}
+
+/** An index expression: offset + Σ strides[d] · x_d. */
+export function indexOf(strides: readonly Size[], offset: Size, coord: (d: number) => string): string {
+  const terms: string[] = [];
+  if (offset.coef !== 0) terms.push(sz(offset));
+  strides.forEach((s, d) => {
+    if (s.coef === 0) return;
+    terms.push(s.coef === 1 && s.syms.length === 0 ? coord(d) : `${sz(s)} * ${coord(d)}`);
+  });
+  return terms.length ? terms.join(' + ') : '0';
+}
+
+function unsupported(k: Kernel, op: string): CompileError {
+  return new CompileError(
+    `the webgpu target cannot render ${op} (in kernel ${k.name}: ${k.notes[0] ?? ''})`,
+    `the op ${op} has no WGSL form here and no decomposition: use another target (ts, wasm) for this model`,
+  );
+}
+
+/**
+ * The statements computing the nodes of `which` (and the stores of `stores`) at the point `x_d`;
+ * `given`: nodes whose value the caller has (a reduction's sum, a routine's result).
+ */
+export function statements(k: Kernel, which: readonly boolean[], stores: readonly Kernel['stores'][number][], b: Bindings, given: ReadonlyMap<number, string>): string[] {
+  const coord = (d: number) => `x${d}`;
+  const v = (i: number) => given.get(i) ?? `v${i}`;
+  const lines: string[] = [];
+  const load = (a: Access, dtype: EType): string => {
+    const read = `${b.arr(a.arg)}[${indexOf(a.strides, a.offset, coord)}]`;
+    const conds = (a.guards ?? []).flatMap((g) => [...(g.lo > 0 ? [`x${g.axis} >= ${g.lo}`] : []), `x${g.axis} < ${sz(g.hi)}`]);
+    if (conds.length === 0) return read;
+    return `select(${dtype === 'i32' ? '0' : '0.0'}, ${read}, ${conds.join(' && ')})`;
+  };
+  k.nodes.forEach((n, i) => {
+    if (!which[i] || given.has(i)) return;
+    const a = argsOf(n).map(v);
+    let e: string;
+    switch (n.op) {
+      case 'const':
+        e = n.dtype === 'f32' ? f32(n.value) : n.dtype === 'i32' ? `${n.value}` : n.value ? 'true' : 'false';
+        break;
+      case 'load':
+        e = load(n.access, n.dtype);
+        break;
+      case 'coord':
+        e = coord(n.axis);
+        break;
+      case 'dim':
+        e = `f32(${sz(n.name)})`;
+        break;
+      case 'reduce':
+        throw new CompileError(`internal: the webgpu renderer met a reduction outside its loop`);
+      case 'neg':
+        e = `-(${a[0]})`;
+        break;
+      case 'recip':
+        e = `1.0 / ${a[0]}`;
+        break;
+      case 'abs':
+      case 'exp':
+      case 'log':
+      case 'sqrt':
+        e = `${n.op}(${a[0]})`;
+        break;
+      case 'tanh':
+        e = `gc_tanh(${a[0]})`;
+        break;
+      case 'cast':
+        e = k.nodes[n.args[0]]!.dtype === 'bool' ? `select(0.0, 1.0, ${a[0]})` : `f32(${a[0]})`;
+        break;
+      case 'add':
+        e = `${a[0]} + ${a[1]}`;
+        break;
+      case 'sub':
+        e = `${a[0]} - ${a[1]}`;
+        break;
+      case 'mul':
+        e = `${a[0]} * ${a[1]}`;
+        break;
+      case 'div':
+        e = `${a[0]} / ${a[1]}`;
+        break;
+      case 'max':
+      case 'min':
+        e = `${n.op}(${a[0]}, ${a[1]})`;
+        break;
+      case 'pow':
+        e = powOf(k, n.args[1], a[0]!, a[1]!);
+        break;
+      case 'lt':
+        e = `${a[0]} < ${a[1]}`;
+        break;
+      case 'le':
+        e = `${a[0]} <= ${a[1]}`;
+        break;
+      case 'eq':
+        e = `${a[0]} == ${a[1]}`;
+        break;
+      case 'where':
+        e = `select(${a[2]}, ${a[1]}, ${a[0]})`;
+        break;
+      default:
+        throw unsupported(k, (n as { op: string }).op);
+    }
+    lines.push(`let v${i}: ${wtype(n.dtype)} = ${e};`);
+  });
+  for (const s of stores) {
+    const dt = b.list.find((x) => x.name === s.access.arg)?.dtype;
+    const arr = b.arr(s.access.arg, true);
+    const nd = k.nodes[s.node]!;
+    const val = nd.dtype === 'bool' ? `select(0.0, 1.0, ${v(s.node)})` : (dt ?? 'f32') !== nd.dtype ? `${dt ?? 'f32'}(${v(s.node)})` : v(s.node);
+    lines.push(`${arr}[${indexOf(s.access.strides, s.access.offset, coord)}] = ${val};`);
+  }
+  return lines;
+}
+
+/** a ** b: a constant integer exponent up to 4 is a product, ±0.5 a square root, any other gc_pow. */
+function powOf(k: Kernel, bNode: number, a: string, b: string): string {
+  const c = k.nodes[bNode]!;
+  const n = c.op === 'const' ? c.value : undefined;
+  if (n === 0) return '1.0';
+  if (n !== undefined && Number.isInteger(n) && Math.abs(n) <= 4) {
+    const p = Array.from({ length: Math.abs(n) }, () => a).join(' * ');
+    return n > 0 ? p : `1.0 / (${p})`;
+  }
+  if (n === 0.5) return `sqrt(${a})`;
+  if (n === -0.5) return `inverseSqrt(${a})`;
+  return `gc_pow(${a}, ${b})`;
+}
+
+/** The nodes `roots` need, through their arguments (reductions included, not what they reduce). */
+function needed(k: Kernel, roots: readonly number[]): boolean[] {
+  const need = k.nodes.map(() => false);
+  const visit = (i: number) => {
+    if (need[i]) return;
+    need[i] = true;
+    if (k.nodes[i]!.op !== 'reduce') argsOf(k.nodes[i]!).forEach(visit);
+  };
+  roots.forEach(visit);
+  return need;
+}
+
+/** The number of terms a block of a sum adds before it joins the total. */
+const BLOCK = 64;
+/** A reduction of at most this many results over at least this many terms each takes a workgroup per result. */
+const WIDE_MAX_RESULTS = 4096;
+const WIDE_MIN_TERMS = 512;
+
+/** A kernel as one compute shader: an invocation per point of its kept axes. */
+export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32'): Shader {
+  const b = new Bindings(dtypeOf);
+  const all = k.domain.map((_d, i) => i);
+  const kept = all.filter((d) => !k.axes.includes(d));
+  const keptDims = kept.map((d) => k.domain[d]!);
+  const n = numelSize(keptDims);
+  const body: string[] = [...unflatten('gi', keptDims, kept.map((d) => `x${d}`))];
+  if (k.axes.length === 0) {
+    body.push(...statements(k, k.nodes.map(() => true), k.stores, b, new Map()));
+  } else {
+    const epi = epilogueNodes(k);
+    const reduces = k.nodes.flatMap((nd, i) => (nd.op === 'reduce' ? [{ i, red: nd.red, x: nd.args[0] }] : []));
+    const inLoop = k.stores.filter((s) => !storedAfterReduction(k, s.access.strides));
+    const after = k.stores.filter((s) => storedAfterReduction(k, s.access.strides));
+    const loopNodes = needed(k, [...reduces.map((r) => r.x), ...inLoop.map((s) => s.node)]).map((x, i) => x && !epi[i]);
+    const afterNodes = needed(k, after.map((s) => s.node));
+    const redDims = k.axes.map((d) => k.domain[d]!);
+    const R = numelSize(redDims);
+    const sum = reduces.some((r) => r.red === 'sum');
+    const blocked = sum && (R.syms.length > 0 || R.coef > 4 * BLOCK);
+    body.push(...reduces.map((r, j) => `var acc${j}: f32 = ${r.red === 'sum' ? '0.0' : f32(-Infinity)};`));
+    const step = (r: (typeof reduces)[number], j: number, into: string) =>
+      r.red === 'sum' ? `${into} += v${r.x};` : `acc${j} = select(acc${j}, v${r.x}, v${r.x} > acc${j});`;
+    const inner = [
+      ...unflatten('ri', redDims, k.axes.map((d) => `x${d}`)),
+      ...statements(k, loopNodes, inLoop, b, new Map()),
+    ];
+    // few results of long reductions (a loss, a norm's statistics): a workgroup per result, its
+    // 64 invocations summing strided parts that a tree in workgroup memory joins
+    const wide = inLoop.length === 0 && reduces.every((r) => r.red === 'sum') && n.syms.length === 0 && n.coef <= WIDE_MAX_RESULTS && (R.syms.length > 0 || R.coef >= WIDE_MIN_TERMS);
+    if (wide) {
+      const given = new Map(reduces.map((r, j) => [r.i, `acc${j}`] as const));
+      const join = (_r: (typeof reduces)[number], j: number) => `red${j}[li] = red${j}[li] + red${j}[li + s];`;
+      const lines = [
+        `let live = gi < ${sz(n)};`,
+        ...body.slice(0, -reduces.length),
+        ...reduces.map((r, j) => `var acc${j}: f32 = ${r.red === 'sum' ? '0.0' : f32(-Infinity)};`),
+        `for (var ri = li; ri < select(0, ${sz(R)}, live); ri += ${WG}) {`,
+        ...inner,
+        ...reduces.map((r, j) => step(r, j, `acc${j}`)),
+        '}',
+        ...reduces.map((_r, j) => `red${j}[li] = acc${j};`),
+        'workgroupBarrier();',
+        `for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
+        `  if (li < s) { ${reduces.map(join).join(' ')} }`,
+        '  workgroupBarrier();',
+        '}',
+        'if (li == 0 && live) {',
+        ...reduces.map((_r, j) => `  acc${j} = red${j}[0];`),
+        ...k.axes.map((d) => `  let x${d} = 0;`),
+        ...statements(k, afterNodes, after, b, given).map((l) => `  ${l}`),
+        '}',
+      ];
+      const wgsl = [
+        ...k.notes.map((l) => `// ${l}`),
+        ...b.decls(),
+        ...reduces.map((_r, j) => `var<workgroup> red${j}: array<f32, ${WG}>;`),
+        PRELUDE,
+        `@compute @workgroup_size(${WG})`,
+        'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32, @builtin(num_workgroups) nwg: vec3<u32>) {',
+        '  let gi = i32(wid.x + wid.y * nwg.x);',
+        '  let li = i32(lidx);',
+        ...lines.map((l) => `  ${l}`),
+        '}',
+      ].join('\n');
+      return { wgsl, arrays: b.arrays(), threads: `${js(n)} * ${WG}` };
+    }
+    if (blocked) {
+      body.push(
+        `for (var rb = 0; rb < ${sz(R)}; rb += ${BLOCK}) {`,
+        ...reduces.flatMap((r, j) => (r.red === 'sum' ? [`var part${j}: f32 = 0.0;`] : [])),
+        `for (var ri = rb; ri < min(rb + ${BLOCK}, ${sz(R)}); ri++) {`,
+        ...inner,
+        ...reduces.map((r, j) => step(r, j, `part${j}`)),
+        '}',
+        ...reduces.flatMap((r, j) => (r.red === 'sum' ? [`acc${j} += part${j};`] : [])),
+        '}',
+      );
+    } else {
+      body.push(`for (var ri = 0; ri < ${sz(R)}; ri++) {`, ...inner, ...reduces.map((r, j) => step(r, j, `acc${j}`)), '}');
+    }
+    // the epilogue reads values that do not vary along the reduced axes: at 0 there
+    body.push(...k.axes.map((d) => `let x${d} = 0;`));
+    const given = new Map(reduces.map((r, j) => [r.i, `acc${j}`] as const));
+    body.push(...statements(k, afterNodes, after, b, given));
+  }
+  const wgsl = [
+    ...k.notes.map((l) => `// ${l}`),
+    ...b.decls(),
+    PRELUDE,
+    ...entry1d(sz(n)),
+    ...body.map((l) => `  ${l}`),
+    '}',
+  ].join('\n');
+  return { wgsl, arrays: b.arrays(), threads: js(n) };
+}

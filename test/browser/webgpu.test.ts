@@ -1,0 +1,158 @@
+// The WebGPU module (graphc build --target webgpu) of every example, built here into
+// web-out/webgpu-test/<name>/ and run in Chromium on SwiftShader's WebGPU adapter: its
+// outputs, loss and gradients match the flat module's (generated/<name>/<name>.js, ≤ 1e-4), create()
+// rejects where there is no navigator.gpu, and bad arguments are the flat module's errors.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compile } from '../../src/build.js';
+import { resolveHyper } from '../../codegen/optim.js';
+import type { GeneratedModule } from '../helpers.js';
+import { relErr, ROOT } from '../helpers.js';
+import { harness, launch, type Session } from './chromium.js';
+import { callOptions, EXAMPLES, exampleArgs, plain } from './examples.js';
+
+// web-out/ is served by the test server and ignored by git
+const OUT = path.join(ROOT, 'web-out', 'webgpu-test');
+
+let s: Session;
+let page: Page;
+let errors: string[];
+type Harness = Record<string, (...a: unknown[]) => Promise<unknown>>;
+const call = <T>(fn: string, ...args: unknown[]): Promise<T> =>
+  page.evaluate(([f, a]) => (globalThis as unknown as { harness: Harness }).harness[f as string]!(...(a as unknown[])), [fn, args] as const) as Promise<T>;
+
+/** Builds an example's WebGPU module into OUT/<name>/ and gives its URL on the test server. */
+async function build(name: string, extra: { optimizer?: NonNullable<Parameters<typeof compile>[1]>['optimizer']; suffix?: string } = {}): Promise<string> {
+  const dir = path.join(OUT, `${name}${extra.suffix ?? ''}`);
+  mkdirSync(dir, { recursive: true });
+  const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: extra.optimizer ? ['ts', 'webgpu'] : ['webgpu'], optimizer: extra.optimizer });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  return '/' + path.relative(ROOT, path.join(dir, `${name}.webgpu.js`)).split(path.sep).join('/');
+}
+
+beforeAll(async () => {
+  s = await launch({ webgpu: true });
+  ({ page, errors } = await harness(s));
+});
+afterAll(async () => {
+  await s?.close();
+});
+
+// a forward and backward pass of the GPT takes minutes on SwiftShader
+const SLOW: Record<string, number> = { gpt: 900_000 };
+
+describe.each(EXAMPLES)('%s', (name) => {
+  it('WebGPU module: the flat module’s outputs, loss and gradients (≤ 1e-4)', async () => {
+    const url = await build(name);
+    const flat = (await import(pathToFileURL(path.join(ROOT, 'generated', name, `${name}.js`)).href)) as GeneratedModule;
+    const { params, inputs } = exampleArgs(name, 11);
+    const fwd = (flat.forward as (p: object, i: object, o: object) => Record<string, number | Float32Array>)(params, inputs, callOptions(flat));
+    const wantOut = Object.fromEntries(Object.entries(fwd).map(([k, v]) => [k, typeof v === 'number' ? [v] : Array.from(v)]));
+    const hasGrad = typeof flat.valueAndGrad === 'function';
+    const want = hasGrad ? (flat.valueAndGrad as (p: object, i: object, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(params, inputs, callOptions(flat)) : undefined;
+    const got = await call<{ outputs: Record<string, number[]>; loss?: number; grads?: Record<string, number[]> }>('webgpuRun', url, plain(params), plain(inputs));
+    expect(errors).toEqual([]);
+    expect(Object.keys(got.outputs).sort()).toEqual(Object.keys(wantOut).sort());
+    for (const [k, v] of Object.entries(got.outputs)) expect(relErr(v, wantOut[k]!), `output ${k}: ${v.slice(0, 4).join(", ")} against ${wantOut[k]!.slice(0, 4).join(", ")}`).toBeLessThan(1e-4);
+    if (!want) return;
+    expect(Number.isFinite(want.loss)).toBe(true);
+    expect(relErr([got.loss!], [want.loss]), 'loss').toBeLessThan(1e-4);
+    expect(Object.keys(got.grads!).sort()).toEqual(Object.keys(want.grads).sort());
+    for (const [k, g] of Object.entries(got.grads!)) expect(relErr(g, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+  }, SLOW[name]);
+});
+
+it('long sums of few results (a workgroup per result, a tree in workgroup memory): the flat module’s loss and gradients', async () => {
+  // 1024 rows: the bias gradient sums 1024 terms into 4 results, the loss 4096 into 1
+  const dir = path.join(OUT, 'widesum');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'widesum.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('widesum', (g) => {",
+      "  const W = g.param('W', [8, 4], { scale: 0.3 });",
+      "  const b = g.param('b', [4], { scale: 0.3 });",
+      "  const X = g.input('X', [1024, 8]);",
+      '  const loss = X.matmul(W).add(b).tanh().square().sum().mul(1 / 1024);',
+      '  return { loss };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'] });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  expect(c.files.find((f) => f.name === 'widesum.webgpu.js')!.content).toContain('var<workgroup> red0');
+  const flat = (await import(pathToFileURL(path.join(dir, 'widesum.js')).href)) as GeneratedModule;
+  const params = { W: Float32Array.from({ length: 32 }, (_x, i) => Math.sin(i) * 0.3), b: Float32Array.from([0.1, -0.2, 0.3, 0.05]) };
+  const inputs = { X: Float32Array.from({ length: 8192 }, (_x, i) => Math.cos(i * 0.37)) };
+  const want = flat.valueAndGrad(params as never, inputs as never);
+  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'widesum.webgpu.js')), plain(params), plain(inputs));
+  expect(errors).toEqual([]);
+  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+  for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+});
+
+describe.each([
+  ['makemore', 'adam'],
+  ['twolayer', 'adam'],
+  ['twolayer', 'sgd'],
+] as const)('%s, --optimizer %s', (name, optimizer) => {
+  it('20 trainSteps on the device: the flat module’s losses and params (≤ 1e-4)', async () => {
+    const url = await build(name, { optimizer: { name: optimizer, hyper: resolveHyper(optimizer, {}) }, suffix: `-${optimizer}` });
+    const flat = (await import(pathToFileURL(path.join(ROOT, url.replace(/\.webgpu\.js$/, '.js'))).href)) as GeneratedModule & Record<string, Function>;
+    const { params, inputs } = exampleArgs(name, 5);
+    const got = await call<{ losses: number[]; params: Record<string, number[]>; step: number }>('webgpuTrain', url, plain(params), plain(inputs), 20);
+    expect(errors).toEqual([]);
+    const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+    const state = flat.initOptState!(p);
+    const want: number[] = [];
+    for (let s = 0; s < 20; s++) want.push((flat.trainStep!(p, state, inputs, callOptions(flat)) as { loss: number }).loss);
+    expect(got.step).toBe(20);
+    expect(want.at(-1)!, 'the flat module trains').toBeLessThan(want[0]!);
+    expect(relErr(got.losses, want), 'losses').toBeLessThan(1e-4);
+    // makemore's b1 feeds a batch norm, which cancels it: its gradient is rounding noise (f32 sums
+    // here, f64 in the flat module), and Adam turns noise into steps of ±lr whatever its size
+    const noise = new Set(name === 'makemore' && optimizer === 'adam' ? ['b1'] : []);
+    for (const [k, v] of Object.entries(got.params)) expect(relErr(v, p[k]!), `param ${k} after 20 steps`).toBeLessThan(noise.has(k) ? 1e-2 : 1e-4);
+  });
+});
+
+it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
+  const url = await build('neuron');
+  const msg = await call<string>('webgpuWithoutGpu', url);
+  expect(msg).toBe(
+    'Error: neuron: no WebGPU here (navigator.gpu is undefined): run it in a browser with WebGPU, install a WebGPU implementation as navigator.gpu, or pass create({ device })',
+  );
+});
+
+it('argument errors are the flat module’s, and a bad device is refused', async () => {
+  const url = await build('twolayer');
+  const flat = (await import(pathToFileURL(path.join(ROOT, 'generated', 'twolayer', 'twolayer.js')).href)) as GeneratedModule;
+  const { params, inputs } = exampleArgs('twolayer', 3);
+  const firstParam = Object.keys(params)[0]!;
+  const short = { ...plain(params), [firstParam]: [1, 2] };
+  const calls = [
+    ['valueAndGrad', { __typed: 'params', values: short }, { __typed: 'inputs', values: plain(inputs) }],
+    ['forward', { __typed: 'params', values: plain(params) }, undefined],
+  ];
+  const got = await call<string[]>('webgpuErrors', url, calls);
+  const flatErr = (f: () => unknown) => {
+    try {
+      f();
+      return 'returned';
+    } catch (e) {
+      return `${(e as Error).name}: ${(e as Error).message}`;
+    }
+  };
+  const typedShort = { ...params, [firstParam]: Float32Array.from([1, 2]) };
+  expect(got[0]).toBe(flatErr(() => flat.valueAndGrad(typedShort as never, inputs as never)));
+  expect(got[1]).toBe(flatErr(() => (flat.forward as (p: object, i: unknown) => unknown)(params, undefined)));
+  expect(got[0]).toMatch(/twolayer: param/);
+  expect(got[2]).toBe('TypeError: twolayer: options.device must be a GPUDevice, got 42');
+});

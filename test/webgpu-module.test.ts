@@ -1,0 +1,122 @@
+// The WebGPU module as built (no WebGPU in Node here: the browser tests run it, in
+// test/browser/webgpu.test.ts): every example builds with --target webgpu into a module that
+// imports nothing, create() rejects without navigator.gpu, and what the renderer cannot render is a
+// CompileError naming the op and the target.
+
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { size } from '../ir/dims.js';
+import { CompileError } from '../ir/errors.js';
+import type { Kernel, Routine } from '../codegen/kernel/form.js';
+import { renderRoutine } from '../codegen/webgpu/routines.js';
+import { f32, renderKernel } from '../codegen/webgpu/wgsl.js';
+import { compile } from '../src/build.js';
+import { ROOT } from './helpers.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'graphc-webgpu-'));
+
+async function build(name: string, optimizer?: 'adam' | 'sgd'): Promise<Record<string, string>> {
+  const { resolveHyper } = await import('../codegen/optim.js');
+  const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: ['webgpu'], optimizer: optimizer && { name: optimizer, hyper: resolveHyper(optimizer, {}) } });
+  const out = path.join(dir, name + (optimizer ?? ''));
+  mkdirSync(out, { recursive: true });
+  for (const f of c.files) writeFileSync(path.join(out, f.name), f.content);
+  return Object.fromEntries(c.files.map((f) => [f.name, String(f.content)]));
+}
+
+describe('graphc build --target webgpu', () => {
+  it.each(['makemore', 'cnn', 'wavenet'])('%s: a .webgpu.ts and a .webgpu.js that import nothing, every shader a compute entry point', async (name) => {
+    const files = await build(name);
+    const js = files[`${name}.webgpu.js`]!;
+    expect(files[`${name}.webgpu.ts`]).toBeDefined();
+    expect(js).not.toMatch(/^\s*import\s/m);
+    expect(js).not.toMatch(/\bimport\(/);
+    expect(js).toMatch(/export async function create\(options = \{\}\)/);
+    const shaders = js.match(/@compute @workgroup_size/g) ?? [];
+    expect(shaders.length).toBeGreaterThan(3);
+  });
+
+  it('the build is deterministic', async () => {
+    const a = await build('makemore');
+    const b = await build('makemore');
+    expect(a['makemore.webgpu.js']).toBe(b['makemore.webgpu.js']);
+  });
+
+  it('create() rejects where there is no navigator.gpu (Node), naming the ways out', async () => {
+    await build('neuron');
+    const mod = (await import(pathToFileURL(path.join(dir, 'neuron', 'neuron.webgpu.js')).href)) as { create(o?: object): Promise<unknown> };
+    await expect(mod.create()).rejects.toThrow(
+      'neuron: no WebGPU here (navigator.gpu is undefined): run it in a browser with WebGPU, install a WebGPU implementation as navigator.gpu, or pass create({ device })',
+    );
+    await expect(mod.create({ device: 'gpu' })).rejects.toThrow("neuron: options.device must be a GPUDevice, got the string 'gpu'");
+  });
+
+  it('--optimizer adam: trainStep, readParams and readOptState, and the update shader of each param', async () => {
+    const files = await build('makemore', 'adam');
+    const js = files['makemore.webgpu.js']!;
+    for (const m of ['initOptState(params)', 'async trainStep(params, state, inputs, stepOptions)', 'async readParams()', 'async readOptState()']) expect(js).toContain(m);
+    expect(js).toContain('// --optimizer adam: the update of W1');
+  });
+});
+
+describe('the WGSL renderer', () => {
+  const kernel = (nodes: Kernel['nodes']): Kernel => ({
+    kind: 'kernel',
+    name: 'k0',
+    domain: [4],
+    axes: [],
+    nodes,
+    stores: [{ node: nodes.length - 1, access: { arg: 'y', strides: [size(1)], offset: size(0) } }],
+    notes: ['%y: f32[4] = erf %x'],
+  });
+
+  it('an op outside its capabilities is a CompileError naming the op and the target', () => {
+    const k = kernel([
+      { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [size(1)], offset: size(0) } },
+      { op: 'erf', dtype: 'f32', args: [0] } as unknown as Kernel['nodes'][number],
+    ]);
+    expect(() => renderKernel(k, () => 'f32')).toThrow(CompileError);
+    expect(() => renderKernel(k, () => 'f32')).toThrow('the webgpu target cannot render erf (in kernel k0: %y: f32[4] = erf %x)');
+  });
+
+  it('a routine without WGSL is a CompileError naming it', () => {
+    const r = { kind: 'routine', name: 'r0', op: 'fft', attrs: {}, inputs: [], output: { arg: 'y', shape: [1], strides: [size(1)], offset: size(0) }, dtype: 'f32', notes: [] } as unknown as Routine;
+    expect(() => renderRoutine(r, () => 'f32')).toThrow('the webgpu target cannot render the routine fft');
+  });
+
+  it('f32 literals: integers with a point, the infinities as the largest finite floats (WGSL has no literal for them)', () => {
+    expect(f32(2)).toBe('2.0');
+    expect(f32(0.1)).toBe('0.1');
+    expect(f32(-Infinity)).toBe('-3.4028234663852886e38');
+  });
+
+  const sumKernel = (rows: number): Kernel => ({
+    kind: 'kernel',
+    name: 'k1',
+    domain: [rows, 1000],
+    axes: [1],
+    nodes: [
+      { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [size(1000), size(1)], offset: size(0) } },
+      { op: 'reduce', dtype: 'f32', red: 'sum', acc: 'f64', args: [0] },
+    ],
+    stores: [{ node: 1, access: { arg: 'y', strides: [size(1), size(0)], offset: size(0) } }],
+    notes: [],
+  });
+
+  it('a reduction of many results over many terms: an invocation per result, adding blocks of 64 into its total', () => {
+    const s = renderKernel(sumKernel(5000), () => 'f32');
+    expect(s.wgsl).toContain('for (var rb = 0; rb < 1000; rb += 64) {');
+    expect(s.wgsl).toContain('acc0 += part0;');
+    expect(s.threads).toBe('5000');
+  });
+
+  it('a reduction of few results over many terms: a workgroup per result, a tree in workgroup memory', () => {
+    const s = renderKernel(sumKernel(2), () => 'f32');
+    expect(s.wgsl).toContain('var<workgroup> red0: array<f32, 64>;');
+    expect(s.wgsl).toContain('for (var ri = li; ri < select(0, 1000, live); ri += 64) {');
+    expect(s.threads).toBe('2 * 64');
+  });
+});
