@@ -19,10 +19,12 @@ import { FUSED, renderRoutine } from './routines.js';
 import { runtimeDecl } from './runtime.js';
 import { webgpuTrain } from './train.js';
 import type { Shader } from './wgsl.js';
-import { js, renderKernel } from './wgsl.js';
+import { js, renderKernel, WGSL_CAPABILITIES } from './wgsl.js';
+import { decomposeLaunch } from '../kernel/decompose.js';
 
-/** The shaders of a launch: a kernel's, or a routine's and then its epilogue's. */
-function shadersOf(l: Launch, dtypeOf: (a: string) => 'f32' | 'i32'): Shader[] {
+/** The shaders of a launch (its primitives decomposed into WGSL's): a kernel's, or a routine's and then its epilogue's. */
+function shadersOf(launch: Launch, dtypeOf: (a: string) => 'f32' | 'i32'): Shader[] {
+  const l = decomposeLaunch(launch, WGSL_CAPABILITIES);
   if (l.kind === 'kernel') return [renderKernel(l, dtypeOf)];
   return [renderRoutine(l, dtypeOf), ...(l.epilogue && !FUSED.has(l.op) ? [renderKernel(l.epilogue, dtypeOf)] : [])];
 }

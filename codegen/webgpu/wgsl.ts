@@ -5,16 +5,22 @@
 // lacks). Sizes of symbolic dimensions are interpolations of the emitted template literal
 // (`${B * 64}`): the module compiles a kernel's pipeline for each set of sizes it meets.
 //
-// Capabilities: WGSL has exp, log, sqrt, tanh and pow natively (pow only for a base ≥ 0: `gc_pow`
-// gives PyTorch's signs); a node outside the ALU table of form.ts is a CompileError naming the op
-// and the target.
+// Capabilities (WGSL_CAPABILITIES): WGSL has exp, log, sqrt, tanh, sin, cos, floor and pow
+// natively (pow only for a base ≥ 0: `gc_pow` gives PyTorch's signs); the shared decomposition
+// pass (codegen/kernel/decompose.ts) rewrites the rest (erf, log1p, expm1) into these before
+// rendering, and an op it cannot is a CompileError naming the op and the target.
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
-import type { Access, EType, Kernel } from '../kernel/form.js';
+import type { Access, AluOp, EType, Kernel } from '../kernel/form.js';
+import { capabilities } from '../kernel/decompose.js';
 import { argsOf, epilogueNodes } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
+
+const NATIVE: readonly AluOp[] = ['neg', 'recip', 'abs', 'exp', 'log', 'sqrt', 'tanh', 'sin', 'cos', 'floor', 'cast', 'add', 'sub', 'mul', 'div', 'max', 'min', 'pow', 'lt', 'le', 'eq', 'where'];
+/** The ALU primitives the WGSL renderer writes itself; decompose.ts rewrites the others. */
+export const WGSL_CAPABILITIES = capabilities('webgpu', NATIVE);
 
 /** A shader and what the host binds and dispatches for it. */
 export interface Shader {
@@ -185,6 +191,9 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
       case 'exp':
       case 'log':
       case 'sqrt':
+      case 'sin':
+      case 'cos':
+      case 'floor':
         e = `${n.op}(${a[0]})`;
         break;
       case 'tanh':
