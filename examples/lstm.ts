@@ -17,7 +17,10 @@ export interface LstmConfig {
   readonly vocab: number;
 }
 
-export const CHAR_LSTM: LstmConfig = { batch: 16, steps: 16, nEmbd: 16, nHidden: 128, vocab: 27 };
+// 8 steps: until scans are emitted as loops (issue #32), an unrolled scan stacks its ys with a
+// concat that reads one array per step, and the GPU.js module's WebGPU mode binds every array a
+// kernel reads as a storage buffer (SwiftShader's adapter allows 10; beyond, pipeline creation fails)
+export const CHAR_LSTM: LstmConfig = { batch: 16, steps: 8, nEmbd: 16, nHidden: 128, vocab: 27 };
 
 export function lstm(cfg: LstmConfig = CHAR_LSTM, name = 'lstm', unrolled = false) {
   const { batch: n, steps, nEmbd, nHidden: H, vocab } = cfg;

@@ -20,7 +20,7 @@ async function loadGPU(): Promise<typeof GPUClass> {
 
 export const spec = {
   name: 'lstm',
-  inputs: { X: { dtype: 'i32', shape: [16, 16] }, Y: { dtype: 'i32', shape: [16, 16] } },
+  inputs: { X: { dtype: 'i32', shape: [16, 8] }, Y: { dtype: 'i32', shape: [16, 8] } },
   params: {
     C: { dtype: 'f32', shape: [27, 16] },
     Wx: { dtype: 'f32', shape: [16, 512] },
@@ -41,8 +41,8 @@ export interface Params {
   by: Float32Array; // f32[27]
 }
 export interface Inputs {
-  X: Int32Array; // i32[16,16]
-  Y: Int32Array; // i32[16,16]
+  X: Int32Array; // i32[16,8]
+  Y: Int32Array; // i32[16,8]
 }
 export interface Outputs {
   loss: number; // f32[]
@@ -125,7 +125,7 @@ const paramKeys: Record<string, string> = {
   Wy: 'f32[128,27]',
   by: 'f32[27]',
 };
-const inputKeys: Record<string, string> = { X: 'i32[16,16]', Y: 'i32[16,16]' };
+const inputKeys: Record<string, string> = { X: 'i32[16,8]', Y: 'i32[16,8]' };
 const inputNotes: Record<string, string> = {};
 
 /**
@@ -195,9 +195,9 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'Wy', params.Wy, Float32Array, 3456, 'f32[128,27]');
   expectArray('param', 'by', params.by, Float32Array, 27, 'f32[27]');
   if (inputs.X == null || inputs.Y == null) checkKeys('input', inputs, inputKeys, inputNotes);
-  expectArray('input', 'X', inputs.X, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'X', inputs.X, Int32Array, 128, 'i32[16,8]');
   expectIndices('X', inputs.X, 27);
-  expectArray('input', 'Y', inputs.Y, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'Y', inputs.Y, Int32Array, 128, 'i32[16,8]');
   expectIndices('Y', inputs.Y, 27);
 }
 
@@ -274,19 +274,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
 
-  // emb = C[X]  (lstm.ts:36)
-  //   %emb: f32[16,16,16] = gather %C, %X   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
+  // emb = C[X]  (lstm.ts:39)
+  //   %emb: f32[16,8,16] = gather %C, %X   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
   const kernel_emb = kernel(function (this: IKernelFunctionThis, X: Float32Array, C: Float32Array): number {
     const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
+    const _i0 = Math.floor(_x / 128);
+    const _rest0 = _x - _i0 * 128;
     const _i1 = Math.floor(_rest0 / 16);
     const _rest1 = _rest0 - _i1 * 16;
-    return C[X[_i0 * 16 + _i1] * 16 + _rest1];
-  }, 4096);
+    return C[X[_i0 * 8 + _i1] * 16 + _rest1];
+  }, 2048);
 
-  // h0 = 0  (lstm.ts:48)
-  //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:48  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
+  // h0 = 0  (lstm.ts:51)
+  //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:51  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
   const kernel_h0 = kernel(function (this: IKernelFunctionThis): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -294,17 +294,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return 0;
   }, 2048);
 
-  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:59)
-  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:62)
+  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_ = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + _rest0];
+    return emb[_i0 * 128 + _rest0];
   }, 256);
 
-  // t_2 = t_1 @ Wx  (lstm.ts:39)
-  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_2 = t_1 @ Wx  (lstm.ts:42)
+  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_2 = kernel(function (this: IKernelFunctionThis, t_: Float32Array, Wx: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
@@ -316,10 +316,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates = t_2 + h0 @ Wh + b  (lstm.ts:39)
-  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:39
-  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:39
+  // gates = t_2 + h0 @ Wh + b  (lstm.ts:42)
+  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:42
+  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:42
   const kernel_gates = kernel(function (
     this: IKernelFunctionThis,
     t_2: Float32Array,
@@ -334,13 +334,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h0[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_2[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_2[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_5 = gates[0:16, 0:128]  (lstm.ts:40)
-  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_5 = gates[0:16, 0:128]  (lstm.ts:43)
+  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_5 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -348,18 +346,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_ = sigmoid(t_5)  (lstm.ts:40)
-  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_ = sigmoid(t_5)  (lstm.ts:43)
+  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_ = kernel(function (this: IKernelFunctionThis, t_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_5[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_5[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_6 = gates[0:16, 128:256]  (lstm.ts:41)
-  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_6 = gates[0:16, 128:256]  (lstm.ts:44)
+  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_6 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -367,28 +364,26 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f = sigmoid(t_6)  (lstm.ts:41)
-  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f = sigmoid(t_6)  (lstm.ts:44)
+  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f = kernel(function (this: IKernelFunctionThis, t_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_6[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_6[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_9 = f * h0  (lstm.ts:44)
-  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_9 = f * h0  (lstm.ts:47)
+  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_9 = kernel(function (this: IKernelFunctionThis, f: Float32Array, h0: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f[_i0 * 128 + _rest0] * h0[_i0 * 128 + _rest0];
-    return _t0;
+    return f[_i0 * 128 + _rest0] * h0[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_7 = gates[0:16, 256:384]  (lstm.ts:42)
-  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_7 = gates[0:16, 256:384]  (lstm.ts:45)
+  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_7 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -396,9 +391,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u = tanh(t_7)  (lstm.ts:42)
-  //   %u: f32[16,128] = tanh %t_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u = tanh(t_7)  (lstm.ts:45)
+  //   %u: f32[16,128] = tanh %t_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u = kernel(function (this: IKernelFunctionThis, t_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -406,26 +401,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_7[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2 = t_9 + i_ * u  (lstm.ts:44)
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:44
+  // c2 = t_9 + i_ * u  (lstm.ts:47)
+  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:47
   const kernel_c2 = kernel(function (
     this: IKernelFunctionThis,
-    t_9: Float32Array,
-    i_: Float32Array,
     u: Float32Array,
+    i_: Float32Array,
+    t_9: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0];
-    const _t1 = t_9[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_9[_i0 * 128 + _rest0] + i_[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_11 = tanh(c2)  (lstm.ts:45)
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_11 = tanh(c2)  (lstm.ts:48)
+  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_11 = kernel(function (this: IKernelFunctionThis, c2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -433,8 +426,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_8 = gates[0:16, 384:512]  (lstm.ts:43)
-  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_8 = gates[0:16, 384:512]  (lstm.ts:46)
+  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_8 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -442,37 +435,35 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o = sigmoid(t_8)  (lstm.ts:43)
-  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o = sigmoid(t_8)  (lstm.ts:46)
+  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o = kernel(function (this: IKernelFunctionThis, t_8: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_8[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_8[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2 = o * t_11  (lstm.ts:45)
-  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2 = o * t_11  (lstm.ts:48)
+  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2 = kernel(function (this: IKernelFunctionThis, o: Float32Array, t_11: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
-    return _t0;
+    return o[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:59)
-  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:62)
+  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_12 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 1) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 16];
   }, 256);
 
-  // t_14 = t_13 @ Wx  (lstm.ts:39)
-  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_14 = t_13 @ Wx  (lstm.ts:42)
+  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_14 = kernel(function (
     this: IKernelFunctionThis,
     t_12: Float32Array,
@@ -488,10 +479,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:39)
-  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:39
-  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:39
+  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:42)
+  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:42
+  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:42
   const kernel_gates_1 = kernel(function (
     this: IKernelFunctionThis,
     t_14: Float32Array,
@@ -506,13 +497,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_14[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_14[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:40)
-  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:43)
+  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_17 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -520,18 +509,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_1[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_1 = sigmoid(t_17)  (lstm.ts:40)
-  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_1 = sigmoid(t_17)  (lstm.ts:43)
+  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_1 = kernel(function (this: IKernelFunctionThis, t_17: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_17[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_17[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:41)
-  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:44)
+  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_18 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -539,18 +527,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_1[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_1 = sigmoid(t_18)  (lstm.ts:41)
-  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_1 = sigmoid(t_18)  (lstm.ts:44)
+  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_1 = kernel(function (this: IKernelFunctionThis, t_18: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_18[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_18[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_21 = f_1 * c2  (lstm.ts:44)
-  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_21 = f_1 * c2  (lstm.ts:47)
+  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_21 = kernel(function (
     this: IKernelFunctionThis,
     f_1: Float32Array,
@@ -559,12 +546,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_1[_i0 * 128 + _rest0] * c2[_i0 * 128 + _rest0];
-    return _t0;
+    return f_1[_i0 * 128 + _rest0] * c2[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:42)
-  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:45)
+  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_19 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -572,9 +558,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_1[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_1 = tanh(t_19)  (lstm.ts:42)
-  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_1 = tanh(t_19)  (lstm.ts:45)
+  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_1 = kernel(function (this: IKernelFunctionThis, t_19: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -582,26 +568,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_19[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:44)
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:44
+  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:47)
+  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:47
   const kernel_c2_1 = kernel(function (
     this: IKernelFunctionThis,
-    t_21: Float32Array,
-    i_1: Float32Array,
     u_1: Float32Array,
+    i_1: Float32Array,
+    t_21: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0];
-    const _t1 = t_21[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_21[_i0 * 128 + _rest0] + i_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_23 = tanh(c2_1)  (lstm.ts:45)
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_23 = tanh(c2_1)  (lstm.ts:48)
+  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_23 = kernel(function (this: IKernelFunctionThis, c2_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -609,8 +593,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_1[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:43)
-  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:46)
+  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_20 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -618,18 +602,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_1[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_1 = sigmoid(t_20)  (lstm.ts:43)
-  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_1 = sigmoid(t_20)  (lstm.ts:46)
+  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_1 = kernel(function (this: IKernelFunctionThis, t_20: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_20[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_20[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_1 = o_1 * t_23  (lstm.ts:45)
-  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_1 = o_1 * t_23  (lstm.ts:48)
+  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_1 = kernel(function (
     this: IKernelFunctionThis,
     o_1: Float32Array,
@@ -638,21 +621,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_1[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-    return _t0;
+    return o_1[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:59)
-  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:62)
+  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_24 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 2) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 32];
   }, 256);
 
-  // t_26 = t_25 @ Wx  (lstm.ts:39)
-  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_26 = t_25 @ Wx  (lstm.ts:42)
+  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_26 = kernel(function (
     this: IKernelFunctionThis,
     t_24: Float32Array,
@@ -668,10 +650,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:39)
-  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:39
-  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:39
+  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:42)
+  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:42
+  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:42
   const kernel_gates_2 = kernel(function (
     this: IKernelFunctionThis,
     t_26: Float32Array,
@@ -686,13 +668,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_1[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_26[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_26[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:40)
-  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:43)
+  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_29 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -700,18 +680,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_2[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_2 = sigmoid(t_29)  (lstm.ts:40)
-  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_2 = sigmoid(t_29)  (lstm.ts:43)
+  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_2 = kernel(function (this: IKernelFunctionThis, t_29: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_29[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_29[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:41)
-  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:44)
+  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_30 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -719,18 +698,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_2[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_2 = sigmoid(t_30)  (lstm.ts:41)
-  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_2 = sigmoid(t_30)  (lstm.ts:44)
+  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_2 = kernel(function (this: IKernelFunctionThis, t_30: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_30[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_30[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_33 = f_2 * c2_1  (lstm.ts:44)
-  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_33 = f_2 * c2_1  (lstm.ts:47)
+  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_33 = kernel(function (
     this: IKernelFunctionThis,
     f_2: Float32Array,
@@ -739,12 +717,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_2[_i0 * 128 + _rest0] * c2_1[_i0 * 128 + _rest0];
-    return _t0;
+    return f_2[_i0 * 128 + _rest0] * c2_1[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:42)
-  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:45)
+  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_31 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -752,9 +729,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_2[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_2 = tanh(t_31)  (lstm.ts:42)
-  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_2 = tanh(t_31)  (lstm.ts:45)
+  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_2 = kernel(function (this: IKernelFunctionThis, t_31: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -762,26 +739,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_31[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:44)
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:44
+  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:47)
+  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:47
   const kernel_c2_2 = kernel(function (
     this: IKernelFunctionThis,
-    t_33: Float32Array,
-    i_2: Float32Array,
     u_2: Float32Array,
+    i_2: Float32Array,
+    t_33: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0];
-    const _t1 = t_33[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_33[_i0 * 128 + _rest0] + i_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_35 = tanh(c2_2)  (lstm.ts:45)
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_35 = tanh(c2_2)  (lstm.ts:48)
+  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_35 = kernel(function (this: IKernelFunctionThis, c2_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -789,8 +764,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_2[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:43)
-  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:46)
+  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_32 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -798,18 +773,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_2[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_2 = sigmoid(t_32)  (lstm.ts:43)
-  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_2 = sigmoid(t_32)  (lstm.ts:46)
+  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_2 = kernel(function (this: IKernelFunctionThis, t_32: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_32[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_32[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_2 = o_2 * t_35  (lstm.ts:45)
-  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_2 = o_2 * t_35  (lstm.ts:48)
+  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_2 = kernel(function (
     this: IKernelFunctionThis,
     o_2: Float32Array,
@@ -818,21 +792,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_2[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-    return _t0;
+    return o_2[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:59)
-  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:62)
+  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_36 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 3) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 48];
   }, 256);
 
-  // t_38 = t_37 @ Wx  (lstm.ts:39)
-  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_38 = t_37 @ Wx  (lstm.ts:42)
+  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_38 = kernel(function (
     this: IKernelFunctionThis,
     t_36: Float32Array,
@@ -848,10 +821,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:39)
-  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:39
-  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:39
+  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:42)
+  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:42
+  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:42
   const kernel_gates_3 = kernel(function (
     this: IKernelFunctionThis,
     t_38: Float32Array,
@@ -866,13 +839,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_2[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_38[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_38[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:40)
-  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:43)
+  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_41 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -880,18 +851,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_3[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_3 = sigmoid(t_41)  (lstm.ts:40)
-  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_3 = sigmoid(t_41)  (lstm.ts:43)
+  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_3 = kernel(function (this: IKernelFunctionThis, t_41: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_41[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_41[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:41)
-  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:44)
+  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_42 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -899,18 +869,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_3[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_3 = sigmoid(t_42)  (lstm.ts:41)
-  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_3 = sigmoid(t_42)  (lstm.ts:44)
+  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_3 = kernel(function (this: IKernelFunctionThis, t_42: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_42[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_42[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_45 = f_3 * c2_2  (lstm.ts:44)
-  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_45 = f_3 * c2_2  (lstm.ts:47)
+  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_45 = kernel(function (
     this: IKernelFunctionThis,
     f_3: Float32Array,
@@ -919,12 +888,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_3[_i0 * 128 + _rest0] * c2_2[_i0 * 128 + _rest0];
-    return _t0;
+    return f_3[_i0 * 128 + _rest0] * c2_2[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:42)
-  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:45)
+  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_43 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -932,9 +900,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_3[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_3 = tanh(t_43)  (lstm.ts:42)
-  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_3 = tanh(t_43)  (lstm.ts:45)
+  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_3 = kernel(function (this: IKernelFunctionThis, t_43: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -942,26 +910,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_43[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:44)
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:44
+  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:47)
+  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:47
   const kernel_c2_3 = kernel(function (
     this: IKernelFunctionThis,
-    t_45: Float32Array,
-    i_3: Float32Array,
     u_3: Float32Array,
+    i_3: Float32Array,
+    t_45: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0];
-    const _t1 = t_45[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_45[_i0 * 128 + _rest0] + i_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_47 = tanh(c2_3)  (lstm.ts:45)
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_47 = tanh(c2_3)  (lstm.ts:48)
+  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_47 = kernel(function (this: IKernelFunctionThis, c2_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -969,8 +935,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_3[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:43)
-  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:46)
+  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_44 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -978,18 +944,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_3[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_3 = sigmoid(t_44)  (lstm.ts:43)
-  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_3 = sigmoid(t_44)  (lstm.ts:46)
+  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_3 = kernel(function (this: IKernelFunctionThis, t_44: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_44[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_44[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_3 = o_3 * t_47  (lstm.ts:45)
-  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_3 = o_3 * t_47  (lstm.ts:48)
+  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_3 = kernel(function (
     this: IKernelFunctionThis,
     o_3: Float32Array,
@@ -998,21 +963,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_3[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-    return _t0;
+    return o_3[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:59)
-  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:62)
+  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_48 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 4) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 64];
   }, 256);
 
-  // t_50 = t_49 @ Wx  (lstm.ts:39)
-  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_50 = t_49 @ Wx  (lstm.ts:42)
+  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_50 = kernel(function (
     this: IKernelFunctionThis,
     t_48: Float32Array,
@@ -1028,10 +992,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:39)
-  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:39
-  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:39
+  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:42)
+  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:42
+  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:42
   const kernel_gates_4 = kernel(function (
     this: IKernelFunctionThis,
     t_50: Float32Array,
@@ -1046,13 +1010,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_3[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_50[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_50[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:40)
-  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:43)
+  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_53 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1060,18 +1022,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_4[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_4 = sigmoid(t_53)  (lstm.ts:40)
-  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_4 = sigmoid(t_53)  (lstm.ts:43)
+  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_4 = kernel(function (this: IKernelFunctionThis, t_53: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_53[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_53[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:41)
-  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:44)
+  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_54 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1079,18 +1040,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_4[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_4 = sigmoid(t_54)  (lstm.ts:41)
-  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_4 = sigmoid(t_54)  (lstm.ts:44)
+  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_4 = kernel(function (this: IKernelFunctionThis, t_54: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_54[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_54[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_57 = f_4 * c2_3  (lstm.ts:44)
-  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_57 = f_4 * c2_3  (lstm.ts:47)
+  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_57 = kernel(function (
     this: IKernelFunctionThis,
     f_4: Float32Array,
@@ -1099,12 +1059,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_4[_i0 * 128 + _rest0] * c2_3[_i0 * 128 + _rest0];
-    return _t0;
+    return f_4[_i0 * 128 + _rest0] * c2_3[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:42)
-  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:45)
+  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_55 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1112,9 +1071,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_4[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_4 = tanh(t_55)  (lstm.ts:42)
-  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_4 = tanh(t_55)  (lstm.ts:45)
+  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_4 = kernel(function (this: IKernelFunctionThis, t_55: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1122,26 +1081,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_55[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:44)
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:44
+  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:47)
+  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:47
   const kernel_c2_4 = kernel(function (
     this: IKernelFunctionThis,
-    t_57: Float32Array,
-    i_4: Float32Array,
     u_4: Float32Array,
+    i_4: Float32Array,
+    t_57: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0];
-    const _t1 = t_57[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_57[_i0 * 128 + _rest0] + i_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_59 = tanh(c2_4)  (lstm.ts:45)
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_59 = tanh(c2_4)  (lstm.ts:48)
+  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_59 = kernel(function (this: IKernelFunctionThis, c2_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1149,8 +1106,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_4[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:43)
-  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:46)
+  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_56 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1158,18 +1115,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_4[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_4 = sigmoid(t_56)  (lstm.ts:43)
-  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_4 = sigmoid(t_56)  (lstm.ts:46)
+  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_4 = kernel(function (this: IKernelFunctionThis, t_56: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_56[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_56[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_4 = o_4 * t_59  (lstm.ts:45)
-  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_4 = o_4 * t_59  (lstm.ts:48)
+  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_4 = kernel(function (
     this: IKernelFunctionThis,
     o_4: Float32Array,
@@ -1178,21 +1134,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_4[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-    return _t0;
+    return o_4[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:59)
-  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:62)
+  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_60 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 5) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 80];
   }, 256);
 
-  // t_62 = t_61 @ Wx  (lstm.ts:39)
-  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_62 = t_61 @ Wx  (lstm.ts:42)
+  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_62 = kernel(function (
     this: IKernelFunctionThis,
     t_60: Float32Array,
@@ -1208,10 +1163,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:39)
-  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:39
-  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:39
+  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:42)
+  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:42
+  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:42
   const kernel_gates_5 = kernel(function (
     this: IKernelFunctionThis,
     t_62: Float32Array,
@@ -1226,13 +1181,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_4[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_62[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_62[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:40)
-  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:43)
+  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_65 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1240,18 +1193,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_5[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_5 = sigmoid(t_65)  (lstm.ts:40)
-  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_5 = sigmoid(t_65)  (lstm.ts:43)
+  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_5 = kernel(function (this: IKernelFunctionThis, t_65: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_65[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_65[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:41)
-  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:44)
+  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_66 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1259,18 +1211,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_5[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_5 = sigmoid(t_66)  (lstm.ts:41)
-  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_5 = sigmoid(t_66)  (lstm.ts:44)
+  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_5 = kernel(function (this: IKernelFunctionThis, t_66: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_66[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_66[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_69 = f_5 * c2_4  (lstm.ts:44)
-  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_69 = f_5 * c2_4  (lstm.ts:47)
+  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_69 = kernel(function (
     this: IKernelFunctionThis,
     f_5: Float32Array,
@@ -1279,12 +1230,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_5[_i0 * 128 + _rest0] * c2_4[_i0 * 128 + _rest0];
-    return _t0;
+    return f_5[_i0 * 128 + _rest0] * c2_4[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:42)
-  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:45)
+  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_67 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1292,9 +1242,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_5[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_5 = tanh(t_67)  (lstm.ts:42)
-  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_5 = tanh(t_67)  (lstm.ts:45)
+  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_5 = kernel(function (this: IKernelFunctionThis, t_67: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1302,26 +1252,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_67[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:44)
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:44
+  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:47)
+  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:47
   const kernel_c2_5 = kernel(function (
     this: IKernelFunctionThis,
-    t_69: Float32Array,
-    i_5: Float32Array,
     u_5: Float32Array,
+    i_5: Float32Array,
+    t_69: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0];
-    const _t1 = t_69[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_69[_i0 * 128 + _rest0] + i_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_71 = tanh(c2_5)  (lstm.ts:45)
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_71 = tanh(c2_5)  (lstm.ts:48)
+  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_71 = kernel(function (this: IKernelFunctionThis, c2_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1329,8 +1277,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_5[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:43)
-  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:46)
+  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_68 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1338,18 +1286,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_5[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_5 = sigmoid(t_68)  (lstm.ts:43)
-  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_5 = sigmoid(t_68)  (lstm.ts:46)
+  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_5 = kernel(function (this: IKernelFunctionThis, t_68: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_68[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_68[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_5 = o_5 * t_71  (lstm.ts:45)
-  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_5 = o_5 * t_71  (lstm.ts:48)
+  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_5 = kernel(function (
     this: IKernelFunctionThis,
     o_5: Float32Array,
@@ -1358,21 +1305,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_5[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-    return _t0;
+    return o_5[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:59)
-  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:62)
+  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_72 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 6) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 96];
   }, 256);
 
-  // t_74 = t_73 @ Wx  (lstm.ts:39)
-  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_74 = t_73 @ Wx  (lstm.ts:42)
+  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_74 = kernel(function (
     this: IKernelFunctionThis,
     t_72: Float32Array,
@@ -1388,10 +1334,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:39)
-  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:39
-  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:39
+  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:42)
+  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:42
+  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:42
   const kernel_gates_6 = kernel(function (
     this: IKernelFunctionThis,
     t_74: Float32Array,
@@ -1406,13 +1352,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_5[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_74[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_74[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:40)
-  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:43)
+  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_77 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1420,18 +1364,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_6[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_6 = sigmoid(t_77)  (lstm.ts:40)
-  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_6 = sigmoid(t_77)  (lstm.ts:43)
+  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_6 = kernel(function (this: IKernelFunctionThis, t_77: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_77[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_77[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:41)
-  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:44)
+  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_78 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1439,18 +1382,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_6[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_6 = sigmoid(t_78)  (lstm.ts:41)
-  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_6 = sigmoid(t_78)  (lstm.ts:44)
+  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_6 = kernel(function (this: IKernelFunctionThis, t_78: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_78[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_78[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_81 = f_6 * c2_5  (lstm.ts:44)
-  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_81 = f_6 * c2_5  (lstm.ts:47)
+  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_81 = kernel(function (
     this: IKernelFunctionThis,
     f_6: Float32Array,
@@ -1459,12 +1401,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_6[_i0 * 128 + _rest0] * c2_5[_i0 * 128 + _rest0];
-    return _t0;
+    return f_6[_i0 * 128 + _rest0] * c2_5[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:42)
-  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:45)
+  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_79 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1472,9 +1413,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_6[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_6 = tanh(t_79)  (lstm.ts:42)
-  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_6 = tanh(t_79)  (lstm.ts:45)
+  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_u_6 = kernel(function (this: IKernelFunctionThis, t_79: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1482,26 +1423,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_79[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:44)
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:44
+  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:47)
+  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:47
   const kernel_c2_6 = kernel(function (
     this: IKernelFunctionThis,
-    t_81: Float32Array,
-    i_6: Float32Array,
     u_6: Float32Array,
+    i_6: Float32Array,
+    t_81: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0];
-    const _t1 = t_81[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return t_81[_i0 * 128 + _rest0] + i_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_83 = tanh(c2_6)  (lstm.ts:45)
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // t_83 = tanh(c2_6)  (lstm.ts:48)
+  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_t_83 = kernel(function (this: IKernelFunctionThis, c2_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1509,8 +1448,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(c2_6[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:43)
-  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:46)
+  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_80 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1518,18 +1457,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_6[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_6 = sigmoid(t_80)  (lstm.ts:43)
-  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_6 = sigmoid(t_80)  (lstm.ts:46)
+  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_6 = kernel(function (this: IKernelFunctionThis, t_80: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_80[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_80[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_6 = o_6 * t_83  (lstm.ts:45)
-  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // h2_6 = o_6 * t_83  (lstm.ts:48)
+  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:48  const h2 = o.mul(c2.tanh());
   const kernel_h2_6 = kernel(function (
     this: IKernelFunctionThis,
     o_6: Float32Array,
@@ -1538,21 +1476,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_6[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-    return _t0;
+    return o_6[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:59)
-  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:62)
+  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t_84 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 7) * 16 + _rest0];
+    return emb[_i0 * 128 + _rest0 + 112];
   }, 256);
 
-  // t_86 = t_85 @ Wx  (lstm.ts:39)
-  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // t_86 = t_85 @ Wx  (lstm.ts:42)
+  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_t_86 = kernel(function (
     this: IKernelFunctionThis,
     t_84: Float32Array,
@@ -1568,10 +1505,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 8192);
 
-  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:39)
-  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:39
-  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:39
+  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:42)
+  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:42
+  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:42
   const kernel_gates_7 = kernel(function (
     this: IKernelFunctionThis,
     t_86: Float32Array,
@@ -1586,13 +1523,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h2_6[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
     }
-    const _t2 = t_86[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
+    return t_86[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
   }, 8192);
 
-  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:40)
-  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:43)
+  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_t_89 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1600,18 +1535,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_7[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_7 = sigmoid(t_89)  (lstm.ts:40)
-  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_7 = sigmoid(t_89)  (lstm.ts:43)
+  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_i_7 = kernel(function (this: IKernelFunctionThis, t_89: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_89[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_89[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:41)
-  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:44)
+  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_t_90 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1619,18 +1553,17 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_7[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f_7 = sigmoid(t_90)  (lstm.ts:41)
-  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // f_7 = sigmoid(t_90)  (lstm.ts:44)
+  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_f_7 = kernel(function (this: IKernelFunctionThis, t_90: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_90[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_90[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_93 = f_7 * c2_6  (lstm.ts:44)
-  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // t_93 = f_7 * c2_6  (lstm.ts:47)
+  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   const kernel_t_93 = kernel(function (
     this: IKernelFunctionThis,
     f_7: Float32Array,
@@ -1639,12 +1572,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = f_7[_i0 * 128 + _rest0] * c2_6[_i0 * 128 + _rest0];
-    return _t0;
+    return f_7[_i0 * 128 + _rest0] * c2_6[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:42)
-  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:45)
+  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_t_91 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1652,9 +1584,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_7[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u_7 = tanh(t_91)  (lstm.ts:42)
-  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // u_7 = tanh(t_91)  (lstm.ts:45)
+  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
   const kernel_u_7 = kernel(function (this: IKernelFunctionThis, t_91: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1662,35 +1595,24 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return Math.tanh(t_91[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2_7 = t_93 + i_7 * u_7  (lstm.ts:44)
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_7: f32[16,128] = add %t_93, %t_94   lstm.ts:44
-  const kernel_c2_7 = kernel(function (
+  // t_95 = tanh(t_93 + i_7 * u_7)  (lstm.ts:48)
+  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
+  //   %t_95: f32[16,128] = tanh %t4   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  const kernel_t_95 = kernel(function (
     this: IKernelFunctionThis,
-    t_93: Float32Array,
-    i_7: Float32Array,
     u_7: Float32Array,
+    i_7: Float32Array,
+    t_93: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = i_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0];
-    const _t1 = t_93[_i0 * 128 + _rest0] + _t0;
-    return _t1;
+    return Math.tanh(t_93[_i0 * 128 + _rest0] + i_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_95 = tanh(c2_7)  (lstm.ts:45)
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_95: f32[16,128] = tanh %c2_7   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_95 = kernel(function (this: IKernelFunctionThis, c2_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_7[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:43)
-  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:46)
+  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_t_92 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -1698,19 +1620,18 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return gates_7[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o_7 = sigmoid(t_92)  (lstm.ts:43)
-  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // o_7 = sigmoid(t_92)  (lstm.ts:46)
+  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_o_7 = kernel(function (this: IKernelFunctionThis, t_92: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_92[_i0 * 128 + _rest0]));
-    return _t0;
+    return 1 / (1 + Math.exp(-t_92[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2_7 = o_7 * t_95  (lstm.ts:45)
-  //   %h2_7: f32[16,128] = mul %o_7, %t_95   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_7 = kernel(function (
+  // t3 = o_7 * t_95  (lstm.ts:48)
+  //   %t3: f32[16,128] = mul %o_7, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  const kernel_t3 = kernel(function (
     this: IKernelFunctionThis,
     o_7: Float32Array,
     t_95: Float32Array,
@@ -1718,1444 +1639,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = o_7[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-    return _t0;
+    return o_7[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_96 = emb[0:16, 8:9, 0:16]  (lstm.ts:59)
-  //   %t_96: f32[16,1,16] = slice %emb {starts=[0, 8, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_96 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 8) * 16 + _rest0];
-  }, 256);
-
-  // t_98 = t_97 @ Wx  (lstm.ts:39)
-  //   %t_98: f32[16,512] = matmul %t_97, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_98 = kernel(function (
-    this: IKernelFunctionThis,
-    t_96: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_96[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_8 = t_98 + h2_7 @ Wh + b  (lstm.ts:39)
-  //   %t_99: f32[16,512] = matmul %h2_7, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_100: f32[16,512] = add %t_98, %t_99   lstm.ts:39
-  //   %gates_8: f32[16,512] = add %t_100, %b   lstm.ts:39
-  const kernel_gates_8 = kernel(function (
-    this: IKernelFunctionThis,
-    t_98: Float32Array,
-    h2_7: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_7[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_98[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_101 = gates_8[0:16, 0:128]  (lstm.ts:40)
-  //   %t_101: f32[16,128] = slice %gates_8 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_101 = kernel(function (this: IKernelFunctionThis, gates_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_8[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_8 = sigmoid(t_101)  (lstm.ts:40)
-  //   %i_8: f32[16,128] = sigmoid %t_101   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_8 = kernel(function (this: IKernelFunctionThis, t_101: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_101[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_102 = gates_8[0:16, 128:256]  (lstm.ts:41)
-  //   %t_102: f32[16,128] = slice %gates_8 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_102 = kernel(function (this: IKernelFunctionThis, gates_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_8[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_8 = sigmoid(t_102)  (lstm.ts:41)
-  //   %f_8: f32[16,128] = sigmoid %t_102   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_8 = kernel(function (this: IKernelFunctionThis, t_102: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_102[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_105 = f_8 * c2_7  (lstm.ts:44)
-  //   %t_105: f32[16,128] = mul %f_8, %c2_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_105 = kernel(function (
-    this: IKernelFunctionThis,
-    f_8: Float32Array,
-    c2_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_8[_i0 * 128 + _rest0] * c2_7[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_103 = gates_8[0:16, 256:384]  (lstm.ts:42)
-  //   %t_103: f32[16,128] = slice %gates_8 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_103 = kernel(function (this: IKernelFunctionThis, gates_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_8[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_8 = tanh(t_103)  (lstm.ts:42)
-  //   %u_8: f32[16,128] = tanh %t_103   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_106: f32[16,128] = mul %i_8, %u_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_8 = kernel(function (this: IKernelFunctionThis, t_103: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_103[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_8 = t_105 + i_8 * u_8  (lstm.ts:44)
-  //   %t_106: f32[16,128] = mul %i_8, %u_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_8: f32[16,128] = add %t_105, %t_106   lstm.ts:44
-  const kernel_c2_8 = kernel(function (
-    this: IKernelFunctionThis,
-    t_105: Float32Array,
-    i_8: Float32Array,
-    u_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_8[_i0 * 128 + _rest0] * u_8[_i0 * 128 + _rest0];
-    const _t1 = t_105[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_107 = tanh(c2_8)  (lstm.ts:45)
-  //   %t_106: f32[16,128] = mul %i_8, %u_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_107: f32[16,128] = tanh %c2_8   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_107 = kernel(function (this: IKernelFunctionThis, c2_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_8[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_104 = gates_8[0:16, 384:512]  (lstm.ts:43)
-  //   %t_104: f32[16,128] = slice %gates_8 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_104 = kernel(function (this: IKernelFunctionThis, gates_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_8[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_8 = sigmoid(t_104)  (lstm.ts:43)
-  //   %o_8: f32[16,128] = sigmoid %t_104   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_8 = kernel(function (this: IKernelFunctionThis, t_104: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_104[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_8 = o_8 * t_107  (lstm.ts:45)
-  //   %h2_8: f32[16,128] = mul %o_8, %t_107   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_8 = kernel(function (
-    this: IKernelFunctionThis,
-    o_8: Float32Array,
-    t_107: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_8[_i0 * 128 + _rest0] * t_107[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_108 = emb[0:16, 9:10, 0:16]  (lstm.ts:59)
-  //   %t_108: f32[16,1,16] = slice %emb {starts=[0, 9, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_108 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 9) * 16 + _rest0];
-  }, 256);
-
-  // t_110 = t_109 @ Wx  (lstm.ts:39)
-  //   %t_110: f32[16,512] = matmul %t_109, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_110 = kernel(function (
-    this: IKernelFunctionThis,
-    t_108: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_108[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_9 = t_110 + h2_8 @ Wh + b  (lstm.ts:39)
-  //   %t_111: f32[16,512] = matmul %h2_8, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_112: f32[16,512] = add %t_110, %t_111   lstm.ts:39
-  //   %gates_9: f32[16,512] = add %t_112, %b   lstm.ts:39
-  const kernel_gates_9 = kernel(function (
-    this: IKernelFunctionThis,
-    t_110: Float32Array,
-    h2_8: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_8[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_110[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_113 = gates_9[0:16, 0:128]  (lstm.ts:40)
-  //   %t_113: f32[16,128] = slice %gates_9 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_113 = kernel(function (this: IKernelFunctionThis, gates_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_9[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_9 = sigmoid(t_113)  (lstm.ts:40)
-  //   %i_9: f32[16,128] = sigmoid %t_113   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_9 = kernel(function (this: IKernelFunctionThis, t_113: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_113[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_114 = gates_9[0:16, 128:256]  (lstm.ts:41)
-  //   %t_114: f32[16,128] = slice %gates_9 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_114 = kernel(function (this: IKernelFunctionThis, gates_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_9[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_9 = sigmoid(t_114)  (lstm.ts:41)
-  //   %f_9: f32[16,128] = sigmoid %t_114   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_9 = kernel(function (this: IKernelFunctionThis, t_114: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_114[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_117 = f_9 * c2_8  (lstm.ts:44)
-  //   %t_117: f32[16,128] = mul %f_9, %c2_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_117 = kernel(function (
-    this: IKernelFunctionThis,
-    f_9: Float32Array,
-    c2_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_9[_i0 * 128 + _rest0] * c2_8[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_115 = gates_9[0:16, 256:384]  (lstm.ts:42)
-  //   %t_115: f32[16,128] = slice %gates_9 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_115 = kernel(function (this: IKernelFunctionThis, gates_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_9[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_9 = tanh(t_115)  (lstm.ts:42)
-  //   %u_9: f32[16,128] = tanh %t_115   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_118: f32[16,128] = mul %i_9, %u_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_9 = kernel(function (this: IKernelFunctionThis, t_115: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_115[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_9 = t_117 + i_9 * u_9  (lstm.ts:44)
-  //   %t_118: f32[16,128] = mul %i_9, %u_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_9: f32[16,128] = add %t_117, %t_118   lstm.ts:44
-  const kernel_c2_9 = kernel(function (
-    this: IKernelFunctionThis,
-    t_117: Float32Array,
-    i_9: Float32Array,
-    u_9: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_9[_i0 * 128 + _rest0] * u_9[_i0 * 128 + _rest0];
-    const _t1 = t_117[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_119 = tanh(c2_9)  (lstm.ts:45)
-  //   %t_118: f32[16,128] = mul %i_9, %u_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_119: f32[16,128] = tanh %c2_9   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_119 = kernel(function (this: IKernelFunctionThis, c2_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_9[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_116 = gates_9[0:16, 384:512]  (lstm.ts:43)
-  //   %t_116: f32[16,128] = slice %gates_9 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_116 = kernel(function (this: IKernelFunctionThis, gates_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_9[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_9 = sigmoid(t_116)  (lstm.ts:43)
-  //   %o_9: f32[16,128] = sigmoid %t_116   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_9 = kernel(function (this: IKernelFunctionThis, t_116: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_116[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_9 = o_9 * t_119  (lstm.ts:45)
-  //   %h2_9: f32[16,128] = mul %o_9, %t_119   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_9 = kernel(function (
-    this: IKernelFunctionThis,
-    o_9: Float32Array,
-    t_119: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_9[_i0 * 128 + _rest0] * t_119[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_120 = emb[0:16, 10:11, 0:16]  (lstm.ts:59)
-  //   %t_120: f32[16,1,16] = slice %emb {starts=[0, 10, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_120 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 10) * 16 + _rest0];
-  }, 256);
-
-  // t_122 = t_121 @ Wx  (lstm.ts:39)
-  //   %t_122: f32[16,512] = matmul %t_121, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_122 = kernel(function (
-    this: IKernelFunctionThis,
-    t_120: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_120[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_10 = t_122 + h2_9 @ Wh + b  (lstm.ts:39)
-  //   %t_123: f32[16,512] = matmul %h2_9, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_124: f32[16,512] = add %t_122, %t_123   lstm.ts:39
-  //   %gates_10: f32[16,512] = add %t_124, %b   lstm.ts:39
-  const kernel_gates_10 = kernel(function (
-    this: IKernelFunctionThis,
-    t_122: Float32Array,
-    h2_9: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_9[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_122[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_125 = gates_10[0:16, 0:128]  (lstm.ts:40)
-  //   %t_125: f32[16,128] = slice %gates_10 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_125 = kernel(function (this: IKernelFunctionThis, gates_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_10[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_10 = sigmoid(t_125)  (lstm.ts:40)
-  //   %i_10: f32[16,128] = sigmoid %t_125   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_10 = kernel(function (this: IKernelFunctionThis, t_125: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_125[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_126 = gates_10[0:16, 128:256]  (lstm.ts:41)
-  //   %t_126: f32[16,128] = slice %gates_10 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_126 = kernel(function (this: IKernelFunctionThis, gates_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_10[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_10 = sigmoid(t_126)  (lstm.ts:41)
-  //   %f_10: f32[16,128] = sigmoid %t_126   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_10 = kernel(function (this: IKernelFunctionThis, t_126: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_126[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_129 = f_10 * c2_9  (lstm.ts:44)
-  //   %t_129: f32[16,128] = mul %f_10, %c2_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_129 = kernel(function (
-    this: IKernelFunctionThis,
-    f_10: Float32Array,
-    c2_9: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_10[_i0 * 128 + _rest0] * c2_9[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_127 = gates_10[0:16, 256:384]  (lstm.ts:42)
-  //   %t_127: f32[16,128] = slice %gates_10 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_127 = kernel(function (this: IKernelFunctionThis, gates_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_10[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_10 = tanh(t_127)  (lstm.ts:42)
-  //   %u_10: f32[16,128] = tanh %t_127   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_130: f32[16,128] = mul %i_10, %u_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_10 = kernel(function (this: IKernelFunctionThis, t_127: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_127[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_10 = t_129 + i_10 * u_10  (lstm.ts:44)
-  //   %t_130: f32[16,128] = mul %i_10, %u_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_10: f32[16,128] = add %t_129, %t_130   lstm.ts:44
-  const kernel_c2_10 = kernel(function (
-    this: IKernelFunctionThis,
-    t_129: Float32Array,
-    i_10: Float32Array,
-    u_10: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_10[_i0 * 128 + _rest0] * u_10[_i0 * 128 + _rest0];
-    const _t1 = t_129[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_131 = tanh(c2_10)  (lstm.ts:45)
-  //   %t_130: f32[16,128] = mul %i_10, %u_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_131: f32[16,128] = tanh %c2_10   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_131 = kernel(function (this: IKernelFunctionThis, c2_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_10[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_128 = gates_10[0:16, 384:512]  (lstm.ts:43)
-  //   %t_128: f32[16,128] = slice %gates_10 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_128 = kernel(function (this: IKernelFunctionThis, gates_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_10[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_10 = sigmoid(t_128)  (lstm.ts:43)
-  //   %o_10: f32[16,128] = sigmoid %t_128   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_10 = kernel(function (this: IKernelFunctionThis, t_128: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_128[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_10 = o_10 * t_131  (lstm.ts:45)
-  //   %h2_10: f32[16,128] = mul %o_10, %t_131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_10 = kernel(function (
-    this: IKernelFunctionThis,
-    o_10: Float32Array,
-    t_131: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_10[_i0 * 128 + _rest0] * t_131[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_132 = emb[0:16, 11:12, 0:16]  (lstm.ts:59)
-  //   %t_132: f32[16,1,16] = slice %emb {starts=[0, 11, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_132 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 11) * 16 + _rest0];
-  }, 256);
-
-  // t_134 = t_133 @ Wx  (lstm.ts:39)
-  //   %t_134: f32[16,512] = matmul %t_133, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_134 = kernel(function (
-    this: IKernelFunctionThis,
-    t_132: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_132[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_11 = t_134 + h2_10 @ Wh + b  (lstm.ts:39)
-  //   %t_135: f32[16,512] = matmul %h2_10, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_136: f32[16,512] = add %t_134, %t_135   lstm.ts:39
-  //   %gates_11: f32[16,512] = add %t_136, %b   lstm.ts:39
-  const kernel_gates_11 = kernel(function (
-    this: IKernelFunctionThis,
-    t_134: Float32Array,
-    h2_10: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_10[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_134[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_137 = gates_11[0:16, 0:128]  (lstm.ts:40)
-  //   %t_137: f32[16,128] = slice %gates_11 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_137 = kernel(function (this: IKernelFunctionThis, gates_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_11[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_11 = sigmoid(t_137)  (lstm.ts:40)
-  //   %i_11: f32[16,128] = sigmoid %t_137   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_11 = kernel(function (this: IKernelFunctionThis, t_137: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_137[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_138 = gates_11[0:16, 128:256]  (lstm.ts:41)
-  //   %t_138: f32[16,128] = slice %gates_11 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_138 = kernel(function (this: IKernelFunctionThis, gates_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_11[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_11 = sigmoid(t_138)  (lstm.ts:41)
-  //   %f_11: f32[16,128] = sigmoid %t_138   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_11 = kernel(function (this: IKernelFunctionThis, t_138: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_138[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_141 = f_11 * c2_10  (lstm.ts:44)
-  //   %t_141: f32[16,128] = mul %f_11, %c2_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_141 = kernel(function (
-    this: IKernelFunctionThis,
-    f_11: Float32Array,
-    c2_10: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_11[_i0 * 128 + _rest0] * c2_10[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_139 = gates_11[0:16, 256:384]  (lstm.ts:42)
-  //   %t_139: f32[16,128] = slice %gates_11 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_139 = kernel(function (this: IKernelFunctionThis, gates_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_11[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_11 = tanh(t_139)  (lstm.ts:42)
-  //   %u_11: f32[16,128] = tanh %t_139   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_142: f32[16,128] = mul %i_11, %u_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_11 = kernel(function (this: IKernelFunctionThis, t_139: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_139[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_11 = t_141 + i_11 * u_11  (lstm.ts:44)
-  //   %t_142: f32[16,128] = mul %i_11, %u_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_11: f32[16,128] = add %t_141, %t_142   lstm.ts:44
-  const kernel_c2_11 = kernel(function (
-    this: IKernelFunctionThis,
-    t_141: Float32Array,
-    i_11: Float32Array,
-    u_11: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_11[_i0 * 128 + _rest0] * u_11[_i0 * 128 + _rest0];
-    const _t1 = t_141[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_143 = tanh(c2_11)  (lstm.ts:45)
-  //   %t_142: f32[16,128] = mul %i_11, %u_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_143: f32[16,128] = tanh %c2_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_143 = kernel(function (this: IKernelFunctionThis, c2_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_11[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_140 = gates_11[0:16, 384:512]  (lstm.ts:43)
-  //   %t_140: f32[16,128] = slice %gates_11 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_140 = kernel(function (this: IKernelFunctionThis, gates_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_11[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_11 = sigmoid(t_140)  (lstm.ts:43)
-  //   %o_11: f32[16,128] = sigmoid %t_140   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_11 = kernel(function (this: IKernelFunctionThis, t_140: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_140[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_11 = o_11 * t_143  (lstm.ts:45)
-  //   %h2_11: f32[16,128] = mul %o_11, %t_143   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_11 = kernel(function (
-    this: IKernelFunctionThis,
-    o_11: Float32Array,
-    t_143: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_11[_i0 * 128 + _rest0] * t_143[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_144 = emb[0:16, 12:13, 0:16]  (lstm.ts:59)
-  //   %t_144: f32[16,1,16] = slice %emb {starts=[0, 12, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_144 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 12) * 16 + _rest0];
-  }, 256);
-
-  // t_146 = t_145 @ Wx  (lstm.ts:39)
-  //   %t_146: f32[16,512] = matmul %t_145, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_146 = kernel(function (
-    this: IKernelFunctionThis,
-    t_144: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_144[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_12 = t_146 + h2_11 @ Wh + b  (lstm.ts:39)
-  //   %t_147: f32[16,512] = matmul %h2_11, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_148: f32[16,512] = add %t_146, %t_147   lstm.ts:39
-  //   %gates_12: f32[16,512] = add %t_148, %b   lstm.ts:39
-  const kernel_gates_12 = kernel(function (
-    this: IKernelFunctionThis,
-    t_146: Float32Array,
-    h2_11: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_11[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_146[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_149 = gates_12[0:16, 0:128]  (lstm.ts:40)
-  //   %t_149: f32[16,128] = slice %gates_12 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_149 = kernel(function (this: IKernelFunctionThis, gates_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_12[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_12 = sigmoid(t_149)  (lstm.ts:40)
-  //   %i_12: f32[16,128] = sigmoid %t_149   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_12 = kernel(function (this: IKernelFunctionThis, t_149: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_149[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_150 = gates_12[0:16, 128:256]  (lstm.ts:41)
-  //   %t_150: f32[16,128] = slice %gates_12 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_150 = kernel(function (this: IKernelFunctionThis, gates_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_12[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_12 = sigmoid(t_150)  (lstm.ts:41)
-  //   %f_12: f32[16,128] = sigmoid %t_150   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_12 = kernel(function (this: IKernelFunctionThis, t_150: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_150[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_153 = f_12 * c2_11  (lstm.ts:44)
-  //   %t_153: f32[16,128] = mul %f_12, %c2_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_153 = kernel(function (
-    this: IKernelFunctionThis,
-    f_12: Float32Array,
-    c2_11: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_12[_i0 * 128 + _rest0] * c2_11[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_151 = gates_12[0:16, 256:384]  (lstm.ts:42)
-  //   %t_151: f32[16,128] = slice %gates_12 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_151 = kernel(function (this: IKernelFunctionThis, gates_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_12[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_12 = tanh(t_151)  (lstm.ts:42)
-  //   %u_12: f32[16,128] = tanh %t_151   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_154: f32[16,128] = mul %i_12, %u_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_12 = kernel(function (this: IKernelFunctionThis, t_151: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_151[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_12 = t_153 + i_12 * u_12  (lstm.ts:44)
-  //   %t_154: f32[16,128] = mul %i_12, %u_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_12: f32[16,128] = add %t_153, %t_154   lstm.ts:44
-  const kernel_c2_12 = kernel(function (
-    this: IKernelFunctionThis,
-    t_153: Float32Array,
-    i_12: Float32Array,
-    u_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_12[_i0 * 128 + _rest0] * u_12[_i0 * 128 + _rest0];
-    const _t1 = t_153[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_155 = tanh(c2_12)  (lstm.ts:45)
-  //   %t_154: f32[16,128] = mul %i_12, %u_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_155: f32[16,128] = tanh %c2_12   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_155 = kernel(function (this: IKernelFunctionThis, c2_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_12[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_152 = gates_12[0:16, 384:512]  (lstm.ts:43)
-  //   %t_152: f32[16,128] = slice %gates_12 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_152 = kernel(function (this: IKernelFunctionThis, gates_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_12[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_12 = sigmoid(t_152)  (lstm.ts:43)
-  //   %o_12: f32[16,128] = sigmoid %t_152   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_12 = kernel(function (this: IKernelFunctionThis, t_152: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_152[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_12 = o_12 * t_155  (lstm.ts:45)
-  //   %h2_12: f32[16,128] = mul %o_12, %t_155   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_12 = kernel(function (
-    this: IKernelFunctionThis,
-    o_12: Float32Array,
-    t_155: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_12[_i0 * 128 + _rest0] * t_155[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_156 = emb[0:16, 13:14, 0:16]  (lstm.ts:59)
-  //   %t_156: f32[16,1,16] = slice %emb {starts=[0, 13, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_156 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 13) * 16 + _rest0];
-  }, 256);
-
-  // t_158 = t_157 @ Wx  (lstm.ts:39)
-  //   %t_158: f32[16,512] = matmul %t_157, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_158 = kernel(function (
-    this: IKernelFunctionThis,
-    t_156: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_156[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_13 = t_158 + h2_12 @ Wh + b  (lstm.ts:39)
-  //   %t_159: f32[16,512] = matmul %h2_12, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_160: f32[16,512] = add %t_158, %t_159   lstm.ts:39
-  //   %gates_13: f32[16,512] = add %t_160, %b   lstm.ts:39
-  const kernel_gates_13 = kernel(function (
-    this: IKernelFunctionThis,
-    t_158: Float32Array,
-    h2_12: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_12[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_158[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_161 = gates_13[0:16, 0:128]  (lstm.ts:40)
-  //   %t_161: f32[16,128] = slice %gates_13 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_161 = kernel(function (this: IKernelFunctionThis, gates_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_13[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_13 = sigmoid(t_161)  (lstm.ts:40)
-  //   %i_13: f32[16,128] = sigmoid %t_161   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_13 = kernel(function (this: IKernelFunctionThis, t_161: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_161[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_162 = gates_13[0:16, 128:256]  (lstm.ts:41)
-  //   %t_162: f32[16,128] = slice %gates_13 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_162 = kernel(function (this: IKernelFunctionThis, gates_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_13[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_13 = sigmoid(t_162)  (lstm.ts:41)
-  //   %f_13: f32[16,128] = sigmoid %t_162   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_13 = kernel(function (this: IKernelFunctionThis, t_162: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_162[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_165 = f_13 * c2_12  (lstm.ts:44)
-  //   %t_165: f32[16,128] = mul %f_13, %c2_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_165 = kernel(function (
-    this: IKernelFunctionThis,
-    f_13: Float32Array,
-    c2_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_13[_i0 * 128 + _rest0] * c2_12[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_163 = gates_13[0:16, 256:384]  (lstm.ts:42)
-  //   %t_163: f32[16,128] = slice %gates_13 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_163 = kernel(function (this: IKernelFunctionThis, gates_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_13[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_13 = tanh(t_163)  (lstm.ts:42)
-  //   %u_13: f32[16,128] = tanh %t_163   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_166: f32[16,128] = mul %i_13, %u_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_13 = kernel(function (this: IKernelFunctionThis, t_163: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_163[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_13 = t_165 + i_13 * u_13  (lstm.ts:44)
-  //   %t_166: f32[16,128] = mul %i_13, %u_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_13: f32[16,128] = add %t_165, %t_166   lstm.ts:44
-  const kernel_c2_13 = kernel(function (
-    this: IKernelFunctionThis,
-    t_165: Float32Array,
-    i_13: Float32Array,
-    u_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_13[_i0 * 128 + _rest0] * u_13[_i0 * 128 + _rest0];
-    const _t1 = t_165[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_167 = tanh(c2_13)  (lstm.ts:45)
-  //   %t_166: f32[16,128] = mul %i_13, %u_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_167: f32[16,128] = tanh %c2_13   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_167 = kernel(function (this: IKernelFunctionThis, c2_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_13[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_164 = gates_13[0:16, 384:512]  (lstm.ts:43)
-  //   %t_164: f32[16,128] = slice %gates_13 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_164 = kernel(function (this: IKernelFunctionThis, gates_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_13[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_13 = sigmoid(t_164)  (lstm.ts:43)
-  //   %o_13: f32[16,128] = sigmoid %t_164   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_13 = kernel(function (this: IKernelFunctionThis, t_164: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_164[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_13 = o_13 * t_167  (lstm.ts:45)
-  //   %h2_13: f32[16,128] = mul %o_13, %t_167   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_13 = kernel(function (
-    this: IKernelFunctionThis,
-    o_13: Float32Array,
-    t_167: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_13[_i0 * 128 + _rest0] * t_167[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_168 = emb[0:16, 14:15, 0:16]  (lstm.ts:59)
-  //   %t_168: f32[16,1,16] = slice %emb {starts=[0, 14, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_168 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 14) * 16 + _rest0];
-  }, 256);
-
-  // t_170 = t_169 @ Wx  (lstm.ts:39)
-  //   %t_170: f32[16,512] = matmul %t_169, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_170 = kernel(function (
-    this: IKernelFunctionThis,
-    t_168: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_168[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_14 = t_170 + h2_13 @ Wh + b  (lstm.ts:39)
-  //   %t_171: f32[16,512] = matmul %h2_13, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_172: f32[16,512] = add %t_170, %t_171   lstm.ts:39
-  //   %gates_14: f32[16,512] = add %t_172, %b   lstm.ts:39
-  const kernel_gates_14 = kernel(function (
-    this: IKernelFunctionThis,
-    t_170: Float32Array,
-    h2_13: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_13[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_170[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_173 = gates_14[0:16, 0:128]  (lstm.ts:40)
-  //   %t_173: f32[16,128] = slice %gates_14 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_173 = kernel(function (this: IKernelFunctionThis, gates_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_14[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_14 = sigmoid(t_173)  (lstm.ts:40)
-  //   %i_14: f32[16,128] = sigmoid %t_173   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_14 = kernel(function (this: IKernelFunctionThis, t_173: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_173[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_174 = gates_14[0:16, 128:256]  (lstm.ts:41)
-  //   %t_174: f32[16,128] = slice %gates_14 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_174 = kernel(function (this: IKernelFunctionThis, gates_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_14[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_14 = sigmoid(t_174)  (lstm.ts:41)
-  //   %f_14: f32[16,128] = sigmoid %t_174   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_14 = kernel(function (this: IKernelFunctionThis, t_174: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_174[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_177 = f_14 * c2_13  (lstm.ts:44)
-  //   %t_177: f32[16,128] = mul %f_14, %c2_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_177 = kernel(function (
-    this: IKernelFunctionThis,
-    f_14: Float32Array,
-    c2_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_14[_i0 * 128 + _rest0] * c2_13[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_175 = gates_14[0:16, 256:384]  (lstm.ts:42)
-  //   %t_175: f32[16,128] = slice %gates_14 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_175 = kernel(function (this: IKernelFunctionThis, gates_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_14[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_14 = tanh(t_175)  (lstm.ts:42)
-  //   %u_14: f32[16,128] = tanh %t_175   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_178: f32[16,128] = mul %i_14, %u_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_14 = kernel(function (this: IKernelFunctionThis, t_175: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_175[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_14 = t_177 + i_14 * u_14  (lstm.ts:44)
-  //   %t_178: f32[16,128] = mul %i_14, %u_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_14: f32[16,128] = add %t_177, %t_178   lstm.ts:44
-  const kernel_c2_14 = kernel(function (
-    this: IKernelFunctionThis,
-    t_177: Float32Array,
-    i_14: Float32Array,
-    u_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_14[_i0 * 128 + _rest0] * u_14[_i0 * 128 + _rest0];
-    const _t1 = t_177[_i0 * 128 + _rest0] + _t0;
-    return _t1;
-  }, 2048);
-
-  // t_179 = tanh(c2_14)  (lstm.ts:45)
-  //   %t_178: f32[16,128] = mul %i_14, %u_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_179: f32[16,128] = tanh %c2_14   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_179 = kernel(function (this: IKernelFunctionThis, c2_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_14[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_176 = gates_14[0:16, 384:512]  (lstm.ts:43)
-  //   %t_176: f32[16,128] = slice %gates_14 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_176 = kernel(function (this: IKernelFunctionThis, gates_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_14[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_14 = sigmoid(t_176)  (lstm.ts:43)
-  //   %o_14: f32[16,128] = sigmoid %t_176   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_14 = kernel(function (this: IKernelFunctionThis, t_176: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_176[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // h2_14 = o_14 * t_179  (lstm.ts:45)
-  //   %h2_14: f32[16,128] = mul %o_14, %t_179   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_h2_14 = kernel(function (
-    this: IKernelFunctionThis,
-    o_14: Float32Array,
-    t_179: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_14[_i0 * 128 + _rest0] * t_179[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_180 = emb[0:16, 15:16, 0:16]  (lstm.ts:59)
-  //   %t_180: f32[16,1,16] = slice %emb {starts=[0, 15, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_180 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 256 + (0 + 15) * 16 + _rest0];
-  }, 256);
-
-  // t_182 = t_181 @ Wx  (lstm.ts:39)
-  //   %t_182: f32[16,512] = matmul %t_181, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_182 = kernel(function (
-    this: IKernelFunctionThis,
-    t_180: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_180[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_15 = t_182 + h2_14 @ Wh + b  (lstm.ts:39)
-  //   %t_183: f32[16,512] = matmul %h2_14, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_184: f32[16,512] = add %t_182, %t_183   lstm.ts:39
-  //   %gates_15: f32[16,512] = add %t_184, %b   lstm.ts:39
-  const kernel_gates_15 = kernel(function (
-    this: IKernelFunctionThis,
-    t_182: Float32Array,
-    h2_14: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_14[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    const _t2 = t_182[_i0 * 512 + _rest0] + _acc0;
-    const _t3 = _t2 + b[_rest0];
-    return _t3;
-  }, 8192);
-
-  // t_185 = gates_15[0:16, 0:128]  (lstm.ts:40)
-  //   %t_185: f32[16,128] = slice %gates_15 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_185 = kernel(function (this: IKernelFunctionThis, gates_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_15[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_15 = sigmoid(t_185)  (lstm.ts:40)
-  //   %i_15: f32[16,128] = sigmoid %t_185   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_15 = kernel(function (this: IKernelFunctionThis, t_185: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_185[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_186 = gates_15[0:16, 128:256]  (lstm.ts:41)
-  //   %t_186: f32[16,128] = slice %gates_15 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_186 = kernel(function (this: IKernelFunctionThis, gates_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_15[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_15 = sigmoid(t_186)  (lstm.ts:41)
-  //   %f_15: f32[16,128] = sigmoid %t_186   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_15 = kernel(function (this: IKernelFunctionThis, t_186: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_186[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t_189 = f_15 * c2_14  (lstm.ts:44)
-  //   %t_189: f32[16,128] = mul %f_15, %c2_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_189 = kernel(function (
-    this: IKernelFunctionThis,
-    f_15: Float32Array,
-    c2_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = f_15[_i0 * 128 + _rest0] * c2_14[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t_187 = gates_15[0:16, 256:384]  (lstm.ts:42)
-  //   %t_187: f32[16,128] = slice %gates_15 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_187 = kernel(function (this: IKernelFunctionThis, gates_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_15[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_15 = tanh(t_187)  (lstm.ts:42)
-  //   %u_15: f32[16,128] = tanh %t_187   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_190: f32[16,128] = mul %i_15, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_189, %t_190   lstm.ts:44
-  const kernel_u_15 = kernel(function (this: IKernelFunctionThis, t_187: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_187[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_191 = tanh(t_189 + i_15 * u_15)  (lstm.ts:45)
-  //   %t_190: f32[16,128] = mul %i_15, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_189, %t_190   lstm.ts:44
-  //   %t_191: f32[16,128] = tanh %t4   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t_191 = kernel(function (
-    this: IKernelFunctionThis,
-    t_189: Float32Array,
-    i_15: Float32Array,
-    u_15: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = i_15[_i0 * 128 + _rest0] * u_15[_i0 * 128 + _rest0];
-    const _t1 = t_189[_i0 * 128 + _rest0] + _t0;
-    return Math.tanh(_t1);
-  }, 2048);
-
-  // t_188 = gates_15[0:16, 384:512]  (lstm.ts:43)
-  //   %t_188: f32[16,128] = slice %gates_15 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_188 = kernel(function (this: IKernelFunctionThis, gates_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_15[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_15 = sigmoid(t_188)  (lstm.ts:43)
-  //   %o_15: f32[16,128] = sigmoid %t_188   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_15 = kernel(function (this: IKernelFunctionThis, t_188: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 / (1 + Math.exp(-t_188[_i0 * 128 + _rest0]));
-    return _t0;
-  }, 2048);
-
-  // t3 = o_15 * t_191  (lstm.ts:45)
-  //   %t3: f32[16,128] = mul %o_15, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  const kernel_t3 = kernel(function (
-    this: IKernelFunctionThis,
-    o_15: Float32Array,
-    t_191: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = o_15[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    return _t0;
-  }, 2048);
-
-  // t5 = cat([t_192, t_193, t_194, t_195, t_196, t_197, t_198, t_199, t_200, t_201, t_202, t_203, t_204, t_205, t_206, t_207], 1)  (lstm.ts:59)
-  //   %t5: f32[16,16,128] = concat %t_192, %t_193, %t_194, %t_195, %t_196, %t_197, %t_198, %t_199, %t_200, %t_201, %t_202, %t_203, %t_204, %t_205, %t_206, %t_207 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)  (lstm.ts:62)
+  //   %t5: f32[16,8,128] = concat %t_96, %t_97, %t_98, %t_99, %t_100, %t_101, %t_102, %t_103 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t5 = kernel(function (
     this: IKernelFunctionThis,
     h2: Float32Array,
@@ -3165,61 +1653,51 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     h2_4: Float32Array,
     h2_5: Float32Array,
     h2_6: Float32Array,
-    h2_7: Float32Array,
-    h2_8: Float32Array,
-    h2_9: Float32Array,
-    h2_10: Float32Array,
-    h2_11: Float32Array,
-    h2_12: Float32Array,
-    h2_13: Float32Array,
-    h2_14: Float32Array,
     t3: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 2048);
-    const _rest0 = _x - _i0 * 2048;
+    const _i0 = Math.floor(_x / 1024);
+    const _rest0 = _x - _i0 * 1024;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    let _cat0 = 0;
+    let _pad0 = 0;
     if (_i1 < 1) {
-      _cat0 = h2[_i0 * 128 + _rest1];
-    } else if (_i1 < 2) {
-      _cat0 = h2_1[_i0 * 128 + _rest1];
-    } else if (_i1 < 3) {
-      _cat0 = h2_2[_i0 * 128 + _rest1];
-    } else if (_i1 < 4) {
-      _cat0 = h2_3[_i0 * 128 + _rest1];
-    } else if (_i1 < 5) {
-      _cat0 = h2_4[_i0 * 128 + _rest1];
-    } else if (_i1 < 6) {
-      _cat0 = h2_5[_i0 * 128 + _rest1];
-    } else if (_i1 < 7) {
-      _cat0 = h2_6[_i0 * 128 + _rest1];
-    } else if (_i1 < 8) {
-      _cat0 = h2_7[_i0 * 128 + _rest1];
-    } else if (_i1 < 9) {
-      _cat0 = h2_8[_i0 * 128 + _rest1];
-    } else if (_i1 < 10) {
-      _cat0 = h2_9[_i0 * 128 + _rest1];
-    } else if (_i1 < 11) {
-      _cat0 = h2_10[_i0 * 128 + _rest1];
-    } else if (_i1 < 12) {
-      _cat0 = h2_11[_i0 * 128 + _rest1];
-    } else if (_i1 < 13) {
-      _cat0 = h2_12[_i0 * 128 + _rest1];
-    } else if (_i1 < 14) {
-      _cat0 = h2_13[_i0 * 128 + _rest1];
-    } else if (_i1 < 15) {
-      _cat0 = h2_14[_i0 * 128 + _rest1];
-    } else if (_i1 < 16) {
-      _cat0 = t3[_i0 * 128 + _rest1];
+      _pad0 = h2[_i0 * 128 + _i1 * 128 + _rest1];
     }
-    return _cat0;
-  }, 32768);
+    let _pad1 = 0;
+    if (_i1 >= 1 && _i1 < 2) {
+      _pad1 = h2_1[_i0 * 128 + _i1 * 128 + _rest1 - 128];
+    }
+    let _pad2 = 0;
+    if (_i1 >= 2 && _i1 < 3) {
+      _pad2 = h2_2[_i0 * 128 + _i1 * 128 + _rest1 - 256];
+    }
+    let _pad3 = 0;
+    if (_i1 >= 3 && _i1 < 4) {
+      _pad3 = h2_3[_i0 * 128 + _i1 * 128 + _rest1 - 384];
+    }
+    let _pad4 = 0;
+    if (_i1 >= 4 && _i1 < 5) {
+      _pad4 = h2_4[_i0 * 128 + _i1 * 128 + _rest1 - 512];
+    }
+    let _pad5 = 0;
+    if (_i1 >= 5 && _i1 < 6) {
+      _pad5 = h2_5[_i0 * 128 + _i1 * 128 + _rest1 - 640];
+    }
+    let _pad6 = 0;
+    if (_i1 >= 6 && _i1 < 7) {
+      _pad6 = h2_6[_i0 * 128 + _i1 * 128 + _rest1 - 768];
+    }
+    let _pad7 = 0;
+    if (_i1 >= 7 && _i1 < 8) {
+      _pad7 = t3[_i0 * 128 + _i1 * 128 + _rest1 - 896];
+    }
+    return _pad0 + _pad1 + _pad2 + _pad3 + _pad4 + _pad5 + _pad6 + _pad7;
+  }, 16384);
 
-  // logits = t6 @ Wy + by  (lstm.ts:60)
-  //   %t7: f32[256,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
-  //   %logits: f32[256,27] = add %t7, %by   lstm.ts:60
+  // logits = t6 @ Wy + by  (lstm.ts:63)
+  //   %t7: f32[128,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  //   %logits: f32[128,27] = add %t7, %by   lstm.ts:63
   const kernel_logits = kernel(function (
     this: IKernelFunctionThis,
     t5: Float32Array,
@@ -3233,12 +1711,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += t5[_i0 * 128 + _r1] * Wy[_r1 * 27 + _rest0];
     }
-    const _t2 = _acc0 + by[_rest0];
-    return _t2;
-  }, 6912);
+    return _acc0 + by[_rest0];
+  }, 3456);
 
-  // loss = cross_entropy(logits, t8)  (lstm.ts:61)
-  //   %loss: f32[] = xent %logits, %t8   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  // loss = cross_entropy(logits, t8)  (lstm.ts:64)
+  //   %loss: f32[] = xent %logits, %t8   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
   const kernel_loss = kernel(function (
     this: IKernelFunctionThis,
     logits: Float32Array,
@@ -3246,7 +1723,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 256; _r1++) {
+    for (let _r1 = 0; _r1 < 128; _r1++) {
       let _acc2 = -Infinity;
       for (let _r3 = 0; _r3 < 27; _r3++) {
         if (logits[_r1 * 27 + _r3] > _acc2) _acc2 = logits[_r1 * 27 + _r3];
@@ -3257,11 +1734,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       }
       _acc0 += logits[_r1 * 27 + Y[_r1]] - (_acc2 + Math.log(_acc4));
     }
-    return -_acc0 / 256;
+    return -_acc0 / 128;
   }, 1);
 
-  // t11 = softmax(logits, 1)   xent'  (lstm.ts:61)
-  //   %t11: f32[256,27] = softmax %logits {axis=1}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  // t11 = softmax(logits, 1)   xent'  (lstm.ts:64)
+  //   %t11: f32[128,27] = softmax %logits {axis=1}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
   const kernel_t11 = kernel(function (this: IKernelFunctionThis, logits: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
@@ -3275,41 +1752,38 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       _acc2 += Math.exp(logits[_i0 * 27 + _r3] - _acc0);
     }
     return Math.exp(logits[_i0 * 27 + _rest0] - (_acc0 + Math.log(_acc2)));
-  }, 6912);
+  }, 3456);
 
-  // dlogits = (t11 - onehot(t8, 27)) * 0.00390625   xent'  (lstm.ts:61)
-  //   %t12: f32[256,27] = one_hot %t8 {depth=27}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
-  //   %t13: f32[256,27] = sub %t11, %t12   lstm.ts:61
-  //   %dlogits: f32[256,27] = mul %t13, %t9   lstm.ts:61
+  // dlogits = (t11 - onehot(t8, 27)) * 0.0078125   xent'  (lstm.ts:64)
+  //   %t12: f32[128,27] = one_hot %t8 {depth=27}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  //   %t13: f32[128,27] = sub %t11, %t12   lstm.ts:64
+  //   %dlogits: f32[128,27] = mul %t13, %t9   lstm.ts:64
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
-    t11: Float32Array,
     Y: Float32Array,
+    t11: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
-    const _t0 = Y[_i0] === _rest0 ? 1 : 0;
-    const _t1 = t11[_i0 * 27 + _rest0] - _t0;
-    const _t2 = _t1 * 0.00390625;
-    return _t2;
-  }, 6912);
+    return (t11[_i0 * 27 + _rest0] - (Y[_i0] === _rest0 ? 1 : 0)) * 0.0078125;
+  }, 3456);
 
-  // dby = dlogits.sum(0)   add'  (lstm.ts:60)
-  //   %t12: f32[256,27] = one_hot %t8 {depth=27}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
-  //   %t13: f32[256,27] = sub %t11, %t12   lstm.ts:61
-  //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dby = dlogits.sum(0)   add'  (lstm.ts:63)
+  //   %t12: f32[128,27] = one_hot %t8 {depth=27}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  //   %t13: f32[128,27] = sub %t11, %t12   lstm.ts:64
+  //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   const kernel_dby = kernel(function (this: IKernelFunctionThis, dlogits: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 256; _r1++) {
+    for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += dlogits[_r1 * 27 + _x];
     }
     return _acc0;
   }, 27);
 
-  // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:60)
-  //   %dt6: f32[256,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:63)
+  //   %dt6: f32[128,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   const kernel_dt6 = kernel(function (
     this: IKernelFunctionThis,
     dlogits: Float32Array,
@@ -3323,10 +1797,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       _acc0 += dlogits[_i0 * 27 + _r1] * Wy[_rest0 * 27 + _r1];
     }
     return _acc0;
-  }, 32768);
+  }, 16384);
 
-  // dWy = t6.T @ dlogits   matmul'  (lstm.ts:60)
-  //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dWy = t6.T @ dlogits   matmul'  (lstm.ts:63)
+  //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   const kernel_dWy = kernel(function (
     this: IKernelFunctionThis,
     t5: Float32Array,
@@ -3336,281 +1810,272 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
     let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 256; _r1++) {
+    for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += t5[_r1 * 128 + _i0] * dlogits[_r1 * 27 + _rest0];
     }
     return _acc0;
   }, 3456);
 
-  // t14 = dt5[0:16, 15:16, 0:128]   scan'  (lstm.ts:59)
-  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 15, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t14 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:62)
+  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t14 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 15) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 896];
   }, 2048);
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // di = dc2_1 * u_15   mul'  (lstm.ts:44)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %di: f32[16,128] = mul %dc2_1, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // di = dc2_1 * u_7   mul'  (lstm.ts:47)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %di: f32[16,128] = mul %dc2_1, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
   const kernel_di = kernel(function (
     this: IKernelFunctionThis,
     dh2: Float32Array,
-    o_15: Float32Array,
-    t_191: Float32Array,
-    u_15: Float32Array,
+    t_95: Float32Array,
+    o_7: Float32Array,
+    u_7: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dh2[_i0 * 128 + _rest0] * o_15[_i0 * 128 + _rest0];
-    const _t1 = t_191[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    const _t2 = 1 - _t1;
-    const _t3 = _t0 * _t2;
-    const _t4 = _t3 * u_15[_i0 * 128 + _rest0];
-    return _t4;
+    return (
+      dh2[_i0 * 128 + _rest0] *
+      o_7[_i0 * 128 + _rest0] *
+      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
+      u_7[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // du = dc2_1 * i_15   mul'  (lstm.ts:44)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %du: f32[16,128] = mul %dc2_1, %i_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // du = dc2_1 * i_7   mul'  (lstm.ts:47)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %du: f32[16,128] = mul %dc2_1, %i_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
   const kernel_du = kernel(function (
     this: IKernelFunctionThis,
     dh2: Float32Array,
-    o_15: Float32Array,
-    t_191: Float32Array,
-    i_15: Float32Array,
+    t_95: Float32Array,
+    o_7: Float32Array,
+    i_7: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dh2[_i0 * 128 + _rest0] * o_15[_i0 * 128 + _rest0];
-    const _t1 = t_191[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    const _t2 = 1 - _t1;
-    const _t3 = _t0 * _t2;
-    const _t4 = _t3 * i_15[_i0 * 128 + _rest0];
-    return _t4;
+    return (
+      dh2[_i0 * 128 + _rest0] *
+      o_7[_i0 * 128 + _rest0] *
+      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
+      i_7[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // df = dc2_1 * c2_14   mul'  (lstm.ts:44)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %df: f32[16,128] = mul %dc2_1, %c2_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // df = dc2_1 * c2_6   mul'  (lstm.ts:47)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %df: f32[16,128] = mul %dc2_1, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
   const kernel_df = kernel(function (
     this: IKernelFunctionThis,
     dh2: Float32Array,
-    o_15: Float32Array,
-    t_191: Float32Array,
-    c2_14: Float32Array,
+    t_95: Float32Array,
+    o_7: Float32Array,
+    c2_6: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dh2[_i0 * 128 + _rest0] * o_15[_i0 * 128 + _rest0];
-    const _t1 = t_191[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    const _t2 = 1 - _t1;
-    const _t3 = _t0 * _t2;
-    const _t4 = _t3 * c2_14[_i0 * 128 + _rest0];
-    return _t4;
+    return (
+      dh2[_i0 * 128 + _rest0] *
+      o_7[_i0 * 128 + _rest0] *
+      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
+      c2_6[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // dc1_1 = dc2_1 * f_15   mul'  (lstm.ts:44)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // dc1_1 = dc2_1 * f_7   mul'  (lstm.ts:47)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
   const kernel_dc1_1 = kernel(function (
     this: IKernelFunctionThis,
     dh2: Float32Array,
-    o_15: Float32Array,
-    t_191: Float32Array,
-    f_15: Float32Array,
+    t_95: Float32Array,
+    o_7: Float32Array,
+    f_7: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dh2[_i0 * 128 + _rest0] * o_15[_i0 * 128 + _rest0];
-    const _t1 = t_191[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    const _t2 = 1 - _t1;
-    const _t3 = _t0 * _t2;
-    const _t4 = _t3 * f_15[_i0 * 128 + _rest0];
-    return _t4;
+    return (
+      dh2[_i0 * 128 + _rest0] *
+      o_7[_i0 * 128 + _rest0] *
+      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
+      f_7[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // dt7 = do_ * (o_15 * (1 - o_15))   sigmoid'  (lstm.ts:43)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
-  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // dt7 = do_ * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:46)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:46
   const kernel_dt7 = kernel(function (
     this: IKernelFunctionThis,
     dh2: Float32Array,
-    t_191: Float32Array,
-    o_15: Float32Array,
+    t_95: Float32Array,
+    o_7: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dh2[_i0 * 128 + _rest0] * t_191[_i0 * 128 + _rest0];
-    const _t1 = 1 - o_15[_i0 * 128 + _rest0];
-    const _t2 = o_15[_i0 * 128 + _rest0] * _t1;
-    const _t3 = _t0 * _t2;
-    return _t3;
+    return (
+      dh2[_i0 * 128 + _rest0] *
+      t_95[_i0 * 128 + _rest0] *
+      (o_7[_i0 * 128 + _rest0] * (1 - o_7[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4 = pad(dt7)   slice'  (lstm.ts:43)
-  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
+  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4 = kernel(function (this: IKernelFunctionThis, dt7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_1 = du * (1 - u_15²)   tanh'  (lstm.ts:42)
-  //   %t19: f32[16,128] = square %u_15   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:42
-  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:42
+  // dt6_1 = du * (1 - u_7²)   tanh'  (lstm.ts:45)
+  //   %t19: f32[16,128] = square %u_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:45
+  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:45
   const kernel_dt6_1 = kernel(function (
     this: IKernelFunctionThis,
+    u_7: Float32Array,
     du: Float32Array,
-    u_15: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_15[_i0 * 128 + _rest0] * u_15[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du[_i0 * 128 + _rest0] * (1 - u_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:42)
-  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
+  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3 = kernel(function (this: IKernelFunctionThis, dt6_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_1[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_1 = df * (f_15 * (1 - f_15))   sigmoid'  (lstm.ts:41)
-  //   %t21: f32[16,128] = sub %t10, %f_15   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t22: f32[16,128] = mul %f_15, %t21   lstm.ts:41
-  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:41
+  // dt5_1 = df * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:44)
+  //   %t21: f32[16,128] = sub %t10, %f_7   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t22: f32[16,128] = mul %f_7, %t21   lstm.ts:44
+  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:44
   const kernel_dt5_1 = kernel(function (
     this: IKernelFunctionThis,
+    f_7: Float32Array,
     df: Float32Array,
-    f_15: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_15[_i0 * 128 + _rest0];
-    const _t1 = f_15[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df[_i0 * 128 + _rest0] * (f_7[_i0 * 128 + _rest0] * (1 - f_7[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:41)
-  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
+  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2 = kernel(function (this: IKernelFunctionThis, dt5_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_1[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4 = di * (i_15 * (1 - i_15))   sigmoid'  (lstm.ts:40)
-  //   %t23: f32[16,128] = sub %t10, %i_15   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t24: f32[16,128] = mul %i_15, %t23   lstm.ts:40
-  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:40
+  // dt4 = di * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:43)
+  //   %t23: f32[16,128] = sub %t10, %i_7   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t24: f32[16,128] = mul %i_7, %t23   lstm.ts:43
+  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:43
   const kernel_dt4 = kernel(function (
     this: IKernelFunctionThis,
+    i_7: Float32Array,
     di: Float32Array,
-    i_15: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_15[_i0 * 128 + _rest0];
-    const _t1 = i_15[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di[_i0 * 128 + _rest0] * (i_7[_i0 * 128 + _rest0] * (1 - i_7[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1 = pad(dt4)   slice'  (lstm.ts:40)
-  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
+  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1 = kernel(function (this: IKernelFunctionThis, dt4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:39
-  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:39
+  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
+  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
   const kernel_dgates = kernel(function (
     this: IKernelFunctionThis,
     dgates_4: Float32Array,
@@ -3621,18 +2086,20 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4[_i0 * 512 + _rest0] + dgates_3[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4[_i0 * 512 + _rest0] +
+      dgates_3[_i0 * 512 + _rest0] +
+      dgates_2[_i0 * 512 + _rest0] +
+      dgates_1[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // db_1 = dgates.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:39
-  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // db_1 = dgates.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
+  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_db_1 = kernel(function (this: IKernelFunctionThis, dgates: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
@@ -3642,8 +2109,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 512);
 
-  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1 = kernel(function (
     this: IKernelFunctionThis,
     dgates: Float32Array,
@@ -3668,11 +2135,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1 = h2_14.T @ dgates   matmul'  (lstm.ts:39)
-  //   %dWh_1: f32[128,512] = matmul %h2_14, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dWh_1 = h2_6.T @ dgates   matmul'  (lstm.ts:42)
+  //   %dWh_1: f32[128,512] = matmul %h2_6, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dWh_1 = kernel(function (
     this: IKernelFunctionThis,
-    h2_14: Float32Array,
+    h2_6: Float32Array,
     dgates: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -3680,13 +2147,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_14[_r1 * 128 + _i0] * dgates[_r1 * 512 + _rest0];
+      _acc0 += h2_6[_r1 * 128 + _i0] * dgates[_r1 * 512 + _rest0];
     }
     return _acc0;
   }, 65536);
 
-  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0 = kernel(function (
     this: IKernelFunctionThis,
     dgates: Float32Array,
@@ -3711,11 +2178,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1 = t_181.T @ dgates   matmul'  (lstm.ts:39)
-  //   %dWx_1: f32[16,512] = matmul %t_181, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dWx_1 = t_85.T @ dgates   matmul'  (lstm.ts:42)
+  //   %dWx_1: f32[16,512] = matmul %t_85, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dWx_1 = kernel(function (
     this: IKernelFunctionThis,
-    t_180: Float32Array,
+    t_84: Float32Array,
     dgates: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -3723,320 +2190,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_180[_r1 * 16 + _i0] * dgates[_r1 * 512 + _rest0];
+      _acc0 += t_84[_r1 * 16 + _i0] * dgates[_r1 * 512 + _rest0];
     }
     return _acc0;
   }, 8192);
 
-  // t25 = dt5[0:16, 14:15, 0:128]   scan'  (lstm.ts:59)
-  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 14, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t25 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:62)
+  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t25 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 14) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 768];
   }, 2048);
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // di_1 = dc2_2 * u_14   mul'  (lstm.ts:44)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_1: f32[16,128] = mul %dc2_2, %u_14   lstm.ts:44
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // di_1 = dc2_2 * u_6   mul'  (lstm.ts:47)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_1: f32[16,128] = mul %dc2_2, %u_6   lstm.ts:47
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
   const kernel_di_1 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1: Float32Array,
     dc0_1: Float32Array,
     t25: Float32Array,
-    o_14: Float32Array,
-    t_179: Float32Array,
-    u_14: Float32Array,
+    t_83: Float32Array,
+    o_6: Float32Array,
+    dc1_1: Float32Array,
+    u_6: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_14[_i0 * 128 + _rest0];
-    const _t2 = t_179[_i0 * 128 + _rest0] * t_179[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_14[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1[_i0 * 128 + _rest0] +
+        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
+          o_6[_i0 * 128 + _rest0] *
+          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
+      u_6[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // du_1 = dc2_2 * i_14   mul'  (lstm.ts:44)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_1: f32[16,128] = mul %dc2_2, %i_14   lstm.ts:44
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // du_1 = dc2_2 * i_6   mul'  (lstm.ts:47)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_1: f32[16,128] = mul %dc2_2, %i_6   lstm.ts:47
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
   const kernel_du_1 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1: Float32Array,
     dc0_1: Float32Array,
     t25: Float32Array,
-    o_14: Float32Array,
-    t_179: Float32Array,
-    i_14: Float32Array,
+    t_83: Float32Array,
+    o_6: Float32Array,
+    dc1_1: Float32Array,
+    i_6: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_14[_i0 * 128 + _rest0];
-    const _t2 = t_179[_i0 * 128 + _rest0] * t_179[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_14[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1[_i0 * 128 + _rest0] +
+        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
+          o_6[_i0 * 128 + _rest0] *
+          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
+      i_6[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // df_1 = dc2_2 * c2_13   mul'  (lstm.ts:44)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_1: f32[16,128] = mul %dc2_2, %c2_13   lstm.ts:44
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // df_1 = dc2_2 * c2_5   mul'  (lstm.ts:47)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_1: f32[16,128] = mul %dc2_2, %c2_5   lstm.ts:47
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
   const kernel_df_1 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1: Float32Array,
     dc0_1: Float32Array,
     t25: Float32Array,
-    o_14: Float32Array,
-    t_179: Float32Array,
-    c2_13: Float32Array,
+    t_83: Float32Array,
+    o_6: Float32Array,
+    dc1_1: Float32Array,
+    c2_5: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_14[_i0 * 128 + _rest0];
-    const _t2 = t_179[_i0 * 128 + _rest0] * t_179[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_13[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1[_i0 * 128 + _rest0] +
+        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
+          o_6[_i0 * 128 + _rest0] *
+          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
+      c2_5[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_1 = dc2_2 * f_14   mul'  (lstm.ts:44)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_14   lstm.ts:44
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_1 = dc2_2 * f_6   mul'  (lstm.ts:47)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_6   lstm.ts:47
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
   const kernel_dc1_1_1 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1: Float32Array,
     dc0_1: Float32Array,
     t25: Float32Array,
-    o_14: Float32Array,
-    t_179: Float32Array,
-    f_14: Float32Array,
+    t_83: Float32Array,
+    o_6: Float32Array,
+    dc1_1: Float32Array,
+    f_6: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_14[_i0 * 128 + _rest0];
-    const _t2 = t_179[_i0 * 128 + _rest0] * t_179[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_14[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1[_i0 * 128 + _rest0] +
+        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
+          o_6[_i0 * 128 + _rest0] *
+          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
+      f_6[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // dt7_1 = do_1 * (o_14 * (1 - o_14))   sigmoid'  (lstm.ts:43)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
-  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // dt7_1 = do_1 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:46)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
+  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:46
   const kernel_dt7_1 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1: Float32Array,
     t25: Float32Array,
-    t_179: Float32Array,
-    o_14: Float32Array,
+    t_83: Float32Array,
+    o_6: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_179[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_14[_i0 * 128 + _rest0];
-    const _t3 = o_14[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
+      t_83[_i0 * 128 + _rest0] *
+      (o_6[_i0 * 128 + _rest0] * (1 - o_6[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:43)
-  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:46)
+  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_1 = kernel(function (this: IKernelFunctionThis, dt7_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_1[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_2 = du_1 * (1 - u_14²)   tanh'  (lstm.ts:42)
-  //   %t31: f32[16,128] = square %u_14   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:42
-  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:42
+  // dt6_2 = du_1 * (1 - u_6²)   tanh'  (lstm.ts:45)
+  //   %t31: f32[16,128] = square %u_6   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:45
+  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:45
   const kernel_dt6_2 = kernel(function (
     this: IKernelFunctionThis,
+    u_6: Float32Array,
     du_1: Float32Array,
-    u_14: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_14[_i0 * 128 + _rest0] * u_14[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_1[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_1[_i0 * 128 + _rest0] * (1 - u_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:42)
-  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:45)
+  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_1 = kernel(function (this: IKernelFunctionThis, dt6_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_2[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_2 = df_1 * (f_14 * (1 - f_14))   sigmoid'  (lstm.ts:41)
-  //   %t33: f32[16,128] = sub %t10, %f_14   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t34: f32[16,128] = mul %f_14, %t33   lstm.ts:41
-  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:41
+  // dt5_2 = df_1 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:44)
+  //   %t33: f32[16,128] = sub %t10, %f_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t34: f32[16,128] = mul %f_6, %t33   lstm.ts:44
+  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:44
   const kernel_dt5_2 = kernel(function (
     this: IKernelFunctionThis,
+    f_6: Float32Array,
     df_1: Float32Array,
-    f_14: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_14[_i0 * 128 + _rest0];
-    const _t1 = f_14[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_1[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_1[_i0 * 128 + _rest0] * (f_6[_i0 * 128 + _rest0] * (1 - f_6[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:41)
-  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:44)
+  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_1 = kernel(function (this: IKernelFunctionThis, dt5_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_2[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_1 = di_1 * (i_14 * (1 - i_14))   sigmoid'  (lstm.ts:40)
-  //   %t35: f32[16,128] = sub %t10, %i_14   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t36: f32[16,128] = mul %i_14, %t35   lstm.ts:40
-  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:40
+  // dt4_1 = di_1 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:43)
+  //   %t35: f32[16,128] = sub %t10, %i_6   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t36: f32[16,128] = mul %i_6, %t35   lstm.ts:43
+  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:43
   const kernel_dt4_1 = kernel(function (
     this: IKernelFunctionThis,
+    i_6: Float32Array,
     di_1: Float32Array,
-    i_14: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_14[_i0 * 128 + _rest0];
-    const _t1 = i_14[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_1[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_1[_i0 * 128 + _rest0] * (i_6[_i0 * 128 + _rest0] * (1 - i_6[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:40)
-  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:43)
+  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_1 = kernel(function (this: IKernelFunctionThis, dt4_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_1[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:39)
-  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:39)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:39
-  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:39
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
+  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:42)
+  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
+  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:42
+  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_5 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_1: Float32Array,
@@ -4047,36 +2500,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_1[_i0 * 512 + _rest0] + dgates_3_1[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_1[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_1[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_1[_i0 * 512 + _rest0] +
+      dgates_3_1[_i0 * 512 + _rest0] +
+      dgates_2_1[_i0 * 512 + _rest0] +
+      dgates_1_1[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:39)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:39)
-  // t37 = db_1 + db_1_1  (lstm.ts:59)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:39
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
+  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
+  // t37 = db_1 + db_1_1  (lstm.ts:62)
+  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
+  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t37 = kernel(function (
     this: IKernelFunctionThis,
-    db_1: Float32Array,
     dgates_5: Float32Array,
+    db_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_5[_r1 * 512 + _x];
     }
-    const _t2 = db_1[_x] + _acc0;
-    return _t2;
+    return db_1[_x] + _acc0;
   }, 512);
 
-  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_1 = kernel(function (
     this: IKernelFunctionThis,
     dgates_5: Float32Array,
@@ -4101,14 +2555,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_1 = h2_13.T @ dgates_5   matmul'  (lstm.ts:39)
-  // t38 = dWh_1 + dWh_1_1  (lstm.ts:59)
-  //   %dWh_1_1: f32[128,512] = matmul %h2_13, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_1 = h2_5.T @ dgates_5   matmul'  (lstm.ts:42)
+  // t38 = dWh_1 + dWh_1_1  (lstm.ts:62)
+  //   %dWh_1_1: f32[128,512] = matmul %h2_5, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t38 = kernel(function (
     this: IKernelFunctionThis,
     dWh_1: Float32Array,
-    h2_13: Float32Array,
+    h2_5: Float32Array,
     dgates_5: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -4116,14 +2570,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_13[_r1 * 128 + _i0] * dgates_5[_r1 * 512 + _rest0];
+      _acc0 += h2_5[_r1 * 128 + _i0] * dgates_5[_r1 * 512 + _rest0];
     }
-    const _t2 = dWh_1[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return dWh_1[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_1 = kernel(function (
     this: IKernelFunctionThis,
     dgates_5: Float32Array,
@@ -4148,14 +2601,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_1 = t_169.T @ dgates_5   matmul'  (lstm.ts:39)
-  // t39 = dWx_1 + dWx_1_1  (lstm.ts:59)
-  //   %dWx_1_1: f32[16,512] = matmul %t_169, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_1 = t_73.T @ dgates_5   matmul'  (lstm.ts:42)
+  // t39 = dWx_1 + dWx_1_1  (lstm.ts:62)
+  //   %dWx_1_1: f32[16,512] = matmul %t_73, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t39 = kernel(function (
     this: IKernelFunctionThis,
     dWx_1: Float32Array,
-    t_168: Float32Array,
+    t_72: Float32Array,
     dgates_5: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -4163,321 +2616,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_168[_r1 * 16 + _i0] * dgates_5[_r1 * 512 + _rest0];
+      _acc0 += t_72[_r1 * 16 + _i0] * dgates_5[_r1 * 512 + _rest0];
     }
-    const _t2 = dWx_1[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return dWx_1[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t40 = dt5[0:16, 13:14, 0:128]   scan'  (lstm.ts:59)
-  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 13, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t40 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:62)
+  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t40 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 13) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 640];
   }, 2048);
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // di_2 = dc2_3 * u_13   mul'  (lstm.ts:44)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_2: f32[16,128] = mul %dc2_3, %u_13   lstm.ts:44
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // di_2 = dc2_3 * u_5   mul'  (lstm.ts:47)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_2: f32[16,128] = mul %dc2_3, %u_5   lstm.ts:47
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
   const kernel_di_2 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_1: Float32Array,
     dc0_1_1: Float32Array,
     t40: Float32Array,
-    o_13: Float32Array,
-    t_167: Float32Array,
-    u_13: Float32Array,
+    t_71: Float32Array,
+    o_5: Float32Array,
+    dc1_1_1: Float32Array,
+    u_5: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_13[_i0 * 128 + _rest0];
-    const _t2 = t_167[_i0 * 128 + _rest0] * t_167[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_13[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_1[_i0 * 128 + _rest0] +
+        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
+          o_5[_i0 * 128 + _rest0] *
+          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
+      u_5[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // du_2 = dc2_3 * i_13   mul'  (lstm.ts:44)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_2: f32[16,128] = mul %dc2_3, %i_13   lstm.ts:44
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // du_2 = dc2_3 * i_5   mul'  (lstm.ts:47)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_2: f32[16,128] = mul %dc2_3, %i_5   lstm.ts:47
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
   const kernel_du_2 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_1: Float32Array,
     dc0_1_1: Float32Array,
     t40: Float32Array,
-    o_13: Float32Array,
-    t_167: Float32Array,
-    i_13: Float32Array,
+    t_71: Float32Array,
+    o_5: Float32Array,
+    dc1_1_1: Float32Array,
+    i_5: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_13[_i0 * 128 + _rest0];
-    const _t2 = t_167[_i0 * 128 + _rest0] * t_167[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_13[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_1[_i0 * 128 + _rest0] +
+        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
+          o_5[_i0 * 128 + _rest0] *
+          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
+      i_5[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // df_2 = dc2_3 * c2_12   mul'  (lstm.ts:44)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_2: f32[16,128] = mul %dc2_3, %c2_12   lstm.ts:44
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // df_2 = dc2_3 * c2_4   mul'  (lstm.ts:47)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_2: f32[16,128] = mul %dc2_3, %c2_4   lstm.ts:47
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
   const kernel_df_2 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_1: Float32Array,
     dc0_1_1: Float32Array,
     t40: Float32Array,
-    o_13: Float32Array,
-    t_167: Float32Array,
-    c2_12: Float32Array,
+    t_71: Float32Array,
+    o_5: Float32Array,
+    dc1_1_1: Float32Array,
+    c2_4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_13[_i0 * 128 + _rest0];
-    const _t2 = t_167[_i0 * 128 + _rest0] * t_167[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_12[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_1[_i0 * 128 + _rest0] +
+        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
+          o_5[_i0 * 128 + _rest0] *
+          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
+      c2_4[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_2 = dc2_3 * f_13   mul'  (lstm.ts:44)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_13   lstm.ts:44
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_2 = dc2_3 * f_5   mul'  (lstm.ts:47)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_5   lstm.ts:47
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
   const kernel_dc1_1_2 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_1: Float32Array,
     dc0_1_1: Float32Array,
     t40: Float32Array,
-    o_13: Float32Array,
-    t_167: Float32Array,
-    f_13: Float32Array,
+    t_71: Float32Array,
+    o_5: Float32Array,
+    dc1_1_1: Float32Array,
+    f_5: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_13[_i0 * 128 + _rest0];
-    const _t2 = t_167[_i0 * 128 + _rest0] * t_167[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_1[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_13[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_1[_i0 * 128 + _rest0] +
+        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
+          o_5[_i0 * 128 + _rest0] *
+          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
+      f_5[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // dt7_2 = do_2 * (o_13 * (1 - o_13))   sigmoid'  (lstm.ts:43)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
-  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // dt7_2 = do_2 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:46)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
+  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:46
   const kernel_dt7_2 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_1: Float32Array,
     t40: Float32Array,
-    t_167: Float32Array,
-    o_13: Float32Array,
+    t_71: Float32Array,
+    o_5: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_167[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_13[_i0 * 128 + _rest0];
-    const _t3 = o_13[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
+      t_71[_i0 * 128 + _rest0] *
+      (o_5[_i0 * 128 + _rest0] * (1 - o_5[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:43)
-  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:46)
+  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_2 = kernel(function (this: IKernelFunctionThis, dt7_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_2[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_3 = du_2 * (1 - u_13²)   tanh'  (lstm.ts:42)
-  //   %t46: f32[16,128] = square %u_13   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:42
-  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:42
+  // dt6_3 = du_2 * (1 - u_5²)   tanh'  (lstm.ts:45)
+  //   %t46: f32[16,128] = square %u_5   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:45
+  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:45
   const kernel_dt6_3 = kernel(function (
     this: IKernelFunctionThis,
+    u_5: Float32Array,
     du_2: Float32Array,
-    u_13: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_13[_i0 * 128 + _rest0] * u_13[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_2[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_2[_i0 * 128 + _rest0] * (1 - u_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:42)
-  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:45)
+  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_2 = kernel(function (this: IKernelFunctionThis, dt6_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_3[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_3 = df_2 * (f_13 * (1 - f_13))   sigmoid'  (lstm.ts:41)
-  //   %t48: f32[16,128] = sub %t10, %f_13   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t49: f32[16,128] = mul %f_13, %t48   lstm.ts:41
-  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:41
+  // dt5_3 = df_2 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:44)
+  //   %t48: f32[16,128] = sub %t10, %f_5   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t49: f32[16,128] = mul %f_5, %t48   lstm.ts:44
+  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:44
   const kernel_dt5_3 = kernel(function (
     this: IKernelFunctionThis,
+    f_5: Float32Array,
     df_2: Float32Array,
-    f_13: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_13[_i0 * 128 + _rest0];
-    const _t1 = f_13[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_2[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_2[_i0 * 128 + _rest0] * (f_5[_i0 * 128 + _rest0] * (1 - f_5[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:41)
-  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:44)
+  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_2 = kernel(function (this: IKernelFunctionThis, dt5_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_3[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_2 = di_2 * (i_13 * (1 - i_13))   sigmoid'  (lstm.ts:40)
-  //   %t50: f32[16,128] = sub %t10, %i_13   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t51: f32[16,128] = mul %i_13, %t50   lstm.ts:40
-  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:40
+  // dt4_2 = di_2 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:43)
+  //   %t50: f32[16,128] = sub %t10, %i_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t51: f32[16,128] = mul %i_5, %t50   lstm.ts:43
+  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:43
   const kernel_dt4_2 = kernel(function (
     this: IKernelFunctionThis,
+    i_5: Float32Array,
     di_2: Float32Array,
-    i_13: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_13[_i0 * 128 + _rest0];
-    const _t1 = i_13[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_2[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_2[_i0 * 128 + _rest0] * (i_5[_i0 * 128 + _rest0] * (1 - i_5[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:40)
-  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:43)
+  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_2 = kernel(function (this: IKernelFunctionThis, dt4_2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_2[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:39)
-  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:39)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:39
-  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:39
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
+  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:42)
+  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
+  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:42
+  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_6 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_2: Float32Array,
@@ -4488,36 +2926,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_2[_i0 * 512 + _rest0] + dgates_3_2[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_2[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_2[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_2[_i0 * 512 + _rest0] +
+      dgates_3_2[_i0 * 512 + _rest0] +
+      dgates_2_2[_i0 * 512 + _rest0] +
+      dgates_1_2[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:39)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:39)
-  // t52 = t37 + db_1_2  (lstm.ts:59)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:39
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
+  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
+  // t52 = t37 + db_1_2  (lstm.ts:62)
+  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
+  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t52 = kernel(function (
     this: IKernelFunctionThis,
-    t37: Float32Array,
     dgates_6: Float32Array,
+    t37: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_6[_r1 * 512 + _x];
     }
-    const _t2 = t37[_x] + _acc0;
-    return _t2;
+    return t37[_x] + _acc0;
   }, 512);
 
-  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_2 = kernel(function (
     this: IKernelFunctionThis,
     dgates_6: Float32Array,
@@ -4542,14 +2981,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_2 = h2_12.T @ dgates_6   matmul'  (lstm.ts:39)
-  // t53 = t38 + dWh_1_2  (lstm.ts:59)
-  //   %dWh_1_2: f32[128,512] = matmul %h2_12, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_2 = h2_4.T @ dgates_6   matmul'  (lstm.ts:42)
+  // t53 = t38 + dWh_1_2  (lstm.ts:62)
+  //   %dWh_1_2: f32[128,512] = matmul %h2_4, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t53 = kernel(function (
     this: IKernelFunctionThis,
     t38: Float32Array,
-    h2_12: Float32Array,
+    h2_4: Float32Array,
     dgates_6: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -4557,14 +2996,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_12[_r1 * 128 + _i0] * dgates_6[_r1 * 512 + _rest0];
+      _acc0 += h2_4[_r1 * 128 + _i0] * dgates_6[_r1 * 512 + _rest0];
     }
-    const _t2 = t38[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t38[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_2 = kernel(function (
     this: IKernelFunctionThis,
     dgates_6: Float32Array,
@@ -4589,14 +3027,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_2 = t_157.T @ dgates_6   matmul'  (lstm.ts:39)
-  // t54 = t39 + dWx_1_2  (lstm.ts:59)
-  //   %dWx_1_2: f32[16,512] = matmul %t_157, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_2 = t_61.T @ dgates_6   matmul'  (lstm.ts:42)
+  // t54 = t39 + dWx_1_2  (lstm.ts:62)
+  //   %dWx_1_2: f32[16,512] = matmul %t_61, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t54 = kernel(function (
     this: IKernelFunctionThis,
     t39: Float32Array,
-    t_156: Float32Array,
+    t_60: Float32Array,
     dgates_6: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -4604,321 +3042,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_156[_r1 * 16 + _i0] * dgates_6[_r1 * 512 + _rest0];
+      _acc0 += t_60[_r1 * 16 + _i0] * dgates_6[_r1 * 512 + _rest0];
     }
-    const _t2 = t39[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t39[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t55 = dt5[0:16, 12:13, 0:128]   scan'  (lstm.ts:59)
-  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 12, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t55 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:62)
+  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t55 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 12) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 512];
   }, 2048);
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // di_3 = dc2_4 * u_12   mul'  (lstm.ts:44)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_3: f32[16,128] = mul %dc2_4, %u_12   lstm.ts:44
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // di_3 = dc2_4 * u_4   mul'  (lstm.ts:47)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_3: f32[16,128] = mul %dc2_4, %u_4   lstm.ts:47
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
   const kernel_di_3 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_2: Float32Array,
     dc0_1_2: Float32Array,
     t55: Float32Array,
-    o_12: Float32Array,
-    t_155: Float32Array,
-    u_12: Float32Array,
+    t_59: Float32Array,
+    o_4: Float32Array,
+    dc1_1_2: Float32Array,
+    u_4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_12[_i0 * 128 + _rest0];
-    const _t2 = t_155[_i0 * 128 + _rest0] * t_155[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_2[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_12[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_2[_i0 * 128 + _rest0] +
+        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
+          o_4[_i0 * 128 + _rest0] *
+          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
+      u_4[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // du_3 = dc2_4 * i_12   mul'  (lstm.ts:44)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_3: f32[16,128] = mul %dc2_4, %i_12   lstm.ts:44
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // du_3 = dc2_4 * i_4   mul'  (lstm.ts:47)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_3: f32[16,128] = mul %dc2_4, %i_4   lstm.ts:47
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
   const kernel_du_3 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_2: Float32Array,
     dc0_1_2: Float32Array,
     t55: Float32Array,
-    o_12: Float32Array,
-    t_155: Float32Array,
-    i_12: Float32Array,
+    t_59: Float32Array,
+    o_4: Float32Array,
+    dc1_1_2: Float32Array,
+    i_4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_12[_i0 * 128 + _rest0];
-    const _t2 = t_155[_i0 * 128 + _rest0] * t_155[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_2[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_12[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_2[_i0 * 128 + _rest0] +
+        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
+          o_4[_i0 * 128 + _rest0] *
+          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
+      i_4[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // df_3 = dc2_4 * c2_11   mul'  (lstm.ts:44)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_3: f32[16,128] = mul %dc2_4, %c2_11   lstm.ts:44
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // df_3 = dc2_4 * c2_3   mul'  (lstm.ts:47)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_3: f32[16,128] = mul %dc2_4, %c2_3   lstm.ts:47
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
   const kernel_df_3 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_2: Float32Array,
     dc0_1_2: Float32Array,
     t55: Float32Array,
-    o_12: Float32Array,
-    t_155: Float32Array,
-    c2_11: Float32Array,
+    t_59: Float32Array,
+    o_4: Float32Array,
+    dc1_1_2: Float32Array,
+    c2_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_12[_i0 * 128 + _rest0];
-    const _t2 = t_155[_i0 * 128 + _rest0] * t_155[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_2[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_11[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_2[_i0 * 128 + _rest0] +
+        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
+          o_4[_i0 * 128 + _rest0] *
+          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
+      c2_3[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_3 = dc2_4 * f_12   mul'  (lstm.ts:44)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_12   lstm.ts:44
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_3 = dc2_4 * f_4   mul'  (lstm.ts:47)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_4   lstm.ts:47
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
   const kernel_dc1_1_3 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_2: Float32Array,
     dc0_1_2: Float32Array,
     t55: Float32Array,
-    o_12: Float32Array,
-    t_155: Float32Array,
-    f_12: Float32Array,
+    t_59: Float32Array,
+    o_4: Float32Array,
+    dc1_1_2: Float32Array,
+    f_4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_12[_i0 * 128 + _rest0];
-    const _t2 = t_155[_i0 * 128 + _rest0] * t_155[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_2[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_12[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_2[_i0 * 128 + _rest0] +
+        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
+          o_4[_i0 * 128 + _rest0] *
+          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
+      f_4[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // dt7_3 = do_3 * (o_12 * (1 - o_12))   sigmoid'  (lstm.ts:43)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
-  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // dt7_3 = do_3 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:46)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
+  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:46
   const kernel_dt7_3 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_2: Float32Array,
     t55: Float32Array,
-    t_155: Float32Array,
-    o_12: Float32Array,
+    t_59: Float32Array,
+    o_4: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_155[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_12[_i0 * 128 + _rest0];
-    const _t3 = o_12[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
+      t_59[_i0 * 128 + _rest0] *
+      (o_4[_i0 * 128 + _rest0] * (1 - o_4[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:43)
-  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:46)
+  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_3 = kernel(function (this: IKernelFunctionThis, dt7_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_3[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_4 = du_3 * (1 - u_12²)   tanh'  (lstm.ts:42)
-  //   %t61: f32[16,128] = square %u_12   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:42
-  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:42
+  // dt6_4 = du_3 * (1 - u_4²)   tanh'  (lstm.ts:45)
+  //   %t61: f32[16,128] = square %u_4   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:45
+  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:45
   const kernel_dt6_4 = kernel(function (
     this: IKernelFunctionThis,
+    u_4: Float32Array,
     du_3: Float32Array,
-    u_12: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_12[_i0 * 128 + _rest0] * u_12[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_3[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_3[_i0 * 128 + _rest0] * (1 - u_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:42)
-  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:45)
+  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_3 = kernel(function (this: IKernelFunctionThis, dt6_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_4[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_4 = df_3 * (f_12 * (1 - f_12))   sigmoid'  (lstm.ts:41)
-  //   %t63: f32[16,128] = sub %t10, %f_12   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t64: f32[16,128] = mul %f_12, %t63   lstm.ts:41
-  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:41
+  // dt5_4 = df_3 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:44)
+  //   %t63: f32[16,128] = sub %t10, %f_4   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t64: f32[16,128] = mul %f_4, %t63   lstm.ts:44
+  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:44
   const kernel_dt5_4 = kernel(function (
     this: IKernelFunctionThis,
+    f_4: Float32Array,
     df_3: Float32Array,
-    f_12: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_12[_i0 * 128 + _rest0];
-    const _t1 = f_12[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_3[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_3[_i0 * 128 + _rest0] * (f_4[_i0 * 128 + _rest0] * (1 - f_4[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:41)
-  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:44)
+  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_3 = kernel(function (this: IKernelFunctionThis, dt5_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_4[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_3 = di_3 * (i_12 * (1 - i_12))   sigmoid'  (lstm.ts:40)
-  //   %t65: f32[16,128] = sub %t10, %i_12   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t66: f32[16,128] = mul %i_12, %t65   lstm.ts:40
-  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:40
+  // dt4_3 = di_3 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:43)
+  //   %t65: f32[16,128] = sub %t10, %i_4   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t66: f32[16,128] = mul %i_4, %t65   lstm.ts:43
+  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:43
   const kernel_dt4_3 = kernel(function (
     this: IKernelFunctionThis,
+    i_4: Float32Array,
     di_3: Float32Array,
-    i_12: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_12[_i0 * 128 + _rest0];
-    const _t1 = i_12[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_3[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_3[_i0 * 128 + _rest0] * (i_4[_i0 * 128 + _rest0] * (1 - i_4[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:40)
-  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:43)
+  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_3 = kernel(function (this: IKernelFunctionThis, dt4_3: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_3[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:39)
-  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:39)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:39
-  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:39
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
+  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:42)
+  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
+  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:42
+  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_7 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_3: Float32Array,
@@ -4929,36 +3352,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_3[_i0 * 512 + _rest0] + dgates_3_3[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_3[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_3[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_3[_i0 * 512 + _rest0] +
+      dgates_3_3[_i0 * 512 + _rest0] +
+      dgates_2_3[_i0 * 512 + _rest0] +
+      dgates_1_3[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:39)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:39)
-  // t67 = t52 + db_1_3  (lstm.ts:59)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:39
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
+  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
+  // t67 = t52 + db_1_3  (lstm.ts:62)
+  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
+  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t67 = kernel(function (
     this: IKernelFunctionThis,
-    t52: Float32Array,
     dgates_7: Float32Array,
+    t52: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_7[_r1 * 512 + _x];
     }
-    const _t2 = t52[_x] + _acc0;
-    return _t2;
+    return t52[_x] + _acc0;
   }, 512);
 
-  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_3 = kernel(function (
     this: IKernelFunctionThis,
     dgates_7: Float32Array,
@@ -4983,14 +3407,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_3 = h2_11.T @ dgates_7   matmul'  (lstm.ts:39)
-  // t68 = t53 + dWh_1_3  (lstm.ts:59)
-  //   %dWh_1_3: f32[128,512] = matmul %h2_11, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_3 = h2_3.T @ dgates_7   matmul'  (lstm.ts:42)
+  // t68 = t53 + dWh_1_3  (lstm.ts:62)
+  //   %dWh_1_3: f32[128,512] = matmul %h2_3, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t68 = kernel(function (
     this: IKernelFunctionThis,
     t53: Float32Array,
-    h2_11: Float32Array,
+    h2_3: Float32Array,
     dgates_7: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -4998,14 +3422,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_11[_r1 * 128 + _i0] * dgates_7[_r1 * 512 + _rest0];
+      _acc0 += h2_3[_r1 * 128 + _i0] * dgates_7[_r1 * 512 + _rest0];
     }
-    const _t2 = t53[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t53[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_3 = kernel(function (
     this: IKernelFunctionThis,
     dgates_7: Float32Array,
@@ -5030,14 +3453,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_3 = t_145.T @ dgates_7   matmul'  (lstm.ts:39)
-  // t69 = t54 + dWx_1_3  (lstm.ts:59)
-  //   %dWx_1_3: f32[16,512] = matmul %t_145, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_3 = t_49.T @ dgates_7   matmul'  (lstm.ts:42)
+  // t69 = t54 + dWx_1_3  (lstm.ts:62)
+  //   %dWx_1_3: f32[16,512] = matmul %t_49, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t69 = kernel(function (
     this: IKernelFunctionThis,
     t54: Float32Array,
-    t_144: Float32Array,
+    t_48: Float32Array,
     dgates_7: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -5045,321 +3468,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_144[_r1 * 16 + _i0] * dgates_7[_r1 * 512 + _rest0];
+      _acc0 += t_48[_r1 * 16 + _i0] * dgates_7[_r1 * 512 + _rest0];
     }
-    const _t2 = t54[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t54[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t70 = dt5[0:16, 11:12, 0:128]   scan'  (lstm.ts:59)
-  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 11, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t70 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:62)
+  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t70 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 11) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 384];
   }, 2048);
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // di_4 = dc2_5 * u_11   mul'  (lstm.ts:44)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_4: f32[16,128] = mul %dc2_5, %u_11   lstm.ts:44
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // di_4 = dc2_5 * u_3   mul'  (lstm.ts:47)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_4: f32[16,128] = mul %dc2_5, %u_3   lstm.ts:47
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
   const kernel_di_4 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_3: Float32Array,
     dc0_1_3: Float32Array,
     t70: Float32Array,
-    o_11: Float32Array,
-    t_143: Float32Array,
-    u_11: Float32Array,
+    t_47: Float32Array,
+    o_3: Float32Array,
+    dc1_1_3: Float32Array,
+    u_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_11[_i0 * 128 + _rest0];
-    const _t2 = t_143[_i0 * 128 + _rest0] * t_143[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_3[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_11[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_3[_i0 * 128 + _rest0] +
+        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
+          o_3[_i0 * 128 + _rest0] *
+          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
+      u_3[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // du_4 = dc2_5 * i_11   mul'  (lstm.ts:44)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_4: f32[16,128] = mul %dc2_5, %i_11   lstm.ts:44
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // du_4 = dc2_5 * i_3   mul'  (lstm.ts:47)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_4: f32[16,128] = mul %dc2_5, %i_3   lstm.ts:47
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
   const kernel_du_4 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_3: Float32Array,
     dc0_1_3: Float32Array,
     t70: Float32Array,
-    o_11: Float32Array,
-    t_143: Float32Array,
-    i_11: Float32Array,
+    t_47: Float32Array,
+    o_3: Float32Array,
+    dc1_1_3: Float32Array,
+    i_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_11[_i0 * 128 + _rest0];
-    const _t2 = t_143[_i0 * 128 + _rest0] * t_143[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_3[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_11[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_3[_i0 * 128 + _rest0] +
+        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
+          o_3[_i0 * 128 + _rest0] *
+          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
+      i_3[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // df_4 = dc2_5 * c2_10   mul'  (lstm.ts:44)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_4: f32[16,128] = mul %dc2_5, %c2_10   lstm.ts:44
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // df_4 = dc2_5 * c2_2   mul'  (lstm.ts:47)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_4: f32[16,128] = mul %dc2_5, %c2_2   lstm.ts:47
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
   const kernel_df_4 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_3: Float32Array,
     dc0_1_3: Float32Array,
     t70: Float32Array,
-    o_11: Float32Array,
-    t_143: Float32Array,
-    c2_10: Float32Array,
+    t_47: Float32Array,
+    o_3: Float32Array,
+    dc1_1_3: Float32Array,
+    c2_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_11[_i0 * 128 + _rest0];
-    const _t2 = t_143[_i0 * 128 + _rest0] * t_143[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_3[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_10[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_3[_i0 * 128 + _rest0] +
+        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
+          o_3[_i0 * 128 + _rest0] *
+          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
+      c2_2[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_4 = dc2_5 * f_11   mul'  (lstm.ts:44)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_11   lstm.ts:44
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_4 = dc2_5 * f_3   mul'  (lstm.ts:47)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_3   lstm.ts:47
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
   const kernel_dc1_1_4 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_3: Float32Array,
     dc0_1_3: Float32Array,
     t70: Float32Array,
-    o_11: Float32Array,
-    t_143: Float32Array,
-    f_11: Float32Array,
+    t_47: Float32Array,
+    o_3: Float32Array,
+    dc1_1_3: Float32Array,
+    f_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_11[_i0 * 128 + _rest0];
-    const _t2 = t_143[_i0 * 128 + _rest0] * t_143[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_3[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_11[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_3[_i0 * 128 + _rest0] +
+        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
+          o_3[_i0 * 128 + _rest0] *
+          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
+      f_3[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // dt7_4 = do_4 * (o_11 * (1 - o_11))   sigmoid'  (lstm.ts:43)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
-  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // dt7_4 = do_4 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:46)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
+  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:46
   const kernel_dt7_4 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_3: Float32Array,
     t70: Float32Array,
-    t_143: Float32Array,
-    o_11: Float32Array,
+    t_47: Float32Array,
+    o_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_143[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_11[_i0 * 128 + _rest0];
-    const _t3 = o_11[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
+      t_47[_i0 * 128 + _rest0] *
+      (o_3[_i0 * 128 + _rest0] * (1 - o_3[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:43)
-  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:46)
+  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_4 = kernel(function (this: IKernelFunctionThis, dt7_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_4[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_5 = du_4 * (1 - u_11²)   tanh'  (lstm.ts:42)
-  //   %t76: f32[16,128] = square %u_11   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:42
-  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:42
+  // dt6_5 = du_4 * (1 - u_3²)   tanh'  (lstm.ts:45)
+  //   %t76: f32[16,128] = square %u_3   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:45
+  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:45
   const kernel_dt6_5 = kernel(function (
     this: IKernelFunctionThis,
+    u_3: Float32Array,
     du_4: Float32Array,
-    u_11: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_11[_i0 * 128 + _rest0] * u_11[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_4[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_4[_i0 * 128 + _rest0] * (1 - u_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:42)
-  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:45)
+  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_4 = kernel(function (this: IKernelFunctionThis, dt6_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_5[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_5 = df_4 * (f_11 * (1 - f_11))   sigmoid'  (lstm.ts:41)
-  //   %t78: f32[16,128] = sub %t10, %f_11   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t79: f32[16,128] = mul %f_11, %t78   lstm.ts:41
-  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:41
+  // dt5_5 = df_4 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:44)
+  //   %t78: f32[16,128] = sub %t10, %f_3   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t79: f32[16,128] = mul %f_3, %t78   lstm.ts:44
+  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:44
   const kernel_dt5_5 = kernel(function (
     this: IKernelFunctionThis,
+    f_3: Float32Array,
     df_4: Float32Array,
-    f_11: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_11[_i0 * 128 + _rest0];
-    const _t1 = f_11[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_4[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_4[_i0 * 128 + _rest0] * (f_3[_i0 * 128 + _rest0] * (1 - f_3[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:41)
-  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:44)
+  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_4 = kernel(function (this: IKernelFunctionThis, dt5_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_5[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_4 = di_4 * (i_11 * (1 - i_11))   sigmoid'  (lstm.ts:40)
-  //   %t80: f32[16,128] = sub %t10, %i_11   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t81: f32[16,128] = mul %i_11, %t80   lstm.ts:40
-  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:40
+  // dt4_4 = di_4 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:43)
+  //   %t80: f32[16,128] = sub %t10, %i_3   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t81: f32[16,128] = mul %i_3, %t80   lstm.ts:43
+  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:43
   const kernel_dt4_4 = kernel(function (
     this: IKernelFunctionThis,
+    i_3: Float32Array,
     di_4: Float32Array,
-    i_11: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_11[_i0 * 128 + _rest0];
-    const _t1 = i_11[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_4[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_4[_i0 * 128 + _rest0] * (i_3[_i0 * 128 + _rest0] * (1 - i_3[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:40)
-  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:43)
+  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_4 = kernel(function (this: IKernelFunctionThis, dt4_4: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_4[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:39)
-  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:39)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:39
-  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:39
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
+  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:42)
+  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
+  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:42
+  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_8 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_4: Float32Array,
@@ -5370,36 +3778,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_4[_i0 * 512 + _rest0] + dgates_3_4[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_4[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_4[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_4[_i0 * 512 + _rest0] +
+      dgates_3_4[_i0 * 512 + _rest0] +
+      dgates_2_4[_i0 * 512 + _rest0] +
+      dgates_1_4[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:39)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:39)
-  // t82 = t67 + db_1_4  (lstm.ts:59)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:39
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
+  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
+  // t82 = t67 + db_1_4  (lstm.ts:62)
+  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
+  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t82 = kernel(function (
     this: IKernelFunctionThis,
-    t67: Float32Array,
     dgates_8: Float32Array,
+    t67: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_8[_r1 * 512 + _x];
     }
-    const _t2 = t67[_x] + _acc0;
-    return _t2;
+    return t67[_x] + _acc0;
   }, 512);
 
-  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_4 = kernel(function (
     this: IKernelFunctionThis,
     dgates_8: Float32Array,
@@ -5424,14 +3833,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_4 = h2_10.T @ dgates_8   matmul'  (lstm.ts:39)
-  // t83 = t68 + dWh_1_4  (lstm.ts:59)
-  //   %dWh_1_4: f32[128,512] = matmul %h2_10, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_4 = h2_2.T @ dgates_8   matmul'  (lstm.ts:42)
+  // t83 = t68 + dWh_1_4  (lstm.ts:62)
+  //   %dWh_1_4: f32[128,512] = matmul %h2_2, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t83 = kernel(function (
     this: IKernelFunctionThis,
     t68: Float32Array,
-    h2_10: Float32Array,
+    h2_2: Float32Array,
     dgates_8: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -5439,14 +3848,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_10[_r1 * 128 + _i0] * dgates_8[_r1 * 512 + _rest0];
+      _acc0 += h2_2[_r1 * 128 + _i0] * dgates_8[_r1 * 512 + _rest0];
     }
-    const _t2 = t68[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t68[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_4 = kernel(function (
     this: IKernelFunctionThis,
     dgates_8: Float32Array,
@@ -5471,14 +3879,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_4 = t_133.T @ dgates_8   matmul'  (lstm.ts:39)
-  // t84 = t69 + dWx_1_4  (lstm.ts:59)
-  //   %dWx_1_4: f32[16,512] = matmul %t_133, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_4 = t_37.T @ dgates_8   matmul'  (lstm.ts:42)
+  // t84 = t69 + dWx_1_4  (lstm.ts:62)
+  //   %dWx_1_4: f32[16,512] = matmul %t_37, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t84 = kernel(function (
     this: IKernelFunctionThis,
     t69: Float32Array,
-    t_132: Float32Array,
+    t_36: Float32Array,
     dgates_8: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -5486,321 +3894,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_132[_r1 * 16 + _i0] * dgates_8[_r1 * 512 + _rest0];
+      _acc0 += t_36[_r1 * 16 + _i0] * dgates_8[_r1 * 512 + _rest0];
     }
-    const _t2 = t69[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t69[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t85 = dt5[0:16, 10:11, 0:128]   scan'  (lstm.ts:59)
-  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 10, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t85 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:62)
+  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t85 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 10) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 256];
   }, 2048);
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // di_5 = dc2_6 * u_10   mul'  (lstm.ts:44)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_5: f32[16,128] = mul %dc2_6, %u_10   lstm.ts:44
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // di_5 = dc2_6 * u_2   mul'  (lstm.ts:47)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_5: f32[16,128] = mul %dc2_6, %u_2   lstm.ts:47
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
   const kernel_di_5 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_4: Float32Array,
     dc0_1_4: Float32Array,
     t85: Float32Array,
-    o_10: Float32Array,
-    t_131: Float32Array,
-    u_10: Float32Array,
+    t_35: Float32Array,
+    o_2: Float32Array,
+    dc1_1_4: Float32Array,
+    u_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_10[_i0 * 128 + _rest0];
-    const _t2 = t_131[_i0 * 128 + _rest0] * t_131[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_4[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_10[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_4[_i0 * 128 + _rest0] +
+        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
+          o_2[_i0 * 128 + _rest0] *
+          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
+      u_2[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // du_5 = dc2_6 * i_10   mul'  (lstm.ts:44)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_5: f32[16,128] = mul %dc2_6, %i_10   lstm.ts:44
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // du_5 = dc2_6 * i_2   mul'  (lstm.ts:47)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_5: f32[16,128] = mul %dc2_6, %i_2   lstm.ts:47
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
   const kernel_du_5 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_4: Float32Array,
     dc0_1_4: Float32Array,
     t85: Float32Array,
-    o_10: Float32Array,
-    t_131: Float32Array,
-    i_10: Float32Array,
+    t_35: Float32Array,
+    o_2: Float32Array,
+    dc1_1_4: Float32Array,
+    i_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_10[_i0 * 128 + _rest0];
-    const _t2 = t_131[_i0 * 128 + _rest0] * t_131[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_4[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_10[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_4[_i0 * 128 + _rest0] +
+        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
+          o_2[_i0 * 128 + _rest0] *
+          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
+      i_2[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // df_5 = dc2_6 * c2_9   mul'  (lstm.ts:44)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_5: f32[16,128] = mul %dc2_6, %c2_9   lstm.ts:44
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // df_5 = dc2_6 * c2_1   mul'  (lstm.ts:47)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_5: f32[16,128] = mul %dc2_6, %c2_1   lstm.ts:47
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
   const kernel_df_5 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_4: Float32Array,
     dc0_1_4: Float32Array,
     t85: Float32Array,
-    o_10: Float32Array,
-    t_131: Float32Array,
-    c2_9: Float32Array,
+    t_35: Float32Array,
+    o_2: Float32Array,
+    dc1_1_4: Float32Array,
+    c2_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_10[_i0 * 128 + _rest0];
-    const _t2 = t_131[_i0 * 128 + _rest0] * t_131[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_4[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_9[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_4[_i0 * 128 + _rest0] +
+        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
+          o_2[_i0 * 128 + _rest0] *
+          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
+      c2_1[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_5 = dc2_6 * f_10   mul'  (lstm.ts:44)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_10   lstm.ts:44
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_5 = dc2_6 * f_2   mul'  (lstm.ts:47)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_2   lstm.ts:47
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
   const kernel_dc1_1_5 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_4: Float32Array,
     dc0_1_4: Float32Array,
     t85: Float32Array,
-    o_10: Float32Array,
-    t_131: Float32Array,
-    f_10: Float32Array,
+    t_35: Float32Array,
+    o_2: Float32Array,
+    dc1_1_4: Float32Array,
+    f_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_10[_i0 * 128 + _rest0];
-    const _t2 = t_131[_i0 * 128 + _rest0] * t_131[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_4[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_10[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_4[_i0 * 128 + _rest0] +
+        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
+          o_2[_i0 * 128 + _rest0] *
+          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
+      f_2[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // dt7_5 = do_5 * (o_10 * (1 - o_10))   sigmoid'  (lstm.ts:43)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
-  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // dt7_5 = do_5 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:46)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
+  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:46
   const kernel_dt7_5 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_4: Float32Array,
     t85: Float32Array,
-    t_131: Float32Array,
-    o_10: Float32Array,
+    t_35: Float32Array,
+    o_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_131[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_10[_i0 * 128 + _rest0];
-    const _t3 = o_10[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
+      t_35[_i0 * 128 + _rest0] *
+      (o_2[_i0 * 128 + _rest0] * (1 - o_2[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:43)
-  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:46)
+  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_5 = kernel(function (this: IKernelFunctionThis, dt7_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_5[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_6 = du_5 * (1 - u_10²)   tanh'  (lstm.ts:42)
-  //   %t91: f32[16,128] = square %u_10   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:42
-  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:42
+  // dt6_6 = du_5 * (1 - u_2²)   tanh'  (lstm.ts:45)
+  //   %t91: f32[16,128] = square %u_2   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:45
+  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:45
   const kernel_dt6_6 = kernel(function (
     this: IKernelFunctionThis,
+    u_2: Float32Array,
     du_5: Float32Array,
-    u_10: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_10[_i0 * 128 + _rest0] * u_10[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_5[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_5[_i0 * 128 + _rest0] * (1 - u_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:42)
-  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:45)
+  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_5 = kernel(function (this: IKernelFunctionThis, dt6_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_6[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_6 = df_5 * (f_10 * (1 - f_10))   sigmoid'  (lstm.ts:41)
-  //   %t93: f32[16,128] = sub %t10, %f_10   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t94: f32[16,128] = mul %f_10, %t93   lstm.ts:41
-  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:41
+  // dt5_6 = df_5 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:44)
+  //   %t93: f32[16,128] = sub %t10, %f_2   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t94: f32[16,128] = mul %f_2, %t93   lstm.ts:44
+  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:44
   const kernel_dt5_6 = kernel(function (
     this: IKernelFunctionThis,
+    f_2: Float32Array,
     df_5: Float32Array,
-    f_10: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_10[_i0 * 128 + _rest0];
-    const _t1 = f_10[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_5[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_5[_i0 * 128 + _rest0] * (f_2[_i0 * 128 + _rest0] * (1 - f_2[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:41)
-  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:44)
+  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_5 = kernel(function (this: IKernelFunctionThis, dt5_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_6[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_5 = di_5 * (i_10 * (1 - i_10))   sigmoid'  (lstm.ts:40)
-  //   %t95: f32[16,128] = sub %t10, %i_10   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t96: f32[16,128] = mul %i_10, %t95   lstm.ts:40
-  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:40
+  // dt4_5 = di_5 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:43)
+  //   %t95: f32[16,128] = sub %t10, %i_2   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t96: f32[16,128] = mul %i_2, %t95   lstm.ts:43
+  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:43
   const kernel_dt4_5 = kernel(function (
     this: IKernelFunctionThis,
+    i_2: Float32Array,
     di_5: Float32Array,
-    i_10: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_10[_i0 * 128 + _rest0];
-    const _t1 = i_10[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_5[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_5[_i0 * 128 + _rest0] * (i_2[_i0 * 128 + _rest0] * (1 - i_2[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:40)
-  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:43)
+  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_5 = kernel(function (this: IKernelFunctionThis, dt4_5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_5[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:39)
-  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:39)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:39
-  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:39
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
+  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:42)
+  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
+  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:42
+  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_9 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_5: Float32Array,
@@ -5811,36 +4204,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_5[_i0 * 512 + _rest0] + dgates_3_5[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_5[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_5[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_5[_i0 * 512 + _rest0] +
+      dgates_3_5[_i0 * 512 + _rest0] +
+      dgates_2_5[_i0 * 512 + _rest0] +
+      dgates_1_5[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:39)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:39)
-  // t97 = t82 + db_1_5  (lstm.ts:59)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:39
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
+  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
+  // t97 = t82 + db_1_5  (lstm.ts:62)
+  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
+  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t97 = kernel(function (
     this: IKernelFunctionThis,
-    t82: Float32Array,
     dgates_9: Float32Array,
+    t82: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_9[_r1 * 512 + _x];
     }
-    const _t2 = t82[_x] + _acc0;
-    return _t2;
+    return t82[_x] + _acc0;
   }, 512);
 
-  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_5 = kernel(function (
     this: IKernelFunctionThis,
     dgates_9: Float32Array,
@@ -5865,14 +4259,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_5 = h2_9.T @ dgates_9   matmul'  (lstm.ts:39)
-  // t98 = t83 + dWh_1_5  (lstm.ts:59)
-  //   %dWh_1_5: f32[128,512] = matmul %h2_9, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_5 = h2_1.T @ dgates_9   matmul'  (lstm.ts:42)
+  // t98 = t83 + dWh_1_5  (lstm.ts:62)
+  //   %dWh_1_5: f32[128,512] = matmul %h2_1, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t98 = kernel(function (
     this: IKernelFunctionThis,
     t83: Float32Array,
-    h2_9: Float32Array,
+    h2_1: Float32Array,
     dgates_9: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -5880,14 +4274,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_9[_r1 * 128 + _i0] * dgates_9[_r1 * 512 + _rest0];
+      _acc0 += h2_1[_r1 * 128 + _i0] * dgates_9[_r1 * 512 + _rest0];
     }
-    const _t2 = t83[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t83[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_5 = kernel(function (
     this: IKernelFunctionThis,
     dgates_9: Float32Array,
@@ -5912,14 +4305,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_5 = t_121.T @ dgates_9   matmul'  (lstm.ts:39)
-  // t99 = t84 + dWx_1_5  (lstm.ts:59)
-  //   %dWx_1_5: f32[16,512] = matmul %t_121, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_5 = t_25.T @ dgates_9   matmul'  (lstm.ts:42)
+  // t99 = t84 + dWx_1_5  (lstm.ts:62)
+  //   %dWx_1_5: f32[16,512] = matmul %t_25, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t99 = kernel(function (
     this: IKernelFunctionThis,
     t84: Float32Array,
-    t_120: Float32Array,
+    t_24: Float32Array,
     dgates_9: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -5927,321 +4320,306 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_120[_r1 * 16 + _i0] * dgates_9[_r1 * 512 + _rest0];
+      _acc0 += t_24[_r1 * 16 + _i0] * dgates_9[_r1 * 512 + _rest0];
     }
-    const _t2 = t84[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t84[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t100 = dt5[0:16, 9:10, 0:128]   scan'  (lstm.ts:59)
-  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 9, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t100 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:62)
+  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t100 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 9) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0 + 128];
   }, 2048);
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // di_6 = dc2_7 * u_9   mul'  (lstm.ts:44)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_6: f32[16,128] = mul %dc2_7, %u_9   lstm.ts:44
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // di_6 = dc2_7 * u_1   mul'  (lstm.ts:47)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_6: f32[16,128] = mul %dc2_7, %u_1   lstm.ts:47
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
   const kernel_di_6 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_5: Float32Array,
     dc0_1_5: Float32Array,
     t100: Float32Array,
-    o_9: Float32Array,
-    t_119: Float32Array,
-    u_9: Float32Array,
+    t_23: Float32Array,
+    o_1: Float32Array,
+    dc1_1_5: Float32Array,
+    u_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_9[_i0 * 128 + _rest0];
-    const _t2 = t_119[_i0 * 128 + _rest0] * t_119[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_5[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_9[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_5[_i0 * 128 + _rest0] +
+        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
+      u_1[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // du_6 = dc2_7 * i_9   mul'  (lstm.ts:44)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_6: f32[16,128] = mul %dc2_7, %i_9   lstm.ts:44
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // du_6 = dc2_7 * i_1   mul'  (lstm.ts:47)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_6: f32[16,128] = mul %dc2_7, %i_1   lstm.ts:47
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
   const kernel_du_6 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_5: Float32Array,
     dc0_1_5: Float32Array,
     t100: Float32Array,
-    o_9: Float32Array,
-    t_119: Float32Array,
-    i_9: Float32Array,
+    t_23: Float32Array,
+    o_1: Float32Array,
+    dc1_1_5: Float32Array,
+    i_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_9[_i0 * 128 + _rest0];
-    const _t2 = t_119[_i0 * 128 + _rest0] * t_119[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_5[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_9[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_5[_i0 * 128 + _rest0] +
+        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
+      i_1[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // df_6 = dc2_7 * c2_8   mul'  (lstm.ts:44)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_6: f32[16,128] = mul %dc2_7, %c2_8   lstm.ts:44
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // df_6 = dc2_7 * c2   mul'  (lstm.ts:47)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_6: f32[16,128] = mul %dc2_7, %c2   lstm.ts:47
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
   const kernel_df_6 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_5: Float32Array,
     dc0_1_5: Float32Array,
     t100: Float32Array,
-    o_9: Float32Array,
-    t_119: Float32Array,
-    c2_8: Float32Array,
+    t_23: Float32Array,
+    o_1: Float32Array,
+    dc1_1_5: Float32Array,
+    c2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_9[_i0 * 128 + _rest0];
-    const _t2 = t_119[_i0 * 128 + _rest0] * t_119[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_5[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_8[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_5[_i0 * 128 + _rest0] +
+        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
+      c2[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_6 = dc2_7 * f_9   mul'  (lstm.ts:44)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_9   lstm.ts:44
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // dc1_1_6 = dc2_7 * f_1   mul'  (lstm.ts:47)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_1   lstm.ts:47
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
   const kernel_dc1_1_6 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_5: Float32Array,
     dc0_1_5: Float32Array,
     t100: Float32Array,
-    o_9: Float32Array,
-    t_119: Float32Array,
-    f_9: Float32Array,
+    t_23: Float32Array,
+    o_1: Float32Array,
+    dc1_1_5: Float32Array,
+    f_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_9[_i0 * 128 + _rest0];
-    const _t2 = t_119[_i0 * 128 + _rest0] * t_119[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_5[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_9[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_5[_i0 * 128 + _rest0] +
+        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
+      f_1[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // dt7_6 = do_6 * (o_9 * (1 - o_9))   sigmoid'  (lstm.ts:43)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
-  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // dt7_6 = do_6 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
+  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:46
   const kernel_dt7_6 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_5: Float32Array,
     t100: Float32Array,
-    t_119: Float32Array,
-    o_9: Float32Array,
+    t_23: Float32Array,
+    o_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_119[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_9[_i0 * 128 + _rest0];
-    const _t3 = o_9[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
+      t_23[_i0 * 128 + _rest0] *
+      (o_1[_i0 * 128 + _rest0] * (1 - o_1[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:43)
-  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:46)
+  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_6 = kernel(function (this: IKernelFunctionThis, dt7_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_6[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_7 = du_6 * (1 - u_9²)   tanh'  (lstm.ts:42)
-  //   %t106: f32[16,128] = square %u_9   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:42
-  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:42
+  // dt6_7 = du_6 * (1 - u_1²)   tanh'  (lstm.ts:45)
+  //   %t106: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:45
+  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:45
   const kernel_dt6_7 = kernel(function (
     this: IKernelFunctionThis,
+    u_1: Float32Array,
     du_6: Float32Array,
-    u_9: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_9[_i0 * 128 + _rest0] * u_9[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_6[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_6[_i0 * 128 + _rest0] * (1 - u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:42)
-  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:45)
+  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_6 = kernel(function (this: IKernelFunctionThis, dt6_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_7[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_7 = df_6 * (f_9 * (1 - f_9))   sigmoid'  (lstm.ts:41)
-  //   %t108: f32[16,128] = sub %t10, %f_9   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t109: f32[16,128] = mul %f_9, %t108   lstm.ts:41
-  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:41
+  // dt5_7 = df_6 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+  //   %t108: f32[16,128] = sub %t10, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t109: f32[16,128] = mul %f_1, %t108   lstm.ts:44
+  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:44
   const kernel_dt5_7 = kernel(function (
     this: IKernelFunctionThis,
+    f_1: Float32Array,
     df_6: Float32Array,
-    f_9: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_9[_i0 * 128 + _rest0];
-    const _t1 = f_9[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_6[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_6[_i0 * 128 + _rest0] * (f_1[_i0 * 128 + _rest0] * (1 - f_1[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:41)
-  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:44)
+  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_6 = kernel(function (this: IKernelFunctionThis, dt5_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_7[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_6 = di_6 * (i_9 * (1 - i_9))   sigmoid'  (lstm.ts:40)
-  //   %t110: f32[16,128] = sub %t10, %i_9   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t111: f32[16,128] = mul %i_9, %t110   lstm.ts:40
-  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:40
+  // dt4_6 = di_6 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:43)
+  //   %t110: f32[16,128] = sub %t10, %i_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t111: f32[16,128] = mul %i_1, %t110   lstm.ts:43
+  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:43
   const kernel_dt4_6 = kernel(function (
     this: IKernelFunctionThis,
+    i_1: Float32Array,
     di_6: Float32Array,
-    i_9: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_9[_i0 * 128 + _rest0];
-    const _t1 = i_9[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_6[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_6[_i0 * 128 + _rest0] * (i_1[_i0 * 128 + _rest0] * (1 - i_1[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:40)
-  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:43)
+  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_6 = kernel(function (this: IKernelFunctionThis, dt4_6: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_6[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:39)
-  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:39)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:39
-  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:39
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
+  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:42)
+  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
+  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:42
+  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_10 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_6: Float32Array,
@@ -6252,36 +4630,37 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_6[_i0 * 512 + _rest0] + dgates_3_6[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_6[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_6[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_6[_i0 * 512 + _rest0] +
+      dgates_3_6[_i0 * 512 + _rest0] +
+      dgates_2_6[_i0 * 512 + _rest0] +
+      dgates_1_6[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:39)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:39)
-  // t112 = t97 + db_1_6  (lstm.ts:59)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:39
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
+  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
+  // t112 = t97 + db_1_6  (lstm.ts:62)
+  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
+  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t112 = kernel(function (
     this: IKernelFunctionThis,
-    t97: Float32Array,
     dgates_10: Float32Array,
+    t97: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_10[_r1 * 512 + _x];
     }
-    const _t2 = t97[_x] + _acc0;
-    return _t2;
+    return t97[_x] + _acc0;
   }, 512);
 
-  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dc0_1_6 = kernel(function (
     this: IKernelFunctionThis,
     dgates_10: Float32Array,
@@ -6306,14 +4685,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_6 = h2_8.T @ dgates_10   matmul'  (lstm.ts:39)
-  // t113 = t98 + dWh_1_6  (lstm.ts:59)
-  //   %dWh_1_6: f32[128,512] = matmul %h2_8, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWh_1_6 = h2.T @ dgates_10   matmul'  (lstm.ts:42)
+  // t113 = t98 + dWh_1_6  (lstm.ts:62)
+  //   %dWh_1_6: f32[128,512] = matmul %h2, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t113 = kernel(function (
     this: IKernelFunctionThis,
     t98: Float32Array,
-    h2_8: Float32Array,
+    h2: Float32Array,
     dgates_10: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -6321,14 +4700,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_8[_r1 * 128 + _i0] * dgates_10[_r1 * 512 + _rest0];
+      _acc0 += h2[_r1 * 128 + _i0] * dgates_10[_r1 * 512 + _rest0];
     }
-    const _t2 = t98[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t98[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_6 = kernel(function (
     this: IKernelFunctionThis,
     dgates_10: Float32Array,
@@ -6353,14 +4731,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_6 = t_109.T @ dgates_10   matmul'  (lstm.ts:39)
-  // t114 = t99 + dWx_1_6  (lstm.ts:59)
-  //   %dWx_1_6: f32[16,512] = matmul %t_109, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dWx_1_6 = t_13.T @ dgates_10   matmul'  (lstm.ts:42)
+  // t114 = t99 + dWx_1_6  (lstm.ts:62)
+  //   %dWx_1_6: f32[16,512] = matmul %t_13, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t114 = kernel(function (
     this: IKernelFunctionThis,
     t99: Float32Array,
-    t_108: Float32Array,
+    t_12: Float32Array,
     dgates_10: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -6368,321 +4746,269 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_108[_r1 * 16 + _i0] * dgates_10[_r1 * 512 + _rest0];
+      _acc0 += t_12[_r1 * 16 + _i0] * dgates_10[_r1 * 512 + _rest0];
     }
-    const _t2 = t99[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t99[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t115 = dt5[0:16, 8:9, 0:128]   scan'  (lstm.ts:59)
-  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 8, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t115 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:62)
+  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_t115 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 8) * 128 + _rest0];
+    return dt5[_i0 * 1024 + _rest0];
   }, 2048);
 
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // di_7 = dc2_8 * u_8   mul'  (lstm.ts:44)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_7: f32[16,128] = mul %dc2_8, %u_8   lstm.ts:44
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
+  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+  // di_7 = dc2_8 * u   mul'  (lstm.ts:47)
+  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_7: f32[16,128] = mul %dc2_8, %u   lstm.ts:47
+  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
   const kernel_di_7 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_6: Float32Array,
     dc0_1_6: Float32Array,
     t115: Float32Array,
-    o_8: Float32Array,
-    t_107: Float32Array,
-    u_8: Float32Array,
+    t_11: Float32Array,
+    o: Float32Array,
+    dc1_1_6: Float32Array,
+    u: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_8[_i0 * 128 + _rest0];
-    const _t2 = t_107[_i0 * 128 + _rest0] * t_107[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_6[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_8[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_6[_i0 * 128 + _rest0] +
+        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
+          o[_i0 * 128 + _rest0] *
+          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
+      u[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // du_7 = dc2_8 * i_8   mul'  (lstm.ts:44)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_7: f32[16,128] = mul %dc2_8, %i_8   lstm.ts:44
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
+  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+  // du_7 = dc2_8 * i_   mul'  (lstm.ts:47)
+  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du_7: f32[16,128] = mul %dc2_8, %i_   lstm.ts:47
+  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
   const kernel_du_7 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_6: Float32Array,
     dc0_1_6: Float32Array,
     t115: Float32Array,
-    o_8: Float32Array,
-    t_107: Float32Array,
-    i_8: Float32Array,
+    t_11: Float32Array,
+    o: Float32Array,
+    dc1_1_6: Float32Array,
+    i_: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_8[_i0 * 128 + _rest0];
-    const _t2 = t_107[_i0 * 128 + _rest0] * t_107[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_6[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_8[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_6[_i0 * 128 + _rest0] +
+        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
+          o[_i0 * 128 + _rest0] *
+          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
+      i_[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // df_7 = dc2_8 * c2_7   mul'  (lstm.ts:44)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_7: f32[16,128] = mul %dc2_8, %c2_7   lstm.ts:44
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
+  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+  // df_7 = dc2_8 * h0   mul'  (lstm.ts:47)
+  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df_7: f32[16,128] = mul %dc2_8, %h0   lstm.ts:47
+  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
   const kernel_df_7 = kernel(function (
     this: IKernelFunctionThis,
-    dc1_1_6: Float32Array,
     dc0_1_6: Float32Array,
     t115: Float32Array,
-    o_8: Float32Array,
-    t_107: Float32Array,
-    c2_7: Float32Array,
+    t_11: Float32Array,
+    o: Float32Array,
+    dc1_1_6: Float32Array,
+    h0: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_8[_i0 * 128 + _rest0];
-    const _t2 = t_107[_i0 * 128 + _rest0] * t_107[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_6[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_7[_i0 * 128 + _rest0];
-    return _t6;
+    return (
+      (dc1_1_6[_i0 * 128 + _rest0] +
+        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
+          o[_i0 * 128 + _rest0] *
+          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
+      h0[_i0 * 128 + _rest0]
+    );
   }, 2048);
 
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_7 = dc2_8 * f_8   mul'  (lstm.ts:44)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_7: f32[16,128] = mul %dc2_8, %f_8   lstm.ts:44
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
-  const kernel_dc1_1_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_6: Float32Array,
-    dc0_1_6: Float32Array,
-    t115: Float32Array,
-    o_8: Float32Array,
-    t_107: Float32Array,
-    f_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_8[_i0 * 128 + _rest0];
-    const _t2 = t_107[_i0 * 128 + _rest0] * t_107[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_6[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_8[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // dt7_7 = do_7 * (o_8 * (1 - o_8))   sigmoid'  (lstm.ts:43)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
-  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:43
+  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+  // dt7_7 = do_7 * (o * (1 - o))   sigmoid'  (lstm.ts:46)
+  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
+  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:46
   const kernel_dt7_7 = kernel(function (
     this: IKernelFunctionThis,
     dc0_1_6: Float32Array,
     t115: Float32Array,
-    t_107: Float32Array,
-    o_8: Float32Array,
+    t_11: Float32Array,
+    o: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_107[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_8[_i0 * 128 + _rest0];
-    const _t3 = o_8[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
+    return (
+      (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
+      t_11[_i0 * 128 + _rest0] *
+      (o[_i0 * 128 + _rest0] * (1 - o[_i0 * 128 + _rest0]))
+    );
   }, 2048);
 
-  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:43)
-  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:46)
+  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   const kernel_dgates_4_7 = kernel(function (this: IKernelFunctionThis, dt7_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
+    if (_rest0 >= 384 && _rest0 < 512) {
       _pad0 = dt7_7[_i0 * 128 + _rest0 - 384];
     }
     return _pad0;
   }, 8192);
 
-  // dt6_8 = du_7 * (1 - u_8²)   tanh'  (lstm.ts:42)
-  //   %t121: f32[16,128] = square %u_8   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:42
-  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:42
+  // dt6_8 = du_7 * (1 - u²)   tanh'  (lstm.ts:45)
+  //   %t121: f32[16,128] = square %u   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:45
+  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:45
   const kernel_dt6_8 = kernel(function (
     this: IKernelFunctionThis,
+    u: Float32Array,
     du_7: Float32Array,
-    u_8: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = u_8[_i0 * 128 + _rest0] * u_8[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_7[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return du_7[_i0 * 128 + _rest0] * (1 - u[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:42)
-  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:45)
+  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   const kernel_dgates_3_7 = kernel(function (this: IKernelFunctionThis, dt6_8: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
+    if (_rest0 >= 256 && _rest0 < 384) {
       _pad0 = dt6_8[_i0 * 128 + _rest0 - 256];
     }
     return _pad0;
   }, 8192);
 
-  // dt5_8 = df_7 * (f_8 * (1 - f_8))   sigmoid'  (lstm.ts:41)
-  //   %t123: f32[16,128] = sub %t10, %f_8   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t124: f32[16,128] = mul %f_8, %t123   lstm.ts:41
-  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:41
+  // dt5_8 = df_7 * (f * (1 - f))   sigmoid'  (lstm.ts:44)
+  //   %t123: f32[16,128] = sub %t10, %f   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t124: f32[16,128] = mul %f, %t123   lstm.ts:44
+  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:44
   const kernel_dt5_8 = kernel(function (
     this: IKernelFunctionThis,
+    f: Float32Array,
     df_7: Float32Array,
-    f_8: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_8[_i0 * 128 + _rest0];
-    const _t1 = f_8[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_7[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return df_7[_i0 * 128 + _rest0] * (f[_i0 * 128 + _rest0] * (1 - f[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:41)
-  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:44)
+  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   const kernel_dgates_2_7 = kernel(function (this: IKernelFunctionThis, dt5_8: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
+    if (_rest0 >= 128 && _rest0 < 256) {
       _pad0 = dt5_8[_i0 * 128 + _rest0 - 128];
     }
     return _pad0;
   }, 8192);
 
-  // dt4_7 = di_7 * (i_8 * (1 - i_8))   sigmoid'  (lstm.ts:40)
-  //   %t125: f32[16,128] = sub %t10, %i_8   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t126: f32[16,128] = mul %i_8, %t125   lstm.ts:40
-  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:40
+  // dt4_7 = di_7 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:43)
+  //   %t125: f32[16,128] = sub %t10, %i_   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t126: f32[16,128] = mul %i_, %t125   lstm.ts:43
+  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:43
   const kernel_dt4_7 = kernel(function (
     this: IKernelFunctionThis,
+    i_: Float32Array,
     di_7: Float32Array,
-    i_8: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_8[_i0 * 128 + _rest0];
-    const _t1 = i_8[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_7[_i0 * 128 + _rest0] * _t1;
-    return _t2;
+    return di_7[_i0 * 128 + _rest0] * (i_[_i0 * 128 + _rest0] * (1 - i_[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:40)
-  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:43)
+  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   const kernel_dgates_1_7 = kernel(function (this: IKernelFunctionThis, dt4_7: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
+    if (_rest0 < 128) {
       _pad0 = dt4_7[_i0 * 128 + _rest0];
     }
     return _pad0;
   }, 8192);
 
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:39)
-  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:39)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:39
-  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:39
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
+  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:42)
+  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
+  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:42
+  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates_11 = kernel(function (
     this: IKernelFunctionThis,
     dgates_4_7: Float32Array,
@@ -6693,68 +5019,43 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_7[_i0 * 512 + _rest0] + dgates_3_7[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_7[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_7[_i0 * 512 + _rest0];
-    return _t2;
+    return (
+      dgates_4_7[_i0 * 512 + _rest0] +
+      dgates_3_7[_i0 * 512 + _rest0] +
+      dgates_2_7[_i0 * 512 + _rest0] +
+      dgates_1_7[_i0 * 512 + _rest0]
+    );
   }, 8192);
 
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:39)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:39)
-  // t127 = t112 + db_1_7  (lstm.ts:59)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:39
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t127: f32[512] = add %t112, %db_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t127 = kernel(function (
+  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
+  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
+  // db = t112 + db_1_7  (lstm.ts:62)
+  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
+  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %db: f32[512] = add %t112, %db_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_db = kernel(function (
     this: IKernelFunctionThis,
-    t112: Float32Array,
     dgates_11: Float32Array,
+    t112: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
       _acc0 += dgates_11[_r1 * 512 + _x];
     }
-    const _t2 = t112[_x] + _acc0;
-    return _t2;
+    return t112[_x] + _acc0;
   }, 512);
 
-  // dc0_1_7 = dgates_11 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_7: f32[16,128] = matmul %dgates_11, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_11: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_11[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_7 = h2_7.T @ dgates_11   matmul'  (lstm.ts:39)
-  // t128 = t113 + dWh_1_7  (lstm.ts:59)
-  //   %dWh_1_7: f32[128,512] = matmul %h2_7, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t128: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t128 = kernel(function (
+  // dWh_1_7 = h0.T @ dgates_11   matmul'  (lstm.ts:42)
+  // dWh = t113 + dWh_1_7  (lstm.ts:62)
+  //   %dWh_1_7: f32[128,512] = matmul %h0, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dWh: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_dWh = kernel(function (
     this: IKernelFunctionThis,
     t113: Float32Array,
-    h2_7: Float32Array,
+    h0: Float32Array,
     dgates_11: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -6762,14 +5063,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_7[_r1 * 128 + _i0] * dgates_11[_r1 * 512 + _rest0];
+      _acc0 += h0[_r1 * 128 + _i0] * dgates_11[_r1 * 512 + _rest0];
     }
-    const _t2 = t113[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t113[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   const kernel_dx0_7 = kernel(function (
     this: IKernelFunctionThis,
     dgates_11: Float32Array,
@@ -6794,14 +5094,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_7 = t_97.T @ dgates_11   matmul'  (lstm.ts:39)
-  // t129 = t114 + dWx_1_7  (lstm.ts:59)
-  //   %dWx_1_7: f32[16,512] = matmul %t_97, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t129: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t129 = kernel(function (
+  // dWx_1_7 = t_1.T @ dgates_11   matmul'  (lstm.ts:42)
+  // dWx = t114 + dWx_1_7  (lstm.ts:62)
+  //   %dWx_1_7: f32[16,512] = matmul %t_1, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dWx: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_dWx = kernel(function (
     this: IKernelFunctionThis,
     t114: Float32Array,
-    t_96: Float32Array,
+    t_: Float32Array,
     dgates_11: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -6809,3488 +5109,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_96[_r1 * 16 + _i0] * dgates_11[_r1 * 512 + _rest0];
+      _acc0 += t_[_r1 * 16 + _i0] * dgates_11[_r1 * 512 + _rest0];
     }
-    const _t2 = t114[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
+    return t114[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
 
-  // t130 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:59)
-  //   %t130: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t130 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 7) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // di_8 = dc2_9 * u_7   mul'  (lstm.ts:44)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_8: f32[16,128] = mul %dc2_9, %u_7   lstm.ts:44
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  const kernel_di_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_7: Float32Array,
-    dc0_1_7: Float32Array,
-    t130: Float32Array,
-    o_7: Float32Array,
-    t_95: Float32Array,
-    u_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_7[_i0 * 128 + _rest0] + t130[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_7[_i0 * 128 + _rest0];
-    const _t2 = t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_7[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_7[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // du_8 = dc2_9 * i_7   mul'  (lstm.ts:44)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_8: f32[16,128] = mul %dc2_9, %i_7   lstm.ts:44
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  const kernel_du_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_7: Float32Array,
-    dc0_1_7: Float32Array,
-    t130: Float32Array,
-    o_7: Float32Array,
-    t_95: Float32Array,
-    i_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_7[_i0 * 128 + _rest0] + t130[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_7[_i0 * 128 + _rest0];
-    const _t2 = t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_7[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_7[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // df_8 = dc2_9 * c2_6   mul'  (lstm.ts:44)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_8: f32[16,128] = mul %dc2_9, %c2_6   lstm.ts:44
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  const kernel_df_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_7: Float32Array,
-    dc0_1_7: Float32Array,
-    t130: Float32Array,
-    o_7: Float32Array,
-    t_95: Float32Array,
-    c2_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_7[_i0 * 128 + _rest0] + t130[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_7[_i0 * 128 + _rest0];
-    const _t2 = t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_7[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_6[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_8 = dc2_9 * f_7   mul'  (lstm.ts:44)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_8: f32[16,128] = mul %dc2_9, %f_7   lstm.ts:44
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  const kernel_dc1_1_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_7: Float32Array,
-    dc0_1_7: Float32Array,
-    t130: Float32Array,
-    o_7: Float32Array,
-    t_95: Float32Array,
-    f_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_7[_i0 * 128 + _rest0] + t130[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_7[_i0 * 128 + _rest0];
-    const _t2 = t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_7[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_7[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // dt7_8 = do_8 * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:43)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  //   %dt7_8: f32[16,128] = mul %do_8, %t135   lstm.ts:43
-  const kernel_dt7_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_7: Float32Array,
-    t130: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_7[_i0 * 128 + _rest0] + t130[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_95[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_7[_i0 * 128 + _rest0];
-    const _t3 = o_7[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_8 = pad(dt7_8)   slice'  (lstm.ts:43)
-  //   %dgates_4_8: f32[16,512] = pad %dt7_8 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_8 = kernel(function (this: IKernelFunctionThis, dt7_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_8[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_9 = du_8 * (1 - u_7²)   tanh'  (lstm.ts:42)
-  //   %t136: f32[16,128] = square %u_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t137: f32[16,128] = sub %t10, %t136   lstm.ts:42
-  //   %dt6_9: f32[16,128] = mul %du_8, %t137   lstm.ts:42
-  const kernel_dt6_9 = kernel(function (
-    this: IKernelFunctionThis,
-    du_8: Float32Array,
-    u_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_8[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_8 = pad(dt6_9)   slice'  (lstm.ts:42)
-  //   %dgates_3_8: f32[16,512] = pad %dt6_9 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_8 = kernel(function (this: IKernelFunctionThis, dt6_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_9[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_9 = df_8 * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:41)
-  //   %t138: f32[16,128] = sub %t10, %f_7   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t139: f32[16,128] = mul %f_7, %t138   lstm.ts:41
-  //   %dt5_9: f32[16,128] = mul %df_8, %t139   lstm.ts:41
-  const kernel_dt5_9 = kernel(function (
-    this: IKernelFunctionThis,
-    df_8: Float32Array,
-    f_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_7[_i0 * 128 + _rest0];
-    const _t1 = f_7[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_8[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_8 = pad(dt5_9)   slice'  (lstm.ts:41)
-  //   %dgates_2_8: f32[16,512] = pad %dt5_9 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_8 = kernel(function (this: IKernelFunctionThis, dt5_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_9[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_8 = di_8 * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:40)
-  //   %t140: f32[16,128] = sub %t10, %i_7   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t141: f32[16,128] = mul %i_7, %t140   lstm.ts:40
-  //   %dt4_8: f32[16,128] = mul %di_8, %t141   lstm.ts:40
-  const kernel_dt4_8 = kernel(function (
-    this: IKernelFunctionThis,
-    di_8: Float32Array,
-    i_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_7[_i0 * 128 + _rest0];
-    const _t1 = i_7[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_8[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_8 = pad(dt4_8)   slice'  (lstm.ts:40)
-  //   %dgates_1_8: f32[16,512] = pad %dt4_8 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_8 = kernel(function (this: IKernelFunctionThis, dt4_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_8[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_9 = dgates_4_8 + dgates_3_8   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_8 = dgates_acc_9 + dgates_2_8   fan-out: dgates_acc_1_8 += the gradient through each use  (lstm.ts:39)
-  // dgates_12 = dgates_acc_1_8 + dgates_1_8   fan-out: dgates_12 += the gradient through each use  (lstm.ts:39)
-  // db_1_8 = dgates_12.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_9: f32[16,512] = add %dgates_4_8, %dgates_3_8   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_8: f32[16,512] = add %dgates_acc_9, %dgates_2_8   lstm.ts:39
-  //   %dgates_12: f32[16,512] = add %dgates_acc_1_8, %dgates_1_8   lstm.ts:39
-  //   %db_1_8: f32[512] = sum %dgates_12 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_8: Float32Array,
-    dgates_3_8: Float32Array,
-    dgates_2_8: Float32Array,
-    dgates_1_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_8[_i0 * 512 + _rest0] + dgates_3_8[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_8[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_8[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_9 = dgates_4_8 + dgates_3_8   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_8 = dgates_acc_9 + dgates_2_8   fan-out: dgates_acc_1_8 += the gradient through each use  (lstm.ts:39)
-  // db_1_8 = dgates_12.sum(0)   add'  (lstm.ts:39)
-  // t142 = t127 + db_1_8  (lstm.ts:59)
-  //   %dgates_acc_9: f32[16,512] = add %dgates_4_8, %dgates_3_8   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_8: f32[16,512] = add %dgates_acc_9, %dgates_2_8   lstm.ts:39
-  //   %db_1_8: f32[512] = sum %dgates_12 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t142: f32[512] = add %t127, %db_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t142 = kernel(function (
-    this: IKernelFunctionThis,
-    t127: Float32Array,
-    dgates_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_12[_r1 * 512 + _x];
-    }
-    const _t2 = t127[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_8 = dgates_12 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_8: f32[16,128] = matmul %dgates_12, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_12: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_12[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_8 = h2_6.T @ dgates_12   matmul'  (lstm.ts:39)
-  // t143 = t128 + dWh_1_8  (lstm.ts:59)
-  //   %dWh_1_8: f32[128,512] = matmul %h2_6, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t143: f32[128,512] = add %t128, %dWh_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t143 = kernel(function (
-    this: IKernelFunctionThis,
-    t128: Float32Array,
-    h2_6: Float32Array,
-    dgates_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_6[_r1 * 128 + _i0] * dgates_12[_r1 * 512 + _rest0];
-    }
-    const _t2 = t128[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_8 = dgates_12 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_8: f32[16,16] = matmul %dgates_12, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_12: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_12[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_8 = t_85.T @ dgates_12   matmul'  (lstm.ts:39)
-  // t144 = t129 + dWx_1_8  (lstm.ts:59)
-  //   %dWx_1_8: f32[16,512] = matmul %t_85, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t144: f32[16,512] = add %t129, %dWx_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t144 = kernel(function (
-    this: IKernelFunctionThis,
-    t129: Float32Array,
-    t_84: Float32Array,
-    dgates_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_84[_r1 * 16 + _i0] * dgates_12[_r1 * 512 + _rest0];
-    }
-    const _t2 = t129[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t145 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:59)
-  //   %t145: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t145 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 6) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // di_9 = dc2_10 * u_6   mul'  (lstm.ts:44)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_9: f32[16,128] = mul %dc2_10, %u_6   lstm.ts:44
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  const kernel_di_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_8: Float32Array,
-    dc0_1_8: Float32Array,
-    t145: Float32Array,
-    o_6: Float32Array,
-    t_83: Float32Array,
-    u_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_8[_i0 * 128 + _rest0] + t145[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_6[_i0 * 128 + _rest0];
-    const _t2 = t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_8[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_6[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // du_9 = dc2_10 * i_6   mul'  (lstm.ts:44)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_9: f32[16,128] = mul %dc2_10, %i_6   lstm.ts:44
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  const kernel_du_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_8: Float32Array,
-    dc0_1_8: Float32Array,
-    t145: Float32Array,
-    o_6: Float32Array,
-    t_83: Float32Array,
-    i_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_8[_i0 * 128 + _rest0] + t145[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_6[_i0 * 128 + _rest0];
-    const _t2 = t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_8[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_6[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // df_9 = dc2_10 * c2_5   mul'  (lstm.ts:44)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_9: f32[16,128] = mul %dc2_10, %c2_5   lstm.ts:44
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  const kernel_df_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_8: Float32Array,
-    dc0_1_8: Float32Array,
-    t145: Float32Array,
-    o_6: Float32Array,
-    t_83: Float32Array,
-    c2_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_8[_i0 * 128 + _rest0] + t145[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_6[_i0 * 128 + _rest0];
-    const _t2 = t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_8[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_5[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_9 = dc2_10 * f_6   mul'  (lstm.ts:44)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_9: f32[16,128] = mul %dc2_10, %f_6   lstm.ts:44
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  const kernel_dc1_1_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_8: Float32Array,
-    dc0_1_8: Float32Array,
-    t145: Float32Array,
-    o_6: Float32Array,
-    t_83: Float32Array,
-    f_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_8[_i0 * 128 + _rest0] + t145[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_6[_i0 * 128 + _rest0];
-    const _t2 = t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_8[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_6[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // dt7_9 = do_9 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:43)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  //   %dt7_9: f32[16,128] = mul %do_9, %t150   lstm.ts:43
-  const kernel_dt7_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_8: Float32Array,
-    t145: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_8[_i0 * 128 + _rest0] + t145[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_83[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_6[_i0 * 128 + _rest0];
-    const _t3 = o_6[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_9 = pad(dt7_9)   slice'  (lstm.ts:43)
-  //   %dgates_4_9: f32[16,512] = pad %dt7_9 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_9 = kernel(function (this: IKernelFunctionThis, dt7_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_9[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_10 = du_9 * (1 - u_6²)   tanh'  (lstm.ts:42)
-  //   %t151: f32[16,128] = square %u_6   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t152: f32[16,128] = sub %t10, %t151   lstm.ts:42
-  //   %dt6_10: f32[16,128] = mul %du_9, %t152   lstm.ts:42
-  const kernel_dt6_10 = kernel(function (
-    this: IKernelFunctionThis,
-    du_9: Float32Array,
-    u_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_9[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_9 = pad(dt6_10)   slice'  (lstm.ts:42)
-  //   %dgates_3_9: f32[16,512] = pad %dt6_10 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_9 = kernel(function (this: IKernelFunctionThis, dt6_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_10[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_10 = df_9 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:41)
-  //   %t153: f32[16,128] = sub %t10, %f_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t154: f32[16,128] = mul %f_6, %t153   lstm.ts:41
-  //   %dt5_10: f32[16,128] = mul %df_9, %t154   lstm.ts:41
-  const kernel_dt5_10 = kernel(function (
-    this: IKernelFunctionThis,
-    df_9: Float32Array,
-    f_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_6[_i0 * 128 + _rest0];
-    const _t1 = f_6[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_9[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_9 = pad(dt5_10)   slice'  (lstm.ts:41)
-  //   %dgates_2_9: f32[16,512] = pad %dt5_10 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_9 = kernel(function (this: IKernelFunctionThis, dt5_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_10[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_9 = di_9 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:40)
-  //   %t155: f32[16,128] = sub %t10, %i_6   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t156: f32[16,128] = mul %i_6, %t155   lstm.ts:40
-  //   %dt4_9: f32[16,128] = mul %di_9, %t156   lstm.ts:40
-  const kernel_dt4_9 = kernel(function (
-    this: IKernelFunctionThis,
-    di_9: Float32Array,
-    i_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_6[_i0 * 128 + _rest0];
-    const _t1 = i_6[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_9[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_9 = pad(dt4_9)   slice'  (lstm.ts:40)
-  //   %dgates_1_9: f32[16,512] = pad %dt4_9 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_9 = kernel(function (this: IKernelFunctionThis, dt4_9: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_9[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_10 = dgates_4_9 + dgates_3_9   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_9 = dgates_acc_10 + dgates_2_9   fan-out: dgates_acc_1_9 += the gradient through each use  (lstm.ts:39)
-  // dgates_13 = dgates_acc_1_9 + dgates_1_9   fan-out: dgates_13 += the gradient through each use  (lstm.ts:39)
-  // db_1_9 = dgates_13.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_10: f32[16,512] = add %dgates_4_9, %dgates_3_9   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_9: f32[16,512] = add %dgates_acc_10, %dgates_2_9   lstm.ts:39
-  //   %dgates_13: f32[16,512] = add %dgates_acc_1_9, %dgates_1_9   lstm.ts:39
-  //   %db_1_9: f32[512] = sum %dgates_13 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_9: Float32Array,
-    dgates_3_9: Float32Array,
-    dgates_2_9: Float32Array,
-    dgates_1_9: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_9[_i0 * 512 + _rest0] + dgates_3_9[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_9[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_9[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_10 = dgates_4_9 + dgates_3_9   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_9 = dgates_acc_10 + dgates_2_9   fan-out: dgates_acc_1_9 += the gradient through each use  (lstm.ts:39)
-  // db_1_9 = dgates_13.sum(0)   add'  (lstm.ts:39)
-  // t157 = t142 + db_1_9  (lstm.ts:59)
-  //   %dgates_acc_10: f32[16,512] = add %dgates_4_9, %dgates_3_9   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_9: f32[16,512] = add %dgates_acc_10, %dgates_2_9   lstm.ts:39
-  //   %db_1_9: f32[512] = sum %dgates_13 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t157: f32[512] = add %t142, %db_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t157 = kernel(function (
-    this: IKernelFunctionThis,
-    t142: Float32Array,
-    dgates_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_13[_r1 * 512 + _x];
-    }
-    const _t2 = t142[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_9 = dgates_13 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_9: f32[16,128] = matmul %dgates_13, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_13: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_13[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_9 = h2_5.T @ dgates_13   matmul'  (lstm.ts:39)
-  // t158 = t143 + dWh_1_9  (lstm.ts:59)
-  //   %dWh_1_9: f32[128,512] = matmul %h2_5, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t158: f32[128,512] = add %t143, %dWh_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t158 = kernel(function (
-    this: IKernelFunctionThis,
-    t143: Float32Array,
-    h2_5: Float32Array,
-    dgates_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_5[_r1 * 128 + _i0] * dgates_13[_r1 * 512 + _rest0];
-    }
-    const _t2 = t143[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_9 = dgates_13 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_9: f32[16,16] = matmul %dgates_13, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_13: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_13[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_9 = t_73.T @ dgates_13   matmul'  (lstm.ts:39)
-  // t159 = t144 + dWx_1_9  (lstm.ts:59)
-  //   %dWx_1_9: f32[16,512] = matmul %t_73, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t159: f32[16,512] = add %t144, %dWx_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t159 = kernel(function (
-    this: IKernelFunctionThis,
-    t144: Float32Array,
-    t_72: Float32Array,
-    dgates_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_72[_r1 * 16 + _i0] * dgates_13[_r1 * 512 + _rest0];
-    }
-    const _t2 = t144[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t160 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:59)
-  //   %t160: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t160 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 5) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // di_10 = dc2_11 * u_5   mul'  (lstm.ts:44)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_10: f32[16,128] = mul %dc2_11, %u_5   lstm.ts:44
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  const kernel_di_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_9: Float32Array,
-    dc0_1_9: Float32Array,
-    t160: Float32Array,
-    o_5: Float32Array,
-    t_71: Float32Array,
-    u_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_9[_i0 * 128 + _rest0] + t160[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_5[_i0 * 128 + _rest0];
-    const _t2 = t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_9[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_5[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // du_10 = dc2_11 * i_5   mul'  (lstm.ts:44)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_10: f32[16,128] = mul %dc2_11, %i_5   lstm.ts:44
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  const kernel_du_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_9: Float32Array,
-    dc0_1_9: Float32Array,
-    t160: Float32Array,
-    o_5: Float32Array,
-    t_71: Float32Array,
-    i_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_9[_i0 * 128 + _rest0] + t160[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_5[_i0 * 128 + _rest0];
-    const _t2 = t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_9[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_5[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // df_10 = dc2_11 * c2_4   mul'  (lstm.ts:44)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_10: f32[16,128] = mul %dc2_11, %c2_4   lstm.ts:44
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  const kernel_df_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_9: Float32Array,
-    dc0_1_9: Float32Array,
-    t160: Float32Array,
-    o_5: Float32Array,
-    t_71: Float32Array,
-    c2_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_9[_i0 * 128 + _rest0] + t160[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_5[_i0 * 128 + _rest0];
-    const _t2 = t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_9[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_4[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_10 = dc2_11 * f_5   mul'  (lstm.ts:44)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_10: f32[16,128] = mul %dc2_11, %f_5   lstm.ts:44
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  const kernel_dc1_1_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_9: Float32Array,
-    dc0_1_9: Float32Array,
-    t160: Float32Array,
-    o_5: Float32Array,
-    t_71: Float32Array,
-    f_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_9[_i0 * 128 + _rest0] + t160[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_5[_i0 * 128 + _rest0];
-    const _t2 = t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_9[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_5[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // dt7_10 = do_10 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:43)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  //   %dt7_10: f32[16,128] = mul %do_10, %t165   lstm.ts:43
-  const kernel_dt7_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_9: Float32Array,
-    t160: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_9[_i0 * 128 + _rest0] + t160[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_71[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_5[_i0 * 128 + _rest0];
-    const _t3 = o_5[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_10 = pad(dt7_10)   slice'  (lstm.ts:43)
-  //   %dgates_4_10: f32[16,512] = pad %dt7_10 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_10 = kernel(function (this: IKernelFunctionThis, dt7_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_10[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_11 = du_10 * (1 - u_5²)   tanh'  (lstm.ts:42)
-  //   %t166: f32[16,128] = square %u_5   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t167: f32[16,128] = sub %t10, %t166   lstm.ts:42
-  //   %dt6_11: f32[16,128] = mul %du_10, %t167   lstm.ts:42
-  const kernel_dt6_11 = kernel(function (
-    this: IKernelFunctionThis,
-    du_10: Float32Array,
-    u_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_10[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_10 = pad(dt6_11)   slice'  (lstm.ts:42)
-  //   %dgates_3_10: f32[16,512] = pad %dt6_11 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_10 = kernel(function (this: IKernelFunctionThis, dt6_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_11[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_11 = df_10 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:41)
-  //   %t168: f32[16,128] = sub %t10, %f_5   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t169: f32[16,128] = mul %f_5, %t168   lstm.ts:41
-  //   %dt5_11: f32[16,128] = mul %df_10, %t169   lstm.ts:41
-  const kernel_dt5_11 = kernel(function (
-    this: IKernelFunctionThis,
-    df_10: Float32Array,
-    f_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_5[_i0 * 128 + _rest0];
-    const _t1 = f_5[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_10[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_10 = pad(dt5_11)   slice'  (lstm.ts:41)
-  //   %dgates_2_10: f32[16,512] = pad %dt5_11 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_10 = kernel(function (this: IKernelFunctionThis, dt5_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_11[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_10 = di_10 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:40)
-  //   %t170: f32[16,128] = sub %t10, %i_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t171: f32[16,128] = mul %i_5, %t170   lstm.ts:40
-  //   %dt4_10: f32[16,128] = mul %di_10, %t171   lstm.ts:40
-  const kernel_dt4_10 = kernel(function (
-    this: IKernelFunctionThis,
-    di_10: Float32Array,
-    i_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_5[_i0 * 128 + _rest0];
-    const _t1 = i_5[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_10[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_10 = pad(dt4_10)   slice'  (lstm.ts:40)
-  //   %dgates_1_10: f32[16,512] = pad %dt4_10 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_10 = kernel(function (this: IKernelFunctionThis, dt4_10: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_10[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_11 = dgates_4_10 + dgates_3_10   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_10 = dgates_acc_11 + dgates_2_10   fan-out: dgates_acc_1_10 += the gradient through each use  (lstm.ts:39)
-  // dgates_14 = dgates_acc_1_10 + dgates_1_10   fan-out: dgates_14 += the gradient through each use  (lstm.ts:39)
-  // db_1_10 = dgates_14.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_11: f32[16,512] = add %dgates_4_10, %dgates_3_10   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_10: f32[16,512] = add %dgates_acc_11, %dgates_2_10   lstm.ts:39
-  //   %dgates_14: f32[16,512] = add %dgates_acc_1_10, %dgates_1_10   lstm.ts:39
-  //   %db_1_10: f32[512] = sum %dgates_14 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_10: Float32Array,
-    dgates_3_10: Float32Array,
-    dgates_2_10: Float32Array,
-    dgates_1_10: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_10[_i0 * 512 + _rest0] + dgates_3_10[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_10[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_10[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_11 = dgates_4_10 + dgates_3_10   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_10 = dgates_acc_11 + dgates_2_10   fan-out: dgates_acc_1_10 += the gradient through each use  (lstm.ts:39)
-  // db_1_10 = dgates_14.sum(0)   add'  (lstm.ts:39)
-  // t172 = t157 + db_1_10  (lstm.ts:59)
-  //   %dgates_acc_11: f32[16,512] = add %dgates_4_10, %dgates_3_10   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_10: f32[16,512] = add %dgates_acc_11, %dgates_2_10   lstm.ts:39
-  //   %db_1_10: f32[512] = sum %dgates_14 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t172: f32[512] = add %t157, %db_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t172 = kernel(function (
-    this: IKernelFunctionThis,
-    t157: Float32Array,
-    dgates_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_14[_r1 * 512 + _x];
-    }
-    const _t2 = t157[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_10 = dgates_14 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_10: f32[16,128] = matmul %dgates_14, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_14: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_14[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_10 = h2_4.T @ dgates_14   matmul'  (lstm.ts:39)
-  // t173 = t158 + dWh_1_10  (lstm.ts:59)
-  //   %dWh_1_10: f32[128,512] = matmul %h2_4, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t173: f32[128,512] = add %t158, %dWh_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t173 = kernel(function (
-    this: IKernelFunctionThis,
-    t158: Float32Array,
-    h2_4: Float32Array,
-    dgates_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_4[_r1 * 128 + _i0] * dgates_14[_r1 * 512 + _rest0];
-    }
-    const _t2 = t158[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_10 = dgates_14 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_10: f32[16,16] = matmul %dgates_14, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_14: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_14[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_10 = t_61.T @ dgates_14   matmul'  (lstm.ts:39)
-  // t174 = t159 + dWx_1_10  (lstm.ts:59)
-  //   %dWx_1_10: f32[16,512] = matmul %t_61, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t174: f32[16,512] = add %t159, %dWx_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t174 = kernel(function (
-    this: IKernelFunctionThis,
-    t159: Float32Array,
-    t_60: Float32Array,
-    dgates_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_60[_r1 * 16 + _i0] * dgates_14[_r1 * 512 + _rest0];
-    }
-    const _t2 = t159[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t175 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:59)
-  //   %t175: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t175 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 4) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // di_11 = dc2_12 * u_4   mul'  (lstm.ts:44)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_11: f32[16,128] = mul %dc2_12, %u_4   lstm.ts:44
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  const kernel_di_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_10: Float32Array,
-    dc0_1_10: Float32Array,
-    t175: Float32Array,
-    o_4: Float32Array,
-    t_59: Float32Array,
-    u_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_10[_i0 * 128 + _rest0] + t175[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_4[_i0 * 128 + _rest0];
-    const _t2 = t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_10[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_4[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // du_11 = dc2_12 * i_4   mul'  (lstm.ts:44)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_11: f32[16,128] = mul %dc2_12, %i_4   lstm.ts:44
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  const kernel_du_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_10: Float32Array,
-    dc0_1_10: Float32Array,
-    t175: Float32Array,
-    o_4: Float32Array,
-    t_59: Float32Array,
-    i_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_10[_i0 * 128 + _rest0] + t175[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_4[_i0 * 128 + _rest0];
-    const _t2 = t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_10[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_4[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // df_11 = dc2_12 * c2_3   mul'  (lstm.ts:44)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_11: f32[16,128] = mul %dc2_12, %c2_3   lstm.ts:44
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  const kernel_df_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_10: Float32Array,
-    dc0_1_10: Float32Array,
-    t175: Float32Array,
-    o_4: Float32Array,
-    t_59: Float32Array,
-    c2_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_10[_i0 * 128 + _rest0] + t175[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_4[_i0 * 128 + _rest0];
-    const _t2 = t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_10[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_3[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_11 = dc2_12 * f_4   mul'  (lstm.ts:44)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_11: f32[16,128] = mul %dc2_12, %f_4   lstm.ts:44
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  const kernel_dc1_1_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_10: Float32Array,
-    dc0_1_10: Float32Array,
-    t175: Float32Array,
-    o_4: Float32Array,
-    t_59: Float32Array,
-    f_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_10[_i0 * 128 + _rest0] + t175[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_4[_i0 * 128 + _rest0];
-    const _t2 = t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_10[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_4[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // dt7_11 = do_11 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:43)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  //   %dt7_11: f32[16,128] = mul %do_11, %t180   lstm.ts:43
-  const kernel_dt7_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_10: Float32Array,
-    t175: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_10[_i0 * 128 + _rest0] + t175[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_59[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_4[_i0 * 128 + _rest0];
-    const _t3 = o_4[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_11 = pad(dt7_11)   slice'  (lstm.ts:43)
-  //   %dgates_4_11: f32[16,512] = pad %dt7_11 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_11 = kernel(function (this: IKernelFunctionThis, dt7_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_11[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_12 = du_11 * (1 - u_4²)   tanh'  (lstm.ts:42)
-  //   %t181: f32[16,128] = square %u_4   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t182: f32[16,128] = sub %t10, %t181   lstm.ts:42
-  //   %dt6_12: f32[16,128] = mul %du_11, %t182   lstm.ts:42
-  const kernel_dt6_12 = kernel(function (
-    this: IKernelFunctionThis,
-    du_11: Float32Array,
-    u_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_11[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_11 = pad(dt6_12)   slice'  (lstm.ts:42)
-  //   %dgates_3_11: f32[16,512] = pad %dt6_12 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_11 = kernel(function (this: IKernelFunctionThis, dt6_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_12[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_12 = df_11 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:41)
-  //   %t183: f32[16,128] = sub %t10, %f_4   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t184: f32[16,128] = mul %f_4, %t183   lstm.ts:41
-  //   %dt5_12: f32[16,128] = mul %df_11, %t184   lstm.ts:41
-  const kernel_dt5_12 = kernel(function (
-    this: IKernelFunctionThis,
-    df_11: Float32Array,
-    f_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_4[_i0 * 128 + _rest0];
-    const _t1 = f_4[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_11[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_11 = pad(dt5_12)   slice'  (lstm.ts:41)
-  //   %dgates_2_11: f32[16,512] = pad %dt5_12 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_11 = kernel(function (this: IKernelFunctionThis, dt5_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_12[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_11 = di_11 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:40)
-  //   %t185: f32[16,128] = sub %t10, %i_4   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t186: f32[16,128] = mul %i_4, %t185   lstm.ts:40
-  //   %dt4_11: f32[16,128] = mul %di_11, %t186   lstm.ts:40
-  const kernel_dt4_11 = kernel(function (
-    this: IKernelFunctionThis,
-    di_11: Float32Array,
-    i_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_4[_i0 * 128 + _rest0];
-    const _t1 = i_4[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_11[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_11 = pad(dt4_11)   slice'  (lstm.ts:40)
-  //   %dgates_1_11: f32[16,512] = pad %dt4_11 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_11 = kernel(function (this: IKernelFunctionThis, dt4_11: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_11[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_12 = dgates_4_11 + dgates_3_11   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_11 = dgates_acc_12 + dgates_2_11   fan-out: dgates_acc_1_11 += the gradient through each use  (lstm.ts:39)
-  // dgates_15 = dgates_acc_1_11 + dgates_1_11   fan-out: dgates_15 += the gradient through each use  (lstm.ts:39)
-  // db_1_11 = dgates_15.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_12: f32[16,512] = add %dgates_4_11, %dgates_3_11   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_11: f32[16,512] = add %dgates_acc_12, %dgates_2_11   lstm.ts:39
-  //   %dgates_15: f32[16,512] = add %dgates_acc_1_11, %dgates_1_11   lstm.ts:39
-  //   %db_1_11: f32[512] = sum %dgates_15 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_11: Float32Array,
-    dgates_3_11: Float32Array,
-    dgates_2_11: Float32Array,
-    dgates_1_11: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_11[_i0 * 512 + _rest0] + dgates_3_11[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_11[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_11[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_12 = dgates_4_11 + dgates_3_11   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_11 = dgates_acc_12 + dgates_2_11   fan-out: dgates_acc_1_11 += the gradient through each use  (lstm.ts:39)
-  // db_1_11 = dgates_15.sum(0)   add'  (lstm.ts:39)
-  // t187 = t172 + db_1_11  (lstm.ts:59)
-  //   %dgates_acc_12: f32[16,512] = add %dgates_4_11, %dgates_3_11   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_11: f32[16,512] = add %dgates_acc_12, %dgates_2_11   lstm.ts:39
-  //   %db_1_11: f32[512] = sum %dgates_15 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t187: f32[512] = add %t172, %db_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t187 = kernel(function (
-    this: IKernelFunctionThis,
-    t172: Float32Array,
-    dgates_15: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_15[_r1 * 512 + _x];
-    }
-    const _t2 = t172[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_11 = dgates_15 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_11: f32[16,128] = matmul %dgates_15, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_15: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_15[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_11 = h2_3.T @ dgates_15   matmul'  (lstm.ts:39)
-  // t188 = t173 + dWh_1_11  (lstm.ts:59)
-  //   %dWh_1_11: f32[128,512] = matmul %h2_3, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t188: f32[128,512] = add %t173, %dWh_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t188 = kernel(function (
-    this: IKernelFunctionThis,
-    t173: Float32Array,
-    h2_3: Float32Array,
-    dgates_15: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_3[_r1 * 128 + _i0] * dgates_15[_r1 * 512 + _rest0];
-    }
-    const _t2 = t173[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_11 = dgates_15 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_11: f32[16,16] = matmul %dgates_15, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_15: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_15[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_11 = t_49.T @ dgates_15   matmul'  (lstm.ts:39)
-  // t189 = t174 + dWx_1_11  (lstm.ts:59)
-  //   %dWx_1_11: f32[16,512] = matmul %t_49, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t189: f32[16,512] = add %t174, %dWx_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t189 = kernel(function (
-    this: IKernelFunctionThis,
-    t174: Float32Array,
-    t_48: Float32Array,
-    dgates_15: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_48[_r1 * 16 + _i0] * dgates_15[_r1 * 512 + _rest0];
-    }
-    const _t2 = t174[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t190 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:59)
-  //   %t190: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t190 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 3) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // di_12 = dc2_13 * u_3   mul'  (lstm.ts:44)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_12: f32[16,128] = mul %dc2_13, %u_3   lstm.ts:44
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  const kernel_di_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_11: Float32Array,
-    dc0_1_11: Float32Array,
-    t190: Float32Array,
-    o_3: Float32Array,
-    t_47: Float32Array,
-    u_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_11[_i0 * 128 + _rest0] + t190[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_3[_i0 * 128 + _rest0];
-    const _t2 = t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_11[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_3[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // du_12 = dc2_13 * i_3   mul'  (lstm.ts:44)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_12: f32[16,128] = mul %dc2_13, %i_3   lstm.ts:44
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  const kernel_du_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_11: Float32Array,
-    dc0_1_11: Float32Array,
-    t190: Float32Array,
-    o_3: Float32Array,
-    t_47: Float32Array,
-    i_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_11[_i0 * 128 + _rest0] + t190[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_3[_i0 * 128 + _rest0];
-    const _t2 = t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_11[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_3[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // df_12 = dc2_13 * c2_2   mul'  (lstm.ts:44)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_12: f32[16,128] = mul %dc2_13, %c2_2   lstm.ts:44
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  const kernel_df_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_11: Float32Array,
-    dc0_1_11: Float32Array,
-    t190: Float32Array,
-    o_3: Float32Array,
-    t_47: Float32Array,
-    c2_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_11[_i0 * 128 + _rest0] + t190[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_3[_i0 * 128 + _rest0];
-    const _t2 = t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_11[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_2[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_12 = dc2_13 * f_3   mul'  (lstm.ts:44)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_12: f32[16,128] = mul %dc2_13, %f_3   lstm.ts:44
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  const kernel_dc1_1_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_11: Float32Array,
-    dc0_1_11: Float32Array,
-    t190: Float32Array,
-    o_3: Float32Array,
-    t_47: Float32Array,
-    f_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_11[_i0 * 128 + _rest0] + t190[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_3[_i0 * 128 + _rest0];
-    const _t2 = t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_11[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_3[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // dt7_12 = do_12 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:43)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  //   %dt7_12: f32[16,128] = mul %do_12, %t195   lstm.ts:43
-  const kernel_dt7_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_11: Float32Array,
-    t190: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_11[_i0 * 128 + _rest0] + t190[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_47[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_3[_i0 * 128 + _rest0];
-    const _t3 = o_3[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_12 = pad(dt7_12)   slice'  (lstm.ts:43)
-  //   %dgates_4_12: f32[16,512] = pad %dt7_12 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_12 = kernel(function (this: IKernelFunctionThis, dt7_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_12[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_13 = du_12 * (1 - u_3²)   tanh'  (lstm.ts:42)
-  //   %t196: f32[16,128] = square %u_3   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t197: f32[16,128] = sub %t10, %t196   lstm.ts:42
-  //   %dt6_13: f32[16,128] = mul %du_12, %t197   lstm.ts:42
-  const kernel_dt6_13 = kernel(function (
-    this: IKernelFunctionThis,
-    du_12: Float32Array,
-    u_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_12[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_12 = pad(dt6_13)   slice'  (lstm.ts:42)
-  //   %dgates_3_12: f32[16,512] = pad %dt6_13 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_12 = kernel(function (this: IKernelFunctionThis, dt6_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_13[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_13 = df_12 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:41)
-  //   %t198: f32[16,128] = sub %t10, %f_3   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t199: f32[16,128] = mul %f_3, %t198   lstm.ts:41
-  //   %dt5_13: f32[16,128] = mul %df_12, %t199   lstm.ts:41
-  const kernel_dt5_13 = kernel(function (
-    this: IKernelFunctionThis,
-    df_12: Float32Array,
-    f_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_3[_i0 * 128 + _rest0];
-    const _t1 = f_3[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_12[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_12 = pad(dt5_13)   slice'  (lstm.ts:41)
-  //   %dgates_2_12: f32[16,512] = pad %dt5_13 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_12 = kernel(function (this: IKernelFunctionThis, dt5_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_13[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_12 = di_12 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:40)
-  //   %t200: f32[16,128] = sub %t10, %i_3   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t201: f32[16,128] = mul %i_3, %t200   lstm.ts:40
-  //   %dt4_12: f32[16,128] = mul %di_12, %t201   lstm.ts:40
-  const kernel_dt4_12 = kernel(function (
-    this: IKernelFunctionThis,
-    di_12: Float32Array,
-    i_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_3[_i0 * 128 + _rest0];
-    const _t1 = i_3[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_12[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_12 = pad(dt4_12)   slice'  (lstm.ts:40)
-  //   %dgates_1_12: f32[16,512] = pad %dt4_12 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_12 = kernel(function (this: IKernelFunctionThis, dt4_12: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_12[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_13 = dgates_4_12 + dgates_3_12   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_12 = dgates_acc_13 + dgates_2_12   fan-out: dgates_acc_1_12 += the gradient through each use  (lstm.ts:39)
-  // dgates_16 = dgates_acc_1_12 + dgates_1_12   fan-out: dgates_16 += the gradient through each use  (lstm.ts:39)
-  // db_1_12 = dgates_16.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_13: f32[16,512] = add %dgates_4_12, %dgates_3_12   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_12: f32[16,512] = add %dgates_acc_13, %dgates_2_12   lstm.ts:39
-  //   %dgates_16: f32[16,512] = add %dgates_acc_1_12, %dgates_1_12   lstm.ts:39
-  //   %db_1_12: f32[512] = sum %dgates_16 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_16 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_12: Float32Array,
-    dgates_3_12: Float32Array,
-    dgates_2_12: Float32Array,
-    dgates_1_12: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_12[_i0 * 512 + _rest0] + dgates_3_12[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_12[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_12[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_13 = dgates_4_12 + dgates_3_12   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_12 = dgates_acc_13 + dgates_2_12   fan-out: dgates_acc_1_12 += the gradient through each use  (lstm.ts:39)
-  // db_1_12 = dgates_16.sum(0)   add'  (lstm.ts:39)
-  // t202 = t187 + db_1_12  (lstm.ts:59)
-  //   %dgates_acc_13: f32[16,512] = add %dgates_4_12, %dgates_3_12   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_12: f32[16,512] = add %dgates_acc_13, %dgates_2_12   lstm.ts:39
-  //   %db_1_12: f32[512] = sum %dgates_16 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t202: f32[512] = add %t187, %db_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t202 = kernel(function (
-    this: IKernelFunctionThis,
-    t187: Float32Array,
-    dgates_16: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_16[_r1 * 512 + _x];
-    }
-    const _t2 = t187[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_12 = dgates_16 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_12: f32[16,128] = matmul %dgates_16, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_16: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_16[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_12 = h2_2.T @ dgates_16   matmul'  (lstm.ts:39)
-  // t203 = t188 + dWh_1_12  (lstm.ts:59)
-  //   %dWh_1_12: f32[128,512] = matmul %h2_2, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t203: f32[128,512] = add %t188, %dWh_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t203 = kernel(function (
-    this: IKernelFunctionThis,
-    t188: Float32Array,
-    h2_2: Float32Array,
-    dgates_16: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_2[_r1 * 128 + _i0] * dgates_16[_r1 * 512 + _rest0];
-    }
-    const _t2 = t188[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_12 = dgates_16 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_12: f32[16,16] = matmul %dgates_16, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_12 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_16: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_16[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_12 = t_37.T @ dgates_16   matmul'  (lstm.ts:39)
-  // t204 = t189 + dWx_1_12  (lstm.ts:59)
-  //   %dWx_1_12: f32[16,512] = matmul %t_37, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t204: f32[16,512] = add %t189, %dWx_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t204 = kernel(function (
-    this: IKernelFunctionThis,
-    t189: Float32Array,
-    t_36: Float32Array,
-    dgates_16: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_36[_r1 * 16 + _i0] * dgates_16[_r1 * 512 + _rest0];
-    }
-    const _t2 = t189[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t205 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:59)
-  //   %t205: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t205 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 2) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // di_13 = dc2_14 * u_2   mul'  (lstm.ts:44)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_13: f32[16,128] = mul %dc2_14, %u_2   lstm.ts:44
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  const kernel_di_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_12: Float32Array,
-    dc0_1_12: Float32Array,
-    t205: Float32Array,
-    o_2: Float32Array,
-    t_35: Float32Array,
-    u_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_12[_i0 * 128 + _rest0] + t205[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_2[_i0 * 128 + _rest0];
-    const _t2 = t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_12[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_2[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // du_13 = dc2_14 * i_2   mul'  (lstm.ts:44)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_13: f32[16,128] = mul %dc2_14, %i_2   lstm.ts:44
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  const kernel_du_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_12: Float32Array,
-    dc0_1_12: Float32Array,
-    t205: Float32Array,
-    o_2: Float32Array,
-    t_35: Float32Array,
-    i_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_12[_i0 * 128 + _rest0] + t205[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_2[_i0 * 128 + _rest0];
-    const _t2 = t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_12[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_2[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // df_13 = dc2_14 * c2_1   mul'  (lstm.ts:44)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_13: f32[16,128] = mul %dc2_14, %c2_1   lstm.ts:44
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  const kernel_df_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_12: Float32Array,
-    dc0_1_12: Float32Array,
-    t205: Float32Array,
-    o_2: Float32Array,
-    t_35: Float32Array,
-    c2_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_12[_i0 * 128 + _rest0] + t205[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_2[_i0 * 128 + _rest0];
-    const _t2 = t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_12[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2_1[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_13 = dc2_14 * f_2   mul'  (lstm.ts:44)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_13: f32[16,128] = mul %dc2_14, %f_2   lstm.ts:44
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  const kernel_dc1_1_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_12: Float32Array,
-    dc0_1_12: Float32Array,
-    t205: Float32Array,
-    o_2: Float32Array,
-    t_35: Float32Array,
-    f_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_12[_i0 * 128 + _rest0] + t205[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_2[_i0 * 128 + _rest0];
-    const _t2 = t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_12[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_2[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // dt7_13 = do_13 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:43)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  //   %dt7_13: f32[16,128] = mul %do_13, %t210   lstm.ts:43
-  const kernel_dt7_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_12: Float32Array,
-    t205: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_12[_i0 * 128 + _rest0] + t205[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_35[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_2[_i0 * 128 + _rest0];
-    const _t3 = o_2[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_13 = pad(dt7_13)   slice'  (lstm.ts:43)
-  //   %dgates_4_13: f32[16,512] = pad %dt7_13 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_13 = kernel(function (this: IKernelFunctionThis, dt7_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_13[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_14 = du_13 * (1 - u_2²)   tanh'  (lstm.ts:42)
-  //   %t211: f32[16,128] = square %u_2   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t212: f32[16,128] = sub %t10, %t211   lstm.ts:42
-  //   %dt6_14: f32[16,128] = mul %du_13, %t212   lstm.ts:42
-  const kernel_dt6_14 = kernel(function (
-    this: IKernelFunctionThis,
-    du_13: Float32Array,
-    u_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_13[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_13 = pad(dt6_14)   slice'  (lstm.ts:42)
-  //   %dgates_3_13: f32[16,512] = pad %dt6_14 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_13 = kernel(function (this: IKernelFunctionThis, dt6_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_14[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_14 = df_13 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:41)
-  //   %t213: f32[16,128] = sub %t10, %f_2   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t214: f32[16,128] = mul %f_2, %t213   lstm.ts:41
-  //   %dt5_14: f32[16,128] = mul %df_13, %t214   lstm.ts:41
-  const kernel_dt5_14 = kernel(function (
-    this: IKernelFunctionThis,
-    df_13: Float32Array,
-    f_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_2[_i0 * 128 + _rest0];
-    const _t1 = f_2[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_13[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_13 = pad(dt5_14)   slice'  (lstm.ts:41)
-  //   %dgates_2_13: f32[16,512] = pad %dt5_14 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_13 = kernel(function (this: IKernelFunctionThis, dt5_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_14[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_13 = di_13 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:40)
-  //   %t215: f32[16,128] = sub %t10, %i_2   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t216: f32[16,128] = mul %i_2, %t215   lstm.ts:40
-  //   %dt4_13: f32[16,128] = mul %di_13, %t216   lstm.ts:40
-  const kernel_dt4_13 = kernel(function (
-    this: IKernelFunctionThis,
-    di_13: Float32Array,
-    i_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_2[_i0 * 128 + _rest0];
-    const _t1 = i_2[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_13[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_13 = pad(dt4_13)   slice'  (lstm.ts:40)
-  //   %dgates_1_13: f32[16,512] = pad %dt4_13 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_13 = kernel(function (this: IKernelFunctionThis, dt4_13: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_13[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_14 = dgates_4_13 + dgates_3_13   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_13 = dgates_acc_14 + dgates_2_13   fan-out: dgates_acc_1_13 += the gradient through each use  (lstm.ts:39)
-  // dgates_17 = dgates_acc_1_13 + dgates_1_13   fan-out: dgates_17 += the gradient through each use  (lstm.ts:39)
-  // db_1_13 = dgates_17.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_14: f32[16,512] = add %dgates_4_13, %dgates_3_13   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_13: f32[16,512] = add %dgates_acc_14, %dgates_2_13   lstm.ts:39
-  //   %dgates_17: f32[16,512] = add %dgates_acc_1_13, %dgates_1_13   lstm.ts:39
-  //   %db_1_13: f32[512] = sum %dgates_17 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_17 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_13: Float32Array,
-    dgates_3_13: Float32Array,
-    dgates_2_13: Float32Array,
-    dgates_1_13: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_13[_i0 * 512 + _rest0] + dgates_3_13[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_13[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_13[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_14 = dgates_4_13 + dgates_3_13   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_13 = dgates_acc_14 + dgates_2_13   fan-out: dgates_acc_1_13 += the gradient through each use  (lstm.ts:39)
-  // db_1_13 = dgates_17.sum(0)   add'  (lstm.ts:39)
-  // t217 = t202 + db_1_13  (lstm.ts:59)
-  //   %dgates_acc_14: f32[16,512] = add %dgates_4_13, %dgates_3_13   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_13: f32[16,512] = add %dgates_acc_14, %dgates_2_13   lstm.ts:39
-  //   %db_1_13: f32[512] = sum %dgates_17 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t217: f32[512] = add %t202, %db_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t217 = kernel(function (
-    this: IKernelFunctionThis,
-    t202: Float32Array,
-    dgates_17: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_17[_r1 * 512 + _x];
-    }
-    const _t2 = t202[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_13 = dgates_17 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_13: f32[16,128] = matmul %dgates_17, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_17: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_17[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_13 = h2_1.T @ dgates_17   matmul'  (lstm.ts:39)
-  // t218 = t203 + dWh_1_13  (lstm.ts:59)
-  //   %dWh_1_13: f32[128,512] = matmul %h2_1, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t218: f32[128,512] = add %t203, %dWh_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t218 = kernel(function (
-    this: IKernelFunctionThis,
-    t203: Float32Array,
-    h2_1: Float32Array,
-    dgates_17: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_1[_r1 * 128 + _i0] * dgates_17[_r1 * 512 + _rest0];
-    }
-    const _t2 = t203[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_13 = dgates_17 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_13: f32[16,16] = matmul %dgates_17, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_13 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_17: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_17[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_13 = t_25.T @ dgates_17   matmul'  (lstm.ts:39)
-  // t219 = t204 + dWx_1_13  (lstm.ts:59)
-  //   %dWx_1_13: f32[16,512] = matmul %t_25, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t219: f32[16,512] = add %t204, %dWx_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t219 = kernel(function (
-    this: IKernelFunctionThis,
-    t204: Float32Array,
-    t_24: Float32Array,
-    dgates_17: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_24[_r1 * 16 + _i0] * dgates_17[_r1 * 512 + _rest0];
-    }
-    const _t2 = t204[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t220 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:59)
-  //   %t220: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t220 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + (0 + 1) * 128 + _rest0];
-  }, 2048);
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // di_14 = dc2_15 * u_1   mul'  (lstm.ts:44)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_14: f32[16,128] = mul %dc2_15, %u_1   lstm.ts:44
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  const kernel_di_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_13: Float32Array,
-    dc0_1_13: Float32Array,
-    t220: Float32Array,
-    o_1: Float32Array,
-    t_23: Float32Array,
-    u_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_13[_i0 * 128 + _rest0] + t220[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_1[_i0 * 128 + _rest0];
-    const _t2 = t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_13[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u_1[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // du_14 = dc2_15 * i_1   mul'  (lstm.ts:44)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_14: f32[16,128] = mul %dc2_15, %i_1   lstm.ts:44
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  const kernel_du_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_13: Float32Array,
-    dc0_1_13: Float32Array,
-    t220: Float32Array,
-    o_1: Float32Array,
-    t_23: Float32Array,
-    i_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_13[_i0 * 128 + _rest0] + t220[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_1[_i0 * 128 + _rest0];
-    const _t2 = t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_13[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_1[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // df_14 = dc2_15 * c2   mul'  (lstm.ts:44)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_14: f32[16,128] = mul %dc2_15, %c2   lstm.ts:44
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  const kernel_df_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_13: Float32Array,
-    dc0_1_13: Float32Array,
-    t220: Float32Array,
-    o_1: Float32Array,
-    t_23: Float32Array,
-    c2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_13[_i0 * 128 + _rest0] + t220[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_1[_i0 * 128 + _rest0];
-    const _t2 = t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_13[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * c2[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // dc1_1_14 = dc2_15 * f_1   mul'  (lstm.ts:44)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_14: f32[16,128] = mul %dc2_15, %f_1   lstm.ts:44
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  const kernel_dc1_1_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_13: Float32Array,
-    dc0_1_13: Float32Array,
-    t220: Float32Array,
-    o_1: Float32Array,
-    t_23: Float32Array,
-    f_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_13[_i0 * 128 + _rest0] + t220[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o_1[_i0 * 128 + _rest0];
-    const _t2 = t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_13[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * f_1[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // dt7_14 = do_14 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:43)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  //   %dt7_14: f32[16,128] = mul %do_14, %t225   lstm.ts:43
-  const kernel_dt7_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_13: Float32Array,
-    t220: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_13[_i0 * 128 + _rest0] + t220[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_23[_i0 * 128 + _rest0];
-    const _t2 = 1 - o_1[_i0 * 128 + _rest0];
-    const _t3 = o_1[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_14 = pad(dt7_14)   slice'  (lstm.ts:43)
-  //   %dgates_4_14: f32[16,512] = pad %dt7_14 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_14 = kernel(function (this: IKernelFunctionThis, dt7_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_14[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_15 = du_14 * (1 - u_1²)   tanh'  (lstm.ts:42)
-  //   %t226: f32[16,128] = square %u_1   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t227: f32[16,128] = sub %t10, %t226   lstm.ts:42
-  //   %dt6_15: f32[16,128] = mul %du_14, %t227   lstm.ts:42
-  const kernel_dt6_15 = kernel(function (
-    this: IKernelFunctionThis,
-    du_14: Float32Array,
-    u_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_14[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_14 = pad(dt6_15)   slice'  (lstm.ts:42)
-  //   %dgates_3_14: f32[16,512] = pad %dt6_15 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_14 = kernel(function (this: IKernelFunctionThis, dt6_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_15[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_15 = df_14 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:41)
-  //   %t228: f32[16,128] = sub %t10, %f_1   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t229: f32[16,128] = mul %f_1, %t228   lstm.ts:41
-  //   %dt5_15: f32[16,128] = mul %df_14, %t229   lstm.ts:41
-  const kernel_dt5_15 = kernel(function (
-    this: IKernelFunctionThis,
-    df_14: Float32Array,
-    f_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f_1[_i0 * 128 + _rest0];
-    const _t1 = f_1[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_14[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_14 = pad(dt5_15)   slice'  (lstm.ts:41)
-  //   %dgates_2_14: f32[16,512] = pad %dt5_15 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_14 = kernel(function (this: IKernelFunctionThis, dt5_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_15[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_14 = di_14 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:40)
-  //   %t230: f32[16,128] = sub %t10, %i_1   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t231: f32[16,128] = mul %i_1, %t230   lstm.ts:40
-  //   %dt4_14: f32[16,128] = mul %di_14, %t231   lstm.ts:40
-  const kernel_dt4_14 = kernel(function (
-    this: IKernelFunctionThis,
-    di_14: Float32Array,
-    i_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_1[_i0 * 128 + _rest0];
-    const _t1 = i_1[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_14[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_14 = pad(dt4_14)   slice'  (lstm.ts:40)
-  //   %dgates_1_14: f32[16,512] = pad %dt4_14 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_14 = kernel(function (this: IKernelFunctionThis, dt4_14: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_14[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_15 = dgates_4_14 + dgates_3_14   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_14 = dgates_acc_15 + dgates_2_14   fan-out: dgates_acc_1_14 += the gradient through each use  (lstm.ts:39)
-  // dgates_18 = dgates_acc_1_14 + dgates_1_14   fan-out: dgates_18 += the gradient through each use  (lstm.ts:39)
-  // db_1_14 = dgates_18.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_15: f32[16,512] = add %dgates_4_14, %dgates_3_14   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_14: f32[16,512] = add %dgates_acc_15, %dgates_2_14   lstm.ts:39
-  //   %dgates_18: f32[16,512] = add %dgates_acc_1_14, %dgates_1_14   lstm.ts:39
-  //   %db_1_14: f32[512] = sum %dgates_18 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_18 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_14: Float32Array,
-    dgates_3_14: Float32Array,
-    dgates_2_14: Float32Array,
-    dgates_1_14: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_14[_i0 * 512 + _rest0] + dgates_3_14[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_14[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_14[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_15 = dgates_4_14 + dgates_3_14   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_14 = dgates_acc_15 + dgates_2_14   fan-out: dgates_acc_1_14 += the gradient through each use  (lstm.ts:39)
-  // db_1_14 = dgates_18.sum(0)   add'  (lstm.ts:39)
-  // t232 = t217 + db_1_14  (lstm.ts:59)
-  //   %dgates_acc_15: f32[16,512] = add %dgates_4_14, %dgates_3_14   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_14: f32[16,512] = add %dgates_acc_15, %dgates_2_14   lstm.ts:39
-  //   %db_1_14: f32[512] = sum %dgates_18 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t232: f32[512] = add %t217, %db_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t232 = kernel(function (
-    this: IKernelFunctionThis,
-    t217: Float32Array,
-    dgates_18: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_18[_r1 * 512 + _x];
-    }
-    const _t2 = t217[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dc0_1_14 = dgates_18 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_14: f32[16,128] = matmul %dgates_18, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_18: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_18[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_14 = h2.T @ dgates_18   matmul'  (lstm.ts:39)
-  // t233 = t218 + dWh_1_14  (lstm.ts:59)
-  //   %dWh_1_14: f32[128,512] = matmul %h2, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t233: f32[128,512] = add %t218, %dWh_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t233 = kernel(function (
-    this: IKernelFunctionThis,
-    t218: Float32Array,
-    h2: Float32Array,
-    dgates_18: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2[_r1 * 128 + _i0] * dgates_18[_r1 * 512 + _rest0];
-    }
-    const _t2 = t218[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_14 = dgates_18 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_14: f32[16,16] = matmul %dgates_18, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_14 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_18: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_18[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_14 = t_13.T @ dgates_18   matmul'  (lstm.ts:39)
-  // t234 = t219 + dWx_1_14  (lstm.ts:59)
-  //   %dWx_1_14: f32[16,512] = matmul %t_13, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t234: f32[16,512] = add %t219, %dWx_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t234 = kernel(function (
-    this: IKernelFunctionThis,
-    t219: Float32Array,
-    t_12: Float32Array,
-    dgates_18: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_12[_r1 * 16 + _i0] * dgates_18[_r1 * 512 + _rest0];
-    }
-    const _t2 = t219[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // t235 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:59)
-  //   %t235: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t235 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 2048 + _rest0];
-  }, 2048);
-
-  // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-  // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-  // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-  // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-  // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-  // di_15 = dc2_16 * u   mul'  (lstm.ts:44)
-  //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-  //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-  //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-  //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-  //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-  //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_15: f32[16,128] = mul %dc2_16, %u   lstm.ts:44
-  //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-  const kernel_di_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_14: Float32Array,
-    dc0_1_14: Float32Array,
-    t235: Float32Array,
-    o: Float32Array,
-    t_11: Float32Array,
-    u: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_14[_i0 * 128 + _rest0] + t235[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o[_i0 * 128 + _rest0];
-    const _t2 = t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_14[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * u[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-  // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-  // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-  // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-  // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-  // du_15 = dc2_16 * i_   mul'  (lstm.ts:44)
-  //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-  //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-  //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-  //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-  //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-  //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_15: f32[16,128] = mul %dc2_16, %i_   lstm.ts:44
-  //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-  const kernel_du_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_14: Float32Array,
-    dc0_1_14: Float32Array,
-    t235: Float32Array,
-    o: Float32Array,
-    t_11: Float32Array,
-    i_: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_14[_i0 * 128 + _rest0] + t235[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o[_i0 * 128 + _rest0];
-    const _t2 = t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_14[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * i_[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-  // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-  // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-  // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-  // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-  // df_15 = dc2_16 * h0   mul'  (lstm.ts:44)
-  //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-  //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-  //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-  //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-  //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-  //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_15: f32[16,128] = mul %dc2_16, %h0   lstm.ts:44
-  //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-  const kernel_df_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dc1_1_14: Float32Array,
-    dc0_1_14: Float32Array,
-    t235: Float32Array,
-    o: Float32Array,
-    t_11: Float32Array,
-    h0: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_14[_i0 * 128 + _rest0] + t235[_i0 * 128 + _rest0];
-    const _t1 = _t0 * o[_i0 * 128 + _rest0];
-    const _t2 = t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
-    const _t3 = 1 - _t2;
-    const _t4 = _t1 * _t3;
-    const _t5 = dc1_1_14[_i0 * 128 + _rest0] + _t4;
-    const _t6 = _t5 * h0[_i0 * 128 + _rest0];
-    return _t6;
-  }, 2048);
-
-  // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-  // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-  // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-  // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-  // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-  // dt7_15 = do_15 * (o * (1 - o))   sigmoid'  (lstm.ts:43)
-  //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-  //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-  //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-  //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-  //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-  //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-  //   %dt7_15: f32[16,128] = mul %do_15, %t240   lstm.ts:43
-  const kernel_dt7_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_14: Float32Array,
-    t235: Float32Array,
-    t_11: Float32Array,
-    o: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = dc0_1_14[_i0 * 128 + _rest0] + t235[_i0 * 128 + _rest0];
-    const _t1 = _t0 * t_11[_i0 * 128 + _rest0];
-    const _t2 = 1 - o[_i0 * 128 + _rest0];
-    const _t3 = o[_i0 * 128 + _rest0] * _t2;
-    const _t4 = _t1 * _t3;
-    return _t4;
-  }, 2048);
-
-  // dgates_4_15 = pad(dt7_15)   slice'  (lstm.ts:43)
-  //   %dgates_4_15: f32[16,512] = pad %dt7_15 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_15 = kernel(function (this: IKernelFunctionThis, dt7_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_15[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_16 = du_15 * (1 - u²)   tanh'  (lstm.ts:42)
-  //   %t241: f32[16,128] = square %u   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t242: f32[16,128] = sub %t10, %t241   lstm.ts:42
-  //   %dt6_16: f32[16,128] = mul %du_15, %t242   lstm.ts:42
-  const kernel_dt6_16 = kernel(function (
-    this: IKernelFunctionThis,
-    du_15: Float32Array,
-    u: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = u[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = du_15[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_3_15 = pad(dt6_16)   slice'  (lstm.ts:42)
-  //   %dgates_3_15: f32[16,512] = pad %dt6_16 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_15 = kernel(function (this: IKernelFunctionThis, dt6_16: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_16[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_16 = df_15 * (f * (1 - f))   sigmoid'  (lstm.ts:41)
-  //   %t243: f32[16,128] = sub %t10, %f   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t244: f32[16,128] = mul %f, %t243   lstm.ts:41
-  //   %dt5_16: f32[16,128] = mul %df_15, %t244   lstm.ts:41
-  const kernel_dt5_16 = kernel(function (
-    this: IKernelFunctionThis,
-    df_15: Float32Array,
-    f: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - f[_i0 * 128 + _rest0];
-    const _t1 = f[_i0 * 128 + _rest0] * _t0;
-    const _t2 = df_15[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_2_15 = pad(dt5_16)   slice'  (lstm.ts:41)
-  //   %dgates_2_15: f32[16,512] = pad %dt5_16 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_15 = kernel(function (this: IKernelFunctionThis, dt5_16: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_16[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_15 = di_15 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:40)
-  //   %t245: f32[16,128] = sub %t10, %i_   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t246: f32[16,128] = mul %i_, %t245   lstm.ts:40
-  //   %dt4_15: f32[16,128] = mul %di_15, %t246   lstm.ts:40
-  const kernel_dt4_15 = kernel(function (
-    this: IKernelFunctionThis,
-    di_15: Float32Array,
-    i_: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _t0 = 1 - i_[_i0 * 128 + _rest0];
-    const _t1 = i_[_i0 * 128 + _rest0] * _t0;
-    const _t2 = di_15[_i0 * 128 + _rest0] * _t1;
-    return _t2;
-  }, 2048);
-
-  // dgates_1_15 = pad(dt4_15)   slice'  (lstm.ts:40)
-  //   %dgates_1_15: f32[16,512] = pad %dt4_15 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_15 = kernel(function (this: IKernelFunctionThis, dt4_15: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_i0 >= 0 && _i0 < 16 && _rest0 >= 0 && _rest0 < 128) {
-      _pad0 = dt4_15[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_16 = dgates_4_15 + dgates_3_15   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_15 = dgates_acc_16 + dgates_2_15   fan-out: dgates_acc_1_15 += the gradient through each use  (lstm.ts:39)
-  // dgates_19 = dgates_acc_1_15 + dgates_1_15   fan-out: dgates_19 += the gradient through each use  (lstm.ts:39)
-  // db_1_15 = dgates_19.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc_16: f32[16,512] = add %dgates_4_15, %dgates_3_15   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_15: f32[16,512] = add %dgates_acc_16, %dgates_2_15   lstm.ts:39
-  //   %dgates_19: f32[16,512] = add %dgates_acc_1_15, %dgates_1_15   lstm.ts:39
-  //   %db_1_15: f32[512] = sum %dgates_19 {axes=[0], keepDims=false}   lstm.ts:39
-  const kernel_dgates_19 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_15: Float32Array,
-    dgates_3_15: Float32Array,
-    dgates_2_15: Float32Array,
-    dgates_1_15: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    const _t0 = dgates_4_15[_i0 * 512 + _rest0] + dgates_3_15[_i0 * 512 + _rest0];
-    const _t1 = _t0 + dgates_2_15[_i0 * 512 + _rest0];
-    const _t2 = _t1 + dgates_1_15[_i0 * 512 + _rest0];
-    return _t2;
-  }, 8192);
-
-  // dgates_acc_16 = dgates_4_15 + dgates_3_15   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_15 = dgates_acc_16 + dgates_2_15   fan-out: dgates_acc_1_15 += the gradient through each use  (lstm.ts:39)
-  // db_1_15 = dgates_19.sum(0)   add'  (lstm.ts:39)
-  // db = t232 + db_1_15  (lstm.ts:59)
-  //   %dgates_acc_16: f32[16,512] = add %dgates_4_15, %dgates_3_15   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_15: f32[16,512] = add %dgates_acc_16, %dgates_2_15   lstm.ts:39
-  //   %db_1_15: f32[512] = sum %dgates_19 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %db: f32[512] = add %t232, %db_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_db = kernel(function (
-    this: IKernelFunctionThis,
-    t232: Float32Array,
-    dgates_19: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_19[_r1 * 512 + _x];
-    }
-    const _t2 = t232[_x] + _acc0;
-    return _t2;
-  }, 512);
-
-  // dWh_1_15 = h0.T @ dgates_19   matmul'  (lstm.ts:39)
-  // dWh = t233 + dWh_1_15  (lstm.ts:59)
-  //   %dWh_1_15: f32[128,512] = matmul %h0, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWh: f32[128,512] = add %t233, %dWh_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_dWh = kernel(function (
-    this: IKernelFunctionThis,
-    t233: Float32Array,
-    h0: Float32Array,
-    dgates_19: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h0[_r1 * 128 + _i0] * dgates_19[_r1 * 512 + _rest0];
-    }
-    const _t2 = t233[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 65536);
-
-  // dx0_15 = dgates_19 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_15: f32[16,16] = matmul %dgates_19, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_15 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_19: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_19[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_15 = t_1.T @ dgates_19   matmul'  (lstm.ts:39)
-  // dWx = t234 + dWx_1_15  (lstm.ts:59)
-  //   %dWx_1_15: f32[16,512] = matmul %t_1, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWx: f32[16,512] = add %t234, %dWx_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_dWx = kernel(function (
-    this: IKernelFunctionThis,
-    t234: Float32Array,
-    t_: Float32Array,
-    dgates_19: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_[_r1 * 16 + _i0] * dgates_19[_r1 * 512 + _rest0];
-    }
-    const _t2 = t234[_i0 * 512 + _rest0] + _acc0;
-    return _t2;
-  }, 8192);
-
-  // demb = cat([t247, t248, t249, t250, t251, t252, t253, t254, t255, t256, t257, t258, t259, t260, t261, t262], 1)   scan'  (lstm.ts:59)
-  //   %demb: f32[16,16,16] = concat %t247, %t248, %t249, %t250, %t251, %t252, %t253, %t254, %t255, %t256, %t257, %t258, %t259, %t260, %t261, %t262 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   scan'  (lstm.ts:62)
+  //   %demb: f32[16,8,16] = concat %t127, %t128, %t129, %t130, %t131, %t132, %t133, %t134 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   const kernel_demb = kernel(function (
     this: IKernelFunctionThis,
-    dx0_15: Float32Array,
-    dx0_14: Float32Array,
-    dx0_13: Float32Array,
-    dx0_12: Float32Array,
-    dx0_11: Float32Array,
-    dx0_10: Float32Array,
-    dx0_9: Float32Array,
-    dx0_8: Float32Array,
     dx0_7: Float32Array,
     dx0_6: Float32Array,
     dx0_5: Float32Array,
@@ -10301,55 +5128,53 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     dx0: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 256);
-    const _rest0 = _x - _i0 * 256;
+    const _i0 = Math.floor(_x / 128);
+    const _rest0 = _x - _i0 * 128;
     const _i1 = Math.floor(_rest0 / 16);
     const _rest1 = _rest0 - _i1 * 16;
-    let _cat0 = 0;
+    let _pad0 = 0;
     if (_i1 < 1) {
-      _cat0 = dx0_15[_i0 * 16 + _rest1];
-    } else if (_i1 < 2) {
-      _cat0 = dx0_14[_i0 * 16 + _rest1];
-    } else if (_i1 < 3) {
-      _cat0 = dx0_13[_i0 * 16 + _rest1];
-    } else if (_i1 < 4) {
-      _cat0 = dx0_12[_i0 * 16 + _rest1];
-    } else if (_i1 < 5) {
-      _cat0 = dx0_11[_i0 * 16 + _rest1];
-    } else if (_i1 < 6) {
-      _cat0 = dx0_10[_i0 * 16 + _rest1];
-    } else if (_i1 < 7) {
-      _cat0 = dx0_9[_i0 * 16 + _rest1];
-    } else if (_i1 < 8) {
-      _cat0 = dx0_8[_i0 * 16 + _rest1];
-    } else if (_i1 < 9) {
-      _cat0 = dx0_7[_i0 * 16 + _rest1];
-    } else if (_i1 < 10) {
-      _cat0 = dx0_6[_i0 * 16 + _rest1];
-    } else if (_i1 < 11) {
-      _cat0 = dx0_5[_i0 * 16 + _rest1];
-    } else if (_i1 < 12) {
-      _cat0 = dx0_4[_i0 * 16 + _rest1];
-    } else if (_i1 < 13) {
-      _cat0 = dx0_3[_i0 * 16 + _rest1];
-    } else if (_i1 < 14) {
-      _cat0 = dx0_2[_i0 * 16 + _rest1];
-    } else if (_i1 < 15) {
-      _cat0 = dx0_1[_i0 * 16 + _rest1];
-    } else if (_i1 < 16) {
-      _cat0 = dx0[_i0 * 16 + _rest1];
+      _pad0 = dx0_7[_i0 * 16 + _i1 * 16 + _rest1];
     }
-    return _cat0;
-  }, 4096);
+    let _pad1 = 0;
+    if (_i1 >= 1 && _i1 < 2) {
+      _pad1 = dx0_6[_i0 * 16 + _i1 * 16 + _rest1 - 16];
+    }
+    let _pad2 = 0;
+    if (_i1 >= 2 && _i1 < 3) {
+      _pad2 = dx0_5[_i0 * 16 + _i1 * 16 + _rest1 - 32];
+    }
+    let _pad3 = 0;
+    if (_i1 >= 3 && _i1 < 4) {
+      _pad3 = dx0_4[_i0 * 16 + _i1 * 16 + _rest1 - 48];
+    }
+    let _pad4 = 0;
+    if (_i1 >= 4 && _i1 < 5) {
+      _pad4 = dx0_3[_i0 * 16 + _i1 * 16 + _rest1 - 64];
+    }
+    let _pad5 = 0;
+    if (_i1 >= 5 && _i1 < 6) {
+      _pad5 = dx0_2[_i0 * 16 + _i1 * 16 + _rest1 - 80];
+    }
+    let _pad6 = 0;
+    if (_i1 >= 6 && _i1 < 7) {
+      _pad6 = dx0_1[_i0 * 16 + _i1 * 16 + _rest1 - 96];
+    }
+    let _pad7 = 0;
+    if (_i1 >= 7 && _i1 < 8) {
+      _pad7 = dx0[_i0 * 16 + _i1 * 16 + _rest1 - 112];
+    }
+    return _pad0 + _pad1 + _pad2 + _pad3 + _pad4 + _pad5 + _pad6 + _pad7;
+  }, 2048);
 
-  // dC = scatter_add(X, demb)   gather'  (lstm.ts:36)
-  //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
+  // dC = scatter_add(X, demb)   gather'  (lstm.ts:39)
+  //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
   const kernel_dC = kernel(function (this: IKernelFunctionThis, X: Float32Array, demb: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
     const _rest0 = _x - _i0 * 16;
     let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 256; _r1++) {
+    for (let _r1 = 0; _r1 < 128; _r1++) {
       if (X[_r1] === _i0) _acc0 += demb[_r1 * 16 + _rest0];
     }
     return _acc0;
@@ -10366,7 +5191,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     X: IPipelineHandle,
     Y: IPipelineHandle,
   ) {
-    // t8: a view of Y as i32[256] (the same array)
+    // t8: a view of Y as i32[128] (the same array)
     const emb = kernel_emb(X, C);
     const h0 = kernel_h0();
     const t_ = kernel_t_(emb);
@@ -10380,12 +5205,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_9 = kernel_t_9(f, h0);
     const t_7 = kernel_t_7(gates);
     const u = kernel_u(t_7);
-    const c2 = kernel_c2(t_9, i_, u);
+    const c2 = kernel_c2(u, i_, t_9);
     const t_11 = kernel_t_11(c2);
     const t_8 = kernel_t_8(gates);
     const o = kernel_o(t_8);
     const h2 = kernel_h2(o, t_11);
-    // t_192: a view of h2 as f32[16,1,128] (the same array)
+    // t_96: a view of h2 as f32[16,1,128] (the same array)
     const t_12 = kernel_t_12(emb);
     // t_13: a view of t_12 as f32[16,16] (the same array)
     const t_14 = kernel_t_14(t_12, Wx);
@@ -10397,12 +5222,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_21 = kernel_t_21(f_1, c2);
     const t_19 = kernel_t_19(gates_1);
     const u_1 = kernel_u_1(t_19);
-    const c2_1 = kernel_c2_1(t_21, i_1, u_1);
+    const c2_1 = kernel_c2_1(u_1, i_1, t_21);
     const t_23 = kernel_t_23(c2_1);
     const t_20 = kernel_t_20(gates_1);
     const o_1 = kernel_o_1(t_20);
     const h2_1 = kernel_h2_1(o_1, t_23);
-    // t_193: a view of h2_1 as f32[16,1,128] (the same array)
+    // t_97: a view of h2_1 as f32[16,1,128] (the same array)
     const t_24 = kernel_t_24(emb);
     // t_25: a view of t_24 as f32[16,16] (the same array)
     const t_26 = kernel_t_26(t_24, Wx);
@@ -10414,12 +5239,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_33 = kernel_t_33(f_2, c2_1);
     const t_31 = kernel_t_31(gates_2);
     const u_2 = kernel_u_2(t_31);
-    const c2_2 = kernel_c2_2(t_33, i_2, u_2);
+    const c2_2 = kernel_c2_2(u_2, i_2, t_33);
     const t_35 = kernel_t_35(c2_2);
     const t_32 = kernel_t_32(gates_2);
     const o_2 = kernel_o_2(t_32);
     const h2_2 = kernel_h2_2(o_2, t_35);
-    // t_194: a view of h2_2 as f32[16,1,128] (the same array)
+    // t_98: a view of h2_2 as f32[16,1,128] (the same array)
     const t_36 = kernel_t_36(emb);
     // t_37: a view of t_36 as f32[16,16] (the same array)
     const t_38 = kernel_t_38(t_36, Wx);
@@ -10431,12 +5256,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_45 = kernel_t_45(f_3, c2_2);
     const t_43 = kernel_t_43(gates_3);
     const u_3 = kernel_u_3(t_43);
-    const c2_3 = kernel_c2_3(t_45, i_3, u_3);
+    const c2_3 = kernel_c2_3(u_3, i_3, t_45);
     const t_47 = kernel_t_47(c2_3);
     const t_44 = kernel_t_44(gates_3);
     const o_3 = kernel_o_3(t_44);
     const h2_3 = kernel_h2_3(o_3, t_47);
-    // t_195: a view of h2_3 as f32[16,1,128] (the same array)
+    // t_99: a view of h2_3 as f32[16,1,128] (the same array)
     const t_48 = kernel_t_48(emb);
     // t_49: a view of t_48 as f32[16,16] (the same array)
     const t_50 = kernel_t_50(t_48, Wx);
@@ -10448,12 +5273,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_57 = kernel_t_57(f_4, c2_3);
     const t_55 = kernel_t_55(gates_4);
     const u_4 = kernel_u_4(t_55);
-    const c2_4 = kernel_c2_4(t_57, i_4, u_4);
+    const c2_4 = kernel_c2_4(u_4, i_4, t_57);
     const t_59 = kernel_t_59(c2_4);
     const t_56 = kernel_t_56(gates_4);
     const o_4 = kernel_o_4(t_56);
     const h2_4 = kernel_h2_4(o_4, t_59);
-    // t_196: a view of h2_4 as f32[16,1,128] (the same array)
+    // t_100: a view of h2_4 as f32[16,1,128] (the same array)
     const t_60 = kernel_t_60(emb);
     // t_61: a view of t_60 as f32[16,16] (the same array)
     const t_62 = kernel_t_62(t_60, Wx);
@@ -10465,12 +5290,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_69 = kernel_t_69(f_5, c2_4);
     const t_67 = kernel_t_67(gates_5);
     const u_5 = kernel_u_5(t_67);
-    const c2_5 = kernel_c2_5(t_69, i_5, u_5);
+    const c2_5 = kernel_c2_5(u_5, i_5, t_69);
     const t_71 = kernel_t_71(c2_5);
     const t_68 = kernel_t_68(gates_5);
     const o_5 = kernel_o_5(t_68);
     const h2_5 = kernel_h2_5(o_5, t_71);
-    // t_197: a view of h2_5 as f32[16,1,128] (the same array)
+    // t_101: a view of h2_5 as f32[16,1,128] (the same array)
     const t_72 = kernel_t_72(emb);
     // t_73: a view of t_72 as f32[16,16] (the same array)
     const t_74 = kernel_t_74(t_72, Wx);
@@ -10482,12 +5307,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_81 = kernel_t_81(f_6, c2_5);
     const t_79 = kernel_t_79(gates_6);
     const u_6 = kernel_u_6(t_79);
-    const c2_6 = kernel_c2_6(t_81, i_6, u_6);
+    const c2_6 = kernel_c2_6(u_6, i_6, t_81);
     const t_83 = kernel_t_83(c2_6);
     const t_80 = kernel_t_80(gates_6);
     const o_6 = kernel_o_6(t_80);
     const h2_6 = kernel_h2_6(o_6, t_83);
-    // t_198: a view of h2_6 as f32[16,1,128] (the same array)
+    // t_102: a view of h2_6 as f32[16,1,128] (the same array)
     const t_84 = kernel_t_84(emb);
     // t_85: a view of t_84 as f32[16,16] (the same array)
     const t_86 = kernel_t_86(t_84, Wx);
@@ -10499,166 +5324,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_93 = kernel_t_93(f_7, c2_6);
     const t_91 = kernel_t_91(gates_7);
     const u_7 = kernel_u_7(t_91);
-    const c2_7 = kernel_c2_7(t_93, i_7, u_7);
-    const t_95 = kernel_t_95(c2_7);
+    const t_95 = kernel_t_95(u_7, i_7, t_93);
     const t_92 = kernel_t_92(gates_7);
     const o_7 = kernel_o_7(t_92);
-    const h2_7 = kernel_h2_7(o_7, t_95);
-    // t_199: a view of h2_7 as f32[16,1,128] (the same array)
-    const t_96 = kernel_t_96(emb);
-    // t_97: a view of t_96 as f32[16,16] (the same array)
-    const t_98 = kernel_t_98(t_96, Wx);
-    const gates_8 = kernel_gates_8(t_98, h2_7, Wh, b);
-    const t_101 = kernel_t_101(gates_8);
-    const i_8 = kernel_i_8(t_101);
-    const t_102 = kernel_t_102(gates_8);
-    const f_8 = kernel_f_8(t_102);
-    const t_105 = kernel_t_105(f_8, c2_7);
-    const t_103 = kernel_t_103(gates_8);
-    const u_8 = kernel_u_8(t_103);
-    const c2_8 = kernel_c2_8(t_105, i_8, u_8);
-    const t_107 = kernel_t_107(c2_8);
-    const t_104 = kernel_t_104(gates_8);
-    const o_8 = kernel_o_8(t_104);
-    const h2_8 = kernel_h2_8(o_8, t_107);
-    // t_200: a view of h2_8 as f32[16,1,128] (the same array)
-    const t_108 = kernel_t_108(emb);
-    // t_109: a view of t_108 as f32[16,16] (the same array)
-    const t_110 = kernel_t_110(t_108, Wx);
-    const gates_9 = kernel_gates_9(t_110, h2_8, Wh, b);
-    const t_113 = kernel_t_113(gates_9);
-    const i_9 = kernel_i_9(t_113);
-    const t_114 = kernel_t_114(gates_9);
-    const f_9 = kernel_f_9(t_114);
-    const t_117 = kernel_t_117(f_9, c2_8);
-    const t_115 = kernel_t_115(gates_9);
-    const u_9 = kernel_u_9(t_115);
-    const c2_9 = kernel_c2_9(t_117, i_9, u_9);
-    const t_119 = kernel_t_119(c2_9);
-    const t_116 = kernel_t_116(gates_9);
-    const o_9 = kernel_o_9(t_116);
-    const h2_9 = kernel_h2_9(o_9, t_119);
-    // t_201: a view of h2_9 as f32[16,1,128] (the same array)
-    const t_120 = kernel_t_120(emb);
-    // t_121: a view of t_120 as f32[16,16] (the same array)
-    const t_122 = kernel_t_122(t_120, Wx);
-    const gates_10 = kernel_gates_10(t_122, h2_9, Wh, b);
-    const t_125 = kernel_t_125(gates_10);
-    const i_10 = kernel_i_10(t_125);
-    const t_126 = kernel_t_126(gates_10);
-    const f_10 = kernel_f_10(t_126);
-    const t_129 = kernel_t_129(f_10, c2_9);
-    const t_127 = kernel_t_127(gates_10);
-    const u_10 = kernel_u_10(t_127);
-    const c2_10 = kernel_c2_10(t_129, i_10, u_10);
-    const t_131 = kernel_t_131(c2_10);
-    const t_128 = kernel_t_128(gates_10);
-    const o_10 = kernel_o_10(t_128);
-    const h2_10 = kernel_h2_10(o_10, t_131);
-    // t_202: a view of h2_10 as f32[16,1,128] (the same array)
-    const t_132 = kernel_t_132(emb);
-    // t_133: a view of t_132 as f32[16,16] (the same array)
-    const t_134 = kernel_t_134(t_132, Wx);
-    const gates_11 = kernel_gates_11(t_134, h2_10, Wh, b);
-    const t_137 = kernel_t_137(gates_11);
-    const i_11 = kernel_i_11(t_137);
-    const t_138 = kernel_t_138(gates_11);
-    const f_11 = kernel_f_11(t_138);
-    const t_141 = kernel_t_141(f_11, c2_10);
-    const t_139 = kernel_t_139(gates_11);
-    const u_11 = kernel_u_11(t_139);
-    const c2_11 = kernel_c2_11(t_141, i_11, u_11);
-    const t_143 = kernel_t_143(c2_11);
-    const t_140 = kernel_t_140(gates_11);
-    const o_11 = kernel_o_11(t_140);
-    const h2_11 = kernel_h2_11(o_11, t_143);
-    // t_203: a view of h2_11 as f32[16,1,128] (the same array)
-    const t_144 = kernel_t_144(emb);
-    // t_145: a view of t_144 as f32[16,16] (the same array)
-    const t_146 = kernel_t_146(t_144, Wx);
-    const gates_12 = kernel_gates_12(t_146, h2_11, Wh, b);
-    const t_149 = kernel_t_149(gates_12);
-    const i_12 = kernel_i_12(t_149);
-    const t_150 = kernel_t_150(gates_12);
-    const f_12 = kernel_f_12(t_150);
-    const t_153 = kernel_t_153(f_12, c2_11);
-    const t_151 = kernel_t_151(gates_12);
-    const u_12 = kernel_u_12(t_151);
-    const c2_12 = kernel_c2_12(t_153, i_12, u_12);
-    const t_155 = kernel_t_155(c2_12);
-    const t_152 = kernel_t_152(gates_12);
-    const o_12 = kernel_o_12(t_152);
-    const h2_12 = kernel_h2_12(o_12, t_155);
-    // t_204: a view of h2_12 as f32[16,1,128] (the same array)
-    const t_156 = kernel_t_156(emb);
-    // t_157: a view of t_156 as f32[16,16] (the same array)
-    const t_158 = kernel_t_158(t_156, Wx);
-    const gates_13 = kernel_gates_13(t_158, h2_12, Wh, b);
-    const t_161 = kernel_t_161(gates_13);
-    const i_13 = kernel_i_13(t_161);
-    const t_162 = kernel_t_162(gates_13);
-    const f_13 = kernel_f_13(t_162);
-    const t_165 = kernel_t_165(f_13, c2_12);
-    const t_163 = kernel_t_163(gates_13);
-    const u_13 = kernel_u_13(t_163);
-    const c2_13 = kernel_c2_13(t_165, i_13, u_13);
-    const t_167 = kernel_t_167(c2_13);
-    const t_164 = kernel_t_164(gates_13);
-    const o_13 = kernel_o_13(t_164);
-    const h2_13 = kernel_h2_13(o_13, t_167);
-    // t_205: a view of h2_13 as f32[16,1,128] (the same array)
-    const t_168 = kernel_t_168(emb);
-    // t_169: a view of t_168 as f32[16,16] (the same array)
-    const t_170 = kernel_t_170(t_168, Wx);
-    const gates_14 = kernel_gates_14(t_170, h2_13, Wh, b);
-    const t_173 = kernel_t_173(gates_14);
-    const i_14 = kernel_i_14(t_173);
-    const t_174 = kernel_t_174(gates_14);
-    const f_14 = kernel_f_14(t_174);
-    const t_177 = kernel_t_177(f_14, c2_13);
-    const t_175 = kernel_t_175(gates_14);
-    const u_14 = kernel_u_14(t_175);
-    const c2_14 = kernel_c2_14(t_177, i_14, u_14);
-    const t_179 = kernel_t_179(c2_14);
-    const t_176 = kernel_t_176(gates_14);
-    const o_14 = kernel_o_14(t_176);
-    const h2_14 = kernel_h2_14(o_14, t_179);
-    // t_206: a view of h2_14 as f32[16,1,128] (the same array)
-    const t_180 = kernel_t_180(emb);
-    // t_181: a view of t_180 as f32[16,16] (the same array)
-    const t_182 = kernel_t_182(t_180, Wx);
-    const gates_15 = kernel_gates_15(t_182, h2_14, Wh, b);
-    const t_185 = kernel_t_185(gates_15);
-    const i_15 = kernel_i_15(t_185);
-    const t_186 = kernel_t_186(gates_15);
-    const f_15 = kernel_f_15(t_186);
-    const t_189 = kernel_t_189(f_15, c2_14);
-    const t_187 = kernel_t_187(gates_15);
-    const u_15 = kernel_u_15(t_187);
-    const t_191 = kernel_t_191(t_189, i_15, u_15);
-    const t_188 = kernel_t_188(gates_15);
-    const o_15 = kernel_o_15(t_188);
-    const t3 = kernel_t3(o_15, t_191);
-    // t_207: a view of t3 as f32[16,1,128] (the same array)
-    const t5 = kernel_t5(
-      h2,
-      h2_1,
-      h2_2,
-      h2_3,
-      h2_4,
-      h2_5,
-      h2_6,
-      h2_7,
-      h2_8,
-      h2_9,
-      h2_10,
-      h2_11,
-      h2_12,
-      h2_13,
-      h2_14,
-      t3,
-    );
-    // t6: a view of t5 as f32[256,128] (the same array)
+    const t3 = kernel_t3(o_7, t_95);
+    // t_103: a view of t3 as f32[16,1,128] (the same array)
+    const t5 = kernel_t5(h2, h2_1, h2_2, h2_3, h2_4, h2_5, h2_6, t3);
+    // t6: a view of t5 as f32[128,128] (the same array)
     const logits = kernel_logits(t5, Wy, by);
     const loss = kernel_loss(logits, Y);
     return { loss: loss };
@@ -10675,7 +5347,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     X: IPipelineHandle,
     Y: IPipelineHandle,
   ) {
-    // t8: a view of Y as i32[256] (the same array)
+    // t8: a view of Y as i32[128] (the same array)
     const emb = kernel_emb(X, C);
     const h0 = kernel_h0();
     const t_ = kernel_t_(emb);
@@ -10689,12 +5361,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_9 = kernel_t_9(f, h0);
     const t_7 = kernel_t_7(gates);
     const u = kernel_u(t_7);
-    const c2 = kernel_c2(t_9, i_, u);
+    const c2 = kernel_c2(u, i_, t_9);
     const t_11 = kernel_t_11(c2);
     const t_8 = kernel_t_8(gates);
     const o = kernel_o(t_8);
     const h2 = kernel_h2(o, t_11);
-    // t_192: a view of h2 as f32[16,1,128] (the same array)
+    // t_96: a view of h2 as f32[16,1,128] (the same array)
     const t_12 = kernel_t_12(emb);
     // t_13: a view of t_12 as f32[16,16] (the same array)
     const t_14 = kernel_t_14(t_12, Wx);
@@ -10706,12 +5378,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_21 = kernel_t_21(f_1, c2);
     const t_19 = kernel_t_19(gates_1);
     const u_1 = kernel_u_1(t_19);
-    const c2_1 = kernel_c2_1(t_21, i_1, u_1);
+    const c2_1 = kernel_c2_1(u_1, i_1, t_21);
     const t_23 = kernel_t_23(c2_1);
     const t_20 = kernel_t_20(gates_1);
     const o_1 = kernel_o_1(t_20);
     const h2_1 = kernel_h2_1(o_1, t_23);
-    // t_193: a view of h2_1 as f32[16,1,128] (the same array)
+    // t_97: a view of h2_1 as f32[16,1,128] (the same array)
     const t_24 = kernel_t_24(emb);
     // t_25: a view of t_24 as f32[16,16] (the same array)
     const t_26 = kernel_t_26(t_24, Wx);
@@ -10723,12 +5395,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_33 = kernel_t_33(f_2, c2_1);
     const t_31 = kernel_t_31(gates_2);
     const u_2 = kernel_u_2(t_31);
-    const c2_2 = kernel_c2_2(t_33, i_2, u_2);
+    const c2_2 = kernel_c2_2(u_2, i_2, t_33);
     const t_35 = kernel_t_35(c2_2);
     const t_32 = kernel_t_32(gates_2);
     const o_2 = kernel_o_2(t_32);
     const h2_2 = kernel_h2_2(o_2, t_35);
-    // t_194: a view of h2_2 as f32[16,1,128] (the same array)
+    // t_98: a view of h2_2 as f32[16,1,128] (the same array)
     const t_36 = kernel_t_36(emb);
     // t_37: a view of t_36 as f32[16,16] (the same array)
     const t_38 = kernel_t_38(t_36, Wx);
@@ -10740,12 +5412,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_45 = kernel_t_45(f_3, c2_2);
     const t_43 = kernel_t_43(gates_3);
     const u_3 = kernel_u_3(t_43);
-    const c2_3 = kernel_c2_3(t_45, i_3, u_3);
+    const c2_3 = kernel_c2_3(u_3, i_3, t_45);
     const t_47 = kernel_t_47(c2_3);
     const t_44 = kernel_t_44(gates_3);
     const o_3 = kernel_o_3(t_44);
     const h2_3 = kernel_h2_3(o_3, t_47);
-    // t_195: a view of h2_3 as f32[16,1,128] (the same array)
+    // t_99: a view of h2_3 as f32[16,1,128] (the same array)
     const t_48 = kernel_t_48(emb);
     // t_49: a view of t_48 as f32[16,16] (the same array)
     const t_50 = kernel_t_50(t_48, Wx);
@@ -10757,12 +5429,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_57 = kernel_t_57(f_4, c2_3);
     const t_55 = kernel_t_55(gates_4);
     const u_4 = kernel_u_4(t_55);
-    const c2_4 = kernel_c2_4(t_57, i_4, u_4);
+    const c2_4 = kernel_c2_4(u_4, i_4, t_57);
     const t_59 = kernel_t_59(c2_4);
     const t_56 = kernel_t_56(gates_4);
     const o_4 = kernel_o_4(t_56);
     const h2_4 = kernel_h2_4(o_4, t_59);
-    // t_196: a view of h2_4 as f32[16,1,128] (the same array)
+    // t_100: a view of h2_4 as f32[16,1,128] (the same array)
     const t_60 = kernel_t_60(emb);
     // t_61: a view of t_60 as f32[16,16] (the same array)
     const t_62 = kernel_t_62(t_60, Wx);
@@ -10774,12 +5446,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_69 = kernel_t_69(f_5, c2_4);
     const t_67 = kernel_t_67(gates_5);
     const u_5 = kernel_u_5(t_67);
-    const c2_5 = kernel_c2_5(t_69, i_5, u_5);
+    const c2_5 = kernel_c2_5(u_5, i_5, t_69);
     const t_71 = kernel_t_71(c2_5);
     const t_68 = kernel_t_68(gates_5);
     const o_5 = kernel_o_5(t_68);
     const h2_5 = kernel_h2_5(o_5, t_71);
-    // t_197: a view of h2_5 as f32[16,1,128] (the same array)
+    // t_101: a view of h2_5 as f32[16,1,128] (the same array)
     const t_72 = kernel_t_72(emb);
     // t_73: a view of t_72 as f32[16,16] (the same array)
     const t_74 = kernel_t_74(t_72, Wx);
@@ -10791,12 +5463,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_81 = kernel_t_81(f_6, c2_5);
     const t_79 = kernel_t_79(gates_6);
     const u_6 = kernel_u_6(t_79);
-    const c2_6 = kernel_c2_6(t_81, i_6, u_6);
+    const c2_6 = kernel_c2_6(u_6, i_6, t_81);
     const t_83 = kernel_t_83(c2_6);
     const t_80 = kernel_t_80(gates_6);
     const o_6 = kernel_o_6(t_80);
     const h2_6 = kernel_h2_6(o_6, t_83);
-    // t_198: a view of h2_6 as f32[16,1,128] (the same array)
+    // t_102: a view of h2_6 as f32[16,1,128] (the same array)
     const t_84 = kernel_t_84(emb);
     // t_85: a view of t_84 as f32[16,16] (the same array)
     const t_86 = kernel_t_86(t_84, Wx);
@@ -10808,532 +5480,194 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const t_93 = kernel_t_93(f_7, c2_6);
     const t_91 = kernel_t_91(gates_7);
     const u_7 = kernel_u_7(t_91);
-    const c2_7 = kernel_c2_7(t_93, i_7, u_7);
-    const t_95 = kernel_t_95(c2_7);
+    const t_95 = kernel_t_95(u_7, i_7, t_93);
     const t_92 = kernel_t_92(gates_7);
     const o_7 = kernel_o_7(t_92);
-    const h2_7 = kernel_h2_7(o_7, t_95);
-    // t_199: a view of h2_7 as f32[16,1,128] (the same array)
-    const t_96 = kernel_t_96(emb);
-    // t_97: a view of t_96 as f32[16,16] (the same array)
-    const t_98 = kernel_t_98(t_96, Wx);
-    const gates_8 = kernel_gates_8(t_98, h2_7, Wh, b);
-    const t_101 = kernel_t_101(gates_8);
-    const i_8 = kernel_i_8(t_101);
-    const t_102 = kernel_t_102(gates_8);
-    const f_8 = kernel_f_8(t_102);
-    const t_105 = kernel_t_105(f_8, c2_7);
-    const t_103 = kernel_t_103(gates_8);
-    const u_8 = kernel_u_8(t_103);
-    const c2_8 = kernel_c2_8(t_105, i_8, u_8);
-    const t_107 = kernel_t_107(c2_8);
-    const t_104 = kernel_t_104(gates_8);
-    const o_8 = kernel_o_8(t_104);
-    const h2_8 = kernel_h2_8(o_8, t_107);
-    // t_200: a view of h2_8 as f32[16,1,128] (the same array)
-    const t_108 = kernel_t_108(emb);
-    // t_109: a view of t_108 as f32[16,16] (the same array)
-    const t_110 = kernel_t_110(t_108, Wx);
-    const gates_9 = kernel_gates_9(t_110, h2_8, Wh, b);
-    const t_113 = kernel_t_113(gates_9);
-    const i_9 = kernel_i_9(t_113);
-    const t_114 = kernel_t_114(gates_9);
-    const f_9 = kernel_f_9(t_114);
-    const t_117 = kernel_t_117(f_9, c2_8);
-    const t_115 = kernel_t_115(gates_9);
-    const u_9 = kernel_u_9(t_115);
-    const c2_9 = kernel_c2_9(t_117, i_9, u_9);
-    const t_119 = kernel_t_119(c2_9);
-    const t_116 = kernel_t_116(gates_9);
-    const o_9 = kernel_o_9(t_116);
-    const h2_9 = kernel_h2_9(o_9, t_119);
-    // t_201: a view of h2_9 as f32[16,1,128] (the same array)
-    const t_120 = kernel_t_120(emb);
-    // t_121: a view of t_120 as f32[16,16] (the same array)
-    const t_122 = kernel_t_122(t_120, Wx);
-    const gates_10 = kernel_gates_10(t_122, h2_9, Wh, b);
-    const t_125 = kernel_t_125(gates_10);
-    const i_10 = kernel_i_10(t_125);
-    const t_126 = kernel_t_126(gates_10);
-    const f_10 = kernel_f_10(t_126);
-    const t_129 = kernel_t_129(f_10, c2_9);
-    const t_127 = kernel_t_127(gates_10);
-    const u_10 = kernel_u_10(t_127);
-    const c2_10 = kernel_c2_10(t_129, i_10, u_10);
-    const t_131 = kernel_t_131(c2_10);
-    const t_128 = kernel_t_128(gates_10);
-    const o_10 = kernel_o_10(t_128);
-    const h2_10 = kernel_h2_10(o_10, t_131);
-    // t_202: a view of h2_10 as f32[16,1,128] (the same array)
-    const t_132 = kernel_t_132(emb);
-    // t_133: a view of t_132 as f32[16,16] (the same array)
-    const t_134 = kernel_t_134(t_132, Wx);
-    const gates_11 = kernel_gates_11(t_134, h2_10, Wh, b);
-    const t_137 = kernel_t_137(gates_11);
-    const i_11 = kernel_i_11(t_137);
-    const t_138 = kernel_t_138(gates_11);
-    const f_11 = kernel_f_11(t_138);
-    const t_141 = kernel_t_141(f_11, c2_10);
-    const t_139 = kernel_t_139(gates_11);
-    const u_11 = kernel_u_11(t_139);
-    const c2_11 = kernel_c2_11(t_141, i_11, u_11);
-    const t_143 = kernel_t_143(c2_11);
-    const t_140 = kernel_t_140(gates_11);
-    const o_11 = kernel_o_11(t_140);
-    const h2_11 = kernel_h2_11(o_11, t_143);
-    // t_203: a view of h2_11 as f32[16,1,128] (the same array)
-    const t_144 = kernel_t_144(emb);
-    // t_145: a view of t_144 as f32[16,16] (the same array)
-    const t_146 = kernel_t_146(t_144, Wx);
-    const gates_12 = kernel_gates_12(t_146, h2_11, Wh, b);
-    const t_149 = kernel_t_149(gates_12);
-    const i_12 = kernel_i_12(t_149);
-    const t_150 = kernel_t_150(gates_12);
-    const f_12 = kernel_f_12(t_150);
-    const t_153 = kernel_t_153(f_12, c2_11);
-    const t_151 = kernel_t_151(gates_12);
-    const u_12 = kernel_u_12(t_151);
-    const c2_12 = kernel_c2_12(t_153, i_12, u_12);
-    const t_155 = kernel_t_155(c2_12);
-    const t_152 = kernel_t_152(gates_12);
-    const o_12 = kernel_o_12(t_152);
-    const h2_12 = kernel_h2_12(o_12, t_155);
-    // t_204: a view of h2_12 as f32[16,1,128] (the same array)
-    const t_156 = kernel_t_156(emb);
-    // t_157: a view of t_156 as f32[16,16] (the same array)
-    const t_158 = kernel_t_158(t_156, Wx);
-    const gates_13 = kernel_gates_13(t_158, h2_12, Wh, b);
-    const t_161 = kernel_t_161(gates_13);
-    const i_13 = kernel_i_13(t_161);
-    const t_162 = kernel_t_162(gates_13);
-    const f_13 = kernel_f_13(t_162);
-    const t_165 = kernel_t_165(f_13, c2_12);
-    const t_163 = kernel_t_163(gates_13);
-    const u_13 = kernel_u_13(t_163);
-    const c2_13 = kernel_c2_13(t_165, i_13, u_13);
-    const t_167 = kernel_t_167(c2_13);
-    const t_164 = kernel_t_164(gates_13);
-    const o_13 = kernel_o_13(t_164);
-    const h2_13 = kernel_h2_13(o_13, t_167);
-    // t_205: a view of h2_13 as f32[16,1,128] (the same array)
-    const t_168 = kernel_t_168(emb);
-    // t_169: a view of t_168 as f32[16,16] (the same array)
-    const t_170 = kernel_t_170(t_168, Wx);
-    const gates_14 = kernel_gates_14(t_170, h2_13, Wh, b);
-    const t_173 = kernel_t_173(gates_14);
-    const i_14 = kernel_i_14(t_173);
-    const t_174 = kernel_t_174(gates_14);
-    const f_14 = kernel_f_14(t_174);
-    const t_177 = kernel_t_177(f_14, c2_13);
-    const t_175 = kernel_t_175(gates_14);
-    const u_14 = kernel_u_14(t_175);
-    const c2_14 = kernel_c2_14(t_177, i_14, u_14);
-    const t_179 = kernel_t_179(c2_14);
-    const t_176 = kernel_t_176(gates_14);
-    const o_14 = kernel_o_14(t_176);
-    const h2_14 = kernel_h2_14(o_14, t_179);
-    // t_206: a view of h2_14 as f32[16,1,128] (the same array)
-    const t_180 = kernel_t_180(emb);
-    // t_181: a view of t_180 as f32[16,16] (the same array)
-    const t_182 = kernel_t_182(t_180, Wx);
-    const gates_15 = kernel_gates_15(t_182, h2_14, Wh, b);
-    const t_185 = kernel_t_185(gates_15);
-    const i_15 = kernel_i_15(t_185);
-    const t_186 = kernel_t_186(gates_15);
-    const f_15 = kernel_f_15(t_186);
-    const t_189 = kernel_t_189(f_15, c2_14);
-    const t_187 = kernel_t_187(gates_15);
-    const u_15 = kernel_u_15(t_187);
-    const t_191 = kernel_t_191(t_189, i_15, u_15);
-    const t_188 = kernel_t_188(gates_15);
-    const o_15 = kernel_o_15(t_188);
-    const t3 = kernel_t3(o_15, t_191);
-    // t_207: a view of t3 as f32[16,1,128] (the same array)
-    const t5 = kernel_t5(
-      h2,
-      h2_1,
-      h2_2,
-      h2_3,
-      h2_4,
-      h2_5,
-      h2_6,
-      h2_7,
-      h2_8,
-      h2_9,
-      h2_10,
-      h2_11,
-      h2_12,
-      h2_13,
-      h2_14,
-      t3,
-    );
-    // t6: a view of t5 as f32[256,128] (the same array)
+    const t3 = kernel_t3(o_7, t_95);
+    // t_103: a view of t3 as f32[16,1,128] (the same array)
+    const t5 = kernel_t5(h2, h2_1, h2_2, h2_3, h2_4, h2_5, h2_6, t3);
+    // t6: a view of t5 as f32[128,128] (the same array)
     const logits = kernel_logits(t5, Wy, by);
     const loss = kernel_loss(logits, Y);
     const t11 = kernel_t11(logits);
-    const dlogits = kernel_dlogits(t11, Y);
+    const dlogits = kernel_dlogits(Y, t11);
     const dby = kernel_dby(dlogits);
     const dt6 = kernel_dt6(dlogits, Wy);
-    const dt5 = dt6; // a view of dt6 as f32[16,16,128] (the same array)
+    const dt5 = dt6; // a view of dt6 as f32[16,8,128] (the same array)
     const dWy = kernel_dWy(t5, dlogits);
     const t14 = kernel_t14(dt5);
     const dh2 = t14; // a view of t14 as f32[16,128] (the same array)
-    const di = kernel_di(dh2, o_15, t_191, u_15);
-    const du = kernel_du(dh2, o_15, t_191, i_15);
-    const df = kernel_df(dh2, o_15, t_191, c2_14);
-    const dc1_1 = kernel_dc1_1(dh2, o_15, t_191, f_15);
-    const dt7 = kernel_dt7(dh2, t_191, o_15);
+    const di = kernel_di(dh2, t_95, o_7, u_7);
+    const du = kernel_du(dh2, t_95, o_7, i_7);
+    const df = kernel_df(dh2, t_95, o_7, c2_6);
+    const dc1_1 = kernel_dc1_1(dh2, t_95, o_7, f_7);
+    const dt7 = kernel_dt7(dh2, t_95, o_7);
     const dgates_4 = kernel_dgates_4(dt7);
-    const dt6_1 = kernel_dt6_1(du, u_15);
+    const dt6_1 = kernel_dt6_1(u_7, du);
     const dgates_3 = kernel_dgates_3(dt6_1);
-    const dt5_1 = kernel_dt5_1(df, f_15);
+    const dt5_1 = kernel_dt5_1(f_7, df);
     const dgates_2 = kernel_dgates_2(dt5_1);
-    const dt4 = kernel_dt4(di, i_15);
+    const dt4 = kernel_dt4(i_7, di);
     const dgates_1 = kernel_dgates_1(dt4);
     const dgates = kernel_dgates(dgates_4, dgates_3, dgates_2, dgates_1);
     const db_1 = kernel_db_1(dgates);
     const dc0_1 = kernel_dc0_1(dgates, Wh);
-    const dWh_1 = kernel_dWh_1(h2_14, dgates);
+    const dWh_1 = kernel_dWh_1(h2_6, dgates);
     const dx0 = kernel_dx0(dgates, Wx);
-    // t262: a view of dx0 as f32[16,1,16] (the same array)
-    const dWx_1 = kernel_dWx_1(t_180, dgates);
+    // t134: a view of dx0 as f32[16,1,16] (the same array)
+    const dWx_1 = kernel_dWx_1(t_84, dgates);
     const t25 = kernel_t25(dt5);
     // t26: a view of t25 as f32[16,128] (the same array)
-    const di_1 = kernel_di_1(dc1_1, dc0_1, t25, o_14, t_179, u_14);
-    const du_1 = kernel_du_1(dc1_1, dc0_1, t25, o_14, t_179, i_14);
-    const df_1 = kernel_df_1(dc1_1, dc0_1, t25, o_14, t_179, c2_13);
-    const dc1_1_1 = kernel_dc1_1_1(dc1_1, dc0_1, t25, o_14, t_179, f_14);
-    const dt7_1 = kernel_dt7_1(dc0_1, t25, t_179, o_14);
+    const di_1 = kernel_di_1(dc0_1, t25, t_83, o_6, dc1_1, u_6);
+    const du_1 = kernel_du_1(dc0_1, t25, t_83, o_6, dc1_1, i_6);
+    const df_1 = kernel_df_1(dc0_1, t25, t_83, o_6, dc1_1, c2_5);
+    const dc1_1_1 = kernel_dc1_1_1(dc0_1, t25, t_83, o_6, dc1_1, f_6);
+    const dt7_1 = kernel_dt7_1(dc0_1, t25, t_83, o_6);
     const dgates_4_1 = kernel_dgates_4_1(dt7_1);
-    const dt6_2 = kernel_dt6_2(du_1, u_14);
+    const dt6_2 = kernel_dt6_2(u_6, du_1);
     const dgates_3_1 = kernel_dgates_3_1(dt6_2);
-    const dt5_2 = kernel_dt5_2(df_1, f_14);
+    const dt5_2 = kernel_dt5_2(f_6, df_1);
     const dgates_2_1 = kernel_dgates_2_1(dt5_2);
-    const dt4_1 = kernel_dt4_1(di_1, i_14);
+    const dt4_1 = kernel_dt4_1(i_6, di_1);
     const dgates_1_1 = kernel_dgates_1_1(dt4_1);
     const dgates_5 = kernel_dgates_5(dgates_4_1, dgates_3_1, dgates_2_1, dgates_1_1);
-    const t37 = kernel_t37(db_1, dgates_5);
+    const t37 = kernel_t37(dgates_5, db_1);
     const dc0_1_1 = kernel_dc0_1_1(dgates_5, Wh);
-    const t38 = kernel_t38(dWh_1, h2_13, dgates_5);
+    const t38 = kernel_t38(dWh_1, h2_5, dgates_5);
     const dx0_1 = kernel_dx0_1(dgates_5, Wx);
-    // t261: a view of dx0_1 as f32[16,1,16] (the same array)
-    const t39 = kernel_t39(dWx_1, t_168, dgates_5);
+    // t133: a view of dx0_1 as f32[16,1,16] (the same array)
+    const t39 = kernel_t39(dWx_1, t_72, dgates_5);
     const t40 = kernel_t40(dt5);
     // t41: a view of t40 as f32[16,128] (the same array)
-    const di_2 = kernel_di_2(dc1_1_1, dc0_1_1, t40, o_13, t_167, u_13);
-    const du_2 = kernel_du_2(dc1_1_1, dc0_1_1, t40, o_13, t_167, i_13);
-    const df_2 = kernel_df_2(dc1_1_1, dc0_1_1, t40, o_13, t_167, c2_12);
-    const dc1_1_2 = kernel_dc1_1_2(dc1_1_1, dc0_1_1, t40, o_13, t_167, f_13);
-    const dt7_2 = kernel_dt7_2(dc0_1_1, t40, t_167, o_13);
+    const di_2 = kernel_di_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, u_5);
+    const du_2 = kernel_du_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, i_5);
+    const df_2 = kernel_df_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, c2_4);
+    const dc1_1_2 = kernel_dc1_1_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, f_5);
+    const dt7_2 = kernel_dt7_2(dc0_1_1, t40, t_71, o_5);
     const dgates_4_2 = kernel_dgates_4_2(dt7_2);
-    const dt6_3 = kernel_dt6_3(du_2, u_13);
+    const dt6_3 = kernel_dt6_3(u_5, du_2);
     const dgates_3_2 = kernel_dgates_3_2(dt6_3);
-    const dt5_3 = kernel_dt5_3(df_2, f_13);
+    const dt5_3 = kernel_dt5_3(f_5, df_2);
     const dgates_2_2 = kernel_dgates_2_2(dt5_3);
-    const dt4_2 = kernel_dt4_2(di_2, i_13);
+    const dt4_2 = kernel_dt4_2(i_5, di_2);
     const dgates_1_2 = kernel_dgates_1_2(dt4_2);
     const dgates_6 = kernel_dgates_6(dgates_4_2, dgates_3_2, dgates_2_2, dgates_1_2);
-    const t52 = kernel_t52(t37, dgates_6);
+    const t52 = kernel_t52(dgates_6, t37);
     const dc0_1_2 = kernel_dc0_1_2(dgates_6, Wh);
-    const t53 = kernel_t53(t38, h2_12, dgates_6);
+    const t53 = kernel_t53(t38, h2_4, dgates_6);
     const dx0_2 = kernel_dx0_2(dgates_6, Wx);
-    // t260: a view of dx0_2 as f32[16,1,16] (the same array)
-    const t54 = kernel_t54(t39, t_156, dgates_6);
+    // t132: a view of dx0_2 as f32[16,1,16] (the same array)
+    const t54 = kernel_t54(t39, t_60, dgates_6);
     const t55 = kernel_t55(dt5);
     // t56: a view of t55 as f32[16,128] (the same array)
-    const di_3 = kernel_di_3(dc1_1_2, dc0_1_2, t55, o_12, t_155, u_12);
-    const du_3 = kernel_du_3(dc1_1_2, dc0_1_2, t55, o_12, t_155, i_12);
-    const df_3 = kernel_df_3(dc1_1_2, dc0_1_2, t55, o_12, t_155, c2_11);
-    const dc1_1_3 = kernel_dc1_1_3(dc1_1_2, dc0_1_2, t55, o_12, t_155, f_12);
-    const dt7_3 = kernel_dt7_3(dc0_1_2, t55, t_155, o_12);
+    const di_3 = kernel_di_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, u_4);
+    const du_3 = kernel_du_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, i_4);
+    const df_3 = kernel_df_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, c2_3);
+    const dc1_1_3 = kernel_dc1_1_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, f_4);
+    const dt7_3 = kernel_dt7_3(dc0_1_2, t55, t_59, o_4);
     const dgates_4_3 = kernel_dgates_4_3(dt7_3);
-    const dt6_4 = kernel_dt6_4(du_3, u_12);
+    const dt6_4 = kernel_dt6_4(u_4, du_3);
     const dgates_3_3 = kernel_dgates_3_3(dt6_4);
-    const dt5_4 = kernel_dt5_4(df_3, f_12);
+    const dt5_4 = kernel_dt5_4(f_4, df_3);
     const dgates_2_3 = kernel_dgates_2_3(dt5_4);
-    const dt4_3 = kernel_dt4_3(di_3, i_12);
+    const dt4_3 = kernel_dt4_3(i_4, di_3);
     const dgates_1_3 = kernel_dgates_1_3(dt4_3);
     const dgates_7 = kernel_dgates_7(dgates_4_3, dgates_3_3, dgates_2_3, dgates_1_3);
-    const t67 = kernel_t67(t52, dgates_7);
+    const t67 = kernel_t67(dgates_7, t52);
     const dc0_1_3 = kernel_dc0_1_3(dgates_7, Wh);
-    const t68 = kernel_t68(t53, h2_11, dgates_7);
+    const t68 = kernel_t68(t53, h2_3, dgates_7);
     const dx0_3 = kernel_dx0_3(dgates_7, Wx);
-    // t259: a view of dx0_3 as f32[16,1,16] (the same array)
-    const t69 = kernel_t69(t54, t_144, dgates_7);
+    // t131: a view of dx0_3 as f32[16,1,16] (the same array)
+    const t69 = kernel_t69(t54, t_48, dgates_7);
     const t70 = kernel_t70(dt5);
     // t71: a view of t70 as f32[16,128] (the same array)
-    const di_4 = kernel_di_4(dc1_1_3, dc0_1_3, t70, o_11, t_143, u_11);
-    const du_4 = kernel_du_4(dc1_1_3, dc0_1_3, t70, o_11, t_143, i_11);
-    const df_4 = kernel_df_4(dc1_1_3, dc0_1_3, t70, o_11, t_143, c2_10);
-    const dc1_1_4 = kernel_dc1_1_4(dc1_1_3, dc0_1_3, t70, o_11, t_143, f_11);
-    const dt7_4 = kernel_dt7_4(dc0_1_3, t70, t_143, o_11);
+    const di_4 = kernel_di_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, u_3);
+    const du_4 = kernel_du_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, i_3);
+    const df_4 = kernel_df_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, c2_2);
+    const dc1_1_4 = kernel_dc1_1_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, f_3);
+    const dt7_4 = kernel_dt7_4(dc0_1_3, t70, t_47, o_3);
     const dgates_4_4 = kernel_dgates_4_4(dt7_4);
-    const dt6_5 = kernel_dt6_5(du_4, u_11);
+    const dt6_5 = kernel_dt6_5(u_3, du_4);
     const dgates_3_4 = kernel_dgates_3_4(dt6_5);
-    const dt5_5 = kernel_dt5_5(df_4, f_11);
+    const dt5_5 = kernel_dt5_5(f_3, df_4);
     const dgates_2_4 = kernel_dgates_2_4(dt5_5);
-    const dt4_4 = kernel_dt4_4(di_4, i_11);
+    const dt4_4 = kernel_dt4_4(i_3, di_4);
     const dgates_1_4 = kernel_dgates_1_4(dt4_4);
     const dgates_8 = kernel_dgates_8(dgates_4_4, dgates_3_4, dgates_2_4, dgates_1_4);
-    const t82 = kernel_t82(t67, dgates_8);
+    const t82 = kernel_t82(dgates_8, t67);
     const dc0_1_4 = kernel_dc0_1_4(dgates_8, Wh);
-    const t83 = kernel_t83(t68, h2_10, dgates_8);
+    const t83 = kernel_t83(t68, h2_2, dgates_8);
     const dx0_4 = kernel_dx0_4(dgates_8, Wx);
-    // t258: a view of dx0_4 as f32[16,1,16] (the same array)
-    const t84 = kernel_t84(t69, t_132, dgates_8);
+    // t130: a view of dx0_4 as f32[16,1,16] (the same array)
+    const t84 = kernel_t84(t69, t_36, dgates_8);
     const t85 = kernel_t85(dt5);
     // t86: a view of t85 as f32[16,128] (the same array)
-    const di_5 = kernel_di_5(dc1_1_4, dc0_1_4, t85, o_10, t_131, u_10);
-    const du_5 = kernel_du_5(dc1_1_4, dc0_1_4, t85, o_10, t_131, i_10);
-    const df_5 = kernel_df_5(dc1_1_4, dc0_1_4, t85, o_10, t_131, c2_9);
-    const dc1_1_5 = kernel_dc1_1_5(dc1_1_4, dc0_1_4, t85, o_10, t_131, f_10);
-    const dt7_5 = kernel_dt7_5(dc0_1_4, t85, t_131, o_10);
+    const di_5 = kernel_di_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, u_2);
+    const du_5 = kernel_du_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, i_2);
+    const df_5 = kernel_df_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, c2_1);
+    const dc1_1_5 = kernel_dc1_1_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, f_2);
+    const dt7_5 = kernel_dt7_5(dc0_1_4, t85, t_35, o_2);
     const dgates_4_5 = kernel_dgates_4_5(dt7_5);
-    const dt6_6 = kernel_dt6_6(du_5, u_10);
+    const dt6_6 = kernel_dt6_6(u_2, du_5);
     const dgates_3_5 = kernel_dgates_3_5(dt6_6);
-    const dt5_6 = kernel_dt5_6(df_5, f_10);
+    const dt5_6 = kernel_dt5_6(f_2, df_5);
     const dgates_2_5 = kernel_dgates_2_5(dt5_6);
-    const dt4_5 = kernel_dt4_5(di_5, i_10);
+    const dt4_5 = kernel_dt4_5(i_2, di_5);
     const dgates_1_5 = kernel_dgates_1_5(dt4_5);
     const dgates_9 = kernel_dgates_9(dgates_4_5, dgates_3_5, dgates_2_5, dgates_1_5);
-    const t97 = kernel_t97(t82, dgates_9);
+    const t97 = kernel_t97(dgates_9, t82);
     const dc0_1_5 = kernel_dc0_1_5(dgates_9, Wh);
-    const t98 = kernel_t98(t83, h2_9, dgates_9);
+    const t98 = kernel_t98(t83, h2_1, dgates_9);
     const dx0_5 = kernel_dx0_5(dgates_9, Wx);
-    // t257: a view of dx0_5 as f32[16,1,16] (the same array)
-    const t99 = kernel_t99(t84, t_120, dgates_9);
+    // t129: a view of dx0_5 as f32[16,1,16] (the same array)
+    const t99 = kernel_t99(t84, t_24, dgates_9);
     const t100 = kernel_t100(dt5);
     // t101: a view of t100 as f32[16,128] (the same array)
-    const di_6 = kernel_di_6(dc1_1_5, dc0_1_5, t100, o_9, t_119, u_9);
-    const du_6 = kernel_du_6(dc1_1_5, dc0_1_5, t100, o_9, t_119, i_9);
-    const df_6 = kernel_df_6(dc1_1_5, dc0_1_5, t100, o_9, t_119, c2_8);
-    const dc1_1_6 = kernel_dc1_1_6(dc1_1_5, dc0_1_5, t100, o_9, t_119, f_9);
-    const dt7_6 = kernel_dt7_6(dc0_1_5, t100, t_119, o_9);
+    const di_6 = kernel_di_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, u_1);
+    const du_6 = kernel_du_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, i_1);
+    const df_6 = kernel_df_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, c2);
+    const dc1_1_6 = kernel_dc1_1_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, f_1);
+    const dt7_6 = kernel_dt7_6(dc0_1_5, t100, t_23, o_1);
     const dgates_4_6 = kernel_dgates_4_6(dt7_6);
-    const dt6_7 = kernel_dt6_7(du_6, u_9);
+    const dt6_7 = kernel_dt6_7(u_1, du_6);
     const dgates_3_6 = kernel_dgates_3_6(dt6_7);
-    const dt5_7 = kernel_dt5_7(df_6, f_9);
+    const dt5_7 = kernel_dt5_7(f_1, df_6);
     const dgates_2_6 = kernel_dgates_2_6(dt5_7);
-    const dt4_6 = kernel_dt4_6(di_6, i_9);
+    const dt4_6 = kernel_dt4_6(i_1, di_6);
     const dgates_1_6 = kernel_dgates_1_6(dt4_6);
     const dgates_10 = kernel_dgates_10(dgates_4_6, dgates_3_6, dgates_2_6, dgates_1_6);
-    const t112 = kernel_t112(t97, dgates_10);
+    const t112 = kernel_t112(dgates_10, t97);
     const dc0_1_6 = kernel_dc0_1_6(dgates_10, Wh);
-    const t113 = kernel_t113(t98, h2_8, dgates_10);
+    const t113 = kernel_t113(t98, h2, dgates_10);
     const dx0_6 = kernel_dx0_6(dgates_10, Wx);
-    // t256: a view of dx0_6 as f32[16,1,16] (the same array)
-    const t114 = kernel_t114(t99, t_108, dgates_10);
+    // t128: a view of dx0_6 as f32[16,1,16] (the same array)
+    const t114 = kernel_t114(t99, t_12, dgates_10);
     const t115 = kernel_t115(dt5);
     // t116: a view of t115 as f32[16,128] (the same array)
-    const di_7 = kernel_di_7(dc1_1_6, dc0_1_6, t115, o_8, t_107, u_8);
-    const du_7 = kernel_du_7(dc1_1_6, dc0_1_6, t115, o_8, t_107, i_8);
-    const df_7 = kernel_df_7(dc1_1_6, dc0_1_6, t115, o_8, t_107, c2_7);
-    const dc1_1_7 = kernel_dc1_1_7(dc1_1_6, dc0_1_6, t115, o_8, t_107, f_8);
-    const dt7_7 = kernel_dt7_7(dc0_1_6, t115, t_107, o_8);
+    const di_7 = kernel_di_7(dc0_1_6, t115, t_11, o, dc1_1_6, u);
+    const du_7 = kernel_du_7(dc0_1_6, t115, t_11, o, dc1_1_6, i_);
+    const df_7 = kernel_df_7(dc0_1_6, t115, t_11, o, dc1_1_6, h0);
+    const dt7_7 = kernel_dt7_7(dc0_1_6, t115, t_11, o);
     const dgates_4_7 = kernel_dgates_4_7(dt7_7);
-    const dt6_8 = kernel_dt6_8(du_7, u_8);
+    const dt6_8 = kernel_dt6_8(u, du_7);
     const dgates_3_7 = kernel_dgates_3_7(dt6_8);
-    const dt5_8 = kernel_dt5_8(df_7, f_8);
+    const dt5_8 = kernel_dt5_8(f, df_7);
     const dgates_2_7 = kernel_dgates_2_7(dt5_8);
-    const dt4_7 = kernel_dt4_7(di_7, i_8);
+    const dt4_7 = kernel_dt4_7(i_, di_7);
     const dgates_1_7 = kernel_dgates_1_7(dt4_7);
     const dgates_11 = kernel_dgates_11(dgates_4_7, dgates_3_7, dgates_2_7, dgates_1_7);
-    const t127 = kernel_t127(t112, dgates_11);
-    const dc0_1_7 = kernel_dc0_1_7(dgates_11, Wh);
-    const t128 = kernel_t128(t113, h2_7, dgates_11);
+    const db = kernel_db(dgates_11, t112);
+    const dWh = kernel_dWh(t113, h0, dgates_11);
     const dx0_7 = kernel_dx0_7(dgates_11, Wx);
-    // t255: a view of dx0_7 as f32[16,1,16] (the same array)
-    const t129 = kernel_t129(t114, t_96, dgates_11);
-    const t130 = kernel_t130(dt5);
-    // t131: a view of t130 as f32[16,128] (the same array)
-    const di_8 = kernel_di_8(dc1_1_7, dc0_1_7, t130, o_7, t_95, u_7);
-    const du_8 = kernel_du_8(dc1_1_7, dc0_1_7, t130, o_7, t_95, i_7);
-    const df_8 = kernel_df_8(dc1_1_7, dc0_1_7, t130, o_7, t_95, c2_6);
-    const dc1_1_8 = kernel_dc1_1_8(dc1_1_7, dc0_1_7, t130, o_7, t_95, f_7);
-    const dt7_8 = kernel_dt7_8(dc0_1_7, t130, t_95, o_7);
-    const dgates_4_8 = kernel_dgates_4_8(dt7_8);
-    const dt6_9 = kernel_dt6_9(du_8, u_7);
-    const dgates_3_8 = kernel_dgates_3_8(dt6_9);
-    const dt5_9 = kernel_dt5_9(df_8, f_7);
-    const dgates_2_8 = kernel_dgates_2_8(dt5_9);
-    const dt4_8 = kernel_dt4_8(di_8, i_7);
-    const dgates_1_8 = kernel_dgates_1_8(dt4_8);
-    const dgates_12 = kernel_dgates_12(dgates_4_8, dgates_3_8, dgates_2_8, dgates_1_8);
-    const t142 = kernel_t142(t127, dgates_12);
-    const dc0_1_8 = kernel_dc0_1_8(dgates_12, Wh);
-    const t143 = kernel_t143(t128, h2_6, dgates_12);
-    const dx0_8 = kernel_dx0_8(dgates_12, Wx);
-    // t254: a view of dx0_8 as f32[16,1,16] (the same array)
-    const t144 = kernel_t144(t129, t_84, dgates_12);
-    const t145 = kernel_t145(dt5);
-    // t146: a view of t145 as f32[16,128] (the same array)
-    const di_9 = kernel_di_9(dc1_1_8, dc0_1_8, t145, o_6, t_83, u_6);
-    const du_9 = kernel_du_9(dc1_1_8, dc0_1_8, t145, o_6, t_83, i_6);
-    const df_9 = kernel_df_9(dc1_1_8, dc0_1_8, t145, o_6, t_83, c2_5);
-    const dc1_1_9 = kernel_dc1_1_9(dc1_1_8, dc0_1_8, t145, o_6, t_83, f_6);
-    const dt7_9 = kernel_dt7_9(dc0_1_8, t145, t_83, o_6);
-    const dgates_4_9 = kernel_dgates_4_9(dt7_9);
-    const dt6_10 = kernel_dt6_10(du_9, u_6);
-    const dgates_3_9 = kernel_dgates_3_9(dt6_10);
-    const dt5_10 = kernel_dt5_10(df_9, f_6);
-    const dgates_2_9 = kernel_dgates_2_9(dt5_10);
-    const dt4_9 = kernel_dt4_9(di_9, i_6);
-    const dgates_1_9 = kernel_dgates_1_9(dt4_9);
-    const dgates_13 = kernel_dgates_13(dgates_4_9, dgates_3_9, dgates_2_9, dgates_1_9);
-    const t157 = kernel_t157(t142, dgates_13);
-    const dc0_1_9 = kernel_dc0_1_9(dgates_13, Wh);
-    const t158 = kernel_t158(t143, h2_5, dgates_13);
-    const dx0_9 = kernel_dx0_9(dgates_13, Wx);
-    // t253: a view of dx0_9 as f32[16,1,16] (the same array)
-    const t159 = kernel_t159(t144, t_72, dgates_13);
-    const t160 = kernel_t160(dt5);
-    // t161: a view of t160 as f32[16,128] (the same array)
-    const di_10 = kernel_di_10(dc1_1_9, dc0_1_9, t160, o_5, t_71, u_5);
-    const du_10 = kernel_du_10(dc1_1_9, dc0_1_9, t160, o_5, t_71, i_5);
-    const df_10 = kernel_df_10(dc1_1_9, dc0_1_9, t160, o_5, t_71, c2_4);
-    const dc1_1_10 = kernel_dc1_1_10(dc1_1_9, dc0_1_9, t160, o_5, t_71, f_5);
-    const dt7_10 = kernel_dt7_10(dc0_1_9, t160, t_71, o_5);
-    const dgates_4_10 = kernel_dgates_4_10(dt7_10);
-    const dt6_11 = kernel_dt6_11(du_10, u_5);
-    const dgates_3_10 = kernel_dgates_3_10(dt6_11);
-    const dt5_11 = kernel_dt5_11(df_10, f_5);
-    const dgates_2_10 = kernel_dgates_2_10(dt5_11);
-    const dt4_10 = kernel_dt4_10(di_10, i_5);
-    const dgates_1_10 = kernel_dgates_1_10(dt4_10);
-    const dgates_14 = kernel_dgates_14(dgates_4_10, dgates_3_10, dgates_2_10, dgates_1_10);
-    const t172 = kernel_t172(t157, dgates_14);
-    const dc0_1_10 = kernel_dc0_1_10(dgates_14, Wh);
-    const t173 = kernel_t173(t158, h2_4, dgates_14);
-    const dx0_10 = kernel_dx0_10(dgates_14, Wx);
-    // t252: a view of dx0_10 as f32[16,1,16] (the same array)
-    const t174 = kernel_t174(t159, t_60, dgates_14);
-    const t175 = kernel_t175(dt5);
-    // t176: a view of t175 as f32[16,128] (the same array)
-    const di_11 = kernel_di_11(dc1_1_10, dc0_1_10, t175, o_4, t_59, u_4);
-    const du_11 = kernel_du_11(dc1_1_10, dc0_1_10, t175, o_4, t_59, i_4);
-    const df_11 = kernel_df_11(dc1_1_10, dc0_1_10, t175, o_4, t_59, c2_3);
-    const dc1_1_11 = kernel_dc1_1_11(dc1_1_10, dc0_1_10, t175, o_4, t_59, f_4);
-    const dt7_11 = kernel_dt7_11(dc0_1_10, t175, t_59, o_4);
-    const dgates_4_11 = kernel_dgates_4_11(dt7_11);
-    const dt6_12 = kernel_dt6_12(du_11, u_4);
-    const dgates_3_11 = kernel_dgates_3_11(dt6_12);
-    const dt5_12 = kernel_dt5_12(df_11, f_4);
-    const dgates_2_11 = kernel_dgates_2_11(dt5_12);
-    const dt4_11 = kernel_dt4_11(di_11, i_4);
-    const dgates_1_11 = kernel_dgates_1_11(dt4_11);
-    const dgates_15 = kernel_dgates_15(dgates_4_11, dgates_3_11, dgates_2_11, dgates_1_11);
-    const t187 = kernel_t187(t172, dgates_15);
-    const dc0_1_11 = kernel_dc0_1_11(dgates_15, Wh);
-    const t188 = kernel_t188(t173, h2_3, dgates_15);
-    const dx0_11 = kernel_dx0_11(dgates_15, Wx);
-    // t251: a view of dx0_11 as f32[16,1,16] (the same array)
-    const t189 = kernel_t189(t174, t_48, dgates_15);
-    const t190 = kernel_t190(dt5);
-    // t191: a view of t190 as f32[16,128] (the same array)
-    const di_12 = kernel_di_12(dc1_1_11, dc0_1_11, t190, o_3, t_47, u_3);
-    const du_12 = kernel_du_12(dc1_1_11, dc0_1_11, t190, o_3, t_47, i_3);
-    const df_12 = kernel_df_12(dc1_1_11, dc0_1_11, t190, o_3, t_47, c2_2);
-    const dc1_1_12 = kernel_dc1_1_12(dc1_1_11, dc0_1_11, t190, o_3, t_47, f_3);
-    const dt7_12 = kernel_dt7_12(dc0_1_11, t190, t_47, o_3);
-    const dgates_4_12 = kernel_dgates_4_12(dt7_12);
-    const dt6_13 = kernel_dt6_13(du_12, u_3);
-    const dgates_3_12 = kernel_dgates_3_12(dt6_13);
-    const dt5_13 = kernel_dt5_13(df_12, f_3);
-    const dgates_2_12 = kernel_dgates_2_12(dt5_13);
-    const dt4_12 = kernel_dt4_12(di_12, i_3);
-    const dgates_1_12 = kernel_dgates_1_12(dt4_12);
-    const dgates_16 = kernel_dgates_16(dgates_4_12, dgates_3_12, dgates_2_12, dgates_1_12);
-    const t202 = kernel_t202(t187, dgates_16);
-    const dc0_1_12 = kernel_dc0_1_12(dgates_16, Wh);
-    const t203 = kernel_t203(t188, h2_2, dgates_16);
-    const dx0_12 = kernel_dx0_12(dgates_16, Wx);
-    // t250: a view of dx0_12 as f32[16,1,16] (the same array)
-    const t204 = kernel_t204(t189, t_36, dgates_16);
-    const t205 = kernel_t205(dt5);
-    // t206: a view of t205 as f32[16,128] (the same array)
-    const di_13 = kernel_di_13(dc1_1_12, dc0_1_12, t205, o_2, t_35, u_2);
-    const du_13 = kernel_du_13(dc1_1_12, dc0_1_12, t205, o_2, t_35, i_2);
-    const df_13 = kernel_df_13(dc1_1_12, dc0_1_12, t205, o_2, t_35, c2_1);
-    const dc1_1_13 = kernel_dc1_1_13(dc1_1_12, dc0_1_12, t205, o_2, t_35, f_2);
-    const dt7_13 = kernel_dt7_13(dc0_1_12, t205, t_35, o_2);
-    const dgates_4_13 = kernel_dgates_4_13(dt7_13);
-    const dt6_14 = kernel_dt6_14(du_13, u_2);
-    const dgates_3_13 = kernel_dgates_3_13(dt6_14);
-    const dt5_14 = kernel_dt5_14(df_13, f_2);
-    const dgates_2_13 = kernel_dgates_2_13(dt5_14);
-    const dt4_13 = kernel_dt4_13(di_13, i_2);
-    const dgates_1_13 = kernel_dgates_1_13(dt4_13);
-    const dgates_17 = kernel_dgates_17(dgates_4_13, dgates_3_13, dgates_2_13, dgates_1_13);
-    const t217 = kernel_t217(t202, dgates_17);
-    const dc0_1_13 = kernel_dc0_1_13(dgates_17, Wh);
-    const t218 = kernel_t218(t203, h2_1, dgates_17);
-    const dx0_13 = kernel_dx0_13(dgates_17, Wx);
-    // t249: a view of dx0_13 as f32[16,1,16] (the same array)
-    const t219 = kernel_t219(t204, t_24, dgates_17);
-    const t220 = kernel_t220(dt5);
-    // t221: a view of t220 as f32[16,128] (the same array)
-    const di_14 = kernel_di_14(dc1_1_13, dc0_1_13, t220, o_1, t_23, u_1);
-    const du_14 = kernel_du_14(dc1_1_13, dc0_1_13, t220, o_1, t_23, i_1);
-    const df_14 = kernel_df_14(dc1_1_13, dc0_1_13, t220, o_1, t_23, c2);
-    const dc1_1_14 = kernel_dc1_1_14(dc1_1_13, dc0_1_13, t220, o_1, t_23, f_1);
-    const dt7_14 = kernel_dt7_14(dc0_1_13, t220, t_23, o_1);
-    const dgates_4_14 = kernel_dgates_4_14(dt7_14);
-    const dt6_15 = kernel_dt6_15(du_14, u_1);
-    const dgates_3_14 = kernel_dgates_3_14(dt6_15);
-    const dt5_15 = kernel_dt5_15(df_14, f_1);
-    const dgates_2_14 = kernel_dgates_2_14(dt5_15);
-    const dt4_14 = kernel_dt4_14(di_14, i_1);
-    const dgates_1_14 = kernel_dgates_1_14(dt4_14);
-    const dgates_18 = kernel_dgates_18(dgates_4_14, dgates_3_14, dgates_2_14, dgates_1_14);
-    const t232 = kernel_t232(t217, dgates_18);
-    const dc0_1_14 = kernel_dc0_1_14(dgates_18, Wh);
-    const t233 = kernel_t233(t218, h2, dgates_18);
-    const dx0_14 = kernel_dx0_14(dgates_18, Wx);
-    // t248: a view of dx0_14 as f32[16,1,16] (the same array)
-    const t234 = kernel_t234(t219, t_12, dgates_18);
-    const t235 = kernel_t235(dt5);
-    // t236: a view of t235 as f32[16,128] (the same array)
-    const di_15 = kernel_di_15(dc1_1_14, dc0_1_14, t235, o, t_11, u);
-    const du_15 = kernel_du_15(dc1_1_14, dc0_1_14, t235, o, t_11, i_);
-    const df_15 = kernel_df_15(dc1_1_14, dc0_1_14, t235, o, t_11, h0);
-    const dt7_15 = kernel_dt7_15(dc0_1_14, t235, t_11, o);
-    const dgates_4_15 = kernel_dgates_4_15(dt7_15);
-    const dt6_16 = kernel_dt6_16(du_15, u);
-    const dgates_3_15 = kernel_dgates_3_15(dt6_16);
-    const dt5_16 = kernel_dt5_16(df_15, f);
-    const dgates_2_15 = kernel_dgates_2_15(dt5_16);
-    const dt4_15 = kernel_dt4_15(di_15, i_);
-    const dgates_1_15 = kernel_dgates_1_15(dt4_15);
-    const dgates_19 = kernel_dgates_19(dgates_4_15, dgates_3_15, dgates_2_15, dgates_1_15);
-    const db = kernel_db(t232, dgates_19);
-    const dWh = kernel_dWh(t233, h0, dgates_19);
-    const dx0_15 = kernel_dx0_15(dgates_19, Wx);
-    // t247: a view of dx0_15 as f32[16,1,16] (the same array)
-    const dWx = kernel_dWx(t234, t_, dgates_19);
-    const demb = kernel_demb(
-      dx0_15,
-      dx0_14,
-      dx0_13,
-      dx0_12,
-      dx0_11,
-      dx0_10,
-      dx0_9,
-      dx0_8,
-      dx0_7,
-      dx0_6,
-      dx0_5,
-      dx0_4,
-      dx0_3,
-      dx0_2,
-      dx0_1,
-      dx0,
-    );
+    // t127: a view of dx0_7 as f32[16,1,16] (the same array)
+    const dWx = kernel_dWx(t114, t_, dgates_11);
+    const demb = kernel_demb(dx0_7, dx0_6, dx0_5, dx0_4, dx0_3, dx0_2, dx0_1, dx0);
     const dC = kernel_dC(X, demb);
     return [loss, dC, dWx, dWh, db, dWy, dby];
   });
 
-  const X_f32 = new Float32Array(256);
-  const Y_f32 = new Float32Array(256);
+  const X_f32 = new Float32Array(128);
+  const Y_f32 = new Float32Array(128);
   const args = (params: Params, inputs: Inputs, options?: Options) => {
     checkArgs(params, inputs);
     X_f32.set(inputs.X);
@@ -11342,7 +5676,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   };
   const zeros: Params = initParams(0);
   for (const k of Object.keys(zeros)) zeros[k as keyof Params].fill(0);
-  const zeroInputs = { X: new Int32Array(256), Y: new Int32Array(256) } as Inputs;
+  const zeroInputs = { X: new Int32Array(128), Y: new Int32Array(128) } as Inputs;
   await gradPlan(...args(zeros, zeroInputs));
   await forwardPlan(...args(zeros, zeroInputs));
   return {

@@ -5,7 +5,7 @@
 
 export const spec = {
   name: 'lstm',
-  inputs: { X: { dtype: 'i32', shape: [16, 16] }, Y: { dtype: 'i32', shape: [16, 16] } },
+  inputs: { X: { dtype: 'i32', shape: [16, 8] }, Y: { dtype: 'i32', shape: [16, 8] } },
   params: {
     C: { dtype: 'f32', shape: [27, 16] },
     Wx: { dtype: 'f32', shape: [16, 512] },
@@ -26,8 +26,8 @@ export interface Params {
   by: Float32Array; // f32[27]
 }
 export interface Inputs {
-  X: Int32Array; // i32[16,16]
-  Y: Int32Array; // i32[16,16]
+  X: Int32Array; // i32[16,8]
+  Y: Int32Array; // i32[16,8]
 }
 export interface Outputs {
   loss: number; // f32[]
@@ -49,7 +49,7 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 145 arrays, 2977.9 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 81 arrays, 2072.9 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(432),
@@ -58,75 +58,11 @@ const buffers = [
   new Float32Array(512),
   new Float32Array(3456),
   new Float32Array(27),
-  new Int32Array(256),
-  new Int32Array(256),
+  new Int32Array(128),
+  new Int32Array(128),
   new Float32Array(8192),
   new Float32Array(2048),
   new Float32Array(256),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(4096),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
   new Float32Array(8192),
   new Float32Array(8192),
   new Float32Array(2048),
@@ -205,17 +141,17 @@ const buf = {
   b: buffers[3], // f32[512] (param b)
   Wy: buffers[4], // f32[128,27] (param Wy)
   by: buffers[5], // f32[27] (param by)
-  X: buffers[6], // i32[16,16] (input X)
-  Y: buffers[7], // i32[16,16] (input Y)
+  X: buffers[6], // i32[16,8] (input X)
+  Y: buffers[7], // i32[16,8] (input Y)
   // t1: f32[1,1], every element 0 (the code reads the literal)
-  emb: buffers[8].subarray(0, 4096), // f32[16,16,16]
+  emb: buffers[8].subarray(0, 2048), // f32[16,8,16]
   h0: buffers[9], // f32[16,128]
   t_: buffers[10], // f32[16,1,16]
   t_1: buffers[10], // a view of t_
   t_2: buffers[11], // f32[16,512]
   gates: buffers[12], // f32[16,512]
   t_5: buffers[11].subarray(0, 2048), // f32[16,128]
-  i_: buffers[13].subarray(0, 2048), // f32[16,128]
+  i_: buffers[13], // f32[16,128]
   t_6: buffers[11].subarray(0, 2048), // f32[16,128]
   f: buffers[14], // f32[16,128]
   t_9: buffers[15], // f32[16,128]
@@ -308,7 +244,7 @@ const buf = {
   h2_5: buffers[52].subarray(0, 2048), // f32[16,128]
   t_72: buffers[55].subarray(0, 256), // f32[16,1,16]
   t_73: buffers[55].subarray(0, 256), // a view of t_72
-  t_74: buffers[59], // f32[16,512]
+  t_74: buffers[59].subarray(0, 8192), // f32[16,512]
   gates_6: buffers[60], // f32[16,512]
   t_77: buffers[59].subarray(0, 2048), // f32[16,128]
   i_6: buffers[61], // f32[16,128]
@@ -317,517 +253,213 @@ const buf = {
   t_81: buffers[63], // f32[16,128]
   t_79: buffers[59].subarray(0, 2048), // f32[16,128]
   u_6: buffers[64], // f32[16,128]
-  c2_6: buffers[65], // f32[16,128]
+  c2_6: buffers[65].subarray(0, 2048), // f32[16,128]
   t_83: buffers[66], // f32[16,128]
   t_80: buffers[63], // f32[16,128]
   o_6: buffers[59].subarray(0, 2048), // f32[16,128]
   h2_6: buffers[60].subarray(0, 2048), // f32[16,128]
   t_84: buffers[63].subarray(0, 256), // f32[16,1,16]
   t_85: buffers[63].subarray(0, 256), // a view of t_84
-  t_86: buffers[67], // f32[16,512]
-  gates_7: buffers[68], // f32[16,512]
-  t_89: buffers[67].subarray(0, 2048), // f32[16,128]
-  i_7: buffers[69], // f32[16,128]
-  t_90: buffers[67].subarray(0, 2048), // f32[16,128]
-  f_7: buffers[70], // f32[16,128]
-  t_93: buffers[71], // f32[16,128]
-  t_91: buffers[67].subarray(0, 2048), // f32[16,128]
-  u_7: buffers[72], // f32[16,128]
-  c2_7: buffers[73], // f32[16,128]
-  t_95: buffers[74], // f32[16,128]
-  t_92: buffers[71], // f32[16,128]
-  o_7: buffers[67].subarray(0, 2048), // f32[16,128]
-  h2_7: buffers[68].subarray(0, 2048), // f32[16,128]
-  t_96: buffers[71].subarray(0, 256), // f32[16,1,16]
-  t_97: buffers[71].subarray(0, 256), // a view of t_96
-  t_98: buffers[75], // f32[16,512]
-  gates_8: buffers[76], // f32[16,512]
-  t_101: buffers[75].subarray(0, 2048), // f32[16,128]
-  i_8: buffers[77], // f32[16,128]
-  t_102: buffers[75].subarray(0, 2048), // f32[16,128]
-  f_8: buffers[78], // f32[16,128]
-  t_105: buffers[79], // f32[16,128]
-  t_103: buffers[75].subarray(0, 2048), // f32[16,128]
-  u_8: buffers[80], // f32[16,128]
-  c2_8: buffers[81], // f32[16,128]
-  t_107: buffers[82], // f32[16,128]
-  t_104: buffers[79], // f32[16,128]
-  o_8: buffers[75].subarray(0, 2048), // f32[16,128]
-  h2_8: buffers[76].subarray(0, 2048), // f32[16,128]
-  t_108: buffers[79].subarray(0, 256), // f32[16,1,16]
-  t_109: buffers[79].subarray(0, 256), // a view of t_108
-  t_110: buffers[83], // f32[16,512]
-  gates_9: buffers[84], // f32[16,512]
-  t_113: buffers[83].subarray(0, 2048), // f32[16,128]
-  i_9: buffers[85], // f32[16,128]
-  t_114: buffers[83].subarray(0, 2048), // f32[16,128]
-  f_9: buffers[86], // f32[16,128]
-  t_117: buffers[87], // f32[16,128]
-  t_115: buffers[83].subarray(0, 2048), // f32[16,128]
-  u_9: buffers[88], // f32[16,128]
-  c2_9: buffers[89], // f32[16,128]
-  t_119: buffers[90], // f32[16,128]
-  t_116: buffers[87], // f32[16,128]
-  o_9: buffers[83].subarray(0, 2048), // f32[16,128]
-  h2_9: buffers[84].subarray(0, 2048), // f32[16,128]
-  t_120: buffers[87].subarray(0, 256), // f32[16,1,16]
-  t_121: buffers[87].subarray(0, 256), // a view of t_120
-  t_122: buffers[91], // f32[16,512]
-  gates_10: buffers[92], // f32[16,512]
-  t_125: buffers[91].subarray(0, 2048), // f32[16,128]
-  i_10: buffers[93], // f32[16,128]
-  t_126: buffers[91].subarray(0, 2048), // f32[16,128]
-  f_10: buffers[94], // f32[16,128]
-  t_129: buffers[95], // f32[16,128]
-  t_127: buffers[91].subarray(0, 2048), // f32[16,128]
-  u_10: buffers[96], // f32[16,128]
-  c2_10: buffers[97], // f32[16,128]
-  t_131: buffers[98], // f32[16,128]
-  t_128: buffers[95], // f32[16,128]
-  o_10: buffers[91].subarray(0, 2048), // f32[16,128]
-  h2_10: buffers[92].subarray(0, 2048), // f32[16,128]
-  t_132: buffers[95].subarray(0, 256), // f32[16,1,16]
-  t_133: buffers[95].subarray(0, 256), // a view of t_132
-  t_134: buffers[99], // f32[16,512]
-  gates_11: buffers[100], // f32[16,512]
-  t_137: buffers[99].subarray(0, 2048), // f32[16,128]
-  i_11: buffers[101], // f32[16,128]
-  t_138: buffers[99].subarray(0, 2048), // f32[16,128]
-  f_11: buffers[102], // f32[16,128]
-  t_141: buffers[103], // f32[16,128]
-  t_139: buffers[99].subarray(0, 2048), // f32[16,128]
-  u_11: buffers[104], // f32[16,128]
-  c2_11: buffers[105], // f32[16,128]
-  t_143: buffers[106], // f32[16,128]
-  t_140: buffers[103], // f32[16,128]
-  o_11: buffers[99].subarray(0, 2048), // f32[16,128]
-  h2_11: buffers[100].subarray(0, 2048), // f32[16,128]
-  t_144: buffers[103].subarray(0, 256), // f32[16,1,16]
-  t_145: buffers[103].subarray(0, 256), // a view of t_144
-  t_146: buffers[107], // f32[16,512]
-  gates_12: buffers[108], // f32[16,512]
-  t_149: buffers[107].subarray(0, 2048), // f32[16,128]
-  i_12: buffers[109], // f32[16,128]
-  t_150: buffers[107].subarray(0, 2048), // f32[16,128]
-  f_12: buffers[110], // f32[16,128]
-  t_153: buffers[111], // f32[16,128]
-  t_151: buffers[107].subarray(0, 2048), // f32[16,128]
-  u_12: buffers[112], // f32[16,128]
-  c2_12: buffers[113], // f32[16,128]
-  t_155: buffers[114], // f32[16,128]
-  t_152: buffers[111], // f32[16,128]
-  o_12: buffers[107].subarray(0, 2048), // f32[16,128]
-  h2_12: buffers[108].subarray(0, 2048), // f32[16,128]
-  t_156: buffers[111].subarray(0, 256), // f32[16,1,16]
-  t_157: buffers[111].subarray(0, 256), // a view of t_156
-  t_158: buffers[115], // f32[16,512]
-  gates_13: buffers[116], // f32[16,512]
-  t_161: buffers[115].subarray(0, 2048), // f32[16,128]
-  i_13: buffers[117], // f32[16,128]
-  t_162: buffers[115].subarray(0, 2048), // f32[16,128]
-  f_13: buffers[118], // f32[16,128]
-  t_165: buffers[119], // f32[16,128]
-  t_163: buffers[115].subarray(0, 2048), // f32[16,128]
-  u_13: buffers[120], // f32[16,128]
-  c2_13: buffers[121], // f32[16,128]
-  t_167: buffers[122], // f32[16,128]
-  t_164: buffers[119], // f32[16,128]
-  o_13: buffers[115].subarray(0, 2048), // f32[16,128]
-  h2_13: buffers[116].subarray(0, 2048), // f32[16,128]
-  t_168: buffers[119].subarray(0, 256), // f32[16,1,16]
-  t_169: buffers[119].subarray(0, 256), // a view of t_168
-  t_170: buffers[123].subarray(0, 8192), // f32[16,512]
-  gates_14: buffers[124], // f32[16,512]
-  t_173: buffers[123].subarray(0, 2048), // f32[16,128]
-  i_14: buffers[125], // f32[16,128]
-  t_174: buffers[123].subarray(0, 2048), // f32[16,128]
-  f_14: buffers[126], // f32[16,128]
-  t_177: buffers[127], // f32[16,128]
-  t_175: buffers[123].subarray(0, 2048), // f32[16,128]
-  u_14: buffers[128], // f32[16,128]
-  c2_14: buffers[129].subarray(0, 2048), // f32[16,128]
-  t_179: buffers[130], // f32[16,128]
-  t_176: buffers[127], // f32[16,128]
-  o_14: buffers[123].subarray(0, 2048), // f32[16,128]
-  h2_14: buffers[124].subarray(0, 2048), // f32[16,128]
-  t_180: buffers[127].subarray(0, 256), // f32[16,1,16]
-  t_181: buffers[127].subarray(0, 256), // a view of t_180
-  t_182: buffers[8], // f32[16,512]
-  gates_15: buffers[131], // f32[16,512]
-  t_185: buffers[8].subarray(0, 2048), // f32[16,128]
-  i_15: buffers[132].subarray(0, 2048), // f32[16,128]
-  t_186: buffers[8].subarray(0, 2048), // f32[16,128]
-  f_15: buffers[133].subarray(0, 2048), // f32[16,128]
-  t_189: buffers[134].subarray(0, 2048), // f32[16,128]
-  t_187: buffers[8].subarray(0, 2048), // f32[16,128]
-  u_15: buffers[135], // f32[16,128]
-  t_191: buffers[136], // f32[16,128]
-  t_188: buffers[134].subarray(0, 2048), // f32[16,128]
-  o_15: buffers[8].subarray(0, 2048), // f32[16,128]
-  t3: buffers[131].subarray(0, 2048), // f32[16,128]
-  t_192: buffers[12].subarray(0, 2048), // a view of h2
-  t_193: buffers[20].subarray(0, 2048), // a view of h2_1
-  t_194: buffers[28].subarray(0, 2048), // a view of h2_2
-  t_195: buffers[36].subarray(0, 2048), // a view of h2_3
-  t_196: buffers[44].subarray(0, 2048), // a view of h2_4
-  t_197: buffers[52].subarray(0, 2048), // a view of h2_5
-  t_198: buffers[60].subarray(0, 2048), // a view of h2_6
-  t_199: buffers[68].subarray(0, 2048), // a view of h2_7
-  t_200: buffers[76].subarray(0, 2048), // a view of h2_8
-  t_201: buffers[84].subarray(0, 2048), // a view of h2_9
-  t_202: buffers[92].subarray(0, 2048), // a view of h2_10
-  t_203: buffers[100].subarray(0, 2048), // a view of h2_11
-  t_204: buffers[108].subarray(0, 2048), // a view of h2_12
-  t_205: buffers[116].subarray(0, 2048), // a view of h2_13
-  t_206: buffers[124].subarray(0, 2048), // a view of h2_14
-  t_207: buffers[131].subarray(0, 2048), // a view of t3
-  t5: buffers[134].subarray(0, 32768), // f32[16,16,128]
-  t6: buffers[134].subarray(0, 32768), // a view of t5
-  logits: buffers[131].subarray(0, 6912), // f32[256,27]
+  t_86: buffers[8], // f32[16,512]
+  gates_7: buffers[67], // f32[16,512]
+  t_89: buffers[8].subarray(0, 2048), // f32[16,128]
+  i_7: buffers[68].subarray(0, 2048), // f32[16,128]
+  t_90: buffers[8].subarray(0, 2048), // f32[16,128]
+  f_7: buffers[69].subarray(0, 2048), // f32[16,128]
+  t_93: buffers[70].subarray(0, 2048), // f32[16,128]
+  t_91: buffers[8].subarray(0, 2048), // f32[16,128]
+  u_7: buffers[71], // f32[16,128]
+  t_95: buffers[72], // f32[16,128]
+  t_92: buffers[70].subarray(0, 2048), // f32[16,128]
+  o_7: buffers[8].subarray(0, 2048), // f32[16,128]
+  t3: buffers[67].subarray(0, 2048), // f32[16,128]
+  t_96: buffers[12].subarray(0, 2048), // a view of h2
+  t_97: buffers[20].subarray(0, 2048), // a view of h2_1
+  t_98: buffers[28].subarray(0, 2048), // a view of h2_2
+  t_99: buffers[36].subarray(0, 2048), // a view of h2_3
+  t_100: buffers[44].subarray(0, 2048), // a view of h2_4
+  t_101: buffers[52].subarray(0, 2048), // a view of h2_5
+  t_102: buffers[60].subarray(0, 2048), // a view of h2_6
+  t_103: buffers[67].subarray(0, 2048), // a view of t3
+  t5: buffers[70].subarray(0, 16384), // f32[16,8,128]
+  t6: buffers[70].subarray(0, 16384), // a view of t5
+  logits: buffers[67].subarray(0, 3456), // f32[128,27]
   t8: buffers[7], // a view of Y
-  loss: buffers[137], // f32[]
-  t11: buffers[138].subarray(0, 6912), // f32[256,27]
-  dlogits: buffers[131].subarray(0, 6912), // f32[256,27]
-  dby: buffers[139], // f32[27]
-  dt6: buffers[138].subarray(0, 32768), // f32[256,128]
-  dWy: buffers[140], // f32[128,27]
-  dt5: buffers[138].subarray(0, 32768), // a view of dt6
-  t14: buffers[131].subarray(0, 2048), // f32[16,1,128]
-  dh2: buffers[131].subarray(0, 2048), // a view of t14
-  di: buffers[134].subarray(0, 2048), // f32[16,128]
-  du: buffers[141], // f32[16,128]
-  df: buffers[142], // f32[16,128]
-  dc1_1: buffers[143].subarray(0, 2048), // f32[16,128]
-  dt7: buffers[144], // f32[16,128]
+  loss: buffers[73], // f32[]
+  t11: buffers[74].subarray(0, 3456), // f32[128,27]
+  dlogits: buffers[67].subarray(0, 3456), // f32[128,27]
+  dby: buffers[75], // f32[27]
+  dt6: buffers[74].subarray(0, 16384), // f32[128,128]
+  dWy: buffers[76], // f32[128,27]
+  dt5: buffers[74].subarray(0, 16384), // a view of dt6
+  t14: buffers[67].subarray(0, 2048), // f32[16,1,128]
+  dh2: buffers[67].subarray(0, 2048), // a view of t14
+  di: buffers[70].subarray(0, 2048), // f32[16,128]
+  du: buffers[77], // f32[16,128]
+  df: buffers[78], // f32[16,128]
+  dc1_1: buffers[79].subarray(0, 2048), // f32[16,128]
+  dt7: buffers[80], // f32[16,128]
   dgates_4: buffers[8], // f32[16,512]
-  dt6_1: buffers[129].subarray(0, 2048), // f32[16,128]
-  dgates_3: buffers[131], // f32[16,512]
-  dt5_1: buffers[129].subarray(0, 2048), // f32[16,128]
-  dgates_2: buffers[133], // f32[16,512]
-  dt4: buffers[129].subarray(0, 2048), // f32[16,128]
-  dgates_1: buffers[132], // f32[16,512]
-  dgates: buffers[129], // f32[16,512]
-  db_1: buffers[135].subarray(0, 512), // f32[512]
-  dc0_1: buffers[136], // f32[16,128]
-  dWh_1: buffers[134], // f32[128,512]
-  dx0: buffers[141].subarray(0, 256), // f32[16,16]
+  dt6_1: buffers[65].subarray(0, 2048), // f32[16,128]
+  dgates_3: buffers[67], // f32[16,512]
+  dt5_1: buffers[65].subarray(0, 2048), // f32[16,128]
+  dgates_2: buffers[69], // f32[16,512]
+  dt4: buffers[65].subarray(0, 2048), // f32[16,128]
+  dgates_1: buffers[68], // f32[16,512]
+  dgates: buffers[65], // f32[16,512]
+  db_1: buffers[71].subarray(0, 512), // f32[512]
+  dc0_1: buffers[72], // f32[16,128]
+  dWh_1: buffers[70], // f32[128,512]
+  dx0: buffers[77].subarray(0, 256), // f32[16,16]
   dWx_1: buffers[8], // f32[16,512]
-  t25: buffers[127], // f32[16,1,128]
-  t26: buffers[127], // a view of t25
-  di_1: buffers[142], // f32[16,128]
-  du_1: buffers[144], // f32[16,128]
-  df_1: buffers[124].subarray(0, 2048), // f32[16,128]
-  dc1_1_1: buffers[129].subarray(0, 2048), // f32[16,128]
-  dt7_1: buffers[131].subarray(0, 2048), // f32[16,128]
-  dgates_4_1: buffers[123].subarray(0, 8192), // f32[16,512]
-  dt6_2: buffers[121], // f32[16,128]
-  dgates_3_1: buffers[131], // f32[16,512]
-  dt5_2: buffers[121], // f32[16,128]
-  dgates_2_1: buffers[124], // f32[16,512]
-  dt4_1: buffers[121], // f32[16,128]
-  dgates_1_1: buffers[132], // f32[16,512]
-  dgates_5: buffers[133], // f32[16,512]
-  t37: buffers[121].subarray(0, 512), // f32[512]
-  dc0_1_1: buffers[125], // f32[16,128]
-  t38: buffers[123], // f32[128,512]
-  dx0_1: buffers[126].subarray(0, 256), // f32[16,16]
-  t39: buffers[116], // f32[16,512]
-  t40: buffers[119], // f32[16,1,128]
-  t41: buffers[119], // a view of t40
-  di_2: buffers[127], // f32[16,128]
-  du_2: buffers[128], // f32[16,128]
-  df_2: buffers[130], // f32[16,128]
-  dc1_1_2: buffers[135], // f32[16,128]
-  dt7_2: buffers[136], // f32[16,128]
+  t25: buffers[63], // f32[16,1,128]
+  t26: buffers[63], // a view of t25
+  di_1: buffers[78], // f32[16,128]
+  du_1: buffers[80], // f32[16,128]
+  df_1: buffers[60].subarray(0, 2048), // f32[16,128]
+  dc1_1_1: buffers[65].subarray(0, 2048), // f32[16,128]
+  dt7_1: buffers[67].subarray(0, 2048), // f32[16,128]
+  dgates_4_1: buffers[59].subarray(0, 8192), // f32[16,512]
+  dt6_2: buffers[57], // f32[16,128]
+  dgates_3_1: buffers[67], // f32[16,512]
+  dt5_2: buffers[57], // f32[16,128]
+  dgates_2_1: buffers[60], // f32[16,512]
+  dt4_1: buffers[57], // f32[16,128]
+  dgates_1_1: buffers[68], // f32[16,512]
+  dgates_5: buffers[69], // f32[16,512]
+  t37: buffers[57].subarray(0, 512), // f32[512]
+  dc0_1_1: buffers[61], // f32[16,128]
+  t38: buffers[59], // f32[128,512]
+  dx0_1: buffers[62].subarray(0, 256), // f32[16,16]
+  t39: buffers[52], // f32[16,512]
+  t40: buffers[55], // f32[16,1,128]
+  t41: buffers[55], // a view of t40
+  di_2: buffers[63], // f32[16,128]
+  du_2: buffers[64], // f32[16,128]
+  df_2: buffers[66], // f32[16,128]
+  dc1_1_2: buffers[71], // f32[16,128]
+  dt7_2: buffers[72], // f32[16,128]
   dgates_4_2: buffers[8], // f32[16,512]
-  dt6_3: buffers[113], // f32[16,128]
-  dgates_3_2: buffers[115], // f32[16,512]
-  dt5_3: buffers[113], // f32[16,128]
-  dgates_2_2: buffers[124], // f32[16,512]
-  dt4_2: buffers[113], // f32[16,128]
-  dgates_1_2: buffers[129], // f32[16,512]
-  dgates_6: buffers[131], // f32[16,512]
-  t52: buffers[113].subarray(0, 512), // f32[512]
-  dc0_1_2: buffers[117], // f32[16,128]
-  t53: buffers[134], // f32[128,512]
-  dx0_2: buffers[118].subarray(0, 256), // f32[16,16]
+  dt6_3: buffers[49], // f32[16,128]
+  dgates_3_2: buffers[51], // f32[16,512]
+  dt5_3: buffers[49], // f32[16,128]
+  dgates_2_2: buffers[60], // f32[16,512]
+  dt4_2: buffers[49], // f32[16,128]
+  dgates_1_2: buffers[65], // f32[16,512]
+  dgates_6: buffers[67], // f32[16,512]
+  t52: buffers[49].subarray(0, 512), // f32[512]
+  dc0_1_2: buffers[53], // f32[16,128]
+  t53: buffers[70], // f32[128,512]
+  dx0_2: buffers[54].subarray(0, 256), // f32[16,16]
   t54: buffers[8], // f32[16,512]
-  t55: buffers[111], // f32[16,1,128]
-  t56: buffers[111], // a view of t55
-  di_3: buffers[119], // f32[16,128]
-  du_3: buffers[120], // f32[16,128]
-  df_3: buffers[121], // f32[16,128]
-  dc1_1_3: buffers[122], // f32[16,128]
-  dt7_3: buffers[125], // f32[16,128]
-  dgates_4_3: buffers[107], // f32[16,512]
-  dt6_4: buffers[105], // f32[16,128]
-  dgates_3_3: buffers[108], // f32[16,512]
-  dt5_4: buffers[105], // f32[16,128]
-  dgates_2_3: buffers[115], // f32[16,512]
-  dt4_3: buffers[105], // f32[16,128]
-  dgates_1_3: buffers[116], // f32[16,512]
-  dgates_7: buffers[124], // f32[16,512]
-  t67: buffers[105].subarray(0, 512), // f32[512]
-  dc0_1_3: buffers[109], // f32[16,128]
-  t68: buffers[123], // f32[128,512]
-  dx0_3: buffers[110].subarray(0, 256), // f32[16,16]
-  t69: buffers[100], // f32[16,512]
-  t70: buffers[103], // f32[16,1,128]
-  t71: buffers[103], // a view of t70
-  di_4: buffers[111], // f32[16,128]
-  du_4: buffers[112], // f32[16,128]
-  df_4: buffers[113], // f32[16,128]
-  dc1_1_4: buffers[114], // f32[16,128]
-  dt7_4: buffers[117], // f32[16,128]
+  t55: buffers[47], // f32[16,1,128]
+  t56: buffers[47], // a view of t55
+  di_3: buffers[55], // f32[16,128]
+  du_3: buffers[56], // f32[16,128]
+  df_3: buffers[57], // f32[16,128]
+  dc1_1_3: buffers[58], // f32[16,128]
+  dt7_3: buffers[61], // f32[16,128]
+  dgates_4_3: buffers[43], // f32[16,512]
+  dt6_4: buffers[41], // f32[16,128]
+  dgates_3_3: buffers[44], // f32[16,512]
+  dt5_4: buffers[41], // f32[16,128]
+  dgates_2_3: buffers[51], // f32[16,512]
+  dt4_3: buffers[41], // f32[16,128]
+  dgates_1_3: buffers[52], // f32[16,512]
+  dgates_7: buffers[60], // f32[16,512]
+  t67: buffers[41].subarray(0, 512), // f32[512]
+  dc0_1_3: buffers[45], // f32[16,128]
+  t68: buffers[59], // f32[128,512]
+  dx0_3: buffers[46].subarray(0, 256), // f32[16,16]
+  t69: buffers[36], // f32[16,512]
+  t70: buffers[39], // f32[16,1,128]
+  t71: buffers[39], // a view of t70
+  di_4: buffers[47], // f32[16,128]
+  du_4: buffers[48], // f32[16,128]
+  df_4: buffers[49], // f32[16,128]
+  dc1_1_4: buffers[50], // f32[16,128]
+  dt7_4: buffers[53], // f32[16,128]
   dgates_4_4: buffers[8], // f32[16,512]
-  dt6_5: buffers[97], // f32[16,128]
-  dgates_3_4: buffers[99], // f32[16,512]
-  dt5_5: buffers[97], // f32[16,128]
-  dgates_2_4: buffers[107], // f32[16,512]
-  dt4_4: buffers[97], // f32[16,128]
-  dgates_1_4: buffers[108], // f32[16,512]
-  dgates_8: buffers[115], // f32[16,512]
-  t82: buffers[97].subarray(0, 512), // f32[512]
-  dc0_1_4: buffers[101], // f32[16,128]
-  t83: buffers[134], // f32[128,512]
-  dx0_4: buffers[102].subarray(0, 256), // f32[16,16]
+  dt6_5: buffers[33], // f32[16,128]
+  dgates_3_4: buffers[35], // f32[16,512]
+  dt5_5: buffers[33], // f32[16,128]
+  dgates_2_4: buffers[43], // f32[16,512]
+  dt4_4: buffers[33], // f32[16,128]
+  dgates_1_4: buffers[44], // f32[16,512]
+  dgates_8: buffers[51], // f32[16,512]
+  t82: buffers[33].subarray(0, 512), // f32[512]
+  dc0_1_4: buffers[37], // f32[16,128]
+  t83: buffers[70], // f32[128,512]
+  dx0_4: buffers[38].subarray(0, 256), // f32[16,16]
   t84: buffers[8], // f32[16,512]
-  t85: buffers[95], // f32[16,1,128]
-  t86: buffers[95], // a view of t85
-  di_5: buffers[103], // f32[16,128]
-  du_5: buffers[104], // f32[16,128]
-  df_5: buffers[105], // f32[16,128]
-  dc1_1_5: buffers[106], // f32[16,128]
-  dt7_5: buffers[109], // f32[16,128]
-  dgates_4_5: buffers[91], // f32[16,512]
-  dt6_6: buffers[89], // f32[16,128]
-  dgates_3_5: buffers[92], // f32[16,512]
-  dt5_6: buffers[89], // f32[16,128]
-  dgates_2_5: buffers[99], // f32[16,512]
-  dt4_5: buffers[89], // f32[16,128]
-  dgates_1_5: buffers[100], // f32[16,512]
-  dgates_9: buffers[107], // f32[16,512]
-  t97: buffers[89].subarray(0, 512), // f32[512]
-  dc0_1_5: buffers[93], // f32[16,128]
-  t98: buffers[123], // f32[128,512]
-  dx0_5: buffers[94].subarray(0, 256), // f32[16,16]
-  t99: buffers[84], // f32[16,512]
-  t100: buffers[87], // f32[16,1,128]
-  t101: buffers[87], // a view of t100
-  di_6: buffers[95], // f32[16,128]
-  du_6: buffers[96], // f32[16,128]
-  df_6: buffers[97], // f32[16,128]
-  dc1_1_6: buffers[98], // f32[16,128]
-  dt7_6: buffers[101], // f32[16,128]
+  t85: buffers[31], // f32[16,1,128]
+  t86: buffers[31], // a view of t85
+  di_5: buffers[39], // f32[16,128]
+  du_5: buffers[40], // f32[16,128]
+  df_5: buffers[41], // f32[16,128]
+  dc1_1_5: buffers[42], // f32[16,128]
+  dt7_5: buffers[45], // f32[16,128]
+  dgates_4_5: buffers[27], // f32[16,512]
+  dt6_6: buffers[25], // f32[16,128]
+  dgates_3_5: buffers[28], // f32[16,512]
+  dt5_6: buffers[25], // f32[16,128]
+  dgates_2_5: buffers[35], // f32[16,512]
+  dt4_5: buffers[25], // f32[16,128]
+  dgates_1_5: buffers[36], // f32[16,512]
+  dgates_9: buffers[43], // f32[16,512]
+  t97: buffers[25].subarray(0, 512), // f32[512]
+  dc0_1_5: buffers[29], // f32[16,128]
+  t98: buffers[59], // f32[128,512]
+  dx0_5: buffers[30].subarray(0, 256), // f32[16,16]
+  t99: buffers[20], // f32[16,512]
+  t100: buffers[23], // f32[16,1,128]
+  t101: buffers[23], // a view of t100
+  di_6: buffers[31], // f32[16,128]
+  du_6: buffers[32], // f32[16,128]
+  df_6: buffers[33], // f32[16,128]
+  dc1_1_6: buffers[34], // f32[16,128]
+  dt7_6: buffers[37], // f32[16,128]
   dgates_4_6: buffers[8], // f32[16,512]
-  dt6_7: buffers[81], // f32[16,128]
-  dgates_3_6: buffers[83], // f32[16,512]
-  dt5_7: buffers[81], // f32[16,128]
-  dgates_2_6: buffers[91], // f32[16,512]
-  dt4_6: buffers[81], // f32[16,128]
-  dgates_1_6: buffers[92], // f32[16,512]
-  dgates_10: buffers[99], // f32[16,512]
-  t112: buffers[81].subarray(0, 512), // f32[512]
-  dc0_1_6: buffers[85], // f32[16,128]
-  t113: buffers[134], // f32[128,512]
-  dx0_6: buffers[86].subarray(0, 256), // f32[16,16]
+  dt6_7: buffers[17], // f32[16,128]
+  dgates_3_6: buffers[19], // f32[16,512]
+  dt5_7: buffers[17], // f32[16,128]
+  dgates_2_6: buffers[27], // f32[16,512]
+  dt4_6: buffers[17], // f32[16,128]
+  dgates_1_6: buffers[28], // f32[16,512]
+  dgates_10: buffers[35], // f32[16,512]
+  t112: buffers[17].subarray(0, 512), // f32[512]
+  dc0_1_6: buffers[21], // f32[16,128]
+  t113: buffers[70], // f32[128,512]
+  dx0_6: buffers[22].subarray(0, 256), // f32[16,16]
   t114: buffers[8], // f32[16,512]
-  t115: buffers[79], // f32[16,1,128]
-  t116: buffers[79], // a view of t115
-  di_7: buffers[87], // f32[16,128]
-  du_7: buffers[88], // f32[16,128]
-  df_7: buffers[89], // f32[16,128]
-  dc1_1_7: buffers[90], // f32[16,128]
-  dt7_7: buffers[93], // f32[16,128]
-  dgates_4_7: buffers[75], // f32[16,512]
-  dt6_8: buffers[73], // f32[16,128]
-  dgates_3_7: buffers[76], // f32[16,512]
-  dt5_8: buffers[73], // f32[16,128]
-  dgates_2_7: buffers[83], // f32[16,512]
-  dt4_7: buffers[73], // f32[16,128]
-  dgates_1_7: buffers[84], // f32[16,512]
-  dgates_11: buffers[91], // f32[16,512]
-  t127: buffers[73].subarray(0, 512), // f32[512]
-  dc0_1_7: buffers[77], // f32[16,128]
-  t128: buffers[123], // f32[128,512]
-  dx0_7: buffers[78].subarray(0, 256), // f32[16,16]
-  t129: buffers[68], // f32[16,512]
-  t130: buffers[71], // f32[16,1,128]
-  t131: buffers[71], // a view of t130
-  di_8: buffers[79], // f32[16,128]
-  du_8: buffers[80], // f32[16,128]
-  df_8: buffers[81], // f32[16,128]
-  dc1_1_8: buffers[82], // f32[16,128]
-  dt7_8: buffers[85], // f32[16,128]
-  dgates_4_8: buffers[8], // f32[16,512]
-  dt6_9: buffers[65], // f32[16,128]
-  dgates_3_8: buffers[67], // f32[16,512]
-  dt5_9: buffers[65], // f32[16,128]
-  dgates_2_8: buffers[75], // f32[16,512]
-  dt4_8: buffers[65], // f32[16,128]
-  dgates_1_8: buffers[76], // f32[16,512]
-  dgates_12: buffers[83], // f32[16,512]
-  t142: buffers[65].subarray(0, 512), // f32[512]
-  dc0_1_8: buffers[69], // f32[16,128]
-  t143: buffers[134], // f32[128,512]
-  dx0_8: buffers[70].subarray(0, 256), // f32[16,16]
-  t144: buffers[8], // f32[16,512]
-  t145: buffers[63], // f32[16,1,128]
-  t146: buffers[63], // a view of t145
-  di_9: buffers[71], // f32[16,128]
-  du_9: buffers[72], // f32[16,128]
-  df_9: buffers[73], // f32[16,128]
-  dc1_1_9: buffers[74], // f32[16,128]
-  dt7_9: buffers[77], // f32[16,128]
-  dgates_4_9: buffers[59], // f32[16,512]
-  dt6_10: buffers[57], // f32[16,128]
-  dgates_3_9: buffers[60], // f32[16,512]
-  dt5_10: buffers[57], // f32[16,128]
-  dgates_2_9: buffers[67], // f32[16,512]
-  dt4_9: buffers[57], // f32[16,128]
-  dgates_1_9: buffers[68], // f32[16,512]
-  dgates_13: buffers[75], // f32[16,512]
-  t157: buffers[57].subarray(0, 512), // f32[512]
-  dc0_1_9: buffers[61], // f32[16,128]
-  t158: buffers[123], // f32[128,512]
-  dx0_9: buffers[62].subarray(0, 256), // f32[16,16]
-  t159: buffers[52], // f32[16,512]
-  t160: buffers[55], // f32[16,1,128]
-  t161: buffers[55], // a view of t160
-  di_10: buffers[63], // f32[16,128]
-  du_10: buffers[64], // f32[16,128]
-  df_10: buffers[65], // f32[16,128]
-  dc1_1_10: buffers[66], // f32[16,128]
-  dt7_10: buffers[69], // f32[16,128]
-  dgates_4_10: buffers[8], // f32[16,512]
-  dt6_11: buffers[49], // f32[16,128]
-  dgates_3_10: buffers[51], // f32[16,512]
-  dt5_11: buffers[49], // f32[16,128]
-  dgates_2_10: buffers[59], // f32[16,512]
-  dt4_10: buffers[49], // f32[16,128]
-  dgates_1_10: buffers[60], // f32[16,512]
-  dgates_14: buffers[67], // f32[16,512]
-  t172: buffers[49].subarray(0, 512), // f32[512]
-  dc0_1_10: buffers[53], // f32[16,128]
-  t173: buffers[134], // f32[128,512]
-  dx0_10: buffers[54].subarray(0, 256), // f32[16,16]
-  t174: buffers[8], // f32[16,512]
-  t175: buffers[47], // f32[16,1,128]
-  t176: buffers[47], // a view of t175
-  di_11: buffers[55], // f32[16,128]
-  du_11: buffers[56], // f32[16,128]
-  df_11: buffers[57], // f32[16,128]
-  dc1_1_11: buffers[58], // f32[16,128]
-  dt7_11: buffers[61], // f32[16,128]
-  dgates_4_11: buffers[43], // f32[16,512]
-  dt6_12: buffers[41], // f32[16,128]
-  dgates_3_11: buffers[44], // f32[16,512]
-  dt5_12: buffers[41], // f32[16,128]
-  dgates_2_11: buffers[51], // f32[16,512]
-  dt4_11: buffers[41], // f32[16,128]
-  dgates_1_11: buffers[52], // f32[16,512]
-  dgates_15: buffers[59], // f32[16,512]
-  t187: buffers[41].subarray(0, 512), // f32[512]
-  dc0_1_11: buffers[45], // f32[16,128]
-  t188: buffers[123], // f32[128,512]
-  dx0_11: buffers[46].subarray(0, 256), // f32[16,16]
-  t189: buffers[36], // f32[16,512]
-  t190: buffers[39], // f32[16,1,128]
-  t191: buffers[39], // a view of t190
-  di_12: buffers[47], // f32[16,128]
-  du_12: buffers[48], // f32[16,128]
-  df_12: buffers[49], // f32[16,128]
-  dc1_1_12: buffers[50], // f32[16,128]
-  dt7_12: buffers[53], // f32[16,128]
-  dgates_4_12: buffers[8], // f32[16,512]
-  dt6_13: buffers[33], // f32[16,128]
-  dgates_3_12: buffers[35], // f32[16,512]
-  dt5_13: buffers[33], // f32[16,128]
-  dgates_2_12: buffers[43], // f32[16,512]
-  dt4_12: buffers[33], // f32[16,128]
-  dgates_1_12: buffers[44], // f32[16,512]
-  dgates_16: buffers[51], // f32[16,512]
-  t202: buffers[33].subarray(0, 512), // f32[512]
-  dc0_1_12: buffers[37], // f32[16,128]
-  t203: buffers[134], // f32[128,512]
-  dx0_12: buffers[38].subarray(0, 256), // f32[16,16]
-  t204: buffers[8], // f32[16,512]
-  t205: buffers[31], // f32[16,1,128]
-  t206: buffers[31], // a view of t205
-  di_13: buffers[39], // f32[16,128]
-  du_13: buffers[40], // f32[16,128]
-  df_13: buffers[41], // f32[16,128]
-  dc1_1_13: buffers[42], // f32[16,128]
-  dt7_13: buffers[45], // f32[16,128]
-  dgates_4_13: buffers[27], // f32[16,512]
-  dt6_14: buffers[25], // f32[16,128]
-  dgates_3_13: buffers[28], // f32[16,512]
-  dt5_14: buffers[25], // f32[16,128]
-  dgates_2_13: buffers[35], // f32[16,512]
-  dt4_13: buffers[25], // f32[16,128]
-  dgates_1_13: buffers[36], // f32[16,512]
-  dgates_17: buffers[43], // f32[16,512]
-  t217: buffers[25].subarray(0, 512), // f32[512]
-  dc0_1_13: buffers[29], // f32[16,128]
-  t218: buffers[123], // f32[128,512]
-  dx0_13: buffers[30].subarray(0, 256), // f32[16,16]
-  t219: buffers[20], // f32[16,512]
-  t220: buffers[23], // f32[16,1,128]
-  t221: buffers[23], // a view of t220
-  di_14: buffers[31], // f32[16,128]
-  du_14: buffers[32], // f32[16,128]
-  df_14: buffers[33], // f32[16,128]
-  dc1_1_14: buffers[34], // f32[16,128]
-  dt7_14: buffers[37], // f32[16,128]
-  dgates_4_14: buffers[8], // f32[16,512]
-  dt6_15: buffers[17], // f32[16,128]
-  dgates_3_14: buffers[19], // f32[16,512]
-  dt5_15: buffers[17], // f32[16,128]
-  dgates_2_14: buffers[27], // f32[16,512]
-  dt4_14: buffers[17], // f32[16,128]
-  dgates_1_14: buffers[28], // f32[16,512]
-  dgates_18: buffers[35], // f32[16,512]
-  t232: buffers[17].subarray(0, 512), // f32[512]
-  dc0_1_14: buffers[21], // f32[16,128]
-  t233: buffers[134], // f32[128,512]
-  dx0_14: buffers[22].subarray(0, 256), // f32[16,16]
-  t234: buffers[8], // f32[16,512]
-  t235: buffers[15], // f32[16,1,128]
-  t236: buffers[15], // a view of t235
-  di_15: buffers[23], // f32[16,128]
-  du_15: buffers[24], // f32[16,128]
-  df_15: buffers[25], // f32[16,128]
-  dt7_15: buffers[26], // f32[16,128]
-  dgates_4_15: buffers[11], // f32[16,512]
-  dt6_16: buffers[15], // f32[16,128]
-  dgates_3_15: buffers[12], // f32[16,512]
-  dt5_16: buffers[15], // f32[16,128]
-  dgates_2_15: buffers[19], // f32[16,512]
-  dt4_15: buffers[14], // f32[16,128]
-  dgates_1_15: buffers[20], // f32[16,512]
-  dgates_19: buffers[27], // f32[16,512]
-  db: buffers[142].subarray(0, 512), // f32[512]
-  dWh: buffers[138], // f32[128,512]
-  dx0_15: buffers[9].subarray(0, 256), // f32[16,16]
-  dWx: buffers[143], // f32[16,512]
-  t247: buffers[9].subarray(0, 256), // a view of dx0_15
-  t248: buffers[22].subarray(0, 256), // a view of dx0_14
-  t249: buffers[30].subarray(0, 256), // a view of dx0_13
-  t250: buffers[38].subarray(0, 256), // a view of dx0_12
-  t251: buffers[46].subarray(0, 256), // a view of dx0_11
-  t252: buffers[54].subarray(0, 256), // a view of dx0_10
-  t253: buffers[62].subarray(0, 256), // a view of dx0_9
-  t254: buffers[70].subarray(0, 256), // a view of dx0_8
-  t255: buffers[78].subarray(0, 256), // a view of dx0_7
-  t256: buffers[86].subarray(0, 256), // a view of dx0_6
-  t257: buffers[94].subarray(0, 256), // a view of dx0_5
-  t258: buffers[102].subarray(0, 256), // a view of dx0_4
-  t259: buffers[110].subarray(0, 256), // a view of dx0_3
-  t260: buffers[118].subarray(0, 256), // a view of dx0_2
-  t261: buffers[126].subarray(0, 256), // a view of dx0_1
-  t262: buffers[141].subarray(0, 256), // a view of dx0
-  demb: buffers[13], // f32[16,16,16]
-  dC: buffers[141].subarray(0, 432), // f32[27,16]
+  t115: buffers[15], // f32[16,1,128]
+  t116: buffers[15], // a view of t115
+  di_7: buffers[23], // f32[16,128]
+  du_7: buffers[24], // f32[16,128]
+  df_7: buffers[25], // f32[16,128]
+  dt7_7: buffers[26], // f32[16,128]
+  dgates_4_7: buffers[11], // f32[16,512]
+  dt6_8: buffers[15], // f32[16,128]
+  dgates_3_7: buffers[12], // f32[16,512]
+  dt5_8: buffers[15], // f32[16,128]
+  dgates_2_7: buffers[19], // f32[16,512]
+  dt4_7: buffers[14], // f32[16,128]
+  dgates_1_7: buffers[20], // f32[16,512]
+  dgates_11: buffers[27], // f32[16,512]
+  db: buffers[78].subarray(0, 512), // f32[512]
+  dWh: buffers[74], // f32[128,512]
+  dx0_7: buffers[9].subarray(0, 256), // f32[16,16]
+  dWx: buffers[79], // f32[16,512]
+  t127: buffers[9].subarray(0, 256), // a view of dx0_7
+  t128: buffers[22].subarray(0, 256), // a view of dx0_6
+  t129: buffers[30].subarray(0, 256), // a view of dx0_5
+  t130: buffers[38].subarray(0, 256), // a view of dx0_4
+  t131: buffers[46].subarray(0, 256), // a view of dx0_3
+  t132: buffers[54].subarray(0, 256), // a view of dx0_2
+  t133: buffers[62].subarray(0, 256), // a view of dx0_1
+  t134: buffers[77].subarray(0, 256), // a view of dx0
+  demb: buffers[13], // f32[16,8,16]
+  dC: buffers[77].subarray(0, 432), // f32[27,16]
   _acc0: new Float64Array(512), // accumulators of column sums
 };
 
@@ -883,7 +515,7 @@ const paramKeys: Record<string, string> = {
   Wy: 'f32[128,27]',
   by: 'f32[27]',
 };
-const inputKeys: Record<string, string> = { X: 'i32[16,16]', Y: 'i32[16,16]' };
+const inputKeys: Record<string, string> = { X: 'i32[16,8]', Y: 'i32[16,8]' };
 const inputNotes: Record<string, string> = {};
 
 /**
@@ -953,9 +585,9 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'Wy', params.Wy, Float32Array, 3456, 'f32[128,27]');
   expectArray('param', 'by', params.by, Float32Array, 27, 'f32[27]');
   if (inputs.X == null || inputs.Y == null) checkKeys('input', inputs, inputKeys, inputNotes);
-  expectArray('input', 'X', inputs.X, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'X', inputs.X, Int32Array, 128, 'i32[16,8]');
   expectIndices('X', inputs.X, 27);
-  expectArray('input', 'Y', inputs.Y, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'Y', inputs.Y, Int32Array, 128, 'i32[16,8]');
   expectIndices('Y', inputs.Y, 27);
 }
 
@@ -971,8 +603,9 @@ function stage(params: Params, inputs: Inputs): void {
   buf.Y.set(inputs.Y);
 }
 
-/** X2 = X0 @ X1, [16, 16] @ [16, 512]: shared by the 16 matmuls of this structure */
-function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** t_2 = t_1 @ Wx */
+function matmul_t_2(): void {
+  const { t_1, Wx, t_2 } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -984,12 +617,12 @@ function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = X0[i * 16 + p],
-          _a1 = X0[(i + 1) * 16 + p];
-        const _b0 = X1[p * 512 + j],
-          _b1 = X1[p * 512 + j + 1],
-          _b2 = X1[p * 512 + j + 2],
-          _b3 = X1[p * 512 + j + 3];
+        const _a0 = t_1[i * 16 + p],
+          _a1 = t_1[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -999,26 +632,21 @@ function matmul_shared1(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X2[i * 512 + j] = _c00;
-      X2[i * 512 + j + 1] = _c01;
-      X2[i * 512 + j + 2] = _c02;
-      X2[i * 512 + j + 3] = _c03;
-      X2[(i + 1) * 512 + j] = _c10;
-      X2[(i + 1) * 512 + j + 1] = _c11;
-      X2[(i + 1) * 512 + j + 2] = _c12;
-      X2[(i + 1) * 512 + j + 3] = _c13;
+      t_2[i * 512 + j] = _c00;
+      t_2[i * 512 + j + 1] = _c01;
+      t_2[i * 512 + j + 2] = _c02;
+      t_2[i * 512 + j + 3] = _c03;
+      t_2[(i + 1) * 512 + j] = _c10;
+      t_2[(i + 1) * 512 + j + 1] = _c11;
+      t_2[(i + 1) * 512 + j + 2] = _c12;
+      t_2[(i + 1) * 512 + j + 3] = _c13;
     }
   }
 }
 
-/** X4 = X2 + X0 @ X1 + X3, [16, 128] @ [128, 512]: shared by the 16 matmuls of this structure */
-function matmul_shared2(
-  X0: Float32Array,
-  X1: Float32Array,
-  X2: Float32Array,
-  X3: Float32Array,
-  X4: Float32Array,
-): void {
+/** gates = t_2 + h0 @ Wh + b */
+function matmul_gates(): void {
+  const { h0, Wh, t_2, b, gates } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1030,12 +658,12 @@ function matmul_shared2(
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = X0[i * 128 + p],
-          _a1 = X0[(i + 1) * 128 + p];
-        const _b0 = X1[p * 512 + j],
-          _b1 = X1[p * 512 + j + 1],
-          _b2 = X1[p * 512 + j + 2],
-          _b3 = X1[p * 512 + j + 3];
+        const _a0 = h0[i * 128 + p],
+          _a1 = h0[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1045,14 +673,588 @@ function matmul_shared2(
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X4[i * 512 + j] = X2[i * 512 + j] + _c00 + X3[j];
-      X4[i * 512 + j + 1] = X2[i * 512 + j + 1] + _c01 + X3[j + 1];
-      X4[i * 512 + j + 2] = X2[i * 512 + j + 2] + _c02 + X3[j + 2];
-      X4[i * 512 + j + 3] = X2[i * 512 + j + 3] + _c03 + X3[j + 3];
-      X4[(i + 1) * 512 + j] = X2[(i + 1) * 512 + j] + _c10 + X3[j];
-      X4[(i + 1) * 512 + j + 1] = X2[(i + 1) * 512 + j + 1] + _c11 + X3[j + 1];
-      X4[(i + 1) * 512 + j + 2] = X2[(i + 1) * 512 + j + 2] + _c12 + X3[j + 2];
-      X4[(i + 1) * 512 + j + 3] = X2[(i + 1) * 512 + j + 3] + _c13 + X3[j + 3];
+      gates[i * 512 + j] = t_2[i * 512 + j] + _c00 + b[j];
+      gates[i * 512 + j + 1] = t_2[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates[i * 512 + j + 2] = t_2[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates[i * 512 + j + 3] = t_2[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates[(i + 1) * 512 + j] = t_2[(i + 1) * 512 + j] + _c10 + b[j];
+      gates[(i + 1) * 512 + j + 1] = t_2[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates[(i + 1) * 512 + j + 2] = t_2[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates[(i + 1) * 512 + j + 3] = t_2[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_14 = t_13 @ Wx */
+function matmul_t_14(): void {
+  const { t_13, Wx, t_14 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_13[i * 16 + p],
+          _a1 = t_13[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_14[i * 512 + j] = _c00;
+      t_14[i * 512 + j + 1] = _c01;
+      t_14[i * 512 + j + 2] = _c02;
+      t_14[i * 512 + j + 3] = _c03;
+      t_14[(i + 1) * 512 + j] = _c10;
+      t_14[(i + 1) * 512 + j + 1] = _c11;
+      t_14[(i + 1) * 512 + j + 2] = _c12;
+      t_14[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_1 = t_14 + h2 @ Wh + b */
+function matmul_gates_1(): void {
+  const { h2, Wh, t_14, b, gates_1 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2[i * 128 + p],
+          _a1 = h2[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_1[i * 512 + j] = t_14[i * 512 + j] + _c00 + b[j];
+      gates_1[i * 512 + j + 1] = t_14[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_1[i * 512 + j + 2] = t_14[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_1[i * 512 + j + 3] = t_14[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_1[(i + 1) * 512 + j] = t_14[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_1[(i + 1) * 512 + j + 1] = t_14[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_1[(i + 1) * 512 + j + 2] = t_14[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_1[(i + 1) * 512 + j + 3] = t_14[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_26 = t_25 @ Wx */
+function matmul_t_26(): void {
+  const { t_25, Wx, t_26 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_25[i * 16 + p],
+          _a1 = t_25[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_26[i * 512 + j] = _c00;
+      t_26[i * 512 + j + 1] = _c01;
+      t_26[i * 512 + j + 2] = _c02;
+      t_26[i * 512 + j + 3] = _c03;
+      t_26[(i + 1) * 512 + j] = _c10;
+      t_26[(i + 1) * 512 + j + 1] = _c11;
+      t_26[(i + 1) * 512 + j + 2] = _c12;
+      t_26[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_2 = t_26 + h2_1 @ Wh + b */
+function matmul_gates_2(): void {
+  const { h2_1, Wh, t_26, b, gates_2 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_1[i * 128 + p],
+          _a1 = h2_1[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_2[i * 512 + j] = t_26[i * 512 + j] + _c00 + b[j];
+      gates_2[i * 512 + j + 1] = t_26[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_2[i * 512 + j + 2] = t_26[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_2[i * 512 + j + 3] = t_26[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_2[(i + 1) * 512 + j] = t_26[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_2[(i + 1) * 512 + j + 1] = t_26[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_2[(i + 1) * 512 + j + 2] = t_26[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_2[(i + 1) * 512 + j + 3] = t_26[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_38 = t_37 @ Wx */
+function matmul_t_38(): void {
+  const { t_37, Wx, t_38 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_37[i * 16 + p],
+          _a1 = t_37[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_38[i * 512 + j] = _c00;
+      t_38[i * 512 + j + 1] = _c01;
+      t_38[i * 512 + j + 2] = _c02;
+      t_38[i * 512 + j + 3] = _c03;
+      t_38[(i + 1) * 512 + j] = _c10;
+      t_38[(i + 1) * 512 + j + 1] = _c11;
+      t_38[(i + 1) * 512 + j + 2] = _c12;
+      t_38[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_3 = t_38 + h2_2 @ Wh + b */
+function matmul_gates_3(): void {
+  const { h2_2, Wh, t_38, b, gates_3 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_2[i * 128 + p],
+          _a1 = h2_2[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_3[i * 512 + j] = t_38[i * 512 + j] + _c00 + b[j];
+      gates_3[i * 512 + j + 1] = t_38[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_3[i * 512 + j + 2] = t_38[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_3[i * 512 + j + 3] = t_38[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_3[(i + 1) * 512 + j] = t_38[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_3[(i + 1) * 512 + j + 1] = t_38[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_3[(i + 1) * 512 + j + 2] = t_38[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_3[(i + 1) * 512 + j + 3] = t_38[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_50 = t_49 @ Wx */
+function matmul_t_50(): void {
+  const { t_49, Wx, t_50 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_49[i * 16 + p],
+          _a1 = t_49[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_50[i * 512 + j] = _c00;
+      t_50[i * 512 + j + 1] = _c01;
+      t_50[i * 512 + j + 2] = _c02;
+      t_50[i * 512 + j + 3] = _c03;
+      t_50[(i + 1) * 512 + j] = _c10;
+      t_50[(i + 1) * 512 + j + 1] = _c11;
+      t_50[(i + 1) * 512 + j + 2] = _c12;
+      t_50[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_4 = t_50 + h2_3 @ Wh + b */
+function matmul_gates_4(): void {
+  const { h2_3, Wh, t_50, b, gates_4 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_3[i * 128 + p],
+          _a1 = h2_3[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_4[i * 512 + j] = t_50[i * 512 + j] + _c00 + b[j];
+      gates_4[i * 512 + j + 1] = t_50[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_4[i * 512 + j + 2] = t_50[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_4[i * 512 + j + 3] = t_50[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_4[(i + 1) * 512 + j] = t_50[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_4[(i + 1) * 512 + j + 1] = t_50[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_4[(i + 1) * 512 + j + 2] = t_50[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_4[(i + 1) * 512 + j + 3] = t_50[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_62 = t_61 @ Wx */
+function matmul_t_62(): void {
+  const { t_61, Wx, t_62 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_61[i * 16 + p],
+          _a1 = t_61[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_62[i * 512 + j] = _c00;
+      t_62[i * 512 + j + 1] = _c01;
+      t_62[i * 512 + j + 2] = _c02;
+      t_62[i * 512 + j + 3] = _c03;
+      t_62[(i + 1) * 512 + j] = _c10;
+      t_62[(i + 1) * 512 + j + 1] = _c11;
+      t_62[(i + 1) * 512 + j + 2] = _c12;
+      t_62[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_5 = t_62 + h2_4 @ Wh + b */
+function matmul_gates_5(): void {
+  const { h2_4, Wh, t_62, b, gates_5 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_4[i * 128 + p],
+          _a1 = h2_4[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_5[i * 512 + j] = t_62[i * 512 + j] + _c00 + b[j];
+      gates_5[i * 512 + j + 1] = t_62[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_5[i * 512 + j + 2] = t_62[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_5[i * 512 + j + 3] = t_62[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_5[(i + 1) * 512 + j] = t_62[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_5[(i + 1) * 512 + j + 1] = t_62[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_5[(i + 1) * 512 + j + 2] = t_62[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_5[(i + 1) * 512 + j + 3] = t_62[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_74 = t_73 @ Wx */
+function matmul_t_74(): void {
+  const { t_73, Wx, t_74 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_73[i * 16 + p],
+          _a1 = t_73[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_74[i * 512 + j] = _c00;
+      t_74[i * 512 + j + 1] = _c01;
+      t_74[i * 512 + j + 2] = _c02;
+      t_74[i * 512 + j + 3] = _c03;
+      t_74[(i + 1) * 512 + j] = _c10;
+      t_74[(i + 1) * 512 + j + 1] = _c11;
+      t_74[(i + 1) * 512 + j + 2] = _c12;
+      t_74[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_6 = t_74 + h2_5 @ Wh + b */
+function matmul_gates_6(): void {
+  const { h2_5, Wh, t_74, b, gates_6 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_5[i * 128 + p],
+          _a1 = h2_5[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_6[i * 512 + j] = t_74[i * 512 + j] + _c00 + b[j];
+      gates_6[i * 512 + j + 1] = t_74[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_6[i * 512 + j + 2] = t_74[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_6[i * 512 + j + 3] = t_74[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_6[(i + 1) * 512 + j] = t_74[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_6[(i + 1) * 512 + j + 1] = t_74[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_6[(i + 1) * 512 + j + 2] = t_74[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_6[(i + 1) * 512 + j + 3] = t_74[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+    }
+  }
+}
+
+/** t_86 = t_85 @ Wx */
+function matmul_t_86(): void {
+  const { t_85, Wx, t_86 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_85[i * 16 + p],
+          _a1 = t_85[(i + 1) * 16 + p];
+        const _b0 = Wx[p * 512 + j],
+          _b1 = Wx[p * 512 + j + 1],
+          _b2 = Wx[p * 512 + j + 2],
+          _b3 = Wx[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t_86[i * 512 + j] = _c00;
+      t_86[i * 512 + j + 1] = _c01;
+      t_86[i * 512 + j + 2] = _c02;
+      t_86[i * 512 + j + 3] = _c03;
+      t_86[(i + 1) * 512 + j] = _c10;
+      t_86[(i + 1) * 512 + j + 1] = _c11;
+      t_86[(i + 1) * 512 + j + 2] = _c12;
+      t_86[(i + 1) * 512 + j + 3] = _c13;
+    }
+  }
+}
+
+/** gates_7 = t_86 + h2_6 @ Wh + b */
+function matmul_gates_7(): void {
+  const { h2_6, Wh, t_86, b, gates_7 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 128; p++) {
+        const _a0 = h2_6[i * 128 + p],
+          _a1 = h2_6[(i + 1) * 128 + p];
+        const _b0 = Wh[p * 512 + j],
+          _b1 = Wh[p * 512 + j + 1],
+          _b2 = Wh[p * 512 + j + 2],
+          _b3 = Wh[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      gates_7[i * 512 + j] = t_86[i * 512 + j] + _c00 + b[j];
+      gates_7[i * 512 + j + 1] = t_86[i * 512 + j + 1] + _c01 + b[j + 1];
+      gates_7[i * 512 + j + 2] = t_86[i * 512 + j + 2] + _c02 + b[j + 2];
+      gates_7[i * 512 + j + 3] = t_86[i * 512 + j + 3] + _c03 + b[j + 3];
+      gates_7[(i + 1) * 512 + j] = t_86[(i + 1) * 512 + j] + _c10 + b[j];
+      gates_7[(i + 1) * 512 + j + 1] = t_86[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
+      gates_7[(i + 1) * 512 + j + 2] = t_86[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
+      gates_7[(i + 1) * 512 + j + 3] = t_86[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
     }
   }
 }
@@ -1060,7 +1262,7 @@ function matmul_shared2(
 /** logits = t6 @ Wy + by */
 function matmul_logits(): void {
   const { t6, Wy, by, logits } = buf;
-  for (let i = 0; i < 256; i += 2) {
+  for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 24; j += 4) {
       let _c00 = 0,
         _c01 = 0,
@@ -1096,7 +1298,7 @@ function matmul_logits(): void {
       logits[(i + 1) * 27 + j + 3] = _c13 + by[j + 3];
     }
   }
-  for (let i = 0; i < 256; i += 2) {
+  for (let i = 0; i < 128; i += 2) {
     for (let j = 24; j < 27; j += 1) {
       let _c00 = 0,
         _c10 = 0;
@@ -1116,7 +1318,7 @@ function matmul_logits(): void {
 /** dt6 = dlogits @ Wy.T */
 function matmul_dt6(): void {
   const { dlogits, Wy, dt6 } = buf;
-  for (let i = 0; i < 256; i += 4) {
+  for (let i = 0; i < 128; i += 4) {
     for (let j = 0; j < 128; j += 2) {
       let _c00 = 0,
         _c01 = 0,
@@ -1167,7 +1369,7 @@ function matmul_dWy(): void {
         _c11 = 0,
         _c12 = 0,
         _c13 = 0;
-      for (let p = 0; p < 256; p++) {
+      for (let p = 0; p < 128; p++) {
         const _a0 = t6[p * 128 + i],
           _a1 = t6[p * 128 + i + 1];
         const _b0 = dlogits[p * 27 + j],
@@ -1197,7 +1399,7 @@ function matmul_dWy(): void {
     for (let j = 24; j < 27; j += 1) {
       let _c00 = 0,
         _c10 = 0;
-      for (let p = 0; p < 256; p++) {
+      for (let p = 0; p < 128; p++) {
         const _a0 = t6[p * 128 + i],
           _a1 = t6[p * 128 + i + 1];
         const _b0 = dlogits[p * 27 + j];
@@ -1210,8 +1412,9 @@ function matmul_dWy(): void {
   }
 }
 
-/** X2 = X0 @ X1.T, [16, 512] @ [128, 512]: shared by the 15 matmuls of this structure */
-function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dc0_1 = dgates @ Wh.T */
+function matmul_dc0_1(): void {
+  const { dgates, Wh, dc0_1 } = buf;
   for (let i = 0; i < 16; i += 4) {
     for (let j = 0; j < 128; j += 2) {
       let _c00 = 0,
@@ -1223,12 +1426,12 @@ function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 512; p++) {
-        const _a0 = X0[i * 512 + p],
-          _a1 = X0[(i + 1) * 512 + p],
-          _a2 = X0[(i + 2) * 512 + p],
-          _a3 = X0[(i + 3) * 512 + p];
-        const _b0 = X1[j * 512 + p],
-          _b1 = X1[(j + 1) * 512 + p];
+        const _a0 = dgates[i * 512 + p],
+          _a1 = dgates[(i + 1) * 512 + p],
+          _a2 = dgates[(i + 2) * 512 + p],
+          _a3 = dgates[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1238,21 +1441,21 @@ function matmul_shared3(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 128 + j] = _c00;
-      X2[i * 128 + j + 1] = _c01;
-      X2[(i + 1) * 128 + j] = _c10;
-      X2[(i + 1) * 128 + j + 1] = _c11;
-      X2[(i + 2) * 128 + j] = _c20;
-      X2[(i + 2) * 128 + j + 1] = _c21;
-      X2[(i + 3) * 128 + j] = _c30;
-      X2[(i + 3) * 128 + j + 1] = _c31;
+      dc0_1[i * 128 + j] = _c00;
+      dc0_1[i * 128 + j + 1] = _c01;
+      dc0_1[(i + 1) * 128 + j] = _c10;
+      dc0_1[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1[(i + 2) * 128 + j] = _c20;
+      dc0_1[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1[(i + 3) * 128 + j] = _c30;
+      dc0_1[(i + 3) * 128 + j + 1] = _c31;
     }
   }
 }
 
-/** dWh_1 = h2_14.T @ dgates */
+/** dWh_1 = h2_6.T @ dgates */
 function matmul_dWh_1(): void {
-  const { h2_14, dgates, dWh_1 } = buf;
+  const { h2_6, dgates, dWh_1 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1264,8 +1467,8 @@ function matmul_dWh_1(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = h2_14[p * 128 + i],
-          _a1 = h2_14[p * 128 + i + 1];
+        const _a0 = h2_6[p * 128 + i],
+          _a1 = h2_6[p * 128 + i + 1];
         const _b0 = dgates[p * 512 + j],
           _b1 = dgates[p * 512 + j + 1],
           _b2 = dgates[p * 512 + j + 2],
@@ -1291,8 +1494,9 @@ function matmul_dWh_1(): void {
   }
 }
 
-/** X2 = X0 @ X1.T, [16, 512] @ [16, 512]: shared by the 16 matmuls of this structure */
-function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): void {
+/** dx0 = dgates @ Wx.T */
+function matmul_dx0(): void {
+  const { dgates, Wx, dx0 } = buf;
   for (let i = 0; i < 16; i += 4) {
     for (let j = 0; j < 16; j += 2) {
       let _c00 = 0,
@@ -1304,12 +1508,12 @@ function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 = 0,
         _c31 = 0;
       for (let p = 0; p < 512; p++) {
-        const _a0 = X0[i * 512 + p],
-          _a1 = X0[(i + 1) * 512 + p],
-          _a2 = X0[(i + 2) * 512 + p],
-          _a3 = X0[(i + 3) * 512 + p];
-        const _b0 = X1[j * 512 + p],
-          _b1 = X1[(j + 1) * 512 + p];
+        const _a0 = dgates[i * 512 + p],
+          _a1 = dgates[(i + 1) * 512 + p],
+          _a2 = dgates[(i + 2) * 512 + p],
+          _a3 = dgates[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1319,21 +1523,21 @@ function matmul_shared4(X0: Float32Array, X1: Float32Array, X2: Float32Array): v
         _c30 += _a3 * _b0;
         _c31 += _a3 * _b1;
       }
-      X2[i * 16 + j] = _c00;
-      X2[i * 16 + j + 1] = _c01;
-      X2[(i + 1) * 16 + j] = _c10;
-      X2[(i + 1) * 16 + j + 1] = _c11;
-      X2[(i + 2) * 16 + j] = _c20;
-      X2[(i + 2) * 16 + j + 1] = _c21;
-      X2[(i + 3) * 16 + j] = _c30;
-      X2[(i + 3) * 16 + j + 1] = _c31;
+      dx0[i * 16 + j] = _c00;
+      dx0[i * 16 + j + 1] = _c01;
+      dx0[(i + 1) * 16 + j] = _c10;
+      dx0[(i + 1) * 16 + j + 1] = _c11;
+      dx0[(i + 2) * 16 + j] = _c20;
+      dx0[(i + 2) * 16 + j + 1] = _c21;
+      dx0[(i + 3) * 16 + j] = _c30;
+      dx0[(i + 3) * 16 + j + 1] = _c31;
     }
   }
 }
 
-/** dWx_1 = t_181.T @ dgates */
+/** dWx_1 = t_85.T @ dgates */
 function matmul_dWx_1(): void {
-  const { t_181, dgates, dWx_1 } = buf;
+  const { t_85, dgates, dWx_1 } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1345,8 +1549,8 @@ function matmul_dWx_1(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = t_181[p * 16 + i],
-          _a1 = t_181[p * 16 + i + 1];
+        const _a0 = t_85[p * 16 + i],
+          _a1 = t_85[p * 16 + i + 1];
         const _b0 = dgates[p * 512 + j],
           _b1 = dgates[p * 512 + j + 1],
           _b2 = dgates[p * 512 + j + 2],
@@ -1372,8 +1576,50 @@ function matmul_dWx_1(): void {
   }
 }
 
-/** X3 = X2 + X0.T @ X1, [16, 128] @ [16, 512]: shared by the 15 matmuls of this structure */
-function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3: Float32Array): void {
+/** dc0_1_1 = dgates_5 @ Wh.T */
+function matmul_dc0_1_1(): void {
+  const { dgates_5, Wh, dc0_1_1 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_5[i * 512 + p],
+          _a1 = dgates_5[(i + 1) * 512 + p],
+          _a2 = dgates_5[(i + 2) * 512 + p],
+          _a3 = dgates_5[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_1[i * 128 + j] = _c00;
+      dc0_1_1[i * 128 + j + 1] = _c01;
+      dc0_1_1[(i + 1) * 128 + j] = _c10;
+      dc0_1_1[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_1[(i + 2) * 128 + j] = _c20;
+      dc0_1_1[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_1[(i + 3) * 128 + j] = _c30;
+      dc0_1_1[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t38 = dWh_1 + h2_5.T @ dgates_5 */
+function matmul_t38(): void {
+  const { h2_5, dgates_5, dWh_1, t38 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1385,12 +1631,12 @@ function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = X0[p * 128 + i],
-          _a1 = X0[p * 128 + i + 1];
-        const _b0 = X1[p * 512 + j],
-          _b1 = X1[p * 512 + j + 1],
-          _b2 = X1[p * 512 + j + 2],
-          _b3 = X1[p * 512 + j + 3];
+        const _a0 = h2_5[p * 128 + i],
+          _a1 = h2_5[p * 128 + i + 1];
+        const _b0 = dgates_5[p * 512 + j],
+          _b1 = dgates_5[p * 512 + j + 1],
+          _b2 = dgates_5[p * 512 + j + 2],
+          _b3 = dgates_5[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1400,20 +1646,62 @@ function matmul_shared5(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X3[i * 512 + j] = X2[i * 512 + j] + _c00;
-      X3[i * 512 + j + 1] = X2[i * 512 + j + 1] + _c01;
-      X3[i * 512 + j + 2] = X2[i * 512 + j + 2] + _c02;
-      X3[i * 512 + j + 3] = X2[i * 512 + j + 3] + _c03;
-      X3[(i + 1) * 512 + j] = X2[(i + 1) * 512 + j] + _c10;
-      X3[(i + 1) * 512 + j + 1] = X2[(i + 1) * 512 + j + 1] + _c11;
-      X3[(i + 1) * 512 + j + 2] = X2[(i + 1) * 512 + j + 2] + _c12;
-      X3[(i + 1) * 512 + j + 3] = X2[(i + 1) * 512 + j + 3] + _c13;
+      t38[i * 512 + j] = dWh_1[i * 512 + j] + _c00;
+      t38[i * 512 + j + 1] = dWh_1[i * 512 + j + 1] + _c01;
+      t38[i * 512 + j + 2] = dWh_1[i * 512 + j + 2] + _c02;
+      t38[i * 512 + j + 3] = dWh_1[i * 512 + j + 3] + _c03;
+      t38[(i + 1) * 512 + j] = dWh_1[(i + 1) * 512 + j] + _c10;
+      t38[(i + 1) * 512 + j + 1] = dWh_1[(i + 1) * 512 + j + 1] + _c11;
+      t38[(i + 1) * 512 + j + 2] = dWh_1[(i + 1) * 512 + j + 2] + _c12;
+      t38[(i + 1) * 512 + j + 3] = dWh_1[(i + 1) * 512 + j + 3] + _c13;
     }
   }
 }
 
-/** X3 = X2 + X0.T @ X1, [16, 16] @ [16, 512]: shared by the 15 matmuls of this structure */
-function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3: Float32Array): void {
+/** dx0_1 = dgates_5 @ Wx.T */
+function matmul_dx0_1(): void {
+  const { dgates_5, Wx, dx0_1 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_5[i * 512 + p],
+          _a1 = dgates_5[(i + 1) * 512 + p],
+          _a2 = dgates_5[(i + 2) * 512 + p],
+          _a3 = dgates_5[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_1[i * 16 + j] = _c00;
+      dx0_1[i * 16 + j + 1] = _c01;
+      dx0_1[(i + 1) * 16 + j] = _c10;
+      dx0_1[(i + 1) * 16 + j + 1] = _c11;
+      dx0_1[(i + 2) * 16 + j] = _c20;
+      dx0_1[(i + 2) * 16 + j + 1] = _c21;
+      dx0_1[(i + 3) * 16 + j] = _c30;
+      dx0_1[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t39 = dWx_1 + t_73.T @ dgates_5 */
+function matmul_t39(): void {
+  const { t_73, dgates_5, dWx_1, t39 } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1425,12 +1713,12 @@ function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = X0[p * 16 + i],
-          _a1 = X0[p * 16 + i + 1];
-        const _b0 = X1[p * 512 + j],
-          _b1 = X1[p * 512 + j + 1],
-          _b2 = X1[p * 512 + j + 2],
-          _b3 = X1[p * 512 + j + 3];
+        const _a0 = t_73[p * 16 + i],
+          _a1 = t_73[p * 16 + i + 1];
+        const _b0 = dgates_5[p * 512 + j],
+          _b1 = dgates_5[p * 512 + j + 1],
+          _b2 = dgates_5[p * 512 + j + 2],
+          _b3 = dgates_5[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -1440,14 +1728,957 @@ function matmul_shared6(X0: Float32Array, X1: Float32Array, X2: Float32Array, X3
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      X3[i * 512 + j] = X2[i * 512 + j] + _c00;
-      X3[i * 512 + j + 1] = X2[i * 512 + j + 1] + _c01;
-      X3[i * 512 + j + 2] = X2[i * 512 + j + 2] + _c02;
-      X3[i * 512 + j + 3] = X2[i * 512 + j + 3] + _c03;
-      X3[(i + 1) * 512 + j] = X2[(i + 1) * 512 + j] + _c10;
-      X3[(i + 1) * 512 + j + 1] = X2[(i + 1) * 512 + j + 1] + _c11;
-      X3[(i + 1) * 512 + j + 2] = X2[(i + 1) * 512 + j + 2] + _c12;
-      X3[(i + 1) * 512 + j + 3] = X2[(i + 1) * 512 + j + 3] + _c13;
+      t39[i * 512 + j] = dWx_1[i * 512 + j] + _c00;
+      t39[i * 512 + j + 1] = dWx_1[i * 512 + j + 1] + _c01;
+      t39[i * 512 + j + 2] = dWx_1[i * 512 + j + 2] + _c02;
+      t39[i * 512 + j + 3] = dWx_1[i * 512 + j + 3] + _c03;
+      t39[(i + 1) * 512 + j] = dWx_1[(i + 1) * 512 + j] + _c10;
+      t39[(i + 1) * 512 + j + 1] = dWx_1[(i + 1) * 512 + j + 1] + _c11;
+      t39[(i + 1) * 512 + j + 2] = dWx_1[(i + 1) * 512 + j + 2] + _c12;
+      t39[(i + 1) * 512 + j + 3] = dWx_1[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dc0_1_2 = dgates_6 @ Wh.T */
+function matmul_dc0_1_2(): void {
+  const { dgates_6, Wh, dc0_1_2 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_6[i * 512 + p],
+          _a1 = dgates_6[(i + 1) * 512 + p],
+          _a2 = dgates_6[(i + 2) * 512 + p],
+          _a3 = dgates_6[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_2[i * 128 + j] = _c00;
+      dc0_1_2[i * 128 + j + 1] = _c01;
+      dc0_1_2[(i + 1) * 128 + j] = _c10;
+      dc0_1_2[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_2[(i + 2) * 128 + j] = _c20;
+      dc0_1_2[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_2[(i + 3) * 128 + j] = _c30;
+      dc0_1_2[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t53 = t38 + h2_4.T @ dgates_6 */
+function matmul_t53(): void {
+  const { h2_4, dgates_6, t38, t53 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h2_4[p * 128 + i],
+          _a1 = h2_4[p * 128 + i + 1];
+        const _b0 = dgates_6[p * 512 + j],
+          _b1 = dgates_6[p * 512 + j + 1],
+          _b2 = dgates_6[p * 512 + j + 2],
+          _b3 = dgates_6[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t53[i * 512 + j] = t38[i * 512 + j] + _c00;
+      t53[i * 512 + j + 1] = t38[i * 512 + j + 1] + _c01;
+      t53[i * 512 + j + 2] = t38[i * 512 + j + 2] + _c02;
+      t53[i * 512 + j + 3] = t38[i * 512 + j + 3] + _c03;
+      t53[(i + 1) * 512 + j] = t38[(i + 1) * 512 + j] + _c10;
+      t53[(i + 1) * 512 + j + 1] = t38[(i + 1) * 512 + j + 1] + _c11;
+      t53[(i + 1) * 512 + j + 2] = t38[(i + 1) * 512 + j + 2] + _c12;
+      t53[(i + 1) * 512 + j + 3] = t38[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_2 = dgates_6 @ Wx.T */
+function matmul_dx0_2(): void {
+  const { dgates_6, Wx, dx0_2 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_6[i * 512 + p],
+          _a1 = dgates_6[(i + 1) * 512 + p],
+          _a2 = dgates_6[(i + 2) * 512 + p],
+          _a3 = dgates_6[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_2[i * 16 + j] = _c00;
+      dx0_2[i * 16 + j + 1] = _c01;
+      dx0_2[(i + 1) * 16 + j] = _c10;
+      dx0_2[(i + 1) * 16 + j + 1] = _c11;
+      dx0_2[(i + 2) * 16 + j] = _c20;
+      dx0_2[(i + 2) * 16 + j + 1] = _c21;
+      dx0_2[(i + 3) * 16 + j] = _c30;
+      dx0_2[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t54 = t39 + t_61.T @ dgates_6 */
+function matmul_t54(): void {
+  const { t_61, dgates_6, t39, t54 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_61[p * 16 + i],
+          _a1 = t_61[p * 16 + i + 1];
+        const _b0 = dgates_6[p * 512 + j],
+          _b1 = dgates_6[p * 512 + j + 1],
+          _b2 = dgates_6[p * 512 + j + 2],
+          _b3 = dgates_6[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t54[i * 512 + j] = t39[i * 512 + j] + _c00;
+      t54[i * 512 + j + 1] = t39[i * 512 + j + 1] + _c01;
+      t54[i * 512 + j + 2] = t39[i * 512 + j + 2] + _c02;
+      t54[i * 512 + j + 3] = t39[i * 512 + j + 3] + _c03;
+      t54[(i + 1) * 512 + j] = t39[(i + 1) * 512 + j] + _c10;
+      t54[(i + 1) * 512 + j + 1] = t39[(i + 1) * 512 + j + 1] + _c11;
+      t54[(i + 1) * 512 + j + 2] = t39[(i + 1) * 512 + j + 2] + _c12;
+      t54[(i + 1) * 512 + j + 3] = t39[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dc0_1_3 = dgates_7 @ Wh.T */
+function matmul_dc0_1_3(): void {
+  const { dgates_7, Wh, dc0_1_3 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_7[i * 512 + p],
+          _a1 = dgates_7[(i + 1) * 512 + p],
+          _a2 = dgates_7[(i + 2) * 512 + p],
+          _a3 = dgates_7[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_3[i * 128 + j] = _c00;
+      dc0_1_3[i * 128 + j + 1] = _c01;
+      dc0_1_3[(i + 1) * 128 + j] = _c10;
+      dc0_1_3[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_3[(i + 2) * 128 + j] = _c20;
+      dc0_1_3[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_3[(i + 3) * 128 + j] = _c30;
+      dc0_1_3[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t68 = t53 + h2_3.T @ dgates_7 */
+function matmul_t68(): void {
+  const { h2_3, dgates_7, t53, t68 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h2_3[p * 128 + i],
+          _a1 = h2_3[p * 128 + i + 1];
+        const _b0 = dgates_7[p * 512 + j],
+          _b1 = dgates_7[p * 512 + j + 1],
+          _b2 = dgates_7[p * 512 + j + 2],
+          _b3 = dgates_7[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t68[i * 512 + j] = t53[i * 512 + j] + _c00;
+      t68[i * 512 + j + 1] = t53[i * 512 + j + 1] + _c01;
+      t68[i * 512 + j + 2] = t53[i * 512 + j + 2] + _c02;
+      t68[i * 512 + j + 3] = t53[i * 512 + j + 3] + _c03;
+      t68[(i + 1) * 512 + j] = t53[(i + 1) * 512 + j] + _c10;
+      t68[(i + 1) * 512 + j + 1] = t53[(i + 1) * 512 + j + 1] + _c11;
+      t68[(i + 1) * 512 + j + 2] = t53[(i + 1) * 512 + j + 2] + _c12;
+      t68[(i + 1) * 512 + j + 3] = t53[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_3 = dgates_7 @ Wx.T */
+function matmul_dx0_3(): void {
+  const { dgates_7, Wx, dx0_3 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_7[i * 512 + p],
+          _a1 = dgates_7[(i + 1) * 512 + p],
+          _a2 = dgates_7[(i + 2) * 512 + p],
+          _a3 = dgates_7[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_3[i * 16 + j] = _c00;
+      dx0_3[i * 16 + j + 1] = _c01;
+      dx0_3[(i + 1) * 16 + j] = _c10;
+      dx0_3[(i + 1) * 16 + j + 1] = _c11;
+      dx0_3[(i + 2) * 16 + j] = _c20;
+      dx0_3[(i + 2) * 16 + j + 1] = _c21;
+      dx0_3[(i + 3) * 16 + j] = _c30;
+      dx0_3[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t69 = t54 + t_49.T @ dgates_7 */
+function matmul_t69(): void {
+  const { t_49, dgates_7, t54, t69 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_49[p * 16 + i],
+          _a1 = t_49[p * 16 + i + 1];
+        const _b0 = dgates_7[p * 512 + j],
+          _b1 = dgates_7[p * 512 + j + 1],
+          _b2 = dgates_7[p * 512 + j + 2],
+          _b3 = dgates_7[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t69[i * 512 + j] = t54[i * 512 + j] + _c00;
+      t69[i * 512 + j + 1] = t54[i * 512 + j + 1] + _c01;
+      t69[i * 512 + j + 2] = t54[i * 512 + j + 2] + _c02;
+      t69[i * 512 + j + 3] = t54[i * 512 + j + 3] + _c03;
+      t69[(i + 1) * 512 + j] = t54[(i + 1) * 512 + j] + _c10;
+      t69[(i + 1) * 512 + j + 1] = t54[(i + 1) * 512 + j + 1] + _c11;
+      t69[(i + 1) * 512 + j + 2] = t54[(i + 1) * 512 + j + 2] + _c12;
+      t69[(i + 1) * 512 + j + 3] = t54[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dc0_1_4 = dgates_8 @ Wh.T */
+function matmul_dc0_1_4(): void {
+  const { dgates_8, Wh, dc0_1_4 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_8[i * 512 + p],
+          _a1 = dgates_8[(i + 1) * 512 + p],
+          _a2 = dgates_8[(i + 2) * 512 + p],
+          _a3 = dgates_8[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_4[i * 128 + j] = _c00;
+      dc0_1_4[i * 128 + j + 1] = _c01;
+      dc0_1_4[(i + 1) * 128 + j] = _c10;
+      dc0_1_4[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_4[(i + 2) * 128 + j] = _c20;
+      dc0_1_4[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_4[(i + 3) * 128 + j] = _c30;
+      dc0_1_4[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t83 = t68 + h2_2.T @ dgates_8 */
+function matmul_t83(): void {
+  const { h2_2, dgates_8, t68, t83 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h2_2[p * 128 + i],
+          _a1 = h2_2[p * 128 + i + 1];
+        const _b0 = dgates_8[p * 512 + j],
+          _b1 = dgates_8[p * 512 + j + 1],
+          _b2 = dgates_8[p * 512 + j + 2],
+          _b3 = dgates_8[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t83[i * 512 + j] = t68[i * 512 + j] + _c00;
+      t83[i * 512 + j + 1] = t68[i * 512 + j + 1] + _c01;
+      t83[i * 512 + j + 2] = t68[i * 512 + j + 2] + _c02;
+      t83[i * 512 + j + 3] = t68[i * 512 + j + 3] + _c03;
+      t83[(i + 1) * 512 + j] = t68[(i + 1) * 512 + j] + _c10;
+      t83[(i + 1) * 512 + j + 1] = t68[(i + 1) * 512 + j + 1] + _c11;
+      t83[(i + 1) * 512 + j + 2] = t68[(i + 1) * 512 + j + 2] + _c12;
+      t83[(i + 1) * 512 + j + 3] = t68[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_4 = dgates_8 @ Wx.T */
+function matmul_dx0_4(): void {
+  const { dgates_8, Wx, dx0_4 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_8[i * 512 + p],
+          _a1 = dgates_8[(i + 1) * 512 + p],
+          _a2 = dgates_8[(i + 2) * 512 + p],
+          _a3 = dgates_8[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_4[i * 16 + j] = _c00;
+      dx0_4[i * 16 + j + 1] = _c01;
+      dx0_4[(i + 1) * 16 + j] = _c10;
+      dx0_4[(i + 1) * 16 + j + 1] = _c11;
+      dx0_4[(i + 2) * 16 + j] = _c20;
+      dx0_4[(i + 2) * 16 + j + 1] = _c21;
+      dx0_4[(i + 3) * 16 + j] = _c30;
+      dx0_4[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t84 = t69 + t_37.T @ dgates_8 */
+function matmul_t84(): void {
+  const { t_37, dgates_8, t69, t84 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_37[p * 16 + i],
+          _a1 = t_37[p * 16 + i + 1];
+        const _b0 = dgates_8[p * 512 + j],
+          _b1 = dgates_8[p * 512 + j + 1],
+          _b2 = dgates_8[p * 512 + j + 2],
+          _b3 = dgates_8[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t84[i * 512 + j] = t69[i * 512 + j] + _c00;
+      t84[i * 512 + j + 1] = t69[i * 512 + j + 1] + _c01;
+      t84[i * 512 + j + 2] = t69[i * 512 + j + 2] + _c02;
+      t84[i * 512 + j + 3] = t69[i * 512 + j + 3] + _c03;
+      t84[(i + 1) * 512 + j] = t69[(i + 1) * 512 + j] + _c10;
+      t84[(i + 1) * 512 + j + 1] = t69[(i + 1) * 512 + j + 1] + _c11;
+      t84[(i + 1) * 512 + j + 2] = t69[(i + 1) * 512 + j + 2] + _c12;
+      t84[(i + 1) * 512 + j + 3] = t69[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dc0_1_5 = dgates_9 @ Wh.T */
+function matmul_dc0_1_5(): void {
+  const { dgates_9, Wh, dc0_1_5 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_9[i * 512 + p],
+          _a1 = dgates_9[(i + 1) * 512 + p],
+          _a2 = dgates_9[(i + 2) * 512 + p],
+          _a3 = dgates_9[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_5[i * 128 + j] = _c00;
+      dc0_1_5[i * 128 + j + 1] = _c01;
+      dc0_1_5[(i + 1) * 128 + j] = _c10;
+      dc0_1_5[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_5[(i + 2) * 128 + j] = _c20;
+      dc0_1_5[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_5[(i + 3) * 128 + j] = _c30;
+      dc0_1_5[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t98 = t83 + h2_1.T @ dgates_9 */
+function matmul_t98(): void {
+  const { h2_1, dgates_9, t83, t98 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h2_1[p * 128 + i],
+          _a1 = h2_1[p * 128 + i + 1];
+        const _b0 = dgates_9[p * 512 + j],
+          _b1 = dgates_9[p * 512 + j + 1],
+          _b2 = dgates_9[p * 512 + j + 2],
+          _b3 = dgates_9[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t98[i * 512 + j] = t83[i * 512 + j] + _c00;
+      t98[i * 512 + j + 1] = t83[i * 512 + j + 1] + _c01;
+      t98[i * 512 + j + 2] = t83[i * 512 + j + 2] + _c02;
+      t98[i * 512 + j + 3] = t83[i * 512 + j + 3] + _c03;
+      t98[(i + 1) * 512 + j] = t83[(i + 1) * 512 + j] + _c10;
+      t98[(i + 1) * 512 + j + 1] = t83[(i + 1) * 512 + j + 1] + _c11;
+      t98[(i + 1) * 512 + j + 2] = t83[(i + 1) * 512 + j + 2] + _c12;
+      t98[(i + 1) * 512 + j + 3] = t83[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_5 = dgates_9 @ Wx.T */
+function matmul_dx0_5(): void {
+  const { dgates_9, Wx, dx0_5 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_9[i * 512 + p],
+          _a1 = dgates_9[(i + 1) * 512 + p],
+          _a2 = dgates_9[(i + 2) * 512 + p],
+          _a3 = dgates_9[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_5[i * 16 + j] = _c00;
+      dx0_5[i * 16 + j + 1] = _c01;
+      dx0_5[(i + 1) * 16 + j] = _c10;
+      dx0_5[(i + 1) * 16 + j + 1] = _c11;
+      dx0_5[(i + 2) * 16 + j] = _c20;
+      dx0_5[(i + 2) * 16 + j + 1] = _c21;
+      dx0_5[(i + 3) * 16 + j] = _c30;
+      dx0_5[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t99 = t84 + t_25.T @ dgates_9 */
+function matmul_t99(): void {
+  const { t_25, dgates_9, t84, t99 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_25[p * 16 + i],
+          _a1 = t_25[p * 16 + i + 1];
+        const _b0 = dgates_9[p * 512 + j],
+          _b1 = dgates_9[p * 512 + j + 1],
+          _b2 = dgates_9[p * 512 + j + 2],
+          _b3 = dgates_9[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t99[i * 512 + j] = t84[i * 512 + j] + _c00;
+      t99[i * 512 + j + 1] = t84[i * 512 + j + 1] + _c01;
+      t99[i * 512 + j + 2] = t84[i * 512 + j + 2] + _c02;
+      t99[i * 512 + j + 3] = t84[i * 512 + j + 3] + _c03;
+      t99[(i + 1) * 512 + j] = t84[(i + 1) * 512 + j] + _c10;
+      t99[(i + 1) * 512 + j + 1] = t84[(i + 1) * 512 + j + 1] + _c11;
+      t99[(i + 1) * 512 + j + 2] = t84[(i + 1) * 512 + j + 2] + _c12;
+      t99[(i + 1) * 512 + j + 3] = t84[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dc0_1_6 = dgates_10 @ Wh.T */
+function matmul_dc0_1_6(): void {
+  const { dgates_10, Wh, dc0_1_6 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 128; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_10[i * 512 + p],
+          _a1 = dgates_10[(i + 1) * 512 + p],
+          _a2 = dgates_10[(i + 2) * 512 + p],
+          _a3 = dgates_10[(i + 3) * 512 + p];
+        const _b0 = Wh[j * 512 + p],
+          _b1 = Wh[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dc0_1_6[i * 128 + j] = _c00;
+      dc0_1_6[i * 128 + j + 1] = _c01;
+      dc0_1_6[(i + 1) * 128 + j] = _c10;
+      dc0_1_6[(i + 1) * 128 + j + 1] = _c11;
+      dc0_1_6[(i + 2) * 128 + j] = _c20;
+      dc0_1_6[(i + 2) * 128 + j + 1] = _c21;
+      dc0_1_6[(i + 3) * 128 + j] = _c30;
+      dc0_1_6[(i + 3) * 128 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t113 = t98 + h2.T @ dgates_10 */
+function matmul_t113(): void {
+  const { h2, dgates_10, t98, t113 } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h2[p * 128 + i],
+          _a1 = h2[p * 128 + i + 1];
+        const _b0 = dgates_10[p * 512 + j],
+          _b1 = dgates_10[p * 512 + j + 1],
+          _b2 = dgates_10[p * 512 + j + 2],
+          _b3 = dgates_10[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t113[i * 512 + j] = t98[i * 512 + j] + _c00;
+      t113[i * 512 + j + 1] = t98[i * 512 + j + 1] + _c01;
+      t113[i * 512 + j + 2] = t98[i * 512 + j + 2] + _c02;
+      t113[i * 512 + j + 3] = t98[i * 512 + j + 3] + _c03;
+      t113[(i + 1) * 512 + j] = t98[(i + 1) * 512 + j] + _c10;
+      t113[(i + 1) * 512 + j + 1] = t98[(i + 1) * 512 + j + 1] + _c11;
+      t113[(i + 1) * 512 + j + 2] = t98[(i + 1) * 512 + j + 2] + _c12;
+      t113[(i + 1) * 512 + j + 3] = t98[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_6 = dgates_10 @ Wx.T */
+function matmul_dx0_6(): void {
+  const { dgates_10, Wx, dx0_6 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_10[i * 512 + p],
+          _a1 = dgates_10[(i + 1) * 512 + p],
+          _a2 = dgates_10[(i + 2) * 512 + p],
+          _a3 = dgates_10[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_6[i * 16 + j] = _c00;
+      dx0_6[i * 16 + j + 1] = _c01;
+      dx0_6[(i + 1) * 16 + j] = _c10;
+      dx0_6[(i + 1) * 16 + j + 1] = _c11;
+      dx0_6[(i + 2) * 16 + j] = _c20;
+      dx0_6[(i + 2) * 16 + j + 1] = _c21;
+      dx0_6[(i + 3) * 16 + j] = _c30;
+      dx0_6[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** t114 = t99 + t_13.T @ dgates_10 */
+function matmul_t114(): void {
+  const { t_13, dgates_10, t99, t114 } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_13[p * 16 + i],
+          _a1 = t_13[p * 16 + i + 1];
+        const _b0 = dgates_10[p * 512 + j],
+          _b1 = dgates_10[p * 512 + j + 1],
+          _b2 = dgates_10[p * 512 + j + 2],
+          _b3 = dgates_10[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      t114[i * 512 + j] = t99[i * 512 + j] + _c00;
+      t114[i * 512 + j + 1] = t99[i * 512 + j + 1] + _c01;
+      t114[i * 512 + j + 2] = t99[i * 512 + j + 2] + _c02;
+      t114[i * 512 + j + 3] = t99[i * 512 + j + 3] + _c03;
+      t114[(i + 1) * 512 + j] = t99[(i + 1) * 512 + j] + _c10;
+      t114[(i + 1) * 512 + j + 1] = t99[(i + 1) * 512 + j + 1] + _c11;
+      t114[(i + 1) * 512 + j + 2] = t99[(i + 1) * 512 + j + 2] + _c12;
+      t114[(i + 1) * 512 + j + 3] = t99[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dWh = t113 + h0.T @ dgates_11 */
+function matmul_dWh(): void {
+  const { h0, dgates_11, t113, dWh } = buf;
+  for (let i = 0; i < 128; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = h0[p * 128 + i],
+          _a1 = h0[p * 128 + i + 1];
+        const _b0 = dgates_11[p * 512 + j],
+          _b1 = dgates_11[p * 512 + j + 1],
+          _b2 = dgates_11[p * 512 + j + 2],
+          _b3 = dgates_11[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dWh[i * 512 + j] = t113[i * 512 + j] + _c00;
+      dWh[i * 512 + j + 1] = t113[i * 512 + j + 1] + _c01;
+      dWh[i * 512 + j + 2] = t113[i * 512 + j + 2] + _c02;
+      dWh[i * 512 + j + 3] = t113[i * 512 + j + 3] + _c03;
+      dWh[(i + 1) * 512 + j] = t113[(i + 1) * 512 + j] + _c10;
+      dWh[(i + 1) * 512 + j + 1] = t113[(i + 1) * 512 + j + 1] + _c11;
+      dWh[(i + 1) * 512 + j + 2] = t113[(i + 1) * 512 + j + 2] + _c12;
+      dWh[(i + 1) * 512 + j + 3] = t113[(i + 1) * 512 + j + 3] + _c13;
+    }
+  }
+}
+
+/** dx0_7 = dgates_11 @ Wx.T */
+function matmul_dx0_7(): void {
+  const { dgates_11, Wx, dx0_7 } = buf;
+  for (let i = 0; i < 16; i += 4) {
+    for (let j = 0; j < 16; j += 2) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c20 = 0,
+        _c21 = 0,
+        _c30 = 0,
+        _c31 = 0;
+      for (let p = 0; p < 512; p++) {
+        const _a0 = dgates_11[i * 512 + p],
+          _a1 = dgates_11[(i + 1) * 512 + p],
+          _a2 = dgates_11[(i + 2) * 512 + p],
+          _a3 = dgates_11[(i + 3) * 512 + p];
+        const _b0 = Wx[j * 512 + p],
+          _b1 = Wx[(j + 1) * 512 + p];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c20 += _a2 * _b0;
+        _c21 += _a2 * _b1;
+        _c30 += _a3 * _b0;
+        _c31 += _a3 * _b1;
+      }
+      dx0_7[i * 16 + j] = _c00;
+      dx0_7[i * 16 + j + 1] = _c01;
+      dx0_7[(i + 1) * 16 + j] = _c10;
+      dx0_7[(i + 1) * 16 + j + 1] = _c11;
+      dx0_7[(i + 2) * 16 + j] = _c20;
+      dx0_7[(i + 2) * 16 + j + 1] = _c21;
+      dx0_7[(i + 3) * 16 + j] = _c30;
+      dx0_7[(i + 3) * 16 + j + 1] = _c31;
+    }
+  }
+}
+
+/** dWx = t114 + t_1.T @ dgates_11 */
+function matmul_dWx(): void {
+  const { t_1, dgates_11, t114, dWx } = buf;
+  for (let i = 0; i < 16; i += 2) {
+    for (let j = 0; j < 512; j += 4) {
+      let _c00 = 0,
+        _c01 = 0,
+        _c02 = 0,
+        _c03 = 0,
+        _c10 = 0,
+        _c11 = 0,
+        _c12 = 0,
+        _c13 = 0;
+      for (let p = 0; p < 16; p++) {
+        const _a0 = t_1[p * 16 + i],
+          _a1 = t_1[p * 16 + i + 1];
+        const _b0 = dgates_11[p * 512 + j],
+          _b1 = dgates_11[p * 512 + j + 1],
+          _b2 = dgates_11[p * 512 + j + 2],
+          _b3 = dgates_11[p * 512 + j + 3];
+        _c00 += _a0 * _b0;
+        _c01 += _a0 * _b1;
+        _c02 += _a0 * _b2;
+        _c03 += _a0 * _b3;
+        _c10 += _a1 * _b0;
+        _c11 += _a1 * _b1;
+        _c12 += _a1 * _b2;
+        _c13 += _a1 * _b3;
+      }
+      dWx[i * 512 + j] = t114[i * 512 + j] + _c00;
+      dWx[i * 512 + j + 1] = t114[i * 512 + j + 1] + _c01;
+      dWx[i * 512 + j + 2] = t114[i * 512 + j + 2] + _c02;
+      dWx[i * 512 + j + 3] = t114[i * 512 + j + 3] + _c03;
+      dWx[(i + 1) * 512 + j] = t114[(i + 1) * 512 + j] + _c10;
+      dWx[(i + 1) * 512 + j + 1] = t114[(i + 1) * 512 + j + 1] + _c11;
+      dWx[(i + 1) * 512 + j + 2] = t114[(i + 1) * 512 + j + 2] + _c12;
+      dWx[(i + 1) * 512 + j + 3] = t114[(i + 1) * 512 + j + 3] + _c13;
     }
   }
 }
@@ -1459,11 +2690,6 @@ function forwardPass(): void {
     C,
     h0,
     t_,
-    t_1,
-    Wx,
-    t_2,
-    Wh,
-    b,
     gates,
     t_5,
     i_,
@@ -1478,8 +2704,6 @@ function forwardPass(): void {
     o,
     h2,
     t_12,
-    t_13,
-    t_14,
     gates_1,
     t_17,
     i_1,
@@ -1494,8 +2718,6 @@ function forwardPass(): void {
     o_1,
     h2_1,
     t_24,
-    t_25,
-    t_26,
     gates_2,
     t_29,
     i_2,
@@ -1510,8 +2732,6 @@ function forwardPass(): void {
     o_2,
     h2_2,
     t_36,
-    t_37,
-    t_38,
     gates_3,
     t_41,
     i_3,
@@ -1526,8 +2746,6 @@ function forwardPass(): void {
     o_3,
     h2_3,
     t_48,
-    t_49,
-    t_50,
     gates_4,
     t_53,
     i_4,
@@ -1542,8 +2760,6 @@ function forwardPass(): void {
     o_4,
     h2_4,
     t_60,
-    t_61,
-    t_62,
     gates_5,
     t_65,
     i_5,
@@ -1558,8 +2774,6 @@ function forwardPass(): void {
     o_5,
     h2_5,
     t_72,
-    t_73,
-    t_74,
     gates_6,
     t_77,
     i_6,
@@ -1574,8 +2788,6 @@ function forwardPass(): void {
     o_6,
     h2_6,
     t_84,
-    t_85,
-    t_86,
     gates_7,
     t_89,
     i_7,
@@ -1584,238 +2796,102 @@ function forwardPass(): void {
     t_93,
     t_91,
     u_7,
-    c2_7,
     t_95,
     t_92,
     o_7,
-    h2_7,
+    t3,
     t_96,
+    t5,
     t_97,
     t_98,
-    gates_8,
+    t_99,
+    t_100,
     t_101,
-    i_8,
     t_102,
-    f_8,
-    t_105,
     t_103,
-    u_8,
-    c2_8,
-    t_107,
-    t_104,
-    o_8,
-    h2_8,
-    t_108,
-    t_109,
-    t_110,
-    gates_9,
-    t_113,
-    i_9,
-    t_114,
-    f_9,
-    t_117,
-    t_115,
-    u_9,
-    c2_9,
-    t_119,
-    t_116,
-    o_9,
-    h2_9,
-    t_120,
-    t_121,
-    t_122,
-    gates_10,
-    t_125,
-    i_10,
-    t_126,
-    f_10,
-    t_129,
-    t_127,
-    u_10,
-    c2_10,
-    t_131,
-    t_128,
-    o_10,
-    h2_10,
-    t_132,
-    t_133,
-    t_134,
-    gates_11,
-    t_137,
-    i_11,
-    t_138,
-    f_11,
-    t_141,
-    t_139,
-    u_11,
-    c2_11,
-    t_143,
-    t_140,
-    o_11,
-    h2_11,
-    t_144,
-    t_145,
-    t_146,
-    gates_12,
-    t_149,
-    i_12,
-    t_150,
-    f_12,
-    t_153,
-    t_151,
-    u_12,
-    c2_12,
-    t_155,
-    t_152,
-    o_12,
-    h2_12,
-    t_156,
-    t_157,
-    t_158,
-    gates_13,
-    t_161,
-    i_13,
-    t_162,
-    f_13,
-    t_165,
-    t_163,
-    u_13,
-    c2_13,
-    t_167,
-    t_164,
-    o_13,
-    h2_13,
-    t_168,
-    t_169,
-    t_170,
-    gates_14,
-    t_173,
-    i_14,
-    t_174,
-    f_14,
-    t_177,
-    t_175,
-    u_14,
-    c2_14,
-    t_179,
-    t_176,
-    o_14,
-    h2_14,
-    t_180,
-    t_181,
-    t_182,
-    gates_15,
-    t_185,
-    i_15,
-    t_186,
-    f_15,
-    t_189,
-    t_187,
-    u_15,
-    t_191,
-    t_188,
-    o_15,
-    t3,
-    t_192,
-    t5,
-    t_193,
-    t_194,
-    t_195,
-    t_196,
-    t_197,
-    t_198,
-    t_199,
-    t_200,
-    t_201,
-    t_202,
-    t_203,
-    t_204,
-    t_205,
-    t_206,
-    t_207,
     logits,
     t8,
     loss,
   } = buf;
 
-  // emb = C[X]  (lstm.ts:36)
-  //   %emb: f32[16,16,16] = gather %C, %X   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
-  for (let i = 0; i < 256; i++) {
+  // emb = C[X]  (lstm.ts:39)
+  //   %emb: f32[16,8,16] = gather %C, %X   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
+  for (let i = 0; i < 128; i++) {
     const _row = X[i] * 16;
     for (let j = 0; j < 16; j++) emb[i * 16 + j] = C[_row + j];
   }
 
-  // h0 = 0  (lstm.ts:48)
-  //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:48  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
+  // h0 = 0  (lstm.ts:51)
+  //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:51  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
   for (let i = 0; i < 2048; i++) {
     h0[i] = 0;
   }
 
-  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:59)
-  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:62)
+  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_[i * 16 + j] = emb[i * 256 + j];
+      t_[i * 16 + j] = emb[i * 128 + j];
     }
   }
 
-  // t_2 = t_1 @ Wx  (lstm.ts:39)
-  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_1, Wx, t_2);
+  // t_2 = t_1 @ Wx  (lstm.ts:42)
+  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_2();
 
-  // gates = t_2 + h0 @ Wh + b  (lstm.ts:39)
-  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:39
-  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:39
-  matmul_shared2(h0, Wh, t_2, b, gates);
+  // gates = t_2 + h0 @ Wh + b  (lstm.ts:42)
+  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:42
+  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:42
+  matmul_gates();
 
-  // t_5 = gates[0:16, 0:128]  (lstm.ts:40)
-  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_5 = gates[0:16, 0:128]  (lstm.ts:43)
+  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_5[i * 128 + j] = gates[i * 512 + j];
     }
   }
 
-  // i_ = sigmoid(t_5)  (lstm.ts:40)
-  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_ = sigmoid(t_5)  (lstm.ts:43)
+  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_[i] = 1 / (1 + Math.exp(-t_5[i]));
   }
 
-  // t_6 = gates[0:16, 128:256]  (lstm.ts:41)
-  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_6 = gates[0:16, 128:256]  (lstm.ts:44)
+  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_6[i * 128 + j] = gates[128 + i * 512 + j];
     }
   }
 
-  // f = sigmoid(t_6)  (lstm.ts:41)
-  // t_9 = f * h0  (lstm.ts:44)
-  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f = sigmoid(t_6)  (lstm.ts:44)
+  // t_9 = f * h0  (lstm.ts:47)
+  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f = 1 / (1 + Math.exp(-t_6[i]));
     f[i] = _f;
     t_9[i] = _f * h0[i];
   }
 
-  // t_7 = gates[0:16, 256:384]  (lstm.ts:42)
-  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_7 = gates[0:16, 256:384]  (lstm.ts:45)
+  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_7[i * 128 + j] = gates[256 + i * 512 + j];
     }
   }
 
-  // u = tanh(t_7)  (lstm.ts:42)
-  // c2 = t_9 + i_ * u  (lstm.ts:44)
-  // t_11 = tanh(c2)  (lstm.ts:45)
-  //   %u: f32[16,128] = tanh %t_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:44
-  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u = tanh(t_7)  (lstm.ts:45)
+  // c2 = t_9 + i_ * u  (lstm.ts:47)
+  // t_11 = tanh(c2)  (lstm.ts:48)
+  //   %u: f32[16,128] = tanh %t_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:47
+  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u[i] = Math.tanh(t_7[i]);
     const _c2 = t_9[i] + i_[i] * Math.tanh(t_7[i]);
@@ -1823,89 +2899,89 @@ function forwardPass(): void {
     t_11[i] = Math.tanh(_c2);
   }
 
-  // t_8 = gates[0:16, 384:512]  (lstm.ts:43)
-  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_8 = gates[0:16, 384:512]  (lstm.ts:46)
+  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_8[i * 128 + j] = gates[384 + i * 512 + j];
     }
   }
 
-  // o = sigmoid(t_8)  (lstm.ts:43)
-  // h2 = o * t_11  (lstm.ts:45)
-  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o = sigmoid(t_8)  (lstm.ts:46)
+  // h2 = o * t_11  (lstm.ts:48)
+  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o = 1 / (1 + Math.exp(-t_8[i]));
     o[i] = _o;
     h2[i] = _o * t_11[i];
   }
 
-  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:59)
-  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:62)
+  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_12[i * 16 + j] = emb[16 + i * 256 + j];
+      t_12[i * 16 + j] = emb[16 + i * 128 + j];
     }
   }
 
-  // t_14 = t_13 @ Wx  (lstm.ts:39)
-  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_13, Wx, t_14);
+  // t_14 = t_13 @ Wx  (lstm.ts:42)
+  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_14();
 
-  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:39)
-  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:39
-  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:39
-  matmul_shared2(h2, Wh, t_14, b, gates_1);
+  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:42)
+  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:42
+  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:42
+  matmul_gates_1();
 
-  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:40)
-  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:43)
+  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_17[i * 128 + j] = gates_1[i * 512 + j];
     }
   }
 
-  // i_1 = sigmoid(t_17)  (lstm.ts:40)
-  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_1 = sigmoid(t_17)  (lstm.ts:43)
+  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_1[i] = 1 / (1 + Math.exp(-t_17[i]));
   }
 
-  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:41)
-  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:44)
+  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_18[i * 128 + j] = gates_1[128 + i * 512 + j];
     }
   }
 
-  // f_1 = sigmoid(t_18)  (lstm.ts:41)
-  // t_21 = f_1 * c2  (lstm.ts:44)
-  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_1 = sigmoid(t_18)  (lstm.ts:44)
+  // t_21 = f_1 * c2  (lstm.ts:47)
+  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_1 = 1 / (1 + Math.exp(-t_18[i]));
     f_1[i] = _f_1;
     t_21[i] = _f_1 * c2[i];
   }
 
-  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:42)
-  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:45)
+  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_19[i * 128 + j] = gates_1[256 + i * 512 + j];
     }
   }
 
-  // u_1 = tanh(t_19)  (lstm.ts:42)
-  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:44)
-  // t_23 = tanh(c2_1)  (lstm.ts:45)
-  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:44
-  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_1 = tanh(t_19)  (lstm.ts:45)
+  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:47)
+  // t_23 = tanh(c2_1)  (lstm.ts:48)
+  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:47
+  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_1[i] = Math.tanh(t_19[i]);
     const _c2_1 = t_21[i] + i_1[i] * Math.tanh(t_19[i]);
@@ -1913,89 +2989,89 @@ function forwardPass(): void {
     t_23[i] = Math.tanh(_c2_1);
   }
 
-  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:43)
-  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:46)
+  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_20[i * 128 + j] = gates_1[384 + i * 512 + j];
     }
   }
 
-  // o_1 = sigmoid(t_20)  (lstm.ts:43)
-  // h2_1 = o_1 * t_23  (lstm.ts:45)
-  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_1 = sigmoid(t_20)  (lstm.ts:46)
+  // h2_1 = o_1 * t_23  (lstm.ts:48)
+  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_1 = 1 / (1 + Math.exp(-t_20[i]));
     o_1[i] = _o_1;
     h2_1[i] = _o_1 * t_23[i];
   }
 
-  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:59)
-  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:62)
+  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_24[i * 16 + j] = emb[32 + i * 256 + j];
+      t_24[i * 16 + j] = emb[32 + i * 128 + j];
     }
   }
 
-  // t_26 = t_25 @ Wx  (lstm.ts:39)
-  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_25, Wx, t_26);
+  // t_26 = t_25 @ Wx  (lstm.ts:42)
+  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_26();
 
-  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:39)
-  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:39
-  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:39
-  matmul_shared2(h2_1, Wh, t_26, b, gates_2);
+  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:42)
+  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:42
+  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:42
+  matmul_gates_2();
 
-  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:40)
-  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:43)
+  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_29[i * 128 + j] = gates_2[i * 512 + j];
     }
   }
 
-  // i_2 = sigmoid(t_29)  (lstm.ts:40)
-  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_2 = sigmoid(t_29)  (lstm.ts:43)
+  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_2[i] = 1 / (1 + Math.exp(-t_29[i]));
   }
 
-  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:41)
-  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:44)
+  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_30[i * 128 + j] = gates_2[128 + i * 512 + j];
     }
   }
 
-  // f_2 = sigmoid(t_30)  (lstm.ts:41)
-  // t_33 = f_2 * c2_1  (lstm.ts:44)
-  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_2 = sigmoid(t_30)  (lstm.ts:44)
+  // t_33 = f_2 * c2_1  (lstm.ts:47)
+  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_2 = 1 / (1 + Math.exp(-t_30[i]));
     f_2[i] = _f_2;
     t_33[i] = _f_2 * c2_1[i];
   }
 
-  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:42)
-  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:45)
+  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_31[i * 128 + j] = gates_2[256 + i * 512 + j];
     }
   }
 
-  // u_2 = tanh(t_31)  (lstm.ts:42)
-  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:44)
-  // t_35 = tanh(c2_2)  (lstm.ts:45)
-  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:44
-  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_2 = tanh(t_31)  (lstm.ts:45)
+  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:47)
+  // t_35 = tanh(c2_2)  (lstm.ts:48)
+  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:47
+  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_2[i] = Math.tanh(t_31[i]);
     const _c2_2 = t_33[i] + i_2[i] * Math.tanh(t_31[i]);
@@ -2003,89 +3079,89 @@ function forwardPass(): void {
     t_35[i] = Math.tanh(_c2_2);
   }
 
-  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:43)
-  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:46)
+  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_32[i * 128 + j] = gates_2[384 + i * 512 + j];
     }
   }
 
-  // o_2 = sigmoid(t_32)  (lstm.ts:43)
-  // h2_2 = o_2 * t_35  (lstm.ts:45)
-  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_2 = sigmoid(t_32)  (lstm.ts:46)
+  // h2_2 = o_2 * t_35  (lstm.ts:48)
+  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_2 = 1 / (1 + Math.exp(-t_32[i]));
     o_2[i] = _o_2;
     h2_2[i] = _o_2 * t_35[i];
   }
 
-  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:59)
-  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:62)
+  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_36[i * 16 + j] = emb[48 + i * 256 + j];
+      t_36[i * 16 + j] = emb[48 + i * 128 + j];
     }
   }
 
-  // t_38 = t_37 @ Wx  (lstm.ts:39)
-  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_37, Wx, t_38);
+  // t_38 = t_37 @ Wx  (lstm.ts:42)
+  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_38();
 
-  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:39)
-  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:39
-  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:39
-  matmul_shared2(h2_2, Wh, t_38, b, gates_3);
+  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:42)
+  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:42
+  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:42
+  matmul_gates_3();
 
-  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:40)
-  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:43)
+  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_41[i * 128 + j] = gates_3[i * 512 + j];
     }
   }
 
-  // i_3 = sigmoid(t_41)  (lstm.ts:40)
-  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_3 = sigmoid(t_41)  (lstm.ts:43)
+  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_3[i] = 1 / (1 + Math.exp(-t_41[i]));
   }
 
-  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:41)
-  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:44)
+  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_42[i * 128 + j] = gates_3[128 + i * 512 + j];
     }
   }
 
-  // f_3 = sigmoid(t_42)  (lstm.ts:41)
-  // t_45 = f_3 * c2_2  (lstm.ts:44)
-  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_3 = sigmoid(t_42)  (lstm.ts:44)
+  // t_45 = f_3 * c2_2  (lstm.ts:47)
+  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_3 = 1 / (1 + Math.exp(-t_42[i]));
     f_3[i] = _f_3;
     t_45[i] = _f_3 * c2_2[i];
   }
 
-  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:42)
-  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:45)
+  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_43[i * 128 + j] = gates_3[256 + i * 512 + j];
     }
   }
 
-  // u_3 = tanh(t_43)  (lstm.ts:42)
-  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:44)
-  // t_47 = tanh(c2_3)  (lstm.ts:45)
-  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:44
-  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_3 = tanh(t_43)  (lstm.ts:45)
+  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:47)
+  // t_47 = tanh(c2_3)  (lstm.ts:48)
+  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:47
+  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_3[i] = Math.tanh(t_43[i]);
     const _c2_3 = t_45[i] + i_3[i] * Math.tanh(t_43[i]);
@@ -2093,89 +3169,89 @@ function forwardPass(): void {
     t_47[i] = Math.tanh(_c2_3);
   }
 
-  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:43)
-  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:46)
+  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_44[i * 128 + j] = gates_3[384 + i * 512 + j];
     }
   }
 
-  // o_3 = sigmoid(t_44)  (lstm.ts:43)
-  // h2_3 = o_3 * t_47  (lstm.ts:45)
-  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_3 = sigmoid(t_44)  (lstm.ts:46)
+  // h2_3 = o_3 * t_47  (lstm.ts:48)
+  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_3 = 1 / (1 + Math.exp(-t_44[i]));
     o_3[i] = _o_3;
     h2_3[i] = _o_3 * t_47[i];
   }
 
-  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:59)
-  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:62)
+  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_48[i * 16 + j] = emb[64 + i * 256 + j];
+      t_48[i * 16 + j] = emb[64 + i * 128 + j];
     }
   }
 
-  // t_50 = t_49 @ Wx  (lstm.ts:39)
-  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_49, Wx, t_50);
+  // t_50 = t_49 @ Wx  (lstm.ts:42)
+  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_50();
 
-  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:39)
-  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:39
-  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:39
-  matmul_shared2(h2_3, Wh, t_50, b, gates_4);
+  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:42)
+  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:42
+  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:42
+  matmul_gates_4();
 
-  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:40)
-  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:43)
+  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_53[i * 128 + j] = gates_4[i * 512 + j];
     }
   }
 
-  // i_4 = sigmoid(t_53)  (lstm.ts:40)
-  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_4 = sigmoid(t_53)  (lstm.ts:43)
+  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_4[i] = 1 / (1 + Math.exp(-t_53[i]));
   }
 
-  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:41)
-  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:44)
+  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_54[i * 128 + j] = gates_4[128 + i * 512 + j];
     }
   }
 
-  // f_4 = sigmoid(t_54)  (lstm.ts:41)
-  // t_57 = f_4 * c2_3  (lstm.ts:44)
-  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_4 = sigmoid(t_54)  (lstm.ts:44)
+  // t_57 = f_4 * c2_3  (lstm.ts:47)
+  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_4 = 1 / (1 + Math.exp(-t_54[i]));
     f_4[i] = _f_4;
     t_57[i] = _f_4 * c2_3[i];
   }
 
-  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:42)
-  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:45)
+  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_55[i * 128 + j] = gates_4[256 + i * 512 + j];
     }
   }
 
-  // u_4 = tanh(t_55)  (lstm.ts:42)
-  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:44)
-  // t_59 = tanh(c2_4)  (lstm.ts:45)
-  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:44
-  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_4 = tanh(t_55)  (lstm.ts:45)
+  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:47)
+  // t_59 = tanh(c2_4)  (lstm.ts:48)
+  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:47
+  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_4[i] = Math.tanh(t_55[i]);
     const _c2_4 = t_57[i] + i_4[i] * Math.tanh(t_55[i]);
@@ -2183,89 +3259,89 @@ function forwardPass(): void {
     t_59[i] = Math.tanh(_c2_4);
   }
 
-  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:43)
-  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:46)
+  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_56[i * 128 + j] = gates_4[384 + i * 512 + j];
     }
   }
 
-  // o_4 = sigmoid(t_56)  (lstm.ts:43)
-  // h2_4 = o_4 * t_59  (lstm.ts:45)
-  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_4 = sigmoid(t_56)  (lstm.ts:46)
+  // h2_4 = o_4 * t_59  (lstm.ts:48)
+  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_4 = 1 / (1 + Math.exp(-t_56[i]));
     o_4[i] = _o_4;
     h2_4[i] = _o_4 * t_59[i];
   }
 
-  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:59)
-  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:62)
+  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_60[i * 16 + j] = emb[80 + i * 256 + j];
+      t_60[i * 16 + j] = emb[80 + i * 128 + j];
     }
   }
 
-  // t_62 = t_61 @ Wx  (lstm.ts:39)
-  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_61, Wx, t_62);
+  // t_62 = t_61 @ Wx  (lstm.ts:42)
+  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_62();
 
-  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:39)
-  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:39
-  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:39
-  matmul_shared2(h2_4, Wh, t_62, b, gates_5);
+  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:42)
+  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:42
+  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:42
+  matmul_gates_5();
 
-  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:40)
-  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:43)
+  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_65[i * 128 + j] = gates_5[i * 512 + j];
     }
   }
 
-  // i_5 = sigmoid(t_65)  (lstm.ts:40)
-  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_5 = sigmoid(t_65)  (lstm.ts:43)
+  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_5[i] = 1 / (1 + Math.exp(-t_65[i]));
   }
 
-  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:41)
-  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:44)
+  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_66[i * 128 + j] = gates_5[128 + i * 512 + j];
     }
   }
 
-  // f_5 = sigmoid(t_66)  (lstm.ts:41)
-  // t_69 = f_5 * c2_4  (lstm.ts:44)
-  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_5 = sigmoid(t_66)  (lstm.ts:44)
+  // t_69 = f_5 * c2_4  (lstm.ts:47)
+  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_5 = 1 / (1 + Math.exp(-t_66[i]));
     f_5[i] = _f_5;
     t_69[i] = _f_5 * c2_4[i];
   }
 
-  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:42)
-  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:45)
+  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_67[i * 128 + j] = gates_5[256 + i * 512 + j];
     }
   }
 
-  // u_5 = tanh(t_67)  (lstm.ts:42)
-  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:44)
-  // t_71 = tanh(c2_5)  (lstm.ts:45)
-  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:44
-  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_5 = tanh(t_67)  (lstm.ts:45)
+  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:47)
+  // t_71 = tanh(c2_5)  (lstm.ts:48)
+  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:47
+  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_5[i] = Math.tanh(t_67[i]);
     const _c2_5 = t_69[i] + i_5[i] * Math.tanh(t_67[i]);
@@ -2273,89 +3349,89 @@ function forwardPass(): void {
     t_71[i] = Math.tanh(_c2_5);
   }
 
-  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:43)
-  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:46)
+  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_68[i * 128 + j] = gates_5[384 + i * 512 + j];
     }
   }
 
-  // o_5 = sigmoid(t_68)  (lstm.ts:43)
-  // h2_5 = o_5 * t_71  (lstm.ts:45)
-  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_5 = sigmoid(t_68)  (lstm.ts:46)
+  // h2_5 = o_5 * t_71  (lstm.ts:48)
+  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_5 = 1 / (1 + Math.exp(-t_68[i]));
     o_5[i] = _o_5;
     h2_5[i] = _o_5 * t_71[i];
   }
 
-  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:59)
-  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:62)
+  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_72[i * 16 + j] = emb[96 + i * 256 + j];
+      t_72[i * 16 + j] = emb[96 + i * 128 + j];
     }
   }
 
-  // t_74 = t_73 @ Wx  (lstm.ts:39)
-  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_73, Wx, t_74);
+  // t_74 = t_73 @ Wx  (lstm.ts:42)
+  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_74();
 
-  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:39)
-  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:39
-  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:39
-  matmul_shared2(h2_5, Wh, t_74, b, gates_6);
+  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:42)
+  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:42
+  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:42
+  matmul_gates_6();
 
-  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:40)
-  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:43)
+  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_77[i * 128 + j] = gates_6[i * 512 + j];
     }
   }
 
-  // i_6 = sigmoid(t_77)  (lstm.ts:40)
-  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_6 = sigmoid(t_77)  (lstm.ts:43)
+  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_6[i] = 1 / (1 + Math.exp(-t_77[i]));
   }
 
-  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:41)
-  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:44)
+  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_78[i * 128 + j] = gates_6[128 + i * 512 + j];
     }
   }
 
-  // f_6 = sigmoid(t_78)  (lstm.ts:41)
-  // t_81 = f_6 * c2_5  (lstm.ts:44)
-  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_6 = sigmoid(t_78)  (lstm.ts:44)
+  // t_81 = f_6 * c2_5  (lstm.ts:47)
+  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_6 = 1 / (1 + Math.exp(-t_78[i]));
     f_6[i] = _f_6;
     t_81[i] = _f_6 * c2_5[i];
   }
 
-  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:42)
-  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:45)
+  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_79[i * 128 + j] = gates_6[256 + i * 512 + j];
     }
   }
 
-  // u_6 = tanh(t_79)  (lstm.ts:42)
-  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:44)
-  // t_83 = tanh(c2_6)  (lstm.ts:45)
-  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:44
-  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_6 = tanh(t_79)  (lstm.ts:45)
+  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:47)
+  // t_83 = tanh(c2_6)  (lstm.ts:48)
+  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:47
+  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_6[i] = Math.tanh(t_79[i]);
     const _c2_6 = t_81[i] + i_6[i] * Math.tanh(t_79[i]);
@@ -2363,931 +3439,171 @@ function forwardPass(): void {
     t_83[i] = Math.tanh(_c2_6);
   }
 
-  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:43)
-  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:46)
+  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_80[i * 128 + j] = gates_6[384 + i * 512 + j];
     }
   }
 
-  // o_6 = sigmoid(t_80)  (lstm.ts:43)
-  // h2_6 = o_6 * t_83  (lstm.ts:45)
-  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_6 = sigmoid(t_80)  (lstm.ts:46)
+  // h2_6 = o_6 * t_83  (lstm.ts:48)
+  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_6 = 1 / (1 + Math.exp(-t_80[i]));
     o_6[i] = _o_6;
     h2_6[i] = _o_6 * t_83[i];
   }
 
-  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:59)
-  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:62)
+  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      t_84[i * 16 + j] = emb[112 + i * 256 + j];
+      t_84[i * 16 + j] = emb[112 + i * 128 + j];
     }
   }
 
-  // t_86 = t_85 @ Wx  (lstm.ts:39)
-  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_85, Wx, t_86);
+  // t_86 = t_85 @ Wx  (lstm.ts:42)
+  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_t_86();
 
-  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:39)
-  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:39
-  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:39
-  matmul_shared2(h2_6, Wh, t_86, b, gates_7);
+  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:42)
+  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:42
+  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:42
+  matmul_gates_7();
 
-  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:40)
-  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:43)
+  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_89[i * 128 + j] = gates_7[i * 512 + j];
     }
   }
 
-  // i_7 = sigmoid(t_89)  (lstm.ts:40)
-  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // i_7 = sigmoid(t_89)  (lstm.ts:43)
+  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 2048; i++) {
     i_7[i] = 1 / (1 + Math.exp(-t_89[i]));
   }
 
-  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:41)
-  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:44)
+  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_90[i * 128 + j] = gates_7[128 + i * 512 + j];
     }
   }
 
-  // f_7 = sigmoid(t_90)  (lstm.ts:41)
-  // t_93 = f_7 * c2_6  (lstm.ts:44)
-  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+  // f_7 = sigmoid(t_90)  (lstm.ts:44)
+  // t_93 = f_7 * c2_6  (lstm.ts:47)
+  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
   for (let i = 0; i < 2048; i++) {
     const _f_7 = 1 / (1 + Math.exp(-t_90[i]));
     f_7[i] = _f_7;
     t_93[i] = _f_7 * c2_6[i];
   }
 
-  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:42)
-  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:45)
+  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_91[i * 128 + j] = gates_7[256 + i * 512 + j];
     }
   }
 
-  // u_7 = tanh(t_91)  (lstm.ts:42)
-  // c2_7 = t_93 + i_7 * u_7  (lstm.ts:44)
-  // t_95 = tanh(c2_7)  (lstm.ts:45)
-  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_7: f32[16,128] = add %t_93, %t_94   lstm.ts:44
-  //   %t_95: f32[16,128] = tanh %c2_7   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // u_7 = tanh(t_91)  (lstm.ts:45)
+  // t_95 = tanh(t_93 + i_7 * u_7)  (lstm.ts:48)
+  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
+  //   %t_95: f32[16,128] = tanh %t4   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     u_7[i] = Math.tanh(t_91[i]);
-    const _c2_7 = t_93[i] + i_7[i] * Math.tanh(t_91[i]);
-    c2_7[i] = _c2_7;
-    t_95[i] = Math.tanh(_c2_7);
+    t_95[i] = Math.tanh(t_93[i] + i_7[i] * Math.tanh(t_91[i]));
   }
 
-  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:43)
-  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:46)
+  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       t_92[i * 128 + j] = gates_7[384 + i * 512 + j];
     }
   }
 
-  // o_7 = sigmoid(t_92)  (lstm.ts:43)
-  // h2_7 = o_7 * t_95  (lstm.ts:45)
-  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_7: f32[16,128] = mul %o_7, %t_95   lstm.ts:45  const h2 = o.mul(c2.tanh());
+  // o_7 = sigmoid(t_92)  (lstm.ts:46)
+  // t3 = o_7 * t_95  (lstm.ts:48)
+  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t3: f32[16,128] = mul %o_7, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
   for (let i = 0; i < 2048; i++) {
     const _o_7 = 1 / (1 + Math.exp(-t_92[i]));
     o_7[i] = _o_7;
-    h2_7[i] = _o_7 * t_95[i];
+    t3[i] = _o_7 * t_95[i];
   }
 
-  // t_96 = emb[0:16, 8:9, 0:16]  (lstm.ts:59)
-  //   %t_96: f32[16,1,16] = slice %emb {starts=[0, 8, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_96[i * 16 + j] = emb[128 + i * 256 + j];
-    }
-  }
-
-  // t_98 = t_97 @ Wx  (lstm.ts:39)
-  //   %t_98: f32[16,512] = matmul %t_97, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_97, Wx, t_98);
-
-  // gates_8 = t_98 + h2_7 @ Wh + b  (lstm.ts:39)
-  //   %t_99: f32[16,512] = matmul %h2_7, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_100: f32[16,512] = add %t_98, %t_99   lstm.ts:39
-  //   %gates_8: f32[16,512] = add %t_100, %b   lstm.ts:39
-  matmul_shared2(h2_7, Wh, t_98, b, gates_8);
-
-  // t_101 = gates_8[0:16, 0:128]  (lstm.ts:40)
-  //   %t_101: f32[16,128] = slice %gates_8 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)  (lstm.ts:62)
+  //   %t5: f32[16,8,128] = concat %t_96, %t_97, %t_98, %t_99, %t_100, %t_101, %t_102, %t_103 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t_101[i * 128 + j] = gates_8[i * 512 + j];
-    }
-  }
-
-  // i_8 = sigmoid(t_101)  (lstm.ts:40)
-  //   %i_8: f32[16,128] = sigmoid %t_101   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_8[i] = 1 / (1 + Math.exp(-t_101[i]));
-  }
-
-  // t_102 = gates_8[0:16, 128:256]  (lstm.ts:41)
-  //   %t_102: f32[16,128] = slice %gates_8 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_102[i * 128 + j] = gates_8[128 + i * 512 + j];
-    }
-  }
-
-  // f_8 = sigmoid(t_102)  (lstm.ts:41)
-  // t_105 = f_8 * c2_7  (lstm.ts:44)
-  //   %f_8: f32[16,128] = sigmoid %t_102   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_105: f32[16,128] = mul %f_8, %c2_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_8 = 1 / (1 + Math.exp(-t_102[i]));
-    f_8[i] = _f_8;
-    t_105[i] = _f_8 * c2_7[i];
-  }
-
-  // t_103 = gates_8[0:16, 256:384]  (lstm.ts:42)
-  //   %t_103: f32[16,128] = slice %gates_8 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_103[i * 128 + j] = gates_8[256 + i * 512 + j];
-    }
-  }
-
-  // u_8 = tanh(t_103)  (lstm.ts:42)
-  // c2_8 = t_105 + i_8 * u_8  (lstm.ts:44)
-  // t_107 = tanh(c2_8)  (lstm.ts:45)
-  //   %u_8: f32[16,128] = tanh %t_103   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_106: f32[16,128] = mul %i_8, %u_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_8: f32[16,128] = add %t_105, %t_106   lstm.ts:44
-  //   %t_107: f32[16,128] = tanh %c2_8   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_8[i] = Math.tanh(t_103[i]);
-    const _c2_8 = t_105[i] + i_8[i] * Math.tanh(t_103[i]);
-    c2_8[i] = _c2_8;
-    t_107[i] = Math.tanh(_c2_8);
-  }
-
-  // t_104 = gates_8[0:16, 384:512]  (lstm.ts:43)
-  //   %t_104: f32[16,128] = slice %gates_8 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_104[i * 128 + j] = gates_8[384 + i * 512 + j];
-    }
-  }
-
-  // o_8 = sigmoid(t_104)  (lstm.ts:43)
-  // h2_8 = o_8 * t_107  (lstm.ts:45)
-  //   %o_8: f32[16,128] = sigmoid %t_104   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_8: f32[16,128] = mul %o_8, %t_107   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_8 = 1 / (1 + Math.exp(-t_104[i]));
-    o_8[i] = _o_8;
-    h2_8[i] = _o_8 * t_107[i];
-  }
-
-  // t_108 = emb[0:16, 9:10, 0:16]  (lstm.ts:59)
-  //   %t_108: f32[16,1,16] = slice %emb {starts=[0, 9, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_108[i * 16 + j] = emb[144 + i * 256 + j];
-    }
-  }
-
-  // t_110 = t_109 @ Wx  (lstm.ts:39)
-  //   %t_110: f32[16,512] = matmul %t_109, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_109, Wx, t_110);
-
-  // gates_9 = t_110 + h2_8 @ Wh + b  (lstm.ts:39)
-  //   %t_111: f32[16,512] = matmul %h2_8, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_112: f32[16,512] = add %t_110, %t_111   lstm.ts:39
-  //   %gates_9: f32[16,512] = add %t_112, %b   lstm.ts:39
-  matmul_shared2(h2_8, Wh, t_110, b, gates_9);
-
-  // t_113 = gates_9[0:16, 0:128]  (lstm.ts:40)
-  //   %t_113: f32[16,128] = slice %gates_9 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_113[i * 128 + j] = gates_9[i * 512 + j];
-    }
-  }
-
-  // i_9 = sigmoid(t_113)  (lstm.ts:40)
-  //   %i_9: f32[16,128] = sigmoid %t_113   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_9[i] = 1 / (1 + Math.exp(-t_113[i]));
-  }
-
-  // t_114 = gates_9[0:16, 128:256]  (lstm.ts:41)
-  //   %t_114: f32[16,128] = slice %gates_9 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_114[i * 128 + j] = gates_9[128 + i * 512 + j];
-    }
-  }
-
-  // f_9 = sigmoid(t_114)  (lstm.ts:41)
-  // t_117 = f_9 * c2_8  (lstm.ts:44)
-  //   %f_9: f32[16,128] = sigmoid %t_114   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_117: f32[16,128] = mul %f_9, %c2_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_9 = 1 / (1 + Math.exp(-t_114[i]));
-    f_9[i] = _f_9;
-    t_117[i] = _f_9 * c2_8[i];
-  }
-
-  // t_115 = gates_9[0:16, 256:384]  (lstm.ts:42)
-  //   %t_115: f32[16,128] = slice %gates_9 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_115[i * 128 + j] = gates_9[256 + i * 512 + j];
-    }
-  }
-
-  // u_9 = tanh(t_115)  (lstm.ts:42)
-  // c2_9 = t_117 + i_9 * u_9  (lstm.ts:44)
-  // t_119 = tanh(c2_9)  (lstm.ts:45)
-  //   %u_9: f32[16,128] = tanh %t_115   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_118: f32[16,128] = mul %i_9, %u_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_9: f32[16,128] = add %t_117, %t_118   lstm.ts:44
-  //   %t_119: f32[16,128] = tanh %c2_9   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_9[i] = Math.tanh(t_115[i]);
-    const _c2_9 = t_117[i] + i_9[i] * Math.tanh(t_115[i]);
-    c2_9[i] = _c2_9;
-    t_119[i] = Math.tanh(_c2_9);
-  }
-
-  // t_116 = gates_9[0:16, 384:512]  (lstm.ts:43)
-  //   %t_116: f32[16,128] = slice %gates_9 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_116[i * 128 + j] = gates_9[384 + i * 512 + j];
-    }
-  }
-
-  // o_9 = sigmoid(t_116)  (lstm.ts:43)
-  // h2_9 = o_9 * t_119  (lstm.ts:45)
-  //   %o_9: f32[16,128] = sigmoid %t_116   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_9: f32[16,128] = mul %o_9, %t_119   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_9 = 1 / (1 + Math.exp(-t_116[i]));
-    o_9[i] = _o_9;
-    h2_9[i] = _o_9 * t_119[i];
-  }
-
-  // t_120 = emb[0:16, 10:11, 0:16]  (lstm.ts:59)
-  //   %t_120: f32[16,1,16] = slice %emb {starts=[0, 10, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_120[i * 16 + j] = emb[160 + i * 256 + j];
-    }
-  }
-
-  // t_122 = t_121 @ Wx  (lstm.ts:39)
-  //   %t_122: f32[16,512] = matmul %t_121, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_121, Wx, t_122);
-
-  // gates_10 = t_122 + h2_9 @ Wh + b  (lstm.ts:39)
-  //   %t_123: f32[16,512] = matmul %h2_9, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_124: f32[16,512] = add %t_122, %t_123   lstm.ts:39
-  //   %gates_10: f32[16,512] = add %t_124, %b   lstm.ts:39
-  matmul_shared2(h2_9, Wh, t_122, b, gates_10);
-
-  // t_125 = gates_10[0:16, 0:128]  (lstm.ts:40)
-  //   %t_125: f32[16,128] = slice %gates_10 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_125[i * 128 + j] = gates_10[i * 512 + j];
-    }
-  }
-
-  // i_10 = sigmoid(t_125)  (lstm.ts:40)
-  //   %i_10: f32[16,128] = sigmoid %t_125   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_10[i] = 1 / (1 + Math.exp(-t_125[i]));
-  }
-
-  // t_126 = gates_10[0:16, 128:256]  (lstm.ts:41)
-  //   %t_126: f32[16,128] = slice %gates_10 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_126[i * 128 + j] = gates_10[128 + i * 512 + j];
-    }
-  }
-
-  // f_10 = sigmoid(t_126)  (lstm.ts:41)
-  // t_129 = f_10 * c2_9  (lstm.ts:44)
-  //   %f_10: f32[16,128] = sigmoid %t_126   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_129: f32[16,128] = mul %f_10, %c2_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_10 = 1 / (1 + Math.exp(-t_126[i]));
-    f_10[i] = _f_10;
-    t_129[i] = _f_10 * c2_9[i];
-  }
-
-  // t_127 = gates_10[0:16, 256:384]  (lstm.ts:42)
-  //   %t_127: f32[16,128] = slice %gates_10 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_127[i * 128 + j] = gates_10[256 + i * 512 + j];
-    }
-  }
-
-  // u_10 = tanh(t_127)  (lstm.ts:42)
-  // c2_10 = t_129 + i_10 * u_10  (lstm.ts:44)
-  // t_131 = tanh(c2_10)  (lstm.ts:45)
-  //   %u_10: f32[16,128] = tanh %t_127   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_130: f32[16,128] = mul %i_10, %u_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_10: f32[16,128] = add %t_129, %t_130   lstm.ts:44
-  //   %t_131: f32[16,128] = tanh %c2_10   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_10[i] = Math.tanh(t_127[i]);
-    const _c2_10 = t_129[i] + i_10[i] * Math.tanh(t_127[i]);
-    c2_10[i] = _c2_10;
-    t_131[i] = Math.tanh(_c2_10);
-  }
-
-  // t_128 = gates_10[0:16, 384:512]  (lstm.ts:43)
-  //   %t_128: f32[16,128] = slice %gates_10 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_128[i * 128 + j] = gates_10[384 + i * 512 + j];
-    }
-  }
-
-  // o_10 = sigmoid(t_128)  (lstm.ts:43)
-  // h2_10 = o_10 * t_131  (lstm.ts:45)
-  //   %o_10: f32[16,128] = sigmoid %t_128   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_10: f32[16,128] = mul %o_10, %t_131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_10 = 1 / (1 + Math.exp(-t_128[i]));
-    o_10[i] = _o_10;
-    h2_10[i] = _o_10 * t_131[i];
-  }
-
-  // t_132 = emb[0:16, 11:12, 0:16]  (lstm.ts:59)
-  //   %t_132: f32[16,1,16] = slice %emb {starts=[0, 11, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_132[i * 16 + j] = emb[176 + i * 256 + j];
-    }
-  }
-
-  // t_134 = t_133 @ Wx  (lstm.ts:39)
-  //   %t_134: f32[16,512] = matmul %t_133, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_133, Wx, t_134);
-
-  // gates_11 = t_134 + h2_10 @ Wh + b  (lstm.ts:39)
-  //   %t_135: f32[16,512] = matmul %h2_10, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_136: f32[16,512] = add %t_134, %t_135   lstm.ts:39
-  //   %gates_11: f32[16,512] = add %t_136, %b   lstm.ts:39
-  matmul_shared2(h2_10, Wh, t_134, b, gates_11);
-
-  // t_137 = gates_11[0:16, 0:128]  (lstm.ts:40)
-  //   %t_137: f32[16,128] = slice %gates_11 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_137[i * 128 + j] = gates_11[i * 512 + j];
-    }
-  }
-
-  // i_11 = sigmoid(t_137)  (lstm.ts:40)
-  //   %i_11: f32[16,128] = sigmoid %t_137   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_11[i] = 1 / (1 + Math.exp(-t_137[i]));
-  }
-
-  // t_138 = gates_11[0:16, 128:256]  (lstm.ts:41)
-  //   %t_138: f32[16,128] = slice %gates_11 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_138[i * 128 + j] = gates_11[128 + i * 512 + j];
-    }
-  }
-
-  // f_11 = sigmoid(t_138)  (lstm.ts:41)
-  // t_141 = f_11 * c2_10  (lstm.ts:44)
-  //   %f_11: f32[16,128] = sigmoid %t_138   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_141: f32[16,128] = mul %f_11, %c2_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_11 = 1 / (1 + Math.exp(-t_138[i]));
-    f_11[i] = _f_11;
-    t_141[i] = _f_11 * c2_10[i];
-  }
-
-  // t_139 = gates_11[0:16, 256:384]  (lstm.ts:42)
-  //   %t_139: f32[16,128] = slice %gates_11 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_139[i * 128 + j] = gates_11[256 + i * 512 + j];
-    }
-  }
-
-  // u_11 = tanh(t_139)  (lstm.ts:42)
-  // c2_11 = t_141 + i_11 * u_11  (lstm.ts:44)
-  // t_143 = tanh(c2_11)  (lstm.ts:45)
-  //   %u_11: f32[16,128] = tanh %t_139   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_142: f32[16,128] = mul %i_11, %u_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_11: f32[16,128] = add %t_141, %t_142   lstm.ts:44
-  //   %t_143: f32[16,128] = tanh %c2_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_11[i] = Math.tanh(t_139[i]);
-    const _c2_11 = t_141[i] + i_11[i] * Math.tanh(t_139[i]);
-    c2_11[i] = _c2_11;
-    t_143[i] = Math.tanh(_c2_11);
-  }
-
-  // t_140 = gates_11[0:16, 384:512]  (lstm.ts:43)
-  //   %t_140: f32[16,128] = slice %gates_11 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_140[i * 128 + j] = gates_11[384 + i * 512 + j];
-    }
-  }
-
-  // o_11 = sigmoid(t_140)  (lstm.ts:43)
-  // h2_11 = o_11 * t_143  (lstm.ts:45)
-  //   %o_11: f32[16,128] = sigmoid %t_140   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_11: f32[16,128] = mul %o_11, %t_143   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_11 = 1 / (1 + Math.exp(-t_140[i]));
-    o_11[i] = _o_11;
-    h2_11[i] = _o_11 * t_143[i];
-  }
-
-  // t_144 = emb[0:16, 12:13, 0:16]  (lstm.ts:59)
-  //   %t_144: f32[16,1,16] = slice %emb {starts=[0, 12, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_144[i * 16 + j] = emb[192 + i * 256 + j];
-    }
-  }
-
-  // t_146 = t_145 @ Wx  (lstm.ts:39)
-  //   %t_146: f32[16,512] = matmul %t_145, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_145, Wx, t_146);
-
-  // gates_12 = t_146 + h2_11 @ Wh + b  (lstm.ts:39)
-  //   %t_147: f32[16,512] = matmul %h2_11, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_148: f32[16,512] = add %t_146, %t_147   lstm.ts:39
-  //   %gates_12: f32[16,512] = add %t_148, %b   lstm.ts:39
-  matmul_shared2(h2_11, Wh, t_146, b, gates_12);
-
-  // t_149 = gates_12[0:16, 0:128]  (lstm.ts:40)
-  //   %t_149: f32[16,128] = slice %gates_12 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_149[i * 128 + j] = gates_12[i * 512 + j];
-    }
-  }
-
-  // i_12 = sigmoid(t_149)  (lstm.ts:40)
-  //   %i_12: f32[16,128] = sigmoid %t_149   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_12[i] = 1 / (1 + Math.exp(-t_149[i]));
-  }
-
-  // t_150 = gates_12[0:16, 128:256]  (lstm.ts:41)
-  //   %t_150: f32[16,128] = slice %gates_12 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_150[i * 128 + j] = gates_12[128 + i * 512 + j];
-    }
-  }
-
-  // f_12 = sigmoid(t_150)  (lstm.ts:41)
-  // t_153 = f_12 * c2_11  (lstm.ts:44)
-  //   %f_12: f32[16,128] = sigmoid %t_150   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_153: f32[16,128] = mul %f_12, %c2_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_12 = 1 / (1 + Math.exp(-t_150[i]));
-    f_12[i] = _f_12;
-    t_153[i] = _f_12 * c2_11[i];
-  }
-
-  // t_151 = gates_12[0:16, 256:384]  (lstm.ts:42)
-  //   %t_151: f32[16,128] = slice %gates_12 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_151[i * 128 + j] = gates_12[256 + i * 512 + j];
-    }
-  }
-
-  // u_12 = tanh(t_151)  (lstm.ts:42)
-  // c2_12 = t_153 + i_12 * u_12  (lstm.ts:44)
-  // t_155 = tanh(c2_12)  (lstm.ts:45)
-  //   %u_12: f32[16,128] = tanh %t_151   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_154: f32[16,128] = mul %i_12, %u_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_12: f32[16,128] = add %t_153, %t_154   lstm.ts:44
-  //   %t_155: f32[16,128] = tanh %c2_12   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_12[i] = Math.tanh(t_151[i]);
-    const _c2_12 = t_153[i] + i_12[i] * Math.tanh(t_151[i]);
-    c2_12[i] = _c2_12;
-    t_155[i] = Math.tanh(_c2_12);
-  }
-
-  // t_152 = gates_12[0:16, 384:512]  (lstm.ts:43)
-  //   %t_152: f32[16,128] = slice %gates_12 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_152[i * 128 + j] = gates_12[384 + i * 512 + j];
-    }
-  }
-
-  // o_12 = sigmoid(t_152)  (lstm.ts:43)
-  // h2_12 = o_12 * t_155  (lstm.ts:45)
-  //   %o_12: f32[16,128] = sigmoid %t_152   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_12: f32[16,128] = mul %o_12, %t_155   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_12 = 1 / (1 + Math.exp(-t_152[i]));
-    o_12[i] = _o_12;
-    h2_12[i] = _o_12 * t_155[i];
-  }
-
-  // t_156 = emb[0:16, 13:14, 0:16]  (lstm.ts:59)
-  //   %t_156: f32[16,1,16] = slice %emb {starts=[0, 13, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_156[i * 16 + j] = emb[208 + i * 256 + j];
-    }
-  }
-
-  // t_158 = t_157 @ Wx  (lstm.ts:39)
-  //   %t_158: f32[16,512] = matmul %t_157, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_157, Wx, t_158);
-
-  // gates_13 = t_158 + h2_12 @ Wh + b  (lstm.ts:39)
-  //   %t_159: f32[16,512] = matmul %h2_12, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_160: f32[16,512] = add %t_158, %t_159   lstm.ts:39
-  //   %gates_13: f32[16,512] = add %t_160, %b   lstm.ts:39
-  matmul_shared2(h2_12, Wh, t_158, b, gates_13);
-
-  // t_161 = gates_13[0:16, 0:128]  (lstm.ts:40)
-  //   %t_161: f32[16,128] = slice %gates_13 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_161[i * 128 + j] = gates_13[i * 512 + j];
-    }
-  }
-
-  // i_13 = sigmoid(t_161)  (lstm.ts:40)
-  //   %i_13: f32[16,128] = sigmoid %t_161   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_13[i] = 1 / (1 + Math.exp(-t_161[i]));
-  }
-
-  // t_162 = gates_13[0:16, 128:256]  (lstm.ts:41)
-  //   %t_162: f32[16,128] = slice %gates_13 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_162[i * 128 + j] = gates_13[128 + i * 512 + j];
-    }
-  }
-
-  // f_13 = sigmoid(t_162)  (lstm.ts:41)
-  // t_165 = f_13 * c2_12  (lstm.ts:44)
-  //   %f_13: f32[16,128] = sigmoid %t_162   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_165: f32[16,128] = mul %f_13, %c2_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_13 = 1 / (1 + Math.exp(-t_162[i]));
-    f_13[i] = _f_13;
-    t_165[i] = _f_13 * c2_12[i];
-  }
-
-  // t_163 = gates_13[0:16, 256:384]  (lstm.ts:42)
-  //   %t_163: f32[16,128] = slice %gates_13 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_163[i * 128 + j] = gates_13[256 + i * 512 + j];
-    }
-  }
-
-  // u_13 = tanh(t_163)  (lstm.ts:42)
-  // c2_13 = t_165 + i_13 * u_13  (lstm.ts:44)
-  // t_167 = tanh(c2_13)  (lstm.ts:45)
-  //   %u_13: f32[16,128] = tanh %t_163   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_166: f32[16,128] = mul %i_13, %u_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_13: f32[16,128] = add %t_165, %t_166   lstm.ts:44
-  //   %t_167: f32[16,128] = tanh %c2_13   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_13[i] = Math.tanh(t_163[i]);
-    const _c2_13 = t_165[i] + i_13[i] * Math.tanh(t_163[i]);
-    c2_13[i] = _c2_13;
-    t_167[i] = Math.tanh(_c2_13);
-  }
-
-  // t_164 = gates_13[0:16, 384:512]  (lstm.ts:43)
-  //   %t_164: f32[16,128] = slice %gates_13 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_164[i * 128 + j] = gates_13[384 + i * 512 + j];
-    }
-  }
-
-  // o_13 = sigmoid(t_164)  (lstm.ts:43)
-  // h2_13 = o_13 * t_167  (lstm.ts:45)
-  //   %o_13: f32[16,128] = sigmoid %t_164   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_13: f32[16,128] = mul %o_13, %t_167   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_13 = 1 / (1 + Math.exp(-t_164[i]));
-    o_13[i] = _o_13;
-    h2_13[i] = _o_13 * t_167[i];
-  }
-
-  // t_168 = emb[0:16, 14:15, 0:16]  (lstm.ts:59)
-  //   %t_168: f32[16,1,16] = slice %emb {starts=[0, 14, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_168[i * 16 + j] = emb[224 + i * 256 + j];
-    }
-  }
-
-  // t_170 = t_169 @ Wx  (lstm.ts:39)
-  //   %t_170: f32[16,512] = matmul %t_169, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_169, Wx, t_170);
-
-  // gates_14 = t_170 + h2_13 @ Wh + b  (lstm.ts:39)
-  //   %t_171: f32[16,512] = matmul %h2_13, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_172: f32[16,512] = add %t_170, %t_171   lstm.ts:39
-  //   %gates_14: f32[16,512] = add %t_172, %b   lstm.ts:39
-  matmul_shared2(h2_13, Wh, t_170, b, gates_14);
-
-  // t_173 = gates_14[0:16, 0:128]  (lstm.ts:40)
-  //   %t_173: f32[16,128] = slice %gates_14 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_173[i * 128 + j] = gates_14[i * 512 + j];
-    }
-  }
-
-  // i_14 = sigmoid(t_173)  (lstm.ts:40)
-  //   %i_14: f32[16,128] = sigmoid %t_173   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_14[i] = 1 / (1 + Math.exp(-t_173[i]));
-  }
-
-  // t_174 = gates_14[0:16, 128:256]  (lstm.ts:41)
-  //   %t_174: f32[16,128] = slice %gates_14 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_174[i * 128 + j] = gates_14[128 + i * 512 + j];
-    }
-  }
-
-  // f_14 = sigmoid(t_174)  (lstm.ts:41)
-  // t_177 = f_14 * c2_13  (lstm.ts:44)
-  //   %f_14: f32[16,128] = sigmoid %t_174   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_177: f32[16,128] = mul %f_14, %c2_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_14 = 1 / (1 + Math.exp(-t_174[i]));
-    f_14[i] = _f_14;
-    t_177[i] = _f_14 * c2_13[i];
-  }
-
-  // t_175 = gates_14[0:16, 256:384]  (lstm.ts:42)
-  //   %t_175: f32[16,128] = slice %gates_14 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_175[i * 128 + j] = gates_14[256 + i * 512 + j];
-    }
-  }
-
-  // u_14 = tanh(t_175)  (lstm.ts:42)
-  // c2_14 = t_177 + i_14 * u_14  (lstm.ts:44)
-  // t_179 = tanh(c2_14)  (lstm.ts:45)
-  //   %u_14: f32[16,128] = tanh %t_175   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_178: f32[16,128] = mul %i_14, %u_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_14: f32[16,128] = add %t_177, %t_178   lstm.ts:44
-  //   %t_179: f32[16,128] = tanh %c2_14   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_14[i] = Math.tanh(t_175[i]);
-    const _c2_14 = t_177[i] + i_14[i] * Math.tanh(t_175[i]);
-    c2_14[i] = _c2_14;
-    t_179[i] = Math.tanh(_c2_14);
-  }
-
-  // t_176 = gates_14[0:16, 384:512]  (lstm.ts:43)
-  //   %t_176: f32[16,128] = slice %gates_14 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_176[i * 128 + j] = gates_14[384 + i * 512 + j];
-    }
-  }
-
-  // o_14 = sigmoid(t_176)  (lstm.ts:43)
-  // h2_14 = o_14 * t_179  (lstm.ts:45)
-  //   %o_14: f32[16,128] = sigmoid %t_176   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_14: f32[16,128] = mul %o_14, %t_179   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_14 = 1 / (1 + Math.exp(-t_176[i]));
-    o_14[i] = _o_14;
-    h2_14[i] = _o_14 * t_179[i];
-  }
-
-  // t_180 = emb[0:16, 15:16, 0:16]  (lstm.ts:59)
-  //   %t_180: f32[16,1,16] = slice %emb {starts=[0, 15, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_180[i * 16 + j] = emb[240 + i * 256 + j];
-    }
-  }
-
-  // t_182 = t_181 @ Wx  (lstm.ts:39)
-  //   %t_182: f32[16,512] = matmul %t_181, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared1(t_181, Wx, t_182);
-
-  // gates_15 = t_182 + h2_14 @ Wh + b  (lstm.ts:39)
-  //   %t_183: f32[16,512] = matmul %h2_14, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_184: f32[16,512] = add %t_182, %t_183   lstm.ts:39
-  //   %gates_15: f32[16,512] = add %t_184, %b   lstm.ts:39
-  matmul_shared2(h2_14, Wh, t_182, b, gates_15);
-
-  // t_185 = gates_15[0:16, 0:128]  (lstm.ts:40)
-  //   %t_185: f32[16,128] = slice %gates_15 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_185[i * 128 + j] = gates_15[i * 512 + j];
-    }
-  }
-
-  // i_15 = sigmoid(t_185)  (lstm.ts:40)
-  //   %i_15: f32[16,128] = sigmoid %t_185   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_15[i] = 1 / (1 + Math.exp(-t_185[i]));
-  }
-
-  // t_186 = gates_15[0:16, 128:256]  (lstm.ts:41)
-  //   %t_186: f32[16,128] = slice %gates_15 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_186[i * 128 + j] = gates_15[128 + i * 512 + j];
-    }
-  }
-
-  // f_15 = sigmoid(t_186)  (lstm.ts:41)
-  // t_189 = f_15 * c2_14  (lstm.ts:44)
-  //   %f_15: f32[16,128] = sigmoid %t_186   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_189: f32[16,128] = mul %f_15, %c2_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_15 = 1 / (1 + Math.exp(-t_186[i]));
-    f_15[i] = _f_15;
-    t_189[i] = _f_15 * c2_14[i];
-  }
-
-  // t_187 = gates_15[0:16, 256:384]  (lstm.ts:42)
-  //   %t_187: f32[16,128] = slice %gates_15 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_187[i * 128 + j] = gates_15[256 + i * 512 + j];
-    }
-  }
-
-  // u_15 = tanh(t_187)  (lstm.ts:42)
-  // t_191 = tanh(t_189 + i_15 * u_15)  (lstm.ts:45)
-  //   %u_15: f32[16,128] = tanh %t_187   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_190: f32[16,128] = mul %i_15, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_189, %t_190   lstm.ts:44
-  //   %t_191: f32[16,128] = tanh %t4   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_15[i] = Math.tanh(t_187[i]);
-    t_191[i] = Math.tanh(t_189[i] + i_15[i] * Math.tanh(t_187[i]));
-  }
-
-  // t_188 = gates_15[0:16, 384:512]  (lstm.ts:43)
-  //   %t_188: f32[16,128] = slice %gates_15 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_188[i * 128 + j] = gates_15[384 + i * 512 + j];
-    }
-  }
-
-  // o_15 = sigmoid(t_188)  (lstm.ts:43)
-  // t3 = o_15 * t_191  (lstm.ts:45)
-  //   %o_15: f32[16,128] = sigmoid %t_188   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t3: f32[16,128] = mul %o_15, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_15 = 1 / (1 + Math.exp(-t_188[i]));
-    o_15[i] = _o_15;
-    t3[i] = _o_15 * t_191[i];
-  }
-
-  // t5 = cat([t_192, t_193, t_194, t_195, t_196, t_197, t_198, t_199, t_200, t_201, t_202, t_203, t_204, t_205, t_206, t_207], 1)  (lstm.ts:59)
-  //   %t5: f32[16,16,128] = concat %t_192, %t_193, %t_194, %t_195, %t_196, %t_197, %t_198, %t_199, %t_200, %t_201, %t_202, %t_203, %t_204, %t_205, %t_206, %t_207 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[i * 2048 + j] = t_192[i * 128 + j];
+      t5[i * 1024 + j] = t_96[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[128 + i * 2048 + j] = t_193[i * 128 + j];
+      t5[128 + i * 1024 + j] = t_97[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[256 + i * 2048 + j] = t_194[i * 128 + j];
+      t5[256 + i * 1024 + j] = t_98[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[384 + i * 2048 + j] = t_195[i * 128 + j];
+      t5[384 + i * 1024 + j] = t_99[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[512 + i * 2048 + j] = t_196[i * 128 + j];
+      t5[512 + i * 1024 + j] = t_100[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[640 + i * 2048 + j] = t_197[i * 128 + j];
+      t5[640 + i * 1024 + j] = t_101[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[768 + i * 2048 + j] = t_198[i * 128 + j];
+      t5[768 + i * 1024 + j] = t_102[i * 128 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t5[896 + i * 2048 + j] = t_199[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1024 + i * 2048 + j] = t_200[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1152 + i * 2048 + j] = t_201[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1280 + i * 2048 + j] = t_202[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1408 + i * 2048 + j] = t_203[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1536 + i * 2048 + j] = t_204[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1664 + i * 2048 + j] = t_205[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1792 + i * 2048 + j] = t_206[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[1920 + i * 2048 + j] = t_207[i * 128 + j];
+      t5[896 + i * 1024 + j] = t_103[i * 128 + j];
     }
   }
 
-  // logits = t6 @ Wy + by  (lstm.ts:60)
-  //   %t7: f32[256,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
-  //   %logits: f32[256,27] = add %t7, %by   lstm.ts:60
+  // logits = t6 @ Wy + by  (lstm.ts:63)
+  //   %t7: f32[128,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  //   %logits: f32[128,27] = add %t7, %by   lstm.ts:63
   matmul_logits();
 
-  // loss = cross_entropy(logits, t8)  (lstm.ts:61)
-  //   %loss: f32[] = xent %logits, %t8   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  // loss = cross_entropy(logits, t8)  (lstm.ts:64)
+  //   %loss: f32[] = xent %logits, %t8   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
   {
     let _total = 0;
-    for (let i = 0; i < 256; i++) {
+    for (let i = 0; i < 128; i++) {
       let _max = -Infinity;
       for (let j = 0; j < 27; j++) if (logits[i * 27 + j] > _max) _max = logits[i * 27 + j];
       let _sum = 0;
       for (let j = 0; j < 27; j++) _sum += Math.exp(logits[i * 27 + j] - _max);
       _total += logits[i * 27 + t8[i]] - _max - Math.log(_sum);
     }
-    loss[0] = -_total / 256;
+    loss[0] = -_total / 128;
   }
 }
 
@@ -3333,15 +3649,15 @@ export function valueAndGrad(
     dt5,
     t14,
     dh2,
-    t_191,
-    o_15,
-    u_15,
+    t_95,
+    o_7,
+    u_7,
     di,
-    i_15,
+    i_7,
     du,
-    c2_14,
+    c2_6,
     df,
-    f_15,
+    f_7,
     dc1_1,
     dt7,
     dgates_4,
@@ -3353,21 +3669,18 @@ export function valueAndGrad(
     dgates_1,
     dgates,
     db_1,
-    Wh,
-    dc0_1,
-    Wx,
-    dx0,
     t25,
+    dc0_1,
     t26,
-    t_179,
-    o_14,
-    u_14,
+    t_83,
+    o_6,
+    u_6,
     di_1,
-    i_14,
+    i_6,
     du_1,
-    c2_13,
+    c2_5,
     df_1,
-    f_14,
+    f_6,
     dc1_1_1,
     dt7_1,
     dgates_4_1,
@@ -3379,25 +3692,18 @@ export function valueAndGrad(
     dgates_1_1,
     dgates_5,
     t37,
-    dc0_1_1,
-    h2_13,
-    dWh_1,
-    t38,
-    dx0_1,
-    t_169,
-    dWx_1,
-    t39,
     t40,
+    dc0_1_1,
     t41,
-    t_167,
-    o_13,
-    u_13,
+    t_71,
+    o_5,
+    u_5,
     di_2,
-    i_13,
+    i_5,
     du_2,
-    c2_12,
+    c2_4,
     df_2,
-    f_13,
+    f_5,
     dc1_1_2,
     dt7_2,
     dgates_4_2,
@@ -3409,23 +3715,18 @@ export function valueAndGrad(
     dgates_1_2,
     dgates_6,
     t52,
-    dc0_1_2,
-    h2_12,
-    t53,
-    dx0_2,
-    t_157,
-    t54,
     t55,
+    dc0_1_2,
     t56,
-    t_155,
-    o_12,
-    u_12,
+    t_59,
+    o_4,
+    u_4,
     di_3,
-    i_12,
+    i_4,
     du_3,
-    c2_11,
+    c2_3,
     df_3,
-    f_12,
+    f_4,
     dc1_1_3,
     dt7_3,
     dgates_4_3,
@@ -3437,23 +3738,18 @@ export function valueAndGrad(
     dgates_1_3,
     dgates_7,
     t67,
-    dc0_1_3,
-    h2_11,
-    t68,
-    dx0_3,
-    t_145,
-    t69,
     t70,
+    dc0_1_3,
     t71,
-    t_143,
-    o_11,
-    u_11,
+    t_47,
+    o_3,
+    u_3,
     di_4,
-    i_11,
+    i_3,
     du_4,
-    c2_10,
+    c2_2,
     df_4,
-    f_11,
+    f_3,
     dc1_1_4,
     dt7_4,
     dgates_4_4,
@@ -3465,23 +3761,18 @@ export function valueAndGrad(
     dgates_1_4,
     dgates_8,
     t82,
-    dc0_1_4,
-    h2_10,
-    t83,
-    dx0_4,
-    t_133,
-    t84,
     t85,
+    dc0_1_4,
     t86,
-    t_131,
-    o_10,
-    u_10,
+    t_35,
+    o_2,
+    u_2,
     di_5,
-    i_10,
+    i_2,
     du_5,
-    c2_9,
+    c2_1,
     df_5,
-    f_10,
+    f_2,
     dc1_1_5,
     dt7_5,
     dgates_4_5,
@@ -3493,23 +3784,18 @@ export function valueAndGrad(
     dgates_1_5,
     dgates_9,
     t97,
-    dc0_1_5,
-    h2_9,
-    t98,
-    dx0_5,
-    t_121,
-    t99,
     t100,
+    dc0_1_5,
     t101,
-    t_119,
-    o_9,
-    u_9,
+    t_23,
+    o_1,
+    u_1,
     di_6,
-    i_9,
+    i_1,
     du_6,
-    c2_8,
+    c2,
     df_6,
-    f_9,
+    f_1,
     dc1_1_6,
     dt7_6,
     dgates_4_6,
@@ -3521,285 +3807,44 @@ export function valueAndGrad(
     dgates_1_6,
     dgates_10,
     t112,
-    dc0_1_6,
-    h2_8,
-    t113,
-    dx0_6,
-    t_109,
-    t114,
     t115,
+    dc0_1_6,
     t116,
-    t_107,
-    o_8,
-    u_8,
+    t_11,
+    o,
+    u,
     di_7,
-    i_8,
+    i_,
     du_7,
-    c2_7,
+    h0,
     df_7,
-    f_8,
-    dc1_1_7,
     dt7_7,
     dgates_4_7,
     dt6_8,
     dgates_3_7,
+    f,
     dt5_8,
     dgates_2_7,
     dt4_7,
     dgates_1_7,
     dgates_11,
+    db,
     t127,
-    dc0_1_7,
-    h2_7,
+    demb,
     t128,
-    dx0_7,
-    t_97,
     t129,
     t130,
     t131,
-    t_95,
-    o_7,
-    u_7,
-    di_8,
-    i_7,
-    du_8,
-    c2_6,
-    df_8,
-    f_7,
-    dc1_1_8,
-    dt7_8,
-    dgates_4_8,
-    dt6_9,
-    dgates_3_8,
-    dt5_9,
-    dgates_2_8,
-    dt4_8,
-    dgates_1_8,
-    dgates_12,
-    t142,
-    dc0_1_8,
-    h2_6,
-    t143,
-    dx0_8,
-    t_85,
-    t144,
-    t145,
-    t146,
-    t_83,
-    o_6,
-    u_6,
-    di_9,
-    i_6,
-    du_9,
-    c2_5,
-    df_9,
-    f_6,
-    dc1_1_9,
-    dt7_9,
-    dgates_4_9,
-    dt6_10,
-    dgates_3_9,
-    dt5_10,
-    dgates_2_9,
-    dt4_9,
-    dgates_1_9,
-    dgates_13,
-    t157,
-    dc0_1_9,
-    h2_5,
-    t158,
-    dx0_9,
-    t_73,
-    t159,
-    t160,
-    t161,
-    t_71,
-    o_5,
-    u_5,
-    di_10,
-    i_5,
-    du_10,
-    c2_4,
-    df_10,
-    f_5,
-    dc1_1_10,
-    dt7_10,
-    dgates_4_10,
-    dt6_11,
-    dgates_3_10,
-    dt5_11,
-    dgates_2_10,
-    dt4_10,
-    dgates_1_10,
-    dgates_14,
-    t172,
-    dc0_1_10,
-    h2_4,
-    t173,
-    dx0_10,
-    t_61,
-    t174,
-    t175,
-    t176,
-    t_59,
-    o_4,
-    u_4,
-    di_11,
-    i_4,
-    du_11,
-    c2_3,
-    df_11,
-    f_4,
-    dc1_1_11,
-    dt7_11,
-    dgates_4_11,
-    dt6_12,
-    dgates_3_11,
-    dt5_12,
-    dgates_2_11,
-    dt4_11,
-    dgates_1_11,
-    dgates_15,
-    t187,
-    dc0_1_11,
-    h2_3,
-    t188,
-    dx0_11,
-    t_49,
-    t189,
-    t190,
-    t191,
-    t_47,
-    o_3,
-    u_3,
-    di_12,
-    i_3,
-    du_12,
-    c2_2,
-    df_12,
-    f_3,
-    dc1_1_12,
-    dt7_12,
-    dgates_4_12,
-    dt6_13,
-    dgates_3_12,
-    dt5_13,
-    dgates_2_12,
-    dt4_12,
-    dgates_1_12,
-    dgates_16,
-    t202,
-    dc0_1_12,
-    h2_2,
-    t203,
-    dx0_12,
-    t_37,
-    t204,
-    t205,
-    t206,
-    t_35,
-    o_2,
-    u_2,
-    di_13,
-    i_2,
-    du_13,
-    c2_1,
-    df_13,
-    f_2,
-    dc1_1_13,
-    dt7_13,
-    dgates_4_13,
-    dt6_14,
-    dgates_3_13,
-    dt5_14,
-    dgates_2_13,
-    dt4_13,
-    dgates_1_13,
-    dgates_17,
-    t217,
-    dc0_1_13,
-    h2_1,
-    t218,
-    dx0_13,
-    t_25,
-    t219,
-    t220,
-    t221,
-    t_23,
-    o_1,
-    u_1,
-    di_14,
-    i_1,
-    du_14,
-    c2,
-    df_14,
-    f_1,
-    dc1_1_14,
-    dt7_14,
-    dgates_4_14,
-    dt6_15,
-    dgates_3_14,
-    dt5_15,
-    dgates_2_14,
-    dt4_14,
-    dgates_1_14,
-    dgates_18,
-    t232,
-    dc0_1_14,
-    h2,
-    t233,
-    dx0_14,
-    t_13,
-    t234,
-    t235,
-    t236,
-    t_11,
-    o,
-    u,
-    di_15,
-    i_,
-    du_15,
-    h0,
-    df_15,
-    dt7_15,
-    dgates_4_15,
-    dt6_16,
-    dgates_3_15,
-    f,
-    dt5_16,
-    dgates_2_15,
-    dt4_15,
-    dgates_1_15,
-    dgates_19,
-    db,
-    dWh,
-    dx0_15,
-    t_1,
-    dWx,
-    t247,
-    demb,
-    t248,
-    t249,
-    t250,
-    t251,
-    t252,
-    t253,
-    t254,
-    t255,
-    t256,
-    t257,
-    t258,
-    t259,
-    t260,
-    t261,
-    t262,
+    t132,
+    t133,
+    t134,
     dC,
     X,
   } = buf;
 
-  // t11 = softmax(logits, 1)   xent'  (lstm.ts:61)
-  //   %t11: f32[256,27] = softmax %logits {axis=1}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
-  for (let i = 0; i < 256; i++) {
+  // t11 = softmax(logits, 1)   xent'  (lstm.ts:64)
+  //   %t11: f32[128,27] = softmax %logits {axis=1}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  for (let i = 0; i < 128; i++) {
     const _base = i * 27;
     let _max = -Infinity;
     for (let j = 0; j < 27; j++) if (logits[_base + j] > _max) _max = logits[_base + j];
@@ -3813,18 +3858,18 @@ export function valueAndGrad(
     for (let j = 0; j < 27; j++) t11[_base + j] *= _inv;
   }
 
-  // dlogits = (t11 - onehot(t8, 27)) * 0.00390625   xent'  (lstm.ts:61)
-  // dby = dlogits.sum(0)   add'  (lstm.ts:60)
-  //   %t12: f32[256,27] = one_hot %t8 {depth=27}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
-  //   %t13: f32[256,27] = sub %t11, %t12   lstm.ts:61
-  //   %dlogits: f32[256,27] = mul %t13, %t9   lstm.ts:61
-  //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dlogits = (t11 - onehot(t8, 27)) * 0.0078125   xent'  (lstm.ts:64)
+  // dby = dlogits.sum(0)   add'  (lstm.ts:63)
+  //   %t12: f32[128,27] = one_hot %t8 {depth=27}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+  //   %t13: f32[128,27] = sub %t11, %t12   lstm.ts:64
+  //   %dlogits: f32[128,27] = mul %t13, %t9   lstm.ts:64
+  //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   for (let i = 0; i < 27; i++) {
     _acc0[i] = 0;
   }
-  for (let i = 0; i < 256; i++) {
+  for (let i = 0; i < 128; i++) {
     for (let j = 0; j < 27; j++) {
-      const _dlogits = (t11[i * 27 + j] - (t8[i] === j ? 1 : 0)) * 0.00390625;
+      const _dlogits = (t11[i * 27 + j] - (t8[i] === j ? 1 : 0)) * 0.0078125;
       dlogits[i * 27 + j] = _dlogits;
       _acc0[j] += _dlogits;
     }
@@ -3833,53 +3878,53 @@ export function valueAndGrad(
     dby[i] = _acc0[i];
   }
 
-  // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:60)
-  //   %dt6: f32[256,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:63)
+  //   %dt6: f32[128,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   matmul_dt6();
 
-  // dWy = t6.T @ dlogits   matmul'  (lstm.ts:60)
-  //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+  // dWy = t6.T @ dlogits   matmul'  (lstm.ts:63)
+  //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   matmul_dWy();
 
-  // t14 = dt5[0:16, 15:16, 0:128]   scan'  (lstm.ts:59)
-  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 15, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t14 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:62)
+  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t14[i * 128 + j] = dt5[1920 + i * 2048 + j];
+      t14[i * 128 + j] = dt5[896 + i * 1024 + j];
     }
   }
 
-  // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-  // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-  // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-  // di = dc2_1 * u_15   mul'  (lstm.ts:44)
-  // du = dc2_1 * i_15   mul'  (lstm.ts:44)
-  // df = dc2_1 * c2_14   mul'  (lstm.ts:44)
-  // dc1_1 = dc2_1 * f_15   mul'  (lstm.ts:44)
-  // dt7 = do_ * (o_15 * (1 - o_15))   sigmoid'  (lstm.ts:43)
-  //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-  //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-  //   %di: f32[16,128] = mul %dc2_1, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %du: f32[16,128] = mul %dc2_1, %i_15   lstm.ts:44
-  //   %df: f32[16,128] = mul %dc2_1, %c2_14   lstm.ts:44
-  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_15   lstm.ts:44
-  //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
-  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:43
+  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+  // di = dc2_1 * u_7   mul'  (lstm.ts:47)
+  // du = dc2_1 * i_7   mul'  (lstm.ts:47)
+  // df = dc2_1 * c2_6   mul'  (lstm.ts:47)
+  // dc1_1 = dc2_1 * f_7   mul'  (lstm.ts:47)
+  // dt7 = do_ * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:46)
+  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+  //   %di: f32[16,128] = mul %dc2_1, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du: f32[16,128] = mul %dc2_1, %i_7   lstm.ts:47
+  //   %df: f32[16,128] = mul %dc2_1, %c2_6   lstm.ts:47
+  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_7   lstm.ts:47
+  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
-    const _dc2_1 = dh2[i] * o_15[i] * (1 - t_191[i] * t_191[i]);
-    di[i] = _dc2_1 * u_15[i];
-    du[i] = _dc2_1 * i_15[i];
-    df[i] = _dc2_1 * c2_14[i];
-    dc1_1[i] = _dc2_1 * f_15[i];
-    dt7[i] = dh2[i] * t_191[i] * (o_15[i] * (1 - o_15[i]));
+    const _dc2_1 = dh2[i] * o_7[i] * (1 - t_95[i] * t_95[i]);
+    di[i] = _dc2_1 * u_7[i];
+    du[i] = _dc2_1 * i_7[i];
+    df[i] = _dc2_1 * c2_6[i];
+    dc1_1[i] = _dc2_1 * f_7[i];
+    dt7[i] = dh2[i] * t_95[i] * (o_7[i] * (1 - o_7[i]));
   }
 
-  // dgates_4 = pad(dt7)   slice'  (lstm.ts:43)
-  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
+  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4[i * 512 + j] = 0;
@@ -3891,16 +3936,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_1 = du * (1 - u_15²)   tanh'  (lstm.ts:42)
-  //   %t19: f32[16,128] = square %u_15   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:42
-  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:42
+  // dt6_1 = du * (1 - u_7²)   tanh'  (lstm.ts:45)
+  //   %t19: f32[16,128] = square %u_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:45
+  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_1[i] = du[i] * (1 - u_15[i] * u_15[i]);
+    dt6_1[i] = du[i] * (1 - u_7[i] * u_7[i]);
   }
 
-  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:42)
-  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
+  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3[i * 512 + j] = 0;
@@ -3917,16 +3962,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_1 = df * (f_15 * (1 - f_15))   sigmoid'  (lstm.ts:41)
-  //   %t21: f32[16,128] = sub %t10, %f_15   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t22: f32[16,128] = mul %f_15, %t21   lstm.ts:41
-  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:41
+  // dt5_1 = df * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:44)
+  //   %t21: f32[16,128] = sub %t10, %f_7   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t22: f32[16,128] = mul %f_7, %t21   lstm.ts:44
+  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_1[i] = df[i] * (f_15[i] * (1 - f_15[i]));
+    dt5_1[i] = df[i] * (f_7[i] * (1 - f_7[i]));
   }
 
-  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:41)
-  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
+  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2[i * 512 + j] = 0;
@@ -3943,16 +3988,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4 = di * (i_15 * (1 - i_15))   sigmoid'  (lstm.ts:40)
-  //   %t23: f32[16,128] = sub %t10, %i_15   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t24: f32[16,128] = mul %i_15, %t23   lstm.ts:40
-  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:40
+  // dt4 = di * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:43)
+  //   %t23: f32[16,128] = sub %t10, %i_7   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t24: f32[16,128] = mul %i_7, %t23   lstm.ts:43
+  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4[i] = di[i] * (i_15[i] * (1 - i_15[i]));
+    dt4[i] = di[i] * (i_7[i] * (1 - i_7[i]));
   }
 
-  // dgates_1 = pad(dt4)   slice'  (lstm.ts:40)
-  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
+  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1[i * 512 + j] = dt4[i * 128 + j];
@@ -3964,14 +4009,14 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // db_1 = dgates.sum(0)   add'  (lstm.ts:39)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:39
-  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:39
-  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:39
+  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // db_1 = dgates.sum(0)   add'  (lstm.ts:42)
+  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
+  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
+  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -3987,66 +4032,66 @@ export function valueAndGrad(
     db_1[i] = _acc0[i];
   }
 
-  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates, Wh, dc0_1);
+  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1();
 
-  // dWh_1 = h2_14.T @ dgates   matmul'  (lstm.ts:39)
-  //   %dWh_1: f32[128,512] = matmul %h2_14, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dWh_1 = h2_6.T @ dgates   matmul'  (lstm.ts:42)
+  //   %dWh_1: f32[128,512] = matmul %h2_6, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   matmul_dWh_1();
 
-  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates, Wx, dx0);
+  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0();
 
-  // dWx_1 = t_181.T @ dgates   matmul'  (lstm.ts:39)
-  //   %dWx_1: f32[16,512] = matmul %t_181, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  // dWx_1 = t_85.T @ dgates   matmul'  (lstm.ts:42)
+  //   %dWx_1: f32[16,512] = matmul %t_85, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   matmul_dWx_1();
 
-  // t25 = dt5[0:16, 14:15, 0:128]   scan'  (lstm.ts:59)
-  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 14, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t25 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:62)
+  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t25[i * 128 + j] = dt5[1792 + i * 2048 + j];
+      t25[i * 128 + j] = dt5[768 + i * 1024 + j];
     }
   }
 
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-  // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-  // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-  // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-  // di_1 = dc2_2 * u_14   mul'  (lstm.ts:44)
-  // du_1 = dc2_2 * i_14   mul'  (lstm.ts:44)
-  // df_1 = dc2_2 * c2_13   mul'  (lstm.ts:44)
-  // dc1_1_1 = dc2_2 * f_14   mul'  (lstm.ts:44)
-  // dt7_1 = do_1 * (o_14 * (1 - o_14))   sigmoid'  (lstm.ts:43)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-  //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_1: f32[16,128] = mul %dc2_2, %u_14   lstm.ts:44
-  //   %du_1: f32[16,128] = mul %dc2_2, %i_14   lstm.ts:44
-  //   %df_1: f32[16,128] = mul %dc2_2, %c2_13   lstm.ts:44
-  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_14   lstm.ts:44
-  //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
-  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:43
+  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+  // di_1 = dc2_2 * u_6   mul'  (lstm.ts:47)
+  // du_1 = dc2_2 * i_6   mul'  (lstm.ts:47)
+  // df_1 = dc2_2 * c2_5   mul'  (lstm.ts:47)
+  // dc1_1_1 = dc2_2 * f_6   mul'  (lstm.ts:47)
+  // dt7_1 = do_1 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:46)
+  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_1: f32[16,128] = mul %dc2_2, %u_6   lstm.ts:47
+  //   %du_1: f32[16,128] = mul %dc2_2, %i_6   lstm.ts:47
+  //   %df_1: f32[16,128] = mul %dc2_2, %c2_5   lstm.ts:47
+  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_6   lstm.ts:47
+  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
+  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_1 = dc0_1[i] + t26[i];
-    const _dc2_2 = dc1_1[i] + _dh2_1 * o_14[i] * (1 - t_179[i] * t_179[i]);
-    di_1[i] = _dc2_2 * u_14[i];
-    du_1[i] = _dc2_2 * i_14[i];
-    df_1[i] = _dc2_2 * c2_13[i];
-    dc1_1_1[i] = _dc2_2 * f_14[i];
-    dt7_1[i] = _dh2_1 * t_179[i] * (o_14[i] * (1 - o_14[i]));
+    const _dc2_2 = dc1_1[i] + _dh2_1 * o_6[i] * (1 - t_83[i] * t_83[i]);
+    di_1[i] = _dc2_2 * u_6[i];
+    du_1[i] = _dc2_2 * i_6[i];
+    df_1[i] = _dc2_2 * c2_5[i];
+    dc1_1_1[i] = _dc2_2 * f_6[i];
+    dt7_1[i] = _dh2_1 * t_83[i] * (o_6[i] * (1 - o_6[i]));
   }
 
-  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:43)
-  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:46)
+  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_1[i * 512 + j] = 0;
@@ -4058,16 +4103,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_2 = du_1 * (1 - u_14²)   tanh'  (lstm.ts:42)
-  //   %t31: f32[16,128] = square %u_14   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:42
-  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:42
+  // dt6_2 = du_1 * (1 - u_6²)   tanh'  (lstm.ts:45)
+  //   %t31: f32[16,128] = square %u_6   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:45
+  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_2[i] = du_1[i] * (1 - u_14[i] * u_14[i]);
+    dt6_2[i] = du_1[i] * (1 - u_6[i] * u_6[i]);
   }
 
-  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:42)
-  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:45)
+  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_1[i * 512 + j] = 0;
@@ -4084,16 +4129,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_2 = df_1 * (f_14 * (1 - f_14))   sigmoid'  (lstm.ts:41)
-  //   %t33: f32[16,128] = sub %t10, %f_14   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t34: f32[16,128] = mul %f_14, %t33   lstm.ts:41
-  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:41
+  // dt5_2 = df_1 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:44)
+  //   %t33: f32[16,128] = sub %t10, %f_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t34: f32[16,128] = mul %f_6, %t33   lstm.ts:44
+  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_2[i] = df_1[i] * (f_14[i] * (1 - f_14[i]));
+    dt5_2[i] = df_1[i] * (f_6[i] * (1 - f_6[i]));
   }
 
-  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:41)
-  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:44)
+  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_1[i * 512 + j] = 0;
@@ -4110,16 +4155,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_1 = di_1 * (i_14 * (1 - i_14))   sigmoid'  (lstm.ts:40)
-  //   %t35: f32[16,128] = sub %t10, %i_14   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t36: f32[16,128] = mul %i_14, %t35   lstm.ts:40
-  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:40
+  // dt4_1 = di_1 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:43)
+  //   %t35: f32[16,128] = sub %t10, %i_6   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t36: f32[16,128] = mul %i_6, %t35   lstm.ts:43
+  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_1[i] = di_1[i] * (i_14[i] * (1 - i_14[i]));
+    dt4_1[i] = di_1[i] * (i_6[i] * (1 - i_6[i]));
   }
 
-  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:40)
-  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:43)
+  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_1[i * 512 + j] = dt4_1[i * 128 + j];
@@ -4131,16 +4176,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:39)
-  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:39)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:39)
-  // t37 = db_1 + db_1_1  (lstm.ts:59)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:39
-  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:39
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
+  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:42)
+  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
+  // t37 = db_1 + db_1_1  (lstm.ts:62)
+  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
+  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:42
+  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -4156,70 +4201,70 @@ export function valueAndGrad(
     t37[i] = db_1[i] + _acc0[i];
   }
 
-  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_5, Wh, dc0_1_1);
+  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_1();
 
-  // dWh_1_1 = h2_13.T @ dgates_5   matmul'  (lstm.ts:39)
-  // t38 = dWh_1 + dWh_1_1  (lstm.ts:59)
-  //   %dWh_1_1: f32[128,512] = matmul %h2_13, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_13, dgates_5, dWh_1, t38);
+  // dWh_1_1 = h2_5.T @ dgates_5   matmul'  (lstm.ts:42)
+  // t38 = dWh_1 + dWh_1_1  (lstm.ts:62)
+  //   %dWh_1_1: f32[128,512] = matmul %h2_5, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t38();
 
-  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_5, Wx, dx0_1);
+  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_1();
 
-  // dWx_1_1 = t_169.T @ dgates_5   matmul'  (lstm.ts:39)
-  // t39 = dWx_1 + dWx_1_1  (lstm.ts:59)
-  //   %dWx_1_1: f32[16,512] = matmul %t_169, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_169, dgates_5, dWx_1, t39);
+  // dWx_1_1 = t_73.T @ dgates_5   matmul'  (lstm.ts:42)
+  // t39 = dWx_1 + dWx_1_1  (lstm.ts:62)
+  //   %dWx_1_1: f32[16,512] = matmul %t_73, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t39();
 
-  // t40 = dt5[0:16, 13:14, 0:128]   scan'  (lstm.ts:59)
-  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 13, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t40 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:62)
+  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t40[i * 128 + j] = dt5[1664 + i * 2048 + j];
+      t40[i * 128 + j] = dt5[640 + i * 1024 + j];
     }
   }
 
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-  // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-  // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-  // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-  // di_2 = dc2_3 * u_13   mul'  (lstm.ts:44)
-  // du_2 = dc2_3 * i_13   mul'  (lstm.ts:44)
-  // df_2 = dc2_3 * c2_12   mul'  (lstm.ts:44)
-  // dc1_1_2 = dc2_3 * f_13   mul'  (lstm.ts:44)
-  // dt7_2 = do_2 * (o_13 * (1 - o_13))   sigmoid'  (lstm.ts:43)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-  //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_2: f32[16,128] = mul %dc2_3, %u_13   lstm.ts:44
-  //   %du_2: f32[16,128] = mul %dc2_3, %i_13   lstm.ts:44
-  //   %df_2: f32[16,128] = mul %dc2_3, %c2_12   lstm.ts:44
-  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_13   lstm.ts:44
-  //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
-  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:43
+  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+  // di_2 = dc2_3 * u_5   mul'  (lstm.ts:47)
+  // du_2 = dc2_3 * i_5   mul'  (lstm.ts:47)
+  // df_2 = dc2_3 * c2_4   mul'  (lstm.ts:47)
+  // dc1_1_2 = dc2_3 * f_5   mul'  (lstm.ts:47)
+  // dt7_2 = do_2 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:46)
+  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_2: f32[16,128] = mul %dc2_3, %u_5   lstm.ts:47
+  //   %du_2: f32[16,128] = mul %dc2_3, %i_5   lstm.ts:47
+  //   %df_2: f32[16,128] = mul %dc2_3, %c2_4   lstm.ts:47
+  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_5   lstm.ts:47
+  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
+  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_2 = dc0_1_1[i] + t41[i];
-    const _dc2_3 = dc1_1_1[i] + _dh2_2 * o_13[i] * (1 - t_167[i] * t_167[i]);
-    di_2[i] = _dc2_3 * u_13[i];
-    du_2[i] = _dc2_3 * i_13[i];
-    df_2[i] = _dc2_3 * c2_12[i];
-    dc1_1_2[i] = _dc2_3 * f_13[i];
-    dt7_2[i] = _dh2_2 * t_167[i] * (o_13[i] * (1 - o_13[i]));
+    const _dc2_3 = dc1_1_1[i] + _dh2_2 * o_5[i] * (1 - t_71[i] * t_71[i]);
+    di_2[i] = _dc2_3 * u_5[i];
+    du_2[i] = _dc2_3 * i_5[i];
+    df_2[i] = _dc2_3 * c2_4[i];
+    dc1_1_2[i] = _dc2_3 * f_5[i];
+    dt7_2[i] = _dh2_2 * t_71[i] * (o_5[i] * (1 - o_5[i]));
   }
 
-  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:43)
-  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:46)
+  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_2[i * 512 + j] = 0;
@@ -4231,16 +4276,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_3 = du_2 * (1 - u_13²)   tanh'  (lstm.ts:42)
-  //   %t46: f32[16,128] = square %u_13   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:42
-  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:42
+  // dt6_3 = du_2 * (1 - u_5²)   tanh'  (lstm.ts:45)
+  //   %t46: f32[16,128] = square %u_5   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:45
+  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_3[i] = du_2[i] * (1 - u_13[i] * u_13[i]);
+    dt6_3[i] = du_2[i] * (1 - u_5[i] * u_5[i]);
   }
 
-  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:42)
-  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:45)
+  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_2[i * 512 + j] = 0;
@@ -4257,16 +4302,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_3 = df_2 * (f_13 * (1 - f_13))   sigmoid'  (lstm.ts:41)
-  //   %t48: f32[16,128] = sub %t10, %f_13   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t49: f32[16,128] = mul %f_13, %t48   lstm.ts:41
-  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:41
+  // dt5_3 = df_2 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:44)
+  //   %t48: f32[16,128] = sub %t10, %f_5   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t49: f32[16,128] = mul %f_5, %t48   lstm.ts:44
+  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_3[i] = df_2[i] * (f_13[i] * (1 - f_13[i]));
+    dt5_3[i] = df_2[i] * (f_5[i] * (1 - f_5[i]));
   }
 
-  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:41)
-  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:44)
+  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_2[i * 512 + j] = 0;
@@ -4283,16 +4328,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_2 = di_2 * (i_13 * (1 - i_13))   sigmoid'  (lstm.ts:40)
-  //   %t50: f32[16,128] = sub %t10, %i_13   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t51: f32[16,128] = mul %i_13, %t50   lstm.ts:40
-  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:40
+  // dt4_2 = di_2 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:43)
+  //   %t50: f32[16,128] = sub %t10, %i_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t51: f32[16,128] = mul %i_5, %t50   lstm.ts:43
+  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_2[i] = di_2[i] * (i_13[i] * (1 - i_13[i]));
+    dt4_2[i] = di_2[i] * (i_5[i] * (1 - i_5[i]));
   }
 
-  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:40)
-  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:43)
+  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_2[i * 512 + j] = dt4_2[i * 128 + j];
@@ -4304,16 +4349,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:39)
-  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:39)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:39)
-  // t52 = t37 + db_1_2  (lstm.ts:59)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:39
-  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:39
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
+  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:42)
+  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
+  // t52 = t37 + db_1_2  (lstm.ts:62)
+  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
+  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:42
+  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -4329,70 +4374,70 @@ export function valueAndGrad(
     t52[i] = t37[i] + _acc0[i];
   }
 
-  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_6, Wh, dc0_1_2);
+  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_2();
 
-  // dWh_1_2 = h2_12.T @ dgates_6   matmul'  (lstm.ts:39)
-  // t53 = t38 + dWh_1_2  (lstm.ts:59)
-  //   %dWh_1_2: f32[128,512] = matmul %h2_12, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_12, dgates_6, t38, t53);
+  // dWh_1_2 = h2_4.T @ dgates_6   matmul'  (lstm.ts:42)
+  // t53 = t38 + dWh_1_2  (lstm.ts:62)
+  //   %dWh_1_2: f32[128,512] = matmul %h2_4, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t53();
 
-  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_6, Wx, dx0_2);
+  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_2();
 
-  // dWx_1_2 = t_157.T @ dgates_6   matmul'  (lstm.ts:39)
-  // t54 = t39 + dWx_1_2  (lstm.ts:59)
-  //   %dWx_1_2: f32[16,512] = matmul %t_157, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_157, dgates_6, t39, t54);
+  // dWx_1_2 = t_61.T @ dgates_6   matmul'  (lstm.ts:42)
+  // t54 = t39 + dWx_1_2  (lstm.ts:62)
+  //   %dWx_1_2: f32[16,512] = matmul %t_61, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t54();
 
-  // t55 = dt5[0:16, 12:13, 0:128]   scan'  (lstm.ts:59)
-  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 12, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t55 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:62)
+  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t55[i * 128 + j] = dt5[1536 + i * 2048 + j];
+      t55[i * 128 + j] = dt5[512 + i * 1024 + j];
     }
   }
 
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-  // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-  // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-  // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-  // di_3 = dc2_4 * u_12   mul'  (lstm.ts:44)
-  // du_3 = dc2_4 * i_12   mul'  (lstm.ts:44)
-  // df_3 = dc2_4 * c2_11   mul'  (lstm.ts:44)
-  // dc1_1_3 = dc2_4 * f_12   mul'  (lstm.ts:44)
-  // dt7_3 = do_3 * (o_12 * (1 - o_12))   sigmoid'  (lstm.ts:43)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-  //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_3: f32[16,128] = mul %dc2_4, %u_12   lstm.ts:44
-  //   %du_3: f32[16,128] = mul %dc2_4, %i_12   lstm.ts:44
-  //   %df_3: f32[16,128] = mul %dc2_4, %c2_11   lstm.ts:44
-  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_12   lstm.ts:44
-  //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
-  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:43
+  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+  // di_3 = dc2_4 * u_4   mul'  (lstm.ts:47)
+  // du_3 = dc2_4 * i_4   mul'  (lstm.ts:47)
+  // df_3 = dc2_4 * c2_3   mul'  (lstm.ts:47)
+  // dc1_1_3 = dc2_4 * f_4   mul'  (lstm.ts:47)
+  // dt7_3 = do_3 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:46)
+  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_3: f32[16,128] = mul %dc2_4, %u_4   lstm.ts:47
+  //   %du_3: f32[16,128] = mul %dc2_4, %i_4   lstm.ts:47
+  //   %df_3: f32[16,128] = mul %dc2_4, %c2_3   lstm.ts:47
+  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_4   lstm.ts:47
+  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
+  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_3 = dc0_1_2[i] + t56[i];
-    const _dc2_4 = dc1_1_2[i] + _dh2_3 * o_12[i] * (1 - t_155[i] * t_155[i]);
-    di_3[i] = _dc2_4 * u_12[i];
-    du_3[i] = _dc2_4 * i_12[i];
-    df_3[i] = _dc2_4 * c2_11[i];
-    dc1_1_3[i] = _dc2_4 * f_12[i];
-    dt7_3[i] = _dh2_3 * t_155[i] * (o_12[i] * (1 - o_12[i]));
+    const _dc2_4 = dc1_1_2[i] + _dh2_3 * o_4[i] * (1 - t_59[i] * t_59[i]);
+    di_3[i] = _dc2_4 * u_4[i];
+    du_3[i] = _dc2_4 * i_4[i];
+    df_3[i] = _dc2_4 * c2_3[i];
+    dc1_1_3[i] = _dc2_4 * f_4[i];
+    dt7_3[i] = _dh2_3 * t_59[i] * (o_4[i] * (1 - o_4[i]));
   }
 
-  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:43)
-  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:46)
+  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_3[i * 512 + j] = 0;
@@ -4404,16 +4449,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_4 = du_3 * (1 - u_12²)   tanh'  (lstm.ts:42)
-  //   %t61: f32[16,128] = square %u_12   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:42
-  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:42
+  // dt6_4 = du_3 * (1 - u_4²)   tanh'  (lstm.ts:45)
+  //   %t61: f32[16,128] = square %u_4   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:45
+  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_4[i] = du_3[i] * (1 - u_12[i] * u_12[i]);
+    dt6_4[i] = du_3[i] * (1 - u_4[i] * u_4[i]);
   }
 
-  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:42)
-  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:45)
+  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_3[i * 512 + j] = 0;
@@ -4430,16 +4475,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_4 = df_3 * (f_12 * (1 - f_12))   sigmoid'  (lstm.ts:41)
-  //   %t63: f32[16,128] = sub %t10, %f_12   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t64: f32[16,128] = mul %f_12, %t63   lstm.ts:41
-  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:41
+  // dt5_4 = df_3 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:44)
+  //   %t63: f32[16,128] = sub %t10, %f_4   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t64: f32[16,128] = mul %f_4, %t63   lstm.ts:44
+  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_4[i] = df_3[i] * (f_12[i] * (1 - f_12[i]));
+    dt5_4[i] = df_3[i] * (f_4[i] * (1 - f_4[i]));
   }
 
-  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:41)
-  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:44)
+  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_3[i * 512 + j] = 0;
@@ -4456,16 +4501,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_3 = di_3 * (i_12 * (1 - i_12))   sigmoid'  (lstm.ts:40)
-  //   %t65: f32[16,128] = sub %t10, %i_12   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t66: f32[16,128] = mul %i_12, %t65   lstm.ts:40
-  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:40
+  // dt4_3 = di_3 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:43)
+  //   %t65: f32[16,128] = sub %t10, %i_4   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t66: f32[16,128] = mul %i_4, %t65   lstm.ts:43
+  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_3[i] = di_3[i] * (i_12[i] * (1 - i_12[i]));
+    dt4_3[i] = di_3[i] * (i_4[i] * (1 - i_4[i]));
   }
 
-  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:40)
-  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:43)
+  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_3[i * 512 + j] = dt4_3[i * 128 + j];
@@ -4477,16 +4522,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:39)
-  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:39)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:39)
-  // t67 = t52 + db_1_3  (lstm.ts:59)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:39
-  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:39
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
+  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:42)
+  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
+  // t67 = t52 + db_1_3  (lstm.ts:62)
+  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
+  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:42
+  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -4502,70 +4547,70 @@ export function valueAndGrad(
     t67[i] = t52[i] + _acc0[i];
   }
 
-  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_7, Wh, dc0_1_3);
+  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_3();
 
-  // dWh_1_3 = h2_11.T @ dgates_7   matmul'  (lstm.ts:39)
-  // t68 = t53 + dWh_1_3  (lstm.ts:59)
-  //   %dWh_1_3: f32[128,512] = matmul %h2_11, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_11, dgates_7, t53, t68);
+  // dWh_1_3 = h2_3.T @ dgates_7   matmul'  (lstm.ts:42)
+  // t68 = t53 + dWh_1_3  (lstm.ts:62)
+  //   %dWh_1_3: f32[128,512] = matmul %h2_3, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t68();
 
-  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_7, Wx, dx0_3);
+  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_3();
 
-  // dWx_1_3 = t_145.T @ dgates_7   matmul'  (lstm.ts:39)
-  // t69 = t54 + dWx_1_3  (lstm.ts:59)
-  //   %dWx_1_3: f32[16,512] = matmul %t_145, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_145, dgates_7, t54, t69);
+  // dWx_1_3 = t_49.T @ dgates_7   matmul'  (lstm.ts:42)
+  // t69 = t54 + dWx_1_3  (lstm.ts:62)
+  //   %dWx_1_3: f32[16,512] = matmul %t_49, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t69();
 
-  // t70 = dt5[0:16, 11:12, 0:128]   scan'  (lstm.ts:59)
-  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 11, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t70 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:62)
+  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t70[i * 128 + j] = dt5[1408 + i * 2048 + j];
+      t70[i * 128 + j] = dt5[384 + i * 1024 + j];
     }
   }
 
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-  // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-  // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-  // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-  // di_4 = dc2_5 * u_11   mul'  (lstm.ts:44)
-  // du_4 = dc2_5 * i_11   mul'  (lstm.ts:44)
-  // df_4 = dc2_5 * c2_10   mul'  (lstm.ts:44)
-  // dc1_1_4 = dc2_5 * f_11   mul'  (lstm.ts:44)
-  // dt7_4 = do_4 * (o_11 * (1 - o_11))   sigmoid'  (lstm.ts:43)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-  //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_4: f32[16,128] = mul %dc2_5, %u_11   lstm.ts:44
-  //   %du_4: f32[16,128] = mul %dc2_5, %i_11   lstm.ts:44
-  //   %df_4: f32[16,128] = mul %dc2_5, %c2_10   lstm.ts:44
-  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_11   lstm.ts:44
-  //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
-  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:43
+  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+  // di_4 = dc2_5 * u_3   mul'  (lstm.ts:47)
+  // du_4 = dc2_5 * i_3   mul'  (lstm.ts:47)
+  // df_4 = dc2_5 * c2_2   mul'  (lstm.ts:47)
+  // dc1_1_4 = dc2_5 * f_3   mul'  (lstm.ts:47)
+  // dt7_4 = do_4 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:46)
+  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_4: f32[16,128] = mul %dc2_5, %u_3   lstm.ts:47
+  //   %du_4: f32[16,128] = mul %dc2_5, %i_3   lstm.ts:47
+  //   %df_4: f32[16,128] = mul %dc2_5, %c2_2   lstm.ts:47
+  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_3   lstm.ts:47
+  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
+  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_4 = dc0_1_3[i] + t71[i];
-    const _dc2_5 = dc1_1_3[i] + _dh2_4 * o_11[i] * (1 - t_143[i] * t_143[i]);
-    di_4[i] = _dc2_5 * u_11[i];
-    du_4[i] = _dc2_5 * i_11[i];
-    df_4[i] = _dc2_5 * c2_10[i];
-    dc1_1_4[i] = _dc2_5 * f_11[i];
-    dt7_4[i] = _dh2_4 * t_143[i] * (o_11[i] * (1 - o_11[i]));
+    const _dc2_5 = dc1_1_3[i] + _dh2_4 * o_3[i] * (1 - t_47[i] * t_47[i]);
+    di_4[i] = _dc2_5 * u_3[i];
+    du_4[i] = _dc2_5 * i_3[i];
+    df_4[i] = _dc2_5 * c2_2[i];
+    dc1_1_4[i] = _dc2_5 * f_3[i];
+    dt7_4[i] = _dh2_4 * t_47[i] * (o_3[i] * (1 - o_3[i]));
   }
 
-  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:43)
-  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:46)
+  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_4[i * 512 + j] = 0;
@@ -4577,16 +4622,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_5 = du_4 * (1 - u_11²)   tanh'  (lstm.ts:42)
-  //   %t76: f32[16,128] = square %u_11   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:42
-  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:42
+  // dt6_5 = du_4 * (1 - u_3²)   tanh'  (lstm.ts:45)
+  //   %t76: f32[16,128] = square %u_3   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:45
+  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_5[i] = du_4[i] * (1 - u_11[i] * u_11[i]);
+    dt6_5[i] = du_4[i] * (1 - u_3[i] * u_3[i]);
   }
 
-  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:42)
-  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:45)
+  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_4[i * 512 + j] = 0;
@@ -4603,16 +4648,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_5 = df_4 * (f_11 * (1 - f_11))   sigmoid'  (lstm.ts:41)
-  //   %t78: f32[16,128] = sub %t10, %f_11   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t79: f32[16,128] = mul %f_11, %t78   lstm.ts:41
-  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:41
+  // dt5_5 = df_4 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:44)
+  //   %t78: f32[16,128] = sub %t10, %f_3   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t79: f32[16,128] = mul %f_3, %t78   lstm.ts:44
+  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_5[i] = df_4[i] * (f_11[i] * (1 - f_11[i]));
+    dt5_5[i] = df_4[i] * (f_3[i] * (1 - f_3[i]));
   }
 
-  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:41)
-  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:44)
+  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_4[i * 512 + j] = 0;
@@ -4629,16 +4674,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_4 = di_4 * (i_11 * (1 - i_11))   sigmoid'  (lstm.ts:40)
-  //   %t80: f32[16,128] = sub %t10, %i_11   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t81: f32[16,128] = mul %i_11, %t80   lstm.ts:40
-  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:40
+  // dt4_4 = di_4 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:43)
+  //   %t80: f32[16,128] = sub %t10, %i_3   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t81: f32[16,128] = mul %i_3, %t80   lstm.ts:43
+  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_4[i] = di_4[i] * (i_11[i] * (1 - i_11[i]));
+    dt4_4[i] = di_4[i] * (i_3[i] * (1 - i_3[i]));
   }
 
-  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:40)
-  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:43)
+  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_4[i * 512 + j] = dt4_4[i * 128 + j];
@@ -4650,16 +4695,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:39)
-  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:39)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:39)
-  // t82 = t67 + db_1_4  (lstm.ts:59)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:39
-  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:39
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
+  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:42)
+  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
+  // t82 = t67 + db_1_4  (lstm.ts:62)
+  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
+  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:42
+  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -4675,70 +4720,70 @@ export function valueAndGrad(
     t82[i] = t67[i] + _acc0[i];
   }
 
-  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_8, Wh, dc0_1_4);
+  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_4();
 
-  // dWh_1_4 = h2_10.T @ dgates_8   matmul'  (lstm.ts:39)
-  // t83 = t68 + dWh_1_4  (lstm.ts:59)
-  //   %dWh_1_4: f32[128,512] = matmul %h2_10, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_10, dgates_8, t68, t83);
+  // dWh_1_4 = h2_2.T @ dgates_8   matmul'  (lstm.ts:42)
+  // t83 = t68 + dWh_1_4  (lstm.ts:62)
+  //   %dWh_1_4: f32[128,512] = matmul %h2_2, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t83();
 
-  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_8, Wx, dx0_4);
+  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_4();
 
-  // dWx_1_4 = t_133.T @ dgates_8   matmul'  (lstm.ts:39)
-  // t84 = t69 + dWx_1_4  (lstm.ts:59)
-  //   %dWx_1_4: f32[16,512] = matmul %t_133, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_133, dgates_8, t69, t84);
+  // dWx_1_4 = t_37.T @ dgates_8   matmul'  (lstm.ts:42)
+  // t84 = t69 + dWx_1_4  (lstm.ts:62)
+  //   %dWx_1_4: f32[16,512] = matmul %t_37, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t84();
 
-  // t85 = dt5[0:16, 10:11, 0:128]   scan'  (lstm.ts:59)
-  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 10, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t85 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:62)
+  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t85[i * 128 + j] = dt5[1280 + i * 2048 + j];
+      t85[i * 128 + j] = dt5[256 + i * 1024 + j];
     }
   }
 
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-  // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-  // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-  // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-  // di_5 = dc2_6 * u_10   mul'  (lstm.ts:44)
-  // du_5 = dc2_6 * i_10   mul'  (lstm.ts:44)
-  // df_5 = dc2_6 * c2_9   mul'  (lstm.ts:44)
-  // dc1_1_5 = dc2_6 * f_10   mul'  (lstm.ts:44)
-  // dt7_5 = do_5 * (o_10 * (1 - o_10))   sigmoid'  (lstm.ts:43)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-  //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_5: f32[16,128] = mul %dc2_6, %u_10   lstm.ts:44
-  //   %du_5: f32[16,128] = mul %dc2_6, %i_10   lstm.ts:44
-  //   %df_5: f32[16,128] = mul %dc2_6, %c2_9   lstm.ts:44
-  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_10   lstm.ts:44
-  //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
-  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:43
+  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+  // di_5 = dc2_6 * u_2   mul'  (lstm.ts:47)
+  // du_5 = dc2_6 * i_2   mul'  (lstm.ts:47)
+  // df_5 = dc2_6 * c2_1   mul'  (lstm.ts:47)
+  // dc1_1_5 = dc2_6 * f_2   mul'  (lstm.ts:47)
+  // dt7_5 = do_5 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:46)
+  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_5: f32[16,128] = mul %dc2_6, %u_2   lstm.ts:47
+  //   %du_5: f32[16,128] = mul %dc2_6, %i_2   lstm.ts:47
+  //   %df_5: f32[16,128] = mul %dc2_6, %c2_1   lstm.ts:47
+  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_2   lstm.ts:47
+  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
+  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_5 = dc0_1_4[i] + t86[i];
-    const _dc2_6 = dc1_1_4[i] + _dh2_5 * o_10[i] * (1 - t_131[i] * t_131[i]);
-    di_5[i] = _dc2_6 * u_10[i];
-    du_5[i] = _dc2_6 * i_10[i];
-    df_5[i] = _dc2_6 * c2_9[i];
-    dc1_1_5[i] = _dc2_6 * f_10[i];
-    dt7_5[i] = _dh2_5 * t_131[i] * (o_10[i] * (1 - o_10[i]));
+    const _dc2_6 = dc1_1_4[i] + _dh2_5 * o_2[i] * (1 - t_35[i] * t_35[i]);
+    di_5[i] = _dc2_6 * u_2[i];
+    du_5[i] = _dc2_6 * i_2[i];
+    df_5[i] = _dc2_6 * c2_1[i];
+    dc1_1_5[i] = _dc2_6 * f_2[i];
+    dt7_5[i] = _dh2_5 * t_35[i] * (o_2[i] * (1 - o_2[i]));
   }
 
-  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:43)
-  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:46)
+  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_5[i * 512 + j] = 0;
@@ -4750,16 +4795,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_6 = du_5 * (1 - u_10²)   tanh'  (lstm.ts:42)
-  //   %t91: f32[16,128] = square %u_10   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:42
-  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:42
+  // dt6_6 = du_5 * (1 - u_2²)   tanh'  (lstm.ts:45)
+  //   %t91: f32[16,128] = square %u_2   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:45
+  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_6[i] = du_5[i] * (1 - u_10[i] * u_10[i]);
+    dt6_6[i] = du_5[i] * (1 - u_2[i] * u_2[i]);
   }
 
-  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:42)
-  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:45)
+  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_5[i * 512 + j] = 0;
@@ -4776,16 +4821,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_6 = df_5 * (f_10 * (1 - f_10))   sigmoid'  (lstm.ts:41)
-  //   %t93: f32[16,128] = sub %t10, %f_10   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t94: f32[16,128] = mul %f_10, %t93   lstm.ts:41
-  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:41
+  // dt5_6 = df_5 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:44)
+  //   %t93: f32[16,128] = sub %t10, %f_2   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t94: f32[16,128] = mul %f_2, %t93   lstm.ts:44
+  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_6[i] = df_5[i] * (f_10[i] * (1 - f_10[i]));
+    dt5_6[i] = df_5[i] * (f_2[i] * (1 - f_2[i]));
   }
 
-  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:41)
-  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:44)
+  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_5[i * 512 + j] = 0;
@@ -4802,16 +4847,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_5 = di_5 * (i_10 * (1 - i_10))   sigmoid'  (lstm.ts:40)
-  //   %t95: f32[16,128] = sub %t10, %i_10   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t96: f32[16,128] = mul %i_10, %t95   lstm.ts:40
-  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:40
+  // dt4_5 = di_5 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:43)
+  //   %t95: f32[16,128] = sub %t10, %i_2   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t96: f32[16,128] = mul %i_2, %t95   lstm.ts:43
+  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_5[i] = di_5[i] * (i_10[i] * (1 - i_10[i]));
+    dt4_5[i] = di_5[i] * (i_2[i] * (1 - i_2[i]));
   }
 
-  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:40)
-  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:43)
+  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_5[i * 512 + j] = dt4_5[i * 128 + j];
@@ -4823,16 +4868,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:39)
-  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:39)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:39)
-  // t97 = t82 + db_1_5  (lstm.ts:59)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:39
-  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:39
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
+  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:42)
+  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
+  // t97 = t82 + db_1_5  (lstm.ts:62)
+  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
+  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:42
+  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -4848,70 +4893,70 @@ export function valueAndGrad(
     t97[i] = t82[i] + _acc0[i];
   }
 
-  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_9, Wh, dc0_1_5);
+  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_5();
 
-  // dWh_1_5 = h2_9.T @ dgates_9   matmul'  (lstm.ts:39)
-  // t98 = t83 + dWh_1_5  (lstm.ts:59)
-  //   %dWh_1_5: f32[128,512] = matmul %h2_9, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_9, dgates_9, t83, t98);
+  // dWh_1_5 = h2_1.T @ dgates_9   matmul'  (lstm.ts:42)
+  // t98 = t83 + dWh_1_5  (lstm.ts:62)
+  //   %dWh_1_5: f32[128,512] = matmul %h2_1, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t98();
 
-  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_9, Wx, dx0_5);
+  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_5();
 
-  // dWx_1_5 = t_121.T @ dgates_9   matmul'  (lstm.ts:39)
-  // t99 = t84 + dWx_1_5  (lstm.ts:59)
-  //   %dWx_1_5: f32[16,512] = matmul %t_121, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_121, dgates_9, t84, t99);
+  // dWx_1_5 = t_25.T @ dgates_9   matmul'  (lstm.ts:42)
+  // t99 = t84 + dWx_1_5  (lstm.ts:62)
+  //   %dWx_1_5: f32[16,512] = matmul %t_25, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t99();
 
-  // t100 = dt5[0:16, 9:10, 0:128]   scan'  (lstm.ts:59)
-  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 9, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t100 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:62)
+  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t100[i * 128 + j] = dt5[1152 + i * 2048 + j];
+      t100[i * 128 + j] = dt5[128 + i * 1024 + j];
     }
   }
 
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-  // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-  // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-  // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-  // di_6 = dc2_7 * u_9   mul'  (lstm.ts:44)
-  // du_6 = dc2_7 * i_9   mul'  (lstm.ts:44)
-  // df_6 = dc2_7 * c2_8   mul'  (lstm.ts:44)
-  // dc1_1_6 = dc2_7 * f_9   mul'  (lstm.ts:44)
-  // dt7_6 = do_6 * (o_9 * (1 - o_9))   sigmoid'  (lstm.ts:43)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-  //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_6: f32[16,128] = mul %dc2_7, %u_9   lstm.ts:44
-  //   %du_6: f32[16,128] = mul %dc2_7, %i_9   lstm.ts:44
-  //   %df_6: f32[16,128] = mul %dc2_7, %c2_8   lstm.ts:44
-  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_9   lstm.ts:44
-  //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
-  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:43
+  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+  // di_6 = dc2_7 * u_1   mul'  (lstm.ts:47)
+  // du_6 = dc2_7 * i_1   mul'  (lstm.ts:47)
+  // df_6 = dc2_7 * c2   mul'  (lstm.ts:47)
+  // dc1_1_6 = dc2_7 * f_1   mul'  (lstm.ts:47)
+  // dt7_6 = do_6 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_6: f32[16,128] = mul %dc2_7, %u_1   lstm.ts:47
+  //   %du_6: f32[16,128] = mul %dc2_7, %i_1   lstm.ts:47
+  //   %df_6: f32[16,128] = mul %dc2_7, %c2   lstm.ts:47
+  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_1   lstm.ts:47
+  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
+  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_6 = dc0_1_5[i] + t101[i];
-    const _dc2_7 = dc1_1_5[i] + _dh2_6 * o_9[i] * (1 - t_119[i] * t_119[i]);
-    di_6[i] = _dc2_7 * u_9[i];
-    du_6[i] = _dc2_7 * i_9[i];
-    df_6[i] = _dc2_7 * c2_8[i];
-    dc1_1_6[i] = _dc2_7 * f_9[i];
-    dt7_6[i] = _dh2_6 * t_119[i] * (o_9[i] * (1 - o_9[i]));
+    const _dc2_7 = dc1_1_5[i] + _dh2_6 * o_1[i] * (1 - t_23[i] * t_23[i]);
+    di_6[i] = _dc2_7 * u_1[i];
+    du_6[i] = _dc2_7 * i_1[i];
+    df_6[i] = _dc2_7 * c2[i];
+    dc1_1_6[i] = _dc2_7 * f_1[i];
+    dt7_6[i] = _dh2_6 * t_23[i] * (o_1[i] * (1 - o_1[i]));
   }
 
-  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:43)
-  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:46)
+  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_6[i * 512 + j] = 0;
@@ -4923,16 +4968,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_7 = du_6 * (1 - u_9²)   tanh'  (lstm.ts:42)
-  //   %t106: f32[16,128] = square %u_9   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:42
-  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:42
+  // dt6_7 = du_6 * (1 - u_1²)   tanh'  (lstm.ts:45)
+  //   %t106: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:45
+  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_7[i] = du_6[i] * (1 - u_9[i] * u_9[i]);
+    dt6_7[i] = du_6[i] * (1 - u_1[i] * u_1[i]);
   }
 
-  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:42)
-  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:45)
+  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_6[i * 512 + j] = 0;
@@ -4949,16 +4994,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_7 = df_6 * (f_9 * (1 - f_9))   sigmoid'  (lstm.ts:41)
-  //   %t108: f32[16,128] = sub %t10, %f_9   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t109: f32[16,128] = mul %f_9, %t108   lstm.ts:41
-  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:41
+  // dt5_7 = df_6 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+  //   %t108: f32[16,128] = sub %t10, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t109: f32[16,128] = mul %f_1, %t108   lstm.ts:44
+  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_7[i] = df_6[i] * (f_9[i] * (1 - f_9[i]));
+    dt5_7[i] = df_6[i] * (f_1[i] * (1 - f_1[i]));
   }
 
-  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:41)
-  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:44)
+  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_6[i * 512 + j] = 0;
@@ -4975,16 +5020,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_6 = di_6 * (i_9 * (1 - i_9))   sigmoid'  (lstm.ts:40)
-  //   %t110: f32[16,128] = sub %t10, %i_9   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t111: f32[16,128] = mul %i_9, %t110   lstm.ts:40
-  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:40
+  // dt4_6 = di_6 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:43)
+  //   %t110: f32[16,128] = sub %t10, %i_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t111: f32[16,128] = mul %i_1, %t110   lstm.ts:43
+  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_6[i] = di_6[i] * (i_9[i] * (1 - i_9[i]));
+    dt4_6[i] = di_6[i] * (i_1[i] * (1 - i_1[i]));
   }
 
-  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:40)
-  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:43)
+  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_6[i * 512 + j] = dt4_6[i * 128 + j];
@@ -4996,16 +5041,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:39)
-  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:39)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:39)
-  // t112 = t97 + db_1_6  (lstm.ts:59)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:39
-  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:39
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
+  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:42)
+  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
+  // t112 = t97 + db_1_6  (lstm.ts:62)
+  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
+  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:42
+  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -5021,70 +5066,67 @@ export function valueAndGrad(
     t112[i] = t97[i] + _acc0[i];
   }
 
-  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_10, Wh, dc0_1_6);
+  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:42)
+  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dc0_1_6();
 
-  // dWh_1_6 = h2_8.T @ dgates_10   matmul'  (lstm.ts:39)
-  // t113 = t98 + dWh_1_6  (lstm.ts:59)
-  //   %dWh_1_6: f32[128,512] = matmul %h2_8, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_8, dgates_10, t98, t113);
+  // dWh_1_6 = h2.T @ dgates_10   matmul'  (lstm.ts:42)
+  // t113 = t98 + dWh_1_6  (lstm.ts:62)
+  //   %dWh_1_6: f32[128,512] = matmul %h2, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t113();
 
-  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_10, Wx, dx0_6);
+  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_6();
 
-  // dWx_1_6 = t_109.T @ dgates_10   matmul'  (lstm.ts:39)
-  // t114 = t99 + dWx_1_6  (lstm.ts:59)
-  //   %dWx_1_6: f32[16,512] = matmul %t_109, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_109, dgates_10, t99, t114);
+  // dWx_1_6 = t_13.T @ dgates_10   matmul'  (lstm.ts:42)
+  // t114 = t99 + dWx_1_6  (lstm.ts:62)
+  //   %dWx_1_6: f32[16,512] = matmul %t_13, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_t114();
 
-  // t115 = dt5[0:16, 8:9, 0:128]   scan'  (lstm.ts:59)
-  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 8, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // t115 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:62)
+  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
-      t115[i * 128 + j] = dt5[1024 + i * 2048 + j];
+      t115[i * 128 + j] = dt5[i * 1024 + j];
     }
   }
 
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-  // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-  // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-  // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-  // di_7 = dc2_8 * u_8   mul'  (lstm.ts:44)
-  // du_7 = dc2_8 * i_8   mul'  (lstm.ts:44)
-  // df_7 = dc2_8 * c2_7   mul'  (lstm.ts:44)
-  // dc1_1_7 = dc2_8 * f_8   mul'  (lstm.ts:44)
-  // dt7_7 = do_7 * (o_8 * (1 - o_8))   sigmoid'  (lstm.ts:43)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-  //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_7: f32[16,128] = mul %dc2_8, %u_8   lstm.ts:44
-  //   %du_7: f32[16,128] = mul %dc2_8, %i_8   lstm.ts:44
-  //   %df_7: f32[16,128] = mul %dc2_8, %c2_7   lstm.ts:44
-  //   %dc1_1_7: f32[16,128] = mul %dc2_8, %f_8   lstm.ts:44
-  //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
-  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:43
+  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+  // di_7 = dc2_8 * u   mul'  (lstm.ts:47)
+  // du_7 = dc2_8 * i_   mul'  (lstm.ts:47)
+  // df_7 = dc2_8 * h0   mul'  (lstm.ts:47)
+  // dt7_7 = do_7 * (o * (1 - o))   sigmoid'  (lstm.ts:46)
+  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di_7: f32[16,128] = mul %dc2_8, %u   lstm.ts:47
+  //   %du_7: f32[16,128] = mul %dc2_8, %i_   lstm.ts:47
+  //   %df_7: f32[16,128] = mul %dc2_8, %h0   lstm.ts:47
+  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
+  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:46
   for (let i = 0; i < 2048; i++) {
     const _dh2_7 = dc0_1_6[i] + t116[i];
-    const _dc2_8 = dc1_1_6[i] + _dh2_7 * o_8[i] * (1 - t_107[i] * t_107[i]);
-    di_7[i] = _dc2_8 * u_8[i];
-    du_7[i] = _dc2_8 * i_8[i];
-    df_7[i] = _dc2_8 * c2_7[i];
-    dc1_1_7[i] = _dc2_8 * f_8[i];
-    dt7_7[i] = _dh2_7 * t_107[i] * (o_8[i] * (1 - o_8[i]));
+    const _dc2_8 = dc1_1_6[i] + _dh2_7 * o[i] * (1 - t_11[i] * t_11[i]);
+    di_7[i] = _dc2_8 * u[i];
+    du_7[i] = _dc2_8 * i_[i];
+    df_7[i] = _dc2_8 * h0[i];
+    dt7_7[i] = _dh2_7 * t_11[i] * (o[i] * (1 - o[i]));
   }
 
-  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:43)
-  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:46)
+  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 384; j++) {
       dgates_4_7[i * 512 + j] = 0;
@@ -5096,16 +5138,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt6_8 = du_7 * (1 - u_8²)   tanh'  (lstm.ts:42)
-  //   %t121: f32[16,128] = square %u_8   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:42
-  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:42
+  // dt6_8 = du_7 * (1 - u²)   tanh'  (lstm.ts:45)
+  //   %t121: f32[16,128] = square %u   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:45
+  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:45
   for (let i = 0; i < 2048; i++) {
-    dt6_8[i] = du_7[i] * (1 - u_8[i] * u_8[i]);
+    dt6_8[i] = du_7[i] * (1 - u[i] * u[i]);
   }
 
-  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:42)
-  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:45)
+  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 256; j++) {
       dgates_3_7[i * 512 + j] = 0;
@@ -5122,16 +5164,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt5_8 = df_7 * (f_8 * (1 - f_8))   sigmoid'  (lstm.ts:41)
-  //   %t123: f32[16,128] = sub %t10, %f_8   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t124: f32[16,128] = mul %f_8, %t123   lstm.ts:41
-  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:41
+  // dt5_8 = df_7 * (f * (1 - f))   sigmoid'  (lstm.ts:44)
+  //   %t123: f32[16,128] = sub %t10, %f   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t124: f32[16,128] = mul %f, %t123   lstm.ts:44
+  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:44
   for (let i = 0; i < 2048; i++) {
-    dt5_8[i] = df_7[i] * (f_8[i] * (1 - f_8[i]));
+    dt5_8[i] = df_7[i] * (f[i] * (1 - f[i]));
   }
 
-  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:41)
-  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:44)
+  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_2_7[i * 512 + j] = 0;
@@ -5148,16 +5190,16 @@ export function valueAndGrad(
     }
   }
 
-  // dt4_7 = di_7 * (i_8 * (1 - i_8))   sigmoid'  (lstm.ts:40)
-  //   %t125: f32[16,128] = sub %t10, %i_8   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t126: f32[16,128] = mul %i_8, %t125   lstm.ts:40
-  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:40
+  // dt4_7 = di_7 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:43)
+  //   %t125: f32[16,128] = sub %t10, %i_   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t126: f32[16,128] = mul %i_, %t125   lstm.ts:43
+  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:43
   for (let i = 0; i < 2048; i++) {
-    dt4_7[i] = di_7[i] * (i_8[i] * (1 - i_8[i]));
+    dt4_7[i] = di_7[i] * (i_[i] * (1 - i_[i]));
   }
 
-  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:40)
-  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:43)
+  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 128; j++) {
       dgates_1_7[i * 512 + j] = dt4_7[i * 128 + j];
@@ -5169,16 +5211,16 @@ export function valueAndGrad(
     }
   }
 
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:39)
-  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:39)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:39)
-  // t127 = t112 + db_1_7  (lstm.ts:59)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:39
-  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:39
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t127: f32[512] = add %t112, %db_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
+  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:42)
+  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
+  // db = t112 + db_1_7  (lstm.ts:62)
+  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
+  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:42
+  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
+  //   %db: f32[512] = add %t112, %db_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
     _acc0[i] = 0;
   }
@@ -5191,1512 +5233,73 @@ export function valueAndGrad(
     }
   }
   for (let i = 0; i < 512; i++) {
-    t127[i] = t112[i] + _acc0[i];
-  }
-
-  // dc0_1_7 = dgates_11 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_7: f32[16,128] = matmul %dgates_11, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_11, Wh, dc0_1_7);
-
-  // dWh_1_7 = h2_7.T @ dgates_11   matmul'  (lstm.ts:39)
-  // t128 = t113 + dWh_1_7  (lstm.ts:59)
-  //   %dWh_1_7: f32[128,512] = matmul %h2_7, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t128: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_7, dgates_11, t113, t128);
-
-  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_11, Wx, dx0_7);
-
-  // dWx_1_7 = t_97.T @ dgates_11   matmul'  (lstm.ts:39)
-  // t129 = t114 + dWx_1_7  (lstm.ts:59)
-  //   %dWx_1_7: f32[16,512] = matmul %t_97, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t129: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_97, dgates_11, t114, t129);
-
-  // t130 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:59)
-  //   %t130: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t130[i * 128 + j] = dt5[896 + i * 2048 + j];
-    }
-  }
-
-  // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-  // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-  // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-  // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-  // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-  // di_8 = dc2_9 * u_7   mul'  (lstm.ts:44)
-  // du_8 = dc2_9 * i_7   mul'  (lstm.ts:44)
-  // df_8 = dc2_9 * c2_6   mul'  (lstm.ts:44)
-  // dc1_1_8 = dc2_9 * f_7   mul'  (lstm.ts:44)
-  // dt7_8 = do_8 * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:43)
-  //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-  //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-  //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-  //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-  //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-  //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_8: f32[16,128] = mul %dc2_9, %u_7   lstm.ts:44
-  //   %du_8: f32[16,128] = mul %dc2_9, %i_7   lstm.ts:44
-  //   %df_8: f32[16,128] = mul %dc2_9, %c2_6   lstm.ts:44
-  //   %dc1_1_8: f32[16,128] = mul %dc2_9, %f_7   lstm.ts:44
-  //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-  //   %dt7_8: f32[16,128] = mul %do_8, %t135   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_8 = dc0_1_7[i] + t131[i];
-    const _dc2_9 = dc1_1_7[i] + _dh2_8 * o_7[i] * (1 - t_95[i] * t_95[i]);
-    di_8[i] = _dc2_9 * u_7[i];
-    du_8[i] = _dc2_9 * i_7[i];
-    df_8[i] = _dc2_9 * c2_6[i];
-    dc1_1_8[i] = _dc2_9 * f_7[i];
-    dt7_8[i] = _dh2_8 * t_95[i] * (o_7[i] * (1 - o_7[i]));
-  }
-
-  // dgates_4_8 = pad(dt7_8)   slice'  (lstm.ts:43)
-  //   %dgates_4_8: f32[16,512] = pad %dt7_8 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_8[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_8[384 + i * 512 + j] = dt7_8[i * 128 + j];
-    }
-  }
-
-  // dt6_9 = du_8 * (1 - u_7²)   tanh'  (lstm.ts:42)
-  //   %t136: f32[16,128] = square %u_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t137: f32[16,128] = sub %t10, %t136   lstm.ts:42
-  //   %dt6_9: f32[16,128] = mul %du_8, %t137   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_9[i] = du_8[i] * (1 - u_7[i] * u_7[i]);
-  }
-
-  // dgates_3_8 = pad(dt6_9)   slice'  (lstm.ts:42)
-  //   %dgates_3_8: f32[16,512] = pad %dt6_9 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_8[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_8[256 + i * 512 + j] = dt6_9[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_8[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_9 = df_8 * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:41)
-  //   %t138: f32[16,128] = sub %t10, %f_7   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t139: f32[16,128] = mul %f_7, %t138   lstm.ts:41
-  //   %dt5_9: f32[16,128] = mul %df_8, %t139   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_9[i] = df_8[i] * (f_7[i] * (1 - f_7[i]));
-  }
-
-  // dgates_2_8 = pad(dt5_9)   slice'  (lstm.ts:41)
-  //   %dgates_2_8: f32[16,512] = pad %dt5_9 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_8[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_8[128 + i * 512 + j] = dt5_9[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_8[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_8 = di_8 * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:40)
-  //   %t140: f32[16,128] = sub %t10, %i_7   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t141: f32[16,128] = mul %i_7, %t140   lstm.ts:40
-  //   %dt4_8: f32[16,128] = mul %di_8, %t141   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_8[i] = di_8[i] * (i_7[i] * (1 - i_7[i]));
-  }
-
-  // dgates_1_8 = pad(dt4_8)   slice'  (lstm.ts:40)
-  //   %dgates_1_8: f32[16,512] = pad %dt4_8 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_8[i * 512 + j] = dt4_8[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_8[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_9 = dgates_4_8 + dgates_3_8   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_8 = dgates_acc_9 + dgates_2_8   fan-out: dgates_acc_1_8 += the gradient through each use  (lstm.ts:39)
-  // dgates_12 = dgates_acc_1_8 + dgates_1_8   fan-out: dgates_12 += the gradient through each use  (lstm.ts:39)
-  // db_1_8 = dgates_12.sum(0)   add'  (lstm.ts:39)
-  // t142 = t127 + db_1_8  (lstm.ts:59)
-  //   %dgates_acc_9: f32[16,512] = add %dgates_4_8, %dgates_3_8   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_8: f32[16,512] = add %dgates_acc_9, %dgates_2_8   lstm.ts:39
-  //   %dgates_12: f32[16,512] = add %dgates_acc_1_8, %dgates_1_8   lstm.ts:39
-  //   %db_1_8: f32[512] = sum %dgates_12 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t142: f32[512] = add %t127, %db_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_12 =
-        dgates_4_8[i * 512 + j] + dgates_3_8[i * 512 + j] + dgates_2_8[i * 512 + j] + dgates_1_8[i * 512 + j];
-      dgates_12[i * 512 + j] = _dgates_12;
-      _acc0[j] += _dgates_12;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t142[i] = t127[i] + _acc0[i];
-  }
-
-  // dc0_1_8 = dgates_12 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_8: f32[16,128] = matmul %dgates_12, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_12, Wh, dc0_1_8);
-
-  // dWh_1_8 = h2_6.T @ dgates_12   matmul'  (lstm.ts:39)
-  // t143 = t128 + dWh_1_8  (lstm.ts:59)
-  //   %dWh_1_8: f32[128,512] = matmul %h2_6, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t143: f32[128,512] = add %t128, %dWh_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_6, dgates_12, t128, t143);
-
-  // dx0_8 = dgates_12 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_8: f32[16,16] = matmul %dgates_12, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_12, Wx, dx0_8);
-
-  // dWx_1_8 = t_85.T @ dgates_12   matmul'  (lstm.ts:39)
-  // t144 = t129 + dWx_1_8  (lstm.ts:59)
-  //   %dWx_1_8: f32[16,512] = matmul %t_85, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t144: f32[16,512] = add %t129, %dWx_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_85, dgates_12, t129, t144);
-
-  // t145 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:59)
-  //   %t145: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t145[i * 128 + j] = dt5[768 + i * 2048 + j];
-    }
-  }
-
-  // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-  // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-  // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-  // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-  // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-  // di_9 = dc2_10 * u_6   mul'  (lstm.ts:44)
-  // du_9 = dc2_10 * i_6   mul'  (lstm.ts:44)
-  // df_9 = dc2_10 * c2_5   mul'  (lstm.ts:44)
-  // dc1_1_9 = dc2_10 * f_6   mul'  (lstm.ts:44)
-  // dt7_9 = do_9 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:43)
-  //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-  //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-  //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-  //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-  //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-  //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_9: f32[16,128] = mul %dc2_10, %u_6   lstm.ts:44
-  //   %du_9: f32[16,128] = mul %dc2_10, %i_6   lstm.ts:44
-  //   %df_9: f32[16,128] = mul %dc2_10, %c2_5   lstm.ts:44
-  //   %dc1_1_9: f32[16,128] = mul %dc2_10, %f_6   lstm.ts:44
-  //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-  //   %dt7_9: f32[16,128] = mul %do_9, %t150   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_9 = dc0_1_8[i] + t146[i];
-    const _dc2_10 = dc1_1_8[i] + _dh2_9 * o_6[i] * (1 - t_83[i] * t_83[i]);
-    di_9[i] = _dc2_10 * u_6[i];
-    du_9[i] = _dc2_10 * i_6[i];
-    df_9[i] = _dc2_10 * c2_5[i];
-    dc1_1_9[i] = _dc2_10 * f_6[i];
-    dt7_9[i] = _dh2_9 * t_83[i] * (o_6[i] * (1 - o_6[i]));
-  }
-
-  // dgates_4_9 = pad(dt7_9)   slice'  (lstm.ts:43)
-  //   %dgates_4_9: f32[16,512] = pad %dt7_9 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_9[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_9[384 + i * 512 + j] = dt7_9[i * 128 + j];
-    }
-  }
-
-  // dt6_10 = du_9 * (1 - u_6²)   tanh'  (lstm.ts:42)
-  //   %t151: f32[16,128] = square %u_6   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t152: f32[16,128] = sub %t10, %t151   lstm.ts:42
-  //   %dt6_10: f32[16,128] = mul %du_9, %t152   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_10[i] = du_9[i] * (1 - u_6[i] * u_6[i]);
-  }
-
-  // dgates_3_9 = pad(dt6_10)   slice'  (lstm.ts:42)
-  //   %dgates_3_9: f32[16,512] = pad %dt6_10 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_9[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_9[256 + i * 512 + j] = dt6_10[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_9[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_10 = df_9 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:41)
-  //   %t153: f32[16,128] = sub %t10, %f_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t154: f32[16,128] = mul %f_6, %t153   lstm.ts:41
-  //   %dt5_10: f32[16,128] = mul %df_9, %t154   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_10[i] = df_9[i] * (f_6[i] * (1 - f_6[i]));
-  }
-
-  // dgates_2_9 = pad(dt5_10)   slice'  (lstm.ts:41)
-  //   %dgates_2_9: f32[16,512] = pad %dt5_10 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_9[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_9[128 + i * 512 + j] = dt5_10[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_9[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_9 = di_9 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:40)
-  //   %t155: f32[16,128] = sub %t10, %i_6   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t156: f32[16,128] = mul %i_6, %t155   lstm.ts:40
-  //   %dt4_9: f32[16,128] = mul %di_9, %t156   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_9[i] = di_9[i] * (i_6[i] * (1 - i_6[i]));
-  }
-
-  // dgates_1_9 = pad(dt4_9)   slice'  (lstm.ts:40)
-  //   %dgates_1_9: f32[16,512] = pad %dt4_9 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_9[i * 512 + j] = dt4_9[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_9[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_10 = dgates_4_9 + dgates_3_9   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_9 = dgates_acc_10 + dgates_2_9   fan-out: dgates_acc_1_9 += the gradient through each use  (lstm.ts:39)
-  // dgates_13 = dgates_acc_1_9 + dgates_1_9   fan-out: dgates_13 += the gradient through each use  (lstm.ts:39)
-  // db_1_9 = dgates_13.sum(0)   add'  (lstm.ts:39)
-  // t157 = t142 + db_1_9  (lstm.ts:59)
-  //   %dgates_acc_10: f32[16,512] = add %dgates_4_9, %dgates_3_9   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_9: f32[16,512] = add %dgates_acc_10, %dgates_2_9   lstm.ts:39
-  //   %dgates_13: f32[16,512] = add %dgates_acc_1_9, %dgates_1_9   lstm.ts:39
-  //   %db_1_9: f32[512] = sum %dgates_13 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t157: f32[512] = add %t142, %db_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_13 =
-        dgates_4_9[i * 512 + j] + dgates_3_9[i * 512 + j] + dgates_2_9[i * 512 + j] + dgates_1_9[i * 512 + j];
-      dgates_13[i * 512 + j] = _dgates_13;
-      _acc0[j] += _dgates_13;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t157[i] = t142[i] + _acc0[i];
-  }
-
-  // dc0_1_9 = dgates_13 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_9: f32[16,128] = matmul %dgates_13, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_13, Wh, dc0_1_9);
-
-  // dWh_1_9 = h2_5.T @ dgates_13   matmul'  (lstm.ts:39)
-  // t158 = t143 + dWh_1_9  (lstm.ts:59)
-  //   %dWh_1_9: f32[128,512] = matmul %h2_5, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t158: f32[128,512] = add %t143, %dWh_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_5, dgates_13, t143, t158);
-
-  // dx0_9 = dgates_13 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_9: f32[16,16] = matmul %dgates_13, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_13, Wx, dx0_9);
-
-  // dWx_1_9 = t_73.T @ dgates_13   matmul'  (lstm.ts:39)
-  // t159 = t144 + dWx_1_9  (lstm.ts:59)
-  //   %dWx_1_9: f32[16,512] = matmul %t_73, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t159: f32[16,512] = add %t144, %dWx_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_73, dgates_13, t144, t159);
-
-  // t160 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:59)
-  //   %t160: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t160[i * 128 + j] = dt5[640 + i * 2048 + j];
-    }
-  }
-
-  // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-  // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-  // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-  // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-  // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-  // di_10 = dc2_11 * u_5   mul'  (lstm.ts:44)
-  // du_10 = dc2_11 * i_5   mul'  (lstm.ts:44)
-  // df_10 = dc2_11 * c2_4   mul'  (lstm.ts:44)
-  // dc1_1_10 = dc2_11 * f_5   mul'  (lstm.ts:44)
-  // dt7_10 = do_10 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:43)
-  //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-  //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-  //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-  //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-  //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-  //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_10: f32[16,128] = mul %dc2_11, %u_5   lstm.ts:44
-  //   %du_10: f32[16,128] = mul %dc2_11, %i_5   lstm.ts:44
-  //   %df_10: f32[16,128] = mul %dc2_11, %c2_4   lstm.ts:44
-  //   %dc1_1_10: f32[16,128] = mul %dc2_11, %f_5   lstm.ts:44
-  //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-  //   %dt7_10: f32[16,128] = mul %do_10, %t165   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_10 = dc0_1_9[i] + t161[i];
-    const _dc2_11 = dc1_1_9[i] + _dh2_10 * o_5[i] * (1 - t_71[i] * t_71[i]);
-    di_10[i] = _dc2_11 * u_5[i];
-    du_10[i] = _dc2_11 * i_5[i];
-    df_10[i] = _dc2_11 * c2_4[i];
-    dc1_1_10[i] = _dc2_11 * f_5[i];
-    dt7_10[i] = _dh2_10 * t_71[i] * (o_5[i] * (1 - o_5[i]));
-  }
-
-  // dgates_4_10 = pad(dt7_10)   slice'  (lstm.ts:43)
-  //   %dgates_4_10: f32[16,512] = pad %dt7_10 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_10[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_10[384 + i * 512 + j] = dt7_10[i * 128 + j];
-    }
-  }
-
-  // dt6_11 = du_10 * (1 - u_5²)   tanh'  (lstm.ts:42)
-  //   %t166: f32[16,128] = square %u_5   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t167: f32[16,128] = sub %t10, %t166   lstm.ts:42
-  //   %dt6_11: f32[16,128] = mul %du_10, %t167   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_11[i] = du_10[i] * (1 - u_5[i] * u_5[i]);
-  }
-
-  // dgates_3_10 = pad(dt6_11)   slice'  (lstm.ts:42)
-  //   %dgates_3_10: f32[16,512] = pad %dt6_11 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_10[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_10[256 + i * 512 + j] = dt6_11[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_10[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_11 = df_10 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:41)
-  //   %t168: f32[16,128] = sub %t10, %f_5   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t169: f32[16,128] = mul %f_5, %t168   lstm.ts:41
-  //   %dt5_11: f32[16,128] = mul %df_10, %t169   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_11[i] = df_10[i] * (f_5[i] * (1 - f_5[i]));
-  }
-
-  // dgates_2_10 = pad(dt5_11)   slice'  (lstm.ts:41)
-  //   %dgates_2_10: f32[16,512] = pad %dt5_11 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_10[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_10[128 + i * 512 + j] = dt5_11[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_10[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_10 = di_10 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:40)
-  //   %t170: f32[16,128] = sub %t10, %i_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t171: f32[16,128] = mul %i_5, %t170   lstm.ts:40
-  //   %dt4_10: f32[16,128] = mul %di_10, %t171   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_10[i] = di_10[i] * (i_5[i] * (1 - i_5[i]));
-  }
-
-  // dgates_1_10 = pad(dt4_10)   slice'  (lstm.ts:40)
-  //   %dgates_1_10: f32[16,512] = pad %dt4_10 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_10[i * 512 + j] = dt4_10[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_10[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_11 = dgates_4_10 + dgates_3_10   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_10 = dgates_acc_11 + dgates_2_10   fan-out: dgates_acc_1_10 += the gradient through each use  (lstm.ts:39)
-  // dgates_14 = dgates_acc_1_10 + dgates_1_10   fan-out: dgates_14 += the gradient through each use  (lstm.ts:39)
-  // db_1_10 = dgates_14.sum(0)   add'  (lstm.ts:39)
-  // t172 = t157 + db_1_10  (lstm.ts:59)
-  //   %dgates_acc_11: f32[16,512] = add %dgates_4_10, %dgates_3_10   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_10: f32[16,512] = add %dgates_acc_11, %dgates_2_10   lstm.ts:39
-  //   %dgates_14: f32[16,512] = add %dgates_acc_1_10, %dgates_1_10   lstm.ts:39
-  //   %db_1_10: f32[512] = sum %dgates_14 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t172: f32[512] = add %t157, %db_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_14 =
-        dgates_4_10[i * 512 + j] +
-        dgates_3_10[i * 512 + j] +
-        dgates_2_10[i * 512 + j] +
-        dgates_1_10[i * 512 + j];
-      dgates_14[i * 512 + j] = _dgates_14;
-      _acc0[j] += _dgates_14;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t172[i] = t157[i] + _acc0[i];
-  }
-
-  // dc0_1_10 = dgates_14 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_10: f32[16,128] = matmul %dgates_14, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_14, Wh, dc0_1_10);
-
-  // dWh_1_10 = h2_4.T @ dgates_14   matmul'  (lstm.ts:39)
-  // t173 = t158 + dWh_1_10  (lstm.ts:59)
-  //   %dWh_1_10: f32[128,512] = matmul %h2_4, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t173: f32[128,512] = add %t158, %dWh_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_4, dgates_14, t158, t173);
-
-  // dx0_10 = dgates_14 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_10: f32[16,16] = matmul %dgates_14, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_14, Wx, dx0_10);
-
-  // dWx_1_10 = t_61.T @ dgates_14   matmul'  (lstm.ts:39)
-  // t174 = t159 + dWx_1_10  (lstm.ts:59)
-  //   %dWx_1_10: f32[16,512] = matmul %t_61, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t174: f32[16,512] = add %t159, %dWx_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_61, dgates_14, t159, t174);
-
-  // t175 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:59)
-  //   %t175: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t175[i * 128 + j] = dt5[512 + i * 2048 + j];
-    }
-  }
-
-  // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-  // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-  // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-  // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-  // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-  // di_11 = dc2_12 * u_4   mul'  (lstm.ts:44)
-  // du_11 = dc2_12 * i_4   mul'  (lstm.ts:44)
-  // df_11 = dc2_12 * c2_3   mul'  (lstm.ts:44)
-  // dc1_1_11 = dc2_12 * f_4   mul'  (lstm.ts:44)
-  // dt7_11 = do_11 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:43)
-  //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-  //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-  //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-  //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-  //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-  //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_11: f32[16,128] = mul %dc2_12, %u_4   lstm.ts:44
-  //   %du_11: f32[16,128] = mul %dc2_12, %i_4   lstm.ts:44
-  //   %df_11: f32[16,128] = mul %dc2_12, %c2_3   lstm.ts:44
-  //   %dc1_1_11: f32[16,128] = mul %dc2_12, %f_4   lstm.ts:44
-  //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-  //   %dt7_11: f32[16,128] = mul %do_11, %t180   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_11 = dc0_1_10[i] + t176[i];
-    const _dc2_12 = dc1_1_10[i] + _dh2_11 * o_4[i] * (1 - t_59[i] * t_59[i]);
-    di_11[i] = _dc2_12 * u_4[i];
-    du_11[i] = _dc2_12 * i_4[i];
-    df_11[i] = _dc2_12 * c2_3[i];
-    dc1_1_11[i] = _dc2_12 * f_4[i];
-    dt7_11[i] = _dh2_11 * t_59[i] * (o_4[i] * (1 - o_4[i]));
-  }
-
-  // dgates_4_11 = pad(dt7_11)   slice'  (lstm.ts:43)
-  //   %dgates_4_11: f32[16,512] = pad %dt7_11 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_11[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_11[384 + i * 512 + j] = dt7_11[i * 128 + j];
-    }
-  }
-
-  // dt6_12 = du_11 * (1 - u_4²)   tanh'  (lstm.ts:42)
-  //   %t181: f32[16,128] = square %u_4   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t182: f32[16,128] = sub %t10, %t181   lstm.ts:42
-  //   %dt6_12: f32[16,128] = mul %du_11, %t182   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_12[i] = du_11[i] * (1 - u_4[i] * u_4[i]);
-  }
-
-  // dgates_3_11 = pad(dt6_12)   slice'  (lstm.ts:42)
-  //   %dgates_3_11: f32[16,512] = pad %dt6_12 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_11[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_11[256 + i * 512 + j] = dt6_12[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_11[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_12 = df_11 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:41)
-  //   %t183: f32[16,128] = sub %t10, %f_4   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t184: f32[16,128] = mul %f_4, %t183   lstm.ts:41
-  //   %dt5_12: f32[16,128] = mul %df_11, %t184   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_12[i] = df_11[i] * (f_4[i] * (1 - f_4[i]));
-  }
-
-  // dgates_2_11 = pad(dt5_12)   slice'  (lstm.ts:41)
-  //   %dgates_2_11: f32[16,512] = pad %dt5_12 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_11[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_11[128 + i * 512 + j] = dt5_12[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_11[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_11 = di_11 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:40)
-  //   %t185: f32[16,128] = sub %t10, %i_4   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t186: f32[16,128] = mul %i_4, %t185   lstm.ts:40
-  //   %dt4_11: f32[16,128] = mul %di_11, %t186   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_11[i] = di_11[i] * (i_4[i] * (1 - i_4[i]));
-  }
-
-  // dgates_1_11 = pad(dt4_11)   slice'  (lstm.ts:40)
-  //   %dgates_1_11: f32[16,512] = pad %dt4_11 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_11[i * 512 + j] = dt4_11[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_11[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_12 = dgates_4_11 + dgates_3_11   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_11 = dgates_acc_12 + dgates_2_11   fan-out: dgates_acc_1_11 += the gradient through each use  (lstm.ts:39)
-  // dgates_15 = dgates_acc_1_11 + dgates_1_11   fan-out: dgates_15 += the gradient through each use  (lstm.ts:39)
-  // db_1_11 = dgates_15.sum(0)   add'  (lstm.ts:39)
-  // t187 = t172 + db_1_11  (lstm.ts:59)
-  //   %dgates_acc_12: f32[16,512] = add %dgates_4_11, %dgates_3_11   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_11: f32[16,512] = add %dgates_acc_12, %dgates_2_11   lstm.ts:39
-  //   %dgates_15: f32[16,512] = add %dgates_acc_1_11, %dgates_1_11   lstm.ts:39
-  //   %db_1_11: f32[512] = sum %dgates_15 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t187: f32[512] = add %t172, %db_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_15 =
-        dgates_4_11[i * 512 + j] +
-        dgates_3_11[i * 512 + j] +
-        dgates_2_11[i * 512 + j] +
-        dgates_1_11[i * 512 + j];
-      dgates_15[i * 512 + j] = _dgates_15;
-      _acc0[j] += _dgates_15;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t187[i] = t172[i] + _acc0[i];
-  }
-
-  // dc0_1_11 = dgates_15 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_11: f32[16,128] = matmul %dgates_15, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_15, Wh, dc0_1_11);
-
-  // dWh_1_11 = h2_3.T @ dgates_15   matmul'  (lstm.ts:39)
-  // t188 = t173 + dWh_1_11  (lstm.ts:59)
-  //   %dWh_1_11: f32[128,512] = matmul %h2_3, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t188: f32[128,512] = add %t173, %dWh_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_3, dgates_15, t173, t188);
-
-  // dx0_11 = dgates_15 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_11: f32[16,16] = matmul %dgates_15, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_15, Wx, dx0_11);
-
-  // dWx_1_11 = t_49.T @ dgates_15   matmul'  (lstm.ts:39)
-  // t189 = t174 + dWx_1_11  (lstm.ts:59)
-  //   %dWx_1_11: f32[16,512] = matmul %t_49, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t189: f32[16,512] = add %t174, %dWx_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_49, dgates_15, t174, t189);
-
-  // t190 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:59)
-  //   %t190: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t190[i * 128 + j] = dt5[384 + i * 2048 + j];
-    }
-  }
-
-  // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-  // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-  // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-  // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-  // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-  // di_12 = dc2_13 * u_3   mul'  (lstm.ts:44)
-  // du_12 = dc2_13 * i_3   mul'  (lstm.ts:44)
-  // df_12 = dc2_13 * c2_2   mul'  (lstm.ts:44)
-  // dc1_1_12 = dc2_13 * f_3   mul'  (lstm.ts:44)
-  // dt7_12 = do_12 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:43)
-  //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-  //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-  //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-  //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-  //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-  //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_12: f32[16,128] = mul %dc2_13, %u_3   lstm.ts:44
-  //   %du_12: f32[16,128] = mul %dc2_13, %i_3   lstm.ts:44
-  //   %df_12: f32[16,128] = mul %dc2_13, %c2_2   lstm.ts:44
-  //   %dc1_1_12: f32[16,128] = mul %dc2_13, %f_3   lstm.ts:44
-  //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-  //   %dt7_12: f32[16,128] = mul %do_12, %t195   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_12 = dc0_1_11[i] + t191[i];
-    const _dc2_13 = dc1_1_11[i] + _dh2_12 * o_3[i] * (1 - t_47[i] * t_47[i]);
-    di_12[i] = _dc2_13 * u_3[i];
-    du_12[i] = _dc2_13 * i_3[i];
-    df_12[i] = _dc2_13 * c2_2[i];
-    dc1_1_12[i] = _dc2_13 * f_3[i];
-    dt7_12[i] = _dh2_12 * t_47[i] * (o_3[i] * (1 - o_3[i]));
-  }
-
-  // dgates_4_12 = pad(dt7_12)   slice'  (lstm.ts:43)
-  //   %dgates_4_12: f32[16,512] = pad %dt7_12 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_12[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_12[384 + i * 512 + j] = dt7_12[i * 128 + j];
-    }
-  }
-
-  // dt6_13 = du_12 * (1 - u_3²)   tanh'  (lstm.ts:42)
-  //   %t196: f32[16,128] = square %u_3   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t197: f32[16,128] = sub %t10, %t196   lstm.ts:42
-  //   %dt6_13: f32[16,128] = mul %du_12, %t197   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_13[i] = du_12[i] * (1 - u_3[i] * u_3[i]);
-  }
-
-  // dgates_3_12 = pad(dt6_13)   slice'  (lstm.ts:42)
-  //   %dgates_3_12: f32[16,512] = pad %dt6_13 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_12[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_12[256 + i * 512 + j] = dt6_13[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_12[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_13 = df_12 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:41)
-  //   %t198: f32[16,128] = sub %t10, %f_3   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t199: f32[16,128] = mul %f_3, %t198   lstm.ts:41
-  //   %dt5_13: f32[16,128] = mul %df_12, %t199   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_13[i] = df_12[i] * (f_3[i] * (1 - f_3[i]));
-  }
-
-  // dgates_2_12 = pad(dt5_13)   slice'  (lstm.ts:41)
-  //   %dgates_2_12: f32[16,512] = pad %dt5_13 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_12[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_12[128 + i * 512 + j] = dt5_13[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_12[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_12 = di_12 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:40)
-  //   %t200: f32[16,128] = sub %t10, %i_3   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t201: f32[16,128] = mul %i_3, %t200   lstm.ts:40
-  //   %dt4_12: f32[16,128] = mul %di_12, %t201   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_12[i] = di_12[i] * (i_3[i] * (1 - i_3[i]));
-  }
-
-  // dgates_1_12 = pad(dt4_12)   slice'  (lstm.ts:40)
-  //   %dgates_1_12: f32[16,512] = pad %dt4_12 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_12[i * 512 + j] = dt4_12[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_12[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_13 = dgates_4_12 + dgates_3_12   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_12 = dgates_acc_13 + dgates_2_12   fan-out: dgates_acc_1_12 += the gradient through each use  (lstm.ts:39)
-  // dgates_16 = dgates_acc_1_12 + dgates_1_12   fan-out: dgates_16 += the gradient through each use  (lstm.ts:39)
-  // db_1_12 = dgates_16.sum(0)   add'  (lstm.ts:39)
-  // t202 = t187 + db_1_12  (lstm.ts:59)
-  //   %dgates_acc_13: f32[16,512] = add %dgates_4_12, %dgates_3_12   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_12: f32[16,512] = add %dgates_acc_13, %dgates_2_12   lstm.ts:39
-  //   %dgates_16: f32[16,512] = add %dgates_acc_1_12, %dgates_1_12   lstm.ts:39
-  //   %db_1_12: f32[512] = sum %dgates_16 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t202: f32[512] = add %t187, %db_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_16 =
-        dgates_4_12[i * 512 + j] +
-        dgates_3_12[i * 512 + j] +
-        dgates_2_12[i * 512 + j] +
-        dgates_1_12[i * 512 + j];
-      dgates_16[i * 512 + j] = _dgates_16;
-      _acc0[j] += _dgates_16;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t202[i] = t187[i] + _acc0[i];
-  }
-
-  // dc0_1_12 = dgates_16 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_12: f32[16,128] = matmul %dgates_16, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_16, Wh, dc0_1_12);
-
-  // dWh_1_12 = h2_2.T @ dgates_16   matmul'  (lstm.ts:39)
-  // t203 = t188 + dWh_1_12  (lstm.ts:59)
-  //   %dWh_1_12: f32[128,512] = matmul %h2_2, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t203: f32[128,512] = add %t188, %dWh_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_2, dgates_16, t188, t203);
-
-  // dx0_12 = dgates_16 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_12: f32[16,16] = matmul %dgates_16, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_16, Wx, dx0_12);
-
-  // dWx_1_12 = t_37.T @ dgates_16   matmul'  (lstm.ts:39)
-  // t204 = t189 + dWx_1_12  (lstm.ts:59)
-  //   %dWx_1_12: f32[16,512] = matmul %t_37, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t204: f32[16,512] = add %t189, %dWx_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_37, dgates_16, t189, t204);
-
-  // t205 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:59)
-  //   %t205: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t205[i * 128 + j] = dt5[256 + i * 2048 + j];
-    }
-  }
-
-  // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-  // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-  // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-  // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-  // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-  // di_13 = dc2_14 * u_2   mul'  (lstm.ts:44)
-  // du_13 = dc2_14 * i_2   mul'  (lstm.ts:44)
-  // df_13 = dc2_14 * c2_1   mul'  (lstm.ts:44)
-  // dc1_1_13 = dc2_14 * f_2   mul'  (lstm.ts:44)
-  // dt7_13 = do_13 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:43)
-  //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-  //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-  //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-  //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-  //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-  //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_13: f32[16,128] = mul %dc2_14, %u_2   lstm.ts:44
-  //   %du_13: f32[16,128] = mul %dc2_14, %i_2   lstm.ts:44
-  //   %df_13: f32[16,128] = mul %dc2_14, %c2_1   lstm.ts:44
-  //   %dc1_1_13: f32[16,128] = mul %dc2_14, %f_2   lstm.ts:44
-  //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-  //   %dt7_13: f32[16,128] = mul %do_13, %t210   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_13 = dc0_1_12[i] + t206[i];
-    const _dc2_14 = dc1_1_12[i] + _dh2_13 * o_2[i] * (1 - t_35[i] * t_35[i]);
-    di_13[i] = _dc2_14 * u_2[i];
-    du_13[i] = _dc2_14 * i_2[i];
-    df_13[i] = _dc2_14 * c2_1[i];
-    dc1_1_13[i] = _dc2_14 * f_2[i];
-    dt7_13[i] = _dh2_13 * t_35[i] * (o_2[i] * (1 - o_2[i]));
-  }
-
-  // dgates_4_13 = pad(dt7_13)   slice'  (lstm.ts:43)
-  //   %dgates_4_13: f32[16,512] = pad %dt7_13 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_13[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_13[384 + i * 512 + j] = dt7_13[i * 128 + j];
-    }
-  }
-
-  // dt6_14 = du_13 * (1 - u_2²)   tanh'  (lstm.ts:42)
-  //   %t211: f32[16,128] = square %u_2   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t212: f32[16,128] = sub %t10, %t211   lstm.ts:42
-  //   %dt6_14: f32[16,128] = mul %du_13, %t212   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_14[i] = du_13[i] * (1 - u_2[i] * u_2[i]);
-  }
-
-  // dgates_3_13 = pad(dt6_14)   slice'  (lstm.ts:42)
-  //   %dgates_3_13: f32[16,512] = pad %dt6_14 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_13[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_13[256 + i * 512 + j] = dt6_14[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_13[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_14 = df_13 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:41)
-  //   %t213: f32[16,128] = sub %t10, %f_2   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t214: f32[16,128] = mul %f_2, %t213   lstm.ts:41
-  //   %dt5_14: f32[16,128] = mul %df_13, %t214   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_14[i] = df_13[i] * (f_2[i] * (1 - f_2[i]));
-  }
-
-  // dgates_2_13 = pad(dt5_14)   slice'  (lstm.ts:41)
-  //   %dgates_2_13: f32[16,512] = pad %dt5_14 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_13[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_13[128 + i * 512 + j] = dt5_14[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_13[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_13 = di_13 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:40)
-  //   %t215: f32[16,128] = sub %t10, %i_2   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t216: f32[16,128] = mul %i_2, %t215   lstm.ts:40
-  //   %dt4_13: f32[16,128] = mul %di_13, %t216   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_13[i] = di_13[i] * (i_2[i] * (1 - i_2[i]));
-  }
-
-  // dgates_1_13 = pad(dt4_13)   slice'  (lstm.ts:40)
-  //   %dgates_1_13: f32[16,512] = pad %dt4_13 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_13[i * 512 + j] = dt4_13[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_13[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_14 = dgates_4_13 + dgates_3_13   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_13 = dgates_acc_14 + dgates_2_13   fan-out: dgates_acc_1_13 += the gradient through each use  (lstm.ts:39)
-  // dgates_17 = dgates_acc_1_13 + dgates_1_13   fan-out: dgates_17 += the gradient through each use  (lstm.ts:39)
-  // db_1_13 = dgates_17.sum(0)   add'  (lstm.ts:39)
-  // t217 = t202 + db_1_13  (lstm.ts:59)
-  //   %dgates_acc_14: f32[16,512] = add %dgates_4_13, %dgates_3_13   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_13: f32[16,512] = add %dgates_acc_14, %dgates_2_13   lstm.ts:39
-  //   %dgates_17: f32[16,512] = add %dgates_acc_1_13, %dgates_1_13   lstm.ts:39
-  //   %db_1_13: f32[512] = sum %dgates_17 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t217: f32[512] = add %t202, %db_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_17 =
-        dgates_4_13[i * 512 + j] +
-        dgates_3_13[i * 512 + j] +
-        dgates_2_13[i * 512 + j] +
-        dgates_1_13[i * 512 + j];
-      dgates_17[i * 512 + j] = _dgates_17;
-      _acc0[j] += _dgates_17;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t217[i] = t202[i] + _acc0[i];
-  }
-
-  // dc0_1_13 = dgates_17 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_13: f32[16,128] = matmul %dgates_17, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_17, Wh, dc0_1_13);
-
-  // dWh_1_13 = h2_1.T @ dgates_17   matmul'  (lstm.ts:39)
-  // t218 = t203 + dWh_1_13  (lstm.ts:59)
-  //   %dWh_1_13: f32[128,512] = matmul %h2_1, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t218: f32[128,512] = add %t203, %dWh_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2_1, dgates_17, t203, t218);
-
-  // dx0_13 = dgates_17 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_13: f32[16,16] = matmul %dgates_17, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_17, Wx, dx0_13);
-
-  // dWx_1_13 = t_25.T @ dgates_17   matmul'  (lstm.ts:39)
-  // t219 = t204 + dWx_1_13  (lstm.ts:59)
-  //   %dWx_1_13: f32[16,512] = matmul %t_25, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t219: f32[16,512] = add %t204, %dWx_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_25, dgates_17, t204, t219);
-
-  // t220 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:59)
-  //   %t220: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t220[i * 128 + j] = dt5[128 + i * 2048 + j];
-    }
-  }
-
-  // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-  // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-  // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-  // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-  // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-  // di_14 = dc2_15 * u_1   mul'  (lstm.ts:44)
-  // du_14 = dc2_15 * i_1   mul'  (lstm.ts:44)
-  // df_14 = dc2_15 * c2   mul'  (lstm.ts:44)
-  // dc1_1_14 = dc2_15 * f_1   mul'  (lstm.ts:44)
-  // dt7_14 = do_14 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:43)
-  //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-  //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-  //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-  //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-  //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-  //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_14: f32[16,128] = mul %dc2_15, %u_1   lstm.ts:44
-  //   %du_14: f32[16,128] = mul %dc2_15, %i_1   lstm.ts:44
-  //   %df_14: f32[16,128] = mul %dc2_15, %c2   lstm.ts:44
-  //   %dc1_1_14: f32[16,128] = mul %dc2_15, %f_1   lstm.ts:44
-  //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-  //   %dt7_14: f32[16,128] = mul %do_14, %t225   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_14 = dc0_1_13[i] + t221[i];
-    const _dc2_15 = dc1_1_13[i] + _dh2_14 * o_1[i] * (1 - t_23[i] * t_23[i]);
-    di_14[i] = _dc2_15 * u_1[i];
-    du_14[i] = _dc2_15 * i_1[i];
-    df_14[i] = _dc2_15 * c2[i];
-    dc1_1_14[i] = _dc2_15 * f_1[i];
-    dt7_14[i] = _dh2_14 * t_23[i] * (o_1[i] * (1 - o_1[i]));
-  }
-
-  // dgates_4_14 = pad(dt7_14)   slice'  (lstm.ts:43)
-  //   %dgates_4_14: f32[16,512] = pad %dt7_14 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_14[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_14[384 + i * 512 + j] = dt7_14[i * 128 + j];
-    }
-  }
-
-  // dt6_15 = du_14 * (1 - u_1²)   tanh'  (lstm.ts:42)
-  //   %t226: f32[16,128] = square %u_1   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t227: f32[16,128] = sub %t10, %t226   lstm.ts:42
-  //   %dt6_15: f32[16,128] = mul %du_14, %t227   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_15[i] = du_14[i] * (1 - u_1[i] * u_1[i]);
-  }
-
-  // dgates_3_14 = pad(dt6_15)   slice'  (lstm.ts:42)
-  //   %dgates_3_14: f32[16,512] = pad %dt6_15 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_14[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_14[256 + i * 512 + j] = dt6_15[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_14[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_15 = df_14 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:41)
-  //   %t228: f32[16,128] = sub %t10, %f_1   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t229: f32[16,128] = mul %f_1, %t228   lstm.ts:41
-  //   %dt5_15: f32[16,128] = mul %df_14, %t229   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_15[i] = df_14[i] * (f_1[i] * (1 - f_1[i]));
-  }
-
-  // dgates_2_14 = pad(dt5_15)   slice'  (lstm.ts:41)
-  //   %dgates_2_14: f32[16,512] = pad %dt5_15 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_14[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_14[128 + i * 512 + j] = dt5_15[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_14[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_14 = di_14 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:40)
-  //   %t230: f32[16,128] = sub %t10, %i_1   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t231: f32[16,128] = mul %i_1, %t230   lstm.ts:40
-  //   %dt4_14: f32[16,128] = mul %di_14, %t231   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_14[i] = di_14[i] * (i_1[i] * (1 - i_1[i]));
-  }
-
-  // dgates_1_14 = pad(dt4_14)   slice'  (lstm.ts:40)
-  //   %dgates_1_14: f32[16,512] = pad %dt4_14 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_14[i * 512 + j] = dt4_14[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_14[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_15 = dgates_4_14 + dgates_3_14   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_14 = dgates_acc_15 + dgates_2_14   fan-out: dgates_acc_1_14 += the gradient through each use  (lstm.ts:39)
-  // dgates_18 = dgates_acc_1_14 + dgates_1_14   fan-out: dgates_18 += the gradient through each use  (lstm.ts:39)
-  // db_1_14 = dgates_18.sum(0)   add'  (lstm.ts:39)
-  // t232 = t217 + db_1_14  (lstm.ts:59)
-  //   %dgates_acc_15: f32[16,512] = add %dgates_4_14, %dgates_3_14   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_14: f32[16,512] = add %dgates_acc_15, %dgates_2_14   lstm.ts:39
-  //   %dgates_18: f32[16,512] = add %dgates_acc_1_14, %dgates_1_14   lstm.ts:39
-  //   %db_1_14: f32[512] = sum %dgates_18 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %t232: f32[512] = add %t217, %db_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_18 =
-        dgates_4_14[i * 512 + j] +
-        dgates_3_14[i * 512 + j] +
-        dgates_2_14[i * 512 + j] +
-        dgates_1_14[i * 512 + j];
-      dgates_18[i * 512 + j] = _dgates_18;
-      _acc0[j] += _dgates_18;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t232[i] = t217[i] + _acc0[i];
-  }
-
-  // dc0_1_14 = dgates_18 @ Wh.T   matmul'  (lstm.ts:39)
-  //   %dc0_1_14: f32[16,128] = matmul %dgates_18, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared3(dgates_18, Wh, dc0_1_14);
-
-  // dWh_1_14 = h2.T @ dgates_18   matmul'  (lstm.ts:39)
-  // t233 = t218 + dWh_1_14  (lstm.ts:59)
-  //   %dWh_1_14: f32[128,512] = matmul %h2, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t233: f32[128,512] = add %t218, %dWh_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h2, dgates_18, t218, t233);
-
-  // dx0_14 = dgates_18 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_14: f32[16,16] = matmul %dgates_18, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_18, Wx, dx0_14);
-
-  // dWx_1_14 = t_13.T @ dgates_18   matmul'  (lstm.ts:39)
-  // t234 = t219 + dWx_1_14  (lstm.ts:59)
-  //   %dWx_1_14: f32[16,512] = matmul %t_13, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t234: f32[16,512] = add %t219, %dWx_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_13, dgates_18, t219, t234);
-
-  // t235 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:59)
-  //   %t235: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t235[i * 128 + j] = dt5[i * 2048 + j];
-    }
-  }
-
-  // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-  // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-  // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-  // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-  // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-  // di_15 = dc2_16 * u   mul'  (lstm.ts:44)
-  // du_15 = dc2_16 * i_   mul'  (lstm.ts:44)
-  // df_15 = dc2_16 * h0   mul'  (lstm.ts:44)
-  // dt7_15 = do_15 * (o * (1 - o))   sigmoid'  (lstm.ts:43)
-  //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-  //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-  //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-  //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-  //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-  //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-  //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_15: f32[16,128] = mul %dc2_16, %u   lstm.ts:44
-  //   %du_15: f32[16,128] = mul %dc2_16, %i_   lstm.ts:44
-  //   %df_15: f32[16,128] = mul %dc2_16, %h0   lstm.ts:44
-  //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-  //   %dt7_15: f32[16,128] = mul %do_15, %t240   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_15 = dc0_1_14[i] + t236[i];
-    const _dc2_16 = dc1_1_14[i] + _dh2_15 * o[i] * (1 - t_11[i] * t_11[i]);
-    di_15[i] = _dc2_16 * u[i];
-    du_15[i] = _dc2_16 * i_[i];
-    df_15[i] = _dc2_16 * h0[i];
-    dt7_15[i] = _dh2_15 * t_11[i] * (o[i] * (1 - o[i]));
-  }
-
-  // dgates_4_15 = pad(dt7_15)   slice'  (lstm.ts:43)
-  //   %dgates_4_15: f32[16,512] = pad %dt7_15 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_15[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_15[384 + i * 512 + j] = dt7_15[i * 128 + j];
-    }
-  }
-
-  // dt6_16 = du_15 * (1 - u²)   tanh'  (lstm.ts:42)
-  //   %t241: f32[16,128] = square %u   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t242: f32[16,128] = sub %t10, %t241   lstm.ts:42
-  //   %dt6_16: f32[16,128] = mul %du_15, %t242   lstm.ts:42
-  for (let i = 0; i < 2048; i++) {
-    dt6_16[i] = du_15[i] * (1 - u[i] * u[i]);
-  }
-
-  // dgates_3_15 = pad(dt6_16)   slice'  (lstm.ts:42)
-  //   %dgates_3_15: f32[16,512] = pad %dt6_16 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_15[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_15[256 + i * 512 + j] = dt6_16[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_15[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_16 = df_15 * (f * (1 - f))   sigmoid'  (lstm.ts:41)
-  //   %t243: f32[16,128] = sub %t10, %f   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t244: f32[16,128] = mul %f, %t243   lstm.ts:41
-  //   %dt5_16: f32[16,128] = mul %df_15, %t244   lstm.ts:41
-  for (let i = 0; i < 2048; i++) {
-    dt5_16[i] = df_15[i] * (f[i] * (1 - f[i]));
-  }
-
-  // dgates_2_15 = pad(dt5_16)   slice'  (lstm.ts:41)
-  //   %dgates_2_15: f32[16,512] = pad %dt5_16 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_15[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_15[128 + i * 512 + j] = dt5_16[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_15[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_15 = di_15 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:40)
-  //   %t245: f32[16,128] = sub %t10, %i_   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t246: f32[16,128] = mul %i_, %t245   lstm.ts:40
-  //   %dt4_15: f32[16,128] = mul %di_15, %t246   lstm.ts:40
-  for (let i = 0; i < 2048; i++) {
-    dt4_15[i] = di_15[i] * (i_[i] * (1 - i_[i]));
-  }
-
-  // dgates_1_15 = pad(dt4_15)   slice'  (lstm.ts:40)
-  //   %dgates_1_15: f32[16,512] = pad %dt4_15 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_15[i * 512 + j] = dt4_15[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_15[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_16 = dgates_4_15 + dgates_3_15   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-  // dgates_acc_1_15 = dgates_acc_16 + dgates_2_15   fan-out: dgates_acc_1_15 += the gradient through each use  (lstm.ts:39)
-  // dgates_19 = dgates_acc_1_15 + dgates_1_15   fan-out: dgates_19 += the gradient through each use  (lstm.ts:39)
-  // db_1_15 = dgates_19.sum(0)   add'  (lstm.ts:39)
-  // db = t232 + db_1_15  (lstm.ts:59)
-  //   %dgates_acc_16: f32[16,512] = add %dgates_4_15, %dgates_3_15   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_15: f32[16,512] = add %dgates_acc_16, %dgates_2_15   lstm.ts:39
-  //   %dgates_19: f32[16,512] = add %dgates_acc_1_15, %dgates_1_15   lstm.ts:39
-  //   %db_1_15: f32[512] = sum %dgates_19 {axes=[0], keepDims=false}   lstm.ts:39
-  //   %db: f32[512] = add %t232, %db_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_19 =
-        dgates_4_15[i * 512 + j] +
-        dgates_3_15[i * 512 + j] +
-        dgates_2_15[i * 512 + j] +
-        dgates_1_15[i * 512 + j];
-      dgates_19[i * 512 + j] = _dgates_19;
-      _acc0[j] += _dgates_19;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    db[i] = t232[i] + _acc0[i];
-  }
-
-  // dWh_1_15 = h0.T @ dgates_19   matmul'  (lstm.ts:39)
-  // dWh = t233 + dWh_1_15  (lstm.ts:59)
-  //   %dWh_1_15: f32[128,512] = matmul %h0, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWh: f32[128,512] = add %t233, %dWh_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared5(h0, dgates_19, t233, dWh);
-
-  // dx0_15 = dgates_19 @ Wx.T   matmul'  (lstm.ts:39)
-  //   %dx0_15: f32[16,16] = matmul %dgates_19, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_shared4(dgates_19, Wx, dx0_15);
-
-  // dWx_1_15 = t_1.T @ dgates_19   matmul'  (lstm.ts:39)
-  // dWx = t234 + dWx_1_15  (lstm.ts:59)
-  //   %dWx_1_15: f32[16,512] = matmul %t_1, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWx: f32[16,512] = add %t234, %dWx_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_shared6(t_1, dgates_19, t234, dWx);
-
-  // demb = cat([t247, t248, t249, t250, t251, t252, t253, t254, t255, t256, t257, t258, t259, t260, t261, t262], 1)   scan'  (lstm.ts:59)
-  //   %demb: f32[16,16,16] = concat %t247, %t248, %t249, %t250, %t251, %t252, %t253, %t254, %t255, %t256, %t257, %t258, %t259, %t260, %t261, %t262 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    db[i] = t112[i] + _acc0[i];
+  }
+
+  // dWh_1_7 = h0.T @ dgates_11   matmul'  (lstm.ts:42)
+  // dWh = t113 + dWh_1_7  (lstm.ts:62)
+  //   %dWh_1_7: f32[128,512] = matmul %h0, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dWh: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_dWh();
+
+  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:42)
+  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  matmul_dx0_7();
+
+  // dWx_1_7 = t_1.T @ dgates_11   matmul'  (lstm.ts:42)
+  // dWx = t114 + dWx_1_7  (lstm.ts:62)
+  //   %dWx_1_7: f32[16,512] = matmul %t_1, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %dWx: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  matmul_dWx();
+
+  // demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   scan'  (lstm.ts:62)
+  //   %demb: f32[16,8,16] = concat %t127, %t128, %t129, %t130, %t131, %t132, %t133, %t134 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[i * 256 + j] = t247[i * 16 + j];
+      demb[i * 128 + j] = t127[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[16 + i * 256 + j] = t248[i * 16 + j];
+      demb[16 + i * 128 + j] = t128[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[32 + i * 256 + j] = t249[i * 16 + j];
+      demb[32 + i * 128 + j] = t129[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[48 + i * 256 + j] = t250[i * 16 + j];
+      demb[48 + i * 128 + j] = t130[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[64 + i * 256 + j] = t251[i * 16 + j];
+      demb[64 + i * 128 + j] = t131[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[80 + i * 256 + j] = t252[i * 16 + j];
+      demb[80 + i * 128 + j] = t132[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[96 + i * 256 + j] = t253[i * 16 + j];
+      demb[96 + i * 128 + j] = t133[i * 16 + j];
     }
   }
   for (let i = 0; i < 16; i++) {
     for (let j = 0; j < 16; j++) {
-      demb[112 + i * 256 + j] = t254[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[128 + i * 256 + j] = t255[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[144 + i * 256 + j] = t256[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[160 + i * 256 + j] = t257[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[176 + i * 256 + j] = t258[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[192 + i * 256 + j] = t259[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[208 + i * 256 + j] = t260[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[224 + i * 256 + j] = t261[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[240 + i * 256 + j] = t262[i * 16 + j];
+      demb[112 + i * 128 + j] = t134[i * 16 + j];
     }
   }
 
-  // dC = scatter_add(X, demb)   gather'  (lstm.ts:36)
-  //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
+  // dC = scatter_add(X, demb)   gather'  (lstm.ts:39)
+  //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
   {
     dC.fill(0);
-    for (let i = 0; i < 256; i++) {
+    for (let i = 0; i < 128; i++) {
       const _row = X[i] * 16;
       for (let j = 0; j < 16; j++) dC[_row + j] += demb[i * 16 + j];
     }

@@ -5,7 +5,7 @@
 
 export const spec = {
   name: 'lstm',
-  inputs: { X: { dtype: 'i32', shape: [16, 16] }, Y: { dtype: 'i32', shape: [16, 16] } },
+  inputs: { X: { dtype: 'i32', shape: [16, 8] }, Y: { dtype: 'i32', shape: [16, 8] } },
   params: {
     C: { dtype: 'f32', shape: [27, 16] },
     Wx: { dtype: 'f32', shape: [16, 512] },
@@ -26,8 +26,8 @@ export interface Params {
   by: Float32Array; // f32[27]
 }
 export interface Inputs {
-  X: Int32Array; // i32[16,16]
-  Y: Int32Array; // i32[16,16]
+  X: Int32Array; // i32[16,8]
+  Y: Int32Array; // i32[16,8]
 }
 export interface Outputs {
   loss: number; // f32[]
@@ -49,9 +49,9 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 145 arrays, 2977.9 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 81 arrays, 2072.9 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
-// WebAssembly SIMD kernels (259198 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
+// WebAssembly SIMD kernels (130302 bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:
 //   kernel_h0: h0 = 0   [16,128] (kernel form)
 //   kernel_t_: t_ = emb[0:16, 0:1, 0:16]   [16,1,16] (kernel form)
 //   matmul_t_2: t_2 = t_1 @ Wx   [16,16]·[16,512]
@@ -138,327 +138,127 @@ export interface Options {
 //   kernel_t_90: t_90 = gates_7[0:16, 128:256]   [16,128] (kernel form)
 //   elementwise_t_93: t_93 = f_7 * c2_6   [16,128] elementwise
 //   kernel_t_91: t_91 = gates_7[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_95: t_95 = tanh(c2_7)   [16,128] elementwise
+//   elementwise_t_95: t_95 = tanh(t_93 + i_7 * u_7)   [16,128] elementwise
 //   kernel_t_92: t_92 = gates_7[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_7: h2_7 = o_7 * t_95   [16,128] elementwise
-//   kernel_t_96: t_96 = emb[0:16, 8:9, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_98: t_98 = t_97 @ Wx   [16,16]·[16,512]
-//   matmul_gates_8: gates_8 = t_98 + h2_7 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_101: t_101 = gates_8[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_8: i_8 = sigmoid(t_101)   [16,128] elementwise
-//   kernel_t_102: t_102 = gates_8[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_105: t_105 = f_8 * c2_7   [16,128] elementwise
-//   kernel_t_103: t_103 = gates_8[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_107: t_107 = tanh(c2_8)   [16,128] elementwise
-//   kernel_t_104: t_104 = gates_8[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_8: h2_8 = o_8 * t_107   [16,128] elementwise
-//   kernel_t_108: t_108 = emb[0:16, 9:10, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_110: t_110 = t_109 @ Wx   [16,16]·[16,512]
-//   matmul_gates_9: gates_9 = t_110 + h2_8 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_113: t_113 = gates_9[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_9: i_9 = sigmoid(t_113)   [16,128] elementwise
-//   kernel_t_114: t_114 = gates_9[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_117: t_117 = f_9 * c2_8   [16,128] elementwise
-//   kernel_t_115: t_115 = gates_9[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_119: t_119 = tanh(c2_9)   [16,128] elementwise
-//   kernel_t_116: t_116 = gates_9[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_9: h2_9 = o_9 * t_119   [16,128] elementwise
-//   kernel_t_120: t_120 = emb[0:16, 10:11, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_122: t_122 = t_121 @ Wx   [16,16]·[16,512]
-//   matmul_gates_10: gates_10 = t_122 + h2_9 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_125: t_125 = gates_10[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_10: i_10 = sigmoid(t_125)   [16,128] elementwise
-//   kernel_t_126: t_126 = gates_10[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_129: t_129 = f_10 * c2_9   [16,128] elementwise
-//   kernel_t_127: t_127 = gates_10[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_131: t_131 = tanh(c2_10)   [16,128] elementwise
-//   kernel_t_128: t_128 = gates_10[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_10: h2_10 = o_10 * t_131   [16,128] elementwise
-//   kernel_t_132: t_132 = emb[0:16, 11:12, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_134: t_134 = t_133 @ Wx   [16,16]·[16,512]
-//   matmul_gates_11: gates_11 = t_134 + h2_10 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_137: t_137 = gates_11[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_11: i_11 = sigmoid(t_137)   [16,128] elementwise
-//   kernel_t_138: t_138 = gates_11[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_141: t_141 = f_11 * c2_10   [16,128] elementwise
-//   kernel_t_139: t_139 = gates_11[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_143: t_143 = tanh(c2_11)   [16,128] elementwise
-//   kernel_t_140: t_140 = gates_11[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_11: h2_11 = o_11 * t_143   [16,128] elementwise
-//   kernel_t_144: t_144 = emb[0:16, 12:13, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_146: t_146 = t_145 @ Wx   [16,16]·[16,512]
-//   matmul_gates_12: gates_12 = t_146 + h2_11 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_149: t_149 = gates_12[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_12: i_12 = sigmoid(t_149)   [16,128] elementwise
-//   kernel_t_150: t_150 = gates_12[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_153: t_153 = f_12 * c2_11   [16,128] elementwise
-//   kernel_t_151: t_151 = gates_12[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_155: t_155 = tanh(c2_12)   [16,128] elementwise
-//   kernel_t_152: t_152 = gates_12[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_12: h2_12 = o_12 * t_155   [16,128] elementwise
-//   kernel_t_156: t_156 = emb[0:16, 13:14, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_158: t_158 = t_157 @ Wx   [16,16]·[16,512]
-//   matmul_gates_13: gates_13 = t_158 + h2_12 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_161: t_161 = gates_13[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_13: i_13 = sigmoid(t_161)   [16,128] elementwise
-//   kernel_t_162: t_162 = gates_13[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_165: t_165 = f_13 * c2_12   [16,128] elementwise
-//   kernel_t_163: t_163 = gates_13[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_167: t_167 = tanh(c2_13)   [16,128] elementwise
-//   kernel_t_164: t_164 = gates_13[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_13: h2_13 = o_13 * t_167   [16,128] elementwise
-//   kernel_t_168: t_168 = emb[0:16, 14:15, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_170: t_170 = t_169 @ Wx   [16,16]·[16,512]
-//   matmul_gates_14: gates_14 = t_170 + h2_13 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_173: t_173 = gates_14[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_14: i_14 = sigmoid(t_173)   [16,128] elementwise
-//   kernel_t_174: t_174 = gates_14[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_177: t_177 = f_14 * c2_13   [16,128] elementwise
-//   kernel_t_175: t_175 = gates_14[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_179: t_179 = tanh(c2_14)   [16,128] elementwise
-//   kernel_t_176: t_176 = gates_14[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_h2_14: h2_14 = o_14 * t_179   [16,128] elementwise
-//   kernel_t_180: t_180 = emb[0:16, 15:16, 0:16]   [16,1,16] (kernel form)
-//   matmul_t_182: t_182 = t_181 @ Wx   [16,16]·[16,512]
-//   matmul_gates_15: gates_15 = t_182 + h2_14 @ Wh + b   [16,128]·[128,512]
-//   kernel_t_185: t_185 = gates_15[0:16, 0:128]   [16,128] (kernel form)
-//   elementwise_i_15: i_15 = sigmoid(t_185)   [16,128] elementwise
-//   kernel_t_186: t_186 = gates_15[0:16, 128:256]   [16,128] (kernel form)
-//   elementwise_t_189: t_189 = f_15 * c2_14   [16,128] elementwise
-//   kernel_t_187: t_187 = gates_15[0:16, 256:384]   [16,128] (kernel form)
-//   elementwise_t_191: t_191 = tanh(t_189 + i_15 * u_15)   [16,128] elementwise
-//   kernel_t_188: t_188 = gates_15[0:16, 384:512]   [16,128] (kernel form)
-//   elementwise_t3: t3 = o_15 * t_191   [16,128] elementwise
-//   kernel_t5: t5 = cat([t_192, t_193, t_194, t_195, t_196, t_197, t_198, t_199, t_200, t_201, t_202, t_203, t_204, t_205, t_206, t_207], 1)   [16,16,128] (kernel form)
-//   matmul_logits: logits = t6 @ Wy + by   [256,128]·[128,27]
-//   softmax_t11: t11 = softmax(logits, 1)   [256,27] softmax of each row
-//   kernel_dby: dby = dlogits.sum(0)   [256,27] reducing axes 0 (kernel form)
-//   matmul_dt6: dt6 = dlogits @ Wy.T   [256,27]·[27,128] (B transposed)
-//   matmul_dWy: dWy = t6.T @ dlogits   [128,256]·[256,27] (A transposed)
-//   kernel_t14: t14 = dt5[0:16, 15:16, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7: dt7 = dh2 * t_191 * (o_15 * (1 - o_15))   [16,128] elementwise
+//   elementwise_t3: t3 = o_7 * t_95   [16,128] elementwise
+//   kernel_t5: t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)   [16,8,128] (kernel form)
+//   matmul_logits: logits = t6 @ Wy + by   [128,128]·[128,27]
+//   softmax_t11: t11 = softmax(logits, 1)   [128,27] softmax of each row
+//   kernel_dby: dby = dlogits.sum(0)   [128,27] reducing axes 0 (kernel form)
+//   matmul_dt6: dt6 = dlogits @ Wy.T   [128,27]·[27,128] (B transposed)
+//   matmul_dWy: dWy = t6.T @ dlogits   [128,128]·[128,27] (A transposed)
+//   kernel_t14: t14 = dt5[0:16, 7:8, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7: dt7 = dh2 * t_95 * (o_7 * (1 - o_7))   [16,128] elementwise
 //   kernel_dgates_4: dgates_4 = pad(dt7)   [16,512] (kernel form)
-//   elementwise_dt6_1: dt6_1 = du * (1 - u_15²)   [16,128] elementwise
+//   elementwise_dt6_1: dt6_1 = du * (1 - u_7²)   [16,128] elementwise
 //   kernel_dgates_3: dgates_3 = pad(dt6_1)   [16,512] (kernel form)
-//   elementwise_dt5_1: dt5_1 = df * (f_15 * (1 - f_15))   [16,128] elementwise
+//   elementwise_dt5_1: dt5_1 = df * (f_7 * (1 - f_7))   [16,128] elementwise
 //   kernel_dgates_2: dgates_2 = pad(dt5_1)   [16,512] (kernel form)
-//   elementwise_dt4: dt4 = di * (i_15 * (1 - i_15))   [16,128] elementwise
+//   elementwise_dt4: dt4 = di * (i_7 * (1 - i_7))   [16,128] elementwise
 //   kernel_dgates_1: dgates_1 = pad(dt4)   [16,512] (kernel form)
 //   reduce_db_1: db_1 = dgates.sum(0)   [16,512] column reduction
 //   matmul_dc0_1: dc0_1 = dgates @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_dWh_1: dWh_1 = h2_14.T @ dgates   [128,16]·[16,512] (A transposed)
+//   matmul_dWh_1: dWh_1 = h2_6.T @ dgates   [128,16]·[16,512] (A transposed)
 //   matmul_dx0: dx0 = dgates @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_dWx_1: dWx_1 = t_181.T @ dgates   [16,16]·[16,512] (A transposed)
-//   kernel_t25: t25 = dt5[0:16, 14:15, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_1: dt7_1 = (dc0_1 + t26) * t_179 * (o_14 * (1 - o_14))   [16,128] elementwise
+//   matmul_dWx_1: dWx_1 = t_85.T @ dgates   [16,16]·[16,512] (A transposed)
+//   kernel_t25: t25 = dt5[0:16, 6:7, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_1: dt7_1 = (dc0_1 + t26) * t_83 * (o_6 * (1 - o_6))   [16,128] elementwise
 //   kernel_dgates_4_1: dgates_4_1 = pad(dt7_1)   [16,512] (kernel form)
-//   elementwise_dt6_2: dt6_2 = du_1 * (1 - u_14²)   [16,128] elementwise
+//   elementwise_dt6_2: dt6_2 = du_1 * (1 - u_6²)   [16,128] elementwise
 //   kernel_dgates_3_1: dgates_3_1 = pad(dt6_2)   [16,512] (kernel form)
-//   elementwise_dt5_2: dt5_2 = df_1 * (f_14 * (1 - f_14))   [16,128] elementwise
+//   elementwise_dt5_2: dt5_2 = df_1 * (f_6 * (1 - f_6))   [16,128] elementwise
 //   kernel_dgates_2_1: dgates_2_1 = pad(dt5_2)   [16,512] (kernel form)
-//   elementwise_dt4_1: dt4_1 = di_1 * (i_14 * (1 - i_14))   [16,128] elementwise
+//   elementwise_dt4_1: dt4_1 = di_1 * (i_6 * (1 - i_6))   [16,128] elementwise
 //   kernel_dgates_1_1: dgates_1_1 = pad(dt4_1)   [16,512] (kernel form)
 //   reduce_t37: t37 = db_1 + dgates_5.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_1: dc0_1_1 = dgates_5 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t38: t38 = dWh_1 + h2_13.T @ dgates_5   [128,16]·[16,512] (A transposed)
+//   matmul_t38: t38 = dWh_1 + h2_5.T @ dgates_5   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_1: dx0_1 = dgates_5 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t39: t39 = dWx_1 + t_169.T @ dgates_5   [16,16]·[16,512] (A transposed)
-//   kernel_t40: t40 = dt5[0:16, 13:14, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_2: dt7_2 = (dc0_1_1 + t41) * t_167 * (o_13 * (1 - o_13))   [16,128] elementwise
+//   matmul_t39: t39 = dWx_1 + t_73.T @ dgates_5   [16,16]·[16,512] (A transposed)
+//   kernel_t40: t40 = dt5[0:16, 5:6, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_2: dt7_2 = (dc0_1_1 + t41) * t_71 * (o_5 * (1 - o_5))   [16,128] elementwise
 //   kernel_dgates_4_2: dgates_4_2 = pad(dt7_2)   [16,512] (kernel form)
-//   elementwise_dt6_3: dt6_3 = du_2 * (1 - u_13²)   [16,128] elementwise
+//   elementwise_dt6_3: dt6_3 = du_2 * (1 - u_5²)   [16,128] elementwise
 //   kernel_dgates_3_2: dgates_3_2 = pad(dt6_3)   [16,512] (kernel form)
-//   elementwise_dt5_3: dt5_3 = df_2 * (f_13 * (1 - f_13))   [16,128] elementwise
+//   elementwise_dt5_3: dt5_3 = df_2 * (f_5 * (1 - f_5))   [16,128] elementwise
 //   kernel_dgates_2_2: dgates_2_2 = pad(dt5_3)   [16,512] (kernel form)
-//   elementwise_dt4_2: dt4_2 = di_2 * (i_13 * (1 - i_13))   [16,128] elementwise
+//   elementwise_dt4_2: dt4_2 = di_2 * (i_5 * (1 - i_5))   [16,128] elementwise
 //   kernel_dgates_1_2: dgates_1_2 = pad(dt4_2)   [16,512] (kernel form)
 //   reduce_t52: t52 = t37 + dgates_6.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_2: dc0_1_2 = dgates_6 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t53: t53 = t38 + h2_12.T @ dgates_6   [128,16]·[16,512] (A transposed)
+//   matmul_t53: t53 = t38 + h2_4.T @ dgates_6   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_2: dx0_2 = dgates_6 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t54: t54 = t39 + t_157.T @ dgates_6   [16,16]·[16,512] (A transposed)
-//   kernel_t55: t55 = dt5[0:16, 12:13, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_3: dt7_3 = (dc0_1_2 + t56) * t_155 * (o_12 * (1 - o_12))   [16,128] elementwise
+//   matmul_t54: t54 = t39 + t_61.T @ dgates_6   [16,16]·[16,512] (A transposed)
+//   kernel_t55: t55 = dt5[0:16, 4:5, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_3: dt7_3 = (dc0_1_2 + t56) * t_59 * (o_4 * (1 - o_4))   [16,128] elementwise
 //   kernel_dgates_4_3: dgates_4_3 = pad(dt7_3)   [16,512] (kernel form)
-//   elementwise_dt6_4: dt6_4 = du_3 * (1 - u_12²)   [16,128] elementwise
+//   elementwise_dt6_4: dt6_4 = du_3 * (1 - u_4²)   [16,128] elementwise
 //   kernel_dgates_3_3: dgates_3_3 = pad(dt6_4)   [16,512] (kernel form)
-//   elementwise_dt5_4: dt5_4 = df_3 * (f_12 * (1 - f_12))   [16,128] elementwise
+//   elementwise_dt5_4: dt5_4 = df_3 * (f_4 * (1 - f_4))   [16,128] elementwise
 //   kernel_dgates_2_3: dgates_2_3 = pad(dt5_4)   [16,512] (kernel form)
-//   elementwise_dt4_3: dt4_3 = di_3 * (i_12 * (1 - i_12))   [16,128] elementwise
+//   elementwise_dt4_3: dt4_3 = di_3 * (i_4 * (1 - i_4))   [16,128] elementwise
 //   kernel_dgates_1_3: dgates_1_3 = pad(dt4_3)   [16,512] (kernel form)
 //   reduce_t67: t67 = t52 + dgates_7.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_3: dc0_1_3 = dgates_7 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t68: t68 = t53 + h2_11.T @ dgates_7   [128,16]·[16,512] (A transposed)
+//   matmul_t68: t68 = t53 + h2_3.T @ dgates_7   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_3: dx0_3 = dgates_7 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t69: t69 = t54 + t_145.T @ dgates_7   [16,16]·[16,512] (A transposed)
-//   kernel_t70: t70 = dt5[0:16, 11:12, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_4: dt7_4 = (dc0_1_3 + t71) * t_143 * (o_11 * (1 - o_11))   [16,128] elementwise
+//   matmul_t69: t69 = t54 + t_49.T @ dgates_7   [16,16]·[16,512] (A transposed)
+//   kernel_t70: t70 = dt5[0:16, 3:4, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_4: dt7_4 = (dc0_1_3 + t71) * t_47 * (o_3 * (1 - o_3))   [16,128] elementwise
 //   kernel_dgates_4_4: dgates_4_4 = pad(dt7_4)   [16,512] (kernel form)
-//   elementwise_dt6_5: dt6_5 = du_4 * (1 - u_11²)   [16,128] elementwise
+//   elementwise_dt6_5: dt6_5 = du_4 * (1 - u_3²)   [16,128] elementwise
 //   kernel_dgates_3_4: dgates_3_4 = pad(dt6_5)   [16,512] (kernel form)
-//   elementwise_dt5_5: dt5_5 = df_4 * (f_11 * (1 - f_11))   [16,128] elementwise
+//   elementwise_dt5_5: dt5_5 = df_4 * (f_3 * (1 - f_3))   [16,128] elementwise
 //   kernel_dgates_2_4: dgates_2_4 = pad(dt5_5)   [16,512] (kernel form)
-//   elementwise_dt4_4: dt4_4 = di_4 * (i_11 * (1 - i_11))   [16,128] elementwise
+//   elementwise_dt4_4: dt4_4 = di_4 * (i_3 * (1 - i_3))   [16,128] elementwise
 //   kernel_dgates_1_4: dgates_1_4 = pad(dt4_4)   [16,512] (kernel form)
 //   reduce_t82: t82 = t67 + dgates_8.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_4: dc0_1_4 = dgates_8 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t83: t83 = t68 + h2_10.T @ dgates_8   [128,16]·[16,512] (A transposed)
+//   matmul_t83: t83 = t68 + h2_2.T @ dgates_8   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_4: dx0_4 = dgates_8 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t84: t84 = t69 + t_133.T @ dgates_8   [16,16]·[16,512] (A transposed)
-//   kernel_t85: t85 = dt5[0:16, 10:11, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_5: dt7_5 = (dc0_1_4 + t86) * t_131 * (o_10 * (1 - o_10))   [16,128] elementwise
+//   matmul_t84: t84 = t69 + t_37.T @ dgates_8   [16,16]·[16,512] (A transposed)
+//   kernel_t85: t85 = dt5[0:16, 2:3, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_5: dt7_5 = (dc0_1_4 + t86) * t_35 * (o_2 * (1 - o_2))   [16,128] elementwise
 //   kernel_dgates_4_5: dgates_4_5 = pad(dt7_5)   [16,512] (kernel form)
-//   elementwise_dt6_6: dt6_6 = du_5 * (1 - u_10²)   [16,128] elementwise
+//   elementwise_dt6_6: dt6_6 = du_5 * (1 - u_2²)   [16,128] elementwise
 //   kernel_dgates_3_5: dgates_3_5 = pad(dt6_6)   [16,512] (kernel form)
-//   elementwise_dt5_6: dt5_6 = df_5 * (f_10 * (1 - f_10))   [16,128] elementwise
+//   elementwise_dt5_6: dt5_6 = df_5 * (f_2 * (1 - f_2))   [16,128] elementwise
 //   kernel_dgates_2_5: dgates_2_5 = pad(dt5_6)   [16,512] (kernel form)
-//   elementwise_dt4_5: dt4_5 = di_5 * (i_10 * (1 - i_10))   [16,128] elementwise
+//   elementwise_dt4_5: dt4_5 = di_5 * (i_2 * (1 - i_2))   [16,128] elementwise
 //   kernel_dgates_1_5: dgates_1_5 = pad(dt4_5)   [16,512] (kernel form)
 //   reduce_t97: t97 = t82 + dgates_9.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_5: dc0_1_5 = dgates_9 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t98: t98 = t83 + h2_9.T @ dgates_9   [128,16]·[16,512] (A transposed)
+//   matmul_t98: t98 = t83 + h2_1.T @ dgates_9   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_5: dx0_5 = dgates_9 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t99: t99 = t84 + t_121.T @ dgates_9   [16,16]·[16,512] (A transposed)
-//   kernel_t100: t100 = dt5[0:16, 9:10, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_6: dt7_6 = (dc0_1_5 + t101) * t_119 * (o_9 * (1 - o_9))   [16,128] elementwise
+//   matmul_t99: t99 = t84 + t_25.T @ dgates_9   [16,16]·[16,512] (A transposed)
+//   kernel_t100: t100 = dt5[0:16, 1:2, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_6: dt7_6 = (dc0_1_5 + t101) * t_23 * (o_1 * (1 - o_1))   [16,128] elementwise
 //   kernel_dgates_4_6: dgates_4_6 = pad(dt7_6)   [16,512] (kernel form)
-//   elementwise_dt6_7: dt6_7 = du_6 * (1 - u_9²)   [16,128] elementwise
+//   elementwise_dt6_7: dt6_7 = du_6 * (1 - u_1²)   [16,128] elementwise
 //   kernel_dgates_3_6: dgates_3_6 = pad(dt6_7)   [16,512] (kernel form)
-//   elementwise_dt5_7: dt5_7 = df_6 * (f_9 * (1 - f_9))   [16,128] elementwise
+//   elementwise_dt5_7: dt5_7 = df_6 * (f_1 * (1 - f_1))   [16,128] elementwise
 //   kernel_dgates_2_6: dgates_2_6 = pad(dt5_7)   [16,512] (kernel form)
-//   elementwise_dt4_6: dt4_6 = di_6 * (i_9 * (1 - i_9))   [16,128] elementwise
+//   elementwise_dt4_6: dt4_6 = di_6 * (i_1 * (1 - i_1))   [16,128] elementwise
 //   kernel_dgates_1_6: dgates_1_6 = pad(dt4_6)   [16,512] (kernel form)
 //   reduce_t112: t112 = t97 + dgates_10.sum(0)   [16,512] column reduction
 //   matmul_dc0_1_6: dc0_1_6 = dgates_10 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t113: t113 = t98 + h2_8.T @ dgates_10   [128,16]·[16,512] (A transposed)
+//   matmul_t113: t113 = t98 + h2.T @ dgates_10   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_6: dx0_6 = dgates_10 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t114: t114 = t99 + t_109.T @ dgates_10   [16,16]·[16,512] (A transposed)
-//   kernel_t115: t115 = dt5[0:16, 8:9, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_7: dt7_7 = (dc0_1_6 + t116) * t_107 * (o_8 * (1 - o_8))   [16,128] elementwise
+//   matmul_t114: t114 = t99 + t_13.T @ dgates_10   [16,16]·[16,512] (A transposed)
+//   kernel_t115: t115 = dt5[0:16, 0:1, 0:128]   [16,1,128] (kernel form)
+//   elementwise_dt7_7: dt7_7 = (dc0_1_6 + t116) * t_11 * (o * (1 - o))   [16,128] elementwise
 //   kernel_dgates_4_7: dgates_4_7 = pad(dt7_7)   [16,512] (kernel form)
-//   elementwise_dt6_8: dt6_8 = du_7 * (1 - u_8²)   [16,128] elementwise
+//   elementwise_dt6_8: dt6_8 = du_7 * (1 - u²)   [16,128] elementwise
 //   kernel_dgates_3_7: dgates_3_7 = pad(dt6_8)   [16,512] (kernel form)
-//   elementwise_dt5_8: dt5_8 = df_7 * (f_8 * (1 - f_8))   [16,128] elementwise
+//   elementwise_dt5_8: dt5_8 = df_7 * (f * (1 - f))   [16,128] elementwise
 //   kernel_dgates_2_7: dgates_2_7 = pad(dt5_8)   [16,512] (kernel form)
-//   elementwise_dt4_7: dt4_7 = di_7 * (i_8 * (1 - i_8))   [16,128] elementwise
+//   elementwise_dt4_7: dt4_7 = di_7 * (i_ * (1 - i_))   [16,128] elementwise
 //   kernel_dgates_1_7: dgates_1_7 = pad(dt4_7)   [16,512] (kernel form)
-//   reduce_t127: t127 = t112 + dgates_11.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_7: dc0_1_7 = dgates_11 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t128: t128 = t113 + h2_7.T @ dgates_11   [128,16]·[16,512] (A transposed)
+//   reduce_db: db = t112 + dgates_11.sum(0)   [16,512] column reduction
+//   matmul_dWh: dWh = t113 + h0.T @ dgates_11   [128,16]·[16,512] (A transposed)
 //   matmul_dx0_7: dx0_7 = dgates_11 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t129: t129 = t114 + t_97.T @ dgates_11   [16,16]·[16,512] (A transposed)
-//   kernel_t130: t130 = dt5[0:16, 7:8, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_8: dt7_8 = (dc0_1_7 + t131) * t_95 * (o_7 * (1 - o_7))   [16,128] elementwise
-//   kernel_dgates_4_8: dgates_4_8 = pad(dt7_8)   [16,512] (kernel form)
-//   elementwise_dt6_9: dt6_9 = du_8 * (1 - u_7²)   [16,128] elementwise
-//   kernel_dgates_3_8: dgates_3_8 = pad(dt6_9)   [16,512] (kernel form)
-//   elementwise_dt5_9: dt5_9 = df_8 * (f_7 * (1 - f_7))   [16,128] elementwise
-//   kernel_dgates_2_8: dgates_2_8 = pad(dt5_9)   [16,512] (kernel form)
-//   elementwise_dt4_8: dt4_8 = di_8 * (i_7 * (1 - i_7))   [16,128] elementwise
-//   kernel_dgates_1_8: dgates_1_8 = pad(dt4_8)   [16,512] (kernel form)
-//   reduce_t142: t142 = t127 + dgates_12.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_8: dc0_1_8 = dgates_12 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t143: t143 = t128 + h2_6.T @ dgates_12   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_8: dx0_8 = dgates_12 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t144: t144 = t129 + t_85.T @ dgates_12   [16,16]·[16,512] (A transposed)
-//   kernel_t145: t145 = dt5[0:16, 6:7, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_9: dt7_9 = (dc0_1_8 + t146) * t_83 * (o_6 * (1 - o_6))   [16,128] elementwise
-//   kernel_dgates_4_9: dgates_4_9 = pad(dt7_9)   [16,512] (kernel form)
-//   elementwise_dt6_10: dt6_10 = du_9 * (1 - u_6²)   [16,128] elementwise
-//   kernel_dgates_3_9: dgates_3_9 = pad(dt6_10)   [16,512] (kernel form)
-//   elementwise_dt5_10: dt5_10 = df_9 * (f_6 * (1 - f_6))   [16,128] elementwise
-//   kernel_dgates_2_9: dgates_2_9 = pad(dt5_10)   [16,512] (kernel form)
-//   elementwise_dt4_9: dt4_9 = di_9 * (i_6 * (1 - i_6))   [16,128] elementwise
-//   kernel_dgates_1_9: dgates_1_9 = pad(dt4_9)   [16,512] (kernel form)
-//   reduce_t157: t157 = t142 + dgates_13.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_9: dc0_1_9 = dgates_13 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t158: t158 = t143 + h2_5.T @ dgates_13   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_9: dx0_9 = dgates_13 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t159: t159 = t144 + t_73.T @ dgates_13   [16,16]·[16,512] (A transposed)
-//   kernel_t160: t160 = dt5[0:16, 5:6, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_10: dt7_10 = (dc0_1_9 + t161) * t_71 * (o_5 * (1 - o_5))   [16,128] elementwise
-//   kernel_dgates_4_10: dgates_4_10 = pad(dt7_10)   [16,512] (kernel form)
-//   elementwise_dt6_11: dt6_11 = du_10 * (1 - u_5²)   [16,128] elementwise
-//   kernel_dgates_3_10: dgates_3_10 = pad(dt6_11)   [16,512] (kernel form)
-//   elementwise_dt5_11: dt5_11 = df_10 * (f_5 * (1 - f_5))   [16,128] elementwise
-//   kernel_dgates_2_10: dgates_2_10 = pad(dt5_11)   [16,512] (kernel form)
-//   elementwise_dt4_10: dt4_10 = di_10 * (i_5 * (1 - i_5))   [16,128] elementwise
-//   kernel_dgates_1_10: dgates_1_10 = pad(dt4_10)   [16,512] (kernel form)
-//   reduce_t172: t172 = t157 + dgates_14.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_10: dc0_1_10 = dgates_14 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t173: t173 = t158 + h2_4.T @ dgates_14   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_10: dx0_10 = dgates_14 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t174: t174 = t159 + t_61.T @ dgates_14   [16,16]·[16,512] (A transposed)
-//   kernel_t175: t175 = dt5[0:16, 4:5, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_11: dt7_11 = (dc0_1_10 + t176) * t_59 * (o_4 * (1 - o_4))   [16,128] elementwise
-//   kernel_dgates_4_11: dgates_4_11 = pad(dt7_11)   [16,512] (kernel form)
-//   elementwise_dt6_12: dt6_12 = du_11 * (1 - u_4²)   [16,128] elementwise
-//   kernel_dgates_3_11: dgates_3_11 = pad(dt6_12)   [16,512] (kernel form)
-//   elementwise_dt5_12: dt5_12 = df_11 * (f_4 * (1 - f_4))   [16,128] elementwise
-//   kernel_dgates_2_11: dgates_2_11 = pad(dt5_12)   [16,512] (kernel form)
-//   elementwise_dt4_11: dt4_11 = di_11 * (i_4 * (1 - i_4))   [16,128] elementwise
-//   kernel_dgates_1_11: dgates_1_11 = pad(dt4_11)   [16,512] (kernel form)
-//   reduce_t187: t187 = t172 + dgates_15.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_11: dc0_1_11 = dgates_15 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t188: t188 = t173 + h2_3.T @ dgates_15   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_11: dx0_11 = dgates_15 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t189: t189 = t174 + t_49.T @ dgates_15   [16,16]·[16,512] (A transposed)
-//   kernel_t190: t190 = dt5[0:16, 3:4, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_12: dt7_12 = (dc0_1_11 + t191) * t_47 * (o_3 * (1 - o_3))   [16,128] elementwise
-//   kernel_dgates_4_12: dgates_4_12 = pad(dt7_12)   [16,512] (kernel form)
-//   elementwise_dt6_13: dt6_13 = du_12 * (1 - u_3²)   [16,128] elementwise
-//   kernel_dgates_3_12: dgates_3_12 = pad(dt6_13)   [16,512] (kernel form)
-//   elementwise_dt5_13: dt5_13 = df_12 * (f_3 * (1 - f_3))   [16,128] elementwise
-//   kernel_dgates_2_12: dgates_2_12 = pad(dt5_13)   [16,512] (kernel form)
-//   elementwise_dt4_12: dt4_12 = di_12 * (i_3 * (1 - i_3))   [16,128] elementwise
-//   kernel_dgates_1_12: dgates_1_12 = pad(dt4_12)   [16,512] (kernel form)
-//   reduce_t202: t202 = t187 + dgates_16.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_12: dc0_1_12 = dgates_16 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t203: t203 = t188 + h2_2.T @ dgates_16   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_12: dx0_12 = dgates_16 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t204: t204 = t189 + t_37.T @ dgates_16   [16,16]·[16,512] (A transposed)
-//   kernel_t205: t205 = dt5[0:16, 2:3, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_13: dt7_13 = (dc0_1_12 + t206) * t_35 * (o_2 * (1 - o_2))   [16,128] elementwise
-//   kernel_dgates_4_13: dgates_4_13 = pad(dt7_13)   [16,512] (kernel form)
-//   elementwise_dt6_14: dt6_14 = du_13 * (1 - u_2²)   [16,128] elementwise
-//   kernel_dgates_3_13: dgates_3_13 = pad(dt6_14)   [16,512] (kernel form)
-//   elementwise_dt5_14: dt5_14 = df_13 * (f_2 * (1 - f_2))   [16,128] elementwise
-//   kernel_dgates_2_13: dgates_2_13 = pad(dt5_14)   [16,512] (kernel form)
-//   elementwise_dt4_13: dt4_13 = di_13 * (i_2 * (1 - i_2))   [16,128] elementwise
-//   kernel_dgates_1_13: dgates_1_13 = pad(dt4_13)   [16,512] (kernel form)
-//   reduce_t217: t217 = t202 + dgates_17.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_13: dc0_1_13 = dgates_17 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t218: t218 = t203 + h2_1.T @ dgates_17   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_13: dx0_13 = dgates_17 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t219: t219 = t204 + t_25.T @ dgates_17   [16,16]·[16,512] (A transposed)
-//   kernel_t220: t220 = dt5[0:16, 1:2, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_14: dt7_14 = (dc0_1_13 + t221) * t_23 * (o_1 * (1 - o_1))   [16,128] elementwise
-//   kernel_dgates_4_14: dgates_4_14 = pad(dt7_14)   [16,512] (kernel form)
-//   elementwise_dt6_15: dt6_15 = du_14 * (1 - u_1²)   [16,128] elementwise
-//   kernel_dgates_3_14: dgates_3_14 = pad(dt6_15)   [16,512] (kernel form)
-//   elementwise_dt5_15: dt5_15 = df_14 * (f_1 * (1 - f_1))   [16,128] elementwise
-//   kernel_dgates_2_14: dgates_2_14 = pad(dt5_15)   [16,512] (kernel form)
-//   elementwise_dt4_14: dt4_14 = di_14 * (i_1 * (1 - i_1))   [16,128] elementwise
-//   kernel_dgates_1_14: dgates_1_14 = pad(dt4_14)   [16,512] (kernel form)
-//   reduce_t232: t232 = t217 + dgates_18.sum(0)   [16,512] column reduction
-//   matmul_dc0_1_14: dc0_1_14 = dgates_18 @ Wh.T   [16,512]·[512,128] (B transposed)
-//   matmul_t233: t233 = t218 + h2.T @ dgates_18   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_14: dx0_14 = dgates_18 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_t234: t234 = t219 + t_13.T @ dgates_18   [16,16]·[16,512] (A transposed)
-//   kernel_t235: t235 = dt5[0:16, 0:1, 0:128]   [16,1,128] (kernel form)
-//   elementwise_dt7_15: dt7_15 = (dc0_1_14 + t236) * t_11 * (o * (1 - o))   [16,128] elementwise
-//   kernel_dgates_4_15: dgates_4_15 = pad(dt7_15)   [16,512] (kernel form)
-//   elementwise_dt6_16: dt6_16 = du_15 * (1 - u²)   [16,128] elementwise
-//   kernel_dgates_3_15: dgates_3_15 = pad(dt6_16)   [16,512] (kernel form)
-//   elementwise_dt5_16: dt5_16 = df_15 * (f * (1 - f))   [16,128] elementwise
-//   kernel_dgates_2_15: dgates_2_15 = pad(dt5_16)   [16,512] (kernel form)
-//   elementwise_dt4_15: dt4_15 = di_15 * (i_ * (1 - i_))   [16,128] elementwise
-//   kernel_dgates_1_15: dgates_1_15 = pad(dt4_15)   [16,512] (kernel form)
-//   reduce_db: db = t232 + dgates_19.sum(0)   [16,512] column reduction
-//   matmul_dWh: dWh = t233 + h0.T @ dgates_19   [128,16]·[16,512] (A transposed)
-//   matmul_dx0_15: dx0_15 = dgates_19 @ Wx.T   [16,512]·[512,16] (B transposed)
-//   matmul_dWx: dWx = t234 + t_1.T @ dgates_19   [16,16]·[16,512] (A transposed)
-//   kernel_demb: demb = cat([t247, t248, t249, t250, t251, t252, t253, t254, t255, t256, t257, t258, t259, t260, t261, t262], 1)   [16,16,16] (kernel form)
+//   matmul_dWx: dWx = t114 + t_1.T @ dgates_11   [16,16]·[16,512] (A transposed)
+//   kernel_demb: demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   [16,8,16] (kernel form)
 // The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).
 declare const WebAssembly: {
   Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => {
@@ -556,94 +356,6 @@ type Kernels = {
   kernel_t_91(): void;
   elementwise_t_95(): void;
   kernel_t_92(): void;
-  elementwise_h2_7(): void;
-  kernel_t_96(): void;
-  matmul_t_98(): void;
-  matmul_gates_8(): void;
-  kernel_t_101(): void;
-  elementwise_i_8(): void;
-  kernel_t_102(): void;
-  elementwise_t_105(): void;
-  kernel_t_103(): void;
-  elementwise_t_107(): void;
-  kernel_t_104(): void;
-  elementwise_h2_8(): void;
-  kernel_t_108(): void;
-  matmul_t_110(): void;
-  matmul_gates_9(): void;
-  kernel_t_113(): void;
-  elementwise_i_9(): void;
-  kernel_t_114(): void;
-  elementwise_t_117(): void;
-  kernel_t_115(): void;
-  elementwise_t_119(): void;
-  kernel_t_116(): void;
-  elementwise_h2_9(): void;
-  kernel_t_120(): void;
-  matmul_t_122(): void;
-  matmul_gates_10(): void;
-  kernel_t_125(): void;
-  elementwise_i_10(): void;
-  kernel_t_126(): void;
-  elementwise_t_129(): void;
-  kernel_t_127(): void;
-  elementwise_t_131(): void;
-  kernel_t_128(): void;
-  elementwise_h2_10(): void;
-  kernel_t_132(): void;
-  matmul_t_134(): void;
-  matmul_gates_11(): void;
-  kernel_t_137(): void;
-  elementwise_i_11(): void;
-  kernel_t_138(): void;
-  elementwise_t_141(): void;
-  kernel_t_139(): void;
-  elementwise_t_143(): void;
-  kernel_t_140(): void;
-  elementwise_h2_11(): void;
-  kernel_t_144(): void;
-  matmul_t_146(): void;
-  matmul_gates_12(): void;
-  kernel_t_149(): void;
-  elementwise_i_12(): void;
-  kernel_t_150(): void;
-  elementwise_t_153(): void;
-  kernel_t_151(): void;
-  elementwise_t_155(): void;
-  kernel_t_152(): void;
-  elementwise_h2_12(): void;
-  kernel_t_156(): void;
-  matmul_t_158(): void;
-  matmul_gates_13(): void;
-  kernel_t_161(): void;
-  elementwise_i_13(): void;
-  kernel_t_162(): void;
-  elementwise_t_165(): void;
-  kernel_t_163(): void;
-  elementwise_t_167(): void;
-  kernel_t_164(): void;
-  elementwise_h2_13(): void;
-  kernel_t_168(): void;
-  matmul_t_170(): void;
-  matmul_gates_14(): void;
-  kernel_t_173(): void;
-  elementwise_i_14(): void;
-  kernel_t_174(): void;
-  elementwise_t_177(): void;
-  kernel_t_175(): void;
-  elementwise_t_179(): void;
-  kernel_t_176(): void;
-  elementwise_h2_14(): void;
-  kernel_t_180(): void;
-  matmul_t_182(): void;
-  matmul_gates_15(): void;
-  kernel_t_185(): void;
-  elementwise_i_15(): void;
-  kernel_t_186(): void;
-  elementwise_t_189(): void;
-  kernel_t_187(): void;
-  elementwise_t_191(): void;
-  kernel_t_188(): void;
   elementwise_t3(): void;
   kernel_t5(): void;
   matmul_logits(): void;
@@ -758,410 +470,528 @@ type Kernels = {
   kernel_dgates_2_7(): void;
   elementwise_dt4_7(): void;
   kernel_dgates_1_7(): void;
-  reduce_t127(): void;
-  matmul_dc0_1_7(): void;
-  matmul_t128(): void;
-  matmul_dx0_7(): void;
-  matmul_t129(): void;
-  kernel_t130(): void;
-  elementwise_dt7_8(): void;
-  kernel_dgates_4_8(): void;
-  elementwise_dt6_9(): void;
-  kernel_dgates_3_8(): void;
-  elementwise_dt5_9(): void;
-  kernel_dgates_2_8(): void;
-  elementwise_dt4_8(): void;
-  kernel_dgates_1_8(): void;
-  reduce_t142(): void;
-  matmul_dc0_1_8(): void;
-  matmul_t143(): void;
-  matmul_dx0_8(): void;
-  matmul_t144(): void;
-  kernel_t145(): void;
-  elementwise_dt7_9(): void;
-  kernel_dgates_4_9(): void;
-  elementwise_dt6_10(): void;
-  kernel_dgates_3_9(): void;
-  elementwise_dt5_10(): void;
-  kernel_dgates_2_9(): void;
-  elementwise_dt4_9(): void;
-  kernel_dgates_1_9(): void;
-  reduce_t157(): void;
-  matmul_dc0_1_9(): void;
-  matmul_t158(): void;
-  matmul_dx0_9(): void;
-  matmul_t159(): void;
-  kernel_t160(): void;
-  elementwise_dt7_10(): void;
-  kernel_dgates_4_10(): void;
-  elementwise_dt6_11(): void;
-  kernel_dgates_3_10(): void;
-  elementwise_dt5_11(): void;
-  kernel_dgates_2_10(): void;
-  elementwise_dt4_10(): void;
-  kernel_dgates_1_10(): void;
-  reduce_t172(): void;
-  matmul_dc0_1_10(): void;
-  matmul_t173(): void;
-  matmul_dx0_10(): void;
-  matmul_t174(): void;
-  kernel_t175(): void;
-  elementwise_dt7_11(): void;
-  kernel_dgates_4_11(): void;
-  elementwise_dt6_12(): void;
-  kernel_dgates_3_11(): void;
-  elementwise_dt5_12(): void;
-  kernel_dgates_2_11(): void;
-  elementwise_dt4_11(): void;
-  kernel_dgates_1_11(): void;
-  reduce_t187(): void;
-  matmul_dc0_1_11(): void;
-  matmul_t188(): void;
-  matmul_dx0_11(): void;
-  matmul_t189(): void;
-  kernel_t190(): void;
-  elementwise_dt7_12(): void;
-  kernel_dgates_4_12(): void;
-  elementwise_dt6_13(): void;
-  kernel_dgates_3_12(): void;
-  elementwise_dt5_13(): void;
-  kernel_dgates_2_12(): void;
-  elementwise_dt4_12(): void;
-  kernel_dgates_1_12(): void;
-  reduce_t202(): void;
-  matmul_dc0_1_12(): void;
-  matmul_t203(): void;
-  matmul_dx0_12(): void;
-  matmul_t204(): void;
-  kernel_t205(): void;
-  elementwise_dt7_13(): void;
-  kernel_dgates_4_13(): void;
-  elementwise_dt6_14(): void;
-  kernel_dgates_3_13(): void;
-  elementwise_dt5_14(): void;
-  kernel_dgates_2_13(): void;
-  elementwise_dt4_13(): void;
-  kernel_dgates_1_13(): void;
-  reduce_t217(): void;
-  matmul_dc0_1_13(): void;
-  matmul_t218(): void;
-  matmul_dx0_13(): void;
-  matmul_t219(): void;
-  kernel_t220(): void;
-  elementwise_dt7_14(): void;
-  kernel_dgates_4_14(): void;
-  elementwise_dt6_15(): void;
-  kernel_dgates_3_14(): void;
-  elementwise_dt5_15(): void;
-  kernel_dgates_2_14(): void;
-  elementwise_dt4_14(): void;
-  kernel_dgates_1_14(): void;
-  reduce_t232(): void;
-  matmul_dc0_1_14(): void;
-  matmul_t233(): void;
-  matmul_dx0_14(): void;
-  matmul_t234(): void;
-  kernel_t235(): void;
-  elementwise_dt7_15(): void;
-  kernel_dgates_4_15(): void;
-  elementwise_dt6_16(): void;
-  kernel_dgates_3_15(): void;
-  elementwise_dt5_16(): void;
-  kernel_dgates_2_15(): void;
-  elementwise_dt4_15(): void;
-  kernel_dgates_1_15(): void;
   reduce_db(): void;
   matmul_dWh(): void;
-  matmul_dx0_15(): void;
+  matmul_dx0_7(): void;
   matmul_dWx(): void;
   kernel_demb(): void;
 };
 const wasm = [
-  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgEzMwOOBowGAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
+  'AGFzbQEAAAABCQJgAABgAn9/AAIQAQNlbnYGbWVtb3J5AgElJQOOA4wDAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
   'AQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
   'AQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
-  'AQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
-  'AQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEA',
-  'AQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAQABAAEAAAEAAQABAAEBAAEAAQABAAABAAABAAABAAABAAEBAAEAAQEA',
-  'AQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAABAAABAAABAAABAAEB',
-  'AAEAAQEAAQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAABAAABAAAB',
-  'AAABAAEBAAEAAQEAAQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAAB',
-  'AAABAAABAAABAAEBAAEAAQEAAQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEA',
-  'AQABAAABAAABAAABAAABAAEBAAEAAQEAAQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQAB',
-  'AAEBAAEAAQABAAABAAABAAABAAABAAEAAQEAAQAAB+V8jAYPa2VybmVsX2gwX3JhbmdlAAAJa2VybmVsX2gwAAEPa2VybmVs',
-  'X3RfX3JhbmdlAAIJa2VybmVsX3RfAAMQbWF0bXVsX3RfMl9yYW5nZQAECm1hdG11bF90XzIABRJtYXRtdWxfZ2F0ZXNfcmFu',
-  'Z2UABgxtYXRtdWxfZ2F0ZXMABxBrZXJuZWxfdF81X3JhbmdlAAgKa2VybmVsX3RfNQAJFGVsZW1lbnR3aXNlX2lfX3Jhbmdl',
-  'AAoOZWxlbWVudHdpc2VfaV8ACxBrZXJuZWxfdF82X3JhbmdlAAwKa2VybmVsX3RfNgANFWVsZW1lbnR3aXNlX3RfOV9yYW5n',
-  'ZQAOD2VsZW1lbnR3aXNlX3RfOQAPEGtlcm5lbF90XzdfcmFuZ2UAEAprZXJuZWxfdF83ABEWZWxlbWVudHdpc2VfdF8xMV9y',
-  'YW5nZQASEGVsZW1lbnR3aXNlX3RfMTEAExBrZXJuZWxfdF84X3JhbmdlABQKa2VybmVsX3RfOAAVFGVsZW1lbnR3aXNlX2gy',
-  'X3JhbmdlABYOZWxlbWVudHdpc2VfaDIAFxFrZXJuZWxfdF8xMl9yYW5nZQAYC2tlcm5lbF90XzEyABkRbWF0bXVsX3RfMTRf',
-  'cmFuZ2UAGgttYXRtdWxfdF8xNAAbFG1hdG11bF9nYXRlc18xX3JhbmdlABwObWF0bXVsX2dhdGVzXzEAHRFrZXJuZWxfdF8x',
-  'N19yYW5nZQAeC2tlcm5lbF90XzE3AB8VZWxlbWVudHdpc2VfaV8xX3JhbmdlACAPZWxlbWVudHdpc2VfaV8xACERa2VybmVs',
-  'X3RfMThfcmFuZ2UAIgtrZXJuZWxfdF8xOAAjFmVsZW1lbnR3aXNlX3RfMjFfcmFuZ2UAJBBlbGVtZW50d2lzZV90XzIxACUR',
-  'a2VybmVsX3RfMTlfcmFuZ2UAJgtrZXJuZWxfdF8xOQAnFmVsZW1lbnR3aXNlX3RfMjNfcmFuZ2UAKBBlbGVtZW50d2lzZV90',
-  'XzIzACkRa2VybmVsX3RfMjBfcmFuZ2UAKgtrZXJuZWxfdF8yMAArFmVsZW1lbnR3aXNlX2gyXzFfcmFuZ2UALBBlbGVtZW50',
-  'd2lzZV9oMl8xAC0Ra2VybmVsX3RfMjRfcmFuZ2UALgtrZXJuZWxfdF8yNAAvEW1hdG11bF90XzI2X3JhbmdlADALbWF0bXVs',
-  'X3RfMjYAMRRtYXRtdWxfZ2F0ZXNfMl9yYW5nZQAyDm1hdG11bF9nYXRlc18yADMRa2VybmVsX3RfMjlfcmFuZ2UANAtrZXJu',
-  'ZWxfdF8yOQA1FWVsZW1lbnR3aXNlX2lfMl9yYW5nZQA2D2VsZW1lbnR3aXNlX2lfMgA3EWtlcm5lbF90XzMwX3JhbmdlADgL',
-  'a2VybmVsX3RfMzAAORZlbGVtZW50d2lzZV90XzMzX3JhbmdlADoQZWxlbWVudHdpc2VfdF8zMwA7EWtlcm5lbF90XzMxX3Jh',
-  'bmdlADwLa2VybmVsX3RfMzEAPRZlbGVtZW50d2lzZV90XzM1X3JhbmdlAD4QZWxlbWVudHdpc2VfdF8zNQA/EWtlcm5lbF90',
-  'XzMyX3JhbmdlAEALa2VybmVsX3RfMzIAQRZlbGVtZW50d2lzZV9oMl8yX3JhbmdlAEIQZWxlbWVudHdpc2VfaDJfMgBDEWtl',
-  'cm5lbF90XzM2X3JhbmdlAEQLa2VybmVsX3RfMzYARRFtYXRtdWxfdF8zOF9yYW5nZQBGC21hdG11bF90XzM4AEcUbWF0bXVs',
-  'X2dhdGVzXzNfcmFuZ2UASA5tYXRtdWxfZ2F0ZXNfMwBJEWtlcm5lbF90XzQxX3JhbmdlAEoLa2VybmVsX3RfNDEASxVlbGVt',
-  'ZW50d2lzZV9pXzNfcmFuZ2UATA9lbGVtZW50d2lzZV9pXzMATRFrZXJuZWxfdF80Ml9yYW5nZQBOC2tlcm5lbF90XzQyAE8W',
-  'ZWxlbWVudHdpc2VfdF80NV9yYW5nZQBQEGVsZW1lbnR3aXNlX3RfNDUAURFrZXJuZWxfdF80M19yYW5nZQBSC2tlcm5lbF90',
-  'XzQzAFMWZWxlbWVudHdpc2VfdF80N19yYW5nZQBUEGVsZW1lbnR3aXNlX3RfNDcAVRFrZXJuZWxfdF80NF9yYW5nZQBWC2tl',
-  'cm5lbF90XzQ0AFcWZWxlbWVudHdpc2VfaDJfM19yYW5nZQBYEGVsZW1lbnR3aXNlX2gyXzMAWRFrZXJuZWxfdF80OF9yYW5n',
-  'ZQBaC2tlcm5lbF90XzQ4AFsRbWF0bXVsX3RfNTBfcmFuZ2UAXAttYXRtdWxfdF81MABdFG1hdG11bF9nYXRlc180X3Jhbmdl',
-  'AF4ObWF0bXVsX2dhdGVzXzQAXxFrZXJuZWxfdF81M19yYW5nZQBgC2tlcm5lbF90XzUzAGEVZWxlbWVudHdpc2VfaV80X3Jh',
-  'bmdlAGIPZWxlbWVudHdpc2VfaV80AGMRa2VybmVsX3RfNTRfcmFuZ2UAZAtrZXJuZWxfdF81NABlFmVsZW1lbnR3aXNlX3Rf',
-  'NTdfcmFuZ2UAZhBlbGVtZW50d2lzZV90XzU3AGcRa2VybmVsX3RfNTVfcmFuZ2UAaAtrZXJuZWxfdF81NQBpFmVsZW1lbnR3',
-  'aXNlX3RfNTlfcmFuZ2UAahBlbGVtZW50d2lzZV90XzU5AGsRa2VybmVsX3RfNTZfcmFuZ2UAbAtrZXJuZWxfdF81NgBtFmVs',
-  'ZW1lbnR3aXNlX2gyXzRfcmFuZ2UAbhBlbGVtZW50d2lzZV9oMl80AG8Ra2VybmVsX3RfNjBfcmFuZ2UAcAtrZXJuZWxfdF82',
-  'MABxEW1hdG11bF90XzYyX3JhbmdlAHILbWF0bXVsX3RfNjIAcxRtYXRtdWxfZ2F0ZXNfNV9yYW5nZQB0Dm1hdG11bF9nYXRl',
-  'c181AHURa2VybmVsX3RfNjVfcmFuZ2UAdgtrZXJuZWxfdF82NQB3FWVsZW1lbnR3aXNlX2lfNV9yYW5nZQB4D2VsZW1lbnR3',
-  'aXNlX2lfNQB5EWtlcm5lbF90XzY2X3JhbmdlAHoLa2VybmVsX3RfNjYAexZlbGVtZW50d2lzZV90XzY5X3JhbmdlAHwQZWxl',
-  'bWVudHdpc2VfdF82OQB9EWtlcm5lbF90XzY3X3JhbmdlAH4La2VybmVsX3RfNjcAfxZlbGVtZW50d2lzZV90XzcxX3Jhbmdl',
-  'AIABEGVsZW1lbnR3aXNlX3RfNzEAgQERa2VybmVsX3RfNjhfcmFuZ2UAggELa2VybmVsX3RfNjgAgwEWZWxlbWVudHdpc2Vf',
-  'aDJfNV9yYW5nZQCEARBlbGVtZW50d2lzZV9oMl81AIUBEWtlcm5lbF90XzcyX3JhbmdlAIYBC2tlcm5lbF90XzcyAIcBEW1h',
-  'dG11bF90Xzc0X3JhbmdlAIgBC21hdG11bF90Xzc0AIkBFG1hdG11bF9nYXRlc182X3JhbmdlAIoBDm1hdG11bF9nYXRlc182',
-  'AIsBEWtlcm5lbF90Xzc3X3JhbmdlAIwBC2tlcm5lbF90Xzc3AI0BFWVsZW1lbnR3aXNlX2lfNl9yYW5nZQCOAQ9lbGVtZW50',
-  'd2lzZV9pXzYAjwERa2VybmVsX3RfNzhfcmFuZ2UAkAELa2VybmVsX3RfNzgAkQEWZWxlbWVudHdpc2VfdF84MV9yYW5nZQCS',
-  'ARBlbGVtZW50d2lzZV90XzgxAJMBEWtlcm5lbF90Xzc5X3JhbmdlAJQBC2tlcm5lbF90Xzc5AJUBFmVsZW1lbnR3aXNlX3Rf',
-  'ODNfcmFuZ2UAlgEQZWxlbWVudHdpc2VfdF84MwCXARFrZXJuZWxfdF84MF9yYW5nZQCYAQtrZXJuZWxfdF84MACZARZlbGVt',
-  'ZW50d2lzZV9oMl82X3JhbmdlAJoBEGVsZW1lbnR3aXNlX2gyXzYAmwERa2VybmVsX3RfODRfcmFuZ2UAnAELa2VybmVsX3Rf',
-  'ODQAnQERbWF0bXVsX3RfODZfcmFuZ2UAngELbWF0bXVsX3RfODYAnwEUbWF0bXVsX2dhdGVzXzdfcmFuZ2UAoAEObWF0bXVs',
-  'X2dhdGVzXzcAoQERa2VybmVsX3RfODlfcmFuZ2UAogELa2VybmVsX3RfODkAowEVZWxlbWVudHdpc2VfaV83X3JhbmdlAKQB',
-  'D2VsZW1lbnR3aXNlX2lfNwClARFrZXJuZWxfdF85MF9yYW5nZQCmAQtrZXJuZWxfdF85MACnARZlbGVtZW50d2lzZV90Xzkz',
-  'X3JhbmdlAKgBEGVsZW1lbnR3aXNlX3RfOTMAqQERa2VybmVsX3RfOTFfcmFuZ2UAqgELa2VybmVsX3RfOTEAqwEWZWxlbWVu',
-  'dHdpc2VfdF85NV9yYW5nZQCsARBlbGVtZW50d2lzZV90Xzk1AK0BEWtlcm5lbF90XzkyX3JhbmdlAK4BC2tlcm5lbF90Xzky',
-  'AK8BFmVsZW1lbnR3aXNlX2gyXzdfcmFuZ2UAsAEQZWxlbWVudHdpc2VfaDJfNwCxARFrZXJuZWxfdF85Nl9yYW5nZQCyAQtr',
-  'ZXJuZWxfdF85NgCzARFtYXRtdWxfdF85OF9yYW5nZQC0AQttYXRtdWxfdF85OAC1ARRtYXRtdWxfZ2F0ZXNfOF9yYW5nZQC2',
-  'AQ5tYXRtdWxfZ2F0ZXNfOAC3ARJrZXJuZWxfdF8xMDFfcmFuZ2UAuAEMa2VybmVsX3RfMTAxALkBFWVsZW1lbnR3aXNlX2lf',
-  'OF9yYW5nZQC6AQ9lbGVtZW50d2lzZV9pXzgAuwESa2VybmVsX3RfMTAyX3JhbmdlALwBDGtlcm5lbF90XzEwMgC9ARdlbGVt',
-  'ZW50d2lzZV90XzEwNV9yYW5nZQC+ARFlbGVtZW50d2lzZV90XzEwNQC/ARJrZXJuZWxfdF8xMDNfcmFuZ2UAwAEMa2VybmVs',
-  'X3RfMTAzAMEBF2VsZW1lbnR3aXNlX3RfMTA3X3JhbmdlAMIBEWVsZW1lbnR3aXNlX3RfMTA3AMMBEmtlcm5lbF90XzEwNF9y',
-  'YW5nZQDEAQxrZXJuZWxfdF8xMDQAxQEWZWxlbWVudHdpc2VfaDJfOF9yYW5nZQDGARBlbGVtZW50d2lzZV9oMl84AMcBEmtl',
-  'cm5lbF90XzEwOF9yYW5nZQDIAQxrZXJuZWxfdF8xMDgAyQESbWF0bXVsX3RfMTEwX3JhbmdlAMoBDG1hdG11bF90XzExMADL',
-  'ARRtYXRtdWxfZ2F0ZXNfOV9yYW5nZQDMAQ5tYXRtdWxfZ2F0ZXNfOQDNARJrZXJuZWxfdF8xMTNfcmFuZ2UAzgEMa2VybmVs',
-  'X3RfMTEzAM8BFWVsZW1lbnR3aXNlX2lfOV9yYW5nZQDQAQ9lbGVtZW50d2lzZV9pXzkA0QESa2VybmVsX3RfMTE0X3Jhbmdl',
-  'ANIBDGtlcm5lbF90XzExNADTARdlbGVtZW50d2lzZV90XzExN19yYW5nZQDUARFlbGVtZW50d2lzZV90XzExNwDVARJrZXJu',
-  'ZWxfdF8xMTVfcmFuZ2UA1gEMa2VybmVsX3RfMTE1ANcBF2VsZW1lbnR3aXNlX3RfMTE5X3JhbmdlANgBEWVsZW1lbnR3aXNl',
-  'X3RfMTE5ANkBEmtlcm5lbF90XzExNl9yYW5nZQDaAQxrZXJuZWxfdF8xMTYA2wEWZWxlbWVudHdpc2VfaDJfOV9yYW5nZQDc',
-  'ARBlbGVtZW50d2lzZV9oMl85AN0BEmtlcm5lbF90XzEyMF9yYW5nZQDeAQxrZXJuZWxfdF8xMjAA3wESbWF0bXVsX3RfMTIy',
-  'X3JhbmdlAOABDG1hdG11bF90XzEyMgDhARVtYXRtdWxfZ2F0ZXNfMTBfcmFuZ2UA4gEPbWF0bXVsX2dhdGVzXzEwAOMBEmtl',
-  'cm5lbF90XzEyNV9yYW5nZQDkAQxrZXJuZWxfdF8xMjUA5QEWZWxlbWVudHdpc2VfaV8xMF9yYW5nZQDmARBlbGVtZW50d2lz',
-  'ZV9pXzEwAOcBEmtlcm5lbF90XzEyNl9yYW5nZQDoAQxrZXJuZWxfdF8xMjYA6QEXZWxlbWVudHdpc2VfdF8xMjlfcmFuZ2UA',
-  '6gERZWxlbWVudHdpc2VfdF8xMjkA6wESa2VybmVsX3RfMTI3X3JhbmdlAOwBDGtlcm5lbF90XzEyNwDtARdlbGVtZW50d2lz',
-  'ZV90XzEzMV9yYW5nZQDuARFlbGVtZW50d2lzZV90XzEzMQDvARJrZXJuZWxfdF8xMjhfcmFuZ2UA8AEMa2VybmVsX3RfMTI4',
-  'APEBF2VsZW1lbnR3aXNlX2gyXzEwX3JhbmdlAPIBEWVsZW1lbnR3aXNlX2gyXzEwAPMBEmtlcm5lbF90XzEzMl9yYW5nZQD0',
-  'AQxrZXJuZWxfdF8xMzIA9QESbWF0bXVsX3RfMTM0X3JhbmdlAPYBDG1hdG11bF90XzEzNAD3ARVtYXRtdWxfZ2F0ZXNfMTFf',
-  'cmFuZ2UA+AEPbWF0bXVsX2dhdGVzXzExAPkBEmtlcm5lbF90XzEzN19yYW5nZQD6AQxrZXJuZWxfdF8xMzcA+wEWZWxlbWVu',
-  'dHdpc2VfaV8xMV9yYW5nZQD8ARBlbGVtZW50d2lzZV9pXzExAP0BEmtlcm5lbF90XzEzOF9yYW5nZQD+AQxrZXJuZWxfdF8x',
-  'MzgA/wEXZWxlbWVudHdpc2VfdF8xNDFfcmFuZ2UAgAIRZWxlbWVudHdpc2VfdF8xNDEAgQISa2VybmVsX3RfMTM5X3Jhbmdl',
-  'AIICDGtlcm5lbF90XzEzOQCDAhdlbGVtZW50d2lzZV90XzE0M19yYW5nZQCEAhFlbGVtZW50d2lzZV90XzE0MwCFAhJrZXJu',
-  'ZWxfdF8xNDBfcmFuZ2UAhgIMa2VybmVsX3RfMTQwAIcCF2VsZW1lbnR3aXNlX2gyXzExX3JhbmdlAIgCEWVsZW1lbnR3aXNl',
-  'X2gyXzExAIkCEmtlcm5lbF90XzE0NF9yYW5nZQCKAgxrZXJuZWxfdF8xNDQAiwISbWF0bXVsX3RfMTQ2X3JhbmdlAIwCDG1h',
-  'dG11bF90XzE0NgCNAhVtYXRtdWxfZ2F0ZXNfMTJfcmFuZ2UAjgIPbWF0bXVsX2dhdGVzXzEyAI8CEmtlcm5lbF90XzE0OV9y',
-  'YW5nZQCQAgxrZXJuZWxfdF8xNDkAkQIWZWxlbWVudHdpc2VfaV8xMl9yYW5nZQCSAhBlbGVtZW50d2lzZV9pXzEyAJMCEmtl',
-  'cm5lbF90XzE1MF9yYW5nZQCUAgxrZXJuZWxfdF8xNTAAlQIXZWxlbWVudHdpc2VfdF8xNTNfcmFuZ2UAlgIRZWxlbWVudHdp',
-  'c2VfdF8xNTMAlwISa2VybmVsX3RfMTUxX3JhbmdlAJgCDGtlcm5lbF90XzE1MQCZAhdlbGVtZW50d2lzZV90XzE1NV9yYW5n',
-  'ZQCaAhFlbGVtZW50d2lzZV90XzE1NQCbAhJrZXJuZWxfdF8xNTJfcmFuZ2UAnAIMa2VybmVsX3RfMTUyAJ0CF2VsZW1lbnR3',
-  'aXNlX2gyXzEyX3JhbmdlAJ4CEWVsZW1lbnR3aXNlX2gyXzEyAJ8CEmtlcm5lbF90XzE1Nl9yYW5nZQCgAgxrZXJuZWxfdF8x',
-  'NTYAoQISbWF0bXVsX3RfMTU4X3JhbmdlAKICDG1hdG11bF90XzE1OACjAhVtYXRtdWxfZ2F0ZXNfMTNfcmFuZ2UApAIPbWF0',
-  'bXVsX2dhdGVzXzEzAKUCEmtlcm5lbF90XzE2MV9yYW5nZQCmAgxrZXJuZWxfdF8xNjEApwIWZWxlbWVudHdpc2VfaV8xM19y',
-  'YW5nZQCoAhBlbGVtZW50d2lzZV9pXzEzAKkCEmtlcm5lbF90XzE2Ml9yYW5nZQCqAgxrZXJuZWxfdF8xNjIAqwIXZWxlbWVu',
-  'dHdpc2VfdF8xNjVfcmFuZ2UArAIRZWxlbWVudHdpc2VfdF8xNjUArQISa2VybmVsX3RfMTYzX3JhbmdlAK4CDGtlcm5lbF90',
-  'XzE2MwCvAhdlbGVtZW50d2lzZV90XzE2N19yYW5nZQCwAhFlbGVtZW50d2lzZV90XzE2NwCxAhJrZXJuZWxfdF8xNjRfcmFu',
-  'Z2UAsgIMa2VybmVsX3RfMTY0ALMCF2VsZW1lbnR3aXNlX2gyXzEzX3JhbmdlALQCEWVsZW1lbnR3aXNlX2gyXzEzALUCEmtl',
-  'cm5lbF90XzE2OF9yYW5nZQC2AgxrZXJuZWxfdF8xNjgAtwISbWF0bXVsX3RfMTcwX3JhbmdlALgCDG1hdG11bF90XzE3MAC5',
-  'AhVtYXRtdWxfZ2F0ZXNfMTRfcmFuZ2UAugIPbWF0bXVsX2dhdGVzXzE0ALsCEmtlcm5lbF90XzE3M19yYW5nZQC8AgxrZXJu',
-  'ZWxfdF8xNzMAvQIWZWxlbWVudHdpc2VfaV8xNF9yYW5nZQC+AhBlbGVtZW50d2lzZV9pXzE0AL8CEmtlcm5lbF90XzE3NF9y',
-  'YW5nZQDAAgxrZXJuZWxfdF8xNzQAwQIXZWxlbWVudHdpc2VfdF8xNzdfcmFuZ2UAwgIRZWxlbWVudHdpc2VfdF8xNzcAwwIS',
-  'a2VybmVsX3RfMTc1X3JhbmdlAMQCDGtlcm5lbF90XzE3NQDFAhdlbGVtZW50d2lzZV90XzE3OV9yYW5nZQDGAhFlbGVtZW50',
-  'd2lzZV90XzE3OQDHAhJrZXJuZWxfdF8xNzZfcmFuZ2UAyAIMa2VybmVsX3RfMTc2AMkCF2VsZW1lbnR3aXNlX2gyXzE0X3Jh',
-  'bmdlAMoCEWVsZW1lbnR3aXNlX2gyXzE0AMsCEmtlcm5lbF90XzE4MF9yYW5nZQDMAgxrZXJuZWxfdF8xODAAzQISbWF0bXVs',
-  'X3RfMTgyX3JhbmdlAM4CDG1hdG11bF90XzE4MgDPAhVtYXRtdWxfZ2F0ZXNfMTVfcmFuZ2UA0AIPbWF0bXVsX2dhdGVzXzE1',
-  'ANECEmtlcm5lbF90XzE4NV9yYW5nZQDSAgxrZXJuZWxfdF8xODUA0wIWZWxlbWVudHdpc2VfaV8xNV9yYW5nZQDUAhBlbGVt',
-  'ZW50d2lzZV9pXzE1ANUCEmtlcm5lbF90XzE4Nl9yYW5nZQDWAgxrZXJuZWxfdF8xODYA1wIXZWxlbWVudHdpc2VfdF8xODlf',
-  'cmFuZ2UA2AIRZWxlbWVudHdpc2VfdF8xODkA2QISa2VybmVsX3RfMTg3X3JhbmdlANoCDGtlcm5lbF90XzE4NwDbAhdlbGVt',
-  'ZW50d2lzZV90XzE5MV9yYW5nZQDcAhFlbGVtZW50d2lzZV90XzE5MQDdAhJrZXJuZWxfdF8xODhfcmFuZ2UA3gIMa2VybmVs',
-  'X3RfMTg4AN8CFGVsZW1lbnR3aXNlX3QzX3JhbmdlAOACDmVsZW1lbnR3aXNlX3QzAOECCWtlcm5lbF90NQDiAhNtYXRtdWxf',
-  'bG9naXRzX3JhbmdlAOMCDW1hdG11bF9sb2dpdHMA5AIRc29mdG1heF90MTFfcmFuZ2UA5QILc29mdG1heF90MTEA5gIQa2Vy',
-  'bmVsX2RieV9yYW5nZQDnAgprZXJuZWxfZGJ5AOgCEG1hdG11bF9kdDZfcmFuZ2UA6QIPbWF0bXVsX2R0Nl9wYWNrAOoCCm1h',
-  'dG11bF9kdDYA6wIQbWF0bXVsX2RXeV9yYW5nZQDsAgptYXRtdWxfZFd5AO0CEGtlcm5lbF90MTRfcmFuZ2UA7gIKa2VybmVs',
-  'X3QxNADvAhVlbGVtZW50d2lzZV9kdDdfcmFuZ2UA8AIPZWxlbWVudHdpc2VfZHQ3APECD2tlcm5lbF9kZ2F0ZXNfNADyAhdl',
-  'bGVtZW50d2lzZV9kdDZfMV9yYW5nZQDzAhFlbGVtZW50d2lzZV9kdDZfMQD0Ag9rZXJuZWxfZGdhdGVzXzMA9QIXZWxlbWVu',
-  'dHdpc2VfZHQ1XzFfcmFuZ2UA9gIRZWxlbWVudHdpc2VfZHQ1XzEA9wIPa2VybmVsX2RnYXRlc18yAPgCFWVsZW1lbnR3aXNl',
-  'X2R0NF9yYW5nZQD5Ag9lbGVtZW50d2lzZV9kdDQA+gIPa2VybmVsX2RnYXRlc18xAPsCEXJlZHVjZV9kYl8xX3JhbmdlAPwC',
-  'C3JlZHVjZV9kYl8xAP0CEm1hdG11bF9kYzBfMV9yYW5nZQD+AhFtYXRtdWxfZGMwXzFfcGFjawD/AgxtYXRtdWxfZGMwXzEA',
-  'gAMSbWF0bXVsX2RXaF8xX3JhbmdlAIEDDG1hdG11bF9kV2hfMQCCAxBtYXRtdWxfZHgwX3JhbmdlAIMDD21hdG11bF9keDBf',
-  'cGFjawCEAwptYXRtdWxfZHgwAIUDEm1hdG11bF9kV3hfMV9yYW5nZQCGAwxtYXRtdWxfZFd4XzEAhwMQa2VybmVsX3QyNV9y',
-  'YW5nZQCIAwprZXJuZWxfdDI1AIkDF2VsZW1lbnR3aXNlX2R0N18xX3JhbmdlAIoDEWVsZW1lbnR3aXNlX2R0N18xAIsDEWtl',
-  'cm5lbF9kZ2F0ZXNfNF8xAIwDF2VsZW1lbnR3aXNlX2R0Nl8yX3JhbmdlAI0DEWVsZW1lbnR3aXNlX2R0Nl8yAI4DEWtlcm5l',
-  'bF9kZ2F0ZXNfM18xAI8DF2VsZW1lbnR3aXNlX2R0NV8yX3JhbmdlAJADEWVsZW1lbnR3aXNlX2R0NV8yAJEDEWtlcm5lbF9k',
-  'Z2F0ZXNfMl8xAJIDF2VsZW1lbnR3aXNlX2R0NF8xX3JhbmdlAJMDEWVsZW1lbnR3aXNlX2R0NF8xAJQDEWtlcm5lbF9kZ2F0',
-  'ZXNfMV8xAJUDEHJlZHVjZV90MzdfcmFuZ2UAlgMKcmVkdWNlX3QzNwCXAxRtYXRtdWxfZGMwXzFfMV9yYW5nZQCYAxNtYXRt',
-  'dWxfZGMwXzFfMV9wYWNrAJkDDm1hdG11bF9kYzBfMV8xAJoDEG1hdG11bF90MzhfcmFuZ2UAmwMKbWF0bXVsX3QzOACcAxJt',
-  'YXRtdWxfZHgwXzFfcmFuZ2UAnQMRbWF0bXVsX2R4MF8xX3BhY2sAngMMbWF0bXVsX2R4MF8xAJ8DEG1hdG11bF90MzlfcmFu',
-  'Z2UAoAMKbWF0bXVsX3QzOQChAxBrZXJuZWxfdDQwX3JhbmdlAKIDCmtlcm5lbF90NDAAowMXZWxlbWVudHdpc2VfZHQ3XzJf',
-  'cmFuZ2UApAMRZWxlbWVudHdpc2VfZHQ3XzIApQMRa2VybmVsX2RnYXRlc180XzIApgMXZWxlbWVudHdpc2VfZHQ2XzNfcmFu',
-  'Z2UApwMRZWxlbWVudHdpc2VfZHQ2XzMAqAMRa2VybmVsX2RnYXRlc18zXzIAqQMXZWxlbWVudHdpc2VfZHQ1XzNfcmFuZ2UA',
-  'qgMRZWxlbWVudHdpc2VfZHQ1XzMAqwMRa2VybmVsX2RnYXRlc18yXzIArAMXZWxlbWVudHdpc2VfZHQ0XzJfcmFuZ2UArQMR',
-  'ZWxlbWVudHdpc2VfZHQ0XzIArgMRa2VybmVsX2RnYXRlc18xXzIArwMQcmVkdWNlX3Q1Ml9yYW5nZQCwAwpyZWR1Y2VfdDUy',
-  'ALEDFG1hdG11bF9kYzBfMV8yX3JhbmdlALIDE21hdG11bF9kYzBfMV8yX3BhY2sAswMObWF0bXVsX2RjMF8xXzIAtAMQbWF0',
-  'bXVsX3Q1M19yYW5nZQC1AwptYXRtdWxfdDUzALYDEm1hdG11bF9keDBfMl9yYW5nZQC3AxFtYXRtdWxfZHgwXzJfcGFjawC4',
-  'AwxtYXRtdWxfZHgwXzIAuQMQbWF0bXVsX3Q1NF9yYW5nZQC6AwptYXRtdWxfdDU0ALsDEGtlcm5lbF90NTVfcmFuZ2UAvAMK',
-  'a2VybmVsX3Q1NQC9AxdlbGVtZW50d2lzZV9kdDdfM19yYW5nZQC+AxFlbGVtZW50d2lzZV9kdDdfMwC/AxFrZXJuZWxfZGdh',
-  'dGVzXzRfMwDAAxdlbGVtZW50d2lzZV9kdDZfNF9yYW5nZQDBAxFlbGVtZW50d2lzZV9kdDZfNADCAxFrZXJuZWxfZGdhdGVz',
-  'XzNfMwDDAxdlbGVtZW50d2lzZV9kdDVfNF9yYW5nZQDEAxFlbGVtZW50d2lzZV9kdDVfNADFAxFrZXJuZWxfZGdhdGVzXzJf',
-  'MwDGAxdlbGVtZW50d2lzZV9kdDRfM19yYW5nZQDHAxFlbGVtZW50d2lzZV9kdDRfMwDIAxFrZXJuZWxfZGdhdGVzXzFfMwDJ',
-  'AxByZWR1Y2VfdDY3X3JhbmdlAMoDCnJlZHVjZV90NjcAywMUbWF0bXVsX2RjMF8xXzNfcmFuZ2UAzAMTbWF0bXVsX2RjMF8x',
-  'XzNfcGFjawDNAw5tYXRtdWxfZGMwXzFfMwDOAxBtYXRtdWxfdDY4X3JhbmdlAM8DCm1hdG11bF90NjgA0AMSbWF0bXVsX2R4',
-  'MF8zX3JhbmdlANEDEW1hdG11bF9keDBfM19wYWNrANIDDG1hdG11bF9keDBfMwDTAxBtYXRtdWxfdDY5X3JhbmdlANQDCm1h',
-  'dG11bF90NjkA1QMQa2VybmVsX3Q3MF9yYW5nZQDWAwprZXJuZWxfdDcwANcDF2VsZW1lbnR3aXNlX2R0N180X3JhbmdlANgD',
-  'EWVsZW1lbnR3aXNlX2R0N180ANkDEWtlcm5lbF9kZ2F0ZXNfNF80ANoDF2VsZW1lbnR3aXNlX2R0Nl81X3JhbmdlANsDEWVs',
-  'ZW1lbnR3aXNlX2R0Nl81ANwDEWtlcm5lbF9kZ2F0ZXNfM180AN0DF2VsZW1lbnR3aXNlX2R0NV81X3JhbmdlAN4DEWVsZW1l',
-  'bnR3aXNlX2R0NV81AN8DEWtlcm5lbF9kZ2F0ZXNfMl80AOADF2VsZW1lbnR3aXNlX2R0NF80X3JhbmdlAOEDEWVsZW1lbnR3',
-  'aXNlX2R0NF80AOIDEWtlcm5lbF9kZ2F0ZXNfMV80AOMDEHJlZHVjZV90ODJfcmFuZ2UA5AMKcmVkdWNlX3Q4MgDlAxRtYXRt',
-  'dWxfZGMwXzFfNF9yYW5nZQDmAxNtYXRtdWxfZGMwXzFfNF9wYWNrAOcDDm1hdG11bF9kYzBfMV80AOgDEG1hdG11bF90ODNf',
-  'cmFuZ2UA6QMKbWF0bXVsX3Q4MwDqAxJtYXRtdWxfZHgwXzRfcmFuZ2UA6wMRbWF0bXVsX2R4MF80X3BhY2sA7AMMbWF0bXVs',
-  'X2R4MF80AO0DEG1hdG11bF90ODRfcmFuZ2UA7gMKbWF0bXVsX3Q4NADvAxBrZXJuZWxfdDg1X3JhbmdlAPADCmtlcm5lbF90',
-  'ODUA8QMXZWxlbWVudHdpc2VfZHQ3XzVfcmFuZ2UA8gMRZWxlbWVudHdpc2VfZHQ3XzUA8wMRa2VybmVsX2RnYXRlc180XzUA',
-  '9AMXZWxlbWVudHdpc2VfZHQ2XzZfcmFuZ2UA9QMRZWxlbWVudHdpc2VfZHQ2XzYA9gMRa2VybmVsX2RnYXRlc18zXzUA9wMX',
-  'ZWxlbWVudHdpc2VfZHQ1XzZfcmFuZ2UA+AMRZWxlbWVudHdpc2VfZHQ1XzYA+QMRa2VybmVsX2RnYXRlc18yXzUA+gMXZWxl',
-  'bWVudHdpc2VfZHQ0XzVfcmFuZ2UA+wMRZWxlbWVudHdpc2VfZHQ0XzUA/AMRa2VybmVsX2RnYXRlc18xXzUA/QMQcmVkdWNl',
-  'X3Q5N19yYW5nZQD+AwpyZWR1Y2VfdDk3AP8DFG1hdG11bF9kYzBfMV81X3JhbmdlAIAEE21hdG11bF9kYzBfMV81X3BhY2sA',
-  'gQQObWF0bXVsX2RjMF8xXzUAggQQbWF0bXVsX3Q5OF9yYW5nZQCDBAptYXRtdWxfdDk4AIQEEm1hdG11bF9keDBfNV9yYW5n',
-  'ZQCFBBFtYXRtdWxfZHgwXzVfcGFjawCGBAxtYXRtdWxfZHgwXzUAhwQQbWF0bXVsX3Q5OV9yYW5nZQCIBAptYXRtdWxfdDk5',
-  'AIkEEWtlcm5lbF90MTAwX3JhbmdlAIoEC2tlcm5lbF90MTAwAIsEF2VsZW1lbnR3aXNlX2R0N182X3JhbmdlAIwEEWVsZW1l',
-  'bnR3aXNlX2R0N182AI0EEWtlcm5lbF9kZ2F0ZXNfNF82AI4EF2VsZW1lbnR3aXNlX2R0Nl83X3JhbmdlAI8EEWVsZW1lbnR3',
-  'aXNlX2R0Nl83AJAEEWtlcm5lbF9kZ2F0ZXNfM182AJEEF2VsZW1lbnR3aXNlX2R0NV83X3JhbmdlAJIEEWVsZW1lbnR3aXNl',
-  'X2R0NV83AJMEEWtlcm5lbF9kZ2F0ZXNfMl82AJQEF2VsZW1lbnR3aXNlX2R0NF82X3JhbmdlAJUEEWVsZW1lbnR3aXNlX2R0',
-  'NF82AJYEEWtlcm5lbF9kZ2F0ZXNfMV82AJcEEXJlZHVjZV90MTEyX3JhbmdlAJgEC3JlZHVjZV90MTEyAJkEFG1hdG11bF9k',
-  'YzBfMV82X3JhbmdlAJoEE21hdG11bF9kYzBfMV82X3BhY2sAmwQObWF0bXVsX2RjMF8xXzYAnAQRbWF0bXVsX3QxMTNfcmFu',
-  'Z2UAnQQLbWF0bXVsX3QxMTMAngQSbWF0bXVsX2R4MF82X3JhbmdlAJ8EEW1hdG11bF9keDBfNl9wYWNrAKAEDG1hdG11bF9k',
-  'eDBfNgChBBFtYXRtdWxfdDExNF9yYW5nZQCiBAttYXRtdWxfdDExNACjBBFrZXJuZWxfdDExNV9yYW5nZQCkBAtrZXJuZWxf',
-  'dDExNQClBBdlbGVtZW50d2lzZV9kdDdfN19yYW5nZQCmBBFlbGVtZW50d2lzZV9kdDdfNwCnBBFrZXJuZWxfZGdhdGVzXzRf',
-  'NwCoBBdlbGVtZW50d2lzZV9kdDZfOF9yYW5nZQCpBBFlbGVtZW50d2lzZV9kdDZfOACqBBFrZXJuZWxfZGdhdGVzXzNfNwCr',
-  'BBdlbGVtZW50d2lzZV9kdDVfOF9yYW5nZQCsBBFlbGVtZW50d2lzZV9kdDVfOACtBBFrZXJuZWxfZGdhdGVzXzJfNwCuBBdl',
-  'bGVtZW50d2lzZV9kdDRfN19yYW5nZQCvBBFlbGVtZW50d2lzZV9kdDRfNwCwBBFrZXJuZWxfZGdhdGVzXzFfNwCxBBFyZWR1',
-  'Y2VfdDEyN19yYW5nZQCyBAtyZWR1Y2VfdDEyNwCzBBRtYXRtdWxfZGMwXzFfN19yYW5nZQC0BBNtYXRtdWxfZGMwXzFfN19w',
-  'YWNrALUEDm1hdG11bF9kYzBfMV83ALYEEW1hdG11bF90MTI4X3JhbmdlALcEC21hdG11bF90MTI4ALgEEm1hdG11bF9keDBf',
-  'N19yYW5nZQC5BBFtYXRtdWxfZHgwXzdfcGFjawC6BAxtYXRtdWxfZHgwXzcAuwQRbWF0bXVsX3QxMjlfcmFuZ2UAvAQLbWF0',
-  'bXVsX3QxMjkAvQQRa2VybmVsX3QxMzBfcmFuZ2UAvgQLa2VybmVsX3QxMzAAvwQXZWxlbWVudHdpc2VfZHQ3XzhfcmFuZ2UA',
-  'wAQRZWxlbWVudHdpc2VfZHQ3XzgAwQQRa2VybmVsX2RnYXRlc180XzgAwgQXZWxlbWVudHdpc2VfZHQ2XzlfcmFuZ2UAwwQR',
-  'ZWxlbWVudHdpc2VfZHQ2XzkAxAQRa2VybmVsX2RnYXRlc18zXzgAxQQXZWxlbWVudHdpc2VfZHQ1XzlfcmFuZ2UAxgQRZWxl',
-  'bWVudHdpc2VfZHQ1XzkAxwQRa2VybmVsX2RnYXRlc18yXzgAyAQXZWxlbWVudHdpc2VfZHQ0XzhfcmFuZ2UAyQQRZWxlbWVu',
-  'dHdpc2VfZHQ0XzgAygQRa2VybmVsX2RnYXRlc18xXzgAywQRcmVkdWNlX3QxNDJfcmFuZ2UAzAQLcmVkdWNlX3QxNDIAzQQU',
-  'bWF0bXVsX2RjMF8xXzhfcmFuZ2UAzgQTbWF0bXVsX2RjMF8xXzhfcGFjawDPBA5tYXRtdWxfZGMwXzFfOADQBBFtYXRtdWxf',
-  'dDE0M19yYW5nZQDRBAttYXRtdWxfdDE0MwDSBBJtYXRtdWxfZHgwXzhfcmFuZ2UA0wQRbWF0bXVsX2R4MF84X3BhY2sA1AQM',
-  'bWF0bXVsX2R4MF84ANUEEW1hdG11bF90MTQ0X3JhbmdlANYEC21hdG11bF90MTQ0ANcEEWtlcm5lbF90MTQ1X3JhbmdlANgE',
-  'C2tlcm5lbF90MTQ1ANkEF2VsZW1lbnR3aXNlX2R0N185X3JhbmdlANoEEWVsZW1lbnR3aXNlX2R0N185ANsEEWtlcm5lbF9k',
-  'Z2F0ZXNfNF85ANwEGGVsZW1lbnR3aXNlX2R0Nl8xMF9yYW5nZQDdBBJlbGVtZW50d2lzZV9kdDZfMTAA3gQRa2VybmVsX2Rn',
-  'YXRlc18zXzkA3wQYZWxlbWVudHdpc2VfZHQ1XzEwX3JhbmdlAOAEEmVsZW1lbnR3aXNlX2R0NV8xMADhBBFrZXJuZWxfZGdh',
-  'dGVzXzJfOQDiBBdlbGVtZW50d2lzZV9kdDRfOV9yYW5nZQDjBBFlbGVtZW50d2lzZV9kdDRfOQDkBBFrZXJuZWxfZGdhdGVz',
-  'XzFfOQDlBBFyZWR1Y2VfdDE1N19yYW5nZQDmBAtyZWR1Y2VfdDE1NwDnBBRtYXRtdWxfZGMwXzFfOV9yYW5nZQDoBBNtYXRt',
-  'dWxfZGMwXzFfOV9wYWNrAOkEDm1hdG11bF9kYzBfMV85AOoEEW1hdG11bF90MTU4X3JhbmdlAOsEC21hdG11bF90MTU4AOwE',
-  'Em1hdG11bF9keDBfOV9yYW5nZQDtBBFtYXRtdWxfZHgwXzlfcGFjawDuBAxtYXRtdWxfZHgwXzkA7wQRbWF0bXVsX3QxNTlf',
-  'cmFuZ2UA8AQLbWF0bXVsX3QxNTkA8QQRa2VybmVsX3QxNjBfcmFuZ2UA8gQLa2VybmVsX3QxNjAA8wQYZWxlbWVudHdpc2Vf',
-  'ZHQ3XzEwX3JhbmdlAPQEEmVsZW1lbnR3aXNlX2R0N18xMAD1BBJrZXJuZWxfZGdhdGVzXzRfMTAA9gQYZWxlbWVudHdpc2Vf',
-  'ZHQ2XzExX3JhbmdlAPcEEmVsZW1lbnR3aXNlX2R0Nl8xMQD4BBJrZXJuZWxfZGdhdGVzXzNfMTAA+QQYZWxlbWVudHdpc2Vf',
-  'ZHQ1XzExX3JhbmdlAPoEEmVsZW1lbnR3aXNlX2R0NV8xMQD7BBJrZXJuZWxfZGdhdGVzXzJfMTAA/AQYZWxlbWVudHdpc2Vf',
-  'ZHQ0XzEwX3JhbmdlAP0EEmVsZW1lbnR3aXNlX2R0NF8xMAD+BBJrZXJuZWxfZGdhdGVzXzFfMTAA/wQRcmVkdWNlX3QxNzJf',
-  'cmFuZ2UAgAULcmVkdWNlX3QxNzIAgQUVbWF0bXVsX2RjMF8xXzEwX3JhbmdlAIIFFG1hdG11bF9kYzBfMV8xMF9wYWNrAIMF',
-  'D21hdG11bF9kYzBfMV8xMACEBRFtYXRtdWxfdDE3M19yYW5nZQCFBQttYXRtdWxfdDE3MwCGBRNtYXRtdWxfZHgwXzEwX3Jh',
-  'bmdlAIcFEm1hdG11bF9keDBfMTBfcGFjawCIBQ1tYXRtdWxfZHgwXzEwAIkFEW1hdG11bF90MTc0X3JhbmdlAIoFC21hdG11',
-  'bF90MTc0AIsFEWtlcm5lbF90MTc1X3JhbmdlAIwFC2tlcm5lbF90MTc1AI0FGGVsZW1lbnR3aXNlX2R0N18xMV9yYW5nZQCO',
-  'BRJlbGVtZW50d2lzZV9kdDdfMTEAjwUSa2VybmVsX2RnYXRlc180XzExAJAFGGVsZW1lbnR3aXNlX2R0Nl8xMl9yYW5nZQCR',
-  'BRJlbGVtZW50d2lzZV9kdDZfMTIAkgUSa2VybmVsX2RnYXRlc18zXzExAJMFGGVsZW1lbnR3aXNlX2R0NV8xMl9yYW5nZQCU',
-  'BRJlbGVtZW50d2lzZV9kdDVfMTIAlQUSa2VybmVsX2RnYXRlc18yXzExAJYFGGVsZW1lbnR3aXNlX2R0NF8xMV9yYW5nZQCX',
-  'BRJlbGVtZW50d2lzZV9kdDRfMTEAmAUSa2VybmVsX2RnYXRlc18xXzExAJkFEXJlZHVjZV90MTg3X3JhbmdlAJoFC3JlZHVj',
-  'ZV90MTg3AJsFFW1hdG11bF9kYzBfMV8xMV9yYW5nZQCcBRRtYXRtdWxfZGMwXzFfMTFfcGFjawCdBQ9tYXRtdWxfZGMwXzFf',
-  'MTEAngURbWF0bXVsX3QxODhfcmFuZ2UAnwULbWF0bXVsX3QxODgAoAUTbWF0bXVsX2R4MF8xMV9yYW5nZQChBRJtYXRtdWxf',
-  'ZHgwXzExX3BhY2sAogUNbWF0bXVsX2R4MF8xMQCjBRFtYXRtdWxfdDE4OV9yYW5nZQCkBQttYXRtdWxfdDE4OQClBRFrZXJu',
-  'ZWxfdDE5MF9yYW5nZQCmBQtrZXJuZWxfdDE5MACnBRhlbGVtZW50d2lzZV9kdDdfMTJfcmFuZ2UAqAUSZWxlbWVudHdpc2Vf',
-  'ZHQ3XzEyAKkFEmtlcm5lbF9kZ2F0ZXNfNF8xMgCqBRhlbGVtZW50d2lzZV9kdDZfMTNfcmFuZ2UAqwUSZWxlbWVudHdpc2Vf',
-  'ZHQ2XzEzAKwFEmtlcm5lbF9kZ2F0ZXNfM18xMgCtBRhlbGVtZW50d2lzZV9kdDVfMTNfcmFuZ2UArgUSZWxlbWVudHdpc2Vf',
-  'ZHQ1XzEzAK8FEmtlcm5lbF9kZ2F0ZXNfMl8xMgCwBRhlbGVtZW50d2lzZV9kdDRfMTJfcmFuZ2UAsQUSZWxlbWVudHdpc2Vf',
-  'ZHQ0XzEyALIFEmtlcm5lbF9kZ2F0ZXNfMV8xMgCzBRFyZWR1Y2VfdDIwMl9yYW5nZQC0BQtyZWR1Y2VfdDIwMgC1BRVtYXRt',
-  'dWxfZGMwXzFfMTJfcmFuZ2UAtgUUbWF0bXVsX2RjMF8xXzEyX3BhY2sAtwUPbWF0bXVsX2RjMF8xXzEyALgFEW1hdG11bF90',
-  'MjAzX3JhbmdlALkFC21hdG11bF90MjAzALoFE21hdG11bF9keDBfMTJfcmFuZ2UAuwUSbWF0bXVsX2R4MF8xMl9wYWNrALwF',
-  'DW1hdG11bF9keDBfMTIAvQURbWF0bXVsX3QyMDRfcmFuZ2UAvgULbWF0bXVsX3QyMDQAvwURa2VybmVsX3QyMDVfcmFuZ2UA',
-  'wAULa2VybmVsX3QyMDUAwQUYZWxlbWVudHdpc2VfZHQ3XzEzX3JhbmdlAMIFEmVsZW1lbnR3aXNlX2R0N18xMwDDBRJrZXJu',
-  'ZWxfZGdhdGVzXzRfMTMAxAUYZWxlbWVudHdpc2VfZHQ2XzE0X3JhbmdlAMUFEmVsZW1lbnR3aXNlX2R0Nl8xNADGBRJrZXJu',
-  'ZWxfZGdhdGVzXzNfMTMAxwUYZWxlbWVudHdpc2VfZHQ1XzE0X3JhbmdlAMgFEmVsZW1lbnR3aXNlX2R0NV8xNADJBRJrZXJu',
-  'ZWxfZGdhdGVzXzJfMTMAygUYZWxlbWVudHdpc2VfZHQ0XzEzX3JhbmdlAMsFEmVsZW1lbnR3aXNlX2R0NF8xMwDMBRJrZXJu',
-  'ZWxfZGdhdGVzXzFfMTMAzQURcmVkdWNlX3QyMTdfcmFuZ2UAzgULcmVkdWNlX3QyMTcAzwUVbWF0bXVsX2RjMF8xXzEzX3Jh',
-  'bmdlANAFFG1hdG11bF9kYzBfMV8xM19wYWNrANEFD21hdG11bF9kYzBfMV8xMwDSBRFtYXRtdWxfdDIxOF9yYW5nZQDTBQtt',
-  'YXRtdWxfdDIxOADUBRNtYXRtdWxfZHgwXzEzX3JhbmdlANUFEm1hdG11bF9keDBfMTNfcGFjawDWBQ1tYXRtdWxfZHgwXzEz',
-  'ANcFEW1hdG11bF90MjE5X3JhbmdlANgFC21hdG11bF90MjE5ANkFEWtlcm5lbF90MjIwX3JhbmdlANoFC2tlcm5lbF90MjIw',
-  'ANsFGGVsZW1lbnR3aXNlX2R0N18xNF9yYW5nZQDcBRJlbGVtZW50d2lzZV9kdDdfMTQA3QUSa2VybmVsX2RnYXRlc180XzE0',
-  'AN4FGGVsZW1lbnR3aXNlX2R0Nl8xNV9yYW5nZQDfBRJlbGVtZW50d2lzZV9kdDZfMTUA4AUSa2VybmVsX2RnYXRlc18zXzE0',
-  'AOEFGGVsZW1lbnR3aXNlX2R0NV8xNV9yYW5nZQDiBRJlbGVtZW50d2lzZV9kdDVfMTUA4wUSa2VybmVsX2RnYXRlc18yXzE0',
-  'AOQFGGVsZW1lbnR3aXNlX2R0NF8xNF9yYW5nZQDlBRJlbGVtZW50d2lzZV9kdDRfMTQA5gUSa2VybmVsX2RnYXRlc18xXzE0',
-  'AOcFEXJlZHVjZV90MjMyX3JhbmdlAOgFC3JlZHVjZV90MjMyAOkFFW1hdG11bF9kYzBfMV8xNF9yYW5nZQDqBRRtYXRtdWxf',
-  'ZGMwXzFfMTRfcGFjawDrBQ9tYXRtdWxfZGMwXzFfMTQA7AURbWF0bXVsX3QyMzNfcmFuZ2UA7QULbWF0bXVsX3QyMzMA7gUT',
-  'bWF0bXVsX2R4MF8xNF9yYW5nZQDvBRJtYXRtdWxfZHgwXzE0X3BhY2sA8AUNbWF0bXVsX2R4MF8xNADxBRFtYXRtdWxfdDIz',
-  'NF9yYW5nZQDyBQttYXRtdWxfdDIzNADzBRFrZXJuZWxfdDIzNV9yYW5nZQD0BQtrZXJuZWxfdDIzNQD1BRhlbGVtZW50d2lz',
-  'ZV9kdDdfMTVfcmFuZ2UA9gUSZWxlbWVudHdpc2VfZHQ3XzE1APcFEmtlcm5lbF9kZ2F0ZXNfNF8xNQD4BRhlbGVtZW50d2lz',
-  'ZV9kdDZfMTZfcmFuZ2UA+QUSZWxlbWVudHdpc2VfZHQ2XzE2APoFEmtlcm5lbF9kZ2F0ZXNfM18xNQD7BRhlbGVtZW50d2lz',
-  'ZV9kdDVfMTZfcmFuZ2UA/AUSZWxlbWVudHdpc2VfZHQ1XzE2AP0FEmtlcm5lbF9kZ2F0ZXNfMl8xNQD+BRhlbGVtZW50d2lz',
-  'ZV9kdDRfMTVfcmFuZ2UA/wUSZWxlbWVudHdpc2VfZHQ0XzE1AIAGEmtlcm5lbF9kZ2F0ZXNfMV8xNQCBBg9yZWR1Y2VfZGJf',
-  'cmFuZ2UAggYJcmVkdWNlX2RiAIMGEG1hdG11bF9kV2hfcmFuZ2UAhAYKbWF0bXVsX2RXaACFBhNtYXRtdWxfZHgwXzE1X3Jh',
-  'bmdlAIYGEm1hdG11bF9keDBfMTVfcGFjawCHBg1tYXRtdWxfZHgwXzE1AIgGEG1hdG11bF9kV3hfcmFuZ2UAiQYKbWF0bXVs',
-  'X2RXeACKBgtrZXJuZWxfZGVtYgCLBgrc5Q6MBnoDAX8BewF/IAAhAkGwmhUgAkEEbGohBP0MAAAAAAAAAAAAAAAAAAAAACED',
-  'AkADQCACQQRqIAFKDQEgBCAD/QsAACAEQRBqIQQgAkEEaiECDAALCwJAA0AgAiABTg0BIAQgA/1aAAAAIARBBGohBCACQQFq',
-  'IQIMAAsLCwkAQQBBgBAQAAu4AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCaEyACQYAIbGogA0EEbGohBUGw2hUgAkHA',
-  'AGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCAD',
-  'QRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQAguvBAIP',
-  'fwt7QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNoVIAJqIAVBwABsaiEHQcANIANqIAZBBGxq',
-  'IQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH9',
-  '5AEhEiAH/QkAQCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAEhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB',
-  '/eQBIRYgB/0JAMABIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw4hUg',
-  'BGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkg',
-  'F/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQBAumBgMPfw17A39B',
-  'ACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwmhUgAmogBUGABGxqIQdBwI0CIANqIAZBBGxqIQj9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEYQYABIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQB',
-  'IRIgB/0JAIAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH9',
-  '5AEhFiAH/QkAgAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbDiFSAF',
-  'QYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0Gw4hcgBUGAEGxqIAZBBGxqISAgHv0AAAAgEf3kASEcIBwgH/0AAAD95AEhHSAg',
-  'IB39CwAAIB79AAAQIBL95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAECAe/QAAgBAgE/3kASEcIBwgH/0AAAD95AEhHSAgIB39',
-  'CwCAECAe/QAAkBAgFP3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQECAe/QAAgCAgFf3kASEcIBwgH/0AAAD95AEhHSAgIB39',
-  'CwCAICAe/QAAkCAgFv3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQICAe/QAAgDAgF/3kASEcIBwgH/0AAAD95AEhHSAgIB39',
-  'CwCAMCAe/QAAkDAgGP3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGA',
-  'gAJqIQQLCABBAEEQEAYLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw4hcgAkGAEGxqIANBBGxqIQVBsOIVIAJBgARs',
-  'aiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANB',
-  'gAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQCAvUBAMD',
-  'fwl7An8gACEEAkADQCAEIAFODQFBsOIVIARBgARsaiEOQbDiGSAEQYAEbGohD0EgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAO',
-  '/QAAAP3hASEGIAb9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhByAH/Qw7qrg/O6q4PzuquD87',
-  'qrg//eYB/WohCCAHIAj9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCP0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5',
-  'Z2lQOWdpUDlnaVA5IAn95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCf3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzB',
-  'qSo9wakqPcGpKj3BqSo9/eQBIAn95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCf3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ',
-  '/eYBIAn95gEgCf3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEKIAogCP34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYB',
-  'IQr9DAAAgH8AAIB/AACAfwAAgH8gCiAG/QwAALBCAACwQgAAsEIAALBC/UT9UiEK/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M',
-  '9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAPIAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EB',
-  'ayIDDQALIARBAWohBAwACwsLCABBAEEQEAoLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw5hcgAkGAEGxqIANBBGxq',
-  'IQVBsOIVIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGoh',
-  'AwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsI',
-  'AEEAQRAQDAuRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsOIVIARBgARsaiEPQbDiGiAEQYAEbGohEEGwmhUgBEGABGxqIRFB',
-  'sKIbIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0M',
-  'AACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3m',
-  'Af3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3',
-  'Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6q',
-  'qio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQB',
-  'IQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBC',
-  'AACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/',
-  'AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANB',
-  'AWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBAOC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsOoXIAJBgBBsaiADQQRs',
-  'aiEFQbDiFSACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRq',
-  'IQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsL',
-  'CABBAEEQEBAL0g0DA38MewZ/IAAhBAJAA0AgBCABTg0BQbDiFSAEQYAEbGohEUGw4hsgBEGABGxqIRJBsOIZIARBgARsaiET',
-  'QbCiGyAEQYAEbGohFEGwohwgBEGABGxqIRVBsOIcIARBgARsaiEWQSAhAwNAIBH9AAAAIQ79DOrwurvq8Lq76vC6u+rwursg',
+  'AQABAAABAAEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAABAAABAAABAAABAAEBAAEAAQEAAQABAAEA',
+  'AAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAABAAABAAABAAABAAEBAAEAAQEA',
+  'AQABAAEAAAEAAAEAAAEAAAEAAQEAAQABAQABAAEAAQAAAQAAAQAAAQAAAQABAQABAAEBAAEAAQABAAABAAABAAABAAABAAEA',
+  'AQEAAQAAB5o9jAMPa2VybmVsX2gwX3JhbmdlAAAJa2VybmVsX2gwAAEPa2VybmVsX3RfX3JhbmdlAAIJa2VybmVsX3RfAAMQ',
+  'bWF0bXVsX3RfMl9yYW5nZQAECm1hdG11bF90XzIABRJtYXRtdWxfZ2F0ZXNfcmFuZ2UABgxtYXRtdWxfZ2F0ZXMABxBrZXJu',
+  'ZWxfdF81X3JhbmdlAAgKa2VybmVsX3RfNQAJFGVsZW1lbnR3aXNlX2lfX3JhbmdlAAoOZWxlbWVudHdpc2VfaV8ACxBrZXJu',
+  'ZWxfdF82X3JhbmdlAAwKa2VybmVsX3RfNgANFWVsZW1lbnR3aXNlX3RfOV9yYW5nZQAOD2VsZW1lbnR3aXNlX3RfOQAPEGtl',
+  'cm5lbF90XzdfcmFuZ2UAEAprZXJuZWxfdF83ABEWZWxlbWVudHdpc2VfdF8xMV9yYW5nZQASEGVsZW1lbnR3aXNlX3RfMTEA',
+  'ExBrZXJuZWxfdF84X3JhbmdlABQKa2VybmVsX3RfOAAVFGVsZW1lbnR3aXNlX2gyX3JhbmdlABYOZWxlbWVudHdpc2VfaDIA',
+  'FxFrZXJuZWxfdF8xMl9yYW5nZQAYC2tlcm5lbF90XzEyABkRbWF0bXVsX3RfMTRfcmFuZ2UAGgttYXRtdWxfdF8xNAAbFG1h',
+  'dG11bF9nYXRlc18xX3JhbmdlABwObWF0bXVsX2dhdGVzXzEAHRFrZXJuZWxfdF8xN19yYW5nZQAeC2tlcm5lbF90XzE3AB8V',
+  'ZWxlbWVudHdpc2VfaV8xX3JhbmdlACAPZWxlbWVudHdpc2VfaV8xACERa2VybmVsX3RfMThfcmFuZ2UAIgtrZXJuZWxfdF8x',
+  'OAAjFmVsZW1lbnR3aXNlX3RfMjFfcmFuZ2UAJBBlbGVtZW50d2lzZV90XzIxACURa2VybmVsX3RfMTlfcmFuZ2UAJgtrZXJu',
+  'ZWxfdF8xOQAnFmVsZW1lbnR3aXNlX3RfMjNfcmFuZ2UAKBBlbGVtZW50d2lzZV90XzIzACkRa2VybmVsX3RfMjBfcmFuZ2UA',
+  'KgtrZXJuZWxfdF8yMAArFmVsZW1lbnR3aXNlX2gyXzFfcmFuZ2UALBBlbGVtZW50d2lzZV9oMl8xAC0Ra2VybmVsX3RfMjRf',
+  'cmFuZ2UALgtrZXJuZWxfdF8yNAAvEW1hdG11bF90XzI2X3JhbmdlADALbWF0bXVsX3RfMjYAMRRtYXRtdWxfZ2F0ZXNfMl9y',
+  'YW5nZQAyDm1hdG11bF9nYXRlc18yADMRa2VybmVsX3RfMjlfcmFuZ2UANAtrZXJuZWxfdF8yOQA1FWVsZW1lbnR3aXNlX2lf',
+  'Ml9yYW5nZQA2D2VsZW1lbnR3aXNlX2lfMgA3EWtlcm5lbF90XzMwX3JhbmdlADgLa2VybmVsX3RfMzAAORZlbGVtZW50d2lz',
+  'ZV90XzMzX3JhbmdlADoQZWxlbWVudHdpc2VfdF8zMwA7EWtlcm5lbF90XzMxX3JhbmdlADwLa2VybmVsX3RfMzEAPRZlbGVt',
+  'ZW50d2lzZV90XzM1X3JhbmdlAD4QZWxlbWVudHdpc2VfdF8zNQA/EWtlcm5lbF90XzMyX3JhbmdlAEALa2VybmVsX3RfMzIA',
+  'QRZlbGVtZW50d2lzZV9oMl8yX3JhbmdlAEIQZWxlbWVudHdpc2VfaDJfMgBDEWtlcm5lbF90XzM2X3JhbmdlAEQLa2VybmVs',
+  'X3RfMzYARRFtYXRtdWxfdF8zOF9yYW5nZQBGC21hdG11bF90XzM4AEcUbWF0bXVsX2dhdGVzXzNfcmFuZ2UASA5tYXRtdWxf',
+  'Z2F0ZXNfMwBJEWtlcm5lbF90XzQxX3JhbmdlAEoLa2VybmVsX3RfNDEASxVlbGVtZW50d2lzZV9pXzNfcmFuZ2UATA9lbGVt',
+  'ZW50d2lzZV9pXzMATRFrZXJuZWxfdF80Ml9yYW5nZQBOC2tlcm5lbF90XzQyAE8WZWxlbWVudHdpc2VfdF80NV9yYW5nZQBQ',
+  'EGVsZW1lbnR3aXNlX3RfNDUAURFrZXJuZWxfdF80M19yYW5nZQBSC2tlcm5lbF90XzQzAFMWZWxlbWVudHdpc2VfdF80N19y',
+  'YW5nZQBUEGVsZW1lbnR3aXNlX3RfNDcAVRFrZXJuZWxfdF80NF9yYW5nZQBWC2tlcm5lbF90XzQ0AFcWZWxlbWVudHdpc2Vf',
+  'aDJfM19yYW5nZQBYEGVsZW1lbnR3aXNlX2gyXzMAWRFrZXJuZWxfdF80OF9yYW5nZQBaC2tlcm5lbF90XzQ4AFsRbWF0bXVs',
+  'X3RfNTBfcmFuZ2UAXAttYXRtdWxfdF81MABdFG1hdG11bF9nYXRlc180X3JhbmdlAF4ObWF0bXVsX2dhdGVzXzQAXxFrZXJu',
+  'ZWxfdF81M19yYW5nZQBgC2tlcm5lbF90XzUzAGEVZWxlbWVudHdpc2VfaV80X3JhbmdlAGIPZWxlbWVudHdpc2VfaV80AGMR',
+  'a2VybmVsX3RfNTRfcmFuZ2UAZAtrZXJuZWxfdF81NABlFmVsZW1lbnR3aXNlX3RfNTdfcmFuZ2UAZhBlbGVtZW50d2lzZV90',
+  'XzU3AGcRa2VybmVsX3RfNTVfcmFuZ2UAaAtrZXJuZWxfdF81NQBpFmVsZW1lbnR3aXNlX3RfNTlfcmFuZ2UAahBlbGVtZW50',
+  'd2lzZV90XzU5AGsRa2VybmVsX3RfNTZfcmFuZ2UAbAtrZXJuZWxfdF81NgBtFmVsZW1lbnR3aXNlX2gyXzRfcmFuZ2UAbhBl',
+  'bGVtZW50d2lzZV9oMl80AG8Ra2VybmVsX3RfNjBfcmFuZ2UAcAtrZXJuZWxfdF82MABxEW1hdG11bF90XzYyX3JhbmdlAHIL',
+  'bWF0bXVsX3RfNjIAcxRtYXRtdWxfZ2F0ZXNfNV9yYW5nZQB0Dm1hdG11bF9nYXRlc181AHURa2VybmVsX3RfNjVfcmFuZ2UA',
+  'dgtrZXJuZWxfdF82NQB3FWVsZW1lbnR3aXNlX2lfNV9yYW5nZQB4D2VsZW1lbnR3aXNlX2lfNQB5EWtlcm5lbF90XzY2X3Jh',
+  'bmdlAHoLa2VybmVsX3RfNjYAexZlbGVtZW50d2lzZV90XzY5X3JhbmdlAHwQZWxlbWVudHdpc2VfdF82OQB9EWtlcm5lbF90',
+  'XzY3X3JhbmdlAH4La2VybmVsX3RfNjcAfxZlbGVtZW50d2lzZV90XzcxX3JhbmdlAIABEGVsZW1lbnR3aXNlX3RfNzEAgQER',
+  'a2VybmVsX3RfNjhfcmFuZ2UAggELa2VybmVsX3RfNjgAgwEWZWxlbWVudHdpc2VfaDJfNV9yYW5nZQCEARBlbGVtZW50d2lz',
+  'ZV9oMl81AIUBEWtlcm5lbF90XzcyX3JhbmdlAIYBC2tlcm5lbF90XzcyAIcBEW1hdG11bF90Xzc0X3JhbmdlAIgBC21hdG11',
+  'bF90Xzc0AIkBFG1hdG11bF9nYXRlc182X3JhbmdlAIoBDm1hdG11bF9nYXRlc182AIsBEWtlcm5lbF90Xzc3X3JhbmdlAIwB',
+  'C2tlcm5lbF90Xzc3AI0BFWVsZW1lbnR3aXNlX2lfNl9yYW5nZQCOAQ9lbGVtZW50d2lzZV9pXzYAjwERa2VybmVsX3RfNzhf',
+  'cmFuZ2UAkAELa2VybmVsX3RfNzgAkQEWZWxlbWVudHdpc2VfdF84MV9yYW5nZQCSARBlbGVtZW50d2lzZV90XzgxAJMBEWtl',
+  'cm5lbF90Xzc5X3JhbmdlAJQBC2tlcm5lbF90Xzc5AJUBFmVsZW1lbnR3aXNlX3RfODNfcmFuZ2UAlgEQZWxlbWVudHdpc2Vf',
+  'dF84MwCXARFrZXJuZWxfdF84MF9yYW5nZQCYAQtrZXJuZWxfdF84MACZARZlbGVtZW50d2lzZV9oMl82X3JhbmdlAJoBEGVs',
+  'ZW1lbnR3aXNlX2gyXzYAmwERa2VybmVsX3RfODRfcmFuZ2UAnAELa2VybmVsX3RfODQAnQERbWF0bXVsX3RfODZfcmFuZ2UA',
+  'ngELbWF0bXVsX3RfODYAnwEUbWF0bXVsX2dhdGVzXzdfcmFuZ2UAoAEObWF0bXVsX2dhdGVzXzcAoQERa2VybmVsX3RfODlf',
+  'cmFuZ2UAogELa2VybmVsX3RfODkAowEVZWxlbWVudHdpc2VfaV83X3JhbmdlAKQBD2VsZW1lbnR3aXNlX2lfNwClARFrZXJu',
+  'ZWxfdF85MF9yYW5nZQCmAQtrZXJuZWxfdF85MACnARZlbGVtZW50d2lzZV90XzkzX3JhbmdlAKgBEGVsZW1lbnR3aXNlX3Rf',
+  'OTMAqQERa2VybmVsX3RfOTFfcmFuZ2UAqgELa2VybmVsX3RfOTEAqwEWZWxlbWVudHdpc2VfdF85NV9yYW5nZQCsARBlbGVt',
+  'ZW50d2lzZV90Xzk1AK0BEWtlcm5lbF90XzkyX3JhbmdlAK4BC2tlcm5lbF90XzkyAK8BFGVsZW1lbnR3aXNlX3QzX3Jhbmdl',
+  'ALABDmVsZW1lbnR3aXNlX3QzALEBCWtlcm5lbF90NQCyARNtYXRtdWxfbG9naXRzX3JhbmdlALMBDW1hdG11bF9sb2dpdHMA',
+  'tAERc29mdG1heF90MTFfcmFuZ2UAtQELc29mdG1heF90MTEAtgEQa2VybmVsX2RieV9yYW5nZQC3AQprZXJuZWxfZGJ5ALgB',
+  'EG1hdG11bF9kdDZfcmFuZ2UAuQEPbWF0bXVsX2R0Nl9wYWNrALoBCm1hdG11bF9kdDYAuwEQbWF0bXVsX2RXeV9yYW5nZQC8',
+  'AQptYXRtdWxfZFd5AL0BEGtlcm5lbF90MTRfcmFuZ2UAvgEKa2VybmVsX3QxNAC/ARVlbGVtZW50d2lzZV9kdDdfcmFuZ2UA',
+  'wAEPZWxlbWVudHdpc2VfZHQ3AMEBD2tlcm5lbF9kZ2F0ZXNfNADCARdlbGVtZW50d2lzZV9kdDZfMV9yYW5nZQDDARFlbGVt',
+  'ZW50d2lzZV9kdDZfMQDEAQ9rZXJuZWxfZGdhdGVzXzMAxQEXZWxlbWVudHdpc2VfZHQ1XzFfcmFuZ2UAxgERZWxlbWVudHdp',
+  'c2VfZHQ1XzEAxwEPa2VybmVsX2RnYXRlc18yAMgBFWVsZW1lbnR3aXNlX2R0NF9yYW5nZQDJAQ9lbGVtZW50d2lzZV9kdDQA',
+  'ygEPa2VybmVsX2RnYXRlc18xAMsBEXJlZHVjZV9kYl8xX3JhbmdlAMwBC3JlZHVjZV9kYl8xAM0BEm1hdG11bF9kYzBfMV9y',
+  'YW5nZQDOARFtYXRtdWxfZGMwXzFfcGFjawDPAQxtYXRtdWxfZGMwXzEA0AESbWF0bXVsX2RXaF8xX3JhbmdlANEBDG1hdG11',
+  'bF9kV2hfMQDSARBtYXRtdWxfZHgwX3JhbmdlANMBD21hdG11bF9keDBfcGFjawDUAQptYXRtdWxfZHgwANUBEm1hdG11bF9k',
+  'V3hfMV9yYW5nZQDWAQxtYXRtdWxfZFd4XzEA1wEQa2VybmVsX3QyNV9yYW5nZQDYAQprZXJuZWxfdDI1ANkBF2VsZW1lbnR3',
+  'aXNlX2R0N18xX3JhbmdlANoBEWVsZW1lbnR3aXNlX2R0N18xANsBEWtlcm5lbF9kZ2F0ZXNfNF8xANwBF2VsZW1lbnR3aXNl',
+  'X2R0Nl8yX3JhbmdlAN0BEWVsZW1lbnR3aXNlX2R0Nl8yAN4BEWtlcm5lbF9kZ2F0ZXNfM18xAN8BF2VsZW1lbnR3aXNlX2R0',
+  'NV8yX3JhbmdlAOABEWVsZW1lbnR3aXNlX2R0NV8yAOEBEWtlcm5lbF9kZ2F0ZXNfMl8xAOIBF2VsZW1lbnR3aXNlX2R0NF8x',
+  'X3JhbmdlAOMBEWVsZW1lbnR3aXNlX2R0NF8xAOQBEWtlcm5lbF9kZ2F0ZXNfMV8xAOUBEHJlZHVjZV90MzdfcmFuZ2UA5gEK',
+  'cmVkdWNlX3QzNwDnARRtYXRtdWxfZGMwXzFfMV9yYW5nZQDoARNtYXRtdWxfZGMwXzFfMV9wYWNrAOkBDm1hdG11bF9kYzBf',
+  'MV8xAOoBEG1hdG11bF90MzhfcmFuZ2UA6wEKbWF0bXVsX3QzOADsARJtYXRtdWxfZHgwXzFfcmFuZ2UA7QERbWF0bXVsX2R4',
+  'MF8xX3BhY2sA7gEMbWF0bXVsX2R4MF8xAO8BEG1hdG11bF90MzlfcmFuZ2UA8AEKbWF0bXVsX3QzOQDxARBrZXJuZWxfdDQw',
+  'X3JhbmdlAPIBCmtlcm5lbF90NDAA8wEXZWxlbWVudHdpc2VfZHQ3XzJfcmFuZ2UA9AERZWxlbWVudHdpc2VfZHQ3XzIA9QER',
+  'a2VybmVsX2RnYXRlc180XzIA9gEXZWxlbWVudHdpc2VfZHQ2XzNfcmFuZ2UA9wERZWxlbWVudHdpc2VfZHQ2XzMA+AERa2Vy',
+  'bmVsX2RnYXRlc18zXzIA+QEXZWxlbWVudHdpc2VfZHQ1XzNfcmFuZ2UA+gERZWxlbWVudHdpc2VfZHQ1XzMA+wERa2VybmVs',
+  'X2RnYXRlc18yXzIA/AEXZWxlbWVudHdpc2VfZHQ0XzJfcmFuZ2UA/QERZWxlbWVudHdpc2VfZHQ0XzIA/gERa2VybmVsX2Rn',
+  'YXRlc18xXzIA/wEQcmVkdWNlX3Q1Ml9yYW5nZQCAAgpyZWR1Y2VfdDUyAIECFG1hdG11bF9kYzBfMV8yX3JhbmdlAIICE21h',
+  'dG11bF9kYzBfMV8yX3BhY2sAgwIObWF0bXVsX2RjMF8xXzIAhAIQbWF0bXVsX3Q1M19yYW5nZQCFAgptYXRtdWxfdDUzAIYC',
+  'Em1hdG11bF9keDBfMl9yYW5nZQCHAhFtYXRtdWxfZHgwXzJfcGFjawCIAgxtYXRtdWxfZHgwXzIAiQIQbWF0bXVsX3Q1NF9y',
+  'YW5nZQCKAgptYXRtdWxfdDU0AIsCEGtlcm5lbF90NTVfcmFuZ2UAjAIKa2VybmVsX3Q1NQCNAhdlbGVtZW50d2lzZV9kdDdf',
+  'M19yYW5nZQCOAhFlbGVtZW50d2lzZV9kdDdfMwCPAhFrZXJuZWxfZGdhdGVzXzRfMwCQAhdlbGVtZW50d2lzZV9kdDZfNF9y',
+  'YW5nZQCRAhFlbGVtZW50d2lzZV9kdDZfNACSAhFrZXJuZWxfZGdhdGVzXzNfMwCTAhdlbGVtZW50d2lzZV9kdDVfNF9yYW5n',
+  'ZQCUAhFlbGVtZW50d2lzZV9kdDVfNACVAhFrZXJuZWxfZGdhdGVzXzJfMwCWAhdlbGVtZW50d2lzZV9kdDRfM19yYW5nZQCX',
+  'AhFlbGVtZW50d2lzZV9kdDRfMwCYAhFrZXJuZWxfZGdhdGVzXzFfMwCZAhByZWR1Y2VfdDY3X3JhbmdlAJoCCnJlZHVjZV90',
+  'NjcAmwIUbWF0bXVsX2RjMF8xXzNfcmFuZ2UAnAITbWF0bXVsX2RjMF8xXzNfcGFjawCdAg5tYXRtdWxfZGMwXzFfMwCeAhBt',
+  'YXRtdWxfdDY4X3JhbmdlAJ8CCm1hdG11bF90NjgAoAISbWF0bXVsX2R4MF8zX3JhbmdlAKECEW1hdG11bF9keDBfM19wYWNr',
+  'AKICDG1hdG11bF9keDBfMwCjAhBtYXRtdWxfdDY5X3JhbmdlAKQCCm1hdG11bF90NjkApQIQa2VybmVsX3Q3MF9yYW5nZQCm',
+  'AgprZXJuZWxfdDcwAKcCF2VsZW1lbnR3aXNlX2R0N180X3JhbmdlAKgCEWVsZW1lbnR3aXNlX2R0N180AKkCEWtlcm5lbF9k',
+  'Z2F0ZXNfNF80AKoCF2VsZW1lbnR3aXNlX2R0Nl81X3JhbmdlAKsCEWVsZW1lbnR3aXNlX2R0Nl81AKwCEWtlcm5lbF9kZ2F0',
+  'ZXNfM180AK0CF2VsZW1lbnR3aXNlX2R0NV81X3JhbmdlAK4CEWVsZW1lbnR3aXNlX2R0NV81AK8CEWtlcm5lbF9kZ2F0ZXNf',
+  'Ml80ALACF2VsZW1lbnR3aXNlX2R0NF80X3JhbmdlALECEWVsZW1lbnR3aXNlX2R0NF80ALICEWtlcm5lbF9kZ2F0ZXNfMV80',
+  'ALMCEHJlZHVjZV90ODJfcmFuZ2UAtAIKcmVkdWNlX3Q4MgC1AhRtYXRtdWxfZGMwXzFfNF9yYW5nZQC2AhNtYXRtdWxfZGMw',
+  'XzFfNF9wYWNrALcCDm1hdG11bF9kYzBfMV80ALgCEG1hdG11bF90ODNfcmFuZ2UAuQIKbWF0bXVsX3Q4MwC6AhJtYXRtdWxf',
+  'ZHgwXzRfcmFuZ2UAuwIRbWF0bXVsX2R4MF80X3BhY2sAvAIMbWF0bXVsX2R4MF80AL0CEG1hdG11bF90ODRfcmFuZ2UAvgIK',
+  'bWF0bXVsX3Q4NAC/AhBrZXJuZWxfdDg1X3JhbmdlAMACCmtlcm5lbF90ODUAwQIXZWxlbWVudHdpc2VfZHQ3XzVfcmFuZ2UA',
+  'wgIRZWxlbWVudHdpc2VfZHQ3XzUAwwIRa2VybmVsX2RnYXRlc180XzUAxAIXZWxlbWVudHdpc2VfZHQ2XzZfcmFuZ2UAxQIR',
+  'ZWxlbWVudHdpc2VfZHQ2XzYAxgIRa2VybmVsX2RnYXRlc18zXzUAxwIXZWxlbWVudHdpc2VfZHQ1XzZfcmFuZ2UAyAIRZWxl',
+  'bWVudHdpc2VfZHQ1XzYAyQIRa2VybmVsX2RnYXRlc18yXzUAygIXZWxlbWVudHdpc2VfZHQ0XzVfcmFuZ2UAywIRZWxlbWVu',
+  'dHdpc2VfZHQ0XzUAzAIRa2VybmVsX2RnYXRlc18xXzUAzQIQcmVkdWNlX3Q5N19yYW5nZQDOAgpyZWR1Y2VfdDk3AM8CFG1h',
+  'dG11bF9kYzBfMV81X3JhbmdlANACE21hdG11bF9kYzBfMV81X3BhY2sA0QIObWF0bXVsX2RjMF8xXzUA0gIQbWF0bXVsX3Q5',
+  'OF9yYW5nZQDTAgptYXRtdWxfdDk4ANQCEm1hdG11bF9keDBfNV9yYW5nZQDVAhFtYXRtdWxfZHgwXzVfcGFjawDWAgxtYXRt',
+  'dWxfZHgwXzUA1wIQbWF0bXVsX3Q5OV9yYW5nZQDYAgptYXRtdWxfdDk5ANkCEWtlcm5lbF90MTAwX3JhbmdlANoCC2tlcm5l',
+  'bF90MTAwANsCF2VsZW1lbnR3aXNlX2R0N182X3JhbmdlANwCEWVsZW1lbnR3aXNlX2R0N182AN0CEWtlcm5lbF9kZ2F0ZXNf',
+  'NF82AN4CF2VsZW1lbnR3aXNlX2R0Nl83X3JhbmdlAN8CEWVsZW1lbnR3aXNlX2R0Nl83AOACEWtlcm5lbF9kZ2F0ZXNfM182',
+  'AOECF2VsZW1lbnR3aXNlX2R0NV83X3JhbmdlAOICEWVsZW1lbnR3aXNlX2R0NV83AOMCEWtlcm5lbF9kZ2F0ZXNfMl82AOQC',
+  'F2VsZW1lbnR3aXNlX2R0NF82X3JhbmdlAOUCEWVsZW1lbnR3aXNlX2R0NF82AOYCEWtlcm5lbF9kZ2F0ZXNfMV82AOcCEXJl',
+  'ZHVjZV90MTEyX3JhbmdlAOgCC3JlZHVjZV90MTEyAOkCFG1hdG11bF9kYzBfMV82X3JhbmdlAOoCE21hdG11bF9kYzBfMV82',
+  'X3BhY2sA6wIObWF0bXVsX2RjMF8xXzYA7AIRbWF0bXVsX3QxMTNfcmFuZ2UA7QILbWF0bXVsX3QxMTMA7gISbWF0bXVsX2R4',
+  'MF82X3JhbmdlAO8CEW1hdG11bF9keDBfNl9wYWNrAPACDG1hdG11bF9keDBfNgDxAhFtYXRtdWxfdDExNF9yYW5nZQDyAgtt',
+  'YXRtdWxfdDExNADzAhFrZXJuZWxfdDExNV9yYW5nZQD0AgtrZXJuZWxfdDExNQD1AhdlbGVtZW50d2lzZV9kdDdfN19yYW5n',
+  'ZQD2AhFlbGVtZW50d2lzZV9kdDdfNwD3AhFrZXJuZWxfZGdhdGVzXzRfNwD4AhdlbGVtZW50d2lzZV9kdDZfOF9yYW5nZQD5',
+  'AhFlbGVtZW50d2lzZV9kdDZfOAD6AhFrZXJuZWxfZGdhdGVzXzNfNwD7AhdlbGVtZW50d2lzZV9kdDVfOF9yYW5nZQD8AhFl',
+  'bGVtZW50d2lzZV9kdDVfOAD9AhFrZXJuZWxfZGdhdGVzXzJfNwD+AhdlbGVtZW50d2lzZV9kdDRfN19yYW5nZQD/AhFlbGVt',
+  'ZW50d2lzZV9kdDRfNwCAAxFrZXJuZWxfZGdhdGVzXzFfNwCBAw9yZWR1Y2VfZGJfcmFuZ2UAggMJcmVkdWNlX2RiAIMDEG1h',
+  'dG11bF9kV2hfcmFuZ2UAhAMKbWF0bXVsX2RXaACFAxJtYXRtdWxfZHgwXzdfcmFuZ2UAhgMRbWF0bXVsX2R4MF83X3BhY2sA',
+  'hwMMbWF0bXVsX2R4MF83AIgDEG1hdG11bF9kV3hfcmFuZ2UAiQMKbWF0bXVsX2RXeACKAwtrZXJuZWxfZGVtYgCLAwqnuQeM',
+  'A3oDAX8BewF/IAAhAkGwkhUgAkEEbGohBP0MAAAAAAAAAAAAAAAAAAAAACEDAkADQCACQQRqIAFKDQEgBCAD/QsAACAEQRBq',
+  'IQQgAkEEaiECDAALCwJAA0AgAiABTg0BIAQgA/1aAAAAIARBBGohBCACQQFqIQIMAAsLCwkAQQBBgBAQAAu4AQMCfwF7An8g',
+  'ACECAkADQCACIAFODQFBACEDQbCSEyACQYAEbGogA0EEbGohBUGw0hUgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF',
+  '/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
+  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQAguvBAIPfwt7QQAhAkEAIQNBACEEQQAhBkHAACELA0Ag',
+  'ACEFAkADQCAFQQRqIAFKDQFBsNIVIAJqIAVBwABsaiEHQcANIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAA',
+  'AAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9',
+  'AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAQCEbIBMgGyAZ/eYB/eQBIRMg',
+  'FCAbIBr95gH95AEhFCAH/QkAgAEhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAMABIRsgFyAbIBn95gH95AEh',
+  'FyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2hUgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJ',
+  'IBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsg',
+  'BkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQBAumBgMPfw17A39BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUC',
+  'QANAIAVBBGogAUoNAUGwkhUgAmogBUGABGxqIQdBwI0CIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAA',
+  'AAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQYABIQ0DQCAI/QAA',
+  'ACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIAEIRsgEyAbIBn95gH95AEhEyAU',
+  'IBsgGv3mAf3kASEUIAf9CQCACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAwhGyAXIBsgGf3mAf3kASEX',
+  'IBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbDaFSAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0Gw',
+  '2hcgBUGAEGxqIAZBBGxqISAgHv0AAAAgEf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwAAIB79AAAQIBL95AEhHCAcIB/9AAAQ',
+  '/eQBIR0gICAd/QsAECAe/QAAgBAgE/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAECAe/QAAkBAgFP3kASEcIBwgH/0AABD9',
+  '5AEhHSAgIB39CwCQECAe/QAAgCAgFf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAICAe/QAAkCAgFv3kASEcIBwgH/0AABD9',
+  '5AEhHSAgIB39CwCQICAe/QAAgDAgF/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAMCAe/QAAkDAgGP3kASEcIBwgH/0AABD9',
+  '5AEhHSAgIB39CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCABBAEEQEAYLugEDAn8BewJ/IAAh',
+  'AgJAA0AgAiABTg0BQQAhA0Gw2hcgAkGAEGxqIANBBGxqIQVBsNoVIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9',
+  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
+  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQCAvUBAMDfwl7An8gACEEAkADQCAEIAFODQFBsNoVIARB',
+  'gARsaiEOQbDaGSAEQYAEbGohD0EgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAO/QAAAP3hASEGIAb9DPaorsL2qK7C9qiuwvao',
+  'rsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhByAH/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCCAHIAj9DACAMT8AgDE/AIAx',
+  'PwCAMT/95gH95QEgCP0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5Z2lQOWdpUDlnaVA5IAn95gH9DM5DtzrOQ7c6',
+  'zkO3Os5Dtzr95AEgCf3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAn95gH9DKqq',
+  'Kj6qqio+qqoqPqqqKj795AEgCf3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ/eYBIAn95gEgCf3kAf0MAACAPwAAgD8AAIA/',
+  'AACAP/3kASEKIAogCP34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQr9DAAAgH8AAIB/AACAfwAAgH8gCiAG/QwA',
+  'ALBCAACwQgAAsEIAALBC/UT9UiEK/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8A',
+  'AIA/AACAPwAAgD/95AH95wEhBSAPIAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEAoL',
+  'ugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw3hcgAkGAEGxqIANBBGxqIQVBsNoVIAJBgARsaiADQQRsaiEGAkADQCAD',
+  'QQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAG',
+  'IAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQDAuRBQMDfwp7BH8gACEEAkADQCAE',
+  'IAFODQFBsNoVIARBgARsaiEPQbCaGiAEQYAEbGohEEGwkhUgBEGABGxqIRFBsNoaIARBgARsaiESQSAhAwNA/QwAAIA/AACA',
+  'PwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuq',
+  'uD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB',
+  '/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8',
+  '/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAA',
+  'AD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA',
+  '/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAA',
+  'AAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAA',
+  'AP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBAO',
+  'C7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsOIXIAJBgBBsaiADQQRsaiEFQbDaFSACQYAEbGogA0EEbGohBgJAA0Ag',
+  'A0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQg',
+  'BiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEBAL0g0DA38MewZ/IAAhBAJAA0Ag',
+  'BCABTg0BQbDaFSAEQYAEbGohEUGwmhsgBEGABGxqIRJBsNoZIARBgARsaiETQbDaGiAEQYAEbGohFEGw2hsgBEGABGxqIRVB',
+  'sJocIARBgARsaiEWQSAhAwNAIBH9AAAAIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8',
+  '/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB',
+  '/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAA',
+  'AEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIA',
+  'ALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyD',
+  'gF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB',
+  '/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3k',
+  'ASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB',
+  '/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9',
+  'RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3n',
+  'Af3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEFIBIgBf0LAAAg',
+  'E/0AAAAgBf3mASEGIBT9AAAAIAb95AEhByAVIAf9CwAAIAchDv0M6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxO',
+  'E6k8ThOpPE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MI',
+  'Pv3kASAOIA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8A',
+  'AIA//QwAAABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB',
+  '/QwAALBCAACwQgAAsEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE/',
+  '/eYB/eUBIAv9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrO',
+  'Q7c6/eQBIAz95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoq',
+  'PqqqKj6qqio+/eQBIAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/9',
+  '5AEhDSANIAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAA',
+  'sEIAALBCAACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAA',
+  'gD8AAIA//eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1S',
+  'IQggFiAI/QsAACARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiADQQFrIgMNAAsgBEEBaiEEDAAL',
+  'CwsIAEEAQRAQEgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDmFyACQYAQbGogA0EEbGohBUGw2hogAkGABGxqIANB',
+  'BGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4N',
+  'ASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBAUC5EFAwN/CnsE',
+  'fyAAIQQCQANAIAQgAU4NAUGw2hogBEGABGxqIQ9BsNoVIARBgARsaiEQQbCaHCAEQYAEbGohEUGw2hcgBEGABGxqIRJBICED',
+  'A0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC',
+  '/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65',
+  'g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwI',
+  'iQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9',
+  'DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/',
+  'AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0M',
+  'AAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF',
+  '/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwA',
+  'CwsLCABBAEEQEBYLuAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HwkhMgAkGABGxqIANBBGxqIQVBsNoaIAJBwABsaiAD',
+  'QQRsaiEGAkADQCADQQRqQRBKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0EQTg0B',
+  'IAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEBgLrwQCD38Le0EA',
+  'IQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaGiACaiAFQcAAbGohB0HADSADaiAGQQRsaiEI/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIg',
+  'B/0JAEAhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIABIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEW',
+  'IAf9CQDAASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsNocIARqIAVB',
+  'gBBsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAECAJIBT9CwCQECAJIBX9CwCAICAJIBb9CwCQICAJIBf9CwCA',
+  'MCAJIBj9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCABBAEEQEBoLpgYDD38NewN/QQAhAkEA',
+  'IQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNoXIAJqIAVBgARsaiEHQcCNAiADaiAGQQRsaiEI/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhGEGAASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9',
+  'CQCABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYg',
+  'B/0JAIAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2hwgBUGAEGxq',
+  'IAZBBGxqIR5BwI0SIAZBBGxqIR9BsNoeIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsA',
+  'ACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAg',
+  'Hv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAg',
+  'Hv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAg',
+  'Hv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEE',
+  'CwgAQQBBEBAcC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsNoeIAJBgBBsaiADQQRsaiEFQbDaHCACQYAEbGogA0EE',
+  'bGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0B',
+  'IAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEB4L1AQDA38JewJ/',
+  'IAAhBAJAA0AgBCABTg0BQbDaHCAEQYAEbGohDkGw2iAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD9',
+  '4QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3m',
+  'Af1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDln',
+  'aVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGp',
+  'Kj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ',
+  '/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwA',
+  'AIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2',
+  'qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0A',
+  'CyAEQQFqIQQMAAsLCwgAQQBBEBAgC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsN4eIAJBgBBsaiADQQRsaiEFQbDa',
+  'HCACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
+  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQ',
+  'ECILkQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbDaHCAEQYAEbGohD0GwmiEgBEGABGxqIRBBsNobIARBgARsaiERQbDaISAE',
+  'QYAEbGohEkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3hASEHIAf9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIA',
+  'ALBCAACwQgAAsEL96AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCSAIIAn9DACAMT8AgDE/AIAxPwCAMT/95gH95QEg',
+  'Cf0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdpUDlnaVA5IAr95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEg',
+  'Cv3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAr95gH9DKqqKj6qqio+qqoqPqqq',
+  'Kj795AEgCv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr95gEgCv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASELIAsg',
+  'Cf34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAAgH8AAIB/AACAfwAAgH8gCyAH/QwAALBCAACwQgAAsEIA',
+  'ALBC/UT9UiEL/QwAAAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/9',
+  '5AH95wEhBSAQIAX9CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiADQQFrIgMN',
+  'AAsgBEEBaiEEDAALCwsIAEEAQRAQJAu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDiHiACQYAQbGogA0EEbGohBUGw',
+  '2hwgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAAL',
+  'CwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBB',
+  'EBAmC9INAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGw2hwgBEGABGxqIRFBsJoiIARBgARsaiESQbDaICAEQYAEbGohE0Gw2iEg',
+  'BEGABGxqIRRBsNoiIARBgARsaiEVQbCaIyAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3m',
+  'Af3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+',
+  'k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAA',
+  'gD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C',
+  '9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8A',
+  'gDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5D',
+  'tzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz9',
+  '5gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAA',
+  'gD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8g',
+  'DSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9',
+  'DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8A',
+  'ACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6',
+  'u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA79',
+  '5gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYB',
+  'IA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkg',
+  'Cf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiEL',
+  'IAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdp',
+  'UDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakq',
+  'PcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM',
+  '/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAA',
+  'gH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvao',
+  'rsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB',
+  '/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBq',
+  'IRYgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQECgLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw5h4gAkGAEGxq',
+  'IANBBGxqIQVBsNohIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEG',
+  'IANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiEC',
+  'DAALCwsIAEEAQRAQKguRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsNohIARBgARsaiEPQbDaHCAEQYAEbGohEEGwmiMgBEGA',
+  'BGxqIRFBsNoeIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiu',
+  'wv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/',
+  'AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrO',
+  'Q7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0Mqqoq',
+  'PqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8A',
+  'AIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAA',
+  'sEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAA',
+  'gD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQ',
+  'aiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBAsC7gBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsJMTIAJBgARs',
+  'aiADQQRsaiEFQbDaISACQcAAbGogA0EEbGohBgJAA0AgA0EEakEQSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEG',
+  'IANBBGohAwwACwsCQANAIANBEE4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIM',
+  'AAsLCwgAQQBBEBAuC68EAg9/C3tBACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2iEgAmogBUHA',
+  'AGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
+  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn9',
+  '5gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ',
+  '/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBq',
+  'IQggDUEBayINDQALQbDaIyAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV',
+  '/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwgA',
+  'QQBBEBAwC6YGAw9/DXsDf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaHiACaiAFQYAEbGoh',
+  'B0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAA',
+  'AAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB',
+  '/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn9',
+  '5gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGoh',
+  'CCANQQFrIg0NAAtBsNojIAVBgBBsaiAGQQRsaiEeQcCNEiAGQQRsaiEfQbDaJSAFQYAQbGogBkEEbGohICAe/QAAACAR/eQB',
+  'IRwgHCAf/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3kASEcIBwgH/0AABD95AEhHSAgIB39CwAQIB79AACAECAT/eQBIRwg',
+  'HCAf/QAAAP3kASEdICAgHf0LAIAQIB79AACQECAU/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAQIB79AACAICAV/eQBIRwg',
+  'HCAf/QAAAP3kASEdICAgHf0LAIAgIB79AACQICAW/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAgIB79AACAMCAX/eQBIRwg',
+  'HCAf/QAAAP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAwIAVBBGohBQwACwsgBkEI',
+  'aiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQMgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDaJSACQYAQbGog',
+  'A0EEbGohBUGw2iMgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYg',
+  'A0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIM',
+  'AAsLCwgAQQBBEBA0C9QEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGw2iMgBEGABGxqIQ5BsNonIARBgARsaiEPQSAhAwNA/QwA',
+  'AIA/AACAPwAAgD8AAIA/IA79AAAA/eEBIQYgBv0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEH',
+  'IAf9DDuquD87qrg/O6q4PzuquD/95gH9aiEIIAcgCP0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAI/QyDgF65g4BeuYOAXrmD',
+  'gF65/eYB/eUBIQn9DGdpUDlnaVA5Z2lQOWdpUDkgCf3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAJ/eYB/QwIiQg8CIkIPAiJ',
+  'CDwIiQg8/eQBIAn95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCf3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAJ/eYB/QwAAAA/',
+  'AAAAPwAAAD8AAAA//eQBIAn95gEgCf3mASAJ/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQogCiAI/fgB/Qx/AAAAfwAAAH8A',
+  'AAB/AAAA/a4BQRf9qwH95gEhCv0MAACAfwAAgH8AAIB/AACAfyAKIAb9DAAAsEIAALBCAACwQgAAsEL9RP1SIQr9DAAAAAAA',
+  'AAAAAAAAAAAAAAAgCiAG/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIA8gBf0LAAAg',
+  'DkEQaiEOIA9BEGohDyADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQNgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACED',
+  'QbDeJSACQYAQbGogA0EEbGohBUGw2iMgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVB',
+  'EGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiED',
+  'DAALCyACQQFqIQIMAAsLCwgAQQBBEBA4C5EFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGw2iMgBEGABGxqIQ9BsJooIARBgARs',
+  'aiEQQbDaIiAEQYAEbGohEUGw2iggBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C',
+  '9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwA',
+  'gDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB',
+  '/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3k',
+  'ASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAA',
+  'gD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8A',
+  'AIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9',
+  'Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQ',
+  'IBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEDoLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAh',
+  'A0Gw4iUgAkGAEGxqIANBBGxqIQVBsNojIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAF',
+  'QRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWoh',
+  'AwwACwsgAkEBaiECDAALCwsIAEEAQRAQPAvSDQMDfwx7Bn8gACEEAkADQCAEIAFODQFBsNojIARBgARsaiERQbCaKSAEQYAE',
+  'bGohEkGw2icgBEGABGxqIRNBsNooIARBgARsaiEUQbDaKSAEQYAEbGohFUGwmiogBEGABGxqIRZBICEDA0AgEf0AAAAhDv0M',
+  '6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOpPE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0t',
+  'Hly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAOIA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO',
+  '/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwAAABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAA',
+  'QAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/',
+  'O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAv9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQ',
+  'OWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAz95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0M',
+  'wakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEg',
+  'DP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3m',
+  'ASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9',
+  'DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1Q',
+  'IRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQUgEiAF/QsAACAT/QAAACAF/eYBIQYgFP0AAAAgBv3kASEHIBUg',
+  'B/0LAAAgByEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0e',
+  'XL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+',
+  'maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0M',
+  'AAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7',
+  'qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3m',
+  'Af3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkI',
+  'PP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8A',
+  'AAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAA',
+  'AP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAA',
+  'AACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhCCAWIAj9CwAAIBFBEGohESASQRBqIRIgE0EQ',
+  'aiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBA+C7oBAwJ/AXsCfyAAIQICQANA',
+  'IAIgAU4NAUEAIQNBsOYlIAJBgBBsaiADQQRsaiEFQbDaKCACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEE',
+  'IAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZB',
+  'BGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEEALkQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbDaKCAEQYAEbGoh',
+  'D0Gw2iMgBEGABGxqIRBBsJoqIARBgARsaiERQbDaJSAEQYAEbGohEkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3h',
+  'ASEHIAf9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB',
+  '/WohCSAIIAn9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCf0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdp',
+  'UDlnaVA5IAr95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCv3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakq',
+  'PcGpKj3BqSo9/eQBIAr95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr9',
+  '5gEgCv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASELIAsgCf34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAA',
+  'gH8AAIB/AACAfwAAgH8gCyAH/QwAALBCAACwQgAAsEIAALBC/UT9UiEL/QwAAAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvao',
+  'rsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAQIAX9CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9B',
+  'EGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQQgu4AQMCfwF7An8gACECAkAD',
+  'QCACIAFODQFBACEDQfCTEyACQYAEbGogA0EEbGohBUGw2iggAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEE',
+  'IAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEE',
+  'aiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQRAuvBAIPfwt7QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkAD',
+  'QCAFQQRqIAFKDQFBsNooIAJqIAVBwABsaiEHQcANIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
+  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkg',
+  'CP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAQCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr9',
+  '5gH95AEhFCAH/QkAgAEhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAMABIRsgFyAbIBn95gH95AEhFyAYIBsg',
+  'Gv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2iogBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQ',
+  'IAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEG',
+  'IAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQRgumBgMPfw17A39BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVB',
+  'BGogAUoNAUGw2iUgAmogBUGABGxqIQdBwI0CIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAA',
+  'AAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQYABIQ0DQCAI/QAAACEZIAj9',
+  'AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAIAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3m',
+  'Af3kASEUIAf9CQCACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAgAwhGyAXIBsgGf3mAf3kASEXIBggGyAa',
+  '/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbDaKiAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0Gw2iwgBUGA',
+  'EGxqIAZBBGxqISAgHv0AAAAgEf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwAAIB79AAAQIBL95AEhHCAcIB/9AAAQ/eQBIR0g',
+  'ICAd/QsAECAe/QAAgBAgE/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAECAe/QAAkBAgFP3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQECAe/QAAgCAgFf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAICAe/QAAkCAgFv3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQICAe/QAAgDAgF/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAMCAe/QAAkDAgGP3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCABBAEEQEEgLugEDAn8BewJ/IAAhAgJAA0Ag',
+  'AiABTg0BQQAhA0Gw2iwgAkGAEGxqIANBBGxqIQVBsNoqIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQg',
+  'BiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEE',
+  'aiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQSgvUBAMDfwl7An8gACEEAkADQCAEIAFODQFBsNoqIARBgARsaiEO',
+  'QbDaLiAEQYAEbGohD0EgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAO/QAAAP3hASEGIAb9DPaorsL2qK7C9qiuwvaorsL96QH9',
+  'DAAAsEIAALBCAACwQgAAsEL96AEhByAH/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCCAHIAj9DACAMT8AgDE/AIAxPwCAMT/9',
+  '5gH95QEgCP0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5Z2lQOWdpUDlnaVA5IAn95gH9DM5DtzrOQ7c6zkO3Os5D',
+  'tzr95AEgCf3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAn95gH9DKqqKj6qqio+',
+  'qqoqPqqqKj795AEgCf3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ/eYBIAn95gEgCf3kAf0MAACAPwAAgD8AAIA/AACAP/3k',
+  'ASEKIAogCP34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQr9DAAAgH8AAIB/AACAfwAAgH8gCiAG/QwAALBCAACw',
+  'QgAAsEIAALBC/UT9UiEK/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACA',
+  'PwAAgD/95AH95wEhBSAPIAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEEwLugEDAn8B',
+  'ewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw3iwgAkGAEGxqIANBBGxqIQVBsNoqIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYAB',
+  'Sg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAA',
+  'ACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQTguRBQMDfwp7BH8gACEEAkADQCAEIAFODQFB',
+  'sNoqIARBgARsaiEPQbCaLyAEQYAEbGohEEGw2ikgBEGABGxqIRFBsNovIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8A',
+  'AIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/',
+  'O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9',
+  'DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr9',
+  '5gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA/',
+  '/eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9',
+  'qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAg',
+  'CyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEG',
+  'IBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBBQC7oBAwJ/',
+  'AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsOIsIAJBgBBsaiADQQRsaiEFQbDaKiACQYAEbGogA0EEbGohBgJAA0AgA0EEakGA',
+  'AUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoA',
+  'AAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEFIL0g0DA38MewZ/IAAhBAJAA0AgBCABTg0B',
+  'QbDaKiAEQYAEbGohEUGwmjAgBEGABGxqIRJBsNouIARBgARsaiETQbDaLyAEQYAEbGohFEGw2jAgBEGABGxqIRVBsJoxIARB',
+  'gARsaiEWQSAhAwNAIBH9AAAAIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4g',
+  'Dv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZ',
+  'qqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABA',
+  'AAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACw',
+  'Qv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4Be',
+  'uYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8',
+  'CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB',
+  '/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAA',
+  'fwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39',
+  'DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO',
+  '/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEFIBIgBf0LAAAgE/0AAAAg',
+  'Bf3mASEGIBT9AAAAIAb95AEhByAVIAf9CwAAIAchDv0M6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOp',
+  'PE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAO',
+  'IA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwA',
+  'AABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBC',
+  'AACwQgAAsEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUB',
+  'IAv9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQB',
+  'IAz95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6q',
+  'qio+/eQBIAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSAN',
+  'IAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBC',
+  'AACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA/',
+  '/eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQggFiAI',
+  '/QsAACARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEA',
+  'QRAQVAu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDmLCACQYAQbGogA0EEbGohBUGw2i8gAkGABGxqIANBBGxqIQYC',
+  'QANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkA',
+  'ACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBBWC5EFAwN/CnsEfyAAIQQC',
+  'QANAIAQgAU4NAUGw2i8gBEGABGxqIQ9BsNoqIARBgARsaiEQQbCaMSAEQYAEbGohEUGw2iwgBEGABGxqIRJBICEDA0D9DAAA',
+  'gD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQgg',
+  'CP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOA',
+  'Xrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkI',
+  'PAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8A',
+  'AAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAA',
+  'AH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAA',
+  'AAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAF',
+  'IBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABB',
+  'AEEQEFgLuAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwlBMgAkGABGxqIANBBGxqIQVBsNovIAJBwABsaiADQQRsaiEG',
+  'AkADQCADQQRqQRBKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0EQTg0BIAX9CQAA',
+  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEFoLrwQCD38Le0EAIQJBACED',
+  'QQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaLyACaiAFQcAAbGohB0HADSADaiAGQQRsaiEI/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAEAh',
+  'GyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIABIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDA',
+  'ASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsNoxIARqIAVBgBBsaiAG',
+  'QQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAECAJIBT9CwCQECAJIBX9CwCAICAJIBb9CwCQICAJIBf9CwCAMCAJIBj9',
+  'CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCABBAEEQEFwLpgYDD38NewN/QQAhAkEAIQNBACEE',
+  'QQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNosIAJqIAVBgARsaiEHQcCNAiADaiAGQQRsaiEI/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhGEGAASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQCABCEb',
+  'IBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAM',
+  'IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2jEgBUGAEGxqIAZBBGxq',
+  'IR5BwI0SIAZBBGxqIR9BsNozIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAA',
+  'ECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQ',
+  'IBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAg',
+  'IBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAw',
+  'IBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwgAQQBB',
+  'EBBeC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsNozIAJBgBBsaiADQQRsaiEFQbDaMSACQYAEbGogA0EEbGohBgJA',
+  'A0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAA',
+  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEGAL1AQDA38JewJ/IAAhBAJA',
+  'A0AgBCABTg0BQbDaMSAEQYAEbGohDkGw2jUgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG',
+  '/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQgg',
+  'ByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQ',
+  'OSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9',
+  'wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn9',
+  '5AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACA',
+  'fwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiu',
+  'wvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFq',
+  'IQQMAAsLCwgAQQBBEBBiC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsN4zIAJBgBBsaiADQQRsaiEFQbDaMSACQYAE',
+  'bGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCAD',
+  'QYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEGQLkQUD',
+  'A38KewR/IAAhBAJAA0AgBCABTg0BQbDaMSAEQYAEbGohD0GwmjYgBEGABGxqIRBBsNowIARBgARsaiERQbDaNiAEQYAEbGoh',
+  'EkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3hASEHIAf9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACw',
+  'QgAAsEL96AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCSAIIAn9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCf0Mg4Be',
+  'uYOAXrmDgF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdpUDlnaVA5IAr95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCv3mAf0M',
+  'CIkIPAiJCDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAr95gH9DKqqKj6qqio+qqoqPqqqKj795AEg',
+  'Cv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr95gEgCv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASELIAsgCf34Af0M',
+  'fwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAAgH8AAIB/AACAfwAAgH8gCyAH/QwAALBCAACwQgAAsEIAALBC/UT9',
+  'UiEL/QwAAAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEh',
+  'BSAQIAX9CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiADQQFrIgMNAAsgBEEB',
+  'aiEEDAALCwsIAEEAQRAQZgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDiMyACQYAQbGogA0EEbGohBUGw2jEgAkGA',
+  'BGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0Ag',
+  'A0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBBoC9IN',
+  'AwN/DHsGfyAAIQQCQANAIAQgAU4NAUGw2jEgBEGABGxqIRFBsJo3IARBgARsaiESQbDaNSAEQYAEbGohE0Gw2jYgBEGABGxq',
+  'IRRBsNo3IARBgARsaiEVQbCaOCAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0M',
+  'ThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpOD',
+  'CD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/',
+  'AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvao',
+  'rsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAx',
+  'PwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6',
+  'zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqq',
+  'Kj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/',
+  'AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwA',
+  'ALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8A',
+  'AIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAg',
+  'P/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursg',
   'DiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9',
   'DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEh',
   'D/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiu',
@@ -1172,7 +1002,69 @@ const wasm = [
   'AIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/',
   'AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C',
   '/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/',
-  'AAAgPwAAID8AACA//UP9UiEFIBIgBf0LAAAgE/0AAAAgBf3mASEGIBT9AAAAIAb95AEhByAVIAf9CwAAIAchDv0M6vC6u+rw',
+  'AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EB',
+  'ayIDDQALIARBAWohBAwACwsLCABBAEEQEGoLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw5jMgAkGAEGxqIANBBGxq',
+  'IQVBsNo2IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGoh',
+  'AwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsI',
+  'AEEAQRAQbAuRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsNo2IARBgARsaiEPQbDaMSAEQYAEbGohEEGwmjggBEGABGxqIRFB',
+  'sNozIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0M',
+  'AACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3m',
+  'Af3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3',
+  'Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6q',
+  'qio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQB',
+  'IQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBC',
+  'AACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/',
+  'AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANB',
+  'AWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBBuC7gBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8JQTIAJBgARsaiADQQRs',
+  'aiEFQbDaNiACQcAAbGogA0EEbGohBgJAA0AgA0EEakEQSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGoh',
+  'AwwACwsCQANAIANBEE4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgA',
+  'QQBBEBBwC68EAg9/C3tBACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2jYgAmogBUHAAGxqIQdB',
+  'wA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'E/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAA',
+  'AAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEh',
+  'ESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQB',
+  'IRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEB',
+  'ayINDQALQbDaOCAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAg',
+  'CSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwgAQQBBEBBy',
+  'C6YGAw9/DXsDf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaMyACaiAFQYAEbGohB0HAjQIg',
+  'A2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAA',
+  'AAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREg',
+  'EiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEh',
+  'FSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFr',
+  'Ig0NAAtBsNo4IAVBgBBsaiAGQQRsaiEeQcCNEiAGQQRsaiEfQbDaOiAFQYAQbGogBkEEbGohICAe/QAAACAR/eQBIRwgHCAf',
+  '/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3kASEcIBwgH/0AABD95AEhHSAgIB39CwAQIB79AACAECAT/eQBIRwgHCAf/QAA',
+  'AP3kASEdICAgHf0LAIAQIB79AACQECAU/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAQIB79AACAICAV/eQBIRwgHCAf/QAA',
+  'AP3kASEdICAgHf0LAIAgIB79AACQICAW/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAgIB79AACAMCAX/eQBIRwgHCAf/QAA',
+  'AP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtB',
+  'AWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQdAu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDaOiACQYAQbGogA0EEbGoh',
+  'BUGw2jggAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiED',
+  'DAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgA',
+  'QQBBEBB2C9QEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGw2jggBEGABGxqIQ5BsNo8IARBgARsaiEPQSAhAwNA/QwAAIA/AACA',
+  'PwAAgD8AAIA/IA79AAAA/eEBIQYgBv0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEHIAf9DDuq',
+  'uD87qrg/O6q4PzuquD/95gH9aiEIIAcgCP0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAI/QyDgF65g4BeuYOAXrmDgF65/eYB',
+  '/eUBIQn9DGdpUDlnaVA5Z2lQOWdpUDkgCf3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAJ/eYB/QwIiQg8CIkIPAiJCDwIiQg8',
+  '/eQBIAn95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCf3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAJ/eYB/QwAAAA/AAAAPwAA',
+  'AD8AAAA//eQBIAn95gEgCf3mASAJ/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQogCiAI/fgB/Qx/AAAAfwAAAH8AAAB/AAAA',
+  '/a4BQRf9qwH95gEhCv0MAACAfwAAgH8AAIB/AACAfyAKIAb9DAAAsEIAALBCAACwQgAAsEL9RP1SIQr9DAAAAAAAAAAAAAAA',
+  'AAAAAAAgCiAG/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIA8gBf0LAAAgDkEQaiEO',
+  'IA9BEGohDyADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQeAu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDeOiAC',
+  'QYAQbGogA0EEbGohBUGw2jggAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAG',
+  'QRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyAC',
+  'QQFqIQIMAAsLCwgAQQBBEBB6C5EFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGw2jggBEGABGxqIQ9BsJo9IARBgARsaiEQQbDa',
+  'NyAEQYAEbGohEUGw2j0gBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvao',
+  'rsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAx',
+  'PwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6',
+  'zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB',
+  '/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/',
+  'AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsg',
+  'B/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwA',
+  'AIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGoh',
+  'ESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEHwLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw4jog',
+  'AkGAEGxqIANBBGxqIQVBsNo4IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUg',
+  'BkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsg',
+  'AkEBaiECDAALCwsIAEEAQRAQfgvSDQMDfwx7Bn8gACEEAkADQCAEIAFODQFBsNo4IARBgARsaiERQbCaPiAEQYAEbGohEkGw',
+  '2jwgBEGABGxqIRNBsNo9IARBgARsaiEUQbDaPiAEQYAEbGohFUGwmj8gBEGABGxqIRZBICEDA0AgEf0AAAAhDv0M6vC6u+rw',
   'urvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOpPE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQB',
   'IA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAOIA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYB',
   'IA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwAAABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED9',
@@ -1183,70 +1075,8 @@ const wasm = [
   '/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwA',
   'AIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2',
   'qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQ',
-  'IA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQggFiAI/QsAACARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEV',
-  'IBZBEGohFiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQEgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDuFyAC',
-  'QYAQbGogA0EEbGohBUGwohsgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAG',
-  'QRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyAC',
-  'QQFqIQIMAAsLCwgAQQBBEBAUC5EFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwohsgBEGABGxqIQ9BsOIVIARBgARsaiEQQbDi',
-  'HCAEQYAEbGohEUGw4hcgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvao',
-  'rsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAx',
-  'PwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6',
-  'zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB',
-  '/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/',
-  'AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsg',
-  'B/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwA',
-  'AIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGoh',
-  'ESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEBYLuAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HwmhMg',
-  'AkGACGxqIANBBGxqIQVBsKIbIAJBwABsaiADQQRsaiEGAkADQCADQQRqQRBKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAG',
-  'QRBqIQYgA0EEaiEDDAALCwJAA0AgA0EQTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJB',
-  'AWohAgwACwsLCABBAEEQEBgLrwQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiGyAC',
-  'aiAFQcAAbGohB0HADSADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAA',
-  'AAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyAR',
-  'IBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAEAhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIABIRsg',
-  'FSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDAASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcg',
-  'CEGAEGohCCANQQFrIg0NAAtBsKIdIARqIAVBgBBsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAECAJIBT9CwCQ',
-  'ECAJIBX9CwCAICAJIBb9CwCQICAJIBf9CwCAMCAJIBj9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJq',
-  'IQQLCABBAEEQEBoLpgYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsOIXIAJqIAVB',
-  'gARsaiEHQcCNAiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
-  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEGAASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAb',
-  'IBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQCABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAV',
-  'IBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAI',
-  'QYAQaiEIIA1BAWsiDQ0AC0Gwoh0gBUGAEGxqIAZBBGxqIR5BwI0SIAZBBGxqIR9BsKIfIAVBgBBsaiAGQQRsaiEgIB79AAAA',
-  'IBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAAL',
-  'CyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwgAQQBBEBAcC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsKIfIAJB',
-  'gBBsaiADQQRsaiEFQbCiHSACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZB',
-  'EGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJB',
-  'AWohAgwACwsLCABBAEEQEB4L1AQDA38JewJ/IAAhBAJAA0AgBCABTg0BQbCiHSAEQYAEbGohDkGwoiEgBEGABGxqIQ9BICED',
-  'A0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC',
-  '/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65',
-  'g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwI',
-  'iQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9',
-  'DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/',
-  'AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0M',
-  'AAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF',
-  '/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBAgC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4N',
-  'AUEAIQNBsKYfIAJBgBBsaiADQQRsaiEFQbCiHSACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiAD',
-  'QQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQECILkQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCiHSAEQYAEbGohD0Gw4iEg',
-  'BEGABGxqIRBBsKIcIARBgARsaiERQbCiIiAEQYAEbGohEkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3hASEHIAf9',
-  'DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCSAI',
-  'IAn9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCf0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdpUDlnaVA5',
-  'IAr95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCv3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakqPcGpKj3B',
-  'qSo9/eQBIAr95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr95gEgCv3k',
-  'Af0MAACAPwAAgD8AAIA/AACAP/3kASELIAsgCf34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAAgH8AAIB/',
-  'AACAfwAAgH8gCyAH/QwAALBCAACwQgAAsEIAALBC/UT9UiEL/QwAAAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvaorsL2qK7C',
-  '9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAQIAX9CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9BEGohDyAQ',
-  'QRBqIRAgEUEQaiERIBJBEGohEiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQJAu6AQMCfwF7An8gACECAkADQCACIAFO',
-  'DQFBACEDQbCqHyACQYAQbGogA0EEbGohBUGwoh0gAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9',
-  'CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYg',
-  'A0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBAmC9INAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwoh0gBEGABGxqIRFBsOIi',
-  'IARBgARsaiESQbCiISAEQYAEbGohE0GwoiIgBEGABGxqIRRBsKIjIARBgARsaiEVQbDiIyAEQYAEbGohFkEgIQMDQCAR/QAA',
-  'ACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9',
+  'IA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQUgEiAF/QsAACAT/QAAACAF/eYBIQYgFP0AAAAgBv3kASEHIBUgB/0LAAAg',
+  'ByEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9',
   'LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3k',
   'ASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAA',
   'AEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4',
@@ -1256,261 +1086,166 @@ const wasm = [
   'P/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX',
   '/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAA',
   'IA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAA',
-  'gP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQB',
-  'IQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3m',
-  'Af0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqq',
-  'vpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO',
-  '/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEK',
-  'IAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmD',
-  'gF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJ',
-  'CDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/',
-  'AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8A',
-  'AAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAA',
-  'AAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACA',
-  'AAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGoh',
-  'EiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQECgLugEDAn8BewJ/IAAh',
-  'AgJAA0AgAiABTg0BQQAhA0Gwrh8gAkGAEGxqIANBBGxqIQVBsKIiIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9',
-  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
-  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQKguRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsKIiIARB',
-  'gARsaiEPQbCiHSAEQYAEbGohEEGw4iMgBEGABGxqIRFBsKIfIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9',
-  'AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4Pzuq',
-  'uD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDln',
-  'aVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGp',
-  'Kj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr9',
-  '5gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEh',
-  'C/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2',
-  'qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0L',
-  'AAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBAsC7gBAwJ/AXsCfyAA',
-  'IQICQANAIAIgAU4NAUEAIQNBsJsTIAJBgAhsaiADQQRsaiEFQbCiIiACQcAAbGogA0EEbGohBgJAA0AgA0EEakEQSg0BIAX9',
-  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBEE4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGoh',
-  'BSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBAuC68EAg9/C3tBACECQQAhA0EAIQRBACEGQcAAIQsDQCAA',
-  'IQUCQANAIAVBBGogAUoNAUGwoiIgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0A',
-  'AAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAU',
-  'IBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEX',
-  'IBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCiJCAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkg',
-  'Ev0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAG',
-  'QQhqIQYgC0EBayILDQALIARBgIACaiEECwgAQQBBEBAwC6YGAw9/DXsDf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJA',
-  'A0AgBUEEaiABSg0BQbCiHyACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAA',
-  'IRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQg',
-  'GyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcg',
-  'GCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKIkIAVBgBBsaiAGQQRsaiEeQcCNEiAGQQRsaiEfQbCi',
-  'JiAFQYAQbGogBkEEbGohICAe/QAAACAR/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3kASEcIBwgH/0AABD9',
-  '5AEhHSAgIB39CwAQIB79AACAECAT/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAQIB79AACQECAU/eQBIRwgHCAf/QAAEP3k',
-  'ASEdICAgHf0LAJAQIB79AACAICAV/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAgIB79AACQICAW/eQBIRwgHCAf/QAAEP3k',
-  'ASEdICAgHf0LAJAgIB79AACAMCAX/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQBIRwgHCAf/QAAEP3k',
-  'ASEdICAgHf0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQMgu6AQMCfwF7An8gACEC',
-  'AkADQCACIAFODQFBACEDQbCiJiACQYAQbGogA0EEbGohBUGwoiQgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0A',
-  'AAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGoh',
-  'BSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBA0C9QEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwoiQgBEGA',
-  'BGxqIQ5BsKIoIARBgARsaiEPQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA79AAAA/eEBIQYgBv0M9qiuwvaorsL2qK7C9qiu',
-  'wv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEHIAf9DDuquD87qrg/O6q4PzuquD/95gH9aiEIIAcgCP0MAIAxPwCAMT8AgDE/',
-  'AIAxP/3mAf3lASAI/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQn9DGdpUDlnaVA5Z2lQOWdpUDkgCf3mAf0MzkO3Os5DtzrO',
-  'Q7c6zkO3Ov3kASAJ/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAn95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCf3mAf0Mqqoq',
-  'PqqqKj6qqio+qqoqPv3kASAJ/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAn95gEgCf3mASAJ/eQB/QwAAIA/AACAPwAAgD8A',
-  'AIA//eQBIQogCiAI/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhCv0MAACAfwAAgH8AAIB/AACAfyAKIAb9DAAA',
-  'sEIAALBCAACwQgAAsEL9RP1SIQr9DAAAAAAAAAAAAAAAAAAAAAAgCiAG/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAA',
-  'gD8AAIA/AACAP/3kAf3nASEFIA8gBf0LAAAgDkEQaiEOIA9BEGohDyADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQNgu6',
-  'AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCmJiACQYAQbGogA0EEbGohBUGwoiQgAkGABGxqIANBBGxqIQYCQANAIANB',
-  'BGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYg',
-  'BP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBA4C5EFAwN/CnsEfyAAIQQCQANAIAQg',
-  'AU4NAUGwoiQgBEGABGxqIQ9BsOIoIARBgARsaiEQQbCiIyAEQYAEbGohEUGwoikgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/',
-  'AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4',
-  'PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH9',
-  '5QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz9',
-  '5AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAA',
-  'PwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9',
-  'rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAA',
-  'AAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA',
-  '/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEDoL',
-  'ugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwqiYgAkGAEGxqIANBBGxqIQVBsKIkIAJBgARsaiADQQRsaiEGAkADQCAD',
+  'gP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhCCAWIAj9CwAAIBFBEGohESASQRBqIRIgE0EQaiETIBRB',
+  'EGohFCAVQRBqIRUgFkEQaiEWIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCAAQu6AQMCfwF7An8gACECAkADQCACIAFO',
+  'DQFBACEDQbDmOiACQYAQbGogA0EEbGohBUGw2j0gAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9',
+  'CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYg',
+  'A0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCCAQuRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsNo9IARBgARsaiEPQbDa',
+  'OCAEQYAEbGohEEGwmj8gBEGABGxqIRFBsNo6IARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcg',
+  'B/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJ',
+  'IAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdp',
+  'UDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakq',
+  'PcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK',
+  '/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAA',
+  'gH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvao',
+  'rsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEP',
+  'IBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCEAQu4AQMCfwF7An8gACECAkADQCAC',
+  'IAFODQFBACEDQbCVEyACQYAEbGogA0EEbGohBUGw2j0gAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYg',
+  'BP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEG',
+  'IANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQhgELrwQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0Ag',
+  'BUEEaiABSg0BQbDaPSACaiAFQcAAbGohB0HADSADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
+  'AAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9',
+  'AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAEAhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
+  '/eQBIRQgB/0JAIABIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDAASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
+  '5gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsNo/IARqIAVBgBBsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJ',
+  'IBP9CwCAECAJIBT9CwCQECAJIBX9CwCAICAJIBb9CwCQICAJIBf9CwCAMCAJIBj9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiAL',
+  'QQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEIgBC6cGAw9/DXsDf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEE',
+  'aiABSg0BQbDaOiACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0A',
+  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
+  '/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
+  '5gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsNo/IAVBgBBsaiAGQQRsaiEeQcCNEiAGQQRsaiEfQbDazwAgBUGA',
+  'EGxqIAZBBGxqISAgHv0AAAAgEf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwAAIB79AAAQIBL95AEhHCAcIB/9AAAQ/eQBIR0g',
+  'ICAd/QsAECAe/QAAgBAgE/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAECAe/QAAkBAgFP3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQECAe/QAAgCAgFf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAICAe/QAAkCAgFv3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQICAe/QAAgDAgF/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAMCAe/QAAkDAgGP3kASEcIBwgH/0AABD95AEhHSAg',
+  'IB39CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEIoBC7sBAwJ/AXsCfyAAIQICQANA',
+  'IAIgAU4NAUEAIQNBsNrPACACQYAQbGogA0EEbGohBUGw2j8gAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAh',
+  'BCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAG',
+  'QQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCMAQvVBAMDfwl7An8gACEEAkADQCAEIAFODQFBsNo/IARBgARs',
+  'aiEOQbDa0QAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C',
+  '/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8A',
+  'gDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5D',
+  'tzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+',
+  'qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAA',
+  'gD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACw',
+  'QgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACA',
+  'PwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCOAQu7',
+  'AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDezwAgAkGAEGxqIANBBGxqIQVBsNo/IAJBgARsaiADQQRsaiEGAkADQCAD',
   'QQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAG',
-  'IAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQPAvSDQMDfwx7Bn8gACEEAkADQCAE',
-  'IAFODQFBsKIkIARBgARsaiERQbDiKSAEQYAEbGohEkGwoiggBEGABGxqIRNBsKIpIARBgARsaiEUQbCiKiAEQYAEbGohFUGw',
-  '4iogBEGABGxqIRZBICEDA0AgEf0AAAAhDv0M6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOpPE4TqTz9',
-  '5AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAOIA795gH9',
-  '5gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwAAABAAAAA',
-  'QAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAA',
-  'sEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAv9DIOA',
-  'XrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAz95gH9',
-  'DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQB',
-  'IAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9',
-  'DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E',
-  '/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB',
-  '/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQUgEiAF/QsAACAT',
-  '/QAAACAF/eYBIQYgFP0AAAAgBv3kASEHIBUgB/0LAAAgByEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4T',
-  'qTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+',
-  '/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAA',
-  'gD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9',
-  'DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/9',
-  '5gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5D',
-  'tzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+',
-  'qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3k',
-  'ASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACw',
-  'QgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACA',
-  'PwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIh',
-  'CCAWIAj9CwAAIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIANBAWsiAw0ACyAEQQFqIQQMAAsL',
-  'CwgAQQBBEBA+C7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK4mIAJBgBBsaiADQQRsaiEFQbCiKSACQYAEbGogA0EE',
-  'bGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0B',
-  'IAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQEEALkQUDA38KewR/',
-  'IAAhBAJAA0AgBCABTg0BQbCiKSAEQYAEbGohD0GwoiQgBEGABGxqIRBBsOIqIARBgARsaiERQbCiJiAEQYAEbGohEkEgIQMD',
-  'QP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3hASEHIAf9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL9',
-  '6AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCSAIIAn9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCf0Mg4BeuYOAXrmD',
-  'gF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdpUDlnaVA5IAr95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCv3mAf0MCIkIPAiJ',
-  'CDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAr95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCv3mAf0M',
-  'AAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr95gEgCv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASELIAsgCf34Af0MfwAAAH8A',
-  'AAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAAgH8AAIB/AACAfwAAgH8gCyAH/QwAALBCAACwQgAAsEIAALBC/UT9UiEL/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAQIAX9',
-  'CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiADQQFrIgMNAAsgBEEBaiEEDAAL',
-  'CwsIAEEAQRAQQgu4AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQfCbEyACQYAIbGogA0EEbGohBUGwoikgAkHAAGxqIANB',
-  'BGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEg',
-  'Bf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQRAuvBAIPfwt7QQAh',
-  'AkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKIpIAJqIAVBwABsaiEHQcANIANqIAZBBGxqIQj9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAA',
-  'AAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH',
-  '/QkAQCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAEhGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYg',
-  'B/0JAMABIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwoisgBGogBUGA',
-  'EGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAw',
-  'IAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQRgumBgMPfw17A39BACECQQAh',
-  'A0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoiYgAmogBUGABGxqIQdBwI0CIANqIAZBBGxqIQj9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'FP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEYQYABIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0J',
-  'AIAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH',
-  '/QkAgAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCiKyAFQYAQbGog',
-  'BkEEbGohHkHAjRIgBkEEbGohH0Gwoi0gBUGAEGxqIAZBBGxqISAgHv0AAAAgEf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwAA',
-  'IB79AAAQIBL95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAECAe/QAAgBAgE/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAECAe',
-  '/QAAkBAgFP3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQECAe/QAAgCAgFf3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAICAe',
-  '/QAAkCAgFv3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQICAe/QAAgDAgF/3kASEcIBwgH/0AAAD95AEhHSAgIB39CwCAMCAe',
-  '/QAAkDAgGP3kASEcIBwgH/0AABD95AEhHSAgIB39CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQL',
-  'CABBAEEQEEgLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gwoi0gAkGAEGxqIANBBGxqIQVBsKIrIAJBgARsaiADQQRs',
-  'aiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEg',
-  'Bf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQSgvUBAMDfwl7An8g',
-  'ACEEAkADQCAEIAFODQFBsKIrIARBgARsaiEOQbCiLyAEQYAEbGohD0EgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAO/QAAAP3h',
-  'ASEGIAb9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhByAH/Qw7qrg/O6q4PzuquD87qrg//eYB',
-  '/WohCCAHIAj9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCP0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5Z2lQOWdp',
-  'UDlnaVA5IAn95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCf3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzBqSo9wakq',
-  'PcGpKj3BqSo9/eQBIAn95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCf3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ/eYBIAn9',
-  '5gEgCf3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEKIAogCP34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQr9DAAA',
-  'gH8AAIB/AACAfwAAgH8gCiAG/QwAALBCAACwQgAAsEIAALBC/UT9UiEK/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M9qiuwvao',
-  'rsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAPIAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EBayIDDQAL',
-  'IARBAWohBAwACwsLCABBAEEQEEwLugEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gwpi0gAkGAEGxqIANBBGxqIQVBsKIr',
-  'IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsC',
-  'QANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQ',
-  'TguRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsKIrIARBgARsaiEPQbDiLyAEQYAEbGohEEGwoiogBEGABGxqIRFBsKIwIARB',
-  'gARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAA',
-  'sEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ',
-  '/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK',
-  '/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoq',
-  'Pv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ',
-  '/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAA',
-  'sEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3k',
-  'Af3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0A',
-  'CyAEQQFqIQQMAAsLCwgAQQBBEBBQC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsKotIAJBgBBsaiADQQRsaiEFQbCi',
-  'KyACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
-  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCABBAEEQ',
-  'EFIL0g0DA38MewZ/IAAhBAJAA0AgBCABTg0BQbCiKyAEQYAEbGohEUGw4jAgBEGABGxqIRJBsKIvIARBgARsaiETQbCiMCAE',
-  'QYAEbGohFEGwojEgBEGABGxqIRVBsOIxIARBgARsaiEWQSAhAwNAIBH9AAAAIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB',
-  '/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6T',
-  'gwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACA',
-  'PwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2',
-  'qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCA',
-  'MT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3',
-  'Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3m',
-  'Af0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACA',
-  'PwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyAN',
-  'IAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0M',
-  'AACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAA',
-  'ID8AACA//UP9UiEFIBIgBf0LAAAgE/0AAAAgBf3mASEGIBT9AAAAIAb95AEhByAVIAf9CwAAIAchDv0M6vC6u+rwurvq8Lq7',
-  '6vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOpPE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3m',
-  'Af3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAOIA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEg',
-  'Dv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwAAABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ',
-  '/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsg',
-  'CiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAv9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQ',
-  'OSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAz95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9',
-  'wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz9',
-  '5AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACA',
-  'fwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiu',
-  'wvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9',
-  'DAAAID8AACA/AAAgPwAAID/9Q/1SIQggFiAI/QsAACARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGoh',
-  'FiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQVAu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCuLSACQYAQbGog',
-  'A0EEbGohBUGwojAgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYg',
-  'A0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIM',
-  'AAsLCwgAQQBBEBBWC5EFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwojAgBEGABGxqIQ9BsKIrIARBgARsaiEQQbDiMSAEQYAE',
-  'bGohEUGwoi0gBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C',
-  '/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8A',
-  'gDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5D',
-  'tzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+',
-  'qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAA',
-  'gD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACw',
-  'QgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACA',
-  'PwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBq',
-  'IRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEFgLuAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwnBMgAkGACGxq',
-  'IANBBGxqIQVBsKIwIAJBwABsaiADQQRsaiEGAkADQCADQQRqQRBKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYg',
-  'A0EEaiEDDAALCwJAA0AgA0EQTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwA',
-  'CwsLCABBAEEQEFoLrwQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiMCACaiAFQcAA',
-  'bGohB0HADSADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAA',
+  'IAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQkAELkwUDA38KewR/IAAhBAJAA0Ag',
+  'BCABTg0BQbDaPyAEQYAEbGohD0GwmtIAIARBgARsaiEQQbDaPiAEQYAEbGohEUGw2tIAIARBgARsaiESQSAhAwNA/QwAAIA/',
+  'AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9',
+  'DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65',
+  '/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwI',
+  'iQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAA',
+  'PwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/',
+  'AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAA',
+  'AAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR',
+  '/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBB',
+  'EBCSAQu7AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDizwAgAkGAEGxqIANBBGxqIQVBsNo/IAJBgARsaiADQQRsaiEG',
+  'AkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0J',
+  'AAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQlAEL1w0DA38MewZ/IAAh',
+  'BAJAA0AgBCABTg0BQbDaPyAEQYAEbGohEUGwmtMAIARBgARsaiESQbDa0QAgBEGABGxqIRNBsNrSACAEQYAEbGohFEGw2tMA',
+  'IARBgARsaiEVQbDa1QAgBEGABGxqIRZBICEDA0AgEf0AAAAhDv0M6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxO',
+  'E6k8ThOpPE4TqTz95AEgDiAO/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MI',
+  'Pv3kASAOIA795gH95gH9DJmqqr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8A',
+  'AIA//QwAAABAAAAAQAAAAEAAAABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB',
+  '/QwAALBCAACwQgAAsEIAALBC/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE/',
+  '/eYB/eUBIAv9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrO',
+  'Q7c6/eQBIAz95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoq',
+  'PqqqKj6qqio+/eQBIAz95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/9',
+  '5AEhDSANIAv9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAA',
+  'sEIAALBCAACwQv1E/VIhDf0MAAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAA',
+  'gD8AAIA//eQB/ecB/eUBIA79DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1S',
+  'IQUgEiAF/QsAACAT/QAAACAF/eYBIQYgFP0AAAAgBv3kASEHIBUgB/0LAAAgByEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3m',
+  'Af3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+',
+  'k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAA',
+  'gD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C',
+  '9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8A',
+  'gDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5D',
+  'tzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz9',
+  '5gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAA',
+  'gD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8g',
+  'DSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9',
+  'DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8A',
+  'ACA/AAAgP/1D/VIhCCAWIAj9CwAAIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIANBAWsiAw0A',
+  'CyAEQQFqIQQMAAsLCwkAQQBBEBCWAQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDmzwAgAkGAEGxqIANBBGxqIQVB',
+  'sNrSACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMM',
+  'AAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBB',
+  'AEEQEJgBC5QFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGw2tIAIARBgARsaiEPQbDaPyAEQYAEbGohEEGw2tUAIARBgARsaiER',
+  'QbDazwAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB',
+  '/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE/',
+  '/eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrO',
+  'Q7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoq',
+  'PqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/9',
+  '5AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAA',
+  'sEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAA',
+  'gD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIg',
+  'A0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEJoBC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8JUTIAJBgARsaiAD',
+  'QQRsaiEFQbDa0gAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
+  'QQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAAL',
+  'CwsJAEEAQRAQnAELsAQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDa0gAgAmogBUHA',
+  'AGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
+  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn9',
+  '5gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ',
+  '/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBq',
+  'IQggDUEBayINDQALQbCSEyAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV',
+  '/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkA',
+  'QQBBEBCeAQuoBgMPfw17A39BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2s8AIAJqIAVBgARs',
+  'aiEHQcCNAiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAA',
   'AAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3m',
-  'Af3kASERIBIgGyAa/eYB/eQBIRIgB/0JAEAhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIABIRsgFSAbIBn9',
-  '5gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDAASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGoh',
-  'CCANQQFrIg0NAAtBsKIyIARqIAVBgBBsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCAECAJIBT9CwCQECAJIBX9',
-  'CwCAICAJIBb9CwCQICAJIBf9CwCAMCAJIBj9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCABB',
-  'AEEQEFwLpgYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKItIAJqIAVBgARsaiEH',
-  'QcCNAiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEGAASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH9',
-  '5AEhESASIBsgGv3mAf3kASESIAf9CQCABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAVIBsgGf3m',
-  'Af3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEI',
-  'IA1BAWsiDQ0AC0GwojIgBUGAEGxqIAZBBGxqIR5BwI0SIAZBBGxqIR9BsKI0IAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEh',
-  'HCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAc',
-  'IB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAc',
-  'IB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAc',
-  'IB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhq',
-  'IQYgC0EBayILDQALIARBgIACaiEECwgAQQBBEBBeC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsKI0IAJBgBBsaiAD',
-  'QQRsaiEFQbCiMiACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
-  'QQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwA',
-  'CwsLCABBAEEQEGAL1AQDA38JewJ/IAAhBAJAA0AgBCABTg0BQbCiMiAEQYAEbGohDkGwojYgBEGABGxqIQ9BICEDA0D9DAAA',
-  'gD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcg',
-  'B/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOA',
-  'Xrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkI',
-  'PAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8A',
-  'AAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAA',
-  'AH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAA',
-  'AAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAO',
-  'QRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBBiC7oBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB',
-  'sKY0IAJBgBBsaiADQQRsaiEFQbCiMiACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQ',
-  'aiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMM',
-  'AAsLIAJBAWohAgwACwsLCABBAEEQEGQLkQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCiMiAEQYAEbGohD0Gw4jYgBEGABGxq',
-  'IRBBsKIxIARBgARsaiERQbCiNyAEQYAEbGohEkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAP/QAAAP3hASEHIAf9DPaorsL2',
-  'qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCCAI/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCSAIIAn9DACA',
-  'MT8AgDE/AIAxPwCAMT/95gH95QEgCf0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEK/QxnaVA5Z2lQOWdpUDlnaVA5IAr95gH9',
-  'DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCv3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAK/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQB',
-  'IAr95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAK/eYBIAr95gEgCv3kAf0MAACA',
-  'PwAAgD8AAIA/AACAP/3kASELIAsgCf34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQv9DAAAgH8AAIB/AACAfwAA',
-  'gH8gCyAH/QwAALBCAACwQgAAsEIAALBC/UT9UiEL/QwAAAAAAAAAAAAAAAAAAAAAIAsgB/0M9qiuwvaorsL2qK7C9qiuwv1D',
-  '/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAQIAX9CwAAIAUgEf0AAAD95gEhBiASIAb9CwAAIA9BEGohDyAQQRBqIRAg',
-  'EUEQaiERIBJBEGohEiADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQZgu6AQMCfwF7An8gACECAkADQCACIAFODQFBACED',
-  'QbCqNCACQYAQbGogA0EEbGohBUGwojIgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVB',
-  'EGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiED',
-  'DAALCyACQQFqIQIMAAsLCwgAQQBBEBBoC9INAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwojIgBEGABGxqIRFBsOI3IARBgARs',
-  'aiESQbCiNiAEQYAEbGohE0GwojcgBEGABGxqIRRBsKI4IARBgARsaiEVQbDiOCAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq',
-  '8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0e',
-  'XL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA79',
-  '5gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABA',
-  'AAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87',
-  'qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5',
-  'Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzB',
-  'qSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM',
-  '/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYB',
-  'IQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M',
-  '9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAh',
-  'ECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH',
-  '/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5c',
+  'AAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEGAASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn9',
+  '5gH95AEhESASIBsgGv3mAf3kASESIAf9CQCABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAVIBsg',
+  'Gf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQ',
+  'aiEIIA1BAWsiDQ0AC0GwkhMgBUGAEGxqIAZBBGxqIR5BwI0SIAZBBGxqIR9BsJrWACAFQYAQbGogBkEEbGohICAe/QAAACAR',
+  '/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3kASEcIBwgH/0AABD95AEhHSAgIB39CwAQIB79AACAECAT/eQB',
+  'IRwgHCAf/QAAAP3kASEdICAgHf0LAIAQIB79AACQECAU/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAQIB79AACAICAV/eQB',
+  'IRwgHCAf/QAAAP3kASEdICAgHf0LAIAgIB79AACQICAW/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAgIB79AACAMCAX/eQB',
+  'IRwgHCAf/QAAAP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAwIAVBBGohBQwACwsg',
+  'BkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQoAELuwEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwmtYAIAJB',
+  'gBBsaiADQQRsaiEFQbCSEyACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZB',
+  'EGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJB',
+  'AWohAgwACwsLCQBBAEEQEKIBC9UEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwkhMgBEGABGxqIQ5BsJrYACAEQYAEbGohD0Eg',
+  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAO/QAAAP3hASEGIAb9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAA',
+  'sEL96AEhByAH/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCCAHIAj9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCP0Mg4BeuYOA',
+  'XrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5Z2lQOWdpUDlnaVA5IAn95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCf3mAf0MCIkI',
+  'PAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAn95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCf3m',
+  'Af0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ/eYBIAn95gEgCf3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEKIAogCP34Af0MfwAA',
+  'AH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQr9DAAAgH8AAIB/AACAfwAAgH8gCiAG/QwAALBCAACwQgAAsEIAALBC/UT9UiEK',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAP',
+  'IAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEKQBC7sBAwJ/AXsCfyAAIQICQANAIAIg',
+  'AU4NAUEAIQNBsJ7WACACQYAQbGogA0EEbGohBUGwkhMgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAG',
+  'IAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRq',
+  'IQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCmAQuUBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsJITIARBgARsaiEP',
+  'QbCa2gAgBEGABGxqIRBBsNrTACAEQYAEbGohEUGwmtwAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA',
+  '/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/9',
+  '5gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5',
+  'Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3B',
+  'qSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEg',
+  'Cv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0M',
+  'AACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C',
+  '9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAg',
+  'D0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCoAQu7AQMCfwF7An8gACEC',
+  'AkADQCACIAFODQFBACEDQbCi1gAgAkGAEGxqIANBBGxqIQVBsJITIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9',
+  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
+  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQqgELug0DA38MewV/IAAhBAJAA0AgBCABTg0BQbCSEyAE',
+  'QYAEbGohEUGwmuwAIARBgARsaiESQbCa2AAgBEGABGxqIRNBsJrcACAEQYAEbGohFEGw2uwAIARBgARsaiEVQSAhAwNAIBH9',
+  'AAAAIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0e',
+  'XL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+',
+  '/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABA',
+  'AAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87',
+  'qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUB',
+  'IQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQB',
+  'IAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8A',
+  'AAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4B',
+  'QRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAA',
+  'AAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAA',
+  'AACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEFIBIgBf0LAAAgE/0AAAAgBf3mASEGIBT9AAAAIAb9',
+  '5AEhByAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5c',
   'vS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Z',
   'qqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwA',
   'AABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuq',
@@ -1520,12 +1255,12 @@ const wasm = [
   'AD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA',
   '/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAA',
   'AAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAA',
-  'AIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBq',
-  'IRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEGoLugEDAn8BewJ/IAAhAgJAA0Ag',
-  'AiABTg0BQQAhA0GwrjQgAkGAEGxqIANBBGxqIQVBsKI3IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQg',
-  'BiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEE',
-  'aiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQbAuRBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsKI3IARBgARsaiEP',
-  'QbCiMiAEQYAEbGohEEGw4jggBEGABGxqIRFBsKI0IARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEB',
+  'AIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBUgCP0LAAAgEUEQaiERIBJBEGohEiATQRBq',
+  'IRMgFEEQaiEUIBVBEGohFSADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQrAELvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0B',
+  'QQAhA0GwptYAIAJBgBBsaiADQQRsaiEFQbCa3AAgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9',
+  'CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYg',
+  'A0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCuAQuUBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsJrcACAEQYAEbGohD0Gw',
+  'khMgBEGABGxqIRBBsNrsACAEQYAEbGohEUGwmtYAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEB',
   'IQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9',
   'aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQ',
   'OWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9',
@@ -1533,1136 +1268,529 @@ const wasm = [
   'ASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACA',
   'fwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiu',
   'wvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQ',
-  'aiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwgAQQBBEBBuC7gBAwJ/AXsCfyAAIQICQANA',
-  'IAIgAU4NAUEAIQNB8JwTIAJBgAhsaiADQQRsaiEFQbCiNyACQcAAbGogA0EEbGohBgJAA0AgA0EEakEQSg0BIAX9AAAAIQQg',
-  'BiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBEE4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRq',
-  'IQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBBwC68EAg9/C3tBACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANA',
-  'IAVBBGogAUoNAUGwojcgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI',
-  '/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3m',
-  'Af3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa',
-  '/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCiOSAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAg',
-  'CSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYg',
-  'C0EBayILDQALIARBgIACaiEECwgAQQBBEBByC6YGAw9/DXsDf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEE',
-  'aiABSg0BQbCiNCACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0A',
-  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
-  '/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
-  '5gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKI5IAVBgBBsaiAGQQRsaiEeQcCNEiAGQQRsaiEfQbCiOyAFQYAQ',
-  'bGogBkEEbGohICAe/QAAACAR/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3kASEcIBwgH/0AABD95AEhHSAg',
-  'IB39CwAQIB79AACAECAT/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAQIB79AACQECAU/eQBIRwgHCAf/QAAEP3kASEdICAg',
-  'Hf0LAJAQIB79AACAICAV/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAgIB79AACQICAW/eQBIRwgHCAf/QAAEP3kASEdICAg',
-  'Hf0LAJAgIB79AACAMCAX/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQBIRwgHCAf/QAAEP3kASEdICAg',
-  'Hf0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsIAEEAQRAQdAu6AQMCfwF7An8gACECAkADQCAC',
-  'IAFODQFBACEDQbCiOyACQYAQbGogA0EEbGohBUGwojkgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAG',
-  'IAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRq',
-  'IQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBB2C9QEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwojkgBEGABGxqIQ5B',
-  'sKI9IARBgARsaiEPQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA79AAAA/eEBIQYgBv0M9qiuwvaorsL2qK7C9qiuwv3pAf0M',
-  'AACwQgAAsEIAALBCAACwQv3oASEHIAf9DDuquD87qrg/O6q4PzuquD/95gH9aiEIIAcgCP0MAIAxPwCAMT8AgDE/AIAxP/3m',
-  'Af3lASAI/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQn9DGdpUDlnaVA5Z2lQOWdpUDkgCf3mAf0MzkO3Os5DtzrOQ7c6zkO3',
-  'Ov3kASAJ/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAn95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCf3mAf0MqqoqPqqqKj6q',
-  'qio+qqoqPv3kASAJ/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAn95gEgCf3mASAJ/eQB/QwAAIA/AACAPwAAgD8AAIA//eQB',
-  'IQogCiAI/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhCv0MAACAfwAAgH8AAIB/AACAfyAKIAb9DAAAsEIAALBC',
-  'AACwQgAAsEL9RP1SIQr9DAAAAAAAAAAAAAAAAAAAAAAgCiAG/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/',
-  'AACAP/3kAf3nASEFIA8gBf0LAAAgDkEQaiEOIA9BEGohDyADQQFrIgMNAAsgBEEBaiEEDAALCwsIAEEAQRAQeAu6AQMCfwF7',
-  'An8gACECAkADQCACIAFODQFBACEDQbCmOyACQYAQbGogA0EEbGohBUGwojkgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFK',
-  'DQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAA',
-  'IAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwgAQQBBEBB6C5EFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGw',
-  'ojkgBEGABGxqIQ9BsOI9IARBgARsaiEQQbCiOCAEQYAEbGohEUGwoj4gBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAA',
-  'gD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87',
-  'qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0M',
-  'Z2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3m',
-  'Af0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/9',
-  '5AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2r',
-  'Af3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACAL',
-  'IAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYg',
-  'EiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCABBAEEQEHwLugEDAn8B',
-  'ewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwqjsgAkGAEGxqIANBBGxqIQVBsKI5IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYAB',
-  'Sg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAA',
-  'ACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsIAEEAQRAQfgvSDQMDfwx7Bn8gACEEAkADQCAEIAFODQFB',
-  'sKI5IARBgARsaiERQbDiPiAEQYAEbGohEkGwoj0gBEGABGxqIRNBsKI+IARBgARsaiEUQbCiPyAEQYAEbGohFUGw4j8gBEGA',
-  'BGxqIRZBICEDA0AgEf0AAAAhDv0M6vC6u+rwurvq8Lq76vC6uyAOIA795gH95gH9DE4TqTxOE6k8ThOpPE4TqTz95AEgDiAO',
-  '/eYB/eYB/QwtHly9LR5cvS0eXL0tHly9/eQBIA4gDv3mAf3mAf0Mk4MIPpODCD6Tgwg+k4MIPv3kASAOIA795gH95gH9DJmq',
-  'qr6Zqqq+maqqvpmqqr795AEgDiAO/eYB/eYBIA795gEgDv3kASEP/QwAAIA/AACAPwAAgD8AAIA//QwAAABAAAAAQAAAAEAA',
-  'AABAIA794AH9DAAAAEAAAABAAAAAQAAAAED95gEhCSAJ/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC',
-  '/egBIQogCv0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQsgCiAL/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAv9DIOAXrmDgF65',
-  'g4BeuYOAXrn95gH95QEhDP0MZ2lQOWdpUDlnaVA5Z2lQOSAM/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAz95gH9DAiJCDwI',
-  'iQg8CIkIPAiJCDz95AEgDP3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAM/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAz95gH9',
-  'DAAAAD8AAAA/AAAAPwAAAD/95AEgDP3mASAM/eYBIAz95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDSANIAv9+AH9DH8AAAB/',
-  'AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEN/QwAAIB/AACAfwAAgH8AAIB/IA0gCf0MAACwQgAAsEIAALBCAACwQv1E/VIhDf0M',
-  'AAAAAAAAAAAAAAAAAAAAACANIAn9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB/eUBIA79',
-  'DAAAAIAAAACAAAAAgAAAAID9Tv1QIRAgDyAQIA794AH9DAAAID8AACA/AAAgPwAAID/9Q/1SIQUgEiAF/QsAACAT/QAAACAF',
-  '/eYBIQYgFP0AAAAgBv3kASEHIBUgB/0LAAAgByEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8',
-  'ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4g',
-  'Dv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAA',
-  'AEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIA',
-  'ALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEg',
-  'C/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEg',
-  'DP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqq',
-  'Kj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0g',
-  'C/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIA',
-  'ALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/9',
-  '5AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhCCAWIAj9',
-  'CwAAIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBB',
-  'EBCAAQu6AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCuOyACQYAQbGogA0EEbGohBUGwoj4gAkGABGxqIANBBGxqIQYC',
-  'QANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkA',
-  'ACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCCAQuRBQMDfwp7BH8gACEE',
-  'AkADQCAEIAFODQFBsKI+IARBgARsaiEPQbCiOSAEQYAEbGohEEGw4j8gBEGABGxqIRFBsKI7IARBgARsaiESQSAhAwNA/QwA',
-  'AIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEI',
-  'IAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmD',
-  'gF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJ',
-  'CDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/',
-  'AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8A',
-  'AAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAA',
-  'AAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAg',
-  'BSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkA',
-  'QQBBEBCEAQu4AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCdEyACQYAIbGogA0EEbGohBUGwoj4gAkHAAGxqIANBBGxq',
-  'IQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0J',
-  'AAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQhgELsAQCD38Le0EAIQJB',
-  'ACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiPiACaiAFQcAAbGohB0HADSADaiAGQQRsaiEI/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0J',
-  'AEAhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIABIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9',
-  'CQDAASEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLAACAEaiAFQYAQ',
-  'bGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAg',
-  'CSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBCIAQuoBgMPfw17A39BACECQQAh',
-  'A0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwojsgAmogBUGABGxqIQdBwI0CIANqIAZBBGxqIQj9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'FP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEYQYABIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0J',
-  'AIAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH',
-  '/QkAgAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCiwAAgBUGAEGxq',
-  'IAZBBGxqIR5BwI0SIAZBBGxqIR9BsKLCACAFQYAQbGogBkEEbGohICAe/QAAACAR/eQBIRwgHCAf/QAAAP3kASEdICAgHf0L',
-  'AAAgHv0AABAgEv3kASEcIBwgH/0AABD95AEhHSAgIB39CwAQIB79AACAECAT/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAQ',
-  'IB79AACQECAU/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAQIB79AACAICAV/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAg',
-  'IB79AACQICAW/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAgIB79AACAMCAX/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAw',
-  'IB79AACQMCAY/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmoh',
-  'BAsJAEEAQRAQigELvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwosIAIAJBgBBsaiADQQRsaiEFQbCiwAAgAkGABGxq',
-  'IANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GA',
-  'AU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCMAQvWBAMD',
-  'fwl7An8gACEEAkADQCAEIAFODQFBsKLAACAEQYAEbGohDkGwosQAIARBgARsaiEPQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/',
-  'IA79AAAA/eEBIQYgBv0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEHIAf9DDuquD87qrg/O6q4',
-  'PzuquD/95gH9aiEIIAcgCP0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAI/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQn9DGdp',
-  'UDlnaVA5Z2lQOWdpUDkgCf3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAJ/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAn95gH9',
-  'DMGpKj3BqSo9wakqPcGpKj395AEgCf3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAJ/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQB',
-  'IAn95gEgCf3mASAJ/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQogCiAI/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH9',
-  '5gEhCv0MAACAfwAAgH8AAIB/AACAfyAKIAb9DAAAsEIAALBCAACwQgAAsEL9RP1SIQr9DAAAAAAAAAAAAAAAAAAAAAAgCiAG',
-  '/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIA8gBf0LAAAgDkEQaiEOIA9BEGohDyAD',
-  'QQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQjgELvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0GwpsIAIAJBgBBsaiAD',
-  'QQRsaiEFQbCiwAAgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYg',
-  'A0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIM',
-  'AAsLCwkAQQBBEBCQAQuUBQMDfwp7BH8gACEEAkADQCAEIAFODQFBsKLAACAEQYAEbGohD0Gw4sQAIARBgARsaiEQQbCiPyAE',
-  'QYAEbGohEUGwosUAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C',
-  '9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8A',
-  'gDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5D',
-  'tzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0M',
-  'qqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAA',
-  'gD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9',
-  'DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACA',
-  'PwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREg',
-  'EkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCSAQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCqwgAg',
-  'AkGAEGxqIANBBGxqIQVBsKLAACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEF',
-  'IAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsL',
-  'IAJBAWohAgwACwsLCQBBAEEQEJQBC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwosAAIARBgARsaiERQbDixQAgBEGABGxq',
-  'IRJBsKLEACAEQYAEbGohE0GwosUAIARBgARsaiEUQbCixgAgBEGABGxqIRVBsOLGACAEQYAEbGohFkEgIQMDQCAR/QAAACEO',
-  '/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5c',
-  'vS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAO',
-  'IA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAA',
-  'AABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4Pzuq',
-  'uD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/Qxn',
-  'aVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB',
-  '/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3k',
-  'ASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB',
-  '/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0g',
-  'Cf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O',
-  '/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcg',
-  'FSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0M',
-  'LR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmq',
-  'qr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB',
-  '/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9',
-  'DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65',
-  '/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwI',
-  'iQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAA',
-  'PwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/',
-  'AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAA',
-  'AAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAA',
-  'gAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiAT',
-  'QRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEJYBC7wBAwJ/AXsCfyAAIQIC',
-  'QANAIAIgAU4NAUEAIQNBsK7CACACQYAQbGogA0EEbGohBUGwosUAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9',
-  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
-  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQmAELlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCixQAg',
-  'BEGABGxqIQ9BsKLAACAEQYAEbGohEEGw4sYAIARBgARsaiERQbCiwgAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAA',
-  'gD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87',
-  'qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0M',
-  'Z2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3m',
-  'Af0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/9',
-  '5AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2r',
-  'Af3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACAL',
-  'IAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYg',
-  'EiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEJoBC7kBAwJ/',
-  'AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8J0TIAJBgAhsaiADQQRsaiEFQbCixQAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpB',
-  'EEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAA',
-  'ACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQnAELsQQCD38Le0EAIQJBACEDQQAhBEEAIQZB',
-  'wAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCixQAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
-  'ECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn9',
-  '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsg',
-  'Gf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCixwAgBGogBUGAEGxqIAZBBGxqIQkg',
-  'CSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVB',
-  'BGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQngELqQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHA',
-  'ACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLCACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
-  'gAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsg',
-  'Gf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcg',
-  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLHACAFQYAQbGogBkEEbGohHkHA',
-  'jRIgBkEEbGohH0GwoskAIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS',
-  '/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT9',
-  '5AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb9',
-  '5AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj9',
-  '5AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBCg',
-  'AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCiyQAgAkGAEGxqIANBBGxqIQVBsKLHACACQYAEbGogA0EEbGohBgJA',
-  'A0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAA',
-  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEKIBC9YEAwN/CXsCfyAAIQQC',
-  'QANAIAQgAU4NAUGwoscAIARBgARsaiEOQbCiywAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEh',
-  'BiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1q',
-  'IQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5',
-  'Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3B',
-  'qSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYB',
-  'IAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/',
-  'AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C',
-  '9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAE',
-  'QQFqIQQMAAsLCwkAQQBBEBCkAQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCmyQAgAkGAEGxqIANBBGxqIQVBsKLH',
-  'ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
-  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQ',
-  'EKYBC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwoscAIARBgARsaiEPQbDiywAgBEGABGxqIRBBsKLGACAEQYAEbGohEUGw',
-  'oswAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0M',
-  'AACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3m',
-  'Af3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3',
-  'Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6q',
-  'qio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQB',
-  'IQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBC',
-  'AACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/',
-  'AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANB',
-  'AWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCoAQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCqyQAgAkGAEGxqIANB',
-  'BGxqIQVBsKLHACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
-  'QQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwA',
-  'CwsLCQBBAEEQEKoBC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwoscAIARBgARsaiERQbDizAAgBEGABGxqIRJBsKLLACAE',
-  'QYAEbGohE0GwoswAIARBgARsaiEUQbCizQAgBEGABGxqIRVBsOLNACAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6',
-  'u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEg',
-  'DiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEg',
-  'Dv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3m',
-  'ASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB',
-  '/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdp',
-  'UDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakq',
-  'PcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz9',
-  '5gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAA',
-  'gH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvao',
-  'rsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAg',
-  'Dv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAH',
-  'IQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0t',
-  'Hly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQB',
-  'IA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAA',
-  'QAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/',
-  'O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9',
-  'DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz9',
-  '5gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA/',
-  '/eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9',
-  'qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAg',
-  'DSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA',
-  '/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQ',
-  'aiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEKwBC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4N',
-  'AUEAIQNBsK7JACACQYAQbGogA0EEbGohBUGwoswAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE',
-  '/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEG',
-  'IANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQrgELlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCizAAgBEGABGxqIQ9B',
-  'sKLHACAEQYAEbGohEEGw4s0AIARBgARsaiERQbCiyQAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD9',
-  '4QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3m',
-  'Af1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDln',
-  'aVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGp',
-  'Kj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK',
-  '/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwA',
-  'AIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2',
-  'qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAP',
-  'QRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQELABC7kBAwJ/AXsCfyAAIQIC',
-  'QANAIAIgAU4NAUEAIQNBsJ4TIAJBgAhsaiADQQRsaiEFQbCizAAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAA',
-  'ACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUg',
-  'BkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQsgELsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAh',
-  'BQJAA0AgBUEEaiABSg0BQbCizAAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0A',
-  'AAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAU',
-  'IBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEX',
-  'IBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCizgAgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJ',
-  'IBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsg',
-  'BkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQtAELqQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEF',
-  'AkADQCAFQQRqIAFKDQFBsKLJACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9',
-  'AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASET',
-  'IBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQB',
-  'IRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLOACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGoh',
-  'H0GwotAAIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf',
-  '/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9',
-  'AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9',
-  'AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9',
-  'AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBC2AQu8AQMCfwF7',
-  'An8gACECAkADQCACIAFODQFBACEDQbCi0AAgAkGAEGxqIANBBGxqIQVBsKLOACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGA',
-  'AUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoA',
-  'AAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQELgBC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4N',
-  'AUGwos4AIARBgARsaiEOQbCi0gAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C',
-  '9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwA',
-  'gDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB',
-  '/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3k',
-  'ASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAA',
-  'gD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8A',
-  'AIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9',
-  'Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsL',
-  'CwkAQQBBEBC6AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCm0AAgAkGAEGxqIANBBGxqIQVBsKLOACACQYAEbGog',
-  'A0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYAB',
-  'Tg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQELwBC5UFAwN/',
-  'CnsEfyAAIQQCQANAIAQgAU4NAUGwos4AIARBgARsaiEPQbDi0gAgBEGABGxqIRBBsKLNACAEQYAEbGohEUGwotMAIARBgARs',
-  'aiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIA',
-  'ALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyD',
-  'gF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB',
-  '/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3k',
-  'ASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB',
-  '/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9',
-  'RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3n',
-  'ASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAE',
-  'QQFqIQQMAAsLCwkAQQBBEBC+AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCq0AAgAkGAEGxqIANBBGxqIQVBsKLO',
-  'ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
-  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQ',
-  'EMABC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwos4AIARBgARsaiERQbDi0wAgBEGABGxqIRJBsKLSACAEQYAEbGohE0Gw',
-  'otMAIARBgARsaiEUQbCi1AAgBEGABGxqIRVBsOLUACAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7',
-  'IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB',
-  '/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQB',
-  'IQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPao',
-  'rsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9',
-  'DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz9',
-  '5gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9',
-  '/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0M',
-  'AACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACA',
-  'fwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiu',
-  'wv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAg',
-  'PwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq',
-  '8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3k',
-  'ASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3m',
-  'ASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA',
-  '/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/9',
-  '5gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5',
-  'Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3B',
-  'qSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEg',
-  'DP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0M',
-  'AACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C',
-  '9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8g',
-  'ECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGoh',
-  'FSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMIBC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7Q',
-  'ACACQYAQbGogA0EEbGohBUGwotMAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBq',
-  'IQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwA',
-  'CwsgAkEBaiECDAALCwsJAEEAQRAQxAELlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCi0wAgBEGABGxqIQ9BsKLOACAEQYAE',
-  'bGohEEGw4tQAIARBgARsaiERQbCi0AAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2',
-  'qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ',
-  '/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK',
-  '/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakq',
-  'Pf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9',
-  'DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAA',
-  'gH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvao',
-  'rsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQ',
-  'aiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMYBC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4N',
-  'AUEAIQNB8J4TIAJBgAhsaiADQQRsaiEFQbCi0wAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANB',
-  'AWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQyAELsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEE',
-  'aiABSg0BQbCi0wAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAA',
-  'ECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3k',
-  'ASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB',
-  '/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCi1QAgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkg',
-  'E/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtB',
-  'AWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQygELqQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRq',
-  'IAFKDQFBsKLQACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0A',
-  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB',
-  '/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
-  '5gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLVACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0GwotcAIAVB',
-  'gBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEd',
-  'ICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0g',
-  'ICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0g',
-  'ICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0g',
-  'ICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBDMAQu8AQMCfwF7An8gACECAkAD',
-  'QCACIAFODQFBACEDQbCi1wAgAkGAEGxqIANBBGxqIQVBsKLVACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAA',
-  'ACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEF',
-  'IAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEM4BC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwotUAIARB',
-  'gARsaiEOQbCi2QAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2',
-  'qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCA',
-  'MT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3',
-  'Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyq',
-  'qio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACA',
-  'PwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0M',
-  'AACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/',
-  'AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDQ',
-  'AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCm1wAgAkGAEGxqIANBBGxqIQVBsKLVACACQYAEbGogA0EEbGohBgJA',
-  'A0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAA',
-  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQENIBC5UFAwN/CnsEfyAAIQQC',
-  'QANAIAQgAU4NAUGwotUAIARBgARsaiEPQbDi2QAgBEGABGxqIRBBsKLUACAEQYAEbGohEUGwotoAIARBgARsaiESQSAhAwNA',
-  '/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3o',
-  'ASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOA',
-  'XrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkI',
-  'PAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwA',
-  'AAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAA',
-  'AH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAA',
-  'AAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0L',
-  'AAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsL',
-  'CwkAQQBBEBDUAQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCq1wAgAkGAEGxqIANBBGxqIQVBsKLVACACQYAEbGog',
-  'A0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYAB',
-  'Tg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQENYBC9gNAwN/',
-  'DHsGfyAAIQQCQANAIAQgAU4NAUGwotUAIARBgARsaiERQbDi2gAgBEGABGxqIRJBsKLZACAEQYAEbGohE0GwotoAIARBgARs',
-  'aiEUQbCi2wAgBEGABGxqIRVBsOLbACAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3m',
-  'Af0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MI',
-  'PpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8A',
-  'AIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiu',
-  'wvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/',
-  'AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrO',
-  'Q7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9',
-  'DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8A',
-  'AIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ',
-  '/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAA',
-  'gD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/',
-  'AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rw',
-  'ursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH9',
-  '5gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA79',
-  '5AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M',
-  '9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAog',
-  'C/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkg',
-  'DP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGp',
-  'Kj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB',
-  '/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8A',
-  'AIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2',
-  'qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwA',
-  'ACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYg',
-  'A0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQENgBC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7XACACQYAQbGog',
-  'A0EEbGohBUGwotoAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEG',
-  'IANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiEC',
-  'DAALCwsJAEEAQRAQ2gELlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCi2gAgBEGABGxqIQ9BsKLVACAEQYAEbGohEEGw4tsA',
-  'IARBgARsaiERQbCi1wAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvao',
-  'rsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAx',
-  'PwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6',
-  'zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB',
-  '/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/',
-  'AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsg',
-  'B/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwA',
-  'AIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGoh',
-  'ESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQENwBC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsJ8T',
-  'IAJBgAhsaiADQQRsaiEFQbCi2gAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEF',
-  'IAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsg',
-  'AkEBaiECDAALCwsJAEEAQRAQ3gELsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi',
-  '2gAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAA',
-  'IRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCA',
-  'ASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EE',
-  'aiEHIAhBgBBqIQggDUEBayINDQALQbCi3AAgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkg',
-  'FP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAE',
-  'QYCAAmohBAsJAEEAQRAQ4AELqQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLX',
-  'ACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAA',
+  'aiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCwAQu+CxECfwh7BH8IewR/CHsE',
+  'fwh7BH8IewR/CHsEfwh7BH8IewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2hcgAEGABGxqIAFBBGxqIQpBsJrcACAAQYAgbGog',
+  'AUEEbGohCwJAA0AgAUEEakGAAUoNASAK/QAAACECIAsgAv0LAAAgCkEQaiEKIAtBEGohCyABQQRqIQEMAAsLAkADQCABQYAB',
+  'Tg0BIAr9CQAAIQIgCyAC/VoAAAAgCkEEaiEKIAtBBGohCyABQQFqIQEMAAsLIABBAWohAAwACwtBACEMAkADQCAMQRBODQFB',
+  'ACENQbDaHiAMQYAEbGogDUEEbGohFkGwntwAIAxBgCBsaiANQQRsaiEXAkADQCANQQRqQYABSg0BIBb9AAAAIQ8gFyAP/QsA',
+  'ACAWQRBqIRYgF0EQaiEXIA1BBGohDQwACwsCQANAIA1BgAFODQEgFv0JAAAhDyAXIA/9WgAAACAWQQRqIRYgF0EEaiEXIA1B',
+  'AWohDQwACwsgDEEBaiEMDAALC0EAIRgCQANAIBhBEE4NAUEAIRlBsNolIBhBgARsaiAZQQRsaiEiQbCi3AAgGEGAIGxqIBlB',
+  'BGxqISMCQANAIBlBBGpBgAFKDQEgIv0AAAAhHCAjIBz9CwAAICJBEGohIiAjQRBqISMgGUEEaiEZDAALCwJAA0AgGUGAAU4N',
+  'ASAi/QkAACEcICMgHP1aAAAAICJBBGohIiAjQQRqISMgGUEBaiEZDAALCyAYQQFqIRgMAAsLQQAhJAJAA0AgJEEQTg0BQQAh',
+  'JUGw2iwgJEGABGxqICVBBGxqIS5BsKbcACAkQYAgbGogJUEEbGohLwJAA0AgJUEEakGAAUoNASAu/QAAACEpIC8gKf0LAAAg',
+  'LkEQaiEuIC9BEGohLyAlQQRqISUMAAsLAkADQCAlQYABTg0BIC79CQAAISkgLyAp/VoAAAAgLkEEaiEuIC9BBGohLyAlQQFq',
+  'ISUMAAsLICRBAWohJAwACwtBACEwAkADQCAwQRBODQFBACExQbDaMyAwQYAEbGogMUEEbGohOkGwqtwAIDBBgCBsaiAxQQRs',
+  'aiE7AkADQCAxQQRqQYABSg0BIDr9AAAAITYgOyA2/QsAACA6QRBqITogO0EQaiE7IDFBBGohMQwACwsCQANAIDFBgAFODQEg',
+  'Ov0JAAAhNiA7IDb9WgAAACA6QQRqITogO0EEaiE7IDFBAWohMQwACwsgMEEBaiEwDAALC0EAITwCQANAIDxBEE4NAUEAIT1B',
+  'sNo6IDxBgARsaiA9QQRsaiFGQbCu3AAgPEGAIGxqID1BBGxqIUcCQANAID1BBGpBgAFKDQEgRv0AAAAhQyBHIEP9CwAAIEZB',
+  'EGohRiBHQRBqIUcgPUEEaiE9DAALCwJAA0AgPUGAAU4NASBG/QkAACFDIEcgQ/1aAAAAIEZBBGohRiBHQQRqIUcgPUEBaiE9',
+  'DAALCyA8QQFqITwMAAsLQQAhSAJAA0AgSEEQTg0BQQAhSUGw2s8AIEhBgARsaiBJQQRsaiFSQbCy3AAgSEGAIGxqIElBBGxq',
+  'IVMCQANAIElBBGpBgAFKDQEgUv0AAAAhUCBTIFD9CwAAIFJBEGohUiBTQRBqIVMgSUEEaiFJDAALCwJAA0AgSUGAAU4NASBS',
+  '/QkAACFQIFMgUP1aAAAAIFJBBGohUiBTQQRqIVMgSUEBaiFJDAALCyBIQQFqIUgMAAsLQQAhVAJAA0AgVEEQTg0BQQAhVUGw',
+  'mtYAIFRBgARsaiBVQQRsaiFeQbC23AAgVEGAIGxqIFVBBGxqIV8CQANAIFVBBGpBgAFKDQEgXv0AAAAhXSBfIF39CwAAIF5B',
+  'EGohXiBfQRBqIV8gVUEEaiFVDAALCwJAA0AgVUGAAU4NASBe/QkAACFdIF8gXf1aAAAAIF5BBGohXiBfQQRqIV8gVUEBaiFV',
+  'DAALCyBUQQFqIVQMAAsLC4UJAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsJrcACAC',
+  'aiAFQYAEbGohB0HAnRIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'Fv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEb',
+  'IBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAI',
+  'IRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRq',
+  'IQcgCEHsAGohCCANQQFrIg0NAAtBwIkTIAZBBGxqIR1BsJrWACAFQewAbGogBkEEbGohHiARIB39AAAA/eQBIRwgHiAc/QsA',
+  'ACASIB39AAAQ/eQBIRwgHiAc/QsAECATIB39AAAA/eQBIRwgHiAc/QsAbCAUIB39AAAQ/eQBIRwgHiAc/QsAfCAVIB39AAAA',
+  '/eQBIRwgHiAc/QsA2AEgFiAd/QAAEP3kASEcIB4gHP0LAOgBIBcgHf0AAAD95AEhHCAeIBz9CwDEAiAYIB39AAAQ/eQBIRwg',
+  'HiAc/QsA1AIgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALQRghBiAAIQUCQANAIAVBBGogAUoNAUGwmtwAIAJqIAVBgARs',
+  'aiEHQcCdEiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBgAEhDQNAIAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3kASERIAf9CQCABCEb',
+  'IBMgGyAZ/eYB/eQBIRMgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAH/QkAgAwhGyAXIBsgGf3mAf3kASEXIAdBBGohByAIQewA',
+  'aiEIIA1BAWsiDQ0AC0HAiRMgBkEEbGohHUGwmtYAIAVB7ABsaiAGQQRsaiEeIBEgHf0AAAD95AEhHCAeIBz9WgAAACAeIBz9',
+  'WgAEASAeIBz9WgAIAiATIB39AAAA/eQBIRwgHiAc/VoAbAAgHiAc/VoAcAEgHiAc/VoAdAIgFSAd/QAAAP3kASEcIB4gHP1a',
+  'ANgBACAeIBz9WgDcAQEgHiAc/VoA4AECIBcgHf0AAAD95AEhHCAeIBz9WgDEAgAgHiAc/VoAyAIBIB4gHP1aAMwCAiAFQQRq',
+  'IQUMAAsLIAZBBGohBiAEQYDsAGohBAsKAEEAQYABELMBC6MLAgZ/CHsgAEHsAGwiAkGwmtYAaiEEIAJBwJrtAGohBSAAIQIC',
+  'QANAIAIgAU4NAf0MAACA/wAAgP8AAID/AACA/yEIIAQhBiAFIQdBBiEDA0AgCCAG/QAAAP3rASEIIAZBEGohBiAHQRBqIQcg',
+  'A0EBayIDDQALIAggBv0AAAAhCiAK/QwAAID/AACA/wAAgP8AAID//Qz///////////////8AAAAA/VL96wEhCCAI/R8AIAj9',
+  'HwGXIAj9HwKXIAj9HwOX/RMhCP0MAAAAAAAAAAAAAAAAAAAAACEJIAQhBiAFIQdBBiEDA0AgBv0AAAAgCP3lASELIAv9DPao',
+  'rsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhDCAM/Qw7qrg/O6q4PzuquD87qrg//eYB/WohDSAMIA39',
+  'DACAMT8AgDE/AIAxPwCAMT/95gH95QEgDf0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEO/QxnaVA5Z2lQOWdpUDlnaVA5IA79',
+  '5gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDv3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAO/eYB/QzBqSo9wakqPcGpKj3BqSo9',
+  '/eQBIA795gH9DKqqKj6qqio+qqoqPqqqKj795AEgDv3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAO/eYBIA795gEgDv3kAf0M',
+  'AACAPwAAgD8AAIA/AACAP/3kASEPIA8gDf34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ/9DAAAgH8AAIB/AACA',
+  'fwAAgH8gDyAL/QwAALBCAACwQgAAsEIAALBC/UT9UiEP/QwAAAAAAAAAAAAAAAAAAAAAIA8gC/0M9qiuwvaorsL2qK7C9qiu',
+  'wv1D/VIhCiAHIAr9CwAAIAkgCv3kASEJIAZBEGohBiAHQRBqIQcgA0EBayIDDQALIAb9AAAAIAj95QEhCyAL/Qz2qK7C9qiu',
+  'wvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQwgDP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQ0gDCAN/QwAgDE/',
+  'AIAxPwCAMT8AgDE//eYB/eUBIA39DIOAXrmDgF65g4BeuYOAXrn95gH95QEhDv0MZ2lQOWdpUDlnaVA5Z2lQOSAO/eYB/QzO',
+  'Q7c6zkO3Os5DtzrOQ7c6/eQBIA795gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgDv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAO',
+  '/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIA795gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgDv3mASAO/eYBIA795AH9DAAAgD8A',
+  'AIA/AACAPwAAgD/95AEhDyAPIA39+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEP/QwAAIB/AACAfwAAgH8AAIB/',
+  'IA8gC/0MAACwQgAAsEIAALBCAACwQv1E/VIhD/0MAAAAAAAAAAAAAAAAAAAAACAPIAv9DPaorsL2qK7C9qiuwvaorsL9Q/1S',
+  'IQogByAK/VoAAAAgByAK/VoABAEgByAK/VoACAIgCSAKIQogCv0MAAAAAAAAAAAAAAAAAAAAAP0M////////////////AAAA',
+  'AP1S/eQBIQn9DAAAgD8AAIA/AACAPwAAgD8gCf0fACAJ/R8BkiAJ/R8CkiAJ/R8Dkv0T/ecBIQkgBCEGIAUhB0EGIQMDQCAH',
+  '/QAAACAJ/eYBIQogByAK/QsAACAGQRBqIQYgB0EQaiEHIANBAWsiAw0ACyAH/QAAACAJ/eYBIQogByAK/VoAAAAgByAK/VoA',
+  'BAEgByAK/VoACAIgBEHsAGohBCAFQewAaiEFIAJBAWohAgwACwsLCgBBAEGAARC1AQv+BAMCfwx7A38gACEDAkADQCADQQRq',
+  'IAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhD0EAIQJBsI4TIAJBBGxqIRBBwJrtACACQewAbGogA0EEbGohEUGwmtYAIAJB7ABs',
+  'aiADQQRsaiESIAP9Ef0MAAAAAAEAAAACAAAAAwAAAP2uASEF/QwAAIA/AACAPwAAgD8AAIA/IQf9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhCP0MAAAAPAAAADwAAAA8AAAAPCEMAkADQCACQYABTg0BIBD9CQAAIQQgBCAF/TchBiAHIAggBv1SIQkgEf0AAAAhCiAK',
+  'IAn95QEhCyALIAz95gEhDSASIA39CwAAIA8gDf3kASEPIBBBBGohECARQewAaiERIBJB7ABqIRIgAkEBaiECDAALCyAPIQ5B',
+  'wJr9ACADQQRsaiAO/QsAACADQQRqIQMMAAsLAkADQCADIAFODQH9DAAAAAAAAAAAAAAAAAAAAAAhD0EAIQJBsI4TIAJBBGxq',
+  'IRBBwJrtACACQewAbGogA0EEbGohEUGwmtYAIAJB7ABsaiADQQRsaiESIAP9ESEF/QwAAIA/AACAPwAAgD8AAIA/IQf9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhCP0MAAAAPAAAADwAAAA8AAAAPCEMAkADQCACQYABTg0BIBD9CQAAIQQgBCAF/TchBiAHIAggBv1S',
+  'IQkgEf0JAAAhCiAKIAn95QEhCyALIAz95gEhDSASIA39WgAAACAPIA395AEhDyAQQQRqIRAgEUHsAGohESASQewAaiESIAJB',
+  'AWohAgwACwsgDyEOQcCa/QAgA0EEbGogDv1aAAAAIANBAWohAwwACwsLCQBBAEEbELcBC68EAg9/C3tBACECQQAhA0EAIQRB',
+  'ACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCa1gAgAmogBUHsAGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'GEEbIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAGwhGyATIBsg',
+  'Gf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JANgBIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDEAiEbIBcg',
+  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGABGohCCANQQFrIg0NAAtBwJrtACAEaiAFQYAEbGogBkEEbGoh',
+  'CSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwgCSAY/QsAkAwg',
+  'BUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAEaiEEC2wBBX8gACECQcCdEiACQewAbGohA0Gw14EBIAJBBGxqIQUC',
+  'QANAIAIgAU4NASAFIQRBGyEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAAL',
+  'CwsSAEEAQYABELoBQQBBgAEQuQEL0QcCD38Le0EAIQJBACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsJrc',
+  'ACACaiAFQQRsaiEHQbCa1gAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAA',
   'AAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAA',
   'AAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkA',
-  'ACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0J',
-  'AIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAH',
-  'QQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLcACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0Gwot4AIAVBgBBsaiAGQQRs',
-  'aiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAg',
-  'Hv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAg',
-  'Hv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAg',
-  'Hv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAg',
-  'BUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBDiAQu8AQMCfwF7An8gACECAkADQCACIAFODQFB',
-  'ACEDQbCi3gAgAkGAEGxqIANBBGxqIQVBsKLcACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiAD',
-  'QQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEOQBC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwotwAIARBgARsaiEOQbCi',
-  '4AAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwA',
-  'ALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB',
-  '/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6',
-  '/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqq',
-  'Kj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEh',
-  'CiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIA',
-  'ALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8A',
-  'AIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDmAQu8AQMCfwF7',
-  'An8gACECAkADQCACIAFODQFBACEDQbCm3gAgAkGAEGxqIANBBGxqIQVBsKLcACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGA',
-  'AUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoA',
-  'AAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEOgBC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4N',
-  'AUGwotwAIARBgARsaiEPQbDi4AAgBEGABGxqIRBBsKLbACAEQYAEbGohEUGwouEAIARBgARsaiESQSAhAwNA/QwAAIA/AACA',
-  'PwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuq',
-  'uD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB',
-  '/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8',
-  '/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAA',
-  'AD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA',
-  '/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAA',
-  'AAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAA',
-  'AP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDq',
-  'AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCq3gAgAkGAEGxqIANBBGxqIQVBsKLcACACQYAEbGogA0EEbGohBgJA',
-  'A0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAA',
-  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEOwBC9gNAwN/DHsGfyAAIQQC',
-  'QANAIAQgAU4NAUGwotwAIARBgARsaiERQbDi4QAgBEGABGxqIRJBsKLgACAEQYAEbGohE0GwouEAIARBgARsaiEUQbCi4gAg',
-  'BEGABGxqIRVBsOLiACAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4T',
-  'qTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+',
-  '/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAA',
-  'gD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9',
-  'DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/9',
-  '5gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5D',
-  'tzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+',
-  'qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3k',
-  'ASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACw',
-  'QgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACA',
-  'PwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIh',
-  'BSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB',
-  '/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6T',
-  'gwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACA',
-  'PwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2',
-  'qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCA',
-  'MT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3',
-  'Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3m',
-  'Af0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACA',
-  'PwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyAN',
-  'IAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0M',
-  'AACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAA',
-  'ID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQAL',
-  'IARBAWohBAwACwsLCQBBAEEQEO4BC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7eACACQYAQbGogA0EEbGohBUGw',
-  'ouEAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwA',
-  'CwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEA',
-  'QRAQ8AELlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCi4QAgBEGABGxqIQ9BsKLcACAEQYAEbGohEEGw4uIAIARBgARsaiER',
-  'QbCi3gAgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB',
-  '/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE/',
-  '/eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrO',
-  'Q7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoq',
-  'PqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/9',
-  '5AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAA',
-  'sEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAA',
-  'gD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIg',
-  'A0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEPIBC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8J8TIAJBgAhsaiAD',
-  'QQRsaiEFQbCi4QAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
-  'QQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAAL',
-  'CwsJAEEAQRAQ9AELsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi4QAgAmogBUHA',
-  'AGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn9',
-  '5gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ',
-  '/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBq',
-  'IQggDUEBayINDQALQbCi4wAgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkg',
-  'Ff0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJ',
-  'AEEAQRAQ9gELqQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLeACACaiAFQYAE',
-  'bGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ',
-  '/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAb',
-  'IBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGA',
-  'EGohCCANQQFrIg0NAAtBsKLjACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0GwouUAIAVBgBBsaiAGQQRsaiEgIB79AAAA',
-  'IBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf9',
-  '5AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAAL',
-  'CyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBD4AQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCi5QAg',
-  'AkGAEGxqIANBBGxqIQVBsKLjACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEF',
-  'IAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsL',
-  'IAJBAWohAgwACwsLCQBBAEEQEPoBC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwouMAIARBgARsaiEOQbCi5wAgBEGABGxq',
-  'IQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAA',
-  'sEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOA',
-  'XrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9',
-  'DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQB',
-  'IAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9',
-  'DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E',
-  '/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecB',
-  'IQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBD8AQu8AQMCfwF7An8gACECAkAD',
-  'QCACIAFODQFBACEDQbCm5QAgAkGAEGxqIANBBGxqIQVBsKLjACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAA',
-  'ACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEF',
-  'IAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEP4BC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwouMAIARB',
-  'gARsaiEPQbDi5wAgBEGABGxqIRBBsKLiACAEQYAEbGohEUGwougAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/',
-  'IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4',
-  'PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdp',
-  'UDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9',
-  'DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQB',
-  'IAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH9',
-  '5gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH',
-  '/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIg',
-  'Bv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCAAgu8AQMCfwF7',
-  'An8gACECAkADQCACIAFODQFBACEDQbCq5QAgAkGAEGxqIANBBGxqIQVBsKLjACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGA',
-  'AUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoA',
-  'AAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEIICC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4N',
-  'AUGwouMAIARBgARsaiERQbDi6AAgBEGABGxqIRJBsKLnACAEQYAEbGohE0GwougAIARBgARsaiEUQbCi6QAgBEGABGxqIRVB',
-  'sOLpACAEQYAEbGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOp',
-  'PP3kASAOIA795gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3m',
-  'Af3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAA',
-  'AABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBC',
-  'AACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0M',
-  'g4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3m',
-  'Af0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj79',
-  '5AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34',
-  'Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC',
-  '/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH9',
-  '5wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAA',
-  'IBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8',
-  'ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpOD',
-  'CD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/',
-  'AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3p',
-  'Af0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAx',
-  'P/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6',
-  'zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqq',
-  'Kj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA/',
-  '/eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIA',
-  'ALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8A',
-  'AIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9',
-  'UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwA',
-  'CwsLCQBBAEEQEIQCC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7lACACQYAQbGogA0EEbGohBUGwougAIAJBgARs',
-  'aiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANB',
-  'gAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQhgILlQUD',
-  'A38KewR/IAAhBAJAA0AgBCABTg0BQbCi6AAgBEGABGxqIQ9BsKLjACAEQYAEbGohEEGw4ukAIARBgARsaiERQbCi5QAgBEGA',
-  'BGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACw',
-  'QgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9',
-  'DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr9',
-  '5gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+',
-  '/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9',
-  '+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACw',
-  'Qv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB',
-  '/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQAL',
-  'IARBAWohBAwACwsLCQBBAEEQEIgCC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsKATIAJBgAhsaiADQQRsaiEFQbCi',
-  '6AAgAkHAAGxqIANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
-  'AkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQ',
-  'igILsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi6AAgAmogBUHAAGxqIQdBwA0g',
-  'A2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESAS',
-  'IBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUg',
-  'FiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayIN',
-  'DQALQbCi6gAgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkg',
-  'Fv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQjAIL',
-  'qQYDD38NewN/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLlACACaiAFQYAEbGohB0HAjQIg',
-  'A2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREg',
-  'EiAbIBr95gH95AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEh',
-  'FSAWIBsgGv3mAf3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFr',
-  'Ig0NAAtBsKLqACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0GwouwAIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAc',
-  'IB/9AAAA/eQBIR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9',
-  'AAAA/eQBIR0gICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9',
-  'AAAA/eQBIR0gICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9',
-  'AAAA/eQBIR0gICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYg',
-  'C0EBayILDQALIARBgIACaiEECwkAQQBBEBCOAgu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCi7AAgAkGAEGxqIANB',
-  'BGxqIQVBsKLqACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
-  'QQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwA',
-  'CwsLCQBBAEEQEJACC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwouoAIARBgARsaiEOQbCi7gAgBEGABGxqIQ9BICEDA0D9',
-  'DAAAgD8AAIA/AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egB',
-  'IQcgB/0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4Be',
-  'uYOAXrn95gH95QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8',
-  'CIkIPAiJCDz95AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAA',
-  'AD8AAAA/AAAAPwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAA',
-  'fwAAAH8AAAD9rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAA',
-  'AAAAAAAAAAAAAAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsA',
-  'ACAOQRBqIQ4gD0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCSAgu8AQMCfwF7An8gACECAkADQCACIAFODQFB',
-  'ACEDQbCm7AAgAkGAEGxqIANBBGxqIQVBsKLqACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiAD',
-  'QQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEJQCC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwouoAIARBgARsaiEPQbDi',
-  '7gAgBEGABGxqIRBBsKLpACAEQYAEbGohEUGwou8AIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEB',
-  'IQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9',
-  'aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQ',
-  'OWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9',
-  'wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3m',
-  'ASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACA',
-  'fwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiu',
-  'wvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQ',
-  'aiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCWAgu8AQMCfwF7An8gACECAkAD',
-  'QCACIAFODQFBACEDQbCq7AAgAkGAEGxqIANBBGxqIQVBsKLqACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAA',
-  'ACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEF',
-  'IAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEJgCC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwouoAIARB',
-  'gARsaiERQbDi7wAgBEGABGxqIRJBsKLuACAEQYAEbGohE0Gwou8AIARBgARsaiEUQbCi8AAgBEGABGxqIRVBsOLwACAEQYAE',
-  'bGohFkEgIQMDQCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA79',
-  '5gH95gH9DC0eXL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqq',
-  'vpmqqr6Zqqq+maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAA',
-  'AEAgDv3gAf0MAAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL9',
-  '6AEhCiAK/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmD',
-  'gF65g4Beuf3mAf3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJ',
-  'CDwIiQg8CIkIPP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0M',
-  'AAAAPwAAAD8AAAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8A',
-  'AAB/AAAAfwAAAP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0M',
-  'AAAAgAAAAIAAAACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX9',
-  '5gEhBiAU/QAAACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxO',
-  'E6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO',
-  '/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAA',
-  'QAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAA',
-  'sEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL',
-  '/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM',
-  '/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoq',
-  'Pv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL',
-  '/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAA',
-  'sEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3k',
-  'Af3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0L',
-  'AAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
-  'EJoCC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7sACACQYAQbGogA0EEbGohBUGwou8AIAJBgARsaiADQQRsaiEG',
-  'AkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0J',
-  'AAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQnAILlQUDA38KewR/IAAh',
-  'BAJAA0AgBCABTg0BQbCi7wAgBEGABGxqIQ9BsKLqACAEQYAEbGohEEGw4vAAIARBgARsaiERQbCi7AAgBEGABGxqIRJBICED',
-  'A0D9DAAAgD8AAIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC',
-  '/egBIQggCP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65',
-  'g4BeuYOAXrn95gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwI',
-  'iQg8CIkIPAiJCDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9',
-  'DAAAAD8AAAA/AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/',
-  'AAAAfwAAAH8AAAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0M',
-  'AAAAAAAAAAAAAAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF',
-  '/QsAACAFIBH9AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwA',
-  'CwsLCQBBAEEQEJ4CC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8KATIAJBgAhsaiADQQRsaiEFQbCi7wAgAkHAAGxq',
-  'IANBBGxqIQYCQANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBO',
-  'DQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQoAILsQQCD38L',
-  'e0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi7wAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGoh',
-  'CP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3k',
-  'ASESIAf9CQBAIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH9',
-  '5AEhFiAH/QkAwAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCi8QAg',
-  'BGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkg',
-  'F/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQogILqQYDD38NewN/',
-  'QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLsACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGoh',
-  'CP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH9',
-  '5AEhEiAH/QkAgAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3m',
-  'Af3kASEWIAf9CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLx',
-  'ACAFQYAQbGogBkEEbGohHkHAjRIgBkEEbGohH0GwovMAIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQB',
-  'IR0gICAd/QsAACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0g',
-  'ICAd/QsAgBAgHv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0g',
-  'ICAd/QsAgCAgHv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0g',
-  'ICAd/QsAgDAgHv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQAL',
-  'IARBgIACaiEECwkAQQBBEBCkAgu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCi8wAgAkGAEGxqIANBBGxqIQVBsKLx',
-  'ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
-  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQ',
-  'EKYCC9YEAwN/CXsCfyAAIQQCQANAIAQgAU4NAUGwovEAIARBgARsaiEOQbCi9QAgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/',
-  'AACAPwAAgD8gDv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4',
-  'PzuquD87qrg/O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH9',
-  '5QEhCf0MZ2lQOWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz9',
-  '5AEgCf3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAA',
-  'PwAAAD/95AEgCf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9',
-  'rgFBF/2rAf3mASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAA',
-  'AAAAACAKIAb9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4g',
-  'D0EQaiEPIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCoAgu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCm8wAg',
-  'AkGAEGxqIANBBGxqIQVBsKLxACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEF',
-  'IAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsL',
-  'IAJBAWohAgwACwsLCQBBAEEQEKoCC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwovEAIARBgARsaiEPQbDi9QAgBEGABGxq',
-  'IRBBsKLwACAEQYAEbGohEUGwovYAIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiu',
-  'wvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0M',
-  'AIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3m',
-  'Af0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj39',
-  '5AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwA',
-  'AIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/',
-  'AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C',
-  '/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGoh',
-  'ECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCsAgu8AQMCfwF7An8gACECAkADQCACIAFODQFB',
-  'ACEDQbCq8wAgAkGAEGxqIANBBGxqIQVBsKLxACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiAD',
-  'QQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEK4CC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwovEAIARBgARsaiERQbDi',
-  '9gAgBEGABGxqIRJBsKL1ACAEQYAEbGohE0GwovYAIARBgARsaiEUQbCi9wAgBEGABGxqIRVBsOL3ACAEQYAEbGohFkEgIQMD',
-  'QCAR/QAAACEO/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0e',
-  'XL0tHly9LR5cvS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+',
-  'maqqvv3kASAOIA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0M',
-  'AAAAQAAAAEAAAABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7',
-  'qrg/O6q4PzuquD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3m',
-  'Af3lASEM/QxnaVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkI',
-  'PP3kASAM/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8A',
-  'AAA/AAAAP/3kASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAA',
-  'AP2uAUEX/asB/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIA0gCf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAA',
-  'AACAAAAAgP1O/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAA',
-  'ACAG/eQBIQcgFSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4g',
-  'Dv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZ',
-  'qqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABA',
-  'AAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACw',
-  'Qv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4Be',
-  'uYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8',
-  'CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB',
-  '/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAA',
-  'fwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39',
-  'DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO',
-  '/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiER',
-  'IBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQELACC7wBAwJ/',
-  'AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsK7zACACQYAQbGogA0EEbGohBUGwovYAIAJBgARsaiADQQRsaiEGAkADQCADQQRq',
-  'QYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9',
-  'WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQsgILlQUDA38KewR/IAAhBAJAA0AgBCAB',
-  'Tg0BQbCi9gAgBEGABGxqIQ9BsKLxACAEQYAEbGohEEGw4vcAIARBgARsaiERQbCi8wAgBEGABGxqIRJBICEDA0D9DAAAgD8A',
-  'AIA/AACAPwAAgD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0M',
-  'O6q4PzuquD87qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn9',
-  '5gH95QEhCv0MZ2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJ',
-  'CDz95AEgCv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/',
-  'AAAAPwAAAD/95AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8A',
-  'AAD9rgFBF/2rAf3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAA',
-  'AAAAAAAAACALIAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9',
-  'AAAA/eYBIQYgEiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
-  'ELQCC7kBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsKETIAJBgAhsaiADQQRsaiEFQbCi9gAgAkHAAGxqIANBBGxqIQYC',
-  'QANAIANBBGpBEEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAh',
-  'BCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQtgILsQQCD38Le0EAIQJBACED',
-  'QQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi9gAgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBA',
-  'IRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkA',
-  'wAEhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCi+AAgBGogBUGAEGxq',
-  'IAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkg',
-  'GP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQuAILqQYDD38NewN/QQAhAkEAIQNB',
-  'ACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLzACACaiAFQYAEbGohB0HAjQIgA2ogBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkA',
-  'gAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9',
-  'CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEGAEGohCCANQQFrIg0NAAtBsKL4ACAFQYAQbGog',
-  'BkEEbGohHkHAjRIgBkEEbGohH0GwoogBIAVBgBBsaiAGQQRsaiEgIB79AAAAIBH95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsA',
-  'ACAe/QAAECAS/eQBIRwgHCAf/QAAEP3kASEdICAgHf0LABAgHv0AAIAQIBP95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgBAg',
-  'Hv0AAJAQIBT95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkBAgHv0AAIAgIBX95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgCAg',
-  'Hv0AAJAgIBb95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkCAgHv0AAIAwIBf95AEhHCAcIB/9AAAA/eQBIR0gICAd/QsAgDAg',
-  'Hv0AAJAwIBj95AEhHCAcIB/9AAAQ/eQBIR0gICAd/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEE',
-  'CwkAQQBBEBC6Agu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCiiAEgAkGAEGxqIANBBGxqIQVBsKL4ACACQYAEbGog',
-  'A0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYAB',
-  'Tg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQELwCC9YEAwN/',
-  'CXsCfyAAIQQCQANAIAQgAU4NAUGwovgAIARBgARsaiEOQbCiigEgBEGABGxqIQ9BICEDA0D9DAAAgD8AAIA/AACAPwAAgD8g',
-  'Dv0AAAD94QEhBiAG/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQcgB/0MO6q4PzuquD87qrg/',
-  'O6q4P/3mAf1qIQggByAI/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAj9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCf0MZ2lQ',
-  'OWdpUDlnaVA5Z2lQOSAJ/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAn95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCf3mAf0M',
-  'wakqPcGpKj3BqSo9wakqPf3kASAJ/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAn95gH9DAAAAD8AAAA/AAAAPwAAAD/95AEg',
-  'Cf3mASAJ/eYBIAn95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCiAKIAj9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2rAf3m',
-  'ASEK/QwAAIB/AACAfwAAgH8AAIB/IAogBv0MAACwQgAAsEIAALBCAACwQv1E/VIhCv0MAAAAAAAAAAAAAAAAAAAAACAKIAb9',
-  'DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgDyAF/QsAACAOQRBqIQ4gD0EQaiEPIANB',
-  'AWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBC+Agu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCmiAEgAkGAEGxqIANB',
-  'BGxqIQVBsKL4ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiAD',
-  'QQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwA',
-  'CwsLCQBBAEEQEMACC5UFAwN/CnsEfyAAIQQCQANAIAQgAU4NAUGwovgAIARBgARsaiEPQbDiigEgBEGABGxqIRBBsKL3ACAE',
-  'QYAEbGohEUGwoosBIARBgARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C',
-  '9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8A',
-  'gDE/AIAxP/3mAf3lASAJ/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5D',
-  'tzrOQ7c6zkO3Ov3kASAK/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0M',
-  'qqoqPqqqKj6qqio+qqoqPv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAA',
-  'gD8AAIA//eQBIQsgCyAJ/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9',
-  'DAAAsEIAALBCAACwQgAAsEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACA',
-  'PwAAgD8AAIA/AACAP/3kAf3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREg',
-  'EkEQaiESIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDCAgu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbCqiAEg',
-  'AkGAEGxqIANBBGxqIQVBsKL4ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEF',
-  'IAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsL',
-  'IAJBAWohAgwACwsLCQBBAEEQEMQCC9gNAwN/DHsGfyAAIQQCQANAIAQgAU4NAUGwovgAIARBgARsaiERQbDiiwEgBEGABGxq',
-  'IRJBsKKKASAEQYAEbGohE0GwoosBIARBgARsaiEUQbCijAEgBEGABGxqIRVBsKKOASAEQYAEbGohFkEgIQMDQCAR/QAAACEO',
-  '/Qzq8Lq76vC6u+rwurvq8Lq7IA4gDv3mAf3mAf0MThOpPE4TqTxOE6k8ThOpPP3kASAOIA795gH95gH9DC0eXL0tHly9LR5c',
-  'vS0eXL395AEgDiAO/eYB/eYB/QyTgwg+k4MIPpODCD6Tgwg+/eQBIA4gDv3mAf3mAf0Mmaqqvpmqqr6Zqqq+maqqvv3kASAO',
-  'IA795gH95gEgDv3mASAO/eQBIQ/9DAAAgD8AAIA/AACAPwAAgD/9DAAAAEAAAABAAAAAQAAAAEAgDv3gAf0MAAAAQAAAAEAA',
-  'AABAAAAAQP3mASEJIAn9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhCiAK/Qw7qrg/O6q4Pzuq',
-  'uD87qrg//eYB/WohCyAKIAv9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgC/0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEM/Qxn',
-  'aVA5Z2lQOWdpUDlnaVA5IAz95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDP3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAM/eYB',
-  '/QzBqSo9wakqPcGpKj3BqSo9/eQBIAz95gH9DKqqKj6qqio+qqoqPqqqKj795AEgDP3mAf0MAAAAPwAAAD8AAAA/AAAAP/3k',
-  'ASAM/eYBIAz95gEgDP3kAf0MAACAPwAAgD8AAIA/AACAP/3kASENIA0gC/34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB',
-  '/eYBIQ39DAAAgH8AAIB/AACAfwAAgH8gDSAJ/QwAALBCAACwQgAAsEIAALBC/UT9UiEN/QwAAAAAAAAAAAAAAAAAAAAAIA0g',
-  'Cf0M9qiuwvaorsL2qK7C9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wH95QEgDv0MAAAAgAAAAIAAAACAAAAAgP1O',
-  '/VAhECAPIBAgDv3gAf0MAAAgPwAAID8AACA/AAAgP/1D/VIhBSASIAX9CwAAIBP9AAAAIAX95gEhBiAU/QAAACAG/eQBIQcg',
-  'FSAH/QsAACAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0M',
-  'LR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmq',
-  'qr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB',
-  '/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9',
-  'DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65',
-  '/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwI',
-  'iQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0MqqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAA',
-  'PwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/',
-  'AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAA',
-  'AAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAA',
-  'gAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA//UP9UiEIIBYgCP0LAAAgEUEQaiERIBJBEGohEiAT',
-  'QRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMYCC7wBAwJ/AXsCfyAAIQIC',
-  'QANAIAIgAU4NAUEAIQNBsK6IASACQYAQbGogA0EEbGohBUGwoosBIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9',
-  'AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRq',
-  'IQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQyAILlQUDA38KewR/IAAhBAJAA0AgBCABTg0BQbCiiwEg',
-  'BEGABGxqIQ9BsKL4ACAEQYAEbGohEEGwoo4BIARBgARsaiERQbCiiAEgBEGABGxqIRJBICEDA0D9DAAAgD8AAIA/AACAPwAA',
-  'gD8gD/0AAAD94QEhByAH/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egBIQggCP0MO6q4PzuquD87',
-  'qrg/O6q4P/3mAf1qIQkgCCAJ/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIAn9DIOAXrmDgF65g4BeuYOAXrn95gH95QEhCv0M',
-  'Z2lQOWdpUDlnaVA5Z2lQOSAK/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIAr95gH9DAiJCDwIiQg8CIkIPAiJCDz95AEgCv3m',
-  'Af0MwakqPcGpKj3BqSo9wakqPf3kASAK/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIAr95gH9DAAAAD8AAAA/AAAAPwAAAD/9',
-  '5AEgCv3mASAK/eYBIAr95AH9DAAAgD8AAIA/AACAPwAAgD/95AEhCyALIAn9+AH9DH8AAAB/AAAAfwAAAH8AAAD9rgFBF/2r',
-  'Af3mASEL/QwAAIB/AACAfwAAgH8AAIB/IAsgB/0MAACwQgAAsEIAALBCAACwQv1E/VIhC/0MAAAAAAAAAAAAAAAAAAAAACAL',
-  'IAf9DPaorsL2qK7C9qiuwvaorsL9Q/1S/QwAAIA/AACAPwAAgD8AAIA//eQB/ecBIQUgECAF/QsAACAFIBH9AAAA/eYBIQYg',
-  'EiAG/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMoCC7kBAwJ/',
-  'AXsCfyAAIQICQANAIAIgAU4NAUEAIQNB8KETIAJBgAhsaiADQQRsaiEFQbCiiwEgAkHAAGxqIANBBGxqIQYCQANAIANBBGpB',
-  'EEoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQRBODQEgBf0JAAAhBCAGIAT9WgAA',
-  'ACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQzAILsAQCD38Le0EAIQJBACEDQQAhBEEAIQZB',
-  'wAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiiwEgAmogBUHAAGxqIQdBwA0gA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
-  'ECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQBAIRsgEyAbIBn9',
-  '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQCAASEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkAwAEhGyAXIBsg',
-  'Gf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0EEaiEHIAhBgBBqIQggDUEBayINDQALQbCaEyAEaiAFQYAQbGogBkEEbGohCSAJ',
-  'IBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEE',
-  'aiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBDOAguoBgMPfw17A39BACECQQAhA0EAIQRBACEGQcAA',
-  'IQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoogBIAJqIAVBgARsaiEHQcCNAiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEGA',
-  'ASENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQCABCEbIBMgGyAZ',
-  '/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkAgAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAIAMIRsgFyAb',
-  'IBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBBGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwmhMgBUGAEGxqIAZBBGxqIR5BwI0S',
-  'IAZBBGxqIR9BsOKOASAFQYAQbGogBkEEbGohICAe/QAAACAR/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAAAgHv0AABAgEv3k',
-  'ASEcIBwgH/0AABD95AEhHSAgIB39CwAQIB79AACAECAT/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAQIB79AACQECAU/eQB',
-  'IRwgHCAf/QAAEP3kASEdICAgHf0LAJAQIB79AACAICAV/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAgIB79AACQICAW/eQB',
-  'IRwgHCAf/QAAEP3kASEdICAgHf0LAJAgIB79AACAMCAX/eQBIRwgHCAf/QAAAP3kASEdICAgHf0LAIAwIB79AACQMCAY/eQB',
-  'IRwgHCAf/QAAEP3kASEdICAgHf0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQ0AIL',
-  'uwEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw4o4BIAJBgBBsaiADQQRsaiEFQbCaEyACQYAEbGogA0EEbGohBgJAA0Ag',
-  'A0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQg',
-  'BiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQENICC9UEAwN/CXsCfyAAIQQCQANA',
-  'IAQgAU4NAUGwmhMgBEGABGxqIQ5BsOKQASAEQYAEbGohD0EgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAO/QAAAP3hASEGIAb9',
-  'DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAAsEL96AEhByAH/Qw7qrg/O6q4PzuquD87qrg//eYB/WohCCAH',
-  'IAj9DACAMT8AgDE/AIAxPwCAMT/95gH95QEgCP0Mg4BeuYOAXrmDgF65g4Beuf3mAf3lASEJ/QxnaVA5Z2lQOWdpUDlnaVA5',
-  'IAn95gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgCf3mAf0MCIkIPAiJCDwIiQg8CIkIPP3kASAJ/eYB/QzBqSo9wakqPcGpKj3B',
-  'qSo9/eQBIAn95gH9DKqqKj6qqio+qqoqPqqqKj795AEgCf3mAf0MAAAAPwAAAD8AAAA/AAAAP/3kASAJ/eYBIAn95gEgCf3k',
-  'Af0MAACAPwAAgD8AAIA/AACAP/3kASEKIAogCP34Af0MfwAAAH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQr9DAAAgH8AAIB/',
-  'AACAfwAAgH8gCiAG/QwAALBCAACwQgAAsEIAALBC/UT9UiEK/QwAAAAAAAAAAAAAAAAAAAAAIAogBv0M9qiuwvaorsL2qK7C',
-  '9qiuwv1D/VL9DAAAgD8AAIA/AACAPwAAgD/95AH95wEhBSAPIAX9CwAAIA5BEGohDiAPQRBqIQ8gA0EBayIDDQALIARBAWoh',
-  'BAwACwsLCQBBAEEQENQCC7sBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBsOaOASACQYAQbGogA0EEbGohBUGwmhMgAkGA',
-  'BGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0Ag',
-  'A0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBDWAguU',
-  'BQMDfwp7BH8gACEEAkADQCAEIAFODQFBsJoTIARBgARsaiEPQbDikgEgBEGABGxqIRBBsKKMASAEQYAEbGohEUGw4pQBIARB',
-  'gARsaiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAA',
-  'sEIAALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ',
-  '/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK',
-  '/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoq',
-  'Pv3kASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ',
-  '/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAA',
-  'sEL9RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3k',
-  'Af3nASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0A',
-  'CyAEQQFqIQQMAAsLCwkAQQBBEBDYAgu7AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQbDqjgEgAkGAEGxqIANBBGxqIQVB',
-  'sJoTIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwA',
-  'CwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEA',
-  'QRAQ2gILug0DA38MewV/IAAhBAJAA0AgBCABTg0BQbCaEyAEQYAEbGohEUGw4qQBIARBgARsaiESQbDikAEgBEGABGxqIRNB',
-  'sOKUASAEQYAEbGohFEGwoqUBIARBgARsaiEVQSAhAwNAIBH9AAAAIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB/QxO',
-  'E6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+k4MI',
-  'PpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAAgD8A',
-  'AIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C9qiu',
-  'wv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8AgDE/',
-  'AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5DtzrO',
-  'Q7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0Mqqoq',
-  'PqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAAgD8A',
-  'AIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9DAAA',
-  'sEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAA',
-  'gD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8AACA/',
-  '/UP9UiEFIBIgBf0LAAAgE/0AAAAgBf3mASEGIBT9AAAAIAb95AEhByAHIQ79DOrwurvq8Lq76vC6u+rwursgDiAO/eYB/eYB',
-  '/QxOE6k8ThOpPE4TqTxOE6k8/eQBIA4gDv3mAf3mAf0MLR5cvS0eXL0tHly9LR5cvf3kASAOIA795gH95gH9DJODCD6Tgwg+',
-  'k4MIPpODCD795AEgDiAO/eYB/eYB/QyZqqq+maqqvpmqqr6Zqqq+/eQBIA4gDv3mAf3mASAO/eYBIA795AEhD/0MAACAPwAA',
-  'gD8AAIA/AACAP/0MAAAAQAAAAEAAAABAAAAAQCAO/eAB/QwAAABAAAAAQAAAAEAAAABA/eYBIQkgCf0M9qiuwvaorsL2qK7C',
-  '9qiuwv3pAf0MAACwQgAAsEIAALBCAACwQv3oASEKIAr9DDuquD87qrg/O6q4PzuquD/95gH9aiELIAogC/0MAIAxPwCAMT8A',
-  'gDE/AIAxP/3mAf3lASAL/QyDgF65g4BeuYOAXrmDgF65/eYB/eUBIQz9DGdpUDlnaVA5Z2lQOWdpUDkgDP3mAf0MzkO3Os5D',
-  'tzrOQ7c6zkO3Ov3kASAM/eYB/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAz95gH9DMGpKj3BqSo9wakqPcGpKj395AEgDP3mAf0M',
-  'qqoqPqqqKj6qqio+qqoqPv3kASAM/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAz95gEgDP3mASAM/eQB/QwAAIA/AACAPwAA',
-  'gD8AAIA//eQBIQ0gDSAL/fgB/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhDf0MAACAfwAAgH8AAIB/AACAfyANIAn9',
-  'DAAAsEIAALBCAACwQgAAsEL9RP1SIQ39DAAAAAAAAAAAAAAAAAAAAAAgDSAJ/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACA',
-  'PwAAgD8AAIA/AACAP/3kAf3nAf3lASAO/QwAAACAAAAAgAAAAIAAAACA/U79UCEQIA8gECAO/eAB/QwAACA/AAAgPwAAID8A',
-  'ACA//UP9UiEIIBUgCP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSADQQFrIgMNAAsgBEEBaiEEDAAL',
-  'CwsJAEEAQRAQ3AILvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0Gw7o4BIAJBgBBsaiADQQRsaiEFQbDilAEgAkGABGxq',
-  'IANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GA',
-  'AU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBDeAguUBQMD',
-  'fwp7BH8gACEEAkADQCAEIAFODQFBsOKUASAEQYAEbGohD0GwmhMgBEGABGxqIRBBsKKlASAEQYAEbGohEUGw4o4BIARBgARs',
-  'aiESQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IA/9AAAA/eEBIQcgB/0M9qiuwvaorsL2qK7C9qiuwv3pAf0MAACwQgAAsEIA',
-  'ALBCAACwQv3oASEIIAj9DDuquD87qrg/O6q4PzuquD/95gH9aiEJIAggCf0MAIAxPwCAMT8AgDE/AIAxP/3mAf3lASAJ/QyD',
-  'gF65g4BeuYOAXrmDgF65/eYB/eUBIQr9DGdpUDlnaVA5Z2lQOWdpUDkgCv3mAf0MzkO3Os5DtzrOQ7c6zkO3Ov3kASAK/eYB',
-  '/QwIiQg8CIkIPAiJCDwIiQg8/eQBIAr95gH9DMGpKj3BqSo9wakqPcGpKj395AEgCv3mAf0MqqoqPqqqKj6qqio+qqoqPv3k',
-  'ASAK/eYB/QwAAAA/AAAAPwAAAD8AAAA//eQBIAr95gEgCv3mASAK/eQB/QwAAIA/AACAPwAAgD8AAIA//eQBIQsgCyAJ/fgB',
-  '/Qx/AAAAfwAAAH8AAAB/AAAA/a4BQRf9qwH95gEhC/0MAACAfwAAgH8AAIB/AACAfyALIAf9DAAAsEIAALBCAACwQgAAsEL9',
-  'RP1SIQv9DAAAAAAAAAAAAAAAAAAAAAAgCyAH/Qz2qK7C9qiuwvaorsL2qK7C/UP9Uv0MAACAPwAAgD8AAIA/AACAP/3kAf3n',
-  'ASEFIBAgBf0LAAAgBSAR/QAAAP3mASEGIBIgBv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIANBAWsiAw0ACyAE',
-  'QQFqIQQMAAsLCwkAQQBBEBDgAgvJGSECfxB7BH8QewR/EHsEfxB7BH8QewR/EHsEfxB7BH8QewR/EHsEfxB7BH8QewR/EHsE',
-  'fxB7BH8QewR/EHsEfxB7An9BACEAAkADQCAAQRBODQFBACEBQbDiFyAAQYAEbGogAUEEbGohEkGw4pQBIABBgMAAbGogAUEE',
-  'bGohEwJAA0AgAUEEakGAAUoNASAS/QAAACECIBMgAv0LAAAgEkEQaiESIBNBEGohEyABQQRqIQEMAAsLAkADQCABQYABTg0B',
-  'IBL9CQAAIQIgEyAC/VoAAAAgEkEEaiESIBNBBGohEyABQQFqIQEMAAsLIABBAWohAAwACwtBACEUAkADQCAUQRBODQFBACEV',
-  'QbCiHyAUQYAEbGogFUEEbGohJkGw5pQBIBRBgMAAbGogFUEEbGohJwJAA0AgFUEEakGAAUoNASAm/QAAACEXICcgF/0LAAAg',
-  'JkEQaiEmICdBEGohJyAVQQRqIRUMAAsLAkADQCAVQYABTg0BICb9CQAAIRcgJyAX/VoAAAAgJkEEaiEmICdBBGohJyAVQQFq',
-  'IRUMAAsLIBRBAWohFAwACwtBACEoAkADQCAoQRBODQFBACEpQbCiJiAoQYAEbGogKUEEbGohOkGw6pQBIChBgMAAbGogKUEE',
-  'bGohOwJAA0AgKUEEakGAAUoNASA6/QAAACEsIDsgLP0LAAAgOkEQaiE6IDtBEGohOyApQQRqISkMAAsLAkADQCApQYABTg0B',
-  'IDr9CQAAISwgOyAs/VoAAAAgOkEEaiE6IDtBBGohOyApQQFqISkMAAsLIChBAWohKAwACwtBACE8AkADQCA8QRBODQFBACE9',
-  'QbCiLSA8QYAEbGogPUEEbGohTkGw7pQBIDxBgMAAbGogPUEEbGohTwJAA0AgPUEEakGAAUoNASBO/QAAACFBIE8gQf0LAAAg',
-  'TkEQaiFOIE9BEGohTyA9QQRqIT0MAAsLAkADQCA9QYABTg0BIE79CQAAIUEgTyBB/VoAAAAgTkEEaiFOIE9BBGohTyA9QQFq',
-  'IT0MAAsLIDxBAWohPAwACwtBACFQAkADQCBQQRBODQFBACFRQbCiNCBQQYAEbGogUUEEbGohYkGw8pQBIFBBgMAAbGogUUEE',
-  'bGohYwJAA0AgUUEEakGAAUoNASBi/QAAACFWIGMgVv0LAAAgYkEQaiFiIGNBEGohYyBRQQRqIVEMAAsLAkADQCBRQYABTg0B',
-  'IGL9CQAAIVYgYyBW/VoAAAAgYkEEaiFiIGNBBGohYyBRQQFqIVEMAAsLIFBBAWohUAwACwtBACFkAkADQCBkQRBODQFBACFl',
-  'QbCiOyBkQYAEbGogZUEEbGohdkGw9pQBIGRBgMAAbGogZUEEbGohdwJAA0AgZUEEakGAAUoNASB2/QAAACFrIHcga/0LAAAg',
-  'dkEQaiF2IHdBEGohdyBlQQRqIWUMAAsLAkADQCBlQYABTg0BIHb9CQAAIWsgdyBr/VoAAAAgdkEEaiF2IHdBBGohdyBlQQFq',
-  'IWUMAAsLIGRBAWohZAwACwtBACF4AkADQCB4QRBODQFBACF5QbCiwgAgeEGABGxqIHlBBGxqIYoBQbD6lAEgeEGAwABsaiB5',
-  'QQRsaiGLAQJAA0AgeUEEakGAAUoNASCKAf0AAAAhgAEgiwEggAH9CwAAIIoBQRBqIYoBIIsBQRBqIYsBIHlBBGoheQwACwsC',
-  'QANAIHlBgAFODQEgigH9CQAAIYABIIsBIIAB/VoAAAAgigFBBGohigEgiwFBBGohiwEgeUEBaiF5DAALCyB4QQFqIXgMAAsL',
-  'QQAhjAECQANAIIwBQRBODQFBACGNAUGwoskAIIwBQYAEbGogjQFBBGxqIZ4BQbD+lAEgjAFBgMAAbGogjQFBBGxqIZ8BAkAD',
-  'QCCNAUEEakGAAUoNASCeAf0AAAAhlQEgnwEglQH9CwAAIJ4BQRBqIZ4BIJ8BQRBqIZ8BII0BQQRqIY0BDAALCwJAA0AgjQFB',
-  'gAFODQEgngH9CQAAIZUBIJ8BIJUB/VoAAAAgngFBBGohngEgnwFBBGohnwEgjQFBAWohjQEMAAsLIIwBQQFqIYwBDAALC0EA',
-  'IaABAkADQCCgAUEQTg0BQQAhoQFBsKLQACCgAUGABGxqIKEBQQRsaiGyAUGwgpUBIKABQYDAAGxqIKEBQQRsaiGzAQJAA0Ag',
-  'oQFBBGpBgAFKDQEgsgH9AAAAIaoBILMBIKoB/QsAACCyAUEQaiGyASCzAUEQaiGzASChAUEEaiGhAQwACwsCQANAIKEBQYAB',
-  'Tg0BILIB/QkAACGqASCzASCqAf1aAAAAILIBQQRqIbIBILMBQQRqIbMBIKEBQQFqIaEBDAALCyCgAUEBaiGgAQwACwtBACG0',
-  'AQJAA0AgtAFBEE4NAUEAIbUBQbCi1wAgtAFBgARsaiC1AUEEbGohxgFBsIaVASC0AUGAwABsaiC1AUEEbGohxwECQANAILUB',
-  'QQRqQYABSg0BIMYB/QAAACG/ASDHASC/Af0LAAAgxgFBEGohxgEgxwFBEGohxwEgtQFBBGohtQEMAAsLAkADQCC1AUGAAU4N',
-  'ASDGAf0JAAAhvwEgxwEgvwH9WgAAACDGAUEEaiHGASDHAUEEaiHHASC1AUEBaiG1AQwACwsgtAFBAWohtAEMAAsLQQAhyAEC',
-  'QANAIMgBQRBODQFBACHJAUGwot4AIMgBQYAEbGogyQFBBGxqIdoBQbCKlQEgyAFBgMAAbGogyQFBBGxqIdsBAkADQCDJAUEE',
-  'akGAAUoNASDaAf0AAAAh1AEg2wEg1AH9CwAAINoBQRBqIdoBINsBQRBqIdsBIMkBQQRqIckBDAALCwJAA0AgyQFBgAFODQEg',
-  '2gH9CQAAIdQBINsBINQB/VoAAAAg2gFBBGoh2gEg2wFBBGoh2wEgyQFBAWohyQEMAAsLIMgBQQFqIcgBDAALC0EAIdwBAkAD',
-  'QCDcAUEQTg0BQQAh3QFBsKLlACDcAUGABGxqIN0BQQRsaiHuAUGwjpUBINwBQYDAAGxqIN0BQQRsaiHvAQJAA0Ag3QFBBGpB',
-  'gAFKDQEg7gH9AAAAIekBIO8BIOkB/QsAACDuAUEQaiHuASDvAUEQaiHvASDdAUEEaiHdAQwACwsCQANAIN0BQYABTg0BIO4B',
-  '/QkAACHpASDvASDpAf1aAAAAIO4BQQRqIe4BIO8BQQRqIe8BIN0BQQFqId0BDAALCyDcAUEBaiHcAQwACwtBACHwAQJAA0Ag',
-  '8AFBEE4NAUEAIfEBQbCi7AAg8AFBgARsaiDxAUEEbGohggJBsJKVASDwAUGAwABsaiDxAUEEbGohgwICQANAIPEBQQRqQYAB',
-  'Sg0BIIIC/QAAACH+ASCDAiD+Af0LAAAgggJBEGohggIggwJBEGohgwIg8QFBBGoh8QEMAAsLAkADQCDxAUGAAU4NASCCAv0J',
-  'AAAh/gEggwIg/gH9WgAAACCCAkEEaiGCAiCDAkEEaiGDAiDxAUEBaiHxAQwACwsg8AFBAWoh8AEMAAsLQQAhhAICQANAIIQC',
-  'QRBODQFBACGFAkGwovMAIIQCQYAEbGoghQJBBGxqIZYCQbCWlQEghAJBgMAAbGoghQJBBGxqIZcCAkADQCCFAkEEakGAAUoN',
-  'ASCWAv0AAAAhkwIglwIgkwL9CwAAIJYCQRBqIZYCIJcCQRBqIZcCIIUCQQRqIYUCDAALCwJAA0AghQJBgAFODQEglgL9CQAA',
-  'IZMCIJcCIJMC/VoAAAAglgJBBGohlgIglwJBBGohlwIghQJBAWohhQIMAAsLIIQCQQFqIYQCDAALC0EAIZgCAkADQCCYAkEQ',
-  'Tg0BQQAhmQJBsKKIASCYAkGABGxqIJkCQQRsaiGqAkGwmpUBIJgCQYDAAGxqIJkCQQRsaiGrAgJAA0AgmQJBBGpBgAFKDQEg',
-  'qgL9AAAAIagCIKsCIKgC/QsAACCqAkEQaiGqAiCrAkEQaiGrAiCZAkEEaiGZAgwACwsCQANAIJkCQYABTg0BIKoC/QkAACGo',
-  'AiCrAiCoAv1aAAAAIKoCQQRqIaoCIKsCQQRqIasCIJkCQQFqIZkCDAALCyCYAkEBaiGYAgwACwtBACGsAgJAA0AgrAJBEE4N',
-  'AUEAIa0CQbDijgEgrAJBgARsaiCtAkEEbGohvgJBsJ6VASCsAkGAwABsaiCtAkEEbGohvwICQANAIK0CQQRqQYABSg0BIL4C',
-  '/QAAACG9AiC/AiC9Av0LAAAgvgJBEGohvgIgvwJBEGohvwIgrQJBBGohrQIMAAsLAkADQCCtAkGAAU4NASC+Av0JAAAhvQIg',
-  'vwIgvQL9WgAAACC+AkEEaiG+AiC/AkEEaiG/AiCtAkEBaiGtAgwACwsgrAJBAWohrAIMAAsLC4UJAw9/DHsCf0EAIQJBACED',
-  'QQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsOKUASACaiAFQYAEbGohB0HAnRIgA2ogBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRhBgAEhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkA',
-  'gAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAIAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9',
-  'CQCADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcgCEHsAGohCCANQQFrIg0NAAtBwIkTIAZBBGxqIR1B',
-  'sOKOASAFQewAbGogBkEEbGohHiARIB39AAAA/eQBIRwgHiAc/QsAACASIB39AAAQ/eQBIRwgHiAc/QsAECATIB39AAAA/eQB',
-  'IRwgHiAc/QsAbCAUIB39AAAQ/eQBIRwgHiAc/QsAfCAVIB39AAAA/eQBIRwgHiAc/QsA2AEgFiAd/QAAEP3kASEcIB4gHP0L',
-  'AOgBIBcgHf0AAAD95AEhHCAeIBz9CwDEAiAYIB39AAAQ/eQBIRwgHiAc/QsA1AIgBUEEaiEFDAALCyAGQQhqIQYgC0EBayIL',
-  'DQALQRghBiAAIQUCQANAIAVBBGogAUoNAUGw4pQBIAJqIAVBgARsaiEHQcCdEiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRdBgAEhDQNA',
-  'IAj9AAAAIRkgB/0JAAAhGyARIBsgGf3mAf3kASERIAf9CQCABCEbIBMgGyAZ/eYB/eQBIRMgB/0JAIAIIRsgFSAbIBn95gH9',
-  '5AEhFSAH/QkAgAwhGyAXIBsgGf3mAf3kASEXIAdBBGohByAIQewAaiEIIA1BAWsiDQ0AC0HAiRMgBkEEbGohHUGw4o4BIAVB',
-  '7ABsaiAGQQRsaiEeIBEgHf0AAAD95AEhHCAeIBz9WgAAACAeIBz9WgAEASAeIBz9WgAIAiATIB39AAAA/eQBIRwgHiAc/VoA',
-  'bAAgHiAc/VoAcAEgHiAc/VoAdAIgFSAd/QAAAP3kASEcIB4gHP1aANgBACAeIBz9WgDcAQEgHiAc/VoA4AECIBcgHf0AAAD9',
-  '5AEhHCAeIBz9WgDEAgAgHiAc/VoAyAIBIB4gHP1aAMwCAiAFQQRqIQUMAAsLIAZBBGohBiAEQYDYAWohBAsKAEEAQYACEOMC',
-  'C6MLAgZ/CHsgAEHsAGwiAkGw4o4BaiEEIAJBwOKlAWohBSAAIQICQANAIAIgAU4NAf0MAACA/wAAgP8AAID/AACA/yEIIAQh',
-  'BiAFIQdBBiEDA0AgCCAG/QAAAP3rASEIIAZBEGohBiAHQRBqIQcgA0EBayIDDQALIAggBv0AAAAhCiAK/QwAAID/AACA/wAA',
-  'gP8AAID//Qz///////////////8AAAAA/VL96wEhCCAI/R8AIAj9HwGXIAj9HwKXIAj9HwOX/RMhCP0MAAAAAAAAAAAAAAAA',
-  'AAAAACEJIAQhBiAFIQdBBiEDA0AgBv0AAAAgCP3lASELIAv9DPaorsL2qK7C9qiuwvaorsL96QH9DAAAsEIAALBCAACwQgAA',
-  'sEL96AEhDCAM/Qw7qrg/O6q4PzuquD87qrg//eYB/WohDSAMIA39DACAMT8AgDE/AIAxPwCAMT/95gH95QEgDf0Mg4BeuYOA',
-  'XrmDgF65g4Beuf3mAf3lASEO/QxnaVA5Z2lQOWdpUDlnaVA5IA795gH9DM5DtzrOQ7c6zkO3Os5Dtzr95AEgDv3mAf0MCIkI',
-  'PAiJCDwIiQg8CIkIPP3kASAO/eYB/QzBqSo9wakqPcGpKj3BqSo9/eQBIA795gH9DKqqKj6qqio+qqoqPqqqKj795AEgDv3m',
-  'Af0MAAAAPwAAAD8AAAA/AAAAP/3kASAO/eYBIA795gEgDv3kAf0MAACAPwAAgD8AAIA/AACAP/3kASEPIA8gDf34Af0MfwAA',
-  'AH8AAAB/AAAAfwAAAP2uAUEX/asB/eYBIQ/9DAAAgH8AAIB/AACAfwAAgH8gDyAL/QwAALBCAACwQgAAsEIAALBC/UT9UiEP',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIA8gC/0M9qiuwvaorsL2qK7C9qiuwv1D/VIhCiAHIAr9CwAAIAkgCv3kASEJIAZBEGohBiAH',
-  'QRBqIQcgA0EBayIDDQALIAb9AAAAIAj95QEhCyAL/Qz2qK7C9qiuwvaorsL2qK7C/ekB/QwAALBCAACwQgAAsEIAALBC/egB',
-  'IQwgDP0MO6q4PzuquD87qrg/O6q4P/3mAf1qIQ0gDCAN/QwAgDE/AIAxPwCAMT8AgDE//eYB/eUBIA39DIOAXrmDgF65g4Be',
-  'uYOAXrn95gH95QEhDv0MZ2lQOWdpUDlnaVA5Z2lQOSAO/eYB/QzOQ7c6zkO3Os5DtzrOQ7c6/eQBIA795gH9DAiJCDwIiQg8',
-  'CIkIPAiJCDz95AEgDv3mAf0MwakqPcGpKj3BqSo9wakqPf3kASAO/eYB/Qyqqio+qqoqPqqqKj6qqio+/eQBIA795gH9DAAA',
-  'AD8AAAA/AAAAPwAAAD/95AEgDv3mASAO/eYBIA795AH9DAAAgD8AAIA/AACAPwAAgD/95AEhDyAPIA39+AH9DH8AAAB/AAAA',
-  'fwAAAH8AAAD9rgFBF/2rAf3mASEP/QwAAIB/AACAfwAAgH8AAIB/IA8gC/0MAACwQgAAsEIAALBCAACwQv1E/VIhD/0MAAAA',
-  'AAAAAAAAAAAAAAAAACAPIAv9DPaorsL2qK7C9qiuwvaorsL9Q/1SIQogByAK/VoAAAAgByAK/VoABAEgByAK/VoACAIgCSAK',
-  'IQogCv0MAAAAAAAAAAAAAAAAAAAAAP0M////////////////AAAAAP1S/eQBIQn9DAAAgD8AAIA/AACAPwAAgD8gCf0fACAJ',
-  '/R8BkiAJ/R8CkiAJ/R8Dkv0T/ecBIQkgBCEGIAUhB0EGIQMDQCAH/QAAACAJ/eYBIQogByAK/QsAACAGQRBqIQYgB0EQaiEH',
-  'IANBAWsiAw0ACyAH/QAAACAJ/eYBIQogByAK/VoAAAAgByAK/VoABAEgByAK/VoACAIgBEHsAGohBCAFQewAaiEFIAJBAWoh',
-  'AgwACwsLCgBBAEGAAhDlAgv+BAMCfwx7A38gACEDAkADQCADQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhD0EAIQJBsJIT',
-  'IAJBBGxqIRBBwOKlASACQewAbGogA0EEbGohEUGw4o4BIAJB7ABsaiADQQRsaiESIAP9Ef0MAAAAAAEAAAACAAAAAwAAAP2u',
-  'ASEF/QwAAIA/AACAPwAAgD8AAIA/IQf9DAAAAAAAAAAAAAAAAAAAAAAhCP0MAACAOwAAgDsAAIA7AACAOyEMAkADQCACQYAC',
-  'Tg0BIBD9CQAAIQQgBCAF/TchBiAHIAggBv1SIQkgEf0AAAAhCiAKIAn95QEhCyALIAz95gEhDSASIA39CwAAIA8gDf3kASEP',
-  'IBBBBGohECARQewAaiERIBJB7ABqIRIgAkEBaiECDAALCyAPIQ5BwOK1ASADQQRsaiAO/QsAACADQQRqIQMMAAsLAkADQCAD',
-  'IAFODQH9DAAAAAAAAAAAAAAAAAAAAAAhD0EAIQJBsJITIAJBBGxqIRBBwOKlASACQewAbGogA0EEbGohEUGw4o4BIAJB7ABs',
-  'aiADQQRsaiESIAP9ESEF/QwAAIA/AACAPwAAgD8AAIA/IQf9DAAAAAAAAAAAAAAAAAAAAAAhCP0MAACAOwAAgDsAAIA7AACA',
-  'OyEMAkADQCACQYACTg0BIBD9CQAAIQQgBCAF/TchBiAHIAggBv1SIQkgEf0JAAAhCiAKIAn95QEhCyALIAz95gEhDSASIA39',
-  'WgAAACAPIA395AEhDyAQQQRqIRAgEUHsAGohESASQewAaiESIAJBAWohAgwACwsgDyEOQcDitQEgA0EEbGogDv1aAAAAIANB',
-  'AWohAwwACwsLCQBBAEEbEOcCC68EAg9/C3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDijgEg',
-  'AmogBUHsAGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAA',
-  'AAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEbIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyAR',
-  'IBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAGwhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JANgBIRsg',
-  'FSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQDEAiEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQQRqIQcg',
-  'CEGABGohCCANQQFrIg0NAAtBwOKlASAEaiAFQYAEbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU/QsA',
-  'kAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwgCSAY/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAI',
-  'aiEEC2wBBX8gACECQcCdEiACQewAbGohA0Gwn7oBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBGyEGA0AgBCADKgIAOAIAIANB',
-  'BGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsSAEEAQYABEOoCQQBBgAIQ6QIL0QcCD38Le0EAIQJB',
-  'ACEDQQAhBEEAIQZBAyELA0AgACEFAkADQCAFQQRqIAFKDQFBsOKUASACaiAFQQRsaiEHQbDijgEgA2ogBkEEbGohCP0MAAAA',
+  'ACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkA',
+  'CCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAE',
+  'aiEHIAhB7ABqIQggDUEBayINDQALQbCb/QAgBGogBUHsAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAGwgCSAU',
+  '/QsAfCAJIBX9CwDYASAJIBb9CwDoASAJIBf9CwDEAiAJIBj9CwDUAiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtBGCEG',
+  'IAAhBQJAA0AgBUEEaiABSg0BQbCa3AAgAmogBUEEbGohB0GwmtYAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0M',
+  'AAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhF0GAASENA0AgCP0AAAAh',
+  'GSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyATIBsgGf3mAf3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkA',
+  'DCEbIBcgGyAZ/eYB/eQBIRcgB0GABGohByAIQewAaiEIIA1BAWsiDQ0AC0Gwm/0AIARqIAVB7ABsaiAGQQRsaiEJIAkgEf1a',
+  'AAAAIAkgEf1aAAQBIAkgEf1aAAgCIAkgE/1aAGwAIAkgE/1aAHABIAkgE/1aAHQCIAkgFf1aANgBACAJIBX9WgDcAQEgCSAV',
+  '/VoA4AECIAkgF/1aAMQCACAJIBf9WgDIAgEgCSAX/VoAzAICIAVBBGohBQwACwsgBkEEaiEGIARBgOwAaiEECwoAQQBBgAEQ',
+  'vAELvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HAtu0AIAJBgCBsaiADQQRsaiEFQbCa1gAgAkGABGxqIANBBGxqIQYC',
+  'QANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkA',
+  'ACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBC+AQuRBAMDfwx7DH8gACEE',
+  'AkADQCAEIAFODQFBsJrWACAEQYAEbGohEUGw2uwAIARBgARsaiESQbCSEyAEQYAEbGohE0GwmuwAIARBgARsaiEUQbCa3AAg',
+  'BEGABGxqIRVBsJrYACAEQYAEbGohFkGwh/4AIARBgARsaiEXQbDa0wAgBEGABGxqIRhBsMf+ACAEQYAEbGohGUGwmtoAIARB',
+  'gARsaiEaQbCH/wAgBEGABGxqIRtBsIeBASAEQYAEbGohHEEgIQMDQCAR/QAAACAS/QAAAP3mASEFIBH9AAAAIBP9AAAA/eYB',
+  'IQYgEv0AAAAgEv0AAAD95gEhB/0MAACAPwAAgD8AAIA/AACAPyAH/eUBIQggBiAI/eYBIQkgCSAU/QAAAP3mASEKIBUgCv0L',
+  'AAAgCSAW/QAAAP3mASELIBcgC/0LAAAgCSAY/QAAAP3mASEMIBkgDP0LAAAgCSAa/QAAAP3mASENIBsgDf0LAAD9DAAAgD8A',
+  'AIA/AACAPwAAgD8gE/0AAAD95QEhDiAT/QAAACAO/eYBIQ8gBSAP/eYBIRAgHCAQ/QsAACARQRBqIREgEkEQaiESIBNBEGoh',
+  'EyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCADQQFrIgMN',
+  'AAsgBEEBaiEEDAALCwsJAEEAQRAQwAEL1AIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsJITIABBgBBsaiABQQRs',
+  'aiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGA',
+  'A04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwh4EBIARBgARs',
+  'aiAFQQRsaiEHQbCeEyAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGoh',
+  'CCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWoh',
+  'BAwACwsLsAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCa7AAgBEGABGxqIQhBsIf+ACAEQYAEbGohCUGw2tMAIARBgARsaiEK',
+  'QSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhB',
+  'EGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDDAQvwAwcCfwF7A38BewR/AXsBf0EAIQAC',
+  'QANAIABBEE4NAUEAIQFBsJrWACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYACSg0BIAMg',
+  'Av0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAJODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAAL',
+  'C0EAIQQCQANAIARBEE4NAUEAIQVBsNrTACAEQYAEbGogBUEEbGohB0GwotYAIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYAB',
+  'Sg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAA',
+  'ACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsKbWACAJQYAQbGogCkEE',
+  'bGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApB',
+  'gAFODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFBsJra',
+  'ACAEQYAEbGohCEGwx/4AIARBgARsaiEJQbDa0wAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEh',
+  'BSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWoh',
+  'BAwACwsLCQBBAEEQEMYBC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwmtoAIABBgBBsaiABQQRsaiED',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4N',
+  'ASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGw2tMAIARBgARsaiAF',
+  'QQRsaiEHQbCe2gAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQgg',
+  'BUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQM',
+  'AAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwotoAIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpB',
+  'gAJKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJ',
+  'QQFqIQkMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwmtgAIARBgARsaiEIQbCa3AAgBEGABGxqIQlBsNrTACAEQYAE',
+  'bGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsA',
+  'ACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQyQEL1gIFAn8BewR/AXsBf0EAIQAC',
+  'QANAIABBEE4NAUEAIQFBsNrTACAAQYAEbGogAUEEbGohA0GwmtgAIABBgBBsaiABQQRsaiEEAkADQCABQQRqQYABSg0BIAP9',
+  'AAAAIQIgBCAC/QsAACADQRBqIQMgBEEQaiEEIAFBBGohAQwACwsCQANAIAFBgAFODQEgA/0JAAAhAiAEIAL9WgAAACADQQRq',
+  'IQMgBEEEaiEEIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQUCQANAIAVBEE4NAUEAIQZBsJ7YACAFQYAQbGogBkEEbGohCP0M',
+  'AAAAAAAAAAAAAAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANODQEg',
+  'CCAH/VoAAAAgCEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwvpAwcDfwF7BX8Eewp/AXsDf0EAIQRBsMeBASAAQQRsaiEG',
+  'IAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRB',
+  'ACEKQRAhCANAQbCSEyAKQYAQbGogAEEEbGohD0GwmtYAIApBgBBsaiAAQQRsaiEQQbCa2gAgCkGAEGxqIABBBGxqIRFBsJrY',
+  'ACAKQYAQbGogAEEEbGohEkGw2tMAIApBgBBsaiAAQQRsaiETQbDHgQEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoNASAP/QAA',
+  'ACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsAACAPQRBq',
+  'IQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtBACEYQbDH',
+  'gQEgAEEEbGohGkGwmuwAIBhBgBBsaiAAQQRsaiEbIAAhHAJAA0AgHEEEaiABSg0BIBr9AAAAIRkgGyAZ/QsAACAaQRBqIRog',
+  'G0EQaiEbIBxBBGohHAwACwsgGEEBaiEYCwoAQQBBgAQQzAEL1QwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAh',
+  'BQJAA0AgBUEEaiABSg0BQbDa0wAgAmogBUGAEGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'Ff0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAA',
+  'AAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAA',
+  'AAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'J/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASER',
+  'IBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQB',
+  'IRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEB',
+  'ayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS',
+  '/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4g',
+  'EyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsM',
+  'DQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0O',
+  'D/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0M',
+  'AAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCAp',
+  'QQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e',
+  '/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQV',
+  'FhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQAB',
+  'AgMEBQYHEBESExQVFhchGEGw2uwAIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQ',
+  'BCAJIBX9CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABq',
+  'IQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANB',
+  'BGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEM8BQQBBEBDOAQuxBAIPfwt7QQAhAkEA',
+  'IQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNrPACACaiAFQQRsaiEHQbDa0wAgA2ogBkEEbGohCP0MAAAA',
   'AAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAA',
   'ACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRhBgAIhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH',
-  '/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH',
-  '/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhB7ABqIQggDUEBayINDQALQbDjtQEgBGogBUHs',
-  'AGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAGwgCSAU/QsAfCAJIBX9CwDYASAJIBb9CwDoASAJIBf9CwDEAiAJ',
-  'IBj9CwDUAiAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAtBGCEGIAAhBQJAA0AgBUEEaiABSg0BQbDilAEgAmogBUEEbGoh',
-  'B0Gw4o4BIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhF0GAAiENA0AgCP0AAAAhGSAH/QkAACEbIBEgGyAZ/eYB/eQBIREgB/0JAAQhGyAT',
-  'IBsgGf3mAf3kASETIAf9CQAIIRsgFSAbIBn95gH95AEhFSAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgB0GABGohByAIQewAaiEI',
-  'IA1BAWsiDQ0AC0Gw47UBIARqIAVB7ABsaiAGQQRsaiEJIAkgEf1aAAAAIAkgEf1aAAQBIAkgEf1aAAgCIAkgE/1aAGwAIAkg',
-  'E/1aAHABIAkgE/1aAHQCIAkgFf1aANgBACAJIBX9WgDcAQEgCSAV/VoA4AECIAkgF/1aAMQCACAJIBf9WgDIAgEgCSAX/VoA',
-  'zAICIAVBBGohBQwACwsgBkEEaiEGIARBgOwAaiEECwoAQQBBgAEQ7AILvQEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HA',
-  'nqYBIAJBgMAAbGogA0EEbGohBUGw4o4BIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAF',
-  'QRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWoh',
-  'AwwACwsgAkEBaiECDAALCwsJAEEAQRAQ7gILkQQDA38Mewx/IAAhBAJAA0AgBCABTg0BQbDijgEgBEGABGxqIRFBsKKlASAE',
-  'QYAEbGohEkGwmhMgBEGABGxqIRNBsOKkASAEQYAEbGohFEGw4pQBIARBgARsaiEVQbDikAEgBEGABGxqIRZBsM+2ASAEQYAE',
-  'bGohF0GwoowBIARBgARsaiEYQbCPtwEgBEGABGxqIRlBsOKSASAEQYAEbGohGkGwz7cBIARBgARsaiEbQbDPuQEgBEGABGxq',
-  'IRxBICEDA0AgEf0AAAAgEv0AAAD95gEhBSAR/QAAACAT/QAAAP3mASEGIBL9AAAAIBL9AAAA/eYBIQf9DAAAgD8AAIA/AACA',
-  'PwAAgD8gB/3lASEIIAYgCP3mASEJIAkgFP0AAAD95gEhCiAVIAr9CwAAIAkgFv0AAAD95gEhCyAXIAv9CwAAIAkgGP0AAAD9',
-  '5gEhDCAZIAz9CwAAIAkgGv0AAAD95gEhDSAbIA39CwAA/QwAAIA/AACAPwAAgD8AAIA/IBP9AAAA/eUBIQ4gE/0AAAAgDv3m',
-  'ASEPIAUgD/3mASEQIBwgEP0LAAAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhB',
-  'EGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEPACC9QCBQJ/AXsD',
-  'fwF7An9BACEAAkADQCAAQRBODQFBACEBQbCaEyAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRq',
-  'QYADSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsg',
-  'AEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsM+5ASAEQYAEbGogBUEEbGohB0GwphMgBEGAEGxqIAVBBGxqIQgCQANA',
-  'IAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEG',
-  'IAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw',
-  '4qQBIARBgARsaiEIQbDPtgEgBEGABGxqIQlBsKKMASAEQYAEbGohCkEgIQMDQCAI/QAAACAI/QAAAP3mASEF/QwAAIA/AACA',
-  'PwAAgD8AAIA/IAX95QEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEB',
-  'aiEEDAALCwsJAEEAQRAQ8wIL8AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbDijgEgAEGAEGxqIAFBBGxq',
-  'IQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYAC',
-  'Tg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCijAEgBEGABGxq',
-  'IAVBBGxqIQdBsOqOASAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGoh',
-  'CCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWoh',
-  'BAwACwtBACEJAkADQCAJQRBODQFBACEKQbDujgEgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEE',
-  'akGAAUoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsL',
-  'IAlBAWohCQwACwsLsAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDikgEgBEGABGxqIQhBsI+3ASAEQYAEbGohCUGwoowBIARB',
-  'gARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9',
-  'CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBD2AgvwAwcCfwF7A38BewR/AXsB',
-  'f0EAIQACQANAIABBEE4NAUEAIQFBsOKSASAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYAB',
-  'Sg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEB',
-  'aiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKKMASAEQYAEbGogBUEEbGohB0Gw5pIBIARBgBBsaiAFQQRsaiEIAkADQCAF',
-  'QQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAI',
-  'IAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsOqSASAJQYAQ',
-  'bGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsC',
-  'QANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFO',
-  'DQFBsOKQASAEQYAEbGohCEGw4pQBIARBgARsaiEJQbCijAEgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0A',
-  'AAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQAL',
-  'IARBAWohBAwACwsLCQBBAEEQEPkCC9YCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCijAEgAEGABGxqIAFBBGxq',
-  'IQNBsOKQASAAQYAQbGogAUEEbGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCABQQRq',
-  'IQEMAAsLAkADQCABQYABTg0BIAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwACwtB',
-  'ACEFAkADQCAFQRBODQFBACEGQbDmkAEgBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oN',
-  'ASAIIAf9CwAAIAhBEGohCCAGQQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWoh',
-  'BQwACwsL6QMHA38BewV/BHsKfwF7A39BACEEQbCPugEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAA',
-  'AAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwmhMgCkGAEGxqIABBBGxqIQ9BsOKO',
-  'ASAKQYAQbGogAEEEbGohEEGw4pIBIApBgBBsaiAAQQRsaiERQbDikAEgCkGAEGxqIABBBGxqIRJBsKKMASAKQYAQbGogAEEE',
-  'bGohE0Gwj7oBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAA',
-  'AP3kASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAU',
-  'QRBqIRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGwj7oBIABBBGxqIRpBsOKkASAYQYAQbGogAEEEbGohGyAA',
-  'IRwCQANAIBxBBGogAUoNASAa/QAAACEZIBsgGf0LAAAgGkEQaiEaIBtBEGohGyAcQQRqIRwMAAsLIBhBAWohGAsKAEEAQYAE',
-  'EPwCC9UMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoowBIAJqIAVBgBBsaiEH',
-  'QbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'E/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAA',
-  'AAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Jf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiEN',
-  'A0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB',
-  '/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr9',
-  '5gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQYAEaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0O',
-  'DwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9',
-  'X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAA',
-  'AAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW',
-  '/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYg',
-  'FyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsM',
-  'DQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQV',
-  'FhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQAB',
-  'AgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEW',
-  'ICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsKKlASAEaiAFQYAEbGog',
-  'BkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwgCSAY',
-  '/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC20BBX8gACECQcCNAiACQYAQbGohA0Gwn7oBIAJB',
-  'BGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEGABGohBCAGQQFrIgYNAAsgBUEEaiEFIAJB',
-  'AWohAgwACwsLEQBBAEGAARD/AkEAQRAQ/gILsQQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiAB',
-  'Sg0BQbCiiAEgAmogBUEEbGohB0GwoowBIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
+  'AAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9',
+  'CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9',
+  'CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtBsJrcACAEaiAFQYAQ',
+  'bGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW/QsAkCAgCSAX/QsAgDAg',
+  'CSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAQaiEECwoAQQBBgAEQ0QEL0gwED38YewF/A3tBACEC',
+  'QQAhA0EAIQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDa0wAgAmogBUGAEGxqIQdBsNeBASAGQQRsaiEI/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAA',
+  'AAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAA',
+  'AAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAA',
+  'ISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsg',
+  'B/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEU',
+  'IAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQB',
+  'IRggB0EEaiEHIAhBwABqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8g',
+  'FP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAi',
+  'IBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoL',
+  'DA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwN',
+  'Dg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgME',
+  'BQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9',
+  'XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQ',
+  'ERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGwh/4AIARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS',
+  '/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsAgAEgCSAW/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhq',
+  'IQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAAIQJBwA0gAkGAEGxqIQNBsNeBASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAE',
+  'IQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBDUAUEAQRAQ',
+  '0wELsAQCD38Le0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDa0gAgAmogBUEEbGohB0Gw2tMA',
+  'IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREg',
+  'EiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUg',
+  'FiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQcAAaiEHIAhBgBBqIQggDUEBayIN',
+  'DQALQbCSEyAEaiAFQYAQbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgBAgCSAU/QsAkBAgCSAV/QsAgCAgCSAW',
+  '/QsAkCAgCSAX/QsAgDAgCSAY/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBDWAQu8',
+  'AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcCy7QAgAkGAIGxqIANBBGxqIQVBsNrSACACQYAEbGogA0EEbGohBgJAA0Ag',
+  'A0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQg',
+  'BiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQENgBC9AEAwN/DnsOfyAAIQQCQANA',
+  'IAQgAU4NAUGw2uwAIARBgARsaiETQbDa0gAgBEGABGxqIRRBsNrVACAEQYAEbGohFUGw2j8gBEGABGxqIRZBsIf/ACAEQYAE',
+  'bGohF0GwmtMAIARBgARsaiEYQbDH/gAgBEGABGxqIRlBsNrRACAEQYAEbGohGkGwh4EBIARBgARsaiEbQbDaPiAEQYAEbGoh',
+  'HEGw2s8AIARBgARsaiEdQbCa0gAgBEGABGxqIR5BsNrTACAEQYAEbGohH0GwmtYAIARBgARsaiEgQSAhAwNAIBP9AAAAIBT9',
+  'AAAA/eQBIQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3mASEI/QwAAIA/AACAPwAAgD8AAIA/IAj9',
+  '5QEhCSAHIAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAgCyAa/QAAAP3mASENIBsgDf0LAAAgCyAc',
+  '/QAAAP3mASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFv0AAAD95QEhECAW/QAA',
+  'ACAQ/eYBIREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQRBq',
+  'IRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQaiEgIANBAWsiAw0ACyAEQQFqIQQMAAsL',
+  'CwkAQQBBEBDaAQvUAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2j8gAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0BIAMgAv1aAAAA',
+  'IANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCa1gAgBEGABGxqIAVBBGxqIQdBsOY/',
+  'IARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsC',
+  'QANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALCwuvAQMDfwN7',
+  'A38gACEEAkADQCAEIAFODQFBsJrTACAEQYAEbGohCEGwh4EBIARBgARsaiEJQbDaPiAEQYAEbGohCkEgIQMDQCAI/QAAACAI',
+  '/QAAAP3mASEF/QwAAIA/AACAPwAAgD8AAIA/IAX95QEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApB',
+  'EGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ3QEL7wMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEB',
+  'QbCa1gAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyAB',
+  'QQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBO',
+  'DQFBACEFQbDaPiAEQYAEbGogBUEEbGohB0GwotYAIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG',
+  '/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEI',
+  'IAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsKbWACAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAA',
+  'AAAAAAAAACELAkADQCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAFODQEgDCAL/VoAAAAg',
+  'DEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuvAQMDfwN7A38gACEEAkADQCAEIAFODQFBsJrSACAEQYAEbGohCEGw2s8A',
+  'IARBgARsaiEJQbDaPiAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ',
+  '/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ4AEL',
+  '7wMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbDazwAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhAgJAA0AgAUEEakGAAUoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGoh',
+  'AyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbDaPiAEQYAEbGogBUEEbGohB0Gw3s8AIARBgBBs',
+  'aiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVB',
+  'gAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4N',
+  'AUEAIQpBsOLPACAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQ',
+  'aiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuvAQMDfwN7',
+  'A38gACEEAkADQCAEIAFODQFBsNrRACAEQYAEbGohCEGwx/4AIARBgARsaiEJQbDaPiAEQYAEbGohCkEgIQMDQP0MAACAPwAA',
+  'gD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApB',
+  'EGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ4wEL1QIFAn8BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsNo+',
+  'IABBgARsaiABQQRsaiEDQbCa2AAgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGoh',
+  'AyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAAL',
+  'CyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGwntgAIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIQcC',
+  'QANAIAZBBGpBgANKDQEgCCAH/QsAACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQggBkEB',
+  'aiEGDAALCyAFQQFqIQUMAAsLC4UEBwN/AXsFfwR7Cn8BewR/QQAhBEGwx4EBIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsNo/IApBgBBs',
+  'aiAAQQRsaiEPQbCa1gAgCkGAEGxqIABBBGxqIRBBsNrPACAKQYAQbGogAEEEbGohEUGwmtgAIApBgBBsaiAAQQRsaiESQbCa',
+  '2gAgCkGAEGxqIABBBGxqIRNBsMeBASAAQQRsaiEUIAAhFQJAA0AgFUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsgCyAR/QAA',
+  'AP3kASEMIAwgEv0AAAD95AEhDSATIA39CwAAIBT9AAAAIA395AEhDiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJB',
+  'EGohEiATQRBqIRMgFEEQaiEUIBVBBGohFQwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRhBsJrsACAAQQRsaiEaQbDHgQEgAEEE',
+  'bGohG0Gw2j4gGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGoh',
+  'GiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoAQQBBgAQQ5gEL1QwED38YewF/A3tBACECQQAhA0EAIQRBACEG',
+  'QRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCa2gAgAmogBUGAEGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0M',
+  'AAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAA',
+  'AAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAA',
+  'AAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAA',
+  'ISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwg',
+  'Kv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUg',
+  'LCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhB',
+  'gARqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9',
+  'X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAU',
+  'IBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwN',
+  'Dg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P',
+  '/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwA',
+  'AAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhch',
+  'EiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgME',
+  'BQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9',
+  'XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGw2tEAIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCA',
+  'BCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsN',
+  'AAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCAD',
+  'KgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEOkBQQBBEBDoAQuwBQMP',
+  'fwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2jogAmogBUEEbGohB0GwmtoAIANqIAZB',
+  'BGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'F/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr9',
+  '5gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr9',
+  '5gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbCa',
+  '3AAgBUGAEGxqIAZBBGxqIR1BsNo/IAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAe',
+  'IBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0L',
+  'AIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAw',
+  'IAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAEGohBAsKAEEAQYABEOsBC9IMBA9/GHsBfwN7QQAhAkEAIQNBACEE',
+  'QQAhBkECIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwmtoAIAJqIAVBgBBsaiEHQbDXgQEgBkEEbGohCP0MAAAAAAAAAAAAAAAA',
+  'AAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAA',
+  'AAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAA',
+  'AAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwg',
+  'ESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAh',
+  'LCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGoh',
+  'ByAIQcAAaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAA',
+  'AAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIg',
+  'HSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEf',
+  'ICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJ',
+  'CgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoL',
+  'DA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEh',
+  'Jv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMU',
+  'FRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0A',
+  'AQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhch',
+  'FyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsJrSACAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT',
+  '/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsi',
+  'Cw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCAD',
+  'KgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQ7gFBAEEQEO0BC68FAw9/',
+  'DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaPSACaiAFQQRsaiEHQbCa2gAgA2ogBkEE',
+  'bGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAA',
+  'AAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3m',
+  'Af3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3m',
+  'Af3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsJIT',
+  'IAVBgBBsaiAGQQRsaiEdQbDaOiAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc',
+  '/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCA',
+  'ICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAF',
+  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEPABC7sBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEA',
+  'IQNBwK7tACACQYAgbGogA0EEbGohBUGw2j0gAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAA',
+  'IAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EB',
+  'aiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBDyAQvLBAMDfw57Dn8gACEEAkADQCAEIAFODQFBsNrRACAEQYAEbGohE0Gw2j0g',
+  'BEGABGxqIRRBsJo/IARBgARsaiEVQbDaOCAEQYAEbGohFkGw2tMAIARBgARsaiEXQbCaPiAEQYAEbGohGEGw2tIAIARBgARs',
+  'aiEZQbDaPCAEQYAEbGohGkGwmtMAIARBgARsaiEbQbDaNyAEQYAEbGohHEGw2tUAIARBgARsaiEdQbCaPSAEQYAEbGohHkGw',
+  'muwAIARBgARsaiEfQbDa7AAgBEGABGxqISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYgBSAW/QAAAP3m',
+  'ASEHIBX9AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr95AEhCyALIBj9',
+  'AAAA/eYBIQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79AAAA/eYBIQ8g',
+  'HyAP/QsAAP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9CwAAIBNBEGoh',
+  'EyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCAdQRBqIR0g',
+  'HkEQaiEeIB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEPQBC9QCBQJ/AXsDfwF7An9BACEAAkAD',
+  'QCAAQRBODQFBACEBQbCSEyAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYADSg0BIAMgAv0L',
+  'AAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EA',
+  'IQQCQANAIARBEE4NAUEAIQVBsNrsACAEQYAEbGogBUEEbGohB0GwnhMgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEg',
+  'B/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdB',
+  'BGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLC64BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwmj4gBEGABGxqIQhB',
+  'sJrTACAEQYAEbGohCUGw2jcgBEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUB',
+  'IQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
+  'EPcBC+wDBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2jggAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANB',
+  'BGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbDaNyAEQYAEbGogBUEEbGohB0Gw4jggBEGA',
+  'EGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0Ag',
+  'BUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQ',
+  'Tg0BQQAhCkGw5jggCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxB',
+  'EGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrgEDA38D',
+  'ewN/IAAhBAJAA0AgBCABTg0BQbCaPSAEQYAEbGohCEGw2tUAIARBgARsaiEJQbDaNyAEQYAEbGohCkEgIQMDQP0MAACAPwAA',
+  'gD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApB',
+  'EGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ+gEL7wMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEB',
+  'QbDazwAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAUoNASADIAL9CwAAIANBEGohAyAB',
+  'QQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBO',
+  'DQFBACEFQbDaNyAEQYAEbGogBUEEbGohB0Gw3s8AIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG',
+  '/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEI',
+  'IAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsOLPACAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAA',
+  'AAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAg',
+  'DEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuuAQMDfwN7A38gACEEAkADQCAEIAFODQFBsNo8IARBgARsaiEIQbDa0gAg',
+  'BEGABGxqIQlBsNo3IARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9',
+  'AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBD9AQvV',
+  'AgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2jcgAEGABGxqIAFBBGxqIQNBsNrTACAAQYAQbGogAUEEbGohBAJA',
+  'A0AgAUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEMAAsLAkADQCABQYABTg0BIAP9CQAA',
+  'IQIgBCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwACwtBACEFAkADQCAFQRBODQFBACEGQbDe0wAg',
+  'BUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAGQQRqIQYM',
+  'AAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLgwQHA38BewV/BHsKfwF7BH9B',
+  'ACEEQbDHgQEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdB',
+  'BGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwkhMgCkGAEGxqIABBBGxqIQ9BsNo4IApBgBBsaiAAQQRsaiEQQbDazwAgCkGA',
+  'EGxqIABBBGxqIRFBsNrTACAKQYAQbGogAEEEbGohEkGwmtYAIApBgBBsaiAAQQRsaiETQbDHgQEgAEEEbGohFCAAIRUCQANA',
+  'IBVBBGogAUoNASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQB',
+  'IQ4gFCAO/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAI',
+  'QQFrIggNAAtBACEYQbDaPiAAQQRsaiEaQbDHgQEgAEEEbGohG0Gw2jcgGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRqIAFK',
+  'DQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoAQQBB',
+  'gAQQgAIL1AwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCa1gAgAmogBUGAEGxq',
+  'IQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAA',
+  'ACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAA',
+  'AAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAA',
+  'AAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYAC',
+  'IQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr9',
+  '5gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwg',
+  'Kv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsM',
+  'DQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0O',
+  'D/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0M',
+  'AAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAj',
+  'IBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUg',
+  'JiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkK',
+  'CwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERIT',
+  'FBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0N',
+  'AAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYX',
+  'IRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGw2jwgBGogBUGABGxq',
+  'IAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkgFf0LAIAIIAkgFv0LAJAIIAkgF/0LAIAMIAkg',
+  'GP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAttAQV/IAAhAkHAjQIgAkGAEGxqIQNBsNeBASAC',
+  'QQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgARqIQQgBkEBayIGDQALIAVBBGohBSAC',
+  'QQFqIQIMAAsLCxEAQQBBgAEQgwJBAEEQEIICC7AFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEE',
+  'aiABSg0BQbDaMyACaiAFQQRsaiEHQbCa1gAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAA',
+  'ECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3k',
+  'ASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3k',
+  'ASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtBsNo/IAVBgBBsaiAGQQRsaiEdQbCa3AAgBUGAEGxqIAZBBGxqIR4gHf0A',
+  'AAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3k',
+  'ASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEc',
+  'IB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAQaiEECwoA',
+  'QQBBgAEQhQIL0QwED38YewF/A3tBACECQQAhA0EAIQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCa1gAgAmogBUGA',
+  'EGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAA',
+  'AAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAA',
+  'AAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0M',
+  'AAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAA',
+  'AAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNA',
+  'QYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAs',
+  'ICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAX',
+  'ICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBwABqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJ',
+  'CgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoL',
+  'DA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEh',
+  'Hv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'FSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fAB',
+  'ISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0N',
+  'CAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQ',
+  'ERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9',
+  'Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMU',
+  'FRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGwmj0gBGogBUHA',
+  'AGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAEAgCSAU/QsAUCAJIBX9CwCAASAJIBb9CwCQASAJIBf9CwDAASAJ',
+  'IBj9CwDQASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGACGohBAtsAQV/IAAhAkHADSACQYAQbGohA0Gw14EBIAJB',
+  'BGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEHAAGohBCAGQQFrIgYNAAsgBUEEaiEFIAJB',
+  'AWohAgwACwsLEABBAEEQEIgCQQBBEBCHAguvBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGog',
+  'AUoNAUGw2jYgAmogBUEEbGohB0GwmtYAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
   'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
   'AAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAh',
   'GiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEh',
   'FCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEh',
-  'GCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbDilAEgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0L',
-  'AIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsi',
-  'Cw0ACyAEQYCAEGohBAsKAEEAQYABEIEDC9IMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkECIQsDQCAAIQUCQANAIAVBBGog',
-  'AUoNAUGwoowBIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
+  'GCAHQcAAaiEHIAhBgBBqIQggDUEBayINDQALQbDaOiAFQYAQbGogBkEEbGohHUGwkhMgBUGAEGxqIAZBBGxqIR4gHf0AAAAg',
+  'Ef3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEc',
+  'IB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4g',
+  'HP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBB',
+  'EBCKAgu7AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcCq7QAgAkGAIGxqIANBBGxqIQVBsNo2IAJBgARsaiADQQRsaiEG',
+  'AkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0J',
+  'AAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQjAILxgQDA38Oew5/IAAh',
+  'BAJAA0AgBCABTg0BQbDaPCAEQYAEbGohE0Gw2jYgBEGABGxqIRRBsJo4IARBgARsaiEVQbDaMSAEQYAEbGohFkGwmuwAIARB',
+  'gARsaiEXQbCaNyAEQYAEbGohGEGw2j0gBEGABGxqIRlBsNo1IARBgARsaiEaQbCaPiAEQYAEbGohG0Gw2jAgBEGABGxqIRxB',
+  'sNo+IARBgARsaiEdQbCaNiAEQYAEbGohHkGwmj8gBEGABGxqIR9BsNrRACAEQYAEbGohIEEgIQMDQCAT/QAAACAU/QAAAP3k',
+  'ASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA/eYBIQcgFf0AAAAgFf0AAAD95gEhCP0MAACAPwAAgD8AAIA/AACAPyAI/eUBIQkg',
+  'ByAJ/eYBIQogF/0AAAAgCv3kASELIAsgGP0AAAD95gEhDCAZIAz9CwAAIAsgGv0AAAD95gEhDSAbIA39CwAAIAsgHP0AAAD9',
+  '5gEhDiAdIA79CwAAIAsgHv0AAAD95gEhDyAfIA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/IBb9AAAA/eUBIRAgFv0AAAAgEP3m',
+  'ASERIAYgEf3mASESICAgEv0LAAAgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpB',
+  'EGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEA',
+  'QRAQjgIL1AIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsNoxIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAA04NASADIAL9WgAAACADQQRq',
+  'IQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGw2tEAIARBgARsaiAFQQRsaiEHQbDmMSAEQYAQ',
+  'bGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAF',
+  'QYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsLrQEDA38DewN/IAAh',
+  'BAJAA0AgBCABTg0BQbCaNyAEQYAEbGohCEGwmj4gBEGABGxqIQlBsNowIARBgARsaiEKQSAhAwNAIAj9AAAAIAj9AAAA/eYB',
+  'IQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANB',
+  'AWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCRAgvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsNozIABB',
+  'gBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAAL',
+  'CwJAA0AgAUGAAk4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGw',
+  '2jAgBEGABGxqIAVBBGxqIQdBsOIzIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBq',
+  'IQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwA',
+  'CwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsOYzIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsC',
+  'QANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEB',
+  'aiEKDAALCyAJQQFqIQkMAAsLC60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwmjYgBEGABGxqIQhBsNo+IARBgARsaiEJQbDa',
+  'MCAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcg',
+  'CiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQlAIL7AMHAn8BewN/AXsE',
+  'fwF7AX9BACEAAkADQCAAQRBODQFBACEBQbDaOCAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRq',
+  'QYABSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsg',
+  'AEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsNowIARBgARsaiAFQQRsaiEHQbDeOCAEQYAQbGogBUEEbGohCAJAA0Ag',
+  'BUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYg',
+  'CCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbDiOCAJQYAQ',
+  'bGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsC',
+  'QANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFO',
+  'DQFBsNo1IARBgARsaiEIQbDaPSAEQYAEbGohCUGw2jAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD9',
+  '5QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARB',
+  'AWohBAwACwsLCQBBAEEQEJcCC9MCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbDaMCAAQYAEbGogAUEEbGohA0Gw',
+  '2jogAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBqIQQgAUEEaiEBDAAL',
+  'CwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBQJA',
+  'A0AgBUEQTg0BQQAhBkGw3jogBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9',
+  'CwAAIAhBEGohCCAGQQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsL',
+  'gQQHA38BewV/BHsKfwF7BH9BACEEQbDHgQEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEF',
+  'IAYgBf0LAAAgBkEQaiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGw2jEgCkGAEGxqIABBBGxqIQ9BsNozIApBgBBs',
+  'aiAAQQRsaiEQQbDaOCAKQYAQbGogAEEEbGohEUGw2jogCkGAEGxqIABBBGxqIRJBsNrPACAKQYAQbGogAEEEbGohE0Gwx4EB',
+  'IABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMg',
+  'Df0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEE',
+  'aiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGw2jcgAEEEbGohGkGwx4EBIABBBGxqIRtBsNowIBhBgBBsaiAAQQRsaiEc',
+  'IAAhHQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0M',
+  'AAsLIBhBAWohGAsKAEEAQYAEEJoCC9QMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoN',
+  'AUGw2s8AIAJqIAVBgBBsaiEHQbDXgQEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAA',
+  'AAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAA',
+  'AAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASES',
+  'IAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQB',
+  'IRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQYAEaiEIIA1BAWsiDQ0ACyAZIBH9X/3w',
+  'ASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9',
+  'DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8I',
+  'CQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/9',
+  '8AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f',
+  '/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa',
+  '/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERIT',
+  'FBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0N',
+  'AAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYX',
+  'IRhBsNo1IARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9',
+  'CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0C',
+  'IAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZB',
+  'AWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEJ0CQQBBEBCcAguwBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAA',
+  'IQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2iwgAmogBUEEbGohB0Gw2s8AIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'Ef0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAA',
+  'AAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAh',
+  'DQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB',
+  '/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB',
+  '/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbCa3AAgBUGAEGxqIAZBBGxqIR1BsNo/IAVB',
+  'gBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc',
+  '/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsA',
+  'kCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsi',
+  'Cw0ACyAEQYCAEGohBAsKAEEAQYABEJ8CC9EMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkECIQsDQCAAIQUCQANAIAVBBGog',
+  'AUoNAUGw2s8AIAJqIAVBgBBsaiEHQbDXgQEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAA',
   'IRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAA',
   'AAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0M',
   'AAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAA',
@@ -2682,776 +1810,187 @@ const wasm = [
   'XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQ',
   'ERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9',
   'Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMU',
-  'FRYXIRhBsM+2ASAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkg',
-  'Fv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcAN',
-  'IAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZB',
-  'AWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQhANBAEEQEIMDC7AEAg9/C3tBACECQQAhA0EAIQRBACEGQcAAIQsD',
-  'QCAAIQUCQANAIAVBBGogAUoNAUGwoosBIAJqIAVBBGxqIQdBsKKMASADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9',
+  'FRYXIRhBsJo2IARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsAgAEgCSAW',
+  '/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAAIQJBwA0g',
+  'AkGAEGxqIQNBsNeBASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABqIQQgBkEB',
+  'ayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBCiAkEAQRAQoQILrwUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACEL',
+  'A0AgACEFAkADQCAFQQRqIAFKDQFBsNovIAJqIAVBBGxqIQdBsNrPACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9',
   'DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAA',
   'AAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0D',
   'QCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3k',
   'ASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3k',
-  'ASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwmhMgBGogBUGAEGxqIAZBBGxqIQkgCSAR/QsA',
-  'ACAJIBL9CwAQIAkgE/0LAIAQIAkgFP0LAJAQIAkgFf0LAIAgIAkgFv0LAJAgIAkgF/0LAIAwIAkgGP0LAJAwIAVBBGohBQwA',
-  'CwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQhgMLvQEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HAmqYB',
-  'IAJBgMAAbGogA0EEbGohBUGwoosBIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBq',
-  'IQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwA',
-  'CwsgAkEBaiECDAALCwsJAEEAQRAQiAML0gQDA38Oew5/IAAhBAJAA0AgBCABTg0BQbCipQEgBEGABGxqIRNBsKKLASAEQYAE',
-  'bGohFEGwoo4BIARBgARsaiEVQbCi+AAgBEGABGxqIRZBsM+3ASAEQYAEbGohF0Gw4osBIARBgARsaiEYQbCPtwEgBEGABGxq',
-  'IRlBsKKKASAEQYAEbGohGkGwz7kBIARBgARsaiEbQbCi9wAgBEGABGxqIRxBsKKIASAEQYAEbGohHUGw4ooBIARBgARsaiEe',
-  'QbCijAEgBEGABGxqIR9BsOKOASAEQYAEbGohIEEgIQMDQCAT/QAAACAU/QAAAP3kASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA',
-  '/eYBIQcgFf0AAAAgFf0AAAD95gEhCP0MAACAPwAAgD8AAIA/AACAPyAI/eUBIQkgByAJ/eYBIQogF/0AAAAgCv3kASELIAsg',
-  'GP0AAAD95gEhDCAZIAz9CwAAIAsgGv0AAAD95gEhDSAbIA39CwAAIAsgHP0AAAD95gEhDiAdIA79CwAAIAsgHv0AAAD95gEh',
-  'DyAfIA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/IBb9AAAA/eUBIRAgFv0AAAAgEP3mASERIAYgEf3mASESICAgEv0LAAAgE0EQ',
-  'aiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGoh',
-  'HSAeQRBqIR4gH0EQaiEfICBBEGohICADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQigML1gIFAn8BewN/AXsCf0EAIQAC',
-  'QANAIABBEE4NAUEAIQFBsKL4ACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYADSg0BIAMg',
-  'Av0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAAL',
-  'C0EAIQQCQANAIARBEE4NAUEAIQVBsOKOASAEQYAEbGogBUEEbGohB0GwrvgAIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYAB',
-  'Sg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAA',
-  'ACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFBsOKLASAEQYAE',
-  'bGohCEGwz7kBIARBgARsaiEJQbCi9wAgBEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACA',
-  'PyAF/eUBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsL',
-  'CQBBAEEQEI0DC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw4o4BIABBgBBsaiABQQRsaiED/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9',
-  'WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwovcAIARBgARsaiAFQQRsaiEH',
-  'QbDqjgEgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEF',
-  'DAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAh',
-  'CQJAA0AgCUEQTg0BQQAhCkGw7o4BIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFKDQEg',
-  'DCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkM',
-  'AAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4ooBIARBgARsaiEIQbCiiAEgBEGABGxqIQlBsKL3ACAEQYAEbGohCkEg',
-  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBq',
-  'IQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQkAML8AMHAn8BewN/AXsEfwF7AX9BACEAAkAD',
-  'QCAAQRBODQFBACEBQbCiiAEgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAUoNASADIAL9',
-  'CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtB',
-  'ACEEAkADQCAEQRBODQFBACEFQbCi9wAgBEGABGxqIAVBBGxqIQdBsKaIASAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoN',
-  'ASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAg',
-  'B0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCqiAEgCUGAEGxqIApBBGxq',
-  'IQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYAC',
-  'Tg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLsAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCiigEg',
-  'BEGABGxqIQhBsI+3ASAEQYAEbGohCUGwovcAIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUg',
-  'CP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQM',
-  'AAsLCwkAQQBBEBCTAwvWAgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwovcAIABBgARsaiABQQRsaiEDQbDikAEg',
-  'AEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBqIQQgAUEEaiEBDAALCwJA',
-  'A0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBQJAA0Ag',
-  'BUEQTg0BQQAhBkGw5pABIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIQcCQANAIAZBBGpBgANKDQEgCCAH/QsA',
-  'ACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQggBkEBaiEGDAALCyAFQQFqIQUMAAsLC4cE',
-  'BwN/AXsFfwR7Cn8BewR/QQAhBEGwj7oBIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAG',
-  'IAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsKL4ACAKQYAQbGogAEEEbGohD0Gw4o4BIApBgBBs',
-  'aiAAQQRsaiEQQbCiiAEgCkGAEGxqIABBBGxqIRFBsOKQASAKQYAQbGogAEEEbGohEkGw4pIBIApBgBBsaiAAQQRsaiETQbCP',
-  'ugEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoNASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0g',
-  'EyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAV',
-  'QQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtBACEYQbDipAEgAEEEbGohGkGwj7oBIABBBGxqIRtBsKL3ACAYQYAQbGogAEEE',
-  'bGohHCAAIR0CQANAIB1BBGogAUoNASAa/QAAACAb/QAAAP3kASEZIBwgGf0LAAAgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEE',
-  'aiEdDAALCyAYQQFqIRgLCgBBAEGABBCWAwvVDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBECELA0AgACEFAkADQCAFQQRq',
-  'IAFKDQFBsOKSASACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAA',
-  'AAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH9',
-  '5AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3m',
-  'Af3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEGABGohCCANQQFrIg0NAAsgGSAR',
-  '/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwg',
-  'EiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsM',
-  'DQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0O',
-  'D/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAn',
-  'IBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ',
-  '/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYH',
-  'EBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk',
-  '/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERIT',
-  'FBUWFyEYQbCiigEgBGogBUGABGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkgFf0LAIAI',
-  'IAkgFv0LAJAIIAkgF/0LAIAMIAkgGP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAttAQV/IAAh',
-  'AkHAjQIgAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgARq',
-  'IQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxEAQQBBgAEQmQNBAEEQEJgDC7IFAw9/DHsCf0EAIQJBACEDQQAhBEEA',
-  'IQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi8wAgAmogBUEEbGohB0Gw4pIBIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
+  'ASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwkhMgBUGAEGxqIAZBBGxqIR1BsNosIAVBgBBs',
+  'aiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsA',
+  'gBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAg',
+  'Hf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0A',
+  'CyAEQYCAAmohBAsJAEEAQRAQpAILuwEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HApu0AIAJBgCBsaiADQQRsaiEFQbDa',
+  'LyACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsL',
+  'AkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQ',
+  'EKYCC8QEAwN/DnsOfyAAIQQCQANAIAQgAU4NAUGw2jUgBEGABGxqIRNBsNovIARBgARsaiEUQbCaMSAEQYAEbGohFUGw2iog',
+  'BEGABGxqIRZBsJo/IARBgARsaiEXQbCaMCAEQYAEbGohGEGw2jYgBEGABGxqIRlBsNouIARBgARsaiEaQbCaNyAEQYAEbGoh',
+  'G0Gw2ikgBEGABGxqIRxBsNo3IARBgARsaiEdQbCaLyAEQYAEbGohHkGwmjggBEGABGxqIR9BsNo8IARBgARsaiEgQSAhAwNA',
+  'IBP9AAAAIBT9AAAA/eQBIQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3mASEI/QwAAIA/AACAPwAA',
+  'gD8AAIA/IAj95QEhCSAHIAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAgCyAa/QAAAP3mASENIBsg',
+  'Df0LAAAgCyAc/QAAAP3mASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFv0AAAD9',
+  '5QEhECAW/QAAACAQ/eYBIREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhB',
+  'EGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQaiEgIANBAWsiAw0ACyAE',
+  'QQFqIQQMAAsLCwkAQQBBEBCoAgvTAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwkhMgAEGAEGxqIAFBBGxqIQP9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0B',
+  'IAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbDaPCAEQYAEbGogBUEE',
+  'bGohB0GwnhMgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEE',
+  'aiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsL',
+  'C60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwmjAgBEGABGxqIQhBsJo3IARBgARsaiEJQbDaKSAEQYAEbGohCkEgIQMDQCAI',
+  '/QAAACAI/QAAAP3mASEF/QwAAIA/AACAPwAAgD8AAIA/IAX95QEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQ',
+  'aiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQqwIL7AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBO',
+  'DQFBACEBQbDaKiAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYACSg0BIAMgAv0LAAAgA0EQ',
+  'aiEDIAFBBGohAQwACwsCQANAIAFBgAJODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANA',
+  'IARBEE4NAUEAIQVBsNopIARBgARsaiAFQQRsaiEHQbDiKiAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEG',
+  'IAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhB',
+  'BGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbDmKiAJQYAQbGogCkEEbGohDP0MAAAAAAAA',
+  'AAAAAAAAAAAAACELAkADQCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAFODQEgDCAL/VoA',
+  'AAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsJovIARBgARsaiEIQbDa',
+  'NyAEQYAEbGohCUGw2ikgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYg',
+  'Cf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEK4C',
+  'C+wDBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2jEgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhAgJAA0AgAUEEakGAAUoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGoh',
+  'AyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbDaKSAEQYAEbGogBUEEbGohB0Gw3jEgBEGAEGxq',
+  'IAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGA',
+  'AU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0B',
+  'QQAhCkGw4jEgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxBEGoh',
+  'DCAKQQRqIQoMAAsLAkADQCAKQYACTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrQEDA38DewN/',
+  'IAAhBAJAA0AgBCABTg0BQbDaLiAEQYAEbGohCEGw2jYgBEGABGxqIQlBsNopIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAA',
+  'gD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEK',
+  'IANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCxAgvTAgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2ikgAEGA',
+  'BGxqIAFBBGxqIQNBsNozIABBgBBsaiABQQRsaiEEAkADQCABQQRqQYABSg0BIAP9AAAAIQIgBCAC/QsAACADQRBqIQMgBEEQ',
+  'aiEEIAFBBGohAQwACwsCQANAIAFBgAFODQEgA/0JAAAhAiAEIAL9WgAAACADQQRqIQMgBEEEaiEEIAFBAWohAQwACwsgAEEB',
+  'aiEADAALC0EAIQUCQANAIAVBEE4NAUEAIQZBsN4zIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIQcCQANAIAZB',
+  'BGpBgANKDQEgCCAH/QsAACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQggBkEBaiEGDAAL',
+  'CyAFQQFqIQUMAAsLC4AEBwN/AXsFfwR7Cn8BewR/QQAhBEGwx4EBIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAA',
+  'AAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsJITIApBgBBsaiAAQQRs',
+  'aiEPQbDaKiAKQYAQbGogAEEEbGohEEGw2jEgCkGAEGxqIABBBGxqIRFBsNozIApBgBBsaiAAQQRsaiESQbDaOCAKQYAQbGog',
+  'AEEEbGohE0Gwx4EBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS',
+  '/QAAAP3kASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGoh',
+  'EyAUQRBqIRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGw2jAgAEEEbGohGkGwx4EBIABBBGxqIRtBsNopIBhB',
+  'gBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxB',
+  'EGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEAQYAEELQCC9MMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUC',
+  'QANAIAVBBGogAUoNAUGw2jggAmogBUGAEGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0M',
+  'AAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAA',
+  'AAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAA',
+  'ISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0M',
+  'AAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIg',
+  'LCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUg',
+  'FiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayIN',
+  'DQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/9',
+  '8AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT',
+  '/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4P',
+  'CAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f',
+  '/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAA',
+  'AAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAA',
+  'AAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFr',
+  'IikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0A',
+  'AQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhch',
+  'FSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgME',
+  'BQYHEBESExQVFhchGEGw2i4gBGogBUGABGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkg',
+  'Ff0LAIAIIAkgFv0LAJAIIAkgF/0LAIAMIAkgGP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAtt',
+  'AQV/IAAhAkHAjQIgAkGAEGxqIQNBsNeBASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiED',
+  'IARBgARqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxEAQQBBgAEQtwJBAEEQELYCC68FAw9/DHsCf0EAIQJBACED',
+  'QQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaJSACaiAFQQRsaiEHQbDaOCADaiAGQQRsaiEI/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQh',
+  'GyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwh',
+  'GyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2j8gBUGAEGxqIAZBBGxq',
+  'IR1BsJrcACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAg',
+  'E/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3k',
+  'ASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZB',
+  'CGohBiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARC5AgvQDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEF',
+  'AkADQCAFQQRqIAFKDQFBsNo4IAJqIAVBgBBsaiEHQbDXgQEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAA',
+  'AAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESAS',
+  'ICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEV',
+  'IBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQcAAaiEIIA1BAWsi',
+  'DQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f',
+  '/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMg',
+  'E/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0O',
+  'DwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9',
+  'X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAA',
+  'AAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAA',
+  'AAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEB',
+  'ayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0N',
+  'AAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYX',
+  'IRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQID',
+  'BAUGBxAREhMUFRYXIRhBsJovIARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV',
+  '/QsAgAEgCSAW/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEF',
+  'fyAAIQJBwA0gAkGAEGxqIQNBsNeBASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARB',
+  'wABqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBC8AkEAQRAQuwILrgUDD38MewJ/QQAhAkEAIQNBACEE',
+  'QQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNooIAJqIAVBBGxqIQdBsNo4IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
   'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAA',
   'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAA',
   'ACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMg',
   'GyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcg',
-  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbDilAEgBUGAEGxqIAZBBGxqIR1B',
-  'sKL4ACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3k',
-  'ASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEc',
-  'IB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGoh',
-  'BiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARCbAwvSDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEFAkAD',
-  'QCAFQQRqIAFKDQFBsOKSASACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
-  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'IP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAA',
-  'AAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAs',
-  'ICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAW',
-  'ICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEHAAGohCCANQQFrIg0N',
-  'AAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3w',
-  'ASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9',
-  'DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8I',
-  'CQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/9',
-  '8AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsi',
-  'KQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQAB',
-  'AgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEV',
-  'ICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQF',
-  'BgcQERITFBUWFyEYQbDiigEgBGogBUHAAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAEAgCSAU/QsAUCAJIBX9',
-  'CwCAASAJIBb9CwCQASAJIBf9CwDAASAJIBj9CwDQASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGACGohBAtsAQV/',
-  'IAAhAkHADSACQYAQbGohA0Gwn7oBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEHA',
-  'AGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEABBAEEQEJ4DQQBBEBCdAwuxBQMPfwx7An9BACECQQAhA0EAIQRB',
-  'ACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwovYAIAJqIAVBBGxqIQdBsOKSASADaiAGQQRsaiEI/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyAT',
-  'IBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAX',
-  'IBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwmhMgBUGAEGxqIAZBBGxqIR1B',
-  'sKLzACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3k',
-  'ASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEc',
-  'IB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGoh',
-  'BiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEKADC70BAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwJamASACQYDAAGxq',
-  'IANBBGxqIQVBsKL2ACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGoh',
-  'BiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWoh',
-  'AgwACwsLCQBBAEEQEKIDC9IEAwN/DnsOfyAAIQQCQANAIAQgAU4NAUGwoooBIARBgARsaiETQbCi9gAgBEGABGxqIRRBsOL3',
-  'ACAEQYAEbGohFUGwovEAIARBgARsaiEWQbCijAEgBEGABGxqIRdBsOL2ACAEQYAEbGohGEGwoosBIARBgARsaiEZQbCi9QAg',
-  'BEGABGxqIRpBsOKLASAEQYAEbGohG0GwovAAIARBgARsaiEcQbCijgEgBEGABGxqIR1BsOL1ACAEQYAEbGohHkGw4qQBIARB',
-  'gARsaiEfQbCipQEgBEGABGxqISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYgBSAW/QAAAP3mASEHIBX9',
-  'AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr95AEhCyALIBj9AAAA/eYB',
-  'IQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79AAAA/eYBIQ8gHyAP/QsA',
-  'AP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9CwAAIBNBEGohEyAUQRBq',
-  'IRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCAdQRBqIR0gHkEQaiEe',
-  'IB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEKQDC9QCBQJ/AXsDfwF7An9BACEAAkADQCAAQRBO',
-  'DQFBACEBQbCaEyAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYADSg0BIAMgAv0LAAAgA0EQ',
-  'aiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANA',
-  'IARBEE4NAUEAIQVBsKKlASAEQYAEbGogBUEEbGohB0GwphMgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAh',
-  'BiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAI',
-  'QQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4vYAIARBgARsaiEIQbDiiwEg',
-  'BEGABGxqIQlBsKLwACAEQYAEbGohCkEgIQMDQCAI/QAAACAI/QAAAP3mASEF/QwAAIA/AACAPwAAgD8AAIA/IAX95QEhBiAJ',
-  '/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQpwML',
-  '8AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi8QAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGoh',
-  'AyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCi8AAgBEGABGxqIAVBBGxqIQdBsKrxACAEQYAQ',
-  'bGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAF',
-  'QYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBO',
-  'DQFBACEKQbCu8QAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxB',
-  'EGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLsAEDA38D',
-  'ewN/IAAhBAJAA0AgBCABTg0BQbDi9QAgBEGABGxqIQhBsKKOASAEQYAEbGohCUGwovAAIARBgARsaiEKQSAhAwNA/QwAAIA/',
-  'AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkg',
-  'CkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCqAwvwAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEA',
-  'IQFBsKKIASAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0LAAAgA0EQaiED',
-  'IAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARB',
-  'EE4NAUEAIQVBsKLwACAEQYAEbGogBUEEbGohB0GwpogBIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYg',
-  'CCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEE',
-  'aiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsKqIASAJQYAQbGogCkEEbGohDP0MAAAAAAAA',
-  'AAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoA',
-  'AAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFBsKL1ACAEQYAEbGohCEGw',
-  'oosBIARBgARsaiEJQbCi8AAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYB',
-  'IQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
-  'EK0DC9YCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi8AAgAEGABGxqIAFBBGxqIQNBsKKMASAAQYAQbGogAUEE',
-  'bGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEMAAsLAkADQCABQYABTg0B',
-  'IAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwACwtBACEFAkADQCAFQRBODQFBACEG',
-  'QbCmjAEgBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAG',
-  'QQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLhgQHA38BewV/BHsK',
-  'fwF7BH9BACEEQbCPugEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQ',
-  'aiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwmhMgCkGAEGxqIABBBGxqIQ9BsKLxACAKQYAQbGogAEEEbGohEEGw',
-  'oogBIApBgBBsaiAAQQRsaiERQbCijAEgCkGAEGxqIABBBGxqIRJBsOKOASAKQYAQbGogAEEEbGohE0Gwj7oBIABBBGxqIRQg',
-  'ACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0LAAAgFP0A',
-  'AAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEVDAALCyAK',
-  'QQFqIQogCEEBayIIDQALQQAhGEGwovcAIABBBGxqIRpBsI+6ASAAQQRsaiEbQbCi8AAgGEGAEGxqIABBBGxqIRwgACEdAkAD',
-  'QCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEB',
-  'aiEYCwoAQQBBgAQQsAML1QwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDijgEg',
-  'AmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAA',
-  'AAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAA',
-  'AAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEo',
-  'QQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQ',
-  'ISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkA',
-  'gDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiAR',
-  'IBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwN',
-  'Dg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P',
-  '/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUg',
-  'F/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAo',
-  'IBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAEC',
-  'AwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMg',
-  'H/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUG',
-  'BxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGwovUA',
-  'IARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9CwCQCCAJ',
-  'IBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBs',
-  'aiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0A',
-  'CyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABELMDQQBBEBCyAwuyBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAA',
-  'IQUCQANAIAVBBGogAUoNAUGwouwAIAJqIAVBBGxqIQdBsOKOASADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI',
-  '/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASET',
-  'IBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEX',
-  'IBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwovgAIAVBgBBsaiAGQQRsaiEdQbDilAEgBUGAEGxq',
-  'IAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCA',
-  'ECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd',
-  '/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQAL',
-  'IARBgIAQaiEECwoAQQBBgAEQtQML0gwED38YewF/A3tBACECQQAhA0EAIQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0B',
-  'QbDijgEgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0M',
-  'AAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAA',
-  'AAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0M',
-  'AAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAA',
-  'AAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIg',
-  'B/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEh',
-  'FiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBwABqIQggDUEBayINDQALIBkgEf1f/fAB',
-  'IRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0N',
-  'CAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJ',
-  'CgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3w',
-  'ASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/9',
-  '8AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9',
-  'Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMU',
-  'FRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0A',
-  'AQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhch',
-  'GEGw4vUAIARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsAgAEgCSAW/QsA',
-  'kAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAAIQJBwA0gAkGA',
-  'EGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABqIQQgBkEBayIG',
-  'DQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBC4A0EAQRAQtwMLsQUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0Ag',
-  'ACEFAkADQCAFQQRqIAFKDQFBsKLvACACaiAFQQRsaiEHQbDijgEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0Ag',
-  'CP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEh',
-  'EyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEh',
-  'FyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLzACAFQYAQbGogBkEEbGohHUGwmhMgBUGAEGxq',
-  'IAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCA',
-  'ECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd',
-  '/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQAL',
-  'IARBgIACaiEECwkAQQBBEBC6Awu9AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcCSpgEgAkGAwABsaiADQQRsaiEFQbCi',
-  '7wAgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAAL',
-  'CwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBB',
-  'EBC8AwvSBAMDfw57Dn8gACEEAkADQCAEIAFODQFBsKL1ACAEQYAEbGohE0Gwou8AIARBgARsaiEUQbDi8AAgBEGABGxqIRVB',
-  'sKLqACAEQYAEbGohFkGw4qQBIARBgARsaiEXQbDi7wAgBEGABGxqIRhBsKL2ACAEQYAEbGohGUGwou4AIARBgARsaiEaQbDi',
-  '9gAgBEGABGxqIRtBsKLpACAEQYAEbGohHEGwovcAIARBgARsaiEdQbDi7gAgBEGABGxqIR5BsOL3ACAEQYAEbGohH0GwoooB',
-  'IARBgARsaiEgQSAhAwNAIBP9AAAAIBT9AAAA/eQBIQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3m',
-  'ASEI/QwAAIA/AACAPwAAgD8AAIA/IAj95QEhCSAHIAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAg',
-  'CyAa/QAAAP3mASENIBsgDf0LAAAgCyAc/QAAAP3mASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/',
-  'AACAPwAAgD8gFv0AAAD95QEhECAW/QAAACAQ/eYBIREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAW',
-  'QRBqIRYgF0EQaiEXIBhBEGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQ',
-  'aiEgIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBC+AwvWAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwouoA',
-  'IABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEB',
-  'DAALCwJAA0AgAUGAA04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAh',
-  'BUGwoooBIARBgARsaiAFQQRsaiEHQbCu6gAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAA',
-  'IAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEB',
-  'aiEFDAALCyAEQQFqIQQMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4u8AIARBgARsaiEIQbDi9gAgBEGABGxqIQlB',
-  'sKLpACAEQYAEbGohCkEgIQMDQCAI/QAAACAI/QAAAP3mASEF/QwAAIA/AACAPwAAgD8AAIA/IAX95QEhBiAJ/QAAACAG/eYB',
-  'IQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQwQML8AMHAn8BewN/',
-  'AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi7AAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0Ag',
-  'AUEEakGAAkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEM',
-  'AAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCi6QAgBEGABGxqIAVBBGxqIQdBsKrsACAEQYAQbGogBUEEbGoh',
-  'CAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9',
-  'CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCu',
-  '7AAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxBEGohDCAKQQRq',
-  'IQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLsAEDA38DewN/IAAhBAJA',
-  'A0AgBCABTg0BQbDi7gAgBEGABGxqIQhBsKL3ACAEQYAEbGohCUGwoukAIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8A',
-  'AIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANB',
-  'AWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDEAwvwAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKLxACAA',
-  'QYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwA',
-  'CwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVB',
-  'sKLpACAEQYAEbGogBUEEbGohB0GwpvEAIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAH',
-  'QRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWoh',
-  'BQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsKrxACAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEM',
-  'IApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFBsKLuACAEQYAEbGohCEGwovYAIARBgARs',
-  'aiEJQbCi6QAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAg',
-  'Bv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMcDC9YCBQJ/',
-  'AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi6QAgAEGABGxqIAFBBGxqIQNBsKLzACAAQYAQbGogAUEEbGohBAJAA0Ag',
-  'AUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEMAAsLAkADQCABQYABTg0BIAP9CQAAIQIg',
-  'BCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwACwtBACEFAkADQCAFQRBODQFBACEGQbCm8wAgBUGA',
-  'EGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAGQQRqIQYMAAsL',
-  'AkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLhwQHA38BewV/BHsKfwF7BH9BACEE',
-  'QbCPugEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGoh',
-  'BwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwouoAIApBgBBsaiAAQQRsaiEPQbCi7AAgCkGAEGxqIABBBGxqIRBBsKLxACAKQYAQ',
-  'bGogAEEEbGohEUGwovMAIApBgBBsaiAAQQRsaiESQbCiiAEgCkGAEGxqIABBBGxqIRNBsI+6ASAAQQRsaiEUIAAhFQJAA0Ag',
-  'FUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsgCyAR/QAAAP3kASEMIAwgEv0AAAD95AEhDSATIA39CwAAIBT9AAAAIA395AEh',
-  'DiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBBGohFQwACwsgCkEBaiEKIAhB',
-  'AWsiCA0AC0EAIRhBsKLwACAAQQRsaiEaQbCPugEgAEEEbGohG0GwoukAIBhBgBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiAB',
-  'Sg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEA',
-  'QYAEEMoDC9UMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoogBIAJqIAVBgBBs',
-  'aiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGA',
-  'AiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq',
-  '/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAs',
-  'ICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQYAEaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoL',
-  'DA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwN',
-  'Dg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79',
-  'DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUg',
-  'IyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASEl',
-  'ICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJ',
-  'CgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBES',
-  'ExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79',
-  'DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUW',
-  'FyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsKLuACAEaiAFQYAE',
-  'bGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwg',
-  'CSAY/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC20BBX8gACECQcCNAiACQYAQbGohA0Gwn7oB',
-  'IAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEGABGohBCAGQQFrIgYNAAsgBUEEaiEF',
-  'IAJBAWohAgwACwsLEQBBAEGAARDNA0EAQRAQzAMLsgUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAF',
-  'QQRqIAFKDQFBsKLlACACaiAFQQRsaiEHQbCiiAEgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI',
-  '/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3m',
-  'Af3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3m',
-  'Af3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtBsOKUASAFQYAQbGogBkEEbGohHUGwovgAIAVBgBBsaiAGQQRsaiEe',
-  'IB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQ',
-  'IBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf9',
-  '5AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAEGoh',
-  'BAsKAEEAQYABEM8DC9IMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkECIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoogBIAJq',
-  'IAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAA',
-  'AAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAA',
-  'ISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEEC',
-  'ISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEs',
-  'IBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAw',
-  'ISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQcAAaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR',
-  '/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4P',
-  'CAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f',
-  '/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAA',
-  'AAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9',
-  'X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAY',
-  'IBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgME',
-  'BQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9',
-  'XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQ',
-  'ERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsOLuACAE',
-  'aiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0L',
-  'AMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbCf',
-  'ugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRq',
-  'IQUgAkEBaiECDAALCwsQAEEAQRAQ0gNBAEEQENEDC7EFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0Ag',
-  'BUEEaiABSg0BQbCi6AAgAmogBUEEbGohB0GwoogBIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAA',
-  'AAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkg',
-  'CP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr9',
-  '5gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr9',
-  '5gH95AEhGCAHQcAAaiEHIAhBgBBqIQggDUEBayINDQALQbCaEyAFQYAQbGogBkEEbGohHUGwouUAIAVBgBBsaiAGQQRsaiEe',
-  'IB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQ',
-  'IBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf9',
-  '5AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmoh',
-  'BAsJAEEAQRAQ1AMLvQEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HAjqYBIAJBgMAAbGogA0EEbGohBUGwougAIAJBgARs',
-  'aiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANB',
-  'gAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQ1gML0gQD',
-  'A38Oew5/IAAhBAJAA0AgBCABTg0BQbCi7gAgBEGABGxqIRNBsKLoACAEQYAEbGohFEGw4ukAIARBgARsaiEVQbCi4wAgBEGA',
-  'BGxqIRZBsOL3ACAEQYAEbGohF0Gw4ugAIARBgARsaiEYQbCi7wAgBEGABGxqIRlBsKLnACAEQYAEbGohGkGw4u8AIARBgARs',
-  'aiEbQbCi4gAgBEGABGxqIRxBsKLwACAEQYAEbGohHUGw4ucAIARBgARsaiEeQbDi8AAgBEGABGxqIR9BsKL1ACAEQYAEbGoh',
-  'IEEgIQMDQCAT/QAAACAU/QAAAP3kASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA/eYBIQcgFf0AAAAgFf0AAAD95gEhCP0MAACA',
-  'PwAAgD8AAIA/AACAPyAI/eUBIQkgByAJ/eYBIQogF/0AAAAgCv3kASELIAsgGP0AAAD95gEhDCAZIAz9CwAAIAsgGv0AAAD9',
-  '5gEhDSAbIA39CwAAIAsgHP0AAAD95gEhDiAdIA79CwAAIAsgHv0AAAD95gEhDyAfIA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/',
-  'IBb9AAAA/eUBIRAgFv0AAAAgEP3mASERIAYgEf3mASESICAgEv0LAAAgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdB',
-  'EGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICADQQFr',
-  'IgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ2AML1AIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsJoTIABBgBBsaiAB',
-  'QQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0Ag',
-  'AUGAA04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwovUAIARB',
-  'gARsaiAFQQRsaiEHQbCmEyAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhB',
+  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQcAAaiEHIAhBgBBqIQggDUEBayINDQALQbDaLCAFQYAQbGogBkEEbGohHUGw',
+  'khMgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEh',
+  'HCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAe',
+  'IBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYg',
+  'C0EBayILDQALIARBgIACaiEECwkAQQBBEBC+Agu7AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcCi7QAgAkGAIGxqIANB',
+  'BGxqIQVBsNooIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANB',
+  'BGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAAL',
+  'CwsJAEEAQRAQwAILxAQDA38Oew5/IAAhBAJAA0AgBCABTg0BQbDaLiAEQYAEbGohE0Gw2iggBEGABGxqIRRBsJoqIARBgARs',
+  'aiEVQbDaIyAEQYAEbGohFkGwmjggBEGABGxqIRdBsJopIARBgARsaiEYQbDaLyAEQYAEbGohGUGw2icgBEGABGxqIRpBsJow',
+  'IARBgARsaiEbQbDaIiAEQYAEbGohHEGw2jAgBEGABGxqIR1BsJooIARBgARsaiEeQbCaMSAEQYAEbGohH0Gw2jUgBEGABGxq',
+  'ISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYgBSAW/QAAAP3mASEHIBX9AAAAIBX9AAAA/eYBIQj9DAAA',
+  'gD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr95AEhCyALIBj9AAAA/eYBIQwgGSAM/QsAACALIBr9AAAA',
+  '/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79AAAA/eYBIQ8gHyAP/QsAAP0MAACAPwAAgD8AAIA/AACA',
+  'PyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9CwAAIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAX',
+  'QRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCAdQRBqIR0gHkEQaiEeIB9BEGohHyAgQRBqISAgA0EB',
+  'ayIDDQALIARBAWohBAwACwsLCQBBAEEQEMICC9MCBQJ/AXsDfwF7An9BACEAAkADQCAAQRBODQFBACEBQbDaIyAAQYAQbGog',
+  'AUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYADSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANA',
+  'IAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsNo1IARB',
+  'gARsaiAFQQRsaiEHQbDmIyAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhB',
   'EGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARB',
-  'AWohBAwACwsLsAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDi6AAgBEGABGxqIQhBsOLvACAEQYAEbGohCUGwouIAIARBgARs',
-  'aiEKQSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAA',
-  'IAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDbAwvwAwcCfwF7A38BewR/AXsBf0EA',
-  'IQACQANAIABBEE4NAUEAIQFBsKLjACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYACSg0B',
-  'IAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAJODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEA',
-  'DAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKLiACAEQYAEbGogBUEEbGohB0GwquMAIARBgBBsaiAFQQRsaiEIAkADQCAFQQRq',
-  'QYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9',
-  'WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsK7jACAJQYAQbGog',
-  'CkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANA',
-  'IApBgAFODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFB',
-  'sOLnACAEQYAEbGohCEGwovAAIARBgARsaiEJQbCi4gAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD9',
-  '5QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARB',
-  'AWohBAwACwsLCQBBAEEQEN4DC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwouoAIABBgBBsaiABQQRs',
-  'aiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGA',
-  'AU4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwouIAIARBgARs',
-  'aiAFQQRsaiEHQbCm6gAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBq',
-  'IQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFq',
-  'IQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwquoAIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApB',
-  'BGpBgAJKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAAL',
-  'CyAJQQFqIQkMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwoucAIARBgARsaiEIQbCi7wAgBEGABGxqIQlBsKLiACAE',
-  'QYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH',
-  '/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ4QML1gIFAn8BewR/AXsBf0EA',
-  'IQACQANAIABBEE4NAUEAIQFBsKLiACAAQYAEbGogAUEEbGohA0GwouwAIABBgBBsaiABQQRsaiEEAkADQCABQQRqQYABSg0B',
-  'IAP9AAAAIQIgBCAC/QsAACADQRBqIQMgBEEQaiEEIAFBBGohAQwACwsCQANAIAFBgAFODQEgA/0JAAAhAiAEIAL9WgAAACAD',
-  'QQRqIQMgBEEEaiEEIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQUCQANAIAVBEE4NAUEAIQZBsKbsACAFQYAQbGogBkEEbGoh',
-  'CP0MAAAAAAAAAAAAAAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANO',
-  'DQEgCCAH/VoAAAAgCEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwuGBAcDfwF7BX8Eewp/AXsEf0EAIQRBsI+6ASAAQQRs',
-  'aiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFq',
-  'IQRBACEKQRAhCANAQbCaEyAKQYAQbGogAEEEbGohD0GwouMAIApBgBBsaiAAQQRsaiEQQbCi6gAgCkGAEGxqIABBBGxqIRFB',
-  'sKLsACAKQYAQbGogAEEEbGohEkGwovEAIApBgBBsaiAAQQRsaiETQbCPugEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoNASAP',
-  '/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsAACAP',
-  'QRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtBACEY',
-  'QbCi6QAgAEEEbGohGkGwj7oBIABBBGxqIRtBsKLiACAYQYAQbGogAEEEbGohHCAAIR0CQANAIB1BBGogAUoNASAa/QAAACAb',
-  '/QAAAP3kASEZIBwgGf0LAAAgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEEaiEdDAALCyAYQQFqIRgLCgBBAEGABBDkAwvVDAQP',
-  'fxh7AX8De0EAIQJBACEDQQAhBEEAIQZBECELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLxACACaiAFQYAQbGohB0Gwn7oBIAZB',
-  'BGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'F/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAA',
-  'AAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAA',
-  'AAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAA',
-  'ISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQg',
-  'LCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcg',
-  'GCAsICv95gH95AEhGCAHQQRqIQcgCEGABGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0O',
-  'D/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0M',
-  'AAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAh',
-  'IBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMg',
-  'JCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkK',
-  'CwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsM',
-  'DQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1e',
-  'IBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAR',
-  'EhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e',
-  '/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbCi5wAgBGogBUGABGxqIAZBBGxqIQkg',
-  'CSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkgFf0LAIAIIAkgFv0LAJAIIAkgF/0LAIAMIAkgGP0LAJAMIAVB',
-  'BGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAttAQV/IAAhAkHAjQIgAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkAD',
-  'QCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgARqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsL',
-  'CxEAQQBBgAEQ5wNBAEEQEOYDC7IFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi',
-  '3gAgAmogBUEEbGohB0GwovEAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkA',
-  'ACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkA',
-  'CCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAE',
-  'aiEHIAhBgBBqIQggDUEBayINDQALQbCi+AAgBUGAEGxqIAZBBGxqIR1BsOKUASAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQB',
-  'IRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc',
-  '/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsA',
-  'gDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARDp',
-  'AwvSDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLxACACaiAFQYAQbGohB0Gw',
-  'n7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAA',
-  'AAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNA',
-  'IAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3k',
-  'ASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB',
-  '/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8I',
-  'CQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/9',
-  '8AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f',
-  '/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcg',
-  'F/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0O',
-  'DwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYX',
-  'IREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQID',
-  'BAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl',
-  '/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbDi5wAgBGogBUHAAGxqIAZB',
-  'BGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAEAgCSAU/QsAUCAJIBX9CwCAASAJIBb9CwCQASAJIBf9CwDAASAJIBj9CwDQ',
-  'ASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGACGohBAtsAQV/IAAhAkHADSACQYAQbGohA0Gwn7oBIAJBBGxqIQUC',
-  'QANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEHAAGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwA',
-  'CwsLEABBAEEQEOwDQQBBEBDrAwuxBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw',
-  'ouEAIAJqIAVBBGxqIQdBsKLxACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0M',
-  'AAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAA',
-  'AAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0J',
-  'AAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0J',
-  'AAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HA',
-  'AGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwouUAIAVBgBBsaiAGQQRsaiEdQbCaEyAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQB',
-  'IRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc',
-  '/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsA',
-  'gDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEO4D',
-  'C70BAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwIqmASACQYDAAGxqIANBBGxqIQVBsKLhACACQYAEbGogA0EEbGohBgJA',
-  'A0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAA',
-  'IQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEPADC9IEAwN/DnsOfyAAIQQC',
-  'QANAIAQgAU4NAUGwoucAIARBgARsaiETQbCi4QAgBEGABGxqIRRBsOLiACAEQYAEbGohFUGwotwAIARBgARsaiEWQbDi8AAg',
-  'BEGABGxqIRdBsOLhACAEQYAEbGohGEGwougAIARBgARsaiEZQbCi4AAgBEGABGxqIRpBsOLoACAEQYAEbGohG0GwotsAIARB',
-  'gARsaiEcQbCi6QAgBEGABGxqIR1BsOLgACAEQYAEbGohHkGw4ukAIARBgARsaiEfQbCi7gAgBEGABGxqISBBICEDA0AgE/0A',
-  'AAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYgBSAW/QAAAP3mASEHIBX9AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAA',
-  'gD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr95AEhCyALIBj9AAAA/eYBIQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsA',
-  'ACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79AAAA/eYBIQ8gHyAP/QsAAP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQ',
-  'IBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9CwAAIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEY',
-  'IBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCAdQRBqIR0gHkEQaiEeIB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWoh',
-  'BAwACwsLCQBBAEEQEPIDC9YCBQJ/AXsDfwF7An9BACEAAkADQCAAQRBODQFBACEBQbCi3AAgAEGAEGxqIAFBBGxqIQP9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0BIAMg',
-  'Av1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCi7gAgBEGABGxqIAVBBGxq',
-  'IQdBsK7cACAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRq',
-  'IQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsL',
-  'sAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDi4QAgBEGABGxqIQhBsOLoACAEQYAEbGohCUGwotsAIARBgARsaiEKQSAhAwNA',
-  'IAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJ',
-  'QRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBD1AwvwAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABB',
-  'EE4NAUEAIQFBsKLeACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYACSg0BIAMgAv0LAAAg',
-  'A0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAJODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQC',
-  'QANAIARBEE4NAUEAIQVBsKLbACAEQYAEbGogBUEEbGohB0Gwqt4AIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9',
-  'AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRq',
-  'IQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsK7eACAJQYAQbGogCkEEbGohDP0M',
-  'AAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAFODQEg',
-  'DCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFBsOLgACAEQYAE',
-  'bGohCEGwoukAIARBgARsaiEJQbCi2wAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAA',
-  'ACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsL',
-  'CQBBAEEQEPgDC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwouMAIABBgBBsaiABQQRsaiED/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4NASADIAL9',
-  'WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwotsAIARBgARsaiAFQQRsaiEH',
-  'QbCm4wAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEF',
-  'DAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAh',
-  'CQJAA0AgCUEQTg0BQQAhCkGwquMAIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAJKDQEg',
-  'DCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkM',
-  'AAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwouAAIARBgARsaiEIQbCi6AAgBEGABGxqIQlBsKLbACAEQYAEbGohCkEg',
-  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBq',
-  'IQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ+wML1gIFAn8BewR/AXsBf0EAIQACQANAIABB',
-  'EE4NAUEAIQFBsKLbACAAQYAEbGogAUEEbGohA0GwouUAIABBgBBsaiABQQRsaiEEAkADQCABQQRqQYABSg0BIAP9AAAAIQIg',
-  'BCAC/QsAACADQRBqIQMgBEEQaiEEIAFBBGohAQwACwsCQANAIAFBgAFODQEgA/0JAAAhAiAEIAL9WgAAACADQQRqIQMgBEEE',
-  'aiEEIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQUCQANAIAVBEE4NAUEAIQZBsKblACAFQYAQbGogBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANODQEgCCAH/VoA',
-  'AAAgCEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwuHBAcDfwF7BX8Eewp/AXsEf0EAIQRBsI+6ASAAQQRsaiEGIAAhBwJA',
-  'A0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAh',
-  'CANAQbCi3AAgCkGAEGxqIABBBGxqIQ9BsKLeACAKQYAQbGogAEEEbGohEEGwouMAIApBgBBsaiAAQQRsaiERQbCi5QAgCkGA',
-  'EGxqIABBBGxqIRJBsKLqACAKQYAQbGogAEEEbGohE0Gwj7oBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0A',
-  'AAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBB',
-  'EGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGwouIAIABB',
-  'BGxqIRpBsI+6ASAAQQRsaiEbQbCi2wAgGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEh',
-  'GSAcIBn9CwAAIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoAQQBBgAQQ/gML1QwED38YewF/A3tB',
-  'ACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi6gAgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'G/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAA',
-  'AAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwA',
-  'AAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAA',
-  'AAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQ',
-  'ISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3k',
-  'ASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB',
-  '/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACET',
-  'IB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEh',
-  'ISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkK',
-  'CwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
-  'ISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQAB',
-  'AgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEU',
-  'ICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQF',
-  'BgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGwouAAIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAg',
-  'CSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsL',
-  'IAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0B',
-  'IAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYAB',
-  'EIEEQQBBEBCABAuyBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwotcAIAJqIAVB',
-  'BGxqIQdBsKLqACADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAA',
-  'AAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsg',
-  'Gf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsg',
-  'Gf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQ',
-  'aiEIIA1BAWsiDQ0AC0Gw4pQBIAVBgBBsaiAGQQRsaiEdQbCi+AAgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0L',
-  'AAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39',
-  'AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQ',
-  'MCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAQaiEECwoAQQBBgAEQgwQL0gwED38Y',
-  'ewF/A3tBACECQQAhA0EAIQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi6gAgAmogBUGAEGxqIQdBsJ+6ASAGQQRs',
-  'aiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAA',
-  'AAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEq',
-  'IAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwg',
-  'K/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBgg',
-  'LCAr/eYB/eQBIRggB0EEaiEHIAhBwABqIQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9',
-  'X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAA',
-  'AAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV',
-  '/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQg',
-  'FiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsM',
-  'DQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0O',
-  'D/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc',
-  '/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERIT',
-  'FBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0N',
-  'AAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGw4uAAIARqIAVBwABsaiAGQQRsaiEJIAkg',
-  'Ef0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsAgAEgCSAW/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEF',
-  'DAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAAIQJBwA0gAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFO',
-  'DQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBB',
-  'EBCGBEEAQRAQhQQLsQUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLaACACaiAF',
-  'QQRsaiEHQbCi6gAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAb',
-  'IBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAb',
-  'IBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGA',
-  'EGohCCANQQFrIg0NAAtBsJoTIAVBgBBsaiAGQQRsaiEdQbCi1wAgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0L',
-  'AAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39',
-  'AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQ',
-  'MCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBCIBAu9AQMCfwF7',
-  'An8gACECAkADQCACIAFODQFBACEDQcCGpgEgAkGAwABsaiADQQRsaiEFQbCi2gAgAkGABGxqIANBBGxqIQYCQANAIANBBGpB',
-  'gAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1a',
-  'AAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBCKBAvSBAMDfw57Dn8gACEEAkADQCAEIAFO',
-  'DQFBsKLgACAEQYAEbGohE0GwotoAIARBgARsaiEUQbDi2wAgBEGABGxqIRVBsKLVACAEQYAEbGohFkGw4ukAIARBgARsaiEX',
-  'QbDi2gAgBEGABGxqIRhBsKLhACAEQYAEbGohGUGwotkAIARBgARsaiEaQbDi4QAgBEGABGxqIRtBsKLUACAEQYAEbGohHEGw',
-  'ouIAIARBgARsaiEdQbDi2QAgBEGABGxqIR5BsOLiACAEQYAEbGohH0GwoucAIARBgARsaiEgQSAhAwNAIBP9AAAAIBT9AAAA',
-  '/eQBIQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3mASEI/QwAAIA/AACAPwAAgD8AAIA/IAj95QEh',
-  'CSAHIAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAgCyAa/QAAAP3mASENIBsgDf0LAAAgCyAc/QAA',
-  'AP3mASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFv0AAAD95QEhECAW/QAAACAQ',
-  '/eYBIREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQRBqIRkg',
-  'GkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQaiEgIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkA',
-  'QQBBEBCMBAvUAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwmhMgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0BIAMgAv1aAAAAIANB',
-  'BGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCi5wAgBEGABGxqIAVBBGxqIQdBsKYTIARB',
-  'gBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANA',
-  'IAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALCwuwAQMDfwN7A38g',
-  'ACEEAkADQCAEIAFODQFBsOLaACAEQYAEbGohCEGw4uEAIARBgARsaiEJQbCi1AAgBEGABGxqIQpBICEDA0AgCP0AAAAgCP0A',
-  'AAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBq',
-  'IQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEI8EC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw',
-  'otUAIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEE',
-  'aiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0B',
-  'QQAhBUGwotQAIARBgARsaiAFQQRsaiEHQbCq1QAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9',
-  'CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQgg',
-  'BUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwrtUAIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIQsCQANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAM',
-  'QQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4tkAIARBgARsaiEIQbCi4gAg',
-  'BEGABGxqIQlBsKLUACAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ',
-  '/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQkgQL',
-  '8AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi3AAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhAgJAA0AgAUEEakGAAUoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGoh',
-  'AyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCi1AAgBEGABGxqIAVBBGxqIQdBsKbcACAEQYAQ',
-  'bGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAF',
-  'QYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBO',
-  'DQFBACEKQbCq3AAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxB',
-  'EGohDCAKQQRqIQoMAAsLAkADQCAKQYACTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLsAEDA38D',
-  'ewN/IAAhBAJAA0AgBCABTg0BQbCi2QAgBEGABGxqIQhBsKLhACAEQYAEbGohCUGwotQAIARBgARsaiEKQSAhAwNA/QwAAIA/',
-  'AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkg',
-  'CkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCVBAvWAgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw',
-  'otQAIABBgARsaiABQQRsaiEDQbCi3gAgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANB',
+  'AWohBAwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCaKSAEQYAEbGohCEGwmjAgBEGABGxqIQlBsNoiIARBgARsaiEK',
+  'QSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhB',
+  'EGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDFAgvsAwcCfwF7A38BewR/AXsBf0EAIQAC',
+  'QANAIABBEE4NAUEAIQFBsNolIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC',
+  '/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsL',
+  'QQAhBAJAA0AgBEEQTg0BQQAhBUGw2iIgBEGABGxqIAVBBGxqIQdBsOIlIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0B',
+  'IAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAH',
+  'QQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsOYlIAlBgBBsaiAKQQRsaiEM',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4N',
+  'ASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGwmiggBEGA',
+  'BGxqIQhBsNowIARBgARsaiEJQbDaIiAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAA',
+  'IAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJ',
+  'AEEAQRAQyAIL7AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbDaKiAAQYAQbGogAUEEbGohA/0MAAAAAAAA',
+  'AAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoA',
+  'AAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsNoiIARBgARsaiAFQQRsaiEHQbDe',
+  'KiAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsL',
+  'AkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkAD',
+  'QCAJQRBODQFBACEKQbDiKiAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0L',
+  'AAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwut',
+  'AQMDfwN7A38gACEEAkADQCAEIAFODQFBsNonIARBgARsaiEIQbDaLyAEQYAEbGohCUGw2iIgBEGABGxqIQpBICEDA0D9DAAA',
+  'gD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGoh',
+  'CSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMsCC9MCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEB',
+  'QbDaIiAAQYAEbGogAUEEbGohA0Gw2iwgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANB',
   'EGohAyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEB',
-  'DAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGwpt4AIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IQcCQANAIAZBBGpBgANKDQEgCCAH/QsAACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQgg',
-  'BkEBaiEGDAALCyAFQQFqIQUMAAsLC4YEBwN/AXsFfwR7Cn8BewR/QQAhBEGwj7oBIABBBGxqIQYgACEHAkADQCAHQQRqIAFK',
-  'DQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsJoTIApB',
-  'gBBsaiAAQQRsaiEPQbCi1QAgCkGAEGxqIABBBGxqIRBBsKLcACAKQYAQbGogAEEEbGohEUGwot4AIApBgBBsaiAAQQRsaiES',
-  'QbCi4wAgCkGAEGxqIABBBGxqIRNBsI+6ASAAQQRsaiEUIAAhFQJAA0AgFUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsgCyAR',
-  '/QAAAP3kASEMIAwgEv0AAAD95AEhDSATIA39CwAAIBT9AAAAIA395AEhDiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQaiER',
-  'IBJBEGohEiATQRBqIRMgFEEQaiEUIBVBBGohFQwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRhBsKLbACAAQQRsaiEaQbCPugEg',
-  'AEEEbGohG0GwotQAIBhBgBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAa',
-  'QRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEAQYAEEJgEC9UMBA9/GHsBfwN7QQAhAkEAIQNBACEE',
-  'QQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwouMAIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAA',
-  'AAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAA',
-  'AAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwg',
-  'ESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAh',
-  'LCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGoh',
-  'ByAIQYAEaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAA',
-  'AAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIg',
-  'HSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEf',
-  'ICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJ',
-  'CgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoL',
-  'DA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEh',
-  'Jv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMU',
-  'FRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0A',
-  'AQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhch',
-  'FyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsKLZACAEaiAFQYAEbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT',
-  '/QsAgAQgCSAU/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwgCSAY/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EB',
-  'ayILDQALIARBgMAAaiEEC20BBX8gACECQcCNAiACQYAQbGohA0Gwn7oBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNA',
-  'IAQgAyoCADgCACADQQRqIQMgBEGABGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEQBBAEGAARCbBEEAQRAQmgQL',
-  'sgUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLQACACaiAFQQRsaiEHQbCi4wAg',
-  'A2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESAS',
-  'IBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAW',
-  'IBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0N',
-  'AAtBsKL4ACAFQYAQbGogBkEEbGohHUGw4pQBIAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL9',
-  '5AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEc',
-  'IB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4g',
-  'HP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAEGohBAsKAEEAQYABEJ0EC9IMBA9/GHsBfwN7QQAhAkEA',
-  'IQNBACEEQQAhBkECIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwouMAIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAA',
-  'AAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm',
-  '/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9',
-  'CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH',
-  '/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEY',
-  'IAdBBGohByAIQcAAaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAA',
-  'AAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9',
-  'X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAV',
-  'IBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwN',
-  'Dg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P',
-  '/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUG',
-  'BxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4g',
-  'Iv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBES',
-  'ExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsOLZACAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0L',
-  'ABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEG',
-  'IAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEG',
-  'A0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQoARBAEEQEJ8E',
-  'C7EFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCi0wAgAmogBUEEbGohB0GwouMA',
-  'IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREg',
-  'EiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUg',
-  'FiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQcAAaiEHIAhBgBBqIQggDUEBayIN',
-  'DQALQbCi1wAgBUGAEGxqIAZBBGxqIR1BsJoTIAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL9',
-  '5AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEc',
-  'IB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4g',
-  'HP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQogQLvQEDAn8BewJ/IAAhAgJAA0Ag',
-  'AiABTg0BQQAhA0HAgqYBIAJBgMAAbGogA0EEbGohBUGwotMAIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAA',
-  'IQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUg',
-  'BkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQpAQL0gQDA38Oew5/IAAhBAJAA0AgBCABTg0BQbCi2QAgBEGA',
-  'BGxqIRNBsKLTACAEQYAEbGohFEGw4tQAIARBgARsaiEVQbCizgAgBEGABGxqIRZBsOLiACAEQYAEbGohF0Gw4tMAIARBgARs',
-  'aiEYQbCi2gAgBEGABGxqIRlBsKLSACAEQYAEbGohGkGw4toAIARBgARsaiEbQbCizQAgBEGABGxqIRxBsKLbACAEQYAEbGoh',
-  'HUGw4tIAIARBgARsaiEeQbDi2wAgBEGABGxqIR9BsKLgACAEQYAEbGohIEEgIQMDQCAT/QAAACAU/QAAAP3kASEFIAUgFf0A',
-  'AAD95gEhBiAFIBb9AAAA/eYBIQcgFf0AAAAgFf0AAAD95gEhCP0MAACAPwAAgD8AAIA/AACAPyAI/eUBIQkgByAJ/eYBIQog',
-  'F/0AAAAgCv3kASELIAsgGP0AAAD95gEhDCAZIAz9CwAAIAsgGv0AAAD95gEhDSAbIA39CwAAIAsgHP0AAAD95gEhDiAdIA79',
-  'CwAAIAsgHv0AAAD95gEhDyAfIA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/IBb9AAAA/eUBIRAgFv0AAAAgEP3mASERIAYgEf3m',
-  'ASESICAgEv0LAAAgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBq',
-  'IRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQpgQL1gIF',
-  'An8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsKLOACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkAD',
-  'QCABQQRqQYADSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWoh',
-  'AQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKLgACAEQYAEbGogBUEEbGohB0Gwrs4AIARBgBBsaiAFQQRs',
-  'aiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEg',
-  'B/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALCwuwAQMDfwN7A38gACEEAkADQCAE',
-  'IAFODQFBsOLTACAEQYAEbGohCEGw4toAIARBgARsaiEJQbCizQAgBEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0M',
-  'AACAPwAAgD8AAIA/AACAPyAF/eUBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayID',
-  'DQALIARBAWohBAwACwsLCQBBAEEQEKkEC/ADBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwotAAIABBgBBs',
-  'aiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJA',
-  'A0AgAUGAAk4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwos0A',
-  'IARBgARsaiAFQQRsaiEHQbCq0AAgBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGoh',
-  'ByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAAL',
-  'CyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwrtAAIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsC',
-  'QANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEB',
-  'aiEKDAALCyAJQQFqIQkMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4tIAIARBgARsaiEIQbCi2wAgBEGABGxqIQlB',
-  'sKLNACAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYB',
-  'IQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQrAQL8AMHAn8BewN/',
-  'AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi1QAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0Ag',
-  'AUEEakGAAUoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEM',
-  'AAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCizQAgBEGABGxqIAVBBGxqIQdBsKbVACAEQYAQbGogBUEEbGoh',
-  'CAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9',
-  'CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCq',
-  '1QAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxBEGohDCAKQQRq',
-  'IQoMAAsLAkADQCAKQYACTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLsAEDA38DewN/IAAhBAJA',
-  'A0AgBCABTg0BQbCi0gAgBEGABGxqIQhBsKLaACAEQYAEbGohCUGwos0AIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8A',
-  'AIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANB',
-  'AWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCvBAvWAgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwos0AIABBgARs',
-  'aiABQQRsaiEDQbCi1wAgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBq',
-  'IQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFq',
-  'IQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGwptcAIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIQcCQANAIAZB',
-  'BGpBgANKDQEgCCAH/QsAACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQggBkEBaiEGDAAL',
-  'CyAFQQFqIQUMAAsLC4cEBwN/AXsFfwR7Cn8BewR/QQAhBEGwj7oBIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsKLOACAKQYAQbGogAEEE',
-  'bGohD0GwotAAIApBgBBsaiAAQQRsaiEQQbCi1QAgCkGAEGxqIABBBGxqIRFBsKLXACAKQYAQbGogAEEEbGohEkGwotwAIApB',
-  'gBBsaiAAQQRsaiETQbCPugEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoNASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEh',
-  'DCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIg',
-  'E0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtBACEYQbCi1AAgAEEEbGohGkGwj7oBIABBBGxqIRtB',
-  'sKLNACAYQYAQbGogAEEEbGohHCAAIR0CQANAIB1BBGogAUoNASAa/QAAACAb/QAAAP3kASEZIBwgGf0LAAAgGkEQaiEaIBtB',
-  'EGohGyAcQRBqIRwgHUEEaiEdDAALCyAYQQFqIRgLCgBBAEGABBCyBAvVDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBECEL',
-  'A0AgACEFAkADQCAFQQRqIAFKDQFBsKLcACACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0M',
+  'DAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGw3iwgBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAh',
+  'BwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAGQQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAG',
+  'QQFqIQYMAAsLIAVBAWohBQwACwsLgAQHA38BewV/BHsKfwF7BH9BACEEQbDHgQEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoN',
+  'Af0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGw2iMgCkGA',
+  'EGxqIABBBGxqIQ9BsNolIApBgBBsaiAAQQRsaiEQQbDaKiAKQYAQbGogAEEEbGohEUGw2iwgCkGAEGxqIABBBGxqIRJBsNox',
+  'IApBgBBsaiAAQQRsaiETQbDHgQEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoNASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD9',
+  '5AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBq',
+  'IRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtBACEYQbDaKSAAQQRsaiEaQbDHgQEgAEEEbGoh',
+  'G0Gw2iIgGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGohGiAb',
+  'QRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoAQQBBgAQQzgIL0wwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAh',
+  'CwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaMSACaiAFQYAQbGohB0Gw14EBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0M',
   'AAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAA',
   'AAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAA',
   'AAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAA',
@@ -3471,340 +2010,104 @@ const wasm = [
   'ACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39',
   'XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQ',
   'ERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9',
-  'Xv0NAAECAwQFBgcQERITFBUWFyEYQbCi0gAgBGogBUGABGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkg',
-  'FP0LAJAEIAkgFf0LAIAIIAkgFv0LAJAIIAkgF/0LAIAMIAkgGP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAE',
-  'QYDAAGohBAttAQV/IAAhAkHAjQIgAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4',
-  'AgAgA0EEaiEDIARBgARqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxEAQQBBgAEQtQRBAEEQELQEC7IFAw9/DHsC',
-  'f0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiyQAgAmogBUEEbGohB0GwotwAIANqIAZBBGxq',
-  'IQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0M',
-  'AAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH9',
-  '5AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH9',
-  '5AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbDilAEg',
-  'BUGAEGxqIAZBBGxqIR1BsKL4ACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc',
-  '/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCA',
-  'ICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAF',
-  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARC3BAvSDAQPfxh7AX8De0EAIQJBACEDQQAhBEEA',
-  'IQZBAiELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLcACACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEg',
-  'LCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwg',
-  'FSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcg',
-  'CEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0g',
-  'E/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAg',
-  'IBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoL',
-  'DA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwN',
-  'Dg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUW',
-  'FyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAEC',
-  'AwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcg',
-  'J/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbDi0gAgBGogBUHAAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0L',
-  'AEAgCSAU/QsAUCAJIBX9CwCAASAJIBb9CwCQASAJIBf9CwDAASAJIBj9CwDQASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsN',
-  'AAsgBEGACGohBAtsAQV/IAAhAkHADSACQYAQbGohA0Gwn7oBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoC',
-  'ADgCACADQQRqIQMgBEHAAGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEABBAEEQELoEQQBBEBC5BAuxBQMPfwx7',
-  'An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoswAIAJqIAVBBGxqIQdBsKLcACADaiAGQQRs',
-  'aiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB',
-  '/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB',
-  '/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwmhMg',
-  'BUGAEGxqIAZBBGxqIR1BsKLJACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc',
-  '/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCA',
-  'ICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAF',
-  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQELwEC70BAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEA',
-  'IQNBwP6lASACQYDAAGxqIANBBGxqIQVBsKLMACACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0L',
-  'AAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiAD',
-  'QQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEL4EC9IEAwN/DnsOfyAAIQQCQANAIAQgAU4NAUGwotIAIARBgARsaiETQbCi',
-  'zAAgBEGABGxqIRRBsOLNACAEQYAEbGohFUGwoscAIARBgARsaiEWQbDi2wAgBEGABGxqIRdBsOLMACAEQYAEbGohGEGwotMA',
-  'IARBgARsaiEZQbCiywAgBEGABGxqIRpBsOLTACAEQYAEbGohG0GwosYAIARBgARsaiEcQbCi1AAgBEGABGxqIR1BsOLLACAE',
-  'QYAEbGohHkGw4tQAIARBgARsaiEfQbCi2QAgBEGABGxqISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYg',
-  'BSAW/QAAAP3mASEHIBX9AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr9',
-  '5AEhCyALIBj9AAAA/eYBIQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79',
-  'AAAA/eYBIQ8gHyAP/QsAAP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9',
-  'CwAAIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGoh',
-  'HCAdQRBqIR0gHkEQaiEeIB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMAEC9QCBQJ/AXsDfwF7',
-  'An9BACEAAkADQCAAQRBODQFBACEBQbCaEyAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYAD',
-  'Sg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEB',
-  'aiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKLZACAEQYAEbGogBUEEbGohB0GwphMgBEGAEGxqIAVBBGxqIQgCQANAIAVB',
-  'BGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAgg',
-  'Bv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLC7ABAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4swA',
-  'IARBgARsaiEIQbDi0wAgBEGABGxqIQlBsKLGACAEQYAEbGohCkEgIQMDQCAI/QAAACAI/QAAAP3mASEF/QwAAIA/AACAPwAA',
-  'gD8AAIA/IAX95QEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEE',
-  'DAALCwsJAEEAQRAQwwQL8AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCixwAgAEGAEGxqIAFBBGxqIQP9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0B',
-  'IAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCixgAgBEGABGxqIAVB',
-  'BGxqIQdBsKrHACAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAF',
-  'QQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwA',
-  'CwtBACEJAkADQCAJQRBODQFBACEKQbCuxwAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGA',
-  'AUoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlB',
-  'AWohCQwACwsLsAEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDiywAgBEGABGxqIQhBsKLUACAEQYAEbGohCUGwosYAIARBgARs',
-  'aiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAA',
-  'IAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDGBAvwAwcCfwF7A38BewR/AXsBf0EA',
-  'IQACQANAIABBEE4NAUEAIQFBsKLOACAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0B',
-  'IAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEA',
-  'DAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKLGACAEQYAEbGogBUEEbGohB0Gwps4AIARBgBBsaiAFQQRsaiEIAkADQCAFQQRq',
-  'QYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9',
-  'WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsKrOACAJQYAQbGog',
-  'CkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANA',
-  'IApBgAJODQEgDCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwuwAQMDfwN7A38gACEEAkADQCAEIAFODQFB',
-  'sKLLACAEQYAEbGohCEGwotMAIARBgARsaiEJQbCixgAgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD9',
-  '5QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARB',
-  'AWohBAwACwsLCQBBAEEQEMkEC9YCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCixgAgAEGABGxqIAFBBGxqIQNB',
-  'sKLQACAAQYAQbGogAUEEbGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEM',
-  'AAsLAkADQCABQYABTg0BIAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwACwtBACEF',
-  'AkADQCAFQRBODQFBACEGQbCm0AAgBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAI',
-  'IAf9CwAAIAhBEGohCCAGQQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwA',
-  'CwsLhgQHA38BewV/BHsKfwF7BH9BACEEQbCPugEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwmhMgCkGAEGxqIABBBGxqIQ9BsKLHACAK',
-  'QYAQbGogAEEEbGohEEGwos4AIApBgBBsaiAAQQRsaiERQbCi0AAgCkGAEGxqIABBBGxqIRJBsKLVACAKQYAQbGogAEEEbGoh',
-  'E0Gwj7oBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3k',
-  'ASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBq',
-  'IRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGwos0AIABBBGxqIRpBsI+6ASAAQQRsaiEbQbCixgAgGEGAEGxq',
-  'IABBBGxqIRwgACEdAkADQCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGohGiAbQRBqIRsgHEEQaiEc',
-  'IB1BBGohHQwACwsgGEEBaiEYCwoAQQBBgAQQzAQL1QwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0Ag',
-  'BUEEaiABSg0BQbCi1QAgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
-  'AAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr',
-  '/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAs',
-  'ICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayINDQAL',
-  'IBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEh',
-  'GyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkK',
-  'CwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
-  'ISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikN',
-  'AAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQID',
-  'BAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj',
-  '/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYH',
-  'EBESExQVFhchGEGwossAIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9',
-  'CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEF',
-  'fyAAIQJBwI0CIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAE',
-  'QYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEM8EQQBBEBDOBAuyBQMPfwx7An9BACECQQAhA0EA',
-  'IQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwosIAIAJqIAVBBGxqIQdBsKLVACADaiAGQQRsaiEI/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQh',
-  'GyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwh',
-  'GyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwovgAIAVBgBBsaiAGQQRs',
-  'aiEdQbDilAEgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQ',
-  'IBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb9',
-  '5AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAG',
-  'QQhqIQYgC0EBayILDQALIARBgIAQaiEECwoAQQBBgAEQ0QQL0gwED38YewF/A3tBACECQQAhA0EAIQRBACEGQQIhCwNAIAAh',
-  'BQJAA0AgBUEEaiABSg0BQbCi1QAgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ff0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAA',
-  'AAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'J/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASER',
-  'IBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQB',
-  'IRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBwABqIQggDUEB',
-  'ayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS',
-  '/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4g',
-  'EyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsM',
-  'DQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0O',
-  'D/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0M',
-  'AAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCAp',
-  'QQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e',
-  '/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQV',
-  'FhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQAB',
-  'AgMEBQYHEBESExQVFhchGEGw4ssAIARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAg',
-  'CSAV/QsAgAEgCSAW/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQL',
-  'bAEFfyAAIQJBwA0gAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiED',
-  'IARBwABqIQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBDUBEEAQRAQ0wQLsQUDD38MewJ/QQAhAkEAIQNB',
-  'ACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLFACACaiAFQQRsaiEHQbCi1QAgA2ogBkEEbGohCP0MAAAAAAAA',
-  'AAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAE',
-  'IRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAM',
-  'IRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsKLJACAFQYAQbGogBkEE',
-  'bGohHUGwmhMgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQ',
-  'IBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb9',
-  '5AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAG',
-  'QQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBBEBDWBAu9AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcD6pQEgAkGA',
-  'wABsaiADQQRsaiEFQbCixQAgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAG',
+  'Xv0NAAECAwQFBgcQERITFBUWFyEYQbDaJyAEaiAFQYAEbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU',
+  '/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwgCSAY/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARB',
+  'gMAAaiEEC20BBX8gACECQcCNAiACQYAQbGohA0Gw14EBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgC',
+  'ACADQQRqIQMgBEGABGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEQBBAEGAARDRAkEAQRAQ0AILrwUDD38MewJ/',
+  'QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNoeIAJqIAVBBGxqIQdBsNoxIANqIAZBBGxqIQj9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAA',
+  'AAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEh',
+  'EiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEh',
+  'FiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbCa3AAgBUGA',
+  'EGxqIAZBBGxqIR1BsNo/IAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQ',
+  'IB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39',
+  'AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGoh',
+  'BQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAEGohBAsKAEEAQYABENMCC9AMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEC',
+  'IQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2jEgAmogBUGAEGxqIQdBsNeBASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAA',
+  'AAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAA',
+  'AAAAAAAAAAAAISD9DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3m',
+  'Af3kASERIBIgLCAr/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq',
+  '/eYB/eQBIRUgFiAsICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBwABq',
+  'IQggDUEBayINDQALIBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IREgGyAS/V/98AEhGyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3w',
+  'ASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9',
+  'DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8I',
+  'CQoLDA0OD/1f/fABISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/9',
+  '8AEhJP0MAAAAAAAAAAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAA',
+  'AAAhGCApQQFrIikNAAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd',
+  '/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYH',
+  'EBESExQVFhchFSAj/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo',
+  '/V79DQABAgMEBQYHEBESExQVFhchGEGwmiggBGogBUHAAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAEAgCSAU',
+  '/QsAUCAJIBX9CwCAASAJIBb9CwCQASAJIBf9CwDAASAJIBj9CwDQASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGA',
+  'CGohBAtsAQV/IAAhAkHADSACQYAQbGohA0Gw14EBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACAD',
+  'QQRqIQMgBEHAAGohBCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEABBAEEQENYCQQBBEBDVAguuBQMPfwx7An9BACEC',
+  'QQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2iEgAmogBUEEbGohB0Gw2jEgA2ogBkEEbGohCP0MAAAA',
+  'AAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9',
+  'CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9',
+  'CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsJITIAVBgBBsaiAG',
+  'QQRsaiEdQbDaHiAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAA',
+  'gBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAg',
+  'Fv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsL',
+  'IAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQENgCC7sBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwJ7tACAC',
+  'QYAgbGogA0EEbGohBUGw2iEgAkGABGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAG',
   'QRBqIQYgA0EEaiEDDAALCwJAA0AgA0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyAC',
-  'QQFqIQIMAAsLCwkAQQBBEBDYBAvRBAMDfw57Dn8gACEEAkADQCAEIAFODQFBsKLLACAEQYAEbGohE0GwosUAIARBgARsaiEU',
-  'QbDixgAgBEGABGxqIRVBsKLAACAEQYAEbGohFkGw4tQAIARBgARsaiEXQbDixQAgBEGABGxqIRhBsKLMACAEQYAEbGohGUGw',
-  'osQAIARBgARsaiEaQbDizAAgBEGABGxqIRtBsKI/IARBgARsaiEcQbCizQAgBEGABGxqIR1BsOLEACAEQYAEbGohHkGw4s0A',
-  'IARBgARsaiEfQbCi0gAgBEGABGxqISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA/eYBIQYgBSAW/QAAAP3mASEH',
-  'IBX9AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9AAAAIAr95AEhCyALIBj9AAAA',
-  '/eYBIQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsAACALIB79AAAA/eYBIQ8gHyAP',
-  '/QsAAP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEhEiAgIBL9CwAAIBNBEGohEyAU',
-  'QRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEbIBxBEGohHCAdQRBqIR0gHkEQ',
-  'aiEeIB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQENoEC9YCBQJ/AXsDfwF7An9BACEAAkADQCAA',
-  'QRBODQFBACEBQbCiwAAgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAA',
-  'IANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEE',
-  'AkADQCAEQRBODQFBACEFQbCi0gAgBEGABGxqIAVBBGxqIQdBsK7AACAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH',
-  '/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EE',
-  'aiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsLrwEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDixQAgBEGABGxqIQhB',
-  'sOLMACAEQYAEbGohCUGwoj8gBEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUB',
-  'IQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
-  'EN0EC+8DBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwosIAIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACAD',
-  'QQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwoj8gBEGABGxqIAVBBGxqIQdBsKrCACAE',
-  'QYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkAD',
-  'QCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJ',
-  'QRBODQFBACEKQbCuwgAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAA',
-  'IAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrwED',
-  'A38DewN/IAAhBAJAA0AgBCABTg0BQbDixAAgBEGABGxqIQhBsKLNACAEQYAEbGohCUGwoj8gBEGABGxqIQpBICEDA0D9DAAA',
-  'gD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGoh',
-  'CSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEOAEC+8DBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0B',
-  'QQAhAUGwoscAIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBq',
-  'IQMgAUEEaiEBDAALCwJAA0AgAUGAAU4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0Ag',
-  'BEEQTg0BQQAhBUGwoj8gBEGABGxqIAVBBGxqIQdBsKbHACAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEG',
-  'IAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhB',
-  'BGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCqxwAgCUGAEGxqIApBBGxqIQz9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYACTg0BIAwgC/1a',
-  'AAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrwEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCixAAgBEGABGxqIQhB',
-  'sKLMACAEQYAEbGohCUGwoj8gBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYB',
-  'IQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQ',
-  'EOMEC9UCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCiPyAAQYAEbGogAUEEbGohA0GwoskAIABBgBBsaiABQQRs',
-  'aiEEAkADQCABQQRqQYABSg0BIAP9AAAAIQIgBCAC/QsAACADQRBqIQMgBEEQaiEEIAFBBGohAQwACwsCQANAIAFBgAFODQEg',
-  'A/0JAAAhAiAEIAL9WgAAACADQQRqIQMgBEEEaiEEIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQUCQANAIAVBEE4NAUEAIQZB',
-  'sKbJACAFQYAQbGogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZB',
-  'BGohBgwACwsCQANAIAZBgANODQEgCCAH/VoAAAAgCEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwuGBAcDfwF7BX8Eewp/',
-  'AXsEf0EAIQRBsI+6ASAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBq',
-  'IQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAhCANAQbCiwAAgCkGAEGxqIABBBGxqIQ9BsKLCACAKQYAQbGogAEEEbGohEEGw',
-  'oscAIApBgBBsaiAAQQRsaiERQbCiyQAgCkGAEGxqIABBBGxqIRJBsKLOACAKQYAQbGogAEEEbGohE0Gwj7oBIABBBGxqIRQg',
-  'ACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0LAAAgFP0A',
-  'AAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEVDAALCyAK',
-  'QQFqIQogCEEBayIIDQALQQAhGEGwosYAIABBBGxqIRpBsI+6ASAAQQRsaiEbQbCiPyAYQYAQbGogAEEEbGohHCAAIR0CQANA',
-  'IB1BBGogAUoNASAa/QAAACAb/QAAAP3kASEZIBwgGf0LAAAgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEEaiEdDAALCyAYQQFq',
-  'IRgLCgBBAEGABBDmBAvVDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBECELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLOACAC',
-  'aiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAA',
-  'AAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAA',
-  'AAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShB',
-  'AiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAh',
-  'LCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCA',
-  'MCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEGABGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEg',
-  'Ef0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0O',
-  'DwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9',
-  'X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAA',
-  'AAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX',
-  '/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICgg',
-  'GCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQID',
-  'BAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf',
-  '/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYH',
-  'EBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbCixAAg',
-  'BGogBUGABGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkgFf0LAIAIIAkgFv0LAJAIIAkg',
-  'F/0LAIAMIAkgGP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAttAQV/IAAhAkHAjQIgAkGAEGxq',
-  'IQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgARqIQQgBkEBayIGDQAL',
-  'IAVBBGohBSACQQFqIQIMAAsLCxEAQQBBgAEQ6QRBAEEQEOgEC7EFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAh',
-  'BQJAA0AgBUEEaiABSg0BQbCiOyACaiAFQQRsaiEHQbCizgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0A',
-  'AAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAU',
-  'IBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAY',
-  'IBsgGv3mAf3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtBsOKUASAFQYAQbGogBkEEbGohHUGwovgAIAVBgBBsaiAG',
-  'QQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAg',
-  'Hf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0A',
-  'AIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAE',
-  'QYCAEGohBAsKAEEAQYABEOsEC9IMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkECIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw',
-  'os4AIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAA',
-  'AAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAA',
-  'AAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9',
-  'CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYg',
-  'B/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQcAAaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZ',
-  'IBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJ',
-  'CgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoL',
-  'DA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEh',
-  'IP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'FiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fAB',
-  'IScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79',
-  'DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUW',
-  'FyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAEC',
-  'AwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhB',
-  'sOLEACAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJAB',
-  'IAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBs',
-  'aiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0A',
-  'CyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQ7gRBAEEQEO0EC68FAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAh',
-  'BQJAA0AgBUEEaiABSg0BQbCiPiACaiAFQQRsaiEHQbCizgAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0A',
-  'AAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAU',
-  'IBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAY',
-  'IBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsJoTIAVBgBBsaiAGQQRsaiEdQbCiOyAFQYAQbGogBkEE',
-  'bGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39',
-  'AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACA',
-  'MCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGA',
-  'gAJqIQQLCQBBAEEQEPAEC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwPalASACQYDAAGxqIANBBGxqIQVBsKI+IAJB',
-  'gARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANA',
-  'IANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQ8gQL',
-  'ywQDA38Oew5/IAAhBAJAA0AgBCABTg0BQbCixAAgBEGABGxqIRNBsKI+IARBgARsaiEUQbDiPyAEQYAEbGohFUGwojkgBEGA',
-  'BGxqIRZBsOLNACAEQYAEbGohF0Gw4j4gBEGABGxqIRhBsKLFACAEQYAEbGohGUGwoj0gBEGABGxqIRpBsOLFACAEQYAEbGoh',
-  'G0GwojggBEGABGxqIRxBsKLGACAEQYAEbGohHUGw4j0gBEGABGxqIR5BsOLGACAEQYAEbGohH0GwossAIARBgARsaiEgQSAh',
-  'AwNAIBP9AAAAIBT9AAAA/eQBIQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3mASEI/QwAAIA/AACA',
-  'PwAAgD8AAIA/IAj95QEhCSAHIAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAgCyAa/QAAAP3mASEN',
-  'IBsgDf0LAAAgCyAc/QAAAP3mASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFv0A',
-  'AAD95QEhECAW/QAAACAQ/eYBIREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEX',
-  'IBhBEGohGCAZQRBqIRkgGkEQaiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQaiEgIANBAWsiAw0A',
-  'CyAEQQFqIQQMAAsLCwkAQQBBEBD0BAvUAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwmhMgAEGAEGxqIAFBBGxq',
-  'IQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYAD',
-  'Tg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCiywAgBEGABGxq',
-  'IAVBBGxqIQdBsKYTIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEI',
-  'IAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEE',
-  'DAALCwuuAQMDfwN7A38gACEEAkADQCAEIAFODQFBsOI+IARBgARsaiEIQbDixQAgBEGABGxqIQlBsKI4IARBgARsaiEKQSAh',
-  'AwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGoh',
-  'CCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBD3BAvsAwcCfwF7A38BewR/AXsBf0EAIQACQANA',
-  'IABBEE4NAUEAIQFBsKI5IABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsA',
-  'ACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAh',
-  'BAJAA0AgBEEQTg0BQQAhBUGwojggBEGABGxqIAVBBGxqIQdBsKo5IARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9',
-  'AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRq',
-  'IQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpBsK45IAlBgBBsaiAKQQRsaiEM/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAM',
-  'IAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC64BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4j0gBEGABGxq',
-  'IQhBsKLGACAEQYAEbGohCUGwojggBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF',
-  '/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBB',
-  'AEEQEPoEC+8DBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwosAAIABBgBBsaiABQQRsaiED/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4NASADIAL9WgAA',
-  'ACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwojggBEGABGxqIAVBBGxqIQdBsKbA',
-  'ACAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsL',
-  'AkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkAD',
-  'QCAJQRBODQFBACEKQbCqwAAgCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9',
-  'CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYACTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsL',
-  'rgEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCiPSAEQYAEbGohCEGwosUAIARBgARsaiEJQbCiOCAEQYAEbGohCkEgIQMDQP0M',
-  'AACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQ',
-  'aiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ/QQL1QIFAn8BewR/AXsBf0EAIQACQANAIABBEE4NAUEA',
-  'IQFBsKI4IABBgARsaiABQQRsaiEDQbCiwgAgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAA',
-  'IANBEGohAyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEB',
-  'aiEBDAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGwpsIAIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIQcCQANAIAZBBGpBgANKDQEgCCAH/QsAACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRq',
-  'IQggBkEBaiEGDAALCyAFQQFqIQUMAAsLC4MEBwN/AXsFfwR7Cn8BewR/QQAhBEGwj7oBIABBBGxqIQYgACEHAkADQCAHQQRq',
-  'IAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAGIAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsJoT',
-  'IApBgBBsaiAAQQRsaiEPQbCiOSAKQYAQbGogAEEEbGohEEGwosAAIApBgBBsaiAAQQRsaiERQbCiwgAgCkGAEGxqIABBBGxq',
-  'IRJBsKLHACAKQYAQbGogAEEEbGohE0Gwj7oBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyAL',
-  'IBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBq',
-  'IREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGwoj8gAEEEbGohGkGwj7oB',
-  'IABBBGxqIRtBsKI4IBhBgBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAa',
-  'QRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEAQYAEEIAFC9QMBA9/GHsBfwN7QQAhAkEAIQNBACEE',
-  'QQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoscAIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAA',
+  'QQFqIQIMAAsLCwkAQQBBEBDaAgvEBAMDfw57Dn8gACEEAkADQCAEIAFODQFBsNonIARBgARsaiETQbDaISAEQYAEbGohFEGw',
+  'miMgBEGABGxqIRVBsNocIARBgARsaiEWQbCaMSAEQYAEbGohF0GwmiIgBEGABGxqIRhBsNooIARBgARsaiEZQbDaICAEQYAE',
+  'bGohGkGwmikgBEGABGxqIRtBsNobIARBgARsaiEcQbDaKSAEQYAEbGohHUGwmiEgBEGABGxqIR5BsJoqIARBgARsaiEfQbDa',
+  'LiAEQYAEbGohIEEgIQMDQCAT/QAAACAU/QAAAP3kASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA/eYBIQcgFf0AAAAgFf0AAAD9',
+  '5gEhCP0MAACAPwAAgD8AAIA/AACAPyAI/eUBIQkgByAJ/eYBIQogF/0AAAAgCv3kASELIAsgGP0AAAD95gEhDCAZIAz9CwAA',
+  'IAsgGv0AAAD95gEhDSAbIA39CwAAIAsgHP0AAAD95gEhDiAdIA79CwAAIAsgHv0AAAD95gEhDyAfIA/9CwAA/QwAAIA/AACA',
+  'PwAAgD8AAIA/IBb9AAAA/eUBIRAgFv0AAAAgEP3mASERIAYgEf3mASESICAgEv0LAAAgE0EQaiETIBRBEGohFCAVQRBqIRUg',
+  'FkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBB',
+  'EGohICADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ3AIL0wIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsJIT',
+  'IABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEB',
+  'DAALCwJAA0AgAUGAA04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAh',
+  'BUGw2i4gBEGABGxqIAVBBGxqIQdBsJ4TIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAH',
+  'QRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWoh',
+  'BQwACwsgBEEBaiEEDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsJoiIARBgARsaiEIQbCaKSAEQYAEbGohCUGw2hsg',
+  'BEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUBIQYgCf0AAAAgBv3mASEHIAog',
+  'B/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEN8CC+wDBwJ/AXsDfwF7BH8B',
+  'ewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw2hwgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGA',
+  'AkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABB',
+  'AWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbDaGyAEQYAEbGogBUEEbGohB0Gw4hwgBEGAEGxqIAVBBGxqIQgCQANAIAVB',
+  'BGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAgg',
+  'Bv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGw5hwgCUGAEGxq',
+  'IApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkAD',
+  'QCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0B',
+  'QbCaISAEQYAEbGohCEGw2ikgBEGABGxqIQlBsNobIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUB',
+  'IQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFq',
+  'IQQMAAsLCwkAQQBBEBDiAgvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsNojIABBgBBsaiABQQRsaiED',
+  '/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4N',
+  'ASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGw2hsgBEGABGxqIAVB',
+  'BGxqIQdBsN4jIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVB',
+  'BGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAAL',
+  'C0EAIQkCQANAIAlBEE4NAUEAIQpBsOIjIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAJK',
+  'DQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFq',
+  'IQkMAAsLC60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw2iAgBEGABGxqIQhBsNooIARBgARsaiEJQbDaGyAEQYAEbGohCkEg',
+  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBq',
+  'IQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ5QIL0wIFAn8BewR/AXsBf0EAIQACQANAIABB',
+  'EE4NAUEAIQFBsNobIABBgARsaiABQQRsaiEDQbDaJSAAQYAQbGogAUEEbGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQg',
+  'Av0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEMAAsLAkADQCABQYABTg0BIAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGoh',
+  'BCABQQFqIQEMAAsLIABBAWohAAwACwtBACEFAkADQCAFQRBODQFBACEGQbDeJSAFQYAQbGogBkEEbGohCP0MAAAAAAAAAAAA',
+  'AAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANODQEgCCAH/VoAAAAg',
+  'CEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwuABAcDfwF7BX8Eewp/AXsEf0EAIQRBsMeBASAAQQRsaiEGIAAhBwJAA0Ag',
+  'B0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAhCANA',
+  'QbCSEyAKQYAQbGogAEEEbGohD0Gw2hwgCkGAEGxqIABBBGxqIRBBsNojIApBgBBsaiAAQQRsaiERQbDaJSAKQYAQbGogAEEE',
+  'bGohEkGw2iogCkGAEGxqIABBBGxqIRNBsMeBASAAQQRsaiEUIAAhFQJAA0AgFUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsg',
+  'CyAR/QAAAP3kASEMIAwgEv0AAAD95AEhDSATIA39CwAAIBT9AAAAIA395AEhDiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQ',
+  'aiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBBGohFQwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRhBsNoiIABBBGxqIRpBsMeB',
+  'ASAAQQRsaiEbQbDaGyAYQYAQbGogAEEEbGohHCAAIR0CQANAIB1BBGogAUoNASAa/QAAACAb/QAAAP3kASEZIBwgGf0LAAAg',
+  'GkEQaiEaIBtBEGohGyAcQRBqIRwgHUEEaiEdDAALCyAYQQFqIRgLCgBBAEGABBDoAgvTDAQPfxh7AX8De0EAIQJBACEDQQAh',
+  'BEEAIQZBECELA0AgACEFAkADQCAFQQRqIAFKDQFBsNoqIAJqIAVBgBBsaiEHQbDXgQEgBkEEbGohCP0MAAAAAAAAAAAAAAAA',
   'AAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAA',
   'AAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAA',
   'IRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAA',
@@ -3824,659 +2127,166 @@ const wasm = [
   'AAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMU',
   'FRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0A',
   'AQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhch',
-  'FyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsKI9IARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9',
+  'FyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsNogIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9',
   'CwCABCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFr',
-  'IgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0Ag',
-  'BCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEIMFQQBBEBCCBQux',
-  'BQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwojQgAmogBUEEbGohB0GwoscAIANq',
-  'IAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAb',
-  'IBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAb',
-  'IBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQAL',
-  'QbCi+AAgBUGAEGxqIAZBBGxqIR1BsOKUASAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQB',
-  'IRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAe',
-  'IBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9',
-  'CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARCFBQvRDAQPfxh7AX8De0EAIQJBACED',
-  'QQAhBEEAIQZBAiELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLHACACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0M',
-  'AAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAA',
-  'AAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0M',
-  'AAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkA',
-  'ACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0J',
-  'AIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAH',
-  'QQRqIQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/9',
-  '8AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV',
-  '/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4P',
-  'CAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f',
-  '/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAA',
-  'AAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQ',
-  'ERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9',
-  'Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMU',
-  'FRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbDiPSAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAg',
-  'CSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtB',
-  'AWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0Ag',
-  'BCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQiAVBAEEQEIcFC68F',
-  'Aw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiNyACaiAFQQRsaiEHQbCixwAgA2og',
+  'IgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0Ag',
+  'BCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEOsCQQBBEBDqAguv',
+  'BQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw2hcgAmogBUEEbGohB0Gw2iogA2og',
   'BkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAA',
   'AAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAA',
   'ACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsg',
   'Gv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsg',
-  'Gv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtB',
-  'sKI7IAVBgBBsaiAGQQRsaiEdQbCaEyAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwg',
-  'HiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9',
-  'CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQ',
-  'MCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEIoFC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4N',
-  'AUEAIQNBwPKlASACQYDAAGxqIANBBGxqIQVBsKI3IAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE',
-  '/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEG',
-  'IANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQjAULxgQDA38Oew5/IAAhBAJAA0AgBCABTg0BQbCiPSAEQYAEbGohE0Gw',
-  'ojcgBEGABGxqIRRBsOI4IARBgARsaiEVQbCiMiAEQYAEbGohFkGw4sYAIARBgARsaiEXQbDiNyAEQYAEbGohGEGwoj4gBEGA',
-  'BGxqIRlBsKI2IARBgARsaiEaQbDiPiAEQYAEbGohG0GwojEgBEGABGxqIRxBsKI/IARBgARsaiEdQbDiNiAEQYAEbGohHkGw',
-  '4j8gBEGABGxqIR9BsKLEACAEQYAEbGohIEEgIQMDQCAT/QAAACAU/QAAAP3kASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA/eYB',
-  'IQcgFf0AAAAgFf0AAAD95gEhCP0MAACAPwAAgD8AAIA/AACAPyAI/eUBIQkgByAJ/eYBIQogF/0AAAAgCv3kASELIAsgGP0A',
-  'AAD95gEhDCAZIAz9CwAAIAsgGv0AAAD95gEhDSAbIA39CwAAIAsgHP0AAAD95gEhDiAdIA79CwAAIAsgHv0AAAD95gEhDyAf',
-  'IA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/IBb9AAAA/eUBIRAgFv0AAAAgEP3mASERIAYgEf3mASESICAgEv0LAAAgE0EQaiET',
-  'IBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAe',
-  'QRBqIR4gH0EQaiEfICBBEGohICADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQjgUL1AIFAn8BewN/AXsCf0EAIQACQANA',
-  'IABBEE4NAUEAIQFBsKIyIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsA',
-  'ACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAA04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAh',
-  'BAJAA0AgBEEQTg0BQQAhBUGwosQAIARBgARsaiAFQQRsaiEHQbCuMiAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH',
-  '/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EE',
-  'aiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDiNyAEQYAEbGohCEGw',
-  '4j4gBEGABGxqIQlBsKIxIARBgARsaiEKQSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3lASEG',
-  'IAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBCR',
-  'BQvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKI0IABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACADQQRq',
-  'IQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwojEgBEGABGxqIAVBBGxqIQdBsKo0IARBgBBs',
-  'aiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVB',
-  'gAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4N',
-  'AUEAIQpBsK40IAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFKDQEgDCAL/QsAACAMQRBq',
-  'IQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC60BAwN/A3sD',
-  'fyAAIQQCQANAIAQgAU4NAUGw4jYgBEGABGxqIQhBsKI/IARBgARsaiEJQbCiMSAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8A',
-  'AIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGoh',
-  'CiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQlAUL7AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCi',
-  'OSAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGoh',
-  'AQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEA',
-  'IQVBsKIxIARBgARsaiAFQQRsaiEHQbCmOSAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAg',
-  'B0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFq',
-  'IQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCqOSAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAgDEEEaiEM',
-  'IApBAWohCgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsKI2IARBgARsaiEIQbCiPiAEQYAEbGoh',
-  'CUGwojEgBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3m',
-  'ASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEJcFC9MCBQJ/AXsE',
-  'fwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCiMSAAQYAEbGogAUEEbGohA0GwojsgAEGAEGxqIAFBBGxqIQQCQANAIAFBBGpB',
-  'gAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQgAv1a',
-  'AAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGwpjsgBUGAEGxqIAZB',
-  'BGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAGQQRqIQYMAAsLAkADQCAG',
-  'QYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLgQQHA38BewV/BHsKfwF7BH9BACEEQbCPugEg',
-  'AEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwACwsg',
-  'BEEBaiEEQQAhCkEQIQgDQEGwojIgCkGAEGxqIABBBGxqIQ9BsKI0IApBgBBsaiAAQQRsaiEQQbCiOSAKQYAQbGogAEEEbGoh',
-  'EUGwojsgCkGAEGxqIABBBGxqIRJBsKLAACAKQYAQbGogAEEEbGohE0Gwj7oBIABBBGxqIRQgACEVAkADQCAVQQRqIAFKDQEg',
-  'D/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0LAAAgFP0AAAAgDf3kASEOIBQgDv0LAAAg',
-  'D0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEVDAALCyAKQQFqIQogCEEBayIIDQALQQAh',
-  'GEGwojggAEEEbGohGkGwj7oBIABBBGxqIRtBsKIxIBhBgBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9',
-  'AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEAQYAEEJoFC9QMBA9/',
-  'GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwosAAIAJqIAVBgBBsaiEHQbCfugEgBkEE',
-  'bGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAA',
-  'AAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAA',
-  'AAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAA',
-  'AAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAh',
-  'KiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAs',
-  'ICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAY',
-  'ICwgK/3mAf3kASEYIAdBBGohByAIQYAEaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P',
-  '/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEg',
-  'Ff1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAk',
-  'IBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoL',
-  'DA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwN',
-  'Dg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4g',
-  'HP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBES',
-  'ExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79',
-  'DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsKI2IARqIAVBgARsaiAGQQRsaiEJIAkg',
-  'Ef0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9CwCACCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRq',
-  'IQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEFfyAAIQJBwI0CIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0Ag',
-  'AiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAEaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsR',
-  'AEEAQYABEJ0FQQBBEBCcBQuxBQMPfwx7An9BACECQQAhA0EAIQRBACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwoi0g',
-  'AmogBUEEbGohB0GwosAAIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEb',
-  'IBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEb',
-  'IBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEH',
-  'IAhBgBBqIQggDUEBayINDQALQbDilAEgBUGAEGxqIAZBBGxqIR1BsKL4ACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwg',
-  'HiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsA',
-  'kBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAg',
-  'Hf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARCfBQvR',
-  'DAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEFAkADQCAFQQRqIAFKDQFBsKLAACACaiAFQYAQbGohB0Gwn7oB',
-  'IAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAA',
-  'AAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9',
-  'AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASET',
-  'IBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQB',
-  'IRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoL',
-  'DA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEh',
-  'HP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'FCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fAB',
-  'ISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0N',
-  'CAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJ',
-  'CgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREg',
-  'G/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUG',
-  'BxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4g',
-  'Jv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbDiNiAEaiAFQcAAbGogBkEEbGoh',
-  'CSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVB',
-  'BGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0Ag',
-  'AiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQ',
-  'AEEAQRAQogVBAEEQEKEFC68FAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiMCAC',
-  'aiAFQQRsaiEHQbCiwAAgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Fv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsg',
-  'ESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsg',
-  'FSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcg',
-  'CEGAEGohCCANQQFrIg0NAAtBsJoTIAVBgBBsaiAGQQRsaiEdQbCiLSAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc',
-  '/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAg',
-  'Hf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0A',
-  'AJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEKQFC7wBAwJ/',
-  'AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwO6lASACQYDAAGxqIANBBGxqIQVBsKIwIAJBgARsaiADQQRsaiEGAkADQCADQQRq',
-  'QYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGohAwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9',
-  'WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJAEEAQRAQpgULxAQDA38Oew5/IAAhBAJAA0AgBCAB',
-  'Tg0BQbCiNiAEQYAEbGohE0GwojAgBEGABGxqIRRBsOIxIARBgARsaiEVQbCiKyAEQYAEbGohFkGw4j8gBEGABGxqIRdBsOIw',
-  'IARBgARsaiEYQbCiNyAEQYAEbGohGUGwoi8gBEGABGxqIRpBsOI3IARBgARsaiEbQbCiKiAEQYAEbGohHEGwojggBEGABGxq',
-  'IR1BsOIvIARBgARsaiEeQbDiOCAEQYAEbGohH0Gwoj0gBEGABGxqISBBICEDA0AgE/0AAAAgFP0AAAD95AEhBSAFIBX9AAAA',
-  '/eYBIQYgBSAW/QAAAP3mASEHIBX9AAAAIBX9AAAA/eYBIQj9DAAAgD8AAIA/AACAPwAAgD8gCP3lASEJIAcgCf3mASEKIBf9',
-  'AAAAIAr95AEhCyALIBj9AAAA/eYBIQwgGSAM/QsAACALIBr9AAAA/eYBIQ0gGyAN/QsAACALIBz9AAAA/eYBIQ4gHSAO/QsA',
-  'ACALIB79AAAA/eYBIQ8gHyAP/QsAAP0MAACAPwAAgD8AAIA/AACAPyAW/QAAAP3lASEQIBb9AAAAIBD95gEhESAGIBH95gEh',
-  'EiAgIBL9CwAAIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBqIRogG0EQaiEb',
-  'IBxBEGohHCAdQRBqIR0gHkEQaiEeIB9BEGohHyAgQRBqISAgA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEKgFC9MCBQJ/',
-  'AXsDfwF7An9BACEAAkADQCAAQRBODQFBACEBQbCaEyAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCAB',
-  'QQRqQYADSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwA',
-  'CwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKI9IARBgARsaiAFQQRsaiEHQbCmEyAEQYAQbGogBUEEbGohCAJA',
-  'A0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAA',
-  'IQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0B',
-  'QbDiMCAEQYAEbGohCEGw4jcgBEGABGxqIQlBsKIqIARBgARsaiEKQSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/',
-  'AACAPwAAgD8gBf3lASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFq',
-  'IQQMAAsLCwkAQQBBEBCrBQvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKIrIABBgBBsaiABQQRsaiED',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4N',
-  'ASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwoiogBEGABGxqIAVB',
-  'BGxqIQdBsKorIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVB',
-  'BGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAAL',
-  'C0EAIQkCQANAIAlBEE4NAUEAIQpBsK4rIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFK',
-  'DQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFq',
-  'IQkMAAsLC60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4i8gBEGABGxqIQhBsKI4IARBgARsaiEJQbCiKiAEQYAEbGohCkEg',
-  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBq',
-  'IQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQrgUL7AMHAn8BewN/AXsEfwF7AX9BACEAAkAD',
-  'QCAAQRBODQFBACEBQbCiMiAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0L',
-  'AAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EA',
-  'IQQCQANAIARBEE4NAUEAIQVBsKIqIARBgARsaiAFQQRsaiEHQbCmMiAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH',
-  '/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EE',
-  'aiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCqMiAJQYAQbGogCkEEbGohDP0M',
-  'AAAAAAAAAAAAAAAAAAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEg',
-  'DCAL/VoAAAAgDEEEaiEMIApBAWohCgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsKIvIARBgARs',
-  'aiEIQbCiNyAEQYAEbGohCUGwoiogBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF',
-  '/eYBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBB',
-  'AEEQELEFC9MCBQJ/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCiKiAAQYAEbGogAUEEbGohA0GwojQgAEGAEGxqIAFB',
-  'BGxqIQQCQANAIAFBBGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4N',
-  'ASAD/QkAACECIAQgAv1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAh',
-  'BkGwpjQgBUGAEGxqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAG',
-  'QQRqIQYMAAsLAkADQCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLgAQHA38BewV/BHsK',
-  'fwF7BH9BACEEQbCPugEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQ',
-  'aiEGIAdBBGohBwwACwsgBEEBaiEEQQAhCkEQIQgDQEGwmhMgCkGAEGxqIABBBGxqIQ9BsKIrIApBgBBsaiAAQQRsaiEQQbCi',
-  'MiAKQYAQbGogAEEEbGohEUGwojQgCkGAEGxqIABBBGxqIRJBsKI5IApBgBBsaiAAQQRsaiETQbCPugEgAEEEbGohFCAAIRUC',
-  'QANAIBVBBGogAUoNASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN',
-  '/eQBIQ4gFCAO/QsAACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWoh',
-  'CiAIQQFrIggNAAtBACEYQbCiMSAAQQRsaiEaQbCPugEgAEEEbGohG0GwoiogGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRq',
-  'IAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAAIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoA',
-  'QQBBgAQQtAUL0wwED38YewF/A3tBACECQQAhA0EAIQRBACEGQRAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCiOSACaiAFQYAQ',
-  'bGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Gv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAA',
-  'AAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwA',
-  'AAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAA',
-  'AAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BB',
-  'gAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwg',
-  'Kv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcg',
-  'LCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEGABGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkK',
-  'CwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsM',
-  'DQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEV',
-  'ICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEh',
-  'JSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAR',
-  'EhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e',
-  '/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQV',
-  'FhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbCiLyAEaiAFQYAE',
-  'bGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAgAQgCSAU/QsAkAQgCSAV/QsAgAggCSAW/QsAkAggCSAX/QsAgAwg',
-  'CSAY/QsAkAwgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgMAAaiEEC20BBX8gACECQcCNAiACQYAQbGohA0Gwn7oB',
-  'IAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEGABGohBCAGQQFrIgYNAAsgBUEEaiEF',
-  'IAJBAWohAgwACwsLEQBBAEGAARC3BUEAQRAQtgULsAUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAF',
-  'QQRqIAFKDQFBsKImIAJqIAVBBGxqIQdBsKI5IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAA',
-  'AAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0A',
-  'ABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH9',
-  '5AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH9',
-  '5AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbCi+AAgBUGAEGxqIAZBBGxqIR1BsOKUASAFQYAQbGogBkEEbGohHiAd',
-  '/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU',
-  '/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQB',
-  'IRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgBBqIQQL',
-  'CgBBAEGAARC5BQvQDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEFAkADQCAFQQRqIAFKDQFBsKI5IAJqIAVB',
-  'gBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAA',
-  'AAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAhGf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAAAAAAAAAAACEd/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwAAAAAAAAAAAAAAAAAAAAAISH9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAAAAAAAAAAAAAAAAAhKEECISkD',
-  'QEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3mAf3kASESIAf9CQCAECEsIBMg',
-  'LCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr/eYB/eQBIRYgB/0JAIAwISwg',
-  'FyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQcAAaiEIIA1BAWsiDQ0ACyAZIBH9X/3wASEZIBogESAR/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsgHCASIBL9DQgJCgsMDQ4PCAkK',
-  'CwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
-  'IR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAAAAAAAAAAAAAhFiAlIBf9X/3w',
-  'ASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEXICcgGP1f/fABIScgKCAYIBj9',
-  'DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQALIBn9XiAa/V79DQABAgMEBQYH',
-  'EBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQFBgcQERITFBUWFyETIB/9XiAg',
-  '/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1eICT9Xv0NAAECAwQFBgcQERIT',
-  'FBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAREhMUFRYXIRhBsOIvIARqIAVB',
-  'wABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsAgAEgCSAW/QsAkAEgCSAX/QsAwAEg',
-  'CSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAAIQJBwA0gAkGAEGxqIQNBsJ+6ASAC',
-  'QQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABqIQQgBkEBayIGDQALIAVBBGohBSAC',
-  'QQFqIQIMAAsLCxAAQQBBEBC8BUEAQRAQuwULrgUDD38MewJ/QQAhAkEAIQNBACEEQQAhBkHAACELA0AgACEFAkADQCAFQQRq',
-  'IAFKDQFBsKIpIAJqIAVBBGxqIQdBsKI5IANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEYQRAhDQNAIAj9AAAAIRkgCP0AABAh',
-  'GiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ/eYB/eQBIRMgFCAbIBr95gH95AEh',
-  'FCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ/eYB/eQBIRcgGCAbIBr95gH95AEh',
-  'GCAHQcAAaiEHIAhBgBBqIQggDUEBayINDQALQbCiLSAFQYAQbGogBkEEbGohHUGwmhMgBUGAEGxqIAZBBGxqIR4gHf0AAAAg',
-  'Ef3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEc',
-  'IB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4g',
-  'HP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIACaiEECwkAQQBB',
-  'EBC+BQu8AQMCfwF7An8gACECAkADQCACIAFODQFBACEDQcDqpQEgAkGAwABsaiADQQRsaiEFQbCiKSACQYAEbGogA0EEbGoh',
-  'BgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAgBUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9',
-  'CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFqIQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEMAFC8QEAwN/DnsOfyAA',
-  'IQQCQANAIAQgAU4NAUGwoi8gBEGABGxqIRNBsKIpIARBgARsaiEUQbDiKiAEQYAEbGohFUGwoiQgBEGABGxqIRZBsOI4IARB',
-  'gARsaiEXQbDiKSAEQYAEbGohGEGwojAgBEGABGxqIRlBsKIoIARBgARsaiEaQbDiMCAEQYAEbGohG0GwoiMgBEGABGxqIRxB',
-  'sKIxIARBgARsaiEdQbDiKCAEQYAEbGohHkGw4jEgBEGABGxqIR9BsKI2IARBgARsaiEgQSAhAwNAIBP9AAAAIBT9AAAA/eQB',
-  'IQUgBSAV/QAAAP3mASEGIAUgFv0AAAD95gEhByAV/QAAACAV/QAAAP3mASEI/QwAAIA/AACAPwAAgD8AAIA/IAj95QEhCSAH',
-  'IAn95gEhCiAX/QAAACAK/eQBIQsgCyAY/QAAAP3mASEMIBkgDP0LAAAgCyAa/QAAAP3mASENIBsgDf0LAAAgCyAc/QAAAP3m',
-  'ASEOIB0gDv0LAAAgCyAe/QAAAP3mASEPIB8gD/0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFv0AAAD95QEhECAW/QAAACAQ/eYB',
-  'IREgBiAR/eYBIRIgICAS/QsAACATQRBqIRMgFEEQaiEUIBVBEGohFSAWQRBqIRYgF0EQaiEXIBhBEGohGCAZQRBqIRkgGkEQ',
-  'aiEaIBtBEGohGyAcQRBqIRwgHUEQaiEdIB5BEGohHiAfQRBqIR8gIEEQaiEgIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBB',
-  'EBDCBQvTAgUCfwF7A38BewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwoiQgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhAgJAA0AgAUEEakGAA0oNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYADTg0BIAMgAv1aAAAAIANBBGoh',
-  'AyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCiNiAEQYAEbGogBUEEbGohB0GwriQgBEGAEGxq',
-  'IAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGA',
-  'AU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLC60BAwN/A3sDfyAAIQQC',
-  'QANAIAQgAU4NAUGw4ikgBEGABGxqIQhBsOIwIARBgARsaiEJQbCiIyAEQYAEbGohCkEgIQMDQCAI/QAAACAI/QAAAP3mASEF',
-  '/QwAAIA/AACAPwAAgD8AAIA/IAX95QEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFr',
-  'IgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQxQUL7AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCiJiAAQYAQ',
-  'bGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYACSg0BIAMgAv0LAAAgA0EQaiEDIAFBBGohAQwACwsC',
-  'QANAIAFBgAJODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4NAUEAIQVBsKIj',
-  'IARBgARsaiAFQQRsaiEHQbCqJiAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0LAAAgB0EQaiEH',
-  'IAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAFQQFqIQUMAAsL',
-  'IARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbCuJiAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAAAAAAACELAkAD',
-  'QCAKQQRqQYABSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAFODQEgDCAL/VoAAAAgDEEEaiEMIApBAWoh',
-  'CgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsOIoIARBgARsaiEIQbCiMSAEQYAEbGohCUGwoiMg',
-  'BEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAgBv3mASEHIAog',
-  'B/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEMgFC+wDBwJ/AXsDfwF7BH8B',
-  'ewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwoisgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGA',
-  'AUoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYABTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABB',
-  'AWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCiIyAEQYAEbGogBUEEbGohB0GwpisgBEGAEGxqIAVBBGxqIQgCQANAIAVB',
-  'BGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAgg',
-  'Bv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwqisgCUGAEGxq',
-  'IApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAkoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkAD',
-  'QCAKQYACTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0B',
-  'QbCiKCAEQYAEbGohCEGwojAgBEGABGxqIQlBsKIjIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUB',
-  'IQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFq',
-  'IQQMAAsLCwkAQQBBEBDLBQvTAgUCfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGwoiMgAEGABGxqIAFBBGxqIQNBsKIt',
-  'IABBgBBsaiABQQRsaiEEAkADQCABQQRqQYABSg0BIAP9AAAAIQIgBCAC/QsAACADQRBqIQMgBEEQaiEEIAFBBGohAQwACwsC',
-  'QANAIAFBgAFODQEgA/0JAAAhAiAEIAL9WgAAACADQQRqIQMgBEEEaiEEIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQUCQANA',
-  'IAVBEE4NAUEAIQZBsKYtIAVBgBBsaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIQcCQANAIAZBBGpBgANKDQEgCCAH/QsA',
-  'ACAIQRBqIQggBkEEaiEGDAALCwJAA0AgBkGAA04NASAIIAf9WgAAACAIQQRqIQggBkEBaiEGDAALCyAFQQFqIQUMAAsLC4AE',
-  'BwN/AXsFfwR7Cn8BewR/QQAhBEGwj7oBIABBBGxqIQYgACEHAkADQCAHQQRqIAFKDQH9DAAAAAAAAAAAAAAAAAAAAAAhBSAG',
-  'IAX9CwAAIAZBEGohBiAHQQRqIQcMAAsLIARBAWohBEEAIQpBECEIA0BBsKIkIApBgBBsaiAAQQRsaiEPQbCiJiAKQYAQbGog',
-  'AEEEbGohEEGwoisgCkGAEGxqIABBBGxqIRFBsKItIApBgBBsaiAAQQRsaiESQbCiMiAKQYAQbGogAEEEbGohE0Gwj7oBIABB',
-  'BGxqIRQgACEVAkADQCAVQQRqIAFKDQEgD/0AAAAgEP0AAAD95AEhCyALIBH9AAAA/eQBIQwgDCAS/QAAAP3kASENIBMgDf0L',
-  'AAAgFP0AAAAgDf3kASEOIBQgDv0LAAAgD0EQaiEPIBBBEGohECARQRBqIREgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEEaiEV',
-  'DAALCyAKQQFqIQogCEEBayIIDQALQQAhGEGwoiogAEEEbGohGkGwj7oBIABBBGxqIRtBsKIjIBhBgBBsaiAAQQRsaiEcIAAh',
-  'HQJAA0AgHUEEaiABSg0BIBr9AAAAIBv9AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsL',
-  'IBhBAWohGAsKAEEAQYAEEM4FC9MMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkEQIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw',
-  'ojIgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAA',
-  'AAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAAAAAAAAAAAAAAIR39',
-  'DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MAAAA',
-  'AAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr/eYB/eQBIRIgB/0J',
-  'AIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAsICv95gH95AEhFiAH',
-  '/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBgARqIQggDUEBayINDQALIBkgEf1f/fABIRkg',
-  'GiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEhGyAcIBIgEv0NCAkK',
-  'CwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0ICQoLDA0ODwgJCgsM',
-  'DQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEg',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISL9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAAAAAAAAAAAAAAACEW',
-  'ICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAAIRcgJyAY/V/98AEh',
-  'JyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikNAAsgGf1eIBr9Xv0N',
-  'AAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQIDBAUGBxAREhMUFRYX',
-  'IRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj/V4gJP1e/Q0AAQID',
-  'BAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYHEBESExQVFhchGEGw',
-  'oiggBGogBUGABGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAIAEIAkgFP0LAJAEIAkgFf0LAIAIIAkgFv0LAJAI',
-  'IAkgF/0LAIAMIAkgGP0LAJAMIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYDAAGohBAttAQV/IAAhAkHAjQIgAkGA',
-  'EGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBgARqIQQgBkEBayIG',
-  'DQALIAVBBGohBSACQQFqIQIMAAsLCxEAQQBBgAEQ0QVBAEEQENAFC7AFAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNA',
-  'IAAhBQJAA0AgBUEEaiABSg0BQbCiHyACaiAFQQRsaiEHQbCiMiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI',
-  '/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASET',
-  'IBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEX',
-  'IBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw4pQBIAVBgBBsaiAGQQRsaiEdQbCi+AAgBUGAEGxq',
-  'IAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEcIB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCA',
-  'ECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd',
-  '/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsAkDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQAL',
-  'IARBgIAQaiEECwoAQQBBgAEQ0wUL0AwED38YewF/A3tBACECQQAhA0EAIQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0B',
-  'QbCiMiACaiAFQYAQbGohB0Gwn7oBIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwA',
-  'AAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAAAAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Hf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAAAAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwA',
-  'AAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAAAAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEsIBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH',
-  '/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAgISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEW',
-  'IAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRqIQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEh',
-  'GSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAAAAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACESIB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkK',
-  'CwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEhHyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
-  'ISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAA',
-  'AAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3w',
-  'ASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAAAAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e',
-  '/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERITFBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQV',
-  'FhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0NAAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQAB',
-  'AgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYXIRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEY',
-  'QbDiKCAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJAB',
-  'IAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBs',
-  'aiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0A',
-  'CyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQ1gVBAEEQENUFC64FAw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAh',
-  'BQJAA0AgBUEEaiABSg0BQbCiIiACaiAFQQRsaiEHQbCiMiADaiAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Ff0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAA',
-  'ACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQg',
-  'GyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBgg',
-  'GyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwmhMgBUGAEGxqIAZBBGxqIR1BsKIfIAVBgBBsaiAGQQRs',
-  'aiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0A',
-  'AJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAw',
-  'IBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCA',
-  'AmohBAsJAEEAQRAQ2AULvAEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAhA0HA5qUBIAJBgMAAbGogA0EEbGohBUGwoiIgAkGA',
-  'BGxqIANBBGxqIQYCQANAIANBBGpBgAFKDQEgBf0AAAAhBCAGIAT9CwAAIAVBEGohBSAGQRBqIQYgA0EEaiEDDAALCwJAA0Ag',
-  'A0GAAU4NASAF/QkAACEEIAYgBP1aAAAAIAVBBGohBSAGQQRqIQYgA0EBaiEDDAALCyACQQFqIQIMAAsLCwkAQQBBEBDaBQvE',
-  'BAMDfw57Dn8gACEEAkADQCAEIAFODQFBsKIoIARBgARsaiETQbCiIiAEQYAEbGohFEGw4iMgBEGABGxqIRVBsKIdIARBgARs',
-  'aiEWQbDiMSAEQYAEbGohF0Gw4iIgBEGABGxqIRhBsKIpIARBgARsaiEZQbCiISAEQYAEbGohGkGw4ikgBEGABGxqIRtBsKIc',
-  'IARBgARsaiEcQbCiKiAEQYAEbGohHUGw4iEgBEGABGxqIR5BsOIqIARBgARsaiEfQbCiLyAEQYAEbGohIEEgIQMDQCAT/QAA',
-  'ACAU/QAAAP3kASEFIAUgFf0AAAD95gEhBiAFIBb9AAAA/eYBIQcgFf0AAAAgFf0AAAD95gEhCP0MAACAPwAAgD8AAIA/AACA',
-  'PyAI/eUBIQkgByAJ/eYBIQogF/0AAAAgCv3kASELIAsgGP0AAAD95gEhDCAZIAz9CwAAIAsgGv0AAAD95gEhDSAbIA39CwAA',
-  'IAsgHP0AAAD95gEhDiAdIA79CwAAIAsgHv0AAAD95gEhDyAfIA/9CwAA/QwAAIA/AACAPwAAgD8AAIA/IBb9AAAA/eUBIRAg',
-  'Fv0AAAAgEP3mASERIAYgEf3mASESICAgEv0LAAAgE0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRgg',
-  'GUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BEGohHSAeQRBqIR4gH0EQaiEfICBBEGohICADQQFrIgMNAAsgBEEBaiEE',
-  'DAALCwsJAEEAQRAQ3AUL0wIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsJoTIABBgBBsaiABQQRsaiED/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAA04NASADIAL9',
-  'WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwoi8gBEGABGxqIAVBBGxqIQdB',
-  'sKYTIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwA',
-  'CwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALCwutAQMD',
-  'fwN7A38gACEEAkADQCAEIAFODQFBsOIiIARBgARsaiEIQbDiKSAEQYAEbGohCUGwohwgBEGABGxqIQpBICEDA0AgCP0AAAAg',
-  'CP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUBIQYgCf0AAAAgBv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAK',
-  'QRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEN8FC+wDBwJ/AXsDfwF7BH8BewF/QQAhAAJAA0AgAEEQTg0BQQAh',
-  'AUGwoh0gAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGAAkoNASADIAL9CwAAIANBEGohAyAB',
-  'QQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABBAWohAAwACwtBACEEAkADQCAEQRBO',
-  'DQFBACEFQbCiHCAEQYAEbGogBUEEbGohB0Gwqh0gBEGAEGxqIAVBBGxqIQgCQANAIAVBBGpBgAFKDQEgB/0AAAAhBiAIIAb9',
-  'CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAggBv1aAAAAIAdBBGohByAIQQRqIQgg',
-  'BUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGwrh0gCUGAEGxqIApBBGxqIQz9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkADQCAKQYABTg0BIAwgC/1aAAAAIAxB',
-  'BGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0BQbDiISAEQYAEbGohCEGwoiogBEGA',
-  'BGxqIQlBsKIcIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUBIQUgCP0AAAAgBf3mASEGIAn9AAAA',
-  'IAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBBEBDiBQvsAwcC',
-  'fwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKIkIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQIC',
-  'QANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4NASADIAL9WgAAACADQQRqIQMgAUEB',
-  'aiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwohwgBEGABGxqIAVBBGxqIQdBsKYkIARBgBBsaiAFQQRs',
-  'aiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEg',
-  'B/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlBEE4NAUEAIQpB',
-  'sKokIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAJKDQEgDCAL/QsAACAMQRBqIQwgCkEE',
-  'aiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC60BAwN/A3sDfyAAIQQC',
-  'QANAIAQgAU4NAUGwoiEgBEGABGxqIQhBsKIpIARBgARsaiEJQbCiHCAEQYAEbGohCkEgIQMDQP0MAACAPwAAgD8AAIA/AACA',
-  'PyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApBEGohCiADQQFr',
-  'IgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ5QUL0wIFAn8BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKIcIABBgARsaiAB',
-  'QQRsaiEDQbCiJiAAQYAQbGogAUEEbGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQgAv0LAAAgA0EQaiEDIARBEGohBCAB',
-  'QQRqIQEMAAsLAkADQCABQYABTg0BIAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGohBCABQQFqIQEMAAsLIABBAWohAAwA',
-  'CwtBACEFAkADQCAFQRBODQFBACEGQbCmJiAFQYAQbGogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACEHAkADQCAGQQRqQYAD',
-  'Sg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANODQEgCCAH/VoAAAAgCEEEaiEIIAZBAWohBgwACwsgBUEB',
-  'aiEFDAALCwuABAcDfwF7BX8Eewp/AXsEf0EAIQRBsI+6ASAAQQRsaiEGIAAhBwJAA0AgB0EEaiABSg0B/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAhCANAQbCaEyAKQYAQbGogAEEEbGohD0Gw',
-  'oh0gCkGAEGxqIABBBGxqIRBBsKIkIApBgBBsaiAAQQRsaiERQbCiJiAKQYAQbGogAEEEbGohEkGwoisgCkGAEGxqIABBBGxq',
-  'IRNBsI+6ASAAQQRsaiEUIAAhFQJAA0AgFUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsgCyAR/QAAAP3kASEMIAwgEv0AAAD9',
-  '5AEhDSATIA39CwAAIBT9AAAAIA395AEhDiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQaiERIBJBEGohEiATQRBqIRMgFEEQ',
-  'aiEUIBVBBGohFQwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRhBsKIjIABBBGxqIRpBsI+6ASAAQQRsaiEbQbCiHCAYQYAQbGog',
-  'AEEEbGohHCAAIR0CQANAIB1BBGogAUoNASAa/QAAACAb/QAAAP3kASEZIBwgGf0LAAAgGkEQaiEaIBtBEGohGyAcQRBqIRwg',
-  'HUEEaiEdDAALCyAYQQFqIRgLCgBBAEGABBDoBQvTDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBECELA0AgACEFAkADQCAF',
-  'QQRqIAFKDQFBsKIrIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAAAAAh',
-  'Gf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg/QwA',
-  'AAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAAAAAA',
-  'AAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwgK/3m',
-  'Af3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYgLCAr',
-  '/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQYAEaiEIIA1BAWsiDQ0ACyAZ',
-  'IBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fABIRsg',
-  'HCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0NCAkK',
-  'CwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJCgsM',
-  'DQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEi',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAAAAAA',
-  'AAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAAACEX',
-  'ICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIpDQAL',
-  'IBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAECAwQF',
-  'BgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUgI/1e',
-  'ICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUGBxAR',
-  'EhMUFRYXIRhBsKIhIARqIAVBgARsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwCABCAJIBT9CwCQBCAJIBX9CwCA',
-  'CCAJIBb9CwCQCCAJIBf9CwCADCAJIBj9CwCQDCAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAwABqIQQLbQEFfyAA',
-  'IQJBwI0CIAJBgBBsaiEDQbCfugEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCADKgIAOAIAIANBBGohAyAEQYAE',
-  'aiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsRAEEAQYABEOsFQQBBEBDqBQuwBQMPfwx7An9BACECQQAhA0EAIQRB',
-  'ACEGQcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGw4hcgAmogBUEEbGohB0GwoisgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAA',
-  'AAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAA',
-  'AAAAAAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRhBECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAb',
-  'IBn95gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAb',
-  'IBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtBsKL4ACAFQYAQbGogBkEEbGohHUGw',
-  '4pQBIAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQB',
-  'IRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwg',
-  'HiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEG',
-  'IAtBAWsiCw0ACyAEQYCAEGohBAsKAEEAQYABEO0FC9AMBA9/GHsBfwN7QQAhAkEAIQNBACEEQQAhBkECIQsDQCAAIQUCQANA',
-  'IAVBBGogAUoNAUGwoisgAmogBUGAEGxqIQdBsJ+6ASAGQQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAA',
-  'AAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRr9DAAAAAAAAAAAAAAAAAAAAAAhG/0MAAAAAAAAAAAAAAAAAAAAACEc/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIR39DAAAAAAAAAAAAAAAAAAAAAAhHv0MAAAAAAAAAAAAAAAAAAAAACEf/QwAAAAAAAAAAAAAAAAAAAAAISD9',
-  'DAAAAAAAAAAAAAAAAAAAAAAhIf0MAAAAAAAAAAAAAAAAAAAAACEi/QwAAAAAAAAAAAAAAAAAAAAAISP9DAAAAAAAAAAAAAAA',
-  'AAAAAAAhJP0MAAAAAAAAAAAAAAAAAAAAACEl/QwAAAAAAAAAAAAAAAAAAAAAISb9DAAAAAAAAAAAAAAAAAAAAAAhJ/0MAAAA',
-  'AAAAAAAAAAAAAAAAACEoQQIhKQNAQYACIQ0DQCAI/QAAACEqIAj9AAAQISsgB/0JAAAhLCARICwgKv3mAf3kASERIBIgLCAr',
-  '/eYB/eQBIRIgB/0JAIAQISwgEyAsICr95gH95AEhEyAUICwgK/3mAf3kASEUIAf9CQCAICEsIBUgLCAq/eYB/eQBIRUgFiAs',
-  'ICv95gH95AEhFiAH/QkAgDAhLCAXICwgKv3mAf3kASEXIBggLCAr/eYB/eQBIRggB0EEaiEHIAhBwABqIQggDUEBayINDQAL',
-  'IBkgEf1f/fABIRkgGiARIBH9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEa/QwAAAAAAAAAAAAAAAAAAAAAIREgGyAS/V/98AEh',
-  'GyAcIBIgEv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRz9DAAAAAAAAAAAAAAAAAAAAAAhEiAdIBP9X/3wASEdIB4gEyAT/Q0I',
-  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhHv0MAAAAAAAAAAAAAAAAAAAAACETIB8gFP1f/fABIR8gICAUIBT9DQgJCgsMDQ4PCAkK',
-  'CwwNDg/9X/3wASEg/QwAAAAAAAAAAAAAAAAAAAAAIRQgISAV/V/98AEhISAiIBUgFf0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
-  'ISL9DAAAAAAAAAAAAAAAAAAAAAAhFSAjIBb9X/3wASEjICQgFiAW/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEWICUgF/1f/fABISUgJiAXIBf9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEm/QwAAAAAAAAAAAAAAAAAAAAA',
-  'IRcgJyAY/V/98AEhJyAoIBggGP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISj9DAAAAAAAAAAAAAAAAAAAAAAhGCApQQFrIikN',
-  'AAsgGf1eIBr9Xv0NAAECAwQFBgcQERITFBUWFyERIBv9XiAc/V79DQABAgMEBQYHEBESExQVFhchEiAd/V4gHv1e/Q0AAQID',
-  'BAUGBxAREhMUFRYXIRMgH/1eICD9Xv0NAAECAwQFBgcQERITFBUWFyEUICH9XiAi/V79DQABAgMEBQYHEBESExQVFhchFSAj',
-  '/V4gJP1e/Q0AAQIDBAUGBxAREhMUFRYXIRYgJf1eICb9Xv0NAAECAwQFBgcQERITFBUWFyEXICf9XiAo/V79DQABAgMEBQYH',
-  'EBESExQVFhchGEGw4iEgBGogBUHAAGxqIAZBBGxqIQkgCSAR/QsAACAJIBL9CwAQIAkgE/0LAEAgCSAU/QsAUCAJIBX9CwCA',
-  'ASAJIBb9CwCQASAJIBf9CwDAASAJIBj9CwDQASAFQQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGACGohBAtsAQV/IAAh',
-  'AkHADSACQYAQbGohA0Gwn7oBIAJBBGxqIQUCQANAIAIgAU4NASAFIQRBgAQhBgNAIAQgAyoCADgCACADQQRqIQMgBEHAAGoh',
-  'BCAGQQFrIgYNAAsgBUEEaiEFIAJBAWohAgwACwsLEABBAEEQEPAFQQBBEBDvBQuuBQMPfwx7An9BACECQQAhA0EAIQRBACEG',
-  'QcAAIQsDQCAAIQUCQANAIAVBBGogAUoNAUGwohsgAmogBUEEbGohB0GwoisgA2ogBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAA',
-  'ACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAA',
-  'AAAAAAAAAAAAIRX9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRhB',
-  'ECENA0AgCP0AAAAhGSAI/QAAECEaIAf9CQAAIRsgESAbIBn95gH95AEhESASIBsgGv3mAf3kASESIAf9CQAEIRsgEyAbIBn9',
-  '5gH95AEhEyAUIBsgGv3mAf3kASEUIAf9CQAIIRsgFSAbIBn95gH95AEhFSAWIBsgGv3mAf3kASEWIAf9CQAMIRsgFyAbIBn9',
-  '5gH95AEhFyAYIBsgGv3mAf3kASEYIAdBwABqIQcgCEGAEGohCCANQQFrIg0NAAtBsKIfIAVBgBBsaiAGQQRsaiEdQbCaEyAF',
-  'QYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3kASEcIB4g',
-  'HP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEcIB4gHP0L',
-  'AJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGohBiALQQFr',
-  'IgsNAAsgBEGAgAJqIQQLCQBBAEEQEPIFC7wBAwJ/AXsCfyAAIQICQANAIAIgAU4NAUEAIQNBwOKlASACQYDAAGxqIANBBGxq',
-  'IQVBsKIbIAJBgARsaiADQQRsaiEGAkADQCADQQRqQYABSg0BIAX9AAAAIQQgBiAE/QsAACAFQRBqIQUgBkEQaiEGIANBBGoh',
-  'AwwACwsCQANAIANBgAFODQEgBf0JAAAhBCAGIAT9WgAAACAFQQRqIQUgBkEEaiEGIANBAWohAwwACwsgAkEBaiECDAALCwsJ',
-  'AEEAQRAQ9AULhwQDA38Newx/IAAhBAJAA0AgBCABTg0BQbCiISAEQYAEbGohEkGwohsgBEGABGxqIRNBsOIcIARBgARsaiEU',
-  'QbDiFSAEQYAEbGohFUGw4iogBEGABGxqIRZBsOIbIARBgARsaiEXQbCiIiAEQYAEbGohGEGw4hkgBEGABGxqIRlBsOIiIARB',
-  'gARsaiEaQbCaFSAEQYAEbGohG0GwoiMgBEGABGxqIRxBsOIjIARBgARsaiEdQSAhAwNAIBL9AAAAIBP9AAAA/eQBIQUgBSAU',
-  '/QAAAP3mASEGIAUgFf0AAAD95gEhByAU/QAAACAU/QAAAP3mASEI/QwAAIA/AACAPwAAgD8AAIA/IAj95QEhCSAHIAn95gEh',
-  'CiAW/QAAACAK/eQBIQsgCyAX/QAAAP3mASEMIBggDP0LAAAgCyAZ/QAAAP3mASENIBogDf0LAAAgCyAb/QAAAP3mASEOIBwg',
-  'Dv0LAAD9DAAAgD8AAIA/AACAPwAAgD8gFf0AAAD95QEhDyAV/QAAACAP/eYBIRAgBiAQ/eYBIREgHSAR/QsAACASQRBqIRIg',
-  'E0EQaiETIBRBEGohFCAVQRBqIRUgFkEQaiEWIBdBEGohFyAYQRBqIRggGUEQaiEZIBpBEGohGiAbQRBqIRsgHEEQaiEcIB1B',
-  'EGohHSADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ9gUL0wIFAn8BewN/AXsCf0EAIQACQANAIABBEE4NAUEAIQFBsOIV',
-  'IABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgANKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEB',
-  'DAALCwJAA0AgAUGAA04NASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAh',
-  'BUGw4iMgBEGABGxqIAVBBGxqIQdBsO4VIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAH',
-  'QRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWoh',
-  'BQwACwsgBEEBaiEEDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsOIbIARBgARsaiEIQbDiIiAEQYAEbGohCUGwohsg',
-  'BEGABGxqIQpBICEDA0AgCP0AAAAgCP0AAAD95gEhBf0MAACAPwAAgD8AAIA/AACAPyAF/eUBIQYgCf0AAAAgBv3mASEHIAog',
-  'B/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEPkFC+wDBwJ/AXsDfwF7BH8B',
-  'ewF/QQAhAAJAA0AgAEEQTg0BQQAhAUGw4hcgAEGAEGxqIAFBBGxqIQP9DAAAAAAAAAAAAAAAAAAAAAAhAgJAA0AgAUEEakGA',
-  'AkoNASADIAL9CwAAIANBEGohAyABQQRqIQEMAAsLAkADQCABQYACTg0BIAMgAv1aAAAAIANBBGohAyABQQFqIQEMAAsLIABB',
-  'AWohAAwACwtBACEEAkADQCAEQRBODQFBACEFQbCiGyAEQYAEbGogBUEEbGohB0Gw6hcgBEGAEGxqIAVBBGxqIQgCQANAIAVB',
-  'BGpBgAFKDQEgB/0AAAAhBiAIIAb9CwAAIAdBEGohByAIQRBqIQggBUEEaiEFDAALCwJAA0AgBUGAAU4NASAH/QkAACEGIAgg',
-  'Bv1aAAAAIAdBBGohByAIQQRqIQggBUEBaiEFDAALCyAEQQFqIQQMAAsLQQAhCQJAA0AgCUEQTg0BQQAhCkGw7hcgCUGAEGxq',
-  'IApBBGxqIQz9DAAAAAAAAAAAAAAAAAAAAAAhCwJAA0AgCkEEakGAAUoNASAMIAv9CwAAIAxBEGohDCAKQQRqIQoMAAsLAkAD',
-  'QCAKQYABTg0BIAwgC/1aAAAAIAxBBGohDCAKQQFqIQoMAAsLIAlBAWohCQwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0B',
-  'QbDiGiAEQYAEbGohCEGwoiMgBEGABGxqIQlBsKIbIARBgARsaiEKQSAhAwNA/QwAAIA/AACAPwAAgD8AAIA/IAj9AAAA/eUB',
-  'IQUgCP0AAAAgBf3mASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFq',
-  'IQQMAAsLCwkAQQBBEBD8BQvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsKIdIABBgBBsaiABQQRsaiED',
-  '/QwAAAAAAAAAAAAAAAAAAAAAIQICQANAIAFBBGpBgAFKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAU4N',
-  'ASADIAL9WgAAACADQQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGwohsgBEGABGxqIAVB',
-  'BGxqIQdBsKYdIARBgBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVB',
-  'BGohBQwACwsCQANAIAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAAL',
-  'C0EAIQkCQANAIAlBEE4NAUEAIQpBsKodIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAJK',
-  'DQEgDCAL/QsAACAMQRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAk4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFq',
-  'IQkMAAsLC60BAwN/A3sDfyAAIQQCQANAIAQgAU4NAUGw4hkgBEGABGxqIQhBsKIiIARBgARsaiEJQbDiGiAEQYAEbGohCkEg',
-  'IQMDQP0MAACAPwAAgD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBq',
-  'IQggCUEQaiEJIApBEGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ/wUL0wIFAn8BewR/AXsBf0EAIQACQANAIABB',
-  'EE4NAUEAIQFBsOIaIABBgARsaiABQQRsaiEDQbCiHyAAQYAQbGogAUEEbGohBAJAA0AgAUEEakGAAUoNASAD/QAAACECIAQg',
-  'Av0LAAAgA0EQaiEDIARBEGohBCABQQRqIQEMAAsLAkADQCABQYABTg0BIAP9CQAAIQIgBCAC/VoAAAAgA0EEaiEDIARBBGoh',
-  'BCABQQFqIQEMAAsLIABBAWohAAwACwtBACEFAkADQCAFQRBODQFBACEGQbCmHyAFQYAQbGogBkEEbGohCP0MAAAAAAAAAAAA',
-  'AAAAAAAAACEHAkADQCAGQQRqQYADSg0BIAggB/0LAAAgCEEQaiEIIAZBBGohBgwACwsCQANAIAZBgANODQEgCCAH/VoAAAAg',
-  'CEEEaiEIIAZBAWohBgwACwsgBUEBaiEFDAALCwuBBAcDfwF7BX8Eewp/AXsEf0EAIQRBsI+6ASAAQQRsaiEGIAAhBwJAA0Ag',
-  'B0EEaiABSg0B/QwAAAAAAAAAAAAAAAAAAAAAIQUgBiAF/QsAACAGQRBqIQYgB0EEaiEHDAALCyAEQQFqIQRBACEKQRAhCANA',
-  'QbDiFSAKQYAQbGogAEEEbGohD0Gw4hcgCkGAEGxqIABBBGxqIRBBsKIdIApBgBBsaiAAQQRsaiERQbCiHyAKQYAQbGogAEEE',
-  'bGohEkGwoiQgCkGAEGxqIABBBGxqIRNBsI+6ASAAQQRsaiEUIAAhFQJAA0AgFUEEaiABSg0BIA/9AAAAIBD9AAAA/eQBIQsg',
-  'CyAR/QAAAP3kASEMIAwgEv0AAAD95AEhDSATIA39CwAAIBT9AAAAIA395AEhDiAUIA79CwAAIA9BEGohDyAQQRBqIRAgEUEQ',
-  'aiERIBJBEGohEiATQRBqIRMgFEEQaiEUIBVBBGohFQwACwsgCkEBaiEKIAhBAWsiCA0AC0EAIRhBsKIcIABBBGxqIRpBsI+6',
-  'ASAAQQRsaiEbQbCPtwEgGEGAEGxqIABBBGxqIRwgACEdAkADQCAdQQRqIAFKDQEgGv0AAAAgG/0AAAD95AEhGSAcIBn9CwAA',
-  'IBpBEGohGiAbQRBqIRsgHEEQaiEcIB1BBGohHQwACwsgGEEBaiEYCwoAQQBBgAQQggYLsAUDD38MewJ/QQAhAkEAIQNBACEE',
-  'QQAhBkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsJoVIAJqIAVBBGxqIQdBsKIkIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
+  'Gv3mAf3kASEWIAf9CQAMIRsgFyAbIBn95gH95AEhFyAYIBsgGv3mAf3kASEYIAdBgARqIQcgCEGAEGohCCANQQFrIg0NAAtB',
+  'sNo/IAVBgBBsaiAGQQRsaiEdQbCa3AAgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEc',
+  'IB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc',
+  '/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsA',
+  'kDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAQaiEECwoAQQBBgAEQ7QIL0AwED38YewF/A3tBACECQQAhA0EA',
+  'IQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaKiACaiAFQYAQbGohB0Gw14EBIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
   'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAA',
   'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEYQRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMg',
-  'GyAZ/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcg',
-  'GyAZ/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQYAEaiEHIAhBgBBqIQggDUEBayINDQALQbDilAEgBUGAEGxqIAZBBGxqIR1B',
-  'wOKlASAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc/QsAECAd/QAAgBAgE/3k',
-  'ASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCAICAd/QAAkCAgFv3kASEc',
-  'IB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAFQQRqIQUMAAsLIAZBCGoh',
-  'BiALQQFrIgsNAAsgBEGAgBBqIQQLCgBBAEGAARCEBgvQDAQPfxh7AX8De0EAIQJBACEDQQAhBEEAIQZBAiELA0AgACEFAkAD',
-  'QCAFQQRqIAFKDQFBsKIkIAJqIAVBgBBsaiEHQbCfugEgBkEEbGohCP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhE/0MAAAAAAAAAAAAAAAAAAAAACEU/QwAAAAAAAAAAAAAAAAAAAAAIRX9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhFv0MAAAAAAAAAAAAAAAAAAAAACEX/QwAAAAAAAAAAAAAAAAAAAAAIRj9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhGf0MAAAAAAAAAAAAAAAAAAAAACEa/QwAAAAAAAAAAAAAAAAAAAAAIRv9DAAAAAAAAAAAAAAAAAAAAAAhHP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEd/QwAAAAAAAAAAAAAAAAAAAAAIR79DAAAAAAAAAAAAAAAAAAAAAAhH/0MAAAAAAAAAAAAAAAAAAAAACEg',
-  '/QwAAAAAAAAAAAAAAAAAAAAAISH9DAAAAAAAAAAAAAAAAAAAAAAhIv0MAAAAAAAAAAAAAAAAAAAAACEj/QwAAAAAAAAAAAAA',
-  'AAAAAAAAIST9DAAAAAAAAAAAAAAAAAAAAAAhJf0MAAAAAAAAAAAAAAAAAAAAACEm/QwAAAAAAAAAAAAAAAAAAAAAISf9DAAA',
-  'AAAAAAAAAAAAAAAAAAAhKEECISkDQEGAAiENA0AgCP0AAAAhKiAI/QAAECErIAf9CQAAISwgESAsICr95gH95AEhESASICwg',
-  'K/3mAf3kASESIAf9CQCAECEsIBMgLCAq/eYB/eQBIRMgFCAsICv95gH95AEhFCAH/QkAgCAhLCAVICwgKv3mAf3kASEVIBYg',
-  'LCAr/eYB/eQBIRYgB/0JAIAwISwgFyAsICr95gH95AEhFyAYICwgK/3mAf3kASEYIAdBBGohByAIQcAAaiEIIA1BAWsiDQ0A',
-  'CyAZIBH9X/3wASEZIBogESAR/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhGv0MAAAAAAAAAAAAAAAAAAAAACERIBsgEv1f/fAB',
-  'IRsgHCASIBL9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEc/QwAAAAAAAAAAAAAAAAAAAAAIRIgHSAT/V/98AEhHSAeIBMgE/0N',
-  'CAkKCwwNDg8ICQoLDA0OD/1f/fABIR79DAAAAAAAAAAAAAAAAAAAAAAhEyAfIBT9X/3wASEfICAgFCAU/Q0ICQoLDA0ODwgJ',
-  'CgsMDQ4P/V/98AEhIP0MAAAAAAAAAAAAAAAAAAAAACEUICEgFf1f/fABISEgIiAVIBX9DQgJCgsMDQ4PCAkKCwwNDg/9X/3w',
-  'ASEi/QwAAAAAAAAAAAAAAAAAAAAAIRUgIyAW/V/98AEhIyAkIBYgFv0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIST9DAAAAAAA',
-  'AAAAAAAAAAAAAAAhFiAlIBf9X/3wASElICYgFyAX/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhJv0MAAAAAAAAAAAAAAAAAAAA',
-  'ACEXICcgGP1f/fABIScgKCAYIBj9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEo/QwAAAAAAAAAAAAAAAAAAAAAIRggKUEBayIp',
-  'DQALIBn9XiAa/V79DQABAgMEBQYHEBESExQVFhchESAb/V4gHP1e/Q0AAQIDBAUGBxAREhMUFRYXIRIgHf1eIB79Xv0NAAEC',
-  'AwQFBgcQERITFBUWFyETIB/9XiAg/V79DQABAgMEBQYHEBESExQVFhchFCAh/V4gIv1e/Q0AAQIDBAUGBxAREhMUFRYXIRUg',
-  'I/1eICT9Xv0NAAECAwQFBgcQERITFBUWFyEWICX9XiAm/V79DQABAgMEBQYHEBESExQVFhchFyAn/V4gKP1e/Q0AAQIDBAUG',
-  'BxAREhMUFRYXIRhBsJoVIARqIAVBwABsaiAGQQRsaiEJIAkgEf0LAAAgCSAS/QsAECAJIBP9CwBAIAkgFP0LAFAgCSAV/QsA',
-  'gAEgCSAW/QsAkAEgCSAX/QsAwAEgCSAY/QsA0AEgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgAhqIQQLbAEFfyAA',
-  'IQJBwA0gAkGAEGxqIQNBsJ+6ASACQQRsaiEFAkADQCACIAFODQEgBSEEQYAEIQYDQCAEIAMqAgA4AgAgA0EEaiEDIARBwABq',
-  'IQQgBkEBayIGDQALIAVBBGohBSACQQFqIQIMAAsLCxAAQQBBEBCHBkEAQRAQhgYLrwUDD38MewJ/QQAhAkEAIQNBACEEQQAh',
-  'BkHAACELA0AgACEFAkADQCAFQQRqIAFKDQFBsNoVIAJqIAVBBGxqIQdBsKIkIANqIAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAA',
-  'AAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAAAAAA',
-  'AAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAAACEY',
-  'QRAhDQNAIAj9AAAAIRkgCP0AABAhGiAH/QkAACEbIBEgGyAZ/eYB/eQBIREgEiAbIBr95gH95AEhEiAH/QkABCEbIBMgGyAZ',
-  '/eYB/eQBIRMgFCAbIBr95gH95AEhFCAH/QkACCEbIBUgGyAZ/eYB/eQBIRUgFiAbIBr95gH95AEhFiAH/QkADCEbIBcgGyAZ',
-  '/eYB/eQBIRcgGCAbIBr95gH95AEhGCAHQcAAaiEHIAhBgBBqIQggDUEBayINDQALQbCaEyAFQYAQbGogBkEEbGohHUGwz7cB',
-  'IAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9CwAQIB39AACAECAT/eQBIRwg',
-  'HiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAgIB39AACQICAW/eQBIRwgHiAc',
-  '/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVBBGohBQwACwsgBkEIaiEGIAtB',
-  'AWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQiQYLiRkhAn8QewR/EHsEfxB7BH8QewR/EHsEfxB7BH8QewR/EHsEfxB7BH8QewR/',
-  'EHsEfxB7BH8QewR/EHsEfxB7BH8QewJ/QQAhAAJAA0AgAEEQTg0BQQAhAUGwmhUgAEHAAGxqIAFBBGxqIRJBsOIZIABBgAhs',
-  'aiABQQRsaiETAkADQCABQQRqQRBKDQEgEv0AAAAhAiATIAL9CwAAIBJBEGohEiATQRBqIRMgAUEEaiEBDAALCwJAA0AgAUEQ',
-  'Tg0BIBL9CQAAIQIgEyAC/VoAAAAgEkEEaiESIBNBBGohEyABQQFqIQEMAAsLIABBAWohAAwACwtBACEUAkADQCAUQRBODQFB',
-  'ACEVQbDiISAUQcAAbGogFUEEbGohJkHw4hkgFEGACGxqIBVBBGxqIScCQANAIBVBBGpBEEoNASAm/QAAACEXICcgF/0LAAAg',
-  'JkEQaiEmICdBEGohJyAVQQRqIRUMAAsLAkADQCAVQRBODQEgJv0JAAAhFyAnIBf9WgAAACAmQQRqISYgJ0EEaiEnIBVBAWoh',
-  'FQwACwsgFEEBaiEUDAALC0EAISgCQANAIChBEE4NAUEAISlBsOIoIChBwABsaiApQQRsaiE6QbDjGSAoQYAIbGogKUEEbGoh',
-  'OwJAA0AgKUEEakEQSg0BIDr9AAAAISwgOyAs/QsAACA6QRBqITogO0EQaiE7IClBBGohKQwACwsCQANAIClBEE4NASA6/QkA',
-  'ACEsIDsgLP1aAAAAIDpBBGohOiA7QQRqITsgKUEBaiEpDAALCyAoQQFqISgMAAsLQQAhPAJAA0AgPEEQTg0BQQAhPUGw4i8g',
-  'PEHAAGxqID1BBGxqIU5B8OMZIDxBgAhsaiA9QQRsaiFPAkADQCA9QQRqQRBKDQEgTv0AAAAhQSBPIEH9CwAAIE5BEGohTiBP',
-  'QRBqIU8gPUEEaiE9DAALCwJAA0AgPUEQTg0BIE79CQAAIUEgTyBB/VoAAAAgTkEEaiFOIE9BBGohTyA9QQFqIT0MAAsLIDxB',
-  'AWohPAwACwtBACFQAkADQCBQQRBODQFBACFRQbDiNiBQQcAAbGogUUEEbGohYkGw5BkgUEGACGxqIFFBBGxqIWMCQANAIFFB',
-  'BGpBEEoNASBi/QAAACFWIGMgVv0LAAAgYkEQaiFiIGNBEGohYyBRQQRqIVEMAAsLAkADQCBRQRBODQEgYv0JAAAhViBjIFb9',
-  'WgAAACBiQQRqIWIgY0EEaiFjIFFBAWohUQwACwsgUEEBaiFQDAALC0EAIWQCQANAIGRBEE4NAUEAIWVBsOI9IGRBwABsaiBl',
-  'QQRsaiF2QfDkGSBkQYAIbGogZUEEbGohdwJAA0AgZUEEakEQSg0BIHb9AAAAIWsgdyBr/QsAACB2QRBqIXYgd0EQaiF3IGVB',
-  'BGohZQwACwsCQANAIGVBEE4NASB2/QkAACFrIHcga/1aAAAAIHZBBGohdiB3QQRqIXcgZUEBaiFlDAALCyBkQQFqIWQMAAsL',
-  'QQAheAJAA0AgeEEQTg0BQQAheUGw4sQAIHhBwABsaiB5QQRsaiGKAUGw5RkgeEGACGxqIHlBBGxqIYsBAkADQCB5QQRqQRBK',
-  'DQEgigH9AAAAIYABIIsBIIAB/QsAACCKAUEQaiGKASCLAUEQaiGLASB5QQRqIXkMAAsLAkADQCB5QRBODQEgigH9CQAAIYAB',
-  'IIsBIIAB/VoAAAAgigFBBGohigEgiwFBBGohiwEgeUEBaiF5DAALCyB4QQFqIXgMAAsLQQAhjAECQANAIIwBQRBODQFBACGN',
-  'AUGw4ssAIIwBQcAAbGogjQFBBGxqIZ4BQfDlGSCMAUGACGxqII0BQQRsaiGfAQJAA0AgjQFBBGpBEEoNASCeAf0AAAAhlQEg',
-  'nwEglQH9CwAAIJ4BQRBqIZ4BIJ8BQRBqIZ8BII0BQQRqIY0BDAALCwJAA0AgjQFBEE4NASCeAf0JAAAhlQEgnwEglQH9WgAA',
-  'ACCeAUEEaiGeASCfAUEEaiGfASCNAUEBaiGNAQwACwsgjAFBAWohjAEMAAsLQQAhoAECQANAIKABQRBODQFBACGhAUGw4tIA',
-  'IKABQcAAbGogoQFBBGxqIbIBQbDmGSCgAUGACGxqIKEBQQRsaiGzAQJAA0AgoQFBBGpBEEoNASCyAf0AAAAhqgEgswEgqgH9',
-  'CwAAILIBQRBqIbIBILMBQRBqIbMBIKEBQQRqIaEBDAALCwJAA0AgoQFBEE4NASCyAf0JAAAhqgEgswEgqgH9WgAAACCyAUEE',
-  'aiGyASCzAUEEaiGzASChAUEBaiGhAQwACwsgoAFBAWohoAEMAAsLQQAhtAECQANAILQBQRBODQFBACG1AUGw4tkAILQBQcAA',
-  'bGogtQFBBGxqIcYBQfDmGSC0AUGACGxqILUBQQRsaiHHAQJAA0AgtQFBBGpBEEoNASDGAf0AAAAhvwEgxwEgvwH9CwAAIMYB',
-  'QRBqIcYBIMcBQRBqIccBILUBQQRqIbUBDAALCwJAA0AgtQFBEE4NASDGAf0JAAAhvwEgxwEgvwH9WgAAACDGAUEEaiHGASDH',
-  'AUEEaiHHASC1AUEBaiG1AQwACwsgtAFBAWohtAEMAAsLQQAhyAECQANAIMgBQRBODQFBACHJAUGw4uAAIMgBQcAAbGogyQFB',
-  'BGxqIdoBQbDnGSDIAUGACGxqIMkBQQRsaiHbAQJAA0AgyQFBBGpBEEoNASDaAf0AAAAh1AEg2wEg1AH9CwAAINoBQRBqIdoB',
-  'INsBQRBqIdsBIMkBQQRqIckBDAALCwJAA0AgyQFBEE4NASDaAf0JAAAh1AEg2wEg1AH9WgAAACDaAUEEaiHaASDbAUEEaiHb',
-  'ASDJAUEBaiHJAQwACwsgyAFBAWohyAEMAAsLQQAh3AECQANAINwBQRBODQFBACHdAUGw4ucAINwBQcAAbGog3QFBBGxqIe4B',
-  'QfDnGSDcAUGACGxqIN0BQQRsaiHvAQJAA0Ag3QFBBGpBEEoNASDuAf0AAAAh6QEg7wEg6QH9CwAAIO4BQRBqIe4BIO8BQRBq',
-  'Ie8BIN0BQQRqId0BDAALCwJAA0Ag3QFBEE4NASDuAf0JAAAh6QEg7wEg6QH9WgAAACDuAUEEaiHuASDvAUEEaiHvASDdAUEB',
-  'aiHdAQwACwsg3AFBAWoh3AEMAAsLQQAh8AECQANAIPABQRBODQFBACHxAUGw4u4AIPABQcAAbGog8QFBBGxqIYICQbDoGSDw',
-  'AUGACGxqIPEBQQRsaiGDAgJAA0Ag8QFBBGpBEEoNASCCAv0AAAAh/gEggwIg/gH9CwAAIIICQRBqIYICIIMCQRBqIYMCIPEB',
-  'QQRqIfEBDAALCwJAA0Ag8QFBEE4NASCCAv0JAAAh/gEggwIg/gH9WgAAACCCAkEEaiGCAiCDAkEEaiGDAiDxAUEBaiHxAQwA',
-  'Cwsg8AFBAWoh8AEMAAsLQQAhhAICQANAIIQCQRBODQFBACGFAkGw4vUAIIQCQcAAbGoghQJBBGxqIZYCQfDoGSCEAkGACGxq',
-  'IIUCQQRsaiGXAgJAA0AghQJBBGpBEEoNASCWAv0AAAAhkwIglwIgkwL9CwAAIJYCQRBqIZYCIJcCQRBqIZcCIIUCQQRqIYUC',
-  'DAALCwJAA0AghQJBEE4NASCWAv0JAAAhkwIglwIgkwL9WgAAACCWAkEEaiGWAiCXAkEEaiGXAiCFAkEBaiGFAgwACwsghAJB',
-  'AWohhAIMAAsLQQAhmAICQANAIJgCQRBODQFBACGZAkGw4ooBIJgCQcAAbGogmQJBBGxqIaoCQbDpGSCYAkGACGxqIJkCQQRs',
-  'aiGrAgJAA0AgmQJBBGpBEEoNASCqAv0AAAAhqAIgqwIgqAL9CwAAIKoCQRBqIaoCIKsCQRBqIasCIJkCQQRqIZkCDAALCwJA',
-  'A0AgmQJBEE4NASCqAv0JAAAhqAIgqwIgqAL9WgAAACCqAkEEaiGqAiCrAkEEaiGrAiCZAkEBaiGZAgwACwsgmAJBAWohmAIM',
-  'AAsLQQAhrAICQANAIKwCQRBODQFBACGtAkGwz7YBIKwCQcAAbGogrQJBBGxqIb4CQfDpGSCsAkGACGxqIK0CQQRsaiG/AgJA',
-  'A0AgrQJBBGpBEEoNASC+Av0AAAAhvQIgvwIgvQL9CwAAIL4CQRBqIb4CIL8CQRBqIb8CIK0CQQRqIa0CDAALCwJAA0AgrQJB',
-  'EE4NASC+Av0JAAAhvQIgvwIgvQL9WgAAACC+AkEEaiG+AiC/AkEEaiG/AiCtAkEBaiGtAgwACwsgrAJBAWohrAIMAAsLCw==',
+  'ACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAA',
+  'AAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEs',
+  'IBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAg',
+  'ISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRq',
+  'IQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACES',
+  'IB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEh',
+  'HyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0I',
+  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkK',
+  'CwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
+  'ISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAA',
+  'AAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERIT',
+  'FBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0N',
+  'AAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYX',
+  'IRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbCaISAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT',
+  '/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsi',
+  'Cw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCAD',
+  'KgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQ8AJBAEEQEO8CC64FAw9/',
+  'DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaGiACaiAFQQRsaiEHQbDaKiADaiAGQQRs',
+  'aiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB',
+  '/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB',
+  '/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw2h4g',
+  'BUGAEGxqIAZBBGxqIR1BsJITIAVBgBBsaiAGQQRsaiEeIB39AAAAIBH95AEhHCAeIBz9CwAAIB39AAAQIBL95AEhHCAeIBz9',
+  'CwAQIB39AACAECAT/eQBIRwgHiAc/QsAgBAgHf0AAJAQIBT95AEhHCAeIBz9CwCQECAd/QAAgCAgFf3kASEcIB4gHP0LAIAg',
+  'IB39AACQICAW/eQBIRwgHiAc/QsAkCAgHf0AAIAwIBf95AEhHCAeIBz9CwCAMCAd/QAAkDAgGP3kASEcIB4gHP0LAJAwIAVB',
+  'BGohBQwACwsgBkEIaiEGIAtBAWsiCw0ACyAEQYCAAmohBAsJAEEAQRAQ8gILuwEDAn8BewJ/IAAhAgJAA0AgAiABTg0BQQAh',
+  'A0HAmu0AIAJBgCBsaiADQQRsaiEFQbDaGiACQYAEbGogA0EEbGohBgJAA0AgA0EEakGAAUoNASAF/QAAACEEIAYgBP0LAAAg',
+  'BUEQaiEFIAZBEGohBiADQQRqIQMMAAsLAkADQCADQYABTg0BIAX9CQAAIQQgBiAE/VoAAAAgBUEEaiEFIAZBBGohBiADQQFq',
+  'IQMMAAsLIAJBAWohAgwACwsLCQBBAEEQEPQCC4cEAwN/DXsMfyAAIQQCQANAIAQgAU4NAUGw2iAgBEGABGxqIRJBsNoaIARB',
+  'gARsaiETQbCaHCAEQYAEbGohFEGw2hUgBEGABGxqIRVBsJoqIARBgARsaiEWQbCaGyAEQYAEbGohF0Gw2iEgBEGABGxqIRhB',
+  'sNoZIARBgARsaiEZQbCaIiAEQYAEbGohGkGwkhUgBEGABGxqIRtBsNoiIARBgARsaiEcQbCaIyAEQYAEbGohHUEgIQMDQCAS',
+  '/QAAACAT/QAAAP3kASEFIAUgFP0AAAD95gEhBiAFIBX9AAAA/eYBIQcgFP0AAAAgFP0AAAD95gEhCP0MAACAPwAAgD8AAIA/',
+  'AACAPyAI/eUBIQkgByAJ/eYBIQogFv0AAAAgCv3kASELIAsgF/0AAAD95gEhDCAYIAz9CwAAIAsgGf0AAAD95gEhDSAaIA39',
+  'CwAAIAsgG/0AAAD95gEhDiAcIA79CwAA/QwAAIA/AACAPwAAgD8AAIA/IBX9AAAA/eUBIQ8gFf0AAAAgD/3mASEQIAYgEP3m',
+  'ASERIB0gEf0LAAAgEkEQaiESIBNBEGohEyAUQRBqIRQgFUEQaiEVIBZBEGohFiAXQRBqIRcgGEEQaiEYIBlBEGohGSAaQRBq',
+  'IRogG0EQaiEbIBxBEGohHCAdQRBqIR0gA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEPYCC9MCBQJ/AXsDfwF7An9BACEA',
+  'AkADQCAAQRBODQFBACEBQbDaFSAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYADSg0BIAMg',
+  'Av0LAAAgA0EQaiEDIAFBBGohAQwACwsCQANAIAFBgANODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAAL',
+  'C0EAIQQCQANAIARBEE4NAUEAIQVBsJojIARBgARsaiAFQQRsaiEHQbDmFSAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoN',
+  'ASAH/QAAACEGIAggBv0LAAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAg',
+  'B0EEaiEHIAhBBGohCCAFQQFqIQUMAAsLIARBAWohBAwACwsLrQEDA38DewN/IAAhBAJAA0AgBCABTg0BQbCaGyAEQYAEbGoh',
+  'CEGwmiIgBEGABGxqIQlBsNoaIARBgARsaiEKQSAhAwNAIAj9AAAAIAj9AAAA/eYBIQX9DAAAgD8AAIA/AACAPwAAgD8gBf3l',
+  'ASEGIAn9AAAAIAb95gEhByAKIAf9CwAAIAhBEGohCCAJQRBqIQkgCkEQaiEKIANBAWsiAw0ACyAEQQFqIQQMAAsLCwkAQQBB',
+  'EBD5AgvsAwcCfwF7A38BewR/AXsBf0EAIQACQANAIABBEE4NAUEAIQFBsNoXIABBgBBsaiABQQRsaiED/QwAAAAAAAAAAAAA',
+  'AAAAAAAAIQICQANAIAFBBGpBgAJKDQEgAyAC/QsAACADQRBqIQMgAUEEaiEBDAALCwJAA0AgAUGAAk4NASADIAL9WgAAACAD',
+  'QQRqIQMgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBAJAA0AgBEEQTg0BQQAhBUGw2hogBEGABGxqIAVBBGxqIQdBsOIXIARB',
+  'gBBsaiAFQQRsaiEIAkADQCAFQQRqQYABSg0BIAf9AAAAIQYgCCAG/QsAACAHQRBqIQcgCEEQaiEIIAVBBGohBQwACwsCQANA',
+  'IAVBgAFODQEgB/0JAAAhBiAIIAb9WgAAACAHQQRqIQcgCEEEaiEIIAVBAWohBQwACwsgBEEBaiEEDAALC0EAIQkCQANAIAlB',
+  'EE4NAUEAIQpBsOYXIAlBgBBsaiAKQQRsaiEM/QwAAAAAAAAAAAAAAAAAAAAAIQsCQANAIApBBGpBgAFKDQEgDCAL/QsAACAM',
+  'QRBqIQwgCkEEaiEKDAALCwJAA0AgCkGAAU4NASAMIAv9WgAAACAMQQRqIQwgCkEBaiEKDAALCyAJQQFqIQkMAAsLC60BAwN/',
+  'A3sDfyAAIQQCQANAIAQgAU4NAUGwmhogBEGABGxqIQhBsNoiIARBgARsaiEJQbDaGiAEQYAEbGohCkEgIQMDQP0MAACAPwAA',
+  'gD8AAIA/AACAPyAI/QAAAP3lASEFIAj9AAAAIAX95gEhBiAJ/QAAACAG/eYBIQcgCiAH/QsAACAIQRBqIQggCUEQaiEJIApB',
+  'EGohCiADQQFrIgMNAAsgBEEBaiEEDAALCwsJAEEAQRAQ/AIL7AMHAn8BewN/AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEB',
+  'QbDaHCAAQYAQbGogAUEEbGohA/0MAAAAAAAAAAAAAAAAAAAAACECAkADQCABQQRqQYABSg0BIAMgAv0LAAAgA0EQaiEDIAFB',
+  'BGohAQwACwsCQANAIAFBgAFODQEgAyAC/VoAAAAgA0EEaiEDIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQQCQANAIARBEE4N',
+  'AUEAIQVBsNoaIARBgARsaiAFQQRsaiEHQbDeHCAEQYAQbGogBUEEbGohCAJAA0AgBUEEakGAAUoNASAH/QAAACEGIAggBv0L',
+  'AAAgB0EQaiEHIAhBEGohCCAFQQRqIQUMAAsLAkADQCAFQYABTg0BIAf9CQAAIQYgCCAG/VoAAAAgB0EEaiEHIAhBBGohCCAF',
+  'QQFqIQUMAAsLIARBAWohBAwACwtBACEJAkADQCAJQRBODQFBACEKQbDiHCAJQYAQbGogCkEEbGohDP0MAAAAAAAAAAAAAAAA',
+  'AAAAACELAkADQCAKQQRqQYACSg0BIAwgC/0LAAAgDEEQaiEMIApBBGohCgwACwsCQANAIApBgAJODQEgDCAL/VoAAAAgDEEE',
+  'aiEMIApBAWohCgwACwsgCUEBaiEJDAALCwutAQMDfwN7A38gACEEAkADQCAEIAFODQFBsNoZIARBgARsaiEIQbDaISAEQYAE',
+  'bGohCUGwmhogBEGABGxqIQpBICEDA0D9DAAAgD8AAIA/AACAPwAAgD8gCP0AAAD95QEhBSAI/QAAACAF/eYBIQYgCf0AAAAg',
+  'Bv3mASEHIAogB/0LAAAgCEEQaiEIIAlBEGohCSAKQRBqIQogA0EBayIDDQALIARBAWohBAwACwsLCQBBAEEQEP8CC9MCBQJ/',
+  'AXsEfwF7AX9BACEAAkADQCAAQRBODQFBACEBQbCaGiAAQYAEbGogAUEEbGohA0Gw2h4gAEGAEGxqIAFBBGxqIQQCQANAIAFB',
+  'BGpBgAFKDQEgA/0AAAAhAiAEIAL9CwAAIANBEGohAyAEQRBqIQQgAUEEaiEBDAALCwJAA0AgAUGAAU4NASAD/QkAACECIAQg',
+  'Av1aAAAAIANBBGohAyAEQQRqIQQgAUEBaiEBDAALCyAAQQFqIQAMAAsLQQAhBQJAA0AgBUEQTg0BQQAhBkGw3h4gBUGAEGxq',
+  'IAZBBGxqIQj9DAAAAAAAAAAAAAAAAAAAAAAhBwJAA0AgBkEEakGAA0oNASAIIAf9CwAAIAhBEGohCCAGQQRqIQYMAAsLAkAD',
+  'QCAGQYADTg0BIAggB/1aAAAAIAhBBGohCCAGQQFqIQYMAAsLIAVBAWohBQwACwsLgQQHA38BewV/BHsKfwF7BH9BACEEQbDH',
+  'gQEgAEEEbGohBiAAIQcCQANAIAdBBGogAUoNAf0MAAAAAAAAAAAAAAAAAAAAACEFIAYgBf0LAAAgBkEQaiEGIAdBBGohBwwA',
+  'CwsgBEEBaiEEQQAhCkEQIQgDQEGw2hUgCkGAEGxqIABBBGxqIQ9BsNoXIApBgBBsaiAAQQRsaiEQQbDaHCAKQYAQbGogAEEE',
+  'bGohEUGw2h4gCkGAEGxqIABBBGxqIRJBsNojIApBgBBsaiAAQQRsaiETQbDHgQEgAEEEbGohFCAAIRUCQANAIBVBBGogAUoN',
+  'ASAP/QAAACAQ/QAAAP3kASELIAsgEf0AAAD95AEhDCAMIBL9AAAA/eQBIQ0gEyAN/QsAACAU/QAAACAN/eQBIQ4gFCAO/QsA',
+  'ACAPQRBqIQ8gEEEQaiEQIBFBEGohESASQRBqIRIgE0EQaiETIBRBEGohFCAVQQRqIRUMAAsLIApBAWohCiAIQQFrIggNAAtB',
+  'ACEYQbDaGyAAQQRsaiEaQbDHgQEgAEEEbGohG0Gwx/4AIBhBgBBsaiAAQQRsaiEcIAAhHQJAA0AgHUEEaiABSg0BIBr9AAAA',
+  'IBv9AAAA/eQBIRkgHCAZ/QsAACAaQRBqIRogG0EQaiEbIBxBEGohHCAdQQRqIR0MAAsLIBhBAWohGAsKAEEAQYAEEIIDC7AF',
+  'Aw9/DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbCSFSACaiAFQQRsaiEHQbDaIyADaiAG',
+  'QQRsaiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAA',
+  'AAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAA',
+  'IRf9DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa',
+  '/eYB/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa',
+  '/eYB/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0GABGohByAIQYAQaiEIIA1BAWsiDQ0AC0Gw',
+  'mtwAIAVBgBBsaiAGQQRsaiEdQcCa7QAgBUGAEGxqIAZBBGxqIR4gHf0AAAAgEf3kASEcIB4gHP0LAAAgHf0AABAgEv3kASEc',
+  'IB4gHP0LABAgHf0AAIAQIBP95AEhHCAeIBz9CwCAECAd/QAAkBAgFP3kASEcIB4gHP0LAJAQIB39AACAICAV/eQBIRwgHiAc',
+  '/QsAgCAgHf0AAJAgIBb95AEhHCAeIBz9CwCQICAd/QAAgDAgF/3kASEcIB4gHP0LAIAwIB39AACQMCAY/eQBIRwgHiAc/QsA',
+  'kDAgBUEEaiEFDAALCyAGQQhqIQYgC0EBayILDQALIARBgIAQaiEECwoAQQBBgAEQhAML0AwED38YewF/A3tBACECQQAhA0EA',
+  'IQRBACEGQQIhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDaIyACaiAFQYAQbGohB0Gw14EBIAZBBGxqIQj9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRP9DAAAAAAAAAAAAAAAAAAAAAAhFP0MAAAA',
+  'AAAAAAAAAAAAAAAAACEV/QwAAAAAAAAAAAAAAAAAAAAAIRb9DAAAAAAAAAAAAAAAAAAAAAAhF/0MAAAAAAAAAAAAAAAAAAAA',
+  'ACEY/QwAAAAAAAAAAAAAAAAAAAAAIRn9DAAAAAAAAAAAAAAAAAAAAAAhGv0MAAAAAAAAAAAAAAAAAAAAACEb/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRz9DAAAAAAAAAAAAAAAAAAAAAAhHf0MAAAAAAAAAAAAAAAAAAAAACEe/QwAAAAAAAAAAAAAAAAAAAAAIR/9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhIP0MAAAAAAAAAAAAAAAAAAAAACEh/QwAAAAAAAAAAAAAAAAAAAAAISL9DAAAAAAAAAAAAAAA',
+  'AAAAAAAhI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwAAAAAAAAAAAAAAAAAAAAAISX9DAAAAAAAAAAAAAAAAAAAAAAhJv0MAAAA',
+  'AAAAAAAAAAAAAAAAACEn/QwAAAAAAAAAAAAAAAAAAAAAIShBAiEpA0BBgAIhDQNAIAj9AAAAISogCP0AABAhKyAH/QkAACEs',
+  'IBEgLCAq/eYB/eQBIREgEiAsICv95gH95AEhEiAH/QkAgBAhLCATICwgKv3mAf3kASETIBQgLCAr/eYB/eQBIRQgB/0JAIAg',
+  'ISwgFSAsICr95gH95AEhFSAWICwgK/3mAf3kASEWIAf9CQCAMCEsIBcgLCAq/eYB/eQBIRcgGCAsICv95gH95AEhGCAHQQRq',
+  'IQcgCEHAAGohCCANQQFrIg0NAAsgGSAR/V/98AEhGSAaIBEgEf0NCAkKCwwNDg8ICQoLDA0OD/1f/fABIRr9DAAAAAAAAAAA',
+  'AAAAAAAAAAAhESAbIBL9X/3wASEbIBwgEiAS/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhHP0MAAAAAAAAAAAAAAAAAAAAACES',
+  'IB0gE/1f/fABIR0gHiATIBP9DQgJCgsMDQ4PCAkKCwwNDg/9X/3wASEe/QwAAAAAAAAAAAAAAAAAAAAAIRMgHyAU/V/98AEh',
+  'HyAgIBQgFP0NCAkKCwwNDg8ICQoLDA0OD/1f/fABISD9DAAAAAAAAAAAAAAAAAAAAAAhFCAhIBX9X/3wASEhICIgFSAV/Q0I',
+  'CQoLDA0ODwgJCgsMDQ4P/V/98AEhIv0MAAAAAAAAAAAAAAAAAAAAACEVICMgFv1f/fABISMgJCAWIBb9DQgJCgsMDQ4PCAkK',
+  'CwwNDg/9X/3wASEk/QwAAAAAAAAAAAAAAAAAAAAAIRYgJSAX/V/98AEhJSAmIBcgF/0NCAkKCwwNDg8ICQoLDA0OD/1f/fAB',
+  'ISb9DAAAAAAAAAAAAAAAAAAAAAAhFyAnIBj9X/3wASEnICggGCAY/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98AEhKP0MAAAAAAAA',
+  'AAAAAAAAAAAAACEYIClBAWsiKQ0ACyAZ/V4gGv1e/Q0AAQIDBAUGBxAREhMUFRYXIREgG/1eIBz9Xv0NAAECAwQFBgcQERIT',
+  'FBUWFyESIB39XiAe/V79DQABAgMEBQYHEBESExQVFhchEyAf/V4gIP1e/Q0AAQIDBAUGBxAREhMUFRYXIRQgIf1eICL9Xv0N',
+  'AAECAwQFBgcQERITFBUWFyEVICP9XiAk/V79DQABAgMEBQYHEBESExQVFhchFiAl/V4gJv1e/Q0AAQIDBAUGBxAREhMUFRYX',
+  'IRcgJ/1eICj9Xv0NAAECAwQFBgcQERITFBUWFyEYQbCSFSAEaiAFQcAAbGogBkEEbGohCSAJIBH9CwAAIAkgEv0LABAgCSAT',
+  '/QsAQCAJIBT9CwBQIAkgFf0LAIABIAkgFv0LAJABIAkgF/0LAMABIAkgGP0LANABIAVBBGohBQwACwsgBkEIaiEGIAtBAWsi',
+  'Cw0ACyAEQYAIaiEEC2wBBX8gACECQcANIAJBgBBsaiEDQbDXgQEgAkEEbGohBQJAA0AgAiABTg0BIAUhBEGABCEGA0AgBCAD',
+  'KgIAOAIAIANBBGohAyAEQcAAaiEEIAZBAWsiBg0ACyAFQQRqIQUgAkEBaiECDAALCwsQAEEAQRAQhwNBAEEQEIYDC68FAw9/',
+  'DHsCf0EAIQJBACEDQQAhBEEAIQZBwAAhCwNAIAAhBQJAA0AgBUEEaiABSg0BQbDSFSACaiAFQQRsaiEHQbDaIyADaiAGQQRs',
+  'aiEI/QwAAAAAAAAAAAAAAAAAAAAAIRH9DAAAAAAAAAAAAAAAAAAAAAAhEv0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAA',
+  'AAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9',
+  'DAAAAAAAAAAAAAAAAAAAAAAhGEEQIQ0DQCAI/QAAACEZIAj9AAAQIRogB/0JAAAhGyARIBsgGf3mAf3kASERIBIgGyAa/eYB',
+  '/eQBIRIgB/0JAAQhGyATIBsgGf3mAf3kASETIBQgGyAa/eYB/eQBIRQgB/0JAAghGyAVIBsgGf3mAf3kASEVIBYgGyAa/eYB',
+  '/eQBIRYgB/0JAAwhGyAXIBsgGf3mAf3kASEXIBggGyAa/eYB/eQBIRggB0HAAGohByAIQYAQaiEIIA1BAWsiDQ0AC0GwkhMg',
+  'BUGAEGxqIAZBBGxqIR1BsIf/ACAFQYAQbGogBkEEbGohHiAd/QAAACAR/eQBIRwgHiAc/QsAACAd/QAAECAS/eQBIRwgHiAc',
+  '/QsAECAd/QAAgBAgE/3kASEcIB4gHP0LAIAQIB39AACQECAU/eQBIRwgHiAc/QsAkBAgHf0AAIAgIBX95AEhHCAeIBz9CwCA',
+  'ICAd/QAAkCAgFv3kASEcIB4gHP0LAJAgIB39AACAMCAX/eQBIRwgHiAc/QsAgDAgHf0AAJAwIBj95AEhHCAeIBz9CwCQMCAF',
+  'QQRqIQUMAAsLIAZBCGohBiALQQFrIgsNAAsgBEGAgAJqIQQLCQBBAEEQEIkDC6YLEQJ/CHsEfwh7BH8IewR/CHsEfwh7BH8I',
+  'ewR/CHsEfwh7An9BACEAAkADQCAAQRBODQFBACEBQbCSFSAAQcAAbGogAUEEbGohCkGw2hkgAEGABGxqIAFBBGxqIQsCQANA',
+  'IAFBBGpBEEoNASAK/QAAACECIAsgAv0LAAAgCkEQaiEKIAtBEGohCyABQQRqIQEMAAsLAkADQCABQRBODQEgCv0JAAAhAiAL',
+  'IAL9WgAAACAKQQRqIQogC0EEaiELIAFBAWohAQwACwsgAEEBaiEADAALC0EAIQwCQANAIAxBEE4NAUEAIQ1BsJohIAxBwABs',
+  'aiANQQRsaiEWQfDaGSAMQYAEbGogDUEEbGohFwJAA0AgDUEEakEQSg0BIBb9AAAAIQ8gFyAP/QsAACAWQRBqIRYgF0EQaiEX',
+  'IA1BBGohDQwACwsCQANAIA1BEE4NASAW/QkAACEPIBcgD/1aAAAAIBZBBGohFiAXQQRqIRcgDUEBaiENDAALCyAMQQFqIQwM',
+  'AAsLQQAhGAJAA0AgGEEQTg0BQQAhGUGwmiggGEHAAGxqIBlBBGxqISJBsNsZIBhBgARsaiAZQQRsaiEjAkADQCAZQQRqQRBK',
+  'DQEgIv0AAAAhHCAjIBz9CwAAICJBEGohIiAjQRBqISMgGUEEaiEZDAALCwJAA0AgGUEQTg0BICL9CQAAIRwgIyAc/VoAAAAg',
+  'IkEEaiEiICNBBGohIyAZQQFqIRkMAAsLIBhBAWohGAwACwtBACEkAkADQCAkQRBODQFBACElQbCaLyAkQcAAbGogJUEEbGoh',
+  'LkHw2xkgJEGABGxqICVBBGxqIS8CQANAICVBBGpBEEoNASAu/QAAACEpIC8gKf0LAAAgLkEQaiEuIC9BEGohLyAlQQRqISUM',
+  'AAsLAkADQCAlQRBODQEgLv0JAAAhKSAvICn9WgAAACAuQQRqIS4gL0EEaiEvICVBAWohJQwACwsgJEEBaiEkDAALC0EAITAC',
+  'QANAIDBBEE4NAUEAITFBsJo2IDBBwABsaiAxQQRsaiE6QbDcGSAwQYAEbGogMUEEbGohOwJAA0AgMUEEakEQSg0BIDr9AAAA',
+  'ITYgOyA2/QsAACA6QRBqITogO0EQaiE7IDFBBGohMQwACwsCQANAIDFBEE4NASA6/QkAACE2IDsgNv1aAAAAIDpBBGohOiA7',
+  'QQRqITsgMUEBaiExDAALCyAwQQFqITAMAAsLQQAhPAJAA0AgPEEQTg0BQQAhPUGwmj0gPEHAAGxqID1BBGxqIUZB8NwZIDxB',
+  'gARsaiA9QQRsaiFHAkADQCA9QQRqQRBKDQEgRv0AAAAhQyBHIEP9CwAAIEZBEGohRiBHQRBqIUcgPUEEaiE9DAALCwJAA0Ag',
+  'PUEQTg0BIEb9CQAAIUMgRyBD/VoAAAAgRkEEaiFGIEdBBGohRyA9QQFqIT0MAAsLIDxBAWohPAwACwtBACFIAkADQCBIQRBO',
+  'DQFBACFJQbCa0gAgSEHAAGxqIElBBGxqIVJBsN0ZIEhBgARsaiBJQQRsaiFTAkADQCBJQQRqQRBKDQEgUv0AAAAhUCBTIFD9',
+  'CwAAIFJBEGohUiBTQRBqIVMgSUEEaiFJDAALCwJAA0AgSUEQTg0BIFL9CQAAIVAgUyBQ/VoAAAAgUkEEaiFSIFNBBGohUyBJ',
+  'QQFqIUkMAAsLIEhBAWohSAwACwtBACFUAkADQCBUQRBODQFBACFVQbCH/gAgVEHAAGxqIFVBBGxqIV5B8N0ZIFRBgARsaiBV',
+  'QQRsaiFfAkADQCBVQQRqQRBKDQEgXv0AAAAhXSBfIF39CwAAIF5BEGohXiBfQRBqIV8gVUEEaiFVDAALCwJAA0AgVUEQTg0B',
+  'IF79CQAAIV0gXyBd/VoAAAAgXkEEaiFeIF9BBGohXyBVQQFqIVUMAAsLIFRBAWohVAwACwsL',
 ].join('');
 const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 
@@ -4573,100 +2383,12 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
   kernel_t_91: [16, 1, 2048, 0, 0],
   elementwise_t_95: [16, 1, 69632, 0, 0],
   kernel_t_92: [16, 1, 2048, 0, 0],
-  elementwise_h2_7: [16, 1, 34816, 0, 0],
-  kernel_t_96: [16, 1, 256, 0, 0],
-  matmul_t_98: [16, 4, 131072, 0, 0],
-  matmul_gates_8: [16, 4, 1048576, 0, 0],
-  kernel_t_101: [16, 1, 2048, 0, 0],
-  elementwise_i_8: [16, 1, 32768, 0, 0],
-  kernel_t_102: [16, 1, 2048, 0, 0],
-  elementwise_t_105: [16, 1, 34816, 0, 0],
-  kernel_t_103: [16, 1, 2048, 0, 0],
-  elementwise_t_107: [16, 1, 69632, 0, 0],
-  kernel_t_104: [16, 1, 2048, 0, 0],
-  elementwise_h2_8: [16, 1, 34816, 0, 0],
-  kernel_t_108: [16, 1, 256, 0, 0],
-  matmul_t_110: [16, 4, 131072, 0, 0],
-  matmul_gates_9: [16, 4, 1048576, 0, 0],
-  kernel_t_113: [16, 1, 2048, 0, 0],
-  elementwise_i_9: [16, 1, 32768, 0, 0],
-  kernel_t_114: [16, 1, 2048, 0, 0],
-  elementwise_t_117: [16, 1, 34816, 0, 0],
-  kernel_t_115: [16, 1, 2048, 0, 0],
-  elementwise_t_119: [16, 1, 69632, 0, 0],
-  kernel_t_116: [16, 1, 2048, 0, 0],
-  elementwise_h2_9: [16, 1, 34816, 0, 0],
-  kernel_t_120: [16, 1, 256, 0, 0],
-  matmul_t_122: [16, 4, 131072, 0, 0],
-  matmul_gates_10: [16, 4, 1048576, 0, 0],
-  kernel_t_125: [16, 1, 2048, 0, 0],
-  elementwise_i_10: [16, 1, 32768, 0, 0],
-  kernel_t_126: [16, 1, 2048, 0, 0],
-  elementwise_t_129: [16, 1, 34816, 0, 0],
-  kernel_t_127: [16, 1, 2048, 0, 0],
-  elementwise_t_131: [16, 1, 69632, 0, 0],
-  kernel_t_128: [16, 1, 2048, 0, 0],
-  elementwise_h2_10: [16, 1, 34816, 0, 0],
-  kernel_t_132: [16, 1, 256, 0, 0],
-  matmul_t_134: [16, 4, 131072, 0, 0],
-  matmul_gates_11: [16, 4, 1048576, 0, 0],
-  kernel_t_137: [16, 1, 2048, 0, 0],
-  elementwise_i_11: [16, 1, 32768, 0, 0],
-  kernel_t_138: [16, 1, 2048, 0, 0],
-  elementwise_t_141: [16, 1, 34816, 0, 0],
-  kernel_t_139: [16, 1, 2048, 0, 0],
-  elementwise_t_143: [16, 1, 69632, 0, 0],
-  kernel_t_140: [16, 1, 2048, 0, 0],
-  elementwise_h2_11: [16, 1, 34816, 0, 0],
-  kernel_t_144: [16, 1, 256, 0, 0],
-  matmul_t_146: [16, 4, 131072, 0, 0],
-  matmul_gates_12: [16, 4, 1048576, 0, 0],
-  kernel_t_149: [16, 1, 2048, 0, 0],
-  elementwise_i_12: [16, 1, 32768, 0, 0],
-  kernel_t_150: [16, 1, 2048, 0, 0],
-  elementwise_t_153: [16, 1, 34816, 0, 0],
-  kernel_t_151: [16, 1, 2048, 0, 0],
-  elementwise_t_155: [16, 1, 69632, 0, 0],
-  kernel_t_152: [16, 1, 2048, 0, 0],
-  elementwise_h2_12: [16, 1, 34816, 0, 0],
-  kernel_t_156: [16, 1, 256, 0, 0],
-  matmul_t_158: [16, 4, 131072, 0, 0],
-  matmul_gates_13: [16, 4, 1048576, 0, 0],
-  kernel_t_161: [16, 1, 2048, 0, 0],
-  elementwise_i_13: [16, 1, 32768, 0, 0],
-  kernel_t_162: [16, 1, 2048, 0, 0],
-  elementwise_t_165: [16, 1, 34816, 0, 0],
-  kernel_t_163: [16, 1, 2048, 0, 0],
-  elementwise_t_167: [16, 1, 69632, 0, 0],
-  kernel_t_164: [16, 1, 2048, 0, 0],
-  elementwise_h2_13: [16, 1, 34816, 0, 0],
-  kernel_t_168: [16, 1, 256, 0, 0],
-  matmul_t_170: [16, 4, 131072, 0, 0],
-  matmul_gates_14: [16, 4, 1048576, 0, 0],
-  kernel_t_173: [16, 1, 2048, 0, 0],
-  elementwise_i_14: [16, 1, 32768, 0, 0],
-  kernel_t_174: [16, 1, 2048, 0, 0],
-  elementwise_t_177: [16, 1, 34816, 0, 0],
-  kernel_t_175: [16, 1, 2048, 0, 0],
-  elementwise_t_179: [16, 1, 69632, 0, 0],
-  kernel_t_176: [16, 1, 2048, 0, 0],
-  elementwise_h2_14: [16, 1, 34816, 0, 0],
-  kernel_t_180: [16, 1, 256, 0, 0],
-  matmul_t_182: [16, 4, 131072, 0, 0],
-  matmul_gates_15: [16, 4, 1048576, 0, 0],
-  kernel_t_185: [16, 1, 2048, 0, 0],
-  elementwise_i_15: [16, 1, 32768, 0, 0],
-  kernel_t_186: [16, 1, 2048, 0, 0],
-  elementwise_t_189: [16, 1, 34816, 0, 0],
-  kernel_t_187: [16, 1, 2048, 0, 0],
-  elementwise_t_191: [16, 1, 69632, 0, 0],
-  kernel_t_188: [16, 1, 2048, 0, 0],
   elementwise_t3: [16, 1, 34816, 0, 0],
-  matmul_logits: [256, 4, 884736, 0, 0],
-  softmax_t11: [256, 1, 55296, 0, 0],
-  kernel_dby: [27, 4, 76032, 0, 0],
-  matmul_dt6: [256, 4, 884736, 128, 110592],
-  matmul_dWy: [128, 4, 884736, 0, 0],
+  matmul_logits: [128, 4, 442368, 0, 0],
+  softmax_t11: [128, 1, 27648, 0, 0],
+  kernel_dby: [27, 4, 38016, 0, 0],
+  matmul_dt6: [128, 4, 442368, 128, 110592],
+  matmul_dWy: [128, 4, 442368, 0, 0],
   kernel_t14: [16, 1, 2048, 0, 0],
   elementwise_dt7: [16, 1, 24576, 0, 0],
   elementwise_dt6_1: [16, 1, 6144, 0, 0],
@@ -4738,93 +2460,13 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
   matmul_dx0_6: [16, 4, 131072, 16, 262144],
   matmul_t114: [16, 4, 131072, 0, 0],
   kernel_t115: [16, 1, 2048, 0, 0],
-  elementwise_dt7_7: [16, 1, 28672, 0, 0],
+  elementwise_dt7_7: [16, 1, 26624, 0, 0],
   elementwise_dt6_8: [16, 1, 6144, 0, 0],
   elementwise_dt5_8: [16, 1, 6144, 0, 0],
   elementwise_dt4_7: [16, 1, 6144, 0, 0],
-  reduce_t127: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_7: [16, 4, 1048576, 128, 2097152],
-  matmul_t128: [128, 4, 1048576, 0, 0],
-  matmul_dx0_7: [16, 4, 131072, 16, 262144],
-  matmul_t129: [16, 4, 131072, 0, 0],
-  kernel_t130: [16, 1, 2048, 0, 0],
-  elementwise_dt7_8: [16, 1, 28672, 0, 0],
-  elementwise_dt6_9: [16, 1, 6144, 0, 0],
-  elementwise_dt5_9: [16, 1, 6144, 0, 0],
-  elementwise_dt4_8: [16, 1, 6144, 0, 0],
-  reduce_t142: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_8: [16, 4, 1048576, 128, 2097152],
-  matmul_t143: [128, 4, 1048576, 0, 0],
-  matmul_dx0_8: [16, 4, 131072, 16, 262144],
-  matmul_t144: [16, 4, 131072, 0, 0],
-  kernel_t145: [16, 1, 2048, 0, 0],
-  elementwise_dt7_9: [16, 1, 28672, 0, 0],
-  elementwise_dt6_10: [16, 1, 6144, 0, 0],
-  elementwise_dt5_10: [16, 1, 6144, 0, 0],
-  elementwise_dt4_9: [16, 1, 6144, 0, 0],
-  reduce_t157: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_9: [16, 4, 1048576, 128, 2097152],
-  matmul_t158: [128, 4, 1048576, 0, 0],
-  matmul_dx0_9: [16, 4, 131072, 16, 262144],
-  matmul_t159: [16, 4, 131072, 0, 0],
-  kernel_t160: [16, 1, 2048, 0, 0],
-  elementwise_dt7_10: [16, 1, 28672, 0, 0],
-  elementwise_dt6_11: [16, 1, 6144, 0, 0],
-  elementwise_dt5_11: [16, 1, 6144, 0, 0],
-  elementwise_dt4_10: [16, 1, 6144, 0, 0],
-  reduce_t172: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_10: [16, 4, 1048576, 128, 2097152],
-  matmul_t173: [128, 4, 1048576, 0, 0],
-  matmul_dx0_10: [16, 4, 131072, 16, 262144],
-  matmul_t174: [16, 4, 131072, 0, 0],
-  kernel_t175: [16, 1, 2048, 0, 0],
-  elementwise_dt7_11: [16, 1, 28672, 0, 0],
-  elementwise_dt6_12: [16, 1, 6144, 0, 0],
-  elementwise_dt5_12: [16, 1, 6144, 0, 0],
-  elementwise_dt4_11: [16, 1, 6144, 0, 0],
-  reduce_t187: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_11: [16, 4, 1048576, 128, 2097152],
-  matmul_t188: [128, 4, 1048576, 0, 0],
-  matmul_dx0_11: [16, 4, 131072, 16, 262144],
-  matmul_t189: [16, 4, 131072, 0, 0],
-  kernel_t190: [16, 1, 2048, 0, 0],
-  elementwise_dt7_12: [16, 1, 28672, 0, 0],
-  elementwise_dt6_13: [16, 1, 6144, 0, 0],
-  elementwise_dt5_13: [16, 1, 6144, 0, 0],
-  elementwise_dt4_12: [16, 1, 6144, 0, 0],
-  reduce_t202: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_12: [16, 4, 1048576, 128, 2097152],
-  matmul_t203: [128, 4, 1048576, 0, 0],
-  matmul_dx0_12: [16, 4, 131072, 16, 262144],
-  matmul_t204: [16, 4, 131072, 0, 0],
-  kernel_t205: [16, 1, 2048, 0, 0],
-  elementwise_dt7_13: [16, 1, 28672, 0, 0],
-  elementwise_dt6_14: [16, 1, 6144, 0, 0],
-  elementwise_dt5_14: [16, 1, 6144, 0, 0],
-  elementwise_dt4_13: [16, 1, 6144, 0, 0],
-  reduce_t217: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_13: [16, 4, 1048576, 128, 2097152],
-  matmul_t218: [128, 4, 1048576, 0, 0],
-  matmul_dx0_13: [16, 4, 131072, 16, 262144],
-  matmul_t219: [16, 4, 131072, 0, 0],
-  kernel_t220: [16, 1, 2048, 0, 0],
-  elementwise_dt7_14: [16, 1, 28672, 0, 0],
-  elementwise_dt6_15: [16, 1, 6144, 0, 0],
-  elementwise_dt5_15: [16, 1, 6144, 0, 0],
-  elementwise_dt4_14: [16, 1, 6144, 0, 0],
-  reduce_t232: [512, 4, 2048, 0, 0],
-  matmul_dc0_1_14: [16, 4, 1048576, 128, 2097152],
-  matmul_t233: [128, 4, 1048576, 0, 0],
-  matmul_dx0_14: [16, 4, 131072, 16, 262144],
-  matmul_t234: [16, 4, 131072, 0, 0],
-  kernel_t235: [16, 1, 2048, 0, 0],
-  elementwise_dt7_15: [16, 1, 26624, 0, 0],
-  elementwise_dt6_16: [16, 1, 6144, 0, 0],
-  elementwise_dt5_16: [16, 1, 6144, 0, 0],
-  elementwise_dt4_15: [16, 1, 6144, 0, 0],
   reduce_db: [512, 4, 2048, 0, 0],
   matmul_dWh: [128, 4, 1048576, 0, 0],
-  matmul_dx0_15: [16, 4, 131072, 16, 262144],
+  matmul_dx0_7: [16, 4, 131072, 16, 262144],
   matmul_dWx: [16, 4, 131072, 0, 0],
 };
 const MIN_WORK = 2097152; // work a thread must get for a kernel to split
@@ -4947,7 +2589,7 @@ export async function create(
   if (!Object.values(splits).some(([extent, align, work]) => blocksOf(extent, align, work) > 1)) {
     // no kernel splits: the module's own kind of instance, over a memory of its own (unshared: the steps
     // between the kernels run faster over an ArrayBuffer than over a SharedArrayBuffer), with no workers
-    const memory = new WebAssembly.Memory({ initial: 51, maximum: 51 });
+    const memory = new WebAssembly.Memory({ initial: 37, maximum: 37 });
     const own = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
       .exports as unknown as Kernels;
     return {
@@ -4956,7 +2598,7 @@ export async function create(
       async destroy() {},
     };
   }
-  const memory = new WebAssembly.Memory({ initial: 51, maximum: 51, shared: true });
+  const memory = new WebAssembly.Memory({ initial: 37, maximum: 37, shared: true });
   const shared = bytes.slice();
   shared[34] = 3; // the memory import: shared
   const module = new WebAssembly.Module(shared);
@@ -5134,7 +2776,7 @@ const paramKeys: Record<string, string> = {
   Wy: 'f32[128,27]',
   by: 'f32[27]',
 };
-const inputKeys: Record<string, string> = { X: 'i32[16,16]', Y: 'i32[16,16]' };
+const inputKeys: Record<string, string> = { X: 'i32[16,8]', Y: 'i32[16,8]' };
 const inputNotes: Record<string, string> = {};
 
 /**
@@ -5204,9 +2846,9 @@ function checkArgs(params: Params, inputs: Inputs): void {
   expectArray('param', 'Wy', params.Wy, Float32Array, 3456, 'f32[128,27]');
   expectArray('param', 'by', params.by, Float32Array, 27, 'f32[27]');
   if (inputs.X == null || inputs.Y == null) checkKeys('input', inputs, inputKeys, inputNotes);
-  expectArray('input', 'X', inputs.X, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'X', inputs.X, Int32Array, 128, 'i32[16,8]');
   expectIndices('X', inputs.X, 27);
-  expectArray('input', 'Y', inputs.Y, Int32Array, 256, 'i32[16,16]');
+  expectArray('input', 'Y', inputs.Y, Int32Array, 128, 'i32[16,8]');
   expectIndices('Y', inputs.Y, 27);
 }
 
@@ -5219,145 +2861,81 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     new Float32Array(memory.buffer, 296640, 512),
     new Float32Array(memory.buffer, 298688, 3456),
     new Float32Array(memory.buffer, 312512, 27),
-    new Int32Array(memory.buffer, 312624, 256),
-    new Int32Array(memory.buffer, 313648, 256),
-    new Float32Array(memory.buffer, 314672, 8192),
-    new Float32Array(memory.buffer, 347440, 2048),
-    new Float32Array(memory.buffer, 355632, 256),
-    new Float32Array(memory.buffer, 356656, 8192),
-    new Float32Array(memory.buffer, 389424, 8192),
-    new Float32Array(memory.buffer, 422192, 4096),
-    new Float32Array(memory.buffer, 438576, 2048),
-    new Float32Array(memory.buffer, 446768, 2048),
-    new Float32Array(memory.buffer, 454960, 2048),
-    new Float32Array(memory.buffer, 463152, 2048),
-    new Float32Array(memory.buffer, 471344, 2048),
-    new Float32Array(memory.buffer, 479536, 8192),
-    new Float32Array(memory.buffer, 512304, 8192),
-    new Float32Array(memory.buffer, 545072, 2048),
-    new Float32Array(memory.buffer, 553264, 2048),
-    new Float32Array(memory.buffer, 561456, 2048),
-    new Float32Array(memory.buffer, 569648, 2048),
-    new Float32Array(memory.buffer, 577840, 2048),
-    new Float32Array(memory.buffer, 586032, 2048),
-    new Float32Array(memory.buffer, 594224, 8192),
-    new Float32Array(memory.buffer, 626992, 8192),
-    new Float32Array(memory.buffer, 659760, 2048),
-    new Float32Array(memory.buffer, 667952, 2048),
-    new Float32Array(memory.buffer, 676144, 2048),
-    new Float32Array(memory.buffer, 684336, 2048),
-    new Float32Array(memory.buffer, 692528, 2048),
-    new Float32Array(memory.buffer, 700720, 2048),
-    new Float32Array(memory.buffer, 708912, 8192),
-    new Float32Array(memory.buffer, 741680, 8192),
-    new Float32Array(memory.buffer, 774448, 2048),
-    new Float32Array(memory.buffer, 782640, 2048),
-    new Float32Array(memory.buffer, 790832, 2048),
-    new Float32Array(memory.buffer, 799024, 2048),
-    new Float32Array(memory.buffer, 807216, 2048),
-    new Float32Array(memory.buffer, 815408, 2048),
-    new Float32Array(memory.buffer, 823600, 8192),
-    new Float32Array(memory.buffer, 856368, 8192),
-    new Float32Array(memory.buffer, 889136, 2048),
-    new Float32Array(memory.buffer, 897328, 2048),
-    new Float32Array(memory.buffer, 905520, 2048),
-    new Float32Array(memory.buffer, 913712, 2048),
-    new Float32Array(memory.buffer, 921904, 2048),
-    new Float32Array(memory.buffer, 930096, 2048),
-    new Float32Array(memory.buffer, 938288, 8192),
-    new Float32Array(memory.buffer, 971056, 8192),
-    new Float32Array(memory.buffer, 1003824, 2048),
-    new Float32Array(memory.buffer, 1012016, 2048),
-    new Float32Array(memory.buffer, 1020208, 2048),
-    new Float32Array(memory.buffer, 1028400, 2048),
-    new Float32Array(memory.buffer, 1036592, 2048),
-    new Float32Array(memory.buffer, 1044784, 2048),
-    new Float32Array(memory.buffer, 1052976, 8192),
-    new Float32Array(memory.buffer, 1085744, 8192),
-    new Float32Array(memory.buffer, 1118512, 2048),
-    new Float32Array(memory.buffer, 1126704, 2048),
-    new Float32Array(memory.buffer, 1134896, 2048),
-    new Float32Array(memory.buffer, 1143088, 2048),
-    new Float32Array(memory.buffer, 1151280, 2048),
-    new Float32Array(memory.buffer, 1159472, 2048),
-    new Float32Array(memory.buffer, 1167664, 8192),
-    new Float32Array(memory.buffer, 1200432, 8192),
-    new Float32Array(memory.buffer, 1233200, 2048),
-    new Float32Array(memory.buffer, 1241392, 2048),
-    new Float32Array(memory.buffer, 1249584, 2048),
-    new Float32Array(memory.buffer, 1257776, 2048),
-    new Float32Array(memory.buffer, 1265968, 2048),
-    new Float32Array(memory.buffer, 1274160, 2048),
-    new Float32Array(memory.buffer, 1282352, 8192),
-    new Float32Array(memory.buffer, 1315120, 8192),
-    new Float32Array(memory.buffer, 1347888, 2048),
-    new Float32Array(memory.buffer, 1356080, 2048),
-    new Float32Array(memory.buffer, 1364272, 2048),
-    new Float32Array(memory.buffer, 1372464, 2048),
-    new Float32Array(memory.buffer, 1380656, 2048),
-    new Float32Array(memory.buffer, 1388848, 2048),
-    new Float32Array(memory.buffer, 1397040, 8192),
-    new Float32Array(memory.buffer, 1429808, 8192),
-    new Float32Array(memory.buffer, 1462576, 2048),
-    new Float32Array(memory.buffer, 1470768, 2048),
-    new Float32Array(memory.buffer, 1478960, 2048),
-    new Float32Array(memory.buffer, 1487152, 2048),
-    new Float32Array(memory.buffer, 1495344, 2048),
-    new Float32Array(memory.buffer, 1503536, 2048),
-    new Float32Array(memory.buffer, 1511728, 8192),
-    new Float32Array(memory.buffer, 1544496, 8192),
-    new Float32Array(memory.buffer, 1577264, 2048),
-    new Float32Array(memory.buffer, 1585456, 2048),
-    new Float32Array(memory.buffer, 1593648, 2048),
-    new Float32Array(memory.buffer, 1601840, 2048),
-    new Float32Array(memory.buffer, 1610032, 2048),
-    new Float32Array(memory.buffer, 1618224, 2048),
-    new Float32Array(memory.buffer, 1626416, 8192),
-    new Float32Array(memory.buffer, 1659184, 8192),
-    new Float32Array(memory.buffer, 1691952, 2048),
-    new Float32Array(memory.buffer, 1700144, 2048),
-    new Float32Array(memory.buffer, 1708336, 2048),
-    new Float32Array(memory.buffer, 1716528, 2048),
-    new Float32Array(memory.buffer, 1724720, 2048),
-    new Float32Array(memory.buffer, 1732912, 2048),
-    new Float32Array(memory.buffer, 1741104, 8192),
-    new Float32Array(memory.buffer, 1773872, 8192),
-    new Float32Array(memory.buffer, 1806640, 2048),
-    new Float32Array(memory.buffer, 1814832, 2048),
-    new Float32Array(memory.buffer, 1823024, 2048),
-    new Float32Array(memory.buffer, 1831216, 2048),
-    new Float32Array(memory.buffer, 1839408, 2048),
-    new Float32Array(memory.buffer, 1847600, 2048),
-    new Float32Array(memory.buffer, 1855792, 8192),
-    new Float32Array(memory.buffer, 1888560, 8192),
-    new Float32Array(memory.buffer, 1921328, 2048),
-    new Float32Array(memory.buffer, 1929520, 2048),
-    new Float32Array(memory.buffer, 1937712, 2048),
-    new Float32Array(memory.buffer, 1945904, 2048),
-    new Float32Array(memory.buffer, 1954096, 2048),
-    new Float32Array(memory.buffer, 1962288, 2048),
-    new Float32Array(memory.buffer, 1970480, 65536),
-    new Float32Array(memory.buffer, 2232624, 8192),
-    new Float32Array(memory.buffer, 2265392, 2048),
-    new Float32Array(memory.buffer, 2273584, 2048),
-    new Float32Array(memory.buffer, 2281776, 2048),
-    new Float32Array(memory.buffer, 2289968, 2048),
-    new Float32Array(memory.buffer, 2298160, 8192),
-    new Float32Array(memory.buffer, 2330928, 2048),
-    new Float32Array(memory.buffer, 2339120, 8192),
-    new Float32Array(memory.buffer, 2371888, 8192),
-    new Float32Array(memory.buffer, 2404656, 8192),
-    new Float32Array(memory.buffer, 2437424, 65536),
-    new Float32Array(memory.buffer, 2699568, 2048),
-    new Float32Array(memory.buffer, 2707760, 2048),
-    new Float32Array(memory.buffer, 2715952, 1),
-    new Float32Array(memory.buffer, 2715968, 65536),
-    new Float32Array(memory.buffer, 2978112, 27),
-    new Float32Array(memory.buffer, 2978224, 3456),
-    new Float32Array(memory.buffer, 2992048, 2048),
-    new Float32Array(memory.buffer, 3000240, 2048),
-    new Float32Array(memory.buffer, 3008432, 8192),
-    new Float32Array(memory.buffer, 3041200, 2048),
+    new Int32Array(memory.buffer, 312624, 128),
+    new Int32Array(memory.buffer, 313136, 128),
+    new Float32Array(memory.buffer, 313648, 8192),
+    new Float32Array(memory.buffer, 346416, 2048),
+    new Float32Array(memory.buffer, 354608, 256),
+    new Float32Array(memory.buffer, 355632, 8192),
+    new Float32Array(memory.buffer, 388400, 8192),
+    new Float32Array(memory.buffer, 421168, 2048),
+    new Float32Array(memory.buffer, 429360, 2048),
+    new Float32Array(memory.buffer, 437552, 2048),
+    new Float32Array(memory.buffer, 445744, 2048),
+    new Float32Array(memory.buffer, 453936, 2048),
+    new Float32Array(memory.buffer, 462128, 2048),
+    new Float32Array(memory.buffer, 470320, 8192),
+    new Float32Array(memory.buffer, 503088, 8192),
+    new Float32Array(memory.buffer, 535856, 2048),
+    new Float32Array(memory.buffer, 544048, 2048),
+    new Float32Array(memory.buffer, 552240, 2048),
+    new Float32Array(memory.buffer, 560432, 2048),
+    new Float32Array(memory.buffer, 568624, 2048),
+    new Float32Array(memory.buffer, 576816, 2048),
+    new Float32Array(memory.buffer, 585008, 8192),
+    new Float32Array(memory.buffer, 617776, 8192),
+    new Float32Array(memory.buffer, 650544, 2048),
+    new Float32Array(memory.buffer, 658736, 2048),
+    new Float32Array(memory.buffer, 666928, 2048),
+    new Float32Array(memory.buffer, 675120, 2048),
+    new Float32Array(memory.buffer, 683312, 2048),
+    new Float32Array(memory.buffer, 691504, 2048),
+    new Float32Array(memory.buffer, 699696, 8192),
+    new Float32Array(memory.buffer, 732464, 8192),
+    new Float32Array(memory.buffer, 765232, 2048),
+    new Float32Array(memory.buffer, 773424, 2048),
+    new Float32Array(memory.buffer, 781616, 2048),
+    new Float32Array(memory.buffer, 789808, 2048),
+    new Float32Array(memory.buffer, 798000, 2048),
+    new Float32Array(memory.buffer, 806192, 2048),
+    new Float32Array(memory.buffer, 814384, 8192),
+    new Float32Array(memory.buffer, 847152, 8192),
+    new Float32Array(memory.buffer, 879920, 2048),
+    new Float32Array(memory.buffer, 888112, 2048),
+    new Float32Array(memory.buffer, 896304, 2048),
+    new Float32Array(memory.buffer, 904496, 2048),
+    new Float32Array(memory.buffer, 912688, 2048),
+    new Float32Array(memory.buffer, 920880, 2048),
+    new Float32Array(memory.buffer, 929072, 8192),
+    new Float32Array(memory.buffer, 961840, 8192),
+    new Float32Array(memory.buffer, 994608, 2048),
+    new Float32Array(memory.buffer, 1002800, 2048),
+    new Float32Array(memory.buffer, 1010992, 2048),
+    new Float32Array(memory.buffer, 1019184, 2048),
+    new Float32Array(memory.buffer, 1027376, 2048),
+    new Float32Array(memory.buffer, 1035568, 2048),
+    new Float32Array(memory.buffer, 1043760, 65536),
+    new Float32Array(memory.buffer, 1305904, 8192),
+    new Float32Array(memory.buffer, 1338672, 2048),
+    new Float32Array(memory.buffer, 1346864, 2048),
+    new Float32Array(memory.buffer, 1355056, 2048),
+    new Float32Array(memory.buffer, 1363248, 2048),
+    new Float32Array(memory.buffer, 1371440, 8192),
+    new Float32Array(memory.buffer, 1404208, 2048),
+    new Float32Array(memory.buffer, 1412400, 8192),
+    new Float32Array(memory.buffer, 1445168, 8192),
+    new Float32Array(memory.buffer, 1477936, 8192),
+    new Float32Array(memory.buffer, 1510704, 65536),
+    new Float32Array(memory.buffer, 1772848, 2048),
+    new Float32Array(memory.buffer, 1781040, 2048),
+    new Float32Array(memory.buffer, 1789232, 1),
+    new Float32Array(memory.buffer, 1789248, 65536),
+    new Float32Array(memory.buffer, 2051392, 27),
+    new Float32Array(memory.buffer, 2051504, 3456),
+    new Float32Array(memory.buffer, 2065328, 2048),
+    new Float32Array(memory.buffer, 2073520, 2048),
+    new Float32Array(memory.buffer, 2081712, 8192),
+    new Float32Array(memory.buffer, 2114480, 2048),
   ] as const;
   const buf = {
     C: buffers[0], // f32[27,16] (param C)
@@ -5366,17 +2944,17 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     b: buffers[3], // f32[512] (param b)
     Wy: buffers[4], // f32[128,27] (param Wy)
     by: buffers[5], // f32[27] (param by)
-    X: buffers[6], // i32[16,16] (input X)
-    Y: buffers[7], // i32[16,16] (input Y)
+    X: buffers[6], // i32[16,8] (input X)
+    Y: buffers[7], // i32[16,8] (input Y)
     // t1: f32[1,1], every element 0 (the code reads the literal)
-    emb: buffers[8].subarray(0, 4096), // f32[16,16,16]
+    emb: buffers[8].subarray(0, 2048), // f32[16,8,16]
     h0: buffers[9], // f32[16,128]
     t_: buffers[10], // f32[16,1,16]
     t_1: buffers[10], // a view of t_
     t_2: buffers[11], // f32[16,512]
     gates: buffers[12], // f32[16,512]
     t_5: buffers[11].subarray(0, 2048), // f32[16,128]
-    i_: buffers[13].subarray(0, 2048), // f32[16,128]
+    i_: buffers[13], // f32[16,128]
     t_6: buffers[11].subarray(0, 2048), // f32[16,128]
     f: buffers[14], // f32[16,128]
     t_9: buffers[15], // f32[16,128]
@@ -5469,7 +3047,7 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     h2_5: buffers[52].subarray(0, 2048), // f32[16,128]
     t_72: buffers[55].subarray(0, 256), // f32[16,1,16]
     t_73: buffers[55].subarray(0, 256), // a view of t_72
-    t_74: buffers[59], // f32[16,512]
+    t_74: buffers[59].subarray(0, 8192), // f32[16,512]
     gates_6: buffers[60], // f32[16,512]
     t_77: buffers[59].subarray(0, 2048), // f32[16,128]
     i_6: buffers[61], // f32[16,128]
@@ -5478,517 +3056,213 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     t_81: buffers[63], // f32[16,128]
     t_79: buffers[59].subarray(0, 2048), // f32[16,128]
     u_6: buffers[64], // f32[16,128]
-    c2_6: buffers[65], // f32[16,128]
+    c2_6: buffers[65].subarray(0, 2048), // f32[16,128]
     t_83: buffers[66], // f32[16,128]
     t_80: buffers[63], // f32[16,128]
     o_6: buffers[59].subarray(0, 2048), // f32[16,128]
     h2_6: buffers[60].subarray(0, 2048), // f32[16,128]
     t_84: buffers[63].subarray(0, 256), // f32[16,1,16]
     t_85: buffers[63].subarray(0, 256), // a view of t_84
-    t_86: buffers[67], // f32[16,512]
-    gates_7: buffers[68], // f32[16,512]
-    t_89: buffers[67].subarray(0, 2048), // f32[16,128]
-    i_7: buffers[69], // f32[16,128]
-    t_90: buffers[67].subarray(0, 2048), // f32[16,128]
-    f_7: buffers[70], // f32[16,128]
-    t_93: buffers[71], // f32[16,128]
-    t_91: buffers[67].subarray(0, 2048), // f32[16,128]
-    u_7: buffers[72], // f32[16,128]
-    c2_7: buffers[73], // f32[16,128]
-    t_95: buffers[74], // f32[16,128]
-    t_92: buffers[71], // f32[16,128]
-    o_7: buffers[67].subarray(0, 2048), // f32[16,128]
-    h2_7: buffers[68].subarray(0, 2048), // f32[16,128]
-    t_96: buffers[71].subarray(0, 256), // f32[16,1,16]
-    t_97: buffers[71].subarray(0, 256), // a view of t_96
-    t_98: buffers[75], // f32[16,512]
-    gates_8: buffers[76], // f32[16,512]
-    t_101: buffers[75].subarray(0, 2048), // f32[16,128]
-    i_8: buffers[77], // f32[16,128]
-    t_102: buffers[75].subarray(0, 2048), // f32[16,128]
-    f_8: buffers[78], // f32[16,128]
-    t_105: buffers[79], // f32[16,128]
-    t_103: buffers[75].subarray(0, 2048), // f32[16,128]
-    u_8: buffers[80], // f32[16,128]
-    c2_8: buffers[81], // f32[16,128]
-    t_107: buffers[82], // f32[16,128]
-    t_104: buffers[79], // f32[16,128]
-    o_8: buffers[75].subarray(0, 2048), // f32[16,128]
-    h2_8: buffers[76].subarray(0, 2048), // f32[16,128]
-    t_108: buffers[79].subarray(0, 256), // f32[16,1,16]
-    t_109: buffers[79].subarray(0, 256), // a view of t_108
-    t_110: buffers[83], // f32[16,512]
-    gates_9: buffers[84], // f32[16,512]
-    t_113: buffers[83].subarray(0, 2048), // f32[16,128]
-    i_9: buffers[85], // f32[16,128]
-    t_114: buffers[83].subarray(0, 2048), // f32[16,128]
-    f_9: buffers[86], // f32[16,128]
-    t_117: buffers[87], // f32[16,128]
-    t_115: buffers[83].subarray(0, 2048), // f32[16,128]
-    u_9: buffers[88], // f32[16,128]
-    c2_9: buffers[89], // f32[16,128]
-    t_119: buffers[90], // f32[16,128]
-    t_116: buffers[87], // f32[16,128]
-    o_9: buffers[83].subarray(0, 2048), // f32[16,128]
-    h2_9: buffers[84].subarray(0, 2048), // f32[16,128]
-    t_120: buffers[87].subarray(0, 256), // f32[16,1,16]
-    t_121: buffers[87].subarray(0, 256), // a view of t_120
-    t_122: buffers[91], // f32[16,512]
-    gates_10: buffers[92], // f32[16,512]
-    t_125: buffers[91].subarray(0, 2048), // f32[16,128]
-    i_10: buffers[93], // f32[16,128]
-    t_126: buffers[91].subarray(0, 2048), // f32[16,128]
-    f_10: buffers[94], // f32[16,128]
-    t_129: buffers[95], // f32[16,128]
-    t_127: buffers[91].subarray(0, 2048), // f32[16,128]
-    u_10: buffers[96], // f32[16,128]
-    c2_10: buffers[97], // f32[16,128]
-    t_131: buffers[98], // f32[16,128]
-    t_128: buffers[95], // f32[16,128]
-    o_10: buffers[91].subarray(0, 2048), // f32[16,128]
-    h2_10: buffers[92].subarray(0, 2048), // f32[16,128]
-    t_132: buffers[95].subarray(0, 256), // f32[16,1,16]
-    t_133: buffers[95].subarray(0, 256), // a view of t_132
-    t_134: buffers[99], // f32[16,512]
-    gates_11: buffers[100], // f32[16,512]
-    t_137: buffers[99].subarray(0, 2048), // f32[16,128]
-    i_11: buffers[101], // f32[16,128]
-    t_138: buffers[99].subarray(0, 2048), // f32[16,128]
-    f_11: buffers[102], // f32[16,128]
-    t_141: buffers[103], // f32[16,128]
-    t_139: buffers[99].subarray(0, 2048), // f32[16,128]
-    u_11: buffers[104], // f32[16,128]
-    c2_11: buffers[105], // f32[16,128]
-    t_143: buffers[106], // f32[16,128]
-    t_140: buffers[103], // f32[16,128]
-    o_11: buffers[99].subarray(0, 2048), // f32[16,128]
-    h2_11: buffers[100].subarray(0, 2048), // f32[16,128]
-    t_144: buffers[103].subarray(0, 256), // f32[16,1,16]
-    t_145: buffers[103].subarray(0, 256), // a view of t_144
-    t_146: buffers[107], // f32[16,512]
-    gates_12: buffers[108], // f32[16,512]
-    t_149: buffers[107].subarray(0, 2048), // f32[16,128]
-    i_12: buffers[109], // f32[16,128]
-    t_150: buffers[107].subarray(0, 2048), // f32[16,128]
-    f_12: buffers[110], // f32[16,128]
-    t_153: buffers[111], // f32[16,128]
-    t_151: buffers[107].subarray(0, 2048), // f32[16,128]
-    u_12: buffers[112], // f32[16,128]
-    c2_12: buffers[113], // f32[16,128]
-    t_155: buffers[114], // f32[16,128]
-    t_152: buffers[111], // f32[16,128]
-    o_12: buffers[107].subarray(0, 2048), // f32[16,128]
-    h2_12: buffers[108].subarray(0, 2048), // f32[16,128]
-    t_156: buffers[111].subarray(0, 256), // f32[16,1,16]
-    t_157: buffers[111].subarray(0, 256), // a view of t_156
-    t_158: buffers[115], // f32[16,512]
-    gates_13: buffers[116], // f32[16,512]
-    t_161: buffers[115].subarray(0, 2048), // f32[16,128]
-    i_13: buffers[117], // f32[16,128]
-    t_162: buffers[115].subarray(0, 2048), // f32[16,128]
-    f_13: buffers[118], // f32[16,128]
-    t_165: buffers[119], // f32[16,128]
-    t_163: buffers[115].subarray(0, 2048), // f32[16,128]
-    u_13: buffers[120], // f32[16,128]
-    c2_13: buffers[121], // f32[16,128]
-    t_167: buffers[122], // f32[16,128]
-    t_164: buffers[119], // f32[16,128]
-    o_13: buffers[115].subarray(0, 2048), // f32[16,128]
-    h2_13: buffers[116].subarray(0, 2048), // f32[16,128]
-    t_168: buffers[119].subarray(0, 256), // f32[16,1,16]
-    t_169: buffers[119].subarray(0, 256), // a view of t_168
-    t_170: buffers[123].subarray(0, 8192), // f32[16,512]
-    gates_14: buffers[124], // f32[16,512]
-    t_173: buffers[123].subarray(0, 2048), // f32[16,128]
-    i_14: buffers[125], // f32[16,128]
-    t_174: buffers[123].subarray(0, 2048), // f32[16,128]
-    f_14: buffers[126], // f32[16,128]
-    t_177: buffers[127], // f32[16,128]
-    t_175: buffers[123].subarray(0, 2048), // f32[16,128]
-    u_14: buffers[128], // f32[16,128]
-    c2_14: buffers[129].subarray(0, 2048), // f32[16,128]
-    t_179: buffers[130], // f32[16,128]
-    t_176: buffers[127], // f32[16,128]
-    o_14: buffers[123].subarray(0, 2048), // f32[16,128]
-    h2_14: buffers[124].subarray(0, 2048), // f32[16,128]
-    t_180: buffers[127].subarray(0, 256), // f32[16,1,16]
-    t_181: buffers[127].subarray(0, 256), // a view of t_180
-    t_182: buffers[8], // f32[16,512]
-    gates_15: buffers[131], // f32[16,512]
-    t_185: buffers[8].subarray(0, 2048), // f32[16,128]
-    i_15: buffers[132].subarray(0, 2048), // f32[16,128]
-    t_186: buffers[8].subarray(0, 2048), // f32[16,128]
-    f_15: buffers[133].subarray(0, 2048), // f32[16,128]
-    t_189: buffers[134].subarray(0, 2048), // f32[16,128]
-    t_187: buffers[8].subarray(0, 2048), // f32[16,128]
-    u_15: buffers[135], // f32[16,128]
-    t_191: buffers[136], // f32[16,128]
-    t_188: buffers[134].subarray(0, 2048), // f32[16,128]
-    o_15: buffers[8].subarray(0, 2048), // f32[16,128]
-    t3: buffers[131].subarray(0, 2048), // f32[16,128]
-    t_192: buffers[12].subarray(0, 2048), // a view of h2
-    t_193: buffers[20].subarray(0, 2048), // a view of h2_1
-    t_194: buffers[28].subarray(0, 2048), // a view of h2_2
-    t_195: buffers[36].subarray(0, 2048), // a view of h2_3
-    t_196: buffers[44].subarray(0, 2048), // a view of h2_4
-    t_197: buffers[52].subarray(0, 2048), // a view of h2_5
-    t_198: buffers[60].subarray(0, 2048), // a view of h2_6
-    t_199: buffers[68].subarray(0, 2048), // a view of h2_7
-    t_200: buffers[76].subarray(0, 2048), // a view of h2_8
-    t_201: buffers[84].subarray(0, 2048), // a view of h2_9
-    t_202: buffers[92].subarray(0, 2048), // a view of h2_10
-    t_203: buffers[100].subarray(0, 2048), // a view of h2_11
-    t_204: buffers[108].subarray(0, 2048), // a view of h2_12
-    t_205: buffers[116].subarray(0, 2048), // a view of h2_13
-    t_206: buffers[124].subarray(0, 2048), // a view of h2_14
-    t_207: buffers[131].subarray(0, 2048), // a view of t3
-    t5: buffers[134].subarray(0, 32768), // f32[16,16,128]
-    t6: buffers[134].subarray(0, 32768), // a view of t5
-    logits: buffers[131].subarray(0, 6912), // f32[256,27]
+    t_86: buffers[8], // f32[16,512]
+    gates_7: buffers[67], // f32[16,512]
+    t_89: buffers[8].subarray(0, 2048), // f32[16,128]
+    i_7: buffers[68].subarray(0, 2048), // f32[16,128]
+    t_90: buffers[8].subarray(0, 2048), // f32[16,128]
+    f_7: buffers[69].subarray(0, 2048), // f32[16,128]
+    t_93: buffers[70].subarray(0, 2048), // f32[16,128]
+    t_91: buffers[8].subarray(0, 2048), // f32[16,128]
+    u_7: buffers[71], // f32[16,128]
+    t_95: buffers[72], // f32[16,128]
+    t_92: buffers[70].subarray(0, 2048), // f32[16,128]
+    o_7: buffers[8].subarray(0, 2048), // f32[16,128]
+    t3: buffers[67].subarray(0, 2048), // f32[16,128]
+    t_96: buffers[12].subarray(0, 2048), // a view of h2
+    t_97: buffers[20].subarray(0, 2048), // a view of h2_1
+    t_98: buffers[28].subarray(0, 2048), // a view of h2_2
+    t_99: buffers[36].subarray(0, 2048), // a view of h2_3
+    t_100: buffers[44].subarray(0, 2048), // a view of h2_4
+    t_101: buffers[52].subarray(0, 2048), // a view of h2_5
+    t_102: buffers[60].subarray(0, 2048), // a view of h2_6
+    t_103: buffers[67].subarray(0, 2048), // a view of t3
+    t5: buffers[70].subarray(0, 16384), // f32[16,8,128]
+    t6: buffers[70].subarray(0, 16384), // a view of t5
+    logits: buffers[67].subarray(0, 3456), // f32[128,27]
     t8: buffers[7], // a view of Y
-    loss: buffers[137], // f32[]
-    t11: buffers[138].subarray(0, 6912), // f32[256,27]
-    dlogits: buffers[131].subarray(0, 6912), // f32[256,27]
-    dby: buffers[139], // f32[27]
-    dt6: buffers[138].subarray(0, 32768), // f32[256,128]
-    dWy: buffers[140], // f32[128,27]
-    dt5: buffers[138].subarray(0, 32768), // a view of dt6
-    t14: buffers[131].subarray(0, 2048), // f32[16,1,128]
-    dh2: buffers[131].subarray(0, 2048), // a view of t14
-    di: buffers[134].subarray(0, 2048), // f32[16,128]
-    du: buffers[141], // f32[16,128]
-    df: buffers[142], // f32[16,128]
-    dc1_1: buffers[143].subarray(0, 2048), // f32[16,128]
-    dt7: buffers[144], // f32[16,128]
+    loss: buffers[73], // f32[]
+    t11: buffers[74].subarray(0, 3456), // f32[128,27]
+    dlogits: buffers[67].subarray(0, 3456), // f32[128,27]
+    dby: buffers[75], // f32[27]
+    dt6: buffers[74].subarray(0, 16384), // f32[128,128]
+    dWy: buffers[76], // f32[128,27]
+    dt5: buffers[74].subarray(0, 16384), // a view of dt6
+    t14: buffers[67].subarray(0, 2048), // f32[16,1,128]
+    dh2: buffers[67].subarray(0, 2048), // a view of t14
+    di: buffers[70].subarray(0, 2048), // f32[16,128]
+    du: buffers[77], // f32[16,128]
+    df: buffers[78], // f32[16,128]
+    dc1_1: buffers[79].subarray(0, 2048), // f32[16,128]
+    dt7: buffers[80], // f32[16,128]
     dgates_4: buffers[8], // f32[16,512]
-    dt6_1: buffers[129].subarray(0, 2048), // f32[16,128]
-    dgates_3: buffers[131], // f32[16,512]
-    dt5_1: buffers[129].subarray(0, 2048), // f32[16,128]
-    dgates_2: buffers[133], // f32[16,512]
-    dt4: buffers[129].subarray(0, 2048), // f32[16,128]
-    dgates_1: buffers[132], // f32[16,512]
-    dgates: buffers[129], // f32[16,512]
-    db_1: buffers[135].subarray(0, 512), // f32[512]
-    dc0_1: buffers[136], // f32[16,128]
-    dWh_1: buffers[134], // f32[128,512]
-    dx0: buffers[141].subarray(0, 256), // f32[16,16]
+    dt6_1: buffers[65].subarray(0, 2048), // f32[16,128]
+    dgates_3: buffers[67], // f32[16,512]
+    dt5_1: buffers[65].subarray(0, 2048), // f32[16,128]
+    dgates_2: buffers[69], // f32[16,512]
+    dt4: buffers[65].subarray(0, 2048), // f32[16,128]
+    dgates_1: buffers[68], // f32[16,512]
+    dgates: buffers[65], // f32[16,512]
+    db_1: buffers[71].subarray(0, 512), // f32[512]
+    dc0_1: buffers[72], // f32[16,128]
+    dWh_1: buffers[70], // f32[128,512]
+    dx0: buffers[77].subarray(0, 256), // f32[16,16]
     dWx_1: buffers[8], // f32[16,512]
-    t25: buffers[127], // f32[16,1,128]
-    t26: buffers[127], // a view of t25
-    di_1: buffers[142], // f32[16,128]
-    du_1: buffers[144], // f32[16,128]
-    df_1: buffers[124].subarray(0, 2048), // f32[16,128]
-    dc1_1_1: buffers[129].subarray(0, 2048), // f32[16,128]
-    dt7_1: buffers[131].subarray(0, 2048), // f32[16,128]
-    dgates_4_1: buffers[123].subarray(0, 8192), // f32[16,512]
-    dt6_2: buffers[121], // f32[16,128]
-    dgates_3_1: buffers[131], // f32[16,512]
-    dt5_2: buffers[121], // f32[16,128]
-    dgates_2_1: buffers[124], // f32[16,512]
-    dt4_1: buffers[121], // f32[16,128]
-    dgates_1_1: buffers[132], // f32[16,512]
-    dgates_5: buffers[133], // f32[16,512]
-    t37: buffers[121].subarray(0, 512), // f32[512]
-    dc0_1_1: buffers[125], // f32[16,128]
-    t38: buffers[123], // f32[128,512]
-    dx0_1: buffers[126].subarray(0, 256), // f32[16,16]
-    t39: buffers[116], // f32[16,512]
-    t40: buffers[119], // f32[16,1,128]
-    t41: buffers[119], // a view of t40
-    di_2: buffers[127], // f32[16,128]
-    du_2: buffers[128], // f32[16,128]
-    df_2: buffers[130], // f32[16,128]
-    dc1_1_2: buffers[135], // f32[16,128]
-    dt7_2: buffers[136], // f32[16,128]
+    t25: buffers[63], // f32[16,1,128]
+    t26: buffers[63], // a view of t25
+    di_1: buffers[78], // f32[16,128]
+    du_1: buffers[80], // f32[16,128]
+    df_1: buffers[60].subarray(0, 2048), // f32[16,128]
+    dc1_1_1: buffers[65].subarray(0, 2048), // f32[16,128]
+    dt7_1: buffers[67].subarray(0, 2048), // f32[16,128]
+    dgates_4_1: buffers[59].subarray(0, 8192), // f32[16,512]
+    dt6_2: buffers[57], // f32[16,128]
+    dgates_3_1: buffers[67], // f32[16,512]
+    dt5_2: buffers[57], // f32[16,128]
+    dgates_2_1: buffers[60], // f32[16,512]
+    dt4_1: buffers[57], // f32[16,128]
+    dgates_1_1: buffers[68], // f32[16,512]
+    dgates_5: buffers[69], // f32[16,512]
+    t37: buffers[57].subarray(0, 512), // f32[512]
+    dc0_1_1: buffers[61], // f32[16,128]
+    t38: buffers[59], // f32[128,512]
+    dx0_1: buffers[62].subarray(0, 256), // f32[16,16]
+    t39: buffers[52], // f32[16,512]
+    t40: buffers[55], // f32[16,1,128]
+    t41: buffers[55], // a view of t40
+    di_2: buffers[63], // f32[16,128]
+    du_2: buffers[64], // f32[16,128]
+    df_2: buffers[66], // f32[16,128]
+    dc1_1_2: buffers[71], // f32[16,128]
+    dt7_2: buffers[72], // f32[16,128]
     dgates_4_2: buffers[8], // f32[16,512]
-    dt6_3: buffers[113], // f32[16,128]
-    dgates_3_2: buffers[115], // f32[16,512]
-    dt5_3: buffers[113], // f32[16,128]
-    dgates_2_2: buffers[124], // f32[16,512]
-    dt4_2: buffers[113], // f32[16,128]
-    dgates_1_2: buffers[129], // f32[16,512]
-    dgates_6: buffers[131], // f32[16,512]
-    t52: buffers[113].subarray(0, 512), // f32[512]
-    dc0_1_2: buffers[117], // f32[16,128]
-    t53: buffers[134], // f32[128,512]
-    dx0_2: buffers[118].subarray(0, 256), // f32[16,16]
+    dt6_3: buffers[49], // f32[16,128]
+    dgates_3_2: buffers[51], // f32[16,512]
+    dt5_3: buffers[49], // f32[16,128]
+    dgates_2_2: buffers[60], // f32[16,512]
+    dt4_2: buffers[49], // f32[16,128]
+    dgates_1_2: buffers[65], // f32[16,512]
+    dgates_6: buffers[67], // f32[16,512]
+    t52: buffers[49].subarray(0, 512), // f32[512]
+    dc0_1_2: buffers[53], // f32[16,128]
+    t53: buffers[70], // f32[128,512]
+    dx0_2: buffers[54].subarray(0, 256), // f32[16,16]
     t54: buffers[8], // f32[16,512]
-    t55: buffers[111], // f32[16,1,128]
-    t56: buffers[111], // a view of t55
-    di_3: buffers[119], // f32[16,128]
-    du_3: buffers[120], // f32[16,128]
-    df_3: buffers[121], // f32[16,128]
-    dc1_1_3: buffers[122], // f32[16,128]
-    dt7_3: buffers[125], // f32[16,128]
-    dgates_4_3: buffers[107], // f32[16,512]
-    dt6_4: buffers[105], // f32[16,128]
-    dgates_3_3: buffers[108], // f32[16,512]
-    dt5_4: buffers[105], // f32[16,128]
-    dgates_2_3: buffers[115], // f32[16,512]
-    dt4_3: buffers[105], // f32[16,128]
-    dgates_1_3: buffers[116], // f32[16,512]
-    dgates_7: buffers[124], // f32[16,512]
-    t67: buffers[105].subarray(0, 512), // f32[512]
-    dc0_1_3: buffers[109], // f32[16,128]
-    t68: buffers[123], // f32[128,512]
-    dx0_3: buffers[110].subarray(0, 256), // f32[16,16]
-    t69: buffers[100], // f32[16,512]
-    t70: buffers[103], // f32[16,1,128]
-    t71: buffers[103], // a view of t70
-    di_4: buffers[111], // f32[16,128]
-    du_4: buffers[112], // f32[16,128]
-    df_4: buffers[113], // f32[16,128]
-    dc1_1_4: buffers[114], // f32[16,128]
-    dt7_4: buffers[117], // f32[16,128]
+    t55: buffers[47], // f32[16,1,128]
+    t56: buffers[47], // a view of t55
+    di_3: buffers[55], // f32[16,128]
+    du_3: buffers[56], // f32[16,128]
+    df_3: buffers[57], // f32[16,128]
+    dc1_1_3: buffers[58], // f32[16,128]
+    dt7_3: buffers[61], // f32[16,128]
+    dgates_4_3: buffers[43], // f32[16,512]
+    dt6_4: buffers[41], // f32[16,128]
+    dgates_3_3: buffers[44], // f32[16,512]
+    dt5_4: buffers[41], // f32[16,128]
+    dgates_2_3: buffers[51], // f32[16,512]
+    dt4_3: buffers[41], // f32[16,128]
+    dgates_1_3: buffers[52], // f32[16,512]
+    dgates_7: buffers[60], // f32[16,512]
+    t67: buffers[41].subarray(0, 512), // f32[512]
+    dc0_1_3: buffers[45], // f32[16,128]
+    t68: buffers[59], // f32[128,512]
+    dx0_3: buffers[46].subarray(0, 256), // f32[16,16]
+    t69: buffers[36], // f32[16,512]
+    t70: buffers[39], // f32[16,1,128]
+    t71: buffers[39], // a view of t70
+    di_4: buffers[47], // f32[16,128]
+    du_4: buffers[48], // f32[16,128]
+    df_4: buffers[49], // f32[16,128]
+    dc1_1_4: buffers[50], // f32[16,128]
+    dt7_4: buffers[53], // f32[16,128]
     dgates_4_4: buffers[8], // f32[16,512]
-    dt6_5: buffers[97], // f32[16,128]
-    dgates_3_4: buffers[99], // f32[16,512]
-    dt5_5: buffers[97], // f32[16,128]
-    dgates_2_4: buffers[107], // f32[16,512]
-    dt4_4: buffers[97], // f32[16,128]
-    dgates_1_4: buffers[108], // f32[16,512]
-    dgates_8: buffers[115], // f32[16,512]
-    t82: buffers[97].subarray(0, 512), // f32[512]
-    dc0_1_4: buffers[101], // f32[16,128]
-    t83: buffers[134], // f32[128,512]
-    dx0_4: buffers[102].subarray(0, 256), // f32[16,16]
+    dt6_5: buffers[33], // f32[16,128]
+    dgates_3_4: buffers[35], // f32[16,512]
+    dt5_5: buffers[33], // f32[16,128]
+    dgates_2_4: buffers[43], // f32[16,512]
+    dt4_4: buffers[33], // f32[16,128]
+    dgates_1_4: buffers[44], // f32[16,512]
+    dgates_8: buffers[51], // f32[16,512]
+    t82: buffers[33].subarray(0, 512), // f32[512]
+    dc0_1_4: buffers[37], // f32[16,128]
+    t83: buffers[70], // f32[128,512]
+    dx0_4: buffers[38].subarray(0, 256), // f32[16,16]
     t84: buffers[8], // f32[16,512]
-    t85: buffers[95], // f32[16,1,128]
-    t86: buffers[95], // a view of t85
-    di_5: buffers[103], // f32[16,128]
-    du_5: buffers[104], // f32[16,128]
-    df_5: buffers[105], // f32[16,128]
-    dc1_1_5: buffers[106], // f32[16,128]
-    dt7_5: buffers[109], // f32[16,128]
-    dgates_4_5: buffers[91], // f32[16,512]
-    dt6_6: buffers[89], // f32[16,128]
-    dgates_3_5: buffers[92], // f32[16,512]
-    dt5_6: buffers[89], // f32[16,128]
-    dgates_2_5: buffers[99], // f32[16,512]
-    dt4_5: buffers[89], // f32[16,128]
-    dgates_1_5: buffers[100], // f32[16,512]
-    dgates_9: buffers[107], // f32[16,512]
-    t97: buffers[89].subarray(0, 512), // f32[512]
-    dc0_1_5: buffers[93], // f32[16,128]
-    t98: buffers[123], // f32[128,512]
-    dx0_5: buffers[94].subarray(0, 256), // f32[16,16]
-    t99: buffers[84], // f32[16,512]
-    t100: buffers[87], // f32[16,1,128]
-    t101: buffers[87], // a view of t100
-    di_6: buffers[95], // f32[16,128]
-    du_6: buffers[96], // f32[16,128]
-    df_6: buffers[97], // f32[16,128]
-    dc1_1_6: buffers[98], // f32[16,128]
-    dt7_6: buffers[101], // f32[16,128]
+    t85: buffers[31], // f32[16,1,128]
+    t86: buffers[31], // a view of t85
+    di_5: buffers[39], // f32[16,128]
+    du_5: buffers[40], // f32[16,128]
+    df_5: buffers[41], // f32[16,128]
+    dc1_1_5: buffers[42], // f32[16,128]
+    dt7_5: buffers[45], // f32[16,128]
+    dgates_4_5: buffers[27], // f32[16,512]
+    dt6_6: buffers[25], // f32[16,128]
+    dgates_3_5: buffers[28], // f32[16,512]
+    dt5_6: buffers[25], // f32[16,128]
+    dgates_2_5: buffers[35], // f32[16,512]
+    dt4_5: buffers[25], // f32[16,128]
+    dgates_1_5: buffers[36], // f32[16,512]
+    dgates_9: buffers[43], // f32[16,512]
+    t97: buffers[25].subarray(0, 512), // f32[512]
+    dc0_1_5: buffers[29], // f32[16,128]
+    t98: buffers[59], // f32[128,512]
+    dx0_5: buffers[30].subarray(0, 256), // f32[16,16]
+    t99: buffers[20], // f32[16,512]
+    t100: buffers[23], // f32[16,1,128]
+    t101: buffers[23], // a view of t100
+    di_6: buffers[31], // f32[16,128]
+    du_6: buffers[32], // f32[16,128]
+    df_6: buffers[33], // f32[16,128]
+    dc1_1_6: buffers[34], // f32[16,128]
+    dt7_6: buffers[37], // f32[16,128]
     dgates_4_6: buffers[8], // f32[16,512]
-    dt6_7: buffers[81], // f32[16,128]
-    dgates_3_6: buffers[83], // f32[16,512]
-    dt5_7: buffers[81], // f32[16,128]
-    dgates_2_6: buffers[91], // f32[16,512]
-    dt4_6: buffers[81], // f32[16,128]
-    dgates_1_6: buffers[92], // f32[16,512]
-    dgates_10: buffers[99], // f32[16,512]
-    t112: buffers[81].subarray(0, 512), // f32[512]
-    dc0_1_6: buffers[85], // f32[16,128]
-    t113: buffers[134], // f32[128,512]
-    dx0_6: buffers[86].subarray(0, 256), // f32[16,16]
+    dt6_7: buffers[17], // f32[16,128]
+    dgates_3_6: buffers[19], // f32[16,512]
+    dt5_7: buffers[17], // f32[16,128]
+    dgates_2_6: buffers[27], // f32[16,512]
+    dt4_6: buffers[17], // f32[16,128]
+    dgates_1_6: buffers[28], // f32[16,512]
+    dgates_10: buffers[35], // f32[16,512]
+    t112: buffers[17].subarray(0, 512), // f32[512]
+    dc0_1_6: buffers[21], // f32[16,128]
+    t113: buffers[70], // f32[128,512]
+    dx0_6: buffers[22].subarray(0, 256), // f32[16,16]
     t114: buffers[8], // f32[16,512]
-    t115: buffers[79], // f32[16,1,128]
-    t116: buffers[79], // a view of t115
-    di_7: buffers[87], // f32[16,128]
-    du_7: buffers[88], // f32[16,128]
-    df_7: buffers[89], // f32[16,128]
-    dc1_1_7: buffers[90], // f32[16,128]
-    dt7_7: buffers[93], // f32[16,128]
-    dgates_4_7: buffers[75], // f32[16,512]
-    dt6_8: buffers[73], // f32[16,128]
-    dgates_3_7: buffers[76], // f32[16,512]
-    dt5_8: buffers[73], // f32[16,128]
-    dgates_2_7: buffers[83], // f32[16,512]
-    dt4_7: buffers[73], // f32[16,128]
-    dgates_1_7: buffers[84], // f32[16,512]
-    dgates_11: buffers[91], // f32[16,512]
-    t127: buffers[73].subarray(0, 512), // f32[512]
-    dc0_1_7: buffers[77], // f32[16,128]
-    t128: buffers[123], // f32[128,512]
-    dx0_7: buffers[78].subarray(0, 256), // f32[16,16]
-    t129: buffers[68], // f32[16,512]
-    t130: buffers[71], // f32[16,1,128]
-    t131: buffers[71], // a view of t130
-    di_8: buffers[79], // f32[16,128]
-    du_8: buffers[80], // f32[16,128]
-    df_8: buffers[81], // f32[16,128]
-    dc1_1_8: buffers[82], // f32[16,128]
-    dt7_8: buffers[85], // f32[16,128]
-    dgates_4_8: buffers[8], // f32[16,512]
-    dt6_9: buffers[65], // f32[16,128]
-    dgates_3_8: buffers[67], // f32[16,512]
-    dt5_9: buffers[65], // f32[16,128]
-    dgates_2_8: buffers[75], // f32[16,512]
-    dt4_8: buffers[65], // f32[16,128]
-    dgates_1_8: buffers[76], // f32[16,512]
-    dgates_12: buffers[83], // f32[16,512]
-    t142: buffers[65].subarray(0, 512), // f32[512]
-    dc0_1_8: buffers[69], // f32[16,128]
-    t143: buffers[134], // f32[128,512]
-    dx0_8: buffers[70].subarray(0, 256), // f32[16,16]
-    t144: buffers[8], // f32[16,512]
-    t145: buffers[63], // f32[16,1,128]
-    t146: buffers[63], // a view of t145
-    di_9: buffers[71], // f32[16,128]
-    du_9: buffers[72], // f32[16,128]
-    df_9: buffers[73], // f32[16,128]
-    dc1_1_9: buffers[74], // f32[16,128]
-    dt7_9: buffers[77], // f32[16,128]
-    dgates_4_9: buffers[59], // f32[16,512]
-    dt6_10: buffers[57], // f32[16,128]
-    dgates_3_9: buffers[60], // f32[16,512]
-    dt5_10: buffers[57], // f32[16,128]
-    dgates_2_9: buffers[67], // f32[16,512]
-    dt4_9: buffers[57], // f32[16,128]
-    dgates_1_9: buffers[68], // f32[16,512]
-    dgates_13: buffers[75], // f32[16,512]
-    t157: buffers[57].subarray(0, 512), // f32[512]
-    dc0_1_9: buffers[61], // f32[16,128]
-    t158: buffers[123], // f32[128,512]
-    dx0_9: buffers[62].subarray(0, 256), // f32[16,16]
-    t159: buffers[52], // f32[16,512]
-    t160: buffers[55], // f32[16,1,128]
-    t161: buffers[55], // a view of t160
-    di_10: buffers[63], // f32[16,128]
-    du_10: buffers[64], // f32[16,128]
-    df_10: buffers[65], // f32[16,128]
-    dc1_1_10: buffers[66], // f32[16,128]
-    dt7_10: buffers[69], // f32[16,128]
-    dgates_4_10: buffers[8], // f32[16,512]
-    dt6_11: buffers[49], // f32[16,128]
-    dgates_3_10: buffers[51], // f32[16,512]
-    dt5_11: buffers[49], // f32[16,128]
-    dgates_2_10: buffers[59], // f32[16,512]
-    dt4_10: buffers[49], // f32[16,128]
-    dgates_1_10: buffers[60], // f32[16,512]
-    dgates_14: buffers[67], // f32[16,512]
-    t172: buffers[49].subarray(0, 512), // f32[512]
-    dc0_1_10: buffers[53], // f32[16,128]
-    t173: buffers[134], // f32[128,512]
-    dx0_10: buffers[54].subarray(0, 256), // f32[16,16]
-    t174: buffers[8], // f32[16,512]
-    t175: buffers[47], // f32[16,1,128]
-    t176: buffers[47], // a view of t175
-    di_11: buffers[55], // f32[16,128]
-    du_11: buffers[56], // f32[16,128]
-    df_11: buffers[57], // f32[16,128]
-    dc1_1_11: buffers[58], // f32[16,128]
-    dt7_11: buffers[61], // f32[16,128]
-    dgates_4_11: buffers[43], // f32[16,512]
-    dt6_12: buffers[41], // f32[16,128]
-    dgates_3_11: buffers[44], // f32[16,512]
-    dt5_12: buffers[41], // f32[16,128]
-    dgates_2_11: buffers[51], // f32[16,512]
-    dt4_11: buffers[41], // f32[16,128]
-    dgates_1_11: buffers[52], // f32[16,512]
-    dgates_15: buffers[59], // f32[16,512]
-    t187: buffers[41].subarray(0, 512), // f32[512]
-    dc0_1_11: buffers[45], // f32[16,128]
-    t188: buffers[123], // f32[128,512]
-    dx0_11: buffers[46].subarray(0, 256), // f32[16,16]
-    t189: buffers[36], // f32[16,512]
-    t190: buffers[39], // f32[16,1,128]
-    t191: buffers[39], // a view of t190
-    di_12: buffers[47], // f32[16,128]
-    du_12: buffers[48], // f32[16,128]
-    df_12: buffers[49], // f32[16,128]
-    dc1_1_12: buffers[50], // f32[16,128]
-    dt7_12: buffers[53], // f32[16,128]
-    dgates_4_12: buffers[8], // f32[16,512]
-    dt6_13: buffers[33], // f32[16,128]
-    dgates_3_12: buffers[35], // f32[16,512]
-    dt5_13: buffers[33], // f32[16,128]
-    dgates_2_12: buffers[43], // f32[16,512]
-    dt4_12: buffers[33], // f32[16,128]
-    dgates_1_12: buffers[44], // f32[16,512]
-    dgates_16: buffers[51], // f32[16,512]
-    t202: buffers[33].subarray(0, 512), // f32[512]
-    dc0_1_12: buffers[37], // f32[16,128]
-    t203: buffers[134], // f32[128,512]
-    dx0_12: buffers[38].subarray(0, 256), // f32[16,16]
-    t204: buffers[8], // f32[16,512]
-    t205: buffers[31], // f32[16,1,128]
-    t206: buffers[31], // a view of t205
-    di_13: buffers[39], // f32[16,128]
-    du_13: buffers[40], // f32[16,128]
-    df_13: buffers[41], // f32[16,128]
-    dc1_1_13: buffers[42], // f32[16,128]
-    dt7_13: buffers[45], // f32[16,128]
-    dgates_4_13: buffers[27], // f32[16,512]
-    dt6_14: buffers[25], // f32[16,128]
-    dgates_3_13: buffers[28], // f32[16,512]
-    dt5_14: buffers[25], // f32[16,128]
-    dgates_2_13: buffers[35], // f32[16,512]
-    dt4_13: buffers[25], // f32[16,128]
-    dgates_1_13: buffers[36], // f32[16,512]
-    dgates_17: buffers[43], // f32[16,512]
-    t217: buffers[25].subarray(0, 512), // f32[512]
-    dc0_1_13: buffers[29], // f32[16,128]
-    t218: buffers[123], // f32[128,512]
-    dx0_13: buffers[30].subarray(0, 256), // f32[16,16]
-    t219: buffers[20], // f32[16,512]
-    t220: buffers[23], // f32[16,1,128]
-    t221: buffers[23], // a view of t220
-    di_14: buffers[31], // f32[16,128]
-    du_14: buffers[32], // f32[16,128]
-    df_14: buffers[33], // f32[16,128]
-    dc1_1_14: buffers[34], // f32[16,128]
-    dt7_14: buffers[37], // f32[16,128]
-    dgates_4_14: buffers[8], // f32[16,512]
-    dt6_15: buffers[17], // f32[16,128]
-    dgates_3_14: buffers[19], // f32[16,512]
-    dt5_15: buffers[17], // f32[16,128]
-    dgates_2_14: buffers[27], // f32[16,512]
-    dt4_14: buffers[17], // f32[16,128]
-    dgates_1_14: buffers[28], // f32[16,512]
-    dgates_18: buffers[35], // f32[16,512]
-    t232: buffers[17].subarray(0, 512), // f32[512]
-    dc0_1_14: buffers[21], // f32[16,128]
-    t233: buffers[134], // f32[128,512]
-    dx0_14: buffers[22].subarray(0, 256), // f32[16,16]
-    t234: buffers[8], // f32[16,512]
-    t235: buffers[15], // f32[16,1,128]
-    t236: buffers[15], // a view of t235
-    di_15: buffers[23], // f32[16,128]
-    du_15: buffers[24], // f32[16,128]
-    df_15: buffers[25], // f32[16,128]
-    dt7_15: buffers[26], // f32[16,128]
-    dgates_4_15: buffers[11], // f32[16,512]
-    dt6_16: buffers[15], // f32[16,128]
-    dgates_3_15: buffers[12], // f32[16,512]
-    dt5_16: buffers[15], // f32[16,128]
-    dgates_2_15: buffers[19], // f32[16,512]
-    dt4_15: buffers[14], // f32[16,128]
-    dgates_1_15: buffers[20], // f32[16,512]
-    dgates_19: buffers[27], // f32[16,512]
-    db: buffers[142].subarray(0, 512), // f32[512]
-    dWh: buffers[138], // f32[128,512]
-    dx0_15: buffers[9].subarray(0, 256), // f32[16,16]
-    dWx: buffers[143], // f32[16,512]
-    t247: buffers[9].subarray(0, 256), // a view of dx0_15
-    t248: buffers[22].subarray(0, 256), // a view of dx0_14
-    t249: buffers[30].subarray(0, 256), // a view of dx0_13
-    t250: buffers[38].subarray(0, 256), // a view of dx0_12
-    t251: buffers[46].subarray(0, 256), // a view of dx0_11
-    t252: buffers[54].subarray(0, 256), // a view of dx0_10
-    t253: buffers[62].subarray(0, 256), // a view of dx0_9
-    t254: buffers[70].subarray(0, 256), // a view of dx0_8
-    t255: buffers[78].subarray(0, 256), // a view of dx0_7
-    t256: buffers[86].subarray(0, 256), // a view of dx0_6
-    t257: buffers[94].subarray(0, 256), // a view of dx0_5
-    t258: buffers[102].subarray(0, 256), // a view of dx0_4
-    t259: buffers[110].subarray(0, 256), // a view of dx0_3
-    t260: buffers[118].subarray(0, 256), // a view of dx0_2
-    t261: buffers[126].subarray(0, 256), // a view of dx0_1
-    t262: buffers[141].subarray(0, 256), // a view of dx0
-    demb: buffers[13], // f32[16,16,16]
-    dC: buffers[141].subarray(0, 432), // f32[27,16]
+    t115: buffers[15], // f32[16,1,128]
+    t116: buffers[15], // a view of t115
+    di_7: buffers[23], // f32[16,128]
+    du_7: buffers[24], // f32[16,128]
+    df_7: buffers[25], // f32[16,128]
+    dt7_7: buffers[26], // f32[16,128]
+    dgates_4_7: buffers[11], // f32[16,512]
+    dt6_8: buffers[15], // f32[16,128]
+    dgates_3_7: buffers[12], // f32[16,512]
+    dt5_8: buffers[15], // f32[16,128]
+    dgates_2_7: buffers[19], // f32[16,512]
+    dt4_7: buffers[14], // f32[16,128]
+    dgates_1_7: buffers[20], // f32[16,512]
+    dgates_11: buffers[27], // f32[16,512]
+    db: buffers[78].subarray(0, 512), // f32[512]
+    dWh: buffers[74], // f32[128,512]
+    dx0_7: buffers[9].subarray(0, 256), // f32[16,16]
+    dWx: buffers[79], // f32[16,512]
+    t127: buffers[9].subarray(0, 256), // a view of dx0_7
+    t128: buffers[22].subarray(0, 256), // a view of dx0_6
+    t129: buffers[30].subarray(0, 256), // a view of dx0_5
+    t130: buffers[38].subarray(0, 256), // a view of dx0_4
+    t131: buffers[46].subarray(0, 256), // a view of dx0_3
+    t132: buffers[54].subarray(0, 256), // a view of dx0_2
+    t133: buffers[62].subarray(0, 256), // a view of dx0_1
+    t134: buffers[77].subarray(0, 256), // a view of dx0
+    demb: buffers[13], // f32[16,8,16]
+    dC: buffers[77].subarray(0, 432), // f32[27,16]
     _acc0: new Float64Array(512), // accumulators of column sums
   };
 
@@ -6007,917 +3281,477 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
   function forwardPass(): void {
     const { emb, X, C, logits, t8, loss } = buf;
 
-    // emb = C[X]  (lstm.ts:36)
-    //   %emb: f32[16,16,16] = gather %C, %X   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
-    for (let i = 0; i < 256; i++) {
+    // emb = C[X]  (lstm.ts:39)
+    //   %emb: f32[16,8,16] = gather %C, %X   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
+    for (let i = 0; i < 128; i++) {
       const _row = X[i] * 16;
       for (let j = 0; j < 16; j++) emb[i * 16 + j] = C[_row + j];
     }
 
-    // h0 = 0  (lstm.ts:48)
-    //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:48  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
+    // h0 = 0  (lstm.ts:51)
+    //   %h0: f32[16,128] = broadcast %t1 {shape=[16, 128]}   lstm.ts:51  const h0 = g.const(0).reshape([1, 1]).expand([n, H]);
     kernels.kernel_h0();
 
-    // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:59)
-    //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:62)
+    //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_();
 
-    // t_2 = t_1 @ Wx  (lstm.ts:39)
-    //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_2 = t_1 @ Wx  (lstm.ts:42)
+    //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_2();
 
-    // gates = t_2 + h0 @ Wh + b  (lstm.ts:39)
-    //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:39
-    //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:39
+    // gates = t_2 + h0 @ Wh + b  (lstm.ts:42)
+    //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:42
+    //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:42
     kernels.matmul_gates();
 
-    // t_5 = gates[0:16, 0:128]  (lstm.ts:40)
-    //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_5 = gates[0:16, 0:128]  (lstm.ts:43)
+    //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_5();
 
-    // i_ = sigmoid(t_5)  (lstm.ts:40)
-    //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_ = sigmoid(t_5)  (lstm.ts:43)
+    //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_();
 
-    // t_6 = gates[0:16, 128:256]  (lstm.ts:41)
-    //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_6 = gates[0:16, 128:256]  (lstm.ts:44)
+    //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_6();
 
-    // f = sigmoid(t_6)  (lstm.ts:41)
-    // t_9 = f * h0  (lstm.ts:44)
-    //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f = sigmoid(t_6)  (lstm.ts:44)
+    // t_9 = f * h0  (lstm.ts:47)
+    //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_9();
 
-    // t_7 = gates[0:16, 256:384]  (lstm.ts:42)
-    //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_7 = gates[0:16, 256:384]  (lstm.ts:45)
+    //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_7();
 
-    // u = tanh(t_7)  (lstm.ts:42)
-    // c2 = t_9 + i_ * u  (lstm.ts:44)
-    // t_11 = tanh(c2)  (lstm.ts:45)
-    //   %u: f32[16,128] = tanh %t_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:44
-    //   %t_11: f32[16,128] = tanh %c2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u = tanh(t_7)  (lstm.ts:45)
+    // c2 = t_9 + i_ * u  (lstm.ts:47)
+    // t_11 = tanh(c2)  (lstm.ts:48)
+    //   %u: f32[16,128] = tanh %t_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:47
+    //   %t_11: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_11();
 
-    // t_8 = gates[0:16, 384:512]  (lstm.ts:43)
-    //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_8 = gates[0:16, 384:512]  (lstm.ts:46)
+    //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_8();
 
-    // o = sigmoid(t_8)  (lstm.ts:43)
-    // h2 = o * t_11  (lstm.ts:45)
-    //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o = sigmoid(t_8)  (lstm.ts:46)
+    // h2 = o * t_11  (lstm.ts:48)
+    //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2();
 
-    // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:59)
-    //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:62)
+    //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_12();
 
-    // t_14 = t_13 @ Wx  (lstm.ts:39)
-    //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_14 = t_13 @ Wx  (lstm.ts:42)
+    //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_14();
 
-    // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:39)
-    //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:39
-    //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:39
+    // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:42)
+    //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:42
+    //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:42
     kernels.matmul_gates_1();
 
-    // t_17 = gates_1[0:16, 0:128]  (lstm.ts:40)
-    //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_17 = gates_1[0:16, 0:128]  (lstm.ts:43)
+    //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_17();
 
-    // i_1 = sigmoid(t_17)  (lstm.ts:40)
-    //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_1 = sigmoid(t_17)  (lstm.ts:43)
+    //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_1();
 
-    // t_18 = gates_1[0:16, 128:256]  (lstm.ts:41)
-    //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_18 = gates_1[0:16, 128:256]  (lstm.ts:44)
+    //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_18();
 
-    // f_1 = sigmoid(t_18)  (lstm.ts:41)
-    // t_21 = f_1 * c2  (lstm.ts:44)
-    //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_1 = sigmoid(t_18)  (lstm.ts:44)
+    // t_21 = f_1 * c2  (lstm.ts:47)
+    //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_21();
 
-    // t_19 = gates_1[0:16, 256:384]  (lstm.ts:42)
-    //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_19 = gates_1[0:16, 256:384]  (lstm.ts:45)
+    //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_19();
 
-    // u_1 = tanh(t_19)  (lstm.ts:42)
-    // c2_1 = t_21 + i_1 * u_1  (lstm.ts:44)
-    // t_23 = tanh(c2_1)  (lstm.ts:45)
-    //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:44
-    //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_1 = tanh(t_19)  (lstm.ts:45)
+    // c2_1 = t_21 + i_1 * u_1  (lstm.ts:47)
+    // t_23 = tanh(c2_1)  (lstm.ts:48)
+    //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:47
+    //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_23();
 
-    // t_20 = gates_1[0:16, 384:512]  (lstm.ts:43)
-    //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_20 = gates_1[0:16, 384:512]  (lstm.ts:46)
+    //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_20();
 
-    // o_1 = sigmoid(t_20)  (lstm.ts:43)
-    // h2_1 = o_1 * t_23  (lstm.ts:45)
-    //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_1 = sigmoid(t_20)  (lstm.ts:46)
+    // h2_1 = o_1 * t_23  (lstm.ts:48)
+    //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_1();
 
-    // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:59)
-    //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:62)
+    //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_24();
 
-    // t_26 = t_25 @ Wx  (lstm.ts:39)
-    //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_26 = t_25 @ Wx  (lstm.ts:42)
+    //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_26();
 
-    // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:39)
-    //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:39
-    //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:39
+    // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:42)
+    //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:42
+    //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:42
     kernels.matmul_gates_2();
 
-    // t_29 = gates_2[0:16, 0:128]  (lstm.ts:40)
-    //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_29 = gates_2[0:16, 0:128]  (lstm.ts:43)
+    //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_29();
 
-    // i_2 = sigmoid(t_29)  (lstm.ts:40)
-    //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_2 = sigmoid(t_29)  (lstm.ts:43)
+    //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_2();
 
-    // t_30 = gates_2[0:16, 128:256]  (lstm.ts:41)
-    //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_30 = gates_2[0:16, 128:256]  (lstm.ts:44)
+    //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_30();
 
-    // f_2 = sigmoid(t_30)  (lstm.ts:41)
-    // t_33 = f_2 * c2_1  (lstm.ts:44)
-    //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_2 = sigmoid(t_30)  (lstm.ts:44)
+    // t_33 = f_2 * c2_1  (lstm.ts:47)
+    //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_33();
 
-    // t_31 = gates_2[0:16, 256:384]  (lstm.ts:42)
-    //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_31 = gates_2[0:16, 256:384]  (lstm.ts:45)
+    //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_31();
 
-    // u_2 = tanh(t_31)  (lstm.ts:42)
-    // c2_2 = t_33 + i_2 * u_2  (lstm.ts:44)
-    // t_35 = tanh(c2_2)  (lstm.ts:45)
-    //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:44
-    //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_2 = tanh(t_31)  (lstm.ts:45)
+    // c2_2 = t_33 + i_2 * u_2  (lstm.ts:47)
+    // t_35 = tanh(c2_2)  (lstm.ts:48)
+    //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:47
+    //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_35();
 
-    // t_32 = gates_2[0:16, 384:512]  (lstm.ts:43)
-    //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_32 = gates_2[0:16, 384:512]  (lstm.ts:46)
+    //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_32();
 
-    // o_2 = sigmoid(t_32)  (lstm.ts:43)
-    // h2_2 = o_2 * t_35  (lstm.ts:45)
-    //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_2 = sigmoid(t_32)  (lstm.ts:46)
+    // h2_2 = o_2 * t_35  (lstm.ts:48)
+    //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_2();
 
-    // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:59)
-    //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:62)
+    //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_36();
 
-    // t_38 = t_37 @ Wx  (lstm.ts:39)
-    //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_38 = t_37 @ Wx  (lstm.ts:42)
+    //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_38();
 
-    // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:39)
-    //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:39
-    //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:39
+    // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:42)
+    //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:42
+    //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:42
     kernels.matmul_gates_3();
 
-    // t_41 = gates_3[0:16, 0:128]  (lstm.ts:40)
-    //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_41 = gates_3[0:16, 0:128]  (lstm.ts:43)
+    //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_41();
 
-    // i_3 = sigmoid(t_41)  (lstm.ts:40)
-    //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_3 = sigmoid(t_41)  (lstm.ts:43)
+    //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_3();
 
-    // t_42 = gates_3[0:16, 128:256]  (lstm.ts:41)
-    //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_42 = gates_3[0:16, 128:256]  (lstm.ts:44)
+    //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_42();
 
-    // f_3 = sigmoid(t_42)  (lstm.ts:41)
-    // t_45 = f_3 * c2_2  (lstm.ts:44)
-    //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_3 = sigmoid(t_42)  (lstm.ts:44)
+    // t_45 = f_3 * c2_2  (lstm.ts:47)
+    //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_45();
 
-    // t_43 = gates_3[0:16, 256:384]  (lstm.ts:42)
-    //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_43 = gates_3[0:16, 256:384]  (lstm.ts:45)
+    //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_43();
 
-    // u_3 = tanh(t_43)  (lstm.ts:42)
-    // c2_3 = t_45 + i_3 * u_3  (lstm.ts:44)
-    // t_47 = tanh(c2_3)  (lstm.ts:45)
-    //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:44
-    //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_3 = tanh(t_43)  (lstm.ts:45)
+    // c2_3 = t_45 + i_3 * u_3  (lstm.ts:47)
+    // t_47 = tanh(c2_3)  (lstm.ts:48)
+    //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:47
+    //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_47();
 
-    // t_44 = gates_3[0:16, 384:512]  (lstm.ts:43)
-    //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_44 = gates_3[0:16, 384:512]  (lstm.ts:46)
+    //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_44();
 
-    // o_3 = sigmoid(t_44)  (lstm.ts:43)
-    // h2_3 = o_3 * t_47  (lstm.ts:45)
-    //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_3 = sigmoid(t_44)  (lstm.ts:46)
+    // h2_3 = o_3 * t_47  (lstm.ts:48)
+    //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_3();
 
-    // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:59)
-    //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:62)
+    //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_48();
 
-    // t_50 = t_49 @ Wx  (lstm.ts:39)
-    //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_50 = t_49 @ Wx  (lstm.ts:42)
+    //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_50();
 
-    // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:39)
-    //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:39
-    //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:39
+    // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:42)
+    //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:42
+    //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:42
     kernels.matmul_gates_4();
 
-    // t_53 = gates_4[0:16, 0:128]  (lstm.ts:40)
-    //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_53 = gates_4[0:16, 0:128]  (lstm.ts:43)
+    //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_53();
 
-    // i_4 = sigmoid(t_53)  (lstm.ts:40)
-    //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_4 = sigmoid(t_53)  (lstm.ts:43)
+    //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_4();
 
-    // t_54 = gates_4[0:16, 128:256]  (lstm.ts:41)
-    //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_54 = gates_4[0:16, 128:256]  (lstm.ts:44)
+    //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_54();
 
-    // f_4 = sigmoid(t_54)  (lstm.ts:41)
-    // t_57 = f_4 * c2_3  (lstm.ts:44)
-    //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_4 = sigmoid(t_54)  (lstm.ts:44)
+    // t_57 = f_4 * c2_3  (lstm.ts:47)
+    //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_57();
 
-    // t_55 = gates_4[0:16, 256:384]  (lstm.ts:42)
-    //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_55 = gates_4[0:16, 256:384]  (lstm.ts:45)
+    //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_55();
 
-    // u_4 = tanh(t_55)  (lstm.ts:42)
-    // c2_4 = t_57 + i_4 * u_4  (lstm.ts:44)
-    // t_59 = tanh(c2_4)  (lstm.ts:45)
-    //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:44
-    //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_4 = tanh(t_55)  (lstm.ts:45)
+    // c2_4 = t_57 + i_4 * u_4  (lstm.ts:47)
+    // t_59 = tanh(c2_4)  (lstm.ts:48)
+    //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:47
+    //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_59();
 
-    // t_56 = gates_4[0:16, 384:512]  (lstm.ts:43)
-    //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_56 = gates_4[0:16, 384:512]  (lstm.ts:46)
+    //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_56();
 
-    // o_4 = sigmoid(t_56)  (lstm.ts:43)
-    // h2_4 = o_4 * t_59  (lstm.ts:45)
-    //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_4 = sigmoid(t_56)  (lstm.ts:46)
+    // h2_4 = o_4 * t_59  (lstm.ts:48)
+    //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_4();
 
-    // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:59)
-    //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:62)
+    //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_60();
 
-    // t_62 = t_61 @ Wx  (lstm.ts:39)
-    //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_62 = t_61 @ Wx  (lstm.ts:42)
+    //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_62();
 
-    // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:39)
-    //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:39
-    //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:39
+    // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:42)
+    //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:42
+    //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:42
     kernels.matmul_gates_5();
 
-    // t_65 = gates_5[0:16, 0:128]  (lstm.ts:40)
-    //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_65 = gates_5[0:16, 0:128]  (lstm.ts:43)
+    //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_65();
 
-    // i_5 = sigmoid(t_65)  (lstm.ts:40)
-    //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_5 = sigmoid(t_65)  (lstm.ts:43)
+    //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_5();
 
-    // t_66 = gates_5[0:16, 128:256]  (lstm.ts:41)
-    //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_66 = gates_5[0:16, 128:256]  (lstm.ts:44)
+    //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_66();
 
-    // f_5 = sigmoid(t_66)  (lstm.ts:41)
-    // t_69 = f_5 * c2_4  (lstm.ts:44)
-    //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_5 = sigmoid(t_66)  (lstm.ts:44)
+    // t_69 = f_5 * c2_4  (lstm.ts:47)
+    //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_69();
 
-    // t_67 = gates_5[0:16, 256:384]  (lstm.ts:42)
-    //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_67 = gates_5[0:16, 256:384]  (lstm.ts:45)
+    //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_67();
 
-    // u_5 = tanh(t_67)  (lstm.ts:42)
-    // c2_5 = t_69 + i_5 * u_5  (lstm.ts:44)
-    // t_71 = tanh(c2_5)  (lstm.ts:45)
-    //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:44
-    //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_5 = tanh(t_67)  (lstm.ts:45)
+    // c2_5 = t_69 + i_5 * u_5  (lstm.ts:47)
+    // t_71 = tanh(c2_5)  (lstm.ts:48)
+    //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:47
+    //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_71();
 
-    // t_68 = gates_5[0:16, 384:512]  (lstm.ts:43)
-    //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_68 = gates_5[0:16, 384:512]  (lstm.ts:46)
+    //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_68();
 
-    // o_5 = sigmoid(t_68)  (lstm.ts:43)
-    // h2_5 = o_5 * t_71  (lstm.ts:45)
-    //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_5 = sigmoid(t_68)  (lstm.ts:46)
+    // h2_5 = o_5 * t_71  (lstm.ts:48)
+    //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_5();
 
-    // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:59)
-    //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:62)
+    //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_72();
 
-    // t_74 = t_73 @ Wx  (lstm.ts:39)
-    //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_74 = t_73 @ Wx  (lstm.ts:42)
+    //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_74();
 
-    // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:39)
-    //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:39
-    //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:39
+    // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:42)
+    //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:42
+    //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:42
     kernels.matmul_gates_6();
 
-    // t_77 = gates_6[0:16, 0:128]  (lstm.ts:40)
-    //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_77 = gates_6[0:16, 0:128]  (lstm.ts:43)
+    //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_77();
 
-    // i_6 = sigmoid(t_77)  (lstm.ts:40)
-    //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_6 = sigmoid(t_77)  (lstm.ts:43)
+    //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_6();
 
-    // t_78 = gates_6[0:16, 128:256]  (lstm.ts:41)
-    //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_78 = gates_6[0:16, 128:256]  (lstm.ts:44)
+    //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_78();
 
-    // f_6 = sigmoid(t_78)  (lstm.ts:41)
-    // t_81 = f_6 * c2_5  (lstm.ts:44)
-    //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_6 = sigmoid(t_78)  (lstm.ts:44)
+    // t_81 = f_6 * c2_5  (lstm.ts:47)
+    //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_81();
 
-    // t_79 = gates_6[0:16, 256:384]  (lstm.ts:42)
-    //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_79 = gates_6[0:16, 256:384]  (lstm.ts:45)
+    //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_79();
 
-    // u_6 = tanh(t_79)  (lstm.ts:42)
-    // c2_6 = t_81 + i_6 * u_6  (lstm.ts:44)
-    // t_83 = tanh(c2_6)  (lstm.ts:45)
-    //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:44
-    //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_6 = tanh(t_79)  (lstm.ts:45)
+    // c2_6 = t_81 + i_6 * u_6  (lstm.ts:47)
+    // t_83 = tanh(c2_6)  (lstm.ts:48)
+    //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:47
+    //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_83();
 
-    // t_80 = gates_6[0:16, 384:512]  (lstm.ts:43)
-    //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_80 = gates_6[0:16, 384:512]  (lstm.ts:46)
+    //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_80();
 
-    // o_6 = sigmoid(t_80)  (lstm.ts:43)
-    // h2_6 = o_6 * t_83  (lstm.ts:45)
-    //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_6 = sigmoid(t_80)  (lstm.ts:46)
+    // h2_6 = o_6 * t_83  (lstm.ts:48)
+    //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_h2_6();
 
-    // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:59)
-    //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:62)
+    //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t_84();
 
-    // t_86 = t_85 @ Wx  (lstm.ts:39)
-    //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // t_86 = t_85 @ Wx  (lstm.ts:42)
+    //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_t_86();
 
-    // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:39)
-    //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:39
-    //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:39
+    // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:42)
+    //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:42
+    //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:42
     kernels.matmul_gates_7();
 
-    // t_89 = gates_7[0:16, 0:128]  (lstm.ts:40)
-    //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // t_89 = gates_7[0:16, 0:128]  (lstm.ts:43)
+    //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_t_89();
 
-    // i_7 = sigmoid(t_89)  (lstm.ts:40)
-    //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // i_7 = sigmoid(t_89)  (lstm.ts:43)
+    //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.elementwise_i_7();
 
-    // t_90 = gates_7[0:16, 128:256]  (lstm.ts:41)
-    //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // t_90 = gates_7[0:16, 128:256]  (lstm.ts:44)
+    //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_t_90();
 
-    // f_7 = sigmoid(t_90)  (lstm.ts:41)
-    // t_93 = f_7 * c2_6  (lstm.ts:44)
-    //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
+    // f_7 = sigmoid(t_90)  (lstm.ts:44)
+    // t_93 = f_7 * c2_6  (lstm.ts:47)
+    //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
     kernels.elementwise_t_93();
 
-    // t_91 = gates_7[0:16, 256:384]  (lstm.ts:42)
-    //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // t_91 = gates_7[0:16, 256:384]  (lstm.ts:45)
+    //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_t_91();
 
-    // u_7 = tanh(t_91)  (lstm.ts:42)
-    // c2_7 = t_93 + i_7 * u_7  (lstm.ts:44)
-    // t_95 = tanh(c2_7)  (lstm.ts:45)
-    //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_7: f32[16,128] = add %t_93, %t_94   lstm.ts:44
-    //   %t_95: f32[16,128] = tanh %c2_7   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // u_7 = tanh(t_91)  (lstm.ts:45)
+    // t_95 = tanh(t_93 + i_7 * u_7)  (lstm.ts:48)
+    //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
+    //   %t_95: f32[16,128] = tanh %t4   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t_95();
 
-    // t_92 = gates_7[0:16, 384:512]  (lstm.ts:43)
-    //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // t_92 = gates_7[0:16, 384:512]  (lstm.ts:46)
+    //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_t_92();
 
-    // o_7 = sigmoid(t_92)  (lstm.ts:43)
-    // h2_7 = o_7 * t_95  (lstm.ts:45)
-    //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_7: f32[16,128] = mul %o_7, %t_95   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_7();
-
-    // t_96 = emb[0:16, 8:9, 0:16]  (lstm.ts:59)
-    //   %t_96: f32[16,1,16] = slice %emb {starts=[0, 8, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_96();
-
-    // t_98 = t_97 @ Wx  (lstm.ts:39)
-    //   %t_98: f32[16,512] = matmul %t_97, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_98();
-
-    // gates_8 = t_98 + h2_7 @ Wh + b  (lstm.ts:39)
-    //   %t_99: f32[16,512] = matmul %h2_7, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_100: f32[16,512] = add %t_98, %t_99   lstm.ts:39
-    //   %gates_8: f32[16,512] = add %t_100, %b   lstm.ts:39
-    kernels.matmul_gates_8();
-
-    // t_101 = gates_8[0:16, 0:128]  (lstm.ts:40)
-    //   %t_101: f32[16,128] = slice %gates_8 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_101();
-
-    // i_8 = sigmoid(t_101)  (lstm.ts:40)
-    //   %i_8: f32[16,128] = sigmoid %t_101   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_8();
-
-    // t_102 = gates_8[0:16, 128:256]  (lstm.ts:41)
-    //   %t_102: f32[16,128] = slice %gates_8 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_102();
-
-    // f_8 = sigmoid(t_102)  (lstm.ts:41)
-    // t_105 = f_8 * c2_7  (lstm.ts:44)
-    //   %f_8: f32[16,128] = sigmoid %t_102   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_105: f32[16,128] = mul %f_8, %c2_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_105();
-
-    // t_103 = gates_8[0:16, 256:384]  (lstm.ts:42)
-    //   %t_103: f32[16,128] = slice %gates_8 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_103();
-
-    // u_8 = tanh(t_103)  (lstm.ts:42)
-    // c2_8 = t_105 + i_8 * u_8  (lstm.ts:44)
-    // t_107 = tanh(c2_8)  (lstm.ts:45)
-    //   %u_8: f32[16,128] = tanh %t_103   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_106: f32[16,128] = mul %i_8, %u_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_8: f32[16,128] = add %t_105, %t_106   lstm.ts:44
-    //   %t_107: f32[16,128] = tanh %c2_8   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_107();
-
-    // t_104 = gates_8[0:16, 384:512]  (lstm.ts:43)
-    //   %t_104: f32[16,128] = slice %gates_8 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_104();
-
-    // o_8 = sigmoid(t_104)  (lstm.ts:43)
-    // h2_8 = o_8 * t_107  (lstm.ts:45)
-    //   %o_8: f32[16,128] = sigmoid %t_104   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_8: f32[16,128] = mul %o_8, %t_107   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_8();
-
-    // t_108 = emb[0:16, 9:10, 0:16]  (lstm.ts:59)
-    //   %t_108: f32[16,1,16] = slice %emb {starts=[0, 9, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_108();
-
-    // t_110 = t_109 @ Wx  (lstm.ts:39)
-    //   %t_110: f32[16,512] = matmul %t_109, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_110();
-
-    // gates_9 = t_110 + h2_8 @ Wh + b  (lstm.ts:39)
-    //   %t_111: f32[16,512] = matmul %h2_8, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_112: f32[16,512] = add %t_110, %t_111   lstm.ts:39
-    //   %gates_9: f32[16,512] = add %t_112, %b   lstm.ts:39
-    kernels.matmul_gates_9();
-
-    // t_113 = gates_9[0:16, 0:128]  (lstm.ts:40)
-    //   %t_113: f32[16,128] = slice %gates_9 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_113();
-
-    // i_9 = sigmoid(t_113)  (lstm.ts:40)
-    //   %i_9: f32[16,128] = sigmoid %t_113   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_9();
-
-    // t_114 = gates_9[0:16, 128:256]  (lstm.ts:41)
-    //   %t_114: f32[16,128] = slice %gates_9 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_114();
-
-    // f_9 = sigmoid(t_114)  (lstm.ts:41)
-    // t_117 = f_9 * c2_8  (lstm.ts:44)
-    //   %f_9: f32[16,128] = sigmoid %t_114   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_117: f32[16,128] = mul %f_9, %c2_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_117();
-
-    // t_115 = gates_9[0:16, 256:384]  (lstm.ts:42)
-    //   %t_115: f32[16,128] = slice %gates_9 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_115();
-
-    // u_9 = tanh(t_115)  (lstm.ts:42)
-    // c2_9 = t_117 + i_9 * u_9  (lstm.ts:44)
-    // t_119 = tanh(c2_9)  (lstm.ts:45)
-    //   %u_9: f32[16,128] = tanh %t_115   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_118: f32[16,128] = mul %i_9, %u_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_9: f32[16,128] = add %t_117, %t_118   lstm.ts:44
-    //   %t_119: f32[16,128] = tanh %c2_9   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_119();
-
-    // t_116 = gates_9[0:16, 384:512]  (lstm.ts:43)
-    //   %t_116: f32[16,128] = slice %gates_9 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_116();
-
-    // o_9 = sigmoid(t_116)  (lstm.ts:43)
-    // h2_9 = o_9 * t_119  (lstm.ts:45)
-    //   %o_9: f32[16,128] = sigmoid %t_116   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_9: f32[16,128] = mul %o_9, %t_119   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_9();
-
-    // t_120 = emb[0:16, 10:11, 0:16]  (lstm.ts:59)
-    //   %t_120: f32[16,1,16] = slice %emb {starts=[0, 10, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_120();
-
-    // t_122 = t_121 @ Wx  (lstm.ts:39)
-    //   %t_122: f32[16,512] = matmul %t_121, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_122();
-
-    // gates_10 = t_122 + h2_9 @ Wh + b  (lstm.ts:39)
-    //   %t_123: f32[16,512] = matmul %h2_9, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_124: f32[16,512] = add %t_122, %t_123   lstm.ts:39
-    //   %gates_10: f32[16,512] = add %t_124, %b   lstm.ts:39
-    kernels.matmul_gates_10();
-
-    // t_125 = gates_10[0:16, 0:128]  (lstm.ts:40)
-    //   %t_125: f32[16,128] = slice %gates_10 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_125();
-
-    // i_10 = sigmoid(t_125)  (lstm.ts:40)
-    //   %i_10: f32[16,128] = sigmoid %t_125   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_10();
-
-    // t_126 = gates_10[0:16, 128:256]  (lstm.ts:41)
-    //   %t_126: f32[16,128] = slice %gates_10 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_126();
-
-    // f_10 = sigmoid(t_126)  (lstm.ts:41)
-    // t_129 = f_10 * c2_9  (lstm.ts:44)
-    //   %f_10: f32[16,128] = sigmoid %t_126   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_129: f32[16,128] = mul %f_10, %c2_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_129();
-
-    // t_127 = gates_10[0:16, 256:384]  (lstm.ts:42)
-    //   %t_127: f32[16,128] = slice %gates_10 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_127();
-
-    // u_10 = tanh(t_127)  (lstm.ts:42)
-    // c2_10 = t_129 + i_10 * u_10  (lstm.ts:44)
-    // t_131 = tanh(c2_10)  (lstm.ts:45)
-    //   %u_10: f32[16,128] = tanh %t_127   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_130: f32[16,128] = mul %i_10, %u_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_10: f32[16,128] = add %t_129, %t_130   lstm.ts:44
-    //   %t_131: f32[16,128] = tanh %c2_10   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_131();
-
-    // t_128 = gates_10[0:16, 384:512]  (lstm.ts:43)
-    //   %t_128: f32[16,128] = slice %gates_10 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_128();
-
-    // o_10 = sigmoid(t_128)  (lstm.ts:43)
-    // h2_10 = o_10 * t_131  (lstm.ts:45)
-    //   %o_10: f32[16,128] = sigmoid %t_128   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_10: f32[16,128] = mul %o_10, %t_131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_10();
-
-    // t_132 = emb[0:16, 11:12, 0:16]  (lstm.ts:59)
-    //   %t_132: f32[16,1,16] = slice %emb {starts=[0, 11, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_132();
-
-    // t_134 = t_133 @ Wx  (lstm.ts:39)
-    //   %t_134: f32[16,512] = matmul %t_133, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_134();
-
-    // gates_11 = t_134 + h2_10 @ Wh + b  (lstm.ts:39)
-    //   %t_135: f32[16,512] = matmul %h2_10, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_136: f32[16,512] = add %t_134, %t_135   lstm.ts:39
-    //   %gates_11: f32[16,512] = add %t_136, %b   lstm.ts:39
-    kernels.matmul_gates_11();
-
-    // t_137 = gates_11[0:16, 0:128]  (lstm.ts:40)
-    //   %t_137: f32[16,128] = slice %gates_11 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_137();
-
-    // i_11 = sigmoid(t_137)  (lstm.ts:40)
-    //   %i_11: f32[16,128] = sigmoid %t_137   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_11();
-
-    // t_138 = gates_11[0:16, 128:256]  (lstm.ts:41)
-    //   %t_138: f32[16,128] = slice %gates_11 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_138();
-
-    // f_11 = sigmoid(t_138)  (lstm.ts:41)
-    // t_141 = f_11 * c2_10  (lstm.ts:44)
-    //   %f_11: f32[16,128] = sigmoid %t_138   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_141: f32[16,128] = mul %f_11, %c2_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_141();
-
-    // t_139 = gates_11[0:16, 256:384]  (lstm.ts:42)
-    //   %t_139: f32[16,128] = slice %gates_11 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_139();
-
-    // u_11 = tanh(t_139)  (lstm.ts:42)
-    // c2_11 = t_141 + i_11 * u_11  (lstm.ts:44)
-    // t_143 = tanh(c2_11)  (lstm.ts:45)
-    //   %u_11: f32[16,128] = tanh %t_139   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_142: f32[16,128] = mul %i_11, %u_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_11: f32[16,128] = add %t_141, %t_142   lstm.ts:44
-    //   %t_143: f32[16,128] = tanh %c2_11   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_143();
-
-    // t_140 = gates_11[0:16, 384:512]  (lstm.ts:43)
-    //   %t_140: f32[16,128] = slice %gates_11 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_140();
-
-    // o_11 = sigmoid(t_140)  (lstm.ts:43)
-    // h2_11 = o_11 * t_143  (lstm.ts:45)
-    //   %o_11: f32[16,128] = sigmoid %t_140   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_11: f32[16,128] = mul %o_11, %t_143   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_11();
-
-    // t_144 = emb[0:16, 12:13, 0:16]  (lstm.ts:59)
-    //   %t_144: f32[16,1,16] = slice %emb {starts=[0, 12, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_144();
-
-    // t_146 = t_145 @ Wx  (lstm.ts:39)
-    //   %t_146: f32[16,512] = matmul %t_145, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_146();
-
-    // gates_12 = t_146 + h2_11 @ Wh + b  (lstm.ts:39)
-    //   %t_147: f32[16,512] = matmul %h2_11, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_148: f32[16,512] = add %t_146, %t_147   lstm.ts:39
-    //   %gates_12: f32[16,512] = add %t_148, %b   lstm.ts:39
-    kernels.matmul_gates_12();
-
-    // t_149 = gates_12[0:16, 0:128]  (lstm.ts:40)
-    //   %t_149: f32[16,128] = slice %gates_12 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_149();
-
-    // i_12 = sigmoid(t_149)  (lstm.ts:40)
-    //   %i_12: f32[16,128] = sigmoid %t_149   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_12();
-
-    // t_150 = gates_12[0:16, 128:256]  (lstm.ts:41)
-    //   %t_150: f32[16,128] = slice %gates_12 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_150();
-
-    // f_12 = sigmoid(t_150)  (lstm.ts:41)
-    // t_153 = f_12 * c2_11  (lstm.ts:44)
-    //   %f_12: f32[16,128] = sigmoid %t_150   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_153: f32[16,128] = mul %f_12, %c2_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_153();
-
-    // t_151 = gates_12[0:16, 256:384]  (lstm.ts:42)
-    //   %t_151: f32[16,128] = slice %gates_12 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_151();
-
-    // u_12 = tanh(t_151)  (lstm.ts:42)
-    // c2_12 = t_153 + i_12 * u_12  (lstm.ts:44)
-    // t_155 = tanh(c2_12)  (lstm.ts:45)
-    //   %u_12: f32[16,128] = tanh %t_151   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_154: f32[16,128] = mul %i_12, %u_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_12: f32[16,128] = add %t_153, %t_154   lstm.ts:44
-    //   %t_155: f32[16,128] = tanh %c2_12   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_155();
-
-    // t_152 = gates_12[0:16, 384:512]  (lstm.ts:43)
-    //   %t_152: f32[16,128] = slice %gates_12 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_152();
-
-    // o_12 = sigmoid(t_152)  (lstm.ts:43)
-    // h2_12 = o_12 * t_155  (lstm.ts:45)
-    //   %o_12: f32[16,128] = sigmoid %t_152   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_12: f32[16,128] = mul %o_12, %t_155   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_12();
-
-    // t_156 = emb[0:16, 13:14, 0:16]  (lstm.ts:59)
-    //   %t_156: f32[16,1,16] = slice %emb {starts=[0, 13, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_156();
-
-    // t_158 = t_157 @ Wx  (lstm.ts:39)
-    //   %t_158: f32[16,512] = matmul %t_157, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_158();
-
-    // gates_13 = t_158 + h2_12 @ Wh + b  (lstm.ts:39)
-    //   %t_159: f32[16,512] = matmul %h2_12, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_160: f32[16,512] = add %t_158, %t_159   lstm.ts:39
-    //   %gates_13: f32[16,512] = add %t_160, %b   lstm.ts:39
-    kernels.matmul_gates_13();
-
-    // t_161 = gates_13[0:16, 0:128]  (lstm.ts:40)
-    //   %t_161: f32[16,128] = slice %gates_13 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_161();
-
-    // i_13 = sigmoid(t_161)  (lstm.ts:40)
-    //   %i_13: f32[16,128] = sigmoid %t_161   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_13();
-
-    // t_162 = gates_13[0:16, 128:256]  (lstm.ts:41)
-    //   %t_162: f32[16,128] = slice %gates_13 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_162();
-
-    // f_13 = sigmoid(t_162)  (lstm.ts:41)
-    // t_165 = f_13 * c2_12  (lstm.ts:44)
-    //   %f_13: f32[16,128] = sigmoid %t_162   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_165: f32[16,128] = mul %f_13, %c2_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_165();
-
-    // t_163 = gates_13[0:16, 256:384]  (lstm.ts:42)
-    //   %t_163: f32[16,128] = slice %gates_13 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_163();
-
-    // u_13 = tanh(t_163)  (lstm.ts:42)
-    // c2_13 = t_165 + i_13 * u_13  (lstm.ts:44)
-    // t_167 = tanh(c2_13)  (lstm.ts:45)
-    //   %u_13: f32[16,128] = tanh %t_163   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_166: f32[16,128] = mul %i_13, %u_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_13: f32[16,128] = add %t_165, %t_166   lstm.ts:44
-    //   %t_167: f32[16,128] = tanh %c2_13   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_167();
-
-    // t_164 = gates_13[0:16, 384:512]  (lstm.ts:43)
-    //   %t_164: f32[16,128] = slice %gates_13 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_164();
-
-    // o_13 = sigmoid(t_164)  (lstm.ts:43)
-    // h2_13 = o_13 * t_167  (lstm.ts:45)
-    //   %o_13: f32[16,128] = sigmoid %t_164   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_13: f32[16,128] = mul %o_13, %t_167   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_13();
-
-    // t_168 = emb[0:16, 14:15, 0:16]  (lstm.ts:59)
-    //   %t_168: f32[16,1,16] = slice %emb {starts=[0, 14, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_168();
-
-    // t_170 = t_169 @ Wx  (lstm.ts:39)
-    //   %t_170: f32[16,512] = matmul %t_169, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_170();
-
-    // gates_14 = t_170 + h2_13 @ Wh + b  (lstm.ts:39)
-    //   %t_171: f32[16,512] = matmul %h2_13, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_172: f32[16,512] = add %t_170, %t_171   lstm.ts:39
-    //   %gates_14: f32[16,512] = add %t_172, %b   lstm.ts:39
-    kernels.matmul_gates_14();
-
-    // t_173 = gates_14[0:16, 0:128]  (lstm.ts:40)
-    //   %t_173: f32[16,128] = slice %gates_14 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_173();
-
-    // i_14 = sigmoid(t_173)  (lstm.ts:40)
-    //   %i_14: f32[16,128] = sigmoid %t_173   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_14();
-
-    // t_174 = gates_14[0:16, 128:256]  (lstm.ts:41)
-    //   %t_174: f32[16,128] = slice %gates_14 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_174();
-
-    // f_14 = sigmoid(t_174)  (lstm.ts:41)
-    // t_177 = f_14 * c2_13  (lstm.ts:44)
-    //   %f_14: f32[16,128] = sigmoid %t_174   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_177: f32[16,128] = mul %f_14, %c2_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_177();
-
-    // t_175 = gates_14[0:16, 256:384]  (lstm.ts:42)
-    //   %t_175: f32[16,128] = slice %gates_14 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_175();
-
-    // u_14 = tanh(t_175)  (lstm.ts:42)
-    // c2_14 = t_177 + i_14 * u_14  (lstm.ts:44)
-    // t_179 = tanh(c2_14)  (lstm.ts:45)
-    //   %u_14: f32[16,128] = tanh %t_175   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_178: f32[16,128] = mul %i_14, %u_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %c2_14: f32[16,128] = add %t_177, %t_178   lstm.ts:44
-    //   %t_179: f32[16,128] = tanh %c2_14   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_179();
-
-    // t_176 = gates_14[0:16, 384:512]  (lstm.ts:43)
-    //   %t_176: f32[16,128] = slice %gates_14 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_176();
-
-    // o_14 = sigmoid(t_176)  (lstm.ts:43)
-    // h2_14 = o_14 * t_179  (lstm.ts:45)
-    //   %o_14: f32[16,128] = sigmoid %t_176   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %h2_14: f32[16,128] = mul %o_14, %t_179   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_h2_14();
-
-    // t_180 = emb[0:16, 15:16, 0:16]  (lstm.ts:59)
-    //   %t_180: f32[16,1,16] = slice %emb {starts=[0, 15, 0], sizes=[16, 1, 16]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t_180();
-
-    // t_182 = t_181 @ Wx  (lstm.ts:39)
-    //   %t_182: f32[16,512] = matmul %t_181, %Wx {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_t_182();
-
-    // gates_15 = t_182 + h2_14 @ Wh + b  (lstm.ts:39)
-    //   %t_183: f32[16,512] = matmul %h2_14, %Wh {transA=false, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t_184: f32[16,512] = add %t_182, %t_183   lstm.ts:39
-    //   %gates_15: f32[16,512] = add %t_184, %b   lstm.ts:39
-    kernels.matmul_gates_15();
-
-    // t_185 = gates_15[0:16, 0:128]  (lstm.ts:40)
-    //   %t_185: f32[16,128] = slice %gates_15 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_t_185();
-
-    // i_15 = sigmoid(t_185)  (lstm.ts:40)
-    //   %i_15: f32[16,128] = sigmoid %t_185   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.elementwise_i_15();
-
-    // t_186 = gates_15[0:16, 128:256]  (lstm.ts:41)
-    //   %t_186: f32[16,128] = slice %gates_15 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_t_186();
-
-    // f_15 = sigmoid(t_186)  (lstm.ts:41)
-    // t_189 = f_15 * c2_14  (lstm.ts:44)
-    //   %f_15: f32[16,128] = sigmoid %t_186   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t_189: f32[16,128] = mul %f_15, %c2_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    kernels.elementwise_t_189();
-
-    // t_187 = gates_15[0:16, 256:384]  (lstm.ts:42)
-    //   %t_187: f32[16,128] = slice %gates_15 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_t_187();
-
-    // u_15 = tanh(t_187)  (lstm.ts:42)
-    // t_191 = tanh(t_189 + i_15 * u_15)  (lstm.ts:45)
-    //   %u_15: f32[16,128] = tanh %t_187   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t_190: f32[16,128] = mul %i_15, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %t4: f32[16,128] = add %t_189, %t_190   lstm.ts:44
-    //   %t_191: f32[16,128] = tanh %t4   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    kernels.elementwise_t_191();
-
-    // t_188 = gates_15[0:16, 384:512]  (lstm.ts:43)
-    //   %t_188: f32[16,128] = slice %gates_15 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_t_188();
-
-    // o_15 = sigmoid(t_188)  (lstm.ts:43)
-    // t3 = o_15 * t_191  (lstm.ts:45)
-    //   %o_15: f32[16,128] = sigmoid %t_188   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t3: f32[16,128] = mul %o_15, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
+    // o_7 = sigmoid(t_92)  (lstm.ts:46)
+    // t3 = o_7 * t_95  (lstm.ts:48)
+    //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t3: f32[16,128] = mul %o_7, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
     kernels.elementwise_t3();
 
-    // t5 = cat([t_192, t_193, t_194, t_195, t_196, t_197, t_198, t_199, t_200, t_201, t_202, t_203, t_204, t_205, t_206, t_207], 1)  (lstm.ts:59)
-    //   %t5: f32[16,16,128] = concat %t_192, %t_193, %t_194, %t_195, %t_196, %t_197, %t_198, %t_199, %t_200, %t_201, %t_202, %t_203, %t_204, %t_205, %t_206, %t_207 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)  (lstm.ts:62)
+    //   %t5: f32[16,8,128] = concat %t_96, %t_97, %t_98, %t_99, %t_100, %t_101, %t_102, %t_103 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t5();
 
-    // logits = t6 @ Wy + by  (lstm.ts:60)
-    //   %t7: f32[256,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
-    //   %logits: f32[256,27] = add %t7, %by   lstm.ts:60
+    // logits = t6 @ Wy + by  (lstm.ts:63)
+    //   %t7: f32[128,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+    //   %logits: f32[128,27] = add %t7, %by   lstm.ts:63
     kernels.matmul_logits();
 
-    // loss = cross_entropy(logits, t8)  (lstm.ts:61)
-    //   %loss: f32[] = xent %logits, %t8   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+    // loss = cross_entropy(logits, t8)  (lstm.ts:64)
+    //   %loss: f32[] = xent %logits, %t8   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
     {
       let _total = 0;
-      for (let i = 0; i < 256; i++) {
+      for (let i = 0; i < 128; i++) {
         let _max = -Infinity;
         for (let j = 0; j < 27; j++) if (logits[i * 27 + j] > _max) _max = logits[i * 27 + j];
         let _sum = 0;
         for (let j = 0; j < 27; j++) _sum += Math.exp(logits[i * 27 + j] - _max);
         _total += logits[i * 27 + t8[i]] - _max - Math.log(_sum);
       }
-      loss[0] = -_total / 256;
+      loss[0] = -_total / 128;
     }
   }
 
@@ -6951,1555 +3785,787 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
     forwardPass();
     const { dC, X, demb } = buf;
 
-    // t11 = softmax(logits, 1)   xent'  (lstm.ts:61)
-    //   %t11: f32[256,27] = softmax %logits {axis=1}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+    // t11 = softmax(logits, 1)   xent'  (lstm.ts:64)
+    //   %t11: f32[128,27] = softmax %logits {axis=1}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
     kernels.softmax_t11();
 
-    // dlogits = (t11 - onehot(t8, 27)) * 0.00390625   xent'  (lstm.ts:61)
-    // dby = dlogits.sum(0)   add'  (lstm.ts:60)
-    //   %t12: f32[256,27] = one_hot %t8 {depth=27}   lstm.ts:61  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
-    //   %t13: f32[256,27] = sub %t11, %t12   lstm.ts:61
-    //   %dlogits: f32[256,27] = mul %t13, %t9   lstm.ts:61
-    //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+    // dlogits = (t11 - onehot(t8, 27)) * 0.0078125   xent'  (lstm.ts:64)
+    // dby = dlogits.sum(0)   add'  (lstm.ts:63)
+    //   %t12: f32[128,27] = one_hot %t8 {depth=27}   lstm.ts:64  const loss = g.crossEntropy(logits, Y.reshape([n * steps]));
+    //   %t13: f32[128,27] = sub %t11, %t12   lstm.ts:64
+    //   %dlogits: f32[128,27] = mul %t13, %t9   lstm.ts:64
+    //   %dby: f32[27] = sum %dlogits {axes=[0], keepDims=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
     kernels.kernel_dby();
 
-    // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:60)
-    //   %dt6: f32[256,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+    // dt6 = dlogits @ Wy.T   matmul'  (lstm.ts:63)
+    //   %dt6: f32[128,128] = matmul %dlogits, %Wy {transA=false, transB=true}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
     kernels.matmul_dt6();
 
-    // dWy = t6.T @ dlogits   matmul'  (lstm.ts:60)
-    //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:60  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
+    // dWy = t6.T @ dlogits   matmul'  (lstm.ts:63)
+    //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
     kernels.matmul_dWy();
 
-    // t14 = dt5[0:16, 15:16, 0:128]   scan'  (lstm.ts:59)
-    //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 15, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t14 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:62)
+    //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t14();
 
-    // do_ = dh2 * t_191   mul'  (lstm.ts:45)
-    // dt10 = dh2 * o_15   mul'  (lstm.ts:45)
-    // dc2_1 = dt10 * (1 - t_191²)   tanh'  (lstm.ts:45)
-    // di = dc2_1 * u_15   mul'  (lstm.ts:44)
-    // du = dc2_1 * i_15   mul'  (lstm.ts:44)
-    // df = dc2_1 * c2_14   mul'  (lstm.ts:44)
-    // dc1_1 = dc2_1 * f_15   mul'  (lstm.ts:44)
-    // dt7 = do_ * (o_15 * (1 - o_15))   sigmoid'  (lstm.ts:43)
-    //   %do_: f32[16,128] = mul %dh2, %t_191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %dt10: f32[16,128] = mul %dh2, %o_15   lstm.ts:45
-    //   %t15: f32[16,128] = square %t_191   lstm.ts:45
-    //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:45
-    //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:45
-    //   %di: f32[16,128] = mul %dc2_1, %u_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %du: f32[16,128] = mul %dc2_1, %i_15   lstm.ts:44
-    //   %df: f32[16,128] = mul %dc2_1, %c2_14   lstm.ts:44
-    //   %dc1_1: f32[16,128] = mul %dc2_1, %f_15   lstm.ts:44
-    //   %t17: f32[16,128] = sub %t10, %o_15   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t18: f32[16,128] = mul %o_15, %t17   lstm.ts:43
-    //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:43
+    // do_ = dh2 * t_95   mul'  (lstm.ts:48)
+    // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
+    // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
+    // di = dc2_1 * u_7   mul'  (lstm.ts:47)
+    // du = dc2_1 * i_7   mul'  (lstm.ts:47)
+    // df = dc2_1 * c2_6   mul'  (lstm.ts:47)
+    // dc1_1 = dc2_1 * f_7   mul'  (lstm.ts:47)
+    // dt7 = do_ * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:46)
+    //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
+    //   %t15: f32[16,128] = square %t_95   lstm.ts:48
+    //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
+    //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
+    //   %di: f32[16,128] = mul %dc2_1, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %du: f32[16,128] = mul %dc2_1, %i_7   lstm.ts:47
+    //   %df: f32[16,128] = mul %dc2_1, %c2_6   lstm.ts:47
+    //   %dc1_1: f32[16,128] = mul %dc2_1, %f_7   lstm.ts:47
+    //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+    //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:46
     kernels.elementwise_dt7();
 
-    // dgates_4 = pad(dt7)   slice'  (lstm.ts:43)
-    //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
+    //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4();
 
-    // dt6_1 = du * (1 - u_15²)   tanh'  (lstm.ts:42)
-    //   %t19: f32[16,128] = square %u_15   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:42
-    //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:42
+    // dt6_1 = du * (1 - u_7²)   tanh'  (lstm.ts:45)
+    //   %t19: f32[16,128] = square %u_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:45
+    //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:45
     kernels.elementwise_dt6_1();
 
-    // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:42)
-    //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
+    //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3();
 
-    // dt5_1 = df * (f_15 * (1 - f_15))   sigmoid'  (lstm.ts:41)
-    //   %t21: f32[16,128] = sub %t10, %f_15   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t22: f32[16,128] = mul %f_15, %t21   lstm.ts:41
-    //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:41
+    // dt5_1 = df * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:44)
+    //   %t21: f32[16,128] = sub %t10, %f_7   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t22: f32[16,128] = mul %f_7, %t21   lstm.ts:44
+    //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:44
     kernels.elementwise_dt5_1();
 
-    // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:41)
-    //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
+    //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2();
 
-    // dt4 = di * (i_15 * (1 - i_15))   sigmoid'  (lstm.ts:40)
-    //   %t23: f32[16,128] = sub %t10, %i_15   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t24: f32[16,128] = mul %i_15, %t23   lstm.ts:40
-    //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:40
+    // dt4 = di * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:43)
+    //   %t23: f32[16,128] = sub %t10, %i_7   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t24: f32[16,128] = mul %i_7, %t23   lstm.ts:43
+    //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:43
     kernels.elementwise_dt4();
 
-    // dgates_1 = pad(dt4)   slice'  (lstm.ts:40)
-    //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
+    //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1();
 
-    // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // db_1 = dgates.sum(0)   add'  (lstm.ts:39)
-    //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:39
-    //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:39
-    //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:39
+    // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // db_1 = dgates.sum(0)   add'  (lstm.ts:42)
+    //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
+    //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
+    //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
     kernels.reduce_db_1();
 
-    // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1();
 
-    // dWh_1 = h2_14.T @ dgates   matmul'  (lstm.ts:39)
-    //   %dWh_1: f32[128,512] = matmul %h2_14, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dWh_1 = h2_6.T @ dgates   matmul'  (lstm.ts:42)
+    //   %dWh_1: f32[128,512] = matmul %h2_6, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dWh_1();
 
-    // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0();
 
-    // dWx_1 = t_181.T @ dgates   matmul'  (lstm.ts:39)
-    //   %dWx_1: f32[16,512] = matmul %t_181, %dgates {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dWx_1 = t_85.T @ dgates   matmul'  (lstm.ts:42)
+    //   %dWx_1: f32[16,512] = matmul %t_85, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dWx_1();
 
-    // t25 = dt5[0:16, 14:15, 0:128]   scan'  (lstm.ts:59)
-    //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 14, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t25 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:62)
+    //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t25();
 
-    // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:45)
-    // do_1 = dh2_1 * t_179   mul'  (lstm.ts:45)
-    // dt10_1 = dh2_1 * o_14   mul'  (lstm.ts:45)
-    // dc2_1_1 = dt10_1 * (1 - t_179²)   tanh'  (lstm.ts:45)
-    // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:44)
-    // di_1 = dc2_2 * u_14   mul'  (lstm.ts:44)
-    // du_1 = dc2_2 * i_14   mul'  (lstm.ts:44)
-    // df_1 = dc2_2 * c2_13   mul'  (lstm.ts:44)
-    // dc1_1_1 = dc2_2 * f_14   mul'  (lstm.ts:44)
-    // dt7_1 = do_1 * (o_14 * (1 - o_14))   sigmoid'  (lstm.ts:43)
-    //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_1: f32[16,128] = mul %dh2_1, %t_179   lstm.ts:45
-    //   %dt10_1: f32[16,128] = mul %dh2_1, %o_14   lstm.ts:45
-    //   %t27: f32[16,128] = square %t_179   lstm.ts:45
-    //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:45
-    //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:45
-    //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_1: f32[16,128] = mul %dc2_2, %u_14   lstm.ts:44
-    //   %du_1: f32[16,128] = mul %dc2_2, %i_14   lstm.ts:44
-    //   %df_1: f32[16,128] = mul %dc2_2, %c2_13   lstm.ts:44
-    //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_14   lstm.ts:44
-    //   %t29: f32[16,128] = sub %t10, %o_14   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t30: f32[16,128] = mul %o_14, %t29   lstm.ts:43
-    //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:43
+    // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
+    // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
+    // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
+    // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
+    // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
+    // di_1 = dc2_2 * u_6   mul'  (lstm.ts:47)
+    // du_1 = dc2_2 * i_6   mul'  (lstm.ts:47)
+    // df_1 = dc2_2 * c2_5   mul'  (lstm.ts:47)
+    // dc1_1_1 = dc2_2 * f_6   mul'  (lstm.ts:47)
+    // dt7_1 = do_1 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:46)
+    //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
+    //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
+    //   %t27: f32[16,128] = square %t_83   lstm.ts:48
+    //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
+    //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
+    //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_1: f32[16,128] = mul %dc2_2, %u_6   lstm.ts:47
+    //   %du_1: f32[16,128] = mul %dc2_2, %i_6   lstm.ts:47
+    //   %df_1: f32[16,128] = mul %dc2_2, %c2_5   lstm.ts:47
+    //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_6   lstm.ts:47
+    //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
+    //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:46
     kernels.elementwise_dt7_1();
 
-    // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:43)
-    //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:46)
+    //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_1();
 
-    // dt6_2 = du_1 * (1 - u_14²)   tanh'  (lstm.ts:42)
-    //   %t31: f32[16,128] = square %u_14   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:42
-    //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:42
+    // dt6_2 = du_1 * (1 - u_6²)   tanh'  (lstm.ts:45)
+    //   %t31: f32[16,128] = square %u_6   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:45
+    //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:45
     kernels.elementwise_dt6_2();
 
-    // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:42)
-    //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:45)
+    //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_1();
 
-    // dt5_2 = df_1 * (f_14 * (1 - f_14))   sigmoid'  (lstm.ts:41)
-    //   %t33: f32[16,128] = sub %t10, %f_14   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t34: f32[16,128] = mul %f_14, %t33   lstm.ts:41
-    //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:41
+    // dt5_2 = df_1 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:44)
+    //   %t33: f32[16,128] = sub %t10, %f_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t34: f32[16,128] = mul %f_6, %t33   lstm.ts:44
+    //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:44
     kernels.elementwise_dt5_2();
 
-    // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:41)
-    //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:44)
+    //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_1();
 
-    // dt4_1 = di_1 * (i_14 * (1 - i_14))   sigmoid'  (lstm.ts:40)
-    //   %t35: f32[16,128] = sub %t10, %i_14   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t36: f32[16,128] = mul %i_14, %t35   lstm.ts:40
-    //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:40
+    // dt4_1 = di_1 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:43)
+    //   %t35: f32[16,128] = sub %t10, %i_6   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t36: f32[16,128] = mul %i_6, %t35   lstm.ts:43
+    //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:43
     kernels.elementwise_dt4_1();
 
-    // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:40)
-    //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:43)
+    //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_1();
 
-    // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:39)
-    // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:39)
-    // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:39)
-    // t37 = db_1 + db_1_1  (lstm.ts:59)
-    //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:39
-    //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:39
-    //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
+    // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:42)
+    // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
+    // t37 = db_1 + db_1_1  (lstm.ts:62)
+    //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
+    //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:42
+    //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t37();
 
-    // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_1();
 
-    // dWh_1_1 = h2_13.T @ dgates_5   matmul'  (lstm.ts:39)
-    // t38 = dWh_1 + dWh_1_1  (lstm.ts:59)
-    //   %dWh_1_1: f32[128,512] = matmul %h2_13, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_1 = h2_5.T @ dgates_5   matmul'  (lstm.ts:42)
+    // t38 = dWh_1 + dWh_1_1  (lstm.ts:62)
+    //   %dWh_1_1: f32[128,512] = matmul %h2_5, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t38();
 
-    // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_1();
 
-    // dWx_1_1 = t_169.T @ dgates_5   matmul'  (lstm.ts:39)
-    // t39 = dWx_1 + dWx_1_1  (lstm.ts:59)
-    //   %dWx_1_1: f32[16,512] = matmul %t_169, %dgates_5 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_1 = t_73.T @ dgates_5   matmul'  (lstm.ts:42)
+    // t39 = dWx_1 + dWx_1_1  (lstm.ts:62)
+    //   %dWx_1_1: f32[16,512] = matmul %t_73, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t39();
 
-    // t40 = dt5[0:16, 13:14, 0:128]   scan'  (lstm.ts:59)
-    //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 13, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t40 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:62)
+    //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t40();
 
-    // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:45)
-    // do_2 = dh2_2 * t_167   mul'  (lstm.ts:45)
-    // dt10_2 = dh2_2 * o_13   mul'  (lstm.ts:45)
-    // dc2_1_2 = dt10_2 * (1 - t_167²)   tanh'  (lstm.ts:45)
-    // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:44)
-    // di_2 = dc2_3 * u_13   mul'  (lstm.ts:44)
-    // du_2 = dc2_3 * i_13   mul'  (lstm.ts:44)
-    // df_2 = dc2_3 * c2_12   mul'  (lstm.ts:44)
-    // dc1_1_2 = dc2_3 * f_13   mul'  (lstm.ts:44)
-    // dt7_2 = do_2 * (o_13 * (1 - o_13))   sigmoid'  (lstm.ts:43)
-    //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_2: f32[16,128] = mul %dh2_2, %t_167   lstm.ts:45
-    //   %dt10_2: f32[16,128] = mul %dh2_2, %o_13   lstm.ts:45
-    //   %t42: f32[16,128] = square %t_167   lstm.ts:45
-    //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:45
-    //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:45
-    //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_2: f32[16,128] = mul %dc2_3, %u_13   lstm.ts:44
-    //   %du_2: f32[16,128] = mul %dc2_3, %i_13   lstm.ts:44
-    //   %df_2: f32[16,128] = mul %dc2_3, %c2_12   lstm.ts:44
-    //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_13   lstm.ts:44
-    //   %t44: f32[16,128] = sub %t10, %o_13   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t45: f32[16,128] = mul %o_13, %t44   lstm.ts:43
-    //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:43
+    // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
+    // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
+    // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
+    // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
+    // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
+    // di_2 = dc2_3 * u_5   mul'  (lstm.ts:47)
+    // du_2 = dc2_3 * i_5   mul'  (lstm.ts:47)
+    // df_2 = dc2_3 * c2_4   mul'  (lstm.ts:47)
+    // dc1_1_2 = dc2_3 * f_5   mul'  (lstm.ts:47)
+    // dt7_2 = do_2 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:46)
+    //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
+    //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
+    //   %t42: f32[16,128] = square %t_71   lstm.ts:48
+    //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
+    //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
+    //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_2: f32[16,128] = mul %dc2_3, %u_5   lstm.ts:47
+    //   %du_2: f32[16,128] = mul %dc2_3, %i_5   lstm.ts:47
+    //   %df_2: f32[16,128] = mul %dc2_3, %c2_4   lstm.ts:47
+    //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_5   lstm.ts:47
+    //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
+    //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:46
     kernels.elementwise_dt7_2();
 
-    // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:43)
-    //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:46)
+    //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_2();
 
-    // dt6_3 = du_2 * (1 - u_13²)   tanh'  (lstm.ts:42)
-    //   %t46: f32[16,128] = square %u_13   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:42
-    //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:42
+    // dt6_3 = du_2 * (1 - u_5²)   tanh'  (lstm.ts:45)
+    //   %t46: f32[16,128] = square %u_5   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:45
+    //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:45
     kernels.elementwise_dt6_3();
 
-    // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:42)
-    //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:45)
+    //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_2();
 
-    // dt5_3 = df_2 * (f_13 * (1 - f_13))   sigmoid'  (lstm.ts:41)
-    //   %t48: f32[16,128] = sub %t10, %f_13   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t49: f32[16,128] = mul %f_13, %t48   lstm.ts:41
-    //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:41
+    // dt5_3 = df_2 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:44)
+    //   %t48: f32[16,128] = sub %t10, %f_5   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t49: f32[16,128] = mul %f_5, %t48   lstm.ts:44
+    //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:44
     kernels.elementwise_dt5_3();
 
-    // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:41)
-    //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:44)
+    //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_2();
 
-    // dt4_2 = di_2 * (i_13 * (1 - i_13))   sigmoid'  (lstm.ts:40)
-    //   %t50: f32[16,128] = sub %t10, %i_13   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t51: f32[16,128] = mul %i_13, %t50   lstm.ts:40
-    //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:40
+    // dt4_2 = di_2 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:43)
+    //   %t50: f32[16,128] = sub %t10, %i_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t51: f32[16,128] = mul %i_5, %t50   lstm.ts:43
+    //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:43
     kernels.elementwise_dt4_2();
 
-    // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:40)
-    //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:43)
+    //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_2();
 
-    // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:39)
-    // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:39)
-    // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:39)
-    // t52 = t37 + db_1_2  (lstm.ts:59)
-    //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:39
-    //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:39
-    //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
+    // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:42)
+    // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
+    // t52 = t37 + db_1_2  (lstm.ts:62)
+    //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
+    //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:42
+    //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t52();
 
-    // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_2();
 
-    // dWh_1_2 = h2_12.T @ dgates_6   matmul'  (lstm.ts:39)
-    // t53 = t38 + dWh_1_2  (lstm.ts:59)
-    //   %dWh_1_2: f32[128,512] = matmul %h2_12, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_2 = h2_4.T @ dgates_6   matmul'  (lstm.ts:42)
+    // t53 = t38 + dWh_1_2  (lstm.ts:62)
+    //   %dWh_1_2: f32[128,512] = matmul %h2_4, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t53();
 
-    // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_2();
 
-    // dWx_1_2 = t_157.T @ dgates_6   matmul'  (lstm.ts:39)
-    // t54 = t39 + dWx_1_2  (lstm.ts:59)
-    //   %dWx_1_2: f32[16,512] = matmul %t_157, %dgates_6 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_2 = t_61.T @ dgates_6   matmul'  (lstm.ts:42)
+    // t54 = t39 + dWx_1_2  (lstm.ts:62)
+    //   %dWx_1_2: f32[16,512] = matmul %t_61, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t54();
 
-    // t55 = dt5[0:16, 12:13, 0:128]   scan'  (lstm.ts:59)
-    //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 12, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t55 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:62)
+    //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t55();
 
-    // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:45)
-    // do_3 = dh2_3 * t_155   mul'  (lstm.ts:45)
-    // dt10_3 = dh2_3 * o_12   mul'  (lstm.ts:45)
-    // dc2_1_3 = dt10_3 * (1 - t_155²)   tanh'  (lstm.ts:45)
-    // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:44)
-    // di_3 = dc2_4 * u_12   mul'  (lstm.ts:44)
-    // du_3 = dc2_4 * i_12   mul'  (lstm.ts:44)
-    // df_3 = dc2_4 * c2_11   mul'  (lstm.ts:44)
-    // dc1_1_3 = dc2_4 * f_12   mul'  (lstm.ts:44)
-    // dt7_3 = do_3 * (o_12 * (1 - o_12))   sigmoid'  (lstm.ts:43)
-    //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_3: f32[16,128] = mul %dh2_3, %t_155   lstm.ts:45
-    //   %dt10_3: f32[16,128] = mul %dh2_3, %o_12   lstm.ts:45
-    //   %t57: f32[16,128] = square %t_155   lstm.ts:45
-    //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:45
-    //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:45
-    //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_3: f32[16,128] = mul %dc2_4, %u_12   lstm.ts:44
-    //   %du_3: f32[16,128] = mul %dc2_4, %i_12   lstm.ts:44
-    //   %df_3: f32[16,128] = mul %dc2_4, %c2_11   lstm.ts:44
-    //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_12   lstm.ts:44
-    //   %t59: f32[16,128] = sub %t10, %o_12   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t60: f32[16,128] = mul %o_12, %t59   lstm.ts:43
-    //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:43
+    // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
+    // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
+    // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
+    // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
+    // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
+    // di_3 = dc2_4 * u_4   mul'  (lstm.ts:47)
+    // du_3 = dc2_4 * i_4   mul'  (lstm.ts:47)
+    // df_3 = dc2_4 * c2_3   mul'  (lstm.ts:47)
+    // dc1_1_3 = dc2_4 * f_4   mul'  (lstm.ts:47)
+    // dt7_3 = do_3 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:46)
+    //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
+    //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
+    //   %t57: f32[16,128] = square %t_59   lstm.ts:48
+    //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
+    //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
+    //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_3: f32[16,128] = mul %dc2_4, %u_4   lstm.ts:47
+    //   %du_3: f32[16,128] = mul %dc2_4, %i_4   lstm.ts:47
+    //   %df_3: f32[16,128] = mul %dc2_4, %c2_3   lstm.ts:47
+    //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_4   lstm.ts:47
+    //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
+    //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:46
     kernels.elementwise_dt7_3();
 
-    // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:43)
-    //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:46)
+    //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_3();
 
-    // dt6_4 = du_3 * (1 - u_12²)   tanh'  (lstm.ts:42)
-    //   %t61: f32[16,128] = square %u_12   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:42
-    //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:42
+    // dt6_4 = du_3 * (1 - u_4²)   tanh'  (lstm.ts:45)
+    //   %t61: f32[16,128] = square %u_4   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:45
+    //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:45
     kernels.elementwise_dt6_4();
 
-    // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:42)
-    //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:45)
+    //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_3();
 
-    // dt5_4 = df_3 * (f_12 * (1 - f_12))   sigmoid'  (lstm.ts:41)
-    //   %t63: f32[16,128] = sub %t10, %f_12   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t64: f32[16,128] = mul %f_12, %t63   lstm.ts:41
-    //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:41
+    // dt5_4 = df_3 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:44)
+    //   %t63: f32[16,128] = sub %t10, %f_4   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t64: f32[16,128] = mul %f_4, %t63   lstm.ts:44
+    //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:44
     kernels.elementwise_dt5_4();
 
-    // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:41)
-    //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:44)
+    //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_3();
 
-    // dt4_3 = di_3 * (i_12 * (1 - i_12))   sigmoid'  (lstm.ts:40)
-    //   %t65: f32[16,128] = sub %t10, %i_12   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t66: f32[16,128] = mul %i_12, %t65   lstm.ts:40
-    //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:40
+    // dt4_3 = di_3 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:43)
+    //   %t65: f32[16,128] = sub %t10, %i_4   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t66: f32[16,128] = mul %i_4, %t65   lstm.ts:43
+    //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:43
     kernels.elementwise_dt4_3();
 
-    // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:40)
-    //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:43)
+    //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_3();
 
-    // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:39)
-    // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:39)
-    // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:39)
-    // t67 = t52 + db_1_3  (lstm.ts:59)
-    //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:39
-    //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:39
-    //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
+    // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:42)
+    // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
+    // t67 = t52 + db_1_3  (lstm.ts:62)
+    //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
+    //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:42
+    //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t67();
 
-    // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_3();
 
-    // dWh_1_3 = h2_11.T @ dgates_7   matmul'  (lstm.ts:39)
-    // t68 = t53 + dWh_1_3  (lstm.ts:59)
-    //   %dWh_1_3: f32[128,512] = matmul %h2_11, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_3 = h2_3.T @ dgates_7   matmul'  (lstm.ts:42)
+    // t68 = t53 + dWh_1_3  (lstm.ts:62)
+    //   %dWh_1_3: f32[128,512] = matmul %h2_3, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t68();
 
-    // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_3();
 
-    // dWx_1_3 = t_145.T @ dgates_7   matmul'  (lstm.ts:39)
-    // t69 = t54 + dWx_1_3  (lstm.ts:59)
-    //   %dWx_1_3: f32[16,512] = matmul %t_145, %dgates_7 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_3 = t_49.T @ dgates_7   matmul'  (lstm.ts:42)
+    // t69 = t54 + dWx_1_3  (lstm.ts:62)
+    //   %dWx_1_3: f32[16,512] = matmul %t_49, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t69();
 
-    // t70 = dt5[0:16, 11:12, 0:128]   scan'  (lstm.ts:59)
-    //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 11, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t70 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:62)
+    //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t70();
 
-    // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:45)
-    // do_4 = dh2_4 * t_143   mul'  (lstm.ts:45)
-    // dt10_4 = dh2_4 * o_11   mul'  (lstm.ts:45)
-    // dc2_1_4 = dt10_4 * (1 - t_143²)   tanh'  (lstm.ts:45)
-    // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:44)
-    // di_4 = dc2_5 * u_11   mul'  (lstm.ts:44)
-    // du_4 = dc2_5 * i_11   mul'  (lstm.ts:44)
-    // df_4 = dc2_5 * c2_10   mul'  (lstm.ts:44)
-    // dc1_1_4 = dc2_5 * f_11   mul'  (lstm.ts:44)
-    // dt7_4 = do_4 * (o_11 * (1 - o_11))   sigmoid'  (lstm.ts:43)
-    //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_4: f32[16,128] = mul %dh2_4, %t_143   lstm.ts:45
-    //   %dt10_4: f32[16,128] = mul %dh2_4, %o_11   lstm.ts:45
-    //   %t72: f32[16,128] = square %t_143   lstm.ts:45
-    //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:45
-    //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:45
-    //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_4: f32[16,128] = mul %dc2_5, %u_11   lstm.ts:44
-    //   %du_4: f32[16,128] = mul %dc2_5, %i_11   lstm.ts:44
-    //   %df_4: f32[16,128] = mul %dc2_5, %c2_10   lstm.ts:44
-    //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_11   lstm.ts:44
-    //   %t74: f32[16,128] = sub %t10, %o_11   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t75: f32[16,128] = mul %o_11, %t74   lstm.ts:43
-    //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:43
+    // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
+    // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
+    // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
+    // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
+    // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
+    // di_4 = dc2_5 * u_3   mul'  (lstm.ts:47)
+    // du_4 = dc2_5 * i_3   mul'  (lstm.ts:47)
+    // df_4 = dc2_5 * c2_2   mul'  (lstm.ts:47)
+    // dc1_1_4 = dc2_5 * f_3   mul'  (lstm.ts:47)
+    // dt7_4 = do_4 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:46)
+    //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
+    //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
+    //   %t72: f32[16,128] = square %t_47   lstm.ts:48
+    //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
+    //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
+    //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_4: f32[16,128] = mul %dc2_5, %u_3   lstm.ts:47
+    //   %du_4: f32[16,128] = mul %dc2_5, %i_3   lstm.ts:47
+    //   %df_4: f32[16,128] = mul %dc2_5, %c2_2   lstm.ts:47
+    //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_3   lstm.ts:47
+    //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
+    //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:46
     kernels.elementwise_dt7_4();
 
-    // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:43)
-    //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:46)
+    //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_4();
 
-    // dt6_5 = du_4 * (1 - u_11²)   tanh'  (lstm.ts:42)
-    //   %t76: f32[16,128] = square %u_11   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:42
-    //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:42
+    // dt6_5 = du_4 * (1 - u_3²)   tanh'  (lstm.ts:45)
+    //   %t76: f32[16,128] = square %u_3   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:45
+    //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:45
     kernels.elementwise_dt6_5();
 
-    // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:42)
-    //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:45)
+    //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_4();
 
-    // dt5_5 = df_4 * (f_11 * (1 - f_11))   sigmoid'  (lstm.ts:41)
-    //   %t78: f32[16,128] = sub %t10, %f_11   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t79: f32[16,128] = mul %f_11, %t78   lstm.ts:41
-    //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:41
+    // dt5_5 = df_4 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:44)
+    //   %t78: f32[16,128] = sub %t10, %f_3   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t79: f32[16,128] = mul %f_3, %t78   lstm.ts:44
+    //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:44
     kernels.elementwise_dt5_5();
 
-    // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:41)
-    //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:44)
+    //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_4();
 
-    // dt4_4 = di_4 * (i_11 * (1 - i_11))   sigmoid'  (lstm.ts:40)
-    //   %t80: f32[16,128] = sub %t10, %i_11   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t81: f32[16,128] = mul %i_11, %t80   lstm.ts:40
-    //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:40
+    // dt4_4 = di_4 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:43)
+    //   %t80: f32[16,128] = sub %t10, %i_3   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t81: f32[16,128] = mul %i_3, %t80   lstm.ts:43
+    //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:43
     kernels.elementwise_dt4_4();
 
-    // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:40)
-    //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:43)
+    //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_4();
 
-    // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:39)
-    // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:39)
-    // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:39)
-    // t82 = t67 + db_1_4  (lstm.ts:59)
-    //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:39
-    //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:39
-    //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
+    // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:42)
+    // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
+    // t82 = t67 + db_1_4  (lstm.ts:62)
+    //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
+    //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:42
+    //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t82();
 
-    // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_4();
 
-    // dWh_1_4 = h2_10.T @ dgates_8   matmul'  (lstm.ts:39)
-    // t83 = t68 + dWh_1_4  (lstm.ts:59)
-    //   %dWh_1_4: f32[128,512] = matmul %h2_10, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_4 = h2_2.T @ dgates_8   matmul'  (lstm.ts:42)
+    // t83 = t68 + dWh_1_4  (lstm.ts:62)
+    //   %dWh_1_4: f32[128,512] = matmul %h2_2, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t83();
 
-    // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_4();
 
-    // dWx_1_4 = t_133.T @ dgates_8   matmul'  (lstm.ts:39)
-    // t84 = t69 + dWx_1_4  (lstm.ts:59)
-    //   %dWx_1_4: f32[16,512] = matmul %t_133, %dgates_8 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_4 = t_37.T @ dgates_8   matmul'  (lstm.ts:42)
+    // t84 = t69 + dWx_1_4  (lstm.ts:62)
+    //   %dWx_1_4: f32[16,512] = matmul %t_37, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t84();
 
-    // t85 = dt5[0:16, 10:11, 0:128]   scan'  (lstm.ts:59)
-    //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 10, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t85 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:62)
+    //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t85();
 
-    // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:45)
-    // do_5 = dh2_5 * t_131   mul'  (lstm.ts:45)
-    // dt10_5 = dh2_5 * o_10   mul'  (lstm.ts:45)
-    // dc2_1_5 = dt10_5 * (1 - t_131²)   tanh'  (lstm.ts:45)
-    // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:44)
-    // di_5 = dc2_6 * u_10   mul'  (lstm.ts:44)
-    // du_5 = dc2_6 * i_10   mul'  (lstm.ts:44)
-    // df_5 = dc2_6 * c2_9   mul'  (lstm.ts:44)
-    // dc1_1_5 = dc2_6 * f_10   mul'  (lstm.ts:44)
-    // dt7_5 = do_5 * (o_10 * (1 - o_10))   sigmoid'  (lstm.ts:43)
-    //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_5: f32[16,128] = mul %dh2_5, %t_131   lstm.ts:45
-    //   %dt10_5: f32[16,128] = mul %dh2_5, %o_10   lstm.ts:45
-    //   %t87: f32[16,128] = square %t_131   lstm.ts:45
-    //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:45
-    //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:45
-    //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_5: f32[16,128] = mul %dc2_6, %u_10   lstm.ts:44
-    //   %du_5: f32[16,128] = mul %dc2_6, %i_10   lstm.ts:44
-    //   %df_5: f32[16,128] = mul %dc2_6, %c2_9   lstm.ts:44
-    //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_10   lstm.ts:44
-    //   %t89: f32[16,128] = sub %t10, %o_10   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t90: f32[16,128] = mul %o_10, %t89   lstm.ts:43
-    //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:43
+    // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
+    // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
+    // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
+    // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
+    // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
+    // di_5 = dc2_6 * u_2   mul'  (lstm.ts:47)
+    // du_5 = dc2_6 * i_2   mul'  (lstm.ts:47)
+    // df_5 = dc2_6 * c2_1   mul'  (lstm.ts:47)
+    // dc1_1_5 = dc2_6 * f_2   mul'  (lstm.ts:47)
+    // dt7_5 = do_5 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:46)
+    //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
+    //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
+    //   %t87: f32[16,128] = square %t_35   lstm.ts:48
+    //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
+    //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
+    //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_5: f32[16,128] = mul %dc2_6, %u_2   lstm.ts:47
+    //   %du_5: f32[16,128] = mul %dc2_6, %i_2   lstm.ts:47
+    //   %df_5: f32[16,128] = mul %dc2_6, %c2_1   lstm.ts:47
+    //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_2   lstm.ts:47
+    //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
+    //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:46
     kernels.elementwise_dt7_5();
 
-    // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:43)
-    //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:46)
+    //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_5();
 
-    // dt6_6 = du_5 * (1 - u_10²)   tanh'  (lstm.ts:42)
-    //   %t91: f32[16,128] = square %u_10   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:42
-    //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:42
+    // dt6_6 = du_5 * (1 - u_2²)   tanh'  (lstm.ts:45)
+    //   %t91: f32[16,128] = square %u_2   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:45
+    //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:45
     kernels.elementwise_dt6_6();
 
-    // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:42)
-    //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:45)
+    //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_5();
 
-    // dt5_6 = df_5 * (f_10 * (1 - f_10))   sigmoid'  (lstm.ts:41)
-    //   %t93: f32[16,128] = sub %t10, %f_10   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t94: f32[16,128] = mul %f_10, %t93   lstm.ts:41
-    //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:41
+    // dt5_6 = df_5 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:44)
+    //   %t93: f32[16,128] = sub %t10, %f_2   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t94: f32[16,128] = mul %f_2, %t93   lstm.ts:44
+    //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:44
     kernels.elementwise_dt5_6();
 
-    // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:41)
-    //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:44)
+    //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_5();
 
-    // dt4_5 = di_5 * (i_10 * (1 - i_10))   sigmoid'  (lstm.ts:40)
-    //   %t95: f32[16,128] = sub %t10, %i_10   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t96: f32[16,128] = mul %i_10, %t95   lstm.ts:40
-    //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:40
+    // dt4_5 = di_5 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:43)
+    //   %t95: f32[16,128] = sub %t10, %i_2   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t96: f32[16,128] = mul %i_2, %t95   lstm.ts:43
+    //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:43
     kernels.elementwise_dt4_5();
 
-    // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:40)
-    //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:43)
+    //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_5();
 
-    // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:39)
-    // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:39)
-    // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:39)
-    // t97 = t82 + db_1_5  (lstm.ts:59)
-    //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:39
-    //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:39
-    //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
+    // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:42)
+    // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
+    // t97 = t82 + db_1_5  (lstm.ts:62)
+    //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
+    //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:42
+    //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t97();
 
-    // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_5();
 
-    // dWh_1_5 = h2_9.T @ dgates_9   matmul'  (lstm.ts:39)
-    // t98 = t83 + dWh_1_5  (lstm.ts:59)
-    //   %dWh_1_5: f32[128,512] = matmul %h2_9, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_5 = h2_1.T @ dgates_9   matmul'  (lstm.ts:42)
+    // t98 = t83 + dWh_1_5  (lstm.ts:62)
+    //   %dWh_1_5: f32[128,512] = matmul %h2_1, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t98();
 
-    // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_5();
 
-    // dWx_1_5 = t_121.T @ dgates_9   matmul'  (lstm.ts:39)
-    // t99 = t84 + dWx_1_5  (lstm.ts:59)
-    //   %dWx_1_5: f32[16,512] = matmul %t_121, %dgates_9 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_5 = t_25.T @ dgates_9   matmul'  (lstm.ts:42)
+    // t99 = t84 + dWx_1_5  (lstm.ts:62)
+    //   %dWx_1_5: f32[16,512] = matmul %t_25, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t99();
 
-    // t100 = dt5[0:16, 9:10, 0:128]   scan'  (lstm.ts:59)
-    //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 9, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t100 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:62)
+    //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t100();
 
-    // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:45)
-    // do_6 = dh2_6 * t_119   mul'  (lstm.ts:45)
-    // dt10_6 = dh2_6 * o_9   mul'  (lstm.ts:45)
-    // dc2_1_6 = dt10_6 * (1 - t_119²)   tanh'  (lstm.ts:45)
-    // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:44)
-    // di_6 = dc2_7 * u_9   mul'  (lstm.ts:44)
-    // du_6 = dc2_7 * i_9   mul'  (lstm.ts:44)
-    // df_6 = dc2_7 * c2_8   mul'  (lstm.ts:44)
-    // dc1_1_6 = dc2_7 * f_9   mul'  (lstm.ts:44)
-    // dt7_6 = do_6 * (o_9 * (1 - o_9))   sigmoid'  (lstm.ts:43)
-    //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_6: f32[16,128] = mul %dh2_6, %t_119   lstm.ts:45
-    //   %dt10_6: f32[16,128] = mul %dh2_6, %o_9   lstm.ts:45
-    //   %t102: f32[16,128] = square %t_119   lstm.ts:45
-    //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:45
-    //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:45
-    //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_6: f32[16,128] = mul %dc2_7, %u_9   lstm.ts:44
-    //   %du_6: f32[16,128] = mul %dc2_7, %i_9   lstm.ts:44
-    //   %df_6: f32[16,128] = mul %dc2_7, %c2_8   lstm.ts:44
-    //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_9   lstm.ts:44
-    //   %t104: f32[16,128] = sub %t10, %o_9   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t105: f32[16,128] = mul %o_9, %t104   lstm.ts:43
-    //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:43
+    // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
+    // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
+    // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
+    // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
+    // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
+    // di_6 = dc2_7 * u_1   mul'  (lstm.ts:47)
+    // du_6 = dc2_7 * i_1   mul'  (lstm.ts:47)
+    // df_6 = dc2_7 * c2   mul'  (lstm.ts:47)
+    // dc1_1_6 = dc2_7 * f_1   mul'  (lstm.ts:47)
+    // dt7_6 = do_6 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+    //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
+    //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
+    //   %t102: f32[16,128] = square %t_23   lstm.ts:48
+    //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
+    //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
+    //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_6: f32[16,128] = mul %dc2_7, %u_1   lstm.ts:47
+    //   %du_6: f32[16,128] = mul %dc2_7, %i_1   lstm.ts:47
+    //   %df_6: f32[16,128] = mul %dc2_7, %c2   lstm.ts:47
+    //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_1   lstm.ts:47
+    //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
+    //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:46
     kernels.elementwise_dt7_6();
 
-    // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:43)
-    //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:46)
+    //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_6();
 
-    // dt6_7 = du_6 * (1 - u_9²)   tanh'  (lstm.ts:42)
-    //   %t106: f32[16,128] = square %u_9   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:42
-    //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:42
+    // dt6_7 = du_6 * (1 - u_1²)   tanh'  (lstm.ts:45)
+    //   %t106: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:45
+    //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:45
     kernels.elementwise_dt6_7();
 
-    // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:42)
-    //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:45)
+    //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_6();
 
-    // dt5_7 = df_6 * (f_9 * (1 - f_9))   sigmoid'  (lstm.ts:41)
-    //   %t108: f32[16,128] = sub %t10, %f_9   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t109: f32[16,128] = mul %f_9, %t108   lstm.ts:41
-    //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:41
+    // dt5_7 = df_6 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+    //   %t108: f32[16,128] = sub %t10, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t109: f32[16,128] = mul %f_1, %t108   lstm.ts:44
+    //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:44
     kernels.elementwise_dt5_7();
 
-    // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:41)
-    //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:44)
+    //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_6();
 
-    // dt4_6 = di_6 * (i_9 * (1 - i_9))   sigmoid'  (lstm.ts:40)
-    //   %t110: f32[16,128] = sub %t10, %i_9   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t111: f32[16,128] = mul %i_9, %t110   lstm.ts:40
-    //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:40
+    // dt4_6 = di_6 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:43)
+    //   %t110: f32[16,128] = sub %t10, %i_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t111: f32[16,128] = mul %i_1, %t110   lstm.ts:43
+    //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:43
     kernels.elementwise_dt4_6();
 
-    // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:40)
-    //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:43)
+    //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_6();
 
-    // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:39)
-    // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:39)
-    // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:39)
-    // t112 = t97 + db_1_6  (lstm.ts:59)
-    //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:39
-    //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:39
-    //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
+    // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:42)
+    // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
+    // t112 = t97 + db_1_6  (lstm.ts:62)
+    //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
+    //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:42
+    //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_t112();
 
-    // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:42)
+    //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dc0_1_6();
 
-    // dWh_1_6 = h2_8.T @ dgates_10   matmul'  (lstm.ts:39)
-    // t113 = t98 + dWh_1_6  (lstm.ts:59)
-    //   %dWh_1_6: f32[128,512] = matmul %h2_8, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_6 = h2.T @ dgates_10   matmul'  (lstm.ts:42)
+    // t113 = t98 + dWh_1_6  (lstm.ts:62)
+    //   %dWh_1_6: f32[128,512] = matmul %h2, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t113();
 
-    // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
     kernels.matmul_dx0_6();
 
-    // dWx_1_6 = t_109.T @ dgates_10   matmul'  (lstm.ts:39)
-    // t114 = t99 + dWx_1_6  (lstm.ts:59)
-    //   %dWx_1_6: f32[16,512] = matmul %t_109, %dgates_10 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_6 = t_13.T @ dgates_10   matmul'  (lstm.ts:42)
+    // t114 = t99 + dWx_1_6  (lstm.ts:62)
+    //   %dWx_1_6: f32[16,512] = matmul %t_13, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_t114();
 
-    // t115 = dt5[0:16, 8:9, 0:128]   scan'  (lstm.ts:59)
-    //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 8, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // t115 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:62)
+    //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_t115();
 
-    // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:45)
-    // do_7 = dh2_7 * t_107   mul'  (lstm.ts:45)
-    // dt10_7 = dh2_7 * o_8   mul'  (lstm.ts:45)
-    // dc2_1_7 = dt10_7 * (1 - t_107²)   tanh'  (lstm.ts:45)
-    // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:44)
-    // di_7 = dc2_8 * u_8   mul'  (lstm.ts:44)
-    // du_7 = dc2_8 * i_8   mul'  (lstm.ts:44)
-    // df_7 = dc2_8 * c2_7   mul'  (lstm.ts:44)
-    // dc1_1_7 = dc2_8 * f_8   mul'  (lstm.ts:44)
-    // dt7_7 = do_7 * (o_8 * (1 - o_8))   sigmoid'  (lstm.ts:43)
-    //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_7: f32[16,128] = mul %dh2_7, %t_107   lstm.ts:45
-    //   %dt10_7: f32[16,128] = mul %dh2_7, %o_8   lstm.ts:45
-    //   %t117: f32[16,128] = square %t_107   lstm.ts:45
-    //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:45
-    //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:45
-    //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_7: f32[16,128] = mul %dc2_8, %u_8   lstm.ts:44
-    //   %du_7: f32[16,128] = mul %dc2_8, %i_8   lstm.ts:44
-    //   %df_7: f32[16,128] = mul %dc2_8, %c2_7   lstm.ts:44
-    //   %dc1_1_7: f32[16,128] = mul %dc2_8, %f_8   lstm.ts:44
-    //   %t119: f32[16,128] = sub %t10, %o_8   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t120: f32[16,128] = mul %o_8, %t119   lstm.ts:43
-    //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:43
+    // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
+    // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
+    // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
+    // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
+    // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
+    // di_7 = dc2_8 * u   mul'  (lstm.ts:47)
+    // du_7 = dc2_8 * i_   mul'  (lstm.ts:47)
+    // df_7 = dc2_8 * h0   mul'  (lstm.ts:47)
+    // dt7_7 = do_7 * (o * (1 - o))   sigmoid'  (lstm.ts:46)
+    //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
+    //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
+    //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
+    //   %t117: f32[16,128] = square %t_11   lstm.ts:48
+    //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
+    //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
+    //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+    //   %di_7: f32[16,128] = mul %dc2_8, %u   lstm.ts:47
+    //   %du_7: f32[16,128] = mul %dc2_8, %i_   lstm.ts:47
+    //   %df_7: f32[16,128] = mul %dc2_8, %h0   lstm.ts:47
+    //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
+    //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:46
     kernels.elementwise_dt7_7();
 
-    // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:43)
-    //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
+    // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:46)
+    //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
     kernels.kernel_dgates_4_7();
 
-    // dt6_8 = du_7 * (1 - u_8²)   tanh'  (lstm.ts:42)
-    //   %t121: f32[16,128] = square %u_8   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:42
-    //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:42
+    // dt6_8 = du_7 * (1 - u²)   tanh'  (lstm.ts:45)
+    //   %t121: f32[16,128] = square %u   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+    //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:45
+    //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:45
     kernels.elementwise_dt6_8();
 
-    // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:42)
-    //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
+    // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:45)
+    //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
     kernels.kernel_dgates_3_7();
 
-    // dt5_8 = df_7 * (f_8 * (1 - f_8))   sigmoid'  (lstm.ts:41)
-    //   %t123: f32[16,128] = sub %t10, %f_8   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t124: f32[16,128] = mul %f_8, %t123   lstm.ts:41
-    //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:41
+    // dt5_8 = df_7 * (f * (1 - f))   sigmoid'  (lstm.ts:44)
+    //   %t123: f32[16,128] = sub %t10, %f   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+    //   %t124: f32[16,128] = mul %f, %t123   lstm.ts:44
+    //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:44
     kernels.elementwise_dt5_8();
 
-    // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:41)
-    //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
+    // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:44)
+    //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
     kernels.kernel_dgates_2_7();
 
-    // dt4_7 = di_7 * (i_8 * (1 - i_8))   sigmoid'  (lstm.ts:40)
-    //   %t125: f32[16,128] = sub %t10, %i_8   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t126: f32[16,128] = mul %i_8, %t125   lstm.ts:40
-    //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:40
+    // dt4_7 = di_7 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:43)
+    //   %t125: f32[16,128] = sub %t10, %i_   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+    //   %t126: f32[16,128] = mul %i_, %t125   lstm.ts:43
+    //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:43
     kernels.elementwise_dt4_7();
 
-    // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:40)
-    //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
+    // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:43)
+    //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
     kernels.kernel_dgates_1_7();
 
-    // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:39)
-    // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:39)
-    // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:39)
-    // t127 = t112 + db_1_7  (lstm.ts:59)
-    //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:39
-    //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:39
-    //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t127: f32[512] = add %t112, %db_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t127();
-
-    // dc0_1_7 = dgates_11 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_7: f32[16,128] = matmul %dgates_11, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_7();
-
-    // dWh_1_7 = h2_7.T @ dgates_11   matmul'  (lstm.ts:39)
-    // t128 = t113 + dWh_1_7  (lstm.ts:59)
-    //   %dWh_1_7: f32[128,512] = matmul %h2_7, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t128: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t128();
-
-    // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_7();
-
-    // dWx_1_7 = t_97.T @ dgates_11   matmul'  (lstm.ts:39)
-    // t129 = t114 + dWx_1_7  (lstm.ts:59)
-    //   %dWx_1_7: f32[16,512] = matmul %t_97, %dgates_11 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t129: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t129();
-
-    // t130 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:59)
-    //   %t130: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t130();
-
-    // dh2_8 = dc0_1_7 + t131   fan-out: dh2_8 += the gradient through each use  (lstm.ts:45)
-    // do_8 = dh2_8 * t_95   mul'  (lstm.ts:45)
-    // dt10_8 = dh2_8 * o_7   mul'  (lstm.ts:45)
-    // dc2_1_8 = dt10_8 * (1 - t_95²)   tanh'  (lstm.ts:45)
-    // dc2_9 = dc1_1_7 + dc2_1_8   fan-out: dc2_9 += the gradient through each use  (lstm.ts:44)
-    // di_8 = dc2_9 * u_7   mul'  (lstm.ts:44)
-    // du_8 = dc2_9 * i_7   mul'  (lstm.ts:44)
-    // df_8 = dc2_9 * c2_6   mul'  (lstm.ts:44)
-    // dc1_1_8 = dc2_9 * f_7   mul'  (lstm.ts:44)
-    // dt7_8 = do_8 * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:43)
-    //   %dh2_8: f32[16,128] = add %dc0_1_7, %t131   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_8: f32[16,128] = mul %dh2_8, %t_95   lstm.ts:45
-    //   %dt10_8: f32[16,128] = mul %dh2_8, %o_7   lstm.ts:45
-    //   %t132: f32[16,128] = square %t_95   lstm.ts:45
-    //   %t133: f32[16,128] = sub %t10, %t132   lstm.ts:45
-    //   %dc2_1_8: f32[16,128] = mul %dt10_8, %t133   lstm.ts:45
-    //   %dc2_9: f32[16,128] = add %dc1_1_7, %dc2_1_8   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_8: f32[16,128] = mul %dc2_9, %u_7   lstm.ts:44
-    //   %du_8: f32[16,128] = mul %dc2_9, %i_7   lstm.ts:44
-    //   %df_8: f32[16,128] = mul %dc2_9, %c2_6   lstm.ts:44
-    //   %dc1_1_8: f32[16,128] = mul %dc2_9, %f_7   lstm.ts:44
-    //   %t134: f32[16,128] = sub %t10, %o_7   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t135: f32[16,128] = mul %o_7, %t134   lstm.ts:43
-    //   %dt7_8: f32[16,128] = mul %do_8, %t135   lstm.ts:43
-    kernels.elementwise_dt7_8();
-
-    // dgates_4_8 = pad(dt7_8)   slice'  (lstm.ts:43)
-    //   %dgates_4_8: f32[16,512] = pad %dt7_8 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_8();
-
-    // dt6_9 = du_8 * (1 - u_7²)   tanh'  (lstm.ts:42)
-    //   %t136: f32[16,128] = square %u_7   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t137: f32[16,128] = sub %t10, %t136   lstm.ts:42
-    //   %dt6_9: f32[16,128] = mul %du_8, %t137   lstm.ts:42
-    kernels.elementwise_dt6_9();
-
-    // dgates_3_8 = pad(dt6_9)   slice'  (lstm.ts:42)
-    //   %dgates_3_8: f32[16,512] = pad %dt6_9 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_8();
-
-    // dt5_9 = df_8 * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:41)
-    //   %t138: f32[16,128] = sub %t10, %f_7   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t139: f32[16,128] = mul %f_7, %t138   lstm.ts:41
-    //   %dt5_9: f32[16,128] = mul %df_8, %t139   lstm.ts:41
-    kernels.elementwise_dt5_9();
-
-    // dgates_2_8 = pad(dt5_9)   slice'  (lstm.ts:41)
-    //   %dgates_2_8: f32[16,512] = pad %dt5_9 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_8();
-
-    // dt4_8 = di_8 * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:40)
-    //   %t140: f32[16,128] = sub %t10, %i_7   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t141: f32[16,128] = mul %i_7, %t140   lstm.ts:40
-    //   %dt4_8: f32[16,128] = mul %di_8, %t141   lstm.ts:40
-    kernels.elementwise_dt4_8();
-
-    // dgates_1_8 = pad(dt4_8)   slice'  (lstm.ts:40)
-    //   %dgates_1_8: f32[16,512] = pad %dt4_8 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_8();
-
-    // dgates_acc_9 = dgates_4_8 + dgates_3_8   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_8 = dgates_acc_9 + dgates_2_8   fan-out: dgates_acc_1_8 += the gradient through each use  (lstm.ts:39)
-    // dgates_12 = dgates_acc_1_8 + dgates_1_8   fan-out: dgates_12 += the gradient through each use  (lstm.ts:39)
-    // db_1_8 = dgates_12.sum(0)   add'  (lstm.ts:39)
-    // t142 = t127 + db_1_8  (lstm.ts:59)
-    //   %dgates_acc_9: f32[16,512] = add %dgates_4_8, %dgates_3_8   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_8: f32[16,512] = add %dgates_acc_9, %dgates_2_8   lstm.ts:39
-    //   %dgates_12: f32[16,512] = add %dgates_acc_1_8, %dgates_1_8   lstm.ts:39
-    //   %db_1_8: f32[512] = sum %dgates_12 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t142: f32[512] = add %t127, %db_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t142();
-
-    // dc0_1_8 = dgates_12 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_8: f32[16,128] = matmul %dgates_12, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_8();
-
-    // dWh_1_8 = h2_6.T @ dgates_12   matmul'  (lstm.ts:39)
-    // t143 = t128 + dWh_1_8  (lstm.ts:59)
-    //   %dWh_1_8: f32[128,512] = matmul %h2_6, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t143: f32[128,512] = add %t128, %dWh_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t143();
-
-    // dx0_8 = dgates_12 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_8: f32[16,16] = matmul %dgates_12, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_8();
-
-    // dWx_1_8 = t_85.T @ dgates_12   matmul'  (lstm.ts:39)
-    // t144 = t129 + dWx_1_8  (lstm.ts:59)
-    //   %dWx_1_8: f32[16,512] = matmul %t_85, %dgates_12 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t144: f32[16,512] = add %t129, %dWx_1_8   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t144();
-
-    // t145 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:59)
-    //   %t145: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t145();
-
-    // dh2_9 = dc0_1_8 + t146   fan-out: dh2_9 += the gradient through each use  (lstm.ts:45)
-    // do_9 = dh2_9 * t_83   mul'  (lstm.ts:45)
-    // dt10_9 = dh2_9 * o_6   mul'  (lstm.ts:45)
-    // dc2_1_9 = dt10_9 * (1 - t_83²)   tanh'  (lstm.ts:45)
-    // dc2_10 = dc1_1_8 + dc2_1_9   fan-out: dc2_10 += the gradient through each use  (lstm.ts:44)
-    // di_9 = dc2_10 * u_6   mul'  (lstm.ts:44)
-    // du_9 = dc2_10 * i_6   mul'  (lstm.ts:44)
-    // df_9 = dc2_10 * c2_5   mul'  (lstm.ts:44)
-    // dc1_1_9 = dc2_10 * f_6   mul'  (lstm.ts:44)
-    // dt7_9 = do_9 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:43)
-    //   %dh2_9: f32[16,128] = add %dc0_1_8, %t146   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_9: f32[16,128] = mul %dh2_9, %t_83   lstm.ts:45
-    //   %dt10_9: f32[16,128] = mul %dh2_9, %o_6   lstm.ts:45
-    //   %t147: f32[16,128] = square %t_83   lstm.ts:45
-    //   %t148: f32[16,128] = sub %t10, %t147   lstm.ts:45
-    //   %dc2_1_9: f32[16,128] = mul %dt10_9, %t148   lstm.ts:45
-    //   %dc2_10: f32[16,128] = add %dc1_1_8, %dc2_1_9   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_9: f32[16,128] = mul %dc2_10, %u_6   lstm.ts:44
-    //   %du_9: f32[16,128] = mul %dc2_10, %i_6   lstm.ts:44
-    //   %df_9: f32[16,128] = mul %dc2_10, %c2_5   lstm.ts:44
-    //   %dc1_1_9: f32[16,128] = mul %dc2_10, %f_6   lstm.ts:44
-    //   %t149: f32[16,128] = sub %t10, %o_6   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t150: f32[16,128] = mul %o_6, %t149   lstm.ts:43
-    //   %dt7_9: f32[16,128] = mul %do_9, %t150   lstm.ts:43
-    kernels.elementwise_dt7_9();
-
-    // dgates_4_9 = pad(dt7_9)   slice'  (lstm.ts:43)
-    //   %dgates_4_9: f32[16,512] = pad %dt7_9 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_9();
-
-    // dt6_10 = du_9 * (1 - u_6²)   tanh'  (lstm.ts:42)
-    //   %t151: f32[16,128] = square %u_6   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t152: f32[16,128] = sub %t10, %t151   lstm.ts:42
-    //   %dt6_10: f32[16,128] = mul %du_9, %t152   lstm.ts:42
-    kernels.elementwise_dt6_10();
-
-    // dgates_3_9 = pad(dt6_10)   slice'  (lstm.ts:42)
-    //   %dgates_3_9: f32[16,512] = pad %dt6_10 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_9();
-
-    // dt5_10 = df_9 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:41)
-    //   %t153: f32[16,128] = sub %t10, %f_6   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t154: f32[16,128] = mul %f_6, %t153   lstm.ts:41
-    //   %dt5_10: f32[16,128] = mul %df_9, %t154   lstm.ts:41
-    kernels.elementwise_dt5_10();
-
-    // dgates_2_9 = pad(dt5_10)   slice'  (lstm.ts:41)
-    //   %dgates_2_9: f32[16,512] = pad %dt5_10 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_9();
-
-    // dt4_9 = di_9 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:40)
-    //   %t155: f32[16,128] = sub %t10, %i_6   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t156: f32[16,128] = mul %i_6, %t155   lstm.ts:40
-    //   %dt4_9: f32[16,128] = mul %di_9, %t156   lstm.ts:40
-    kernels.elementwise_dt4_9();
-
-    // dgates_1_9 = pad(dt4_9)   slice'  (lstm.ts:40)
-    //   %dgates_1_9: f32[16,512] = pad %dt4_9 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_9();
-
-    // dgates_acc_10 = dgates_4_9 + dgates_3_9   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_9 = dgates_acc_10 + dgates_2_9   fan-out: dgates_acc_1_9 += the gradient through each use  (lstm.ts:39)
-    // dgates_13 = dgates_acc_1_9 + dgates_1_9   fan-out: dgates_13 += the gradient through each use  (lstm.ts:39)
-    // db_1_9 = dgates_13.sum(0)   add'  (lstm.ts:39)
-    // t157 = t142 + db_1_9  (lstm.ts:59)
-    //   %dgates_acc_10: f32[16,512] = add %dgates_4_9, %dgates_3_9   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_9: f32[16,512] = add %dgates_acc_10, %dgates_2_9   lstm.ts:39
-    //   %dgates_13: f32[16,512] = add %dgates_acc_1_9, %dgates_1_9   lstm.ts:39
-    //   %db_1_9: f32[512] = sum %dgates_13 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t157: f32[512] = add %t142, %db_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t157();
-
-    // dc0_1_9 = dgates_13 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_9: f32[16,128] = matmul %dgates_13, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_9();
-
-    // dWh_1_9 = h2_5.T @ dgates_13   matmul'  (lstm.ts:39)
-    // t158 = t143 + dWh_1_9  (lstm.ts:59)
-    //   %dWh_1_9: f32[128,512] = matmul %h2_5, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t158: f32[128,512] = add %t143, %dWh_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t158();
-
-    // dx0_9 = dgates_13 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_9: f32[16,16] = matmul %dgates_13, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_9();
-
-    // dWx_1_9 = t_73.T @ dgates_13   matmul'  (lstm.ts:39)
-    // t159 = t144 + dWx_1_9  (lstm.ts:59)
-    //   %dWx_1_9: f32[16,512] = matmul %t_73, %dgates_13 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t159: f32[16,512] = add %t144, %dWx_1_9   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t159();
-
-    // t160 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:59)
-    //   %t160: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t160();
-
-    // dh2_10 = dc0_1_9 + t161   fan-out: dh2_10 += the gradient through each use  (lstm.ts:45)
-    // do_10 = dh2_10 * t_71   mul'  (lstm.ts:45)
-    // dt10_10 = dh2_10 * o_5   mul'  (lstm.ts:45)
-    // dc2_1_10 = dt10_10 * (1 - t_71²)   tanh'  (lstm.ts:45)
-    // dc2_11 = dc1_1_9 + dc2_1_10   fan-out: dc2_11 += the gradient through each use  (lstm.ts:44)
-    // di_10 = dc2_11 * u_5   mul'  (lstm.ts:44)
-    // du_10 = dc2_11 * i_5   mul'  (lstm.ts:44)
-    // df_10 = dc2_11 * c2_4   mul'  (lstm.ts:44)
-    // dc1_1_10 = dc2_11 * f_5   mul'  (lstm.ts:44)
-    // dt7_10 = do_10 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:43)
-    //   %dh2_10: f32[16,128] = add %dc0_1_9, %t161   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_10: f32[16,128] = mul %dh2_10, %t_71   lstm.ts:45
-    //   %dt10_10: f32[16,128] = mul %dh2_10, %o_5   lstm.ts:45
-    //   %t162: f32[16,128] = square %t_71   lstm.ts:45
-    //   %t163: f32[16,128] = sub %t10, %t162   lstm.ts:45
-    //   %dc2_1_10: f32[16,128] = mul %dt10_10, %t163   lstm.ts:45
-    //   %dc2_11: f32[16,128] = add %dc1_1_9, %dc2_1_10   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_10: f32[16,128] = mul %dc2_11, %u_5   lstm.ts:44
-    //   %du_10: f32[16,128] = mul %dc2_11, %i_5   lstm.ts:44
-    //   %df_10: f32[16,128] = mul %dc2_11, %c2_4   lstm.ts:44
-    //   %dc1_1_10: f32[16,128] = mul %dc2_11, %f_5   lstm.ts:44
-    //   %t164: f32[16,128] = sub %t10, %o_5   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t165: f32[16,128] = mul %o_5, %t164   lstm.ts:43
-    //   %dt7_10: f32[16,128] = mul %do_10, %t165   lstm.ts:43
-    kernels.elementwise_dt7_10();
-
-    // dgates_4_10 = pad(dt7_10)   slice'  (lstm.ts:43)
-    //   %dgates_4_10: f32[16,512] = pad %dt7_10 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_10();
-
-    // dt6_11 = du_10 * (1 - u_5²)   tanh'  (lstm.ts:42)
-    //   %t166: f32[16,128] = square %u_5   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t167: f32[16,128] = sub %t10, %t166   lstm.ts:42
-    //   %dt6_11: f32[16,128] = mul %du_10, %t167   lstm.ts:42
-    kernels.elementwise_dt6_11();
-
-    // dgates_3_10 = pad(dt6_11)   slice'  (lstm.ts:42)
-    //   %dgates_3_10: f32[16,512] = pad %dt6_11 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_10();
-
-    // dt5_11 = df_10 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:41)
-    //   %t168: f32[16,128] = sub %t10, %f_5   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t169: f32[16,128] = mul %f_5, %t168   lstm.ts:41
-    //   %dt5_11: f32[16,128] = mul %df_10, %t169   lstm.ts:41
-    kernels.elementwise_dt5_11();
-
-    // dgates_2_10 = pad(dt5_11)   slice'  (lstm.ts:41)
-    //   %dgates_2_10: f32[16,512] = pad %dt5_11 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_10();
-
-    // dt4_10 = di_10 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:40)
-    //   %t170: f32[16,128] = sub %t10, %i_5   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t171: f32[16,128] = mul %i_5, %t170   lstm.ts:40
-    //   %dt4_10: f32[16,128] = mul %di_10, %t171   lstm.ts:40
-    kernels.elementwise_dt4_10();
-
-    // dgates_1_10 = pad(dt4_10)   slice'  (lstm.ts:40)
-    //   %dgates_1_10: f32[16,512] = pad %dt4_10 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_10();
-
-    // dgates_acc_11 = dgates_4_10 + dgates_3_10   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_10 = dgates_acc_11 + dgates_2_10   fan-out: dgates_acc_1_10 += the gradient through each use  (lstm.ts:39)
-    // dgates_14 = dgates_acc_1_10 + dgates_1_10   fan-out: dgates_14 += the gradient through each use  (lstm.ts:39)
-    // db_1_10 = dgates_14.sum(0)   add'  (lstm.ts:39)
-    // t172 = t157 + db_1_10  (lstm.ts:59)
-    //   %dgates_acc_11: f32[16,512] = add %dgates_4_10, %dgates_3_10   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_10: f32[16,512] = add %dgates_acc_11, %dgates_2_10   lstm.ts:39
-    //   %dgates_14: f32[16,512] = add %dgates_acc_1_10, %dgates_1_10   lstm.ts:39
-    //   %db_1_10: f32[512] = sum %dgates_14 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t172: f32[512] = add %t157, %db_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t172();
-
-    // dc0_1_10 = dgates_14 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_10: f32[16,128] = matmul %dgates_14, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_10();
-
-    // dWh_1_10 = h2_4.T @ dgates_14   matmul'  (lstm.ts:39)
-    // t173 = t158 + dWh_1_10  (lstm.ts:59)
-    //   %dWh_1_10: f32[128,512] = matmul %h2_4, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t173: f32[128,512] = add %t158, %dWh_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t173();
-
-    // dx0_10 = dgates_14 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_10: f32[16,16] = matmul %dgates_14, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_10();
-
-    // dWx_1_10 = t_61.T @ dgates_14   matmul'  (lstm.ts:39)
-    // t174 = t159 + dWx_1_10  (lstm.ts:59)
-    //   %dWx_1_10: f32[16,512] = matmul %t_61, %dgates_14 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t174: f32[16,512] = add %t159, %dWx_1_10   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t174();
-
-    // t175 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:59)
-    //   %t175: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t175();
-
-    // dh2_11 = dc0_1_10 + t176   fan-out: dh2_11 += the gradient through each use  (lstm.ts:45)
-    // do_11 = dh2_11 * t_59   mul'  (lstm.ts:45)
-    // dt10_11 = dh2_11 * o_4   mul'  (lstm.ts:45)
-    // dc2_1_11 = dt10_11 * (1 - t_59²)   tanh'  (lstm.ts:45)
-    // dc2_12 = dc1_1_10 + dc2_1_11   fan-out: dc2_12 += the gradient through each use  (lstm.ts:44)
-    // di_11 = dc2_12 * u_4   mul'  (lstm.ts:44)
-    // du_11 = dc2_12 * i_4   mul'  (lstm.ts:44)
-    // df_11 = dc2_12 * c2_3   mul'  (lstm.ts:44)
-    // dc1_1_11 = dc2_12 * f_4   mul'  (lstm.ts:44)
-    // dt7_11 = do_11 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:43)
-    //   %dh2_11: f32[16,128] = add %dc0_1_10, %t176   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_11: f32[16,128] = mul %dh2_11, %t_59   lstm.ts:45
-    //   %dt10_11: f32[16,128] = mul %dh2_11, %o_4   lstm.ts:45
-    //   %t177: f32[16,128] = square %t_59   lstm.ts:45
-    //   %t178: f32[16,128] = sub %t10, %t177   lstm.ts:45
-    //   %dc2_1_11: f32[16,128] = mul %dt10_11, %t178   lstm.ts:45
-    //   %dc2_12: f32[16,128] = add %dc1_1_10, %dc2_1_11   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_11: f32[16,128] = mul %dc2_12, %u_4   lstm.ts:44
-    //   %du_11: f32[16,128] = mul %dc2_12, %i_4   lstm.ts:44
-    //   %df_11: f32[16,128] = mul %dc2_12, %c2_3   lstm.ts:44
-    //   %dc1_1_11: f32[16,128] = mul %dc2_12, %f_4   lstm.ts:44
-    //   %t179: f32[16,128] = sub %t10, %o_4   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t180: f32[16,128] = mul %o_4, %t179   lstm.ts:43
-    //   %dt7_11: f32[16,128] = mul %do_11, %t180   lstm.ts:43
-    kernels.elementwise_dt7_11();
-
-    // dgates_4_11 = pad(dt7_11)   slice'  (lstm.ts:43)
-    //   %dgates_4_11: f32[16,512] = pad %dt7_11 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_11();
-
-    // dt6_12 = du_11 * (1 - u_4²)   tanh'  (lstm.ts:42)
-    //   %t181: f32[16,128] = square %u_4   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t182: f32[16,128] = sub %t10, %t181   lstm.ts:42
-    //   %dt6_12: f32[16,128] = mul %du_11, %t182   lstm.ts:42
-    kernels.elementwise_dt6_12();
-
-    // dgates_3_11 = pad(dt6_12)   slice'  (lstm.ts:42)
-    //   %dgates_3_11: f32[16,512] = pad %dt6_12 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_11();
-
-    // dt5_12 = df_11 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:41)
-    //   %t183: f32[16,128] = sub %t10, %f_4   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t184: f32[16,128] = mul %f_4, %t183   lstm.ts:41
-    //   %dt5_12: f32[16,128] = mul %df_11, %t184   lstm.ts:41
-    kernels.elementwise_dt5_12();
-
-    // dgates_2_11 = pad(dt5_12)   slice'  (lstm.ts:41)
-    //   %dgates_2_11: f32[16,512] = pad %dt5_12 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_11();
-
-    // dt4_11 = di_11 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:40)
-    //   %t185: f32[16,128] = sub %t10, %i_4   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t186: f32[16,128] = mul %i_4, %t185   lstm.ts:40
-    //   %dt4_11: f32[16,128] = mul %di_11, %t186   lstm.ts:40
-    kernels.elementwise_dt4_11();
-
-    // dgates_1_11 = pad(dt4_11)   slice'  (lstm.ts:40)
-    //   %dgates_1_11: f32[16,512] = pad %dt4_11 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_11();
-
-    // dgates_acc_12 = dgates_4_11 + dgates_3_11   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_11 = dgates_acc_12 + dgates_2_11   fan-out: dgates_acc_1_11 += the gradient through each use  (lstm.ts:39)
-    // dgates_15 = dgates_acc_1_11 + dgates_1_11   fan-out: dgates_15 += the gradient through each use  (lstm.ts:39)
-    // db_1_11 = dgates_15.sum(0)   add'  (lstm.ts:39)
-    // t187 = t172 + db_1_11  (lstm.ts:59)
-    //   %dgates_acc_12: f32[16,512] = add %dgates_4_11, %dgates_3_11   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_11: f32[16,512] = add %dgates_acc_12, %dgates_2_11   lstm.ts:39
-    //   %dgates_15: f32[16,512] = add %dgates_acc_1_11, %dgates_1_11   lstm.ts:39
-    //   %db_1_11: f32[512] = sum %dgates_15 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t187: f32[512] = add %t172, %db_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t187();
-
-    // dc0_1_11 = dgates_15 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_11: f32[16,128] = matmul %dgates_15, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_11();
-
-    // dWh_1_11 = h2_3.T @ dgates_15   matmul'  (lstm.ts:39)
-    // t188 = t173 + dWh_1_11  (lstm.ts:59)
-    //   %dWh_1_11: f32[128,512] = matmul %h2_3, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t188: f32[128,512] = add %t173, %dWh_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t188();
-
-    // dx0_11 = dgates_15 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_11: f32[16,16] = matmul %dgates_15, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_11();
-
-    // dWx_1_11 = t_49.T @ dgates_15   matmul'  (lstm.ts:39)
-    // t189 = t174 + dWx_1_11  (lstm.ts:59)
-    //   %dWx_1_11: f32[16,512] = matmul %t_49, %dgates_15 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t189: f32[16,512] = add %t174, %dWx_1_11   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t189();
-
-    // t190 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:59)
-    //   %t190: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t190();
-
-    // dh2_12 = dc0_1_11 + t191   fan-out: dh2_12 += the gradient through each use  (lstm.ts:45)
-    // do_12 = dh2_12 * t_47   mul'  (lstm.ts:45)
-    // dt10_12 = dh2_12 * o_3   mul'  (lstm.ts:45)
-    // dc2_1_12 = dt10_12 * (1 - t_47²)   tanh'  (lstm.ts:45)
-    // dc2_13 = dc1_1_11 + dc2_1_12   fan-out: dc2_13 += the gradient through each use  (lstm.ts:44)
-    // di_12 = dc2_13 * u_3   mul'  (lstm.ts:44)
-    // du_12 = dc2_13 * i_3   mul'  (lstm.ts:44)
-    // df_12 = dc2_13 * c2_2   mul'  (lstm.ts:44)
-    // dc1_1_12 = dc2_13 * f_3   mul'  (lstm.ts:44)
-    // dt7_12 = do_12 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:43)
-    //   %dh2_12: f32[16,128] = add %dc0_1_11, %t191   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_12: f32[16,128] = mul %dh2_12, %t_47   lstm.ts:45
-    //   %dt10_12: f32[16,128] = mul %dh2_12, %o_3   lstm.ts:45
-    //   %t192: f32[16,128] = square %t_47   lstm.ts:45
-    //   %t193: f32[16,128] = sub %t10, %t192   lstm.ts:45
-    //   %dc2_1_12: f32[16,128] = mul %dt10_12, %t193   lstm.ts:45
-    //   %dc2_13: f32[16,128] = add %dc1_1_11, %dc2_1_12   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_12: f32[16,128] = mul %dc2_13, %u_3   lstm.ts:44
-    //   %du_12: f32[16,128] = mul %dc2_13, %i_3   lstm.ts:44
-    //   %df_12: f32[16,128] = mul %dc2_13, %c2_2   lstm.ts:44
-    //   %dc1_1_12: f32[16,128] = mul %dc2_13, %f_3   lstm.ts:44
-    //   %t194: f32[16,128] = sub %t10, %o_3   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t195: f32[16,128] = mul %o_3, %t194   lstm.ts:43
-    //   %dt7_12: f32[16,128] = mul %do_12, %t195   lstm.ts:43
-    kernels.elementwise_dt7_12();
-
-    // dgates_4_12 = pad(dt7_12)   slice'  (lstm.ts:43)
-    //   %dgates_4_12: f32[16,512] = pad %dt7_12 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_12();
-
-    // dt6_13 = du_12 * (1 - u_3²)   tanh'  (lstm.ts:42)
-    //   %t196: f32[16,128] = square %u_3   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t197: f32[16,128] = sub %t10, %t196   lstm.ts:42
-    //   %dt6_13: f32[16,128] = mul %du_12, %t197   lstm.ts:42
-    kernels.elementwise_dt6_13();
-
-    // dgates_3_12 = pad(dt6_13)   slice'  (lstm.ts:42)
-    //   %dgates_3_12: f32[16,512] = pad %dt6_13 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_12();
-
-    // dt5_13 = df_12 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:41)
-    //   %t198: f32[16,128] = sub %t10, %f_3   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t199: f32[16,128] = mul %f_3, %t198   lstm.ts:41
-    //   %dt5_13: f32[16,128] = mul %df_12, %t199   lstm.ts:41
-    kernels.elementwise_dt5_13();
-
-    // dgates_2_12 = pad(dt5_13)   slice'  (lstm.ts:41)
-    //   %dgates_2_12: f32[16,512] = pad %dt5_13 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_12();
-
-    // dt4_12 = di_12 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:40)
-    //   %t200: f32[16,128] = sub %t10, %i_3   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t201: f32[16,128] = mul %i_3, %t200   lstm.ts:40
-    //   %dt4_12: f32[16,128] = mul %di_12, %t201   lstm.ts:40
-    kernels.elementwise_dt4_12();
-
-    // dgates_1_12 = pad(dt4_12)   slice'  (lstm.ts:40)
-    //   %dgates_1_12: f32[16,512] = pad %dt4_12 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_12();
-
-    // dgates_acc_13 = dgates_4_12 + dgates_3_12   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_12 = dgates_acc_13 + dgates_2_12   fan-out: dgates_acc_1_12 += the gradient through each use  (lstm.ts:39)
-    // dgates_16 = dgates_acc_1_12 + dgates_1_12   fan-out: dgates_16 += the gradient through each use  (lstm.ts:39)
-    // db_1_12 = dgates_16.sum(0)   add'  (lstm.ts:39)
-    // t202 = t187 + db_1_12  (lstm.ts:59)
-    //   %dgates_acc_13: f32[16,512] = add %dgates_4_12, %dgates_3_12   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_12: f32[16,512] = add %dgates_acc_13, %dgates_2_12   lstm.ts:39
-    //   %dgates_16: f32[16,512] = add %dgates_acc_1_12, %dgates_1_12   lstm.ts:39
-    //   %db_1_12: f32[512] = sum %dgates_16 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t202: f32[512] = add %t187, %db_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t202();
-
-    // dc0_1_12 = dgates_16 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_12: f32[16,128] = matmul %dgates_16, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_12();
-
-    // dWh_1_12 = h2_2.T @ dgates_16   matmul'  (lstm.ts:39)
-    // t203 = t188 + dWh_1_12  (lstm.ts:59)
-    //   %dWh_1_12: f32[128,512] = matmul %h2_2, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t203: f32[128,512] = add %t188, %dWh_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t203();
-
-    // dx0_12 = dgates_16 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_12: f32[16,16] = matmul %dgates_16, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_12();
-
-    // dWx_1_12 = t_37.T @ dgates_16   matmul'  (lstm.ts:39)
-    // t204 = t189 + dWx_1_12  (lstm.ts:59)
-    //   %dWx_1_12: f32[16,512] = matmul %t_37, %dgates_16 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t204: f32[16,512] = add %t189, %dWx_1_12   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t204();
-
-    // t205 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:59)
-    //   %t205: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t205();
-
-    // dh2_13 = dc0_1_12 + t206   fan-out: dh2_13 += the gradient through each use  (lstm.ts:45)
-    // do_13 = dh2_13 * t_35   mul'  (lstm.ts:45)
-    // dt10_13 = dh2_13 * o_2   mul'  (lstm.ts:45)
-    // dc2_1_13 = dt10_13 * (1 - t_35²)   tanh'  (lstm.ts:45)
-    // dc2_14 = dc1_1_12 + dc2_1_13   fan-out: dc2_14 += the gradient through each use  (lstm.ts:44)
-    // di_13 = dc2_14 * u_2   mul'  (lstm.ts:44)
-    // du_13 = dc2_14 * i_2   mul'  (lstm.ts:44)
-    // df_13 = dc2_14 * c2_1   mul'  (lstm.ts:44)
-    // dc1_1_13 = dc2_14 * f_2   mul'  (lstm.ts:44)
-    // dt7_13 = do_13 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:43)
-    //   %dh2_13: f32[16,128] = add %dc0_1_12, %t206   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_13: f32[16,128] = mul %dh2_13, %t_35   lstm.ts:45
-    //   %dt10_13: f32[16,128] = mul %dh2_13, %o_2   lstm.ts:45
-    //   %t207: f32[16,128] = square %t_35   lstm.ts:45
-    //   %t208: f32[16,128] = sub %t10, %t207   lstm.ts:45
-    //   %dc2_1_13: f32[16,128] = mul %dt10_13, %t208   lstm.ts:45
-    //   %dc2_14: f32[16,128] = add %dc1_1_12, %dc2_1_13   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_13: f32[16,128] = mul %dc2_14, %u_2   lstm.ts:44
-    //   %du_13: f32[16,128] = mul %dc2_14, %i_2   lstm.ts:44
-    //   %df_13: f32[16,128] = mul %dc2_14, %c2_1   lstm.ts:44
-    //   %dc1_1_13: f32[16,128] = mul %dc2_14, %f_2   lstm.ts:44
-    //   %t209: f32[16,128] = sub %t10, %o_2   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t210: f32[16,128] = mul %o_2, %t209   lstm.ts:43
-    //   %dt7_13: f32[16,128] = mul %do_13, %t210   lstm.ts:43
-    kernels.elementwise_dt7_13();
-
-    // dgates_4_13 = pad(dt7_13)   slice'  (lstm.ts:43)
-    //   %dgates_4_13: f32[16,512] = pad %dt7_13 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_13();
-
-    // dt6_14 = du_13 * (1 - u_2²)   tanh'  (lstm.ts:42)
-    //   %t211: f32[16,128] = square %u_2   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t212: f32[16,128] = sub %t10, %t211   lstm.ts:42
-    //   %dt6_14: f32[16,128] = mul %du_13, %t212   lstm.ts:42
-    kernels.elementwise_dt6_14();
-
-    // dgates_3_13 = pad(dt6_14)   slice'  (lstm.ts:42)
-    //   %dgates_3_13: f32[16,512] = pad %dt6_14 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_13();
-
-    // dt5_14 = df_13 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:41)
-    //   %t213: f32[16,128] = sub %t10, %f_2   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t214: f32[16,128] = mul %f_2, %t213   lstm.ts:41
-    //   %dt5_14: f32[16,128] = mul %df_13, %t214   lstm.ts:41
-    kernels.elementwise_dt5_14();
-
-    // dgates_2_13 = pad(dt5_14)   slice'  (lstm.ts:41)
-    //   %dgates_2_13: f32[16,512] = pad %dt5_14 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_13();
-
-    // dt4_13 = di_13 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:40)
-    //   %t215: f32[16,128] = sub %t10, %i_2   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t216: f32[16,128] = mul %i_2, %t215   lstm.ts:40
-    //   %dt4_13: f32[16,128] = mul %di_13, %t216   lstm.ts:40
-    kernels.elementwise_dt4_13();
-
-    // dgates_1_13 = pad(dt4_13)   slice'  (lstm.ts:40)
-    //   %dgates_1_13: f32[16,512] = pad %dt4_13 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_13();
-
-    // dgates_acc_14 = dgates_4_13 + dgates_3_13   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_13 = dgates_acc_14 + dgates_2_13   fan-out: dgates_acc_1_13 += the gradient through each use  (lstm.ts:39)
-    // dgates_17 = dgates_acc_1_13 + dgates_1_13   fan-out: dgates_17 += the gradient through each use  (lstm.ts:39)
-    // db_1_13 = dgates_17.sum(0)   add'  (lstm.ts:39)
-    // t217 = t202 + db_1_13  (lstm.ts:59)
-    //   %dgates_acc_14: f32[16,512] = add %dgates_4_13, %dgates_3_13   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_13: f32[16,512] = add %dgates_acc_14, %dgates_2_13   lstm.ts:39
-    //   %dgates_17: f32[16,512] = add %dgates_acc_1_13, %dgates_1_13   lstm.ts:39
-    //   %db_1_13: f32[512] = sum %dgates_17 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t217: f32[512] = add %t202, %db_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t217();
-
-    // dc0_1_13 = dgates_17 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_13: f32[16,128] = matmul %dgates_17, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_13();
-
-    // dWh_1_13 = h2_1.T @ dgates_17   matmul'  (lstm.ts:39)
-    // t218 = t203 + dWh_1_13  (lstm.ts:59)
-    //   %dWh_1_13: f32[128,512] = matmul %h2_1, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t218: f32[128,512] = add %t203, %dWh_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t218();
-
-    // dx0_13 = dgates_17 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_13: f32[16,16] = matmul %dgates_17, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_13();
-
-    // dWx_1_13 = t_25.T @ dgates_17   matmul'  (lstm.ts:39)
-    // t219 = t204 + dWx_1_13  (lstm.ts:59)
-    //   %dWx_1_13: f32[16,512] = matmul %t_25, %dgates_17 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t219: f32[16,512] = add %t204, %dWx_1_13   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t219();
-
-    // t220 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:59)
-    //   %t220: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t220();
-
-    // dh2_14 = dc0_1_13 + t221   fan-out: dh2_14 += the gradient through each use  (lstm.ts:45)
-    // do_14 = dh2_14 * t_23   mul'  (lstm.ts:45)
-    // dt10_14 = dh2_14 * o_1   mul'  (lstm.ts:45)
-    // dc2_1_14 = dt10_14 * (1 - t_23²)   tanh'  (lstm.ts:45)
-    // dc2_15 = dc1_1_13 + dc2_1_14   fan-out: dc2_15 += the gradient through each use  (lstm.ts:44)
-    // di_14 = dc2_15 * u_1   mul'  (lstm.ts:44)
-    // du_14 = dc2_15 * i_1   mul'  (lstm.ts:44)
-    // df_14 = dc2_15 * c2   mul'  (lstm.ts:44)
-    // dc1_1_14 = dc2_15 * f_1   mul'  (lstm.ts:44)
-    // dt7_14 = do_14 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:43)
-    //   %dh2_14: f32[16,128] = add %dc0_1_13, %t221   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_14: f32[16,128] = mul %dh2_14, %t_23   lstm.ts:45
-    //   %dt10_14: f32[16,128] = mul %dh2_14, %o_1   lstm.ts:45
-    //   %t222: f32[16,128] = square %t_23   lstm.ts:45
-    //   %t223: f32[16,128] = sub %t10, %t222   lstm.ts:45
-    //   %dc2_1_14: f32[16,128] = mul %dt10_14, %t223   lstm.ts:45
-    //   %dc2_15: f32[16,128] = add %dc1_1_13, %dc2_1_14   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_14: f32[16,128] = mul %dc2_15, %u_1   lstm.ts:44
-    //   %du_14: f32[16,128] = mul %dc2_15, %i_1   lstm.ts:44
-    //   %df_14: f32[16,128] = mul %dc2_15, %c2   lstm.ts:44
-    //   %dc1_1_14: f32[16,128] = mul %dc2_15, %f_1   lstm.ts:44
-    //   %t224: f32[16,128] = sub %t10, %o_1   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t225: f32[16,128] = mul %o_1, %t224   lstm.ts:43
-    //   %dt7_14: f32[16,128] = mul %do_14, %t225   lstm.ts:43
-    kernels.elementwise_dt7_14();
-
-    // dgates_4_14 = pad(dt7_14)   slice'  (lstm.ts:43)
-    //   %dgates_4_14: f32[16,512] = pad %dt7_14 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_14();
-
-    // dt6_15 = du_14 * (1 - u_1²)   tanh'  (lstm.ts:42)
-    //   %t226: f32[16,128] = square %u_1   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t227: f32[16,128] = sub %t10, %t226   lstm.ts:42
-    //   %dt6_15: f32[16,128] = mul %du_14, %t227   lstm.ts:42
-    kernels.elementwise_dt6_15();
-
-    // dgates_3_14 = pad(dt6_15)   slice'  (lstm.ts:42)
-    //   %dgates_3_14: f32[16,512] = pad %dt6_15 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_14();
-
-    // dt5_15 = df_14 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:41)
-    //   %t228: f32[16,128] = sub %t10, %f_1   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t229: f32[16,128] = mul %f_1, %t228   lstm.ts:41
-    //   %dt5_15: f32[16,128] = mul %df_14, %t229   lstm.ts:41
-    kernels.elementwise_dt5_15();
-
-    // dgates_2_14 = pad(dt5_15)   slice'  (lstm.ts:41)
-    //   %dgates_2_14: f32[16,512] = pad %dt5_15 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_14();
-
-    // dt4_14 = di_14 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:40)
-    //   %t230: f32[16,128] = sub %t10, %i_1   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t231: f32[16,128] = mul %i_1, %t230   lstm.ts:40
-    //   %dt4_14: f32[16,128] = mul %di_14, %t231   lstm.ts:40
-    kernels.elementwise_dt4_14();
-
-    // dgates_1_14 = pad(dt4_14)   slice'  (lstm.ts:40)
-    //   %dgates_1_14: f32[16,512] = pad %dt4_14 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_14();
-
-    // dgates_acc_15 = dgates_4_14 + dgates_3_14   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_14 = dgates_acc_15 + dgates_2_14   fan-out: dgates_acc_1_14 += the gradient through each use  (lstm.ts:39)
-    // dgates_18 = dgates_acc_1_14 + dgates_1_14   fan-out: dgates_18 += the gradient through each use  (lstm.ts:39)
-    // db_1_14 = dgates_18.sum(0)   add'  (lstm.ts:39)
-    // t232 = t217 + db_1_14  (lstm.ts:59)
-    //   %dgates_acc_15: f32[16,512] = add %dgates_4_14, %dgates_3_14   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_14: f32[16,512] = add %dgates_acc_15, %dgates_2_14   lstm.ts:39
-    //   %dgates_18: f32[16,512] = add %dgates_acc_1_14, %dgates_1_14   lstm.ts:39
-    //   %db_1_14: f32[512] = sum %dgates_18 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %t232: f32[512] = add %t217, %db_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.reduce_t232();
-
-    // dc0_1_14 = dgates_18 @ Wh.T   matmul'  (lstm.ts:39)
-    //   %dc0_1_14: f32[16,128] = matmul %dgates_18, %Wh {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dc0_1_14();
-
-    // dWh_1_14 = h2.T @ dgates_18   matmul'  (lstm.ts:39)
-    // t233 = t218 + dWh_1_14  (lstm.ts:59)
-    //   %dWh_1_14: f32[128,512] = matmul %h2, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t233: f32[128,512] = add %t218, %dWh_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t233();
-
-    // dx0_14 = dgates_18 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_14: f32[16,16] = matmul %dgates_18, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_14();
-
-    // dWx_1_14 = t_13.T @ dgates_18   matmul'  (lstm.ts:39)
-    // t234 = t219 + dWx_1_14  (lstm.ts:59)
-    //   %dWx_1_14: f32[16,512] = matmul %t_13, %dgates_18 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %t234: f32[16,512] = add %t219, %dWx_1_14   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.matmul_t234();
-
-    // t235 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:59)
-    //   %t235: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-    kernels.kernel_t235();
-
-    // dh2_15 = dc0_1_14 + t236   fan-out: dh2_15 += the gradient through each use  (lstm.ts:45)
-    // do_15 = dh2_15 * t_11   mul'  (lstm.ts:45)
-    // dt10_15 = dh2_15 * o   mul'  (lstm.ts:45)
-    // dc2_1_15 = dt10_15 * (1 - t_11²)   tanh'  (lstm.ts:45)
-    // dc2_16 = dc1_1_14 + dc2_1_15   fan-out: dc2_16 += the gradient through each use  (lstm.ts:44)
-    // di_15 = dc2_16 * u   mul'  (lstm.ts:44)
-    // du_15 = dc2_16 * i_   mul'  (lstm.ts:44)
-    // df_15 = dc2_16 * h0   mul'  (lstm.ts:44)
-    // dt7_15 = do_15 * (o * (1 - o))   sigmoid'  (lstm.ts:43)
-    //   %dh2_15: f32[16,128] = add %dc0_1_14, %t236   lstm.ts:45  const h2 = o.mul(c2.tanh());
-    //   %do_15: f32[16,128] = mul %dh2_15, %t_11   lstm.ts:45
-    //   %dt10_15: f32[16,128] = mul %dh2_15, %o   lstm.ts:45
-    //   %t237: f32[16,128] = square %t_11   lstm.ts:45
-    //   %t238: f32[16,128] = sub %t10, %t237   lstm.ts:45
-    //   %dc2_1_15: f32[16,128] = mul %dt10_15, %t238   lstm.ts:45
-    //   %dc2_16: f32[16,128] = add %dc1_1_14, %dc2_1_15   lstm.ts:44  const c2 = f.mul(c).add(i.mul(u));
-    //   %di_15: f32[16,128] = mul %dc2_16, %u   lstm.ts:44
-    //   %du_15: f32[16,128] = mul %dc2_16, %i_   lstm.ts:44
-    //   %df_15: f32[16,128] = mul %dc2_16, %h0   lstm.ts:44
-    //   %t239: f32[16,128] = sub %t10, %o   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    //   %t240: f32[16,128] = mul %o, %t239   lstm.ts:43
-    //   %dt7_15: f32[16,128] = mul %do_15, %t240   lstm.ts:43
-    kernels.elementwise_dt7_15();
-
-    // dgates_4_15 = pad(dt7_15)   slice'  (lstm.ts:43)
-    //   %dgates_4_15: f32[16,512] = pad %dt7_15 {starts=[0, 384], shape=[16, 512]}   lstm.ts:43  const o = gates.narrow(1, 3 * H, H).sigmoid();
-    kernels.kernel_dgates_4_15();
-
-    // dt6_16 = du_15 * (1 - u²)   tanh'  (lstm.ts:42)
-    //   %t241: f32[16,128] = square %u   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    //   %t242: f32[16,128] = sub %t10, %t241   lstm.ts:42
-    //   %dt6_16: f32[16,128] = mul %du_15, %t242   lstm.ts:42
-    kernels.elementwise_dt6_16();
-
-    // dgates_3_15 = pad(dt6_16)   slice'  (lstm.ts:42)
-    //   %dgates_3_15: f32[16,512] = pad %dt6_16 {starts=[0, 256], shape=[16, 512]}   lstm.ts:42  const u = gates.narrow(1, 2 * H, H).tanh();
-    kernels.kernel_dgates_3_15();
-
-    // dt5_16 = df_15 * (f * (1 - f))   sigmoid'  (lstm.ts:41)
-    //   %t243: f32[16,128] = sub %t10, %f   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    //   %t244: f32[16,128] = mul %f, %t243   lstm.ts:41
-    //   %dt5_16: f32[16,128] = mul %df_15, %t244   lstm.ts:41
-    kernels.elementwise_dt5_16();
-
-    // dgates_2_15 = pad(dt5_16)   slice'  (lstm.ts:41)
-    //   %dgates_2_15: f32[16,512] = pad %dt5_16 {starts=[0, 128], shape=[16, 512]}   lstm.ts:41  const f = gates.narrow(1, H, H).sigmoid();
-    kernels.kernel_dgates_2_15();
-
-    // dt4_15 = di_15 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:40)
-    //   %t245: f32[16,128] = sub %t10, %i_   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    //   %t246: f32[16,128] = mul %i_, %t245   lstm.ts:40
-    //   %dt4_15: f32[16,128] = mul %di_15, %t246   lstm.ts:40
-    kernels.elementwise_dt4_15();
-
-    // dgates_1_15 = pad(dt4_15)   slice'  (lstm.ts:40)
-    //   %dgates_1_15: f32[16,512] = pad %dt4_15 {starts=[0, 0], shape=[16, 512]}   lstm.ts:40  const i = gates.narrow(1, 0, H).sigmoid();
-    kernels.kernel_dgates_1_15();
-
-    // dgates_acc_16 = dgates_4_15 + dgates_3_15   fan-out: dgates += the gradient through each use  (lstm.ts:39)
-    // dgates_acc_1_15 = dgates_acc_16 + dgates_2_15   fan-out: dgates_acc_1_15 += the gradient through each use  (lstm.ts:39)
-    // dgates_19 = dgates_acc_1_15 + dgates_1_15   fan-out: dgates_19 += the gradient through each use  (lstm.ts:39)
-    // db_1_15 = dgates_19.sum(0)   add'  (lstm.ts:39)
-    // db = t232 + db_1_15  (lstm.ts:59)
-    //   %dgates_acc_16: f32[16,512] = add %dgates_4_15, %dgates_3_15   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dgates_acc_1_15: f32[16,512] = add %dgates_acc_16, %dgates_2_15   lstm.ts:39
-    //   %dgates_19: f32[16,512] = add %dgates_acc_1_15, %dgates_1_15   lstm.ts:39
-    //   %db_1_15: f32[512] = sum %dgates_19 {axes=[0], keepDims=false}   lstm.ts:39
-    //   %db: f32[512] = add %t232, %db_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+    // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
+    // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:42)
+    // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
+    // db = t112 + db_1_7  (lstm.ts:62)
+    //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
+    //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:42
+    //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
+    //   %db: f32[512] = add %t112, %db_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.reduce_db();
 
-    // dWh_1_15 = h0.T @ dgates_19   matmul'  (lstm.ts:39)
-    // dWh = t233 + dWh_1_15  (lstm.ts:59)
-    //   %dWh_1_15: f32[128,512] = matmul %h0, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dWh: f32[128,512] = add %t233, %dWh_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWh_1_7 = h0.T @ dgates_11   matmul'  (lstm.ts:42)
+    // dWh = t113 + dWh_1_7  (lstm.ts:62)
+    //   %dWh_1_7: f32[128,512] = matmul %h0, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dWh: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_dWh();
 
-    // dx0_15 = dgates_19 @ Wx.T   matmul'  (lstm.ts:39)
-    //   %dx0_15: f32[16,16] = matmul %dgates_19, %Wx {transA=false, transB=true}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    kernels.matmul_dx0_15();
+    // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:42)
+    //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    kernels.matmul_dx0_7();
 
-    // dWx_1_15 = t_1.T @ dgates_19   matmul'  (lstm.ts:39)
-    // dWx = t234 + dWx_1_15  (lstm.ts:59)
-    //   %dWx_1_15: f32[16,512] = matmul %t_1, %dgates_19 {transA=true, transB=false}   lstm.ts:39  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-    //   %dWx: f32[16,512] = add %t234, %dWx_1_15   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // dWx_1_7 = t_1.T @ dgates_11   matmul'  (lstm.ts:42)
+    // dWx = t114 + dWx_1_7  (lstm.ts:62)
+    //   %dWx_1_7: f32[16,512] = matmul %t_1, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+    //   %dWx: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.matmul_dWx();
 
-    // demb = cat([t247, t248, t249, t250, t251, t252, t253, t254, t255, t256, t257, t258, t259, t260, t261, t262], 1)   scan'  (lstm.ts:59)
-    //   %demb: f32[16,16,16] = concat %t247, %t248, %t249, %t250, %t251, %t252, %t253, %t254, %t255, %t256, %t257, %t258, %t259, %t260, %t261, %t262 {axis=1}   lstm.ts:59  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+    // demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   scan'  (lstm.ts:62)
+    //   %demb: f32[16,8,16] = concat %t127, %t128, %t129, %t130, %t131, %t132, %t133, %t134 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
     kernels.kernel_demb();
 
-    // dC = scatter_add(X, demb)   gather'  (lstm.ts:36)
-    //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:36  const emb = g.gather(C, X); // [n, steps, nEmbd]
+    // dC = scatter_add(X, demb)   gather'  (lstm.ts:39)
+    //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
     {
       dC.fill(0);
-      for (let i = 0; i < 256; i++) {
+      for (let i = 0; i < 128; i++) {
         const _row = X[i] * 16;
         for (let j = 0; j < 16; j++) dC[_row + j] += demb[i * 16 + j];
       }
@@ -8510,7 +4576,7 @@ function instance(memory: { readonly buffer: ArrayBufferLike }, kernels: Kernels
   return { forward, valueAndGrad };
 }
 
-const memory = new WebAssembly.Memory({ initial: 51, maximum: 51 }); // 51 × 64 KiB, never grown: the arrays stay valid
+const memory = new WebAssembly.Memory({ initial: 37, maximum: 37 }); // 37 × 64 KiB, never grown: the arrays stay valid
 const single = instance(
   memory,
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Kernels,
