@@ -95,6 +95,12 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
     }
   });
   if (length === undefined) throw new CompileError('g.scan: xs is null, so the number of steps is not known', 'pass it in the options: g.scan(step, init, null, { length: 16 })', loc);
+  if (length === 0)
+    throw new CompileError(
+      `g.scan: the scan has 0 steps${o.length !== undefined ? ' (length: 0)' : ' (the xs are empty along the scanned axis)'}`,
+      'a scan needs at least one step: give a length ≥ 1 (or xs with at least one slice along axis), or skip the scan and use init as the carry',
+      loc,
+    );
   if (carry.ids.length + xsIn.ids.length === 0) throw new CompileError('g.scan: there is no carry and no xs: nothing to scan', HINT, loc);
 
   // trace the step once, on placeholders
