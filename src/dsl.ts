@@ -9,18 +9,17 @@ import * as LY from './layers.js';
 import type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
 export type { ConvTranspose1dOptions, ConvTranspose2dOptions, GroupNormOptions, UpsampleOptions } from './layers.js';
 import * as IX from './indexops.js';
-import { gradInGraph } from '../ir/autodiff.js';
+import * as DC from './declare.js';
+import { traceCustomGrad, traceGrad } from './grad-calls.js';
 import * as CV from './conv.js';
 import type { Conv1dOptions, Conv2dOptions, Pair, Pool1dOptions, Pool2dOptions } from './conv.js';
 import { CompileError } from '../ir/errors.js';
-import { trainOptions } from './param-options.js';
 import { optionsOf } from './options.js';
 import type { Frame, Scope, ScopeTracker } from './scopes.js';
 import type { Dim } from '../ir/dims.js';
 import { Graph } from '../ir/graph.js';
 import type { Init } from '../ir/ops.js';
 import type { FanInit } from '../ir/init.js';
-import { FAN_INITS } from '../ir/init.js';
 import { normalizeAxes } from '../ir/shape.js';
 import type { DType, Loc, ValueId } from '../ir/types.js';
 import { formatLoc, formatType } from '../ir/types.js';
@@ -32,7 +31,7 @@ import type { BceOptions, ClassLossOptions, CosineSimilarityOptions, HuberLossOp
 import { traceScan } from './scan.js';
 import type { ScanOptions, ScanTree } from './scan.js';
 export type { ScanOptions, ScanTree } from './scan.js';
-import { axisArg, checkShape, describe, epsOf, flatten, tensorList } from './dsl-args.js';
+import { axisArg, checkShape, describe, epsOf, tensorList } from './dsl-args.js';
 /** Wherever a tensor operand is accepted, a plain number is too (a constant). */
 export type TensorLike = Tensor | number;
 /** An axis or several; negative axes count from the end. */
@@ -491,8 +490,6 @@ export interface GraphBuilder {
 /** A number array of any depth, as `g.const` takes it (`[[1, 2], [3, 4]]`). */
 export type NestedNumbers = readonly (number | NestedNumbers)[];
 
-const INITS: readonly ParamInit[] = ['randn', 'zeros', 'ones', 'uniform', ...FAN_INITS];
-
 /** Records DSL calls into a forward graph. */
 export class Tracer {
   readonly graph: Graph;
@@ -557,96 +554,24 @@ export class Tracer {
     return ids.map((id) => new Tensor(this, id));
   }
 
-  /** g.grad(y, xs): the reverse pass from y to xs, emitted into the model's graph at the call. */
+  /** g.grad(y, xs): the reverse pass from y to xs, emitted into the model's graph at the call (src/grad-calls.ts). */
   grad(y: unknown, xs: unknown): Tensor[] {
-    const { loc } = this.sites.current();
-    try {
-      if (!(y instanceof Tensor)) throw new CompileError(`g.grad: y must be a tensor, got ${describe(y)}`, 'pass the scalar to differentiate, e.g. g.grad(u.sum(), [x])');
-      const yt = this.graph.type(this.operand(y, 'g.grad'));
-      if (yt.dtype !== 'f32' || yt.shape.length !== 0)
-        throw new CompileError(`g.grad: y must be an f32 scalar, but it is ${formatType(yt)}`, 'reduce it to a scalar first, e.g. g.grad(u.sum(), [x]) for the gradient of every entry of u');
-      if (!Array.isArray(xs) || xs.length === 0)
-        throw new CompileError(`g.grad: the second argument must be a non-empty array of tensors, got ${describe(xs)}`, 'list what to differentiate with respect to, e.g. g.grad(loss, [x])');
-      const ids = xs.map((x, k) => {
-        const id = this.operand(x, 'g.grad');
-        const t = this.graph.type(id);
-        if (t.dtype !== 'f32')
-          throw new CompileError(`g.grad: xs[${k}] is ${formatType(t)}; gradients are taken with respect to f32 tensors`, 'differentiate with respect to f32 params, inputs or values; i32 tensors hold indices');
-        return id;
-      });
-      const dxs = gradInGraph(this.graph, y.id, ids, loc);
-      this.graph.gradCalls.push({ y: y.id, xs: ids, dxs, loc });
-      return dxs.map((d) => new Tensor(this, d));
-    } catch (e) {
-      throw e instanceof CompileError ? e.withLoc(loc) : e;
-    }
+    return traceGrad(this, y, xs);
   }
 
-  /** g.customGrad(forward, backward): see GraphBuilder.customGrad. */
+  /** g.customGrad(forward, backward): see GraphBuilder.customGrad (src/grad-calls.ts). */
   customGrad(forward: unknown, backward: unknown): (...xs: TensorLike[]) => Tensor {
-    const at = this.sites.current().loc;
-    for (const [what, f] of [['forward', forward], ['backward', backward]] as const)
-      if (typeof f !== 'function')
-        throw new CompileError(
-          `g.customGrad: ${what} must be a function, got ${describe(f)}`,
-          'pass forward (...xs) => y and backward (xs, y, dy) => [dx for each x], e.g. g.customGrad((x) => ..., ([x], y, dy) => [dy])',
-          at,
-        );
-    const fwd = forward as (...xs: Tensor[]) => unknown;
-    const bwd = backward as (xs: Tensor[], y: Tensor, dy: Tensor) => unknown;
-    return (...args: TensorLike[]) => {
-      const g = this.graph;
-      const xs = args.map((a) => (a instanceof Tensor ? (this.operand(a), a) : this.call(() => this.operand(a))));
-      for (const [k, x] of xs.entries())
-        if (x.dtype !== 'f32')
-          throw new CompileError(`g.customGrad: argument ${k} is ${formatType(g.type(x.id))}; a custom gradient takes f32 tensors`, 'pass i32 indices through a closure instead', this.sites.current().loc);
-      const y0 = fwd(...xs);
-      if (!(y0 instanceof Tensor) || y0[TRACER] !== this || y0.dtype !== 'f32')
-        throw new CompileError(`g.customGrad: forward must return an f32 tensor of this model, got ${y0 instanceof Tensor ? formatType(g.type(y0.id)) : describe(y0)}`, 'return the result of DSL calls on its arguments', at);
-      const rule = g.rules.length;
-      const y = this.call(() => this.b.emit('custom_grad', [y0.id, ...xs.map((x) => x.id)], { rule, inputs: xs.length }));
-      const loc = g.def(y.id).loc;
-      // the user's backward, traced once with a placeholder for dy, then taken out of the graph:
-      // the reverse pass emits it again wherever it differentiates y (autodiff.ts)
-      const start = g.insts.length;
-      const seed = g.append('fwd', [], { name: 'dy' }, g.type(y.id), loc);
-      const dxs = bwd([...xs], y, new Tensor(this, seed));
-      const recorded = g.insts.slice(start);
-      const body = recorded.slice(1);
-      const values = new Map(recorded.map((i) => [i.result, { ...g.value(i.result) }] as const));
-      const bad = body.find((i) => i.op === 'param' || i.op === 'input');
-      g.remove(new Set(recorded.map((i) => i.id)));
-      if (bad)
-        throw new CompileError(`g.customGrad: the backward declares ${bad.op} '${(bad.attrs as { name: string }).name}'`, 'declare params and inputs outside the custom gradient and use them in it', bad.loc ?? at);
-      if (!Array.isArray(dxs) || dxs.length !== xs.length)
-        throw new CompileError(
-          `g.customGrad: backward must return an array with one gradient per argument (${xs.length}), got ${Array.isArray(dxs) ? `${dxs.length}` : describe(dxs)}`,
-          'return e.g. [dx] for one argument; null where no gradient flows',
-          at,
-        ).withVia(loc);
-      const dxIds = dxs.map((d, k) => {
-        if (d === null || d === undefined) return undefined;
-        const x = xs[k]!;
-        if (!(d instanceof Tensor) || d[TRACER] !== this)
-          throw new CompileError(`g.customGrad: backward returned ${describe(d)} as the gradient of argument ${k}`, 'return tensors computed from xs, y and dy (or null)', at).withVia(loc);
-        const dt = values.get(d.id)?.type ?? g.type(d.id);
-        const xt = g.type(x.id);
-        if (dt.dtype !== 'f32' || dt.shape.length !== xt.shape.length || dt.shape.some((n, i) => n !== xt.shape[i]))
-          throw new CompileError(`g.customGrad: backward returned ${formatType(dt)} as the gradient of argument ${k}, which is ${formatType(xt)}`, 'each gradient must have the shape of its argument', at).withVia(loc);
-        return d.id;
-      });
-      // values the backward reads besides xs, y and dy become operands, so that the passes keep
-      // them (and update them) until the reverse passes have run
-      const inside = new Set(recorded.map((i) => i.result));
-      const known = new Set([y0.id, y.id, ...xs.map((x) => x.id)]);
-      const extras: ValueId[] = [];
-      for (const i of body) for (const a of i.args) if (!inside.has(a) && !known.has(a) && !extras.includes(a)) extras.push(a);
-      for (const d of dxIds) if (d && !inside.has(d) && !known.has(d) && !extras.includes(d)) extras.push(d);
-      const inst = g.def(y.id);
-      g.replaceInst(inst, { ...inst, args: [...inst.args, ...extras] } as typeof inst);
-      g.rules.push({ insts: body, values, seed, y: y.id, args: [y0.id, ...xs.map((x) => x.id), ...extras], dxs: dxIds, loc });
-      return y;
-    };
+    return traceCustomGrad(this, forward, backward);
+  }
+
+  /** Whether v is a tensor of this model. */
+  owns(v: unknown): v is Tensor {
+    return v instanceof Tensor && v[TRACER] === this;
+  }
+
+  /** Where the DSL call being traced is. */
+  callLoc(): Loc | undefined {
+    return this.sites.current().loc;
   }
 
   /** A tensor of this model for a value (g.scan's results). */
@@ -677,7 +602,7 @@ export class Tracer {
     );
   }
 
-  private declare(kind: 'param' | 'input', name: unknown): string {
+  declare(kind: 'param' | 'input', name: unknown): string {
     if (typeof name !== 'string' || name.length === 0)
       throw new CompileError(`${kind}: the name must be a non-empty string, got ${describe(name)}`, `give the ${kind} a name, e.g. g.${kind}('W1', ...)`);
     const prev = this.declared.get(name);
@@ -696,46 +621,9 @@ export class Tracer {
     const v = (x: unknown, op?: string) => t.operand(x, op);
     const axisOf = (op: string, x: Tensor, axis: number) => normalizeAxes(op, axis, x.dims.length)[0]!;
     return {
-      input(name, shape, dtype = 'f32', options = {}) {
-        return t.call(() => {
-          const n = t.declare('input', name);
-          const s = checkShape('input', shape, { symbols: true });
-          for (const d of s) if (typeof d === 'string') t.graph.reserveName(d);
-          if (dtype !== 'f32' && dtype !== 'i32')
-            throw new CompileError(`input: dtype must be 'f32' or 'i32', got ${describe(dtype)}`, "use 'f32' for data and 'i32' for indices and labels");
-          optionsOf('input', 'g.input', options, ['grad'], "g.input('x', [1, 28, 28], 'f32', { grad: true })");
-          if (options.grad !== undefined && typeof options.grad !== 'boolean')
-            throw new CompileError(`input: grad must be true or false, got ${describe(options.grad)}`, "e.g. g.input('x', [1, 28, 28], 'f32', { grad: true })");
-          if (options.grad && dtype !== 'f32')
-            throw new CompileError(`input: '${n}' is ${dtype}, which has no gradient`, "ask for the gradient of an f32 input; i32 inputs hold indices and labels");
-          return t.b.input(n, { dtype, shape: s }, { raw: n }, options.grad === true);
-        });
-      },
-      param(name, shape, options = {}) {
-        return t.call(() => {
-          const n = t.declare('param', name);
-          const s = checkShape('param', shape) as number[];
-          if (typeof options !== 'object' || options === null || Array.isArray(options))
-            throw new CompileError(`param '${n}': the options must be an object, got ${describe(options)}`, `e.g. g.param('${n}', shape, { init: 'zeros', lrScale: 0.1 })`);
-          const init = options.init ?? 'randn';
-          const scale = options.scale ?? 1;
-          if (!INITS.includes(init))
-            throw new CompileError(`param: unknown init ${describe(init)}`, `use one of ${INITS.map((i) => `'${i}'`).join(', ')}`);
-          if (typeof scale !== 'number' || !Number.isFinite(scale))
-            throw new CompileError(`param: scale must be a finite number, got ${describe(scale)}`, 'e.g. { scale: 0.1 }');
-          const train = trainOptions(n, options, describe);
-          const i = DV.paramInit(init, s, options, scale);
-          return t.b.param(n, s, i.init, i.scale, { raw: n }, train);
-        });
-      },
-      const(value, dtype = 'f32') {
-        return t.call(() => {
-          const { data, shape } = flatten(value);
-          if (!data.every((x) => typeof x === 'number'))
-            throw new CompileError('const: every element must be a number', 'pass e.g. 0.5 or [[1, 2], [3, 4]]');
-          return IX.constant(t.b, data, shape, dtype);
-        });
-      },
+      input: (name, shape, dtype = 'f32', options = {}) => t.call(() => DC.input(t, t.declare('input', name), shape, dtype, options)),
+      param: (name, shape, options = {}) => t.call(() => DC.param(t, t.declare('param', name), shape, options)),
+      const: (value, dtype = 'f32') => t.call(() => DC.constant(t, value, dtype)),
       arange: (n) => t.call(() => IX.arange(t.b, n)),
       gather: (table, indices) => t.call(() => t.b.gather(v(table, 'gather'), v(indices, 'gather'))),
       pick: (x, indices) => t.call(() => t.b.pick(v(x, 'pick'), v(indices, 'pick'))),

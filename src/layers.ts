@@ -56,7 +56,7 @@ export interface ConvTranspose2dOptions<T> {
   stride?: Pair;
   /** Removed from each side of the output (as torch: dilation·(k − 1) − padding is the padding of the equivalent convolution). */
   padding?: Pair;
-  /** Added to one side (the end) of the output; smaller than the stride. */
+  /** Added to one side (the end) of the output; smaller than the stride or the dilation (as torch). */
   outputPadding?: Pair;
   /** The spacing of the kernel's taps (default 1). */
   dilation?: Pair;
@@ -189,8 +189,12 @@ export function convTranspose(b: Builder, op: 'convTranspose1d' | 'convTranspose
   const kernel = wt.shape.slice(2) as number[];
   const size = (xt.shape.slice(2) as number[]).map((n, i) => {
     const j = dims === 2 ? i : 0;
-    if (outputPadding[j]! >= stride[j]!)
-      throw new CompileError(`${op}: outputPadding ${outputPadding[j]} must be smaller than the stride ${stride[j]}`, 'outputPadding picks one of the stride\'s output sizes: 0 to stride − 1').withLoc(b.loc);
+    const most = Math.max(stride[j]!, dilation[j]!);
+    if (outputPadding[j]! >= most)
+      throw new CompileError(
+        `${op}: outputPadding ${outputPadding[j]} must be smaller than the stride ${stride[j]} or the dilation ${dilation[j]}`,
+        `outputPadding picks one of the output sizes: 0 to max(stride, dilation) − 1 (here ${most - 1}), as torch's output_padding`,
+      ).withLoc(b.loc);
     const out = (n - 1) * stride[j]! - 2 * padding[j]! + dilation[j]! * (kernel[i]! - 1) + outputPadding[j]! + 1;
     if (out < 1)
       throw new CompileError(`${op}: the output size along ${dims === 2 ? ['H', 'W'][i] : 'L'} would be ${out}`, 'use less padding').withLoc(b.loc);
@@ -207,7 +211,13 @@ export function convTranspose(b: Builder, op: 'convTranspose1d' | 'convTranspose
     dims === 2
       ? { stride, padding: [padding[0], padding[1], padding[0], padding[1]], dilation, groups, size }
       : { stride: [1, stride[0]], padding: [0, padding[0], 0, padding[0]], dilation: [1, dilation[0]], groups, size: [1, size[0]!] };
-  let y = b.convInputGrad(x4, w4, attrs);
+  // an outputPadding of a stride or more (torch allows up to the dilation): the convolution whose
+  // input gradient this is has as many more output rows, all zero in x (they add nothing)
+  const extra = outputPadding.map((p, j) => Math.floor(p / stride[j]!));
+  const xs = b.type(x4).shape as number[];
+  const grown = dims === 2 ? [xs[2]! + extra[0]!, xs[3]! + extra[1]!] : [1, xs[3]! + extra[0]!];
+  const xin = extra.some((e) => e > 0) ? b.pad(x4, [0, 0, 0, 0], [xs[0]!, xs[1]!, ...grown]) : x4;
+  let y = b.convInputGrad(xin, w4, attrs);
   if (bias !== undefined) y = b.add(y, b.reshape(bias, [1, cout, 1, 1]));
   return dims === 2 ? y : b.reshape(y, [N, cout, size[0]!]);
 }

@@ -23,7 +23,7 @@ export interface ScanOptions {
   length?: Dim;
   /** Run from the last index to the first (the ys still in index order), as jax.lax.scan. */
   reverse?: boolean;
-  /** Reserved: store the carry every k steps and recompute the others in the reverse pass (not yet: every carry is stored). */
+  /** Reserved, not built yet: giving it is a build error (the reverse pass stores every carry). */
   checkpoint?: number;
 }
 
@@ -69,8 +69,12 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
   const axis = o.axis ?? 0;
   if (!Number.isInteger(axis)) throw new CompileError(`g.scan: axis must be an integer, got ${describe(axis)}`, 'e.g. { axis: 1 } for [B, T, ...] data', loc);
   if (o.reverse !== undefined && typeof o.reverse !== 'boolean') throw new CompileError(`g.scan: reverse must be true or false, got ${describe(o.reverse)}`, 'e.g. { reverse: true }', loc);
-  if (o.checkpoint !== undefined && !(Number.isInteger(o.checkpoint) && o.checkpoint >= 1))
-    throw new CompileError(`g.scan: checkpoint must be a positive integer, got ${describe(o.checkpoint)}`, 'e.g. { checkpoint: 8 }', loc);
+  if (o.checkpoint !== undefined)
+    throw new CompileError(
+      'g.scan: checkpoint is not built yet',
+      'remove the checkpoint option: the reverse pass stores every carry (memory is T stored carries)',
+      loc,
+    );
   // the scanned axis of each x, and the number of steps
   const xaxes = xsIn.ids.map((x, j) => {
     const xt = g.type(x);
@@ -95,6 +99,12 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
     }
   });
   if (length === undefined) throw new CompileError('g.scan: xs is null, so the number of steps is not known', 'pass it in the options: g.scan(step, init, null, { length: 16 })', loc);
+  if (length === 0)
+    throw new CompileError(
+      `g.scan: the scan has 0 steps${o.length !== undefined ? ' (length: 0)' : ' (the xs are empty along the scanned axis)'}`,
+      'a scan needs at least one step: give a length ≥ 1 (or xs with at least one slice along axis), or skip the scan and use init as the carry',
+      loc,
+    );
   if (carry.ids.length + xsIn.ids.length === 0) throw new CompileError('g.scan: there is no carry and no xs: nothing to scan', HINT, loc);
 
   // trace the step once, on placeholders

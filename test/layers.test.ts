@@ -258,6 +258,43 @@ describe('PyTorch layers on every target', () => {
     expect(relErr(got.loss!.data as Float32Array, [want.loss as number])).toBeLessThan(1e-5);
   });
 
+  it.skipIf(!torchOk)('convTranspose2d with an outputPadding of the stride or more (dilation 2, outputPadding 1, as torch allows): float64 interpreter against torch', async () => {
+    const src = `import { model } from 'graphc';
+export default model('ctd', (g) => {
+  const x = g.input('x', [2, 3, 4, 4]);
+  const y = g.convTranspose2d(x.tanh(), g.param('w', [3, 2, 3, 3]), { dilation: 2, outputPadding: 1, padding: [0, 1], stride: [1, 2] });
+  const z = g.convTranspose1d(x.reshape([2, 3, 16]), g.param('w1', [3, 2, 3]), { dilation: 3, outputPadding: 2, padding: 1 });
+  return { loss: y.mul(g.input('ry', y.dims)).sum().add(z.mul(g.input('rz', z.dims)).sum()), y, z };
+});
+`;
+    const c = await compile(modelFile(src, 'ctd.ts'), { targets: ['ts'] });
+    const { params, inputs } = randomArgs(c.fwd, 3);
+    const vals = interpret(c.fwd, { params, inputs });
+    const bv = interpret(c.bwd, { fwd: vals });
+    const py = `
+import json, sys, torch
+import torch.nn.functional as F
+d = json.load(sys.stdin)
+t = lambda k, s: torch.tensor(d[k], dtype=torch.float64).reshape(s)
+x, ry, rz = t("x", [2, 3, 4, 4]), t("ry", [2, 2, 9, 10]), t("rz", [2, 2, 22])
+w, w1 = t("w", [3, 2, 3, 3]).requires_grad_(), t("w1", [3, 2, 3]).requires_grad_()
+y = F.conv_transpose2d(torch.tanh(x), w, None, stride=(1, 2), padding=(0, 1), output_padding=1, dilation=2)
+z = F.conv_transpose1d(x.reshape(2, 3, 16), w1, None, padding=1, output_padding=2, dilation=3)
+loss = (y * ry).sum() + (z * rz).sum()
+loss.backward()
+print(json.dumps({"shapes": [list(y.shape), list(z.shape)], "y": y.detach().reshape(-1).tolist(), "z": z.detach().reshape(-1).tolist(), "w": w.grad.reshape(-1).tolist(), "w1": w1.grad.reshape(-1).tolist()}))
+`;
+    const payload = Object.fromEntries(Object.entries({ ...params, ...inputs }).map(([k, v]) => [k, Array.from(v)]));
+    const p = spawnSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify(payload), encoding: 'utf8' });
+    expect(p.stderr).toBe('');
+    const got = JSON.parse(p.stdout) as { shapes: number[][]; y: number[]; z: number[]; w: number[]; w1: number[] };
+    expect(got.shapes).toEqual([[2, 2, 9, 10], [2, 2, 22]]);
+    expect(vals.get('y')!.shape).toEqual([2, 2, 9, 10]);
+    expect(relErr(vals.get('y')!.data, got.y)).toBeLessThan(1e-12);
+    expect(relErr(vals.get('z')!.data, got.z)).toBeLessThan(1e-12);
+    for (const o of c.bwd.outputs) expect(relErr(bv.get(c.bwd.value(o.value).name)!.data, got[o.name as 'w' | 'w1']), `d loss / d ${o.name}`).toBeLessThan(1e-11);
+  });
+
   it.skipIf(!torchOk)("exports to PyTorch: its training call's loss, autograd gradients and running statistics are the flat module's", async () => {
     const { c, dir, load } = await built(['ts']);
     const flat = await load<Mod>('');
@@ -334,7 +371,7 @@ const ERRORS: [string, string, string][] = [
     'convTranspose2d: the weight f32[2,3,3,3] has 2 input channels (its first axis), but x f32[2,3,5,5] has 3',
     "a transposed convolution's weight is [C_in, C_out/groups, ...k] as torch's (the first axis the input channels, 3)",
   ],
-  ['g.convTranspose2d(x4, w, { stride: 2, outputPadding: 2 }).sum()', 'convTranspose2d: outputPadding 2 must be smaller than the stride 2', "outputPadding picks one of the stride's output sizes: 0 to stride − 1"],
+  ['g.convTranspose2d(x4, w, { stride: 2, outputPadding: 2 }).sum()', 'convTranspose2d: outputPadding 2 must be smaller than the stride 2 or the dilation 1', "outputPadding picks one of the output sizes: 0 to max(stride, dilation) − 1 (here 1), as torch's output_padding"],
   ['g.adaptiveAvgPool2d(x4, [0, 2]).sum()', 'adaptiveAvgPool2d: size must be a positive integer or a pair [h, w] of them, got [0, 2]', 'e.g. size: 1 or [7, 7]'],
 ];
 

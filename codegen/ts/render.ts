@@ -145,6 +145,12 @@ function statements(k: Kernel, which: readonly boolean[], storeAfter: boolean | 
       case 'pow': {
         // a², a⁻¹ᐟ² and friends are written out (powOf): the base is read once
         const p = E.literal(x(n.args[1]));
+        if (p === 0.5 || p === -0.5) {
+          // √ with Math.pow's values at −∞ (+∞; 0 for −½) and −0 (+0; +∞ for −½)
+          const a = atom(n.args[0]);
+          const r = E.call('Math.sqrt', E.add(a, E.num(0)));
+          return E.cond(E.rel('===')(a, E.num(-Infinity)), E.num(p > 0 ? Infinity : 0), p > 0 ? r : E.div(E.num(1), r));
+        }
         if (p === 2) atom(n.args[0]);
         return BINARY.pow(x(n.args[0]), x(n.args[1]));
       }

@@ -68,47 +68,6 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined): F
   return plain(boxes(dims, nodes, accesses, stores));
 }
 
-/**
- * The kernel with each power whose exponent is a constant integer up to 16 in size (or one half
- * more) written as products, a square root and a reciprocal (x⁰ is 1, NaN included, as
- * Math.pow), so that the decomposition pass leaves only the other powers to exp and log.
- */
-export function expandPowers(k: Kernel): Kernel {
-  if (!k.nodes.some((n) => n.op === 'pow' && k.nodes[n.args[1]]!.op === 'const')) return k;
-  const nodes: Node[] = [];
-  const map: number[] = [];
-  const push = (n: Node) => nodes.push(n) - 1;
-  for (const n of k.nodes) {
-    const args = argsOf(n).map((a) => map[a]!);
-    const e = n.op === 'pow' ? nodes[args[1]!]! : undefined;
-    const expanded = n.op === 'pow' && e?.op === 'const' ? powConst(push, args[0]!, e.value) : undefined;
-    map.push(expanded ?? push({ ...n, ...('args' in n ? { args } : {}) } as Node));
-  }
-  return { ...k, nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) };
-}
-
-function powConst(push: (n: Node) => number, x: number, e: number): number | undefined {
-  const half = Math.abs(e % 1) === 0.5;
-  const whole = half ? Math.trunc(e) : e;
-  if (!Number.isInteger(whole) || Math.abs(whole) > 16) return undefined;
-  const dtype = 'f32' as const;
-  const mul = (a: number, b: number) => push({ op: 'mul', dtype, args: [a, b] });
-  let n = Math.abs(whole);
-  let result: number | undefined;
-  let base = x;
-  while (n > 0) {
-    if (n & 1) result = result === undefined ? base : mul(result, base);
-    n >>= 1;
-    if (n) base = mul(base, base);
-  }
-  if (half) {
-    const r = push({ op: 'sqrt', dtype, args: [x] });
-    result = result === undefined ? r : mul(result, r);
-  }
-  result ??= push({ op: 'const', dtype, value: 1 });
-  return e < 0 ? push({ op: 'recip', dtype, args: [result] }) : result;
-}
-
 type Box = { dims: number[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] };
 
 /**

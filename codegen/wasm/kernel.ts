@@ -17,7 +17,7 @@ import type { Kernel } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { FlatKernel, FlatNode } from './kernel-plan.js';
-import { expandPowers, flatten, unsupported } from './kernel-plan.js';
+import { flatten, unsupported } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
@@ -36,7 +36,7 @@ export interface WasmKernel {
  * `addr` gives the byte address of each array it reads or writes.
  */
 export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined): WasmKernel {
-  const flats = flatten(decompose(expandPowers(k), WASM_CAPABILITIES), addr);
+  const flats = flatten(decompose(k, WASM_CAPABILITIES), addr);
   const whole = new Body();
   for (const fk of flats) new Nest(whole, fk, k.name).emit();
   if (flats.length !== 1) return { body: whole };
