@@ -171,8 +171,7 @@ export async function create(options = {}) {
         _acc0 += x[_i0 * 32 + _r1] * W1[_r1 * 64 + _rest0];
       }
       const _t2 = _acc0 + b1[_rest0];
-      const _t3 = _t2 > 0 ? _t2 : 0;
-      return _t3;
+      return _t2 > 0 ? _t2 : 0;
     }, 4096);
 
   // logits = relu1 @ W2 + b2  (classifier.ts:22)
@@ -186,8 +185,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += relu1[_i0 * 64 + _r1] * W2[_r1 * 10 + _rest0];
       }
-      const _t2 = _acc0 + b2[_rest0];
-      return _t2;
+      return _acc0 + b2[_rest0];
     }, 640);
 
   // loss = cross_entropy(logits, target_classes)  (classifier.ts:23)
@@ -230,14 +228,11 @@ export async function create(options = {}) {
   //   %t6: f32[64,10] = one_hot %target_classes {depth=10}   classifier.ts:23  const loss = g.crossEntropy(logits, target_classes);
   //   %t7: f32[64,10] = sub %t5, %t6   classifier.ts:23
   //   %dlogits: f32[64,10] = mul %t7, %t3   classifier.ts:23
-  const kernel_dlogits = kernel(function (t5, target_classes) {
+  const kernel_dlogits = kernel(function (target_classes, t5) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = target_classes[_i0] === _rest0 ? 1 : 0;
-      const _t1 = t5[_i0 * 10 + _rest0] - _t0;
-      const _t2 = _t1 * 0.015625;
-      return _t2;
+      return (t5[_i0 * 10 + _rest0] - (target_classes[_i0] === _rest0 ? 1 : 0)) * 0.015625;
     }, 640);
 
   // db2 = dlogits.sum(0)   add'  (classifier.ts:22)
@@ -282,13 +277,11 @@ export async function create(options = {}) {
   // daffine1 = drelu1 * (relu1 > 0)   relu'  (classifier.ts:21)
   //   %t8: f32[64,64] = gt %relu1, %t4   classifier.ts:21  const relu1 = affine1.relu();
   //   %daffine1: f32[64,64] = mul %drelu1, %t8   classifier.ts:21
-  const kernel_daffine1 = kernel(function (drelu1, relu1) {
+  const kernel_daffine1 = kernel(function (relu1, drelu1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = relu1[_i0 * 64 + _rest0] > 0 ? 1 : 0;
-      const _t1 = drelu1[_i0 * 64 + _rest0] * _t0;
-      return _t1;
+      return drelu1[_i0 * 64 + _rest0] * (relu1[_i0 * 64 + _rest0] > 0 ? 1 : 0);
     }, 4096);
 
   // db1 = daffine1.sum(0)   add'  (classifier.ts:20)
@@ -330,11 +323,11 @@ export async function create(options = {}) {
       const logits = kernel_logits(relu1, W2, b2);
       const loss = kernel_loss(logits, target_classes);
       const t5 = kernel_t5(logits);
-      const dlogits = kernel_dlogits(t5, target_classes);
+      const dlogits = kernel_dlogits(target_classes, t5);
       const db2 = kernel_db2(dlogits);
       const drelu1 = kernel_drelu1(dlogits, W2);
       const dW2 = kernel_dW2(relu1, dlogits);
-      const daffine1 = kernel_daffine1(drelu1, relu1);
+      const daffine1 = kernel_daffine1(relu1, drelu1);
       const db1 = kernel_db1(daffine1);
       const dW1 = kernel_dW1(x, daffine1);
       return [loss, dW1, db1, dW2, db2];

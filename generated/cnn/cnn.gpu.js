@@ -202,8 +202,7 @@ export async function create(options = {}) {
       const _i2 = Math.floor(_rest1 / 24);
       const _rest2 = _rest1 - _i2 * 24;
       const _t0 = t1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] + b1[_i1];
-      const _t1 = _t0 > 0 ? _t0 : 0;
-      return _t1;
+      return _t0 > 0 ? _t0 : 0;
     }, 221184);
 
   // h1 = max_pool2d(conv1: [64, 6, 24, 24], 2) → [64, 6, 12, 12]  (cnn.ts:24)
@@ -266,8 +265,7 @@ export async function create(options = {}) {
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
       const _t0 = t4[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] + b2[_i1];
-      const _t1 = _t0 > 0 ? _t0 : 0;
-      return _t1;
+      return _t0 > 0 ? _t0 : 0;
     }, 65536);
 
   // h2 = max_pool2d(conv2: [64, 16, 8, 8], 2) → [64, 16, 4, 4]  (cnn.ts:26)
@@ -306,8 +304,7 @@ export async function create(options = {}) {
         _acc0 += flat[_i0 * 256 + _r1] * W3[_r1 * 120 + _rest0];
       }
       const _t2 = _acc0 + b3[_rest0];
-      const _t3 = _t2 > 0 ? _t2 : 0;
-      return _t3;
+      return _t2 > 0 ? _t2 : 0;
     }, 7680);
 
   // logits = h3 @ W4 + b4  (cnn.ts:29)
@@ -321,8 +318,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 120; _r1++) {
         _acc0 += h3[_i0 * 120 + _r1] * W4[_r1 * 10 + _rest0];
       }
-      const _t2 = _acc0 + b4[_rest0];
-      return _t2;
+      return _acc0 + b4[_rest0];
     }, 640);
 
   // loss = cross_entropy(logits, labels)  (cnn.ts:30)
@@ -365,14 +361,11 @@ export async function create(options = {}) {
   //   %t13: f32[64,10] = one_hot %labels {depth=10}   cnn.ts:30  const loss = g.crossEntropy(logits, labels);
   //   %t14: f32[64,10] = sub %t12, %t13   cnn.ts:30
   //   %dlogits: f32[64,10] = mul %t14, %t10   cnn.ts:30
-  const kernel_dlogits = kernel(function (t12, labels) {
+  const kernel_dlogits = kernel(function (labels, t12) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = labels[_i0] === _rest0 ? 1 : 0;
-      const _t1 = t12[_i0 * 10 + _rest0] - _t0;
-      const _t2 = _t1 * 0.015625;
-      return _t2;
+      return (t12[_i0 * 10 + _rest0] - (labels[_i0] === _rest0 ? 1 : 0)) * 0.015625;
     }, 640);
 
   // db4 = dlogits.sum(0)   add'  (cnn.ts:29)
@@ -417,13 +410,11 @@ export async function create(options = {}) {
   // dt8 = dh3 * (h3 > 0)   relu'  (cnn.ts:28)
   //   %t15: f32[64,120] = gt %h3, %t11   cnn.ts:28  const h3 = flat.matmul(W3).add(b3).relu();
   //   %dt8: f32[64,120] = mul %dh3, %t15   cnn.ts:28
-  const kernel_dt8 = kernel(function (dh3, h3) {
+  const kernel_dt8 = kernel(function (h3, dh3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 120);
       const _rest0 = _x - _i0 * 120;
-      const _t0 = h3[_i0 * 120 + _rest0] > 0 ? 1 : 0;
-      const _t1 = dh3[_i0 * 120 + _rest0] * _t0;
-      return _t1;
+      return dh3[_i0 * 120 + _rest0] * (h3[_i0 * 120 + _rest0] > 0 ? 1 : 0);
     }, 7680);
 
   // db3 = dt8.sum(0)   add'  (cnn.ts:28)
@@ -510,7 +501,7 @@ export async function create(options = {}) {
   // dt6 = dconv2 * (conv2 > 0)   relu'  (cnn.ts:25)
   //   %t16: f32[64,16,8,8] = gt %conv2, %t11   cnn.ts:25  const conv2 = g.conv2d(h1, W2, { bias: b2 }).relu(); // [N, 16, 8, 8]
   //   %dt6: f32[64,16,8,8] = mul %dconv2, %t16   cnn.ts:25
-  const kernel_dt6 = kernel(function (dconv2, conv2) {
+  const kernel_dt6 = kernel(function (conv2, dconv2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
       const _rest0 = _x - _i0 * 1024;
@@ -518,9 +509,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = conv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] > 0 ? 1 : 0;
-      const _t1 = dconv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
-      return _t1;
+      return dconv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] * (conv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] > 0 ? 1 : 0);
     }, 65536);
 
   // dt5 = dt6.sum((0, 2, 3))   add'  (cnn.ts:25)
@@ -667,7 +656,7 @@ export async function create(options = {}) {
   // dt3 = dconv1 * (conv1 > 0)   relu'  (cnn.ts:23)
   //   %t17: f32[64,6,24,24] = gt %conv1, %t11   cnn.ts:23  const conv1 = g.conv2d(x, W1, { bias: b1 }).relu(); // [N, 6, 24, 24]
   //   %dt3: f32[64,6,24,24] = mul %dconv1, %t17   cnn.ts:23
-  const kernel_dt3 = kernel(function (dconv1, conv1) {
+  const kernel_dt3 = kernel(function (conv1, dconv1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 3456);
       const _rest0 = _x - _i0 * 3456;
@@ -675,9 +664,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 576;
       const _i2 = Math.floor(_rest1 / 24);
       const _rest2 = _rest1 - _i2 * 24;
-      const _t0 = conv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] > 0 ? 1 : 0;
-      const _t1 = dconv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] * _t0;
-      return _t1;
+      return dconv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] * (conv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] > 0 ? 1 : 0);
     }, 221184);
 
   // dt2 = dt3.sum((0, 2, 3))   add'  (cnn.ts:23)
@@ -777,23 +764,23 @@ export async function create(options = {}) {
       const logits = kernel_logits(h3, W4, b4);
       const loss = kernel_loss(logits, labels);
       const t12 = kernel_t12(logits);
-      const dlogits = kernel_dlogits(t12, labels);
+      const dlogits = kernel_dlogits(labels, t12);
       const db4 = kernel_db4(dlogits);
       const dh3 = kernel_dh3(dlogits, W4);
       const dW4 = kernel_dW4(h3, dlogits);
-      const dt8 = kernel_dt8(dh3, h3);
+      const dt8 = kernel_dt8(h3, dh3);
       const db3 = kernel_db3(dt8);
       const dflat = kernel_dflat(dt8, W3);
       const dh2 = dflat; // a view of dflat as f32[64,16,4,4] (the same array)
       const dW3 = kernel_dW3(flat, dt8);
       const dconv2 = kernel_dconv2(conv2, dh2);
-      const dt6 = kernel_dt6(dconv2, conv2);
+      const dt6 = kernel_dt6(conv2, dconv2);
       const dt5 = kernel_dt5(dt6);
       const db2 = dt5; // a view of dt5 as f32[16] (the same array)
       const dh1 = kernel_dh1(dt6, W2);
       const dW2 = kernel_dW2(h1, dt6);
       const dconv1 = kernel_dconv1(conv1, dh1);
-      const dt3 = kernel_dt3(dconv1, conv1);
+      const dt3 = kernel_dt3(conv1, dconv1);
       const dt2 = kernel_dt2(dt3);
       const db1 = dt2; // a view of dt2 as f32[6] (the same array)
       const dW1 = kernel_dW1(x, dt3);

@@ -332,8 +332,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _i2 = Math.floor(_rest1 / 24);
     const _rest2 = _rest1 - _i2 * 24;
     const _t0 = t1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] + b1[_i1];
-    const _t1 = _t0 > 0 ? _t0 : 0;
-    return _t1;
+    return _t0 > 0 ? _t0 : 0;
   }, 221184);
 
   // h1 = max_pool2d(conv1: [64, 6, 24, 24], 2) → [64, 6, 12, 12]  (cnn.ts:24)
@@ -402,8 +401,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
     const _t0 = t4[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] + b2[_i1];
-    const _t1 = _t0 > 0 ? _t0 : 0;
-    return _t1;
+    return _t0 > 0 ? _t0 : 0;
   }, 65536);
 
   // h2 = max_pool2d(conv2: [64, 16, 8, 8], 2) → [64, 16, 4, 4]  (cnn.ts:26)
@@ -448,8 +446,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       _acc0 += flat[_i0 * 256 + _r1] * W3[_r1 * 120 + _rest0];
     }
     const _t2 = _acc0 + b3[_rest0];
-    const _t3 = _t2 > 0 ? _t2 : 0;
-    return _t3;
+    return _t2 > 0 ? _t2 : 0;
   }, 7680);
 
   // logits = h3 @ W4 + b4  (cnn.ts:29)
@@ -468,8 +465,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 120; _r1++) {
       _acc0 += h3[_i0 * 120 + _r1] * W4[_r1 * 10 + _rest0];
     }
-    const _t2 = _acc0 + b4[_rest0];
-    return _t2;
+    return _acc0 + b4[_rest0];
   }, 640);
 
   // loss = cross_entropy(logits, labels)  (cnn.ts:30)
@@ -518,16 +514,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dlogits: f32[64,10] = mul %t14, %t10   cnn.ts:30
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
-    t12: Float32Array,
     labels: Float32Array,
+    t12: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 10);
     const _rest0 = _x - _i0 * 10;
-    const _t0 = labels[_i0] === _rest0 ? 1 : 0;
-    const _t1 = t12[_i0 * 10 + _rest0] - _t0;
-    const _t2 = _t1 * 0.015625;
-    return _t2;
+    return (t12[_i0 * 10 + _rest0] - (labels[_i0] === _rest0 ? 1 : 0)) * 0.015625;
   }, 640);
 
   // db4 = dlogits.sum(0)   add'  (cnn.ts:29)
@@ -582,15 +575,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt8: f32[64,120] = mul %dh3, %t15   cnn.ts:28
   const kernel_dt8 = kernel(function (
     this: IKernelFunctionThis,
-    dh3: Float32Array,
     h3: Float32Array,
+    dh3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 120);
     const _rest0 = _x - _i0 * 120;
-    const _t0 = h3[_i0 * 120 + _rest0] > 0 ? 1 : 0;
-    const _t1 = dh3[_i0 * 120 + _rest0] * _t0;
-    return _t1;
+    return dh3[_i0 * 120 + _rest0] * (h3[_i0 * 120 + _rest0] > 0 ? 1 : 0);
   }, 7680);
 
   // db3 = dt8.sum(0)   add'  (cnn.ts:28)
@@ -691,8 +682,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt6: f32[64,16,8,8] = mul %dconv2, %t16   cnn.ts:25
   const kernel_dt6 = kernel(function (
     this: IKernelFunctionThis,
-    dconv2: Float32Array,
     conv2: Float32Array,
+    dconv2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 1024);
@@ -701,9 +692,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 64;
     const _i2 = Math.floor(_rest1 / 8);
     const _rest2 = _rest1 - _i2 * 8;
-    const _t0 = conv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] > 0 ? 1 : 0;
-    const _t1 = dconv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
-    return _t1;
+    return (
+      dconv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] *
+      (conv2[_i0 * 1024 + _i1 * 64 + _i2 * 8 + _rest2] > 0 ? 1 : 0)
+    );
   }, 65536);
 
   // dt5 = dt6.sum((0, 2, 3))   add'  (cnn.ts:25)
@@ -866,8 +858,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt3: f32[64,6,24,24] = mul %dconv1, %t17   cnn.ts:23
   const kernel_dt3 = kernel(function (
     this: IKernelFunctionThis,
-    dconv1: Float32Array,
     conv1: Float32Array,
+    dconv1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 3456);
@@ -876,9 +868,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest1 = _rest0 - _i1 * 576;
     const _i2 = Math.floor(_rest1 / 24);
     const _rest2 = _rest1 - _i2 * 24;
-    const _t0 = conv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] > 0 ? 1 : 0;
-    const _t1 = dconv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] * _t0;
-    return _t1;
+    return (
+      dconv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] *
+      (conv1[_i0 * 3456 + _i1 * 576 + _i2 * 24 + _rest2] > 0 ? 1 : 0)
+    );
   }, 221184);
 
   // dt2 = dt3.sum((0, 2, 3))   add'  (cnn.ts:23)
@@ -1000,23 +993,23 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const logits = kernel_logits(h3, W4, b4);
     const loss = kernel_loss(logits, labels);
     const t12 = kernel_t12(logits);
-    const dlogits = kernel_dlogits(t12, labels);
+    const dlogits = kernel_dlogits(labels, t12);
     const db4 = kernel_db4(dlogits);
     const dh3 = kernel_dh3(dlogits, W4);
     const dW4 = kernel_dW4(h3, dlogits);
-    const dt8 = kernel_dt8(dh3, h3);
+    const dt8 = kernel_dt8(h3, dh3);
     const db3 = kernel_db3(dt8);
     const dflat = kernel_dflat(dt8, W3);
     const dh2 = dflat; // a view of dflat as f32[64,16,4,4] (the same array)
     const dW3 = kernel_dW3(flat, dt8);
     const dconv2 = kernel_dconv2(conv2, dh2);
-    const dt6 = kernel_dt6(dconv2, conv2);
+    const dt6 = kernel_dt6(conv2, dconv2);
     const dt5 = kernel_dt5(dt6);
     const db2 = dt5; // a view of dt5 as f32[16] (the same array)
     const dh1 = kernel_dh1(dt6, W2);
     const dW2 = kernel_dW2(h1, dt6);
     const dconv1 = kernel_dconv1(conv1, dh1);
-    const dt3 = kernel_dt3(dconv1, conv1);
+    const dt3 = kernel_dt3(conv1, dconv1);
     const dt2 = kernel_dt2(dt3);
     const db1 = dt2; // a view of dt2 as f32[6] (the same array)
     const dW1 = kernel_dW1(x, dt3);

@@ -235,8 +235,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t1[_i0 * 256 + _i1 * 32 + _rest1] + wpe[_i1 * 32 + _rest1];
-      return _t0;
+      return t1[_i0 * 256 + _i1 * 32 + _rest1] + wpe[_i1 * 32 + _rest1];
     }, 4096);
 
   // mu = x.sum(2) * 0.03125  (gpt.ts:38)
@@ -250,8 +249,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += x[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // xc = x - mu  (gpt.ts:39)
@@ -270,13 +268,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = x[_i0 * 256 + _rest0 * 32 + _r1] - mu[_i0 * 8 + _rest0];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03125;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03125 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 128);
 
   // t10 = (x - mu) * t9  (gpt.ts:41)
@@ -288,8 +283,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = (x[_i0 * 256 + _i1 * 32 + _rest1] - mu[_i0 * 8 + _i1]) * t9[_i0 * 8 + _i1];
-      return _t0;
+      return (x[_i0 * 256 + _i1 * 32 + _rest1] - mu[_i0 * 8 + _i1]) * t9[_i0 * 8 + _i1];
     }, 4096);
 
   // ln1 = t10 * ln1_0_g + ln1_0_b  (gpt.ts:41)
@@ -301,9 +295,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
-      const _t1 = _t0 + ln1_0_b[_rest1];
-      return _t1;
+      return t10[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1] + ln1_0_b[_rest1];
     }, 4096);
 
   // t12 = ln1_rows @ q0_W  (gpt.ts:31)
@@ -329,7 +321,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t12[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t12[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t15 = ln1_rows @ k0_W  (gpt.ts:31)
@@ -355,7 +347,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t15[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t15[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t18 = ln1_rows @ v0_W  (gpt.ts:31)
@@ -381,7 +373,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t18[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t18[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t21 = query @ key.T  (gpt.ts:69)
@@ -412,9 +404,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = t21[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * 0.35355339059327373;
-      const _t1 = _t0 + mask[_i2 * 8 + _rest2];
-      return _t1;
+      return t21[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * 0.35355339059327373 + mask[_i2 * 8 + _rest2];
     }, 4096);
 
   // att = softmax(scores, 3)  (gpt.ts:70)
@@ -465,7 +455,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t24[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return t24[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // t26 = attOut_rows @ proj0_W  (gpt.ts:31)
@@ -485,15 +475,13 @@ export async function create(options = {}) {
   //   %t28: f32[16,8,32] = add %t27, %proj0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_1: f32[16,8,32] = add %x, %t28   gpt.ts:72  x = x.add(proj(attOut));
   //   %t29: f32[16,8,1] = sum %x_1 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_1 = kernel(function (x, t26, proj0_b) {
+  const kernel_x_1 = kernel(function (t26, proj0_b, x) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t26[_i0 * 256 + _i1 * 32 + _rest1] + proj0_b[_rest1];
-      const _t1 = x[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
-      return _t1;
+      return x[_i0 * 256 + _i1 * 32 + _rest1] + (t26[_i0 * 256 + _i1 * 32 + _rest1] + proj0_b[_rest1]);
     }, 4096);
 
   // mu_1 = x_1.sum(2) * 0.03125  (gpt.ts:38)
@@ -508,8 +496,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += x_1[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // xc_1 = x_1 - mu_1  (gpt.ts:39)
@@ -528,13 +515,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = x_1[_i0 * 256 + _rest0 * 32 + _r1] - mu_1[_i0 * 8 + _rest0];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03125;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03125 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 128);
 
   // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
@@ -546,8 +530,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = (x_1[_i0 * 256 + _i1 * 32 + _rest1] - mu_1[_i0 * 8 + _i1]) * t33[_i0 * 8 + _i1];
-      return _t0;
+      return (x_1[_i0 * 256 + _i1 * 32 + _rest1] - mu_1[_i0 * 8 + _i1]) * t33[_i0 * 8 + _i1];
     }, 4096);
 
   // ln2 = t34 * ln2_0_g + ln2_0_b  (gpt.ts:41)
@@ -559,9 +542,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
-      const _t1 = _t0 + ln2_0_b[_rest1];
-      return _t1;
+      return t34[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1] + ln2_0_b[_rest1];
     }, 4096);
 
   // t36 = ln2_rows @ fc0_W  (gpt.ts:31)
@@ -587,8 +568,7 @@ export async function create(options = {}) {
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
       const _t0 = t36[_i0 * 1024 + _i1 * 128 + _rest1] + fc0_b[_rest1];
-      const _t1 = _t0 > 0 ? _t0 : 0;
-      return _t1;
+      return _t0 > 0 ? _t0 : 0;
     }, 16384);
 
   // t39 = hidden_rows @ fcout0_W  (gpt.ts:31)
@@ -608,15 +588,13 @@ export async function create(options = {}) {
   //   %t41: f32[16,8,32] = add %t40, %fcout0_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_2: f32[16,8,32] = add %x_1, %t41   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %t42: f32[16,8,1] = sum %x_2 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_2 = kernel(function (x_1, t39, fcout0_b) {
+  const kernel_x_2 = kernel(function (t39, fcout0_b, x_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t39[_i0 * 256 + _i1 * 32 + _rest1] + fcout0_b[_rest1];
-      const _t1 = x_1[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
-      return _t1;
+      return x_1[_i0 * 256 + _i1 * 32 + _rest1] + (t39[_i0 * 256 + _i1 * 32 + _rest1] + fcout0_b[_rest1]);
     }, 4096);
 
   // mu_2 = x_2.sum(2) * 0.03125  (gpt.ts:38)
@@ -631,8 +609,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += x_2[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // xc_2 = x_2 - mu_2  (gpt.ts:39)
@@ -651,13 +628,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = x_2[_i0 * 256 + _rest0 * 32 + _r1] - mu_2[_i0 * 8 + _rest0];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03125;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03125 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 128);
 
   // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
@@ -669,8 +643,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = (x_2[_i0 * 256 + _i1 * 32 + _rest1] - mu_2[_i0 * 8 + _i1]) * t46[_i0 * 8 + _i1];
-      return _t0;
+      return (x_2[_i0 * 256 + _i1 * 32 + _rest1] - mu_2[_i0 * 8 + _i1]) * t46[_i0 * 8 + _i1];
     }, 4096);
 
   // ln1_1 = t47 * ln1_1_g + ln1_1_b  (gpt.ts:41)
@@ -682,9 +655,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
-      const _t1 = _t0 + ln1_1_b[_rest1];
-      return _t1;
+      return t47[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1] + ln1_1_b[_rest1];
     }, 4096);
 
   // t49 = ln1_1_rows @ q1_W  (gpt.ts:31)
@@ -710,7 +681,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t49[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t49[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t52 = ln1_1_rows @ k1_W  (gpt.ts:31)
@@ -736,7 +707,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t52[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t52[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t55 = ln1_1_rows @ v1_W  (gpt.ts:31)
@@ -762,7 +733,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t55[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return t55[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // t58 = query_1 @ key_1.T  (gpt.ts:69)
@@ -793,9 +764,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = t58[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * 0.35355339059327373;
-      const _t1 = _t0 + mask[_i2 * 8 + _rest2];
-      return _t1;
+      return t58[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * 0.35355339059327373 + mask[_i2 * 8 + _rest2];
     }, 4096);
 
   // att_1 = softmax(scores_1, 3)  (gpt.ts:70)
@@ -846,7 +815,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return t60[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return t60[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // t62 = attOut_1_rows @ proj1_W  (gpt.ts:31)
@@ -866,15 +835,13 @@ export async function create(options = {}) {
   //   %t64: f32[16,8,32] = add %t63, %proj1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_3: f32[16,8,32] = add %x_2, %t64   gpt.ts:72  x = x.add(proj(attOut));
   //   %t65: f32[16,8,1] = sum %x_3 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_3 = kernel(function (x_2, t62, proj1_b) {
+  const kernel_x_3 = kernel(function (t62, proj1_b, x_2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t62[_i0 * 256 + _i1 * 32 + _rest1] + proj1_b[_rest1];
-      const _t1 = x_2[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
-      return _t1;
+      return x_2[_i0 * 256 + _i1 * 32 + _rest1] + (t62[_i0 * 256 + _i1 * 32 + _rest1] + proj1_b[_rest1]);
     }, 4096);
 
   // mu_3 = x_3.sum(2) * 0.03125  (gpt.ts:38)
@@ -889,8 +856,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += x_3[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // xc_3 = x_3 - mu_3  (gpt.ts:39)
@@ -909,13 +875,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = x_3[_i0 * 256 + _rest0 * 32 + _r1] - mu_3[_i0 * 8 + _rest0];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03125;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03125 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 128);
 
   // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
@@ -927,8 +890,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = (x_3[_i0 * 256 + _i1 * 32 + _rest1] - mu_3[_i0 * 8 + _i1]) * t69[_i0 * 8 + _i1];
-      return _t0;
+      return (x_3[_i0 * 256 + _i1 * 32 + _rest1] - mu_3[_i0 * 8 + _i1]) * t69[_i0 * 8 + _i1];
     }, 4096);
 
   // ln2_1 = t70 * ln2_1_g + ln2_1_b  (gpt.ts:41)
@@ -940,9 +902,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t70[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
-      const _t1 = _t0 + ln2_1_b[_rest1];
-      return _t1;
+      return t70[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1] + ln2_1_b[_rest1];
     }, 4096);
 
   // t72 = ln2_1_rows @ fc1_W  (gpt.ts:31)
@@ -968,8 +928,7 @@ export async function create(options = {}) {
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
       const _t0 = t72[_i0 * 1024 + _i1 * 128 + _rest1] + fc1_b[_rest1];
-      const _t1 = _t0 > 0 ? _t0 : 0;
-      return _t1;
+      return _t0 > 0 ? _t0 : 0;
     }, 16384);
 
   // t75 = hidden_1_rows @ fcout1_W  (gpt.ts:31)
@@ -989,15 +948,13 @@ export async function create(options = {}) {
   //   %t77: f32[16,8,32] = add %t76, %fcout1_b   gpt.ts:31  return (x: Tensor): Tensor => (b ? x.matmul(W).add(b) : x.matmul(W));
   //   %x_4: f32[16,8,32] = add %x_3, %t77   gpt.ts:75  x = x.add(fcOut(hidden));
   //   %t78: f32[16,8,1] = sum %x_4 {axes=[2], keepDims=true}   gpt.ts:38  const mu = x.mean(-1, true);
-  const kernel_x_4 = kernel(function (x_3, t75, fcout1_b) {
+  const kernel_x_4 = kernel(function (t75, fcout1_b, x_3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t75[_i0 * 256 + _i1 * 32 + _rest1] + fcout1_b[_rest1];
-      const _t1 = x_3[_i0 * 256 + _i1 * 32 + _rest1] + _t0;
-      return _t1;
+      return x_3[_i0 * 256 + _i1 * 32 + _rest1] + (t75[_i0 * 256 + _i1 * 32 + _rest1] + fcout1_b[_rest1]);
     }, 4096);
 
   // mu_4 = x_4.sum(2) * 0.03125  (gpt.ts:38)
@@ -1012,8 +969,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += x_4[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // xc_4 = x_4 - mu_4  (gpt.ts:39)
@@ -1032,13 +988,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = x_4[_i0 * 256 + _rest0 * 32 + _r1] - mu_4[_i0 * 8 + _rest0];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03125;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03125 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 128);
 
   // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)
@@ -1050,8 +1003,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = (x_4[_i0 * 256 + _i1 * 32 + _rest1] - mu_4[_i0 * 8 + _i1]) * t82[_i0 * 8 + _i1];
-      return _t0;
+      return (x_4[_i0 * 256 + _i1 * 32 + _rest1] - mu_4[_i0 * 8 + _i1]) * t82[_i0 * 8 + _i1];
     }, 4096);
 
   // lnf = t83 * lnf_g + lnf_b  (gpt.ts:41)
@@ -1063,9 +1015,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t83[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
-      const _t1 = _t0 + lnf_b[_rest1];
-      return _t1;
+      return t83[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1] + lnf_b[_rest1];
     }, 4096);
 
   // t85 = lnf_rows @ head_W  (gpt.ts:31)
@@ -1089,8 +1039,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 216;
       const _i1 = Math.floor(_rest0 / 27);
       const _rest1 = _rest0 - _i1 * 27;
-      const _t0 = t85[_i0 * 216 + _i1 * 27 + _rest1] + head_b[_rest1];
-      return _t0;
+      return t85[_i0 * 216 + _i1 * 27 + _rest1] + head_b[_rest1];
     }, 3456);
 
   // loss = cross_entropy(logits_rows, Y_rows)  (gpt.ts:79)
@@ -1133,14 +1082,11 @@ export async function create(options = {}) {
   //   %t92: f32[128,27] = one_hot %Y_rows {depth=27}   gpt.ts:79  const loss = g.crossEntropy(logits, Y);
   //   %t93: f32[128,27] = sub %t91, %t92   gpt.ts:79
   //   %dlogits_rows: f32[128,27] = mul %t93, %t87   gpt.ts:79
-  const kernel_dlogits_rows = kernel(function (t91, Y_rows) {
+  const kernel_dlogits_rows = kernel(function (Y_rows, t91) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
-      const _t0 = Y_rows[_i0] === _rest0 ? 1 : 0;
-      const _t1 = t91[_i0 * 27 + _rest0] - _t0;
-      const _t2 = _t1 * 0.0078125;
-      return _t2;
+      return (t91[_i0 * 27 + _rest0] - (Y_rows[_i0] === _rest0 ? 1 : 0)) * 0.0078125;
     }, 3456);
 
   // dhead_b = dlogits.sum((0, 1))   add'  (gpt.ts:31)
@@ -1205,8 +1151,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dlnf[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
-      return _t0;
+      return dlnf[_i0 * 256 + _i1 * 32 + _rest1] * lnf_g[_rest1];
     }, 4096);
 
   // dlnf_g = (dlnf * t83).sum((0, 1))   mul'  (gpt.ts:41)
@@ -1217,8 +1162,7 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 16; _r1++) {
         for (let _r2 = 0; _r2 < 8; _r2++) {
-          const _t3 = dlnf[_r1 * 256 + _r2 * 32 + _x] * t83[_r1 * 256 + _r2 * 32 + _x];
-          _acc0 += _t3;
+          _acc0 += dlnf[_r1 * 256 + _r2 * 32 + _x] * t83[_r1 * 256 + _r2 * 32 + _x];
         }
       }
       return _acc0;
@@ -1233,8 +1177,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] * t83[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t0;
+      return dt83[_i0 * 256 + _i1 * 32 + _rest1] * t83[_i0 * 256 + _i1 * 32 + _rest1];
     }, 4096);
 
   // t97 = dt83.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1248,8 +1191,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt83[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // t98 = dt83 - t97   ln_apply'  (gpt.ts:41)
@@ -1260,8 +1202,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt83[_i0 * 256 + _i1 * 32 + _rest1] - t97[_i0 * 8 + _i1];
-      return _t0;
+      return dt83[_i0 * 256 + _i1 * 32 + _rest1] - t97[_i0 * 8 + _i1];
     }, 4096);
 
   // t100 = t95.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1275,24 +1216,20 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += t95[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // dx_4 = t82 * (t98 - t83 * t100)   ln_apply'  (gpt.ts:41)
   //   %t101: f32[16,8,32] = mul %t83, %t100   gpt.ts:41  return xc.mul(variance.add(1e-5).pow(-0.5)).mul(gain).add(bias);
   //   %t102: f32[16,8,32] = sub %t98, %t101   gpt.ts:41
   //   %dx_4: f32[16,8,32] = mul %t82, %t102   gpt.ts:41
-  const kernel_dx_4 = kernel(function (t82, t98, t83, t100) {
+  const kernel_dx_4 = kernel(function (t83, t100, t98, t82) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t83[_i0 * 256 + _i1 * 32 + _rest1] * t100[_i0 * 8 + _i1];
-      const _t1 = t98[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-      const _t2 = t82[_i0 * 8 + _i1] * _t1;
-      return _t2;
+      return t82[_i0 * 8 + _i1] * (t98[_i0 * 256 + _i1 * 32 + _rest1] - t83[_i0 * 256 + _i1 * 32 + _rest1] * t100[_i0 * 8 + _i1]);
     }, 4096);
 
   // dfcout1_b = dx_4.sum((0, 1))   add'  (gpt.ts:31)
@@ -1339,15 +1276,13 @@ export async function create(options = {}) {
   // dt74 = dhidden_1 * (hidden_1 > 0)   relu'  (gpt.ts:74)
   //   %t103: f32[16,8,128] = gt %hidden_1, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dt74: f32[16,8,128] = mul %dhidden_1, %t103   gpt.ts:74
-  const kernel_dt74 = kernel(function (dhidden_1, hidden_1) {
+  const kernel_dt74 = kernel(function (hidden_1, dhidden_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
       const _rest0 = _x - _i0 * 1024;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = hidden_1[_i0 * 1024 + _i1 * 128 + _rest1] > 0 ? 1 : 0;
-      const _t1 = dhidden_1[_i0 * 1024 + _i1 * 128 + _rest1] * _t0;
-      return _t1;
+      return dhidden_1[_i0 * 1024 + _i1 * 128 + _rest1] * (hidden_1[_i0 * 1024 + _i1 * 128 + _rest1] > 0 ? 1 : 0);
     }, 16384);
 
   // dfc1_b = dt74.sum((0, 1))   add'  (gpt.ts:31)
@@ -1413,8 +1348,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2_1[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
-      return _t0;
+      return dln2_1[_i0 * 256 + _i1 * 32 + _rest1] * ln2_1_g[_rest1];
     }, 4096);
 
   // dln2_1_g = (dln2_1 * t70).sum((0, 1))   mul'  (gpt.ts:41)
@@ -1425,8 +1359,7 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 16; _r1++) {
         for (let _r2 = 0; _r2 < 8; _r2++) {
-          const _t3 = dln2_1[_r1 * 256 + _r2 * 32 + _x] * t70[_r1 * 256 + _r2 * 32 + _x];
-          _acc0 += _t3;
+          _acc0 += dln2_1[_r1 * 256 + _r2 * 32 + _x] * t70[_r1 * 256 + _r2 * 32 + _x];
         }
       }
       return _acc0;
@@ -1441,8 +1374,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] * t70[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t0;
+      return dt70[_i0 * 256 + _i1 * 32 + _rest1] * t70[_i0 * 256 + _i1 * 32 + _rest1];
     }, 4096);
 
   // t107 = dt70.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1456,8 +1388,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt70[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // t108 = dt70 - t107   ln_apply'  (gpt.ts:41)
@@ -1468,8 +1399,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt70[_i0 * 256 + _i1 * 32 + _rest1] - t107[_i0 * 8 + _i1];
-      return _t0;
+      return dt70[_i0 * 256 + _i1 * 32 + _rest1] - t107[_i0 * 8 + _i1];
     }, 4096);
 
   // t110 = t105.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1483,8 +1413,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += t105[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
@@ -1493,17 +1422,13 @@ export async function create(options = {}) {
   //   %t112: f32[16,8,32] = sub %t108, %t111   gpt.ts:41
   //   %dx_3_1: f32[16,8,32] = mul %t69, %t112   gpt.ts:41
   //   %dx_3: f32[16,8,32] = add %dx_4, %dx_3_1   gpt.ts:72  x = x.add(proj(attOut));
-  const kernel_dx_3 = kernel(function (dx_4, t69, t108, t70, t110) {
+  const kernel_dx_3 = kernel(function (t70, t110, t108, t69, dx_4) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t70[_i0 * 256 + _i1 * 32 + _rest1] * t110[_i0 * 8 + _i1];
-      const _t1 = t108[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-      const _t2 = t69[_i0 * 8 + _i1] * _t1;
-      const _t3 = dx_4[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
-      return _t3;
+      return dx_4[_i0 * 256 + _i1 * 32 + _rest1] + t69[_i0 * 8 + _i1] * (t108[_i0 * 256 + _i1 * 32 + _rest1] - t70[_i0 * 256 + _i1 * 32 + _rest1] * t110[_i0 * 8 + _i1]);
     }, 4096);
 
   // dx_3_1 = t69 * (t108 - t70 * t110)   ln_apply'  (gpt.ts:41)
@@ -1559,7 +1484,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dt61[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return dt61[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // datt_1 = dt60 @ value_1.T   matmul'  (gpt.ts:71)
@@ -1607,8 +1532,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 8; _r1++) {
-        const _t2 = datt_1[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1] * att_1[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1];
-        _acc0 += _t2;
+        _acc0 += datt_1[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1] * att_1[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1];
       }
       return _acc0;
     }, 512);
@@ -1618,7 +1542,7 @@ export async function create(options = {}) {
   //   %t115: f32[16,4,8,8] = sub %datt_1, %t114   gpt.ts:70  const att = g.softmax(scores, -1);
   //   %dscores_1: f32[16,4,8,8] = mul %att_1, %t115   gpt.ts:70
   //   %dt58: f32[16,4,8,8] = mul %dscores_1, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  const kernel_dt58 = kernel(function (att_1, datt_1, t114) {
+  const kernel_dt58 = kernel(function (datt_1, t114, att_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -1626,10 +1550,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t114[_i0 * 32 + _i1 * 8 + _i2];
-      const _t1 = att_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
-      const _t2 = _t1 * 0.35355339059327373;
-      return _t2;
+      return att_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * (datt_1[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t114[_i0 * 32 + _i1 * 8 + _i2]) * 0.35355339059327373;
     }, 4096);
 
   // dquery_1 = dt58 @ key_1   matmul'  (gpt.ts:69)
@@ -1676,7 +1597,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dvalue_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dvalue_1[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_1_rows_3 = dt55 @ v1_W.T   matmul'  (gpt.ts:31)
@@ -1715,7 +1636,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dkey_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dkey_1[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_1_rows_2 = dt52 @ k1_W.T   matmul'  (gpt.ts:31)
@@ -1730,8 +1651,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt52[_i0 * 32 + _r1] * k1_W[_rest0 * 32 + _r1];
       }
-      const _t2 = dln1_1_rows_3[_i0 * 32 + _rest0] + _acc0;
-      return _t2;
+      return dln1_1_rows_3[_i0 * 32 + _rest0] + _acc0;
     }, 4096);
 
   // dk1_W = ln1_1_rows.T @ dt52   matmul'  (gpt.ts:31)
@@ -1757,7 +1677,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dquery_1[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dquery_1[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_1_rows_1 = dt49 @ q1_W.T   matmul'  (gpt.ts:31)
@@ -1772,8 +1692,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt49[_i0 * 32 + _r1] * q1_W[_rest0 * 32 + _r1];
       }
-      const _t2 = dln1_1_rows_acc[_i0 * 32 + _rest0] + _acc0;
-      return _t2;
+      return dln1_1_rows_acc[_i0 * 32 + _rest0] + _acc0;
     }, 4096);
 
   // dq1_W = ln1_1_rows.T @ dt49   matmul'  (gpt.ts:31)
@@ -1812,8 +1731,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1_1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
-      return _t0;
+      return dln1_1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_1_g[_rest1];
     }, 4096);
 
   // dln1_1_g = (dln1_1 * t47).sum((0, 1))   mul'  (gpt.ts:41)
@@ -1824,8 +1742,7 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 16; _r1++) {
         for (let _r2 = 0; _r2 < 8; _r2++) {
-          const _t3 = dln1_1[_r1 * 256 + _r2 * 32 + _x] * t47[_r1 * 256 + _r2 * 32 + _x];
-          _acc0 += _t3;
+          _acc0 += dln1_1[_r1 * 256 + _r2 * 32 + _x] * t47[_r1 * 256 + _r2 * 32 + _x];
         }
       }
       return _acc0;
@@ -1840,8 +1757,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] * t47[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t0;
+      return dt47[_i0 * 256 + _i1 * 32 + _rest1] * t47[_i0 * 256 + _i1 * 32 + _rest1];
     }, 4096);
 
   // t119 = dt47.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1855,8 +1771,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt47[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // t120 = dt47 - t119   ln_apply'  (gpt.ts:41)
@@ -1867,8 +1782,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt47[_i0 * 256 + _i1 * 32 + _rest1] - t119[_i0 * 8 + _i1];
-      return _t0;
+      return dt47[_i0 * 256 + _i1 * 32 + _rest1] - t119[_i0 * 8 + _i1];
     }, 4096);
 
   // t122 = t117.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -1882,8 +1796,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += t117[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // dx_2_1 = t46 * (t120 - t47 * t122)   ln_apply'  (gpt.ts:41)
@@ -1892,17 +1805,13 @@ export async function create(options = {}) {
   //   %t124: f32[16,8,32] = sub %t120, %t123   gpt.ts:41
   //   %dx_2_1: f32[16,8,32] = mul %t46, %t124   gpt.ts:41
   //   %dx_2: f32[16,8,32] = add %dx_3, %dx_2_1   gpt.ts:75  x = x.add(fcOut(hidden));
-  const kernel_dx_2 = kernel(function (dx_3, t46, t120, t47, t122) {
+  const kernel_dx_2 = kernel(function (t47, t122, t120, t46, dx_3) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t47[_i0 * 256 + _i1 * 32 + _rest1] * t122[_i0 * 8 + _i1];
-      const _t1 = t120[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-      const _t2 = t46[_i0 * 8 + _i1] * _t1;
-      const _t3 = dx_3[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
-      return _t3;
+      return dx_3[_i0 * 256 + _i1 * 32 + _rest1] + t46[_i0 * 8 + _i1] * (t120[_i0 * 256 + _i1 * 32 + _rest1] - t47[_i0 * 256 + _i1 * 32 + _rest1] * t122[_i0 * 8 + _i1]);
     }, 4096);
 
   // dx_2_1 = t46 * (t120 - t47 * t122)   ln_apply'  (gpt.ts:41)
@@ -1951,15 +1860,13 @@ export async function create(options = {}) {
   // dt38 = dhidden * (hidden > 0)   relu'  (gpt.ts:74)
   //   %t125: f32[16,8,128] = gt %hidden, %t89   gpt.ts:74  const hidden = fc(ln2).relu(); // [n, t, 4c]
   //   %dt38: f32[16,8,128] = mul %dhidden, %t125   gpt.ts:74
-  const kernel_dt38 = kernel(function (dhidden, hidden) {
+  const kernel_dt38 = kernel(function (hidden, dhidden) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 1024);
       const _rest0 = _x - _i0 * 1024;
       const _i1 = Math.floor(_rest0 / 128);
       const _rest1 = _rest0 - _i1 * 128;
-      const _t0 = hidden[_i0 * 1024 + _i1 * 128 + _rest1] > 0 ? 1 : 0;
-      const _t1 = dhidden[_i0 * 1024 + _i1 * 128 + _rest1] * _t0;
-      return _t1;
+      return dhidden[_i0 * 1024 + _i1 * 128 + _rest1] * (hidden[_i0 * 1024 + _i1 * 128 + _rest1] > 0 ? 1 : 0);
     }, 16384);
 
   // dfc0_b = dt38.sum((0, 1))   add'  (gpt.ts:31)
@@ -2025,8 +1932,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln2[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
-      return _t0;
+      return dln2[_i0 * 256 + _i1 * 32 + _rest1] * ln2_0_g[_rest1];
     }, 4096);
 
   // dln2_0_g = (dln2 * t34).sum((0, 1))   mul'  (gpt.ts:41)
@@ -2037,8 +1943,7 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 16; _r1++) {
         for (let _r2 = 0; _r2 < 8; _r2++) {
-          const _t3 = dln2[_r1 * 256 + _r2 * 32 + _x] * t34[_r1 * 256 + _r2 * 32 + _x];
-          _acc0 += _t3;
+          _acc0 += dln2[_r1 * 256 + _r2 * 32 + _x] * t34[_r1 * 256 + _r2 * 32 + _x];
         }
       }
       return _acc0;
@@ -2053,8 +1958,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] * t34[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t0;
+      return dt34[_i0 * 256 + _i1 * 32 + _rest1] * t34[_i0 * 256 + _i1 * 32 + _rest1];
     }, 4096);
 
   // t129 = dt34.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -2068,8 +1972,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt34[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // t130 = dt34 - t129   ln_apply'  (gpt.ts:41)
@@ -2080,8 +1983,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt34[_i0 * 256 + _i1 * 32 + _rest1] - t129[_i0 * 8 + _i1];
-      return _t0;
+      return dt34[_i0 * 256 + _i1 * 32 + _rest1] - t129[_i0 * 8 + _i1];
     }, 4096);
 
   // t132 = t127.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -2095,8 +1997,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += t127[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // dx_1_1 = t33 * (t130 - t34 * t132)   ln_apply'  (gpt.ts:41)
@@ -2105,17 +2006,13 @@ export async function create(options = {}) {
   //   %t134: f32[16,8,32] = sub %t130, %t133   gpt.ts:41
   //   %dx_1_1: f32[16,8,32] = mul %t33, %t134   gpt.ts:41
   //   %dx_1: f32[16,8,32] = add %dx_2, %dx_1_1   gpt.ts:72  x = x.add(proj(attOut));
-  const kernel_dx_1 = kernel(function (dx_2, t33, t130, t34, t132) {
+  const kernel_dx_1 = kernel(function (t34, t132, t130, t33, dx_2) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t34[_i0 * 256 + _i1 * 32 + _rest1] * t132[_i0 * 8 + _i1];
-      const _t1 = t130[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-      const _t2 = t33[_i0 * 8 + _i1] * _t1;
-      const _t3 = dx_2[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
-      return _t3;
+      return dx_2[_i0 * 256 + _i1 * 32 + _rest1] + t33[_i0 * 8 + _i1] * (t130[_i0 * 256 + _i1 * 32 + _rest1] - t34[_i0 * 256 + _i1 * 32 + _rest1] * t132[_i0 * 8 + _i1]);
     }, 4096);
 
   // dx_1_1 = t33 * (t130 - t34 * t132)   ln_apply'  (gpt.ts:41)
@@ -2171,7 +2068,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dt25[_i0 * 256 + _i2 * 32 + _i1 * 8 + _rest2];
+      return dt25[_i0 * 256 + _i1 * 8 + _i2 * 32 + _rest2];
     }, 4096);
 
   // datt = dt24 @ value.T   matmul'  (gpt.ts:71)
@@ -2219,8 +2116,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 8;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 8; _r1++) {
-        const _t2 = datt[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1] * att[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1];
-        _acc0 += _t2;
+        _acc0 += datt[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1] * att[_i0 * 256 + _i1 * 64 + _rest1 * 8 + _r1];
       }
       return _acc0;
     }, 512);
@@ -2230,7 +2126,7 @@ export async function create(options = {}) {
   //   %t137: f32[16,4,8,8] = sub %datt, %t136   gpt.ts:70  const att = g.softmax(scores, -1);
   //   %dscores: f32[16,4,8,8] = mul %att, %t137   gpt.ts:70
   //   %dt21: f32[16,4,8,8] = mul %dscores, %t90   gpt.ts:69  const scores = query.matmul(key.transpose()).mul(hs ** -0.5).add(mask); // [n, nh, t, t]
-  const kernel_dt21 = kernel(function (att, datt, t136) {
+  const kernel_dt21 = kernel(function (datt, t136, att) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
@@ -2238,10 +2134,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 64;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      const _t0 = datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t136[_i0 * 32 + _i1 * 8 + _i2];
-      const _t1 = att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * _t0;
-      const _t2 = _t1 * 0.35355339059327373;
-      return _t2;
+      return att[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] * (datt[_i0 * 256 + _i1 * 64 + _i2 * 8 + _rest2] - t136[_i0 * 32 + _i1 * 8 + _i2]) * 0.35355339059327373;
     }, 4096);
 
   // dquery = dt21 @ key   matmul'  (gpt.ts:69)
@@ -2288,7 +2181,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dvalue[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dvalue[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_rows_3 = dt18 @ v0_W.T   matmul'  (gpt.ts:31)
@@ -2327,7 +2220,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dkey[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dkey[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_rows_2 = dt15 @ k0_W.T   matmul'  (gpt.ts:31)
@@ -2342,8 +2235,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt15[_i0 * 32 + _r1] * k0_W[_rest0 * 32 + _r1];
       }
-      const _t2 = dln1_rows_3[_i0 * 32 + _rest0] + _acc0;
-      return _t2;
+      return dln1_rows_3[_i0 * 32 + _rest0] + _acc0;
     }, 4096);
 
   // dk0_W = ln1_rows.T @ dt15   matmul'  (gpt.ts:31)
@@ -2369,7 +2261,7 @@ export async function create(options = {}) {
       const _rest1 = _rest0 - _i1 * 32;
       const _i2 = Math.floor(_rest1 / 8);
       const _rest2 = _rest1 - _i2 * 8;
-      return dquery[_i0 * 256 + _i2 * 64 + _i1 * 8 + _rest2];
+      return dquery[_i0 * 256 + _i1 * 8 + _i2 * 64 + _rest2];
     }, 4096);
 
   // dln1_rows_1 = dt12 @ q0_W.T   matmul'  (gpt.ts:31)
@@ -2384,8 +2276,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt12[_i0 * 32 + _r1] * q0_W[_rest0 * 32 + _r1];
       }
-      const _t2 = dln1_rows_acc[_i0 * 32 + _rest0] + _acc0;
-      return _t2;
+      return dln1_rows_acc[_i0 * 32 + _rest0] + _acc0;
     }, 4096);
 
   // dq0_W = ln1_rows.T @ dt12   matmul'  (gpt.ts:31)
@@ -2424,8 +2315,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dln1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
-      return _t0;
+      return dln1[_i0 * 256 + _i1 * 32 + _rest1] * ln1_0_g[_rest1];
     }, 4096);
 
   // dln1_0_g = (dln1 * t10).sum((0, 1))   mul'  (gpt.ts:41)
@@ -2436,8 +2326,7 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 16; _r1++) {
         for (let _r2 = 0; _r2 < 8; _r2++) {
-          const _t3 = dln1[_r1 * 256 + _r2 * 32 + _x] * t10[_r1 * 256 + _r2 * 32 + _x];
-          _acc0 += _t3;
+          _acc0 += dln1[_r1 * 256 + _r2 * 32 + _x] * t10[_r1 * 256 + _r2 * 32 + _x];
         }
       }
       return _acc0;
@@ -2452,8 +2341,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] * t10[_i0 * 256 + _i1 * 32 + _rest1];
-      return _t0;
+      return dt10[_i0 * 256 + _i1 * 32 + _rest1] * t10[_i0 * 256 + _i1 * 32 + _rest1];
     }, 4096);
 
   // t141 = dt10.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -2467,8 +2355,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += dt10[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // t142 = dt10 - t141   ln_apply'  (gpt.ts:41)
@@ -2479,8 +2366,7 @@ export async function create(options = {}) {
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = dt10[_i0 * 256 + _i1 * 32 + _rest1] - t141[_i0 * 8 + _i1];
-      return _t0;
+      return dt10[_i0 * 256 + _i1 * 32 + _rest1] - t141[_i0 * 8 + _i1];
     }, 4096);
 
   // t144 = t139.sum(2) * 0.03125   ln_apply'  (gpt.ts:41)
@@ -2494,8 +2380,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += t139[_i0 * 256 + _rest0 * 32 + _r1];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 128);
 
   // dx_1_2 = t9 * (t142 - t10 * t144)   ln_apply'  (gpt.ts:41)
@@ -2504,17 +2389,13 @@ export async function create(options = {}) {
   //   %t146: f32[16,8,32] = sub %t142, %t145   gpt.ts:41
   //   %dx_1_2: f32[16,8,32] = mul %t9, %t146   gpt.ts:41
   //   %dx: f32[16,8,32] = add %dx_1, %dx_1_2   gpt.ts:54  let x = g.gather(wte, X).add(wpe); // [n, t, c]
-  const kernel_dx = kernel(function (dx_1, t9, t142, t10, t144) {
+  const kernel_dx = kernel(function (t10, t144, t142, t9, dx_1) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 256);
       const _rest0 = _x - _i0 * 256;
       const _i1 = Math.floor(_rest0 / 32);
       const _rest1 = _rest0 - _i1 * 32;
-      const _t0 = t10[_i0 * 256 + _i1 * 32 + _rest1] * t144[_i0 * 8 + _i1];
-      const _t1 = t142[_i0 * 256 + _i1 * 32 + _rest1] - _t0;
-      const _t2 = t9[_i0 * 8 + _i1] * _t1;
-      const _t3 = dx_1[_i0 * 256 + _i1 * 32 + _rest1] + _t2;
-      return _t3;
+      return dx_1[_i0 * 256 + _i1 * 32 + _rest1] + t9[_i0 * 8 + _i1] * (t142[_i0 * 256 + _i1 * 32 + _rest1] - t10[_i0 * 256 + _i1 * 32 + _rest1] * t144[_i0 * 8 + _i1]);
     }, 4096);
 
   // dx_1_2 = t9 * (t142 - t10 * t144)   ln_apply'  (gpt.ts:41)
@@ -2578,7 +2459,7 @@ export async function create(options = {}) {
       const attOut_rows = attOut; // a view of attOut as f32[128,32] (the same array)
       const t26 = kernel_t26(attOut_rows, proj0_W);
       // t27: a view of t26 as f32[16,8,32] (the same array)
-      const x_1 = kernel_x_1(x, t26, proj0_b);
+      const x_1 = kernel_x_1(t26, proj0_b, x);
       const mu_1 = kernel_mu_1(x_1);
       const t33 = kernel_t33(x_1, mu_1);
       const t34 = kernel_t34(x_1, mu_1, t33);
@@ -2590,7 +2471,7 @@ export async function create(options = {}) {
       const hidden_rows = hidden; // a view of hidden as f32[128,128] (the same array)
       const t39 = kernel_t39(hidden_rows, fcout0_W);
       // t40: a view of t39 as f32[16,8,32] (the same array)
-      const x_2 = kernel_x_2(x_1, t39, fcout0_b);
+      const x_2 = kernel_x_2(t39, fcout0_b, x_1);
       const mu_2 = kernel_mu_2(x_2);
       const t46 = kernel_t46(x_2, mu_2);
       const t47 = kernel_t47(x_2, mu_2, t46);
@@ -2617,7 +2498,7 @@ export async function create(options = {}) {
       const attOut_1_rows = attOut_1; // a view of attOut_1 as f32[128,32] (the same array)
       const t62 = kernel_t62(attOut_1_rows, proj1_W);
       // t63: a view of t62 as f32[16,8,32] (the same array)
-      const x_3 = kernel_x_3(x_2, t62, proj1_b);
+      const x_3 = kernel_x_3(t62, proj1_b, x_2);
       const mu_3 = kernel_mu_3(x_3);
       const t69 = kernel_t69(x_3, mu_3);
       const t70 = kernel_t70(x_3, mu_3, t69);
@@ -2629,7 +2510,7 @@ export async function create(options = {}) {
       const hidden_1_rows = hidden_1; // a view of hidden_1 as f32[128,128] (the same array)
       const t75 = kernel_t75(hidden_1_rows, fcout1_W);
       // t76: a view of t75 as f32[16,8,32] (the same array)
-      const x_4 = kernel_x_4(x_3, t75, fcout1_b);
+      const x_4 = kernel_x_4(t75, fcout1_b, x_3);
       const mu_4 = kernel_mu_4(x_4);
       const t82 = kernel_t82(x_4, mu_4);
       const t83 = kernel_t83(x_4, mu_4, t82);
@@ -2674,7 +2555,7 @@ export async function create(options = {}) {
       const attOut_rows = attOut; // a view of attOut as f32[128,32] (the same array)
       const t26 = kernel_t26(attOut_rows, proj0_W);
       // t27: a view of t26 as f32[16,8,32] (the same array)
-      const x_1 = kernel_x_1(x, t26, proj0_b);
+      const x_1 = kernel_x_1(t26, proj0_b, x);
       const mu_1 = kernel_mu_1(x_1);
       const t33 = kernel_t33(x_1, mu_1);
       const t34 = kernel_t34(x_1, mu_1, t33);
@@ -2686,7 +2567,7 @@ export async function create(options = {}) {
       const hidden_rows = hidden; // a view of hidden as f32[128,128] (the same array)
       const t39 = kernel_t39(hidden_rows, fcout0_W);
       // t40: a view of t39 as f32[16,8,32] (the same array)
-      const x_2 = kernel_x_2(x_1, t39, fcout0_b);
+      const x_2 = kernel_x_2(t39, fcout0_b, x_1);
       const mu_2 = kernel_mu_2(x_2);
       const t46 = kernel_t46(x_2, mu_2);
       const t47 = kernel_t47(x_2, mu_2, t46);
@@ -2713,7 +2594,7 @@ export async function create(options = {}) {
       const attOut_1_rows = attOut_1; // a view of attOut_1 as f32[128,32] (the same array)
       const t62 = kernel_t62(attOut_1_rows, proj1_W);
       // t63: a view of t62 as f32[16,8,32] (the same array)
-      const x_3 = kernel_x_3(x_2, t62, proj1_b);
+      const x_3 = kernel_x_3(t62, proj1_b, x_2);
       const mu_3 = kernel_mu_3(x_3);
       const t69 = kernel_t69(x_3, mu_3);
       const t70 = kernel_t70(x_3, mu_3, t69);
@@ -2725,7 +2606,7 @@ export async function create(options = {}) {
       const hidden_1_rows = hidden_1; // a view of hidden_1 as f32[128,128] (the same array)
       const t75 = kernel_t75(hidden_1_rows, fcout1_W);
       // t76: a view of t75 as f32[16,8,32] (the same array)
-      const x_4 = kernel_x_4(x_3, t75, fcout1_b);
+      const x_4 = kernel_x_4(t75, fcout1_b, x_3);
       const mu_4 = kernel_mu_4(x_4);
       const t82 = kernel_t82(x_4, mu_4);
       const t83 = kernel_t83(x_4, mu_4, t82);
@@ -2737,7 +2618,7 @@ export async function create(options = {}) {
       const logits_rows = logits; // a view of logits as f32[128,27] (the same array)
       const loss = kernel_loss(logits_rows, Y_rows);
       const t91 = kernel_t91(logits_rows);
-      const dlogits_rows = kernel_dlogits_rows(t91, Y_rows);
+      const dlogits_rows = kernel_dlogits_rows(Y_rows, t91);
       const dlogits = dlogits_rows; // a view of dlogits_rows as f32[16,8,27] (the same array)
       const dt85 = dlogits; // a view of dlogits as f32[128,27] (the same array)
       const dhead_b = kernel_dhead_b(dlogits);
@@ -2751,13 +2632,13 @@ export async function create(options = {}) {
       const t97 = kernel_t97(dt83);
       const t98 = kernel_t98(dt83, t97);
       const t100 = kernel_t100(t95);
-      const dx_4 = kernel_dx_4(t82, t98, t83, t100);
+      const dx_4 = kernel_dx_4(t83, t100, t98, t82);
       const dt75 = dx_4; // a view of dx_4 as f32[128,32] (the same array)
       const dfcout1_b = kernel_dfcout1_b(dx_4);
       const dhidden_1_rows = kernel_dhidden_1_rows(dt75, fcout1_W);
       const dhidden_1 = dhidden_1_rows; // a view of dhidden_1_rows as f32[16,8,128] (the same array)
       const dfcout1_W = kernel_dfcout1_W(hidden_1_rows, dt75);
-      const dt74 = kernel_dt74(dhidden_1, hidden_1);
+      const dt74 = kernel_dt74(hidden_1, dhidden_1);
       const dt72 = dt74; // a view of dt74 as f32[128,128] (the same array)
       const dfc1_b = kernel_dfc1_b(dt74);
       const dln2_1_rows = kernel_dln2_1_rows(dt72, fc1_W);
@@ -2770,7 +2651,7 @@ export async function create(options = {}) {
       const t107 = kernel_t107(dt70);
       const t108 = kernel_t108(dt70, t107);
       const t110 = kernel_t110(t105);
-      const dx_3 = kernel_dx_3(dx_4, t69, t108, t70, t110);
+      const dx_3 = kernel_dx_3(t70, t110, t108, t69, dx_4);
       const dt62 = dx_3; // a view of dx_3 as f32[128,32] (the same array)
       const dproj1_b = kernel_dproj1_b(dx_3);
       const dattOut_1_rows = kernel_dattOut_1_rows(dt62, proj1_W);
@@ -2781,7 +2662,7 @@ export async function create(options = {}) {
       const datt_1 = kernel_datt_1(dt60, value_1);
       const dvalue_1 = kernel_dvalue_1(att_1, dt60);
       const t114 = kernel_t114(datt_1, att_1);
-      const dt58 = kernel_dt58(att_1, datt_1, t114);
+      const dt58 = kernel_dt58(datt_1, t114, att_1);
       const dquery_1 = kernel_dquery_1(dt58, key_1);
       const dkey_1 = kernel_dkey_1(dt58, query_1);
       const dt57 = kernel_dt57(dvalue_1);
@@ -2807,13 +2688,13 @@ export async function create(options = {}) {
       const t119 = kernel_t119(dt47);
       const t120 = kernel_t120(dt47, t119);
       const t122 = kernel_t122(t117);
-      const dx_2 = kernel_dx_2(dx_3, t46, t120, t47, t122);
+      const dx_2 = kernel_dx_2(t47, t122, t120, t46, dx_3);
       const dt39 = dx_2; // a view of dx_2 as f32[128,32] (the same array)
       const dfcout0_b = kernel_dfcout0_b(dx_2);
       const dhidden_rows = kernel_dhidden_rows(dt39, fcout0_W);
       const dhidden = dhidden_rows; // a view of dhidden_rows as f32[16,8,128] (the same array)
       const dfcout0_W = kernel_dfcout0_W(hidden_rows, dt39);
-      const dt38 = kernel_dt38(dhidden, hidden);
+      const dt38 = kernel_dt38(hidden, dhidden);
       const dt36 = dt38; // a view of dt38 as f32[128,128] (the same array)
       const dfc0_b = kernel_dfc0_b(dt38);
       const dln2_rows = kernel_dln2_rows(dt36, fc0_W);
@@ -2826,7 +2707,7 @@ export async function create(options = {}) {
       const t129 = kernel_t129(dt34);
       const t130 = kernel_t130(dt34, t129);
       const t132 = kernel_t132(t127);
-      const dx_1 = kernel_dx_1(dx_2, t33, t130, t34, t132);
+      const dx_1 = kernel_dx_1(t34, t132, t130, t33, dx_2);
       const dt26 = dx_1; // a view of dx_1 as f32[128,32] (the same array)
       const dproj0_b = kernel_dproj0_b(dx_1);
       const dattOut_rows = kernel_dattOut_rows(dt26, proj0_W);
@@ -2837,7 +2718,7 @@ export async function create(options = {}) {
       const datt = kernel_datt(dt24, value);
       const dvalue = kernel_dvalue(att, dt24);
       const t136 = kernel_t136(datt, att);
-      const dt21 = kernel_dt21(att, datt, t136);
+      const dt21 = kernel_dt21(datt, t136, att);
       const dquery = kernel_dquery(dt21, key);
       const dkey = kernel_dkey(dt21, query);
       const dt20 = kernel_dt20(dvalue);
@@ -2863,7 +2744,7 @@ export async function create(options = {}) {
       const t141 = kernel_t141(dt10);
       const t142 = kernel_t142(dt10, t141);
       const t144 = kernel_t144(t139);
-      const dx = kernel_dx(dx_1, t9, t142, t10, t144);
+      const dx = kernel_dx(t10, t144, t142, t9, dx_1);
       const dwpe = kernel_dwpe(dx);
       const dwte = kernel_dwte(X, dx);
       return [loss, dwte, dwpe, dln1_0_g, dln1_0_b, dq0_W, dk0_W, dv0_W, dproj0_W, dproj0_b, dln2_0_g, dln2_0_b, dfc0_W, dfc0_b, dfcout0_W, dfcout0_b, dln1_1_g, dln1_1_b, dq1_W, dk1_W, dv1_W, dproj1_W, dproj1_b, dln2_1_g, dln2_1_b, dfc1_W, dfc1_b, dfcout1_W, dfcout1_b, dlnf_g, dlnf_b, dhead_W, dhead_b];

@@ -186,8 +186,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 30; _r1++) {
         _acc0 += embcat[_i0 * 30 + _r1] * W1[_r1 * 64 + _rest0];
       }
-      const _t2 = _acc0 + b1[_rest0];
-      return _t2;
+      return _acc0 + b1[_rest0];
     }, 2048);
 
   // bnmeani = hprebn.sum(0) * 0.03125  (makemore.ts:46)
@@ -199,8 +198,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += hprebn[_r1 * 64 + _x];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore.ts:47)
@@ -218,13 +216,10 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = hprebn[_r1 * 64 + _x] - bnmeani[_x];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03225806451612903;
-      const _t5 = _t4 + 0.00001;
-      const _t6 = 1 / Math.sqrt(_t5);
-      return _t6;
+      const _t3 = _acc0 * 0.03225806451612903 + 0.00001;
+      return 1 / Math.sqrt(_t3);
     }, 64);
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)
@@ -236,8 +231,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = (hprebn[_i0 * 64 + _rest0] - bnmeani[_rest0]) * bnvar_inv[_rest0];
-      return _t0;
+      return (hprebn[_i0 * 64 + _rest0] - bnmeani[_rest0]) * bnvar_inv[_rest0];
     }, 2048);
 
   // hpreact = bngain * bnraw + bnbias  (makemore.ts:52)
@@ -245,13 +239,11 @@ export async function create(options = {}) {
   //   %t9: f32[32,64] = mul %bngain, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %hpreact: f32[32,64] = add %t9, %bnbias   makemore.ts:52
   //   %h: f32[32,64] = tanh %hpreact   makemore.ts:54  const h = hpreact.tanh(); // hidden layer
-  const kernel_h = kernel(function (bngain, bnraw, bnbias) {
+  const kernel_h = kernel(function (bnraw, bngain, bnbias) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = bngain[_rest0] * bnraw[_i0 * 64 + _rest0];
-      const _t1 = _t0 + bnbias[_rest0];
-      return Math.tanh(_t1);
+      return Math.tanh(bngain[_rest0] * bnraw[_i0 * 64 + _rest0] + bnbias[_rest0]);
     }, 2048);
 
   // logits = h @ W2 + b2  (makemore.ts:56)
@@ -265,8 +257,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += h[_i0 * 64 + _r1] * W2[_r1 * 27 + _rest0];
       }
-      const _t2 = _acc0 + b2[_rest0];
-      return _t2;
+      return _acc0 + b2[_rest0];
     }, 864);
 
   // probs = softmax(logits, 1)  (makemore.ts:63)
@@ -309,14 +300,11 @@ export async function create(options = {}) {
   //   %t15: f32[32,27] = one_hot %Yb {depth=27}   makemore.ts:65  const loss = g.pick(logprobs, Yb).mean().neg();
   //   %t16: f32[32,27] = sub %probs, %t15   makemore.ts:65
   //   %dlogits: f32[32,27] = mul %t16, %t11   makemore.ts:65
-  const kernel_dlogits = kernel(function (probs, Yb) {
+  const kernel_dlogits = kernel(function (Yb, probs) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
-      const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-      const _t1 = probs[_i0 * 27 + _rest0] - _t0;
-      const _t2 = _t1 * 0.03125;
-      return _t2;
+      return (probs[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
     }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore.ts:56)
@@ -365,14 +353,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
   //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52
-  const kernel_dbnbias = kernel(function (dh, h) {
+  const kernel_dbnbias = kernel(function (h, dh) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        _acc0 += _t4;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]);
       }
       return _acc0;
     }, 64);
@@ -384,15 +369,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
   //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore.ts:52
-  const kernel_dbngain = kernel(function (dh, h, bnraw) {
+  const kernel_dbngain = kernel(function (h, dh, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        const _t5 = _t4 * bnraw[_r1 * 64 + _x];
-        _acc0 += _t5;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]) * bnraw[_r1 * 64 + _x];
       }
       return _acc0;
     }, 64);
@@ -404,15 +385,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t18   makemore.ts:54
   //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore.ts:52  const hpreact = bngain.mul(bnraw).add(bnbias);
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore.ts:52
-  const kernel_dbnraw = kernel(function (dh, h, bngain) {
+  const kernel_dbnraw = kernel(function (h, dh, bngain) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0];
-      const _t1 = 1 - _t0;
-      const _t2 = dh[_i0 * 64 + _rest0] * _t1;
-      const _t3 = _t2 * bngain[_rest0];
-      return _t3;
+      return dh[_i0 * 64 + _rest0] * (1 - h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0]) * bngain[_rest0];
     }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
@@ -424,8 +401,7 @@ export async function create(options = {}) {
   //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t20 = kernel(function (bnvar_inv) {
       const _x = this.thread.x;
-      const _t0 = bnvar_inv[_x] * 0.03125;
-      return _t0;
+      return bnvar_inv[_x] * 0.03125;
     }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
@@ -437,8 +413,7 @@ export async function create(options = {}) {
   //   %t21: f32[1,64] = mul %dbnbias, %bngain   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t21 = kernel(function (dbnbias, bngain) {
       const _x = this.thread.x;
-      const _t0 = dbnbias[_x] * bngain[_x];
-      return _t0;
+      return dbnbias[_x] * bngain[_x];
     }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore.ts:54)
@@ -450,8 +425,7 @@ export async function create(options = {}) {
   //   %t22: f32[1,64] = mul %dbngain, %bngain   makemore.ts:51  const bnraw = bndiff.mul(bnvar_inv);
   const kernel_t22 = kernel(function (dbngain, bngain) {
       const _x = this.thread.x;
-      const _t0 = dbngain[_x] * bngain[_x];
-      return _t0;
+      return dbngain[_x] * bngain[_x];
     }, 64);
 
   // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore.ts:51)
@@ -461,17 +435,11 @@ export async function create(options = {}) {
   //   %t26: f32[32,64] = mul %t25, %t22   makemore.ts:51
   //   %t27: f32[32,64] = sub %t24, %t26   makemore.ts:51
   //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore.ts:51
-  const kernel_dhprebn = kernel(function (t20, dbnraw, t21, bnraw, t22) {
+  const kernel_dhprebn = kernel(function (dbnraw, t21, bnraw, t22, t20) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = dbnraw[_i0 * 64 + _rest0] * 32;
-      const _t1 = _t0 - t21[_rest0];
-      const _t2 = bnraw[_i0 * 64 + _rest0] * 1.032258064516129;
-      const _t3 = _t2 * t22[_rest0];
-      const _t4 = _t1 - _t3;
-      const _t5 = t20[_rest0] * _t4;
-      return _t5;
+      return t20[_rest0] * (dbnraw[_i0 * 64 + _rest0] * 32 - t21[_rest0] - bnraw[_i0 * 64 + _rest0] * 1.032258064516129 * t22[_rest0]);
     }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore.ts:44)
@@ -537,7 +505,7 @@ export async function create(options = {}) {
       const bnmeani = kernel_bnmeani(hprebn);
       const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
       const bnraw = kernel_bnraw(hprebn, bnmeani, bnvar_inv);
-      const h = kernel_h(bngain, bnraw, bnbias);
+      const h = kernel_h(bnraw, bngain, bnbias);
       const logits = kernel_logits(h, W2, b2);
       const probs = kernel_probs(logits);
       const loss = kernel_loss(logits, Yb);
@@ -552,21 +520,21 @@ export async function create(options = {}) {
       const bnmeani = kernel_bnmeani(hprebn);
       const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
       const bnraw = kernel_bnraw(hprebn, bnmeani, bnvar_inv);
-      const h = kernel_h(bngain, bnraw, bnbias);
+      const h = kernel_h(bnraw, bngain, bnbias);
       const logits = kernel_logits(h, W2, b2);
       const probs = kernel_probs(logits);
       const loss = kernel_loss(logits, Yb);
-      const dlogits = kernel_dlogits(probs, Yb);
+      const dlogits = kernel_dlogits(Yb, probs);
       const db2 = kernel_db2(dlogits);
       const dh = kernel_dh(dlogits, W2);
       const dW2 = kernel_dW2(h, dlogits);
-      const dbnbias = kernel_dbnbias(dh, h);
-      const dbngain = kernel_dbngain(dh, h, bnraw);
-      const dbnraw = kernel_dbnraw(dh, h, bngain);
+      const dbnbias = kernel_dbnbias(h, dh);
+      const dbngain = kernel_dbngain(h, dh, bnraw);
+      const dbnraw = kernel_dbnraw(h, dh, bngain);
       const t20 = kernel_t20(bnvar_inv);
       const t21 = kernel_t21(dbnbias, bngain);
       const t22 = kernel_t22(dbngain, bngain);
-      const dhprebn = kernel_dhprebn(t20, dbnraw, t21, bnraw, t22);
+      const dhprebn = kernel_dhprebn(dbnraw, t21, bnraw, t22, t20);
       const db1 = kernel_db1(dhprebn);
       const dembcat = kernel_dembcat(dhprebn, W1);
       const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)

@@ -316,8 +316,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 30; _r1++) {
       _acc0 += embcat[_i0 * 30 + _r1] * W1[_r1 * 64 + _rest0];
     }
-    const _t2 = _acc0 + b1[_rest0];
-    return _t2;
+    return _acc0 + b1[_rest0];
   }, 2048);
 
   // bnmeani = hprebn.sum(0) * 0.03125  (makemore_composite.ts:23)
@@ -329,8 +328,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += hprebn[_r1 * 64 + _x];
     }
-    const _t2 = _acc0 * 0.03125;
-    return _t2;
+    return _acc0 * 0.03125;
   }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore_composite.ts:23)
@@ -352,13 +350,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       const _t2 = hprebn[_r1 * 64 + _x] - bnmeani[_x];
-      const _t3 = _t2 * _t2;
-      _acc0 += _t3;
+      _acc0 += _t2 * _t2;
     }
-    const _t4 = _acc0 * 0.03225806451612903;
-    const _t5 = _t4 + 0.00001;
-    const _t6 = 1 / Math.sqrt(_t5);
-    return _t6;
+    const _t3 = _acc0 * 0.03225806451612903 + 0.00001;
+    return 1 / Math.sqrt(_t3);
   }, 64);
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore_composite.ts:23)
@@ -375,8 +370,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = (hprebn[_i0 * 64 + _rest0] - bnmeani[_rest0]) * bnvar_inv[_rest0];
-    return _t0;
+    return (hprebn[_i0 * 64 + _rest0] - bnmeani[_rest0]) * bnvar_inv[_rest0];
   }, 2048);
 
   // hpreact = bngain * bnraw + bnbias  (makemore_composite.ts:23)
@@ -386,16 +380,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %h: f32[32,64] = tanh %hpreact   makemore_composite.ts:24  const h = hpreact.tanh();
   const kernel_h = kernel(function (
     this: IKernelFunctionThis,
-    bngain: Float32Array,
     bnraw: Float32Array,
+    bngain: Float32Array,
     bnbias: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = bngain[_rest0] * bnraw[_i0 * 64 + _rest0];
-    const _t1 = _t0 + bnbias[_rest0];
-    return Math.tanh(_t1);
+    return Math.tanh(bngain[_rest0] * bnraw[_i0 * 64 + _rest0] + bnbias[_rest0]);
   }, 2048);
 
   // logits = h @ W2 + b2  (makemore_composite.ts:25)
@@ -414,8 +406,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += h[_i0 * 64 + _r1] * W2[_r1 * 27 + _rest0];
     }
-    const _t2 = _acc0 + b2[_rest0];
-    return _t2;
+    return _acc0 + b2[_rest0];
   }, 864);
 
   // loss = cross_entropy(logits, Yb)  (makemore_composite.ts:26)
@@ -464,16 +455,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dlogits: f32[32,27] = mul %t16, %t11   makemore_composite.ts:26
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
-    probs: Float32Array,
     Yb: Float32Array,
+    probs: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
-    const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-    const _t1 = probs[_i0 * 27 + _rest0] - _t0;
-    const _t2 = _t1 * 0.03125;
-    return _t2;
+    return (probs[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
   }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore_composite.ts:25)
@@ -532,16 +520,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t19: f32[32,64] = mul %dhpreact, %bnraw   makemore_composite.ts:23
   const kernel_dbnbias = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh[_r1 * 64 + _x] * _t3;
-      _acc0 += _t4;
+      _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]);
     }
     return _acc0;
   }, 64);
@@ -555,18 +540,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbngain: f32[1,64] = sum %t19 {axes=[0], keepDims=true}   makemore_composite.ts:23
   const kernel_dbngain = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
     bnraw: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh[_r1 * 64 + _x] * _t3;
-      const _t5 = _t4 * bnraw[_r1 * 64 + _x];
-      _acc0 += _t5;
+      _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]) * bnraw[_r1 * 64 + _x];
     }
     return _acc0;
   }, 64);
@@ -580,18 +561,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore_composite.ts:23
   const kernel_dbnraw = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = dh[_i0 * 64 + _rest0] * _t1;
-    const _t3 = _t2 * bngain[_rest0];
-    return _t3;
+    return dh[_i0 * 64 + _rest0] * (1 - h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0]) * bngain[_rest0];
   }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
@@ -603,8 +580,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t20: f32[1,64] = mul %bnvar_inv, %t11   makemore_composite.ts:23
   const kernel_t20 = kernel(function (this: IKernelFunctionThis, bnvar_inv: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = bnvar_inv[_x] * 0.03125;
-    return _t0;
+    return bnvar_inv[_x] * 0.03125;
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
@@ -620,8 +596,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = dbnbias[_x] * bngain[_x];
-    return _t0;
+    return dbnbias[_x] * bngain[_x];
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_composite.ts:24)
@@ -637,8 +612,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = dbngain[_x] * bngain[_x];
-    return _t0;
+    return dbngain[_x] * bngain[_x];
   }, 64);
 
   // dhprebn = t20 * (dbnraw * 32 - t21 - bnraw * 1.032258064516129 * t22)   bn_apply'  (makemore_composite.ts:23)
@@ -650,22 +624,21 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dhprebn: f32[32,64] = mul %t20, %t27   makemore_composite.ts:23
   const kernel_dhprebn = kernel(function (
     this: IKernelFunctionThis,
-    t20: Float32Array,
     dbnraw: Float32Array,
     t21: Float32Array,
     bnraw: Float32Array,
     t22: Float32Array,
+    t20: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = dbnraw[_i0 * 64 + _rest0] * 32;
-    const _t1 = _t0 - t21[_rest0];
-    const _t2 = bnraw[_i0 * 64 + _rest0] * 1.032258064516129;
-    const _t3 = _t2 * t22[_rest0];
-    const _t4 = _t1 - _t3;
-    const _t5 = t20[_rest0] * _t4;
-    return _t5;
+    return (
+      t20[_rest0] *
+      (dbnraw[_i0 * 64 + _rest0] * 32 -
+        t21[_rest0] -
+        bnraw[_i0 * 64 + _rest0] * 1.032258064516129 * t22[_rest0])
+    );
   }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore_composite.ts:22)
@@ -753,7 +726,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani = kernel_bnmeani(hprebn);
     const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
     const bnraw = kernel_bnraw(hprebn, bnmeani, bnvar_inv);
-    const h = kernel_h(bngain, bnraw, bnbias);
+    const h = kernel_h(bnraw, bngain, bnbias);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
@@ -778,21 +751,21 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani = kernel_bnmeani(hprebn);
     const bnvar_inv = kernel_bnvar_inv(hprebn, bnmeani);
     const bnraw = kernel_bnraw(hprebn, bnmeani, bnvar_inv);
-    const h = kernel_h(bngain, bnraw, bnbias);
+    const h = kernel_h(bnraw, bngain, bnbias);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
-    const dlogits = kernel_dlogits(probs, Yb);
+    const dlogits = kernel_dlogits(Yb, probs);
     const db2 = kernel_db2(dlogits);
     const dh = kernel_dh(dlogits, W2);
     const dW2 = kernel_dW2(h, dlogits);
-    const dbnbias = kernel_dbnbias(dh, h);
-    const dbngain = kernel_dbngain(dh, h, bnraw);
-    const dbnraw = kernel_dbnraw(dh, h, bngain);
+    const dbnbias = kernel_dbnbias(h, dh);
+    const dbngain = kernel_dbngain(h, dh, bnraw);
+    const dbnraw = kernel_dbnraw(h, dh, bngain);
     const t20 = kernel_t20(bnvar_inv);
     const t21 = kernel_t21(dbnbias, bngain);
     const t22 = kernel_t22(dbngain, bngain);
-    const dhprebn = kernel_dhprebn(t20, dbnraw, t21, bnraw, t22);
+    const dhprebn = kernel_dhprebn(dbnraw, t21, bnraw, t22, t20);
     const db1 = kernel_db1(dhprebn);
     const dembcat = kernel_dembcat(dhprebn, W1);
     const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)

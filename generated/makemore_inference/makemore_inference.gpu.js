@@ -190,9 +190,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 30; _r1++) {
         _acc0 += embcat[_i0 * 30 + _r1] * W1[_r1 * 64 + _rest0];
       }
-      const _t2 = _acc0 + b1[_rest0];
-      const _t3 = _t2 - bnmean[_rest0];
-      return _t3;
+      return _acc0 + b1[_rest0] - bnmean[_rest0];
     }, 2048);
 
   // hprebn = embcat @ W1 + b1  (makemore_inference.ts:29)
@@ -200,12 +198,11 @@ export async function create(options = {}) {
   //   %t1: f32[32,64] = matmul %embcat, %W1 {transA=false, transB=false}   makemore_inference.ts:29  const hprebn = embcat.matmul(W1).add(b1);
   //   %hprebn: f32[32,64] = add %t1, %b1   makemore_inference.ts:29
   //   %t3: f32[32,64] = mul %bngain, %t2   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
-  const kernel_t3 = kernel(function (bngain, t2) {
+  const kernel_t3 = kernel(function (t2, bngain) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = bngain[_rest0] * t2[_i0 * 64 + _rest0];
-      return _t0;
+      return bngain[_rest0] * t2[_i0 * 64 + _rest0];
     }, 2048);
 
   // t7 = (bnvar + 0.00001)**-0.5  (makemore_inference.ts:30)
@@ -214,8 +211,7 @@ export async function create(options = {}) {
   const kernel_t7 = kernel(function (bnvar) {
       const _x = this.thread.x;
       const _t0 = bnvar[_x] + 0.00001;
-      const _t1 = 1 / Math.sqrt(_t0);
-      return _t1;
+      return 1 / Math.sqrt(_t0);
     }, 64);
 
   // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)
@@ -227,9 +223,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = t3[_i0 * 64 + _rest0] * t7[_rest0];
-      const _t1 = _t0 + bnbias[_rest0];
-      return Math.tanh(_t1);
+      return Math.tanh(t3[_i0 * 64 + _rest0] * t7[_rest0] + bnbias[_rest0]);
     }, 2048);
 
   // logits = h @ W2 + b2  (makemore_inference.ts:32)
@@ -243,8 +237,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += h[_i0 * 64 + _r1] * W2[_r1 * 27 + _rest0];
       }
-      const _t2 = _acc0 + b2[_rest0];
-      return _t2;
+      return _acc0 + b2[_rest0];
     }, 864);
 
   // loss = cross_entropy(logits, Yb)  (makemore_inference.ts:33)
@@ -287,14 +280,11 @@ export async function create(options = {}) {
   //   %t12: f32[32,27] = one_hot %Yb {depth=27}   makemore_inference.ts:33  const loss = g.crossEntropy(logits, Yb);
   //   %t13: f32[32,27] = sub %probs, %t12   makemore_inference.ts:33
   //   %dlogits: f32[32,27] = mul %t13, %t10   makemore_inference.ts:33
-  const kernel_dlogits = kernel(function (probs, Yb) {
+  const kernel_dlogits = kernel(function (Yb, probs) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
-      const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-      const _t1 = probs[_i0 * 27 + _rest0] - _t0;
-      const _t2 = _t1 * 0.03125;
-      return _t2;
+      return (probs[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
     }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore_inference.ts:32)
@@ -345,14 +335,11 @@ export async function create(options = {}) {
   //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30
   //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
-  const kernel_dbnbias = kernel(function (dh, h) {
+  const kernel_dbnbias = kernel(function (h, dh) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        _acc0 += _t4;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]);
       }
       return _acc0;
     }, 64);
@@ -366,16 +353,11 @@ export async function create(options = {}) {
   //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
   //   %dbngain: f32[1,64] = sum %t16 {axes=[0], keepDims=true}   makemore_inference.ts:30
-  const kernel_dbngain = kernel(function (dh, h, t7, t2) {
+  const kernel_dbngain = kernel(function (h, dh, t7, t2) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        const _t5 = _t4 * t7[_x];
-        const _t6 = _t5 * t2[_r1 * 64 + _x];
-        _acc0 += _t6;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]) * t7[_x] * t2[_r1 * 64 + _x];
       }
       return _acc0;
     }, 64);
@@ -389,16 +371,11 @@ export async function create(options = {}) {
   //   %dt3: f32[32,64] = mul %dhpreact, %t7   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   //   %t16: f32[32,64] = mul %dt3, %t2   makemore_inference.ts:30
   //   %dt2: f32[32,64] = mul %dt3, %bngain   makemore_inference.ts:30
-  const kernel_dt2 = kernel(function (dh, h, t7, bngain) {
+  const kernel_dt2 = kernel(function (h, dh, t7, bngain) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0];
-      const _t1 = 1 - _t0;
-      const _t2 = dh[_i0 * 64 + _rest0] * _t1;
-      const _t3 = _t2 * t7[_rest0];
-      const _t4 = _t3 * bngain[_rest0];
-      return _t4;
+      return dh[_i0 * 64 + _rest0] * (1 - h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0]) * t7[_rest0] * bngain[_rest0];
     }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_inference.ts:31)
@@ -463,7 +440,7 @@ export async function create(options = {}) {
       const emb = kernel_emb(Xb, C);
       const embcat = emb; // a view of emb as f32[32,30] (the same array)
       const t2 = kernel_t2(embcat, W1, b1, bnmean);
-      const t3 = kernel_t3(bngain, t2);
+      const t3 = kernel_t3(t2, bngain);
       const t7 = kernel_t7(bnvar);
       const h = kernel_h(t3, t7, bnbias);
       const logits = kernel_logits(h, W2, b2);
@@ -477,19 +454,19 @@ export async function create(options = {}) {
       const emb = kernel_emb(Xb, C);
       const embcat = emb; // a view of emb as f32[32,30] (the same array)
       const t2 = kernel_t2(embcat, W1, b1, bnmean);
-      const t3 = kernel_t3(bngain, t2);
+      const t3 = kernel_t3(t2, bngain);
       const t7 = kernel_t7(bnvar);
       const h = kernel_h(t3, t7, bnbias);
       const logits = kernel_logits(h, W2, b2);
       const loss = kernel_loss(logits, Yb);
       const probs = kernel_probs(logits);
-      const dlogits = kernel_dlogits(probs, Yb);
+      const dlogits = kernel_dlogits(Yb, probs);
       const db2 = kernel_db2(dlogits);
       const dh = kernel_dh(dlogits, W2);
       const dW2 = kernel_dW2(h, dlogits);
-      const dbnbias = kernel_dbnbias(dh, h);
-      const dbngain = kernel_dbngain(dh, h, t7, t2);
-      const dt2 = kernel_dt2(dh, h, t7, bngain);
+      const dbnbias = kernel_dbnbias(h, dh);
+      const dbngain = kernel_dbngain(h, dh, t7, t2);
+      const dt2 = kernel_dt2(h, dh, t7, bngain);
       const db1 = kernel_db1(dt2);
       const dembcat = kernel_dembcat(dt2, W1);
       const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)

@@ -424,7 +424,8 @@ function forwardPass() {
   //   %t5: f32[1,64] = add %bnvar, %t4   makemore_inference.ts:30  const hpreact = bngain.mul(hprebn.sub(bnmean)).mul(bnvar.add(1e-5).pow(-0.5)).add(bnbias);
   //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
   for (let i = 0; i < 64; i++) {
-    t7[i] = 1 / Math.sqrt(bnvar[i] + 0.00001);
+    const _t5 = bnvar[i] + 0.00001;
+    t7[i] = _t5 === -Infinity ? 0 : 1 / Math.sqrt(_t5 + 0);
   }
 
   // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)

@@ -216,8 +216,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 30; _r1++) {
         _acc0 += embcat[_i0 * 30 + _r1] * W1[_r1 * 64 + _rest0];
       }
-      const _t2 = _acc0 + b1[_rest0];
-      return _t2;
+      return _acc0 + b1[_rest0];
     }, 2048);
 
   // bnmeani = hprebn.sum(0) * 0.03125  (makemore_running.ts:28)
@@ -229,8 +228,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += hprebn[_r1 * 64 + _x];
       }
-      const _t2 = _acc0 * 0.03125;
-      return _t2;
+      return _acc0 * 0.03125;
     }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore_running.ts:28)
@@ -246,11 +244,9 @@ export async function create(options = {}) {
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         const _t2 = hprebn[_r1 * 64 + _x] - bnmeani[_x];
-        const _t3 = _t2 * _t2;
-        _acc0 += _t3;
+        _acc0 += _t2 * _t2;
       }
-      const _t4 = _acc0 * 0.03225806451612903;
-      return _t4;
+      return _acc0 * 0.03225806451612903;
     }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore_running.ts:28)
@@ -264,8 +260,7 @@ export async function create(options = {}) {
   const kernel_bnvar_inv = kernel(function (bnvar) {
       const _x = this.thread.x;
       const _t0 = bnvar[_x] + 0.00001;
-      const _t1 = 1 / Math.sqrt(_t0);
-      return _t1;
+      return 1 / Math.sqrt(_t0);
     }, 64);
 
   // bnvar_inv_running = (t9 + 0.00001)**-0.5  (makemore_running.ts:28)
@@ -273,20 +268,17 @@ export async function create(options = {}) {
   //   %t10: f32[1,64] = add %t9, %t6   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %bnvar_inv_running: f32[1,64] = pow %t10, %t8   makemore_running.ts:28
   //   %bninv: f32[1,64] = select %training, %bnvar_inv, %bnvar_inv_running   makemore_running.ts:28
-  const kernel_bninv = kernel(function (training, bnvar_inv, hpreact_running_var) {
+  const kernel_bninv = kernel(function (hpreact_running_var, training, bnvar_inv) {
       const _x = this.thread.x;
       const _t0 = hpreact_running_var[_x] + 0.00001;
-      const _t1 = 1 / Math.sqrt(_t0);
-      const _t2 = training[0] !== 0 ? bnvar_inv[_x] : _t1;
-      return _t2;
+      return training[0] === 0 ? 1 / Math.sqrt(_t0) : bnvar_inv[_x];
     }, 64);
 
   // bnmean = where(training, bnmeani, t11)  (makemore_running.ts:28)
   //   %bnmean: f32[1,64] = select %training, %bnmeani, %t11   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   const kernel_bnmean = kernel(function (training, bnmeani, hpreact_running_mean) {
       const _x = this.thread.x;
-      const _t0 = training[0] !== 0 ? bnmeani[_x] : hpreact_running_mean[_x];
-      return _t0;
+      return training[0] === 0 ? hpreact_running_mean[_x] : bnmeani[_x];
     }, 64);
 
   // bnraw = (hprebn - bnmean) * bninv  (makemore_running.ts:28)
@@ -298,8 +290,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = (hprebn[_i0 * 64 + _rest0] - bnmean[_rest0]) * bninv[_rest0];
-      return _t0;
+      return (hprebn[_i0 * 64 + _rest0] - bnmean[_rest0]) * bninv[_rest0];
     }, 2048);
 
   // hpreact = bngain * bnraw + bnbias  (makemore_running.ts:28)
@@ -307,31 +298,26 @@ export async function create(options = {}) {
   //   %t20: f32[32,64] = mul %bngain, %bnraw   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %hpreact: f32[32,64] = add %t20, %bnbias   makemore_running.ts:28
   //   %h: f32[32,64] = tanh %hpreact   makemore_running.ts:29  const h = g.dropout(hpreact.tanh(), dropout);
-  const kernel_h = kernel(function (bngain, bnraw, bnbias) {
+  const kernel_h = kernel(function (bnraw, bngain, bnbias) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = bngain[_rest0] * bnraw[_i0 * 64 + _rest0];
-      const _t1 = _t0 + bnbias[_rest0];
-      return Math.tanh(_t1);
+      return Math.tanh(bngain[_rest0] * bnraw[_i0 * 64 + _rest0] + bnbias[_rest0]);
     }, 2048);
 
   // t13 = hpreact_running_mean * 0.999  (makemore_running.ts:28)
   //   %t13: f32[64] = mul %hpreact_running_mean, %t12   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   const kernel_t13 = kernel(function (hpreact_running_mean) {
       const _x = this.thread.x;
-      const _t0 = hpreact_running_mean[_x] * 0.999;
-      return _t0;
+      return hpreact_running_mean[_x] * 0.999;
     }, 64);
 
   // hpreact_running_mean_next = t13 + t14 * 0.001  (makemore_running.ts:28)
   //   %t16: f32[64] = mul %t14, %t15   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %hpreact_running_mean_next: f32[64] = add %t13, %t16   makemore_running.ts:28
-  const kernel_hpreact_running_mean_next = kernel(function (t13, bnmeani) {
+  const kernel_hpreact_running_mean_next = kernel(function (bnmeani, t13) {
       const _x = this.thread.x;
-      const _t0 = bnmeani[_x] * 0.001;
-      const _t1 = t13[_x] + _t0;
-      return _t1;
+      return t13[_x] + bnmeani[_x] * 0.001;
     }, 64);
 
   // t17 = hpreact_running_var * 0.999  (makemore_running.ts:28)
@@ -339,18 +325,15 @@ export async function create(options = {}) {
   //   %t17: f32[64] = mul %hpreact_running_var, %t12   makemore_running.ts:28
   const kernel_t17 = kernel(function (hpreact_running_var) {
       const _x = this.thread.x;
-      const _t0 = hpreact_running_var[_x] * 0.999;
-      return _t0;
+      return hpreact_running_var[_x] * 0.999;
     }, 64);
 
   // hpreact_running_var_next = t17 + t18 * 0.001  (makemore_running.ts:28)
   //   %t19: f32[64] = mul %t18, %t15   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %hpreact_running_var_next: f32[64] = add %t17, %t19   makemore_running.ts:28
-  const kernel_hpreact_running_var_next = kernel(function (t17, bnvar) {
+  const kernel_hpreact_running_var_next = kernel(function (bnvar, t17) {
       const _x = this.thread.x;
-      const _t0 = bnvar[_x] * 0.001;
-      const _t1 = t17[_x] + _t0;
-      return _t1;
+      return t17[_x] + bnvar[_x] * 0.001;
     }, 64);
 
   // logits = h @ W2 + b2  (makemore_running.ts:30)
@@ -364,8 +347,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 64; _r1++) {
         _acc0 += h[_i0 * 64 + _r1] * W2[_r1 * 27 + _rest0];
       }
-      const _t2 = _acc0 + b2[_rest0];
-      return _t2;
+      return _acc0 + b2[_rest0];
     }, 864);
 
   // loss = cross_entropy(logits, Yb)  (makemore_running.ts:31)
@@ -408,14 +390,11 @@ export async function create(options = {}) {
   //   %t26: f32[32,27] = one_hot %Yb {depth=27}   makemore_running.ts:31  const loss = g.crossEntropy(logits, Yb);
   //   %t27: f32[32,27] = sub %probs, %t26   makemore_running.ts:31
   //   %dlogits: f32[32,27] = mul %t27, %t22   makemore_running.ts:31
-  const kernel_dlogits = kernel(function (probs, Yb) {
+  const kernel_dlogits = kernel(function (Yb, probs) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 27);
       const _rest0 = _x - _i0 * 27;
-      const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-      const _t1 = probs[_i0 * 27 + _rest0] - _t0;
-      const _t2 = _t1 * 0.03125;
-      return _t2;
+      return (probs[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
     }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore_running.ts:30)
@@ -464,14 +443,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t29   makemore_running.ts:29
   //   %dbnbias: f32[1,64] = sum %dhpreact {axes=[0], keepDims=true}   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %t30: f32[32,64] = mul %dhpreact, %bnraw   makemore_running.ts:28
-  const kernel_dbnbias = kernel(function (dh, h) {
+  const kernel_dbnbias = kernel(function (h, dh) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        _acc0 += _t4;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]);
       }
       return _acc0;
     }, 64);
@@ -483,15 +459,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t29   makemore_running.ts:29
   //   %t30: f32[32,64] = mul %dhpreact, %bnraw   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %dbngain: f32[1,64] = sum %t30 {axes=[0], keepDims=true}   makemore_running.ts:28
-  const kernel_dbngain = kernel(function (dh, h, bnraw) {
+  const kernel_dbngain = kernel(function (h, dh, bnraw) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
-        const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-        const _t3 = 1 - _t2;
-        const _t4 = dh[_r1 * 64 + _x] * _t3;
-        const _t5 = _t4 * bnraw[_r1 * 64 + _x];
-        _acc0 += _t5;
+        _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]) * bnraw[_r1 * 64 + _x];
       }
       return _acc0;
     }, 64);
@@ -503,15 +475,11 @@ export async function create(options = {}) {
   //   %dhpreact: f32[32,64] = mul %dh, %t29   makemore_running.ts:29
   //   %t30: f32[32,64] = mul %dhpreact, %bnraw   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore_running.ts:28
-  const kernel_dbnraw = kernel(function (dh, h, bngain) {
+  const kernel_dbnraw = kernel(function (h, dh, bngain) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0];
-      const _t1 = 1 - _t0;
-      const _t2 = dh[_i0 * 64 + _rest0] * _t1;
-      const _t3 = _t2 * bngain[_rest0];
-      return _t3;
+      return dh[_i0 * 64 + _rest0] * (1 - h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0]) * bngain[_rest0];
     }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -523,8 +491,7 @@ export async function create(options = {}) {
   //   %t31: f32[1,64] = mul %bninv, %t22   makemore_running.ts:28
   const kernel_t31 = kernel(function (bninv) {
       const _x = this.thread.x;
-      const _t0 = bninv[_x] * 0.03125;
-      return _t0;
+      return bninv[_x] * 0.03125;
     }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -536,8 +503,7 @@ export async function create(options = {}) {
   //   %t32: f32[1,64] = mul %dbnbias, %bngain   makemore_running.ts:28
   const kernel_t32 = kernel(function (dbnbias, bngain) {
       const _x = this.thread.x;
-      const _t0 = dbnbias[_x] * bngain[_x];
-      return _t0;
+      return dbnbias[_x] * bngain[_x];
     }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -549,8 +515,7 @@ export async function create(options = {}) {
   //   %t33: f32[1,64] = mul %dbngain, %bngain   makemore_running.ts:28
   const kernel_t33 = kernel(function (dbngain, bngain) {
       const _x = this.thread.x;
-      const _t0 = dbngain[_x] * bngain[_x];
-      return _t0;
+      return dbngain[_x] * bngain[_x];
     }, 64);
 
   // dhprebn = where(training, t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33), dbnraw * bninv)   bn_apply'  (makemore_running.ts:28)
@@ -562,19 +527,11 @@ export async function create(options = {}) {
   //   %t39: f32[32,64] = mul %t31, %t38   makemore_running.ts:28
   //   %t40: f32[32,64] = mul %dbnraw, %bninv   makemore_running.ts:28
   //   %dhprebn: f32[32,64] = select %training, %t39, %t40   makemore_running.ts:28
-  const kernel_dhprebn = kernel(function (training, t31, dbnraw, t32, bnraw, t33, bninv) {
+  const kernel_dhprebn = kernel(function (dbnraw, t32, bnraw, t33, t31, bninv, training) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 64);
       const _rest0 = _x - _i0 * 64;
-      const _t0 = dbnraw[_i0 * 64 + _rest0] * 32;
-      const _t1 = _t0 - t32[_rest0];
-      const _t2 = bnraw[_i0 * 64 + _rest0] * 1.032258064516129;
-      const _t3 = _t2 * t33[_rest0];
-      const _t4 = _t1 - _t3;
-      const _t5 = t31[_rest0] * _t4;
-      const _t6 = dbnraw[_i0 * 64 + _rest0] * bninv[_rest0];
-      const _t7 = training[0] !== 0 ? _t5 : _t6;
-      return _t7;
+      return training[0] === 0 ? dbnraw[_i0 * 64 + _rest0] * bninv[_rest0] : t31[_rest0] * (dbnraw[_i0 * 64 + _rest0] * 32 - t32[_rest0] - bnraw[_i0 * 64 + _rest0] * 1.032258064516129 * t33[_rest0]);
     }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore_running.ts:27)
@@ -646,14 +603,14 @@ export async function create(options = {}) {
       const bnvar = kernel_bnvar(hprebn, bnmeani);
       // t18: a view of bnvar as f32[64] (the same array)
       const bnvar_inv = kernel_bnvar_inv(bnvar);
-      const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+      const bninv = kernel_bninv(hpreact_running_var, training, bnvar_inv);
       const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
       const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
-      const h = kernel_h(bngain, bnraw, bnbias);
+      const h = kernel_h(bnraw, bngain, bnbias);
       const t13 = kernel_t13(hpreact_running_mean);
-      const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
+      const hpreact_running_mean_next = kernel_hpreact_running_mean_next(bnmeani, t13);
       const t17 = kernel_t17(hpreact_running_var);
-      const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
+      const hpreact_running_var_next = kernel_hpreact_running_var_next(bnvar, t17);
       const logits = kernel_logits(h, W2, b2);
       const loss = kernel_loss(logits, Yb);
       const probs = kernel_probs(logits);
@@ -672,28 +629,28 @@ export async function create(options = {}) {
       const bnvar = kernel_bnvar(hprebn, bnmeani);
       // t18: a view of bnvar as f32[64] (the same array)
       const bnvar_inv = kernel_bnvar_inv(bnvar);
-      const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+      const bninv = kernel_bninv(hpreact_running_var, training, bnvar_inv);
       const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
       const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
-      const h = kernel_h(bngain, bnraw, bnbias);
+      const h = kernel_h(bnraw, bngain, bnbias);
       const t13 = kernel_t13(hpreact_running_mean);
-      const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
+      const hpreact_running_mean_next = kernel_hpreact_running_mean_next(bnmeani, t13);
       const t17 = kernel_t17(hpreact_running_var);
-      const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
+      const hpreact_running_var_next = kernel_hpreact_running_var_next(bnvar, t17);
       const logits = kernel_logits(h, W2, b2);
       const loss = kernel_loss(logits, Yb);
       const probs = kernel_probs(logits);
-      const dlogits = kernel_dlogits(probs, Yb);
+      const dlogits = kernel_dlogits(Yb, probs);
       const db2 = kernel_db2(dlogits);
       const dh = kernel_dh(dlogits, W2);
       const dW2 = kernel_dW2(h, dlogits);
-      const dbnbias = kernel_dbnbias(dh, h);
-      const dbngain = kernel_dbngain(dh, h, bnraw);
-      const dbnraw = kernel_dbnraw(dh, h, bngain);
+      const dbnbias = kernel_dbnbias(h, dh);
+      const dbngain = kernel_dbngain(h, dh, bnraw);
+      const dbnraw = kernel_dbnraw(h, dh, bngain);
       const t31 = kernel_t31(bninv);
       const t32 = kernel_t32(dbnbias, bngain);
       const t33 = kernel_t33(dbngain, bngain);
-      const dhprebn = kernel_dhprebn(training, t31, dbnraw, t32, bnraw, t33, bninv);
+      const dhprebn = kernel_dhprebn(dbnraw, t32, bnraw, t33, t31, bninv, training);
       const db1 = kernel_db1(dhprebn);
       const dembcat = kernel_dembcat(dhprebn, W1);
       const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)

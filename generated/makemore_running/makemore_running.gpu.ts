@@ -364,8 +364,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 30; _r1++) {
       _acc0 += embcat[_i0 * 30 + _r1] * W1[_r1 * 64 + _rest0];
     }
-    const _t2 = _acc0 + b1[_rest0];
-    return _t2;
+    return _acc0 + b1[_rest0];
   }, 2048);
 
   // bnmeani = hprebn.sum(0) * 0.03125  (makemore_running.ts:28)
@@ -377,8 +376,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += hprebn[_r1 * 64 + _x];
     }
-    const _t2 = _acc0 * 0.03125;
-    return _t2;
+    return _acc0 * 0.03125;
   }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore_running.ts:28)
@@ -398,11 +396,9 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       const _t2 = hprebn[_r1 * 64 + _x] - bnmeani[_x];
-      const _t3 = _t2 * _t2;
-      _acc0 += _t3;
+      _acc0 += _t2 * _t2;
     }
-    const _t4 = _acc0 * 0.03225806451612903;
-    return _t4;
+    return _acc0 * 0.03225806451612903;
   }, 64);
 
   // bndiff = hprebn - bnmeani  (makemore_running.ts:28)
@@ -416,8 +412,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_bnvar_inv = kernel(function (this: IKernelFunctionThis, bnvar: Float32Array): number {
     const _x = this.thread.x;
     const _t0 = bnvar[_x] + 0.00001;
-    const _t1 = 1 / Math.sqrt(_t0);
-    return _t1;
+    return 1 / Math.sqrt(_t0);
   }, 64);
 
   // bnvar_inv_running = (t9 + 0.00001)**-0.5  (makemore_running.ts:28)
@@ -427,15 +422,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %bninv: f32[1,64] = select %training, %bnvar_inv, %bnvar_inv_running   makemore_running.ts:28
   const kernel_bninv = kernel(function (
     this: IKernelFunctionThis,
+    hpreact_running_var: Float32Array,
     training: Float32Array,
     bnvar_inv: Float32Array,
-    hpreact_running_var: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _t0 = hpreact_running_var[_x] + 0.00001;
-    const _t1 = 1 / Math.sqrt(_t0);
-    const _t2 = training[0] !== 0 ? bnvar_inv[_x] : _t1;
-    return _t2;
+    return training[0] === 0 ? 1 / Math.sqrt(_t0) : bnvar_inv[_x];
   }, 64);
 
   // bnmean = where(training, bnmeani, t11)  (makemore_running.ts:28)
@@ -447,8 +440,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     hpreact_running_mean: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = training[0] !== 0 ? bnmeani[_x] : hpreact_running_mean[_x];
-    return _t0;
+    return training[0] === 0 ? hpreact_running_mean[_x] : bnmeani[_x];
   }, 64);
 
   // bnraw = (hprebn - bnmean) * bninv  (makemore_running.ts:28)
@@ -465,8 +457,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = (hprebn[_i0 * 64 + _rest0] - bnmean[_rest0]) * bninv[_rest0];
-    return _t0;
+    return (hprebn[_i0 * 64 + _rest0] - bnmean[_rest0]) * bninv[_rest0];
   }, 2048);
 
   // hpreact = bngain * bnraw + bnbias  (makemore_running.ts:28)
@@ -476,24 +467,21 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %h: f32[32,64] = tanh %hpreact   makemore_running.ts:29  const h = g.dropout(hpreact.tanh(), dropout);
   const kernel_h = kernel(function (
     this: IKernelFunctionThis,
-    bngain: Float32Array,
     bnraw: Float32Array,
+    bngain: Float32Array,
     bnbias: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = bngain[_rest0] * bnraw[_i0 * 64 + _rest0];
-    const _t1 = _t0 + bnbias[_rest0];
-    return Math.tanh(_t1);
+    return Math.tanh(bngain[_rest0] * bnraw[_i0 * 64 + _rest0] + bnbias[_rest0]);
   }, 2048);
 
   // t13 = hpreact_running_mean * 0.999  (makemore_running.ts:28)
   //   %t13: f32[64] = mul %hpreact_running_mean, %t12   makemore_running.ts:28  const hpreact = g.batchNorm(hprebn, bngain, bnbias, { momentum }); // buffers hpreact.running_mean, hpreact.running_var
   const kernel_t13 = kernel(function (this: IKernelFunctionThis, hpreact_running_mean: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = hpreact_running_mean[_x] * 0.999;
-    return _t0;
+    return hpreact_running_mean[_x] * 0.999;
   }, 64);
 
   // hpreact_running_mean_next = t13 + t14 * 0.001  (makemore_running.ts:28)
@@ -501,13 +489,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %hpreact_running_mean_next: f32[64] = add %t13, %t16   makemore_running.ts:28
   const kernel_hpreact_running_mean_next = kernel(function (
     this: IKernelFunctionThis,
-    t13: Float32Array,
     bnmeani: Float32Array,
+    t13: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = bnmeani[_x] * 0.001;
-    const _t1 = t13[_x] + _t0;
-    return _t1;
+    return t13[_x] + bnmeani[_x] * 0.001;
   }, 64);
 
   // t17 = hpreact_running_var * 0.999  (makemore_running.ts:28)
@@ -515,8 +501,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t17: f32[64] = mul %hpreact_running_var, %t12   makemore_running.ts:28
   const kernel_t17 = kernel(function (this: IKernelFunctionThis, hpreact_running_var: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = hpreact_running_var[_x] * 0.999;
-    return _t0;
+    return hpreact_running_var[_x] * 0.999;
   }, 64);
 
   // hpreact_running_var_next = t17 + t18 * 0.001  (makemore_running.ts:28)
@@ -524,13 +509,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %hpreact_running_var_next: f32[64] = add %t17, %t19   makemore_running.ts:28
   const kernel_hpreact_running_var_next = kernel(function (
     this: IKernelFunctionThis,
-    t17: Float32Array,
     bnvar: Float32Array,
+    t17: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = bnvar[_x] * 0.001;
-    const _t1 = t17[_x] + _t0;
-    return _t1;
+    return t17[_x] + bnvar[_x] * 0.001;
   }, 64);
 
   // logits = h @ W2 + b2  (makemore_running.ts:30)
@@ -549,8 +532,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += h[_i0 * 64 + _r1] * W2[_r1 * 27 + _rest0];
     }
-    const _t2 = _acc0 + b2[_rest0];
-    return _t2;
+    return _acc0 + b2[_rest0];
   }, 864);
 
   // loss = cross_entropy(logits, Yb)  (makemore_running.ts:31)
@@ -599,16 +581,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dlogits: f32[32,27] = mul %t27, %t22   makemore_running.ts:31
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
-    probs: Float32Array,
     Yb: Float32Array,
+    probs: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
-    const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-    const _t1 = probs[_i0 * 27 + _rest0] - _t0;
-    const _t2 = _t1 * 0.03125;
-    return _t2;
+    return (probs[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
   }, 864);
 
   // db2 = dlogits.sum(0)   add'  (makemore_running.ts:30)
@@ -667,16 +646,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t30: f32[32,64] = mul %dhpreact, %bnraw   makemore_running.ts:28
   const kernel_dbnbias = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh[_r1 * 64 + _x] * _t3;
-      _acc0 += _t4;
+      _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]);
     }
     return _acc0;
   }, 64);
@@ -690,18 +666,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbngain: f32[1,64] = sum %t30 {axes=[0], keepDims=true}   makemore_running.ts:28
   const kernel_dbngain = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
     bnraw: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h[_r1 * 64 + _x] * h[_r1 * 64 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh[_r1 * 64 + _x] * _t3;
-      const _t5 = _t4 * bnraw[_r1 * 64 + _x];
-      _acc0 += _t5;
+      _acc0 += dh[_r1 * 64 + _x] * (1 - h[_r1 * 64 + _x] * h[_r1 * 64 + _x]) * bnraw[_r1 * 64 + _x];
     }
     return _acc0;
   }, 64);
@@ -715,18 +687,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbnraw: f32[32,64] = mul %dhpreact, %bngain   makemore_running.ts:28
   const kernel_dbnraw = kernel(function (
     this: IKernelFunctionThis,
-    dh: Float32Array,
     h: Float32Array,
+    dh: Float32Array,
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = dh[_i0 * 64 + _rest0] * _t1;
-    const _t3 = _t2 * bngain[_rest0];
-    return _t3;
+    return dh[_i0 * 64 + _rest0] * (1 - h[_i0 * 64 + _rest0] * h[_i0 * 64 + _rest0]) * bngain[_rest0];
   }, 2048);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -738,8 +706,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t31: f32[1,64] = mul %bninv, %t22   makemore_running.ts:28
   const kernel_t31 = kernel(function (this: IKernelFunctionThis, bninv: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = bninv[_x] * 0.03125;
-    return _t0;
+    return bninv[_x] * 0.03125;
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -755,8 +722,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = dbnbias[_x] * bngain[_x];
-    return _t0;
+    return dbnbias[_x] * bngain[_x];
   }, 64);
 
   // dhpreact = dh * (1 - h²)   tanh'  (makemore_running.ts:29)
@@ -772,8 +738,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     bngain: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = dbngain[_x] * bngain[_x];
-    return _t0;
+    return dbngain[_x] * bngain[_x];
   }, 64);
 
   // dhprebn = where(training, t31 * (dbnraw * 32 - t32 - bnraw * 1.032258064516129 * t33), dbnraw * bninv)   bn_apply'  (makemore_running.ts:28)
@@ -787,26 +752,23 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dhprebn: f32[32,64] = select %training, %t39, %t40   makemore_running.ts:28
   const kernel_dhprebn = kernel(function (
     this: IKernelFunctionThis,
-    training: Float32Array,
-    t31: Float32Array,
     dbnraw: Float32Array,
     t32: Float32Array,
     bnraw: Float32Array,
     t33: Float32Array,
+    t31: Float32Array,
     bninv: Float32Array,
+    training: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 64);
     const _rest0 = _x - _i0 * 64;
-    const _t0 = dbnraw[_i0 * 64 + _rest0] * 32;
-    const _t1 = _t0 - t32[_rest0];
-    const _t2 = bnraw[_i0 * 64 + _rest0] * 1.032258064516129;
-    const _t3 = _t2 * t33[_rest0];
-    const _t4 = _t1 - _t3;
-    const _t5 = t31[_rest0] * _t4;
-    const _t6 = dbnraw[_i0 * 64 + _rest0] * bninv[_rest0];
-    const _t7 = training[0] !== 0 ? _t5 : _t6;
-    return _t7;
+    return training[0] === 0
+      ? dbnraw[_i0 * 64 + _rest0] * bninv[_rest0]
+      : t31[_rest0] *
+          (dbnraw[_i0 * 64 + _rest0] * 32 -
+            t32[_rest0] -
+            bnraw[_i0 * 64 + _rest0] * 1.032258064516129 * t33[_rest0]);
   }, 2048);
 
   // db1 = dhprebn.sum(0)   add'  (makemore_running.ts:27)
@@ -903,14 +865,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnvar = kernel_bnvar(hprebn, bnmeani);
     // t18: a view of bnvar as f32[64] (the same array)
     const bnvar_inv = kernel_bnvar_inv(bnvar);
-    const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+    const bninv = kernel_bninv(hpreact_running_var, training, bnvar_inv);
     const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
     const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
-    const h = kernel_h(bngain, bnraw, bnbias);
+    const h = kernel_h(bnraw, bngain, bnbias);
     const t13 = kernel_t13(hpreact_running_mean);
-    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
+    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(bnmeani, t13);
     const t17 = kernel_t17(hpreact_running_var);
-    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
+    const hpreact_running_var_next = kernel_hpreact_running_var_next(bnvar, t17);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
@@ -947,28 +909,28 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnvar = kernel_bnvar(hprebn, bnmeani);
     // t18: a view of bnvar as f32[64] (the same array)
     const bnvar_inv = kernel_bnvar_inv(bnvar);
-    const bninv = kernel_bninv(training, bnvar_inv, hpreact_running_var);
+    const bninv = kernel_bninv(hpreact_running_var, training, bnvar_inv);
     const bnmean = kernel_bnmean(training, bnmeani, hpreact_running_mean);
     const bnraw = kernel_bnraw(hprebn, bnmean, bninv);
-    const h = kernel_h(bngain, bnraw, bnbias);
+    const h = kernel_h(bnraw, bngain, bnbias);
     const t13 = kernel_t13(hpreact_running_mean);
-    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(t13, bnmeani);
+    const hpreact_running_mean_next = kernel_hpreact_running_mean_next(bnmeani, t13);
     const t17 = kernel_t17(hpreact_running_var);
-    const hpreact_running_var_next = kernel_hpreact_running_var_next(t17, bnvar);
+    const hpreact_running_var_next = kernel_hpreact_running_var_next(bnvar, t17);
     const logits = kernel_logits(h, W2, b2);
     const loss = kernel_loss(logits, Yb);
     const probs = kernel_probs(logits);
-    const dlogits = kernel_dlogits(probs, Yb);
+    const dlogits = kernel_dlogits(Yb, probs);
     const db2 = kernel_db2(dlogits);
     const dh = kernel_dh(dlogits, W2);
     const dW2 = kernel_dW2(h, dlogits);
-    const dbnbias = kernel_dbnbias(dh, h);
-    const dbngain = kernel_dbngain(dh, h, bnraw);
-    const dbnraw = kernel_dbnraw(dh, h, bngain);
+    const dbnbias = kernel_dbnbias(h, dh);
+    const dbngain = kernel_dbngain(h, dh, bnraw);
+    const dbnraw = kernel_dbnraw(h, dh, bngain);
     const t31 = kernel_t31(bninv);
     const t32 = kernel_t32(dbnbias, bngain);
     const t33 = kernel_t33(dbngain, bngain);
-    const dhprebn = kernel_dhprebn(training, t31, dbnraw, t32, bnraw, t33, bninv);
+    const dhprebn = kernel_dhprebn(dbnraw, t32, bnraw, t33, t31, bninv, training);
     const db1 = kernel_db1(dhprebn);
     const dembcat = kernel_dembcat(dhprebn, W1);
     const demb = dembcat; // a view of dembcat as f32[32,3,10] (the same array)

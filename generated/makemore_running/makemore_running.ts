@@ -696,7 +696,8 @@ function forwardPass(): void {
   for (let i = 0; i < 64; i++) {
     const _bnvar = _acc0[i] * 0.03225806451612903;
     bnvar[i] = _bnvar;
-    bnvar_inv[i] = 1 / Math.sqrt(_bnvar + 0.00001);
+    const _t7 = _bnvar + 0.00001;
+    bnvar_inv[i] = _t7 === -Infinity ? 0 : 1 / Math.sqrt(_t7 + 0);
   }
 
   // bnvar_inv_running = (t9 + 0.00001)**-0.5  (makemore_running.ts:28)
@@ -705,7 +706,8 @@ function forwardPass(): void {
   //   %bnvar_inv_running: f32[1,64] = pow %t10, %t8   makemore_running.ts:28
   //   %bninv: f32[1,64] = select %training, %bnvar_inv, %bnvar_inv_running   makemore_running.ts:28
   for (let i = 0; i < 64; i++) {
-    bninv[i] = training[0] !== 0 ? bnvar_inv[i] : 1 / Math.sqrt(t9[i] + 0.00001);
+    const _t10 = t9[i] + 0.00001;
+    bninv[i] = training[0] !== 0 ? bnvar_inv[i] : _t10 === -Infinity ? 0 : 1 / Math.sqrt(_t10 + 0);
   }
 
   // bnmean = where(training, bnmeani, t11)  (makemore_running.ts:28)

@@ -168,12 +168,7 @@ export async function create(options = {}) {
   //   %L: f32[] = sigmoid %s3   neuron.ts:17  const L = s3.sigmoid();
   const kernel_L = kernel(function (w0, x0, w1, x1, w2) {
       const _x = this.thread.x;
-      const _t0 = w0[0] * x0[0];
-      const _t1 = w1[0] * x1[0];
-      const _t2 = _t0 + _t1;
-      const _t3 = _t2 + w2[0];
-      const _t4 = 1 / (1 + Math.exp(-_t3));
-      return _t4;
+      return 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
     }, 1);
 
   // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
@@ -181,9 +176,7 @@ export async function create(options = {}) {
   //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
   const kernel_ds3 = kernel(function (L) {
       const _x = this.thread.x;
-      const _t0 = 1 - L[0];
-      const _t1 = L[0] * _t0;
-      return _t1;
+      return L[0] * (1 - L[0]);
     }, 1);
 
   // dw1 = ds3 * x1   mul'  (neuron.ts:14)
@@ -191,8 +184,7 @@ export async function create(options = {}) {
   //   %dw1: f32[] = mul %ds3, %x1   neuron.ts:14  const s1 = w1.mul(x1);
   const kernel_dw1 = kernel(function (ds3, x1) {
       const _x = this.thread.x;
-      const _t0 = ds3[0] * x1[0];
-      return _t0;
+      return ds3[0] * x1[0];
     }, 1);
 
   // dx1 = ds3 * w1   mul'  (neuron.ts:14)
@@ -200,8 +192,7 @@ export async function create(options = {}) {
   //   %dx1: f32[] = mul %ds3, %w1   neuron.ts:14  const s1 = w1.mul(x1);
   const kernel_dx1 = kernel(function (ds3, w1) {
       const _x = this.thread.x;
-      const _t0 = ds3[0] * w1[0];
-      return _t0;
+      return ds3[0] * w1[0];
     }, 1);
 
   // dw0 = ds3 * x0   mul'  (neuron.ts:13)
@@ -209,8 +200,7 @@ export async function create(options = {}) {
   //   %dw0: f32[] = mul %ds3, %x0   neuron.ts:13  const s0 = w0.mul(x0);
   const kernel_dw0 = kernel(function (ds3, x0) {
       const _x = this.thread.x;
-      const _t0 = ds3[0] * x0[0];
-      return _t0;
+      return ds3[0] * x0[0];
     }, 1);
 
   // dx0 = ds3 * w0   mul'  (neuron.ts:13)
@@ -218,8 +208,7 @@ export async function create(options = {}) {
   //   %dx0: f32[] = mul %ds3, %w0   neuron.ts:13  const s0 = w0.mul(x0);
   const kernel_dx0 = kernel(function (ds3, w0) {
       const _x = this.thread.x;
-      const _t0 = ds3[0] * w0[0];
-      return _t0;
+      return ds3[0] * w0[0];
     }, 1);
 
   // the forward steps

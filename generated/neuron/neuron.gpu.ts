@@ -267,12 +267,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     w2: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = w0[0] * x0[0];
-    const _t1 = w1[0] * x1[0];
-    const _t2 = _t0 + _t1;
-    const _t3 = _t2 + w2[0];
-    const _t4 = 1 / (1 + Math.exp(-_t3));
-    return _t4;
+    return 1 / (1 + Math.exp(-(w0[0] * x0[0] + w1[0] * x1[0] + w2[0])));
   }, 1);
 
   // ds3 = L * (1 - L)   sigmoid'  (neuron.ts:17)
@@ -280,9 +275,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %ds3: f32[] = mul %L, %t2   neuron.ts:17
   const kernel_ds3 = kernel(function (this: IKernelFunctionThis, L: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = 1 - L[0];
-    const _t1 = L[0] * _t0;
-    return _t1;
+    return L[0] * (1 - L[0]);
   }, 1);
 
   // dw1 = ds3 * x1   mul'  (neuron.ts:14)
@@ -294,8 +287,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     x1: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = ds3[0] * x1[0];
-    return _t0;
+    return ds3[0] * x1[0];
   }, 1);
 
   // dx1 = ds3 * w1   mul'  (neuron.ts:14)
@@ -307,8 +299,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     w1: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = ds3[0] * w1[0];
-    return _t0;
+    return ds3[0] * w1[0];
   }, 1);
 
   // dw0 = ds3 * x0   mul'  (neuron.ts:13)
@@ -320,8 +311,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     x0: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = ds3[0] * x0[0];
-    return _t0;
+    return ds3[0] * x0[0];
   }, 1);
 
   // dx0 = ds3 * w0   mul'  (neuron.ts:13)
@@ -333,8 +323,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     w0: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = ds3[0] * w0[0];
-    return _t0;
+    return ds3[0] * w0[0];
   }, 1);
 
   // the forward steps

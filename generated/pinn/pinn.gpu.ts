@@ -283,8 +283,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += x[_i0] * W1[_rest0];
     }
-    const _t2 = _acc0 + b1[_rest0];
-    return Math.tanh(_t2);
+    return Math.tanh(_acc0 + b1[_rest0]);
   }, 1536);
 
   // t9 = 1 - h1²   tanh'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -296,9 +295,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = h1[_i0 * 24 + _rest0] * h1[_i0 * 24 + _rest0];
-    const _t1 = 1 - _t0;
-    return _t1;
+    return 1 - h1[_i0 * 24 + _rest0] * h1[_i0 * 24 + _rest0];
   }, 1536);
 
   // t11 = h1 * 2   square'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -310,8 +307,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = h1[_i0 * 24 + _rest0] * 2;
-    return _t0;
+    return h1[_i0 * 24 + _rest0] * 2;
   }, 1536);
 
   // h2 = tanh(h1 @ W2 + b2)  (pinn.ts:21)
@@ -332,8 +328,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += h1[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 + b2[_rest0];
-    return Math.tanh(_t2);
+    return Math.tanh(_acc0 + b2[_rest0]);
   }, 1536);
 
   // t7 = 1 - h2²   tanh'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -345,9 +340,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = h2[_i0 * 24 + _rest0] * h2[_i0 * 24 + _rest0];
-    const _t1 = 1 - _t0;
-    return _t1;
+    return 1 - h2[_i0 * 24 + _rest0] * h2[_i0 * 24 + _rest0];
   }, 1536);
 
   // t12 = h2 * 2   square'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -359,8 +352,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = h2[_i0 * 24 + _rest0] * 2;
-    return _t0;
+    return h2[_i0 * 24 + _rest0] * 2;
   }, 1536);
 
   // u = h2 @ W3  (pinn.ts:22)
@@ -393,8 +385,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dh2[_i0 * 24 + _rest0] * t7[_i0 * 24 + _rest0];
-    return _t0;
+    return dh2[_i0 * 24 + _rest0] * t7[_i0 * 24 + _rest0];
   }, 1536);
 
   // dh1 = dt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -420,8 +411,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dh1[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
-    return _t0;
+    return dh1[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // dx = dt_1 @ W1.T   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -466,8 +456,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddt_1[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
-    return _t0;
+    return ddt_1[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // dt_2 = ddt_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -482,9 +471,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddt_1[_i0 * 24 + _rest0] * dh1[_i0 * 24 + _rest0];
-    const _t1 = -_t0;
-    return _t1;
+    return -(ddt_1[_i0 * 24 + _rest0] * dh1[_i0 * 24 + _rest0]);
   }, 1536);
 
   // dt_2 = ddt_1 * dh1   mul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -499,8 +486,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dt_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0];
-    return _t0;
+    return dt_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt = ddh1 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -534,9 +520,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddt[_i0 * 24 + _rest0] * dh2[_i0 * 24 + _rest0];
-    const _t1 = -_t0;
-    return _t1;
+    return -(ddt[_i0 * 24 + _rest0] * dh2[_i0 * 24 + _rest0]);
   }, 1536);
 
   // dt_4 = ddt * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -551,8 +535,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dt_5[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0];
-    return _t0;
+    return dt_5[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0];
   }, 1536);
 
   // dt_4 = ddt * dh2   mul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -567,8 +550,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dh2_1[_i0 * 24 + _rest0] * t7[_i0 * 24 + _rest0];
-    return _t0;
+    return dh2_1[_i0 * 24 + _rest0] * t7[_i0 * 24 + _rest0];
   }, 1536);
 
   // dh1_1 = dt_6 @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -588,8 +570,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += dt_6[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
     }
-    const _t2 = dh1_2[_i0 * 24 + _rest0] + _acc0;
-    return _t2;
+    return dh1_2[_i0 * 24 + _rest0] + _acc0;
   }, 1536);
 
   // dh1_1 = dt_6 @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -604,8 +585,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = dh1_3[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
-    return _t0;
+    return dh1_3[_i0 * 24 + _rest0] * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // dx_1 = dt_7 @ W1.T   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -631,16 +611,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     u: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = dx_1[_x] + u[_x];
-    return _t0;
+    return dx_1[_x] + u[_x];
   }, 64);
 
   // t14 = t13²  (pinn.ts:28)
   //   %t14: f32[64,1] = square %t13   pinn.ts:28  const residual = uxx.add(u).square().mean(); // u'' + u = 0
   const kernel_t14 = kernel(function (this: IKernelFunctionThis, t13: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t13[_x] * t13[_x];
-    return _t0;
+    return t13[_x] * t13[_x];
   }, 64);
 
   // residual = t14.sum((0, 1)) * 0.015625  (pinn.ts:28)
@@ -651,11 +629,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 64; _r1++) {
       for (let _r2 = 0; _r2 < 1; _r2++) {
-        _acc0 += t14[_r1];
+        _acc0 += t14[_r1 + _r2];
       }
     }
-    const _t3 = _acc0 * 0.015625;
-    return _t3;
+    return _acc0 * 0.015625;
   }, 1);
 
   // t17 = u[0:1, 0:1]  (pinn.ts:29)
@@ -669,8 +646,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t18: f32[1,1] = square %t17   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
   const kernel_t18 = kernel(function (this: IKernelFunctionThis, t17: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t17[0] * t17[0];
-    return _t0;
+    return t17[0] * t17[0];
   }, 1);
 
   // t19 = dx[0:1, 0:1]  (pinn.ts:30)
@@ -684,16 +660,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t20: f32[1,1] = sub %t19, %t6   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
   const kernel_t20 = kernel(function (this: IKernelFunctionThis, t19: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t19[0] - 1;
-    return _t0;
+    return t19[0] - 1;
   }, 1);
 
   // t21 = t20²  (pinn.ts:30)
   //   %t21: f32[1,1] = square %t20   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
   const kernel_t21 = kernel(function (this: IKernelFunctionThis, t20: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t20[0] * t20[0];
-    return _t0;
+    return t20[0] * t20[0];
   }, 1);
 
   // loss = residual + u0 + ux0  (pinn.ts:31)
@@ -706,17 +680,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     ux0: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = residual[0] + u0[0];
-    const _t1 = _t0 + ux0[0];
-    return _t1;
+    return residual[0] + u0[0] + ux0[0];
   }, 1);
 
   // dt20 = t20 * 2   square'  (pinn.ts:30)
   //   %dt20: f32[1,1] = mul %t20, %t23   pinn.ts:30  const ux0 = ux.narrow(0, 0, 1).sub(1).square().sum(); // u'(0) = 1
   const kernel_dt20 = kernel(function (this: IKernelFunctionThis, t20: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t20[0] * 2;
-    return _t0;
+    return t20[0] * 2;
   }, 1);
 
   // ddx = pad(dt20)   slice'  (pinn.ts:30)
@@ -724,8 +695,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_ddx = kernel(function (this: IKernelFunctionThis, dt20: Float32Array): number {
     const _x = this.thread.x;
     let _pad0 = 0;
-    if (_x >= 0 && _x < 1 && 0 >= 0 && 0 < 1) {
-      _pad0 = dt20[0];
+    if (_x < 1) {
+      _pad0 = dt20[_x];
     }
     return _pad0;
   }, 64);
@@ -734,8 +705,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt17: f32[1,1] = mul %t17, %t23   pinn.ts:29  const u0 = u.narrow(0, 0, 1).square().sum(); // u(0) = 0
   const kernel_dt17 = kernel(function (this: IKernelFunctionThis, t17: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t17[0] * 2;
-    return _t0;
+    return t17[0] * 2;
   }, 1);
 
   // du_2 = pad(dt17)   slice'  (pinn.ts:29)
@@ -743,8 +713,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_du_2 = kernel(function (this: IKernelFunctionThis, dt17: Float32Array): number {
     const _x = this.thread.x;
     let _pad0 = 0;
-    if (_x >= 0 && _x < 1 && 0 >= 0 && 0 < 1) {
-      _pad0 = dt17[0];
+    if (_x < 1) {
+      _pad0 = dt17[_x];
     }
     return _pad0;
   }, 64);
@@ -756,9 +726,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt13: f32[64,1] = mul %dt14, %t26   pinn.ts:28
   const kernel_dt13 = kernel(function (this: IKernelFunctionThis, t13: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = t13[_x] * 2;
-    const _t1 = 0.015625 * _t0;
-    return _t1;
+    return 0.015625 * (t13[_x] * 2);
   }, 64);
 
   // dt14 = 0.015625   sum'  (pinn.ts:28)
@@ -768,12 +736,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %du_1: f32[64,1] = add %du_2, %dt13   pinn.ts:22  const u = h2.matmul(W3);
   const kernel_du_1 = kernel(function (
     this: IKernelFunctionThis,
-    du_2: Float32Array,
     dt13: Float32Array,
+    du_2: Float32Array,
   ): number {
     const _x = this.thread.x;
-    const _t0 = du_2[_x] + dt13[_x];
-    return _t0;
+    return du_2[_x] + dt13[_x];
   }, 64);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -799,8 +766,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += dt13[_i0] * W1[_rest0];
     }
-    const _t2 = _acc0 * t9[_i0 * 24 + _rest0];
-    return _t2;
+    return _acc0 * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -826,8 +792,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += dt13[_i0] * W1[_rest0];
     }
-    const _t2 = _acc0 * dh1_3[_i0 * 24 + _rest0];
-    return _t2;
+    return _acc0 * dh1_3[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -848,9 +813,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddh1_3[_i0 * 24 + _rest0] * dt_3[_i0 * 24 + _rest0];
-    const _t1 = _t0 * 2;
-    return _t1;
+    return ddh1_3[_i0 * 24 + _rest0] * dt_3[_i0 * 24 + _rest0] * 2;
   }, 1536);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -872,10 +835,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0];
-    const _t1 = -_t0;
-    const _t2 = _t1 * dh1[_i0 * 24 + _rest0];
-    return _t2;
+    return -(ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0]) * dh1[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_7 = dt13 @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -897,10 +857,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
     const _rest0 = _x - _i0 * 24;
-    const _t0 = ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0];
-    const _t1 = -_t0;
-    const _t2 = _t1 * ddt_1[_i0 * 24 + _rest0];
-    return _t2;
+    return -(ddh1_3[_i0 * 24 + _rest0] * t11[_i0 * 24 + _rest0]) * ddt_1[_i0 * 24 + _rest0];
   }, 1536);
 
   // dW1_4 = dt13.T @ dt_7   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -943,8 +900,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * dh2_1[_i0 * 24 + _rest0];
-    return _t2;
+    return _acc0 * dh2_1[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -973,10 +929,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * t7[_i0 * 24 + _rest0];
-    const _t3 = _t2 * dt_5[_i0 * 24 + _rest0];
-    const _t4 = _t3 * 2;
-    return _t4;
+    return _acc0 * t7[_i0 * 24 + _rest0] * dt_5[_i0 * 24 + _rest0] * 2;
   }, 1536);
 
   // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -1006,11 +959,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * t7[_i0 * 24 + _rest0];
-    const _t3 = _t2 * t12[_i0 * 24 + _rest0];
-    const _t4 = -_t3;
-    const _t5 = _t4 * dh2[_i0 * 24 + _rest0];
-    return _t5;
+    return -(_acc0 * t7[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0]) * dh2[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_6 = ddh1_3 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -1040,11 +989,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_3[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * t7[_i0 * 24 + _rest0];
-    const _t3 = _t2 * t12[_i0 * 24 + _rest0];
-    const _t4 = -_t3;
-    const _t5 = _t4 * ddt[_i0 * 24 + _rest0];
-    return _t5;
+    return -(_acc0 * t7[_i0 * 24 + _rest0] * t12[_i0 * 24 + _rest0]) * ddt[_i0 * 24 + _rest0];
   }, 1536);
 
   // dW2_4 = ddh1_3.T @ dt_6   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -1074,10 +1019,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dddt_1: f32[64,24] = add %dddt_1_2, %dddt_1_1   pinn.ts:20
   const kernel_dddt_1 = kernel(function (
     this: IKernelFunctionThis,
-    dddt_1_2: Float32Array,
     dddt: Float32Array,
     W2: Float32Array,
     t9: Float32Array,
+    dddt_1_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1086,9 +1031,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += dddt[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
     }
-    const _t2 = _acc0 * t9[_i0 * 24 + _rest0];
-    const _t3 = dddt_1_2[_i0 * 24 + _rest0] + _t2;
-    return _t3;
+    return dddt_1_2[_i0 * 24 + _rest0] + _acc0 * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // dddh1 = dddt @ W2.T   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -1101,10 +1044,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dt9_acc: f32[64,24] = add %dt9_3, %dt9_2   pinn.ts:20
   const kernel_dt9_acc = kernel(function (
     this: IKernelFunctionThis,
-    dt9_3: Float32Array,
     dddt: Float32Array,
     W2: Float32Array,
     ddt_1: Float32Array,
+    dt9_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1113,9 +1056,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += dddt[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
     }
-    const _t2 = _acc0 * ddt_1[_i0 * 24 + _rest0];
-    const _t3 = dt9_3[_i0 * 24 + _rest0] + _t2;
-    return _t3;
+    return dt9_3[_i0 * 24 + _rest0] + _acc0 * ddt_1[_i0 * 24 + _rest0];
   }, 1536);
 
   // dW2_3 = ddh1.T @ dddt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:26)
@@ -1135,8 +1076,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += ddh1[_r1 * 24 + _i0] * dddt[_r1 * 24 + _rest0];
     }
-    const _t2 = dW2_4[_i0 * 24 + _rest0] + _acc0;
-    return _t2;
+    return dW2_4[_i0 * 24 + _rest0] + _acc0;
   }, 576);
 
   // dW1_3 = ones(64, 1).T @ dddt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:26)
@@ -1153,8 +1093,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += 1 * dddt_1[_r1 * 24 + _x];
     }
-    const _t2 = dW1_4[_x] + _acc0;
-    return _t2;
+    return dW1_4[_x] + _acc0;
   }, 24);
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -1173,10 +1112,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %ddh1_4: f32[64,24] = add %ddh1_2, %ddh1_1   pinn.ts:21  const h2 = h1.matmul(W2).add(b2).tanh();
   const kernel_ddh1_4 = kernel(function (
     this: IKernelFunctionThis,
-    ddh1_2: Float32Array,
     ddx: Float32Array,
     W1: Float32Array,
     t9: Float32Array,
+    ddh1_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1185,9 +1124,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += ddx[_i0] * W1[_rest0];
     }
-    const _t2 = _acc0 * t9[_i0 * 24 + _rest0];
-    const _t3 = ddh1_2[_i0 * 24 + _rest0] + _t2;
-    return _t3;
+    return ddh1_2[_i0 * 24 + _rest0] + _acc0 * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_1_1 = ddx @ W1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -1206,12 +1143,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dh1_acc: f32[64,24] = add %dh1_3_1, %dh1_2_1   pinn.ts:20
   const kernel_dh1_acc = kernel(function (
     this: IKernelFunctionThis,
-    dh1_3_1: Float32Array,
-    dt9_acc: Float32Array,
     ddx: Float32Array,
     W1: Float32Array,
     dh1: Float32Array,
+    dt9_acc: Float32Array,
     t11: Float32Array,
+    dh1_3_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1220,12 +1157,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += ddx[_i0] * W1[_rest0];
     }
-    const _t2 = _acc0 * dh1[_i0 * 24 + _rest0];
-    const _t3 = dt9_acc[_i0 * 24 + _rest0] + _t2;
-    const _t4 = -_t3;
-    const _t5 = _t4 * t11[_i0 * 24 + _rest0];
-    const _t6 = dh1_3_1[_i0 * 24 + _rest0] + _t5;
-    return _t6;
+    return (
+      dh1_3_1[_i0 * 24 + _rest0] +
+      -(dt9_acc[_i0 * 24 + _rest0] + _acc0 * dh1[_i0 * 24 + _rest0]) * t11[_i0 * 24 + _rest0]
+    );
   }, 1536);
 
   // dW1_2 = ddx.T @ dt_1   matmul'  (pinn.ts:20, of g.grad at pinn.ts:25)
@@ -1243,8 +1178,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += ddx[_r1] * dt_1[_r1 * 24 + _x];
     }
-    const _t2 = dW1_acc[_x] + _acc0;
-    return _t2;
+    return dW1_acc[_x] + _acc0;
   }, 24);
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -1263,10 +1197,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %ddh2: f32[64,24] = add %ddh2_2, %ddh2_1_1   pinn.ts:22  const u = h2.matmul(W3);
   const kernel_ddh2 = kernel(function (
     this: IKernelFunctionThis,
-    ddh2_2: Float32Array,
     ddh1_4: Float32Array,
     W2: Float32Array,
     t7: Float32Array,
+    ddh2_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1275,9 +1209,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_4[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * t7[_i0 * 24 + _rest0];
-    const _t3 = ddh2_2[_i0 * 24 + _rest0] + _t2;
-    return _t3;
+    return ddh2_2[_i0 * 24 + _rest0] + _acc0 * t7[_i0 * 24 + _rest0];
   }, 1536);
 
   // ddt_8 = ddh1_4 @ W2   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -1296,12 +1228,12 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dh2_acc: f32[64,24] = add %dh2_3, %dh2_2   pinn.ts:21
   const kernel_dh2_acc = kernel(function (
     this: IKernelFunctionThis,
-    dh2_3: Float32Array,
-    dt7_2: Float32Array,
     ddh1_4: Float32Array,
     W2: Float32Array,
     dh2: Float32Array,
+    dt7_2: Float32Array,
     t12: Float32Array,
+    dh2_3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 24);
@@ -1310,12 +1242,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += ddh1_4[_i0 * 24 + _r1] * W2[_r1 * 24 + _rest0];
     }
-    const _t2 = _acc0 * dh2[_i0 * 24 + _rest0];
-    const _t3 = dt7_2[_i0 * 24 + _rest0] + _t2;
-    const _t4 = -_t3;
-    const _t5 = _t4 * t12[_i0 * 24 + _rest0];
-    const _t6 = dh2_3[_i0 * 24 + _rest0] + _t5;
-    return _t6;
+    return (
+      dh2_3[_i0 * 24 + _rest0] +
+      -(dt7_2[_i0 * 24 + _rest0] + _acc0 * dh2[_i0 * 24 + _rest0]) * t12[_i0 * 24 + _rest0]
+    );
   }, 1536);
 
   // dW2_2 = ddh1_4.T @ dt   matmul'  (pinn.ts:21, of g.grad at pinn.ts:25)
@@ -1335,8 +1265,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += ddh1_4[_r1 * 24 + _i0] * dt[_r1 * 24 + _rest0];
     }
-    const _t2 = dW2_acc[_i0 * 24 + _rest0] + _acc0;
-    return _t2;
+    return dW2_acc[_i0 * 24 + _rest0] + _acc0;
   }, 576);
 
   // dW3_2 = ddh2.T @ ones(64, 1)   matmul'  (pinn.ts:22, of g.grad at pinn.ts:25)
@@ -1370,9 +1299,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 1; _r1++) {
       _acc0 += du_1[_i0] * W3[_rest0];
     }
-    const _t2 = dh2_acc[_i0 * 24 + _rest0] + _acc0;
-    const _t3 = _t2 * t7[_i0 * 24 + _rest0];
-    return _t3;
+    return (dh2_acc[_i0 * 24 + _rest0] + _acc0) * t7[_i0 * 24 + _rest0];
   }, 1536);
 
   // dW3_1 = h2.T @ du_1   matmul'  (pinn.ts:22)
@@ -1390,8 +1317,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += h2[_r1 * 24 + _x] * du_1[_r1];
     }
-    const _t2 = dW3_2[_x] + _acc0;
-    return _t2;
+    return dW3_2[_x] + _acc0;
   }, 24);
 
   // db2 = dt4.sum(0)   add'  (pinn.ts:21)
@@ -1425,9 +1351,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 24; _r1++) {
       _acc0 += dt4[_i0 * 24 + _r1] * W2[_rest0 * 24 + _r1];
     }
-    const _t2 = dh1_acc[_i0 * 24 + _rest0] + _acc0;
-    const _t3 = _t2 * t9[_i0 * 24 + _rest0];
-    return _t3;
+    return (dh1_acc[_i0 * 24 + _rest0] + _acc0) * t9[_i0 * 24 + _rest0];
   }, 1536);
 
   // dW2_1 = h1.T @ dt4   matmul'  (pinn.ts:21)
@@ -1447,8 +1371,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += h1[_r1 * 24 + _i0] * dt4[_r1 * 24 + _rest0];
     }
-    const _t2 = dW2_acc_1[_i0 * 24 + _rest0] + _acc0;
-    return _t2;
+    return dW2_acc_1[_i0 * 24 + _rest0] + _acc0;
   }, 576);
 
   // db1 = dt2.sum(0)   add'  (pinn.ts:20)
@@ -1477,8 +1400,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 64; _r1++) {
       _acc0 += x[_r1] * dt2[_r1 * 24 + _x];
     }
-    const _t2 = dW1_acc_1[_x] + _acc0;
-    return _t2;
+    return dW1_acc_1[_x] + _acc0;
   }, 24);
 
   // the forward steps
@@ -1575,7 +1497,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt17 = kernel_dt17(t17);
     const du_2 = kernel_du_2(dt17);
     const dt13 = kernel_dt13(t13);
-    const du_1 = kernel_du_1(du_2, dt13);
+    const du_1 = kernel_du_1(dt13, du_2);
     const ddh1_3 = kernel_ddh1_3(dt13, W1, t9);
     const dt9_3 = kernel_dt9_3(dt13, W1, dh1_3);
     const dh1_3_1 = kernel_dh1_3_1(ddh1_3, dt_3);
@@ -1587,15 +1509,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dddt = kernel_dddt(ddh1_3, W2, t7, t12, dh2);
     const ddh2_2 = kernel_ddh2_2(ddh1_3, W2, t7, t12, ddt);
     const dW2_4 = kernel_dW2_4(ddh1_3, dt_6);
-    const dddt_1 = kernel_dddt_1(dddt_1_2, dddt, W2, t9);
-    const dt9_acc = kernel_dt9_acc(dt9_3, dddt, W2, ddt_1);
+    const dddt_1 = kernel_dddt_1(dddt, W2, t9, dddt_1_2);
+    const dt9_acc = kernel_dt9_acc(dddt, W2, ddt_1, dt9_3);
     const dW2_acc = kernel_dW2_acc(dW2_4, ddh1, dddt);
     const dW1_acc = kernel_dW1_acc(dW1_4, dddt_1);
-    const ddh1_4 = kernel_ddh1_4(ddh1_2, ddx, W1, t9);
-    const dh1_acc = kernel_dh1_acc(dh1_3_1, dt9_acc, ddx, W1, dh1, t11);
+    const ddh1_4 = kernel_ddh1_4(ddx, W1, t9, ddh1_2);
+    const dh1_acc = kernel_dh1_acc(ddx, W1, dh1, dt9_acc, t11, dh1_3_1);
     const dW1_acc_1 = kernel_dW1_acc_1(dW1_acc, ddx, dt_1);
-    const ddh2 = kernel_ddh2(ddh2_2, ddh1_4, W2, t7);
-    const dh2_acc = kernel_dh2_acc(dh2_3, dt7_2, ddh1_4, W2, dh2, t12);
+    const ddh2 = kernel_ddh2(ddh1_4, W2, t7, ddh2_2);
+    const dh2_acc = kernel_dh2_acc(ddh1_4, W2, dh2, dt7_2, t12, dh2_3);
     const dW2_acc_1 = kernel_dW2_acc_1(dW2_acc, ddh1_4, dt);
     const dW3_2 = kernel_dW3_2(ddh2);
     const dt4 = kernel_dt4(dh2_acc, du_1, W3, t7);

@@ -170,8 +170,7 @@ export async function create(options = {}) {
         _acc0 += X[_i0 * 20 + _r1] * W1[_r1 * 32 + _rest0];
       }
       const _t2 = _acc0 + b1[_rest0];
-      const _t3 = _t2 > 0 ? _t2 : 0;
-      return _t3;
+      return _t2 > 0 ? _t2 : 0;
     }, 512);
 
   // scores = hidden @ W2 + b2  (twolayer.ts:20)
@@ -185,8 +184,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 32; _r1++) {
         _acc0 += hidden[_i0 * 32 + _r1] * W2[_r1 * 10 + _rest0];
       }
-      const _t2 = _acc0 + b2[_rest0];
-      return _t2;
+      return _acc0 + b2[_rest0];
     }, 160);
 
   // t4 = scores[range(n), y]  (twolayer.ts:21)
@@ -206,10 +204,8 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = scores[_i0 * 10 + _rest0] - correct_class_score[_i0];
-      const _t1 = _t0 + 1;
-      const _t2 = _t1 > 0 ? _t1 : 0;
-      return _t2;
+      const _t0 = scores[_i0 * 10 + _rest0] - correct_class_score[_i0] + 1;
+      return _t0 > 0 ? _t0 : 0;
     }, 160);
 
   // t8 = onehot(y, 10)  (twolayer.ts:21)
@@ -222,8 +218,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = y[_i0] === _rest0 ? 1 : 0;
-      return _t0;
+      return y[_i0] === _rest0 ? 1 : 0;
     }, 160);
 
   // t9 = 1 - t8  (twolayer.ts:21)
@@ -236,8 +231,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = 1 - t8[_i0 * 10 + _rest0];
-      return _t0;
+      return 1 - t8[_i0 * 10 + _rest0];
     }, 160);
 
   // margins_masked = margins * t9  (twolayer.ts:21)
@@ -250,8 +244,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 10; _r1++) {
-        const _t2 = margins[_x * 10 + _r1] * t9[_x * 10 + _r1];
-        _acc0 += _t2;
+        _acc0 += margins[_x * 10 + _r1] * t9[_x * 10 + _r1];
       }
       return _acc0;
     }, 16);
@@ -265,8 +258,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 16; _r1++) {
         _acc0 += t10[_r1];
       }
-      const _t2 = _acc0 * 0.0625;
-      return _t2;
+      return _acc0 * 0.0625;
     }, 1);
 
   // t14 = (W1²).sum((0, 1))  (twolayer.ts:22)
@@ -279,8 +271,7 @@ export async function create(options = {}) {
       let _acc0_count = 0;
       for (let _r1 = 0; _r1 < 20; _r1++) {
         for (let _r2 = 0; _r2 < 32; _r2++) {
-          const _t3 = W1[_r1 * 32 + _r2] * W1[_r1 * 32 + _r2];
-          _acc0_block += _t3;
+          _acc0_block += W1[_r1 * 32 + _r2] * W1[_r1 * 32 + _r2];
           _acc0_count++;
           if (_acc0_count === 64) {
             _acc0 += _acc0_block;
@@ -300,15 +291,14 @@ export async function create(options = {}) {
   //   %t17: f32[] = add %t14, %t16   twolayer.ts:22
   //   %reg_loss: f32[] = mul %t17, %t18   twolayer.ts:22
   //   %loss: f32[] = add %data_loss, %reg_loss   twolayer.ts:23  const loss = data_loss.add(reg_loss);
-  const kernel_loss = kernel(function (data_loss, t14, W2) {
+  const kernel_loss = kernel(function (W2, t14, data_loss) {
       const _x = this.thread.x;
       let _acc0 = 0;
       let _acc0_block = 0;
       let _acc0_count = 0;
       for (let _r1 = 0; _r1 < 32; _r1++) {
         for (let _r2 = 0; _r2 < 10; _r2++) {
-          const _t3 = W2[_r1 * 10 + _r2] * W2[_r1 * 10 + _r2];
-          _acc0_block += _t3;
+          _acc0_block += W2[_r1 * 10 + _r2] * W2[_r1 * 10 + _r2];
           _acc0_count++;
           if (_acc0_count === 64) {
             _acc0 += _acc0_block;
@@ -318,10 +308,7 @@ export async function create(options = {}) {
         }
       }
       _acc0 += _acc0_block;
-      const _t4 = t14[0] + _acc0;
-      const _t5 = _t4 * 0.001;
-      const _t6 = data_loss[0] + _t5;
-      return _t6;
+      return data_loss[0] + (t14[0] + _acc0) * 0.001;
     }, 1);
 
   // dt15 = 0.001   sum'  (twolayer.ts:22)
@@ -333,9 +320,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = W2[_i0 * 10 + _rest0] * 2;
-      const _t1 = 0.001 * _t0;
-      return _t1;
+      return 0.001 * (W2[_i0 * 10 + _rest0] * 2);
     }, 320);
 
   // dt13 = 0.001   sum'  (twolayer.ts:22)
@@ -347,9 +332,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
-      const _t0 = W1[_i0 * 32 + _rest0] * 2;
-      const _t1 = 0.001 * _t0;
-      return _t1;
+      return 0.001 * (W1[_i0 * 32 + _rest0] * 2);
     }, 640);
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
@@ -364,10 +347,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = 0.0625 * t9[_i0 * 10 + _rest0];
-      const _t1 = margins[_i0 * 10 + _rest0] > 0 ? 1 : 0;
-      const _t2 = _t0 * _t1;
-      return _t2;
+      return 0.0625 * t9[_i0 * 10 + _rest0] * (margins[_i0 * 10 + _rest0] > 0 ? 1 : 0);
     }, 160);
 
   // dmargins_masked = full((16, 1), 0.0625)   sum'  (twolayer.ts:21)
@@ -382,8 +362,7 @@ export async function create(options = {}) {
       const _x = this.thread.x;
       let _acc0 = 0;
       for (let _r1 = 0; _r1 < 10; _r1++) {
-        const _t2 = -dt7[_x * 10 + _r1];
-        _acc0 += _t2;
+        _acc0 += -dt7[_x * 10 + _r1];
       }
       return _acc0;
     }, 16);
@@ -392,13 +371,11 @@ export async function create(options = {}) {
   // dscores = dt7 + dscores_1   fan-out: dscores += the gradient through each use  (twolayer.ts:20)
   //   %dscores_1: f32[16,10] = mul %t8, %t27   twolayer.ts:21  const data_loss = g.hingeLoss(scores, y);
   //   %dscores: f32[16,10] = add %dt7, %dscores_1   twolayer.ts:20  const scores = hidden.matmul(W2).add(b2);
-  const kernel_dscores = kernel(function (dt7, t8, dt4) {
+  const kernel_dscores = kernel(function (t8, dt4, dt7) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 10);
       const _rest0 = _x - _i0 * 10;
-      const _t0 = t8[_i0 * 10 + _rest0] * dt4[_i0];
-      const _t1 = dt7[_i0 * 10 + _rest0] + _t0;
-      return _t1;
+      return dt7[_i0 * 10 + _rest0] + t8[_i0 * 10 + _rest0] * dt4[_i0];
     }, 160);
 
   // dscores_1 = t8 * t27   pick'  (twolayer.ts:21)
@@ -439,20 +416,17 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 16; _r1++) {
         _acc0 += hidden[_r1 * 32 + _i0] * dscores[_r1 * 10 + _rest0];
       }
-      const _t2 = dW2_2[_i0 * 10 + _rest0] + _acc0;
-      return _t2;
+      return dW2_2[_i0 * 10 + _rest0] + _acc0;
     }, 320);
 
   // dt2 = dhidden * (hidden > 0)   relu'  (twolayer.ts:19)
   //   %t28: f32[16,32] = gt %hidden, %t22   twolayer.ts:19  const hidden = X.matmul(W1).add(b1).relu();
   //   %dt2: f32[16,32] = mul %dhidden, %t28   twolayer.ts:19
-  const kernel_dt2 = kernel(function (dhidden, hidden) {
+  const kernel_dt2 = kernel(function (hidden, dhidden) {
       const _x = this.thread.x;
       const _i0 = Math.floor(_x / 32);
       const _rest0 = _x - _i0 * 32;
-      const _t0 = hidden[_i0 * 32 + _rest0] > 0 ? 1 : 0;
-      const _t1 = dhidden[_i0 * 32 + _rest0] * _t0;
-      return _t1;
+      return dhidden[_i0 * 32 + _rest0] * (hidden[_i0 * 32 + _rest0] > 0 ? 1 : 0);
     }, 512);
 
   // db1 = dt2.sum(0)   add'  (twolayer.ts:19)
@@ -479,8 +453,7 @@ export async function create(options = {}) {
       for (let _r1 = 0; _r1 < 16; _r1++) {
         _acc0 += X[_r1 * 20 + _i0] * dt2[_r1 * 32 + _rest0];
       }
-      const _t2 = dW1_2[_i0 * 32 + _rest0] + _acc0;
-      return _t2;
+      return dW1_2[_i0 * 32 + _rest0] + _acc0;
     }, 640);
 
   // the forward steps
@@ -495,7 +468,7 @@ export async function create(options = {}) {
       const t10 = kernel_t10(margins, t9);
       const data_loss = kernel_data_loss(t10);
       const t14 = kernel_t14(W1);
-      const loss = kernel_loss(data_loss, t14, W2);
+      const loss = kernel_loss(W2, t14, data_loss);
       return { loss: loss, scores: scores };
     });
 
@@ -511,18 +484,18 @@ export async function create(options = {}) {
       const t10 = kernel_t10(margins, t9);
       const data_loss = kernel_data_loss(t10);
       const t14 = kernel_t14(W1);
-      const loss = kernel_loss(data_loss, t14, W2);
+      const loss = kernel_loss(W2, t14, data_loss);
       const dW2_2 = kernel_dW2_2(W2);
       const dW1_2 = kernel_dW1_2(W1);
       const dt7 = kernel_dt7(t9, margins);
       const dcorrect_class_score = kernel_dcorrect_class_score(dt7);
       const dt4 = dcorrect_class_score; // a view of dcorrect_class_score as f32[16] (the same array)
       // t27: a view of dt4 as f32[16,1] (the same array)
-      const dscores = kernel_dscores(dt7, t8, dt4);
+      const dscores = kernel_dscores(t8, dt4, dt7);
       const db2 = kernel_db2(dscores);
       const dhidden = kernel_dhidden(dscores, W2);
       const dW2 = kernel_dW2(dW2_2, hidden, dscores);
-      const dt2 = kernel_dt2(dhidden, hidden);
+      const dt2 = kernel_dt2(hidden, dhidden);
       const db1 = kernel_db1(dt2);
       const dW1 = kernel_dW1(dW1_2, X, dt2);
       return [loss, dW1, db1, dW2, db2];

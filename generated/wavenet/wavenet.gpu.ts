@@ -358,8 +358,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
         _acc0 += hpre1[_r1 * 512 + _r2 * 128 + _x];
       }
     }
-    const _t3 = _acc0 * 0.0078125;
-    return _t3;
+    return _acc0 * 0.0078125;
   }, 128);
 
   // bndiff = hpre1 - bnmeani  (wavenet.ts:38)
@@ -382,14 +381,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 4; _r2++) {
         const _t3 = hpre1[_r1 * 512 + _r2 * 128 + _x] - bnmeani[_x];
-        const _t4 = _t3 * _t3;
-        _acc0 += _t4;
+        _acc0 += _t3 * _t3;
       }
     }
-    const _t5 = _acc0 * 0.007874015748031496;
-    const _t6 = _t5 + 0.00001;
-    const _t7 = 1 / Math.sqrt(_t6);
-    return _t7;
+    const _t4 = _acc0 * 0.007874015748031496 + 0.00001;
+    return 1 / Math.sqrt(_t4);
   }, 128);
 
   // bnraw = (hpre1 - bnmeani) * bnvar_inv  (wavenet.ts:38)
@@ -408,8 +404,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = (hpre1[_i0 * 512 + _i1 * 128 + _rest1] - bnmeani[_rest1]) * bnvar_inv[_rest1];
-    return _t0;
+    return (hpre1[_i0 * 512 + _i1 * 128 + _rest1] - bnmeani[_rest1]) * bnvar_inv[_rest1];
   }, 16384);
 
   // hbn1 = gain1 * bnraw + bias1  (wavenet.ts:38)
@@ -419,8 +414,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %h1: f32[32,4,128] = tanh %hbn1   wavenet.ts:39  const h1 = hbn1.tanh();
   const kernel_h1 = kernel(function (
     this: IKernelFunctionThis,
-    gain1: Float32Array,
     bnraw: Float32Array,
+    gain1: Float32Array,
     bias1: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -428,9 +423,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = gain1[_rest1] * bnraw[_i0 * 512 + _i1 * 128 + _rest1];
-    const _t1 = _t0 + bias1[_rest1];
-    return Math.tanh(_t1);
+    return Math.tanh(gain1[_rest1] * bnraw[_i0 * 512 + _i1 * 128 + _rest1] + bias1[_rest1]);
   }, 16384);
 
   // hpre2_rows = x2_rows @ W2  (wavenet.ts:41)
@@ -461,8 +454,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
         _acc0 += hpre2[_r1 * 256 + _r2 * 128 + _x];
       }
     }
-    const _t3 = _acc0 * 0.015625;
-    return _t3;
+    return _acc0 * 0.015625;
   }, 128);
 
   // bndiff_1 = hpre2 - bnmeani_1  (wavenet.ts:42)
@@ -485,14 +477,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 2; _r2++) {
         const _t3 = hpre2[_r1 * 256 + _r2 * 128 + _x] - bnmeani_1[_x];
-        const _t4 = _t3 * _t3;
-        _acc0 += _t4;
+        _acc0 += _t3 * _t3;
       }
     }
-    const _t5 = _acc0 * 0.015873015873015872;
-    const _t6 = _t5 + 0.00001;
-    const _t7 = 1 / Math.sqrt(_t6);
-    return _t7;
+    const _t4 = _acc0 * 0.015873015873015872 + 0.00001;
+    return 1 / Math.sqrt(_t4);
   }, 128);
 
   // bnraw_1 = (hpre2 - bnmeani_1) * bnvar_inv_1  (wavenet.ts:42)
@@ -511,8 +500,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = (hpre2[_i0 * 256 + _i1 * 128 + _rest1] - bnmeani_1[_rest1]) * bnvar_inv_1[_rest1];
-    return _t0;
+    return (hpre2[_i0 * 256 + _i1 * 128 + _rest1] - bnmeani_1[_rest1]) * bnvar_inv_1[_rest1];
   }, 8192);
 
   // hbn2 = gain2 * bnraw_1 + bias2  (wavenet.ts:42)
@@ -522,8 +510,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %h2: f32[32,2,128] = tanh %hbn2   wavenet.ts:43  const h2 = hbn2.tanh();
   const kernel_h2 = kernel(function (
     this: IKernelFunctionThis,
-    gain2: Float32Array,
     bnraw_1: Float32Array,
+    gain2: Float32Array,
     bias2: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -531,9 +519,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = gain2[_rest1] * bnraw_1[_i0 * 256 + _i1 * 128 + _rest1];
-    const _t1 = _t0 + bias2[_rest1];
-    return Math.tanh(_t1);
+    return Math.tanh(gain2[_rest1] * bnraw_1[_i0 * 256 + _i1 * 128 + _rest1] + bias2[_rest1]);
   }, 8192);
 
   // hpre3 = x3 @ W3  (wavenet.ts:45)
@@ -562,8 +548,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 32; _r1++) {
       _acc0 += hpre3[_r1 * 128 + _x];
     }
-    const _t2 = _acc0 * 0.03125;
-    return _t2;
+    return _acc0 * 0.03125;
   }, 128);
 
   // bndiff_2 = hpre3 - bnmeani_2  (wavenet.ts:46)
@@ -585,13 +570,10 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       const _t2 = hpre3[_r1 * 128 + _x] - bnmeani_2[_x];
-      const _t3 = _t2 * _t2;
-      _acc0 += _t3;
+      _acc0 += _t2 * _t2;
     }
-    const _t4 = _acc0 * 0.03225806451612903;
-    const _t5 = _t4 + 0.00001;
-    const _t6 = 1 / Math.sqrt(_t5);
-    return _t6;
+    const _t3 = _acc0 * 0.03225806451612903 + 0.00001;
+    return 1 / Math.sqrt(_t3);
   }, 128);
 
   // bnraw_2 = (hpre3 - bnmeani_2) * bnvar_inv_2  (wavenet.ts:46)
@@ -608,8 +590,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = (hpre3[_i0 * 128 + _rest0] - bnmeani_2[_rest0]) * bnvar_inv_2[_rest0];
-    return _t0;
+    return (hpre3[_i0 * 128 + _rest0] - bnmeani_2[_rest0]) * bnvar_inv_2[_rest0];
   }, 4096);
 
   // hbn3 = gain3 * bnraw_2 + bias3  (wavenet.ts:46)
@@ -619,16 +600,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %h3: f32[32,128] = tanh %hbn3   wavenet.ts:47  const h3 = hbn3.tanh();
   const kernel_h3 = kernel(function (
     this: IKernelFunctionThis,
-    gain3: Float32Array,
     bnraw_2: Float32Array,
+    gain3: Float32Array,
     bias3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = gain3[_rest0] * bnraw_2[_i0 * 128 + _rest0];
-    const _t1 = _t0 + bias3[_rest0];
-    return Math.tanh(_t1);
+    return Math.tanh(gain3[_rest0] * bnraw_2[_i0 * 128 + _rest0] + bias3[_rest0]);
   }, 4096);
 
   // logits = h3 @ W4 + b4  (wavenet.ts:48)
@@ -647,8 +626,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 128; _r1++) {
       _acc0 += h3[_i0 * 128 + _r1] * W4[_r1 * 27 + _rest0];
     }
-    const _t2 = _acc0 + b4[_rest0];
-    return _t2;
+    return _acc0 + b4[_rest0];
   }, 864);
 
   // loss = cross_entropy(logits, Yb)  (wavenet.ts:49)
@@ -697,16 +675,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dlogits: f32[32,27] = mul %t34, %t22   wavenet.ts:49
   const kernel_dlogits = kernel(function (
     this: IKernelFunctionThis,
-    t32: Float32Array,
     Yb: Float32Array,
+    t32: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 27);
     const _rest0 = _x - _i0 * 27;
-    const _t0 = Yb[_i0] === _rest0 ? 1 : 0;
-    const _t1 = t32[_i0 * 27 + _rest0] - _t0;
-    const _t2 = _t1 * 0.03125;
-    return _t2;
+    return (t32[_i0 * 27 + _rest0] - (Yb[_i0] === _rest0 ? 1 : 0)) * 0.03125;
   }, 864);
 
   // db4 = dlogits.sum(0)   add'  (wavenet.ts:48)
@@ -765,16 +740,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t37: f32[32,128] = mul %dhbn3, %bnraw_2   wavenet.ts:46
   const kernel_dbias3 = kernel(function (
     this: IKernelFunctionThis,
-    dh3: Float32Array,
     h3: Float32Array,
+    dh3: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh3[_r1 * 128 + _x] * _t3;
-      _acc0 += _t4;
+      _acc0 += dh3[_r1 * 128 + _x] * (1 - h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x]);
     }
     return _acc0;
   }, 128);
@@ -788,18 +760,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dgain3: f32[128] = sum %t37 {axes=[0], keepDims=false}   wavenet.ts:46
   const kernel_dgain3 = kernel(function (
     this: IKernelFunctionThis,
-    dh3: Float32Array,
     h3: Float32Array,
+    dh3: Float32Array,
     bnraw_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x];
-      const _t3 = 1 - _t2;
-      const _t4 = dh3[_r1 * 128 + _x] * _t3;
-      const _t5 = _t4 * bnraw_2[_r1 * 128 + _x];
-      _acc0 += _t5;
+      _acc0 += dh3[_r1 * 128 + _x] * (1 - h3[_r1 * 128 + _x] * h3[_r1 * 128 + _x]) * bnraw_2[_r1 * 128 + _x];
     }
     return _acc0;
   }, 128);
@@ -813,18 +781,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbnraw_2: f32[32,128] = mul %dhbn3, %gain3   wavenet.ts:46
   const kernel_dbnraw_2 = kernel(function (
     this: IKernelFunctionThis,
-    dh3: Float32Array,
     h3: Float32Array,
+    dh3: Float32Array,
     gain3: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = h3[_i0 * 128 + _rest0] * h3[_i0 * 128 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = dh3[_i0 * 128 + _rest0] * _t1;
-    const _t3 = _t2 * gain3[_rest0];
-    return _t3;
+    return dh3[_i0 * 128 + _rest0] * (1 - h3[_i0 * 128 + _rest0] * h3[_i0 * 128 + _rest0]) * gain3[_rest0];
   }, 4096);
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
@@ -838,8 +802,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = dbnraw_2[_i0 * 128 + _rest0] * 32;
-    return _t0;
+    return dbnraw_2[_i0 * 128 + _rest0] * 32;
   }, 4096);
 
   // dhbn3 = dh3 * (1 - h3²)   tanh'  (wavenet.ts:47)
@@ -867,8 +830,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t40: f32[1,128] = mul %bnvar_inv_2, %t22   wavenet.ts:46
   const kernel_t40 = kernel(function (this: IKernelFunctionThis, bnvar_inv_2: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = bnvar_inv_2[_x] * 0.03125;
-    return _t0;
+    return bnvar_inv_2[_x] * 0.03125;
   }, 128);
 
   // t41 = t38 - t39   bn_apply'  (wavenet.ts:46)
@@ -882,8 +844,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = t38[_i0 * 128 + _rest0] - t39[_rest0];
-    return _t0;
+    return t38[_i0 * 128 + _rest0] - t39[_rest0];
   }, 4096);
 
   // t42 = bnraw_2 * 1.032258064516129   bn_apply'  (wavenet.ts:46)
@@ -893,8 +854,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = bnraw_2[_i0 * 128 + _rest0] * 1.032258064516129;
-    return _t0;
+    return bnraw_2[_i0 * 128 + _rest0] * 1.032258064516129;
   }, 4096);
 
   // t44 = (dbnraw_2 * bnraw_2).sum(0)   bn_apply'  (wavenet.ts:46)
@@ -902,14 +862,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t44: f32[1,128] = sum %t43 {axes=[0], keepDims=true}   wavenet.ts:46
   const kernel_t44 = kernel(function (
     this: IKernelFunctionThis,
-    dbnraw_2: Float32Array,
     bnraw_2: Float32Array,
+    dbnraw_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
-      const _t2 = dbnraw_2[_r1 * 128 + _x] * bnraw_2[_r1 * 128 + _x];
-      _acc0 += _t2;
+      _acc0 += dbnraw_2[_r1 * 128 + _x] * bnraw_2[_r1 * 128 + _x];
     }
     return _acc0;
   }, 128);
@@ -920,18 +879,15 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dhpre3: f32[32,128] = mul %t40, %t46   wavenet.ts:46
   const kernel_dhpre3 = kernel(function (
     this: IKernelFunctionThis,
-    t40: Float32Array,
-    t41: Float32Array,
     t42: Float32Array,
     t44: Float32Array,
+    t41: Float32Array,
+    t40: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    const _t0 = t42[_i0 * 128 + _rest0] * t44[_rest0];
-    const _t1 = t41[_i0 * 128 + _rest0] - _t0;
-    const _t2 = t40[_rest0] * _t1;
-    return _t2;
+    return t40[_rest0] * (t41[_i0 * 128 + _rest0] - t42[_i0 * 128 + _rest0] * t44[_rest0]);
   }, 4096);
 
   // dx3 = dhpre3 @ W3.T   matmul'  (wavenet.ts:45)
@@ -977,17 +933,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t49: f32[32,2,128] = mul %dhbn2, %bnraw_1   wavenet.ts:42
   const kernel_dbias2 = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
     h2: Float32Array,
+    dh2: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 2; _r2++) {
-        const _t3 = h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x];
-        const _t4 = 1 - _t3;
-        const _t5 = dh2[_r1 * 256 + _r2 * 128 + _x] * _t4;
-        _acc0 += _t5;
+        _acc0 +=
+          dh2[_r1 * 256 + _r2 * 128 + _x] *
+          (1 - h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x]);
       }
     }
     return _acc0;
@@ -1002,19 +957,18 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dgain2: f32[128] = sum %t49 {axes=[0, 1], keepDims=false}   wavenet.ts:42
   const kernel_dgain2 = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
     h2: Float32Array,
+    dh2: Float32Array,
     bnraw_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 2; _r2++) {
-        const _t3 = h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x];
-        const _t4 = 1 - _t3;
-        const _t5 = dh2[_r1 * 256 + _r2 * 128 + _x] * _t4;
-        const _t6 = _t5 * bnraw_1[_r1 * 256 + _r2 * 128 + _x];
-        _acc0 += _t6;
+        _acc0 +=
+          dh2[_r1 * 256 + _r2 * 128 + _x] *
+          (1 - h2[_r1 * 256 + _r2 * 128 + _x] * h2[_r1 * 256 + _r2 * 128 + _x]) *
+          bnraw_1[_r1 * 256 + _r2 * 128 + _x];
       }
     }
     return _acc0;
@@ -1029,8 +983,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbnraw_1: f32[32,2,128] = mul %dhbn2, %gain2   wavenet.ts:42
   const kernel_dbnraw_1 = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
     h2: Float32Array,
+    dh2: Float32Array,
     gain2: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -1038,11 +992,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = h2[_i0 * 256 + _i1 * 128 + _rest1] * h2[_i0 * 256 + _i1 * 128 + _rest1];
-    const _t1 = 1 - _t0;
-    const _t2 = dh2[_i0 * 256 + _i1 * 128 + _rest1] * _t1;
-    const _t3 = _t2 * gain2[_rest1];
-    return _t3;
+    return (
+      dh2[_i0 * 256 + _i1 * 128 + _rest1] *
+      (1 - h2[_i0 * 256 + _i1 * 128 + _rest1] * h2[_i0 * 256 + _i1 * 128 + _rest1]) *
+      gain2[_rest1]
+    );
   }, 8192);
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
@@ -1058,8 +1012,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = dbnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 64;
-    return _t0;
+    return dbnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 64;
   }, 8192);
 
   // dhbn2 = dh2 * (1 - h2²)   tanh'  (wavenet.ts:43)
@@ -1089,8 +1042,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t52: f32[1,1,128] = mul %bnvar_inv_1, %t26   wavenet.ts:42
   const kernel_t52 = kernel(function (this: IKernelFunctionThis, bnvar_inv_1: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = bnvar_inv_1[_x] * 0.015625;
-    return _t0;
+    return bnvar_inv_1[_x] * 0.015625;
   }, 128);
 
   // t53 = t50 - t51   bn_apply'  (wavenet.ts:42)
@@ -1106,8 +1058,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = t50[_i0 * 256 + _i1 * 128 + _rest1] - t51[_rest1];
-    return _t0;
+    return t50[_i0 * 256 + _i1 * 128 + _rest1] - t51[_rest1];
   }, 8192);
 
   // t54 = bnraw_1 * 1.0158730158730158   bn_apply'  (wavenet.ts:42)
@@ -1119,8 +1070,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = bnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 1.0158730158730158;
-    return _t0;
+    return bnraw_1[_i0 * 256 + _i1 * 128 + _rest1] * 1.0158730158730158;
   }, 8192);
 
   // t56 = (dbnraw_1 * bnraw_1).sum((0, 1))   bn_apply'  (wavenet.ts:42)
@@ -1128,15 +1078,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t56: f32[1,1,128] = sum %t55 {axes=[0, 1], keepDims=true}   wavenet.ts:42
   const kernel_t56 = kernel(function (
     this: IKernelFunctionThis,
-    dbnraw_1: Float32Array,
     bnraw_1: Float32Array,
+    dbnraw_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 2; _r2++) {
-        const _t3 = dbnraw_1[_r1 * 256 + _r2 * 128 + _x] * bnraw_1[_r1 * 256 + _r2 * 128 + _x];
-        _acc0 += _t3;
+        _acc0 += dbnraw_1[_r1 * 256 + _r2 * 128 + _x] * bnraw_1[_r1 * 256 + _r2 * 128 + _x];
       }
     }
     return _acc0;
@@ -1148,20 +1097,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dhpre2: f32[32,2,128] = mul %t52, %t58   wavenet.ts:42
   const kernel_dhpre2 = kernel(function (
     this: IKernelFunctionThis,
-    t52: Float32Array,
-    t53: Float32Array,
     t54: Float32Array,
     t56: Float32Array,
+    t53: Float32Array,
+    t52: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 256);
     const _rest0 = _x - _i0 * 256;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = t54[_i0 * 256 + _i1 * 128 + _rest1] * t56[_rest1];
-    const _t1 = t53[_i0 * 256 + _i1 * 128 + _rest1] - _t0;
-    const _t2 = t52[_rest1] * _t1;
-    return _t2;
+    return (
+      t52[_rest1] * (t53[_i0 * 256 + _i1 * 128 + _rest1] - t54[_i0 * 256 + _i1 * 128 + _rest1] * t56[_rest1])
+    );
   }, 8192);
 
   // dx2_rows = dhpre2_rows @ W2.T   matmul'  (wavenet.ts:41)
@@ -1207,17 +1155,16 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t61: f32[32,4,128] = mul %dhbn1, %bnraw   wavenet.ts:38
   const kernel_dbias1 = kernel(function (
     this: IKernelFunctionThis,
-    dh1: Float32Array,
     h1: Float32Array,
+    dh1: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 4; _r2++) {
-        const _t3 = h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x];
-        const _t4 = 1 - _t3;
-        const _t5 = dh1[_r1 * 512 + _r2 * 128 + _x] * _t4;
-        _acc0 += _t5;
+        _acc0 +=
+          dh1[_r1 * 512 + _r2 * 128 + _x] *
+          (1 - h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x]);
       }
     }
     return _acc0;
@@ -1232,19 +1179,18 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dgain1: f32[128] = sum %t61 {axes=[0, 1], keepDims=false}   wavenet.ts:38
   const kernel_dgain1 = kernel(function (
     this: IKernelFunctionThis,
-    dh1: Float32Array,
     h1: Float32Array,
+    dh1: Float32Array,
     bnraw: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 4; _r2++) {
-        const _t3 = h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x];
-        const _t4 = 1 - _t3;
-        const _t5 = dh1[_r1 * 512 + _r2 * 128 + _x] * _t4;
-        const _t6 = _t5 * bnraw[_r1 * 512 + _r2 * 128 + _x];
-        _acc0 += _t6;
+        _acc0 +=
+          dh1[_r1 * 512 + _r2 * 128 + _x] *
+          (1 - h1[_r1 * 512 + _r2 * 128 + _x] * h1[_r1 * 512 + _r2 * 128 + _x]) *
+          bnraw[_r1 * 512 + _r2 * 128 + _x];
       }
     }
     return _acc0;
@@ -1259,8 +1205,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dbnraw: f32[32,4,128] = mul %dhbn1, %gain1   wavenet.ts:38
   const kernel_dbnraw = kernel(function (
     this: IKernelFunctionThis,
-    dh1: Float32Array,
     h1: Float32Array,
+    dh1: Float32Array,
     gain1: Float32Array,
   ): number {
     const _x = this.thread.x;
@@ -1268,11 +1214,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = h1[_i0 * 512 + _i1 * 128 + _rest1] * h1[_i0 * 512 + _i1 * 128 + _rest1];
-    const _t1 = 1 - _t0;
-    const _t2 = dh1[_i0 * 512 + _i1 * 128 + _rest1] * _t1;
-    const _t3 = _t2 * gain1[_rest1];
-    return _t3;
+    return (
+      dh1[_i0 * 512 + _i1 * 128 + _rest1] *
+      (1 - h1[_i0 * 512 + _i1 * 128 + _rest1] * h1[_i0 * 512 + _i1 * 128 + _rest1]) *
+      gain1[_rest1]
+    );
   }, 16384);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
@@ -1288,8 +1234,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = dbnraw[_i0 * 512 + _i1 * 128 + _rest1] * 128;
-    return _t0;
+    return dbnraw[_i0 * 512 + _i1 * 128 + _rest1] * 128;
   }, 16384);
 
   // dhbn1 = dh1 * (1 - h1²)   tanh'  (wavenet.ts:39)
@@ -1319,8 +1264,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t64: f32[1,1,128] = mul %bnvar_inv, %t29   wavenet.ts:38
   const kernel_t64 = kernel(function (this: IKernelFunctionThis, bnvar_inv: Float32Array): number {
     const _x = this.thread.x;
-    const _t0 = bnvar_inv[_x] * 0.0078125;
-    return _t0;
+    return bnvar_inv[_x] * 0.0078125;
   }, 128);
 
   // t65 = t62 - t63   bn_apply'  (wavenet.ts:38)
@@ -1336,8 +1280,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = t62[_i0 * 512 + _i1 * 128 + _rest1] - t63[_rest1];
-    return _t0;
+    return t62[_i0 * 512 + _i1 * 128 + _rest1] - t63[_rest1];
   }, 16384);
 
   // t66 = bnraw * 1.0078740157480315   bn_apply'  (wavenet.ts:38)
@@ -1349,8 +1292,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = bnraw[_i0 * 512 + _i1 * 128 + _rest1] * 1.0078740157480315;
-    return _t0;
+    return bnraw[_i0 * 512 + _i1 * 128 + _rest1] * 1.0078740157480315;
   }, 16384);
 
   // t68 = (dbnraw * bnraw).sum((0, 1))   bn_apply'  (wavenet.ts:38)
@@ -1358,15 +1300,14 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %t68: f32[1,1,128] = sum %t67 {axes=[0, 1], keepDims=true}   wavenet.ts:38
   const kernel_t68 = kernel(function (
     this: IKernelFunctionThis,
-    dbnraw: Float32Array,
     bnraw: Float32Array,
+    dbnraw: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 32; _r1++) {
       for (let _r2 = 0; _r2 < 4; _r2++) {
-        const _t3 = dbnraw[_r1 * 512 + _r2 * 128 + _x] * bnraw[_r1 * 512 + _r2 * 128 + _x];
-        _acc0 += _t3;
+        _acc0 += dbnraw[_r1 * 512 + _r2 * 128 + _x] * bnraw[_r1 * 512 + _r2 * 128 + _x];
       }
     }
     return _acc0;
@@ -1378,20 +1319,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   //   %dhpre1: f32[32,4,128] = mul %t64, %t70   wavenet.ts:38
   const kernel_dhpre1 = kernel(function (
     this: IKernelFunctionThis,
-    t64: Float32Array,
-    t65: Float32Array,
     t66: Float32Array,
     t68: Float32Array,
+    t65: Float32Array,
+    t64: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     const _i1 = Math.floor(_rest0 / 128);
     const _rest1 = _rest0 - _i1 * 128;
-    const _t0 = t66[_i0 * 512 + _i1 * 128 + _rest1] * t68[_rest1];
-    const _t1 = t65[_i0 * 512 + _i1 * 128 + _rest1] - _t0;
-    const _t2 = t64[_rest1] * _t1;
-    return _t2;
+    return (
+      t64[_rest1] * (t65[_i0 * 512 + _i1 * 128 + _rest1] - t66[_i0 * 512 + _i1 * 128 + _rest1] * t68[_rest1])
+    );
   }, 16384);
 
   // dx1_rows = dhpre1_rows @ W1.T   matmul'  (wavenet.ts:37)
@@ -1470,7 +1410,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani = kernel_bnmeani(hpre1);
     const bnvar_inv = kernel_bnvar_inv(hpre1, bnmeani);
     const bnraw = kernel_bnraw(hpre1, bnmeani, bnvar_inv);
-    const h1 = kernel_h1(gain1, bnraw, bias1);
+    const h1 = kernel_h1(bnraw, gain1, bias1);
     const x2 = h1; // a view of h1 as f32[32,2,256] (the same array)
     const x2_rows = x2; // a view of x2 as f32[64,256] (the same array)
     const hpre2_rows = kernel_hpre2_rows(x2_rows, W2);
@@ -1478,13 +1418,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani_1 = kernel_bnmeani_1(hpre2);
     const bnvar_inv_1 = kernel_bnvar_inv_1(hpre2, bnmeani_1);
     const bnraw_1 = kernel_bnraw_1(hpre2, bnmeani_1, bnvar_inv_1);
-    const h2 = kernel_h2(gain2, bnraw_1, bias2);
+    const h2 = kernel_h2(bnraw_1, gain2, bias2);
     const x3 = h2; // a view of h2 as f32[32,256] (the same array)
     const hpre3 = kernel_hpre3(x3, W3);
     const bnmeani_2 = kernel_bnmeani_2(hpre3);
     const bnvar_inv_2 = kernel_bnvar_inv_2(hpre3, bnmeani_2);
     const bnraw_2 = kernel_bnraw_2(hpre3, bnmeani_2, bnvar_inv_2);
-    const h3 = kernel_h3(gain3, bnraw_2, bias3);
+    const h3 = kernel_h3(bnraw_2, gain3, bias3);
     const logits = kernel_logits(h3, W4, b4);
     const loss = kernel_loss(logits, Yb);
     return { loss: loss, logits: logits };
@@ -1515,7 +1455,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani = kernel_bnmeani(hpre1);
     const bnvar_inv = kernel_bnvar_inv(hpre1, bnmeani);
     const bnraw = kernel_bnraw(hpre1, bnmeani, bnvar_inv);
-    const h1 = kernel_h1(gain1, bnraw, bias1);
+    const h1 = kernel_h1(bnraw, gain1, bias1);
     const x2 = h1; // a view of h1 as f32[32,2,256] (the same array)
     const x2_rows = x2; // a view of x2 as f32[64,256] (the same array)
     const hpre2_rows = kernel_hpre2_rows(x2_rows, W2);
@@ -1523,58 +1463,58 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const bnmeani_1 = kernel_bnmeani_1(hpre2);
     const bnvar_inv_1 = kernel_bnvar_inv_1(hpre2, bnmeani_1);
     const bnraw_1 = kernel_bnraw_1(hpre2, bnmeani_1, bnvar_inv_1);
-    const h2 = kernel_h2(gain2, bnraw_1, bias2);
+    const h2 = kernel_h2(bnraw_1, gain2, bias2);
     const x3 = h2; // a view of h2 as f32[32,256] (the same array)
     const hpre3 = kernel_hpre3(x3, W3);
     const bnmeani_2 = kernel_bnmeani_2(hpre3);
     const bnvar_inv_2 = kernel_bnvar_inv_2(hpre3, bnmeani_2);
     const bnraw_2 = kernel_bnraw_2(hpre3, bnmeani_2, bnvar_inv_2);
-    const h3 = kernel_h3(gain3, bnraw_2, bias3);
+    const h3 = kernel_h3(bnraw_2, gain3, bias3);
     const logits = kernel_logits(h3, W4, b4);
     const loss = kernel_loss(logits, Yb);
     const t32 = kernel_t32(logits);
-    const dlogits = kernel_dlogits(t32, Yb);
+    const dlogits = kernel_dlogits(Yb, t32);
     const db4 = kernel_db4(dlogits);
     const dh3 = kernel_dh3(dlogits, W4);
     const dW4 = kernel_dW4(h3, dlogits);
-    const dbias3 = kernel_dbias3(dh3, h3);
-    const dgain3 = kernel_dgain3(dh3, h3, bnraw_2);
-    const dbnraw_2 = kernel_dbnraw_2(dh3, h3, gain3);
+    const dbias3 = kernel_dbias3(h3, dh3);
+    const dgain3 = kernel_dgain3(h3, dh3, bnraw_2);
+    const dbnraw_2 = kernel_dbnraw_2(h3, dh3, gain3);
     const t38 = kernel_t38(dbnraw_2);
     const t39 = kernel_t39(dbnraw_2);
     const t40 = kernel_t40(bnvar_inv_2);
     const t41 = kernel_t41(t38, t39);
     const t42 = kernel_t42(bnraw_2);
-    const t44 = kernel_t44(dbnraw_2, bnraw_2);
-    const dhpre3 = kernel_dhpre3(t40, t41, t42, t44);
+    const t44 = kernel_t44(bnraw_2, dbnraw_2);
+    const dhpre3 = kernel_dhpre3(t42, t44, t41, t40);
     const dx3 = kernel_dx3(dhpre3, W3);
     const dh2 = dx3; // a view of dx3 as f32[32,2,128] (the same array)
     const dW3 = kernel_dW3(x3, dhpre3);
-    const dbias2 = kernel_dbias2(dh2, h2);
-    const dgain2 = kernel_dgain2(dh2, h2, bnraw_1);
-    const dbnraw_1 = kernel_dbnraw_1(dh2, h2, gain2);
+    const dbias2 = kernel_dbias2(h2, dh2);
+    const dgain2 = kernel_dgain2(h2, dh2, bnraw_1);
+    const dbnraw_1 = kernel_dbnraw_1(h2, dh2, gain2);
     const t50 = kernel_t50(dbnraw_1);
     const t51 = kernel_t51(dbnraw_1);
     const t52 = kernel_t52(bnvar_inv_1);
     const t53 = kernel_t53(t50, t51);
     const t54 = kernel_t54(bnraw_1);
-    const t56 = kernel_t56(dbnraw_1, bnraw_1);
-    const dhpre2 = kernel_dhpre2(t52, t53, t54, t56);
+    const t56 = kernel_t56(bnraw_1, dbnraw_1);
+    const dhpre2 = kernel_dhpre2(t54, t56, t53, t52);
     const dhpre2_rows = dhpre2; // a view of dhpre2 as f32[64,128] (the same array)
     const dx2_rows = kernel_dx2_rows(dhpre2_rows, W2);
     const dx2 = dx2_rows; // a view of dx2_rows as f32[32,2,256] (the same array)
     const dh1 = dx2; // a view of dx2 as f32[32,4,128] (the same array)
     const dW2 = kernel_dW2(x2_rows, dhpre2_rows);
-    const dbias1 = kernel_dbias1(dh1, h1);
-    const dgain1 = kernel_dgain1(dh1, h1, bnraw);
-    const dbnraw = kernel_dbnraw(dh1, h1, gain1);
+    const dbias1 = kernel_dbias1(h1, dh1);
+    const dgain1 = kernel_dgain1(h1, dh1, bnraw);
+    const dbnraw = kernel_dbnraw(h1, dh1, gain1);
     const t62 = kernel_t62(dbnraw);
     const t63 = kernel_t63(dbnraw);
     const t64 = kernel_t64(bnvar_inv);
     const t65 = kernel_t65(t62, t63);
     const t66 = kernel_t66(bnraw);
-    const t68 = kernel_t68(dbnraw, bnraw);
-    const dhpre1 = kernel_dhpre1(t64, t65, t66, t68);
+    const t68 = kernel_t68(bnraw, dbnraw);
+    const dhpre1 = kernel_dhpre1(t66, t68, t65, t64);
     const dhpre1_rows = dhpre1; // a view of dhpre1 as f32[128,128] (the same array)
     const dx1_rows = kernel_dx1_rows(dhpre1_rows, W1);
     const dx1 = dx1_rows; // a view of dx1_rows as f32[32,4,48] (the same array)
