@@ -273,8 +273,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 2);
     const _rest0 = _x - _i0 * 2;
-    const _t0 = y[_i0 * 2 + _rest0] * y[_i0 * 2 + _rest0];
-    return _t0;
+    return y[_i0 * 2 + _rest0] * y[_i0 * 2 + _rest0];
   }, 16);
 
   // z = h @ Wh  (forms.ts:14)
@@ -340,14 +339,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
         _acc0 += t5[_r1 * 2 + _r2];
       }
     }
-    const _t3 = _acc0 * 0.0625;
-    return _t3;
+    return _acc0 * 0.0625;
   }, 1);
 
   // t10 = t8 + z.sum((0, 1))  (forms.ts:16)
   //   %t9: f32[] = sum %z {axes=[0, 1], keepDims=false}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
   //   %t10: f32[] = add %t8, %t9   forms.ts:16
-  const kernel_t10 = kernel(function (this: IKernelFunctionThis, t8: Float32Array, z: Float32Array): number {
+  const kernel_t10 = kernel(function (this: IKernelFunctionThis, z: Float32Array, t8: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 8; _r1++) {
@@ -355,14 +353,13 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
         _acc0 += z[_r1 * 3 + _r2];
       }
     }
-    const _t3 = t8[0] + _acc0;
-    return _t3;
+    return t8[0] + _acc0;
   }, 1);
 
   // t12 = t10 + v.sum((0, 1))  (forms.ts:16)
   //   %t11: f32[] = sum %v {axes=[0, 1], keepDims=false}   forms.ts:16  return y.square().mean().add(z.sum()).add(v.sum());
   //   %t12: f32[] = add %t10, %t11   forms.ts:16
-  const kernel_t12 = kernel(function (this: IKernelFunctionThis, t10: Float32Array, v: Float32Array): number {
+  const kernel_t12 = kernel(function (this: IKernelFunctionThis, v: Float32Array, t10: Float32Array): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 4; _r1++) {
@@ -370,8 +367,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
         _acc0 += v[_r1 * 2 + _r2];
       }
     }
-    const _t3 = t10[0] + _acc0;
-    return _t3;
+    return t10[0] + _acc0;
   }, 1);
 
   // dt5 = 0.0625   sum'  (forms.ts:16)
@@ -383,9 +379,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 2);
     const _rest0 = _x - _i0 * 2;
-    const _t0 = y[_i0 * 2 + _rest0] * 2;
-    const _t1 = 0.0625 * _t0;
-    return _t1;
+    return 0.0625 * (y[_i0 * 2 + _rest0] * 2);
   }, 16);
 
   // dt4 = dv @ Wv.T   matmul'  (forms.ts:15)
@@ -478,8 +472,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 3; _r1++) {
       _acc0 += dt2[_r1 * 3 + _i0] * Wy[_r1 * 2 + _rest0];
     }
-    const _t2 = dWy_3[_i0 * 2 + _rest0] + _acc0;
-    return _t2;
+    return dWy_3[_i0 * 2 + _rest0] + _acc0;
   }, 6);
 
   // dh_2 = dz @ Wh.T   matmul'  (forms.ts:14)
@@ -498,8 +491,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 3; _r1++) {
       _acc0 += 1 * Wh[_rest0 * 3 + _r1];
     }
-    const _t2 = dh_3[_i0 * 3 + _rest0] + _acc0;
-    return _t2;
+    return dh_3[_i0 * 3 + _rest0] + _acc0;
   }, 24);
 
   // dWh_2 = h.T @ dz   matmul'  (forms.ts:14)
@@ -532,8 +524,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 2; _r1++) {
       _acc0 += dy[_i0 * 2 + _r1] * Wy[_rest0 * 2 + _r1];
     }
-    const _t2 = dh_acc[_i0 * 3 + _rest0] + _acc0;
-    return _t2;
+    return dh_acc[_i0 * 3 + _rest0] + _acc0;
   }, 24);
 
   // dWy_1 = h.T @ dy   matmul'  (forms.ts:13)
@@ -553,22 +544,18 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 8; _r1++) {
       _acc0 += h[_r1 * 3 + _i0] * dy[_r1 * 2 + _rest0];
     }
-    const _t2 = dWy_acc[_i0 * 2 + _rest0] + _acc0;
-    return _t2;
+    return dWy_acc[_i0 * 2 + _rest0] + _acc0;
   }, 6);
 
   // dt1 = dh * (1 - h²)   tanh'  (forms.ts:12)
   //   %t17: f32[8,3] = square %h   forms.ts:12  const h = flat.matmul(Wh).tanh();
   //   %t18: f32[8,3] = sub %t15, %t17   forms.ts:12
   //   %dt1: f32[8,3] = mul %dh, %t18   forms.ts:12
-  const kernel_dt1 = kernel(function (this: IKernelFunctionThis, dh: Float32Array, h: Float32Array): number {
+  const kernel_dt1 = kernel(function (this: IKernelFunctionThis, h: Float32Array, dh: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 3);
     const _rest0 = _x - _i0 * 3;
-    const _t0 = h[_i0 * 3 + _rest0] * h[_i0 * 3 + _rest0];
-    const _t1 = 1 - _t0;
-    const _t2 = dh[_i0 * 3 + _rest0] * _t1;
-    return _t2;
+    return dh[_i0 * 3 + _rest0] * (1 - h[_i0 * 3 + _rest0] * h[_i0 * 3 + _rest0]);
   }, 24);
 
   // dWh_1 = flat.T @ dt1   matmul'  (forms.ts:12)
@@ -588,8 +575,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     for (let _r1 = 0; _r1 < 8; _r1++) {
       _acc0 += flat[_r1 * 3 + _i0] * dt1[_r1 * 3 + _rest0];
     }
-    const _t2 = dWh_2[_i0 * 3 + _rest0] + _acc0;
-    return _t2;
+    return dWh_2[_i0 * 3 + _rest0] + _acc0;
   }, 9);
 
   // the forward steps
@@ -609,8 +595,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     // t4: a view of t3 as f32[4,6] (the same array)
     const v = kernel_v(t3, Wv);
     const t8 = kernel_t8(t5);
-    const t10 = kernel_t10(t8, z);
-    const t12 = kernel_t12(t10, v);
+    const t10 = kernel_t10(z, t8);
+    const t12 = kernel_t12(v, t10);
     return { loss: t12 };
   });
 
@@ -631,8 +617,8 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     // t4: a view of t3 as f32[4,6] (the same array)
     const v = kernel_v(t3, Wv);
     const t8 = kernel_t8(t5);
-    const t10 = kernel_t10(t8, z);
-    const t12 = kernel_t12(t10, v);
+    const t10 = kernel_t10(z, t8);
+    const t12 = kernel_t12(v, t10);
     const dy = kernel_dy(y);
     const dt4 = kernel_dt4(Wv);
     const dt3 = dt4; // a view of dt4 as f32[8,3] (the same array)
@@ -645,7 +631,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dWh_2 = kernel_dWh_2(h);
     const dh = kernel_dh(dh_acc, dy, Wy);
     const dWy = kernel_dWy(dWy_acc, h, dy);
-    const dt1 = kernel_dt1(dh, h);
+    const dt1 = kernel_dt1(h, dh);
     const dWh = kernel_dWh(dWh_2, flat, dt1);
     return [t12, dWh, dWy, dWv];
   });
