@@ -6,6 +6,7 @@ import type { Expr } from './expr.js';
 
 const one = E.num(1);
 const zero = E.num(0);
+const FLT_MAX = 3.4028234663852886e38;
 
 /** The largest |n| of a constant integer exponent written as a product (x·x·x·x; 1/(x·x) for n = -2). */
 const MAX_PRODUCT_EXPONENT = 4;
@@ -35,9 +36,17 @@ export function gpuPow(a: Expr, b: Expr): Expr {
     const magnitude = pow(E.call('Math.abs', a), b);
     return n % 2 === 0 ? magnitude : E.mul(E.cond(negative, E.num(-1), one), magnitude);
   }
-  if (n === 0.5) return E.call('Math.sqrt', a);
-  if (n === -0.5) return E.div(one, E.call('Math.sqrt', a));
-  if (n !== undefined) return E.cond(negative, nan, pow(a, b)); // a non-integer constant: NaN below 0
+  if (n === 0.5 || n === -0.5) {
+    // √ with Math.pow's values at −∞ (+∞; 0 for −½: only −∞ lies below −FLT_MAX, and shaders have
+    // no ∞ literal) and at −0 (+0; +∞ for −½: −0 + 0 is +0)
+    const root = E.call('Math.sqrt', E.cond(E.rel('<')(a, E.num(-FLT_MAX)), E.neg(a), E.add(a, zero)));
+    return n > 0 ? root : E.div(one, root);
+  }
+  if (n !== undefined) {
+    // a non-integer constant: NaN below 0 but at −∞, where Math.pow gives +∞ (n > 0) or 0 (n < 0)
+    const atMinusInf = n > 0 ? E.call('Math.sqrt', E.neg(a)) : zero;
+    return E.cond(E.rel('<')(a, E.num(-FLT_MAX)), atMinusInf, E.cond(negative, nan, pow(a, b)));
+  }
   const half = E.mul(b, E.num(0.5));
   const sign = E.cond(E.rel('===')(E.call('Math.floor', half), half), one, E.num(-1));
   const integral = E.rel('===')(E.call('Math.floor', b), b);

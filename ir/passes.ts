@@ -407,14 +407,16 @@ function reductionToReshape(g: Graph, inst: Inst): boolean {
   return true;
 }
 
-/** x^2 → square(x), x^0.5 → sqrt(x): one spelling for each, so that models written either way agree. */
+/**
+ * x^2 → square(x): one spelling, so that models written either way agree. x^0.5 stays a pow:
+ * sqrt differs from it at −∞ (NaN, where pow gives +∞) and at −0 (−0, where pow gives +0), as in torch.
+ */
 function canonicalPow(g: Graph, inst: Inst): void {
   if (inst.op !== 'pow') return;
   const [x, e] = inst.args as [ValueId, ValueId];
   if (!sameShape(g.type(x).shape, g.type(inst.result).shape)) return;
   const k = constValue(g, e);
-  const op = k === 2 ? 'square' : k === 0.5 ? 'sqrt' : undefined;
-  if (op) g.replaceInst(inst, { ...inst, op, args: [x], attrs: {} } as Inst);
+  if (k === 2) g.replaceInst(inst, { ...inst, op: 'square', args: [x], attrs: {} } as Inst);
 }
 
 /** The value of `broadcast(c)` for a one-element constant c, else undefined. */

@@ -156,6 +156,11 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       data: { a: [-2, -1.5, -0.5, -3, -1, -4, -0.25, -2], q: [-1, 2, 3, 0.5] },
       build: ({ b, param }) => b.pow(param('a', [2, 4]), param('q', [4])),
     },
+    {
+      label: 'the constant exponents ±0.5 at −∞, +∞, ±0 and a negative base (Math.pow: +∞ and 0, +∞ and 0, +0 and +∞, NaN)',
+      data: { a: [-Infinity, Infinity, 0, -0, 4, -1, 0.25, 9], c: [-Infinity, Infinity, 0, -0, 4, -1, 0.25, 9] },
+      build: ({ b, param }) => b.add(b.pow(param('a', [2, 4]), 0.5), b.pow(param('c', [2, 4]), -0.5)),
+    },
     { label: 'a negative base to the constant exponent 3', build: ({ b, param }) => b.pow(b.sub(b.neg(b.square(param('a', [3, 4]))), 0.5), 3) },
     { label: 'a constant exponent 2 and −0.5', build: ({ b, param }) => b.add(b.pow(param('a', [3, 4]), 2), b.pow(b.add(b.square(param('c', [3, 4])), 1), -0.5)) },
   ],

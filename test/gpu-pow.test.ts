@@ -25,10 +25,11 @@ describe('the shader expression of a ** b', () => {
     expect(text(E.num(-6))).toBe('Math.pow(Math.abs(x[i]), -6)');
   });
 
-  it('±0.5 are square roots; another constant is NaN for a negative base', () => {
-    expect(text(E.num(0.5))).toBe('Math.sqrt(x[i])');
-    expect(text(E.num(-0.5))).toBe('1 / Math.sqrt(x[i])');
-    expect(text(E.num(1.5))).toBe('x[i] < 0 ? Math.sqrt(x[i]) : Math.pow(x[i], 1.5)');
+  it('±0.5 are square roots (of −x at −∞, of x + 0 at −0); another constant is NaN for a negative base but −∞', () => {
+    expect(text(E.num(0.5))).toBe('Math.sqrt(x[i] < -3.4028234663852886e+38 ? -x[i] : x[i] + 0)');
+    expect(text(E.num(-0.5))).toBe('1 / Math.sqrt(x[i] < -3.4028234663852886e+38 ? -x[i] : x[i] + 0)');
+    expect(text(E.num(1.5))).toBe('x[i] < -3.4028234663852886e+38 ? Math.sqrt(-x[i]) : x[i] < 0 ? Math.sqrt(x[i]) : Math.pow(x[i], 1.5)');
+    expect(text(E.num(-1.5))).toBe('x[i] < -3.4028234663852886e+38 ? 0 : x[i] < 0 ? Math.sqrt(x[i]) : Math.pow(x[i], -1.5)');
   });
 
   it('an exponent that is a value: pow of a base ≥ 0, the sign by the parity of an integer exponent, else NaN', () => {
@@ -52,6 +53,17 @@ describe('the shader expression of a ** b', () => {
         const same = (got: number) => Object.is(got, want) || Math.abs(got - want) <= 1e-12 * Math.abs(want);
         expect(same(constant([a])), `${a} ** ${b}: ${constant([a])}, not ${want}`).toBe(true);
         expect(same(variable([a], [b])), `${a} ** y, y = ${b}: ${variable([a], [b])}, not ${want}`).toBe(true);
+      }
+  });
+
+  it('a constant exponent at −∞, +∞ and −0 gives Math.pow’s value', () => {
+    const exps = [-3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 5, 7, 2.5, -1.5, -2.5];
+    for (const b of exps)
+      for (const a of [-Infinity, Infinity, -0]) {
+        const constant = new Function('x', `return ${gpuPow(E.atom('x[0]'), E.num(b)).code};`) as (x: number[]) => number;
+        // the sign of a zero result is not kept (shaders need not keep it): −0 ** 5 may give +0
+        const [got, want] = [constant([a]), Math.pow(a, b)];
+        expect(Object.is(got, want) || (got === 0 && want === 0), `${a} ** ${b}: ${got}, not ${want}`).toBe(true);
       }
   });
 });

@@ -421,7 +421,8 @@ export function simdOp(inst: Inst, storage: (v: ValueId) => ReturnType<Plan['sto
     case 'pow': {
       const e = storage(args[1]!);
       if (e?.kind !== 'literal') return undefined;
-      const byExponent: Record<number, StepOp> = { 1: 'copy', 2: 'square', 0.5: 'sqrt', [-1]: 'recip', [-0.5]: 'rsqrt' };
+      // not ±0.5: √ gives NaN at −∞ where pow gives +∞ (0 for −0.5); the kernel form's decomposition has pow's values
+      const byExponent: Record<number, StepOp> = { 1: 'copy', 2: 'square', [-1]: 'recip' };
       const op = byExponent[e.value];
       return op ? { op, args: [args[0]!] } : undefined;
     }
