@@ -9,6 +9,7 @@ import type { Dim } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import { Graph } from '../ir/graph.js';
 import { checkScan, dropAxis, SCAN_TOKEN, scanOutType } from '../ir/scan.js';
+import { checkpointScan } from '../ir/scan-checkpoint.js';
 import type { Inst, InstOf, Loc, TensorType, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
 import { describe } from './dsl-args.js';
@@ -23,14 +24,18 @@ export interface ScanOptions {
   length?: Dim;
   /** Run from the last index to the first (the ys still in index order), as jax.lax.scan. */
   reverse?: boolean;
-  /** Reserved, not built yet: giving it is a build error (the reverse pass stores every carry). */
+  /**
+   * Store the carry every `checkpoint` steps (a positive integer ≤ the number of steps) instead of
+   * every step: the reverse pass recomputes each segment's steps from its stored carry (about T/k
+   * + k carries in memory instead of T, one more forward pass), as jax.checkpoint in a scan.
+   */
   checkpoint?: number;
 }
 
 /** A carry, an x or a y of a step: a tensor, an array of tensors, or null (xs and ys). */
 export type ScanTree = Tensor | readonly Tensor[] | null;
 
-const HINT = 'g.scan(step, init, xs, { axis, length, reverse }) with step (carry, x) => [newCarry, y]';
+const HINT = 'g.scan(step, init, xs, { axis, length, reverse, checkpoint }) with step (carry, x) => [newCarry, y]';
 
 /** The tensors of a tree, and how to rebuild its structure from them. */
 function leaves(t: Tracer, v: unknown, what: string, nullable: boolean, loc: Loc | undefined): { ids: ValueId[]; rebuild: (ids: readonly ValueId[]) => unknown } {
@@ -69,10 +74,11 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
   const axis = o.axis ?? 0;
   if (!Number.isInteger(axis)) throw new CompileError(`g.scan: axis must be an integer, got ${describe(axis)}`, 'e.g. { axis: 1 } for [B, T, ...] data', loc);
   if (o.reverse !== undefined && typeof o.reverse !== 'boolean') throw new CompileError(`g.scan: reverse must be true or false, got ${describe(o.reverse)}`, 'e.g. { reverse: true }', loc);
-  if (o.checkpoint !== undefined)
+  const k = o.checkpoint;
+  if (k !== undefined && !(typeof k === 'number' && Number.isInteger(k) && k >= 1))
     throw new CompileError(
-      'g.scan: checkpoint is not built yet',
-      'remove the checkpoint option: the reverse pass stores every carry (memory is T stored carries)',
+      `g.scan: checkpoint must be a positive integer (the number of steps between stored carries), got ${describe(k)}`,
+      'e.g. { checkpoint: 8 } stores the carry every 8 steps and recomputes the steps between; leave it out to store every carry',
       loc,
     );
   // the scanned axis of each x, and the number of steps
@@ -103,6 +109,18 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
     throw new CompileError(
       `g.scan: the scan has 0 steps${o.length !== undefined ? ' (length: 0)' : ' (the xs are empty along the scanned axis)'}`,
       'a scan needs at least one step: give a length ≥ 1 (or xs with at least one slice along axis), or skip the scan and use init as the carry',
+      loc,
+    );
+  if (k !== undefined && k > 1 && typeof length !== 'number')
+    throw new CompileError(
+      `g.scan: checkpoint needs the number of steps at build time, but the scan runs over the symbolic length ${length}`,
+      'give the scanned axis a size known at build time, or leave checkpoint out (every carry is stored)',
+      loc,
+    );
+  if (k !== undefined && typeof length === 'number' && k > length)
+    throw new CompileError(
+      `g.scan: checkpoint ${k} is more than the scan's ${length} steps`,
+      `give a checkpoint from 1 to ${length} (${length} stores only the first carry and recomputes every step)`,
       loc,
     );
   if (carry.ids.length + xsIn.ids.length === 0) throw new CompileError('g.scan: there is no carry and no xs: nothing to scan', HINT, loc);
@@ -166,6 +184,11 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
       yBad >= 0 ? 'a y is stacked along the scanned axis: return a y with at least that many axes, or scan another axis' : HINT,
       loc,
     );
+  }
+  if (k !== undefined && k > 1) {
+    // stored every k steps: nested scans (ir/scan-checkpoint.ts)
+    const res = checkpointScan(g, inst, k);
+    return [carry.rebuild(res.slice(0, newCarry.length)), ys.rebuild(res.slice(newCarry.length))];
   }
   const results = [...newCarry, ...ys.ids].map((_v, k) => g.append('scan_out', [token], { index: k }, scanOutType(g, inst, k), loc));
   // the carries that entered each step: read by the reverse pass, named after the scan's carries
