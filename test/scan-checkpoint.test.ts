@@ -215,3 +215,39 @@ describe('checkpoint: k under g.grad and hvp', () => {
     }
   });
 });
+
+describe('checkpoint: k with several carries, and without xs', () => {
+  const lstm = (ck: string) => `${HEAD}export default model('ls', (g) => {
+    const xs = g.input('xs', [2, 7, 3]);
+    const Wx = g.param('Wx', [3, 16], { scale: 0.5 });
+    const Wh = g.param('Wh', [4, 16], { scale: 0.5 });
+    const c0 = g.param('c0', [2, 4]);
+    const cell = ([h, c], x) => {
+      const gates = x.matmul(Wx).add(h.matmul(Wh));
+      const c2 = gates.narrow(1, 4, 4).sigmoid().mul(c).add(gates.narrow(1, 0, 4).sigmoid().mul(gates.narrow(1, 8, 4).tanh()));
+      const h2 = gates.narrow(1, 12, 4).sigmoid().mul(c2.tanh());
+      return [[h2, c2], h2];
+    };
+    const [[hT, cT], hs] = g.scan(cell, [c0.tanh(), c0], xs, { axis: 1${ck} });
+    return { loss: hs.square().mean().add(cT.sum()).add(hT.mean()) };
+  });\n`;
+  const noXs = (ck: string) => `${HEAD}export default model('nx', (g) => {
+    const W = g.param('W', [3, 3], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 3]);
+    const [hT, ys] = g.scan((h) => { const h2 = h.matmul(W).tanh(); return [h2, h2.sum()]; }, h0, null, { length: 5${ck} });
+    return { loss: hT.square().sum().add(ys.mul(g.const([1, -2, 3, -4, 5])).sum()) };
+  });\n`;
+  for (const [name, m] of [['two carries (an LSTM cell), axis 1', lstm], ['xs null, { length: 5 }', noXs]] as const)
+    it(`${name}: the gradients without checkpoint`, () => {
+      const p = traced(m(''));
+      const args = randomArgs(p, 3, 0.6);
+      const want = scanGrads(p, args).grads;
+      for (const k of [2, 3]) {
+        const s = traced(m(`, checkpoint: ${k}`));
+        expect(s.bodies[scans(s)[0]!.attrs.body]!.insts.some((i) => i.op === 'scan')).toBe(true);
+        expect(lossOf(s, args)).toBe(lossOf(p, args));
+        const { grads } = scanGrads(s, args);
+        for (const g of Object.keys(want)) expect(relErr(grads[g]!, want[g]!), `k=${k} ${g}`).toBeLessThan(1e-13);
+      }
+    });
+});
