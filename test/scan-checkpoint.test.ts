@@ -251,3 +251,30 @@ describe('checkpoint: k with several carries, and without xs', () => {
       }
     });
 });
+
+describe('checkpoint: k with a symbolic batch', () => {
+  const m = (ck: string) => `${HEAD}export default model('sb', (g) => {
+    const xs = g.input('xs', [5, 'B', 3]);
+    const W = g.param('W', [3, 3], { scale: 0.5 });
+    const U = g.param('U', [3, 3], { scale: 0.5 });
+    const h0 = g.input('h0', ['B', 3]);
+    const [hT, ys] = g.scan((h, x) => { const h2 = x.matmul(W).add(h.matmul(U)).tanh(); return [h2, h2.sum(1)]; }, h0, xs${ck});
+    return { loss: hT.square().mean().add(ys.mean()) };
+  });\n`;
+  it('T = 5, k = 2 over [5, B, 3]: one build, the gradients without checkpoint at B = 2 and 4, and the flat module', async () => {
+    const s = traced(m(', { checkpoint: 2 }'));
+    const p = traced(m(''));
+    const c = await compile(modelFile(m(', { checkpoint: 2 }')), { targets: ['ts'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const mod = (await import(pathToFileURL(path.join(dir, 'sb.js')).href)) as GeneratedModule;
+    for (const B of [2, 4]) {
+      const args = randomArgs(p, B, 0.6, { B });
+      const want = scanGrads(p, args).grads;
+      const { grads } = scanGrads(s, args);
+      for (const k of ['W', 'U']) expect(relErr(grads[k]!, want[k]!), `B=${B} ${k}`).toBeLessThan(1e-13);
+      const got = mod.valueAndGrad(args.params, args.inputs);
+      for (const k of ['W', 'U']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module B=${B} ${k}`).toBeLessThan(1e-4);
+    }
+  });
+});
