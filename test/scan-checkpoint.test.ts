@@ -278,3 +278,26 @@ describe('checkpoint: k with a symbolic batch', () => {
     }
   });
 });
+
+describe('checkpoint: k with a custom gradient in the step', () => {
+  const m = (ck: string) => `${HEAD}export default model('cg', (g) => {
+    const xs = g.input('xs', [5, 2, 3]);
+    const W = g.param('W', [3, 3], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 3]);
+    // softplus with a hand-written gradient that is twice the true one: the rule must be the one applied
+    const softplus = g.customGrad((x) => x.exp().add(1).log(), ([x], y, dy) => [dy.mul(x.sigmoid()).mul(2)]);
+    const [hT, ys] = g.scan((h, x) => { const h2 = softplus(x.matmul(W).add(h)).mul(0.5); return [h2, h2.sum(1)]; }, h0, xs${ck});
+    return { loss: hT.square().sum().add(ys.mean()) };
+  });\n`;
+  it("T = 5, k = 2 (a last segment of one step): the rule's gradients, as without checkpoint", () => {
+    const p = traced(m(''));
+    const s = traced(m(', { checkpoint: 2 }'));
+    expect(scans(s).length).toBe(2);
+    const args = randomArgs(p, 6, 0.5);
+    const want = scanGrads(p, args).grads;
+    const { grads } = scanGrads(s, args);
+    for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-13);
+    // the doubled rule: not the true gradient
+    expect(Math.abs(grads.W![1]! - finiteDiff(s, args.params, args.inputs, 'W', 1))).toBeGreaterThan(1e-4);
+  });
+});
