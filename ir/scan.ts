@@ -175,7 +175,7 @@ function hasMasks(body: Graph): boolean {
 }
 
 /** A copy of a body whose dropout masks, nested bodies' included, are those of step t. */
-function atStep(body: Graph, t: number): Graph {
+export function atStep(body: Graph, t: number): Graph {
   if (!hasMasks(body)) return body;
   const c = body.clone();
   for (const inst of c.insts)

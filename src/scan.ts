@@ -9,11 +9,13 @@ import type { Dim } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import { Graph } from '../ir/graph.js';
 import { checkScan, dropAxis, SCAN_TOKEN, scanOutType } from '../ir/scan.js';
+import { checkpointScan } from '../ir/scan-checkpoint.js';
 import type { Inst, InstOf, Loc, TensorType, ValueId } from '../ir/types.js';
 import { formatType } from '../ir/types.js';
 import { describe } from './dsl-args.js';
 import type { Tensor, Tracer } from './dsl.js';
 import { optionsOf } from './options.js';
+import { Builder } from '../ir/builder.js';
 
 /** Options of `g.scan`. */
 export interface ScanOptions {
@@ -23,14 +25,18 @@ export interface ScanOptions {
   length?: Dim;
   /** Run from the last index to the first (the ys still in index order), as jax.lax.scan. */
   reverse?: boolean;
-  /** Reserved, not built yet: giving it is a build error (the reverse pass stores every carry). */
+  /**
+   * Store the carry every `checkpoint` steps (a positive integer ≤ the number of steps) instead of
+   * every step: the reverse pass recomputes each segment's steps from its stored carry (about T/k
+   * + k carries in memory instead of T, one more forward pass), as jax.checkpoint in a scan.
+   */
   checkpoint?: number;
 }
 
 /** A carry, an x or a y of a step: a tensor, an array of tensors, or null (xs and ys). */
 export type ScanTree = Tensor | readonly Tensor[] | null;
 
-const HINT = 'g.scan(step, init, xs, { axis, length, reverse }) with step (carry, x) => [newCarry, y]';
+const HINT = 'g.scan(step, init, xs, { axis, length, reverse, checkpoint }) with step (carry, x) => [newCarry, y]';
 
 /** The tensors of a tree, and how to rebuild its structure from them. */
 function leaves(t: Tracer, v: unknown, what: string, nullable: boolean, loc: Loc | undefined): { ids: ValueId[]; rebuild: (ids: readonly ValueId[]) => unknown } {
@@ -69,10 +75,11 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
   const axis = o.axis ?? 0;
   if (!Number.isInteger(axis)) throw new CompileError(`g.scan: axis must be an integer, got ${describe(axis)}`, 'e.g. { axis: 1 } for [B, T, ...] data', loc);
   if (o.reverse !== undefined && typeof o.reverse !== 'boolean') throw new CompileError(`g.scan: reverse must be true or false, got ${describe(o.reverse)}`, 'e.g. { reverse: true }', loc);
-  if (o.checkpoint !== undefined)
+  const k = o.checkpoint;
+  if (k !== undefined && !(typeof k === 'number' && Number.isInteger(k) && k >= 1))
     throw new CompileError(
-      'g.scan: checkpoint is not built yet',
-      'remove the checkpoint option: the reverse pass stores every carry (memory is T stored carries)',
+      `g.scan: checkpoint must be a positive integer (the number of steps between stored carries), got ${describe(k)}`,
+      'e.g. { checkpoint: 8 } stores the carry every 8 steps and recomputes the steps between; leave it out to store every carry',
       loc,
     );
   // the scanned axis of each x, and the number of steps
@@ -105,10 +112,23 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
       'a scan needs at least one step: give a length ≥ 1 (or xs with at least one slice along axis), or skip the scan and use init as the carry',
       loc,
     );
+  if (k !== undefined && k > 1 && typeof length !== 'number')
+    throw new CompileError(
+      `g.scan: checkpoint needs the number of steps at build time, but the scan runs over the symbolic length ${length}`,
+      'give the scanned axis a size known at build time, or leave checkpoint out (every carry is stored)',
+      loc,
+    );
+  if (k !== undefined && typeof length === 'number' && k > length)
+    throw new CompileError(
+      `g.scan: checkpoint ${k} is more than the scan's ${length} steps`,
+      `give a checkpoint from 1 to ${length} (${length} stores only the first carry and recomputes every step)`,
+      loc,
+    );
   if (carry.ids.length + xsIn.ids.length === 0) throw new CompileError('g.scan: there is no carry and no xs: nothing to scan', HINT, loc);
 
   // trace the step once, on placeholders
   const start = g.insts.length;
+  const updatesFrom = t.bufferUpdates.length;
   const carryTypes = carry.ids.map((c) => g.type(c));
   const holders = [...carry.ids.map((c) => g.type(c)), ...xsIn.ids.map((x, j) => slice(g.type(x), xaxes[j]!))].map((ty) => g.append('fwd', [], { name: 'scan' }, ty, loc));
   const out = (step as (c: unknown, x: unknown) => unknown)(carry.rebuild(holders.slice(0, carry.ids.length)), xsIn.rebuild(holders.slice(carry.ids.length)));
@@ -139,24 +159,28 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
         'a carry keeps its shape and dtype from step to step: return a tensor shaped like init (reshape or reduce the new value)',
       );
   });
-  const bad = recorded.find((i) => i.op === 'param' || i.op === 'input' || i.op === 'buffer');
+  const bad = recorded.find((i) => i.op === 'param' || i.op === 'input');
   if (bad) {
     g.remove(new Set(recorded.map((i) => i.id)));
-    const what = bad.op === 'buffer' ? 'batchNorm with running statistics' : `g.${bad.op}`;
     throw new CompileError(
-      `g.scan: the step calls ${what}, which a scan step cannot hold yet`,
-      bad.op === 'param' || bad.op === 'input' ? `declare the ${bad.op} outside the step and use it in it (the step closes over it)` : `apply ${what} to the xs before the scan or to the ys after it`,
+      `g.scan: the step calls g.${bad.op}, which a scan step cannot hold yet`,
+      `declare the ${bad.op} outside the step and use it in it (the step closes over it)`,
       bad.loc ?? loc,
     );
   }
+  // batchNorm's running statistics: carries of their own, after the user's
+  const bn = bufferCarries(t, recorded, updatesFrom, loc);
+  const nc = carry.ids.length + bn.inits.length;
+  const inits = [...carry.ids, ...bn.inits];
+  const allHolders = [...holders.slice(0, carry.ids.length), ...bn.holders, ...holders.slice(carry.ids.length)];
 
   // the region: the recorded instructions, without the placeholders, in a graph of their own
-  const { body, closed } = region(g, recorded, holders, [...newCarry, ...ys.ids, ...holders.slice(0, carry.ids.length)], carry.ids.length);
-  g.remove(new Set(recorded.map((i) => i.id)));
+  const { body, closed } = region(g, bn.recorded, allHolders, [...newCarry, ...bn.next, ...ys.ids, ...allHolders.slice(0, nc)], nc);
+  g.remove(new Set(bn.recorded.map((i) => i.id)));
   g.bodies.push(body);
-  const yaxes = [...ys.ids.map((v) => (axis < 0 ? axis + g.type(v).shape.length + 1 : axis)), ...carry.ids.map(() => 0)];
-  const attrs = { body: g.bodies.length - 1, carries: carry.ids.length, length: [length], xaxes, yaxes, ...(o.reverse ? { reverse: true as const } : {}) };
-  const token = g.append('scan', [...carry.ids, ...xsIn.ids, ...closed], attrs, SCAN_TOKEN, loc);
+  const yaxes = [...ys.ids.map((v) => (axis < 0 ? axis + g.type(v).shape.length + 1 : axis)), ...inits.map(() => 0)];
+  const attrs = { body: g.bodies.length - 1, carries: nc, length: [length], xaxes, yaxes, ...(o.reverse ? { reverse: true as const } : {}) };
+  const token = g.append('scan', [...inits, ...xsIn.ids, ...closed], attrs, SCAN_TOKEN, loc);
   const inst = g.def(token) as InstOf<'scan'>;
   const bad2 = checkScan(g, inst);
   if (bad2) {
@@ -167,10 +191,51 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
       loc,
     );
   }
-  const results = [...newCarry, ...ys.ids].map((_v, k) => g.append('scan_out', [token], { index: k }, scanOutType(g, inst, k), loc));
-  // the carries that entered each step: read by the reverse pass, named after the scan's carries
-  carry.ids.forEach((_c, k) => g.append('scan_out', [token], { index: newCarry.length + ys.ids.length + k }, scanOutType(g, inst, newCarry.length + ys.ids.length + k), loc, { raw: `scan_carries` }));
-  return [carry.rebuild(results.slice(0, newCarry.length)), ys.rebuild(results.slice(newCarry.length))];
+  let results: ValueId[];
+  if (k !== undefined && k > 1) results = checkpointScan(g, inst, k); // stored every k steps: nested scans (ir/scan-checkpoint.ts)
+  else {
+    results = [...inits, ...ys.ids].map((_v, k) => g.append('scan_out', [token], { index: k }, scanOutType(g, inst, k), loc));
+    // the carries that entered each step: read by the reverse pass, named after the scan's carries
+    inits.forEach((_c, k) => g.append('scan_out', [token], { index: nc + ys.ids.length + k }, scanOutType(g, inst, nc + ys.ids.length + k), loc, { raw: `scan_carries` }));
+  }
+  // the running statistics the scan leaves are the model's next ones
+  bn.updates.forEach((u, q) => (u.value = results[carry.ids.length + q]!));
+  return [carry.rebuild(results.slice(0, newCarry.length)), ys.rebuild(results.slice(nc))];
+}
+
+/**
+ * batchNorm with running statistics in the step: each buffer it reads becomes a carry of the scan,
+ * so that step t normalises with (in evaluation) and updates (in training) the statistics that
+ * steps 0..t-1 left, as successive calls outside a scan would; evaluation keeps them as they are.
+ * The buffer stays outside the step, the initial carry; the step reads the carry through
+ * stop_gradient (no gradient flows into running statistics, as outside). Returns the carries'
+ * inits, placeholders and new values, the updates to point at the scan's results, and the
+ * instructions to make the region of (the placeholders first, the buffers and the training flag
+ * left out).
+ */
+function bufferCarries(t: Tracer, recorded: readonly Inst[], updatesFrom: number, loc: Loc | undefined) {
+  const g = t.graph;
+  const bufs = recorded.filter((i): i is InstOf<'buffer'> => i.op === 'buffer');
+  // the training flag is the call's: it stays outside, a value the step closes over
+  const skip = new Set([...bufs, ...recorded.filter((i) => i.op === 'mode')].map((i) => i.id));
+  const none = { inits: [] as ValueId[], holders: [] as ValueId[], next: [] as ValueId[], updates: [] as { name: string; value: ValueId }[], recorded: recorded.filter((i) => !skip.has(i.id)) };
+  if (bufs.length === 0) return none;
+  const b = new Builder(g, loc);
+  const mode = recorded.find((i) => i.op === 'mode')?.result ?? b.mode();
+  const mark = g.insts.length;
+  const holders = bufs.map((i) => g.append('fwd', [], { name: 'scan' }, g.type(i.result), loc));
+  bufs.forEach((i, q) => g.replaceUses(i.result, b.stopGradient(holders[q]!)));
+  const first = g.insts.slice(mark);
+  const updates = bufs.map((i) => t.bufferUpdates.slice(updatesFrom).find((u) => u.name === i.attrs.name) ?? noUpdate(i.attrs.name));
+  const mark2 = g.insts.length;
+  const next = bufs.map((_i, q) => b.stopGradient(b.select(mode, updates[q]!.value, holders[q]!)));
+  // (replaceUses made new instructions of the readers: the current ones, by id)
+  const rest = recorded.filter((i) => !skip.has(i.id)).map((i) => g.inst(i.id));
+  return { inits: bufs.map((i) => i.result), holders, next, updates, recorded: [...first, ...rest, ...g.insts.slice(mark2)] };
+}
+
+function noUpdate(name: string): never {
+  throw new Error(`internal: the scan step reads the buffer '${name}' but does not update it`);
 }
 
 function slice(t: TensorType, axis: number): TensorType {

@@ -608,7 +608,7 @@ export class ModelGen {
     return true;
   }
 
-  /** g.scan over an axis of a value: a carry of the slice's shape, a closed-over value, ys or none, forward or reverse. */
+  /** g.scan over an axis of a value: a carry of the slice's shape, a closed-over value, ys or none, forward or reverse, checkpointed or not. */
   scan(): boolean {
     const a = this.pickVal((v) => v.shape.length >= 1 && v.shape.every((d) => d >= 1));
     if (!a) return false;
@@ -620,7 +620,7 @@ export class ModelGen {
     const carry = this.c.pick([`sc.mul(0.5).add(sx.tanh().mul(${K.expr}.tanh())).tanh()`, `sc.mul(sx.sigmoid()).add(${K.expr}.div(${Math.ceil(K.mag + 1)}))`, `sc.add(sx.tanh()).mul(0.5)`]);
     const ys = this.c.int(3);
     const y = ys === 0 ? 'null' : ys === 1 ? 'sc2.add(sx.tanh())' : 'sc.mul(sx.tanh())';
-    const opts = [this.c.chance(50) ? `axis: ${this.c.chance(30) ? ax - a.shape.length : ax}` : ax === 0 ? '' : `axis: ${ax}`, this.c.chance(30) ? 'reverse: true' : ''].filter((s) => s);
+    const opts = [this.c.chance(50) ? `axis: ${this.c.chance(30) ? ax - a.shape.length : ax}` : ax === 0 ? '' : `axis: ${ax}`, this.c.chance(30) ? 'reverse: true' : '', a.shape[ax]! >= 2 && this.c.chance(50) ? `checkpoint: ${2 + this.c.int(a.shape[ax]! - 1)}` : ''].filter((s) => s);
     const s = this.fresh('s');
     this.emit(`const ${s} = g.scan((sc, sx) => { const sc2 = ${carry}; return [sc2, ${y}]; }, ${init.expr.startsWith('g.const(') || init.mag <= 6 ? init.expr : `${init.expr}.tanh()`}, ${A.expr}${opts.length ? `, { ${opts.join(', ')} }` : ''});`);
     // the carry grows by at most |K|/(|K| + 1) a step: bounded by the number of steps

@@ -77,11 +77,12 @@ describe('fuzz: random well-typed models', () => {
 
   it('the same with g.scan (the modules run them unrolled; the traced reverse scans give the unrolled backward\'s gradients)', async () => {
     const before = stats.scans;
+    const ckBefore = stats.checkpointed;
     await fc.assert(
       fc.asyncProperty(choicesArb(), fc.integer({ min: 1, max: 1 << 30 }), (xs, seed) => checkGenerated(xs, seed, { maxOps: 8, stopGradient: false, scan: true })),
       { seed: seed(4343), numRuns: runs(12), endOnFailure },
     );
-    console.log(`graphs fuzz: ${stats.scans - before} models with g.scan`);
+    console.log(`graphs fuzz: ${stats.scans - before} models with g.scan, ${stats.checkpointed - ckBefore} of them checkpointed`);
     if (!endOnFailure && SCALE >= 1) expect(stats.scans - before).toBeGreaterThan(3);
   }, timeout);
 

@@ -27,7 +27,7 @@ import { emitWasm } from '../../codegen/wasm.js';
 import type { Arrays, GeneratedModule } from '../helpers.js';
 import { finiteDiff, modelFile, randomArgs, reference, relErr, rng, smoothAt, tmp } from '../helpers.js';
 
-export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: new Map<string, number>(), wasmIllConditioned: 0, ops: new Map<string, number>(), scans: 0 };
+export const stats = { msBuild: 0, msChecks: 0, graphs: 0, fdChecked: 0, fdSkippedKink: 0, gradSkippedNearKink: 0, illConditioned: 0, wasmKernels: new Map<string, number>(), wasmIllConditioned: 0, ops: new Map<string, number>(), scans: 0, checkpointed: 0 };
 
 /** The traced graph with each stop_gradient replaced by the constant it evaluates to. */
 function freezeStopGradients(traced: Graph, vals: Map<string, NDArray>): Graph {
@@ -192,6 +192,8 @@ async function checks(c: Built, mod: GeneratedModule, traced: Graph, seed: numbe
   // a traced scan's reverse scan (not unrolled) gives the unrolled backward's gradients (float64)
   if (traced.insts.some((i) => i.op === 'scan')) {
     stats.scans++;
+    // a checkpointed scan: a scan whose region holds the scan of a segment (ir/scan-checkpoint.ts)
+    if (traced.insts.some((i) => i.op === 'scan' && traced.bodies[i.attrs.body]!.insts.some((j) => j.op === 'scan'))) stats.checkpointed++;
     const tf = traced.clone();
     const tb = reverseMode(tf);
     const tg = reference(tf, tb, params, inputs).grads;
