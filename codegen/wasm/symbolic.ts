@@ -63,6 +63,8 @@ interface SymKernel {
 interface SymLayout {
   readonly offsets: readonly Poly[];
   readonly convAt: ReadonlyMap<Unit, Poly>;
+  /** The convolutions' scratch areas as [offset, bytes] (constants). */
+  readonly convAreas: readonly (readonly [number, number])[];
   readonly accAt: Poly;
   readonly packAt: Poly;
   readonly productAt: Poly;
@@ -101,9 +103,13 @@ function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
   let end: Poly = [];
   for (const b of plan.buffers) if (isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
   const convAt = new Map<Unit, Poly>();
+  const convAreas: [number, number][] = [];
   for (const u of units) {
     const n = convScratchBound(convParts(u)?.[0] ?? u);
-    if (n !== undefined) (convAt.set(u, end), (end = polyAdd(end, arrayBytes(size(n)))));
+    if (n === undefined) continue;
+    convAt.set(u, end);
+    convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
+    end = polyAdd(end, arrayBytes(size(n)));
   }
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
   // the accumulators of every reduction (one area: the units run one after another)
@@ -121,7 +127,7 @@ function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
   const product = polyMax(...mms.map((mm) => [arrayBytes(numelSize(graphOf(mm).type(mm.result).shape))]));
   const areas = placeAreas(end, [polyMax(...acc), pack, product]);
   const [accAt, packAt, productAt] = areas.at as [Poly, Poly, Poly];
-  return { offsets, convAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: areas.end };
+  return { offsets, convAt, convAreas, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: areas.end };
 }
 
 /** The kept positions of a reduce group's reduction, or undefined for another group. */
@@ -453,6 +459,13 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
       const view = `new ${ARRAY[b.dtype]}(memory.buffer, s.offsets[${b.id}]${T('!')}, s.lengths[${b.id}]${T('!')})`;
       return isStatic(b.size) ? `  { const v = ${view}; if (!inMemory) v.set(buffers[${b.id}]); buffers[${b.id}] = v; }` : `  buffers[${b.id}] = ${view};`;
     }),
+    ...(L.convAreas.length
+      ? [
+          '  // the convolutions\' im2col scratch: its padded positions are never written and read as 0, and a weight',
+          '  // gradient\'s partial sums sit after as many chunks of it as the batch makes: zeroed for each new size',
+          `  for (const [at, n] of ${JSON.stringify(L.convAreas)}) new Uint8Array(memory.buffer, at, n).fill(0);`,
+        ]
+      : []),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
