@@ -1,17 +1,23 @@
 // The wasm module of a model with symbolic dimensions (`g.input('Xb', ['B', 3], 'i32')`): the flat
 // module's symbolic form (its steps are closures over the bound sizes, see codegen/ts.ts), with
-// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction and softmax
-// groups as wasm SIMD kernels encoded at run time: the first call that brings a set of sizes lays
-// the memory out for them (growing it when they need more), encodes the kernels for those sizes
-// and addresses with the kernel generators of codegen/wasm/*.ts, embedded in the module, and
-// instantiates them; a later call with the same sizes reuses them. The module imports nothing.
+// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction, softmax,
+// convolution and pooling groups as wasm SIMD kernels encoded at run time: the first call that
+// brings a set of sizes lays the memory out for them (growing it when they need more), encodes the
+// kernels for those sizes and addresses with the kernel generators of codegen/wasm/*.ts, embedded
+// in the module, and instantiates them; a later call with the same sizes reuses them. The module
+// imports nothing.
 //
-// What a kernel gets (its sizes, its arrays' addresses, its steps) is decided here at build time,
-// by the static module's decisions (codegen/wasm/decide.ts) run on the graph with the symbols bound
-// to a grid of probe sizes: every number of a kernel's description is a polynomial in the bound
-// sizes (the layout puts the static arrays first, then the symbolic ones, each 16-byte aligned per
-// unit of its symbols), which the probes determine and one more probe checks. A group whose
-// description does not come out the same way at every probe runs as the flat module's code.
+// The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
+// offset, the scratch areas and the end are polynomials in the symbols, written into the module
+// as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
+// sizes (test/layout.test.ts). What a kernel gets (its sizes, its arrays' addresses, its steps)
+// is the static module's decision (codegen/wasm/decide.ts) at the bound sizes: decided here at
+// build time on the graph with the symbols bound to a grid of probe sizes, in the layout evaluated
+// there, every number of the description a polynomial in the sizes, which the probes determine
+// and one more probe checks. A group whose description does not come out the same way at every
+// probe runs as the flat module's code. Not here yet: the per-channel kernels (a ChannelKernel's
+// description is keyed by addresses) and the kernels of the kernel form (codegen/wasm/kernel.ts
+// renders constant sizes only): those groups run as the flat module's loops.
 
 import * as fs from 'node:fs';
 import ts from 'typescript';
@@ -321,18 +327,25 @@ function generatorSource(file: string): string {
   throw new Error(`internal: the source of codegen/wasm/${file}.ts is not found (the symbolic wasm module embeds it)`);
 }
 
-/** The kernel generators as one closure: TypeScript, or JavaScript with `typed` false. */
-function generatorsDecl(typed: boolean): string[] {
-  const body = SOURCES.map((f) =>
+/**
+ * The kernel generators as one closure: TypeScript, or JavaScript with `typed` false; the sources
+ * of the convolution and pooling generators only where the module has such kernels.
+ */
+function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
+  const conv = used.has('convBody');
+  const pool = used.has('poolBody');
+  const sources = SOURCES.filter((f) => (f !== 'conv' || conv) && (f !== 'pool' || pool));
+  const generators = GENERATORS.filter((n) => (!n.startsWith('conv') || conv) && (n !== 'poolBody' || pool));
+  const body = sources.map((f) =>
     [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n'),
   ).join('\n');
   const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
-    '// The kernel generators of graphc (codegen/wasm/encode.ts, steps.ts, elementwise.ts, matmul.ts, softmax.ts),',
+    `// The kernel generators of graphc (codegen/wasm/${sources.map((f) => `${f}.ts`).join(', ')}),`,
     '// embedded: the first call with a set of sizes encodes its kernels with them.',
     'const gen = (() => {',
     code,
-    `  return { ${GENERATORS.join(', ')} };`,
+    `  return { ${generators.join(', ')} };`,
     '})();',
   ];
 }
@@ -414,7 +427,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
           `type Kernels = { ${kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name])).map((n) => `${n}(): void;`).join(' ')} };`,
         ]
       : []),
-    ...generatorsDecl(typed),
+    ...generatorsDecl(typed, new Set(kernels.map(({ k }) => k.gen))),
     '',
     '/** The layout of the memory and the kernels\' code for one set of sizes. */',
     `function sized(${sizes}) {`,
