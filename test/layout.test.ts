@@ -12,6 +12,7 @@ import { compileGraphs } from '../src/build.js';
 import type { Graph } from '../ir/graph.js';
 import type { Plan } from '../ir/memplan.js';
 import { bindSize, isStatic, numelSize } from '../ir/dims.js';
+import type { Layout } from '../ir/layout.js';
 import { ALIGN, layoutPlan, polyAdd, polyEval, polyMax, polyText } from '../ir/layout.js';
 import { CASES } from './symbolic-cases.js';
 import { modelFile, ROOT } from './helpers.js';
@@ -32,8 +33,7 @@ function valueSizes(fwd: Graph, bwd: Graph) {
 }
 
 /** Checks the layout of `plan` at `dims`; returns its total bytes there. */
-function check(what: string, fwd: Graph, bwd: Graph, plan: Plan, dims: Dims): number {
-  const L = layoutPlan(plan);
+function check(what: string, fwd: Graph, bwd: Graph, plan: Plan, dims: Dims, L: Layout = layoutPlan(plan)): number {
   const at = L.offsets.map((p) => polyEval(p, dims));
   const bytes = L.bytes.map((s) => bindSize(s, dims));
   const end = polyEval(L.end, dims);
@@ -72,6 +72,15 @@ describe('the layout pass', () => {
     expect(polyText(mx)).toBe('64 + 80 * B + 4 * B * T');
     for (const dims of [{ B: 0, T: 0 }, { B: 1, T: 1 }, { B: 3, T: 7 }, { B: 1000, T: 2 }])
       expect(polyEval(mx, dims)).toBeGreaterThanOrEqual(Math.max(polyEval(p, dims), polyEval(q, dims)));
+  });
+
+  it('the check finds a layout whose symbolic buffers overlap at some binding (the last one placed 16·B bytes before its place)', () => {
+    const { fwd, bwd, plan } = compileGraphs(modelFile(caseSource('lay_broken', CASES.find((c) => c.name === 'ew_b1')!.body)));
+    const L = layoutPlan(plan);
+    const last = plan.buffers.filter((b) => !isStatic(b.size)).at(-1)!;
+    const offsets = L.offsets.map((p, id) => (id === last.id ? polyAdd(p, { coef: -16, syms: ['B'] }) : p));
+    expect(check('ew_b1', fwd, bwd, plan, { B: 1 }, L)).toBeGreaterThan(0);
+    expect(() => check('ew_b1', fwd, bwd, plan, { B: 1 }, { ...L, offsets })).toThrow(/overlap/);
   });
 
   it('the symbolic cases at several bindings: no two live values overlap, offsets aligned, static buffers fixed', () => {
