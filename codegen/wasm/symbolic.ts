@@ -38,23 +38,27 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { accSlot, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
+import type { ChannelKernel } from './channel.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
-const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax', 'conv', 'pool'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'elementwiseBody', 'reduceBody', 'rowReduceBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody'] as const;
+const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax', 'conv', 'pool', 'channel'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'elementwiseBody', 'reduceBody', 'rowReduceBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody', 'channelBody', 'channelSumBody', 'channelOf'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
 /** A kernel of the symbolic module: what the steps call, and its description at one probe. */
 interface SymKernel {
   readonly name: string;
-  readonly d: Exclude<Decision, { kind: 'update' | 'channel' }>;
-  /** The generator and its argument; `sum`: a second function, `${name}_sum`, by convSumBody (a weight gradient's chunks). */
-  readonly gen: (typeof GENERATORS)[number];
+  readonly d: Exclude<Decision, { kind: 'update' }>;
+  /**
+   * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
+   * partial sums (a weight gradient's, by convSumBody; a per-channel kernel's, by channelSumBody).
+   */
+  readonly gen: 'matmulBody' | 'elementwiseBody' | 'reduceBody' | 'rowReduceBody' | 'softmaxBody' | 'convBody' | 'poolBody' | 'channelBody';
   readonly arg: object;
   readonly sum?: boolean;
 }
@@ -71,6 +75,8 @@ interface SymLayout {
   readonly convAt: ReadonlyMap<Unit, Poly>;
   /** The convolutions' scratch areas as [offset, bytes] (constants). */
   readonly convAreas: readonly (readonly [number, number])[];
+  /** The per-channel kernels' partial sums (one area: they run one after another), a constant. */
+  readonly partAt: number;
   readonly accAt: Poly;
   readonly packAt: Poly;
   readonly productAt: Poly;
@@ -117,6 +123,9 @@ function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
     convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
     end = polyAdd(end, arrayBytes(size(n)));
   }
+  // the per-channel kernels' partial sums: [sums, chunks ≤ CHUNKS, C] for the largest
+  const partAt = polyEval(end, {});
+  end = polyAdd(end, arrayBytes(size(Math.max(0, ...units.map(channelPartsBound)))));
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
   // the accumulators of every reduction (one area: the units run one after another)
   const acc: Poly[] = [];
@@ -133,7 +142,19 @@ function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
   const product = polyMax(...mms.map((mm) => [arrayBytes(numelSize(graphOf(mm).type(mm.result).shape))]));
   const areas = placeAreas(end, [polyMax(...acc), pack, product]);
   const [accAt, packAt, productAt] = areas.at as [Poly, Poly, Poly];
-  return { offsets, convAt, convAreas, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: areas.end };
+  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: areas.end };
+}
+
+/** Floats of a per-channel kernel's partial sums for any batch: each sum over [N, C, ...] of the group, CHUNKS × C (0 where C is symbolic). */
+function channelPartsBound(u: Unit): number {
+  const sums = u.insts.filter((i) => i.op === 'sum');
+  const C = sums.map((i) => u.graph.type(i.args[0]!).shape[1]);
+  return C.every((c) => typeof c === 'number') ? C.reduce<number>((a, c) => a + CHUNKS * (c as number), 0) : 0;
+}
+
+/** A per-channel kernel's description as data that fits: its image strides, keyed by address, as [address, si, sj, stride] (channelOf at run time makes the map again). */
+function channelArg(k: ChannelKernel): object {
+  return { ...k, imageStride: [...k.imageStride].map(([key, s]) => [...key.split(',').map(Number), s]) };
 }
 
 /** The kept positions of a reduce group's reduction, or undefined for another group. */
@@ -177,8 +198,10 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims):
       const name = `${d.kernel.op}_${nameOf(parts?.[0] ?? u)}`;
       const conv: SymKernel = { name, d, gen: 'convBody', arg: { ...d.kernel, scratch: polyEval(scratch!, dims) }, sum: d.kernel.op === 'conv_weight_grad' };
       // the epilogue of a conv group, an elementwise kernel where it is one (else the flat module's loop)
-      const e = parts && parts[1].insts.length ? decideElementwise(m, at(parts[1]), address) : undefined;
-      kernels.set(u, e ? [conv, { name: `elementwise_${nameOf(u)}`, d: e, gen: 'elementwiseBody', arg: e.kernel }] : [conv]);
+      const e = parts && parts[1].insts.length ? decideElementwise(m, at(parts[1]), address) ?? decideChannel(m, at(parts[1]), address) : undefined;
+      const epilogue: SymKernel | undefined =
+        e?.kind === 'elementwise' ? { name: `elementwise_${nameOf(u)}`, d: e, gen: 'elementwiseBody', arg: e.kernel } : e ? { name: `channel_${nameOf(u)}`, d: e, gen: 'channelBody', arg: channelArg(e.kernel), sum: e.kernel.sums.length > 0 } : undefined;
+      kernels.set(u, epilogue ? [conv, epilogue] : [conv]);
       continue;
     }
     const b = at(u);
@@ -192,15 +215,16 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims):
     const d =
       op === 'matmul'
         ? decideMatmul(m, b, address)
-        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, slot) ?? decideRowReduce(m, b, address, accAt, k && polyEval([arrayBytes(k)], dims)) ?? decideSoftmax(m, b, address));
+        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, slot) ?? decideRowReduce(m, b, address, accAt, k && polyEval([arrayBytes(k)], dims)) ?? decideSoftmax(m, b, address) ?? decideChannel(m, b, address));
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
-    if (d.kind === 'matmul') {
+    if (d.kind === 'channel') kernels.set(u, [{ name: `channel_${nameOf(u)}`, d, gen: 'channelBody', arg: channelArg(d.kernel), sum: d.kernel.sums.length > 0 }]);
+    else if (d.kind === 'matmul') {
       const mm = u.insts[0]!;
       const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
       kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
     } else {
-      const gen = ({ elementwise: 'elementwiseBody', reduce: 'reduceBody', rowreduce: 'rowReduceBody', softmax: 'softmaxBody' } as const)[d.kind];
+      const gen = ({ elementwise: 'elementwiseBody', reduce: 'reduceBody', rowreduce: 'rowReduceBody', softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind];
       kernels.set(u, [{ name, d, gen, arg: d.kernel }]);
     }
   }
@@ -332,13 +356,28 @@ function generatorSource(file: string): string {
  * of the convolution and pooling generators only where the module has such kernels.
  */
 function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
-  const conv = used.has('convBody');
+  const channel = used.has('channelBody');
+  const conv = used.has('convBody') || channel; // the per-channel kernels chunk images as the convolutions do
   const pool = used.has('poolBody');
-  const sources = SOURCES.filter((f) => (f !== 'conv' || conv) && (f !== 'pool' || pool));
-  const generators = GENERATORS.filter((n) => (!n.startsWith('conv') || conv) && (n !== 'poolBody' || pool));
-  const body = sources.map((f) =>
-    [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n'),
-  ).join('\n');
+  const sources = SOURCES.filter((f) => (f !== 'conv' || conv) && (f !== 'pool' || pool) && (f !== 'channel' || channel));
+  const generators = GENERATORS.filter((n) => (!n.startsWith('conv') || conv) && (n !== 'poolBody' || pool) && (!n.startsWith('channel') || channel));
+  const source = (f: string) => {
+    const text = generatorSource(f);
+    // of channel.ts, the kernels (not the decision, which reads the graph: codegen/wasm/decide.ts runs it at build time)
+    const cut = f === 'channel' ? text.indexOf('/** What deciding a group needs') : -1;
+    return cut < 0 ? text : text.slice(0, cut);
+  };
+  const body = [
+    ...sources.map((f) => [`// ---- codegen/wasm/${f}.ts`, ...source(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n')),
+    ...(channel
+      ? [
+          '// ---- a per-channel kernel\'s description with its image strides as a map again (keyed by address)',
+          `function channelOf(k${typed ? ": Omit<ChannelKernel, 'imageStride'> & { imageStride: number[][] }" : ''})${typed ? ': ChannelKernel' : ''} {`,
+          '  return { ...k, imageStride: new Map(k.imageStride.map(([a, si, sj, s]) => [keyOf(a!, si!, sj!), s!])) };',
+          '}',
+        ]
+      : []),
+  ].join('\n');
   const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
     `// The kernel generators of graphc (codegen/wasm/${sources.map((f) => `${f}.ts`).join(', ')}),`,
@@ -440,10 +479,14 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     `    productAt: ${polyText(L.productAt)},`,
     `    productFloats: ${polyText(L.productFloats)},`,
     '    fns: [',
-    ...kernels.flatMap(({ k, code }) => [
-      `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${code}) }, // ${commentText(k.d.doc)}`,
-      ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: gen.convSumBody(${code}) }, // its chunks' partial sums, added in order`] : []),
-    ]),
+    ...kernels.flatMap(({ k, code }) => {
+      const channel = k.gen === 'channelBody';
+      const arg = channel ? `gen.channelOf(${code})` : code;
+      return [
+        `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${arg}${channel ? `, { part: ${L.partAt} }` : ''}) }, // ${commentText(k.d.doc)}`,
+        ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: ${channel ? `gen.channelSumBody(${arg}, ${L.partAt})` : `gen.convSumBody(${arg})`} }, // its chunks' partial sums, added in order`] : []),
+      ];
+    }),
     '    ],',
     '  };',
     '}',
