@@ -1,7 +1,7 @@
 // The wasm module of a model with symbolic dimensions (`g.input('Xb', ['B', 3], 'i32')`): the flat
 // module's symbolic form (its steps are closures over the bound sizes, see codegen/ts.ts), with
 // its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction, softmax,
-// convolution and pooling groups as wasm SIMD kernels encoded at run time: the first call that
+// convolution, pooling and per-channel groups as wasm SIMD kernels encoded at run time: the first call that
 // brings a set of sizes lays the memory out for them (growing it when they need more), encodes the
 // kernels for those sizes and addresses with the kernel generators of codegen/wasm/*.ts, embedded
 // in the module, and instantiates them; a later call with the same sizes reuses them. The module
@@ -15,9 +15,9 @@
 // build time on the graph with the symbols bound to a grid of probe sizes, in the layout evaluated
 // there, every number of the description a polynomial in the sizes, which the probes determine
 // and one more probe checks. A group whose description does not come out the same way at every
-// probe runs as the flat module's code. Not here yet: the per-channel kernels (a ChannelKernel's
-// description is keyed by addresses) and the kernels of the kernel form (codegen/wasm/kernel.ts
-// renders constant sizes only): those groups run as the flat module's loops.
+// probe runs as the flat module's code. Not here yet: the kernels of the kernel form
+// (codegen/wasm/kernel.ts renders constant sizes only; the static build renders the groups no
+// decision takes, and matmul epilogues, with it): those groups run as the flat module's loops.
 
 import * as fs from 'node:fs';
 import ts from 'typescript';
@@ -85,6 +85,30 @@ interface SymLayout {
   readonly end: Poly;
 }
 
+/** The matmul units whose kernel packs a transposed B, and those whose product a JS epilogue reads. */
+interface MatmulAreas {
+  readonly pack: ReadonlySet<Unit>;
+  readonly product: ReadonlySet<Unit>;
+}
+
+/**
+ * Which matmuls need the pack and product areas: their decisions at one binding (the areas come
+ * after every array, so the decisions' flags do not depend on them; a kernel whose flags differ
+ * at another probe does not fit and runs as the flat module's code).
+ */
+function matmulAreas(m: ModuleInfo, units: readonly Unit[], dims: Dims): MatmulAreas {
+  const address = addresses(m.plan, symLayout(m, units).offsets.map((p) => polyEval(p, dims)));
+  const pack = new Set<Unit>();
+  const product = new Set<Unit>();
+  for (const u of units) {
+    if (u.insts[0]!.op !== 'matmul') continue;
+    const d = decideMatmul(m, { ...u, graph: bound(u.graph, dims) }, address);
+    if (d?.kernel.transB) pack.add(u);
+    if (d && !d.productStored && !d.fusedEpilogue) product.add(u);
+  }
+  return { pack, product };
+}
+
 /** A conv group's parts: the convolution, then its epilogue (bias, activation) as a group of its own. */
 function convParts(u: Unit): readonly [Unit, Unit] | undefined {
   return u.kind === 'conv' && u.insts[0]!.op === 'conv' ? [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }] : undefined;
@@ -108,7 +132,7 @@ function convScratchBound(u: Unit): number | undefined {
 }
 
 /** The layout of the symbolic module (see SymLayout). */
-function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): SymLayout {
   const plan = m.plan;
   const bytes = plan.buffers.map((b) => arrayBytes(b.size));
   const offsets: Poly[] = new Array(plan.buffers.length);
@@ -136,18 +160,19 @@ function symLayout(m: ModuleInfo, units: readonly Unit[]): SymLayout {
     acc.push([{ ...k, coef: r.reductions.length * accSlot(r, k.coef) }]);
   }
   // B packed as [K,N] for a transposed B, and products read by an epilogue loop: as large as the largest
-  const mms = units.filter((u) => u.insts[0]!.op === 'matmul').map((u) => u.insts[0]!);
-  const graphOf = (inst: (typeof mms)[number]) => units.find((u) => u.insts.includes(inst))!.graph;
-  const pack = polyMax(...mms.map((mm) => [arrayBytes(numelSize(graphOf(mm).type(mm.args[1]!).shape.slice(-2)))]));
-  const product = polyMax(...mms.map((mm) => [arrayBytes(numelSize(graphOf(mm).type(mm.result).shape))]));
-  const areas = placeAreas(end, [polyMax(...acc), pack, product]);
-  const [accAt, packAt, productAt] = areas.at as [Poly, Poly, Poly];
-  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: areas.end };
+  // (only the matmuls whose kernel packs B or hands its product to a JS epilogue: `areas`)
+  const mm = (u: Unit) => u.insts[0]!;
+  const pack = polyMax(...units.filter((u) => areas?.pack.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).args[1]!).shape.slice(-2)))]));
+  const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
+  const placed = placeAreas(end, [polyMax(...acc), pack, product]);
+  const [accAt, packAt, productAt] = placed.at as [Poly, Poly, Poly];
+  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
 }
 
 /** Floats of a per-channel kernel's partial sums for any batch: each sum over [N, C, ...] of the group, CHUNKS × C (0 where C is symbolic). */
 function channelPartsBound(u: Unit): number {
-  const sums = u.insts.filter((i) => i.op === 'sum');
+  // (a per-channel kernel is over [N, C, ...], rank 3 or more: codegen/wasm/channel.ts)
+  const sums = u.insts.filter((i) => i.op === 'sum' && u.graph.type(i.args[0]!).shape.length >= 3);
   const C = sums.map((i) => u.graph.type(i.args[0]!).shape[1]);
   return C.every((c) => typeof c === 'number') ? C.reduce<number>((a, c) => a + CHUNKS * (c as number), 0) : 0;
 }
@@ -424,7 +449,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const deg = degrees(m, syms);
   const units = [...m.plan.units.forward, ...m.plan.units.backward];
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
-  const L = symLayout(m, units);
+  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
   const probes = points.map((p) => probe(m, units, L, p));
   const fitNum = (values: number[]) => {
     const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
