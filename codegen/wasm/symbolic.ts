@@ -417,7 +417,6 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
 // ---------------------------------------------------------------------------------------------
 // The module
 
-/** The wasm module of a model with symbolic dimensions (see the head of this file). */
 /** The most memory a wasm32 module has: 65536 pages of 64 KiB (4 GiB). */
 export const WASM_MAX_PAGES = 65536;
 
@@ -443,20 +442,12 @@ export function checkWasmMemory(m: ModuleInfo, end: number): void {
   );
 }
 
-export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
-  const T = (s: string) => (typed ? s : '');
-  const syms = symbols(m.fwd);
-  const deg = degrees(m, syms);
-  const units = [...m.plan.units.forward, ...m.plan.units.backward];
-  const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
-  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
-  const probes = points.map((p) => probe(m, units, L, p));
-  const fitNum = (values: number[]) => {
-    const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
-    return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
-  };
-  // the kernels: a group's kernels whose descriptions have the same form at every probe (a conv
-  // group's convolution without its epilogue kernel where only the convolution has)
+/**
+ * The kernels: a group's kernels whose descriptions have the same form at every probe (a conv
+ * group's convolution without its epilogue kernel where only the convolution has), each with its
+ * description as code over the symbols.
+ */
+function fitKernels(units: readonly Unit[], probes: readonly Map<Unit, SymKernel[]>[], fitNum: (values: number[]) => string | undefined) {
   const kernels: { u: Unit; k: SymKernel; code: string }[] = [];
   const byUnit = new Map<Unit, { k: SymKernel; code: string }[]>();
   for (const u of units) {
@@ -471,6 +462,23 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     }
     if (mine.length) byUnit.set(u, mine), kernels.push(...mine);
   }
+  return { kernels, byUnit };
+}
+
+/** The wasm module of a model with symbolic dimensions (see the head of this file). */
+export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
+  const T = (s: string) => (typed ? s : '');
+  const syms = symbols(m.fwd);
+  const deg = degrees(m, syms);
+  const units = [...m.plan.units.forward, ...m.plan.units.backward];
+  const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
+  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
+  const probes = points.map((p) => probe(m, units, L, p));
+  const fitNum = (values: number[]) => {
+    const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
+    return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
+  };
+  const { kernels, byUnit } = fitKernels(units, probes, fitNum);
   const needsProduct = kernels.some(({ k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue);
   const sizes = syms.map((d) => `${d}${T(': number')}`).join(', ');
   const buffers = m.plan.buffers;
