@@ -16,6 +16,7 @@
 import type { Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
+import { layoutPlan, polyConst } from '../ir/layout.js';
 import { commentText, key, member, typedAs, uniformConst } from './module.js';
 import * as E from './expr.js';
 import { lowerUnitOf } from './kernel/lower.js';
@@ -74,12 +75,10 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const threaded = opts.threads ?? true;
   if (symbols(m.fwd).length) return emitSymbolicWasm(m, typed);
   const plan = m.plan;
-  const offsets: number[] = [];
-  let end = 0;
-  for (const b of plan.buffers) {
-    offsets.push(end);
-    end += align(b.size.coef * 4);
-  }
+  // the buffers' offsets from the layout pass (ir/layout.ts): constants here, no symbols
+  const layout = layoutPlan(plan);
+  const offsets = layout.offsets.map(polyConst);
+  let end = polyConst(layout.end);
   const address = addresses(plan, offsets);
   const units = [...plan.units.forward, ...plan.units.backward];
   // scratch area: the accumulators of reductions (one row of the kept positions each)

@@ -1,17 +1,23 @@
 // The wasm module of a model with symbolic dimensions (`g.input('Xb', ['B', 3], 'i32')`): the flat
 // module's symbolic form (its steps are closures over the bound sizes, see codegen/ts.ts), with
-// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction and softmax
-// groups as wasm SIMD kernels encoded at run time: the first call that brings a set of sizes lays
-// the memory out for them (growing it when they need more), encodes the kernels for those sizes
-// and addresses with the kernel generators of codegen/wasm/*.ts, embedded in the module, and
-// instantiates them; a later call with the same sizes reuses them. The module imports nothing.
+// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction, softmax,
+// convolution, pooling and per-channel groups as wasm SIMD kernels encoded at run time: the first call that
+// brings a set of sizes lays the memory out for them (growing it when they need more), encodes the
+// kernels for those sizes and addresses with the kernel generators of codegen/wasm/*.ts, embedded
+// in the module, and instantiates them; a later call with the same sizes reuses them. The module
+// imports nothing.
 //
-// What a kernel gets (its sizes, its arrays' addresses, its steps) is decided here at build time,
-// by the static module's decisions (codegen/wasm/decide.ts) run on the graph with the symbols bound
-// to a grid of probe sizes: every number of a kernel's description is a polynomial in the bound
-// sizes (the layout puts the static arrays first, then the symbolic ones, each 16-byte aligned per
-// unit of its symbols), which the probes determine and one more probe checks. A group whose
-// description does not come out the same way at every probe runs as the flat module's code.
+// The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
+// offset, the scratch areas and the end are polynomials in the symbols, written into the module
+// as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
+// sizes (test/layout.test.ts). What a kernel gets (its sizes, its arrays' addresses, its steps)
+// is the static module's decision (codegen/wasm/decide.ts) at the bound sizes: decided here at
+// build time on the graph with the symbols bound to a grid of probe sizes, in the layout evaluated
+// there, every number of the description a polynomial in the sizes, which the probes determine
+// and one more probe checks. A group whose description does not come out the same way at every
+// probe runs as the flat module's code. Not here yet: the kernels of the kernel form
+// (codegen/wasm/kernel.ts renders constant sizes only; the static build renders the groups no
+// decision takes, and matmul epilogues, with it): those groups run as the flat module's loops.
 
 import * as fs from 'node:fs';
 import ts from 'typescript';
@@ -19,7 +25,9 @@ import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { Size } from '../../ir/dims.js';
-import { bindShape, isStatic, numelSize, sizeText, symbols } from '../../ir/dims.js';
+import { bindShape, isStatic, numelSize, size, sizeText, symbols } from '../../ir/dims.js';
+import type { Poly } from '../../ir/layout.js';
+import { arrayBytes, placeAreas, polyAdd, polyEval, polyMax, polyText } from '../../ir/layout.js';
 import type { Loc, ValueId } from '../../ir/types.js';
 import { formatType, numel } from '../../ir/types.js';
 import { CompileError } from '../../ir/errors.js';
@@ -30,36 +38,157 @@ import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { accSlot, decideElementwise, decideMatmul, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { CHUNKS, convScratch } from './conv.js';
+import type { ChannelKernel } from './channel.js';
 import { isPool } from './pool.js';
-import { PADDING, PAGE, align } from './layout.js';
+import { PADDING, PAGE, addresses } from './layout.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
-const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'elementwiseBody', 'reduceBody', 'rowReduceBody', 'softmaxBody'] as const;
+const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax', 'conv', 'pool', 'channel'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'elementwiseBody', 'reduceBody', 'rowReduceBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody', 'channelBody', 'channelSumBody', 'channelOf'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
 /** A kernel of the symbolic module: what the steps call, and its description at one probe. */
 interface SymKernel {
   readonly name: string;
-  readonly d: Exclude<Decision, { kind: 'update' | 'conv' }>;
-  /** The generator and its argument. */
-  readonly gen: (typeof GENERATORS)[number];
+  readonly d: Exclude<Decision, { kind: 'update' }>;
+  /**
+   * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
+   * partial sums (a weight gradient's, by convSumBody; a per-channel kernel's, by channelSumBody).
+   */
+  readonly gen: 'matmulBody' | 'elementwiseBody' | 'reduceBody' | 'rowReduceBody' | 'softmaxBody' | 'convBody' | 'poolBody' | 'channelBody';
   readonly arg: object;
+  readonly sum?: boolean;
 }
 
-/** The layout and the kernels at one binding of the symbols. */
-interface Probe {
-  readonly offsets: number[];
-  readonly end: number;
-  readonly productAt: number;
-  readonly productFloats: number;
-  readonly kernels: Map<Unit, SymKernel>;
+/**
+ * The memory of the symbolic module (ir/layout.ts): the plan's buffers, static ones first, then
+ * each convolution's im2col scratch (a constant size: at most CHUNKS chunks of images, and at a
+ * constant offset, so that its padded positions, never written, stay zero whatever the sizes),
+ * then the symbolic buffers, then the scratch areas the kernels share one after another, each as
+ * large as the coefficient-wise maximum of their needs. Every offset is a polynomial in the symbols.
+ */
+interface SymLayout {
+  readonly offsets: readonly Poly[];
+  readonly convAt: ReadonlyMap<Unit, Poly>;
+  /** The convolutions' scratch areas as [offset, bytes] (constants). */
+  readonly convAreas: readonly (readonly [number, number])[];
+  /** The per-channel kernels' partial sums (one area: they run one after another), a constant. */
+  readonly partAt: number;
+  readonly accAt: Poly;
+  readonly packAt: Poly;
+  readonly productAt: Poly;
+  /** Floats of the product area. */
+  readonly productFloats: Poly;
+  readonly end: Poly;
 }
 
-/** Bytes of an array of `s` floats in the symbolic layout: 16-byte aligned per unit of its symbols. */
-const bytesOf = (s: Size, dims: Dims) => align(s.coef * 4) * s.syms.reduce((a, d) => a * dims[d]!, 1);
+/** The matmul units whose kernel packs a transposed B, and those whose product a JS epilogue reads. */
+interface MatmulAreas {
+  readonly pack: ReadonlySet<Unit>;
+  readonly product: ReadonlySet<Unit>;
+}
+
+/**
+ * Which matmuls need the pack and product areas: their decisions at one binding (the areas come
+ * after every array, so the decisions' flags do not depend on them; a kernel whose flags differ
+ * at another probe does not fit and runs as the flat module's code).
+ */
+function matmulAreas(m: ModuleInfo, units: readonly Unit[], dims: Dims): MatmulAreas {
+  const address = addresses(m.plan, symLayout(m, units).offsets.map((p) => polyEval(p, dims)));
+  const pack = new Set<Unit>();
+  const product = new Set<Unit>();
+  for (const u of units) {
+    if (u.insts[0]!.op !== 'matmul') continue;
+    const d = decideMatmul(m, { ...u, graph: bound(u.graph, dims) }, address);
+    if (d?.kernel.transB) pack.add(u);
+    if (d && !d.productStored && !d.fusedEpilogue) product.add(u);
+  }
+  return { pack, product };
+}
+
+/** A conv group's parts: the convolution, then its epilogue (bias, activation) as a group of its own. */
+function convParts(u: Unit): readonly [Unit, Unit] | undefined {
+  return u.kind === 'conv' && u.insts[0]!.op === 'conv' ? [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }] : undefined;
+}
+
+/** Floats of a convolution's scratch for any batch: undefined where a size other than the batch is symbolic. */
+function convScratchBound(u: Unit): number | undefined {
+  const inst = u.insts[0]!;
+  if (!isConv(inst.op)) return undefined;
+  const g = u.graph;
+  const [a0, a1] = inst.args as [ValueId, ValueId];
+  const [xv, wv, yv] = inst.op === 'conv' ? [a0, a1, inst.result] : inst.op === 'conv_input_grad' ? [inst.result, a1, a0] : [a0, inst.result, a1];
+  const [x, w, y] = [xv, wv, yv].map((v) => g.type(v).shape);
+  if (![...x!.slice(1), ...w!, ...y!.slice(1)].every((d) => typeof d === 'number')) return undefined;
+  const [, C, H, W] = x as number[];
+  const [O, , kH, kW] = w as number[];
+  const [, , Ho, Wo] = y as number[];
+  const a = inst.attrs as { groups: number; stride: number[]; padding: number[]; dilation: number[] };
+  // chunksOf(N).chunks ≤ CHUNKS for every N (codegen/wasm/conv.ts)
+  return convScratch({ op: inst.op, N: CHUNKS, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x: 0, w: 0, y: 0 });
+}
+
+/** The layout of the symbolic module (see SymLayout). */
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): SymLayout {
+  const plan = m.plan;
+  const bytes = plan.buffers.map((b) => arrayBytes(b.size));
+  const offsets: Poly[] = new Array(plan.buffers.length);
+  let end: Poly = [];
+  for (const b of plan.buffers) if (isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
+  const convAt = new Map<Unit, Poly>();
+  const convAreas: [number, number][] = [];
+  for (const u of units) {
+    const n = convScratchBound(convParts(u)?.[0] ?? u);
+    if (n === undefined) continue;
+    convAt.set(u, end);
+    convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
+    end = polyAdd(end, arrayBytes(size(n)));
+  }
+  // the per-channel kernels' partial sums: [sums, chunks ≤ CHUNKS, C] for the largest
+  const partAt = polyEval(end, {});
+  end = polyAdd(end, arrayBytes(size(Math.max(0, ...units.map(channelPartsBound)))));
+  for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
+  // the accumulators of every reduction (one area: the units run one after another)
+  const acc: Poly[] = [];
+  for (const u of units) {
+    const r = reductionOf(u);
+    if (!r) continue;
+    const k = arrayBytes(keptSize(u)!);
+    acc.push([{ ...k, coef: r.reductions.length * accSlot(r, k.coef) }]);
+  }
+  // B packed as [K,N] for a transposed B, and products read by an epilogue loop: as large as the largest
+  // (only the matmuls whose kernel packs B or hands its product to a JS epilogue: `areas`)
+  const mm = (u: Unit) => u.insts[0]!;
+  const pack = polyMax(...units.filter((u) => areas?.pack.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).args[1]!).shape.slice(-2)))]));
+  const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
+  const placed = placeAreas(end, [polyMax(...acc), pack, product]);
+  const [accAt, packAt, productAt] = placed.at as [Poly, Poly, Poly];
+  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
+}
+
+/** Floats of a per-channel kernel's partial sums for any batch: each sum over [N, C, ...] of the group, CHUNKS × C (0 where C is symbolic). */
+function channelPartsBound(u: Unit): number {
+  // (a per-channel kernel is over [N, C, ...], rank 3 or more: codegen/wasm/channel.ts)
+  const sums = u.insts.filter((i) => i.op === 'sum' && u.graph.type(i.args[0]!).shape.length >= 3);
+  const C = sums.map((i) => u.graph.type(i.args[0]!).shape[1]);
+  return C.every((c) => typeof c === 'number') ? C.reduce<number>((a, c) => a + CHUNKS * (c as number), 0) : 0;
+}
+
+/** A per-channel kernel's description as data that fits: its image strides, keyed by address, as [address, si, sj, stride] (channelOf at run time makes the map again). */
+function channelArg(k: ChannelKernel): object {
+  return { ...k, imageStride: [...k.imageStride].map(([key, s]) => [...key.split(',').map(Number), s]) };
+}
+
+/** The kept positions of a reduce group's reduction, or undefined for another group. */
+function keptSize(u: Unit): Size | undefined {
+  const r = reductionOf(u);
+  if (!r) return undefined;
+  const shape = u.graph.type(r.reductions[0]!.args[0]!).shape;
+  return numelSize(shape.filter((_d, i) => !r.axes.includes(i)));
+}
 
 /** A graph whose types have the symbols bound (what the static decisions read). */
 function bound(g: Graph, dims: Dims): Graph {
@@ -75,86 +204,63 @@ function bound(g: Graph, dims: Dims): Graph {
   });
 }
 
-/** The layout and the kernels' descriptions for the sizes `dims`. */
-function probe(m: ModuleInfo, units: readonly Unit[], dims: Dims): Probe {
-  const plan = m.plan;
-  const offsets: number[] = new Array(plan.buffers.length);
-  let end = 0;
-  for (const pass of [true, false])
-    for (const b of plan.buffers)
-      if (isStatic(b.size) === pass) {
-        offsets[b.id] = end;
-        end += bytesOf(b.size, dims);
-      }
-  const root = (n: string): string => {
-    const s = plan.storage.get(n);
-    return s?.kind === 'alias' ? root(s.of) : n;
-  };
-  const address = (g: Graph, v: ValueId) => {
-    const id = plan.bufferOf.get(root(valueName(g, v)));
-    return id === undefined ? undefined : offsets[id];
-  };
+/** The kernels' descriptions for the sizes `dims`, in the layout evaluated at them. */
+function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims): Map<Unit, SymKernel[]> {
+  const offsets = L.offsets.map((p) => polyEval(p, dims));
+  const address = addresses(m.plan, offsets);
   const graphs = new Map([m.fwd, m.bwd].map((g) => [g, bound(g, dims)]));
   const at = (u: Unit): Unit => ({ ...u, graph: graphs.get(u.graph)! });
-  // the accumulators of every reduction (one area: the units run one after another)
-  const accAt = end;
-  const kept = (u: Unit): Size | undefined => {
-    const r = reductionOf(u);
-    if (!r) return undefined;
-    const shape = u.graph.type(r.reductions[0]!.args[0]!).shape;
-    return numelSize(shape.filter((_d, i) => !r.axes.includes(i)));
-  };
-  // as large as all of them together: a maximum of polynomials is not one
-  for (const u of units) {
-    const k = kept(u);
-    if (k) end += reductionOf(u)!.reductions.length * accSlot(reductionOf(u)!, bytesOf(k, dims));
-  }
-  const decisions = new Map<Unit, Exclude<Decision, { kind: 'update' | 'conv' | 'pool' | 'channel' }>>();
+  const accAt = polyEval(L.accAt, dims);
+  const kernels = new Map<Unit, SymKernel[]>();
+  const nameOf = (u: Unit) => valueName(u.graph, u.insts[u.insts.length - 1]!.result);
   for (const u of units) {
     const op = u.insts[0]!.op;
-    if (isConv(op) || isPool(op)) continue; // a convolution or a pooling runs as the flat module's code (not yet a kernel here)
+    const parts = convParts(u);
+    if (isConv(op)) {
+      const scratch = L.convAt.get(u);
+      const d = scratch && decideConv(m, at(parts?.[0] ?? u), address);
+      if (!d) continue;
+      const name = `${d.kernel.op}_${nameOf(parts?.[0] ?? u)}`;
+      const conv: SymKernel = { name, d, gen: 'convBody', arg: { ...d.kernel, scratch: polyEval(scratch!, dims) }, sum: d.kernel.op === 'conv_weight_grad' };
+      // the epilogue of a conv group, an elementwise kernel where it is one (else the flat module's loop)
+      const e = parts && parts[1].insts.length ? decideElementwise(m, at(parts[1]), address) ?? decideChannel(m, at(parts[1]), address) : undefined;
+      const epilogue: SymKernel | undefined =
+        e?.kind === 'elementwise' ? { name: `elementwise_${nameOf(u)}`, d: e, gen: 'elementwiseBody', arg: e.kernel } : e ? { name: `channel_${nameOf(u)}`, d: e, gen: 'channelBody', arg: channelArg(e.kernel), sum: e.kernel.sums.length > 0 } : undefined;
+      kernels.set(u, epilogue ? [conv, epilogue] : [conv]);
+      continue;
+    }
     const b = at(u);
-    const k = kept(u);
+    if (isPool(op)) {
+      const d = decidePool(m, b, address);
+      if (d) kernels.set(u, [{ name: `${d.kernel.op}_${nameOf(u)}`, d, gen: 'poolBody', arg: d.kernel }]);
+      continue;
+    }
+    const k = keptSize(u);
+    const slot = k && accSlot(reductionOf(u)!, polyEval([arrayBytes(k)], dims));
     const d =
       op === 'matmul'
         ? decideMatmul(m, b, address)
-        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, k && accSlot(reductionOf(u)!, bytesOf(k, dims))) ?? decideRowReduce(m, b, address, accAt, k && bytesOf(k, dims)) ?? decideSoftmax(m, b, address));
-    if (d) decisions.set(u, d);
-  }
-  // one area each for the packing of a transposed B and for products read by an epilogue loop,
-  // as large as all of them together
-  const packAt = end;
-  let pack = 0;
-  let product = 0;
-  for (const [u, d] of decisions) {
-    if (d.kind !== 'matmul') continue;
-    const mm = u.insts[0]!;
-    const shape = (v: ValueId) => u.graph.type(v).shape;
-    if (d.kernel.transB) pack += bytesOf(numelSize(shape(mm.args[1]!).slice(-2)), dims);
-    if (!d.productStored && !d.fusedEpilogue) product += bytesOf(numelSize(shape(mm.result)), dims);
-  }
-  const kernels = new Map<Unit, SymKernel>();
-  const productStart = packAt + pack;
-  for (const [u, d] of decisions) {
-    const last = valueName(u.graph, u.insts[u.insts.length - 1]!.result);
-    if (d.kind === 'matmul') {
+        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, slot) ?? decideRowReduce(m, b, address, accAt, k && polyEval([arrayBytes(k)], dims)) ?? decideSoftmax(m, b, address) ?? decideChannel(m, b, address));
+    if (!d) continue;
+    const name = `${d.kind}_${nameOf(u)}`;
+    if (d.kind === 'channel') kernels.set(u, [{ name: `channel_${nameOf(u)}`, d, gen: 'channelBody', arg: channelArg(d.kernel), sum: d.kernel.sums.length > 0 }]);
+    else if (d.kind === 'matmul') {
       const mm = u.insts[0]!;
-      const name = `matmul_${last}`;
-      const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : productStart;
-      kernels.set(u, { name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined } });
+      const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
+      kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
     } else {
-      const gen = ({ elementwise: 'elementwiseBody', reduce: 'reduceBody', rowreduce: 'rowReduceBody', softmax: 'softmaxBody' } as const)[d.kind];
-      kernels.set(u, { name: `${d.kind}_${last}`, d, gen, arg: d.kernel });
+      const gen = ({ elementwise: 'elementwiseBody', reduce: 'reduceBody', rowreduce: 'rowReduceBody', softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind];
+      kernels.set(u, [{ name, d, gen, arg: d.kernel }]);
     }
   }
-  return { offsets, end: productStart + product, productAt: productStart, productFloats: product / 4, kernels };
+  return kernels;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Polynomials from probes
 
 /** A polynomial in the symbols: coefficient by exponents (one per symbol). */
-type Poly = Map<string, { exps: number[]; coef: number }>;
+type Fit = Map<string, { exps: number[]; coef: number }>;
 
 /** The degree of each symbol: its largest power in any size of the model. */
 function degrees(m: ModuleInfo, syms: readonly string[]): number[] {
@@ -181,7 +287,7 @@ function grid(syms: readonly string[], deg: readonly number[]): Dims[] {
 }
 
 /** The polynomial through the values at the grid points (integer coefficients), or undefined. */
-function fit(syms: readonly string[], deg: readonly number[], points: readonly Dims[], values: readonly number[]): Poly | undefined {
+function fit(syms: readonly string[], deg: readonly number[], points: readonly Dims[], values: readonly number[]): Fit | undefined {
   const monos: number[][] = [];
   const walk = (k: number, e: number[]) => {
     if (k === syms.length) return void monos.push(e);
@@ -201,7 +307,7 @@ function fit(syms: readonly string[], deg: readonly number[], points: readonly D
       for (let k = c; k <= n; k++) a[r]![k]! -= f * a[c]![k]!;
     }
   }
-  const poly: Poly = new Map();
+  const poly: Fit = new Map();
   for (let c = 0; c < n; c++) {
     const coef = Math.round(a[c]![n]! / a[c]![c]!);
     if (coef !== 0) poly.set(monos[c]!.join(','), { exps: monos[c]!, coef });
@@ -209,14 +315,14 @@ function fit(syms: readonly string[], deg: readonly number[], points: readonly D
   return points.every((p, r) => evalPoly(poly, syms, p) === values[r]) ? poly : undefined;
 }
 
-function evalPoly(p: Poly, syms: readonly string[], dims: Dims): number {
+function evalPoly(p: Fit, syms: readonly string[], dims: Dims): number {
   let s = 0;
   for (const { exps, coef } of p.values()) s += coef * exps.reduce((acc, x, k) => acc * dims[syms[k]!]! ** x, 1);
   return s;
 }
 
 /** A polynomial as code over the symbols' names. */
-function polyCode(p: Poly, syms: readonly string[]): string {
+function polyCode(p: Fit, syms: readonly string[]): string {
   const terms = [...p.values()].map(({ exps, coef }) => {
     const vars = exps.flatMap((x, k) => Array.from({ length: x }, () => syms[k]!));
     return vars.length === 0 ? `${coef}` : coef === 1 ? vars.join(' * ') : `${coef} * ${vars.join(' * ')}`;
@@ -270,18 +376,40 @@ function generatorSource(file: string): string {
   throw new Error(`internal: the source of codegen/wasm/${file}.ts is not found (the symbolic wasm module embeds it)`);
 }
 
-/** The kernel generators as one closure: TypeScript, or JavaScript with `typed` false. */
-function generatorsDecl(typed: boolean): string[] {
-  const body = SOURCES.map((f) =>
-    [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n'),
-  ).join('\n');
+/**
+ * The kernel generators as one closure: TypeScript, or JavaScript with `typed` false; the sources
+ * of the convolution and pooling generators only where the module has such kernels.
+ */
+function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
+  const channel = used.has('channelBody');
+  const conv = used.has('convBody') || channel; // the per-channel kernels chunk images as the convolutions do
+  const pool = used.has('poolBody');
+  const sources = SOURCES.filter((f) => (f !== 'conv' || conv) && (f !== 'pool' || pool) && (f !== 'channel' || channel));
+  const generators = GENERATORS.filter((n) => (!n.startsWith('conv') || conv) && (n !== 'poolBody' || pool) && (!n.startsWith('channel') || channel));
+  const source = (f: string) => {
+    const text = generatorSource(f);
+    // of channel.ts, the kernels (not the decision, which reads the graph: codegen/wasm/decide.ts runs it at build time)
+    const cut = f === 'channel' ? text.indexOf('/** What deciding a group needs') : -1;
+    return cut < 0 ? text : text.slice(0, cut);
+  };
+  const body = [
+    ...sources.map((f) => [`// ---- codegen/wasm/${f}.ts`, ...source(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n')),
+    ...(channel
+      ? [
+          '// ---- a per-channel kernel\'s description with its image strides as a map again (keyed by address)',
+          `function channelOf(k${typed ? ": Omit<ChannelKernel, 'imageStride'> & { imageStride: number[][] }" : ''})${typed ? ': ChannelKernel' : ''} {`,
+          '  return { ...k, imageStride: new Map(k.imageStride.map(([a, si, sj, s]) => [keyOf(a!, si!, sj!), s!])) };',
+          '}',
+        ]
+      : []),
+  ].join('\n');
   const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
-    '// The kernel generators of graphc (codegen/wasm/encode.ts, steps.ts, elementwise.ts, matmul.ts, softmax.ts),',
+    `// The kernel generators of graphc (codegen/wasm/${sources.map((f) => `${f}.ts`).join(', ')}),`,
     '// embedded: the first call with a set of sizes encodes its kernels with them.',
     'const gen = (() => {',
     code,
-    `  return { ${GENERATORS.join(', ')} };`,
+    `  return { ${generators.join(', ')} };`,
     '})();',
   ];
 }
@@ -289,7 +417,6 @@ function generatorsDecl(typed: boolean): string[] {
 // ---------------------------------------------------------------------------------------------
 // The module
 
-/** The wasm module of a model with symbolic dimensions (see the head of this file). */
 /** The most memory a wasm32 module has: 65536 pages of 64 KiB (4 GiB). */
 export const WASM_MAX_PAGES = 65536;
 
@@ -315,31 +442,43 @@ export function checkWasmMemory(m: ModuleInfo, end: number): void {
   );
 }
 
+/**
+ * The kernels: a group's kernels whose descriptions have the same form at every probe (a conv
+ * group's convolution without its epilogue kernel where only the convolution has), each with its
+ * description as code over the symbols.
+ */
+function fitKernels(units: readonly Unit[], probes: readonly Map<Unit, SymKernel[]>[], fitNum: (values: number[]) => string | undefined) {
+  const kernels: { u: Unit; k: SymKernel; code: string }[] = [];
+  const byUnit = new Map<Unit, { k: SymKernel; code: string }[]>();
+  for (const u of units) {
+    const ks = probes.map((p) => p.get(u));
+    if (ks.some((k) => k === undefined || k.length !== ks[0]!.length)) continue;
+    const mine: { u: Unit; k: SymKernel; code: string }[] = [];
+    for (let i = 0; i < ks[0]!.length; i++) {
+      const at = ks.map((k) => k![i]!);
+      const code = describe(at.map((k) => k.arg), fitNum);
+      if (code === undefined || !at.every((k) => k.gen === at[0]!.gen && k.name === at[0]!.name)) break;
+      mine.push({ u, k: at[0]!, code });
+    }
+    if (mine.length) byUnit.set(u, mine), kernels.push(...mine);
+  }
+  return { kernels, byUnit };
+}
+
+/** The wasm module of a model with symbolic dimensions (see the head of this file). */
 export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
   const syms = symbols(m.fwd);
   const deg = degrees(m, syms);
   const units = [...m.plan.units.forward, ...m.plan.units.backward];
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
-  const probes = points.map((p) => probe(m, units, p));
+  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
+  const probes = points.map((p) => probe(m, units, L, p));
   const fitNum = (values: number[]) => {
     const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
     return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
   };
-  const layoutCode = (xs: number[], what: string) => {
-    const c = describe(xs, fitNum);
-    if (c === undefined) throw new Error(`internal: the symbolic wasm layout's ${what} is not a polynomial in ${syms.join(', ')}`);
-    return c;
-  };
-  // the kernels: a group whose description has the same form at every probe
-  const kernels: { u: Unit; k: SymKernel; code: string }[] = [];
-  for (const u of units) {
-    const ks = probes.map((p) => p.kernels.get(u));
-    if (ks.some((k) => k === undefined)) continue;
-    const code = describe(ks.map((k) => k!.arg), fitNum);
-    if (code !== undefined && ks.every((k) => k!.gen === ks[0]!.gen && k!.name === ks[0]!.name)) kernels.push({ u, k: ks[0]!, code });
-  }
-  const byUnit = new Map(kernels.map((k) => [k.u, k]));
+  const { kernels, byUnit } = fitKernels(units, probes, fitNum);
   const needsProduct = kernels.some(({ k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue);
   const sizes = syms.map((d) => `${d}${T(': number')}`).join(', ');
   const buffers = m.plan.buffers;
@@ -357,23 +496,30 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
           '  Module: new (bytes: Uint8Array) => object;',
           '  Instance: new (module: object, imports: object) => { readonly exports: object };',
           '};',
-          `type Kernels = { ${kernels.map(({ k }) => `${k.name}(): void;`).join(' ')} };`,
+          `type Kernels = { ${kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name])).map((n) => `${n}(): void;`).join(' ')} };`,
         ]
       : []),
-    ...generatorsDecl(typed),
+    ...generatorsDecl(typed, new Set(kernels.map(({ k }) => k.gen))),
     '',
     '/** The layout of the memory and the kernels\' code for one set of sizes. */',
     `function sized(${sizes}) {`,
-    `  const end = ${layoutCode(probes.map((p) => p.end), 'end')};`,
+    `  const end = ${polyText(L.end)};`,
     `  if (end + ${PADDING} > ${WASM_MAX_PAGES * PAGE}) throw new RangeError(\`${m.fwd.name}: ${syms.map((d) => `${d} = \${${d}}`).join(', ')} needs \${end + ${PADDING}} bytes of wasm memory, more than wasm's 4 GiB (${WASM_MAX_PAGES} pages of 64 KiB): call with a smaller ${syms.join(' or ')}, or use the flat module (graphc build --target ts)\`);`,
     '  return {',
-    `    offsets: ${layoutCode(probes.map((p) => p.offsets) as unknown as number[], 'offsets')}, // of the arrays, in bytes`,
+    `    offsets: [${L.offsets.map(polyText).join(', ')}], // of the arrays, in bytes (ir/layout.ts)`,
     `    lengths: [${buffers.map((b) => sizeText(b.size)).join(', ')}],`,
     '    end,',
-    `    productAt: ${layoutCode(probes.map((p) => p.productAt), 'product area')},`,
-    `    productFloats: ${layoutCode(probes.map((p) => p.productFloats), 'product area')},`,
+    `    productAt: ${polyText(L.productAt)},`,
+    `    productFloats: ${polyText(L.productFloats)},`,
     '    fns: [',
-    ...kernels.map(({ k, code }) => `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${code}) }, // ${commentText(k.d.doc)}`),
+    ...kernels.flatMap(({ k, code }) => {
+      const channel = k.gen === 'channelBody';
+      const arg = channel ? `gen.channelOf(${code})` : code;
+      return [
+        `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${arg}${channel ? `, { part: ${L.partAt} }` : ''}) }, // ${commentText(k.d.doc)}`,
+        ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: ${channel ? `gen.channelSumBody(${arg}, ${L.partAt})` : `gen.convSumBody(${arg})`} }, // its chunks' partial sums, added in order`] : []),
+      ];
+    }),
     '    ],',
     '  };',
     '}',
@@ -402,6 +548,13 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
       const view = `new ${ARRAY[b.dtype]}(memory.buffer, s.offsets[${b.id}]${T('!')}, s.lengths[${b.id}]${T('!')})`;
       return isStatic(b.size) ? `  { const v = ${view}; if (!inMemory) v.set(buffers[${b.id}]); buffers[${b.id}] = v; }` : `  buffers[${b.id}] = ${view};`;
     }),
+    ...(L.convAreas.length
+      ? [
+          '  // the convolutions\' im2col scratch: its padded positions are never written and read as 0, and a weight',
+          '  // gradient\'s partial sums sit after as many chunks of it as the batch makes: zeroed for each new size',
+          `  for (const [at, n] of ${JSON.stringify(L.convAreas)}) new Uint8Array(memory.buffer, at, n).fill(0);`,
+        ]
+      : []),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
@@ -416,14 +569,16 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
       throw new Error('internal: the symbolic module has no static arena');
     },
     unit: (u: Unit, e: UnitEmitter) => {
-      const s = byUnit.get(u);
-      if (!s) return undefined;
-      const call = [`kernels.${s.k.name}();`];
-      const d = s.k.d;
-      if (d.kind !== 'matmul' || d.fusedEpilogue) return call;
+      const ks = byUnit.get(u);
+      if (!ks) return undefined;
+      const d = ks[0]!.k.d;
+      const calls = ks.flatMap(({ k }) => [`kernels.${k.name}();`, ...(k.sum ? [`kernels.${k.name}_sum();`] : [])]);
+      // a conv group's epilogue without a kernel: the flat module's loop over the convolution's array
+      if (d.kind === 'conv') return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      if (d.kind !== 'matmul' || d.fusedEpilogue) return calls;
       const mm = u.insts[0]!;
       if (!d.productStored) e.use('_product');
-      return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(u.graph, mm.result) : '_product')];
+      return [...calls, ...e.epilogueLoop(u, d.productStored ? e.arrOf(u.graph, mm.result) : '_product')];
     },
   };
   const lines = emitTs(m, typed, backend).split('\n');

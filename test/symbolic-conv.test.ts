@@ -1,0 +1,78 @@
+// Convolutions and pooling in the wasm module of a model with a symbolic batch
+// (codegen/wasm/symbolic.ts): they run as the static build's conv and pool kernels (im2col and
+// the matmul kernel, the weight gradient's chunks and their sum, the pooling kernels), encoded per
+// call size, in the layout of ir/layout.ts; each size against the float64 interpreter, and sizes
+// back and forth (the im2col scratch of a padded convolution keeps its zeros) give the same bits.
+
+import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/build.js';
+import type { Compiled } from '../src/build.js';
+import type { GeneratedModule } from './helpers.js';
+import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
+
+const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
+
+async function buildWasm(file: string): Promise<{ c: Compiled; mod: GeneratedModule; code: string }> {
+  const c = await compile(file, { targets: ['wasm'] });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const name = `${c.name}.wasm.js`;
+  return { c, code: c.files.find((f) => f.name === name)!.content as string, mod: (await import(pathToFileURL(path.join(dir, name)).href)) as GeneratedModule };
+}
+
+const copyOf = (r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, Float32Array.from(v)])) });
+
+/** valueAndGrad and forward at batch n against the float64 interpreter; the result, copied. */
+function against(c: Compiled, mod: GeneratedModule, n: number, out: string) {
+  const { params, inputs } = randomArgs(c.fwd, 10 + n, 0.5, { B: n });
+  const ref = reference(c.fwd, c.bwd, params, inputs);
+  const got = copyOf(mod.valueAndGrad(params, inputs));
+  expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `B = ${n}: loss`).toBeLessThan(1e-5);
+  for (const [p, g] of Object.entries(ref.grads)) {
+    const err = relErr(got.grads[p]!, g);
+    expect(err, `B = ${n}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
+  }
+  const y = mod.forward(params, inputs)[out] as Float32Array;
+  expect(relErr(y, ref.outputs[out]!.data), `B = ${n}: ${out}`).toBeLessThan(1e-5);
+  return got;
+}
+
+describe('convolutions and pooling in the symbolic wasm module', () => {
+  it('the LeNet CNN with a symbolic batch runs its convolutions and poolings as kernels, at B = 1, 3 and 11 (more images than CHUNKS)', async () => {
+    const { c, mod, code } = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
+    expect(mod.spec.inputs.x!.shape).toEqual(['B', 1, 28, 28]);
+    // the per-channel epilogues (bias, relu), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings
+    for (const k of [/kernels\.channel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /kernels\.max_pool_\w+\(\);/, /kernels\.max_pool_grad_\w+\(\);/])
+      expect(code).toMatch(k);
+    expect(code).not.toMatch(/^import /m);
+    const first = new Map<number, ReturnType<typeof copyOf>>();
+    for (const n of [1, 3, 11]) first.set(n, against(c, mod, n, 'logits'));
+    for (const n of [3, 1, 11]) expect(against(c, mod, n, 'logits'), `B = ${n} again`).toEqual(first.get(n));
+  }, 240_000);
+
+  it('a padded, strided convolution and average pooling: the same bits after a larger batch reused the memory', async () => {
+    const { c, mod, code } = await buildWasm(
+      modelFile(`import { model } from 'graphc';
+export default model('convpad_sym', (g) => {
+  const W1 = g.param('W1', [4, 2, 3, 3], { scale: 0.3 });
+  const b1 = g.param('b1', [4], { scale: 0.1 });
+  const W2 = g.param('W2', [3, 4, 3, 3], { scale: 0.3 });
+  const x = g.input('x', ['B', 2, 9, 9]);
+  const h = g.conv2d(x, W1, { bias: b1, padding: 1 }).tanh(); // [B, 4, 9, 9]
+  const p = g.avgPool2d(h, 2, { stride: 2, padding: 1 }); // [B, 4, 5, 5]
+  const y = g.conv2d(p, W2, { stride: 2, padding: 1 }); // [B, 3, 3, 3]
+  const loss = y.square().mean();
+  return { loss, y };
+});
+`),
+    );
+    expect(code).toMatch(/kernels\.avg_pool_\w+\(\);/);
+    expect(code).toMatch(/kernels\.conv_weight_grad_\w+\(\);/);
+    const small = against(c, mod, 2, 'y');
+    against(c, mod, 13, 'y');
+    expect(against(c, mod, 2, 'y'), 'B = 2 after B = 13').toEqual(small);
+  }, 240_000);
+});
