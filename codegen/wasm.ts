@@ -45,6 +45,7 @@ import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, docOf, isConv, reductionOf } from './wasm/decide.js';
 import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
+import { indexKernel } from './wasm/index-kernels.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
 
@@ -216,6 +217,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
   function formCode(u: Unit, last: string): string[] | undefined {
     const launch = lowerUnitOf(plan, u).launch;
+    if (launch?.kind === 'routine') {
+      // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts)
+      const k = indexKernel(launch, arrayAt);
+      if (k) kernels.push({ name: `${launch.op}_${last}`, body: k.body, ...(k.split ? { split: k.split } : {}), what: `${commentText(docOf(m, u))}   ${k.what}` });
+      return k && [`${member('kernels', `${launch.op}_${last}`)}();`];
+    }
     if (launch?.kind !== 'kernel') return undefined;
     return formKernel(`kernel_${last}`, launch, `${commentText(docOf(m, u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''} (kernel form)`, arrayAt);
   }
