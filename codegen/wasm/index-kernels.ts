@@ -33,7 +33,7 @@ export interface IndexKernel {
 }
 
 /** The ops this file has kernels for. */
-const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax']);
+const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax', 'max_pool_pick']);
 
 /** The kernel of a routine, or undefined where its op or its operands' layout has none here. */
 export function indexKernel(r: Routine, at: (arg: string) => number | undefined): IndexKernel | undefined {
@@ -66,6 +66,8 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
       return softmaxLines(dims(r.inputs[0]!), r.attrs.axis, r.op === 'log_softmax', a!, b!);
     case 'argmax_mask':
       return argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
+    case 'max_pool_pick':
+      return maxPoolPick(dims(r.inputs[0]!), dims(r.output), r.attrs, a!, b!, c!);
     default:
       return undefined;
   }
@@ -412,7 +414,7 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
   const split = rows(outer * inner, outer * inner * len * 8);
   const f = new Body(split ? 2 : 0);
   const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
-  const sum = f.local('f64');
+  const [sum, lse] = [f.local('f64'), f.local('f64')];
   const [j, p, q] = [f.local('i32'), f.local('i32'), f.local('i32')];
   const tmp = Array.from({ length: 5 }, () => f.local('v128'));
   const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
@@ -448,11 +450,14 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
       op.f64PromoteF32(f);
       f.get(sum);
       f64Log(f, t);
-      f.f64Add().f32DemoteF64().set(c);
+      f.f64Add().set(lse);
+      // in f64, rounded once (x and the total near 500 differ by less than f32 resolves there)
       each(base, () => {
-        f.get(p).i32(yAt - xAt).i32Add().get(p).f32Load(0).get(c);
-        op.f32Sub(f);
-        f.f32Store(0);
+        f.get(p).i32(yAt - xAt).i32Add().get(p).f32Load(0);
+        op.f64PromoteF32(f);
+        f.get(lse);
+        op.f64Sub(f);
+        f.f32DemoteF64().f32Store(0);
       });
     } else {
       op.f64Const(f, 1);
@@ -599,4 +604,79 @@ function argmaxMask(shape: readonly number[], axes: readonly number[], xAt: numb
     f.get(at).i32(yAt - xAt).i32Add().f32Const(1).f32Store(0);
   });
   return { body: f, what: `argmax_mask of ${shape.join('×')} over axes ${axes.join(',')}` };
+}
+
+/**
+ * max_pool_pick: y = v at the first maximum (row-major) of each window of x, the window clipped to
+ * the plane as the flat module's; a range of planes.
+ */
+function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: number, vAt: number, yAt: number): IndexKernel {
+  const [N, C, H, W] = xs as [number, number, number, number];
+  const [, , Ho, Wo] = ys as [number, number, number, number];
+  const [kh, kw] = a.kernel as [number, number];
+  const [sh, sw] = a.stride as [number, number];
+  const [ph, pw] = a.padding as [number, number];
+  const planes = N * C;
+  const split = rows(planes, planes * Ho * Wo * kh * kw);
+  const f = new Body(split ? 2 : 0);
+  const [lo, hi] = rangeOf(f, planes);
+  const [n, i, j, h0, h1, w0, w1, pp, q, qe, at, xp, yp] = Array.from({ length: 13 }, () => f.local('i32'));
+  const [best, v] = [f.local('f32'), f.local('f32')];
+  /** max(0, k·s + d), or min(n, k·s + d), of the local k. */
+  const clip = (k: Local, s: number, d: number, bound?: number) => {
+    f.get(k).i32(s).i32Mul().i32(d).i32Add().set(q);
+    if (bound === undefined) f.get(q).i32(0).get(q).i32(0).i32GtS().select();
+    else f.get(q).i32(bound).get(q).i32(bound).i32LtS().select();
+  };
+  /** for (k = from; k < to; k++) body() over locals */
+  const loop = (k: Local, from: Local | number, to: Local | number, body: () => void) => {
+    if (typeof from === 'number') f.assign(k, from);
+    else f.get(from).set(k);
+    f.loopUntil(
+      () => (typeof to === 'number' ? f.get(k).i32(to) : f.get(k).get(to)).i32GeS(),
+      () => {
+        body();
+        f.bump(k, 1);
+      },
+    );
+  };
+  forRange(f, n, lo, hi, () => {
+    f.get(n).i32(4 * H * W).i32Mul().set(xp);
+    f.get(n).i32(4 * Ho * Wo).i32Mul().i32(yAt).i32Add().set(yp);
+    loop(i, 0, Ho, () => {
+      clip(i, sh, -ph);
+      f.set(h0);
+      clip(i, sh, kh - ph, H);
+      f.set(h1);
+      loop(j, 0, Wo, () => {
+        clip(j, sw, -pw);
+        f.set(w0);
+        clip(j, sw, kw - pw, W);
+        f.set(w1);
+        f.f32Const(-Infinity).set(best).i32(-1).set(at);
+        loop(pp, h0, h1, () => {
+          // q walks the row's taps (byte offsets in the plane), up to qe
+          f.get(pp).i32(W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
+          f.get(pp).i32(W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
+          f.loopUntil(
+            () => f.get(q).get(qe).i32GeS(),
+            () => {
+              f.when(
+                () => {
+                  f.get(at).i32(0).i32LtS();
+                  f.get(q).i32(xAt).i32Add().f32Load(0).tee(v).get(best).f32Gt();
+                  op.i32Or(f);
+                },
+                () => f.get(v).set(best).get(q).set(at),
+              );
+              f.bump(q, 4);
+            },
+          );
+        });
+        f.get(yp).get(at).i32(vAt).i32Add().f32Load(0).f32Store(0);
+        f.bump(yp, 4);
+      });
+    });
+  });
+  return { body: f, split, what: `max_pool_pick over ${planes} planes of ${H}×${W}, ${kh}×${kw} windows` };
 }
