@@ -6,9 +6,9 @@
 // concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
 // is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
 // function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
-// embedded in the module, which still imports nothing. The routines without a kernel here
-// (cross-entropy, gathers) are the flat module's code; all steps keep the flat module's order
-// and comments.
+// embedded in the module, which still imports nothing. The other routines (gather, scatter_add,
+// pick, cross-entropy, argmax, argmin, cumsum, softmax along any axis) are kernels of their own
+// (codegen/wasm/index-kernels.ts); all steps keep the flat module's order and comments.
 //
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
@@ -517,7 +517,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
   };
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d, k)}` : '')}`),
     ...(typed
       ? [
