@@ -25,7 +25,8 @@ function view(arg: string, shape: number[]): View {
 const AT: Record<string, number> = { a: 0, b: 16384, c: 32768, d: 49152 };
 const SENTINEL = 12345;
 
-function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void): { f32: Float32Array; i32: Int32Array } {
+/** Runs the kernel of r (a split one over `ranges`, by default its whole extent at once). */
+function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
   const k = indexKernel(r, (arg) => AT[arg]);
   if (!k) throw new Error(`no kernel for ${r.op}`);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
@@ -34,7 +35,7 @@ function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void): { 
   f32.fill(SENTINEL);
   fill(f32, i32);
   const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'k', body: k.body }])), { env: { memory } });
-  if (k.split) inst.exports.k!(0, k.split.extent);
+  if (k.split) for (const [lo, hi] of ranges ?? [[0, k.split.extent]]) inst.exports.k!(lo, hi);
   else inst.exports.k!();
   return { f32, i32 };
 }
@@ -66,6 +67,25 @@ describe('an index out of range in a wasm index kernel', () => {
     expect(Array.from(f32.subarray(at('c'), at('c', 15)))).toEqual(want);
     expect(f32[at('c', 15)]).toBe(SENTINEL);
     expect(f32[at('c') - 1]).toBe(SENTINEL);
+  });
+
+  it('scatter_add split by columns (threads): each range of columns as one pass over all of them', () => {
+    const scatter = (ranges?: [number, number][]) =>
+      run(
+        routine('scatter_add', { shape: [3, 10] }, [view('a', [4]), view('b', [4, 10])], view('c', [3, 10])),
+        (f, i) => {
+          i.set([2, 0, 2, 9], at('a'));
+          for (let k = 0; k < 40; k++) f[at('b', k)] = Math.sin(k);
+        },
+        ranges,
+      ).f32.slice(at('c') - 1, at('c', 31));
+    const whole = scatter();
+    expect(whole[0]).toBe(SENTINEL);
+    expect(whole[31]).toBe(SENTINEL);
+    expect(Array.from(whole.subarray(1, 11))).toEqual(Array.from({ length: 10 }, (_x, j) => Math.fround(Math.sin(10 + j))));
+    expect(Array.from(whole.subarray(21, 31))).toEqual(Array.from({ length: 10 }, (_x, j) => Math.fround(Math.fround(Math.sin(j)) + Math.fround(Math.sin(20 + j)))));
+    expect(scatter([[0, 4], [4, 10]])).toEqual(whole);
+    expect(scatter([[4, 8], [0, 4], [8, 10]])).toEqual(whole);
   });
 
   it('pick and xent: NaN where the index is out of range', () => {

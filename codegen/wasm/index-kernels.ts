@@ -206,31 +206,65 @@ function gather(table: readonly number[], n: number, tAt: number, iAt: number, o
   return { body: f, split, what: `gather of ${n} rows of ${R} from a table of ${V}, four floats at a time` };
 }
 
-/** out = zeros(shape), then out[idx[i], :] += src[i, :] in the order of i (an index out of range adds nothing). */
+/**
+ * out = zeros(shape), then out[idx[i], :] += src[i, :] in the order of i (an index out of range
+ * adds nothing): a range of columns [c0, c1), all rows; threads split the columns in blocks of
+ * whole vectors, each column's sums the same as in one pass.
+ */
 function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: number, oAt: number): IndexKernel {
   const V = shape[0]!;
   const R = numel(shape.slice(1));
-  const f = new Body();
-  const [i, r, src, dst, k] = ['i32', 'i32', 'i32', 'i32', 'i32'].map(() => f.local('i32')) as Local[];
-  f.assign(dst!, oAt);
-  copyFloats(f, V * R, undefined, dst!, k!, 'add'); // zeros
-  f.assign(src!, sAt);
-  const [lo, hi] = rangeOf(f, n);
-  forRange(f, i!, lo, hi, () => {
-    f.get(i!).i32(4).i32Mul().i32(iAt).i32Add();
-    op.i32Load(f).set(r!);
-    f.get(r!).i32(V);
-    op.i32LtU(f);
-    op.ifElse(
-      f,
+  const split: Split | undefined = R >= 8 ? { extent: R, align: 4, work: n * R } : undefined;
+  const f = new Body(split ? 2 : 0);
+  const [c0, c1] = rangeOf(f, R);
+  const [i, r, src, dst, k] = Array.from({ length: 5 }, () => f.local('i32'));
+  // the span's floats: four at a time while four are left, then one by one
+  const span = (add: boolean) => {
+    f.get(c1).get(c0).i32Sub().set(k);
+    f.loopUntil(
+      () => f.get(k).i32(4).i32LtS(),
       () => {
-        f.get(r!).i32(4 * R).i32Mul().i32(oAt).i32Add().set(dst!);
-        copyFloats(f, R, src, dst!, k!, 'add');
+        f.get(dst);
+        if (add) f.get(dst).v128Load(0).get(src).v128Load(0).f32x4('add');
+        else f.f32x4Const(0);
+        f.v128Store(0).bump(dst, 16).bump(src, 16).bump(k, -4);
       },
-      () => f.bump(src!, 4 * R),
+    );
+    f.loopUntil(
+      () => f.get(k).i32Eqz(),
+      () => {
+        f.get(dst);
+        if (add) f.get(dst).f32Load(0).get(src).f32Load(0).f32Add();
+        else f.f32Const(0);
+        f.f32Store(0).bump(dst, 4).bump(src, 4).bump(k, -1);
+      },
+    );
+  };
+  /** The byte address of element c0 of row `row` (a local) of the array at `at`, into `into`. */
+  const rowAt = (row: Local, at: number, into: Local) => f.get(row).i32(R).i32Mul().get(c0).i32Add().i32(4).i32Mul().i32(at).i32Add().set(into);
+  // zeros
+  const [v0, v1] = [f.local('i32'), f.local('i32')];
+  f.assign(v0, 0).assign(v1, V);
+  forRange(f, r, v0, v1, () => {
+    rowAt(r, oAt, dst);
+    span(false);
+  });
+  f.assign(v1, n);
+  forRange(f, i, v0, v1, () => {
+    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    op.i32Load(f).set(r);
+    f.get(r).i32(V);
+    op.i32LtU(f);
+    f.when(
+      () => undefined,
+      () => {
+        rowAt(r, oAt, dst);
+        rowAt(i, sAt, src);
+        span(true);
+      },
     );
   });
-  return { body: f, what: `scatter_add of ${n} rows of ${R} into ${V} rows, four floats at a time` };
+  return { body: f, split, what: `scatter_add of ${n} rows of ${R} into ${V} rows, four floats at a time${split ? ', threads splitting the columns' : ''}` };
 }
 
 /** y[i] = x[i, idx[i]] (NaN for an index out of range). */
