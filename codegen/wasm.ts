@@ -6,9 +6,9 @@
 // concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
 // is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
 // function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
-// embedded in the module, which still imports nothing. The routines without a kernel here
-// (cross-entropy, gathers) are the flat module's code; all steps keep the flat module's order
-// and comments.
+// embedded in the module, which still imports nothing. The other routines (gather, scatter_add,
+// pick, cross-entropy, argmax, argmin, cumsum, softmax along any axis) are kernels of their own
+// (codegen/wasm/index-kernels.ts); all steps keep the flat module's order and comments.
 //
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
@@ -46,6 +46,7 @@ import type { Decision, UpdateDecision } from './wasm/decide.js';
 import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, docOf, isConv, reductionOf } from './wasm/decide.js';
 import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
+import { indexKernel } from './wasm/index-kernels.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
 
@@ -215,6 +216,12 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
   function formCode(u: Unit, last: string): string[] | undefined {
     const launch = lowerUnitOf(plan, u).launch;
+    if (launch?.kind === 'routine') {
+      // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts)
+      const k = indexKernel(launch, arrayAt);
+      if (k) kernels.push({ name: `${launch.op}_${last}`, body: k.body, ...(k.split ? { split: k.split } : {}), what: `${commentText(docOf(m, u))}   ${k.what}` });
+      return k && [`${member('kernels', `${launch.op}_${last}`)}();`];
+    }
     if (launch?.kind !== 'kernel') return undefined;
     return formKernel(`kernel_${last}`, launch, `${commentText(docOf(m, u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''} (kernel form)`, arrayAt);
   }
@@ -509,7 +516,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     return `${mm.batch > 1 ? `${mm.batch} × ` : ''}[${mm.M},${mm.K}]·[${mm.K},${mm.N}]${layout}${d.fusedEpilogue ? '' : k.epilogueKernel ? ', epilogue a kernel of its own' : ', epilogue in JS'}`;
   };
   return [
-    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group, in the order the steps call them:`,
+    `// WebAssembly SIMD kernels (${bytes.length} bytes), one per matmul, elementwise, reduction and softmax group and index routine, in the order the steps call them:`,
     ...kernels.map((k) => `//   ${k.name}: ${k.what ?? (k.d ? `${commentText(k.d.doc)}   ${what(k.d, k)}` : '')}`),
     ...(typed
       ? [

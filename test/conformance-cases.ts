@@ -5,6 +5,7 @@
 // interpreter. The case must leave its op in the optimised graphs (checked).
 
 import type { Builder } from '../ir/builder.js';
+import * as L from '../ir/losses.js';
 import type { Dim } from '../ir/dims.js';
 import type { OpKind } from '../ir/ops.js';
 import type { DType, ValueId } from '../ir/types.js';
@@ -286,6 +287,7 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
   gather: [
     { label: 'table [5, 3] at indices [2, 4] (repeats)', data: { ix: [0, 4, 4, 1, 2, 0, 3, 4] }, build: ({ b, param, input }) => b.gather(param('C', [5, 3]), input('ix', [2, 4], 'i32')) },
     { label: 'at a symbolic batch of indices [B]', dims: { B: 6 }, build: ({ b, param, input }) => b.gather(param('C', [4, 2]), input('ix', [B], 'i32')) },
+    { label: 'table [7, 6] at indices [2, 5]: rows of a vector and a tail, repeats', data: { ix: [6, 0, 3, 3, 6, 1, 2, 3, 5, 0] }, build: ({ b, param, input }) => b.gather(param('C', [7, 6]), input('ix', [2, 5], 'i32')) },
   ],
   scatter_add: [
     {
@@ -294,6 +296,11 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       build: ({ b, param, input }) => b.scatterAdd(input('ix', [6], 'i32'), b.mul(param('a', [6, 3]), param('c', [3])), [4, 3]),
     },
     { label: 'a symbolic batch of rows [B, 2] into [5, 2]', dims: { B: 7 }, build: ({ b, param, input }) => b.scatterAdd(input('ix', [B], 'i32'), b.mul(input('x', [B, 2]), param('a', [2])), [5, 2]) },
+    {
+      label: 'rows [5, 9] added into [3, 9], one row three times, one never: vectors and a tail',
+      data: { ix: [2, 0, 2, 2, 0] },
+      build: ({ b, param, input }) => b.scatterAdd(input('ix', [5], 'i32'), b.tanh(param('a', [5, 9])), [3, 9]),
+    },
   ],
   pick: [
     { label: 'one class: x [3, 1] at indices of 0', build: ({ b, param, input }) => b.pick(param('a', [3, 1]), input('ix', [3], 'i32')) },
@@ -324,10 +331,21 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     { label: 'over a symbolic batch (axis 0 of [B, 3])', dims: { B: 4 }, build: ({ b, param, input }) => b.logSoftmax(b.add(input('x', [B, 3]), param('a', [3])), 0) },
     { label: 'masked rows: −∞ entries', data: { a: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, 3, 0.5, 0.5, -Infinity, 0] }, build: ({ b, param }) => b.logSoftmax(param('a', [3, 4]), 1) },
     { label: 'axis 0 of [4, 3], large logits', data: { a: [1000, -1000, 3, 999, 0, 3, -5, 1000, 3, 0, 0, 3] }, build: ({ b, param }) => b.logSoftmax(param('a', [4, 3]), 0) },
+    {
+      label: 'crossEntropy over axis 1 of [2, 5, 3] with ignoreIndex, class weights, label smoothing',
+      data: { t: [0, 2, 4, 1, 2, 3], w: [0.5, 1, 2, 1.5, 0.25] },
+      build: ({ b, param, input }) => L.crossEntropy(b, (v) => v, param('a', [2, 5, 3]), input('t', [2, 3], 'i32'), { axis: 1, ignoreIndex: 2, labelSmoothing: 0.1, weight: param('w', [5]), reduction: 'mean' }),
+    },
+    {
+      label: "crossEntropy of rows of 37, ignoreIndex 0, label smoothing 0.2, reduction 'none'",
+      data: { t: [0, 5, 36, 12] },
+      build: ({ b, param, input }) => L.crossEntropy(b, (v) => v, param('a', [4, 37]), input('t', [4], 'i32'), { axis: 1, ignoreIndex: 0, labelSmoothing: 0.2, reduction: 'none' }),
+    },
   ],
   xent: [
     { label: 'large logits (±500), the target at the largest and the smallest', data: { a: [500, -500, 0, 1, 500, 2, -500, 499], t: [0, 1] }, build: ({ b, param, input }) => b.emit('xent', [param('a', [2, 4]), input('t', [2], 'i32')], {}) },
     { label: 'logits [4, 5], targets [4]', build: ({ b, param, input }) => b.emit('xent', [param('a', [4, 5]), input('t', [4], 'i32')], {}) },
+    { label: 'logits [9, 70] (rows of vectors and a tail), targets [9]', build: ({ b, param, input }) => b.emit('xent', [param('a', [9, 70]), input('t', [9], 'i32')], {}) },
     { label: 'a symbolic batch', dims: { B: 6 }, build: ({ b, param, input }) => b.emit('xent', [b.mul(input('x', [B, 3]), param('a', [3])), input('t', [B], 'i32')], {}) },
   ],
   bn_apply: [
@@ -473,6 +491,11 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
       return b.mul(b.oneHot(b.argmax(a, 0, true), 4), b.reshape(b.transpose(a, [1, 0]), [1, 3, 4]));
     } },
     { label: 'rows with NaN first, NaN later, all NaN, ±∞: the first NaN wins', data: { x: [NaN, 1, 2, 0, 1, NaN, 2, NaN, NaN, NaN, NaN, NaN, -Infinity, Infinity, 0, Infinity] }, build: ({ b, param, input }) => b.mul(b.oneHot(b.argmax(input('x', [4, 4]), 1), 4), param('c', [4, 4])) },
+    {
+      label: 'over axis 1 of [2, 4, 3] (lines 3 apart): ties, NaN first and later',
+      data: { x: [1, NaN, 0, 3, 2, 5, 3, NaN, 5, 0, 2, -1, -1, 4, -Infinity, -1, 4, -Infinity, NaN, 4, -Infinity, -1, 1, -Infinity] },
+      build: ({ b, param, input }) => b.mul(b.oneHot(b.argmax(input('x', [2, 4, 3]), 1), 4), param('c', [2, 3, 4])),
+    },
     { label: 'over a middle axis of a symbolic batch [B, 5, 2]', dims: { B: 3 }, build: ({ b, param, input }) => b.mul(b.oneHot(b.argmax(b.add(input('x', [B, 5, 2]), param('a', [5, 1])), 1), 5), param('c', [5])) },
   ],
   argmin: [

@@ -1,7 +1,8 @@
 // What of a wasm module runs as JS loops: the steps of its units (comment lines naming the IR
-// instructions, then the code) whose code has a `for` loop. A routine with no wasm kernel yet
-// (gather, scatter_add, xent, …: their own algorithms) may; an elementwise, reduction or layout
-// group, or a matmul's epilogue, is a kernel of the kernel form and runs as wasm.
+// instructions, then the code) whose code has a `for` loop. In a static module none does: an
+// elementwise, reduction or layout group, or a matmul's epilogue, is a kernel of the kernel form,
+// and every routine (gather, scatter_add, xent, argmax, cumsum, …) a kernel of its own
+// (test/conformance.test.ts asserts it for every case).
 
 import { LOWERING } from '../codegen/kernel/rules.js';
 import type { OpKind } from '../ir/ops.js';

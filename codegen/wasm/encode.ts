@@ -37,8 +37,8 @@ const utf8 = (s: string) => [...new TextEncoder().encode(s)];
 const vec = (items: readonly number[][]) => [...uleb(items.length), ...items.flat()];
 const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
 
-export type LocalType = 'i32' | 'f32' | 'v128';
-const TYPE_CODE: Record<LocalType, number> = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
+export type LocalType = 'i32' | 'f32' | 'f64' | 'v128';
+const TYPE_CODE: Record<LocalType, number> = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b };
 
 /** A local variable of the function being written. */
 export interface Local {
@@ -94,6 +94,10 @@ export class Body {
   private op(...bytes: number[]): this {
     this.code.push(...bytes);
     return this;
+  }
+  /** Instructions by their bytes (codegen/wasm/index-kernels.ts names the ones it uses); control flow must balance. */
+  raw(...bytes: number[]): this {
+    return this.op(...bytes);
   }
 
   get(l: Local): this {

@@ -1,0 +1,718 @@
+// The wasm module's kernels of the routines with an algorithm of their own that are not matmuls,
+// convolutions, pooling or row softmaxes: the index ops and the losses over them (issue #30: no
+// JS loop in a wasm step). Each is a function of the static module, written from the routine of
+// the kernel form (codegen/kernel/lower.ts: its operands as views of arrays in the memory):
+//
+// - gather: each index's table row copied, four floats at a time; scatter_add: zeros, then each
+//   source row added into its index's row, four at a time, in the order of the indices (the flat
+//   module's order: the same sums);
+// - pick: one element per row; xent: per row the maximum, Σ exp(x − max) (the exponentials the
+//   softmax kernel's, four at a time, summed in f64), then the picked logit minus max + log Σ,
+//   the mean in f64 as the flat module's;
+// - argmax, argmin: the first maximum (minimum) of each line, a NaN winning and ending the line
+//   (torch's semantics, the flat module's); argmax_mask: 1 at the first maximum of each reduced
+//   slice (row-major); cumsum: running sums in f64, from either end;
+// - softmax and log_softmax along any axis (the row kernel of softmax.ts takes the last axis);
+//   max_pool_pick: v at the first maximum of each window of x (pool.ts has the other pooling ops).
+//
+// An index out of [0, bound) (the staged inputs are checked before, codegen/module.ts, so only
+// computed indices could be) reads NaN and adds nothing, as the flat module's typed arrays do, and
+// never touches memory outside its array. The kernels over rows or lines split over threads by
+// rows (max_pool_pick by planes); xent (one sum), scatter_add (rows that repeat) and argmax_mask
+// run whole.
+
+import type { Routine, View } from '../kernel/form.js';
+import { Body, uleb } from './encode.js';
+import type { Local } from './encode.js';
+import { f32x4Exp } from './steps.js';
+import type { Split } from './threads.js';
+
+/** A routine's kernel: its body (a function of a range of rows where it splits), and what it computes. */
+export interface IndexKernel {
+  readonly body: Body;
+  readonly split?: Split;
+  readonly what: string;
+}
+
+/** The ops this file has kernels for. */
+const OPS = new Set(['gather', 'scatter_add', 'pick', 'xent', 'argmax', 'argmin', 'argmax_mask', 'cumsum', 'softmax', 'log_softmax', 'max_pool_pick']);
+
+/** The kernel of a routine, or undefined where its op or its operands' layout has none here. */
+export function indexKernel(r: Routine, at: (arg: string) => number | undefined): IndexKernel | undefined {
+  if (!OPS.has(r.op) || r.epilogue) return undefined;
+  const views = [...r.inputs, r.output];
+  if (!views.every(dense)) return undefined;
+  const addrs = views.map((v) => {
+    const a = at(v.arg);
+    return a === undefined ? undefined : a + 4 * v.offset.coef;
+  });
+  if (addrs.some((a) => a === undefined)) return undefined;
+  const [a, b, c] = addrs as number[];
+  const dims = (v: View) => v.shape as number[];
+  switch (r.op) {
+    case 'gather':
+      return gather(dims(r.inputs[0]!), numel(dims(r.inputs[1]!)), a!, b!, c!);
+    case 'scatter_add':
+      return scatterAdd(dims(r.output), numel(dims(r.inputs[0]!)), a!, b!, c!);
+    case 'pick':
+      return pick(dims(r.inputs[0]!), a!, b!, c!);
+    case 'xent':
+      return xent(dims(r.inputs[0]!), a!, b!, c!);
+    case 'argmax':
+    case 'argmin':
+      return argBest(r.op, dims(r.inputs[0]!), r.attrs.axis, a!, b!);
+    case 'cumsum':
+      return cumsum(dims(r.inputs[0]!), r.attrs.axis, !!r.attrs.reverse, a!, b!);
+    case 'softmax':
+    case 'log_softmax':
+      return softmaxLines(dims(r.inputs[0]!), r.attrs.axis, r.op === 'log_softmax', a!, b!);
+    case 'argmax_mask':
+      return argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
+    case 'max_pool_pick':
+      return maxPoolPick(dims(r.inputs[0]!), dims(r.output), r.attrs, a!, b!, c!);
+    default:
+      return undefined;
+  }
+}
+
+const numel = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
+
+/** A view of static sizes whose elements are its array's, row-major from its offset. */
+function dense(v: View): boolean {
+  if (v.offset.syms.length || v.shape.some((d) => typeof d !== 'number')) return false;
+  let s = 1;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    const n = v.shape[d] as number;
+    if (n > 1 && (v.strides[d]!.syms.length || v.strides[d]!.coef !== s)) return false;
+    s *= n;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instructions the encoder has no name for (opcodes of the core specification)
+
+const I32_LOAD = 0x28;
+const I32_STORE = 0x36;
+const op = {
+  i32Load: (f: Body, off = 0) => f.raw(I32_LOAD, 0x02, ...uleb(off)),
+  i32Store: (f: Body, off = 0) => f.raw(I32_STORE, 0x02, ...uleb(off)),
+  i32GeU: (f: Body) => f.raw(0x4f),
+  i32LtU: (f: Body) => f.raw(0x49),
+  i32Or: (f: Body) => f.raw(0x72),
+  i32RemU: (f: Body) => f.raw(0x70),
+  i32Shl: (f: Body) => f.raw(0x74),
+  i32ShrU: (f: Body) => f.raw(0x76),
+  i32And: (f: Body) => f.raw(0x71),
+  f32Sub: (f: Body) => f.raw(0x93),
+  f32Ne: (f: Body) => f.raw(0x5c),
+  f32Lt: (f: Body) => f.raw(0x5d),
+  f64Const: (f: Body, x: number) => {
+    const b = new Uint8Array(new Float64Array([x]).buffer);
+    return f.raw(0x44, ...b);
+  },
+  f64Sub: (f: Body) => f.raw(0xa1),
+  f64Mul: (f: Body) => f.raw(0xa2),
+  f64Div: (f: Body) => f.raw(0xa3),
+  f64PromoteF32: (f: Body) => f.raw(0xbb),
+  i32ReinterpretF32: (f: Body) => f.raw(0xbc),
+  f32ReinterpretI32: (f: Body) => f.raw(0xbe),
+  /** if (the i32 on the stack) then … else …, each leaving an f32 with `result` */
+  ifElse: (f: Body, then: () => void, otherwise: () => void, result?: 'f32') => {
+    f.raw(0x04, result ? 0x7d : 0x40);
+    then();
+    f.raw(0x05);
+    otherwise();
+    f.raw(0x0b);
+  },
+};
+
+/** The range of rows a body computes: its two arguments where it splits, else [0, extent). */
+function rangeOf(f: Body, extent: number): [Local, Local] {
+  if (f.params === 2) return [f.param(0), f.param(1)];
+  const [lo, hi] = [f.local('i32'), f.local('i32')];
+  f.assign(lo, 0).assign(hi, extent);
+  return [lo, hi];
+}
+
+/** for (i = lo; i < hi; i++) body() */
+function forRange(f: Body, i: Local, lo: Local, hi: Local, body: () => void): void {
+  f.get(lo).set(i);
+  f.loopUntil(
+    () => f.get(i).get(hi).i32GeS(),
+    () => {
+      body();
+      f.bump(i, 1);
+    },
+  );
+}
+
+/**
+ * `count` floats from `src` to `dst` (byte addresses in locals, both advanced past them): four at a
+ * time, then one by one; `add`: added into dst; no src: NaN (zeros with `add`).
+ */
+function copyFloats(f: Body, count: number, src: Local | undefined, dst: Local, k: Local, combine?: 'add'): void {
+  const vecs = Math.floor(count / 4);
+  if (vecs > 0)
+    f.repeat(k, vecs, () => {
+      f.get(dst);
+      if (src === undefined) f.f32x4Const(combine ? 0 : NaN);
+      else if (combine) f.get(dst).v128Load(0).get(src).v128Load(0).f32x4('add');
+      else f.get(src).v128Load(0);
+      f.v128Store(0);
+      if (src) f.bump(src, 16);
+      f.bump(dst, 16);
+    });
+  for (let l = 0; l < count % 4; l++) {
+    f.get(dst);
+    if (src === undefined) f.f32Const(combine ? 0 : NaN);
+    else if (combine) f.get(dst).f32Load(4 * l).get(src).f32Load(4 * l).f32Add();
+    else f.get(src).f32Load(4 * l);
+    f.f32Store(4 * l);
+  }
+  if (src) f.bump(src, 4 * (count % 4));
+  f.bump(dst, 4 * (count % 4));
+}
+
+/** A split by rows where there is more than one. */
+const rows = (extent: number, work: number): Split | undefined => (extent > 1 ? { extent, align: 1, work } : undefined);
+
+// ---------------------------------------------------------------------------------------------
+// gather, scatter_add, pick
+
+/** out[i, :] = table[idx[i], :] (NaN for an index out of range). */
+function gather(table: readonly number[], n: number, tAt: number, iAt: number, oAt: number): IndexKernel {
+  const V = table[0]!;
+  const R = numel(table.slice(1));
+  const split = rows(n, n * R);
+  const f = new Body(split ? 2 : 0);
+  const [lo, hi] = rangeOf(f, n);
+  const [i, r, src, dst, k] = ['i32', 'i32', 'i32', 'i32', 'i32'].map(() => f.local('i32')) as Local[];
+  forRange(f, i, lo, hi, () => {
+    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    op.i32Load(f).set(r);
+    f.get(i).i32(4 * R).i32Mul().i32(oAt).i32Add().set(dst);
+    f.get(r).i32(V);
+    op.i32LtU(f);
+    op.ifElse(
+      f,
+      () => {
+        f.get(r!).i32(4 * R).i32Mul().i32(tAt).i32Add().set(src!);
+        copyFloats(f, R, src, dst!, k!);
+      },
+      () => copyFloats(f, R, undefined, dst!, k!),
+    );
+  });
+  return { body: f, split, what: `gather of ${n} rows of ${R} from a table of ${V}, four floats at a time` };
+}
+
+/**
+ * out = zeros(shape), then out[idx[i], :] += src[i, :] in the order of i (an index out of range
+ * adds nothing): a range of columns [c0, c1), all rows; threads split the columns in blocks of
+ * whole vectors, each column's sums the same as in one pass.
+ */
+function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: number, oAt: number): IndexKernel {
+  const V = shape[0]!;
+  const R = numel(shape.slice(1));
+  const split: Split | undefined = R >= 8 ? { extent: R, align: 4, work: n * R } : undefined;
+  const f = new Body(split ? 2 : 0);
+  const [c0, c1] = rangeOf(f, R);
+  const [i, r, src, dst, k] = Array.from({ length: 5 }, () => f.local('i32'));
+  // the span's floats: four at a time while four are left, then one by one
+  const span = (add: boolean) => {
+    f.get(c1).get(c0).i32Sub().set(k);
+    f.loopUntil(
+      () => f.get(k).i32(4).i32LtS(),
+      () => {
+        f.get(dst);
+        if (add) f.get(dst).v128Load(0).get(src).v128Load(0).f32x4('add');
+        else f.f32x4Const(0);
+        f.v128Store(0).bump(dst, 16).bump(src, 16).bump(k, -4);
+      },
+    );
+    f.loopUntil(
+      () => f.get(k).i32Eqz(),
+      () => {
+        f.get(dst);
+        if (add) f.get(dst).f32Load(0).get(src).f32Load(0).f32Add();
+        else f.f32Const(0);
+        f.f32Store(0).bump(dst, 4).bump(src, 4).bump(k, -1);
+      },
+    );
+  };
+  /** The byte address of element c0 of row `row` (a local) of the array at `at`, into `into`. */
+  const rowAt = (row: Local, at: number, into: Local) => f.get(row).i32(R).i32Mul().get(c0).i32Add().i32(4).i32Mul().i32(at).i32Add().set(into);
+  // zeros
+  const [v0, v1] = [f.local('i32'), f.local('i32')];
+  f.assign(v0, 0).assign(v1, V);
+  forRange(f, r, v0, v1, () => {
+    rowAt(r, oAt, dst);
+    span(false);
+  });
+  f.assign(v1, n);
+  forRange(f, i, v0, v1, () => {
+    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    op.i32Load(f).set(r);
+    f.get(r).i32(V);
+    op.i32LtU(f);
+    f.when(
+      () => undefined,
+      () => {
+        rowAt(r, oAt, dst);
+        rowAt(i, sAt, src);
+        span(true);
+      },
+    );
+  });
+  return { body: f, split, what: `scatter_add of ${n} rows of ${R} into ${V} rows, four floats at a time${split ? ', threads splitting the columns' : ''}` };
+}
+
+/** y[i] = x[i, idx[i]] (NaN for an index out of range). */
+function pick(x: readonly number[], xAt: number, iAt: number, yAt: number): IndexKernel {
+  const [n, c] = [x[0]!, x[1]!];
+  const split = rows(n, n);
+  const f = new Body(split ? 2 : 0);
+  const [lo, hi] = rangeOf(f, n);
+  const [i, r] = [f.local('i32'), f.local('i32')];
+  forRange(f, i, lo, hi, () => {
+    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    op.i32Load(f).set(r);
+    f.get(i).i32(4).i32Mul().i32(yAt).i32Add();
+    f.get(r).i32(c);
+    op.i32LtU(f);
+    op.ifElse(
+      f,
+      () => {
+        f.get(i).i32(c).i32Mul().get(r).i32Add().i32(4).i32Mul().i32(xAt).i32Add().f32Load(0);
+      },
+      () => f.f32Const(NaN),
+      'f32',
+    );
+    f.f32Store(0);
+  });
+  return { body: f, split, what: `pick of one of ${c} in each of ${n} rows` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lines along an axis
+
+/** [outer, len, inner] of a shape around an axis. */
+function around(shape: readonly number[], axis: number): [number, number, number] {
+  return [numel(shape.slice(0, axis)), shape[axis]!, numel(shape.slice(axis + 1))];
+}
+
+/**
+ * For each line l in the range: base = the byte address of its first element in the array at
+ * `at` ((l / inner)·len·inner + l % inner floats in), then body(l, base); elements are 4·inner
+ * bytes apart.
+ */
+function eachLine(f: Body, shape: readonly number[], axis: number, at: number, body: (l: Local, base: Local) => void): void {
+  const [outer, len, inner] = around(shape, axis);
+  const [lo, hi] = rangeOf(f, outer * inner);
+  const [l, base] = [f.local('i32'), f.local('i32')];
+  forRange(f, l, lo, hi, () => {
+    if (inner === 1) f.get(l).i32(4 * len).i32Mul();
+    else {
+      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul();
+      f.get(l).i32(inner);
+      op.i32RemU(f);
+      f.i32(4).i32Mul().i32Add();
+    }
+    f.i32(at).i32Add().set(base);
+    body(l, base);
+  });
+}
+
+/** The index of the first maximum (minimum) of each line; a NaN wins and ends the line. */
+function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: number, xAt: number, yAt: number): IndexKernel {
+  const [outer, len, inner] = around(shape, axis);
+  const split = rows(outer * inner, outer * inner * len);
+  const f = new Body(split ? 2 : 0);
+  const [best, v] = [f.local('f32'), f.local('f32')];
+  const [j, p, idx] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  eachLine(f, shape, axis, xAt, (l, base) => {
+    f.get(base).f32Load(0).set(best);
+    f.assign(idx, 0).assign(j, 1);
+    f.get(base).i32(4 * inner).i32Add().set(p);
+    f.loopUntil(
+      () => {
+        // j ≥ len, or the best is NaN
+        f.get(j).i32(len).i32GeS().get(best).get(best);
+        op.f32Ne(f);
+        op.i32Or(f);
+      },
+      () => {
+        f.get(p).f32Load(0).set(v);
+        f.when(
+          () => {
+            f.get(v).get(v);
+            op.f32Ne(f);
+            f.get(v).get(best);
+            if (which === 'argmax') f.f32Gt();
+            else op.f32Lt(f);
+            op.i32Or(f);
+          },
+          () => f.get(v).set(best).get(j).set(idx),
+        );
+        f.bump(j, 1).bump(p, 4 * inner);
+      },
+    );
+    f.get(l).i32(4).i32Mul().i32(yAt).i32Add().get(idx);
+    op.i32Store(f);
+  });
+  return { body: f, split, what: `${which} of ${outer * inner} lines of ${len} (the first; a NaN wins)` };
+}
+
+/** Running sums along each line in f64, from the end with `reverse`. */
+function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: number, yAt: number): IndexKernel {
+  const [outer, len, inner] = around(shape, axis);
+  const split = rows(outer * inner, outer * inner * len);
+  const f = new Body(split ? 2 : 0);
+  const s = f.local('f64');
+  const [j, p] = [f.local('i32'), f.local('i32')];
+  const step = reverse ? -4 * inner : 4 * inner;
+  eachLine(f, shape, axis, xAt, (_l, base) => {
+    op.f64Const(f, 0).set(s);
+    f.get(base);
+    if (reverse) f.i32(4 * inner * (len - 1)).i32Add();
+    f.set(p);
+    f.repeat(j, len, () => {
+      f.get(s).get(p).f32Load(0);
+      op.f64PromoteF32(f);
+      f.f64Add().set(s);
+      f.get(p).i32(yAt - xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
+      f.bump(p, step);
+    });
+  });
+  return { body: f, split, what: `cumsum of ${outer * inner} lines of ${len}${reverse ? ', from the end' : ''} (in f64)` };
+}
+
+/**
+ * ln(s) of the f64 on the stack, s > 0 finite: s = m·2ᵉ with e from s's f32 exponent bits (m about
+ * [1, 2)), ln m = 2·atanh(z), z = (m − 1)/(m + 1) ≤ 1/3, by its series to z²⁵ (error < 1e-13).
+ */
+function f64Log(f: Body, t: { s: Local; z: Local; z2: Local; p: Local; e: Local }): void {
+  f.set(t.s);
+  // e = the f32 exponent of s; m = s / 2ᵉ, 2ᵉ built from its bits (exact)
+  f.get(t.s).f32DemoteF64();
+  op.i32ReinterpretF32(f);
+  f.i32(23);
+  op.i32ShrU(f);
+  f.i32(255);
+  op.i32And(f);
+  f.set(t.e);
+  f.get(t.s).get(t.e).i32(23);
+  op.i32Shl(f);
+  op.f32ReinterpretI32(f);
+  op.f64PromoteF32(f);
+  op.f64Div(f);
+  f.set(t.s); // m
+  f.get(t.s);
+  op.f64Const(f, 1);
+  op.f64Sub(f);
+  f.get(t.s);
+  op.f64Const(f, 1);
+  f.f64Add();
+  op.f64Div(f);
+  f.tee(t.z).get(t.z);
+  op.f64Mul(f);
+  f.set(t.z2);
+  const N = 12;
+  op.f64Const(f, 1 / (2 * N + 1)).set(t.p);
+  for (let k = N - 1; k >= 0; k--) {
+    f.get(t.p).get(t.z2);
+    op.f64Mul(f);
+    op.f64Const(f, 1 / (2 * k + 1));
+    f.f64Add().set(t.p);
+  }
+  // 2·z·p + (e − 127)·ln 2
+  op.f64Const(f, 2);
+  f.get(t.z);
+  op.f64Mul(f);
+  f.get(t.p);
+  op.f64Mul(f);
+  f.get(t.e).i32(127).i32Sub().raw(0xb7); // f64.convert_i32_s
+  op.f64Const(f, Math.LN2);
+  op.f64Mul(f);
+  f.f64Add();
+}
+
+/** exp of the f32 on the stack (the softmax kernel's, in lane 0 of a splat). */
+function f32Exp(f: Body, tmp: readonly Local[]): void {
+  f.f32x4Splat();
+  f32x4Exp(f, tmp);
+  f.f32x4ExtractLane(0);
+}
+
+/** Softmax (log-softmax) along any axis, line by line: max, Σ exp(x − max) in f64, then each element. */
+function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt: number, yAt: number): IndexKernel {
+  const [outer, len, inner] = around(shape, axis);
+  const split = rows(outer * inner, outer * inner * len * 8);
+  const f = new Body(split ? 2 : 0);
+  const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
+  const [sum, lse] = [f.local('f64'), f.local('f64')];
+  const [j, p, q] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
+  const each = (base: Local, body: () => void) => {
+    f.get(base).set(p);
+    f.repeat(j, len, () => {
+      body();
+      f.bump(p, 4 * inner);
+    });
+  };
+  eachLine(f, shape, axis, xAt, (_l, base) => {
+    // the maximum, NaN skipped (as `if (v > max) max = v`)
+    f.f32Const(-Infinity).set(max);
+    each(base, () => {
+      f.get(p).f32Load(0).tee(v).get(max).f32Gt();
+      f.when(() => undefined, () => f.get(v).set(max));
+    });
+    op.f64Const(f, 0).set(sum);
+    each(base, () => {
+      f.get(p).f32Load(0).get(max);
+      op.f32Sub(f);
+      f32Exp(f, tmp);
+      f.set(v);
+      if (!log) f.get(p).i32(yAt - xAt).i32Add().get(v).f32Store(0);
+      f.get(sum);
+      f.get(v);
+      op.f64PromoteF32(f);
+      f.f64Add().set(sum);
+    });
+    if (log) {
+      // y = x − (max + ln Σ)
+      f.get(max);
+      op.f64PromoteF32(f);
+      f.get(sum);
+      f64Log(f, t);
+      f.f64Add().set(lse);
+      // in f64, rounded once (x and the total near 500 differ by less than f32 resolves there)
+      each(base, () => {
+        f.get(p).i32(yAt - xAt).i32Add().get(p).f32Load(0);
+        op.f64PromoteF32(f);
+        f.get(lse);
+        op.f64Sub(f);
+        f.f32DemoteF64().f32Store(0);
+      });
+    } else {
+      op.f64Const(f, 1);
+      f.get(sum);
+      op.f64Div(f);
+      f.f32DemoteF64().set(c);
+      each(base, () => {
+        f.get(p).i32(yAt - xAt).i32Add().set(q);
+        f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
+      });
+    }
+  });
+  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${outer * inner} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// xent, argmax_mask
+
+/** −mean over rows of (x[i, t_i] − max_i − ln Σ_j exp(x[i, j] − max_i)): rows four floats at a time, sums in f64. */
+function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): IndexKernel {
+  const [n, C] = [x[0]!, x[1]!];
+  const f = new Body();
+  const full = Math.floor(C / 4);
+  const rest = C % 4;
+  const [i, k, px, r] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+  const [vmax, acc, vv] = [f.local('v128'), f.local('v128'), f.local('v128')];
+  const max = f.local('f32');
+  const [total, sum] = [f.local('f64'), f.local('f64')];
+  const tmp = Array.from({ length: 5 }, () => f.local('v128'));
+  const t = { s: f.local('f64'), z: f.local('f64'), z2: f.local('f64'), p: f.local('f64'), e: f.local('i32') };
+  /** The vector at px with the lanes from `lanes` on replaced by `fill`. */
+  const load = (lanes: number, fill: number) => {
+    f.get(px).v128Load(0);
+    if (lanes === 4) return;
+    f.set(vv).get(vv).f32x4Const(fill);
+    f.i32x4Lanes([0, 1, 2, 3].map((l) => (l < lanes ? -1 : 0)) as [number, number, number, number]).v128Bitselect();
+  };
+  const pass = (rowStart: () => void, body: (lanes: number) => void) => {
+    rowStart();
+    if (full > 0)
+      f.repeat(k, full, () => {
+        body(4);
+        f.bump(px, 16);
+      });
+    if (rest) body(rest);
+  };
+  const rowAt = () => f.get(i).i32(4 * C).i32Mul().i32(xAt).i32Add().set(px);
+  op.f64Const(f, 0).set(total);
+  f.assign(i, 0);
+  f.loopUntil(
+    () => f.get(i).i32(n).i32GeS(),
+    () => {
+      f.f32x4Const(-Infinity).set(vmax);
+      pass(rowAt, (lanes) => {
+        f.get(vmax);
+        load(lanes, -Infinity);
+        f.f32x4('pmax').set(vmax);
+      });
+      f.get(vmax).f32x4ExtractLane(0);
+      for (let l = 1; l < 4; l++) f.get(vmax).f32x4ExtractLane(l).f32Max();
+      f.set(max);
+      // Σ exp(x − max): the exponentials' lanes added into two f64x2 totals
+      f.f32x4Const(0).set(acc);
+      f.f32x4Const(0).set(vmax); // the high lanes' totals
+      pass(rowAt, (lanes) => {
+        load(lanes, -Infinity);
+        f.get(max).f32x4Splat().f32x4('sub');
+        f32x4Exp(f, tmp);
+        f.set(vv);
+        f.get(acc).get(vv).f64x2PromoteLowF32x4().f64x2Add().set(acc);
+        f.get(vmax).get(vv).get(vv).i32x4Shuffle([2, 3, 2, 3]).f64x2PromoteLowF32x4().f64x2Add().set(vmax);
+      });
+      f.get(acc).f64x2ExtractLane(0).get(acc).f64x2ExtractLane(1).f64Add();
+      f.get(vmax).f64x2ExtractLane(0).get(vmax).f64x2ExtractLane(1).f64Add().f64Add().set(sum);
+      // total += x[i, t] − max − ln Σ (NaN for a target out of range)
+      f.get(i).i32(4).i32Mul().i32(tAt).i32Add();
+      op.i32Load(f).set(r);
+      f.get(total);
+      f.get(r).i32(C);
+      op.i32LtU(f);
+      op.ifElse(
+        f,
+        () => {
+          f.get(i).i32(C).i32Mul().get(r).i32Add().i32(4).i32Mul().i32(xAt).i32Add().f32Load(0);
+        },
+        () => f.f32Const(NaN),
+        'f32',
+      );
+      op.f64PromoteF32(f);
+      f.get(max);
+      op.f64PromoteF32(f);
+      op.f64Sub(f);
+      f.get(sum);
+      f64Log(f, t);
+      op.f64Sub(f);
+      f.f64Add().set(total);
+      f.bump(i, 1);
+    },
+  );
+  f.i32(yAt);
+  op.f64Const(f, 0);
+  f.get(total);
+  op.f64Sub(f);
+  op.f64Const(f, n);
+  op.f64Div(f);
+  f.f32DemoteF64().f32Store(0);
+  return { body: f, what: `cross-entropy of ${n} rows of ${C} logits, four at a time, summed in f64` };
+}
+
+/**
+ * 1 at the first maximum (row-major over the reduced axes) of each slice, 0 elsewhere: nested
+ * loops over the kept axes, then over the reduced ones.
+ */
+function argmaxMask(shape: readonly number[], axes: readonly number[], xAt: number, yAt: number): IndexKernel {
+  const f = new Body();
+  const strides = shape.map((_d, k) => 4 * numel(shape.slice(k + 1)));
+  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && shape[k]! > 1);
+  const red = axes.filter((k) => shape[k]! > 1);
+  const [best, v] = [f.local('f32'), f.local('f32')];
+  const [at, z, kz] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  // zeros
+  f.assign(z, yAt);
+  copyFloats(f, numel(shape), undefined, z, kz, 'add');
+  const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
+    if (levels.length === 0) return body(from);
+    const [p, c] = [f.local('i32'), f.local('i32')];
+    f.get(from).set(p);
+    f.repeat(c, shape[levels[0]!]!, () => {
+      nest(levels.slice(1), p, body);
+      f.bump(p, strides[levels[0]!]!);
+    });
+  };
+  const start = f.local('i32');
+  f.assign(start, xAt);
+  nest(kept, start, (base) => {
+    f.get(base).f32Load(0).set(best);
+    f.get(base).set(at);
+    nest(red, base, (p) => {
+      f.when(
+        () => f.get(p).f32Load(0).tee(v).get(best).f32Gt(),
+        () => f.get(v).set(best).get(p).set(at),
+      );
+    });
+    f.get(at).i32(yAt - xAt).i32Add().f32Const(1).f32Store(0);
+  });
+  return { body: f, what: `argmax_mask of ${shape.join('×')} over axes ${axes.join(',')}` };
+}
+
+/**
+ * max_pool_pick: y = v at the first maximum (row-major) of each window of x, the window clipped to
+ * the plane as the flat module's; a range of planes.
+ */
+function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: number, vAt: number, yAt: number): IndexKernel {
+  const [N, C, H, W] = xs as [number, number, number, number];
+  const [, , Ho, Wo] = ys as [number, number, number, number];
+  const [kh, kw] = a.kernel as [number, number];
+  const [sh, sw] = a.stride as [number, number];
+  const [ph, pw] = a.padding as [number, number];
+  const planes = N * C;
+  const split = rows(planes, planes * Ho * Wo * kh * kw);
+  const f = new Body(split ? 2 : 0);
+  const [lo, hi] = rangeOf(f, planes);
+  const [n, i, j, h0, h1, w0, w1, pp, q, qe, at, xp, yp] = Array.from({ length: 13 }, () => f.local('i32'));
+  const [best, v] = [f.local('f32'), f.local('f32')];
+  /** max(0, k·s + d), or min(n, k·s + d), of the local k. */
+  const clip = (k: Local, s: number, d: number, bound?: number) => {
+    f.get(k).i32(s).i32Mul().i32(d).i32Add().set(q);
+    if (bound === undefined) f.get(q).i32(0).get(q).i32(0).i32GtS().select();
+    else f.get(q).i32(bound).get(q).i32(bound).i32LtS().select();
+  };
+  /** for (k = from; k < to; k++) body() over locals */
+  const loop = (k: Local, from: Local | number, to: Local | number, body: () => void) => {
+    if (typeof from === 'number') f.assign(k, from);
+    else f.get(from).set(k);
+    f.loopUntil(
+      () => (typeof to === 'number' ? f.get(k).i32(to) : f.get(k).get(to)).i32GeS(),
+      () => {
+        body();
+        f.bump(k, 1);
+      },
+    );
+  };
+  forRange(f, n, lo, hi, () => {
+    f.get(n).i32(4 * H * W).i32Mul().set(xp);
+    f.get(n).i32(4 * Ho * Wo).i32Mul().i32(yAt).i32Add().set(yp);
+    loop(i, 0, Ho, () => {
+      clip(i, sh, -ph);
+      f.set(h0);
+      clip(i, sh, kh - ph, H);
+      f.set(h1);
+      loop(j, 0, Wo, () => {
+        clip(j, sw, -pw);
+        f.set(w0);
+        clip(j, sw, kw - pw, W);
+        f.set(w1);
+        f.f32Const(-Infinity).set(best).i32(-1).set(at);
+        loop(pp, h0, h1, () => {
+          // q walks the row's taps (byte offsets in the plane), up to qe
+          f.get(pp).i32(W).i32Mul().get(w0).i32Add().i32(4).i32Mul().get(xp).i32Add().set(q);
+          f.get(pp).i32(W).i32Mul().get(w1).i32Add().i32(4).i32Mul().get(xp).i32Add().set(qe);
+          f.loopUntil(
+            () => f.get(q).get(qe).i32GeS(),
+            () => {
+              f.when(
+                () => {
+                  f.get(at).i32(0).i32LtS();
+                  f.get(q).i32(xAt).i32Add().f32Load(0).tee(v).get(best).f32Gt();
+                  op.i32Or(f);
+                },
+                () => f.get(v).set(best).get(q).set(at),
+              );
+              f.bump(q, 4);
+            },
+          );
+        });
+        f.get(yp).get(at).i32(vAt).i32Add().f32Load(0).f32Store(0);
+        f.bump(yp, 4);
+      });
+    });
+  });
+  return { body: f, split, what: `max_pool_pick over ${planes} planes of ${H}×${W}, ${kh}×${kw} windows` };
+}

@@ -1,0 +1,129 @@
+// The wasm module's index kernels (codegen/wasm/index-kernels.ts) on their own, over a memory of
+// their own: an index out of range (which only a computed index could be: the staged inputs are
+// checked first) reads NaN and writes nothing, never outside its arrays, as the flat module's
+// typed arrays behave; cross-entropy's f64 logarithm against Math.log over many rows.
+
+import { describe, expect, it } from 'vitest';
+import type { Routine, View } from '../codegen/kernel/form.js';
+import { encodeModule } from '../codegen/wasm/encode.js';
+import { indexKernel } from '../codegen/wasm/index-kernels.js';
+import { size } from '../ir/dims.js';
+
+declare const WebAssembly: {
+  Memory: new (size: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: Record<string, (...a: number[]) => void> };
+};
+
+/** A dense view of `shape` over the array `arg`. */
+function view(arg: string, shape: number[]): View {
+  const strides = shape.map((_d, k) => size(shape.slice(k + 1).reduce((p, d) => p * d, 1)));
+  return { arg, shape, strides, offset: size(0) };
+}
+
+/** Byte addresses of the arrays a..d, 16 KiB apart; everything else in the memory holds the sentinel 12345. */
+const AT: Record<string, number> = { a: 0, b: 16384, c: 32768, d: 49152 };
+const SENTINEL = 12345;
+
+/** Runs the kernel of r (a split one over `ranges`, by default its whole extent at once). */
+function run(r: Routine, fill: (f32: Float32Array, i32: Int32Array) => void, ranges?: [number, number][]): { f32: Float32Array; i32: Int32Array } {
+  const k = indexKernel(r, (arg) => AT[arg]);
+  if (!k) throw new Error(`no kernel for ${r.op}`);
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+  const f32 = new Float32Array(memory.buffer);
+  const i32 = new Int32Array(memory.buffer);
+  f32.fill(SENTINEL);
+  fill(f32, i32);
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(1, [{ name: 'k', body: k.body }])), { env: { memory } });
+  if (k.split) for (const [lo, hi] of ranges ?? [[0, k.split.extent]]) inst.exports.k!(lo, hi);
+  else inst.exports.k!();
+  return { f32, i32 };
+}
+
+const routine = (op: string, attrs: object, inputs: View[], output: View, dtype: 'f32' | 'i32' = 'f32') => ({ kind: 'routine', name: 'r0', op, attrs, inputs, output, dtype, notes: [] }) as unknown as Routine;
+const at = (arg: string, k = 0) => AT[arg]! / 4 + k;
+
+describe('an index out of range in a wasm index kernel', () => {
+  it('gather: its row reads NaN; the other rows are copied; nothing past the output is written', () => {
+    // table [4, 6], indices [5]: 2, −1, 4, 0, 3
+    const { f32 } = run(routine('gather', {}, [view('a', [4, 6]), view('b', [5])], view('c', [5, 6])), (f, i) => {
+      for (let k = 0; k < 24; k++) f[at('a', k)] = k + 0.5;
+      i.set([2, -1, 4, 0, 3], at('b'));
+    });
+    const out = Array.from(f32.subarray(at('c'), at('c', 30)));
+    const row = (r: number) => Array.from({ length: 6 }, (_x, j) => r * 6 + j + 0.5);
+    expect(out).toEqual([...row(2), ...Array(6).fill(NaN), ...Array(6).fill(NaN), ...row(0), ...row(3)]);
+    expect(f32[at('c', 30)]).toBe(SENTINEL);
+  });
+
+  it('scatter_add: its row adds nothing; repeated indices add in order; no other memory changes', () => {
+    // src [5, 5] into [3, 5] at 1, 7, 1, −2, 0
+    const { f32 } = run(routine('scatter_add', { shape: [3, 5] }, [view('a', [5]), view('b', [5, 5])], view('c', [3, 5])), (f, i) => {
+      i.set([1, 7, 1, -2, 0], at('a'));
+      for (let k = 0; k < 25; k++) f[at('b', k)] = k;
+    });
+    const src = (r: number) => Array.from({ length: 5 }, (_x, j) => r * 5 + j);
+    const want = [...src(4), ...src(0).map((x, j) => x + src(2)[j]!), ...Array(5).fill(0)];
+    expect(Array.from(f32.subarray(at('c'), at('c', 15)))).toEqual(want);
+    expect(f32[at('c', 15)]).toBe(SENTINEL);
+    expect(f32[at('c') - 1]).toBe(SENTINEL);
+  });
+
+  it('scatter_add split by columns (threads): each range of columns as one pass over all of them', () => {
+    const scatter = (ranges?: [number, number][]) =>
+      run(
+        routine('scatter_add', { shape: [3, 10] }, [view('a', [4]), view('b', [4, 10])], view('c', [3, 10])),
+        (f, i) => {
+          i.set([2, 0, 2, 9], at('a'));
+          for (let k = 0; k < 40; k++) f[at('b', k)] = Math.sin(k);
+        },
+        ranges,
+      ).f32.slice(at('c') - 1, at('c', 31));
+    const whole = scatter();
+    expect(whole[0]).toBe(SENTINEL);
+    expect(whole[31]).toBe(SENTINEL);
+    expect(Array.from(whole.subarray(1, 11))).toEqual(Array.from({ length: 10 }, (_x, j) => Math.fround(Math.sin(10 + j))));
+    expect(Array.from(whole.subarray(21, 31))).toEqual(Array.from({ length: 10 }, (_x, j) => Math.fround(Math.fround(Math.sin(j)) + Math.fround(Math.sin(20 + j)))));
+    expect(scatter([[0, 4], [4, 10]])).toEqual(whole);
+    expect(scatter([[4, 8], [0, 4], [8, 10]])).toEqual(whole);
+  });
+
+  it('pick and xent: NaN where the index is out of range', () => {
+    const pick = run(routine('pick', {}, [view('a', [3, 4]), view('b', [3])], view('c', [3])), (f, i) => {
+      for (let k = 0; k < 12; k++) f[at('a', k)] = k;
+      i.set([3, 4, -1], at('b'));
+    });
+    expect(Array.from(pick.f32.subarray(at('c'), at('c', 4)))).toEqual([3, NaN, NaN, SENTINEL]);
+    const xent = run(routine('xent', {}, [view('a', [2, 3]), view('b', [2])], view('c', [])), (f, i) => {
+      f.set([1, 2, 3, 4, 5, 6], at('a'));
+      i.set([0, 3], at('b'));
+    });
+    expect(xent.f32[at('c')]).toBeNaN();
+    expect(xent.f32[at('c', 1)]).toBe(SENTINEL);
+  });
+});
+
+describe('wasm cross-entropy', () => {
+  it('agrees with the float64 formula over rows of 1 to 300 classes and logits from −80 to 80', () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const C of [1, 2, 3, 4, 5, 7, 8, 65, 300]) {
+      const n = 5;
+      const scale = [0.01, 1, 10, 80][C % 4]!;
+      const x = Float32Array.from({ length: n * C }, () => (rand() * 2 - 1) * scale);
+      const t = Int32Array.from({ length: n }, () => Math.floor(rand() * C));
+      let total = 0;
+      for (let i = 0; i < n; i++) {
+        const row = Array.from(x.subarray(i * C, (i + 1) * C));
+        const max = Math.max(...row);
+        total += row[t[i]!]! - max - Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+      }
+      const { f32 } = run(routine('xent', {}, [view('a', [n, C]), view('b', [n])], view('c', [])), (f, i) => {
+        f.set(x, at('a'));
+        i.set(t, at('b'));
+      });
+      const want = -total / n;
+      expect(Math.abs(f32[at('c')]! - want), `C = ${C}`).toBeLessThanOrEqual(4e-7 * Math.max(1, Math.abs(want)));
+    }
+  });
+});
