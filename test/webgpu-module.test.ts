@@ -87,10 +87,12 @@ describe('the WGSL renderer', () => {
     expect(() => renderRoutine(r, () => 'f32')).toThrow('the webgpu target cannot render the routine fft');
   });
 
-  it('f32 literals: integers with a point, the infinities as the largest finite floats (WGSL has no literal for them)', () => {
+  it('f32 literals: integers with a point; NaN and the infinities from their bits at run time (WGSL has no literal for them, and the largest finite float was not ∞: a row of −∞ had max −3.4e38)', () => {
     expect(f32(2)).toBe('2.0');
     expect(f32(0.1)).toBe('0.1');
-    expect(f32(-Infinity)).toBe('-3.4028234663852886e38');
+    expect(f32(-Infinity)).toBe('gc_special(0xff800000u)');
+    expect(f32(Infinity)).toBe('gc_special(0x7f800000u)');
+    expect(f32(NaN)).toBe('gc_special(0x7fc00000u)');
   });
 
   const sumKernel = (rows: number): Kernel => ({

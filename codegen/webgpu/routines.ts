@@ -245,6 +245,65 @@ function argmaxMask(r: Extract<Routine, { op: 'argmax_mask' }>, dtypeOf: DtypeOf
   return shader(r.notes, b, entry1d(sz(n)), body, n);
 }
 
+/**
+ * argmax / argmin along an axis (an invocation per line: the first extremum, a NaN wins and ends
+ * the line, as torch) and cumsum (an invocation per line: a running sum, from the end with
+ * `reverse`, added in blocks of 64 terms that join the total, as the reductions).
+ */
+function lineOp(r: Extract<Routine, { op: 'argmax' | 'argmin' | 'cumsum' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const x = r.inputs[0]!;
+  const shape = x.shape;
+  const axis = r.attrs.axis;
+  const kept = shape.map((_d, i) => i).filter((i) => i !== axis);
+  const keptDims = kept.map((d) => shape[d]!);
+  const len = sz(shape[axis]!);
+  const xv = b.arr(x.arg);
+  const yv = b.arr(r.output.arg, true);
+  const at = indexOf(x.strides, x.offset, (d) => `x${d}`);
+  const lines = [...unflatten('gi', keptDims, kept.map((d) => `x${d}`))];
+  if (r.op === 'cumsum') {
+    // the result is dense with x's shape: its index at x_axis = j
+    const dense = indexOf(denseStrides(shape), size(0), (d) => `x${d}`);
+    lines.push(
+      'var total = 0.0;',
+      'var part = 0.0;',
+      `for (var k = 0; k < ${len}; k++) {`,
+      `  let x${axis} = ${r.attrs.reverse ? `${len} - 1 - k` : 'k'};`,
+      `  part += ${xv}[${at}];`,
+      `  ${yv}[${dense}] = total + part;`,
+      '  if (k % 64 == 63) { total += part; part = 0.0; }',
+      '}',
+    );
+  } else {
+    const better = r.op === 'argmax' ? '>' : '<';
+    lines.push(
+      `var x${axis} = 0;`,
+      `var best = ${xv}[${at}];`,
+      'var found = 0;',
+      `for (var j = 1; j < ${len} && !gc_isnan(best); j++) {`,
+      `  x${axis} = j;`,
+      `  let v = ${xv}[${at}];`,
+      `  if (gc_isnan(v) || v ${better} best) { best = v; found = j; }`,
+      '}',
+      `${yv}[gi] = found;`,
+    );
+  }
+  const n = numelSize(keptDims);
+  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+}
+
+/** Row-major strides of a shape. */
+function denseStrides(shape: readonly Dim[]): Size[] {
+  const out: Size[] = [];
+  let s: Size = size(1);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out[d] = s;
+    s = mulSize(s, shape[d]!);
+  }
+  return out;
+}
+
 /** The convolutions, direct: an invocation per result, its taps in a loop. */
 function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weight_grad' }>, dtypeOf: DtypeOf): Shader {
   const b = new Bindings(dtypeOf);
@@ -442,6 +501,10 @@ export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
       return indexOp(r, dtypeOf);
     case 'argmax_mask':
       return argmaxMask(r, dtypeOf);
+    case 'argmax':
+    case 'argmin':
+    case 'cumsum':
+      return lineOp(r, dtypeOf);
     case 'conv':
     case 'conv_input_grad':
     case 'conv_weight_grad':

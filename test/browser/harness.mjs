@@ -107,6 +107,37 @@ globalThis.harness = {
     }
   },
 
+  /**
+   * A conformance case's WebGPU module at `url` (test/browser/webgpu-conformance.test.ts): forward,
+   * then valueAndGrad, at each call's arguments (a training call with seed 7 and the given
+   * buffers, which valueAndGrad updates), on one device shared by every case (asked for with the
+   * adapter's storage limits, as create() does).
+   */
+  async webgpuConformance(url, calls, train) {
+    const mod = await import(url);
+    globalThis.confDevice ??= navigator.gpu.requestAdapter().then((a) => {
+      const keys = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize'];
+      return a.requestDevice({ requiredLimits: Object.fromEntries(keys.map((k) => [k, a.limits[k]])) });
+    });
+    const model = await mod.create({ device: await globalThis.confDevice });
+    const f32 = (v) => Object.fromEntries(Object.entries(v ?? {}).map(([k, a]) => [k, Float32Array.from(a)]));
+    const out = [];
+    try {
+      for (const c of calls) {
+        const p = typed(mod.spec.params, c.params);
+        const i = typed(mod.spec.inputs, c.inputs);
+        const buffers = f32(c.buffers);
+        const opts = (b) => (train ? { train: true, seed: 7, buffers: b } : undefined);
+        const f = await model.forward(p, i, opts(f32(c.buffers)));
+        const vg = await model.valueAndGrad(p, i, opts(buffers));
+        out.push({ fwd: { y: typeof f.y === 'number' ? [f.y] : Array.from(f.y), loss: f.loss }, vg: { loss: vg.loss, grads: plain(vg.grads), buffers: plain(buffers) } });
+      }
+    } finally {
+      model.destroy();
+    }
+    return out;
+  },
+
   /** What create() of the WebGPU module at `url` rejects with where navigator.gpu is undefined. */
   async webgpuWithoutGpu(url) {
     const mod = await import(url);
