@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { size } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import type { Kernel, Routine } from '../codegen/kernel/form.js';
-import { renderRoutine } from '../codegen/webgpu/routines.js';
+import { renderRoutine, tileOf } from '../codegen/webgpu/routines.js';
 import { f32, renderKernel } from '../codegen/webgpu/wgsl.js';
 import { compile } from '../src/build.js';
 import { ROOT } from './helpers.js';
@@ -80,6 +80,19 @@ describe('the WGSL renderer', () => {
     ]);
     expect(() => renderKernel(k, () => 'f32')).toThrow(CompileError);
     expect(() => renderKernel(k, () => 'f32')).toThrow('the webgpu target cannot render erf (in kernel k0: %y: f32[4] = erf %x)');
+  });
+
+  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 64 beyond and for a symbolic extent', () => {
+    expect([1, 5, 16, 17, 32, 33, 300].map((n) => tileOf(n))).toEqual([
+      { tile: 16, regs: 1 },
+      { tile: 16, regs: 1 },
+      { tile: 16, regs: 1 },
+      { tile: 32, regs: 2 },
+      { tile: 32, regs: 2 },
+      { tile: 64, regs: 4 },
+      { tile: 64, regs: 4 },
+    ]);
+    expect(tileOf('B')).toEqual({ tile: 64, regs: 4 });
   });
 
   it('a routine without WGSL is a CompileError naming it', () => {

@@ -104,6 +104,44 @@ it('long sums of few results (a workgroup per result, a tree in workgroup memory
   for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
 });
 
+it('matmul tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes: the flat module’s loss and gradients', async () => {
+  // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
+  // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged
+  const dir = path.join(OUT, 'oddtiles');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'oddtiles.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('oddtiles', (g) => {",
+      "  const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
+      "  const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
+      "  const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
+      "  const X = g.input('X', [37, 70]);",
+      '  const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
+      '  return { loss };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'] });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const code = c.files.find((f) => f.name === 'oddtiles.webgpu.js')!.content;
+  // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
+  expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
+  expect(code).toContain('var<workgroup> As: array<f32, 512>;');
+  const flat = (await import(pathToFileURL(path.join(dir, 'oddtiles.js')).href)) as GeneratedModule;
+  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
+  const params = { W1: wave(350, 0.37), W2: wave(145, 0.91), W3: wave(1885, 0.13) };
+  const inputs = { X: wave(2590, 0.29) };
+  const want = flat.valueAndGrad(params as never, inputs as never);
+  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'oddtiles.webgpu.js')), plain(params), plain(inputs));
+  expect(errors).toEqual([]);
+  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+  for (const k of ['W1', 'W2', 'W3']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+});
+
 describe.each([
   ['makemore', 'adam'],
   ['twolayer', 'adam'],
