@@ -56,14 +56,13 @@ export function err(got: ArrayLike<number>, ref: ArrayLike<number>, ref32: Array
   return { err: diff / scale };
 }
 
-/** `got` within the tolerance of the float64 reference; `scale` widens it (a target's own stated reason). */
-export function expectClose(what: string, got: ArrayLike<number> | number | undefined, ref: ArrayLike<number>, ref32: ArrayLike<number>, sums32: ArrayLike<number>, scale = 1): void {
+export function expectClose(what: string, got: ArrayLike<number> | number | undefined, ref: ArrayLike<number>, ref32: ArrayLike<number>, sums32: ArrayLike<number>): void {
   expect(got, `${what}: missing`).toBeDefined();
   const g = typeof got === 'number' ? [got] : Array.from(got!);
   const e = err(g, ref, ref32);
   if (e.mismatch) expect.fail(`${what}: ${e.mismatch}`);
   const e32 = Math.max(err(ref32, ref, ref32).err, err(sums32, ref, ref32).err);
-  const tol = scale * Math.max(FLOOR, OVER_F32 * e32);
+  const tol = Math.max(FLOOR, OVER_F32 * e32);
   expect(e.err, `${what}: error ${e.err.toExponential(2)} > tolerance ${tol.toExponential(2)} (float32 interpreters ${e32.toExponential(2)})`).toBeLessThanOrEqual(tol);
 }
 

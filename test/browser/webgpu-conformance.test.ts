@@ -2,11 +2,11 @@
 // test/conformance-cases.ts built for `--target webgpu` (emitWebgpu, in process), run in one
 // Chromium page on SwiftShader's WebGPU adapter with one device for all, forward's y and loss,
 // valueAndGrad's loss, gradients and updated buffers against the float64 interpreter at every
-// size of the case. The tolerance is the matrix's, times WEBGPU_SCALE: WGSL's exp, log, tanh, sin,
-// cos and pow are the implementation's (SwiftShader's are within a few ulp, not correctly
-// rounded), and every sum runs in f32 (blocks of 64 terms), where the flat module sums in f64.
-// CI runs every case; SwiftShader compiles each pipeline on the CPU, so the file is timed in the
-// report of the run (docs/webgpu.md gives the figure).
+// size of the case, at the matrix's own tolerance (the WGSL renderer decomposes the builtins that
+// WGSL leaves inexact or undefined at their edges: log, sin, cos; the specials as IEEE's).
+// SwiftShader compiles each pipeline on the CPU, once per set of sizes: CI runs every case, a
+// case with symbolic sizes at its own sizes only; GRAPHC_WEBGPU_ALL=1 adds the sizes 1 and 13 that
+// the Node matrix runs too (docs/webgpu.md, "Tests", has the times).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -21,8 +21,7 @@ import { harness, launch, type Session } from './chromium.js';
 
 // web-out/ is served by the test server and ignored by git
 const OUT = path.join(ROOT, 'web-out', 'webgpu-conformance');
-/** f32 builtins of the implementation and f32 sums: 4× the matrix's float32 tolerance. */
-const WEBGPU_SCALE = 1;
+const ALL_SIZES = Boolean(process.env.GRAPHC_WEBGPU_ALL);
 
 let s: Session;
 let page: Page;
@@ -51,7 +50,7 @@ describe.each(casesOf(CASES))('$op: $label', ({ op, label, c, index }) => {
   it('the WebGPU module agrees with the float64 interpreter', async () => {
     const name = `conf_${op}_${index}`;
     const m = buildCase(name, c);
-    const calls = sizesOf(c).map((dims) => referenceOf(m, c, 11 + index, dims));
+    const calls = sizesOf(c).slice(0, ALL_SIZES ? undefined : 1).map((dims) => referenceOf(m, c, 11 + index, dims));
     writeFileSync(path.join(OUT, `${name}.webgpu.js`), indent(emitWebgpu(m.info, false)));
     const buffers = c.train ? plainOf(initBuffers(m)) : undefined;
     const got = await runInPage(`/web-out/webgpu-conformance/${name}.webgpu.js`, calls.map((k) => ({ params: plainOf(k.params), inputs: plainOf(k.inputs), buffers })), c.train === true);
@@ -59,7 +58,7 @@ describe.each(casesOf(CASES))('$op: $label', ({ op, label, c, index }) => {
     got.forEach((r, k) => {
       const { dims, ref, ref32, sums32 } = calls[k]!;
       const at = `${op} (${label}) on webgpu${c.dims ? ` at ${JSON.stringify(dims)}` : ''}`;
-      const close = (what: string, g: ArrayLike<number> | number | undefined, a: ArrayLike<number>, b: ArrayLike<number>, d: ArrayLike<number>) => expectClose(`${at}: ${what}`, g, a, b, d, WEBGPU_SCALE);
+      const close = (what: string, g: ArrayLike<number> | number | undefined, a: ArrayLike<number>, b: ArrayLike<number>, d: ArrayLike<number>) => expectClose(`${at}: ${what}`, g, a, b, d);
       close('forward y', r.fwd.y, ref.y, ref32.y, sums32.y);
       close('forward loss', r.fwd.loss, ref.loss, ref32.loss, sums32.loss);
       close('valueAndGrad loss', r.vg.loss, ref.loss, ref32.loss, sums32.loss);

@@ -143,17 +143,25 @@ it('matmul tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged 
 });
 
 describe.each([
-  ['makemore', 'adam'],
-  ['twolayer', 'adam'],
-  ['twolayer', 'sgd'],
-] as const)('%s, --optimizer %s', (name, optimizer) => {
+  ['makemore', 'adam', {}],
+  ['twolayer', 'adam', {}],
+  ['twolayer', 'sgd', {}],
+  // clipping that binds (checked below)
+  ['twolayer', 'adamw', { clipGradNorm: 0.05 }],
+] as const)('%s, --optimizer %s %o', (name, optimizer, given) => {
   it('20 trainSteps on the device: the flat module’s losses and params (≤ 1e-4)', async () => {
-    const url = await build(name, { optimizer: { name: optimizer, hyper: resolveHyper(optimizer, {}) }, suffix: `-${optimizer}` });
+    const url = await build(name, { optimizer: { name: optimizer, hyper: resolveHyper(optimizer, given) }, suffix: `-${optimizer}${'clipGradNorm' in given ? '-clip' : ''}` });
     const flat = (await import(pathToFileURL(path.join(ROOT, url.replace(/\.webgpu\.js$/, '.js'))).href)) as GeneratedModule & Record<string, Function>;
     const { params, inputs } = exampleArgs(name, 5);
     const got = await call<{ losses: number[]; params: Record<string, number[]>; step: number }>('webgpuTrain', url, plain(params), plain(inputs), 20);
     expect(errors).toEqual([]);
     const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+    if ('clipGradNorm' in given) {
+      // the clipping binds: the first step's gradient norm is above max_norm
+      const g0 = (flat.valueAndGrad as (p: object, i: object, o: object) => { grads: Record<string, ArrayLike<number>> })(p, inputs, callOptions(flat)).grads;
+      const norm = Math.sqrt(Object.values(g0).reduce((acc, g) => acc + Array.from(g).reduce((x, v) => x + v * v, 0), 0));
+      expect(norm).toBeGreaterThan(given.clipGradNorm * 2);
+    }
     const state = flat.initOptState!(p);
     const want: number[] = [];
     for (let s = 0; s < 20; s++) want.push((flat.trainStep!(p, state, inputs, callOptions(flat)) as { loss: number }).loss);
