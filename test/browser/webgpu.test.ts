@@ -175,6 +175,44 @@ describe.each([
   });
 });
 
+it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
+  const dir = path.join(OUT, 'finite');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'finite.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('finite', (g) => {",
+      "  const w = g.param('w', [4]);",
+      "  const x = g.input('x', [3, 4]);",
+      '  const y = x.mul(w).exp();',
+      '  return { loss: y.sum(), y };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const url = '/' + path.relative(ROOT, path.join(dir, 'finite.webgpu.js'));
+  const x = { __typed: 'inputs', values: { x: [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] } };
+  const nan = { __typed: 'params', values: { w: [0.1, NaN, 0.1, 0.1] } };
+  const big = { __typed: 'params', values: { w: [0.1, 50, 0.1, 0.1] } };
+  const got = await call<string[]>('webgpuErrors', url, [
+    ['forward', nan, x],
+    ['valueAndGrad', nan, x],
+    ['forward', big, x],
+    ['valueAndGrad', big, x],
+  ]);
+  const note = (verb: string) => `returned by ${verb} (the WebGPU module checks its arguments and results, not each step: the flat module built with --check-finite names the first value) (built with --check-finite)`;
+  expect(got.slice(0, 4)).toEqual([
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    `RangeError: finite: Infinity in output 'loss'[0], ${note('forward')}`,
+    `RangeError: finite: Infinity in loss[0], ${note('valueAndGrad')}`,
+  ]);
+});
+
 it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
   const url = await build('neuron');
   const msg = await call<string>('webgpuWithoutGpu', url);
