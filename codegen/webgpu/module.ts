@@ -18,6 +18,7 @@ import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, inputs, key,
 import { FUSED, renderRoutine } from './routines.js';
 import { runtimeDecl } from './runtime.js';
 import { webgpuTrain } from './train.js';
+import { gradsType } from '../ts/accum.js';
 import type { Shader } from './wgsl.js';
 import { js, renderKernel, WGSL_CAPABILITIES } from './wgsl.js';
 import { decomposeLaunch } from '../kernel/decompose.js';
@@ -249,6 +250,7 @@ function webgpuTypes(m: ModuleInfo, withGrad: boolean): string[] {
       ? [
           '  initOptState(params: Params): OptState;',
           '  trainStep(params: Params, state: OptState, inputs: Inputs, options?: { lr?: number; seed?: number; buffers?: Buffers }): Promise<{ loss: number }>;',
+          `  applyGradients(params: Params, state: OptState, grads: ${gradsType(m)}, options?: { lr?: number }): Promise<void>;`,
           '  readParams(): Promise<Params>;',
           '  readOptState(): Promise<OptState>;',
         ]

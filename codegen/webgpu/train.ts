@@ -17,6 +17,7 @@ import { hasModes, modesOf } from '../modes.js';
 import type { UExpr } from '../optim.js';
 import { OPTIMIZERS, scalarNames, slotsOf, updateStatements } from '../optim.js';
 import { givenLrCheck } from '../gpu-accum.js';
+import { gradsCheck, gradsType } from '../ts/accum.js';
 import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams } from '../ts/train.js';
 import type { Shader } from './wgsl.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, js, sz } from './wgsl.js';
@@ -132,6 +133,21 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     ];
   };
   const nothing = (what: string) => `throw new Error('${m.name}: ${what}() has nothing to read: no trainStep has run on this model yet');`;
+  // a step's start (trainStep's and applyGradients'): the params and state to the device when they
+  // are other objects than the last step's, the rate and the step scalars
+  const prologue = [
+    '        const b = await rt.built({});',
+    '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
+    '          // other objects than the last step\'s: their values go to the device',
+    ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
+    '          dev = { params, state, step: state.step };',
+    '        }',
+    `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
+    '        const t = state.step + 1; // the step number of this step, from 1',
+    ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(hostValues[k]!.length ? [`        scalars[${k}]${t('!')}.set([${hostValues[k]!.join(', ')}]); // ${hostNames[k]!.join(', ')}`] : [])]),
+    ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+  ];
+  const grad = (p: (typeof ps)[number]) => JSON.stringify(grads.get(p.name)!);
   const methods = [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
     `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
@@ -145,16 +161,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
     '      // a step waits for the one before: the step number and the scheduled rate are those it runs with',
     '      const run = stepTail.then(async () => {',
-    '        const b = await rt.built({});',
-    '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
-    '          // other objects than the last step\'s: their values go to the device',
-    ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
-    '          dev = { params, state, step: state.step };',
-    '        }',
-    `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
-    '        const t = state.step + 1; // the step number of this step, from 1',
-    ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(hostValues[k]!.length ? [`        scalars[${k}]${t('!')}.set([${hostValues[k]!.join(', ')}]); // ${hostNames[k]!.join(', ')}`] : [])]),
-    ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+    ...prologue,
     '        stage(b, params, inputs, options, false);',
     '        const enc = device.createCommandEncoder();',
     `        rt.encode(enc, b, [...TRAIN, ...GRAD, ${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
@@ -165,6 +172,26 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '        state.step = t;',
     `        dev${t('!')}.step = t;`,
     `        return { loss: r.loss${t('!')}[0]${t('!')} };`,
+    '      });',
+    '      stepTail = run.catch(() => undefined);',
+    '      return run;',
+    '    },',
+    `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
+    `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
+    ...all.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    '      checkOptState(state);',
+    ...givenLrCheck(m.name, '      '),
+    ...gradsCheck(m, '      '),
+    '      // one optimizer step on the device with the gradients given: they go where the backward pass leaves its own',
+    '      const run = stepTail.then(async () => {',
+    ...prologue,
+    ...ps.map((p) => `        write(b, ${grad(p)}, ${member('grads', p.name)});`),
+    '        const enc = device.createCommandEncoder();',
+    `        rt.encode(enc, b, [${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
+    '        device.queue.submit([enc.finish()]);',
+    '        await device.queue.onSubmittedWorkDone();',
+    '        state.step = t;',
+    `        dev${t('!')}.step = t;`,
     '      });',
     '      stepTail = run.catch(() => undefined);',
     '      return run;',

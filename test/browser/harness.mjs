@@ -138,6 +138,22 @@ globalThis.harness = {
     return out;
   },
 
+  /** applyGradients of the WebGPU module at `url` with each of `gradsList` in turn, from a fresh state: the params and step after. */
+  async webgpuApplyGradients(url, params, gradsList) {
+    const mod = await import(url);
+    const model = await mod.create();
+    try {
+      const p = typed(mod.spec.params, params);
+      const state = model.initOptState(p);
+      for (const g of gradsList) await model.applyGradients(p, state, Object.fromEntries(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v)])));
+      const after = await model.readParams();
+      const st = await model.readOptState();
+      return { params: plain(after), step: st.step, stateStep: state.step };
+    } finally {
+      model.destroy();
+    }
+  },
+
   /** What create() of the WebGPU module at `url` rejects with where navigator.gpu is undefined. */
   async webgpuWithoutGpu(url) {
     const mod = await import(url);

@@ -175,6 +175,27 @@ describe.each([
   });
 });
 
+it('applyGradients on the device: the flat module’s applyGradients with the same gradients (adamw, clipping that binds; ≤ 1e-5)', async () => {
+  const url = await build('twolayer', { optimizer: { name: 'adamw', hyper: resolveHyper('adamw', { clipGradNorm: 0.05 }) }, suffix: '-adamw-apply' });
+  const flat = (await import(pathToFileURL(path.join(ROOT, url.replace(/\.webgpu\.js$/, '.js'))).href)) as GeneratedModule & Record<string, Function>;
+  const { params, inputs } = exampleArgs('twolayer', 5);
+  const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+  const state = flat.initOptState!(p);
+  // five steps of gradients from the flat module's own params, applied by both
+  const list: Record<string, number[]>[] = [];
+  for (let s = 0; s < 5; s++) {
+    const { grads } = (flat.valueAndGrad as (p: object, i: object, o: object) => { grads: Record<string, Float32Array> })(p, inputs, callOptions(flat));
+    list.push(plain(grads) as Record<string, number[]>);
+    flat.applyGradients!(p, state, grads);
+  }
+  const got = await call<{ params: Record<string, number[]>; step: number; stateStep: number }>('webgpuApplyGradients', url, plain(params), list);
+  expect(errors).toEqual([]);
+  expect([got.step, got.stateStep]).toEqual([5, 5]);
+  for (const [k, v] of Object.entries(got.params)) expect(relErr(v, p[k]!), `param ${k} after 5 steps`).toBeLessThan(1e-5);
+  const first = Object.keys(params)[0]!;
+  expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
+});
+
 it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
   const dir = path.join(OUT, 'finite');
   mkdirSync(dir, { recursive: true });
