@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { size } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import type { Kernel, Routine } from '../codegen/kernel/form.js';
-import { renderRoutine } from '../codegen/webgpu/routines.js';
+import { renderRoutine, tileOf } from '../codegen/webgpu/routines.js';
 import { f32, renderKernel } from '../codegen/webgpu/wgsl.js';
 import { compile } from '../src/build.js';
 import { ROOT } from './helpers.js';
@@ -82,15 +82,30 @@ describe('the WGSL renderer', () => {
     expect(() => renderKernel(k, () => 'f32')).toThrow('the webgpu target cannot render erf (in kernel k0: %y: f32[4] = erf %x)');
   });
 
+  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 64 beyond and for a symbolic extent', () => {
+    expect([1, 5, 16, 17, 32, 33, 300].map((n) => tileOf(n))).toEqual([
+      { tile: 16, regs: 1 },
+      { tile: 16, regs: 1 },
+      { tile: 16, regs: 1 },
+      { tile: 32, regs: 2 },
+      { tile: 32, regs: 2 },
+      { tile: 64, regs: 4 },
+      { tile: 64, regs: 4 },
+    ]);
+    expect(tileOf('B')).toEqual({ tile: 64, regs: 4 });
+  });
+
   it('a routine without WGSL is a CompileError naming it', () => {
     const r = { kind: 'routine', name: 'r0', op: 'fft', attrs: {}, inputs: [], output: { arg: 'y', shape: [1], strides: [size(1)], offset: size(0) }, dtype: 'f32', notes: [] } as unknown as Routine;
     expect(() => renderRoutine(r, () => 'f32')).toThrow('the webgpu target cannot render the routine fft');
   });
 
-  it('f32 literals: integers with a point, the infinities as the largest finite floats (WGSL has no literal for them)', () => {
+  it('f32 literals: integers with a point; NaN and the infinities from their bits at run time (WGSL has no literal for them, and the largest finite float was not ∞: a row of −∞ had max −3.4e38)', () => {
     expect(f32(2)).toBe('2.0');
     expect(f32(0.1)).toBe('0.1');
-    expect(f32(-Infinity)).toBe('-3.4028234663852886e38');
+    expect(f32(-Infinity)).toBe('gc_special(0xff800000u)');
+    expect(f32(Infinity)).toBe('gc_special(0x7f800000u)');
+    expect(f32(NaN)).toBe('gc_special(0x7fc00000u)');
   });
 
   const sumKernel = (rows: number): Kernel => ({

@@ -14,10 +14,11 @@ import type { Launch } from '../kernel/form.js';
 import { launchesOf, lowerProgram } from '../kernel/lower.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from '../modes.js';
 import type { ModuleInfo, Typed } from '../module.js';
-import { checkDecl, gradEntries, header, initDecl, key, member, outputs, specDecl, typeDecls, typedAs } from '../module.js';
+import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, inputs, key, member, outputs, params, specDecl, typeDecls, typedAs } from '../module.js';
 import { FUSED, renderRoutine } from './routines.js';
 import { runtimeDecl } from './runtime.js';
 import { webgpuTrain } from './train.js';
+import { gradsType } from '../ts/accum.js';
 import type { Shader } from './wgsl.js';
 import { js, renderKernel, WGSL_CAPABILITIES } from './wgsl.js';
 import { decomposeLaunch } from '../kernel/decompose.js';
@@ -102,6 +103,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     ...initBuffersDecl(m, t),
     '',
     ...checkDecl(m, t),
+    ...checkFiniteDecl(m, t),
     ...optionsDecl(m, t),
     ...(train?.decls ?? []),
     '',
@@ -169,6 +171,7 @@ function methods(m: ModuleInfo, t: Typed, withGrad: boolean, outs: ReturnType<ty
   const optionsParam = stateful ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
   const check = (train: boolean) => [...(stateful ? [`      checkOptions(options, ${train}, false);`] : [])];
   const sizes = syms.length ? `{ ${syms.map((d) => `${d}: dims.${d}`).join(', ')} }` : '{}';
+  const finite = finiteChecks(m, t);
   const save = (reads: string) =>
     modes.buffers.length
       ? ['      if (callState.train) {', ...modes.buffers.map((b) => `        ${member(`options.buffers${t('!')}`, b.name)}.set(${reads}[${JSON.stringify(reads === 'r' ? b.name : `next ${b.name}`)}]${t('!')});`), '      }']
@@ -177,9 +180,11 @@ function methods(m: ModuleInfo, t: Typed, withGrad: boolean, outs: ReturnType<ty
     `    async forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<Outputs>')} {`,
     '      checkArgs(params, inputs);',
     ...check(false),
+    ...finite.args,
     `      const b = await rt.built(${sizes});`,
     '      stage(b, params, inputs, options);',
     '      const r = await rt.run(b, FORWARD, FORWARD_READS);',
+    ...finite.outputs(outs),
     ...save('r'),
     `      return { ${outs.map((o) => `${key(o.name)}: ${o.shape.length === 0 ? `r[${JSON.stringify(o.name)}]${t('!')}[0]${t('!')}` : `r[${JSON.stringify(o.name)}]${t(` as ${o.dtype === 'i32' ? 'Int32Array' : 'Float32Array'}`)}`}`).join(', ')} };`,
     '    },',
@@ -188,9 +193,11 @@ function methods(m: ModuleInfo, t: Typed, withGrad: boolean, outs: ReturnType<ty
           `    async valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Promise<{ loss: number; grads: Grads }>')} {`,
           '      checkArgs(params, inputs);',
           ...check(true),
+          ...finite.args,
           `      const b = await rt.built(${sizes});`,
           '      stage(b, params, inputs, options);',
           '      const g = await rt.run(b, GRAD, GRAD_READS);',
+          ...finite.grads,
           ...save('g'),
           `      return { loss: g.loss${t('!')}[0]${t('!')}, grads: { ${gradEntries(m)
             .map((p) => `${key(p.name)}: g[${JSON.stringify(p.name)}]${t(' as Float32Array')}`)
@@ -202,6 +209,28 @@ function methods(m: ModuleInfo, t: Typed, withGrad: boolean, outs: ReturnType<ty
     '      rt.destroy();',
     '    },',
   ];
+}
+
+/**
+ * --check-finite: the values between shaders stay on the device, so the arguments are checked as
+ * they come in and the results as they come back (as the GPU.js module does).
+ */
+function finiteChecks(m: ModuleInfo, t: Typed) {
+  const where = (verb: string) =>
+    JSON.stringify(`returned by ${verb} (the WebGPU module checks its arguments and results, not each step: the flat module built with --check-finite names the first value)`);
+  const on = m.checkFinite === true;
+  const args = on
+    ? [...params(m.fwd).map((p) => ['param', 'params', p] as const), ...inputs(m.fwd).map((i) => ['input', 'inputs', i] as const)]
+        .filter(([, , e]) => e.dtype === 'f32')
+        .map(([what, obj, e]) => `      checkFinite(${JSON.stringify(`${what} '${e.name}'`)}, ${member(obj, e.name)}, 'passed in');`)
+    : [];
+  return {
+    args,
+    outputs: (outs: ReturnType<typeof outputs>) => (on ? outs.filter((o) => o.dtype === 'f32').map((o) => `      checkFinite(${JSON.stringify(`output '${o.name}'`)}, r[${JSON.stringify(o.name)}]${t(' as Float32Array')}, ${where('forward')});`) : []),
+    grads: on
+      ? [`      checkFinite('loss', g.loss${t(' as Float32Array')}, ${where('valueAndGrad')});`, ...gradEntries(m).map((p) => `      checkFinite(${JSON.stringify(`gradient of '${p.name}'`)}, g[${JSON.stringify(p.name)}]${t(' as Float32Array')}, ${where('valueAndGrad')});`)]
+      : [],
+  };
 }
 
 /** The TypeScript module's declarations of the instance and of the WebGPU objects it touches. */
@@ -221,6 +250,7 @@ function webgpuTypes(m: ModuleInfo, withGrad: boolean): string[] {
       ? [
           '  initOptState(params: Params): OptState;',
           '  trainStep(params: Params, state: OptState, inputs: Inputs, options?: { lr?: number; seed?: number; buffers?: Buffers }): Promise<{ loss: number }>;',
+          `  applyGradients(params: Params, state: OptState, grads: ${gradsType(m)}, options?: { lr?: number }): Promise<void>;`,
           '  readParams(): Promise<Params>;',
           '  readOptState(): Promise<OptState>;',
         ]

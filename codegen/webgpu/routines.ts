@@ -1,6 +1,7 @@
-// The routines of the kernel form in WGSL: the matrix product tiled in workgroup memory (a 64×64
-// tile of the result per workgroup of 16×16 invocations, 4×4 results per invocation, K in steps
-// of 16 through shared tiles of A and B), the convolutions and pools as direct loops (one
+// The routines of the kernel form in WGSL: the matrix product tiled in workgroup memory (a tile
+// of the result per workgroup of 16×16 invocations, 16, 32 or 64 along each axis as the shape
+// asks (tileOf): 1, 2 or 4 results per invocation along it; K in steps of 16 through shared tiles
+// of A and B), the convolutions and pools as direct loops (one
 // invocation per result), softmax rows, cross-entropy, and the index ops (scatter_add as a
 // gather: WGSL has no f32 atomics, so each result sums the sources whose index names its row).
 // A routine this file has no WGSL for is a CompileError naming it and the target.
@@ -14,8 +15,21 @@ import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unfla
 
 type DtypeOf = (array: string) => 'f32' | 'i32';
 
-const TILE = 64;
 const TK = 16;
+
+/**
+ * The tile of the result along one axis of a matmul, chosen per shape at build time: a workgroup
+ * is always 16 invocations along each axis, each holding `regs` results of a `tile` of 16·regs.
+ * A static extent of at most 16 takes a tile of 16 (one result per invocation), at most 32 a tile
+ * of 32 (two), any other (and a symbolic one) 64 (four): a small or skinny product neither
+ * computes 64×64 tiles of mostly padding nor compiles the 4×4 register block it does not use.
+ */
+export function tileOf(extent: Dim | Size): { tile: number; regs: number } {
+  const e = size(extent);
+  if (e.syms.length === 0 && e.coef <= 16) return { tile: 16, regs: 1 };
+  if (e.syms.length === 0 && e.coef <= 32) return { tile: 32, regs: 2 };
+  return { tile: 64, regs: 4 };
+}
 
 function shader(notes: readonly string[], b: Bindings, head: readonly string[], body: readonly string[], threads: Size): Shader {
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
@@ -52,52 +66,57 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
     const batchTerm = rb > 2 ? [B.strides[rb - 3]!] : [];
     return indexOf([s0, s1, ...batchTerm], B.offset, (d) => [x0, x1, 't'][d]!);
   };
+  // the tiles of this shape: TM rows of the result, RM per invocation; TN columns, RN per invocation
+  const { tile: TM, regs: RM } = tileOf(M);
+  const { tile: TN, regs: RN } = tileOf(N);
   // which tile coordinate neighbouring invocations load: along the operand's contiguous axis
   const aAlongK = !transA; // A[i, p] with p contiguous
   const bAlongK = transB; // B[j, p] stored as rows of p
-  const load = (into: string, arr: string, at: (x: string, k: string) => string, alongK: boolean, rowOrCol0: string, ext: string) => [
-    `for (var l = 0; l < ${(TILE * TK) / 256}; l++) {`,
+  const load = (into: string, arr: string, at: (x: string, k: string) => string, alongK: boolean, rowOrCol0: string, ext: string, T: number) => [
+    `for (var l = 0; l < ${(T * TK) / 256}; l++) {`,
     '  let e = tid + l * 256;',
-    alongK ? `  let kk = e % ${TK}; let xx = e / ${TK};` : `  let kk = e / ${TILE}; let xx = e % ${TILE};`,
+    alongK ? `  let kk = e % ${TK}; let xx = e / ${TK};` : `  let kk = e / ${T}; let xx = e % ${T};`,
     `  let gx = ${rowOrCol0} + xx; let gk = k0 + kk;`,
-    `  ${into}[kk * ${TILE} + xx] = select(0.0, ${arr}[${at('gx', 'gk')}], gx < ${ext} && gk < ${sz(K)});`,
+    `  ${into}[kk * ${T} + xx] = select(0.0, ${arr}[${at('gx', 'gk')}], gx < ${ext} && gk < ${sz(K)});`,
     '}',
   ];
+  const R = RM * RN;
   const head = [
-    `var<workgroup> As: array<f32, ${TILE * TK}>;`,
-    `var<workgroup> Bs: array<f32, ${TILE * TK}>;`,
+    `var<workgroup> As: array<f32, ${TM * TK}>;`,
+    `var<workgroup> Bs: array<f32, ${TN * TK}>;`,
     '@compute @workgroup_size(16, 16)',
     'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {',
   ];
   const body = [
     'let t = i32(wid.z);',
-    `let row0 = i32(wid.y) * ${TILE};`,
-    `let col0 = i32(wid.x) * ${TILE};`,
+    `let row0 = i32(wid.y) * ${TM};`,
+    `let col0 = i32(wid.x) * ${TN};`,
     'let tx = i32(lid.x);',
     'let ty = i32(lid.y);',
     'let tid = ty * 16 + tx;',
-    'var acc: array<f32, 16>;',
-    'var total: array<f32, 16>;',
+    `var acc: array<f32, ${R}>;`,
+    `var total: array<f32, ${R}>;`,
     `for (var k0 = 0; k0 < ${sz(K)}; k0 += ${TK}) {`,
-    ...load('As', av, aAt, aAlongK, 'row0', sz(M)),
-    ...load('Bs', bv, (x, k) => bAt(k, x), bAlongK, 'col0', sz(N)),
+    ...load('As', av, aAt, aAlongK, 'row0', sz(M), TM),
+    ...load('Bs', bv, (x, k) => bAt(k, x), bAlongK, 'col0', sz(N), TN),
     '  workgroupBarrier();',
     `  for (var kk = 0; kk < ${TK}; kk++) {`,
-    '    var a: array<f32, 4>;',
-    '    var bb: array<f32, 4>;',
-    `    for (var q = 0; q < 4; q++) { a[q] = As[kk * ${TILE} + ty + 16 * q]; bb[q] = Bs[kk * ${TILE} + tx + 16 * q]; }`,
-    '    for (var i = 0; i < 4; i++) { for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * bb[j]; } }',
+    `    var a: array<f32, ${RM}>;`,
+    `    var bb: array<f32, ${RN}>;`,
+    `    for (var q = 0; q < ${RM}; q++) { a[q] = As[kk * ${TM} + ty + 16 * q]; }`,
+    `    for (var q = 0; q < ${RN}; q++) { bb[q] = Bs[kk * ${TN} + tx + 16 * q]; }`,
+    `    for (var i = 0; i < ${RM}; i++) { for (var j = 0; j < ${RN}; j++) { acc[i * ${RN} + j] += a[i] * bb[j]; } }`,
     '  }',
     '  workgroupBarrier();',
     // every 256 terms the running block joins the total (f32 sums over long K stay accurate)
-    `  if ((k0 / ${TK}) % 16 == 15) { for (var q = 0; q < 16; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
+    `  if ((k0 / ${TK}) % 16 == 15) { for (var q = 0; q < ${R}; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
     '}',
-    'for (var i = 0; i < 4; i++) {',
+    `for (var i = 0; i < ${RM}; i++) {`,
     '  let gi = row0 + ty + 16 * i;',
-    '  for (var j = 0; j < 4; j++) {',
+    `  for (var j = 0; j < ${RN}; j++) {`,
     '    let gj = col0 + tx + 16 * j;',
     `    if (gi < ${sz(M)} && gj < ${sz(N)}) {`,
-    '      let val = total[i * 4 + j] + acc[i * 4 + j];',
+    `      let val = total[i * ${RN} + j] + acc[i * ${RN} + j];`,
     `      ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = val;`,
     ...epilogueAt(r, b).map((l) => `      ${l}`),
     '    }',
@@ -106,7 +125,7 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
   ];
   const notes = [...r.notes, ...(r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
-  return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TILE), ceilDiv(M, TILE), js(batch)] };
+  return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TN), ceilDiv(M, TM), js(batch)] };
 }
 
 /**
@@ -243,6 +262,65 @@ function argmaxMask(r: Extract<Routine, { op: 'argmax_mask' }>, dtypeOf: DtypeOf
   ];
   const n = numelSize(keptDims);
   return shader(r.notes, b, entry1d(sz(n)), body, n);
+}
+
+/**
+ * argmax / argmin along an axis (an invocation per line: the first extremum, a NaN wins and ends
+ * the line, as torch) and cumsum (an invocation per line: a running sum, from the end with
+ * `reverse`, added in blocks of 64 terms that join the total, as the reductions).
+ */
+function lineOp(r: Extract<Routine, { op: 'argmax' | 'argmin' | 'cumsum' }>, dtypeOf: DtypeOf): Shader {
+  const b = new Bindings(dtypeOf);
+  const x = r.inputs[0]!;
+  const shape = x.shape;
+  const axis = r.attrs.axis;
+  const kept = shape.map((_d, i) => i).filter((i) => i !== axis);
+  const keptDims = kept.map((d) => shape[d]!);
+  const len = sz(shape[axis]!);
+  const xv = b.arr(x.arg);
+  const yv = b.arr(r.output.arg, true);
+  const at = indexOf(x.strides, x.offset, (d) => `x${d}`);
+  const lines = [...unflatten('gi', keptDims, kept.map((d) => `x${d}`))];
+  if (r.op === 'cumsum') {
+    // the result is dense with x's shape: its index at x_axis = j
+    const dense = indexOf(denseStrides(shape), size(0), (d) => `x${d}`);
+    lines.push(
+      'var total = 0.0;',
+      'var part = 0.0;',
+      `for (var k = 0; k < ${len}; k++) {`,
+      `  let x${axis} = ${r.attrs.reverse ? `${len} - 1 - k` : 'k'};`,
+      `  part += ${xv}[${at}];`,
+      `  ${yv}[${dense}] = total + part;`,
+      '  if (k % 64 == 63) { total += part; part = 0.0; }',
+      '}',
+    );
+  } else {
+    const better = r.op === 'argmax' ? '>' : '<';
+    lines.push(
+      `var x${axis} = 0;`,
+      `var best = ${xv}[${at}];`,
+      'var found = 0;',
+      `for (var j = 1; j < ${len} && !gc_isnan(best); j++) {`,
+      `  x${axis} = j;`,
+      `  let v = ${xv}[${at}];`,
+      `  if (gc_isnan(v) || v ${better} best) { best = v; found = j; }`,
+      '}',
+      `${yv}[gi] = found;`,
+    );
+  }
+  const n = numelSize(keptDims);
+  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+}
+
+/** Row-major strides of a shape. */
+function denseStrides(shape: readonly Dim[]): Size[] {
+  const out: Size[] = [];
+  let s: Size = size(1);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out[d] = s;
+    s = mulSize(s, shape[d]!);
+  }
+  return out;
 }
 
 /** The convolutions, direct: an invocation per result, its taps in a loop. */
@@ -442,6 +520,10 @@ export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
       return indexOp(r, dtypeOf);
     case 'argmax_mask':
       return argmaxMask(r, dtypeOf);
+    case 'argmax':
+    case 'argmin':
+    case 'cumsum':
+      return lineOp(r, dtypeOf);
     case 'conv':
     case 'conv_input_grad':
     case 'conv_weight_grad':

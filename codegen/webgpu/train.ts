@@ -7,6 +7,7 @@
 // uploads the inputs, the module state and the step's scalars (lr, bias corrections: a few floats
 // per param group). readParams and readOptState read the resident arrays back.
 
+import type { Size } from '../../ir/dims.js';
 import { numelSize } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { HostProgram, Step } from '../kernel/form.js';
@@ -16,9 +17,10 @@ import { hasModes, modesOf } from '../modes.js';
 import type { UExpr } from '../optim.js';
 import { OPTIMIZERS, scalarNames, slotsOf, updateStatements } from '../optim.js';
 import { givenLrCheck } from '../gpu-accum.js';
+import { gradsCheck, gradsType } from '../ts/accum.js';
 import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams } from '../ts/train.js';
 import type { Shader } from './wgsl.js';
-import { Bindings, PRELUDE, entry1d, f32, js, sz } from './wgsl.js';
+import { Bindings, PRELUDE, WG, entry1d, f32, js, sz } from './wgsl.js';
 
 export interface TrainInfo {
   readonly stages: readonly Extract<Step, { kind: 'stage' }>[];
@@ -49,7 +51,6 @@ function wgslOf(e: UExpr, name: (n: string) => string): string {
 export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: TrainInfo): TrainParts | undefined {
   if (!m.optimizer) return undefined;
   const spec = m.optimizer;
-  if (spec.hyper.clipGradNorm !== undefined) throw new CompileError('the webgpu target has no --clip-grad-norm yet', 'build the webgpu target without --clip-grad-norm, or use the ts, wasm or gpu target');
   if (info.syms.length) throw new CompileError('the webgpu target keeps training state on the device for static shapes only', 'give the model static dimensions for --optimizer with the webgpu target');
   const slots = slotsOf(spec);
   const ps = trainedParams(m);
@@ -60,7 +61,12 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   const arrayOf = new Map(info.stages.filter((s) => s.source === 'param').map((s) => [s.key, s.array]));
   const arrays: { name: string; numel: string }[] = [];
   const shaders: Shader[] = [];
-  steps.forEach((s, k) => arrays.push({ name: `opt:scalars:${k}`, numel: String(Math.max(1, s.values.length)) }));
+  // per param group the step scalars the host computes (clip is the device's: clipShaders)
+  const hostNames = steps.map((s) => scalarNames(s.group.spec).filter((x) => x !== 'clip'));
+  const hostValues = steps.map((s) => s.values.filter((v) => v !== 'clip'));
+  steps.forEach((_s, k) => arrays.push({ name: `opt:scalars:${k}`, numel: String(Math.max(1, hostValues[k]!.length)) }));
+  const clip = spec.hyper.clipGradNorm;
+  if (clip !== undefined) arrays.push({ name: 'clip:sq', numel: String(ps.length) }, { name: 'clip:factor', numel: '1' });
   const dtypeOf = () => 'f32' as const;
   for (const p of ps) {
     const n = numelSize(p.shape);
@@ -77,9 +83,10 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     const pv = b.arr(`res:${p.name}`, true);
     const gv = b.arr(grads.get(p.name)!);
     const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
-    const names = scalarNames(group);
-    const sc = b.arr(`opt:scalars:${k}`);
-    const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : `${sc}[${names.indexOf(x)}]`);
+    const names = hostNames[k]!;
+    const sc = names.length ? b.arr(`opt:scalars:${k}`) : '';
+    const cf = clip !== undefined ? b.arr('clip:factor') : '';
+    const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
     const body = [
       `var p = ${pv}[gi];`,
       `var g = ${gv}[gi];`,
@@ -94,6 +101,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
       threads: js(n),
     });
   }
+  if (clip !== undefined) shaders.push(...clipShaders(ps.map((p) => ({ grad: grads.get(p.name)!, n: numelSize(p.shape) })), clip));
   const { stateType, checkState } = optStateParts(m, t);
   const decls = [
     '',
@@ -112,17 +120,34 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   const create = (first: number): string[] => {
     const copies = ps.map((_p, j) => first + 2 * j);
     const updates = ps.map((_p, j) => first + 2 * j + 1);
+    const clips = clip !== undefined ? [...ps.map((_p, j) => first + 2 * ps.length + j), first + 3 * ps.length] : [];
     return [
       '  // trainStep: the params and state it keeps on the device, and the objects they came from',
       `  let dev${t(': { params: Params; state: OptState; step: number } | undefined')};`,
       `  let stepTail${t(': Promise<unknown>')} = Promise.resolve();`,
       `  const TRAIN = [${copies.join(', ')}];`,
       `  const UPDATE = [${updates.join(', ')}];`,
+      ...(clips.length ? [`  const CLIP = [${clips.join(', ')}]; // clip_grad_norm_(max_norm = ${clip}): Σ g² per gradient, then min(1, N / (‖g‖₂ + 1e-6))`] : []),
       `  const STEP_READS${t(': [string, string][]')} = GRAD_READS.filter(([o]) => o === 'loss' || o.startsWith('next '));`,
-      `  const scalars = [${steps.map((s) => `new Float32Array(${Math.max(1, s.values.length)})`).join(', ')}];`,
+      `  const scalars = [${hostValues.map((v) => `new Float32Array(${Math.max(1, v.length)})`).join(', ')}];`,
     ];
   };
   const nothing = (what: string) => `throw new Error('${m.name}: ${what}() has nothing to read: no trainStep has run on this model yet');`;
+  // a step's start (trainStep's and applyGradients'): the params and state to the device when they
+  // are other objects than the last step's, the rate and the step scalars
+  const prologue = [
+    '        const b = await rt.built({});',
+    '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
+    '          // other objects than the last step\'s: their values go to the device',
+    ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
+    '          dev = { params, state, step: state.step };',
+    '        }',
+    `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
+    '        const t = state.step + 1; // the step number of this step, from 1',
+    ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(hostValues[k]!.length ? [`        scalars[${k}]${t('!')}.set([${hostValues[k]!.join(', ')}]); // ${hostNames[k]!.join(', ')}`] : [])]),
+    ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+  ];
+  const grad = (p: (typeof ps)[number]) => JSON.stringify(grads.get(p.name)!);
   const methods = [
     `    initOptState(params${t(': Params')})${t(': OptState')} {`,
     `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
@@ -136,19 +161,10 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
     '      // a step waits for the one before: the step number and the scheduled rate are those it runs with',
     '      const run = stepTail.then(async () => {',
-    '        const b = await rt.built({});',
-    '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
-    '          // other objects than the last step\'s: their values go to the device',
-    ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
-    '          dev = { params, state, step: state.step };',
-    '        }',
-    `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
-    '        const t = state.step + 1; // the step number of this step, from 1',
-    ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(s.values.length ? [`        scalars[${k}]${t('!')}.set([${s.values.join(', ')}]); // ${scalarNames(s.group.spec).join(', ')}`] : [])]),
-    ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+    ...prologue,
     '        stage(b, params, inputs, options, false);',
     '        const enc = device.createCommandEncoder();',
-    '        rt.encode(enc, b, [...TRAIN, ...GRAD, ...UPDATE]);',
+    `        rt.encode(enc, b, [...TRAIN, ...GRAD, ${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
     '        const take = rt.readBack(enc, b, STEP_READS);',
     '        device.queue.submit([enc.finish()]);',
     '        const r = await take();',
@@ -156,6 +172,26 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '        state.step = t;',
     `        dev${t('!')}.step = t;`,
     `        return { loss: r.loss${t('!')}[0]${t('!')} };`,
+    '      });',
+    '      stepTail = run.catch(() => undefined);',
+    '      return run;',
+    '    },',
+    `    async applyGradients(params${t(': Params')}, state${t(': OptState')}, grads${t(`: ${gradsType(m)}`)}, stepOptions${t('?: { lr?: number }')})${t(': Promise<void>')} {`,
+    `      if (typeof params !== 'object' || params === null) throw new TypeError('${m.name}: params must be an object');`,
+    ...all.map((p) => `      expectArray('param', ${JSON.stringify(p.name)}, ${ownMember('params', p.name)}, Float32Array, ${sizeOf(p)}, '${p.dtype}[${p.shape.join(',')}]');`),
+    '      checkOptState(state);',
+    ...givenLrCheck(m.name, '      '),
+    ...gradsCheck(m, '      '),
+    '      // one optimizer step on the device with the gradients given: they go where the backward pass leaves its own',
+    '      const run = stepTail.then(async () => {',
+    ...prologue,
+    ...ps.map((p) => `        write(b, ${grad(p)}, ${member('grads', p.name)});`),
+    '        const enc = device.createCommandEncoder();',
+    `        rt.encode(enc, b, [${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
+    '        device.queue.submit([enc.finish()]);',
+    '        await device.queue.onSubmittedWorkDone();',
+    '        state.step = t;',
+    `        dev${t('!')}.step = t;`,
     '      });',
     '      stepTail = run.catch(() => undefined);',
     '      return run;',
@@ -185,4 +221,60 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   ];
   void gradEntries;
   return { decls, arrays, shaders, create, methods };
+}
+
+/**
+ * clip_grad_norm_ on the device: per gradient one workgroup sums its squares (strided parts in
+ * blocks of 64 terms, joined by a tree in workgroup memory) into `clip:sq`; a last shader adds
+ * them in param order and writes min(1, N / (‖g‖₂ + 1e-6)) to `clip:factor`, which every update
+ * shader reads as `clip` (the optimizer table's `g = g·clip`).
+ */
+function clipShaders(grads: readonly { grad: string; n: Size }[], maxNorm: number): Shader[] {
+  const out: Shader[] = grads.map(({ grad, n }, k) => {
+    const b = new Bindings(() => 'f32');
+    const g = b.arr(grad);
+    const sq = b.arr('clip:sq', true);
+    const wgsl = [
+      `// Σ g² of gradient ${k} (clip_grad_norm_)`,
+      ...b.decls(),
+      `var<workgroup> red: array<f32, ${WG}>;`,
+      `@compute @workgroup_size(${WG})`,
+      'fn main(@builtin(local_invocation_index) lidx: u32) {',
+      '  let li = i32(lidx);',
+      '  var total = 0.0;',
+      '  var part = 0.0;',
+      '  var terms = 0;',
+      `  for (var i = li; i < ${sz(n)}; i += ${WG}) {`,
+      `    part += ${g}[i] * ${g}[i];`,
+      '    terms++;',
+      '    if (terms % 64 == 0) { total += part; part = 0.0; }',
+      '  }',
+      '  red[li] = total + part;',
+      '  workgroupBarrier();',
+      `  for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
+      '    if (li < s) { red[li] = red[li] + red[li + s]; }',
+      '    workgroupBarrier();',
+      '  }',
+      `  if (li == 0) { ${sq}[${k}] = red[0]; }`,
+      '}',
+    ].join('\n');
+    return { wgsl, arrays: b.arrays(), threads: String(WG) };
+  });
+  const b = new Bindings(() => 'f32');
+  const sq = b.arr('clip:sq');
+  const f = b.arr('clip:factor', true);
+  out.push({
+    wgsl: [
+      `// clip_grad_norm_(max_norm = ${maxNorm}): min(1, N / (‖g‖₂ + 1e-6)), ‖g‖₂ over every gradient`,
+      ...b.decls(),
+      ...entry1d('1'),
+      '  var s = 0.0;',
+      `  for (var k = 0; k < ${grads.length}; k++) { s += ${sq}[k]; }`,
+      `  ${f}[0] = min(1.0, ${f32(maxNorm)} / (sqrt(s) + 1e-6));`,
+      '}',
+    ].join('\n'),
+    arrays: b.arrays(),
+    threads: '1',
+  });
+  return out;
 }

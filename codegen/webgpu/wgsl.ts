@@ -18,7 +18,10 @@ import { capabilities } from '../kernel/decompose.js';
 import { argsOf, epilogueNodes } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
 
-const NATIVE: readonly AluOp[] = ['neg', 'recip', 'abs', 'exp', 'log', 'sqrt', 'tanh', 'sin', 'cos', 'floor', 'cast', 'add', 'sub', 'mul', 'div', 'max', 'min', 'pow', 'lt', 'le', 'eq', 'where'];
+// log, sin and cos are decomposed (codegen/kernel/decompose.ts): WGSL bounds sin and cos only to
+// 2⁻¹¹ absolute error (SwiftShader's were 7e-4 off at 1e4), and log's value at 0 and below
+// (SwiftShader gave −88 at 0); the decompositions keep PyTorch's values and IEEE's specials
+const NATIVE: readonly AluOp[] = ['neg', 'recip', 'abs', 'exp', 'sqrt', 'tanh', 'floor', 'cast', 'toint', 'bits', 'frombits', 'add', 'sub', 'mul', 'div', 'max', 'min', 'pow', 'lt', 'le', 'eq', 'shl', 'shr', 'and', 'or', 'where'];
 /** The ALU primitives the WGSL renderer writes itself; decompose.ts rewrites the others. */
 export const WGSL_CAPABILITIES = capabilities('webgpu', NATIVE);
 
@@ -53,14 +56,14 @@ export function js(s: Dim | Size): string {
 }
 
 /**
- * An f32 literal. WGSL has no literal for the infinities, and a constant expression may not
- * evaluate to one: ±∞ (a max's starting value) are the largest finite f32 values.
+ * An f32 literal. WGSL has no literal for NaN and the infinities, and a constant expression may
+ * not evaluate to one: they are bit patterns read at run time (`gc_special`, PRELUDE).
  */
 export function f32(v: number): string {
   const f = Math.fround(v);
-  if (Number.isNaN(f)) return 'bitcast<f32>(0x7fc00000u)';
-  if (f === Infinity) return '3.4028234663852886e38';
-  if (f === -Infinity) return '-3.4028234663852886e38';
+  if (Number.isNaN(f)) return 'gc_special(0x7fc00000u)';
+  if (f === Infinity) return 'gc_special(0x7f800000u)';
+  if (f === -Infinity) return 'gc_special(0xff800000u)';
   if (Number.isInteger(v) && Math.abs(v) < 1e15) return `${v}.0`;
   const t = String(v);
   return Math.fround(Number(t)) === f ? t : String(f);
@@ -70,18 +73,32 @@ const wtype = (t: EType) => (t === 'bool' ? 'bool' : t);
 
 /** The helper functions a shader may call. */
 export const PRELUDE = [
-  '// a ** b with PyTorch\'s signs: WGSL leaves pow undefined for a negative base',
+  '// a ** b with PyTorch\'s signs: WGSL leaves pow undefined for a negative base, and at a zero',
+  '// base (SwiftShader gave 0 ** -0.5 = 6e18): 1 for b = 0, ±∞ for b < 0 (− at −0 to an odd b), else 0',
   'fn gc_pow(a: f32, b: f32) -> f32 {',
-  '  if (a >= 0.0) { return pow(a, b); }',
+  '  if (a == 0.0) {',
+  '    let odd = b == floor(b) && floor(b * 0.5) != b * 0.5 && (bitcast<u32>(a) & 0x80000000u) != 0u;',
+  '    if (b < 0.0) { return select(gc_special(0x7f800000u), gc_special(0xff800000u), odd); }',
+  '    return select(select(0.0, 1.0, b == 0.0), a, odd);',
+  '  }',
+  '  if (a > 0.0) { return pow(a, b); }',
   '  if (b == floor(b)) {',
   '    let m = pow(-a, b);',
   '    return select(m, -m, floor(b * 0.5) != b * 0.5);',
   '  }',
-  '  let z = a - a;',
-  '  return z / z;',
+  '  return gc_special(0x7fc00000u);',
   '}',
+  '// exp of NaN is NaN (SwiftShader gave +∞)',
+  'fn gc_exp(x: f32) -> f32 { return select(exp(x), x, gc_isnan(x)); }',
   '// tanh for every f32: some implementations give NaN beyond ±44 (e^x overflows)',
   'fn gc_tanh(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }',
+  '// NaN by bits: WGSL lets an implementation assume no float is NaN, so v != v may fold away',
+  'fn gc_isnan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }',
+  '// NaN and ±∞ from their bits at run time (a constant expression may not evaluate to them)',
+  'fn gc_special(b: u32) -> f32 { return bitcast<f32>(b); }',
+  '// max and min with a NaN operand are NaN, as torch.maximum (WGSL leaves them undefined)',
+  'fn gc_max(a: f32, b: f32) -> f32 { return select(max(a, b), a + b, gc_isnan(a) || gc_isnan(b)); }',
+  'fn gc_min(a: f32, b: f32) -> f32 { return select(min(a, b), a + b, gc_isnan(a) || gc_isnan(b)); }',
 ].join('\n');
 
 /** Binds the arrays a shader touches: `arr(name, write)` gives the variable of each. */
@@ -187,12 +204,11 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
       case 'recip':
         e = `1.0 / ${a[0]}`;
         break;
-      case 'abs':
       case 'exp':
-      case 'log':
+        e = `gc_exp(${a[0]})`;
+        break;
+      case 'abs':
       case 'sqrt':
-      case 'sin':
-      case 'cos':
       case 'floor':
         e = `${n.op}(${a[0]})`;
         break;
@@ -216,7 +232,29 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
         break;
       case 'max':
       case 'min':
-        e = `${n.op}(${a[0]}, ${a[1]})`;
+        e = n.dtype === 'f32' ? `gc_${n.op}(${a[0]}, ${a[1]})` : `${n.op}(${a[0]}, ${a[1]})`;
+        break;
+      case 'toint':
+        // WGSL's conversion truncates and saturates; NaN gives 0 as the kernel form's toint
+        e = `select(i32(${a[0]}), 0, gc_isnan(${a[0]}))`;
+        break;
+      case 'bits':
+        e = `bitcast<i32>(${a[0]})`;
+        break;
+      case 'frombits':
+        e = `bitcast<f32>(${a[0]})`;
+        break;
+      case 'shl':
+        e = `${a[0]} << u32(${a[1]})`;
+        break;
+      case 'shr':
+        e = `${a[0]} >> u32(${a[1]})`;
+        break;
+      case 'and':
+        e = `${a[0]} & ${a[1]}`;
+        break;
+      case 'or':
+        e = `${a[0]} | ${a[1]}`;
         break;
       case 'pow':
         e = powOf(k, n.args[1], a[0]!, a[1]!);
@@ -239,8 +277,9 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
     lines.push(`let v${i}: ${wtype(n.dtype)} = ${e};`);
   });
   for (const s of stores) {
-    const dt = b.list.find((x) => x.name === s.access.arg)?.dtype;
+    // bound first: an array the kernel only writes gets its type from the binding (an i32 arange)
     const arr = b.arr(s.access.arg, true);
+    const dt = b.list.find((x) => x.name === s.access.arg)?.dtype;
     const nd = k.nodes[s.node]!;
     const val = nd.dtype === 'bool' ? `select(0.0, 1.0, ${v(s.node)})` : (dt ?? 'f32') !== nd.dtype ? `${dt ?? 'f32'}(${v(s.node)})` : v(s.node);
     lines.push(`${arr}[${indexOf(s.access.strides, s.access.offset, coord)}] = ${val};`);
@@ -258,7 +297,8 @@ function powOf(k: Kernel, bNode: number, a: string, b: string): string {
     return n > 0 ? p : `1.0 / (${p})`;
   }
   if (n === 0.5) return `sqrt(${a})`;
-  if (n === -0.5) return `inverseSqrt(${a})`;
+  // not inverseSqrt: WGSL leaves it undefined at 0 (SwiftShader gave 6e18, not ∞)
+  if (n === -0.5) return `1.0 / sqrt(${a})`;
   return `gc_pow(${a}, ${b})`;
 }
 
@@ -302,6 +342,7 @@ export function renderKernel(k: Kernel, dtypeOf: (array: string) => 'f32' | 'i32
     const sum = reduces.some((r) => r.red === 'sum');
     const blocked = sum && (R.syms.length > 0 || R.coef > 4 * BLOCK);
     body.push(...reduces.map((r, j) => `var acc${j}: f32 = ${r.red === 'sum' ? '0.0' : f32(-Infinity)};`));
+    // a max as the kernel form's (REDUCE_STEP): v > acc, so a NaN term never wins
     const step = (r: (typeof reduces)[number], j: number, into: string) =>
       r.red === 'sum' ? `${into} += v${r.x};` : `acc${j} = select(acc${j}, v${r.x}, v${r.x} > acc${j});`;
     const inner = [

@@ -107,6 +107,53 @@ globalThis.harness = {
     }
   },
 
+  /**
+   * A conformance case's WebGPU module at `url` (test/browser/webgpu-conformance.test.ts): forward,
+   * then valueAndGrad, at each call's arguments (a training call with seed 7 and the given
+   * buffers, which valueAndGrad updates), on one device shared by every case (asked for with the
+   * adapter's storage limits, as create() does).
+   */
+  async webgpuConformance(url, calls, train) {
+    const mod = await import(url);
+    globalThis.confDevice ??= navigator.gpu.requestAdapter().then((a) => {
+      const keys = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize'];
+      return a.requestDevice({ requiredLimits: Object.fromEntries(keys.map((k) => [k, a.limits[k]])) });
+    });
+    const model = await mod.create({ device: await globalThis.confDevice });
+    const f32 = (v) => Object.fromEntries(Object.entries(v ?? {}).map(([k, a]) => [k, Float32Array.from(a)]));
+    const out = [];
+    try {
+      for (const c of calls) {
+        const p = typed(mod.spec.params, c.params);
+        const i = typed(mod.spec.inputs, c.inputs);
+        const buffers = f32(c.buffers);
+        const opts = (b) => (train ? { train: true, seed: 7, buffers: b } : undefined);
+        const f = await model.forward(p, i, opts(f32(c.buffers)));
+        const vg = await model.valueAndGrad(p, i, opts(buffers));
+        out.push({ fwd: { y: typeof f.y === 'number' ? [f.y] : Array.from(f.y), loss: f.loss }, vg: { loss: vg.loss, grads: plain(vg.grads), buffers: plain(buffers) } });
+      }
+    } finally {
+      model.destroy();
+    }
+    return out;
+  },
+
+  /** applyGradients of the WebGPU module at `url` with each of `gradsList` in turn, from a fresh state: the params and step after. */
+  async webgpuApplyGradients(url, params, gradsList) {
+    const mod = await import(url);
+    const model = await mod.create();
+    try {
+      const p = typed(mod.spec.params, params);
+      const state = model.initOptState(p);
+      for (const g of gradsList) await model.applyGradients(p, state, Object.fromEntries(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v)])));
+      const after = await model.readParams();
+      const st = await model.readOptState();
+      return { params: plain(after), step: st.step, stateStep: state.step };
+    } finally {
+      model.destroy();
+    }
+  },
+
   /** What create() of the WebGPU module at `url` rejects with where navigator.gpu is undefined. */
   async webgpuWithoutGpu(url) {
     const mod = await import(url);

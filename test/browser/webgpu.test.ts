@@ -104,18 +104,64 @@ it('long sums of few results (a workgroup per result, a tree in workgroup memory
   for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
 });
 
+it('matmul tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes: the flat module’s loss and gradients', async () => {
+  // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
+  // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged
+  const dir = path.join(OUT, 'oddtiles');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'oddtiles.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('oddtiles', (g) => {",
+      "  const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
+      "  const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
+      "  const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
+      "  const X = g.input('X', [37, 70]);",
+      '  const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
+      '  return { loss };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'] });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const code = c.files.find((f) => f.name === 'oddtiles.webgpu.js')!.content;
+  // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
+  expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
+  expect(code).toContain('var<workgroup> As: array<f32, 512>;');
+  const flat = (await import(pathToFileURL(path.join(dir, 'oddtiles.js')).href)) as GeneratedModule;
+  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
+  const params = { W1: wave(350, 0.37), W2: wave(145, 0.91), W3: wave(1885, 0.13) };
+  const inputs = { X: wave(2590, 0.29) };
+  const want = flat.valueAndGrad(params as never, inputs as never);
+  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'oddtiles.webgpu.js')), plain(params), plain(inputs));
+  expect(errors).toEqual([]);
+  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+  for (const k of ['W1', 'W2', 'W3']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+});
+
 describe.each([
-  ['makemore', 'adam'],
-  ['twolayer', 'adam'],
-  ['twolayer', 'sgd'],
-] as const)('%s, --optimizer %s', (name, optimizer) => {
+  ['makemore', 'adam', {}],
+  ['twolayer', 'adam', {}],
+  ['twolayer', 'sgd', {}],
+  // clipping that binds (checked below)
+  ['twolayer', 'adamw', { clipGradNorm: 0.05 }],
+] as const)('%s, --optimizer %s %o', (name, optimizer, given) => {
   it('20 trainSteps on the device: the flat module’s losses and params (≤ 1e-4)', async () => {
-    const url = await build(name, { optimizer: { name: optimizer, hyper: resolveHyper(optimizer, {}) }, suffix: `-${optimizer}` });
+    const url = await build(name, { optimizer: { name: optimizer, hyper: resolveHyper(optimizer, given) }, suffix: `-${optimizer}${'clipGradNorm' in given ? '-clip' : ''}` });
     const flat = (await import(pathToFileURL(path.join(ROOT, url.replace(/\.webgpu\.js$/, '.js'))).href)) as GeneratedModule & Record<string, Function>;
     const { params, inputs } = exampleArgs(name, 5);
     const got = await call<{ losses: number[]; params: Record<string, number[]>; step: number }>('webgpuTrain', url, plain(params), plain(inputs), 20);
     expect(errors).toEqual([]);
     const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+    if ('clipGradNorm' in given) {
+      // the clipping binds: the first step's gradient norm is above max_norm
+      const g0 = (flat.valueAndGrad as (p: object, i: object, o: object) => { grads: Record<string, ArrayLike<number>> })(p, inputs, callOptions(flat)).grads;
+      const norm = Math.sqrt(Object.values(g0).reduce((acc, g) => acc + Array.from(g).reduce((x, v) => x + v * v, 0), 0));
+      expect(norm).toBeGreaterThan(given.clipGradNorm * 2);
+    }
     const state = flat.initOptState!(p);
     const want: number[] = [];
     for (let s = 0; s < 20; s++) want.push((flat.trainStep!(p, state, inputs, callOptions(flat)) as { loss: number }).loss);
@@ -127,6 +173,65 @@ describe.each([
     const noise = new Set(name === 'makemore' && optimizer === 'adam' ? ['b1'] : []);
     for (const [k, v] of Object.entries(got.params)) expect(relErr(v, p[k]!), `param ${k} after 20 steps`).toBeLessThan(noise.has(k) ? 1e-2 : 1e-4);
   });
+});
+
+it('applyGradients on the device: the flat module’s applyGradients with the same gradients (adamw, clipping that binds; ≤ 1e-5)', async () => {
+  const url = await build('twolayer', { optimizer: { name: 'adamw', hyper: resolveHyper('adamw', { clipGradNorm: 0.05 }) }, suffix: '-adamw-apply' });
+  const flat = (await import(pathToFileURL(path.join(ROOT, url.replace(/\.webgpu\.js$/, '.js'))).href)) as GeneratedModule & Record<string, Function>;
+  const { params, inputs } = exampleArgs('twolayer', 5);
+  const p = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Float32Array.from(v)]));
+  const state = flat.initOptState!(p);
+  // five steps of gradients from the flat module's own params, applied by both
+  const list: Record<string, number[]>[] = [];
+  for (let s = 0; s < 5; s++) {
+    const { grads } = (flat.valueAndGrad as (p: object, i: object, o: object) => { grads: Record<string, Float32Array> })(p, inputs, callOptions(flat));
+    list.push(plain(grads) as Record<string, number[]>);
+    flat.applyGradients!(p, state, grads);
+  }
+  const got = await call<{ params: Record<string, number[]>; step: number; stateStep: number }>('webgpuApplyGradients', url, plain(params), list);
+  expect(errors).toEqual([]);
+  expect([got.step, got.stateStep]).toEqual([5, 5]);
+  for (const [k, v] of Object.entries(got.params)) expect(relErr(v, p[k]!), `param ${k} after 5 steps`).toBeLessThan(1e-5);
+  const first = Object.keys(params)[0]!;
+  expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
+});
+
+it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
+  const dir = path.join(OUT, 'finite');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'finite.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('finite', (g) => {",
+      "  const w = g.param('w', [4]);",
+      "  const x = g.input('x', [3, 4]);",
+      '  const y = x.mul(w).exp();',
+      '  return { loss: y.sum(), y };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const url = '/' + path.relative(ROOT, path.join(dir, 'finite.webgpu.js'));
+  const x = { __typed: 'inputs', values: { x: [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] } };
+  const nan = { __typed: 'params', values: { w: [0.1, NaN, 0.1, 0.1] } };
+  const big = { __typed: 'params', values: { w: [0.1, 50, 0.1, 0.1] } };
+  const got = await call<string[]>('webgpuErrors', url, [
+    ['forward', nan, x],
+    ['valueAndGrad', nan, x],
+    ['forward', big, x],
+    ['valueAndGrad', big, x],
+  ]);
+  const note = (verb: string) => `returned by ${verb} (the WebGPU module checks its arguments and results, not each step: the flat module built with --check-finite names the first value) (built with --check-finite)`;
+  expect(got.slice(0, 4)).toEqual([
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    `RangeError: finite: Infinity in output 'loss'[0], ${note('forward')}`,
+    `RangeError: finite: Infinity in loss[0], ${note('valueAndGrad')}`,
+  ]);
 });
 
 it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
