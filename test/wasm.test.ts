@@ -11,7 +11,7 @@ import { compile } from '../src/build.js';
 import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
-import { matmulBody, packBody } from '../codegen/wasm/matmul.js';
+import { matmulBody, packBody, packFloats } from '../codegen/wasm/matmul.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from '../codegen/wasm/elementwise.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
@@ -186,6 +186,27 @@ describe('SIMD matmul kernels against a float64 reference', () => {
       for (const [s, e] of [[0, 8], [8, 12], [12, 20], [20, 22]]) run('range', s, e);
       const got = new Float32Array(whole.memory.buffer, c, M * N);
       expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transB ${transB}`).toBe(true);
+    }
+  });
+
+  it('a batch split by matrices (the blocks of threads: each packs its own B) computes what the whole kernel does, bit for bit', () => {
+    for (const [transA, transB] of layouts) {
+      const [M, N, K, batch] = [9, 12, 7, 5];
+      const whole = runKernel({ M, N, K, batch, transA, transB, aBatched: true, bBatched: true }, () => [], 6);
+      expect(relErr(whole.got, whole.want)).toBeLessThan(1e-5);
+      const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
+      const a = 0;
+      const b = a + at(batch * M * K);
+      const c = b + at(batch * K * N);
+      const pack = c + 2 * at(batch * M * N) + at(N) + at(M);
+      const k: MatmulKernel = { M, N, K, batch, transA, transB, aBatched: true, bBatched: true, name: 'mm', epilogue: [], a, b, c, pack: transB ? pack : undefined };
+      expect(packFloats(k)).toBe(transB ? batch * K * N : 0);
+      const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [{ name: 'range', body: matmulBody(k, { batches: true }) }]);
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: whole.memory } });
+      new Float32Array(whole.memory.buffer, c, batch * M * N).fill(0);
+      for (const [s, e] of [[3, 5], [0, 1], [1, 3]]) (inst.exports.range as (s: number, e: number) => void)(s, e);
+      const got = new Float32Array(whole.memory.buffer, c, batch * M * N);
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transA ${transA} transB ${transB}`).toBe(true);
     }
   });
 

@@ -76,6 +76,11 @@ export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB
   return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16;
 }
 
+/** Floats of pack area a kernel needs: K·N for each matrix of a batch whose B it packs (a kernel of `batches`: threads take whole matrices), 0 if it packs none. */
+export function packFloats(k: Pick<MatmulKernel, 'N' | 'K' | 'batch' | 'transB'> & { readonly tile?: MatmulKernel['tile']; readonly M: number }): number {
+  return k.transB || packsB(k) ? k.batch * k.K * k.N : 0;
+}
+
 /**
  * The products a tile's accumulators sum over K in f32 before they are added into f64 totals
  * (a K of 32,768, a weight gradient over batch × positions, summed in f32 one product after
@@ -122,10 +127,11 @@ function columnRuns(N: number, V: number): Run[] {
  * arguments that computes the rows [start, end) of C, start a multiple of the tile's rows and end
  * one too or M: the row blocks of threads, which write disjoint rows and sum over K in the same
  * order as the whole kernel. A ranged kernel does not pack B: `packBody` does, once,
- * before the blocks run.
+ * before the blocks run. With `batches` it is a function of the matrices [start, end) of the
+ * batch (each packing its own B, in a pack area of `packFloats`).
  */
-export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
-  return matmulInto(new Body(opts.ranged ? 2 : 0), k, opts);
+export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean } = {}): Body {
+  return matmulInto(new Body(opts.ranged || opts.batches ? 2 : 0), k, opts);
 }
 
 /**
@@ -134,12 +140,14 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Bo
  * `offsets` (one matrix), locals of `f` holding byte offsets added to the addresses of B and C
  * (a convolution's image).
  */
-export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; offsets?: { readonly b: Local; readonly c: Local; readonly panel?: Local } } = {}): Body {
+export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly b: Local; readonly c: Local; readonly panel?: Local } } = {}): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
   if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
+  // a batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`)
+  const packOff = opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
@@ -166,8 +174,8 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const tile = (rows: number, vecs: number, lastLanes: number) => {
     // A[i, 0] and B[0, j] of this batch matrix
     setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
-    if (layout === 'rows') setPtr(bPtr, bRows, 0, 1, transB ? undefined : tB);
-    else if (layout === 'panels') setPtr(bPtr, k.pack!, 0, K);
+    if (layout === 'rows') setPtr(bPtr, bRows, 0, 1, transB ? packOff : tB);
+    else if (layout === 'panels') setPtr(bPtr, k.pack!, 0, K, packOff);
     else f.get(panelAt!).set(bPtr);
     const bStep = layout === 'rows' ? 4 * N : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
     const used = [...Array(rows * vecs).keys()].map((n) => Math.floor(n / vecs) * V + (n % vecs));
@@ -247,13 +255,13 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
 
   const matrix = () => {
     if (k.pack !== undefined && K > 0 && !ranged) {
-      if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP);
+      if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
       else {
         // every row of B into its panels
         f.i32(k.b).get(tB).i32Add().set(src);
         f.assign(j, 0);
         f.repeat(counterJ, K, () => {
-          copyRowIntoPanels(f, k, V, j, src, dst);
+          copyRowIntoPanels(f, k, V, j, src, dst, packOff);
           f.bump(src, 4 * N).bump(j, 1);
         });
       }
@@ -281,14 +289,35 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
     }
   };
 
+  const strideA = k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0;
+  const strideB = k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0;
+  const strideC = k.strides ? k.strides.c : 4 * M * N;
+  const next = () => {
+    f.bump(tA, strideA).bump(tB, strideB).bump(tC, strideC);
+    if (packOff) f.bump(packOff, 4 * K * N);
+  };
+  if (opts.batches) {
+    // the matrices [start, end) of the batch: the blocks of threads, each matrix computed as the whole kernel does
+    const [start, end, t] = [f.param(0), f.param(1), f.local('i32')];
+    f.get(start).set(t);
+    for (const [l, stride] of [[tA, strideA], [tB, strideB], [tC, strideC], ...(packOff ? [[packOff, 4 * K * N] as const] : [])] as const) f.get(t).i32(stride).i32Mul().set(l);
+    f.loopUntil(
+      () => f.get(t).get(end).i32GeS(),
+      () => {
+        matrix();
+        next();
+        f.bump(t, 1);
+      },
+    );
+    return f;
+  }
   f.assign(tA, 0);
+  if (packOff) f.assign(packOff, 0);
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
     matrix();
-    f.bump(tA, k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0);
-    f.bump(tB, k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0);
-    f.bump(tC, k.strides ? k.strides.c : 4 * M * N);
+    next();
   });
   return f;
 }
@@ -298,11 +327,13 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
  * [K,N]; in panels, pack + 4·(j0·K + j − j0) for the panel starting at column j0, and the bytes
  * between P[p, j] and P[p+1, j] (the panel's width; the last panel may be narrower).
  */
-function packedColumn(f: Body, k: MatmulKernel, V: number, j: Local, step: Local): void {
+function packedColumn(f: Body, k: MatmulKernel, V: number, j: Local, step: Local, off?: Local): void {
   const { N, K } = k;
+  if (off) f.get(off);
+  else f.i32(0);
   if (panelled(k) !== 'panels') {
     f.i32(4 * N).set(step);
-    f.i32(k.pack!).get(j).i32(4).i32Mul().i32Add();
+    f.i32(k.pack!).get(j).i32(4).i32Mul().i32Add().i32Add();
     return;
   }
   const w = 4 * V;
@@ -318,29 +349,31 @@ function packedColumn(f: Body, k: MatmulKernel, V: number, j: Local, step: Local
   j0();
   f.i32(4 * K).i32Mul().i32Add().get(j).i32(4).i32Mul().i32Add();
   j0();
-  f.i32(4).i32Mul().i32Sub();
+  f.i32(4).i32Mul().i32Sub().i32Add();
 }
 
 /** Row p of an untransposed B (at src) into its panels (p in `p`); dst is scratch. */
-function copyRowIntoPanels(f: Body, k: MatmulKernel, V: number, p: Local, src: Local, dst: Local): void {
+function copyRowIntoPanels(f: Body, k: MatmulKernel, V: number, p: Local, src: Local, dst: Local, off?: Local): void {
   const { N, K } = k;
   const w = 4 * V;
   for (let j0 = 0; j0 < N; j0 += w) {
     const width = Math.min(w, N - j0);
-    f.i32(k.pack! + 4 * j0 * K).get(p).i32(4 * width).i32Mul().i32Add().set(dst);
+    f.i32(k.pack! + 4 * j0 * K).get(p).i32(4 * width).i32Mul().i32Add();
+    if (off) f.get(off).i32Add();
+    f.set(dst);
     for (let v = 0; v < width / 4; v++) f.get(dst).get(src).v128Load(4 * j0 + 16 * v).v128Store(16 * v);
   }
 }
 
 /** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
-function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local): void {
+function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
   const { K } = k;
   const { vecs: V } = k.tile ?? DEFAULT_TILE;
   const [j, step] = [f.local('i32'), f.local('i32')];
   f.i32(k.b).get(tB).i32Add().set(src);
   f.assign(j, 0);
   f.repeat(counterJ, k.N, () => {
-    packedColumn(f, k, V, j, step);
+    packedColumn(f, k, V, j, step, off);
     f.set(dst);
     f.repeat(counterP, K, () => {
       f.get(dst).get(src).f32Load(0).f32Store(0);
