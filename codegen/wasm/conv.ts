@@ -27,7 +27,7 @@
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
-import { DEFAULT_TILE, matmulInto } from './matmul.js';
+import { DEFAULT_TILE, matmulInto, PANEL_MIN_FLOATS } from './matmul.js';
 
 export type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
@@ -67,12 +67,14 @@ export function chunksOf(N: number): { chunks: number; per: number } {
 /**
  * Floats of the panel a forward or input-gradient kernel copies its matmul's B into, one panel at a
  * time (./matmul.ts `panelled`: col or dy, whose rows are S floats apart, as K rows of 4V contiguous
- * floats), per chunk; 0 where S is not a multiple of 4 (B is then read in place).
+ * floats), per chunk; 0 where S is not a multiple of 4 or B is at most PANEL_MIN_FLOATS (B is then
+ * read in place).
  */
 function panelFloats(k: Omit<ConvKernel, 'scratch'>): number {
   if (k.op === 'conv_weight_grad' || (k.Ho * k.Wo) % 4 !== 0) return 0;
   const K = k.op === 'conv' ? (k.C / k.groups) * k.kH * k.kW : k.O / k.groups;
-  return K * 4 * DEFAULT_TILE.vecs;
+  // a B that stays in L1 as it is is read in place
+  return K * k.Ho * k.Wo > PANEL_MIN_FLOATS ? K * 4 * DEFAULT_TILE.vecs : 0;
 }
 
 /** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk) or the others' panels (one per chunk). */

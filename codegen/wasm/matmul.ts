@@ -67,13 +67,20 @@ export function panelled(k: Pick<MatmulKernel, 'N' | 'transB' | 'pack' | 'panel'
 }
 
 /**
+ * B's floats above which its rows, 4N bytes apart, no longer stay in a 32 KiB L1 (8 ways of 64
+ * sets of 64-byte lines: K rows 4N bytes apart fall in about 1024/N sets, 8 lines each, so a panel
+ * of K rows stays while K·N ≤ 8192); below it B is read in place.
+ */
+export const PANEL_MIN_FLOATS = 8192;
+
+/**
  * Whether an untransposed B is worth packing into panels (the caller then gives the kernel a pack
- * area of K·N floats): one matrix, several row tiles passing over each panel, B wider than a panel
- * and longer than a few rows.
+ * area of K·N floats): one matrix, several row tiles passing over each panel, B wider than a panel,
+ * longer than a few rows and larger than PANEL_MIN_FLOATS.
  */
 export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB' | 'tile'>): boolean {
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
-  return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16;
+  return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16 && k.K * k.N > PANEL_MIN_FLOATS;
 }
 
 /** Floats of pack area a kernel needs: K·N for each matrix of a batch whose B it packs (a kernel of `batches`: threads take whole matrices), 0 if it packs none. */
