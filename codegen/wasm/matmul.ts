@@ -263,15 +263,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   const matrix = () => {
     if (k.pack !== undefined && K > 0 && !ranged) {
       if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
-      else {
-        // every row of B into its panels
-        f.i32(k.b).get(tB).i32Add().set(src);
-        f.assign(j, 0);
-        f.repeat(counterJ, K, () => {
-          copyRowIntoPanels(f, k, V, j, src, dst, packOff);
-          f.bump(src, 4 * N).bump(j, 1);
-        });
-      }
+      else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
     }
     if (panelAt) {
       f.i32(k.panel!);
@@ -281,15 +273,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
     for (const cr of columnRuns(N, V)) {
       f.assign(j, cr.start);
       f.repeat(counterJ, cr.count, () => {
-        if (panelAt) {
-          // this panel's K rows of 4·size columns, B[p, j..] → panel[p]
-          f.i32(k.b).get(tB).i32Add().get(j).i32(4).i32Mul().i32Add().set(src);
-          f.get(panelAt).set(dst);
-          f.repeat(counterP, K, () => {
-            for (let v = 0; v < cr.size; v++) f.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
-            f.bump(src, 4 * N).bump(dst, 16 * cr.size);
-          });
-        }
+        if (panelAt) copyPanel(f, k, cr.size, tB, j, panelAt, src, dst, counterP);
         rowTiles(cr);
         f.bump(j, 4 * cr.size);
       });
@@ -370,6 +354,26 @@ function copyRowIntoPanels(f: Body, k: MatmulKernel, V: number, p: Local, src: L
     f.set(dst);
     for (let v = 0; v < width / 4; v++) f.get(dst).get(src).v128Load(4 * j0 + 16 * v).v128Store(16 * v);
   }
+}
+
+/** Every row of an untransposed B (of this batch matrix: tB) into its panels; j, src, dst and counter are scratch. */
+function packRowsInto(f: Body, k: MatmulKernel, V: number, tB: Local, j: Local, src: Local, dst: Local, counter: Local, off?: Local): void {
+  f.i32(k.b).get(tB).i32Add().set(src);
+  f.assign(j, 0);
+  f.repeat(counter, k.K, () => {
+    copyRowIntoPanels(f, k, V, j, src, dst, off);
+    f.bump(src, 4 * k.N).bump(j, 1);
+  });
+}
+
+/** The panel of B starting at column j (`vecs` vectors wide): its K rows B[p, j..] → panel[p], at panelAt; src, dst and counter are scratch. */
+function copyPanel(f: Body, k: MatmulKernel, vecs: number, tB: Local, j: Local, panelAt: Local, src: Local, dst: Local, counter: Local): void {
+  f.i32(k.b).get(tB).i32Add().get(j).i32(4).i32Mul().i32Add().set(src);
+  f.get(panelAt).set(dst);
+  f.repeat(counter, k.K, () => {
+    for (let v = 0; v < vecs; v++) f.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
+    f.bump(src, 4 * k.N).bump(dst, 16 * vecs);
+  });
 }
 
 /** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
