@@ -32,7 +32,7 @@ import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
-import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
+import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import type { ElementwiseKernel } from './wasm/elementwise.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
@@ -109,8 +109,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
   // scratch areas: B packed as [K,N] for a transposed B, and products the kernel hands to a JS epilogue
   const packAt = end;
-  const packFloats = Math.max(0, ...matmuls.map((d) => (d.kernel.transB ? d.kernel.K * d.kernel.N : 0)));
-  end += align(packFloats * 4);
+  end += align(Math.max(0, ...matmuls.map((d) => packFloats(d.kernel))) * 4);
   const productAt = end;
   const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
   end += align(productFloats * 4);
@@ -280,8 +279,8 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     const mm = u.insts[0]!;
     const name = `matmul_${last}`;
     const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
-    const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
-    // one matrix splits by blocks of the register tile's rows; a batch of them stays whole
+    const kernel = { ...d.kernel, name, c, pack: d.kernel.transB || packsB(d.kernel) ? packAt : undefined };
+    // one matrix splits by blocks of the register tile's rows; a batch by its matrices
     if (kernel.batch === 1)
       kernels.push({
         name,
@@ -291,10 +290,14 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
           extent: kernel.M,
           align: DEFAULT_TILE.rows,
           work: kernel.M * kernel.N * kernel.K,
-          pack: kernel.transB ? { body: packBody(kernel), rows: kernel.N, work: PACK_COST * kernel.N * kernel.K } : undefined,
+          pack: kernel.transB
+            ? { body: packBody(kernel), rows: kernel.N, work: PACK_COST * kernel.N * kernel.K }
+            : kernel.pack !== undefined
+              ? { body: packBody(kernel), rows: kernel.K, work: kernel.N * kernel.K } // B's rows copied into its panels
+              : undefined,
         },
       });
-    else kernels.push({ name, body: matmulBody(kernel), d });
+    else kernels.push({ name, body: matmulBody(kernel, { batches: true }), d, split: { extent: kernel.batch, align: 1, work: kernel.batch * kernel.M * kernel.N * kernel.K } });
     const call = [`${member('kernels', name)}();`];
     if (d.fusedEpilogue) return call;
     // the epilogue as a kernel of the kernel form, reading the product where the matmul wrote it

@@ -54,6 +54,10 @@ const FORMS: Record<string, string> = {
   gemm_wide_strided: `const x = g.param('x', [1, 1, 2, 70]); const w = g.param('w', [2, 1, 1, 3]); const y = g.conv2d(x, w, { stride: [1, 2] });`,
   gemm_empty_taps: `const x = g.param('x', [1, 1, 2, 2]); const w = g.param('w', [2, 1, 3, 3]); const y = g.conv2d(x, w, { padding: 2, dilation: 2 });`,
   gemm_groups_ragged: `const x = g.param('x', [2, 6, 9, 8]); const w = g.param('w', [10, 3, 2, 3]); const y = g.conv2d(x, w, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 0] });`,
+  // large enough that the implicit GEMM reads B (the col, and dy) from panels copied one at a time
+  // (K·S > PANEL_MIN_FLOATS for the forward, 36·516, and the input gradient, 16·516; 129 vectors
+  // per row of B, so the last panel is narrower)
+  gemm_panels: `const x = g.param('x', [2, 4, 12, 43]); const w = g.param('w', [16, 4, 3, 3]); const b = g.param('b', [16]); const y = g.conv2d(x, w, { padding: 1, bias: b });`,
   gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
   // a conv group's epilogue operands: per channel (the bias), laid out as the output, as one
   // output plane ([Ho, Wo], broadcast over images and channels), and by rows alone ([Ho, 1])

@@ -11,7 +11,7 @@ import { compile } from '../src/build.js';
 import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
-import { matmulBody } from '../codegen/wasm/matmul.js';
+import { matmulBody, packBody, packFloats } from '../codegen/wasm/matmul.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from '../codegen/wasm/elementwise.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
@@ -58,7 +58,11 @@ describe('the encoder', () => {
 });
 
 /** Runs one kernel over random operands placed in a fresh memory; returns C and the float64 reference. */
-function runKernel(k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'name' | 'epilogue'>, epilogue: (addr: { bias: number; col: number }) => EpilogueStep[] = () => [], seed = 1) {
+function runKernel(
+  k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'panel' | 'name' | 'epilogue'> & { readonly packB?: boolean; readonly panelB?: boolean },
+  epilogue: (addr: { bias: number; col: number }) => EpilogueStep[] = () => [],
+  seed = 1,
+) {
   const { M, N, K, batch, transA, transB } = k;
   const aLen = (k.aBatched ? batch : 1) * M * K;
   const bLen = (k.bBatched ? batch : 1) * K * N;
@@ -75,7 +79,7 @@ function runKernel(k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'name' | 'ep
   const out = place(cLen);
   const bias = place(N);
   const col = place(M);
-  const pack = place(K * N);
+  const pack = place(K * Math.max(N, 64));
   const pages = Math.ceil((at + 64) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
@@ -85,7 +89,8 @@ function runKernel(k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'name' | 'ep
   for (const [o, n] of [[a, aLen], [b, bLen], [bias, N], [col, M]] as const) f32(o, n).forEach((_x, i, arr) => (arr[i] = r() - 0.5));
   f32(c, cLen).fill(0);
   const steps = epilogue({ bias, col }).map((s) => ({ ...s, store: s.store === undefined ? undefined : out }));
-  const kernel: MatmulKernel = { ...k, name: 'mm', a, b, c, pack: transB ? pack : undefined, epilogue: steps };
+  const { packB, panelB, ...rest } = k;
+  const kernel: MatmulKernel = { ...rest, name: 'mm', a, b, c, pack: transB || packB ? pack : undefined, panel: panelB ? pack : undefined, epilogue: steps };
   const bytes = encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }]);
   expect(WebAssembly.validate(bytes)).toBe(true);
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
@@ -128,6 +133,82 @@ describe('SIMD matmul kernels against a float64 reference', () => {
         expect(relErr(got, want), `tile ${JSON.stringify(tile)}`).toBeLessThan(1e-5);
       }
     });
+
+  // B packed into panels of the tile's columns (an untransposed B given a pack area, or copied one
+  // panel at a time into a panel area); N a multiple of 4, ragged panels (12 = 8 + 4 columns with
+  // 2 vectors, 20 = 12 + 8 with 3) and ragged row tiles, K past MATMUL_BLOCK
+  it.each([
+    [17, 12, 5],
+    [16, 20, 33],
+    [9, 8, 300],
+    [21, 36, 16],
+  ])('an untransposed B in panels: [%i,K]·[K,%i] with K = %i, packed whole or a panel at a time', (M, N, K) => {
+    for (const tile of [undefined, { rows: 3, vecs: 3 }, { rows: 1, vecs: 1 }])
+      for (const transA of [false, true])
+        for (const mode of [{ packB: true }, { panelB: true }]) {
+          const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB: false, aBatched: false, bBatched: false, epilogue: [], tile, ...mode } as never);
+          expect(relErr(got, want), `tile ${JSON.stringify(tile)} transA ${transA} ${JSON.stringify(mode)}`).toBeLessThan(1e-5);
+        }
+  });
+
+  it('a packed B is packed again for each matrix of a batch', () => {
+    for (const [transB, packB] of [[false, true], [true, false]] as const) {
+      const { got, want } = runKernel({ M: 9, N: 12, K: 7, batch: 3, transA: false, transB, aBatched: true, bBatched: true, packB });
+      expect(relErr(got, want), `transB ${transB}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('the ranged kernel after packBody, over uneven row blocks, computes what the whole kernel does, bit for bit', () => {
+    for (const transB of [false, true]) {
+      const M = 22;
+      const N = 20;
+      const K = 19;
+      const whole = runKernel({ M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, packB: !transB }, () => [], 4);
+      const kernel = { M, N, K, batch: 1, transA: false, transB, aBatched: false, bBatched: false, name: 'mm', epilogue: [] };
+      // the same operands in the same memory: the whole kernel's addresses again (runKernel placed them from 0)
+      const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
+      const a = 0;
+      const b = a + at(M * K);
+      const c = b + at(K * N);
+      const pack = c + 2 * at(M * N) + at(N) + at(M);
+      const k: MatmulKernel = { ...kernel, a, b, c, pack };
+      const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [
+        { name: 'pack', body: packBody(k) },
+        { name: 'range', body: matmulBody(k, { ranged: true }) },
+      ]);
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: whole.memory } });
+      const run = (name: string, s: number, e: number) => (inst.exports[name] as (s: number, e: number) => void)(s, e);
+      new Float32Array(whole.memory.buffer, c, M * N).fill(0);
+      new Float32Array(whole.memory.buffer, pack, K * N).fill(Number.NaN); // the whole kernel's packing undone
+      const packRows = transB ? N : K;
+      run('pack', 0, 7);
+      run('pack', 7, packRows);
+      for (const [s, e] of [[0, 8], [8, 12], [12, 20], [20, 22]]) run('range', s, e);
+      const got = new Float32Array(whole.memory.buffer, c, M * N);
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transB ${transB}`).toBe(true);
+    }
+  });
+
+  it('a batch split by matrices (the blocks of threads: each packs its own B) computes what the whole kernel does, bit for bit', () => {
+    for (const [transA, transB] of layouts) {
+      const [M, N, K, batch] = [9, 12, 7, 5];
+      const whole = runKernel({ M, N, K, batch, transA, transB, aBatched: true, bBatched: true }, () => [], 6);
+      expect(relErr(whole.got, whole.want)).toBeLessThan(1e-5);
+      const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
+      const a = 0;
+      const b = a + at(batch * M * K);
+      const c = b + at(batch * K * N);
+      const pack = c + 2 * at(batch * M * N) + at(N) + at(M);
+      const k: MatmulKernel = { M, N, K, batch, transA, transB, aBatched: true, bBatched: true, name: 'mm', epilogue: [], a, b, c, pack: transB ? pack : undefined };
+      expect(packFloats(k)).toBe(transB ? batch * K * N : 0);
+      const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [{ name: 'range', body: matmulBody(k, { batches: true }) }]);
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: whole.memory } });
+      new Float32Array(whole.memory.buffer, c, batch * M * N).fill(0);
+      for (const [s, e] of [[3, 5], [0, 1], [1, 3]]) (inst.exports.range as (s: number, e: number) => void)(s, e);
+      const got = new Float32Array(whole.memory.buffer, c, batch * M * N);
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transA ${transA} transB ${transB}`).toBe(true);
+    }
+  });
 
   it.each([
     [true, true],

@@ -27,7 +27,7 @@
 
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
-import { matmulInto } from './matmul.js';
+import { DEFAULT_TILE, matmulInto, PANEL_MIN_FLOATS } from './matmul.js';
 
 export type ConvOp = 'conv' | 'conv_input_grad' | 'conv_weight_grad';
 
@@ -64,11 +64,24 @@ export function chunksOf(N: number): { chunks: number; per: number } {
   return { chunks: Math.ceil(N / per), per };
 }
 
-/** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk). */
+/**
+ * Floats of the panel a forward or input-gradient kernel copies its matmul's B into, one panel at a
+ * time (./matmul.ts `panelled`: col or dy, whose rows are S floats apart, as K rows of 4V contiguous
+ * floats), per chunk; 0 where S is not a multiple of 4 or B is at most PANEL_MIN_FLOATS (B is then
+ * read in place).
+ */
+function panelFloats(k: Omit<ConvKernel, 'scratch'>): number {
+  if (k.op === 'conv_weight_grad' || (k.Ho * k.Wo) % 4 !== 0) return 0;
+  const K = k.op === 'conv' ? (k.C / k.groups) * k.kH * k.kW : k.O / k.groups;
+  // a B that stays in L1 as it is is read in place
+  return K * k.Ho * k.Wo > PANEL_MIN_FLOATS ? K * 4 * DEFAULT_TILE.vecs : 0;
+}
+
+/** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk) or the others' panels (one per chunk). */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
   const { chunks } = chunksOf(k.N);
   const col = chunks * k.C * k.kH * k.kW * k.Ho * k.Wo;
-  return k.op === 'conv_weight_grad' ? col + 4 * chunks * k.O * (k.C / k.groups) * k.kH * k.kW : col;
+  return k.op === 'conv_weight_grad' ? col + 4 * chunks * k.O * (k.C / k.groups) * k.kH * k.kW : col + chunks * panelFloats(k);
 }
 
 /** How a kernel splits over threads: images in whole chunks for the forward and the input gradient, chunks for the weight gradient. */
@@ -106,15 +119,19 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     return f;
   }
   const i32 = () => f.local('i32');
-  const [n, xn, cn, offA, offB, offC] = Array.from({ length: 6 }, i32);
+  const [n, xn, cn, offA, offB, offC, offP] = Array.from({ length: 7 }, i32);
   const im2col = im2colWriter(f, k);
   const col = k.scratch;
+  // the chunk's panel (see panelFloats), after every chunk's col
+  const pf = panelFloats(k);
+  const panel = pf ? col + 4 * chunksOf(N).chunks * C * kk * S : undefined;
   // per image: x (dx) at xn, col at cn; the matmuls' offsets of B and C
   const image = () => {
     f.get(n).i32(4 * C * k.H * k.W).i32Mul().i32(k.x).i32Add().set(xn);
     // the image's col: its chunk's
     f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
     f.get(offA).i32(col).i32Add().set(cn);
+    if (pf) f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * pf).i32Mul().set(offP);
     if (k.op === 'conv') {
       im2col(xn, cn, false);
       f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
@@ -122,16 +139,16 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
         matmulInto(f, {
           name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
           a: k.w + 4 * g * Og * Kg, b: col + 4 * g * Kg * S, c: k.y + 4 * g * Og * S,
-          aBatched: false, bBatched: false, epilogue: [],
-        }, { offsets: { b: offB, c: offC } });
+          aBatched: false, bBatched: false, epilogue: [], panel,
+        }, { offsets: { b: offB, c: offC, panel: offP } });
     } else {
       f.get(n).i32(4 * O * S).i32Mul().set(offB).get(offA).set(offC);
       for (let g = 0; g < G; g++)
         matmulInto(f, {
           name: '', M: Kg, N: S, K: Og, batch: 1, transA: true, transB: false,
           a: k.w + 4 * g * Og * Kg, b: k.y + 4 * g * Og * S, c: col + 4 * g * Kg * S,
-          aBatched: false, bBatched: false, epilogue: [],
-        }, { offsets: { b: offB, c: offC } });
+          aBatched: false, bBatched: false, epilogue: [], panel,
+        }, { offsets: { b: offB, c: offC, panel: offP } });
       zeroAt(f, xn, C * k.H * k.W, offB, offC);
       im2col(xn, cn, true);
     }

@@ -4,7 +4,8 @@
 // vectorises along the columns of C: a register tile of R rows × V vectors (4 columns each)
 // accumulates A[i,p]·B[p,j..j+3] over p (in blocks of MATMUL_BLOCK when K is longer), reading A one element at a time (splat, any stride, so
 // transA costs nothing) and B four contiguous columns at a time. A transposed B is first packed
-// into a scratch area as [K,N]. Columns past N in the last vector are computed (reading into the
+// into a scratch area (in panels of the tile's columns where N is a multiple of 4; an untransposed
+// B too where it pays: see `panelled`). Columns past N in the last vector are computed (reading into the
 // next row, or the padding after the arena) but never stored. Tiles walk the columns outermost,
 // so that one panel of B (K × 4V) stays in cache while every row of A passes over it. The
 // epilogue (bias add, activation, ...) runs on the accumulators before they are stored.
@@ -29,8 +30,18 @@ export interface MatmulKernel {
   readonly bBatched: boolean;
   /** Where the product itself is stored ([batch,M,N]), if it is. */
   readonly c?: number;
-  /** A scratch area of K·N floats for packing a transposed B. */
+  /**
+   * A scratch area of K·N floats for packing B: a transposed B always needs it; an untransposed B
+   * is packed when it is given (see `packsB`). Where N is a multiple of 4, B is packed in panels
+   * (`panelled`), else (a transposed B only) as [K,N].
+   */
   readonly pack?: number;
+  /**
+   * A scratch area of K·4V floats (V the tile's vectors) where an untransposed B is copied one
+   * panel at a time before the row tiles read it (a convolution's col: see `panelled`); with
+   * `offsets`, `offsets.panel` is added to it.
+   */
+  readonly panel?: number;
   readonly epilogue: readonly Step[];
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
@@ -39,6 +50,43 @@ export interface MatmulKernel {
 }
 
 export const DEFAULT_TILE = { rows: 4, vecs: 2 } as const;
+
+/**
+ * How the tiles read B. 'rows': B as [K,N] (row stride 4N bytes). 'panels': B packed whole into
+ * panels of 4V columns (the tile's), each panel K rows of 4V floats one after another at
+ * pack + 4·j·K (j its first column); 'panel': the panel of the tiles about to run copied into
+ * `panel` first. A panel's rows are contiguous, so the K rows a tile reads stay in L1 for every
+ * row tile that passes over them; B's own rows, 4N bytes apart, mapped onto few cache sets (a
+ * stride of 4 KiB, N = 1024, onto one): [16,144]·[144,1024] ran at 13.7 GFLOP/s from B's rows and
+ * 31.8 from panels, [512,768]ᵀ·[768,128] at 16.2 against 26.9 (2026-12-06, one thread, loaded machine).
+ */
+export function panelled(k: Pick<MatmulKernel, 'N' | 'transB' | 'pack' | 'panel'>): 'rows' | 'panels' | 'panel' {
+  if (k.N % 4 !== 0) return 'rows';
+  if (k.pack !== undefined) return 'panels';
+  return !k.transB && k.panel !== undefined ? 'panel' : 'rows';
+}
+
+/**
+ * B's floats above which its rows, 4N bytes apart, no longer stay in a 32 KiB L1 (8 ways of 64
+ * sets of 64-byte lines: K rows 4N bytes apart fall in about 1024/N sets, 8 lines each, so a panel
+ * of K rows stays while K·N ≤ 8192); below it B is read in place.
+ */
+export const PANEL_MIN_FLOATS = 8192;
+
+/**
+ * Whether an untransposed B is worth packing into panels (the caller then gives the kernel a pack
+ * area of K·N floats): one matrix, several row tiles passing over each panel, B wider than a panel,
+ * longer than a few rows and larger than PANEL_MIN_FLOATS.
+ */
+export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB' | 'tile'>): boolean {
+  const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
+  return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16 && k.K * k.N > PANEL_MIN_FLOATS;
+}
+
+/** Floats of pack area a kernel needs: K·N for each matrix of a batch whose B it packs (a kernel of `batches`: threads take whole matrices), 0 if it packs none. */
+export function packFloats(k: Pick<MatmulKernel, 'N' | 'K' | 'batch' | 'transB'> & { readonly tile?: MatmulKernel['tile']; readonly M: number }): number {
+  return k.transB || packsB(k) ? k.batch * k.K * k.N : 0;
+}
 
 /**
  * The products a tile's accumulators sum over K in f32 before they are added into f64 totals
@@ -85,11 +133,12 @@ function columnRuns(N: number, V: number): Run[] {
  * The kernel as a function body. With `ranged` (one matrix, not a batch) it is a function of two
  * arguments that computes the rows [start, end) of C, start a multiple of the tile's rows and end
  * one too or M: the row blocks of threads, which write disjoint rows and sum over K in the same
- * order as the whole kernel. A ranged kernel does not pack a transposed B: `packBody` does, once,
- * before the blocks run.
+ * order as the whole kernel. A ranged kernel does not pack B: `packBody` does, once,
+ * before the blocks run. With `batches` it is a function of the matrices [start, end) of the
+ * batch (each packing its own B, in a pack area of `packFloats`).
  */
-export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Body {
-  return matmulInto(new Body(opts.ranged ? 2 : 0), k, opts);
+export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean } = {}): Body {
+  return matmulInto(new Body(opts.ranged || opts.batches ? 2 : 0), k, opts);
 }
 
 /**
@@ -98,12 +147,14 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean } = {}): Bo
  * `offsets` (one matrix), locals of `f` holding byte offsets added to the addresses of B and C
  * (a convolution's image).
  */
-export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; offsets?: { readonly b: Local; readonly c: Local } } = {}): Body {
+export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly b: Local; readonly c: Local; readonly panel?: Local } } = {}): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
   if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
+  // a batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`)
+  const packOff = opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
@@ -113,6 +164,8 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const av = f.local('v128');
   const epilogue = new StepWriter(f, k.epilogue, N);
   const bRows = transB ? k.pack! : k.b; // B as [K,N]
+  const layout = panelled(k);
+  const panelAt = layout === 'panel' ? f.local('i32') : undefined;
   const aRowStride = transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
   const aStepP = transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
 
@@ -128,7 +181,10 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const tile = (rows: number, vecs: number, lastLanes: number) => {
     // A[i, 0] and B[0, j] of this batch matrix
     setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
-    setPtr(bPtr, bRows, 0, 1, transB ? undefined : tB);
+    if (layout === 'rows') setPtr(bPtr, bRows, 0, 1, transB ? packOff : tB);
+    else if (layout === 'panels') setPtr(bPtr, k.pack!, 0, K, packOff);
+    else f.get(panelAt!).set(bPtr);
+    const bStep = layout === 'rows' ? 4 * N : 16 * vecs; // bytes from B[p, j] to B[p+1, j]
     const used = [...Array(rows * vecs).keys()].map((n) => Math.floor(n / vecs) * V + (n % vecs));
     for (const n of used) f.f32x4Const(0).set(acc[n]!);
     const products = (count: number) =>
@@ -141,7 +197,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
             f.get(c).get(av).get(bv[v]!).f32x4('mul').f32x4('add').set(c);
           }
         }
-        f.bump(aPtr, aStepP).bump(bPtr, 4 * N);
+        f.bump(aPtr, aStepP).bump(bPtr, bStep);
       });
     if (K > MATMUL_BLOCK) {
       // blocks of MATMUL_BLOCK products, each block's sums added into the outer sums
@@ -205,66 +261,170 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   };
 
   const matrix = () => {
-    if (transB && K > 0 && !ranged) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP);
+    if (k.pack !== undefined && K > 0 && !ranged) {
+      if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
+      else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
+    }
+    if (panelAt) {
+      f.i32(k.panel!);
+      if (opts.offsets?.panel) f.get(opts.offsets.panel).i32Add();
+      f.set(panelAt);
+    }
     for (const cr of columnRuns(N, V)) {
       f.assign(j, cr.start);
       f.repeat(counterJ, cr.count, () => {
+        if (panelAt) copyPanel(f, k, cr.size, tB, j, panelAt, src, dst, counterP);
         rowTiles(cr);
         f.bump(j, 4 * cr.size);
       });
     }
   };
 
+  const strideA = k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0;
+  const strideB = k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0;
+  const strideC = k.strides ? k.strides.c : 4 * M * N;
+  const next = () => {
+    f.bump(tA, strideA).bump(tB, strideB).bump(tC, strideC);
+    if (packOff) f.bump(packOff, 4 * K * N);
+  };
+  if (opts.batches) {
+    // the matrices [start, end) of the batch: the blocks of threads, each matrix computed as the whole kernel does
+    const [start, end, t] = [f.param(0), f.param(1), f.local('i32')];
+    f.get(start).set(t);
+    for (const [l, stride] of [[tA, strideA], [tB, strideB], [tC, strideC], ...(packOff ? [[packOff, 4 * K * N] as const] : [])] as const) f.get(t).i32(stride).i32Mul().set(l);
+    f.loopUntil(
+      () => f.get(t).get(end).i32GeS(),
+      () => {
+        matrix();
+        next();
+        f.bump(t, 1);
+      },
+    );
+    return f;
+  }
   f.assign(tA, 0);
+  if (packOff) f.assign(packOff, 0);
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
     matrix();
-    f.bump(tA, k.strides ? k.strides.a : k.aBatched ? 4 * M * K : 0);
-    f.bump(tB, k.strides ? k.strides.b : k.bBatched ? 4 * K * N : 0);
-    f.bump(tC, k.strides ? k.strides.c : 4 * M * N);
+    next();
   });
   return f;
 }
 
-/** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
-function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local): void {
+/**
+ * Where column j of the packed B starts (P[0, j]) as a byte address, on the stack: pack + 4·j for
+ * [K,N]; in panels, pack + 4·(j0·K + j − j0) for the panel starting at column j0, and the bytes
+ * between P[p, j] and P[p+1, j] (the panel's width; the last panel may be narrower).
+ */
+function packedColumn(f: Body, k: MatmulKernel, V: number, j: Local, step: Local, off?: Local): void {
   const { N, K } = k;
+  if (off) f.get(off);
+  else f.i32(0);
+  if (panelled(k) !== 'panels') {
+    f.i32(4 * N).set(step);
+    f.i32(k.pack!).get(j).i32(4).i32Mul().i32Add().i32Add();
+    return;
+  }
+  const w = 4 * V;
+  // j0 = j − j % w; width = min(w, N − j0)
+  const j0 = () => f.get(j).i32(w).i32DivU().i32(w).i32Mul();
+  f.i32(N);
+  j0();
+  f.i32Sub().set(step);
+  f.when(() => f.get(step).i32(w).i32GtS(), () => f.i32(w).set(step));
+  f.get(step).i32(4).i32Mul().set(step);
+  // pack + 4·j0·K + 4·(j − j0)
+  f.i32(k.pack!);
+  j0();
+  f.i32(4 * K).i32Mul().i32Add().get(j).i32(4).i32Mul().i32Add();
+  j0();
+  f.i32(4).i32Mul().i32Sub().i32Add();
+}
+
+/** Row p of an untransposed B (at src) into its panels (p in `p`); dst is scratch. */
+function copyRowIntoPanels(f: Body, k: MatmulKernel, V: number, p: Local, src: Local, dst: Local, off?: Local): void {
+  const { N, K } = k;
+  const w = 4 * V;
+  for (let j0 = 0; j0 < N; j0 += w) {
+    const width = Math.min(w, N - j0);
+    f.i32(k.pack! + 4 * j0 * K).get(p).i32(4 * width).i32Mul().i32Add();
+    if (off) f.get(off).i32Add();
+    f.set(dst);
+    for (let v = 0; v < width / 4; v++) f.get(dst).get(src).v128Load(4 * j0 + 16 * v).v128Store(16 * v);
+  }
+}
+
+/** Every row of an untransposed B (of this batch matrix: tB) into its panels; j, src, dst and counter are scratch. */
+function packRowsInto(f: Body, k: MatmulKernel, V: number, tB: Local, j: Local, src: Local, dst: Local, counter: Local, off?: Local): void {
   f.i32(k.b).get(tB).i32Add().set(src);
-  f.assign(dstRow, k.pack!);
-  f.repeat(counterJ, N, () => {
-    f.get(dstRow).set(dst);
-    f.repeat(counterP, K, () => {
-      f.get(dst).get(src).f32Load(0).f32Store(0);
-      f.bump(src, 4).bump(dst, 4 * N);
-    });
-    f.bump(dstRow, 4);
+  f.assign(j, 0);
+  f.repeat(counter, k.K, () => {
+    copyRowIntoPanels(f, k, V, j, src, dst, off);
+    f.bump(src, 4 * k.N).bump(j, 1);
   });
 }
 
+/** The panel of B starting at column j (`vecs` vectors wide): its K rows B[p, j..] → panel[p], at panelAt; src, dst and counter are scratch. */
+function copyPanel(f: Body, k: MatmulKernel, vecs: number, tB: Local, j: Local, panelAt: Local, src: Local, dst: Local, counter: Local): void {
+  f.i32(k.b).get(tB).i32Add().get(j).i32(4).i32Mul().i32Add().set(src);
+  f.get(panelAt).set(dst);
+  f.repeat(counter, k.K, () => {
+    for (let v = 0; v < vecs; v++) f.get(dst).get(src).v128Load(16 * v).v128Store(16 * v);
+    f.bump(src, 4 * k.N).bump(dst, 16 * vecs);
+  });
+}
+
+/** P[p, j] = B[j, p] into the pack area: B is read in order, P written down its columns. */
+function packInto(f: Body, k: MatmulKernel, tB: Local, src: Local, dst: Local, dstRow: Local, counterJ: Local, counterP: Local, off?: Local): void {
+  const { K } = k;
+  const { vecs: V } = k.tile ?? DEFAULT_TILE;
+  const [j, step] = [f.local('i32'), f.local('i32')];
+  f.i32(k.b).get(tB).i32Add().set(src);
+  f.assign(j, 0);
+  f.repeat(counterJ, k.N, () => {
+    packedColumn(f, k, V, j, step, off);
+    f.set(dst);
+    f.repeat(counterP, K, () => {
+      f.get(dst).get(src).f32Load(0).f32Store(0);
+      f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
+    });
+    f.bump(j, 1);
+  });
+  void dstRow;
+}
+
 /**
- * The packing of a ranged kernel's transposed B, as a function of its own (one matrix): of the
- * two parameters [start, end) of the rows of the stored B (the columns j of the packed P), so that
- * threads can pack disjoint columns; each P[p, j] is a copy, so no split changes a bit.
+ * The packing of a ranged kernel's B (transposed, or untransposed with a pack area), as a function
+ * of its own (one matrix): of the two parameters [start, end) of the rows of the stored B (the
+ * columns j of the packed P where B is transposed, its rows p where not), so that threads can pack
+ * disjoint parts; each P[p, j] is a copy, so no split changes a bit.
  */
 export function packBody(k: MatmulKernel): Body {
   const f = new Body(2);
   const { N, K } = k;
-  if (!k.transB || K === 0 || k.M * N === 0) return f;
-  const [j, src, dst, dstRow, counterP] = Array.from({ length: 5 }, () => f.local('i32'));
+  if (k.pack === undefined || K === 0 || k.M * N === 0) return f;
+  const { vecs: V } = k.tile ?? DEFAULT_TILE;
+  const [j, src, dst, step, counterP] = Array.from({ length: 5 }, () => f.local('i32'));
   const [start, end] = [f.param(0), f.param(1)];
   f.get(start).set(j);
-  f.i32(k.b).get(j).i32(4 * K).i32Mul().i32Add().set(src); // B[j, 0]
-  f.i32(k.pack!).get(j).i32(4).i32Mul().i32Add().set(dstRow); // P[0, j]
+  f.i32(k.b).get(j).i32(4 * (k.transB ? K : N)).i32Mul().i32Add().set(src); // B's row j
   f.loopUntil(
     () => f.get(j).get(end).i32GeS(),
     () => {
-      f.get(dstRow).set(dst);
-      f.repeat(counterP, K, () => {
-        f.get(dst).get(src).f32Load(0).f32Store(0);
-        f.bump(src, 4).bump(dst, 4 * N);
-      });
-      f.bump(dstRow, 4).bump(j, 1);
+      if (k.transB) {
+        packedColumn(f, k, V, j, step);
+        f.set(dst);
+        f.repeat(counterP, K, () => {
+          f.get(dst).get(src).f32Load(0).f32Store(0);
+          f.bump(src, 4).get(dst).get(step).i32Add().set(dst);
+        });
+      } else {
+        copyRowIntoPanels(f, k, V, j, src, dst);
+        f.bump(src, 4 * N);
+      }
+      f.bump(j, 1);
     },
   );
   return f;
