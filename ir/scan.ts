@@ -157,8 +157,8 @@ export function boundLength(inst: InstOf<'scan'>, dims: Readonly<Record<string, 
  * scan_out's name (a backward graph reads forward values by name). Nested scans unroll in turn.
  * A scan over a symbolic length cannot unroll: that is an error located at the g.scan call.
  */
-export function unrollScans(g: Graph, forward?: Graph): void {
-  while (g.insts.some((i) => i.op === 'scan')) unrollOnce(g, forward);
+export function unrollScans(g: Graph, forward?: Graph, which: (s: InstOf<'scan'>) => boolean = () => true): void {
+  while (g.insts.some((i) => i.op === 'scan' && which(i))) unrollOnce(g, forward, which);
   if (g.kind === 'backward' && forward) readForwardMasks(g, forward);
 }
 
@@ -212,7 +212,7 @@ function readForwardMasks(g: Graph, forward: Graph): void {
   g.remove(dead);
 }
 
-function unrollOnce(g: Graph, forward: Graph | undefined): void {
+function unrollOnce(g: Graph, forward: Graph | undefined, which: (s: InstOf<'scan'>) => boolean): void {
   // reads of forward values first (they have no operands): a step may read one (storedStep)
   const old = [...g.insts.filter((i) => i.op === 'fwd'), ...g.insts.filter((i) => i.op !== 'fwd')];
   g.insts = [];
@@ -220,10 +220,10 @@ function unrollOnce(g: Graph, forward: Graph | undefined): void {
   const subst = new Map<ValueId, ValueId>();
   const fresh = new Set<ValueId>();
   for (const inst of old) {
-    if (inst.op === 'scan') {
+    if (inst.op === 'scan' && which(inst)) {
       g.names.release(g.value(inst.result).name);
       results.set(inst.result, unrollScan(g, inst, fresh, forward));
-    } else if (inst.op === 'scan_out') {
+    } else if (inst.op === 'scan_out' && results.has(inst.args[0]!)) {
       let v = results.get(inst.args[0]!)![inst.attrs.index]!;
       // the result takes the scan_out's name (a backward graph may read it): a value the scan
       // passed through unchanged gets a view of that name
