@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import ts from 'typescript';
 import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
-import { valueName } from '../../ir/memplan.js';
+import { allUnits, valueName } from '../../ir/memplan.js';
 import type { Size } from '../../ir/dims.js';
 import { bindShape, isStatic, numelSize, sizeText, symbols } from '../../ir/dims.js';
 import type { Loc, ValueId } from '../../ir/types.js';
@@ -94,7 +94,7 @@ function probe(m: ModuleInfo, units: readonly Unit[], dims: Dims): Probe {
     const id = plan.bufferOf.get(root(valueName(g, v)));
     return id === undefined ? undefined : offsets[id];
   };
-  const graphs = new Map([m.fwd, m.bwd].map((g) => [g, bound(g, dims)]));
+  const graphs = new Map([m.fwd, m.bwd, ...plan.bodies.keys()].map((g) => [g, bound(g, dims)]));
   const at = (u: Unit): Unit => ({ ...u, graph: graphs.get(u.graph)! });
   // the accumulators of every reduction (one area: the units run one after another)
   const accAt = end;
@@ -319,7 +319,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
   const syms = symbols(m.fwd);
   const deg = degrees(m, syms);
-  const units = [...m.plan.units.forward, ...m.plan.units.backward];
+  const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const probes = points.map((p) => probe(m, units, p));
   const fitNum = (values: number[]) => {
