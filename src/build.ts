@@ -166,7 +166,7 @@ function refuseGradientOptions(fwd: Graph, model: LoadedModel, opts: CompileOpti
 export function compileGraphs(
   file: string,
   opts: CompileOptions = {},
-): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph; unrolled?: { fwd: Graph; bwd: Graph; plan: Plan } } {
+): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph; unrolled?: { fwd: Graph; bwd: Graph; plan: Plan } | CompileError } {
   const { model, traced } = traceFile(file, { traceTimeout: opts.traceTimeout });
   const fwd = traced.graph;
   if (isForwardOnly(fwd)) refuseGradientOptions(fwd, model, opts);
@@ -178,7 +178,14 @@ export function compileGraphs(
   const loops = targets.some((t) => t === 'ts' || t === 'wasm');
   const unrolledCopy = loops && !loopTargets(targets) && fwd.insts.some((i) => i.op === 'scan') ? fwd.clone() : undefined;
   const { bwd, plan } = lower(fwd, { ...opts, loops });
-  const unrolled = unrolledCopy && { fwd: unrolledCopy, ...lower(unrolledCopy, { ...opts, loops: false, afterPass: undefined }) };
+  // a lowering the GPU modules cannot take (a symbolic number of steps) skips them, with its error
+  let unrolled: { fwd: Graph; bwd: Graph; plan: Plan } | CompileError | undefined;
+  try {
+    unrolled = unrolledCopy && { fwd: unrolledCopy, ...lower(unrolledCopy, { ...opts, loops: false, afterPass: undefined }) };
+  } catch (e) {
+    if (!(e instanceof CompileError)) throw e;
+    unrolled = e;
+  }
   return { model, fwd, bwd, plan, warnings: traced.warnings, traced: copy, unrolled };
 }
 
@@ -205,6 +212,7 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
     const mi = (target === 'gpu' || target === 'webgpu') && info.unrolled ? info.unrolled : info;
     let code: string;
     try {
+      if (mi instanceof Error) throw mi;
       code = emit(mi);
     } catch (e) {
       if (!(e instanceof CompileError) || targets.length === 1) throw e;
@@ -256,7 +264,7 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
     sourceLine,
     derived: opts.hvp || opts.jvp ? { hvp: opts.hvp ? derivedInfo('hvp') : undefined, jvp: opts.jvp ? derivedInfo('jvp') : undefined } : undefined,
   };
-  if (unrolled) Object.assign(info, { unrolled: { ...info, ...unrolled, derived: undefined } });
+  if (unrolled) Object.assign(info, { unrolled: unrolled instanceof CompileError ? unrolled : { ...info, ...unrolled, derived: undefined } });
   const skipped: CompileError[] = [];
   const files = await emitFiles(info, opts.targets, skipped);
   if (files.some((f) => f.name.endsWith('.js'))) files.push(OUTPUT_PACKAGE_JSON);

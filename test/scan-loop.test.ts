@@ -5,7 +5,7 @@
 // not grow with the number of steps.
 
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Graph } from '../ir/graph.js';
@@ -14,7 +14,7 @@ import { interpret, outputsOf } from '../ir/interp.js';
 import { compile, compileGraphs, traceFile } from '../src/build.js';
 import type { Target } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
-import { modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
+import { modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './helpers.js';
 
 const HEAD = "import { model } from 'graphc';\n";
 type Args = { params: Arrays; inputs: Arrays };
@@ -201,5 +201,24 @@ describe('the module size does not depend on the number of steps', () => {
     };
     const [a, b] = [await size(16), await size(64)];
     for (const f of ['lstm.js', 'lstm.wasm.js']) expect(Math.abs(b[f]! - a[f]!) / a[f]!, f).toBeLessThan(0.1);
+  });
+});
+
+describe('a symbolic number of steps on the GPU targets, which unroll scans', () => {
+  const file = 'test/fixtures/scan/symbolic-length.ts';
+  const message = `${file}:5:17: error: g.scan over the symbolic length T: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time
+  5 |   const [h] = g.scan((h, x) => [h.add(x).tanh(), null], h0, xs);
+    |                 ^^^^
+  fix: build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time
+`;
+  it('is a located build error for --target gpu; beside the flat module, the GPU.js module is skipped with that warning', async () => {
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', file, '--target', 'gpu', '--out', out]);
+    expect(r.err).toBe(message);
+    expect(r.code).toBe(1);
+    const both = await run(['build', file, '--target', 'ts,gpu', '--out', out]);
+    expect(both.code).toBe(0);
+    expect(both.err).toContain(`${file}:5:17: warning: the gpu target is skipped (the other targets are built): g.scan over the symbolic length T`);
+    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.grad.ir', 'bad.ir', 'bad.js', 'bad.ts', 'package.json']);
   });
 });
