@@ -212,7 +212,8 @@ export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = m
       if (env.launch) env.launch(s.launch, mem, dims);
       else evalLaunch(s.launch, mem, dims, { f32: env.f32 });
       env.after?.(s.launch, mem);
-    } else out[s.output] = Float64Array.from(mem(s.array));
+    } else if (s.kind === 'loop') throw new TypeError(`kernel form: loop ${s.scan}: the evaluator does not run loops (the host's copies of the steps' slices are not in the program yet)`);
+    else out[s.output] = Float64Array.from(mem(s.array));
   }
   return out;
 }

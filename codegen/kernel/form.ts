@@ -183,7 +183,14 @@ export type Step =
   | { readonly kind: 'stage'; readonly array: string; readonly source: 'param' | 'input' | 'state'; readonly key: string }
   | { readonly kind: 'launch'; readonly launch: Launch }
   /** Reads an output (or a gradient) back from its array. */
-  | { readonly kind: 'read'; readonly output: string; readonly array: string };
+  | { readonly kind: 'read'; readonly output: string; readonly array: string }
+  /**
+   * A scan that stays a loop (ir/loops.ts): `steps`, the body's launches (nested loops included),
+   * run `length` times (from the last step when `reverse`). Before each run the host copies the
+   * step's slices of the xs into the body's operand arrays, after it writes the ys at the step
+   * and copies the new carries back (the scan's IR line, `scan`, says which arrays).
+   */
+  | { readonly kind: 'loop'; readonly scan: string; readonly length: Size; readonly reverse: boolean; readonly steps: readonly Step[] };
 
 export interface Entry {
   readonly name: 'forward' | 'valueAndGrad';

@@ -287,7 +287,18 @@ function stages(L: Lowerer, fwd: Graph): Step[] {
 export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit) => string[] = irLines): HostProgram {
   const L = new Lowerer(plan);
   const staged = stages(L, fwd);
-  const launches = (us: readonly Unit[]): Step[] => us.flatMap((u) => lowerUnit(L, u, note(u))).map((launch) => ({ kind: 'launch', launch }));
+  // a scan that stays a loop: a loop step holding its body's launches; its results need no launch
+  const launches = (us: readonly Unit[]): Step[] =>
+    us.flatMap((u): Step[] => {
+      const first = u.insts[0]!;
+      if (first.op === 'scan_out') return [];
+      if (first.op === 'scan') {
+        const body = u.graph.bodies[first.attrs.body]!;
+        const steps = launches(plan.bodies.get(body) ?? []);
+        return [{ kind: 'loop', scan: u.graph.value(first.result).name, length: size(first.attrs.length[0]!), reverse: first.attrs.reverse === true, steps }];
+      }
+      return lowerUnit(L, u, note(u)).map((launch) => ({ kind: 'launch', launch }));
+    });
   const forward = launches(plan.units.forward);
   const backward = launches(plan.units.backward);
   const reads = (g: Graph, names?: ReadonlySet<string>): Step[] =>
@@ -305,11 +316,14 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
 export function launchesOf(p: HostProgram): Launch[] {
   const seen = new Set<string>();
   const out: Launch[] = [];
-  for (const e of p.entries)
-    for (const s of e.steps)
-      if (s.kind === 'launch' && !seen.has(s.launch.name)) {
+  const visit = (steps: readonly Step[]): void => {
+    for (const s of steps)
+      if (s.kind === 'loop') visit(s.steps);
+      else if (s.kind === 'launch' && !seen.has(s.launch.name)) {
         seen.add(s.launch.name);
         out.push(s.launch);
       }
+  };
+  for (const e of p.entries) visit(e.steps);
   return out;
 }

@@ -136,10 +136,18 @@ function fmtArray(a: ArrayDecl): string {
   return `array ${a.name}: ${a.dtype}[${fmtSize(a.numel)}] ${where}`;
 }
 
-function fmtStep(s: Step): string {
-  if (s.kind === 'stage') return `stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`;
-  if (s.kind === 'launch') return `launch ${s.launch.name}`;
-  return `read ${JSON.stringify(s.output)} = ${s.array}`;
+function fmtStep(s: Step, pad: string): string[] {
+  if (s.kind === 'stage') return [`${pad}stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`];
+  if (s.kind === 'launch') return [`${pad}launch ${s.launch.name}`];
+  if (s.kind === 'loop') return [`${pad}loop ${s.scan} ${fmtSize(s.length)}${s.reverse ? ' reverse' : ''}`, ...s.steps.flatMap((x) => fmtStep(x, `${pad}  `)), `${pad}endloop`];
+  return [`${pad}read ${JSON.stringify(s.output)} = ${s.array}`];
+}
+
+/** The launches of some steps, loops' included, each once in order. */
+function collect(steps: readonly Step[], seen: Set<string>, into: Launch[]): void {
+  for (const s of steps)
+    if (s.kind === 'loop') collect(s.steps, seen, into);
+    else if (s.kind === 'launch' && !seen.has(s.launch.name)) (seen.add(s.launch.name), into.push(s.launch));
 }
 
 /** The whole host program: buffers, arrays, entry points, then each launch once. */
@@ -148,8 +156,8 @@ export function printProgram(p: HostProgram): string {
   const seen = new Set<string>();
   const launches: Launch[] = [];
   for (const e of p.entries) {
-    out.push('', `entry ${e.name}`, ...e.steps.map((s) => `  ${fmtStep(s)}`), 'end');
-    for (const s of e.steps) if (s.kind === 'launch' && !seen.has(s.launch.name)) (seen.add(s.launch.name), launches.push(s.launch));
+    out.push('', `entry ${e.name}`, ...e.steps.flatMap((s) => fmtStep(s, '  ')), 'end');
+    collect(e.steps, seen, launches);
   }
   for (const l of launches) out.push('', ...(l.kind === 'kernel' ? printKernel(l) : printRoutine(l)));
   return out.join('\n') + '\n';
