@@ -15,7 +15,8 @@ import { printInst } from '../../ir/print.js';
 import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
-import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, Routine, RoutineCall, Step, Store, View } from './form.js';
+import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, LoopMoves, Routine, RoutineCall, Step, Store, View } from './form.js';
+import { bodyInputs, scanParts } from '../../ir/scan.js';
 import type { AluCtx, LayoutOp, Lowering } from './rules.js';
 import { Dag, LOWERING } from './rules.js';
 
@@ -295,7 +296,7 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
       if (first.op === 'scan') {
         const body = u.graph.bodies[first.attrs.body]!;
         const steps = launches(plan.bodies.get(body) ?? []);
-        return [{ kind: 'loop', scan: u.graph.value(first.result).name, length: size(first.attrs.length[0]!), reverse: first.attrs.reverse === true, steps }];
+        return [{ kind: 'loop', scan: u.graph.value(first.result).name, length: size(first.attrs.length[0]!), reverse: first.attrs.reverse === true, steps, moves: loopMoves(L, u.graph, first) }];
       }
       return lowerUnit(L, u, note(u)).map((launch) => ({ kind: 'launch', launch }));
     });
@@ -310,6 +311,30 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
   const buffers = plan.buffers.map((b) => ({ id: b.id, dtype: b.dtype, size: b.size }));
   const arrays = [...L.arrays.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { name: fwd.name, buffers, arrays, entries };
+}
+
+/** The host's copies around a scan's loop (codegen/ts/loop.ts writes the same in the flat module). */
+function loopMoves(L: Lowerer, g: Graph, scan: InstOf<'scan'>): LoopMoves {
+  const p = scanParts(g, scan);
+  const ins = bodyInputs(p.body);
+  const results = new Map<number, ValueId>();
+  for (const i of g.insts) if (i.op === 'scan_out' && i.args[0] === scan.result) results.set(i.attrs.index, i.result);
+  const arr = (gr: Graph, v: ValueId) => L.array(gr, v);
+  const init = [...Array(scan.args.length).keys()].filter((k) => k < p.carries || k >= p.carries + p.xs).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(g, scan.args[k]!) }));
+  const xs = [...Array(p.xs).keys()].map((j) => {
+    const x = scan.args[p.carries + j]!;
+    return { stacked: arr(g, x), step: arr(p.body, ins[p.carries + j]!.result), shape: g.type(x).shape, axis: scan.attrs.xaxes[j]! };
+  });
+  const ys = [...Array(p.ys).keys()].flatMap((j) => {
+    const out = results.get(p.carries + j);
+    return out === undefined ? [] : [{ stacked: arr(g, out), step: arr(p.body, p.body.outputs[p.carries + j]!.value), shape: g.type(out).shape, axis: scan.attrs.yaxes[j]! }];
+  });
+  const carries = [...Array(p.carries).keys()].filter((k) => p.body.outputs[k]!.value !== ins[k]!.result).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(p.body, p.body.outputs[k]!.value) }));
+  const out = [...Array(p.carries).keys()].flatMap((k) => {
+    const r = results.get(k);
+    return r === undefined ? [] : [{ to: arr(g, r), from: arr(p.body, ins[k]!.result) }];
+  });
+  return { init, xs, ys, carries, out };
 }
 
 /** The kernels and routines of a host program, each once, in launch order. */

@@ -2,7 +2,7 @@
 // are skipped; comment lines inside a block are its notes. Errors name the line.
 
 import type { Dim, Size } from '../../ir/dims.js';
-import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Node, Routine, RoutineCall, Step, Store, View } from './form.js';
+import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Move, Node, Routine, RoutineCall, Step, StepSlice, Store, View } from './form.js';
 
 class Lines {
   private at = 0;
@@ -193,13 +193,22 @@ export function parseLaunch(text: string): Launch {
 type Pending = { list: (Step | undefined)[]; step: number; name: string };
 
 /** The steps of an entry or a loop, up to `end` (its launches pending until every launch is read). */
-function parseSteps(L: Lines, end: string, pending: Pending[], what: string): (Step | undefined)[] {
+function parseSteps(L: Lines, end: string, pending: Pending[], what: string, moves?: { init: Move[]; xs: StepSlice[]; ys: StepSlice[]; carries: Move[]; out: Move[] }): (Step | undefined)[] {
   const list: (Step | undefined)[] = [];
   for (let s = L.next().trim(); s !== end; s = L.next().trim()) {
     const loop = /^loop (\w+) (\S+)( reverse)?$/.exec(s);
+    const mv = /^(in|carry|out) (\w+) = (\w+)$/.exec(s);
+    const sl = /^(slice (\w+) = (\w+)|stack (\w+)) axis (\d+) of \[(.*)\]( = (\w+))?$/.exec(s);
     if (loop) {
-      const steps = parseSteps(L, 'endloop', pending, `loop ${loop[1]}`);
-      list.push({ kind: 'loop', scan: loop[1]!, length: parseSize(loop[2]!), reverse: loop[3] !== undefined, steps: steps as Step[] });
+      const moves = { init: [] as Move[], xs: [] as StepSlice[], ys: [] as StepSlice[], carries: [] as Move[], out: [] as Move[] };
+      const steps = parseSteps(L, 'endloop', pending, `loop ${loop[1]}`, moves);
+      list.push({ kind: 'loop', scan: loop[1]!, length: parseSize(loop[2]!), reverse: loop[3] !== undefined, steps: steps as Step[], moves });
+    } else if (mv && moves) {
+      (mv[1] === 'in' ? moves.init : mv[1] === 'carry' ? moves.carries : moves.out).push({ to: mv[2]!, from: mv[3]! });
+    } else if (sl && moves) {
+      const shape = sl[6] === '' ? [] : sl[6]!.split(',').map((d) => (/^\d+$/.test(d) ? Number(d) : d));
+      if (sl[2] !== undefined) moves.xs.push({ step: sl[2], stacked: sl[3]!, shape, axis: Number(sl[5]) });
+      else moves.ys.push({ stacked: sl[4]!, step: sl[8]!, shape, axis: Number(sl[5]) });
     } else {
       const m = /^launch (\w+)$/.exec(s);
       if (m) {

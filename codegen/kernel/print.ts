@@ -13,7 +13,7 @@
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { fmtNumber } from '../../ir/print.js';
-import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, View } from './form.js';
+import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, StepSlice, View } from './form.js';
 import { argsOf } from './form.js';
 
 /** A size as a product: `64`, `B`, `64*B`, `-2*B*T`. */
@@ -139,7 +139,21 @@ function fmtArray(a: ArrayDecl): string {
 function fmtStep(s: Step, pad: string): string[] {
   if (s.kind === 'stage') return [`${pad}stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`];
   if (s.kind === 'launch') return [`${pad}launch ${s.launch.name}`];
-  if (s.kind === 'loop') return [`${pad}loop ${s.scan} ${fmtSize(s.length)}${s.reverse ? ' reverse' : ''}`, ...s.steps.flatMap((x) => fmtStep(x, `${pad}  `)), `${pad}endloop`];
+  if (s.kind === 'loop') {
+    const m = s.moves;
+    const q = `${pad}  `;
+    const sl = (x: StepSlice) => `axis ${x.axis} of [${x.shape.join(',')}]`;
+    return [
+      `${pad}loop ${s.scan} ${fmtSize(s.length)}${s.reverse ? ' reverse' : ''}`,
+      ...m.init.map((x) => `${q}in ${x.to} = ${x.from}`),
+      ...m.xs.map((x) => `${q}slice ${x.step} = ${x.stacked} ${sl(x)}`),
+      ...s.steps.flatMap((x) => fmtStep(x, q)),
+      ...m.ys.map((x) => `${q}stack ${x.stacked} ${sl(x)} = ${x.step}`),
+      ...m.carries.map((x) => `${q}carry ${x.to} = ${x.from}`),
+      ...m.out.map((x) => `${q}out ${x.to} = ${x.from}`),
+      `${pad}endloop`,
+    ];
+  }
   return [`${pad}read ${JSON.stringify(s.output)} = ${s.array}`];
 }
 
