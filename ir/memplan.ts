@@ -245,7 +245,9 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
 
 /** The plan as comment lines for a graph's IR file. */
 export function describePlan(plan: Plan, g: Graph): string[] {
-  const mine = new Set(g.insts.map((i) => g.value(i.result).name));
+  // a graph's values, its loops' bodies' included
+  const names = (x: Graph): string[] => x.insts.flatMap((i) => [x.value(i.result).name, ...(i.op === 'scan' ? names(x.bodies[i.attrs.body]!) : [])]);
+  const mine = new Set(names(g));
   const used = plan.buffers.filter((b) => b.values.some((x) => mine.has(x.name)));
   const kib = (n: number) => (n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
   // bytes, with the symbols of symbolic sizes as factors: `256 B × B`

@@ -108,7 +108,7 @@ async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'],
       run.push(['wasm 2 threads', threaded]);
     }
   }
-  return { files: new Map(c.files.map((f) => [f.name, f.content])), run, close: () => threaded?.destroy() };
+  return { files: new Map(c.files.map((f) => [f.name, String(f.content)])), run, close: () => threaded?.destroy() };
 }
 
 /** Loss, outputs and every gradient of each module against the float64 interpreter (and the unrolled loop's gradients). */
