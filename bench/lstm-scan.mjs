@@ -1,11 +1,13 @@
 // The char LSTM of examples/lstm.ts (batch 16, hidden 128) written with g.scan and with a `for`
 // loop, at several sequence lengths: `graphc build` time, module sizes, and one training step
-// (valueAndGrad) of the flat and wasm modules, the two models taking turns (issue #32).
+// (valueAndGrad) of the flat and wasm modules (one thread), the two models taking turns (issue #32).
 //
-//   npm run build && node bench/lstm-scan.mjs [--steps=16,64] [--rounds=8]
+//   npm run build && node bench/lstm-scan.mjs [--steps=16,64,256] [--for-steps=16,64] [--rounds=8]
 //
-// Today the targets unroll a scan (docs/dsl.md), so both models build to modules that grow with
-// the number of steps; this is the yardstick for the targets that will run the loop.
+// The flat and wasm modules run the scan as a loop (its body once: the module's size does not
+// depend on the number of steps); the `for` loop unrolls, so its build and module grow with the
+// steps (--for-steps: the lengths at which it is built too; 256 steps take minutes). The machine's
+// load averages are printed with the timings.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -14,7 +16,8 @@ import { pathToFileURL } from 'node:url';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const arg = (k, d) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d;
-const STEPS = arg('steps', '16,64').split(',').map(Number);
+const STEPS = arg('steps', '16,64,256').split(',').map(Number);
+const FOR_STEPS = arg('for-steps', '16,64').split(',').map(Number);
 const ROUNDS = Number(arg('rounds', '8'));
 const dir = mkdtempSync(path.join(os.tmpdir(), 'graphc-lstm-'));
 
@@ -40,10 +43,20 @@ async function stepper(out, file) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+const built = new Map();
 for (const T of STEPS) {
   const scan = build(T, false);
-  const loop = build(T, true);
-  console.log(`T = ${T}: build ${(scan.ms / 1000).toFixed(1)} s (scan), ${(loop.ms / 1000).toFixed(1)} s (for); flat module ${kb(scan.ts)} / ${kb(loop.ts)}, wasm module ${kb(scan.wasm)} / ${kb(loop.wasm)}`);
+  const loop = FOR_STEPS.includes(T) ? build(T, true) : undefined;
+  built.set(T, { scan, loop });
+  console.log(
+    `T = ${T}: build ${(scan.ms / 1000).toFixed(1)} s (scan)${loop ? `, ${(loop.ms / 1000).toFixed(1)} s (for)` : ''}; flat module ${kb(scan.ts)}${loop ? ` / ${kb(loop.ts)}` : ''}, wasm module ${kb(scan.wasm)}${loop ? ` / ${kb(loop.wasm)}` : ''}   [load ${load()}]`,
+  );
+}
+for (const T of STEPS) {
+  const { scan, loop } = built.get(T);
+  if (!loop) continue;
+  console.log(`T = ${T}, steps   [load ${load()}]`);
   for (const file of ['lstm.js', 'lstm.wasm.js']) {
     const a = await stepper(scan.out, file);
     const b = await stepper(loop.out, file);

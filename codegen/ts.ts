@@ -5,7 +5,7 @@
 
 import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
-import { valueName } from '../ir/memplan.js';
+import { allUnits, valueName } from '../ir/memplan.js';
 import type { Size } from '../ir/dims.js';
 import { isStatic, numelSize, size, sizeEq, sizeText, symbols } from '../ir/dims.js';
 import type { InstOf, Value, ValueId } from '../ir/types.js';
@@ -26,10 +26,15 @@ export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 
 const ARRAY = { f32: 'Float32Array', i32: 'Int32Array' } as const;
 
+/** The graphs whose values the module's arena names: the forward, the backward and the bodies of their loops. */
+export function moduleGraphs(m: ModuleInfo): Graph[] {
+  return [m.fwd, m.bwd, ...m.plan.bodies.keys()];
+}
+
 /** Identifiers for the module's own helpers that no value name can shadow. */
 function codeNames(m: ModuleInfo): (base: string) => string {
   const taken = new Set<string>(symbols(m.fwd));
-  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
+  for (const g of moduleGraphs(m)) for (const inst of g.insts) taken.add(g.value(inst.result).name);
   return (base) => {
     let n = base;
     for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
@@ -47,7 +52,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   const plan = m.plan;
   const codeName = codeNames(m);
   const kernels = new Kernels(codeName);
-  for (const u of [...plan.units.forward, ...plan.units.backward])
+  for (const u of allUnits(plan))
     if (u.insts[0]!.op === 'matmul') kernels.count(matmulKernel(new Emitter(m, plan, codeName, kernels, t, true), u).body.join('\n'));
   const fwd = new Emitter(m, plan, codeName, kernels, t, false, backend);
   const fwdCode = plan.units.forward.flatMap((u) => fwd.unit(u));
@@ -90,7 +95,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   for (const b of plan.buffers) if (!isStatic(b.size)) perSym.set(b.size.syms.join(' × '), (perSym.get(b.size.syms.join(' × ')) ?? 0) + b.size.coef * 4);
   const bytesText = [kib(staticBytes), ...[...perSym].map(([d, n]) => `${kib(n)} × ${d}`)].join(' + ');
   const values = new Map<string, Value>();
-  for (const g of [m.bwd, m.fwd]) for (const inst of g.insts) values.set(g.value(inst.result).name, g.value(inst.result));
+  for (const g of [m.bwd, m.fwd, ...plan.bodies.keys()]) for (const inst of g.insts) values.set(g.value(inst.result).name, g.value(inst.result));
   /**
    * A value's array: its buffer, or an exact-length view of a larger shared one (made once, or
    * when a call changes the sizes of symbolic dimensions: a symbolic buffer may be larger).
@@ -110,7 +115,7 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   // whose size has symbols start empty and grow with the largest sizes a call brings
   const arrays = plan.buffers.map((b) => `new ${ARRAY[b.dtype]}(${isStatic(b.size) ? b.size.coef : 0})`);
   const entries: string[] = [];
-  for (const g of [m.fwd, m.bwd])
+  for (const g of moduleGraphs(m))
     for (const inst of g.insts) {
       const name = g.value(inst.result).name;
       const s = plan.storage.get(name);
@@ -130,8 +135,8 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
         if (rs.kind === 'buffer' || rs.kind === 'param' || rs.kind === 'input' || rs.kind === 'state') entries.push(`${key(name)}: ${view(r)}, // a view of ${s.of}`);
       }
     }
-  const accSize = maxSizeCode(plan.units.forward.concat(plan.units.backward).map((u) => accNeed(u)));
-  const accSlots = Math.max(0, ...plan.units.forward.concat(plan.units.backward).map((u) => accCount(u)));
+  const accSize = maxSizeCode(allUnits(plan).map((u) => accNeed(u)));
+  const accSlots = Math.max(0, ...allUnits(plan).map((u) => accCount(u)));
   for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${accSize}), // accumulators of column sums`);
   entries.push(...(backend?.entries ?? []));
 

@@ -14,7 +14,7 @@
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
 
 import type { Unit } from '../ir/memplan.js';
-import { valueName } from '../ir/memplan.js';
+import { allUnits, valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
 import { layoutPlan, polyConst } from '../ir/layout.js';
 import { commentText, key, member, typedAs, uniformConst } from './module.js';
@@ -81,7 +81,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   const offsets = layout.offsets.map(polyConst);
   let end = polyConst(layout.end);
   const address = addresses(plan, offsets);
-  const units = [...plan.units.forward, ...plan.units.backward];
+  const units = allUnits(plan);
   // scratch area: the accumulators of reductions (one row of the kept positions each)
   const accAt = end;
   end += Math.max(0, ...units.map((u) => {

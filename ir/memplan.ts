@@ -49,6 +49,16 @@ export interface Plan {
   readonly bufferOf: ReadonlyMap<string, number>;
   /** The unit that computes each value. */
   readonly unitOf: ReadonlyMap<string, Unit>;
+  /**
+   * The units of each scan body that stays a loop (ir/loops.ts), nested ones included: emitted once,
+   * inside the loop. Their values' arrays live through the scan's step.
+   */
+  readonly bodies: ReadonlyMap<Graph, Unit[]>;
+}
+
+/** Every unit of a plan: the forward's, the backward's and those of the loops' bodies. */
+export function allUnits(plan: Plan): Unit[] {
+  return [...plan.units.forward, ...plan.units.backward, ...[...plan.bodies.values()].flat()];
 }
 
 export function units(g: Graph): Unit[] {
@@ -82,18 +92,42 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
     for (const inst of u.insts) unitOf.set(u.graph.value(inst.result).name, u);
   });
   const END = all.length;
+  // the bodies of the scans that stay loops: their units, at the step of their outermost scan
+  const bodies = new Map<Graph, Unit[]>();
+  const bodyStep = new Map<Unit, number>();
+  const addBodies = (u: Unit, at: number): void => {
+    const s = u.insts[0]!;
+    if (s.op !== 'scan') return;
+    const body = u.graph.bodies[s.attrs.body]!;
+    const us = units(body);
+    bodies.set(body, us);
+    for (const b of us) {
+      bodyStep.set(b, at);
+      for (const inst of b.insts) unitOf.set(body.value(inst.result).name, b);
+      addBodies(b, at);
+    }
+  };
+  all.forEach((u, k) => addBodies(u, k));
 
   // storage kinds
   const lastUse = new Map<string, number>();
   const use = (name: string, at: number) => lastUse.set(name, Math.max(lastUse.get(name) ?? -1, at));
-  for (const g of [fwd, bwd]) {
+  for (const g of [fwd, bwd, ...bodies.keys()]) {
     const users = g.uses();
+    const isBody = g !== fwd && g !== bwd;
     for (const inst of g.insts) {
       const v = g.value(inst.result);
       const t = v.type;
       switch (inst.op) {
-        case 'param':
+        case 'scan':
+          // a token: the scan writes its results' arrays (scan_out), which live from the scan on
+          storage.set(v.name, { kind: 'register' });
+          continue;
         case 'input':
+          // a body's operands: the loop copies the carries, the steps' slices and the closed-over values in
+          storage.set(v.name, isBody ? { kind: 'buffer' } : { kind: inst.op, key: inst.attrs.name });
+          continue;
+        case 'param':
           storage.set(v.name, { kind: inst.op, key: inst.attrs.name });
           continue;
         case 'buffer':
@@ -139,9 +173,9 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   };
 
   // lifetimes, in steps: uses through aliases and forward reads count for the root
-  for (const g of [fwd, bwd])
-    for (const u of g === fwd ? forward : backward) {
-      const at = step.get(u)!;
+  for (const g of [fwd, bwd, ...bodies.keys()])
+    for (const u of g === fwd ? forward : g === bwd ? backward : bodies.get(g)!) {
+      const at = step.get(u) ?? bodyStep.get(u)!;
       for (const inst of u.insts) {
         use(root(g.value(inst.result).name), at);
         for (const a of inst.args) {
@@ -192,15 +226,28 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
     const at = step.get(u)!;
     for (const inst of u.insts) {
       const v = u.graph.value(inst.result);
-      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numelSize(v.type.shape), at, true);
+      // a scan's results are written by the scan: they live from its step (not sharing its operands' arrays)
+      const from = inst.op === 'scan_out' ? step.get(unitOf.get(u.graph.value(inst.args[0]!).name)!)! : at;
+      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numelSize(v.type.shape), from, true);
+      if (inst.op === 'scan') assignBody(u.graph.bodies[inst.attrs.body]!, at);
     }
   }
-  return { units: { forward, backward }, storage, buffers, bufferOf, unitOf };
+  /** A body's arrays (nested bodies' too): all live through the step of the scan. */
+  function assignBody(body: Graph, at: number): void {
+    for (const inst of body.insts) {
+      const v = body.value(inst.result);
+      if (storage.get(v.name)?.kind === 'buffer') assign(v.name, v.type.dtype, numelSize(v.type.shape), at, true);
+      if (inst.op === 'scan') assignBody(body.bodies[inst.attrs.body]!, at);
+    }
+  }
+  return { units: { forward, backward }, storage, buffers, bufferOf, unitOf, bodies };
 }
 
 /** The plan as comment lines for a graph's IR file. */
 export function describePlan(plan: Plan, g: Graph): string[] {
-  const mine = new Set(g.insts.map((i) => g.value(i.result).name));
+  // a graph's values, its loops' bodies' included
+  const names = (x: Graph): string[] => x.insts.flatMap((i) => [x.value(i.result).name, ...(i.op === 'scan' ? names(x.bodies[i.attrs.body]!) : [])]);
+  const mine = new Set(names(g));
   const used = plan.buffers.filter((b) => b.values.some((x) => mine.has(x.name)));
   const kib = (n: number) => (n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
   // bytes, with the symbols of symbolic sizes as factors: `256 B × B`

@@ -5,6 +5,8 @@ import { runPasses, cse, dce, factorReductions, flattenMatmuls, foldTransposes, 
 import { fuse } from './fusion.js';
 import { fuseComposites } from './rewrite.js';
 import { unrollScans } from './scan.js';
+import { dropCustomGrads } from './autodiff.js';
+import { bodyHasState } from './loops.js';
 
 /**
  * The forward passes run over each scan's region too, as a graph of its own (its inputs and its
@@ -29,5 +31,27 @@ export const BACKWARD_PASSES: readonly Pass[] = [simplify, foldTransposes, facto
  */
 export const LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-scans', run: (g, ctx) => unrollScans(g, ctx.forward) }];
 
+/**
+ * LOOP_PASSES of the targets that run loops (the flat and wasm modules; ir/loops.ts): only the
+ * scans whose step draws dropout masks or reads module state unroll, the others stay.
+ */
+export const KEPT_LOOP_PASSES: readonly Pass[] = [{ name: 'unroll-stateful-scans', run: (g, ctx) => unrollScans(g, ctx.forward, (s) => bodyHasState(g, s)) }];
+
+/**
+ * The schedule of each kept scan's body (nested bodies first): custom-gradient markers go, the
+ * forward passes (the reverse scan's body is the reverse pass's output), then fusion.
+ */
+export const loopBodies: Pass = {
+  name: 'loop-bodies',
+  run(g) {
+    for (const inst of g.insts) {
+      if (inst.op !== 'scan') continue;
+      const body = g.bodies[inst.attrs.body]!;
+      dropCustomGrads(body);
+      runPasses(body, [...FORWARD_PASSES.slice(1), loopBodies, dce, fuse], { keep: new Set() });
+    }
+  },
+};
+
 /** Both graphs, once the backward graph exists: forward values it no longer reads go, then fusion. */
-export const SCHEDULE_PASSES: readonly Pass[] = [dce, fuse];
+export const SCHEDULE_PASSES: readonly Pass[] = [dce, fuse, loopBodies];

@@ -27,7 +27,8 @@ const isF32 = (t: TensorType) => t.dtype === 'f32';
  * The contributions of a scan to its operands' gradients, (operand index, gradient), from the
  * gradients `cots` of its results (by result index), emitted into the sink's graph.
  */
-export function scanVjp(g: Graph, inst: InstOf<'scan'>, sink: Sink, cots: ReadonlyMap<number, ValueId>, active: ReadonlySet<ValueId>): [number, ValueId][] {
+export function scanVjp(g: Graph, scanInst: InstOf<'scan'>, sink: Sink, cots: ReadonlyMap<number, ValueId>, active: ReadonlySet<ValueId>): [number, ValueId][] {
+  let inst = scanInst;
   const p = scanParts(g, inst);
   const F = p.body;
   const fin = bodyInputs(F);
@@ -50,6 +51,35 @@ export function scanVjp(g: Graph, inst: InstOf<'scan'>, sink: Sink, cots: Readon
   const xsF = [...Array(p.xs).keys()].filter((j) => isF32(argT(p.carries + j)) && active.has(inst.args[p.carries + j]!));
   const closedF = [...Array(p.closed).keys()].filter((j) => isF32(argT(p.carries + p.xs + j)) && active.has(inst.args[p.carries + p.xs + j]!));
   const ysCot = [...Array(p.ys).keys()].filter((j) => cots.has(p.carries + j));
+  // the step's values the reverse pass reads (residuals), stored by the forward scan as more ys
+  // (stacked along axis 0), so that the reverse scan does not recompute the step's forward: found
+  // by a first run of the reverse pass into a scratch graph. Only for a scan of the graph being
+  // differentiated (not one inside a body being differentiated: depth 0).
+  const residuals =
+    depth === 0
+      ? residualsOf(
+          F,
+          fin,
+          [...carriesF.map((i) => F.outputs[i]!.value), ...ysCot.map((j) => F.outputs[p.carries + j]!.value)],
+          [...carriesF.map((i) => fin[i]!.result), ...xsF.map((j) => fin[p.carries + j]!.result), ...closedF.map((j) => fin[p.carries + p.xs + j]!.result)],
+        )
+      : [];
+  const resIdx = residuals.map((v) => {
+    const k = F.outputs.findIndex((o, j) => j >= p.carries && o.value === v);
+    if (k >= 0) return k;
+    F.outputs.push({ name: `r${F.outputs.length}`, value: v });
+    return F.outputs.length - 1;
+  });
+  if (resIdx.some((k) => k - p.carries >= inst.attrs.yaxes.length)) {
+    const yaxes = [...inst.attrs.yaxes, ...Array<number>(F.outputs.length - p.carries - inst.attrs.yaxes.length).fill(0)];
+    inst = { ...inst, attrs: { ...inst.attrs, yaxes } };
+    g.replaceInst(g.def(inst.result), inst);
+  }
+  const resStored = resIdx.map(
+    (k) =>
+      g.insts.find((i) => i.op === 'scan_out' && i.args[0] === inst.result && i.attrs.index === k)?.result ??
+      g.append('scan_out', [inst.result], { index: k }, scanOutType(g, inst, k), inst.loc, { raw: 'scan_residual' }),
+  );
 
   // the reverse body
   const R = new Graph(`${F.name}_grad`, 'forward');
@@ -64,14 +94,22 @@ export function scanVjp(g: Graph, inst: InstOf<'scan'>, sink: Sink, cots: Readon
   const cIn = fin.slice(0, p.carries).map((c) => input(F.value(c.result).name, F.type(c.result)));
   const xIn = fin.slice(p.carries, p.carries + p.xs).map((x) => input(F.value(x.result).name, F.type(x.result)));
   const dyIn = ysCot.map((j) => input(`d${F.outputs[p.carries + j]!.name}`, F.type(F.outputs[p.carries + j]!.value)));
+  const rIn = residuals.map((v) => input(F.value(v).name || 'r', F.type(v)));
   const kIn = fin.slice(p.carries + p.xs).map((k) => input(F.value(k.result).name, F.type(k.result)));
   const map = emitBodyMap(R, F, [...cIn, ...xIn, ...kIn], fin);
+  residuals.forEach((v, k) => map.set(v, rIn[k]!));
   const rb = new Builder(R, inst.loc);
   const seeds: [ValueId, ValueId][] = [];
   carriesF.forEach((i, k) => seeds.push([F.outputs[i]!.value, dc[k]!]));
   ysCot.forEach((j, k) => seeds.push([F.outputs[p.carries + j]!.value, dyIn[k]!]));
   const wrt = [...carriesF.map((i) => fin[i]!.result), ...xsF.map((j) => fin[p.carries + j]!.result), ...closedF.map((j) => fin[p.carries + p.xs + j]!.result)];
-  const grads = backpropMany(F, seeds, wrt, { b: rb, read: (v) => map.get(v) ?? noValue(v) });
+  depth++;
+  let grads: (ValueId | undefined)[];
+  try {
+    grads = backpropMany(F, seeds, wrt, { b: rb, read: (v) => map.get(v) ?? noValue(v) });
+  } finally {
+    depth--;
+  }
   const rzeros = (v: ValueId) => rb.broadcast(rb.scalar(0), F.type(v).shape);
   const got = grads.map((d, k) => d ?? rzeros(wrt[k]!));
   const nc = carriesF.length;
@@ -90,8 +128,13 @@ export function scanVjp(g: Graph, inst: InstOf<'scan'>, sink: Sink, cots: Readon
   const read = (k: number) => sink.read(inst.args[k]!);
   const initDc = carriesF.map((i) => cots.get(i) ?? zeros(argT(i)));
   const initDk = closedF.map((j) => zeros(argT(p.carries + p.xs + j)));
-  const xs = [...stored.map((v) => sink.read(v!)), ...[...Array(p.xs).keys()].map((j) => read(p.carries + j)), ...ysCot.map((j) => cots.get(p.carries + j)!)];
-  const xaxes = [...storedIdx.map((k) => inst.attrs.yaxes[k - p.carries]!), ...inst.attrs.xaxes, ...ysCot.map((j) => inst.attrs.yaxes[j]!)];
+  const xs = [
+    ...stored.map((v) => sink.read(v!)),
+    ...[...Array(p.xs).keys()].map((j) => read(p.carries + j)),
+    ...ysCot.map((j) => cots.get(p.carries + j)!),
+    ...resStored.map((v) => sink.read(v)),
+  ];
+  const xaxes = [...storedIdx.map((k) => inst.attrs.yaxes[k - p.carries]!), ...inst.attrs.xaxes, ...ysCot.map((j) => inst.attrs.yaxes[j]!), ...resIdx.map(() => 0)];
   const closed = [...Array(p.closed).keys()].map((j) => read(p.carries + p.xs + j));
   const carries = [...initDc, ...initDk];
   tg.bodies.push(R);
@@ -114,6 +157,30 @@ export function scanVjp(g: Graph, inst: InstOf<'scan'>, sink: Sink, cots: Readon
   xsF.forEach((j, k) => res.push([p.carries + j, result(carries.length + k)]));
   carries.forEach((_c, k) => result(carries.length + nx + k));
   return res;
+}
+
+/** How deep the reverse pass is inside scans' bodies (residuals are stored at depth 0 only). */
+let depth = 0;
+
+/**
+ * The values of a body that its reverse pass reads and that are not its operands (nor constants):
+ * found by running the reverse pass into a scratch graph. A body holding a scan stores none.
+ */
+function residualsOf(F: Graph, fin: readonly InstOf<'input'>[], outs: readonly ValueId[], wrt: readonly ValueId[]): ValueId[] {
+  if (F.insts.some((i) => i.op === 'scan' || i.op === 'custom_grad' || i.op === 'dropout_mask')) return [];
+  const S = new Graph(`${F.name}_scratch`, 'forward');
+  const ins = fin.map((i, k) => S.append('input', [], { name: `i${k}` }, F.type(i.result), undefined, { exact: `i${k}` }));
+  const map = emitBodyMap(S, F, ins, [...fin]);
+  const seeds = outs.map((v, k): [ValueId, ValueId] => [v, S.append('input', [], { name: `s${k}` }, F.type(v), undefined, { exact: `s${k}` })]);
+  const read = new Set<ValueId>();
+  depth++;
+  try {
+    backpropMany(F, seeds, wrt, { b: new Builder(S), read: (v) => (read.add(v), map.get(v) ?? noValue(v)) });
+  } finally {
+    depth--;
+  }
+  const operands = new Set(fin.map((i) => i.result));
+  return F.insts.filter((i) => read.has(i.result) && !operands.has(i.result) && i.op !== 'const').map((i) => i.result);
 }
 
 function noValue(v: ValueId): never {

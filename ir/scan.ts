@@ -11,7 +11,8 @@
 //
 // Here: the types of the results, the verifier's checks of a region, the float64 slicing and
 // stacking the interpreter uses, and `unrollScans`, which turns every scan into its steps for the
-// targets that run no loops yet (all of them today; docs/dsl.md).
+// targets that run no loops (the GPU.js and WebGPU modules; the flat and wasm modules keep them:
+// ir/loops.ts, docs/dsl.md).
 
 import { Builder } from './builder.js';
 import type { Dim } from './dims.js';
@@ -157,8 +158,8 @@ export function boundLength(inst: InstOf<'scan'>, dims: Readonly<Record<string, 
  * scan_out's name (a backward graph reads forward values by name). Nested scans unroll in turn.
  * A scan over a symbolic length cannot unroll: that is an error located at the g.scan call.
  */
-export function unrollScans(g: Graph, forward?: Graph): void {
-  while (g.insts.some((i) => i.op === 'scan')) unrollOnce(g, forward);
+export function unrollScans(g: Graph, forward?: Graph, which: (s: InstOf<'scan'>) => boolean = () => true): void {
+  while (g.insts.some((i) => i.op === 'scan' && which(i))) unrollOnce(g, forward, which);
   if (g.kind === 'backward' && forward) readForwardMasks(g, forward);
 }
 
@@ -212,7 +213,7 @@ function readForwardMasks(g: Graph, forward: Graph): void {
   g.remove(dead);
 }
 
-function unrollOnce(g: Graph, forward: Graph | undefined): void {
+function unrollOnce(g: Graph, forward: Graph | undefined, which: (s: InstOf<'scan'>) => boolean): void {
   // reads of forward values first (they have no operands): a step may read one (storedStep)
   const old = [...g.insts.filter((i) => i.op === 'fwd'), ...g.insts.filter((i) => i.op !== 'fwd')];
   g.insts = [];
@@ -220,10 +221,10 @@ function unrollOnce(g: Graph, forward: Graph | undefined): void {
   const subst = new Map<ValueId, ValueId>();
   const fresh = new Set<ValueId>();
   for (const inst of old) {
-    if (inst.op === 'scan') {
+    if (inst.op === 'scan' && which(inst)) {
       g.names.release(g.value(inst.result).name);
       results.set(inst.result, unrollScan(g, inst, fresh, forward));
-    } else if (inst.op === 'scan_out') {
+    } else if (inst.op === 'scan_out' && results.has(inst.args[0]!)) {
       let v = results.get(inst.args[0]!)![inst.attrs.index]!;
       // the result takes the scan_out's name (a backward graph may read it): a value the scan
       // passed through unchanged gets a view of that name
@@ -245,8 +246,8 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward
   const n = inst.attrs.length[0]!;
   if (!isStatic(n))
     throw new CompileError(
-      `g.scan over the symbolic length ${n}: the targets run a scan as its steps, which needs the number of steps at build time`,
-      'give the scanned axis a size known at build time (one build per sequence length) until the targets run loops',
+      `g.scan over the symbolic length ${n}: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time`,
+      'build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time',
       inst.loc,
     );
   const b = new Builder(g, inst.loc);

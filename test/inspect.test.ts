@@ -27,7 +27,7 @@ describe('graphc ir', () => {
   it('lists the stages when asked for an unknown one', async () => {
     const r = await run(['ir', 'examples/neuron.ts', '--after', 'nope']);
     expect(r.code).toBe(2);
-    expect(r.err).toBe("graphc ir: no stage 'nope' in the forward pipeline; the stages are: trace, scan-bodies, simplify, fold-transposes, flatten-matmuls, fuse-composites, cse, dce, unroll-scans, dce#2, fuse\n");
+    expect(r.err).toBe("graphc ir: no stage 'nope' in the forward pipeline; the stages are: trace, scan-bodies, simplify, fold-transposes, flatten-matmuls, fuse-composites, cse, dce, unroll-stateful-scans, dce#2, fuse, loop-bodies\n");
   });
 });
 

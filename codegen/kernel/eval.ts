@@ -9,7 +9,7 @@ import * as K from '../../ir/ndarray.js';
 import type { NDArray } from '../../ir/ndarray.js';
 import { OPS } from '../../ir/ops.js';
 import type { ConcreteType } from '../../ir/types.js';
-import type { Access, Entry, HostProgram, Kernel, Launch, Routine, View } from './form.js';
+import type { Access, Entry, HostProgram, Kernel, Launch, Routine, Step, StepSlice, View } from './form.js';
 import { ALU, REDUCE_INIT, REDUCE_STEP, argsOf, epilogueNodes, isAlu } from './form.js';
 
 export type Dims = Readonly<Record<string, number>>;
@@ -200,19 +200,60 @@ export function memoryOf(p: HostProgram, dims: Dims): Memory {
 export function runEntry(p: HostProgram, e: Entry, env: HostEnv, mem: Memory = memoryOf(p, env.dims ?? {})): Record<string, Float64Array> {
   const dims = env.dims ?? {};
   const out: Record<string, Float64Array> = {};
-  for (const s of e.steps) {
-    if (s.kind === 'stage') {
-      const from = s.source === 'param' ? env.params : s.source === 'input' ? env.inputs : env.state;
-      const data = from?.[s.key];
-      const arr = mem(s.array);
-      if (data) arr.set(data);
-      else if (s.source === 'state' && (s.key === 'mode' || s.key.startsWith('dropout_mask '))) arr.fill(s.key === 'mode' ? 0 : 1);
-      else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
-    } else if (s.kind === 'launch') {
-      if (env.launch) env.launch(s.launch, mem, dims);
-      else evalLaunch(s.launch, mem, dims, { f32: env.f32 });
-      env.after?.(s.launch, mem);
-    } else out[s.output] = Float64Array.from(mem(s.array));
-  }
+  const run = (steps: readonly Step[]): void => {
+    for (const s of steps) {
+      if (s.kind === 'stage') {
+        const from = s.source === 'param' ? env.params : s.source === 'input' ? env.inputs : env.state;
+        const data = from?.[s.key];
+        const arr = mem(s.array);
+        if (data) arr.set(data);
+        else if (s.source === 'state' && (s.key === 'mode' || s.key.startsWith('dropout_mask '))) arr.fill(s.key === 'mode' ? 0 : 1);
+        else throw new TypeError(`kernel form: missing ${s.source} '${s.key}'`);
+      } else if (s.kind === 'launch') {
+        if (env.launch) env.launch(s.launch, mem, dims);
+        else evalLaunch(s.launch, mem, dims, { f32: env.f32 });
+        env.after?.(s.launch, mem);
+      } else if (s.kind === 'loop') runLoop(s, mem, dims, run);
+      else out[s.output] = Float64Array.from(mem(s.array));
+    }
+  };
+  run(e.steps);
   return out;
+}
+
+/** dst = src (a uniform constant of one element fills it). */
+function put(dst: Float64Array, src: Float64Array): void {
+  if (src.length === dst.length) dst.set(src);
+  else if (src.length === 1) dst.fill(src[0]!);
+  else throw new Error(`internal: kernel form: a copy of ${src.length} elements into ${dst.length}`);
+}
+
+/** A loop step: the host's copies around its steps, as codegen/ts/loop.ts emits them. */
+function runLoop(s: Extract<Step, { kind: 'loop' }>, mem: Memory, dims: Dims, run: (steps: readonly Step[]) => void): void {
+  const m = s.moves;
+  const T = bind(s.length, dims);
+  const geom = (x: StepSlice) => {
+    const shape = x.shape.map((d) => bind(d, dims));
+    return { outer: shape.slice(0, x.axis).reduce((a, b) => a * b, 1), inner: shape.slice(x.axis + 1).reduce((a, b) => a * b, 1), n: shape[x.axis]! };
+  };
+  for (const x of m.init) put(mem(x.to), mem(x.from));
+  for (let k = 0; k < T; k++) {
+    const t = s.reverse ? T - 1 - k : k;
+    for (const x of m.xs) {
+      const { outer, inner, n } = geom(x);
+      const src = mem(x.stacked);
+      const dst = mem(x.step);
+      for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) dst[o * inner + i] = src.length === 1 ? src[0]! : src[(o * n + t) * inner + i]!;
+    }
+    run(s.steps);
+    for (const y of m.ys) {
+      const { outer, inner, n } = geom(y);
+      const src = mem(y.step);
+      const dst = mem(y.stacked);
+      for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) dst[(o * n + t) * inner + i] = src.length === 1 ? src[0]! : src[o * inner + i]!;
+    }
+    const next = m.carries.map((c) => Float64Array.from(mem(c.from)));
+    m.carries.forEach((c, j) => put(mem(c.to), next[j]!));
+  }
+  for (const x of m.out) put(mem(x.to), mem(x.from));
 }

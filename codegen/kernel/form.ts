@@ -183,7 +183,42 @@ export type Step =
   | { readonly kind: 'stage'; readonly array: string; readonly source: 'param' | 'input' | 'state'; readonly key: string }
   | { readonly kind: 'launch'; readonly launch: Launch }
   /** Reads an output (or a gradient) back from its array. */
-  | { readonly kind: 'read'; readonly output: string; readonly array: string };
+  | { readonly kind: 'read'; readonly output: string; readonly array: string }
+  /**
+   * A scan that stays a loop (ir/loops.ts): `steps`, the body's launches (nested loops included),
+   * run `length` times (from the last step when `reverse`). Before each run the host copies the
+   * step's slices of the xs into the body's operand arrays, after it writes the ys at the step
+   * and copies the new carries back (the scan's IR line, `scan`, says which arrays).
+   */
+  | { readonly kind: 'loop'; readonly scan: string; readonly length: Size; readonly reverse: boolean; readonly steps: readonly Step[]; readonly moves: LoopMoves };
+
+/** A copy of one array into another (a uniform constant of one element fills it). */
+export interface Move {
+  readonly to: string;
+  readonly from: string;
+}
+
+/** Slice t along `axis` of `stacked` (of shape `shape`, the scanned axis included), as the step's array `step`. */
+export interface StepSlice {
+  readonly stacked: string;
+  readonly step: string;
+  readonly shape: readonly Dim[];
+  readonly axis: number;
+}
+
+/** The host's copies around a loop's steps. */
+export interface LoopMoves {
+  /** Before the loop: the initial carries and the closed-over values into the body's operands. */
+  readonly init: readonly Move[];
+  /** Before each step: the xs' slices into the body's operands. */
+  readonly xs: readonly StepSlice[];
+  /** After each step: the ys written into their stacked arrays. */
+  readonly ys: readonly StepSlice[];
+  /** Then the new carries into the carries' operands (all read before any is written). */
+  readonly carries: readonly Move[];
+  /** After the loop: the final carries into the scan's results. */
+  readonly out: readonly Move[];
+}
 
 export interface Entry {
   readonly name: 'forward' | 'valueAndGrad';

@@ -15,7 +15,8 @@ import { printInst } from '../../ir/print.js';
 import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
-import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, Routine, RoutineCall, Step, Store, View } from './form.js';
+import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, LoopMoves, Routine, RoutineCall, Step, Store, View } from './form.js';
+import { bodyInputs, scanParts } from '../../ir/scan.js';
 import type { AluCtx, LayoutOp, Lowering } from './rules.js';
 import { Dag, LOWERING } from './rules.js';
 
@@ -287,7 +288,18 @@ function stages(L: Lowerer, fwd: Graph): Step[] {
 export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit) => string[] = irLines): HostProgram {
   const L = new Lowerer(plan);
   const staged = stages(L, fwd);
-  const launches = (us: readonly Unit[]): Step[] => us.flatMap((u) => lowerUnit(L, u, note(u))).map((launch) => ({ kind: 'launch', launch }));
+  // a scan that stays a loop: a loop step holding its body's launches; its results need no launch
+  const launches = (us: readonly Unit[]): Step[] =>
+    us.flatMap((u): Step[] => {
+      const first = u.insts[0]!;
+      if (first.op === 'scan_out') return [];
+      if (first.op === 'scan') {
+        const body = u.graph.bodies[first.attrs.body]!;
+        const steps = launches(plan.bodies.get(body) ?? []);
+        return [{ kind: 'loop', scan: u.graph.value(first.result).name, length: size(first.attrs.length[0]!), reverse: first.attrs.reverse === true, steps, moves: loopMoves(L, u.graph, first) }];
+      }
+      return lowerUnit(L, u, note(u)).map((launch) => ({ kind: 'launch', launch }));
+    });
   const forward = launches(plan.units.forward);
   const backward = launches(plan.units.backward);
   const reads = (g: Graph, names?: ReadonlySet<string>): Step[] =>
@@ -301,15 +313,42 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
   return { name: fwd.name, buffers, arrays, entries };
 }
 
+/** The host's copies around a scan's loop (codegen/ts/loop.ts writes the same in the flat module). */
+function loopMoves(L: Lowerer, g: Graph, scan: InstOf<'scan'>): LoopMoves {
+  const p = scanParts(g, scan);
+  const ins = bodyInputs(p.body);
+  const results = new Map<number, ValueId>();
+  for (const i of g.insts) if (i.op === 'scan_out' && i.args[0] === scan.result) results.set(i.attrs.index, i.result);
+  const arr = (gr: Graph, v: ValueId) => L.array(gr, v);
+  const init = [...Array(scan.args.length).keys()].filter((k) => k < p.carries || k >= p.carries + p.xs).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(g, scan.args[k]!) }));
+  const xs = [...Array(p.xs).keys()].map((j) => {
+    const x = scan.args[p.carries + j]!;
+    return { stacked: arr(g, x), step: arr(p.body, ins[p.carries + j]!.result), shape: g.type(x).shape, axis: scan.attrs.xaxes[j]! };
+  });
+  const ys = [...Array(p.ys).keys()].flatMap((j) => {
+    const out = results.get(p.carries + j);
+    return out === undefined ? [] : [{ stacked: arr(g, out), step: arr(p.body, p.body.outputs[p.carries + j]!.value), shape: g.type(out).shape, axis: scan.attrs.yaxes[j]! }];
+  });
+  const carries = [...Array(p.carries).keys()].filter((k) => p.body.outputs[k]!.value !== ins[k]!.result).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(p.body, p.body.outputs[k]!.value) }));
+  const out = [...Array(p.carries).keys()].flatMap((k) => {
+    const r = results.get(k);
+    return r === undefined ? [] : [{ to: arr(g, r), from: arr(p.body, ins[k]!.result) }];
+  });
+  return { init, xs, ys, carries, out };
+}
+
 /** The kernels and routines of a host program, each once, in launch order. */
 export function launchesOf(p: HostProgram): Launch[] {
   const seen = new Set<string>();
   const out: Launch[] = [];
-  for (const e of p.entries)
-    for (const s of e.steps)
-      if (s.kind === 'launch' && !seen.has(s.launch.name)) {
+  const visit = (steps: readonly Step[]): void => {
+    for (const s of steps)
+      if (s.kind === 'loop') visit(s.steps);
+      else if (s.kind === 'launch' && !seen.has(s.launch.name)) {
         seen.add(s.launch.name);
         out.push(s.launch);
       }
+  };
+  for (const e of p.entries) visit(e.steps);
   return out;
 }

@@ -2,7 +2,7 @@
 // are skipped; comment lines inside a block are its notes. Errors name the line.
 
 import type { Dim, Size } from '../../ir/dims.js';
-import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Node, Routine, RoutineCall, Step, Store, View } from './form.js';
+import type { Access, ArrayDecl, BufferDecl, EType, Entry, Guard, HostProgram, Kernel, Launch, Move, Node, Routine, RoutineCall, Step, StepSlice, Store, View } from './form.js';
 
 class Lines {
   private at = 0;
@@ -190,15 +190,43 @@ export function parseLaunch(text: string): Launch {
   return L.peek().startsWith('kernel ') ? parseKernel(L) : parseRoutine(L);
 }
 
-function parseStep(line: string, pending: { step: number; name: string }[], at: number): Step | undefined {
+type Pending = { list: (Step | undefined)[]; step: number; name: string };
+
+/** The steps of an entry or a loop, up to `end` (its launches pending until every launch is read). */
+function parseSteps(L: Lines, end: string, pending: Pending[], what: string, moves?: { init: Move[]; xs: StepSlice[]; ys: StepSlice[]; carries: Move[]; out: Move[] }): (Step | undefined)[] {
+  const list: (Step | undefined)[] = [];
+  for (let s = L.next().trim(); s !== end; s = L.next().trim()) {
+    const loop = /^loop (\w+) (\S+)( reverse)?$/.exec(s);
+    const mv = /^(in|carry|out) (\w+) = (\w+)$/.exec(s);
+    const sl = /^(slice (\w+) = (\w+)|stack (\w+)) axis (\d+) of \[(.*)\]( = (\w+))?$/.exec(s);
+    if (loop) {
+      const moves = { init: [] as Move[], xs: [] as StepSlice[], ys: [] as StepSlice[], carries: [] as Move[], out: [] as Move[] };
+      const steps = parseSteps(L, 'endloop', pending, `loop ${loop[1]}`, moves);
+      list.push({ kind: 'loop', scan: loop[1]!, length: parseSize(loop[2]!), reverse: loop[3] !== undefined, steps: steps as Step[], moves });
+    } else if (mv && moves) {
+      (mv[1] === 'in' ? moves.init : mv[1] === 'carry' ? moves.carries : moves.out).push({ to: mv[2]!, from: mv[3]! });
+    } else if (sl && moves) {
+      const shape = sl[6] === '' ? [] : sl[6]!.split(',').map((d) => (/^\d+$/.test(d) ? Number(d) : d));
+      if (sl[2] !== undefined) moves.xs.push({ step: sl[2], stacked: sl[3]!, shape, axis: Number(sl[5]) });
+      else moves.ys.push({ stacked: sl[4]!, step: sl[8]!, shape, axis: Number(sl[5]) });
+    } else {
+      const m = /^launch (\w+)$/.exec(s);
+      if (m) {
+        pending.push({ list, step: list.length, name: m[1]! });
+        list.push(undefined); // resolved once every launch is read
+      } else list.push(parseStep(s));
+    }
+    if (L.done) throw new Error(`${what} has no ${end}`);
+  }
+  return list;
+}
+
+function parseStep(line: string): Step {
   let m = /^stage (\w+) = (param|input|state) (".*")$/.exec(line);
   if (m) return { kind: 'stage', array: m[1]!, source: m[2] as 'param' | 'input' | 'state', key: JSON.parse(m[3]!) as string };
   m = /^read (".*") = (\w+)$/.exec(line);
   if (m) return { kind: 'read', output: JSON.parse(m[1]!) as string, array: m[2]! };
-  m = /^launch (\w+)$/.exec(line);
-  if (!m) throw new Error(`'${line}' is not a step`);
-  pending.push({ step: at, name: m[1]! });
-  return undefined; // resolved once every launch is read
+  throw new Error(`'${line}' is not a step`);
 }
 
 /** A whole host program (the text of printProgram). */
@@ -209,7 +237,7 @@ export function parseProgram(text: string): HostProgram {
   const name = head[1]!;
   const buffers: BufferDecl[] = [];
   const arrays: ArrayDecl[] = [];
-  const entries: { name: Entry['name']; steps: (Step | undefined)[]; pending: { step: number; name: string }[] }[] = [];
+  const entries: { name: Entry['name']; steps: (Step | undefined)[]; pending: Pending[] }[] = [];
   const launches = new Map<string, Launch>();
   while (!L.done) {
     const line = L.peek();
@@ -233,24 +261,20 @@ export function parseProgram(text: string): HostProgram {
       }
       m = /^entry (forward|valueAndGrad)$/.exec(line);
       if (!m) throw new Error(`'${line}' is not part of a program`);
-      const e = { name: m[1] as Entry['name'], steps: [] as (Step | undefined)[], pending: [] as { step: number; name: string }[] };
-      for (let s = L.next(); s !== 'end'; s = L.next()) {
-        e.steps.push(parseStep(s, e.pending, e.steps.length));
-        if (L.done) throw new Error(`entry ${e.name} has no end`);
-      }
-      entries.push(e);
+      const pending: Pending[] = [];
+      const steps = parseSteps(L, 'end', pending, `entry ${m[1]}`);
+      entries.push({ name: m[1] as Entry['name'], steps, pending });
     } catch (err) {
       L.fail((err as Error).message);
     }
   }
   const resolved: Entry[] = entries.map((e) => {
-    const steps = [...e.steps];
     for (const p of e.pending) {
       const launch = launches.get(p.name);
       if (!launch) throw new Error(`kernel form: entry ${e.name} launches ${p.name}, which the program does not define`);
-      steps[p.step] = { kind: 'launch', launch };
+      p.list[p.step] = { kind: 'launch', launch };
     }
-    return { name: e.name, steps: steps as Step[] };
+    return { name: e.name, steps: e.steps as Step[] };
   });
   return { name, buffers, arrays, entries: resolved };
 }

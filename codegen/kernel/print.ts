@@ -13,7 +13,7 @@
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { fmtNumber } from '../../ir/print.js';
-import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, View } from './form.js';
+import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Node, Routine, Step, StepSlice, View } from './form.js';
 import { argsOf } from './form.js';
 
 /** A size as a product: `64`, `B`, `64*B`, `-2*B*T`. */
@@ -136,10 +136,32 @@ function fmtArray(a: ArrayDecl): string {
   return `array ${a.name}: ${a.dtype}[${fmtSize(a.numel)}] ${where}`;
 }
 
-function fmtStep(s: Step): string {
-  if (s.kind === 'stage') return `stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`;
-  if (s.kind === 'launch') return `launch ${s.launch.name}`;
-  return `read ${JSON.stringify(s.output)} = ${s.array}`;
+function fmtStep(s: Step, pad: string): string[] {
+  if (s.kind === 'stage') return [`${pad}stage ${s.array} = ${s.source} ${JSON.stringify(s.key)}`];
+  if (s.kind === 'launch') return [`${pad}launch ${s.launch.name}`];
+  if (s.kind === 'loop') {
+    const m = s.moves;
+    const q = `${pad}  `;
+    const sl = (x: StepSlice) => `axis ${x.axis} of [${x.shape.join(',')}]`;
+    return [
+      `${pad}loop ${s.scan} ${fmtSize(s.length)}${s.reverse ? ' reverse' : ''}`,
+      ...m.init.map((x) => `${q}in ${x.to} = ${x.from}`),
+      ...m.xs.map((x) => `${q}slice ${x.step} = ${x.stacked} ${sl(x)}`),
+      ...s.steps.flatMap((x) => fmtStep(x, q)),
+      ...m.ys.map((x) => `${q}stack ${x.stacked} ${sl(x)} = ${x.step}`),
+      ...m.carries.map((x) => `${q}carry ${x.to} = ${x.from}`),
+      ...m.out.map((x) => `${q}out ${x.to} = ${x.from}`),
+      `${pad}endloop`,
+    ];
+  }
+  return [`${pad}read ${JSON.stringify(s.output)} = ${s.array}`];
+}
+
+/** The launches of some steps, loops' included, each once in order. */
+function collect(steps: readonly Step[], seen: Set<string>, into: Launch[]): void {
+  for (const s of steps)
+    if (s.kind === 'loop') collect(s.steps, seen, into);
+    else if (s.kind === 'launch' && !seen.has(s.launch.name)) (seen.add(s.launch.name), into.push(s.launch));
 }
 
 /** The whole host program: buffers, arrays, entry points, then each launch once. */
@@ -148,8 +170,8 @@ export function printProgram(p: HostProgram): string {
   const seen = new Set<string>();
   const launches: Launch[] = [];
   for (const e of p.entries) {
-    out.push('', `entry ${e.name}`, ...e.steps.map((s) => `  ${fmtStep(s)}`), 'end');
-    for (const s of e.steps) if (s.kind === 'launch' && !seen.has(s.launch.name)) (seen.add(s.launch.name), launches.push(s.launch));
+    out.push('', `entry ${e.name}`, ...e.steps.flatMap((s) => fmtStep(s, '  ')), 'end');
+    collect(e.steps, seen, launches);
   }
   for (const l of launches) out.push('', ...(l.kind === 'kernel' ? printKernel(l) : printRoutine(l)));
   return out.join('\n') + '\n';

@@ -6,7 +6,7 @@
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { isStatic, mulSize, size, sizeEq, staticSize } from '../../ir/dims.js';
-import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Routine, View } from './form.js';
+import type { Access, ArrayDecl, HostProgram, Kernel, Launch, Routine, Step, View } from './form.js';
 import { ALU, argsOf, epilogueNodes, isAlu } from './form.js';
 import { storedAfterReduction } from './eval.js';
 import { fmtAccess, fmtDims, fmtSize } from './print.js';
@@ -207,8 +207,10 @@ export function verifyProgram(p: HostProgram): string[] {
       out.push(`array ${fmtArray(a.name, a)} does not fit in buffer ${b.id} of ${fmtSize(b.size)}`);
   }
   const seen = new Set<string>();
+  const flat = (steps: readonly Step[]): Step[] => steps.flatMap((s) => (s.kind === 'loop' ? flat(s.steps) : [s]));
   for (const e of p.entries)
-    for (const s of e.steps) {
+    for (const s of flat(e.steps)) {
+      if (s.kind === 'loop') continue;
       if (s.kind !== 'launch') {
         if (!decl.has(s.array)) out.push(`entry ${e.name}: ${s.kind} ${s.array}, which is not declared`);
         continue;

@@ -29,6 +29,7 @@ import type { Access } from '../kernel/form.js';
 import type { Kernels } from './matmul.js';
 import { matmulKernel } from './matmul.js';
 import { convLoops } from './conv.js';
+import { loopCode } from './loop.js';
 
 // ---------------------------------------------------------------------------------------------
 // Emitting units
@@ -119,6 +120,9 @@ export class Emitter {
 
   private code(u: Unit): string[] {
     const first = u.insts[0]!;
+    // a scan that stays a loop (its results are written by the loop)
+    if (first.op === 'scan') return loopCode(this, u);
+    if (first.op === 'scan_out') return [];
     const own = this.backend?.unit(u, {
       arrOf: (g, v) => this.arrOf(g, v),
       use: (name) => this.used.add(name),

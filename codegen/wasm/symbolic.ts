@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import ts from 'typescript';
 import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
-import { valueName } from '../../ir/memplan.js';
+import { allUnits, valueName } from '../../ir/memplan.js';
 import type { Size } from '../../ir/dims.js';
 import { bindShape, isStatic, numelSize, size, sizeText, symbols } from '../../ir/dims.js';
 import type { Poly } from '../../ir/layout.js';
@@ -208,7 +208,7 @@ function bound(g: Graph, dims: Dims): Graph {
 function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims): Map<Unit, SymKernel[]> {
   const offsets = L.offsets.map((p) => polyEval(p, dims));
   const address = addresses(m.plan, offsets);
-  const graphs = new Map([m.fwd, m.bwd].map((g) => [g, bound(g, dims)]));
+  const graphs = new Map([m.fwd, m.bwd, ...m.plan.bodies.keys()].map((g) => [g, bound(g, dims)]));
   const at = (u: Unit): Unit => ({ ...u, graph: graphs.get(u.graph)! });
   const accAt = polyEval(L.accAt, dims);
   const kernels = new Map<Unit, SymKernel[]>();
@@ -470,7 +470,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const T = (s: string) => (typed ? s : '');
   const syms = symbols(m.fwd);
   const deg = degrees(m, syms);
-  const units = [...m.plan.units.forward, ...m.plan.units.backward];
+  const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
   const probes = points.map((p) => probe(m, units, L, p));

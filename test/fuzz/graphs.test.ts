@@ -75,7 +75,7 @@ describe('fuzz: random well-typed models', () => {
     );
   }, timeout);
 
-  it('the same with g.scan (the modules run them unrolled; the traced reverse scans give the unrolled backward\'s gradients)', async () => {
+  it('the same with g.scan (the flat and wasm modules run them as loops; the traced reverse scans give their gradients)', async () => {
     const before = stats.scans;
     const ckBefore = stats.checkpointed;
     await fc.assert(

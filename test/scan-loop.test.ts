@@ -1,0 +1,224 @@
+// g.scan as a real loop (issue #32): the flat and wasm modules (single-threaded and on 2 threads)
+// run a scan's body once inside a `for` loop. Their values, loss and every gradient are held
+// against the float64 interpreter (the reverse scan itself) and the same model unrolled by a `for`
+// loop; a symbolic number of steps builds once and runs at several lengths; the module's size does
+// not grow with the number of steps.
+
+import { describe, expect, it } from 'vitest';
+import { readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Graph } from '../ir/graph.js';
+import { reverseMode } from '../ir/autodiff.js';
+import { interpret, outputsOf } from '../ir/interp.js';
+import { compile, compileGraphs, traceFile } from '../src/build.js';
+import type { Target } from '../src/build.js';
+import type { Arrays, GeneratedModule } from './helpers.js';
+import { modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './helpers.js';
+
+const HEAD = "import { model } from 'graphc';\n";
+type Args = { params: Arrays; inputs: Arrays };
+interface Instance {
+  forward(p: Arrays, i: Arrays): Record<string, unknown>;
+  valueAndGrad(p: Arrays, i: Arrays): { loss: number; grads: Record<string, Float32Array> };
+  destroy?(): void;
+}
+interface WasmModule extends Instance {
+  create(o?: { threads?: number; minWork?: number; adapt?: boolean }): Promise<Instance & { destroy(): void }>;
+}
+
+/** An RNN over the steps of xs, written with g.scan (reverse, along axis 1) or with a for loop. */
+function rnn(opts: { T: number | string; scan: boolean; reverse?: boolean; axis1?: boolean; sym?: boolean }): string {
+  const { T } = opts;
+  const Tq = typeof T === 'string' ? `'${T}'` : T;
+  const xshape = opts.axis1 ? `[3, ${Tq}, 4]` : `[${Tq}, 3, 4]`;
+  const step = `(h, x) => { const h2 = x.matmul(Wx).add(h.matmul(Wh)).add(b).tanh(); return [h2, h2.mul(h2).sum(1)]; }`;
+  const axis = opts.axis1 ? 1 : 0;
+  // the first step's y once more (a narrow needs a static axis: with a symbolic length, the last carry's sum)
+  const first = opts.sym ? 'hT.sum()' : `ys.narrow(${axis}, 0, 1).sum()`;
+  const body = opts.scan
+    ? `const [hT, ys] = g.scan(${step}, h0, xs, { axis: ${axis}${opts.reverse ? ', reverse: true' : ''} });
+    const loss = hT.square().mean().add(ys.mean().mul(0.5)).add(${first});`
+    : `const f = ${step};
+    let h = h0;
+    const order = [...Array(${T}).keys()]${opts.reverse ? '.reverse()' : ''};
+    const slots = new Array(${T});
+    for (const t of order) { const [h2, y] = f(h, xs.narrow(${axis}, t, 1).reshape([3, 4])); h = h2; slots[t] = y; }
+    const ys = g.stack(slots, ${axis});
+    const hT = h;
+    const loss = h.square().mean().add(ys.mean().mul(0.5)).add(${first});`;
+  return `${HEAD}export default model('rnn', (g) => {
+    const xs = g.input('xs', ${xshape});
+    const h0 = g.input('h0', [3, 5]);
+    const Wx = g.param('Wx', [4, 5], { scale: 0.5 });
+    const Wh = g.param('Wh', [5, 5], { scale: 0.5 });
+    const b = g.param('b', [5]);
+    ${body}
+    return { loss, ys };
+  });\n`;
+}
+
+const lstmSrc = (steps: number, unrolled = false, hidden = 6) =>
+  `import { lstm } from ${JSON.stringify(path.join(ROOT, 'examples', 'lstm.ts'))};\nexport default lstm({ batch: 3, steps: ${steps}, nEmbd: 4, nHidden: ${hidden}, vocab: 7 }, 'lstm', ${unrolled});\n`;
+
+const nested = (scan: boolean) => `${HEAD}export default model('nest', (g) => {
+  const xs = g.input('xs', [3, 4, 2, 5]);
+  const W = g.param('W', [5, 5], { scale: 0.5 });
+  const h0 = g.param('h0', [2, 5]);
+  const inner = (h, x) => { const h2 = x.matmul(W).add(h).tanh(); return [h2, h2.sum()]; };
+  const outer = (h, row) => {
+    ${scan ? 'const [h2, ys] = g.scan(inner, h, row, { reverse: true });' : 'let h2 = h; const parts = []; for (let t = 3; t >= 0; t--) { const [n, y] = inner(h2, row.narrow(0, t, 1).reshape([2, 5])); h2 = n; parts[t] = y; } const ys = g.stack(parts, 0);'}
+    return [h2.mul(0.5), ys.square().sum()];
+  };
+  ${scan ? 'const [hT, zs] = g.scan(outer, h0, xs);' : 'let hT = h0; const zp = []; for (let t = 0; t < 3; t++) { const [n, z] = outer(hT, xs.narrow(0, t, 1).reshape([4, 2, 5])); hT = n; zp.push(z); } const zs = g.stack(zp, 0);'}
+  return { loss: hT.square().mean().add(zs.mean()) };
+});\n`;
+
+const traced = (src: string): Graph => traceFile(modelFile(src)).traced.graph;
+
+/** The float64 interpreter on the traced graph: its outputs, and the gradients of its reverse scan (nothing unrolled). */
+function interpreted(src: string, args: Args): { outputs: Record<string, Float64Array>; grads: Record<string, Float64Array> } {
+  const fwd = traced(src);
+  const bwd = reverseMode(fwd);
+  const outputs = Object.fromEntries(Object.entries(outputsOf(fwd, interpret(fwd, args))).map(([k, v]) => [k, v.data]));
+  return { outputs, grads: reference(fwd, bwd, args.params, args.inputs).grads };
+}
+
+/** The gradients of the model unrolled by a for loop (no scan), from the interpreter on its lowered graphs. */
+function unrolledGrads(src: string, args: Args): Record<string, Float64Array> {
+  const c = compileGraphs(modelFile(src), { targets: ['ts'] });
+  expect(c.fwd.insts.some((i) => i.op === 'scan')).toBe(false);
+  return reference(c.fwd, c.bwd, args.params, args.inputs).grads;
+}
+
+/** Builds the flat and wasm modules and imports them: flat, wasm, and wasm on 2 threads. */
+async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'], threads = true): Promise<{ files: Map<string, string>; run: [string, Instance][]; close(): void }> {
+  const c = await compile(modelFile(src), { targets });
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const imp = async (f: string) => (await import(pathToFileURL(path.join(dir, f)).href)) as unknown;
+  const flat = (await imp(`${c.name}.js`)) as Instance;
+  const run: [string, Instance][] = [['flat', flat]];
+  let threaded: (Instance & { destroy(): void }) | undefined;
+  if (targets.includes('wasm')) {
+    const wasm = (await imp(`${c.name}.wasm.js`)) as WasmModule;
+    run.push(['wasm', wasm]);
+    if (threads) {
+      threaded = await wasm.create({ threads: 2, minWork: 0, adapt: false });
+      run.push(['wasm 2 threads', threaded]);
+    }
+  }
+  return { files: new Map(c.files.map((f) => [f.name, String(f.content)])), run, close: () => threaded?.destroy() };
+}
+
+/** Loss, outputs and every gradient of each module against the float64 interpreter (and the unrolled loop's gradients). */
+function expectClose(run: [string, Instance][], want: ReturnType<typeof interpreted>, unrolled: Record<string, Float64Array> | undefined, args: Args): void {
+  for (const k of Object.keys(want.grads)) if (unrolled) expect(relErr(want.grads[k]!, unrolled[k]!), `unrolled ${k}`).toBeLessThan(1e-9);
+  for (const [name, mod] of run) {
+    const out = mod.forward(args.params, args.inputs);
+    for (const [k, v] of Object.entries(want.outputs)) {
+      const got = out[k];
+      expect(relErr(typeof got === 'number' ? [got] : Float64Array.from(got as Float32Array), v), `${name} output ${k}`).toBeLessThan(1e-5);
+    }
+    const vg = mod.valueAndGrad(args.params, args.inputs);
+    expect(relErr([vg.loss], want.outputs.loss!), `${name} loss`).toBeLessThan(1e-5);
+    expect(Object.keys(vg.grads).sort()).toEqual(Object.keys(want.grads).sort());
+    for (const k of Object.keys(want.grads)) expect(relErr(Float64Array.from(vg.grads[k]!), want.grads[k]!), `${name} d${k}`).toBeLessThan(1e-4);
+  }
+}
+
+/** The flat module runs the scan as a loop: its body once, no step's copy. */
+function expectLoop(code: string, loops: number): void {
+  expect(code.match(/\/\/ the loop of /g)?.length ?? 0).toBe(loops);
+}
+
+describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against the interpreter and the unrolled loop', () => {
+  for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
+    it(`an RNN ${JSON.stringify(variant)}`, async () => {
+      const src = rnn({ T: 5, scan: true, ...variant });
+      const args = randomArgs(traced(src), 3, 0.7);
+      const m = await modules(src);
+      try {
+        // the forward loop and the reverse scan's loop, in each module
+        expectLoop(m.files.get('rnn.js')!, 2);
+        expectLoop(m.files.get('rnn.wasm.js')!, 2);
+        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T: 5, scan: false, ...variant }), args), args);
+      } finally {
+        m.close();
+      }
+    });
+
+  it('the LSTM of examples/lstm.ts', async () => {
+    const src = lstmSrc(5);
+    const args = randomArgs(traced(src), 2, 0.5);
+    const m = await modules(src);
+    try {
+      expectLoop(m.files.get('lstm.js')!, 2);
+      expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
+    } finally {
+      m.close();
+    }
+  });
+
+  it('a reverse scan inside a scan: a loop inside a loop', async () => {
+    const src = nested(true);
+    const args = randomArgs(traced(src), 8, 0.5);
+    const m = await modules(src);
+    try {
+      const code = m.files.get('nest.js')!;
+      // forward: outer and inner; backward: the reverse of each (the outer reverse body holds the inner scan's reverse and its recomputation)
+      expect(code.match(/\/\/ the loop of /g)!.length).toBeGreaterThanOrEqual(4);
+      expect(code).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
+      expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
+    } finally {
+      m.close();
+    }
+  });
+});
+
+describe('a symbolic number of steps', () => {
+  it('builds once (flat and wasm, one thread) and runs at 2, 3 and 6 steps', async () => {
+    const src = rnn({ T: 'T', scan: true, axis1: true, sym: true });
+    // a symbolic wasm module encodes its kernels per call's sizes, on one thread (docs/threads.md)
+    const m = await modules(src, ['ts', 'wasm'], false);
+    try {
+      expectLoop(m.files.get('rnn.js')!, 2);
+      for (const T of [2, 3, 6]) {
+        const args = randomArgs(traced(rnn({ T, scan: true, axis1: true, sym: true })), T, 0.7);
+        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
+      }
+    } finally {
+      m.close();
+    }
+  });
+});
+
+describe('the module size does not depend on the number of steps', () => {
+  it('the LSTM at 64 steps: flat and wasm modules within 10% of those at 16 steps', async () => {
+    const size = async (steps: number) => {
+      const c = await compile(modelFile(lstmSrc(steps, false, 16)), { targets: ['ts', 'wasm'] });
+      return Object.fromEntries(c.files.filter((f) => f.name.endsWith('.js')).map((f) => [f.name, f.content.length]));
+    };
+    const [a, b] = [await size(16), await size(64)];
+    for (const f of ['lstm.js', 'lstm.wasm.js']) expect(Math.abs(b[f]! - a[f]!) / a[f]!, f).toBeLessThan(0.1);
+  });
+});
+
+describe('a symbolic number of steps on the GPU targets, which unroll scans', () => {
+  const file = 'test/fixtures/scan/symbolic-length.ts';
+  const message = `${file}:5:17: error: g.scan over the symbolic length T: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time
+  5 |   const [h] = g.scan((h, x) => [h.add(x).tanh(), null], h0, xs);
+    |                 ^^^^
+  fix: build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time
+`;
+  it('is a located build error for --target gpu; beside the flat module, the GPU.js module is skipped with that warning', async () => {
+    const out = path.join(tmp(), 'out');
+    const r = await run(['build', file, '--target', 'gpu', '--out', out]);
+    expect(r.err).toBe(message);
+    expect(r.code).toBe(1);
+    const both = await run(['build', file, '--target', 'ts,gpu', '--out', out]);
+    expect(both.code).toBe(0);
+    expect(both.err).toContain(`${file}:5:17: warning: the gpu target is skipped (the other targets are built): g.scan over the symbolic length T`);
+    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.grad.ir', 'bad.ir', 'bad.js', 'bad.ts', 'package.json']);
+  });
+});
