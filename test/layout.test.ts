@@ -25,10 +25,10 @@ const cnn = (b: string | number) => modelFile(`import { cnn } from '${EXAMPLES}/
 const makemore = (b: string | number) =>
   modelFile(`import { LECTURE } from '${EXAMPLES}/makemore.ts';\nimport { makemoreInference } from '${EXAMPLES}/makemore_inference.ts';\nexport default makemoreInference({ ...LECTURE, batch: ${JSON.stringify(b)} }, 'mm_${b}');\n`);
 
-/** The value names of both graphs with their element counts (as sizes). */
-function valueSizes(fwd: Graph, bwd: Graph) {
+/** The value names of both graphs and of the loops' bodies with their element counts (as sizes). */
+function valueSizes(fwd: Graph, bwd: Graph, plan: Plan) {
   const out = new Map<string, ReturnType<typeof numelSize>>();
-  for (const g of [fwd, bwd]) for (const i of g.insts) if (i.op !== 'fwd') out.set(g.value(i.result).name, numelSize(g.type(i.result).shape));
+  for (const g of [fwd, bwd, ...plan.bodies.keys()]) for (const i of g.insts) if (i.op !== 'fwd') out.set(g.value(i.result).name, numelSize(g.type(i.result).shape));
   return out;
 }
 
@@ -37,7 +37,7 @@ function check(what: string, fwd: Graph, bwd: Graph, plan: Plan, dims: Dims, L: 
   const at = L.offsets.map((p) => polyEval(p, dims));
   const bytes = L.bytes.map((s) => bindSize(s, dims));
   const end = polyEval(L.end, dims);
-  const sizes = valueSizes(fwd, bwd);
+  const sizes = valueSizes(fwd, bwd, plan);
   const values: { name: string; lo: number; hi: number; from: number; to: number }[] = [];
   for (const b of plan.buffers) {
     expect(at[b.id]! % ALIGN, `${what} ${JSON.stringify(dims)}: buffer ${b.id} at ${at[b.id]} (${polyText(L.offsets[b.id]!)})`).toBe(0);
