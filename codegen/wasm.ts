@@ -20,6 +20,7 @@ import { commentText, key, member, typedAs, uniformConst } from './module.js';
 import * as E from './expr.js';
 import { lowerUnitOf } from './kernel/lower.js';
 import type { Kernel as FormKernel } from './kernel/form.js';
+import type { WasmKernel } from './wasm/kernel.js';
 import { KernelUnsupported, renderWasmKernel } from './wasm/kernel.js';
 import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
@@ -33,16 +34,14 @@ import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
-import type { ElementwiseKernel } from './wasm/elementwise.js';
-import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
-import { COLUMN_REDUCTION_COST, PACK_COST, stepWork, threadsDecl } from './wasm/threads.js';
+import { PACK_COST, threadsDecl } from './wasm/threads.js';
 import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
 import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, docOf, isConv, reductionOf } from './wasm/decide.js';
+import { decideChannel, decideConv, decideMatmul, decidePool, decideSoftmax, docOf, isConv } from './wasm/decide.js';
 import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
@@ -82,12 +81,24 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
   }
   const address = addresses(plan, offsets);
   const units = [...plan.units.forward, ...plan.units.backward];
-  // scratch area: the accumulators of reductions (one row of the kept positions each)
-  const accAt = end;
-  end += Math.max(0, ...units.map((u) => {
-    const r = reductionOf(u);
-    return r ? r.reductions.length * accSlot(r, align((r.leading ? r.N : r.M) * 4)) : 0;
-  }));
+  // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
+  const consts = constLayout(m, end);
+  end = consts.end;
+  /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
+  const arrayAt = (name: string): number | undefined => {
+    const id = plan.bufferOf.get(name);
+    return id !== undefined ? offsets[id] : consts.at(name);
+  };
+  // every elementwise, reduction or layout group is its kernel of the kernel form where the renderer has it
+  const forms = new Map<Unit, { launch: FormKernel; rendered: WasmKernel } | undefined>();
+  function formOf(u: Unit): { launch: FormKernel; rendered: WasmKernel } | undefined {
+    if (!forms.has(u)) {
+      const launch = lowerUnitOf(plan, u).launch;
+      const rendered = launch?.kind === 'kernel' ? tryRender(launch, arrayAt) : undefined;
+      forms.set(u, launch?.kind === 'kernel' && rendered ? { launch, rendered } : undefined);
+    }
+    return forms.get(u);
+  }
 
   // a conv group (the convolution, then its bias and activation) runs as two kernels: the
   // convolution into its array, then the epilogue as an elementwise or per-channel group
@@ -103,7 +114,7 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
           ? decideConv(m, u, address)
           : isPool(u.insts[0]!.op)
             ? decidePool(m, u, address)
-            : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address) ?? decideChannel(m, u, address));
+            : (decideSoftmax(m, u, address) ?? (formOf(u) ? undefined : decideChannel(m, u, address)));
     if (d) decisions.set(u, d);
   }
   const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
@@ -126,14 +137,6 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       channelAt.set(u, end);
       end += align(channelScratch(d.kernel) * 4);
     }
-  // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
-  const consts = constLayout(m, end);
-  end = consts.end;
-  /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
-  const arrayAt = (name: string): number | undefined => {
-    const id = plan.bufferOf.get(name);
-    return id !== undefined ? offsets[id] : consts.at(name);
-  };
   const kernels: Kernel[] = [];
   // the training step's kernel comes last: the steps call it after the backward pass
   const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
@@ -202,22 +205,18 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     },
   };
   /** A kernel of the kernel form as a wasm function and its call, or undefined where the renderer cannot render it yet. */
-  function formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined): string[] | undefined {
-    let r;
-    try {
-      r = renderWasmKernel(k, addr);
-    } catch (err) {
-      if (err instanceof KernelUnsupported) return undefined;
-      throw err;
-    }
+  function formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
+    const r = rendered ?? tryRender(k, addr);
+    if (!r) return undefined;
     kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
     return [`${member('kernels', name)}();`];
   }
   /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
   function formCode(u: Unit, last: string): string[] | undefined {
-    const launch = lowerUnitOf(plan, u).launch;
-    if (launch?.kind !== 'kernel') return undefined;
-    return formKernel(`kernel_${last}`, launch, `${commentText(docOf(m, u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''} (kernel form)`, arrayAt);
+    const f = formOf(u);
+    if (!f) return undefined;
+    const k = f.launch;
+    return formKernel(`kernel_${last}`, k, `${commentText(docOf(m, u))}   [${k.domain.join(',')}]${k.axes.length ? ` reducing axes ${k.axes.join(',')}` : ''} (kernel form)`, arrayAt, f.rendered);
   }
   function unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
     const d = decisions.get(u);
@@ -252,25 +251,14 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
       kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
       return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
     }
-    if (d.kind !== 'matmul') {
-      const name = `${d.kind}_${last}`;
-      const ranged = { ranged: true };
+    if (d.kind === 'softmax') {
+      // split by rows
+      const name = `softmax_${last}`;
       const k = d.kernel;
-      // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
-      const [body, split] =
-        d.kind === 'elementwise'
-          ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.reduce((w, s) => w + stepWork(s.op), 0) }]
-          : d.kind === 'reduce'
-            ? // a column reduction's work counts a sixteenth of its adds: split by columns, each thread reads every
-              // row of the arrays (half of them written by another thread), and none of these kernels (up to
-              // 1.8 million adds, makemore L) ran faster split on the 2-core machine (docs/threads.md)
-              [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: Math.ceil((k.M * k.N * d.kernel.rows.length) / COLUMN_REDUCTION_COST) }]
-            : d.kind === 'rowreduce'
-              ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
-              : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
-      kernels.push({ name, body, d, split });
+      kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * 8 } });
       return [`${member('kernels', name)}();`];
     }
+    if (d.kind !== 'matmul') throw new Error(`internal: a ${d.kind} decision in the static module`);
     const mm = u.insts[0]!;
     const name = `matmul_${last}`;
     const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
@@ -307,6 +295,16 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
   return emitTs(m, typed, backend);
+}
+
+/** A kernel of the kernel form rendered as wasm, or undefined where the renderer cannot render it yet. */
+function tryRender(k: FormKernel, addr: (arg: string) => number | undefined): WasmKernel | undefined {
+  try {
+    return renderWasmKernel(k, addr);
+  } catch (err) {
+    if (err instanceof KernelUnsupported) return undefined;
+    throw err;
+  }
 }
 
 /**
