@@ -51,6 +51,12 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
 }
 
 const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
+/**
+ * The vectors of kept columns a column reduction computes side by side (16 columns: each row of
+ * the reduced loops then reads whole 64-byte lines, not 16 bytes of each; makemore L's
+ * [256, 1024] column sums: 12 % of its step slower one vector at a time).
+ */
+const COLUMN_UNROLL = 4;
 
 /** Where an access's address comes from while nodes are computed: its pointer, or its coordinates. */
 type Addr = (a: number) => void;
@@ -70,9 +76,13 @@ class Nest {
   private readonly after: { node: number; a: number }[];
   private readonly during: { node: number; a: number }[];
   private readonly x: Local[];
-  private readonly res: Local[];
+  /** Each node's local, per vector of an unrolled column reduction (see COLUMN_UNROLL). */
+  private readonly resU: Local[][];
   private readonly ptr = new Map<string, Local>();
-  private readonly acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
+  private readonly accU: Map<number, { v: Local; totals?: readonly [Local, Local] }>[];
+  /** Vectors of the vectorised axis computed side by side (COLUMN_UNROLL in a column reduction's widest loop), and the one being written. */
+  private U = 1;
+  private u = 0;
   private readonly block: number;
   private readonly count?: Local;
   /** Sums added into their f64 totals term by term (else in blocks of `block`). */
@@ -104,7 +114,8 @@ class Nest {
     this.epi = epiNeed;
     this.vec = this.chooseVec();
     this.x = axes.map(() => f.local('i32'));
-    this.res = n.map(() => f.local('v128'));
+    const unroll = this.red && this.vec >= 0 && this.vec !== this.inner ? COLUMN_UNROLL : 1;
+    this.resU = Array.from({ length: unroll }, () => n.map(() => f.local('v128')));
     const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * k.dims[d]!, 1);
     const lanes = this.vec === this.inner && this.red;
     const sums = this.reduces.some((r) => (n[r] as { red: string }).red === 'sum');
@@ -114,10 +125,34 @@ class Nest {
     const blocked = this.exact || (sums && (lanes ? R > 4 * ROW_BLOCK : R > REDUCE_MIN_ROWS));
     this.block = lanes ? ROW_BLOCK : REDUCE_BLOCK;
     if (blocked && !this.exact) this.count = f.local('i32');
-    for (const r of this.reduces) {
-      const sum = (n[r] as { red: string }).red === 'sum';
-      this.acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
-    }
+    this.accU = Array.from({ length: unroll }, () => {
+      const acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
+      for (const r of this.reduces) {
+        const sum = (n[r] as { red: string }).red === 'sum';
+        acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
+      }
+      return acc;
+    });
+  }
+
+  /** The nodes' locals of the vector being written. */
+  private get res(): Local[] {
+    return this.resU[this.u]!;
+  }
+
+  private get acc(): Map<number, { v: Local; totals?: readonly [Local, Local] }> {
+    return this.accU[this.u]!;
+  }
+
+  /** `body` for each vector computed side by side (u = 0 … U − 1). */
+  private each(body: () => void): void {
+    for (this.u = 0; this.u < this.U; this.u++) body();
+    this.u = 0;
+  }
+
+  /** The byte offset of the vector being written from lane 0's address, for an access of stride s along the vectorised axis. */
+  private offset(s: number): number {
+    return 16 * this.u * s;
   }
 
   /** The vectorised axis: see the file's comment. */
@@ -156,16 +191,21 @@ class Nest {
   /** The accumulators set, the reduced loops, the lanes combined, the epilogue and its stores. */
   private reduction(loops: () => void): void {
     const f = this.f;
-    for (const [r, a] of this.acc) {
-      f.f32x4Const(this.isSum(r) ? 0 : -Infinity).set(a.v);
-      if (a.totals) f.f32x4Const(0).set(a.totals[0]).f32x4Const(0).set(a.totals[1]);
-    }
+    this.each(() => {
+      for (const [r, a] of this.acc) {
+        f.f32x4Const(this.isSum(r) ? 0 : -Infinity).set(a.v);
+        if (a.totals) f.f32x4Const(0).set(a.totals[0]).f32x4Const(0).set(a.totals[1]);
+      }
+    });
     if (this.count) f.assign(this.count, this.block);
     loops();
-    this.finish();
+    if (this.count || this.exact) this.flush();
+    this.each(() => this.finish());
     const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
-    this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
-    for (const s of this.after) this.store(s, at);
+    this.each(() => {
+      this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
+      for (const s of this.after) this.store(s, at);
+    });
   }
 
   /** A loop over the axis at `level`: four points at a time, then single ones, on the vectorised axis. */
@@ -180,15 +220,19 @@ class Nest {
     prologue?.();
     if (axis === this.vec) {
       this.mode = 4;
-      const full = () => {
-        f.get(x).i32(4).i32Add();
-        end();
-        f.i32GtS();
-      };
-      f.loopUntil(full, () => {
-        body();
-        f.bump(x, 4);
-      });
+      for (const U of this.resU.length > 1 ? [this.resU.length, 1] : [1]) {
+        this.U = U;
+        const full = () => {
+          f.get(x).i32(4 * U).i32Add();
+          end();
+          f.i32GtS();
+        };
+        f.loopUntil(full, () => {
+          body();
+          f.bump(x, 4 * U);
+        });
+      }
+      this.U = 1;
       this.mode = 1;
     }
     const done = () => {
@@ -218,11 +262,13 @@ class Nest {
           this.address(a, () => true);
           f.set(this.pointer(a));
         }
-        k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at));
+        this.each(() => k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at)));
       },
       () => {
-        k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
-        for (const s of this.during) this.store(s, at);
+        this.each(() => {
+          k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
+          for (const s of this.during) this.store(s, at);
+        });
         this.accumulate();
         const step = axis === this.vec ? this.mode : 1;
         const bumped = new Set<Local>();
@@ -265,17 +311,18 @@ class Nest {
         break;
       case 'load': {
         const s = this.mode === 4 ? this.k.accesses[n.a]!.strides[this.vec]! : 0;
+        const off = this.offset(s);
         if (s > 1) for (let l = 0; l < 4; l++) at(n.a);
         else at(n.a);
-        if (s === 1) f.v128Load(0);
-        else f.v128Load32Splat(0);
+        if (s === 1) f.v128Load(off);
+        else f.v128Load32Splat(off);
         // lanes 1–3 of a strided load, at their offsets from lane 0's address
-        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(4 * s * l, l);
+        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(off + 4 * s * l, l);
         break;
       }
       case 'coord':
         f.get(this.x[n.axis]!).i32x4Splat();
-        if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3]).i32x4Add();
+        if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3].map((l) => 4 * this.u + l) as [number, number, number, number]).i32x4Add();
         break;
       case 'reduce':
         throw new Error(`internal: kernel ${this.name} computes a reduction outside its loops`);
@@ -288,16 +335,17 @@ class Nest {
   private store(s: { node: number; a: number }, at: Addr): void {
     const f = this.f;
     const stride = this.mode === 4 ? this.k.accesses[s.a]!.strides[this.vec]! : 0;
+    const off = this.offset(stride);
     if (stride > 1) {
       for (let l = 0; l < 4; l++) {
         at(s.a);
-        f.get(this.res[s.node]!).v128Store32Lane(4 * stride * l, l);
+        f.get(this.res[s.node]!).v128Store32Lane(off + 4 * stride * l, l);
       }
       return;
     }
     at(s.a);
     f.get(this.res[s.node]!);
-    if (this.mode === 4) f.v128Store(0);
+    if (this.mode === 4) f.v128Store(off);
     else f.v128Store32Lane(0, 0);
   }
 
@@ -310,18 +358,20 @@ class Nest {
     if (!this.red) return;
     const f = this.f;
     const single = this.mode === 1 && this.vec === this.inner;
-    for (const [r, a] of this.acc) {
-      const o = this.res[args(this.k.nodes[r]!)[0]!]!;
-      f.get(a.v).get(o);
-      if (this.isSum(r)) {
-        if (single) f.i32x4Lanes(LANE0).v128And();
-        f.f32x4('add');
-      } else {
-        if (single) f.f32x4Const(-Infinity).i32x4Lanes(LANE0).v128Bitselect();
-        f.f32x4('pmax');
+    this.each(() => {
+      for (const [r, a] of this.acc) {
+        const o = this.res[args(this.k.nodes[r]!)[0]!]!;
+        f.get(a.v).get(o);
+        if (this.isSum(r)) {
+          if (single) f.i32x4Lanes(LANE0).v128And();
+          f.f32x4('add');
+        } else {
+          if (single) f.f32x4Const(-Infinity).i32x4Lanes(LANE0).v128Bitselect();
+          f.f32x4('pmax');
+        }
+        f.set(a.v);
       }
-      f.set(a.v);
-    }
+    });
     if (this.exact) this.flush();
     const count = this.count;
     if (count) f.when(() => f.get(count).i32(1).i32Sub().tee(count).i32Eqz(), () => {
@@ -333,7 +383,7 @@ class Nest {
   /** Each blocked sum's lanes added into its f64 totals, and zeroed. */
   private flush(): void {
     const f = this.f;
-    for (const a of this.acc.values()) {
+    for (const a of this.accU.slice(0, this.U).flatMap((m) => [...m.values()])) {
       if (!a.totals) continue;
       const [t0, t1] = a.totals;
       f.get(t0).get(a.v).f64x2PromoteLowF32x4().f64x2Add().set(t0);
@@ -345,7 +395,6 @@ class Nest {
   /** The reductions' values, in every lane (a lane reduction's four lanes combined), as their nodes' locals. */
   private finish(): void {
     const f = this.f;
-    if (this.count || this.exact) this.flush();
     const lanes = this.vec === this.inner;
     for (const [r, a] of this.acc) {
       const [t0, t1] = a.totals ?? [];
