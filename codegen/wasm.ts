@@ -13,7 +13,7 @@
 // This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
 // run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
 
-import type { Unit } from '../ir/memplan.js';
+import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
 import { commentText, key, member, typedAs, uniformConst } from './module.js';
@@ -40,9 +40,8 @@ import { PACK_COST, threadsDecl } from './wasm/threads.js';
 import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
-import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { decideChannel, decideConv, decideMatmul, decidePool, decideSoftmax, docOf, isConv } from './wasm/decide.js';
-import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
+import type { Decision, MatmulDecision, UpdateDecision } from './wasm/decide.js';
+import { decideConv, decideMatmul, decidePool, decideSoftmax, docOf, isConv } from './wasm/decide.js';
 import { isPool, poolBody } from './wasm/pool.js';
 
 export { isConv, simdOp } from './wasm/decide.js';
@@ -70,110 +69,160 @@ interface Kernel {
  * instance(): one arena over one memory, as the module of a single thread.
  */
 export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
-  const threaded = opts.threads ?? true;
   if (symbols(m.fwd).length) return emitSymbolicWasm(m, typed);
-  const plan = m.plan;
-  const offsets: number[] = [];
-  let end = 0;
-  for (const b of plan.buffers) {
-    offsets.push(end);
-    end += align(b.size.coef * 4);
-  }
-  const address = addresses(plan, offsets);
-  const units = [...plan.units.forward, ...plan.units.backward];
-  // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
-  const consts = constLayout(m, end);
-  end = consts.end;
-  /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
-  const arrayAt = (name: string): number | undefined => {
-    const id = plan.bufferOf.get(name);
-    return id !== undefined ? offsets[id] : consts.at(name);
-  };
-  // every elementwise, reduction or layout group is its kernel of the kernel form where the renderer has it
-  const forms = new Map<Unit, { launch: FormKernel; rendered: WasmKernel } | undefined>();
-  function formOf(u: Unit): { launch: FormKernel; rendered: WasmKernel } | undefined {
-    if (!forms.has(u)) {
-      const launch = lowerUnitOf(plan, u).launch;
-      const rendered = launch?.kind === 'kernel' ? tryRender(launch, arrayAt) : undefined;
-      forms.set(u, launch?.kind === 'kernel' && rendered ? { launch, rendered } : undefined);
+  return emitTs(m, typed, new StaticModule(m, typed).backend(opts.threads ?? true));
+}
+
+/** A group's kernel of the kernel form, rendered as wasm. */
+interface Form {
+  readonly launch: FormKernel;
+  readonly rendered: WasmKernel;
+}
+
+/**
+ * The static module (every size a number): its memory (the arena's buffers, the constant arrays,
+ * the kernels' scratch areas, the optimizer state), how each group runs, and its kernels in the
+ * order the steps call them (`kernels` fills as the flat module's emitter asks for each unit).
+ */
+class StaticModule {
+  private readonly plan: Plan;
+  private readonly offsets: number[] = [];
+  private readonly address: Address;
+  private readonly consts: ReturnType<typeof constLayout>;
+  private readonly forms = new Map<Unit, Form | undefined>();
+  /** A conv group (the convolution, then its bias and activation) runs as two kernels: the convolution into its array, then its epilogue. */
+  private readonly parts = new Map<Unit, readonly [Unit, Unit]>();
+  private readonly decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
+  private readonly scratch: { packAt: number; productAt: number; productFloats: number; convAt: Map<Unit, number>; end: number };
+  private readonly training?: ReturnType<typeof trainLayout>;
+  private readonly pages: number;
+  private readonly kernels: Kernel[] = [];
+
+  constructor(
+    private readonly m: ModuleInfo,
+    private readonly typed: boolean,
+  ) {
+    this.plan = m.plan;
+    let end = 0;
+    for (const b of this.plan.buffers) {
+      this.offsets.push(end);
+      end += align(b.size.coef * 4);
     }
-    return forms.get(u);
+    this.address = addresses(this.plan, this.offsets);
+    // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
+    this.consts = constLayout(m, end);
+    this.decide();
+    this.scratch = this.scratchLayout(this.consts.end);
+    end = this.scratch.end;
+    // the training step's kernel comes last: the steps call it after the backward pass
+    this.training = m.optimizer ? trainLayout(m, this.address, end, typedAs(typed)) : undefined;
+    if (this.training) end = this.training.end;
+    checkWasmMemory(m, end);
+    this.pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
   }
 
-  // a conv group (the convolution, then its bias and activation) runs as two kernels: the
-  // convolution into its array, then the epilogue as an elementwise or per-channel group
-  const parts = new Map<Unit, readonly [Unit, Unit]>();
-  for (const u of units)
-    if (u.kind === 'conv' && u.insts[0]!.op === 'conv') parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
-  const decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
-  for (const u of units.flatMap((x) => parts.get(x) ?? [x])) {
-    const d =
-      u.insts[0]!.op === 'matmul'
-        ? decideMatmul(m, u, address)
-        : isConv(u.insts[0]!.op)
-          ? decideConv(m, u, address)
-          : isPool(u.insts[0]!.op)
-            ? decidePool(m, u, address)
-            : (decideSoftmax(m, u, address) ?? (formOf(u) ? undefined : decideChannel(m, u, address)));
-    if (d) decisions.set(u, d);
-  }
-  const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
-  // scratch areas: B packed as [K,N] for a transposed B, and products the kernel hands to a JS epilogue
-  const packAt = end;
-  const packFloats = Math.max(0, ...matmuls.map((d) => (d.kernel.transB ? d.kernel.K * d.kernel.N : 0)));
-  end += align(packFloats * 4);
-  const productAt = end;
-  const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
-  end += align(productFloats * 4);
-  // each convolution's im2col scratch is its own: its padded positions stay zero; a per-channel
-  // kernel's sums have partial sums per chunk of images
-  const convAt = new Map<Unit, number>();
-  const channelAt = new Map<Unit, number>();
-  for (const [u, d] of decisions)
-    if (d.kind === 'conv') {
-      convAt.set(u, end);
-      end += align(convScratch(d.kernel) * 4);
-    } else if (d.kind === 'channel' && d.kernel.sums.length) {
-      channelAt.set(u, end);
-      end += align(channelScratch(d.kernel) * 4);
+  /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
+  private readonly arrayAt = (name: string): number | undefined => {
+    const id = this.plan.bufferOf.get(name);
+    return id !== undefined ? this.offsets[id] : this.consts.at(name);
+  };
+
+  /** A group's kernel of the kernel form, where the wasm renderer has it (every elementwise, reduction or layout group it can render). */
+  private formOf(u: Unit): Form | undefined {
+    if (!this.forms.has(u)) {
+      const launch = lowerUnitOf(this.plan, u).launch;
+      const rendered = launch?.kind === 'kernel' ? tryRender(launch, this.arrayAt) : undefined;
+      this.forms.set(u, launch?.kind === 'kernel' && rendered ? { launch, rendered } : undefined);
     }
-  const kernels: Kernel[] = [];
-  // the training step's kernel comes last: the steps call it after the backward pass
-  const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
-  if (training) end = training.end;
-  checkWasmMemory(m, end);
-  const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
+    return this.forms.get(u);
+  }
+
+  /** How each group runs: a routine's kernel (matmul, convolution, pooling, softmax), else its kernel of the kernel form. */
+  private decide(): void {
+    const { m, address } = this;
+    const units = [...this.plan.units.forward, ...this.plan.units.backward];
+    for (const u of units)
+      if (u.kind === 'conv' && u.insts[0]!.op === 'conv') this.parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
+    for (const u of units.flatMap((x) => this.parts.get(x) ?? [x])) {
+      const op = u.insts[0]!.op;
+      const d = op === 'matmul' ? decideMatmul(m, u, address) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : decideSoftmax(m, u, address);
+      if (d) this.decisions.set(u, d);
+    }
+  }
+
+  /**
+   * The scratch areas from `end`: B packed as [K,N] for a transposed B, products the matmul
+   * kernel hands to a JS epilogue, and each convolution's im2col scratch (its own: its padded
+   * positions stay zero).
+   */
+  private scratchLayout(end: number) {
+    const matmuls = [...this.decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
+    const packAt = end;
+    end += align(Math.max(0, ...matmuls.map((d) => (d.kernel.transB ? d.kernel.K * d.kernel.N : 0))) * 4);
+    const productAt = end;
+    const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
+    end += align(productFloats * 4);
+    const convAt = new Map<Unit, number>();
+    for (const [u, d] of this.decisions)
+      if (d.kind === 'conv') {
+        convAt.set(u, end);
+        end += align(convScratch(d.kernel) * 4);
+      }
+    return { packAt, productAt, productFloats, convAt, end };
+  }
 
   /** The kernels in the order of the module: the training step's last. */
-  const allKernels = () => (training?.kernel ? [...kernels, training.kernel] : kernels);
-  const backend: Backend = {
-    what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
-    // read after the units: the constant arrays that kernels read, copied into the memory
-    get entries() {
-      return [
-        ...(productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : []),
-        ...consts.entries(typed),
-      ];
-    },
-    buffersDecl: (arrays, t) =>
-      threaded
-        ? arenaDecl(offsets, arrays, t)
-        : [
-            ...kernelsDecl(allKernels(), pages, typed),
-            `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
-            `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
-            ...arenaDecl(offsets, arrays, t),
-          ],
-    instance: threaded ? {
+  private allKernels(): Kernel[] {
+    return this.training?.kernel ? [...this.kernels, this.training.kernel] : this.kernels;
+  }
+
+  /** What the flat module's emitter asks of the wasm module (codegen/ts.ts's Backend). */
+  backend(threaded: boolean): Backend {
+    const { typed, pages, offsets, training } = this;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- read by a getter, whose `this` is the backend
+    const self = this;
+    return {
+      what: 'The flat module with its matmuls, convolutions, pooling and row softmaxes as WebAssembly SIMD kernels, and every elementwise, reduction and layout group as its kernel of the kernel form (built by graphc, embedded below): no imports, no tape.',
+      // read after the units: the constant arrays that kernels read, copied into the memory
+      get entries() {
+        return [...(self.scratch.productFloats ? [`_product: new Float32Array(memory.buffer, ${self.scratch.productAt}, ${self.scratch.productFloats}), // matmul products read by an epilogue loop`] : []), ...self.consts.entries(typed)];
+      },
+      buffersDecl: (arrays, t) =>
+        threaded
+          ? arenaDecl(offsets, arrays, t)
+          : [
+              ...kernelsDecl(this.allKernels(), pages, typed),
+              `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
+              `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
+              ...arenaDecl(offsets, arrays, t),
+            ],
+      instance: threaded ? this.instanceDecl() : undefined,
+      ...(training ? { train: training.backend } : {}),
+      unit: (u: Unit, e: UnitEmitter) => {
+        const split = this.parts.get(u);
+        if (!split) return this.unitCode(u, e);
+        // the convolution as its kernel (else the flat module's fused loops), its epilogue after it
+        const conv = this.unitCode(split[0], e);
+        if (!conv) return undefined;
+        return [...conv, ...(this.unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
+      },
+    };
+  }
+
+  /** The threaded module's parts: the kernels and create({ threads }), instance() around the steps, the default instance. */
+  private instanceDecl(): NonNullable<Backend['instance']> {
+    const { typed, pages, m } = this;
+    const kernels = () => this.allKernels();
+    return {
       // the kernels, then create({ threads }) (which calls instance(), declared below)
       get top() {
         return [
-          ...kernelsDecl(allKernels(), pages, typed),
+          ...kernelsDecl(kernels(), pages, typed),
           '',
           ...threadsDecl(
-            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
+            kernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
             pages,
-            sharedFlagAt(allKernels(), pages),
+            sharedFlagAt(kernels(), pages),
             typed,
             (['hvp', 'jvp'] as const).filter((d) => m.derived?.[d]),
           ),
@@ -193,79 +242,69 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         '',
         ...freshDecl(scope, typed),
       ],
-    } : undefined,
-    ...(training ? { train: training.backend } : {}),
-    unit: (u: Unit, e: UnitEmitter) => {
-      const split = parts.get(u);
-      if (!split) return unitCode(u, e);
-      // the convolution as its kernel (else the flat module's fused loops), its epilogue after it
-      const conv = unitCode(split[0], e);
-      if (!conv) return undefined;
-      return [...conv, ...(unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
-    },
-  };
+    };
+  }
+
   /** A kernel of the kernel form as a wasm function and its call, or undefined where the renderer cannot render it yet. */
-  function formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
+  private formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
     const r = rendered ?? tryRender(k, addr);
     if (!r) return undefined;
-    kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
+    this.kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
     return [`${member('kernels', name)}();`];
   }
-  /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
-  function formCode(u: Unit, last: string): string[] | undefined {
-    const f = formOf(u);
-    if (!f) return undefined;
-    const k = f.launch;
-    return formKernel(`kernel_${last}`, k, `${commentText(docOf(m, u))}   [${k.domain.join(',')}]${k.axes.length ? ` reducing axes ${k.axes.join(',')}` : ''} (kernel form)`, arrayAt, f.rendered);
-  }
-  function unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
-    const d = decisions.get(u);
-    const g = u.graph;
-    const last = valueName(g, u.insts[u.insts.length - 1]!.result);
-    if (!d) return formCode(u, last);
+
+  /** The code of a group: its kernel's call (kernels of its own pushed), or undefined for the flat module's code. */
+  private unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
+    const d = this.decisions.get(u);
+    const last = valueName(u.graph, u.insts[u.insts.length - 1]!.result);
+    const call = (name: string) => [`${member('kernels', name)}();`];
+    if (!d) {
+      // its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined)
+      const f = this.formOf(u);
+      if (!f) return undefined;
+      const k = f.launch;
+      return this.formKernel(`kernel_${last}`, k, `${commentText(docOf(this.m, u))}   [${k.domain.join(',')}]${k.axes.length ? ` reducing axes ${k.axes.join(',')}` : ''} (kernel form)`, this.arrayAt, f.rendered);
+    }
     if (d.kind === 'conv') {
       const name = `${d.kernel.op}_${last}`;
-      const kernel = { ...d.kernel, scratch: convAt.get(u)! };
+      const kernel = { ...d.kernel, scratch: this.scratch.convAt.get(u)! };
       // the forward and the input gradient split by images, the weight gradient by chunks of images
       const split = convSplit(kernel);
-      kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
-      if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
+      this.kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+      if (kernel.op !== 'conv_weight_grad') return call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
-      kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+      this.kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [...call(name), ...call(`${name}_sum`)];
     }
     if (d.kind === 'pool') {
       // split by planes (a window's taps as its work)
       const name = `${d.kernel.op}_${last}`;
       const p = d.kernel;
-      kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
-      return [`${member('kernels', name)}();`];
-    }
-    if (d.kind === 'channel') {
-      const name = `channel_${last}`;
-      const split = channelSplit(d.kernel);
-      const part = channelAt.get(u);
-      kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
-      if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
-      // the sums of the chunks, added in order
-      kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+      this.kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
+      return call(name);
     }
     if (d.kind === 'softmax') {
       // split by rows
       const name = `softmax_${last}`;
       const k = d.kernel;
-      kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * 8 } });
-      return [`${member('kernels', name)}();`];
+      this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * 8 } });
+      return call(name);
     }
     if (d.kind !== 'matmul') throw new Error(`internal: a ${d.kind} decision in the static module`);
+    return this.matmulCode(u, d, last, e);
+  }
+
+  /** A matmul group: the matmul kernel (its epilogue fused, else a kernel of the kernel form or a JS loop after it). */
+  private matmulCode(u: Unit, d: MatmulDecision, last: string, e: UnitEmitter): string[] {
+    const g = u.graph;
     const mm = u.insts[0]!;
     const name = `matmul_${last}`;
-    const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
+    const { productAt, packAt } = this.scratch;
+    const c = d.productStored ? this.address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
     const kernel = { ...d.kernel, name, c, pack: d.kernel.transB ? packAt : undefined };
     // one matrix splits by blocks of the register tile's rows; a batch of them stays whole
     if (kernel.batch === 1)
-      kernels.push({
+      this.kernels.push({
         name,
         body: matmulBody(kernel, { ranged: true }),
         d,
@@ -276,25 +315,24 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
           pack: kernel.transB ? { body: packBody(kernel), rows: kernel.N, work: PACK_COST * kernel.N * kernel.K } : undefined,
         },
       });
-    else kernels.push({ name, body: matmulBody(kernel), d });
+    else this.kernels.push({ name, body: matmulBody(kernel), d });
     const call = [`${member('kernels', name)}();`];
     if (d.fusedEpilogue) return call;
     // the epilogue as a kernel of the kernel form, reading the product where the matmul wrote it
-    const routine = lowerUnitOf(plan, u).launch;
+    const routine = lowerUnitOf(this.plan, u).launch;
     const product = routine?.kind === 'routine' ? routine.output.arg : undefined;
     const epi =
       routine?.kind === 'routine' && routine.epilogue
-        ? formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (d.productStored ? address(g, mm.result) : productAt) : arrayAt(arg)))
+        ? this.formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (c ?? productAt) : this.arrayAt(arg)))
         : undefined;
     if (epi) {
-      const at = kernels.findIndex((x) => x.name === name);
-      kernels[at] = { ...kernels[at]!, epilogueKernel: true };
+      const at = this.kernels.findIndex((x) => x.name === name);
+      this.kernels[at] = { ...this.kernels[at]!, epilogueKernel: true };
       return [...call, ...epi];
     }
     if (!d.productStored) e.use('_product');
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
-  return emitTs(m, typed, backend);
 }
 
 /** A kernel of the kernel form rendered as wasm, or undefined where the renderer cannot render it yet. */
