@@ -529,7 +529,6 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
-    if (d.kind === 'channel') return `[${d.kernel.N},${d.kernel.C},${d.kernel.S}] per channel${d.kernel.sums.length ? ', sums over images and positions' : ''}`;
     if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
     if (d.kind === 'conv') {
       const c = d.kernel;

@@ -14,8 +14,6 @@ import { formula } from '../formula.js';
 import type { ModuleInfo } from '../module.js';
 import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
-import type { ChannelKernel } from './channel.js';
-import { channelKernel } from './channel.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
 import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
@@ -86,14 +84,7 @@ export interface PoolDecision {
   readonly doc: string;
 }
 
-/** An elementwise or reduce group over [N, C, ...] with per-channel operands (a bias) as a kernel. */
-export interface ChannelDecision {
-  readonly kind: 'channel';
-  readonly kernel: ChannelKernel;
-  readonly doc: string;
-}
-
-export type Decision = ConvDecision | PoolDecision | ChannelDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+export type Decision = ConvDecision | PoolDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
 
 /** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
 export function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
@@ -151,13 +142,6 @@ export function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecisi
     kernel: { op: inst.op, N: N!, C: C!, H: H!, W: W!, O: O!, kH: kH!, kW: kW!, Ho: Ho!, Wo: Wo!, groups: a.groups, stride: a.stride, padding: a.padding, dilation: a.dilation, x, w, y },
     doc: docOf(m, u),
   };
-}
-
-/** How to run an elementwise or reduce group with per-channel operands (a bias over [N, C, ...]), or undefined. */
-export function decideChannel(m: ModuleInfo, u: Unit, address: Address): ChannelDecision | undefined {
-  if (u.kind !== 'elementwise' && u.kind !== 'reduce' && !(u.kind === 'single' && isElementwise(u.insts[0]!))) return undefined;
-  const kernel = channelKernel({ plan: m.plan, address, simdOp, isElementwise }, u);
-  return kernel && { kind: 'channel', kernel, doc: docOf(m, u) };
 }
 
 /** How to run a pooling op or its gradient, or undefined for the flat module's loops. */
