@@ -21,7 +21,7 @@ import * as E from './expr.js';
 import { lowerUnitOf } from './kernel/lower.js';
 import type { Kernel as FormKernel } from './kernel/form.js';
 import type { WasmKernel } from './wasm/kernel.js';
-import { KernelUnsupported, renderWasmKernel } from './wasm/kernel.js';
+import { KernelUnsupported, TileEpilogue, renderWasmKernel } from './wasm/kernel.js';
 import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
 import { trainGroups } from './ts/train.js';
@@ -145,9 +145,22 @@ class StaticModule {
       if (u.kind === 'conv' && u.insts[0]!.op === 'conv') this.parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
     for (const u of units.flatMap((x) => this.parts.get(x) ?? [x])) {
       const op = u.insts[0]!.op;
-      const d = op === 'matmul' ? decideMatmul(m, u, address) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : decideSoftmax(m, u, address);
+      const d = op === 'matmul' ? this.matmulDecision(u) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : decideSoftmax(m, u, address);
       if (d) this.decisions.set(u, d);
     }
+  }
+
+  /**
+   * A matmul group's kernel, its epilogue (of the kernel form: the routine's epilogue kernel)
+   * written at the points of the register tile where it can be (one matrix, nothing but loads
+   * along the tile's rows and columns), else a kernel of its own after the matmul.
+   */
+  private matmulDecision(u: Unit): MatmulDecision | undefined {
+    const d = decideMatmul(this.m, u, this.address);
+    if (!d) return undefined;
+    const routine = lowerUnitOf(this.plan, u).launch;
+    const writer = d.kernel.batch === 1 && routine?.kind === 'routine' && routine.epilogue ? TileEpilogue.plan(routine.epilogue, routine.output.arg, this.arrayAt) : undefined;
+    return { ...d, kernel: { ...d.kernel, epilogue: [], ...(writer ? { epilogueWriter: writer } : {}) }, fusedEpilogue: writer !== undefined || u.insts.length === 1 };
   }
 
   /**

@@ -32,6 +32,8 @@ export interface MatmulKernel {
   /** A scratch area of K·N floats for packing a transposed B. */
   readonly pack?: number;
   readonly epilogue: readonly Step[];
+  /** The epilogue as a writer at the tile's points instead (the static module's, of the kernel form: codegen/wasm/kernel.ts's TileEpilogue). */
+  readonly epilogueWriter?: (f: Body) => Pick<StepWriter, 'pointers' | 'at' | 'store'>;
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
   /** Bytes from one matrix of the batch to the next, where not the matrices' sizes (a convolution's images). */
@@ -111,7 +113,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; o
   const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
-  const epilogue = new StepWriter(f, k.epilogue, N);
+  const epilogue = k.epilogueWriter?.(f) ?? new StepWriter(f, k.epilogue, N);
   const bRows = transB ? k.pack! : k.b; // B as [K,N]
   const aRowStride = transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
   const aStepP = transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
