@@ -1,17 +1,18 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
-// WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
-// every elementwise group, every reduction over leading or trailing axes and every softmax over
-// the last axis a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses
-// of its arrays. Every other elementwise, reduction or layout group (transposes, slices, pads,
-// concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
-// is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
-// function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
-// embedded in the module, which still imports nothing. The routines without a kernel here
-// (cross-entropy, gathers) are the flat module's code; all steps keep the flat module's order
-// and comments.
+// WebAssembly.Memory. Every matmul (its epilogue — bias add, activation — written at the points of
+// its register tile where it can be), convolution, pooling op and softmax over the last axis is a
+// WebAssembly SIMD routine specialised to the group's shapes and to the addresses of its arrays;
+// every other elementwise, reduction or layout group (and a matmul epilogue that is not fused) is
+// its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm function
+// (codegen/wasm/kernel.ts): one definition of each op's semantics and of the index algebra. The
+// kernels are encoded by graphc at build time and embedded in the module, which still imports
+// nothing. The routines without a kernel here (cross-entropy, gathers) are the flat module's code;
+// all steps keep the flat module's order and comments.
 //
-// This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
-// run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
+// This file assembles the module (StaticModule); the layout of the memory is codegen/wasm/layout.ts,
+// the routines' decisions codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts. The
+// symbolic module (codegen/wasm/symbolic.ts) still runs its groups with the older [M,N] kernels
+// (codegen/wasm/elementwise.ts, steps.ts), which it embeds.
 
 import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
