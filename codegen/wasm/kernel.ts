@@ -50,6 +50,11 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
 }
 
+/** Appends the loops of `k` (its primitives decomposed) to the function body `f` (a kernel of several, as the optimizer's update). */
+export function renderWasmKernelInto(f: Body, k: Kernel, addr: (arg: string) => number | undefined): void {
+  for (const fk of flatten(decompose(k, WASM_CAPABILITIES), addr)) new Nest(f, fk, k.name).emit();
+}
+
 const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
 /**
  * The vectors of kept columns a column reduction computes side by side (32 columns: each row of
