@@ -57,11 +57,12 @@ export function renderWasmKernelInto(f: Body, k: Kernel, addr: (arg: string) => 
 
 const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
 /**
- * The vectors of kept columns a column reduction computes side by side (32 columns: each row of
- * the reduced loops then reads two whole 64-byte lines, not 16 bytes of one; makemore L's
- * [256, 1024] column sums: 12 % of its step slower one vector at a time, 1–3 % with 4 vectors).
+ * The vectors of kept columns a column reduction computes side by side (16 columns: each row of
+ * the reduced loops then reads a whole 64-byte line, not 16 bytes of it; makemore L's
+ * [256, 1024] column sums made its step 12 % slower one vector at a time; 8 vectors were no
+ * faster than 4 on makemore L or the CIFAR ResNet, for a third more code).
  */
-const COLUMN_UNROLL = 8;
+const COLUMN_UNROLL = 4;
 
 /** Where an access's address comes from while nodes are computed: its pointer, or its coordinates. */
 type Addr = (a: number) => void;
