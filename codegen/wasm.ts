@@ -193,7 +193,7 @@ class StaticModule {
   /** What the flat module's emitter asks of the wasm module (codegen/ts.ts's Backend). */
   backend(threaded: boolean): Backend {
     const { typed, pages, offsets, training } = this;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- read by a getter, whose `this` is the backend
+    // read by the `entries` getter, whose `this` is the backend object
     const self = this;
     return {
       what: 'The flat module with its matmuls, convolutions, pooling and row softmaxes as WebAssembly SIMD kernels, and every elementwise, reduction and layout group as its kernel of the kernel form (built by graphc, embedded below): no imports, no tape.',
