@@ -48,24 +48,3 @@ export function literal(e: Expr): number | undefined {
   return Number.isNaN(x) && e.code !== 'NaN' ? undefined : x;
 }
 
-/**
- * a ** b, with the exponents that have a cheaper exact form written out (a², √a, 1/a, 1/√a);
- * `general` writes any other exponent (`**` in JavaScript, `Math.pow` where gpu.js compiles it).
- */
-export function powOf(a: Expr, b: Expr, general: (a: Expr, b: Expr) => Expr = pow): Expr {
-  const one = num(1);
-  switch (literal(b)) {
-    case 1:
-      return a;
-    case 2:
-      return mul(a, a);
-    case 0.5:
-      return call('Math.sqrt', a);
-    case -0.5:
-      return div(one, call('Math.sqrt', a));
-    case -1:
-      return div(one, a);
-    default:
-      return general(a, b);
-  }
-}

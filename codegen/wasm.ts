@@ -1,19 +1,21 @@
 // The WebAssembly target (`--target wasm`): the flat module, with its arena in one
-// WebAssembly.Memory, and every matmul group (the matmul and its epilogue: bias add, activation),
-// every elementwise group, every reduction over leading or trailing axes and every softmax over
-// the last axis a WebAssembly SIMD kernel specialised to the group's shapes and to the addresses
-// of its arrays. Every other elementwise, reduction or layout group (transposes, slices, pads,
-// concatenations, broadcasts the kernels above cannot walk as rows) and a matmul epilogue that
-// is not fused is its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm
-// function (codegen/wasm/kernel.ts). The kernels are encoded by graphc at build time and
-// embedded in the module, which still imports nothing. The other routines (gather, scatter_add,
-// pick, cross-entropy, argmax, argmin, cumsum, softmax along any axis) are kernels of their own
+// WebAssembly.Memory. Every matmul (its epilogue — bias add, activation — written at the points of
+// its register tile where it can be), convolution, pooling op and softmax over the last axis is a
+// WebAssembly SIMD routine specialised to the group's shapes and to the addresses of its arrays;
+// every other elementwise, reduction or layout group (and a matmul epilogue that is not fused) is
+// its kernel of the kernel form (codegen/kernel/lower.ts) rendered as a wasm function
+// (codegen/wasm/kernel.ts): one definition of each op's semantics and of the index algebra. The
+// kernels are encoded by graphc at build time and embedded in the module, which still imports
+// nothing. The other routines (gather, scatter_add, pick,
+// cross-entropy, argmax, argmin, cumsum, softmax along any axis) are kernels of their own
 // (codegen/wasm/index-kernels.ts); all steps keep the flat module's order and comments.
 //
-// This file assembles the module; the layout of the memory is codegen/wasm/layout.ts, which groups
-// run as kernels (and with what) codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts.
+// This file assembles the module (StaticModule); the layout of the memory is codegen/wasm/layout.ts,
+// the routines' decisions codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts. The
+// symbolic module (codegen/wasm/symbolic.ts) still runs its groups with the older [M,N] kernels
+// (codegen/wasm/elementwise.ts, steps.ts), which it embeds.
 
-import type { Unit } from '../ir/memplan.js';
+import type { Plan, Unit } from '../ir/memplan.js';
 import { allUnits, valueName } from '../ir/memplan.js';
 import { numelSize, symbols } from '../ir/dims.js';
 import { layoutPlan, polyConst } from '../ir/layout.js';
@@ -21,7 +23,8 @@ import { commentText, key, member, typedAs, uniformConst } from './module.js';
 import * as E from './expr.js';
 import { lowerUnitOf } from './kernel/lower.js';
 import type { Kernel as FormKernel } from './kernel/form.js';
-import { KernelUnsupported, renderWasmKernel } from './wasm/kernel.js';
+import type { WasmKernel } from './wasm/kernel.js';
+import { KernelUnsupported, TileEpilogue, renderWasmKernel } from './wasm/kernel.js';
 import { scalarNames, slotsOf } from './optim.js';
 import type { TrainBackend } from './ts/train.js';
 import { trainGroups } from './ts/train.js';
@@ -34,17 +37,14 @@ import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
-import type { ElementwiseKernel } from './wasm/elementwise.js';
-import { elementwiseBody, reduceBody, rowReduceBody } from './wasm/elementwise.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
-import { COLUMN_REDUCTION_COST, PACK_COST, stepWork, threadsDecl } from './wasm/threads.js';
+import { PACK_COST, threadsDecl } from './wasm/threads.js';
 import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
-import type { Decision, UpdateDecision } from './wasm/decide.js';
-import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, docOf, isConv, reductionOf } from './wasm/decide.js';
-import { channelBody, channelScratch, channelSplit, channelSumBody } from './wasm/channel.js';
+import type { Decision, MatmulDecision, UpdateDecision } from './wasm/decide.js';
+import { decideConv, decideMatmul, decidePool, decideSoftmax, docOf, isConv } from './wasm/decide.js';
 import { isPool, poolBody } from './wasm/pool.js';
 import { indexKernel } from './wasm/index-kernels.js';
 
@@ -73,103 +73,172 @@ interface Kernel {
  * instance(): one arena over one memory, as the module of a single thread.
  */
 export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?: boolean } = {}): string {
-  const threaded = opts.threads ?? true;
   if (symbols(m.fwd).length) return emitSymbolicWasm(m, typed);
-  const plan = m.plan;
-  // the buffers' offsets from the layout pass (ir/layout.ts): constants here, no symbols
-  const layout = layoutPlan(plan);
-  const offsets = layout.offsets.map(polyConst);
-  let end = polyConst(layout.end);
-  const address = addresses(plan, offsets);
-  const units = allUnits(plan);
-  // scratch area: the accumulators of reductions (one row of the kept positions each)
-  const accAt = end;
-  end += Math.max(0, ...units.map((u) => {
-    const r = reductionOf(u);
-    return r ? r.reductions.length * accSlot(r, align((r.leading ? r.N : r.M) * 4)) : 0;
-  }));
+  return emitTs(m, typed, new StaticModule(m, typed).backend(opts.threads ?? true));
+}
 
-  // a conv group (the convolution, then its bias and activation) runs as two kernels: the
-  // convolution into its array, then the epilogue as an elementwise or per-channel group
-  const parts = new Map<Unit, readonly [Unit, Unit]>();
-  for (const u of units)
-    if (u.kind === 'conv' && u.insts[0]!.op === 'conv') parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
-  const decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
-  for (const u of units.flatMap((x) => parts.get(x) ?? [x])) {
-    const d =
-      u.insts[0]!.op === 'matmul'
-        ? decideMatmul(m, u, address)
-        : isConv(u.insts[0]!.op)
-          ? decideConv(m, u, address)
-          : isPool(u.insts[0]!.op)
-            ? decidePool(m, u, address)
-            : (decideElementwise(m, u, address) ?? decideReduce(m, u, address, accAt) ?? decideRowReduce(m, u, address, accAt) ?? decideSoftmax(m, u, address) ?? decideChannel(m, u, address));
-    if (d) decisions.set(u, d);
+/** A group's kernel of the kernel form, rendered as wasm. */
+interface Form {
+  readonly launch: FormKernel;
+  readonly rendered: WasmKernel;
+}
+
+/**
+ * The static module (every size a number): its memory (the arena's buffers, the constant arrays,
+ * the kernels' scratch areas, the optimizer state), how each group runs, and its kernels in the
+ * order the steps call them (`kernels` fills as the flat module's emitter asks for each unit).
+ */
+class StaticModule {
+  private readonly plan: Plan;
+  private readonly offsets: number[];
+  private readonly address: Address;
+  private readonly consts: ReturnType<typeof constLayout>;
+  private readonly forms = new Map<Unit, Form | undefined>();
+  /** A conv group (the convolution, then its bias and activation) runs as two kernels: the convolution into its array, then its epilogue. */
+  private readonly parts = new Map<Unit, readonly [Unit, Unit]>();
+  private readonly decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
+  private readonly scratch: { packAt: number; productAt: number; productFloats: number; convAt: Map<Unit, number>; end: number };
+  private readonly training?: ReturnType<typeof trainLayout>;
+  private readonly pages: number;
+  private readonly kernels: Kernel[] = [];
+
+  constructor(
+    private readonly m: ModuleInfo,
+    private readonly typed: boolean,
+  ) {
+    this.plan = m.plan;
+    // the buffers' offsets from the layout pass (ir/layout.ts): constants here, no symbols
+    const layout = layoutPlan(this.plan);
+    this.offsets = layout.offsets.map(polyConst);
+    let end = polyConst(layout.end);
+    this.address = addresses(this.plan, this.offsets);
+    // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
+    this.consts = constLayout(m, end);
+    this.decide();
+    this.scratch = this.scratchLayout(this.consts.end);
+    end = this.scratch.end;
+    // the training step's kernel comes last: the steps call it after the backward pass
+    this.training = m.optimizer ? trainLayout(m, this.address, end, typedAs(typed)) : undefined;
+    if (this.training) end = this.training.end;
+    checkWasmMemory(m, end);
+    this.pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
   }
-  const matmuls = [...decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
-  // scratch areas: B packed as [K,N] for a transposed B, and products the kernel hands to a JS epilogue
-  const packAt = end;
-  end += align(Math.max(0, ...matmuls.map((d) => packFloats(d.kernel))) * 4);
-  const productAt = end;
-  const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
-  end += align(productFloats * 4);
-  // each convolution's im2col scratch is its own: its padded positions stay zero; a per-channel
-  // kernel's sums have partial sums per chunk of images
-  const convAt = new Map<Unit, number>();
-  const channelAt = new Map<Unit, number>();
-  for (const [u, d] of decisions)
-    if (d.kind === 'conv') {
-      convAt.set(u, end);
-      end += align(convScratch(d.kernel) * 4);
-    } else if (d.kind === 'channel' && d.kernel.sums.length) {
-      channelAt.set(u, end);
-      end += align(channelScratch(d.kernel) * 4);
-    }
-  // the constant arrays (not uniform) that kernels of the kernel form read: in the memory too
-  const consts = constLayout(m, end);
-  end = consts.end;
+
   /** The byte address of an array of the kernel form (a value's root name), where it is in the memory. */
-  const arrayAt = (name: string): number | undefined => {
-    const id = plan.bufferOf.get(name);
-    return id !== undefined ? offsets[id] : consts.at(name);
+  private readonly arrayAt = (name: string): number | undefined => {
+    const id = this.plan.bufferOf.get(name);
+    return id !== undefined ? this.offsets[id] : this.consts.at(name);
   };
-  const kernels: Kernel[] = [];
-  // the training step's kernel comes last: the steps call it after the backward pass
-  const training = m.optimizer ? trainLayout(m, address, end, typedAs(typed)) : undefined;
-  if (training) end = training.end;
-  checkWasmMemory(m, end);
-  const pages = Math.max(1, Math.ceil((end + PADDING) / PAGE));
+
+  /** A group's kernel of the kernel form, where the wasm renderer has it (every elementwise, reduction or layout group it can render). */
+  private formOf(u: Unit): Form | undefined {
+    if (!this.forms.has(u)) {
+      const launch = lowerUnitOf(this.plan, u).launch;
+      const rendered = launch?.kind === 'kernel' ? tryRender(launch, this.arrayAt) : undefined;
+      this.forms.set(u, launch?.kind === 'kernel' && rendered ? { launch, rendered } : undefined);
+    }
+    return this.forms.get(u);
+  }
+
+  /** How each group runs: a routine's kernel (matmul, convolution, pooling, softmax), else its kernel of the kernel form. */
+  private decide(): void {
+    const { m, address } = this;
+    const units = allUnits(this.plan);
+    for (const u of units)
+      if (u.kind === 'conv' && u.insts[0]!.op === 'conv') this.parts.set(u, [{ ...u, kind: 'single', insts: [u.insts[0]!] }, { ...u, kind: 'elementwise', insts: u.insts.slice(1) }]);
+    for (const u of units.flatMap((x) => this.parts.get(x) ?? [x])) {
+      const op = u.insts[0]!.op;
+      const d = op === 'matmul' ? this.matmulDecision(u) : isConv(op) ? decideConv(m, u, address) : isPool(op) ? decidePool(m, u, address) : decideSoftmax(m, u, address);
+      if (d) this.decisions.set(u, d);
+    }
+  }
+
+  /**
+   * A matmul group's kernel, its epilogue (of the kernel form: the routine's epilogue kernel)
+   * written at the points of the register tile where it can be (one matrix, nothing but loads
+   * along the tile's rows and columns), else a kernel of its own after the matmul.
+   */
+  private matmulDecision(u: Unit): MatmulDecision | undefined {
+    const d = decideMatmul(this.m, u, this.address);
+    if (!d) return undefined;
+    const routine = lowerUnitOf(this.plan, u).launch;
+    const writer = d.kernel.batch === 1 && routine?.kind === 'routine' && routine.epilogue ? TileEpilogue.plan(routine.epilogue, routine.output.arg, this.arrayAt) : undefined;
+    return { ...d, kernel: { ...d.kernel, epilogue: [], ...(writer ? { epilogueWriter: writer } : {}) }, fusedEpilogue: writer !== undefined || u.insts.length === 1 };
+  }
+
+  /**
+   * The scratch areas from `end`: B packed as [K,N] for a transposed B, products the matmul
+   * kernel hands to a JS epilogue, and each convolution's im2col scratch (its own: its padded
+   * positions stay zero).
+   */
+  private scratchLayout(end: number) {
+    const matmuls = [...this.decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
+    const packAt = end;
+    end += align(Math.max(0, ...matmuls.map((d) => packFloats(d.kernel))) * 4);
+    const productAt = end;
+    const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
+    end += align(productFloats * 4);
+    const convAt = new Map<Unit, number>();
+    for (const [u, d] of this.decisions)
+      if (d.kind === 'conv') {
+        convAt.set(u, end);
+        end += align(convScratch(d.kernel) * 4);
+      }
+    return { packAt, productAt, productFloats, convAt, end };
+  }
 
   /** The kernels in the order of the module: the training step's last. */
-  const allKernels = () => (training?.kernel ? [...kernels, training.kernel] : kernels);
-  const backend: Backend = {
-    what: 'The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels (built by graphc, embedded below): no imports, no tape.',
-    // read after the units: the constant arrays that kernels read, copied into the memory
-    get entries() {
-      return [
-        ...(productFloats ? [`_product: new Float32Array(memory.buffer, ${productAt}, ${productFloats}), // matmul products read by an epilogue loop`] : []),
-        ...consts.entries(typed),
-      ];
-    },
-    buffersDecl: (arrays, t) =>
-      threaded
-        ? arenaDecl(offsets, arrays, t)
-        : [
-            ...kernelsDecl(allKernels(), pages, typed),
-            `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
-            `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
-            ...arenaDecl(offsets, arrays, t),
-          ],
-    instance: threaded ? {
+  private allKernels(): Kernel[] {
+    return this.training?.kernel ? [...this.kernels, this.training.kernel] : this.kernels;
+  }
+
+  /** What the flat module's emitter asks of the wasm module (codegen/ts.ts's Backend). */
+  backend(threaded: boolean): Backend {
+    const { typed, pages, offsets, training } = this;
+    // read by the `entries` getter, whose `this` is the backend object
+    const self = this;
+    return {
+      what: 'The flat module with its matmuls, convolutions, pooling and row softmaxes as WebAssembly SIMD kernels, and every elementwise, reduction and layout group as its kernel of the kernel form (built by graphc, embedded below): no imports, no tape.',
+      // read after the units: the constant arrays that kernels read, copied into the memory
+      get entries() {
+        return [...(self.scratch.productFloats ? [`_product: new Float32Array(memory.buffer, ${self.scratch.productAt}, ${self.scratch.productFloats}), // matmul products read by an epilogue loop`] : []), ...self.consts.entries(typed)];
+      },
+      buffersDecl: (arrays, t) =>
+        threaded
+          ? arenaDecl(offsets, arrays, t)
+          : [
+              ...kernelsDecl(this.allKernels(), pages, typed),
+              `const memory = new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }); // ${pages} × 64 KiB, never grown: the arrays below stay valid`,
+              `const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${t(' as unknown as Kernels')};`,
+              ...arenaDecl(offsets, arrays, t),
+            ],
+      instance: threaded ? this.instanceDecl() : undefined,
+      ...(training ? { train: training.backend } : {}),
+      unit: (u: Unit, e: UnitEmitter) => {
+        const split = this.parts.get(u);
+        if (!split) return this.unitCode(u, e);
+        // the convolution as its kernel (else the flat module's fused loops), its epilogue after it
+        const conv = this.unitCode(split[0], e);
+        if (!conv) return undefined;
+        return [...conv, ...(this.unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
+      },
+    };
+  }
+
+  /** The threaded module's parts: the kernels and create({ threads }), instance() around the steps, the default instance. */
+  private instanceDecl(): NonNullable<Backend['instance']> {
+    const { typed, pages, m } = this;
+    const kernels = () => this.allKernels();
+    return {
       // the kernels, then create({ threads }) (which calls instance(), declared below)
       get top() {
         return [
-          ...kernelsDecl(allKernels(), pages, typed),
+          ...kernelsDecl(kernels(), pages, typed),
           '',
           ...threadsDecl(
-            allKernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
+            kernels().map((k) => ({ name: k.name, split: k.split && { extent: k.split.extent, align: k.split.align, work: k.split.work, pack: k.split.pack && { rows: k.split.pack.rows, work: k.split.pack.work } } })),
             pages,
-            sharedFlagAt(allKernels(), pages),
+            sharedFlagAt(kernels(), pages),
             typed,
             (['hvp', 'jvp'] as const).filter((d) => m.derived?.[d]),
           ),
@@ -189,100 +258,77 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
         '',
         ...freshDecl(scope, typed),
       ],
-    } : undefined,
-    ...(training ? { train: training.backend } : {}),
-    unit: (u: Unit, e: UnitEmitter) => {
-      const split = parts.get(u);
-      if (!split) return unitCode(u, e);
-      // the convolution as its kernel (else the flat module's fused loops), its epilogue after it
-      const conv = unitCode(split[0], e);
-      if (!conv) return undefined;
-      return [...conv, ...(unitCode(split[1], e) ?? e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result)))];
-    },
-  };
+    };
+  }
+
   /** A kernel of the kernel form as a wasm function and its call, or undefined where the renderer cannot render it yet. */
-  function formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined): string[] | undefined {
-    let r;
-    try {
-      r = renderWasmKernel(k, addr);
-    } catch (err) {
-      if (err instanceof KernelUnsupported) return undefined;
-      throw err;
-    }
-    kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
+  private formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
+    const r = rendered ?? tryRender(k, addr);
+    if (!r) return undefined;
+    this.kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
     return [`${member('kernels', name)}();`];
   }
-  /** A group no decision above runs: its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm (a routine: undefined). */
-  function formCode(u: Unit, last: string): string[] | undefined {
-    const launch = lowerUnitOf(plan, u).launch;
-    if (launch?.kind === 'routine') {
-      // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts)
-      const k = indexKernel(launch, arrayAt);
-      if (k) kernels.push({ name: `${launch.op}_${last}`, body: k.body, ...(k.split ? { split: k.split } : {}), what: `${commentText(docOf(m, u))}   ${k.what}` });
-      return k && [`${member('kernels', `${launch.op}_${last}`)}();`];
+
+  /** The code of a group: its kernel's call (kernels of its own pushed), or undefined for the flat module's code. */
+  private unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
+    const d = this.decisions.get(u);
+    const last = valueName(u.graph, u.insts[u.insts.length - 1]!.result);
+    const call = (name: string) => [`${member('kernels', name)}();`];
+    if (!d) {
+      const launch = lowerUnitOf(this.plan, u).launch;
+      if (launch?.kind === 'routine') {
+        // the index ops, cross-entropy, softmax along any axis: kernels of their own (codegen/wasm/index-kernels.ts)
+        const k = indexKernel(launch, this.arrayAt);
+        const name = `${launch.op}_${last}`;
+        if (k) this.kernels.push({ name, body: k.body, ...(k.split ? { split: k.split } : {}), what: `${commentText(docOf(this.m, u))}   ${k.what}` });
+        return k && call(name);
+      }
+      // its kernel of the kernel form (codegen/kernel/lower.ts), rendered as wasm
+      const f = this.formOf(u);
+      if (!f) return undefined;
+      const k = f.launch;
+      return this.formKernel(`kernel_${last}`, k, `${commentText(docOf(this.m, u))}   [${k.domain.join(',')}]${k.axes.length ? ` reducing axes ${k.axes.join(',')}` : ''} (kernel form)`, this.arrayAt, f.rendered);
     }
-    if (launch?.kind !== 'kernel') return undefined;
-    return formKernel(`kernel_${last}`, launch, `${commentText(docOf(m, u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''} (kernel form)`, arrayAt);
-  }
-  function unitCode(u: Unit, e: UnitEmitter): string[] | undefined {
-    const d = decisions.get(u);
-    const g = u.graph;
-    const last = valueName(g, u.insts[u.insts.length - 1]!.result);
-    if (!d) return formCode(u, last);
     if (d.kind === 'conv') {
       const name = `${d.kernel.op}_${last}`;
-      const kernel = { ...d.kernel, scratch: convAt.get(u)! };
+      const kernel = { ...d.kernel, scratch: this.scratch.convAt.get(u)! };
       // the forward and the input gradient split by images, the weight gradient by chunks of images
       const split = convSplit(kernel);
-      kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
-      if (kernel.op !== 'conv_weight_grad') return [`${member('kernels', name)}();`];
+      this.kernels.push(split ? { name, body: convBody(kernel, { ranged: true }), d, split } : { name, body: convBody(kernel), d });
+      if (kernel.op !== 'conv_weight_grad') return call(name);
       // the weight gradient's partial sums of the chunks, added in order into dw
-      kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
+      this.kernels.push({ name: `${name}_sum`, body: convSumBody(kernel), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
+      return [...call(name), ...call(`${name}_sum`)];
     }
     if (d.kind === 'pool') {
       // split by planes (a window's taps as its work)
       const name = `${d.kernel.op}_${last}`;
       const p = d.kernel;
-      kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
-      return [`${member('kernels', name)}();`];
+      this.kernels.push({ name, body: poolBody(p, { ranged: true }), d, split: { extent: p.planes, align: 1, work: p.planes * p.Ho * p.Wo * p.kernel[0]! * p.kernel[1]! } });
+      return call(name);
     }
-    if (d.kind === 'channel') {
-      const name = `channel_${last}`;
-      const split = channelSplit(d.kernel);
-      const part = channelAt.get(u);
-      kernels.push(split ? { name, body: channelBody(d.kernel, { ranged: true, part }), d, split } : { name, body: channelBody(d.kernel, { part }), d });
-      if (!d.kernel.sums.length) return [`${member('kernels', name)}();`];
-      // the sums of the chunks, added in order
-      kernels.push({ name: `${name}_sum`, body: channelSumBody(d.kernel, part!), d, what: `the ${CHUNKS} chunks' partial sums of ${name}, added in order` });
-      return [`${member('kernels', name)}();`, `${member('kernels', `${name}_sum`)}();`];
-    }
-    if (d.kind !== 'matmul') {
-      const name = `${d.kind}_${last}`;
-      const ranged = { ranged: true };
+    if (d.kind === 'softmax') {
+      // split by rows
+      const name = `softmax_${last}`;
       const k = d.kernel;
-      // what splits over threads: rows (columns for a column reduction), in blocks of whole vectors where an epilogue runs over the block
-      const [body, split] =
-        d.kind === 'elementwise'
-          ? [elementwiseBody(k as ElementwiseKernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * (k as ElementwiseKernel).steps.reduce((w, s) => w + stepWork(s.op), 0) }]
-          : d.kind === 'reduce'
-            ? // a column reduction's work counts a sixteenth of its adds: split by columns, each thread reads every
-              // row of the arrays (half of them written by another thread), and none of these kernels (up to
-              // 1.8 million adds, makemore L) ran faster split on the 2-core machine (docs/threads.md)
-              [reduceBody(d.kernel, ranged), { extent: k.N, align: 4, work: Math.ceil((k.M * k.N * d.kernel.rows.length) / COLUMN_REDUCTION_COST) }]
-            : d.kind === 'rowreduce'
-              ? [rowReduceBody(d.kernel, ranged), { extent: k.M, align: d.kernel.epilogue.length ? 4 : 1, work: k.M * k.N * d.kernel.rows.length }]
-              : [softmaxBody(d.kernel, ranged), { extent: k.M, align: 1, work: k.M * k.N * 8 }];
-      kernels.push({ name, body, d, split });
-      return [`${member('kernels', name)}();`];
+      this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * 8 } });
+      return call(name);
     }
+    if (d.kind !== 'matmul') throw new Error(`internal: a ${d.kind} decision in the static module`);
+    return this.matmulCode(u, d, last, e);
+  }
+
+  /** A matmul group: the matmul kernel (its epilogue fused, else a kernel of the kernel form or a JS loop after it). */
+  private matmulCode(u: Unit, d: MatmulDecision, last: string, e: UnitEmitter): string[] {
+    const g = u.graph;
     const mm = u.insts[0]!;
     const name = `matmul_${last}`;
-    const c = d.productStored ? address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
+    const { productAt, packAt } = this.scratch;
+    const c = d.productStored ? this.address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
     const kernel = { ...d.kernel, name, c, pack: d.kernel.transB || packsB(d.kernel) ? packAt : undefined };
     // one matrix splits by blocks of the register tile's rows; a batch by its matrices
     if (kernel.batch === 1)
-      kernels.push({
+      this.kernels.push({
         name,
         body: matmulBody(kernel, { ranged: true }),
         d,
@@ -297,25 +343,34 @@ export function emitWasm(m: ModuleInfo, typed = true, opts: { readonly threads?:
               : undefined,
         },
       });
-    else kernels.push({ name, body: matmulBody(kernel, { batches: true }), d, split: { extent: kernel.batch, align: 1, work: kernel.batch * kernel.M * kernel.N * kernel.K } });
+    else this.kernels.push({ name, body: matmulBody(kernel, { batches: true }), d, split: { extent: kernel.batch, align: 1, work: kernel.batch * kernel.M * kernel.N * kernel.K } });
     const call = [`${member('kernels', name)}();`];
     if (d.fusedEpilogue) return call;
     // the epilogue as a kernel of the kernel form, reading the product where the matmul wrote it
-    const routine = lowerUnitOf(plan, u).launch;
+    const routine = lowerUnitOf(this.plan, u).launch;
     const product = routine?.kind === 'routine' ? routine.output.arg : undefined;
     const epi =
       routine?.kind === 'routine' && routine.epilogue
-        ? formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (d.productStored ? address(g, mm.result) : productAt) : arrayAt(arg)))
+        ? this.formKernel(`epilogue_${last}`, routine.epilogue, `the epilogue of ${name} (kernel form)`, (arg) => (arg === product ? (c ?? productAt) : this.arrayAt(arg)))
         : undefined;
     if (epi) {
-      const at = kernels.findIndex((x) => x.name === name);
-      kernels[at] = { ...kernels[at]!, epilogueKernel: true };
+      const at = this.kernels.findIndex((x) => x.name === name);
+      this.kernels[at] = { ...this.kernels[at]!, epilogueKernel: true };
       return [...call, ...epi];
     }
     if (!d.productStored) e.use('_product');
     return [...call, ...e.epilogueLoop(u, d.productStored ? e.arrOf(g, mm.result) : '_product')];
   }
-  return emitTs(m, typed, backend);
+}
+
+/** A kernel of the kernel form rendered as wasm, or undefined where the renderer cannot render it yet. */
+function tryRender(k: FormKernel, addr: (arg: string) => number | undefined): WasmKernel | undefined {
+  try {
+    return renderWasmKernel(k, addr);
+  } catch (err) {
+    if (err instanceof KernelUnsupported) return undefined;
+    throw err;
+  }
 }
 
 /**

@@ -294,6 +294,32 @@ describe("the flat module's renderer", () => {
   });
 });
 
+describe('constant powers', () => {
+  it('are expanded by the decomposition on every target, also one with a native pow; other exponents keep the native pow', () => {
+    const WITH_POW = capabilities('with pow', ALL_ALU);
+    for (const c of [0, 1, 2, 3, -1, -2, 0.5, -0.5, 1.5, -2.5, 64]) {
+      const d = decompose(kernelOf('pow', 8, c), WITH_POW);
+      expect(d.nodes.some((n) => n.op === 'pow'), `pow(x, ${c})`).toBe(false);
+    }
+    for (const c of [0.3, 65, -1.25]) expect(decompose(kernelOf('pow', 8, c), WITH_POW).nodes.some((n) => n.op === 'pow'), `pow(x, ${c})`).toBe(true);
+  });
+
+  it("render in the flat module with Math.pow's values at ±0, ±∞, NaN and negative bases", () => {
+    const xs = points(samples(-5, 5, 401), [0, -0, Infinity, -Infinity, NaN, -1, 1]);
+    for (const c of [0, 1, 2, 3, -1, -2, -3, 0.5, -0.5, 1.5, -1.5, 0.3]) {
+      const code = renderKernel(kernelOf('pow', xs.length, c), { arr: (n) => n, nodes: new Map(), views: new Map() }, () => '_acc').join('\n');
+      if (c !== 0.3) expect(code, `pow(x, ${c})`).not.toContain('**');
+      const y = new Float64Array(xs.length);
+      new Function('x', 'y', code)(Float64Array.from(xs), y);
+      xs.forEach((x, i) => {
+        const r = Math.pow(x, c);
+        if (!Number.isFinite(r) || r === 0) return expect(Object.is(y[i], r), `pow(${x}, ${c}) = ${y[i]}`).toBe(true);
+        expect(Math.abs(y[i]! - r) / Math.abs(r), `pow(${x}, ${c})`).toBeLessThanOrEqual(4e-16);
+      });
+    }
+  });
+});
+
 describe('the new ALU primitives', () => {
   it('print, parse back and verify', () => {
     const text = [

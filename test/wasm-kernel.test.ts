@@ -174,6 +174,23 @@ describe('the kernel-form wasm renderer', () => {
     const mid = kernel('kernel k [5, 9, 6] reduce (1)', '%0: f32 = load x[54*d0 + 6*d1 + d2]', '%1: f32 = reduce.max %0 acc f32', 'store y[6*d0 + d2] = %1');
     const m = check(mid, { x: { n: 270 }, y: { n: 30 } });
     expect([...m.got.y!]).toEqual([...m.want.y!]);
+    // 23 kept columns: four vectors side by side, one, then three single columns; a sum, a max,
+    // their epilogue and a value stored at every point
+    const wide = kernel(
+      'kernel k [40, 23] reduce (0)',
+      '%0: f32 = load x[23*d0 + d1]',
+      '%1: f32 = load m[d1]',
+      '%2: f32 = mul %0, %1',
+      'store z[23*d0 + d1] = %2',
+      '%3: f32 = reduce.sum %2 acc f64',
+      '%4: f32 = reduce.max %0 acc f32',
+      '%5: f32 = add %3, %4',
+      'store y[d1] = %5',
+    );
+    const w = check(wide, { x: { n: 920 }, m: { n: 23 }, z: { n: 920 }, y: { n: 23 } });
+    expect(w.split).toBe(true);
+    expectClose(w.got.y!, w.want.y!, 1e-5);
+    expectClose(w.got.z!, w.want.z!, 1e-6);
   });
 
   it('sums long rows and long columns into f64 totals: far closer to the f64 sum than an f32 running sum', () => {

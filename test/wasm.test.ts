@@ -550,30 +550,39 @@ describe.each(EXAMPLES)('the wasm module of %s', (name) => {
 });
 
 describe('wasm target: builds', () => {
-  it('an epilogue the matmul kernel has no step for (log) runs as a kernel of the kernel form after it, reading the product from scratch', async () => {
-    const file = modelFile(`import { model } from 'graphc';
+  it('a matmul epilogue of any op (log, decomposed) runs at the register tile\'s points, in the matmul kernel', async () => {
+    for (const [shape, product, fused] of [['[7, 5]', '[7,5]·[5,6]', true]] as const) {
+      const file = modelFile(`import { model } from 'graphc';
 export default model('log_layer', (g) => {
-  const x = g.input('x', [7, 5]);
+  const x = g.input('x', ${shape});
   const W = g.param('W', [5, 6]);
   const b = g.param('b', [6]);
   const h = x.matmul(W).add(b).abs().add(0.5).log();
   return { loss: h.square().mean() };
 });
 `);
-    const c = await compile(file, { targets: ['ts', 'wasm'] });
-    const dir = tmp();
-    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-    const code = String(c.files.find((f) => f.name === 'log_layer.wasm.ts')!.content);
-    expect(code).toMatch(/^\/\/ {3}matmul_\w+: .* {3}\[7,5\]·\[5,6\], epilogue a kernel of its own$/m);
-    expect(code).toMatch(/^\/\/ {3}epilogue_\w+: the epilogue of matmul_\w+ \(kernel form\)$/m);
-    expect(kernelJsSteps(code)).toEqual([]);
-    const flat = (await import(pathToFileURL(path.join(dir, 'log_layer.js')).href)) as GeneratedModule;
-    const wasm = (await import(pathToFileURL(path.join(dir, 'log_layer.wasm.js')).href)) as GeneratedModule;
-    const { params, inputs } = randomArgs(c.fwd, 5);
-    const want = flat.valueAndGrad(params, inputs);
-    const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
-    const got = wasm.valueAndGrad(params, inputs);
-    for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, wantGrads[k]!), `gradient of ${k}`).toBeLessThan(1e-4);
+      const c = await compile(file, { targets: ['ts', 'wasm'] });
+      const dir = tmp();
+      for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+      const code = String(c.files.find((f) => f.name === 'log_layer.wasm.ts')!.content);
+      const esc = product.replace(/[[\]·×]/g, (ch) => `\\${ch}`);
+      if (fused) {
+        expect(code).toMatch(new RegExp(`^// {3}matmul_\\w+: .* {3}${esc}$`, 'm'));
+        expect(code).not.toMatch(/^\/\/ {3}epilogue_/m);
+      } else {
+        expect(code).toMatch(new RegExp(`^// {3}matmul_\\w+: .* {3}${esc}, epilogue a kernel of its own$`, 'm'));
+        expect(code).toMatch(/^\/\/ {3}epilogue_\w+: the epilogue of matmul_\w+ \(kernel form\)$/m);
+      }
+      expect(kernelJsSteps(code)).toEqual([]);
+      const flat = (await import(pathToFileURL(path.join(dir, 'log_layer.js')).href)) as GeneratedModule;
+      const wasm = (await import(pathToFileURL(path.join(dir, 'log_layer.wasm.js')).href)) as GeneratedModule;
+      const { params, inputs } = randomArgs(c.fwd, 5);
+      const want = flat.valueAndGrad(params, inputs);
+      const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+      const got = wasm.valueAndGrad(params, inputs);
+      expect(Math.abs(got.loss - want.loss) / Math.abs(want.loss), 'loss').toBeLessThan(1e-5);
+      for (const [k, g] of Object.entries(got.grads)) expect(relErr(g, wantGrads[k]!), `gradient of ${k}`).toBeLessThan(1e-4);
+    }
   });
 
   it('a model with a symbolic dimension builds with the other targets, and its wasm module runs any size (test/symbolic-wasm.test.ts)', async () => {

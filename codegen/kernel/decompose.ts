@@ -37,14 +37,31 @@ export function decompose(k: Kernel, caps: Capabilities): Kernel {
   return decomposeMapped(k, caps).kernel;
 }
 
+/**
+ * Whether a power with this constant exponent is expanded (powInt, powHalf: products, a
+ * reciprocal, a square root) on every target, also one with a native pow: an integer or a
+ * half-integer of magnitude ≤ 64. A target's native pow computes only the other exponents.
+ */
+export function expandedPower(c: number | undefined): boolean {
+  return c !== undefined && Number.isInteger(2 * c) && Math.abs(c) <= 64;
+}
+
+/** Whether node `n` of `nodes` is computed natively under `caps` (a power with an expanded exponent never is). */
+function isNative(n: Node, nodes: readonly Node[], caps: Capabilities): boolean {
+  if (!isAlu(n.op) || !caps.native.has(n.op)) return false;
+  if (n.op !== 'pow') return true;
+  const e = nodes[n.args[1]]!;
+  return !(e.op === 'const' && expandedPower(e.value));
+}
+
 export function decomposeMapped(k: Kernel, caps: Capabilities): Decomposed {
-  if (k.nodes.every((n) => !isAlu(n.op) || caps.native.has(n.op))) return { kernel: k, map: k.nodes.map((_n, i) => i) };
+  if (k.nodes.every((n) => !isAlu(n.op) || isNative(n, k.nodes, caps))) return { kernel: k, map: k.nodes.map((_n, i) => i) };
   const b = new Builder(caps);
   const map: number[] = [];
   k.nodes.forEach((n) => {
     const args = argsOf(n).map((a) => map[a]!);
     if (!isAlu(n.op)) map.push(b.keep({ ...n, ...('args' in n ? { args } : {}) } as Node));
-    else if (caps.native.has(n.op)) map.push(b.keep({ op: n.op, dtype: n.dtype, args } as unknown as Node));
+    else if (isNative(n, k.nodes, caps)) map.push(b.keep({ op: n.op, dtype: n.dtype, args } as unknown as Node));
     else map.push(b.top(n.op, args));
   });
   return { kernel: { ...k, nodes: b.nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) }, map };
@@ -127,7 +144,7 @@ class Builder {
   op(op: AluOp, ...args: number[]): number {
     const t = ALU[op].type(args.map((a) => this.type(a)));
     if (t !== 'f32' && t !== 'i32' && t !== 'bool') throw new CompileError(`internal: decomposing ${this.origin}: ${op} ${t}`);
-    if (this.caps.native.has(op)) return this.add({ op, dtype: t, args } as unknown as Node);
+    if (this.caps.native.has(op) && !(op === 'pow' && expandedPower(this.constOf(args[1]!)))) return this.add({ op, dtype: t, args } as unknown as Node);
     const rule = RULES[op];
     if (!rule || this.stack.includes(op)) {
       // the name, or a whole phrase ("the wasm SIMD target") where a renderer gave one
@@ -403,7 +420,8 @@ function powAbs(b: Builder, ax: number, y: number): number {
 
 /**
  * pow(x, y): a constant integer y (|y| ≤ 64) by multiplications, a constant half-integer
- * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0); otherwise |x|^y (powAbs) with
+ * (±0.5, 1.5, …) as |x|^(|y| − ½)·√x (its reciprocal for y < 0), on every target (expandedPower:
+ * the one place constant powers are written out); otherwise |x|^y (powAbs) with
  * x < 0 giving ±|x|^y for an integer y and NaN otherwise, and Math.pow's values at x = ±0, ±∞
  * and y = 0, ±∞. A −0 base counts as +0 (pow(−0, −1) is +∞, not −∞).
  */
@@ -411,7 +429,7 @@ function powRule(b: Builder, [x, y]: readonly number[]): number {
   const c = b.constOf(y!);
   if (c !== undefined && Number.isInteger(c) && Math.abs(c) <= 64) return powInt(b, x!, c);
   // a half-integer: |x|^(|c| − ½)·√x (NaN for x < 0 from √), its reciprocal for c < 0
-  if (c !== undefined && Number.isInteger(2 * c) && Math.abs(c) <= 64) {
+  if (c !== undefined && expandedPower(c)) {
     const m = Math.abs(c) - 0.5;
     const v = m === 0 ? powHalf(b, x!) : b.mul(powInt(b, b.op('abs', x!), m), powHalf(b, x!));
     return c < 0 ? b.op('recip', v) : v;

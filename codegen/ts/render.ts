@@ -76,7 +76,7 @@ const BINARY: { readonly [K in TsBinary]: (a: Expr, b: Expr) => Expr } = {
   div: E.div,
   max: (a, b) => E.call('Math.max', a, b),
   min: (a, b) => E.call('Math.min', a, b),
-  pow: (a, b) => E.powOf(a, b),
+  pow: E.pow, // a constant integer or half-integer exponent is products and √ (decompose.ts's expandedPower)
   lt: (a, b) => (E.literal(a) !== undefined ? E.rel('>')(b, a) : E.rel('<')(a, b)),
   le: (a, b) => (E.literal(a) !== undefined ? E.rel('>=')(b, a) : E.rel('<=')(a, b)),
   eq: E.rel('==='),
@@ -117,7 +117,6 @@ function statements(k: Kernel, which: readonly boolean[], storeAfter: boolean | 
     lines.push(`const ${n} = ${e.code};`);
     return E.atom(n);
   };
-  const atom = (j: number): Expr => (exprs[j] = local(j, exprs[j]!));
   const build = (i: number): Expr => {
     const given = at.given?.get(i);
     if (given) return given;
@@ -142,18 +141,6 @@ function statements(k: Kernel, which: readonly boolean[], storeAfter: boolean | 
       }
       case 'cast':
         return k.nodes[n.args[0]]!.dtype === 'bool' ? E.cond(x(n.args[0]), ONE, ZERO) : x(n.args[0]);
-      case 'pow': {
-        // a², a⁻¹ᐟ² and friends are written out (powOf): the base is read once
-        const p = E.literal(x(n.args[1]));
-        if (p === 0.5 || p === -0.5) {
-          // √ with Math.pow's values at −∞ (+∞; 0 for −½) and −0 (+0; +∞ for −½)
-          const a = atom(n.args[0]);
-          const r = E.call('Math.sqrt', E.add(a, E.num(0)));
-          return E.cond(E.rel('===')(a, E.num(-Infinity)), E.num(p > 0 ? Infinity : 0), p > 0 ? r : E.div(E.num(1), r));
-        }
-        if (p === 2) atom(n.args[0]);
-        return BINARY.pow(x(n.args[0]), x(n.args[1]));
-      }
       default: {
         const f = argsOf(n).length === 1 ? (UNARY as Partial<Record<string, (a: Expr) => Expr>>)[n.op] : undefined;
         const g = argsOf(n).length === 2 ? (BINARY as Partial<Record<string, (a: Expr, b: Expr) => Expr>>)[n.op] : undefined;

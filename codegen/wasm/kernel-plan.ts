@@ -41,7 +41,7 @@ const num = (k: Kernel, s: Dim | Size): number => {
 };
 
 /** The flat kernels of `k` (one per box of its guards), run in order; `addr` gives an array's byte address. */
-export function flatten(k: Kernel, addr: (arg: string) => number | undefined): FlatKernel[] {
+export function flatten(k: Kernel, addr: (arg: string) => number | undefined, opts: { readonly squeeze?: boolean } = {}): FlatKernel[] {
   const dims = k.domain.map((d) => num(k, d));
   const accesses: { base: number; strides: number[]; guards: { axis: number; lo: number; hi: number }[] }[] = [];
   const access = (a: Extract<Node, { op: 'load' }>['access']) => {
@@ -62,7 +62,7 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined): F
   const stores = k.stores.map((s) => ({ node: map[s.node]!, a: access(s.access) }));
   const reduced = dims.map((_d, i) => k.axes.includes(i));
   const guarded = accesses.some((a) => a.guards.length > 0);
-  const plain = (ks: { dims: number[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] }[]) => ks.map((b) => squeeze({ ...b, reduced }));
+  const plain = (ks: { dims: number[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] }[]) => ks.map((b) => (opts.squeeze === false ? { ...b, reduced } : squeeze({ ...b, reduced })));
   if (!guarded) return plain([{ dims, nodes, accesses, stores }]);
   if (k.axes.length || nodes.some((n) => n.op === 'coord')) throw unsupported(k, 'a guarded load in a reduction or beside a coordinate');
   return plain(boxes(dims, nodes, accesses, stores));

@@ -17,13 +17,13 @@ import type { Kernel } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
 import type { FlatKernel, FlatNode } from './kernel-plan.js';
-import { flatten, unsupported } from './kernel-plan.js';
+import { KernelUnsupported, flatten, unsupported } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
 import type { Split } from './threads.js';
 
-export { KernelUnsupported } from './kernel-plan.js';
+export { KernelUnsupported };
 
 /** A rendered kernel: its whole body, and where it splits over threads its ranged body and split. */
 export interface WasmKernel {
@@ -50,7 +50,19 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
   return { body: whole, ranged: { body: nest.f, split: { extent: fk.dims[outer]!, align: outer === nest.vec ? 4 : 1, work } } };
 }
 
+/** Appends the loops of `k` (its primitives decomposed) to the function body `f` (a kernel of several, as the optimizer's update). */
+export function renderWasmKernelInto(f: Body, k: Kernel, addr: (arg: string) => number | undefined): void {
+  for (const fk of flatten(decompose(k, WASM_CAPABILITIES), addr)) new Nest(f, fk, k.name).emit();
+}
+
 const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
+/**
+ * The vectors of kept columns a column reduction computes side by side (16 columns: each row of
+ * the reduced loops then reads a whole 64-byte line, not 16 bytes of it; makemore L's
+ * [256, 1024] column sums made its step 12 % slower one vector at a time; 8 vectors were no
+ * faster than 4 on makemore L or the CIFAR ResNet, for a third more code).
+ */
+const COLUMN_UNROLL = 4;
 
 /** Where an access's address comes from while nodes are computed: its pointer, or its coordinates. */
 type Addr = (a: number) => void;
@@ -70,9 +82,13 @@ class Nest {
   private readonly after: { node: number; a: number }[];
   private readonly during: { node: number; a: number }[];
   private readonly x: Local[];
-  private readonly res: Local[];
+  /** Each node's local, per vector of an unrolled column reduction (see COLUMN_UNROLL). */
+  private readonly resU: Local[][];
   private readonly ptr = new Map<string, Local>();
-  private readonly acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
+  private readonly accU: Map<number, { v: Local; totals?: readonly [Local, Local] }>[];
+  /** Vectors of the vectorised axis computed side by side (COLUMN_UNROLL in a column reduction's widest loop), and the one being written. */
+  private U = 1;
+  private u = 0;
   private readonly block: number;
   private readonly count?: Local;
   /** Sums added into their f64 totals term by term (else in blocks of `block`). */
@@ -104,7 +120,8 @@ class Nest {
     this.epi = epiNeed;
     this.vec = this.chooseVec();
     this.x = axes.map(() => f.local('i32'));
-    this.res = n.map(() => f.local('v128'));
+    const unroll = this.red && this.vec >= 0 && this.vec !== this.inner ? COLUMN_UNROLL : 1;
+    this.resU = Array.from({ length: unroll }, () => n.map(() => f.local('v128')));
     const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * k.dims[d]!, 1);
     const lanes = this.vec === this.inner && this.red;
     const sums = this.reduces.some((r) => (n[r] as { red: string }).red === 'sum');
@@ -114,10 +131,34 @@ class Nest {
     const blocked = this.exact || (sums && (lanes ? R > 4 * ROW_BLOCK : R > REDUCE_MIN_ROWS));
     this.block = lanes ? ROW_BLOCK : REDUCE_BLOCK;
     if (blocked && !this.exact) this.count = f.local('i32');
-    for (const r of this.reduces) {
-      const sum = (n[r] as { red: string }).red === 'sum';
-      this.acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
-    }
+    this.accU = Array.from({ length: unroll }, () => {
+      const acc = new Map<number, { v: Local; totals?: readonly [Local, Local] }>();
+      for (const r of this.reduces) {
+        const sum = (n[r] as { red: string }).red === 'sum';
+        acc.set(r, { v: f.local('v128'), ...(blocked && sum ? { totals: [f.local('v128'), f.local('v128')] as const } : {}) });
+      }
+      return acc;
+    });
+  }
+
+  /** The nodes' locals of the vector being written. */
+  private get res(): Local[] {
+    return this.resU[this.u]!;
+  }
+
+  private get acc(): Map<number, { v: Local; totals?: readonly [Local, Local] }> {
+    return this.accU[this.u]!;
+  }
+
+  /** `body` for each vector computed side by side (u = 0 … U − 1). */
+  private each(body: () => void): void {
+    for (this.u = 0; this.u < this.U; this.u++) body();
+    this.u = 0;
+  }
+
+  /** The byte offset of the vector being written from lane 0's address, for an access of stride s along the vectorised axis. */
+  private offset(s: number): number {
+    return 16 * this.u * s;
   }
 
   /** The vectorised axis: see the file's comment. */
@@ -156,16 +197,21 @@ class Nest {
   /** The accumulators set, the reduced loops, the lanes combined, the epilogue and its stores. */
   private reduction(loops: () => void): void {
     const f = this.f;
-    for (const [r, a] of this.acc) {
-      f.f32x4Const(this.isSum(r) ? 0 : -Infinity).set(a.v);
-      if (a.totals) f.f32x4Const(0).set(a.totals[0]).f32x4Const(0).set(a.totals[1]);
-    }
+    this.each(() => {
+      for (const [r, a] of this.acc) {
+        f.f32x4Const(this.isSum(r) ? 0 : -Infinity).set(a.v);
+        if (a.totals) f.f32x4Const(0).set(a.totals[0]).f32x4Const(0).set(a.totals[1]);
+      }
+    });
     if (this.count) f.assign(this.count, this.block);
     loops();
-    this.finish();
+    if (this.count || this.exact) this.flush();
+    this.each(() => this.finish());
     const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
-    this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
-    for (const s of this.after) this.store(s, at);
+    this.each(() => {
+      this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
+      for (const s of this.after) this.store(s, at);
+    });
   }
 
   /** A loop over the axis at `level`: four points at a time, then single ones, on the vectorised axis. */
@@ -180,15 +226,19 @@ class Nest {
     prologue?.();
     if (axis === this.vec) {
       this.mode = 4;
-      const full = () => {
-        f.get(x).i32(4).i32Add();
-        end();
-        f.i32GtS();
-      };
-      f.loopUntil(full, () => {
-        body();
-        f.bump(x, 4);
-      });
+      for (const U of this.resU.length > 1 ? [this.resU.length, 1] : [1]) {
+        this.U = U;
+        const full = () => {
+          f.get(x).i32(4 * U).i32Add();
+          end();
+          f.i32GtS();
+        };
+        f.loopUntil(full, () => {
+          body();
+          f.bump(x, 4 * U);
+        });
+      }
+      this.U = 1;
       this.mode = 1;
     }
     const done = () => {
@@ -218,11 +268,13 @@ class Nest {
           this.address(a, () => true);
           f.set(this.pointer(a));
         }
-        k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at));
+        this.each(() => k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at)));
       },
       () => {
-        k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
-        for (const s of this.during) this.store(s, at);
+        this.each(() => {
+          k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
+          for (const s of this.during) this.store(s, at);
+        });
         this.accumulate();
         const step = axis === this.vec ? this.mode : 1;
         const bumped = new Set<Local>();
@@ -265,17 +317,18 @@ class Nest {
         break;
       case 'load': {
         const s = this.mode === 4 ? this.k.accesses[n.a]!.strides[this.vec]! : 0;
+        const off = this.offset(s);
         if (s > 1) for (let l = 0; l < 4; l++) at(n.a);
         else at(n.a);
-        if (s === 1) f.v128Load(0);
-        else f.v128Load32Splat(0);
+        if (s === 1) f.v128Load(off);
+        else f.v128Load32Splat(off);
         // lanes 1–3 of a strided load, at their offsets from lane 0's address
-        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(4 * s * l, l);
+        if (s > 1) for (let l = 1; l < 4; l++) f.v128Load32Lane(off + 4 * s * l, l);
         break;
       }
       case 'coord':
         f.get(this.x[n.axis]!).i32x4Splat();
-        if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3]).i32x4Add();
+        if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3].map((l) => 4 * this.u + l) as [number, number, number, number]).i32x4Add();
         break;
       case 'reduce':
         throw new Error(`internal: kernel ${this.name} computes a reduction outside its loops`);
@@ -288,16 +341,17 @@ class Nest {
   private store(s: { node: number; a: number }, at: Addr): void {
     const f = this.f;
     const stride = this.mode === 4 ? this.k.accesses[s.a]!.strides[this.vec]! : 0;
+    const off = this.offset(stride);
     if (stride > 1) {
       for (let l = 0; l < 4; l++) {
         at(s.a);
-        f.get(this.res[s.node]!).v128Store32Lane(4 * stride * l, l);
+        f.get(this.res[s.node]!).v128Store32Lane(off + 4 * stride * l, l);
       }
       return;
     }
     at(s.a);
     f.get(this.res[s.node]!);
-    if (this.mode === 4) f.v128Store(0);
+    if (this.mode === 4) f.v128Store(off);
     else f.v128Store32Lane(0, 0);
   }
 
@@ -310,18 +364,20 @@ class Nest {
     if (!this.red) return;
     const f = this.f;
     const single = this.mode === 1 && this.vec === this.inner;
-    for (const [r, a] of this.acc) {
-      const o = this.res[args(this.k.nodes[r]!)[0]!]!;
-      f.get(a.v).get(o);
-      if (this.isSum(r)) {
-        if (single) f.i32x4Lanes(LANE0).v128And();
-        f.f32x4('add');
-      } else {
-        if (single) f.f32x4Const(-Infinity).i32x4Lanes(LANE0).v128Bitselect();
-        f.f32x4('pmax');
+    this.each(() => {
+      for (const [r, a] of this.acc) {
+        const o = this.res[args(this.k.nodes[r]!)[0]!]!;
+        f.get(a.v).get(o);
+        if (this.isSum(r)) {
+          if (single) f.i32x4Lanes(LANE0).v128And();
+          f.f32x4('add');
+        } else {
+          if (single) f.f32x4Const(-Infinity).i32x4Lanes(LANE0).v128Bitselect();
+          f.f32x4('pmax');
+        }
+        f.set(a.v);
       }
-      f.set(a.v);
-    }
+    });
     if (this.exact) this.flush();
     const count = this.count;
     if (count) f.when(() => f.get(count).i32(1).i32Sub().tee(count).i32Eqz(), () => {
@@ -333,7 +389,7 @@ class Nest {
   /** Each blocked sum's lanes added into its f64 totals, and zeroed. */
   private flush(): void {
     const f = this.f;
-    for (const a of this.acc.values()) {
+    for (const a of this.accU.slice(0, this.U).flatMap((m) => [...m.values()])) {
       if (!a.totals) continue;
       const [t0, t1] = a.totals;
       f.get(t0).get(a.v).f64x2PromoteLowF32x4().f64x2Add().set(t0);
@@ -345,7 +401,6 @@ class Nest {
   /** The reductions' values, in every lane (a lane reduction's four lanes combined), as their nodes' locals. */
   private finish(): void {
     const f = this.f;
-    if (this.count || this.exact) this.flush();
     const lanes = this.vec === this.inner;
     for (const [r, a] of this.acc) {
       const [t0, t1] = a.totals ?? [];
@@ -361,6 +416,100 @@ class Nest {
       } else f.get(a.v);
       f.set(this.res[r]!);
     }
+  }
+}
+
+/** A pointer of a tile epilogue: `addr + 4·(i·si + j·sj)` at the tile's first row i and column j. */
+export interface TilePointer {
+  readonly local: Local;
+  readonly addr: number;
+  readonly si: number;
+  readonly sj: number;
+}
+
+/**
+ * A matmul's epilogue of the kernel form (its routine's epilogue kernel over the product's
+ * [M, N]), written at the points of the matmul kernel's register tile (codegen/wasm/matmul.ts):
+ * a load of the product is the tile's accumulator there, any other load or store walks its array
+ * from pointers the matmul sets at each tile (a column stride of 0 or 1: a splat or a vector).
+ */
+export class TileEpilogue {
+  readonly pointers: TilePointer[] = [];
+  private readonly res: Local[];
+  private readonly ptrs: Local[];
+
+  private constructor(
+    private readonly f: Body,
+    private readonly k: FlatKernel,
+    private readonly product: ReadonlySet<number>,
+    private readonly name: string,
+  ) {
+    this.res = k.nodes.map(() => f.local('v128'));
+    this.ptrs = k.accesses.map((a, i) => (product.has(i) ? (undefined as unknown as Local) : this.pointer(a.base, a.strides[0]!, a.strides[1]!)));
+  }
+
+  /**
+   * The epilogue `k` (its primitives decomposed) ready for the matmul's tiles, reading the product
+   * `product` as the accumulators; undefined where it cannot be written there (then it is a kernel
+   * of its own after the matmul).
+   */
+  static plan(k: Kernel, product: string, addr: (arg: string) => number | undefined): ((f: Body) => TileEpilogue) | undefined {
+    const d = decompose(k, WASM_CAPABILITIES);
+    if (d.domain.length !== 2 || d.axes.length || d.nodes.some((n) => n.op === 'coord' || n.op === 'dim' || n.op === 'reduce' || (n.op === 'load' && n.access.guards?.length))) return undefined;
+    let fk: FlatKernel;
+    try {
+      [fk] = flatten(d, (arg) => (arg === product ? 0 : addr(arg)), { squeeze: false }) as [FlatKernel];
+    } catch (err) {
+      if (err instanceof KernelUnsupported) return undefined;
+      throw err;
+    }
+    const N = fk.dims[1]!;
+    // the accesses of the product: at the point itself
+    const ofProduct = new Set(d.nodes.flatMap((n, i) => (n.op === 'load' && n.access.arg === product ? [(fk.nodes[i] as { a: number }).a] : [])));
+    if ([...ofProduct].some((a) => fk.accesses[a]!.base !== 0 || fk.accesses[a]!.strides[0] !== N || fk.accesses[a]!.strides[1] !== 1)) return undefined;
+    if (fk.stores.some((s) => ofProduct.has(s.a) || fk.accesses[s.a]!.strides[1] !== 1)) return undefined;
+    if (fk.accesses.some((a, i) => !ofProduct.has(i) && a.strides[1] !== 0 && a.strides[1] !== 1)) return undefined;
+    // every node native (a shift by a constant)
+    const trial = new TileEpilogue(new Body(), fk, ofProduct, k.name);
+    try {
+      trial.at(0, 0, 4, trial.f.local('v128'));
+    } catch (err) {
+      if (err instanceof KernelUnsupported) return undefined;
+      throw err;
+    }
+    return (f) => new TileEpilogue(f, fk, ofProduct, k.name);
+  }
+
+  private pointer(addr: number, si: number, sj: number): Local {
+    const p = this.pointers.find((q) => q.addr === addr && q.si === si && q.sj === sj);
+    if (p) return p.local;
+    const local = this.f.local('i32');
+    this.pointers.push({ local, addr, si, sj });
+    return local;
+  }
+
+  /** The epilogue at row r and vector v of the tile (4 columns, `lanes` of them stored), `acc` holding the product there. */
+  at(r: number, v: number, lanes: number, acc: Local): void {
+    const f = this.f;
+    const k = this.k;
+    k.nodes.forEach((n, i) => {
+      if (n.op === 'const') constant(f, n.dtype, n.value);
+      else if (n.op === 'load' && this.product.has(n.a)) f.get(acc);
+      else if (n.op === 'load') {
+        const [si, sj] = k.accesses[n.a]!.strides as [number, number];
+        f.get(this.ptrs[n.a]!);
+        if (sj === 0) f.v128Load32Splat(4 * r * si);
+        else f.v128Load(4 * (r * si + 4 * v));
+      } else if (!alu(f, n, k.nodes, this.res)) throw unsupported({ name: this.name }, `${n.op} has no WebAssembly SIMD form here (${n.dtype})`);
+      f.set(this.res[i]!);
+    });
+    for (const s of k.stores) this.store(this.ptrs[s.a]!, this.res[s.node]!, 4 * (r * k.accesses[s.a]!.strides[0]! + 4 * v), lanes);
+  }
+
+  /** Stores `lanes` lanes of a vector at ptr + off. */
+  store(ptr: Local, value: Local, off: number, lanes: number): void {
+    if (lanes === 4) this.f.get(ptr).get(value).v128Store(off);
+    else for (let lane = 0; lane < lanes; lane++) this.f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
   }
 }
 

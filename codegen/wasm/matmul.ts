@@ -43,6 +43,8 @@ export interface MatmulKernel {
    */
   readonly panel?: number;
   readonly epilogue: readonly Step[];
+  /** The epilogue as a writer at the tile's points instead (the static module's, of the kernel form: codegen/wasm/kernel.ts's TileEpilogue). */
+  readonly epilogueWriter?: (f: Body) => Pick<StepWriter, 'pointers' | 'at' | 'store'>;
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
   /** Bytes from one matrix of the batch to the next, where not the matrices' sizes (a convolution's images). */
@@ -162,7 +164,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   const counterB = K > MATMUL_BLOCK ? f.local('i32') : undefined;
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
-  const epilogue = new StepWriter(f, k.epilogue, N);
+  const epilogue = k.epilogueWriter?.(f) ?? new StepWriter(f, k.epilogue, N);
   const bRows = transB ? k.pack! : k.b; // B as [K,N]
   const layout = panelled(k);
   const panelAt = layout === 'panel' ? f.local('i32') : undefined;

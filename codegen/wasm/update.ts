@@ -1,14 +1,16 @@
 // The optimizer update as one WebAssembly SIMD kernel (--optimizer with --target wasm): the
-// statements of the optimizer table (codegen/optim.ts) as elementwise steps over each param, four
-// elements at a time, one loop per param. A param is read and written where the module staged it,
-// its gradient where the backward pass left it, its state where the module keeps it in the memory,
-// and the per-step scalars (lr, bias corrections, the clipping factor) from a small scalar area.
+// statements of the optimizer table (codegen/optim.ts) as a kernel of the kernel form over each
+// param (codegen/kernel/form.ts), rendered by the wasm kernel renderer (codegen/wasm/kernel.ts),
+// four elements at a time, one loop per param. A param is read and written where the module
+// staged it, its gradient where the backward pass left it, its state where the module keeps it in
+// the memory, and the per-step scalars (lr, bias corrections, the clipping factor) from a small
+// scalar area.
 
 import type { OptimizerSpec, UExpr } from '../optim.js';
 import { scalarNames, updateStatements } from '../optim.js';
+import type { AluOp, Kernel, Node } from '../kernel/form.js';
 import { Body } from './encode.js';
-import { elementwiseLoop } from './elementwise.js';
-import type { Operand, Step, StepOp } from './steps.js';
+import { renderWasmKernelInto } from './kernel.js';
 
 /** Where one param's arrays are (byte addresses in the memory), and its param group's update. */
 export interface UpdateTarget {
@@ -23,70 +25,70 @@ export interface UpdateTarget {
   readonly slots: Readonly<Record<string, number>>;
 }
 
-const OPS: Record<'+' | '-' | '*' | '/' | 'max' | 'sqrt', StepOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', max: 'max', sqrt: 'sqrt' };
+const OPS: Record<'+' | '-' | '*' | '/' | 'max' | 'sqrt', AluOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', max: 'max', sqrt: 'sqrt' };
 
-/** The steps of one param's update: values are read once, and each array stored with its last value. */
-export function updateSteps(at: UpdateTarget): Step[] {
-  const { spec, scalarsAt } = at;
-  const scalars = scalarNames(spec);
-  const steps: Step[] = [];
-  const latest = new Map<string, Operand>([
-    ['p', { kind: 'mem', addr: at.p, si: at.n, sj: 1 }],
-    ['g', { kind: 'mem', addr: at.g, si: at.n, sj: 1 }],
-    ...Object.entries(at.slots).map(([s, addr]) => [s, { kind: 'mem', addr, si: at.n, sj: 1 }] as [string, Operand]),
-    ...scalars.map((s, k) => [s, { kind: 'mem', addr: scalarsAt + 4 * k, si: 0, sj: 0 }] as [string, Operand]),
+/**
+ * One param's update as a kernel over its n elements (arrays named p, g, the state slots and
+ * `scalars`, which the caller places): values are read once, and each array stored with its last
+ * value.
+ */
+export function updateKernel(at: UpdateTarget): Kernel {
+  const scalars = scalarNames(at.spec);
+  const nodes: Node[] = [];
+  const S = (c: number) => ({ coef: c, syms: [] });
+  const push = (n: Node) => nodes.push(n) - 1;
+  const load = (arg: string, stride: number, offset = 0) => push({ op: 'load', dtype: 'f32', access: { arg, strides: [S(stride)], offset: S(offset) } });
+  const c = (value: number) => push({ op: 'const', dtype: 'f32', value });
+  const op = (o: AluOp, ...args: number[]) => push({ op: o, dtype: o === 'lt' ? 'bool' : 'f32', args } as unknown as Node);
+  const latest = new Map<string, () => number>([
+    ['p', () => load('p', 1)],
+    ['g', () => load('g', 1)],
+    ...Object.keys(at.slots).map((s) => [s, () => load(s, 1)] as [string, () => number]),
+    ...scalars.map((s, k) => [s, () => load('scalars', 0, k)] as [string, () => number]),
   ]);
-  const emit = (e: UExpr): Operand => {
-    if (typeof e === 'number') return { kind: 'const', value: e };
+  const read = new Map<string, number>();
+  const emit = (e: UExpr): number => {
+    if (typeof e === 'number') return c(e);
     if (typeof e === 'string') {
-      const o = latest.get(e);
-      if (!o) throw new Error(`internal: update reads unknown name ${e}`);
-      return o;
+      let v = read.get(e);
+      if (v === undefined) {
+        const get = latest.get(e);
+        if (!get) throw new Error(`internal: update reads unknown name ${e}`);
+        read.set(e, (v = get()));
+      }
+      return v;
     }
     if (e.op === 'sign') {
-      // sign(x) = (x > 0) − (0 > x): two masks of 1.0 lanes (0 at 0, as torch.sign), plus t − t
-      // with t = min(max(x, −1), 1): 0 for every number, NaN for NaN (f32x4.min/max propagate it),
-      // so that a NaN gradient reaches the param as in the flat module and torch
+      // sign(x) = (x > 0) − (0 > x) (0 at 0, as torch.sign), plus t − t with t = min(max(x, −1), 1):
+      // 0 for every number, NaN for NaN, so that a NaN gradient reaches the param as in the flat
+      // module and torch
       const x = emit(e.a);
-      const zero: Operand = { kind: 'const', value: 0 };
-      const at = (k: number): Operand => ({ kind: 'step', step: k });
-      steps.push({ op: 'gt', args: [x, zero] }, { op: 'gt', args: [zero, x] });
-      steps.push({ op: 'sub', args: [at(steps.length - 2), at(steps.length - 1)] });
-      const masks = steps.length - 1;
-      steps.push({ op: 'max', args: [x, { kind: 'const', value: -1 }] });
-      steps.push({ op: 'min', args: [at(steps.length - 1), { kind: 'const', value: 1 }] });
-      steps.push({ op: 'sub', args: [at(steps.length - 1), at(steps.length - 1)] });
-      steps.push({ op: 'add', args: [at(masks), at(steps.length - 1)] });
-      return at(steps.length - 1);
+      const zero = c(0);
+      const masks = op('sub', op('cast', op('lt', zero, x)), op('cast', op('lt', x, zero)));
+      const t = op('min', op('max', x, c(-1)), c(1));
+      return op('add', masks, op('sub', t, t));
     }
-    const args = 'b' in e ? [emit(e.a), emit(e.b)] : [emit(e.a)];
-    steps.push({ op: OPS[e.op], args });
-    return { kind: 'step', step: steps.length - 1 };
+    return 'b' in e ? op(OPS[e.op], emit(e.a), emit(e.b)) : op(OPS[e.op], emit(e.a));
   };
-  const stmts = updateStatements(spec);
+  const stmts = updateStatements(at.spec);
   const lastWrite = new Map<string, number>();
-  stmts.forEach((s, k) => lastWrite.set(s.set, k));
-  stmts.forEach((s, k) => {
-    let o = emit(s.to);
-    const stored = s.set !== 'g' && lastWrite.get(s.set) === k;
-    if (stored) {
-      // a statement that only renames a value (g = b) or reads an array as it is still needs a step to store
-      if (o.kind !== 'step' || steps[o.step]!.store !== undefined) {
-        steps.push({ op: 'copy', args: [o] });
-        o = { kind: 'step', step: steps.length - 1 };
-      }
-      const addr = s.set === 'p' ? at.p : at.slots[s.set]!;
-      const step = steps[o.step]!;
-      steps[o.step] = { ...step, store: addr };
-    }
-    latest.set(s.set, o);
+  stmts.forEach((st, k) => lastWrite.set(st.set, k));
+  const stores: Kernel['stores'][number][] = [];
+  stmts.forEach((st, k) => {
+    const v = emit(st.to);
+    read.set(st.set, v);
+    if (st.set !== 'g' && lastWrite.get(st.set) === k) stores.push({ node: v, access: { arg: st.set, strides: [S(1)], offset: S(0) } });
   });
-  return steps;
+  return { kind: 'kernel', name: 'update', domain: [at.n], axes: [], nodes, stores, notes: [] };
 }
 
 /** The kernel: every covered param's update, one loop each. */
 export function updateBody(targets: readonly UpdateTarget[]): Body {
   const f = new Body();
-  for (const at of targets) if (at.n > 0) elementwiseLoop(f, { M: 1, N: at.n, steps: updateSteps(at) });
+  for (const at of targets) {
+    if (at.n === 0) continue;
+    const addr = (arg: string) => (arg === 'p' ? at.p : arg === 'g' ? at.g : arg === 'scalars' ? at.scalarsAt : at.slots[arg]);
+    renderWasmKernelInto(f, updateKernel(at), addr);
+  }
   return f;
 }

@@ -6,7 +6,8 @@
 // (`${B * 64}`): the module compiles a kernel's pipeline for each set of sizes it meets.
 //
 // Capabilities (WGSL_CAPABILITIES): WGSL has exp, log, sqrt, tanh, sin, cos, floor and pow
-// natively (pow only for a base ≥ 0: `gc_pow` gives PyTorch's signs); the shared decomposition
+// natively (pow only for a base ≥ 0: `gc_pow` gives PyTorch's signs; a constant integer or
+// half-integer exponent is products and √ on every target, decompose.ts's expandedPower); the shared decomposition
 // pass (codegen/kernel/decompose.ts) rewrites the rest (erf, log1p, expm1) into these before
 // rendering, and an op it cannot is a CompileError naming the op and the target.
 
@@ -257,7 +258,7 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
         e = `${a[0]} | ${a[1]}`;
         break;
       case 'pow':
-        e = powOf(k, n.args[1], a[0]!, a[1]!);
+        e = `gc_pow(${a[0]}, ${a[1]})`; // a constant integer or half-integer exponent is decomposed (expandedPower)
         break;
       case 'lt':
         e = `${a[0]} < ${a[1]}`;
@@ -285,21 +286,6 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
     lines.push(`${arr}[${indexOf(s.access.strides, s.access.offset, coord)}] = ${val};`);
   }
   return lines;
-}
-
-/** a ** b: a constant integer exponent up to 4 is a product, ±0.5 a square root, any other gc_pow. */
-function powOf(k: Kernel, bNode: number, a: string, b: string): string {
-  const c = k.nodes[bNode]!;
-  const n = c.op === 'const' ? c.value : undefined;
-  if (n === 0) return '1.0';
-  if (n !== undefined && Number.isInteger(n) && Math.abs(n) <= 4) {
-    const p = Array.from({ length: Math.abs(n) }, () => a).join(' * ');
-    return n > 0 ? p : `1.0 / (${p})`;
-  }
-  if (n === 0.5) return `sqrt(${a})`;
-  // not inverseSqrt: WGSL leaves it undefined at 0 (SwiftShader gave 6e18, not ∞)
-  if (n === -0.5) return `1.0 / sqrt(${a})`;
-  return `gc_pow(${a}, ${b})`;
 }
 
 /** The nodes `roots` need, through their arguments (reductions included, not what they reduce). */
