@@ -271,7 +271,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03125 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 128);
 
   // t10 = (x - mu) * t9  (gpt.ts:41)
@@ -518,7 +518,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03125 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 128);
 
   // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
@@ -631,7 +631,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03125 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 128);
 
   // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
@@ -878,7 +878,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03125 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 128);
 
   // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
@@ -991,7 +991,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03125 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 128);
 
   // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)

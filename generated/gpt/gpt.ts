@@ -3037,7 +3037,7 @@ function forwardPass(): void {
       _sum0 += _xc * _xc;
     }
     const _t7 = _sum0 * 0.03125 + 0.00001;
-    t9[i] = _t7 === -Infinity ? 0 : 1 / Math.sqrt(_t7 + 0);
+    t9[i] = 1 / (_t7 === -Infinity ? Infinity : Math.sqrt(_t7) + 0);
   }
 
   // t10 = (x - mu) * t9  (gpt.ts:41)
@@ -3182,7 +3182,7 @@ function forwardPass(): void {
       _sum0 += _xc_1 * _xc_1;
     }
     const _t32 = _sum0 * 0.03125 + 0.00001;
-    t33[i] = _t32 === -Infinity ? 0 : 1 / Math.sqrt(_t32 + 0);
+    t33[i] = 1 / (_t32 === -Infinity ? Infinity : Math.sqrt(_t32) + 0);
   }
 
   // t34 = (x_1 - mu_1) * t33  (gpt.ts:41)
@@ -3248,7 +3248,7 @@ function forwardPass(): void {
       _sum0 += _xc_2 * _xc_2;
     }
     const _t45 = _sum0 * 0.03125 + 0.00001;
-    t46[i] = _t45 === -Infinity ? 0 : 1 / Math.sqrt(_t45 + 0);
+    t46[i] = 1 / (_t45 === -Infinity ? Infinity : Math.sqrt(_t45) + 0);
   }
 
   // t47 = (x_2 - mu_2) * t46  (gpt.ts:41)
@@ -3393,7 +3393,7 @@ function forwardPass(): void {
       _sum0 += _xc_3 * _xc_3;
     }
     const _t68 = _sum0 * 0.03125 + 0.00001;
-    t69[i] = _t68 === -Infinity ? 0 : 1 / Math.sqrt(_t68 + 0);
+    t69[i] = 1 / (_t68 === -Infinity ? Infinity : Math.sqrt(_t68) + 0);
   }
 
   // t70 = (x_3 - mu_3) * t69  (gpt.ts:41)
@@ -3459,7 +3459,7 @@ function forwardPass(): void {
       _sum0 += _xc_4 * _xc_4;
     }
     const _t81 = _sum0 * 0.03125 + 0.00001;
-    t82[i] = _t81 === -Infinity ? 0 : 1 / Math.sqrt(_t81 + 0);
+    t82[i] = 1 / (_t81 === -Infinity ? Infinity : Math.sqrt(_t81) + 0);
   }
 
   // t83 = (x_4 - mu_4) * t82  (gpt.ts:41)

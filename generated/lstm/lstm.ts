@@ -49,7 +49,7 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 81 arrays, 2072.9 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 68 arrays, 5089.8 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(432),
@@ -60,79 +60,66 @@ const buffers = [
   new Float32Array(27),
   new Int32Array(128),
   new Int32Array(128),
+  new Float32Array(2048),
+  new Float32Array(8192),
+  new Float32Array(3456),
+  new Float32Array(2048),
+  new Float32Array(256),
+  new Float32Array(16384),
+  new Float32Array(65536),
+  new Float32Array(512),
+  new Float32Array(8192),
   new Float32Array(8192),
   new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(65536),
+  new Float32Array(65536),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(512),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(2048),
+  new Float32Array(8192),
+  new Float32Array(2048),
+  new Float32Array(8192),
+  new Float32Array(2048),
+  new Float32Array(8192),
+  new Float32Array(2048),
+  new Float32Array(8192),
+  new Float32Array(8192),
+  new Float32Array(512),
+  new Float32Array(2048),
+  new Float32Array(65536),
   new Float32Array(256),
   new Float32Array(8192),
   new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
   new Float32Array(65536),
-  new Float32Array(8192),
+  new Float32Array(512),
   new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(8192),
-  new Float32Array(8192),
+  new Float32Array(16384),
+  new Float32Array(16384),
   new Float32Array(65536),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(1),
-  new Float32Array(65536),
-  new Float32Array(27),
-  new Float32Array(3456),
-  new Float32Array(2048),
-  new Float32Array(2048),
-  new Float32Array(8192),
-  new Float32Array(2048),
+  new Float32Array(524288),
+  new Float32Array(4096),
 ] as const;
 const buf = {
   C: buffers[0], // f32[27,16] (param C)
@@ -144,322 +131,97 @@ const buf = {
   X: buffers[6], // i32[16,8] (input X)
   Y: buffers[7], // i32[16,8] (input Y)
   // t1: f32[1,1], every element 0 (the code reads the literal)
-  emb: buffers[8].subarray(0, 2048), // f32[16,8,16]
-  h0: buffers[9], // f32[16,128]
-  t_: buffers[10], // f32[16,1,16]
-  t_1: buffers[10], // a view of t_
-  t_2: buffers[11], // f32[16,512]
-  gates: buffers[12], // f32[16,512]
-  t_5: buffers[11].subarray(0, 2048), // f32[16,128]
-  i_: buffers[13], // f32[16,128]
-  t_6: buffers[11].subarray(0, 2048), // f32[16,128]
-  f: buffers[14], // f32[16,128]
-  t_9: buffers[15], // f32[16,128]
-  t_7: buffers[11].subarray(0, 2048), // f32[16,128]
-  u: buffers[16], // f32[16,128]
-  c2: buffers[17], // f32[16,128]
-  t_11: buffers[18], // f32[16,128]
-  t_8: buffers[15], // f32[16,128]
-  o: buffers[11].subarray(0, 2048), // f32[16,128]
-  h2: buffers[12].subarray(0, 2048), // f32[16,128]
-  t_12: buffers[15].subarray(0, 256), // f32[16,1,16]
-  t_13: buffers[15].subarray(0, 256), // a view of t_12
-  t_14: buffers[19], // f32[16,512]
-  gates_1: buffers[20], // f32[16,512]
-  t_17: buffers[19].subarray(0, 2048), // f32[16,128]
-  i_1: buffers[21], // f32[16,128]
-  t_18: buffers[19].subarray(0, 2048), // f32[16,128]
-  f_1: buffers[22], // f32[16,128]
-  t_21: buffers[23], // f32[16,128]
-  t_19: buffers[19].subarray(0, 2048), // f32[16,128]
-  u_1: buffers[24], // f32[16,128]
-  c2_1: buffers[25], // f32[16,128]
-  t_23: buffers[26], // f32[16,128]
-  t_20: buffers[23], // f32[16,128]
-  o_1: buffers[19].subarray(0, 2048), // f32[16,128]
-  h2_1: buffers[20].subarray(0, 2048), // f32[16,128]
-  t_24: buffers[23].subarray(0, 256), // f32[16,1,16]
-  t_25: buffers[23].subarray(0, 256), // a view of t_24
-  t_26: buffers[27], // f32[16,512]
-  gates_2: buffers[28], // f32[16,512]
-  t_29: buffers[27].subarray(0, 2048), // f32[16,128]
-  i_2: buffers[29], // f32[16,128]
-  t_30: buffers[27].subarray(0, 2048), // f32[16,128]
-  f_2: buffers[30], // f32[16,128]
-  t_33: buffers[31], // f32[16,128]
-  t_31: buffers[27].subarray(0, 2048), // f32[16,128]
-  u_2: buffers[32], // f32[16,128]
-  c2_2: buffers[33], // f32[16,128]
-  t_35: buffers[34], // f32[16,128]
-  t_32: buffers[31], // f32[16,128]
-  o_2: buffers[27].subarray(0, 2048), // f32[16,128]
-  h2_2: buffers[28].subarray(0, 2048), // f32[16,128]
-  t_36: buffers[31].subarray(0, 256), // f32[16,1,16]
-  t_37: buffers[31].subarray(0, 256), // a view of t_36
-  t_38: buffers[35], // f32[16,512]
-  gates_3: buffers[36], // f32[16,512]
-  t_41: buffers[35].subarray(0, 2048), // f32[16,128]
-  i_3: buffers[37], // f32[16,128]
-  t_42: buffers[35].subarray(0, 2048), // f32[16,128]
-  f_3: buffers[38], // f32[16,128]
-  t_45: buffers[39], // f32[16,128]
-  t_43: buffers[35].subarray(0, 2048), // f32[16,128]
-  u_3: buffers[40], // f32[16,128]
-  c2_3: buffers[41], // f32[16,128]
-  t_47: buffers[42], // f32[16,128]
-  t_44: buffers[39], // f32[16,128]
-  o_3: buffers[35].subarray(0, 2048), // f32[16,128]
-  h2_3: buffers[36].subarray(0, 2048), // f32[16,128]
-  t_48: buffers[39].subarray(0, 256), // f32[16,1,16]
-  t_49: buffers[39].subarray(0, 256), // a view of t_48
-  t_50: buffers[43], // f32[16,512]
-  gates_4: buffers[44], // f32[16,512]
-  t_53: buffers[43].subarray(0, 2048), // f32[16,128]
-  i_4: buffers[45], // f32[16,128]
-  t_54: buffers[43].subarray(0, 2048), // f32[16,128]
-  f_4: buffers[46], // f32[16,128]
-  t_57: buffers[47], // f32[16,128]
-  t_55: buffers[43].subarray(0, 2048), // f32[16,128]
-  u_4: buffers[48], // f32[16,128]
-  c2_4: buffers[49], // f32[16,128]
-  t_59: buffers[50], // f32[16,128]
-  t_56: buffers[47], // f32[16,128]
-  o_4: buffers[43].subarray(0, 2048), // f32[16,128]
-  h2_4: buffers[44].subarray(0, 2048), // f32[16,128]
-  t_60: buffers[47].subarray(0, 256), // f32[16,1,16]
-  t_61: buffers[47].subarray(0, 256), // a view of t_60
-  t_62: buffers[51], // f32[16,512]
-  gates_5: buffers[52], // f32[16,512]
-  t_65: buffers[51].subarray(0, 2048), // f32[16,128]
-  i_5: buffers[53], // f32[16,128]
-  t_66: buffers[51].subarray(0, 2048), // f32[16,128]
-  f_5: buffers[54], // f32[16,128]
-  t_69: buffers[55], // f32[16,128]
-  t_67: buffers[51].subarray(0, 2048), // f32[16,128]
-  u_5: buffers[56], // f32[16,128]
-  c2_5: buffers[57], // f32[16,128]
-  t_71: buffers[58], // f32[16,128]
-  t_68: buffers[55], // f32[16,128]
-  o_5: buffers[51].subarray(0, 2048), // f32[16,128]
-  h2_5: buffers[52].subarray(0, 2048), // f32[16,128]
-  t_72: buffers[55].subarray(0, 256), // f32[16,1,16]
-  t_73: buffers[55].subarray(0, 256), // a view of t_72
-  t_74: buffers[59].subarray(0, 8192), // f32[16,512]
-  gates_6: buffers[60], // f32[16,512]
-  t_77: buffers[59].subarray(0, 2048), // f32[16,128]
-  i_6: buffers[61], // f32[16,128]
-  t_78: buffers[59].subarray(0, 2048), // f32[16,128]
-  f_6: buffers[62], // f32[16,128]
-  t_81: buffers[63], // f32[16,128]
-  t_79: buffers[59].subarray(0, 2048), // f32[16,128]
-  u_6: buffers[64], // f32[16,128]
-  c2_6: buffers[65].subarray(0, 2048), // f32[16,128]
-  t_83: buffers[66], // f32[16,128]
-  t_80: buffers[63], // f32[16,128]
-  o_6: buffers[59].subarray(0, 2048), // f32[16,128]
-  h2_6: buffers[60].subarray(0, 2048), // f32[16,128]
-  t_84: buffers[63].subarray(0, 256), // f32[16,1,16]
-  t_85: buffers[63].subarray(0, 256), // a view of t_84
-  t_86: buffers[8], // f32[16,512]
-  gates_7: buffers[67], // f32[16,512]
-  t_89: buffers[8].subarray(0, 2048), // f32[16,128]
-  i_7: buffers[68].subarray(0, 2048), // f32[16,128]
-  t_90: buffers[8].subarray(0, 2048), // f32[16,128]
-  f_7: buffers[69].subarray(0, 2048), // f32[16,128]
-  t_93: buffers[70].subarray(0, 2048), // f32[16,128]
-  t_91: buffers[8].subarray(0, 2048), // f32[16,128]
-  u_7: buffers[71], // f32[16,128]
-  t_95: buffers[72], // f32[16,128]
-  t_92: buffers[70].subarray(0, 2048), // f32[16,128]
-  o_7: buffers[8].subarray(0, 2048), // f32[16,128]
-  t3: buffers[67].subarray(0, 2048), // f32[16,128]
-  t_96: buffers[12].subarray(0, 2048), // a view of h2
-  t_97: buffers[20].subarray(0, 2048), // a view of h2_1
-  t_98: buffers[28].subarray(0, 2048), // a view of h2_2
-  t_99: buffers[36].subarray(0, 2048), // a view of h2_3
-  t_100: buffers[44].subarray(0, 2048), // a view of h2_4
-  t_101: buffers[52].subarray(0, 2048), // a view of h2_5
-  t_102: buffers[60].subarray(0, 2048), // a view of h2_6
-  t_103: buffers[67].subarray(0, 2048), // a view of t3
-  t5: buffers[70].subarray(0, 16384), // f32[16,8,128]
-  t6: buffers[70].subarray(0, 16384), // a view of t5
-  logits: buffers[67].subarray(0, 3456), // f32[128,27]
+  emb: buffers[8], // f32[16,8,16]
+  h0: buffers[9].subarray(0, 2048), // f32[16,128]
+  t3: buffers[30], // f32[16,128]
+  t4: buffers[31].subarray(0, 2048), // f32[16,128]
+  t5: buffers[32].subarray(0, 16384), // f32[16,8,128]
+  scan_carries: buffers[33], // f32[8,16,128]
+  scan_carries_1: buffers[34], // f32[8,16,128]
+  t6: buffers[32].subarray(0, 16384), // a view of t5
+  logits: buffers[9].subarray(0, 3456), // f32[128,27]
   t8: buffers[7], // a view of Y
-  loss: buffers[73], // f32[]
-  t11: buffers[74].subarray(0, 3456), // f32[128,27]
-  dlogits: buffers[67].subarray(0, 3456), // f32[128,27]
-  dby: buffers[75], // f32[27]
-  dt6: buffers[74].subarray(0, 16384), // f32[128,128]
-  dWy: buffers[76], // f32[128,27]
-  dt5: buffers[74].subarray(0, 16384), // a view of dt6
-  t14: buffers[67].subarray(0, 2048), // f32[16,1,128]
-  dh2: buffers[67].subarray(0, 2048), // a view of t14
-  di: buffers[70].subarray(0, 2048), // f32[16,128]
-  du: buffers[77], // f32[16,128]
-  df: buffers[78], // f32[16,128]
-  dc1_1: buffers[79].subarray(0, 2048), // f32[16,128]
-  dt7: buffers[80], // f32[16,128]
-  dgates_4: buffers[8], // f32[16,512]
-  dt6_1: buffers[65].subarray(0, 2048), // f32[16,128]
-  dgates_3: buffers[67], // f32[16,512]
-  dt5_1: buffers[65].subarray(0, 2048), // f32[16,128]
-  dgates_2: buffers[69], // f32[16,512]
-  dt4: buffers[65].subarray(0, 2048), // f32[16,128]
-  dgates_1: buffers[68], // f32[16,512]
-  dgates: buffers[65], // f32[16,512]
-  db_1: buffers[71].subarray(0, 512), // f32[512]
-  dc0_1: buffers[72], // f32[16,128]
-  dWh_1: buffers[70], // f32[128,512]
-  dx0: buffers[77].subarray(0, 256), // f32[16,16]
-  dWx_1: buffers[8], // f32[16,512]
-  t25: buffers[63], // f32[16,1,128]
-  t26: buffers[63], // a view of t25
-  di_1: buffers[78], // f32[16,128]
-  du_1: buffers[80], // f32[16,128]
-  df_1: buffers[60].subarray(0, 2048), // f32[16,128]
-  dc1_1_1: buffers[65].subarray(0, 2048), // f32[16,128]
-  dt7_1: buffers[67].subarray(0, 2048), // f32[16,128]
-  dgates_4_1: buffers[59].subarray(0, 8192), // f32[16,512]
-  dt6_2: buffers[57], // f32[16,128]
-  dgates_3_1: buffers[67], // f32[16,512]
-  dt5_2: buffers[57], // f32[16,128]
-  dgates_2_1: buffers[60], // f32[16,512]
-  dt4_1: buffers[57], // f32[16,128]
-  dgates_1_1: buffers[68], // f32[16,512]
-  dgates_5: buffers[69], // f32[16,512]
-  t37: buffers[57].subarray(0, 512), // f32[512]
-  dc0_1_1: buffers[61], // f32[16,128]
-  t38: buffers[59], // f32[128,512]
-  dx0_1: buffers[62].subarray(0, 256), // f32[16,16]
-  t39: buffers[52], // f32[16,512]
-  t40: buffers[55], // f32[16,1,128]
-  t41: buffers[55], // a view of t40
-  di_2: buffers[63], // f32[16,128]
-  du_2: buffers[64], // f32[16,128]
-  df_2: buffers[66], // f32[16,128]
-  dc1_1_2: buffers[71], // f32[16,128]
-  dt7_2: buffers[72], // f32[16,128]
-  dgates_4_2: buffers[8], // f32[16,512]
-  dt6_3: buffers[49], // f32[16,128]
-  dgates_3_2: buffers[51], // f32[16,512]
-  dt5_3: buffers[49], // f32[16,128]
-  dgates_2_2: buffers[60], // f32[16,512]
-  dt4_2: buffers[49], // f32[16,128]
-  dgates_1_2: buffers[65], // f32[16,512]
-  dgates_6: buffers[67], // f32[16,512]
-  t52: buffers[49].subarray(0, 512), // f32[512]
-  dc0_1_2: buffers[53], // f32[16,128]
-  t53: buffers[70], // f32[128,512]
-  dx0_2: buffers[54].subarray(0, 256), // f32[16,16]
-  t54: buffers[8], // f32[16,512]
-  t55: buffers[47], // f32[16,1,128]
-  t56: buffers[47], // a view of t55
-  di_3: buffers[55], // f32[16,128]
-  du_3: buffers[56], // f32[16,128]
-  df_3: buffers[57], // f32[16,128]
-  dc1_1_3: buffers[58], // f32[16,128]
-  dt7_3: buffers[61], // f32[16,128]
-  dgates_4_3: buffers[43], // f32[16,512]
-  dt6_4: buffers[41], // f32[16,128]
-  dgates_3_3: buffers[44], // f32[16,512]
-  dt5_4: buffers[41], // f32[16,128]
-  dgates_2_3: buffers[51], // f32[16,512]
-  dt4_3: buffers[41], // f32[16,128]
-  dgates_1_3: buffers[52], // f32[16,512]
-  dgates_7: buffers[60], // f32[16,512]
-  t67: buffers[41].subarray(0, 512), // f32[512]
-  dc0_1_3: buffers[45], // f32[16,128]
-  t68: buffers[59], // f32[128,512]
-  dx0_3: buffers[46].subarray(0, 256), // f32[16,16]
-  t69: buffers[36], // f32[16,512]
-  t70: buffers[39], // f32[16,1,128]
-  t71: buffers[39], // a view of t70
-  di_4: buffers[47], // f32[16,128]
-  du_4: buffers[48], // f32[16,128]
-  df_4: buffers[49], // f32[16,128]
-  dc1_1_4: buffers[50], // f32[16,128]
-  dt7_4: buffers[53], // f32[16,128]
-  dgates_4_4: buffers[8], // f32[16,512]
-  dt6_5: buffers[33], // f32[16,128]
-  dgates_3_4: buffers[35], // f32[16,512]
-  dt5_5: buffers[33], // f32[16,128]
-  dgates_2_4: buffers[43], // f32[16,512]
-  dt4_4: buffers[33], // f32[16,128]
-  dgates_1_4: buffers[44], // f32[16,512]
-  dgates_8: buffers[51], // f32[16,512]
-  t82: buffers[33].subarray(0, 512), // f32[512]
-  dc0_1_4: buffers[37], // f32[16,128]
-  t83: buffers[70], // f32[128,512]
-  dx0_4: buffers[38].subarray(0, 256), // f32[16,16]
-  t84: buffers[8], // f32[16,512]
-  t85: buffers[31], // f32[16,1,128]
-  t86: buffers[31], // a view of t85
-  di_5: buffers[39], // f32[16,128]
-  du_5: buffers[40], // f32[16,128]
-  df_5: buffers[41], // f32[16,128]
-  dc1_1_5: buffers[42], // f32[16,128]
-  dt7_5: buffers[45], // f32[16,128]
-  dgates_4_5: buffers[27], // f32[16,512]
-  dt6_6: buffers[25], // f32[16,128]
-  dgates_3_5: buffers[28], // f32[16,512]
-  dt5_6: buffers[25], // f32[16,128]
-  dgates_2_5: buffers[35], // f32[16,512]
-  dt4_5: buffers[25], // f32[16,128]
-  dgates_1_5: buffers[36], // f32[16,512]
-  dgates_9: buffers[43], // f32[16,512]
-  t97: buffers[25].subarray(0, 512), // f32[512]
-  dc0_1_5: buffers[29], // f32[16,128]
-  t98: buffers[59], // f32[128,512]
-  dx0_5: buffers[30].subarray(0, 256), // f32[16,16]
-  t99: buffers[20], // f32[16,512]
-  t100: buffers[23], // f32[16,1,128]
-  t101: buffers[23], // a view of t100
-  di_6: buffers[31], // f32[16,128]
-  du_6: buffers[32], // f32[16,128]
-  df_6: buffers[33], // f32[16,128]
-  dc1_1_6: buffers[34], // f32[16,128]
-  dt7_6: buffers[37], // f32[16,128]
-  dgates_4_6: buffers[8], // f32[16,512]
-  dt6_7: buffers[17], // f32[16,128]
-  dgates_3_6: buffers[19], // f32[16,512]
-  dt5_7: buffers[17], // f32[16,128]
-  dgates_2_6: buffers[27], // f32[16,512]
-  dt4_6: buffers[17], // f32[16,128]
-  dgates_1_6: buffers[28], // f32[16,512]
-  dgates_10: buffers[35], // f32[16,512]
-  t112: buffers[17].subarray(0, 512), // f32[512]
-  dc0_1_6: buffers[21], // f32[16,128]
-  t113: buffers[70], // f32[128,512]
-  dx0_6: buffers[22].subarray(0, 256), // f32[16,16]
-  t114: buffers[8], // f32[16,512]
-  t115: buffers[15], // f32[16,1,128]
-  t116: buffers[15], // a view of t115
-  di_7: buffers[23], // f32[16,128]
-  du_7: buffers[24], // f32[16,128]
-  df_7: buffers[25], // f32[16,128]
-  dt7_7: buffers[26], // f32[16,128]
-  dgates_4_7: buffers[11], // f32[16,512]
-  dt6_8: buffers[15], // f32[16,128]
-  dgates_3_7: buffers[12], // f32[16,512]
-  dt5_8: buffers[15], // f32[16,128]
-  dgates_2_7: buffers[19], // f32[16,512]
-  dt4_7: buffers[14], // f32[16,128]
-  dgates_1_7: buffers[20], // f32[16,512]
-  dgates_11: buffers[27], // f32[16,512]
-  db: buffers[78].subarray(0, 512), // f32[512]
-  dWh: buffers[74], // f32[128,512]
-  dx0_7: buffers[9].subarray(0, 256), // f32[16,16]
-  dWx: buffers[79], // f32[16,512]
-  t127: buffers[9].subarray(0, 256), // a view of dx0_7
-  t128: buffers[22].subarray(0, 256), // a view of dx0_6
-  t129: buffers[30].subarray(0, 256), // a view of dx0_5
-  t130: buffers[38].subarray(0, 256), // a view of dx0_4
-  t131: buffers[46].subarray(0, 256), // a view of dx0_3
-  t132: buffers[54].subarray(0, 256), // a view of dx0_2
-  t133: buffers[62].subarray(0, 256), // a view of dx0_1
-  t134: buffers[77].subarray(0, 256), // a view of dx0
-  demb: buffers[13], // f32[16,8,16]
-  dC: buffers[77].subarray(0, 432), // f32[27,16]
+  loss: buffers[12].subarray(0, 1), // f32[]
+  scan_residual: buffers[35], // f32[8,16,128]
+  scan_residual_1: buffers[36], // f32[8,16,128]
+  scan_residual_2: buffers[37], // f32[8,16,128]
+  scan_residual_3: buffers[38], // f32[8,16,128]
+  scan_residual_4: buffers[39], // f32[8,16,128]
+  t11: buffers[10], // f32[128,27]
+  dlogits: buffers[9].subarray(0, 3456), // f32[128,27]
+  dby: buffers[15].subarray(0, 27), // f32[27]
+  dt6: buffers[13], // f32[128,128]
+  dWy: buffers[10], // f32[128,27]
+  dt5: buffers[13], // a view of dt6
+  t14: buffers[11], // f32[16,128]
+  t15: buffers[16], // f32[16,512]
+  t16: buffers[14], // f32[128,512]
+  t17: buffers[18].subarray(0, 512), // f32[512]
+  dWx: buffers[59], // f32[16,512]
+  dWh: buffers[60], // f32[128,512]
+  db: buffers[61], // f32[512]
+  demb: buffers[62], // f32[16,8,16]
+  t19: buffers[63], // f32[8,16,128]
+  t20: buffers[64], // f32[8,16,128]
+  t21: buffers[65], // f32[8,16,512]
+  t22: buffers[66], // f32[8,128,512]
+  t23: buffers[67], // f32[8,512]
+  dC: buffers[40].subarray(0, 432), // f32[27,16]
+  c0: buffers[10].subarray(0, 2048), // f32[16,128]
+  c1: buffers[11], // f32[16,128]
+  x0: buffers[12], // f32[16,16]
+  Wx_1: buffers[13].subarray(0, 8192), // f32[16,512]
+  Wh_1: buffers[14], // f32[128,512]
+  b_1: buffers[15], // f32[512]
+  t1_1: buffers[16], // f32[16,512]
+  gates: buffers[17], // f32[16,512]
+  t4_1: buffers[18], // f32[16,128]
+  i_: buffers[19], // f32[16,128]
+  t5_1: buffers[20], // f32[16,128]
+  f: buffers[21], // f32[16,128]
+  t6_1: buffers[22], // f32[16,128]
+  t7_1: buffers[23], // f32[16,128]
+  u: buffers[24], // f32[16,128]
+  c2: buffers[25], // f32[16,128]
+  t9_1: buffers[26], // f32[16,128]
+  t10_1: buffers[27], // f32[16,128]
+  o: buffers[28], // f32[16,128]
+  h2: buffers[29], // f32[16,128]
+  dc0: buffers[19], // f32[16,128]
+  dc1: buffers[20], // f32[16,128]
+  dWx_1: buffers[17], // f32[16,512]
+  dWh_1: buffers[32], // f32[128,512]
+  db_1: buffers[21].subarray(0, 512), // f32[512]
+  c0_1: buffers[22], // f32[16,128]
+  c1_1: buffers[23], // f32[16,128]
+  x0_1: buffers[24].subarray(0, 256), // f32[16,16]
+  dy0: buffers[25], // f32[16,128]
+  i__1: buffers[26], // f32[16,128]
+  f_1: buffers[27], // f32[16,128]
+  u_1: buffers[28], // f32[16,128]
+  o_1: buffers[29], // f32[16,128]
+  t10_2: buffers[30], // f32[16,128]
+  Wx_2: buffers[9], // f32[16,512]
+  Wh_2: buffers[31], // f32[128,512]
+  b_2: buffers[40], // f32[512]
+  di: buffers[41], // f32[16,128]
+  du: buffers[42], // f32[16,128]
+  df: buffers[43], // f32[16,128]
+  dc1_1: buffers[44], // f32[16,128]
+  dt7: buffers[45], // f32[16,128]
+  dgates_4: buffers[46], // f32[16,512]
+  dt6_1: buffers[47], // f32[16,128]
+  dgates_3: buffers[48], // f32[16,512]
+  dt5_1: buffers[49], // f32[16,128]
+  dgates_2: buffers[50], // f32[16,512]
+  dt4: buffers[51], // f32[16,128]
+  dgates_1: buffers[52], // f32[16,512]
+  dgates: buffers[53], // f32[16,512]
+  t13_1: buffers[54], // f32[512]
+  dc0_1: buffers[55], // f32[16,128]
+  t14_1: buffers[56], // f32[128,512]
+  dx0: buffers[57], // f32[16,16]
+  t15_1: buffers[58], // f32[16,512]
   _acc0: new Float64Array(512), // accumulators of column sums
 };
 
@@ -603,9 +365,9 @@ function stage(params: Params, inputs: Inputs): void {
   buf.Y.set(inputs.Y);
 }
 
-/** t_2 = t_1 @ Wx */
-function matmul_t_2(): void {
-  const { t_1, Wx, t_2 } = buf;
+/** t1_1 = x0 @ Wx_1 */
+function matmul_t1_1(): void {
+  const { x0, Wx_1, t1_1 } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -617,12 +379,12 @@ function matmul_t_2(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = t_1[i * 16 + p],
-          _a1 = t_1[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
+        const _a0 = x0[i * 16 + p],
+          _a1 = x0[(i + 1) * 16 + p];
+        const _b0 = Wx_1[p * 512 + j],
+          _b1 = Wx_1[p * 512 + j + 1],
+          _b2 = Wx_1[p * 512 + j + 2],
+          _b3 = Wx_1[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -632,21 +394,21 @@ function matmul_t_2(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      t_2[i * 512 + j] = _c00;
-      t_2[i * 512 + j + 1] = _c01;
-      t_2[i * 512 + j + 2] = _c02;
-      t_2[i * 512 + j + 3] = _c03;
-      t_2[(i + 1) * 512 + j] = _c10;
-      t_2[(i + 1) * 512 + j + 1] = _c11;
-      t_2[(i + 1) * 512 + j + 2] = _c12;
-      t_2[(i + 1) * 512 + j + 3] = _c13;
+      t1_1[i * 512 + j] = _c00;
+      t1_1[i * 512 + j + 1] = _c01;
+      t1_1[i * 512 + j + 2] = _c02;
+      t1_1[i * 512 + j + 3] = _c03;
+      t1_1[(i + 1) * 512 + j] = _c10;
+      t1_1[(i + 1) * 512 + j + 1] = _c11;
+      t1_1[(i + 1) * 512 + j + 2] = _c12;
+      t1_1[(i + 1) * 512 + j + 3] = _c13;
     }
   }
 }
 
-/** gates = t_2 + h0 @ Wh + b */
+/** gates = t1_1 + c0 @ Wh_1 + b_1 */
 function matmul_gates(): void {
-  const { h0, Wh, t_2, b, gates } = buf;
+  const { c0, Wh_1, t1_1, b_1, gates } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -658,12 +420,12 @@ function matmul_gates(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 128; p++) {
-        const _a0 = h0[i * 128 + p],
-          _a1 = h0[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
+        const _a0 = c0[i * 128 + p],
+          _a1 = c0[(i + 1) * 128 + p];
+        const _b0 = Wh_1[p * 512 + j],
+          _b1 = Wh_1[p * 512 + j + 1],
+          _b2 = Wh_1[p * 512 + j + 2],
+          _b3 = Wh_1[p * 512 + j + 3];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c02 += _a0 * _b2;
@@ -673,588 +435,14 @@ function matmul_gates(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      gates[i * 512 + j] = t_2[i * 512 + j] + _c00 + b[j];
-      gates[i * 512 + j + 1] = t_2[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates[i * 512 + j + 2] = t_2[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates[i * 512 + j + 3] = t_2[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates[(i + 1) * 512 + j] = t_2[(i + 1) * 512 + j] + _c10 + b[j];
-      gates[(i + 1) * 512 + j + 1] = t_2[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates[(i + 1) * 512 + j + 2] = t_2[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates[(i + 1) * 512 + j + 3] = t_2[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_14 = t_13 @ Wx */
-function matmul_t_14(): void {
-  const { t_13, Wx, t_14 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_13[i * 16 + p],
-          _a1 = t_13[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_14[i * 512 + j] = _c00;
-      t_14[i * 512 + j + 1] = _c01;
-      t_14[i * 512 + j + 2] = _c02;
-      t_14[i * 512 + j + 3] = _c03;
-      t_14[(i + 1) * 512 + j] = _c10;
-      t_14[(i + 1) * 512 + j + 1] = _c11;
-      t_14[(i + 1) * 512 + j + 2] = _c12;
-      t_14[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_1 = t_14 + h2 @ Wh + b */
-function matmul_gates_1(): void {
-  const { h2, Wh, t_14, b, gates_1 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2[i * 128 + p],
-          _a1 = h2[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_1[i * 512 + j] = t_14[i * 512 + j] + _c00 + b[j];
-      gates_1[i * 512 + j + 1] = t_14[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_1[i * 512 + j + 2] = t_14[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_1[i * 512 + j + 3] = t_14[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_1[(i + 1) * 512 + j] = t_14[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_1[(i + 1) * 512 + j + 1] = t_14[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_1[(i + 1) * 512 + j + 2] = t_14[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_1[(i + 1) * 512 + j + 3] = t_14[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_26 = t_25 @ Wx */
-function matmul_t_26(): void {
-  const { t_25, Wx, t_26 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_25[i * 16 + p],
-          _a1 = t_25[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_26[i * 512 + j] = _c00;
-      t_26[i * 512 + j + 1] = _c01;
-      t_26[i * 512 + j + 2] = _c02;
-      t_26[i * 512 + j + 3] = _c03;
-      t_26[(i + 1) * 512 + j] = _c10;
-      t_26[(i + 1) * 512 + j + 1] = _c11;
-      t_26[(i + 1) * 512 + j + 2] = _c12;
-      t_26[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_2 = t_26 + h2_1 @ Wh + b */
-function matmul_gates_2(): void {
-  const { h2_1, Wh, t_26, b, gates_2 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_1[i * 128 + p],
-          _a1 = h2_1[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_2[i * 512 + j] = t_26[i * 512 + j] + _c00 + b[j];
-      gates_2[i * 512 + j + 1] = t_26[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_2[i * 512 + j + 2] = t_26[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_2[i * 512 + j + 3] = t_26[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_2[(i + 1) * 512 + j] = t_26[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_2[(i + 1) * 512 + j + 1] = t_26[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_2[(i + 1) * 512 + j + 2] = t_26[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_2[(i + 1) * 512 + j + 3] = t_26[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_38 = t_37 @ Wx */
-function matmul_t_38(): void {
-  const { t_37, Wx, t_38 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_37[i * 16 + p],
-          _a1 = t_37[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_38[i * 512 + j] = _c00;
-      t_38[i * 512 + j + 1] = _c01;
-      t_38[i * 512 + j + 2] = _c02;
-      t_38[i * 512 + j + 3] = _c03;
-      t_38[(i + 1) * 512 + j] = _c10;
-      t_38[(i + 1) * 512 + j + 1] = _c11;
-      t_38[(i + 1) * 512 + j + 2] = _c12;
-      t_38[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_3 = t_38 + h2_2 @ Wh + b */
-function matmul_gates_3(): void {
-  const { h2_2, Wh, t_38, b, gates_3 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_2[i * 128 + p],
-          _a1 = h2_2[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_3[i * 512 + j] = t_38[i * 512 + j] + _c00 + b[j];
-      gates_3[i * 512 + j + 1] = t_38[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_3[i * 512 + j + 2] = t_38[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_3[i * 512 + j + 3] = t_38[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_3[(i + 1) * 512 + j] = t_38[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_3[(i + 1) * 512 + j + 1] = t_38[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_3[(i + 1) * 512 + j + 2] = t_38[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_3[(i + 1) * 512 + j + 3] = t_38[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_50 = t_49 @ Wx */
-function matmul_t_50(): void {
-  const { t_49, Wx, t_50 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_49[i * 16 + p],
-          _a1 = t_49[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_50[i * 512 + j] = _c00;
-      t_50[i * 512 + j + 1] = _c01;
-      t_50[i * 512 + j + 2] = _c02;
-      t_50[i * 512 + j + 3] = _c03;
-      t_50[(i + 1) * 512 + j] = _c10;
-      t_50[(i + 1) * 512 + j + 1] = _c11;
-      t_50[(i + 1) * 512 + j + 2] = _c12;
-      t_50[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_4 = t_50 + h2_3 @ Wh + b */
-function matmul_gates_4(): void {
-  const { h2_3, Wh, t_50, b, gates_4 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_3[i * 128 + p],
-          _a1 = h2_3[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_4[i * 512 + j] = t_50[i * 512 + j] + _c00 + b[j];
-      gates_4[i * 512 + j + 1] = t_50[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_4[i * 512 + j + 2] = t_50[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_4[i * 512 + j + 3] = t_50[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_4[(i + 1) * 512 + j] = t_50[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_4[(i + 1) * 512 + j + 1] = t_50[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_4[(i + 1) * 512 + j + 2] = t_50[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_4[(i + 1) * 512 + j + 3] = t_50[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_62 = t_61 @ Wx */
-function matmul_t_62(): void {
-  const { t_61, Wx, t_62 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_61[i * 16 + p],
-          _a1 = t_61[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_62[i * 512 + j] = _c00;
-      t_62[i * 512 + j + 1] = _c01;
-      t_62[i * 512 + j + 2] = _c02;
-      t_62[i * 512 + j + 3] = _c03;
-      t_62[(i + 1) * 512 + j] = _c10;
-      t_62[(i + 1) * 512 + j + 1] = _c11;
-      t_62[(i + 1) * 512 + j + 2] = _c12;
-      t_62[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_5 = t_62 + h2_4 @ Wh + b */
-function matmul_gates_5(): void {
-  const { h2_4, Wh, t_62, b, gates_5 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_4[i * 128 + p],
-          _a1 = h2_4[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_5[i * 512 + j] = t_62[i * 512 + j] + _c00 + b[j];
-      gates_5[i * 512 + j + 1] = t_62[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_5[i * 512 + j + 2] = t_62[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_5[i * 512 + j + 3] = t_62[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_5[(i + 1) * 512 + j] = t_62[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_5[(i + 1) * 512 + j + 1] = t_62[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_5[(i + 1) * 512 + j + 2] = t_62[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_5[(i + 1) * 512 + j + 3] = t_62[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_74 = t_73 @ Wx */
-function matmul_t_74(): void {
-  const { t_73, Wx, t_74 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_73[i * 16 + p],
-          _a1 = t_73[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_74[i * 512 + j] = _c00;
-      t_74[i * 512 + j + 1] = _c01;
-      t_74[i * 512 + j + 2] = _c02;
-      t_74[i * 512 + j + 3] = _c03;
-      t_74[(i + 1) * 512 + j] = _c10;
-      t_74[(i + 1) * 512 + j + 1] = _c11;
-      t_74[(i + 1) * 512 + j + 2] = _c12;
-      t_74[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_6 = t_74 + h2_5 @ Wh + b */
-function matmul_gates_6(): void {
-  const { h2_5, Wh, t_74, b, gates_6 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_5[i * 128 + p],
-          _a1 = h2_5[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_6[i * 512 + j] = t_74[i * 512 + j] + _c00 + b[j];
-      gates_6[i * 512 + j + 1] = t_74[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_6[i * 512 + j + 2] = t_74[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_6[i * 512 + j + 3] = t_74[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_6[(i + 1) * 512 + j] = t_74[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_6[(i + 1) * 512 + j + 1] = t_74[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_6[(i + 1) * 512 + j + 2] = t_74[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_6[(i + 1) * 512 + j + 3] = t_74[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
-    }
-  }
-}
-
-/** t_86 = t_85 @ Wx */
-function matmul_t_86(): void {
-  const { t_85, Wx, t_86 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_85[i * 16 + p],
-          _a1 = t_85[(i + 1) * 16 + p];
-        const _b0 = Wx[p * 512 + j],
-          _b1 = Wx[p * 512 + j + 1],
-          _b2 = Wx[p * 512 + j + 2],
-          _b3 = Wx[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t_86[i * 512 + j] = _c00;
-      t_86[i * 512 + j + 1] = _c01;
-      t_86[i * 512 + j + 2] = _c02;
-      t_86[i * 512 + j + 3] = _c03;
-      t_86[(i + 1) * 512 + j] = _c10;
-      t_86[(i + 1) * 512 + j + 1] = _c11;
-      t_86[(i + 1) * 512 + j + 2] = _c12;
-      t_86[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** gates_7 = t_86 + h2_6 @ Wh + b */
-function matmul_gates_7(): void {
-  const { h2_6, Wh, t_86, b, gates_7 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 128; p++) {
-        const _a0 = h2_6[i * 128 + p],
-          _a1 = h2_6[(i + 1) * 128 + p];
-        const _b0 = Wh[p * 512 + j],
-          _b1 = Wh[p * 512 + j + 1],
-          _b2 = Wh[p * 512 + j + 2],
-          _b3 = Wh[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      gates_7[i * 512 + j] = t_86[i * 512 + j] + _c00 + b[j];
-      gates_7[i * 512 + j + 1] = t_86[i * 512 + j + 1] + _c01 + b[j + 1];
-      gates_7[i * 512 + j + 2] = t_86[i * 512 + j + 2] + _c02 + b[j + 2];
-      gates_7[i * 512 + j + 3] = t_86[i * 512 + j + 3] + _c03 + b[j + 3];
-      gates_7[(i + 1) * 512 + j] = t_86[(i + 1) * 512 + j] + _c10 + b[j];
-      gates_7[(i + 1) * 512 + j + 1] = t_86[(i + 1) * 512 + j + 1] + _c11 + b[j + 1];
-      gates_7[(i + 1) * 512 + j + 2] = t_86[(i + 1) * 512 + j + 2] + _c12 + b[j + 2];
-      gates_7[(i + 1) * 512 + j + 3] = t_86[(i + 1) * 512 + j + 3] + _c13 + b[j + 3];
+      gates[i * 512 + j] = t1_1[i * 512 + j] + _c00 + b_1[j];
+      gates[i * 512 + j + 1] = t1_1[i * 512 + j + 1] + _c01 + b_1[j + 1];
+      gates[i * 512 + j + 2] = t1_1[i * 512 + j + 2] + _c02 + b_1[j + 2];
+      gates[i * 512 + j + 3] = t1_1[i * 512 + j + 3] + _c03 + b_1[j + 3];
+      gates[(i + 1) * 512 + j] = t1_1[(i + 1) * 512 + j] + _c10 + b_1[j];
+      gates[(i + 1) * 512 + j + 1] = t1_1[(i + 1) * 512 + j + 1] + _c11 + b_1[j + 1];
+      gates[(i + 1) * 512 + j + 2] = t1_1[(i + 1) * 512 + j + 2] + _c12 + b_1[j + 2];
+      gates[(i + 1) * 512 + j + 3] = t1_1[(i + 1) * 512 + j + 3] + _c13 + b_1[j + 3];
     }
   }
 }
@@ -1412,9 +600,9 @@ function matmul_dWy(): void {
   }
 }
 
-/** dc0_1 = dgates @ Wh.T */
+/** dc0_1 = dgates @ Wh_2.T */
 function matmul_dc0_1(): void {
-  const { dgates, Wh, dc0_1 } = buf;
+  const { dgates, Wh_2, dc0_1 } = buf;
   for (let i = 0; i < 16; i += 4) {
     for (let j = 0; j < 128; j += 2) {
       let _c00 = 0,
@@ -1430,8 +618,8 @@ function matmul_dc0_1(): void {
           _a1 = dgates[(i + 1) * 512 + p],
           _a2 = dgates[(i + 2) * 512 + p],
           _a3 = dgates[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
+        const _b0 = Wh_2[j * 512 + p],
+          _b1 = Wh_2[(j + 1) * 512 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1453,9 +641,9 @@ function matmul_dc0_1(): void {
   }
 }
 
-/** dWh_1 = h2_6.T @ dgates */
-function matmul_dWh_1(): void {
-  const { h2_6, dgates, dWh_1 } = buf;
+/** t14_1 = dWh_1 + c0_1.T @ dgates */
+function matmul_t14_1(): void {
+  const { c0_1, dgates, dWh_1, t14_1 } = buf;
   for (let i = 0; i < 128; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1467,8 +655,8 @@ function matmul_dWh_1(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = h2_6[p * 128 + i],
-          _a1 = h2_6[p * 128 + i + 1];
+        const _a0 = c0_1[p * 128 + i],
+          _a1 = c0_1[p * 128 + i + 1];
         const _b0 = dgates[p * 512 + j],
           _b1 = dgates[p * 512 + j + 1],
           _b2 = dgates[p * 512 + j + 2],
@@ -1482,21 +670,21 @@ function matmul_dWh_1(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      dWh_1[i * 512 + j] = _c00;
-      dWh_1[i * 512 + j + 1] = _c01;
-      dWh_1[i * 512 + j + 2] = _c02;
-      dWh_1[i * 512 + j + 3] = _c03;
-      dWh_1[(i + 1) * 512 + j] = _c10;
-      dWh_1[(i + 1) * 512 + j + 1] = _c11;
-      dWh_1[(i + 1) * 512 + j + 2] = _c12;
-      dWh_1[(i + 1) * 512 + j + 3] = _c13;
+      t14_1[i * 512 + j] = dWh_1[i * 512 + j] + _c00;
+      t14_1[i * 512 + j + 1] = dWh_1[i * 512 + j + 1] + _c01;
+      t14_1[i * 512 + j + 2] = dWh_1[i * 512 + j + 2] + _c02;
+      t14_1[i * 512 + j + 3] = dWh_1[i * 512 + j + 3] + _c03;
+      t14_1[(i + 1) * 512 + j] = dWh_1[(i + 1) * 512 + j] + _c10;
+      t14_1[(i + 1) * 512 + j + 1] = dWh_1[(i + 1) * 512 + j + 1] + _c11;
+      t14_1[(i + 1) * 512 + j + 2] = dWh_1[(i + 1) * 512 + j + 2] + _c12;
+      t14_1[(i + 1) * 512 + j + 3] = dWh_1[(i + 1) * 512 + j + 3] + _c13;
     }
   }
 }
 
-/** dx0 = dgates @ Wx.T */
+/** dx0 = dgates @ Wx_2.T */
 function matmul_dx0(): void {
-  const { dgates, Wx, dx0 } = buf;
+  const { dgates, Wx_2, dx0 } = buf;
   for (let i = 0; i < 16; i += 4) {
     for (let j = 0; j < 16; j += 2) {
       let _c00 = 0,
@@ -1512,8 +700,8 @@ function matmul_dx0(): void {
           _a1 = dgates[(i + 1) * 512 + p],
           _a2 = dgates[(i + 2) * 512 + p],
           _a3 = dgates[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
+        const _b0 = Wx_2[j * 512 + p],
+          _b1 = Wx_2[(j + 1) * 512 + p];
         _c00 += _a0 * _b0;
         _c01 += _a0 * _b1;
         _c10 += _a1 * _b0;
@@ -1535,9 +723,9 @@ function matmul_dx0(): void {
   }
 }
 
-/** dWx_1 = t_85.T @ dgates */
-function matmul_dWx_1(): void {
-  const { t_85, dgates, dWx_1 } = buf;
+/** t15_1 = dWx_1 + x0_1.T @ dgates */
+function matmul_t15_1(): void {
+  const { x0_1, dgates, dWx_1, t15_1 } = buf;
   for (let i = 0; i < 16; i += 2) {
     for (let j = 0; j < 512; j += 4) {
       let _c00 = 0,
@@ -1549,8 +737,8 @@ function matmul_dWx_1(): void {
         _c12 = 0,
         _c13 = 0;
       for (let p = 0; p < 16; p++) {
-        const _a0 = t_85[p * 16 + i],
-          _a1 = t_85[p * 16 + i + 1];
+        const _a0 = x0_1[p * 16 + i],
+          _a1 = x0_1[p * 16 + i + 1];
         const _b0 = dgates[p * 512 + j],
           _b1 = dgates[p * 512 + j + 1],
           _b2 = dgates[p * 512 + j + 2],
@@ -1564,1121 +752,14 @@ function matmul_dWx_1(): void {
         _c12 += _a1 * _b2;
         _c13 += _a1 * _b3;
       }
-      dWx_1[i * 512 + j] = _c00;
-      dWx_1[i * 512 + j + 1] = _c01;
-      dWx_1[i * 512 + j + 2] = _c02;
-      dWx_1[i * 512 + j + 3] = _c03;
-      dWx_1[(i + 1) * 512 + j] = _c10;
-      dWx_1[(i + 1) * 512 + j + 1] = _c11;
-      dWx_1[(i + 1) * 512 + j + 2] = _c12;
-      dWx_1[(i + 1) * 512 + j + 3] = _c13;
-    }
-  }
-}
-
-/** dc0_1_1 = dgates_5 @ Wh.T */
-function matmul_dc0_1_1(): void {
-  const { dgates_5, Wh, dc0_1_1 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_5[i * 512 + p],
-          _a1 = dgates_5[(i + 1) * 512 + p],
-          _a2 = dgates_5[(i + 2) * 512 + p],
-          _a3 = dgates_5[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_1[i * 128 + j] = _c00;
-      dc0_1_1[i * 128 + j + 1] = _c01;
-      dc0_1_1[(i + 1) * 128 + j] = _c10;
-      dc0_1_1[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_1[(i + 2) * 128 + j] = _c20;
-      dc0_1_1[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_1[(i + 3) * 128 + j] = _c30;
-      dc0_1_1[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t38 = dWh_1 + h2_5.T @ dgates_5 */
-function matmul_t38(): void {
-  const { h2_5, dgates_5, dWh_1, t38 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2_5[p * 128 + i],
-          _a1 = h2_5[p * 128 + i + 1];
-        const _b0 = dgates_5[p * 512 + j],
-          _b1 = dgates_5[p * 512 + j + 1],
-          _b2 = dgates_5[p * 512 + j + 2],
-          _b3 = dgates_5[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t38[i * 512 + j] = dWh_1[i * 512 + j] + _c00;
-      t38[i * 512 + j + 1] = dWh_1[i * 512 + j + 1] + _c01;
-      t38[i * 512 + j + 2] = dWh_1[i * 512 + j + 2] + _c02;
-      t38[i * 512 + j + 3] = dWh_1[i * 512 + j + 3] + _c03;
-      t38[(i + 1) * 512 + j] = dWh_1[(i + 1) * 512 + j] + _c10;
-      t38[(i + 1) * 512 + j + 1] = dWh_1[(i + 1) * 512 + j + 1] + _c11;
-      t38[(i + 1) * 512 + j + 2] = dWh_1[(i + 1) * 512 + j + 2] + _c12;
-      t38[(i + 1) * 512 + j + 3] = dWh_1[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_1 = dgates_5 @ Wx.T */
-function matmul_dx0_1(): void {
-  const { dgates_5, Wx, dx0_1 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_5[i * 512 + p],
-          _a1 = dgates_5[(i + 1) * 512 + p],
-          _a2 = dgates_5[(i + 2) * 512 + p],
-          _a3 = dgates_5[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_1[i * 16 + j] = _c00;
-      dx0_1[i * 16 + j + 1] = _c01;
-      dx0_1[(i + 1) * 16 + j] = _c10;
-      dx0_1[(i + 1) * 16 + j + 1] = _c11;
-      dx0_1[(i + 2) * 16 + j] = _c20;
-      dx0_1[(i + 2) * 16 + j + 1] = _c21;
-      dx0_1[(i + 3) * 16 + j] = _c30;
-      dx0_1[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t39 = dWx_1 + t_73.T @ dgates_5 */
-function matmul_t39(): void {
-  const { t_73, dgates_5, dWx_1, t39 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_73[p * 16 + i],
-          _a1 = t_73[p * 16 + i + 1];
-        const _b0 = dgates_5[p * 512 + j],
-          _b1 = dgates_5[p * 512 + j + 1],
-          _b2 = dgates_5[p * 512 + j + 2],
-          _b3 = dgates_5[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t39[i * 512 + j] = dWx_1[i * 512 + j] + _c00;
-      t39[i * 512 + j + 1] = dWx_1[i * 512 + j + 1] + _c01;
-      t39[i * 512 + j + 2] = dWx_1[i * 512 + j + 2] + _c02;
-      t39[i * 512 + j + 3] = dWx_1[i * 512 + j + 3] + _c03;
-      t39[(i + 1) * 512 + j] = dWx_1[(i + 1) * 512 + j] + _c10;
-      t39[(i + 1) * 512 + j + 1] = dWx_1[(i + 1) * 512 + j + 1] + _c11;
-      t39[(i + 1) * 512 + j + 2] = dWx_1[(i + 1) * 512 + j + 2] + _c12;
-      t39[(i + 1) * 512 + j + 3] = dWx_1[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dc0_1_2 = dgates_6 @ Wh.T */
-function matmul_dc0_1_2(): void {
-  const { dgates_6, Wh, dc0_1_2 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_6[i * 512 + p],
-          _a1 = dgates_6[(i + 1) * 512 + p],
-          _a2 = dgates_6[(i + 2) * 512 + p],
-          _a3 = dgates_6[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_2[i * 128 + j] = _c00;
-      dc0_1_2[i * 128 + j + 1] = _c01;
-      dc0_1_2[(i + 1) * 128 + j] = _c10;
-      dc0_1_2[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_2[(i + 2) * 128 + j] = _c20;
-      dc0_1_2[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_2[(i + 3) * 128 + j] = _c30;
-      dc0_1_2[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t53 = t38 + h2_4.T @ dgates_6 */
-function matmul_t53(): void {
-  const { h2_4, dgates_6, t38, t53 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2_4[p * 128 + i],
-          _a1 = h2_4[p * 128 + i + 1];
-        const _b0 = dgates_6[p * 512 + j],
-          _b1 = dgates_6[p * 512 + j + 1],
-          _b2 = dgates_6[p * 512 + j + 2],
-          _b3 = dgates_6[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t53[i * 512 + j] = t38[i * 512 + j] + _c00;
-      t53[i * 512 + j + 1] = t38[i * 512 + j + 1] + _c01;
-      t53[i * 512 + j + 2] = t38[i * 512 + j + 2] + _c02;
-      t53[i * 512 + j + 3] = t38[i * 512 + j + 3] + _c03;
-      t53[(i + 1) * 512 + j] = t38[(i + 1) * 512 + j] + _c10;
-      t53[(i + 1) * 512 + j + 1] = t38[(i + 1) * 512 + j + 1] + _c11;
-      t53[(i + 1) * 512 + j + 2] = t38[(i + 1) * 512 + j + 2] + _c12;
-      t53[(i + 1) * 512 + j + 3] = t38[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_2 = dgates_6 @ Wx.T */
-function matmul_dx0_2(): void {
-  const { dgates_6, Wx, dx0_2 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_6[i * 512 + p],
-          _a1 = dgates_6[(i + 1) * 512 + p],
-          _a2 = dgates_6[(i + 2) * 512 + p],
-          _a3 = dgates_6[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_2[i * 16 + j] = _c00;
-      dx0_2[i * 16 + j + 1] = _c01;
-      dx0_2[(i + 1) * 16 + j] = _c10;
-      dx0_2[(i + 1) * 16 + j + 1] = _c11;
-      dx0_2[(i + 2) * 16 + j] = _c20;
-      dx0_2[(i + 2) * 16 + j + 1] = _c21;
-      dx0_2[(i + 3) * 16 + j] = _c30;
-      dx0_2[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t54 = t39 + t_61.T @ dgates_6 */
-function matmul_t54(): void {
-  const { t_61, dgates_6, t39, t54 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_61[p * 16 + i],
-          _a1 = t_61[p * 16 + i + 1];
-        const _b0 = dgates_6[p * 512 + j],
-          _b1 = dgates_6[p * 512 + j + 1],
-          _b2 = dgates_6[p * 512 + j + 2],
-          _b3 = dgates_6[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t54[i * 512 + j] = t39[i * 512 + j] + _c00;
-      t54[i * 512 + j + 1] = t39[i * 512 + j + 1] + _c01;
-      t54[i * 512 + j + 2] = t39[i * 512 + j + 2] + _c02;
-      t54[i * 512 + j + 3] = t39[i * 512 + j + 3] + _c03;
-      t54[(i + 1) * 512 + j] = t39[(i + 1) * 512 + j] + _c10;
-      t54[(i + 1) * 512 + j + 1] = t39[(i + 1) * 512 + j + 1] + _c11;
-      t54[(i + 1) * 512 + j + 2] = t39[(i + 1) * 512 + j + 2] + _c12;
-      t54[(i + 1) * 512 + j + 3] = t39[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dc0_1_3 = dgates_7 @ Wh.T */
-function matmul_dc0_1_3(): void {
-  const { dgates_7, Wh, dc0_1_3 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_7[i * 512 + p],
-          _a1 = dgates_7[(i + 1) * 512 + p],
-          _a2 = dgates_7[(i + 2) * 512 + p],
-          _a3 = dgates_7[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_3[i * 128 + j] = _c00;
-      dc0_1_3[i * 128 + j + 1] = _c01;
-      dc0_1_3[(i + 1) * 128 + j] = _c10;
-      dc0_1_3[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_3[(i + 2) * 128 + j] = _c20;
-      dc0_1_3[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_3[(i + 3) * 128 + j] = _c30;
-      dc0_1_3[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t68 = t53 + h2_3.T @ dgates_7 */
-function matmul_t68(): void {
-  const { h2_3, dgates_7, t53, t68 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2_3[p * 128 + i],
-          _a1 = h2_3[p * 128 + i + 1];
-        const _b0 = dgates_7[p * 512 + j],
-          _b1 = dgates_7[p * 512 + j + 1],
-          _b2 = dgates_7[p * 512 + j + 2],
-          _b3 = dgates_7[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t68[i * 512 + j] = t53[i * 512 + j] + _c00;
-      t68[i * 512 + j + 1] = t53[i * 512 + j + 1] + _c01;
-      t68[i * 512 + j + 2] = t53[i * 512 + j + 2] + _c02;
-      t68[i * 512 + j + 3] = t53[i * 512 + j + 3] + _c03;
-      t68[(i + 1) * 512 + j] = t53[(i + 1) * 512 + j] + _c10;
-      t68[(i + 1) * 512 + j + 1] = t53[(i + 1) * 512 + j + 1] + _c11;
-      t68[(i + 1) * 512 + j + 2] = t53[(i + 1) * 512 + j + 2] + _c12;
-      t68[(i + 1) * 512 + j + 3] = t53[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_3 = dgates_7 @ Wx.T */
-function matmul_dx0_3(): void {
-  const { dgates_7, Wx, dx0_3 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_7[i * 512 + p],
-          _a1 = dgates_7[(i + 1) * 512 + p],
-          _a2 = dgates_7[(i + 2) * 512 + p],
-          _a3 = dgates_7[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_3[i * 16 + j] = _c00;
-      dx0_3[i * 16 + j + 1] = _c01;
-      dx0_3[(i + 1) * 16 + j] = _c10;
-      dx0_3[(i + 1) * 16 + j + 1] = _c11;
-      dx0_3[(i + 2) * 16 + j] = _c20;
-      dx0_3[(i + 2) * 16 + j + 1] = _c21;
-      dx0_3[(i + 3) * 16 + j] = _c30;
-      dx0_3[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t69 = t54 + t_49.T @ dgates_7 */
-function matmul_t69(): void {
-  const { t_49, dgates_7, t54, t69 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_49[p * 16 + i],
-          _a1 = t_49[p * 16 + i + 1];
-        const _b0 = dgates_7[p * 512 + j],
-          _b1 = dgates_7[p * 512 + j + 1],
-          _b2 = dgates_7[p * 512 + j + 2],
-          _b3 = dgates_7[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t69[i * 512 + j] = t54[i * 512 + j] + _c00;
-      t69[i * 512 + j + 1] = t54[i * 512 + j + 1] + _c01;
-      t69[i * 512 + j + 2] = t54[i * 512 + j + 2] + _c02;
-      t69[i * 512 + j + 3] = t54[i * 512 + j + 3] + _c03;
-      t69[(i + 1) * 512 + j] = t54[(i + 1) * 512 + j] + _c10;
-      t69[(i + 1) * 512 + j + 1] = t54[(i + 1) * 512 + j + 1] + _c11;
-      t69[(i + 1) * 512 + j + 2] = t54[(i + 1) * 512 + j + 2] + _c12;
-      t69[(i + 1) * 512 + j + 3] = t54[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dc0_1_4 = dgates_8 @ Wh.T */
-function matmul_dc0_1_4(): void {
-  const { dgates_8, Wh, dc0_1_4 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_8[i * 512 + p],
-          _a1 = dgates_8[(i + 1) * 512 + p],
-          _a2 = dgates_8[(i + 2) * 512 + p],
-          _a3 = dgates_8[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_4[i * 128 + j] = _c00;
-      dc0_1_4[i * 128 + j + 1] = _c01;
-      dc0_1_4[(i + 1) * 128 + j] = _c10;
-      dc0_1_4[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_4[(i + 2) * 128 + j] = _c20;
-      dc0_1_4[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_4[(i + 3) * 128 + j] = _c30;
-      dc0_1_4[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t83 = t68 + h2_2.T @ dgates_8 */
-function matmul_t83(): void {
-  const { h2_2, dgates_8, t68, t83 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2_2[p * 128 + i],
-          _a1 = h2_2[p * 128 + i + 1];
-        const _b0 = dgates_8[p * 512 + j],
-          _b1 = dgates_8[p * 512 + j + 1],
-          _b2 = dgates_8[p * 512 + j + 2],
-          _b3 = dgates_8[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t83[i * 512 + j] = t68[i * 512 + j] + _c00;
-      t83[i * 512 + j + 1] = t68[i * 512 + j + 1] + _c01;
-      t83[i * 512 + j + 2] = t68[i * 512 + j + 2] + _c02;
-      t83[i * 512 + j + 3] = t68[i * 512 + j + 3] + _c03;
-      t83[(i + 1) * 512 + j] = t68[(i + 1) * 512 + j] + _c10;
-      t83[(i + 1) * 512 + j + 1] = t68[(i + 1) * 512 + j + 1] + _c11;
-      t83[(i + 1) * 512 + j + 2] = t68[(i + 1) * 512 + j + 2] + _c12;
-      t83[(i + 1) * 512 + j + 3] = t68[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_4 = dgates_8 @ Wx.T */
-function matmul_dx0_4(): void {
-  const { dgates_8, Wx, dx0_4 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_8[i * 512 + p],
-          _a1 = dgates_8[(i + 1) * 512 + p],
-          _a2 = dgates_8[(i + 2) * 512 + p],
-          _a3 = dgates_8[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_4[i * 16 + j] = _c00;
-      dx0_4[i * 16 + j + 1] = _c01;
-      dx0_4[(i + 1) * 16 + j] = _c10;
-      dx0_4[(i + 1) * 16 + j + 1] = _c11;
-      dx0_4[(i + 2) * 16 + j] = _c20;
-      dx0_4[(i + 2) * 16 + j + 1] = _c21;
-      dx0_4[(i + 3) * 16 + j] = _c30;
-      dx0_4[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t84 = t69 + t_37.T @ dgates_8 */
-function matmul_t84(): void {
-  const { t_37, dgates_8, t69, t84 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_37[p * 16 + i],
-          _a1 = t_37[p * 16 + i + 1];
-        const _b0 = dgates_8[p * 512 + j],
-          _b1 = dgates_8[p * 512 + j + 1],
-          _b2 = dgates_8[p * 512 + j + 2],
-          _b3 = dgates_8[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t84[i * 512 + j] = t69[i * 512 + j] + _c00;
-      t84[i * 512 + j + 1] = t69[i * 512 + j + 1] + _c01;
-      t84[i * 512 + j + 2] = t69[i * 512 + j + 2] + _c02;
-      t84[i * 512 + j + 3] = t69[i * 512 + j + 3] + _c03;
-      t84[(i + 1) * 512 + j] = t69[(i + 1) * 512 + j] + _c10;
-      t84[(i + 1) * 512 + j + 1] = t69[(i + 1) * 512 + j + 1] + _c11;
-      t84[(i + 1) * 512 + j + 2] = t69[(i + 1) * 512 + j + 2] + _c12;
-      t84[(i + 1) * 512 + j + 3] = t69[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dc0_1_5 = dgates_9 @ Wh.T */
-function matmul_dc0_1_5(): void {
-  const { dgates_9, Wh, dc0_1_5 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_9[i * 512 + p],
-          _a1 = dgates_9[(i + 1) * 512 + p],
-          _a2 = dgates_9[(i + 2) * 512 + p],
-          _a3 = dgates_9[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_5[i * 128 + j] = _c00;
-      dc0_1_5[i * 128 + j + 1] = _c01;
-      dc0_1_5[(i + 1) * 128 + j] = _c10;
-      dc0_1_5[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_5[(i + 2) * 128 + j] = _c20;
-      dc0_1_5[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_5[(i + 3) * 128 + j] = _c30;
-      dc0_1_5[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t98 = t83 + h2_1.T @ dgates_9 */
-function matmul_t98(): void {
-  const { h2_1, dgates_9, t83, t98 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2_1[p * 128 + i],
-          _a1 = h2_1[p * 128 + i + 1];
-        const _b0 = dgates_9[p * 512 + j],
-          _b1 = dgates_9[p * 512 + j + 1],
-          _b2 = dgates_9[p * 512 + j + 2],
-          _b3 = dgates_9[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t98[i * 512 + j] = t83[i * 512 + j] + _c00;
-      t98[i * 512 + j + 1] = t83[i * 512 + j + 1] + _c01;
-      t98[i * 512 + j + 2] = t83[i * 512 + j + 2] + _c02;
-      t98[i * 512 + j + 3] = t83[i * 512 + j + 3] + _c03;
-      t98[(i + 1) * 512 + j] = t83[(i + 1) * 512 + j] + _c10;
-      t98[(i + 1) * 512 + j + 1] = t83[(i + 1) * 512 + j + 1] + _c11;
-      t98[(i + 1) * 512 + j + 2] = t83[(i + 1) * 512 + j + 2] + _c12;
-      t98[(i + 1) * 512 + j + 3] = t83[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_5 = dgates_9 @ Wx.T */
-function matmul_dx0_5(): void {
-  const { dgates_9, Wx, dx0_5 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_9[i * 512 + p],
-          _a1 = dgates_9[(i + 1) * 512 + p],
-          _a2 = dgates_9[(i + 2) * 512 + p],
-          _a3 = dgates_9[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_5[i * 16 + j] = _c00;
-      dx0_5[i * 16 + j + 1] = _c01;
-      dx0_5[(i + 1) * 16 + j] = _c10;
-      dx0_5[(i + 1) * 16 + j + 1] = _c11;
-      dx0_5[(i + 2) * 16 + j] = _c20;
-      dx0_5[(i + 2) * 16 + j + 1] = _c21;
-      dx0_5[(i + 3) * 16 + j] = _c30;
-      dx0_5[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t99 = t84 + t_25.T @ dgates_9 */
-function matmul_t99(): void {
-  const { t_25, dgates_9, t84, t99 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_25[p * 16 + i],
-          _a1 = t_25[p * 16 + i + 1];
-        const _b0 = dgates_9[p * 512 + j],
-          _b1 = dgates_9[p * 512 + j + 1],
-          _b2 = dgates_9[p * 512 + j + 2],
-          _b3 = dgates_9[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t99[i * 512 + j] = t84[i * 512 + j] + _c00;
-      t99[i * 512 + j + 1] = t84[i * 512 + j + 1] + _c01;
-      t99[i * 512 + j + 2] = t84[i * 512 + j + 2] + _c02;
-      t99[i * 512 + j + 3] = t84[i * 512 + j + 3] + _c03;
-      t99[(i + 1) * 512 + j] = t84[(i + 1) * 512 + j] + _c10;
-      t99[(i + 1) * 512 + j + 1] = t84[(i + 1) * 512 + j + 1] + _c11;
-      t99[(i + 1) * 512 + j + 2] = t84[(i + 1) * 512 + j + 2] + _c12;
-      t99[(i + 1) * 512 + j + 3] = t84[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dc0_1_6 = dgates_10 @ Wh.T */
-function matmul_dc0_1_6(): void {
-  const { dgates_10, Wh, dc0_1_6 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 128; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_10[i * 512 + p],
-          _a1 = dgates_10[(i + 1) * 512 + p],
-          _a2 = dgates_10[(i + 2) * 512 + p],
-          _a3 = dgates_10[(i + 3) * 512 + p];
-        const _b0 = Wh[j * 512 + p],
-          _b1 = Wh[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dc0_1_6[i * 128 + j] = _c00;
-      dc0_1_6[i * 128 + j + 1] = _c01;
-      dc0_1_6[(i + 1) * 128 + j] = _c10;
-      dc0_1_6[(i + 1) * 128 + j + 1] = _c11;
-      dc0_1_6[(i + 2) * 128 + j] = _c20;
-      dc0_1_6[(i + 2) * 128 + j + 1] = _c21;
-      dc0_1_6[(i + 3) * 128 + j] = _c30;
-      dc0_1_6[(i + 3) * 128 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t113 = t98 + h2.T @ dgates_10 */
-function matmul_t113(): void {
-  const { h2, dgates_10, t98, t113 } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h2[p * 128 + i],
-          _a1 = h2[p * 128 + i + 1];
-        const _b0 = dgates_10[p * 512 + j],
-          _b1 = dgates_10[p * 512 + j + 1],
-          _b2 = dgates_10[p * 512 + j + 2],
-          _b3 = dgates_10[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t113[i * 512 + j] = t98[i * 512 + j] + _c00;
-      t113[i * 512 + j + 1] = t98[i * 512 + j + 1] + _c01;
-      t113[i * 512 + j + 2] = t98[i * 512 + j + 2] + _c02;
-      t113[i * 512 + j + 3] = t98[i * 512 + j + 3] + _c03;
-      t113[(i + 1) * 512 + j] = t98[(i + 1) * 512 + j] + _c10;
-      t113[(i + 1) * 512 + j + 1] = t98[(i + 1) * 512 + j + 1] + _c11;
-      t113[(i + 1) * 512 + j + 2] = t98[(i + 1) * 512 + j + 2] + _c12;
-      t113[(i + 1) * 512 + j + 3] = t98[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_6 = dgates_10 @ Wx.T */
-function matmul_dx0_6(): void {
-  const { dgates_10, Wx, dx0_6 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_10[i * 512 + p],
-          _a1 = dgates_10[(i + 1) * 512 + p],
-          _a2 = dgates_10[(i + 2) * 512 + p],
-          _a3 = dgates_10[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_6[i * 16 + j] = _c00;
-      dx0_6[i * 16 + j + 1] = _c01;
-      dx0_6[(i + 1) * 16 + j] = _c10;
-      dx0_6[(i + 1) * 16 + j + 1] = _c11;
-      dx0_6[(i + 2) * 16 + j] = _c20;
-      dx0_6[(i + 2) * 16 + j + 1] = _c21;
-      dx0_6[(i + 3) * 16 + j] = _c30;
-      dx0_6[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** t114 = t99 + t_13.T @ dgates_10 */
-function matmul_t114(): void {
-  const { t_13, dgates_10, t99, t114 } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_13[p * 16 + i],
-          _a1 = t_13[p * 16 + i + 1];
-        const _b0 = dgates_10[p * 512 + j],
-          _b1 = dgates_10[p * 512 + j + 1],
-          _b2 = dgates_10[p * 512 + j + 2],
-          _b3 = dgates_10[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      t114[i * 512 + j] = t99[i * 512 + j] + _c00;
-      t114[i * 512 + j + 1] = t99[i * 512 + j + 1] + _c01;
-      t114[i * 512 + j + 2] = t99[i * 512 + j + 2] + _c02;
-      t114[i * 512 + j + 3] = t99[i * 512 + j + 3] + _c03;
-      t114[(i + 1) * 512 + j] = t99[(i + 1) * 512 + j] + _c10;
-      t114[(i + 1) * 512 + j + 1] = t99[(i + 1) * 512 + j + 1] + _c11;
-      t114[(i + 1) * 512 + j + 2] = t99[(i + 1) * 512 + j + 2] + _c12;
-      t114[(i + 1) * 512 + j + 3] = t99[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dWh = t113 + h0.T @ dgates_11 */
-function matmul_dWh(): void {
-  const { h0, dgates_11, t113, dWh } = buf;
-  for (let i = 0; i < 128; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = h0[p * 128 + i],
-          _a1 = h0[p * 128 + i + 1];
-        const _b0 = dgates_11[p * 512 + j],
-          _b1 = dgates_11[p * 512 + j + 1],
-          _b2 = dgates_11[p * 512 + j + 2],
-          _b3 = dgates_11[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      dWh[i * 512 + j] = t113[i * 512 + j] + _c00;
-      dWh[i * 512 + j + 1] = t113[i * 512 + j + 1] + _c01;
-      dWh[i * 512 + j + 2] = t113[i * 512 + j + 2] + _c02;
-      dWh[i * 512 + j + 3] = t113[i * 512 + j + 3] + _c03;
-      dWh[(i + 1) * 512 + j] = t113[(i + 1) * 512 + j] + _c10;
-      dWh[(i + 1) * 512 + j + 1] = t113[(i + 1) * 512 + j + 1] + _c11;
-      dWh[(i + 1) * 512 + j + 2] = t113[(i + 1) * 512 + j + 2] + _c12;
-      dWh[(i + 1) * 512 + j + 3] = t113[(i + 1) * 512 + j + 3] + _c13;
-    }
-  }
-}
-
-/** dx0_7 = dgates_11 @ Wx.T */
-function matmul_dx0_7(): void {
-  const { dgates_11, Wx, dx0_7 } = buf;
-  for (let i = 0; i < 16; i += 4) {
-    for (let j = 0; j < 16; j += 2) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c20 = 0,
-        _c21 = 0,
-        _c30 = 0,
-        _c31 = 0;
-      for (let p = 0; p < 512; p++) {
-        const _a0 = dgates_11[i * 512 + p],
-          _a1 = dgates_11[(i + 1) * 512 + p],
-          _a2 = dgates_11[(i + 2) * 512 + p],
-          _a3 = dgates_11[(i + 3) * 512 + p];
-        const _b0 = Wx[j * 512 + p],
-          _b1 = Wx[(j + 1) * 512 + p];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c20 += _a2 * _b0;
-        _c21 += _a2 * _b1;
-        _c30 += _a3 * _b0;
-        _c31 += _a3 * _b1;
-      }
-      dx0_7[i * 16 + j] = _c00;
-      dx0_7[i * 16 + j + 1] = _c01;
-      dx0_7[(i + 1) * 16 + j] = _c10;
-      dx0_7[(i + 1) * 16 + j + 1] = _c11;
-      dx0_7[(i + 2) * 16 + j] = _c20;
-      dx0_7[(i + 2) * 16 + j + 1] = _c21;
-      dx0_7[(i + 3) * 16 + j] = _c30;
-      dx0_7[(i + 3) * 16 + j + 1] = _c31;
-    }
-  }
-}
-
-/** dWx = t114 + t_1.T @ dgates_11 */
-function matmul_dWx(): void {
-  const { t_1, dgates_11, t114, dWx } = buf;
-  for (let i = 0; i < 16; i += 2) {
-    for (let j = 0; j < 512; j += 4) {
-      let _c00 = 0,
-        _c01 = 0,
-        _c02 = 0,
-        _c03 = 0,
-        _c10 = 0,
-        _c11 = 0,
-        _c12 = 0,
-        _c13 = 0;
-      for (let p = 0; p < 16; p++) {
-        const _a0 = t_1[p * 16 + i],
-          _a1 = t_1[p * 16 + i + 1];
-        const _b0 = dgates_11[p * 512 + j],
-          _b1 = dgates_11[p * 512 + j + 1],
-          _b2 = dgates_11[p * 512 + j + 2],
-          _b3 = dgates_11[p * 512 + j + 3];
-        _c00 += _a0 * _b0;
-        _c01 += _a0 * _b1;
-        _c02 += _a0 * _b2;
-        _c03 += _a0 * _b3;
-        _c10 += _a1 * _b0;
-        _c11 += _a1 * _b1;
-        _c12 += _a1 * _b2;
-        _c13 += _a1 * _b3;
-      }
-      dWx[i * 512 + j] = t114[i * 512 + j] + _c00;
-      dWx[i * 512 + j + 1] = t114[i * 512 + j + 1] + _c01;
-      dWx[i * 512 + j + 2] = t114[i * 512 + j + 2] + _c02;
-      dWx[i * 512 + j + 3] = t114[i * 512 + j + 3] + _c03;
-      dWx[(i + 1) * 512 + j] = t114[(i + 1) * 512 + j] + _c10;
-      dWx[(i + 1) * 512 + j + 1] = t114[(i + 1) * 512 + j + 1] + _c11;
-      dWx[(i + 1) * 512 + j + 2] = t114[(i + 1) * 512 + j + 2] + _c12;
-      dWx[(i + 1) * 512 + j + 3] = t114[(i + 1) * 512 + j + 3] + _c13;
+      t15_1[i * 512 + j] = dWx_1[i * 512 + j] + _c00;
+      t15_1[i * 512 + j + 1] = dWx_1[i * 512 + j + 1] + _c01;
+      t15_1[i * 512 + j + 2] = dWx_1[i * 512 + j + 2] + _c02;
+      t15_1[i * 512 + j + 3] = dWx_1[i * 512 + j + 3] + _c03;
+      t15_1[(i + 1) * 512 + j] = dWx_1[(i + 1) * 512 + j] + _c10;
+      t15_1[(i + 1) * 512 + j + 1] = dWx_1[(i + 1) * 512 + j + 1] + _c11;
+      t15_1[(i + 1) * 512 + j + 2] = dWx_1[(i + 1) * 512 + j + 2] + _c12;
+      t15_1[(i + 1) * 512 + j + 3] = dWx_1[(i + 1) * 512 + j + 3] + _c13;
     }
   }
 }
@@ -2689,126 +770,38 @@ function forwardPass(): void {
     X,
     C,
     h0,
-    t_,
+    c0,
+    c1,
+    Wx_1,
+    Wx,
+    Wh_1,
+    Wh,
+    b_1,
+    b,
+    x0,
     gates,
-    t_5,
+    t4_1,
     i_,
-    t_6,
+    t5_1,
     f,
-    t_9,
-    t_7,
+    t6_1,
+    t7_1,
     u,
     c2,
-    t_11,
-    t_8,
+    t9_1,
+    t10_1,
     o,
     h2,
-    t_12,
-    gates_1,
-    t_17,
-    i_1,
-    t_18,
-    f_1,
-    t_21,
-    t_19,
-    u_1,
-    c2_1,
-    t_23,
-    t_20,
-    o_1,
-    h2_1,
-    t_24,
-    gates_2,
-    t_29,
-    i_2,
-    t_30,
-    f_2,
-    t_33,
-    t_31,
-    u_2,
-    c2_2,
-    t_35,
-    t_32,
-    o_2,
-    h2_2,
-    t_36,
-    gates_3,
-    t_41,
-    i_3,
-    t_42,
-    f_3,
-    t_45,
-    t_43,
-    u_3,
-    c2_3,
-    t_47,
-    t_44,
-    o_3,
-    h2_3,
-    t_48,
-    gates_4,
-    t_53,
-    i_4,
-    t_54,
-    f_4,
-    t_57,
-    t_55,
-    u_4,
-    c2_4,
-    t_59,
-    t_56,
-    o_4,
-    h2_4,
-    t_60,
-    gates_5,
-    t_65,
-    i_5,
-    t_66,
-    f_5,
-    t_69,
-    t_67,
-    u_5,
-    c2_5,
-    t_71,
-    t_68,
-    o_5,
-    h2_5,
-    t_72,
-    gates_6,
-    t_77,
-    i_6,
-    t_78,
-    f_6,
-    t_81,
-    t_79,
-    u_6,
-    c2_6,
-    t_83,
-    t_80,
-    o_6,
-    h2_6,
-    t_84,
-    gates_7,
-    t_89,
-    i_7,
-    t_90,
-    f_7,
-    t_93,
-    t_91,
-    u_7,
-    t_95,
-    t_92,
-    o_7,
-    t3,
-    t_96,
     t5,
-    t_97,
-    t_98,
-    t_99,
-    t_100,
-    t_101,
-    t_102,
-    t_103,
+    scan_carries,
+    scan_carries_1,
+    scan_residual,
+    scan_residual_1,
+    scan_residual_2,
+    scan_residual_3,
+    scan_residual_4,
+    t3,
+    t4,
     logits,
     t8,
     loss,
@@ -2827,763 +820,116 @@ function forwardPass(): void {
     h0[i] = 0;
   }
 
-  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:62)
-  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_[i * 16 + j] = emb[i * 128 + j];
-    }
-  }
-
-  // t_2 = t_1 @ Wx  (lstm.ts:42)
-  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_2();
-
-  // gates = t_2 + h0 @ Wh + b  (lstm.ts:42)
-  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:42
-  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:42
-  matmul_gates();
-
-  // t_5 = gates[0:16, 0:128]  (lstm.ts:43)
-  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_5[i * 128 + j] = gates[i * 512 + j];
-    }
-  }
-
-  // i_ = sigmoid(t_5)  (lstm.ts:43)
-  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_[i] = 1 / (1 + Math.exp(-t_5[i]));
-  }
-
-  // t_6 = gates[0:16, 128:256]  (lstm.ts:44)
-  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_6[i * 128 + j] = gates[128 + i * 512 + j];
-    }
-  }
-
-  // f = sigmoid(t_6)  (lstm.ts:44)
-  // t_9 = f * h0  (lstm.ts:47)
-  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f = 1 / (1 + Math.exp(-t_6[i]));
-    f[i] = _f;
-    t_9[i] = _f * h0[i];
-  }
-
-  // t_7 = gates[0:16, 256:384]  (lstm.ts:45)
-  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_7[i * 128 + j] = gates[256 + i * 512 + j];
-    }
-  }
-
-  // u = tanh(t_7)  (lstm.ts:45)
-  // c2 = t_9 + i_ * u  (lstm.ts:47)
-  // t_11 = tanh(c2)  (lstm.ts:48)
-  //   %u: f32[16,128] = tanh %t_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:47
-  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u[i] = Math.tanh(t_7[i]);
-    const _c2 = t_9[i] + i_[i] * Math.tanh(t_7[i]);
-    c2[i] = _c2;
-    t_11[i] = Math.tanh(_c2);
-  }
-
-  // t_8 = gates[0:16, 384:512]  (lstm.ts:46)
-  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_8[i * 128 + j] = gates[384 + i * 512 + j];
-    }
-  }
-
-  // o = sigmoid(t_8)  (lstm.ts:46)
-  // h2 = o * t_11  (lstm.ts:48)
-  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o = 1 / (1 + Math.exp(-t_8[i]));
-    o[i] = _o;
-    h2[i] = _o * t_11[i];
-  }
-
-  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:62)
-  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_12[i * 16 + j] = emb[16 + i * 128 + j];
-    }
-  }
-
-  // t_14 = t_13 @ Wx  (lstm.ts:42)
-  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_14();
-
-  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:42)
-  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:42
-  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:42
-  matmul_gates_1();
-
-  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:43)
-  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_17[i * 128 + j] = gates_1[i * 512 + j];
-    }
-  }
-
-  // i_1 = sigmoid(t_17)  (lstm.ts:43)
-  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_1[i] = 1 / (1 + Math.exp(-t_17[i]));
-  }
-
-  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:44)
-  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_18[i * 128 + j] = gates_1[128 + i * 512 + j];
-    }
-  }
-
-  // f_1 = sigmoid(t_18)  (lstm.ts:44)
-  // t_21 = f_1 * c2  (lstm.ts:47)
-  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_1 = 1 / (1 + Math.exp(-t_18[i]));
-    f_1[i] = _f_1;
-    t_21[i] = _f_1 * c2[i];
-  }
-
-  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:45)
-  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_19[i * 128 + j] = gates_1[256 + i * 512 + j];
-    }
-  }
-
-  // u_1 = tanh(t_19)  (lstm.ts:45)
-  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:47)
-  // t_23 = tanh(c2_1)  (lstm.ts:48)
-  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:47
-  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_1[i] = Math.tanh(t_19[i]);
-    const _c2_1 = t_21[i] + i_1[i] * Math.tanh(t_19[i]);
-    c2_1[i] = _c2_1;
-    t_23[i] = Math.tanh(_c2_1);
-  }
-
-  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:46)
-  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_20[i * 128 + j] = gates_1[384 + i * 512 + j];
-    }
-  }
-
-  // o_1 = sigmoid(t_20)  (lstm.ts:46)
-  // h2_1 = o_1 * t_23  (lstm.ts:48)
-  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_1 = 1 / (1 + Math.exp(-t_20[i]));
-    o_1[i] = _o_1;
-    h2_1[i] = _o_1 * t_23[i];
-  }
-
-  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:62)
-  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_24[i * 16 + j] = emb[32 + i * 128 + j];
-    }
-  }
-
-  // t_26 = t_25 @ Wx  (lstm.ts:42)
-  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_26();
-
-  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:42)
-  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:42
-  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:42
-  matmul_gates_2();
-
-  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:43)
-  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_29[i * 128 + j] = gates_2[i * 512 + j];
-    }
-  }
-
-  // i_2 = sigmoid(t_29)  (lstm.ts:43)
-  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_2[i] = 1 / (1 + Math.exp(-t_29[i]));
-  }
-
-  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:44)
-  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_30[i * 128 + j] = gates_2[128 + i * 512 + j];
-    }
-  }
-
-  // f_2 = sigmoid(t_30)  (lstm.ts:44)
-  // t_33 = f_2 * c2_1  (lstm.ts:47)
-  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_2 = 1 / (1 + Math.exp(-t_30[i]));
-    f_2[i] = _f_2;
-    t_33[i] = _f_2 * c2_1[i];
-  }
-
-  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:45)
-  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_31[i * 128 + j] = gates_2[256 + i * 512 + j];
-    }
-  }
-
-  // u_2 = tanh(t_31)  (lstm.ts:45)
-  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:47)
-  // t_35 = tanh(c2_2)  (lstm.ts:48)
-  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:47
-  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_2[i] = Math.tanh(t_31[i]);
-    const _c2_2 = t_33[i] + i_2[i] * Math.tanh(t_31[i]);
-    c2_2[i] = _c2_2;
-    t_35[i] = Math.tanh(_c2_2);
-  }
-
-  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:46)
-  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_32[i * 128 + j] = gates_2[384 + i * 512 + j];
-    }
-  }
-
-  // o_2 = sigmoid(t_32)  (lstm.ts:46)
-  // h2_2 = o_2 * t_35  (lstm.ts:48)
-  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_2 = 1 / (1 + Math.exp(-t_32[i]));
-    o_2[i] = _o_2;
-    h2_2[i] = _o_2 * t_35[i];
-  }
-
-  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:62)
-  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_36[i * 16 + j] = emb[48 + i * 128 + j];
-    }
-  }
-
-  // t_38 = t_37 @ Wx  (lstm.ts:42)
-  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_38();
-
-  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:42)
-  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:42
-  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:42
-  matmul_gates_3();
-
-  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:43)
-  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_41[i * 128 + j] = gates_3[i * 512 + j];
-    }
-  }
-
-  // i_3 = sigmoid(t_41)  (lstm.ts:43)
-  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_3[i] = 1 / (1 + Math.exp(-t_41[i]));
-  }
-
-  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:44)
-  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_42[i * 128 + j] = gates_3[128 + i * 512 + j];
-    }
-  }
-
-  // f_3 = sigmoid(t_42)  (lstm.ts:44)
-  // t_45 = f_3 * c2_2  (lstm.ts:47)
-  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_3 = 1 / (1 + Math.exp(-t_42[i]));
-    f_3[i] = _f_3;
-    t_45[i] = _f_3 * c2_2[i];
-  }
-
-  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:45)
-  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_43[i * 128 + j] = gates_3[256 + i * 512 + j];
-    }
-  }
-
-  // u_3 = tanh(t_43)  (lstm.ts:45)
-  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:47)
-  // t_47 = tanh(c2_3)  (lstm.ts:48)
-  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:47
-  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_3[i] = Math.tanh(t_43[i]);
-    const _c2_3 = t_45[i] + i_3[i] * Math.tanh(t_43[i]);
-    c2_3[i] = _c2_3;
-    t_47[i] = Math.tanh(_c2_3);
-  }
-
-  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:46)
-  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_44[i * 128 + j] = gates_3[384 + i * 512 + j];
-    }
-  }
-
-  // o_3 = sigmoid(t_44)  (lstm.ts:46)
-  // h2_3 = o_3 * t_47  (lstm.ts:48)
-  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_3 = 1 / (1 + Math.exp(-t_44[i]));
-    o_3[i] = _o_3;
-    h2_3[i] = _o_3 * t_47[i];
-  }
-
-  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:62)
-  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_48[i * 16 + j] = emb[64 + i * 128 + j];
-    }
-  }
-
-  // t_50 = t_49 @ Wx  (lstm.ts:42)
-  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_50();
-
-  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:42)
-  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:42
-  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:42
-  matmul_gates_4();
-
-  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:43)
-  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_53[i * 128 + j] = gates_4[i * 512 + j];
-    }
-  }
-
-  // i_4 = sigmoid(t_53)  (lstm.ts:43)
-  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_4[i] = 1 / (1 + Math.exp(-t_53[i]));
-  }
-
-  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:44)
-  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_54[i * 128 + j] = gates_4[128 + i * 512 + j];
-    }
-  }
-
-  // f_4 = sigmoid(t_54)  (lstm.ts:44)
-  // t_57 = f_4 * c2_3  (lstm.ts:47)
-  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_4 = 1 / (1 + Math.exp(-t_54[i]));
-    f_4[i] = _f_4;
-    t_57[i] = _f_4 * c2_3[i];
-  }
-
-  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:45)
-  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_55[i * 128 + j] = gates_4[256 + i * 512 + j];
-    }
-  }
-
-  // u_4 = tanh(t_55)  (lstm.ts:45)
-  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:47)
-  // t_59 = tanh(c2_4)  (lstm.ts:48)
-  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:47
-  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_4[i] = Math.tanh(t_55[i]);
-    const _c2_4 = t_57[i] + i_4[i] * Math.tanh(t_55[i]);
-    c2_4[i] = _c2_4;
-    t_59[i] = Math.tanh(_c2_4);
-  }
-
-  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:46)
-  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_56[i * 128 + j] = gates_4[384 + i * 512 + j];
-    }
-  }
-
-  // o_4 = sigmoid(t_56)  (lstm.ts:46)
-  // h2_4 = o_4 * t_59  (lstm.ts:48)
-  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_4 = 1 / (1 + Math.exp(-t_56[i]));
-    o_4[i] = _o_4;
-    h2_4[i] = _o_4 * t_59[i];
-  }
-
-  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:62)
-  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_60[i * 16 + j] = emb[80 + i * 128 + j];
-    }
-  }
-
-  // t_62 = t_61 @ Wx  (lstm.ts:42)
-  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_62();
-
-  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:42)
-  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:42
-  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:42
-  matmul_gates_5();
-
-  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:43)
-  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_65[i * 128 + j] = gates_5[i * 512 + j];
-    }
-  }
-
-  // i_5 = sigmoid(t_65)  (lstm.ts:43)
-  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_5[i] = 1 / (1 + Math.exp(-t_65[i]));
-  }
-
-  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:44)
-  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_66[i * 128 + j] = gates_5[128 + i * 512 + j];
-    }
-  }
-
-  // f_5 = sigmoid(t_66)  (lstm.ts:44)
-  // t_69 = f_5 * c2_4  (lstm.ts:47)
-  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_5 = 1 / (1 + Math.exp(-t_66[i]));
-    f_5[i] = _f_5;
-    t_69[i] = _f_5 * c2_4[i];
-  }
-
-  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:45)
-  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_67[i * 128 + j] = gates_5[256 + i * 512 + j];
-    }
-  }
-
-  // u_5 = tanh(t_67)  (lstm.ts:45)
-  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:47)
-  // t_71 = tanh(c2_5)  (lstm.ts:48)
-  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:47
-  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_5[i] = Math.tanh(t_67[i]);
-    const _c2_5 = t_69[i] + i_5[i] * Math.tanh(t_67[i]);
-    c2_5[i] = _c2_5;
-    t_71[i] = Math.tanh(_c2_5);
-  }
-
-  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:46)
-  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_68[i * 128 + j] = gates_5[384 + i * 512 + j];
-    }
-  }
-
-  // o_5 = sigmoid(t_68)  (lstm.ts:46)
-  // h2_5 = o_5 * t_71  (lstm.ts:48)
-  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_5 = 1 / (1 + Math.exp(-t_68[i]));
-    o_5[i] = _o_5;
-    h2_5[i] = _o_5 * t_71[i];
-  }
-
-  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:62)
-  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_72[i * 16 + j] = emb[96 + i * 128 + j];
-    }
-  }
-
-  // t_74 = t_73 @ Wx  (lstm.ts:42)
-  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_74();
-
-  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:42)
-  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:42
-  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:42
-  matmul_gates_6();
-
-  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:43)
-  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_77[i * 128 + j] = gates_6[i * 512 + j];
-    }
-  }
-
-  // i_6 = sigmoid(t_77)  (lstm.ts:43)
-  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_6[i] = 1 / (1 + Math.exp(-t_77[i]));
-  }
-
-  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:44)
-  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_78[i * 128 + j] = gates_6[128 + i * 512 + j];
-    }
-  }
-
-  // f_6 = sigmoid(t_78)  (lstm.ts:44)
-  // t_81 = f_6 * c2_5  (lstm.ts:47)
-  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_6 = 1 / (1 + Math.exp(-t_78[i]));
-    f_6[i] = _f_6;
-    t_81[i] = _f_6 * c2_5[i];
-  }
-
-  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:45)
-  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_79[i * 128 + j] = gates_6[256 + i * 512 + j];
-    }
-  }
-
-  // u_6 = tanh(t_79)  (lstm.ts:45)
-  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:47)
-  // t_83 = tanh(c2_6)  (lstm.ts:48)
-  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:47
-  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_6[i] = Math.tanh(t_79[i]);
-    const _c2_6 = t_81[i] + i_6[i] * Math.tanh(t_79[i]);
-    c2_6[i] = _c2_6;
-    t_83[i] = Math.tanh(_c2_6);
-  }
-
-  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:46)
-  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_80[i * 128 + j] = gates_6[384 + i * 512 + j];
-    }
-  }
-
-  // o_6 = sigmoid(t_80)  (lstm.ts:46)
-  // h2_6 = o_6 * t_83  (lstm.ts:48)
-  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_6 = 1 / (1 + Math.exp(-t_80[i]));
-    o_6[i] = _o_6;
-    h2_6[i] = _o_6 * t_83[i];
-  }
-
-  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:62)
-  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      t_84[i * 16 + j] = emb[112 + i * 128 + j];
-    }
-  }
-
-  // t_86 = t_85 @ Wx  (lstm.ts:42)
-  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_t_86();
-
-  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:42)
-  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:42
-  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:42
-  matmul_gates_7();
-
-  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:43)
-  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_89[i * 128 + j] = gates_7[i * 512 + j];
-    }
-  }
-
-  // i_7 = sigmoid(t_89)  (lstm.ts:43)
-  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 2048; i++) {
-    i_7[i] = 1 / (1 + Math.exp(-t_89[i]));
-  }
-
-  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:44)
-  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_90[i * 128 + j] = gates_7[128 + i * 512 + j];
-    }
-  }
-
-  // f_7 = sigmoid(t_90)  (lstm.ts:44)
-  // t_93 = f_7 * c2_6  (lstm.ts:47)
-  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  for (let i = 0; i < 2048; i++) {
-    const _f_7 = 1 / (1 + Math.exp(-t_90[i]));
-    f_7[i] = _f_7;
-    t_93[i] = _f_7 * c2_6[i];
-  }
-
-  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:45)
-  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_91[i * 128 + j] = gates_7[256 + i * 512 + j];
-    }
-  }
-
-  // u_7 = tanh(t_91)  (lstm.ts:45)
-  // t_95 = tanh(t_93 + i_7 * u_7)  (lstm.ts:48)
-  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
-  //   %t_95: f32[16,128] = tanh %t4   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    u_7[i] = Math.tanh(t_91[i]);
-    t_95[i] = Math.tanh(t_93[i] + i_7[i] * Math.tanh(t_91[i]));
-  }
-
-  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:46)
-  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t_92[i * 128 + j] = gates_7[384 + i * 512 + j];
-    }
-  }
-
-  // o_7 = sigmoid(t_92)  (lstm.ts:46)
-  // t3 = o_7 * t_95  (lstm.ts:48)
-  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t3: f32[16,128] = mul %o_7, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  for (let i = 0; i < 2048; i++) {
-    const _o_7 = 1 / (1 + Math.exp(-t_92[i]));
-    o_7[i] = _o_7;
-    t3[i] = _o_7 * t_95[i];
-  }
-
-  // t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)  (lstm.ts:62)
-  //   %t5: f32[16,8,128] = concat %t_96, %t_97, %t_98, %t_99, %t_100, %t_101, %t_102, %t_103 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[i * 1024 + j] = t_96[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[128 + i * 1024 + j] = t_97[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[256 + i * 1024 + j] = t_98[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[384 + i * 1024 + j] = t_99[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[512 + i * 1024 + j] = t_100[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[640 + i * 1024 + j] = t_101[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[768 + i * 1024 + j] = t_102[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t5[896 + i * 1024 + j] = t_103[i * 128 + j];
+  //   %t2: f32[0] = scan %h0, %h0, %emb, %Wx, %Wh, %b {body=0, carries=2, length=[8], xaxes=[1], yaxes=[1, 0, 0, 0, 0, 0, 0, 0]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  {
+    // the loop of t2: 8 steps; its body (lstm_scan0) once, below
+    {
+      c0.set(h0);
+      c1.set(h0);
+      Wx_1.set(Wx);
+      Wh_1.set(Wh);
+      b_1.set(b);
+      for (let s = 0; s < 8; s++) {
+        const t = s;
+        for (let o_2 = 0; o_2 < 16; o_2++)
+          for (let i = 0; i < 16; i++) x0[o_2 * 16 + i] = emb[(o_2 * 8 + t) * 16 + i];
+
+        // t1_1 = x0 @ Wx_1  (lstm.ts:42)
+        //   %t1_1: f32[16,512] = matmul %x0, %Wx_1 {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        matmul_t1_1();
+
+        // gates = t1_1 + c0 @ Wh_1 + b_1  (lstm.ts:42)
+        //   %t2_1: f32[16,512] = matmul %c0, %Wh_1 {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        //   %t3_1: f32[16,512] = add %t1_1, %t2_1   lstm.ts:42
+        //   %gates: f32[16,512] = add %t3_1, %b_1   lstm.ts:42
+        matmul_gates();
+
+        // t4_1 = gates[0:16, 0:128]  (lstm.ts:43)
+        //   %t4_1: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            t4_1[i * 128 + j] = gates[i * 512 + j];
+          }
+        }
+
+        // i_ = sigmoid(t4_1)  (lstm.ts:43)
+        //   %i_: f32[16,128] = sigmoid %t4_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+        for (let i = 0; i < 2048; i++) {
+          i_[i] = 1 / (1 + Math.exp(-t4_1[i]));
+        }
+
+        // t5_1 = gates[0:16, 128:256]  (lstm.ts:44)
+        //   %t5_1: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            t5_1[i * 128 + j] = gates[128 + i * 512 + j];
+          }
+        }
+
+        // f = sigmoid(t5_1)  (lstm.ts:44)
+        // t6_1 = f * c1  (lstm.ts:47)
+        //   %f: f32[16,128] = sigmoid %t5_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+        //   %t6_1: f32[16,128] = mul %f, %c1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+        for (let i = 0; i < 2048; i++) {
+          const _f = 1 / (1 + Math.exp(-t5_1[i]));
+          f[i] = _f;
+          t6_1[i] = _f * c1[i];
+        }
+
+        // t7_1 = gates[0:16, 256:384]  (lstm.ts:45)
+        //   %t7_1: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            t7_1[i * 128 + j] = gates[256 + i * 512 + j];
+          }
+        }
+
+        // u = tanh(t7_1)  (lstm.ts:45)
+        // c2 = t6_1 + i_ * u  (lstm.ts:47)
+        // t9_1 = tanh(c2)  (lstm.ts:48)
+        //   %u: f32[16,128] = tanh %t7_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+        //   %t8_1: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+        //   %c2: f32[16,128] = add %t6_1, %t8_1   lstm.ts:47
+        //   %t9_1: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
+        for (let i = 0; i < 2048; i++) {
+          u[i] = Math.tanh(t7_1[i]);
+          const _c2 = t6_1[i] + i_[i] * Math.tanh(t7_1[i]);
+          c2[i] = _c2;
+          t9_1[i] = Math.tanh(_c2);
+        }
+
+        // t10_1 = gates[0:16, 384:512]  (lstm.ts:46)
+        //   %t10_1: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            t10_1[i * 128 + j] = gates[384 + i * 512 + j];
+          }
+        }
+
+        // o = sigmoid(t10_1)  (lstm.ts:46)
+        // h2 = o * t9_1  (lstm.ts:48)
+        //   %o: f32[16,128] = sigmoid %t10_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+        //   %h2: f32[16,128] = mul %o, %t9_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
+        for (let i = 0; i < 2048; i++) {
+          const _o = 1 / (1 + Math.exp(-t10_1[i]));
+          o[i] = _o;
+          h2[i] = _o * t9_1[i];
+        }
+
+        for (let o_2 = 0; o_2 < 16; o_2++)
+          for (let i = 0; i < 128; i++) t5[(o_2 * 8 + t) * 128 + i] = h2[o_2 * 128 + i];
+        scan_carries.set(c0, t * 2048);
+        scan_carries_1.set(c1, t * 2048);
+        scan_residual.set(i_, t * 2048);
+        scan_residual_1.set(f, t * 2048);
+        scan_residual_2.set(u, t * 2048);
+        scan_residual_3.set(o, t * 2048);
+        scan_residual_4.set(t9_1, t * 2048);
+        c0.set(h2);
+        c1.set(c2);
+      }
+      t3.set(c0);
+      t4.set(c1);
     }
   }
 
@@ -3646,18 +992,42 @@ export function valueAndGrad(
     t8,
     dlogits,
     dby,
-    dt5,
     t14,
-    dh2,
-    t_95,
-    o_7,
-    u_7,
+    t15,
+    t16,
+    t17,
+    dc0,
+    dc1,
+    dWx_1,
+    dWh_1,
+    db_1,
+    Wx_2,
+    Wx,
+    Wh_2,
+    Wh,
+    b_2,
+    b,
+    scan_carries,
+    c0_1,
+    scan_carries_1,
+    c1_1,
+    emb,
+    x0_1,
+    dt5,
+    dy0,
+    scan_residual,
+    i__1,
+    scan_residual_1,
+    f_1,
+    scan_residual_2,
+    u_1,
+    scan_residual_3,
+    o_1,
+    scan_residual_4,
+    t10_2,
     di,
-    i_7,
     du,
-    c2_6,
     df,
-    f_7,
     dc1_1,
     dt7,
     dgates_4,
@@ -3668,176 +1038,20 @@ export function valueAndGrad(
     dt4,
     dgates_1,
     dgates,
-    db_1,
-    t25,
-    dc0_1,
-    t26,
-    t_83,
-    o_6,
-    u_6,
-    di_1,
-    i_6,
-    du_1,
-    c2_5,
-    df_1,
-    f_6,
-    dc1_1_1,
-    dt7_1,
-    dgates_4_1,
-    dt6_2,
-    dgates_3_1,
-    dt5_2,
-    dgates_2_1,
-    dt4_1,
-    dgates_1_1,
-    dgates_5,
-    t37,
-    t40,
-    dc0_1_1,
-    t41,
-    t_71,
-    o_5,
-    u_5,
-    di_2,
-    i_5,
-    du_2,
-    c2_4,
-    df_2,
-    f_5,
-    dc1_1_2,
-    dt7_2,
-    dgates_4_2,
-    dt6_3,
-    dgates_3_2,
-    dt5_3,
-    dgates_2_2,
-    dt4_2,
-    dgates_1_2,
-    dgates_6,
-    t52,
-    t55,
-    dc0_1_2,
-    t56,
-    t_59,
-    o_4,
-    u_4,
-    di_3,
-    i_4,
-    du_3,
-    c2_3,
-    df_3,
-    f_4,
-    dc1_1_3,
-    dt7_3,
-    dgates_4_3,
-    dt6_4,
-    dgates_3_3,
-    dt5_4,
-    dgates_2_3,
-    dt4_3,
-    dgates_1_3,
-    dgates_7,
-    t67,
-    t70,
-    dc0_1_3,
-    t71,
-    t_47,
-    o_3,
-    u_3,
-    di_4,
-    i_3,
-    du_4,
-    c2_2,
-    df_4,
-    f_3,
-    dc1_1_4,
-    dt7_4,
-    dgates_4_4,
-    dt6_5,
-    dgates_3_4,
-    dt5_5,
-    dgates_2_4,
-    dt4_4,
-    dgates_1_4,
-    dgates_8,
-    t82,
-    t85,
-    dc0_1_4,
-    t86,
-    t_35,
-    o_2,
-    u_2,
-    di_5,
-    i_2,
-    du_5,
-    c2_1,
-    df_5,
-    f_2,
-    dc1_1_5,
-    dt7_5,
-    dgates_4_5,
-    dt6_6,
-    dgates_3_5,
-    dt5_6,
-    dgates_2_5,
-    dt4_5,
-    dgates_1_5,
-    dgates_9,
-    t97,
-    t100,
-    dc0_1_5,
-    t101,
-    t_23,
-    o_1,
-    u_1,
-    di_6,
-    i_1,
-    du_6,
-    c2,
-    df_6,
-    f_1,
-    dc1_1_6,
-    dt7_6,
-    dgates_4_6,
-    dt6_7,
-    dgates_3_6,
-    dt5_7,
-    dgates_2_6,
-    dt4_6,
-    dgates_1_6,
-    dgates_10,
-    t112,
-    t115,
-    dc0_1_6,
-    t116,
-    t_11,
-    o,
-    u,
-    di_7,
-    i_,
-    du_7,
-    h0,
-    df_7,
-    dt7_7,
-    dgates_4_7,
-    dt6_8,
-    dgates_3_7,
-    f,
-    dt5_8,
-    dgates_2_7,
-    dt4_7,
-    dgates_1_7,
-    dgates_11,
-    db,
-    t127,
+    t13_1,
     demb,
-    t128,
-    t129,
-    t130,
-    t131,
-    t132,
-    t133,
-    t134,
+    dx0,
+    t19,
+    t20,
+    t21,
+    t22,
+    t23,
+    dc0_1,
+    t15_1,
+    t14_1,
+    dWx,
+    dWh,
+    db,
     dC,
     X,
   } = buf;
@@ -3886,1412 +1100,237 @@ export function valueAndGrad(
   //   %dWy: f32[128,27] = matmul %t6, %dlogits {transA=true, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
   matmul_dWy();
 
-  // t14 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:62)
-  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t14[i * 128 + j] = dt5[896 + i * 1024 + j];
-    }
-  }
-
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // di = dc2_1 * u_7   mul'  (lstm.ts:47)
-  // du = dc2_1 * i_7   mul'  (lstm.ts:47)
-  // df = dc2_1 * c2_6   mul'  (lstm.ts:47)
-  // dc1_1 = dc2_1 * f_7   mul'  (lstm.ts:47)
-  // dt7 = do_ * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:46)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %di: f32[16,128] = mul %dc2_1, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du: f32[16,128] = mul %dc2_1, %i_7   lstm.ts:47
-  //   %df: f32[16,128] = mul %dc2_1, %c2_6   lstm.ts:47
-  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_7   lstm.ts:47
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
-  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:46
+  // t14 = 0   scan'  (lstm.ts:62)
+  //   %t14: f32[16,128] = broadcast %t10 {shape=[16, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 2048; i++) {
-    const _dc2_1 = dh2[i] * o_7[i] * (1 - t_95[i] * t_95[i]);
-    di[i] = _dc2_1 * u_7[i];
-    du[i] = _dc2_1 * i_7[i];
-    df[i] = _dc2_1 * c2_6[i];
-    dc1_1[i] = _dc2_1 * f_7[i];
-    dt7[i] = dh2[i] * t_95[i] * (o_7[i] * (1 - o_7[i]));
+    t14[i] = 0;
   }
 
-  // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
-  //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4[384 + i * 512 + j] = dt7[i * 128 + j];
-    }
+  // t15 = 0   scan'  (lstm.ts:62)
+  //   %t15: f32[16,512] = broadcast %t10 {shape=[16, 512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  for (let i = 0; i < 8192; i++) {
+    t15[i] = 0;
   }
 
-  // dt6_1 = du * (1 - u_7²)   tanh'  (lstm.ts:45)
-  //   %t19: f32[16,128] = square %u_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:45
-  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_1[i] = du[i] * (1 - u_7[i] * u_7[i]);
+  // t16 = 0   scan'  (lstm.ts:62)
+  //   %t16: f32[128,512] = broadcast %t10 {shape=[128, 512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  for (let i = 0; i < 65536; i++) {
+    t16[i] = 0;
   }
 
-  // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
-  //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3[256 + i * 512 + j] = dt6_1[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_1 = df * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:44)
-  //   %t21: f32[16,128] = sub %t10, %f_7   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t22: f32[16,128] = mul %f_7, %t21   lstm.ts:44
-  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_1[i] = df[i] * (f_7[i] * (1 - f_7[i]));
-  }
-
-  // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
-  //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2[128 + i * 512 + j] = dt5_1[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4 = di * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:43)
-  //   %t23: f32[16,128] = sub %t10, %i_7   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t24: f32[16,128] = mul %i_7, %t23   lstm.ts:43
-  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4[i] = di[i] * (i_7[i] * (1 - i_7[i]));
-  }
-
-  // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
-  //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1[i * 512 + j] = dt4[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // db_1 = dgates.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
-  //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
-  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
+  // t17 = 0   scan'  (lstm.ts:62)
+  //   %t17: f32[512] = broadcast %t10 {shape=[512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
   for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates =
-        dgates_4[i * 512 + j] + dgates_3[i * 512 + j] + dgates_2[i * 512 + j] + dgates_1[i * 512 + j];
-      dgates[i * 512 + j] = _dgates;
-      _acc0[j] += _dgates;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    db_1[i] = _acc0[i];
-  }
-
-  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1();
-
-  // dWh_1 = h2_6.T @ dgates   matmul'  (lstm.ts:42)
-  //   %dWh_1: f32[128,512] = matmul %h2_6, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dWh_1();
-
-  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0();
-
-  // dWx_1 = t_85.T @ dgates   matmul'  (lstm.ts:42)
-  //   %dWx_1: f32[16,512] = matmul %t_85, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dWx_1();
-
-  // t25 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:62)
-  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t25[i * 128 + j] = dt5[768 + i * 1024 + j];
-    }
-  }
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // di_1 = dc2_2 * u_6   mul'  (lstm.ts:47)
-  // du_1 = dc2_2 * i_6   mul'  (lstm.ts:47)
-  // df_1 = dc2_2 * c2_5   mul'  (lstm.ts:47)
-  // dc1_1_1 = dc2_2 * f_6   mul'  (lstm.ts:47)
-  // dt7_1 = do_1 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:46)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_1: f32[16,128] = mul %dc2_2, %u_6   lstm.ts:47
-  //   %du_1: f32[16,128] = mul %dc2_2, %i_6   lstm.ts:47
-  //   %df_1: f32[16,128] = mul %dc2_2, %c2_5   lstm.ts:47
-  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_6   lstm.ts:47
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_1 = dc0_1[i] + t26[i];
-    const _dc2_2 = dc1_1[i] + _dh2_1 * o_6[i] * (1 - t_83[i] * t_83[i]);
-    di_1[i] = _dc2_2 * u_6[i];
-    du_1[i] = _dc2_2 * i_6[i];
-    df_1[i] = _dc2_2 * c2_5[i];
-    dc1_1_1[i] = _dc2_2 * f_6[i];
-    dt7_1[i] = _dh2_1 * t_83[i] * (o_6[i] * (1 - o_6[i]));
-  }
-
-  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:46)
-  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_1[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_1[384 + i * 512 + j] = dt7_1[i * 128 + j];
-    }
-  }
-
-  // dt6_2 = du_1 * (1 - u_6²)   tanh'  (lstm.ts:45)
-  //   %t31: f32[16,128] = square %u_6   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:45
-  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_2[i] = du_1[i] * (1 - u_6[i] * u_6[i]);
-  }
-
-  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:45)
-  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_1[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_1[256 + i * 512 + j] = dt6_2[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_1[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_2 = df_1 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:44)
-  //   %t33: f32[16,128] = sub %t10, %f_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t34: f32[16,128] = mul %f_6, %t33   lstm.ts:44
-  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_2[i] = df_1[i] * (f_6[i] * (1 - f_6[i]));
-  }
-
-  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:44)
-  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_1[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_1[128 + i * 512 + j] = dt5_2[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_1[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_1 = di_1 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:43)
-  //   %t35: f32[16,128] = sub %t10, %i_6   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t36: f32[16,128] = mul %i_6, %t35   lstm.ts:43
-  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_1[i] = di_1[i] * (i_6[i] * (1 - i_6[i]));
-  }
-
-  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:43)
-  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_1[i * 512 + j] = dt4_1[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_1[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
-  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:42)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
-  // t37 = db_1 + db_1_1  (lstm.ts:62)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
-  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:42
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_5 =
-        dgates_4_1[i * 512 + j] + dgates_3_1[i * 512 + j] + dgates_2_1[i * 512 + j] + dgates_1_1[i * 512 + j];
-      dgates_5[i * 512 + j] = _dgates_5;
-      _acc0[j] += _dgates_5;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t37[i] = db_1[i] + _acc0[i];
-  }
-
-  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_1();
-
-  // dWh_1_1 = h2_5.T @ dgates_5   matmul'  (lstm.ts:42)
-  // t38 = dWh_1 + dWh_1_1  (lstm.ts:62)
-  //   %dWh_1_1: f32[128,512] = matmul %h2_5, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t38();
-
-  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_1();
-
-  // dWx_1_1 = t_73.T @ dgates_5   matmul'  (lstm.ts:42)
-  // t39 = dWx_1 + dWx_1_1  (lstm.ts:62)
-  //   %dWx_1_1: f32[16,512] = matmul %t_73, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t39();
-
-  // t40 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:62)
-  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t40[i * 128 + j] = dt5[640 + i * 1024 + j];
-    }
-  }
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // di_2 = dc2_3 * u_5   mul'  (lstm.ts:47)
-  // du_2 = dc2_3 * i_5   mul'  (lstm.ts:47)
-  // df_2 = dc2_3 * c2_4   mul'  (lstm.ts:47)
-  // dc1_1_2 = dc2_3 * f_5   mul'  (lstm.ts:47)
-  // dt7_2 = do_2 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:46)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_2: f32[16,128] = mul %dc2_3, %u_5   lstm.ts:47
-  //   %du_2: f32[16,128] = mul %dc2_3, %i_5   lstm.ts:47
-  //   %df_2: f32[16,128] = mul %dc2_3, %c2_4   lstm.ts:47
-  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_5   lstm.ts:47
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_2 = dc0_1_1[i] + t41[i];
-    const _dc2_3 = dc1_1_1[i] + _dh2_2 * o_5[i] * (1 - t_71[i] * t_71[i]);
-    di_2[i] = _dc2_3 * u_5[i];
-    du_2[i] = _dc2_3 * i_5[i];
-    df_2[i] = _dc2_3 * c2_4[i];
-    dc1_1_2[i] = _dc2_3 * f_5[i];
-    dt7_2[i] = _dh2_2 * t_71[i] * (o_5[i] * (1 - o_5[i]));
-  }
-
-  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:46)
-  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_2[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_2[384 + i * 512 + j] = dt7_2[i * 128 + j];
-    }
-  }
-
-  // dt6_3 = du_2 * (1 - u_5²)   tanh'  (lstm.ts:45)
-  //   %t46: f32[16,128] = square %u_5   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:45
-  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_3[i] = du_2[i] * (1 - u_5[i] * u_5[i]);
-  }
-
-  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:45)
-  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_2[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_2[256 + i * 512 + j] = dt6_3[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_2[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_3 = df_2 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:44)
-  //   %t48: f32[16,128] = sub %t10, %f_5   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t49: f32[16,128] = mul %f_5, %t48   lstm.ts:44
-  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_3[i] = df_2[i] * (f_5[i] * (1 - f_5[i]));
-  }
-
-  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:44)
-  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_2[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_2[128 + i * 512 + j] = dt5_3[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_2[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_2 = di_2 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:43)
-  //   %t50: f32[16,128] = sub %t10, %i_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t51: f32[16,128] = mul %i_5, %t50   lstm.ts:43
-  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_2[i] = di_2[i] * (i_5[i] * (1 - i_5[i]));
-  }
-
-  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:43)
-  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_2[i * 512 + j] = dt4_2[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_2[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
-  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:42)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
-  // t52 = t37 + db_1_2  (lstm.ts:62)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
-  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:42
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_6 =
-        dgates_4_2[i * 512 + j] + dgates_3_2[i * 512 + j] + dgates_2_2[i * 512 + j] + dgates_1_2[i * 512 + j];
-      dgates_6[i * 512 + j] = _dgates_6;
-      _acc0[j] += _dgates_6;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t52[i] = t37[i] + _acc0[i];
-  }
-
-  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_2();
-
-  // dWh_1_2 = h2_4.T @ dgates_6   matmul'  (lstm.ts:42)
-  // t53 = t38 + dWh_1_2  (lstm.ts:62)
-  //   %dWh_1_2: f32[128,512] = matmul %h2_4, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t53();
-
-  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_2();
-
-  // dWx_1_2 = t_61.T @ dgates_6   matmul'  (lstm.ts:42)
-  // t54 = t39 + dWx_1_2  (lstm.ts:62)
-  //   %dWx_1_2: f32[16,512] = matmul %t_61, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t54();
-
-  // t55 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:62)
-  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t55[i * 128 + j] = dt5[512 + i * 1024 + j];
-    }
-  }
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // di_3 = dc2_4 * u_4   mul'  (lstm.ts:47)
-  // du_3 = dc2_4 * i_4   mul'  (lstm.ts:47)
-  // df_3 = dc2_4 * c2_3   mul'  (lstm.ts:47)
-  // dc1_1_3 = dc2_4 * f_4   mul'  (lstm.ts:47)
-  // dt7_3 = do_3 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:46)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_3: f32[16,128] = mul %dc2_4, %u_4   lstm.ts:47
-  //   %du_3: f32[16,128] = mul %dc2_4, %i_4   lstm.ts:47
-  //   %df_3: f32[16,128] = mul %dc2_4, %c2_3   lstm.ts:47
-  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_4   lstm.ts:47
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_3 = dc0_1_2[i] + t56[i];
-    const _dc2_4 = dc1_1_2[i] + _dh2_3 * o_4[i] * (1 - t_59[i] * t_59[i]);
-    di_3[i] = _dc2_4 * u_4[i];
-    du_3[i] = _dc2_4 * i_4[i];
-    df_3[i] = _dc2_4 * c2_3[i];
-    dc1_1_3[i] = _dc2_4 * f_4[i];
-    dt7_3[i] = _dh2_3 * t_59[i] * (o_4[i] * (1 - o_4[i]));
-  }
-
-  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:46)
-  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_3[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_3[384 + i * 512 + j] = dt7_3[i * 128 + j];
-    }
-  }
-
-  // dt6_4 = du_3 * (1 - u_4²)   tanh'  (lstm.ts:45)
-  //   %t61: f32[16,128] = square %u_4   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:45
-  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_4[i] = du_3[i] * (1 - u_4[i] * u_4[i]);
-  }
-
-  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:45)
-  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_3[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_3[256 + i * 512 + j] = dt6_4[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_3[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_4 = df_3 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:44)
-  //   %t63: f32[16,128] = sub %t10, %f_4   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t64: f32[16,128] = mul %f_4, %t63   lstm.ts:44
-  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_4[i] = df_3[i] * (f_4[i] * (1 - f_4[i]));
-  }
-
-  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:44)
-  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_3[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_3[128 + i * 512 + j] = dt5_4[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_3[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_3 = di_3 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:43)
-  //   %t65: f32[16,128] = sub %t10, %i_4   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t66: f32[16,128] = mul %i_4, %t65   lstm.ts:43
-  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_3[i] = di_3[i] * (i_4[i] * (1 - i_4[i]));
-  }
-
-  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:43)
-  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_3[i * 512 + j] = dt4_3[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_3[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
-  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:42)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
-  // t67 = t52 + db_1_3  (lstm.ts:62)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
-  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:42
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_7 =
-        dgates_4_3[i * 512 + j] + dgates_3_3[i * 512 + j] + dgates_2_3[i * 512 + j] + dgates_1_3[i * 512 + j];
-      dgates_7[i * 512 + j] = _dgates_7;
-      _acc0[j] += _dgates_7;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t67[i] = t52[i] + _acc0[i];
-  }
-
-  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_3();
-
-  // dWh_1_3 = h2_3.T @ dgates_7   matmul'  (lstm.ts:42)
-  // t68 = t53 + dWh_1_3  (lstm.ts:62)
-  //   %dWh_1_3: f32[128,512] = matmul %h2_3, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t68();
-
-  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_3();
-
-  // dWx_1_3 = t_49.T @ dgates_7   matmul'  (lstm.ts:42)
-  // t69 = t54 + dWx_1_3  (lstm.ts:62)
-  //   %dWx_1_3: f32[16,512] = matmul %t_49, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t69();
-
-  // t70 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:62)
-  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t70[i * 128 + j] = dt5[384 + i * 1024 + j];
-    }
-  }
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // di_4 = dc2_5 * u_3   mul'  (lstm.ts:47)
-  // du_4 = dc2_5 * i_3   mul'  (lstm.ts:47)
-  // df_4 = dc2_5 * c2_2   mul'  (lstm.ts:47)
-  // dc1_1_4 = dc2_5 * f_3   mul'  (lstm.ts:47)
-  // dt7_4 = do_4 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:46)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_4: f32[16,128] = mul %dc2_5, %u_3   lstm.ts:47
-  //   %du_4: f32[16,128] = mul %dc2_5, %i_3   lstm.ts:47
-  //   %df_4: f32[16,128] = mul %dc2_5, %c2_2   lstm.ts:47
-  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_3   lstm.ts:47
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_4 = dc0_1_3[i] + t71[i];
-    const _dc2_5 = dc1_1_3[i] + _dh2_4 * o_3[i] * (1 - t_47[i] * t_47[i]);
-    di_4[i] = _dc2_5 * u_3[i];
-    du_4[i] = _dc2_5 * i_3[i];
-    df_4[i] = _dc2_5 * c2_2[i];
-    dc1_1_4[i] = _dc2_5 * f_3[i];
-    dt7_4[i] = _dh2_4 * t_47[i] * (o_3[i] * (1 - o_3[i]));
-  }
-
-  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:46)
-  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_4[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_4[384 + i * 512 + j] = dt7_4[i * 128 + j];
-    }
-  }
-
-  // dt6_5 = du_4 * (1 - u_3²)   tanh'  (lstm.ts:45)
-  //   %t76: f32[16,128] = square %u_3   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:45
-  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_5[i] = du_4[i] * (1 - u_3[i] * u_3[i]);
-  }
-
-  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:45)
-  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_4[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_4[256 + i * 512 + j] = dt6_5[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_4[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_5 = df_4 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:44)
-  //   %t78: f32[16,128] = sub %t10, %f_3   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t79: f32[16,128] = mul %f_3, %t78   lstm.ts:44
-  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_5[i] = df_4[i] * (f_3[i] * (1 - f_3[i]));
-  }
-
-  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:44)
-  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_4[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_4[128 + i * 512 + j] = dt5_5[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_4[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_4 = di_4 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:43)
-  //   %t80: f32[16,128] = sub %t10, %i_3   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t81: f32[16,128] = mul %i_3, %t80   lstm.ts:43
-  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_4[i] = di_4[i] * (i_3[i] * (1 - i_3[i]));
-  }
-
-  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:43)
-  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_4[i * 512 + j] = dt4_4[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_4[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
-  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:42)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
-  // t82 = t67 + db_1_4  (lstm.ts:62)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
-  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:42
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_8 =
-        dgates_4_4[i * 512 + j] + dgates_3_4[i * 512 + j] + dgates_2_4[i * 512 + j] + dgates_1_4[i * 512 + j];
-      dgates_8[i * 512 + j] = _dgates_8;
-      _acc0[j] += _dgates_8;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t82[i] = t67[i] + _acc0[i];
-  }
-
-  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_4();
-
-  // dWh_1_4 = h2_2.T @ dgates_8   matmul'  (lstm.ts:42)
-  // t83 = t68 + dWh_1_4  (lstm.ts:62)
-  //   %dWh_1_4: f32[128,512] = matmul %h2_2, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t83();
-
-  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_4();
-
-  // dWx_1_4 = t_37.T @ dgates_8   matmul'  (lstm.ts:42)
-  // t84 = t69 + dWx_1_4  (lstm.ts:62)
-  //   %dWx_1_4: f32[16,512] = matmul %t_37, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t84();
-
-  // t85 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:62)
-  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t85[i * 128 + j] = dt5[256 + i * 1024 + j];
-    }
-  }
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // di_5 = dc2_6 * u_2   mul'  (lstm.ts:47)
-  // du_5 = dc2_6 * i_2   mul'  (lstm.ts:47)
-  // df_5 = dc2_6 * c2_1   mul'  (lstm.ts:47)
-  // dc1_1_5 = dc2_6 * f_2   mul'  (lstm.ts:47)
-  // dt7_5 = do_5 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:46)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_5: f32[16,128] = mul %dc2_6, %u_2   lstm.ts:47
-  //   %du_5: f32[16,128] = mul %dc2_6, %i_2   lstm.ts:47
-  //   %df_5: f32[16,128] = mul %dc2_6, %c2_1   lstm.ts:47
-  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_2   lstm.ts:47
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_5 = dc0_1_4[i] + t86[i];
-    const _dc2_6 = dc1_1_4[i] + _dh2_5 * o_2[i] * (1 - t_35[i] * t_35[i]);
-    di_5[i] = _dc2_6 * u_2[i];
-    du_5[i] = _dc2_6 * i_2[i];
-    df_5[i] = _dc2_6 * c2_1[i];
-    dc1_1_5[i] = _dc2_6 * f_2[i];
-    dt7_5[i] = _dh2_5 * t_35[i] * (o_2[i] * (1 - o_2[i]));
-  }
-
-  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:46)
-  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_5[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_5[384 + i * 512 + j] = dt7_5[i * 128 + j];
-    }
-  }
-
-  // dt6_6 = du_5 * (1 - u_2²)   tanh'  (lstm.ts:45)
-  //   %t91: f32[16,128] = square %u_2   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:45
-  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_6[i] = du_5[i] * (1 - u_2[i] * u_2[i]);
-  }
-
-  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:45)
-  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_5[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_5[256 + i * 512 + j] = dt6_6[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_5[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_6 = df_5 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:44)
-  //   %t93: f32[16,128] = sub %t10, %f_2   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t94: f32[16,128] = mul %f_2, %t93   lstm.ts:44
-  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_6[i] = df_5[i] * (f_2[i] * (1 - f_2[i]));
-  }
-
-  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:44)
-  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_5[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_5[128 + i * 512 + j] = dt5_6[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_5[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_5 = di_5 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:43)
-  //   %t95: f32[16,128] = sub %t10, %i_2   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t96: f32[16,128] = mul %i_2, %t95   lstm.ts:43
-  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_5[i] = di_5[i] * (i_2[i] * (1 - i_2[i]));
-  }
-
-  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:43)
-  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_5[i * 512 + j] = dt4_5[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_5[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
-  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:42)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
-  // t97 = t82 + db_1_5  (lstm.ts:62)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
-  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:42
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_9 =
-        dgates_4_5[i * 512 + j] + dgates_3_5[i * 512 + j] + dgates_2_5[i * 512 + j] + dgates_1_5[i * 512 + j];
-      dgates_9[i * 512 + j] = _dgates_9;
-      _acc0[j] += _dgates_9;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t97[i] = t82[i] + _acc0[i];
-  }
-
-  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_5();
-
-  // dWh_1_5 = h2_1.T @ dgates_9   matmul'  (lstm.ts:42)
-  // t98 = t83 + dWh_1_5  (lstm.ts:62)
-  //   %dWh_1_5: f32[128,512] = matmul %h2_1, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t98();
-
-  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_5();
-
-  // dWx_1_5 = t_25.T @ dgates_9   matmul'  (lstm.ts:42)
-  // t99 = t84 + dWx_1_5  (lstm.ts:62)
-  //   %dWx_1_5: f32[16,512] = matmul %t_25, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t99();
-
-  // t100 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:62)
-  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t100[i * 128 + j] = dt5[128 + i * 1024 + j];
-    }
-  }
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // di_6 = dc2_7 * u_1   mul'  (lstm.ts:47)
-  // du_6 = dc2_7 * i_1   mul'  (lstm.ts:47)
-  // df_6 = dc2_7 * c2   mul'  (lstm.ts:47)
-  // dc1_1_6 = dc2_7 * f_1   mul'  (lstm.ts:47)
-  // dt7_6 = do_6 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_6: f32[16,128] = mul %dc2_7, %u_1   lstm.ts:47
-  //   %du_6: f32[16,128] = mul %dc2_7, %i_1   lstm.ts:47
-  //   %df_6: f32[16,128] = mul %dc2_7, %c2   lstm.ts:47
-  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_1   lstm.ts:47
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_6 = dc0_1_5[i] + t101[i];
-    const _dc2_7 = dc1_1_5[i] + _dh2_6 * o_1[i] * (1 - t_23[i] * t_23[i]);
-    di_6[i] = _dc2_7 * u_1[i];
-    du_6[i] = _dc2_7 * i_1[i];
-    df_6[i] = _dc2_7 * c2[i];
-    dc1_1_6[i] = _dc2_7 * f_1[i];
-    dt7_6[i] = _dh2_6 * t_23[i] * (o_1[i] * (1 - o_1[i]));
-  }
-
-  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:46)
-  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_6[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_6[384 + i * 512 + j] = dt7_6[i * 128 + j];
-    }
-  }
-
-  // dt6_7 = du_6 * (1 - u_1²)   tanh'  (lstm.ts:45)
-  //   %t106: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:45
-  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_7[i] = du_6[i] * (1 - u_1[i] * u_1[i]);
-  }
-
-  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:45)
-  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_6[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_6[256 + i * 512 + j] = dt6_7[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_6[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_7 = df_6 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
-  //   %t108: f32[16,128] = sub %t10, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t109: f32[16,128] = mul %f_1, %t108   lstm.ts:44
-  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_7[i] = df_6[i] * (f_1[i] * (1 - f_1[i]));
-  }
-
-  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:44)
-  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_6[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_6[128 + i * 512 + j] = dt5_7[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_6[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_6 = di_6 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:43)
-  //   %t110: f32[16,128] = sub %t10, %i_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t111: f32[16,128] = mul %i_1, %t110   lstm.ts:43
-  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_6[i] = di_6[i] * (i_1[i] * (1 - i_1[i]));
-  }
-
-  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:43)
-  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_6[i * 512 + j] = dt4_6[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_6[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
-  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:42)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
-  // t112 = t97 + db_1_6  (lstm.ts:62)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
-  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:42
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_10 =
-        dgates_4_6[i * 512 + j] + dgates_3_6[i * 512 + j] + dgates_2_6[i * 512 + j] + dgates_1_6[i * 512 + j];
-      dgates_10[i * 512 + j] = _dgates_10;
-      _acc0[j] += _dgates_10;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    t112[i] = t97[i] + _acc0[i];
-  }
-
-  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dc0_1_6();
-
-  // dWh_1_6 = h2.T @ dgates_10   matmul'  (lstm.ts:42)
-  // t113 = t98 + dWh_1_6  (lstm.ts:62)
-  //   %dWh_1_6: f32[128,512] = matmul %h2, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t113();
-
-  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_6();
-
-  // dWx_1_6 = t_13.T @ dgates_10   matmul'  (lstm.ts:42)
-  // t114 = t99 + dWx_1_6  (lstm.ts:62)
-  //   %dWx_1_6: f32[16,512] = matmul %t_13, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_t114();
-
-  // t115 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:62)
-  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      t115[i * 128 + j] = dt5[i * 1024 + j];
-    }
-  }
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
-  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
-  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
-  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
-  // di_7 = dc2_8 * u   mul'  (lstm.ts:47)
-  // du_7 = dc2_8 * i_   mul'  (lstm.ts:47)
-  // df_7 = dc2_8 * h0   mul'  (lstm.ts:47)
-  // dt7_7 = do_7 * (o * (1 - o))   sigmoid'  (lstm.ts:46)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
-  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_7: f32[16,128] = mul %dc2_8, %u   lstm.ts:47
-  //   %du_7: f32[16,128] = mul %dc2_8, %i_   lstm.ts:47
-  //   %df_7: f32[16,128] = mul %dc2_8, %h0   lstm.ts:47
-  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
-  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:46
-  for (let i = 0; i < 2048; i++) {
-    const _dh2_7 = dc0_1_6[i] + t116[i];
-    const _dc2_8 = dc1_1_6[i] + _dh2_7 * o[i] * (1 - t_11[i] * t_11[i]);
-    di_7[i] = _dc2_8 * u[i];
-    du_7[i] = _dc2_8 * i_[i];
-    df_7[i] = _dc2_8 * h0[i];
-    dt7_7[i] = _dh2_7 * t_11[i] * (o[i] * (1 - o[i]));
-  }
-
-  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:46)
-  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_4_7[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_4_7[384 + i * 512 + j] = dt7_7[i * 128 + j];
-    }
-  }
-
-  // dt6_8 = du_7 * (1 - u²)   tanh'  (lstm.ts:45)
-  //   %t121: f32[16,128] = square %u   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:45
-  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:45
-  for (let i = 0; i < 2048; i++) {
-    dt6_8[i] = du_7[i] * (1 - u[i] * u[i]);
-  }
-
-  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:45)
-  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_3_7[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_7[256 + i * 512 + j] = dt6_8[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_3_7[384 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt5_8 = df_7 * (f * (1 - f))   sigmoid'  (lstm.ts:44)
-  //   %t123: f32[16,128] = sub %t10, %f   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t124: f32[16,128] = mul %f, %t123   lstm.ts:44
-  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:44
-  for (let i = 0; i < 2048; i++) {
-    dt5_8[i] = df_7[i] * (f[i] * (1 - f[i]));
-  }
-
-  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:44)
-  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_7[i * 512 + j] = 0;
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_2_7[128 + i * 512 + j] = dt5_8[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 256; j++) {
-      dgates_2_7[256 + i * 512 + j] = 0;
-    }
-  }
-
-  // dt4_7 = di_7 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:43)
-  //   %t125: f32[16,128] = sub %t10, %i_   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t126: f32[16,128] = mul %i_, %t125   lstm.ts:43
-  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:43
-  for (let i = 0; i < 2048; i++) {
-    dt4_7[i] = di_7[i] * (i_[i] * (1 - i_[i]));
-  }
-
-  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:43)
-  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 128; j++) {
-      dgates_1_7[i * 512 + j] = dt4_7[i * 128 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 384; j++) {
-      dgates_1_7[128 + i * 512 + j] = 0;
-    }
-  }
-
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
-  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:42)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
-  // db = t112 + db_1_7  (lstm.ts:62)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
-  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:42
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %db: f32[512] = add %t112, %db_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 512; i++) {
-    _acc0[i] = 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 512; j++) {
-      const _dgates_11 =
-        dgates_4_7[i * 512 + j] + dgates_3_7[i * 512 + j] + dgates_2_7[i * 512 + j] + dgates_1_7[i * 512 + j];
-      dgates_11[i * 512 + j] = _dgates_11;
-      _acc0[j] += _dgates_11;
-    }
-  }
-  for (let i = 0; i < 512; i++) {
-    db[i] = t112[i] + _acc0[i];
-  }
-
-  // dWh_1_7 = h0.T @ dgates_11   matmul'  (lstm.ts:42)
-  // dWh = t113 + dWh_1_7  (lstm.ts:62)
-  //   %dWh_1_7: f32[128,512] = matmul %h0, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWh: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_dWh();
-
-  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  matmul_dx0_7();
-
-  // dWx_1_7 = t_1.T @ dgates_11   matmul'  (lstm.ts:42)
-  // dWx = t114 + dWx_1_7  (lstm.ts:62)
-  //   %dWx_1_7: f32[16,512] = matmul %t_1, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWx: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  matmul_dWx();
-
-  // demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   scan'  (lstm.ts:62)
-  //   %demb: f32[16,8,16] = concat %t127, %t128, %t129, %t130, %t131, %t132, %t133, %t134 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[i * 128 + j] = t127[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[16 + i * 128 + j] = t128[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[32 + i * 128 + j] = t129[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[48 + i * 128 + j] = t130[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[64 + i * 128 + j] = t131[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[80 + i * 128 + j] = t132[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[96 + i * 128 + j] = t133[i * 16 + j];
-    }
-  }
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      demb[112 + i * 128 + j] = t134[i * 16 + j];
+    t17[i] = 0;
+  }
+
+  //   %t18: f32[0] = scan %t14, %t14, %t15, %t16, %t17, %scan_carries, %scan_carries_1, %emb, %dt5, %scan_residual, %scan_residual_1, %scan_residual_2, %scan_residual_3, %scan_residual_4, %Wx, %Wh, %b {body=0, carries=5, length=[8], xaxes=[0, 0, 1, 1, 0, 0, 0, 0, 0], yaxes=[1, 0, 0, 0, 0, 0], reverse=true}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  {
+    // the loop of t18: 8 steps, from the last; its body (lstm_scan0_grad) once, below
+    {
+      dc0.set(t14);
+      dc1.set(t14);
+      dWx_1.set(t15);
+      dWh_1.set(t16);
+      db_1.set(t17);
+      Wx_2.set(Wx);
+      Wh_2.set(Wh);
+      b_2.set(b);
+      for (let s_1 = 0; s_1 < 8; s_1++) {
+        const t_1 = 8 - 1 - s_1;
+        c0_1.set(scan_carries.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        c1_1.set(scan_carries_1.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        for (let o_3 = 0; o_3 < 16; o_3++)
+          for (let i_1 = 0; i_1 < 16; i_1++) x0_1[o_3 * 16 + i_1] = emb[(o_3 * 8 + t_1) * 16 + i_1];
+        for (let o_3 = 0; o_3 < 16; o_3++)
+          for (let i_1 = 0; i_1 < 128; i_1++) dy0[o_3 * 128 + i_1] = dt5[(o_3 * 8 + t_1) * 128 + i_1];
+        i__1.set(scan_residual.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        f_1.set(scan_residual_1.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        u_1.set(scan_residual_2.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        o_1.set(scan_residual_3.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+        t10_2.set(scan_residual_4.subarray(t_1 * 2048, t_1 * 2048 + 2048));
+
+        // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+        // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+        // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+        // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+        // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+        // di = dc2 * u_1   mul'  (lstm.ts:47)
+        // du = dc2 * i__1   mul'  (lstm.ts:47)
+        // df = dc2 * c1_1   mul'  (lstm.ts:47)
+        // dc1_1 = dc2 * f_1   mul'  (lstm.ts:47)
+        // dt7 = do_ * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+        //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+        //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+        //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+        //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+        //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+        //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+        //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+        //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+        //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+        //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
+        //   %dc1_1: f32[16,128] = mul %dc2, %f_1   lstm.ts:47
+        //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+        //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
+        //   %dt7: f32[16,128] = mul %do_, %t5_2   lstm.ts:46
+        for (let i = 0; i < 2048; i++) {
+          const _dh2 = dc0[i] + dy0[i];
+          const _dc2 = dc1[i] + _dh2 * o_1[i] * (1 - t10_2[i] * t10_2[i]);
+          di[i] = _dc2 * u_1[i];
+          du[i] = _dc2 * i__1[i];
+          df[i] = _dc2 * c1_1[i];
+          dc1_1[i] = _dc2 * f_1[i];
+          dt7[i] = _dh2 * t10_2[i] * (o_1[i] * (1 - o_1[i]));
+        }
+
+        // dgates_4 = pad(dt7)   slice'  (lstm.ts:46)
+        //   %dgates_4: f32[16,512] = pad %dt7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 384; j++) {
+            dgates_4[i * 512 + j] = 0;
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_4[384 + i * 512 + j] = dt7[i * 128 + j];
+          }
+        }
+
+        // dt6_1 = du * (1 - u_1²)   tanh'  (lstm.ts:45)
+        //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+        //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
+        //   %dt6_1: f32[16,128] = mul %du, %t7_2   lstm.ts:45
+        for (let i = 0; i < 2048; i++) {
+          dt6_1[i] = du[i] * (1 - u_1[i] * u_1[i]);
+        }
+
+        // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
+        //   %dgates_3: f32[16,512] = pad %dt6_1 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 256; j++) {
+            dgates_3[i * 512 + j] = 0;
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_3[256 + i * 512 + j] = dt6_1[i * 128 + j];
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_3[384 + i * 512 + j] = 0;
+          }
+        }
+
+        // dt5_1 = df * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+        //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+        //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
+        //   %dt5_1: f32[16,128] = mul %df, %t9_2   lstm.ts:44
+        for (let i = 0; i < 2048; i++) {
+          dt5_1[i] = df[i] * (f_1[i] * (1 - f_1[i]));
+        }
+
+        // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
+        //   %dgates_2: f32[16,512] = pad %dt5_1 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_2[i * 512 + j] = 0;
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_2[128 + i * 512 + j] = dt5_1[i * 128 + j];
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 256; j++) {
+            dgates_2[256 + i * 512 + j] = 0;
+          }
+        }
+
+        // dt4 = di * (i__1 * (1 - i__1))   sigmoid'  (lstm.ts:43)
+        //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+        //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
+        //   %dt4: f32[16,128] = mul %di, %t12_1   lstm.ts:43
+        for (let i = 0; i < 2048; i++) {
+          dt4[i] = di[i] * (i__1[i] * (1 - i__1[i]));
+        }
+
+        // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
+        //   %dgates_1: f32[16,512] = pad %dt4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 128; j++) {
+            dgates_1[i * 512 + j] = dt4[i * 128 + j];
+          }
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 384; j++) {
+            dgates_1[128 + i * 512 + j] = 0;
+          }
+        }
+
+        // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+        // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+        // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+        // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
+        // t13_1 = db_1 + db_1_1  (lstm.ts:62)
+        //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
+        //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
+        //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
+        //   %t13_1: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+        for (let i = 0; i < 512; i++) {
+          _acc0[i] = 0;
+        }
+        for (let i = 0; i < 16; i++) {
+          for (let j = 0; j < 512; j++) {
+            const _dgates =
+              dgates_4[i * 512 + j] + dgates_3[i * 512 + j] + dgates_2[i * 512 + j] + dgates_1[i * 512 + j];
+            dgates[i * 512 + j] = _dgates;
+            _acc0[j] += _dgates;
+          }
+        }
+        for (let i = 0; i < 512; i++) {
+          t13_1[i] = db_1[i] + _acc0[i];
+        }
+
+        // dc0_1 = dgates @ Wh_2.T   matmul'  (lstm.ts:42)
+        //   %dc0_1: f32[16,128] = matmul %dgates, %Wh_2 {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        matmul_dc0_1();
+
+        // dWh_1_1 = c0_1.T @ dgates   matmul'  (lstm.ts:42)
+        // t14_1 = dWh_1 + dWh_1_1  (lstm.ts:62)
+        //   %dWh_1_1: f32[128,512] = matmul %c0_1, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        //   %t14_1: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+        matmul_t14_1();
+
+        // dx0 = dgates @ Wx_2.T   matmul'  (lstm.ts:42)
+        //   %dx0: f32[16,16] = matmul %dgates, %Wx_2 {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        matmul_dx0();
+
+        // dWx_1_1 = x0_1.T @ dgates   matmul'  (lstm.ts:42)
+        // t15_1 = dWx_1 + dWx_1_1  (lstm.ts:62)
+        //   %dWx_1_1: f32[16,512] = matmul %x0_1, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+        //   %t15_1: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+        matmul_t15_1();
+
+        for (let o_3 = 0; o_3 < 16; o_3++)
+          for (let i_1 = 0; i_1 < 16; i_1++) demb[(o_3 * 8 + t_1) * 16 + i_1] = dx0[o_3 * 16 + i_1];
+        t19.set(dc0, t_1 * 2048);
+        t20.set(dc1, t_1 * 2048);
+        t21.set(dWx_1, t_1 * 8192);
+        t22.set(dWh_1, t_1 * 65536);
+        t23.set(db_1, t_1 * 512);
+        dc0.set(dc0_1);
+        dc1.set(dc1_1);
+        dWx_1.set(t15_1);
+        dWh_1.set(t14_1);
+        db_1.set(t13_1);
+      }
+      dWx.set(dWx_1);
+      dWh.set(dWh_1);
+      db.set(db_1);
     }
   }
 

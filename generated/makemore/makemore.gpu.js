@@ -219,7 +219,7 @@ export async function create(options = {}) {
         _acc0 += _t2 * _t2;
       }
       const _t3 = _acc0 * 0.03225806451612903 + 0.00001;
-      return 1 / Math.sqrt(_t3);
+      return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
     }, 64);
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)

@@ -418,7 +418,7 @@ function forwardPass() {
   }
   for (let i = 0; i < 64; i++) {
     const _t7 = _acc0[i] * 0.03225806451612903 + 0.00001;
-    bnvar_inv[i] = _t7 === -Infinity ? 0 : 1 / Math.sqrt(_t7 + 0);
+    bnvar_inv[i] = 1 / (_t7 === -Infinity ? Infinity : Math.sqrt(_t7) + 0);
   }
 
   // bnraw = (hprebn - bnmeani) * bnvar_inv  (makemore.ts:51)

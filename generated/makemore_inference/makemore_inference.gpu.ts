@@ -359,7 +359,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   const kernel_t7 = kernel(function (this: IKernelFunctionThis, bnvar: Float32Array): number {
     const _x = this.thread.x;
     const _t0 = bnvar[_x] + 0.00001;
-    return 1 / Math.sqrt(_t0);
+    return 1 / (_t0 === -Infinity ? Infinity : Math.sqrt(_t0) + 0);
   }, 64);
 
   // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)

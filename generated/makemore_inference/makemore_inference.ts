@@ -619,7 +619,7 @@ function forwardPass(): void {
   //   %t7: f32[1,64] = pow %t5, %t6   makemore_inference.ts:30
   for (let i = 0; i < 64; i++) {
     const _t5 = bnvar[i] + 0.00001;
-    t7[i] = _t5 === -Infinity ? 0 : 1 / Math.sqrt(_t5 + 0);
+    t7[i] = 1 / (_t5 === -Infinity ? Infinity : Math.sqrt(_t5) + 0);
   }
 
   // hpreact = t3 * t7 + bnbias  (makemore_inference.ts:30)

@@ -260,7 +260,7 @@ export async function create(options = {}) {
   const kernel_bnvar_inv = kernel(function (bnvar) {
       const _x = this.thread.x;
       const _t0 = bnvar[_x] + 0.00001;
-      return 1 / Math.sqrt(_t0);
+      return 1 / (_t0 === -Infinity ? Infinity : Math.sqrt(_t0) + 0);
     }, 64);
 
   // bnvar_inv_running = (t9 + 0.00001)**-0.5  (makemore_running.ts:28)
@@ -271,7 +271,7 @@ export async function create(options = {}) {
   const kernel_bninv = kernel(function (hpreact_running_var, training, bnvar_inv) {
       const _x = this.thread.x;
       const _t0 = hpreact_running_var[_x] + 0.00001;
-      return training[0] === 0 ? 1 / Math.sqrt(_t0) : bnvar_inv[_x];
+      return training[0] === 0 ? 1 / (_t0 === -Infinity ? Infinity : Math.sqrt(_t0) + 0) : bnvar_inv[_x];
     }, 64);
 
   // bnmean = where(training, bnmeani, t11)  (makemore_running.ts:28)

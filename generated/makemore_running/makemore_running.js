@@ -464,7 +464,7 @@ function forwardPass() {
     const _bnvar = _acc0[i] * 0.03225806451612903;
     bnvar[i] = _bnvar;
     const _t7 = _bnvar + 0.00001;
-    bnvar_inv[i] = _t7 === -Infinity ? 0 : 1 / Math.sqrt(_t7 + 0);
+    bnvar_inv[i] = 1 / (_t7 === -Infinity ? Infinity : Math.sqrt(_t7) + 0);
   }
 
   // bnvar_inv_running = (t9 + 0.00001)**-0.5  (makemore_running.ts:28)
@@ -474,7 +474,7 @@ function forwardPass() {
   //   %bninv: f32[1,64] = select %training, %bnvar_inv, %bnvar_inv_running   makemore_running.ts:28
   for (let i = 0; i < 64; i++) {
     const _t10 = t9[i] + 0.00001;
-    bninv[i] = training[0] !== 0 ? bnvar_inv[i] : _t10 === -Infinity ? 0 : 1 / Math.sqrt(_t10 + 0);
+    bninv[i] = training[0] !== 0 ? bnvar_inv[i] : 1 / (_t10 === -Infinity ? Infinity : Math.sqrt(_t10) + 0);
   }
 
   // bnmean = where(training, bnmeani, t11)  (makemore_running.ts:28)

@@ -385,7 +385,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       }
     }
     const _t4 = _acc0 * 0.007874015748031496 + 0.00001;
-    return 1 / Math.sqrt(_t4);
+    return 1 / (_t4 === -Infinity ? Infinity : Math.sqrt(_t4) + 0);
   }, 128);
 
   // bnraw = (hpre1 - bnmeani) * bnvar_inv  (wavenet.ts:38)
@@ -481,7 +481,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       }
     }
     const _t4 = _acc0 * 0.015873015873015872 + 0.00001;
-    return 1 / Math.sqrt(_t4);
+    return 1 / (_t4 === -Infinity ? Infinity : Math.sqrt(_t4) + 0);
   }, 128);
 
   // bnraw_1 = (hpre2 - bnmeani_1) * bnvar_inv_1  (wavenet.ts:42)
@@ -573,7 +573,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
       _acc0 += _t2 * _t2;
     }
     const _t3 = _acc0 * 0.03225806451612903 + 0.00001;
-    return 1 / Math.sqrt(_t3);
+    return 1 / (_t3 === -Infinity ? Infinity : Math.sqrt(_t3) + 0);
   }, 128);
 
   // bnraw_2 = (hpre3 - bnmeani_2) * bnvar_inv_2  (wavenet.ts:46)

@@ -977,7 +977,7 @@ function forwardPass(): void {
   }
   for (let i = 0; i < 128; i++) {
     const _t6 = _acc0[i] * 0.007874015748031496 + 0.00001;
-    bnvar_inv[i] = _t6 === -Infinity ? 0 : 1 / Math.sqrt(_t6 + 0);
+    bnvar_inv[i] = 1 / (_t6 === -Infinity ? Infinity : Math.sqrt(_t6) + 0);
   }
 
   // bnraw = (hpre1 - bnmeani) * bnvar_inv  (wavenet.ts:38)
@@ -1035,7 +1035,7 @@ function forwardPass(): void {
   }
   for (let i = 0; i < 128; i++) {
     const _t13 = _acc0[i] * 0.015873015873015872 + 0.00001;
-    bnvar_inv_1[i] = _t13 === -Infinity ? 0 : 1 / Math.sqrt(_t13 + 0);
+    bnvar_inv_1[i] = 1 / (_t13 === -Infinity ? Infinity : Math.sqrt(_t13) + 0);
   }
 
   // bnraw_1 = (hpre2 - bnmeani_1) * bnvar_inv_1  (wavenet.ts:42)
@@ -1093,7 +1093,7 @@ function forwardPass(): void {
   }
   for (let i = 0; i < 128; i++) {
     const _t19 = _acc0[i] * 0.03225806451612903 + 0.00001;
-    bnvar_inv_2[i] = _t19 === -Infinity ? 0 : 1 / Math.sqrt(_t19 + 0);
+    bnvar_inv_2[i] = 1 / (_t19 === -Infinity ? Infinity : Math.sqrt(_t19) + 0);
   }
 
   // bnraw_2 = (hpre3 - bnmeani_2) * bnvar_inv_2  (wavenet.ts:46)
