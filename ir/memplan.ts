@@ -197,7 +197,15 @@ export function planMemory(fwd: Graph, bwd: Graph, opts: { storeAll?: boolean } 
   const sameSyms = (a: Size, b: Size) => a.syms.length === b.syms.length && a.syms.every((x, i) => x === b.syms[i]);
   // a gradient outlives the call that made it (until the next valueAndGrad): it never shares an
   // array with a forward value, which a forward() call in between would overwrite
-  const forwardNames = new Set(fwd.insts.map((i) => fwd.value(i.result).name));
+  // (the values of the forward's loop bodies included: a forward() call writes them too)
+  const forwardNames = new Set<string>();
+  const addForward = (g: Graph): void => {
+    for (const i of g.insts) {
+      forwardNames.add(g.value(i.result).name);
+      if (i.op === 'scan') addForward(g.bodies[i.attrs.body]!);
+    }
+  };
+  addForward(fwd);
   const gradNames = new Set(bwd.outputs.map((o) => root(valueName(bwd, o.value))));
   const assign = (name: string, dtype: DType, size: Size, from: number, shared: boolean) => {
     const to = lastUse.get(name) ?? from;

@@ -11,8 +11,9 @@
 // the carry at each segment's start (⌊T/k⌋ of them, and the T mod k of the last segment); the
 // reverse scan of the segments (ir/scan-grad.ts) recomputes a segment's forward from its stored
 // carry, which runs the inner scan again and stores its k carries inside that reverse step, then
-// runs the inner scan's reverse scan over them: about T/k + k carries live at once instead of T,
-// for one more forward pass. Nothing here is target-specific: a target that unrolls scans unrolls
+// runs the inner scan's reverse scan over them (which recomputes each step's forward from its
+// carry: a scan inside a body stores no step values): about T/k + k carries live at once instead
+// of T, for two more forward passes. Nothing here is target-specific: a target that unrolls scans unrolls
 // both levels, one that runs loops runs two nested loops.
 //
 // Dropout: the outer scan's step s maps the inner body's dropout sites to those of segment s and

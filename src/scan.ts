@@ -28,7 +28,7 @@ export interface ScanOptions {
   /**
    * Store the carry every `checkpoint` steps (a positive integer ≤ the number of steps) instead of
    * every step: the reverse pass recomputes each segment's steps from its stored carry (about T/k
-   * + k carries in memory instead of T, one more forward pass), as jax.checkpoint in a scan.
+   * + k carries in memory instead of T, two more forward passes), as jax.checkpoint in a scan.
    */
   checkpoint?: number;
 }

@@ -124,8 +124,22 @@ function expectClose(run: [string, Instance][], want: ReturnType<typeof interpre
     expect(relErr([vg.loss], want.outputs.loss!), `${name} loss`).toBeLessThan(1e-5);
     expect(Object.keys(vg.grads).sort()).toEqual(Object.keys(want.grads).sort());
     for (const k of Object.keys(want.grads)) expect(relErr(Float64Array.from(vg.grads[k]!), want.grads[k]!), `${name} d${k}`).toBeLessThan(1e-4);
+    // the gradients outlive the call (until the next valueAndGrad): a forward() call leaves them as they are
+    const kept = Object.fromEntries(Object.entries(vg.grads).map(([k, v]) => [k, Array.from(v)]));
+    mod.forward(args.params, args.inputs);
+    for (const [k, v] of Object.entries(kept)) expect(Array.from(vg.grads[k]!), `${name} d${k} after a forward() call`).toEqual(v);
   }
 }
+
+/** Two scans one after the other closing over the same param (and, with `checkpoint`, the second checkpointed). */
+const twoScans = (checkpoint?: number) => `${HEAD}export default model('two', (g) => {
+  const xs = g.input('xs', [5, 2, 3]);
+  const W = g.param('W', [3, 3], { scale: 0.5 });
+  const a0 = g.input('a0', [2, 3]);
+  const [a1] = g.scan((a, x) => { const n = a.matmul(W).add(x).tanh(); return [n, n]; }, a0, xs);
+  const [a2] = g.scan((a, x) => { const n = a.matmul(W).sub(x).tanh(); return [n, n]; }, a1, xs${checkpoint ? `, { checkpoint: ${checkpoint} }` : ''});
+  return { loss: a2.sum() };
+});\n`;
 
 /** The flat module runs the scan as a loop: its body once, no step's copy. */
 function expectLoop(code: string, loops: number): void {
@@ -174,6 +188,21 @@ describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against 
       m.close();
     }
   });
+});
+
+describe("the gradients are the caller's until the next valueAndGrad", () => {
+  // a gradient shared an array with a forward loop body's copy of W: forward() overwrote dW with W
+  for (const checkpoint of [undefined, 2])
+    it(`two scans over the same param${checkpoint ? ', the second checkpointed (k = 2 of 5 steps)' : ''}: a forward() call leaves them as they are`, async () => {
+      const src = twoScans(checkpoint);
+      const args = randomArgs(traced(src), 4, 0.7);
+      const m = await modules(src);
+      try {
+        expectClose(m.run, interpreted(src, args), undefined, args);
+      } finally {
+        m.close();
+      }
+    });
 });
 
 describe('a symbolic number of steps', () => {

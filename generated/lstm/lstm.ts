@@ -49,7 +49,7 @@ export interface Options {
   buffers?: Buffers;
 }
 
-// Memory plan: 68 arrays, 5089.8 KiB, shared by values whose lifetimes do not overlap
+// Memory plan: 68 arrays, 5087.9 KiB, shared by values whose lifetimes do not overlap
 // (see lstm.grad.ir). Values that live only inside one loop nest are locals.
 const buffers = [
   new Float32Array(432),
@@ -62,7 +62,7 @@ const buffers = [
   new Int32Array(128),
   new Float32Array(2048),
   new Float32Array(8192),
-  new Float32Array(3456),
+  new Float32Array(65536),
   new Float32Array(2048),
   new Float32Array(256),
   new Float32Array(16384),
@@ -83,17 +83,17 @@ const buffers = [
   new Float32Array(2048),
   new Float32Array(2048),
   new Float32Array(2048),
-  new Float32Array(65536),
-  new Float32Array(65536),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(16384),
-  new Float32Array(512),
   new Float32Array(2048),
+  new Float32Array(65536),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(16384),
+  new Float32Array(27),
+  new Float32Array(3456),
   new Float32Array(2048),
   new Float32Array(2048),
   new Float32Array(2048),
@@ -134,7 +134,7 @@ const buf = {
   emb: buffers[8], // f32[16,8,16]
   h0: buffers[9].subarray(0, 2048), // f32[16,128]
   t3: buffers[30], // f32[16,128]
-  t4: buffers[31].subarray(0, 2048), // f32[16,128]
+  t4: buffers[31], // f32[16,128]
   t5: buffers[32].subarray(0, 16384), // f32[16,8,128]
   scan_carries: buffers[33], // f32[8,16,128]
   scan_carries_1: buffers[34], // f32[8,16,128]
@@ -147,16 +147,16 @@ const buf = {
   scan_residual_2: buffers[37], // f32[8,16,128]
   scan_residual_3: buffers[38], // f32[8,16,128]
   scan_residual_4: buffers[39], // f32[8,16,128]
-  t11: buffers[10], // f32[128,27]
+  t11: buffers[10].subarray(0, 3456), // f32[128,27]
   dlogits: buffers[9].subarray(0, 3456), // f32[128,27]
-  dby: buffers[15].subarray(0, 27), // f32[27]
+  dby: buffers[40], // f32[27]
   dt6: buffers[13], // f32[128,128]
-  dWy: buffers[10], // f32[128,27]
+  dWy: buffers[41], // f32[128,27]
   dt5: buffers[13], // a view of dt6
   t14: buffers[11], // f32[16,128]
   t15: buffers[16], // f32[16,512]
   t16: buffers[14], // f32[128,512]
-  t17: buffers[18].subarray(0, 512), // f32[512]
+  t17: buffers[15], // f32[512]
   dWx: buffers[59], // f32[16,512]
   dWh: buffers[60], // f32[128,512]
   db: buffers[61], // f32[512]
@@ -166,7 +166,7 @@ const buf = {
   t21: buffers[65], // f32[8,16,512]
   t22: buffers[66], // f32[8,128,512]
   t23: buffers[67], // f32[8,512]
-  dC: buffers[40].subarray(0, 432), // f32[27,16]
+  dC: buffers[54].subarray(0, 432), // f32[27,16]
   c0: buffers[10].subarray(0, 2048), // f32[16,128]
   c1: buffers[11], // f32[16,128]
   x0: buffers[12], // f32[16,16]
@@ -187,24 +187,24 @@ const buf = {
   t10_1: buffers[27], // f32[16,128]
   o: buffers[28], // f32[16,128]
   h2: buffers[29], // f32[16,128]
-  dc0: buffers[19], // f32[16,128]
-  dc1: buffers[20], // f32[16,128]
+  dc0: buffers[18], // f32[16,128]
+  dc1: buffers[19], // f32[16,128]
   dWx_1: buffers[17], // f32[16,512]
   dWh_1: buffers[32], // f32[128,512]
-  db_1: buffers[21].subarray(0, 512), // f32[512]
-  c0_1: buffers[22], // f32[16,128]
-  c1_1: buffers[23], // f32[16,128]
-  x0_1: buffers[24].subarray(0, 256), // f32[16,16]
-  dy0: buffers[25], // f32[16,128]
-  i__1: buffers[26], // f32[16,128]
-  f_1: buffers[27], // f32[16,128]
-  u_1: buffers[28], // f32[16,128]
-  o_1: buffers[29], // f32[16,128]
-  t10_2: buffers[30], // f32[16,128]
+  db_1: buffers[20].subarray(0, 512), // f32[512]
+  c0_1: buffers[21], // f32[16,128]
+  c1_1: buffers[22], // f32[16,128]
+  x0_1: buffers[23].subarray(0, 256), // f32[16,16]
+  dy0: buffers[24], // f32[16,128]
+  i__1: buffers[25], // f32[16,128]
+  f_1: buffers[26], // f32[16,128]
+  u_1: buffers[27], // f32[16,128]
+  o_1: buffers[28], // f32[16,128]
+  t10_2: buffers[29], // f32[16,128]
   Wx_2: buffers[9], // f32[16,512]
-  Wh_2: buffers[31], // f32[128,512]
-  b_2: buffers[40], // f32[512]
-  di: buffers[41], // f32[16,128]
+  Wh_2: buffers[10], // f32[128,512]
+  b_2: buffers[30].subarray(0, 512), // f32[512]
+  di: buffers[31], // f32[16,128]
   du: buffers[42], // f32[16,128]
   df: buffers[43], // f32[16,128]
   dc1_1: buffers[44], // f32[16,128]
