@@ -13,7 +13,7 @@ import { erf } from '../ir/special.js';
 import type { AluOp, HostProgram, Kernel, Launch, Node } from '../codegen/kernel/form.js';
 import { ALU, f32Bits, f32FromBits } from '../codegen/kernel/form.js';
 import type { Capabilities } from '../codegen/kernel/decompose.js';
-import { ALL_ALU, capabilities, decompose, decomposeProgram } from '../codegen/kernel/decompose.js';
+import { ALL_ALU, TWO_OVER_PI_HEX, capabilities, decompose, decomposeProgram } from '../codegen/kernel/decompose.js';
 import { evalKernel, runEntry } from '../codegen/kernel/eval.js';
 import { verifyKernel } from '../codegen/kernel/verify.js';
 import { printLaunch } from '../codegen/kernel/print.js';
@@ -106,8 +106,8 @@ const CASES: readonly (readonly [string, Case])[] = [
   ['exp', { op: 'exp', ref: Math.exp, bound: 1, xs: () => points(samples(-110, 90, 80000), samples(-1, 1, 20000), SPECIAL, [88.72283172607422, 88.72283935546875, -87.3, -103.9, -104.5]) }],
   ['log', { op: 'log', ref: Math.log, bound: 1, xs: () => points(samples(1e-45, 3.4e38, 60000, true), samples(0, 3, 20000), samples(0.5, 2, 20000), SPECIAL) }],
   ['tanh', { op: 'tanh', ref: Math.tanh, bound: 1.5, bare: true, xs: () => symmetric(20) }],
-  ['sin', { op: 'sin', ref: Math.sin, bound: 2, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(1e-30, 1e5, 20000, true), SPECIAL.filter((x) => !(Math.abs(x) > 1e5))) }],
-  ['cos', { op: 'cos', ref: Math.cos, bound: 2, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(-1e-30, -1e5, 20000, true), SPECIAL.filter((x) => !(Math.abs(x) > 1e5))) }],
+  ['sin', { op: 'sin', ref: Math.sin, bound: 2, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(1e-30, 1e5, 20000, true), samples(1e4, 3.4e38, 10000, true), samples(-1e4, -3.4e38, 10000, true), SPECIAL) }],
+  ['cos', { op: 'cos', ref: Math.cos, bound: 2, xs: () => points(samples(-1e5, 1e5, 60000), samples(-10, 10, 20000), samples(-1e-30, -1e5, 20000, true), samples(1e4, 3.4e38, 10000, true), samples(-1e4, -3.4e38, 10000, true), SPECIAL) }],
   ['erf', { op: 'erf', ref: erf, bound: 2, xs: () => symmetric(10) }],
   ['log1p', { op: 'log1p', ref: Math.log1p, bound: 2, xs: () => points(samples(-1, 10, 60000), samples(1e-30, 3e38, 20000, true), samples(-1e-30, -1, 20000, true), SPECIAL, [-2]) }],
   ['expm1', { op: 'expm1', ref: Math.expm1, bound: 2, xs: () => points(Array.from(symmetric(1)), samples(-110, 90, 40000)) }],
@@ -206,11 +206,56 @@ describe('sin and cos near their zeros', () => {
   });
 });
 
-describe('sin and cos beyond 1e5', () => {
-  it('are NaN (the documented limit of their range reduction)', () => {
-    for (const op of ['sin', 'cos'] as const) {
-      const { out } = run(op, Float64Array.of(1e5, 100001, -3e5, 1e30, Infinity, -Infinity, NaN), SIMD);
-      expect(Array.from(out, (v, i) => (i === 0 ? Number.isNaN(v) : v))).toEqual([false, NaN, NaN, NaN, NaN, NaN, NaN]);
+describe('sin and cos beyond 1e5 (Payne–Hanek)', () => {
+  it('are within 2 ulps of Math.sin and Math.cos up to 3.4e38, and NaN at ±∞ and NaN', () => {
+    const big = [1e5, 65536, 1e6, 1e7, 1e10, 1e20, 1e30, 3.4e38, 3.4028234663852886e38];
+    const xs = points(big, big.map((x) => -x), [Infinity, -Infinity, NaN]);
+    for (const [op, ref] of [['sin', Math.sin], ['cos', Math.cos]] as const) {
+      const { out } = run(op, xs, SIMD);
+      xs.forEach((x, i) => {
+        if (!Number.isFinite(x)) return expect(out[i], `${op}(${x})`).toBeNaN();
+        expect(Math.abs(out[i]! - ref(x)) / ulp(ref(x)), `${op}(${x}) = ${out[i]}, not ${ref(x)}`).toBeLessThanOrEqual(2);
+      });
+    }
+  });
+
+  it('are within 1 ulp at the f32 closest to a multiple of π/2 at every exponent, 2/π\'s bits as Machin\'s formula gives them', () => {
+    // 2/π·2^P from π = 16·atan(1/5) − 4·atan(1/239) in P-bit fixed point
+    const P = 480n;
+    const ONE = 1n << P;
+    const atanInv = (n: bigint) => {
+      let [s, t, k, sign] = [0n, ONE / n, 1n, 1n];
+      for (; t; t /= n * n, k += 2n, sign = -sign) s += (sign * t) / k;
+      return s;
+    };
+    const twoOverPi = (2n * ONE * ONE) / (16n * atanInv(5n) - 4n * atanInv(239n));
+    expect(twoOverPi.toString(16).slice(0, 64)).toBe(TWO_OVER_PI_HEX);
+    // x = M·2^(e−23), M in [2²³, 2²⁴): the M with M·α nearest an integer, α = 2^(e−23)·2/π mod 1,
+    // are among multiples of α's continued fraction's (semi)convergent denominators
+    const xs: number[] = [];
+    for (let e = 16; e <= 127; e++) {
+      const a = (e >= 23 ? twoOverPi << BigInt(e - 23) : twoOverPi >> BigInt(23 - e)) & (ONE - 1n);
+      const dens: bigint[] = [];
+      let [num, den, q0, q1] = [a, ONE, 0n, 1n];
+      while (num !== 0n && q1 < 1n << 24n) {
+        const t = den / num;
+        [num, den] = [den - t * num, num];
+        for (let s = 1n; s <= t && q0 + s * q1 < 1n << 24n; s++) dens.push(q0 + s * q1);
+        [q0, q1] = [q1, q0 + t * q1];
+      }
+      const ms = dens.flatMap((q) => [1n, 2n, 3n].map((c) => ((1n << 23n) / q + c) * q)).filter((m) => m < 1n << 24n);
+      const dist = (m: bigint) => {
+        const v = (m * a) & (ONE - 1n);
+        return v > ONE / 2n ? ONE - v : v;
+      };
+      ms.sort((u, v) => (dist(u) < dist(v) ? -1 : 1));
+      for (const m of ms.slice(0, 2)) xs.push(Number(m) * 2 ** (e - 23), -Number(m) * 2 ** (e - 23));
+    }
+    // the closest is within 2⁻²⁸ of a multiple of π/2 (so sin is about 3e-9 there)
+    expect(Math.min(...xs.map((x) => Math.abs(Math.sin(x))))).toBeLessThan(4e-9);
+    for (const [op, ref] of [['sin', Math.sin], ['cos', Math.cos]] as const) {
+      const { ulps, at } = maxUlp(op, Float64Array.from(xs), ref, SIMD);
+      expect(ulps, `${op} at ${at}`).toBeLessThanOrEqual(1);
     }
   });
 });

@@ -236,8 +236,27 @@ const LN2_LO = 1.428606765330187e-6;
  */
 const PIO2 = [1.5703125, 0.000457763671875, 0.000025987625122070312, 7.543712854385376e-8, 6.002665031701326e-11, 7.443547731314504e-13];
 const TWO_OVER_PI = 0.6366197723675814;
-/** Where sin and cos hold their bound (q < 2¹⁶ up to 102942); beyond it they are NaN. */
-const TRIG_MAX = 1e5;
+/** From here sin and cos reduce by Payne–Hanek (Cody–Waite's q < 2¹⁶ holds up to 102942). */
+const TRIG_SMALL = 2 ** 16;
+/** π/2 = PIO2_12[0] + PIO2_12[1] + …, the first part of 12 bits (its product by 12 bits is exact). */
+const PIO2_12 = [3217 / 2048, Math.fround(Math.PI / 2 - 3217 / 2048)] as const;
+/**
+ * 2/π's binary expansion after the point, 256 bits in hex (test/decompose.test.ts recomputes it
+ * from Machin's formula).
+ */
+export const TWO_OVER_PI_HEX = 'a2f9836e4e441529fc2757d1f534ddc0db6295993c439041fe5163abdebbc561';
+/** Bit p of 2/π (2^−p's), 0 for p ≤ 0. */
+const bitOf = (p: number) => (p < 1 ? 0 : (parseInt(TWO_OVER_PI_HEX[(p - 1) >> 2]!, 16) >> (3 - ((p - 1) & 3))) & 1);
+/** Σ bit(24m + k)·2^−k over k = lo … hi (bits beyond the hex string count as 0: below 2⁻¹⁶⁰ of x). */
+function twoOverPiBits(m: number, lo: number, hi: number): number {
+  let v = 0;
+  for (let k = hi; k >= lo; k--) v += bitOf(24 * m + k) * 2 ** -k;
+  return v;
+}
+/** PH_CHUNKS[j][m]: 12 bits of 2/π for bucket m, positions 12j − 8 … 12j + 3 past 24m (exact in f32). */
+const PH_CHUNKS = Array.from({ length: 7 }, (_c, j) => Array.from({ length: 5 }, (_m, m) => twoOverPiBits(m, 12 * j - 8, 12 * j + 3)));
+/** PH_TAIL[m]: the bits of 2/π past the chunks, rounded to f32. */
+const PH_TAIL = Array.from({ length: 5 }, (_m, m) => Math.fround(twoOverPiBits(m, 76, 76 + 60)));
 const F32_MIN_NORMAL = 2 ** -126;
 /** The largest f32 whose exp is finite in f32, and the x below which exp(x) rounds to 0. */
 const EXP_MAX = 88.72283172607422;
@@ -329,24 +348,18 @@ function tanhRule(b: Builder, [x]: readonly number[]): number {
 }
 
 /**
- * sin and cos: q = round(x·2/π), r = x − q·π/2 = rh + rl with π/2 in six parts (|q| < 2¹⁶, so
- * |x| ≤ 1e5), then ±sin r or ±cos r by the quadrant q + shift (cos: shift 1). NaN beyond 1e5: the
- * reduction would lose every digit there (an absolute error of 0.03 at 6e5), and at ±∞.
+ * sin and cos: (r, q) with x = q·π/2 + r, |r| ≲ π/4, r = rh + rl (reduceSmall below 2¹⁶,
+ * reducePayneHanek from there), then ±sin r or ±cos r by the quadrant q + shift (cos: shift 1).
+ * Over the whole finite range; NaN at ±∞ and NaN.
  */
 function trig(shift: number): Rule {
   return (b, [x]) => {
-    const q = b.rint(b.mul(x!, b.c(TWO_OVER_PI)));
-    const qf = b.op('cast', q);
-    const part = (k: number) => b.mul(qf, b.c(PIO2[k]!));
-    // exact: r3 = x − q·(p₀ + p₁ + p₂)
-    const r3 = b.sub(b.sub(b.sub(x!, part(0)), part(1)), part(2));
-    // less q·p₃ and q·p₄, each with its rounding error kept (2Sum), and q·p₅ (tiny); r = rh + rl
-    const [h1, e1] = twoDiff(b, r3, part(3));
-    const [h2, e2] = twoDiff(b, h1, part(4));
-    const h3 = b.sub(h2, part(5));
-    const lo = b.add2(e1, e2);
-    const rh = b.add2(h3, lo);
-    const rl = b.sub(lo, b.sub(rh, h3));
+    const small = reduceSmall(b, x!);
+    const huge = reducePayneHanek(b, x!);
+    const isHuge = b.op('le', b.c(TRIG_SMALL), b.op('abs', x!));
+    const rh = b.where(isHuge, huge.rh, small.rh);
+    const rl = b.where(isHuge, huge.rl, small.rl);
+    const q = b.where(isHuge, huge.q, small.q);
     const t = b.mul(rh, rh);
     // sin(rh + rl) ≈ sin(rh) + rl, cos(rh + rl) ≈ cos(rh) − rl·rh
     const s = b.add2(rh, b.add2(b.mul(b.mul(rh, t), b.poly(t, SIN_P)), rl));
@@ -354,10 +367,116 @@ function trig(shift: number): Rule {
     const j = b.add2(q, b.ci(shift));
     const v = b.where(b.eq(b.op('and', j, b.ci(1)), b.ci(1)), c, s);
     const y = b.where(b.eq(b.op('and', j, b.ci(2)), b.ci(2)), neg(b, v), v);
-    // beyond TRIG_MAX (and at ±∞, NaN): NaN; sin(±0) = ±0
+    // sin(±0) = ±0; ±∞ and NaN: NaN
     const z = shift === 0 ? b.where(b.eq(x!, b.c(0)), x!, y) : y;
-    return b.where(b.op('le', b.op('abs', x!), b.c(TRIG_MAX)), z, b.c(NaN));
+    return b.where(b.lt(b.op('abs', x!), b.c(Infinity)), z, b.c(NaN));
   };
+}
+
+/** x = q·π/2 + rh + rl: q (i32; only q mod 4 is used) and r as an unevaluated sum. */
+interface Reduced {
+  readonly rh: number;
+  readonly rl: number;
+  readonly q: number;
+}
+
+/**
+ * Cody–Waite, for |x| < 2¹⁶: q = round(x·2/π), r = x − q·π/2 with π/2 in six parts (q·part
+ * exact for |q| < 2¹⁶, x − q·(the first three) exact, the next two subtracted with their
+ * rounding errors kept).
+ */
+function reduceSmall(b: Builder, x: number): Reduced {
+  const q = b.rint(b.mul(x, b.c(TWO_OVER_PI)));
+  const qf = b.op('cast', q);
+  const part = (k: number) => b.mul(qf, b.c(PIO2[k]!));
+  // exact: r3 = x − q·(p₀ + p₁ + p₂)
+  const r3 = b.sub(b.sub(b.sub(x, part(0)), part(1)), part(2));
+  // less q·p₃ and q·p₄, each with its rounding error kept (2Sum), and q·p₅ (tiny); r = rh + rl
+  const [h1, e1] = twoDiff(b, r3, part(3));
+  const [h2, e2] = twoDiff(b, h1, part(4));
+  const h3 = b.sub(h2, part(5));
+  const lo = b.add2(e1, e2);
+  const rh = b.add2(h3, lo);
+  return { rh, rl: b.sub(lo, b.sub(rh, h3)), q };
+}
+
+/**
+ * Payne–Hanek, for 2¹⁶ ≤ |x| < 2¹²⁸, in f32 arithmetic (no f64, no table look-up: a SIMD lane
+ * cannot index an array): x·2/π mod 4 from the bits of 2/π that matter at x's exponent, each
+ * product exact. x is scaled by 2^(−24m), m = ⌊(e − 16)/24⌋ for its exponent e (so x' has an
+ * exponent in [16, 40)); then x·2/π = x'·Σ_j D_j with D_j the 12 bits of 2/π at positions
+ * 24m + 12j − 8 … 24m + 12j + 3 (PH_CHUNKS; the bits above them make multiples of 4). x' = xh +
+ * xl, 12 bits each, so that every xh·D_j and xl·D_j is exact; the products are taken mod 4 and
+ * their integer parts counted into q while the fractions are summed, exactly up to 2⁻⁴⁶ (rh + rl
+ * as a 2Sum pair) and with rounding errors below 2⁻⁵⁸ after that: |x mod π/2| of an f32 is no
+ * smaller than 2⁻³⁰ (test/decompose.test.ts checks the closest cases at every exponent), so r
+ * keeps f32 accuracy.
+ */
+function reducePayneHanek(b: Builder, x: number): Reduced {
+  const e = b.op('and', b.op('shr', b.op('bits', x), b.ci(23)), b.ci(255));
+  const bucket = [1, 2, 3, 4].map((m) => b.op('le', b.ci(127 + 16 + 24 * m), e));
+  /** vals[m] for x's bucket m. */
+  const pick = (vals: readonly number[]) => vals.slice(1).reduce((acc, v, k) => b.where(bucket[k]!, b.c(v), acc), b.c(vals[0]!));
+  const xs = b.mul(x, pick([1, 2 ** -24, 2 ** -48, 2 ** -72, 2 ** -96]));
+  const xh = b.op('frombits', b.op('and', b.op('bits', xs), b.ci(-4096)));
+  const xl = b.sub(xs, xh);
+  const d = PH_CHUNKS.map(pick);
+  // p mod 4 in [0, 4) (exact: p's bits below 4), and an integer within ½ of p (if p + ½ rounds
+  // up, p − that is just beyond −½; exact in f32 and f64 alike)
+  const mod4 = (p: number) => b.sub(p, b.mul(b.op('floor', b.mul(p, b.c(0.25))), b.c(4)));
+  const near = (p: number) => b.op('floor', b.add2(p, b.c(0.5)));
+  // the products by their lowest possible bit (2⁻¹⁰, 2⁻²², 2⁻³⁴, …) and size (< 2³⁷, 2²⁵, 2¹³, 2¹, 2⁻¹¹, 2⁻²³)
+  const g = (j: number) => [b.mul(xh, d[j]!), b.mul(xl, d[j - 1]!)];
+  // 2⁻¹⁰: mod 4, their sum is exact; its integer to q
+  let s = b.add2(mod4(g(1)[0]!), mod4(g(1)[1]!));
+  let qf = near(s);
+  s = b.sub(s, qf);
+  /** t's integer part (|t| ≤ 2²²) to q, its fraction returned. */
+  const frac = (t: number) => {
+    const k = near(t);
+    qf = b.add2(qf, k);
+    return b.sub(t, k);
+  };
+  /** s's integer part to q (|s| ≤ ½ after it). */
+  const renorm = () => {
+    s = frac(s);
+  };
+  // 2⁻²²: mod 4, then their fractions, summed exactly (|s| ≤ 1.5)
+  for (const p of g(2)) s = b.add2(s, frac(mod4(p)));
+  renorm();
+  // 2⁻³⁴ and 2⁻⁴⁶: fractions in 2Sum pairs, s + l exact (l's terms have at most 24 bits)
+  let l: number | undefined;
+  const add = (t: number) => {
+    const [h, err] = twoSum(b, s, t);
+    s = h;
+    l = l === undefined ? err : b.add2(l, err);
+  };
+  for (const p of g(3)) add(frac(p));
+  renorm();
+  for (const p of g(4)) add(frac(p));
+  renorm();
+  // s + l, exact so far, as a pair with |l| ≤ ulp(s)/2: where s cancels to a small f, l is as small
+  [s, l] = twoSum(b, s, l!);
+  // 2⁻⁵⁸ and 2⁻⁷⁰ (< 2⁻¹¹): 2Sum; the rest (< 2⁻³⁵) to l directly
+  for (const p of [...g(5), ...g(6)]) add(p);
+  l = b.add2(l!, b.add2(b.mul(xl, d[6]!), b.mul(xs, pick(PH_TAIL))));
+  renorm();
+  // f = s + l (≈ x·2/π − q), r = f·π/2 as rh + rl: fh·P₀ exact (12 bits each), the rest added
+  const fh0 = b.add2(s, l);
+  const fl = b.sub(l, b.sub(fh0, s));
+  const fhh = b.op('frombits', b.op('and', b.op('bits', fh0), b.ci(-4096)));
+  const fhl = b.sub(fh0, fhh);
+  const hi = b.mul(fhh, b.c(PIO2_12[0]));
+  const lo = b.add2(b.add2(b.mul(fhl, b.c(PIO2_12[0])), b.mul(fh0, b.c(PIO2_12[1]))), b.mul(fl, b.c(Math.PI / 2)));
+  const rh = b.add2(hi, lo);
+  return { rh, rl: b.sub(lo, b.sub(rh, hi)), q: b.op('toint', qf) };
+}
+
+/** a + b as the rounded sum and its rounding error (Knuth's 2Sum): s + e = a + b exactly. */
+function twoSum(b: Builder, x: number, y: number): [number, number] {
+  const s = b.add2(x, y);
+  const bb = b.sub(s, x);
+  return [s, b.add2(b.sub(x, b.sub(s, bb)), b.sub(y, bb))];
 }
 
 /** a − b as the rounded difference and its rounding error (Knuth's 2Sum): d + e = a − b exactly. */
