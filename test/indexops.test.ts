@@ -280,3 +280,52 @@ print(json.dumps({"loss": out["loss"].item(), "pred": out["pred"].reshape(-1).to
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The wasm module's SIMD index kernels (codegen/wasm/index-kernels.ts) against the flat module
+
+const LANES = `import { model } from 'graphc';
+export default model('lanes', (g) => {
+  const x = g.input('x', [6, 13]);
+  const xc = g.input('xc', [9, 6]);
+  const c = g.param('c', [7, 6]);
+  const r = g.input('r', [7, 6]);
+  const cs = c.cumsum(0);
+  const loss = cs.mul(r).sum();
+  return { loss, cs, rmax: x.argmax(-1), rmin: x.argmin(-1), cmax: xc.argmax(0), cmin: xc.argmin(0, true) };
+});
+`;
+
+describe("the wasm module's SIMD argmax, argmin and cumsum", () => {
+  it('give the flat module\'s indices at ties, NaN and ±∞ in any lane, and its cumsum and gradient (four columns at once) exactly', async () => {
+    const c = await compile(modelFile(LANES, 'lanes.ts'), { targets: ['ts', 'wasm'] });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const wasmJs = c.files.find((f) => f.name.endsWith('.wasm.js'))!.content;
+    for (const what of ['four lanes', 'four columns at once']) expect(wasmJs, what).toContain(what);
+    const load = async (suffix: string) => (await import(pathToFileURL(path.join(dir, `${c.name}${suffix}.js`)).href)) as GeneratedModule;
+    const [flat, wasm] = [await load(''), await load('.wasm')];
+    const N = NaN;
+    const I = Infinity;
+    // rows of 13: lanes over 0–11, the rest one by one
+    const x = [
+      [0.5, -1, 2, 0.25, 3, -2, 1, 0, 2.5, -3, 1.5, -0.5, 0.75],
+      [0, 0, 0, 5, 5, 0, 0, 0, -1, -1, -1, -1, 5], // a tie, the first in lane 3 and the next in lane 0
+      [1, 2, 3, 4, 5, 6, N, 8, 9, N, -9, 0, 0], // NaN in lanes 2 and 1: the first wins
+      [0, 9, 0, 9, -9, 1, -9, 1, 0, 0, 0, -9, N], // NaN in the rest only
+      [-I, -I, -I, -I, -I, -I, -I, -I, -I, -I, -I, -I, -I],
+      [-0, 0, -0, 0, I, -I, 7, I, -I, 0, 3, -0, I],
+    ].flat();
+    const xc = Array.from({ length: 54 }, (_v, k) => [0.5, -1, 2, 3, 1.5, -2][(k * 7) % 6]! + (k % 4));
+    for (const [row, col, v] of [[3, 0, N], [5, 0, N], [2, 1, 9], [6, 1, 9], [1, 3, -I], [4, 3, -I], [7, 4, N], [0, 5, I]] as const) xc[row * 6 + col] = v;
+    const rr = rng(5);
+    const inputs = { x: Float32Array.from(x), xc: Float32Array.from(xc), r: Float32Array.from({ length: 42 }, () => randn(rr)) };
+    const params = { c: Float32Array.from({ length: 42 }, () => randn(rr)) };
+    const [want, got] = [flat.valueAndGrad(params, inputs), wasm.valueAndGrad(params, inputs)];
+    const [fw, gw] = [flat.forward(params, inputs), wasm.forward(params, inputs)];
+    for (const k of ['rmax', 'rmin', 'cmax', 'cmin', 'cs']) expect(Array.from(gw[k] as Float32Array), k).toEqual(Array.from(fw[k] as Float32Array));
+    expect(Array.from(fw.rmax as Int32Array)).toEqual([4, 3, 6, 12, 0, 4]);
+    expect(Array.from(got.grads.c!)).toEqual(Array.from(want.grads.c!));
+    expect(got.loss).toBe(want.loss);
+  });
+});

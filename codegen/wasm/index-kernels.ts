@@ -323,17 +323,82 @@ function eachLine(f: Body, shape: readonly number[], axis: number, at: number, b
   });
 }
 
-/** The index of the first maximum (minimum) of each line; a NaN wins and ends the line. */
+/**
+ * For each line in the range as eachLine, but four adjacent lines at once (`four`, from the first
+ * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4):
+ * their elements are then one v128 apart from the next's.
+ */
+function eachLineBy4(f: Body, shape: readonly number[], axis: number, at: number, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
+  const [outer, len, inner] = around(shape, axis);
+  if (inner < 4) return eachLine(f, shape, axis, at, one);
+  const [lo, hi] = rangeOf(f, outer * inner);
+  const [l, base, col] = [f.local('i32'), f.local('i32'), f.local('i32')];
+  f.get(lo).set(l);
+  f.loopUntil(
+    () => f.get(l).get(hi).i32GeS(),
+    () => {
+      f.get(l).i32(inner);
+      op.i32RemU(f);
+      f.set(col);
+      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul().get(col).i32(4).i32Mul().i32Add().i32(at).i32Add().set(base);
+      // one line where l + 4 > hi or col + 4 > inner, else four
+      f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add().i32(inner).i32GtS();
+      op.i32Or(f);
+      op.ifElse(
+        f,
+        () => {
+          one(l, base);
+          f.bump(l, 1);
+        },
+        () => {
+          four(l, base);
+          f.bump(l, 4);
+        },
+      );
+    },
+  );
+}
+
+const SIMD_OP = { f32x4Ne: 0x42, i32x4ExtractLane: 0x1b } as const;
+
+/**
+ * mask = (v better than best, or v NaN) and best not NaN, lane by lane, of the v128 locals: the
+ * lanes where the scalar loop would take v (a NaN best is kept: the first NaN ends a line).
+ */
+function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local): void {
+  f.get(v).get(best).f32x4(which === 'argmax' ? 'gt' : 'lt');
+  f.get(v).get(v).simd(SIMD_OP.f32x4Ne);
+  f.v128Or();
+  f.get(best).get(best).f32x4('eq');
+  f.v128And();
+}
+
+/**
+ * The index of the first maximum (minimum) of each line; a NaN wins and ends the line. Lines of
+ * the last axis of 8 or more: four lanes of (best, index) over the elements 4t + k, the lanes
+ * combined (a NaN lane wins over a number; between two NaNs or two equal values the lower index),
+ * then the rest one by one; lines four columns apart (inner ≥ 4): four lines at once.
+ */
 function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: number, xAt: number, yAt: number): IndexKernel {
   const [outer, len, inner] = around(shape, axis);
   const split = rows(outer * inner, outer * inner * len);
   const f = new Body(split ? 2 : 0);
   const [best, v] = [f.local('f32'), f.local('f32')];
-  const [j, p, idx] = [f.local('i32'), f.local('i32'), f.local('i32')];
-  eachLine(f, shape, axis, xAt, (l, base) => {
-    f.get(base).f32Load(0).set(best);
-    f.assign(idx, 0).assign(j, 1);
-    f.get(base).i32(4 * inner).i32Add().set(p);
+  const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+  const [vb, vv, vi, vj, vm] = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const better = () => {
+    if (which === 'argmax') f.f32Gt();
+    else op.f32Lt(f);
+  };
+  /** v into best, idx where the mask's lanes hold (vj: the lanes' indices). */
+  const take = () => {
+    betterMask(f, which, vv, vb);
+    f.set(vm);
+    f.get(vv).get(vb).get(vm).v128Bitselect().set(vb);
+    f.get(vj).get(vi).get(vm).v128Bitselect().set(vi);
+  };
+  /** From element j at p on, one by one, until the line's end or a NaN best. */
+  const scalarRest = () =>
     f.loopUntil(
       () => {
         // j ≥ len, or the best is NaN
@@ -348,8 +413,7 @@ function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: num
             f.get(v).get(v);
             op.f32Ne(f);
             f.get(v).get(best);
-            if (which === 'argmax') f.f32Gt();
-            else op.f32Lt(f);
+            better();
             op.i32Or(f);
           },
           () => f.get(v).set(best).get(j).set(idx),
@@ -357,25 +421,97 @@ function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: num
         f.bump(j, 1).bump(p, 4 * inner);
       },
     );
+  /** (v, i) into (best, idx): where best is NaN, a NaN v of a lower index; else a NaN v, a better v, or an equal v of a lower index. */
+  const combine = () =>
+    f.when(
+      () => {
+        f.get(v).get(v);
+        op.f32Ne(f);
+        f.get(i).get(idx).i32LtS();
+        op.i32And(f);
+        f.get(v).get(v);
+        op.f32Ne(f);
+        f.get(v).get(best);
+        better();
+        op.i32Or(f);
+        f.get(v).get(best).raw(0x5b); // f32.eq
+        f.get(i).get(idx).i32LtS();
+        op.i32And(f);
+        op.i32Or(f);
+        f.get(best).get(best);
+        op.f32Ne(f);
+        f.select();
+      },
+      () => f.get(v).set(best).get(i).set(idx),
+    );
+  const vecs = inner === 1 && len >= 8 ? Math.floor(len / 4) : 0;
+  const one = (l: Local, base: Local) => {
+    if (vecs) {
+      f.get(base).v128Load(0).set(vb);
+      f.i32x4Lanes([0, 1, 2, 3]).tee(vj).set(vi);
+      f.get(base).i32(16).i32Add().set(p);
+      f.repeat(j, vecs - 1, () => {
+        f.get(vj).i32x4Const(4).i32x4Add().set(vj);
+        f.get(p).v128Load(0).set(vv);
+        take();
+        f.bump(p, 16);
+      });
+      f.get(vb).f32x4ExtractLane(0).set(best);
+      f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(0).set(idx);
+      for (let k = 1; k < 4; k++) {
+        f.get(vb).f32x4ExtractLane(k).set(v);
+        f.get(vi).simd(SIMD_OP.i32x4ExtractLane).raw(k).set(i);
+        combine();
+      }
+      f.assign(j, 4 * vecs);
+    } else {
+      f.get(base).f32Load(0).set(best);
+      f.assign(idx, 0).assign(j, 1);
+      f.get(base).i32(4 * inner).i32Add().set(p);
+    }
+    scalarRest();
     f.get(l).i32(4).i32Mul().i32(yAt).i32Add().get(idx);
     op.i32Store(f);
-  });
-  return { body: f, split, what: `${which} of ${outer * inner} lines of ${len} (the first; a NaN wins)` };
+  };
+  const four = (l: Local, base: Local) => {
+    // lanes: four lines, the scalar loop's test lane by lane
+    f.get(base).v128Load(0).set(vb);
+    f.i32x4Const(0).tee(vi).set(vj);
+    f.get(base).set(p);
+    if (len > 1)
+      f.repeat(j, len - 1, () => {
+        f.bump(p, 4 * inner);
+        f.get(vj).i32x4Const(1).i32x4Add().set(vj);
+        f.get(p).v128Load(0).set(vv);
+        take();
+      });
+    f.get(l).i32(4).i32Mul().i32(yAt).i32Add().get(vi).v128Store(0);
+  };
+  eachLineBy4(f, shape, axis, xAt, one, four);
+  const how = vecs ? ', four lanes' : inner >= 4 ? ', four columns at once' : '';
+  return { body: f, split, what: `${which} of ${outer * inner} lines of ${len} (the first; a NaN wins${how})` };
 }
 
-/** Running sums along each line in f64, from the end with `reverse`. */
+/**
+ * Running sums along each line in f64, from the end with `reverse`; lines four columns apart
+ * (inner ≥ 4) four at once, in two f64x2 sums (the same sums).
+ */
 function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: number, yAt: number): IndexKernel {
   const [outer, len, inner] = around(shape, axis);
   const split = rows(outer * inner, outer * inner * len);
   const f = new Body(split ? 2 : 0);
   const s = f.local('f64');
   const [j, p] = [f.local('i32'), f.local('i32')];
+  const [v, s0, s1] = [f.local('v128'), f.local('v128'), f.local('v128')];
   const step = reverse ? -4 * inner : 4 * inner;
-  eachLine(f, shape, axis, xAt, (_l, base) => {
-    op.f64Const(f, 0).set(s);
+  const start = (base: Local) => {
     f.get(base);
     if (reverse) f.i32(4 * inner * (len - 1)).i32Add();
     f.set(p);
+  };
+  const one = (_l: Local, base: Local) => {
+    op.f64Const(f, 0).set(s);
+    start(base);
     f.repeat(j, len, () => {
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
@@ -383,8 +519,22 @@ function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: n
       f.get(p).i32(yAt - xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
       f.bump(p, step);
     });
-  });
-  return { body: f, split, what: `cumsum of ${outer * inner} lines of ${len}${reverse ? ', from the end' : ''} (in f64)` };
+  };
+  const four = (_l: Local, base: Local) => {
+    f.f32x4Const(0).tee(s0).set(s1); // f64x2 zeros
+    start(base);
+    f.repeat(j, len, () => {
+      f.get(p).v128Load(0).set(v);
+      f.get(s0).get(v).f64x2PromoteLowF32x4().f64x2Add().set(s0);
+      f.get(s1).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f64x2PromoteLowF32x4().f64x2Add().set(s1);
+      f.get(p).i32(yAt - xAt).i32Add();
+      f.get(s0).f32x4DemoteF64x2Zero().get(s1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
+      f.v128Store(0);
+      f.bump(p, step);
+    });
+  };
+  eachLineBy4(f, shape, axis, xAt, one, four);
+  return { body: f, split, what: `cumsum of ${outer * inner} lines of ${len}${reverse ? ', from the end' : ''} (in f64${inner >= 4 ? ', four columns at once' : ''})` };
 }
 
 /**
