@@ -59,14 +59,19 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   for (const o of m.fwd.outputs) fwd.arrOf(m.fwd, o.value);
   const bwd = new Emitter(m, plan, codeName, kernels, t, false, backend);
   const bwdCode = plan.units.backward.flatMap((u) => bwd.unit(u));
-  // a forward-only model (no loss) has forward and no valueAndGrad
-  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss');
-  const lossSlot = codeName('lossSlot');
-  const lossName = lossOut ? valueName(m.fwd, lossOut.value) : '';
-  const withGrad = <T>(lines: readonly T[]): T[] => (lossOut ? [...lines] : []);
+  const grads = gradientArrays(m, bwd, codeName);
+  const arena = arenaOf(m, kernels, backend);
+  const p = moduleParts({ m, t, typed, backend, codeName, kernels, fwd, bwd, fwdCode, bwdCode, ...grads, ...arena });
+  const lines = arena.syms.length ? symbolicModule(p) : staticModule(p);
+  return lines.join('\n') + '\n';
+}
 
-  // gradients need arrays of their own: a gradient that is a forward value, a constant or
-  // shared with another param is copied into a fresh array
+/**
+ * The gradients' arrays: a gradient that is a forward value, a constant or shared with another
+ * param is copied into a fresh array (declared in extraDecls, filled by gradCopies).
+ */
+function gradientArrays(m: ModuleInfo, bwd: Emitter, codeName: (base: string) => string): { gradArrays: Map<string, string>; gradCopies: string[]; extraDecls: string[] } {
+  const plan = m.plan;
   const gradArrays = new Map<string, string>();
   const gradCopies: string[] = [];
   const extraDecls: string[] = [];
@@ -86,10 +91,16 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
     gradCopies.push(c !== undefined ? `${copy}.fill(${E.num(c).code});` : `${copy}.set(${bwd.arrOf(m.bwd, o.value)});`);
     gradArrays.set(o.name, copy);
   }
+  return { gradArrays, gradCopies, extraDecls };
+}
 
+const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+
+/** The arena: the arrays of the memory plan, and the entries of the object that names them by value. */
+function arenaOf(m: ModuleInfo, kernels: Kernels, backend: Backend | undefined): { syms: string[]; bytesText: string; staticBytes: number; arrays: string[]; entries: string[] } {
+  const plan = m.plan;
   // the arena: every array the steps touch, by value name
   const syms = symbols(m.fwd);
-  const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
   const staticBytes = plan.buffers.reduce((s, b) => s + (isStatic(b.size) ? b.size.coef * 4 : 0), 0);
   const perSym = new Map<string, number>();
   for (const b of plan.buffers) if (!isStatic(b.size)) perSym.set(b.size.syms.join(' × '), (perSym.get(b.size.syms.join(' × ')) ?? 0) + b.size.coef * 4);
@@ -139,7 +150,42 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   const accSlots = Math.max(0, ...allUnits(plan).map((u) => accCount(u)));
   for (let k = 0; k < accSlots; k++) entries.push(`_acc${k}: new Float64Array(${accSize}), // accumulators of column sums`);
   entries.push(...(backend?.entries ?? []));
+  return { syms, bytesText, staticBytes, arrays, entries };
+}
 
+/** What emitTs has made, for the pieces that write the module. */
+interface ModuleInputs {
+  readonly m: ModuleInfo;
+  readonly t: Typed;
+  readonly typed: boolean;
+  readonly backend: Backend | undefined;
+  readonly codeName: (base: string) => string;
+  readonly kernels: Kernels;
+  readonly fwd: Emitter;
+  readonly bwd: Emitter;
+  readonly fwdCode: string[];
+  readonly bwdCode: string[];
+  readonly gradArrays: Map<string, string>;
+  readonly gradCopies: string[];
+  readonly extraDecls: string[];
+  readonly syms: string[];
+  readonly bytesText: string;
+  readonly staticBytes: number;
+  readonly arrays: string[];
+  readonly entries: string[];
+}
+
+type ModuleParts = ReturnType<typeof moduleParts>;
+
+/** The functions and declarations both kinds of module have (stage, the passes, outputs, the header). */
+function moduleParts(x: ModuleInputs) {
+  const { m, t, typed, backend, codeName, kernels, fwd, bwd, fwdCode, bwdCode, gradArrays, gradCopies, extraDecls, syms, bytesText, staticBytes } = x;
+  const plan = m.plan;
+  // a forward-only model (no loss) has forward and no valueAndGrad
+  const lossOut = m.fwd.outputs.find((o) => o.name === 'loss');
+  const lossSlot = codeName('lossSlot');
+  const lossName = lossOut ? valueName(m.fwd, lossOut.value) : '';
+  const withGrad = <T>(lines: readonly T[]): T[] => (lossOut ? [...lines] : []);
   const destructure = (used: Set<string>) => {
     const names = [...used].filter((n) => n !== '');
     return names.length ? [`const { ${names.map((n) => key(n)).join(', ')} } = buf;`] : [];
@@ -191,116 +237,125 @@ export function emitTs(m: ModuleInfo, typed = true, backend?: Backend): string {
   const state = stateCode(m, t, (v) => `buf.${v}`);
   const optionsParam = modes ? `options${t(': Options')} = noOptions` : `options${t('?: Options')}`;
   const checkOptionsCall = (train: boolean) => (modes ? [`  checkOptions(options, ${train}, false);`] : []);
-  const lines: string[] = syms.length
-    ? [
-        ...preamble([`const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`]),
-        ...symbolicArena(m, plan, entries, t),
-        ...checkFiniteDecl(m, t),
-        ...outputsDecl,
-        '',
-        ...withGrad(resultDecl),
-        '',
-        '/**',
-        ' * The steps for the sizes of one call. The arena and the sizes are constants of these closures,',
-        ' * which V8 then compiles as it compiles a static build; a call with other sizes makes a new set.',
-        ' */',
-        `function steps(buf${t(': ReturnType<typeof arena>')}, ${syms.map((d) => `${d}${t(': number')}`).join(', ')}) {`,
-        ...stageFn,
-        ...kernels.code,
-        '',
-        ...forwardFn,
-        '',
-        ...withGrad(backwardFn),
-        '',
-        `  return { stage, forwardPass${lossOut ? ', backwardPass' : ''} };`,
-        '}',
-        '',
-        `let current${t(': ReturnType<typeof steps> | undefined')};`,
-        '',
-        '/** Checks the arguments, binds the sizes, lays the arena out when they change and stages the arguments. */',
-        `function prepare(params${t(': Params')}, inputs${t(': Inputs')})${t(': ReturnType<typeof steps>')} {`,
-        '  checkArgs(params, inputs);',
-        `  if (current === undefined || ${syms.map((d) => `dims.${d} !== laidOut.${d}`).join(' || ')}) {`,
-        '    layout();',
-        `    current = steps(buf, ${syms.map((d) => `dims.${d}`).join(', ')});`,
-        '  }',
-        '  current.stage(params, inputs);',
-        '  return current;',
-        '}',
-        '',
-        '/** Runs the model forward; scalar outputs are numbers. */',
-        `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
-        ...(modes ? ['  checkOptions(options, false, false);', '  const s = prepare(params, inputs);', ...state.set, '  s.forwardPass();', ...state.save] : ['  prepare(params, inputs).forwardPass();']),
-        '  return outputsObj;',
-        '}',
-        '',
-        ...withGrad([
-          '/** The loss and the gradient of the loss with respect to every param. */',
-          `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
-          ...checkOptionsCall(true),
-          '  const s = prepare(params, inputs);',
-          ...state.set,
-          '  s.forwardPass();',
-          ...state.save,
-          '  s.backwardPass();',
-          '  return result;',
-          '}',
-        ]),
-        ...updateDecl(m, t),
-        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
-      ]
-    : instanced(backend?.instance, common, [...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t)], [
-        ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
-        'const buf = {',
-        ...entries,
-        '};',
-        ...extraDecls,
-        '',
-      ], [
-        // the options' state (the dropout seed, the call's mode) is the instance's own
-        ...optionsDecl(m, t),
-        '',
-        ...checkFiniteDecl(m, t),
-        ...stageFn,
-        ...kernels.code,
-        '',
-        ...forwardFn,
-        '',
-        ...outputsDecl,
-        '',
-        '/** Runs the model forward; scalar outputs are numbers. */',
-        `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
-        '  checkArgs(params, inputs);',
-        ...(modes ? ['  checkOptions(options, false, false);'] : []),
-        '  stage(params, inputs);',
-        ...state.set,
-        '  forwardPass();',
-        ...state.save,
-        '  return outputsObj;',
-        '}',
-        '',
-        ...withGrad([
-          ...resultDecl,
-          '',
-          '/** The loss and the gradient of the loss with respect to every param. */',
-          `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
-          '  checkArgs(params, inputs);',
-          ...checkOptionsCall(true),
-          '  stage(params, inputs);',
-          ...state.set,
-          '  forwardPass();',
-          ...state.save,
-          ...destructure(bwd.used),
-          ...bwdCode,
-          ...gradCopies,
-          `  ${lossSlot}[0] = buf.${lossName}[0];`,
-          '  return result;',
-          '}',
-        ]),
-        ...updateDecl(m, t),
-        ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
-      ]);
-  return lines.join('\n') + '\n';
+  return { ...x, kernels, plan, lossOut, lossSlot, lossName, withGrad, destructure, stageFn, forwardFn, backwardFn, outputsDecl, resultDecl, common, preamble, modes, state, optionsParam, checkOptionsCall };
+}
+
+/** A module with symbolic sizes: the steps are closures over one call's sizes, made anew when they change. */
+function symbolicModule(p: ModuleParts): string[] {
+  const { m, t, plan, entries, syms, arrays, kernels, stageFn, forwardFn, backwardFn, outputsDecl, resultDecl, withGrad, preamble, lossOut, modes, state, optionsParam, checkOptionsCall, gradArrays, lossSlot, codeName, backend } = p;
+  return [
+    ...preamble([`const buffers${t(`: [${plan.buffers.map((b) => ARRAY[b.dtype]).join(', ')}]`)} = [${arrays.join(', ')}];`]),
+    ...symbolicArena(m, plan, entries, t),
+    ...checkFiniteDecl(m, t),
+    ...outputsDecl,
+    '',
+    ...withGrad(resultDecl),
+    '',
+    '/**',
+    ' * The steps for the sizes of one call. The arena and the sizes are constants of these closures,',
+    ' * which V8 then compiles as it compiles a static build; a call with other sizes makes a new set.',
+    ' */',
+    `function steps(buf${t(': ReturnType<typeof arena>')}, ${syms.map((d) => `${d}${t(': number')}`).join(', ')}) {`,
+    ...stageFn,
+    ...kernels.code,
+    '',
+    ...forwardFn,
+    '',
+    ...withGrad(backwardFn),
+    '',
+    `  return { stage, forwardPass${lossOut ? ', backwardPass' : ''} };`,
+    '}',
+    '',
+    `let current${t(': ReturnType<typeof steps> | undefined')};`,
+    '',
+    '/** Checks the arguments, binds the sizes, lays the arena out when they change and stages the arguments. */',
+    `function prepare(params${t(': Params')}, inputs${t(': Inputs')})${t(': ReturnType<typeof steps>')} {`,
+    '  checkArgs(params, inputs);',
+    `  if (current === undefined || ${syms.map((d) => `dims.${d} !== laidOut.${d}`).join(' || ')}) {`,
+    '    layout();',
+    `    current = steps(buf, ${syms.map((d) => `dims.${d}`).join(', ')});`,
+    '  }',
+    '  current.stage(params, inputs);',
+    '  return current;',
+    '}',
+    '',
+    '/** Runs the model forward; scalar outputs are numbers. */',
+    `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
+    ...(modes ? ['  checkOptions(options, false, false);', '  const s = prepare(params, inputs);', ...state.set, '  s.forwardPass();', ...state.save] : ['  prepare(params, inputs).forwardPass();']),
+    '  return outputsObj;',
+    '}',
+    '',
+    ...withGrad([
+      '/** The loss and the gradient of the loss with respect to every param. */',
+      `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
+      ...checkOptionsCall(true),
+      '  const s = prepare(params, inputs);',
+      ...state.set,
+      '  s.forwardPass();',
+      ...state.save,
+      '  s.backwardPass();',
+      '  return result;',
+      '}',
+    ]),
+    ...updateDecl(m, t),
+    ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
+  ];
+}
+
+/** A module of static sizes (or a backend's instance): the arena and the steps at module level. */
+function staticModule(p: ModuleParts): string[] {
+  const { m, t, plan, entries, arrays, kernels, stageFn, forwardFn, outputsDecl, resultDecl, withGrad, common, extraDecls, modes, state, optionsParam, checkOptionsCall, gradArrays, gradCopies, lossSlot, lossName, codeName, backend, bwd, bwdCode, destructure } = p;
+  return instanced(backend?.instance, common, [...initDecl(m, t), ...initBuffersDecl(m, t), '', ...checkDecl(m, t)], [
+    ...(backend ? backend.buffersDecl(arrays, t) : [`const buffers = [${arrays.join(', ')}]${t(' as const')};`]),
+    'const buf = {',
+    ...entries,
+    '};',
+    ...extraDecls,
+    '',
+  ], [
+    // the options' state (the dropout seed, the call's mode) is the instance's own
+    ...optionsDecl(m, t),
+    '',
+    ...checkFiniteDecl(m, t),
+    ...stageFn,
+    ...kernels.code,
+    '',
+    ...forwardFn,
+    '',
+    ...outputsDecl,
+    '',
+    '/** Runs the model forward; scalar outputs are numbers. */',
+    `export function forward(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': Outputs')} {`,
+    '  checkArgs(params, inputs);',
+    ...(modes ? ['  checkOptions(options, false, false);'] : []),
+    '  stage(params, inputs);',
+    ...state.set,
+    '  forwardPass();',
+    ...state.save,
+    '  return outputsObj;',
+    '}',
+    '',
+    ...withGrad([
+      ...resultDecl,
+      '',
+      '/** The loss and the gradient of the loss with respect to every param. */',
+      `export function valueAndGrad(params${t(': Params')}, inputs${t(': Inputs')}, ${optionsParam})${t(': { loss: number; grads: Grads }')} {`,
+      '  checkArgs(params, inputs);',
+      ...checkOptionsCall(true),
+      '  stage(params, inputs);',
+      ...state.set,
+      '  forwardPass();',
+      ...state.save,
+      ...destructure(bwd.used),
+      ...bwdCode,
+      ...gradCopies,
+      `  ${lossSlot}[0] = buf.${lossName}[0];`,
+      '  return result;',
+      '}',
+    ]),
+    ...updateDecl(m, t),
+    ...(m.optimizer ? trainDecls(m, t, { gradArray: (p) => gradArrays.get(p)!, loss: `${lossSlot}[0]`, codeName, backend: backend?.train }) : []),
+  ]);
 }
 
 /**
