@@ -86,6 +86,16 @@ export function threadsDecl(
     `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
     'const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line',
     '',
+    ...workerLines(T),
+    ...createLines(pages, sharedFlagAt, T, derived),
+    ...splitLines(T),
+    ...kernelsLines(T, derived),
+  ];
+}
+
+/** The workers' code (workerMain, startWorker) and the thread count of the machine. */
+function workerLines(T: (s: string) => string): string[] {
+  return [
     '/**',
     ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
     ' * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done',
@@ -158,6 +168,12 @@ export function threadsDecl(
     '  return 1;',
     '}',
     '',
+  ];
+}
+
+/** create()'s head: its options, the instance where nothing splits, the shared memory, the workers. */
+function createLines(pages: number, sharedFlagAt: number, T: (s: string) => string, derived: readonly string[]): string[] {
+  return [
     '/**',
     ' * An instance of the module whose large kernels run split over `threads` threads (this one and',
     ' * threads − 1 workers; default, and at most: every hardware thread), with its own arena in a shared',
@@ -218,6 +234,12 @@ export function threadsDecl(
     '    for (const w of workers) w.terminate();',
     '    throw e;',
     '  }',
+  ];
+}
+
+/** create()'s middle: handing out a kernel's blocks (`split`), adapting (`run`). */
+function splitLines(T: (s: string) => string): string[] {
+  return [
     '  // Atomics.wait may not block a browser\'s main thread: there the caller only spins',
     '  let canWait = true;',
     '  try {',
@@ -288,6 +310,12 @@ export function threadsDecl(
     '    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);',
     '    if (phase === 1) period[k] = (mode === 1) === (best[2 * k + 1]! < best[2 * k]!) ? 16 : Math.min(1024, 2 * period[k]!);'.replace(/!/g, T('!')),
     '  };',
+  ];
+}
+
+/** create()'s tail: the kernels object and the instance. */
+function kernelsLines(T: (s: string) => string, derived: readonly string[]): string[] {
+  return [
     `  const kernels${T(': any')} = {};`,
     '  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];',
     '  names.forEach((name, k) => {',
