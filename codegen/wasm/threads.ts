@@ -52,6 +52,35 @@ export const PACK_COST = 32;
  */
 export const COLUMN_REDUCTION_COST = 16;
 /**
+ * The work of one element of the domain of a kernel of the kernel form, on top of its nodes (the
+ * renderer counts a node per element): its loads and stores. A layout copy or a ReLU over the CIFAR
+ * ResNet's [32,16,32,32] activations (524,288 elements, one or two nodes) took 0.09–0.37 ms on one
+ * thread (2026-12-07), as long as a matmul of 2–9 million multiply-adds, where its nodes alone
+ * counted 0.5–1 million and it never split.
+ */
+export const ELEMENT_COST = 8;
+/**
+ * The work of one element of a softmax along the last axis (its max, exponential, sum and
+ * division): the GPT's attention softmax, 196,608 elements, took 0.54 ms (2026-12-07), as long as
+ * a matmul of about 13 million multiply-adds.
+ */
+export const SOFTMAX_COST = 64;
+
+/**
+ * The split of a kernel of the kernel form (the renderer's, codegen/wasm/kernel.ts), its work in
+ * multiply-adds: its nodes and ELEMENT_COST per element of its domain; a reduction with a kept axis
+ * after a reduced one splits by columns, where every thread reads every row: over fewer than 64
+ * columns (a block of 32 is two cache lines: the CIFAR ResNet's batch-norm sums over [32768,16]
+ * ran 1.1–3× slower split, 2026-12-07) its work counts COLUMN_REDUCTION_COST times less.
+ */
+export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[]): Split {
+  const numel = domain.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
+  const work = split.work + ELEMENT_COST * numel;
+  const columns = axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
+  return { ...split, work: columns && split.extent < 64 ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
+}
+
+/**
  * Loads of its slot a worker makes after a block before it sleeps (about 10 µs here: the gap
  * between the kernels of a step). Longer spins made the step slower on the loaded development
  * machine, where a spinning worker takes CPU time from the calling thread (docs/threads.md).
