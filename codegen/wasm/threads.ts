@@ -69,15 +69,16 @@ export const SOFTMAX_COST = 64;
 /**
  * The split of a kernel of the kernel form (the renderer's, codegen/wasm/kernel.ts), its work in
  * multiply-adds: its nodes and ELEMENT_COST per element of its domain; a reduction with a kept axis
- * after a reduced one splits by columns, where every thread reads every row: over fewer than 64
- * columns (a block of 32 is two cache lines: the CIFAR ResNet's batch-norm sums over [32768,16]
- * ran 1.1–3× slower split, 2026-12-07) its work counts COLUMN_REDUCTION_COST times less.
+ * after a reduced one splits by columns, where every thread reads every row, and its work counts
+ * COLUMN_REDUCTION_COST times less (makemore L's column sums over [256,1024] ran 1.2–2.5× slower
+ * split, 2026-12-02; the CIFAR ResNet's batch-norm sums over [32768,16], whose blocks of 8 columns
+ * share every cache line and lose the renderer's 16-column unrolling, 1.1–3×, 2026-12-07).
  */
 export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[]): Split {
   const numel = domain.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
   const work = split.work + ELEMENT_COST * numel;
   const columns = axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
-  return { ...split, work: columns && split.extent < 64 ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
+  return { ...split, work: columns ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
 }
 
 /**
