@@ -32,14 +32,6 @@ export interface Split {
  */
 export const MIN_WORK_PER_THREAD = 1 << 21;
 /**
- * The work of one step of an elementwise kernel at one element: 1, and 16 for an exponential, a
- * tanh or a sigmoid, which cost many multiply-adds (makemore L's tanh group, three steps, took
- * 1.0 ms for 262,144 elements, 2026-12-02: as long as a matmul of 8 million multiply-adds).
- */
-export function stepWork(op: string): number {
-  return op === 'exp' || op === 'tanh' || op === 'sigmoid' ? 16 : 1;
-}
-/**
  * The work of one float that the packing of a transposed B copies: its writes stride down the
  * packed columns (makemore L packed 196,608 floats in 0.57 ms, 2026-12-02: about the time of 10
  * million multiply-adds in a matmul kernel), so a copy counts as 32.
