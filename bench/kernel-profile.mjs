@@ -33,7 +33,7 @@ async function load(spec, n, { threads, adapt } = {}) {
   let src = readFileSync(file, 'utf8');
   const before = src;
   src = src.replace(/const single = instance\(memory, (.*)\);/, 'const single = instance(memory, __wrap($1));');
-  src = src.replace('...instance(memory, kernels),', '...instance(memory, __wrap(kernels)),');
+  src = src.replace('...freshInstance()(memory, kernels),', '...freshInstance()(memory, __wrap(kernels)),');
   if (src === before) throw new Error(`${file}: no instance() call to wrap`);
   const url = `data:text/javascript;base64,${Buffer.from(WRAP + src + `\n// ${n}`).toString('base64')}`;
   const mod = await import(url);

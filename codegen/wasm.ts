@@ -39,7 +39,7 @@ import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsB } from './wasm/m
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
-import { PACK_COST, threadsDecl } from './wasm/threads.js';
+import { formSplit, PACK_COST, SOFTMAX_COST, threadsDecl } from './wasm/threads.js';
 import { checkWasmMemory, emitSymbolicWasm } from './wasm/symbolic.js';
 import type { Address } from './wasm/layout.js';
 import { PADDING, PAGE, addresses, align } from './wasm/layout.js';
@@ -265,7 +265,7 @@ class StaticModule {
   private formKernel(name: string, k: FormKernel, what: string, addr: (arg: string) => number | undefined, rendered?: WasmKernel): string[] | undefined {
     const r = rendered ?? tryRender(k, addr);
     if (!r) return undefined;
-    this.kernels.push(r.ranged ? { name, body: r.ranged.body, split: r.ranged.split, what } : { name, body: r.body, what });
+    this.kernels.push(r.ranged ? { name, body: r.ranged.body, split: formSplit(r.ranged.split, k.domain, k.axes), what } : { name, body: r.body, what });
     return [`${member('kernels', name)}();`];
   }
 
@@ -311,7 +311,7 @@ class StaticModule {
       // split by rows
       const name = `softmax_${last}`;
       const k = d.kernel;
-      this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * 8 } });
+      this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * SOFTMAX_COST } });
       return call(name);
     }
     if (d.kind !== 'matmul') throw new Error(`internal: a ${d.kind} decision in the static module`);

@@ -4,6 +4,7 @@
 // (destroy(), and a process that never calls it still exits), an instance where nothing splits (unshared, no workers), and the errors of create.
 
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -165,6 +166,47 @@ describe('threads', () => {
       open.push(t);
       for (const seed of [1, 2]) expectSame(m, t, params, inputsOf(m, seed));
     }
+  });
+
+  it('at the default minWork, splits an elementwise group over a large domain and softmax rows on 2 threads, not a column sum over 16 columns; no bit changes', async () => {
+    const file = modelFile(`
+      import { model } from 'graphc';
+      export default model('wide', (g) => {
+        const x = g.input('x', [64, 8192]);
+        const z = g.input('z', [32768, 16]);
+        const a = g.input('a', [3072, 64]);
+        const h = x.mul(g.param('w', [8192], { scale: 0.5 })).relu();
+        const q = z.mul(g.param('v', [16], { scale: 0.5 })).tanh();
+        const p = g.softmax(a.mul(g.param('u', [64], { scale: 0.5 })));
+        return h.sum(0).square().mean().add(q.sum(0).square().mean()).add(p.square().mean());
+      });
+    `);
+    const out = tmp();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'graphc.js'), 'build', file, '--target', 'wasm', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    // the module's table of the kernels that split, and the blocks create({ threads: 2 }) gives each at the default minWork
+    const src = readFileSync(path.join(out, 'wide.wasm.js'), 'utf8');
+    const minWork = Number(/const MIN_WORK = (\d+);/.exec(src)![1]);
+    const table = new Map([...src.matchAll(/^ {2}"(\w+)": \[(\d+), (\d+), (\d+), \d+, \d+\],$/gm)].map((x) => [x[1]!, x.slice(2, 5).map(Number)]));
+    const blocks = (name: string) => {
+      const [extent, align, work] = table.get(name) ?? [1, 1, 0];
+      return Math.max(1, Math.min(2, Math.floor(work! / minWork), Math.ceil(extent! / align!)));
+    };
+    const named = (re: RegExp) => [...src.matchAll(re)].map((x) => x[1]!);
+    // the gradient's broadcasts and products over [64,8192] (524,288 elements, a node or two each), the softmax of [3072,64]
+    const wide = named(/^\/\/ {3}(kernel_\w+): .* {3}\[64,8192\] \(kernel form\)$/gm);
+    const softmax = named(/^\/\/ {3}(softmax_\w+): /gm);
+    const narrow = named(/^\/\/ {3}(kernel_\w+): .* {3}\[32768,16\] reducing axes 0 \(kernel form\)$/gm);
+    expect(wide.length && softmax.length && narrow.length).toBeGreaterThan(0);
+    for (const k of [...wide, ...softmax]) expect(blocks(k), k).toBe(2);
+    for (const k of narrow) expect(blocks(k), k).toBe(1);
+    const m = await load(path.join(out, 'wide.wasm.js'));
+    const t = await m.create({ threads: 2, adapt: false });
+    open.push(t);
+    const params = m.initParams(3);
+    const inputs = inputsOf(m, 6);
+    expect(Object.values(t.valueAndGrad(params, inputs).grads).some((g) => g.buffer instanceof SharedArrayBuffer)).toBe(true);
+    expectSame(m, t, params, inputs);
   });
 
   it('trainStep (--optimizer adam) of a threaded instance is bit-identical, step after step, with its own optimizer state', async () => {

@@ -32,14 +32,6 @@ export interface Split {
  */
 export const MIN_WORK_PER_THREAD = 1 << 21;
 /**
- * The work of one step of an elementwise kernel at one element: 1, and 16 for an exponential, a
- * tanh or a sigmoid, which cost many multiply-adds (makemore L's tanh group, three steps, took
- * 1.0 ms for 262,144 elements, 2026-12-02: as long as a matmul of 8 million multiply-adds).
- */
-export function stepWork(op: string): number {
-  return op === 'exp' || op === 'tanh' || op === 'sigmoid' ? 16 : 1;
-}
-/**
  * The work of one float that the packing of a transposed B copies: its writes stride down the
  * packed columns (makemore L packed 196,608 floats in 0.57 ms, 2026-12-02: about the time of 10
  * million multiply-adds in a matmul kernel), so a copy counts as 32.
@@ -51,6 +43,36 @@ export const PACK_COST = 32;
  * 2-core development machine (docs/threads.md), so it splits only when 16 times larger.
  */
 export const COLUMN_REDUCTION_COST = 16;
+/**
+ * The work of one element of the domain of a kernel of the kernel form, on top of its nodes (the
+ * renderer counts a node per element): its loads and stores. A layout copy or a ReLU over the CIFAR
+ * ResNet's [32,16,32,32] activations (524,288 elements, one or two nodes) took 0.09–0.37 ms on one
+ * thread (2026-12-07), as long as a matmul of 2–9 million multiply-adds, where its nodes alone
+ * counted 0.5–1 million and it never split.
+ */
+export const ELEMENT_COST = 8;
+/**
+ * The work of one element of a softmax along the last axis (its max, exponential, sum and
+ * division): the GPT's attention softmax, 196,608 elements, took 0.54 ms (2026-12-07), as long as
+ * a matmul of about 13 million multiply-adds.
+ */
+export const SOFTMAX_COST = 64;
+
+/**
+ * The split of a kernel of the kernel form (the renderer's, codegen/wasm/kernel.ts), its work in
+ * multiply-adds: its nodes and ELEMENT_COST per element of its domain; a reduction with a kept axis
+ * after a reduced one splits by columns, where every thread reads every row, and its work counts
+ * COLUMN_REDUCTION_COST times less (makemore L's column sums over [256,1024] ran 1.2–2.5× slower
+ * split, 2026-12-02; the CIFAR ResNet's batch-norm sums over [32768,16], whose blocks of 8 columns
+ * share every cache line and lose the renderer's 16-column unrolling, 1.1–3×, 2026-12-07).
+ */
+export function formSplit(split: Split, domain: readonly (number | string)[], axes: readonly number[]): Split {
+  const numel = domain.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
+  const work = split.work + ELEMENT_COST * numel;
+  const columns = axes.length > 0 && domain.some((_, i) => i > axes[0]! && !axes.includes(i));
+  return { ...split, work: columns ? Math.floor(work / COLUMN_REDUCTION_COST) : work };
+}
+
 /**
  * Loads of its slot a worker makes after a block before it sleeps (about 10 µs here: the gap
  * between the kernels of a step). Longer spins made the step slower on the loaded development
@@ -86,6 +108,16 @@ export function threadsDecl(
     `const WAIT_SPIN = ${WAIT_SPIN}; // loads of a running block's done generation the caller makes before it sleeps`,
     'const PACK_ALIGN = 16; // the columns of a packed B a chunk of its packing starts at: a cache line',
     '',
+    ...workerLines(T),
+    ...createLines(pages, sharedFlagAt, T, derived),
+    ...splitLines(T),
+    ...kernelsLines(T, derived),
+  ];
+}
+
+/** The workers' code (workerMain, startWorker) and the thread count of the machine. */
+function workerLines(T: (s: string) => string): string[] {
+  return [
     '/**',
     ' * A worker: the kernels over the shared memory, then a loop over its slot (16 words of `ctl`:',
     ' * [0] the job generation, -1 to stop; [1] the kernel; [2], [3] the range; [4] the done',
@@ -158,6 +190,12 @@ export function threadsDecl(
     '  return 1;',
     '}',
     '',
+  ];
+}
+
+/** create()'s head: its options, the instance where nothing splits, the shared memory, the workers. */
+function createLines(pages: number, sharedFlagAt: number, T: (s: string) => string, derived: readonly string[]): string[] {
+  return [
     '/**',
     ' * An instance of the module whose large kernels run split over `threads` threads (this one and',
     ' * threads − 1 workers; default, and at most: every hardware thread), with its own arena in a shared',
@@ -218,6 +256,12 @@ export function threadsDecl(
     '    for (const w of workers) w.terminate();',
     '    throw e;',
     '  }',
+  ];
+}
+
+/** create()'s middle: handing out a kernel's blocks (`split`), adapting (`run`). */
+function splitLines(T: (s: string) => string): string[] {
+  return [
     '  // Atomics.wait may not block a browser\'s main thread: there the caller only spins',
     '  let canWait = true;',
     '  try {',
@@ -288,6 +332,12 @@ export function threadsDecl(
     '    best[2 * k + mode] = e < 0 || t < e ? t : e + 0.25 * (t - e);',
     '    if (phase === 1) period[k] = (mode === 1) === (best[2 * k + 1]! < best[2 * k]!) ? 16 : Math.min(1024, 2 * period[k]!);'.replace(/!/g, T('!')),
     '  };',
+  ];
+}
+
+/** create()'s tail: the kernels object and the instance. */
+function kernelsLines(T: (s: string) => string, derived: readonly string[]): string[] {
+  return [
     `  const kernels${T(': any')} = {};`,
     '  for (const name of Object.keys(own)) if (!/_(range|pack)$/.test(name)) kernels[name] = own[name];',
     '  names.forEach((name, k) => {',
