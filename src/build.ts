@@ -79,7 +79,7 @@ export function displaySource(file: string): string {
  * the memory plan. Mutates fwd.
  */
 export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: boolean } = {}): { bwd: Graph; plan: Plan } {
-  // the flat and wasm modules run scans as loops; the GPU.js and WebGPU modules unroll them (ir/loops.ts)
+  // the flat, wasm and GPU.js modules run scans as loops; the WebGPU module unrolls them (ir/loops.ts)
   const LOOPS = (opts.loops ?? loopTargets(opts.targets ?? DEFAULT_TARGETS)) ? KEPT_LOOP_PASSES : LOOP_PASSES;
   opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
@@ -101,9 +101,9 @@ export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: bool
   return { bwd, plan: planMemory(fwd, bwd, { storeAll: opts.checkFinite }) };
 }
 
-/** Whether every one of these targets runs scans as loops (the flat and wasm modules do; the GPU.js and WebGPU modules unroll them). */
+/** Whether every one of these targets runs scans as loops (the flat, wasm and GPU.js modules do; the WebGPU module unrolls them). */
 export function loopTargets(targets: readonly Target[]): boolean {
-  return targets.every((t) => t === 'ts' || t === 'wasm');
+  return targets.every((t) => t === 'ts' || t === 'wasm' || t === 'gpu');
 }
 
 /**
@@ -172,10 +172,10 @@ export function compileGraphs(
   if (isForwardOnly(fwd)) refuseGradientOptions(fwd, model, opts);
   // --hvp, --jvp: the derived graphs start from this trace (lowerDerived), before the passes change it
   const copy = opts.hvp || opts.jvp ? fwd.clone() : undefined;
-  // the flat and wasm modules run scans as loops, the GPU.js and WebGPU modules their steps: with
-  // targets of both kinds, the GPU modules get a lowering of their own
+  // the flat, wasm and GPU.js modules run scans as loops, the WebGPU module their steps: with
+  // targets of both kinds, the WebGPU module gets a lowering of its own
   const targets = opts.targets ?? DEFAULT_TARGETS;
-  const loops = targets.some((t) => t === 'ts' || t === 'wasm');
+  const loops = targets.some((t) => t === 'ts' || t === 'wasm' || t === 'gpu');
   const unrolledCopy = loops && !loopTargets(targets) && fwd.insts.some((i) => i.op === 'scan') ? fwd.clone() : undefined;
   const { bwd, plan } = lower(fwd, { ...opts, loops });
   // a lowering the GPU modules cannot take (a symbolic number of steps) skips them, with its error
@@ -208,8 +208,8 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
   const emitters = { ts: { suffix: '', emit: emitTs }, gpu: { suffix: '.gpu', emit: emitGpu }, wasm: { suffix: '.wasm', emit: emitWasm }, webgpu: { suffix: '.webgpu', emit: emitWebgpu } };
   for (const target of TARGETS.filter((t) => targets.includes(t))) {
     const { suffix, emit } = emitters[target];
-    // the GPU.js and WebGPU modules unroll scans (ir/loops.ts): their own lowering, where it differs
-    const mi = (target === 'gpu' || target === 'webgpu') && info.unrolled ? info.unrolled : info;
+    // the WebGPU module unrolls scans (ir/loops.ts): its own lowering, where it differs
+    const mi = target === 'webgpu' && info.unrolled ? info.unrolled : info;
     let code: string;
     try {
       if (mi instanceof Error) throw mi;

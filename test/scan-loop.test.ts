@@ -18,9 +18,10 @@ import { modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './help
 
 const HEAD = "import { model } from 'graphc';\n";
 type Args = { params: Arrays; inputs: Arrays };
+type Maybe<T> = T | Promise<T>;
 interface Instance {
-  forward(p: Arrays, i: Arrays): Record<string, unknown>;
-  valueAndGrad(p: Arrays, i: Arrays): { loss: number; grads: Record<string, Float32Array> };
+  forward(p: Arrays, i: Arrays): Maybe<Record<string, unknown>>;
+  valueAndGrad(p: Arrays, i: Arrays): Maybe<{ loss: number; grads: Record<string, Float32Array> }>;
   destroy?(): void;
 }
 interface WasmModule extends Instance {
@@ -91,7 +92,7 @@ function unrolledGrads(src: string, args: Args): Record<string, Float64Array> {
   return reference(c.fwd, c.bwd, args.params, args.inputs).grads;
 }
 
-/** Builds the flat and wasm modules and imports them: flat, wasm, and wasm on 2 threads. */
+/** Builds the flat and wasm modules (and the GPU.js one, in gpu.js's cpu mode) and imports them: flat, wasm, and wasm on 2 threads. */
 async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'], threads = true): Promise<{ files: Map<string, string>; run: [string, Instance][]; close(): void }> {
   const c = await compile(modelFile(src), { targets });
   const dir = tmp();
@@ -108,25 +109,38 @@ async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'],
       run.push(['wasm 2 threads', threaded]);
     }
   }
-  return { files: new Map(c.files.map((f) => [f.name, String(f.content)])), run, close: () => threaded?.destroy() };
+  let gpu: Instance | undefined;
+  if (targets.includes('gpu')) {
+    const mod = (await imp(`${c.name}.gpu.js`)) as { create(o: { mode: string }): Promise<Instance> };
+    gpu = await mod.create({ mode: 'cpu' });
+    run.push(['GPU.js (cpu mode)', gpu]);
+  }
+  return {
+    files: new Map(c.files.map((f) => [f.name, String(f.content)])),
+    run,
+    close: () => {
+      threaded?.destroy();
+      gpu?.destroy?.();
+    },
+  };
 }
 
 /** Loss, outputs and every gradient of each module against the float64 interpreter (and the unrolled loop's gradients). */
-function expectClose(run: [string, Instance][], want: ReturnType<typeof interpreted>, unrolled: Record<string, Float64Array> | undefined, args: Args): void {
+async function expectClose(run: [string, Instance][], want: ReturnType<typeof interpreted>, unrolled: Record<string, Float64Array> | undefined, args: Args): Promise<void> {
   for (const k of Object.keys(want.grads)) if (unrolled) expect(relErr(want.grads[k]!, unrolled[k]!), `unrolled ${k}`).toBeLessThan(1e-9);
   for (const [name, mod] of run) {
-    const out = mod.forward(args.params, args.inputs);
+    const out = await mod.forward(args.params, args.inputs);
     for (const [k, v] of Object.entries(want.outputs)) {
       const got = out[k];
       expect(relErr(typeof got === 'number' ? [got] : Float64Array.from(got as Float32Array), v), `${name} output ${k}`).toBeLessThan(1e-5);
     }
-    const vg = mod.valueAndGrad(args.params, args.inputs);
+    const vg = await mod.valueAndGrad(args.params, args.inputs);
     expect(relErr([vg.loss], want.outputs.loss!), `${name} loss`).toBeLessThan(1e-5);
     expect(Object.keys(vg.grads).sort()).toEqual(Object.keys(want.grads).sort());
     for (const k of Object.keys(want.grads)) expect(relErr(Float64Array.from(vg.grads[k]!), want.grads[k]!), `${name} d${k}`).toBeLessThan(1e-4);
     // the gradients outlive the call (until the next valueAndGrad): a forward() call leaves them as they are
     const kept = Object.fromEntries(Object.entries(vg.grads).map(([k, v]) => [k, Array.from(v)]));
-    mod.forward(args.params, args.inputs);
+    await mod.forward(args.params, args.inputs);
     for (const [k, v] of Object.entries(kept)) expect(Array.from(vg.grads[k]!), `${name} d${k} after a forward() call`).toEqual(v);
   }
 }
@@ -146,17 +160,18 @@ function expectLoop(code: string, loops: number): void {
   expect(code.match(/\/\/ the loop of /g)?.length ?? 0).toBe(loops);
 }
 
-describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against the interpreter and the unrolled loop', () => {
+describe('a scan as a loop: the flat, wasm (1 and 2 threads) and GPU.js modules against the interpreter and the unrolled loop', () => {
   for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
     it(`an RNN ${JSON.stringify(variant)}`, async () => {
       const src = rnn({ T: 5, scan: true, ...variant });
       const args = randomArgs(traced(src), 3, 0.7);
-      const m = await modules(src);
+      const m = await modules(src, ['ts', 'wasm', 'gpu']);
       try {
-        // the forward loop and the reverse scan's loop, in each module
+        // the forward loop and the reverse scan's loop, in each module (the GPU.js module: in each of its two pipelines)
         expectLoop(m.files.get('rnn.js')!, 2);
         expectLoop(m.files.get('rnn.wasm.js')!, 2);
-        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T: 5, scan: false, ...variant }), args), args);
+        expectLoop(m.files.get('rnn.gpu.js')!, 3);
+        await expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T: 5, scan: false, ...variant }), args), args);
       } finally {
         m.close();
       }
@@ -168,7 +183,7 @@ describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against 
     const m = await modules(src);
     try {
       expectLoop(m.files.get('lstm.js')!, 2);
-      expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
+      await expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
     } finally {
       m.close();
     }
@@ -183,7 +198,7 @@ describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against 
       // forward: outer and inner; backward: the reverse of each (the outer reverse body holds the inner scan's reverse and its recomputation)
       expect(code.match(/\/\/ the loop of /g)!.length).toBeGreaterThanOrEqual(4);
       expect(code).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
-      expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
+      await expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
     } finally {
       m.close();
     }
@@ -198,7 +213,7 @@ describe("the gradients are the caller's until the next valueAndGrad", () => {
       const args = randomArgs(traced(src), 4, 0.7);
       const m = await modules(src);
       try {
-        expectClose(m.run, interpreted(src, args), undefined, args);
+        await expectClose(m.run, interpreted(src, args), undefined, args);
       } finally {
         m.close();
       }
@@ -214,7 +229,7 @@ describe('a symbolic number of steps', () => {
       expectLoop(m.files.get('rnn.js')!, 2);
       for (const T of [2, 3, 6]) {
         const args = randomArgs(traced(rnn({ T, scan: true, axis1: true, sym: true })), T, 0.7);
-        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
+        await expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
       }
     } finally {
       m.close();
