@@ -7,8 +7,8 @@
 // memory plan (ir/memplan.ts) then gives the body's arrays storage next to the others' and the
 // emitters (codegen/ts/loop.ts) write the loop.
 //
-// Which scans stay loops is the target's choice (`Lowering.loops`): the GPU.js and WebGPU modules
-// unroll every scan; the flat and wasm modules keep them, except a scan whose step draws dropout
+// Which scans stay loops is the target's choice (`Lowering.loops`): the WebGPU module unrolls
+// every scan; the flat, wasm and GPU.js (codegen/gpu-loop.ts) modules keep them, except a scan whose step draws dropout
 // masks or reads the module's state (a mask per step is drawn before the forward pass, as the
 // unrolled steps do), which unrolls on every target.
 

@@ -11,7 +11,7 @@
 //
 // Here: the types of the results, the verifier's checks of a region, the float64 slicing and
 // stacking the interpreter uses, and `unrollScans`, which turns every scan into its steps for the
-// targets that run no loops (the GPU.js and WebGPU modules; the flat and wasm modules keep them:
+// targets that run no loops (the WebGPU module; the flat, wasm and GPU.js modules keep them:
 // ir/loops.ts, docs/dsl.md).
 
 import { Builder } from './builder.js';
@@ -246,8 +246,8 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward
   const n = inst.attrs.length[0]!;
   if (!isStatic(n))
     throw new CompileError(
-      `g.scan over the symbolic length ${n}: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time`,
-      'build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time',
+      `g.scan over the symbolic length ${n}: the WebGPU module runs a scan as its steps, which needs the number of steps at build time`,
+      'build the flat, wasm or GPU.js modules (--target ts,wasm,gpu), which run the scan as a loop at any length, or give the scanned axis a size known at build time',
       inst.loc,
     );
   const b = new Builder(g, inst.loc);

@@ -180,7 +180,7 @@ describe('a scan as a loop: the flat, wasm (1 and 2 threads) and GPU.js modules 
   it('the LSTM of examples/lstm.ts', async () => {
     const src = lstmSrc(5);
     const args = randomArgs(traced(src), 2, 0.5);
-    const m = await modules(src);
+    const m = await modules(src, ['ts', 'wasm', 'gpu']);
     try {
       expectLoop(m.files.get('lstm.js')!, 2);
       await expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
@@ -192,12 +192,13 @@ describe('a scan as a loop: the flat, wasm (1 and 2 threads) and GPU.js modules 
   it('a reverse scan inside a scan: a loop inside a loop', async () => {
     const src = nested(true);
     const args = randomArgs(traced(src), 8, 0.5);
-    const m = await modules(src);
+    const m = await modules(src, ['ts', 'wasm', 'gpu']);
     try {
       const code = m.files.get('nest.js')!;
       // forward: outer and inner; backward: the reverse of each (the outer reverse body holds the inner scan's reverse and its recomputation)
       expect(code.match(/\/\/ the loop of /g)!.length).toBeGreaterThanOrEqual(4);
       expect(code).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
+      expect(m.files.get('nest.gpu.js')!).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
       await expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
     } finally {
       m.close();
@@ -211,7 +212,7 @@ describe("the gradients are the caller's until the next valueAndGrad", () => {
     it(`two scans over the same param${checkpoint ? ', the second checkpointed (k = 2 of 5 steps)' : ''}: a forward() call leaves them as they are`, async () => {
       const src = twoScans(checkpoint);
       const args = randomArgs(traced(src), 4, 0.7);
-      const m = await modules(src);
+      const m = await modules(src, ['ts', 'wasm', 'gpu']);
       try {
         await expectClose(m.run, interpreted(src, args), undefined, args);
       } finally {
@@ -221,12 +222,13 @@ describe("the gradients are the caller's until the next valueAndGrad", () => {
 });
 
 describe('a symbolic number of steps', () => {
-  it('builds once (flat and wasm, one thread) and runs at 2, 3 and 6 steps', async () => {
+  it('builds once (flat, wasm on one thread, GPU.js) and runs at 2, 3 and 6 steps', async () => {
     const src = rnn({ T: 'T', scan: true, axis1: true, sym: true });
     // a symbolic wasm module encodes its kernels per call's sizes, on one thread (docs/threads.md)
-    const m = await modules(src, ['ts', 'wasm'], false);
+    const m = await modules(src, ['ts', 'wasm', 'gpu'], false);
     try {
       expectLoop(m.files.get('rnn.js')!, 2);
+      expectLoop(m.files.get('rnn.gpu.js')!, 3);
       for (const T of [2, 3, 6]) {
         const args = randomArgs(traced(rnn({ T, scan: true, axis1: true, sym: true })), T, 0.7);
         await expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
@@ -238,31 +240,33 @@ describe('a symbolic number of steps', () => {
 });
 
 describe('the module size does not depend on the number of steps', () => {
-  it('the LSTM at 64 steps: flat and wasm modules within 10% of those at 16 steps', async () => {
+  it('the LSTM at 64 steps: flat, wasm and GPU.js modules within 10% of those at 16 steps', async () => {
     const size = async (steps: number) => {
-      const c = await compile(modelFile(lstmSrc(steps, false, 16)), { targets: ['ts', 'wasm'] });
+      const c = await compile(modelFile(lstmSrc(steps, false, 16)), { targets: ['ts', 'wasm', 'gpu'] });
       return Object.fromEntries(c.files.filter((f) => f.name.endsWith('.js')).map((f) => [f.name, f.content.length]));
     };
     const [a, b] = [await size(16), await size(64)];
     for (const f of ['lstm.js', 'lstm.wasm.js']) expect(Math.abs(b[f]! - a[f]!) / a[f]!, f).toBeLessThan(0.1);
+    // the GPU.js module: the same kernels and pipelines, only the sizes in them differ
+    expect(Math.abs(b['lstm.gpu.js']! - a['lstm.gpu.js']!) / a['lstm.gpu.js']!, 'lstm.gpu.js').toBeLessThan(0.01);
   });
 });
 
-describe('a symbolic number of steps on the GPU targets, which unroll scans', () => {
+describe('a symbolic number of steps on the WebGPU target, which unrolls scans', () => {
   const file = 'test/fixtures/scan/symbolic-length.ts';
-  const message = `${file}:5:17: error: g.scan over the symbolic length T: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time
+  const message = `${file}:5:17: error: g.scan over the symbolic length T: the WebGPU module runs a scan as its steps, which needs the number of steps at build time
   5 |   const [h] = g.scan((h, x) => [h.add(x).tanh(), null], h0, xs);
     |                 ^^^^
-  fix: build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time
+  fix: build the flat, wasm or GPU.js modules (--target ts,wasm,gpu), which run the scan as a loop at any length, or give the scanned axis a size known at build time
 `;
-  it('is a located build error for --target gpu; beside the flat module, the GPU.js module is skipped with that warning', async () => {
+  it('is a located build error for --target webgpu; beside the flat and GPU.js modules, the WebGPU module is skipped with that warning', async () => {
     const out = path.join(tmp(), 'out');
-    const r = await run(['build', file, '--target', 'gpu', '--out', out]);
+    const r = await run(['build', file, '--target', 'webgpu', '--out', out]);
     expect(r.err).toBe(message);
     expect(r.code).toBe(1);
-    const both = await run(['build', file, '--target', 'ts,gpu', '--out', out]);
+    const both = await run(['build', file, '--target', 'ts,gpu,webgpu', '--out', out]);
     expect(both.code).toBe(0);
-    expect(both.err).toContain(`${file}:5:17: warning: the gpu target is skipped (the other targets are built): g.scan over the symbolic length T`);
-    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.grad.ir', 'bad.ir', 'bad.js', 'bad.ts', 'package.json']);
+    expect(both.err).toContain(`${file}:5:17: warning: the webgpu target is skipped (the other targets are built): g.scan over the symbolic length T`);
+    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.gpu.js', 'bad.gpu.ts', 'bad.grad.ir', 'bad.ir', 'bad.js', 'bad.ts', 'package.json']);
   });
 });

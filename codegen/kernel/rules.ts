@@ -103,8 +103,8 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   custom_grad: { unsupported: 'custom_grad is dropped before lowering (after the reverse pass); one left here is an internal error' },
   // regions: the flat and wasm modules emit a kept scan as a loop (codegen/ts/loop.ts); the GPU.js
   // and WebGPU modules get a lowering that unrolls every scan (src/build.ts, ir/scan.ts's unrollScans)
-  scan: { unsupported: 'the GPU.js and WebGPU modules run a scan as its steps: build them from a lowering that unrolls scans (lower(g, { loops: false }))' },
-  scan_out: { unsupported: 'the GPU.js and WebGPU modules run a scan as its steps: build them from a lowering that unrolls scans (lower(g, { loops: false }))' },
+  scan: { unsupported: 'the WebGPU module runs a scan as its steps: build it from a lowering that unrolls scans (lower(g, { loops: false }))' },
+  scan_out: { unsupported: 'the WebGPU module runs a scan as its steps: build it from a lowering that unrolls scans (lower(g, { loops: false }))' },
 
   neg: un('neg'),
   exp: un('exp'),
