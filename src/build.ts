@@ -79,7 +79,7 @@ export function displaySource(file: string): string {
  * the memory plan. Mutates fwd.
  */
 export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: boolean } = {}): { bwd: Graph; plan: Plan } {
-  // the flat, wasm and GPU.js modules run scans as loops; the WebGPU module unrolls them (ir/loops.ts)
+  // every target runs scans as loops (ir/loops.ts); `loops: false` unrolls them
   const LOOPS = (opts.loops ?? loopTargets(opts.targets ?? DEFAULT_TARGETS)) ? KEPT_LOOP_PASSES : LOOP_PASSES;
   opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
@@ -101,9 +101,9 @@ export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: bool
   return { bwd, plan: planMemory(fwd, bwd, { storeAll: opts.checkFinite }) };
 }
 
-/** Whether every one of these targets runs scans as loops (the flat, wasm and GPU.js modules do; the WebGPU module unrolls them). */
+/** Whether every one of these targets runs scans as loops (the flat, wasm, GPU.js and WebGPU modules all do). */
 export function loopTargets(targets: readonly Target[]): boolean {
-  return targets.every((t) => t === 'ts' || t === 'wasm' || t === 'gpu');
+  return targets.every((t) => t === 'ts' || t === 'wasm' || t === 'gpu' || t === 'webgpu');
 }
 
 /**
@@ -175,7 +175,7 @@ export function compileGraphs(
   // the flat, wasm and GPU.js modules run scans as loops, the WebGPU module their steps: with
   // targets of both kinds, the WebGPU module gets a lowering of its own
   const targets = opts.targets ?? DEFAULT_TARGETS;
-  const loops = targets.some((t) => t === 'ts' || t === 'wasm' || t === 'gpu');
+  const loops = targets.some((t) => t === 'ts' || t === 'wasm' || t === 'gpu' || t === 'webgpu');
   const unrolledCopy = loops && !loopTargets(targets) && fwd.insts.some((i) => i.op === 'scan') ? fwd.clone() : undefined;
   const { bwd, plan } = lower(fwd, { ...opts, loops });
   // a lowering the GPU modules cannot take (a symbolic number of steps) skips them, with its error
