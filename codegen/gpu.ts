@@ -235,10 +235,12 @@ function resultSection(m: ModuleInfo, c: ReturnType<typeof argSection>) {
 
 /** create()'s setup, the pipelines, and --check-finite's checks. */
 function hostSection(m: ModuleInfo, c: ReturnType<typeof resultSection>) {
-  const { t, syms, kernels, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, argNames, plan_, copies, fwdResults, withGrad, lossName, gradResults, outs, constData, staging, stagingDecls } = c;
+  const { t, plan, syms, kernels, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, argNames, plan_, copies, fwdResults, withGrad, lossName, gradResults, outs, constData, staging, stagingDecls } = c;
   // trainStep keeps params and optimizer state on the device where gpu.js keeps handles (a
-  // model with symbolic dimensions runs its update on the host: its kernels are built per size)
-  const device = m.optimizer !== undefined && syms.length === 0;
+  // model with symbolic dimensions runs its update on the host: its kernels are built per size;
+  // so does one with a scan's loop: outside a pipeline, a kernel called again (immutable: false)
+  // renders into the output its previous call gave, which the loop's next step still reads)
+  const device = m.optimizer !== undefined && syms.length === 0 && plan.bodies.size === 0;
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
     '  const GPU = await loadGPU();',
