@@ -334,7 +334,7 @@ export interface GpuKernel {
  * value a routine's kernel computes, not read from its array); `transposedName` names the
  * transposed copies a large product reads.
  */
-function kernelOf(g: Graph, plan: Plan, u: Unit, shape: Shape, own: ValueId | undefined, value: (w: KernelWriter, pos: string[]) => Expr, transposedName: (of: string) => string, viewRoot?: (name: string) => string): GpuKernel {
+function kernelOf(g: Graph, plan: Plan, u: Unit, shape: Shape, own: ValueId | undefined, value: (w: KernelWriter, pos: string[]) => Expr, transposedName: ((of: string) => string) | undefined, viewRoot?: (name: string) => string): GpuKernel {
   const registers = new Set(u.insts.filter((i) => plan.storage.get(g.value(i.result).name)?.kind === 'register').map((i) => i.result));
   if (own) registers.add(own); // computed here, not read
   const n = numelSize(shape);
@@ -371,7 +371,7 @@ function kernelOf(g: Graph, plan: Plan, u: Unit, shape: Shape, own: ValueId | un
  * routine's epilogue rendered from the kernel form (gpu-kernel.ts), the routine's result computed
  * in place where the epilogue reads it and no array holds it.
  */
-export function unitKernels(g: Graph, plan: Plan, u: Unit, transposedName: (of: string) => string, viewRoot: (name: string) => string): { inst: Inst; k: GpuKernel }[] {
+export function unitKernels(g: Graph, plan: Plan, u: Unit, transposedName: ((of: string) => string) | undefined, viewRoot: (name: string) => string): { inst: Inst; k: GpuKernel }[] {
   const stored = (name: string) => plan.storage.get(name)?.kind === 'buffer';
   const lowered = lowerUnitOf(plan, u);
   const launch = lowered.launch;

@@ -22,6 +22,8 @@ import type { Transposed } from './gpu-writer.js';
 import { gpuCommentUnit, MIN_2D_OUTPUTS, unitKernels } from './gpu-writer.js';
 import { loadGpuDecl, releaseLines, webgpuSetup } from './gpu-host.js';
 import { gpuAccumMethods, gpuHostCopy } from './gpu-accum.js';
+import type { PStep, Step } from './gpu-loop.js';
+import { gpuLoop, isLoop, loopKernelDecl, stepReads } from './gpu-loop.js';
 import { gpuDeviceKernels, gpuDeviceStep, gpuTrainDecls, gpuTrainInterface, gpuTrainMethods, gpuTrainState, trainNames } from './gpu-train.js';
 
 export { GPU_SUM_BLOCK };
@@ -31,8 +33,8 @@ export { GPU_SUM_BLOCK };
 
 /** Identifiers for the module's own helpers that no value name can shadow. */
 function codeNames(m: ModuleInfo): (base: string) => string {
-  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel', ...symbols(m.fwd)]);
-  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) taken.add(g.value(inst.result).name);
+  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel', 'loopKernel', ...symbols(m.fwd)]);
+  for (const g of graphsOf(m)) for (const inst of g.insts) taken.add(g.value(inst.result).name);
   return (base) => {
     let n = base;
     for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
@@ -41,11 +43,9 @@ function codeNames(m: ModuleInfo): (base: string) => string {
   };
 }
 
-/** One kernel call of a pipeline: `const name = kernel(...args);`. */
-interface Step {
-  readonly name: string;
-  readonly kernel: string;
-  readonly args: string[];
+/** The graphs whose values the module names: the forward, the backward and the bodies of their loops. */
+function graphsOf(m: ModuleInfo): Graph[] {
+  return [m.fwd, m.bwd, ...m.plan.bodies.keys()];
 }
 
 /** The kernels of the module, one per stored value, and the pipeline steps that call them. */
@@ -87,14 +87,19 @@ function kernelSection(m: ModuleInfo, typed: boolean) {
   // is no variable of its own, its readers read the source under the source's name (a pipeline
   // says `// t13, t14: views of t12`), where `const t13 = t12;` would copy a temporary's name
   const temps = new Set<string>();
-  for (const g of [m.fwd, m.bwd]) for (const inst of g.insts) if (inst.op !== 'fwd' && g.value(inst.result).temp) temps.add(g.value(inst.result).name);
+  for (const g of graphsOf(m)) for (const inst of g.insts) if (inst.op !== 'fwd' && g.value(inst.result).temp) temps.add(g.value(inst.result).name);
   const viewRoot = (name: string): string => {
     const s = plan.storage.get(name);
     return s?.kind === 'alias' && temps.has(name) ? viewRoot(s.of) : name;
   };
-  const steps = (units: readonly Unit[]): Step[] =>
-    units.flatMap((u) =>
-      unitKernels(u.graph, plan, u, transposedName, viewRoot).flatMap(({ inst, k }) => {
+  // a scan's loop (codegen/gpu-loop.ts): its body's kernels once, called in a loop by the pipeline
+  const loopContext = { plan, t, thisType, codeName, kernels, viewRoot, steps: (us: readonly Unit[]) => steps(us, true) };
+  /** The steps of units; those of a loop's body read no transposed copies (one per step would be made). */
+  const steps = (units: readonly Unit[], inBody = false): PStep[] =>
+    units.flatMap((u): PStep[] => {
+      if (u.insts[0]!.op === 'scan') return [gpuLoop(loopContext, u)];
+      if (u.insts[0]!.op === 'scan_out') return []; // written by the loop
+      return unitKernels(u.graph, plan, u, inBody ? undefined : transposedName, viewRoot).flatMap(({ inst, k }) => {
           const name = valueName(u.graph, inst.result);
           const before = k.transposed.map((tr) => transposer(tr, name));
           const kernel = codeName(`kernel_${name}`);
@@ -108,10 +113,11 @@ function kernelSection(m: ModuleInfo, typed: boolean) {
             `}, ${sizeText(k.size)}${k.width === undefined ? '' : `, ${k.width}`});`,
           );
           return [...before, { name, kernel, args: k.args }];
-        }),
-    );
+        });
+    });
   const fwdSteps = steps(plan.units.forward);
   const bwdSteps = steps(plan.units.backward);
+  if (plan.bodies.size) kernels.unshift(...loopKernelDecl(t, thisType));
   return { t, plan, syms, thisType, codeName, training, kernels, twoD, transposedNames, transposedName, transposers, transposer, temps, viewRoot, steps, fwdSteps, bwdSteps };
 }
 
@@ -133,7 +139,7 @@ function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
   // aliases (reshape, stopGradient) are the same handle under another name, declared as soon
   // as what they view exists (at the top for views of params and inputs)
   const aliasesOf = new Map<string, string[]>();
-  for (const g of [m.fwd, m.bwd])
+  for (const g of graphsOf(m))
     for (const inst of g.insts) {
       const s = plan.storage.get(g.value(inst.result).name);
       if (s?.kind === 'alias' && inst.op !== 'fwd') aliasesOf.set(s.of, [...(aliasesOf.get(s.of) ?? []), g.value(inst.result).name]);
@@ -148,17 +154,24 @@ function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
       return needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${viewRoot(root)}; // a view of ${viewRoot(root)} as ${shapeOfName(a)} (the same array)`, ...views(a, needed)] : [];
     });
   const shapeOfName = (name: string) => {
-    const v = m.fwd.byName(name) ?? m.bwd.byName(name);
+    const v = graphsOf(m).reduce<ReturnType<Graph['byName']>>((found, g) => found ?? g.byName(name), undefined);
     return v ? `${v.type.dtype}[${v.type.shape.join(',')}]` : name;
   };
   /**
    * The calls of a pipeline, with the views its kernels and its results (`reads`) need; a
    * transposed copy is made once, before its first reader.
    */
-  const plan_ = (list: Step[], reads: readonly string[], awaited = false) => {
-    const once = list.filter((s, k) => list.findIndex((x) => x.name === s.name) === k);
-    const needed = new Set([...once.flatMap((s) => s.args), ...reads]);
-    return [...argNames.flatMap((a) => views(a, needed)), ...once.flatMap((s) => [...call(s, awaited), ...views(s.name, needed)])];
+  const plan_ = (list: PStep[], reads: readonly string[], awaited = false) => {
+    const needed = new Set([...stepReads(list), ...reads]);
+    const seen = new Set<string>();
+    const render = (l: readonly PStep[]): string[] =>
+      l.flatMap((s) => {
+        if (isLoop(s)) return s.render(render, (name) => views(name, needed), awaited);
+        if (seen.has(s.name)) return [];
+        seen.add(s.name);
+        return [...call(s, awaited), ...views(s.name, needed)];
+      });
+    return [...argNames.flatMap((a) => views(a, needed)), ...render(list)];
   };
   // outside a pipeline (trainStep on a device) a kernel call is awaited: webgpu's give promises
   const call = (s: Step, awaited = false) => [`const ${s.name} = ${awaited ? 'await ' : ''}${s.kernel}(${s.args.join(', ')});`];
@@ -222,10 +235,12 @@ function resultSection(m: ModuleInfo, c: ReturnType<typeof argSection>) {
 
 /** create()'s setup, the pipelines, and --check-finite's checks. */
 function hostSection(m: ModuleInfo, c: ReturnType<typeof resultSection>) {
-  const { t, syms, kernels, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, argNames, plan_, copies, fwdResults, withGrad, lossName, gradResults, outs, constData, staging, stagingDecls } = c;
+  const { t, plan, syms, kernels, fwdSteps, bwdSteps, pinfo, iinfo, consts, modes, argNames, plan_, copies, fwdResults, withGrad, lossName, gradResults, outs, constData, staging, stagingDecls } = c;
   // trainStep keeps params and optimizer state on the device where gpu.js keeps handles (a
-  // model with symbolic dimensions runs its update on the host: its kernels are built per size)
-  const device = m.optimizer !== undefined && syms.length === 0;
+  // model with symbolic dimensions runs its update on the host: its kernels are built per size;
+  // so does one with a scan's loop: outside a pipeline, a kernel called again (immutable: false)
+  // renders into the output its previous call gave, which the loop's next step still reads)
+  const device = m.optimizer !== undefined && syms.length === 0 && plan.bodies.size === 0;
   const setup = [
     "  const mode = options.mode ?? 'gpu';",
     '  const GPU = await loadGPU();',

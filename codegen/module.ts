@@ -107,11 +107,6 @@ export interface ModuleInfo {
   readonly derivedKind?: 'hvp' | 'jvp';
   /** --hvp, --jvp: the derived functions' own modules (codegen/derived.ts). */
   readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
-  /**
-   * The same model with every scan unrolled, for the GPU.js and WebGPU modules when it has scans
-   * (ir/loops.ts), or the error that lowering gave (a symbolic number of steps).
-   */
-  readonly unrolled?: ModuleInfo | Error;
 }
 
 interface Entry {

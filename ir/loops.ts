@@ -7,10 +7,10 @@
 // memory plan (ir/memplan.ts) then gives the body's arrays storage next to the others' and the
 // emitters (codegen/ts/loop.ts) write the loop.
 //
-// Which scans stay loops is the target's choice (`Lowering.loops`): the GPU.js and WebGPU modules
-// unroll every scan; the flat and wasm modules keep them, except a scan whose step draws dropout
-// masks or reads the module's state (a mask per step is drawn before the forward pass, as the
-// unrolled steps do), which unrolls on every target.
+// Which scans stay loops: the flat, wasm, GPU.js (codegen/gpu-loop.ts) and WebGPU
+// (codegen/webgpu/loop.ts) modules keep them (`lower(g, { loops: false })` unrolls them all),
+// except a scan whose step draws dropout masks or reads the module's state (a mask per step is
+// drawn before the forward pass, as the unrolled steps do), which unrolls on every target.
 
 import type { Graph } from './graph.js';
 import { isState } from './memplan.js';

@@ -10,9 +10,9 @@
 // value is a token; `scan_out` reads result `index`: the final carries, then the stacked ys.
 //
 // Here: the types of the results, the verifier's checks of a region, the float64 slicing and
-// stacking the interpreter uses, and `unrollScans`, which turns every scan into its steps for the
-// targets that run no loops (the GPU.js and WebGPU modules; the flat and wasm modules keep them:
-// ir/loops.ts, docs/dsl.md).
+// stacking the interpreter uses, and `unrollScans`, which turns scans into their steps: those whose
+// step draws dropout masks or reads module state, and those of --hvp and --jvp (every target keeps
+// the others as loops: ir/loops.ts, docs/dsl.md).
 
 import { Builder } from './builder.js';
 import type { Dim } from './dims.js';
@@ -246,8 +246,8 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward
   const n = inst.attrs.length[0]!;
   if (!isStatic(n))
     throw new CompileError(
-      `g.scan over the symbolic length ${n}: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time`,
-      'build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time',
+      `g.scan over the symbolic length ${n}: this scan runs as its steps (a step that draws dropout masks or reads the module's state unrolls on every target, and so do the scans of --hvp and --jvp), which needs the number of steps at build time`,
+      'give the scanned axis a size known at build time, or move the dropout (or the state it reads) out of the step: a scan without them runs as a loop at any length',
       inst.loc,
     );
   const b = new Builder(g, inst.loc);

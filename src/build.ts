@@ -79,8 +79,8 @@ export function displaySource(file: string): string {
  * the memory plan. Mutates fwd.
  */
 export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: boolean } = {}): { bwd: Graph; plan: Plan } {
-  // the flat and wasm modules run scans as loops; the GPU.js and WebGPU modules unroll them (ir/loops.ts)
-  const LOOPS = (opts.loops ?? loopTargets(opts.targets ?? DEFAULT_TARGETS)) ? KEPT_LOOP_PASSES : LOOP_PASSES;
+  // every target runs scans as loops (ir/loops.ts); `loops: false` unrolls them
+  const LOOPS = (opts.loops ?? true) ? KEPT_LOOP_PASSES : LOOP_PASSES;
   opts.afterPass?.('forward', 'trace', fwd);
   runPasses(fwd, FORWARD_PASSES, { keep: new Set() }, (p, g) => opts.afterPass?.('forward', p, g));
   const bwd = reverseMode(fwd);
@@ -99,11 +99,6 @@ export function lower(fwd: Graph, opts: CompileOptions & { readonly loops?: bool
   runPasses(bwd, SCHEDULE_PASSES, { keep: new Set(), forward: fwd }, (p, g) => opts.afterPass?.('backward', p, g));
   nameBodies([fwd, bwd]);
   return { bwd, plan: planMemory(fwd, bwd, { storeAll: opts.checkFinite }) };
-}
-
-/** Whether every one of these targets runs scans as loops (the flat and wasm modules do; the GPU.js and WebGPU modules unroll them). */
-export function loopTargets(targets: readonly Target[]): boolean {
-  return targets.every((t) => t === 'ts' || t === 'wasm');
 }
 
 /**
@@ -166,27 +161,15 @@ function refuseGradientOptions(fwd: Graph, model: LoadedModel, opts: CompileOpti
 export function compileGraphs(
   file: string,
   opts: CompileOptions = {},
-): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph; unrolled?: { fwd: Graph; bwd: Graph; plan: Plan } | CompileError } {
+): { model: LoadedModel; fwd: Graph; bwd: Graph; plan: Plan; warnings: CompileError[]; traced?: Graph } {
   const { model, traced } = traceFile(file, { traceTimeout: opts.traceTimeout });
   const fwd = traced.graph;
   if (isForwardOnly(fwd)) refuseGradientOptions(fwd, model, opts);
   // --hvp, --jvp: the derived graphs start from this trace (lowerDerived), before the passes change it
   const copy = opts.hvp || opts.jvp ? fwd.clone() : undefined;
-  // the flat and wasm modules run scans as loops, the GPU.js and WebGPU modules their steps: with
-  // targets of both kinds, the GPU modules get a lowering of their own
-  const targets = opts.targets ?? DEFAULT_TARGETS;
-  const loops = targets.some((t) => t === 'ts' || t === 'wasm');
-  const unrolledCopy = loops && !loopTargets(targets) && fwd.insts.some((i) => i.op === 'scan') ? fwd.clone() : undefined;
-  const { bwd, plan } = lower(fwd, { ...opts, loops });
-  // a lowering the GPU modules cannot take (a symbolic number of steps) skips them, with its error
-  let unrolled: { fwd: Graph; bwd: Graph; plan: Plan } | CompileError | undefined;
-  try {
-    unrolled = unrolledCopy && { fwd: unrolledCopy, ...lower(unrolledCopy, { ...opts, loops: false, afterPass: undefined }) };
-  } catch (e) {
-    if (!(e instanceof CompileError)) throw e;
-    unrolled = e;
-  }
-  return { model, fwd, bwd, plan, warnings: traced.warnings, traced: copy, unrolled };
+  // every target runs scans as loops (ir/loops.ts): one lowering for all of them
+  const { bwd, plan } = lower(fwd, opts);
+  return { model, fwd, bwd, plan, warnings: traced.warnings, traced: copy };
 }
 
 /**
@@ -208,12 +191,9 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
   const emitters = { ts: { suffix: '', emit: emitTs }, gpu: { suffix: '.gpu', emit: emitGpu }, wasm: { suffix: '.wasm', emit: emitWasm }, webgpu: { suffix: '.webgpu', emit: emitWebgpu } };
   for (const target of TARGETS.filter((t) => targets.includes(t))) {
     const { suffix, emit } = emitters[target];
-    // the GPU.js and WebGPU modules unroll scans (ir/loops.ts): their own lowering, where it differs
-    const mi = (target === 'gpu' || target === 'webgpu') && info.unrolled ? info.unrolled : info;
     let code: string;
     try {
-      if (mi instanceof Error) throw mi;
-      code = emit(mi);
+      code = emit(info);
     } catch (e) {
       if (!(e instanceof CompileError) || targets.length === 1) throw e;
       const w = new CompileError(`the ${target} target is skipped (the other targets are built): ${e.message}`, e.hint, e.loc, 'warning');
@@ -225,7 +205,7 @@ export async function emitFiles(info: ModuleInfo, targets: readonly Target[] = D
     const more = (typed: boolean) => (target === 'gpu' || target === 'webgpu' ? '' : derivedCode(info, info.derived, (d, ty) => (target === 'wasm' ? emitWasm(d, ty, { threads: false }) : emit(d, ty)), typed));
     files.push(
       { name: `${info.name}${suffix}.ts`, content: await format(code + more(true), 'babel-ts', `${info.name}${suffix}.ts`) },
-      { name: `${info.name}${suffix}.js`, content: indent(emit(mi, false) + more(false)) },
+      { name: `${info.name}${suffix}.js`, content: indent(emit(info, false) + more(false)) },
     );
   }
   return files;
@@ -240,7 +220,7 @@ async function format(code: string, parser: 'babel-ts' | 'babel', filepath: stri
 }
 
 export async function compile(file: string, opts: CompileOptions = {}): Promise<Compiled> {
-  const { model, fwd, bwd, plan, warnings, traced, unrolled } = compileGraphs(file, opts);
+  const { model, fwd, bwd, plan, warnings, traced } = compileGraphs(file, opts);
   const name = fwd.name;
   const lines = new Map<string, string[]>();
   const sourceLine = (loc: Loc) => {
@@ -264,7 +244,6 @@ export async function compile(file: string, opts: CompileOptions = {}): Promise<
     sourceLine,
     derived: opts.hvp || opts.jvp ? { hvp: opts.hvp ? derivedInfo('hvp') : undefined, jvp: opts.jvp ? derivedInfo('jvp') : undefined } : undefined,
   };
-  if (unrolled) Object.assign(info, { unrolled: unrolled instanceof CompileError ? unrolled : { ...info, ...unrolled, derived: undefined } });
   const skipped: CompileError[] = [];
   const files = await emitFiles(info, opts.targets, skipped);
   if (files.some((f) => f.name.endsWith('.js'))) files.push(OUTPUT_PACKAGE_JSON);

@@ -18,9 +18,10 @@ import { modelFile, randomArgs, reference, relErr, ROOT, run, tmp } from './help
 
 const HEAD = "import { model } from 'graphc';\n";
 type Args = { params: Arrays; inputs: Arrays };
+type Maybe<T> = T | Promise<T>;
 interface Instance {
-  forward(p: Arrays, i: Arrays): Record<string, unknown>;
-  valueAndGrad(p: Arrays, i: Arrays): { loss: number; grads: Record<string, Float32Array> };
+  forward(p: Arrays, i: Arrays): Maybe<Record<string, unknown>>;
+  valueAndGrad(p: Arrays, i: Arrays): Maybe<{ loss: number; grads: Record<string, Float32Array> }>;
   destroy?(): void;
 }
 interface WasmModule extends Instance {
@@ -91,7 +92,7 @@ function unrolledGrads(src: string, args: Args): Record<string, Float64Array> {
   return reference(c.fwd, c.bwd, args.params, args.inputs).grads;
 }
 
-/** Builds the flat and wasm modules and imports them: flat, wasm, and wasm on 2 threads. */
+/** Builds the flat and wasm modules (and the GPU.js one, in gpu.js's cpu mode) and imports them: flat, wasm, and wasm on 2 threads. */
 async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'], threads = true): Promise<{ files: Map<string, string>; run: [string, Instance][]; close(): void }> {
   const c = await compile(modelFile(src), { targets });
   const dir = tmp();
@@ -108,25 +109,38 @@ async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'],
       run.push(['wasm 2 threads', threaded]);
     }
   }
-  return { files: new Map(c.files.map((f) => [f.name, String(f.content)])), run, close: () => threaded?.destroy() };
+  let gpu: Instance | undefined;
+  if (targets.includes('gpu')) {
+    const mod = (await imp(`${c.name}.gpu.js`)) as { create(o: { mode: string }): Promise<Instance> };
+    gpu = await mod.create({ mode: 'cpu' });
+    run.push(['GPU.js (cpu mode)', gpu]);
+  }
+  return {
+    files: new Map(c.files.map((f) => [f.name, String(f.content)])),
+    run,
+    close: () => {
+      threaded?.destroy();
+      gpu?.destroy?.();
+    },
+  };
 }
 
 /** Loss, outputs and every gradient of each module against the float64 interpreter (and the unrolled loop's gradients). */
-function expectClose(run: [string, Instance][], want: ReturnType<typeof interpreted>, unrolled: Record<string, Float64Array> | undefined, args: Args): void {
+async function expectClose(run: [string, Instance][], want: ReturnType<typeof interpreted>, unrolled: Record<string, Float64Array> | undefined, args: Args): Promise<void> {
   for (const k of Object.keys(want.grads)) if (unrolled) expect(relErr(want.grads[k]!, unrolled[k]!), `unrolled ${k}`).toBeLessThan(1e-9);
   for (const [name, mod] of run) {
-    const out = mod.forward(args.params, args.inputs);
+    const out = await mod.forward(args.params, args.inputs);
     for (const [k, v] of Object.entries(want.outputs)) {
       const got = out[k];
       expect(relErr(typeof got === 'number' ? [got] : Float64Array.from(got as Float32Array), v), `${name} output ${k}`).toBeLessThan(1e-5);
     }
-    const vg = mod.valueAndGrad(args.params, args.inputs);
+    const vg = await mod.valueAndGrad(args.params, args.inputs);
     expect(relErr([vg.loss], want.outputs.loss!), `${name} loss`).toBeLessThan(1e-5);
     expect(Object.keys(vg.grads).sort()).toEqual(Object.keys(want.grads).sort());
     for (const k of Object.keys(want.grads)) expect(relErr(Float64Array.from(vg.grads[k]!), want.grads[k]!), `${name} d${k}`).toBeLessThan(1e-4);
     // the gradients outlive the call (until the next valueAndGrad): a forward() call leaves them as they are
     const kept = Object.fromEntries(Object.entries(vg.grads).map(([k, v]) => [k, Array.from(v)]));
-    mod.forward(args.params, args.inputs);
+    await mod.forward(args.params, args.inputs);
     for (const [k, v] of Object.entries(kept)) expect(Array.from(vg.grads[k]!), `${name} d${k} after a forward() call`).toEqual(v);
   }
 }
@@ -146,17 +160,18 @@ function expectLoop(code: string, loops: number): void {
   expect(code.match(/\/\/ the loop of /g)?.length ?? 0).toBe(loops);
 }
 
-describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against the interpreter and the unrolled loop', () => {
+describe('a scan as a loop: the flat, wasm (1 and 2 threads) and GPU.js modules against the interpreter and the unrolled loop', () => {
   for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
     it(`an RNN ${JSON.stringify(variant)}`, async () => {
       const src = rnn({ T: 5, scan: true, ...variant });
       const args = randomArgs(traced(src), 3, 0.7);
-      const m = await modules(src);
+      const m = await modules(src, ['ts', 'wasm', 'gpu']);
       try {
-        // the forward loop and the reverse scan's loop, in each module
+        // the forward loop and the reverse scan's loop, in each module (the GPU.js module: in each of its two pipelines)
         expectLoop(m.files.get('rnn.js')!, 2);
         expectLoop(m.files.get('rnn.wasm.js')!, 2);
-        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T: 5, scan: false, ...variant }), args), args);
+        expectLoop(m.files.get('rnn.gpu.js')!, 3);
+        await expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T: 5, scan: false, ...variant }), args), args);
       } finally {
         m.close();
       }
@@ -165,10 +180,10 @@ describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against 
   it('the LSTM of examples/lstm.ts', async () => {
     const src = lstmSrc(5);
     const args = randomArgs(traced(src), 2, 0.5);
-    const m = await modules(src);
+    const m = await modules(src, ['ts', 'wasm', 'gpu']);
     try {
       expectLoop(m.files.get('lstm.js')!, 2);
-      expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
+      await expectClose(m.run, interpreted(src, args), unrolledGrads(lstmSrc(5, true), args), args);
     } finally {
       m.close();
     }
@@ -177,13 +192,14 @@ describe('a scan as a loop: the flat and wasm modules (1 and 2 threads) against 
   it('a reverse scan inside a scan: a loop inside a loop', async () => {
     const src = nested(true);
     const args = randomArgs(traced(src), 8, 0.5);
-    const m = await modules(src);
+    const m = await modules(src, ['ts', 'wasm', 'gpu']);
     try {
       const code = m.files.get('nest.js')!;
       // forward: outer and inner; backward: the reverse of each (the outer reverse body holds the inner scan's reverse and its recomputation)
       expect(code.match(/\/\/ the loop of /g)!.length).toBeGreaterThanOrEqual(4);
       expect(code).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
-      expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
+      expect(m.files.get('nest.gpu.js')!).toMatch(/for \(let s\w* = 0; s\w* < 4; s\w*\+\+\) \{/);
+      await expectClose(m.run, interpreted(src, args), unrolledGrads(nested(false), args), args);
     } finally {
       m.close();
     }
@@ -196,9 +212,9 @@ describe("the gradients are the caller's until the next valueAndGrad", () => {
     it(`two scans over the same param${checkpoint ? ', the second checkpointed (k = 2 of 5 steps)' : ''}: a forward() call leaves them as they are`, async () => {
       const src = twoScans(checkpoint);
       const args = randomArgs(traced(src), 4, 0.7);
-      const m = await modules(src);
+      const m = await modules(src, ['ts', 'wasm', 'gpu']);
       try {
-        expectClose(m.run, interpreted(src, args), undefined, args);
+        await expectClose(m.run, interpreted(src, args), undefined, args);
       } finally {
         m.close();
       }
@@ -206,15 +222,16 @@ describe("the gradients are the caller's until the next valueAndGrad", () => {
 });
 
 describe('a symbolic number of steps', () => {
-  it('builds once (flat and wasm, one thread) and runs at 2, 3 and 6 steps', async () => {
+  it('builds once (flat, wasm on one thread, GPU.js) and runs at 2, 3 and 6 steps', async () => {
     const src = rnn({ T: 'T', scan: true, axis1: true, sym: true });
     // a symbolic wasm module encodes its kernels per call's sizes, on one thread (docs/threads.md)
-    const m = await modules(src, ['ts', 'wasm'], false);
+    const m = await modules(src, ['ts', 'wasm', 'gpu'], false);
     try {
       expectLoop(m.files.get('rnn.js')!, 2);
+      expectLoop(m.files.get('rnn.gpu.js')!, 3);
       for (const T of [2, 3, 6]) {
         const args = randomArgs(traced(rnn({ T, scan: true, axis1: true, sym: true })), T, 0.7);
-        expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
+        await expectClose(m.run, interpreted(src, args), unrolledGrads(rnn({ T, scan: false, axis1: true, sym: true }), args), args);
       }
     } finally {
       m.close();
@@ -223,31 +240,28 @@ describe('a symbolic number of steps', () => {
 });
 
 describe('the module size does not depend on the number of steps', () => {
-  it('the LSTM at 64 steps: flat and wasm modules within 10% of those at 16 steps', async () => {
+  it('the LSTM at 64 steps: flat, wasm, GPU.js and WebGPU modules within 10% of those at 16 steps', async () => {
     const size = async (steps: number) => {
-      const c = await compile(modelFile(lstmSrc(steps, false, 16)), { targets: ['ts', 'wasm'] });
+      const c = await compile(modelFile(lstmSrc(steps, false, 16)), { targets: ['ts', 'wasm', 'gpu', 'webgpu'] });
       return Object.fromEntries(c.files.filter((f) => f.name.endsWith('.js')).map((f) => [f.name, f.content.length]));
     };
     const [a, b] = [await size(16), await size(64)];
     for (const f of ['lstm.js', 'lstm.wasm.js']) expect(Math.abs(b[f]! - a[f]!) / a[f]!, f).toBeLessThan(0.1);
+    // the GPU.js and WebGPU modules: the same kernels (shaders) and pipelines, only the sizes in them differ
+    for (const f of ['lstm.gpu.js', 'lstm.webgpu.js']) expect(Math.abs(b[f]! - a[f]!) / a[f]!, f).toBeLessThan(0.01);
   });
 });
 
-describe('a symbolic number of steps on the GPU targets, which unroll scans', () => {
-  const file = 'test/fixtures/scan/symbolic-length.ts';
-  const message = `${file}:5:17: error: g.scan over the symbolic length T: the GPU.js and WebGPU modules run a scan as its steps, which needs the number of steps at build time
-  5 |   const [h] = g.scan((h, x) => [h.add(x).tanh(), null], h0, xs);
+describe('a symbolic number of steps in a scan that unrolls (its step draws dropout masks)', () => {
+  const file = 'test/fixtures/scan/symbolic-dropout.ts';
+  const message = `${file}:5:17: error: g.scan over the symbolic length T: this scan runs as its steps (a step that draws dropout masks or reads the module's state unrolls on every target, and so do the scans of --hvp and --jvp), which needs the number of steps at build time
+  5 |   const [h] = g.scan((h, x) => [g.dropout(h.add(x).tanh(), 0.2), null], h0, xs);
     |                 ^^^^
-  fix: build the flat and wasm modules (--target ts,wasm), which run the scan as a loop at any length, or give the scanned axis a size known at build time
+  fix: give the scanned axis a size known at build time, or move the dropout (or the state it reads) out of the step: a scan without them runs as a loop at any length
 `;
-  it('is a located build error for --target gpu; beside the flat module, the GPU.js module is skipped with that warning', async () => {
-    const out = path.join(tmp(), 'out');
-    const r = await run(['build', file, '--target', 'gpu', '--out', out]);
+  it('is a located build error, whatever the targets', async () => {
+    const r = await run(['build', file, '--target', 'ts,gpu,webgpu', '--out', path.join(tmp(), 'out')]);
     expect(r.err).toBe(message);
     expect(r.code).toBe(1);
-    const both = await run(['build', file, '--target', 'ts,gpu', '--out', out]);
-    expect(both.code).toBe(0);
-    expect(both.err).toContain(`${file}:5:17: warning: the gpu target is skipped (the other targets are built): g.scan over the symbolic length T`);
-    expect(readdirSync(out).sort()).toEqual(['.graphc-manifest.json', 'bad.grad.ir', 'bad.ir', 'bad.js', 'bad.ts', 'package.json']);
   });
 });

@@ -101,10 +101,10 @@ export const LOWERING: { readonly [K in OpKind]: Lowering<K> } = {
   reshape: { none: 'view' },
   stop_gradient: { none: 'view' },
   custom_grad: { unsupported: 'custom_grad is dropped before lowering (after the reverse pass); one left here is an internal error' },
-  // regions: the flat and wasm modules emit a kept scan as a loop (codegen/ts/loop.ts); the GPU.js
-  // and WebGPU modules get a lowering that unrolls every scan (src/build.ts, ir/scan.ts's unrollScans)
-  scan: { unsupported: 'the GPU.js and WebGPU modules run a scan as its steps: build them from a lowering that unrolls scans (lower(g, { loops: false }))' },
-  scan_out: { unsupported: 'the GPU.js and WebGPU modules run a scan as its steps: build them from a lowering that unrolls scans (lower(g, { loops: false }))' },
+  // regions: a kept scan is a loop (codegen/ts/loop.ts, codegen/gpu-loop.ts, codegen/webgpu/loop.ts),
+  // the host program's `loop` step; an unrolled one is its steps (ir/scan.ts's unrollScans)
+  scan: { unsupported: 'a scan is a loop step of the host program (codegen/kernel/lower.ts), not a kernel, or unrolls (lower(g, { loops: false }))' },
+  scan_out: { unsupported: 'a scan is a loop step of the host program (codegen/kernel/lower.ts), not a kernel, or unrolls (lower(g, { loops: false }))' },
 
   neg: un('neg'),
   exp: un('exp'),

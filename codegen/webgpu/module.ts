@@ -22,6 +22,7 @@ import { gradsType } from '../ts/accum.js';
 import type { Shader } from './wgsl.js';
 import { js, renderKernel, WGSL_CAPABILITIES } from './wgsl.js';
 import { decomposeLaunch } from '../kernel/decompose.js';
+import { hasLoops, loopRuns, runsCode } from './loop.js';
 
 /** The shaders of a launch (its primitives decomposed into WGSL's): a kernel's, or a routine's and then its epilogue's. */
 function shadersOf(launch: Launch, dtypeOf: (a: string) => 'f32' | 'i32'): Shader[] {
@@ -51,11 +52,20 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     indexOf.set(l.name, list.map((_s, k) => shaders.length + k));
     shaders.push(...list);
   }
-  const programShaders = shaders.length;
   const lossOut = isForwardOnly(m.fwd) ? undefined : m.fwd.outputs.find((o) => o.name === 'loss');
   const modes = modesOf(m.fwd);
   const entry = (name: 'forward' | 'valueAndGrad') => prog.entries.find((e) => e.name === name)!;
-  const runs = (name: 'forward' | 'valueAndGrad') => entry(name).steps.flatMap((s) => (s.kind === 'launch' ? indexOf.get(s.launch.name)! : []));
+  // a scan that stays a loop: its body's shaders once, and shaders of its own (codegen/webgpu/loop.ts)
+  const loops = hasLoops(prog);
+  const arrayOf = (a: string) => {
+    const d = arrays.get(a);
+    if (!d) throw new CompileError(`internal: the webgpu module has no array ${a}`);
+    return d;
+  };
+  const loopParts = loopRuns(shaders, indexOf, arrayOf);
+  const runLists = { forward: runsCode(loopParts.runs(entry('forward').steps)), valueAndGrad: lossOut ? runsCode(loopParts.runs(entry('valueAndGrad').steps)) : '[]' };
+  const programShaders = shaders.length;
+  const runs = (name: 'forward' | 'valueAndGrad') => runLists[name];
   const readsOf = (name: 'forward' | 'valueAndGrad') => entry(name).steps.flatMap((s) => (s.kind === 'read' ? [[s.output, s.array] as const] : []));
   const fwdReads = readsOf('forward');
   // valueAndGrad also reads the next running statistics back (a training call saves them)
@@ -128,16 +138,18 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     `function arrayDecls(${sizesParam})${t(': Record<string, { dtype: string; numel: number; data?: number[] }>')} {`,
     '  return {',
     ...arrayLines,
+    ...loopParts.arrays.map((a) => `    ${JSON.stringify(a.name)}: { dtype: '${a.dtype}', numel: ${a.numel} },`),
     ...(train?.arrays ?? []).map((a) => `    ${JSON.stringify(a.name)}: { dtype: 'f32', numel: ${a.numel} },`),
     '  };',
     '}',
     '',
     `/** The shaders forward runs, in order${lossOut ? ', and valueAndGrad\'s' : ''}; the arrays they read back. */`,
-    `const FORWARD = [${runs('forward').join(', ')}];`,
+    ...(loops ? ['// a loop: `n`, the factors of its trip count (numbers, and symbolic sizes by name); `body`, one step'] : []),
+    `const FORWARD${t(loops ? ': Run[]' : '')} = ${runs('forward')};`,
     `const FORWARD_READS${t(': [string, string][]')} = ${JSON.stringify(fwdReads)};`,
-    ...(lossOut ? [`const GRAD = [${runs('valueAndGrad').join(', ')}];`, `const GRAD_READS${t(': [string, string][]')} = ${JSON.stringify(gradReads)};`] : []),
+    ...(lossOut ? [`const GRAD${t(loops ? ': Run[]' : '')} = ${runs('valueAndGrad')};`, `const GRAD_READS${t(': [string, string][]')} = ${JSON.stringify(gradReads)};`] : []),
     '',
-    ...runtimeDecl(m, t, syms),
+    ...runtimeDecl(m, t, syms, loops),
     '',
     '/**',
     ' * Creates the model on `options.device`, or on a device of navigator.gpu\'s adapter (asking for',

@@ -9,12 +9,13 @@ import { WG } from './wgsl.js';
 /** WebGPU's flags, as numbers (a module that imports nothing cannot rely on the GPUBufferUsage global of every host). */
 const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, STORAGE: 128 };
 
-export function runtimeDecl(m: ModuleInfo, t: Typed, syms: readonly string[]): string[] {
-  return [...deviceDecl(m, t), ...runtimeBody(m, t, syms)];
+/** `loops`: the program holds a scan's loop (codegen/webgpu/loop.ts), which `encode` runs step by step. */
+export function runtimeDecl(m: ModuleInfo, t: Typed, syms: readonly string[], loops = false): string[] {
+  return [...deviceDecl(m, t, loops), ...runtimeBody(m, t, syms, loops)];
 }
 
 /** grid() and acquire(): the workgroups of a 1-D dispatch, and the device. */
-function deviceDecl(m: ModuleInfo, t: Typed): string[] {
+function deviceDecl(m: ModuleInfo, t: Typed, loops: boolean): string[] {
   const name = m.name;
   return [
     '/** Workgroups of 64 for `n` invocations: x up to 65535, the rest along y. */',
@@ -24,7 +25,14 @@ function deviceDecl(m: ModuleInfo, t: Typed): string[] {
     '}',
     '',
     '/** The arrays, pipelines and bind groups for one set of sizes. */',
-    ...(t('x') ? ['// eslint-disable-next-line @typescript-eslint/no-explicit-any', 'type Built = { buffers: any[]; place: Record<string, [number, number]>; decls: ReturnType<typeof arrayDecls>; pipelines: any[]; binds: any[]; groups: [number, number, number][] };', ''] : []),
+    ...(t('x')
+      ? [
+          '// eslint-disable-next-line @typescript-eslint/no-explicit-any',
+          `type Built = { buffers: any[]; place: Record<string, [number, number]>; decls: ReturnType<typeof arrayDecls>; pipelines: any[]; binds: any[]; groups: [number, number, number][]${loops ? '; sizes: Record<string, number>' : ''} };`,
+          ...(loops ? ['/** A shader to dispatch, or a loop: its trip count (the product of `n`, numbers and sizes by name) and one step. */', 'type Run = number | { n: (number | string)[]; body: Run[] };'] : []),
+          '',
+        ]
+      : []),
     '/** The device of `options.device`, or one that navigator.gpu\'s adapter gives with its storage limits. */',
     `async function acquire(options${t(': { device?: GPUDevice }')})${t(': Promise<GPUDevice>')} {`,
     `  if (typeof options !== 'object' || options === null) throw new TypeError('${name}: the options of create() must be an object');`,
@@ -51,7 +59,8 @@ function deviceDecl(m: ModuleInfo, t: Typed): string[] {
 }
 
 /** runtime(device): buffers, pipelines and runs. */
-function runtimeBody(m: ModuleInfo, t: Typed, syms: readonly string[]): string[] {
+function runtimeBody(m: ModuleInfo, t: Typed, syms: readonly string[], loops: boolean): string[] {
+  const list = loops ? 'readonly Run[]' : 'readonly number[]';
   const name = m.name;
   const sizesType = syms.length ? 'Sizes' : 'Record<string, never>';
   const sizesArg = syms.length ? 'sizes' : '';
@@ -113,20 +122,45 @@ function runtimeBody(m: ModuleInfo, t: Typed, syms: readonly string[]): string[]
     "    );",
     "    const err = await device.popErrorScope();",
     "    if (err) throw new Error(`" + name + ": WebGPU refused a shader or pipeline: ${err.message}`);",
-    "    return { buffers, place, decls, pipelines, binds, groups: lay.map((l) => l.groups) };",
+    "    return { buffers, place, decls, pipelines, binds, groups: lay.map((l) => l.groups)" + (loops ? ", sizes" : "") + " };",
     "  };",
-    '  /** Encodes the dispatches of `list` into a compute pass of `enc`. */',
-    `  const encode = (enc${t(': any')}, b${t(': Built')}, list${t(': readonly number[]')}) => {`,
-    '    const pass = enc.beginComputePass();',
-    '    for (const s of list) {',
-    `      const g = b.groups[s]${t('!')};`,
-    '      if (g[0] * g[1] * g[2] === 0) continue;',
-    '      pass.setPipeline(b.pipelines[s]);',
-    '      pass.setBindGroup(0, b.binds[s]);',
-    '      pass.dispatchWorkgroups(g[0], g[1], g[2]);',
-    '    }',
-    '    pass.end();',
-    '  };',
+    ...(loops
+      ? [
+          '  /** Encodes the dispatches of `list` into a compute pass of `enc`: a loop\'s step once per step (its shaders keep the step index on the device). */',
+          `  const encode = (enc${t(': any')}, b${t(': Built')}, list${t(`: ${list}`)}) => {`,
+          '    const pass = enc.beginComputePass();',
+          `    const go = (l${t(`: ${list}`)}) => {`,
+          '      for (const s of l) {',
+          "        if (typeof s !== 'number') {",
+          `          const n = s.n.reduce${t('<number>')}((a, x) => a * (typeof x === 'number' ? x : b.sizes[x]${t('!')}), 1);`,
+          '          for (let k = 0; k < n; k++) go(s.body);',
+          '          continue;',
+          '        }',
+          `        const g = b.groups[s]${t('!')};`,
+          '        if (g[0] * g[1] * g[2] === 0) continue;',
+          '        pass.setPipeline(b.pipelines[s]);',
+          '        pass.setBindGroup(0, b.binds[s]);',
+          '        pass.dispatchWorkgroups(g[0], g[1], g[2]);',
+          '      }',
+          '    };',
+          '    go(list);',
+          '    pass.end();',
+          '  };',
+        ]
+      : [
+          '  /** Encodes the dispatches of `list` into a compute pass of `enc`. */',
+          `  const encode = (enc${t(': any')}, b${t(': Built')}, list${t(': readonly number[]')}) => {`,
+          '    const pass = enc.beginComputePass();',
+          '    for (const s of list) {',
+          `      const g = b.groups[s]${t('!')};`,
+          '      if (g[0] * g[1] * g[2] === 0) continue;',
+          '      pass.setPipeline(b.pipelines[s]);',
+          '      pass.setBindGroup(0, b.binds[s]);',
+          '      pass.dispatchWorkgroups(g[0], g[1], g[2]);',
+          '    }',
+          '    pass.end();',
+          '  };',
+        ]),
     '  /** Copies `reads` into a fresh mappable buffer of `enc`; after the submit, `take` maps it and gives the arrays. */',
     `  const readBack = (enc${t(': any')}, b${t(': Built')}, reads${t(': readonly (readonly [string, string])[]')}) => {`,
     '    let total = 0;',
@@ -164,7 +198,7 @@ function runtimeBody(m: ModuleInfo, t: Typed, syms: readonly string[]): string[]
     '    encode,',
     '    readBack,',
     '    /** Runs the shaders of `list`, reads `reads` back: one command encoder, one submit. */',
-    `    async run(b${t(': Built')}, list${t(': readonly number[]')}, reads${t(': readonly (readonly [string, string])[]')}) {`,
+    `    async run(b${t(': Built')}, list${t(`: ${list}`)}, reads${t(': readonly (readonly [string, string])[]')}) {`,
     '      const enc = device.createCommandEncoder();',
     '      encode(enc, b, list);',
     '      const take = readBack(enc, b, reads);',

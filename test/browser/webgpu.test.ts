@@ -196,6 +196,52 @@ it('applyGradients on the device: the flat module’s applyGradients with the sa
   expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
 });
 
+it('g.scan as a loop (the body\'s shaders once, the steps in one submit): a symbolic length run at 2 and 5 steps, reverse, along axis 1, two carries that swap; the flat module\'s outputs, loss and gradients', async () => {
+  const dir = path.join(OUT, 'scanloop');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'scanloop.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('scanloop', (g) => {",
+      "  const xs = g.input('xs', [3, 'T', 4]);",
+      "  const h0 = g.input('h0', [3, 5]);",
+      "  const Wx = g.param('Wx', [4, 5], { scale: 0.5 });",
+      "  const Wh = g.param('Wh', [5, 5], { scale: 0.5 });",
+      "  const b = g.param('b', [5]);",
+      '  const step = ([h, a], x) => {',
+      '    const h2 = x.matmul(Wx).add(h.matmul(Wh)).add(b).tanh();',
+      '    return [[h2.add(a.mul(0.5)), h], h2.mul(h2).sum(1)];',
+      '  };',
+      "  const [[hT, aT], ys] = g.scan(step, [h0, h0.mul(0.25)], xs, { axis: 1, reverse: true });",
+      '  const loss = hT.square().mean().add(aT.mean()).add(ys.mean().mul(0.5));',
+      '  return { loss, ys };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'] });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const code = c.files.find((f) => f.name === 'scanloop.webgpu.js')!.content as string;
+  // the forward loop, and valueAndGrad's forward and reverse loops: a run list's loop entries
+  expect(code.match(/\{ n: \[1, "T"\], body: /g)?.length).toBe(3);
+  const flat = (await import(pathToFileURL(path.join(dir, 'scanloop.js')).href)) as GeneratedModule;
+  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k + 0.3) * 0.7);
+  const params = { Wx: wave(20, 0.37), Wh: wave(25, 0.91), b: wave(5, 1.3) };
+  for (const T of [2, 5]) {
+    const inputs = { xs: wave(12 * T, 0.29), h0: wave(15, 0.53) };
+    const want = flat.valueAndGrad(params as never, inputs as never);
+    const wantYs = Array.from((flat.forward(params as never, inputs as never) as unknown as { ys: Float32Array }).ys);
+    const got = await call<{ outputs: Record<string, number[]>; loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'scanloop.webgpu.js')), plain(params), plain(inputs));
+    expect(errors).toEqual([]);
+    expect(got.outputs.ys!.length, `T = ${T}: ys`).toBe(3 * T);
+    expect(relErr(got.outputs.ys!, wantYs), `T = ${T}: ys`).toBeLessThan(1e-4);
+    expect(relErr([got.loss], [want.loss]), `T = ${T}: loss`).toBeLessThan(1e-4);
+    for (const k of ['Wx', 'Wh', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `T = ${T}: gradient of ${k}`).toBeLessThan(1e-4);
+  }
+});
+
 it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
   const dir = path.join(OUT, 'finite');
   mkdirSync(dir, { recursive: true });
