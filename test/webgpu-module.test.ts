@@ -82,8 +82,8 @@ describe('the WGSL renderer', () => {
     expect(() => renderKernel(k, () => 'f32')).toThrow('the webgpu target cannot render erf (in kernel k0: %y: f32[4] = erf %x)');
   });
 
-  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 64 beyond and for a symbolic extent', () => {
-    expect([1, 5, 16, 17, 32, 33, 300].map((n) => tileOf(n))).toEqual([
+  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 128 from 512, 64 between and for a symbolic extent', () => {
+    expect([1, 5, 16, 17, 32, 33, 300, 511, 512, 4096].map((n) => tileOf(n))).toEqual([
       { tile: 16, regs: 1 },
       { tile: 16, regs: 1 },
       { tile: 16, regs: 1 },
@@ -91,6 +91,9 @@ describe('the WGSL renderer', () => {
       { tile: 32, regs: 2 },
       { tile: 64, regs: 4 },
       { tile: 64, regs: 4 },
+      { tile: 64, regs: 4 },
+      { tile: 128, regs: 8 },
+      { tile: 128, regs: 8 },
     ]);
     expect(tileOf('B')).toEqual({ tile: 64, regs: 4 });
   });

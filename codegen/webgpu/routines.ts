@@ -11,25 +11,11 @@ import { mulSize, numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { Shader } from './wgsl.js';
+import type { Operand } from './gemm.js';
+import { gemmShader, mult4 } from './gemm.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
 
 type DtypeOf = (array: string) => 'f32' | 'i32';
-
-const TK = 16;
-
-/**
- * The tile of the result along one axis of a matmul, chosen per shape at build time: a workgroup
- * is always 16 invocations along each axis, each holding `regs` results of a `tile` of 16·regs.
- * A static extent of at most 16 takes a tile of 16 (one result per invocation), at most 32 a tile
- * of 32 (two), any other (and a symbolic one) 64 (four): a small or skinny product neither
- * computes 64×64 tiles of mostly padding nor compiles the 4×4 register block it does not use.
- */
-export function tileOf(extent: Dim | Size): { tile: number; regs: number } {
-  const e = size(extent);
-  if (e.syms.length === 0 && e.coef <= 16) return { tile: 16, regs: 1 };
-  if (e.syms.length === 0 && e.coef <= 32) return { tile: 32, regs: 2 };
-  return { tile: 64, regs: 4 };
-}
 
 function shader(notes: readonly string[], b: Bindings, head: readonly string[], body: readonly string[], threads: Size): Shader {
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
@@ -38,7 +24,7 @@ function shader(notes: readonly string[], b: Bindings, head: readonly string[], 
 
 const ceilDiv = (n: Dim | Size, d: number) => `Math.ceil((${js(n)}) / ${d})`;
 
-/** The matrix product: C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j] (A, B transposed by the view's flags). */
+/** The matrix product: C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j] (A, B transposed by the view's flags), tiled (gemm.ts). */
 function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader {
   const b = new Bindings(dtypeOf);
   const [A, B] = r.inputs as [View, View];
@@ -46,83 +32,36 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
   const M = out[out.length - 2]!;
   const N = out[out.length - 1]!;
   const { transA, transB } = r.attrs;
-  const ra = A.shape.length;
-  const rb = B.shape.length;
-  const K = transA ? A.shape[ra - 2]! : A.shape[ra - 1]!;
+  const K = transA ? A.shape[A.shape.length - 2]! : A.shape[A.shape.length - 1]!;
   const batch = numelSize(out.slice(0, -2));
-  const av = b.arr(A.arg);
-  const bv = b.arr(B.arg);
-  const cv = b.arr(r.output.arg, true);
-  // A[i, p] and B[p, j] through the views' strides; a batched operand steps by its batch stride
-  const aAt = (i: string, p: string) => {
-    const [s0, s1] = [A.strides[ra - 2]!, A.strides[ra - 1]!];
-    const [x0, x1] = transA ? [p, i] : [i, p];
-    const batchTerm = ra > 2 ? [{ s: A.strides[ra - 3]!, x: 't' }] : [];
-    return indexOf([s0, s1, ...batchTerm.map((q) => q.s)], A.offset, (d) => [x0, x1, 't'][d]!);
+  // an operand's element at (row-or-column x, term k) through the view's strides (a batched one
+  // steps by its batch stride along t); its last axis is K (A untransposed, B transposed) or x
+  const operand = (v: View, kLast: boolean, extX: Dim): Operand => {
+    const rk = v.shape.length;
+    const [s0, s1] = [v.strides[rk - 2]!, v.strides[rk - 1]!];
+    const strides = [s0, s1, ...(rk > 2 ? [v.strides[rk - 3]!] : [])];
+    const unit = s1.coef === 1 && s1.syms.length === 0;
+    const vec4 = unit && mult4(s0) && strides.slice(2).every(mult4) && mult4(v.offset) && mult4(kLast ? K : extX);
+    return {
+      arg: v.arg,
+      // neighbouring invocations load along the contiguous axis
+      alongK: kLast,
+      vec4,
+      at: (x, k) => ({ index: indexOf(strides, v.offset, (d) => (kLast ? [x, k, 't'] : [k, x, 't'])[d]!) }),
+    };
   };
-  const bAt = (p: string, j: string) => {
-    const [s0, s1] = [B.strides[rb - 2]!, B.strides[rb - 1]!];
-    const [x0, x1] = transB ? [j, p] : [p, j];
-    const batchTerm = rb > 2 ? [B.strides[rb - 3]!] : [];
-    return indexOf([s0, s1, ...batchTerm], B.offset, (d) => [x0, x1, 't'][d]!);
-  };
-  // the tiles of this shape: TM rows of the result, RM per invocation; TN columns, RN per invocation
-  const { tile: TM, regs: RM } = tileOf(M);
-  const { tile: TN, regs: RN } = tileOf(N);
-  // which tile coordinate neighbouring invocations load: along the operand's contiguous axis
-  const aAlongK = !transA; // A[i, p] with p contiguous
-  const bAlongK = transB; // B[j, p] stored as rows of p
-  const load = (into: string, arr: string, at: (x: string, k: string) => string, alongK: boolean, rowOrCol0: string, ext: string, T: number) => [
-    `for (var l = 0; l < ${(T * TK) / 256}; l++) {`,
-    '  let e = tid + l * 256;',
-    alongK ? `  let kk = e % ${TK}; let xx = e / ${TK};` : `  let kk = e / ${T}; let xx = e % ${T};`,
-    `  let gx = ${rowOrCol0} + xx; let gk = k0 + kk;`,
-    `  ${into}[kk * ${T} + xx] = select(0.0, ${arr}[${at('gx', 'gk')}], gx < ${ext} && gk < ${sz(K)});`,
-    '}',
-  ];
-  const R = RM * RN;
-  const head = [
-    `var<workgroup> As: array<f32, ${TM * TK}>;`,
-    `var<workgroup> Bs: array<f32, ${TN * TK}>;`,
-    '@compute @workgroup_size(16, 16)',
-    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {',
-  ];
-  const body = [
-    'let t = i32(wid.z);',
-    `let row0 = i32(wid.y) * ${TM};`,
-    `let col0 = i32(wid.x) * ${TN};`,
-    'let tx = i32(lid.x);',
-    'let ty = i32(lid.y);',
-    'let tid = ty * 16 + tx;',
-    `var acc: array<f32, ${R}>;`,
-    `var total: array<f32, ${R}>;`,
-    `for (var k0 = 0; k0 < ${sz(K)}; k0 += ${TK}) {`,
-    ...load('As', av, aAt, aAlongK, 'row0', sz(M), TM),
-    ...load('Bs', bv, (x, k) => bAt(k, x), bAlongK, 'col0', sz(N), TN),
-    '  workgroupBarrier();',
-    `  for (var kk = 0; kk < ${TK}; kk++) {`,
-    `    var a: array<f32, ${RM}>;`,
-    `    var bb: array<f32, ${RN}>;`,
-    `    for (var q = 0; q < ${RM}; q++) { a[q] = As[kk * ${TM} + ty + 16 * q]; }`,
-    `    for (var q = 0; q < ${RN}; q++) { bb[q] = Bs[kk * ${TN} + tx + 16 * q]; }`,
-    `    for (var i = 0; i < ${RM}; i++) { for (var j = 0; j < ${RN}; j++) { acc[i * ${RN} + j] += a[i] * bb[j]; } }`,
-    '  }',
-    '  workgroupBarrier();',
-    // every 256 terms the running block joins the total (f32 sums over long K stay accurate)
-    `  if ((k0 / ${TK}) % 16 == 15) { for (var q = 0; q < ${R}; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
-    '}',
-    `for (var i = 0; i < ${RM}; i++) {`,
-    '  let gi = row0 + ty + 16 * i;',
-    `  for (var j = 0; j < ${RN}; j++) {`,
-    '    let gj = col0 + tx + 16 * j;',
-    `    if (gi < ${sz(M)} && gj < ${sz(N)}) {`,
-    `      let val = total[i * ${RN} + j] + acc[i * ${RN} + j];`,
-    `      ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = val;`,
-    ...epilogueAt(r, b).map((l) => `      ${l}`),
-    '    }',
-    '  }',
-    '}',
-  ];
+  const cOut = r.output.arg;
+  const { head, body, TM, TN } = gemmShader(
+    {
+      M,
+      N,
+      K,
+      A: operand(A, !transA, M),
+      B: operand(B, transB, N),
+      store: (val) => [`${b.at(cOut, `(t * ${sz(M)} + gi) * ${sz(N)} + gj`, true)} = ${val};`, ...epilogueAt(r, b, val)],
+    },
+    b,
+  );
   const notes = [...r.notes, ...(r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
   return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TN), ceilDiv(M, TM), js(batch)] };
@@ -132,12 +71,12 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
  * A matmul's epilogue kernel (bias, activation) at result (t, gi, gj) of the tile, the product in
  * `val`: fused into the matmul's store, so the product is not read back by another shader.
  */
-function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings): string[] {
+function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings, val: string): string[] {
   const k = r.epilogue;
   if (!k) return [];
   const out = r.output.shape;
   const rank = out.length;
-  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, 'val'] as const] : [])));
+  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, val] as const] : [])));
   const batch = out.slice(0, -2);
   return [
     ...unflatten('t', batch, batch.map((_d, d) => `x${d}`)),
@@ -540,3 +479,4 @@ export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
 }
 
 export { WG };
+export { tileOf } from './gemm.js';

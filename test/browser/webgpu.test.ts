@@ -104,42 +104,76 @@ it('long sums of few results (a workgroup per result, a tree in workgroup memory
   for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
 });
 
-it('matmul tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes: the flat module’s loss and gradients', async () => {
-  // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
-  // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged
-  const dir = path.join(OUT, 'oddtiles');
+/** Writes model `name` (the DSL lines of its body) into OUT/<name>/, builds ts and webgpu there: the WebGPU module's URL and code, and the flat module. */
+async function buildModel(name: string, body: string[]): Promise<{ url: string; code: string; flat: GeneratedModule }> {
+  const dir = path.join(OUT, name);
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'oddtiles.ts');
-  writeFileSync(
-    file,
-    [
-      "import { model } from 'graphc';",
-      "export default model('oddtiles', (g) => {",
-      "  const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
-      "  const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
-      "  const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
-      "  const X = g.input('X', [37, 70]);",
-      '  const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
-      '  return { loss };',
-      '});',
-      '',
-    ].join('\n'),
-  );
+  const file = path.join(dir, `${name}.ts`);
+  writeFileSync(file, ["import { model } from 'graphc';", `export default model('${name}', (g) => {`, ...body.map((l) => `  ${l}`), '});', ''].join('\n'));
   const c = await compile(file, { targets: ['ts', 'webgpu'] });
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-  const code = c.files.find((f) => f.name === 'oddtiles.webgpu.js')!.content;
-  // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
-  expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
-  expect(code).toContain('var<workgroup> As: array<f32, 512>;');
-  const flat = (await import(pathToFileURL(path.join(dir, 'oddtiles.js')).href)) as GeneratedModule;
-  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
-  const params = { W1: wave(350, 0.37), W2: wave(145, 0.91), W3: wave(1885, 0.13) };
-  const inputs = { X: wave(2590, 0.29) };
-  const want = flat.valueAndGrad(params as never, inputs as never);
-  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'oddtiles.webgpu.js')), plain(params), plain(inputs));
-  expect(errors).toEqual([]);
-  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
-  for (const k of ['W1', 'W2', 'W3']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+  const flat = (await import(pathToFileURL(path.join(dir, `${name}.js`)).href)) as GeneratedModule;
+  return { url: '/' + path.relative(ROOT, path.join(dir, `${name}.webgpu.js`)), code: c.files.find((f) => f.name === `${name}.webgpu.js`)!.content as string, flat };
+}
+
+const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
+
+describe.each([
+  {
+    // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
+    // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged, no extent a
+    // multiple of 4 along a contiguous axis: every load element by element
+    name: 'oddtiles',
+    what: 'tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes, loads element by element',
+    body: [
+      "const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
+      "const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
+      "const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
+      "const X = g.input('X', [37, 70]);",
+      'const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
+      'return { loss };',
+    ],
+    shapes: { W1: [350, 0.37], W2: [145, 0.91], W3: [1885, 0.13], X: [2590, 0.29] },
+    code: (code: string) => {
+      // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
+      expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
+      expect(code).toContain('var<workgroup> As: array<f32, 512>;');
+      expect(code).not.toMatch(/> a\d+: array<vec4<f32>>/);
+    },
+  },
+  {
+    // X [512, 16] @ W1 [16, 12]: 128 × 16 tiles (8 results per invocation), both operands as vec4
+    // (X along K, W1 along N); @ W2 [12, 7]: H as vec4, W2 (7 columns) element by element; the
+    // gradients' products read X and H transposed (vec4 along their rows), K = 512 in 32 steps
+    name: 'vec4tiles',
+    what: 'vec4 loads where the contiguous extent is a multiple of 4, element by element where not, 128-row tiles',
+    body: [
+      "const W1 = g.param('W1', [16, 12], { scale: 0.2 });",
+      "const W2 = g.param('W2', [12, 7], { scale: 0.3 });",
+      "const X = g.input('X', [512, 16]);",
+      'const loss = X.matmul(W1).tanh().matmul(W2).square().mean();',
+      'return { loss };',
+    ],
+    shapes: { W1: [192, 0.37], W2: [84, 0.91], X: [8192, 0.29] },
+    code: (code: string) => {
+      expect(code).toMatch(/> a\d+: array<vec4<f32>>/);
+      expect(code).toContain('var acc: array<f32, 8>;');
+      expect(code).toContain('var<workgroup> As: array<f32, 2048>;');
+    },
+  },
+] as const)('matmul $name', ({ name, what, body, shapes, code }) => {
+  it(`${what}: the flat module’s loss and gradients`, async () => {
+    const m = await buildModel(name, [...body]);
+    code(m.code);
+    const all = Object.fromEntries(Object.entries(shapes).map(([k, [n, f]]) => [k, wave(n, f)]));
+    const params = Object.fromEntries(Object.entries(all).filter(([k]) => k !== 'X'));
+    const inputs = { X: all.X! };
+    const want = m.flat.valueAndGrad(params as never, inputs as never);
+    const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', m.url, plain(params), plain(inputs));
+    expect(errors).toEqual([]);
+    expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+    for (const k of Object.keys(params)) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+  });
 });
 
 describe.each([
