@@ -11,7 +11,7 @@ import { mulSize, numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { Shader } from './wgsl.js';
-import type { Operand } from './gemm.js';
+import type { Gemm, Operand } from './gemm.js';
 import { gemmShader, mult4 } from './gemm.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
 
@@ -262,7 +262,16 @@ function denseStrides(shape: readonly Dim[]): Size[] {
   return out;
 }
 
-/** The convolutions, direct: an invocation per result, its taps in a loop. */
+/**
+ * The convolutions as implicit GEMM in the tiled product (gemm.ts), a batch of the product per
+ * group, the gathered operand's element computed from its coordinates (no im2col buffer):
+ * - conv: y[n, g·Og + o, i, j] = Σ_(c,p,q) W[g·Og + o, (c, p, q)] · X[n, g·Cg + c, i·s − pad + p·d, ...]:
+ *   M = Og, N = batch·Ho·Wo, K = Cg·kH·kW (W as vec4 where K is a multiple of 4);
+ * - conv_input_grad: dx[n, g·Cg + c, h, w] = Σ_(o,p,q) W[g·Og + o, c, p, q] · dy[n, g·Og + o, (h + pad − p·d)/s, ...]
+ *   (the taps that land on the stride): M = Cg, N = batch·H·W, K = Og·kH·kW;
+ * - conv_weight_grad: dW[g·Og + o, (c, p, q)] = Σ_(n,i,j) dy[n, g·Og + o, i, j] · X[n, g·Cg + c, i·s − pad + p·d, ...]:
+ *   M = Og, N = Cg·kH·kW, K = batch·Ho·Wo (dy as vec4 where Ho·Wo is a multiple of 4).
+ */
 function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weight_grad' }>, dtypeOf: DtypeOf): Shader {
   const b = new Bindings(dtypeOf);
   const a = r.attrs;
@@ -270,97 +279,102 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
   const [p0, p1] = a.padding as [number, number];
   const [d0, d1] = a.dilation as [number, number];
   const G = a.groups;
-  const y = b.arr(r.output.arg, true);
-  const out = r.output.shape;
-  const n = numelSize(out);
-  let lines: string[];
+  const y = r.output.arg;
+  // X [batch, C, H, W], W [O, Cg, kH, kW], dy [batch, O, Ho, Wo]
+  const xShape = r.op === 'conv_input_grad' ? r.output.shape : r.inputs[0]!.shape;
+  const wShape = r.op === 'conv_weight_grad' ? r.output.shape : r.inputs[1]!.shape;
+  const yShape = r.op === 'conv' ? r.output.shape : r.op === 'conv_input_grad' ? r.inputs[0]!.shape : r.inputs[1]!.shape;
+  const [NB, C, H, W] = xShape as [Dim, Dim, Dim, Dim];
+  const [O, Cg, kH, kW] = wShape as [number, number, number, number];
+  const [, , Ho, Wo] = yShape as [Dim, Dim, Dim, Dim];
+  const Og = O / G;
+  const taps = Cg * kH * kW;
+  const khw = kH * kW;
+  const hw = mulSize(H, W);
+  const howo = mulSize(Ho, Wo);
+  // the input pixel of output pixel (i, j) at tap (p, q)
+  const pixel = (i: string, j: string, p: string, q: string) => [`let h_ = ${i} * ${s0} - ${p0} + ${p} * ${d0};`, `let w_ = ${j} * ${s1} - ${p1} + ${q} * ${d1};`];
+  const inImage = `h_ >= 0 && h_ < ${sz(H)} && w_ >= 0 && w_ < ${sz(W)}`;
+  const xAt = (n: string, c: string) => `((${n} * ${sz(C)} + t * ${Cg} + ${c}) * ${sz(H)} + h_) * ${sz(W)} + w_`;
+  const tap = (k: string, c: string) => [`let ${c} = ${k} / ${khw};`, `let p_ = (${k} % ${khw}) / ${kW};`, `let q_ = ${k} % ${kW};`];
+  let g: Gemm;
   if (r.op === 'conv') {
-    const [X, W] = r.inputs as [View, View];
-    const [, C, H, Wd] = X.shape;
-    const [O, Cg, kH, kW] = W.shape as [number, number, number, number];
-    const [, , Ho, Wo] = out;
-    const xv = b.arr(X.arg);
-    const wv = b.arr(W.arg);
-    lines = [
-      ...unflatten('gi', out, ['nn', 'o', 'i', 'j']),
-      `let g = o / ${O / G};`,
-      'var total = 0.0;',
-      `for (var c = 0; c < ${Cg}; c++) {`,
-      '  var part = 0.0;',
-      `  for (var p = 0; p < ${kH}; p++) {`,
-      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
-      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
-      `    for (var q = 0; q < ${kW}; q++) {`,
-      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
-      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
-      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
-      '    }',
-      '  }',
-      '  total += part;',
-      '}',
-      `${y}[gi] = total;`,
-    ];
-    void Ho;
-    void Wo;
+    const [X, Wt] = r.inputs as [View, View];
+    g = {
+      M: Og,
+      N: mulSize(NB, howo),
+      K: taps,
+      A: { arg: Wt.arg, alongK: true, vec4: taps % 4 === 0, at: (x, k) => ({ index: `(t * ${Og} + ${x}) * ${taps} + ${k}` }) },
+      B: {
+        arg: X.arg,
+        alongK: false,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [`let n_ = ${x} / ${sz(howo)};`, `let i_ = (${x} % ${sz(howo)}) / ${sz(Wo)};`, `let j_ = ${x} % ${sz(Wo)};`, ...tap(k, 'c_'), ...pixel('i_', 'j_', 'p_', 'q_')],
+          index: xAt('n_', 'c_'),
+          valid: inImage,
+        }),
+      },
+      store: (val) => [`${b.at(y, `(gj / ${sz(howo)} * ${O} + t * ${Og} + gi) * ${sz(howo)} + gj % ${sz(howo)}`, true)} = ${val};`],
+    };
   } else if (r.op === 'conv_input_grad') {
-    const [DY, W] = r.inputs as [View, View];
-    const [, O, Ho, Wo] = DY.shape;
-    const [, Cg, kH, kW] = W.shape as [number, number, number, number];
-    const dyv = b.arr(DY.arg);
-    const wv = b.arr(W.arg);
-    const Og = (O as number) / G;
-    lines = [
-      ...unflatten('gi', out, ['nn', 'ch', 'h', 'w']),
-      `let g = ch / ${Cg};`,
-      `let c = ch % ${Cg};`,
-      'var total = 0.0;',
-      `for (var oo = 0; oo < ${Og}; oo++) {`,
-      `  let o = g * ${Og} + oo;`,
-      '  var part = 0.0;',
-      `  for (var p = 0; p < ${kH}; p++) {`,
-      `    let hi = h + ${p0} - p * ${d0};`,
-      `    if (hi < 0 || hi % ${s0} != 0 || hi / ${s0} >= ${sz(Ho!)}) { continue; }`,
-      `    for (var q = 0; q < ${kW}; q++) {`,
-      `      let wi = w + ${p1} - q * ${d1};`,
-      `      if (wi < 0 || wi % ${s1} != 0 || wi / ${s1} >= ${sz(Wo!)}) { continue; }`,
-      `      part += ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + hi / ${s0}) * ${sz(Wo!)} + wi / ${s1}] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
-      '    }',
-      '  }',
-      '  total += part;',
-      '}',
-      `${y}[gi] = total;`,
-    ];
+    const [DY, Wt] = r.inputs as [View, View];
+    // the output pixel whose tap (p, q) lands on (h, w): on the stride, inside the output
+    const on = (v: string, s: number, ext: Dim) => (s === 1 ? `${v} >= 0 && ${v} < ${sz(ext)}` : `${v} >= 0 && ${v} % ${s} == 0 && ${v} / ${s} < ${sz(ext)}`);
+    g = {
+      M: Cg,
+      N: mulSize(NB, hw),
+      K: Og * khw,
+      A: {
+        arg: Wt.arg,
+        alongK: true,
+        vec4: false,
+        at: (x, k) => ({ index: `((t * ${Og} + ${k} / ${khw}) * ${Cg} + ${x}) * ${khw} + ${k} % ${khw}` }),
+      },
+      B: {
+        arg: DY.arg,
+        alongK: false,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [
+            `let n_ = ${x} / ${sz(hw)};`,
+            `let hi = (${x} % ${sz(hw)}) / ${sz(W)} + ${p0} - ((${k} % ${khw}) / ${kW}) * ${d0};`,
+            `let wi = ${x} % ${sz(W)} + ${p1} - (${k} % ${kW}) * ${d1};`,
+          ],
+          index: `((n_ * ${O} + t * ${Og} + ${k} / ${khw}) * ${sz(Ho)} + hi / ${s0}) * ${sz(Wo)} + wi / ${s1}`,
+          valid: `${on('hi', s0, Ho)} && ${on('wi', s1, Wo)}`,
+        }),
+      },
+      store: (val) => [`${b.at(y, `(gj / ${sz(hw)} * ${sz(C)} + t * ${Cg} + gi) * ${sz(hw)} + gj % ${sz(hw)}`, true)} = ${val};`],
+    };
   } else {
     const [X, DY] = r.inputs as [View, View];
-    const [N, C, H, Wd] = X.shape;
-    const [, O, Ho, Wo] = DY.shape;
-    const [, Cg, kH, kW] = out as [number, number, number, number];
-    const xv = b.arr(X.arg);
-    const dyv = b.arr(DY.arg);
-    const Og = (O as number) / G;
-    lines = [
-      ...unflatten('gi', out, ['o', 'c', 'p', 'q']),
-      `let g = o / ${Og};`,
-      'var total = 0.0;',
-      `for (var nn = 0; nn < ${sz(N!)}; nn++) {`,
-      `  for (var i = 0; i < ${sz(Ho!)}; i++) {`,
-      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
-      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
-      '    var part = 0.0;',
-      `    for (var j = 0; j < ${sz(Wo!)}; j++) {`,
-      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
-      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
-      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + i) * ${sz(Wo!)} + j];`,
-      '    }',
-      '    total += part;',
-      '  }',
-      '}',
-      `${y}[gi] = total;`,
-    ];
-    void kH;
-    void kW;
+    g = {
+      M: Og,
+      N: taps,
+      K: mulSize(NB, howo),
+      A: {
+        arg: DY.arg,
+        alongK: true,
+        vec4: mult4(howo),
+        at: (x, k) => ({ index: `(${k} / ${sz(howo)} * ${O} + t * ${Og} + ${x}) * ${sz(howo)} + ${k} % ${sz(howo)}` }),
+      },
+      B: {
+        arg: X.arg,
+        alongK: true,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [`let n_ = ${k} / ${sz(howo)};`, `let i_ = (${k} % ${sz(howo)}) / ${sz(Wo)};`, `let j_ = ${k} % ${sz(Wo)};`, ...tap(x, 'c_'), ...pixel('i_', 'j_', 'p_', 'q_')],
+          index: xAt('n_', 'c_'),
+          valid: inImage,
+        }),
+      },
+      store: (val) => [`${b.at(y, `(t * ${Og} + gi) * ${taps} + gj`, true)} = ${val};`],
+    };
   }
-  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+  const { head, body, TM, TN } = gemmShader(g, b);
+  const wgsl = [...r.notes.map((l) => `// ${l}`), '// as implicit GEMM in the tiled product (a batch per group)', ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  return { wgsl, arrays: b.arrays(), groups: [ceilDiv(g.N, TN), ceilDiv(g.M, TM), String(G)] };
 }
 
 /** The pools: an invocation per result (the gradients: per input element, over the windows holding it). */
