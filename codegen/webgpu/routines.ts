@@ -58,7 +58,10 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
       K,
       A: operand(A, !transA, M),
       B: operand(B, transB, N),
-      store: (val) => [`${b.at(cOut, `(t * ${sz(M)} + gi) * ${sz(N)} + gj`, true)} = ${val};`, ...epilogueAt(r, b, val)],
+      store: (val) => [
+        `${b.at(cOut, `(t * ${sz(M)} + gi) * ${sz(N)} + gj`, true)} = ${val};`,
+        ...epilogueAt(r, b, val, [...unflatten('t', out.slice(0, -2), out.slice(0, -2).map((_d, d) => `x${d}`)), `let x${out.length - 2} = gi;`, `let x${out.length - 1} = gj;`]),
+      ],
     },
     b,
   );
@@ -68,22 +71,15 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
 }
 
 /**
- * A matmul's epilogue kernel (bias, activation) at result (t, gi, gj) of the tile, the product in
- * `val`: fused into the matmul's store, so the product is not read back by another shader.
+ * A routine's epilogue kernel (bias, activation) at one result of the tile, the product in `val`,
+ * the result's coordinates x0, x1, ... set by `coords`: fused into the routine's store, so the
+ * product is not read back by another shader.
  */
-function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings, val: string): string[] {
+function epilogueAt(r: Routine, b: Bindings, val: string, coords: readonly string[]): string[] {
   const k = r.epilogue;
   if (!k) return [];
-  const out = r.output.shape;
-  const rank = out.length;
   const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, val] as const] : [])));
-  const batch = out.slice(0, -2);
-  return [
-    ...unflatten('t', batch, batch.map((_d, d) => `x${d}`)),
-    `let x${rank - 2} = gi;`,
-    `let x${rank - 1} = gj;`,
-    ...statements(k, k.nodes.map(() => true), k.stores, b, given),
-  ];
+  return [...coords, ...statements(k, k.nodes.map(() => true), k.stores, b, given)];
 }
 
 /** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */
@@ -315,7 +311,11 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
           valid: inImage,
         }),
       },
-      store: (val) => [`${b.at(y, `(gj / ${sz(howo)} * ${O} + t * ${Og} + gi) * ${sz(howo)} + gj % ${sz(howo)}`, true)} = ${val};`],
+      // the bias and activation after it fused into the store (x0..x3: n, channel, i, j)
+      store: (val) => [
+        `${b.at(y, `(gj / ${sz(howo)} * ${O} + t * ${Og} + gi) * ${sz(howo)} + gj % ${sz(howo)}`, true)} = ${val};`,
+        ...epilogueAt(r, b, val, [`let x0 = gj / ${sz(howo)};`, `let x1 = t * ${Og} + gi;`, `let x2 = (gj % ${sz(howo)}) / ${sz(Wo)};`, `let x3 = gj % ${sz(Wo)};`]),
+      ],
     };
   } else if (r.op === 'conv_input_grad') {
     const [DY, Wt] = r.inputs as [View, View];
@@ -373,7 +373,8 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
     };
   }
   const { head, body, TM, TN } = gemmShader(g, b);
-  const wgsl = [...r.notes.map((l) => `// ${l}`), '// as implicit GEMM in the tiled product (a batch per group)', ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  const notes = [...r.notes, 'as implicit GEMM in the tiled product (a batch per group)', ...(r.op === 'conv' && r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
+  const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
   return { wgsl, arrays: b.arrays(), groups: [ceilDiv(g.N, TN), ceilDiv(g.M, TM), String(G)] };
 }
 
@@ -455,8 +456,8 @@ function pool(r: Extract<Routine, { op: 'max_pool' | 'max_pool_grad' | 'max_pool
   return shader(r.notes, b, entry1d(sz(n)), lines, n);
 }
 
-/** A routine as one shader (a matmul's epilogue is fused into it: FUSED; any other's launched after it). */
-export const FUSED: ReadonlySet<string> = new Set(['matmul']);
+/** A routine as one shader (a matmul's and a conv's epilogue are fused into its store: FUSED; any other's launched after it). */
+export const FUSED: ReadonlySet<string> = new Set(['matmul', 'conv']);
 
 export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
   switch (r.op) {

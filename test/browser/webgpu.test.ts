@@ -230,7 +230,7 @@ it('applyGradients on the device: the flat module’s applyGradients with the sa
   expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
 });
 
-it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
+it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad; trainStep checks its loss and gradients on the device and skips the step)', async () => {
   const dir = path.join(OUT, 'finite');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'finite.ts');
@@ -242,12 +242,13 @@ it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors n
       "  const w = g.param('w', [4]);",
       "  const x = g.input('x', [3, 4]);",
       '  const y = x.mul(w).exp();',
-      '  return { loss: y.sum(), y };',
+      // a finite loss with an infinite gradient where w is 0 (d√w/dw = 1 / (2√w))
+      '  return { loss: y.sum().add(w.sqrt().sum()), y };',
       '});',
       '',
     ].join('\n'),
   );
-  const c = await compile(file, { targets: ['webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
+  const c = await compile(file, { targets: ['ts', 'webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
   const url = '/' + path.relative(ROOT, path.join(dir, 'finite.webgpu.js'));
   const x = { __typed: 'inputs', values: { x: [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] } };
@@ -266,6 +267,59 @@ it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors n
     `RangeError: finite: Infinity in output 'loss'[0], ${note('forward')}`,
     `RangeError: finite: Infinity in loss[0], ${note('valueAndGrad')}`,
   ]);
+  // trainStep (sgd): the step's loss and gradients checked on the device, one flag read back with
+  // the loss; a step that fails is not taken (params and state on the device as before it)
+  const steps = await page.evaluate(async (u) => {
+    // (an import() here would be rewritten by vitest's transform)
+    const mod = await (globalThis.eval('(u) => import(u)') as (x: string) => Promise<Record<string, Function>>)(u);
+    const model = await mod.create();
+    const xs = { x: Float32Array.from([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]) };
+    const out: (string | number[] | number)[] = [];
+    const attempt = async (w: number[], state: { step: number }) => {
+      try {
+        out.push((await model.trainStep({ w: Float32Array.from(w) }, state, xs)).loss);
+      } catch (e) {
+        out.push(`${(e as Error).name}: ${(e as Error).message}`);
+      }
+      out.push(state.step, Array.from((await model.readParams()).w as Float32Array));
+    };
+    try {
+      await attempt([0.1, 50, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // the loss is ∞
+      // applyGradients after a step that was not taken: its update runs
+      const state = model.initOptState({ w: new Float32Array(4) });
+      await model.applyGradients({ w: Float32Array.from([1, 2, 3, 4]) }, state, { w: Float32Array.from([1, 1, 1, 1]) });
+      out.push(state.step, Array.from((await model.readParams()).w as Float32Array));
+      await attempt([0.1, 0, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // a finite loss, an ∞ gradient
+      await attempt([0.1, NaN, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // passed in
+      await attempt([0.1, 0.2, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // a step that is taken
+    } finally {
+      model.destroy();
+    }
+    return out;
+  }, url);
+  const taken = (which: string) =>
+    `RangeError: finite: Infinity in ${which}, computed by trainStep (the WebGPU module checks the loss and the gradients of a step on the device, not each value: the flat module built with --check-finite names the first); the step was not taken: the params and the optimizer state are as before it (built with --check-finite)`;
+  const f32 = (v: number[]) => Array.from(Float32Array.from(v));
+  expect(steps.slice(0, 10)).toEqual([
+    taken('loss[0]'),
+    0,
+    f32([0.1, 50, 0.1, 0.1]),
+    1,
+    // sgd's lr, 0.001: w − lr·g
+    [1, 2, 3, 4].map((v) => Math.fround(v - Math.fround(0.001))),
+    taken("gradient of 'w'[1]"),
+    0,
+    f32([0.1, 0, 0.1, 0.1]),
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    0,
+  ]);
+  // the good step: the flat module's loss and update (sgd, lr 0.01 by default)
+  const flat = (await import(pathToFileURL(path.join(dir, 'finite.js')).href)) as GeneratedModule & Record<string, Function>;
+  const p = { w: Float32Array.from([0.1, 0.2, 0.1, 0.1]) };
+  const want = (flat.trainStep!(p, flat.initOptState!(p), { x: Float32Array.from([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]) }) as { loss: number }).loss;
+  expect(relErr([steps[11] as number], [want]), 'loss of the step taken').toBeLessThan(1e-5);
+  expect(steps[12]).toBe(1);
+  expect(relErr(steps[13] as number[], p.w), 'params after the step taken').toBeLessThan(1e-5);
 });
 
 it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
