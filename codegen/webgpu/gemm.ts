@@ -5,7 +5,7 @@
 // TM×TN results, RM×RN per invocation (register blocking: results strided by 16, so that
 // neighbouring invocations read neighbouring floats of the shared tiles), K in steps of TK
 // through tiles of A and B in workgroup memory. The tile along each axis is chosen per shape at
-// build time (tileOf). An operand whose contiguous axis is unit-stride with every other stride,
+// build time (tileOf); the register block is unrolled into scalars. An operand whose contiguous axis is unit-stride with every other stride,
 // its offset and that axis's extent multiples of 4 is loaded as vec4 (a vec4 view of its arena);
 // any other (odd extents, the convolutions' gathered operands) element by element. Every 256
 // terms the running sums join a total (f32 sums over long K stay accurate).
@@ -99,6 +99,10 @@ export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string
     'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {',
   ];
   const joinEvery = 256 / TK;
+  // the register block, unrolled: scalars c<i>_<j> (running sums) and s<i>_<j> (their total), so
+  // that no compiler keeps them in an array in memory
+  const ij = Array.from({ length: R }, (_x, q) => [Math.floor(q / RN), q % RN] as const);
+  const c = (i: number, j: number) => `c${i}_${j}`;
   const body = [
     'let t = i32(wid.z);',
     `let row0 = i32(wid.y) * ${TM};`,
@@ -106,29 +110,30 @@ export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string
     'let tx = i32(lid.x);',
     'let ty = i32(lid.y);',
     'let tid = ty * 16 + tx;',
-    `var acc: array<f32, ${R}>;`,
-    `var total: array<f32, ${R}>;`,
+    ...ij.map(([i, j]) => `var ${c(i, j)} = 0.0; var s${i}_${j} = 0.0;`),
     `for (var k0 = 0; k0 < ${K}; k0 += ${TK}) {`,
     ...load('As', g.A, 'row0', M, TM).map((l) => `  ${l}`),
     ...load('Bs', g.B, 'col0', N, TN).map((l) => `  ${l}`),
     '  workgroupBarrier();',
     `  for (var kk = 0; kk < ${TK}; kk++) {`,
-    `    var a: array<f32, ${RM}>;`,
-    `    var bb: array<f32, ${RN}>;`,
-    `    for (var q = 0; q < ${RM}; q++) { a[q] = As[kk * ${TM} + ty + 16 * q]; }`,
-    `    for (var q = 0; q < ${RN}; q++) { bb[q] = Bs[kk * ${TN} + tx + 16 * q]; }`,
-    `    for (var i = 0; i < ${RM}; i++) { for (var j = 0; j < ${RN}; j++) { acc[i * ${RN} + j] += a[i] * bb[j]; } }`,
+    ...Array.from({ length: RM }, (_x, i) => `    let a${i} = As[kk * ${TM} + ty + ${16 * i}];`),
+    ...Array.from({ length: RN }, (_x, j) => `    let b${j} = Bs[kk * ${TN} + tx + ${16 * j}];`),
+    ...Array.from({ length: RM }, (_x, i) => `    ${Array.from({ length: RN }, (_y, j) => `${c(i, j)} += a${i} * b${j};`).join(' ')}`),
     '  }',
     '  workgroupBarrier();',
     // every 256 terms the running block joins the total (f32 sums over long K stay accurate)
-    `  if ((k0 / ${TK}) % ${joinEvery} == ${joinEvery - 1}) { for (var q = 0; q < ${R}; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
+    `  if ((k0 / ${TK}) % ${joinEvery} == ${joinEvery - 1}) {`,
+    ...Array.from({ length: RM }, (_x, i) => `    ${Array.from({ length: RN }, (_y, j) => `s${i}_${j} += ${c(i, j)}; ${c(i, j)} = 0.0;`).join(' ')}`),
+    '  }',
     '}',
+    `var res: array<f32, ${R}>;`,
+    ...Array.from({ length: RM }, (_x, i) => `${Array.from({ length: RN }, (_y, j) => `res[${i * RN + j}] = s${i}_${j} + ${c(i, j)};`).join(' ')}`),
     `for (var i = 0; i < ${RM}; i++) {`,
     '  let gi = row0 + ty + 16 * i;',
     `  for (var j = 0; j < ${RN}; j++) {`,
     '    let gj = col0 + tx + 16 * j;',
     `    if (gi < ${M} && gj < ${N}) {`,
-    `      let val = total[i * ${RN} + j] + acc[i * ${RN} + j];`,
+    `      let val = res[i * ${RN} + j];`,
     ...g.store('val').map((l) => `      ${l}`),
     '    }',
     '  }',

@@ -1,10 +1,9 @@
-// The routines of the kernel form in WGSL: the matrix product tiled in workgroup memory (a tile
-// of the result per workgroup of 16×16 invocations, 16, 32 or 64 along each axis as the shape
-// asks (tileOf): 1, 2 or 4 results per invocation along it; K in steps of 16 through shared tiles
-// of A and B), the convolutions and pools as direct loops (one
-// invocation per result), softmax rows, cross-entropy, and the index ops (scatter_add as a
-// gather: WGSL has no f32 atomics, so each result sums the sources whose index names its row).
-// A routine this file has no WGSL for is a CompileError naming it and the target.
+// The routines of the kernel form in WGSL: the matrix product and the convolutions (implicit
+// GEMM) through the tiled product of gemm.ts (tiles per shape, register blocking, vec4 loads,
+// the epilogue fused into the store), the pools as direct loops (one invocation per result),
+// softmax rows, cross-entropy, and the index ops (scatter_add as a gather: WGSL has no f32
+// atomics, so each result sums the sources whose index names its row). A routine this file has
+// no WGSL for is a CompileError naming it and the target.
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { mulSize, numelSize, size } from '../../ir/dims.js';

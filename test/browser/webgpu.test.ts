@@ -10,6 +10,8 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/build.js';
 import { resolveHyper } from '../../codegen/optim.js';
+import type { Routine } from '../../codegen/kernel/form.js';
+import { renderRoutine } from '../../codegen/webgpu/routines.js';
 import type { GeneratedModule } from '../helpers.js';
 import { relErr, ROOT } from '../helpers.js';
 import { harness, launch, type Session } from './chromium.js';
@@ -157,7 +159,7 @@ describe.each([
     shapes: { W1: [192, 0.37], W2: [84, 0.91], X: [8192, 0.29] },
     code: (code: string) => {
       expect(code).toMatch(/> a\d+: array<vec4<f32>>/);
-      expect(code).toContain('var acc: array<f32, 8>;');
+      expect(code).toContain('var res: array<f32, 8>;');
       expect(code).toContain('var<workgroup> As: array<f32, 2048>;');
     },
   },
@@ -320,6 +322,39 @@ it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors n
   expect(relErr([steps[11] as number], [want]), 'loss of the step taken').toBeLessThan(1e-5);
   expect(steps[12]).toBe(1);
   expect(relErr(steps[13] as number[], p.w), 'params after the step taken').toBeLessThan(1e-5);
+});
+
+it('npm run bench:webgpu’s kernels (bench/webgpu-kernels.mjs) run, check and time at small sizes: a vec4 matmul with 128-wide tiles, a conv as implicit GEMM', async () => {
+  const kernels = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as {
+    matmulCase(n: number): { r: Routine };
+    convCase(batch: number, c: number, hw: number): { r: Routine };
+  };
+  const cases = [['matmulCase', [512]], ['convCase', [2, 8, 6]]] as const;
+  const shaders = cases.map(([f, a]) => renderRoutine((kernels[f] as (...x: number[]) => { r: Routine })(...a).r, () => 'f32'));
+  expect(shaders[0]!.wgsl).toContain('c7_7 += a7 * b7;');
+  const got = await page.evaluate(
+    async ([cs, sh]) => {
+      const k = await (globalThis.eval('(u) => import(u)') as (x: string) => Promise<Record<string, Function>>)('/bench/webgpu-kernels.mjs');
+      const nav = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ requestDevice(): Promise<{ destroy(): void }> }> } } }).navigator;
+      const adapter = await nav.gpu.requestAdapter();
+      const device = await adapter.requestDevice();
+      // one timed launch: this checks that the benchmark runs, not the speed of SwiftShader
+      const once = async (fn: () => Promise<void>) => {
+        await fn();
+        return 0;
+      };
+      try {
+        const out = [];
+        for (let j = 0; j < cs.length; j++) out.push(await k.kernelPeak!(device, sh[j], k[cs[j]![0]]!(...cs[j]![1]), 0, once));
+        return out as { err: number; gflops: number }[];
+      } finally {
+        device.destroy();
+      }
+    },
+    [cases, shaders] as const,
+  );
+  expect(errors).toEqual([]);
+  for (const r of got) expect(r.err).toBeLessThan(1e-4);
 });
 
 it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
