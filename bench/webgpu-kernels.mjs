@@ -18,9 +18,10 @@ const dense = (arg, shape) => {
 /**
  * A kernel case's shader `sh` (renderRoutine of `k.r`) alone on `device`, its arrays filled with
  * waves: checked once against the case's float64 reference at 64 results (≤ 1e-4 relative to
- * the largest), then timed with `median(fn, seconds)`: ms per launch and GFLOP/s.
+ * the largest), then timed with `median(fn, seconds)` over `reps` launches a submit: ms per
+ * launch and GFLOP/s.
  */
-export async function kernelPeak(device, sh, k, seconds, median) {
+export async function kernelPeak(device, sh, k, seconds, median, reps = 10) {
   const { r, sizes, flops, ref: reference } = k;
   const code = sh.wgsl.replace(/var<storage, read>/g, 'var<storage, read_write>');
   const names = Object.keys(sizes);
@@ -64,22 +65,21 @@ export async function kernelPeak(device, sh, k, seconds, median) {
   }
   const err2 = worst / Math.max(scale, 1e-30);
   if (!(err2 <= 1e-4)) throw new Error(`bench:webgpu: the ${r.op} shader's results are ${err2.toExponential(1)} off the float64 reference (above 1e-4)`);
-  const reps = 10;
   const ms = (await median(() => launch(reps), seconds)) / reps;
   bufs.forEach((b) => b.destroy());
   return { ms, gflops: flops / (ms * 1e6), err: err2 };
 }
 
-/** The tiled matmul alone: n×n·n×n (tiles of 128, 8×8 results per invocation, vec4 loads). */
-export function matmulCase(n) {
-  const r = { kind: 'routine', name: 'mm', op: 'matmul', attrs: { transA: false, transB: false }, inputs: [dense('A', [n, n]), dense('B', [n, n])], output: dense('C', [n, n]), dtype: 'f32', notes: [] };
+/** The tiled matmul alone: m×k·k×n (n = k = m: square; from 512 tiles of 128, 8×8 results per invocation, vec4 loads). */
+export function matmulCase(m, n = m, k = m) {
+  const r = { kind: 'routine', name: 'mm', op: 'matmul', attrs: { transA: false, transB: false }, inputs: [dense('A', [m, k]), dense('B', [k, n])], output: dense('C', [m, n]), dtype: 'f32', notes: [] };
   const ref = (h, i) => {
     const [row, col] = [Math.floor(i / n), i % n];
     let s = 0;
-    for (let p = 0; p < n; p++) s += h.A[row * n + p] * h.B[p * n + col];
+    for (let p = 0; p < k; p++) s += h.A[row * k + p] * h.B[p * n + col];
     return s;
   };
-  return { label: `matmul ${n}×${n}×${n}`, r, sizes: { A: n * n, B: n * n, C: n * n }, flops: 2 * n ** 3, ref };
+  return { label: `matmul ${m}×${k}×${n}`, r, sizes: { A: m * k, B: k * n, C: m * n }, flops: 2 * m * n * k, ref };
 }
 
 /** A convolution as implicit GEMM alone: batch × c → c channels, hw × hw, 3×3, padding 1. */

@@ -98,6 +98,16 @@ describe('the WGSL renderer', () => {
     expect(tileOf('B')).toEqual({ tile: 64, regs: 4 });
   });
 
+  it('a large product (bench/webgpu-kernels.mjs at 1024): 128 × 128 tiles, 8 × 8 results per invocation unrolled into scalars, vec4 loads, 8 terms a step', async () => {
+    const { matmulCase } = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as { matmulCase(n: number): { r: Routine } };
+    const s = renderRoutine(matmulCase(1024).r, () => 'f32');
+    expect(s.wgsl).toContain('var<workgroup> As: array<f32, 1024>;');
+    expect(s.wgsl).toContain('c7_7 += a7 * b7;');
+    expect(s.wgsl).toContain('v = a0[(1024 * gx + gk) / 4];');
+    expect(s.wgsl).toMatch(/> a\d+: array<vec4<f32>>/);
+    expect(s.groups).toEqual(['Math.ceil((1024) / 128)', 'Math.ceil((1024) / 128)', '1']);
+  });
+
   it('a routine without WGSL is a CompileError naming it', () => {
     const r = { kind: 'routine', name: 'r0', op: 'fft', attrs: {}, inputs: [], output: { arg: 'y', shape: [1], strides: [size(1)], offset: size(0) }, dtype: 'f32', notes: [] } as unknown as Routine;
     expect(() => renderRoutine(r, () => 'f32')).toThrow('the webgpu target cannot render the routine fft');
