@@ -2,8 +2,10 @@
 // run there: one training step (valueAndGrad) of makemore at S, L and XL, of the nanoGPT-sized GPT
 // (bench/models/nanogpt.ts) and of a CIFAR-sized CNN (examples/cnn.ts at batch 64, 3×32×32 is the
 // next size to add), each checked first against the flat module (≤ 1e-4 relative), then timed
-// (median over --seconds after a warm-up); then the tiled matmul shader alone at square sizes, its
-// GFLOP/s against the chip's fp32 peak (--peak GFLOP/s, default the H100 SXM's 67,000); then PyTorch
+// (median over --seconds after a warm-up); then the tiled matmul shader alone at square sizes
+// (--matmul 1024,2048,4096) and a convolution as implicit GEMM (--conv batch,channels,size:
+// 64,64,32), each checked against float64 at 64 results and then timed, in GFLOP/s against the
+// chip's fp32 peak (--peak GFLOP/s, default the H100 SXM's 67,000); then PyTorch
 // CUDA eager in the same run (bench/torch_cuda.py, when python3 and torch are there).
 //
 //   npm run bench:webgpu -- --sizes S                      here: needs a navigator.gpu (none in Node
@@ -19,6 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { convCase, kernelPeak, matmulCase } from './webgpu-kernels.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -97,31 +100,10 @@ async function median(fn, seconds) {
   return times[times.length >> 1];
 }
 
-/** The tiled matmul shader alone (codegen/webgpu/routines.ts from dist/): n×n·n×n, GFLOP/s. */
-async function matmulPeak(device, n, seconds) {
+/** A kernel case (webgpu-kernels.mjs) rendered by codegen/webgpu/routines.ts from dist/, checked and timed. */
+async function kernelOf(device, k, seconds) {
   const { renderRoutine } = await import(pathToFileURL(path.join(ROOT, 'dist/codegen/webgpu/routines.js')).href);
-  const view = (arg) => ({ arg, shape: [n, n], strides: [{ coef: n, syms: [] }, { coef: 1, syms: [] }], offset: { coef: 0, syms: [] } });
-  const r = { kind: 'routine', name: 'mm', op: 'matmul', attrs: { transA: false, transB: false }, inputs: [view('A'), view('B')], output: view('C'), dtype: 'f32', notes: [] };
-  const sh = renderRoutine(r, () => 'f32');
-  const code = sh.wgsl.replace(/var<storage, read>/g, 'var<storage, read_write>');
-  const bufs = ['A', 'B', 'C'].map(() => device.createBuffer({ size: n * n * 4, usage: 128 | 8 | 4 }));
-  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
-  const bind = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: sh.arrays.map((a, i) => ({ binding: i, resource: { buffer: bufs[['A', 'B', 'C'].indexOf(a.name)] } })) });
-  const groups = sh.groups.map((g) => Function(`return ${g}`)());
-  const reps = 10;
-  const run = async () => {
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
-    for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(...groups);
-    pass.end();
-    device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
-  };
-  const ms = (await median(run, seconds)) / reps;
-  bufs.forEach((b) => b.destroy());
-  return { ms, gflops: (2 * n ** 3) / (ms * 1e6) };
+  return kernelPeak(device, renderRoutine(k.r, () => 'f32'), k, seconds, median);
 }
 
 async function main() {
@@ -157,9 +139,10 @@ async function main() {
     model.destroy();
   }
   const peak = Number(arg('peak', '67000'));
-  for (const n of (arg('matmul', '1024,2048,4096')).split(',').map(Number)) {
-    const r = await matmulPeak(device, n, Math.min(seconds, 2));
-    console.log(`matmul ${n}×${n}×${n}: ${r.ms.toFixed(3)} ms, ${r.gflops.toFixed(0)} GFLOP/s, ${((100 * r.gflops) / peak).toFixed(1)}% of ${peak} GFLOP/s fp32 peak`);
+  const kernels = [...arg('matmul', '1024,2048,4096').split(',').filter(Boolean).map((n) => matmulCase(Number(n))), ...(arg('conv', '64,64,32') ? [convCase(...arg('conv', '64,64,32').split(',').map(Number))] : [])];
+  for (const k of kernels) {
+    const r = await kernelOf(device, k, Math.min(seconds, 2));
+    console.log(`${k.label}: ${r.ms.toFixed(3)} ms, ${r.gflops.toFixed(0)} GFLOP/s, ${((100 * r.gflops) / peak).toFixed(1)}% of ${peak} GFLOP/s fp32 peak (checked: ${r.err.toExponential(1)} off float64)`);
   }
   const torch = path.join(import.meta.dirname, 'torch_cuda.py');
   if (!argv.includes('--no-torch') && existsSync(torch)) {

@@ -82,8 +82,8 @@ describe('the WGSL renderer', () => {
     expect(() => renderKernel(k, () => 'f32')).toThrow('the webgpu target cannot render erf (in kernel k0: %y: f32[4] = erf %x)');
   });
 
-  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 64 beyond and for a symbolic extent', () => {
-    expect([1, 5, 16, 17, 32, 33, 300].map((n) => tileOf(n))).toEqual([
+  it('matmul tiles per shape at build time: 16 up to 16, 32 up to 32, 128 from 512, 64 between and for a symbolic extent', () => {
+    expect([1, 5, 16, 17, 32, 33, 300, 511, 512, 4096].map((n) => tileOf(n))).toEqual([
       { tile: 16, regs: 1 },
       { tile: 16, regs: 1 },
       { tile: 16, regs: 1 },
@@ -91,8 +91,21 @@ describe('the WGSL renderer', () => {
       { tile: 32, regs: 2 },
       { tile: 64, regs: 4 },
       { tile: 64, regs: 4 },
+      { tile: 64, regs: 4 },
+      { tile: 128, regs: 8 },
+      { tile: 128, regs: 8 },
     ]);
     expect(tileOf('B')).toEqual({ tile: 64, regs: 4 });
+  });
+
+  it('a large product (bench/webgpu-kernels.mjs at 1024): 128 × 128 tiles, 8 × 8 results per invocation unrolled into scalars, vec4 loads, 8 terms a step', async () => {
+    const { matmulCase } = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as { matmulCase(n: number): { r: Routine } };
+    const s = renderRoutine(matmulCase(1024).r, () => 'f32');
+    expect(s.wgsl).toContain('var<workgroup> As: array<f32, 1024>;');
+    expect(s.wgsl).toContain('c7_7 += a7 * b7;');
+    expect(s.wgsl).toContain('v = a0[(1024 * gx + gk) / 4];');
+    expect(s.wgsl).toMatch(/> a\d+: array<vec4<f32>>/);
+    expect(s.groups).toEqual(['Math.ceil((1024) / 128)', 'Math.ceil((1024) / 128)', '1']);
   });
 
   it('a routine without WGSL is a CompileError naming it', () => {

@@ -1,35 +1,20 @@
-// The routines of the kernel form in WGSL: the matrix product tiled in workgroup memory (a tile
-// of the result per workgroup of 16×16 invocations, 16, 32 or 64 along each axis as the shape
-// asks (tileOf): 1, 2 or 4 results per invocation along it; K in steps of 16 through shared tiles
-// of A and B), the convolutions and pools as direct loops (one
-// invocation per result), softmax rows, cross-entropy, and the index ops (scatter_add as a
-// gather: WGSL has no f32 atomics, so each result sums the sources whose index names its row).
-// A routine this file has no WGSL for is a CompileError naming it and the target.
+// The routines of the kernel form in WGSL: the matrix product and the convolutions (implicit
+// GEMM) through the tiled product of gemm.ts (tiles per shape, register blocking, vec4 loads,
+// the epilogue fused into the store), the pools as direct loops (one invocation per result),
+// softmax rows, cross-entropy, and the index ops (scatter_add as a gather: WGSL has no f32
+// atomics, so each result sums the sources whose index names its row). A routine this file has
+// no WGSL for is a CompileError naming it and the target.
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { mulSize, numelSize, size } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { Shader } from './wgsl.js';
+import type { Gemm, Operand } from './gemm.js';
+import { gemmShader, mult4 } from './gemm.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, indexOf, js, statements, sz, unflatten } from './wgsl.js';
 
 type DtypeOf = (array: string) => 'f32' | 'i32';
-
-const TK = 16;
-
-/**
- * The tile of the result along one axis of a matmul, chosen per shape at build time: a workgroup
- * is always 16 invocations along each axis, each holding `regs` results of a `tile` of 16·regs.
- * A static extent of at most 16 takes a tile of 16 (one result per invocation), at most 32 a tile
- * of 32 (two), any other (and a symbolic one) 64 (four): a small or skinny product neither
- * computes 64×64 tiles of mostly padding nor compiles the 4×4 register block it does not use.
- */
-export function tileOf(extent: Dim | Size): { tile: number; regs: number } {
-  const e = size(extent);
-  if (e.syms.length === 0 && e.coef <= 16) return { tile: 16, regs: 1 };
-  if (e.syms.length === 0 && e.coef <= 32) return { tile: 32, regs: 2 };
-  return { tile: 64, regs: 4 };
-}
 
 function shader(notes: readonly string[], b: Bindings, head: readonly string[], body: readonly string[], threads: Size): Shader {
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
@@ -38,7 +23,7 @@ function shader(notes: readonly string[], b: Bindings, head: readonly string[], 
 
 const ceilDiv = (n: Dim | Size, d: number) => `Math.ceil((${js(n)}) / ${d})`;
 
-/** The matrix product: C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j] (A, B transposed by the view's flags). */
+/** The matrix product: C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j] (A, B transposed by the view's flags), tiled (gemm.ts). */
 function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader {
   const b = new Bindings(dtypeOf);
   const [A, B] = r.inputs as [View, View];
@@ -46,105 +31,54 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
   const M = out[out.length - 2]!;
   const N = out[out.length - 1]!;
   const { transA, transB } = r.attrs;
-  const ra = A.shape.length;
-  const rb = B.shape.length;
-  const K = transA ? A.shape[ra - 2]! : A.shape[ra - 1]!;
+  const K = transA ? A.shape[A.shape.length - 2]! : A.shape[A.shape.length - 1]!;
   const batch = numelSize(out.slice(0, -2));
-  const av = b.arr(A.arg);
-  const bv = b.arr(B.arg);
-  const cv = b.arr(r.output.arg, true);
-  // A[i, p] and B[p, j] through the views' strides; a batched operand steps by its batch stride
-  const aAt = (i: string, p: string) => {
-    const [s0, s1] = [A.strides[ra - 2]!, A.strides[ra - 1]!];
-    const [x0, x1] = transA ? [p, i] : [i, p];
-    const batchTerm = ra > 2 ? [{ s: A.strides[ra - 3]!, x: 't' }] : [];
-    return indexOf([s0, s1, ...batchTerm.map((q) => q.s)], A.offset, (d) => [x0, x1, 't'][d]!);
+  // an operand's element at (row-or-column x, term k) through the view's strides (a batched one
+  // steps by its batch stride along t); its last axis is K (A untransposed, B transposed) or x
+  const operand = (v: View, kLast: boolean, extX: Dim): Operand => {
+    const rk = v.shape.length;
+    const [s0, s1] = [v.strides[rk - 2]!, v.strides[rk - 1]!];
+    const strides = [s0, s1, ...(rk > 2 ? [v.strides[rk - 3]!] : [])];
+    const unit = s1.coef === 1 && s1.syms.length === 0;
+    const vec4 = unit && mult4(s0) && strides.slice(2).every(mult4) && mult4(v.offset) && mult4(kLast ? K : extX);
+    return {
+      arg: v.arg,
+      // neighbouring invocations load along the contiguous axis
+      alongK: kLast,
+      vec4,
+      at: (x, k) => ({ index: indexOf(strides, v.offset, (d) => (kLast ? [x, k, 't'] : [k, x, 't'])[d]!) }),
+    };
   };
-  const bAt = (p: string, j: string) => {
-    const [s0, s1] = [B.strides[rb - 2]!, B.strides[rb - 1]!];
-    const [x0, x1] = transB ? [j, p] : [p, j];
-    const batchTerm = rb > 2 ? [B.strides[rb - 3]!] : [];
-    return indexOf([s0, s1, ...batchTerm], B.offset, (d) => [x0, x1, 't'][d]!);
-  };
-  // the tiles of this shape: TM rows of the result, RM per invocation; TN columns, RN per invocation
-  const { tile: TM, regs: RM } = tileOf(M);
-  const { tile: TN, regs: RN } = tileOf(N);
-  // which tile coordinate neighbouring invocations load: along the operand's contiguous axis
-  const aAlongK = !transA; // A[i, p] with p contiguous
-  const bAlongK = transB; // B[j, p] stored as rows of p
-  const load = (into: string, arr: string, at: (x: string, k: string) => string, alongK: boolean, rowOrCol0: string, ext: string, T: number) => [
-    `for (var l = 0; l < ${(T * TK) / 256}; l++) {`,
-    '  let e = tid + l * 256;',
-    alongK ? `  let kk = e % ${TK}; let xx = e / ${TK};` : `  let kk = e / ${T}; let xx = e % ${T};`,
-    `  let gx = ${rowOrCol0} + xx; let gk = k0 + kk;`,
-    `  ${into}[kk * ${T} + xx] = select(0.0, ${arr}[${at('gx', 'gk')}], gx < ${ext} && gk < ${sz(K)});`,
-    '}',
-  ];
-  const R = RM * RN;
-  const head = [
-    `var<workgroup> As: array<f32, ${TM * TK}>;`,
-    `var<workgroup> Bs: array<f32, ${TN * TK}>;`,
-    '@compute @workgroup_size(16, 16)',
-    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {',
-  ];
-  const body = [
-    'let t = i32(wid.z);',
-    `let row0 = i32(wid.y) * ${TM};`,
-    `let col0 = i32(wid.x) * ${TN};`,
-    'let tx = i32(lid.x);',
-    'let ty = i32(lid.y);',
-    'let tid = ty * 16 + tx;',
-    `var acc: array<f32, ${R}>;`,
-    `var total: array<f32, ${R}>;`,
-    `for (var k0 = 0; k0 < ${sz(K)}; k0 += ${TK}) {`,
-    ...load('As', av, aAt, aAlongK, 'row0', sz(M), TM),
-    ...load('Bs', bv, (x, k) => bAt(k, x), bAlongK, 'col0', sz(N), TN),
-    '  workgroupBarrier();',
-    `  for (var kk = 0; kk < ${TK}; kk++) {`,
-    `    var a: array<f32, ${RM}>;`,
-    `    var bb: array<f32, ${RN}>;`,
-    `    for (var q = 0; q < ${RM}; q++) { a[q] = As[kk * ${TM} + ty + 16 * q]; }`,
-    `    for (var q = 0; q < ${RN}; q++) { bb[q] = Bs[kk * ${TN} + tx + 16 * q]; }`,
-    `    for (var i = 0; i < ${RM}; i++) { for (var j = 0; j < ${RN}; j++) { acc[i * ${RN} + j] += a[i] * bb[j]; } }`,
-    '  }',
-    '  workgroupBarrier();',
-    // every 256 terms the running block joins the total (f32 sums over long K stay accurate)
-    `  if ((k0 / ${TK}) % 16 == 15) { for (var q = 0; q < ${R}; q++) { total[q] += acc[q]; acc[q] = 0.0; } }`,
-    '}',
-    `for (var i = 0; i < ${RM}; i++) {`,
-    '  let gi = row0 + ty + 16 * i;',
-    `  for (var j = 0; j < ${RN}; j++) {`,
-    '    let gj = col0 + tx + 16 * j;',
-    `    if (gi < ${sz(M)} && gj < ${sz(N)}) {`,
-    `      let val = total[i * ${RN} + j] + acc[i * ${RN} + j];`,
-    `      ${cv}[(t * ${sz(M)} + gi) * ${sz(N)} + gj] = val;`,
-    ...epilogueAt(r, b).map((l) => `      ${l}`),
-    '    }',
-    '  }',
-    '}',
-  ];
+  const cOut = r.output.arg;
+  const { head, body, TM, TN } = gemmShader(
+    {
+      M,
+      N,
+      K,
+      A: operand(A, !transA, M),
+      B: operand(B, transB, N),
+      store: (val) => [
+        `${b.at(cOut, `(t * ${sz(M)} + gi) * ${sz(N)} + gj`, true)} = ${val};`,
+        ...epilogueAt(r, b, val, [...unflatten('t', out.slice(0, -2), out.slice(0, -2).map((_d, d) => `x${d}`)), `let x${out.length - 2} = gi;`, `let x${out.length - 1} = gj;`]),
+      ],
+    },
+    b,
+  );
   const notes = [...r.notes, ...(r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
   const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
   return { wgsl, arrays: b.arrays(), groups: [ceilDiv(N, TN), ceilDiv(M, TM), js(batch)] };
 }
 
 /**
- * A matmul's epilogue kernel (bias, activation) at result (t, gi, gj) of the tile, the product in
- * `val`: fused into the matmul's store, so the product is not read back by another shader.
+ * A routine's epilogue kernel (bias, activation) at one result of the tile, the product in `val`,
+ * the result's coordinates x0, x1, ... set by `coords`: fused into the routine's store, so the
+ * product is not read back by another shader.
  */
-function epilogueAt(r: Extract<Routine, { op: 'matmul' }>, b: Bindings): string[] {
+function epilogueAt(r: Routine, b: Bindings, val: string, coords: readonly string[]): string[] {
   const k = r.epilogue;
   if (!k) return [];
-  const out = r.output.shape;
-  const rank = out.length;
-  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, 'val'] as const] : [])));
-  const batch = out.slice(0, -2);
-  return [
-    ...unflatten('t', batch, batch.map((_d, d) => `x${d}`)),
-    `let x${rank - 2} = gi;`,
-    `let x${rank - 1} = gj;`,
-    ...statements(k, k.nodes.map(() => true), k.stores, b, given),
-  ];
+  const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, val] as const] : [])));
+  return [...coords, ...statements(k, k.nodes.map(() => true), k.stores, b, given)];
 }
 
 /** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */
@@ -323,7 +257,16 @@ function denseStrides(shape: readonly Dim[]): Size[] {
   return out;
 }
 
-/** The convolutions, direct: an invocation per result, its taps in a loop. */
+/**
+ * The convolutions as implicit GEMM in the tiled product (gemm.ts), a batch of the product per
+ * group, the gathered operand's element computed from its coordinates (no im2col buffer):
+ * - conv: y[n, g·Og + o, i, j] = Σ_(c,p,q) W[g·Og + o, (c, p, q)] · X[n, g·Cg + c, i·s − pad + p·d, ...]:
+ *   M = Og, N = batch·Ho·Wo, K = Cg·kH·kW (W as vec4 where K is a multiple of 4);
+ * - conv_input_grad: dx[n, g·Cg + c, h, w] = Σ_(o,p,q) W[g·Og + o, c, p, q] · dy[n, g·Og + o, (h + pad − p·d)/s, ...]
+ *   (the taps that land on the stride): M = Cg, N = batch·H·W, K = Og·kH·kW;
+ * - conv_weight_grad: dW[g·Og + o, (c, p, q)] = Σ_(n,i,j) dy[n, g·Og + o, i, j] · X[n, g·Cg + c, i·s − pad + p·d, ...]:
+ *   M = Og, N = Cg·kH·kW, K = batch·Ho·Wo (dy as vec4 where Ho·Wo is a multiple of 4).
+ */
 function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weight_grad' }>, dtypeOf: DtypeOf): Shader {
   const b = new Bindings(dtypeOf);
   const a = r.attrs;
@@ -331,97 +274,107 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
   const [p0, p1] = a.padding as [number, number];
   const [d0, d1] = a.dilation as [number, number];
   const G = a.groups;
-  const y = b.arr(r.output.arg, true);
-  const out = r.output.shape;
-  const n = numelSize(out);
-  let lines: string[];
+  const y = r.output.arg;
+  // X [batch, C, H, W], W [O, Cg, kH, kW], dy [batch, O, Ho, Wo]
+  const xShape = r.op === 'conv_input_grad' ? r.output.shape : r.inputs[0]!.shape;
+  const wShape = r.op === 'conv_weight_grad' ? r.output.shape : r.inputs[1]!.shape;
+  const yShape = r.op === 'conv' ? r.output.shape : r.op === 'conv_input_grad' ? r.inputs[0]!.shape : r.inputs[1]!.shape;
+  const [NB, C, H, W] = xShape as [Dim, Dim, Dim, Dim];
+  const [O, Cg, kH, kW] = wShape as [number, number, number, number];
+  const [, , Ho, Wo] = yShape as [Dim, Dim, Dim, Dim];
+  const Og = O / G;
+  const taps = Cg * kH * kW;
+  const khw = kH * kW;
+  const hw = mulSize(H, W);
+  const howo = mulSize(Ho, Wo);
+  // the input pixel of output pixel (i, j) at tap (p, q)
+  const pixel = (i: string, j: string, p: string, q: string) => [`let h_ = ${i} * ${s0} - ${p0} + ${p} * ${d0};`, `let w_ = ${j} * ${s1} - ${p1} + ${q} * ${d1};`];
+  const inImage = `h_ >= 0 && h_ < ${sz(H)} && w_ >= 0 && w_ < ${sz(W)}`;
+  const xAt = (n: string, c: string) => `((${n} * ${sz(C)} + t * ${Cg} + ${c}) * ${sz(H)} + h_) * ${sz(W)} + w_`;
+  const tap = (k: string, c: string) => [`let ${c} = ${k} / ${khw};`, `let p_ = (${k} % ${khw}) / ${kW};`, `let q_ = ${k} % ${kW};`];
+  let g: Gemm;
   if (r.op === 'conv') {
-    const [X, W] = r.inputs as [View, View];
-    const [, C, H, Wd] = X.shape;
-    const [O, Cg, kH, kW] = W.shape as [number, number, number, number];
-    const [, , Ho, Wo] = out;
-    const xv = b.arr(X.arg);
-    const wv = b.arr(W.arg);
-    lines = [
-      ...unflatten('gi', out, ['nn', 'o', 'i', 'j']),
-      `let g = o / ${O / G};`,
-      'var total = 0.0;',
-      `for (var c = 0; c < ${Cg}; c++) {`,
-      '  var part = 0.0;',
-      `  for (var p = 0; p < ${kH}; p++) {`,
-      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
-      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
-      `    for (var q = 0; q < ${kW}; q++) {`,
-      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
-      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
-      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
-      '    }',
-      '  }',
-      '  total += part;',
-      '}',
-      `${y}[gi] = total;`,
-    ];
-    void Ho;
-    void Wo;
+    const [X, Wt] = r.inputs as [View, View];
+    g = {
+      M: Og,
+      N: mulSize(NB, howo),
+      K: taps,
+      A: { arg: Wt.arg, alongK: true, vec4: taps % 4 === 0, at: (x, k) => ({ index: `(t * ${Og} + ${x}) * ${taps} + ${k}` }) },
+      B: {
+        arg: X.arg,
+        alongK: false,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [`let n_ = ${x} / ${sz(howo)};`, `let i_ = (${x} % ${sz(howo)}) / ${sz(Wo)};`, `let j_ = ${x} % ${sz(Wo)};`, ...tap(k, 'c_'), ...pixel('i_', 'j_', 'p_', 'q_')],
+          index: xAt('n_', 'c_'),
+          valid: inImage,
+        }),
+      },
+      // the bias and activation after it fused into the store (x0..x3: n, channel, i, j)
+      store: (val) => [
+        `${b.at(y, `(gj / ${sz(howo)} * ${O} + t * ${Og} + gi) * ${sz(howo)} + gj % ${sz(howo)}`, true)} = ${val};`,
+        ...epilogueAt(r, b, val, [`let x0 = gj / ${sz(howo)};`, `let x1 = t * ${Og} + gi;`, `let x2 = (gj % ${sz(howo)}) / ${sz(Wo)};`, `let x3 = gj % ${sz(Wo)};`]),
+      ],
+    };
   } else if (r.op === 'conv_input_grad') {
-    const [DY, W] = r.inputs as [View, View];
-    const [, O, Ho, Wo] = DY.shape;
-    const [, Cg, kH, kW] = W.shape as [number, number, number, number];
-    const dyv = b.arr(DY.arg);
-    const wv = b.arr(W.arg);
-    const Og = (O as number) / G;
-    lines = [
-      ...unflatten('gi', out, ['nn', 'ch', 'h', 'w']),
-      `let g = ch / ${Cg};`,
-      `let c = ch % ${Cg};`,
-      'var total = 0.0;',
-      `for (var oo = 0; oo < ${Og}; oo++) {`,
-      `  let o = g * ${Og} + oo;`,
-      '  var part = 0.0;',
-      `  for (var p = 0; p < ${kH}; p++) {`,
-      `    let hi = h + ${p0} - p * ${d0};`,
-      `    if (hi < 0 || hi % ${s0} != 0 || hi / ${s0} >= ${sz(Ho!)}) { continue; }`,
-      `    for (var q = 0; q < ${kW}; q++) {`,
-      `      let wi = w + ${p1} - q * ${d1};`,
-      `      if (wi < 0 || wi % ${s1} != 0 || wi / ${s1} >= ${sz(Wo!)}) { continue; }`,
-      `      part += ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + hi / ${s0}) * ${sz(Wo!)} + wi / ${s1}] * ${wv}[((o * ${Cg} + c) * ${kH} + p) * ${kW} + q];`,
-      '    }',
-      '  }',
-      '  total += part;',
-      '}',
-      `${y}[gi] = total;`,
-    ];
+    const [DY, Wt] = r.inputs as [View, View];
+    // the output pixel whose tap (p, q) lands on (h, w): on the stride, inside the output
+    const on = (v: string, s: number, ext: Dim) => (s === 1 ? `${v} >= 0 && ${v} < ${sz(ext)}` : `${v} >= 0 && ${v} % ${s} == 0 && ${v} / ${s} < ${sz(ext)}`);
+    g = {
+      M: Cg,
+      N: mulSize(NB, hw),
+      K: Og * khw,
+      A: {
+        arg: Wt.arg,
+        alongK: true,
+        vec4: false,
+        at: (x, k) => ({ index: `((t * ${Og} + ${k} / ${khw}) * ${Cg} + ${x}) * ${khw} + ${k} % ${khw}` }),
+      },
+      B: {
+        arg: DY.arg,
+        alongK: false,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [
+            `let n_ = ${x} / ${sz(hw)};`,
+            `let hi = (${x} % ${sz(hw)}) / ${sz(W)} + ${p0} - ((${k} % ${khw}) / ${kW}) * ${d0};`,
+            `let wi = ${x} % ${sz(W)} + ${p1} - (${k} % ${kW}) * ${d1};`,
+          ],
+          index: `((n_ * ${O} + t * ${Og} + ${k} / ${khw}) * ${sz(Ho)} + hi / ${s0}) * ${sz(Wo)} + wi / ${s1}`,
+          valid: `${on('hi', s0, Ho)} && ${on('wi', s1, Wo)}`,
+        }),
+      },
+      store: (val) => [`${b.at(y, `(gj / ${sz(hw)} * ${sz(C)} + t * ${Cg} + gi) * ${sz(hw)} + gj % ${sz(hw)}`, true)} = ${val};`],
+    };
   } else {
     const [X, DY] = r.inputs as [View, View];
-    const [N, C, H, Wd] = X.shape;
-    const [, O, Ho, Wo] = DY.shape;
-    const [, Cg, kH, kW] = out as [number, number, number, number];
-    const xv = b.arr(X.arg);
-    const dyv = b.arr(DY.arg);
-    const Og = (O as number) / G;
-    lines = [
-      ...unflatten('gi', out, ['o', 'c', 'p', 'q']),
-      `let g = o / ${Og};`,
-      'var total = 0.0;',
-      `for (var nn = 0; nn < ${sz(N!)}; nn++) {`,
-      `  for (var i = 0; i < ${sz(Ho!)}; i++) {`,
-      `    let h = i * ${s0} - ${p0} + p * ${d0};`,
-      `    if (h < 0 || h >= ${sz(H!)}) { continue; }`,
-      '    var part = 0.0;',
-      `    for (var j = 0; j < ${sz(Wo!)}; j++) {`,
-      `      let w = j * ${s1} - ${p1} + q * ${d1};`,
-      `      if (w < 0 || w >= ${sz(Wd!)}) { continue; }`,
-      `      part += ${xv}[((nn * ${sz(C!)} + g * ${Cg} + c) * ${sz(H!)} + h) * ${sz(Wd!)} + w] * ${dyv}[((nn * ${sz(O!)} + o) * ${sz(Ho!)} + i) * ${sz(Wo!)} + j];`,
-      '    }',
-      '    total += part;',
-      '  }',
-      '}',
-      `${y}[gi] = total;`,
-    ];
-    void kH;
-    void kW;
+    g = {
+      M: Og,
+      N: taps,
+      K: mulSize(NB, howo),
+      A: {
+        arg: DY.arg,
+        alongK: true,
+        vec4: mult4(howo),
+        at: (x, k) => ({ index: `(${k} / ${sz(howo)} * ${O} + t * ${Og} + ${x}) * ${sz(howo)} + ${k} % ${sz(howo)}` }),
+      },
+      B: {
+        arg: X.arg,
+        alongK: true,
+        vec4: false,
+        at: (x, k) => ({
+          lines: [`let n_ = ${k} / ${sz(howo)};`, `let i_ = (${k} % ${sz(howo)}) / ${sz(Wo)};`, `let j_ = ${k} % ${sz(Wo)};`, ...tap(x, 'c_'), ...pixel('i_', 'j_', 'p_', 'q_')],
+          index: xAt('n_', 'c_'),
+          valid: inImage,
+        }),
+      },
+      store: (val) => [`${b.at(y, `(t * ${Og} + gi) * ${taps} + gj`, true)} = ${val};`],
+    };
   }
-  return shader(r.notes, b, entry1d(sz(n)), lines, n);
+  const { head, body, TM, TN } = gemmShader(g, b);
+  const notes = [...r.notes, 'as implicit GEMM in the tiled product (a batch per group)', ...(r.op === 'conv' && r.epilogue?.notes.length ? ['its epilogue, at each result:', ...r.epilogue.notes] : [])];
+  const wgsl = [...notes.map((l) => `// ${l}`), ...b.decls(), PRELUDE, ...head, ...body.map((l) => `  ${l}`), '}'].join('\n');
+  return { wgsl, arrays: b.arrays(), groups: [ceilDiv(g.N, TN), ceilDiv(g.M, TM), String(G)] };
 }
 
 /** The pools: an invocation per result (the gradients: per input element, over the windows holding it). */
@@ -502,8 +455,8 @@ function pool(r: Extract<Routine, { op: 'max_pool' | 'max_pool_grad' | 'max_pool
   return shader(r.notes, b, entry1d(sz(n)), lines, n);
 }
 
-/** A routine as one shader (a matmul's epilogue is fused into it: FUSED; any other's launched after it). */
-export const FUSED: ReadonlySet<string> = new Set(['matmul']);
+/** A routine as one shader (a matmul's and a conv's epilogue are fused into its store: FUSED; any other's launched after it). */
+export const FUSED: ReadonlySet<string> = new Set(['matmul', 'conv']);
 
 export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
   switch (r.op) {
@@ -540,3 +493,4 @@ export function renderRoutine(r: Routine, dtypeOf: DtypeOf): Shader {
 }
 
 export { WG };
+export { tileOf } from './gemm.js';

@@ -12,7 +12,7 @@ import { numelSize } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { HostProgram, Step } from '../kernel/form.js';
 import type { ModuleInfo, Typed } from '../module.js';
-import { commentText, gradEntries, key, member, ownMember, params } from '../module.js';
+import { commentText, gradEntries, inputs, key, member, ownMember, params } from '../module.js';
 import { hasModes, modesOf } from '../modes.js';
 import type { UExpr } from '../optim.js';
 import { OPTIMIZERS, scalarNames, slotsOf, updateStatements } from '../optim.js';
@@ -21,6 +21,10 @@ import { gradsCheck, gradsType } from '../ts/accum.js';
 import { groupSteps, hyperDoc, hyperLiteral, learningRateDecl, lrLine, optStateParts, trainedParams } from '../ts/train.js';
 import type { Shader } from './wgsl.js';
 import { Bindings, PRELUDE, WG, entry1d, f32, js, sz } from './wgsl.js';
+
+/** Where trainStep's --check-finite error says the value was found, and what became of the step. */
+const FINITE_WHERE =
+  'computed by trainStep (the WebGPU module checks the loss and the gradients of a step on the device, not each value: the flat module built with --check-finite names the first); the step was not taken: the params and the optimizer state are as before it';
 
 export interface TrainInfo {
   readonly stages: readonly Extract<Step, { kind: 'stage' }>[];
@@ -86,8 +90,11 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     const names = hostNames[k]!;
     const sc = names.length ? b.arr(`opt:scalars:${k}`) : '';
     const cf = clip !== undefined ? b.arr('clip:factor') : '';
+    // --check-finite: a step whose loss or a gradient is not finite is not taken
+    const skip = m.checkFinite ? [`if (${b.arr('finite:flag')}[0] >= 0.0) { return; }`] : [];
     const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
     const body = [
+      ...skip,
       `var p = ${pv}[gi];`,
       `var g = ${gv}[gi];`,
       ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
@@ -102,6 +109,12 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     });
   }
   if (clip !== undefined) shaders.push(...clipShaders(ps.map((p) => ({ grad: grads.get(p.name)!, n: numelSize(p.shape) })), clip));
+  // --check-finite: the loss and each trained param's gradient, checked on the device
+  const checked = m.checkFinite ? [{ what: 'loss', array: grads.get('loss')!, n: '1' }, ...ps.map((p) => ({ what: `gradient of '${p.name}'`, array: grads.get(p.name)!, n: sz(numelSize(p.shape)) }))] : [];
+  if (checked.length) {
+    arrays.push({ name: 'finite:at', numel: String(3 * checked.length) }, { name: 'finite:flag', numel: '4' });
+    shaders.push(...finiteShaders(checked));
+  }
   const { stateType, checkState } = optStateParts(m, t);
   const decls = [
     '',
@@ -121,6 +134,8 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     const copies = ps.map((_p, j) => first + 2 * j);
     const updates = ps.map((_p, j) => first + 2 * j + 1);
     const clips = clip !== undefined ? [...ps.map((_p, j) => first + 2 * ps.length + j), first + 3 * ps.length] : [];
+    const afterClips = first + 2 * ps.length + clips.length;
+    const finite = checked.length ? [...checked.map((_c, j) => afterClips + j), afterClips + checked.length] : [];
     return [
       '  // trainStep: the params and state it keeps on the device, and the objects they came from',
       `  let dev${t(': { params: Params; state: OptState; step: number } | undefined')};`,
@@ -128,17 +143,25 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
       `  const TRAIN = [${copies.join(', ')}];`,
       `  const UPDATE = [${updates.join(', ')}];`,
       ...(clips.length ? [`  const CLIP = [${clips.join(', ')}]; // clip_grad_norm_(max_norm = ${clip}): Σ g² per gradient, then min(1, N / (‖g‖₂ + 1e-6))`] : []),
-      `  const STEP_READS${t(': [string, string][]')} = GRAD_READS.filter(([o]) => o === 'loss' || o.startsWith('next '));`,
+      ...(finite.length
+        ? [
+            `  const FINITE = [${finite.join(', ')}]; // --check-finite: the loss and the gradients, on the device`,
+            `  const FINITE_NAMES = ${JSON.stringify(checked.map((c) => c.what))};`,
+            '  const FINITE_CLEAR = Float32Array.of(-1, 0, 0, 0);',
+          ]
+        : []),
+      `  const STEP_READS${t(': [string, string][]')} = [...GRAD_READS.filter(([o]) => o === 'loss' || o.startsWith('next '))${finite.length ? ", ['finite', 'finite:flag']" : ''}];`,
       `  const scalars = [${hostValues.map((v) => `new Float32Array(${Math.max(1, v.length)})`).join(', ')}];`,
     ];
   };
   const nothing = (what: string) => `throw new Error('${m.name}: ${what}() has nothing to read: no trainStep has run on this model yet');`;
   // a step's start (trainStep's and applyGradients'): the params and state to the device when they
   // are other objects than the last step's, the rate and the step scalars
-  const prologue = [
+  const prologue = (checkParams: boolean) => [
     '        const b = await rt.built({});',
     '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
     '          // other objects than the last step\'s: their values go to the device',
+    ...(checkParams && m.checkFinite ? ps.map((p) => `          checkFinite(${JSON.stringify(`param '${p.name}'`)}, ${member('params', p.name)}, 'passed in');`) : []),
     ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
     '          dev = { params, state, step: state.step };',
     '        }',
@@ -146,6 +169,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '        const t = state.step + 1; // the step number of this step, from 1',
     ...steps.flatMap((s, k) => [...s.lines.map((l) => `        ${l}`), ...(hostValues[k]!.length ? [`        scalars[${k}]${t('!')}.set([${hostValues[k]!.join(', ')}]); // ${hostNames[k]!.join(', ')}`] : [])]),
     ...steps.map((_s, k) => `        write(b, 'opt:scalars:${k}', scalars[${k}]${t('!')});`),
+    ...(checked.length && !checkParams ? ["        write(b, 'finite:flag', FINITE_CLEAR); // the update shaders run"] : []),
   ];
   const grad = (p: (typeof ps)[number]) => JSON.stringify(grads.get(p.name)!);
   const methods = [
@@ -160,14 +184,22 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     ...givenLrCheck(m.name, '      '),
     ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
     '      // a step waits for the one before: the step number and the scheduled rate are those it runs with',
+    ...(m.checkFinite ? inputs(m.fwd).filter((e) => e.dtype === 'f32').map((e) => `      checkFinite(${JSON.stringify(`input '${e.name}'`)}, ${member('inputs', e.name)}, 'passed in');`) : []),
     '      const run = stepTail.then(async () => {',
-    ...prologue,
+    ...prologue(true),
     '        stage(b, params, inputs, options, false);',
     '        const enc = device.createCommandEncoder();',
-    `        rt.encode(enc, b, [...TRAIN, ...GRAD, ${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
+    `        rt.encode(enc, b, [...TRAIN, ...GRAD, ${checked.length ? '...FINITE, ' : ''}${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
     '        const take = rt.readBack(enc, b, STEP_READS);',
     '        device.queue.submit([enc.finish()]);',
     '        const r = await take();',
+    ...(checked.length
+      ? [
+          `        const f = r.finite${t('!')};`,
+          `        if (f[0]${t('!')} >= 0)`,
+          `          throw new RangeError(\`${m.name}: \${f[3]} in \${FINITE_NAMES[f[0]${t('!')}]}[\${f[1]${t('!')} * 65536 + f[2]${t('!')}}], ${FINITE_WHERE} (built with --check-finite)\`);`,
+        ]
+      : []),
     ...(modes.buffers.length ? ['        if (callState.train) {', ...modes.buffers.map((bb) => `          ${member(`options.buffers${t('!')}`, bb.name)}.set(r[${JSON.stringify(`next ${bb.name}`)}]${t('!')});`), '        }'] : []),
     '        state.step = t;',
     `        dev${t('!')}.step = t;`,
@@ -184,7 +216,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     ...gradsCheck(m, '      '),
     '      // one optimizer step on the device with the gradients given: they go where the backward pass leaves its own',
     '      const run = stepTail.then(async () => {',
-    ...prologue,
+    ...prologue(false),
     ...ps.map((p) => `        write(b, ${grad(p)}, ${member('grads', p.name)});`),
     '        const enc = device.createCommandEncoder();',
     `        rt.encode(enc, b, [${clip !== undefined ? '...CLIP, ' : ''}...UPDATE]);`,
@@ -271,6 +303,65 @@ function clipShaders(grads: readonly { grad: string; n: Size }[], maxNorm: numbe
       '  var s = 0.0;',
       `  for (var k = 0; k < ${grads.length}; k++) { s += ${sq}[k]; }`,
       `  ${f}[0] = min(1.0, ${f32(maxNorm)} / (sqrt(s) + 1e-6));`,
+      '}',
+    ].join('\n'),
+    arrays: b.arrays(),
+    threads: '1',
+  });
+  return out;
+}
+
+/**
+ * --check-finite in trainStep: per checked array (the loss, then each trained param's gradient)
+ * one workgroup finds its first value that is NaN or ±∞ (each invocation a strided part, a tree
+ * of minima in workgroup memory) and writes [index ÷ 65536, index mod 65536, value] (−1 if none)
+ * to `finite:at`; a last shader writes the first such array's [which, index ÷ 65536, index mod
+ * 65536, value] to `finite:flag` (which = −1: every value finite), which the update shaders read
+ * (they skip the step) and trainStep reads back with the loss.
+ */
+function finiteShaders(checked: readonly { what: string; array: string; n: string }[]): Shader[] {
+  const NONE = 0x7fffffff;
+  const out: Shader[] = checked.map(({ what, array, n }, k) => {
+    const b = new Bindings(() => 'f32');
+    const g = b.arr(array);
+    const at = b.arr('finite:at', true);
+    const wgsl = [
+      `// --check-finite: the first value of the ${commentText(what)} that is NaN or ±∞`,
+      ...b.decls(),
+      `var<workgroup> red: array<i32, ${WG}>;`,
+      `@compute @workgroup_size(${WG})`,
+      'fn main(@builtin(local_invocation_index) lidx: u32) {',
+      '  let li = i32(lidx);',
+      `  var first = ${NONE};`,
+      `  for (var i = li; i < ${n}; i += ${WG}) {`,
+      `    if (first == ${NONE} && (bitcast<u32>(${g}[i]) & 0x7fffffffu) >= 0x7f800000u) { first = i; }`,
+      '  }',
+      '  red[li] = first;',
+      '  workgroupBarrier();',
+      `  for (var s = ${WG / 2}; s > 0; s = s / 2) {`,
+      '    if (li < s) { red[li] = min(red[li], red[li + s]); }',
+      '    workgroupBarrier();',
+      '  }',
+      '  if (li == 0) {',
+      '    let i = red[0];',
+      `    if (i == ${NONE}) { ${at}[${3 * k}] = -1.0; } else { ${at}[${3 * k}] = f32(i / 65536); ${at}[${3 * k + 1}] = f32(i % 65536); ${at}[${3 * k + 2}] = ${g}[i]; }`,
+      '  }',
+      '}',
+    ].join('\n');
+    return { wgsl, arrays: b.arrays(), threads: String(WG) };
+  });
+  const b = new Bindings(() => 'f32');
+  const at = b.arr('finite:at');
+  const f = b.arr('finite:flag', true);
+  out.push({
+    wgsl: [
+      '// --check-finite: the first checked array with a value that is not finite (-1: none), for trainStep and the update shaders',
+      ...b.decls(),
+      ...entry1d('1'),
+      '  var which = -1;',
+      `  for (var k = ${checked.length - 1}; k >= 0; k--) { if (${at}[3 * k] >= 0.0) { which = k; } }`,
+      `  ${f}[0] = f32(which);`,
+      `  if (which >= 0) { ${f}[1] = ${at}[3 * which]; ${f}[2] = ${at}[3 * which + 1]; ${f}[3] = ${at}[3 * which + 2]; }`,
       '}',
     ].join('\n'),
     arrays: b.arrays(),

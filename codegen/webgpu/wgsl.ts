@@ -102,11 +102,25 @@ export const PRELUDE = [
   'fn gc_min(a: f32, b: f32) -> f32 { return select(min(a, b), a + b, gc_isnan(a) || gc_isnan(b)); }',
 ].join('\n');
 
-/** Binds the arrays a shader touches: `arr(name, write)` gives the variable of each. */
+/**
+ * Binds the arrays a shader touches: `arr(name, write)` gives the variable of each, `at(name,
+ * index)` an element of it. With `vec4` (a tiled matmul reading vec4 views) every f32 array is
+ * declared `array<vec4<f32>>` and an element is `a<j>[(i) / 4][(i) % 4]`: the runtime binds each
+ * arena once (WebGPU forbids a writable binding overlapping another), so an arena read through a
+ * vec4 view is one in the whole shader, its arrays placed at multiples of 16 bytes.
+ */
 export class Bindings {
   readonly list: { name: string; write: boolean; dtype: 'f32' | 'i32' }[] = [];
+  vec4 = false;
 
   constructor(private readonly dtypeOf: (array: string) => 'f32' | 'i32') {}
+
+  /** Element `index` of array `name` (a reference: read it or assign to it). */
+  at(name: string, index: string, write = false): string {
+    const v = this.arr(name, write);
+    if (!this.vec4 || this.list.find((x) => x.name === name)!.dtype !== 'f32') return `${v}[${index}]`;
+    return `${v}[(${index}) / 4][(${index}) % 4]`;
+  }
 
   arr(name: string, write = false): string {
     let j = this.list.findIndex((b) => b.name === name);
@@ -118,7 +132,7 @@ export class Bindings {
   }
 
   decls(): string[] {
-    return this.list.map((b, j) => `@group(0) @binding(${j}) var<storage, ${b.write ? 'read_write' : 'read'}> a${j}: array<${b.dtype}>;`);
+    return this.list.map((b, j) => `@group(0) @binding(${j}) var<storage, ${b.write ? 'read_write' : 'read'}> a${j}: array<${this.vec4 && b.dtype === 'f32' ? 'vec4<f32>' : b.dtype}>;`);
   }
 
   arrays(): { name: string; write: boolean }[] {
@@ -175,7 +189,7 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
   const v = (i: number) => given.get(i) ?? `v${i}`;
   const lines: string[] = [];
   const load = (a: Access, dtype: EType): string => {
-    const read = `${b.arr(a.arg)}[${indexOf(a.strides, a.offset, coord)}]`;
+    const read = b.at(a.arg, indexOf(a.strides, a.offset, coord));
     const conds = (a.guards ?? []).flatMap((g) => [...(g.lo > 0 ? [`x${g.axis} >= ${g.lo}`] : []), `x${g.axis} < ${sz(g.hi)}`]);
     if (conds.length === 0) return read;
     return `select(${dtype === 'i32' ? '0' : '0.0'}, ${read}, ${conds.join(' && ')})`;
@@ -279,11 +293,11 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
   });
   for (const s of stores) {
     // bound first: an array the kernel only writes gets its type from the binding (an i32 arange)
-    const arr = b.arr(s.access.arg, true);
+    b.arr(s.access.arg, true);
     const dt = b.list.find((x) => x.name === s.access.arg)?.dtype;
     const nd = k.nodes[s.node]!;
     const val = nd.dtype === 'bool' ? `select(0.0, 1.0, ${v(s.node)})` : (dt ?? 'f32') !== nd.dtype ? `${dt ?? 'f32'}(${v(s.node)})` : v(s.node);
-    lines.push(`${arr}[${indexOf(s.access.strides, s.access.offset, coord)}] = ${val};`);
+    lines.push(`${b.at(s.access.arg, indexOf(s.access.strides, s.access.offset, coord), true)} = ${val};`);
   }
   return lines;
 }

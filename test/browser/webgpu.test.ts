@@ -3,13 +3,15 @@
 // outputs, loss and gradients match the flat module's (generated/<name>/<name>.js, ≤ 1e-4), create()
 // rejects where there is no navigator.gpu, and bad arguments are the flat module's errors.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/build.js';
 import { resolveHyper } from '../../codegen/optim.js';
+import type { Routine } from '../../codegen/kernel/form.js';
+import { renderRoutine } from '../../codegen/webgpu/routines.js';
 import type { GeneratedModule } from '../helpers.js';
 import { relErr, ROOT } from '../helpers.js';
 import { harness, launch, type Session } from './chromium.js';
@@ -104,42 +106,76 @@ it('long sums of few results (a workgroup per result, a tree in workgroup memory
   for (const k of ['W', 'b']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
 });
 
-it('matmul tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes: the flat module’s loss and gradients', async () => {
-  // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
-  // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged
-  const dir = path.join(OUT, 'oddtiles');
+/** Writes model `name` (the DSL lines of its body) into OUT/<name>/, builds ts and webgpu there: the WebGPU module's URL and code, and the flat module. */
+async function buildModel(name: string, body: string[]): Promise<{ url: string; code: string; flat: GeneratedModule }> {
+  const dir = path.join(OUT, name);
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'oddtiles.ts');
-  writeFileSync(
-    file,
-    [
-      "import { model } from 'graphc';",
-      "export default model('oddtiles', (g) => {",
-      "  const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
-      "  const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
-      "  const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
-      "  const X = g.input('X', [37, 70]);",
-      '  const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
-      '  return { loss };',
-      '});',
-      '',
-    ].join('\n'),
-  );
+  const file = path.join(dir, `${name}.ts`);
+  writeFileSync(file, ["import { model } from 'graphc';", `export default model('${name}', (g) => {`, ...body.map((l) => `  ${l}`), '});', ''].join('\n'));
   const c = await compile(file, { targets: ['ts', 'webgpu'] });
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-  const code = c.files.find((f) => f.name === 'oddtiles.webgpu.js')!.content;
-  // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
-  expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
-  expect(code).toContain('var<workgroup> As: array<f32, 512>;');
-  const flat = (await import(pathToFileURL(path.join(dir, 'oddtiles.js')).href)) as GeneratedModule;
-  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
-  const params = { W1: wave(350, 0.37), W2: wave(145, 0.91), W3: wave(1885, 0.13) };
-  const inputs = { X: wave(2590, 0.29) };
-  const want = flat.valueAndGrad(params as never, inputs as never);
-  const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', '/' + path.relative(ROOT, path.join(dir, 'oddtiles.webgpu.js')), plain(params), plain(inputs));
-  expect(errors).toEqual([]);
-  expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
-  for (const k of ['W1', 'W2', 'W3']) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+  const flat = (await import(pathToFileURL(path.join(dir, `${name}.js`)).href)) as GeneratedModule;
+  return { url: '/' + path.relative(ROOT, path.join(dir, `${name}.webgpu.js`)), code: c.files.find((f) => f.name === `${name}.webgpu.js`)!.content as string, flat };
+}
+
+const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_x, i) => Math.sin(i * k) * 0.5);
+
+describe.each([
+  {
+    // X [37, 70] @ W1 [70, 5] (tiles 64 × 16), @ W2 [5, 29] (64 × 32), @ W3 [29, 65] (64 × 64); the
+    // gradients' products are 29 × 65, 37 × 29, 5 × 29, 37 × 5 and 70 × 5, all ragged, no extent a
+    // multiple of 4 along a contiguous axis: every load element by element
+    name: 'oddtiles',
+    what: 'tiles chosen per shape (16, 32 or 64 along each axis) on odd, ragged shapes, loads element by element',
+    body: [
+      "const W1 = g.param('W1', [70, 5], { scale: 0.2 });",
+      "const W2 = g.param('W2', [5, 29], { scale: 0.4 });",
+      "const W3 = g.param('W3', [29, 65], { scale: 0.2 });",
+      "const X = g.input('X', [37, 70]);",
+      'const loss = X.matmul(W1).tanh().matmul(W2).tanh().matmul(W3).square().mean();',
+      'return { loss };',
+    ],
+    shapes: { W1: [350, 0.37], W2: [145, 0.91], W3: [1885, 0.13], X: [2590, 0.29] },
+    code: (code: string) => {
+      // X @ W1: 64 rows × 16 columns a workgroup, one result per invocation along the columns
+      expect(code).toContain('var<workgroup> As: array<f32, 1024>;\n    var<workgroup> Bs: array<f32, 256>;');
+      expect(code).toContain('var<workgroup> As: array<f32, 512>;');
+      expect(code).not.toMatch(/> a\d+: array<vec4<f32>>/);
+    },
+  },
+  {
+    // X [512, 16] @ W1 [16, 12]: 128 × 16 tiles (8 results per invocation), both operands as vec4
+    // (X along K, W1 along N); @ W2 [12, 7]: H as vec4, W2 (7 columns) element by element; the
+    // gradients' products read X and H transposed (vec4 along their rows), K = 512 in 32 steps
+    name: 'vec4tiles',
+    what: 'vec4 loads where the contiguous extent is a multiple of 4, element by element where not, 128-row tiles',
+    body: [
+      "const W1 = g.param('W1', [16, 12], { scale: 0.2 });",
+      "const W2 = g.param('W2', [12, 7], { scale: 0.3 });",
+      "const X = g.input('X', [512, 16]);",
+      'const loss = X.matmul(W1).tanh().matmul(W2).square().mean();',
+      'return { loss };',
+    ],
+    shapes: { W1: [192, 0.37], W2: [84, 0.91], X: [8192, 0.29] },
+    code: (code: string) => {
+      expect(code).toMatch(/> a\d+: array<vec4<f32>>/);
+      expect(code).toContain('var res: array<f32, 8>;');
+      expect(code).toContain('var<workgroup> As: array<f32, 2048>;');
+    },
+  },
+] as const)('matmul $name', ({ name, what, body, shapes, code }) => {
+  it(`${what}: the flat module’s loss and gradients`, async () => {
+    const m = await buildModel(name, [...body]);
+    code(m.code);
+    const all = Object.fromEntries(Object.entries(shapes).map(([k, [n, f]]) => [k, wave(n, f)]));
+    const params = Object.fromEntries(Object.entries(all).filter(([k]) => k !== 'X'));
+    const inputs = { X: all.X! };
+    const want = m.flat.valueAndGrad(params as never, inputs as never);
+    const got = await call<{ loss: number; grads: Record<string, number[]> }>('webgpuRun', m.url, plain(params), plain(inputs));
+    expect(errors).toEqual([]);
+    expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThan(1e-4);
+    for (const k of Object.keys(params)) expect(relErr(got.grads[k]!, Float32Array.from(want.grads[k]!)), `gradient of ${k}`).toBeLessThan(1e-4);
+  });
 });
 
 describe.each([
@@ -242,7 +278,7 @@ it('g.scan as a loop (the body\'s shaders once, the steps in one submit): a symb
   }
 });
 
-it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad)', async () => {
+it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors naming them (forward, valueAndGrad; trainStep checks its loss and gradients on the device and skips the step)', async () => {
   const dir = path.join(OUT, 'finite');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'finite.ts');
@@ -254,12 +290,13 @@ it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors n
       "  const w = g.param('w', [4]);",
       "  const x = g.input('x', [3, 4]);",
       '  const y = x.mul(w).exp();',
-      '  return { loss: y.sum(), y };',
+      // a finite loss with an infinite gradient where w is 0 (d√w/dw = 1 / (2√w))
+      '  return { loss: y.sum().add(w.sqrt().sum()), y };',
       '});',
       '',
     ].join('\n'),
   );
-  const c = await compile(file, { targets: ['webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
+  const c = await compile(file, { targets: ['ts', 'webgpu'], checkFinite: true, optimizer: { name: 'sgd', hyper: resolveHyper('sgd', {}) } });
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
   const url = '/' + path.relative(ROOT, path.join(dir, 'finite.webgpu.js'));
   const x = { __typed: 'inputs', values: { x: [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] } };
@@ -278,6 +315,97 @@ it('--check-finite: a NaN passed in and an ∞ that comes back are RangeErrors n
     `RangeError: finite: Infinity in output 'loss'[0], ${note('forward')}`,
     `RangeError: finite: Infinity in loss[0], ${note('valueAndGrad')}`,
   ]);
+  // trainStep (sgd): the step's loss and gradients checked on the device, one flag read back with
+  // the loss; a step that fails is not taken (params and state on the device as before it)
+  const steps = await page.evaluate(async (u) => {
+    // (an import() here would be rewritten by vitest's transform)
+    const mod = await (globalThis.eval('(u) => import(u)') as (x: string) => Promise<Record<string, Function>>)(u);
+    const model = await mod.create();
+    const xs = { x: Float32Array.from([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]) };
+    const out: (string | number[] | number)[] = [];
+    const attempt = async (w: number[], state: { step: number }) => {
+      try {
+        out.push((await model.trainStep({ w: Float32Array.from(w) }, state, xs)).loss);
+      } catch (e) {
+        out.push(`${(e as Error).name}: ${(e as Error).message}`);
+      }
+      out.push(state.step, Array.from((await model.readParams()).w as Float32Array));
+    };
+    try {
+      await attempt([0.1, 50, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // the loss is ∞
+      // applyGradients after a step that was not taken: its update runs
+      const state = model.initOptState({ w: new Float32Array(4) });
+      await model.applyGradients({ w: Float32Array.from([1, 2, 3, 4]) }, state, { w: Float32Array.from([1, 1, 1, 1]) });
+      out.push(state.step, Array.from((await model.readParams()).w as Float32Array));
+      await attempt([0.1, 0, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // a finite loss, an ∞ gradient
+      await attempt([0.1, NaN, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // passed in
+      await attempt([0.1, 0.2, 0.1, 0.1], model.initOptState({ w: new Float32Array(4) })); // a step that is taken
+    } finally {
+      model.destroy();
+    }
+    return out;
+  }, url);
+  const taken = (which: string) =>
+    `RangeError: finite: Infinity in ${which}, computed by trainStep (the WebGPU module checks the loss and the gradients of a step on the device, not each value: the flat module built with --check-finite names the first); the step was not taken: the params and the optimizer state are as before it (built with --check-finite)`;
+  const f32 = (v: number[]) => Array.from(Float32Array.from(v));
+  expect(steps.slice(0, 10)).toEqual([
+    taken('loss[0]'),
+    0,
+    f32([0.1, 50, 0.1, 0.1]),
+    1,
+    // sgd's lr, 0.001: w − lr·g
+    [1, 2, 3, 4].map((v) => Math.fround(v - Math.fround(0.001))),
+    taken("gradient of 'w'[1]"),
+    0,
+    f32([0.1, 0, 0.1, 0.1]),
+    "RangeError: finite: NaN in param 'w'[1], passed in (built with --check-finite)",
+    0,
+  ]);
+  // the good step: the flat module's loss and update (sgd, lr 0.01 by default)
+  const flat = (await import(pathToFileURL(path.join(dir, 'finite.js')).href)) as GeneratedModule & Record<string, Function>;
+  const p = { w: Float32Array.from([0.1, 0.2, 0.1, 0.1]) };
+  const want = (flat.trainStep!(p, flat.initOptState!(p), { x: Float32Array.from([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]) }) as { loss: number }).loss;
+  expect(relErr([steps[11] as number], [want]), 'loss of the step taken').toBeLessThan(1e-5);
+  expect(steps[12]).toBe(1);
+  expect(relErr(steps[13] as number[], p.w), 'params after the step taken').toBeLessThan(1e-5);
+});
+
+it('npm run bench:webgpu’s kernels (bench/webgpu-kernels.mjs) run, check and time at small sizes: a vec4 matmul, a conv as implicit GEMM', async () => {
+  const kernels = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as {
+    matmulCase(m: number, n?: number, k?: number): { r: Routine };
+    convCase(batch: number, c: number, hw: number): { r: Routine };
+  };
+  // 40 × 12 @ 12 × 36 with vec4 loads (SwiftShader took 8 s to compile the 128 × 128 tile of a
+  // 512² product: test/webgpu-module.test.ts checks that shader's form)
+  const cases = [['matmulCase', [40, 36, 12]], ['convCase', [2, 8, 6]]] as const;
+  const shaders = cases.map(([f, a]) => renderRoutine((kernels[f] as (...x: number[]) => { r: Routine })(...a).r, () => 'f32'));
+  expect(shaders[0]!.wgsl).toMatch(/> a\d+: array<vec4<f32>>/);
+  // the test server serves web-out/, not bench/: the file goes there as it is
+  mkdirSync(OUT, { recursive: true });
+  copyFileSync(path.join(ROOT, 'bench', 'webgpu-kernels.mjs'), path.join(OUT, 'webgpu-kernels.mjs'));
+  const got = await page.evaluate(
+    async ([cs, sh]) => {
+      const k = await (globalThis.eval('(u) => import(u)') as (x: string) => Promise<Record<string, Function>>)('/web-out/webgpu-test/webgpu-kernels.mjs');
+      const nav = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ requestDevice(): Promise<{ destroy(): void }> }> } } }).navigator;
+      const adapter = await nav.gpu.requestAdapter();
+      const device = await adapter.requestDevice();
+      // one timed launch: this checks that the benchmark runs, not the speed of SwiftShader
+      const once = async (fn: () => Promise<void>) => {
+        await fn();
+        return 0;
+      };
+      try {
+        const out = [];
+        for (let j = 0; j < cs.length; j++) out.push(await k.kernelPeak!(device, sh[j], k[cs[j]![0]]!(...cs[j]![1]), 0, once, 1));
+        return out as { err: number; gflops: number }[];
+      } finally {
+        device.destroy();
+      }
+    },
+    [cases, shaders] as const,
+  );
+  expect(errors).toEqual([]);
+  for (const r of got) expect(r.err).toBeLessThan(1e-4);
 });
 
 it('create() rejects where there is no navigator.gpu, naming the ways out', async () => {
