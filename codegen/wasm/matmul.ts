@@ -147,16 +147,24 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: 
  * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
  * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`). With
  * `offsets` (one matrix), locals of `f` holding byte offsets added to the addresses of B and C
- * (a convolution's image).
+ * (a convolution's image), and of A where given. With `prepacked` (and offsets), B is already in
+ * panels at k.pack + offsets.b (a convolution's col written as panels): nothing is packed.
  */
-export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly b: Local; readonly c: Local; readonly panel?: Local } } = {}): Body {
+export function matmulInto(
+  f: Body,
+  k: MatmulKernel,
+  opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly a?: Local; readonly b: Local; readonly c: Local; readonly panel?: Local }; prepacked?: boolean } = {},
+): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
   if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
   // a batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`)
-  const packOff = opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
+  // `prepacked` (one matrix, with offsets): B is already in panels at k.pack + offsets.b (a convolution's col written in panels)
+  const prepacked = opts.prepacked === true;
+  if (prepacked && (!opts.offsets || opts.batches || opts.ranged || k.pack === undefined || batch !== 1 || panelled(k) !== 'panels')) throw new Error('internal: a prepacked B needs offsets and panels');
+  const packOff = prepacked ? opts.offsets!.b : opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
@@ -263,7 +271,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   };
 
   const matrix = () => {
-    if (k.pack !== undefined && K > 0 && !ranged) {
+    if (k.pack !== undefined && K > 0 && !ranged && !prepacked) {
       if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
       else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
     }
@@ -287,7 +295,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   const strideC = k.strides ? k.strides.c : 4 * M * N;
   const next = () => {
     f.bump(tA, strideA).bump(tB, strideB).bump(tC, strideC);
-    if (packOff) f.bump(packOff, 4 * K * N);
+    if (packOff && !prepacked) f.bump(packOff, 4 * K * N);
   };
   if (opts.batches) {
     // the matrices [start, end) of the batch: the blocks of threads, each matrix computed as the whole kernel does
@@ -304,8 +312,9 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
     );
     return f;
   }
-  f.assign(tA, 0);
-  if (packOff) f.assign(packOff, 0);
+  if (opts.offsets?.a) f.get(opts.offsets.a).set(tA);
+  else f.assign(tA, 0);
+  if (packOff && !prepacked) f.assign(packOff, 0);
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
