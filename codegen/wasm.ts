@@ -35,7 +35,7 @@ import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
 import { encodeModule } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
-import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsB } from './wasm/matmul.js';
+import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
 import { softmaxBody } from './wasm/softmax.js';
 import type { Split } from './wasm/threads.js';
@@ -97,7 +97,7 @@ class StaticModule {
   /** A conv group (the convolution, then its bias and activation) runs as two kernels: the convolution into its array, then its epilogue. */
   private readonly parts = new Map<Unit, readonly [Unit, Unit]>();
   private readonly decisions = new Map<Unit, Exclude<Decision, UpdateDecision>>();
-  private readonly scratch: { packAt: number; productAt: number; productFloats: number; convAt: Map<Unit, number>; end: number };
+  private readonly scratch: { packAt: number; packAAt: number; productAt: number; productFloats: number; convAt: Map<Unit, number>; end: number };
   private readonly training?: ReturnType<typeof trainLayout>;
   private readonly pages: number;
   private readonly kernels: Kernel[] = [];
@@ -175,6 +175,9 @@ class StaticModule {
     const matmuls = [...this.decisions.values()].flatMap((d) => (d.kind === 'matmul' ? [d] : []));
     const packAt = end;
     end += align(Math.max(0, ...matmuls.map((d) => packFloats(d.kernel))) * 4);
+    // a transposed A packed in row tiles (its own area: B may be packed too)
+    const packAAt = end;
+    end += align(Math.max(0, ...matmuls.map((d) => (packsA(d.kernel) ? d.kernel.M * d.kernel.K : 0))) * 4);
     const productAt = end;
     const productFloats = Math.max(0, ...matmuls.map((d) => (d.productStored || d.fusedEpilogue ? 0 : d.kernel.M * d.kernel.N * d.kernel.batch)));
     end += align(productFloats * 4);
@@ -184,7 +187,7 @@ class StaticModule {
         convAt.set(u, end);
         end += align(convScratch(d.kernel) * 4);
       }
-    return { packAt, productAt, productFloats, convAt, end };
+    return { packAt, packAAt, productAt, productFloats, convAt, end };
   }
 
   /** The kernels in the order of the module: the training step's last. */
@@ -323,9 +326,9 @@ class StaticModule {
     const g = u.graph;
     const mm = u.insts[0]!;
     const name = `matmul_${last}`;
-    const { productAt, packAt } = this.scratch;
+    const { productAt, packAt, packAAt } = this.scratch;
     const c = d.productStored ? this.address(g, mm.result) : d.fusedEpilogue ? undefined : productAt;
-    const kernel = { ...d.kernel, name, c, pack: d.kernel.transB || packsB(d.kernel) ? packAt : undefined };
+    const kernel = { ...d.kernel, name, c, pack: d.kernel.transB || packsB(d.kernel) ? packAt : undefined, packA: packsA(d.kernel) ? packAAt : undefined };
     // one matrix splits by blocks of the register tile's rows; a batch by its matrices
     if (kernel.batch === 1)
       this.kernels.push({

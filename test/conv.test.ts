@@ -58,6 +58,13 @@ const FORMS: Record<string, string> = {
   // (K·S > PANEL_MIN_FLOATS for the forward, 36·516, and the input gradient, 16·516; 129 vectors
   // per row of B, so the last panel is narrower)
   gemm_panels: `const x = g.param('x', [2, 4, 12, 43]); const w = g.param('w', [16, 4, 3, 3]); const b = g.param('b', [16]); const y = g.conv2d(x, w, { padding: 1, bias: b });`,
+  // output rows of whole 8-column panels (Wo = 16): the forward's col is written straight into the
+  // matmul's panels, edge vectors lane by lane; with groups, a vertical stride, dilation and a tap
+  // wholly in the padding of some rows
+  gemm_col_in_panels: `const x = g.param('x', [2, 4, 7, 16]); const w = g.param('w', [6, 2, 3, 3]); const y = g.conv2d(x, w, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 2] });`,
+  // the input gradient of a stride-1 convolution whose dx rows are whole panels (W = 16): a
+  // convolution of dy by the flipped weights, dy's col in panels (more output than input channels)
+  gemm_grad_in_panels: `const x = g.param('x', [2, 2, 5, 16]); const w = g.param('w', [6, 1, 2, 4]); const y = g.conv2d(x, w, { groups: 2, dilation: [2, 1], padding: 'same' });`,
   gemm_depthwise_multiplier: `const x = g.param('x', [2, 3, 5, 6]); const w = g.param('w', [6, 1, 3, 3]); const y = g.conv2d(x, w, { groups: 3, padding: 1, stride: 2 });`,
   // a conv group's epilogue operands: per channel (the bias), laid out as the output, as one
   // output plane ([Ho, Wo], broadcast over images and channels), and by rows alone ([Ho, 1])

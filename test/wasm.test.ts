@@ -11,7 +11,7 @@ import { compile } from '../src/build.js';
 import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
-import { matmulBody, packBody, packFloats } from '../codegen/wasm/matmul.js';
+import { matmulBody, packBody, packFloats, packsA } from '../codegen/wasm/matmul.js';
 import { elementwiseBody, reduceBody, rowReduceBody } from '../codegen/wasm/elementwise.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
@@ -59,7 +59,7 @@ describe('the encoder', () => {
 
 /** Runs one kernel over random operands placed in a fresh memory; returns C and the float64 reference. */
 function runKernel(
-  k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'panel' | 'name' | 'epilogue'> & { readonly packB?: boolean; readonly panelB?: boolean },
+  k: Omit<MatmulKernel, 'a' | 'b' | 'c' | 'pack' | 'panel' | 'packA' | 'name' | 'epilogue'> & { readonly packB?: boolean; readonly panelB?: boolean; readonly packA?: boolean },
   epilogue: (addr: { bias: number; col: number }) => EpilogueStep[] = () => [],
   seed = 1,
 ) {
@@ -80,6 +80,7 @@ function runKernel(
   const bias = place(N);
   const col = place(M);
   const pack = place(K * Math.max(N, 64));
+  const packAAt = k.packA ? place(M * K) : 0;
   const pages = Math.ceil((at + 64) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const f32 = (o: number, n: number) => new Float32Array(memory.buffer, o, n);
@@ -89,8 +90,8 @@ function runKernel(
   for (const [o, n] of [[a, aLen], [b, bLen], [bias, N], [col, M]] as const) f32(o, n).forEach((_x, i, arr) => (arr[i] = r() - 0.5));
   f32(c, cLen).fill(0);
   const steps = epilogue({ bias, col }).map((s) => ({ ...s, store: s.store === undefined ? undefined : out }));
-  const { packB, panelB, ...rest } = k;
-  const kernel: MatmulKernel = { ...rest, name: 'mm', a, b, c, pack: transB || packB ? pack : undefined, panel: panelB ? pack : undefined, epilogue: steps };
+  const { packB, panelB, packA, ...rest } = k;
+  const kernel: MatmulKernel = { ...rest, name: 'mm', a, b, c, pack: transB || packB ? pack : undefined, panel: panelB ? pack : undefined, packA: packA ? packAAt : undefined, epilogue: steps };
   const bytes = encodeModule(pages, [{ name: 'mm', body: matmulBody(kernel) }]);
   expect(WebAssembly.validate(bytes)).toBe(true);
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
@@ -149,6 +150,39 @@ describe('SIMD matmul kernels against a float64 reference', () => {
           const { got, want } = runKernel({ M, N, K, batch: 1, transA, transB: false, aBatched: false, bBatched: false, epilogue: [], tile, ...mode } as never);
           expect(relErr(got, want), `tile ${JSON.stringify(tile)} transA ${transA} ${JSON.stringify(mode)}`).toBeLessThan(1e-5);
         }
+  });
+
+  // a transposed A packed in row tiles (packsA: M ≥ 256): a ragged last row tile (258 = 64·4 + 2)
+  // read from A itself, K past MATMUL_BLOCK; and the ranged kernel, each block packing its own
+  // tiles, bit for bit the whole kernel
+  it('a transposed A packed in row tiles: [258,K]ᵀ·[K,12], whole and over uneven row blocks', () => {
+    const [M, N, K] = [258, 12, 300];
+    expect(packsA({ M, K, batch: 1, transA: true })).toBe(true);
+    for (const transB of [false, true]) {
+      const whole = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, packA: true }, () => [], 5);
+      expect(relErr(whole.got, whole.want), `transB ${transB}`).toBeLessThan(1e-5);
+      const plain = runKernel({ M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false }, () => [], 5);
+      expect(relErr(plain.got, plain.want)).toBeLessThan(1e-5);
+      const at = (n: number) => Math.ceil((n * 4) / 16) * 16 + 16;
+      const a = 0;
+      const b = a + at(M * K);
+      const c = b + at(K * N);
+      const pack = c + 2 * at(M * N) + at(N) + at(M);
+      const packA = pack + at(K * Math.max(N, 64));
+      const k: MatmulKernel = { M, N, K, batch: 1, transA: true, transB, aBatched: false, bBatched: false, name: 'mm', epilogue: [], a, b, c, pack: transB ? pack : undefined, packA };
+      const bytes = encodeModule(whole.memory.buffer.byteLength / 65536, [
+        { name: 'pack', body: packBody(k) },
+        { name: 'range', body: matmulBody(k, { ranged: true }) },
+      ]);
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: whole.memory } });
+      const run = (name: string, s: number, e: number) => (inst.exports[name] as (s: number, e: number) => void)(s, e);
+      new Float32Array(whole.memory.buffer, c, M * N).fill(0);
+      new Float32Array(whole.memory.buffer, packA, M * K).fill(Number.NaN); // the whole kernel's packing undone
+      if (transB) run('pack', 0, N);
+      for (const [s, e] of [[0, 8], [8, 100], [100, 256], [256, 258]]) run('range', s, e);
+      const got = new Float32Array(whole.memory.buffer, c, M * N);
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(whole.got.buffer)), `transB ${transB}`).toBe(true);
+    }
   });
 
   it('a packed B is packed again for each matrix of a batch', () => {

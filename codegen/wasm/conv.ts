@@ -71,7 +71,7 @@ export function chunksOf(N: number): { chunks: number; per: number } {
  * read in place).
  */
 function panelFloats(k: Omit<ConvKernel, 'scratch'>): number {
-  if (k.op === 'conv_weight_grad' || (k.Ho * k.Wo) % 4 !== 0) return 0;
+  if (k.op === 'conv_weight_grad' || (k.Ho * k.Wo) % 4 !== 0 || (k.op === 'conv' && inPanels(k))) return 0;
   const K = k.op === 'conv' ? (k.C / k.groups) * k.kH * k.kW : k.O / k.groups;
   // a B that stays in L1 as it is is read in place
   return K * k.Ho * k.Wo > PANEL_MIN_FLOATS ? K * 4 * DEFAULT_TILE.vecs : 0;
@@ -80,6 +80,8 @@ function panelFloats(k: Omit<ConvKernel, 'scratch'>): number {
 /** Floats of scratch a kernel needs: a col per chunk, and the weight gradient's partial sums (a vector per weight and chunk) or the others' panels (one per chunk). */
 export function convScratch(k: Omit<ConvKernel, 'scratch'>): number {
   const { chunks } = chunksOf(k.N);
+  // the input gradient as a convolution of dy: its col ([O·kk, H·W] an image) and its flipped weights, per chunk
+  if (k.op === 'conv_input_grad' && gradInPanels(k)) return chunks * (k.O * k.kH * k.kW * k.H * k.W + k.C * (k.O / k.groups) * k.kH * k.kW);
   const col = chunks * k.C * k.kH * k.kW * k.Ho * k.Wo;
   return k.op === 'conv_weight_grad' ? col + 4 * chunks * k.O * (k.C / k.groups) * k.kH * k.kW : col + chunks * panelFloats(k);
 }
@@ -118,9 +120,14 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     weightGrad(f, k, range);
     return f;
   }
+  if (k.op === 'conv_input_grad' && gradInPanels(k)) {
+    inputGradInPanels(f, k, range);
+    return f;
+  }
   const i32 = () => f.local('i32');
   const [n, xn, cn, offA, offB, offC, offP] = Array.from({ length: 7 }, i32);
   const im2col = im2colWriter(f, k);
+  const panelIm2col = k.op === 'conv' && inPanels(k) ? panelIm2colWriter(f, k) : undefined;
   const col = k.scratch;
   // the chunk's panel (see panelFloats), after every chunk's col
   const pf = panelFloats(k);
@@ -132,7 +139,17 @@ export function convBody(k: ConvKernel, opts: { ranged?: boolean } = {}): Body {
     f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * C * kk * S).i32Mul().set(offA);
     f.get(offA).i32(col).i32Add().set(cn);
     if (pf) f.get(n).i32(chunksOf(N).per).i32DivU().i32(4 * pf).i32Mul().set(offP);
-    if (k.op === 'conv') {
+    if (k.op === 'conv' && panelIm2col) {
+      // the col written straight into the panels the matmul reads (no copy of a panel)
+      panelIm2col(xn, cn);
+      f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
+      for (let g = 0; g < G; g++)
+        matmulInto(f, {
+          name: '', M: Og, N: S, K: Kg, batch: 1, transA: false, transB: false,
+          a: k.w + 4 * g * Og * Kg, b: 0, c: k.y + 4 * g * Og * S, pack: col + 4 * g * Kg * S,
+          aBatched: false, bBatched: false, epilogue: [],
+        }, { offsets: { b: offB, c: offC }, prepacked: true });
+    } else if (k.op === 'conv') {
       im2col(xn, cn, false);
       f.get(offA).set(offB).get(n).i32(4 * O * S).i32Mul().set(offC);
       for (let g = 0; g < G; g++)
@@ -230,6 +247,151 @@ function im2colWriter(f: Body, k: ConvKernel): (xn: Local, cn: Local, add: boole
       }
       f.bump(xb, 4 * H * W).bump(dc, 4 * kk * S);
     });
+  };
+}
+
+/** The panels' width in floats: the matmul tile's columns (./matmul.ts `panelled`). */
+const PANEL = 4 * DEFAULT_TILE.vecs;
+/** The widest output row whose vectors `panelIm2colWriter` unrolls. */
+const PANEL_ROW_MAX = 64;
+
+/**
+ * Whether a forward's col is written straight into panels (`panelIm2colWriter`): output rows of
+ * whole panels (Wo a multiple of the panel's width, at most PANEL_ROW_MAX), read along x's rows
+ * (horizontal stride 1), so that 4 output columns are 4 contiguous floats of x and of a panel row.
+ */
+function inPanels(k: Geometry): boolean {
+  return k.stride[1] === 1 && k.Wo % PANEL === 0 && k.Wo <= PANEL_ROW_MAX;
+}
+
+/** What the panel im2col reads of a convolution: its input's and output's sizes, taps and steps. */
+type Geometry = Pick<ConvKernel, 'C' | 'H' | 'W' | 'kH' | 'kW' | 'Ho' | 'Wo' | 'groups' | 'stride' | 'padding' | 'dilation'>;
+
+/**
+ * A stride-1 convolution's input gradient as a convolution of dy (`inputGradInPanels`):
+ * dx[c, a, b] = Σ_(o, p', q') w'[c, o, p', q'] · dy[o, a − pt' + p'·dh, b − pl' + q'·dw], with the
+ * taps flipped, w'[c, o, p', q'] = w[o, c, kH − 1 − p', kW − 1 − q'], and the padding
+ * pt' = dh·(kH − 1) − pt (pl' likewise): the geometry of that convolution.
+ */
+function dyGeometry(k: Omit<ConvKernel, 'scratch'>): Geometry {
+  const [dh, dw] = k.dilation as [number, number];
+  const [pt, pl] = k.padding as [number, number];
+  return {
+    C: k.O, H: k.Ho, W: k.Wo, kH: k.kH, kW: k.kW, Ho: k.H, Wo: k.W, groups: k.groups,
+    stride: [1, 1], dilation: k.dilation, padding: [dh * (k.kH - 1) - pt, dw * (k.kW - 1) - pl],
+  };
+}
+
+/** Whether an input gradient runs as a convolution of dy whose col is written in panels (stride 1; dx's rows whole panels). */
+function gradInPanels(k: Omit<ConvKernel, 'scratch'>): boolean {
+  return k.stride[0] === 1 && k.stride[1] === 1 && inPanels(dyGeometry(k));
+}
+
+/**
+ * The input gradient of a stride-1 convolution as the convolution of dy that `dyGeometry` gives:
+ * the flipped weights w' (per group [Cg, Og·kk]) written once per call into its first
+ * chunk's slot, then per image the col of dy in panels and dx[n, g] = w'[g] · col[g] stored
+ * straight into dx (no col2im, no zeroing of dx). Images in whole chunks, as the other path.
+ */
+function inputGradInPanels(f: Body, k: ConvKernel, range?: { start: Local; end: Local }): void {
+  const { N, C, O, H, W, kH, kW, Ho, Wo, groups: G } = k;
+  const kk = kH * kW;
+  const [Cg, Og] = [C / G, O / G];
+  const Kd = Og * kk;
+  const Sd = H * W;
+  const { chunks, per } = chunksOf(N);
+  const colFloats = O * kk * Sd;
+  const col = k.scratch;
+  const wT = col + 4 * chunks * colFloats;
+  const writer = panelIm2colWriter(f, dyGeometry(k));
+  const [n, yn, cn, offA, offB, offC, sO, dO, s, d, co, cc] = Array.from({ length: 12 }, () => f.local('i32'));
+  // w' in the slot of the range's first chunk
+  if (range) f.get(range.start).i32(per).i32DivU().i32(4 * C * Kd).i32Mul().set(offA);
+  else f.assign(offA, 0);
+  for (let g = 0; g < G; g++) {
+    f.i32(k.w + 4 * g * Og * Cg * kk).set(sO);
+    f.get(offA).i32(wT + 4 * g * Cg * Kd).i32Add().set(dO);
+    f.repeat(co, Og, () => {
+      f.get(sO).set(s).get(dO).set(d);
+      f.repeat(cc, Cg, () => {
+        for (let t = 0; t < kk; t++) f.get(d).get(s).f32Load(4 * (kk - 1 - t)).f32Store(4 * t);
+        f.bump(s, 4 * kk).bump(d, 4 * Kd);
+      });
+      f.bump(sO, 4 * Cg * kk).bump(dO, 4 * kk);
+    });
+  }
+  const image = () => {
+    f.get(n).i32(4 * O * Ho * Wo).i32Mul().i32(k.y).i32Add().set(yn);
+    f.get(n).i32(per).i32DivU().i32(4 * colFloats).i32Mul().set(offB);
+    f.get(offB).i32(col).i32Add().set(cn);
+    writer(yn, cn);
+    f.get(n).i32(4 * C * Sd).i32Mul().set(offC);
+    for (let g = 0; g < G; g++)
+      matmulInto(f, {
+        name: '', M: Cg, N: Sd, K: Kd, batch: 1, transA: false, transB: false,
+        a: wT + 4 * g * Cg * Kd, b: 0, c: k.x + 4 * g * Cg * Sd, pack: col + 4 * g * Kd * Sd,
+        aBatched: false, bBatched: false, epilogue: [],
+      }, { offsets: { a: offA, b: offB, c: offC }, prepacked: true });
+  };
+  if (range) f.get(range.start).set(n);
+  else f.assign(n, 0);
+  f.loopUntil(() => (range ? f.get(n).get(range.end) : f.get(n).i32(N)).i32GeS(), () => {
+    image();
+    f.bump(n, 1);
+  });
+}
+
+/**
+ * The im2col of one image (x at `xn`) written as the panels of its col (at `cn`; each group's
+ * [Kg, S] col at cn + 4·g·Kg·S): the panel of the columns s0..s0+7 is Kg rows of 8 floats at
+ * 4·s0·Kg, its row (c, tap) the 8 positions of that tap. An output row holds Wo/8 whole panels, so
+ * a tap's row of positions is Wo/4 vectors, each of 4 contiguous floats of x and of a panel row;
+ * a vector that reaches into the padding copies its lanes inside x one by one, and the padded
+ * positions are never written: they stay the zeros the scratch starts with (the same positions
+ * every image). Leaves xn and cn as they were.
+ */
+function panelIm2colWriter(f: Body, k: Geometry): (xn: Local, cn: Local) => void {
+  const { C, H, W, kH, kW, Ho, Wo, groups: G } = k;
+  const [sh] = k.stride as [number, number];
+  const [dh, dw] = k.dilation as [number, number];
+  const [pt, pl] = k.padding as [number, number];
+  const S = Ho * Wo;
+  const kk = kH * kW;
+  const Cg = C / G;
+  const Kg = Cg * kk;
+  const [cc, ci, xb, dc, sr, dr] = Array.from({ length: 6 }, () => f.local('i32'));
+  /** Bytes of a panel, and from one output row's panels to the next row's. */
+  const panelBytes = 4 * PANEL * Kg;
+  const rowBytes = (Wo / PANEL) * panelBytes;
+  return (xn, cn) => {
+    f.get(xn).set(xb);
+    for (let g = 0; g < G; g++) {
+      f.get(cn).i32(4 * g * Kg * S).i32Add().set(dc);
+      f.repeat(cc, Cg, () => {
+        for (let p = 0; p < kH; p++) {
+          const [i0, i1] = span(p, dh, pt, sh, H, Ho);
+          for (let q = 0; q < kW; q++) {
+            const [j0, j1] = span(q, dw, pl, 1, W, Wo);
+            if (i1 <= i0 || j1 <= j0) continue;
+            const tap = p * kW + q;
+            // sr: x at output column j0 of output row i; dr: the panel row of (c, tap) for output row i
+            f.get(xb).i32(4 * ((i0 * sh - pt + p * dh) * W + j0 - pl + q * dw)).i32Add().set(sr);
+            f.get(dc).i32(i0 * rowBytes + 4 * PANEL * tap).i32Add().set(dr);
+            f.repeat(ci, i1 - i0, () => {
+              for (let v = 0; v < Wo / 4; v++) {
+                const at = Math.floor((4 * v) / PANEL) * panelBytes + 4 * ((4 * v) % PANEL);
+                const lo = Math.max(4 * v, j0);
+                const hi = Math.min(4 * v + 4, j1);
+                if (lo === 4 * v && hi === 4 * v + 4) f.get(dr).get(sr).v128Load(4 * (lo - j0)).v128Store(at);
+                else for (let s = lo; s < hi; s++) f.get(dr).get(sr).f32Load(4 * (s - j0)).f32Store(at + 4 * (s - 4 * v));
+              }
+              f.bump(sr, 4 * sh * W).bump(dr, rowBytes);
+            });
+          }
+        }
+        f.bump(xb, 4 * k.H * W).bump(dc, 4 * PANEL * kk);
+      });
+    }
   };
 }
 

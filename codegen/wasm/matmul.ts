@@ -45,6 +45,11 @@ export interface MatmulKernel {
   readonly epilogue: readonly Step[];
   /** The epilogue as a writer at the tile's points instead (the static module's, of the kernel form: codegen/wasm/kernel.ts's TileEpilogue). */
   readonly epilogueWriter?: (f: Body) => Pick<StepWriter, 'pointers' | 'at' | 'store'>;
+  /**
+   * A scratch area of M·K floats where a transposed A is packed in row tiles (see `packsA`): tile
+   * i (rows i..i+R−1, R = 4) at packA + 4·i·K, its K columns of R contiguous floats.
+   */
+  readonly packA?: number;
   /** Register tile: rows × vectors of 4 columns. */
   readonly tile?: { readonly rows: number; readonly vecs: number };
   /** Bytes from one matrix of the batch to the next, where not the matrices' sizes (a convolution's images). */
@@ -83,6 +88,25 @@ export const PANEL_MIN_FLOATS = 8192;
 export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB' | 'tile'>): boolean {
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   return !k.transB && k.batch === 1 && k.N % 4 === 0 && k.N > 4 * V && k.M >= 4 * R && k.K >= 16 && k.K * k.N > PANEL_MIN_FLOATS;
+}
+
+/**
+ * The M from which a transposed A is packed: A's rows 4M bytes apart. At M = 128 (the GPT's
+ * [128,768]ᵀ·[768,512] and [128,768]ᵀ·[768,384]) packing measured no faster, at 512 1.15–1.25× faster.
+ */
+const PACK_A_MIN_M = 256;
+
+/**
+ * Whether a transposed A (stored [K, M]) is worth packing into row tiles (the caller then gives the
+ * kernel a `packA` area of M·K floats): one matrix, tiles of 4 rows, M at least PACK_A_MIN_M. A tile reads 16 bytes of each of K rows of A, 4M bytes apart: at M = 512
+ * (the GPT's weight gradients, [512,768]ᵀ·[768,128]) a stride of 2 KiB, so the K lines fall in 2
+ * of L1's 64 sets and are gone before the next tile reads their next 16 bytes; packed, a tile's A is
+ * 16·K contiguous bytes. The packing copies each 16 bytes once (a vector), of one line of A for
+ * four tiles at a time.
+ */
+export function packsA(k: Pick<MatmulKernel, 'M' | 'K' | 'batch' | 'transA' | 'tile'>): boolean {
+  const { rows: R } = k.tile ?? DEFAULT_TILE;
+  return k.transA && k.batch === 1 && R === 4 && k.M >= PACK_A_MIN_M && k.K >= 16;
 }
 
 /** Floats of pack area a kernel needs: K·N for each matrix of a batch whose B it packs (a kernel of `batches`: threads take whole matrices), 0 if it packs none. */
@@ -147,16 +171,24 @@ export function matmulBody(k: MatmulKernel, opts: { ranged?: boolean; batches?: 
  * The kernel's code appended to `f` (a convolution's kernel runs its matmuls after its im2col).
  * With `ranged`, `f` has the two parameters [start, end) of the rows (see `matmulBody`). With
  * `offsets` (one matrix), locals of `f` holding byte offsets added to the addresses of B and C
- * (a convolution's image).
+ * (a convolution's image), and of A where given. With `prepacked` (and offsets), B is already in
+ * panels at k.pack + offsets.b (a convolution's col written as panels): nothing is packed.
  */
-export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly b: Local; readonly c: Local; readonly panel?: Local } } = {}): Body {
+export function matmulInto(
+  f: Body,
+  k: MatmulKernel,
+  opts: { ranged?: boolean; batches?: boolean; offsets?: { readonly a?: Local; readonly b: Local; readonly c: Local; readonly panel?: Local }; prepacked?: boolean } = {},
+): Body {
   const { M, N, K, batch, transA, transB } = k;
   const { rows: R, vecs: V } = k.tile ?? DEFAULT_TILE;
   const ranged = opts.ranged ?? false;
   if ((ranged || opts.offsets) && batch !== 1) throw new Error('internal: a ranged or offset matmul over a batch');
   if (M * N * batch === 0) return f;
   // a batch split over threads (`batches`) packs matrix t's B at pack + 4·t·K·N (see `packFloats`)
-  const packOff = opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
+  // `prepacked` (one matrix, with offsets): B is already in panels at k.pack + offsets.b (a convolution's col written in panels)
+  const prepacked = opts.prepacked === true;
+  if (prepacked && (!opts.offsets || opts.batches || opts.ranged || k.pack === undefined || batch !== 1 || panelled(k) !== 'panels')) throw new Error('internal: a prepacked B needs offsets and panels');
+  const packOff = prepacked ? opts.offsets!.b : opts.batches && batch > 1 && k.pack !== undefined ? f.local('i32') : undefined;
   const i32 = () => f.local('i32');
   const [tA, tB, tC, i, j, aPtr, bPtr, cPtr, counterT, counterJ, counterI, counterP, src, dst, dstRow] = Array.from({ length: 15 }, i32);
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
@@ -168,8 +200,9 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   const bRows = transB ? k.pack! : k.b; // B as [K,N]
   const layout = panelled(k);
   const panelAt = layout === 'panel' ? f.local('i32') : undefined;
-  const aRowStride = transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
-  const aStepP = transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
+  // a transposed A packed in row tiles (`packsA`): the full tiles read it from there, a ragged last tile from A
+  const packedA = k.packA !== undefined && packsA(k) && !(opts.batches && batch > 1);
+  const fullRows = M - (M % R);
 
   /** ptr = base + i·si·4 + j·sj·4 */
   const setPtr = (ptr: Local, base: number, si: number, sj: number, extra?: Local) => {
@@ -181,8 +214,12 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   };
 
   const tile = (rows: number, vecs: number, lastLanes: number) => {
+    const fromPack = packedA && rows === R;
+    const aRowStride = fromPack || transA ? 4 : 4 * K; // bytes between A[i,p] and A[i+1,p]
+    const aStepP = fromPack ? 4 * R : transA ? 4 * M : 4; // bytes between A[i,p] and A[i,p+1]
     // A[i, 0] and B[0, j] of this batch matrix
-    setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
+    if (fromPack) setPtr(aPtr, k.packA!, K, 0);
+    else setPtr(aPtr, k.a, transA ? 1 : K, 0, tA);
     if (layout === 'rows') setPtr(bPtr, bRows, 0, 1, transB ? packOff : tB);
     else if (layout === 'panels') setPtr(bPtr, k.pack!, 0, K, packOff);
     else f.get(panelAt!).set(bPtr);
@@ -263,7 +300,16 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   };
 
   const matrix = () => {
-    if (k.pack !== undefined && K > 0 && !ranged) {
+    if (packedA && K > 0) {
+      // the full row tiles of the rows this call computes: [0, fullRows), or [start, min(end, fullRows))
+      const endL = f.local('i32');
+      if (ranged) {
+        f.get(f.param(0)).set(i).get(f.param(1)).set(endL);
+        f.when(() => f.get(endL).i32(fullRows).i32GtS(), () => f.assign(endL, fullRows));
+      } else f.assign(i, 0).assign(endL, fullRows);
+      packATiles(f, k, R, i, endL, src, dst, counterP);
+    }
+    if (k.pack !== undefined && K > 0 && !ranged && !prepacked) {
       if (transB) packInto(f, k, tB, src, dst, dstRow, counterJ, counterP, packOff);
       else packRowsInto(f, k, V, tB, j, src, dst, counterJ, packOff);
     }
@@ -287,7 +333,7 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
   const strideC = k.strides ? k.strides.c : 4 * M * N;
   const next = () => {
     f.bump(tA, strideA).bump(tB, strideB).bump(tC, strideC);
-    if (packOff) f.bump(packOff, 4 * K * N);
+    if (packOff && !prepacked) f.bump(packOff, 4 * K * N);
   };
   if (opts.batches) {
     // the matrices [start, end) of the batch: the blocks of threads, each matrix computed as the whole kernel does
@@ -304,8 +350,9 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
     );
     return f;
   }
-  f.assign(tA, 0);
-  if (packOff) f.assign(packOff, 0);
+  if (opts.offsets?.a) f.get(opts.offsets.a).set(tA);
+  else f.assign(tA, 0);
+  if (packOff && !prepacked) f.assign(packOff, 0);
   if (opts.offsets) f.get(opts.offsets.b).set(tB).get(opts.offsets.c).set(tC);
   else f.assign(tB, 0).assign(tC, 0);
   f.repeat(counterT, batch, () => {
@@ -313,6 +360,28 @@ export function matmulInto(f: Body, k: MatmulKernel, opts: { ranged?: boolean; b
     next();
   });
   return f;
+}
+
+/**
+ * The row tiles of a transposed A from row i (a multiple of R) up to endL into k.packA: tile i's
+ * P[p] = A[p, i..i+R−1] (one vector), four tiles (one line of A) at a time while four fit. i and
+ * the others are scratch.
+ */
+function packATiles(f: Body, k: MatmulKernel, R: number, i: Local, endL: Local, src: Local, dst: Local, counter: Local): void {
+  const { M, K } = k;
+  for (const width of [4, 1])
+    f.loopUntil(
+      () => f.get(i).i32(R * width).i32Add().get(endL).i32GtS(),
+      () => {
+        f.i32(k.a).get(i).i32(4).i32Mul().i32Add().set(src);
+        f.i32(k.packA!).get(i).i32(4 * K).i32Mul().i32Add().set(dst);
+        f.repeat(counter, K, () => {
+          for (let t = 0; t < width; t++) f.get(dst).get(src).v128Load(16 * t).v128Store(4 * R * K * t);
+          f.bump(src, 4 * M).bump(dst, 4 * R);
+        });
+        f.bump(i, R * width);
+      },
+    );
 }
 
 /**
