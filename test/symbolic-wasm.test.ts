@@ -46,7 +46,7 @@ describe('the wasm module with a symbolic batch', () => {
     // the groups the static module runs as kernels are kernels here too
     expect(code).toMatch(/kernels\.matmul_logits\(\);/);
     expect(code).toMatch(/kernels\.softmax_probs\(\);/);
-    expect(code).toMatch(/kernels\.reduce_db1\(\);/);
+    expect(code).toMatch(/forms\.kernel_db1\(\);/);
     expect(code).not.toMatch(/^import /m);
     const first = new Map<number, ReturnType<typeof copyOf>>();
     for (const n of [1, 7, 32, 1000]) {

@@ -43,6 +43,9 @@ import { CHUNKS, convScratch } from './conv.js';
 import type { ChannelKernel } from './channel.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
+import type { SymForms } from './symbolic-forms.js';
+import { symForms } from './symbolic-forms.js';
+import { encodeModule } from './encode.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
 const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax', 'conv', 'pool', 'channel'] as const;
@@ -77,6 +80,8 @@ interface SymLayout {
   readonly convAreas: readonly (readonly [number, number])[];
   /** The per-channel kernels' partial sums (one area: they run one after another), a constant. */
   readonly partAt: number;
+  /** The parameter block of the kernels of the kernel form (codegen/wasm/symbolic-forms.ts), a constant. */
+  readonly paramAt: number;
   readonly accAt: Poly;
   readonly packAt: Poly;
   readonly productAt: Poly;
@@ -132,7 +137,7 @@ function convScratchBound(u: Unit): number | undefined {
 }
 
 /** The layout of the symbolic module (see SymLayout). */
-function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): SymLayout {
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0): SymLayout {
   const plan = m.plan;
   const bytes = plan.buffers.map((b) => arrayBytes(b.size));
   const offsets: Poly[] = new Array(plan.buffers.length);
@@ -150,6 +155,8 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): 
   // the per-channel kernels' partial sums: [sums, chunks ≤ CHUNKS, C] for the largest
   const partAt = polyEval(end, {});
   end = polyAdd(end, arrayBytes(size(Math.max(0, ...units.map(channelPartsBound)))));
+  const paramAt = polyEval(end, {});
+  end = polyAdd(end, arrayBytes(size(params)));
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
   // the accumulators of every reduction (one area: the units run one after another)
   const acc: Poly[] = [];
@@ -166,7 +173,7 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): 
   const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
   const placed = placeAreas(end, [polyMax(...acc), pack, product]);
   const [accAt, packAt, productAt] = placed.at as [Poly, Poly, Poly];
-  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
+  return { offsets, convAt, convAreas, partAt, paramAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
 }
 
 /** Floats of a per-channel kernel's partial sums for any batch: each sum over [N, C, ...] of the group, CHUNKS × C (0 where C is symbolic). */
@@ -205,7 +212,7 @@ function bound(g: Graph, dims: Dims): Graph {
 }
 
 /** The kernels' descriptions for the sizes `dims`, in the layout evaluated at them. */
-function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims): Map<Unit, SymKernel[]> {
+function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, forms: SymForms): Map<Unit, SymKernel[]> {
   const offsets = L.offsets.map((p) => polyEval(p, dims));
   const address = addresses(m.plan, offsets);
   const graphs = new Map([m.fwd, m.bwd, ...m.plan.bodies.keys()].map((g) => [g, bound(g, dims)]));
@@ -216,6 +223,8 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims):
   for (const u of units) {
     const op = u.insts[0]!.op;
     const parts = convParts(u);
+    const form = forms.byUnit.get(u);
+    if (form && !form.epilogue) continue;
     if (isConv(op)) {
       const scratch = L.convAt.get(u);
       const d = scratch && decideConv(m, at(parts?.[0] ?? u), address);
@@ -223,7 +232,7 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims):
       const name = `${d.kernel.op}_${nameOf(parts?.[0] ?? u)}`;
       const conv: SymKernel = { name, d, gen: 'convBody', arg: { ...d.kernel, scratch: polyEval(scratch!, dims) }, sum: d.kernel.op === 'conv_weight_grad' };
       // the epilogue of a conv group, an elementwise kernel where it is one (else the flat module's loop)
-      const e = parts && parts[1].insts.length ? decideElementwise(m, at(parts[1]), address) ?? decideChannel(m, at(parts[1]), address) : undefined;
+      const e = parts && parts[1].insts.length && !form ? decideElementwise(m, at(parts[1]), address) ?? decideChannel(m, at(parts[1]), address) : undefined;
       const epilogue: SymKernel | undefined =
         e?.kind === 'elementwise' ? { name: `elementwise_${nameOf(u)}`, d: e, gen: 'elementwiseBody', arg: e.kernel } : e ? { name: `channel_${nameOf(u)}`, d: e, gen: 'channelBody', arg: channelArg(e.kernel), sum: e.kernel.sums.length > 0 } : undefined;
       kernels.set(u, epilogue ? [conv, epilogue] : [conv]);
@@ -472,8 +481,13 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const deg = degrees(m, syms);
   const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
-  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
-  const probes = points.map((p) => probe(m, units, L, p));
+  const areas = matmulAreas(m, units, points[0]!);
+  // the kernels of the kernel form first: their parameter block comes before the symbolic arrays
+  const L0 = symLayout(m, units, areas);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined));
+  const L = symLayout(m, units, areas, forms.count);
+  const params = forms.params(L.offsets);
+  const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
     const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
     return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
@@ -488,6 +502,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '// ---------------------------------------------------------------------------------------------',
     `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
+    ...formsDecl(forms, typed),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
@@ -511,6 +526,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '    end,',
     `    productAt: ${polyText(L.productAt)},`,
     `    productFloats: ${polyText(L.productFloats)},`,
+    `    params: [${params.map(polyText).join(', ')}], // the parameter block of the kernels of the kernel form`,
     '    fns: [',
     ...kernels.flatMap(({ k, code }) => {
       const channel = k.gen === 'channelBody';
@@ -525,7 +541,8 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '}',
     '',
     `const memory = new WebAssembly.Memory({ initial: 1 }); // grown for larger sizes (which detaches the arrays of the arena: layout() views it anew)`,
-    `const built = new Map${T('<string, { offsets: number[]; lengths: number[]; productAt: number; productFloats: number; kernels: Kernels }>')}();`,
+    `const built = new Map${T('<string, { offsets: number[]; lengths: number[]; productAt: number; productFloats: number; params: number[]; kernels: Kernels }>')}();`,
+    ...(forms.fns.length ? [`const forms = new WebAssembly.Instance(new WebAssembly.Module(formBytes), { env: { memory } }).exports${T(' as unknown as Forms')}; // their sizes are read from the parameter block`] : []),
     `let kernels${T(': Kernels')} = {}${T(' as Kernels')}; // the kernels of the sizes laid out`,
     `let product = new Float32Array(0); // matmul products read by an epilogue loop`,
     'let inMemory = false; // whether the arena\'s arrays are views of the memory yet (at load they are not)',
@@ -555,6 +572,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
           `  for (const [at, n] of ${JSON.stringify(L.convAreas)}) new Uint8Array(memory.buffer, at, n).fill(0);`,
         ]
       : []),
+    ...(params.length ? [`  new Int32Array(memory.buffer, ${L.paramAt}, ${params.length}).set(s.params); // the kernels of the kernel form read their sizes and addresses here`] : []),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
@@ -570,11 +588,16 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     },
     unit: (u: Unit, e: UnitEmitter) => {
       const ks = byUnit.get(u);
+      const form = forms.byUnit.get(u);
+      if (form && !form.epilogue) return [`forms.${form.name}();`];
       if (!ks) return undefined;
       const d = ks[0]!.k.d;
       const calls = ks.flatMap(({ k }) => [`kernels.${k.name}();`, ...(k.sum ? [`kernels.${k.name}_sum();`] : [])]);
       // a conv group's epilogue without a kernel: the flat module's loop over the convolution's array
-      if (d.kind === 'conv') return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      if (d.kind === 'conv') {
+        if (form) return [...calls, `forms.${form.name}();`];
+        return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      }
       if (d.kind !== 'matmul' || d.fusedEpilogue) return calls;
       const mm = u.insts[0]!;
       if (!d.productStored) e.use('_product');
@@ -601,6 +624,22 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   lines.splice(arenaAt, 0, ...runtime);
   lines.push(...createDecl(syms, typed));
   return lines.join('\n') + '\n';
+}
+
+/** The kernels of the kernel form, encoded here once for every size: their list, their bytes. */
+function formsDecl(forms: SymForms, typed: boolean): string[] {
+  if (!forms.fns.length) return [];
+  const bytes = encodeModule(1, forms.fns, { growable: true });
+  const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
+  return [
+    `// and WebAssembly SIMD kernels of the kernel form (${bytes.length} bytes), encoded once by graphc for every size: each reads its sizes, strides and addresses from the parameter block`,
+    ...forms.fns.map((f) => `//   ${f.name}: ${[...forms.byUnit.values()].find((k) => k.name === f.name)!.what}`),
+    ...(typed ? [`type Forms = { ${forms.fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
+    'const formWasm = [',
+    ...chunks.map((c) => `'${c}',`),
+    "].join('');",
+    'const formBytes = Uint8Array.from(atob(formWasm), (c) => c.charCodeAt(0));',
+  ];
 }
 
 /** create({ threads }) of a symbolic module: refused, with the reason. */
