@@ -43,7 +43,7 @@ describe('the wasm module with a symbolic batch', () => {
   it('serves B = 1, 7, 32 and 1000 as the static wasm builds and the float64 interpreter; sizes back and forth reuse their kernels', async () => {
     const sym = await buildWasm(inference('B', 'inf_wasm_sym'));
     expect(sym.mod.spec.inputs.Xb!.shape).toEqual(['B', 3]);
-    const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content;
+    const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content as string;
     // the groups the static module runs as kernels are kernels here too
     expect(code).toMatch(/kernels\.matmul_logits\(\);/);
     expect(code).toMatch(/kernels\.softmax_probs\(\);/);
@@ -119,7 +119,7 @@ export default model('${name}', (g) => {
     }
   }, 120_000); // two builds
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols', async () => {
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -136,12 +136,13 @@ export default model('forms_sym', (g) => {
   const d = s.sub(s.reshape(['B'])).square().max(0); // [B,B] reduced to [B]
   const oh = g.oneHot(y, 5).mul(u).sum(1); // a coordinate
   const e = z.tanh().sub(z.mean(0)).square().sum(1); // [B,T]: a mean over B (its bound size)
-  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean());
-  return { loss, b, d, e };
+  const k = g.concat([s, s.mul(g.const([0.5])).tanh(), s.square()], 1).mul(g.const([1, -2, 3])); // [B,3]: boxes of a copy, a constant array
+  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum());
+  return { loss, b, d, e, k };
 });
 `),
     );
-    const code = c.files.find((f) => f.name === 'forms_sym.wasm.ts')!.content;
+    const code = c.files.find((f) => f.name === 'forms_sym.wasm.ts')!.content as string;
     // no group of the kernel form runs as a JS loop, and none is encoded per size: one kernel each in the build-time module
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
@@ -161,7 +162,7 @@ export default model('forms_sym', (g) => {
         expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
       }
       const outs = mod.forward(params, inputs);
-      for (const o of ['b', 'd', 'e']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['b', 'd', 'e', 'k']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

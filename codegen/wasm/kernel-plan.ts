@@ -20,6 +20,8 @@ import { argsOf } from '../kernel/form.js';
 export interface Rt {
   readonly key: string;
   readonly size?: Size;
+  /** Bytes added to the value (an address shifted to a box of a guarded copy). */
+  readonly plus?: number;
 }
 
 /** A size, stride or address: a number known at build time, or a run-time value. */
@@ -33,7 +35,7 @@ export interface RtSizes {
 
 /** A size as a value: a number where static, else the run-time value keyed by its text. */
 export const valOf = (s: Size): Val => (isStatic(s) ? s.coef : { key: sizeText(s), size: s });
-export const valKey = (v: Val): string => (typeof v === 'number' ? String(v) : `{${v.key}}`);
+export const valKey = (v: Val): string => (typeof v === 'number' ? String(v) : `{${v.key}}${v.plus ? `+${v.plus}` : ''}`);
 const valEq = (a: Val, b: Val | undefined): boolean => b !== undefined && valKey(a) === valKey(b);
 function valMul(a: Val, b: Val): Val | undefined {
   if (typeof a === 'number' && typeof b === 'number') return a * b;
@@ -108,10 +110,12 @@ export function flatten(k: Kernel, addr: (arg: string) => number | undefined, op
   const plain = (ks: Box[]) => ks.map((b) => (opts.squeeze === false ? { ...b, reduced } : squeeze({ ...b, reduced })));
   if (!guarded) return plain([{ dims, nodes, accesses, stores }]);
   if (k.axes.length || nodes.some((n) => n.op === 'coord')) throw unsupported(k, 'a guarded load in a reduction or beside a coordinate');
+  // (the guarded axes' sizes, the strides along them and the guards' bounds must be numbers)
+  const gAxes = new Set(accesses.flatMap((a) => a.guards.map((g) => g.axis)));
   const isNum = (v: Val) => typeof v === 'number';
-  if (!dims.every(isNum) || !accesses.every((a) => isNum(a.base) && a.strides.every(isNum) && a.guards.every((g) => isNum(g.hi))))
-    throw unsupported(k, 'a guarded load (pad, concat) with symbolic sizes');
-  return plain(boxes(dims as number[], nodes, accesses as { base: number; strides: number[]; guards: { axis: number; lo: number; hi: number }[] }[], stores));
+  if (![...gAxes].every((d) => isNum(dims[d]!)) || !accesses.every((a) => [...gAxes].every((d) => isNum(a.strides[d]!)) && a.guards.every((g) => isNum(g.hi))))
+    throw unsupported(k, 'a guarded load (pad, concat) along a symbolic axis');
+  return plain(boxes(dims, nodes, accesses as { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: number }[] }[], stores));
 }
 
 type Box = { dims: Val[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { node: number; a: number }[] };
@@ -120,18 +124,22 @@ type Box = { dims: Val[]; nodes: FlatNode[]; accesses: FlatAccess[]; stores: { n
  * The boxes of a guarded copy's domain in which each guard holds everywhere or nowhere: a load
  * outside its window is the constant 0, and a sum with it its other operand.
  */
-function boxes(dims: number[], nodes: FlatNode[], accesses: { base: number; strides: number[]; guards: { axis: number; lo: number; hi: number }[] }[], stores: { node: number; a: number }[]): Box[] {
+function boxes(dims: Val[], nodes: FlatNode[], accesses: { base: Val; strides: Val[]; guards: { axis: number; lo: number; hi: number }[] }[], stores: { node: number; a: number }[]): Box[] {
   const gAxes = [...new Set(accesses.flatMap((a) => a.guards.map((g) => g.axis)))].sort((a, b) => a - b);
   const cuts = gAxes.map((d) => {
-    const at = accesses.flatMap((a) => a.guards.filter((g) => g.axis === d).flatMap((g) => [g.lo, g.hi])).filter((x) => x > 0 && x < dims[d]!);
-    return [...new Set([0, dims[d]!, ...at])].sort((a, b) => a - b);
+    const n = dims[d] as number;
+    const at = accesses.flatMap((a) => a.guards.filter((g) => g.axis === d).flatMap((g) => [g.lo, g.hi])).filter((x) => x > 0 && x < n);
+    return [...new Set([0, n, ...at])].sort((a, b) => a - b);
   });
   let picks: number[][] = [[]];
   for (const c of cuts) picks = picks.flatMap((p) => c.slice(1).map((_x, j) => [...p, j]));
   return picks.map((pick) => {
     const lo = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]!]!]));
     const hi = new Map(gAxes.map((d, j) => [d, cuts[j]![pick[j]! + 1]!]));
-    const shifted = accesses.map((a) => ({ base: a.base + 4 * gAxes.reduce((s, d) => s + a.strides[d]! * lo.get(d)!, 0), strides: a.strides }));
+    const shifted = accesses.map((a) => {
+      const by = 4 * gAxes.reduce((s, d) => s + (a.strides[d] as number) * lo.get(d)!, 0);
+      return { base: typeof a.base === 'number' ? a.base + by : by ? { ...a.base, plus: (a.base.plus ?? 0) + by } : a.base, strides: a.strides };
+    });
     const out: FlatNode[] = [];
     const map: number[] = [];
     const zero = new Set<number>();

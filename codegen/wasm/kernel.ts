@@ -341,7 +341,10 @@ class Nest {
   /** Pushes a size, stride or address: a constant, or the local of a run-time value. */
   private push(v: Val): void {
     if (typeof v === 'number') this.f.i32(v);
-    else this.f.get(this.rtLocal.get(v.key)!);
+    else {
+      this.f.get(this.rtLocal.get(v.key)!);
+      if (v.plus) this.f.i32(v.plus).i32Add();
+    }
   }
 
   /** The run-time values the loops use, from the parameter block into locals. */

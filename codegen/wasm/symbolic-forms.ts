@@ -44,9 +44,9 @@ function convEpilogue(u: Unit): Unit | undefined {
  * The kernels of the kernel form of `units`, where the renderer has them (the others run as the
  * static decisions' kernels or the flat module's loops: codegen/wasm/symbolic.ts). `paramAt`: the
  * parameter block's byte address; `staticAt`: a static buffer's byte offset (undefined for a
- * symbolic one, whose offset is a run-time value).
+ * symbolic one, whose offset is a run-time value); `constAt`: a constant array's.
  */
-export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined): SymForms {
+export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number, staticAt: (id: number) => number | undefined, constAt: (name: string) => number | undefined): SymForms {
   const slots = new Map<string, { v: Rt; index: number }>();
   const addresses = new Map<string, { id: number; off: Size }>();
   const param = (v: Rt): number => {
@@ -57,7 +57,10 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   const rt = {
     address(arg: string, off: Size): Val | undefined {
       const id = m.plan.bufferOf.get(arg);
-      if (id === undefined) return undefined;
+      if (id === undefined) {
+        const at = constAt(arg);
+        return at === undefined ? undefined : isStatic(off) ? at + 4 * off.coef : undefined;
+      }
       const at = staticAt(id);
       if (at !== undefined && isStatic(off)) return at + 4 * off.coef;
       const key = `@${id}+${sizeText(off)}`;

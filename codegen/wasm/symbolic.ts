@@ -32,7 +32,7 @@ import { formatType, numel } from '../../ir/types.js';
 import { CompileError } from '../../ir/errors.js';
 import { num } from '../expr.js';
 import type { ModuleInfo } from '../module.js';
-import { commentText } from '../module.js';
+import { commentText, uniformConst } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
@@ -132,7 +132,7 @@ function convScratchBound(u: Unit): number | undefined {
 }
 
 /** The layout of the symbolic module (see SymLayout). */
-function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0): SymLayout {
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0, constBytes = 0): SymLayout {
   const plan = m.plan;
   const bytes = plan.buffers.map((b) => arrayBytes(b.size));
   const offsets: Poly[] = new Array(plan.buffers.length);
@@ -147,6 +147,8 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, p
     convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
     end = polyAdd(end, arrayBytes(size(n)));
   }
+  // the constant arrays the kernels of the kernel form read (constArrays), then their parameter block
+  end = polyAdd(end, size(constBytes));
   const paramAt = polyEval(end, {});
   end = polyAdd(end, arrayBytes(size(params)));
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
@@ -424,9 +426,10 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
   const areas = matmulAreas(m, units, points[0]!);
   // the kernels of the kernel form first: their parameter block comes before the symbolic arrays
-  const L0 = symLayout(m, units, areas);
-  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined));
-  const L = symLayout(m, units, areas, forms.count);
+  const consts = constArrays(m, symLayout(m, units, areas).paramAt);
+  const L0 = symLayout(m, units, areas, 0, consts.bytes);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
+  const L = symLayout(m, units, areas, forms.count, consts.bytes);
   const params = forms.params(L.offsets);
   const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
@@ -516,6 +519,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
         ]
       : []),
     ...(params.length ? [`  new Int32Array(memory.buffer, ${L.paramAt}, ${params.length}).set(s.params); // the kernels of the kernel form read their sizes and addresses here`] : []),
+    ...consts.copies(typed),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
@@ -567,6 +571,38 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   lines.splice(arenaAt, 0, ...runtime);
   lines.push(...createDecl(syms, typed));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The constant arrays (not uniform: a uniform one is a literal of the kernels) that kernels of the
+ * kernel form read, from `start` (a constant: the static part of the memory): `at` gives one's
+ * address (noting it as read), `copies` the lines of relayout() that copy the read ones in, once.
+ */
+function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: string): number | undefined; copies(typed: boolean): string[] } {
+  const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
+  let end = start;
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const name = g.value(inst.result).name;
+      const st = m.plan.storage.get(name);
+      if (inst.op === 'fwd' || st?.kind !== 'const' || consts.has(name) || uniformConst(m.plan, name) !== undefined) continue;
+      consts.set(name, { at: end, dtype: g.type(inst.result).dtype, data: st.data });
+      end += arrayBytes(size(st.data.length)).coef;
+    }
+  const read = new Set<string>();
+  return {
+    bytes: end - start,
+    at(name) {
+      const c = consts.get(name);
+      if (c) read.add(name);
+      return c?.at;
+    },
+    copies: () =>
+      [...read].map((name) => {
+        const c = consts.get(name)!;
+        return `  if (!inMemory) new ${c.dtype === 'f32' ? 'Float32Array' : 'Int32Array'}(memory.buffer, ${c.at}, ${c.data.length}).set([${c.data.map((x) => num(x).code).join(', ')}]); // ${commentText(name)}, read by the kernels`;
+      }),
+  };
 }
 
 /** The kernels of the kernel form, encoded here once for every size: their list, their bytes. */
