@@ -12,8 +12,8 @@
 //
 // This file assembles the module (StaticModule); the layout of the memory is codegen/wasm/layout.ts,
 // the routines' decisions codegen/wasm/decide.ts, the kernels' code codegen/wasm/*.ts. The
-// symbolic module (codegen/wasm/symbolic.ts) still runs its groups with the older [M,N] kernels
-// (codegen/wasm/elementwise.ts, steps.ts), which it embeds.
+// symbolic module (codegen/wasm/symbolic.ts) renders its elementwise, reduction and layout groups
+// with the same renderer, their sizes read at run time (codegen/wasm/symbolic-forms.ts).
 
 import type { Plan, Unit } from '../ir/memplan.js';
 import { allUnits, valueName } from '../ir/memplan.js';
@@ -317,7 +317,7 @@ class StaticModule {
       this.kernels.push({ name, body: softmaxBody(k, { ranged: true }), d, split: { extent: k.M, align: 1, work: k.M * k.N * SOFTMAX_COST } });
       return call(name);
     }
-    if (d.kind !== 'matmul') throw new Error(`internal: a ${d.kind} decision in the static module`);
+    if (d.kind !== 'matmul') throw new Error(`internal: a ${(d as Decision).kind} decision in the static module`);
     return this.matmulCode(u, d, last, e);
   }
 
@@ -555,12 +555,8 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision, k: Kernel) => {
-    if (d.kind === 'elementwise') return `[${d.kernel.M},${d.kernel.N}] elementwise`;
-    if (d.kind === 'reduce') return `[${d.kernel.M},${d.kernel.N}] column reduction`;
-    if (d.kind === 'rowreduce') return `[${d.kernel.M},${d.kernel.N}] row reduction`;
     if (d.kind === 'softmax') return `[${d.kernel.M},${d.kernel.N}] softmax of each row`;
     if (d.kind === 'update') return 'optimizer step';
-    if (d.kind === 'channel') return `[${d.kernel.N},${d.kernel.C},${d.kernel.S}] per channel${d.kernel.sums.length ? ', sums over images and positions' : ''}`;
     if (d.kind === 'pool') return `${d.kernel.op.replaceAll('_', ' ')} over ${d.kernel.planes} planes of ${d.kernel.H}×${d.kernel.W}`;
     if (d.kind === 'conv') {
       const c = d.kernel;

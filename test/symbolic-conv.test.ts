@@ -44,8 +44,8 @@ describe('convolutions and pooling in the symbolic wasm module', () => {
   it('the LeNet CNN with a symbolic batch runs its convolutions and poolings as kernels, at B = 1, 3 and 11 (more images than CHUNKS)', async () => {
     const { c, mod, code } = await buildWasm(modelFile(`import { cnn } from '${EXAMPLES}/cnn.ts';\nexport default cnn('B', 'cnn_sym');\n`));
     expect(mod.spec.inputs.x!.shape).toEqual(['B', 1, 28, 28]);
-    // the per-channel epilogues (bias, relu), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings
-    for (const k of [/kernels\.channel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /kernels\.max_pool_\w+\(\);/, /kernels\.max_pool_grad_\w+\(\);/])
+    // the per-channel epilogues (bias, relu: kernels of the kernel form), the forward convolutions, both gradients of the second, the weight gradient's chunk sums, the poolings
+    for (const k of [/forms\.kernel_\w+\(\);/, /kernels\.conv_\w+\(\);/, /kernels\.conv_input_grad_\w+\(\);/, /kernels\.conv_weight_grad_\w+_sum\(\);/, /kernels\.max_pool_\w+\(\);/, /kernels\.max_pool_grad_\w+\(\);/])
       expect(code).toMatch(k);
     expect(code).not.toMatch(/^import /m);
     const first = new Map<number, ReturnType<typeof copyOf>>();

@@ -11,6 +11,7 @@ import { compile } from '../src/build.js';
 import type { Compiled } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
+import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -42,11 +43,14 @@ describe('the wasm module with a symbolic batch', () => {
   it('serves B = 1, 7, 32 and 1000 as the static wasm builds and the float64 interpreter; sizes back and forth reuse their kernels', async () => {
     const sym = await buildWasm(inference('B', 'inf_wasm_sym'));
     expect(sym.mod.spec.inputs.Xb!.shape).toEqual(['B', 3]);
-    const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content;
+    const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content as string;
     // the groups the static module runs as kernels are kernels here too
     expect(code).toMatch(/kernels\.matmul_logits\(\);/);
     expect(code).toMatch(/kernels\.softmax_probs\(\);/);
-    expect(code).toMatch(/kernels\.reduce_db1\(\);/);
+    expect(code).toMatch(/forms\.kernel_db1\(\);/);
+    // what still runs as JS loops: the index routines (codegen/wasm/index-kernels.ts has static sizes only)
+    expect(kernelJsSteps(code)).toEqual([]);
+    expect(jsLoopSteps(code).map((st) => st.ops[0])).toEqual(['gather', 'xent', 'scatter_add']);
     expect(code).not.toMatch(/^import /m);
     const first = new Map<number, ReturnType<typeof copyOf>>();
     for (const n of [1, 7, 32, 1000]) {
@@ -114,4 +118,54 @@ export default model('${name}', (g) => {
       expect(relErr(outs.m as Float32Array, ref.outputs.m!.data), `B = ${n}: m`).toBeLessThan(1e-5);
     }
   }, 120_000); // two builds
+
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant', async () => {
+    const { c, mod } = await buildWasm(
+      modelFile(`import { model } from 'graphc';
+export default model('forms_sym', (g) => {
+  const x = g.input('x', [3, 'B', 2]);
+  const s = g.input('s', ['B', 1]);
+  const y = g.input('y', ['B'], 'i32');
+  const z = g.input('z', ['B', 'T']);
+  const w = g.param('w', [2]);
+  const v = g.param('v', [3, 2]);
+  const u = g.param('u', [5]);
+  const h = x.mul(w).tanh(); // [3,B,2]
+  const a = h.transpose([1, 0, 2]).mul(v).sum(); // [B,3,2]: strides B·2, 2, 1
+  const b = h.transpose([2, 1, 0]).square().mean(1); // [2,3]: a reduction over the middle, symbolic stride
+  const d = s.sub(s.reshape(['B'])).square().max(0); // [B,B] reduced to [B]
+  const oh = g.oneHot(y, 5).mul(u).sum(1); // a coordinate
+  const e = z.tanh().sub(z.mean(0)).square().sum(1); // [B,T]: a mean over B (its bound size)
+  const k = g.concat([s, s.mul(g.const([0.5])).tanh(), s.square()], 1).mul(g.const([1, -2, 3])); // [B,3]: boxes of a copy, a constant array
+  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum());
+  return { loss, b, d, e, k };
+});
+`),
+    );
+    const code = c.files.find((f) => f.name === 'forms_sym.wasm.ts')!.content as string;
+    // no group of the kernel form runs as a JS loop, and none is encoded per size: one kernel each in the build-time module
+    expect(kernelJsSteps(code)).toEqual([]);
+    expect(jsLoopSteps(code)).toEqual([]);
+    expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
+    const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
+    expect(forms.length).toBeGreaterThanOrEqual(10);
+    const first = new Map<string, ReturnType<typeof copyOf>>();
+    for (const [B, T] of [[3, 5], [37, 2], [3, 5]] as const) {
+      const at = `B = ${B}, T = ${T}`;
+      const { params, inputs } = randomArgs(c.fwd, B * 100 + T, 0.5, { B, T });
+      inputs.y = Int32Array.from({ length: B }, (_, i) => (i * 3) % 5);
+      const ref = reference(c.fwd, c.bwd, params, inputs);
+      const got = copyOf(mod.valueAndGrad(params, inputs));
+      expect(relErr([got.loss], [ref.outputs.loss!.data[0]!]), `${at}: loss`).toBeLessThan(1e-5);
+      for (const [p, g] of Object.entries(ref.grads)) {
+        const err = relErr(got.grads[p]!, g);
+        expect(err, `${at}: d loss / d ${p}`).toBeLessThan(gradTolerance(g, () => reference(c.fwd, c.bwd, params, inputs, { float32: true }).grads[p]!, err));
+      }
+      const outs = mod.forward(params, inputs);
+      for (const o of ['b', 'd', 'e', 'k']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      const key = `${B},${T}`;
+      if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
+      else first.set(key, got);
+    }
+  }, 60_000);
 });

@@ -1,7 +1,7 @@
 // The wasm target (--target wasm): the encoder, the SIMD matmul kernels on their own against a
 // float64 reference (every operand layout, ragged shapes, batches, register tiles, each
-// epilogue op), the elementwise, column- and row-reduction and softmax kernels, and the wasm module of
-// every example against the flat module.
+// epilogue op), the softmax kernel, and the wasm module of every example against the flat module (the
+// elementwise and reduction groups are kernels of the kernel form: test/wasm-kernel.test.ts).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +12,6 @@ import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody, packBody, packFloats, packsA } from '../codegen/wasm/matmul.js';
-import { elementwiseBody, reduceBody, rowReduceBody } from '../codegen/wasm/elementwise.js';
 import { softmaxBody } from '../codegen/wasm/softmax.js';
 import type { GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, relErr, rng, ROOT, run, tmp } from './helpers.js';
@@ -286,187 +285,6 @@ describe('SIMD matmul kernels against a float64 reference', () => {
     const { epi, want, bias, col } = runKernel({ M, N, K: 5, batch: 1, transA: false, transB: true, aBatched: false, bBatched: false }, steps);
     const expected = Float64Array.from(want, (c, x) => f(Math.fround(c), bias[x % N]!, col[Math.floor(x / N)]!));
     expect(relErr(epi, expected)).toBeLessThan(1e-5);
-  });
-});
-
-describe('SIMD elementwise kernels', () => {
-  /** Runs steps over [M,N] on x (and a row vector r) in a fresh memory; returns what the last step stored. */
-  function runSteps(M: number, N: number, x: Float32Array, row: Float32Array, steps: (a: { x: number; row: number }) => Step[]) {
-    const at = { x: 0, row: Math.ceil((M * N * 4) / 16) * 16 + 16 };
-    const out = at.row + Math.ceil((N * 4) / 16) * 16 + 16;
-    const pages = Math.ceil((out + M * N * 4 + 64) / 65536);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    new Float32Array(memory.buffer).fill(12345);
-    new Float32Array(memory.buffer, at.x, M * N).set(x);
-    new Float32Array(memory.buffer, at.row, N).set(row);
-    const list = steps(at).map((s, k, all) => (k === all.length - 1 ? { ...s, store: out } : s));
-    const bytes = encodeModule(pages, [{ name: 'ew', body: elementwiseBody({ M, N, steps: list }) }]);
-    expect(WebAssembly.validate(bytes)).toBe(true);
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-    (inst.exports.ew as () => void)();
-    const after = new Float32Array(memory.buffer, out + M * N * 4, 4);
-    expect([...after], 'nothing written past the result').toEqual([12345, 12345, 12345, 12345]);
-    return Float32Array.from(new Float32Array(memory.buffer, out, M * N));
-  }
-
-  const extremes = [0, -0, 1e-30, -1e-7, 1e-4, 0.3, -0.6249, 0.625, 0.6251, -1, 2.5, -5, 9, 9.1, -20, 44, 87, -87, 88, -88, 89, -90, 1e30, -1e30, Infinity, -Infinity, NaN];
-  const grid = [...extremes, ...Array.from({ length: 4001 }, (_x, i) => -20 + i / 100)];
-  const close = (got: number, want: number, rel: number, abs: number) => (Number.isNaN(want) ? Number.isNaN(got) : got === want || Math.abs(got - want) <= rel * Math.abs(want) + abs);
-
-  it.each([
-    ['exp', Math.exp, 3e-7, 2e-38],
-    ['tanh', Math.tanh, 5e-7, 1e-45],
-    ['sigmoid', (v: number) => 1 / (1 + Math.exp(-v)), 5e-7, 2e-38],
-  ] as const)('%s within a few ulp of Math over [-20, 20] and at the extremes (±0, tiny, ±Infinity, NaN, overflow)', (op, ref, rel, abs) => {
-    const x = Float32Array.from(grid);
-    const got = runSteps(1, x.length, x, new Float32Array(x.length), (a) => [{ op, args: [{ kind: 'mem', addr: a.x, si: 0, sj: 1 }] }]);
-    const bad = [...x].flatMap((v, i) => (close(got[i]!, Math.fround(ref(v)), rel, abs) ? [] : [`${op}(${v}) = ${got[i]}, want ${Math.fround(ref(v))}`]));
-    expect(bad).toEqual([]);
-  });
-
-  it.each([
-    [1, 1],
-    [3, 5],
-    [4, 8],
-    [7, 27],
-    [2, 1030],
-  ])('an [%i,%i] group: rows, a broadcast row vector, constants, two stored values', (M, N) => {
-    const r = rng(M * 100 + N);
-    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
-    const row = Float32Array.from({ length: N }, () => r() * 2 - 1);
-    const got = runSteps(M, N, x, row, (a) => [
-      { op: 'bn_apply', args: [{ kind: 'mem', addr: a.x, si: N, sj: 1 }, { kind: 'mem', addr: a.row, si: 0, sj: 1 }, { kind: 'const', value: 1.5 }] },
-      { op: 'tanh', args: [{ kind: 'step', step: 0 }] },
-      { op: 'mul', args: [{ kind: 'step', step: 1 }, { kind: 'mem', addr: a.row, si: 0, sj: 1 }] },
-    ]);
-    const want = Float64Array.from(x, (v, i) => Math.tanh((v - row[i % N]!) * 1.5) * row[i % N]!);
-    expect(relErr(got, want)).toBeLessThan(1e-6);
-  });
-});
-
-/**
- * A memory holding arrays of the given lengths (their addresses: 16-byte aligned, at least 16
- * bytes apart), every float of it 777 at first, and a runner for one kernel body over it.
- */
-function arena(lengths: readonly number[]): { addrs: number[]; f32: (addr: number, n: number) => Float32Array; run: (body: Body) => void } {
-  let at = 0;
-  const addrs = lengths.map((n) => {
-    const addr = at;
-    at += Math.ceil((n * 4) / 16) * 16 + 16;
-    return addr;
-  });
-  const pages = Math.ceil((at + 64) / 65536);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  new Float32Array(memory.buffer).fill(777);
-  return {
-    addrs,
-    f32: (addr, n) => new Float32Array(memory.buffer, addr, n),
-    run: (body) => {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule(pages, [{ name: 'kernel', body }])), { env: { memory } });
-      (inst.exports.kernel as () => void)();
-    },
-  };
-}
-
-describe('SIMD column reductions', () => {
-  it.each([
-    [1, 1],
-    [5, 3],
-    [32, 64],
-    [7, 27],
-    [3, 1029],
-  ])('[%i,%i]: Σ and max over rows of an elementwise member, and an epilogue reading both', (M, N) => {
-    const r = rng(M * 7 + N);
-    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
-    const y = Float32Array.from(x);
-    if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
-    const mem = arena([M * N, M * N, M * N, N, N, N, N]);
-    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = mem.addrs;
-    mem.f32(xa!, M * N).set(x);
-    mem.f32(ya!, M * N).set(y);
-    const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
-    const body = reduceBody({
-      M,
-      N,
-      init: [
-        { op: 'copy', args: [{ kind: 'const', value: 0 }], store: sumAcc, storeSi: 0 },
-        { op: 'copy', args: [{ kind: 'const', value: -Infinity }], store: maxAcc, storeSi: 0 },
-      ],
-      rows: [
-        { op: 'square', args: [{ kind: 'mem', addr: xa!, si: N, sj: 1 }], store: sq },
-        { op: 'add', args: [acc(sumAcc!), { kind: 'step', step: 0 }], store: sumAcc, storeSi: 0 },
-        { op: 'pmax', args: [acc(maxAcc!), { kind: 'mem', addr: ya!, si: N, sj: 1 }], store: maxAcc, storeSi: 0 },
-      ],
-      epilogue: [
-        { op: 'copy', args: [acc(sumAcc!)], store: sumOut },
-        { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
-      ],
-    });
-    mem.run(body);
-    const f32 = mem.f32;
-    const wantSum = new Float64Array(N);
-    const wantMax = new Float64Array(N).fill(-Infinity);
-    for (let i = 0; i < M; i++)
-      for (let j = 0; j < N; j++) {
-        const v = x[i * N + j]!;
-        wantSum[j] += v * v;
-        if (y[i * N + j]! > wantMax[j]!) wantMax[j] = y[i * N + j]!;
-      }
-    expect(relErr(f32(sq!, M * N), Float64Array.from(x, (v) => v * v)), 'stored member').toBeLessThan(1e-6);
-    expect(relErr(f32(sumOut!, N), wantSum), 'Σ').toBeLessThan(1e-5);
-    expect(relErr(f32(epiOut!, N), wantMax.map((mx, j) => mx - wantSum[j]!)), 'max − Σ').toBeLessThan(1e-5);
-    expect([...f32(epiOut! + 4 * N, 1)], 'nothing written past the result').toEqual([777]);
-  });
-});
-
-describe('SIMD row reductions', () => {
-  it.each([
-    [1, 1],
-    [5, 3],
-    [128, 32],
-    [7, 27],
-    [3, 1029],
-    [4, 6],
-  ])('[%i,%i]: Σ and max along each row of an elementwise member, and an epilogue reading both', (M, N) => {
-    const r = rng(M * 11 + N);
-    const x = Float32Array.from({ length: M * N }, () => r() * 4 - 2);
-    const y = Float32Array.from(x, (v) => v - 3); // all negative: a lane past N counted as 0 would win the max
-    if (M * N > 3) y[3] = NaN; // a max skips NaN, as the flat module's `if (v > a) a = v` does
-    const mem = arena([M * N, M * N, M * N, M, M, M, M]);
-    const [xa, ya, sq, sumAcc, maxAcc, sumOut, epiOut] = mem.addrs;
-    mem.f32(xa!, M * N).set(x);
-    mem.f32(ya!, M * N).set(y);
-    const acc = (addr: number) => ({ kind: 'mem', addr, si: 0, sj: 1 }) as const;
-    const body = rowReduceBody({
-      M,
-      N,
-      rows: [
-        { op: 'square', args: [{ kind: 'mem', addr: xa!, si: N, sj: 1 }], store: sq },
-        { op: 'copy', args: [{ kind: 'mem', addr: ya!, si: N, sj: 1 }] },
-      ],
-      reductions: [
-        { step: 0, op: 'sum', acc: sumAcc! },
-        { step: 1, op: 'max', acc: maxAcc! },
-      ],
-      epilogue: [
-        { op: 'copy', args: [acc(sumAcc!)], store: sumOut },
-        { op: 'sub', args: [acc(maxAcc!), { kind: 'step', step: 0 }], store: epiOut },
-      ],
-    });
-    mem.run(body);
-    const f32 = mem.f32;
-    const wantSum = new Float64Array(M);
-    const wantMax = new Float64Array(M).fill(-Infinity);
-    for (let i = 0; i < M; i++)
-      for (let j = 0; j < N; j++) {
-        const v = x[i * N + j]!;
-        wantSum[i] += v * v;
-        if (y[i * N + j]! > wantMax[i]!) wantMax[i] = y[i * N + j]!;
-      }
-    expect(relErr(f32(sq!, M * N), Float64Array.from(x, (v) => v * v)), 'stored member').toBeLessThan(1e-6);
-    expect(relErr(f32(sumOut!, M), wantSum), 'Σ').toBeLessThan(1e-5);
-    expect(relErr(f32(epiOut!, M), wantMax.map((mx, i) => mx - wantSum[i]!)), 'max − Σ').toBeLessThan(1e-5);
-    expect([...f32(sq! + 4 * M * N, 1), ...f32(epiOut! + 4 * M, 1)], 'nothing written past the results').toEqual([777, 777]);
   });
 });
 

@@ -8,22 +8,15 @@ import { valueName } from '../../ir/memplan.js';
 import { isStatic, numelSize } from '../../ir/dims.js';
 import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
-import { sameShape } from '../../ir/types.js';
-import { isElementwise } from '../../ir/fusion.js';
 import { formula } from '../formula.js';
 import type { ModuleInfo } from '../module.js';
 import type { MatmulKernel } from './matmul.js';
 import type { ConvKernel } from './conv.js';
-import type { ChannelKernel } from './channel.js';
-import { channelKernel } from './channel.js';
 import type { PoolKernel } from './pool.js';
 import { isPool, poolKernel } from './pool.js';
-import type { ElementwiseKernel, ReduceKernel, RowReduceKernel } from './elementwise.js';
 import type { SoftmaxKernel } from './softmax.js';
 import type { Operand, Step, StepOp } from './steps.js';
 import type { Address } from './layout.js';
-import { align } from './layout.js';
-import { REDUCE_MIN_ROWS } from './elementwise.js';
 
 
 /** How a matmul group is run. */
@@ -34,27 +27,6 @@ export interface MatmulDecision {
   readonly productStored: boolean;
   /** The epilogue runs in the kernel (else as a loop of the flat module's code after it). */
   readonly fusedEpilogue: boolean;
-  readonly doc: string;
-}
-
-/** An elementwise group (or a single elementwise op) as a kernel over [M,N]. */
-export interface ElementwiseDecision {
-  readonly kind: 'elementwise';
-  readonly kernel: ElementwiseKernel;
-  readonly doc: string;
-}
-
-/** A reduction over leading axes (column sums, with the group's elementwise members and epilogue) as a kernel. */
-export interface ReduceDecision {
-  readonly kind: 'reduce';
-  readonly kernel: ReduceKernel;
-  readonly doc: string;
-}
-
-/** A reduction over trailing axes (row sums, with the group's members and epilogue) as a kernel. */
-export interface RowReduceDecision {
-  readonly kind: 'rowreduce';
-  readonly kernel: RowReduceKernel;
   readonly doc: string;
 }
 
@@ -86,14 +58,7 @@ export interface PoolDecision {
   readonly doc: string;
 }
 
-/** An elementwise or reduce group over [N, C, ...] with per-channel operands (a bias) as a kernel. */
-export interface ChannelDecision {
-  readonly kind: 'channel';
-  readonly kernel: ChannelKernel;
-  readonly doc: string;
-}
-
-export type Decision = ConvDecision | PoolDecision | ChannelDecision | MatmulDecision | ElementwiseDecision | ReduceDecision | RowReduceDecision | SoftmaxDecision | UpdateDecision;
+export type Decision = ConvDecision | PoolDecision | MatmulDecision | SoftmaxDecision | UpdateDecision;
 
 /** How to run a matmul group, or undefined for the flat module's loops (an operand outside the memory). */
 export function decideMatmul(m: ModuleInfo, u: Unit, address: Address): MatmulDecision | undefined {
@@ -153,13 +118,6 @@ export function decideConv(m: ModuleInfo, u: Unit, address: Address): ConvDecisi
   };
 }
 
-/** How to run an elementwise or reduce group with per-channel operands (a bias over [N, C, ...]), or undefined. */
-export function decideChannel(m: ModuleInfo, u: Unit, address: Address): ChannelDecision | undefined {
-  if (u.kind !== 'elementwise' && u.kind !== 'reduce' && !(u.kind === 'single' && isElementwise(u.insts[0]!))) return undefined;
-  const kernel = channelKernel({ plan: m.plan, address, simdOp, isElementwise }, u);
-  return kernel && { kind: 'channel', kernel, doc: docOf(m, u) };
-}
-
 /** How to run a pooling op or its gradient, or undefined for the flat module's loops. */
 export function decidePool(m: ModuleInfo, u: Unit, address: Address): PoolDecision | undefined {
   const g = u.graph;
@@ -177,16 +135,6 @@ export function docOf(m: ModuleInfo, u: Unit): string {
   const last = u.insts[u.insts.length - 1]!;
   const inUnit = new Set(u.insts.map((x) => x.id));
   return `${valueName(g, last.result)} = ${formula(g, last.result, (d) => inUnit.has(d.id) && m.plan.storage.get(valueName(g, d.result))?.kind !== 'buffer')}`;
-}
-
-/** How to run an elementwise group as a kernel, or undefined for the flat module's loop. */
-export function decideElementwise(m: ModuleInfo, u: Unit, address: Address): ElementwiseDecision | undefined {
-  if (!u.insts.every(isElementwise)) return undefined;
-  const shape = u.graph.type(u.insts[0]!.result).shape as number[];
-  const N = shape.length ? shape[shape.length - 1]! : 1;
-  const M = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const steps = stepsOf(m, u, u.insts, { out: shape }, address)?.steps;
-  return steps && { kind: 'elementwise', kernel: { M, N, steps }, doc: docOf(m, u) };
 }
 
 /**
@@ -267,117 +215,6 @@ function stepsOf(m: ModuleInfo, u: Unit, members: readonly Inst[], space: Space,
   return { steps, operand };
 }
 
-/**
- * The reductions of a reduce group, all over the same axes of one shape: leading axes (column
- * sums, [M,N] with M the reduced positions) or trailing ones (row sums, N the reduced positions).
- */
-export function reductionOf(u: Unit): { reductions: InstOf<'sum' | 'max'>[]; shape: number[]; axes: readonly number[]; leading: boolean; M: number; N: number } | undefined {
-  if (!(u.kind === 'reduce' || (u.kind === 'single' && (u.insts[0]!.op === 'sum' || u.insts[0]!.op === 'max')))) return undefined;
-  const reductions = u.insts.filter((i) => i.op === 'sum' || i.op === 'max') as InstOf<'sum' | 'max'>[];
-  const shape = u.graph.type(reductions[0]!.args[0]!).shape as number[];
-  const axes = reductions[0]!.attrs.axes;
-  if (axes.length === 0 || axes.length >= shape.length) return undefined;
-  const leading = axes.every((a, k) => a === k);
-  if (!leading && !axes.every((a, k) => a === shape.length - axes.length + k)) return undefined;
-  const split = leading ? axes.length : shape.length - axes.length;
-  const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
-  return { reductions, shape, axes, leading, M: size(shape.slice(0, split)), N: size(shape.slice(split)) };
-}
-
-type Reduction = NonNullable<ReturnType<typeof reductionOf>>;
-
-/**
- * The scratch bytes of one reduction of a group whose accumulators take `kept` bytes (the kept
- * positions' floats, 16-byte aligned): the accumulators, and for a column reduction over more
- * than REDUCE_MIN_ROWS rows (or a symbolic number: M is NaN) the f64 totals of its blocks after
- * them (two more `kept`).
- */
-export function accSlot(r: { readonly leading: boolean; readonly M: number }, kept: number): number {
-  return r.leading && !(r.M <= REDUCE_MIN_ROWS) ? 3 * kept : kept;
-}
-
-/**
- * What a reduce group's kernel computes, whichever its axes: the steps of its members over the
- * full shape, the operand each reduction reduces, the accumulators (one per reduction, a float
- * per kept position, in the scratch area at accAt), and the epilogue over the kept positions:
- * a copy of each stored reduction's result, then the group's epilogue members. Undefined when a
- * part has no SIMD form here. `accStride`: the bytes from one accumulator to the next (default:
- * the kept positions' floats, 16-byte aligned; the symbolic module's layout gives its own).
- */
-function reduceGroup(m: ModuleInfo, u: Unit, r: Reduction, address: Address, accAt: number, accStride?: number): { rows: Step[]; reduced: Operand[]; accs: number[]; epilogue: Step[] } | undefined {
-  const g = u.graph;
-  const { reductions, shape, axes, leading, M, N } = r;
-  const isReduction = (i: Inst) => reductions.includes(i as InstOf<'sum'>);
-  const inFull = (i: Inst) => !isReduction(i) && sameShape(g.type(i.result).shape, shape);
-  const accs = reductions.map((_r, k) => accAt + k * (accStride ?? accSlot(r, align((leading ? N : M) * 4))));
-  const acc = (k: number): Operand => ({ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 });
-  const rows = stepsOf(m, u, u.insts.filter(inFull), { out: shape, split: leading ? axes.length : shape.length - axes.length }, address);
-  if (!rows) return undefined;
-  const reduced: Operand[] = [];
-  for (const red of reductions) {
-    const x = rows.operand(red.args[0]!);
-    if (g.type(red.result).dtype !== 'f32' || !x) return undefined;
-    reduced.push(x);
-  }
-  const results: Step[] = [];
-  for (const [k, red] of reductions.entries())
-    if (m.plan.storage.get(valueName(g, red.result))?.kind === 'buffer') results.push({ op: 'copy', args: [acc(k)], store: address(g, red.result) });
-  const epilogue = u.insts.filter((i) => !isReduction(i) && !inFull(i));
-  const epiShape = epilogue.length ? (g.type(epilogue[0]!.result).shape as number[]) : [];
-  if (epilogue.some((i) => !sameShape(g.type(i.result).shape, epiShape))) return undefined;
-  // over the kept positions as one row (as [1, N] rows of the kept shape for leading axes kept)
-  const split = leading && epiShape.length === shape.length ? axes.length : 0;
-  const known = new Map<ValueId, Operand>(reductions.map((red, k) => [red.result, acc(k)]));
-  const epi = stepsOf(m, u, epilogue, { out: epiShape, split, known }, address);
-  if (!epi) return undefined;
-  // an epilogue step refers to earlier epilogue steps by index: shift them past the result copies
-  const shift = (o: Operand): Operand => (o.kind === 'step' ? { kind: 'step', step: o.step + results.length } : o);
-  return { rows: rows.steps, reduced, accs, epilogue: [...results, ...epi.steps.map((st) => ({ ...st, args: st.args.map(shift) }))] };
-}
-
-/** How to run a reduction over leading axes (column sums) as a kernel, or undefined for the flat module's loops. */
-export function decideReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number, accStride?: number): ReduceDecision | undefined {
-  const r = reductionOf(u);
-  const parts = r?.leading ? reduceGroup(m, u, r, address, accAt, accStride) : undefined;
-  if (!r || !parts) return undefined;
-  const { reductions, M, N } = r;
-  const { accs } = parts;
-  const init: Step[] = reductions.map((red, k) => ({ op: 'copy', args: [{ kind: 'const', value: red.op === 'sum' ? 0 : -Infinity }], store: accs[k], storeSi: 0 }));
-  // every row adds (or maxes) into the accumulators
-  const accumulate: Step[] = reductions.map((red, k) => ({
-    op: red.op === 'sum' ? 'add' : 'pmax',
-    args: [{ kind: 'mem', addr: accs[k]!, si: 0, sj: 1 }, parts.reduced[k]!],
-    store: accs[k],
-    storeSi: 0,
-  }));
-  // each sum's f64 totals after its accumulators (accSlot), used where M > REDUCE_MIN_ROWS: given at
-  // every M, so that the symbolic module's kernels, described at small probe sizes, have them too
-  const blocked = reductions.flatMap((red, k) => (red.op === 'sum' ? [{ acc: accs[k]!, total: accs[k]! + align(N * 4) }] : []));
-  return { kind: 'reduce', kernel: { M, N, init, rows: [...parts.rows, ...accumulate], epilogue: parts.epilogue, ...(blocked.length ? { blocked } : {}) }, doc: docOf(m, u) };
-}
-
-/** How to run a reduction over trailing axes (row sums) as a kernel, or undefined for the flat module's loops. */
-export function decideRowReduce(m: ModuleInfo, u: Unit, address: Address, accAt: number, accStride?: number): RowReduceDecision | undefined {
-  const r = reductionOf(u);
-  const parts = r && !r.leading && r.N > 0 ? reduceGroup(m, u, r, address, accAt, accStride) : undefined;
-  if (!r || !parts) return undefined;
-  const { reductions, M, N } = r;
-  // one step per reduction holding the value it reduces, which the kernel folds into its vector
-  const taps: Step[] = parts.reduced.map((x) => ({ op: 'copy', args: [x] }));
-  return {
-    kind: 'rowreduce',
-    kernel: {
-      M,
-      N,
-      rows: [...parts.rows, ...taps],
-      reductions: reductions.map((red, k) => ({ step: parts.rows.length + k, op: red.op, acc: parts.accs[k]! })),
-      epilogue: parts.epilogue,
-    },
-    doc: docOf(m, u),
-  };
-}
-
-/** How to run a softmax over the last axis as a kernel, or undefined for the flat module's loops. */
 export function decideSoftmax(m: ModuleInfo, u: Unit, address: Address): SoftmaxDecision | undefined {
   const inst = u.insts[0]!;
   if (u.insts.length !== 1 || inst.op !== 'softmax') return undefined;

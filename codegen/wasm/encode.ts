@@ -186,6 +186,12 @@ export class Body {
     return this.op(0x10, ...uleb(index));
   }
 
+  i32Load(offset: number): this {
+    return this.op(0x28, 0x02, ...uleb(offset));
+  }
+  f32ConvertI32S(): this {
+    return this.op(0xb2);
+  }
   f32Load(offset: number): this {
     return this.op(0x2a, 0x02, ...uleb(offset));
   }

@@ -10,17 +10,16 @@
 // store of stride 1 a vector, of a larger stride four lane stores. At the start of each innermost run a pointer
 // per access is set from the coordinates, the nodes that do not vary along the run are computed
 // once, and the run bumps the pointers. A sum over many points adds its f32 lanes into f64
-// totals after every block of them (as the module's other reductions: codegen/wasm/elementwise.ts);
+// totals after every block of them (REDUCE_BLOCK rows, ROW_BLOCK vectors of a row);
 // a sum to one value (a loss), after every term.
 
 import type { Kernel } from '../kernel/form.js';
 import type { Local } from './encode.js';
 import { Body } from './encode.js';
-import type { FlatKernel, FlatNode } from './kernel-plan.js';
-import { KernelUnsupported, flatten, unsupported } from './kernel-plan.js';
+import type { FlatKernel, FlatNode, Rt, RtSizes, StaticFlatKernel, Val } from './kernel-plan.js';
+import { KernelUnsupported, flatten, unsupported, valKey } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
-import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
 import type { Split } from './threads.js';
 
 export { KernelUnsupported };
@@ -32,15 +31,25 @@ export interface WasmKernel {
 }
 
 /**
- * Renders `k` (its primitives that are not native here decomposed: codegen/kernel/decompose.ts);
- * `addr` gives the byte address of each array it reads or writes.
+ * How a kernel with run-time sizes reads them (the symbolic module): `rt` gives its arrays'
+ * addresses, `param` the byte address in the parameter block of each run-time value.
  */
-export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined): WasmKernel {
-  const flats = flatten(decompose(k, WASM_CAPABILITIES), addr);
+export interface RtParams {
+  readonly rt: RtSizes;
+  param(v: Rt): number;
+}
+
+/**
+ * Renders `k` (its primitives that are not native here decomposed: codegen/kernel/decompose.ts);
+ * `addr` gives the byte address of each array it reads or writes; with `rt` its symbolic sizes
+ * are run-time values read from the parameter block (no ranged body: the symbolic module has no threads).
+ */
+export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | undefined, rt?: RtParams): WasmKernel {
+  const flats = flatten(decompose(k, WASM_CAPABILITIES), addr, rt ? { rt: rt.rt } : {});
   const whole = new Body();
-  for (const fk of flats) new Nest(whole, fk, k.name).emit();
-  if (flats.length !== 1) return { body: whole };
-  const fk = flats[0]!;
+  for (const fk of flats) new Nest(whole, fk, k.name, rt?.param).emit();
+  if (flats.length !== 1 || rt) return { body: whole };
+  const fk = flats[0]! as StaticFlatKernel;
   const nest = new Nest(new Body(2), fk, k.name);
   const outer = nest.order[0]!;
   if (fk.reduced[outer] || fk.dims[outer]! < 2) return { body: whole };
@@ -54,6 +63,20 @@ export function renderWasmKernel(k: Kernel, addr: (arg: string) => number | unde
 export function renderWasmKernelInto(f: Body, k: Kernel, addr: (arg: string) => number | undefined): void {
   for (const fk of flatten(decompose(k, WASM_CAPABILITIES), addr)) new Nest(f, fk, k.name).emit();
 }
+
+/**
+ * The rows a column sum adds in f32 before adding them into its f64 totals (16 rather than 64:
+ * the nine-conv ResNet's worst gradient 1.1e-6 rather than 3.2e-6 relative, at the same speed).
+ */
+export const REDUCE_BLOCK = 16;
+/**
+ * The rows from which a column sum is blocked: up to here an f32 sum loses little, and the blocks'
+ * additions into the totals cost a shorter kernel more than it gains (makemore L's [256, 1024]
+ * sums: 10–20 % slower).
+ */
+export const REDUCE_MIN_ROWS = 256;
+/** The vectors of a row a row sum adds in f32 (4 lanes each) before adding them into its f64 totals. */
+export const ROW_BLOCK = 64;
 
 const LANE0: [number, number, number, number] = [-1, 0, 0, 0];
 /**
@@ -94,11 +117,14 @@ class Nest {
   /** Sums added into their f64 totals term by term (else in blocks of `block`). */
   private readonly exact: boolean;
   private mode: 1 | 4 = 1;
+  /** The locals of the run-time values, read from the parameter block at the start. */
+  private readonly rtLocal = new Map<string, Local>();
 
   constructor(
     readonly f: Body,
     private readonly k: FlatKernel,
     private readonly name: string,
+    private readonly param?: (v: Rt) => number,
   ) {
     const axes = k.dims.map((_d, i) => i);
     this.red = k.reduced.some(Boolean);
@@ -122,7 +148,8 @@ class Nest {
     this.x = axes.map(() => f.local('i32'));
     const unroll = this.red && this.vec >= 0 && this.vec !== this.inner ? COLUMN_UNROLL : 1;
     this.resU = Array.from({ length: unroll }, () => n.map(() => f.local('v128')));
-    const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * k.dims[d]!, 1);
+    // (a symbolic number of reduced points: as many as a block's)
+    const R = axes.filter((d) => k.reduced[d]).reduce((a, d) => a * num(k.dims[d]!, Infinity), 1);
     const lanes = this.vec === this.inner && this.red;
     const sums = this.reduces.some((r) => (n[r] as { red: string }).red === 'sum');
     // a reduction to one value (a loss) adds every term into the f64 totals, as the flat module's
@@ -167,13 +194,14 @@ class Nest {
     const loadsOf = (which: readonly boolean[]) => k.nodes.flatMap((x, i) => (which[i] && x.op === 'load' ? [x.a] : []));
     // the accesses that stride by more than 1 along an axis (lane by lane), or undefined where one cannot be vectorised along it
     const cost = (ax: number, loads: readonly number[], stores: readonly { a: number }[]) => {
-      const s = (a: number) => k.accesses[a]!.strides[ax]!;
+      // (a run-time stride along the axis: not vectorised along it)
+      const s = (a: number) => num(k.accesses[a]!.strides[ax]!, -1);
       if (loads.some((a) => s(a) < 0) || stores.some((st) => s(st.a) < 1)) return undefined;
       return [...loads, ...stores.map((st) => st.a)].filter((a) => s(a) > 1).length;
     };
     const inner = this.inner;
     if (!this.red) return cost(inner, loadsOf(this.live), k.stores) !== undefined ? inner : -1;
-    const lanes = k.dims[inner]! >= 4 ? cost(inner, loadsOf(this.body), this.during) : undefined;
+    const lanes = num(k.dims[inner]!, 4) >= 4 ? cost(inner, loadsOf(this.body), this.during) : undefined;
     const c = this.nKept ? this.order[this.nKept - 1]! : -1;
     const columns = c >= 0 ? cost(c, loadsOf(this.live), k.stores) : undefined;
     if (lanes !== undefined && (columns === undefined || lanes <= columns)) return inner;
@@ -182,6 +210,7 @@ class Nest {
 
   emit(): void {
     if (this.k.dims.some((d) => d === 0)) return;
+    this.readParams();
     if (this.nKept === 0) this.reduction(() => this.nest(0));
     else this.nest(0);
   }
@@ -222,7 +251,7 @@ class Nest {
     const ranged = level === 0 && this.f.params === 2;
     if (ranged) f.get(f.param(0)).set(x);
     else f.assign(x, 0);
-    const end = () => (ranged ? f.get(f.param(1)) : f.i32(this.k.dims[axis]!));
+    const end = () => (ranged ? f.get(f.param(1)) : this.push(this.k.dims[axis]!));
     prologue?.();
     if (axis === this.vec) {
       this.mode = 4;
@@ -281,7 +310,8 @@ class Nest {
         for (const a of accesses) {
           const p = this.pointer(a);
           const s = k.accesses[a]!.strides[axis]!;
-          if (s !== 0 && !bumped.has(p)) f.bump(p, 4 * s * step);
+          if (typeof s !== 'number' && !bumped.has(p)) f.get(p).get(this.rtLocal.get(s.key)!).i32(4 * step).i32Mul().i32Add().set(p);
+          else if (s !== 0 && !bumped.has(p)) f.bump(p, 4 * (s as number) * step);
           bumped.add(p);
         }
       },
@@ -291,7 +321,7 @@ class Nest {
   /** The pointer local of an access (one per address and strides). */
   private pointer(a: number): Local {
     const acc = this.k.accesses[a]!;
-    const key = `${acc.base}:${acc.strides.join(',')}`;
+    const key = `${valKey(acc.base)}:${acc.strides.map(valKey).join(',')}`;
     let p = this.ptr.get(key);
     if (!p) this.ptr.set(key, (p = this.f.local('i32')));
     return p;
@@ -301,10 +331,33 @@ class Nest {
   private address(a: number, open: (axis: number) => boolean): void {
     const f = this.f;
     const acc = this.k.accesses[a]!;
-    f.i32(acc.base);
+    this.push(acc.base);
     acc.strides.forEach((s, ax) => {
-      if (s !== 0 && open(ax)) f.get(this.x[ax]!).i32(4 * s).i32Mul().i32Add();
+      if (typeof s !== 'number' && open(ax)) f.get(this.x[ax]!).get(this.rtLocal.get(s.key)!).i32Mul().i32(4).i32Mul().i32Add();
+      else if (s !== 0 && open(ax)) f.get(this.x[ax]!).i32(4 * (s as number)).i32Mul().i32Add();
     });
+  }
+
+  /** Pushes a size, stride or address: a constant, or the local of a run-time value. */
+  private push(v: Val): void {
+    if (typeof v === 'number') this.f.i32(v);
+    else {
+      this.f.get(this.rtLocal.get(v.key)!);
+      if (v.plus) this.f.i32(v.plus).i32Add();
+    }
+  }
+
+  /** The run-time values the loops use, from the parameter block into locals. */
+  private readParams(): void {
+    const k = this.k;
+    const vals = [...k.dims, ...k.accesses.flatMap((a) => [a.base, ...a.strides]), ...k.nodes.flatMap((n) => (n.op === 'dim' ? [n.v] : []))];
+    for (const v of vals) {
+      if (typeof v === 'number' || this.rtLocal.has(v.key)) continue;
+      if (!this.param) throw new Error(`internal: kernel ${this.name} has a run-time value (${v.key}) and no parameter block`);
+      const l = this.f.local('i32');
+      this.f.i32(0).i32Load(this.param(v)).set(l);
+      this.rtLocal.set(v.key, l);
+    }
   }
 
   /** Computes node i into its local. */
@@ -316,7 +369,7 @@ class Nest {
         constant(f, n.dtype, n.value);
         break;
       case 'load': {
-        const s = this.mode === 4 ? this.k.accesses[n.a]!.strides[this.vec]! : 0;
+        const s = this.mode === 4 ? (this.k.accesses[n.a]!.strides[this.vec] as number) : 0;
         const off = this.offset(s);
         if (s > 1) for (let l = 0; l < 4; l++) at(n.a);
         else at(n.a);
@@ -330,6 +383,9 @@ class Nest {
         f.get(this.x[n.axis]!).i32x4Splat();
         if (this.mode === 4 && n.axis === this.vec) f.i32x4Lanes([0, 1, 2, 3].map((l) => 4 * this.u + l) as [number, number, number, number]).i32x4Add();
         break;
+      case 'dim':
+        f.get(this.rtLocal.get(n.v.key)!).f32ConvertI32S().f32x4Splat();
+        break;
       case 'reduce':
         throw new Error(`internal: kernel ${this.name} computes a reduction outside its loops`);
       default:
@@ -340,7 +396,7 @@ class Nest {
 
   private store(s: { node: number; a: number }, at: Addr): void {
     const f = this.f;
-    const stride = this.mode === 4 ? this.k.accesses[s.a]!.strides[this.vec]! : 0;
+    const stride = this.mode === 4 ? (this.k.accesses[s.a]!.strides[this.vec] as number) : 0;
     const off = this.offset(stride);
     if (stride > 1) {
       for (let l = 0; l < 4; l++) {
@@ -440,7 +496,7 @@ export class TileEpilogue {
 
   private constructor(
     private readonly f: Body,
-    private readonly k: FlatKernel,
+    private readonly k: StaticFlatKernel,
     private readonly product: ReadonlySet<number>,
     private readonly name: string,
   ) {
@@ -456,9 +512,9 @@ export class TileEpilogue {
   static plan(k: Kernel, product: string, addr: (arg: string) => number | undefined): ((f: Body) => TileEpilogue) | undefined {
     const d = decompose(k, WASM_CAPABILITIES);
     if (d.domain.length !== 2 || d.axes.length || d.nodes.some((n) => n.op === 'coord' || n.op === 'dim' || n.op === 'reduce' || (n.op === 'load' && n.access.guards?.length))) return undefined;
-    let fk: FlatKernel;
+    let fk: StaticFlatKernel;
     try {
-      [fk] = flatten(d, (arg) => (arg === product ? 0 : addr(arg)), { squeeze: false }) as [FlatKernel];
+      [fk] = flatten(d, (arg) => (arg === product ? 0 : addr(arg)), { squeeze: false }) as [StaticFlatKernel];
     } catch (err) {
       if (err instanceof KernelUnsupported) return undefined;
       throw err;
@@ -511,6 +567,11 @@ export class TileEpilogue {
     if (lanes === 4) this.f.get(ptr).get(value).v128Store(off);
     else for (let lane = 0; lane < lanes; lane++) this.f.get(ptr).get(value).v128Store32Lane(off + 4 * lane, lane);
   }
+}
+
+/** A value known at build time, else `otherwise`. */
+function num(v: Val, otherwise: number): number {
+  return typeof v === 'number' ? v : otherwise;
 }
 
 function args(n: FlatNode): readonly number[] {

@@ -24,7 +24,6 @@ import ts from 'typescript';
 import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
 import { allUnits, valueName } from '../../ir/memplan.js';
-import type { Size } from '../../ir/dims.js';
 import { bindShape, isStatic, numelSize, size, sizeText, symbols } from '../../ir/dims.js';
 import type { Poly } from '../../ir/layout.js';
 import { arrayBytes, placeAreas, polyAdd, polyEval, polyMax, polyText } from '../../ir/layout.js';
@@ -33,20 +32,22 @@ import { formatType, numel } from '../../ir/types.js';
 import { CompileError } from '../../ir/errors.js';
 import { num } from '../expr.js';
 import type { ModuleInfo } from '../module.js';
-import { commentText } from '../module.js';
+import { commentText, uniformConst } from '../module.js';
 import type { Backend, UnitEmitter } from '../ts.js';
 import { emitTs } from '../ts.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Decision } from './decide.js';
-import { accSlot, decideChannel, decideConv, decideElementwise, decideMatmul, decidePool, decideReduce, decideRowReduce, decideSoftmax, isConv, reductionOf } from './decide.js';
+import { decideConv, decideMatmul, decidePool, decideSoftmax, isConv } from './decide.js';
 import { CHUNKS, convScratch } from './conv.js';
-import type { ChannelKernel } from './channel.js';
 import { isPool } from './pool.js';
 import { PADDING, PAGE, addresses } from './layout.js';
+import type { SymForms } from './symbolic-forms.js';
+import { symForms } from './symbolic-forms.js';
+import { encodeModule } from './encode.js';
 
 /** The kernel generators the module carries, in dependency order, and what it calls of them. */
-const SOURCES = ['encode', 'steps', 'elementwise', 'matmul', 'softmax', 'conv', 'pool', 'channel'] as const;
-const GENERATORS = ['encodeModule', 'matmulBody', 'elementwiseBody', 'reduceBody', 'rowReduceBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody', 'channelBody', 'channelSumBody', 'channelOf'] as const;
+const SOURCES = ['encode', 'steps', 'matmul', 'softmax', 'conv', 'pool'] as const;
+const GENERATORS = ['encodeModule', 'matmulBody', 'softmaxBody', 'convBody', 'convSumBody', 'poolBody'] as const;
 
 type Dims = Readonly<Record<string, number>>;
 
@@ -56,9 +57,9 @@ interface SymKernel {
   readonly d: Exclude<Decision, { kind: 'update' }>;
   /**
    * The generator and its argument; `sum`: a second function, `${name}_sum`, that adds the chunks'
-   * partial sums (a weight gradient's, by convSumBody; a per-channel kernel's, by channelSumBody).
+   * partial sums (a weight gradient's, by convSumBody).
    */
-  readonly gen: 'matmulBody' | 'elementwiseBody' | 'reduceBody' | 'rowReduceBody' | 'softmaxBody' | 'convBody' | 'poolBody' | 'channelBody';
+  readonly gen: 'matmulBody' | 'softmaxBody' | 'convBody' | 'poolBody';
   readonly arg: object;
   readonly sum?: boolean;
 }
@@ -75,9 +76,8 @@ interface SymLayout {
   readonly convAt: ReadonlyMap<Unit, Poly>;
   /** The convolutions' scratch areas as [offset, bytes] (constants). */
   readonly convAreas: readonly (readonly [number, number])[];
-  /** The per-channel kernels' partial sums (one area: they run one after another), a constant. */
-  readonly partAt: number;
-  readonly accAt: Poly;
+  /** The parameter block of the kernels of the kernel form (codegen/wasm/symbolic-forms.ts), a constant. */
+  readonly paramAt: number;
   readonly packAt: Poly;
   readonly productAt: Poly;
   /** Floats of the product area. */
@@ -132,7 +132,7 @@ function convScratchBound(u: Unit): number | undefined {
 }
 
 /** The layout of the symbolic module (see SymLayout). */
-function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): SymLayout {
+function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas, params = 0, constBytes = 0): SymLayout {
   const plan = m.plan;
   const bytes = plan.buffers.map((b) => arrayBytes(b.size));
   const offsets: Poly[] = new Array(plan.buffers.length);
@@ -147,47 +147,19 @@ function symLayout(m: ModuleInfo, units: readonly Unit[], areas?: MatmulAreas): 
     convAreas.push([polyEval(end, {}), arrayBytes(size(n)).coef]);
     end = polyAdd(end, arrayBytes(size(n)));
   }
-  // the per-channel kernels' partial sums: [sums, chunks ≤ CHUNKS, C] for the largest
-  const partAt = polyEval(end, {});
-  end = polyAdd(end, arrayBytes(size(Math.max(0, ...units.map(channelPartsBound)))));
+  // the constant arrays the kernels of the kernel form read (constArrays), then their parameter block
+  end = polyAdd(end, size(constBytes));
+  const paramAt = polyEval(end, {});
+  end = polyAdd(end, arrayBytes(size(params)));
   for (const b of plan.buffers) if (!isStatic(b.size)) (offsets[b.id] = end), (end = polyAdd(end, bytes[b.id]!));
-  // the accumulators of every reduction (one area: the units run one after another)
-  const acc: Poly[] = [];
-  for (const u of units) {
-    const r = reductionOf(u);
-    if (!r) continue;
-    const k = arrayBytes(keptSize(u)!);
-    acc.push([{ ...k, coef: r.reductions.length * accSlot(r, k.coef) }]);
-  }
   // B packed as [K,N] for a transposed B, and products read by an epilogue loop: as large as the largest
   // (only the matmuls whose kernel packs B or hands its product to a JS epilogue: `areas`)
   const mm = (u: Unit) => u.insts[0]!;
   const pack = polyMax(...units.filter((u) => areas?.pack.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).args[1]!).shape.slice(-2)))]));
   const product = polyMax(...units.filter((u) => areas?.product.has(u)).map((u) => [arrayBytes(numelSize(u.graph.type(mm(u).result).shape))]));
-  const placed = placeAreas(end, [polyMax(...acc), pack, product]);
-  const [accAt, packAt, productAt] = placed.at as [Poly, Poly, Poly];
-  return { offsets, convAt, convAreas, partAt, accAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
-}
-
-/** Floats of a per-channel kernel's partial sums for any batch: each sum over [N, C, ...] of the group, CHUNKS × C (0 where C is symbolic). */
-function channelPartsBound(u: Unit): number {
-  // (a per-channel kernel is over [N, C, ...], rank 3 or more: codegen/wasm/channel.ts)
-  const sums = u.insts.filter((i) => i.op === 'sum' && u.graph.type(i.args[0]!).shape.length >= 3);
-  const C = sums.map((i) => u.graph.type(i.args[0]!).shape[1]);
-  return C.every((c) => typeof c === 'number') ? C.reduce<number>((a, c) => a + CHUNKS * (c as number), 0) : 0;
-}
-
-/** A per-channel kernel's description as data that fits: its image strides, keyed by address, as [address, si, sj, stride] (channelOf at run time makes the map again). */
-function channelArg(k: ChannelKernel): object {
-  return { ...k, imageStride: [...k.imageStride].map(([key, s]) => [...key.split(',').map(Number), s]) };
-}
-
-/** The kept positions of a reduce group's reduction, or undefined for another group. */
-function keptSize(u: Unit): Size | undefined {
-  const r = reductionOf(u);
-  if (!r) return undefined;
-  const shape = u.graph.type(r.reductions[0]!.args[0]!).shape;
-  return numelSize(shape.filter((_d, i) => !r.axes.includes(i)));
+  const placed = placeAreas(end, [pack, product]);
+  const [packAt, productAt] = placed.at as [Poly, Poly];
+  return { offsets, convAt, convAreas, paramAt, packAt, productAt, productFloats: product.map((t) => ({ ...t, coef: t.coef / 4 })), end: placed.end };
 }
 
 /** A graph whose types have the symbols bound (what the static decisions read). */
@@ -205,28 +177,26 @@ function bound(g: Graph, dims: Dims): Graph {
 }
 
 /** The kernels' descriptions for the sizes `dims`, in the layout evaluated at them. */
-function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims): Map<Unit, SymKernel[]> {
+function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims, forms: SymForms): Map<Unit, SymKernel[]> {
   const offsets = L.offsets.map((p) => polyEval(p, dims));
   const address = addresses(m.plan, offsets);
   const graphs = new Map([m.fwd, m.bwd, ...m.plan.bodies.keys()].map((g) => [g, bound(g, dims)]));
   const at = (u: Unit): Unit => ({ ...u, graph: graphs.get(u.graph)! });
-  const accAt = polyEval(L.accAt, dims);
   const kernels = new Map<Unit, SymKernel[]>();
   const nameOf = (u: Unit) => valueName(u.graph, u.insts[u.insts.length - 1]!.result);
   for (const u of units) {
     const op = u.insts[0]!.op;
     const parts = convParts(u);
+    const form = forms.byUnit.get(u);
+    if (form && !form.epilogue) continue;
     if (isConv(op)) {
       const scratch = L.convAt.get(u);
       const d = scratch && decideConv(m, at(parts?.[0] ?? u), address);
       if (!d) continue;
       const name = `${d.kernel.op}_${nameOf(parts?.[0] ?? u)}`;
       const conv: SymKernel = { name, d, gen: 'convBody', arg: { ...d.kernel, scratch: polyEval(scratch!, dims) }, sum: d.kernel.op === 'conv_weight_grad' };
-      // the epilogue of a conv group, an elementwise kernel where it is one (else the flat module's loop)
-      const e = parts && parts[1].insts.length ? decideElementwise(m, at(parts[1]), address) ?? decideChannel(m, at(parts[1]), address) : undefined;
-      const epilogue: SymKernel | undefined =
-        e?.kind === 'elementwise' ? { name: `elementwise_${nameOf(u)}`, d: e, gen: 'elementwiseBody', arg: e.kernel } : e ? { name: `channel_${nameOf(u)}`, d: e, gen: 'channelBody', arg: channelArg(e.kernel), sum: e.kernel.sums.length > 0 } : undefined;
-      kernels.set(u, epilogue ? [conv, epilogue] : [conv]);
+      // (its epilogue: a kernel of the kernel form, else the flat module's loop)
+      kernels.set(u, [conv]);
       continue;
     }
     const b = at(u);
@@ -235,21 +205,18 @@ function probe(m: ModuleInfo, units: readonly Unit[], L: SymLayout, dims: Dims):
       if (d) kernels.set(u, [{ name: `${d.kernel.op}_${nameOf(u)}`, d, gen: 'poolBody', arg: d.kernel }]);
       continue;
     }
-    const k = keptSize(u);
-    const slot = k && accSlot(reductionOf(u)!, polyEval([arrayBytes(k)], dims));
     const d =
       op === 'matmul'
         ? decideMatmul(m, b, address)
-        : (decideElementwise(m, b, address) ?? decideReduce(m, b, address, accAt, slot) ?? decideRowReduce(m, b, address, accAt, k && polyEval([arrayBytes(k)], dims)) ?? decideSoftmax(m, b, address) ?? decideChannel(m, b, address));
+        : decideSoftmax(m, b, address);
     if (!d) continue;
     const name = `${d.kind}_${nameOf(u)}`;
-    if (d.kind === 'channel') kernels.set(u, [{ name: `channel_${nameOf(u)}`, d, gen: 'channelBody', arg: channelArg(d.kernel), sum: d.kernel.sums.length > 0 }]);
-    else if (d.kind === 'matmul') {
+    if (d.kind === 'matmul') {
       const mm = u.insts[0]!;
       const c = d.productStored ? address(u.graph, mm.result) : d.fusedEpilogue ? undefined : polyEval(L.productAt, dims);
       kernels.set(u, [{ name, d, gen: 'matmulBody', arg: { ...d.kernel, name, c, pack: d.kernel.transB ? polyEval(L.packAt, dims) : undefined } }]);
     } else {
-      const gen = ({ elementwise: 'elementwiseBody', reduce: 'reduceBody', rowreduce: 'rowReduceBody', softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind];
+      const gen = ({ softmax: 'softmaxBody', conv: 'convBody', pool: 'poolBody' } as const)[d.kind as 'softmax' | 'conv' | 'pool'];
       kernels.set(u, [{ name, d, gen, arg: d.kernel }]);
     }
   }
@@ -381,28 +348,13 @@ function generatorSource(file: string): string {
  * of the convolution and pooling generators only where the module has such kernels.
  */
 function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
-  const channel = used.has('channelBody');
-  const conv = used.has('convBody') || channel; // the per-channel kernels chunk images as the convolutions do
-  const pool = used.has('poolBody');
-  const sources = SOURCES.filter((f) => (f !== 'conv' || conv) && (f !== 'pool' || pool) && (f !== 'channel' || channel));
-  const generators = GENERATORS.filter((n) => (!n.startsWith('conv') || conv) && (n !== 'poolBody' || pool) && (!n.startsWith('channel') || channel));
-  const source = (f: string) => {
-    const text = generatorSource(f);
-    // of channel.ts, the kernels (not the decision, which reads the graph: codegen/wasm/decide.ts runs it at build time)
-    const cut = f === 'channel' ? text.indexOf('/** What deciding a group needs') : -1;
-    return cut < 0 ? text : text.slice(0, cut);
-  };
-  const body = [
-    ...sources.map((f) => [`// ---- codegen/wasm/${f}.ts`, ...source(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n')),
-    ...(channel
-      ? [
-          '// ---- a per-channel kernel\'s description with its image strides as a map again (keyed by address)',
-          `function channelOf(k${typed ? ": Omit<ChannelKernel, 'imageStride'> & { imageStride: number[][] }" : ''})${typed ? ': ChannelKernel' : ''} {`,
-          '  return { ...k, imageStride: new Map(k.imageStride.map(([a, si, sj, s]) => [keyOf(a!, si!, sj!), s!])) };',
-          '}',
-        ]
-      : []),
-  ].join('\n');
+  if (!used.size) return [];
+  // (each generator with the files it imports: a convolution's matmuls are the matmul kernel's, whose epilogues are steps)
+  const matmul = used.has('matmulBody') || used.has('convBody');
+  const has = (f: string) => f === 'encode' || (f === 'steps' ? matmul || used.has('softmaxBody') : f === 'matmul' ? matmul : used.has(`${f}Body`));
+  const sources = SOURCES.filter(has);
+  const generators = GENERATORS.filter((n) => n === 'encodeModule' || used.has(n === 'convSumBody' ? 'convBody' : n));
+  const body = sources.map((f) => [`// ---- codegen/wasm/${f}.ts`, ...generatorSource(f).split('\n').filter((l) => !/^import /.test(l)).map((l) => l.replace(/^export /, ''))].join('\n')).join('\n');
   const code = typed ? body : ts.transpileModule(body, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText.replace(/^export \{\};\s*$/m, '');
   return [
     `// The kernel generators of graphc (codegen/wasm/${sources.map((f) => `${f}.ts`).join(', ')}),`,
@@ -472,8 +424,14 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const deg = degrees(m, syms);
   const units = allUnits(m.plan);
   const points = [...grid(syms, deg), Object.fromEntries(syms.map((d) => [d, CHECK]))];
-  const L = symLayout(m, units, matmulAreas(m, units, points[0]!));
-  const probes = points.map((p) => probe(m, units, L, p));
+  const areas = matmulAreas(m, units, points[0]!);
+  // the kernels of the kernel form first: their parameter block comes before the symbolic arrays
+  const consts = constArrays(m, symLayout(m, units, areas).paramAt);
+  const L0 = symLayout(m, units, areas, 0, consts.bytes);
+  const forms = symForms(m, units, L0.paramAt, (id) => (isStatic(m.plan.buffers[id]!.size) ? polyEval(L0.offsets[id]!, {}) : undefined), consts.at);
+  const L = symLayout(m, units, areas, forms.count, consts.bytes);
+  const params = forms.params(L.offsets);
+  const probes = points.map((p) => probe(m, units, L, p, forms));
   const fitNum = (values: number[]) => {
     const p = fit(syms, deg, points.slice(0, -1), values.slice(0, -1));
     return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
@@ -488,6 +446,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '// ---------------------------------------------------------------------------------------------',
     `// WebAssembly SIMD kernels, encoded for the sizes of each call (${syms.join(', ')}) and kept for later calls of those sizes:`,
     ...kernels.map(({ k }) => `//   ${k.name}: ${commentText(k.d.doc)}   (${k.d.kind})`),
+    ...formsDecl(forms, typed),
     ...(typed
       ? [
           '// The part of the WebAssembly API this module uses (declared here: TypeScript has it only with the DOM library).',
@@ -511,13 +470,12 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '    end,',
     `    productAt: ${polyText(L.productAt)},`,
     `    productFloats: ${polyText(L.productFloats)},`,
+    `    params: [${params.map(polyText).join(', ')}], // the parameter block of the kernels of the kernel form`,
     '    fns: [',
     ...kernels.flatMap(({ k, code }) => {
-      const channel = k.gen === 'channelBody';
-      const arg = channel ? `gen.channelOf(${code})` : code;
       return [
-        `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${arg}${channel ? `, { part: ${L.partAt} }` : ''}) }, // ${commentText(k.d.doc)}`,
-        ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: ${channel ? `gen.channelSumBody(${arg}, ${L.partAt})` : `gen.convSumBody(${arg})`} }, // its chunks' partial sums, added in order`] : []),
+        `      { name: ${JSON.stringify(k.name)}, body: gen.${k.gen}(${code}) }, // ${commentText(k.d.doc)}`,
+        ...(k.sum ? [`      { name: ${JSON.stringify(`${k.name}_sum`)}, body: gen.convSumBody(${code}) }, // its chunks' partial sums, added in order`] : []),
       ];
     }),
     '    ],',
@@ -525,7 +483,8 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '}',
     '',
     `const memory = new WebAssembly.Memory({ initial: 1 }); // grown for larger sizes (which detaches the arrays of the arena: layout() views it anew)`,
-    `const built = new Map${T('<string, { offsets: number[]; lengths: number[]; productAt: number; productFloats: number; kernels: Kernels }>')}();`,
+    `const built = new Map${T('<string, { offsets: number[]; lengths: number[]; productAt: number; productFloats: number; params: number[]; kernels: Kernels }>')}();`,
+    ...(forms.fns.length ? [`const forms = new WebAssembly.Instance(new WebAssembly.Module(formBytes), { env: { memory } }).exports${T(' as unknown as Forms')}; // their sizes are read from the parameter block`] : []),
     `let kernels${T(': Kernels')} = {}${T(' as Kernels')}; // the kernels of the sizes laid out`,
     `let product = new Float32Array(0); // matmul products read by an epilogue loop`,
     'let inMemory = false; // whether the arena\'s arrays are views of the memory yet (at load they are not)',
@@ -539,8 +498,12 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     `    const pages = Math.ceil((k.end + ${PADDING}) / ${PAGE});`,
     `    const have = memory.buffer.byteLength / ${PAGE};`,
     '    if (pages > have) memory.grow(pages - have);',
-    '    const bytes = gen.encodeModule(pages, k.fns, { growable: true });',
-    `    s = { ...k, kernels: new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${T(' as unknown as Kernels')} };`,
+    ...(kernels.length
+      ? [
+          '    const bytes = gen.encodeModule(pages, k.fns, { growable: true });',
+          `    s = { ...k, kernels: new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${T(' as unknown as Kernels')} };`,
+        ]
+      : [`    s = { ...k, kernels: {}${T(' as Kernels')} }; // (no kernel encoded per size)`]),
     '    built.set(sizes, s);',
     '  }',
     '  // the static arrays keep their place in every layout: their contents (state, params) move into the memory once',
@@ -555,6 +518,8 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
           `  for (const [at, n] of ${JSON.stringify(L.convAreas)}) new Uint8Array(memory.buffer, at, n).fill(0);`,
         ]
       : []),
+    ...(params.length ? [`  new Int32Array(memory.buffer, ${L.paramAt}, ${params.length}).set(s.params); // the kernels of the kernel form read their sizes and addresses here`] : []),
+    ...consts.copies(typed),
     '  inMemory = true;',
     '  product = new Float32Array(memory.buffer, s.productAt, s.productFloats);',
     '  kernels = s.kernels;',
@@ -570,11 +535,16 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     },
     unit: (u: Unit, e: UnitEmitter) => {
       const ks = byUnit.get(u);
+      const form = forms.byUnit.get(u);
+      if (form && !form.epilogue) return [`forms.${form.name}();`];
       if (!ks) return undefined;
       const d = ks[0]!.k.d;
       const calls = ks.flatMap(({ k }) => [`kernels.${k.name}();`, ...(k.sum ? [`kernels.${k.name}_sum();`] : [])]);
       // a conv group's epilogue without a kernel: the flat module's loop over the convolution's array
-      if (d.kind === 'conv') return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      if (d.kind === 'conv') {
+        if (form) return [...calls, `forms.${form.name}();`];
+        return convParts(u)?.[1].insts.length && ks.length < 2 ? [...calls, ...e.epilogueLoop(u, e.arrOf(u.graph, u.insts[0]!.result))] : calls;
+      }
       if (d.kind !== 'matmul' || d.fusedEpilogue) return calls;
       const mm = u.insts[0]!;
       if (!d.productStored) e.use('_product');
@@ -601,6 +571,54 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   lines.splice(arenaAt, 0, ...runtime);
   lines.push(...createDecl(syms, typed));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The constant arrays (not uniform: a uniform one is a literal of the kernels) that kernels of the
+ * kernel form read, from `start` (a constant: the static part of the memory): `at` gives one's
+ * address (noting it as read), `copies` the lines of relayout() that copy the read ones in, once.
+ */
+function constArrays(m: ModuleInfo, start: number): { bytes: number; at(name: string): number | undefined; copies(typed: boolean): string[] } {
+  const consts = new Map<string, { at: number; dtype: 'f32' | 'i32'; data: readonly number[] }>();
+  let end = start;
+  for (const g of [m.fwd, m.bwd])
+    for (const inst of g.insts) {
+      const name = g.value(inst.result).name;
+      const st = m.plan.storage.get(name);
+      if (inst.op === 'fwd' || st?.kind !== 'const' || consts.has(name) || uniformConst(m.plan, name) !== undefined) continue;
+      consts.set(name, { at: end, dtype: g.type(inst.result).dtype, data: st.data });
+      end += arrayBytes(size(st.data.length)).coef;
+    }
+  const read = new Set<string>();
+  return {
+    bytes: end - start,
+    at(name) {
+      const c = consts.get(name);
+      if (c) read.add(name);
+      return c?.at;
+    },
+    copies: () =>
+      [...read].map((name) => {
+        const c = consts.get(name)!;
+        return `  if (!inMemory) new ${c.dtype === 'f32' ? 'Float32Array' : 'Int32Array'}(memory.buffer, ${c.at}, ${c.data.length}).set([${c.data.map((x) => num(x).code).join(', ')}]); // ${commentText(name)}, read by the kernels`;
+      }),
+  };
+}
+
+/** The kernels of the kernel form, encoded here once for every size: their list, their bytes. */
+function formsDecl(forms: SymForms, typed: boolean): string[] {
+  if (!forms.fns.length) return [];
+  const bytes = encodeModule(1, forms.fns, { growable: true });
+  const chunks = Buffer.from(bytes).toString('base64').match(/.{1,96}/g) ?? [''];
+  return [
+    `// and WebAssembly SIMD kernels of the kernel form (${bytes.length} bytes), encoded once by graphc for every size: each reads its sizes, strides and addresses from the parameter block`,
+    ...forms.fns.map((f) => `//   ${f.name}: ${[...forms.byUnit.values()].find((k) => k.name === f.name)!.what}`),
+    ...(typed ? [`type Forms = { ${forms.fns.map((f) => `${f.name}(): void;`).join(' ')} };`] : []),
+    'const formWasm = [',
+    ...chunks.map((c) => `'${c}',`),
+    "].join('');",
+    'const formBytes = Uint8Array.from(atob(formWasm), (c) => c.charCodeAt(0));',
+  ];
 }
 
 /** create({ threads }) of a symbolic module: refused, with the reason. */
