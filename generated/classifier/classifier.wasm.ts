@@ -237,11 +237,11 @@ const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));
 const splits: Record<string, readonly [number, number, number, number, number]> = {
   matmul_relu1: [64, 4, 131072, 0, 0],
   matmul_logits: [64, 4, 40960, 0, 0],
-  softmax_t5: [64, 1, 5120, 0, 0],
-  kernel_db2: [10, 4, 7040, 0, 0],
+  softmax_t5: [64, 1, 40960, 0, 0],
+  kernel_db2: [10, 4, 760, 0, 0],
   matmul_drelu1: [64, 4, 40960, 64, 20480],
   matmul_dW2: [64, 4, 40960, 0, 0],
-  kernel_db1: [64, 4, 32768, 0, 0],
+  kernel_db1: [64, 4, 4096, 0, 0],
   matmul_dW1: [32, 4, 131072, 0, 0],
 };
 const MIN_WORK = 2097152; // work a thread must get for a kernel to split

@@ -273,6 +273,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     gpu.createKernel(fn, { output: [n], precision: 'single', tactic: 'precision' }) as unknown as (
       ...args: IPipelineHandle[]
     ) => IPipelineHandle;
+  // the loops' kernels (slices of the xs, the stacked ys) take the step index as a number
+  const loopKernel = kernel as unknown as (
+    fn: (this: IKernelFunctionThis, ...args: never[]) => number,
+    n: number,
+  ) => (...args: (IPipelineHandle | number)[]) => IPipelineHandle;
 
   // emb = C[X]  (lstm.ts:39)
   //   %emb: f32[16,8,16] = gather %C, %X   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
@@ -294,1406 +299,290 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return 0;
   }, 2048);
 
-  // t_ = emb[0:16, 0:1, 0:16]  (lstm.ts:62)
-  //   %t_: f32[16,1,16] = slice %emb {starts=[0, 0, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_ = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
+  // slice t of emb along axis 1: a step's operand
+  const slice_emb = loopKernel(function (this: IKernelFunctionThis, src: Float32Array, t: number): number {
     const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0];
+    const _o = Math.floor(_x / 16);
+    return src[(_o * 8 + t) * 16 + _x - _o * 16];
   }, 256);
 
-  // t_2 = t_1 @ Wx  (lstm.ts:42)
-  //   %t_2: f32[16,512] = matmul %t_1, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_2 = kernel(function (this: IKernelFunctionThis, t_: Float32Array, Wx: Float32Array): number {
+  const fill_t2 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 16384);
+
+  // t5 with slice t along axis 1 from a step's y
+  const put_t5 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 1024);
+    const _r = _x - _o * 1024;
+    const _s = Math.floor(_r / 128);
+    if (_s === t) return y[_o * 128 + _r - _s * 128];
+    return ys[_x];
+  }, 16384);
+
+  // scan_carries with slice t along axis 0 from a step's y
+  const put_scan_carries = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_carries_1 with slice t along axis 0 from a step's y
+  const put_scan_carries_1 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_residual with slice t along axis 0 from a step's y
+  const put_scan_residual = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_residual_1 with slice t along axis 0 from a step's y
+  const put_scan_residual_1 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_residual_2 with slice t along axis 0 from a step's y
+  const put_scan_residual_2 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_residual_3 with slice t along axis 0 from a step's y
+  const put_scan_residual_3 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // scan_residual_4 with slice t along axis 0 from a step's y
+  const put_scan_residual_4 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // t1_1 = x0 @ Wx_1  (lstm.ts:42)
+  //   %t1_1: f32[16,512] = matmul %x0, %Wx_1 {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  const kernel_t1_1 = kernel(function (
+    this: IKernelFunctionThis,
+    x0: Float32Array,
+    Wx_1: Float32Array,
+  ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
+      _acc0 += x0[_i0 * 16 + _r1] * Wx_1[_r1 * 512 + _rest0];
     }
     return _acc0;
   }, 8192);
 
-  // gates = t_2 + h0 @ Wh + b  (lstm.ts:42)
-  //   %t_3: f32[16,512] = matmul %h0, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_4: f32[16,512] = add %t_2, %t_3   lstm.ts:42
-  //   %gates: f32[16,512] = add %t_4, %b   lstm.ts:42
+  // gates = t1_1 + c0 @ Wh_1 + b_1  (lstm.ts:42)
+  //   %t2_1: f32[16,512] = matmul %c0, %Wh_1 {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t3_1: f32[16,512] = add %t1_1, %t2_1   lstm.ts:42
+  //   %gates: f32[16,512] = add %t3_1, %b_1   lstm.ts:42
   const kernel_gates = kernel(function (
     this: IKernelFunctionThis,
-    t_2: Float32Array,
-    h0: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
+    t1_1: Float32Array,
+    c0: Float32Array,
+    Wh_1: Float32Array,
+    b_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h0[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
+      _acc0 += c0[_i0 * 128 + _r1] * Wh_1[_r1 * 512 + _rest0];
     }
-    return t_2[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
+    return t1_1[_i0 * 512 + _rest0] + _acc0 + b_1[_rest0];
   }, 8192);
 
-  // t_5 = gates[0:16, 0:128]  (lstm.ts:43)
-  //   %t_5: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_5 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
+  // t4_1 = gates[0:16, 0:128]  (lstm.ts:43)
+  //   %t4_1: f32[16,128] = slice %gates {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  const kernel_t4_1 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return gates[_i0 * 512 + _rest0];
   }, 2048);
 
-  // i_ = sigmoid(t_5)  (lstm.ts:43)
-  //   %i_: f32[16,128] = sigmoid %t_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_ = kernel(function (this: IKernelFunctionThis, t_5: Float32Array): number {
+  // i_ = sigmoid(t4_1)  (lstm.ts:43)
+  //   %i_: f32[16,128] = sigmoid %t4_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  const kernel_i_ = kernel(function (this: IKernelFunctionThis, t4_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_5[_i0 * 128 + _rest0]));
+    return 1 / (1 + Math.exp(-t4_1[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_6 = gates[0:16, 128:256]  (lstm.ts:44)
-  //   %t_6: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_6 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
+  // t5_1 = gates[0:16, 128:256]  (lstm.ts:44)
+  //   %t5_1: f32[16,128] = slice %gates {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  const kernel_t5_1 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return gates[_i0 * 512 + _rest0 + 128];
   }, 2048);
 
-  // f = sigmoid(t_6)  (lstm.ts:44)
-  //   %f: f32[16,128] = sigmoid %t_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f = kernel(function (this: IKernelFunctionThis, t_6: Float32Array): number {
+  // f = sigmoid(t5_1)  (lstm.ts:44)
+  //   %f: f32[16,128] = sigmoid %t5_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  const kernel_f = kernel(function (this: IKernelFunctionThis, t5_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_6[_i0 * 128 + _rest0]));
+    return 1 / (1 + Math.exp(-t5_1[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // t_9 = f * h0  (lstm.ts:47)
-  //   %t_9: f32[16,128] = mul %f, %h0   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_9 = kernel(function (this: IKernelFunctionThis, f: Float32Array, h0: Float32Array): number {
+  // t6_1 = f * c1  (lstm.ts:47)
+  //   %t6_1: f32[16,128] = mul %f, %c1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  const kernel_t6_1 = kernel(function (this: IKernelFunctionThis, f: Float32Array, c1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return f[_i0 * 128 + _rest0] * h0[_i0 * 128 + _rest0];
+    return f[_i0 * 128 + _rest0] * c1[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_7 = gates[0:16, 256:384]  (lstm.ts:45)
-  //   %t_7: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_7 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
+  // t7_1 = gates[0:16, 256:384]  (lstm.ts:45)
+  //   %t7_1: f32[16,128] = slice %gates {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  const kernel_t7_1 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return gates[_i0 * 512 + _rest0 + 256];
   }, 2048);
 
-  // u = tanh(t_7)  (lstm.ts:45)
-  //   %u: f32[16,128] = tanh %t_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u = kernel(function (this: IKernelFunctionThis, t_7: Float32Array): number {
+  // u = tanh(t7_1)  (lstm.ts:45)
+  //   %u: f32[16,128] = tanh %t7_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t8_1: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  const kernel_u = kernel(function (this: IKernelFunctionThis, t7_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_7[_i0 * 128 + _rest0]);
+    return Math.tanh(t7_1[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // c2 = t_9 + i_ * u  (lstm.ts:47)
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2: f32[16,128] = add %t_9, %t_10   lstm.ts:47
+  // c2 = t6_1 + i_ * u  (lstm.ts:47)
+  //   %t8_1: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %c2: f32[16,128] = add %t6_1, %t8_1   lstm.ts:47
   const kernel_c2 = kernel(function (
     this: IKernelFunctionThis,
     u: Float32Array,
     i_: Float32Array,
-    t_9: Float32Array,
+    t6_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return t_9[_i0 * 128 + _rest0] + i_[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0];
+    return t6_1[_i0 * 128 + _rest0] + i_[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0];
   }, 2048);
 
-  // t_11 = tanh(c2)  (lstm.ts:48)
-  //   %t_10: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_11: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_11 = kernel(function (this: IKernelFunctionThis, c2: Float32Array): number {
+  // t9_1 = tanh(c2)  (lstm.ts:48)
+  //   %t8_1: f32[16,128] = mul %i_, %u   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t9_1: f32[16,128] = tanh %c2   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  const kernel_t9_1 = kernel(function (this: IKernelFunctionThis, c2: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return Math.tanh(c2[_i0 * 128 + _rest0]);
   }, 2048);
 
-  // t_8 = gates[0:16, 384:512]  (lstm.ts:46)
-  //   %t_8: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_8 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
+  // t10_1 = gates[0:16, 384:512]  (lstm.ts:46)
+  //   %t10_1: f32[16,128] = slice %gates {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  const kernel_t10_1 = kernel(function (this: IKernelFunctionThis, gates: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return gates[_i0 * 512 + _rest0 + 384];
   }, 2048);
 
-  // o = sigmoid(t_8)  (lstm.ts:46)
-  //   %o: f32[16,128] = sigmoid %t_8   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o = kernel(function (this: IKernelFunctionThis, t_8: Float32Array): number {
+  // o = sigmoid(t10_1)  (lstm.ts:46)
+  //   %o: f32[16,128] = sigmoid %t10_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  const kernel_o = kernel(function (this: IKernelFunctionThis, t10_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_8[_i0 * 128 + _rest0]));
+    return 1 / (1 + Math.exp(-t10_1[_i0 * 128 + _rest0]));
   }, 2048);
 
-  // h2 = o * t_11  (lstm.ts:48)
-  //   %h2: f32[16,128] = mul %o, %t_11   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2 = kernel(function (this: IKernelFunctionThis, o: Float32Array, t_11: Float32Array): number {
+  // h2 = o * t9_1  (lstm.ts:48)
+  //   %h2: f32[16,128] = mul %o, %t9_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  const kernel_h2 = kernel(function (this: IKernelFunctionThis, o: Float32Array, t9_1: Float32Array): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return o[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0];
+    return o[_i0 * 128 + _rest0] * t9_1[_i0 * 128 + _rest0];
   }, 2048);
-
-  // t_12 = emb[0:16, 1:2, 0:16]  (lstm.ts:62)
-  //   %t_12: f32[16,1,16] = slice %emb {starts=[0, 1, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_12 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 16];
-  }, 256);
-
-  // t_14 = t_13 @ Wx  (lstm.ts:42)
-  //   %t_14: f32[16,512] = matmul %t_13, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_14 = kernel(function (
-    this: IKernelFunctionThis,
-    t_12: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_12[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_1 = t_14 + h2 @ Wh + b  (lstm.ts:42)
-  //   %t_15: f32[16,512] = matmul %h2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_16: f32[16,512] = add %t_14, %t_15   lstm.ts:42
-  //   %gates_1: f32[16,512] = add %t_16, %b   lstm.ts:42
-  const kernel_gates_1 = kernel(function (
-    this: IKernelFunctionThis,
-    t_14: Float32Array,
-    h2: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_14[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_17 = gates_1[0:16, 0:128]  (lstm.ts:43)
-  //   %t_17: f32[16,128] = slice %gates_1 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_17 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_1[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_1 = sigmoid(t_17)  (lstm.ts:43)
-  //   %i_1: f32[16,128] = sigmoid %t_17   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_1 = kernel(function (this: IKernelFunctionThis, t_17: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_17[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_18 = gates_1[0:16, 128:256]  (lstm.ts:44)
-  //   %t_18: f32[16,128] = slice %gates_1 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_18 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_1[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_1 = sigmoid(t_18)  (lstm.ts:44)
-  //   %f_1: f32[16,128] = sigmoid %t_18   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_1 = kernel(function (this: IKernelFunctionThis, t_18: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_18[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_21 = f_1 * c2  (lstm.ts:47)
-  //   %t_21: f32[16,128] = mul %f_1, %c2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_21 = kernel(function (
-    this: IKernelFunctionThis,
-    f_1: Float32Array,
-    c2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_1[_i0 * 128 + _rest0] * c2[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_19 = gates_1[0:16, 256:384]  (lstm.ts:45)
-  //   %t_19: f32[16,128] = slice %gates_1 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_19 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_1[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_1 = tanh(t_19)  (lstm.ts:45)
-  //   %u_1: f32[16,128] = tanh %t_19   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_1 = kernel(function (this: IKernelFunctionThis, t_19: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_19[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_1 = t_21 + i_1 * u_1  (lstm.ts:47)
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_1: f32[16,128] = add %t_21, %t_22   lstm.ts:47
-  const kernel_c2_1 = kernel(function (
-    this: IKernelFunctionThis,
-    u_1: Float32Array,
-    i_1: Float32Array,
-    t_21: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_21[_i0 * 128 + _rest0] + i_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_23 = tanh(c2_1)  (lstm.ts:48)
-  //   %t_22: f32[16,128] = mul %i_1, %u_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_23: f32[16,128] = tanh %c2_1   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_23 = kernel(function (this: IKernelFunctionThis, c2_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_1[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_20 = gates_1[0:16, 384:512]  (lstm.ts:46)
-  //   %t_20: f32[16,128] = slice %gates_1 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_20 = kernel(function (this: IKernelFunctionThis, gates_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_1[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_1 = sigmoid(t_20)  (lstm.ts:46)
-  //   %o_1: f32[16,128] = sigmoid %t_20   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_1 = kernel(function (this: IKernelFunctionThis, t_20: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_20[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_1 = o_1 * t_23  (lstm.ts:48)
-  //   %h2_1: f32[16,128] = mul %o_1, %t_23   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_1 = kernel(function (
-    this: IKernelFunctionThis,
-    o_1: Float32Array,
-    t_23: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_1[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_24 = emb[0:16, 2:3, 0:16]  (lstm.ts:62)
-  //   %t_24: f32[16,1,16] = slice %emb {starts=[0, 2, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_24 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 32];
-  }, 256);
-
-  // t_26 = t_25 @ Wx  (lstm.ts:42)
-  //   %t_26: f32[16,512] = matmul %t_25, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_26 = kernel(function (
-    this: IKernelFunctionThis,
-    t_24: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_24[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_2 = t_26 + h2_1 @ Wh + b  (lstm.ts:42)
-  //   %t_27: f32[16,512] = matmul %h2_1, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_28: f32[16,512] = add %t_26, %t_27   lstm.ts:42
-  //   %gates_2: f32[16,512] = add %t_28, %b   lstm.ts:42
-  const kernel_gates_2 = kernel(function (
-    this: IKernelFunctionThis,
-    t_26: Float32Array,
-    h2_1: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_1[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_26[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_29 = gates_2[0:16, 0:128]  (lstm.ts:43)
-  //   %t_29: f32[16,128] = slice %gates_2 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_29 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_2[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_2 = sigmoid(t_29)  (lstm.ts:43)
-  //   %i_2: f32[16,128] = sigmoid %t_29   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_2 = kernel(function (this: IKernelFunctionThis, t_29: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_29[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_30 = gates_2[0:16, 128:256]  (lstm.ts:44)
-  //   %t_30: f32[16,128] = slice %gates_2 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_30 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_2[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_2 = sigmoid(t_30)  (lstm.ts:44)
-  //   %f_2: f32[16,128] = sigmoid %t_30   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_2 = kernel(function (this: IKernelFunctionThis, t_30: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_30[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_33 = f_2 * c2_1  (lstm.ts:47)
-  //   %t_33: f32[16,128] = mul %f_2, %c2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_33 = kernel(function (
-    this: IKernelFunctionThis,
-    f_2: Float32Array,
-    c2_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_2[_i0 * 128 + _rest0] * c2_1[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_31 = gates_2[0:16, 256:384]  (lstm.ts:45)
-  //   %t_31: f32[16,128] = slice %gates_2 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_31 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_2[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_2 = tanh(t_31)  (lstm.ts:45)
-  //   %u_2: f32[16,128] = tanh %t_31   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_2 = kernel(function (this: IKernelFunctionThis, t_31: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_31[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_2 = t_33 + i_2 * u_2  (lstm.ts:47)
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_2: f32[16,128] = add %t_33, %t_34   lstm.ts:47
-  const kernel_c2_2 = kernel(function (
-    this: IKernelFunctionThis,
-    u_2: Float32Array,
-    i_2: Float32Array,
-    t_33: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_33[_i0 * 128 + _rest0] + i_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_35 = tanh(c2_2)  (lstm.ts:48)
-  //   %t_34: f32[16,128] = mul %i_2, %u_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_35: f32[16,128] = tanh %c2_2   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_35 = kernel(function (this: IKernelFunctionThis, c2_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_2[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_32 = gates_2[0:16, 384:512]  (lstm.ts:46)
-  //   %t_32: f32[16,128] = slice %gates_2 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_32 = kernel(function (this: IKernelFunctionThis, gates_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_2[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_2 = sigmoid(t_32)  (lstm.ts:46)
-  //   %o_2: f32[16,128] = sigmoid %t_32   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_2 = kernel(function (this: IKernelFunctionThis, t_32: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_32[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_2 = o_2 * t_35  (lstm.ts:48)
-  //   %h2_2: f32[16,128] = mul %o_2, %t_35   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_2 = kernel(function (
-    this: IKernelFunctionThis,
-    o_2: Float32Array,
-    t_35: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_2[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_36 = emb[0:16, 3:4, 0:16]  (lstm.ts:62)
-  //   %t_36: f32[16,1,16] = slice %emb {starts=[0, 3, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_36 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 48];
-  }, 256);
-
-  // t_38 = t_37 @ Wx  (lstm.ts:42)
-  //   %t_38: f32[16,512] = matmul %t_37, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_38 = kernel(function (
-    this: IKernelFunctionThis,
-    t_36: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_36[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_3 = t_38 + h2_2 @ Wh + b  (lstm.ts:42)
-  //   %t_39: f32[16,512] = matmul %h2_2, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_40: f32[16,512] = add %t_38, %t_39   lstm.ts:42
-  //   %gates_3: f32[16,512] = add %t_40, %b   lstm.ts:42
-  const kernel_gates_3 = kernel(function (
-    this: IKernelFunctionThis,
-    t_38: Float32Array,
-    h2_2: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_2[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_38[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_41 = gates_3[0:16, 0:128]  (lstm.ts:43)
-  //   %t_41: f32[16,128] = slice %gates_3 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_41 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_3[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_3 = sigmoid(t_41)  (lstm.ts:43)
-  //   %i_3: f32[16,128] = sigmoid %t_41   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_3 = kernel(function (this: IKernelFunctionThis, t_41: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_41[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_42 = gates_3[0:16, 128:256]  (lstm.ts:44)
-  //   %t_42: f32[16,128] = slice %gates_3 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_42 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_3[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_3 = sigmoid(t_42)  (lstm.ts:44)
-  //   %f_3: f32[16,128] = sigmoid %t_42   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_3 = kernel(function (this: IKernelFunctionThis, t_42: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_42[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_45 = f_3 * c2_2  (lstm.ts:47)
-  //   %t_45: f32[16,128] = mul %f_3, %c2_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_45 = kernel(function (
-    this: IKernelFunctionThis,
-    f_3: Float32Array,
-    c2_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_3[_i0 * 128 + _rest0] * c2_2[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_43 = gates_3[0:16, 256:384]  (lstm.ts:45)
-  //   %t_43: f32[16,128] = slice %gates_3 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_43 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_3[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_3 = tanh(t_43)  (lstm.ts:45)
-  //   %u_3: f32[16,128] = tanh %t_43   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_3 = kernel(function (this: IKernelFunctionThis, t_43: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_43[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_3 = t_45 + i_3 * u_3  (lstm.ts:47)
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_3: f32[16,128] = add %t_45, %t_46   lstm.ts:47
-  const kernel_c2_3 = kernel(function (
-    this: IKernelFunctionThis,
-    u_3: Float32Array,
-    i_3: Float32Array,
-    t_45: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_45[_i0 * 128 + _rest0] + i_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_47 = tanh(c2_3)  (lstm.ts:48)
-  //   %t_46: f32[16,128] = mul %i_3, %u_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_47: f32[16,128] = tanh %c2_3   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_47 = kernel(function (this: IKernelFunctionThis, c2_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_3[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_44 = gates_3[0:16, 384:512]  (lstm.ts:46)
-  //   %t_44: f32[16,128] = slice %gates_3 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_44 = kernel(function (this: IKernelFunctionThis, gates_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_3[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_3 = sigmoid(t_44)  (lstm.ts:46)
-  //   %o_3: f32[16,128] = sigmoid %t_44   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_3 = kernel(function (this: IKernelFunctionThis, t_44: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_44[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_3 = o_3 * t_47  (lstm.ts:48)
-  //   %h2_3: f32[16,128] = mul %o_3, %t_47   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_3 = kernel(function (
-    this: IKernelFunctionThis,
-    o_3: Float32Array,
-    t_47: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_3[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_48 = emb[0:16, 4:5, 0:16]  (lstm.ts:62)
-  //   %t_48: f32[16,1,16] = slice %emb {starts=[0, 4, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_48 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 64];
-  }, 256);
-
-  // t_50 = t_49 @ Wx  (lstm.ts:42)
-  //   %t_50: f32[16,512] = matmul %t_49, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_50 = kernel(function (
-    this: IKernelFunctionThis,
-    t_48: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_48[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_4 = t_50 + h2_3 @ Wh + b  (lstm.ts:42)
-  //   %t_51: f32[16,512] = matmul %h2_3, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_52: f32[16,512] = add %t_50, %t_51   lstm.ts:42
-  //   %gates_4: f32[16,512] = add %t_52, %b   lstm.ts:42
-  const kernel_gates_4 = kernel(function (
-    this: IKernelFunctionThis,
-    t_50: Float32Array,
-    h2_3: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_3[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_50[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_53 = gates_4[0:16, 0:128]  (lstm.ts:43)
-  //   %t_53: f32[16,128] = slice %gates_4 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_53 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_4[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_4 = sigmoid(t_53)  (lstm.ts:43)
-  //   %i_4: f32[16,128] = sigmoid %t_53   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_4 = kernel(function (this: IKernelFunctionThis, t_53: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_53[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_54 = gates_4[0:16, 128:256]  (lstm.ts:44)
-  //   %t_54: f32[16,128] = slice %gates_4 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_54 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_4[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_4 = sigmoid(t_54)  (lstm.ts:44)
-  //   %f_4: f32[16,128] = sigmoid %t_54   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_4 = kernel(function (this: IKernelFunctionThis, t_54: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_54[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_57 = f_4 * c2_3  (lstm.ts:47)
-  //   %t_57: f32[16,128] = mul %f_4, %c2_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_57 = kernel(function (
-    this: IKernelFunctionThis,
-    f_4: Float32Array,
-    c2_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_4[_i0 * 128 + _rest0] * c2_3[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_55 = gates_4[0:16, 256:384]  (lstm.ts:45)
-  //   %t_55: f32[16,128] = slice %gates_4 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_55 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_4[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_4 = tanh(t_55)  (lstm.ts:45)
-  //   %u_4: f32[16,128] = tanh %t_55   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_4 = kernel(function (this: IKernelFunctionThis, t_55: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_55[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_4 = t_57 + i_4 * u_4  (lstm.ts:47)
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_4: f32[16,128] = add %t_57, %t_58   lstm.ts:47
-  const kernel_c2_4 = kernel(function (
-    this: IKernelFunctionThis,
-    u_4: Float32Array,
-    i_4: Float32Array,
-    t_57: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_57[_i0 * 128 + _rest0] + i_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_59 = tanh(c2_4)  (lstm.ts:48)
-  //   %t_58: f32[16,128] = mul %i_4, %u_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_59: f32[16,128] = tanh %c2_4   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_59 = kernel(function (this: IKernelFunctionThis, c2_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_4[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_56 = gates_4[0:16, 384:512]  (lstm.ts:46)
-  //   %t_56: f32[16,128] = slice %gates_4 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_56 = kernel(function (this: IKernelFunctionThis, gates_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_4[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_4 = sigmoid(t_56)  (lstm.ts:46)
-  //   %o_4: f32[16,128] = sigmoid %t_56   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_4 = kernel(function (this: IKernelFunctionThis, t_56: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_56[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_4 = o_4 * t_59  (lstm.ts:48)
-  //   %h2_4: f32[16,128] = mul %o_4, %t_59   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_4 = kernel(function (
-    this: IKernelFunctionThis,
-    o_4: Float32Array,
-    t_59: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_4[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_60 = emb[0:16, 5:6, 0:16]  (lstm.ts:62)
-  //   %t_60: f32[16,1,16] = slice %emb {starts=[0, 5, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_60 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 80];
-  }, 256);
-
-  // t_62 = t_61 @ Wx  (lstm.ts:42)
-  //   %t_62: f32[16,512] = matmul %t_61, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_62 = kernel(function (
-    this: IKernelFunctionThis,
-    t_60: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_60[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_5 = t_62 + h2_4 @ Wh + b  (lstm.ts:42)
-  //   %t_63: f32[16,512] = matmul %h2_4, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_64: f32[16,512] = add %t_62, %t_63   lstm.ts:42
-  //   %gates_5: f32[16,512] = add %t_64, %b   lstm.ts:42
-  const kernel_gates_5 = kernel(function (
-    this: IKernelFunctionThis,
-    t_62: Float32Array,
-    h2_4: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_4[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_62[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_65 = gates_5[0:16, 0:128]  (lstm.ts:43)
-  //   %t_65: f32[16,128] = slice %gates_5 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_65 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_5[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_5 = sigmoid(t_65)  (lstm.ts:43)
-  //   %i_5: f32[16,128] = sigmoid %t_65   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_5 = kernel(function (this: IKernelFunctionThis, t_65: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_65[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_66 = gates_5[0:16, 128:256]  (lstm.ts:44)
-  //   %t_66: f32[16,128] = slice %gates_5 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_66 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_5[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_5 = sigmoid(t_66)  (lstm.ts:44)
-  //   %f_5: f32[16,128] = sigmoid %t_66   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_5 = kernel(function (this: IKernelFunctionThis, t_66: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_66[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_69 = f_5 * c2_4  (lstm.ts:47)
-  //   %t_69: f32[16,128] = mul %f_5, %c2_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_69 = kernel(function (
-    this: IKernelFunctionThis,
-    f_5: Float32Array,
-    c2_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_5[_i0 * 128 + _rest0] * c2_4[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_67 = gates_5[0:16, 256:384]  (lstm.ts:45)
-  //   %t_67: f32[16,128] = slice %gates_5 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_67 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_5[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_5 = tanh(t_67)  (lstm.ts:45)
-  //   %u_5: f32[16,128] = tanh %t_67   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_5 = kernel(function (this: IKernelFunctionThis, t_67: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_67[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_5 = t_69 + i_5 * u_5  (lstm.ts:47)
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_5: f32[16,128] = add %t_69, %t_70   lstm.ts:47
-  const kernel_c2_5 = kernel(function (
-    this: IKernelFunctionThis,
-    u_5: Float32Array,
-    i_5: Float32Array,
-    t_69: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_69[_i0 * 128 + _rest0] + i_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_71 = tanh(c2_5)  (lstm.ts:48)
-  //   %t_70: f32[16,128] = mul %i_5, %u_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_71: f32[16,128] = tanh %c2_5   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_71 = kernel(function (this: IKernelFunctionThis, c2_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_5[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_68 = gates_5[0:16, 384:512]  (lstm.ts:46)
-  //   %t_68: f32[16,128] = slice %gates_5 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_68 = kernel(function (this: IKernelFunctionThis, gates_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_5[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_5 = sigmoid(t_68)  (lstm.ts:46)
-  //   %o_5: f32[16,128] = sigmoid %t_68   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_5 = kernel(function (this: IKernelFunctionThis, t_68: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_68[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_5 = o_5 * t_71  (lstm.ts:48)
-  //   %h2_5: f32[16,128] = mul %o_5, %t_71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_5 = kernel(function (
-    this: IKernelFunctionThis,
-    o_5: Float32Array,
-    t_71: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_5[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_72 = emb[0:16, 6:7, 0:16]  (lstm.ts:62)
-  //   %t_72: f32[16,1,16] = slice %emb {starts=[0, 6, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_72 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 96];
-  }, 256);
-
-  // t_74 = t_73 @ Wx  (lstm.ts:42)
-  //   %t_74: f32[16,512] = matmul %t_73, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_74 = kernel(function (
-    this: IKernelFunctionThis,
-    t_72: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_72[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_6 = t_74 + h2_5 @ Wh + b  (lstm.ts:42)
-  //   %t_75: f32[16,512] = matmul %h2_5, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_76: f32[16,512] = add %t_74, %t_75   lstm.ts:42
-  //   %gates_6: f32[16,512] = add %t_76, %b   lstm.ts:42
-  const kernel_gates_6 = kernel(function (
-    this: IKernelFunctionThis,
-    t_74: Float32Array,
-    h2_5: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_5[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_74[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_77 = gates_6[0:16, 0:128]  (lstm.ts:43)
-  //   %t_77: f32[16,128] = slice %gates_6 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_77 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_6[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_6 = sigmoid(t_77)  (lstm.ts:43)
-  //   %i_6: f32[16,128] = sigmoid %t_77   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_6 = kernel(function (this: IKernelFunctionThis, t_77: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_77[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_78 = gates_6[0:16, 128:256]  (lstm.ts:44)
-  //   %t_78: f32[16,128] = slice %gates_6 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_78 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_6[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_6 = sigmoid(t_78)  (lstm.ts:44)
-  //   %f_6: f32[16,128] = sigmoid %t_78   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_6 = kernel(function (this: IKernelFunctionThis, t_78: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_78[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_81 = f_6 * c2_5  (lstm.ts:47)
-  //   %t_81: f32[16,128] = mul %f_6, %c2_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_81 = kernel(function (
-    this: IKernelFunctionThis,
-    f_6: Float32Array,
-    c2_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_6[_i0 * 128 + _rest0] * c2_5[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_79 = gates_6[0:16, 256:384]  (lstm.ts:45)
-  //   %t_79: f32[16,128] = slice %gates_6 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_79 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_6[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_6 = tanh(t_79)  (lstm.ts:45)
-  //   %u_6: f32[16,128] = tanh %t_79   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_u_6 = kernel(function (this: IKernelFunctionThis, t_79: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_79[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // c2_6 = t_81 + i_6 * u_6  (lstm.ts:47)
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %c2_6: f32[16,128] = add %t_81, %t_82   lstm.ts:47
-  const kernel_c2_6 = kernel(function (
-    this: IKernelFunctionThis,
-    u_6: Float32Array,
-    i_6: Float32Array,
-    t_81: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return t_81[_i0 * 128 + _rest0] + i_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_83 = tanh(c2_6)  (lstm.ts:48)
-  //   %t_82: f32[16,128] = mul %i_6, %u_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t_83: f32[16,128] = tanh %c2_6   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_83 = kernel(function (this: IKernelFunctionThis, c2_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(c2_6[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_80 = gates_6[0:16, 384:512]  (lstm.ts:46)
-  //   %t_80: f32[16,128] = slice %gates_6 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_80 = kernel(function (this: IKernelFunctionThis, gates_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_6[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_6 = sigmoid(t_80)  (lstm.ts:46)
-  //   %o_6: f32[16,128] = sigmoid %t_80   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_6 = kernel(function (this: IKernelFunctionThis, t_80: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_80[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // h2_6 = o_6 * t_83  (lstm.ts:48)
-  //   %h2_6: f32[16,128] = mul %o_6, %t_83   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_h2_6 = kernel(function (
-    this: IKernelFunctionThis,
-    o_6: Float32Array,
-    t_83: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_6[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_84 = emb[0:16, 7:8, 0:16]  (lstm.ts:62)
-  //   %t_84: f32[16,1,16] = slice %emb {starts=[0, 7, 0], sizes=[16, 1, 16]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t_84 = kernel(function (this: IKernelFunctionThis, emb: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    return emb[_i0 * 128 + _rest0 + 112];
-  }, 256);
-
-  // t_86 = t_85 @ Wx  (lstm.ts:42)
-  //   %t_86: f32[16,512] = matmul %t_85, %Wx {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_t_86 = kernel(function (
-    this: IKernelFunctionThis,
-    t_84: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_84[_i0 * 16 + _r1] * Wx[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // gates_7 = t_86 + h2_6 @ Wh + b  (lstm.ts:42)
-  //   %t_87: f32[16,512] = matmul %h2_6, %Wh {transA=false, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t_88: f32[16,512] = add %t_86, %t_87   lstm.ts:42
-  //   %gates_7: f32[16,512] = add %t_88, %b   lstm.ts:42
-  const kernel_gates_7 = kernel(function (
-    this: IKernelFunctionThis,
-    t_86: Float32Array,
-    h2_6: Float32Array,
-    Wh: Float32Array,
-    b: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 128; _r1++) {
-      _acc0 += h2_6[_i0 * 128 + _r1] * Wh[_r1 * 512 + _rest0];
-    }
-    return t_86[_i0 * 512 + _rest0] + _acc0 + b[_rest0];
-  }, 8192);
-
-  // t_89 = gates_7[0:16, 0:128]  (lstm.ts:43)
-  //   %t_89: f32[16,128] = slice %gates_7 {starts=[0, 0], sizes=[16, 128]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_t_89 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_7[_i0 * 512 + _rest0];
-  }, 2048);
-
-  // i_7 = sigmoid(t_89)  (lstm.ts:43)
-  //   %i_7: f32[16,128] = sigmoid %t_89   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_i_7 = kernel(function (this: IKernelFunctionThis, t_89: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_89[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_90 = gates_7[0:16, 128:256]  (lstm.ts:44)
-  //   %t_90: f32[16,128] = slice %gates_7 {starts=[0, 128], sizes=[16, 128]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_t_90 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_7[_i0 * 512 + _rest0 + 128];
-  }, 2048);
-
-  // f_7 = sigmoid(t_90)  (lstm.ts:44)
-  //   %f_7: f32[16,128] = sigmoid %t_90   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_f_7 = kernel(function (this: IKernelFunctionThis, t_90: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_90[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t_93 = f_7 * c2_6  (lstm.ts:47)
-  //   %t_93: f32[16,128] = mul %f_7, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  const kernel_t_93 = kernel(function (
-    this: IKernelFunctionThis,
-    f_7: Float32Array,
-    c2_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return f_7[_i0 * 128 + _rest0] * c2_6[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t_91 = gates_7[0:16, 256:384]  (lstm.ts:45)
-  //   %t_91: f32[16,128] = slice %gates_7 {starts=[0, 256], sizes=[16, 128]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_t_91 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_7[_i0 * 512 + _rest0 + 256];
-  }, 2048);
-
-  // u_7 = tanh(t_91)  (lstm.ts:45)
-  //   %u_7: f32[16,128] = tanh %t_91   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
-  const kernel_u_7 = kernel(function (this: IKernelFunctionThis, t_91: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_91[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_95 = tanh(t_93 + i_7 * u_7)  (lstm.ts:48)
-  //   %t_94: f32[16,128] = mul %i_7, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t4: f32[16,128] = add %t_93, %t_94   lstm.ts:47
-  //   %t_95: f32[16,128] = tanh %t4   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t_95 = kernel(function (
-    this: IKernelFunctionThis,
-    u_7: Float32Array,
-    i_7: Float32Array,
-    t_93: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return Math.tanh(t_93[_i0 * 128 + _rest0] + i_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // t_92 = gates_7[0:16, 384:512]  (lstm.ts:46)
-  //   %t_92: f32[16,128] = slice %gates_7 {starts=[0, 384], sizes=[16, 128]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_t_92 = kernel(function (this: IKernelFunctionThis, gates_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return gates_7[_i0 * 512 + _rest0 + 384];
-  }, 2048);
-
-  // o_7 = sigmoid(t_92)  (lstm.ts:46)
-  //   %o_7: f32[16,128] = sigmoid %t_92   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_o_7 = kernel(function (this: IKernelFunctionThis, t_92: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return 1 / (1 + Math.exp(-t_92[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // t3 = o_7 * t_95  (lstm.ts:48)
-  //   %t3: f32[16,128] = mul %o_7, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  const kernel_t3 = kernel(function (
-    this: IKernelFunctionThis,
-    o_7: Float32Array,
-    t_95: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return o_7[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0];
-  }, 2048);
-
-  // t5 = cat([t_96, t_97, t_98, t_99, t_100, t_101, t_102, t_103], 1)  (lstm.ts:62)
-  //   %t5: f32[16,8,128] = concat %t_96, %t_97, %t_98, %t_99, %t_100, %t_101, %t_102, %t_103 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t5 = kernel(function (
-    this: IKernelFunctionThis,
-    h2: Float32Array,
-    h2_1: Float32Array,
-    h2_2: Float32Array,
-    h2_3: Float32Array,
-    h2_4: Float32Array,
-    h2_5: Float32Array,
-    h2_6: Float32Array,
-    t3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 1024);
-    const _rest0 = _x - _i0 * 1024;
-    const _i1 = Math.floor(_rest0 / 128);
-    const _rest1 = _rest0 - _i1 * 128;
-    let _pad0 = 0;
-    if (_i1 < 1) {
-      _pad0 = h2[_i0 * 128 + _i1 * 128 + _rest1];
-    }
-    let _pad1 = 0;
-    if (_i1 >= 1 && _i1 < 2) {
-      _pad1 = h2_1[_i0 * 128 + _i1 * 128 + _rest1 - 128];
-    }
-    let _pad2 = 0;
-    if (_i1 >= 2 && _i1 < 3) {
-      _pad2 = h2_2[_i0 * 128 + _i1 * 128 + _rest1 - 256];
-    }
-    let _pad3 = 0;
-    if (_i1 >= 3 && _i1 < 4) {
-      _pad3 = h2_3[_i0 * 128 + _i1 * 128 + _rest1 - 384];
-    }
-    let _pad4 = 0;
-    if (_i1 >= 4 && _i1 < 5) {
-      _pad4 = h2_4[_i0 * 128 + _i1 * 128 + _rest1 - 512];
-    }
-    let _pad5 = 0;
-    if (_i1 >= 5 && _i1 < 6) {
-      _pad5 = h2_5[_i0 * 128 + _i1 * 128 + _rest1 - 640];
-    }
-    let _pad6 = 0;
-    if (_i1 >= 6 && _i1 < 7) {
-      _pad6 = h2_6[_i0 * 128 + _i1 * 128 + _rest1 - 768];
-    }
-    let _pad7 = 0;
-    if (_i1 >= 7 && _i1 < 8) {
-      _pad7 = t3[_i0 * 128 + _i1 * 128 + _rest1 - 896];
-    }
-    return _pad0 + _pad1 + _pad2 + _pad3 + _pad4 + _pad5 + _pad6 + _pad7;
-  }, 16384);
 
   // logits = t6 @ Wy + by  (lstm.ts:63)
   //   %t7: f32[128,27] = matmul %t6, %Wy {transA=false, transB=false}   lstm.ts:63  const logits = hs.reshape([n * steps, H]).matmul(Wy).add(by);
@@ -1816,160 +705,412 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 3456);
 
-  // t14 = dt5[0:16, 7:8, 0:128]   scan'  (lstm.ts:62)
-  //   %t14: f32[16,1,128] = slice %dt5 {starts=[0, 7, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t14 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
+  // t14 = 0   scan'  (lstm.ts:62)
+  //   %t14: f32[16,128] = broadcast %t10 {shape=[16, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t14 = kernel(function (this: IKernelFunctionThis): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 896];
+    return 0;
   }, 2048);
 
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // di = dc2_1 * u_7   mul'  (lstm.ts:47)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %di: f32[16,128] = mul %dc2_1, %u_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  // t15 = 0   scan'  (lstm.ts:62)
+  //   %t15: f32[16,512] = broadcast %t10 {shape=[16, 512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t15 = kernel(function (this: IKernelFunctionThis): number {
+    const _x = this.thread.x;
+    const _i0 = Math.floor(_x / 512);
+    const _rest0 = _x - _i0 * 512;
+    return 0;
+  }, 8192);
+
+  // t16 = 0   scan'  (lstm.ts:62)
+  //   %t16: f32[128,512] = broadcast %t10 {shape=[128, 512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t16 = kernel(function (this: IKernelFunctionThis): number {
+    const _x = this.thread.x;
+    const _i0 = Math.floor(_x / 512);
+    const _rest0 = _x - _i0 * 512;
+    return 0;
+  }, 65536);
+
+  // t17 = 0   scan'  (lstm.ts:62)
+  //   %t17: f32[512] = broadcast %t10 {shape=[512]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t17 = kernel(function (this: IKernelFunctionThis): number {
+    const _x = this.thread.x;
+    return 0;
+  }, 512);
+
+  // slice t of scan_carries along axis 0: a step's operand
+  const slice_scan_carries = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of scan_carries_1 along axis 0: a step's operand
+  const slice_scan_carries_1 = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of emb along axis 1: a step's operand
+  const slice_emb_1 = loopKernel(function (this: IKernelFunctionThis, src: Float32Array, t: number): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16);
+    return src[(_o * 8 + t) * 16 + _x - _o * 16];
+  }, 256);
+
+  // slice t of dt5 along axis 1: a step's operand
+  const slice_dt5 = loopKernel(function (this: IKernelFunctionThis, src: Float32Array, t: number): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 128);
+    return src[(_o * 8 + t) * 128 + _x - _o * 128];
+  }, 2048);
+
+  // slice t of scan_residual along axis 0: a step's operand
+  const slice_scan_residual = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of scan_residual_1 along axis 0: a step's operand
+  const slice_scan_residual_1 = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of scan_residual_2 along axis 0: a step's operand
+  const slice_scan_residual_2 = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of scan_residual_3 along axis 0: a step's operand
+  const slice_scan_residual_3 = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  // slice t of scan_residual_4 along axis 0: a step's operand
+  const slice_scan_residual_4 = loopKernel(function (
+    this: IKernelFunctionThis,
+    src: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    return src[2048 * t + _x];
+  }, 2048);
+
+  const fill_t18 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 2048);
+
+  // demb with slice t along axis 1 from a step's y
+  const put_demb = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 128);
+    const _r = _x - _o * 128;
+    const _s = Math.floor(_r / 16);
+    if (_s === t) return y[_o * 16 + _r - _s * 16];
+    return ys[_x];
+  }, 2048);
+
+  const fill_t18_1 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 16384);
+
+  // t19 with slice t along axis 0 from a step's y
+  const put_t19 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  // t20 with slice t along axis 0 from a step's y
+  const put_t20 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 16384);
+    const _r = _x - _o * 16384;
+    const _s = Math.floor(_r / 2048);
+    if (_s === t) return y[_o * 2048 + _r - _s * 2048];
+    return ys[_x];
+  }, 16384);
+
+  const fill_t18_2 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 65536);
+
+  // t21 with slice t along axis 0 from a step's y
+  const put_t21 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 65536);
+    const _r = _x - _o * 65536;
+    const _s = Math.floor(_r / 8192);
+    if (_s === t) return y[_o * 8192 + _r - _s * 8192];
+    return ys[_x];
+  }, 65536);
+
+  const fill_t18_3 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 524288);
+
+  // t22 with slice t along axis 0 from a step's y
+  const put_t22 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 524288);
+    const _r = _x - _o * 524288;
+    const _s = Math.floor(_r / 65536);
+    if (_s === t) return y[_o * 65536 + _r - _s * 65536];
+    return ys[_x];
+  }, 524288);
+
+  const fill_t18_4 = kernel(function (this: IKernelFunctionThis): number {
+    return 0;
+  }, 4096);
+
+  // t23 with slice t along axis 0 from a step's y
+  const put_t23 = loopKernel(function (
+    this: IKernelFunctionThis,
+    ys: Float32Array,
+    y: Float32Array,
+    t: number,
+  ): number {
+    const _x = this.thread.x;
+    const _o = Math.floor(_x / 4096);
+    const _r = _x - _o * 4096;
+    const _s = Math.floor(_r / 512);
+    if (_s === t) return y[_o * 512 + _r - _s * 512];
+    return ys[_x];
+  }, 4096);
+
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // di = dc2 * u_1   mul'  (lstm.ts:47)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %di: f32[16,128] = mul %dc2, %u_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   const kernel_di = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
-    u_7: Float32Array,
+    dc0: Float32Array,
+    dy0: Float32Array,
+    t10_2: Float32Array,
+    o_1: Float32Array,
+    dc1: Float32Array,
+    u_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return (
-      dh2[_i0 * 128 + _rest0] *
-      o_7[_i0 * 128 + _rest0] *
-      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
-      u_7[_i0 * 128 + _rest0]
+      (dc1[_i0 * 128 + _rest0] +
+        (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) *
+      u_1[_i0 * 128 + _rest0]
     );
   }, 2048);
 
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // du = dc2_1 * i_7   mul'  (lstm.ts:47)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %du: f32[16,128] = mul %dc2_1, %i_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // du = dc2 * i__1   mul'  (lstm.ts:47)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %du: f32[16,128] = mul %dc2, %i__1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   const kernel_du = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
-    i_7: Float32Array,
+    dc0: Float32Array,
+    dy0: Float32Array,
+    t10_2: Float32Array,
+    o_1: Float32Array,
+    dc1: Float32Array,
+    i__1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return (
-      dh2[_i0 * 128 + _rest0] *
-      o_7[_i0 * 128 + _rest0] *
-      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
-      i_7[_i0 * 128 + _rest0]
+      (dc1[_i0 * 128 + _rest0] +
+        (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) *
+      i__1[_i0 * 128 + _rest0]
     );
   }, 2048);
 
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // df = dc2_1 * c2_6   mul'  (lstm.ts:47)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %df: f32[16,128] = mul %dc2_1, %c2_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // df = dc2 * c1_1   mul'  (lstm.ts:47)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %df: f32[16,128] = mul %dc2, %c1_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   const kernel_df = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
-    c2_6: Float32Array,
+    dc0: Float32Array,
+    dy0: Float32Array,
+    t10_2: Float32Array,
+    o_1: Float32Array,
+    dc1: Float32Array,
+    c1_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return (
-      dh2[_i0 * 128 + _rest0] *
-      o_7[_i0 * 128 + _rest0] *
-      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
-      c2_6[_i0 * 128 + _rest0]
+      (dc1[_i0 * 128 + _rest0] +
+        (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) *
+      c1_1[_i0 * 128 + _rest0]
     );
   }, 2048);
 
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // dc1_1 = dc2_1 * f_7   mul'  (lstm.ts:47)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %dc1_1: f32[16,128] = mul %dc2_1, %f_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // dc1_1 = dc2 * f_1   mul'  (lstm.ts:47)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %dc1_1: f32[16,128] = mul %dc2, %f_1   lstm.ts:47
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
   const kernel_dc1_1 = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
-    f_7: Float32Array,
+    dc0: Float32Array,
+    dy0: Float32Array,
+    t10_2: Float32Array,
+    o_1: Float32Array,
+    dc1: Float32Array,
+    f_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return (
-      dh2[_i0 * 128 + _rest0] *
-      o_7[_i0 * 128 + _rest0] *
-      (1 - t_95[_i0 * 128 + _rest0] * t_95[_i0 * 128 + _rest0]) *
-      f_7[_i0 * 128 + _rest0]
+      (dc1[_i0 * 128 + _rest0] +
+        (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) *
+          o_1[_i0 * 128 + _rest0] *
+          (1 - t10_2[_i0 * 128 + _rest0] * t10_2[_i0 * 128 + _rest0])) *
+      f_1[_i0 * 128 + _rest0]
     );
   }, 2048);
 
-  // do_ = dh2 * t_95   mul'  (lstm.ts:48)
-  // dt10 = dh2 * o_7   mul'  (lstm.ts:48)
-  // dc2_1 = dt10 * (1 - t_95²)   tanh'  (lstm.ts:48)
-  // dt7 = do_ * (o_7 * (1 - o_7))   sigmoid'  (lstm.ts:46)
-  //   %do_: f32[16,128] = mul %dh2, %t_95   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %dt10: f32[16,128] = mul %dh2, %o_7   lstm.ts:48
-  //   %t15: f32[16,128] = square %t_95   lstm.ts:48
-  //   %t16: f32[16,128] = sub %t10, %t15   lstm.ts:48
-  //   %dc2_1: f32[16,128] = mul %dt10, %t16   lstm.ts:48
-  //   %t17: f32[16,128] = sub %t10, %o_7   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t18: f32[16,128] = mul %o_7, %t17   lstm.ts:46
-  //   %dt7: f32[16,128] = mul %do_, %t18   lstm.ts:46
+  // dh2 = dc0 + dy0   fan-out: dh2 += the gradient through each use  (lstm.ts:48)
+  // do_ = dh2 * t10_2   mul'  (lstm.ts:48)
+  // dt10 = dh2 * o_1   mul'  (lstm.ts:48)
+  // dc2_1 = dt10 * (1 - t10_2²)   tanh'  (lstm.ts:48)
+  // dc2 = dc1 + dc2_1   fan-out: dc2 += the gradient through each use  (lstm.ts:47)
+  // dt7 = do_ * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
+  //   %dh2: f32[16,128] = add %dc0, %dy0   lstm.ts:48  const h2 = o.mul(c2.tanh());
+  //   %do_: f32[16,128] = mul %dh2, %t10_2   lstm.ts:48
+  //   %dt10: f32[16,128] = mul %dh2, %o_1   lstm.ts:48
+  //   %t2_2: f32[16,128] = square %t10_2   lstm.ts:48
+  //   %t3_2: f32[16,128] = sub %t1_2, %t2_2   lstm.ts:48
+  //   %dc2_1: f32[16,128] = mul %dt10, %t3_2   lstm.ts:48
+  //   %dc2: f32[16,128] = add %dc1, %dc2_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
+  //   %t4_2: f32[16,128] = sub %t1_2, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
+  //   %t5_2: f32[16,128] = mul %o_1, %t4_2   lstm.ts:46
+  //   %dt7: f32[16,128] = mul %do_, %t5_2   lstm.ts:46
   const kernel_dt7 = kernel(function (
     this: IKernelFunctionThis,
-    dh2: Float32Array,
-    t_95: Float32Array,
-    o_7: Float32Array,
+    dc0: Float32Array,
+    dy0: Float32Array,
+    t10_2: Float32Array,
+    o_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
     return (
-      dh2[_i0 * 128 + _rest0] *
-      t_95[_i0 * 128 + _rest0] *
-      (o_7[_i0 * 128 + _rest0] * (1 - o_7[_i0 * 128 + _rest0]))
+      (dc0[_i0 * 128 + _rest0] + dy0[_i0 * 128 + _rest0]) *
+      t10_2[_i0 * 128 + _rest0] *
+      (o_1[_i0 * 128 + _rest0] * (1 - o_1[_i0 * 128 + _rest0]))
     );
   }, 2048);
 
@@ -1986,19 +1127,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _pad0;
   }, 8192);
 
-  // dt6_1 = du * (1 - u_7²)   tanh'  (lstm.ts:45)
-  //   %t19: f32[16,128] = square %u_7   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t20: f32[16,128] = sub %t10, %t19   lstm.ts:45
-  //   %dt6_1: f32[16,128] = mul %du, %t20   lstm.ts:45
+  // dt6_1 = du * (1 - u_1²)   tanh'  (lstm.ts:45)
+  //   %t6_2: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
+  //   %t7_2: f32[16,128] = sub %t1_2, %t6_2   lstm.ts:45
+  //   %dt6_1: f32[16,128] = mul %du, %t7_2   lstm.ts:45
   const kernel_dt6_1 = kernel(function (
     this: IKernelFunctionThis,
-    u_7: Float32Array,
+    u_1: Float32Array,
     du: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return du[_i0 * 128 + _rest0] * (1 - u_7[_i0 * 128 + _rest0] * u_7[_i0 * 128 + _rest0]);
+    return du[_i0 * 128 + _rest0] * (1 - u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0]);
   }, 2048);
 
   // dgates_3 = pad(dt6_1)   slice'  (lstm.ts:45)
@@ -2014,19 +1155,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _pad0;
   }, 8192);
 
-  // dt5_1 = df * (f_7 * (1 - f_7))   sigmoid'  (lstm.ts:44)
-  //   %t21: f32[16,128] = sub %t10, %f_7   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t22: f32[16,128] = mul %f_7, %t21   lstm.ts:44
-  //   %dt5_1: f32[16,128] = mul %df, %t22   lstm.ts:44
+  // dt5_1 = df * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
+  //   %t8_2: f32[16,128] = sub %t1_2, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
+  //   %t9_2: f32[16,128] = mul %f_1, %t8_2   lstm.ts:44
+  //   %dt5_1: f32[16,128] = mul %df, %t9_2   lstm.ts:44
   const kernel_dt5_1 = kernel(function (
     this: IKernelFunctionThis,
-    f_7: Float32Array,
+    f_1: Float32Array,
     df: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return df[_i0 * 128 + _rest0] * (f_7[_i0 * 128 + _rest0] * (1 - f_7[_i0 * 128 + _rest0]));
+    return df[_i0 * 128 + _rest0] * (f_1[_i0 * 128 + _rest0] * (1 - f_1[_i0 * 128 + _rest0]));
   }, 2048);
 
   // dgates_2 = pad(dt5_1)   slice'  (lstm.ts:44)
@@ -2042,19 +1183,19 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _pad0;
   }, 8192);
 
-  // dt4 = di * (i_7 * (1 - i_7))   sigmoid'  (lstm.ts:43)
-  //   %t23: f32[16,128] = sub %t10, %i_7   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t24: f32[16,128] = mul %i_7, %t23   lstm.ts:43
-  //   %dt4: f32[16,128] = mul %di, %t24   lstm.ts:43
+  // dt4 = di * (i__1 * (1 - i__1))   sigmoid'  (lstm.ts:43)
+  //   %t11_1: f32[16,128] = sub %t1_2, %i__1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
+  //   %t12_1: f32[16,128] = mul %i__1, %t11_1   lstm.ts:43
+  //   %dt4: f32[16,128] = mul %di, %t12_1   lstm.ts:43
   const kernel_dt4 = kernel(function (
     this: IKernelFunctionThis,
-    i_7: Float32Array,
+    i__1: Float32Array,
     di: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
     const _rest0 = _x - _i0 * 128;
-    return di[_i0 * 128 + _rest0] * (i_7[_i0 * 128 + _rest0] * (1 - i_7[_i0 * 128 + _rest0]));
+    return di[_i0 * 128 + _rest0] * (i__1[_i0 * 128 + _rest0] * (1 - i__1[_i0 * 128 + _rest0]));
   }, 2048);
 
   // dgates_1 = pad(dt4)   slice'  (lstm.ts:43)
@@ -2073,9 +1214,11 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
   // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
   // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
   // dgates = dgates_acc_1 + dgates_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
+  // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
   //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
   //   %dgates: f32[16,512] = add %dgates_acc_1, %dgates_1   lstm.ts:42
+  //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
   const kernel_dgates = kernel(function (
     this: IKernelFunctionThis,
     dgates_4: Float32Array,
@@ -2096,445 +1239,31 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
 
   // dgates_acc = dgates_4 + dgates_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
   // dgates_acc_1 = dgates_acc + dgates_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // db_1 = dgates.sum(0)   add'  (lstm.ts:42)
+  // db_1_1 = dgates.sum(0)   add'  (lstm.ts:42)
+  // t13_1 = db_1 + db_1_1  (lstm.ts:62)
   //   %dgates_acc: f32[16,512] = add %dgates_4, %dgates_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
   //   %dgates_acc_1: f32[16,512] = add %dgates_acc, %dgates_2   lstm.ts:42
-  //   %db_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_db_1 = kernel(function (this: IKernelFunctionThis, dgates: Float32Array): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates[_r1 * 512 + _x];
-    }
-    return _acc0;
-  }, 512);
-
-  // dc0_1 = dgates @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1 = kernel(function (
+  //   %db_1_1: f32[512] = sum %dgates {axes=[0], keepDims=false}   lstm.ts:42
+  //   %t13_1: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t13_1 = kernel(function (
     this: IKernelFunctionThis,
     dgates: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1 = h2_6.T @ dgates   matmul'  (lstm.ts:42)
-  //   %dWh_1: f32[128,512] = matmul %h2_6, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dWh_1 = kernel(function (
-    this: IKernelFunctionThis,
-    h2_6: Float32Array,
-    dgates: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_6[_r1 * 128 + _i0] * dgates[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 65536);
-
-  // dx0 = dgates @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0: f32[16,16] = matmul %dgates, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1 = t_85.T @ dgates   matmul'  (lstm.ts:42)
-  //   %dWx_1: f32[16,512] = matmul %t_85, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dWx_1 = kernel(function (
-    this: IKernelFunctionThis,
-    t_84: Float32Array,
-    dgates: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_84[_r1 * 16 + _i0] * dgates[_r1 * 512 + _rest0];
-    }
-    return _acc0;
-  }, 8192);
-
-  // t25 = dt5[0:16, 6:7, 0:128]   scan'  (lstm.ts:62)
-  //   %t25: f32[16,1,128] = slice %dt5 {starts=[0, 6, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t25 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 768];
-  }, 2048);
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // di_1 = dc2_2 * u_6   mul'  (lstm.ts:47)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_1: f32[16,128] = mul %dc2_2, %u_6   lstm.ts:47
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  const kernel_di_1 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1: Float32Array,
-    t25: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-    dc1_1: Float32Array,
-    u_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1[_i0 * 128 + _rest0] +
-        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
-          o_6[_i0 * 128 + _rest0] *
-          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
-      u_6[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // du_1 = dc2_2 * i_6   mul'  (lstm.ts:47)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_1: f32[16,128] = mul %dc2_2, %i_6   lstm.ts:47
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  const kernel_du_1 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1: Float32Array,
-    t25: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-    dc1_1: Float32Array,
-    i_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1[_i0 * 128 + _rest0] +
-        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
-          o_6[_i0 * 128 + _rest0] *
-          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
-      i_6[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // df_1 = dc2_2 * c2_5   mul'  (lstm.ts:47)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_1: f32[16,128] = mul %dc2_2, %c2_5   lstm.ts:47
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  const kernel_df_1 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1: Float32Array,
-    t25: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-    dc1_1: Float32Array,
-    c2_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1[_i0 * 128 + _rest0] +
-        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
-          o_6[_i0 * 128 + _rest0] *
-          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
-      c2_5[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_1 = dc2_2 * f_6   mul'  (lstm.ts:47)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_1: f32[16,128] = mul %dc2_2, %f_6   lstm.ts:47
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  const kernel_dc1_1_1 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1: Float32Array,
-    t25: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-    dc1_1: Float32Array,
-    f_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1[_i0 * 128 + _rest0] +
-        (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
-          o_6[_i0 * 128 + _rest0] *
-          (1 - t_83[_i0 * 128 + _rest0] * t_83[_i0 * 128 + _rest0])) *
-      f_6[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_1 = dc0_1 + t26   fan-out: dh2_1 += the gradient through each use  (lstm.ts:48)
-  // do_1 = dh2_1 * t_83   mul'  (lstm.ts:48)
-  // dt10_1 = dh2_1 * o_6   mul'  (lstm.ts:48)
-  // dc2_1_1 = dt10_1 * (1 - t_83²)   tanh'  (lstm.ts:48)
-  // dc2_2 = dc1_1 + dc2_1_1   fan-out: dc2_2 += the gradient through each use  (lstm.ts:47)
-  // dt7_1 = do_1 * (o_6 * (1 - o_6))   sigmoid'  (lstm.ts:46)
-  //   %dh2_1: f32[16,128] = add %dc0_1, %t26   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_1: f32[16,128] = mul %dh2_1, %t_83   lstm.ts:48
-  //   %dt10_1: f32[16,128] = mul %dh2_1, %o_6   lstm.ts:48
-  //   %t27: f32[16,128] = square %t_83   lstm.ts:48
-  //   %t28: f32[16,128] = sub %t10, %t27   lstm.ts:48
-  //   %dc2_1_1: f32[16,128] = mul %dt10_1, %t28   lstm.ts:48
-  //   %dc2_2: f32[16,128] = add %dc1_1, %dc2_1_1   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t29: f32[16,128] = sub %t10, %o_6   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t30: f32[16,128] = mul %o_6, %t29   lstm.ts:46
-  //   %dt7_1: f32[16,128] = mul %do_1, %t30   lstm.ts:46
-  const kernel_dt7_1 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1: Float32Array,
-    t25: Float32Array,
-    t_83: Float32Array,
-    o_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1[_i0 * 128 + _rest0] + t25[_i0 * 128 + _rest0]) *
-      t_83[_i0 * 128 + _rest0] *
-      (o_6[_i0 * 128 + _rest0] * (1 - o_6[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_1 = pad(dt7_1)   slice'  (lstm.ts:46)
-  //   %dgates_4_1: f32[16,512] = pad %dt7_1 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_1 = kernel(function (this: IKernelFunctionThis, dt7_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_1[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_2 = du_1 * (1 - u_6²)   tanh'  (lstm.ts:45)
-  //   %t31: f32[16,128] = square %u_6   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t32: f32[16,128] = sub %t10, %t31   lstm.ts:45
-  //   %dt6_2: f32[16,128] = mul %du_1, %t32   lstm.ts:45
-  const kernel_dt6_2 = kernel(function (
-    this: IKernelFunctionThis,
-    u_6: Float32Array,
-    du_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_1[_i0 * 128 + _rest0] * (1 - u_6[_i0 * 128 + _rest0] * u_6[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_1 = pad(dt6_2)   slice'  (lstm.ts:45)
-  //   %dgates_3_1: f32[16,512] = pad %dt6_2 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_1 = kernel(function (this: IKernelFunctionThis, dt6_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_2[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_2 = df_1 * (f_6 * (1 - f_6))   sigmoid'  (lstm.ts:44)
-  //   %t33: f32[16,128] = sub %t10, %f_6   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t34: f32[16,128] = mul %f_6, %t33   lstm.ts:44
-  //   %dt5_2: f32[16,128] = mul %df_1, %t34   lstm.ts:44
-  const kernel_dt5_2 = kernel(function (
-    this: IKernelFunctionThis,
-    f_6: Float32Array,
-    df_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_1[_i0 * 128 + _rest0] * (f_6[_i0 * 128 + _rest0] * (1 - f_6[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_1 = pad(dt5_2)   slice'  (lstm.ts:44)
-  //   %dgates_2_1: f32[16,512] = pad %dt5_2 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_1 = kernel(function (this: IKernelFunctionThis, dt5_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_2[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_1 = di_1 * (i_6 * (1 - i_6))   sigmoid'  (lstm.ts:43)
-  //   %t35: f32[16,128] = sub %t10, %i_6   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t36: f32[16,128] = mul %i_6, %t35   lstm.ts:43
-  //   %dt4_1: f32[16,128] = mul %di_1, %t36   lstm.ts:43
-  const kernel_dt4_1 = kernel(function (
-    this: IKernelFunctionThis,
-    i_6: Float32Array,
-    di_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_1[_i0 * 128 + _rest0] * (i_6[_i0 * 128 + _rest0] * (1 - i_6[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_1 = pad(dt4_1)   slice'  (lstm.ts:43)
-  //   %dgates_1_1: f32[16,512] = pad %dt4_1 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_1 = kernel(function (this: IKernelFunctionThis, dt4_1: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_1[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
-  // dgates_5 = dgates_acc_1_1 + dgates_1_1   fan-out: dgates_5 += the gradient through each use  (lstm.ts:42)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
-  //   %dgates_5: f32[16,512] = add %dgates_acc_1_1, %dgates_1_1   lstm.ts:42
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_1: Float32Array,
-    dgates_3_1: Float32Array,
-    dgates_2_1: Float32Array,
-    dgates_1_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_1[_i0 * 512 + _rest0] +
-      dgates_3_1[_i0 * 512 + _rest0] +
-      dgates_2_1[_i0 * 512 + _rest0] +
-      dgates_1_1[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_2 = dgates_4_1 + dgates_3_1   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_1 = dgates_acc_2 + dgates_2_1   fan-out: dgates_acc_1_1 += the gradient through each use  (lstm.ts:42)
-  // db_1_1 = dgates_5.sum(0)   add'  (lstm.ts:42)
-  // t37 = db_1 + db_1_1  (lstm.ts:62)
-  //   %dgates_acc_2: f32[16,512] = add %dgates_4_1, %dgates_3_1   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_1: f32[16,512] = add %dgates_acc_2, %dgates_2_1   lstm.ts:42
-  //   %db_1_1: f32[512] = sum %dgates_5 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t37: f32[512] = add %db_1, %db_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t37 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_5: Float32Array,
     db_1: Float32Array,
   ): number {
     const _x = this.thread.x;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_5[_r1 * 512 + _x];
+      _acc0 += dgates[_r1 * 512 + _x];
     }
     return db_1[_x] + _acc0;
   }, 512);
 
-  // dc0_1_1 = dgates_5 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_1: f32[16,128] = matmul %dgates_5, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_1 = kernel(function (
+  // dc0_1 = dgates @ Wh_2.T   matmul'  (lstm.ts:42)
+  //   %dc0_1: f32[16,128] = matmul %dgates, %Wh_2 {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  const kernel_dc0_1 = kernel(function (
     this: IKernelFunctionThis,
-    dgates_5: Float32Array,
-    Wh: Float32Array,
+    dgates: Float32Array,
+    Wh_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 128);
@@ -2543,7 +1272,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0_block = 0;
     let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_5[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
+      _acc0_block += dgates[_i0 * 512 + _r1] * Wh_2[_rest0 * 512 + _r1];
       _acc0_count++;
       if (_acc0_count === 64) {
         _acc0 += _acc0_block;
@@ -2555,32 +1284,32 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 2048);
 
-  // dWh_1_1 = h2_5.T @ dgates_5   matmul'  (lstm.ts:42)
-  // t38 = dWh_1 + dWh_1_1  (lstm.ts:62)
-  //   %dWh_1_1: f32[128,512] = matmul %h2_5, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t38: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t38 = kernel(function (
+  // dWh_1_1 = c0_1.T @ dgates   matmul'  (lstm.ts:42)
+  // t14_1 = dWh_1 + dWh_1_1  (lstm.ts:62)
+  //   %dWh_1_1: f32[128,512] = matmul %c0_1, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t14_1: f32[128,512] = add %dWh_1, %dWh_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t14_1 = kernel(function (
     this: IKernelFunctionThis,
     dWh_1: Float32Array,
-    h2_5: Float32Array,
-    dgates_5: Float32Array,
+    c0_1: Float32Array,
+    dgates: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_5[_r1 * 128 + _i0] * dgates_5[_r1 * 512 + _rest0];
+      _acc0 += c0_1[_r1 * 128 + _i0] * dgates[_r1 * 512 + _rest0];
     }
     return dWh_1[_i0 * 512 + _rest0] + _acc0;
   }, 65536);
 
-  // dx0_1 = dgates_5 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_1: f32[16,16] = matmul %dgates_5, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_1 = kernel(function (
+  // dx0 = dgates @ Wx_2.T   matmul'  (lstm.ts:42)
+  //   %dx0: f32[16,16] = matmul %dgates, %Wx_2 {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  const kernel_dx0 = kernel(function (
     this: IKernelFunctionThis,
-    dgates_5: Float32Array,
-    Wx: Float32Array,
+    dgates: Float32Array,
+    Wx_2: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 16);
@@ -2589,7 +1318,7 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     let _acc0_block = 0;
     let _acc0_count = 0;
     for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_5[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
+      _acc0_block += dgates[_i0 * 512 + _r1] * Wx_2[_rest0 * 512 + _r1];
       _acc0_count++;
       if (_acc0_count === 64) {
         _acc0 += _acc0_block;
@@ -2601,2571 +1330,25 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     return _acc0;
   }, 256);
 
-  // dWx_1_1 = t_73.T @ dgates_5   matmul'  (lstm.ts:42)
-  // t39 = dWx_1 + dWx_1_1  (lstm.ts:62)
-  //   %dWx_1_1: f32[16,512] = matmul %t_73, %dgates_5 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t39: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t39 = kernel(function (
+  // dWx_1_1 = x0_1.T @ dgates   matmul'  (lstm.ts:42)
+  // t15_1 = dWx_1 + dWx_1_1  (lstm.ts:62)
+  //   %dWx_1_1: f32[16,512] = matmul %x0_1, %dgates {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
+  //   %t15_1: f32[16,512] = add %dWx_1, %dWx_1_1   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
+  const kernel_t15_1 = kernel(function (
     this: IKernelFunctionThis,
     dWx_1: Float32Array,
-    t_72: Float32Array,
-    dgates_5: Float32Array,
+    x0_1: Float32Array,
+    dgates: Float32Array,
   ): number {
     const _x = this.thread.x;
     const _i0 = Math.floor(_x / 512);
     const _rest0 = _x - _i0 * 512;
     let _acc0 = 0;
     for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_72[_r1 * 16 + _i0] * dgates_5[_r1 * 512 + _rest0];
+      _acc0 += x0_1[_r1 * 16 + _i0] * dgates[_r1 * 512 + _rest0];
     }
     return dWx_1[_i0 * 512 + _rest0] + _acc0;
   }, 8192);
-
-  // t40 = dt5[0:16, 5:6, 0:128]   scan'  (lstm.ts:62)
-  //   %t40: f32[16,1,128] = slice %dt5 {starts=[0, 5, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t40 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 640];
-  }, 2048);
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // di_2 = dc2_3 * u_5   mul'  (lstm.ts:47)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_2: f32[16,128] = mul %dc2_3, %u_5   lstm.ts:47
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  const kernel_di_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_1: Float32Array,
-    t40: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-    dc1_1_1: Float32Array,
-    u_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_1[_i0 * 128 + _rest0] +
-        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
-          o_5[_i0 * 128 + _rest0] *
-          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
-      u_5[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // du_2 = dc2_3 * i_5   mul'  (lstm.ts:47)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_2: f32[16,128] = mul %dc2_3, %i_5   lstm.ts:47
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  const kernel_du_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_1: Float32Array,
-    t40: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-    dc1_1_1: Float32Array,
-    i_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_1[_i0 * 128 + _rest0] +
-        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
-          o_5[_i0 * 128 + _rest0] *
-          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
-      i_5[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // df_2 = dc2_3 * c2_4   mul'  (lstm.ts:47)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_2: f32[16,128] = mul %dc2_3, %c2_4   lstm.ts:47
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  const kernel_df_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_1: Float32Array,
-    t40: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-    dc1_1_1: Float32Array,
-    c2_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_1[_i0 * 128 + _rest0] +
-        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
-          o_5[_i0 * 128 + _rest0] *
-          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
-      c2_4[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_2 = dc2_3 * f_5   mul'  (lstm.ts:47)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_2: f32[16,128] = mul %dc2_3, %f_5   lstm.ts:47
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  const kernel_dc1_1_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_1: Float32Array,
-    t40: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-    dc1_1_1: Float32Array,
-    f_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_1[_i0 * 128 + _rest0] +
-        (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
-          o_5[_i0 * 128 + _rest0] *
-          (1 - t_71[_i0 * 128 + _rest0] * t_71[_i0 * 128 + _rest0])) *
-      f_5[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_2 = dc0_1_1 + t41   fan-out: dh2_2 += the gradient through each use  (lstm.ts:48)
-  // do_2 = dh2_2 * t_71   mul'  (lstm.ts:48)
-  // dt10_2 = dh2_2 * o_5   mul'  (lstm.ts:48)
-  // dc2_1_2 = dt10_2 * (1 - t_71²)   tanh'  (lstm.ts:48)
-  // dc2_3 = dc1_1_1 + dc2_1_2   fan-out: dc2_3 += the gradient through each use  (lstm.ts:47)
-  // dt7_2 = do_2 * (o_5 * (1 - o_5))   sigmoid'  (lstm.ts:46)
-  //   %dh2_2: f32[16,128] = add %dc0_1_1, %t41   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_2: f32[16,128] = mul %dh2_2, %t_71   lstm.ts:48
-  //   %dt10_2: f32[16,128] = mul %dh2_2, %o_5   lstm.ts:48
-  //   %t42: f32[16,128] = square %t_71   lstm.ts:48
-  //   %t43: f32[16,128] = sub %t10, %t42   lstm.ts:48
-  //   %dc2_1_2: f32[16,128] = mul %dt10_2, %t43   lstm.ts:48
-  //   %dc2_3: f32[16,128] = add %dc1_1_1, %dc2_1_2   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t44: f32[16,128] = sub %t10, %o_5   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t45: f32[16,128] = mul %o_5, %t44   lstm.ts:46
-  //   %dt7_2: f32[16,128] = mul %do_2, %t45   lstm.ts:46
-  const kernel_dt7_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_1: Float32Array,
-    t40: Float32Array,
-    t_71: Float32Array,
-    o_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_1[_i0 * 128 + _rest0] + t40[_i0 * 128 + _rest0]) *
-      t_71[_i0 * 128 + _rest0] *
-      (o_5[_i0 * 128 + _rest0] * (1 - o_5[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_2 = pad(dt7_2)   slice'  (lstm.ts:46)
-  //   %dgates_4_2: f32[16,512] = pad %dt7_2 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_2 = kernel(function (this: IKernelFunctionThis, dt7_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_2[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_3 = du_2 * (1 - u_5²)   tanh'  (lstm.ts:45)
-  //   %t46: f32[16,128] = square %u_5   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t47: f32[16,128] = sub %t10, %t46   lstm.ts:45
-  //   %dt6_3: f32[16,128] = mul %du_2, %t47   lstm.ts:45
-  const kernel_dt6_3 = kernel(function (
-    this: IKernelFunctionThis,
-    u_5: Float32Array,
-    du_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_2[_i0 * 128 + _rest0] * (1 - u_5[_i0 * 128 + _rest0] * u_5[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_2 = pad(dt6_3)   slice'  (lstm.ts:45)
-  //   %dgates_3_2: f32[16,512] = pad %dt6_3 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_2 = kernel(function (this: IKernelFunctionThis, dt6_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_3[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_3 = df_2 * (f_5 * (1 - f_5))   sigmoid'  (lstm.ts:44)
-  //   %t48: f32[16,128] = sub %t10, %f_5   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t49: f32[16,128] = mul %f_5, %t48   lstm.ts:44
-  //   %dt5_3: f32[16,128] = mul %df_2, %t49   lstm.ts:44
-  const kernel_dt5_3 = kernel(function (
-    this: IKernelFunctionThis,
-    f_5: Float32Array,
-    df_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_2[_i0 * 128 + _rest0] * (f_5[_i0 * 128 + _rest0] * (1 - f_5[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_2 = pad(dt5_3)   slice'  (lstm.ts:44)
-  //   %dgates_2_2: f32[16,512] = pad %dt5_3 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_2 = kernel(function (this: IKernelFunctionThis, dt5_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_3[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_2 = di_2 * (i_5 * (1 - i_5))   sigmoid'  (lstm.ts:43)
-  //   %t50: f32[16,128] = sub %t10, %i_5   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t51: f32[16,128] = mul %i_5, %t50   lstm.ts:43
-  //   %dt4_2: f32[16,128] = mul %di_2, %t51   lstm.ts:43
-  const kernel_dt4_2 = kernel(function (
-    this: IKernelFunctionThis,
-    i_5: Float32Array,
-    di_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_2[_i0 * 128 + _rest0] * (i_5[_i0 * 128 + _rest0] * (1 - i_5[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_2 = pad(dt4_2)   slice'  (lstm.ts:43)
-  //   %dgates_1_2: f32[16,512] = pad %dt4_2 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_2 = kernel(function (this: IKernelFunctionThis, dt4_2: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_2[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
-  // dgates_6 = dgates_acc_1_2 + dgates_1_2   fan-out: dgates_6 += the gradient through each use  (lstm.ts:42)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
-  //   %dgates_6: f32[16,512] = add %dgates_acc_1_2, %dgates_1_2   lstm.ts:42
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_2: Float32Array,
-    dgates_3_2: Float32Array,
-    dgates_2_2: Float32Array,
-    dgates_1_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_2[_i0 * 512 + _rest0] +
-      dgates_3_2[_i0 * 512 + _rest0] +
-      dgates_2_2[_i0 * 512 + _rest0] +
-      dgates_1_2[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_3 = dgates_4_2 + dgates_3_2   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_2 = dgates_acc_3 + dgates_2_2   fan-out: dgates_acc_1_2 += the gradient through each use  (lstm.ts:42)
-  // db_1_2 = dgates_6.sum(0)   add'  (lstm.ts:42)
-  // t52 = t37 + db_1_2  (lstm.ts:62)
-  //   %dgates_acc_3: f32[16,512] = add %dgates_4_2, %dgates_3_2   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_2: f32[16,512] = add %dgates_acc_3, %dgates_2_2   lstm.ts:42
-  //   %db_1_2: f32[512] = sum %dgates_6 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t52: f32[512] = add %t37, %db_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t52 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_6: Float32Array,
-    t37: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_6[_r1 * 512 + _x];
-    }
-    return t37[_x] + _acc0;
-  }, 512);
-
-  // dc0_1_2 = dgates_6 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_2: f32[16,128] = matmul %dgates_6, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_6: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_6[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_2 = h2_4.T @ dgates_6   matmul'  (lstm.ts:42)
-  // t53 = t38 + dWh_1_2  (lstm.ts:62)
-  //   %dWh_1_2: f32[128,512] = matmul %h2_4, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t53: f32[128,512] = add %t38, %dWh_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t53 = kernel(function (
-    this: IKernelFunctionThis,
-    t38: Float32Array,
-    h2_4: Float32Array,
-    dgates_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_4[_r1 * 128 + _i0] * dgates_6[_r1 * 512 + _rest0];
-    }
-    return t38[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_2 = dgates_6 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_2: f32[16,16] = matmul %dgates_6, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_2 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_6: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_6[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_2 = t_61.T @ dgates_6   matmul'  (lstm.ts:42)
-  // t54 = t39 + dWx_1_2  (lstm.ts:62)
-  //   %dWx_1_2: f32[16,512] = matmul %t_61, %dgates_6 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t54: f32[16,512] = add %t39, %dWx_1_2   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t54 = kernel(function (
-    this: IKernelFunctionThis,
-    t39: Float32Array,
-    t_60: Float32Array,
-    dgates_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_60[_r1 * 16 + _i0] * dgates_6[_r1 * 512 + _rest0];
-    }
-    return t39[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // t55 = dt5[0:16, 4:5, 0:128]   scan'  (lstm.ts:62)
-  //   %t55: f32[16,1,128] = slice %dt5 {starts=[0, 4, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t55 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 512];
-  }, 2048);
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // di_3 = dc2_4 * u_4   mul'  (lstm.ts:47)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_3: f32[16,128] = mul %dc2_4, %u_4   lstm.ts:47
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  const kernel_di_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_2: Float32Array,
-    t55: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-    dc1_1_2: Float32Array,
-    u_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_2[_i0 * 128 + _rest0] +
-        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
-          o_4[_i0 * 128 + _rest0] *
-          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
-      u_4[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // du_3 = dc2_4 * i_4   mul'  (lstm.ts:47)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_3: f32[16,128] = mul %dc2_4, %i_4   lstm.ts:47
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  const kernel_du_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_2: Float32Array,
-    t55: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-    dc1_1_2: Float32Array,
-    i_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_2[_i0 * 128 + _rest0] +
-        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
-          o_4[_i0 * 128 + _rest0] *
-          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
-      i_4[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // df_3 = dc2_4 * c2_3   mul'  (lstm.ts:47)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_3: f32[16,128] = mul %dc2_4, %c2_3   lstm.ts:47
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  const kernel_df_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_2: Float32Array,
-    t55: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-    dc1_1_2: Float32Array,
-    c2_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_2[_i0 * 128 + _rest0] +
-        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
-          o_4[_i0 * 128 + _rest0] *
-          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
-      c2_3[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_3 = dc2_4 * f_4   mul'  (lstm.ts:47)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_3: f32[16,128] = mul %dc2_4, %f_4   lstm.ts:47
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  const kernel_dc1_1_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_2: Float32Array,
-    t55: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-    dc1_1_2: Float32Array,
-    f_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_2[_i0 * 128 + _rest0] +
-        (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
-          o_4[_i0 * 128 + _rest0] *
-          (1 - t_59[_i0 * 128 + _rest0] * t_59[_i0 * 128 + _rest0])) *
-      f_4[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_3 = dc0_1_2 + t56   fan-out: dh2_3 += the gradient through each use  (lstm.ts:48)
-  // do_3 = dh2_3 * t_59   mul'  (lstm.ts:48)
-  // dt10_3 = dh2_3 * o_4   mul'  (lstm.ts:48)
-  // dc2_1_3 = dt10_3 * (1 - t_59²)   tanh'  (lstm.ts:48)
-  // dc2_4 = dc1_1_2 + dc2_1_3   fan-out: dc2_4 += the gradient through each use  (lstm.ts:47)
-  // dt7_3 = do_3 * (o_4 * (1 - o_4))   sigmoid'  (lstm.ts:46)
-  //   %dh2_3: f32[16,128] = add %dc0_1_2, %t56   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_3: f32[16,128] = mul %dh2_3, %t_59   lstm.ts:48
-  //   %dt10_3: f32[16,128] = mul %dh2_3, %o_4   lstm.ts:48
-  //   %t57: f32[16,128] = square %t_59   lstm.ts:48
-  //   %t58: f32[16,128] = sub %t10, %t57   lstm.ts:48
-  //   %dc2_1_3: f32[16,128] = mul %dt10_3, %t58   lstm.ts:48
-  //   %dc2_4: f32[16,128] = add %dc1_1_2, %dc2_1_3   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t59: f32[16,128] = sub %t10, %o_4   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t60: f32[16,128] = mul %o_4, %t59   lstm.ts:46
-  //   %dt7_3: f32[16,128] = mul %do_3, %t60   lstm.ts:46
-  const kernel_dt7_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_2: Float32Array,
-    t55: Float32Array,
-    t_59: Float32Array,
-    o_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_2[_i0 * 128 + _rest0] + t55[_i0 * 128 + _rest0]) *
-      t_59[_i0 * 128 + _rest0] *
-      (o_4[_i0 * 128 + _rest0] * (1 - o_4[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_3 = pad(dt7_3)   slice'  (lstm.ts:46)
-  //   %dgates_4_3: f32[16,512] = pad %dt7_3 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_3 = kernel(function (this: IKernelFunctionThis, dt7_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_3[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_4 = du_3 * (1 - u_4²)   tanh'  (lstm.ts:45)
-  //   %t61: f32[16,128] = square %u_4   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t62: f32[16,128] = sub %t10, %t61   lstm.ts:45
-  //   %dt6_4: f32[16,128] = mul %du_3, %t62   lstm.ts:45
-  const kernel_dt6_4 = kernel(function (
-    this: IKernelFunctionThis,
-    u_4: Float32Array,
-    du_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_3[_i0 * 128 + _rest0] * (1 - u_4[_i0 * 128 + _rest0] * u_4[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_3 = pad(dt6_4)   slice'  (lstm.ts:45)
-  //   %dgates_3_3: f32[16,512] = pad %dt6_4 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_3 = kernel(function (this: IKernelFunctionThis, dt6_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_4[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_4 = df_3 * (f_4 * (1 - f_4))   sigmoid'  (lstm.ts:44)
-  //   %t63: f32[16,128] = sub %t10, %f_4   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t64: f32[16,128] = mul %f_4, %t63   lstm.ts:44
-  //   %dt5_4: f32[16,128] = mul %df_3, %t64   lstm.ts:44
-  const kernel_dt5_4 = kernel(function (
-    this: IKernelFunctionThis,
-    f_4: Float32Array,
-    df_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_3[_i0 * 128 + _rest0] * (f_4[_i0 * 128 + _rest0] * (1 - f_4[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_3 = pad(dt5_4)   slice'  (lstm.ts:44)
-  //   %dgates_2_3: f32[16,512] = pad %dt5_4 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_3 = kernel(function (this: IKernelFunctionThis, dt5_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_4[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_3 = di_3 * (i_4 * (1 - i_4))   sigmoid'  (lstm.ts:43)
-  //   %t65: f32[16,128] = sub %t10, %i_4   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t66: f32[16,128] = mul %i_4, %t65   lstm.ts:43
-  //   %dt4_3: f32[16,128] = mul %di_3, %t66   lstm.ts:43
-  const kernel_dt4_3 = kernel(function (
-    this: IKernelFunctionThis,
-    i_4: Float32Array,
-    di_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_3[_i0 * 128 + _rest0] * (i_4[_i0 * 128 + _rest0] * (1 - i_4[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_3 = pad(dt4_3)   slice'  (lstm.ts:43)
-  //   %dgates_1_3: f32[16,512] = pad %dt4_3 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_3 = kernel(function (this: IKernelFunctionThis, dt4_3: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_3[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
-  // dgates_7 = dgates_acc_1_3 + dgates_1_3   fan-out: dgates_7 += the gradient through each use  (lstm.ts:42)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
-  //   %dgates_7: f32[16,512] = add %dgates_acc_1_3, %dgates_1_3   lstm.ts:42
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_3: Float32Array,
-    dgates_3_3: Float32Array,
-    dgates_2_3: Float32Array,
-    dgates_1_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_3[_i0 * 512 + _rest0] +
-      dgates_3_3[_i0 * 512 + _rest0] +
-      dgates_2_3[_i0 * 512 + _rest0] +
-      dgates_1_3[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_4 = dgates_4_3 + dgates_3_3   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_3 = dgates_acc_4 + dgates_2_3   fan-out: dgates_acc_1_3 += the gradient through each use  (lstm.ts:42)
-  // db_1_3 = dgates_7.sum(0)   add'  (lstm.ts:42)
-  // t67 = t52 + db_1_3  (lstm.ts:62)
-  //   %dgates_acc_4: f32[16,512] = add %dgates_4_3, %dgates_3_3   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_3: f32[16,512] = add %dgates_acc_4, %dgates_2_3   lstm.ts:42
-  //   %db_1_3: f32[512] = sum %dgates_7 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t67: f32[512] = add %t52, %db_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t67 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_7: Float32Array,
-    t52: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_7[_r1 * 512 + _x];
-    }
-    return t52[_x] + _acc0;
-  }, 512);
-
-  // dc0_1_3 = dgates_7 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_3: f32[16,128] = matmul %dgates_7, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_7: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_7[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_3 = h2_3.T @ dgates_7   matmul'  (lstm.ts:42)
-  // t68 = t53 + dWh_1_3  (lstm.ts:62)
-  //   %dWh_1_3: f32[128,512] = matmul %h2_3, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t68: f32[128,512] = add %t53, %dWh_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t68 = kernel(function (
-    this: IKernelFunctionThis,
-    t53: Float32Array,
-    h2_3: Float32Array,
-    dgates_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_3[_r1 * 128 + _i0] * dgates_7[_r1 * 512 + _rest0];
-    }
-    return t53[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_3 = dgates_7 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_3: f32[16,16] = matmul %dgates_7, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_3 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_7: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_7[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_3 = t_49.T @ dgates_7   matmul'  (lstm.ts:42)
-  // t69 = t54 + dWx_1_3  (lstm.ts:62)
-  //   %dWx_1_3: f32[16,512] = matmul %t_49, %dgates_7 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t69: f32[16,512] = add %t54, %dWx_1_3   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t69 = kernel(function (
-    this: IKernelFunctionThis,
-    t54: Float32Array,
-    t_48: Float32Array,
-    dgates_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_48[_r1 * 16 + _i0] * dgates_7[_r1 * 512 + _rest0];
-    }
-    return t54[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // t70 = dt5[0:16, 3:4, 0:128]   scan'  (lstm.ts:62)
-  //   %t70: f32[16,1,128] = slice %dt5 {starts=[0, 3, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t70 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 384];
-  }, 2048);
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // di_4 = dc2_5 * u_3   mul'  (lstm.ts:47)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_4: f32[16,128] = mul %dc2_5, %u_3   lstm.ts:47
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  const kernel_di_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_3: Float32Array,
-    t70: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-    dc1_1_3: Float32Array,
-    u_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_3[_i0 * 128 + _rest0] +
-        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
-          o_3[_i0 * 128 + _rest0] *
-          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
-      u_3[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // du_4 = dc2_5 * i_3   mul'  (lstm.ts:47)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_4: f32[16,128] = mul %dc2_5, %i_3   lstm.ts:47
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  const kernel_du_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_3: Float32Array,
-    t70: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-    dc1_1_3: Float32Array,
-    i_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_3[_i0 * 128 + _rest0] +
-        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
-          o_3[_i0 * 128 + _rest0] *
-          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
-      i_3[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // df_4 = dc2_5 * c2_2   mul'  (lstm.ts:47)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_4: f32[16,128] = mul %dc2_5, %c2_2   lstm.ts:47
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  const kernel_df_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_3: Float32Array,
-    t70: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-    dc1_1_3: Float32Array,
-    c2_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_3[_i0 * 128 + _rest0] +
-        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
-          o_3[_i0 * 128 + _rest0] *
-          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
-      c2_2[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_4 = dc2_5 * f_3   mul'  (lstm.ts:47)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_4: f32[16,128] = mul %dc2_5, %f_3   lstm.ts:47
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  const kernel_dc1_1_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_3: Float32Array,
-    t70: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-    dc1_1_3: Float32Array,
-    f_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_3[_i0 * 128 + _rest0] +
-        (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
-          o_3[_i0 * 128 + _rest0] *
-          (1 - t_47[_i0 * 128 + _rest0] * t_47[_i0 * 128 + _rest0])) *
-      f_3[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_4 = dc0_1_3 + t71   fan-out: dh2_4 += the gradient through each use  (lstm.ts:48)
-  // do_4 = dh2_4 * t_47   mul'  (lstm.ts:48)
-  // dt10_4 = dh2_4 * o_3   mul'  (lstm.ts:48)
-  // dc2_1_4 = dt10_4 * (1 - t_47²)   tanh'  (lstm.ts:48)
-  // dc2_5 = dc1_1_3 + dc2_1_4   fan-out: dc2_5 += the gradient through each use  (lstm.ts:47)
-  // dt7_4 = do_4 * (o_3 * (1 - o_3))   sigmoid'  (lstm.ts:46)
-  //   %dh2_4: f32[16,128] = add %dc0_1_3, %t71   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_4: f32[16,128] = mul %dh2_4, %t_47   lstm.ts:48
-  //   %dt10_4: f32[16,128] = mul %dh2_4, %o_3   lstm.ts:48
-  //   %t72: f32[16,128] = square %t_47   lstm.ts:48
-  //   %t73: f32[16,128] = sub %t10, %t72   lstm.ts:48
-  //   %dc2_1_4: f32[16,128] = mul %dt10_4, %t73   lstm.ts:48
-  //   %dc2_5: f32[16,128] = add %dc1_1_3, %dc2_1_4   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t74: f32[16,128] = sub %t10, %o_3   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t75: f32[16,128] = mul %o_3, %t74   lstm.ts:46
-  //   %dt7_4: f32[16,128] = mul %do_4, %t75   lstm.ts:46
-  const kernel_dt7_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_3: Float32Array,
-    t70: Float32Array,
-    t_47: Float32Array,
-    o_3: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_3[_i0 * 128 + _rest0] + t70[_i0 * 128 + _rest0]) *
-      t_47[_i0 * 128 + _rest0] *
-      (o_3[_i0 * 128 + _rest0] * (1 - o_3[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_4 = pad(dt7_4)   slice'  (lstm.ts:46)
-  //   %dgates_4_4: f32[16,512] = pad %dt7_4 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_4 = kernel(function (this: IKernelFunctionThis, dt7_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_4[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_5 = du_4 * (1 - u_3²)   tanh'  (lstm.ts:45)
-  //   %t76: f32[16,128] = square %u_3   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t77: f32[16,128] = sub %t10, %t76   lstm.ts:45
-  //   %dt6_5: f32[16,128] = mul %du_4, %t77   lstm.ts:45
-  const kernel_dt6_5 = kernel(function (
-    this: IKernelFunctionThis,
-    u_3: Float32Array,
-    du_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_4[_i0 * 128 + _rest0] * (1 - u_3[_i0 * 128 + _rest0] * u_3[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_4 = pad(dt6_5)   slice'  (lstm.ts:45)
-  //   %dgates_3_4: f32[16,512] = pad %dt6_5 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_4 = kernel(function (this: IKernelFunctionThis, dt6_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_5[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_5 = df_4 * (f_3 * (1 - f_3))   sigmoid'  (lstm.ts:44)
-  //   %t78: f32[16,128] = sub %t10, %f_3   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t79: f32[16,128] = mul %f_3, %t78   lstm.ts:44
-  //   %dt5_5: f32[16,128] = mul %df_4, %t79   lstm.ts:44
-  const kernel_dt5_5 = kernel(function (
-    this: IKernelFunctionThis,
-    f_3: Float32Array,
-    df_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_4[_i0 * 128 + _rest0] * (f_3[_i0 * 128 + _rest0] * (1 - f_3[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_4 = pad(dt5_5)   slice'  (lstm.ts:44)
-  //   %dgates_2_4: f32[16,512] = pad %dt5_5 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_4 = kernel(function (this: IKernelFunctionThis, dt5_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_5[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_4 = di_4 * (i_3 * (1 - i_3))   sigmoid'  (lstm.ts:43)
-  //   %t80: f32[16,128] = sub %t10, %i_3   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t81: f32[16,128] = mul %i_3, %t80   lstm.ts:43
-  //   %dt4_4: f32[16,128] = mul %di_4, %t81   lstm.ts:43
-  const kernel_dt4_4 = kernel(function (
-    this: IKernelFunctionThis,
-    i_3: Float32Array,
-    di_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_4[_i0 * 128 + _rest0] * (i_3[_i0 * 128 + _rest0] * (1 - i_3[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_4 = pad(dt4_4)   slice'  (lstm.ts:43)
-  //   %dgates_1_4: f32[16,512] = pad %dt4_4 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_4 = kernel(function (this: IKernelFunctionThis, dt4_4: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_4[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
-  // dgates_8 = dgates_acc_1_4 + dgates_1_4   fan-out: dgates_8 += the gradient through each use  (lstm.ts:42)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
-  //   %dgates_8: f32[16,512] = add %dgates_acc_1_4, %dgates_1_4   lstm.ts:42
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_8 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_4: Float32Array,
-    dgates_3_4: Float32Array,
-    dgates_2_4: Float32Array,
-    dgates_1_4: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_4[_i0 * 512 + _rest0] +
-      dgates_3_4[_i0 * 512 + _rest0] +
-      dgates_2_4[_i0 * 512 + _rest0] +
-      dgates_1_4[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_5 = dgates_4_4 + dgates_3_4   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_4 = dgates_acc_5 + dgates_2_4   fan-out: dgates_acc_1_4 += the gradient through each use  (lstm.ts:42)
-  // db_1_4 = dgates_8.sum(0)   add'  (lstm.ts:42)
-  // t82 = t67 + db_1_4  (lstm.ts:62)
-  //   %dgates_acc_5: f32[16,512] = add %dgates_4_4, %dgates_3_4   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_4: f32[16,512] = add %dgates_acc_5, %dgates_2_4   lstm.ts:42
-  //   %db_1_4: f32[512] = sum %dgates_8 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t82: f32[512] = add %t67, %db_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t82 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_8: Float32Array,
-    t67: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_8[_r1 * 512 + _x];
-    }
-    return t67[_x] + _acc0;
-  }, 512);
-
-  // dc0_1_4 = dgates_8 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_4: f32[16,128] = matmul %dgates_8, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_8: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_8[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_4 = h2_2.T @ dgates_8   matmul'  (lstm.ts:42)
-  // t83 = t68 + dWh_1_4  (lstm.ts:62)
-  //   %dWh_1_4: f32[128,512] = matmul %h2_2, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t83: f32[128,512] = add %t68, %dWh_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t83 = kernel(function (
-    this: IKernelFunctionThis,
-    t68: Float32Array,
-    h2_2: Float32Array,
-    dgates_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_2[_r1 * 128 + _i0] * dgates_8[_r1 * 512 + _rest0];
-    }
-    return t68[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_4 = dgates_8 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_4: f32[16,16] = matmul %dgates_8, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_4 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_8: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_8[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_4 = t_37.T @ dgates_8   matmul'  (lstm.ts:42)
-  // t84 = t69 + dWx_1_4  (lstm.ts:62)
-  //   %dWx_1_4: f32[16,512] = matmul %t_37, %dgates_8 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t84: f32[16,512] = add %t69, %dWx_1_4   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t84 = kernel(function (
-    this: IKernelFunctionThis,
-    t69: Float32Array,
-    t_36: Float32Array,
-    dgates_8: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_36[_r1 * 16 + _i0] * dgates_8[_r1 * 512 + _rest0];
-    }
-    return t69[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // t85 = dt5[0:16, 2:3, 0:128]   scan'  (lstm.ts:62)
-  //   %t85: f32[16,1,128] = slice %dt5 {starts=[0, 2, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t85 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 256];
-  }, 2048);
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // di_5 = dc2_6 * u_2   mul'  (lstm.ts:47)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_5: f32[16,128] = mul %dc2_6, %u_2   lstm.ts:47
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  const kernel_di_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_4: Float32Array,
-    t85: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-    dc1_1_4: Float32Array,
-    u_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_4[_i0 * 128 + _rest0] +
-        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
-          o_2[_i0 * 128 + _rest0] *
-          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
-      u_2[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // du_5 = dc2_6 * i_2   mul'  (lstm.ts:47)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_5: f32[16,128] = mul %dc2_6, %i_2   lstm.ts:47
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  const kernel_du_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_4: Float32Array,
-    t85: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-    dc1_1_4: Float32Array,
-    i_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_4[_i0 * 128 + _rest0] +
-        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
-          o_2[_i0 * 128 + _rest0] *
-          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
-      i_2[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // df_5 = dc2_6 * c2_1   mul'  (lstm.ts:47)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_5: f32[16,128] = mul %dc2_6, %c2_1   lstm.ts:47
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  const kernel_df_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_4: Float32Array,
-    t85: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-    dc1_1_4: Float32Array,
-    c2_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_4[_i0 * 128 + _rest0] +
-        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
-          o_2[_i0 * 128 + _rest0] *
-          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
-      c2_1[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_5 = dc2_6 * f_2   mul'  (lstm.ts:47)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_5: f32[16,128] = mul %dc2_6, %f_2   lstm.ts:47
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  const kernel_dc1_1_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_4: Float32Array,
-    t85: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-    dc1_1_4: Float32Array,
-    f_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_4[_i0 * 128 + _rest0] +
-        (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
-          o_2[_i0 * 128 + _rest0] *
-          (1 - t_35[_i0 * 128 + _rest0] * t_35[_i0 * 128 + _rest0])) *
-      f_2[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_5 = dc0_1_4 + t86   fan-out: dh2_5 += the gradient through each use  (lstm.ts:48)
-  // do_5 = dh2_5 * t_35   mul'  (lstm.ts:48)
-  // dt10_5 = dh2_5 * o_2   mul'  (lstm.ts:48)
-  // dc2_1_5 = dt10_5 * (1 - t_35²)   tanh'  (lstm.ts:48)
-  // dc2_6 = dc1_1_4 + dc2_1_5   fan-out: dc2_6 += the gradient through each use  (lstm.ts:47)
-  // dt7_5 = do_5 * (o_2 * (1 - o_2))   sigmoid'  (lstm.ts:46)
-  //   %dh2_5: f32[16,128] = add %dc0_1_4, %t86   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_5: f32[16,128] = mul %dh2_5, %t_35   lstm.ts:48
-  //   %dt10_5: f32[16,128] = mul %dh2_5, %o_2   lstm.ts:48
-  //   %t87: f32[16,128] = square %t_35   lstm.ts:48
-  //   %t88: f32[16,128] = sub %t10, %t87   lstm.ts:48
-  //   %dc2_1_5: f32[16,128] = mul %dt10_5, %t88   lstm.ts:48
-  //   %dc2_6: f32[16,128] = add %dc1_1_4, %dc2_1_5   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t89: f32[16,128] = sub %t10, %o_2   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t90: f32[16,128] = mul %o_2, %t89   lstm.ts:46
-  //   %dt7_5: f32[16,128] = mul %do_5, %t90   lstm.ts:46
-  const kernel_dt7_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_4: Float32Array,
-    t85: Float32Array,
-    t_35: Float32Array,
-    o_2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_4[_i0 * 128 + _rest0] + t85[_i0 * 128 + _rest0]) *
-      t_35[_i0 * 128 + _rest0] *
-      (o_2[_i0 * 128 + _rest0] * (1 - o_2[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_5 = pad(dt7_5)   slice'  (lstm.ts:46)
-  //   %dgates_4_5: f32[16,512] = pad %dt7_5 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_5 = kernel(function (this: IKernelFunctionThis, dt7_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_5[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_6 = du_5 * (1 - u_2²)   tanh'  (lstm.ts:45)
-  //   %t91: f32[16,128] = square %u_2   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t92: f32[16,128] = sub %t10, %t91   lstm.ts:45
-  //   %dt6_6: f32[16,128] = mul %du_5, %t92   lstm.ts:45
-  const kernel_dt6_6 = kernel(function (
-    this: IKernelFunctionThis,
-    u_2: Float32Array,
-    du_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_5[_i0 * 128 + _rest0] * (1 - u_2[_i0 * 128 + _rest0] * u_2[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_5 = pad(dt6_6)   slice'  (lstm.ts:45)
-  //   %dgates_3_5: f32[16,512] = pad %dt6_6 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_5 = kernel(function (this: IKernelFunctionThis, dt6_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_6[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_6 = df_5 * (f_2 * (1 - f_2))   sigmoid'  (lstm.ts:44)
-  //   %t93: f32[16,128] = sub %t10, %f_2   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t94: f32[16,128] = mul %f_2, %t93   lstm.ts:44
-  //   %dt5_6: f32[16,128] = mul %df_5, %t94   lstm.ts:44
-  const kernel_dt5_6 = kernel(function (
-    this: IKernelFunctionThis,
-    f_2: Float32Array,
-    df_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_5[_i0 * 128 + _rest0] * (f_2[_i0 * 128 + _rest0] * (1 - f_2[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_5 = pad(dt5_6)   slice'  (lstm.ts:44)
-  //   %dgates_2_5: f32[16,512] = pad %dt5_6 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_5 = kernel(function (this: IKernelFunctionThis, dt5_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_6[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_5 = di_5 * (i_2 * (1 - i_2))   sigmoid'  (lstm.ts:43)
-  //   %t95: f32[16,128] = sub %t10, %i_2   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t96: f32[16,128] = mul %i_2, %t95   lstm.ts:43
-  //   %dt4_5: f32[16,128] = mul %di_5, %t96   lstm.ts:43
-  const kernel_dt4_5 = kernel(function (
-    this: IKernelFunctionThis,
-    i_2: Float32Array,
-    di_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_5[_i0 * 128 + _rest0] * (i_2[_i0 * 128 + _rest0] * (1 - i_2[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_5 = pad(dt4_5)   slice'  (lstm.ts:43)
-  //   %dgates_1_5: f32[16,512] = pad %dt4_5 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_5 = kernel(function (this: IKernelFunctionThis, dt4_5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_5[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
-  // dgates_9 = dgates_acc_1_5 + dgates_1_5   fan-out: dgates_9 += the gradient through each use  (lstm.ts:42)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
-  //   %dgates_9: f32[16,512] = add %dgates_acc_1_5, %dgates_1_5   lstm.ts:42
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_9 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_5: Float32Array,
-    dgates_3_5: Float32Array,
-    dgates_2_5: Float32Array,
-    dgates_1_5: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_5[_i0 * 512 + _rest0] +
-      dgates_3_5[_i0 * 512 + _rest0] +
-      dgates_2_5[_i0 * 512 + _rest0] +
-      dgates_1_5[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_6 = dgates_4_5 + dgates_3_5   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_5 = dgates_acc_6 + dgates_2_5   fan-out: dgates_acc_1_5 += the gradient through each use  (lstm.ts:42)
-  // db_1_5 = dgates_9.sum(0)   add'  (lstm.ts:42)
-  // t97 = t82 + db_1_5  (lstm.ts:62)
-  //   %dgates_acc_6: f32[16,512] = add %dgates_4_5, %dgates_3_5   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_5: f32[16,512] = add %dgates_acc_6, %dgates_2_5   lstm.ts:42
-  //   %db_1_5: f32[512] = sum %dgates_9 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t97: f32[512] = add %t82, %db_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t97 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_9: Float32Array,
-    t82: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_9[_r1 * 512 + _x];
-    }
-    return t82[_x] + _acc0;
-  }, 512);
-
-  // dc0_1_5 = dgates_9 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_5: f32[16,128] = matmul %dgates_9, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_9: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_9[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_5 = h2_1.T @ dgates_9   matmul'  (lstm.ts:42)
-  // t98 = t83 + dWh_1_5  (lstm.ts:62)
-  //   %dWh_1_5: f32[128,512] = matmul %h2_1, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t98: f32[128,512] = add %t83, %dWh_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t98 = kernel(function (
-    this: IKernelFunctionThis,
-    t83: Float32Array,
-    h2_1: Float32Array,
-    dgates_9: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2_1[_r1 * 128 + _i0] * dgates_9[_r1 * 512 + _rest0];
-    }
-    return t83[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_5 = dgates_9 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_5: f32[16,16] = matmul %dgates_9, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_5 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_9: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_9[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_5 = t_25.T @ dgates_9   matmul'  (lstm.ts:42)
-  // t99 = t84 + dWx_1_5  (lstm.ts:62)
-  //   %dWx_1_5: f32[16,512] = matmul %t_25, %dgates_9 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t99: f32[16,512] = add %t84, %dWx_1_5   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t99 = kernel(function (
-    this: IKernelFunctionThis,
-    t84: Float32Array,
-    t_24: Float32Array,
-    dgates_9: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_24[_r1 * 16 + _i0] * dgates_9[_r1 * 512 + _rest0];
-    }
-    return t84[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // t100 = dt5[0:16, 1:2, 0:128]   scan'  (lstm.ts:62)
-  //   %t100: f32[16,1,128] = slice %dt5 {starts=[0, 1, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t100 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0 + 128];
-  }, 2048);
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // di_6 = dc2_7 * u_1   mul'  (lstm.ts:47)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_6: f32[16,128] = mul %dc2_7, %u_1   lstm.ts:47
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  const kernel_di_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_5: Float32Array,
-    t100: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-    dc1_1_5: Float32Array,
-    u_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_5[_i0 * 128 + _rest0] +
-        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
-          o_1[_i0 * 128 + _rest0] *
-          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
-      u_1[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // du_6 = dc2_7 * i_1   mul'  (lstm.ts:47)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_6: f32[16,128] = mul %dc2_7, %i_1   lstm.ts:47
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  const kernel_du_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_5: Float32Array,
-    t100: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-    dc1_1_5: Float32Array,
-    i_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_5[_i0 * 128 + _rest0] +
-        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
-          o_1[_i0 * 128 + _rest0] *
-          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
-      i_1[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // df_6 = dc2_7 * c2   mul'  (lstm.ts:47)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_6: f32[16,128] = mul %dc2_7, %c2   lstm.ts:47
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  const kernel_df_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_5: Float32Array,
-    t100: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-    dc1_1_5: Float32Array,
-    c2: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_5[_i0 * 128 + _rest0] +
-        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
-          o_1[_i0 * 128 + _rest0] *
-          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
-      c2[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // dc1_1_6 = dc2_7 * f_1   mul'  (lstm.ts:47)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %dc1_1_6: f32[16,128] = mul %dc2_7, %f_1   lstm.ts:47
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  const kernel_dc1_1_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_5: Float32Array,
-    t100: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-    dc1_1_5: Float32Array,
-    f_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_5[_i0 * 128 + _rest0] +
-        (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
-          o_1[_i0 * 128 + _rest0] *
-          (1 - t_23[_i0 * 128 + _rest0] * t_23[_i0 * 128 + _rest0])) *
-      f_1[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_6 = dc0_1_5 + t101   fan-out: dh2_6 += the gradient through each use  (lstm.ts:48)
-  // do_6 = dh2_6 * t_23   mul'  (lstm.ts:48)
-  // dt10_6 = dh2_6 * o_1   mul'  (lstm.ts:48)
-  // dc2_1_6 = dt10_6 * (1 - t_23²)   tanh'  (lstm.ts:48)
-  // dc2_7 = dc1_1_5 + dc2_1_6   fan-out: dc2_7 += the gradient through each use  (lstm.ts:47)
-  // dt7_6 = do_6 * (o_1 * (1 - o_1))   sigmoid'  (lstm.ts:46)
-  //   %dh2_6: f32[16,128] = add %dc0_1_5, %t101   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_6: f32[16,128] = mul %dh2_6, %t_23   lstm.ts:48
-  //   %dt10_6: f32[16,128] = mul %dh2_6, %o_1   lstm.ts:48
-  //   %t102: f32[16,128] = square %t_23   lstm.ts:48
-  //   %t103: f32[16,128] = sub %t10, %t102   lstm.ts:48
-  //   %dc2_1_6: f32[16,128] = mul %dt10_6, %t103   lstm.ts:48
-  //   %dc2_7: f32[16,128] = add %dc1_1_5, %dc2_1_6   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t104: f32[16,128] = sub %t10, %o_1   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t105: f32[16,128] = mul %o_1, %t104   lstm.ts:46
-  //   %dt7_6: f32[16,128] = mul %do_6, %t105   lstm.ts:46
-  const kernel_dt7_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_5: Float32Array,
-    t100: Float32Array,
-    t_23: Float32Array,
-    o_1: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_5[_i0 * 128 + _rest0] + t100[_i0 * 128 + _rest0]) *
-      t_23[_i0 * 128 + _rest0] *
-      (o_1[_i0 * 128 + _rest0] * (1 - o_1[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_6 = pad(dt7_6)   slice'  (lstm.ts:46)
-  //   %dgates_4_6: f32[16,512] = pad %dt7_6 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_6 = kernel(function (this: IKernelFunctionThis, dt7_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_6[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_7 = du_6 * (1 - u_1²)   tanh'  (lstm.ts:45)
-  //   %t106: f32[16,128] = square %u_1   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t107: f32[16,128] = sub %t10, %t106   lstm.ts:45
-  //   %dt6_7: f32[16,128] = mul %du_6, %t107   lstm.ts:45
-  const kernel_dt6_7 = kernel(function (
-    this: IKernelFunctionThis,
-    u_1: Float32Array,
-    du_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_6[_i0 * 128 + _rest0] * (1 - u_1[_i0 * 128 + _rest0] * u_1[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_6 = pad(dt6_7)   slice'  (lstm.ts:45)
-  //   %dgates_3_6: f32[16,512] = pad %dt6_7 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_6 = kernel(function (this: IKernelFunctionThis, dt6_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_7[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_7 = df_6 * (f_1 * (1 - f_1))   sigmoid'  (lstm.ts:44)
-  //   %t108: f32[16,128] = sub %t10, %f_1   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t109: f32[16,128] = mul %f_1, %t108   lstm.ts:44
-  //   %dt5_7: f32[16,128] = mul %df_6, %t109   lstm.ts:44
-  const kernel_dt5_7 = kernel(function (
-    this: IKernelFunctionThis,
-    f_1: Float32Array,
-    df_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_6[_i0 * 128 + _rest0] * (f_1[_i0 * 128 + _rest0] * (1 - f_1[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_6 = pad(dt5_7)   slice'  (lstm.ts:44)
-  //   %dgates_2_6: f32[16,512] = pad %dt5_7 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_6 = kernel(function (this: IKernelFunctionThis, dt5_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_7[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_6 = di_6 * (i_1 * (1 - i_1))   sigmoid'  (lstm.ts:43)
-  //   %t110: f32[16,128] = sub %t10, %i_1   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t111: f32[16,128] = mul %i_1, %t110   lstm.ts:43
-  //   %dt4_6: f32[16,128] = mul %di_6, %t111   lstm.ts:43
-  const kernel_dt4_6 = kernel(function (
-    this: IKernelFunctionThis,
-    i_1: Float32Array,
-    di_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_6[_i0 * 128 + _rest0] * (i_1[_i0 * 128 + _rest0] * (1 - i_1[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_6 = pad(dt4_6)   slice'  (lstm.ts:43)
-  //   %dgates_1_6: f32[16,512] = pad %dt4_6 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_6 = kernel(function (this: IKernelFunctionThis, dt4_6: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_6[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
-  // dgates_10 = dgates_acc_1_6 + dgates_1_6   fan-out: dgates_10 += the gradient through each use  (lstm.ts:42)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
-  //   %dgates_10: f32[16,512] = add %dgates_acc_1_6, %dgates_1_6   lstm.ts:42
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_10 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_6: Float32Array,
-    dgates_3_6: Float32Array,
-    dgates_2_6: Float32Array,
-    dgates_1_6: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_6[_i0 * 512 + _rest0] +
-      dgates_3_6[_i0 * 512 + _rest0] +
-      dgates_2_6[_i0 * 512 + _rest0] +
-      dgates_1_6[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_7 = dgates_4_6 + dgates_3_6   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_6 = dgates_acc_7 + dgates_2_6   fan-out: dgates_acc_1_6 += the gradient through each use  (lstm.ts:42)
-  // db_1_6 = dgates_10.sum(0)   add'  (lstm.ts:42)
-  // t112 = t97 + db_1_6  (lstm.ts:62)
-  //   %dgates_acc_7: f32[16,512] = add %dgates_4_6, %dgates_3_6   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_6: f32[16,512] = add %dgates_acc_7, %dgates_2_6   lstm.ts:42
-  //   %db_1_6: f32[512] = sum %dgates_10 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %t112: f32[512] = add %t97, %db_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t112 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_10: Float32Array,
-    t97: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_10[_r1 * 512 + _x];
-    }
-    return t97[_x] + _acc0;
-  }, 512);
-
-  // dc0_1_6 = dgates_10 @ Wh.T   matmul'  (lstm.ts:42)
-  //   %dc0_1_6: f32[16,128] = matmul %dgates_10, %Wh {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dc0_1_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_10: Float32Array,
-    Wh: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_10[_i0 * 512 + _r1] * Wh[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 2048);
-
-  // dWh_1_6 = h2.T @ dgates_10   matmul'  (lstm.ts:42)
-  // t113 = t98 + dWh_1_6  (lstm.ts:62)
-  //   %dWh_1_6: f32[128,512] = matmul %h2, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t113: f32[128,512] = add %t98, %dWh_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t113 = kernel(function (
-    this: IKernelFunctionThis,
-    t98: Float32Array,
-    h2: Float32Array,
-    dgates_10: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h2[_r1 * 128 + _i0] * dgates_10[_r1 * 512 + _rest0];
-    }
-    return t98[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_6 = dgates_10 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_6: f32[16,16] = matmul %dgates_10, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_6 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_10: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_10[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_6 = t_13.T @ dgates_10   matmul'  (lstm.ts:42)
-  // t114 = t99 + dWx_1_6  (lstm.ts:62)
-  //   %dWx_1_6: f32[16,512] = matmul %t_13, %dgates_10 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %t114: f32[16,512] = add %t99, %dWx_1_6   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t114 = kernel(function (
-    this: IKernelFunctionThis,
-    t99: Float32Array,
-    t_12: Float32Array,
-    dgates_10: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_12[_r1 * 16 + _i0] * dgates_10[_r1 * 512 + _rest0];
-    }
-    return t99[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // t115 = dt5[0:16, 0:1, 0:128]   scan'  (lstm.ts:62)
-  //   %t115: f32[16,1,128] = slice %dt5 {starts=[0, 0, 0], sizes=[16, 1, 128]}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_t115 = kernel(function (this: IKernelFunctionThis, dt5: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return dt5[_i0 * 1024 + _rest0];
-  }, 2048);
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
-  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
-  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
-  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
-  // di_7 = dc2_8 * u   mul'  (lstm.ts:47)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
-  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %di_7: f32[16,128] = mul %dc2_8, %u   lstm.ts:47
-  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
-  const kernel_di_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_6: Float32Array,
-    t115: Float32Array,
-    t_11: Float32Array,
-    o: Float32Array,
-    dc1_1_6: Float32Array,
-    u: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_6[_i0 * 128 + _rest0] +
-        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
-          o[_i0 * 128 + _rest0] *
-          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
-      u[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
-  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
-  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
-  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
-  // du_7 = dc2_8 * i_   mul'  (lstm.ts:47)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
-  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %du_7: f32[16,128] = mul %dc2_8, %i_   lstm.ts:47
-  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
-  const kernel_du_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_6: Float32Array,
-    t115: Float32Array,
-    t_11: Float32Array,
-    o: Float32Array,
-    dc1_1_6: Float32Array,
-    i_: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_6[_i0 * 128 + _rest0] +
-        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
-          o[_i0 * 128 + _rest0] *
-          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
-      i_[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
-  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
-  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
-  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
-  // df_7 = dc2_8 * h0   mul'  (lstm.ts:47)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
-  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %df_7: f32[16,128] = mul %dc2_8, %h0   lstm.ts:47
-  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
-  const kernel_df_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_6: Float32Array,
-    t115: Float32Array,
-    t_11: Float32Array,
-    o: Float32Array,
-    dc1_1_6: Float32Array,
-    h0: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc1_1_6[_i0 * 128 + _rest0] +
-        (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
-          o[_i0 * 128 + _rest0] *
-          (1 - t_11[_i0 * 128 + _rest0] * t_11[_i0 * 128 + _rest0])) *
-      h0[_i0 * 128 + _rest0]
-    );
-  }, 2048);
-
-  // dh2_7 = dc0_1_6 + t116   fan-out: dh2_7 += the gradient through each use  (lstm.ts:48)
-  // do_7 = dh2_7 * t_11   mul'  (lstm.ts:48)
-  // dt10_7 = dh2_7 * o   mul'  (lstm.ts:48)
-  // dc2_1_7 = dt10_7 * (1 - t_11²)   tanh'  (lstm.ts:48)
-  // dc2_8 = dc1_1_6 + dc2_1_7   fan-out: dc2_8 += the gradient through each use  (lstm.ts:47)
-  // dt7_7 = do_7 * (o * (1 - o))   sigmoid'  (lstm.ts:46)
-  //   %dh2_7: f32[16,128] = add %dc0_1_6, %t116   lstm.ts:48  const h2 = o.mul(c2.tanh());
-  //   %do_7: f32[16,128] = mul %dh2_7, %t_11   lstm.ts:48
-  //   %dt10_7: f32[16,128] = mul %dh2_7, %o   lstm.ts:48
-  //   %t117: f32[16,128] = square %t_11   lstm.ts:48
-  //   %t118: f32[16,128] = sub %t10, %t117   lstm.ts:48
-  //   %dc2_1_7: f32[16,128] = mul %dt10_7, %t118   lstm.ts:48
-  //   %dc2_8: f32[16,128] = add %dc1_1_6, %dc2_1_7   lstm.ts:47  const c2 = f.mul(c).add(i.mul(u));
-  //   %t119: f32[16,128] = sub %t10, %o   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  //   %t120: f32[16,128] = mul %o, %t119   lstm.ts:46
-  //   %dt7_7: f32[16,128] = mul %do_7, %t120   lstm.ts:46
-  const kernel_dt7_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dc0_1_6: Float32Array,
-    t115: Float32Array,
-    t_11: Float32Array,
-    o: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return (
-      (dc0_1_6[_i0 * 128 + _rest0] + t115[_i0 * 128 + _rest0]) *
-      t_11[_i0 * 128 + _rest0] *
-      (o[_i0 * 128 + _rest0] * (1 - o[_i0 * 128 + _rest0]))
-    );
-  }, 2048);
-
-  // dgates_4_7 = pad(dt7_7)   slice'  (lstm.ts:46)
-  //   %dgates_4_7: f32[16,512] = pad %dt7_7 {starts=[0, 384], shape=[16, 512]}   lstm.ts:46  const o = gates.narrow(1, 3 * H, H).sigmoid();
-  const kernel_dgates_4_7 = kernel(function (this: IKernelFunctionThis, dt7_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 384 && _rest0 < 512) {
-      _pad0 = dt7_7[_i0 * 128 + _rest0 - 384];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt6_8 = du_7 * (1 - u²)   tanh'  (lstm.ts:45)
-  //   %t121: f32[16,128] = square %u   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  //   %t122: f32[16,128] = sub %t10, %t121   lstm.ts:45
-  //   %dt6_8: f32[16,128] = mul %du_7, %t122   lstm.ts:45
-  const kernel_dt6_8 = kernel(function (
-    this: IKernelFunctionThis,
-    u: Float32Array,
-    du_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return du_7[_i0 * 128 + _rest0] * (1 - u[_i0 * 128 + _rest0] * u[_i0 * 128 + _rest0]);
-  }, 2048);
-
-  // dgates_3_7 = pad(dt6_8)   slice'  (lstm.ts:45)
-  //   %dgates_3_7: f32[16,512] = pad %dt6_8 {starts=[0, 256], shape=[16, 512]}   lstm.ts:45  const u = gates.narrow(1, 2 * H, H).tanh();
-  const kernel_dgates_3_7 = kernel(function (this: IKernelFunctionThis, dt6_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 256 && _rest0 < 384) {
-      _pad0 = dt6_8[_i0 * 128 + _rest0 - 256];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt5_8 = df_7 * (f * (1 - f))   sigmoid'  (lstm.ts:44)
-  //   %t123: f32[16,128] = sub %t10, %f   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  //   %t124: f32[16,128] = mul %f, %t123   lstm.ts:44
-  //   %dt5_8: f32[16,128] = mul %df_7, %t124   lstm.ts:44
-  const kernel_dt5_8 = kernel(function (
-    this: IKernelFunctionThis,
-    f: Float32Array,
-    df_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return df_7[_i0 * 128 + _rest0] * (f[_i0 * 128 + _rest0] * (1 - f[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_2_7 = pad(dt5_8)   slice'  (lstm.ts:44)
-  //   %dgates_2_7: f32[16,512] = pad %dt5_8 {starts=[0, 128], shape=[16, 512]}   lstm.ts:44  const f = gates.narrow(1, H, H).sigmoid();
-  const kernel_dgates_2_7 = kernel(function (this: IKernelFunctionThis, dt5_8: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 >= 128 && _rest0 < 256) {
-      _pad0 = dt5_8[_i0 * 128 + _rest0 - 128];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dt4_7 = di_7 * (i_ * (1 - i_))   sigmoid'  (lstm.ts:43)
-  //   %t125: f32[16,128] = sub %t10, %i_   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  //   %t126: f32[16,128] = mul %i_, %t125   lstm.ts:43
-  //   %dt4_7: f32[16,128] = mul %di_7, %t126   lstm.ts:43
-  const kernel_dt4_7 = kernel(function (
-    this: IKernelFunctionThis,
-    i_: Float32Array,
-    di_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    return di_7[_i0 * 128 + _rest0] * (i_[_i0 * 128 + _rest0] * (1 - i_[_i0 * 128 + _rest0]));
-  }, 2048);
-
-  // dgates_1_7 = pad(dt4_7)   slice'  (lstm.ts:43)
-  //   %dgates_1_7: f32[16,512] = pad %dt4_7 {starts=[0, 0], shape=[16, 512]}   lstm.ts:43  const i = gates.narrow(1, 0, H).sigmoid();
-  const kernel_dgates_1_7 = kernel(function (this: IKernelFunctionThis, dt4_7: Float32Array): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _pad0 = 0;
-    if (_rest0 < 128) {
-      _pad0 = dt4_7[_i0 * 128 + _rest0];
-    }
-    return _pad0;
-  }, 8192);
-
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
-  // dgates_11 = dgates_acc_1_7 + dgates_1_7   fan-out: dgates_11 += the gradient through each use  (lstm.ts:42)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
-  //   %dgates_11: f32[16,512] = add %dgates_acc_1_7, %dgates_1_7   lstm.ts:42
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
-  const kernel_dgates_11 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_4_7: Float32Array,
-    dgates_3_7: Float32Array,
-    dgates_2_7: Float32Array,
-    dgates_1_7: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    return (
-      dgates_4_7[_i0 * 512 + _rest0] +
-      dgates_3_7[_i0 * 512 + _rest0] +
-      dgates_2_7[_i0 * 512 + _rest0] +
-      dgates_1_7[_i0 * 512 + _rest0]
-    );
-  }, 8192);
-
-  // dgates_acc_8 = dgates_4_7 + dgates_3_7   fan-out: dgates += the gradient through each use  (lstm.ts:42)
-  // dgates_acc_1_7 = dgates_acc_8 + dgates_2_7   fan-out: dgates_acc_1_7 += the gradient through each use  (lstm.ts:42)
-  // db_1_7 = dgates_11.sum(0)   add'  (lstm.ts:42)
-  // db = t112 + db_1_7  (lstm.ts:62)
-  //   %dgates_acc_8: f32[16,512] = add %dgates_4_7, %dgates_3_7   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dgates_acc_1_7: f32[16,512] = add %dgates_acc_8, %dgates_2_7   lstm.ts:42
-  //   %db_1_7: f32[512] = sum %dgates_11 {axes=[0], keepDims=false}   lstm.ts:42
-  //   %db: f32[512] = add %t112, %db_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_db = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_11: Float32Array,
-    t112: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += dgates_11[_r1 * 512 + _x];
-    }
-    return t112[_x] + _acc0;
-  }, 512);
-
-  // dWh_1_7 = h0.T @ dgates_11   matmul'  (lstm.ts:42)
-  // dWh = t113 + dWh_1_7  (lstm.ts:62)
-  //   %dWh_1_7: f32[128,512] = matmul %h0, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWh: f32[128,512] = add %t113, %dWh_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_dWh = kernel(function (
-    this: IKernelFunctionThis,
-    t113: Float32Array,
-    h0: Float32Array,
-    dgates_11: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += h0[_r1 * 128 + _i0] * dgates_11[_r1 * 512 + _rest0];
-    }
-    return t113[_i0 * 512 + _rest0] + _acc0;
-  }, 65536);
-
-  // dx0_7 = dgates_11 @ Wx.T   matmul'  (lstm.ts:42)
-  //   %dx0_7: f32[16,16] = matmul %dgates_11, %Wx {transA=false, transB=true}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  const kernel_dx0_7 = kernel(function (
-    this: IKernelFunctionThis,
-    dgates_11: Float32Array,
-    Wx: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 16);
-    const _rest0 = _x - _i0 * 16;
-    let _acc0 = 0;
-    let _acc0_block = 0;
-    let _acc0_count = 0;
-    for (let _r1 = 0; _r1 < 512; _r1++) {
-      _acc0_block += dgates_11[_i0 * 512 + _r1] * Wx[_rest0 * 512 + _r1];
-      _acc0_count++;
-      if (_acc0_count === 64) {
-        _acc0 += _acc0_block;
-        _acc0_block = 0;
-        _acc0_count = 0;
-      }
-    }
-    _acc0 += _acc0_block;
-    return _acc0;
-  }, 256);
-
-  // dWx_1_7 = t_1.T @ dgates_11   matmul'  (lstm.ts:42)
-  // dWx = t114 + dWx_1_7  (lstm.ts:62)
-  //   %dWx_1_7: f32[16,512] = matmul %t_1, %dgates_11 {transA=true, transB=false}   lstm.ts:42  const gates = x.matmul(Wx).add(h.matmul(Wh)).add(b);
-  //   %dWx: f32[16,512] = add %t114, %dWx_1_7   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_dWx = kernel(function (
-    this: IKernelFunctionThis,
-    t114: Float32Array,
-    t_: Float32Array,
-    dgates_11: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 512);
-    const _rest0 = _x - _i0 * 512;
-    let _acc0 = 0;
-    for (let _r1 = 0; _r1 < 16; _r1++) {
-      _acc0 += t_[_r1 * 16 + _i0] * dgates_11[_r1 * 512 + _rest0];
-    }
-    return t114[_i0 * 512 + _rest0] + _acc0;
-  }, 8192);
-
-  // demb = cat([t127, t128, t129, t130, t131, t132, t133, t134], 1)   scan'  (lstm.ts:62)
-  //   %demb: f32[16,8,16] = concat %t127, %t128, %t129, %t130, %t131, %t132, %t133, %t134 {axis=1}   lstm.ts:62  } else hs = g.scan(cell, [h0, h0], emb, { axis: 1 })[1];
-  const kernel_demb = kernel(function (
-    this: IKernelFunctionThis,
-    dx0_7: Float32Array,
-    dx0_6: Float32Array,
-    dx0_5: Float32Array,
-    dx0_4: Float32Array,
-    dx0_3: Float32Array,
-    dx0_2: Float32Array,
-    dx0_1: Float32Array,
-    dx0: Float32Array,
-  ): number {
-    const _x = this.thread.x;
-    const _i0 = Math.floor(_x / 128);
-    const _rest0 = _x - _i0 * 128;
-    const _i1 = Math.floor(_rest0 / 16);
-    const _rest1 = _rest0 - _i1 * 16;
-    let _pad0 = 0;
-    if (_i1 < 1) {
-      _pad0 = dx0_7[_i0 * 16 + _i1 * 16 + _rest1];
-    }
-    let _pad1 = 0;
-    if (_i1 >= 1 && _i1 < 2) {
-      _pad1 = dx0_6[_i0 * 16 + _i1 * 16 + _rest1 - 16];
-    }
-    let _pad2 = 0;
-    if (_i1 >= 2 && _i1 < 3) {
-      _pad2 = dx0_5[_i0 * 16 + _i1 * 16 + _rest1 - 32];
-    }
-    let _pad3 = 0;
-    if (_i1 >= 3 && _i1 < 4) {
-      _pad3 = dx0_4[_i0 * 16 + _i1 * 16 + _rest1 - 48];
-    }
-    let _pad4 = 0;
-    if (_i1 >= 4 && _i1 < 5) {
-      _pad4 = dx0_3[_i0 * 16 + _i1 * 16 + _rest1 - 64];
-    }
-    let _pad5 = 0;
-    if (_i1 >= 5 && _i1 < 6) {
-      _pad5 = dx0_2[_i0 * 16 + _i1 * 16 + _rest1 - 80];
-    }
-    let _pad6 = 0;
-    if (_i1 >= 6 && _i1 < 7) {
-      _pad6 = dx0_1[_i0 * 16 + _i1 * 16 + _rest1 - 96];
-    }
-    let _pad7 = 0;
-    if (_i1 >= 7 && _i1 < 8) {
-      _pad7 = dx0[_i0 * 16 + _i1 * 16 + _rest1 - 112];
-    }
-    return _pad0 + _pad1 + _pad2 + _pad3 + _pad4 + _pad5 + _pad6 + _pad7;
-  }, 2048);
 
   // dC = scatter_add(X, demb)   gather'  (lstm.ts:39)
   //   %dC: f32[27,16] = scatter_add %X, %demb {shape=[27, 16]}   lstm.ts:39  const emb = g.gather(C, X); // [n, steps, nEmbd]
@@ -5194,143 +1377,61 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     // t8: a view of Y as i32[128] (the same array)
     const emb = kernel_emb(X, C);
     const h0 = kernel_h0();
-    const t_ = kernel_t_(emb);
-    // t_1: a view of t_ as f32[16,16] (the same array)
-    const t_2 = kernel_t_2(t_, Wx);
-    const gates = kernel_gates(t_2, h0, Wh, b);
-    const t_5 = kernel_t_5(gates);
-    const i_ = kernel_i_(t_5);
-    const t_6 = kernel_t_6(gates);
-    const f = kernel_f(t_6);
-    const t_9 = kernel_t_9(f, h0);
-    const t_7 = kernel_t_7(gates);
-    const u = kernel_u(t_7);
-    const c2 = kernel_c2(u, i_, t_9);
-    const t_11 = kernel_t_11(c2);
-    const t_8 = kernel_t_8(gates);
-    const o = kernel_o(t_8);
-    const h2 = kernel_h2(o, t_11);
-    // t_96: a view of h2 as f32[16,1,128] (the same array)
-    const t_12 = kernel_t_12(emb);
-    // t_13: a view of t_12 as f32[16,16] (the same array)
-    const t_14 = kernel_t_14(t_12, Wx);
-    const gates_1 = kernel_gates_1(t_14, h2, Wh, b);
-    const t_17 = kernel_t_17(gates_1);
-    const i_1 = kernel_i_1(t_17);
-    const t_18 = kernel_t_18(gates_1);
-    const f_1 = kernel_f_1(t_18);
-    const t_21 = kernel_t_21(f_1, c2);
-    const t_19 = kernel_t_19(gates_1);
-    const u_1 = kernel_u_1(t_19);
-    const c2_1 = kernel_c2_1(u_1, i_1, t_21);
-    const t_23 = kernel_t_23(c2_1);
-    const t_20 = kernel_t_20(gates_1);
-    const o_1 = kernel_o_1(t_20);
-    const h2_1 = kernel_h2_1(o_1, t_23);
-    // t_97: a view of h2_1 as f32[16,1,128] (the same array)
-    const t_24 = kernel_t_24(emb);
-    // t_25: a view of t_24 as f32[16,16] (the same array)
-    const t_26 = kernel_t_26(t_24, Wx);
-    const gates_2 = kernel_gates_2(t_26, h2_1, Wh, b);
-    const t_29 = kernel_t_29(gates_2);
-    const i_2 = kernel_i_2(t_29);
-    const t_30 = kernel_t_30(gates_2);
-    const f_2 = kernel_f_2(t_30);
-    const t_33 = kernel_t_33(f_2, c2_1);
-    const t_31 = kernel_t_31(gates_2);
-    const u_2 = kernel_u_2(t_31);
-    const c2_2 = kernel_c2_2(u_2, i_2, t_33);
-    const t_35 = kernel_t_35(c2_2);
-    const t_32 = kernel_t_32(gates_2);
-    const o_2 = kernel_o_2(t_32);
-    const h2_2 = kernel_h2_2(o_2, t_35);
-    // t_98: a view of h2_2 as f32[16,1,128] (the same array)
-    const t_36 = kernel_t_36(emb);
-    // t_37: a view of t_36 as f32[16,16] (the same array)
-    const t_38 = kernel_t_38(t_36, Wx);
-    const gates_3 = kernel_gates_3(t_38, h2_2, Wh, b);
-    const t_41 = kernel_t_41(gates_3);
-    const i_3 = kernel_i_3(t_41);
-    const t_42 = kernel_t_42(gates_3);
-    const f_3 = kernel_f_3(t_42);
-    const t_45 = kernel_t_45(f_3, c2_2);
-    const t_43 = kernel_t_43(gates_3);
-    const u_3 = kernel_u_3(t_43);
-    const c2_3 = kernel_c2_3(u_3, i_3, t_45);
-    const t_47 = kernel_t_47(c2_3);
-    const t_44 = kernel_t_44(gates_3);
-    const o_3 = kernel_o_3(t_44);
-    const h2_3 = kernel_h2_3(o_3, t_47);
-    // t_99: a view of h2_3 as f32[16,1,128] (the same array)
-    const t_48 = kernel_t_48(emb);
-    // t_49: a view of t_48 as f32[16,16] (the same array)
-    const t_50 = kernel_t_50(t_48, Wx);
-    const gates_4 = kernel_gates_4(t_50, h2_3, Wh, b);
-    const t_53 = kernel_t_53(gates_4);
-    const i_4 = kernel_i_4(t_53);
-    const t_54 = kernel_t_54(gates_4);
-    const f_4 = kernel_f_4(t_54);
-    const t_57 = kernel_t_57(f_4, c2_3);
-    const t_55 = kernel_t_55(gates_4);
-    const u_4 = kernel_u_4(t_55);
-    const c2_4 = kernel_c2_4(u_4, i_4, t_57);
-    const t_59 = kernel_t_59(c2_4);
-    const t_56 = kernel_t_56(gates_4);
-    const o_4 = kernel_o_4(t_56);
-    const h2_4 = kernel_h2_4(o_4, t_59);
-    // t_100: a view of h2_4 as f32[16,1,128] (the same array)
-    const t_60 = kernel_t_60(emb);
-    // t_61: a view of t_60 as f32[16,16] (the same array)
-    const t_62 = kernel_t_62(t_60, Wx);
-    const gates_5 = kernel_gates_5(t_62, h2_4, Wh, b);
-    const t_65 = kernel_t_65(gates_5);
-    const i_5 = kernel_i_5(t_65);
-    const t_66 = kernel_t_66(gates_5);
-    const f_5 = kernel_f_5(t_66);
-    const t_69 = kernel_t_69(f_5, c2_4);
-    const t_67 = kernel_t_67(gates_5);
-    const u_5 = kernel_u_5(t_67);
-    const c2_5 = kernel_c2_5(u_5, i_5, t_69);
-    const t_71 = kernel_t_71(c2_5);
-    const t_68 = kernel_t_68(gates_5);
-    const o_5 = kernel_o_5(t_68);
-    const h2_5 = kernel_h2_5(o_5, t_71);
-    // t_101: a view of h2_5 as f32[16,1,128] (the same array)
-    const t_72 = kernel_t_72(emb);
-    // t_73: a view of t_72 as f32[16,16] (the same array)
-    const t_74 = kernel_t_74(t_72, Wx);
-    const gates_6 = kernel_gates_6(t_74, h2_5, Wh, b);
-    const t_77 = kernel_t_77(gates_6);
-    const i_6 = kernel_i_6(t_77);
-    const t_78 = kernel_t_78(gates_6);
-    const f_6 = kernel_f_6(t_78);
-    const t_81 = kernel_t_81(f_6, c2_5);
-    const t_79 = kernel_t_79(gates_6);
-    const u_6 = kernel_u_6(t_79);
-    const c2_6 = kernel_c2_6(u_6, i_6, t_81);
-    const t_83 = kernel_t_83(c2_6);
-    const t_80 = kernel_t_80(gates_6);
-    const o_6 = kernel_o_6(t_80);
-    const h2_6 = kernel_h2_6(o_6, t_83);
-    // t_102: a view of h2_6 as f32[16,1,128] (the same array)
-    const t_84 = kernel_t_84(emb);
-    // t_85: a view of t_84 as f32[16,16] (the same array)
-    const t_86 = kernel_t_86(t_84, Wx);
-    const gates_7 = kernel_gates_7(t_86, h2_6, Wh, b);
-    const t_89 = kernel_t_89(gates_7);
-    const i_7 = kernel_i_7(t_89);
-    const t_90 = kernel_t_90(gates_7);
-    const f_7 = kernel_f_7(t_90);
-    const t_93 = kernel_t_93(f_7, c2_6);
-    const t_91 = kernel_t_91(gates_7);
-    const u_7 = kernel_u_7(t_91);
-    const t_95 = kernel_t_95(u_7, i_7, t_93);
-    const t_92 = kernel_t_92(gates_7);
-    const o_7 = kernel_o_7(t_92);
-    const t3 = kernel_t3(o_7, t_95);
-    // t_103: a view of t3 as f32[16,1,128] (the same array)
-    const t5 = kernel_t5(h2, h2_1, h2_2, h2_3, h2_4, h2_5, h2_6, t3);
+    // the loop of t2: 8 steps; its body (lstm_scan0) once, below
+    let c0 = h0;
+    let c1 = h0;
+    const Wx_1 = Wx;
+    const Wh_1 = Wh;
+    const b_1 = b;
+    let t5_acc = fill_t2();
+    let scan_carries_acc = fill_t2();
+    let scan_carries_1_acc = fill_t2();
+    let scan_residual_acc = fill_t2();
+    let scan_residual_1_acc = fill_t2();
+    let scan_residual_2_acc = fill_t2();
+    let scan_residual_3_acc = fill_t2();
+    let scan_residual_4_acc = fill_t2();
+    for (let s = 0; s < 8; s++) {
+      const t = s;
+      const x0 = slice_emb(emb, t);
+      const t1_1 = kernel_t1_1(x0, Wx_1);
+      const gates = kernel_gates(t1_1, c0, Wh_1, b_1);
+      const t4_1 = kernel_t4_1(gates);
+      const i_ = kernel_i_(t4_1);
+      const t5_1 = kernel_t5_1(gates);
+      const f = kernel_f(t5_1);
+      const t6_1 = kernel_t6_1(f, c1);
+      const t7_1 = kernel_t7_1(gates);
+      const u = kernel_u(t7_1);
+      const c2 = kernel_c2(u, i_, t6_1);
+      const t9_1 = kernel_t9_1(c2);
+      const t10_1 = kernel_t10_1(gates);
+      const o = kernel_o(t10_1);
+      const h2 = kernel_h2(o, t9_1);
+      t5_acc = put_t5(t5_acc, h2, t);
+      scan_carries_acc = put_scan_carries(scan_carries_acc, c0, t);
+      scan_carries_1_acc = put_scan_carries_1(scan_carries_1_acc, c1, t);
+      scan_residual_acc = put_scan_residual(scan_residual_acc, i_, t);
+      scan_residual_1_acc = put_scan_residual_1(scan_residual_1_acc, f, t);
+      scan_residual_2_acc = put_scan_residual_2(scan_residual_2_acc, u, t);
+      scan_residual_3_acc = put_scan_residual_3(scan_residual_3_acc, o, t);
+      scan_residual_4_acc = put_scan_residual_4(scan_residual_4_acc, t9_1, t);
+      const next_c0_1 = h2;
+      const next_c1_1 = c2;
+      c0 = next_c0_1;
+      c1 = next_c1_1;
+    }
+    const t3 = c0;
+    const t4 = c1;
+    const t5 = t5_acc;
     // t6: a view of t5 as f32[128,128] (the same array)
+    const scan_carries = scan_carries_acc;
+    const scan_carries_1 = scan_carries_1_acc;
+    const scan_residual = scan_residual_acc;
+    const scan_residual_1 = scan_residual_1_acc;
+    const scan_residual_2 = scan_residual_2_acc;
+    const scan_residual_3 = scan_residual_3_acc;
+    const scan_residual_4 = scan_residual_4_acc;
     const logits = kernel_logits(t5, Wy, by);
     const loss = kernel_loss(logits, Y);
     return { loss: loss };
@@ -5350,143 +1451,61 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     // t8: a view of Y as i32[128] (the same array)
     const emb = kernel_emb(X, C);
     const h0 = kernel_h0();
-    const t_ = kernel_t_(emb);
-    // t_1: a view of t_ as f32[16,16] (the same array)
-    const t_2 = kernel_t_2(t_, Wx);
-    const gates = kernel_gates(t_2, h0, Wh, b);
-    const t_5 = kernel_t_5(gates);
-    const i_ = kernel_i_(t_5);
-    const t_6 = kernel_t_6(gates);
-    const f = kernel_f(t_6);
-    const t_9 = kernel_t_9(f, h0);
-    const t_7 = kernel_t_7(gates);
-    const u = kernel_u(t_7);
-    const c2 = kernel_c2(u, i_, t_9);
-    const t_11 = kernel_t_11(c2);
-    const t_8 = kernel_t_8(gates);
-    const o = kernel_o(t_8);
-    const h2 = kernel_h2(o, t_11);
-    // t_96: a view of h2 as f32[16,1,128] (the same array)
-    const t_12 = kernel_t_12(emb);
-    // t_13: a view of t_12 as f32[16,16] (the same array)
-    const t_14 = kernel_t_14(t_12, Wx);
-    const gates_1 = kernel_gates_1(t_14, h2, Wh, b);
-    const t_17 = kernel_t_17(gates_1);
-    const i_1 = kernel_i_1(t_17);
-    const t_18 = kernel_t_18(gates_1);
-    const f_1 = kernel_f_1(t_18);
-    const t_21 = kernel_t_21(f_1, c2);
-    const t_19 = kernel_t_19(gates_1);
-    const u_1 = kernel_u_1(t_19);
-    const c2_1 = kernel_c2_1(u_1, i_1, t_21);
-    const t_23 = kernel_t_23(c2_1);
-    const t_20 = kernel_t_20(gates_1);
-    const o_1 = kernel_o_1(t_20);
-    const h2_1 = kernel_h2_1(o_1, t_23);
-    // t_97: a view of h2_1 as f32[16,1,128] (the same array)
-    const t_24 = kernel_t_24(emb);
-    // t_25: a view of t_24 as f32[16,16] (the same array)
-    const t_26 = kernel_t_26(t_24, Wx);
-    const gates_2 = kernel_gates_2(t_26, h2_1, Wh, b);
-    const t_29 = kernel_t_29(gates_2);
-    const i_2 = kernel_i_2(t_29);
-    const t_30 = kernel_t_30(gates_2);
-    const f_2 = kernel_f_2(t_30);
-    const t_33 = kernel_t_33(f_2, c2_1);
-    const t_31 = kernel_t_31(gates_2);
-    const u_2 = kernel_u_2(t_31);
-    const c2_2 = kernel_c2_2(u_2, i_2, t_33);
-    const t_35 = kernel_t_35(c2_2);
-    const t_32 = kernel_t_32(gates_2);
-    const o_2 = kernel_o_2(t_32);
-    const h2_2 = kernel_h2_2(o_2, t_35);
-    // t_98: a view of h2_2 as f32[16,1,128] (the same array)
-    const t_36 = kernel_t_36(emb);
-    // t_37: a view of t_36 as f32[16,16] (the same array)
-    const t_38 = kernel_t_38(t_36, Wx);
-    const gates_3 = kernel_gates_3(t_38, h2_2, Wh, b);
-    const t_41 = kernel_t_41(gates_3);
-    const i_3 = kernel_i_3(t_41);
-    const t_42 = kernel_t_42(gates_3);
-    const f_3 = kernel_f_3(t_42);
-    const t_45 = kernel_t_45(f_3, c2_2);
-    const t_43 = kernel_t_43(gates_3);
-    const u_3 = kernel_u_3(t_43);
-    const c2_3 = kernel_c2_3(u_3, i_3, t_45);
-    const t_47 = kernel_t_47(c2_3);
-    const t_44 = kernel_t_44(gates_3);
-    const o_3 = kernel_o_3(t_44);
-    const h2_3 = kernel_h2_3(o_3, t_47);
-    // t_99: a view of h2_3 as f32[16,1,128] (the same array)
-    const t_48 = kernel_t_48(emb);
-    // t_49: a view of t_48 as f32[16,16] (the same array)
-    const t_50 = kernel_t_50(t_48, Wx);
-    const gates_4 = kernel_gates_4(t_50, h2_3, Wh, b);
-    const t_53 = kernel_t_53(gates_4);
-    const i_4 = kernel_i_4(t_53);
-    const t_54 = kernel_t_54(gates_4);
-    const f_4 = kernel_f_4(t_54);
-    const t_57 = kernel_t_57(f_4, c2_3);
-    const t_55 = kernel_t_55(gates_4);
-    const u_4 = kernel_u_4(t_55);
-    const c2_4 = kernel_c2_4(u_4, i_4, t_57);
-    const t_59 = kernel_t_59(c2_4);
-    const t_56 = kernel_t_56(gates_4);
-    const o_4 = kernel_o_4(t_56);
-    const h2_4 = kernel_h2_4(o_4, t_59);
-    // t_100: a view of h2_4 as f32[16,1,128] (the same array)
-    const t_60 = kernel_t_60(emb);
-    // t_61: a view of t_60 as f32[16,16] (the same array)
-    const t_62 = kernel_t_62(t_60, Wx);
-    const gates_5 = kernel_gates_5(t_62, h2_4, Wh, b);
-    const t_65 = kernel_t_65(gates_5);
-    const i_5 = kernel_i_5(t_65);
-    const t_66 = kernel_t_66(gates_5);
-    const f_5 = kernel_f_5(t_66);
-    const t_69 = kernel_t_69(f_5, c2_4);
-    const t_67 = kernel_t_67(gates_5);
-    const u_5 = kernel_u_5(t_67);
-    const c2_5 = kernel_c2_5(u_5, i_5, t_69);
-    const t_71 = kernel_t_71(c2_5);
-    const t_68 = kernel_t_68(gates_5);
-    const o_5 = kernel_o_5(t_68);
-    const h2_5 = kernel_h2_5(o_5, t_71);
-    // t_101: a view of h2_5 as f32[16,1,128] (the same array)
-    const t_72 = kernel_t_72(emb);
-    // t_73: a view of t_72 as f32[16,16] (the same array)
-    const t_74 = kernel_t_74(t_72, Wx);
-    const gates_6 = kernel_gates_6(t_74, h2_5, Wh, b);
-    const t_77 = kernel_t_77(gates_6);
-    const i_6 = kernel_i_6(t_77);
-    const t_78 = kernel_t_78(gates_6);
-    const f_6 = kernel_f_6(t_78);
-    const t_81 = kernel_t_81(f_6, c2_5);
-    const t_79 = kernel_t_79(gates_6);
-    const u_6 = kernel_u_6(t_79);
-    const c2_6 = kernel_c2_6(u_6, i_6, t_81);
-    const t_83 = kernel_t_83(c2_6);
-    const t_80 = kernel_t_80(gates_6);
-    const o_6 = kernel_o_6(t_80);
-    const h2_6 = kernel_h2_6(o_6, t_83);
-    // t_102: a view of h2_6 as f32[16,1,128] (the same array)
-    const t_84 = kernel_t_84(emb);
-    // t_85: a view of t_84 as f32[16,16] (the same array)
-    const t_86 = kernel_t_86(t_84, Wx);
-    const gates_7 = kernel_gates_7(t_86, h2_6, Wh, b);
-    const t_89 = kernel_t_89(gates_7);
-    const i_7 = kernel_i_7(t_89);
-    const t_90 = kernel_t_90(gates_7);
-    const f_7 = kernel_f_7(t_90);
-    const t_93 = kernel_t_93(f_7, c2_6);
-    const t_91 = kernel_t_91(gates_7);
-    const u_7 = kernel_u_7(t_91);
-    const t_95 = kernel_t_95(u_7, i_7, t_93);
-    const t_92 = kernel_t_92(gates_7);
-    const o_7 = kernel_o_7(t_92);
-    const t3 = kernel_t3(o_7, t_95);
-    // t_103: a view of t3 as f32[16,1,128] (the same array)
-    const t5 = kernel_t5(h2, h2_1, h2_2, h2_3, h2_4, h2_5, h2_6, t3);
+    // the loop of t2: 8 steps; its body (lstm_scan0) once, below
+    let c0 = h0;
+    let c1 = h0;
+    const Wx_1 = Wx;
+    const Wh_1 = Wh;
+    const b_1 = b;
+    let t5_acc = fill_t2();
+    let scan_carries_acc = fill_t2();
+    let scan_carries_1_acc = fill_t2();
+    let scan_residual_acc = fill_t2();
+    let scan_residual_1_acc = fill_t2();
+    let scan_residual_2_acc = fill_t2();
+    let scan_residual_3_acc = fill_t2();
+    let scan_residual_4_acc = fill_t2();
+    for (let s = 0; s < 8; s++) {
+      const t = s;
+      const x0 = slice_emb(emb, t);
+      const t1_1 = kernel_t1_1(x0, Wx_1);
+      const gates = kernel_gates(t1_1, c0, Wh_1, b_1);
+      const t4_1 = kernel_t4_1(gates);
+      const i_ = kernel_i_(t4_1);
+      const t5_1 = kernel_t5_1(gates);
+      const f = kernel_f(t5_1);
+      const t6_1 = kernel_t6_1(f, c1);
+      const t7_1 = kernel_t7_1(gates);
+      const u = kernel_u(t7_1);
+      const c2 = kernel_c2(u, i_, t6_1);
+      const t9_1 = kernel_t9_1(c2);
+      const t10_1 = kernel_t10_1(gates);
+      const o = kernel_o(t10_1);
+      const h2 = kernel_h2(o, t9_1);
+      t5_acc = put_t5(t5_acc, h2, t);
+      scan_carries_acc = put_scan_carries(scan_carries_acc, c0, t);
+      scan_carries_1_acc = put_scan_carries_1(scan_carries_1_acc, c1, t);
+      scan_residual_acc = put_scan_residual(scan_residual_acc, i_, t);
+      scan_residual_1_acc = put_scan_residual_1(scan_residual_1_acc, f, t);
+      scan_residual_2_acc = put_scan_residual_2(scan_residual_2_acc, u, t);
+      scan_residual_3_acc = put_scan_residual_3(scan_residual_3_acc, o, t);
+      scan_residual_4_acc = put_scan_residual_4(scan_residual_4_acc, t9_1, t);
+      const next_c0_2 = h2;
+      const next_c1_2 = c2;
+      c0 = next_c0_2;
+      c1 = next_c1_2;
+    }
+    const t3 = c0;
+    const t4 = c1;
+    const t5 = t5_acc;
     // t6: a view of t5 as f32[128,128] (the same array)
+    const scan_carries = scan_carries_acc;
+    const scan_carries_1 = scan_carries_1_acc;
+    const scan_residual = scan_residual_acc;
+    const scan_residual_1 = scan_residual_1_acc;
+    const scan_residual_2 = scan_residual_2_acc;
+    const scan_residual_3 = scan_residual_3_acc;
+    const scan_residual_4 = scan_residual_4_acc;
     const logits = kernel_logits(t5, Wy, by);
     const loss = kernel_loss(logits, Y);
     const t11 = kernel_t11(logits);
@@ -5495,173 +1514,80 @@ export async function create(options: { mode?: Mode } = {}): Promise<Model> {
     const dt6 = kernel_dt6(dlogits, Wy);
     const dt5 = dt6; // a view of dt6 as f32[16,8,128] (the same array)
     const dWy = kernel_dWy(t5, dlogits);
-    const t14 = kernel_t14(dt5);
-    const dh2 = t14; // a view of t14 as f32[16,128] (the same array)
-    const di = kernel_di(dh2, t_95, o_7, u_7);
-    const du = kernel_du(dh2, t_95, o_7, i_7);
-    const df = kernel_df(dh2, t_95, o_7, c2_6);
-    const dc1_1 = kernel_dc1_1(dh2, t_95, o_7, f_7);
-    const dt7 = kernel_dt7(dh2, t_95, o_7);
-    const dgates_4 = kernel_dgates_4(dt7);
-    const dt6_1 = kernel_dt6_1(u_7, du);
-    const dgates_3 = kernel_dgates_3(dt6_1);
-    const dt5_1 = kernel_dt5_1(f_7, df);
-    const dgates_2 = kernel_dgates_2(dt5_1);
-    const dt4 = kernel_dt4(i_7, di);
-    const dgates_1 = kernel_dgates_1(dt4);
-    const dgates = kernel_dgates(dgates_4, dgates_3, dgates_2, dgates_1);
-    const db_1 = kernel_db_1(dgates);
-    const dc0_1 = kernel_dc0_1(dgates, Wh);
-    const dWh_1 = kernel_dWh_1(h2_6, dgates);
-    const dx0 = kernel_dx0(dgates, Wx);
-    // t134: a view of dx0 as f32[16,1,16] (the same array)
-    const dWx_1 = kernel_dWx_1(t_84, dgates);
-    const t25 = kernel_t25(dt5);
-    // t26: a view of t25 as f32[16,128] (the same array)
-    const di_1 = kernel_di_1(dc0_1, t25, t_83, o_6, dc1_1, u_6);
-    const du_1 = kernel_du_1(dc0_1, t25, t_83, o_6, dc1_1, i_6);
-    const df_1 = kernel_df_1(dc0_1, t25, t_83, o_6, dc1_1, c2_5);
-    const dc1_1_1 = kernel_dc1_1_1(dc0_1, t25, t_83, o_6, dc1_1, f_6);
-    const dt7_1 = kernel_dt7_1(dc0_1, t25, t_83, o_6);
-    const dgates_4_1 = kernel_dgates_4_1(dt7_1);
-    const dt6_2 = kernel_dt6_2(u_6, du_1);
-    const dgates_3_1 = kernel_dgates_3_1(dt6_2);
-    const dt5_2 = kernel_dt5_2(f_6, df_1);
-    const dgates_2_1 = kernel_dgates_2_1(dt5_2);
-    const dt4_1 = kernel_dt4_1(i_6, di_1);
-    const dgates_1_1 = kernel_dgates_1_1(dt4_1);
-    const dgates_5 = kernel_dgates_5(dgates_4_1, dgates_3_1, dgates_2_1, dgates_1_1);
-    const t37 = kernel_t37(dgates_5, db_1);
-    const dc0_1_1 = kernel_dc0_1_1(dgates_5, Wh);
-    const t38 = kernel_t38(dWh_1, h2_5, dgates_5);
-    const dx0_1 = kernel_dx0_1(dgates_5, Wx);
-    // t133: a view of dx0_1 as f32[16,1,16] (the same array)
-    const t39 = kernel_t39(dWx_1, t_72, dgates_5);
-    const t40 = kernel_t40(dt5);
-    // t41: a view of t40 as f32[16,128] (the same array)
-    const di_2 = kernel_di_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, u_5);
-    const du_2 = kernel_du_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, i_5);
-    const df_2 = kernel_df_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, c2_4);
-    const dc1_1_2 = kernel_dc1_1_2(dc0_1_1, t40, t_71, o_5, dc1_1_1, f_5);
-    const dt7_2 = kernel_dt7_2(dc0_1_1, t40, t_71, o_5);
-    const dgates_4_2 = kernel_dgates_4_2(dt7_2);
-    const dt6_3 = kernel_dt6_3(u_5, du_2);
-    const dgates_3_2 = kernel_dgates_3_2(dt6_3);
-    const dt5_3 = kernel_dt5_3(f_5, df_2);
-    const dgates_2_2 = kernel_dgates_2_2(dt5_3);
-    const dt4_2 = kernel_dt4_2(i_5, di_2);
-    const dgates_1_2 = kernel_dgates_1_2(dt4_2);
-    const dgates_6 = kernel_dgates_6(dgates_4_2, dgates_3_2, dgates_2_2, dgates_1_2);
-    const t52 = kernel_t52(dgates_6, t37);
-    const dc0_1_2 = kernel_dc0_1_2(dgates_6, Wh);
-    const t53 = kernel_t53(t38, h2_4, dgates_6);
-    const dx0_2 = kernel_dx0_2(dgates_6, Wx);
-    // t132: a view of dx0_2 as f32[16,1,16] (the same array)
-    const t54 = kernel_t54(t39, t_60, dgates_6);
-    const t55 = kernel_t55(dt5);
-    // t56: a view of t55 as f32[16,128] (the same array)
-    const di_3 = kernel_di_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, u_4);
-    const du_3 = kernel_du_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, i_4);
-    const df_3 = kernel_df_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, c2_3);
-    const dc1_1_3 = kernel_dc1_1_3(dc0_1_2, t55, t_59, o_4, dc1_1_2, f_4);
-    const dt7_3 = kernel_dt7_3(dc0_1_2, t55, t_59, o_4);
-    const dgates_4_3 = kernel_dgates_4_3(dt7_3);
-    const dt6_4 = kernel_dt6_4(u_4, du_3);
-    const dgates_3_3 = kernel_dgates_3_3(dt6_4);
-    const dt5_4 = kernel_dt5_4(f_4, df_3);
-    const dgates_2_3 = kernel_dgates_2_3(dt5_4);
-    const dt4_3 = kernel_dt4_3(i_4, di_3);
-    const dgates_1_3 = kernel_dgates_1_3(dt4_3);
-    const dgates_7 = kernel_dgates_7(dgates_4_3, dgates_3_3, dgates_2_3, dgates_1_3);
-    const t67 = kernel_t67(dgates_7, t52);
-    const dc0_1_3 = kernel_dc0_1_3(dgates_7, Wh);
-    const t68 = kernel_t68(t53, h2_3, dgates_7);
-    const dx0_3 = kernel_dx0_3(dgates_7, Wx);
-    // t131: a view of dx0_3 as f32[16,1,16] (the same array)
-    const t69 = kernel_t69(t54, t_48, dgates_7);
-    const t70 = kernel_t70(dt5);
-    // t71: a view of t70 as f32[16,128] (the same array)
-    const di_4 = kernel_di_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, u_3);
-    const du_4 = kernel_du_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, i_3);
-    const df_4 = kernel_df_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, c2_2);
-    const dc1_1_4 = kernel_dc1_1_4(dc0_1_3, t70, t_47, o_3, dc1_1_3, f_3);
-    const dt7_4 = kernel_dt7_4(dc0_1_3, t70, t_47, o_3);
-    const dgates_4_4 = kernel_dgates_4_4(dt7_4);
-    const dt6_5 = kernel_dt6_5(u_3, du_4);
-    const dgates_3_4 = kernel_dgates_3_4(dt6_5);
-    const dt5_5 = kernel_dt5_5(f_3, df_4);
-    const dgates_2_4 = kernel_dgates_2_4(dt5_5);
-    const dt4_4 = kernel_dt4_4(i_3, di_4);
-    const dgates_1_4 = kernel_dgates_1_4(dt4_4);
-    const dgates_8 = kernel_dgates_8(dgates_4_4, dgates_3_4, dgates_2_4, dgates_1_4);
-    const t82 = kernel_t82(dgates_8, t67);
-    const dc0_1_4 = kernel_dc0_1_4(dgates_8, Wh);
-    const t83 = kernel_t83(t68, h2_2, dgates_8);
-    const dx0_4 = kernel_dx0_4(dgates_8, Wx);
-    // t130: a view of dx0_4 as f32[16,1,16] (the same array)
-    const t84 = kernel_t84(t69, t_36, dgates_8);
-    const t85 = kernel_t85(dt5);
-    // t86: a view of t85 as f32[16,128] (the same array)
-    const di_5 = kernel_di_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, u_2);
-    const du_5 = kernel_du_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, i_2);
-    const df_5 = kernel_df_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, c2_1);
-    const dc1_1_5 = kernel_dc1_1_5(dc0_1_4, t85, t_35, o_2, dc1_1_4, f_2);
-    const dt7_5 = kernel_dt7_5(dc0_1_4, t85, t_35, o_2);
-    const dgates_4_5 = kernel_dgates_4_5(dt7_5);
-    const dt6_6 = kernel_dt6_6(u_2, du_5);
-    const dgates_3_5 = kernel_dgates_3_5(dt6_6);
-    const dt5_6 = kernel_dt5_6(f_2, df_5);
-    const dgates_2_5 = kernel_dgates_2_5(dt5_6);
-    const dt4_5 = kernel_dt4_5(i_2, di_5);
-    const dgates_1_5 = kernel_dgates_1_5(dt4_5);
-    const dgates_9 = kernel_dgates_9(dgates_4_5, dgates_3_5, dgates_2_5, dgates_1_5);
-    const t97 = kernel_t97(dgates_9, t82);
-    const dc0_1_5 = kernel_dc0_1_5(dgates_9, Wh);
-    const t98 = kernel_t98(t83, h2_1, dgates_9);
-    const dx0_5 = kernel_dx0_5(dgates_9, Wx);
-    // t129: a view of dx0_5 as f32[16,1,16] (the same array)
-    const t99 = kernel_t99(t84, t_24, dgates_9);
-    const t100 = kernel_t100(dt5);
-    // t101: a view of t100 as f32[16,128] (the same array)
-    const di_6 = kernel_di_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, u_1);
-    const du_6 = kernel_du_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, i_1);
-    const df_6 = kernel_df_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, c2);
-    const dc1_1_6 = kernel_dc1_1_6(dc0_1_5, t100, t_23, o_1, dc1_1_5, f_1);
-    const dt7_6 = kernel_dt7_6(dc0_1_5, t100, t_23, o_1);
-    const dgates_4_6 = kernel_dgates_4_6(dt7_6);
-    const dt6_7 = kernel_dt6_7(u_1, du_6);
-    const dgates_3_6 = kernel_dgates_3_6(dt6_7);
-    const dt5_7 = kernel_dt5_7(f_1, df_6);
-    const dgates_2_6 = kernel_dgates_2_6(dt5_7);
-    const dt4_6 = kernel_dt4_6(i_1, di_6);
-    const dgates_1_6 = kernel_dgates_1_6(dt4_6);
-    const dgates_10 = kernel_dgates_10(dgates_4_6, dgates_3_6, dgates_2_6, dgates_1_6);
-    const t112 = kernel_t112(dgates_10, t97);
-    const dc0_1_6 = kernel_dc0_1_6(dgates_10, Wh);
-    const t113 = kernel_t113(t98, h2, dgates_10);
-    const dx0_6 = kernel_dx0_6(dgates_10, Wx);
-    // t128: a view of dx0_6 as f32[16,1,16] (the same array)
-    const t114 = kernel_t114(t99, t_12, dgates_10);
-    const t115 = kernel_t115(dt5);
-    // t116: a view of t115 as f32[16,128] (the same array)
-    const di_7 = kernel_di_7(dc0_1_6, t115, t_11, o, dc1_1_6, u);
-    const du_7 = kernel_du_7(dc0_1_6, t115, t_11, o, dc1_1_6, i_);
-    const df_7 = kernel_df_7(dc0_1_6, t115, t_11, o, dc1_1_6, h0);
-    const dt7_7 = kernel_dt7_7(dc0_1_6, t115, t_11, o);
-    const dgates_4_7 = kernel_dgates_4_7(dt7_7);
-    const dt6_8 = kernel_dt6_8(u, du_7);
-    const dgates_3_7 = kernel_dgates_3_7(dt6_8);
-    const dt5_8 = kernel_dt5_8(f, df_7);
-    const dgates_2_7 = kernel_dgates_2_7(dt5_8);
-    const dt4_7 = kernel_dt4_7(i_, di_7);
-    const dgates_1_7 = kernel_dgates_1_7(dt4_7);
-    const dgates_11 = kernel_dgates_11(dgates_4_7, dgates_3_7, dgates_2_7, dgates_1_7);
-    const db = kernel_db(dgates_11, t112);
-    const dWh = kernel_dWh(t113, h0, dgates_11);
-    const dx0_7 = kernel_dx0_7(dgates_11, Wx);
-    // t127: a view of dx0_7 as f32[16,1,16] (the same array)
-    const dWx = kernel_dWx(t114, t_, dgates_11);
-    const demb = kernel_demb(dx0_7, dx0_6, dx0_5, dx0_4, dx0_3, dx0_2, dx0_1, dx0);
+    const t14 = kernel_t14();
+    const t15 = kernel_t15();
+    const t16 = kernel_t16();
+    const t17 = kernel_t17();
+    // the loop of t18: 8 steps, from the last; its body (lstm_scan0_grad) once, below
+    let dc0 = t14;
+    let dc1 = t14;
+    let dWx_1 = t15;
+    let dWh_1 = t16;
+    let db_1 = t17;
+    const Wx_2 = Wx;
+    const Wh_2 = Wh;
+    const b_2 = b;
+    let demb_acc = fill_t18();
+    let t19_acc = fill_t18_1();
+    let t20_acc = fill_t18_1();
+    let t21_acc = fill_t18_2();
+    let t22_acc = fill_t18_3();
+    let t23_acc = fill_t18_4();
+    for (let s_1 = 0; s_1 < 8; s_1++) {
+      const t_1 = 8 - 1 - s_1;
+      const c0_1 = slice_scan_carries(scan_carries, t_1);
+      const c1_1 = slice_scan_carries_1(scan_carries_1, t_1);
+      const x0_1 = slice_emb_1(emb, t_1);
+      const dy0 = slice_dt5(dt5, t_1);
+      const i__1 = slice_scan_residual(scan_residual, t_1);
+      const f_1 = slice_scan_residual_1(scan_residual_1, t_1);
+      const u_1 = slice_scan_residual_2(scan_residual_2, t_1);
+      const o_1 = slice_scan_residual_3(scan_residual_3, t_1);
+      const t10_2 = slice_scan_residual_4(scan_residual_4, t_1);
+      const di = kernel_di(dc0, dy0, t10_2, o_1, dc1, u_1);
+      const du = kernel_du(dc0, dy0, t10_2, o_1, dc1, i__1);
+      const df = kernel_df(dc0, dy0, t10_2, o_1, dc1, c1_1);
+      const dc1_1 = kernel_dc1_1(dc0, dy0, t10_2, o_1, dc1, f_1);
+      const dt7 = kernel_dt7(dc0, dy0, t10_2, o_1);
+      const dgates_4 = kernel_dgates_4(dt7);
+      const dt6_1 = kernel_dt6_1(u_1, du);
+      const dgates_3 = kernel_dgates_3(dt6_1);
+      const dt5_1 = kernel_dt5_1(f_1, df);
+      const dgates_2 = kernel_dgates_2(dt5_1);
+      const dt4 = kernel_dt4(i__1, di);
+      const dgates_1 = kernel_dgates_1(dt4);
+      const dgates = kernel_dgates(dgates_4, dgates_3, dgates_2, dgates_1);
+      const t13_1 = kernel_t13_1(dgates, db_1);
+      const dc0_1 = kernel_dc0_1(dgates, Wh_2);
+      const t14_1 = kernel_t14_1(dWh_1, c0_1, dgates);
+      const dx0 = kernel_dx0(dgates, Wx_2);
+      const t15_1 = kernel_t15_1(dWx_1, x0_1, dgates);
+      demb_acc = put_demb(demb_acc, dx0, t_1);
+      t19_acc = put_t19(t19_acc, dc0, t_1);
+      t20_acc = put_t20(t20_acc, dc1, t_1);
+      t21_acc = put_t21(t21_acc, dWx_1, t_1);
+      t22_acc = put_t22(t22_acc, dWh_1, t_1);
+      t23_acc = put_t23(t23_acc, db_1, t_1);
+      const next_dc0_1 = dc0_1;
+      const next_dc1_1 = dc1_1;
+      const next_dWx_1_1 = t15_1;
+      const next_dWh_1_1 = t14_1;
+      const next_db_1_1 = t13_1;
+      dc0 = next_dc0_1;
+      dc1 = next_dc1_1;
+      dWx_1 = next_dWx_1_1;
+      dWh_1 = next_dWh_1_1;
+      db_1 = next_db_1_1;
+    }
+    const dWx = dWx_1;
+    const dWh = dWh_1;
+    const db = db_1;
+    const demb = demb_acc;
+    const t19 = t19_acc;
+    const t20 = t20_acc;
+    const t21 = t21_acc;
+    const t22 = t22_acc;
+    const t23 = t23_acc;
     const dC = kernel_dC(X, demb);
     return [loss, dC, dWx, dWh, db, dWy, dby];
   });

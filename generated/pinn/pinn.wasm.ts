@@ -822,7 +822,7 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
   matmul_dt_6: [64, 4, 36864, 0, 0],
   matmul_dt_7: [64, 4, 36864, 24, 18432],
   matmul_t14: [64, 4, 1536, 1, 768],
-  kernel_du_1: [64, 4, 448, 0, 0],
+  kernel_du_1: [64, 4, 960, 0, 0],
   matmul_ddh1_2: [64, 4, 1536, 0, 0],
   matmul_dW1_4: [1, 4, 1536, 0, 0],
   matmul_ddh2_2: [64, 4, 36864, 0, 0],
@@ -835,10 +835,10 @@ const splits: Record<string, readonly [number, number, number, number, number]> 
   matmul_dW2_acc_1: [24, 4, 36864, 0, 0],
   matmul_dt4: [64, 4, 1536, 24, 768],
   matmul_dW3: [24, 4, 1536, 0, 0],
-  kernel_db2: [24, 4, 3072, 0, 0],
+  kernel_db2: [24, 4, 960, 0, 0],
   matmul_dt2: [64, 4, 36864, 24, 18432],
   matmul_dW2: [24, 4, 36864, 0, 0],
-  kernel_db1: [24, 4, 3072, 0, 0],
+  kernel_db1: [24, 4, 960, 0, 0],
   matmul_dW1: [1, 4, 1536, 0, 0],
 };
 const MIN_WORK = 2097152; // work a thread must get for a kernel to split
