@@ -15,7 +15,9 @@ import { bindShape, staticShape } from '../ir/dims.js';
 import { numel } from '../ir/types.js';
 import { indexBounds } from '../codegen/module.js';
 import type { Compiled, Target } from '../src/build.js';
-import { compile, emitFiles, lower } from '../src/build.js';
+import { compile, emitFiles, lower, traceFile } from '../src/build.js';
+import { reverseMode } from '../ir/autodiff.js';
+import { verify } from '../ir/verify.js';
 import { parseGraph } from '../ir/parse.js';
 import { main } from '../src/cli.js';
 import { unifiedDiff } from '../src/textdiff.js';
@@ -267,3 +269,35 @@ export async function run(argv: string[]): Promise<{ code: number; out: string; 
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Model sources traced to graphs, and compiled modules imported (the scan tests' shared builders)
+
+/** The first line of a model source in a test. */
+export const MODEL_HEAD = "import { model } from 'graphc';\n";
+
+/** A model source's traced graph (before any pass). */
+export function tracedModel(source: string): Graph {
+  return traceFile(modelFile(source)).traced.graph;
+}
+
+/** The loss of a graph in the float64 interpreter. */
+export function lossOf(g: Graph, args: { params: Arrays; inputs: Arrays }): number {
+  return outputsOf(g, interpret(g, args)).loss!.data[0]!;
+}
+
+/** The loss's gradients from the interpreter through reverseMode of a copy of g (its loops kept as they are), both graphs verified. */
+export function interpGrads(g: Graph, args: { params: Arrays; inputs: Arrays }): { fwd: Graph; bwd: Graph; grads: Record<string, Float64Array> } {
+  const fwd = g.clone();
+  const bwd = reverseMode(fwd);
+  verify(fwd);
+  verify(bwd);
+  return { fwd, bwd, grads: reference(fwd, bwd, args.params, args.inputs).grads };
+}
+
+/** Writes a compilation's files to a fresh directory; the function imports one of them by name. */
+export function writtenModules(c: Compiled): <T = GeneratedModule>(file: string) => Promise<T> {
+  const dir = tmp();
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  return async <T>(file: string) => (await import(pathToFileURL(path.join(dir, file)).href)) as T;
+}

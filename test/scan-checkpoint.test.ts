@@ -3,9 +3,6 @@
 // checkpoint, the float64 interpreter, finite differences and the flat and wasm modules; how many
 // carries the backward reads; dropout's masks in the recomputation; g.grad and hvp through it.
 
-import { writeFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { reverseMode } from '../ir/autodiff.js';
 import type { Graph } from '../ir/graph.js';
@@ -14,11 +11,9 @@ import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import type { InstOf } from '../ir/types.js';
 import { verify } from '../ir/verify.js';
-import { compile, traceFile } from '../src/build.js';
-import type { Arrays, GeneratedModule } from './helpers.js';
-import { buildAndImport, finiteDiff, modelFile, randomArgs, reference, relErr, tmp } from './helpers.js';
-
-const HEAD = "import { model } from 'graphc';\n";
+import { compile } from '../src/build.js';
+import type { Arrays } from './helpers.js';
+import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, relErr, tracedModel, writtenModules } from './helpers.js';
 
 interface Rnn {
   T: number;
@@ -35,7 +30,7 @@ function rnn(o: Rnn): string {
   const H = o.H ?? 5;
   const xshape = o.axis1 ? `[${B}, ${o.T}, 4]` : `[${o.T}, ${B}, 4]`;
   const opts = [o.axis1 ? 'axis: 1' : '', o.reverse ? 'reverse: true' : '', o.checkpoint !== undefined ? `checkpoint: ${o.checkpoint}` : ''].filter((s) => s).join(', ');
-  return `${HEAD}export default model('rnn', (g) => {
+  return `${MODEL_HEAD}export default model('rnn', (g) => {
     const xs = g.input('xs', ${xshape});
     const h0 = g.input('h0', [${B}, ${H}]);
     const Wx = g.param('Wx', [4, ${H}], { scale: 0.5 });
@@ -49,33 +44,21 @@ function rnn(o: Rnn): string {
   });\n`;
 }
 
-const traced = (src: string): Graph => traceFile(modelFile(src)).traced.graph;
-const lossOf = (g: Graph, args: { params: Arrays; inputs: Arrays }): number => outputsOf(g, interpret(g, args)).loss!.data[0]!;
-
-/** The loss's gradients from the interpreter, with the reverse scans themselves (nothing unrolled). */
-function scanGrads(g: Graph, args: { params: Arrays; inputs: Arrays }): { fwd: Graph; bwd: Graph; grads: Record<string, Float64Array> } {
-  const fwd = g.clone();
-  const bwd = reverseMode(fwd);
-  verify(fwd);
-  verify(bwd);
-  return { fwd, bwd, grads: reference(fwd, bwd, args.params, args.inputs).grads };
-}
-
 const scans = (g: Graph) => g.insts.filter((i): i is InstOf<'scan'> => i.op === 'scan');
 
 describe('checkpoint: k, in the float64 interpreter', () => {
   for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
     for (const k of [1, 2, 3, 7])
       it(`T = 7, k = ${k} ${JSON.stringify(variant)}: the values and gradients of the scan without checkpoint, and finite differences`, () => {
-        const plain = traced(rnn({ T: 7, ...variant }));
-        const s = traced(rnn({ T: 7, checkpoint: k, ...variant }));
+        const plain = tracedModel(rnn({ T: 7, ...variant }));
+        const s = tracedModel(rnn({ T: 7, checkpoint: k, ...variant }));
         // k = 1 stores every carry: the plain scan; otherwise segments, and a last one when k ∤ 7
         expect(scans(s).length).toBe(k === 1 ? 1 : k === 7 ? 1 : 2);
         if (k > 1) expect(s.bodies[scans(s)[0]!.attrs.body]!.insts.some((i) => i.op === 'scan')).toBe(true);
         const args = randomArgs(plain, 11 + k, 0.7);
         expect(lossOf(s, args)).toBe(lossOf(plain, args));
-        const want = scanGrads(plain, args).grads;
-        const { grads } = scanGrads(s, args);
+        const want = interpGrads(plain, args).grads;
+        const { grads } = interpGrads(s, args);
         for (const name of ['Wx', 'Wh', 'b', 'h0', 'xs']) expect(relErr(grads[name] ?? [], want[name] ?? []), name).toBeLessThan(1e-13);
         for (const name of ['Wx', 'Wh', 'b']) expect(Math.abs(grads[name]![1]! - finiteDiff(s, args.params, args.inputs, name, 1)), name).toBeLessThan(1e-7 * Math.max(1, Math.abs(grads[name]![1]!)));
       });
@@ -94,19 +77,19 @@ describe('checkpoint: k, stored values', () => {
   it('T = 64, k = 8: the backward reads 8 stored carries, not 64; a reverse step stores the 8 of its segment', () => {
     const B = 3;
     const H = 5;
-    const plain = reverseMode(traced(rnn({ T: 64, B, H })));
+    const plain = reverseMode(tracedModel(rnn({ T: 64, B, H })));
     expect(storedRead(plain)).toBe(64 * B * H);
     expect(storedInside(plain)).toEqual([]);
-    const ck = reverseMode(traced(rnn({ T: 64, B, H, checkpoint: 8 })));
+    const ck = reverseMode(tracedModel(rnn({ T: 64, B, H, checkpoint: 8 })));
     expect(storedRead(ck)).toBe(8 * B * H);
     expect(storedInside(ck)).toEqual([[8, B, H]]);
     // k ∤ T: the segments' starts and the last segment's carries
-    const odd = reverseMode(traced(rnn({ T: 64, B, H, checkpoint: 10 })));
+    const odd = reverseMode(tracedModel(rnn({ T: 64, B, H, checkpoint: 10 })));
     expect(storedRead(odd)).toBe((6 + 4) * B * H);
   });
 
   it('prints as a scan whose region holds the inner scan, parses back, verifies', () => {
-    const s = traced(rnn({ T: 6, checkpoint: 3 }));
+    const s = tracedModel(rnn({ T: 6, checkpoint: 3 }));
     verify(s);
     const text = printGraph(s);
     expect(text).toMatch(/= scan %h0, %\w+, %Wx, %Wh, %b \{body=0, carries=1, length=\[2\], xaxes=\[0\], yaxes=\[0, 0\]\} @ model\.ts:\d+:\d+ \{/);
@@ -123,19 +106,17 @@ describe('checkpoint: k, stored values', () => {
 describe('checkpoint: k on the flat and wasm modules', () => {
   it("T = 7, k = 3, reverse, axis 1: the float64 interpreter's gradients, within float32 rounding", async () => {
     const src = rnn({ T: 7, checkpoint: 3, reverse: true, axis1: true });
-    const s = traced(src);
+    const s = tracedModel(src);
     const args = randomArgs(s, 5, 0.7);
-    const want = scanGrads(s, args).grads;
+    const want = interpGrads(s, args).grads;
     const c = await compile(modelFile(src), { targets: ['ts', 'wasm'] });
     expect(c.fwd.insts.some((i) => i.op === 'scan'), 'the flat and wasm modules run the scans as loops').toBe(true);
-    const dir = tmp();
-    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const load = writtenModules(c);
     const plainC = await compile(modelFile(rnn({ T: 7, reverse: true, axis1: true })), { targets: ['ts', 'wasm'] });
-    const plainDir = tmp();
-    for (const f of plainC.files) writeFileSync(path.join(plainDir, f.name), f.content);
+    const loadPlain = writtenModules(plainC);
     for (const file of ['rnn.js', 'rnn.wasm.js']) {
-      const mod = (await import(pathToFileURL(path.join(dir, file)).href)) as GeneratedModule;
-      const plainMod = (await import(pathToFileURL(path.join(plainDir, file)).href)) as GeneratedModule;
+      const mod = await load(file);
+      const plainMod = await loadPlain(file);
       const got = mod.valueAndGrad(args.params, args.inputs);
       const base = plainMod.valueAndGrad(args.params, args.inputs);
       for (const k of ['Wx', 'Wh', 'b']) {
@@ -147,7 +128,7 @@ describe('checkpoint: k on the flat and wasm modules', () => {
 });
 
 describe('checkpoint: k with dropout in the step', () => {
-  const m = `${HEAD}export default model('dr', (g) => {
+  const m = `${MODEL_HEAD}export default model('dr', (g) => {
     const xs = g.input('xs', [5, 3, 4]);
     const W = g.param('W', [4, 4], { scale: 0.5 });
     const h0 = g.param('h0', [3, 4]);
@@ -156,7 +137,7 @@ describe('checkpoint: k with dropout in the step', () => {
   });\n`;
 
   it('draws a mask per step; the recomputed segments draw the same masks (reverse scans, unrolled backward and module agree)', async () => {
-    const s = traced(m);
+    const s = tracedModel(m);
     const args = randomArgs(s, 21, 0.5);
     const env = { ...args, train: true, seed: 7 };
     const tf = s.clone();
@@ -181,7 +162,7 @@ describe('checkpoint: k with dropout in the step', () => {
 });
 
 describe('checkpoint: k under g.grad and hvp', () => {
-  const gg = (ck: string) => `${HEAD}export default model('gg', (g) => {
+  const gg = (ck: string) => `${MODEL_HEAD}export default model('gg', (g) => {
     const xs = g.input('xs', [5, 2, 3]);
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const h0 = g.param('h0', [2, 3]);
@@ -192,12 +173,12 @@ describe('checkpoint: k under g.grad and hvp', () => {
   });\n`;
 
   it('g.grad of a checkpointed scan inside the model, differentiated again: the gradients without checkpoint', () => {
-    const s = traced(gg(', { checkpoint: 2 }'));
-    const p = traced(gg(''));
+    const s = tracedModel(gg(', { checkpoint: 2 }'));
+    const p = tracedModel(gg(''));
     const args = randomArgs(p, 9, 0.5);
     expect(lossOf(s, args)).toBe(lossOf(p, args));
-    const { grads } = scanGrads(s, args);
-    const want = scanGrads(p, args).grads;
+    const { grads } = interpGrads(s, args);
+    const want = interpGrads(p, args).grads;
     for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-12);
     expect(Math.abs(grads.W![2]! - finiteDiff(s, args.params, args.inputs, 'W', 2))).toBeLessThan(1e-7);
   });
@@ -205,8 +186,8 @@ describe('checkpoint: k under g.grad and hvp', () => {
   it('--hvp and --jvp of a checkpointed scan compute those without checkpoint', async () => {
     const { lowerDerived } = await import('../src/build.js');
     for (const kind of ['hvp', 'jvp'] as const) {
-      const s = lowerDerived(traced(rnn({ T: 5, checkpoint: 2, reverse: true })), kind).fwd;
-      const u = lowerDerived(traced(rnn({ T: 5, reverse: true })), kind).fwd;
+      const s = lowerDerived(tracedModel(rnn({ T: 5, checkpoint: 2, reverse: true })), kind).fwd;
+      const u = lowerDerived(tracedModel(rnn({ T: 5, reverse: true })), kind).fwd;
       const args = randomArgs(s, 12, 0.5);
       const a = outputsOf(s, interpret(s, args));
       const b = outputsOf(u, interpret(u, args));
@@ -217,7 +198,7 @@ describe('checkpoint: k under g.grad and hvp', () => {
 });
 
 describe('checkpoint: k with several carries, and without xs', () => {
-  const lstm = (ck: string) => `${HEAD}export default model('ls', (g) => {
+  const lstm = (ck: string) => `${MODEL_HEAD}export default model('ls', (g) => {
     const xs = g.input('xs', [2, 7, 3]);
     const Wx = g.param('Wx', [3, 16], { scale: 0.5 });
     const Wh = g.param('Wh', [4, 16], { scale: 0.5 });
@@ -231,7 +212,7 @@ describe('checkpoint: k with several carries, and without xs', () => {
     const [[hT, cT], hs] = g.scan(cell, [c0.tanh(), c0], xs, { axis: 1${ck} });
     return { loss: hs.square().mean().add(cT.sum()).add(hT.mean()) };
   });\n`;
-  const noXs = (ck: string) => `${HEAD}export default model('nx', (g) => {
+  const noXs = (ck: string) => `${MODEL_HEAD}export default model('nx', (g) => {
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const h0 = g.param('h0', [2, 3]);
     const [hT, ys] = g.scan((h) => { const h2 = h.matmul(W).tanh(); return [h2, h2.sum()]; }, h0, null, { length: 5${ck} });
@@ -239,21 +220,21 @@ describe('checkpoint: k with several carries, and without xs', () => {
   });\n`;
   for (const [name, m] of [['two carries (an LSTM cell), axis 1', lstm], ['xs null, { length: 5 }', noXs]] as const)
     it(`${name}: the gradients without checkpoint`, () => {
-      const p = traced(m(''));
+      const p = tracedModel(m(''));
       const args = randomArgs(p, 3, 0.6);
-      const want = scanGrads(p, args).grads;
+      const want = interpGrads(p, args).grads;
       for (const k of [2, 3]) {
-        const s = traced(m(`, checkpoint: ${k}`));
+        const s = tracedModel(m(`, checkpoint: ${k}`));
         expect(s.bodies[scans(s)[0]!.attrs.body]!.insts.some((i) => i.op === 'scan')).toBe(true);
         expect(lossOf(s, args)).toBe(lossOf(p, args));
-        const { grads } = scanGrads(s, args);
+        const { grads } = interpGrads(s, args);
         for (const g of Object.keys(want)) expect(relErr(grads[g]!, want[g]!), `k=${k} ${g}`).toBeLessThan(1e-13);
       }
     });
 });
 
 describe('checkpoint: k with a symbolic batch', () => {
-  const m = (ck: string) => `${HEAD}export default model('sb', (g) => {
+  const m = (ck: string) => `${MODEL_HEAD}export default model('sb', (g) => {
     const xs = g.input('xs', [5, 'B', 3]);
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const U = g.param('U', [3, 3], { scale: 0.5 });
@@ -262,16 +243,14 @@ describe('checkpoint: k with a symbolic batch', () => {
     return { loss: hT.square().mean().add(ys.mean()) };
   });\n`;
   it('T = 5, k = 2 over [5, B, 3]: one build, the gradients without checkpoint at B = 2 and 4, and the flat module', async () => {
-    const s = traced(m(', { checkpoint: 2 }'));
-    const p = traced(m(''));
+    const s = tracedModel(m(', { checkpoint: 2 }'));
+    const p = tracedModel(m(''));
     const c = await compile(modelFile(m(', { checkpoint: 2 }')), { targets: ['ts'] });
-    const dir = tmp();
-    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
-    const mod = (await import(pathToFileURL(path.join(dir, 'sb.js')).href)) as GeneratedModule;
+    const mod = await writtenModules(c)('sb.js');
     for (const B of [2, 4]) {
       const args = randomArgs(p, B, 0.6, { B });
-      const want = scanGrads(p, args).grads;
-      const { grads } = scanGrads(s, args);
+      const want = interpGrads(p, args).grads;
+      const { grads } = interpGrads(s, args);
       for (const k of ['W', 'U']) expect(relErr(grads[k]!, want[k]!), `B=${B} ${k}`).toBeLessThan(1e-13);
       const got = mod.valueAndGrad(args.params, args.inputs);
       for (const k of ['W', 'U']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `module B=${B} ${k}`).toBeLessThan(1e-4);
@@ -280,7 +259,7 @@ describe('checkpoint: k with a symbolic batch', () => {
 });
 
 describe('checkpoint: k with a custom gradient in the step', () => {
-  const m = (ck: string) => `${HEAD}export default model('cg', (g) => {
+  const m = (ck: string) => `${MODEL_HEAD}export default model('cg', (g) => {
     const xs = g.input('xs', [5, 2, 3]);
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const h0 = g.param('h0', [2, 3]);
@@ -290,12 +269,12 @@ describe('checkpoint: k with a custom gradient in the step', () => {
     return { loss: hT.square().sum().add(ys.mean()) };
   });\n`;
   it("T = 5, k = 2 (a last segment of one step): the rule's gradients, as without checkpoint", () => {
-    const p = traced(m(''));
-    const s = traced(m(', { checkpoint: 2 }'));
+    const p = tracedModel(m(''));
+    const s = tracedModel(m(', { checkpoint: 2 }'));
     expect(scans(s).length).toBe(2);
     const args = randomArgs(p, 6, 0.5);
-    const want = scanGrads(p, args).grads;
-    const { grads } = scanGrads(s, args);
+    const want = interpGrads(p, args).grads;
+    const { grads } = interpGrads(s, args);
     for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-13);
     // the doubled rule: not the true gradient
     expect(Math.abs(grads.W![1]! - finiteDiff(s, args.params, args.inputs, 'W', 1))).toBeGreaterThan(1e-4);

@@ -2,17 +2,14 @@
 // outside"): each running statistic is a carry of the scan, so step t normalises with and updates
 // what steps 0..t-1 left, as successive training calls outside a scan do; evaluation leaves them.
 
-import { writeFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { reverseMode } from '../ir/autodiff.js';
 import type { Graph } from '../ir/graph.js';
 import { interpret, outputsOf } from '../ir/interp.js';
 import { verify } from '../ir/verify.js';
-import { compile, traceFile } from '../src/build.js';
-import type { Arrays, GeneratedModule } from './helpers.js';
-import { modelFile, randomArgs, relErr, tmp } from './helpers.js';
+import { compile } from '../src/build.js';
+import type { Arrays } from './helpers.js';
+import { modelFile, randomArgs, relErr, tracedModel, writtenModules } from './helpers.js';
 
 const T = 3;
 const N = 6;
@@ -40,8 +37,6 @@ export default model('bnrun', (g) => {
   return { loss: hT.square().mean().add(ys.square().mean()) };
 });\n`;
 
-const traced = (s: string): Graph => traceFile(modelFile(s)).traced.graph;
-
 /** The running statistics after T training steps from (rm, rv), folded here from x·W. */
 function folded(xs: ArrayLike<number>, W: ArrayLike<number>, rm: number[], rv: number[]): { mean: number[]; var: number[] } {
   let mean = [...rm];
@@ -67,7 +62,7 @@ describe('batchNorm with running statistics in a scan step', () => {
 
   for (const checkpoint of [0, 2])
     it(`training: the statistics move once a step; the gradients are batch statistics' ${checkpoint ? `(checkpoint ${checkpoint})` : ''}`, () => {
-      const s = traced(src('running', checkpoint));
+      const s = tracedModel(src('running', checkpoint));
       verify(s);
       const args = randomArgs(s, 3, 0.7);
       const want = folded(args.inputs.xs!, args.params.W!, rm, rv);
@@ -79,7 +74,7 @@ describe('batchNorm with running statistics in a scan step', () => {
       expect(relErr(out['bn.running_mean']!.data, want.mean)).toBeLessThan(1e-12);
       expect(relErr(out['bn.running_var']!.data, want.var)).toBeLessThan(1e-12);
       // normalised by each step's batch statistics: the loss and gradients of batchNorm without momentum
-      const p = traced(src('batch'));
+      const p = tracedModel(src('batch'));
       const pf = p.clone();
       const pb = reverseMode(pf);
       const pv = interpret(pf, args);
@@ -94,8 +89,8 @@ describe('batchNorm with running statistics in a scan step', () => {
     });
 
   it('evaluation: each step normalises with the statistics given, which stay as they are', () => {
-    const s = traced(src('running'));
-    const fx = traced(src('fixed'));
+    const s = tracedModel(src('running'));
+    const fx = tracedModel(src('fixed'));
     const args = randomArgs(s, 4, 0.7);
     const out = outputsOf(s, interpret(s, { ...args, buffers }));
     const ref = outputsOf(fx, interpret(fx, { params: args.params, inputs: { ...args.inputs, rm, rv } }));
@@ -106,14 +101,13 @@ describe('batchNorm with running statistics in a scan step', () => {
 
   it('the flat and wasm modules: valueAndGrad updates the buffers and gives the gradients as the interpreter does', async () => {
     const c = await compile(modelFile(src('running')), { targets: ['ts', 'wasm'] });
-    const dir = tmp();
-    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const load = writtenModules(c);
     const args = randomArgs(c.fwd, 5, 0.7);
     const vals = interpret(c.fwd, { ...args, train: true, seed: 1, buffers });
     const want = outputsOf(c.fwd, vals);
     const bv = interpret(c.bwd, { fwd: vals, train: true, seed: 1, buffers });
     for (const file of ['bnrun.js', 'bnrun.wasm.js']) {
-      const mod = (await import(pathToFileURL(path.join(dir, file)).href)) as GeneratedModule;
+      const mod = await load(file);
       const b = { 'bn.running_mean': Float32Array.from(rm), 'bn.running_var': Float32Array.from(rv) };
       const got = (mod.valueAndGrad as (p: Arrays, i: Arrays, o: object) => { loss: number; grads: Record<string, Float32Array> })(args.params, args.inputs, { buffers: b, seed: 1 });
       expect(relErr([got.loss], want.loss!.data), file).toBeLessThan(1e-5);

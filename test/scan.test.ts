@@ -8,16 +8,12 @@ import { interpret, outputsOf } from '../ir/interp.js';
 import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import { verify } from '../ir/verify.js';
-import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { compile, compileGraphs, lower, traceFile } from '../src/build.js';
 import { scansOf } from '../ir/loops.js';
-import type { Arrays, GeneratedModule } from './helpers.js';
-import { buildAndImport, finiteDiff, modelFile, randomArgs, reference, relErr, rng, ROOT, tmp } from './helpers.js';
-
-const HEAD = "import { model } from 'graphc';\n";
+import type { Arrays } from './helpers.js';
+import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tracedModel, writtenModules } from './helpers.js';
 
 /** An RNN cell over T steps of x [T, B, F], written with g.scan and with a for loop. */
 function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolean }): string {
@@ -34,7 +30,7 @@ function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolea
     for (const t of order) { const x = xs.narrow(${opts.axis1 ? 1 : 0}, t, 1).reshape([3, 4]); const [h2, y] = f(h, x); h = h2; slots[t] = y; }
     const ys = g.stack(slots, ${opts.axis1 ? 1 : 0});
     const loss = h.square().mean().add(ys.mean().mul(0.5)).add(ys.${opts.axis1 ? 'narrow(1, 0, 1)' : 'narrow(0, 0, 1)'}.sum());`;
-  return `${HEAD}export default model('rnn', (g) => {
+  return `${MODEL_HEAD}export default model('rnn', (g) => {
     const xs = g.input('xs', ${xshape});
     const h0 = g.input('h0', [3, 5]);
     const Wx = g.param('Wx', [4, 5], { scale: 0.5 });
@@ -45,17 +41,11 @@ function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolea
   });\n`;
 }
 
-const traced = (src: string): Graph => traceFile(modelFile(src)).traced.graph;
-
-function lossOf(g: Graph, args: { params: Arrays; inputs: Arrays }): number {
-  return outputsOf(g, interpret(g, args)).loss!.data[0]!;
-}
-
 describe('g.scan forward', () => {
   for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
     it(`equals the unrolled loop ${JSON.stringify(variant)}`, () => {
-      const s = traced(rnn({ T: 5, scan: true, ...variant }));
-      const u = traced(rnn({ T: 5, scan: false, ...variant }));
+      const s = tracedModel(rnn({ T: 5, scan: true, ...variant }));
+      const u = tracedModel(rnn({ T: 5, scan: false, ...variant }));
       expect(s.insts.some((i) => i.op === 'scan')).toBe(true);
       const args = randomArgs(u, 3);
       const a = lossOf(s, args);
@@ -64,7 +54,7 @@ describe('g.scan forward', () => {
     });
 
   it('prints its body once, parses back, verifies', () => {
-    const s = traced(rnn({ T: 5, scan: true }));
+    const s = tracedModel(rnn({ T: 5, scan: true }));
     verify(s);
     const text = printGraph(s);
     expect(text).toMatch(/= scan %h0, %xs, %Wx, %Wh, %b \{body=0, carries=1, length=\[5\], xaxes=\[0\], yaxes=\[0, 0\]\} @ model\.ts:\d+:\d+ \{/);
@@ -77,15 +67,6 @@ describe('g.scan forward', () => {
   });
 });
 
-/** The loss's gradients from the interpreter, with the reverse scan itself (nothing unrolled). */
-function scanGrads(g: Graph, args: { params: Arrays; inputs: Arrays }): { bwd: Graph; grads: Record<string, Float64Array> } {
-  const fwd = g.clone();
-  const bwd = reverseMode(fwd);
-  verify(fwd);
-  verify(bwd);
-  return { bwd, grads: reference(fwd, bwd, args.params, args.inputs).grads };
-}
-
 async function unrolledGrads(src: string, args: { params: Arrays; inputs: Arrays }): Promise<Record<string, Float64Array>> {
   const c = await compile(modelFile(src), { targets: ['ts'] });
   return reference(c.fwd, c.bwd, args.params, args.inputs).grads;
@@ -95,9 +76,9 @@ describe('g.scan gradients', () => {
   for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
     it(`a reverse scan, equal to the unrolled loop's and to finite differences ${JSON.stringify(variant)}`, async () => {
       const srcS = rnn({ T: 4, scan: true, ...variant });
-      const s = traced(srcS);
+      const s = tracedModel(srcS);
       const args = randomArgs(s, 11);
-      const { bwd, grads } = scanGrads(s, args);
+      const { bwd, grads } = interpGrads(s, args);
       expect(bwd.insts.filter((i) => i.op === 'scan').length).toBe(1);
       const want = await unrolledGrads(rnn({ T: 4, scan: false, ...variant }), args);
       for (const k of ['Wx', 'Wh', 'b']) {
@@ -113,17 +94,16 @@ describe('g.scan gradients', () => {
     expect(c.fwd.insts.some((i) => i.op === 'scan')).toBe(true);
     expect(c.files.find((f) => f.name === 'rnn.gpu.js')!.content).toContain('the loop of');
     expect(c.files.find((f) => f.name === 'rnn.js')!.content).toContain('the loop of');
-    const dir = tmp();
-    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const load = writtenModules(c);
     const args = randomArgs(c.fwd, 5);
     const want = await unrolledGrads(rnn({ T: 6, scan: false, axis1: true }), args);
-    const flat = (await import(pathToFileURL(path.join(dir, 'rnn.js')).href)) as GeneratedModule;
-    const wasm = (await import(pathToFileURL(path.join(dir, 'rnn.wasm.js')).href)) as GeneratedModule;
+    const flat = await load('rnn.js');
+    const wasm = await load('rnn.wasm.js');
     for (const [name, mod] of [['flat', flat], ['wasm', wasm]] as const) {
       const got = mod.valueAndGrad(args.params, args.inputs);
       for (const k of ['Wx', 'Wh', 'b']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `${name} ${k}`).toBeLessThan(1e-4);
     }
-    const gpuMod = (await import(pathToFileURL(path.join(dir, 'rnn.gpu.js')).href)) as { create(o?: { mode?: string }): Promise<{ valueAndGrad(p: Arrays, i: Arrays): Promise<{ grads: Record<string, Float32Array> }>; destroy(): void }> };
+    const gpuMod = await load<{ create(o?: { mode?: string }): Promise<{ valueAndGrad(p: Arrays, i: Arrays): Promise<{ grads: Record<string, Float32Array> }>; destroy(): void }> }>('rnn.gpu.js');
     const gpu = await gpuMod.create({ mode: 'cpu' });
     const got = await gpu.valueAndGrad(args.params, args.inputs);
     for (const k of ['Wx', 'Wh', 'b']) expect(relErr(Float64Array.from(got.grads[k]!), want[k]!), `gpu ${k}`).toBeLessThan(1e-4);
@@ -136,10 +116,10 @@ describe('examples/lstm.ts', () => {
   const src = (unrolled: boolean) => `import { lstm } from ${JSON.stringify(path.join(ROOT, 'examples', 'lstm.ts'))};\nexport default lstm(${cfg}, 'lstm', ${unrolled});\n`;
 
   it('has the gradients of the unrolled LSTM (reverse scan in the interpreter, and the flat module) and of finite differences', async () => {
-    const s = traced(src(false));
+    const s = tracedModel(src(false));
     expect(s.insts.filter((i) => i.op === 'scan').length).toBe(1);
     const args = randomArgs(s, 2, 0.5);
-    const { grads } = scanGrads(s, args);
+    const { grads } = interpGrads(s, args);
     const c = await compile(modelFile(src(true)), { targets: ['ts'] });
     const want = reference(c.fwd, c.bwd, args.params, args.inputs).grads;
     for (const k of Object.keys(want)) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
@@ -184,7 +164,7 @@ describe('examples/lstm.ts', () => {
 });
 
 describe('g.scan nested, and differentiated inside the model', () => {
-  const nested = (scan: boolean) => `${HEAD}export default model('nest', (g) => {
+  const nested = (scan: boolean) => `${MODEL_HEAD}export default model('nest', (g) => {
     const xs = g.input('xs', [3, 4, 2, 5]);
     const W = g.param('W', [5, 5], { scale: 0.5 });
     const h0 = g.param('h0', [2, 5]);
@@ -198,11 +178,11 @@ describe('g.scan nested, and differentiated inside the model', () => {
   });\n`;
 
   it('a scan inside a scan: values and gradients of the unrolled loops (the reverse scan holds a reverse scan)', async () => {
-    const s = traced(nested(true));
+    const s = tracedModel(nested(true));
     const args = randomArgs(s, 8, 0.5);
-    const u = traced(nested(false));
+    const u = tracedModel(nested(false));
     expect(relErr([lossOf(s, args)], [lossOf(u, args)])).toBeLessThan(1e-12);
-    const { bwd, grads } = scanGrads(s, args);
+    const { bwd, grads } = interpGrads(s, args);
     const rev = bwd.insts.find((i) => i.op === 'scan')!;
     expect(bwd.bodies[(rev as { attrs: { body: number } }).attrs.body]!.insts.some((i) => i.op === 'scan')).toBe(true);
     const want = await unrolledGrads(nested(false), args);
@@ -213,7 +193,7 @@ describe('g.scan nested, and differentiated inside the model', () => {
   });
 
   it('g.grad of a scan inside the model (a reverse scan in the forward graph, differentiated again)', async () => {
-    const m = (scan: boolean) => `${HEAD}export default model('gg', (g) => {
+    const m = (scan: boolean) => `${MODEL_HEAD}export default model('gg', (g) => {
       const xs = g.input('xs', [4, 2, 3]);
       const W = g.param('W', [3, 3], { scale: 0.5 });
       const h0 = g.param('h0', [2, 3]);
@@ -222,10 +202,10 @@ describe('g.scan nested, and differentiated inside the model', () => {
       const [dh0] = g.grad(hT.square().sum(), [h0]);
       return { loss: dh0.square().sum().add(hT.sum()) };
     });\n`;
-    const s = traced(m(true));
+    const s = tracedModel(m(true));
     const args = randomArgs(s, 9, 0.5);
     expect(s.insts.filter((i) => i.op === 'scan').length).toBe(2);
-    const { grads } = scanGrads(s, args);
+    const { grads } = interpGrads(s, args);
     const want = await unrolledGrads(m(false), args);
     for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
     expect(Math.abs(grads.W![2]! - finiteDiff(s, args.params, args.inputs, 'W', 2))).toBeLessThan(1e-7);
@@ -233,7 +213,7 @@ describe('g.scan nested, and differentiated inside the model', () => {
 });
 
 describe('g.scan with a custom gradient in the step', () => {
-  const m = (scan: boolean) => `${HEAD}export default model('cg', (g) => {
+  const m = (scan: boolean) => `${MODEL_HEAD}export default model('cg', (g) => {
     const xs = g.input('xs', [4, 2, 3]);
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const h0 = g.param('h0', [2, 3]);
@@ -245,10 +225,10 @@ describe('g.scan with a custom gradient in the step', () => {
   });\n`;
 
   it("moves the rule into the region: the reverse scan, the module and the loop's gradients agree", async () => {
-    const s = traced(m(true));
+    const s = tracedModel(m(true));
     expect(s.bodies[0]!.rules.length).toBe(1);
     const args = randomArgs(s, 6, 0.5);
-    const { grads } = scanGrads(s, args);
+    const { grads } = interpGrads(s, args);
     const want = await unrolledGrads(m(false), args);
     for (const k of ['W', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-10);
     const { mod } = await buildAndImport(modelFile(m(true)));
@@ -285,8 +265,8 @@ describe('hvp and jvp through g.scan', () => {
   it('--hvp and --jvp graphs of a scanned model compute those of the unrolled loop', async () => {
     const { lowerDerived } = await import('../src/build.js');
     for (const kind of ['hvp', 'jvp'] as const) {
-      const s = lowerDerived(traced(rnn({ T: 4, scan: true, reverse: true })), kind).fwd;
-      const u = lowerDerived(traced(rnn({ T: 4, scan: false, reverse: true })), kind).fwd;
+      const s = lowerDerived(tracedModel(rnn({ T: 4, scan: true, reverse: true })), kind).fwd;
+      const u = lowerDerived(tracedModel(rnn({ T: 4, scan: false, reverse: true })), kind).fwd;
       const args = randomArgs(s, 12, 0.5);
       const a = outputsOf(s, interpret(s, args));
       const b = outputsOf(u, interpret(u, args));
@@ -297,7 +277,7 @@ describe('hvp and jvp through g.scan', () => {
 });
 
 describe('dropout in a scan step', () => {
-  const m = `${HEAD}export default model('dr', (g) => {
+  const m = `${MODEL_HEAD}export default model('dr', (g) => {
     const xs = g.input('xs', [4, 3, 5]);
     const W = g.param('W', [5, 5], { scale: 0.5 });
     const h0 = g.param('h0', [3, 5]);
@@ -306,7 +286,7 @@ describe('dropout in a scan step', () => {
   });\n`;
 
   it('draws a mask per step; the reverse scan, the unrolled backward and the module agree in training', async () => {
-    const s = traced(m);
+    const s = tracedModel(m);
     const args = randomArgs(s, 21, 0.5);
     const env = { ...args, train: true, seed: 5 };
     // the reverse scan, interpreted (each step's mask drawn again from its site)
@@ -336,7 +316,7 @@ describe('dropout in a scan step', () => {
 });
 
 describe('a symbolic number of steps', () => {
-  const m = (T: string) => `${HEAD}export default model('sym', (g) => {
+  const m = (T: string) => `${MODEL_HEAD}export default model('sym', (g) => {
     const xs = g.input('xs', [${T}, 2, 3]);
     const W = g.param('W', [3, 3], { scale: 0.5 });
     const h0 = g.param('h0', [2, 3]);
@@ -344,21 +324,21 @@ describe('a symbolic number of steps', () => {
     return { loss: hT.square().sum().add(ys.square().sum()) };
   });\n`;
   it('verifies, and the interpreter and the reverse scan run it at the length the inputs bring', async () => {
-    const s = traced(m("'T'"));
+    const s = tracedModel(m("'T'"));
     const scan = s.insts.find((i) => i.op === 'scan')!;
     expect((scan.attrs as { length: unknown[] }).length).toEqual(['T']);
     verify(s);
     for (const T of [3, 5]) {
-      const st = traced(m(String(T)));
+      const st = tracedModel(m(String(T)));
       const args = randomArgs(st, T);
       expect(relErr([lossOf(s, args)], [lossOf(st, args)])).toBeLessThan(1e-12);
-      expect(relErr(scanGrads(s, args).grads.W!, scanGrads(st, args).grads.W!)).toBeLessThan(1e-12);
+      expect(relErr(interpGrads(s, args).grads.W!, interpGrads(st, args).grads.W!)).toBeLessThan(1e-12);
     }
   });
 });
 
 describe('batchNorm and layerNorm in a scan step', () => {
-  const m = (scan: boolean) => `${HEAD}export default model('bn', (g) => {
+  const m = (scan: boolean) => `${MODEL_HEAD}export default model('bn', (g) => {
     const xs = g.input('xs', [3, 6, 4]);
     const W = g.param('W', [4, 4], { scale: 0.5 });
     const gain = g.param('gain', [4]);
@@ -369,9 +349,9 @@ describe('batchNorm and layerNorm in a scan step', () => {
     return { loss: hT.square().sum().add(ys.square().mean()) };
   });\n`;
   it("the reverse scan (fused normalisations in the body) and the built graphs give the loop's gradients", async () => {
-    const s = traced(m(true));
+    const s = tracedModel(m(true));
     const args = randomArgs(s, 4, 0.5);
-    const { grads } = scanGrads(s, args);
+    const { grads } = interpGrads(s, args);
     const want = await unrolledGrads(m(false), args);
     for (const k of ['W', 'gain', 'bias', 'h0']) expect(relErr(grads[k]!, want[k]!), k).toBeLessThan(1e-9);
     const c = await compile(modelFile(m(true)), { targets: ['ts'] });
