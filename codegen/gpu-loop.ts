@@ -44,8 +44,12 @@ export interface LoopStep {
   readonly reads: readonly string[];
   /** The body's steps. */
   readonly body: readonly PStep[];
-  /** The loop's code: `inner` renders the body's steps, `views` a name's views; `awaited`: kernel calls are awaited. */
-  render(inner: (steps: readonly PStep[]) => string[], views: (name: string) => string[], awaited: boolean): string[];
+  /**
+   * The loop's code: `inner` renders the body's steps, `views` a name's views; `awaited`: kernel
+   * calls are awaited; `used`: whether the pipeline reads a value (a stacked y it does not read,
+   * such as the forward's stored steps in `forward`, is not built).
+   */
+  render(inner: (steps: readonly PStep[]) => string[], views: (name: string) => string[], awaited: boolean, used: (name: string) => boolean): string[];
 }
 
 export type PStep = Step | LoopStep;
@@ -160,7 +164,7 @@ export function gpuLoop(c: LoopContext, u: Unit): LoopStep {
     const name = c.viewRoot(valueName(g, x));
     return uniformConst(c.plan, name) !== undefined ? undefined : sliceKernel(name, g.type(x).shape, scan.attrs.xaxes[j]!);
   });
-  const ys = [...Array(p.ys).keys()].map((j) => {
+  const allYs = [...Array(p.ys).keys()].map((j) => {
     const out = results.get(p.carries + j);
     if (out === undefined) return undefined;
     const y = body.outputs[p.carries + j]!.value;
@@ -172,12 +176,13 @@ export function gpuLoop(c: LoopContext, u: Unit): LoopStep {
   const inName = (k: number) => valueName(body, ins[k]!.result);
 
   const bodySteps = c.steps(bodyUnits);
-  const build = (inner: (steps: readonly PStep[]) => string[], views: (name: string) => string[], awaited: boolean): string[] => {
+  const build = (inner: (steps: readonly PStep[]) => string[], views: (name: string) => string[], awaited: boolean, used: (name: string) => boolean = () => true): string[] => {
     const aw = awaited ? 'await ' : '';
     const lines: string[] = [];
+    const ys = allYs.filter((y) => y !== undefined && used(valueName(g, y.out)));
     for (let k = 0; k < p.carries; k++) lines.push(`let ${ref(inName(k))} = ${handle(g, scan.args[k]!, aw)};`);
     for (let k = p.carries + p.xs; k < scan.args.length; k++) lines.push(`const ${ref(inName(k))} = ${handle(g, scan.args[k]!, aw)};`);
-    for (const y of ys) if (y?.acc) lines.push(`let ${y.acc} = ${aw}${y.zero}();`);
+    for (const y of ys) if (y!.acc) lines.push(`let ${y!.acc} = ${aw}${y!.zero}();`);
     lines.push(`for (let ${s} = 0; ${s} < ${T}; ${s}++) {`);
     lines.push(`const ${tv} = ${scan.attrs.reverse ? `${T} - 1 - ${s}` : s};`);
     xs.forEach((k, j) => {
@@ -188,7 +193,7 @@ export function gpuLoop(c: LoopContext, u: Unit): LoopStep {
     // the views of the step's operands (a carry's change each step)
     for (let k = 0; k < ins.length; k++) lines.push(...views(inName(k)));
     lines.push(...inner(bodySteps));
-    for (const y of ys) if (y?.acc) lines.push(`${y.acc} = ${aw}${y.put}(${y.acc}, ${handle(body, y.y!, aw)}, ${tv});`);
+    for (const y of ys) if (y!.acc) lines.push(`${y!.acc} = ${aw}${y!.put}(${y!.acc}, ${handle(body, y!.y!, aw)}, ${tv});`);
     // the new carries, all read before any is assigned (a swap)
     const moves = [...Array(p.carries).keys()].filter((k) => body.outputs[k]!.value !== ins[k]!.result);
     const next = moves.map((k) => c.codeName(`next_${inName(k)}`));

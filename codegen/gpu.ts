@@ -163,15 +163,16 @@ function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
    */
   const plan_ = (list: PStep[], reads: readonly string[], awaited = false) => {
     const needed = new Set([...stepReads(list), ...reads]);
-    const seen = new Set<string>();
-    const render = (l: readonly PStep[]): string[] =>
+    // the values declared so far in scope: a loop's body sees the ones before it, and what it
+    // declares is not seen after it
+    const render = (l: readonly PStep[], seen: Set<string>): string[] =>
       l.flatMap((s) => {
-        if (isLoop(s)) return s.render(render, (name) => views(name, needed), awaited);
+        if (isLoop(s)) return s.render((body) => render(body, new Set(seen)), (name) => views(name, needed), awaited, (name) => needed.has(name));
         if (seen.has(s.name)) return [];
         seen.add(s.name);
         return [...call(s, awaited), ...views(s.name, needed)];
       });
-    return [...argNames.flatMap((a) => views(a, needed)), ...render(list)];
+    return [...argNames.flatMap((a) => views(a, needed)), ...render(list, new Set())];
   };
   // outside a pipeline (trainStep on a device) a kernel call is awaited: webgpu's give promises
   const call = (s: Step, awaited = false) => [`const ${s.name} = ${awaited ? 'await ' : ''}${s.kernel}(${s.args.join(', ')});`];

@@ -405,10 +405,10 @@ export const CASES: { readonly [P in OpKind]: Entry } = {
     },
   ],
   scan: {
-    none: 'a scan is a region, not a kernel: the flat and wasm modules run it as a loop around its body\'s kernels (codegen/ts/loop.ts), the GPU modules unrolled (ir/scan.ts); test/scan.test.ts and test/scan-loop.test.ts check its values and gradients against the unrolled form, the interpreter and finite differences on every target',
+    none: 'a scan is a region, not a kernel: every module runs it as a loop around its body\'s kernels (codegen/ts/loop.ts, codegen/gpu-loop.ts, codegen/webgpu/loop.ts); test/scan.test.ts and test/scan-loop.test.ts check its values and gradients against the unrolled form, the interpreter and finite differences on every target',
   },
   scan_out: {
-    none: 'a result of a scan, written by its loop (or unrolled with it for the GPU modules); covered by test/scan.test.ts and test/scan-loop.test.ts',
+    none: 'a result of a scan, written by its loop; covered by test/scan.test.ts and test/scan-loop.test.ts',
   },
   custom_grad: {
     none:

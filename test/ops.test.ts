@@ -152,7 +152,7 @@ const DSL: Record<string, (r: Rand) => string> = {
   // a custom gradient equal to the true one (tanh' = 1 − y²), so that finite differences agree
   customGrad: (r) =>
     `const a = g.param('a', ${S([dim(r), dim(r)])}); const f = g.customGrad((x) => x.tanh(), ([x], t, dy) => [dy.mul(t.square().neg().add(1))]); const y = f(a.mul(2));`,
-  // a scan (unrolled for the targets; test/scan.test.ts holds it against the loop): a carry, two xs, a closed-over param
+  // a scan (a loop on every target; test/scan.test.ts holds it against the unrolled loop): a carry, two xs, a closed-over param
   scan: (r) => {
     const [t, n, m] = [dim(r), dim(r), dim(r)];
     return `const a = g.param('a', [${t}, ${n}, ${m}]); const w = g.param('w', [${m}]); const c0 = g.param('c0', [${n}, ${m}]);

@@ -93,7 +93,7 @@ function unrolledGrads(src: string, args: Args): Record<string, Float64Array> {
 }
 
 /** Builds the flat and wasm modules (and the GPU.js one, in gpu.js's cpu mode) and imports them: flat, wasm, and wasm on 2 threads. */
-async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'], threads = true): Promise<{ files: Map<string, string>; run: [string, Instance][]; close(): void }> {
+async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'], threads = true, gpuModes = ['cpu']): Promise<{ files: Map<string, string>; run: [string, Instance][]; close(): void }> {
   const c = await compile(modelFile(src), { targets });
   const dir = tmp();
   for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
@@ -109,18 +109,22 @@ async function modules(src: string, targets: readonly Target[] = ['ts', 'wasm'],
       run.push(['wasm 2 threads', threaded]);
     }
   }
-  let gpu: Instance | undefined;
+  const gpus: Instance[] = [];
   if (targets.includes('gpu')) {
-    const mod = (await imp(`${c.name}.gpu.js`)) as { create(o: { mode: string }): Promise<Instance> };
-    gpu = await mod.create({ mode: 'cpu' });
-    run.push(['GPU.js (cpu mode)', gpu]);
+    const mod = (await imp(`${c.name}.gpu.js`)) as { create(o: { mode: string }): Promise<Instance & { mode: string }> };
+    for (const mode of gpuModes) {
+      const gpu = await mod.create({ mode });
+      expect(gpu.mode).toBe(mode);
+      gpus.push(gpu);
+      run.push([`GPU.js (${mode} mode)`, gpu]);
+    }
   }
   return {
     files: new Map(c.files.map((f) => [f.name, String(f.content)])),
     run,
     close: () => {
       threaded?.destroy();
-      gpu?.destroy?.();
+      for (const gpu of gpus) gpu.destroy?.();
     },
   };
 }
@@ -192,7 +196,8 @@ describe('a scan as a loop: the flat, wasm (1 and 2 threads) and GPU.js modules 
   it('a reverse scan inside a scan: a loop inside a loop', async () => {
     const src = nested(true);
     const args = randomArgs(traced(src), 8, 0.5);
-    const m = await modules(src, ['ts', 'wasm', 'gpu']);
+    // the GPU.js module in gpu.js's webasm mode too (its fused executor over one wasm memory)
+    const m = await modules(src, ['ts', 'wasm', 'gpu'], true, ['cpu', 'webasm']);
     try {
       const code = m.files.get('nest.js')!;
       // forward: outer and inner; backward: the reverse of each (the outer reverse body holds the inner scan's reverse and its recomputation)
