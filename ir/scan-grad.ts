@@ -52,7 +52,7 @@ export function scanVjp(g: Graph, scanInst: InstOf<'scan'>, sink: Sink, cots: Re
   const closedF = [...Array(p.closed).keys()].filter((j) => isF32(argT(p.carries + p.xs + j)) && active.has(inst.args[p.carries + p.xs + j]!));
   const ysCot = [...Array(p.ys).keys()].filter((j) => cots.has(p.carries + j));
   // the step's values the reverse pass reads (residuals), stored by the forward scan as more ys
-  // (stacked along axis 0), so that the reverse scan does not recompute the step's forward: found
+  // (a new one stacked along axis 0; one that is a y already, along that y's axis), so that the reverse scan does not recompute the step's forward: found
   // by a first run of the reverse pass into a scratch graph. Only for a scan of the graph being
   // differentiated (not one inside a body being differentiated: depth 0).
   const residuals =
@@ -134,7 +134,7 @@ export function scanVjp(g: Graph, scanInst: InstOf<'scan'>, sink: Sink, cots: Re
     ...ysCot.map((j) => cots.get(p.carries + j)!),
     ...resStored.map((v) => sink.read(v)),
   ];
-  const xaxes = [...storedIdx.map((k) => inst.attrs.yaxes[k - p.carries]!), ...inst.attrs.xaxes, ...ysCot.map((j) => inst.attrs.yaxes[j]!), ...resIdx.map(() => 0)];
+  const xaxes = [...storedIdx.map((k) => inst.attrs.yaxes[k - p.carries]!), ...inst.attrs.xaxes, ...ysCot.map((j) => inst.attrs.yaxes[j]!), ...resIdx.map((k) => inst.attrs.yaxes[k - p.carries]!)];
   const closed = [...Array(p.closed).keys()].map((j) => read(p.carries + p.xs + j));
   const carries = [...initDc, ...initDk];
   tg.bodies.push(R);

@@ -15,11 +15,11 @@ import { scansOf } from '../ir/loops.js';
 import type { Arrays } from './helpers.js';
 import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tracedModel, writtenModules } from './helpers.js';
 
-/** An RNN cell over T steps of x [T, B, F], written with g.scan and with a for loop. */
-function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolean }): string {
+/** An RNN cell over T steps of x [T, B, F], written with g.scan and with a for loop; `same`: its y is its new carry. */
+function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolean; same?: boolean }): string {
   const { T } = opts;
   const xshape = opts.axis1 ? `[3, ${T}, 4]` : `[${T}, 3, 4]`;
-  const step = `(h, x) => { const h2 = x.matmul(Wx).add(h.matmul(Wh)).add(b).tanh(); return [h2, h2.mul(h2).sum(1)]; }`;
+  const step = `(h, x) => { const h2 = x.matmul(Wx).add(h.matmul(Wh)).add(b).tanh(); return [h2, ${opts.same ? 'h2' : 'h2.mul(h2).sum(1)'}]; }`;
   const body = opts.scan
     ? `const [hT, ys] = g.scan(${step}, h0, xs${opts.axis1 || opts.reverse ? `, { ${opts.axis1 ? 'axis: 1, ' : ''}${opts.reverse ? 'reverse: true' : ''} }` : ''});
     const loss = hT.square().mean().add(ys.mean().mul(0.5)).add(ys.${opts.axis1 ? 'narrow(1, 0, 1)' : 'narrow(0, 0, 1)'}.sum());`
@@ -73,7 +73,8 @@ async function unrolledGrads(src: string, args: { params: Arrays; inputs: Arrays
 }
 
 describe('g.scan gradients', () => {
-  for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }])
+  // same: the stored step values include a y (stacked along the scan's axis, here 1)
+  for (const variant of [{}, { reverse: true }, { axis1: true }, { reverse: true, axis1: true }, { axis1: true, same: true }])
     it(`a reverse scan, equal to the unrolled loop's and to finite differences ${JSON.stringify(variant)}`, async () => {
       const srcS = rnn({ T: 4, scan: true, ...variant });
       const s = tracedModel(srcS);
