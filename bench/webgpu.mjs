@@ -11,7 +11,7 @@
 //   npm run bench:webgpu -- --sizes S                      here: needs a navigator.gpu (none in Node
 //                                                          without the `webgpu` package)
 //   on the GPU machine, as ../shared/gpu/README.md says for the GPU.js module:
-//   ../shared/gpu/prepare-device.sh bench/webgpu.mjs bench/device.mjs bench/report.mjs bench/torch_cuda.py dist <models>
+//   ../shared/gpu/prepare-device.sh bench/webgpu.mjs bench/webgpu-kernels.mjs bench/device.mjs bench/report.mjs bench/torch_cuda.py dist <models>
 //   source .device/on-device.sh; cd .device/app && node webgpu.mjs --models models && python3 torch_cuda.py
 //
 // --models DIR: load DIR/<name>/<name>.{js,webgpu.js}; those missing are built with graphc
