@@ -95,10 +95,15 @@ export function packsB(k: Pick<MatmulKernel, 'M' | 'N' | 'K' | 'batch' | 'transB
  * [128,768]ᵀ·[768,512] and [128,768]ᵀ·[768,384]) packing measured no faster, at 512 1.15–1.25× faster.
  */
 const PACK_A_MIN_M = 256;
+/**
+ * The floats of A from which it is packed: WaveNet's [256,32]ᵀ·[32,128] and [256,64]ᵀ·[64,128]
+ * (8,192 and 16,384 floats) ran no faster packed; the GPT's 393,216 did.
+ */
+const PACK_A_MIN_FLOATS = 65536;
 
 /**
  * Whether a transposed A (stored [K, M]) is worth packing into row tiles (the caller then gives the
- * kernel a `packA` area of M·K floats): one matrix, tiles of 4 rows, M at least PACK_A_MIN_M. A tile reads 16 bytes of each of K rows of A, 4M bytes apart: at M = 512
+ * kernel a `packA` area of M·K floats): one matrix, tiles of 4 rows, M at least PACK_A_MIN_M, at least PACK_A_MIN_FLOATS. A tile reads 16 bytes of each of K rows of A, 4M bytes apart: at M = 512
  * (the GPT's weight gradients, [512,768]ᵀ·[768,128]) a stride of 2 KiB, so the K lines fall in 2
  * of L1's 64 sets and are gone before the next tile reads their next 16 bytes; packed, a tile's A is
  * 16·K contiguous bytes. The packing copies each 16 bytes once (a vector), of one line of A for
@@ -106,7 +111,7 @@ const PACK_A_MIN_M = 256;
  */
 export function packsA(k: Pick<MatmulKernel, 'M' | 'K' | 'batch' | 'transA' | 'tile'>): boolean {
   const { rows: R } = k.tile ?? DEFAULT_TILE;
-  return k.transA && k.batch === 1 && R === 4 && k.M >= PACK_A_MIN_M && k.K >= 16;
+  return k.transA && k.batch === 1 && R === 4 && k.M >= PACK_A_MIN_M && k.K >= 16 && k.M * k.K >= PACK_A_MIN_FLOATS;
 }
 
 /** Floats of pack area a kernel needs: K·N for each matrix of a batch whose B it packs (a kernel of `batches`: threads take whole matrices), 0 if it packs none. */
