@@ -1,23 +1,25 @@
 // The wasm module of a model with symbolic dimensions (`g.input('Xb', ['B', 3], 'i32')`): the flat
 // module's symbolic form (its steps are closures over the bound sizes, see codegen/ts.ts), with
-// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction, softmax,
-// convolution, pooling and per-channel groups as wasm SIMD kernels encoded at run time: the first call that
-// brings a set of sizes lays the memory out for them (growing it when they need more), encodes the
-// kernels for those sizes and addresses with the kernel generators of codegen/wasm/*.ts, embedded
-// in the module, and instantiates them; a later call with the same sizes reuses them. The module
-// imports nothing.
+// its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
+// a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
+// symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
+// its matmul, row softmax, convolution and pooling groups are wasm SIMD kernels encoded at run
+// time: the first call that brings a set of sizes lays the memory out for them (growing it when
+// they need more), writes the parameter block, encodes those kernels for its sizes and addresses
+// with the kernel generators of codegen/wasm/*.ts, embedded in the module, and instantiates them;
+// a later call with the same sizes reuses them. The module imports nothing.
 //
 // The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
 // offset, the scratch areas and the end are polynomials in the symbols, written into the module
 // as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
-// sizes (test/layout.test.ts). What a kernel gets (its sizes, its arrays' addresses, its steps)
-// is the static module's decision (codegen/wasm/decide.ts) at the bound sizes: decided here at
-// build time on the graph with the symbols bound to a grid of probe sizes, in the layout evaluated
-// there, every number of the description a polynomial in the sizes, which the probes determine
-// and one more probe checks. A group whose description does not come out the same way at every
-// probe runs as the flat module's code. Not here yet: the kernels of the kernel form
-// (codegen/wasm/kernel.ts renders constant sizes only; the static build renders the groups no
-// decision takes, and matmul epilogues, with it): those groups run as the flat module's loops.
+// sizes (test/layout.test.ts). What a routine's kernel gets (its sizes, its arrays' addresses, its
+// epilogue's steps) is the static module's decision (codegen/wasm/decide.ts) at the bound sizes:
+// decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
+// layout evaluated there, every number of the description a polynomial in the sizes, which the
+// probes determine and one more probe checks. A group whose description does not come out the
+// same way at every probe, an index routine (codegen/wasm/index-kernels.ts takes constant sizes),
+// or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// flat module's code.
 
 import * as fs from 'node:fs';
 import ts from 'typescript';
