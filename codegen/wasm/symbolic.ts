@@ -530,7 +530,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels, encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, row softmaxes, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     buffersDecl: () => {
       throw new Error('internal: the symbolic module has no static arena');
