@@ -120,7 +120,7 @@ export default model('${name}', (g) => {
     }
   }, 120_000); // two builds
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant', async () => {
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant, a pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -138,7 +138,8 @@ export default model('forms_sym', (g) => {
   const oh = g.oneHot(y, 5).mul(u).sum(1); // a coordinate
   const e = z.tanh().sub(z.mean(0)).square().sum(1); // [B,T]: a mean over B (its bound size)
   const k = g.concat([s, s.mul(g.const([0.5])).tanh(), s.square()], 1).mul(g.const([1, -2, 3])); // [B,3]: boxes of a copy, a constant array
-  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum());
+  const pk = g.pick(s.mul(u).tanh(), y); // [B]: an index routine with a symbolic number of rows
+  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean());
   return { loss, b, d, e, k };
 });
 `),
@@ -147,6 +148,7 @@ export default model('forms_sym', (g) => {
     // no group of the kernel form runs as a JS loop, and none is encoded per size: one kernel each in the build-time module
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
+    expect(code).toContain('forms.pick_pk();');
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
     expect(forms.length).toBeGreaterThanOrEqual(10);
