@@ -559,17 +559,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const layoutAt = lines.findIndex((l) => /^function layout\(\)(: void)? \{$/.test(l));
   if (arenaAt < 0 || layoutAt < arenaAt) throw new Error('internal: the symbolic flat module has no arena() and layout()');
   lines.splice(layoutAt + 1, 0, '  relayout(); // the memory, its arrays and the kernels for these sizes');
-  // the gradients are arrays of the arena, which every layout views anew: read through getters
-  // (a forward-only model, no loss, has no result and no gradients)
-  const resultAt = lines.findIndex((l) => /^const result\b.*grads: \{ .* \} \};$/.test(l));
-  if (resultAt < 0 && !isForwardOnly(m.fwd)) throw new Error('internal: the symbolic flat module has no result');
-  if (resultAt >= 0) lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
-    const entries = list.split(', ').map((e) => {
-      const [, k, v] = /^(.+?): (.+)$/.exec(e)!;
-      return v!.startsWith('buf.') ? `get ${k}() { return ${v}; }` : e;
-    });
-    return `grads: { ${entries.join(', ')} } };`;
-  });
+  gradGetters(m, lines);
   lines.splice(arenaAt, 0, ...runtime);
   lines.push(...createDecl(syms, typed));
   return lines.join('\n') + '\n';
@@ -621,6 +611,22 @@ function formsDecl(forms: SymForms, typed: boolean): string[] {
     "].join('');",
     'const formBytes = Uint8Array.from(atob(formWasm), (c) => c.charCodeAt(0));',
   ];
+}
+
+/**
+ * The gradients are arrays of the arena, which every layout views anew: the result reads them
+ * through getters (a forward-only model, no loss, has no result and no gradients).
+ */
+function gradGetters(m: ModuleInfo, lines: string[]): void {
+  const resultAt = lines.findIndex((l) => /^const result\b.*grads: \{ .* \} \};$/.test(l));
+  if (resultAt < 0 && !isForwardOnly(m.fwd)) throw new Error('internal: the symbolic flat module has no result');
+  if (resultAt >= 0) lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
+    const entries = list.split(', ').map((e) => {
+      const [, k, v] = /^(.+?): (.+)$/.exec(e)!;
+      return v!.startsWith('buf.') ? `get ${k}() { return ${v}; }` : e;
+    });
+    return `grads: { ${entries.join(', ')} } };`;
+  });
 }
 
 /** create({ threads }) of a symbolic module: refused, with the reason. */
