@@ -55,9 +55,9 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
     case 'scatter_add':
       return scatterAdd(dims(r.output), numel(dims(r.inputs[0]!)), a!, b!, c!);
     case 'pick':
-      return pick(dims(r.inputs[0]!), a!, b!, c!);
+      return pick(dims(r.inputs[0]!) as [number, number], a!, b!, c!);
     case 'xent':
-      return xent(dims(r.inputs[0]!), a!, b!, c!);
+      return xent(dims(r.inputs[0]!) as [number, number], a!, b!, c!);
     case 'argmax':
     case 'argmin':
       return argBest(r.op, dims(r.inputs[0]!), r.attrs.axis, a!, b!);
@@ -76,6 +76,14 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
 }
 
 const numel = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
+
+/**
+ * A row count or an address: a number, or (the symbolic module: codegen/wasm/symbolic-forms.ts)
+ * code that pushes its run-time value; gather, scatter_add, pick and xent take these.
+ */
+export type I32 = number | { readonly push: (f: Body) => void; readonly text: string };
+const push = (f: Body, v: I32): Body => (typeof v === 'number' ? f.i32(v) : (v.push(f), f));
+const text = (v: I32): string => (typeof v === 'number' ? String(v) : v.text);
 
 /** A view of static sizes whose elements are its array's, row-major from its offset. */
 function dense(v: View): boolean {
@@ -128,10 +136,11 @@ const op = {
 };
 
 /** The range of rows a body computes: its two arguments where it splits, else [0, extent). */
-function rangeOf(f: Body, extent: number): [Local, Local] {
+function rangeOf(f: Body, extent: I32): [Local, Local] {
   if (f.params === 2) return [f.param(0), f.param(1)];
   const [lo, hi] = [f.local('i32'), f.local('i32')];
-  f.assign(lo, 0).assign(hi, extent);
+  f.assign(lo, 0);
+  push(f, extent).set(hi);
   return [lo, hi];
 }
 
@@ -175,35 +184,35 @@ function copyFloats(f: Body, count: number, src: Local | undefined, dst: Local, 
 }
 
 /** A split by rows where there is more than one. */
-const rows = (extent: number, work: number): Split | undefined => (extent > 1 ? { extent, align: 1, work } : undefined);
+const rows = (extent: I32, work: number): Split | undefined => (typeof extent === 'number' && extent > 1 ? { extent, align: 1, work } : undefined);
 
 // ---------------------------------------------------------------------------------------------
 // gather, scatter_add, pick
 
 /** out[i, :] = table[idx[i], :] (NaN for an index out of range). */
-function gather(table: readonly number[], n: number, tAt: number, iAt: number, oAt: number): IndexKernel {
+export function gather(table: readonly number[], n: I32, tAt: I32, iAt: I32, oAt: I32): IndexKernel {
   const V = table[0]!;
   const R = numel(table.slice(1));
-  const split = rows(n, n * R);
+  const split = rows(n, typeof n === 'number' ? n * R : 0);
   const f = new Body(split ? 2 : 0);
   const [lo, hi] = rangeOf(f, n);
   const [i, r, src, dst, k] = ['i32', 'i32', 'i32', 'i32', 'i32'].map(() => f.local('i32')) as Local[];
   forRange(f, i, lo, hi, () => {
-    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    push(f.get(i).i32(4).i32Mul(), iAt).i32Add();
     op.i32Load(f).set(r);
-    f.get(i).i32(4 * R).i32Mul().i32(oAt).i32Add().set(dst);
+    push(f.get(i).i32(4 * R).i32Mul(), oAt).i32Add().set(dst);
     f.get(r).i32(V);
     op.i32LtU(f);
     op.ifElse(
       f,
       () => {
-        f.get(r!).i32(4 * R).i32Mul().i32(tAt).i32Add().set(src!);
+        push(f.get(r!).i32(4 * R).i32Mul(), tAt).i32Add().set(src!);
         copyFloats(f, R, src, dst!, k!);
       },
       () => copyFloats(f, R, undefined, dst!, k!),
     );
   });
-  return { body: f, split, what: `gather of ${n} rows of ${R} from a table of ${V}, four floats at a time` };
+  return { body: f, split, what: `gather of ${text(n)} rows of ${R} from a table of ${V}, four floats at a time` };
 }
 
 /**
@@ -211,10 +220,10 @@ function gather(table: readonly number[], n: number, tAt: number, iAt: number, o
  * adds nothing): a range of columns [c0, c1), all rows; threads split the columns in blocks of
  * whole vectors, each column's sums the same as in one pass.
  */
-function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: number, oAt: number): IndexKernel {
+export function scatterAdd(shape: readonly number[], n: I32, iAt: I32, sAt: I32, oAt: I32): IndexKernel {
   const V = shape[0]!;
   const R = numel(shape.slice(1));
-  const split: Split | undefined = R >= 8 ? { extent: R, align: 4, work: n * R } : undefined;
+  const split: Split | undefined = R >= 8 && typeof n === 'number' ? { extent: R, align: 4, work: n * R } : undefined;
   const f = new Body(split ? 2 : 0);
   const [c0, c1] = rangeOf(f, R);
   const [i, r, src, dst, k] = Array.from({ length: 5 }, () => f.local('i32'));
@@ -241,7 +250,7 @@ function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: numbe
     );
   };
   /** The byte address of element c0 of row `row` (a local) of the array at `at`, into `into`. */
-  const rowAt = (row: Local, at: number, into: Local) => f.get(row).i32(R).i32Mul().get(c0).i32Add().i32(4).i32Mul().i32(at).i32Add().set(into);
+  const rowAt = (row: Local, at: I32, into: Local) => push(f.get(row).i32(R).i32Mul().get(c0).i32Add().i32(4).i32Mul(), at).i32Add().set(into);
   // zeros
   const [v0, v1] = [f.local('i32'), f.local('i32')];
   f.assign(v0, 0).assign(v1, V);
@@ -249,9 +258,9 @@ function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: numbe
     rowAt(r, oAt, dst);
     span(false);
   });
-  f.assign(v1, n);
+  push(f, n).set(v1);
   forRange(f, i, v0, v1, () => {
-    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    push(f.get(i).i32(4).i32Mul(), iAt).i32Add();
     op.i32Load(f).set(r);
     f.get(r).i32(V);
     op.i32LtU(f);
@@ -264,33 +273,33 @@ function scatterAdd(shape: readonly number[], n: number, iAt: number, sAt: numbe
       },
     );
   });
-  return { body: f, split, what: `scatter_add of ${n} rows of ${R} into ${V} rows, four floats at a time${split ? ', threads splitting the columns' : ''}` };
+  return { body: f, split, what: `scatter_add of ${text(n)} rows of ${R} into ${V} rows, four floats at a time${split ? ', threads splitting the columns' : ''}` };
 }
 
 /** y[i] = x[i, idx[i]] (NaN for an index out of range). */
-function pick(x: readonly number[], xAt: number, iAt: number, yAt: number): IndexKernel {
+export function pick(x: readonly [I32, number], xAt: I32, iAt: I32, yAt: I32): IndexKernel {
   const [n, c] = [x[0]!, x[1]!];
-  const split = rows(n, n);
+  const split = rows(n, typeof n === 'number' ? n : 0);
   const f = new Body(split ? 2 : 0);
   const [lo, hi] = rangeOf(f, n);
   const [i, r] = [f.local('i32'), f.local('i32')];
   forRange(f, i, lo, hi, () => {
-    f.get(i).i32(4).i32Mul().i32(iAt).i32Add();
+    push(f.get(i).i32(4).i32Mul(), iAt).i32Add();
     op.i32Load(f).set(r);
-    f.get(i).i32(4).i32Mul().i32(yAt).i32Add();
+    push(f.get(i).i32(4).i32Mul(), yAt).i32Add();
     f.get(r).i32(c);
     op.i32LtU(f);
     op.ifElse(
       f,
       () => {
-        f.get(i).i32(c).i32Mul().get(r).i32Add().i32(4).i32Mul().i32(xAt).i32Add().f32Load(0);
+        push(f.get(i).i32(c).i32Mul().get(r).i32Add().i32(4).i32Mul(), xAt).i32Add().f32Load(0);
       },
       () => f.f32Const(NaN),
       'f32',
     );
     f.f32Store(0);
   });
-  return { body: f, split, what: `pick of one of ${c} in each of ${n} rows` };
+  return { body: f, split, what: `pick of one of ${c} in each of ${text(n)} rows` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,7 +672,7 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
 // xent, argmax_mask
 
 /** −mean over rows of (x[i, t_i] − max_i − ln Σ_j exp(x[i, j] − max_i)): rows four floats at a time, sums in f64. */
-function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): IndexKernel {
+export function xent(x: readonly [I32, number], xAt: I32, tAt: I32, yAt: I32): IndexKernel {
   const [n, C] = [x[0]!, x[1]!];
   const f = new Body();
   const full = Math.floor(C / 4);
@@ -690,11 +699,11 @@ function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): Inde
       });
     if (rest) body(rest);
   };
-  const rowAt = () => f.get(i).i32(4 * C).i32Mul().i32(xAt).i32Add().set(px);
+  const rowAt = () => push(f.get(i).i32(4 * C).i32Mul(), xAt).i32Add().set(px);
   op.f64Const(f, 0).set(total);
   f.assign(i, 0);
   f.loopUntil(
-    () => f.get(i).i32(n).i32GeS(),
+    () => push(f.get(i), n).i32GeS(),
     () => {
       f.f32x4Const(-Infinity).set(vmax);
       pass(rowAt, (lanes) => {
@@ -719,7 +728,7 @@ function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): Inde
       f.get(acc).f64x2ExtractLane(0).get(acc).f64x2ExtractLane(1).f64Add();
       f.get(vmax).f64x2ExtractLane(0).get(vmax).f64x2ExtractLane(1).f64Add().f64Add().set(sum);
       // total += x[i, t] − max − ln Σ (NaN for a target out of range)
-      f.get(i).i32(4).i32Mul().i32(tAt).i32Add();
+      push(f.get(i).i32(4).i32Mul(), tAt).i32Add();
       op.i32Load(f).set(r);
       f.get(total);
       f.get(r).i32(C);
@@ -727,7 +736,7 @@ function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): Inde
       op.ifElse(
         f,
         () => {
-          f.get(i).i32(C).i32Mul().get(r).i32Add().i32(4).i32Mul().i32(xAt).i32Add().f32Load(0);
+          push(f.get(i).i32(C).i32Mul().get(r).i32Add().i32(4).i32Mul(), xAt).i32Add().f32Load(0);
         },
         () => f.f32Const(NaN),
         'f32',
@@ -743,14 +752,15 @@ function xent(x: readonly number[], xAt: number, tAt: number, yAt: number): Inde
       f.bump(i, 1);
     },
   );
-  f.i32(yAt);
+  push(f, yAt);
   op.f64Const(f, 0);
   f.get(total);
   op.f64Sub(f);
-  op.f64Const(f, n);
+  if (typeof n === 'number') op.f64Const(f, n);
+  else push(f, n).raw(0xb7); // f64.convert_i32_s
   op.f64Div(f);
   f.f32DemoteF64().f32Store(0);
-  return { body: f, what: `cross-entropy of ${n} rows of ${C} logits, four at a time, summed in f64` };
+  return { body: f, what: `cross-entropy of ${text(n)} rows of ${C} logits, four at a time, summed in f64` };
 }
 
 /**

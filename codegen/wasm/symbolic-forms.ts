@@ -8,7 +8,7 @@
 import type { Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { Size } from '../../ir/dims.js';
-import { isStatic, sizeText } from '../../ir/dims.js';
+import { isStatic, mulSize, numelSize, size, sizeEq, sizeText } from '../../ir/dims.js';
 import type { Poly } from '../../ir/layout.js';
 import { polyAdd } from '../../ir/layout.js';
 import type { ModuleInfo } from '../module.js';
@@ -16,7 +16,11 @@ import { commentText } from '../module.js';
 import { lowerUnitOf } from '../kernel/lower.js';
 import type { Body } from './encode.js';
 import type { Rt, Val } from './kernel-plan.js';
+import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
+import type { Routine, View } from '../kernel/form.js';
+import type { I32, IndexKernel } from './index-kernels.js';
+import { gather, pick, scatterAdd, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
@@ -73,6 +77,16 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   for (const u of units) {
     const part = convEpilogue(u);
     const launch = lowerUnitOf(m.plan, part ?? u).launch;
+    const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
+    if (launch?.kind === 'routine' && !part) {
+      // an index routine with a symbolic number of rows (codegen/wasm/index-kernels.ts)
+      const ik = indexRoutine(launch, rt.address, (v) => (typeof v === 'number' ? v : { push: (f) => void (f.i32(0).i32Load(param(v)), v.plus && f.i32(v.plus).i32Add()), text: v.key }));
+      if (!ik) continue;
+      const rname = `${launch.op}_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
+      byUnit.set(u, { name: rname, what: `${commentText(docOf(m, u))}   ${ik.what}`, epilogue: false });
+      fns.push({ name: rname, body: ik.body });
+      continue;
+    }
     if (launch?.kind !== 'kernel') continue;
     let body: Body;
     try {
@@ -81,7 +95,6 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
       if (err instanceof KernelUnsupported) continue;
       throw err;
     }
-    const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
     const what = `${commentText(docOf(m, part ?? u))}   [${launch.domain.join(',')}]${launch.axes.length ? ` reducing axes ${launch.axes.join(',')}` : ''}`;
     byUnit.set(u, { name, what, epilogue: part !== undefined });
     fns.push({ name, body });
@@ -100,4 +113,36 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
         return polyAdd(v.size);
       }),
   };
+}
+
+/** A view whose elements are its array's, row-major from its offset (sizes may be symbolic). */
+function dense(v: View): boolean {
+  let st = size(1);
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] !== 1 && !sizeEq(v.strides[d]!, st)) return false;
+    st = mulSize(st, v.shape[d]!);
+  }
+  return true;
+}
+
+/**
+ * The kernel of a gather, scatter_add, pick or xent whose number of rows or addresses are run-time
+ * values (its table's, or classes', sizes numbers), or undefined (the flat module's loop).
+ */
+function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
+  const views = [...r.inputs, r.output];
+  if (r.epilogue || !views.every(dense)) return undefined;
+  const at = views.map((v) => address(v.arg, v.offset));
+  if (at.some((a) => a === undefined)) return undefined;
+  const [a, b, c] = at.map((x) => i32(x!));
+  const rows = (v: View) => i32(valOf(numelSize(v.shape)));
+  const statics = (v: View, from = 0) => v.shape.slice(from).every((d) => typeof d === 'number');
+  const x = r.inputs[0]!;
+  let k: IndexKernel | undefined;
+  if (r.op === 'gather' && statics(x)) k = gather(x.shape as number[], rows(r.inputs[1]!), a!, b!, c!);
+  else if (r.op === 'scatter_add' && statics(r.output)) k = scatterAdd(r.output.shape as number[], rows(x), a!, b!, c!);
+  else if ((r.op === 'pick' || r.op === 'xent') && x.shape.length === 2 && statics(x, 1))
+    k = (r.op === 'pick' ? pick : xent)([i32(valOf(size(x.shape[0]!))), x.shape[1] as number], a!, b!, c!);
+  // (a body split over threads takes a range: the symbolic module calls its kernels whole)
+  return k && !k.split ? k : undefined;
 }

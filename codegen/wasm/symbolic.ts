@@ -1,23 +1,25 @@
 // The wasm module of a model with symbolic dimensions (`g.input('Xb', ['B', 3], 'i32')`): the flat
 // module's symbolic form (its steps are closures over the bound sizes, see codegen/ts.ts), with
-// its arena in one growable WebAssembly.Memory and its matmul, elementwise, reduction, softmax,
-// convolution, pooling and per-channel groups as wasm SIMD kernels encoded at run time: the first call that
-// brings a set of sizes lays the memory out for them (growing it when they need more), encodes the
-// kernels for those sizes and addresses with the kernel generators of codegen/wasm/*.ts, embedded
-// in the module, and instantiates them; a later call with the same sizes reuses them. The module
-// imports nothing.
+// its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
+// a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
+// symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
+// its matmul, row softmax, convolution and pooling groups are wasm SIMD kernels encoded at run
+// time: the first call that brings a set of sizes lays the memory out for them (growing it when
+// they need more), writes the parameter block, encodes those kernels for its sizes and addresses
+// with the kernel generators of codegen/wasm/*.ts, embedded in the module, and instantiates them;
+// a later call with the same sizes reuses them. The module imports nothing.
 //
 // The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
 // offset, the scratch areas and the end are polynomials in the symbols, written into the module
 // as code and evaluated for each new set of sizes; no two arrays live at once overlap at any
-// sizes (test/layout.test.ts). What a kernel gets (its sizes, its arrays' addresses, its steps)
-// is the static module's decision (codegen/wasm/decide.ts) at the bound sizes: decided here at
-// build time on the graph with the symbols bound to a grid of probe sizes, in the layout evaluated
-// there, every number of the description a polynomial in the sizes, which the probes determine
-// and one more probe checks. A group whose description does not come out the same way at every
-// probe runs as the flat module's code. Not here yet: the kernels of the kernel form
-// (codegen/wasm/kernel.ts renders constant sizes only; the static build renders the groups no
-// decision takes, and matmul epilogues, with it): those groups run as the flat module's loops.
+// sizes (test/layout.test.ts). What a routine's kernel gets (its sizes, its arrays' addresses, its
+// epilogue's steps) is the static module's decision (codegen/wasm/decide.ts) at the bound sizes:
+// decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
+// layout evaluated there, every number of the description a polynomial in the sizes, which the
+// probes determine and one more probe checks. A group whose description does not come out the
+// same way at every probe, an index routine (codegen/wasm/index-kernels.ts takes constant sizes),
+// or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// flat module's code.
 
 import * as fs from 'node:fs';
 import ts from 'typescript';
@@ -528,7 +530,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   ];
 
   const backend: Backend = {
-    what: `The flat module with its matmuls, elementwise groups, column and row reductions and row softmaxes as WebAssembly SIMD kernels, encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
+    what: `The flat module with its elementwise, reduction and layout groups as WebAssembly SIMD kernels of the kernel form built by graphc (their sizes read at run time), and its matmuls, row softmaxes, convolutions and poolings as kernels encoded at run time for the sizes of ${syms.join(', ')} (the kernel generators are embedded below): no imports, no tape.`,
     entries: needsProduct ? ['_product: product, // matmul products read by an epilogue loop'] : [],
     buffersDecl: () => {
       throw new Error('internal: the symbolic module has no static arena');
@@ -557,17 +559,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
   const layoutAt = lines.findIndex((l) => /^function layout\(\)(: void)? \{$/.test(l));
   if (arenaAt < 0 || layoutAt < arenaAt) throw new Error('internal: the symbolic flat module has no arena() and layout()');
   lines.splice(layoutAt + 1, 0, '  relayout(); // the memory, its arrays and the kernels for these sizes');
-  // the gradients are arrays of the arena, which every layout views anew: read through getters
-  // (a forward-only model, no loss, has no result and no gradients)
-  const resultAt = lines.findIndex((l) => /^const result\b.*grads: \{ .* \} \};$/.test(l));
-  if (resultAt < 0 && !isForwardOnly(m.fwd)) throw new Error('internal: the symbolic flat module has no result');
-  if (resultAt >= 0) lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
-    const entries = list.split(', ').map((e) => {
-      const [, k, v] = /^(.+?): (.+)$/.exec(e)!;
-      return v!.startsWith('buf.') ? `get ${k}() { return ${v}; }` : e;
-    });
-    return `grads: { ${entries.join(', ')} } };`;
-  });
+  gradGetters(m, lines);
   lines.splice(arenaAt, 0, ...runtime);
   lines.push(...createDecl(syms, typed));
   return lines.join('\n') + '\n';
@@ -619,6 +611,22 @@ function formsDecl(forms: SymForms, typed: boolean): string[] {
     "].join('');",
     'const formBytes = Uint8Array.from(atob(formWasm), (c) => c.charCodeAt(0));',
   ];
+}
+
+/**
+ * The gradients are arrays of the arena, which every layout views anew: the result reads them
+ * through getters (a forward-only model, no loss, has no result and no gradients).
+ */
+function gradGetters(m: ModuleInfo, lines: string[]): void {
+  const resultAt = lines.findIndex((l) => /^const result\b.*grads: \{ .* \} \};$/.test(l));
+  if (resultAt < 0 && !isForwardOnly(m.fwd)) throw new Error('internal: the symbolic flat module has no result');
+  if (resultAt >= 0) lines[resultAt] = lines[resultAt]!.replace(/grads: \{ (.*) \} \};$/, (_all, list: string) => {
+    const entries = list.split(', ').map((e) => {
+      const [, k, v] = /^(.+?): (.+)$/.exec(e)!;
+      return v!.startsWith('buf.') ? `get ${k}() { return ${v}; }` : e;
+    });
+    return `grads: { ${entries.join(', ')} } };`;
+  });
 }
 
 /** create({ threads }) of a symbolic module: refused, with the reason. */
