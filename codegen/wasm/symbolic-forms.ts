@@ -75,6 +75,8 @@ export function symForms(m: ModuleInfo, units: readonly Unit[], paramAt: number,
   const byUnit = new Map<Unit, FormKernel & { epilogue: boolean }>();
   const fns: { name: string; body: Body }[] = [];
   for (const u of units) {
+    // a scan is a loop of the host program (its body's units are units of their own) and its results need no launch
+    if (u.insts[0]!.op === 'scan' || u.insts[0]!.op === 'scan_out') continue;
     const part = convEpilogue(u);
     const launch = lowerUnitOf(m.plan, part ?? u).launch;
     const name = `kernel_${valueName(u.graph, u.insts[u.insts.length - 1]!.result)}`;
