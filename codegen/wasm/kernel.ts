@@ -21,6 +21,7 @@ import { KernelUnsupported, flatten, unsupported } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
 import { REDUCE_BLOCK, REDUCE_MIN_ROWS, ROW_BLOCK } from './elementwise.js';
+import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
 
 export { KernelUnsupported };
@@ -94,6 +95,8 @@ class Nest {
   /** Sums added into their f64 totals term by term (else in blocks of `block`). */
   private readonly exact: boolean;
   private mode: 1 | 4 = 1;
+  /** Each node's rare block (codegen/wasm/kernel-rare.ts), on first use. */
+  private only?: number[];
 
   constructor(
     readonly f: Body,
@@ -209,7 +212,7 @@ class Nest {
     this.each(() => this.finish());
     const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
     this.each(() => {
-      this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
+      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
       for (const s of this.after) this.store(s, at);
     });
   }
@@ -268,11 +271,11 @@ class Nest {
           this.address(a, () => true);
           f.set(this.pointer(a));
         }
-        this.each(() => k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at)));
+        this.each(() => this.pass((i) => this.body[i]! && !varies[i], at));
       },
       () => {
         this.each(() => {
-          k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
+          this.pass((i) => this.body[i]! && varies[i]!, at);
           for (const s of this.during) this.store(s, at);
         });
         this.accumulate();
@@ -305,6 +308,12 @@ class Nest {
     acc.strides.forEach((s, ax) => {
       if (s !== 0 && open(ax)) f.get(this.x[ax]!).i32(4 * s).i32Mul().i32Add();
     });
+  }
+
+  /** The nodes `which` selects, in order, a rare where's `then` side only where a lane needs it. */
+  private pass(which: (i: number) => boolean, at: Addr): void {
+    const pass = this.k.nodes.flatMap((_n, i) => (which(i) ? [i] : []));
+    renderPass(this.f, this.k.nodes, (this.only ??= rareBlocks(this.k.nodes, this.k.stores)), pass, this.res, (i) => this.node(i, at));
   }
 
   /** Computes node i into its local. */
