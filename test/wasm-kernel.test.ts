@@ -274,6 +274,13 @@ describe('the kernel-form wasm renderer', () => {
     const values = Array.from({ length: 44 }, (_x, i) => (i === 17 ? 1e20 : i % 7));
     const got = check(red, { x: { n: 44, values }, y: { n: 4 } });
     expectClose(got.got.y!, got.want.y!, 2e-6);
+    // columns (four vectors side by side, each its own guard), and a sin that does not vary along the row (before its loop)
+    const cols = kernel('kernel k [6, 23] reduce (0)', '%0: f32 = load x[23*d0 + d1]', '%1: f32 = sin %0', '%2: f32 = reduce.sum %1 acc f32', 'store y[d1] = %2');
+    const c = check(cols, { x: { n: 138, values: Array.from({ length: 138 }, (_x, i) => (i === 40 || i === 130 ? -2e9 : i / 3)) }, y: { n: 23 } });
+    expectClose(c.got.y!, c.want.y!, 2e-6);
+    const bcast = kernel('kernel k [5, 9]', '%0: f32 = load x[d0]', '%1: f32 = cos %0', '%2: f32 = load z[9*d0 + d1]', '%3: f32 = mul %1, %2', 'store y[9*d0 + d1] = %3');
+    const b = check(bcast, { x: { n: 5, values: [1, 3e7, -2, 1e38, 0.5] }, z: { n: 45 }, y: { n: 45 } });
+    expectClose(b.got.y!, b.want.y!, 2.4e-7);
   });
 
   it('refuses what it has no form for with a CompileError naming the kernel and the op', () => {
