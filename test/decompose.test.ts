@@ -398,6 +398,28 @@ describe('the new ALU primitives', () => {
     expect(verifyKernel(k, arraysOf(4))).toEqual([]);
   });
 
+  it('a rare where (where.rare) prints, parses back and verifies; only a where can be rare; sin and cos decompose through three of them', () => {
+    const text = ['kernel k [4]', '  %0: f32 = load x[d0]', '  %1: f32 = const 65536', '  %2: bool = le %1, %0', '  %3: f32 = mul %0, %0', '  %4: f32 = where.rare %2, %3, %0', '  store y[d0] = %4  # where.rare(65536 <= x, x * x, x)', 'end', ''].join('\n');
+    const k = parseLaunch(text) as Kernel;
+    expect(k.nodes[4]).toEqual({ op: 'where', dtype: 'f32', args: [2, 3, 0], rare: true });
+    expect(printLaunch(k)).toBe(text);
+    expect(verifyKernel(k, arraysOf(4))).toEqual([]);
+    const bad = { ...k, nodes: k.nodes.map((n, i) => (i === 3 ? { ...n, rare: true } : n)) } as Kernel;
+    expect(verifyKernel(bad, arraysOf(4))).toEqual(['k: %3: only a where can be rare (rare: true), got mul with rare: true']);
+    // the evaluator computes it as a plain where
+    const y = new Float64Array(4);
+    evalKernel(k, (name) => (name === 'x' ? Float64Array.of(2, 65536, -1e6, 1e6) : y), {});
+    expect([...y]).toEqual([2, 65536 * 65536, -1e6, 1e12]);
+    for (const op of ['sin', 'cos'] as const) {
+      const d = decompose(kernelOf(op, 4), SIMD);
+      expect(d.nodes.filter((n) => n.op === 'where' && n.rare).length, op).toBe(3);
+      // (its nodes only: the store's formula of a decomposed sin is too long to write)
+      const text = printLaunch({ ...d, stores: [] });
+      expect(text.split('\n').filter((l) => / = where\.rare %\d+, %\d+, %\d+$/.test(l)).length, op).toBe(3);
+      expect(printLaunch(parseLaunch(text))).toBe(text);
+    }
+  });
+
   it('are typed by the ALU table: the verifier names a wrong operand type', () => {
     const text = ['kernel k [4]', '  %0: f32 = load x[d0]', '  %1: i32 = shl %0, %0', '  %2: f32 = frombits %0', '  %3: i32 = toint %0', '  %4: f32 = bits %0', '  %5: f32 = cast %3', '  store y[d0] = %5', 'end'].join('\n');
     expect(verifyKernel(parseLaunch(text) as Kernel, arraysOf(4))).toEqual([

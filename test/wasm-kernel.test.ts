@@ -16,6 +16,8 @@ import type { Kernel } from '../codegen/kernel/form.js';
 import { evalKernel } from '../codegen/kernel/eval.js';
 import { encodeModule } from '../codegen/wasm/encode.js';
 import { renderWasmKernel } from '../codegen/wasm/kernel.js';
+import { WASM_CAPABILITIES } from '../codegen/wasm/kernel-alu.js';
+import { decompose } from '../codegen/kernel/decompose.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { modelFile, randomArgs, reference, relErr, rng, tmp } from './helpers.js';
 import { kernelJsSteps } from './wasm-steps.js';
@@ -33,7 +35,7 @@ const kernel = (head: string, ...body: string[]) => parseLaunch([head, ...body.m
  * Runs `k` as wasm (whole, and where it splits as two ranges) over arrays of the given sizes
  * (random values; i32 arrays within [0, 8)) and returns each array after it and the evaluator's.
  */
-function check(k: Kernel, sizes: Record<string, { n: number; i32?: boolean }>, seed = 1): { got: Record<string, Float32Array | Int32Array>; want: Record<string, Float64Array>; split: boolean } {
+function check(k: Kernel, sizes: Record<string, { n: number; i32?: boolean; values?: readonly number[] }>, seed = 1): { got: Record<string, Float32Array | Int32Array>; want: Record<string, Float64Array>; split: boolean } {
   const r = rng(seed);
   const at: Record<string, number> = {};
   let end = 0;
@@ -41,7 +43,7 @@ function check(k: Kernel, sizes: Record<string, { n: number; i32?: boolean }>, s
     at[name] = end;
     end += Math.ceil((s.n * 4) / 16) * 16;
   }
-  const init = Object.fromEntries(Object.entries(sizes).map(([name, s]) => [name, Float64Array.from({ length: s.n }, () => (s.i32 ? Math.floor(r() * 8) : Math.fround(2 * r() - 1)))]));
+  const init = Object.fromEntries(Object.entries(sizes).map(([name, s]) => [name, Float64Array.from({ length: s.n }, (_x, i) => (s.values ? Math.fround(s.values[i]!) : s.i32 ? Math.floor(r() * 8) : Math.fround(2 * r() - 1)))]));
   const rendered = renderWasmKernel(k, (arg) => at[arg]);
   const fns = [{ name: 'whole', body: rendered.body }, ...(rendered.ranged ? [{ name: 'range', body: rendered.ranged.body }] : [])];
   const bytes = encodeModule(Math.ceil((end + 16) / 65536), fns);
@@ -240,6 +242,45 @@ describe('the kernel-form wasm renderer', () => {
     new Float32Array(memory.buffer, 0, n).set(x);
     (new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.f as () => void)();
     expect(new Float32Array(memory.buffer, 4096, 1)[0]).toBe(Math.fround(exact));
+  });
+
+  it('reduces sin and cos by Payne–Hanek only where a lane has |x| ≥ 2¹⁶ (v128.any_true), with the values of the unguarded kernel', () => {
+    const k = kernel('kernel k [3, 13]', '%0: f32 = load x[13*d0 + d1]', '%1: f32 = sin %0', '%2: f32 = cos %0', 'store s[13*d0 + d1] = %1', 'store c[13*d0 + d1] = %2');
+    const d = decompose(k, WASM_CAPABILITIES);
+    // the same kernel with its rare wheres plain: Payne–Hanek at every point, as before
+    const plain = { ...d, nodes: d.nodes.map((n) => (n.op === 'where' ? { op: n.op, dtype: n.dtype, args: n.args } : n)) };
+    expect(d.nodes.filter((n) => n.op === 'where' && n.rare).length).toBe(3);
+    // v128.any_true, then an if: the guard of the block
+    const guard = (b: Uint8Array) => b.some((_x, i) => b[i] === 0xfd && b[i + 1] === 0x53 && b[i + 2] === 0x04 && b[i + 3] === 0x40);
+    const bytes = (kk: Kernel) => encodeModule(1, [{ name: 'whole', body: renderWasmKernel(kk, () => 0).body }]);
+    expect(guard(bytes(d))).toBe(true);
+    expect(guard(bytes(plain))).toBe(false);
+    const r = rng(7);
+    const small = Array.from({ length: 39 }, () => (2 * r() - 1) * 6e4);
+    // one huge lane in a vector, one in the single points after the vectors, ±∞, NaN, ±2¹⁶, −0
+    const mixed = small.map((x, i) => [1e30, -3.3e9, 7.5e5, Infinity, -Infinity, NaN, 65536, -65536, -0][[5, 12, 25, 30, 31, 32, 33, 36, 38].indexOf(i)] ?? x);
+    for (const values of [small, mixed]) {
+      const sizes = { x: { n: 39, values }, s: { n: 39 }, c: { n: 39 } };
+      const got = check(d, sizes);
+      const before = check(plain, sizes);
+      expect([...got.got.s!]).toEqual([...before.got.s!]);
+      expect([...got.got.c!]).toEqual([...before.got.c!]);
+      // within 2 ulps of Math.sin and Math.cos of the f32 argument (ulp of 1: 2⁻²³ at most)
+      expectClose(got.got.s!, got.want.s!, 2.4e-7);
+      expectClose(got.got.c!, got.want.c!, 2.4e-7);
+    }
+    // in a row reduction (the body of its loop) and its epilogue
+    const red = kernel('kernel k [4, 11] reduce (1)', '%0: f32 = load x[11*d0 + d1]', '%1: f32 = sin %0', '%2: f32 = reduce.sum %1 acc f32', '%3: f32 = cos %2', 'store y[d0] = %3');
+    const values = Array.from({ length: 44 }, (_x, i) => (i === 17 ? 1e20 : i % 7));
+    const got = check(red, { x: { n: 44, values }, y: { n: 4 } });
+    expectClose(got.got.y!, got.want.y!, 2e-6);
+    // columns (four vectors side by side, each its own guard), and a sin that does not vary along the row (before its loop)
+    const cols = kernel('kernel k [6, 23] reduce (0)', '%0: f32 = load x[23*d0 + d1]', '%1: f32 = sin %0', '%2: f32 = reduce.sum %1 acc f32', 'store y[d1] = %2');
+    const c = check(cols, { x: { n: 138, values: Array.from({ length: 138 }, (_x, i) => (i === 40 || i === 130 ? -2e9 : i / 3)) }, y: { n: 23 } });
+    expectClose(c.got.y!, c.want.y!, 2e-6);
+    const bcast = kernel('kernel k [5, 9]', '%0: f32 = load x[d0]', '%1: f32 = cos %0', '%2: f32 = load z[9*d0 + d1]', '%3: f32 = mul %1, %2', 'store y[9*d0 + d1] = %3');
+    const b = check(bcast, { x: { n: 5, values: [1, 3e7, -2, 1e38, 0.5] }, z: { n: 45 }, y: { n: 45 } });
+    expectClose(b.got.y!, b.want.y!, 2.4e-7);
   });
 
   it('refuses what it has no form for with a CompileError naming the kernel and the op', () => {

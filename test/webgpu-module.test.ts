@@ -12,7 +12,8 @@ import { size } from '../ir/dims.js';
 import { CompileError } from '../ir/errors.js';
 import type { Kernel, Routine } from '../codegen/kernel/form.js';
 import { renderRoutine, tileOf } from '../codegen/webgpu/routines.js';
-import { f32, renderKernel } from '../codegen/webgpu/wgsl.js';
+import { WGSL_CAPABILITIES, f32, renderKernel } from '../codegen/webgpu/wgsl.js';
+import { decompose } from '../codegen/kernel/decompose.js';
 import { compile } from '../src/build.js';
 import { ROOT } from './helpers.js';
 
@@ -71,6 +72,22 @@ describe('the WGSL renderer', () => {
     nodes,
     stores: [{ node: nodes.length - 1, access: { arg: 'y', strides: [size(1)], offset: size(0) } }],
     notes: ['%y: f32[4] = erf %x'],
+  });
+
+  it("sin and cos reduce by Payne–Hanek in an `if` on |x| ≥ 2¹⁶ (the rare wheres' block), its values used only there", () => {
+    const x = { op: 'load', dtype: 'f32', access: { arg: 'x', strides: [size(1)], offset: size(0) } } as const;
+    const k = kernel([x, { op: 'sin', dtype: 'f32', args: [0] }, { op: 'cos', dtype: 'f32', args: [0] }, { op: 'add', dtype: 'f32', args: [1, 2] }] as unknown as Kernel['nodes']);
+    const lines = renderKernel(decompose(k, WGSL_CAPABILITIES), () => 'f32').wgsl.split('\n');
+    const at = lines.findIndex((l) => /^ {2}if \(v\d+\) \{$/.test(l));
+    const end = lines.indexOf('  }', at);
+    // the three wheres set to Cody–Waite's values before it, to Payne–Hanek's in it
+    expect(lines.slice(at - 3, at).every((l) => /^ {2}var v\d+: (f32|i32) = v\d+;$/.test(l))).toBe(true);
+    expect(lines.slice(end - 3, end).every((l) => /^ {4}v\d+ = v\d+;$/.test(l))).toBe(true);
+    const inside = lines.slice(at + 1, end - 3).map((l) => /^ {4}let (v\d+):/.exec(l)?.[1]);
+    expect(inside.length).toBeGreaterThan(100);
+    expect(inside.every(Boolean)).toBe(true);
+    const after = lines.slice(end).join('\n');
+    expect(inside.filter((v) => new RegExp(`\\b${v}\\b`).test(after))).toEqual([]);
   });
 
   it('an op outside its capabilities is a CompileError naming the op and the target', () => {

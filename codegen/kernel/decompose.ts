@@ -61,7 +61,7 @@ export function decomposeMapped(k: Kernel, caps: Capabilities): Decomposed {
   k.nodes.forEach((n) => {
     const args = argsOf(n).map((a) => map[a]!);
     if (!isAlu(n.op)) map.push(b.keep({ ...n, ...('args' in n ? { args } : {}) } as Node));
-    else if (isNative(n, k.nodes, caps)) map.push(b.keep({ op: n.op, dtype: n.dtype, args } as unknown as Node));
+    else if (isNative(n, k.nodes, caps)) map.push(b.keep({ ...n, args } as unknown as Node));
     else map.push(b.top(n.op, args));
   });
   return { kernel: { ...k, nodes: b.nodes, stores: k.stores.map((s) => ({ ...s, node: map[s.node]! })) }, map };
@@ -185,6 +185,12 @@ class Builder {
   }
   where(c: number, a: number, b: number) {
     return this.op('where', c, a, b);
+  }
+  /** where(c, a, b) flagged rare: c seldom holds (codegen/kernel/rare.ts); a plain where on a target without a native where. */
+  rareWhere(c: number, a: number, b: number) {
+    const t = ALU.where.type([c, a, b].map((i) => this.type(i)));
+    if (!this.native('where') || (t !== 'f32' && t !== 'i32')) return this.where(c, a, b);
+    return this.add({ op: 'where', dtype: t, args: [c, a, b], rare: true });
   }
   /** c₀ + t·(c₁ + t·(c₂ + …)), Horner's scheme. */
   poly(t: number, cs: readonly number[]): number {
@@ -357,9 +363,10 @@ function trig(shift: number): Rule {
     const small = reduceSmall(b, x!);
     const huge = reducePayneHanek(b, x!);
     const isHuge = b.op('le', b.c(TRIG_SMALL), b.op('abs', x!));
-    const rh = b.where(isHuge, huge.rh, small.rh);
-    const rl = b.where(isHuge, huge.rl, small.rl);
-    const q = b.where(isHuge, huge.q, small.q);
+    // the huge arguments are rare: a renderer may reduce by Payne–Hanek only where some lane has one
+    const rh = b.rareWhere(isHuge, huge.rh, small.rh);
+    const rl = b.rareWhere(isHuge, huge.rl, small.rl);
+    const q = b.rareWhere(isHuge, huge.q, small.q);
     const t = b.mul(rh, rh);
     // sin(rh + rl) ≈ sin(rh) + rl, cos(rh + rl) ≈ cos(rh) − rl·rh
     const s = b.add2(rh, b.add2(b.mul(b.mul(rh, t), b.poly(t, SIN_P)), rl));

@@ -81,8 +81,12 @@ export type Node =
   | { readonly op: 'dim'; readonly dtype: 'f32'; readonly name: string }
   | { readonly op: UnaryOp; readonly dtype: EType; readonly args: readonly [number] }
   | { readonly op: BinaryOp; readonly dtype: EType; readonly args: readonly [number, number] }
-  /** where(c, a, b): a where c holds, else b. */
-  | { readonly op: 'where'; readonly dtype: EType; readonly args: readonly [number, number, number] }
+  /**
+   * where(c, a, b): a where c holds, else b. `rare`: c seldom holds (Payne–Hanek's huge sin
+   * arguments): a renderer may compute what only `a` needs just where c holds somewhere
+   * (codegen/kernel/rare.ts); the value is the same. Printed `where.rare`.
+   */
+  | { readonly op: 'where'; readonly dtype: EType; readonly args: readonly [number, number, number]; readonly rare?: true }
   /**
    * The reduction of its operand over the kernel's reduced axes; nodes that use it are the
    * epilogue, evaluated once per point of the kept axes.

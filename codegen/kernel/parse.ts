@@ -116,6 +116,7 @@ function parseNode(line: string, rank: number, index: number): Node {
     return { op: 'reduce', dtype, red, acc: rm[2] as 'f32' | 'f64', args: [ref(rm[1]!)] };
   }
   const args = rest.split(', ').map(ref);
+  if (op === 'where.rare') return { op: 'where', dtype, args: args as [number, number, number], rare: true };
   return { op, dtype, args } as unknown as Node;
 }
 

@@ -67,7 +67,7 @@ function fmtNode(n: Node, i: number): string {
     case 'reduce':
       return head + `reduce.${n.red} %${n.args[0]} acc ${n.acc}`;
     default:
-      return head + `${n.op} ${n.args.map((a) => `%${a}`).join(', ')}`;
+      return head + `${n.op}${n.op === 'where' && n.rare ? '.rare' : ''} ${n.args.map((a) => `%${a}`).join(', ')}`;
   }
 }
 
@@ -92,7 +92,7 @@ export function formulaOf(k: Kernel, i: number): string {
       case 'neg':
         return par(`-${go(n.args[0], 3)}`, 3);
       case 'where':
-        return `where(${n.args.map((a) => go(a, 0)).join(', ')})`;
+        return `where${n.rare ? '.rare' : ''}(${n.args.map((a) => go(a, 0)).join(', ')})`;
       default: {
         const inf = INFIX[n.op];
         const a = argsOf(n);

@@ -87,6 +87,8 @@ function checkNodes(k: Kernel, arrays: Arrays, bad: (m: string) => void): void {
     const later = args.find((a) => !(Number.isInteger(a) && a >= 0 && a < i));
     if (later !== undefined) return bad(`%${i} uses %${later}, which is not defined before it`);
     const types = args.map((a) => k.nodes[a]!.dtype);
+    const rare = (n as { rare?: unknown }).rare;
+    if (rare !== undefined && (n.op !== 'where' || rare !== true)) bad(`%${i}: only a where can be rare (rare: true), got ${n.op} with rare: ${String(rare)}`);
     if (n.op === 'load') {
       const a = arrays(n.access.arg);
       if (n.access.strides.length !== rank) return bad(`%${i} loads ${n.access.arg} with ${n.access.strides.length} strides in a domain of rank ${rank}`);

@@ -20,6 +20,7 @@ import type { FlatKernel, FlatNode, Rt, RtSizes, StaticFlatKernel, Val } from '.
 import { KernelUnsupported, flatten, unsupported, valKey } from './kernel-plan.js';
 import { WASM_CAPABILITIES, alu, constant } from './kernel-alu.js';
 import { decompose } from '../kernel/decompose.js';
+import { rareBlocks, renderPass } from './kernel-rare.js';
 import type { Split } from './threads.js';
 
 export { KernelUnsupported };
@@ -119,6 +120,8 @@ class Nest {
   private mode: 1 | 4 = 1;
   /** The locals of the run-time values, read from the parameter block at the start. */
   private readonly rtLocal = new Map<string, Local>();
+  /** Each node's rare block (codegen/wasm/kernel-rare.ts), on first use. */
+  private only?: number[];
 
   constructor(
     readonly f: Body,
@@ -238,7 +241,7 @@ class Nest {
     this.each(() => this.finish());
     const at: Addr = (a) => this.address(a, (ax) => !this.k.reduced[ax]);
     this.each(() => {
-      this.k.nodes.forEach((n, i) => this.epi[i] && n.op !== 'reduce' && this.node(i, at));
+      this.pass((i) => this.epi[i]! && this.k.nodes[i]!.op !== 'reduce', at);
       for (const s of this.after) this.store(s, at);
     });
   }
@@ -297,11 +300,11 @@ class Nest {
           this.address(a, () => true);
           f.set(this.pointer(a));
         }
-        this.each(() => k.nodes.forEach((_n, i) => this.body[i] && !varies[i] && this.node(i, at)));
+        this.each(() => this.pass((i) => this.body[i]! && !varies[i], at));
       },
       () => {
         this.each(() => {
-          k.nodes.forEach((_n, i) => this.body[i] && varies[i] && this.node(i, at));
+          this.pass((i) => this.body[i]! && varies[i]!, at);
           for (const s of this.during) this.store(s, at);
         });
         this.accumulate();
@@ -358,6 +361,12 @@ class Nest {
       this.f.i32(0).i32Load(this.param(v)).set(l);
       this.rtLocal.set(v.key, l);
     }
+  }
+
+  /** The nodes `which` selects, in order, a rare where's `then` side only where a lane needs it. */
+  private pass(which: (i: number) => boolean, at: Addr): void {
+    const pass = this.k.nodes.flatMap((_n, i) => (which(i) ? [i] : []));
+    renderPass(this.f, this.k.nodes, (this.only ??= rareBlocks(this.k.nodes, this.k.stores)), pass, this.res, (i) => this.node(i, at));
   }
 
   /** Computes node i into its local. */

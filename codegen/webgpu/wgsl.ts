@@ -18,6 +18,7 @@ import type { Access, AluOp, EType, Kernel } from '../kernel/form.js';
 import { capabilities } from '../kernel/decompose.js';
 import { argsOf, epilogueNodes } from '../kernel/form.js';
 import { storedAfterReduction } from '../kernel/eval.js';
+import { isRare, rareOnly, rarePlan } from '../kernel/rare.js';
 
 // log, sin and cos are decomposed (codegen/kernel/decompose.ts): WGSL bounds sin and cos only to
 // 2⁻¹¹ absolute error (SwiftShader's were 7e-4 off at 1e4), and log's value at 0 and below
@@ -194,8 +195,8 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
     if (conds.length === 0) return read;
     return `select(${dtype === 'i32' ? '0' : '0.0'}, ${read}, ${conds.join(' && ')})`;
   };
-  k.nodes.forEach((n, i) => {
-    if (!which[i] || given.has(i)) return;
+  const stmt = (i: number): string => {
+    const n = k.nodes[i]!;
     const a = argsOf(n).map(v);
     let e: string;
     switch (n.op) {
@@ -289,8 +290,9 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
       default:
         throw unsupported(k, (n as { op: string }).op);
     }
-    lines.push(`let v${i}: ${wtype(n.dtype)} = ${e};`);
-  });
+    return `let v${i}: ${wtype(n.dtype)} = ${e};`;
+  };
+  lines.push(...rareStatements(k, k.nodes.flatMap((_n, i) => (which[i] && !given.has(i) ? [i] : [])), v, stmt));
   for (const s of stores) {
     // bound first: an array the kernel only writes gets its type from the binding (an i32 arange)
     b.arr(s.access.arg, true);
@@ -302,13 +304,34 @@ export function statements(k: Kernel, which: readonly boolean[], stores: readonl
   return lines;
 }
 
-/** The nodes `roots` need, through their arguments (reductions included, not what they reduce). */
-function needed(k: Kernel, roots: readonly number[]): boolean[] {
+/**
+ * The statements of the nodes `pass` by `stmt`, the nodes only the `then` sides of rare wheres on
+ * a condition use (codegen/kernel/rare.ts) in an `if` on it, the wheres `var`s set to their `else`
+ * operands before it.
+ */
+function rareStatements(k: Kernel, pass: readonly number[], v: (i: number) => string, stmt: (i: number) => string): string[] {
+  if (!k.nodes.some(isRare)) return pass.map(stmt);
+  const only = rareOnly(k.nodes, needed(k, k.stores.map((s) => s.node), true), new Set(k.stores.map((s) => s.node)));
+  return rarePlan(k.nodes, pass, only).flatMap((it) => {
+    if (it.kind === 'node') return [stmt(it.node)];
+    const arg = (w: number, j: number) => v(argsOf(k.nodes[w]!)[j]!);
+    return [
+      ...it.wheres.map((w) => `var v${w}: ${wtype(k.nodes[w]!.dtype)} = ${arg(w, 2)};`),
+      `if (${v(it.cond)}) {`,
+      ...it.nodes.map((i) => `  ${stmt(i)}`),
+      ...it.wheres.map((w) => `  v${w} = ${arg(w, 1)};`),
+      '}',
+    ];
+  });
+}
+
+/** The nodes `roots` need, through their arguments (reductions included, not what they reduce, unless `all`). */
+function needed(k: Kernel, roots: readonly number[], all = false): boolean[] {
   const need = k.nodes.map(() => false);
   const visit = (i: number) => {
     if (need[i]) return;
     need[i] = true;
-    if (k.nodes[i]!.op !== 'reduce') argsOf(k.nodes[i]!).forEach(visit);
+    if (all || k.nodes[i]!.op !== 'reduce') argsOf(k.nodes[i]!).forEach(visit);
   };
   roots.forEach(visit);
   return need;
