@@ -73,10 +73,31 @@ function fmtNode(n: Node, i: number): string {
 
 const INFIX: Partial<Record<Node['op'], [string, number]>> = { add: ['+', 1], sub: ['-', 1], mul: ['*', 2], div: ['/', 2], lt: ['<', 0], le: ['<=', 0], eq: ['==', 0] };
 
-/** The formula of node i in the lecture's notation, loads by array name (for comments). */
+/** Past this many nodes written out, a formula names its shared subexpressions (%j) instead. */
+const FORMULA_NODES = 200;
+
+/**
+ * The formula of node i in the lecture's notation, loads by array name (for comments). A DAG whose
+ * written-out tree would pass FORMULA_NODES (a decomposed sin shares its reduction hundreds of
+ * times: written out it is exponential) shows a node used more than once as `%j`.
+ */
 export function formulaOf(k: Kernel, i: number): string {
+  const uses = new Map<number, number>();
+  const tree = new Map<number, number>();
+  const treeSize = (j: number): number => {
+    let t = tree.get(j);
+    if (t === undefined) {
+      const n = k.nodes[j]!;
+      t = 1 + (n.op === 'load' ? 0 : argsOf(n).reduce((sum, a) => sum + treeSize(a), 0));
+      tree.set(j, Math.min(t, Number.MAX_SAFE_INTEGER));
+    }
+    return t;
+  };
+  const shared = treeSize(i) > FORMULA_NODES;
+  if (shared) for (const n of k.nodes) if (n.op !== 'load') for (const a of argsOf(n)) uses.set(a, (uses.get(a) ?? 0) + 1);
   const go = (j: number, min: number): string => {
     const n = k.nodes[j]!;
+    if (shared && j !== i && (uses.get(j) ?? 0) > 1 && n.op !== 'const' && n.op !== 'load' && n.op !== 'coord' && n.op !== 'dim') return `%${j}`;
     const par = (s: string, p: number) => (p < min ? `(${s})` : s);
     switch (n.op) {
       case 'const':
