@@ -316,16 +316,32 @@ function expm1Rule(b: Builder, [x]: readonly number[]): number {
   return b.where(b.lt(x!, b.c(0.7)), b.where(b.lt(b.c(-0.7), x!), small, e), e);
 }
 
-/** tanh: x + x³P(x²) for |x| < 0.625, else ±(1 − 2/(e^(2|x|) + 1)). */
+/**
+ * e^x for x in [0, 20] only (no overflow, no subnormal, NaN kept): n = round(x·log2e) (x ≥ 0: a
+ * truncation of x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)) with 2ⁿ built
+ * from bits in one piece: no clamps, no `where`.
+ */
+function expBounded(b: Builder, x: number): number {
+  const n = b.op('toint', b.add2(b.mul(x, b.c(LOG2E)), b.c(0.5)));
+  const nf = b.op('cast', n);
+  const r = b.sub(b.sub(x, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
+  const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
+  return b.mul(p, b.pow2(n));
+}
+
+/**
+ * tanh: with a = |x|, a + a³P(a²) for a < 0.625, else 1 − 2/(e^(2·min(a, 10)) + 1) (tanh rounds
+ * to 1 in f32 from 9.02, so the clamp saturates and e^(2a) never overflows), the sign of x put
+ * back on by its bit (−0 kept). Both halves are branch-free: a SIMD target computes both.
+ */
 function tanhRule(b: Builder, [x]: readonly number[]): number {
   const ax = b.op('abs', x!);
-  const t = b.mul(x!, x!);
-  const p = b.add2(x!, b.mul(b.mul(x!, t), b.poly(t, TANH_P)));
-  const e = b.op('exp', b.add2(ax, ax));
+  const t = b.mul(ax, ax);
+  const small = b.add2(ax, b.mul(b.mul(ax, t), b.poly(t, TANH_P)));
+  const e = expBounded(b, b.op('min', b.add2(ax, ax), b.c(20)));
   const big = b.sub(b.c(1), b.op('div', b.c(2), b.add2(e, b.c(1))));
-  // x + x³P(x²) is +0 at −0 (P(0) < 0): keep the zero's sign
-  const small = b.where(b.eq(x!, b.c(0)), x!, p);
-  return b.where(b.lt(ax, b.c(0.625)), small, b.where(b.lt(x!, b.c(0)), neg(b, big), big));
+  const mag = b.where(b.lt(ax, b.c(0.625)), small, big);
+  return b.op('frombits', b.op('or', b.op('bits', mag), b.op('and', b.op('bits', x!), b.ci(-0x80000000))));
 }
 
 /**
