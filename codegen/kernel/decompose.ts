@@ -317,16 +317,17 @@ function expm1Rule(b: Builder, [x]: readonly number[]): number {
 }
 
 /**
- * e^x for x in [0, 20] only (no overflow, no subnormal, NaN kept): n = round(x·log2e) (x ≥ 0: a
- * truncation of x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)) with 2ⁿ built
- * from bits in one piece: no clamps, no `where`.
+ * e^x for x in [0, 20] only (no overflow, no subnormal, NaN kept): n = floor(x·log2e + ½), r = x −
+ * n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in one piece from the bits of n + 1.5·2²³ (exact:
+ * its low bits are n, and shifted into the exponent field the rest wraps to 0). No clamps, no
+ * `where`, and no float–int conversion (a saturating truncation is several instructions on x64).
  */
 function expBounded(b: Builder, x: number): number {
-  const n = b.op('toint', b.add2(b.mul(x, b.c(LOG2E)), b.c(0.5)));
-  const nf = b.op('cast', n);
+  const nf = b.op('floor', b.add2(b.mul(x, b.c(LOG2E)), b.c(0.5)));
   const r = b.sub(b.sub(x, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
   const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
-  return b.mul(p, b.pow2(n));
+  const bits = b.op('bits', b.add2(nf, b.c(1.5 * 2 ** 23)));
+  return b.mul(p, b.op('frombits', b.add2(b.op('shl', bits, b.ci(23)), b.ci(127 << 23))));
 }
 
 /**
