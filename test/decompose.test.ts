@@ -245,8 +245,8 @@ describe('decompose', () => {
       }
       return 'no error';
     };
-    expect(err(() => decompose(kernelOf('exp', 4), noBits))).toBe('the scalar target cannot compute exp: its decomposition needs frombits, which the scalar target lacks and cannot decompose');
-    expect(err(() => decompose(kernelOf('exp', 4), capabilities('the wasm SIMD target', noBits.native)))).toBe('the wasm SIMD target cannot compute exp: its decomposition needs frombits, which the wasm SIMD target lacks and cannot decompose');
+    expect(err(() => decompose(kernelOf('exp', 4), noBits))).toBe('the scalar target cannot compute exp: its decomposition needs bits, which the scalar target lacks and cannot decompose');
+    expect(err(() => decompose(kernelOf('exp', 4), capabilities('the wasm SIMD target', noBits.native)))).toBe('the wasm SIMD target cannot compute exp: its decomposition needs bits, which the wasm SIMD target lacks and cannot decompose');
     const noToint = capabilities('bare', ALL_ALU.filter((o) => o !== 'toint'));
     const k = kernelOf('floor', 4);
     const kt: Kernel = { ...k, nodes: [k.nodes[0]!, { op: 'toint', dtype: 'i32', args: [0] }, { op: 'cast', dtype: 'f32', args: [1] }], stores: [{ node: 2, access: k.stores[0]!.access }] };

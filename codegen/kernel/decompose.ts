@@ -245,16 +245,28 @@ const EXP_MIN = -104;
 
 const neg = (b: Builder, x: number) => b.op('neg', x);
 
-/** exp: n = round(x·log2e), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves. */
+/**
+ * exp: n = floor(x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves
+ * (subnormal results), each from the bits of its exponent + 1.5·2²³ (twoTo): no float→int
+ * conversion, which is a saturating truncation of several instructions on x64.
+ */
 function expRule(b: Builder, [x]: readonly number[]): number {
   const xc = b.op('min', b.op('max', x!, b.c(EXP_MIN)), b.c(89));
-  const n = b.rint(b.mul(xc, b.c(LOG2E)));
-  const nf = b.op('cast', n);
+  const nf = b.op('floor', b.add2(b.mul(xc, b.c(LOG2E)), b.c(0.5)));
   const r = b.sub(b.sub(xc, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
   const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
-  const n1 = b.op('shr', n, b.ci(1));
-  const y = b.mul(b.mul(p, b.pow2(n1)), b.pow2(b.sub(n, n1)));
+  const n1 = b.op('floor', b.mul(nf, b.c(0.5)));
+  const y = b.mul(b.mul(p, twoTo(b, n1)), twoTo(b, b.sub(nf, n1)));
   return b.where(b.lt(b.c(EXP_MAX), x!), b.c(Infinity), b.where(b.lt(x!, b.c(EXP_MIN)), b.c(0), y));
+}
+
+/**
+ * 2ⁿ for an integer-valued f32 n in [−126, 127], from bits: n + 1.5·2²³ is exact and its bits
+ * are bits(1.5·2²³) + n, which shifted into the exponent field wrap to n·2²³.
+ */
+function twoTo(b: Builder, n: number): number {
+  const bits = b.op('bits', b.add2(n, b.c(1.5 * 2 ** 23)));
+  return b.op('frombits', b.add2(b.op('shl', bits, b.ci(23)), b.ci(127 << 23)));
 }
 
 /** x > 0 as 2^e·m, m ∈ [√½, √2), by its bits (a subnormal x scaled by 2²³ first): e (i32) and m. */
@@ -318,16 +330,14 @@ function expm1Rule(b: Builder, [x]: readonly number[]): number {
 
 /**
  * e^x for x in [0, 20] only (no overflow, no subnormal, NaN kept): n = floor(x·log2e + ½), r = x −
- * n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in one piece from the bits of n + 1.5·2²³ (exact:
- * its low bits are n, and shifted into the exponent field the rest wraps to 0). No clamps, no
- * `where`, and no float–int conversion (a saturating truncation is several instructions on x64).
+ * n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in one piece (twoTo): no clamps, no `where`, no
+ * second power of two.
  */
 function expBounded(b: Builder, x: number): number {
   const nf = b.op('floor', b.add2(b.mul(x, b.c(LOG2E)), b.c(0.5)));
   const r = b.sub(b.sub(x, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
   const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
-  const bits = b.op('bits', b.add2(nf, b.c(1.5 * 2 ** 23)));
-  return b.mul(p, b.op('frombits', b.add2(b.op('shl', bits, b.ci(23)), b.ci(127 << 23))));
+  return b.mul(p, twoTo(b, nf));
 }
 
 /**
