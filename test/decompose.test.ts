@@ -267,6 +267,18 @@ describe('decompose', () => {
     expect(decompose(k, TS_CAPABILITIES)).toBe(k);
   });
 
+  it('computes tanh with one select, one power of two and no float→int conversion (issue #30: the GELU forward)', () => {
+    const d = decompose(kernelOf('tanh', 4), SIMD);
+    const count = (op: string) => d.nodes.filter((n) => n.op === op).length;
+    // the |x| < 0.625 select only: no clamp or ±∞/0 selects of a general exp, no rounding select
+    expect([count('where'), count('frombits'), count('toint'), count('div')]).toEqual([1, 2, 0, 1]);
+    // instructions (bits and frombits reinterpret: none): 47, it was 62
+    expect(d.nodes.filter((n) => !['const', 'load', 'bits', 'frombits'].includes(n.op)).length).toBeLessThanOrEqual(47);
+    // saturates to ±1 (tanh rounds to 1 in f32 from 9.02), ±0 and NaN kept
+    const { out } = run('tanh', Float64Array.of(9.5, -9.5, 20, 1e30, -Infinity, 0, -0, NaN), SIMD);
+    expect(Array.from(out)).toEqual([1, -1, 1, 1, -1, 0, -0, NaN]);
+  });
+
   it('names the primitive and the target it cannot compute in a CompileError', () => {
     const noBits = capabilities('scalar', ALL_ALU.filter((o) => !['exp', 'bits', 'frombits'].includes(o)));
     const err = (f: () => unknown) => {
@@ -278,8 +290,8 @@ describe('decompose', () => {
       }
       return 'no error';
     };
-    expect(err(() => decompose(kernelOf('exp', 4), noBits))).toBe('the scalar target cannot compute exp: its decomposition needs frombits, which the scalar target lacks and cannot decompose');
-    expect(err(() => decompose(kernelOf('exp', 4), capabilities('the wasm SIMD target', noBits.native)))).toBe('the wasm SIMD target cannot compute exp: its decomposition needs frombits, which the wasm SIMD target lacks and cannot decompose');
+    expect(err(() => decompose(kernelOf('exp', 4), noBits))).toBe('the scalar target cannot compute exp: its decomposition needs bits, which the scalar target lacks and cannot decompose');
+    expect(err(() => decompose(kernelOf('exp', 4), capabilities('the wasm SIMD target', noBits.native)))).toBe('the wasm SIMD target cannot compute exp: its decomposition needs bits, which the wasm SIMD target lacks and cannot decompose');
     const noToint = capabilities('bare', ALL_ALU.filter((o) => o !== 'toint'));
     const k = kernelOf('floor', 4);
     const kt: Kernel = { ...k, nodes: [k.nodes[0]!, { op: 'toint', dtype: 'i32', args: [0] }, { op: 'cast', dtype: 'f32', args: [1] }], stores: [{ node: 2, access: k.stores[0]!.access }] };

@@ -270,16 +270,28 @@ const EXP_MIN = -104;
 
 const neg = (b: Builder, x: number) => b.op('neg', x);
 
-/** exp: n = round(x·log2e), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves. */
+/**
+ * exp: n = floor(x·log2e + ½), r = x − n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in two halves
+ * (subnormal results), each from the bits of its exponent + 1.5·2²³ (twoTo): no float→int
+ * conversion, which is a saturating truncation of several instructions on x64.
+ */
 function expRule(b: Builder, [x]: readonly number[]): number {
   const xc = b.op('min', b.op('max', x!, b.c(EXP_MIN)), b.c(89));
-  const n = b.rint(b.mul(xc, b.c(LOG2E)));
-  const nf = b.op('cast', n);
+  const nf = b.op('floor', b.add2(b.mul(xc, b.c(LOG2E)), b.c(0.5)));
   const r = b.sub(b.sub(xc, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
   const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
-  const n1 = b.op('shr', n, b.ci(1));
-  const y = b.mul(b.mul(p, b.pow2(n1)), b.pow2(b.sub(n, n1)));
+  const n1 = b.op('floor', b.mul(nf, b.c(0.5)));
+  const y = b.mul(b.mul(p, twoTo(b, n1)), twoTo(b, b.sub(nf, n1)));
   return b.where(b.lt(b.c(EXP_MAX), x!), b.c(Infinity), b.where(b.lt(x!, b.c(EXP_MIN)), b.c(0), y));
+}
+
+/**
+ * 2ⁿ for an integer-valued f32 n in [−126, 127], from bits: n + 1.5·2²³ is exact and its bits
+ * are bits(1.5·2²³) + n, which shifted into the exponent field wrap to n·2²³.
+ */
+function twoTo(b: Builder, n: number): number {
+  const bits = b.op('bits', b.add2(n, b.c(1.5 * 2 ** 23)));
+  return b.op('frombits', b.add2(b.op('shl', bits, b.ci(23)), b.ci(127 << 23)));
 }
 
 /** x > 0 as 2^e·m, m ∈ [√½, √2), by its bits (a subnormal x scaled by 2²³ first): e (i32) and m. */
@@ -341,16 +353,31 @@ function expm1Rule(b: Builder, [x]: readonly number[]): number {
   return b.where(b.lt(x!, b.c(0.7)), b.where(b.lt(b.c(-0.7), x!), small, e), e);
 }
 
-/** tanh: x + x³P(x²) for |x| < 0.625, else ±(1 − 2/(e^(2|x|) + 1)). */
+/**
+ * e^x for x in [0, 20] only (no overflow, no subnormal, NaN kept): n = floor(x·log2e + ½), r = x −
+ * n·ln2 (Cody–Waite), 2ⁿ·(1 + r + r²P(r)), 2ⁿ in one piece (twoTo): no clamps, no `where`, no
+ * second power of two.
+ */
+function expBounded(b: Builder, x: number): number {
+  const nf = b.op('floor', b.add2(b.mul(x, b.c(LOG2E)), b.c(0.5)));
+  const r = b.sub(b.sub(x, b.mul(nf, b.c(LN2_HI))), b.mul(nf, b.c(LN2_LO)));
+  const p = b.add2(b.c(1), b.add2(r, b.mul(b.mul(r, r), b.poly(r, EXP_P))));
+  return b.mul(p, twoTo(b, nf));
+}
+
+/**
+ * tanh: with a = |x|, a + a³P(a²) for a < 0.625, else 1 − 2/(e^(2·min(a, 10)) + 1) (tanh rounds
+ * to 1 in f32 from 9.02, so the clamp saturates and e^(2a) never overflows), the sign of x put
+ * back on by its bit (−0 kept). Both halves are branch-free: a SIMD target computes both.
+ */
 function tanhRule(b: Builder, [x]: readonly number[]): number {
   const ax = b.op('abs', x!);
-  const t = b.mul(x!, x!);
-  const p = b.add2(x!, b.mul(b.mul(x!, t), b.poly(t, TANH_P)));
-  const e = b.op('exp', b.add2(ax, ax));
+  const t = b.mul(ax, ax);
+  const small = b.add2(ax, b.mul(b.mul(ax, t), b.poly(t, TANH_P)));
+  const e = expBounded(b, b.op('min', b.add2(ax, ax), b.c(20)));
   const big = b.sub(b.c(1), b.op('div', b.c(2), b.add2(e, b.c(1))));
-  // x + x³P(x²) is +0 at −0 (P(0) < 0): keep the zero's sign
-  const small = b.where(b.eq(x!, b.c(0)), x!, p);
-  return b.where(b.lt(ax, b.c(0.625)), small, b.where(b.lt(x!, b.c(0)), neg(b, big), big));
+  const mag = b.where(b.lt(ax, b.c(0.625)), small, big);
+  return b.op('frombits', b.op('or', b.op('bits', mag), b.op('and', b.op('bits', x!), b.ci(-0x80000000))));
 }
 
 /**
