@@ -10,9 +10,11 @@
 // value is a token; `scan_out` reads result `index`: the final carries, then the stacked ys.
 //
 // Here: the types of the results, the verifier's checks of a region, the float64 slicing and
-// stacking the interpreter uses, and `unrollScans`, which turns scans into their steps: those whose
-// step draws dropout masks or reads module state, and those of --hvp and --jvp (every target keeps
-// the others as loops: ir/loops.ts, docs/dsl.md).
+// stacking the interpreter uses, and `unrollScans`, which turns scans into their steps: those of
+// --hvp and --jvp, and (from IR text only) those whose step draws dropout masks or reads module
+// state; every target keeps the others as loops (ir/loops.ts, docs/dsl.md). g.scan draws a step's
+// dropout masks outside the step, one mask stacked over the steps (src/scan.ts), and closes over
+// the mode flag: its steps hold no state.
 
 import { Builder } from './builder.js';
 import type { Dim } from './dims.js';
@@ -246,8 +248,8 @@ function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward
   const n = inst.attrs.length[0]!;
   if (!isStatic(n))
     throw new CompileError(
-      `g.scan over the symbolic length ${n}: this scan runs as its steps (a step that draws dropout masks or reads the module's state unrolls on every target, and so do the scans of --hvp and --jvp), which needs the number of steps at build time`,
-      'give the scanned axis a size known at build time, or move the dropout (or the state it reads) out of the step: a scan without them runs as a loop at any length',
+      `g.scan over the symbolic length ${n}: this scan runs as its steps (the scans of --hvp and --jvp unroll on every target), which needs the number of steps at build time`,
+      'give the scanned axis a size known at build time, or build without --hvp and --jvp: forward, valueAndGrad and the training step run a scan as a loop at any length',
       inst.loc,
     );
   const b = new Builder(g, inst.loc);

@@ -296,11 +296,18 @@ describe('dropout in a scan step', () => {
     const tv = interpret(tf, env);
     const tg = interpret(tb, { fwd: tv, train: true, seed: 5 });
     const gradsOf = (bwd: Graph, vals: Map<string, { data: Float64Array }>) => Object.fromEntries(bwd.outputs.map((o) => [o.name, vals.get(bwd.value(o.value).name)!.data]));
-    // the build: one mask per step, read by the backward from the forward
+    // the build: the scan stays a loop; one mask stacked over the 4 steps, drawn outside the step
+    // (a slice per step, an x of the scan), read by the backward from the forward
     const c = await compile(modelFile(m), { targets: ['ts'] });
-    const sites = c.fwd.insts.flatMap((i) => (i.op === 'dropout_mask' ? [i.attrs.site] : []));
-    expect(new Set(sites).size).toBe(4);
+    const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask');
+    expect(masks.map((i) => c.fwd.type(i.result).shape)).toEqual([[4, 3, 5]]);
+    expect(c.fwd.insts.some((i) => i.op === 'scan')).toBe(true);
     expect(c.bwd.insts.some((i) => i.op === 'dropout_mask')).toBe(false);
+    // its statistics: zeros at rate p, each step's slice a mask of its own
+    const mask = interpret(c.fwd, env).get(c.fwd.value(masks[0]!.result).name)!.data;
+    expect(mask.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-12)).toBe(true);
+    const steps = [0, 1, 2, 3].map((t) => Array.from(mask.subarray(t * 15, t * 15 + 15)).join());
+    expect(new Set(steps).size).toBe(4);
     const uv = interpret(c.fwd, env);
     expect(relErr(outputsOf(c.fwd, uv).loss!.data, outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-12);
     const ug = gradsOf(c.bwd, interpret(c.bwd, { fwd: uv, train: true, seed: 5 }));
