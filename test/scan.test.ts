@@ -9,11 +9,13 @@ import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import { verify } from '../ir/verify.js';
 import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { compile, compileGraphs, lower, traceFile } from '../src/build.js';
 import { scansOf } from '../ir/loops.js';
 import type { Arrays } from './helpers.js';
-import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tracedModel, writtenModules } from './helpers.js';
+import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tmp, tracedModel, writtenModules } from './helpers.js';
 
 /** An RNN cell over T steps of x [T, B, F], written with g.scan and with a for loop; `same`: its y is its new carry. */
 function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolean; same?: boolean }): string {
@@ -320,6 +322,38 @@ describe('dropout in a scan step', () => {
     // evaluation: masks of ones, as outside a scan
     const ev = outputsOf(tf, interpret(tf, args)).loss!.data[0]!;
     expect(relErr([mod.forward(args.params, args.inputs).loss as number], [ev])).toBeLessThan(1e-5);
+  });
+});
+
+describe('dropout in the steps of nested scans', () => {
+  const m = `${MODEL_HEAD}export default model('nd', (g) => {
+    const xs = g.input('xs', [3, 4, 2, 5]);
+    const W = g.param('W', [5, 5], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 5]);
+    const inner = (h, x) => { const h2 = g.dropout(x.matmul(W).add(h).tanh(), 0.4); return [h2, h2.sum()]; };
+    const outer = (h, row) => { const [h2, ys] = g.scan(inner, h, row, { reverse: true }); return [g.dropout(h2.mul(0.5), 0.2), ys.square().sum()]; };
+    const [hT, zs] = g.scan(outer, h0, xs);
+    return { loss: hT.square().mean().add(zs.mean()) };
+  });\n`;
+
+  it('each scan draws its masks outside its step (the inner one stacked over both scans); the module loops and gives the reverse scans\' values in training', async () => {
+    const s = tracedModel(m);
+    expect(s.insts.filter((i) => i.op === 'dropout_mask').map((i) => s.type(i.result).shape)).toEqual([[3, 4, 2, 5], [3, 2, 5]]);
+    expect(scansOf(s).map(({ g, inst }) => g.bodies[inst.attrs.body]!.insts.filter((i) => i.op === 'dropout_mask').length)).toEqual([0, 0]);
+    const args = randomArgs(s, 3, 0.5);
+    const env = { ...args, train: true, seed: 9 };
+    const tf = s.clone();
+    const tb = reverseMode(tf);
+    const tv = interpret(tf, env);
+    const bv = interpret(tb, { fwd: tv, train: true, seed: 9 });
+    const c = await compile(modelFile(m), { targets: ['ts'] });
+    expect(c.fwd.insts.some((i) => i.op === 'scan') && c.bwd.insts.some((i) => i.op === 'scan')).toBe(true);
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const mod = (await import(pathToFileURL(path.join(dir, 'nd.js')).href)) as { valueAndGrad(p: Arrays, i: Arrays, o: object): { loss: number; grads: Record<string, Float32Array> } };
+    const got = mod.valueAndGrad(args.params, args.inputs, { seed: 9 });
+    expect(relErr([got.loss], outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-5);
+    for (const o of tb.outputs) expect(relErr(Float64Array.from(got.grads[o.name]!), bv.get(tb.value(o.value).name)!.data), o.name).toBeLessThan(1e-4);
   });
 });
 
