@@ -241,6 +241,27 @@ describe('g.scan with a custom gradient in the step', () => {
 });
 
 describe('scan in IR text', () => {
+  it('a region of IR text that draws a dropout mask over a symbolic length: the build error names it (g.scan draws masks outside the step)', () => {
+    const g = parseGraph(`graph forward m {
+  %xs: f32[T,2] = input {name="xs"}
+  %a: f32[2] = param {name="a", init="randn", scale=1}
+  %s: f32[0] = scan %a, %xs {body=0, carries=1, length=["T"], xaxes=[0], yaxes=[0]} {
+    %c0: f32[2] = input {name="c0"}
+    %x0: f32[2] = input {name="x0"}
+    %m: f32[2] = dropout_mask {p=0.5, site=0}
+    %c1: f32[2] = mul %c0, %m
+    %c2: f32[2] = add %c1, %x0
+    return c0=%c2, s0=%c0
+  }
+  %h: f32[2] = scan_out %s {index=0}
+  %l: f32[] = sum %h {axes=[0], keepDims=false}
+  return loss=%l
+}
+`, { file: 'm.ir' });
+    expect(() => lower(g)).toThrow(
+      "g.scan over the symbolic length T: this scan runs as its steps (a region that draws dropout masks or reads the module's state, as IR text may hold, unrolls on every target), which needs the number of steps at build time",
+    );
+  });
   const text = (body: string, attrs = 'body=0, carries=1, length=[3], xaxes=[], yaxes=[0]') => `graph forward m {
   %a: f32[2] = param {name="a", init="randn", scale=1}
   %s: f32[0] = scan %a {${attrs}} {
