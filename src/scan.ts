@@ -2,7 +2,10 @@
 // into the model's graph with placeholders for the carries and the slices of the xs; what it
 // recorded is then taken out and becomes the scan's region (ir/scan.ts), the tensors it closed
 // over the scan's extra operands. The scan also returns the carry that entered each step (a y
-// the user does not see): the reverse pass reads those (ir/scan-grad.ts).
+// the user does not see): the reverse pass reads those (ir/scan-grad.ts). The step holds no module
+// state: the training flag stays outside (a closed-over value), batchNorm's running statistics
+// become carries, and dropout's masks are drawn outside, stacked over the steps (more xs), so that
+// every target runs the scan as a loop.
 
 import { SYMBOL } from '../ir/dims.js';
 import type { Dim } from '../ir/dims.js';
