@@ -9,8 +9,10 @@
 //
 // Which scans stay loops: the flat, wasm, GPU.js (codegen/gpu-loop.ts) and WebGPU
 // (codegen/webgpu/loop.ts) modules keep them (`lower(g, { loops: false })` unrolls them all),
-// except a scan whose step draws dropout masks or reads the module's state (a mask per step is
-// drawn before the forward pass, as the unrolled steps do), which unrolls on every target.
+// except a scan whose body draws dropout masks or reads the module's state, which unrolls on every
+// target. g.scan never makes one: it draws a step's masks outside the step, one mask stacked over
+// the steps that the scan slices as an x (src/scan.ts's stackedMasks), and the mode flag is a value
+// the step closes over; only a region written in IR text can hold them.
 
 import type { Graph } from './graph.js';
 import { isState } from './memplan.js';

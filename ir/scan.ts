@@ -10,14 +10,17 @@
 // value is a token; `scan_out` reads result `index`: the final carries, then the stacked ys.
 //
 // Here: the types of the results, the verifier's checks of a region, the float64 slicing and
-// stacking the interpreter uses, and `unrollScans`, which turns scans into their steps: those whose
-// step draws dropout masks or reads module state, and those of --hvp and --jvp (every target keeps
-// the others as loops: ir/loops.ts, docs/dsl.md).
+// stacking the interpreter uses, and `unrollScans`, which turns scans into their steps: those of
+// --hvp and --jvp, and (from IR text only) those whose step draws dropout masks or reads module
+// state; every target keeps the others as loops (ir/loops.ts, docs/dsl.md). g.scan draws a step's
+// dropout masks outside the step, one mask stacked over the steps (src/scan.ts), and closes over
+// the mode flag: its steps hold no state.
 
 import { Builder } from './builder.js';
 import type { Dim } from './dims.js';
 import { bindShape, isStatic } from './dims.js';
 import { CompileError } from './errors.js';
+import { bodyHasState } from './loops.js';
 import type { Graph } from './graph.js';
 import type { NDArray } from './ndarray.js';
 import { nd } from './ndarray.js';
@@ -244,12 +247,17 @@ function unrollOnce(g: Graph, forward: Graph | undefined, which: (s: InstOf<'sca
 function unrollScan(g: Graph, inst: InstOf<'scan'>, fresh: Set<ValueId>, forward: Graph | undefined): ValueId[] {
   const p = scanParts(g, inst);
   const n = inst.attrs.length[0]!;
-  if (!isStatic(n))
+  if (!isStatic(n)) {
+    // (g.scan draws a step's dropout masks outside the step: only a region of IR text holds state)
+    const state = bodyHasState(g, inst);
     throw new CompileError(
-      `g.scan over the symbolic length ${n}: this scan runs as its steps (a step that draws dropout masks or reads the module's state unrolls on every target, and so do the scans of --hvp and --jvp), which needs the number of steps at build time`,
-      'give the scanned axis a size known at build time, or move the dropout (or the state it reads) out of the step: a scan without them runs as a loop at any length',
+      `g.scan over the symbolic length ${n}: this scan runs as its steps (${state ? "a region that draws dropout masks or reads the module's state, as IR text may hold, unrolls" : 'the scans of --hvp and --jvp unroll'} on every target), which needs the number of steps at build time`,
+      state
+        ? 'give the scanned axis a size known at build time, or draw the masks outside the region (one mask stacked over the steps, an x of the scan) and pass the state in as an operand, as g.scan does'
+        : 'give the scanned axis a size known at build time, or build without --hvp and --jvp: forward, valueAndGrad and the training step run a scan as a loop at any length',
       inst.loc,
     );
+  }
   const b = new Builder(g, inst.loc);
   const mark = g.values.length;
   const ins = bodyInputs(p.body);

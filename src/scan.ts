@@ -2,7 +2,10 @@
 // into the model's graph with placeholders for the carries and the slices of the xs; what it
 // recorded is then taken out and becomes the scan's region (ir/scan.ts), the tensors it closed
 // over the scan's extra operands. The scan also returns the carry that entered each step (a y
-// the user does not see): the reverse pass reads those (ir/scan-grad.ts).
+// the user does not see): the reverse pass reads those (ir/scan-grad.ts). The step holds no module
+// state: the training flag stays outside (a closed-over value), batchNorm's running statistics
+// become carries, and dropout's masks are drawn outside, stacked over the steps (more xs), so that
+// every target runs the scan as a loop.
 
 import { SYMBOL } from '../ir/dims.js';
 import type { Dim } from '../ir/dims.js';
@@ -172,15 +175,17 @@ export function traceScan(t: Tracer, step: unknown, init: unknown, xs: unknown, 
   const bn = bufferCarries(t, recorded, updatesFrom, loc);
   const nc = carry.ids.length + bn.inits.length;
   const inits = [...carry.ids, ...bn.inits];
-  const allHolders = [...holders.slice(0, carry.ids.length), ...bn.holders, ...holders.slice(carry.ids.length)];
+  // dropout's masks: one stacked mask per site, drawn outside the step, more xs of the scan
+  const dm = stackedMasks(g, bn.recorded, length, loc);
+  const allHolders = [...holders.slice(0, carry.ids.length), ...bn.holders, ...holders.slice(carry.ids.length), ...dm.holders];
 
   // the region: the recorded instructions, without the placeholders, in a graph of their own
-  const { body, closed } = region(g, bn.recorded, allHolders, [...newCarry, ...bn.next, ...ys.ids, ...allHolders.slice(0, nc)], nc);
-  g.remove(new Set(bn.recorded.map((i) => i.id)));
+  const { body, closed } = region(g, dm.recorded, allHolders, [...newCarry, ...bn.next, ...ys.ids, ...allHolders.slice(0, nc)], nc);
+  g.remove(new Set(dm.recorded.map((i) => i.id)));
   g.bodies.push(body);
   const yaxes = [...ys.ids.map((v) => (axis < 0 ? axis + g.type(v).shape.length + 1 : axis)), ...inits.map(() => 0)];
-  const attrs = { body: g.bodies.length - 1, carries: nc, length: [length], xaxes, yaxes, ...(o.reverse ? { reverse: true as const } : {}) };
-  const token = g.append('scan', [...inits, ...xsIn.ids, ...closed], attrs, SCAN_TOKEN, loc);
+  const attrs = { body: g.bodies.length - 1, carries: nc, length: [length], xaxes: [...xaxes, ...dm.masks.map(() => 0)], yaxes, ...(o.reverse ? { reverse: true as const } : {}) };
+  const token = g.append('scan', [...inits, ...xsIn.ids, ...dm.masks, ...closed], attrs, SCAN_TOKEN, loc);
   const inst = g.def(token) as InstOf<'scan'>;
   const bad2 = checkScan(g, inst);
   if (bad2) {
@@ -232,6 +237,37 @@ function bufferCarries(t: Tracer, recorded: readonly Inst[], updatesFrom: number
   // (replaceUses made new instructions of the readers: the current ones, by id)
   const rest = recorded.filter((i) => !skip.has(i.id)).map((i) => g.inst(i.id));
   return { inits: bufs.map((i) => i.result), holders, next, updates, recorded: [...first, ...rest, ...g.insts.slice(mark2)] };
+}
+
+/**
+ * dropout in the step: each mask the step draws (a nested scan's stacked mask included) leaves the
+ * step and is drawn once, outside it, stacked along a new first axis of the scan's length, from
+ * the same site; the step reads its slice, as an x of the scan. So every step gets a mask of its
+ * own (slice t: elements t·n .. t·n + n − 1 of the site's counter-based stream, ir/random.ts),
+ * the host draws it before the forward pass at the call's length (a symbolic one too), and the
+ * scan stays a loop; the reverse scan reads the same slices, and a checkpointed scan's recomputed
+ * segments too. Returns the stacked masks, the placeholders the step reads instead, and the
+ * instructions to make the region of (the placeholders in, the masks out).
+ */
+function stackedMasks(g: Graph, recorded: readonly Inst[], length: Dim, loc: Loc | undefined): { masks: ValueId[]; holders: ValueId[]; recorded: Inst[] } {
+  const drawn = recorded.filter((i): i is InstOf<'dropout_mask'> => i.op === 'dropout_mask');
+  if (drawn.length === 0) return { masks: [], holders: [], recorded: [...recorded] };
+  const mark = g.insts.length;
+  const holders = drawn.map((i) => g.append('fwd', [], { name: 'scan' }, g.type(i.result), loc));
+  drawn.forEach((i, q) => g.replaceUses(i.result, holders[q]!));
+  const first = g.insts.slice(mark);
+  const names = drawn.map((i) => g.value(i.result).name);
+  const gone = new Set(drawn.map((i) => i.id));
+  // (replaceUses made new instructions of the readers: the current ones, by id)
+  const rest = recorded.filter((i) => !gone.has(i.id)).map((i) => g.inst(i.id));
+  g.remove(gone);
+  const b = new Builder(g, loc);
+  const masks = drawn.map((i, q) => {
+    b.loc = i.loc ?? loc;
+    return b.dropoutMask(i.attrs.p, i.attrs.site, [length, ...g.type(holders[q]!).shape], { raw: names[q] || 'dropout_mask' });
+  });
+  b.loc = loc;
+  return { masks, holders, recorded: [...first, ...rest] };
 }
 
 function noUpdate(name: string): never {

@@ -9,11 +9,13 @@ import { parseGraph } from '../ir/parse.js';
 import { printGraph } from '../ir/print.js';
 import { verify } from '../ir/verify.js';
 import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { reverseMode } from '../ir/autodiff.js';
 import { compile, compileGraphs, lower, traceFile } from '../src/build.js';
 import { scansOf } from '../ir/loops.js';
 import type { Arrays } from './helpers.js';
-import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tracedModel, writtenModules } from './helpers.js';
+import { buildAndImport, finiteDiff, interpGrads, lossOf, MODEL_HEAD, modelFile, randomArgs, reference, relErr, rng, ROOT, tmp, tracedModel, writtenModules } from './helpers.js';
 
 /** An RNN cell over T steps of x [T, B, F], written with g.scan and with a for loop; `same`: its y is its new carry. */
 function rnn(opts: { T: number; scan: boolean; reverse?: boolean; axis1?: boolean; same?: boolean }): string {
@@ -239,6 +241,27 @@ describe('g.scan with a custom gradient in the step', () => {
 });
 
 describe('scan in IR text', () => {
+  it('a region of IR text that draws a dropout mask over a symbolic length: the build error names it (g.scan draws masks outside the step)', () => {
+    const g = parseGraph(`graph forward m {
+  %xs: f32[T,2] = input {name="xs"}
+  %a: f32[2] = param {name="a", init="randn", scale=1}
+  %s: f32[0] = scan %a, %xs {body=0, carries=1, length=["T"], xaxes=[0], yaxes=[0]} {
+    %c0: f32[2] = input {name="c0"}
+    %x0: f32[2] = input {name="x0"}
+    %m: f32[2] = dropout_mask {p=0.5, site=0}
+    %c1: f32[2] = mul %c0, %m
+    %c2: f32[2] = add %c1, %x0
+    return c0=%c2, s0=%c0
+  }
+  %h: f32[2] = scan_out %s {index=0}
+  %l: f32[] = sum %h {axes=[0], keepDims=false}
+  return loss=%l
+}
+`, { file: 'm.ir' });
+    expect(() => lower(g)).toThrow(
+      "g.scan over the symbolic length T: this scan runs as its steps (a region that draws dropout masks or reads the module's state, as IR text may hold, unrolls on every target), which needs the number of steps at build time",
+    );
+  });
   const text = (body: string, attrs = 'body=0, carries=1, length=[3], xaxes=[], yaxes=[0]') => `graph forward m {
   %a: f32[2] = param {name="a", init="randn", scale=1}
   %s: f32[0] = scan %a {${attrs}} {
@@ -296,11 +319,18 @@ describe('dropout in a scan step', () => {
     const tv = interpret(tf, env);
     const tg = interpret(tb, { fwd: tv, train: true, seed: 5 });
     const gradsOf = (bwd: Graph, vals: Map<string, { data: Float64Array }>) => Object.fromEntries(bwd.outputs.map((o) => [o.name, vals.get(bwd.value(o.value).name)!.data]));
-    // the build: one mask per step, read by the backward from the forward
+    // the build: the scan stays a loop; one mask stacked over the 4 steps, drawn outside the step
+    // (a slice per step, an x of the scan), read by the backward from the forward
     const c = await compile(modelFile(m), { targets: ['ts'] });
-    const sites = c.fwd.insts.flatMap((i) => (i.op === 'dropout_mask' ? [i.attrs.site] : []));
-    expect(new Set(sites).size).toBe(4);
+    const masks = c.fwd.insts.filter((i) => i.op === 'dropout_mask');
+    expect(masks.map((i) => c.fwd.type(i.result).shape)).toEqual([[4, 3, 5]]);
+    expect(c.fwd.insts.some((i) => i.op === 'scan')).toBe(true);
     expect(c.bwd.insts.some((i) => i.op === 'dropout_mask')).toBe(false);
+    // its statistics: zeros at rate p, each step's slice a mask of its own
+    const mask = interpret(c.fwd, env).get(c.fwd.value(masks[0]!.result).name)!.data;
+    expect(mask.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-12)).toBe(true);
+    const steps = [0, 1, 2, 3].map((t) => Array.from(mask.subarray(t * 15, t * 15 + 15)).join());
+    expect(new Set(steps).size).toBe(4);
     const uv = interpret(c.fwd, env);
     expect(relErr(outputsOf(c.fwd, uv).loss!.data, outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-12);
     const ug = gradsOf(c.bwd, interpret(c.bwd, { fwd: uv, train: true, seed: 5 }));
@@ -313,6 +343,38 @@ describe('dropout in a scan step', () => {
     // evaluation: masks of ones, as outside a scan
     const ev = outputsOf(tf, interpret(tf, args)).loss!.data[0]!;
     expect(relErr([mod.forward(args.params, args.inputs).loss as number], [ev])).toBeLessThan(1e-5);
+  });
+});
+
+describe('dropout in the steps of nested scans', () => {
+  const m = `${MODEL_HEAD}export default model('nd', (g) => {
+    const xs = g.input('xs', [3, 4, 2, 5]);
+    const W = g.param('W', [5, 5], { scale: 0.5 });
+    const h0 = g.param('h0', [2, 5]);
+    const inner = (h, x) => { const h2 = g.dropout(x.matmul(W).add(h).tanh(), 0.4); return [h2, h2.sum()]; };
+    const outer = (h, row) => { const [h2, ys] = g.scan(inner, h, row, { reverse: true }); return [g.dropout(h2.mul(0.5), 0.2), ys.square().sum()]; };
+    const [hT, zs] = g.scan(outer, h0, xs);
+    return { loss: hT.square().mean().add(zs.mean()) };
+  });\n`;
+
+  it('each scan draws its masks outside its step (the inner one stacked over both scans); the module loops and gives the reverse scans\' values in training', async () => {
+    const s = tracedModel(m);
+    expect(s.insts.filter((i) => i.op === 'dropout_mask').map((i) => s.type(i.result).shape)).toEqual([[3, 4, 2, 5], [3, 2, 5]]);
+    expect(scansOf(s).map(({ g, inst }) => g.bodies[inst.attrs.body]!.insts.filter((i) => i.op === 'dropout_mask').length)).toEqual([0, 0]);
+    const args = randomArgs(s, 3, 0.5);
+    const env = { ...args, train: true, seed: 9 };
+    const tf = s.clone();
+    const tb = reverseMode(tf);
+    const tv = interpret(tf, env);
+    const bv = interpret(tb, { fwd: tv, train: true, seed: 9 });
+    const c = await compile(modelFile(m), { targets: ['ts'] });
+    expect(c.fwd.insts.some((i) => i.op === 'scan') && c.bwd.insts.some((i) => i.op === 'scan')).toBe(true);
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    const mod = (await import(pathToFileURL(path.join(dir, 'nd.js')).href)) as { valueAndGrad(p: Arrays, i: Arrays, o: object): { loss: number; grads: Record<string, Float32Array> } };
+    const got = mod.valueAndGrad(args.params, args.inputs, { seed: 9 });
+    expect(relErr([got.loss], outputsOf(tf, tv).loss!.data)).toBeLessThan(1e-5);
+    for (const o of tb.outputs) expect(relErr(Float64Array.from(got.grads[o.name]!), bv.get(tb.value(o.value).name)!.data), o.name).toBeLessThan(1e-4);
   });
 });
 
