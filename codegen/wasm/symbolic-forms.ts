@@ -20,7 +20,7 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
-import { gather, pick, scatterAdd, xent } from './index-kernels.js';
+import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
@@ -128,8 +128,11 @@ function dense(v: View): boolean {
 }
 
 /**
- * The kernel of a gather, scatter_add, pick or xent whose number of rows or addresses are run-time
- * values (its table's, or classes', sizes numbers), or undefined (the flat module's loop).
+ * The kernel of an index routine whose number of rows (lines, planes) or addresses are run-time
+ * values, or undefined (the flat module's loop): a gather's table, scatter_add's rows, pick's and
+ * xent's classes, the axes from a line's axis on (argmax, argmin, cumsum, softmax, log_softmax),
+ * an argmax_mask's reduced axes and the kept ones after them, and a max_pool_pick's planes have
+ * sizes that are numbers.
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -145,6 +148,29 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
   else if (r.op === 'scatter_add' && statics(r.output)) k = scatterAdd(r.output.shape as number[], rows(x), a!, b!, c!);
   else if ((r.op === 'pick' || r.op === 'xent') && x.shape.length === 2 && statics(x, 1))
     k = (r.op === 'pick' ? pick : xent)([i32(valOf(size(x.shape[0]!))), x.shape[1] as number], a!, b!, c!);
+  else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
+    const axis = r.attrs.axis as number;
+    // (a softmax over rows is the row kernel's, as in the static module: codegen/wasm/decide.ts)
+    if (!statics(x, axis) || (r.op === 'softmax' && axis === x.shape.length - 1)) return undefined;
+    const len = x.shape[axis] as number;
+    const inner = (x.shape.slice(axis + 1) as number[]).reduce((p, d) => p * d, 1);
+    const lines = { lines: i32(valOf(numelSize([...x.shape.slice(0, axis), inner]))), len, inner };
+    if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
+    else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
+    else k = softmaxLines(lines, r.op === 'log_softmax', a!, b!);
+  } else if (r.op === 'argmax_mask') {
+    // the kept axes of symbolic sizes before the others, as one axis of a run-time extent
+    const axes = r.attrs.axes as number[];
+    let j = x.shape.length;
+    while (j > 0 && typeof x.shape[j - 1] === 'number') j--;
+    if (axes.some((k) => k < j)) return undefined;
+    const shape: [I32, ...number[]] = [i32(valOf(numelSize(x.shape.slice(0, j)))), ...(x.shape.slice(j) as number[])];
+    k = argmaxMask(shape, axes.map((k) => k - j + 1), a!, b!);
+  } else if (r.op === 'max_pool_pick' && x.shape.length === 4 && statics(x, 2) && statics(r.output, 2)) {
+    const [H, W] = x.shape.slice(2) as [number, number];
+    const [Ho, Wo] = r.output.shape.slice(2) as [number, number];
+    k = maxPoolPick(i32(valOf(numelSize(x.shape.slice(0, 2)))), [H, W], [Ho, Wo], r.attrs as never, a!, b!, c!);
+  }
   // (a body split over threads takes a range: the symbolic module calls its kernels whole)
   return k && !k.split ? k : undefined;
 }

@@ -17,8 +17,8 @@
 // decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
 // layout evaluated there, every number of the description a polynomial in the sizes, which the
 // probes determine and one more probe checks. A group whose description does not come out the
-// same way at every probe, an index routine (codegen/wasm/index-kernels.ts takes constant sizes),
-// or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// same way at every probe, an index routine whose sizes codegen/wasm/index-kernels.ts cannot take
+// at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
 // flat module's code.
 
 import * as fs from 'node:fs';
