@@ -22,6 +22,7 @@ import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
 import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
+import { softmaxBody } from './softmax.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -132,7 +133,8 @@ function dense(v: View): boolean {
  * values, or undefined (the flat module's loop): a gather's table, scatter_add's rows, pick's and
  * xent's classes, the axes from a line's axis on (argmax, argmin, cumsum, softmax, log_softmax),
  * an argmax_mask's reduced axes and the kept ones after them, and a max_pool_pick's planes have
- * sizes that are numbers.
+ * sizes that are numbers. A softmax over the last axis is the static module's row kernel
+ * (codegen/wasm/softmax.ts), its rows a run-time value.
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -150,12 +152,15 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
     k = (r.op === 'pick' ? pick : xent)([i32(valOf(size(x.shape[0]!))), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
-    // (a softmax over rows is the row kernel's, as in the static module: codegen/wasm/decide.ts)
-    if (!statics(x, axis) || (r.op === 'softmax' && axis === x.shape.length - 1)) return undefined;
+    if (!statics(x, axis)) return undefined;
     const len = x.shape[axis] as number;
     const inner = (x.shape.slice(axis + 1) as number[]).reduce((p, d) => p * d, 1);
     const lines = { lines: i32(valOf(numelSize([...x.shape.slice(0, axis), inner]))), len, inner };
-    if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
+    if (r.op === 'softmax' && axis === x.shape.length - 1) {
+      // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
+      const body = softmaxBody({ M: lines.lines, N: len, x: a!, out: b! });
+      k = { body, what: `softmax of ${typeof lines.lines === 'number' ? lines.lines : lines.lines.text} rows of ${len}, four columns at a time` };
+    } else if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
     else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
     else k = softmaxLines(lines, r.op === 'log_softmax', a!, b!);
   } else if (r.op === 'argmax_mask') {
