@@ -153,7 +153,9 @@ export default model('forms_sym', (g) => {
   const q = p4.mul(u4);
   const [dq] = g.grad(g.maxPool2d(q, 2).square().sum(), [q]);
   const mp = dq.mul(q).mean();
-  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp);
+  // index routines of static sizes in this module (lines of a constant count): kernels read as whole, no JS loop
+  const st = g.softmax(v, 0).mul(v).sum().add(v.cumsum(1).square().sum());
+  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
   return { loss, b, d, e, k, am, an };
 });
 `),

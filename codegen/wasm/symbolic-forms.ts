@@ -142,20 +142,25 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
   const at = views.map((v) => address(v.arg, v.offset));
   if (at.some((a) => a === undefined)) return undefined;
   const [a, b, c] = at.map((x) => i32(x!));
-  const rows = (v: View) => i32(valOf(numelSize(v.shape)));
+  // a count as a value the body reads (a number too: a kernel of a constant count splits over threads, which these are not)
+  const count = (n: Size): I32 => {
+    const v = valOf(n);
+    return typeof v === 'number' ? { push: (f: Body) => void f.i32(v), text: String(v) } : i32(v);
+  };
+  const rows = (v: View) => count(numelSize(v.shape));
   const statics = (v: View, from = 0) => v.shape.slice(from).every((d) => typeof d === 'number');
   const x = r.inputs[0]!;
   let k: IndexKernel | undefined;
   if (r.op === 'gather' && statics(x)) k = gather(x.shape as number[], rows(r.inputs[1]!), a!, b!, c!);
   else if (r.op === 'scatter_add' && statics(r.output)) k = scatterAdd(r.output.shape as number[], rows(x), a!, b!, c!);
   else if ((r.op === 'pick' || r.op === 'xent') && x.shape.length === 2 && statics(x, 1))
-    k = (r.op === 'pick' ? pick : xent)([i32(valOf(size(x.shape[0]!))), x.shape[1] as number], a!, b!, c!);
+    k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
   else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
     const axis = r.attrs.axis as number;
     if (!statics(x, axis)) return undefined;
     const len = x.shape[axis] as number;
     const inner = (x.shape.slice(axis + 1) as number[]).reduce((p, d) => p * d, 1);
-    const lines = { lines: i32(valOf(numelSize([...x.shape.slice(0, axis), inner]))), len, inner };
+    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), inner])), len, inner };
     if (r.op === 'softmax' && axis === x.shape.length - 1) {
       // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
       const body = softmaxBody({ M: lines.lines, N: len, x: a!, out: b! });
@@ -174,7 +179,7 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
   } else if (r.op === 'max_pool_pick' && x.shape.length === 4 && statics(x, 2) && statics(r.output, 2)) {
     const [H, W] = x.shape.slice(2) as [number, number];
     const [Ho, Wo] = r.output.shape.slice(2) as [number, number];
-    k = maxPoolPick(i32(valOf(numelSize(x.shape.slice(0, 2)))), [H, W], [Ho, Wo], r.attrs as never, a!, b!, c!);
+    k = maxPoolPick(count(numelSize(x.shape.slice(0, 2))), [H, W], [Ho, Wo], r.attrs as never, a!, b!, c!);
   }
   // (a body split over threads takes a range: the symbolic module calls its kernels whole)
   return k && !k.split ? k : undefined;
