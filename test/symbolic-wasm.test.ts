@@ -46,7 +46,8 @@ describe('the wasm module with a symbolic batch', () => {
     const code = sym.c.files.find((f) => f.name === 'inf_wasm_sym.wasm.js')!.content as string;
     // the groups the static module runs as kernels are kernels here too
     expect(code).toMatch(/kernels\.matmul_logits\(\);/);
-    expect(code).toMatch(/kernels\.softmax_probs\(\);/);
+    expect(code).toMatch(/forms\.softmax_probs\(\);/); // the row kernel, its rows read at run time
+    expect(code).not.toContain('softmaxBody'); // its generator is not carried
     expect(code).toMatch(/forms\.kernel_db1\(\);/);
     // no JS loop: the gather, cross-entropy and scatter_add too are kernels built by graphc, their row counts and addresses read at run time
     expect(kernelJsSteps(code)).toEqual([]);
@@ -120,7 +121,7 @@ export default model('${name}', (g) => {
     }
   }, 120_000); // two builds
 
-  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant, a pick', async () => {
+  it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant, a pick; and the index routines over lines, argmax_mask and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
       modelFile(`import { model } from 'graphc';
 export default model('forms_sym', (g) => {
@@ -131,6 +132,8 @@ export default model('forms_sym', (g) => {
   const w = g.param('w', [2]);
   const v = g.param('v', [3, 2]);
   const u = g.param('u', [5]);
+  const p4 = g.input('p4', ['B', 2, 4, 4]);
+  const u4 = g.param('u4', [4]);
   const h = x.mul(w).tanh(); // [3,B,2]
   const a = h.transpose([1, 0, 2]).mul(v).sum(); // [B,3,2]: strides B·2, 2, 1
   const b = h.transpose([2, 1, 0]).square().mean(1); // [2,3]: a reduction over the middle, symbolic stride
@@ -139,8 +142,21 @@ export default model('forms_sym', (g) => {
   const e = z.tanh().sub(z.mean(0)).square().sum(1); // [B,T]: a mean over B (its bound size)
   const k = g.concat([s, s.mul(g.const([0.5])).tanh(), s.square()], 1).mul(g.const([1, -2, 3])); // [B,3]: boxes of a copy, a constant array
   const pk = g.pick(s.mul(u).tanh(), y); // [B]: an index routine with a symbolic number of rows
-  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean());
-  return { loss, b, d, e, k };
+  // index routines over B·2 (B·3) lines: a cumsum, a softmax and a log_softmax along the middle axis, argmax, argmin
+  const t3 = h.transpose([1, 0, 2]); // [B,3,2]
+  const cs = t3.cumsum(1).square().mean();
+  const sm = g.softmax(t3, 1).mul(v).sum().add(g.logSoftmax(t3.mul(v), 1).mean()).add(g.softmax(t3.mul(v), 2).square().sum()); // and the row kernel over B·3 rows of 2
+  const mx = t3.max(2).mul(v.sum(1)).sum(); // its gradient: an argmax_mask over [B,3,2], the kept B a run-time extent
+  const am = t3.argmax(1);
+  const an = t3.argmin(2);
+  // max_pool_pick over B·2 planes: the second derivative of a max pooling (a g.grad inside the model)
+  const q = p4.mul(u4);
+  const [dq] = g.grad(g.maxPool2d(q, 2).square().sum(), [q]);
+  const mp = dq.mul(q).mean();
+  // index routines of static sizes in this module (lines of a constant count): kernels read as whole, no JS loop
+  const st = g.softmax(v, 0).mul(v).sum().add(v.cumsum(1).square().sum());
+  const loss = a.add(b.sum()).add(d.mean()).add(oh.square().mean()).add(e.mean()).add(k.sum()).add(pk.mean()).add(cs).add(sm).add(mx).add(mp).add(st);
+  return { loss, b, d, e, k, am, an };
 });
 `),
     );
@@ -149,6 +165,7 @@ export default model('forms_sym', (g) => {
     expect(kernelJsSteps(code)).toEqual([]);
     expect(jsLoopSteps(code)).toEqual([]);
     expect(code).toContain('forms.pick_pk();');
+    for (const op of ['argmax', 'argmin', 'cumsum', 'softmax', 'log_softmax', 'argmax_mask', 'max_pool_pick']) expect(code, op).toMatch(new RegExp(`^ +forms\\.${op}_\\w+\\(\\);$`, 'm'));
     expect(code).not.toMatch(/elementwiseBody|reduceBody|channelBody/);
     const forms = code.match(/^ {4}forms\.kernel_\w+\(\);$/gm) ?? [];
     expect(forms.length).toBeGreaterThanOrEqual(10);
@@ -166,6 +183,7 @@ export default model('forms_sym', (g) => {
       }
       const outs = mod.forward(params, inputs);
       for (const o of ['b', 'd', 'e', 'k']) expect(relErr(outs[o] as Float32Array, ref.outputs[o]!.data), `${at}: ${o}`).toBeLessThan(1e-5);
+      for (const o of ['am', 'an']) expect(Array.from(outs[o] as unknown as Int32Array), `${at}: ${o}`).toEqual(Array.from(ref.outputs[o]!.data));
       const key = `${B},${T}`;
       if (first.has(key)) expect(got, `${at} again`).toEqual(first.get(key));
       else first.set(key, got);

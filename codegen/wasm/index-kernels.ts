@@ -60,16 +60,19 @@ export function indexKernel(r: Routine, at: (arg: string) => number | undefined)
       return xent(dims(r.inputs[0]!) as [number, number], a!, b!, c!);
     case 'argmax':
     case 'argmin':
-      return argBest(r.op, dims(r.inputs[0]!), r.attrs.axis, a!, b!);
+      return argBest(r.op, around(dims(r.inputs[0]!), r.attrs.axis), a!, b!);
     case 'cumsum':
-      return cumsum(dims(r.inputs[0]!), r.attrs.axis, !!r.attrs.reverse, a!, b!);
+      return cumsum(around(dims(r.inputs[0]!), r.attrs.axis), !!r.attrs.reverse, a!, b!);
     case 'softmax':
     case 'log_softmax':
-      return softmaxLines(dims(r.inputs[0]!), r.attrs.axis, r.op === 'log_softmax', a!, b!);
+      return softmaxLines(around(dims(r.inputs[0]!), r.attrs.axis), r.op === 'log_softmax', a!, b!);
     case 'argmax_mask':
       return argmaxMask(dims(r.inputs[0]!), r.attrs.axes, a!, b!);
-    case 'max_pool_pick':
-      return maxPoolPick(dims(r.inputs[0]!), dims(r.output), r.attrs, a!, b!, c!);
+    case 'max_pool_pick': {
+      const [N, C, H, W] = dims(r.inputs[0]!) as [number, number, number, number];
+      const [, , Ho, Wo] = dims(r.output) as [number, number, number, number];
+      return maxPoolPick(N * C, [H, W], [Ho, Wo], r.attrs, a!, b!, c!);
+    }
     default:
       return undefined;
   }
@@ -79,11 +82,14 @@ const numel = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
 
 /**
  * A row count or an address: a number, or (the symbolic module: codegen/wasm/symbolic-forms.ts)
- * code that pushes its run-time value; gather, scatter_add, pick and xent take these.
+ * code that pushes its run-time value; every kernel here but the static dispatch's
+ * (indexKernel) takes these for its row or line count and addresses.
  */
 export type I32 = number | { readonly push: (f: Body) => void; readonly text: string };
 const push = (f: Body, v: I32): Body => (typeof v === 'number' ? f.i32(v) : (v.push(f), f));
 const text = (v: I32): string => (typeof v === 'number' ? String(v) : v.text);
+/** The i32 b − a (two addresses: a constant where both are). */
+const minus = (f: Body, b: I32, a: I32): Body => (typeof a === 'number' && typeof b === 'number' ? f.i32(b - a) : push(push(f, b), a).i32Sub());
 
 /** A view of static sizes whose elements are its array's, row-major from its offset. */
 function dense(v: View): boolean {
@@ -305,19 +311,33 @@ export function pick(x: readonly [I32, number], xAt: I32, iAt: I32, yAt: I32): I
 // ---------------------------------------------------------------------------------------------
 // Lines along an axis
 
-/** [outer, len, inner] of a shape around an axis. */
-function around(shape: readonly number[], axis: number): [number, number, number] {
-  return [numel(shape.slice(0, axis)), shape[axis]!, numel(shape.slice(axis + 1))];
+/**
+ * The lines of a shape along an axis: how many (outer·inner: a run-time value in the symbolic
+ * module, where the axes before the axis have symbolic sizes), their length, and inner, the
+ * elements between two of a line's (numbers).
+ */
+export interface Lines {
+  readonly lines: I32;
+  readonly len: number;
+  readonly inner: number;
 }
+
+/** The lines of a shape along an axis. */
+function around(shape: readonly number[], axis: number): Lines {
+  const inner = numel(shape.slice(axis + 1));
+  return { lines: numel(shape.slice(0, axis)) * inner, len: shape[axis]!, inner };
+}
+
+/** work·lines, where the number of lines is known (a split's work). */
+const work = (n: I32, w: number): number => (typeof n === 'number' ? n * w : 0);
 
 /**
  * For each line l in the range: base = the byte address of its first element in the array at
  * `at` ((l / inner)·len·inner + l % inner floats in), then body(l, base); elements are 4·inner
  * bytes apart.
  */
-function eachLine(f: Body, shape: readonly number[], axis: number, at: number, body: (l: Local, base: Local) => void): void {
-  const [outer, len, inner] = around(shape, axis);
-  const [lo, hi] = rangeOf(f, outer * inner);
+function eachLine(f: Body, { lines, len, inner }: Lines, at: I32, body: (l: Local, base: Local) => void): void {
+  const [lo, hi] = rangeOf(f, lines);
   const [l, base] = [f.local('i32'), f.local('i32')];
   forRange(f, l, lo, hi, () => {
     if (inner === 1) f.get(l).i32(4 * len).i32Mul();
@@ -327,7 +347,7 @@ function eachLine(f: Body, shape: readonly number[], axis: number, at: number, b
       op.i32RemU(f);
       f.i32(4).i32Mul().i32Add();
     }
-    f.i32(at).i32Add().set(base);
+    push(f, at).i32Add().set(base);
     body(l, base);
   });
 }
@@ -337,10 +357,10 @@ function eachLine(f: Body, shape: readonly number[], axis: number, at: number, b
  * one's l and base) where the range holds them and they are four columns of one row (inner ≥ 4):
  * their elements are then one v128 apart from the next's.
  */
-function eachLineBy4(f: Body, shape: readonly number[], axis: number, at: number, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
-  const [outer, len, inner] = around(shape, axis);
-  if (inner < 4) return eachLine(f, shape, axis, at, one);
-  const [lo, hi] = rangeOf(f, outer * inner);
+function eachLineBy4(f: Body, x: Lines, at: I32, one: (l: Local, base: Local) => void, four: (l: Local, base: Local) => void): void {
+  const { len, inner } = x;
+  if (inner < 4) return eachLine(f, x, at, one);
+  const [lo, hi] = rangeOf(f, x.lines);
   const [l, base, col] = [f.local('i32'), f.local('i32'), f.local('i32')];
   f.get(lo).set(l);
   f.loopUntil(
@@ -349,7 +369,8 @@ function eachLineBy4(f: Body, shape: readonly number[], axis: number, at: number
       f.get(l).i32(inner);
       op.i32RemU(f);
       f.set(col);
-      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul().get(col).i32(4).i32Mul().i32Add().i32(at).i32Add().set(base);
+      f.get(l).i32(inner).i32DivU().i32(4 * len * inner).i32Mul().get(col).i32(4).i32Mul().i32Add();
+      push(f, at).i32Add().set(base);
       // one line where l + 4 > hi or col + 4 > inner, else four
       f.get(l).i32(4).i32Add().get(hi).i32GtS().get(col).i32(4).i32Add().i32(inner).i32GtS();
       op.i32Or(f);
@@ -388,9 +409,9 @@ function betterMask(f: Body, which: 'argmax' | 'argmin', v: Local, best: Local):
  * combined (a NaN lane wins over a number; between two NaNs or two equal values the lower index),
  * then the rest one by one; lines four columns apart (inner ≥ 4): four lines at once.
  */
-function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: number, xAt: number, yAt: number): IndexKernel {
-  const [outer, len, inner] = around(shape, axis);
-  const split = rows(outer * inner, outer * inner * len);
+export function argBest(which: 'argmax' | 'argmin', x: Lines, xAt: I32, yAt: I32): IndexKernel {
+  const { lines, len, inner } = x;
+  const split = rows(lines, work(lines, len));
   const f = new Body(split ? 2 : 0);
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [j, p, idx, i] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
@@ -479,7 +500,7 @@ function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: num
       f.get(base).i32(4 * inner).i32Add().set(p);
     }
     scalarRest();
-    f.get(l).i32(4).i32Mul().i32(yAt).i32Add().get(idx);
+    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(idx);
     op.i32Store(f);
   };
   const four = (l: Local, base: Local) => {
@@ -494,20 +515,20 @@ function argBest(which: 'argmax' | 'argmin', shape: readonly number[], axis: num
         f.get(p).v128Load(0).set(vv);
         take();
       });
-    f.get(l).i32(4).i32Mul().i32(yAt).i32Add().get(vi).v128Store(0);
+    push(f.get(l).i32(4).i32Mul(), yAt).i32Add().get(vi).v128Store(0);
   };
-  eachLineBy4(f, shape, axis, xAt, one, four);
+  eachLineBy4(f, x, xAt, one, four);
   const how = vecs ? ', four lanes' : inner >= 4 ? ', four columns at once' : '';
-  return { body: f, split, what: `${which} of ${outer * inner} lines of ${len} (the first; a NaN wins${how})` };
+  return { body: f, split, what: `${which} of ${text(lines)} lines of ${len} (the first; a NaN wins${how})` };
 }
 
 /**
  * Running sums along each line in f64, from the end with `reverse`; lines four columns apart
  * (inner ≥ 4) four at once, in two f64x2 sums (the same sums).
  */
-function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: number, yAt: number): IndexKernel {
-  const [outer, len, inner] = around(shape, axis);
-  const split = rows(outer * inner, outer * inner * len);
+export function cumsum(x: Lines, reverse: boolean, xAt: I32, yAt: I32): IndexKernel {
+  const { lines, len, inner } = x;
+  const split = rows(lines, work(lines, len));
   const f = new Body(split ? 2 : 0);
   const s = f.local('f64');
   const [j, p] = [f.local('i32'), f.local('i32')];
@@ -525,7 +546,7 @@ function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: n
       f.get(s).get(p).f32Load(0);
       op.f64PromoteF32(f);
       f.f64Add().set(s);
-      f.get(p).i32(yAt - xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
+      minus(f.get(p), yAt, xAt).i32Add().get(s).f32DemoteF64().f32Store(0);
       f.bump(p, step);
     });
   };
@@ -536,14 +557,14 @@ function cumsum(shape: readonly number[], axis: number, reverse: boolean, xAt: n
       f.get(p).v128Load(0).set(v);
       f.get(s0).get(v).f64x2PromoteLowF32x4().f64x2Add().set(s0);
       f.get(s1).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f64x2PromoteLowF32x4().f64x2Add().set(s1);
-      f.get(p).i32(yAt - xAt).i32Add();
+      minus(f.get(p), yAt, xAt).i32Add();
       f.get(s0).f32x4DemoteF64x2Zero().get(s1).f32x4DemoteF64x2Zero().i32x4Shuffle([0, 1, 4, 5]);
       f.v128Store(0);
       f.bump(p, step);
     });
   };
-  eachLineBy4(f, shape, axis, xAt, one, four);
-  return { body: f, split, what: `cumsum of ${outer * inner} lines of ${len}${reverse ? ', from the end' : ''} (in f64${inner >= 4 ? ', four columns at once' : ''})` };
+  eachLineBy4(f, x, xAt, one, four);
+  return { body: f, split, what: `cumsum of ${text(lines)} lines of ${len}${reverse ? ', from the end' : ''} (in f64${inner >= 4 ? ', four columns at once' : ''})` };
 }
 
 /**
@@ -604,9 +625,9 @@ function f32Exp(f: Body, tmp: readonly Local[]): void {
 }
 
 /** Softmax (log-softmax) along any axis, line by line: max, Σ exp(x − max) in f64, then each element. */
-function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt: number, yAt: number): IndexKernel {
-  const [outer, len, inner] = around(shape, axis);
-  const split = rows(outer * inner, outer * inner * len * 8);
+export function softmaxLines(x: Lines, log: boolean, xAt: I32, yAt: I32): IndexKernel {
+  const { lines, len, inner } = x;
+  const split = rows(lines, work(lines, len * 8));
   const f = new Body(split ? 2 : 0);
   const [max, v, c] = [f.local('f32'), f.local('f32'), f.local('f32')];
   const [sum, lse] = [f.local('f64'), f.local('f64')];
@@ -620,7 +641,7 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
       f.bump(p, 4 * inner);
     });
   };
-  eachLine(f, shape, axis, xAt, (_l, base) => {
+  eachLine(f, x, xAt, (_l, base) => {
     // the maximum, NaN skipped (as `if (v > max) max = v`)
     f.f32Const(-Infinity).set(max);
     each(base, () => {
@@ -633,7 +654,7 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
       op.f32Sub(f);
       f32Exp(f, tmp);
       f.set(v);
-      if (!log) f.get(p).i32(yAt - xAt).i32Add().get(v).f32Store(0);
+      if (!log) minus(f.get(p), yAt, xAt).i32Add().get(v).f32Store(0);
       f.get(sum);
       f.get(v);
       op.f64PromoteF32(f);
@@ -648,7 +669,7 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
       f.f64Add().set(lse);
       // in f64, rounded once (x and the total near 500 differ by less than f32 resolves there)
       each(base, () => {
-        f.get(p).i32(yAt - xAt).i32Add().get(p).f32Load(0);
+        minus(f.get(p), yAt, xAt).i32Add().get(p).f32Load(0);
         op.f64PromoteF32(f);
         f.get(lse);
         op.f64Sub(f);
@@ -660,12 +681,12 @@ function softmaxLines(shape: readonly number[], axis: number, log: boolean, xAt:
       op.f64Div(f);
       f.f32DemoteF64().set(c);
       each(base, () => {
-        f.get(p).i32(yAt - xAt).i32Add().set(q);
+        minus(f.get(p), yAt, xAt).i32Add().set(q);
         f.get(q).get(q).f32Load(0).get(c).f32Mul().f32Store(0);
       });
     }
   });
-  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${outer * inner} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''}` };
+  return { body: f, split, what: `${log ? 'log_softmax' : 'softmax'} of ${text(lines)} lines of ${len}${inner > 1 ? `, ${inner} apart` : ''}` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -765,29 +786,54 @@ export function xent(x: readonly [I32, number], xAt: I32, tAt: I32, yAt: I32): I
 
 /**
  * 1 at the first maximum (row-major over the reduced axes) of each slice, 0 elsewhere: nested
- * loops over the kept axes, then over the reduced ones.
+ * loops over the kept axes, then over the reduced ones. The first axis may have a run-time extent
+ * (the symbolic module: the kept axes of symbolic sizes before the others, as one), not reduced.
  */
-function argmaxMask(shape: readonly number[], axes: readonly number[], xAt: number, yAt: number): IndexKernel {
+export function argmaxMask(shape: readonly number[] | readonly [I32, ...number[]], axes: readonly number[], xAt: I32, yAt: I32): IndexKernel {
   const f = new Body();
-  const strides = shape.map((_d, k) => 4 * numel(shape.slice(k + 1)));
-  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && shape[k]! > 1);
-  const red = axes.filter((k) => shape[k]! > 1);
+  const n0: I32 = shape.length ? shape[0]! : 1;
+  const rest = shape.slice(1) as number[];
+  const dim = (k: number) => (k === 0 ? n0 : rest[k - 1]!);
+  const strides = shape.map((_d, k) => 4 * numel(rest.slice(k)));
+  const kept = shape.map((_d, k) => k).filter((k) => !axes.includes(k) && (typeof dim(k) !== 'number' || (dim(k) as number) > 1));
+  const red = axes.filter((k) => (dim(k) as number) > 1);
   const [best, v] = [f.local('f32'), f.local('f32')];
   const [at, z, kz] = [f.local('i32'), f.local('i32'), f.local('i32')];
   // zeros
-  f.assign(z, yAt);
-  copyFloats(f, numel(shape), undefined, z, kz, 'add');
+  push(f, yAt).set(z);
+  if (typeof n0 === 'number') copyFloats(f, n0 * numel(rest), undefined, z, kz, 'add');
+  else {
+    const c = f.local('i32');
+    push(f, n0).set(c);
+    f.loopUntil(
+      () => f.get(c).i32Eqz(),
+      () => {
+        copyFloats(f, numel(rest), undefined, z, kz, 'add');
+        f.bump(c, -1);
+      },
+    );
+  }
   const nest = (levels: readonly number[], from: Local, body: (p: Local) => void) => {
     if (levels.length === 0) return body(from);
     const [p, c] = [f.local('i32'), f.local('i32')];
     f.get(from).set(p);
-    f.repeat(c, shape[levels[0]!]!, () => {
+    const d = dim(levels[0]!);
+    const each = () => {
       nest(levels.slice(1), p, body);
       f.bump(p, strides[levels[0]!]!);
-    });
+    };
+    if (typeof d === 'number') return void f.repeat(c, d, each);
+    push(f, d).set(c);
+    f.loopUntil(
+      () => f.get(c).i32Eqz(),
+      () => {
+        each();
+        f.bump(c, -1);
+      },
+    );
   };
   const start = f.local('i32');
-  f.assign(start, xAt);
+  push(f, xAt).set(start);
   nest(kept, start, (base) => {
     f.get(base).f32Load(0).set(best);
     f.get(base).set(at);
@@ -797,23 +843,22 @@ function argmaxMask(shape: readonly number[], axes: readonly number[], xAt: numb
         () => f.get(v).set(best).get(p).set(at),
       );
     });
-    f.get(at).i32(yAt - xAt).i32Add().f32Const(1).f32Store(0);
+    minus(f.get(at), yAt, xAt).i32Add().f32Const(1).f32Store(0);
   });
-  return { body: f, what: `argmax_mask of ${shape.join('×')} over axes ${axes.join(',')}` };
+  return { body: f, what: `argmax_mask of ${shape.map(text).join('×')} over axes ${axes.join(',')}` };
 }
 
 /**
  * max_pool_pick: y = v at the first maximum (row-major) of each window of x, the window clipped to
  * the plane as the flat module's; a range of planes.
  */
-function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: number, vAt: number, yAt: number): IndexKernel {
-  const [N, C, H, W] = xs as [number, number, number, number];
-  const [, , Ho, Wo] = ys as [number, number, number, number];
+export function maxPoolPick(planes: I32, xs: readonly [number, number], ys: readonly [number, number], a: { kernel: readonly number[]; stride: readonly number[]; padding: readonly number[] }, xAt: I32, vAt: I32, yAt: I32): IndexKernel {
+  const [H, W] = xs;
+  const [Ho, Wo] = ys;
   const [kh, kw] = a.kernel as [number, number];
   const [sh, sw] = a.stride as [number, number];
   const [ph, pw] = a.padding as [number, number];
-  const planes = N * C;
-  const split = rows(planes, planes * Ho * Wo * kh * kw);
+  const split = rows(planes, work(planes, Ho * Wo * kh * kw));
   const f = new Body(split ? 2 : 0);
   const [lo, hi] = rangeOf(f, planes);
   const [n, i, j, h0, h1, w0, w1, pp, q, qe, at, xp, yp] = Array.from({ length: 13 }, () => f.local('i32'));
@@ -838,7 +883,7 @@ function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: 
   };
   forRange(f, n, lo, hi, () => {
     f.get(n).i32(4 * H * W).i32Mul().set(xp);
-    f.get(n).i32(4 * Ho * Wo).i32Mul().i32(yAt).i32Add().set(yp);
+    push(f.get(n).i32(4 * Ho * Wo).i32Mul(), yAt).i32Add().set(yp);
     loop(i, 0, Ho, () => {
       clip(i, sh, -ph);
       f.set(h0);
@@ -860,7 +905,7 @@ function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: 
               f.when(
                 () => {
                   f.get(at).i32(0).i32LtS();
-                  f.get(q).i32(xAt).i32Add().f32Load(0).tee(v).get(best).f32Gt();
+                  push(f.get(q), xAt).i32Add().f32Load(0).tee(v).get(best).f32Gt();
                   op.i32Or(f);
                 },
                 () => f.get(v).set(best).get(q).set(at),
@@ -869,10 +914,10 @@ function maxPoolPick(xs: readonly number[], ys: readonly number[], a: { kernel: 
             },
           );
         });
-        f.get(yp).get(at).i32(vAt).i32Add().f32Load(0).f32Store(0);
+        push(f.get(yp).get(at), vAt).i32Add().f32Load(0).f32Store(0);
         f.bump(yp, 4);
       });
     });
   });
-  return { body: f, split, what: `max_pool_pick over ${planes} planes of ${H}×${W}, ${kh}×${kw} windows` };
+  return { body: f, split, what: `max_pool_pick over ${text(planes)} planes of ${H}×${W}, ${kh}×${kw} windows` };
 }

@@ -9,6 +9,12 @@ import { Body } from './encode.js';
 import type { Local } from './encode.js';
 import { f32x4Exp } from './steps.js';
 
+/**
+ * A number, or (the symbolic module: codegen/wasm/symbolic-forms.ts) code that pushes its run-time
+ * value (codegen/wasm/index-kernels.ts's I32).
+ */
+type I32 = number | { readonly push: (f: Body) => void; readonly text: string };
+
 export interface SoftmaxKernel {
   readonly M: number;
   readonly N: number;
@@ -17,16 +23,25 @@ export interface SoftmaxKernel {
   readonly out: number;
 }
 
+/** A softmax kernel whose rows and addresses may be run-time values (a whole body only, not a ranged one). */
+export interface RtSoftmaxKernel {
+  readonly M: I32;
+  readonly N: number;
+  readonly x: I32;
+  readonly out: I32;
+}
+
 type Lanes = [number, number, number, number];
 
 /** The vectors of a row whose exponentials the sum adds in f32 before adding them into its f64 totals. */
 export const SOFTMAX_BLOCK = 64;
 
 /** With `ranged`, a function of two arguments that computes the rows [start, end): threads' row blocks. */
-export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
+export function softmaxBody(k: SoftmaxKernel | RtSoftmaxKernel, opts: { ranged?: boolean } = {}): Body {
   const f = new Body(opts.ranged ? 2 : 0);
   const { M, N } = k;
-  if (M * N === 0) return f;
+  if ((typeof M === 'number' && M === 0) || N === 0) return f;
+  const push = (v: I32) => (typeof v === 'number' ? f.i32(v) : (v.push(f), f));
   const full = Math.floor(N / 4);
   const rest = N % 4;
   const [rows, vecs, rowX, rowO, px, po] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
@@ -80,10 +95,23 @@ export function softmaxBody(k: SoftmaxKernel, opts: { ranged?: boolean } = {}): 
 
   const eachRow = (row: () => void) => {
     if (!opts.ranged) {
-      f.assign(rowX, k.x).assign(rowO, k.out);
-      f.repeat(rows, M, row);
+      push(k.x).set(rowX);
+      push(k.out).set(rowO);
+      if (typeof M === 'number') f.repeat(rows, M, row);
+      else {
+        // a run-time number of rows, counted down (none for 0)
+        push(M).set(rows);
+        f.loopUntil(
+          () => f.get(rows).i32Eqz(),
+          () => {
+            row();
+            f.bump(rows, -1);
+          },
+        );
+      }
       return;
     }
+    if (typeof M !== 'number' || typeof k.x !== 'number' || typeof k.out !== 'number') throw new Error('internal: a ranged softmax body with run-time sizes');
     const [start, end] = [f.param(0), f.param(1)];
     f.get(start).i32(4 * N).i32Mul().tee(rows).i32(k.x).i32Add().set(rowX);
     f.get(rows).i32(k.out).i32Add().set(rowO);

@@ -20,8 +20,9 @@ import { valOf } from './kernel-plan.js';
 import { KernelUnsupported, renderWasmKernel } from './kernel.js';
 import type { Routine, View } from '../kernel/form.js';
 import type { I32, IndexKernel } from './index-kernels.js';
-import { gather, pick, scatterAdd, xent } from './index-kernels.js';
+import { argBest, argmaxMask, cumsum, gather, maxPoolPick, pick, scatterAdd, softmaxLines, xent } from './index-kernels.js';
 import { docOf } from './decide.js';
+import { softmaxBody } from './softmax.js';
 
 /** A group's kernel of the kernel form: its function's name and what it computes. */
 export interface FormKernel {
@@ -128,8 +129,12 @@ function dense(v: View): boolean {
 }
 
 /**
- * The kernel of a gather, scatter_add, pick or xent whose number of rows or addresses are run-time
- * values (its table's, or classes', sizes numbers), or undefined (the flat module's loop).
+ * The kernel of an index routine whose number of rows (lines, planes) or addresses are run-time
+ * values, or undefined (the flat module's loop): a gather's table, scatter_add's rows, pick's and
+ * xent's classes, the axes from a line's axis on (argmax, argmin, cumsum, softmax, log_softmax),
+ * an argmax_mask's reduced axes and the kept ones after them, and a max_pool_pick's planes have
+ * sizes that are numbers. A softmax over the last axis is the static module's row kernel
+ * (codegen/wasm/softmax.ts), its rows a run-time value.
  */
 function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | undefined, i32: (v: Val) => I32): IndexKernel | undefined {
   const views = [...r.inputs, r.output];
@@ -137,14 +142,45 @@ function indexRoutine(r: Routine, address: (arg: string, off: Size) => Val | und
   const at = views.map((v) => address(v.arg, v.offset));
   if (at.some((a) => a === undefined)) return undefined;
   const [a, b, c] = at.map((x) => i32(x!));
-  const rows = (v: View) => i32(valOf(numelSize(v.shape)));
+  // a count as a value the body reads (a number too: a kernel of a constant count splits over threads, which these are not)
+  const count = (n: Size): I32 => {
+    const v = valOf(n);
+    return typeof v === 'number' ? { push: (f: Body) => void f.i32(v), text: String(v) } : i32(v);
+  };
+  const rows = (v: View) => count(numelSize(v.shape));
   const statics = (v: View, from = 0) => v.shape.slice(from).every((d) => typeof d === 'number');
   const x = r.inputs[0]!;
   let k: IndexKernel | undefined;
   if (r.op === 'gather' && statics(x)) k = gather(x.shape as number[], rows(r.inputs[1]!), a!, b!, c!);
   else if (r.op === 'scatter_add' && statics(r.output)) k = scatterAdd(r.output.shape as number[], rows(x), a!, b!, c!);
   else if ((r.op === 'pick' || r.op === 'xent') && x.shape.length === 2 && statics(x, 1))
-    k = (r.op === 'pick' ? pick : xent)([i32(valOf(size(x.shape[0]!))), x.shape[1] as number], a!, b!, c!);
+    k = (r.op === 'pick' ? pick : xent)([count(size(x.shape[0]!)), x.shape[1] as number], a!, b!, c!);
+  else if (r.op === 'argmax' || r.op === 'argmin' || r.op === 'cumsum' || r.op === 'softmax' || r.op === 'log_softmax') {
+    const axis = r.attrs.axis as number;
+    if (!statics(x, axis)) return undefined;
+    const len = x.shape[axis] as number;
+    const inner = (x.shape.slice(axis + 1) as number[]).reduce((p, d) => p * d, 1);
+    const lines = { lines: count(numelSize([...x.shape.slice(0, axis), inner])), len, inner };
+    if (r.op === 'softmax' && axis === x.shape.length - 1) {
+      // a softmax over rows: the static module's row kernel (codegen/wasm/softmax.ts, codegen/wasm/decide.ts), its rows and addresses run-time values
+      const body = softmaxBody({ M: lines.lines, N: len, x: a!, out: b! });
+      k = { body, what: `softmax of ${typeof lines.lines === 'number' ? lines.lines : lines.lines.text} rows of ${len}, four columns at a time` };
+    } else if (r.op === 'cumsum') k = cumsum(lines, !!r.attrs.reverse, a!, b!);
+    else if (r.op === 'argmax' || r.op === 'argmin') k = argBest(r.op, lines, a!, b!);
+    else k = softmaxLines(lines, r.op === 'log_softmax', a!, b!);
+  } else if (r.op === 'argmax_mask') {
+    // the kept axes of symbolic sizes before the others, as one axis of a run-time extent
+    const axes = r.attrs.axes as number[];
+    let j = x.shape.length;
+    while (j > 0 && typeof x.shape[j - 1] === 'number') j--;
+    if (axes.some((k) => k < j)) return undefined;
+    const shape: [I32, ...number[]] = [i32(valOf(numelSize(x.shape.slice(0, j)))), ...(x.shape.slice(j) as number[])];
+    k = argmaxMask(shape, axes.map((k) => k - j + 1), a!, b!);
+  } else if (r.op === 'max_pool_pick' && x.shape.length === 4 && statics(x, 2) && statics(r.output, 2)) {
+    const [H, W] = x.shape.slice(2) as [number, number];
+    const [Ho, Wo] = r.output.shape.slice(2) as [number, number];
+    k = maxPoolPick(count(numelSize(x.shape.slice(0, 2))), [H, W], [Ho, Wo], r.attrs as never, a!, b!, c!);
+  }
   // (a body split over threads takes a range: the symbolic module calls its kernels whole)
   return k && !k.split ? k : undefined;
 }

@@ -3,11 +3,13 @@
 // its arena in one growable WebAssembly.Memory. Its elementwise, reduction and layout groups (and
 // a convolution's epilogue) are kernels of the kernel form encoded once, at build time, whose
 // symbolic sizes, strides and addresses are read from a parameter block (codegen/wasm/symbolic-forms.ts);
-// its matmul, row softmax, convolution and pooling groups are wasm SIMD kernels encoded at run
-// time: the first call that brings a set of sizes lays the memory out for them (growing it when
-// they need more), writes the parameter block, encodes those kernels for its sizes and addresses
-// with the kernel generators of codegen/wasm/*.ts, embedded in the module, and instantiates them;
-// a later call with the same sizes reuses them. The module imports nothing.
+// so are its index routines and its softmaxes over rows of a static length (where their sizes
+// allow: symbolic-forms.ts). Its matmul, convolution and pooling groups (and a softmax over rows
+// of a symbolic length) are wasm SIMD kernels encoded at run time: the first call that brings a
+// set of sizes lays the memory out for them (growing it when they need more), writes the
+// parameter block, encodes those kernels for its sizes and addresses with the kernel generators
+// of codegen/wasm/*.ts, embedded in the module, and instantiates them; a later call with the same
+// sizes reuses them. The module imports nothing.
 //
 // The memory's layout is the layout pass's (ir/layout.ts, `symLayout` below): every array's
 // offset, the scratch areas and the end are polynomials in the symbols, written into the module
@@ -17,8 +19,8 @@
 // decided here at build time on the graph with the symbols bound to a grid of probe sizes, in the
 // layout evaluated there, every number of the description a polynomial in the sizes, which the
 // probes determine and one more probe checks. A group whose description does not come out the
-// same way at every probe, an index routine (codegen/wasm/index-kernels.ts takes constant sizes),
-// or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
+// same way at every probe, an index routine whose sizes codegen/wasm/index-kernels.ts cannot take
+// at run time (symbolic-forms.ts), or a group the kernel form's renderer refuses (docs/wasm-symbolic.md, "Not yet") runs as the
 // flat module's code.
 
 import * as fs from 'node:fs';
