@@ -92,9 +92,10 @@ describe('graphc build --target webgpu', () => {
       expect(s).toMatch(/let gj = col0 \+ 4 \* tx \+ j % 4 \+ 64 \* \(j \/ 4\);/);
       expect(sharedVec4Stores(s)).toEqual([]);
     }
-    // rows of 7 (K = 12: A could be read as vec4), 5 × 5 images (25 pixels, K = 72), rows of 12
-    // (16-column tiles: one result per invocation along a row): element by element
-    for (const s of [wgsl(k.matmulCase(40, 7, 12).r), wgsl(k.convCase(2, 8, 5).r), wgsl(k.matmulCase(40, 12, 12).r)]) {
+    // rows of 7 (K = 12: A could be read as vec4), 5 × 5 and 3 × 3 images (25 and 9 pixels, K = 72;
+    // 4 × 9 = 36 results a row, but 4 adjacent ones may lie in two images), rows of 12 (16-column
+    // tiles: one result per invocation along a row): element by element
+    for (const s of [wgsl(k.matmulCase(40, 7, 12).r), wgsl(k.convCase(2, 8, 5).r), wgsl(k.convCase(4, 8, 3).r), wgsl(k.matmulCase(40, 12, 12).r)]) {
       expect(s).not.toMatch(/array<vec4<f32>>/);
       expect(s).toMatch(/let gj = col0 \+ tx \+ 16 \* j;/);
     }
