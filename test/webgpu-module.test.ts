@@ -32,8 +32,10 @@ const buildOnce = (name: string) => built.get(name) ?? (built.set(name, build(na
 function sharedVec4Stores(wgsl: string): string[] {
   const v4 = new Set([...wgsl.matchAll(/var<storage, read_write> (a\d+): array<vec4<f32>>/g)].map((m) => m[1]!));
   if (v4.size === 0) return [];
-  const unit = new Set(['tx']);
-  const refersUnit = (e: string) => [...unit].some((u) => new RegExp(`\\b${u}\\b`).test(e.replace(/\b4 \* tx\b/g, '')));
+  // the names that step by 1 with lid.x: `4 * tx` does not, nor `tid / 4k` (k invocations' rows)
+  const unit = new Set(['lid.x']);
+  const strip = (e: string) => e.replace(/\b4 \* tx\b/g, '').replace(/\btid \/ (\d+)/g, (m, k) => (Number(k) % 4 === 0 ? '' : m));
+  const refersUnit = (e: string) => [...unit].some((u) => new RegExp(`\\b${u.replace('.', '\\.')}\\b`).test(strip(e)));
   const bad: string[] = [];
   const rows = /\bgj < (\d+)\)/.exec(wgsl);
   for (const line of wgsl.split('\n')) {
@@ -86,16 +88,27 @@ describe('graphc build --target webgpu', () => {
       convCase(batch: number, c: number, hw: number): { r: Routine };
     };
     const wgsl = (r: Routine) => renderRoutine(r, () => 'f32').wgsl;
-    // 40 × 12 @ 12 × 36 (rows of 36), a 3×3 conv of 6 × 6 images (36 pixels): vec4, 4 adjacent columns an invocation
-    for (const s of [wgsl(k.matmulCase(40, 36, 12).r), wgsl(k.convCase(2, 8, 6).r), wgsl(k.matmulCase(64, 1024, 64).r)]) {
+    // 40 × 12 @ 12 × 36 (rows of 36), a 3×3 conv of 6 × 6 images (36 pixels), rows of 1024 (tiles
+    // of 128): vec4, 4 adjacent columns an invocation, 16 invocations along a row; rows of 32 and 12
+    // (tiles of 32 and 16 columns) in tiles of 64 rows: 8 and 4 invocations along a row
+    const cases = [
+      [k.matmulCase(40, 36, 12).r, 16],
+      [k.convCase(2, 8, 6).r, 16],
+      [k.matmulCase(64, 1024, 64).r, 16],
+      [k.matmulCase(64, 32, 12).r, 8],
+      [k.matmulCase(40, 12, 12).r, 4],
+    ] as const;
+    for (const [r, cx] of cases) {
+      const s = wgsl(r);
       expect(s).toMatch(/> a\d+: array<vec4<f32>>/);
-      expect(s).toMatch(/let gj = col0 \+ 4 \* tx \+ j % 4 \+ 64 \* \(j \/ 4\);/);
+      expect(s).toContain(`let gj = col0 + 4 * tx + j % 4 + ${4 * cx} * (j / 4);`);
+      if (cx < 16) expect(s).toContain(`let tx = tid % ${cx};`);
       expect(sharedVec4Stores(s)).toEqual([]);
     }
     // rows of 7 (K = 12: A could be read as vec4), 5 × 5 and 3 × 3 images (25 and 9 pixels, K = 72;
-    // 4 × 9 = 36 results a row, but 4 adjacent ones may lie in two images), rows of 12 (16-column
-    // tiles: one result per invocation along a row): element by element
-    for (const s of [wgsl(k.matmulCase(40, 7, 12).r), wgsl(k.convCase(2, 8, 5).r), wgsl(k.convCase(4, 8, 3).r), wgsl(k.matmulCase(40, 12, 12).r)]) {
+    // 4 × 9 = 36 results a row, but 4 adjacent ones may lie in two images), rows of 12 (20 rows:
+    // tiles of 16 columns and 32 rows: 4 invocations along a row would need 64 rows): element by element
+    for (const s of [wgsl(k.matmulCase(40, 7, 12).r), wgsl(k.convCase(2, 8, 5).r), wgsl(k.convCase(4, 8, 3).r), wgsl(k.matmulCase(20, 12, 12).r)]) {
       expect(s).not.toMatch(/array<vec4<f32>>/);
       expect(s).toMatch(/let gj = col0 \+ tx \+ 16 \* j;/);
     }
