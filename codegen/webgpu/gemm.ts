@@ -4,11 +4,11 @@
 // C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j]: a workgroup of 16×16 invocations computes a tile of
 // TM×TN results, RM×RN per invocation (register blocking: results strided by 16, so that
 // neighbouring invocations read neighbouring floats of the shared tiles; with vec4 loads the
-// columns are 4 adjacent ones of each 64, so that one invocation owns each vec4 it stores), K in steps of TK
+// columns are 4 adjacent ones of every 4·CX, so that one invocation owns each vec4 it stores), K in steps of TK
 // through tiles of A and B in workgroup memory. The tile along each axis is chosen per shape at
 // build time (tileOf); the register block is unrolled into scalars. An operand whose contiguous axis is unit-stride with every other stride,
 // its offset and that axis's extent multiples of 4 is loaded as vec4 (a vec4 view of its arena)
-// where the stores own whole vec4s (Gemm.rowsOf4, at least 4 results per invocation along a row);
+// where the stores own whole vec4s (Gemm.rowsOf4; 4 results per invocation along a row at least);
 // any other (odd extents, the convolutions' gathered operands) element by element. Every 256
 // terms the running sums join a total (f32 sums over long K stay accurate).
 
