@@ -82,7 +82,7 @@ describe('graphc build --target webgpu', () => {
     expect(checked).toBeGreaterThan(5);
   });
 
-  it('vec4 arenas: a product or convolution whose rows are not a multiple of 4 long loads element by element; one whose are owns 4 adjacent columns an invocation', async () => {
+  it('vec4 arenas: a product or convolution loads vec4 only where each invocation owns 4 adjacent columns of a row (rows a multiple of 4 long), element by element elsewhere', async () => {
     const k = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as {
       matmulCase(m: number, n?: number, k?: number): { r: Routine };
       convCase(batch: number, c: number, hw: number): { r: Routine };
