@@ -19,6 +19,34 @@ import { ROOT } from './helpers.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'graphc-webgpu-'));
 
+const built = new Map<string, Promise<Record<string, string>>>();
+/** build(name), once per test file (the examples' builds are shared by the tests). */
+const buildOnce = (name: string) => built.get(name) ?? (built.set(name, build(name)), built.get(name)!);
+
+/**
+ * The stores of a shader into an arena it declares vec4 that more than one invocation may make
+ * into one vec4 (a component write may access the whole vector: WGSL spec, gpuweb #2152): a store
+ * whose index steps by 1 with the local invocation id's x (`tx`, not `4 * tx`, through the lets
+ * that use it), and every store where the rows are not a multiple of 4 long (`gj < N`).
+ */
+function sharedVec4Stores(wgsl: string): string[] {
+  const v4 = new Set([...wgsl.matchAll(/var<storage, read_write> (a\d+): array<vec4<f32>>/g)].map((m) => m[1]!));
+  if (v4.size === 0) return [];
+  // the names that step by 1 with lid.x: `4 * tx` does not, nor `tid / 4k` (k invocations' rows)
+  const unit = new Set(['lid.x']);
+  const strip = (e: string) => e.replace(/\b4 \* tx\b/g, '').replace(/\btid \/ (\d+)/g, (m, k) => (Number(k) % 4 === 0 ? '' : m));
+  const refersUnit = (e: string) => [...unit].some((u) => new RegExp(`\\b${u.replace('.', '\\.')}\\b`).test(strip(e)));
+  const bad: string[] = [];
+  const rows = /\bgj < (\d+)\)/.exec(wgsl);
+  for (const line of wgsl.split('\n')) {
+    const d = /^\s*(?:let|var) (\w+)(?::[^=]*)? = (.*);$/.exec(line);
+    if (d && refersUnit(d[2]!)) unit.add(d[1]!);
+    const st = /^\s*(a\d+)\[(.*)\] = /.exec(line);
+    if (st && v4.has(st[1]!) && (refersUnit(st[2]!) || (rows && Number(rows[1]) % 4 !== 0))) bad.push(line.trim());
+  }
+  return bad;
+}
+
 async function build(name: string, optimizer?: 'adam' | 'sgd'): Promise<Record<string, string>> {
   const { resolveHyper } = await import('../codegen/optim.js');
   const c = await compile(path.join(ROOT, 'examples', `${name}.ts`), { targets: ['webgpu'], optimizer: optimizer && { name: optimizer, hyper: resolveHyper(optimizer, {}) } });
@@ -30,7 +58,7 @@ async function build(name: string, optimizer?: 'adam' | 'sgd'): Promise<Record<s
 
 describe('graphc build --target webgpu', () => {
   it.each(['makemore', 'cnn', 'wavenet'])('%s: a .webgpu.ts and a .webgpu.js that import nothing, every shader a compute entry point', async (name) => {
-    const files = await build(name);
+    const files = await buildOnce(name);
     const js = files[`${name}.webgpu.js`]!;
     expect(files[`${name}.webgpu.ts`]).toBeDefined();
     expect(js).not.toMatch(/^\s*import\s/m);
@@ -40,8 +68,54 @@ describe('graphc build --target webgpu', () => {
     expect(shaders.length).toBeGreaterThan(3);
   });
 
+  it('vec4 arenas: each vec4 a shader writes is written by one invocation (the products, the convolutions, the fused epilogues of makemore, cnn, wavenet)', async () => {
+    let checked = 0;
+    for (const name of ['makemore', 'cnn', 'wavenet']) {
+      const js = (await buildOnce(name))[`${name}.webgpu.js`]!;
+      const shaders = [...js.matchAll(/`([^`]*@compute[^`]*)`/g)].map((m) => m[1]!);
+      for (const s of shaders) {
+        expect(sharedVec4Stores(s), `${name}: ${s.split('\n')[0]}`).toEqual([]);
+        if (/array<vec4<f32>>/.test(s)) checked++;
+      }
+    }
+    // the vec4 loads stay where the stores own their vec4s (a check that cannot pass by finding no vec4 shader)
+    expect(checked).toBeGreaterThan(5);
+  });
+
+  it('vec4 arenas: a product or convolution loads vec4 only where each invocation owns 4 adjacent columns of a row (rows a multiple of 4 long), element by element elsewhere', async () => {
+    const k = (await import(pathToFileURL(path.join(ROOT, 'bench', 'webgpu-kernels.mjs')).href)) as {
+      matmulCase(m: number, n?: number, k?: number): { r: Routine };
+      convCase(batch: number, c: number, hw: number): { r: Routine };
+    };
+    const wgsl = (r: Routine) => renderRoutine(r, () => 'f32').wgsl;
+    // 40 × 12 @ 12 × 36 (rows of 36), a 3×3 conv of 6 × 6 images (36 pixels), rows of 1024 (tiles
+    // of 128): vec4, 4 adjacent columns an invocation, 16 invocations along a row; rows of 32 and 12
+    // (tiles of 32 and 16 columns) in tiles of 64 rows: 8 and 4 invocations along a row
+    const cases = [
+      [k.matmulCase(40, 36, 12).r, 16],
+      [k.convCase(2, 8, 6).r, 16],
+      [k.matmulCase(64, 1024, 64).r, 16],
+      [k.matmulCase(64, 32, 12).r, 8],
+      [k.matmulCase(40, 12, 12).r, 4],
+    ] as const;
+    for (const [r, cx] of cases) {
+      const s = wgsl(r);
+      expect(s).toMatch(/> a\d+: array<vec4<f32>>/);
+      expect(s).toContain(`let gj = col0 + 4 * tx + j % 4 + ${4 * cx} * (j / 4);`);
+      if (cx < 16) expect(s).toContain(`let tx = tid % ${cx};`);
+      expect(sharedVec4Stores(s)).toEqual([]);
+    }
+    // rows of 7 (K = 12: A could be read as vec4), 5 × 5 and 3 × 3 images (25 and 9 pixels, K = 72;
+    // 4 × 9 = 36 results a row, but 4 adjacent ones may lie in two images), rows of 12 (20 rows:
+    // tiles of 16 columns and 32 rows: 4 invocations along a row would need 64 rows): element by element
+    for (const s of [wgsl(k.matmulCase(40, 7, 12).r), wgsl(k.convCase(2, 8, 5).r), wgsl(k.convCase(4, 8, 3).r), wgsl(k.matmulCase(20, 12, 12).r)]) {
+      expect(s).not.toMatch(/array<vec4<f32>>/);
+      expect(s).toMatch(/let gj = col0 \+ tx \+ 16 \* j;/);
+    }
+  });
+
   it('the build is deterministic', async () => {
-    const a = await build('makemore');
+    const a = await buildOnce('makemore');
     const b = await build('makemore');
     expect(a['makemore.webgpu.js']).toBe(b['makemore.webgpu.js']);
   });

@@ -3,10 +3,12 @@
 //
 // C[t, i, j] = Σ_p A[t, i, p] · B[t, p, j]: a workgroup of 16×16 invocations computes a tile of
 // TM×TN results, RM×RN per invocation (register blocking: results strided by 16, so that
-// neighbouring invocations read neighbouring floats of the shared tiles), K in steps of TK
+// neighbouring invocations read neighbouring floats of the shared tiles; with vec4 loads the
+// columns are 4 adjacent ones of every 4·CX, so that one invocation owns each vec4 it stores), K in steps of TK
 // through tiles of A and B in workgroup memory. The tile along each axis is chosen per shape at
 // build time (tileOf); the register block is unrolled into scalars. An operand whose contiguous axis is unit-stride with every other stride,
-// its offset and that axis's extent multiples of 4 is loaded as vec4 (a vec4 view of its arena);
+// its offset and that axis's extent multiples of 4 is loaded as vec4 (a vec4 view of its arena)
+// where the stores own whole vec4s (Gemm.rowsOf4; 4 results per invocation along a row at least);
 // any other (odd extents, the convolutions' gathered operands) element by element. Every 256
 // terms the running sums join a total (f32 sums over long K stay accurate).
 
@@ -57,21 +59,41 @@ export interface Gemm {
   readonly B: Operand;
   /** Lines storing result `val` at (t, gi, gj) (inside the edges). */
   store(val: string): string[];
+  /**
+   * Every f32 element `store` writes at (t, gi, gj), an epilogue's included, is at c(t, gi) + gj
+   * of its array, c a multiple of 4, and N is a multiple of 4: the 4 columns 4q..4q+3 of a row are
+   * one vec4 of each array written. Only then may the shader declare its arenas vec4 (see gemmShader).
+   */
+  readonly rowsOf4?: boolean;
 }
 
 /** The WGSL of the product: workgroup declarations, the entry point and its body; dispatch ⌈N/TN⌉ × ⌈M/TM⌉ × batch workgroups (`t` = wid.z). */
 export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string[]; TM: number; TN: number } {
-  const { tile: TM, regs: RM } = tileOf(g.M);
-  const { tile: TN, regs: RN } = tileOf(g.N);
+  const { tile: TM, regs: RM0 } = tileOf(g.M);
+  const { tile: TN, regs: RN0 } = tileOf(g.N);
   // 16 terms a step (8 where two 128-wide tiles would pass 16 KiB of workgroup memory)
   const TK = TM + TN > 192 ? 8 : 16;
   const M = sz(g.M);
   const N = sz(g.N);
   const K = sz(g.K);
-  b.vec4 = g.A.vec4 || g.B.vec4;
+  // A vec4 view makes the whole arena vec4 in this shader, and the WGSL spec lets a write to a
+  // component of a vector access all of it (gpuweb #2112, #2152): each vec4 of the arena must be
+  // written by one invocation alone. So vec4 loads only where each invocation owns the groups of 4
+  // adjacent columns it stores (rowsOf4): the 256 invocations as CX along a row (tx) by CY (ty),
+  // each with 4 adjacent columns of every 4·CX (a tile of 16 or 32 columns: 4 or 8 invocations
+  // along it, 64 or 32 rows of them, where the tile has that many rows); else element loads.
+  const CX = Math.min(16, TN / 4);
+  const CY = 256 / CX;
+  const own4 = (g.A.vec4 || g.B.vec4) && g.rowsOf4 === true && mult4(g.N) && TM % CY === 0;
+  b.vec4 = own4;
+  // results RM × RN an invocation: rows ty + CY·i, columns 4·tx + j % 4 + 4·CX·(j / 4) (own4), else
+  // rows ty + 16·i, columns tx + 16·j
+  const [RM, RN, RS] = own4 ? [TM / CY, TN / CX, CY] : [RM0, RN0, 16];
+  const colOf = (j: string) => (own4 ? `4 * tx + ${j} % 4 + ${4 * CX} * (${j} / 4)` : `tx + 16 * ${j}`);
   const load = (into: string, op: Operand, row0: string, ext: string, T: number) => {
     const arr = b.arr(op.arg);
-    const w = op.vec4 ? 4 : 1;
+    const vec = own4 && op.vec4;
+    const w = vec ? 4 : 1;
     // e: the element (or vec4) of the tile this invocation loads; kk, xx its coordinates
     const [kk, xx] = op.alongK ? [`(e % ${TK / w}) * ${w}`, `e / ${TK / w}`] : [`e / ${T / w}`, `(e % ${T / w}) * ${w}`];
     const { lines = [], index, valid } = op.at('gx', 'gk');
@@ -81,7 +103,7 @@ export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string
       `for (var e = tid; e < ${(T * TK) / w}; e += 256) {`,
       `  let kk = ${kk}; let xx = ${xx};`,
       `  let gx = ${row0} + xx; let gk = k0 + kk;`,
-      ...(op.vec4
+      ...(vec
         ? [
             `  var v = vec4<f32>(0.0);`,
             `  if (${inside}) { v = ${arr}[(${index}) / 4]; }`,
@@ -107,17 +129,17 @@ export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string
     'let t = i32(wid.z);',
     `let row0 = i32(wid.y) * ${TM};`,
     `let col0 = i32(wid.x) * ${TN};`,
-    'let tx = i32(lid.x);',
-    'let ty = i32(lid.y);',
-    'let tid = ty * 16 + tx;',
+    'let tid = i32(lid.y) * 16 + i32(lid.x);',
+    own4 && CX < 16 ? `let tx = tid % ${CX};` : 'let tx = i32(lid.x);',
+    own4 && CX < 16 ? `let ty = tid / ${CX};` : 'let ty = i32(lid.y);',
     ...ij.map(([i, j]) => `var ${c(i, j)} = 0.0; var s${i}_${j} = 0.0;`),
     `for (var k0 = 0; k0 < ${K}; k0 += ${TK}) {`,
     ...load('As', g.A, 'row0', M, TM).map((l) => `  ${l}`),
     ...load('Bs', g.B, 'col0', N, TN).map((l) => `  ${l}`),
     '  workgroupBarrier();',
     `  for (var kk = 0; kk < ${TK}; kk++) {`,
-    ...Array.from({ length: RM }, (_x, i) => `    let a${i} = As[kk * ${TM} + ty + ${16 * i}];`),
-    ...Array.from({ length: RN }, (_x, j) => `    let b${j} = Bs[kk * ${TN} + tx + ${16 * j}];`),
+    ...Array.from({ length: RM }, (_x, i) => `    let a${i} = As[kk * ${TM} + ty + ${RS * i}];`),
+    ...Array.from({ length: RN }, (_x, j) => `    let b${j} = Bs[kk * ${TN} + ${own4 ? `4 * tx + ${(j % 4) + 4 * CX * Math.floor(j / 4)}` : `tx + ${16 * j}`}];`),
     ...Array.from({ length: RM }, (_x, i) => `    ${Array.from({ length: RN }, (_y, j) => `${c(i, j)} += a${i} * b${j};`).join(' ')}`),
     '  }',
     '  workgroupBarrier();',
@@ -129,9 +151,9 @@ export function gemmShader(g: Gemm, b: Bindings): { head: string[]; body: string
     `var res: array<f32, ${R}>;`,
     ...Array.from({ length: RM }, (_x, i) => `${Array.from({ length: RN }, (_y, j) => `res[${i * RN + j}] = s${i}_${j} + ${c(i, j)};`).join(' ')}`),
     `for (var i = 0; i < ${RM}; i++) {`,
-    '  let gi = row0 + ty + 16 * i;',
+    `  let gi = row0 + ty + ${RS} * i;`,
     `  for (var j = 0; j < ${RN}; j++) {`,
-    '    let gj = col0 + tx + 16 * j;',
+    `    let gj = col0 + ${colOf('j')};`,
     `    if (gi < ${M} && gj < ${N}) {`,
     `      let val = res[i * ${RN} + j];`,
     ...g.store('val').map((l) => `      ${l}`),

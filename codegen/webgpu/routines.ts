@@ -55,6 +55,8 @@ function matmul(r: Extract<Routine, { op: 'matmul' }>, dtypeOf: DtypeOf): Shader
       M,
       N,
       K,
+      // C at (t·M + gi)·N + gj; an epilogue's stores unit-stride along gj, the rest multiples of 4
+      rowsOf4: mult4(N) && epilogueRowsOf4(r, (s) => s.length === out.length && unitAt(s, s.length - 1) && s.slice(0, -1).every(mult4)),
       A: operand(A, !transA, M),
       B: operand(B, transB, N),
       store: (val) => [
@@ -79,6 +81,13 @@ function epilogueAt(r: Routine, b: Bindings, val: string, coords: readonly strin
   if (!k) return [];
   const given = new Map(k.nodes.flatMap((nd, i) => (nd.op === 'load' && nd.access.arg === r.output.arg ? [[i, val] as const] : [])));
   return [...coords, ...statements(k, k.nodes.map(() => true), k.stores, b, given)];
+}
+
+const unitAt = (s: readonly Size[], d: number) => s[d]!.coef === 1 && s[d]!.syms.length === 0;
+
+/** Every store of the routine's epilogue (if any) has strides that `ok` accepts and an offset that is a multiple of 4. */
+function epilogueRowsOf4(r: Routine, ok: (strides: readonly Size[]) => boolean): boolean {
+  return (r.epilogue?.stores ?? []).every((st) => mult4(st.access.offset) && ok(st.access.strides));
 }
 
 /** Softmax or log-softmax along an axis: an invocation per row (max, Σ exp, normalise). */
@@ -310,6 +319,9 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
           valid: inImage,
         }),
       },
+      // y at (n·O + t·Og + gi)·Ho·Wo + i·Wo + j; an epilogue's stores at the same strides along i,
+      // j, multiples of 4 along n and the channel (4 adjacent gj lie in one image where Ho·Wo is a multiple of 4)
+      rowsOf4: mult4(howo) && epilogueRowsOf4(r, (s) => s.length === 4 && unitAt(s, 3) && sz(s[2]!) === sz(Wo) && mult4(s[0]!) && mult4(s[1]!)),
       // the bias and activation after it fused into the store (x0..x3: n, channel, i, j)
       store: (val) => [
         `${b.at(y, `(gj / ${sz(howo)} * ${O} + t * ${Og} + gi) * ${sz(howo)} + gj % ${sz(howo)}`, true)} = ${val};`,
@@ -368,6 +380,8 @@ function conv(r: Extract<Routine, { op: 'conv' | 'conv_input_grad' | 'conv_weigh
           valid: inImage,
         }),
       },
+      // dW at (t·Og + gi)·taps + gj
+      rowsOf4: taps % 4 === 0,
       store: (val) => [`${b.at(y, `(t * ${Og} + gi) * ${taps} + gj`, true)} = ${val};`],
     };
   }

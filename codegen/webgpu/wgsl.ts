@@ -108,7 +108,9 @@ export const PRELUDE = [
  * index)` an element of it. With `vec4` (a tiled matmul reading vec4 views) every f32 array is
  * declared `array<vec4<f32>>` and an element is `a<j>[(i) / 4][(i) % 4]`: the runtime binds each
  * arena once (WebGPU forbids a writable binding overlapping another), so an arena read through a
- * vec4 view is one in the whole shader, its arrays placed at multiples of 16 bytes.
+ * vec4 view is one in the whole shader, its arrays placed at multiples of 16 bytes. A write to a
+ * component may then access the whole vec4 (the WGSL spec; gpuweb #2152): a shader sets `vec4` only
+ * where each vec4 it writes is written by one invocation alone (gemm.ts: Gemm.rowsOf4).
  */
 export class Bindings {
   readonly list: { name: string; write: boolean; dtype: 'f32' | 'i32' }[] = [];

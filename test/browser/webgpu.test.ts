@@ -144,16 +144,27 @@ describe.each([
     },
   },
   {
-    // X [512, 16] @ W1 [16, 7]: 128 × 16 tiles (8 results per invocation), X as vec4 (along K),
-    // W1 (7 columns) element by element; the gradient's product reads X transposed (vec4 along
-    // its rows) and the 7 columns of the pre-activation's gradient element by element, K = 512 in
-    // 32 steps (bench/webgpu-kernels.mjs's test reads both operands as vec4)
+    // X [512, 15] @ W1 [15, 8]: 128 × 16 tiles, W1 as vec4 (rows of 8), X (15 columns) element by
+    // element; 4 invocations along a row (4 adjacent columns each: each vec4 of the result stored
+    // by one invocation), 64 rows of them, 2 × 4 results each. Then @ W2 [8, 32]: 128 × 32 tiles,
+    // 8 invocations along a row, 32 rows of them, both operands vec4. The gradient's product
+    // [512, 32] @ W2ᵀ as the first; the weights' gradients (8 and 15 rows, K = 512) too few rows for
+    // those layouts: element by element (tiles of 64 columns: bench/webgpu-kernels.mjs's test and
+    // the examples). Rows not a multiple of 4 long
+    // (oddtiles) load element by element: invocations of a row would share a vec4 of the result.
     name: 'vec4tiles',
     what: 'vec4 loads where the contiguous extent is a multiple of 4, element by element where not, 128-row tiles',
-    body: ["const W1 = g.param('W1', [16, 7], { scale: 0.2 });", "const X = g.input('X', [512, 16]);", 'const loss = X.matmul(W1).tanh().square().mean();', 'return { loss };'],
-    shapes: { W1: [112, 0.37], X: [8192, 0.29] },
+    body: [
+      "const W1 = g.param('W1', [15, 8], { scale: 0.2 });",
+      "const W2 = g.param('W2', [8, 32], { scale: 0.3 });",
+      "const X = g.input('X', [512, 15]);",
+      'const loss = X.matmul(W1).tanh().matmul(W2).square().mean();',
+      'return { loss };',
+    ],
+    shapes: { W1: [120, 0.37], W2: [256, 0.53], X: [7680, 0.29] },
     code: (code: string) => {
       expect(code).toMatch(/> a\d+: array<vec4<f32>>/);
+      for (const cx of [4, 8]) expect(code).toContain(`let gj = col0 + 4 * tx + j % 4 + ${4 * cx} * (j / 4);`);
       expect(code).toContain('var res: array<f32, 8>;');
       expect(code).toContain('var<workgroup> As: array<f32, 2048>;');
     },
