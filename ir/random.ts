@@ -17,7 +17,7 @@ function hash32(x) {
   x ^= x >>> 15;
   x = Math.imul(x, 0x846ca68b);
   x ^= x >>> 16;
-  return x >>> 0;
+  return x | 0; // signed: an unsigned result above 2^31 is boxed (allocated) on its way out of a call V8 did not inline; every use is a bit operation
 }
 /** The key of one dropout site under one seed (any safe integer; both 32-bit halves count), as a signed 32-bit integer: an unsigned one above 2^31 would be boxed on its way out of the call. */
 function dropoutKey(seed, site) {
