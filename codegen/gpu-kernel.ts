@@ -29,6 +29,7 @@ import { storedAfterReduction } from './kernel/eval.js';
 import { gpuPow } from './gpu-pow.js';
 import type { Local } from './gpu-special.js';
 import { gpuErf, gpuExpm1, gpuLog1p } from './gpu-special.js';
+import { JS_BINARY, JS_UNARY } from './ts/render.js';
 
 /** The terms a GPU.js kernel's sum adds before adding them into its total (see `reduceLoop`). */
 export const GPU_SUM_BLOCK = 64;
@@ -52,38 +53,22 @@ type GpuUnary = Exclude<UnaryOp, 'cast' | 'toint' | 'bits' | 'frombits'>;
 /** The binary primitives gpu.js compiles (not the i32 bit operations). */
 type GpuBinary = Exclude<BinaryOp, 'shl' | 'shr' | 'and' | 'or'>;
 
-/** Each unary primitive's expression from its operand's (an atom where the formula reads it twice: TWICE). */
+/**
+ * Each unary primitive's expression from its operand's (an atom where the formula reads it twice:
+ * TWICE): JavaScript's Math, but log (NaN below 0) and the ones gpu.js lacks (erf, log1p, expm1).
+ */
 export const GPU_UNARY: { readonly [K in GpuUnary]: (a: Expr, local: Local) => Expr } = {
-  neg: E.neg,
-  recip: (a) => E.div(one, a),
-  abs: (a) => E.call('Math.abs', a),
-  exp: (a) => E.call('Math.exp', a),
+  ...JS_UNARY,
   // NaN below 0 as in PyTorch: SwiftShader's WebGPU gives log(x < 0) a number (WGSL leaves it
   // indeterminate); its √ of a negative value is NaN, as everywhere we know (see gpuPow)
   log: (a) => E.cond(E.rel('<')(a, zero), E.call('Math.sqrt', a), E.call('Math.log', a)),
-  sqrt: (a) => E.call('Math.sqrt', a),
-  tanh: (a) => E.call('Math.tanh', a),
-  sin: (a) => E.call('Math.sin', a),
-  cos: (a) => E.call('Math.cos', a),
   erf: gpuErf,
   log1p: gpuLog1p,
   expm1: gpuExpm1,
-  floor: (a) => E.call('Math.floor', a),
 };
 
-/** Binary primitives; a comparison with a literal on its left reads the other way round (`x > 0`). */
-export const GPU_BINARY: { readonly [K in GpuBinary]: (a: Expr, b: Expr) => Expr } = {
-  add: E.add,
-  sub: E.sub,
-  mul: E.mul,
-  div: E.div,
-  max: (a, b) => E.call('Math.max', a, b),
-  min: (a, b) => E.call('Math.min', a, b),
-  pow: gpuPow,
-  lt: (a, b) => (E.literal(a) !== undefined ? E.rel('>')(b, a) : E.rel('<')(a, b)),
-  le: (a, b) => (E.literal(a) !== undefined ? E.rel('>=')(b, a) : E.rel('<=')(a, b)),
-  eq: E.rel('==='),
-};
+/** Binary primitives: JavaScript's, but pow (gpu-pow.ts). */
+export const GPU_BINARY: { readonly [K in GpuBinary]: (a: Expr, b: Expr) => Expr } = { ...JS_BINARY, pow: gpuPow };
 
 /** Primitives whose formula reads an operand more than once: their operands are atoms. */
 const TWICE = new Set<AluOp>(['log', 'erf', 'log1p', 'expm1', 'pow']);

@@ -21,11 +21,11 @@ import type { Graph } from '../ir/graph.js';
 import type { Plan, Unit } from '../ir/memplan.js';
 import { valueName } from '../ir/memplan.js';
 import type { Dim } from '../ir/dims.js';
-import { isStatic, mulSize, numelSize, sizeText } from '../ir/dims.js';
-import { bodyInputs, scanParts } from '../ir/scan.js';
-import type { InstOf, ValueId } from '../ir/types.js';
+import { mulSize, numelSize, sizeText } from '../ir/dims.js';
+import type { ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import { kdim } from './gpu-kernel.js';
+import { scanLoopOf } from './kernel/scan-loop.js';
 import { factor } from './loops.js';
 import { uniformConst } from './module.js';
 
@@ -87,18 +87,7 @@ export function loopKernelDecl(t: (s: string) => string, thisType: string): stri
 
 /** The pipeline step of a scan unit: its loop. */
 export function gpuLoop(c: LoopContext, u: Unit): LoopStep {
-  const g = u.graph;
-  const scan = u.insts[0] as InstOf<'scan'>;
-  const p = scanParts(g, scan);
-  const body = p.body;
-  const ins = bodyInputs(body);
-  const bodyUnits = c.plan.bodies.get(body);
-  if (!bodyUnits) throw new Error(`internal: the memory plan has no units for the body of scan ${valueName(g, scan.result)}`);
-  const n = scan.attrs.length[0]!;
-  const T = sizeText(n);
-  const results = new Map<number, ValueId>();
-  for (const i of g.insts) if (i.op === 'scan_out' && i.args[0] === scan.result) results.set(i.attrs.index, i.result);
-  const scanName = valueName(g, scan.result);
+  const { graph: g, scan, name: scanName, parts: p, body, ins, bodyUnits, trips: T, results, comment } = scanLoopOf(c.plan, u);
   const { t, thisType } = c;
 
   // the loop's kernels, declared once each
@@ -209,9 +198,8 @@ export function gpuLoop(c: LoopContext, u: Unit): LoopStep {
       const name = valueName(g, y.out);
       lines.push(`const ${name} = ${y.acc ?? `${aw}${y.fill}()`};`, ...views(name));
     }
-    const what = `${isStatic(n) ? n : `${n} (bound by the call)`} steps${scan.attrs.reverse ? ', from the last' : ''}`;
     // no block around it: the results are the pipeline's values (every name here is the module's own)
-    return [`// the loop of ${scanName}: ${what}; its body (${body.name}) once, below`, ...lines];
+    return [comment, ...lines];
   };
   // the names read, from a dry run (the kernels are declared once: fill is memoized)
   const names = new Set<string>();

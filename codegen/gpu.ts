@@ -15,7 +15,7 @@ import { isState, valueName } from '../ir/memplan.js';
 import type { ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
-import { checkDecl, checkFiniteDecl, gradEntries, header, initDecl, key, member, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
+import { checkDecl, checkFiniteDecl, codeNames, gradEntries, header, initDecl, key, member, moduleGraphs, outputs, params, specDecl, typeDecls, typedAs, uniformConst, unitComment } from './module.js';
 import { hasModes, initBuffersDecl, modesOf, optionsDecl, stateCode } from './modes.js';
 import { GPU_SUM_BLOCK } from './gpu-kernel.js';
 import type { Transposed } from './gpu-writer.js';
@@ -31,23 +31,6 @@ export { GPU_SUM_BLOCK };
 // ---------------------------------------------------------------------------------------------
 // The module
 
-/** Identifiers for the module's own helpers that no value name can shadow. */
-function codeNames(m: ModuleInfo): (base: string) => string {
-  const taken = new Set<string>(['gpu', 'mode', 'options', 'kernel', 'loopKernel', ...symbols(m.fwd)]);
-  for (const g of graphsOf(m)) for (const inst of g.insts) taken.add(g.value(inst.result).name);
-  return (base) => {
-    let n = base;
-    for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
-    taken.add(n);
-    return n;
-  };
-}
-
-/** The graphs whose values the module names: the forward, the backward and the bodies of their loops. */
-function graphsOf(m: ModuleInfo): Graph[] {
-  return [m.fwd, m.bwd, ...m.plan.bodies.keys()];
-}
-
 /** The kernels of the module, one per stored value, and the pipeline steps that call them. */
 function kernelSection(m: ModuleInfo, typed: boolean) {
   const t = typedAs(typed);
@@ -55,7 +38,7 @@ function kernelSection(m: ModuleInfo, typed: boolean) {
   // symbolic dimensions are constants of the kernels, which are compiled for each set of sizes
   const syms = symbols(m.fwd);
   const thisType = syms.length ? 'this: IKernelFunctionThis<Sizes>' : 'this: IKernelFunctionThis';
-  const codeName = codeNames(m);
+  const codeName = codeNames(m, ['gpu', 'mode', 'options', 'kernel', 'loopKernel']);
   const training = trainNames(m, codeName);
   const kernels: string[] = [];
   /** Values whose kernels run 2-D in webgpu mode (read back through a 1-D copy: see `result`). */
@@ -87,7 +70,7 @@ function kernelSection(m: ModuleInfo, typed: boolean) {
   // is no variable of its own, its readers read the source under the source's name (a pipeline
   // says `// t13, t14: views of t12`), where `const t13 = t12;` would copy a temporary's name
   const temps = new Set<string>();
-  for (const g of graphsOf(m)) for (const inst of g.insts) if (inst.op !== 'fwd' && g.value(inst.result).temp) temps.add(g.value(inst.result).name);
+  for (const g of moduleGraphs(m)) for (const inst of g.insts) if (inst.op !== 'fwd' && g.value(inst.result).temp) temps.add(g.value(inst.result).name);
   const viewRoot = (name: string): string => {
     const s = plan.storage.get(name);
     return s?.kind === 'alias' && temps.has(name) ? viewRoot(s.of) : name;
@@ -139,7 +122,7 @@ function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
   // aliases (reshape, stopGradient) are the same handle under another name, declared as soon
   // as what they view exists (at the top for views of params and inputs)
   const aliasesOf = new Map<string, string[]>();
-  for (const g of graphsOf(m))
+  for (const g of moduleGraphs(m))
     for (const inst of g.insts) {
       const s = plan.storage.get(g.value(inst.result).name);
       if (s?.kind === 'alias' && inst.op !== 'fwd') aliasesOf.set(s.of, [...(aliasesOf.get(s.of) ?? []), g.value(inst.result).name]);
@@ -154,7 +137,7 @@ function argSection(m: ModuleInfo, c: ReturnType<typeof kernelSection>) {
       return needed.has(a) || (aliasesOf.get(a) ?? []).length ? [`const ${a} = ${viewRoot(root)}; // a view of ${viewRoot(root)} as ${shapeOfName(a)} (the same array)`, ...views(a, needed)] : [];
     });
   const shapeOfName = (name: string) => {
-    const v = graphsOf(m).reduce<ReturnType<Graph['byName']>>((found, g) => found ?? g.byName(name), undefined);
+    const v = moduleGraphs(m).reduce<ReturnType<Graph['byName']>>((found, g) => found ?? g.byName(name), undefined);
     return v ? `${v.type.dtype}[${v.type.shape.join(',')}]` : name;
   };
   /**

@@ -109,6 +109,26 @@ export interface ModuleInfo {
   readonly derived?: { readonly hvp?: ModuleInfo; readonly jvp?: ModuleInfo };
 }
 
+/** The graphs whose values a module names: the forward, the backward and the bodies of their loops. */
+export function moduleGraphs(m: ModuleInfo): Graph[] {
+  return [m.fwd, m.bwd, ...m.plan.bodies.keys()];
+}
+
+/**
+ * Identifiers for a module's own helpers that no value name, symbolic dimension or `reserved`
+ * name can shadow: `base`, else `base_1`, `base_2`, … (each given once).
+ */
+export function codeNames(m: ModuleInfo, reserved: readonly string[] = []): (base: string) => string {
+  const taken = new Set<string>([...reserved, ...symbols(m.fwd)]);
+  for (const g of moduleGraphs(m)) for (const inst of g.insts) taken.add(g.value(inst.result).name);
+  return (base) => {
+    let n = base;
+    for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
+    taken.add(n);
+    return n;
+  };
+}
+
 interface Entry {
   readonly name: string;
   readonly dtype: DType;

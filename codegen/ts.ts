@@ -12,7 +12,7 @@ import type { InstOf, Value, ValueId } from '../ir/types.js';
 import * as E from './expr.js';
 import type { ModuleInfo } from './module.js';
 import type { Typed } from './module.js';
-import { checkDecl, checkFiniteDecl, commentText, gradEntries, header, initDecl, key, lrCheck, member, ownMember, params, specDecl, typeDecls, typedAs, uniformConst } from './module.js';
+import { checkDecl, checkFiniteDecl, codeNames, commentText, gradEntries, header, initDecl, key, lrCheck, member, moduleGraphs, ownMember, params, specDecl, typeDecls, typedAs, uniformConst } from './module.js';
 import type { Backend } from './ts/snippets.js';
 import { Emitter } from './ts/emitter.js';
 import { hasModes, initBuffersDecl, isBufferOutput, optionsDecl, stateCode } from './modes.js';
@@ -25,23 +25,6 @@ export type { Backend, Ctx, UnitEmitter } from './ts/snippets.js';
 // The module
 
 const ARRAY = { f32: 'Float32Array', i32: 'Int32Array' } as const;
-
-/** The graphs whose values the module's arena names: the forward, the backward and the bodies of their loops. */
-export function moduleGraphs(m: ModuleInfo): Graph[] {
-  return [m.fwd, m.bwd, ...m.plan.bodies.keys()];
-}
-
-/** Identifiers for the module's own helpers that no value name can shadow. */
-function codeNames(m: ModuleInfo): (base: string) => string {
-  const taken = new Set<string>(symbols(m.fwd));
-  for (const g of moduleGraphs(m)) for (const inst of g.insts) taken.add(g.value(inst.result).name);
-  return (base) => {
-    let n = base;
-    for (let k = 1; taken.has(n); k++) n = `${base}_${k}`;
-    taken.add(n);
-    return n;
-  };
-}
 
 /**
  * The flat module: TypeScript (unformatted; the build formats it with prettier), or with

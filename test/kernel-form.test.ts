@@ -229,6 +229,15 @@ describe('the lowering table', () => {
     expect(lower).toThrow(
       'the kernel form cannot lower custom_grad (neuron.ts:3:7): custom_grad is dropped before lowering (after the reverse pass); one left here is an internal error',
     );
+    // the fix says what the user can do (every target renders the kernel form: none builds the op)
+    const hint = (() => {
+      try {
+        lower();
+      } catch (e) {
+        return (e as CompileError).hint;
+      }
+    })();
+    expect(hint).toBe('this is a bug in graphc, not in the model: please report it with the model; writing this line with other ops may avoid it meanwhile');
   });
 });
 

@@ -16,9 +16,10 @@ import { broadcastStridesSize } from '../../ir/shape.js';
 import type { Inst, InstOf, Shape, ValueId } from '../../ir/types.js';
 import { formatLoc } from '../../ir/types.js';
 import type { Access, ArrayDecl, Entry, HostProgram, Kernel, Launch, LoopMoves, Routine, RoutineCall, Step, Store, View } from './form.js';
-import { bodyInputs, scanParts } from '../../ir/scan.js';
 import type { AluCtx, LayoutOp, Lowering } from './rules.js';
 import { Dag, LOWERING } from './rules.js';
+import type { ScanLoop } from './scan-loop.js';
+import { scanLoopOf } from './scan-loop.js';
 
 const ZERO = size(0);
 
@@ -87,7 +88,9 @@ class Lowerer {
 
 function fail(op: string, why: string, inst: Inst): CompileError {
   const at = inst.loc ? ` (${formatLoc(inst.loc)})` : '';
-  return new CompileError(`the kernel form cannot lower ${op}${at}: ${why}`, 'this op is rendered by the targets\' own emitters until its lowering lands (issue #29)', inst.loc);
+  // every target renders the kernel form, so none can build the op: a gap of graphc's, not the model's
+  const fix = 'this is a bug in graphc, not in the model: please report it with the model; writing this line with other ops may avoid it meanwhile';
+  return new CompileError(`the kernel form cannot lower ${op}${at}: ${why}`, fix, inst.loc);
 }
 
 /** Where the axes of a value of `shape` sit in the domain: all of them, or the kept ones. */
@@ -294,9 +297,8 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
       const first = u.insts[0]!;
       if (first.op === 'scan_out') return [];
       if (first.op === 'scan') {
-        const body = u.graph.bodies[first.attrs.body]!;
-        const steps = launches(plan.bodies.get(body) ?? []);
-        return [{ kind: 'loop', scan: u.graph.value(first.result).name, length: size(first.attrs.length[0]!), reverse: first.attrs.reverse === true, steps, moves: loopMoves(L, u.graph, first) }];
+        const loop = scanLoopOf(plan, u);
+        return [{ kind: 'loop', scan: loop.name, length: size(loop.length), reverse: first.attrs.reverse === true, steps: launches(loop.bodyUnits), moves: loopMoves(L, loop) }];
       }
       return lowerUnit(L, u, note(u)).map((launch) => ({ kind: 'launch', launch }));
     });
@@ -314,25 +316,22 @@ export function lowerProgram(fwd: Graph, bwd: Graph, plan: Plan, note: (u: Unit)
 }
 
 /** The host's copies around a scan's loop (codegen/ts/loop.ts writes the same in the flat module). */
-function loopMoves(L: Lowerer, g: Graph, scan: InstOf<'scan'>): LoopMoves {
-  const p = scanParts(g, scan);
-  const ins = bodyInputs(p.body);
-  const results = new Map<number, ValueId>();
-  for (const i of g.insts) if (i.op === 'scan_out' && i.args[0] === scan.result) results.set(i.attrs.index, i.result);
+function loopMoves(L: Lowerer, loop: ScanLoop): LoopMoves {
+  const { graph: g, scan, parts: p, body, ins, results } = loop;
   const arr = (gr: Graph, v: ValueId) => L.array(gr, v);
-  const init = [...Array(scan.args.length).keys()].filter((k) => k < p.carries || k >= p.carries + p.xs).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(g, scan.args[k]!) }));
+  const init = [...Array(scan.args.length).keys()].filter((k) => k < p.carries || k >= p.carries + p.xs).map((k) => ({ to: arr(body, ins[k]!.result), from: arr(g, scan.args[k]!) }));
   const xs = [...Array(p.xs).keys()].map((j) => {
     const x = scan.args[p.carries + j]!;
-    return { stacked: arr(g, x), step: arr(p.body, ins[p.carries + j]!.result), shape: g.type(x).shape, axis: scan.attrs.xaxes[j]! };
+    return { stacked: arr(g, x), step: arr(body, ins[p.carries + j]!.result), shape: g.type(x).shape, axis: scan.attrs.xaxes[j]! };
   });
   const ys = [...Array(p.ys).keys()].flatMap((j) => {
     const out = results.get(p.carries + j);
-    return out === undefined ? [] : [{ stacked: arr(g, out), step: arr(p.body, p.body.outputs[p.carries + j]!.value), shape: g.type(out).shape, axis: scan.attrs.yaxes[j]! }];
+    return out === undefined ? [] : [{ stacked: arr(g, out), step: arr(body, body.outputs[p.carries + j]!.value), shape: g.type(out).shape, axis: scan.attrs.yaxes[j]! }];
   });
-  const carries = [...Array(p.carries).keys()].filter((k) => p.body.outputs[k]!.value !== ins[k]!.result).map((k) => ({ to: arr(p.body, ins[k]!.result), from: arr(p.body, p.body.outputs[k]!.value) }));
+  const carries = [...Array(p.carries).keys()].filter((k) => body.outputs[k]!.value !== ins[k]!.result).map((k) => ({ to: arr(body, ins[k]!.result), from: arr(body, body.outputs[k]!.value) }));
   const out = [...Array(p.carries).keys()].flatMap((k) => {
     const r = results.get(k);
-    return r === undefined ? [] : [{ to: arr(g, r), from: arr(p.body, ins[k]!.result) }];
+    return r === undefined ? [] : [{ to: arr(g, r), from: arr(body, ins[k]!.result) }];
   });
   return { init, xs, ys, carries, out };
 }

@@ -16,10 +16,10 @@ import type { Graph } from '../../ir/graph.js';
 import type { Unit } from '../../ir/memplan.js';
 import { valueName } from '../../ir/memplan.js';
 import type { Dim } from '../../ir/dims.js';
-import { isStatic, numelSize, sizeText } from '../../ir/dims.js';
-import { bodyInputs, scanParts } from '../../ir/scan.js';
-import type { InstOf, ValueId } from '../../ir/types.js';
+import { numelSize, sizeText } from '../../ir/dims.js';
+import type { ValueId } from '../../ir/types.js';
 import * as E from '../expr.js';
+import { scanLoopOf } from '../kernel/scan-loop.js';
 import { uniformConst } from '../module.js';
 import type { Emitter } from './emitter.js';
 
@@ -38,17 +38,7 @@ function times(a: string, b: string): string {
 
 /** The flat or wasm module's code of a scan unit: its loop. */
 export function loopCode(e: Emitter, u: Unit): string[] {
-  const g = u.graph;
-  const scan = u.insts[0] as InstOf<'scan'>;
-  const p = scanParts(g, scan);
-  const body = p.body;
-  const ins = bodyInputs(body);
-  const bodyUnits = e.plan.bodies.get(body);
-  if (!bodyUnits) throw new Error(`internal: the memory plan has no units for the body of scan ${valueName(g, scan.result)}`);
-  const n = scan.attrs.length[0]!;
-  const T = sizeText(n);
-  const results = new Map<number, ValueId>();
-  for (const i of g.insts) if (i.op === 'scan_out' && i.args[0] === scan.result) results.set(i.attrs.index, i.result);
+  const { graph: g, scan, parts: p, body, ins, bodyUnits, trips: T, results, comment } = scanLoopOf(e.plan, u);
 
   const name = (gr: Graph, v: ValueId) => valueName(gr, v);
   const uniform = (gr: Graph, v: ValueId) => uniformConst(e.plan, name(gr, v));
@@ -130,6 +120,5 @@ export function loopCode(e: Emitter, u: Unit): string[] {
     const out = results.get(k);
     if (out !== undefined) lines.push(copy(g, out, body, ins[k]!.result));
   }
-  const what = `${isStatic(n) ? n : `${n} (bound by the call)`} steps${scan.attrs.reverse ? ', from the last' : ''}`;
-  return [`// the loop of ${valueName(g, scan.result)}: ${what}; its body (${body.name}) once, below`, '{', ...lines, '}'];
+  return [comment, '{', ...lines, '}'];
 }

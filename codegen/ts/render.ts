@@ -53,7 +53,8 @@ type TsUnary = Exclude<UnaryOp, 'cast' | 'erf' | 'toint' | 'bits' | 'frombits'>;
 /** The binary primitives JavaScript renders (not the i32 bit operations shl, shr, and, or). */
 type TsBinary = Exclude<BinaryOp, 'shl' | 'shr' | 'and' | 'or'>;
 
-const UNARY: { readonly [K in TsUnary]: (a: Expr) => Expr } = {
+/** Each unary primitive in JavaScript (the GPU.js renderer's table starts from it: gpu-kernel.ts). */
+export const JS_UNARY: { readonly [K in TsUnary]: (a: Expr) => Expr } = {
   neg: E.neg,
   recip: (a) => E.div(ONE, a),
   abs: (a) => E.call('Math.abs', a),
@@ -68,8 +69,11 @@ const UNARY: { readonly [K in TsUnary]: (a: Expr) => Expr } = {
   floor: (a) => E.call('Math.floor', a),
 };
 
-/** Binary primitives; a comparison with a literal on its left reads the other way round (`x > 0`). */
-const BINARY: { readonly [K in TsBinary]: (a: Expr, b: Expr) => Expr } = {
+/**
+ * Binary primitives in JavaScript (the GPU.js renderer's too, but pow); a comparison with a
+ * literal on its left reads the other way round (`x > 0`).
+ */
+export const JS_BINARY: { readonly [K in TsBinary]: (a: Expr, b: Expr) => Expr } = {
   add: E.add,
   sub: E.sub,
   mul: E.mul,
@@ -83,7 +87,7 @@ const BINARY: { readonly [K in TsBinary]: (a: Expr, b: Expr) => Expr } = {
 };
 
 /** What the flat module computes natively: its tables' primitives, cast and where; the rest is decomposed (codegen/kernel/decompose.ts). */
-export const TS_CAPABILITIES: Capabilities = capabilities('flat TypeScript', [...(Object.keys(UNARY) as AluOp[]), ...(Object.keys(BINARY) as AluOp[]), 'cast', 'where']);
+export const TS_CAPABILITIES: Capabilities = capabilities('flat TypeScript', [...(Object.keys(JS_UNARY) as AluOp[]), ...(Object.keys(JS_BINARY) as AluOp[]), 'cast', 'where']);
 
 /** The kernel in the flat module's primitives, with the names of its nodes carried over. */
 function native(k: Kernel, names: Names): { k: Kernel; names: Names } {
@@ -142,8 +146,8 @@ function statements(k: Kernel, which: readonly boolean[], storeAfter: boolean | 
       case 'cast':
         return k.nodes[n.args[0]]!.dtype === 'bool' ? E.cond(x(n.args[0]), ONE, ZERO) : x(n.args[0]);
       default: {
-        const f = argsOf(n).length === 1 ? (UNARY as Partial<Record<string, (a: Expr) => Expr>>)[n.op] : undefined;
-        const g = argsOf(n).length === 2 ? (BINARY as Partial<Record<string, (a: Expr, b: Expr) => Expr>>)[n.op] : undefined;
+        const f = argsOf(n).length === 1 ? (JS_UNARY as Partial<Record<string, (a: Expr) => Expr>>)[n.op] : undefined;
+        const g = argsOf(n).length === 2 ? (JS_BINARY as Partial<Record<string, (a: Expr, b: Expr) => Expr>>)[n.op] : undefined;
         if (f) return f(x(n.args[0]!));
         if (g) return g(x(n.args[0]!), x(n.args[1]!));
         throw new CompileError(`internal: the flat module's renderer met ${n.op}, which decompose should have rewritten`);
