@@ -1,11 +1,11 @@
 // The command line: `graphc <verb> ...`. Exit codes: 0 success, 1 a model error (or a failed
-// check), 2 a usage error or a file-system error (one line naming the path).
+// check), 2 a usage error or a file-system error (one line naming the path), 3 an internal error
+// (a bug in graphc: one line saying so; GRAPHC_DEBUG=1 adds the stack).
 
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { CompileError } from '../ir/errors.js';
-import { VerifyError } from '../ir/verify.js';
 import type { Compiled } from './build.js';
 import type { Target } from './build.js';
 import { compile, DEFAULT_TARGETS, defaultOutDir, foreignPackageJson, TARGETS } from './build.js';
@@ -108,8 +108,11 @@ function verbHelp(name: string, v: Verb): string {
   return [`usage: ${v.usage}`, '', v.summary, ...(opts.length ? ['', 'options:', ...opts] : []), `  -h, --help`.padEnd(28) + `show this help`, ''].join('\n');
 }
 
-/** Prints a compile error with its source line and returns the exit code for it. */
-function report(e: unknown, io: Io, src?: SourceAccess): number {
+/**
+ * Prints a compile error with its source line and returns the exit code for it. `model`: the
+ * model file the command was working on, which an internal error names.
+ */
+function report(e: unknown, io: Io, src?: SourceAccess, model?: string): number {
   if (e instanceof UsageError) {
     io.err(`${e.message.startsWith('graphc') ? '' : 'graphc: '}${e.message}\n`);
     return 2;
@@ -127,11 +130,31 @@ function report(e: unknown, io: Io, src?: SourceAccess): number {
     io.err(`graphc: ${fsErrorLine(e, undefined, e.syscall === 'open' || e.syscall === 'read' || e.syscall === 'scandir' ? 'cannot read' : 'cannot access')}\n`);
     return 2;
   }
-  if (e instanceof VerifyError) {
-    io.err(`graphc: internal compiler error (please report it): ${e.message}\n`);
-    return 1;
-  }
-  throw e;
+  // anything else (a VerifyError, an `internal: ...` Error) is a bug in graphc, not in the model
+  return internalError(e, io, model);
+}
+
+/** The exit code of an internal error. */
+const INTERNAL_ERROR = 3;
+
+/**
+ * An internal error: one line with its message (flattened to one line) and the model, never a
+ * Node stack unless GRAPHC_DEBUG=1 asks for it.
+ */
+function internalError(e: unknown, io: Io, model?: string): number {
+  const message = (e instanceof Error ? e.message : String(e)).replace(/^internal: /, '').replace(/\s*\n\s*/g, ' ').replace(/\.$/, '');
+  const debug = process.env.GRAPHC_DEBUG === '1';
+  io.err(`graphc: internal error${model ? ` on ${model}` : ''}: ${message}. This is a bug in graphc: please report it with the model${debug ? '' : ' (GRAPHC_DEBUG=1 shows the stack)'}\n`);
+  if (debug && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
+  return INTERNAL_ERROR;
+}
+
+/**
+ * A test-only fault: GRAPHC_TEST_FAULT=internal makes `graphc build` throw an internal error while
+ * compiling (test/cli.test.ts checks what the command prints; nothing else sets it).
+ */
+function testFault(): void {
+  if (process.env.GRAPHC_TEST_FAULT === 'internal') throw new Error('internal: a fault injected by GRAPHC_TEST_FAULT');
 }
 
 function warn(c: Compiled, io: Io): void {
@@ -194,9 +217,10 @@ const VERBS: Record<string, Verb> = {
       for (const file of args) {
         let c: Compiled;
         try {
+          testFault();
           c = await compile(file, { targets: targets as Target[], checkFinite: opts['check-finite'] === true, optimizer, hvp: opts.hvp === true, jvp: opts.jvp === true, traceTimeout });
         } catch (e) {
-          status = Math.max(status, report(e, io, diskSources(file)));
+          status = Math.max(status, report(e, io, diskSources(file), file));
           continue;
         }
         warn(c, io);
@@ -297,7 +321,7 @@ const inspectVerbs: Record<string, Verb> = {
         io.out(await irText(file!, { grad: opts.grad === true, after: typeof opts.after === 'string' ? opts.after : undefined }));
         return 0;
       } catch (e) {
-        return report(e, io, diskSources(file!));
+        return report(e, io, diskSources(file!), file);
       }
     },
   },
@@ -322,8 +346,8 @@ const inspectVerbs: Record<string, Verb> = {
       } catch (e) {
         // IR parse errors are located in the IR file, models' errors in the model
         const model = [a!, b!].find((f) => /\.(ts|js|mts)$/.test(f));
-        report(e, io, e instanceof CompileError && e.loc && /\.ir$/.test(e.loc.file) ? cwdSources : model ? diskSources(model) : undefined);
-        return 2;
+        const code = report(e, io, e instanceof CompileError && e.loc && /\.ir$/.test(e.loc.file) ? cwdSources : model ? diskSources(model) : undefined, `${a} and ${b}`);
+        return code === INTERNAL_ERROR ? code : 2;
       }
       io.out(text);
       return text === '' ? 0 : 1;
@@ -360,7 +384,7 @@ const inspectVerbs: Record<string, Verb> = {
         io.out(table);
         return rows.every((r) => r.pass) ? 0 : 1;
       } catch (e) {
-        return report(e, io, diskSources(file!));
+        return report(e, io, diskSources(file!), file);
       }
     },
   },
@@ -402,7 +426,7 @@ const inspectVerbs: Record<string, Verb> = {
         dot = drawn.dot;
         if (drawn.note) io.err(`graphc graph: ${drawn.note}\n`);
       } catch (e) {
-        return report(e, io, diskSources(file!));
+        return report(e, io, diskSources(file!), file);
       }
       const content = ext === '.dot' ? dot : await renderGraph(dot, ext === '.png' ? 'png' : 'svg');
       if (out) {
@@ -447,7 +471,7 @@ const interopVerbs: Record<string, Verb> = {
         try {
           ({ source: py, sources } = await exportTorchFile(file!, { params: valuesOptions(opts).params, ...missing }));
         } catch (e) {
-          return report(e, io, diskSources(file!));
+          return report(e, io, diskSources(file!), file);
         }
         writeFileAtomically(torchOut, py, { protect: sources });
         io.out(`wrote ${torchOut} (${Buffer.byteLength(py)} bytes)\n`);
@@ -461,7 +485,7 @@ const interopVerbs: Record<string, Verb> = {
       try {
         ({ bytes, sources } = await exportFile(file!, { params, ...missing }));
       } catch (e) {
-        return report(e, io, diskSources(file!));
+        return report(e, io, diskSources(file!), file);
       }
       writeFileAtomically(out, bytes, { protect: sources });
       io.out(`wrote ${out} (${bytes.length} bytes)\n`);
@@ -523,7 +547,8 @@ ${Object.entries(VERBS)
   .map(([k, v]) => `  ${k.padEnd(8)}${v.usage}`)
   .join('\n')}
 
-graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage or file-system error.
+graphc <verb> --help shows a verb's options. Exit codes: 0 success, 1 model error, 2 usage or file-system error,
+3 internal error (a bug in graphc).
 `;
 
 export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
@@ -542,14 +567,17 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
     io.err(`graphc: unknown verb '${verb}'\n\n${MAIN_HELP}`);
     return 2;
   }
+  let model: string | undefined;
   try {
     const { args, opts, help } = parseVerbArgs(verb, spec, [...rest]);
     if (help) {
       io.out(verbHelp(verb, spec));
       return 0;
     }
+    // the model an internal error names, when the command has one
+    if (verb !== 'diff' && args.length === 1) model = args[0];
     return await spec.run(args, opts, io);
   } catch (e) {
-    return report(e, io);
+    return report(e, io, undefined, model);
   }
 }

@@ -40,6 +40,31 @@ describe('graphc build (the command)', () => {
   });
 });
 
+describe('an internal error (a bug in graphc)', () => {
+  // GRAPHC_TEST_FAULT=internal is a test-only hook of src/cli.ts: `graphc build` throws
+  // Error('internal: ...') while compiling, as a bug deep in the compiler would (in-process: no
+  // second Node to start)
+  const build = async (env: Record<string, string>) => {
+    Object.assign(process.env, { GRAPHC_TEST_FAULT: 'internal', ...env });
+    try {
+      return await run(['build', 'examples/neuron.ts', '--check']);
+    } finally {
+      for (const k of ['GRAPHC_TEST_FAULT', ...Object.keys(env)]) delete process.env[k];
+    }
+  };
+  const line = 'graphc: internal error on examples/neuron.ts: a fault injected by GRAPHC_TEST_FAULT. This is a bug in graphc: please report it with the model';
+
+  it('is one line naming the message and the model, exit 3, no Node stack; GRAPHC_DEBUG=1 adds the stack', async () => {
+    expect(await build({})).toEqual({ code: 3, out: '', err: `${line} (GRAPHC_DEBUG=1 shows the stack)\n` });
+    const debug = await build({ GRAPHC_DEBUG: '1' });
+    const [first, ...stack] = debug.err.split('\n');
+    expect(first).toBe(line);
+    expect(stack[0]).toBe('Error: internal: a fault injected by GRAPHC_TEST_FAULT');
+    expect(stack[1]).toMatch(/^ {4}at testFault \(.*cli\.[jt]s:\d+:\d+\)$/);
+    expect(debug.code).toBe(3);
+  });
+});
+
 describe('a closed stdout', () => {
   it('ends the command quietly (no EPIPE stack) when the reader goes away: build --check | head -1', () => {
     const empty = tmp();
