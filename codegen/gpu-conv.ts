@@ -62,18 +62,18 @@ interface Window {
  * Tap (p, q) of the output window (i, j): the input position h = i·sh − pt + p·dh, w = j·sw − pl + q·dw,
  * and `inside(h, w)` under the check that it lies in the input (not in its padding).
  */
-function windowAt(w: PositionWriter, win: Window, [i, j, p, q]: readonly string[], inside: (h: string, x: string) => string[]): string[] {
+function windowAt(w: PositionWriter, win: Window, [i, j, p, q]: readonly [string, string, string, string], inside: (h: string, x: string) => string[]): string[] {
   const h = w.fresh('h');
   const x = w.fresh('w');
   const tap = (o: string, s: number, pad: number, t: string, d: number | undefined) => `${o} * ${s} - ${pad} + ${t}${d === undefined ? '' : ` * ${d}`}`;
-  return [`const ${h} = ${tap(i!, win.sh, win.pt, p!, win.dh)};`, `const ${x} = ${tap(j!, win.sw, win.pl, q!, win.dw)};`, `if (${inRange(h, win.H)} && ${inRange(x, win.W)}) {`, ...inside(h, x), '}'];
+  return [`const ${h} = ${tap(i, win.sh, win.pt, p, win.dh)};`, `const ${x} = ${tap(j, win.sw, win.pl, q, win.dw)};`, `if (${inRange(h, win.H)} && ${inRange(x, win.W)}) {`, ...inside(h, x), '}'];
 }
 
 /**
  * The output window (i, j) whose tap (p, q) is the input position (h, w), if any (a gradient's
  * gather): `lines` compute i and j, `covers` says whether the tap lands on a stride inside the output.
  */
-function coveringWindow(w: PositionWriter, win: Window, [h, x, p, q]: readonly string[]): { i: string; j: string; lines: string[]; covers: string } {
+function coveringWindow(w: PositionWriter, win: Window, [h, x, p, q]: readonly [string, string, string, string]): { i: string; j: string; lines: string[]; covers: string } {
   const th = w.fresh('th');
   const tw = w.fresh('tw');
   const i = w.fresh('i');
@@ -82,7 +82,7 @@ function coveringWindow(w: PositionWriter, win: Window, [h, x, p, q]: readonly s
   return {
     i,
     j,
-    lines: [`const ${th} = ${tap(h!, win.pt, p!, win.dh)};`, `const ${tw} = ${tap(x!, win.pl, q!, win.dw)};`, `const ${i} = Math.floor(${th} / ${win.sh});`, `const ${j} = Math.floor(${tw} / ${win.sw});`],
+    lines: [`const ${th} = ${tap(h, win.pt, p, win.dh)};`, `const ${tw} = ${tap(x, win.pl, q, win.dw)};`, `const ${i} = Math.floor(${th} / ${win.sh});`, `const ${j} = Math.floor(${tw} / ${win.sw});`],
     covers: `${th} >= 0 && ${tw} >= 0 && ${i} * ${win.sh} === ${th} && ${j} * ${win.sw} === ${tw} && ${i} < ${win.Ho} && ${j} < ${win.Wo}`,
   };
 }
