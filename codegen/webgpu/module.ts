@@ -7,7 +7,7 @@
 // are template literals over the bound sizes, and a call builds the buffers, pipelines and bind
 // groups for its sizes the first time it brings them.
 
-import { symbols } from '../../ir/dims.js';
+import { size, symbols } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Launch } from '../kernel/form.js';
@@ -72,7 +72,9 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
   const nextReads = modes.buffers.flatMap((b) => fwdReads.filter(([o]) => o === b.name));
   const gradReads = [...readsOf('valueAndGrad'), ...nextReads.map(([o, a]) => [`next ${o}`, a] as const)];
   const stages = entry('forward').steps.flatMap((s) => (s.kind === 'stage' ? [s] : []));
-  const train = lossOut ? webgpuTrain(m, t, prog, { stages, gradReads, syms }) : undefined;
+  const sizesOf = (v: (d: string) => string) => (syms.length ? `{ ${syms.map((d) => `${d}: ${v(d)}`).join(', ')} }` : '{}');
+  const residentOk = (a: string) => arrayOf(a).place.kind !== 'const' && size(arrayOf(a).numel).syms.length === 0;
+  const train = lossOut ? webgpuTrain(m, t, prog, { stages, gradReads, syms, sizes: sizesOf((d) => `dims.${d}`), ones: sizesOf(() => '1'), residentOk }) : undefined;
   if (m.optimizer && !lossOut) throw new CompileError('the webgpu target trains only a model with a loss');
   if (train) shaders.push(...train.shaders);
 
@@ -149,7 +151,8 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     `const FORWARD_READS${t(': [string, string][]')} = ${JSON.stringify(fwdReads)};`,
     ...(lossOut ? [`const GRAD${t(loops ? ': Run[]' : '')} = ${runs('valueAndGrad')};`, `const GRAD_READS${t(': [string, string][]')} = ${JSON.stringify(gradReads)};`] : []),
     '',
-    ...runtimeDecl(m, t, syms, loops),
+    ...(train ? ['/** The arrays trainStep keeps on the device (params, optimizer state, gradients): in arenas every set of sizes shares. */', `const RESIDENT = new Set(${JSON.stringify(train.resident)});`, ''] : []),
+    ...runtimeDecl(m, t, syms, train !== undefined),
     '',
     '/**',
     ' * Creates the model on `options.device`, or on a device of navigator.gpu\'s adapter (asking for',

@@ -30,6 +30,11 @@ export interface TrainInfo {
   readonly stages: readonly Extract<Step, { kind: 'stage' }>[];
   readonly gradReads: readonly (readonly [string, string])[];
   readonly syms: readonly string[];
+  /** The sizes of the symbolic dimensions as bound by checkArgs (`{ B: dims.B }`), and all 1 (`{ B: 1 }`). */
+  readonly sizes: string;
+  readonly ones: string;
+  /** Whether an array of the program may stay on the device across sizes (a static size, not a constant). */
+  readonly residentOk: (array: string) => boolean;
 }
 
 export interface TrainParts {
@@ -37,6 +42,8 @@ export interface TrainParts {
   readonly decls: string[];
   /** More arrays: name, element count. */
   readonly arrays: { name: string; numel: string }[];
+  /** The arrays that live in the arenas every set of sizes shares (RESIDENT): these and the trained params' gradients. */
+  readonly resident: string[];
   /** More shaders (after the program's): per trained param, the copy and the update. */
   readonly shaders: Shader[];
   /** Lines inside create(), given the index of the first extra shader. */
@@ -55,7 +62,6 @@ function wgslOf(e: UExpr, name: (n: string) => string): string {
 export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: TrainInfo): TrainParts | undefined {
   if (!m.optimizer) return undefined;
   const spec = m.optimizer;
-  if (info.syms.length) throw new CompileError('the webgpu target keeps training state on the device for static shapes only', 'give the model static dimensions for --optimizer with the webgpu target');
   const slots = slotsOf(spec);
   const ps = trainedParams(m);
   const grads = new Map(info.gradReads.map(([o, a]) => [o, a]));
@@ -138,7 +144,8 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     const finite = checked.length ? [...checked.map((_c, j) => afterClips + j), afterClips + checked.length] : [];
     return [
       '  // trainStep: the params and state it keeps on the device, and the objects they came from',
-      `  let dev${t(': { params: Params; state: OptState; step: number } | undefined')};`,
+      '  // (b: the arrays of some set of sizes; the resident ones are the same in every set)',
+      `  let dev${t(': { params: Params; state: OptState; step: number; b: Built } | undefined')};`,
       `  let stepTail${t(': Promise<unknown>')} = Promise.resolve();`,
       `  const TRAIN = [${copies.join(', ')}];`,
       `  const UPDATE = [${updates.join(', ')}];`,
@@ -158,12 +165,12 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   // a step's start (trainStep's and applyGradients'): the params and state to the device when they
   // are other objects than the last step's, the rate and the step scalars
   const prologue = (checkParams: boolean) => [
-    '        const b = await rt.built({});',
+    checkParams ? '        const b = await rt.built(sizes);' : `        const b = dev?.b ?? (await rt.built(${info.ones})); // the update shaders bind only resident arrays: any set of sizes will do`,
     '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
     '          // other objects than the last step\'s: their values go to the device',
     ...(checkParams && m.checkFinite ? ps.map((p) => `          checkFinite(${JSON.stringify(`param '${p.name}'`)}, ${member('params', p.name)}, 'passed in');`) : []),
     ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
-    '          dev = { params, state, step: state.step };',
+    '          dev = { params, state, step: state.step, b };',
     '        }',
     `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
     '        const t = state.step + 1; // the step number of this step, from 1',
@@ -180,6 +187,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '    },',
     `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
     '      checkArgs(params, inputs);',
+    `      const sizes = ${info.sizes}; // the sizes of these inputs, before an await lets another call bind others`,
     '      checkOptState(state);',
     ...givenLrCheck(m.name, '      '),
     ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
@@ -231,7 +239,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     `    async readParams()${t(': Promise<Params>')} {`,
     '      await stepTail;',
     `      if (dev === undefined) ${nothing('readParams')}`,
-    '      const b = await rt.built({});',
+    '      const b = dev.b;',
     `      const reads${t(': [string, string][]')} = [${ps.map((p) => `[${JSON.stringify(p.name)}, ${JSON.stringify(`res:${p.name}`)}]`).join(', ')}];`,
     '      const enc = device.createCommandEncoder();',
     '      const take = rt.readBack(enc, b, reads);',
@@ -242,7 +250,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     `    async readOptState()${t(': Promise<OptState>')} {`,
     '      await stepTail;',
     `      if (dev === undefined) ${nothing('readOptState')}`,
-    '      const b = await rt.built({});',
+    '      const b = dev.b;',
     `      const reads${t(': [string, string][]')} = [${slots.flatMap((s) => ps.map((p) => `[${JSON.stringify(`${s} ${p.name}`)}, ${JSON.stringify(`opt:${s}:${p.name}`)}]`)).join(', ')}];`,
     '      const enc = device.createCommandEncoder();',
     '      const take = rt.readBack(enc, b, reads);',
@@ -252,7 +260,8 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '    },',
   ];
   void gradEntries;
-  return { decls, arrays, shaders, create, methods };
+  const resident = [...arrays.map((a) => a.name), ...ps.map((p) => grads.get(p.name)!).filter((a) => info.residentOk(a))];
+  return { decls, arrays, resident, shaders, create, methods };
 }
 
 /**
