@@ -7,7 +7,7 @@
 // uploads the inputs, the module state and the step's scalars (lr, bias corrections: a few floats
 // per param group). readParams and readOptState read the resident arrays back.
 
-import type { Size } from '../../ir/dims.js';
+import type { Dim, Size } from '../../ir/dims.js';
 import { numelSize } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { HostProgram, Step } from '../kernel/form.js';
@@ -77,42 +77,11 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   steps.forEach((_s, k) => arrays.push({ name: `opt:scalars:${k}`, numel: String(Math.max(1, hostValues[k]!.length)) }));
   const clip = spec.hyper.clipGradNorm;
   if (clip !== undefined) arrays.push({ name: 'clip:sq', numel: String(ps.length) }, { name: 'clip:factor', numel: '1' });
-  const dtypeOf = () => 'f32' as const;
   for (const p of ps) {
-    const n = numelSize(p.shape);
-    arrays.push({ name: `res:${p.name}`, numel: js(n) }, ...slots.map((s) => ({ name: `opt:${s}:${p.name}`, numel: js(n) })));
-    // the resident param into the array the forward pass reads
-    const c = new Bindings(dtypeOf);
-    const src = c.arr(`res:${p.name}`);
-    const dst = c.arr(arrayOf.get(p.name)!, true);
-    shaders.push({ wgsl: [`// ${commentText(p.name)}: the resident param, for the forward pass`, ...c.decls(), ...entry1d(sz(n)), `  ${dst}[gi] = ${src}[gi];`, '}'].join('\n'), arrays: c.arrays(), threads: js(n) });
-    // the update
+    const n = js(numelSize(p.shape));
+    arrays.push({ name: `res:${p.name}`, numel: n }, ...slots.map((s) => ({ name: `opt:${s}:${p.name}`, numel: n })));
     const k = steps.findIndex((s) => s.group.params.includes(p.name));
-    const group = steps[k]!.group.spec;
-    const b = new Bindings(dtypeOf);
-    const pv = b.arr(`res:${p.name}`, true);
-    const gv = b.arr(grads.get(p.name)!);
-    const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
-    const names = hostNames[k]!;
-    const sc = names.length ? b.arr(`opt:scalars:${k}`) : '';
-    const cf = clip !== undefined ? b.arr('clip:factor') : '';
-    // --check-finite: a step whose loss or a gradient is not finite is not taken
-    const skip = m.checkFinite ? [`if (${b.arr('finite:flag')}[0] >= 0.0) { return; }`] : [];
-    const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
-    const body = [
-      ...skip,
-      `var p = ${pv}[gi];`,
-      `var g = ${gv}[gi];`,
-      ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
-      ...updateStatements(group).map((st) => `${local(st.set)} = ${wgslOf(st.to, local)}; // ${commentText(st.formula)}`),
-      `${pv}[gi] = p;`,
-      ...slots.map((s, j) => `${sv[j]}[gi] = s_${s};`),
-    ];
-    shaders.push({
-      wgsl: [`// --optimizer ${spec.name}: the update of ${commentText(p.name)}`, ...b.decls(), PRELUDE, ...entry1d(sz(n)), ...body.map((l) => `  ${l}`), '}'].join('\n'),
-      arrays: b.arrays(),
-      threads: js(n),
-    });
+    shaders.push(...paramShaders(m, p, { param: arrayOf.get(p.name)!, grad: grads.get(p.name)!, group: k, spec: steps[k]!.group.spec, names: hostNames[k]!, clip: clip !== undefined }));
   }
   if (clip !== undefined) shaders.push(...clipShaders(ps.map((p) => ({ grad: grads.get(p.name)!, n: numelSize(p.shape) })), clip));
   // --check-finite: the loss and each trained param's gradient, checked on the device
@@ -121,18 +90,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     arrays.push({ name: 'finite:at', numel: String(3 * checked.length) }, { name: 'finite:flag', numel: '4' });
     shaders.push(...finiteShaders(checked));
   }
-  const { stateType, checkState } = optStateParts(m, t);
-  const decls = [
-    '',
-    `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
-    '// device and updates them there (readParams, readOptState bring them back).',
-    hyperDoc(spec),
-    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
-    ...learningRateDecl(m, t),
-    '',
-    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
-    ...checkState,
-  ];
+  const decls = optimizerDecls(m, t);
   const all = params(m.fwd);
   const sizeOf = (p: (typeof all)[number]) => js(numelSize(p.shape));
   const modes = modesOf(m.fwd);
@@ -236,6 +194,35 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '      stepTail = run.catch(() => undefined);',
     '      return run;',
     '    },',
+    ...readMethods(m, t, ps, slots, nothing),
+  ];
+  void gradEntries;
+  const resident = [...arrays.map((a) => a.name), ...ps.map((p) => grads.get(p.name)!).filter((a) => info.residentOk(a))];
+  return { decls, arrays, resident, shaders, create, methods };
+}
+
+/** Module-level declarations of --optimizer: hyper, the learning rate, OptState, checkOptState. */
+function optimizerDecls(m: ModuleInfo, t: Typed): string[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const { stateType, checkState } = optStateParts(m, t);
+  return [
+    '',
+    `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
+    '// device and updates them there (readParams, readOptState bring them back).',
+    hyperDoc(spec),
+    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
+    '',
+    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...checkState,
+  ];
+}
+
+/** readParams and readOptState: the resident arrays read back (in one submit each). */
+function readMethods(m: ModuleInfo, t: Typed, ps: readonly { name: string }[], slots: readonly string[], nothing: (what: string) => string): string[] {
+  const all = params(m.fwd);
+  return [
     `    async readParams()${t(': Promise<Params>')} {`,
     '      await stepTail;',
     `      if (dev === undefined) ${nothing('readParams')}`,
@@ -259,9 +246,51 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     `      return { step: dev.step${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: r[${JSON.stringify(`${s} ${p.name}`)}]${t(' as Float32Array')}`).join(', ')} }`).join('')} }${t(' as OptState')};`,
     '    },',
   ];
-  void gradEntries;
-  const resident = [...arrays.map((a) => a.name), ...ps.map((p) => grads.get(p.name)!).filter((a) => info.residentOk(a))];
-  return { decls, arrays, resident, shaders, create, methods };
+}
+
+/**
+ * A trained param's two shaders: the resident param into the array the forward pass reads, and
+ * its update (the optimizer table's statements over the param, its gradient, its state slots and
+ * the step scalars of its group, `names`).
+ */
+function paramShaders(
+  m: ModuleInfo,
+  p: { name: string; shape: readonly Dim[] },
+  o: { param: string; grad: string; group: number; spec: Parameters<typeof updateStatements>[0]; names: readonly string[]; clip: boolean },
+): Shader[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const n = numelSize(p.shape);
+  const dtypeOf = () => 'f32' as const;
+  const c = new Bindings(dtypeOf);
+  const src = c.arr(`res:${p.name}`);
+  const dst = c.arr(o.param, true);
+  const copy = { wgsl: [`// ${commentText(p.name)}: the resident param, for the forward pass`, ...c.decls(), ...entry1d(sz(n)), `  ${dst}[gi] = ${src}[gi];`, '}'].join('\n'), arrays: c.arrays(), threads: js(n) };
+  const b = new Bindings(dtypeOf);
+  const pv = b.arr(`res:${p.name}`, true);
+  const gv = b.arr(o.grad);
+  const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
+  const names = o.names;
+  const sc = names.length ? b.arr(`opt:scalars:${o.group}`) : '';
+  const cf = o.clip ? b.arr('clip:factor') : '';
+  // --check-finite: a step whose loss or a gradient is not finite is not taken
+  const skip = m.checkFinite ? [`if (${b.arr('finite:flag')}[0] >= 0.0) { return; }`] : [];
+  const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
+  const body = [
+    ...skip,
+    `var p = ${pv}[gi];`,
+    `var g = ${gv}[gi];`,
+    ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
+    ...updateStatements(o.spec).map((st) => `${local(st.set)} = ${wgslOf(st.to, local)}; // ${commentText(st.formula)}`),
+    `${pv}[gi] = p;`,
+    ...slots.map((s, j) => `${sv[j]}[gi] = s_${s};`),
+  ];
+  const update = {
+    wgsl: [`// --optimizer ${spec.name}: the update of ${commentText(p.name)}`, ...b.decls(), PRELUDE, ...entry1d(sz(n)), ...body.map((l) => `  ${l}`), '}'].join('\n'),
+    arrays: b.arrays(),
+    threads: js(n),
+  };
+  return [copy, update];
 }
 
 /**
