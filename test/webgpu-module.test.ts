@@ -312,16 +312,16 @@ describe('symbolic dimensions with --optimizer (a device that runs no shader: wh
     '',
   ];
   type Model = Record<string, (...a: unknown[]) => Promise<Record<string, unknown>>> & { initOptState(p: object): { step: number } };
-  let loaded: Promise<{ create(o: object): Promise<Model> }> | undefined;
-  const load = () => (loaded ??= build());
-  const build = async () => {
-    const out = path.join(dir, 'symadam');
+  const loaded = new Map<string, Promise<{ create(o: object): Promise<Model> }>>();
+  const load = (name = 'symadam', lines = model) => loaded.get(name) ?? (loaded.set(name, build(name, lines)), loaded.get(name)!);
+  const build = async (name: string, lines: string[]) => {
+    const out = path.join(dir, name);
     mkdirSync(out, { recursive: true });
-    writeFileSync(path.join(out, 'symadam.ts'), model.join('\n'));
+    writeFileSync(path.join(out, `${name}.ts`), lines.join('\n'));
     const { resolveHyper } = await import('../codegen/optim.js');
-    const c = await compile(path.join(out, 'symadam.ts'), { targets: ['webgpu'], optimizer: { name: 'adam', hyper: resolveHyper('adam', {}) } });
+    const c = await compile(path.join(out, `${name}.ts`), { targets: ['webgpu'], optimizer: { name: 'adam', hyper: resolveHyper('adam', {}) } });
     for (const f of c.files) writeFileSync(path.join(out, f.name), f.content);
-    return (await import(pathToFileURL(path.join(out, 'symadam.webgpu.js')).href)) as { create(o: object): Promise<Model> };
+    return (await import(pathToFileURL(path.join(out, `${name}.webgpu.js`)).href)) as { create(o: object): Promise<Model> };
   };
   const batch = (B: number) => ({ X: new Float32Array(3 * B).fill(0.5), Y: new Float32Array(4 * B).fill(0.25) });
   const params = () => ({ W: Float32Array.from({ length: 12 }, (_x, i) => i / 8), b: Float32Array.from([1, 2, 3, 4]) });
@@ -367,5 +367,18 @@ describe('symbolic dimensions with --optimizer (a device that runs no shader: wh
     await expect(m.trainStep!(p, m.initOptState(p), batch(1000))).rejects.toThrow(RangeError);
     // a size that fits still runs
     expect(((await m.trainStep!(p, m.initOptState(p), batch(2))) as { loss: number }).loss).toBe(0);
+  });
+
+  it('dropout over a symbolic dimension: the mask sized by the sizes of the call (forward in training, trainStep at two sizes)', async () => {
+    // the mask's length, 4·B, was computed from a `B` the module does not define (a ReferenceError)
+    const lines = model.map((l) => l.replace("model('symadam'", "model('symdrop'").replace('.add(b).tanh();', '.add(b);').replace('  return {', '  const d = g.dropout(y, 0.5);\n  return {').replace('y.sub(Y)', 'd.sub(Y)'));
+    expect(lines.join('\n')).toContain('g.dropout(y, 0.5)');
+    const mod = await load('symdrop', lines);
+    const m = await mod.create({ device: fakeDevice().device });
+    const p = params();
+    expect(((await m.forward!(p, batch(3), { train: true, seed: 1 })) as { y: Float32Array }).y.length).toBe(12);
+    const state = m.initOptState(p);
+    await Promise.all([m.trainStep!(p, state, batch(2)), m.trainStep!(p, state, batch(5))]);
+    expect(state.step).toBe(2);
   });
 });
