@@ -5,7 +5,8 @@
 // Every array of the program has a storage buffer of its own (the memory plan's sharing of
 // buffers is for sequential loops; shaders run in parallel). Symbolic dimensions: the shaders
 // are template literals over the bound sizes, and a call builds the buffers, pipelines and bind
-// groups for its sizes the first time it brings them.
+// groups for its sizes the first time it brings them; with --optimizer the arrays trainStep keeps
+// (RESIDENT) live in arenas that every set of sizes shares (runtime.ts).
 
 import { size, symbols } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';

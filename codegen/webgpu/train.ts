@@ -5,7 +5,10 @@
 // (codegen/optim.ts: sgd, adam and the others alike), all in one command encoder and one submit,
 // and reads back only the loss (and, in training mode, the next running statistics). A step
 // uploads the inputs, the module state and the step's scalars (lr, bias corrections: a few floats
-// per param group). readParams and readOptState read the resident arrays back.
+// per param group). readParams and readOptState read the resident arrays back. The resident arrays
+// (and the trained params' gradients) have arenas of their own, bound by the pipelines of every
+// set of sizes: with symbolic dimensions a step builds its sizes' pipelines the first time, and
+// the params and state it updates are the same whatever the sizes.
 
 import type { Dim, Size } from '../../ir/dims.js';
 import { numelSize } from '../../ir/dims.js';
