@@ -99,16 +99,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     ...(modes.mode ? [`  const host_mode = new Float32Array(1);`] : []),
     ...modes.masks.map((k) => `  let host_mask${k.site} = new Float32Array(0);`),
   ];
-  const maskArrays = modes.masks.map((k) => prog.arrays.find((x) => x.name === stages.find((s) => s.key === `dropout_mask ${k.site}`)?.array));
-  // a mask's size over the symbolic dimensions: the sizes of the build it goes to
-  const maskSyms = syms.filter((d) => maskArrays.some((a) => a && size(a.numel).syms.includes(d)));
-  const maskSizes = [
-    ...(maskSyms.length ? [`    const { ${maskSyms.join(', ')} } = b.sizes${t(' as Sizes')};`] : []),
-    ...modes.masks.map((k, j) => {
-      const a = maskArrays[j];
-      return `    if (host_mask${k.site}.length !== ${a ? js(a.numel) : 0}) host_mask${k.site} = new Float32Array(${a ? js(a.numel) : 0});`;
-    }),
-  ];
+  const maskSizes = maskSizeLines(modes.masks, prog, stages, syms, t);
   const outs = outputs(m.fwd);
   const lines: string[] = [
     ...header(m, 'WebGPU: WGSL shaders of the kernel form and the runtime that runs them, one submit per call.', 'fresh'),
@@ -184,6 +175,19 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     '}',
   ];
   return lines.join('\n') + '\n';
+}
+
+/** stage(): each dropout mask's host array at its size, over the symbolic dimensions the sizes of the build it goes to. */
+function maskSizeLines(masks: ReturnType<typeof modesOf>['masks'], prog: ReturnType<typeof lowerProgram>, stages: readonly { key: string; array: string }[], syms: readonly string[], t: Typed): string[] {
+  const arrays = masks.map((k) => prog.arrays.find((x) => x.name === stages.find((s) => s.key === `dropout_mask ${k.site}`)?.array));
+  const used = syms.filter((d) => arrays.some((a) => a && size(a.numel).syms.includes(d)));
+  return [
+    ...(used.length ? [`    const { ${used.join(', ')} } = b.sizes${t(' as Sizes')};`] : []),
+    ...masks.map((k, j) => {
+      const n = arrays[j] ? js(arrays[j]!.numel) : '0';
+      return `    if (host_mask${k.site}.length !== ${n}) host_mask${k.site} = new Float32Array(${n});`;
+    }),
+  ];
 }
 
 /** forward, valueAndGrad, destroy. */
