@@ -238,7 +238,7 @@ it('applyGradients on the device: the flat module’s applyGradients with the sa
   expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
 });
 
-it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (buffers and pipelines per size, params and state resident across sizes), forward and valueAndGrad between; the flat module’s losses, params and state (≤ 1e-4)', async () => {
+it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropout mask over B; buffers and pipelines per size, params and state resident across sizes), forward and valueAndGrad between; the flat module’s losses, params and state (≤ 1e-4)', async () => {
   const dir = path.join(OUT, 'symadam');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'symadam.ts');
@@ -252,7 +252,8 @@ it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (buffers
       "  const X = g.input('X', ['B', 3]);",
       "  const Y = g.input('Y', ['B', 4]);",
       '  const y = X.matmul(W).add(b).tanh();',
-      '  return { loss: y.sub(Y).square().mean(), y };',
+      // a dropout mask over B: its length is the step's, its values the step's seed's (as the flat module's)
+      '  return { loss: g.dropout(y, 0.25).sub(Y).square().mean(), y };',
       '});',
       '',
     ].join('\n'),
@@ -280,7 +281,7 @@ it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (buffers
           // forward and valueAndGrad at another size between steps: the steps' state stays on the device
           if (k !== 2) continue;
           const q = await model.readParams();
-          between.push(arr(await model.forward(q, f32(bs[0]!))), await model.valueAndGrad(q, f32(x)).then((r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: arr(r.grads) })));
+          between.push(arr(await model.forward(q, f32(bs[0]!))), await model.valueAndGrad(q, f32(x), { train: true, seed: 3 }).then((r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: arr(r.grads) })));
         }
         const st = await model.readOptState();
         return { losses, params: arr(await model.readParams()), step: st.step, avg: arr(st.exp_avg), sq: arr(st.exp_avg_sq), between };
@@ -303,7 +304,7 @@ it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (buffers
     const [gotFwd, gotVag] = got.between as [{ y: number[] }, { loss: number; grads: Record<string, number[]> }];
     expect(gotFwd.y.length, 'forward at B = 2 between the steps at B = 5').toBe(8);
     expect(relErr(gotFwd.y, fwd.y), 'forward between the steps').toBeLessThan(1e-4);
-    const vag = flat.valueAndGrad(p as never, f32(batch(B)) as never);
+    const vag = (flat.valueAndGrad as (p: object, i: object, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(p, f32(batch(B)), { train: true, seed: 3 });
     expect(relErr([gotVag.loss], [vag.loss]), 'valueAndGrad between the steps').toBeLessThan(1e-4);
     for (const n of ['W', 'b']) expect(relErr(gotVag.grads[n]!, Float32Array.from(vag.grads[n]!)), `gradient of ${n}`).toBeLessThan(1e-4);
   }
