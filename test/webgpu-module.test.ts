@@ -239,3 +239,146 @@ describe('the WGSL renderer', () => {
     expect(s.threads).toBe('2 * 64');
   });
 });
+
+/**
+ * A GPUDevice that runs no shader but keeps its buffers' bytes (writeBuffer, copyBufferToBuffer,
+ * mapAsync), and records the pipelines and bind groups made: the runtime's placement of the arrays
+ * and its builds per size, checked in Node.
+ */
+function fakeDevice(limits: Record<string, number> = {}) {
+  class Buf {
+    bytes: Uint8Array;
+    constructor(
+      size: number,
+      readonly usage: number,
+    ) {
+      this.bytes = new Uint8Array(size);
+    }
+    destroy() {}
+    mapAsync() {
+      return Promise.resolve();
+    }
+    getMappedRange() {
+      return this.bytes.buffer;
+    }
+    unmap() {}
+  }
+  const buffers: Buf[] = [];
+  const pipelines: { code: string }[] = [];
+  const binds: { code: string; buffers: Buf[] }[] = [];
+  const device = {
+    limits: { maxStorageBuffersPerShaderStage: 10, maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28, ...limits },
+    createBuffer: ({ size, usage }: { size: number; usage: number }) => (buffers.push(new Buf(size, usage)), buffers.at(-1)!),
+    queue: {
+      writeBuffer(b: Buf, at: number, data: ArrayBuffer | ArrayBufferView, from = 0, n?: number) {
+        const src = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data, from, n);
+        b.bytes.set(src, at);
+      },
+      submit: (list: (() => void)[][]) => list.flat().forEach((f) => f()),
+      onSubmittedWorkDone: () => Promise.resolve(),
+    },
+    pushErrorScope() {},
+    popErrorScope: () => Promise.resolve(null),
+    createShaderModule: ({ code }: { code: string }) => ({ code }),
+    createComputePipeline: (d: { compute: { module: { code: string } } }) => {
+      const p = { code: d.compute.module.code, getBindGroupLayout: () => p };
+      pipelines.push(p);
+      return p;
+    },
+    createBindGroup: (d: { layout: { code: string }; entries: { resource: { buffer: Buf } }[] }) => binds.push({ code: d.layout.code, buffers: d.entries.map((e) => e.resource.buffer) }),
+    createCommandEncoder: () => {
+      const ops: (() => void)[] = [];
+      return {
+        beginComputePass: () => ({ setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} }),
+        copyBufferToBuffer: (s: Buf, so: number, d: Buf, dof: number, n: number) => ops.push(() => d.bytes.set(s.bytes.subarray(so, so + n), dof)),
+        finish: () => ops,
+      };
+    },
+  };
+  return { device, buffers, pipelines, binds };
+}
+
+describe('symbolic dimensions with --optimizer (a device that runs no shader: what the runtime builds)', () => {
+  const model = [
+    "import { model } from 'graphc';",
+    "export default model('symadam', (g) => {",
+    "  const W = g.param('W', [3, 4], { scale: 0.5 });",
+    "  const b = g.param('b', [4], { scale: 0.5 });",
+    "  const X = g.input('X', ['B', 3]);",
+    "  const Y = g.input('Y', ['B', 4]);",
+    '  const y = X.matmul(W).add(b).tanh();',
+    '  return { loss: y.sub(Y).square().mean(), y };',
+    '});',
+    '',
+  ];
+  type Model = Record<string, (...a: unknown[]) => Promise<Record<string, unknown>>> & { initOptState(p: object): { step: number } };
+  const loaded = new Map<string, Promise<{ create(o: object): Promise<Model> }>>();
+  const load = (name = 'symadam', lines = model) => loaded.get(name) ?? (loaded.set(name, build(name, lines)), loaded.get(name)!);
+  const build = async (name: string, lines: string[]) => {
+    const out = path.join(dir, name);
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, `${name}.ts`), lines.join('\n'));
+    const { resolveHyper } = await import('../codegen/optim.js');
+    const c = await compile(path.join(out, `${name}.ts`), { targets: ['webgpu'], optimizer: { name: 'adam', hyper: resolveHyper('adam', {}) } });
+    for (const f of c.files) writeFileSync(path.join(out, f.name), f.content);
+    return (await import(pathToFileURL(path.join(out, `${name}.webgpu.js`)).href)) as { create(o: object): Promise<Model> };
+  };
+  const batch = (B: number) => ({ X: new Float32Array(3 * B).fill(0.5), Y: new Float32Array(4 * B).fill(0.25) });
+  const params = () => ({ W: Float32Array.from({ length: 12 }, (_x, i) => i / 8), b: Float32Array.from([1, 2, 3, 4]) });
+
+  it('trainStep at two sizes, queued together: a build per size (each step with its own sizes), the params, optimizer state and gradients in arenas both builds bind', async () => {
+    const mod = await load();
+    const f = fakeDevice();
+    const m = await mod.create({ device: f.device });
+    const p = params();
+    const state = m.initOptState(p);
+    // the second call binds B = 5 before the first one's step runs
+    await Promise.all([m.trainStep!(p, state, batch(2)), m.trainStep!(p, state, batch(5))]);
+    const per = f.pipelines.length / 2;
+    expect(Number.isInteger(per) && per > 5).toBe(true);
+    expect(f.pipelines.slice(0, per).map((x) => x.code)).not.toEqual(f.pipelines.slice(per).map((x) => x.code));
+    // the update shaders (they bind only resident arrays) bind the same buffers at both sizes; the product of X, not
+    const bound = (what: RegExp) => f.binds.filter((x) => what.test(x.code)).map((x) => x.buffers);
+    const updates = bound(/--optimizer adam: the update of W/);
+    expect(updates.length).toBe(2);
+    expect(updates[1]).toEqual(updates[0]);
+    const firsts = f.binds.filter((_x, i) => i === 0 || i === per).map((x) => x.buffers);
+    expect(firsts[1]!.some((x) => !firsts[0]!.includes(x))).toBe(true);
+    // the resident arenas are made once: a build after the first makes only the arenas of its sizes
+    const storage = () => f.buffers.filter((x) => x.usage & 128).length;
+    const two = storage();
+    await m.trainStep!(p, state, batch(7));
+    const own = storage() - two;
+    expect(own).toBeGreaterThan(0);
+    expect(two - 2 * own, 'the shared arenas').toBeGreaterThan(0);
+    // readParams and readOptState read the resident arrays (this device runs no update: the params as passed in)
+    expect(await m.readParams!()).toEqual(params());
+    expect((await m.readOptState!()).step).toBe(3);
+    m.destroy!();
+  });
+
+  it('an array past what the device binds in one buffer: a RangeError naming it and the sizes', async () => {
+    const mod = await load();
+    const m = await mod.create({ device: fakeDevice({ maxStorageBufferBindingSize: 4096 }).device });
+    const p = params();
+    await expect(m.forward!(p, batch(1000))).rejects.toThrow(
+      "symadam: array 'X' takes 12000 bytes at B = 1000, and this device binds at most 4096 in one buffer (maxStorageBufferBindingSize, maxBufferSize): call it with smaller sizes or run it on an adapter that offers more",
+    );
+    await expect(m.trainStep!(p, m.initOptState(p), batch(1000))).rejects.toThrow(RangeError);
+    // a size that fits still runs
+    expect(((await m.trainStep!(p, m.initOptState(p), batch(2))) as { loss: number }).loss).toBe(0);
+  });
+
+  it('dropout over a symbolic dimension: the mask sized by the sizes of the call (forward in training, trainStep at two sizes)', async () => {
+    // the mask's length, 4·B, was computed from a `B` the module does not define (a ReferenceError)
+    const lines = model.map((l) => l.replace("model('symadam'", "model('symdrop'").replace('.add(b).tanh();', '.add(b);').replace('  return {', '  const d = g.dropout(y, 0.5);\n  return {').replace('y.sub(Y)', 'd.sub(Y)'));
+    expect(lines.join('\n')).toContain('g.dropout(y, 0.5)');
+    const mod = await load('symdrop', lines);
+    const m = await mod.create({ device: fakeDevice().device });
+    const p = params();
+    expect(((await m.forward!(p, batch(3), { train: true, seed: 1 })) as { y: Float32Array }).y.length).toBe(12);
+    const state = m.initOptState(p);
+    await Promise.all([m.trainStep!(p, state, batch(2)), m.trainStep!(p, state, batch(5))]);
+    expect(state.step).toBe(2);
+  });
+});

@@ -5,9 +5,10 @@
 // Every array of the program has a storage buffer of its own (the memory plan's sharing of
 // buffers is for sequential loops; shaders run in parallel). Symbolic dimensions: the shaders
 // are template literals over the bound sizes, and a call builds the buffers, pipelines and bind
-// groups for its sizes the first time it brings them.
+// groups for its sizes the first time it brings them; with --optimizer the arrays trainStep keeps
+// (RESIDENT) live in arenas that every set of sizes shares (runtime.ts).
 
-import { symbols } from '../../ir/dims.js';
+import { size, symbols } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import { isForwardOnly } from '../../ir/autodiff.js';
 import type { Launch } from '../kernel/form.js';
@@ -72,7 +73,9 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
   const nextReads = modes.buffers.flatMap((b) => fwdReads.filter(([o]) => o === b.name));
   const gradReads = [...readsOf('valueAndGrad'), ...nextReads.map(([o, a]) => [`next ${o}`, a] as const)];
   const stages = entry('forward').steps.flatMap((s) => (s.kind === 'stage' ? [s] : []));
-  const train = lossOut ? webgpuTrain(m, t, prog, { stages, gradReads, syms }) : undefined;
+  const sizesOf = (v: (d: string) => string) => (syms.length ? `{ ${syms.map((d) => `${d}: ${v(d)}`).join(', ')} }` : '{}');
+  const residentOk = (a: string) => arrayOf(a).place.kind !== 'const' && size(arrayOf(a).numel).syms.length === 0;
+  const train = lossOut ? webgpuTrain(m, t, prog, { stages, gradReads, syms, sizes: sizesOf((d) => `dims.${d}`), ones: sizesOf(() => '1'), residentOk }) : undefined;
   if (m.optimizer && !lossOut) throw new CompileError('the webgpu target trains only a model with a loss');
   if (train) shaders.push(...train.shaders);
 
@@ -96,10 +99,7 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     ...(modes.mode ? [`  const host_mode = new Float32Array(1);`] : []),
     ...modes.masks.map((k) => `  let host_mask${k.site} = new Float32Array(0);`),
   ];
-  const maskSizes = modes.masks.map((k) => {
-    const a = prog.arrays.find((x) => x.name === stages.find((s) => s.key === `dropout_mask ${k.site}`)?.array);
-    return `    if (host_mask${k.site}.length !== ${a ? js(a.numel) : 0}) host_mask${k.site} = new Float32Array(${a ? js(a.numel) : 0});`;
-  });
+  const maskSizes = maskSizeLines(modes.masks, prog, stages, syms, t);
   const outs = outputs(m.fwd);
   const lines: string[] = [
     ...header(m, 'WebGPU: WGSL shaders of the kernel form and the runtime that runs them, one submit per call.', 'fresh'),
@@ -149,7 +149,8 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     `const FORWARD_READS${t(': [string, string][]')} = ${JSON.stringify(fwdReads)};`,
     ...(lossOut ? [`const GRAD${t(loops ? ': Run[]' : '')} = ${runs('valueAndGrad')};`, `const GRAD_READS${t(': [string, string][]')} = ${JSON.stringify(gradReads)};`] : []),
     '',
-    ...runtimeDecl(m, t, syms, loops),
+    ...(train ? ['/** The arrays trainStep keeps on the device (params, optimizer state, gradients): in arenas every set of sizes shares. */', `const RESIDENT = new Set(${JSON.stringify(train.resident)});`, ''] : []),
+    ...runtimeDecl(m, t, syms, train !== undefined),
     '',
     '/**',
     ' * Creates the model on `options.device`, or on a device of navigator.gpu\'s adapter (asking for',
@@ -174,6 +175,19 @@ export function emitWebgpu(m: ModuleInfo, typed = true): string {
     '}',
   ];
   return lines.join('\n') + '\n';
+}
+
+/** stage(): each dropout mask's host array at its size, over the symbolic dimensions the sizes of the build it goes to. */
+function maskSizeLines(masks: ReturnType<typeof modesOf>['masks'], prog: ReturnType<typeof lowerProgram>, stages: readonly { key: string; array: string }[], syms: readonly string[], t: Typed): string[] {
+  const arrays = masks.map((k) => prog.arrays.find((x) => x.name === stages.find((s) => s.key === `dropout_mask ${k.site}`)?.array));
+  const used = syms.filter((d) => arrays.some((a) => a && size(a.numel).syms.includes(d)));
+  return [
+    ...(used.length ? [`    const { ${used.join(', ')} } = b.sizes${t(' as Sizes')};`] : []),
+    ...masks.map((k, j) => {
+      const n = arrays[j] ? js(arrays[j]!.numel) : '0';
+      return `    if (host_mask${k.site}.length !== ${n}) host_mask${k.site} = new Float32Array(${n});`;
+    }),
+  ];
 }
 
 /** forward, valueAndGrad, destroy. */

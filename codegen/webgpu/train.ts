@@ -5,9 +5,12 @@
 // (codegen/optim.ts: sgd, adam and the others alike), all in one command encoder and one submit,
 // and reads back only the loss (and, in training mode, the next running statistics). A step
 // uploads the inputs, the module state and the step's scalars (lr, bias corrections: a few floats
-// per param group). readParams and readOptState read the resident arrays back.
+// per param group). readParams and readOptState read the resident arrays back. The resident arrays
+// (and the trained params' gradients) have arenas of their own, bound by the pipelines of every
+// set of sizes: with symbolic dimensions a step builds its sizes' pipelines the first time, and
+// the params and state it updates are the same whatever the sizes.
 
-import type { Size } from '../../ir/dims.js';
+import type { Dim, Size } from '../../ir/dims.js';
 import { numelSize } from '../../ir/dims.js';
 import { CompileError } from '../../ir/errors.js';
 import type { HostProgram, Step } from '../kernel/form.js';
@@ -30,6 +33,11 @@ export interface TrainInfo {
   readonly stages: readonly Extract<Step, { kind: 'stage' }>[];
   readonly gradReads: readonly (readonly [string, string])[];
   readonly syms: readonly string[];
+  /** The sizes of the symbolic dimensions as bound by checkArgs (`{ B: dims.B }`), and all 1 (`{ B: 1 }`). */
+  readonly sizes: string;
+  readonly ones: string;
+  /** Whether an array of the program may stay on the device across sizes (a static size, not a constant). */
+  readonly residentOk: (array: string) => boolean;
 }
 
 export interface TrainParts {
@@ -37,6 +45,8 @@ export interface TrainParts {
   readonly decls: string[];
   /** More arrays: name, element count. */
   readonly arrays: { name: string; numel: string }[];
+  /** The arrays that live in the arenas every set of sizes shares (RESIDENT): these and the trained params' gradients. */
+  readonly resident: string[];
   /** More shaders (after the program's): per trained param, the copy and the update. */
   readonly shaders: Shader[];
   /** Lines inside create(), given the index of the first extra shader. */
@@ -55,7 +65,6 @@ function wgslOf(e: UExpr, name: (n: string) => string): string {
 export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: TrainInfo): TrainParts | undefined {
   if (!m.optimizer) return undefined;
   const spec = m.optimizer;
-  if (info.syms.length) throw new CompileError('the webgpu target keeps training state on the device for static shapes only', 'give the model static dimensions for --optimizer with the webgpu target');
   const slots = slotsOf(spec);
   const ps = trainedParams(m);
   const grads = new Map(info.gradReads.map(([o, a]) => [o, a]));
@@ -71,42 +80,11 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   steps.forEach((_s, k) => arrays.push({ name: `opt:scalars:${k}`, numel: String(Math.max(1, hostValues[k]!.length)) }));
   const clip = spec.hyper.clipGradNorm;
   if (clip !== undefined) arrays.push({ name: 'clip:sq', numel: String(ps.length) }, { name: 'clip:factor', numel: '1' });
-  const dtypeOf = () => 'f32' as const;
   for (const p of ps) {
-    const n = numelSize(p.shape);
-    arrays.push({ name: `res:${p.name}`, numel: js(n) }, ...slots.map((s) => ({ name: `opt:${s}:${p.name}`, numel: js(n) })));
-    // the resident param into the array the forward pass reads
-    const c = new Bindings(dtypeOf);
-    const src = c.arr(`res:${p.name}`);
-    const dst = c.arr(arrayOf.get(p.name)!, true);
-    shaders.push({ wgsl: [`// ${commentText(p.name)}: the resident param, for the forward pass`, ...c.decls(), ...entry1d(sz(n)), `  ${dst}[gi] = ${src}[gi];`, '}'].join('\n'), arrays: c.arrays(), threads: js(n) });
-    // the update
+    const n = js(numelSize(p.shape));
+    arrays.push({ name: `res:${p.name}`, numel: n }, ...slots.map((s) => ({ name: `opt:${s}:${p.name}`, numel: n })));
     const k = steps.findIndex((s) => s.group.params.includes(p.name));
-    const group = steps[k]!.group.spec;
-    const b = new Bindings(dtypeOf);
-    const pv = b.arr(`res:${p.name}`, true);
-    const gv = b.arr(grads.get(p.name)!);
-    const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
-    const names = hostNames[k]!;
-    const sc = names.length ? b.arr(`opt:scalars:${k}`) : '';
-    const cf = clip !== undefined ? b.arr('clip:factor') : '';
-    // --check-finite: a step whose loss or a gradient is not finite is not taken
-    const skip = m.checkFinite ? [`if (${b.arr('finite:flag')}[0] >= 0.0) { return; }`] : [];
-    const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
-    const body = [
-      ...skip,
-      `var p = ${pv}[gi];`,
-      `var g = ${gv}[gi];`,
-      ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
-      ...updateStatements(group).map((st) => `${local(st.set)} = ${wgslOf(st.to, local)}; // ${commentText(st.formula)}`),
-      `${pv}[gi] = p;`,
-      ...slots.map((s, j) => `${sv[j]}[gi] = s_${s};`),
-    ];
-    shaders.push({
-      wgsl: [`// --optimizer ${spec.name}: the update of ${commentText(p.name)}`, ...b.decls(), PRELUDE, ...entry1d(sz(n)), ...body.map((l) => `  ${l}`), '}'].join('\n'),
-      arrays: b.arrays(),
-      threads: js(n),
-    });
+    shaders.push(...paramShaders(m, p, { param: arrayOf.get(p.name)!, grad: grads.get(p.name)!, group: k, spec: steps[k]!.group.spec, names: hostNames[k]!, clip: clip !== undefined }));
   }
   if (clip !== undefined) shaders.push(...clipShaders(ps.map((p) => ({ grad: grads.get(p.name)!, n: numelSize(p.shape) })), clip));
   // --check-finite: the loss and each trained param's gradient, checked on the device
@@ -115,18 +93,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     arrays.push({ name: 'finite:at', numel: String(3 * checked.length) }, { name: 'finite:flag', numel: '4' });
     shaders.push(...finiteShaders(checked));
   }
-  const { stateType, checkState } = optStateParts(m, t);
-  const decls = [
-    '',
-    `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
-    '// device and updates them there (readParams, readOptState bring them back).',
-    hyperDoc(spec),
-    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
-    ...learningRateDecl(m, t),
-    '',
-    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
-    ...checkState,
-  ];
+  const decls = optimizerDecls(m, t);
   const all = params(m.fwd);
   const sizeOf = (p: (typeof all)[number]) => js(numelSize(p.shape));
   const modes = modesOf(m.fwd);
@@ -138,7 +105,8 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     const finite = checked.length ? [...checked.map((_c, j) => afterClips + j), afterClips + checked.length] : [];
     return [
       '  // trainStep: the params and state it keeps on the device, and the objects they came from',
-      `  let dev${t(': { params: Params; state: OptState; step: number } | undefined')};`,
+      '  // (b: the arrays of some set of sizes; the resident ones are the same in every set)',
+      `  let dev${t(': { params: Params; state: OptState; step: number; b: Built } | undefined')};`,
       `  let stepTail${t(': Promise<unknown>')} = Promise.resolve();`,
       `  const TRAIN = [${copies.join(', ')}];`,
       `  const UPDATE = [${updates.join(', ')}];`,
@@ -158,12 +126,12 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
   // a step's start (trainStep's and applyGradients'): the params and state to the device when they
   // are other objects than the last step's, the rate and the step scalars
   const prologue = (checkParams: boolean) => [
-    '        const b = await rt.built({});',
+    checkParams ? '        const b = await rt.built(sizes);' : `        const b = dev?.b ?? (await rt.built(${info.ones})); // the update shaders bind only resident arrays: any set of sizes will do`,
     '        if (dev === undefined || dev.params !== params || dev.state !== state) {',
     '          // other objects than the last step\'s: their values go to the device',
     ...(checkParams && m.checkFinite ? ps.map((p) => `          checkFinite(${JSON.stringify(`param '${p.name}'`)}, ${member('params', p.name)}, 'passed in');`) : []),
     ...ps.flatMap((p) => [`          write(b, ${JSON.stringify(`res:${p.name}`)}, ${member('params', p.name)});`, ...slots.map((s) => `          write(b, ${JSON.stringify(`opt:${s}:${p.name}`)}, ${member(`state.${s}`, p.name)});`)]),
-    '          dev = { params, state, step: state.step };',
+    '          dev = { params, state, step: state.step, b };',
     '        }',
     `        ${lrLine(spec, 'stepOptions', 'state.step')}`,
     '        const t = state.step + 1; // the step number of this step, from 1',
@@ -180,6 +148,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '    },',
     `    async trainStep(params${t(': Params')}, state${t(': OptState')}, inputs${t(': Inputs')}, stepOptions${t('?: { lr?: number; seed?: number; buffers?: Buffers }')})${t(': Promise<{ loss: number }>')} {`,
     '      checkArgs(params, inputs);',
+    `      const sizes = ${info.sizes}; // the sizes of these inputs, before an await lets another call bind others`,
     '      checkOptState(state);',
     ...givenLrCheck(m.name, '      '),
     ...(hasModes(m.fwd) ? [`      const options${t(': Options')} = { seed: stepOptions?.seed ?? state.step + 1, buffers: stepOptions?.buffers };`, '      checkOptions(options, true, false);'] : [`      const options = undefined;`]),
@@ -228,10 +197,39 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     '      stepTail = run.catch(() => undefined);',
     '      return run;',
     '    },',
+    ...readMethods(m, t, ps, slots, nothing),
+  ];
+  void gradEntries;
+  const resident = [...arrays.map((a) => a.name), ...ps.map((p) => grads.get(p.name)!).filter((a) => info.residentOk(a))];
+  return { decls, arrays, resident, shaders, create, methods };
+}
+
+/** Module-level declarations of --optimizer: hyper, the learning rate, OptState, checkOptState. */
+function optimizerDecls(m: ModuleInfo, t: Typed): string[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const { stateType, checkState } = optStateParts(m, t);
+  return [
+    '',
+    `// --optimizer ${spec.name}: ${commentText(OPTIMIZERS[spec.name].summary)}. trainStep keeps params and optimizer state on the`,
+    '// device and updates them there (readParams, readOptState bring them back).',
+    hyperDoc(spec),
+    `export const hyper = ${hyperLiteral(spec)}${t(' as const')};`,
+    ...learningRateDecl(m, t),
+    '',
+    ...(t('x') ? [`/** The optimizer's state: the step count and, per param, ${slots.length ? slots.join(' and ') : 'nothing else'} (torch.optim's names). */`, `export interface OptState ${stateType}`, ''] : []),
+    ...checkState,
+  ];
+}
+
+/** readParams and readOptState: the resident arrays read back (in one submit each). */
+function readMethods(m: ModuleInfo, t: Typed, ps: readonly { name: string }[], slots: readonly string[], nothing: (what: string) => string): string[] {
+  const all = params(m.fwd);
+  return [
     `    async readParams()${t(': Promise<Params>')} {`,
     '      await stepTail;',
     `      if (dev === undefined) ${nothing('readParams')}`,
-    '      const b = await rt.built({});',
+    '      const b = dev.b;',
     `      const reads${t(': [string, string][]')} = [${ps.map((p) => `[${JSON.stringify(p.name)}, ${JSON.stringify(`res:${p.name}`)}]`).join(', ')}];`,
     '      const enc = device.createCommandEncoder();',
     '      const take = rt.readBack(enc, b, reads);',
@@ -242,7 +240,7 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     `    async readOptState()${t(': Promise<OptState>')} {`,
     '      await stepTail;',
     `      if (dev === undefined) ${nothing('readOptState')}`,
-    '      const b = await rt.built({});',
+    '      const b = dev.b;',
     `      const reads${t(': [string, string][]')} = [${slots.flatMap((s) => ps.map((p) => `[${JSON.stringify(`${s} ${p.name}`)}, ${JSON.stringify(`opt:${s}:${p.name}`)}]`)).join(', ')}];`,
     '      const enc = device.createCommandEncoder();',
     '      const take = rt.readBack(enc, b, reads);',
@@ -251,8 +249,51 @@ export function webgpuTrain(m: ModuleInfo, t: Typed, prog: HostProgram, info: Tr
     `      return { step: dev.step${slots.map((s) => `, ${s}: { ${ps.map((p) => `${key(p.name)}: r[${JSON.stringify(`${s} ${p.name}`)}]${t(' as Float32Array')}`).join(', ')} }`).join('')} }${t(' as OptState')};`,
     '    },',
   ];
-  void gradEntries;
-  return { decls, arrays, shaders, create, methods };
+}
+
+/**
+ * A trained param's two shaders: the resident param into the array the forward pass reads, and
+ * its update (the optimizer table's statements over the param, its gradient, its state slots and
+ * the step scalars of its group, `names`).
+ */
+function paramShaders(
+  m: ModuleInfo,
+  p: { name: string; shape: readonly Dim[] },
+  o: { param: string; grad: string; group: number; spec: Parameters<typeof updateStatements>[0]; names: readonly string[]; clip: boolean },
+): Shader[] {
+  const spec = m.optimizer!;
+  const slots = slotsOf(spec);
+  const n = numelSize(p.shape);
+  const dtypeOf = () => 'f32' as const;
+  const c = new Bindings(dtypeOf);
+  const src = c.arr(`res:${p.name}`);
+  const dst = c.arr(o.param, true);
+  const copy = { wgsl: [`// ${commentText(p.name)}: the resident param, for the forward pass`, ...c.decls(), ...entry1d(sz(n)), `  ${dst}[gi] = ${src}[gi];`, '}'].join('\n'), arrays: c.arrays(), threads: js(n) };
+  const b = new Bindings(dtypeOf);
+  const pv = b.arr(`res:${p.name}`, true);
+  const gv = b.arr(o.grad);
+  const sv = slots.map((s) => b.arr(`opt:${s}:${p.name}`, true));
+  const names = o.names;
+  const sc = names.length ? b.arr(`opt:scalars:${o.group}`) : '';
+  const cf = o.clip ? b.arr('clip:factor') : '';
+  // --check-finite: a step whose loss or a gradient is not finite is not taken
+  const skip = m.checkFinite ? [`if (${b.arr('finite:flag')}[0] >= 0.0) { return; }`] : [];
+  const local = (x: string) => (x === 'p' || x === 'g' ? x : slots.includes(x) ? `s_${x}` : x === 'clip' ? `${cf}[0]` : `${sc}[${names.indexOf(x)}]`);
+  const body = [
+    ...skip,
+    `var p = ${pv}[gi];`,
+    `var g = ${gv}[gi];`,
+    ...slots.map((s, j) => `var s_${s} = ${sv[j]}[gi];`),
+    ...updateStatements(o.spec).map((st) => `${local(st.set)} = ${wgslOf(st.to, local)}; // ${commentText(st.formula)}`),
+    `${pv}[gi] = p;`,
+    ...slots.map((s, j) => `${sv[j]}[gi] = s_${s};`),
+  ];
+  const update = {
+    wgsl: [`// --optimizer ${spec.name}: the update of ${commentText(p.name)}`, ...b.decls(), PRELUDE, ...entry1d(sz(n)), ...body.map((l) => `  ${l}`), '}'].join('\n'),
+    arrays: b.arrays(),
+    threads: js(n),
+  };
+  return [copy, update];
 }
 
 /**

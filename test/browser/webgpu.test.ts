@@ -238,6 +238,86 @@ it('applyGradients on the device: the flat module’s applyGradients with the sa
   expect(relErr(got.params[first]!, Float32Array.from(params[first]!)), 'the params moved').toBeGreaterThan(1e-3);
 });
 
+it('symbolic dimensions with --optimizer adam: trainStep at B = 2, 5, 2 (a dropout mask over B; buffers and pipelines per size, params and state resident across sizes), forward and valueAndGrad between; the flat module’s losses, params and state (≤ 1e-4)', async () => {
+  const dir = path.join(OUT, 'symadam');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'symadam.ts');
+  writeFileSync(
+    file,
+    [
+      "import { model } from 'graphc';",
+      "export default model('symadam', (g) => {",
+      "  const W = g.param('W', [3, 4], { scale: 0.5 });",
+      "  const b = g.param('b', [4], { scale: 0.5 });",
+      "  const X = g.input('X', ['B', 3]);",
+      "  const Y = g.input('Y', ['B', 4]);",
+      '  const y = X.matmul(W).add(b).tanh();',
+      // a dropout mask over B: its length is the step's, its values the step's seed's (as the flat module's)
+      '  return { loss: g.dropout(y, 0.25).sub(Y).square().mean(), y };',
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const c = await compile(file, { targets: ['ts', 'webgpu'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05 }) } });
+  for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+  const url = '/' + path.relative(ROOT, path.join(dir, 'symadam.webgpu.js'));
+  const wave = (n: number, k: number) => Array.from({ length: n }, (_x, i) => Math.sin(i * k + 0.3) * 0.8);
+  const batch = (B: number) => ({ X: wave(3 * B, 0.37 + B), Y: wave(4 * B, 0.53 * B) });
+  const sizes = [2, 2, 5, 5, 2];
+  const params = { W: wave(12, 0.71), b: wave(4, 1.3) };
+  const got = await page.evaluate(
+    async ([u, p0, bs]) => {
+      const mod = await (globalThis.eval('(u) => import(u)') as (x: string) => Promise<Record<string, Function>>)(u);
+      const model = await mod.create!();
+      const f32 = (o: Record<string, number[]>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Float32Array.from(v)]));
+      const arr = (o: Record<string, Float32Array>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
+      try {
+        const p = f32(p0);
+        const state = model.initOptState(p);
+        const losses: number[] = [];
+        const between: unknown[] = [];
+        for (const [k, x] of bs.entries()) {
+          losses.push((await model.trainStep(p, state, f32(x))).loss);
+          // forward and valueAndGrad at another size between steps: the steps' state stays on the device
+          if (k !== 2) continue;
+          const q = await model.readParams();
+          between.push(arr(await model.forward(q, f32(bs[0]!))), await model.valueAndGrad(q, f32(x), { train: true, seed: 3 }).then((r: { loss: number; grads: Record<string, Float32Array> }) => ({ loss: r.loss, grads: arr(r.grads) })));
+        }
+        const st = await model.readOptState();
+        return { losses, params: arr(await model.readParams()), step: st.step, avg: arr(st.exp_avg), sq: arr(st.exp_avg_sq), between };
+      } finally {
+        model.destroy();
+      }
+    },
+    [url, params, sizes.map(batch)] as const,
+  );
+  expect(errors).toEqual([]);
+  const flat = (await import(pathToFileURL(path.join(dir, 'symadam.js')).href)) as GeneratedModule & Record<string, Function>;
+  const f32 = (o: Record<string, number[]>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Float32Array.from(v)]));
+  const p = f32(params);
+  const state = flat.initOptState!(p);
+  const want: number[] = [];
+  for (const [k, B] of sizes.entries()) {
+    want.push((flat.trainStep!(p, state, f32(batch(B))) as { loss: number }).loss);
+    if (k !== 2) continue;
+    const fwd = (flat.forward as (p: object, i: object) => { y: Float32Array })(p, f32(batch(sizes[0]!)));
+    const [gotFwd, gotVag] = got.between as [{ y: number[] }, { loss: number; grads: Record<string, number[]> }];
+    expect(gotFwd.y.length, 'forward at B = 2 between the steps at B = 5').toBe(8);
+    expect(relErr(gotFwd.y, fwd.y), 'forward between the steps').toBeLessThan(1e-4);
+    const vag = (flat.valueAndGrad as (p: object, i: object, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(p, f32(batch(B)), { train: true, seed: 3 });
+    expect(relErr([gotVag.loss], [vag.loss]), 'valueAndGrad between the steps').toBeLessThan(1e-4);
+    for (const n of ['W', 'b']) expect(relErr(gotVag.grads[n]!, Float32Array.from(vag.grads[n]!)), `gradient of ${n}`).toBeLessThan(1e-4);
+  }
+  expect(want.at(-1)!, 'the flat module trains').toBeLessThan(want[0]!);
+  expect(relErr(got.losses, want), 'losses').toBeLessThan(1e-4);
+  expect(got.step).toBe(5);
+  for (const n of ['W', 'b']) {
+    expect(relErr(got.params[n]!, p[n]!), `param ${n} after the steps`).toBeLessThan(1e-4);
+    expect(relErr(got.avg[n]!, (state as unknown as { exp_avg: Record<string, Float32Array> }).exp_avg[n]!), `exp_avg of ${n}`).toBeLessThan(1e-4);
+    expect(relErr(got.sq[n]!, (state as unknown as { exp_avg_sq: Record<string, Float32Array> }).exp_avg_sq[n]!), `exp_avg_sq of ${n}`).toBeLessThan(1e-4);
+  }
+});
+
 it('g.scan as a loop (the body\'s shaders once, the steps in one submit): a symbolic length run at 2 and 5 steps, reverse, along axis 1, two carries that swap; the flat module\'s outputs, loss and gradients', async () => {
   const dir = path.join(OUT, 'scanloop');
   mkdirSync(dir, { recursive: true });
