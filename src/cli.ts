@@ -181,7 +181,7 @@ const VERBS: Record<string, Verb> = {
       out: { value: 'DIR', short: 'o', help: 'output folder (one model only)' },
       target: { value: 'LIST', short: 't', help: 'comma-separated targets: ts (flat module), gpu (GPU.js module), wasm (WebAssembly SIMD kernels), webgpu (WGSL shaders on WebGPU); default ts,wasm' },
       check: { help: 'compare with the files on disk instead of writing' },
-      'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js module the argument or result' },
+      'check-finite': { help: 'throw at the first NaN or infinity: the flat and wasm modules name the value, the GPU.js and WebGPU modules the argument or result (WebGPU trainStep: its loss or gradients, checked on the device, the step not taken)' },
       optimizer: { value: 'NAME', help: 'compile the training step: sgd, adam, adamw, rmsprop, adagrad or lion (trainStep, initOptState, hyper; sgd also update(params, grads, lr))' },
       lr: { value: 'X', help: 'the learning rate trainStep uses unless a call passes options.lr (default 0.001; rmsprop, adagrad 0.01; lion 0.0001)' },
       momentum: { value: 'M', help: 'sgd, rmsprop: momentum (default 0)' },
