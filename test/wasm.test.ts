@@ -483,6 +483,18 @@ export default model('sym', (g) => {
       expect(relErr([got.loss], [wantLoss]), `B = ${B}: loss`).toBeLessThan(1e-6);
       expect(relErr(got.grads.W!, wantW), `B = ${B}: dW`).toBeLessThan(1e-6);
     }
+    // its kernels encoded with fused multiply-adds where the runtime has relaxed SIMD (a child process with the flag)
+    expect((wasm as unknown as { simd: string }).simd).toBe('plain');
+    const child = `const m = await import(${JSON.stringify(pathToFileURL(path.join(out, 'sym.wasm.js')).href)});
+const inputs = { x: Float32Array.from({ length: 4 * 9 }, (_, i) => Math.sin(i)) };
+const r = m.valueAndGrad({ W: Float32Array.from(${JSON.stringify([...params.W])}) }, inputs);
+console.log(JSON.stringify({ simd: m.simd, loss: r.loss, W: [...r.grads.W] }));`;
+    writeFileSync(path.join(out, 'child.mjs'), child);
+    const relaxed = JSON.parse(execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(out, 'child.mjs')], { encoding: 'utf8' })) as { simd: string; loss: number; W: number[] };
+    const want = flat.valueAndGrad(params, { x: Float32Array.from({ length: 4 * 9 }, (_, i) => Math.sin(i)) });
+    expect(relaxed.simd).toBe('relaxed');
+    expect(relErr([relaxed.loss], [want.loss]), 'relaxed: loss').toBeLessThan(1e-6);
+    expect(relErr(relaxed.W, Float32Array.from(want.grads.W!)), 'relaxed: dW').toBeLessThan(1e-6);
   });
 });
 
