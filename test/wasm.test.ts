@@ -532,6 +532,7 @@ console.log(JSON.stringify({ simd: m.simd, threads: t.threads, single, threaded 
       const got = JSON.parse(execFileSync(process.execPath, [...flags, path.join(out, 'child.mjs')], { encoding: 'utf8', maxBuffer: 1 << 26 })) as { simd: string; threads: number; single: Run; threaded: Run };
       expect(got.simd).toBe(simd);
       expect(got.threads).toBe(2);
+      expect(got.threaded, `${simd}: the threaded instance computes what the module does, bit for bit`).toEqual(got.single);
       for (const run of [got.single, got.threaded]) {
         expect(relErr([run.loss], [want.loss]), `${simd}: loss`).toBeLessThan(1e-4);
         expect(Object.keys(run.grads).sort()).toEqual(Object.keys(wantGrads).sort());
