@@ -509,7 +509,7 @@ describe('relaxed SIMD', () => {
     const want = flat.valueAndGrad(params, inputs);
     const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
     const out = tmp();
-    const list = (o: Record<string, ArrayLike<number>>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, [...v]]));
+    const list = (o: Record<string, ArrayLike<number>>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
     writeFileSync(path.join(out, 'args.json'), JSON.stringify({ params: list(params), inputs: list(inputs) }));
     // a child process (with the flag or without) runs the module alone and on 2 threads
     writeFileSync(
