@@ -92,11 +92,11 @@ export const RELAXED_PROBE: readonly number[] = [
 /**
  * Rewrites in place, at each offset of `sites` (a module's multiply-adds, see `madd`), f32x4.mul,
  * local.get acc, f32x4.add into local.get acc, f32x4.relaxed_madd, nop × 3 (the same length).
- * The generated static module carries this function's source (its `relax`).
+ * (codegen/wasm.ts `relaxedDecl` writes the same loop into a static module.)
  */
 export function relaxSites(bytes: Uint8Array, sites: readonly number[]): void {
   for (const at of sites) {
-    let end = at + 4; // past local.get's index (an unsigned LEB128)
+    let end = at + 4; // the last byte of local.get's index (an unsigned LEB128)
     while (bytes[end]! & 0x80) end++;
     bytes.copyWithin(at, at + 3, end + 1); // local.get acc, moved to the site's start
     bytes.set([SIMD, ...uleb(RELAXED_MADD), 0x01, 0x01, 0x01], end - 2); // f32x4.relaxed_madd, nop × 3
@@ -393,7 +393,7 @@ export class Body {
     if (relaxed) {
       const code = Uint8Array.from(this.code);
       relaxSites(code, this.madds);
-      out.splice(start, code.length, ...code);
+      code.forEach((b, i) => (out[start + i] = b));
     }
     if (sites) for (const m of this.madds) sites.push(at + start + m);
     return out;
@@ -432,7 +432,7 @@ export function encodeModule(
   // the code section, the offsets of its multiply-adds relative to its contents (then moved past its header)
   const sites: number[] = [];
   const code = [...uleb(functions.length)];
-  for (const f of functions) code.push(...f.body.encode(opts.relaxed, sites, code.length));
+  for (const f of functions) for (const b of f.body.encode(opts.relaxed, sites, code.length)) code.push(b);
   const codeSection = section(10, code);
   const shift = head.length + codeSection.length - code.length;
   opts.sites?.push(...sites.map((s) => s + shift));
