@@ -11,6 +11,9 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Node 20 has relaxed SIMD only with this flag, Chromium by default: the wasm modules' Node
+    // references run the same fused multiply-adds as the page (docs/wasm.md)
+    execArgv: ['--experimental-wasm-relaxed-simd'],
     // one Chromium at a time: CI has 2 cores
     fileParallelism: false,
   },

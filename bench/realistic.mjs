@@ -5,7 +5,9 @@
 // and N threads (and its flat module) against PyTorch on 1 and N threads, each contender in a
 // process of its own, checked for agreement first, then timed in alternating rounds (workers.mjs).
 // Part of `npm run bench`; on its own:
-//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels]
+//   node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels] [--relaxed]
+// --relaxed: the graphc wasm module also in processes with --experimental-wasm-relaxed-simd (Node 20
+// has relaxed SIMD only with it), its matmuls' and convolutions' multiply-adds fused (docs/wasm.md).
 // --kernels: then each product kernel of the 1-thread wasm step against the SIMD peak (kernel-peak.mjs).
 // --baseline REV: the compiler at REV (a commit, a branch, or a folder with a built checkout)
 // builds the same models, and its wasm modules run beside the new ones (bench/baseline.mjs).
@@ -20,6 +22,8 @@ import { fmt, relError, table } from './report.mjs';
 import { findTorchPython, JsWorker, PythonWorker, timeInTurns } from './workers.mjs';
 
 const SEED = 42;
+/** The Node flag that gives Node 20's V8 relaxed SIMD (the --relaxed contenders'). */
+const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
 const TOLERANCE = 1e-4;
 
 /** bench/models/nanogpt.ts's NANOGPT_CPU (checked against the built module's spec). */
@@ -78,7 +82,9 @@ function contendersOf(built, opts, torchPython) {
   // --threads 1: the 1-thread contenders only
   const n = opts.threads > 1;
   const list = [{ id: 'wasm', label: 'graphc wasm, 1 thread', kind: 'graphc', module: built.wasm }];
+  if (opts.relaxed) list.push({ id: 'wasm-r', label: 'graphc wasm relaxed, 1 thread', kind: 'graphc', module: built.wasm, flags: [RELAXED_FLAG] });
   if (n) list.push({ id: 'wasm-n', label: `graphc wasm, ${opts.threads} threads`, kind: 'graphc', module: built.wasm, threads: opts.threads });
+  if (n && opts.relaxed) list.push({ id: 'wasm-rn', label: `graphc wasm relaxed, ${opts.threads} threads`, kind: 'graphc', module: built.wasm, threads: opts.threads, flags: [RELAXED_FLAG] });
   if (opts.flat) list.push({ id: 'flat', label: 'graphc flat (JS)', kind: 'graphc', module: built.flat });
   if (built.baseline) {
     list.push({ id: 'base', label: 'baseline wasm, 1 thread', kind: 'graphc', module: built.baseline, baselineOf: 'wasm' });
@@ -125,6 +131,15 @@ function checkAgreement(list, log) {
     );
 }
 
+/** With --relaxed: which kernels each graphc wasm contender runs (the module's `simd`); throws where the relaxed ones could not. */
+function simdNote(list, opts, log) {
+  if (!opts.relaxed) return;
+  const wasm = list.filter((c) => c.kind === 'graphc' && c.id.startsWith('wasm'));
+  log(`  SIMD kernels: ${wasm.map((c) => `${c.label}: ${c.info.simd ?? 'none (no multiply-adds)'}`).join('; ')}`);
+  const off = wasm.filter((c) => c.flags && c.info.simd !== 'relaxed');
+  if (off.length) throw new Error(`${off.map((c) => c.label).join(', ')}: the module runs ${off[0].info.simd ?? 'no'} SIMD multiply-adds under ${RELAXED_FLAG}; nothing was timed`);
+}
+
 /** Says which BLAS the PyTorch processes loaded; loudly when it is the reference one. */
 function blasNote(list, log) {
   const t = list.find((c) => c.kind === 'torch');
@@ -152,7 +167,7 @@ async function runModel(key, opts, ctx) {
   if (!flat && opts.flat === undefined) log(`  (the flat module is left out: ${m.noFlat}; --flat includes it)`);
   const list = contendersOf(built, { ...opts, flat }, torchPython);
   for (const c of list) {
-    c.worker = c.kind === 'torch' ? new PythonWorker(c.label, torchPython, { threads: c.threads }) : new JsWorker(c.label);
+    c.worker = c.kind === 'torch' ? new PythonWorker(c.label, torchPython, { threads: c.threads }) : new JsWorker(c.label, { flags: c.flags });
     workers.push(c.worker);
   }
   try {
@@ -162,6 +177,7 @@ async function runModel(key, opts, ctx) {
       Object.assign(c, { info: reply.info, loss: reply.loss, grads: reply.grads });
     }
     checkAgreement(list, log);
+    simdNote(list, opts, log);
     blasNote(list, log);
     const plan = opts.quick ? { warmupMs: 600, rounds: 4, roundMs: 300 } : { warmupMs: 2000, rounds: 12, roundMs: 400 };
     log(`  timing: warm-up ${fmt.s(plan.warmupMs)} each, then ${plan.rounds} rounds of ≥ ${plan.roundMs} ms (≥ 1 step) each, taking turns (order reversed every other round)`);
@@ -212,7 +228,7 @@ function printModel(m, spec, rows, opts, log) {
  * flat module, false: none, default: the GPT's, not the ResNet's), torch, kernels,
  * baseline (a prepareBaseline() result or undefined), log }. Returns [{ key, rows }].
  */
-export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat, torch = true, kernels = false, baseline, log = console.log } = {}) {
+export async function realisticSection({ models = ['gpt', 'cnn'], quick = false, threads = 2, flat, torch = true, kernels = false, relaxed = false, baseline, log = console.log } = {}) {
   const torchPython = torch ? findTorchPython() : undefined;
   if (torch && !torchPython) log('note: no PyTorch rows: torch is not importable (tried python3 and /usr/bin/python3; on Debian: apt-get install python3-torch)');
   if (flat === false) log('note: the flat (JS) modules are left out (--no-flat)');
@@ -223,7 +239,7 @@ export async function realisticSection({ models = ['gpt', 'cnn'], quick = false,
     for (const key of models) {
       const load = os.loadavg()[0];
       if (load > 1.5) log(`\nnote: 1-minute load average ${load.toFixed(2)} (${os.cpus().length} cores): other processes compete for the CPU, the timings below are noisy`);
-      out.push(await runModel(key, { quick, threads, flat, kernels }, { log, workDir, baseline, torchPython, workers }));
+      out.push(await runModel(key, { quick, threads, flat, kernels, relaxed }, { log, workDir, baseline, torchPython, workers }));
     }
     return out;
   } finally {
@@ -238,7 +254,7 @@ function indent(s, n = 2) {
 
 /** --flag, --key=value and --key value. */
 function parseArgs(argv) {
-  const o = { models: [], quick: false, threads: 2, flat: undefined, torch: true, kernels: false, baseline: undefined };
+  const o = { models: [], quick: false, threads: 2, flat: undefined, torch: true, kernels: false, relaxed: false, baseline: undefined };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i];
@@ -248,10 +264,11 @@ function parseArgs(argv) {
     else if (k === '--flat') o.flat = true;
     else if (k === '--no-torch') o.torch = false;
     else if (k === '--kernels') o.kernels = true;
+    else if (k === '--relaxed') o.relaxed = true;
     else if (k === '--threads') o.threads = Number(value());
     else if (k === '--baseline') o.baseline = value();
     else {
-      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels]`);
+      console.error(`realistic: unknown argument ${argv[i]}\nusage: node bench/realistic.mjs [gpt] [cnn] [--quick] [--threads N] [--baseline REV] [--flat|--no-flat] [--no-torch] [--kernels] [--relaxed]`);
       process.exit(2);
     }
   }

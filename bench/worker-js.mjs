@@ -15,6 +15,7 @@ async function init({ kind, cfg, shapes, params, inputs, module, threads }) {
   if (kind === 'graphc') {
     const imported = await import(pathToFileURL(module).href);
     const mod = threads ? await imported.create({ threads }) : imported;
+    if (imported.simd) info.simd = imported.simd; // 'relaxed' or 'plain': which kernels the module runs
     contender = {
       step: () => mod.valueAndGrad(params, inputs).loss,
       result() {

@@ -47,8 +47,9 @@ class Worker {
 
 /** A JavaScript contender: bench/worker-js.mjs in a process of its own. */
 export class JsWorker extends Worker {
-  constructor(label) {
-    const child = fork(path.join(HERE, 'worker-js.mjs'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /** `flags`: Node flags of the process (e.g. --experimental-wasm-relaxed-simd), after this process's own. */
+  constructor(label, { flags = [] } = {}) {
+    const child = fork(path.join(HERE, 'worker-js.mjs'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...flags] });
     super(label, child);
     child.on('message', (reply) => this.answered(reply));
   }

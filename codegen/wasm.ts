@@ -33,7 +33,7 @@ import { updateBody } from './wasm/update.js';
 import type { ModuleInfo, Typed } from './module.js';
 import type { Backend, UnitEmitter } from './ts.js';
 import { emitTs } from './ts.js';
-import { encodeModule } from './wasm/encode.js';
+import { encodeModule, RELAXED_PROBE } from './wasm/encode.js';
 import { Body } from './wasm/encode.js';
 import { DEFAULT_TILE, matmulBody, packBody, packFloats, packsA, packsB } from './wasm/matmul.js';
 import { CHUNKS, convBody, convScratch, convSplit, convSumBody } from './wasm/conv.js';
@@ -551,7 +551,8 @@ function sharedFlagAt(kernels: readonly Kernel[], pages: number): number {
 
 /** The kernels: their list, the WebAssembly API this module uses (typed) and the module's bytes. */
 function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean): string[] {
-  const bytes = encodeModule(pages, functionsOf(kernels));
+  const sites: number[] = [];
+  const bytes = encodeModule(pages, functionsOf(kernels), { sites });
   const base64 = Buffer.from(bytes).toString('base64');
   const chunks = base64.match(/.{1,96}/g) ?? [''];
   const what = (d: Decision, k: Kernel) => {
@@ -582,6 +583,7 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
           '  Memory: new (size: { initial: number; maximum: number; shared?: boolean }) => { readonly buffer: ArrayBufferLike };',
           '  Module: new (bytes: Uint8Array) => object;',
           '  Instance: new (module: object, imports: object) => { readonly exports: object };',
+          ...(sites.length ? ['  validate: (bytes: Uint8Array) => boolean;'] : []),
           '};',
           `type Kernels = { ${kernels.map((k) => `${k.name}(): void;`).join(' ')} };`,
         ]
@@ -590,6 +592,39 @@ function kernelsDecl(kernels: readonly Kernel[], pages: number, typed: boolean):
     ...chunks.map((c) => `'${c}',`),
     "].join('');",
     'const bytes = Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0));',
+    ...relaxedDecl(sites, typed),
+  ];
+}
+
+/**
+ * Where the module's kernels have multiply-adds (the matmuls' and convolutions'): their offsets
+ * in `bytes`, the feature test, and the rewrite of each into f32x4.relaxed_madd where the runtime
+ * has relaxed SIMD (codegen/wasm/encode.ts `relaxSites`, whose code this is); `simd` says which.
+ */
+export function relaxedDecl(sites: readonly number[], typed: boolean): string[] {
+  if (!sites.length) return [];
+  const T = (s: string) => (typed ? s : '');
+  const deltas = sites.map((s, k) => (s - (k ? sites[k - 1]! : 0)).toString(36)).join(',');
+  const chunks = deltas.match(/.{1,96}(,|$)/g) ?? [''];
+  return [
+    '// Relaxed SIMD: the kernels\' multiply-adds (f32x4.mul, local.get acc, f32x4.add) at these offsets of `bytes`',
+    '// (base-36 differences), each rewritten as local.get acc, f32x4.relaxed_madd, nop × 3 where the runtime',
+    '// validates the probe (a function of one relaxed_madd); `simd` says which kernels run.',
+    'const maddAt = [',
+    ...chunks.map((c) => `'${c}',`),
+    "].join('');",
+    `const probe = Uint8Array.of(${RELAXED_PROBE.map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(', ')});`,
+    `export const simd${T(": 'relaxed' | 'plain'")} = WebAssembly.validate(probe) ? 'relaxed' : 'plain';`,
+    "if (simd === 'relaxed') {",
+    '  let at = 0;',
+    "  for (const d of maddAt.split(',')) {",
+    '    at += parseInt(d, 36);',
+    '    let end = at + 4; // the last byte of local.get\'s index (an unsigned LEB128)',
+    `    while (bytes[end]${T('!')} & 0x80) end++;`,
+    '    bytes.copyWithin(at, at + 3, end + 1);',
+    '    bytes.set([0xfd, 0x85, 0x02, 0x01, 0x01, 0x01], end - 2);',
+    '  }',
+    '}',
   ];
 }
 

@@ -3,12 +3,13 @@
 // epilogue op), the softmax kernel, and the wasm module of every example against the flat module (the
 // elementwise and reduction groups are kernels of the kernel form: test/wasm-kernel.test.ts).
 
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/build.js';
-import { Body, encodeModule, sleb, uleb } from '../codegen/wasm/encode.js';
+import { Body, encodeModule, RELAXED_PROBE, relaxSites, sleb, uleb } from '../codegen/wasm/encode.js';
 import type { MatmulKernel } from '../codegen/wasm/matmul.js';
 import type { Step, Step as EpilogueStep } from '../codegen/wasm/steps.js';
 import { matmulBody, packBody, packFloats, packsA } from '../codegen/wasm/matmul.js';
@@ -53,6 +54,27 @@ describe('the encoder', () => {
     (inst.exports.fill as () => void)();
     const out = new Float32Array(memory.buffer, 0, 24);
     expect([...out]).toEqual([...Array(20).fill(2.5), 0, 0, 0, 0]);
+  });
+
+  it('lists the multiply-adds it writes: rewritten at those offsets, the plain module is the relaxed one (locals past 127 included)', () => {
+    const f = new Body();
+    const p = f.local('i32');
+    const locals = Array.from({ length: 200 }, () => f.local('v128'));
+    for (const [a, b, c] of [[0, 1, 2], [3, 4, 199], [198, 150, 130]] as const) f.get(locals[a]!).get(locals[b]!).madd(locals[c]!).set(locals[c]!);
+    f.get(p).get(locals[130]!).v128Store(0);
+    const sites: number[] = [];
+    const plain = encodeModule(1, [{ name: 'f', body: f }], { sites });
+    const relaxed = encodeModule(1, [{ name: 'f', body: f }], { relaxed: true });
+    expect(sites.length).toBe(3);
+    expect(relaxed.length).toBe(plain.length);
+    expect(WebAssembly.validate(plain)).toBe(true);
+    for (const at of sites) expect([...plain.subarray(at, at + 3)]).toEqual([0xfd, 0xe6, 0x01]); // f32x4.mul
+    expect(plain).not.toEqual(relaxed);
+    const patched = plain.slice();
+    relaxSites(patched, sites);
+    expect(patched).toEqual(relaxed);
+    // (this process runs without --experimental-wasm-relaxed-simd: Node 20 lacks relaxed SIMD by default)
+    expect(WebAssembly.validate(Uint8Array.from(RELAXED_PROBE))).toBe(false);
   });
 });
 
@@ -460,6 +482,62 @@ export default model('sym', (g) => {
       const got = wasm.valueAndGrad(params, inputs);
       expect(relErr([got.loss], [wantLoss]), `B = ${B}: loss`).toBeLessThan(1e-6);
       expect(relErr(got.grads.W!, wantW), `B = ${B}: dW`).toBeLessThan(1e-6);
+    }
+    // its kernels encoded with fused multiply-adds where the runtime has relaxed SIMD (a child process with the flag)
+    expect((wasm as unknown as { simd: string }).simd).toBe('plain');
+    const child = `const m = await import(${JSON.stringify(pathToFileURL(path.join(out, 'sym.wasm.js')).href)});
+const inputs = { x: Float32Array.from({ length: 4 * 9 }, (_, i) => Math.sin(i)) };
+const r = m.valueAndGrad({ W: Float32Array.from(${JSON.stringify([...params.W])}) }, inputs);
+console.log(JSON.stringify({ simd: m.simd, loss: r.loss, W: [...r.grads.W] }));`;
+    writeFileSync(path.join(out, 'child.mjs'), child);
+    const relaxed = JSON.parse(execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(out, 'child.mjs')], { encoding: 'utf8' })) as { simd: string; loss: number; W: number[] };
+    const want = flat.valueAndGrad(params, { x: Float32Array.from({ length: 4 * 9 }, (_, i) => Math.sin(i)) });
+    expect(relaxed.simd).toBe('relaxed');
+    expect(relErr([relaxed.loss], [want.loss]), 'relaxed: loss').toBeLessThan(1e-6);
+    expect(relErr(relaxed.W, Float32Array.from(want.grads.W!)), 'relaxed: dW').toBeLessThan(1e-6);
+  });
+});
+
+describe('relaxed SIMD', () => {
+  it('the CNN example: its module fuses its multiply-adds where the runtime has relaxed SIMD (and says so), else runs plain SIMD; both agree with the flat module, alone and threaded', async () => {
+    const dir = path.join(ROOT, 'generated', 'cnn');
+    expect(readFileSync(path.join(dir, 'cnn.wasm.js'), 'utf8')).toContain("export const simd = WebAssembly.validate(probe) ? 'relaxed' : 'plain';");
+    const flat = await importGenerated('cnn', '');
+    const r = rng(11);
+    const params = flat.initParams!(3);
+    const inputs = { x: Float32Array.from({ length: 64 * 784 }, () => r() - 0.5), labels: Int32Array.from({ length: 64 }, (_, i) => (i * 7) % 10) };
+    const want = flat.valueAndGrad(params, inputs);
+    const wantGrads = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, Float32Array.from(v)]));
+    const out = tmp();
+    const list = (o: Record<string, ArrayLike<number>>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.from(v)]));
+    writeFileSync(path.join(out, 'args.json'), JSON.stringify({ params: list(params), inputs: list(inputs) }));
+    // a child process (with the flag or without) runs the module alone and on 2 threads
+    writeFileSync(
+      path.join(out, 'child.mjs'),
+      `import { readFileSync } from 'node:fs';
+const m = await import(${JSON.stringify(pathToFileURL(path.join(dir, 'cnn.wasm.js')).href)});
+const a = JSON.parse(readFileSync(new URL('./args.json', import.meta.url), 'utf8'));
+const params = Object.fromEntries(Object.entries(a.params).map(([k, v]) => [k, Float32Array.from(v)]));
+const inputs = { x: Float32Array.from(a.inputs.x), labels: Int32Array.from(a.inputs.labels) };
+const result = (r) => ({ loss: r.loss, grads: Object.fromEntries(Object.entries(r.grads).map(([k, v]) => [k, [...v]])) });
+const single = result(m.valueAndGrad(params, inputs));
+const t = await m.create({ threads: 2, minWork: 0, adapt: false });
+const threaded = result(t.valueAndGrad(params, inputs));
+await t.destroy();
+console.log(JSON.stringify({ simd: m.simd, threads: t.threads, single, threaded }));
+`,
+    );
+    type Run = { loss: number; grads: Record<string, number[]> };
+    for (const [flags, simd] of [[['--experimental-wasm-relaxed-simd'], 'relaxed'], [[], 'plain']] as const) {
+      const got = JSON.parse(execFileSync(process.execPath, [...flags, path.join(out, 'child.mjs')], { encoding: 'utf8', maxBuffer: 1 << 26 })) as { simd: string; threads: number; single: Run; threaded: Run };
+      expect(got.simd).toBe(simd);
+      expect(got.threads).toBe(2);
+      expect(got.threaded, `${simd}: the threaded instance computes what the module does, bit for bit`).toEqual(got.single);
+      for (const run of [got.single, got.threaded]) {
+        expect(relErr([run.loss], [want.loss]), `${simd}: loss`).toBeLessThan(1e-4);
+        expect(Object.keys(run.grads).sort()).toEqual(Object.keys(wantGrads).sort());
+        for (const [k, g] of Object.entries(run.grads)) expect(relErr(g, wantGrads[k]!), `${simd}: gradient of ${k}`).toBeLessThan(1e-4);
+      }
     }
   });
 });

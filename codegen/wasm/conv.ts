@@ -457,7 +457,7 @@ function weightGrad(f: Body, k: ConvKernel, range?: { start: Local; end: Local }
         f.set(cv);
         for (let a = 0; a < r; a++) {
           const c = acc[a * T + b]!;
-          f.get(c).get(dyv[a]!).get(cv).f32x4('mul').f32x4('add').set(c);
+          f.get(dyv[a]!).get(cv).madd(c).set(c);
         }
       }
     };

@@ -3,6 +3,13 @@
 // locals, structured loops, calls, loads and stores, and the f32x4 arithmetic of the SIMD
 // proposal). Instructions are appended to a `Body` by name; the
 // module is laid out section by section as the binary format describes.
+//
+// Relaxed SIMD: the matmul and convolution kernels' multiply-adds are written by `madd` as
+// f32x4.mul, local.get acc, f32x4.add (plain SIMD, which every runtime with SIMD has). Each is a
+// site of the same length as local.get acc, f32x4.relaxed_madd, nop × 3 (a fused multiply-add
+// where the hardware has one): `encodeModule` encodes either form (`relaxed`) and lists the sites'
+// offsets (`sites`), so that a module carries the plain bytes and the offsets, and rewrites the
+// sites in place (`relaxSites`) where the runtime validates RELAXED_PROBE.
 
 /** Unsigned LEB128. */
 export function uleb(n: number): number[] {
@@ -68,10 +75,40 @@ export const F32X4 = {
 } as const;
 export type F32x4Op = keyof typeof F32X4;
 
+/** The opcode of f32x4.relaxed_madd after the SIMD prefix (the relaxed SIMD proposal): a·b + c. */
+const RELAXED_MADD = 0x105;
+
+/**
+ * A module that validates only where the runtime has relaxed SIMD: one function
+ * (v128, v128, v128) → v128 of f32x4.relaxed_madd.
+ */
+export const RELAXED_PROBE: readonly number[] = [
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+  ...[0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b], // type (v128 v128 v128) → v128
+  ...[0x03, 0x02, 0x01, 0x00], // one function of it
+  ...[0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, SIMD, ...uleb(RELAXED_MADD), 0x0b],
+];
+
+/**
+ * Rewrites in place, at each offset of `sites` (a module's multiply-adds, see `madd`), f32x4.mul,
+ * local.get acc, f32x4.add into local.get acc, f32x4.relaxed_madd, nop × 3 (the same length).
+ * (codegen/wasm.ts `relaxedDecl` writes the same loop into a static module.)
+ */
+export function relaxSites(bytes: Uint8Array, sites: readonly number[]): void {
+  for (const at of sites) {
+    let end = at + 4; // the last byte of local.get's index (an unsigned LEB128)
+    while (bytes[end]! & 0x80) end++;
+    bytes.copyWithin(at, at + 3, end + 1); // local.get acc, moved to the site's start
+    bytes.set([SIMD, ...uleb(RELAXED_MADD), 0x01, 0x01, 0x01], end - 2); // f32x4.relaxed_madd, nop × 3
+  }
+}
+
 /** The instructions of one function body. */
 export class Body {
   private readonly code: number[] = [];
   private readonly locals: Local[] = [];
+  /** The offsets in `code` of the multiply-adds (see `madd`). */
+  private readonly madds: number[] = [];
   private depth = 0;
 
   /** A function of `params` i32 arguments (0 or 2): they are its first locals. */
@@ -287,6 +324,14 @@ export class Body {
   f32x4(op: F32x4Op): this {
     return this.op(SIMD, ...uleb(F32X4[op]));
   }
+  /**
+   * acc + a·b, with a and b the f32x4s on the stack: f32x4.mul, local.get acc, f32x4.add, a site
+   * that the relaxed encoding makes one f32x4.relaxed_madd (see the header).
+   */
+  madd(acc: Local): this {
+    this.madds.push(this.code.length);
+    return this.f32x4('mul').get(acc).f32x4('add');
+  }
   /** The two low f32 lanes as an f64x2. */
   f64x2PromoteLowF32x4(): this {
     return this.op(SIMD, ...uleb(0x5f));
@@ -329,8 +374,11 @@ export class Body {
     return this.op(0x96);
   }
 
-  /** The encoded body: locals (grouped by type) and code. */
-  encode(): number[] {
+  /**
+   * The encoded body: locals (grouped by type) and code, its multiply-adds fused where `relaxed`;
+   * their offsets in it pushed onto `sites` (plus `at`, the body's offset in the module).
+   */
+  encode(relaxed = false, sites?: number[], at = 0): number[] {
     if (this.depth !== 0) throw new Error('internal: unclosed loop');
     const groups: number[][] = [];
     for (const l of this.locals.slice(this.params)) {
@@ -338,8 +386,17 @@ export class Body {
       if (last && last[1] === TYPE_CODE[l.type]) last[0]!++;
       else groups.push([1, TYPE_CODE[l.type]]);
     }
-    const body = [...vec(groups.map(([n, t]) => [...uleb(n!), t!])), ...this.code, 0x0b];
-    return [...uleb(body.length), ...body];
+    const locals = vec(groups.map(([n, t]) => [...uleb(n!), t!]));
+    const body = [...locals, ...this.code, 0x0b];
+    const out = [...uleb(body.length), ...body];
+    const start = out.length - body.length + locals.length;
+    if (relaxed) {
+      const code = Uint8Array.from(this.code);
+      relaxSites(code, this.madds);
+      code.forEach((b, i) => (out[start + i] = b));
+    }
+    if (sites) for (const m of this.madds) sites.push(at + start + m);
+    return out;
   }
 }
 
@@ -349,7 +406,11 @@ export class Body {
  * that worker threads share; `growable`: at least `pages`, no maximum, for the symbolic module's
  * memory, which grows with the sizes of its calls).
  */
-export function encodeModule(pages: number, functions: readonly { name: string; body: Body }[], opts: { shared?: boolean; growable?: boolean } = {}): Uint8Array {
+export function encodeModule(
+  pages: number,
+  functions: readonly { name: string; body: Body }[],
+  opts: { shared?: boolean; growable?: boolean; relaxed?: boolean; sites?: number[] } = {},
+): Uint8Array {
   const types = [
     [0x60, 0x00, 0x00], // func [] -> []
     [0x60, 0x02, 0x7f, 0x7f, 0x00], // func [i32 i32] -> []: a range
@@ -361,15 +422,21 @@ export function encodeModule(pages: number, functions: readonly { name: string; 
   // limits: 0x01 min and max; 0x03 min and max, shared between threads; 0x00 min only (a memory that grows)
   const limits = opts.growable ? [0x00, ...uleb(pages)] : [opts.shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)];
   const memoryImport = [...name('env'), ...name('memory'), 0x02, ...limits];
-  const bytes = [
+  const head = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec(types)),
     ...section(2, vec([memoryImport])),
     ...section(3, vec(functions.map((f) => uleb(typeOf(f.body))))),
     ...section(7, vec(functions.map((f, k) => [...name(f.name), 0x00, ...uleb(k)]))),
-    ...section(10, vec(functions.map((f) => f.body.encode()))),
   ];
-  return Uint8Array.from(bytes);
+  // the code section, the offsets of its multiply-adds relative to its contents (then moved past its header)
+  const sites: number[] = [];
+  const code = [...uleb(functions.length)];
+  for (const f of functions) for (const b of f.body.encode(opts.relaxed, sites, code.length)) code.push(b);
+  const codeSection = section(10, code);
+  const shift = head.length + codeSection.length - code.length;
+  opts.sites?.push(...sites.map((s) => s + shift));
+  return Uint8Array.from([...head, ...codeSection]);
 }
 
 function name(s: string): number[] {

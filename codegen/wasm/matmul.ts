@@ -238,7 +238,7 @@ export function matmulInto(
           f.get(aPtr).v128Load32Splat(r * aRowStride).set(av);
           for (let v = 0; v < vecs; v++) {
             const c = acc[r * V + v]!;
-            f.get(c).get(av).get(bv[v]!).f32x4('mul').f32x4('add').set(c);
+            f.get(av).get(bv[v]!).madd(c).set(c);
           }
         }
         f.bump(aPtr, aStepP).bump(bPtr, bStep);

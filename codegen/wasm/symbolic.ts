@@ -365,7 +365,7 @@ function generatorsDecl(typed: boolean, used: ReadonlySet<string>): string[] {
     '// embedded: the first call with a set of sizes encodes its kernels with them.',
     'const gen = (() => {',
     code,
-    `  return { ${generators.join(', ')} };`,
+    `  return { ${generators.join(', ')}${matmul ? ', RELAXED_PROBE' : ''} };`,
     '})();',
   ];
 }
@@ -441,6 +441,8 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     return p && evalPoly(p, syms, points.at(-1)!) === values.at(-1) ? polyCode(p, syms) : undefined;
   };
   const { kernels, byUnit } = fitKernels(units, probes, fitNum);
+  // matmul and convolution kernels have multiply-adds: fused (f32x4.relaxed_madd) where the runtime has relaxed SIMD
+  const madds = kernels.some(({ k }) => k.gen === 'matmulBody' || k.gen === 'convBody');
   const needsProduct = kernels.some(({ k }) => k.d.kind === 'matmul' && !k.d.productStored && !k.d.fusedEpilogue);
   const sizes = syms.map((d) => `${d}${T(': number')}`).join(', ');
   const buffers = m.plan.buffers;
@@ -458,11 +460,19 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
           '  Memory: new (size: { initial: number; maximum?: number; shared?: boolean }) => { readonly buffer: ArrayBufferLike; grow(pages: number): number };',
           '  Module: new (bytes: Uint8Array) => object;',
           '  Instance: new (module: object, imports: object) => { readonly exports: object };',
+          ...(madds ? ['  validate: (bytes: Uint8Array) => boolean;'] : []),
           '};',
           `type Kernels = { ${kernels.flatMap(({ k }) => (k.sum ? [k.name, `${k.name}_sum`] : [k.name])).map((n) => `${n}(): void;`).join(' ')} };`,
         ]
       : []),
     ...generatorsDecl(typed, new Set(kernels.map(({ k }) => k.gen))),
+    ...(madds
+      ? [
+          '// Relaxed SIMD: where the runtime validates a function of one f32x4.relaxed_madd, the kernels are encoded with their',
+          "// multiply-adds fused (codegen/wasm/encode.ts `madd`); `simd` says which kernels run.",
+          `export const simd${T(": 'relaxed' | 'plain'")} = WebAssembly.validate(Uint8Array.from(gen.RELAXED_PROBE)) ? 'relaxed' : 'plain';`,
+        ]
+      : []),
     '',
     '/** The layout of the memory and the kernels\' code for one set of sizes. */',
     `function sized(${sizes}) {`,
@@ -504,7 +514,7 @@ export function emitSymbolicWasm(m: ModuleInfo, typed = true): string {
     '    if (pages > have) memory.grow(pages - have);',
     ...(kernels.length
       ? [
-          '    const bytes = gen.encodeModule(pages, k.fns, { growable: true });',
+          `    const bytes = gen.encodeModule(pages, k.fns, { growable: true${madds ? ", relaxed: simd === 'relaxed'" : ''} });`,
           `    s = { ...k, kernels: new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports${T(' as unknown as Kernels')} };`,
         ]
       : [`    s = { ...k, kernels: {}${T(' as Kernels')} }; // (no kernel encoded per size)`]),

@@ -24,7 +24,7 @@ globalThis.harness = {
   async valueAndGrad(url, params, inputs) {
     const mod = await import(url);
     const { loss, grads } = mod.valueAndGrad(typed(mod.spec.params, params), typed(mod.spec.inputs, inputs), callOptions(mod));
-    return { loss, grads: plain(grads) };
+    return { loss, grads: plain(grads), simd: mod.simd ?? null }; // simd: a wasm module's multiply-adds, 'relaxed' or 'plain' (docs/wasm.md)
   },
 
   /** The GPU.js module in `mode`: the backend it got, its loss and gradients, and the adapter it ran on. */

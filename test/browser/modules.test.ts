@@ -1,6 +1,9 @@
 // Every example's flat module (generated/<name>/<name>.js) and wasm module (<name>.wasm.js), as
-// committed, give the same loss and gradients in Chromium as in Node (≤ 1e-6 relative).
+// committed, give the same loss and gradients in Chromium as in Node (≤ 1e-6 relative). A wasm
+// module with matmuls or convolutions fuses their multiply-adds in both (relaxed SIMD: Chromium's
+// by default, Node's by the flag vitest.browser.config.ts gives it).
 
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +15,7 @@ import { callOptions, EXAMPLES, exampleArgs, plain } from './examples.js';
 interface Result {
   loss: number;
   grads: Record<string, number[]>;
+  simd: string | null;
 }
 
 let s: Session;
@@ -49,6 +53,9 @@ describe.each(EXAMPLES)('%s', (name) => {
     const node = (mod.valueAndGrad as (p: object, i: object, o: object) => ReturnType<GeneratedModule['valueAndGrad']>)(params, inputs, callOptions(mod));
     const want = { loss: node.loss, grads: Object.fromEntries(Object.entries(node.grads).map(([k, v]) => [k, Array.from(v)])) };
     const got = await run(`/generated/${name}/${name}${suffix}.js`, plain(params), plain(inputs));
+    const simd = (mod as { simd?: string }).simd ?? null;
+    expect(got.simd, 'the SIMD multiply-adds the module runs in Chromium').toBe(simd);
+    if (suffix && /^\/\/ {3}(matmul|conv)_\w+: /m.test(readFileSync(file, 'utf8'))) expect(simd, 'the SIMD multiply-adds it runs in Node').toBe('relaxed');
     expect(Number.isFinite(want.loss), 'the loss in Node').toBe(true);
     expect(relErr([got.loss], [want.loss]), 'loss').toBeLessThanOrEqual(1e-6);
     expect(Object.keys(got.grads).sort()).toEqual(Object.keys(want.grads).sort());
