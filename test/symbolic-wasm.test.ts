@@ -12,6 +12,7 @@ import type { Compiled } from '../src/build.js';
 import type { Arrays, GeneratedModule } from './helpers.js';
 import { gradTolerance, modelFile, randomArgs, reference, relErr, ROOT, tmp } from './helpers.js';
 import { jsLoopSteps, kernelJsSteps } from './wasm-steps.js';
+import { resolveHyper } from '../codegen/optim.js';
 
 const EXAMPLES = ROOT.split(path.sep).join('/') + '/examples';
 
@@ -120,6 +121,58 @@ export default model('${name}', (g) => {
       expect(relErr(outs.m as Float32Array, ref.outputs.m!.data), `B = ${n}: m`).toBeLessThan(1e-5);
     }
   }, 120_000); // two builds
+
+  it('the optimizer update (adam, weight decay, clipping) is one kernel built once: trainStep at B = 3, 40, 3 and applyGradients before any call as the flat module', async () => {
+    const file = modelFile(`import { model } from 'graphc';
+export default model('opt_sym', (g) => {
+  const W = g.param('W', [3, 5], { scale: 0.5 });
+  const b = g.param('b', [5], { init: 'zeros' });
+  const x = g.input('x', ['B', 3]);
+  const y = g.input('y', ['B'], 'i32');
+  return { loss: g.crossEntropy(x.matmul(W).add(b).tanh(), y) };
+});
+`);
+    const c = await compile(file, { targets: ['ts', 'wasm'], optimizer: { name: 'adam', hyper: resolveHyper('adam', { lr: 0.05, weightDecay: 0.01, clipGradNorm: 0.5 }) } });
+    const dir = tmp();
+    for (const f of c.files) writeFileSync(path.join(dir, f.name), f.content);
+    type Train = WasmModule & {
+      initOptState(p: Arrays): Record<string, unknown> & { step: number };
+      trainStep(p: Arrays, s: object, i: Arrays): { loss: number };
+      applyGradients(p: Arrays, s: object, g: Arrays): void;
+    };
+    const load = async (name: string, q = '') => (await import(pathToFileURL(path.join(dir, name)).href + q)) as Train;
+    const code = c.files.find((f) => f.name === 'opt_sym.wasm.ts')!.content as string;
+    expect(code).toMatch(/^ {2}forms\.update\(\);$/m);
+    expect(code).not.toMatch(/^ +adamStep\(/m); // no param takes the JS loop
+    expect(kernelJsSteps(code)).toEqual([]);
+    const [wasm, flat] = [await load('opt_sym.wasm.js'), await load('opt_sym.js')];
+    const init = (): Arrays => ({ W: Float32Array.from({ length: 15 }, (_, i) => Math.sin(i) * 0.5), b: new Float32Array(5) });
+    const [pw, pf] = [init(), init()];
+    const [sw, sf] = [wasm.initOptState(pw), flat.initOptState(pf)];
+    const close = (at: string) => {
+      for (const k of ['W', 'b']) {
+        expect(relErr(pw[k] as Float32Array, pf[k] as Float32Array), `${at}: ${k}`).toBeLessThan(1e-6);
+        for (const slot of ['exp_avg', 'exp_avg_sq']) expect(relErr((sw[slot] as Arrays)[k] as Float32Array, (sf[slot] as Arrays)[k] as Float32Array), `${at}: ${slot}.${k}`).toBeLessThan(1e-6);
+      }
+    };
+    for (const [k, B] of [3, 40, 3].entries()) {
+      const inputs: Arrays = { x: Float32Array.from({ length: B * 3 }, (_, i) => Math.cos(i * 1.3 + k)), y: Int32Array.from({ length: B }, (_, i) => (i + k) % 5) };
+      const ref = reference(c.fwd, c.bwd, pw, inputs).outputs.loss!.data[0]!;
+      const [lw, lf] = [wasm.trainStep(pw, sw, inputs).loss, flat.trainStep(pf, sf, inputs).loss];
+      expect(relErr([lw], [ref]), `B = ${B}: loss vs the interpreter`).toBeLessThan(1e-5);
+      expect(relErr([lw], [lf]), `B = ${B}: loss vs the flat module`).toBeLessThan(1e-6);
+      close(`B = ${B}, step ${k + 1}`);
+    }
+    expect(sw.step).toBe(3);
+    // a fresh instance whose first call is applyGradients: the params and gradients reach the memory first
+    const fresh = await load('opt_sym.wasm.js', '?fresh');
+    const [qw, qf] = [init(), init()];
+    const grads: Arrays = { W: Float32Array.from({ length: 15 }, (_, i) => 0.1 * (i - 7)), b: new Float32Array(5).fill(0.2) };
+    const [tw, tf] = [fresh.initOptState(qw), flat.initOptState(qf)];
+    fresh.applyGradients(qw, tw, grads);
+    flat.applyGradients(qf, tf, grads);
+    for (const k of ['W', 'b']) expect(relErr(qw[k] as Float32Array, qf[k] as Float32Array), `applyGradients: ${k}`).toBeLessThan(1e-6);
+  }, 60_000);
 
   it('every elementwise, reduction and layout group is one kernel encoded at build time, its sizes read at run time: transposes, a mid axis, one-hot, [B,B], two symbols, a concatenation, a constant, a pick; and the index routines over lines, argmax_mask and max_pool_pick', async () => {
     const { c, mod } = await buildWasm(
